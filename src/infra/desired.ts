@@ -1,0 +1,32 @@
+import { digestOf, NODE_SPEC } from '../runtime/index.ts';
+import type { DesiredNode, NodeSpec } from '../runtime/index.ts';
+import type { InfraNodeSpec } from './spec.ts';
+
+/**
+ * The wrapper: a resource spec (WHAT) and the backend instance that
+ * provisions it (HOW). The only infra type that is a runtime `NodeSpec`.
+ */
+export interface InfraDesiredNodeSpec<T extends InfraNodeSpec = InfraNodeSpec> extends NodeSpec {
+  readonly spec: T;
+  /** Goal and node labels, merged; backends whose resources carry tags apply them. */
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+/** Wraps a spec for the runtime. The only place the NodeSpec brand is set for infrastructure. */
+export function desiredNodeSpec<T extends InfraNodeSpec>(
+  spec: T,
+  backendId: string,
+  labels: Readonly<Record<string, string>> = {},
+): InfraDesiredNodeSpec<T> {
+  return Object.freeze({
+    [NODE_SPEC]: true as const,
+    type: spec.type,
+    backendId,
+    digest: digestOf({ spec, backendId, labels }),
+    spec: Object.freeze(spec),
+    labels: Object.freeze({ ...labels }),
+  });
+}
+
+/** A node of the infrastructure graph. */
+export type InfraNode<T extends InfraNodeSpec = InfraNodeSpec> = DesiredNode<InfraDesiredNodeSpec<T>>;

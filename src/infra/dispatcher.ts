@@ -1,0 +1,105 @@
+import { fault, resolveReferences, toFault } from '../runtime/index.ts';
+import type { FieldDiff, NodeId, NodeProvisioner, Observation, OperationContext, ProvisionResult } from '../runtime/index.ts';
+import type { InfraBackend } from './backend.ts';
+import type { InfraDesiredNodeSpec, InfraNode } from './desired.ts';
+import { SECRET_MASK } from './secret.ts';
+import { secretFields } from './spec.ts';
+import type { InfraNodeSpec } from './spec.ts';
+
+/**
+ * The runtime's only view of infrastructure: dispatches each node to the
+ * backend registered under its `backendId`, resolves `${nodes…}` references
+ * first, turns anything thrown into a classified fault, and masks secrets in
+ * every diff that leaves it.
+ */
+export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpec> {
+  private readonly backends: ReadonlyMap<string, InfraBackend>;
+
+  constructor(options: { backends: ReadonlyMap<string, InfraBackend> }) {
+    this.backends = options.backends;
+  }
+
+  backend(id: string): InfraBackend | undefined {
+    return this.backends.get(id);
+  }
+
+  async observe(nodes: readonly InfraNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, Observation>> {
+    const out = new Map<NodeId, Observation>();
+    const groups = new Map<string, InfraNode[]>();
+    for (const node of nodes) {
+      const resolved = this.resolve(node, ctx);
+      if ('fault' in resolved) {
+        out.set(node.id, { status: 'failed', fault: resolved.fault });
+        continue;
+      }
+      let g = groups.get(node.spec.backendId);
+      if (g === undefined) groups.set(node.spec.backendId, (g = []));
+      g.push(resolved.node);
+    }
+    await Promise.all(
+      [...groups].map(async ([backendId, group]) => {
+        const backend = this.backends.get(backendId);
+        if (backend === undefined) {
+          for (const n of group) out.set(n.id, { status: 'failed', fault: fault('permanent', `backend "${backendId}" is not configured`) });
+          return;
+        }
+        try {
+          const observed = await backend.observe(group, ctx);
+          for (const n of group) {
+            const obs = observed.get(n.id) ?? { status: 'failed', fault: fault('unknown', `backend "${backendId}" returned no observation`) };
+            out.set(n.id, obs.status === 'drifted' ? { ...obs, diffs: maskDiffs(n.spec.spec, obs.diffs) } : obs);
+          }
+        } catch (err) {
+          const f = toFault(err);
+          for (const n of group) out.set(n.id, { status: 'failed', fault: f });
+        }
+      }),
+    );
+    return out;
+  }
+
+  create(node: InfraNode, ctx: OperationContext): Promise<ProvisionResult> {
+    return this.call(node, ctx, (b, n) => b.create(n, ctx));
+  }
+
+  update(node: InfraNode, diffs: readonly FieldDiff[], ctx: OperationContext): Promise<ProvisionResult> {
+    return this.call(node, ctx, (b, n) => b.update(n, diffs, ctx));
+  }
+
+  delete(node: InfraNode, ctx: OperationContext): Promise<ProvisionResult> {
+    return this.call(node, ctx, (b, n) => b.delete(n, ctx));
+  }
+
+  private async call(
+    node: InfraNode,
+    ctx: OperationContext,
+    op: (backend: InfraBackend, node: InfraNode) => Promise<ProvisionResult>,
+  ): Promise<ProvisionResult> {
+    const backend = this.backends.get(node.spec.backendId);
+    if (backend === undefined) return { status: 'failed', fault: fault('permanent', `backend "${node.spec.backendId}" is not configured`) };
+    const resolved = this.resolve(node, ctx);
+    if ('fault' in resolved) return { status: 'failed', fault: resolved.fault };
+    try {
+      if (ctx.signal.aborted) return { status: 'failed', fault: fault('transient', 'operation aborted before it started') };
+      return await op(backend, resolved.node);
+    } catch (err) {
+      return { status: 'failed', fault: toFault(err) };
+    }
+  }
+
+  /** The node with `${nodes.<id>.outputs.<key>}` replaced, or a transient fault while an output is missing. */
+  private resolve(node: InfraNode, ctx: OperationContext): { node: InfraNode } | { fault: ReturnType<typeof fault> } {
+    if (!JSON.stringify(node.spec.spec).includes('${')) return { node };
+    const { value, missing } = resolveReferences(node.spec.spec, ctx.outputsOf);
+    if (missing.length > 0) {
+      return { fault: fault('transient', `waiting for outputs ${missing.join(', ')}`, { code: 'outputs-missing' }) };
+    }
+    return { node: { ...node, spec: { ...node.spec, spec: value } } };
+  }
+}
+
+/** Secret fields never leave as values: only the fact that they differ. */
+export function maskDiffs(spec: InfraNodeSpec, diffs: readonly FieldDiff[]): FieldDiff[] {
+  const secret = secretFields[spec.type] ?? [];
+  return diffs.map((d) => (secret.some((f) => d.path === f || d.path.startsWith(`${f}.`)) ? { path: d.path, desired: SECRET_MASK, actual: SECRET_MASK, masked: true } : d));
+}

@@ -1,0 +1,117 @@
+import { z } from 'zod';
+import { reportZodIssues, suggestion } from '../runtime/index.ts';
+import type { BuiltSpec, DiagnosticBag, GoalInfo, NodeDeclaration, NodeSpecFactory, RawDocument } from '../runtime/index.ts';
+import { desiredNodeSpec } from './desired.ts';
+import type { InfraDesiredNodeSpec } from './desired.ts';
+import type { PolicyDefault, PolicyEngine } from './policy.ts';
+import type { BackendDeclaration, BackendRegistry } from './registry.ts';
+import { INFRA_NODE_TYPES, isInfraNodeType, specSchemas, statefulTypes } from './spec.ts';
+import type { InfraNodeSpec } from './spec.ts';
+
+export const backendDocumentSchema = z.strictObject({
+  apiVersion: z.string(),
+  kind: z.literal('Backend'),
+  metadata: z.strictObject({ name: z.string(), labels: z.record(z.string(), z.string()).optional() }),
+  spec: z.strictObject({
+    type: z.string().describe('Which implementation: local, memory, postgres, exec, ansible, script.'),
+    config: z.record(z.string(), z.unknown()).default({}).describe('Validated by the implementation.'),
+  }),
+});
+
+/** The backend a goal set gets when it declares none named `local`. */
+export const DEFAULT_LOCAL_BACKEND = { id: 'local', type: 'local', config: { root: '.desiredstate/local' } } as const;
+
+/**
+ * The infra domain's half of goal compilation: typed, strict specs for each
+ * node; Backend documents validated against their implementation; Policy
+ * documents handed to the policy engine.
+ */
+export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
+  readonly documentKinds = ['Backend', 'Policy'] as const;
+  readonly nodeTypes = INFRA_NODE_TYPES;
+  readonly backends = new Map<string, BackendDeclaration>();
+  readonly policies: RawDocument[] = [];
+  /** Policy-set defaults per node, for plans. */
+  readonly policyDefaults = new Map<string, readonly PolicyDefault[]>();
+  private readonly registry: BackendRegistry;
+  private readonly policy: PolicyEngine | undefined;
+
+  constructor(options: { registry: BackendRegistry; policy?: PolicyEngine | undefined }) {
+    this.registry = options.registry;
+    this.policy = options.policy;
+  }
+
+  acceptDocument(doc: RawDocument, diag: DiagnosticBag): void {
+    if (doc.kind === 'Policy') {
+      this.policies.push(doc);
+      this.policy?.acceptPolicy(doc, diag);
+      return;
+    }
+    const parsed = backendDocumentSchema.safeParse(doc.value);
+    if (!parsed.success) {
+      reportZodIssues(parsed.error.issues, { schema: backendDocumentSchema, input: doc.value, prefix: [], owner: 'a Backend', locate: doc.locate, diag });
+      return;
+    }
+    const { type, config } = parsed.data.spec;
+    const factory = this.registry.get(type);
+    if (factory === undefined) {
+      diag.error(doc.locate(['spec', 'type']), 'unknown-backend-type', `backend type "${type}" is not one of ${this.registry.types().join(', ')}${suggestion(type, this.registry.types())}`);
+      return;
+    }
+    const cfg = factory.configSchema.safeParse(config);
+    if (!cfg.success) {
+      reportZodIssues(cfg.error.issues, { schema: factory.configSchema, input: config, prefix: ['spec', 'config'], owner: `a ${type} backend's config`, locate: doc.locate, diag });
+      return;
+    }
+    this.backends.set(doc.name, { id: doc.name, type, config: cfg.data, source: doc.locate(['metadata', 'name']) });
+  }
+
+  beforeNodes(goals: readonly GoalInfo[], diag: DiagnosticBag): void {
+    if (!this.backends.has('local') && this.registry.get('local') !== undefined) {
+      const cfg = this.registry.require('local').configSchema.parse(DEFAULT_LOCAL_BACKEND.config);
+      this.backends.set('local', { id: 'local', type: 'local', config: cfg });
+    }
+    this.policy?.prepare?.(goals, diag);
+  }
+
+  build(decl: NodeDeclaration, diag: DiagnosticBag): BuiltSpec<InfraDesiredNodeSpec> | undefined {
+    if (!isInfraNodeType(decl.type)) {
+      diag.error(decl.locate(['type']), 'unknown-type', `type "${decl.type}" is not a known resource type${suggestion(decl.type, INFRA_NODE_TYPES)}`);
+      return undefined;
+    }
+    const schema = specSchemas[decl.type];
+    const parsed = schema.safeParse(decl.spec);
+    const backendId = decl.backend ?? 'local';
+    const backend = this.backends.get(backendId);
+    let ok = parsed.success;
+    if (backend === undefined) {
+      const where = decl.backend === undefined ? decl.locate(['type']) : decl.locate(['backend']);
+      diag.error(where, 'unknown-backend', `backend "${backendId}" is not configured${suggestion(backendId, this.backends.keys())}`);
+      ok = false;
+    } else {
+      const factory = this.registry.get(backend.type);
+      if (factory !== undefined && !factory.kinds.includes(decl.type)) {
+        const where = decl.backend === undefined ? decl.locate(['type']) : decl.locate(['backend']);
+        diag.error(where, 'unsupported-type', `backend "${backendId}" (type ${backend.type}) cannot provision ${decl.type}; it supports ${factory.kinds.join(', ')}`);
+        ok = false;
+      }
+    }
+    if (!parsed.success) {
+      reportZodIssues(parsed.error.issues, { schema, input: decl.spec, prefix: ['spec'], owner: decl.type, locate: decl.locate, diag });
+    }
+    if (!ok || !parsed.success) return undefined;
+    let spec = { type: decl.type, ...parsed.data } as InfraNodeSpec;
+    let gate: BuiltSpec<InfraDesiredNodeSpec>['gate'];
+    if (this.policy !== undefined) {
+      const verdict = this.policy.evaluate(decl, spec, diag);
+      spec = verdict.spec;
+      gate = verdict.gate;
+      if (verdict.defaults.length > 0) this.policyDefaults.set(decl.id, verdict.defaults);
+    }
+    return {
+      spec: desiredNodeSpec(spec, backendId, decl.labels),
+      gate,
+      deletionPolicy: statefulTypes.has(decl.type) ? 'Orphan' : undefined,
+    };
+  }
+}

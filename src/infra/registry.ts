@@ -1,0 +1,62 @@
+import { DesiredStateError, ErrorCodes, suggestion } from '../runtime/index.ts';
+import type { SourceLocation } from '../runtime/index.ts';
+import type { BackendContext, BackendFactory, InfraBackend } from './backend.ts';
+
+/** A configured backend instance, as declared by a Backend document (or the default `local`). */
+export interface BackendDeclaration {
+  readonly id: string;
+  readonly type: string;
+  /** The config, already validated by the factory's schema. */
+  readonly config: unknown;
+  readonly source?: SourceLocation | undefined;
+}
+
+/**
+ * Backend implementations by type. Fails at boot, with a coded error, on a
+ * duplicate implementation, an unknown type or a duplicate instance id.
+ */
+export class BackendRegistry {
+  private readonly factories = new Map<string, BackendFactory>();
+
+  constructor(factories: readonly BackendFactory<never>[] = []) {
+    for (const f of factories) this.register(f);
+  }
+
+  register<C>(factory: BackendFactory<C>): this {
+    if (this.factories.has(factory.type)) {
+      throw new DesiredStateError(ErrorCodes.DuplicateBackend, `backend type "${factory.type}" is registered twice`, { context: { type: factory.type } });
+    }
+    this.factories.set(factory.type, factory as BackendFactory);
+    return this;
+  }
+
+  types(): string[] {
+    return [...this.factories.keys()];
+  }
+
+  get(type: string): BackendFactory | undefined {
+    return this.factories.get(type);
+  }
+
+  /** The factory for `type`, or a coded error with a suggestion. */
+  require(type: string): BackendFactory {
+    const f = this.factories.get(type);
+    if (f === undefined) {
+      throw new DesiredStateError(ErrorCodes.UnknownBackendType, `unknown backend type "${type}"${suggestion(type, this.factories.keys())}`, { context: { type } });
+    }
+    return f;
+  }
+
+  /** Builds one instance per declaration. */
+  instantiate(declarations: readonly BackendDeclaration[], ctx: Omit<BackendContext, 'id'>): Map<string, InfraBackend> {
+    const out = new Map<string, InfraBackend>();
+    for (const d of declarations) {
+      if (out.has(d.id)) {
+        throw new DesiredStateError(ErrorCodes.DuplicateBackend, `backend id "${d.id}" is configured twice`, { context: { id: d.id } });
+      }
+      const factory = this.require(d.type);
+      out.set(d.id, factory.create(d.config, { ...ctx, id: d.id, log: ctx.log.child({ backend: d.id }) }));
+    }
+    return out;
+  }
+}

@@ -1,0 +1,58 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { DesiredStateError, ErrorCodes } from '../runtime/index.ts';
+
+/**
+ * A secret is never written inline: it names where the value lives. The
+ * value is read only when an operation needs it and is never logged, printed
+ * or stored (a hash may be stored to notice a change).
+ */
+export const secretRefSchema = z.union(
+  [
+    z.strictObject({ fromEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name') }),
+    z.strictObject({ fromFile: z.string().min(1) }),
+  ],
+  {
+    error: (iss) =>
+      typeof iss.input === 'string'
+        ? 'a secret must not be written inline: use { fromEnv: NAME } or { fromFile: path }'
+        : 'a secret reference is { fromEnv: NAME } or { fromFile: path }',
+  },
+).meta({ secret: true, description: 'A secret reference: { fromEnv: NAME } or { fromFile: path }. Never an inline value.' });
+
+export type SecretRef = z.infer<typeof secretRefSchema>;
+
+export function isSecretRef(v: unknown): v is SecretRef {
+  return secretRefSchema.safeParse(v).success;
+}
+
+/** What a secret is shown as, anywhere it would appear. */
+export const SECRET_MASK = '<secret>';
+
+export function describeSecretRef(ref: SecretRef): string {
+  return 'fromEnv' in ref ? `env:${ref.fromEnv}` : `file:${ref.fromFile}`;
+}
+
+/** Reads a secret's value. Throws a coded error that names the reference, never the value. */
+export async function resolveSecret(ref: SecretRef, options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<string> {
+  if ('fromEnv' in ref) {
+    const v = (options.env ?? process.env)[ref.fromEnv];
+    if (v === undefined) {
+      throw new DesiredStateError(ErrorCodes.SecretUnavailable, `secret environment variable ${ref.fromEnv} is not set`, { context: { ref: describeSecretRef(ref) } });
+    }
+    return v;
+  }
+  try {
+    const text = await readFile(resolve(options.cwd ?? process.cwd(), ref.fromFile), 'utf8');
+    return text.replace(/\r?\n$/, '');
+  } catch (cause) {
+    throw new DesiredStateError(ErrorCodes.SecretUnavailable, `secret file ${ref.fromFile} cannot be read`, { cause, context: { ref: describeSecretRef(ref) } });
+  }
+}
+
+/** A salted digest of a secret value, safe to store: it notices a change without keeping the value. */
+export function secretDigest(value: string, salt: string): string {
+  return createHash('sha256').update(salt).update('\0').update(value).digest('hex');
+}

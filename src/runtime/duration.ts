@@ -1,0 +1,31 @@
+import { z } from 'zod';
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Parses `500ms`, `30s`, `5m`, `1h`, `1d` (or a combination such as `1m30s`) to milliseconds. */
+export function parseDuration(text: string): number | undefined {
+  const s = text.trim();
+  if (!/^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(s)) return undefined;
+  let total = 0;
+  for (const m of s.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) total += Number(m[1]) * UNITS[m[2]!]!;
+  return Math.round(total);
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${ms}ms`;
+  if (ms < 60_000) return `${+(ms / 1000).toFixed(1)}s`;
+  if (ms < 3_600_000) return `${+(ms / 60_000).toFixed(1)}m`;
+  return `${+(ms / 3_600_000).toFixed(1)}h`;
+}
+
+/** A zod schema for a duration string, yielding milliseconds. */
+export const durationSchema = z
+  .string({ error: 'expected a duration such as "500ms", "30s" or "5m"' })
+  .transform((s, ctx) => {
+    const ms = parseDuration(s);
+    if (ms === undefined || ms <= 0) {
+      ctx.addIssue({ code: 'custom', message: `"${s}" is not a duration such as "500ms", "30s" or "5m"` });
+      return z.NEVER;
+    }
+    return ms;
+  });

@@ -1,0 +1,54 @@
+/**
+ * One catalogue of error codes for the whole program. Callers test `code` or
+ * the class, never the message text.
+ */
+export const ErrorCodes = {
+  /** A backend id is configured twice. */
+  DuplicateBackend: 'DS_DUPLICATE_BACKEND',
+  /** A node names a backend id that is not configured. */
+  UnknownBackend: 'DS_UNKNOWN_BACKEND',
+  /** A Backend document names an implementation that does not exist. */
+  UnknownBackendType: 'DS_UNKNOWN_BACKEND_TYPE',
+  /** A backend's configuration failed validation. */
+  InvalidBackendConfig: 'DS_INVALID_BACKEND_CONFIG',
+  /** A backend does not support a node's type. */
+  UnsupportedType: 'DS_UNSUPPORTED_TYPE',
+  /** The goal set does not compile. */
+  GoalErrors: 'DS_GOAL_ERRORS',
+  /** A secret reference could not be resolved. */
+  SecretUnavailable: 'DS_SECRET_UNAVAILABLE',
+  /** The state store cannot be opened (lock, lineage, schema). */
+  StateStore: 'DS_STATE_STORE',
+  /** The state store is locked by another process. */
+  StateLocked: 'DS_STATE_LOCKED',
+  /** Command-line usage error (exit 64). */
+  Usage: 'DS_USAGE',
+  /** A path escapes the backend's root. */
+  PathEscapesRoot: 'DS_PATH_ESCAPES_ROOT',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+/** Base class: every error we throw carries a code, context fields and its cause. */
+export class DesiredStateError extends Error {
+  readonly code: ErrorCode;
+  readonly context: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; context?: Record<string, unknown> } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.context = Object.freeze({ ...(options.context ?? {}) });
+  }
+}
+
+/** Exhaustiveness guard for switches over unions. */
+export function assertNever(value: never, what = 'value'): never {
+  throw new Error(`unexpected ${what}: ${JSON.stringify(value)}`);
+}
+
+/** A readable message from anything thrown. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

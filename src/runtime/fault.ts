@@ -1,0 +1,43 @@
+/**
+ * How a failure is classified, once, at the backend boundary. The fault
+ * policy reads only the class (and the retry-after hint).
+ */
+export const FAULT_CLASSES = ['transient', 'throttled', 'auth', 'permanent', 'unknown'] as const;
+export type FaultClass = (typeof FAULT_CLASSES)[number];
+
+/** A classified failure of one operation on one node. Plain data: it is stored and logged. */
+export interface Fault {
+  readonly class: FaultClass;
+  readonly message: string;
+  /** A backend-specific code (SQLSTATE, errno, exit status …). */
+  readonly code?: string | undefined;
+  /** For `throttled`: the backend's hint of when to try again. */
+  readonly retryAfterMs?: number | undefined;
+  /** What an operator can do about it. */
+  readonly hint?: string | undefined;
+}
+
+/**
+ * Thrown by backends (and anything under them) to carry a classified fault.
+ * The dispatcher turns it into a `{ status: 'failed', fault }` result; any
+ * other thrown value becomes an `unknown` fault.
+ */
+export class FaultError extends Error {
+  readonly fault: Fault;
+  constructor(fault: Fault, options: { cause?: unknown } = {}) {
+    super(fault.message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'FaultError';
+    this.fault = fault;
+  }
+}
+
+export function fault(cls: FaultClass, message: string, extra: Omit<Fault, 'class' | 'message'> = {}): Fault {
+  return { class: cls, message, ...extra };
+}
+
+/** A fault from anything thrown: a `FaultError` keeps its class, an abort is transient, the rest is unknown. */
+export function toFault(err: unknown): Fault {
+  if (err instanceof FaultError) return err.fault;
+  if (err instanceof Error && err.name === 'AbortError') return fault('transient', 'operation aborted');
+  return fault('unknown', err instanceof Error ? err.message : String(err));
+}

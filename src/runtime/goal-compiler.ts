@@ -1,0 +1,311 @@
+import { z } from 'zod';
+import { DiagnosticBag, sortDiagnostics, suggestion } from './diagnostics.ts';
+import type { Diagnostic } from './diagnostics.ts';
+import { durationSchema } from './duration.ts';
+import { DesiredGraph } from './graph.ts';
+import { interpolateGoal } from './interpolation.ts';
+import type { GoalContext } from './interpolation.ts';
+import { NODE_ID_PATTERN } from './node-spec.ts';
+import type { DeletionPolicy, Dependency, DesiredNode, NodeId, NodeSpec, SourceLocation } from './node-spec.ts';
+import type { PathKey, SourceDocument } from './yaml-source.ts';
+import { formatPath, reportZodIssues } from './zod-diagnostics.ts';
+
+export const API_VERSION = 'desiredstate/v1';
+
+const nameSchema = z.string().regex(/^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$/, 'names are lower-case letters, digits, ".", "_" and "-"');
+const labelsSchema = z.record(z.string(), z.string({ error: 'label values are strings (quote numbers and booleans)' }));
+
+/** The envelope every document shares. */
+export const envelopeSchema = z.object({
+  apiVersion: z.literal(API_VERSION, { error: `apiVersion must be "${API_VERSION}"` }),
+  kind: z.string(),
+  metadata: z.object({ name: nameSchema }).loose(),
+  spec: z.record(z.string(), z.unknown()),
+});
+
+const deletionPolicySchema = z.enum(['Orphan', 'Delete']);
+
+/** A node as written in a Goal's `spec.nodes`; its `spec` is checked by the domain's factory. */
+export const nodeDeclarationSchema = z.strictObject({
+  id: z.string().regex(NODE_ID_PATTERN, 'node ids are [a-z0-9][a-z0-9._-]*'),
+  type: z.string().describe('The resource type, a member of the sealed spec union (for example local.file).'),
+  backend: z.string().optional().describe('The backend instance (a Backend document\'s metadata.name).'),
+  dependsOn: z.array(z.string()).default([]).describe('Ids of nodes that must be ready first.'),
+  deletionPolicy: deletionPolicySchema.optional().describe('Orphan (default): forget the resource when the node is removed; Delete: deprovision it (with prune).'),
+  ignoreFields: z.array(z.string()).default([]).describe('Spec paths whose drift is neither reported nor corrected.'),
+  labels: labelsSchema.default({}).describe('Labels merged over the goal\'s metadata.labels.'),
+  selfHeal: z.boolean().optional().describe('Override the goal\'s selfHeal for this node.'),
+  interval: durationSchema.optional().describe('Re-observe interval for this node ("30s", "5m").'),
+  spec: z.record(z.string(), z.unknown()).default({}).describe('The resource spec, validated against the type\'s schema.'),
+});
+
+export const goalDocumentSchema = z.strictObject({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('Goal'),
+  metadata: z.strictObject({
+    name: nameSchema.describe('Unique across the goal set.'),
+    environment: z.string().default('default').describe('Free text; policies key on it (dev, staging, prod …).'),
+    labels: labelsSchema.default({}),
+    annotations: z.record(z.string(), z.string()).optional(),
+  }),
+  spec: z.strictObject({
+    selfHeal: z.boolean().default(true).describe('Correct drift (true) or only report it (false).'),
+    prune: z.boolean().default(false).describe('Deprovision nodes removed from this goal (with deletionPolicy: Delete).'),
+    interval: durationSchema.optional().describe('Re-observe interval for this goal\'s nodes.'),
+    defaults: z
+      .strictObject({
+        backend: z.string().optional().describe('backendId used by nodes that name none.'),
+        deletionPolicy: deletionPolicySchema.optional(),
+      })
+      .default({}),
+    nodes: z.array(z.unknown()).default([]),
+  }),
+});
+
+export type NodeDeclarationInput = z.input<typeof nodeDeclarationSchema>;
+
+/** A goal's settings, as compiled. */
+export interface GoalInfo extends GoalContext {
+  readonly file: string;
+  readonly selfHeal: boolean;
+  readonly prune: boolean;
+  readonly intervalMs?: number | undefined;
+  readonly nodeCount: number;
+}
+
+/** A document of a kind the domain handles (Backend, Policy …). */
+export interface RawDocument {
+  readonly kind: string;
+  readonly name: string;
+  readonly file: string;
+  readonly value: Record<string, unknown>;
+  locate(path: readonly PathKey[], part?: 'key' | 'value'): SourceLocation;
+}
+
+/** What the compiler hands the domain's factory for each node. */
+export interface NodeDeclaration {
+  readonly id: NodeId;
+  readonly type: string;
+  /** The node's backend, or the goal's default; undefined when neither names one. */
+  readonly backend: string | undefined;
+  /** Node labels merged over goal labels. */
+  readonly labels: Readonly<Record<string, string>>;
+  /** The spec with `${goal.*}` interpolated; `${nodes…}` references left in place. */
+  readonly spec: Record<string, unknown>;
+  readonly deletionPolicy: DeletionPolicy | undefined;
+  readonly goal: GoalInfo;
+  readonly source: SourceLocation;
+  /** Locates a path inside the node declaration, for example `['spec', 'mode']`. */
+  locate(path: readonly PathKey[], part?: 'key' | 'value'): SourceLocation;
+}
+
+/** The factory's answer for one node. */
+export interface BuiltSpec<S extends NodeSpec> {
+  readonly spec: S;
+  /** Set when the node must not be provisioned or deleted (a policy gate). */
+  readonly gate?: NodeGate | undefined;
+  /** The deletion policy the domain chooses when the goal names none. */
+  readonly deletionPolicy?: DeletionPolicy | undefined;
+}
+
+export interface NodeGate {
+  readonly reason: string;
+  readonly details?: unknown;
+}
+
+/**
+ * The domain's half of compilation: it turns a raw declaration into a typed,
+ * branded spec (or diagnostics), and understands the document kinds other
+ * than `Goal`.
+ */
+export interface NodeSpecFactory<S extends NodeSpec> {
+  /** Document kinds besides `Goal` (for example `Backend`, `Policy`). */
+  readonly documentKinds: readonly string[];
+  /** All type names, for "did you mean". */
+  readonly nodeTypes: readonly string[];
+  /** Receives every non-Goal document, before any node is built. */
+  acceptDocument(doc: RawDocument, diag: DiagnosticBag): void;
+  /** Called once after all documents and before any node. */
+  beforeNodes?(goals: readonly GoalInfo[], diag: DiagnosticBag): void;
+  /** Validates one node's spec and builds its branded spec. */
+  build(decl: NodeDeclaration, diag: DiagnosticBag): BuiltSpec<S> | undefined;
+}
+
+export interface CompileResult<S extends NodeSpec> {
+  /** Present only when there is no error. */
+  readonly graph: DesiredGraph<S> | undefined;
+  readonly goals: readonly GoalInfo[];
+  readonly diagnostics: readonly Diagnostic[];
+  readonly gates: ReadonlyMap<NodeId, NodeGate>;
+}
+
+/**
+ * Compiles parsed goal documents into a frozen graph. Reports every problem
+ * it finds (not only the first); any error means no graph.
+ */
+export class GoalCompiler<S extends NodeSpec> {
+  private readonly factory: NodeSpecFactory<S>;
+
+  constructor(options: { factory: NodeSpecFactory<S> }) {
+    this.factory = options.factory;
+  }
+
+  compile(documents: readonly SourceDocument[], loadDiagnostics: readonly Diagnostic[] = []): CompileResult<S> {
+    const diag = new DiagnosticBag();
+    diag.items.push(...loadDiagnostics);
+    const kinds = ['Goal', ...this.factory.documentKinds];
+    const goalDocs: { doc: SourceDocument; value: z.output<typeof goalDocumentSchema> }[] = [];
+    const names = new Map<string, SourceLocation>();
+
+    for (const doc of documents) {
+      const env = envelopeSchema.safeParse(doc.value);
+      if (!env.success) {
+        if (doc.value === null || typeof doc.value !== 'object' || Array.isArray(doc.value)) {
+          diag.error(doc.locate([]), 'not-a-document', 'a goal document is a map with apiVersion, kind, metadata and spec');
+          continue;
+        }
+        reportZodIssues(env.error.issues, { schema: envelopeSchema, input: doc.value, prefix: [], owner: 'a document', locate: doc.locate, diag });
+        continue;
+      }
+      const { kind } = env.data;
+      const name = env.data.metadata.name;
+      if (!kinds.includes(kind)) {
+        diag.error(doc.locate(['kind']), 'unknown-kind', `kind "${kind}" is not one of ${kinds.join(', ')}${suggestion(kind, kinds)}`);
+        continue;
+      }
+      const nameKey = `${kind}/${name}`;
+      const earlier = names.get(nameKey);
+      if (earlier !== undefined) {
+        diag.error(doc.locate(['metadata', 'name']), 'duplicate-name', `${kind} "${name}" is already defined at ${earlier.file}:${earlier.line}:${earlier.col}`);
+        continue;
+      }
+      names.set(nameKey, doc.locate(['metadata', 'name']));
+      if (kind === 'Goal') {
+        const parsed = goalDocumentSchema.safeParse(doc.value);
+        if (!parsed.success) {
+          reportZodIssues(parsed.error.issues, { schema: goalDocumentSchema, input: doc.value, prefix: [], owner: 'a Goal', locate: doc.locate, diag });
+          // Still check the nodes, so that every problem is reported in one go.
+          const nodes = (doc.value as { spec?: { nodes?: unknown } }).spec?.nodes;
+          if (!Array.isArray(nodes)) continue;
+          goalDocs.push({ doc, value: { apiVersion: API_VERSION, kind: 'Goal', metadata: { name, environment: 'default', labels: {} }, spec: { selfHeal: true, prune: false, defaults: {}, nodes } } });
+          continue;
+        }
+        goalDocs.push({ doc, value: parsed.data });
+      } else {
+        this.factory.acceptDocument({ kind, name, file: doc.file, value: doc.value as Record<string, unknown>, locate: doc.locate }, diag);
+      }
+    }
+
+    const goals: GoalInfo[] = goalDocs.map(({ doc, value }) => ({
+      name: value.metadata.name,
+      environment: value.metadata.environment,
+      labels: value.metadata.labels,
+      file: doc.file,
+      selfHeal: value.spec.selfHeal,
+      prune: value.spec.prune,
+      intervalMs: value.spec.interval,
+      nodeCount: value.spec.nodes.length,
+    }));
+    this.factory.beforeNodes?.(goals, diag);
+
+    const nodes: DesiredNode<S>[] = [];
+    const declared = new Map<NodeId, SourceLocation>();
+    const pendingEdges: { node: number; deps: { on: string; source: SourceLocation; implicit: boolean; path: readonly PathKey[] }[] }[] = [];
+    const gates = new Map<NodeId, NodeGate>();
+
+    goalDocs.forEach(({ doc, value }, gi) => {
+      const goal = goals[gi]!;
+      value.spec.nodes.forEach((raw, ni) => {
+        const base: PathKey[] = ['spec', 'nodes', ni];
+        const locate = (path: readonly PathKey[], part?: 'key' | 'value'): SourceLocation => doc.locate([...base, ...path], part);
+        const parsed = nodeDeclarationSchema.safeParse(raw);
+        if (!parsed.success) {
+          reportZodIssues(parsed.error.issues, { schema: nodeDeclarationSchema, input: raw, prefix: base, owner: 'a node', locate: doc.locate, diag });
+          return;
+        }
+        const n = parsed.data;
+        const source = locate(['id']);
+        const earlier = declared.get(n.id);
+        if (earlier !== undefined) {
+          diag.error(source, 'duplicate-node', `node id "${n.id}" is already declared at ${earlier.file}:${earlier.line}:${earlier.col}`);
+          return;
+        }
+        declared.set(n.id, source);
+        const labels = { ...goal.labels, ...n.labels };
+        const ctx: GoalContext = { name: goal.name, environment: goal.environment, labels };
+        const { value: spec, references } = interpolateGoal(n.spec, ctx, (path, message) => {
+          diag.error(locate(['spec', ...path]), 'bad-interpolation', message);
+        });
+        const built = this.factory.build(
+          {
+            id: n.id,
+            type: n.type,
+            backend: n.backend ?? value.spec.defaults.backend,
+            labels,
+            spec: spec as Record<string, unknown>,
+            deletionPolicy: n.deletionPolicy ?? value.spec.defaults.deletionPolicy,
+            goal,
+            source,
+            locate,
+          },
+          diag,
+        );
+        if (built === undefined) return;
+        if (built.gate !== undefined) gates.set(n.id, built.gate);
+        const deps = [
+          ...n.dependsOn.map((on, i) => ({ on, source: locate(['dependsOn', i]), implicit: false, path: ['dependsOn', i] as PathKey[] })),
+          ...references.map((r) => ({ on: r.node, source: locate(['spec', ...r.path]), implicit: true, path: ['spec', ...r.path] })),
+        ];
+        pendingEdges.push({ node: nodes.length, deps });
+        nodes.push({
+          id: n.id,
+          goal: goal.name,
+          spec: built.spec,
+          dependsOn: [],
+          settings: {
+            selfHeal: n.selfHeal ?? goal.selfHeal,
+            prune: goal.prune,
+            deletionPolicy: n.deletionPolicy ?? value.spec.defaults.deletionPolicy ?? built.deletionPolicy ?? 'Orphan',
+            ignoreFields: n.ignoreFields,
+            intervalMs: n.interval ?? goal.intervalMs,
+          },
+          source,
+        });
+        for (const f of n.ignoreFields) {
+          if (f.trim() === '') diag.error(locate(['ignoreFields']), 'invalid-value', 'ignoreFields entries are spec paths such as "content" or "tags.owner"');
+        }
+      });
+    });
+
+    // Edges, once every id is known: unknown ids get a "did you mean".
+    const allIds = [...declared.keys()];
+    for (const { node, deps } of pendingEdges) {
+      const n = nodes[node]!;
+      const edges: Dependency[] = [];
+      const seen = new Set<NodeId>();
+      for (const d of deps) {
+        if (d.on === n.id) {
+          diag.error(d.source, 'self-dependency', `node "${n.id}" depends on itself`);
+          continue;
+        }
+        if (!declared.has(d.on)) {
+          diag.error(d.source, 'unknown-node', `${formatPath(d.path)}: node "${n.id}" refers to unknown node "${d.on}"${suggestion(d.on, allIds)}`);
+          continue;
+        }
+        if (seen.has(d.on)) continue;
+        seen.add(d.on);
+        edges.push({ on: d.on, source: d.source, implicit: d.implicit });
+      }
+      nodes[node] = { ...n, dependsOn: edges };
+    }
+
+    let graph: DesiredGraph<S> | undefined;
+    if (!diag.hasErrors) {
+      const built = DesiredGraph.build(nodes);
+      if (built.ok) graph = built.graph;
+      else diag.items.push(...built.diagnostics);
+    }
+    const diagnostics = sortDiagnostics(diag.items);
+    return { graph: diagnostics.some((d) => d.severity === 'error') ? undefined : graph, goals, diagnostics, gates };
+  }
+}

@@ -1,0 +1,106 @@
+import type { Outputs } from './provisioner.ts';
+import type { NodeId } from './node-spec.ts';
+import type { PathKey } from './yaml-source.ts';
+
+/** A `${nodes.<id>.outputs.<key>}` reference found in a spec. */
+export interface OutputReference {
+  readonly node: NodeId;
+  readonly key: string;
+  /** Where in the spec it sits. */
+  readonly path: readonly PathKey[];
+}
+
+export interface GoalContext {
+  readonly name: string;
+  readonly environment: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+const EXPR = /\$\$\{|\$\{([^}]*)\}/g;
+const NODE_REF = /^nodes\.([a-z0-9][a-z0-9._-]*)\.outputs\.([A-Za-z0-9_.-]+)$/;
+
+/**
+ * Replaces `${goal.*}` in every string of `value` and collects
+ * `${nodes.<id>.outputs.<key>}` references (left in place, resolved at
+ * reconcile time). `$${` is a literal `${`. Unknown expressions are reported.
+ */
+export function interpolateGoal(
+  value: unknown,
+  goal: GoalContext,
+  report: (path: readonly PathKey[], message: string) => void,
+): { value: unknown; references: OutputReference[] } {
+  const references: OutputReference[] = [];
+  const visit = (v: unknown, path: PathKey[]): unknown => {
+    if (typeof v === 'string') {
+      if (!v.includes('${')) return v;
+      return v.replace(EXPR, (whole, expr: string | undefined) => {
+        if (expr === undefined) return whole; // `$${`: kept, unescaped at resolve time
+        const e = expr.trim();
+        if (e === 'goal.name') return goal.name;
+        if (e === 'goal.environment') return goal.environment;
+        if (e.startsWith('goal.labels.')) {
+          const key = e.slice('goal.labels.'.length);
+          const label = goal.labels[key];
+          if (label === undefined) report(path, `\${${e}}: goal "${goal.name}" has no label "${key}"`);
+          return label ?? whole;
+        }
+        const ref = NODE_REF.exec(e);
+        if (ref !== null) {
+          references.push({ node: ref[1]!, key: ref[2]!, path });
+          return whole;
+        }
+        report(path, `\${${e}} is not a known expression (use \${goal.name}, \${goal.environment}, \${goal.labels.<key>} or \${nodes.<id>.outputs.<key>})`);
+        return whole;
+      });
+    }
+    if (Array.isArray(v)) return v.map((item, i) => visit(item, [...path, i]));
+    if (v !== null && typeof v === 'object') {
+      const out: Record<string, unknown> = {};
+      for (const [k, item] of Object.entries(v)) out[k] = visit(item, [...path, k]);
+      return out;
+    }
+    return v;
+  };
+  const out = visit(value, []);
+  return { value: out, references };
+}
+
+/** True if any string in `value` still holds a `${nodes…}` reference. */
+export function hasReferences(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('${nodes.');
+  if (Array.isArray(value)) return value.some(hasReferences);
+  if (value !== null && typeof value === 'object') return Object.values(value).some(hasReferences);
+  return false;
+}
+
+/**
+ * Replaces `${nodes.<id>.outputs.<key>}` with recorded outputs. Returns the
+ * references that have no value yet (the node must wait for them).
+ */
+export function resolveReferences<T>(value: T, outputsOf: (id: NodeId) => Outputs | undefined): { value: T; missing: string[] } {
+  const missing: string[] = [];
+  const visit = (v: unknown): unknown => {
+    if (typeof v === 'string') {
+      if (!v.includes('${')) return v;
+      return v.replace(EXPR, (whole, expr: string | undefined) => {
+        if (expr === undefined) return '${';
+        const ref = NODE_REF.exec(expr.trim());
+        if (ref === null) return whole;
+        const out = outputsOf(ref[1]!)?.[ref[2]!];
+        if (out === undefined || out === null) {
+          missing.push(`${ref[1]}.${ref[2]}`);
+          return whole;
+        }
+        return String(out);
+      });
+    }
+    if (Array.isArray(v)) return v.map(visit);
+    if (v !== null && typeof v === 'object') {
+      const o: Record<string, unknown> = {};
+      for (const [k, item] of Object.entries(v)) o[k] = visit(item);
+      return o;
+    }
+    return v;
+  };
+  return { value: visit(value) as T, missing };
+}

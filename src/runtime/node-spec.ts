@@ -1,0 +1,70 @@
+/**
+ * The brand that makes a value a runtime `NodeSpec`. Only a domain's wrapper
+ * constructor (for infrastructure: `desiredNodeSpec()` in src/infra) sets it,
+ * so a bare domain spec cannot be put on a `DesiredNode` by accident.
+ */
+export const NODE_SPEC: unique symbol = Symbol.for('desiredstate.NodeSpec');
+
+/**
+ * What the runtime knows of a node's spec: that it was built by a domain's
+ * wrapper (the brand), its type name and a stable digest of its content.
+ * Everything else is opaque to the runtime and handled by the provisioner.
+ */
+export interface NodeSpec {
+  readonly [NODE_SPEC]: true;
+  /** The type name, for example `local.file`. */
+  readonly type: string;
+  /** Which provisioner instance handles the node (for breakers and batching). */
+  readonly backendId: string;
+  /** A stable digest of the spec's content (secret values excluded), to notice goal changes. */
+  readonly digest: string;
+}
+
+/** Node ids: `[a-z0-9][a-z0-9._-]*`, unique across a goal set. */
+export type NodeId = string;
+
+export const NODE_ID_PATTERN = /^[a-z0-9][a-z0-9._-]*$/;
+
+/** Where something was declared, for error messages (`file:line:col`). */
+export interface SourceLocation {
+  readonly file: string;
+  readonly line: number;
+  readonly col: number;
+}
+
+export function formatLocation(loc: SourceLocation): string {
+  return `${loc.file}:${loc.line}:${loc.col}`;
+}
+
+export type DeletionPolicy = 'Orphan' | 'Delete';
+
+/** Per-node reconcile settings, resolved from the goal and the node. */
+export interface NodeSettings {
+  /** Correct drift (true) or only report it (false). */
+  readonly selfHeal: boolean;
+  /** Deprovision the node when it is removed from the goals (goal's `prune`). */
+  readonly prune: boolean;
+  readonly deletionPolicy: DeletionPolicy;
+  /** Spec paths whose drift is neither reported nor corrected. */
+  readonly ignoreFields: readonly string[];
+  /** Re-observe interval override in milliseconds. */
+  readonly intervalMs?: number | undefined;
+}
+
+/** An edge of the graph: `from` depends on `to`. */
+export interface Dependency {
+  readonly on: NodeId;
+  /** Where the edge was declared (a `dependsOn` entry or a `${nodes...}` reference). */
+  readonly source: SourceLocation;
+  readonly implicit: boolean;
+}
+
+/** One node of the desired graph. `S` must be a branded NodeSpec. */
+export interface DesiredNode<S extends NodeSpec = NodeSpec> {
+  readonly id: NodeId;
+  readonly goal: string;
+  readonly spec: S;
+  readonly dependsOn: readonly Dependency[];
+  readonly settings: NodeSettings;
+  readonly source: SourceLocation;
+}

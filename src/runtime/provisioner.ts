@@ -1,0 +1,58 @@
+import type { Logger } from 'pino';
+import type { Fault } from './fault.ts';
+import type { DesiredNode, NodeId, NodeSpec } from './node-spec.ts';
+
+/** Outputs a node exposes to its dependents (`${nodes.<id>.outputs.<key>}`). */
+export type Outputs = Readonly<Record<string, string | number | boolean | null>>;
+
+/** One managed field that differs. Secret values are never carried: `masked` says one was compared. */
+export interface FieldDiff {
+  /** Spec path, dotted, for example `connectionLimit` or `memberOf[1]`. */
+  readonly path: string;
+  readonly desired: unknown;
+  readonly actual: unknown;
+  /** True when the field holds a secret: desired and actual are masks. */
+  readonly masked?: boolean | undefined;
+  /** Extra, human-oriented detail (for example a unified diff of a task). */
+  readonly detail?: string | undefined;
+}
+
+/** What exists, compared with what is desired. Failure is a state, not a throw. */
+export type Observation =
+  | { readonly status: 'absent' }
+  | { readonly status: 'upToDate'; readonly outputs: Outputs }
+  | { readonly status: 'drifted'; readonly diffs: readonly FieldDiff[]; readonly outputs: Outputs }
+  /** The backend cannot tell whether the resource exists (for example after a crash mid-create). */
+  | { readonly status: 'indeterminate'; readonly reason: string }
+  | { readonly status: 'failed'; readonly fault: Fault };
+
+/** The final answer of a create, update or delete. */
+export type ProvisionResult =
+  | { readonly status: 'done'; readonly outputs: Outputs }
+  | { readonly status: 'failed'; readonly fault: Fault };
+
+/** What every SPI call receives. */
+export interface OperationContext {
+  /** Aborted on shutdown or timeout: implementations stop promptly and leave no half-written state. */
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+  /** Outputs recorded for a node (dependencies and the node itself), if any. */
+  readonly outputsOf: (id: NodeId) => Outputs | undefined;
+}
+
+/**
+ * The runtime's only view of whatever it reconciles. Blocking: each method
+ * resolves with its final answer and never rejects (a failure is a `failed`
+ * result carrying a classified `Fault`). Every call is idempotent; a create
+ * of something that already exists counts as success.
+ */
+export interface NodeProvisioner<S extends NodeSpec = NodeSpec> {
+  /** Reads the actual state of each node and compares it with the desired one; one entry per node given. */
+  observe(nodes: readonly DesiredNode<S>[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, Observation>>;
+  /** Makes the node exist as desired. */
+  create(node: DesiredNode<S>, ctx: OperationContext): Promise<ProvisionResult>;
+  /** Brings an existing, drifted node back to its desired state. */
+  update(node: DesiredNode<S>, diffs: readonly FieldDiff[], ctx: OperationContext): Promise<ProvisionResult>;
+  /** Deprovisions the node; absent already counts as success. */
+  delete(node: DesiredNode<S>, ctx: OperationContext): Promise<ProvisionResult>;
+}

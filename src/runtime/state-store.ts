@@ -1,0 +1,130 @@
+import type { Fault } from './fault.ts';
+import type { NodeId } from './node-spec.ts';
+import type { FieldDiff, Outputs } from './provisioner.ts';
+
+/** Where a node stands, as stored. Mirrors the node machine's states. */
+export const NODE_STATUSES = ['pending', 'observing', 'creating', 'updating', 'deleting', 'ready', 'drifted', 'failed', 'blocked', 'held', 'orphaned', 'deleted'] as const;
+export type NodeStatus = (typeof NODE_STATUSES)[number];
+
+/** One node's persisted state. */
+export interface NodeRecord {
+  readonly id: NodeId;
+  readonly goal: string;
+  readonly type: string;
+  readonly backendId: string;
+  readonly status: NodeStatus;
+  /** Digest of the spec last applied successfully (to tell a goal change `~` from drift `!`). */
+  readonly appliedDigest: string | null;
+  /** Outputs recorded at the last create/update/observe. */
+  readonly outputs: Outputs | null;
+  /** True once we created or adopted the resource: only managed nodes may ever be deleted. */
+  readonly managed: boolean;
+  readonly lastFault: Fault | null;
+  /** Consecutive failures (the fault policy's retry count). */
+  readonly attempts: number;
+  /** Epoch ms before which the node is not retried. */
+  readonly retryAt: number | null;
+  /** Why the node is held or blocked, for status. */
+  readonly reason: string | null;
+  /** The persisted node-machine snapshot (JSON), if any. */
+  readonly snapshot: unknown;
+  readonly deletionPolicy: 'Orphan' | 'Delete';
+  readonly updatedAt: number;
+}
+
+/** A create/update/delete recorded before it is sent to the backend. */
+export interface PendingOperation {
+  readonly id: number;
+  readonly node: NodeId;
+  readonly op: 'create' | 'update' | 'delete';
+  readonly runId: number | null;
+  readonly startedAt: number;
+}
+
+export type OperationOutcome = 'done' | 'failed' | 'adopted' | 'abandoned';
+
+export interface RunRecord {
+  readonly id: number;
+  readonly startedAt: number;
+  readonly finishedAt: number | null;
+  /** `apply`, `daemon`, `plan` … */
+  readonly trigger: string;
+  /** HEAD of the goals' git work tree, when there is one. */
+  readonly commit: string | null;
+  readonly summary: RunSummary | null;
+}
+
+export interface RunSummary {
+  readonly created: number;
+  readonly updated: number;
+  readonly deleted: number;
+  readonly unchanged: number;
+  readonly failed: number;
+  readonly blocked: number;
+  readonly held: number;
+  readonly drifted: number;
+}
+
+/** One drift detection (secrets already masked by the provisioner). */
+export interface DriftReport {
+  readonly id?: number;
+  readonly goal: string;
+  readonly node: NodeId;
+  readonly backendId: string;
+  readonly diffs: readonly FieldDiff[];
+  /** First time this drift (same fields) was seen, epoch ms. */
+  readonly firstSeen: number;
+  readonly detectedAt: number;
+  readonly action: 'corrected' | 'reported';
+  /** True when the same field re-drifted within the flap window. */
+  readonly flapping: boolean;
+  readonly commit: string | null;
+}
+
+/** An entry of the event journal (operations, faults, goal reloads …). */
+export interface JournalEvent {
+  readonly id?: number;
+  readonly at: number;
+  readonly node: NodeId | null;
+  readonly kind: string;
+  readonly data: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * Durable state. Every write is atomic; a pending operation is on disk
+ * before the backend is called, so that a crash never leads to a blind
+ * second create.
+ */
+export interface StateStore {
+  getNode(id: NodeId): NodeRecord | undefined;
+  listNodes(): NodeRecord[];
+  /** Writes many records in one transaction. */
+  putNodes(records: readonly NodeRecord[]): void;
+  /** Forgets nodes (orphaned or deleted). */
+  removeNodes(ids: readonly NodeId[]): void;
+
+  /** Records an operation as pending; returns its id. Durable when it returns. */
+  beginOperation(node: NodeId, op: PendingOperation['op'], runId: number | null): number;
+  /** Marks a pending operation finished. */
+  finishOperation(id: number, outcome: OperationOutcome, detail?: string): void;
+  /** Operations begun and never finished (a crash happened). */
+  pendingOperations(): PendingOperation[];
+  /** How many operations of a kind were ever begun for a node (duplicate-create checks). */
+  countOperations(node: NodeId, op: PendingOperation['op']): number;
+
+  startRun(trigger: string, commit: string | null): number;
+  finishRun(id: number, summary: RunSummary): void;
+  listRuns(limit?: number): RunRecord[];
+
+  recordDrift(report: DriftReport): void;
+  listDrift(filter?: { since?: number; node?: NodeId; limit?: number }): DriftReport[];
+
+  appendEvent(event: JournalEvent): void;
+  listEvents(filter?: { since?: number; node?: NodeId; limit?: number }): JournalEvent[];
+
+  /** Small key/value settings (goal-set errors, last good revision …). */
+  getMeta(key: string): string | undefined;
+  setMeta(key: string, value: string | null): void;
+
+  close(): void;
+}
