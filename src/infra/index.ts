@@ -6,3 +6,4 @@ export * from './registry.ts';
 export * from './policy.ts';
 export * from './goal-factory.ts';
 export * from './dispatcher.ts';
+export * from './codec.ts';

@@ -11,3 +11,4 @@ export * from './zod-diagnostics.ts';
 export * from './goal-compiler.ts';
 export * from './digest.ts';
 export * from './state-store.ts';
+export * from './reconciler.ts';

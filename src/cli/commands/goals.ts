@@ -1,0 +1,141 @@
+import { createInterface } from 'node:readline/promises';
+import { Reconciler } from '../../runtime/index.ts';
+import type { DesiredGraph } from '../../runtime/index.ts';
+import { infraSpecCodec } from '../../infra/index.ts';
+import type { InfraDesiredNodeSpec } from '../../infra/index.ts';
+import { compileGoals, openStore, printDiagnostics, provisioner } from '../context.ts';
+import type { CliContext } from '../context.ts';
+import { formatPlan, planCounts } from '../format.ts';
+import { goalsCommit } from '../git.ts';
+import type { LoadedGoals } from '../load.ts';
+import { EXIT, UsageError } from '../usage.ts';
+
+/** Compiles and prints diagnostics; the graph when there is no error. */
+async function compiled(ctx: CliContext): Promise<{ loaded: LoadedGoals; graph: DesiredGraph<InfraDesiredNodeSpec> } | undefined> {
+  const loaded = await compileGoals(ctx);
+  const { diagnostics, graph } = loaded.result;
+  if (graph === undefined) {
+    printDiagnostics(ctx, diagnostics);
+    return undefined;
+  }
+  if (diagnostics.length > 0 && ctx.format !== 'json') printDiagnostics(ctx, diagnostics);
+  return { loaded, graph };
+}
+
+export async function validate(ctx: CliContext): Promise<number> {
+  const loaded = await compileGoals(ctx);
+  const { diagnostics, graph, goals } = loaded.result;
+  if (ctx.format === 'json') {
+    ctx.out(JSON.stringify({ valid: graph !== undefined, goals: goals.length, nodes: graph?.size ?? 0, diagnostics }, null, 2));
+  } else {
+    printDiagnostics(ctx, diagnostics, 'out');
+    if (graph !== undefined) ctx.out(`valid: ${goals.length} goal(s), ${graph.size} node(s), ${loaded.factory.backends.size} backend(s)`);
+  }
+  return graph === undefined ? EXIT.failed : EXIT.ok;
+}
+
+export async function plan(ctx: CliContext, options: { showUnchanged: boolean }): Promise<number> {
+  const c = await compiled(ctx);
+  if (c === undefined) return EXIT.failed;
+  const store = openStore(ctx, { lock: false });
+  const p = provisioner(ctx, c.loaded);
+  try {
+    const reconciler = new Reconciler({ provisioner: p.provisioner, store, log: ctx.log, codec: infraSpecCodec });
+    const entries = await reconciler.plan(c.graph, { signal: AbortSignal.timeout(10 * 60_000), gates: c.loaded.result.gates });
+    const counts = planCounts(entries);
+    if (ctx.format === 'json') {
+      ctx.out(JSON.stringify({ entries, counts }, null, 2));
+    } else {
+      for (const l of formatPlan(entries, { showUnchanged: options.showUnchanged, policyDefaults: c.loaded.factory.policyDefaults })) ctx.out(l);
+      ctx.out(`Plan: ${counts.create} to create, ${counts.update} to update, ${counts.delete} to delete, ${counts.drift} drifted, ${counts.none} unchanged, ${counts.blocked + counts.held} blocked or held, ${counts.error} errors.`);
+    }
+    if (counts.error > 0) return EXIT.failed;
+    const changes = counts.create + counts.update + counts.delete + counts.drift;
+    return changes > 0 ? EXIT.changes : EXIT.ok;
+  } finally {
+    await p.close();
+    store.close();
+  }
+}
+
+export async function apply(ctx: CliContext, options: { yes: boolean; allowMassDeletion: boolean; concurrency: number }): Promise<number> {
+  const c = await compiled(ctx);
+  if (c === undefined) return EXIT.failed;
+  const store = openStore(ctx, { lock: true });
+  const p = provisioner(ctx, c.loaded);
+  const abort = new AbortController();
+  const onSignal = (): void => abort.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const reconciler = new Reconciler({ provisioner: p.provisioner, store, log: ctx.log, codec: infraSpecCodec, concurrency: options.concurrency });
+    const commit = await goalsCommit(ctx.goalsDir);
+    let allowDeletions = options.yes;
+    if (!allowDeletions) {
+      const planned = (await reconciler.plan(c.graph, { signal: abort.signal, gates: c.loaded.result.gates, allowMassDeletion: options.allowMassDeletion })).filter((e) => e.planned.action === 'delete');
+      if (planned.length > 0) allowDeletions = await confirmDeletes(ctx, planned.map((e) => e.id));
+    }
+    const result = await reconciler.apply(c.graph, { signal: abort.signal, gates: c.loaded.result.gates, commit, trigger: 'apply', allowDeletions, allowMassDeletion: options.allowMassDeletion });
+    const s = result.summary;
+    if (ctx.format === 'json') {
+      ctx.out(JSON.stringify({ runId: result.runId, summary: s, outcomes: Object.fromEntries(result.outcomes), refusedDeletions: result.refusedDeletions ?? null }, null, 2));
+    } else {
+      for (const [id, o] of result.outcomes) {
+        if (o.status === 'failed') ctx.out(`  x ${id}: ${o.fault.class}: ${o.fault.message}${o.fault.hint === undefined ? '' : ` (hint: ${o.fault.hint})`}`);
+        else if (o.status === 'blocked' || o.status === 'held') ctx.out(`  ⊘ ${id}: ${o.status}: ${o.reason}`);
+        else if (o.status !== 'unchanged') ctx.out(`  ${o.status === 'created' ? '+' : o.status === 'deleted' ? '-' : '~'} ${id}: ${o.status}`);
+      }
+      if (result.refusedDeletions !== undefined) {
+        ctx.out(`  refused to delete ${result.refusedDeletions.count} nodes (limit ${result.refusedDeletions.limit}); rerun with --allow-mass-deletion if that is intended`);
+      }
+      ctx.out(`Apply: ${s.created} created, ${s.updated} updated, ${s.deleted} deleted, ${s.unchanged} unchanged, ${s.drifted} drift reported, ${s.failed} failed, ${s.blocked} blocked, ${s.held} held.`);
+    }
+    const ok = s.failed === 0 && s.blocked === 0 && s.held === 0 && result.refusedDeletions === undefined && !abort.signal.aborted;
+    return ok ? EXIT.ok : EXIT.failed;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await p.close();
+    store.close();
+  }
+}
+
+async function confirmDeletes(ctx: CliContext, ids: readonly string[]): Promise<boolean> {
+  ctx.out(`apply would delete ${ids.length} node(s): ${ids.join(', ')}`);
+  if (!process.stdin.isTTY) {
+    ctx.out('not deleting: no terminal to ask on; pass --yes to allow deletions');
+    return false;
+  }
+  const rl = createInterface({ input: process.stdin, output: process.stdout });
+  try {
+    const answer = await rl.question('Delete them? Type "yes" to confirm: ');
+    return answer.trim() === 'yes';
+  } finally {
+    rl.close();
+  }
+}
+
+export async function graph(ctx: CliContext): Promise<number> {
+  const c = await compiled(ctx);
+  if (c === undefined) return EXIT.failed;
+  const format = ctx.format ?? 'dot';
+  const quote = (s: string): string => JSON.stringify(s);
+  const lines: string[] = [];
+  if (format === 'dot') {
+    lines.push('digraph desiredstate {', '  rankdir=LR;', '  node [shape=box];');
+    for (const n of c.graph.order) lines.push(`  ${quote(n.id)} [label=${quote(`${n.id}\\n${n.spec.type}`)}];`);
+    for (const n of c.graph.order) for (const d of n.dependsOn) lines.push(`  ${quote(d.on)} -> ${quote(n.id)}${d.implicit ? ' [style=dashed]' : ''};`);
+    lines.push('}');
+  } else if (format === 'mermaid') {
+    const ids = new Map(c.graph.order.map((n, i) => [n.id, `n${i}`]));
+    lines.push('flowchart LR');
+    for (const n of c.graph.order) lines.push(`  ${ids.get(n.id)}["${n.id}<br/>${n.spec.type}"]`);
+    for (const n of c.graph.order) for (const d of n.dependsOn) lines.push(`  ${ids.get(d.on)} ${d.implicit ? '-.->' : '-->'} ${ids.get(n.id)}`);
+  } else if (format === 'json') {
+    lines.push(JSON.stringify({ nodes: c.graph.order.map((n) => ({ id: n.id, type: n.spec.type, backend: n.spec.backendId, goal: n.goal, dependsOn: n.dependsOn.map((d) => d.on) })) }, null, 2));
+  } else {
+    throw new UsageError(`--format must be dot, mermaid or json for graph (got "${format}")`);
+  }
+  for (const l of lines) ctx.out(l);
+  return EXIT.ok;
+}

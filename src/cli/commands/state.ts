@@ -1,0 +1,102 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseDuration } from '../../runtime/index.ts';
+import type { StateStore } from '../../runtime/index.ts';
+import { openStore } from '../context.ts';
+import type { CliContext } from '../context.ts';
+import { formatDiff, table } from '../format.ts';
+import { EXIT, UsageError } from '../usage.ts';
+
+/** Opens the store without the daemon's lock (these commands work while it runs). */
+function withStore<T>(ctx: CliContext, fn: (store: StateStore) => T, mode: 'read' | 'write' = 'read'): T | undefined {
+  if (!existsSync(join(ctx.stateDir, 'state.db'))) return undefined;
+  const store = openStore(ctx, { lock: false, readonly: mode === 'read' });
+  try {
+    return fn(store);
+  } finally {
+    store.close();
+  }
+}
+
+const iso = (ms: number | null): string => (ms === null ? '-' : new Date(ms).toISOString());
+
+export function status(ctx: CliContext): number {
+  const result = withStore(ctx, (store) => ({ nodes: store.listNodes(), goalErrors: store.getMeta('goal-errors') ?? null }));
+  if (result === undefined) {
+    ctx.out(ctx.format === 'json' ? JSON.stringify({ nodes: [], goalErrors: null }) : 'no state yet: run `desiredstate apply` or `desiredstate run`');
+    return EXIT.ok;
+  }
+  if (ctx.format === 'json') {
+    ctx.out(JSON.stringify({ nodes: result.nodes.map(({ snapshot: _s, ...r }) => r), goalErrors: result.goalErrors === null ? null : JSON.parse(result.goalErrors) }, null, 2));
+    return EXIT.ok;
+  }
+  if (result.goalErrors !== null) {
+    ctx.out('goal revision rejected; the last good graph keeps running:');
+    for (const l of JSON.parse(result.goalErrors) as string[]) ctx.out(`  ${l}`);
+  }
+  const rows = [['NODE', 'TYPE', 'BACKEND', 'STATUS', 'UPDATED', 'REASON']];
+  for (const r of result.nodes) rows.push([r.id, r.type, r.backendId, r.status, iso(r.updatedAt), r.reason ?? '']);
+  for (const l of table(rows)) ctx.out(l);
+  const counts = new Map<string, number>();
+  for (const r of result.nodes) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
+  ctx.out(`${result.nodes.length} node(s): ${[...counts].map(([s, n]) => `${n} ${s}`).join(', ')}`);
+  return EXIT.ok;
+}
+
+export function drift(ctx: CliContext, options: { since: string | undefined; node: string | undefined }): number {
+  let since: number | undefined;
+  if (options.since !== undefined) {
+    const ms = parseDuration(options.since);
+    const abs = Date.parse(options.since);
+    if (ms !== undefined) since = Date.now() - ms;
+    else if (!Number.isNaN(abs)) since = abs;
+    else throw new UsageError(`--since takes a duration such as 1h or a timestamp (got "${options.since}")`);
+  }
+  const reports = withStore(ctx, (store) => store.listDrift({ since, node: options.node })) ?? [];
+  if (ctx.format === 'json') {
+    ctx.out(JSON.stringify({ reports }, null, 2));
+    return EXIT.ok;
+  }
+  if (reports.length === 0) ctx.out('no drift recorded');
+  for (const r of reports) {
+    ctx.out(`${iso(r.detectedAt)}  ${r.node} (${r.goal}, ${r.backendId})  ${r.action}${r.flapping ? ', flapping' : ''}${r.commit === null ? '' : `  commit ${r.commit.slice(0, 12)}`}`);
+    for (const d of r.diffs) for (const l of formatDiff(d)) ctx.out(l);
+  }
+  return EXIT.ok;
+}
+
+export function history(ctx: CliContext): number {
+  const runs = withStore(ctx, (store) => store.listRuns(50)) ?? [];
+  if (ctx.format === 'json') {
+    ctx.out(JSON.stringify({ runs }, null, 2));
+    return EXIT.ok;
+  }
+  const rows = [['RUN', 'STARTED', 'TRIGGER', 'COMMIT', 'CHANGES']];
+  for (const r of runs) {
+    const s = r.summary;
+    rows.push([String(r.id), iso(r.startedAt), r.trigger, r.commit?.slice(0, 12) ?? '-', s === null ? 'unfinished' : `+${s.created} ~${s.updated} -${s.deleted} !${s.drifted} x${s.failed} ⊘${s.blocked + s.held}`]);
+  }
+  for (const l of table(rows)) ctx.out(l);
+  return EXIT.ok;
+}
+
+export function retry(ctx: CliContext, node: string | undefined): number {
+  if (node === undefined) throw new UsageError('retry needs a node id: desiredstate retry NODE');
+  const found = withStore(
+    ctx,
+    (store) => {
+      const r = store.getNode(node);
+      if (r === undefined) return false;
+      store.putNodes([{ ...r, status: 'pending', attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator' }]);
+      store.appendEvent({ at: Date.now(), node, kind: 'operator-retry', data: { previous: r.status } });
+      return true;
+    },
+    'write',
+  );
+  if (found !== true) {
+    process.stderr.write(`unknown node "${node}"\n`);
+    return EXIT.failed;
+  }
+  ctx.out(`released ${node}; it is reconciled on the next pass`);
+  return EXIT.ok;
+}

@@ -1,0 +1,82 @@
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import pino from 'pino';
+import type { Logger } from 'pino';
+import { formatDiagnostic, SqliteStateStore } from '../runtime/index.ts';
+import type { Diagnostic } from '../runtime/index.ts';
+import { BackendRegistry, InfraNodeProvisioner } from '../infra/index.ts';
+import type { InfraBackend, PolicyEngine } from '../infra/index.ts';
+import { builtinBackendFactories } from '../backends/index.ts';
+import { loadGoalSet } from './load.ts';
+import type { LoadedGoals } from './load.ts';
+import { UsageError } from './usage.ts';
+
+/** What every command shares: where things are, how to print and log. */
+export interface CliContext {
+  readonly cwd: string;
+  readonly goalsDir: string;
+  readonly stateDir: string;
+  readonly format: string | undefined;
+  readonly log: Logger;
+  readonly out: (text: string) => void;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+export function createContext(values: { goals?: string | undefined; state?: string | undefined; format?: string | undefined; 'log-level'?: string | undefined }, io: { out: (t: string) => void; env: NodeJS.ProcessEnv; cwd: string; defaultLogLevel?: string }): CliContext {
+  const cwd = io.cwd;
+  const goalsDir = resolve(cwd, values.goals ?? io.env.DESIREDSTATE_GOALS ?? 'goals');
+  const stateDir = resolve(cwd, values.state ?? io.env.DESIREDSTATE_STATE ?? '.desiredstate');
+  const level = values['log-level'] ?? io.env.DESIREDSTATE_LOG_LEVEL ?? io.defaultLogLevel ?? 'info';
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) throw new UsageError(`--log-level must be one of fatal, error, warn, info, debug, trace, silent`);
+  // Logs go to stderr as JSON lines; stdout carries the command's own output.
+  const log = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }));
+  return { cwd, goalsDir, stateDir, format: values.format, log, out: io.out, env: io.env };
+}
+
+export function requireGoalsDir(ctx: CliContext): void {
+  if (!existsSync(ctx.goalsDir) || !statSync(ctx.goalsDir).isDirectory()) {
+    throw new UsageError(`goal directory ${ctx.goalsDir} does not exist`);
+  }
+}
+
+export function registry(): BackendRegistry {
+  return new BackendRegistry(builtinBackendFactories);
+}
+
+/** The policy engine, when the policy module is present. */
+export async function policyEngine(): Promise<PolicyEngine | undefined> {
+  const mod = (await import('../infra/index.ts')) as Record<string, unknown>;
+  const Engine = mod.CelPolicyEngine as (new () => PolicyEngine) | undefined;
+  return Engine === undefined ? undefined : new Engine();
+}
+
+export async function compileGoals(ctx: CliContext): Promise<LoadedGoals> {
+  requireGoalsDir(ctx);
+  return loadGoalSet({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, registry: registry(), policy: await policyEngine() });
+}
+
+export function printDiagnostics(ctx: CliContext, diagnostics: readonly Diagnostic[], stream: 'out' | 'err' = 'err'): void {
+  if (ctx.format === 'json') {
+    ctx.out(JSON.stringify({ diagnostics }, null, 2));
+    return;
+  }
+  const write = stream === 'out' ? ctx.out : (t: string) => process.stderr.write(`${t}\n`);
+  for (const d of diagnostics) write(formatDiagnostic(d));
+}
+
+export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: boolean }): SqliteStateStore {
+  if (!options.readonly) mkdirSync(ctx.stateDir, { recursive: true });
+  return SqliteStateStore.open({ path: join(ctx.stateDir, 'state.db'), lock: options.lock, readonly: options.readonly ?? false });
+}
+
+/** Builds the configured backend instances and the dispatcher over them. */
+export function provisioner(ctx: CliContext, loaded: LoadedGoals): { provisioner: InfraNodeProvisioner; backends: Map<string, InfraBackend>; close: () => Promise<void> } {
+  const backends = registry().instantiate([...loaded.factory.backends.values()], { cwd: ctx.cwd, log: ctx.log, stateDir: ctx.stateDir, env: ctx.env });
+  return {
+    provisioner: new InfraNodeProvisioner({ backends }),
+    backends,
+    close: async () => {
+      await Promise.allSettled([...backends.values()].map((b) => b.close()));
+    },
+  };
+}

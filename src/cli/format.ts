@@ -1,0 +1,68 @@
+import type { FieldDiff, PlanEntry } from '../runtime/index.ts';
+import { assertNever } from '../runtime/index.ts';
+
+const SYMBOL = { create: '+', update: '~', delete: '-', drift: '!', none: '=', blocked: '⊘', held: '⊘', error: 'x' } as const;
+
+export function show(value: unknown): string {
+  if (typeof value === 'string') {
+    const oneLine = value.length > 60 || value.includes('\n') ? `${JSON.stringify(value.slice(0, 57))}…` : JSON.stringify(value);
+    return oneLine;
+  }
+  return JSON.stringify(value) ?? 'absent';
+}
+
+export function formatDiff(d: FieldDiff): string[] {
+  const lines = [`      ${d.path}: ${show(d.actual)} → ${show(d.desired)}${d.masked === true ? ' (secret)' : ''}`];
+  if (d.detail !== undefined) for (const l of d.detail.split('\n').slice(0, 40)) lines.push(`        ${l}`);
+  return lines;
+}
+
+/** The human plan: one line per node with its symbol, then field diffs. */
+export function formatPlan(entries: readonly PlanEntry[], options: { showUnchanged: boolean; policyDefaults?: ReadonlyMap<string, readonly { field: string; value: unknown; policy: string }[]> }): string[] {
+  const lines: string[] = [];
+  for (const e of entries) {
+    const p = e.planned;
+    if (p.action === 'none' && !options.showUnchanged) continue;
+    const head = `  ${SYMBOL[p.action]} ${e.id} (${e.type} via ${e.backendId})`;
+    switch (p.action) {
+      case 'create':
+      case 'none':
+      case 'delete':
+        lines.push(head);
+        break;
+      case 'update':
+        lines.push(head);
+        for (const d of p.diffs) lines.push(...formatDiff(d));
+        break;
+      case 'drift':
+        lines.push(`${head} drifted${p.correct ? ', will be corrected' : ', report only (selfHeal: false)'}`);
+        for (const d of p.diffs) lines.push(...formatDiff(d));
+        break;
+      case 'blocked':
+      case 'held':
+        lines.push(`${head} ${p.action}: ${p.reason}`);
+        break;
+      case 'error':
+        lines.push(`${head} error (${p.fault.class}): ${p.fault.message}`);
+        break;
+      default:
+        assertNever(p, 'planned action');
+    }
+    for (const d of options.policyDefaults?.get(e.id) ?? []) {
+      if (p.action === 'create' || p.action === 'update') lines.push(`      ${d.field} = ${show(d.value)} (set by policy ${d.policy})`);
+    }
+  }
+  return lines;
+}
+
+export function planCounts(entries: readonly PlanEntry[]): Record<PlanEntry['planned']['action'], number> {
+  const c = { create: 0, update: 0, delete: 0, drift: 0, none: 0, blocked: 0, held: 0, error: 0 };
+  for (const e of entries) c[e.planned.action]++;
+  return c;
+}
+
+export function table(rows: readonly (readonly string[])[]): string[] {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd());
+}

@@ -1,0 +1,31 @@
+import { GoalCompiler, loadGoalDirectory } from '../runtime/index.ts';
+import type { CompileResult, Diagnostic } from '../runtime/index.ts';
+import { InfraSpecFactory } from '../infra/index.ts';
+import type { BackendRegistry, InfraDesiredNodeSpec, PolicyEngine } from '../infra/index.ts';
+
+export interface LoadedGoals {
+  readonly result: CompileResult<InfraDesiredNodeSpec>;
+  readonly factory: InfraSpecFactory;
+  readonly files: readonly string[];
+}
+
+/**
+ * Reads and compiles a goal directory. Touches nothing else: no backend
+ * connection, no secret. Paths in diagnostics are shown relative to `cwd`.
+ */
+export async function loadGoalSet(options: {
+  goalsDir: string;
+  cwd: string;
+  registry: BackendRegistry;
+  policy?: PolicyEngine | undefined;
+}): Promise<LoadedGoals> {
+  const { documents, diagnostics, files } = await loadGoalDirectory(options.goalsDir, { displayRoot: options.cwd });
+  const factory = new InfraSpecFactory({ registry: options.registry, policy: options.policy });
+  const compiler = new GoalCompiler({ factory });
+  const extra: Diagnostic[] = [];
+  if (files.length === 0) {
+    extra.push({ file: options.goalsDir, line: 1, col: 1, severity: 'error', code: 'no-goals', message: 'the goal directory holds no *.yaml or *.yml files' });
+  }
+  const result = compiler.compile(documents, [...diagnostics, ...extra]);
+  return { result, factory, files };
+}

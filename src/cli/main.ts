@@ -1,0 +1,191 @@
+import { DesiredStateError, errorMessage, ErrorCodes } from '../runtime/index.ts';
+import { apply, graph, plan, validate } from './commands/goals.ts';
+import { backends, schema } from './commands/meta.ts';
+import { drift, history, retry, status } from './commands/state.ts';
+import { createContext } from './context.ts';
+import type { CliContext } from './context.ts';
+import { EXIT, oneOf, parse, UsageError } from './usage.ts';
+
+const COMMON_HELP = `Options for every command:
+  --goals DIR        goal directory (default goals/, or $DESIREDSTATE_GOALS)
+  --state DIR        state directory holding state.db (default .desiredstate/, or $DESIREDSTATE_STATE)
+  --format FORMAT    text (default) or json; graph: dot, mermaid, json; check: text, json, sarif
+  --log-level LEVEL  fatal, error, warn, info, debug, trace or silent (logs are JSON lines on stderr)
+  -h, --help         show help`;
+
+interface Command {
+  readonly summary: string;
+  readonly usage: string;
+  readonly help: string;
+  run(argv: readonly string[], io: Io): Promise<number>;
+}
+
+interface Io {
+  readonly out: (text: string) => void;
+  readonly env: NodeJS.ProcessEnv;
+  readonly cwd: string;
+}
+
+function context(values: Record<string, unknown>, io: Io, defaultLogLevel = 'warn'): CliContext {
+  return createContext(values as Parameters<typeof createContext>[0], { ...io, defaultLogLevel });
+}
+
+const formatFlag = (values: { format?: string | undefined }, allowed: readonly string[]): void => {
+  if (values.format !== undefined) oneOf('format', values.format, allowed, allowed[0]!);
+};
+
+/** The command table: one entry per command, dispatched by name. */
+export const commands: Record<string, Command> = {
+  validate: {
+    summary: 'compile the goals and check types, references and policies; touches nothing',
+    usage: 'desiredstate validate [--goals DIR] [--format text|json]',
+    help: 'Exit status: 0 valid, 1 errors. Needs no backend connection and no secret.',
+    async run(argv, io) {
+      const { values } = parse(argv, {});
+      formatFlag(values, ['text', 'json']);
+      return validate(context(values, io));
+    },
+  },
+  plan: {
+    summary: 'observe every node and print what apply would do',
+    usage: 'desiredstate plan [--goals DIR] [--state DIR] [--all] [--format text|json]',
+    help: 'Symbols: + create, ~ update, - delete, ! drift, = unchanged (with --all), ⊘ blocked by policy or held.\nExit status: 0 nothing to do, 2 changes pending, 1 error.',
+    async run(argv, io) {
+      const { values } = parse(argv, { all: { type: 'boolean' } });
+      formatFlag(values, ['text', 'json']);
+      return plan(context(values, io), { showUnchanged: values.all === true });
+    },
+  },
+  apply: {
+    summary: 'one reconcile pass in dependency order',
+    usage: 'desiredstate apply [--goals DIR] [--state DIR] [--yes] [--allow-mass-deletion] [--concurrency N]',
+    help: 'Asks before deleting anything unless --yes. Dependents of a failed node are blocked, never removed.\nExit status: 0 converged, 1 some node failed, is blocked or is held.',
+    async run(argv, io) {
+      const { values } = parse(argv, { yes: { type: 'boolean', short: 'y' }, 'allow-mass-deletion': { type: 'boolean' }, concurrency: { type: 'string' } });
+      formatFlag(values, ['text', 'json']);
+      const concurrency = values.concurrency === undefined ? 10 : Number(values.concurrency);
+      if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError('--concurrency takes a positive whole number');
+      return apply(context(values, io), { yes: values.yes === true, allowMassDeletion: values['allow-mass-deletion'] === true, concurrency });
+    },
+  },
+  graph: {
+    summary: 'print the compiled graph as DOT or Mermaid',
+    usage: 'desiredstate graph [--goals DIR] [--format dot|mermaid|json]',
+    help: 'Exit status: 0, or 1 when the goals do not compile.',
+    async run(argv, io) {
+      const { values } = parse(argv, {});
+      formatFlag(values, ['dot', 'mermaid', 'json']);
+      return graph(context(values, io));
+    },
+  },
+  schema: {
+    summary: 'print the JSON Schema of goal files, for editors',
+    usage: 'desiredstate schema',
+    help: 'Point your editor\'s YAML language server at it, e.g. `# yaml-language-server: $schema=../schema/goal.schema.json`.',
+    async run(argv, io) {
+      const { values } = parse(argv, {});
+      return Promise.resolve(schema(context(values, io)));
+    },
+  },
+  status: {
+    summary: 'nodes and their state, from the state store',
+    usage: 'desiredstate status [--state DIR] [--format text|json]',
+    help: 'Exit status: 0.',
+    async run(argv, io) {
+      const { values } = parse(argv, {});
+      formatFlag(values, ['text', 'json']);
+      return Promise.resolve(status(context(values, io)));
+    },
+  },
+  drift: {
+    summary: 'drift reports',
+    usage: 'desiredstate drift [--since 1h|TIMESTAMP] [--node ID] [--format text|json]',
+    help: 'Exit status: 0.',
+    async run(argv, io) {
+      const { values } = parse(argv, { since: { type: 'string' }, node: { type: 'string' } });
+      formatFlag(values, ['text', 'json']);
+      return Promise.resolve(drift(context(values, io), { since: values.since, node: values.node }));
+    },
+  },
+  history: {
+    summary: 'past runs: when, goals commit, what changed',
+    usage: 'desiredstate history [--state DIR] [--format text|json]',
+    help: 'Exit status: 0.',
+    async run(argv, io) {
+      const { values } = parse(argv, {});
+      formatFlag(values, ['text', 'json']);
+      return Promise.resolve(history(context(values, io)));
+    },
+  },
+  retry: {
+    summary: 'release a node held by the fault policy',
+    usage: 'desiredstate retry NODE [--state DIR]',
+    help: 'Exit status: 0, or 1 for an unknown node.',
+    async run(argv, io) {
+      const { values, positionals } = parse(argv, {}, 1);
+      return Promise.resolve(retry(context(values, io), positionals[0]));
+    },
+  },
+  backends: {
+    summary: 'configured backends, their types and health',
+    usage: 'desiredstate backends [--goals DIR] [--format text|json]',
+    help: 'Exit status: 0, or 1 when any backend is unhealthy.',
+    async run(argv, io) {
+      const { values } = parse(argv, {});
+      formatFlag(values, ['text', 'json']);
+      return backends(context(values, io));
+    },
+  },
+};
+
+function mainHelp(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  return [
+    'desiredstate — keeps infrastructure equal to the goals committed to git',
+    '',
+    'Usage: desiredstate COMMAND [options]',
+    '',
+    'Commands:',
+    ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+    '',
+    COMMON_HELP,
+    '',
+    'Run `desiredstate COMMAND --help` for a command\'s own options.',
+  ].join('\n');
+}
+
+/** Runs the CLI; resolves with the exit status. */
+export async function main(argv: readonly string[], io: Io): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.out(mainHelp());
+    return name === undefined ? EXIT.usage : EXIT.ok;
+  }
+  if (name === '--version') {
+    io.out('desiredstate 0.1.0');
+    return EXIT.ok;
+  }
+  const command = commands[name];
+  if (command === undefined) {
+    process.stderr.write(`desiredstate: unknown command "${name}"; run desiredstate --help\n`);
+    return EXIT.usage;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    io.out(`${command.summary}\n\nUsage: ${command.usage}\n\n${command.help}\n\n${COMMON_HELP}`);
+    return EXIT.ok;
+  }
+  try {
+    return await command.run(rest, io);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`desiredstate ${name}: ${err.message}\n`);
+      return EXIT.usage;
+    }
+    if (err instanceof DesiredStateError) {
+      process.stderr.write(`desiredstate ${name}: ${err.code === ErrorCodes.StateLocked ? '' : `${err.code}: `}${err.message}\n`);
+      return EXIT.failed;
+    }
+    process.stderr.write(`desiredstate ${name}: internal error: ${errorMessage(err)}\n${err instanceof Error ? (err.stack ?? '') : ''}\n`);
+    return 70;
+  }
+}

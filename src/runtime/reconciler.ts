@@ -1,0 +1,473 @@
+import type { Logger } from 'pino';
+import type { Fault } from './fault.ts';
+import { fault } from './fault.ts';
+import type { DesiredGraph } from './graph.ts';
+import type { NodeGate } from './goal-compiler.ts';
+import type { DesiredNode, NodeId, NodeSpec } from './node-spec.ts';
+import type { FieldDiff, NodeProvisioner, Observation, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
+import type { DriftReport, NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
+import { assertNever } from './errors.ts';
+
+/** Turns a domain spec into JSON for the state store and back (to delete a node no longer in the goals). */
+export interface NodeSpecCodec<S extends NodeSpec> {
+  encode(spec: S): unknown;
+  decode(json: unknown): S | undefined;
+}
+
+/** What one node needs, as a plan shows it. */
+export type PlannedAction =
+  | { readonly action: 'create' }
+  | { readonly action: 'update'; readonly diffs: readonly FieldDiff[] }
+  | { readonly action: 'drift'; readonly diffs: readonly FieldDiff[]; readonly correct: boolean }
+  | { readonly action: 'none' }
+  | { readonly action: 'delete' }
+  | { readonly action: 'blocked'; readonly reason: string }
+  | { readonly action: 'held'; readonly reason: string }
+  | { readonly action: 'error'; readonly fault: Fault };
+
+export interface PlanEntry {
+  readonly id: NodeId;
+  readonly type: string;
+  readonly backendId: string;
+  readonly goal: string;
+  readonly planned: PlannedAction;
+}
+
+/** The outcome of one node in an apply pass. */
+export type NodeOutcome =
+  | { readonly status: 'created' | 'updated' | 'deleted' | 'unchanged' | 'adopted' | 'orphaned' }
+  | { readonly status: 'drift-reported'; readonly diffs: readonly FieldDiff[] }
+  | { readonly status: 'failed'; readonly fault: Fault }
+  | { readonly status: 'blocked'; readonly reason: string }
+  | { readonly status: 'held'; readonly reason: string };
+
+export interface ApplyResult {
+  readonly runId: number | null;
+  readonly outcomes: ReadonlyMap<NodeId, NodeOutcome>;
+  readonly summary: RunSummary;
+  readonly refusedDeletions?: { readonly count: number; readonly limit: number } | undefined;
+}
+
+export interface PassOptions {
+  readonly signal: AbortSignal;
+  /** Policy gates from compilation: gated nodes are never provisioned nor deleted. */
+  readonly gates?: ReadonlyMap<NodeId, NodeGate> | undefined;
+  /** Goals git commit, recorded with the run and with drift reports. */
+  readonly commit?: string | null | undefined;
+  readonly trigger?: string | undefined;
+  /** Allow deletions past the mass-deletion guard. */
+  readonly allowMassDeletion?: boolean | undefined;
+  /** Whether deletions may run (apply asks first unless --yes). */
+  readonly allowDeletions?: boolean | undefined;
+}
+
+/** Ids of diffs that survive `ignoreFields`. */
+export function withoutIgnored(diffs: readonly FieldDiff[], ignore: readonly string[]): FieldDiff[] {
+  if (ignore.length === 0) return [...diffs];
+  return diffs.filter((d) => !ignore.some((f) => d.path === f || d.path.startsWith(`${f}.`) || d.path.startsWith(`${f}[`)));
+}
+
+/** Mass-deletion guard: at most max(5, 10 %) of managed nodes in one revision. */
+export function massDeletionLimit(managed: number): number {
+  return Math.max(5, Math.floor(managed * 0.1));
+}
+
+const EMPTY_SUMMARY: RunSummary = { created: 0, updated: 0, deleted: 0, unchanged: 0, failed: 0, blocked: 0, held: 0, drifted: 0 };
+
+/**
+ * One reconcile pass, level-triggered: observe what exists, compare with the
+ * goals, create / update / nothing, record. Dependencies first, bounded
+ * concurrency, a batch observation per dependency level. A node whose
+ * dependency is not ready is blocked, never removed.
+ */
+export class Reconciler<S extends NodeSpec> {
+  private readonly provisioner: NodeProvisioner<S>;
+  private readonly store: StateStore;
+  private readonly log: Logger;
+  private readonly codec: NodeSpecCodec<S>;
+  private readonly concurrency: number;
+  private readonly now: () => number;
+
+  constructor(options: {
+    provisioner: NodeProvisioner<S>;
+    store: StateStore;
+    log: Logger;
+    codec: NodeSpecCodec<S>;
+    concurrency?: number;
+    now?: () => number;
+  }) {
+    this.provisioner = options.provisioner;
+    this.store = options.store;
+    this.log = options.log;
+    this.codec = options.codec;
+    this.concurrency = options.concurrency ?? 10;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Observes every node and says what `apply` would do. Writes nothing. */
+  async plan(graph: DesiredGraph<S>, options: PassOptions): Promise<PlanEntry[]> {
+    const entries = new Map<NodeId, PlanEntry>();
+    const outputs = new Map<NodeId, Outputs>();
+    for (const r of this.store.listNodes()) if (r.outputs !== null) outputs.set(r.id, r.outputs);
+    const willChange = new Set<NodeId>();
+    for (const level of levels(graph)) {
+      const observable = level.filter((n) => !options.gates?.has(n.id));
+      const observed = await this.provisioner.observe(observable, this.context(options.signal, outputs));
+      for (const node of level) {
+        const gate = options.gates?.get(node.id);
+        const entry = (planned: PlannedAction): void => {
+          entries.set(node.id, { id: node.id, type: node.spec.type, backendId: node.spec.backendId, goal: node.goal, planned });
+        };
+        if (gate !== undefined) {
+          entry({ action: 'blocked', reason: gate.reason });
+          continue;
+        }
+        const record = this.store.getNode(node.id);
+        if (record?.status === 'held' && record.appliedDigest === node.spec.digest) {
+          entry({ action: 'held', reason: record.reason ?? 'held by the fault policy' });
+          continue;
+        }
+        const obs = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
+        const depsChanging = graph.dependencies(node.id).some((d) => willChange.has(d));
+        switch (obs.status) {
+          case 'absent':
+            willChange.add(node.id);
+            entry({ action: 'create' });
+            break;
+          case 'upToDate':
+            outputs.set(node.id, obs.outputs);
+            entry({ action: 'none' });
+            break;
+          case 'drifted': {
+            outputs.set(node.id, obs.outputs);
+            const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
+            if (diffs.length === 0) entry({ action: 'none' });
+            else if (record !== undefined && record.appliedDigest !== null && record.appliedDigest === node.spec.digest) {
+              if (node.settings.selfHeal) willChange.add(node.id);
+              entry({ action: 'drift', diffs, correct: node.settings.selfHeal });
+            } else {
+              willChange.add(node.id);
+              entry({ action: 'update', diffs });
+            }
+            break;
+          }
+          case 'indeterminate':
+            entry({ action: 'held', reason: obs.reason });
+            break;
+          case 'failed':
+            // A node waiting for outputs of a dependency that the plan creates will be created after it.
+            if (obs.fault.code === 'outputs-missing' && depsChanging) {
+              willChange.add(node.id);
+              entry({ action: 'create' });
+            } else entry({ action: 'error', fault: obs.fault });
+            break;
+          default:
+            assertNever(obs, 'observation');
+        }
+      }
+    }
+    const deletions = this.deletions(graph, options);
+    for (const r of deletions.toDelete) entries.set(r.id, { id: r.id, type: r.type, backendId: r.backendId, goal: r.goal, planned: { action: 'delete' } });
+    return [...entries.values()];
+  }
+
+  /** One reconcile pass in dependency order. */
+  async apply(graph: DesiredGraph<S>, options: PassOptions): Promise<ApplyResult> {
+    const runId = this.store.startRun(options.trigger ?? 'apply', options.commit ?? null);
+    const outcomes = new Map<NodeId, NodeOutcome>();
+    const outputs = new Map<NodeId, Outputs>();
+    const records = new Map<NodeId, NodeRecord>();
+    for (const r of this.store.listNodes()) {
+      records.set(r.id, r);
+      if (r.outputs !== null) outputs.set(r.id, r.outputs);
+    }
+    const pendingCreates = new Map<NodeId, number>();
+    for (const op of this.store.pendingOperations()) {
+      if (op.op === 'create') pendingCreates.set(op.node, op.id);
+      else this.store.finishOperation(op.id, 'abandoned', 'interrupted; the node is observed again');
+    }
+    const updates: NodeRecord[] = [];
+    const put = (node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord> = {}): void => {
+      const prev = records.get(node.id);
+      const rec: NodeRecord = {
+        id: node.id,
+        goal: node.goal,
+        type: node.spec.type,
+        backendId: node.spec.backendId,
+        status,
+        appliedDigest: prev?.appliedDigest ?? null,
+        outputs: outputs.get(node.id) ?? prev?.outputs ?? null,
+        managed: prev?.managed ?? false,
+        lastFault: null,
+        attempts: 0,
+        retryAt: null,
+        reason: null,
+        snapshot: { spec: this.codec.encode(node.spec), deps: graph.dependencies(node.id) },
+        deletionPolicy: node.settings.prune && node.settings.deletionPolicy === 'Delete' ? 'Delete' : 'Orphan',
+        updatedAt: this.now(),
+        ...patch,
+      };
+      records.set(node.id, rec);
+      updates.push(rec);
+    };
+
+    for (const level of levels(graph)) {
+      if (options.signal.aborted) break;
+      const ready: DesiredNode<S>[] = [];
+      for (const node of level) {
+        const gate = options.gates?.get(node.id);
+        if (gate !== undefined) {
+          outcomes.set(node.id, { status: 'held', reason: gate.reason });
+          put(node, 'held', { reason: `policy: ${gate.reason}` });
+          continue;
+        }
+        const prev = records.get(node.id);
+        if (prev?.status === 'held' && prev.appliedDigest === node.spec.digest && prev.lastFault !== null) {
+          outcomes.set(node.id, { status: 'held', reason: prev.reason ?? 'held' });
+          continue;
+        }
+        const badDep = graph.dependencies(node.id).find((d) => !isReady(outcomes.get(d)));
+        if (badDep !== undefined) {
+          const reason = `dependency ${badDep} is not ready`;
+          outcomes.set(node.id, { status: 'blocked', reason });
+          put(node, 'blocked', { reason });
+          continue;
+        }
+        ready.push(node);
+      }
+      if (ready.length === 0) continue;
+      const ctx = this.context(options.signal, outputs);
+      const observed = await this.provisioner.observe(ready, ctx);
+      await forEachLimit(ready, this.concurrency, async (node) => {
+        const obs: Observation = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
+        const prev = records.get(node.id);
+        const pendingCreate = pendingCreates.get(node.id);
+        const log = this.log.child({ node: node.id, backend: node.spec.backendId });
+        switch (obs.status) {
+          case 'absent': {
+            if (pendingCreate !== undefined) this.store.finishOperation(pendingCreate, 'abandoned', 'observed absent after an interrupted create');
+            const result = await this.provision(node, 'create', runId, () => this.provisioner.create(node, ctx));
+            this.record(node, result, 'created', outcomes, outputs, put, log);
+            return;
+          }
+          case 'upToDate':
+            if (pendingCreate !== undefined) this.store.finishOperation(pendingCreate, 'adopted', 'found after an interrupted create');
+            outputs.set(node.id, obs.outputs);
+            outcomes.set(node.id, { status: prev?.managed === true || pendingCreate === undefined ? 'unchanged' : 'adopted' });
+            put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: obs.outputs });
+            return;
+          case 'drifted': {
+            if (pendingCreate !== undefined) this.store.finishOperation(pendingCreate, 'adopted', 'found after an interrupted create');
+            outputs.set(node.id, obs.outputs);
+            const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
+            if (diffs.length === 0) {
+              outcomes.set(node.id, { status: 'unchanged' });
+              put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: obs.outputs });
+              return;
+            }
+            const isDrift = prev !== undefined && prev.appliedDigest === node.spec.digest;
+            if (isDrift) this.reportDrift(node, diffs, node.settings.selfHeal ? 'corrected' : 'reported', options.commit ?? null, log);
+            if (isDrift && !node.settings.selfHeal) {
+              outcomes.set(node.id, { status: 'drift-reported', diffs });
+              put(node, 'drifted', { managed: true, outputs: obs.outputs, reason: 'drift reported (selfHeal: false)' });
+              return;
+            }
+            const result = await this.provision(node, 'update', runId, () => this.provisioner.update(node, diffs, ctx));
+            this.record(node, result, 'updated', outcomes, outputs, put, log);
+            return;
+          }
+          case 'indeterminate': {
+            const reason = `cannot tell whether it exists: ${obs.reason}; resolve it and run \`desiredstate retry ${node.id}\``;
+            outcomes.set(node.id, { status: 'held', reason });
+            put(node, 'held', { reason, lastFault: fault('permanent', obs.reason) });
+            log.warn({ reason: obs.reason }, 'node held: existence indeterminate');
+            return;
+          }
+          case 'failed':
+            outcomes.set(node.id, { status: 'failed', fault: obs.fault });
+            put(node, 'failed', { lastFault: obs.fault, attempts: (prev?.attempts ?? 0) + 1, reason: obs.fault.message });
+            log.warn({ fault: obs.fault }, 'observe failed');
+            return;
+          default:
+            assertNever(obs, 'observation');
+        }
+      });
+    }
+
+    // Deletions of nodes removed from the goals, in reverse dependency order.
+    const deletions = this.deletions(graph, options);
+    let refused: ApplyResult['refusedDeletions'];
+    if (deletions.refused !== undefined) {
+      refused = deletions.refused;
+      this.log.error({ count: refused.count, limit: refused.limit }, 'mass deletion refused');
+    } else if (deletions.toDelete.length > 0 && options.allowDeletions === true) {
+      await this.deleteRemoved(deletions.toDelete, runId, options, outcomes);
+    }
+    for (const r of deletions.toOrphan) {
+      outcomes.set(r.id, { status: 'orphaned' });
+      this.log.info({ node: r.id }, 'node orphaned: removed from the goals, resource left untouched');
+    }
+    if (deletions.toOrphan.length > 0) this.store.removeNodes(deletions.toOrphan.map((r) => r.id));
+
+    this.store.putNodes(updates);
+    const summary = summarise(outcomes);
+    this.store.finishRun(runId, summary);
+    return { runId, outcomes, summary, refusedDeletions: refused };
+  }
+
+  /** Removed nodes split into to-delete (managed, prune + Delete) and to-orphan, with the mass-deletion guard. */
+  private deletions(
+    graph: DesiredGraph<S>,
+    options: PassOptions,
+  ): { toDelete: NodeRecord[]; toOrphan: NodeRecord[]; refused?: { count: number; limit: number } } {
+    // An empty goal set never deletes anything: it is far more likely a mistake than an intent.
+    if (graph.size === 0) return { toDelete: [], toOrphan: [] };
+    const removed = this.store.listNodes().filter((r) => !graph.has(r.id) && r.status !== 'deleted');
+    const toDelete = removed.filter((r) => r.deletionPolicy === 'Delete' && r.managed && !options.gates?.has(r.id));
+    const toOrphan = removed.filter((r) => !toDelete.includes(r));
+    const managed = this.store.listNodes().filter((r) => r.managed).length;
+    const limit = massDeletionLimit(managed);
+    if (toDelete.length > limit && options.allowMassDeletion !== true) {
+      return { toDelete: [], toOrphan, refused: { count: toDelete.length, limit } };
+    }
+    return { toDelete: reverseDependencyOrder(toDelete), toOrphan };
+  }
+
+  private async deleteRemoved(records: NodeRecord[], runId: number, options: PassOptions, outcomes: Map<NodeId, NodeOutcome>): Promise<void> {
+    const outputs = new Map<NodeId, Outputs>();
+    const done: NodeId[] = [];
+    for (const r of records) {
+      const snapshot = r.snapshot as { spec?: unknown } | null;
+      const spec = snapshot?.spec === undefined ? undefined : this.codec.decode(snapshot.spec);
+      if (spec === undefined) {
+        outcomes.set(r.id, { status: 'failed', fault: fault('permanent', 'the stored spec cannot be read; delete it by hand') });
+        continue;
+      }
+      const node: DesiredNode<S> = {
+        id: r.id,
+        goal: r.goal,
+        spec,
+        dependsOn: [],
+        settings: { selfHeal: true, prune: true, deletionPolicy: 'Delete', ignoreFields: [] },
+        source: { file: '(state)', line: 0, col: 0 },
+      };
+      if (r.outputs !== null) outputs.set(r.id, r.outputs);
+      const result = await this.provision(node, 'delete', runId, () => this.provisioner.delete(node, this.context(options.signal, outputs)));
+      if (result.status === 'done') {
+        outcomes.set(r.id, { status: 'deleted' });
+        done.push(r.id);
+        this.log.info({ node: r.id, backend: r.backendId }, 'node deleted');
+      } else {
+        outcomes.set(r.id, { status: 'failed', fault: result.fault });
+        this.log.warn({ node: r.id, fault: result.fault }, 'delete failed');
+      }
+    }
+    this.store.removeNodes(done);
+  }
+
+  /** Records the operation as pending before the call and finished after it (crash safety). */
+  private async provision(node: DesiredNode<S>, op: 'create' | 'update' | 'delete', runId: number, call: () => Promise<ProvisionResult>): Promise<ProvisionResult> {
+    const opId = this.store.beginOperation(node.id, op, runId);
+    const result = await call();
+    this.store.finishOperation(opId, result.status === 'done' ? 'done' : 'failed', result.status === 'failed' ? result.fault.message : undefined);
+    return result;
+  }
+
+  private record(
+    node: DesiredNode<S>,
+    result: ProvisionResult,
+    success: 'created' | 'updated',
+    outcomes: Map<NodeId, NodeOutcome>,
+    outputs: Map<NodeId, Outputs>,
+    put: (node: DesiredNode<S>, status: NodeStatus, patch?: Partial<NodeRecord>) => void,
+    log: Logger,
+  ): void {
+    if (result.status === 'done') {
+      outputs.set(node.id, result.outputs);
+      outcomes.set(node.id, { status: success });
+      put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: result.outputs });
+      log.info({ type: node.spec.type }, success === 'created' ? 'node created' : 'node updated');
+    } else {
+      const prev = this.store.getNode(node.id);
+      outcomes.set(node.id, { status: 'failed', fault: result.fault });
+      put(node, 'failed', { lastFault: result.fault, attempts: (prev?.attempts ?? 0) + 1, reason: result.fault.message, managed: prev?.managed ?? false });
+      log.warn({ fault: result.fault }, success === 'created' ? 'create failed' : 'update failed');
+    }
+  }
+
+  private reportDrift(node: DesiredNode<S>, diffs: readonly FieldDiff[], action: DriftReport['action'], commit: string | null, log: Logger): void {
+    const now = this.now();
+    const report: DriftReport = { goal: node.goal, node: node.id, backendId: node.spec.backendId, diffs, firstSeen: now, detectedAt: now, action, flapping: false, commit };
+    this.store.recordDrift(report);
+    log.warn({ goal: node.goal, diffs, action, commit, firstSeen: new Date(now).toISOString() }, 'drift detected');
+  }
+
+  private context(signal: AbortSignal, outputs: ReadonlyMap<NodeId, Outputs>): OperationContext {
+    return { signal, log: this.log, outputsOf: (id) => outputs.get(id) };
+  }
+}
+
+function isReady(o: NodeOutcome | undefined): boolean {
+  if (o === undefined) return false;
+  return o.status === 'created' || o.status === 'updated' || o.status === 'unchanged' || o.status === 'adopted' || o.status === 'drift-reported';
+}
+
+/** Nodes grouped by depth: a node's level is one more than its deepest dependency's. */
+export function levels<S extends NodeSpec>(graph: DesiredGraph<S>): DesiredNode<S>[][] {
+  const depth = new Map<NodeId, number>();
+  const out: DesiredNode<S>[][] = [];
+  for (const node of graph.order) {
+    let d = 0;
+    for (const dep of node.dependsOn) d = Math.max(d, (depth.get(dep.on) ?? 0) + 1);
+    depth.set(node.id, d);
+    (out[d] ??= []).push(node);
+  }
+  return out;
+}
+
+/** Dependents before their dependencies, from the dependency lists stored with each record. */
+function reverseDependencyOrder(records: NodeRecord[]): NodeRecord[] {
+  const ids = new Set(records.map((r) => r.id));
+  const depsOf = (r: NodeRecord): string[] => ((r.snapshot as { deps?: string[] } | null)?.deps ?? []).filter((d) => ids.has(d));
+  const byId = new Map(records.map((r) => [r.id, r]));
+  const visited = new Set<string>();
+  const order: NodeRecord[] = [];
+  const visit = (r: NodeRecord): void => {
+    if (visited.has(r.id)) return;
+    visited.add(r.id);
+    for (const d of depsOf(r)) visit(byId.get(d)!);
+    order.push(r);
+  };
+  for (const r of records) visit(r);
+  return order.reverse();
+}
+
+function summarise(outcomes: ReadonlyMap<NodeId, NodeOutcome>): RunSummary {
+  const s = { ...EMPTY_SUMMARY };
+  for (const o of outcomes.values()) {
+    switch (o.status) {
+      case 'created': s.created++; break;
+      case 'updated': s.updated++; break;
+      case 'deleted': s.deleted++; break;
+      case 'unchanged': case 'adopted': case 'orphaned': s.unchanged++; break;
+      case 'drift-reported': s.drifted++; break;
+      case 'failed': s.failed++; break;
+      case 'blocked': s.blocked++; break;
+      case 'held': s.held++; break;
+      default: assertNever(o, 'outcome');
+    }
+  }
+  return s;
+}
+
+/** Runs `fn` over items with at most `limit` in flight. */
+export async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
