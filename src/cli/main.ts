@@ -1,6 +1,7 @@
 import { DesiredStateError, errorMessage, ErrorCodes } from '../runtime/index.ts';
 import { apply, graph, plan, validate } from './commands/goals.ts';
 import { backends, schema } from './commands/meta.ts';
+import { run } from './commands/run.ts';
 import { drift, history, retry, status } from './commands/state.ts';
 import { createContext } from './context.ts';
 import type { CliContext } from './context.ts';
@@ -66,6 +67,15 @@ export const commands: Record<string, Command> = {
       const concurrency = values.concurrency === undefined ? 10 : Number(values.concurrency);
       if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError('--concurrency takes a positive whole number');
       return apply(context(values, io), { yes: values.yes === true, allowMassDeletion: values['allow-mass-deletion'] === true, concurrency });
+    },
+  },
+  run: {
+    summary: 'the daemon: continuous reconciliation until SIGTERM/SIGINT',
+    usage: 'desiredstate run [--goals DIR] [--state DIR] [--interval 60s] [--listen 127.0.0.1:7474] [--concurrency 10] [--allow-mass-deletion]',
+    help: 'Each node is re-observed every --interval (±10 % jitter; per-goal and per-node `interval` override it), at once when\nthe goal files change or its backend reports a change, and when its backoff expires. Drift is logged as a JSON line\nwith the message "drift detected" and stored (see `desiredstate drift`). SIGHUP reloads the goals.\n--listen serves /healthz, /readyz and /status; port 0 picks a free port (logged).\nExit status: 0 after SIGTERM/SIGINT.',
+    async run(argv, io) {
+      const { values } = parse(argv, { interval: { type: 'string' }, listen: { type: 'string' }, concurrency: { type: 'string' }, 'allow-mass-deletion': { type: 'boolean' }, debounce: { type: 'string' } });
+      return run(context(values, io, 'info'), { interval: values.interval, listen: values.listen, concurrency: values.concurrency, allowMassDeletion: values['allow-mass-deletion'] === true, debounce: values.debounce });
     },
   },
   graph: {

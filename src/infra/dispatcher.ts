@@ -13,10 +13,17 @@ import type { InfraNodeSpec } from './spec.ts';
  * every diff that leaves it.
  */
 export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpec> {
-  private readonly backends: ReadonlyMap<string, InfraBackend>;
+  private backends: ReadonlyMap<string, InfraBackend>;
 
   constructor(options: { backends: ReadonlyMap<string, InfraBackend> }) {
     this.backends = options.backends;
+  }
+
+  /** Swaps the backend instances (a goal revision changed the Backend documents); returns the old ones to close. */
+  replaceBackends(backends: ReadonlyMap<string, InfraBackend>): ReadonlyMap<string, InfraBackend> {
+    const old = this.backends;
+    this.backends = backends;
+    return old;
   }
 
   backend(id: string): InfraBackend | undefined {

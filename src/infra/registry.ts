@@ -18,7 +18,7 @@ export interface BackendDeclaration {
 export class BackendRegistry {
   private readonly factories = new Map<string, BackendFactory>();
 
-  constructor(factories: readonly BackendFactory<never>[] = []) {
+  constructor(factories: readonly BackendFactory<unknown>[] = []) {
     for (const f of factories) this.register(f);
   }
 

@@ -1,0 +1,16 @@
+# desiredstate as a long-running service: `desiredstate run` on /goals.
+FROM node:24-slim
+ENV NODE_ENV=production \
+    DESIREDSTATE_GOALS=/goals \
+    DESIREDSTATE_STATE=/var/lib/desiredstate
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev && npm cache clean --force
+COPY bin ./bin
+COPY src ./src
+RUN useradd --system --uid 10001 --home-dir /var/lib/desiredstate desiredstate \
+ && mkdir -p /var/lib/desiredstate /goals && chown desiredstate /var/lib/desiredstate
+USER desiredstate
+EXPOSE 7474
+ENTRYPOINT ["node", "/app/bin/desiredstate.js"]
+CMD ["run", "--listen", "0.0.0.0:7474"]

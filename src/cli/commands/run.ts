@@ -1,0 +1,155 @@
+import { watch } from 'node:fs';
+import type { FSWatcher } from 'node:fs';
+import { Controller, formatDiagnostic, parseDuration } from '../../runtime/index.ts';
+import type { DesiredNode, NodeId } from '../../runtime/index.ts';
+import { infraSpecCodec, InfraNodeProvisioner } from '../../infra/index.ts';
+import type { InfraBackend, InfraDesiredNodeSpec } from '../../infra/index.ts';
+import { parseListen, startHttpServer } from '../../server/http.ts';
+import { compileGoals, openStore, registry, requireGoalsDir } from '../context.ts';
+import type { CliContext } from '../context.ts';
+import { goalsCommit } from '../git.ts';
+import { EXIT, UsageError } from '../usage.ts';
+
+export interface RunOptions {
+  readonly interval: string | undefined;
+  readonly listen: string | undefined;
+  readonly concurrency: string | undefined;
+  readonly allowMassDeletion: boolean;
+  readonly debounce: string | undefined;
+}
+
+/**
+ * The daemon: continuous reconciliation until SIGTERM/SIGINT (exit 0).
+ * Reloads the goals when their files change and on SIGHUP; a revision that
+ * does not compile is logged and the last good graph keeps running.
+ */
+export async function run(ctx: CliContext, options: RunOptions): Promise<number> {
+  const intervalMs = options.interval === undefined ? 60_000 : parseDuration(options.interval);
+  if (intervalMs === undefined || intervalMs <= 0) throw new UsageError(`--interval takes a duration such as 500ms, 30s or 5m (got "${options.interval}")`);
+  const listen = parseListen(options.listen ?? '127.0.0.1:7474');
+  if (listen === undefined) throw new UsageError(`--listen takes HOST:PORT (got "${options.listen}")`);
+  const concurrency = options.concurrency === undefined ? 10 : Number(options.concurrency);
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError('--concurrency takes a positive whole number');
+  const debounceMs = options.debounce === undefined ? 300 : parseDuration(options.debounce);
+  if (debounceMs === undefined) throw new UsageError('--debounce takes a duration such as 300ms');
+  requireGoalsDir(ctx);
+
+  const log = ctx.log;
+  const store = openStore(ctx, { lock: true });
+  const provisioner = new InfraNodeProvisioner({ backends: new Map() });
+  let backendKey = '';
+  const backendsById = (): ReadonlyMap<string, InfraBackend> => backendMap;
+  let backendMap: ReadonlyMap<string, InfraBackend> = new Map();
+
+  const controller = new Controller<InfraDesiredNodeSpec>({
+    provisioner,
+    store,
+    log,
+    codec: infraSpecCodec,
+    intervalMs,
+    concurrency,
+    allowMassDeletion: options.allowMassDeletion,
+    watch: (nodes, onChange) => watchBackends(backendsById(), nodes, onChange, log),
+  });
+
+  let loading: Promise<void> = Promise.resolve();
+  const reload = (why: string): Promise<void> => {
+    loading = loading.then(async () => {
+      const loaded = await compileGoals(ctx).catch((err: unknown) => {
+        log.error({ err }, 'goals cannot be read');
+        return undefined;
+      });
+      if (loaded === undefined) return;
+      const { graph, diagnostics, gates } = loaded.result;
+      if (graph === undefined) {
+        const lines = diagnostics.map(formatDiagnostic);
+        for (const d of diagnostics) log.error({ file: d.file, line: d.line, col: d.col, code: d.code, severity: d.severity, text: d.message }, 'goal error');
+        log.error({ errors: diagnostics.filter((d) => d.severity === 'error').length, reason: why }, 'goal revision rejected; the last good graph keeps running');
+        controller.rejectRevision(lines);
+        return;
+      }
+      for (const d of diagnostics) log.warn({ file: d.file, line: d.line, col: d.col, code: d.code, text: d.message }, 'goal warning');
+      const declarations = [...loaded.factory.backends.values()];
+      const key = JSON.stringify(declarations);
+      if (key !== backendKey) {
+        const fresh = registry().instantiate(declarations, { cwd: ctx.cwd, log, stateDir: ctx.stateDir, env: ctx.env });
+        const old = provisioner.replaceBackends(fresh);
+        backendMap = fresh;
+        backendKey = key;
+        await Promise.allSettled([...old.values()].map((b) => b.close()));
+      }
+      const commit = await goalsCommit(ctx.goalsDir);
+      await controller.setGraph(graph, { gates, commit });
+      log.info({ nodes: graph.size, commit, reason: why }, 'goals loaded');
+    });
+    return loading;
+  };
+
+  await reload('start');
+  controller.start();
+
+  const http = await startHttpServer(listen, {
+    ready: () => (controller.ready ? { ready: true } : { ready: false, reason: controller.currentGraph === undefined ? 'no valid goals loaded' : 'first reconcile round in progress' }),
+    status: () => ({ nodes: controller.nodes().map(({ snapshot: _s, ...r }) => r), queue: controller.queueStats() }),
+  });
+  log.info({ address: `${http.address.address}:${http.address.port}`, intervalMs }, 'listening');
+
+  // Goal files: watch the directory, debounce, reload; a change re-plans only what changed.
+  let debounce: NodeJS.Timeout | undefined;
+  let goalsWatcher: FSWatcher | undefined;
+  try {
+    goalsWatcher = watch(ctx.goalsDir, { recursive: true }, (_event, file) => {
+      if (file !== null && !/\.ya?ml$/i.test(String(file))) return;
+      clearTimeout(debounce);
+      debounce = setTimeout(() => void reload('goals changed'), debounceMs);
+    });
+  } catch (err) {
+    log.warn({ err }, 'cannot watch the goal directory; send SIGHUP to reload');
+  }
+
+  return new Promise<number>((resolve) => {
+    const onHup = (): void => void reload('SIGHUP');
+    const shutdown = (signal: string): void => {
+      log.info({ signal }, 'shutting down');
+      process.off('SIGHUP', onHup);
+      clearTimeout(debounce);
+      goalsWatcher?.close();
+      http.server.close();
+      http.server.closeAllConnections();
+      void (async () => {
+        await loading.catch(() => undefined);
+        await controller.stop(10_000);
+        await Promise.allSettled([...backendMap.values()].map((b) => b.close()));
+        store.close();
+        log.info('stopped');
+        resolve(EXIT.ok);
+      })();
+    };
+    process.on('SIGHUP', onHup);
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', () => shutdown('SIGINT'));
+  });
+}
+
+/** Starts each backend's own change watch over its nodes. */
+function watchBackends(
+  backends: ReadonlyMap<string, InfraBackend>,
+  nodes: readonly DesiredNode<InfraDesiredNodeSpec>[],
+  onChange: (ids: readonly NodeId[]) => void,
+  log: CliContext['log'],
+): () => void {
+  const byBackend = new Map<string, DesiredNode<InfraDesiredNodeSpec>[]>();
+  for (const n of nodes) {
+    let list = byBackend.get(n.spec.backendId);
+    if (list === undefined) byBackend.set(n.spec.backendId, (list = []));
+    list.push(n);
+  }
+  const stops: (() => void)[] = [];
+  for (const [id, list] of byBackend) {
+    const b = backends.get(id);
+    if (b?.watch !== undefined) stops.push(b.watch(list, onChange, log.child({ backend: id })));
+  }
+  return () => {
+    for (const s of stops) s();
+  };
+}

@@ -1,0 +1,615 @@
+import type { Logger } from 'pino';
+import type { Clock } from './clock.ts';
+import { systemClock } from './clock.ts';
+import { assertNever } from './errors.ts';
+import type { Fault } from './fault.ts';
+import { fault } from './fault.ts';
+import { CircuitBreakers, DEFAULT_FAULT_POLICY, decide } from './fault-policy.ts';
+import type { FaultPolicy, Rng } from './fault-policy.ts';
+import type { NodeGate } from './goal-compiler.ts';
+import type { DesiredGraph } from './graph.ts';
+import type { DesiredNode, NodeId, NodeSpec } from './node-spec.ts';
+import { nextNodeState, nodeSnapshotFor } from './node-machine.ts';
+import type { NodeEventType } from './node-machine.ts';
+import type { FieldDiff, NodeProvisioner, Observation, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
+import type { NodeSpecCodec } from './reconciler.ts';
+import { forEachLimit, massDeletionLimit, withoutIgnored } from './reconciler.ts';
+import type { DriftReport, NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
+import { WorkQueue } from './work-queue.ts';
+
+/** Watches what the nodes manage; calls `onChange` with the ids whose resources changed. Returns a stop function. */
+export type ChangeWatcher<S extends NodeSpec> = (nodes: readonly DesiredNode<S>[], onChange: (ids: readonly NodeId[]) => void) => () => void;
+
+export interface ControllerOptions<S extends NodeSpec> {
+  readonly provisioner: NodeProvisioner<S>;
+  readonly store: StateStore;
+  readonly log: Logger;
+  readonly codec: NodeSpecCodec<S>;
+  readonly clock?: Clock;
+  readonly rng?: Rng;
+  readonly faultPolicy?: FaultPolicy;
+  /** Operations in flight at once (default 10). */
+  readonly concurrency?: number;
+  /** Default re-observe interval (default 60 s), ±10 % jitter. */
+  readonly intervalMs?: number;
+  /** Most nodes observed in one batch call. */
+  readonly batchSize?: number;
+  /** Same field re-drifting within this window counts as flapping (default 5 min). */
+  readonly flapWindowMs?: number;
+  readonly watch?: ChangeWatcher<S> | undefined;
+  readonly allowMassDeletion?: boolean;
+}
+
+interface DriftMemory {
+  /** Key of the drift last reported (fields and actual values), to report each drift once. */
+  lastKey: string;
+  firstSeen: number;
+  /** Per field: when it was last corrected. */
+  corrected: Map<string, number>;
+  /** Consecutive flaps, for the growing correction backoff. */
+  flaps: number;
+  /** Not before this time is a flapping drift corrected again. */
+  correctAfter: number;
+}
+
+const READY_STATUSES: ReadonlySet<NodeStatus> = new Set(['ready', 'drifted']);
+
+/**
+ * The daemon's reconcile loop. Level-triggered: a work queue keyed by node
+ * (de-duplicated, delayed items), each node re-observed every interval (with
+ * jitter), immediately on goal changes and backend change events, and after
+ * its backoff. Node lifecycle through the node machine's pure transitions
+ * over persisted records (no live actor per node). The fault policy decides
+ * when to retry or hold; it never changes the graph.
+ */
+export class Controller<S extends NodeSpec> {
+  private readonly o: Required<Omit<ControllerOptions<S>, 'watch'>> & { watch: ChangeWatcher<S> | undefined };
+  private readonly queue: WorkQueue<NodeId>;
+  private readonly breakers: CircuitBreakers;
+  private readonly records = new Map<NodeId, NodeRecord>();
+  private readonly dirty = new Set<NodeId>();
+  private readonly drift = new Map<NodeId, DriftMemory>();
+  private graph: DesiredGraph<S> | undefined;
+  private gates: ReadonlyMap<NodeId, NodeGate> = new Map();
+  private commit: string | null = null;
+  private runId: number | null = null;
+  private summary: { -readonly [K in keyof RunSummary]: RunSummary[K] } = emptySummary();
+  private stopWatching: (() => void) | undefined;
+  private readonly abort = new AbortController();
+  private loops: Promise<void>[] = [];
+  private inFlight = 0;
+  private firstRoundLeft = new Set<NodeId>();
+  private started = false;
+
+  constructor(options: ControllerOptions<S>) {
+    this.o = {
+      clock: systemClock,
+      rng: Math.random,
+      faultPolicy: DEFAULT_FAULT_POLICY,
+      concurrency: 10,
+      intervalMs: 60_000,
+      batchSize: 1000,
+      flapWindowMs: 5 * 60_000,
+      allowMassDeletion: false,
+      ...options,
+      watch: options.watch,
+    };
+    this.queue = new WorkQueue<NodeId>({ clock: this.o.clock });
+    this.breakers = new CircuitBreakers({ clock: this.o.clock });
+    for (const r of this.o.store.listNodes()) this.records.set(r.id, r);
+  }
+
+  /** True once every node of the current graph has been reconciled at least once. */
+  get ready(): boolean {
+    return this.graph !== undefined && this.firstRoundLeft.size === 0;
+  }
+
+  get currentGraph(): DesiredGraph<S> | undefined {
+    return this.graph;
+  }
+
+  /** Status of every node, for the HTTP API. */
+  nodes(): NodeRecord[] {
+    return [...this.records.values()];
+  }
+
+  queueStats(): ReturnType<WorkQueue<NodeId>['stats']> {
+    return this.queue.stats();
+  }
+
+  /**
+   * Installs a (new) compiled graph. Unchanged nodes keep their schedule;
+   * new and changed nodes are queued at once; removed nodes are orphaned, or
+   * deleted (prune + Delete) in reverse dependency order behind the
+   * mass-deletion guard. An empty graph never deletes anything.
+   */
+  async setGraph(graph: DesiredGraph<S>, options: { gates?: ReadonlyMap<NodeId, NodeGate>; commit?: string | null } = {}): Promise<void> {
+    const previous = this.graph;
+    this.finishRun();
+    this.graph = graph;
+    this.gates = options.gates ?? new Map();
+    this.commit = options.commit ?? null;
+    this.runId = this.o.store.startRun(previous === undefined ? 'daemon-start' : 'daemon-reload', this.commit);
+    this.o.store.setMeta('goal-errors', null);
+    const now = this.o.clock.now();
+    this.firstRoundLeft = new Set(graph.ids());
+
+    for (const node of graph.order) {
+      const rec = this.records.get(node.id);
+      const gate = this.gates.get(node.id);
+      if (rec === undefined) {
+        this.put(node, 'pending', {});
+        this.queue.add(node.id);
+        continue;
+      }
+      const specChanged = rec.appliedDigest !== node.spec.digest || (rec.status === 'held' && rec.reason?.startsWith('policy:') === true && gate === undefined);
+      if (specChanged || rec.status === 'orphaned' || rec.status === 'deleted') {
+        // A goal change releases a held node and restarts its lifecycle.
+        this.transition(node, 'GOAL_CHANGED', { attempts: 0, retryAt: null, lastFault: null, reason: null });
+        this.drift.delete(node.id);
+        this.queue.add(node.id);
+      } else if (previous === undefined || !previous.has(node.id)) {
+        this.queue.add(node.id);
+      } else {
+        // Unchanged: keep its schedule, refresh the stored graph context.
+        this.put(node, rec.status, {});
+        const due = rec.retryAt !== null && rec.retryAt > now ? rec.retryAt - now : 0;
+        if (rec.status !== 'held') this.queue.addAfter(node.id, due);
+      }
+    }
+    await this.removeMissing(graph);
+    this.flush();
+
+    this.stopWatching?.();
+    this.stopWatching = this.o.watch?.(graph.order, (ids) => this.notifyChanged(ids));
+  }
+
+  /** Records a rejected goal revision: the last good graph keeps running. */
+  rejectRevision(errors: readonly string[]): void {
+    this.o.store.setMeta('goal-errors', JSON.stringify(errors));
+    this.o.store.appendEvent({ at: this.o.clock.now(), node: null, kind: 'goals-rejected', data: { errors: errors.length } });
+  }
+
+  /** A backend noticed a change: observe those nodes now, whatever the interval. */
+  notifyChanged(ids: readonly NodeId[]): void {
+    for (const id of ids) if (this.graph?.has(id) === true) this.queue.add(id);
+  }
+
+  /** An operator released a node (`desiredstate retry`). */
+  operatorRetry(id: NodeId): boolean {
+    const node = this.graph?.get(id);
+    if (node === undefined) return false;
+    this.transition(node, 'OPERATOR_RETRY', { attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator' });
+    this.flush();
+    this.queue.add(id);
+    return true;
+  }
+
+  /** Starts the worker loops. */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    const loops = Math.max(1, Math.min(4, Math.ceil(this.o.concurrency / 5)));
+    this.loops = Array.from({ length: loops }, () => this.loop());
+  }
+
+  /** Re-queues every node now and resolves when the queue has drained (benchmarks, tests, `apply`-like passes). */
+  async reconcileAll(): Promise<void> {
+    if (this.graph === undefined) return;
+    for (const id of this.graph.ids()) this.queue.add(id);
+    await this.queue.whenIdle();
+  }
+
+  /** Resolves when nothing is due or in flight. */
+  whenIdle(): Promise<void> {
+    return this.queue.whenIdle();
+  }
+
+  /**
+   * Stops taking work, lets in-flight operations finish for up to `graceMs`,
+   * then aborts them; flushes state.
+   */
+  async stop(graceMs = 10_000): Promise<void> {
+    this.stopWatching?.();
+    this.stopWatching = undefined;
+    this.queue.shutDown();
+    const timer = this.o.clock.setTimeout(() => this.abort.abort(), graceMs);
+    await Promise.allSettled(this.loops);
+    this.o.clock.clearTimeout(timer);
+    this.flush();
+    this.finishRun();
+  }
+
+  private async loop(): Promise<void> {
+    for (;;) {
+      const first = await this.queue.get();
+      if (first === undefined) return;
+      const batch = [first];
+      while (batch.length < this.o.batchSize && this.queue.stats().ready > 0) {
+        const next = await this.queue.get();
+        if (next === undefined) break;
+        batch.push(next);
+      }
+      try {
+        await this.reconcileBatch(batch);
+      } catch (err) {
+        this.o.log.error({ err }, 'reconcile batch failed');
+        for (const id of batch) this.queue.addAfter(id, 5000);
+      } finally {
+        this.flush();
+        for (const id of batch) this.queue.done(id);
+      }
+    }
+  }
+
+  private async reconcileBatch(ids: readonly NodeId[]): Promise<void> {
+    const graph = this.graph;
+    if (graph === undefined) return;
+    const toObserve: DesiredNode<S>[] = [];
+    const now = this.o.clock.now();
+    for (const id of ids) {
+      const node = graph.get(id);
+      if (node === undefined) continue;
+      const rec = this.records.get(id);
+      const gate = this.gates.get(id);
+      if (gate !== undefined) {
+        if (rec?.status !== 'held') this.transition(node, 'HOLD', { reason: `policy: ${gate.reason}` });
+        this.roundDone(id);
+        continue;
+      }
+      if (rec?.status === 'held') {
+        this.roundDone(id);
+        continue;
+      }
+      if (rec?.retryAt != null && rec.retryAt > now) {
+        // Woken early (a change event): the backoff still stands.
+        this.queue.addAfter(id, rec.retryAt - now);
+        continue;
+      }
+      const notReady = graph.dependencies(id).find((d) => !READY_STATUSES.has(this.records.get(d)?.status ?? 'pending'));
+      if (notReady !== undefined) {
+        if (rec?.status !== 'blocked') this.transition(node, 'DEPENDENCY_BLOCKED', { reason: `waiting for ${notReady}` });
+        this.roundDone(id);
+        continue; // re-queued when the dependency becomes ready
+      }
+      const permit = this.breakers.for(node.spec.backendId).acquire();
+      if (permit.verdict === 'reject') {
+        // The backend's circuit is open: try again when it lets a probe through.
+        this.queue.addAfter(id, Math.max(1, permit.retryAt - now));
+        continue;
+      }
+      toObserve.push(node);
+    }
+    if (toObserve.length === 0) return;
+    const ctx = this.context();
+    const observed = await this.o.provisioner.observe(toObserve, ctx);
+    await forEachLimit(toObserve, this.o.concurrency, async (node) => {
+      const obs: Observation = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
+      await this.act(node, obs, ctx);
+      this.roundDone(node.id);
+    });
+  }
+
+  private async act(node: DesiredNode<S>, obs: Observation, ctx: OperationContext): Promise<void> {
+    const rec = this.records.get(node.id);
+    const log = this.o.log.child({ node: node.id, backend: node.spec.backendId });
+    if (rec?.status === 'blocked') this.transition(node, 'DEPENDENCIES_READY', { reason: null });
+    if (this.records.get(node.id)?.status === 'failed') this.transition(node, 'RETRY_DUE', {});
+    this.transition(node, 'OBSERVE', {});
+    switch (obs.status) {
+      case 'absent': {
+        this.transition(node, 'OBSERVED_ABSENT', {});
+        const result = await this.provision(node, 'create', () => this.o.provisioner.create(node, ctx));
+        this.settle(node, result, 'created', log);
+        return;
+      }
+      case 'upToDate':
+        this.resolvePendingCreate(node.id, 'adopted');
+        this.breakers.for(node.spec.backendId).recordSuccess();
+        this.succeed(node, 'OBSERVED_UP_TO_DATE', obs.outputs);
+        this.summary.unchanged++;
+        return;
+      case 'drifted': {
+        this.resolvePendingCreate(node.id, 'adopted');
+        this.breakers.for(node.spec.backendId).recordSuccess();
+        const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
+        if (diffs.length === 0) {
+          this.succeed(node, 'OBSERVED_UP_TO_DATE', obs.outputs);
+          return;
+        }
+        this.transition(node, 'OBSERVED_DRIFTED', { outputs: obs.outputs });
+        const isDrift = rec?.appliedDigest === node.spec.digest;
+        if (!isDrift) {
+          // The goal changed (or an existing resource is adopted): converge it.
+          this.transition(node, 'UPDATE', {});
+          const result = await this.provision(node, 'update', () => this.o.provisioner.update(node, diffs, ctx));
+          this.settle(node, result, 'updated', log);
+          return;
+        }
+        const memory = this.noteDrift(node, diffs, log);
+        if (!node.settings.selfHeal) {
+          this.summary.drifted++;
+          this.put(node, 'drifted', { reason: 'drift reported (selfHeal: false)', managed: true });
+          this.scheduleNext(node);
+          return;
+        }
+        const now = this.o.clock.now();
+        if (memory.correctAfter > now) {
+          // Flapping: correct with a growing backoff, never in a hot loop.
+          this.put(node, 'drifted', { reason: `flapping drift; next correction in ${Math.round((memory.correctAfter - now) / 1000)}s` });
+          this.queue.addAfter(node.id, memory.correctAfter - now);
+          return;
+        }
+        for (const d of diffs) memory.corrected.set(d.path, now);
+        this.transition(node, 'UPDATE', {});
+        const result = await this.provision(node, 'update', () => this.o.provisioner.update(node, diffs, ctx));
+        this.settle(node, result, 'updated', log);
+        return;
+      }
+      case 'indeterminate':
+        this.transition(node, 'OBSERVED_INDETERMINATE', {
+          reason: `cannot tell whether it exists: ${obs.reason}; check it and run \`desiredstate retry ${node.id}\``,
+          lastFault: fault('permanent', obs.reason),
+        });
+        this.summary.held++;
+        log.warn({ reason: obs.reason }, 'node held: existence indeterminate');
+        return;
+      case 'failed':
+        this.transition(node, 'OBSERVE_FAILED', {});
+        this.fail(node, obs.fault, log, 'observe failed');
+        return;
+      default:
+        assertNever(obs, 'observation');
+    }
+  }
+
+  /** Records the operation as pending before the backend call, finished after (never a blind second create). */
+  private async provision(node: DesiredNode<S>, op: 'create' | 'update' | 'delete', call: () => Promise<ProvisionResult>): Promise<ProvisionResult> {
+    const pending = this.o.store.pendingOperations().filter((p) => p.node === node.id);
+    for (const p of pending) this.o.store.finishOperation(p.id, 'abandoned', `observed ${op === 'create' ? 'absent' : 'present'} after an interruption`);
+    const opId = this.o.store.beginOperation(node.id, op, this.runId);
+    this.inFlight++;
+    try {
+      const result = await call();
+      this.o.store.finishOperation(opId, result.status === 'done' ? 'done' : 'failed', result.status === 'failed' ? result.fault.message : undefined);
+      return result;
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  private resolvePendingCreate(id: NodeId, outcome: 'adopted'): void {
+    const rec = this.records.get(id);
+    if (rec?.managed === true) return;
+    for (const p of this.o.store.pendingOperations()) if (p.node === id) this.o.store.finishOperation(p.id, outcome, 'found after an interrupted operation');
+  }
+
+  private settle(node: DesiredNode<S>, result: ProvisionResult, what: 'created' | 'updated', log: Logger): void {
+    const breaker = this.breakers.for(node.spec.backendId);
+    if (result.status === 'done') {
+      breaker.recordSuccess();
+      this.succeed(node, 'PROVISION_DONE', result.outputs);
+      this.summary[what]++;
+      log.info({ type: node.spec.type }, what === 'created' ? 'node created' : 'node updated');
+      return;
+    }
+    this.transition(node, 'PROVISION_FAILED', {});
+    this.fail(node, result.fault, log, what === 'created' ? 'create failed' : 'update failed');
+  }
+
+  private succeed(node: DesiredNode<S>, event: NodeEventType, outputs: Outputs): void {
+    const wasReady = READY_STATUSES.has(this.records.get(node.id)?.status ?? 'pending');
+    this.transition(node, event, { outputs, managed: true, appliedDigest: node.spec.digest, attempts: 0, retryAt: null, lastFault: null, reason: null });
+    this.scheduleNext(node);
+    if (!wasReady) for (const d of this.graph?.dependents(node.id) ?? []) this.queue.add(d);
+  }
+
+  private fail(node: DesiredNode<S>, f: Fault, log: Logger, message: string): void {
+    this.breakers.for(node.spec.backendId).recordFailure(f);
+    const rec = this.records.get(node.id);
+    const attempts = (rec?.attempts ?? 0) + 1;
+    const decision = decide(f, attempts, this.o.rng, this.o.faultPolicy);
+    this.summary.failed++;
+    switch (decision.action) {
+      case 'retry': {
+        const retryAt = this.o.clock.now() + decision.delayMs;
+        this.put(node, 'failed', { attempts, lastFault: f, retryAt, reason: f.message });
+        this.queue.addAfter(node.id, decision.delayMs);
+        log.warn({ fault: f, attempts, retryInMs: decision.delayMs }, message);
+        return;
+      }
+      case 'hold':
+        this.transition(node, 'HOLD', { attempts, lastFault: f, retryAt: null, reason: decision.reason });
+        this.summary.held++;
+        log.error({ fault: f, attempts, reason: decision.reason }, 'node held');
+        return;
+      default:
+        assertNever(decision, 'fault decision');
+    }
+  }
+
+  /** Remembers a drift, reports it once (a JSON `drift detected` line and a stored report), detects flapping. */
+  private noteDrift(node: DesiredNode<S>, diffs: readonly FieldDiff[], log: Logger): DriftMemory {
+    const now = this.o.clock.now();
+    let memory = this.drift.get(node.id);
+    if (memory === undefined) this.drift.set(node.id, (memory = { lastKey: '', firstSeen: now, corrected: new Map(), flaps: 0, correctAfter: 0 }));
+    const key = JSON.stringify(diffs.map((d) => [d.path, d.actual]));
+    const flapping = diffs.some((d) => {
+      const at = memory.corrected.get(d.path);
+      return at !== undefined && now - at < this.o.flapWindowMs;
+    });
+    if (flapping) {
+      memory.flaps++;
+      memory.correctAfter = now + Math.min(5 * 60_000, 1000 * 2 ** memory.flaps);
+    } else if (memory.flaps > 0 && now - memory.firstSeen > this.o.flapWindowMs) {
+      memory.flaps = 0;
+      memory.correctAfter = 0;
+    }
+    if (key !== memory.lastKey || flapping) {
+      if (key !== memory.lastKey) memory.firstSeen = now;
+      memory.lastKey = key;
+      const action: DriftReport['action'] = node.settings.selfHeal ? 'corrected' : 'reported';
+      const report: DriftReport = { goal: node.goal, node: node.id, backendId: node.spec.backendId, diffs, firstSeen: memory.firstSeen, detectedAt: now, action, flapping, commit: this.commit };
+      this.o.store.recordDrift(report);
+      log.warn({ goal: node.goal, diffs, firstSeen: new Date(memory.firstSeen).toISOString(), action, flapping, commit: this.commit }, 'drift detected');
+    }
+    return memory;
+  }
+
+  private scheduleNext(node: DesiredNode<S>): void {
+    const base = node.settings.intervalMs ?? this.o.intervalMs;
+    const jitter = base * 0.1 * (2 * this.o.rng() - 1);
+    this.queue.addAfter(node.id, Math.max(1, Math.round(base + jitter)));
+  }
+
+  private roundDone(id: NodeId): void {
+    this.firstRoundLeft.delete(id);
+  }
+
+  private async removeMissing(graph: DesiredGraph<S>): Promise<void> {
+    if (graph.size === 0) return; // an empty goal set never deletes anything
+    const removed = [...this.records.values()].filter((r) => !graph.has(r.id) && r.status !== 'orphaned' && r.status !== 'deleted');
+    if (removed.length === 0) return;
+    const toDelete = removed.filter((r) => r.deletionPolicy === 'Delete' && r.managed);
+    const orphan = removed.filter((r) => !toDelete.includes(r));
+    const limit = massDeletionLimit([...this.records.values()].filter((r) => r.managed).length);
+    let deleting = toDelete;
+    if (toDelete.length > limit && !this.o.allowMassDeletion) {
+      // Refused: those nodes stay recorded and untouched until a revision that is not a mass deletion.
+      this.o.log.error({ count: toDelete.length, limit }, 'mass deletion refused');
+      this.o.store.appendEvent({ at: this.o.clock.now(), node: null, kind: 'mass-deletion-refused', data: { count: toDelete.length, limit } });
+      deleting = [];
+    }
+    for (const r of orphan) {
+      this.o.log.info({ node: r.id }, 'node orphaned: removed from the goals, resource left untouched');
+      this.queue.forget(r.id);
+      this.records.delete(r.id);
+      this.drift.delete(r.id);
+    }
+    this.o.store.removeNodes(orphan.map((r) => r.id));
+    for (const r of reverseDependencyOrder(deleting)) await this.deleteRecord(r);
+  }
+
+  private async deleteRecord(r: NodeRecord): Promise<void> {
+    const snapshot = r.snapshot as { spec?: unknown } | null;
+    const spec = snapshot?.spec === undefined ? undefined : this.o.codec.decode(snapshot.spec);
+    const log = this.o.log.child({ node: r.id, backend: r.backendId });
+    if (spec === undefined) {
+      log.error('delete refused: the stored spec cannot be read');
+      return;
+    }
+    const node: DesiredNode<S> = { id: r.id, goal: r.goal, spec, dependsOn: [], settings: { selfHeal: true, prune: true, deletionPolicy: 'Delete', ignoreFields: [] }, source: { file: '(state)', line: 0, col: 0 } };
+    const result = await this.provision(node, 'delete', () => this.o.provisioner.delete(node, this.context()));
+    if (result.status === 'done') {
+      this.queue.forget(r.id);
+      this.records.delete(r.id);
+      this.o.store.removeNodes([r.id]);
+      this.summary.deleted++;
+      log.info('node deleted');
+    } else {
+      log.warn({ fault: result.fault }, 'delete failed');
+      this.records.set(r.id, { ...r, status: 'failed', lastFault: result.fault, reason: result.fault.message, updatedAt: this.o.clock.now() });
+      this.dirty.add(r.id);
+    }
+  }
+
+  private transition(node: DesiredNode<S>, event: NodeEventType, patch: Partial<NodeRecord>): void {
+    const current = this.records.get(node.id)?.status ?? 'pending';
+    const next = nextNodeState(nodeSnapshotFor(current as Parameters<typeof nodeSnapshotFor>[0]), { type: event });
+    this.put(node, next.status, patch);
+  }
+
+  private put(node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord>): void {
+    const prev = this.records.get(node.id);
+    const rec: NodeRecord = {
+      id: node.id,
+      goal: node.goal,
+      type: node.spec.type,
+      backendId: node.spec.backendId,
+      status,
+      appliedDigest: prev?.appliedDigest ?? null,
+      outputs: prev?.outputs ?? null,
+      managed: prev?.managed ?? false,
+      lastFault: prev?.lastFault ?? null,
+      attempts: prev?.attempts ?? 0,
+      retryAt: prev?.retryAt ?? null,
+      reason: prev?.reason ?? null,
+      snapshot: prev?.snapshot ?? null,
+      deletionPolicy: node.settings.prune && node.settings.deletionPolicy === 'Delete' ? 'Delete' : 'Orphan',
+      updatedAt: prev?.updatedAt ?? this.o.clock.now(),
+      ...patch,
+    };
+    if (prev !== undefined && sameRecord(prev, rec)) return; // steady state writes nothing
+    const snapshot = prev?.snapshot as { spec?: unknown; deps?: unknown } | null | undefined;
+    const deps = this.graph?.dependencies(node.id) ?? [];
+    const needsSpec = snapshot?.spec === undefined || prev?.appliedDigest !== rec.appliedDigest;
+    this.records.set(node.id, {
+      ...rec,
+      updatedAt: this.o.clock.now(),
+      snapshot: {
+        machine: nodeSnapshotFor(status as Parameters<typeof nodeSnapshotFor>[0]),
+        spec: needsSpec ? this.o.codec.encode(node.spec) : snapshot.spec,
+        deps,
+      },
+    });
+    this.dirty.add(node.id);
+  }
+
+  private flush(): void {
+    if (this.dirty.size === 0) return;
+    const batch: NodeRecord[] = [];
+    for (const id of this.dirty) {
+      const r = this.records.get(id);
+      if (r !== undefined) batch.push(r);
+    }
+    this.dirty.clear();
+    this.o.store.putNodes(batch);
+  }
+
+  private finishRun(): void {
+    if (this.runId === null) return;
+    this.o.store.finishRun(this.runId, this.summary);
+    this.runId = null;
+    this.summary = emptySummary();
+  }
+
+  private context(): OperationContext {
+    return { signal: this.abort.signal, log: this.o.log, outputsOf: (id) => this.records.get(id)?.outputs ?? undefined };
+  }
+}
+
+function emptySummary(): { -readonly [K in keyof RunSummary]: RunSummary[K] } {
+  return { created: 0, updated: 0, deleted: 0, unchanged: 0, failed: 0, blocked: 0, held: 0, drifted: 0 };
+}
+
+function sameRecord(a: NodeRecord, b: NodeRecord): boolean {
+  return (
+    a.status === b.status &&
+    a.appliedDigest === b.appliedDigest &&
+    a.managed === b.managed &&
+    a.attempts === b.attempts &&
+    a.retryAt === b.retryAt &&
+    a.reason === b.reason &&
+    a.goal === b.goal &&
+    a.backendId === b.backendId &&
+    a.deletionPolicy === b.deletionPolicy &&
+    a.lastFault === b.lastFault &&
+    (a.outputs === b.outputs || JSON.stringify(a.outputs) === JSON.stringify(b.outputs))
+  );
+}
+
+function reverseDependencyOrder(records: readonly NodeRecord[]): NodeRecord[] {
+  const ids = new Set(records.map((r) => r.id));
+  const byId = new Map(records.map((r) => [r.id, r]));
+  const depsOf = (r: NodeRecord): string[] => (((r.snapshot as { deps?: string[] } | null)?.deps ?? []) as string[]).filter((d) => ids.has(d));
+  const seen = new Set<string>();
+  const order: NodeRecord[] = [];
+  const visit = (r: NodeRecord): void => {
+    if (seen.has(r.id)) return;
+    seen.add(r.id);
+    for (const d of depsOf(r)) visit(byId.get(d)!);
+    order.push(r);
+  };
+  for (const r of records) visit(r);
+  return order.reverse();
+}

@@ -1,0 +1,51 @@
+import { createServer } from 'node:http';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** What the HTTP surface reads from the daemon. */
+export interface DaemonProbe {
+  /** Goals loaded and every node reconciled once. */
+  ready(): { ready: boolean; reason?: string };
+  status(): unknown;
+}
+
+/** Serves /healthz (the process is alive), /readyz (first round done) and /status (JSON). */
+export function startHttpServer(listen: { host: string; port: number }, probe: DaemonProbe): Promise<{ server: Server; address: AddressInfo }> {
+  const server = createServer((req, res) => {
+    const send = (code: number, body: unknown): void => {
+      res.writeHead(code, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(`${JSON.stringify(body)}\n`);
+    };
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: 'method not allowed' });
+    const path = (req.url ?? '/').split('?')[0];
+    switch (path) {
+      case '/healthz':
+        return send(200, { status: 'ok' });
+      case '/readyz': {
+        const r = probe.ready();
+        return send(r.ready ? 200 : 503, r.ready ? { status: 'ready' } : { status: 'not ready', reason: r.reason });
+      }
+      case '/status':
+        return send(200, probe.status());
+      default:
+        return send(404, { error: 'not found', paths: ['/healthz', '/readyz', '/status'] });
+    }
+  });
+  server.keepAliveTimeout = 5000;
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listen.port, listen.host, () => {
+      server.off('error', reject);
+      resolve({ server, address: server.address() as AddressInfo });
+    });
+  });
+}
+
+export function parseListen(text: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text) ?? /^(\d{1,5})$/.exec(text);
+  if (m === null) return undefined;
+  if (m.length === 2) return { host: '127.0.0.1', port: Number(m[1]) };
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  return { host: m[1] ?? (m[2] === '' ? '127.0.0.1' : m[2]!), port };
+}
