@@ -1,0 +1,20 @@
+import { INFRA_NODE_TYPES } from '../../infra/index.ts';
+import type { BackendFactory } from '../../infra/index.ts';
+import { MemoryBackend } from './backend.ts';
+import { memoryConfigSchema } from './config.ts';
+import type { MemoryConfig } from './config.ts';
+
+/** `type: memory`: every node type, held in process; fault injection and latency for tests and benchmarks. */
+export const memoryBackendFactory: BackendFactory<MemoryConfig> = {
+  type: 'memory',
+  kinds: INFRA_NODE_TYPES,
+  configSchema: memoryConfigSchema,
+  description: 'In-process resources for tests and benchmarks, with seeded fault injection and latency.',
+  create: (config, ctx) => new MemoryBackend(config, ctx),
+};
+
+export { MemoryBackend } from './backend.ts';
+export type { MemoryCallCounts, MemoryResource } from './backend.ts';
+export { memoryConfigSchema, faultRuleSchema, MEMORY_OPS } from './config.ts';
+export type { FaultRule, MemoryConfig, MemoryOp } from './config.ts';
+export { diffFields } from './observe.ts';
