@@ -18,7 +18,42 @@ const fileMode = z
   .describe('Permission bits as a quoted octal string, e.g. "0644".');
 
 const relPath = z.string().min(1).describe('A path relative to the backend root.');
-const pgIdent = z.string().min(1).max(63).describe('A PostgreSQL identifier (quoted when used, so any characters are allowed).');
+const pgIdent = z
+  .string()
+  .min(1)
+  .refine((s) => Buffer.byteLength(s, 'utf8') <= 63, 'a PostgreSQL identifier is at most 63 bytes')
+  .refine((s) => !s.includes('\0'), 'a PostgreSQL identifier cannot contain a NUL character')
+  .describe('A PostgreSQL identifier (always quoted when used, so any characters are allowed).');
+const pgConnectionLimit = z.number().int().min(-1).describe('Concurrent connections allowed; -1 means no limit.');
+
+/** Privileges a `postgres.grant` may list, per `on`. `ALL` (or `ALL PRIVILEGES`) means every privilege of that object kind. */
+export const PG_GRANT_PRIVILEGES = {
+  database: ['CREATE', 'CONNECT', 'TEMPORARY', 'TEMP', 'ALL'],
+  schema: ['CREATE', 'USAGE', 'ALL'],
+  tables: ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER', 'MAINTAIN', 'ALL'],
+  sequences: ['USAGE', 'SELECT', 'UPDATE', 'ALL'],
+  defaultTables: ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER', 'MAINTAIN', 'ALL'],
+  defaultSequences: ['USAGE', 'SELECT', 'UPDATE', 'ALL'],
+} as const satisfies Record<string, readonly string[]>;
+export type PgGrantTarget = keyof typeof PG_GRANT_PRIVILEGES;
+const PG_GRANT_TARGETS = Object.keys(PG_GRANT_PRIVILEGES) as [PgGrantTarget, ...PgGrantTarget[]];
+
+/** A privilege as written (`select`, `ALL PRIVILEGES`, `temp`) to its canonical keyword. */
+export function canonicalPrivilege(p: string): string {
+  const u = p.trim().replace(/\s+/g, ' ').toUpperCase();
+  return u === 'ALL PRIVILEGES' ? 'ALL' : u;
+}
+
+/** `validUntil`: "infinity", a date, or a date-time (an offset-less time is UTC). */
+const pgTimestamp = z
+  .string()
+  .regex(
+    /^(infinity|\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?)$/,
+    'validUntil is "infinity" or an ISO 8601 date or date-time, e.g. "2030-01-01" or "2030-01-01T00:00:00Z"',
+  )
+  .refine((s) => s === 'infinity' || !Number.isNaN(Date.parse(s.replace(' ', 'T'))), 'validUntil is not a valid date')
+  .describe('When the password stops being valid: "infinity" or an ISO 8601 date-time (UTC when no offset is given).');
+
 const labelMap = z.record(z.string(), z.string());
 
 export const specSchemas = {
@@ -39,41 +74,63 @@ export const specSchemas = {
   }),
   'postgres.database': z.strictObject({
     name: pgIdent,
-    owner: pgIdent.optional(),
-    encoding: z.string().default('UTF8'),
-    template: z.string().optional(),
-    connectionLimit: z.number().int().min(-1).optional(),
+    owner: pgIdent.optional().describe('The owning role (managed when set).'),
+    encoding: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]+$/, 'an encoding name such as UTF8')
+      .default('UTF8')
+      .describe('Character set; fixed at creation (a difference is reported, never corrected).'),
+    template: pgIdent.optional().describe('The template database, used only at creation.'),
+    connectionLimit: pgConnectionLimit.optional(),
     force: z.boolean().default(false).describe('Allow dropping a database that still holds tables (with deletionPolicy: Delete).'),
   }),
   'postgres.role': z.strictObject({
     name: pgIdent,
     login: z.boolean().default(false),
-    superuser: z.boolean().default(false),
+    superuser: z.boolean().default(false).describe('Only when stated: a role is NOSUPERUSER unless this is true.'),
     createdb: z.boolean().default(false),
     createrole: z.boolean().default(false),
     inherit: z.boolean().default(true),
-    connectionLimit: z.number().int().min(-1).optional(),
-    validUntil: z.string().optional().describe('A timestamp, or "infinity".'),
-    memberOf: z.array(pgIdent).default([]),
+    connectionLimit: pgConnectionLimit.optional(),
+    validUntil: pgTimestamp.optional(),
+    memberOf: z.array(pgIdent).default([]).describe('The exact set of roles this role is a member of.'),
     password: secretRefSchema.optional(),
   }),
   'postgres.schema': z.strictObject({
     name: pgIdent,
     database: pgIdent,
     owner: pgIdent.optional(),
+    force: z.boolean().default(false).describe('Allow dropping a schema that still holds objects (DROP SCHEMA … CASCADE, with deletionPolicy: Delete).'),
   }),
-  'postgres.grant': z.strictObject({
-    role: pgIdent,
-    database: pgIdent,
-    schema: pgIdent.optional(),
-    on: z.enum(['database', 'schema', 'tables', 'sequences', 'defaultTables', 'defaultSequences']),
-    privileges: z.array(z.string().regex(/^[A-Za-z ]+$/)).min(1),
-  }),
+  'postgres.grant': z
+    .strictObject({
+      role: pgIdent.describe('The grantee.'),
+      database: pgIdent,
+      schema: pgIdent.optional().describe('Required for on: schema, tables, sequences; optional for default privileges (absent: global defaults).'),
+      on: z.enum(PG_GRANT_TARGETS).describe('database, schema, tables (all in the schema), sequences (all in the schema), defaultTables, defaultSequences.'),
+      privileges: z.array(z.string().min(1)).min(1).describe('The exact privileges the role holds on the target (others are revoked); ALL for every one.'),
+      forRole: pgIdent.optional().describe('Default privileges only: for objects created by this role (absent: the backend user).'),
+    })
+    .superRefine((g, ctx) => {
+      const allowed: readonly string[] = PG_GRANT_PRIVILEGES[g.on];
+      g.privileges.forEach((p, i) => {
+        const c = canonicalPrivilege(p);
+        if (!allowed.includes(c)) {
+          ctx.addIssue({ code: 'custom', path: ['privileges', i], message: `"${p}" is not a privilege on ${g.on}; use one of ${allowed.join(', ')}` });
+        }
+      });
+      const needsSchema = g.on === 'schema' || g.on === 'tables' || g.on === 'sequences';
+      if (needsSchema && g.schema === undefined) ctx.addIssue({ code: 'custom', path: ['schema'], message: `schema is required for on: ${g.on}` });
+      if (g.on === 'database' && g.schema !== undefined) ctx.addIssue({ code: 'custom', path: ['schema'], message: 'schema is not allowed for on: database' });
+      if (g.forRole !== undefined && g.on !== 'defaultTables' && g.on !== 'defaultSequences') {
+        ctx.addIssue({ code: 'custom', path: ['forRole'], message: 'forRole applies to default privileges only (on: defaultTables or defaultSequences)' });
+      }
+    }),
   'postgres.extension': z.strictObject({
     name: pgIdent,
     database: pgIdent,
-    schema: pgIdent.optional(),
-    version: z.string().optional(),
+    schema: pgIdent.optional().describe('Where its objects live (managed when set).'),
+    version: z.string().min(1).optional().describe('The extension version (managed when set).'),
   }),
   'k8s.namespace': z.strictObject({
     name: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/),
@@ -100,20 +157,27 @@ export const specSchemas = {
     vars: z.record(z.string(), z.unknown()).default({}),
   }),
   'ansible.playbook': z.strictObject({
-    playbook: z.string().min(1).describe('Path to the playbook.'),
-    inventory: z.union([z.string(), z.array(z.string())]).optional(),
-    extraVars: z.record(z.string(), z.unknown()).default({}).describe('Passed as a JSON file, never templated.'),
-    limit: z.string().optional(),
-    tags: z.array(z.string()).default([]),
+    playbook: z.string().min(1).describe('Path to the playbook, relative to the backend working directory.'),
+    inventory: z
+      .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+      .optional()
+      .describe('Inventory path(s), or an inline host list such as "localhost," (each passed as -i).'),
+    extraVars: z
+      .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an Ansible variable name ([A-Za-z_][A-Za-z0-9_]*)'), z.unknown())
+      .default({})
+      .describe('Extra variables, passed as a file with every string marked !unsafe: never templated.'),
+    limit: z.string().min(1).optional().describe('Host pattern passed as --limit.'),
+    tags: z.array(z.string().min(1)).default([]).describe('Only tasks with these tags (--tags).'),
+    connection: z.string().min(1).optional().describe('Connection plugin (-c), for example "local".'),
   }),
   'generic.resource': z.strictObject({
     commands: z.strictObject({
-      read: z.array(z.string()).min(1),
-      create: z.array(z.string()).min(1),
-      update: z.array(z.string()).min(1).optional(),
-      delete: z.array(z.string()).min(1).optional(),
+      read: z.array(z.string()).min(1).describe('argv printing {"exists":false} or {"exists":true,"state":{…},"outputs":{…}}.'),
+      create: z.array(z.string()).min(1).describe('argv printing {"outputs":{…}}.'),
+      update: z.array(z.string()).min(1).optional().describe('argv printing {"outputs":{…}}; without it drift is only reported.'),
+      delete: z.array(z.string()).min(1).optional().describe('argv printing nothing; without it a delete fails.'),
     }),
-    input: z.record(z.string(), z.unknown()).default({}),
+    input: z.record(z.string(), z.unknown()).default({}).describe('Any JSON object, sent on stdin; drift compares each key with the read state.'),
   }),
 } as const;
 
