@@ -1,0 +1,248 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { resolveSecret } from '../../infra/index.ts';
+import { FaultError } from '../../runtime/index.ts';
+import type { PostgresConfig } from './config.ts';
+import { classifyPgError, sqlState } from './faults.ts';
+import type { Phase } from './faults.ts';
+import type { Statement } from './sql.ts';
+
+/** How many per-database pools stay open at once; the least recently used is closed beyond it. */
+export const MAX_DATABASE_POOLS = 8;
+
+export interface PgClientOptions {
+  readonly config: PostgresConfig;
+  readonly env: NodeJS.ProcessEnv;
+  readonly cwd: string;
+  readonly log: Logger;
+  readonly maxDatabasePools?: number | undefined;
+}
+
+export interface QueryOptions {
+  /** The database to run in; absent: the maintenance database. */
+  readonly database?: string | undefined;
+  readonly signal: AbortSignal;
+}
+
+class AbortError extends Error {
+  constructor() {
+    super('operation aborted');
+    this.name = 'AbortError';
+  }
+}
+
+/**
+ * The backend's only I/O: one pg pool for the maintenance database and one
+ * per other database, created on first use (nothing connects before the
+ * first query) and bounded in number. Every failure leaves here as a
+ * `FaultError` carrying a classified fault and its cause.
+ */
+export class PgClient {
+  private readonly config: PostgresConfig;
+  private readonly env: NodeJS.ProcessEnv;
+  private readonly cwd: string;
+  private readonly log: Logger;
+  private readonly maxPools: number;
+  /** Insertion order is recency: a use moves the entry to the end. */
+  private readonly pools = new Map<string, pg.Pool>();
+  private ssl: Promise<pg.ClientConfig['ssl']> | undefined;
+  private closed = false;
+
+  constructor(options: PgClientOptions) {
+    this.config = options.config;
+    this.env = options.env;
+    this.cwd = options.cwd;
+    this.log = options.log;
+    this.maxPools = options.maxDatabasePools ?? MAX_DATABASE_POOLS;
+  }
+
+  /** The database roles and databases are managed through. */
+  get maintenanceDatabase(): string {
+    return this.config.database;
+  }
+
+  /** The rows of one parameterised statement. */
+  async query<R>(text: string, values: readonly unknown[], options: QueryOptions): Promise<R[]> {
+    const res = await this.run(options, (c) => c.query({ text, values: [...values] }), false);
+    return res.rows as R[];
+  }
+
+  /**
+   * Runs statements in one round trip and returns the rows of the last one.
+   * Several statements sent together run as one implicit transaction: all
+   * or nothing. (CREATE / DROP DATABASE cannot be sent with others.)
+   */
+  async execute(statements: readonly Statement[], options: QueryOptions): Promise<Record<string, unknown>[]> {
+    if (statements.length === 0) return [];
+    const sensitive = statements.some((s) => s.sensitive === true);
+    const text = statements.map((s) => s.text).join(';\n');
+    const res: pg.QueryResult | pg.QueryResult[] = await this.run(options, (c) => c.query(text), sensitive);
+    if (!sensitive) this.log.debug({ database: options.database ?? this.config.database, sql: text }, 'statements executed');
+    const last = Array.isArray(res) ? res[res.length - 1] : res;
+    return (last?.rows ?? []) as Record<string, unknown>[];
+  }
+
+  /** Closes the pool of one database (before dropping it, so our own sessions do not block the drop). */
+  async closeDatabase(database: string): Promise<void> {
+    const pool = this.pools.get(database);
+    if (pool === undefined) return;
+    this.pools.delete(database);
+    await pool.end();
+  }
+
+  /** Closes every pool. Later calls fail with a transient fault. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const pools = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.allSettled(pools.map((p) => p.end()));
+  }
+
+  private async run<T>(options: QueryOptions, op: (c: pg.PoolClient) => Promise<T>, sensitive: boolean): Promise<T> {
+    const { signal } = options;
+    let phase: Phase = 'connect';
+    try {
+      if (this.closed) throw new FaultError({ class: 'transient', message: 'the postgres backend is closed', code: 'closed' });
+      if (signal.aborted) throw new AbortError();
+      const pool = await this.pool(options.database ?? this.config.database);
+      const client = await abortable(pool.connect(), signal, (c) => c.release());
+      phase = 'query';
+      let broken: Error | undefined;
+      try {
+        return await abortable(op(client), signal, undefined, () => {
+          // The statement may still be running: this connection is not reusable.
+          broken = new AbortError();
+        });
+      } catch (err) {
+        broken ??= isConnectionError(err) ? (err as Error) : undefined;
+        throw err;
+      } finally {
+        client.release(broken);
+      }
+    } catch (err) {
+      if (err instanceof FaultError) throw err;
+      throw new FaultError(classifyPgError(err, phase, { redact: sensitive }), { cause: sensitive ? undefined : err });
+    }
+  }
+
+  private async pool(database: string): Promise<pg.Pool> {
+    const existing = this.pools.get(database);
+    if (existing !== undefined) {
+      this.pools.delete(database);
+      this.pools.set(database, existing);
+      return existing;
+    }
+    const ssl = await this.sslConfig();
+    const again = this.pools.get(database);
+    if (again !== undefined) return again;
+    const pool = new pg.Pool({ ...this.clientConfig(database, ssl), max: this.config.poolSize, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
+    pool.on('error', (err) => {
+      // An idle connection died (server restart, network). The pool drops it; the next query reconnects.
+      this.log.warn({ database, code: (err as { code?: unknown }).code }, 'idle connection lost');
+    });
+    this.pools.set(database, pool);
+    this.evict();
+    return pool;
+  }
+
+  private evict(): void {
+    for (const [name, pool] of this.pools) {
+      if (this.pools.size <= this.maxPools + 1) return;
+      if (name === this.config.database) continue;
+      this.pools.delete(name);
+      pool.end().catch((err: unknown) => this.log.warn({ database: name, err }, 'closing pool failed'));
+    }
+  }
+
+  private clientConfig(database: string, ssl: pg.ClientConfig['ssl']): pg.PoolConfig {
+    const ref = this.config.password;
+    return {
+      host: this.config.host,
+      port: this.config.port,
+      user: this.config.user,
+      database,
+      // Resolved at each new connection, never kept by us.
+      ...(ref === undefined ? {} : { password: () => resolveSecret(ref, { env: this.env, cwd: this.cwd }) }),
+      ssl,
+      connectionTimeoutMillis: this.config.connectTimeout,
+      keepAlive: true,
+      application_name: 'desiredstate',
+      // A commit lost in a server crash is found absent by the next observe and made again.
+      ...(this.config.synchronousCommit ? {} : { options: '-c synchronous_commit=off' }),
+    };
+  }
+
+  /** The TLS setting, decided once; `prefer` probes whether the server offers TLS. */
+  private sslConfig(): Promise<pg.ClientConfig['ssl']> {
+    this.ssl ??= this.decideSsl().catch((err: unknown) => {
+      this.ssl = undefined;
+      throw err;
+    });
+    return this.ssl;
+  }
+
+  private async decideSsl(): Promise<pg.ClientConfig['ssl']> {
+    switch (this.config.sslmode) {
+      case 'disable':
+        return false;
+      case 'require':
+        return { rejectUnauthorized: false };
+      case 'verify-full':
+        return { rejectUnauthorized: true, servername: this.config.host };
+      case 'prefer': {
+        const probe = new pg.Client(this.clientConfig(this.config.database, { rejectUnauthorized: false }));
+        probe.on('error', () => undefined);
+        try {
+          await probe.connect();
+          return { rejectUnauthorized: false };
+        } catch (err) {
+          // pg reports a server without TLS only by this message (no code).
+          if (err instanceof Error && /does not support SSL/i.test(err.message)) return false;
+          throw err;
+        } finally {
+          await probe.end().catch(() => undefined);
+        }
+      }
+      default:
+        return this.config.sslmode satisfies never;
+    }
+  }
+}
+
+/** Whether a failed query may have left the connection unusable (anything but an ordinary server error). */
+function isConnectionError(err: unknown): boolean {
+  const state = sqlState(err);
+  return state === undefined || state.startsWith('08') || state.startsWith('57');
+}
+
+/**
+ * Resolves with `p`, or rejects with an AbortError as soon as `signal`
+ * aborts. A value that arrives after the abort goes to `late` (to release
+ * a connection that nobody will use).
+ */
+function abortable<T>(p: Promise<T>, signal: AbortSignal, late?: (value: T) => void, onAbort?: () => void): Promise<T> {
+  if (signal.aborted) {
+    void p.then(late, () => undefined);
+    return Promise.reject(new AbortError());
+  }
+  return new Promise<T>((resolve, reject) => {
+    let aborted = false;
+    const abort = (): void => {
+      aborted = true;
+      onAbort?.();
+      reject(new AbortError());
+    };
+    signal.addEventListener('abort', abort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', abort);
+        if (aborted) late?.(v);
+        else resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', abort);
+        if (!aborted) reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}

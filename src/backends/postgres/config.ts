@@ -1,0 +1,32 @@
+import { z } from 'zod';
+import { secretRefSchema } from '../../infra/index.ts';
+import { durationSchema } from '../../runtime/index.ts';
+
+export const SSL_MODES = ['disable', 'prefer', 'require', 'verify-full'] as const;
+export type SslMode = (typeof SSL_MODES)[number];
+
+/** `spec.config` of a Backend document with `type: postgres`. Validated at load; nothing here connects. */
+export const postgresConfigSchema = z.strictObject({
+  host: z.string().min(1).describe('Server host name or address.'),
+  port: z.number().int().min(1).max(65_535).default(5432),
+  user: z.string().min(1).default('postgres').describe('The role the backend connects as (a superuser can also verify password drift).'),
+  database: z.string().min(1).default('postgres').describe('The maintenance database: roles and databases are managed through it.'),
+  password: secretRefSchema.optional().describe('The connecting user\'s password, as a secret reference.'),
+  sslmode: z
+    .enum(SSL_MODES)
+    .default('prefer')
+    .describe('disable; prefer (TLS when offered, unverified); require (TLS, unverified); verify-full (TLS, certificate and host name verified).'),
+  connectTimeout: z
+    .union([durationSchema, z.number().int().positive()])
+    .default(5_000)
+    .describe('How long to wait for a connection: a duration such as "5s", or milliseconds.'),
+  poolSize: z.number().int().min(1).max(100).default(5).describe('Connections per database pool.'),
+  synchronousCommit: z
+    .boolean()
+    .default(false)
+    .describe(
+      'Wait for each change to be flushed to disk. Off by default: a change lost in a server crash is found absent by the next observe and made again.',
+    ),
+});
+
+export type PostgresConfig = z.output<typeof postgresConfigSchema>;

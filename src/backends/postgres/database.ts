@@ -1,0 +1,80 @@
+import { fault, FaultError } from '../../runtime/index.ts';
+import type { NodeId, Observation, Outputs } from '../../runtime/index.ts';
+import { faultCode } from './kind.ts';
+import type { KindContext, KindHandler, PgNode } from './kind.ts';
+import { observeDatabase } from './observe.ts';
+import type { DatabaseRow } from './observe.ts';
+import { alterDatabaseSql, createDatabaseSql, DATABASES_QUERY, dropDatabaseSql, USER_RELATIONS_QUERY } from './sql.ts';
+
+type DatabaseNode = PgNode<'postgres.database'>;
+
+async function observeAll(nodes: readonly DatabaseNode[], ctx: KindContext): Promise<Map<NodeId, Observation>> {
+  const names = [...new Set(nodes.map((n) => n.spec.name))];
+  const rows = await ctx.client.query<DatabaseRow>(DATABASES_QUERY, [names], { signal: ctx.signal });
+  const byName = new Map(rows.map((r) => [r.name, r]));
+  return new Map(nodes.map((n) => [n.id, observeDatabase(n.spec, byName.get(n.spec.name))]));
+}
+
+/** Outputs after a change: CREATE DATABASE cannot share a round trip, so this is a second, rare query. */
+async function outputsAfter(node: DatabaseNode, ctx: KindContext): Promise<Outputs> {
+  const obs = (await observeAll([node], ctx)).get(node.id);
+  if (obs !== undefined && (obs.status === 'upToDate' || obs.status === 'drifted')) return obs.outputs;
+  return { name: node.spec.name };
+}
+
+/**
+ * `postgres.database`: stateful. A drop requires the reconciler to ask
+ * (deletionPolicy: Delete) and, when the database still holds tables, the
+ * spec's `force: true`.
+ */
+export const databaseHandler: KindHandler<'postgres.database'> = {
+  observe: observeAll,
+
+  async create(node, ctx) {
+    await ctx.client.execute([createDatabaseSql(node.spec)], { signal: ctx.signal });
+    return outputsAfter(node, ctx);
+  },
+
+  async update(node, diffs, ctx) {
+    const encoding = diffs.find((d) => d.path === 'encoding');
+    if (encoding !== undefined) {
+      throw new FaultError(
+        fault('permanent', `database encoding is ${String(encoding.actual)}, not ${String(encoding.desired)}, and cannot be changed`, {
+          code: 'immutable-field',
+          hint: 'recreate the database (dump, drop, create, restore) or set encoding to the actual value',
+        }),
+      );
+    }
+    await ctx.client.execute(alterDatabaseSql(node.spec), { signal: ctx.signal });
+    return outputsAfter(node, ctx);
+  },
+
+  async delete(node, ctx) {
+    const { name, force } = node.spec;
+    let relations: number;
+    try {
+      const rows = await ctx.client.query<{ relations: number }>(USER_RELATIONS_QUERY, [], { database: name, signal: ctx.signal });
+      relations = rows[0]?.relations ?? 0;
+    } catch (err) {
+      if (faultCode(err) === '3D000') return;
+      throw err;
+    }
+    if (relations > 0 && !force) {
+      throw new FaultError(
+        fault('permanent', `database ${JSON.stringify(name)} still holds ${relations} table(s); not dropped`, {
+          code: 'database-not-empty',
+          hint: 'to drop it with its data set force: true on the node (with deletionPolicy: Delete), or empty it first',
+        }),
+      );
+    }
+    // Our own idle sessions would block the drop.
+    await ctx.client.closeDatabase(name);
+    try {
+      await ctx.client.execute([dropDatabaseSql(name, force)], { signal: ctx.signal });
+    } catch (err) {
+      if (faultCode(err) === '3D000') return;
+      throw err;
+    }
+    ctx.log.info({ database: name, relations, force }, 'database dropped');
+  },
+};

@@ -1,0 +1,59 @@
+import type { NodeId, Observation, Outputs } from '../../runtime/index.ts';
+import { faultCode, observeByDatabase } from './kind.ts';
+import type { KindHandler, PgNode } from './kind.ts';
+import { observeExtension } from './observe.ts';
+import type { ExtensionRow } from './observe.ts';
+import { alterExtensionSql, createExtensionSql, dropExtensionSql, EXTENSIONS_QUERY, quoteLiteral } from './sql.ts';
+import type { Statement } from './sql.ts';
+
+type ExtensionNode = PgNode<'postgres.extension'>;
+
+function rowQuery(name: string): Statement {
+  return {
+    text: `SELECT e.oid::int8 AS oid, e.extversion AS version, n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = ${quoteLiteral(name)}`,
+  };
+}
+
+function outputs(node: ExtensionNode, rows: readonly Record<string, unknown>[]): Outputs {
+  const row = rows[0];
+  return {
+    name: node.spec.name,
+    database: node.spec.database,
+    ...(row === undefined ? {} : { oid: Number(row.oid), version: String(row.version), schema: String(row.schema) }),
+  };
+}
+
+/** `postgres.extension`, in its database. */
+export const extensionHandler: KindHandler<'postgres.extension'> = {
+  observe: (nodes, ctx) =>
+    observeByDatabase(nodes, ctx, async (database, group) => {
+      const names = [...new Set(group.map((n) => n.spec.name))];
+      const rows = await ctx.client.query<ExtensionRow>(EXTENSIONS_QUERY, [names], { database, signal: ctx.signal });
+      const byName = new Map(rows.map((r) => [r.name, r]));
+      return new Map<NodeId, Observation>(group.map((n) => [n.id, observeExtension(n.spec, byName.get(n.spec.name))]));
+    }),
+
+  async create(node, ctx) {
+    const rows = await ctx.client.execute([createExtensionSql(node.spec), rowQuery(node.spec.name)], { database: node.spec.database, signal: ctx.signal });
+    return outputs(node, rows);
+  },
+
+  async update(node, diffs, ctx) {
+    const fields = { version: diffs.some((d) => d.path === 'version'), schema: diffs.some((d) => d.path === 'schema') };
+    const rows = await ctx.client.execute([...alterExtensionSql(node.spec, fields), rowQuery(node.spec.name)], {
+      database: node.spec.database,
+      signal: ctx.signal,
+    });
+    return outputs(node, rows);
+  },
+
+  async delete(node, ctx) {
+    try {
+      await ctx.client.execute([dropExtensionSql(node.spec.name)], { database: node.spec.database, signal: ctx.signal });
+    } catch (err) {
+      const code = faultCode(err);
+      if (code === '42704' || code === '3D000') return;
+      throw err;
+    }
+  },
+};

@@ -1,0 +1,164 @@
+import { DesiredStateError, ErrorCodes, fault, FaultError } from '../../runtime/index.ts';
+import type { Fault } from '../../runtime/index.ts';
+import { UnsafeSqlValueError } from './sql.ts';
+
+/**
+ * Failure classification, once, at the backend boundary. Pure: it reads the
+ * SQLSTATE (`code` of a pg `DatabaseError`) or the socket errno, never the
+ * message text, except for the few pg client errors that carry no code.
+ */
+
+/** SQLSTATEs that mean "already exists": success on create. */
+export const DUPLICATE_OBJECT_CODES: ReadonlySet<string> = new Set(['42710', '42P04', '42P06', '42P07']);
+/** SQLSTATEs that mean "the thing is not there": success on delete. */
+export const UNDEFINED_OBJECT_CODES: ReadonlySet<string> = new Set(['42704', '3D000', '3F000', '42P01']);
+
+const SOCKET_ERRNOS: ReadonlySet<string> = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'EAI_AGAIN', 'ENOTFOUND', 'ECONNABORTED', 'EADDRNOTAVAIL',
+]);
+
+/** Back off this long before retrying when the server is out of connection slots. */
+export const THROTTLE_RETRY_MS = 5_000;
+
+const DEPENDENT_HINT =
+  'other objects depend on it: reassign or drop them first (REASSIGN OWNED BY … TO …; DROP OWNED BY …), or remove the dependents from the goal';
+
+interface Entry {
+  readonly class: Fault['class'];
+  readonly hint?: string;
+  readonly retryAfterMs?: number;
+}
+
+/** Exact SQLSTATEs, checked before their class (the first two characters). */
+const BY_CODE: Readonly<Record<string, Entry>> = {
+  '57P01': { class: 'transient', hint: 'the server is shutting down (admin shutdown)' },
+  '57P02': { class: 'transient', hint: 'the server crashed and is restarting' },
+  '57P03': { class: 'transient', hint: 'the server is starting up or in recovery' },
+  '57014': { class: 'transient', hint: 'the statement was cancelled' },
+  '53300': { class: 'throttled', hint: 'the server has no free connection slots; lower poolSize or raise max_connections', retryAfterMs: THROTTLE_RETRY_MS },
+  '40001': { class: 'transient' },
+  '40P01': { class: 'transient' },
+  '55P03': { class: 'transient', hint: 'a lock is held by another session' },
+  '55006': { class: 'transient', hint: 'the object is in use by other sessions (for a database: connected clients)' },
+  '25006': { class: 'transient', hint: 'connected to a read-only server (a standby?)' },
+  '42501': { class: 'auth', hint: 'the backend user lacks the privilege; grant it or connect as a role that has it' },
+  '2BP01': { class: 'permanent', hint: DEPENDENT_HINT },
+  '3D000': { class: 'transient', hint: 'the database does not exist (yet): declare it in dependsOn' },
+  '3F000': { class: 'transient', hint: 'the schema does not exist (yet): declare it in dependsOn' },
+  '42704': { class: 'transient', hint: 'a referenced object (role, owner, extension) does not exist (yet): declare it in dependsOn' },
+  '0A000': { class: 'permanent', hint: 'not supported by this PostgreSQL server' },
+  XX000: { class: 'unknown' },
+};
+
+/** SQLSTATE classes (first two characters). */
+const BY_CLASS: Readonly<Record<string, Entry>> = {
+  '08': { class: 'transient', hint: 'the connection to the server failed' },
+  '28': { class: 'auth', hint: 'authentication failed: check user and password' },
+  '53': { class: 'transient', hint: 'the server is short of resources' },
+  '57': { class: 'transient' },
+  '58': { class: 'unknown' },
+  '40': { class: 'transient' },
+  '22': { class: 'permanent' },
+  '23': { class: 'permanent' },
+  '2B': { class: 'permanent', hint: DEPENDENT_HINT },
+  '42': { class: 'permanent' },
+  '0A': { class: 'permanent' },
+  '55': { class: 'transient' },
+  XX: { class: 'unknown' },
+};
+
+/** What the classifier reads: a pg `DatabaseError`, a socket error, or anything else thrown. */
+interface ErrorShape {
+  readonly code?: unknown;
+  readonly message?: unknown;
+  readonly name?: unknown;
+  readonly errors?: unknown;
+}
+
+function shape(err: unknown): ErrorShape {
+  return typeof err === 'object' && err !== null ? (err as ErrorShape) : {};
+}
+
+/** The SQLSTATE of a server error, if `err` is one. */
+export function sqlState(err: unknown): string | undefined {
+  const code = shape(err).code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+function errnoOf(err: unknown): string | undefined {
+  const s = shape(err);
+  if (typeof s.code === 'string' && SOCKET_ERRNOS.has(s.code)) return s.code;
+  // Connecting to "localhost" tries each address and fails with an AggregateError.
+  if (Array.isArray(s.errors)) for (const e of s.errors) if (errnoOf(e) !== undefined) return errnoOf(e);
+  return undefined;
+}
+
+function isTlsError(err: unknown): boolean {
+  const code = shape(err).code;
+  return typeof code === 'string' && (code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL') || /CERT|SELF_SIGNED/.test(code));
+}
+
+/** The message of a server or client error, shortened to its first line. */
+function messageOf(err: unknown): string {
+  const m = shape(err).message;
+  return typeof m === 'string' && m.length > 0 ? m.split('\n')[0]! : String(err);
+}
+
+/**
+ * Where the error happened: `connect` (acquiring a connection) or `query`.
+ * A pg client error with no code during connect is a connection failure
+ * (for example "timeout expired"); during a query it is a lost connection
+ * ("Connection terminated unexpectedly").
+ */
+export type Phase = 'connect' | 'query';
+
+/**
+ * The fault for anything thrown by pg, a socket, or our own code. `redact`
+ * replaces the server's message where it could quote a sensitive statement.
+ */
+export function classifyPgError(err: unknown, phase: Phase = 'query', options: { redact?: boolean } = {}): Fault {
+  if (err instanceof FaultError) return err.fault;
+  if (err instanceof DesiredStateError && err.code === ErrorCodes.SecretUnavailable) {
+    return fault('permanent', err.message, { code: err.code, hint: 'provide the secret (environment variable or file) named by the reference' });
+  }
+  if (err instanceof UnsafeSqlValueError) return fault('permanent', err.message, { code: 'unsafe-value' });
+  if (shape(err).name === 'AbortError') return fault('transient', 'operation aborted', { code: 'aborted' });
+
+  const state = sqlState(err);
+  if (state !== undefined) {
+    const entry = BY_CODE[state] ?? BY_CLASS[state.slice(0, 2)] ?? { class: 'unknown' as const };
+    const message = options.redact === true && state === '42601' ? 'syntax error in a statement that carries a password (message withheld)' : messageOf(err);
+    return fault(entry.class, message, {
+      code: state,
+      ...(entry.hint === undefined ? {} : { hint: entry.hint }),
+      ...(entry.retryAfterMs === undefined ? {} : { retryAfterMs: entry.retryAfterMs }),
+    });
+  }
+  const errno = errnoOf(err);
+  if (errno !== undefined) {
+    return fault('transient', `cannot reach the server (${errno})`, { code: errno, hint: 'check host and port, and that the server is running' });
+  }
+  if (isTlsError(err)) {
+    return fault('permanent', messageOf(err), { code: String(shape(err).code), hint: 'check sslmode and the server certificate' });
+  }
+  if (err instanceof Error && !(err instanceof TypeError) && !(err instanceof RangeError) && !(err instanceof SyntaxError)) {
+    // pg's own connection errors ("timeout expired", "Connection terminated
+    // unexpectedly") carry no code; they are connection failures.
+    return fault('transient', phase === 'connect' ? `cannot connect: ${messageOf(err)}` : `connection lost: ${messageOf(err)}`, {
+      code: phase === 'connect' ? 'connect-failed' : 'connection-lost',
+    });
+  }
+  return fault('unknown', messageOf(err));
+}
+
+/** True for a classified fault (or a raw error) that says the object already exists. */
+export function isDuplicate(err: unknown): boolean {
+  const code = err instanceof FaultError ? err.fault.code : sqlState(err);
+  return code !== undefined && DUPLICATE_OBJECT_CODES.has(code);
+}
+
+/** True for a classified fault (or a raw error) that says the object (or its database / schema) is not there. */
+export function isUndefined(err: unknown): boolean {
+  const code = err instanceof FaultError ? err.fault.code : sqlState(err);
+  return code !== undefined && UNDEFINED_OBJECT_CODES.has(code);
+}

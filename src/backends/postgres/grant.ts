@@ -1,0 +1,72 @@
+import { PG_GRANT_PRIVILEGES } from '../../infra/index.ts';
+import type { NodeId, Observation, Outputs } from '../../runtime/index.ts';
+import { faultCode, observeByDatabase } from './kind.ts';
+import type { KindHandler, PgNode } from './kind.ts';
+import { observeGrant } from './observe.ts';
+import type { GrantRow } from './observe.ts';
+import { GRANTS_QUERY, grantPrivileges, grantSql, revokeSql } from './sql.ts';
+import type { Statement } from './sql.ts';
+
+type GrantNode = PgNode<'postgres.grant'>;
+
+function outputs(node: GrantNode): Outputs {
+  return { role: node.spec.role, database: node.spec.database, on: node.spec.on, schema: node.spec.schema ?? null };
+}
+
+/** Privileges named by the server (from a diff's `actual`) that are known keywords for this kind; anything else is ignored. */
+function knownPrivileges(node: GrantNode, values: unknown): string[] {
+  const allowed: readonly string[] = PG_GRANT_PRIVILEGES[node.spec.on];
+  return Array.isArray(values) ? values.filter((v): v is string => typeof v === 'string' && allowed.includes(v) && v !== 'ALL') : [];
+}
+
+/**
+ * `postgres.grant`: exact privileges of one role on one target (a database,
+ * a schema, all tables or sequences of a schema, or default privileges).
+ * Observed for all grants of a database in one query; extra privileges are
+ * drift and are revoked on update; delete revokes only what the node lists.
+ */
+export const grantHandler: KindHandler<'postgres.grant'> = {
+  observe: (nodes, ctx) =>
+    observeByDatabase(nodes, ctx, async (database, group) => {
+      const rows = await ctx.client.query<GrantRow>(
+        GRANTS_QUERY,
+        [group.map((n) => n.spec.on), group.map((n) => n.spec.schema ?? null), group.map((n) => n.spec.role), group.map((n) => n.spec.forRole ?? null)],
+        { database, signal: ctx.signal },
+      );
+      const byIdx = new Map<number, GrantRow[]>();
+      for (const r of rows) {
+        let g = byIdx.get(r.idx);
+        if (g === undefined) byIdx.set(r.idx, (g = []));
+        g.push(r);
+      }
+      return new Map<NodeId, Observation>(group.map((n, i) => [n.id, observeGrant(n.spec, byIdx.get(i + 1) ?? [])]));
+    }),
+
+  async create(node, ctx) {
+    await ctx.client.execute([grantSql(node.spec, grantPrivileges(node.spec.on, node.spec.privileges))], { database: node.spec.database, signal: ctx.signal });
+    return outputs(node);
+  },
+
+  async update(node, diffs, ctx) {
+    const want = grantPrivileges(node.spec.on, node.spec.privileges);
+    const statements: Statement[] = [grantSql(node.spec, want)];
+    const d = diffs.find((x) => x.path === 'privileges');
+    if (d !== undefined && !want.includes('ALL')) {
+      const extra = knownPrivileges(node, d.actual).filter((p) => !want.includes(p));
+      if (extra.length > 0) statements.push(revokeSql(node.spec, extra));
+    }
+    await ctx.client.execute(statements, { database: node.spec.database, signal: ctx.signal });
+    return outputs(node);
+  },
+
+  async delete(node, ctx) {
+    try {
+      await ctx.client.execute([revokeSql(node.spec, grantPrivileges(node.spec.on, node.spec.privileges))], { database: node.spec.database, signal: ctx.signal });
+    } catch (err) {
+      const code = faultCode(err);
+      // The role, schema or database is gone: nothing is granted.
+      if (code === '42704' || code === '3F000' || code === '3D000') return;
+      throw err;
+    }
+  },
+};

@@ -1,0 +1,27 @@
+import type { BackendFactory } from '../../infra/index.ts';
+import { PostgresBackend } from './backend.ts';
+import { postgresConfigSchema } from './config.ts';
+import type { PostgresConfig } from './config.ts';
+import { POSTGRES_KINDS } from './kind.ts';
+
+/** `type: postgres`: databases, roles, schemas, grants and extensions on one PostgreSQL server, through `pg`. Connects lazily. */
+export const postgresBackendFactory: BackendFactory<PostgresConfig> = {
+  type: 'postgres',
+  kinds: POSTGRES_KINDS,
+  configSchema: postgresConfigSchema,
+  description: 'PostgreSQL databases, roles, schemas, grants and extensions, observed in batches over a pooled connection.',
+  create: (config, ctx) => new PostgresBackend(config, ctx),
+};
+
+export { PostgresBackend } from './backend.ts';
+export { PgClient, MAX_DATABASE_POOLS } from './client.ts';
+export { postgresConfigSchema, SSL_MODES } from './config.ts';
+export type { PostgresConfig, SslMode } from './config.ts';
+export { classifyPgError, isDuplicate, isUndefined, sqlState, DUPLICATE_OBJECT_CODES, THROTTLE_RETRY_MS } from './faults.ts';
+export { POSTGRES_KINDS } from './kind.ts';
+export type { PostgresKind } from './kind.ts';
+export { observeDatabase, observeExtension, observeGrant, observeRole, observeSchema, normalizeEncoding } from './observe.ts';
+export type { DatabaseRow, ExtensionRow, GrantRow, PasswordState, RoleRow, SchemaRow } from './observe.ts';
+export { digestMatches, passwordDigest } from './role.ts';
+export { parseScramVerifier, scramVerifier, verifyPassword, SCRAM_ITERATIONS } from './scram.ts';
+export { quoteIdent, quoteLiteral, normalizeTimestamp, UnsafeSqlValueError } from './sql.ts';

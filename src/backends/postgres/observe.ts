@@ -1,0 +1,203 @@
+import { SECRET_MASK } from '../../infra/index.ts';
+import type { FieldDiff, Observation, Outputs } from '../../runtime/index.ts';
+import { grantPrivileges, timestampMs } from './sql.ts';
+import type { DatabaseSpec, ExtensionSpec, GrantSpec, RoleSpec, SchemaSpec } from './sql.ts';
+
+/**
+ * Pure: catalog rows → Observation, one function per kind. A field the spec
+ * leaves unset is not managed and never drifts. Diffs name the spec field
+ * (`connectionLimit: desired 10, actual 50`); secrets are masks only.
+ */
+
+/** A row of `rolesQuery`. */
+export interface RoleRow {
+  readonly oid: number | string;
+  readonly name: string;
+  readonly superuser: boolean;
+  readonly inherit: boolean;
+  readonly createrole: boolean;
+  readonly createdb: boolean;
+  readonly login: boolean;
+  readonly connection_limit: number;
+  /** NULL: no expiry set; Infinity for 'infinity'. */
+  readonly valid_until_ms: number | null;
+  readonly member_of: readonly string[];
+  /** The stored verifier, only read for roles with a managed password. Never leaves the backend. */
+  readonly verifier: string | null;
+}
+
+/**
+ * What is known of a managed password: `matches` / `differs` (checked
+ * against the stored verifier, or against the digest recorded at the last
+ * set when the verifier is not readable), `unknown` when it cannot be
+ * checked (then it is set once so its digest can be tracked), `unavailable`
+ * when the secret cannot be read now (not compared).
+ */
+export type PasswordState =
+  | { readonly status: 'unmanaged' }
+  | { readonly status: 'matches'; readonly digest: string }
+  | { readonly status: 'differs' }
+  | { readonly status: 'unknown' }
+  | { readonly status: 'unavailable'; readonly digest?: string | undefined };
+
+export interface DatabaseRow {
+  readonly oid: number | string;
+  readonly name: string;
+  readonly owner: string;
+  readonly encoding: string;
+  readonly connection_limit: number;
+}
+
+export interface SchemaRow {
+  readonly oid: number | string;
+  readonly name: string;
+  readonly owner: string;
+}
+
+export interface ExtensionRow {
+  readonly oid: number | string;
+  readonly name: string;
+  readonly version: string;
+  readonly schema: string;
+}
+
+/** A row of `GRANTS_QUERY`. */
+export interface GrantRow {
+  readonly idx: number;
+  readonly object: string | null;
+  readonly privileges: readonly string[];
+  readonly all_privileges: readonly string[];
+}
+
+function diff(path: string, desired: unknown, actual: unknown): FieldDiff {
+  return { path, desired, actual };
+}
+
+function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  const sa = new Set(a);
+  return sa.size === new Set(b).size && [...sa].every((x) => b.includes(x));
+}
+
+function settle(diffs: readonly FieldDiff[], outputs: Outputs): Observation {
+  return diffs.length === 0 ? { status: 'upToDate', outputs } : { status: 'drifted', diffs, outputs };
+}
+
+/** -1 and any negative limit both mean "no limit". */
+function connLimit(n: number): number {
+  return n < 0 ? -1 : n;
+}
+
+function validUntilText(ms: number | null): string | null {
+  if (ms === null) return null;
+  if (ms === Infinity) return 'infinity';
+  if (ms === -Infinity) return '-infinity';
+  return new Date(ms).toISOString();
+}
+
+export function observeRole(spec: RoleSpec, row: RoleRow | undefined, password: PasswordState): Observation {
+  if (row === undefined) return { status: 'absent' };
+  const diffs: FieldDiff[] = [];
+  const flags = [
+    ['login', spec.login, row.login],
+    ['superuser', spec.superuser, row.superuser],
+    ['createdb', spec.createdb, row.createdb],
+    ['createrole', spec.createrole, row.createrole],
+    ['inherit', spec.inherit, row.inherit],
+  ] as const;
+  for (const [path, desired, actual] of flags) if (desired !== actual) diffs.push(diff(path, desired, actual));
+  if (spec.connectionLimit !== undefined && connLimit(spec.connectionLimit) !== connLimit(row.connection_limit)) {
+    diffs.push(diff('connectionLimit', spec.connectionLimit, row.connection_limit));
+  }
+  if (spec.validUntil !== undefined && timestampMs(spec.validUntil) !== (row.valid_until_ms ?? Number.NaN)) {
+    diffs.push(diff('validUntil', spec.validUntil, validUntilText(row.valid_until_ms)));
+  }
+  if (!sameSet(spec.memberOf, row.member_of)) diffs.push(diff('memberOf', [...spec.memberOf].sort(), [...row.member_of].sort()));
+  const outputs: Record<string, string | number> = { name: row.name, oid: Number(row.oid) };
+  switch (password.status) {
+    case 'unmanaged':
+      break;
+    case 'matches':
+      outputs.passwordDigest = password.digest;
+      break;
+    case 'differs':
+      diffs.push({ path: 'password', desired: SECRET_MASK, actual: SECRET_MASK, masked: true });
+      break;
+    case 'unknown':
+      diffs.push({ path: 'password', desired: SECRET_MASK, actual: SECRET_MASK, masked: true, detail: 'cannot be verified; set once and tracked by digest' });
+      break;
+    case 'unavailable':
+      if (password.digest !== undefined) outputs.passwordDigest = password.digest;
+      break;
+    default:
+      return password satisfies never;
+  }
+  return settle(diffs, outputs);
+}
+
+/** `utf-8`, `UTF8` and `utf_8` name the same encoding. */
+export function normalizeEncoding(e: string): string {
+  return e.toUpperCase().replace(/[-_]/g, '');
+}
+
+export function observeDatabase(spec: DatabaseSpec, row: DatabaseRow | undefined): Observation {
+  if (row === undefined) return { status: 'absent' };
+  const diffs: FieldDiff[] = [];
+  if (spec.owner !== undefined && spec.owner !== row.owner) diffs.push(diff('owner', spec.owner, row.owner));
+  if (normalizeEncoding(spec.encoding) !== normalizeEncoding(row.encoding)) {
+    diffs.push({ path: 'encoding', desired: spec.encoding, actual: row.encoding, detail: 'fixed at creation: recreate the database to change it' });
+  }
+  if (spec.connectionLimit !== undefined && connLimit(spec.connectionLimit) !== connLimit(row.connection_limit)) {
+    diffs.push(diff('connectionLimit', spec.connectionLimit, row.connection_limit));
+  }
+  return settle(diffs, { name: row.name, oid: Number(row.oid), owner: row.owner });
+}
+
+export function observeSchema(spec: SchemaSpec, row: SchemaRow | undefined): Observation {
+  if (row === undefined) return { status: 'absent' };
+  const diffs: FieldDiff[] = [];
+  if (spec.owner !== undefined && spec.owner !== row.owner) diffs.push(diff('owner', spec.owner, row.owner));
+  return settle(diffs, { name: row.name, database: spec.database, oid: Number(row.oid), owner: row.owner });
+}
+
+export function observeExtension(spec: ExtensionSpec, row: ExtensionRow | undefined): Observation {
+  if (row === undefined) return { status: 'absent' };
+  const diffs: FieldDiff[] = [];
+  if (spec.version !== undefined && spec.version !== row.version) diffs.push(diff('version', spec.version, row.version));
+  if (spec.schema !== undefined && spec.schema !== row.schema) diffs.push(diff('schema', spec.schema, row.schema));
+  return settle(diffs, { name: row.name, database: spec.database, oid: Number(row.oid), version: row.version, schema: row.schema });
+}
+
+/** The privileges a grant wants, with `ALL` expanded to this server's full set for the object kind. */
+export function desiredPrivileges(spec: GrantSpec, all: readonly string[]): string[] {
+  const p = grantPrivileges(spec.on, spec.privileges);
+  return p.includes('ALL') ? [...all].sort() : p;
+}
+
+/**
+ * A grant is exact: the role holds the listed privileges on every object of
+ * the target and nothing more (granted directly; PUBLIC and memberships are
+ * not counted). Absent when the target does not exist or the role holds
+ * none of its privileges anywhere.
+ */
+export function observeGrant(spec: GrantSpec, rows: readonly GrantRow[]): Observation {
+  const outputs: Outputs = { role: spec.role, database: spec.database, on: spec.on, schema: spec.schema ?? null };
+  if (rows.length === 0) return { status: 'absent' };
+  const want = desiredPrivileges(spec, rows[0]!.all_privileges);
+  const objects = rows.filter((r) => !(r.object === null && (spec.on === 'tables' || spec.on === 'sequences')));
+  // A schema with no tables (or sequences) holds nothing to grant on: nothing can differ.
+  if (objects.length === 0) return { status: 'upToDate', outputs };
+  if (objects.every((r) => r.privileges.length === 0)) return { status: 'absent' };
+  const wrong = objects.filter((r) => !sameSet(want, r.privileges));
+  if (wrong.length === 0) return { status: 'upToDate', outputs };
+  const union = [...new Set(objects.flatMap((r) => r.privileges))].sort();
+  const uniform = wrong.length === objects.length && wrong.every((r) => sameSet(r.privileges, wrong[0]!.privileges));
+  const actual = uniform ? [...wrong[0]!.privileges].sort() : union;
+  const detail =
+    objects.length > 1 && !uniform
+      ? `${wrong.length} of ${objects.length} objects differ: ${wrong
+          .slice(0, 5)
+          .map((r) => `${r.object ?? '?'} [${[...r.privileges].sort().join(', ')}]`)
+          .join('; ')}${wrong.length > 5 ? '; …' : ''}`
+      : undefined;
+  return { status: 'drifted', diffs: [{ path: 'privileges', desired: want, actual, ...(detail === undefined ? {} : { detail }) }], outputs };
+}

@@ -1,0 +1,168 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { describeSecretRef, secretDigest } from '../../infra/index.ts';
+import type { NodeId, Observation, Outputs } from '../../runtime/index.ts';
+import { faultCode } from './kind.ts';
+import type { KindContext, KindHandler, PgNode } from './kind.ts';
+import { observeRole } from './observe.ts';
+import type { PasswordState, RoleRow } from './observe.ts';
+import { scramVerifier, verifyPassword } from './scram.ts';
+import {
+  alterRoleSql,
+  CAN_READ_VERIFIERS_QUERY,
+  createRoleSql,
+  dropRoleSql,
+  grantMembershipSql,
+  quoteLiteral,
+  revokeMembershipSql,
+  rolesQuery,
+} from './sql.ts';
+import type { Statement } from './sql.ts';
+
+type RoleNode = PgNode<'postgres.role'>;
+
+/** `<salt>:<sha256(salt, secret)>`: notices a changed secret without keeping it. */
+export function passwordDigest(secret: string, salt = randomBytes(8).toString('hex')): string {
+  return `${salt}:${secretDigest(secret, salt)}`;
+}
+
+export function digestMatches(recorded: unknown, secret: string): recorded is string {
+  if (typeof recorded !== 'string') return false;
+  const i = recorded.indexOf(':');
+  return i > 0 && passwordDigest(secret, recorded.slice(0, i)) === recorded;
+}
+
+/** Verification results by (verifier, password) hash, so steady passes do not repeat PBKDF2. */
+const MAX_VERIFY_CACHE = 20_000;
+
+/** The role handler; it keeps, per backend instance, whether verifiers are readable and past verifications. */
+export function roleHandler(): KindHandler<'postgres.role'> & {
+  createMany(nodes: readonly RoleNode[], ctx: KindContext): Promise<ReadonlyMap<NodeId, Outputs>>;
+} {
+  let readable: Promise<boolean> | undefined;
+  const verified = new Map<string, boolean | undefined>();
+
+  const canReadVerifiers = (ctx: KindContext): Promise<boolean> => {
+    readable ??= ctx.client
+      .query<{ readable: boolean }>(CAN_READ_VERIFIERS_QUERY, [], { signal: ctx.signal })
+      .then((rows) => rows[0]?.readable === true)
+      .catch((err: unknown) => {
+        readable = undefined;
+        throw err;
+      });
+    return readable;
+  };
+
+  const verify = async (secret: string, stored: string, role: string): Promise<boolean | undefined> => {
+    const key = createHash('sha256').update(stored).update('\0').update(role).update('\0').update(secret).digest('hex');
+    if (verified.has(key)) return verified.get(key);
+    const ok = await verifyPassword(secret, stored, role);
+    if (verified.size >= MAX_VERIFY_CACHE) verified.clear();
+    verified.set(key, ok);
+    return ok;
+  };
+
+  const passwordState = async (node: RoleNode, row: RoleRow | undefined, readVerifiers: boolean, ctx: KindContext): Promise<PasswordState> => {
+    const ref = node.spec.password;
+    if (ref === undefined || row === undefined) return { status: 'unmanaged' };
+    const recorded = ctx.outputsOf(node.id)?.passwordDigest;
+    let secret: string;
+    try {
+      secret = await ctx.secret(ref);
+    } catch {
+      ctx.log.warn({ node: node.id, ref: describeSecretRef(ref) }, 'password secret unavailable; password not compared');
+      return { status: 'unavailable', digest: typeof recorded === 'string' ? recorded : undefined };
+    }
+    const digest = digestMatches(recorded, secret) ? recorded : undefined;
+    if (readVerifiers) {
+      if (row.verifier === null) return { status: 'differs' };
+      const ok = await verify(secret, row.verifier, row.name);
+      if (ok === true) return { status: 'matches', digest: digest ?? passwordDigest(secret) };
+      if (ok === false) return { status: 'differs' };
+      // A verifier of a kind we cannot check: fall back to the recorded digest.
+    }
+    if (recorded === undefined) return { status: 'unknown' };
+    return digest === undefined ? { status: 'differs' } : { status: 'matches', digest };
+  };
+
+  /** The password verifier to send and the digest to record, when the role's password is to be set. */
+  const preparePassword = async (node: RoleNode, ctx: KindContext): Promise<{ verifier: string; digest: string } | undefined> => {
+    if (node.spec.password === undefined) return undefined;
+    const secret = await ctx.secret(node.spec.password);
+    return { verifier: await scramVerifier(secret), digest: passwordDigest(secret) };
+  };
+
+  const oidQuery = (name: string): Statement => ({ text: `SELECT oid::int8 AS oid FROM pg_roles WHERE rolname = ${quoteLiteral(name)}` });
+
+  const outputsFrom = (node: RoleNode, rows: readonly { oid?: unknown }[], digest: string | undefined, ctx: KindContext): Outputs => {
+    const oid = rows[0]?.oid;
+    const recorded = ctx.outputsOf(node.id)?.passwordDigest;
+    const pwd = digest ?? (node.spec.password !== undefined && typeof recorded === 'string' ? recorded : undefined);
+    return { name: node.spec.name, ...(oid === undefined ? {} : { oid: Number(oid) }), ...(pwd === undefined ? {} : { passwordDigest: pwd }) };
+  };
+
+  return {
+    async observe(nodes, ctx) {
+      const readVerifiers = await canReadVerifiers(ctx);
+      const names = [...new Set(nodes.map((n) => n.spec.name))];
+      const withPassword = [...new Set(nodes.filter((n) => n.spec.password !== undefined).map((n) => n.spec.name))];
+      const rows = await ctx.client.query<RoleRow>(rolesQuery(readVerifiers), readVerifiers ? [names, withPassword] : [names], { signal: ctx.signal });
+      const byName = new Map(rows.map((r) => [r.name, r]));
+      const out = new Map<NodeId, Observation>();
+      await Promise.all(
+        nodes.map(async (n) => {
+          const row = byName.get(n.spec.name);
+          out.set(n.id, observeRole(n.spec, row, await passwordState(n, row, readVerifiers, ctx)));
+        }),
+      );
+      return out;
+    },
+
+    async create(node, ctx) {
+      const pwd = await preparePassword(node, ctx);
+      const rows = await ctx.client.execute([createRoleSql(node.spec, pwd?.verifier), oidQuery(node.spec.name)], { signal: ctx.signal });
+      return outputsFrom(node, rows, pwd?.digest, ctx);
+    },
+
+    async update(node, diffs, ctx) {
+      const pwd = diffs.some((d) => d.path === 'password') ? await preparePassword(node, ctx) : undefined;
+      const statements: Statement[] = [alterRoleSql(node.spec, pwd?.verifier)];
+      const members = diffs.find((d) => d.path === 'memberOf');
+      if (members !== undefined) {
+        const actual = Array.isArray(members.actual) ? members.actual.filter((x): x is string => typeof x === 'string') : [];
+        for (const g of node.spec.memberOf) if (!actual.includes(g)) statements.push(grantMembershipSql(node.spec.name, g));
+        for (const g of actual) if (!node.spec.memberOf.includes(g)) statements.push(revokeMembershipSql(node.spec.name, g));
+      }
+      statements.push(oidQuery(node.spec.name));
+      // One round trip, one implicit transaction.
+      const rows = await ctx.client.execute(statements, { signal: ctx.signal });
+      return outputsFrom(node, rows, pwd?.digest, ctx);
+    },
+
+    async delete(node, ctx) {
+      try {
+        await ctx.client.execute([dropRoleSql(node.spec.name)], { signal: ctx.signal });
+      } catch (err) {
+        if (faultCode(err) === '42704') return;
+        throw err;
+      }
+    },
+
+    /**
+     * The batch fast path: every role in one transaction and one round trip
+     * (memberships after all creates, so order within the batch does not
+     * matter). All or nothing: on any failure it throws and nothing exists.
+     */
+    async createMany(nodes, ctx) {
+      const prepared = await Promise.all(nodes.map(async (n) => ({ node: n, pwd: await preparePassword(n, ctx) })));
+      const statements: Statement[] = prepared.map((p) => createRoleSql(p.node.spec, p.pwd?.verifier, { memberships: false }));
+      for (const { node } of prepared) for (const g of node.spec.memberOf) statements.push(grantMembershipSql(node.spec.name, g));
+      const names = prepared.map((p) => quoteLiteral(p.node.spec.name));
+      statements.push({ text: `SELECT rolname AS name, oid::int8 AS oid FROM pg_roles WHERE rolname IN (${names.join(', ')})` });
+      const rows = await ctx.client.execute(statements, { signal: ctx.signal });
+      const oids = new Map((rows as { name: string; oid: unknown }[]).map((r) => [r.name, r.oid]));
+      const out = new Map<NodeId, Outputs>();
+      for (const { node, pwd } of prepared) out.set(node.id, outputsFrom(node, [{ oid: oids.get(node.spec.name) }], pwd?.digest, ctx));
+      return out;
+    },
+  };
+}

@@ -1,0 +1,63 @@
+import { fault, FaultError } from '../../runtime/index.ts';
+import type { NodeId, Observation, Outputs } from '../../runtime/index.ts';
+import { faultCode, observeByDatabase } from './kind.ts';
+import type { KindHandler, PgNode } from './kind.ts';
+import { observeSchema } from './observe.ts';
+import type { SchemaRow } from './observe.ts';
+import { alterSchemaSql, createSchemaSql, dropSchemaSql, quoteLiteral, SCHEMAS_QUERY } from './sql.ts';
+import type { Statement } from './sql.ts';
+
+type SchemaNode = PgNode<'postgres.schema'>;
+
+function oidQuery(name: string): Statement {
+  return { text: `SELECT oid::int8 AS oid, pg_get_userbyid(nspowner) AS owner FROM pg_namespace WHERE nspname = ${quoteLiteral(name)}` };
+}
+
+function outputs(node: SchemaNode, rows: readonly Record<string, unknown>[]): Outputs {
+  const row = rows[0];
+  return {
+    name: node.spec.name,
+    database: node.spec.database,
+    ...(row === undefined ? {} : { oid: Number(row.oid), owner: String(row.owner) }),
+  };
+}
+
+/** `postgres.schema`, in its database: stateful; a drop of a schema that holds objects requires `force: true` (CASCADE). */
+export const schemaHandler: KindHandler<'postgres.schema'> = {
+  observe: (nodes, ctx) =>
+    observeByDatabase(nodes, ctx, async (database, group) => {
+      const names = [...new Set(group.map((n) => n.spec.name))];
+      const rows = await ctx.client.query<SchemaRow>(SCHEMAS_QUERY, [names], { database, signal: ctx.signal });
+      const byName = new Map(rows.map((r) => [r.name, r]));
+      return new Map<NodeId, Observation>(group.map((n) => [n.id, observeSchema(n.spec, byName.get(n.spec.name))]));
+    }),
+
+  async create(node, ctx) {
+    const rows = await ctx.client.execute([createSchemaSql(node.spec), oidQuery(node.spec.name)], { database: node.spec.database, signal: ctx.signal });
+    return outputs(node, rows);
+  },
+
+  async update(node, _diffs, ctx) {
+    const rows = await ctx.client.execute([...alterSchemaSql(node.spec), oidQuery(node.spec.name)], { database: node.spec.database, signal: ctx.signal });
+    return outputs(node, rows);
+  },
+
+  async delete(node, ctx) {
+    try {
+      await ctx.client.execute([dropSchemaSql(node.spec.name, node.spec.force)], { database: node.spec.database, signal: ctx.signal });
+    } catch (err) {
+      const code = faultCode(err);
+      if (code === '3F000' || code === '3D000') return;
+      if (code === '2BP01') {
+        throw new FaultError(
+          fault('permanent', `schema ${JSON.stringify(node.spec.name)} still holds objects; not dropped`, {
+            code,
+            hint: 'to drop it with its objects set force: true on the node (DROP SCHEMA … CASCADE), or move or drop them first',
+          }),
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+  },
+};

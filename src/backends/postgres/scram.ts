@@ -1,0 +1,80 @@
+import { createHash, createHmac, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
+import { promisify } from 'node:util';
+
+/**
+ * SCRAM-SHA-256 verifiers as PostgreSQL stores them (RFC 5802 / 7677):
+ * `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, base64 parts.
+ * We compute the verifier ourselves so the password never travels to the
+ * server, and check a stored verifier against the desired password to
+ * detect password drift without keeping the password anywhere.
+ */
+
+const pbkdf2Async = promisify(pbkdf2);
+
+/** PostgreSQL's default `scram_iterations`. */
+export const SCRAM_ITERATIONS = 4096;
+
+/** The parts of a stored verifier. */
+export interface ScramVerifier {
+  readonly iterations: number;
+  readonly salt: Buffer;
+  readonly storedKey: Buffer;
+  readonly serverKey: Buffer;
+}
+
+export function parseScramVerifier(text: string): ScramVerifier | undefined {
+  const m = /^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)$/.exec(text);
+  if (m === null) return undefined;
+  const iterations = Number(m[1]);
+  if (!Number.isSafeInteger(iterations) || iterations < 1 || iterations > 10_000_000) return undefined;
+  return { iterations, salt: Buffer.from(m[2]!, 'base64'), storedKey: Buffer.from(m[3]!, 'base64'), serverKey: Buffer.from(m[4]!, 'base64') };
+}
+
+/**
+ * PostgreSQL normalises passwords with SASLprep when they are valid
+ * UTF-8 and uses them as given otherwise. NFKC covers SASLprep's mapping for
+ * every password a person types; we try both forms, so a non-normalised
+ * password never reads as drift.
+ */
+function candidates(password: string): string[] {
+  const nfkc = password.replace(/[\u00A0\u1680\u2000-\u200B\u202F\u205F\u3000]/g, ' ').replace(/\u00AD|\u034F|\u180B|\u180C|\u180D|\u200B|\u200C|\u200D|\u2060|\uFEFF|[\uFE00-\uFE0F]/gu, '').normalize('NFKC');
+  return nfkc === password ? [password] : [nfkc, password];
+}
+
+async function keys(password: string, salt: Buffer, iterations: number): Promise<{ storedKey: Buffer; serverKey: Buffer }> {
+  const salted = await pbkdf2Async(Buffer.from(password, 'utf8'), salt, iterations, 32, 'sha256');
+  const clientKey = createHmac('sha256', salted).update('Client Key').digest();
+  const storedKey = createHash('sha256').update(clientKey).digest();
+  const serverKey = createHmac('sha256', salted).update('Server Key').digest();
+  return { storedKey, serverKey };
+}
+
+/** A fresh verifier for `password` (random 16-byte salt), to send as `PASSWORD '<verifier>'`. */
+export async function scramVerifier(password: string, options: { iterations?: number; salt?: Buffer } = {}): Promise<string> {
+  const iterations = options.iterations ?? SCRAM_ITERATIONS;
+  const salt = options.salt ?? randomBytes(16);
+  const { storedKey, serverKey } = await keys(candidates(password)[0]!, salt, iterations);
+  return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`;
+}
+
+/**
+ * Whether `password` matches a stored verifier: `true`/`false`, or
+ * `undefined` when the verifier is of a kind we cannot check.
+ * Also accepts legacy `md5` verifiers (md5(password || role name)).
+ */
+export async function verifyPassword(password: string, stored: string, roleName: string): Promise<boolean | undefined> {
+  if (stored.startsWith('md5') && stored.length === 35) {
+    return candidates(password).some((p) => safeEqual(Buffer.from(`md5${createHash('md5').update(p + roleName).digest('hex')}`), Buffer.from(stored)));
+  }
+  const v = parseScramVerifier(stored);
+  if (v === undefined) return undefined;
+  for (const p of candidates(password)) {
+    const k = await keys(p, v.salt, v.iterations);
+    if (safeEqual(k.storedKey, v.storedKey) && safeEqual(k.serverKey, v.serverKey)) return true;
+  }
+  return false;
+}
+
+function safeEqual(a: Buffer, b: Buffer): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}

@@ -1,0 +1,312 @@
+import { canonicalPrivilege, PG_GRANT_PRIVILEGES } from '../../infra/index.ts';
+import type { InfraNodeSpecOf, PgGrantTarget } from '../../infra/index.ts';
+
+/**
+ * Statement builders. Identifiers are always quoted with `quoteIdent`;
+ * values go as bind parameters where PostgreSQL takes them, and where DDL
+ * cannot (PASSWORD, VALID UNTIL, ENCODING, VERSION) as `quoteLiteral`
+ * strings; numbers are checked to be safe integers before they are written.
+ */
+
+export type RoleSpec = InfraNodeSpecOf<'postgres.role'>;
+export type DatabaseSpec = InfraNodeSpecOf<'postgres.database'>;
+export type SchemaSpec = InfraNodeSpecOf<'postgres.schema'>;
+export type GrantSpec = InfraNodeSpecOf<'postgres.grant'>;
+export type ExtensionSpec = InfraNodeSpecOf<'postgres.extension'>;
+
+/** One SQL statement. `sensitive` ones carry a password verifier: their text is never logged. */
+export interface Statement {
+  readonly text: string;
+  readonly sensitive?: boolean | undefined;
+}
+
+/** A thrown value for input that cannot be written safely (never reached with schema-validated specs). */
+export class UnsafeSqlValueError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UnsafeSqlValueError';
+  }
+}
+
+/** `"name"` with embedded quotes doubled: any string becomes exactly one identifier. */
+export function quoteIdent(name: string): string {
+  if (name.length === 0 || name.includes('\0')) throw new UnsafeSqlValueError('an identifier must be non-empty and free of NUL characters');
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/**
+ * A string literal that means exactly `value` whatever `standard_conforming_strings`
+ * says: quotes doubled, and with backslashes an `E''` string with them doubled
+ * (as PostgreSQL's own `quote_literal`).
+ */
+export function quoteLiteral(value: string): string {
+  if (value.includes('\0')) throw new UnsafeSqlValueError('a literal cannot contain a NUL character');
+  const quoted = value.replaceAll("'", "''");
+  return value.includes('\\') ? `E'${quoted.replaceAll('\\', '\\\\')}'` : `'${quoted}'`;
+}
+
+/** An integer written into DDL, checked first (CONNECTION LIMIT takes no bind parameter). */
+export function sqlInteger(n: number): string {
+  if (!Number.isSafeInteger(n)) throw new UnsafeSqlValueError('expected an integer');
+  return String(n);
+}
+
+/** `validUntil` as the server should read it: an offset-less time is UTC. */
+export function normalizeTimestamp(value: string): string {
+  if (value === 'infinity') return value;
+  const iso = value.replace(' ', 'T');
+  const withZone = /T.*(Z|[+-]\d{2}(:?\d{2})?)$/.test(iso) ? iso : /T/.test(iso) ? `${iso}Z` : `${iso}T00:00:00Z`;
+  const ms = Date.parse(withZone);
+  if (Number.isNaN(ms)) throw new UnsafeSqlValueError('validUntil is not a valid timestamp');
+  return new Date(ms).toISOString();
+}
+
+/** Milliseconds since the epoch of a `validUntil`, `Infinity` for "infinity". */
+export function timestampMs(value: string): number {
+  return value === 'infinity' ? Infinity : Date.parse(normalizeTimestamp(value));
+}
+
+// ---------------------------------------------------------------- roles
+
+function roleAttributes(spec: RoleSpec): string[] {
+  const a = [
+    spec.login ? 'LOGIN' : 'NOLOGIN',
+    spec.superuser ? 'SUPERUSER' : 'NOSUPERUSER',
+    spec.createdb ? 'CREATEDB' : 'NOCREATEDB',
+    spec.createrole ? 'CREATEROLE' : 'NOCREATEROLE',
+    spec.inherit ? 'INHERIT' : 'NOINHERIT',
+  ];
+  if (spec.connectionLimit !== undefined) a.push(`CONNECTION LIMIT ${sqlInteger(spec.connectionLimit)}`);
+  if (spec.validUntil !== undefined) a.push(`VALID UNTIL ${quoteLiteral(normalizeTimestamp(spec.validUntil))}`);
+  return a;
+}
+
+/**
+ * One statement that creates the role with every attribute and membership.
+ * `verifier` is a SCRAM verifier computed here, so the password itself never
+ * reaches the server, its logs or ours.
+ */
+export function createRoleSql(spec: RoleSpec, verifier?: string, options: { memberships?: boolean } = {}): Statement {
+  const parts = [`CREATE ROLE ${quoteIdent(spec.name)} WITH`, ...roleAttributes(spec)];
+  if (verifier !== undefined) parts.push(`PASSWORD ${quoteLiteral(verifier)}`);
+  if ((options.memberships ?? true) && spec.memberOf.length > 0) parts.push(`IN ROLE ${spec.memberOf.map(quoteIdent).join(', ')}`);
+  return { text: parts.join(' '), sensitive: verifier !== undefined };
+}
+
+/** Sets every managed attribute (and the password when given) in one statement. */
+export function alterRoleSql(spec: RoleSpec, verifier?: string): Statement {
+  const parts = [`ALTER ROLE ${quoteIdent(spec.name)} WITH`, ...roleAttributes(spec)];
+  if (verifier !== undefined) parts.push(`PASSWORD ${quoteLiteral(verifier)}`);
+  return { text: parts.join(' '), sensitive: verifier !== undefined };
+}
+
+export function grantMembershipSql(role: string, group: string): Statement {
+  return { text: `GRANT ${quoteIdent(group)} TO ${quoteIdent(role)}` };
+}
+
+export function revokeMembershipSql(role: string, group: string): Statement {
+  return { text: `REVOKE ${quoteIdent(group)} FROM ${quoteIdent(role)}` };
+}
+
+export function dropRoleSql(name: string): Statement {
+  return { text: `DROP ROLE ${quoteIdent(name)}` };
+}
+
+// ------------------------------------------------------------ databases
+
+export function createDatabaseSql(spec: DatabaseSpec): Statement {
+  const parts = [`CREATE DATABASE ${quoteIdent(spec.name)}`];
+  if (spec.owner !== undefined) parts.push(`OWNER ${quoteIdent(spec.owner)}`);
+  parts.push(`ENCODING ${quoteLiteral(spec.encoding)}`);
+  if (spec.template !== undefined) parts.push(`TEMPLATE ${quoteIdent(spec.template)}`);
+  if (spec.connectionLimit !== undefined) parts.push(`CONNECTION LIMIT ${sqlInteger(spec.connectionLimit)}`);
+  return { text: parts.join(' ') };
+}
+
+/** The statements that set the database's mutable managed fields (owner, connection limit). */
+export function alterDatabaseSql(spec: DatabaseSpec): Statement[] {
+  const out: Statement[] = [];
+  if (spec.owner !== undefined) out.push({ text: `ALTER DATABASE ${quoteIdent(spec.name)} OWNER TO ${quoteIdent(spec.owner)}` });
+  if (spec.connectionLimit !== undefined) {
+    out.push({ text: `ALTER DATABASE ${quoteIdent(spec.name)} WITH CONNECTION LIMIT ${sqlInteger(spec.connectionLimit)}` });
+  }
+  return out;
+}
+
+/** `WITH (FORCE)` ends other sessions; used only when the spec says `force: true`. */
+export function dropDatabaseSql(name: string, force: boolean): Statement {
+  return { text: `DROP DATABASE ${quoteIdent(name)}${force ? ' WITH (FORCE)' : ''}` };
+}
+
+// -------------------------------------------------------------- schemas
+
+export function createSchemaSql(spec: SchemaSpec): Statement {
+  return { text: `CREATE SCHEMA ${quoteIdent(spec.name)}${spec.owner === undefined ? '' : ` AUTHORIZATION ${quoteIdent(spec.owner)}`}` };
+}
+
+export function alterSchemaSql(spec: SchemaSpec): Statement[] {
+  return spec.owner === undefined ? [] : [{ text: `ALTER SCHEMA ${quoteIdent(spec.name)} OWNER TO ${quoteIdent(spec.owner)}` }];
+}
+
+export function dropSchemaSql(name: string, cascade: boolean): Statement {
+  return { text: `DROP SCHEMA ${quoteIdent(name)}${cascade ? ' CASCADE' : ' RESTRICT'}` };
+}
+
+// ----------------------------------------------------------- extensions
+
+export function createExtensionSql(spec: ExtensionSpec): Statement {
+  const parts = [`CREATE EXTENSION ${quoteIdent(spec.name)}`];
+  if (spec.schema !== undefined) parts.push(`SCHEMA ${quoteIdent(spec.schema)}`);
+  if (spec.version !== undefined) parts.push(`VERSION ${quoteLiteral(spec.version)}`);
+  return { text: parts.join(' ') };
+}
+
+export function alterExtensionSql(spec: ExtensionSpec, fields: { version: boolean; schema: boolean }): Statement[] {
+  const out: Statement[] = [];
+  if (fields.version && spec.version !== undefined) out.push({ text: `ALTER EXTENSION ${quoteIdent(spec.name)} UPDATE TO ${quoteLiteral(spec.version)}` });
+  if (fields.schema && spec.schema !== undefined) out.push({ text: `ALTER EXTENSION ${quoteIdent(spec.name)} SET SCHEMA ${quoteIdent(spec.schema)}` });
+  return out;
+}
+
+export function dropExtensionSql(name: string): Statement {
+  return { text: `DROP EXTENSION ${quoteIdent(name)}` };
+}
+
+// --------------------------------------------------------------- grants
+
+/**
+ * The canonical privilege keywords of a grant (upper case, `TEMP` as
+ * `TEMPORARY`), each checked against the allow-list of its object kind so
+ * only known keywords are ever written into SQL. `ALL` stays `ALL`.
+ */
+export function grantPrivileges(on: PgGrantTarget, privileges: readonly string[]): string[] {
+  const allowed: readonly string[] = PG_GRANT_PRIVILEGES[on];
+  const out = new Set<string>();
+  for (const p of privileges) {
+    const c = canonicalPrivilege(p);
+    if (!allowed.includes(c)) throw new UnsafeSqlValueError(`"${p}" is not a privilege on ${on}`);
+    out.add(c === 'TEMP' ? 'TEMPORARY' : c);
+  }
+  return [...out].sort();
+}
+
+function grantTarget(spec: GrantSpec): { prefix: string; object: string } {
+  const schema = spec.schema === undefined ? undefined : quoteIdent(spec.schema);
+  const need = (): string => {
+    if (schema === undefined) throw new UnsafeSqlValueError(`schema is required for on: ${spec.on}`);
+    return schema;
+  };
+  const defaults = (objects: string): { prefix: string; object: string } => ({
+    prefix: `ALTER DEFAULT PRIVILEGES${spec.forRole === undefined ? '' : ` FOR ROLE ${quoteIdent(spec.forRole)}`}${schema === undefined ? '' : ` IN SCHEMA ${schema}`} `,
+    object: objects,
+  });
+  switch (spec.on) {
+    case 'database':
+      return { prefix: '', object: `DATABASE ${quoteIdent(spec.database)}` };
+    case 'schema':
+      return { prefix: '', object: `SCHEMA ${need()}` };
+    case 'tables':
+      return { prefix: '', object: `ALL TABLES IN SCHEMA ${need()}` };
+    case 'sequences':
+      return { prefix: '', object: `ALL SEQUENCES IN SCHEMA ${need()}` };
+    case 'defaultTables':
+      return defaults('TABLES');
+    case 'defaultSequences':
+      return defaults('SEQUENCES');
+    default:
+      return spec.on satisfies never;
+  }
+}
+
+/** `GRANT <privileges> ON <target> TO <role>` (or its default-privileges form); privileges already canonical. */
+export function grantSql(spec: GrantSpec, privileges: readonly string[]): Statement {
+  const t = grantTarget(spec);
+  return { text: `${t.prefix}GRANT ${privileges.join(', ')} ON ${t.object} TO ${quoteIdent(spec.role)}` };
+}
+
+export function revokeSql(spec: GrantSpec, privileges: readonly string[]): Statement {
+  const t = grantTarget(spec);
+  return { text: `${t.prefix}REVOKE ${privileges.join(', ')} ON ${t.object} FROM ${quoteIdent(spec.role)}` };
+}
+
+// ------------------------------------------------------ catalog queries
+
+/**
+ * All requested roles in one query. `$1` the names; `$2` the names whose
+ * stored verifier is wanted (only used by the pg_authid variant).
+ */
+export function rolesQuery(readVerifiers: boolean): string {
+  const source = readVerifiers ? 'pg_authid' : 'pg_roles';
+  const verifier = readVerifiers ? 'CASE WHEN r.rolname = ANY($2::text[]) THEN r.rolpassword END' : 'NULL::text';
+  return `SELECT r.oid::int8 AS oid, r.rolname AS name, r.rolsuper AS superuser, r.rolinherit AS inherit,
+  r.rolcreaterole AS createrole, r.rolcreatedb AS createdb, r.rolcanlogin AS login, r.rolconnlimit AS connection_limit,
+  (extract(epoch FROM r.rolvaliduntil) * 1000)::float8 AS valid_until_ms,
+  ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid ORDER BY 1) AS member_of,
+  ${verifier} AS verifier
+FROM ${source} r WHERE r.rolname = ANY($1::text[])`;
+}
+
+/** Whether the connected user may read stored password verifiers (superusers can). */
+export const CAN_READ_VERIFIERS_QUERY = `SELECT has_table_privilege('pg_catalog.pg_authid', 'SELECT') AS readable`;
+
+/** `$1` database names. */
+export const DATABASES_QUERY = `SELECT d.oid::int8 AS oid, d.datname AS name, pg_get_userbyid(d.datdba) AS owner,
+  pg_encoding_to_char(d.encoding) AS encoding, d.datconnlimit AS connection_limit
+FROM pg_database d WHERE d.datname = ANY($1::text[])`;
+
+/** Tables, views and sequences outside the system schemas: what makes a database "hold data". */
+export const USER_RELATIONS_QUERY = `SELECT count(*)::int AS relations FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'`;
+
+/** `$1` schema names, in the connected database. */
+export const SCHEMAS_QUERY = `SELECT n.oid::int8 AS oid, n.nspname AS name, pg_get_userbyid(n.nspowner) AS owner
+FROM pg_namespace n WHERE n.nspname = ANY($1::text[])`;
+
+/** `$1` extension names, in the connected database. */
+export const EXTENSIONS_QUERY = `SELECT e.oid::int8 AS oid, e.extname AS name, e.extversion AS version, n.nspname AS schema
+FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = ANY($1::text[])`;
+
+/**
+ * Every grant of one database in one query. Parallel arrays, one entry per
+ * grant node: `$1` on, `$2` schema, `$3` role, `$4` forRole (NULL: the
+ * connected user). One row per object the grant covers (`object` NULL for
+ * a schema with no tables or sequences, and for default privileges); no row
+ * when the target does not exist. `privileges` are what the role holds
+ * itself (not through PUBLIC or membership); `all_privileges` the full set
+ * for that object kind on this server version.
+ */
+export const GRANTS_QUERY = `WITH want AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS w(target, schema, role, for_role, idx)
+)
+SELECT w.idx::int AS idx, o.object,
+  COALESCE(o.privileges, '{}') AS privileges,
+  ARRAY(SELECT a.privilege_type FROM aclexplode(acldefault(o.kind, 10::oid)) a WHERE a.grantee = 10::oid ORDER BY 1) AS all_privileges
+FROM want w
+LEFT JOIN pg_roles r ON r.rolname = w.role
+CROSS JOIN LATERAL (
+  SELECT current_database()::text AS object, 'd'::"char" AS kind,
+    ARRAY(SELECT DISTINCT a.privilege_type FROM aclexplode(COALESCE(d.datacl, acldefault('d', d.datdba))) a WHERE a.grantee = r.oid ORDER BY 1) AS privileges
+  FROM pg_database d WHERE w.target = 'database' AND d.datname = current_database()
+  UNION ALL
+  SELECT n.nspname::text, 'n'::"char",
+    ARRAY(SELECT DISTINCT a.privilege_type FROM aclexplode(COALESCE(n.nspacl, acldefault('n', n.nspowner))) a WHERE a.grantee = r.oid ORDER BY 1)
+  FROM pg_namespace n WHERE w.target = 'schema' AND n.nspname = w.schema
+  UNION ALL
+  SELECT c.relname::text, CASE w.target WHEN 'tables' THEN 'r' ELSE 's' END::"char",
+    CASE WHEN c.oid IS NULL THEN NULL ELSE ARRAY(SELECT DISTINCT a.privilege_type
+      FROM aclexplode(COALESCE(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char", c.relowner))) a
+      WHERE a.grantee = r.oid ORDER BY 1) END
+  FROM pg_namespace n
+  LEFT JOIN pg_class c ON c.relnamespace = n.oid
+    AND c.relkind = ANY(CASE w.target WHEN 'tables' THEN '{r,p,v,m,f}'::"char"[] ELSE '{S}'::"char"[] END)
+  WHERE w.target IN ('tables', 'sequences') AND n.nspname = w.schema
+  UNION ALL
+  SELECT NULL::text, CASE w.target WHEN 'defaultTables' THEN 'r' ELSE 's' END::"char",
+    ARRAY(SELECT DISTINCT a.privilege_type FROM pg_default_acl da CROSS JOIN LATERAL aclexplode(da.defaclacl) a
+      WHERE da.defaclrole = (SELECT fr.oid FROM pg_roles fr WHERE fr.rolname = COALESCE(w.for_role, current_user))
+        AND da.defaclnamespace = CASE WHEN w.schema IS NULL THEN 0::oid ELSE (SELECT s.oid FROM pg_namespace s WHERE s.nspname = w.schema) END
+        AND da.defaclobjtype = CASE w.target WHEN 'defaultTables' THEN 'r' ELSE 'S' END::"char"
+        AND a.grantee = r.oid ORDER BY 1)
+  WHERE w.target IN ('defaultTables', 'defaultSequences')
+    AND (w.schema IS NULL OR EXISTS (SELECT 1 FROM pg_namespace s WHERE s.nspname = w.schema))
+) o`;

