@@ -6,7 +6,7 @@ import { DesiredGraph } from './graph.ts';
 import { interpolateGoal } from './interpolation.ts';
 import type { GoalContext } from './interpolation.ts';
 import { NODE_ID_PATTERN } from './node-spec.ts';
-import type { DeletionPolicy, Dependency, DesiredNode, NodeId, NodeSpec, SourceLocation } from './node-spec.ts';
+import type { DeletionPolicy, Dependency, DesiredNode, NodeId, NodeSettings, NodeSpec, SourceLocation } from './node-spec.ts';
 import type { PathKey, SourceDocument } from './yaml-source.ts';
 import { formatPath, reportZodIssues } from './zod-diagnostics.ts';
 
@@ -17,7 +17,7 @@ const labelsSchema = z.record(z.string(), z.string({ error: 'label values are st
 
 /** The envelope every document shares. */
 export const envelopeSchema = z.object({
-  apiVersion: z.literal(API_VERSION, { error: `apiVersion must be "${API_VERSION}"` }),
+  apiVersion: z.literal(API_VERSION),
   kind: z.string(),
   metadata: z.object({ name: nameSchema }).loose(),
   spec: z.record(z.string(), z.unknown()),
@@ -61,6 +61,37 @@ export const goalDocumentSchema = z.strictObject({
     nodes: z.array(z.unknown()).default([]),
   }),
 });
+
+/**
+ * The parts of an invalid Goal that are still valid, so that its nodes are
+ * checked as the user meant them (with their defaults and labels) rather than
+ * drowning the real error in echoes of it.
+ */
+function salvageGoal(raw: Record<string, unknown>, name: string, nodes: unknown[]): z.output<typeof goalDocumentSchema> {
+  const meta = (raw.metadata ?? {}) as Record<string, unknown>;
+  const spec = (raw.spec ?? {}) as Record<string, unknown>;
+  const pick = <T extends z.ZodType>(schema: T, value: unknown, fallback: z.output<T>): z.output<T> => {
+    const r = schema.safeParse(value);
+    return r.success ? r.data : fallback;
+  };
+  const shape = goalDocumentSchema.shape;
+  return {
+    apiVersion: API_VERSION,
+    kind: 'Goal',
+    metadata: {
+      name,
+      environment: pick(shape.metadata.shape.environment, meta.environment, 'default'),
+      labels: pick(shape.metadata.shape.labels, meta.labels, {}),
+    },
+    spec: {
+      selfHeal: pick(shape.spec.shape.selfHeal, spec.selfHeal, true),
+      prune: pick(shape.spec.shape.prune, spec.prune, false),
+      interval: pick(shape.spec.shape.interval, spec.interval, undefined),
+      defaults: pick(shape.spec.shape.defaults, spec.defaults, {}),
+      nodes,
+    },
+  };
+}
 
 export type NodeDeclarationInput = z.input<typeof nodeDeclarationSchema>;
 
@@ -187,7 +218,7 @@ export class GoalCompiler<S extends NodeSpec> {
           // Still check the nodes, so that every problem is reported in one go.
           const nodes = (doc.value as { spec?: { nodes?: unknown } }).spec?.nodes;
           if (!Array.isArray(nodes)) continue;
-          goalDocs.push({ doc, value: { apiVersion: API_VERSION, kind: 'Goal', metadata: { name, environment: 'default', labels: {} }, spec: { selfHeal: true, prune: false, defaults: {}, nodes } } });
+          goalDocs.push({ doc, value: salvageGoal(doc.value as Record<string, unknown>, name, nodes) });
           continue;
         }
         goalDocs.push({ doc, value: parsed.data });
@@ -208,9 +239,17 @@ export class GoalCompiler<S extends NodeSpec> {
     }));
     this.factory.beforeNodes?.(goals, diag);
 
-    const nodes: DesiredNode<S>[] = [];
     const declared = new Map<NodeId, SourceLocation>();
-    const pendingEdges: { node: number; deps: { on: string; source: SourceLocation; implicit: boolean; path: readonly PathKey[] }[] }[] = [];
+    // Ids of declarations too broken to compile: edges to them are not "unknown".
+    const brokenIds = new Set<string>();
+    const pending: {
+      id: NodeId;
+      goal: string;
+      built: BuiltSpec<S> | undefined;
+      settings: NodeSettings;
+      source: SourceLocation;
+      deps: { on: string; source: SourceLocation; implicit: boolean; path: readonly PathKey[] }[];
+    }[] = [];
     const gates = new Map<NodeId, NodeGate>();
 
     goalDocs.forEach(({ doc, value }, gi) => {
@@ -221,6 +260,8 @@ export class GoalCompiler<S extends NodeSpec> {
         const parsed = nodeDeclarationSchema.safeParse(raw);
         if (!parsed.success) {
           reportZodIssues(parsed.error.issues, { schema: nodeDeclarationSchema, input: raw, prefix: base, owner: 'a node', locate: doc.locate, diag });
+          const rawId = raw !== null && typeof raw === 'object' ? (raw as { id?: unknown }).id : undefined;
+          if (typeof rawId === 'string') brokenIds.add(rawId);
           return;
         }
         const n = parsed.data;
@@ -233,8 +274,10 @@ export class GoalCompiler<S extends NodeSpec> {
         declared.set(n.id, source);
         const labels = { ...goal.labels, ...n.labels };
         const ctx: GoalContext = { name: goal.name, environment: goal.environment, labels };
-        const { value: spec, references } = interpolateGoal(n.spec, ctx, (path, message) => {
-          diag.error(locate(['spec', ...path]), 'bad-interpolation', message);
+        const locateIn = (path: readonly PathKey[], index: number | undefined): SourceLocation =>
+          index !== undefined && doc.locateIn !== undefined ? doc.locateIn([...base, ...path], index) : locate(path);
+        const { value: spec, references } = interpolateGoal(n.spec, ctx, (path, message, index) => {
+          diag.error(locateIn(['spec', ...path], index), 'bad-interpolation', message);
         });
         const built = this.factory.build(
           {
@@ -250,53 +293,55 @@ export class GoalCompiler<S extends NodeSpec> {
           },
           diag,
         );
-        if (built === undefined) return;
-        if (built.gate !== undefined) gates.set(n.id, built.gate);
-        const deps = [
-          ...n.dependsOn.map((on, i) => ({ on, source: locate(['dependsOn', i]), implicit: false, path: ['dependsOn', i] as PathKey[] })),
-          ...references.map((r) => ({ on: r.node, source: locate(['spec', ...r.path]), implicit: true, path: ['spec', ...r.path] })),
-        ];
-        pendingEdges.push({ node: nodes.length, deps });
-        nodes.push({
+        if (built?.gate !== undefined) gates.set(n.id, built.gate);
+        for (const f of n.ignoreFields) {
+          if (f.trim() === '') diag.error(locate(['ignoreFields']), 'invalid-value', 'ignoreFields entries are spec paths such as "content" or "tags.owner"');
+        }
+        // Edges are checked even when the spec is wrong, so that every problem is reported at once.
+        const deps: (typeof pending)[number]['deps'] = [];
+        n.dependsOn.forEach((on, i) => deps.push({ on, source: locate(['dependsOn', i]), implicit: false, path: ['dependsOn', i] }));
+        for (const r of references) deps.push({ on: r.node, source: locateIn(['spec', ...r.path], r.index), implicit: true, path: ['spec', ...r.path] });
+        pending.push({
           id: n.id,
           goal: goal.name,
-          spec: built.spec,
-          dependsOn: [],
+          built,
           settings: {
             selfHeal: n.selfHeal ?? goal.selfHeal,
             prune: goal.prune,
-            deletionPolicy: n.deletionPolicy ?? value.spec.defaults.deletionPolicy ?? built.deletionPolicy ?? 'Orphan',
+            deletionPolicy: n.deletionPolicy ?? value.spec.defaults.deletionPolicy ?? built?.deletionPolicy ?? 'Orphan',
             ignoreFields: n.ignoreFields,
             intervalMs: n.interval ?? goal.intervalMs,
           },
           source,
+          deps,
         });
-        for (const f of n.ignoreFields) {
-          if (f.trim() === '') diag.error(locate(['ignoreFields']), 'invalid-value', 'ignoreFields entries are spec paths such as "content" or "tags.owner"');
-        }
       });
     });
 
     // Edges, once every id is known: unknown ids get a "did you mean".
-    const allIds = [...declared.keys()];
-    for (const { node, deps } of pendingEdges) {
-      const n = nodes[node]!;
+    const nodes: DesiredNode<S>[] = [];
+    let allIds: string[] | undefined;
+    for (const p of pending) {
       const edges: Dependency[] = [];
       const seen = new Set<NodeId>();
-      for (const d of deps) {
-        if (d.on === n.id) {
-          diag.error(d.source, 'self-dependency', `node "${n.id}" depends on itself`);
+      for (const d of p.deps) {
+        if (d.on === p.id) {
+          diag.error(d.source, 'self-dependency', `${formatPath(d.path)}: node "${p.id}" depends on itself`);
           continue;
         }
         if (!declared.has(d.on)) {
-          diag.error(d.source, 'unknown-node', `${formatPath(d.path)}: node "${n.id}" refers to unknown node "${d.on}"${suggestion(d.on, allIds)}`);
+          if (brokenIds.has(d.on)) continue;
+          allIds ??= [...declared.keys()];
+          diag.error(d.source, 'unknown-node', `${formatPath(d.path)}: node "${p.id}" refers to unknown node "${d.on}"${suggestion(d.on, allIds)}`);
           continue;
         }
         if (seen.has(d.on)) continue;
         seen.add(d.on);
         edges.push({ on: d.on, source: d.source, implicit: d.implicit });
       }
-      nodes[node] = { ...n, dependsOn: edges };
+      if (p.built !== undefined) {
+        nodes.push({ id: p.id, goal: p.goal, spec: p.built.spec, dependsOn: edges, settings: p.settings, source: p.source });
+      }
     }
 
     let graph: DesiredGraph<S> | undefined;

@@ -1,5 +1,5 @@
 import type { Diagnostic } from './diagnostics.ts';
-import type { DesiredNode, NodeId, NodeSpec } from './node-spec.ts';
+import type { DesiredNode, NodeId, NodeSpec, SourceLocation } from './node-spec.ts';
 import { formatLocation } from './node-spec.ts';
 
 /**
@@ -68,8 +68,11 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
     nodes: readonly DesiredNode<S>[],
   ): { ok: true; graph: DesiredGraph<S> } | { ok: false; diagnostics: Diagnostic[] } {
     const byId = new Map<NodeId, DesiredNode<S>>();
-    for (const n of nodes) byId.set(n.id, n);
     const diagnostics: Diagnostic[] = [];
+    for (const n of nodes) {
+      if (byId.has(n.id)) diagnostics.push({ ...pickLocation(n.source), severity: 'error', code: 'duplicate-node', message: `node id "${n.id}" is declared twice` });
+      byId.set(n.id, n);
+    }
     const dependents = new Map<NodeId, NodeId[]>();
     for (const n of nodes) {
       for (const dep of n.dependsOn) {
@@ -79,7 +82,8 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
         }
         let list = dependents.get(dep.on);
         if (list === undefined) dependents.set(dep.on, (list = []));
-        list.push(n.id);
+        // Two edges to the same node (a dependsOn and a reference) make one dependent.
+        if (list[list.length - 1] !== n.id) list.push(n.id);
       }
     }
     if (diagnostics.length > 0) return { ok: false, diagnostics };
@@ -92,7 +96,7 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
     for (let i = 0; i < queue.length; i++) {
       const id = queue[i]!;
       order.push(byId.get(id)!);
-      for (const d of new Set(dependents.get(id) ?? [])) {
+      for (const d of dependents.get(id) ?? []) {
         const left = indegree.get(d)! - 1;
         indegree.set(d, left);
         if (left === 0) queue.push(d);
@@ -102,6 +106,11 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
       return { ok: false, diagnostics: findCycles(nodes, byId, indegree) };
     }
     for (const n of order) {
+      for (const d of n.dependsOn) {
+        Object.freeze(d.source);
+        Object.freeze(d);
+      }
+      Object.freeze(n.source);
       Object.freeze(n.dependsOn);
       Object.freeze(n.settings);
       Object.freeze(n);
@@ -110,45 +119,90 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
   }
 }
 
-/** Each cycle once, printed whole: `a -> b (goals/x.yaml:4) -> a (goals/x.yaml:9)`. */
+/**
+ * One diagnostic per strongly connected component among the nodes Kahn's
+ * algorithm could not order, each printing one whole cycle of it:
+ * `a -> b (goals/x.yaml:4:16) -> a (goals/x.yaml:9:16)`.
+ */
 function findCycles<S extends NodeSpec>(
   nodes: readonly DesiredNode<S>[],
   byId: Map<NodeId, DesiredNode<S>>,
   indegree: Map<NodeId, number>,
 ): Diagnostic[] {
   const remaining = new Set(nodes.filter((n) => indegree.get(n.id)! > 0).map((n) => n.id));
+  const next = (id: NodeId): NodeId[] => byId.get(id)!.dependsOn.map((d) => d.on).filter((on) => remaining.has(on));
+
+  // Tarjan's algorithm, iterative so that a long chain cannot overflow the stack.
+  const index = new Map<NodeId, number>();
+  const low = new Map<NodeId, number>();
+  const onStack = new Set<NodeId>();
+  const stack: NodeId[] = [];
+  const components: NodeId[][] = [];
+  let counter = 0;
+  for (const root of remaining) {
+    if (index.has(root)) continue;
+    const work: { id: NodeId; succ: NodeId[]; i: number }[] = [];
+    const enter = (id: NodeId): void => {
+      index.set(id, counter);
+      low.set(id, counter++);
+      stack.push(id);
+      onStack.add(id);
+      work.push({ id, succ: next(id), i: 0 });
+    };
+    enter(root);
+    while (work.length > 0) {
+      const top = work[work.length - 1]!;
+      if (top.i < top.succ.length) {
+        const w = top.succ[top.i++]!;
+        if (!index.has(w)) enter(w);
+        else if (onStack.has(w)) low.set(top.id, Math.min(low.get(top.id)!, index.get(w)!));
+        continue;
+      }
+      work.pop();
+      const parent = work[work.length - 1];
+      if (parent !== undefined) low.set(parent.id, Math.min(low.get(parent.id)!, low.get(top.id)!));
+      if (low.get(top.id) === index.get(top.id)) {
+        const component: NodeId[] = [];
+        let w: NodeId;
+        do {
+          w = stack.pop()!;
+          onStack.delete(w);
+          component.push(w);
+        } while (w !== top.id);
+        const selfLoop = component.length === 1 && next(top.id).includes(top.id);
+        if (component.length > 1 || selfLoop) components.push(component);
+      }
+    }
+  }
+
+  const order = new Map(nodes.map((n, i) => [n.id, i]));
   const diagnostics: Diagnostic[] = [];
-  const done = new Set<NodeId>();
-  for (const start of remaining) {
-    if (done.has(start)) continue;
-    // Walk dependencies inside the remaining set until a node repeats.
+  for (const component of components) {
+    // Start at the component's first declared node, and walk its edges inside
+    // the component until a node repeats: that closes one whole cycle.
+    const members = new Set(component);
+    const start = component.reduce((a, b) => (order.get(a)! <= order.get(b)! ? a : b));
     const path: NodeId[] = [];
-    const index = new Map<NodeId, number>();
-    let current: NodeId | undefined = start;
-    while (current !== undefined && !index.has(current) && !done.has(current)) {
-      index.set(current, path.length);
+    const at = new Map<NodeId, number>();
+    let current = start;
+    while (!at.has(current)) {
+      at.set(current, path.length);
       path.push(current);
-      const next: NodeId | undefined = byId.get(current)!.dependsOn.find((d) => remaining.has(d.on) && !done.has(d.on))?.on;
-      current = next;
+      current = byId.get(current)!.dependsOn.find((d) => members.has(d.on))!.on;
     }
-    for (const id of path) done.add(id);
-    if (current === undefined || !index.has(current)) continue;
-    const cycle = path.slice(index.get(current));
-    const parts: string[] = [cycle[0]!];
-    for (let i = 0; i < cycle.length; i++) {
-      const from = byId.get(cycle[i]!)!;
-      const to = cycle[(i + 1) % cycle.length]!;
-      const edge = from.dependsOn.find((d) => d.on === to)!;
-      parts.push(`-> ${to} (${formatLocation(edge.source)})`);
-    }
-    const first = byId.get(cycle[0]!)!;
-    const firstEdge = first.dependsOn.find((d) => d.on === cycle[1 % cycle.length])!;
+    const cycle = path.slice(at.get(current));
+    const edges = cycle.map((id, i) => byId.get(id)!.dependsOn.find((d) => d.on === cycle[(i + 1) % cycle.length])!);
+    const parts = [cycle[0]!, ...edges.map((e) => `-> ${e.on} (${formatLocation(e.source)})`)];
     diagnostics.push({
-      ...firstEdge.source,
+      ...pickLocation(edges[0]!.source),
       severity: 'error',
       code: 'dependency-cycle',
       message: `dependency cycle: ${parts.join(' ')}`,
     });
   }
   return diagnostics;
+}
+
+function pickLocation(loc: SourceLocation): SourceLocation {
+  return { file: loc.file, line: loc.line, col: loc.col };
 }

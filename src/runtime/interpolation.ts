@@ -1,3 +1,4 @@
+import { suggestion } from './diagnostics.ts';
 import type { Outputs } from './provisioner.ts';
 import type { NodeId } from './node-spec.ts';
 import type { PathKey } from './yaml-source.ts';
@@ -8,6 +9,8 @@ export interface OutputReference {
   readonly key: string;
   /** Where in the spec it sits. */
   readonly path: readonly PathKey[];
+  /** Index of its `${` in the string. */
+  readonly index?: number | undefined;
 }
 
 export interface GoalContext {
@@ -16,7 +19,11 @@ export interface GoalContext {
   readonly labels: Readonly<Record<string, string>>;
 }
 
-const EXPR = /\$\$\{|\$\{([^}]*)\}/g;
+// `$${` (escape), `${expr}`, or a `${` that is never closed.
+const EXPR = /\$\$\{|\$\{([^}]*)\}|\$\{/g;
+
+/** A goal value put into a spec must not be read later as an expression. */
+const literal = (s: string): string => s.replaceAll('${', '$${');
 const NODE_REF = /^nodes\.([a-z0-9][a-z0-9._-]*)\.outputs\.([A-Za-z0-9_.-]+)$/;
 
 /**
@@ -27,29 +34,32 @@ const NODE_REF = /^nodes\.([a-z0-9][a-z0-9._-]*)\.outputs\.([A-Za-z0-9_.-]+)$/;
 export function interpolateGoal(
   value: unknown,
   goal: GoalContext,
-  report: (path: readonly PathKey[], message: string) => void,
+  report: (path: readonly PathKey[], message: string, index?: number) => void,
 ): { value: unknown; references: OutputReference[] } {
   const references: OutputReference[] = [];
   const visit = (v: unknown, path: PathKey[]): unknown => {
     if (typeof v === 'string') {
       if (!v.includes('${')) return v;
-      return v.replace(EXPR, (whole, expr: string | undefined) => {
-        if (expr === undefined) return whole; // `$${`: kept, unescaped at resolve time
+      return v.replace(EXPR, (whole: string, expr: string | undefined, index: number) => {
+        if (expr === undefined) {
+          if (whole === '${') report(path, '"${" is never closed by "}" (write "$${" for a literal "${")', index);
+          return whole; // `$${`: kept, unescaped at resolve time
+        }
         const e = expr.trim();
-        if (e === 'goal.name') return goal.name;
-        if (e === 'goal.environment') return goal.environment;
+        if (e === 'goal.name') return literal(goal.name);
+        if (e === 'goal.environment') return literal(goal.environment);
         if (e.startsWith('goal.labels.')) {
           const key = e.slice('goal.labels.'.length);
           const label = goal.labels[key];
-          if (label === undefined) report(path, `\${${e}}: goal "${goal.name}" has no label "${key}"`);
-          return label ?? whole;
+          if (label === undefined) report(path, `\${${e}}: goal "${goal.name}" has no label "${key}"${suggestion(key, Object.keys(goal.labels))}`, index);
+          return label === undefined ? whole : literal(label);
         }
         const ref = NODE_REF.exec(e);
         if (ref !== null) {
-          references.push({ node: ref[1]!, key: ref[2]!, path });
+          references.push({ node: ref[1]!, key: ref[2]!, path, index });
           return whole;
         }
-        report(path, `\${${e}} is not a known expression (use \${goal.name}, \${goal.environment}, \${goal.labels.<key>} or \${nodes.<id>.outputs.<key>})`);
+        report(path, `\${${e}} is not a known expression${suggestion(e, ['goal.name', 'goal.environment'])} (use \${goal.name}, \${goal.environment}, \${goal.labels.<key>} or \${nodes.<id>.outputs.<key>})`, index);
         return whole;
       });
     }
@@ -67,7 +77,7 @@ export function interpolateGoal(
 
 /** True if any string in `value` still holds a `${nodes…}` reference. */
 export function hasReferences(value: unknown): boolean {
-  if (typeof value === 'string') return value.includes('${nodes.');
+  if (typeof value === 'string') return /(^|[^$])\$\{\s*nodes\./.test(value);
   if (Array.isArray(value)) return value.some(hasReferences);
   if (value !== null && typeof value === 'object') return Object.values(value).some(hasReferences);
   return false;

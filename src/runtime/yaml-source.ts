@@ -1,6 +1,6 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments } from 'yaml';
+import { isAlias, isMap, isPair, isScalar, isSeq, parseAllDocuments } from 'yaml';
 import type { Document, Node as YamlNode, Pair } from 'yaml';
 import type { Diagnostic } from './diagnostics.ts';
 import type { SourceLocation } from './node-spec.ts';
@@ -34,6 +34,12 @@ export interface SourceDocument {
   readonly value: unknown;
   /** The position of the value (or of the key) at `path`; the nearest existing ancestor if the path is absent. */
   locate(path: readonly PathKey[], part?: 'key' | 'value'): SourceLocation;
+  /**
+   * The position of character `index` of the string at `path` (for example
+   * a `${` inside it), or of the string's start where the source cannot be
+   * mapped exactly (escapes, folded scalars).
+   */
+  locateIn?(path: readonly PathKey[], index: number): SourceLocation;
 }
 
 const CORE_TAGS = new Set([
@@ -60,11 +66,7 @@ export function parseGoalText(
   limits: LoadLimits = defaultLoadLimits,
 ): { documents: SourceDocument[]; diagnostics: Diagnostic[] } {
   const diagnostics: Diagnostic[] = [];
-  const lineCounter = new LineCounter();
-  const at = (offset: number): SourceLocation => {
-    const p = lineCounter.linePos(offset);
-    return { file, line: p.line, col: p.col };
-  };
+  const at = positions(file, text);
   const problem = (loc: SourceLocation, code: string, message: string): void => {
     diagnostics.push({ ...loc, severity: 'error', code, message });
   };
@@ -73,16 +75,17 @@ export function parseGoalText(
     problem({ file, line: 1, col: 1 }, 'empty-file', 'goal file is empty');
     return { documents: [], diagnostics };
   }
-  const flowDepth = maxFlowDepth(text);
-  if (flowDepth > limits.maxDepth) {
-    problem({ file, line: 1, col: 1 }, 'too-deep', `nesting deeper than ${limits.maxDepth} levels`);
+  // The parser recurses on nesting: refuse absurd depth before it runs, so
+  // that 10k nested `[` costs a scan, not a stack overflow.
+  const tooDeep = nestingGuard(text, limits.maxDepth);
+  if (tooDeep !== undefined) {
+    problem(at(tooDeep), 'too-deep', `nesting deeper than ${limits.maxDepth} levels`);
     return { documents: [], diagnostics };
   }
 
   let docs: Document.Parsed[];
   try {
     docs = parseAllDocuments(text, {
-      lineCounter,
       version: '1.2',
       schema: 'core',
       merge: false,
@@ -92,36 +95,45 @@ export function parseGoalText(
       keepSourceTokens: false,
     }) as Document.Parsed[];
   } catch (err) {
-    // The parser recurses on nesting; a stack overflow is hostile input, not a crash.
-    problem({ file, line: 1, col: 1 }, err instanceof RangeError ? 'too-deep' : 'yaml-syntax', err instanceof RangeError ? `nesting deeper than ${limits.maxDepth} levels` : String(err));
+    // The guard above should make this unreachable; a stack overflow is still hostile input, not a crash.
+    problem({ file, line: 1, col: 1 }, err instanceof RangeError ? 'too-deep' : 'yaml-syntax', err instanceof RangeError ? `nesting deeper than ${limits.maxDepth} levels` : firstLine(String(err)));
     return { documents: [], diagnostics };
   }
   if (!Array.isArray(docs)) docs = [docs];
 
   const documents: SourceDocument[] = [];
+  let yamlErrors = 0;
+  let emptyDocuments = 0;
   docs.forEach((doc, index) => {
     let bad = false;
     for (const e of doc.errors) {
       bad = true;
-      problem(at(e.pos[0]), e.code === 'DUPLICATE_KEY' ? 'duplicate-key' : 'yaml-syntax', firstLine(e.message));
+      // After the first few, syntax errors are mostly echoes of the first.
+      if (++yamlErrors > MAX_SYNTAX_ERRORS) continue;
+      if (e.code === 'DUPLICATE_KEY') problem(at(e.pos[0]), 'duplicate-key', `duplicate key ${keySource(text, e.pos)}: each key may appear once in a map`);
+      else problem(at(e.pos[0]), 'yaml-syntax', firstLine(e.message));
     }
     for (const w of doc.warnings) {
       bad = true;
-      const code = w.code === 'TAG_RESOLVE_FAILED' ? 'custom-tag' : 'yaml-warning';
-      problem(at(w.pos[0]), code, firstLine(w.message));
+      if (w.code === 'TAG_RESOLVE_FAILED') {
+        const tag = /Unresolved tag: (.*)/.exec(w.message)?.[1] ?? text.slice(w.pos[0], w.pos[1]);
+        problem(at(w.pos[0]), 'custom-tag', `custom tag ${showTag(tag)} is not allowed in goal files`);
+      } else {
+        problem(at(w.pos[0]), 'yaml-warning', firstLine(w.message));
+      }
     }
     if (bad) return;
-    if (doc.contents === null) {
-      // `---` followed by nothing: an empty document between separators.
-      problem(at(doc.range[0]), 'empty-document', 'YAML document is empty');
+    if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null && doc.contents.source === '')) {
+      // `---` followed by nothing. A stray trailing `---` is harmless; a file of nothing else is not.
+      emptyDocuments++;
       return;
     }
     if (!checkTree(doc.contents, 1, limits, at, problem)) return;
     let value: unknown;
     try {
       value = doc.toJS({ maxAliasCount: limits.maxAliasCount });
-    } catch (err) {
-      problem(at(doc.contents.range?.[0] ?? 0), 'alias-bomb', `too many alias expansions (${firstLine(String(err))})`);
+    } catch {
+      problem(at(firstAliasOffset(doc.contents) ?? doc.contents.range?.[0] ?? 0), 'alias-bomb', `aliases expand to too many nodes (more than ${limits.maxAliasCount}); write the values out`);
       return;
     }
     const contents = doc.contents;
@@ -134,38 +146,177 @@ export function parseGoalText(
         const node = part === 'key' && hit.key !== undefined ? hit.key : hit.value;
         return at(node?.range?.[0] ?? contents.range?.[0] ?? 0);
       },
+      locateIn(path, index) {
+        const node = nodeAt(contents, path).value;
+        const start = node.range?.[0] ?? contents.range?.[0] ?? 0;
+        if (!isScalar(node) || typeof node.value !== 'string' || node.range === undefined || node.range === null) return at(start);
+        const offset = scalarOffset(text.slice(start, node.range[1]), node.type, node.value, index);
+        return at(start + (offset ?? 0));
+      },
     });
   });
+  if (yamlErrors > MAX_SYNTAX_ERRORS) {
+    problem(at(text.length), 'yaml-syntax', `${yamlErrors - MAX_SYNTAX_ERRORS} more YAML errors not shown`);
+  }
+  if (diagnostics.length === 0 && documents.length === 0) {
+    problem({ file, line: 1, col: 1 }, 'empty-file', emptyDocuments > 0 ? 'goal file holds only empty YAML documents' : 'goal file holds no YAML document');
+  }
   return { documents, diagnostics };
+}
+
+/** Offset -> 1-based line and column (UTF-16 units, as editors count them), from one pass over the text. */
+function positions(file: string, text: string): (offset: number) => SourceLocation {
+  let starts: number[] | undefined;
+  return (offset) => {
+    if (starts === undefined) {
+      starts = [0];
+      for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) starts.push(i + 1);
+    }
+    const o = Math.max(0, Math.min(offset, text.length));
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (starts[mid]! <= o) lo = mid;
+      else hi = mid - 1;
+    }
+    return { file, line: lo + 1, col: o - starts[lo]! + 1 };
+  };
 }
 
 function firstLine(s: string): string {
   return s.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
 }
 
-/** The deepest `[`/`{` nesting outside quotes: a cheap guard before the recursive parser runs. */
-function maxFlowDepth(text: string): number {
-  let depth = 0;
-  let max = 0;
-  let quote: string | undefined;
-  let comment = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (comment) {
-      if (c === '\n') comment = false;
-      continue;
+const MAX_SYNTAX_ERRORS = 20;
+
+function keySource(text: string, pos: readonly [number, number]): string {
+  const line = text.slice(pos[0], text.indexOf('\n', pos[0]) === -1 ? text.length : text.indexOf('\n', pos[0]));
+  const key = /^("(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|.*?)\s*:(\s|$)/.exec(line)?.[1] ?? line;
+  return JSON.stringify(key.length > 60 ? `${key.slice(0, 60)}…` : key);
+}
+
+function firstAliasOffset(root: YamlNode): number | undefined {
+  const stack: YamlNode[] = [root];
+  let first: number | undefined;
+  while (stack.length > 0) {
+    const node = stack.pop()!;
+    if (isAlias(node)) {
+      const o = node.range?.[0];
+      if (o !== undefined && (first === undefined || o < first)) first = o;
+    } else if (isMap(node)) {
+      for (const p of node.items as Pair<YamlNode, YamlNode>[]) if (p.value !== null && p.value !== undefined) stack.push(p.value);
+    } else if (isSeq(node)) {
+      for (const item of node.items as YamlNode[]) if (item !== null) stack.push(item);
     }
-    if (quote !== undefined) {
-      if (c === '\\' && quote === '"') i++;
-      else if (c === quote) quote = undefined;
-      continue;
-    }
-    if (c === '#') comment = true;
-    else if ((c === '"' || c === "'") && depth > 0) quote = c;
-    else if (c === '[' || c === '{') max = Math.max(max, ++depth);
-    else if ((c === ']' || c === '}') && depth > 0) depth--;
   }
-  return max;
+  return first;
+}
+
+/**
+ * Offset in a scalar's source of character `index` of its value, where the
+ * mapping is exact: plain and quoted scalars on one line, literal block
+ * scalars. Undefined otherwise (the caller points at the scalar's start).
+ */
+export function scalarOffset(raw: string, type: string | undefined, value: string, index: number): number | undefined {
+  if (index < 0 || index > value.length) return undefined;
+  switch (type) {
+    case 'PLAIN':
+      return raw.slice(0, index) === value.slice(0, index) ? index : undefined;
+    case 'QUOTE_DOUBLE':
+    case 'QUOTE_SINGLE': {
+      let i = 1;
+      for (let seen = 0; seen < index; seen++) {
+        const c = raw[i];
+        if (c === undefined || c === '\n' || (type === 'QUOTE_DOUBLE' && c === '\\')) return undefined;
+        i += type === 'QUOTE_SINGLE' && c === "'" && raw[i + 1] === "'" ? 2 : 1;
+      }
+      return i;
+    }
+    case 'BLOCK_LITERAL': {
+      const header = raw.indexOf('\n');
+      if (header === -1 || /[1-9]/.test(raw.slice(0, header))) return undefined;
+      const lines = raw.slice(header + 1).split('\n');
+      const indent = /^ */.exec(lines.find((l) => l.trim() !== '') ?? '')![0].length;
+      const before = value.slice(0, index).split('\n');
+      const line = before.length - 1;
+      let offset = header + 1;
+      for (let l = 0; l < line; l++) offset += (lines[l]?.length ?? 0) + 1;
+      return lines[line] === undefined ? undefined : offset + indent + before[line]!.length;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** Spells a resolved tag as the user wrote it: `!!python/object`, `!foo`. */
+function showTag(tag: string): string {
+  return tag.startsWith('tag:yaml.org,2002:') ? `!!${tag.slice('tag:yaml.org,2002:'.length)}` : tag;
+}
+
+/**
+ * A cheap, linear scan run before the (recursive) parser: the offset where
+ * nesting first gets absurdly deep, if it does. Flow nesting (`[`, `{`
+ * outside quotes) is held to `maxDepth`; block nesting is estimated from
+ * indentation and leading `- `, and held to twice `maxDepth` so that the
+ * exact check after parsing reports ordinary cases at the right node.
+ */
+export function nestingGuard(text: string, maxDepth: number): number | undefined {
+  let flow = 0;
+  let quote: '"' | "'" | undefined;
+  let blockScalarIndent = -1;
+  const indents: number[] = [];
+  let lineStart = 0;
+  while (lineStart < text.length) {
+    let lineEnd = text.indexOf('\n', lineStart);
+    if (lineEnd === -1) lineEnd = text.length;
+    let indent = 0;
+    while (text.charCodeAt(lineStart + indent) === 32) indent++;
+    const contentStart = lineStart + indent;
+    const blank = contentStart >= lineEnd || text[contentStart] === '\r';
+    if (blockScalarIndent >= 0 && quote === undefined && (blank || indent > blockScalarIndent)) {
+      lineStart = lineEnd + 1;
+      continue;
+    }
+    blockScalarIndent = -1;
+    if (flow === 0 && quote === undefined && !blank && text[contentStart] !== '#') {
+      while (indents.length > 0 && indents[indents.length - 1]! >= indent) indents.pop();
+      indents.push(indent);
+      let dashes = 0;
+      let i = contentStart;
+      while (text[i] === '-' && (text[i + 1] === ' ' || text[i + 1] === '\t')) {
+        dashes++;
+        i += 2;
+        while (text[i] === ' ' || text[i] === '\t') i++;
+      }
+      if (indents.length + dashes > 2 * maxDepth) return contentStart;
+    }
+    let prev = ' ';
+    let lastSignificant = -1;
+    for (let i = contentStart; i < lineEnd; i++) {
+      const c = text[i]!;
+      if (quote !== undefined) {
+        if (c === '\\' && quote === '"') i++;
+        else if (c === quote) quote = undefined;
+        prev = c;
+        continue;
+      }
+      if (c === '#' && (prev === ' ' || prev === '\t' || i === contentStart)) break;
+      // A quote opens a scalar only where a scalar can start; `it's` is plain text.
+      if ((c === '"' || c === "'") && /[\s[{,:-]/.test(prev)) quote = c;
+      else if (c === '[' || c === '{') {
+        if (++flow > maxDepth) return i;
+      } else if ((c === ']' || c === '}') && flow > 0) flow--;
+      if (c !== ' ' && c !== '\t' && c !== '\r') lastSignificant = i;
+      prev = c;
+    }
+    if (flow === 0 && quote === undefined && lastSignificant >= 0) {
+      const tail = text.slice(contentStart, lastSignificant + 1);
+      if (/(^|[\s:-])[|>][1-9+-]{0,2}$/.test(tail)) blockScalarIndent = indent;
+    }
+    lineStart = lineEnd + 1;
+  }
+  return undefined;
 }
 
 /** Structural checks the parser does not make; false if the document must be refused. */
@@ -187,7 +338,7 @@ function checkTree(
     }
     if (isAlias(node)) continue;
     if (node.tag !== undefined && !CORE_TAGS.has(node.tag)) {
-      problem(at(offset), 'custom-tag', `custom tag ${node.tag} is not allowed in goal files`);
+      problem(at(offset), 'custom-tag', `custom tag ${showTag(node.tag)} is not allowed in goal files`);
       ok = false;
     }
     if (isMap(node)) {
@@ -203,7 +354,7 @@ function checkTree(
             ok = false;
           }
           if (key.tag !== undefined && !CORE_TAGS.has(key.tag)) {
-            problem(at(key.range?.[0] ?? offset), 'custom-tag', `custom tag ${key.tag} is not allowed in goal files`);
+            problem(at(key.range?.[0] ?? offset), 'custom-tag', `custom tag ${showTag(key.tag)} is not allowed in goal files`);
             ok = false;
           }
         } else if (key !== null && key !== undefined) {
@@ -284,25 +435,57 @@ export async function readGoalFile(
   const bytes = await readFile(abs);
   const text = decodeUtf8(bytes);
   if (typeof text !== 'string') {
-    return { documents: [], diagnostics: [{ file: shown, ...text, severity: 'error', code: 'not-utf8', message: 'goal file is not valid UTF-8' }] };
+    const byte = `0x${text.byte.toString(16).padStart(2, '0')}`;
+    return { documents: [], diagnostics: [{ file: shown, line: text.line, col: text.col, severity: 'error', code: 'not-utf8', message: `goal file is not valid UTF-8 (byte ${byte}); save it as UTF-8` }] };
   }
   return parseGoalText(shown, text, limits);
 }
 
-/** The text, or the line and column of the first byte that is not UTF-8. */
-export function decodeUtf8(bytes: Uint8Array): string | { line: number; col: number } {
+/** The text, or the line and column (in characters) of the first byte that is not UTF-8. */
+export function decodeUtf8(bytes: Uint8Array): string | { line: number; col: number; byte: number } {
   try {
     let text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
     if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     return text;
   } catch {
-    const loose = new TextDecoder('utf-8').decode(bytes);
-    const bad = loose.indexOf('\uFFFD');
-    const before = loose.slice(0, Math.max(0, bad));
-    const line = before.split('\n').length;
-    const col = bad - before.lastIndexOf('\n');
-    return { line, col };
+    const bad = firstInvalidUtf8(bytes);
+    // Everything before the bad byte is valid, so it decodes exactly.
+    const before = new TextDecoder('utf-8').decode(bytes.subarray(0, bad));
+    const lineStart = before.lastIndexOf('\n') + 1;
+    let line = 1;
+    for (let i = 0; i < lineStart; i++) if (before.charCodeAt(i) === 10) line++;
+    const col = [...before.slice(lineStart)].length + 1;
+    return { line, col, byte: bytes[bad] ?? 0 };
   }
+}
+
+/** Byte offset of the first ill-formed UTF-8 sequence (RFC 3629: no overlongs, no surrogates, at most U+10FFFF). */
+function firstInvalidUtf8(b: Uint8Array): number {
+  let i = 0;
+  while (i < b.length) {
+    const c = b[i]!;
+    let n: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (c < 0x80) n = 0;
+    else if (c >= 0xc2 && c <= 0xdf) n = 1;
+    else if (c >= 0xe0 && c <= 0xef) {
+      n = 2;
+      if (c === 0xe0) lo = 0xa0;
+      if (c === 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3;
+      if (c === 0xf0) lo = 0x90;
+      if (c === 0xf4) hi = 0x8f;
+    } else return i;
+    for (let k = 1; k <= n; k++) {
+      const d = b[i + k];
+      if (d === undefined) return i;
+      if (k === 1 ? d < lo || d > hi : d < 0x80 || d > 0xbf) return i;
+    }
+    i += n + 1;
+  }
+  return b.length;
 }
 
 export function displayPath(abs: string, root: string): string {

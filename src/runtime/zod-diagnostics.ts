@@ -68,12 +68,47 @@ export function keysAt(schema: AnySchema, path: readonly PathKey[]): string[] {
   return [...found];
 }
 
-function describeValue(v: unknown): string {
+/** Field names whose values are never echoed in a message, whatever their schema says. */
+const SECRET_LOOKING = /pass(word)?|secret|token|credential|private.?key|api.?key/i;
+
+function describeValue(v: unknown, path: readonly PathKey[] = []): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'a map';
-  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
+  if (typeof v === 'string') {
+    if (path.some((p) => typeof p === 'string' && SECRET_LOOKING.test(p))) return 'a string';
+    return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
+  }
+  if (typeof v === 'number') return `the number ${String(v)}`;
   return `${typeof v} ${String(v)}`;
+}
+
+const EXPECTED: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  int: 'an integer',
+  boolean: 'true or false',
+  object: 'a map',
+  record: 'a map',
+  map: 'a map',
+  array: 'a list',
+  null: 'null',
+};
+
+/** YAML 1.1 wrote booleans many ways; goal files are YAML 1.2, where these are strings. */
+const YAML11_BOOLEAN = /^(y|yes|n|no|on|off|true|false)$/i;
+
+function invalidTypeMessage(issue: z.core.$ZodIssueInvalidType, shown: string, actual: unknown, path: readonly PathKey[]): string {
+  // A schema's own message (not zod's "Invalid input: …") says it best.
+  if (!issue.message.startsWith('Invalid input')) return `${shown}: ${issue.message}`;
+  const expected = EXPECTED[issue.expected] ?? issue.expected;
+  let hint = '';
+  if (issue.expected === 'boolean' && typeof actual === 'string' && YAML11_BOOLEAN.test(actual)) {
+    hint = ` (goal files are YAML 1.2: only true and false are booleans; ${JSON.stringify(actual)} is a string)`;
+  } else if (issue.expected === 'string' && (typeof actual === 'number' || typeof actual === 'boolean')) {
+    hint = ' (quote it to make it a string)';
+  }
+  return `${shown}: expected ${expected}, got ${describeValue(actual, path)}${hint}`;
 }
 
 function valueAt(root: unknown, path: readonly PathKey[]): unknown {
@@ -115,6 +150,10 @@ export function reportZodIssues(
       const path = issue.path as PathKey[];
       const shown = formatPath([...prefix, ...path]);
       const actual = valueAt(input, path);
+      if (actual === undefined && issue.code !== 'unrecognized_keys' && !(issue.code === 'custom' && path.length === 0)) {
+        emit(path, 'key', 'missing-field', `${shown} is required by ${owner}`);
+        continue;
+      }
       switch (issue.code) {
         case 'unrecognized_keys':
           for (const k of issue.keys) {
@@ -123,22 +162,42 @@ export function reportZodIssues(
           }
           break;
         case 'invalid_type':
-          if (actual === undefined) emit(path, 'key', 'missing-field', `${shown} is required by ${owner}`);
-          else emit(path, 'value', 'invalid-type', `${shown}: ${issue.message.startsWith('Invalid input') ? `expected ${issue.expected}, got ${describeValue(actual)}` : issue.message}`);
+          emit(path, 'value', 'invalid-type', invalidTypeMessage(issue, shown, actual, path));
           break;
         case 'invalid_union': {
           // Report the branch that got furthest, or a summary when none did.
           const branches = issue.errors.filter((b) => b.length > 0);
           const best = branches.sort((a, b) => depthOf(b) - depthOf(a))[0];
           if (issue.message !== 'Invalid input' || best === undefined || depthOf(best) <= path.length) {
-            emit(path, 'value', 'invalid-value', `${shown}: ${issue.message === 'Invalid input' ? `${describeValue(actual)} does not match any accepted form` : issue.message}`);
+            emit(path, 'value', 'invalid-value', `${shown}: ${issue.message === 'Invalid input' ? `${describeValue(actual, path)} does not match any accepted form` : issue.message}`);
           } else {
             walk(best);
           }
           break;
         }
-        case 'invalid_value':
-          emit(path, 'value', 'invalid-value', `${shown}: ${describeValue(actual)} is not one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}${typeof actual === 'string' ? suggestion(actual, issue.values.map(String)) : ''}`);
+        case 'invalid_value': {
+          const values = issue.values.map((v) => JSON.stringify(v));
+          if (!issue.message.startsWith('Invalid input') && !issue.message.startsWith('Invalid option')) {
+            emit(path, 'value', 'invalid-value', `${shown}: ${issue.message}`);
+          } else if (values.length === 1) {
+            emit(path, 'value', 'invalid-value', `${shown} must be ${values[0]!}, not ${describeValue(actual, path)}`);
+          } else {
+            emit(path, 'value', 'invalid-value', `${shown}: ${describeValue(actual, path)} is not one of ${values.join(', ')}${typeof actual === 'string' ? suggestion(actual, issue.values.map(String)) : ''}`);
+          }
+          break;
+        }
+        case 'invalid_format':
+          emit(path, 'value', 'invalid-value', issue.message.startsWith('Invalid')
+            ? `${shown}: ${describeValue(actual, path)} is not a valid ${issue.format === 'regex' ? `value (it must match ${issue.pattern ?? 'the pattern'})` : issue.format}`
+            : `${shown}: ${describeValue(actual, path)} is not valid: ${issue.message}`);
+          break;
+        case 'too_small':
+          if (issue.origin === 'string' && Number(issue.minimum) === 1) emit(path, 'value', 'invalid-value', `${shown} must not be empty`);
+          else if (issue.origin === 'array' && Number(issue.minimum) === 1) emit(path, 'value', 'invalid-value', `${shown} must not be an empty list`);
+          else emit(path, 'value', 'invalid-value', `${shown}: ${lowerFirst(issue.message)}`);
+          break;
+        case 'too_big':
+          emit(path, 'value', 'invalid-value', `${shown}: ${lowerFirst(issue.message)}`);
           break;
         default:
           emit(path, 'value', 'invalid-value', `${shown}: ${issue.message}`);
@@ -146,6 +205,10 @@ export function reportZodIssues(
     }
   };
   walk(issues);
+}
+
+function lowerFirst(s: string): string {
+  return s.charAt(0).toLowerCase() + s.slice(1);
 }
 
 function depthOf(issues: readonly z.core.$ZodIssue[]): number {
