@@ -40,6 +40,13 @@ export interface ControllerOptions<S extends NodeSpec> {
   readonly allowMassDeletion?: boolean;
 }
 
+/** An operation a batch decided on. */
+interface Step<S extends NodeSpec> {
+  readonly node: DesiredNode<S>;
+  readonly op: 'create' | 'update';
+  readonly diffs: readonly FieldDiff[];
+}
+
 interface DriftMemory {
   /** Key of the drift last reported (fields and actual values), to report each drift once. */
   lastKey: string;
@@ -77,7 +84,8 @@ export class Controller<S extends NodeSpec> {
   private stopWatching: (() => void) | undefined;
   private readonly abort = new AbortController();
   private loops: Promise<void>[] = [];
-  private inFlight = 0;
+  /** Operations left pending by a crash, by node: resolved by observing, never repeated blindly. */
+  private readonly pending = new Map<NodeId, number[]>();
   private firstRoundLeft = new Set<NodeId>();
   private started = false;
 
@@ -97,6 +105,11 @@ export class Controller<S extends NodeSpec> {
     this.queue = new WorkQueue<NodeId>({ clock: this.o.clock });
     this.breakers = new CircuitBreakers({ clock: this.o.clock });
     for (const r of this.o.store.listNodes()) this.records.set(r.id, r);
+    for (const op of this.o.store.pendingOperations()) {
+      const list = this.pending.get(op.node) ?? [];
+      list.push(op.id);
+      this.pending.set(op.node, list);
+    }
   }
 
   /** True once every node of the current graph has been reconciled at least once. */
@@ -283,68 +296,92 @@ export class Controller<S extends NodeSpec> {
     if (toObserve.length === 0) return;
     const ctx = this.context();
     const observed = await this.o.provisioner.observe(toObserve, ctx);
-    await forEachLimit(toObserve, this.o.concurrency, async (node) => {
+    const steps: Step<S>[] = [];
+    for (const node of toObserve) {
       const obs: Observation = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
-      await this.act(node, obs, ctx);
-      this.roundDone(node.id);
+      const step = this.decide(node, obs);
+      if (step === undefined) this.roundDone(node.id);
+      else steps.push(step);
+    }
+    if (steps.length === 0) return;
+    // Crash safety: every operation of the batch is on disk as pending before any backend call,
+    // in one transaction (one fsync, not one per node).
+    const opIds = this.o.store.transaction(() =>
+      steps.map((step) => {
+        for (const stale of this.pending.get(step.node.id) ?? []) this.o.store.finishOperation(stale, 'abandoned', 'observed again after an interruption');
+        this.pending.delete(step.node.id);
+        return this.o.store.beginOperation(step.node.id, step.op, this.runId);
+      }),
+    );
+    const results: ProvisionResult[] = new Array<ProvisionResult>(steps.length);
+    await forEachLimit(
+      steps.map((_, i) => i),
+      this.o.concurrency,
+      async (i) => {
+        const step = steps[i]!;
+        results[i] = step.op === 'create' ? await this.o.provisioner.create(step.node, ctx) : await this.o.provisioner.update(step.node, step.diffs, ctx);
+      },
+    );
+    this.o.store.transaction(() => {
+      steps.forEach((_, i) => {
+        const r = results[i]!;
+        this.o.store.finishOperation(opIds[i]!, r.status === 'done' ? 'done' : 'failed', r.status === 'failed' ? r.fault.message : undefined);
+      });
+    });
+    steps.forEach((step, i) => {
+      this.settle(step.node, results[i]!, step.op === 'create' ? 'created' : 'updated', this.o.log.child({ node: step.node.id, backend: step.node.spec.backendId }));
+      this.roundDone(step.node.id);
     });
   }
 
-  private async act(node: DesiredNode<S>, obs: Observation, ctx: OperationContext): Promise<void> {
+  /** From an observation to the next state, and the operation to run, if any. */
+  private decide(node: DesiredNode<S>, obs: Observation): Step<S> | undefined {
     const rec = this.records.get(node.id);
     const log = this.o.log.child({ node: node.id, backend: node.spec.backendId });
     if (rec?.status === 'blocked') this.transition(node, 'DEPENDENCIES_READY', { reason: null });
     if (this.records.get(node.id)?.status === 'failed') this.transition(node, 'RETRY_DUE', {});
     this.transition(node, 'OBSERVE', {});
     switch (obs.status) {
-      case 'absent': {
+      case 'absent':
         this.transition(node, 'OBSERVED_ABSENT', {});
-        const result = await this.provision(node, 'create', () => this.o.provisioner.create(node, ctx));
-        this.settle(node, result, 'created', log);
-        return;
-      }
+        return { node, op: 'create', diffs: [] };
       case 'upToDate':
-        this.resolvePendingCreate(node.id, 'adopted');
+        this.adoptPending(node.id);
         this.breakers.for(node.spec.backendId).recordSuccess();
         this.succeed(node, 'OBSERVED_UP_TO_DATE', obs.outputs);
         this.summary.unchanged++;
-        return;
+        return undefined;
       case 'drifted': {
-        this.resolvePendingCreate(node.id, 'adopted');
+        this.adoptPending(node.id);
         this.breakers.for(node.spec.backendId).recordSuccess();
         const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
         if (diffs.length === 0) {
           this.succeed(node, 'OBSERVED_UP_TO_DATE', obs.outputs);
-          return;
+          return undefined;
         }
         this.transition(node, 'OBSERVED_DRIFTED', { outputs: obs.outputs });
-        const isDrift = rec?.appliedDigest === node.spec.digest;
-        if (!isDrift) {
+        if (rec?.appliedDigest !== node.spec.digest) {
           // The goal changed (or an existing resource is adopted): converge it.
           this.transition(node, 'UPDATE', {});
-          const result = await this.provision(node, 'update', () => this.o.provisioner.update(node, diffs, ctx));
-          this.settle(node, result, 'updated', log);
-          return;
+          return { node, op: 'update', diffs };
         }
         const memory = this.noteDrift(node, diffs, log);
         if (!node.settings.selfHeal) {
           this.summary.drifted++;
           this.put(node, 'drifted', { reason: 'drift reported (selfHeal: false)', managed: true });
           this.scheduleNext(node);
-          return;
+          return undefined;
         }
         const now = this.o.clock.now();
         if (memory.correctAfter > now) {
           // Flapping: correct with a growing backoff, never in a hot loop.
-          this.put(node, 'drifted', { reason: `flapping drift; next correction in ${Math.round((memory.correctAfter - now) / 1000)}s` });
+          this.put(node, 'drifted', { reason: `flapping drift; next correction in ${Math.ceil((memory.correctAfter - now) / 1000)}s` });
           this.queue.addAfter(node.id, memory.correctAfter - now);
-          return;
+          return undefined;
         }
         for (const d of diffs) memory.corrected.set(d.path, now);
         this.transition(node, 'UPDATE', {});
-        const result = await this.provision(node, 'update', () => this.o.provisioner.update(node, diffs, ctx));
-        this.settle(node, result, 'updated', log);
-        return;
+        return { node, op: 'update', diffs };
       }
       case 'indeterminate':
         this.transition(node, 'OBSERVED_INDETERMINATE', {
@@ -353,35 +390,33 @@ export class Controller<S extends NodeSpec> {
         });
         this.summary.held++;
         log.warn({ reason: obs.reason }, 'node held: existence indeterminate');
-        return;
+        return undefined;
       case 'failed':
         this.transition(node, 'OBSERVE_FAILED', {});
         this.fail(node, obs.fault, log, 'observe failed');
-        return;
+        return undefined;
       default:
-        assertNever(obs, 'observation');
+        return assertNever(obs, 'observation');
     }
   }
 
-  /** Records the operation as pending before the backend call, finished after (never a blind second create). */
-  private async provision(node: DesiredNode<S>, op: 'create' | 'update' | 'delete', call: () => Promise<ProvisionResult>): Promise<ProvisionResult> {
-    const pending = this.o.store.pendingOperations().filter((p) => p.node === node.id);
-    for (const p of pending) this.o.store.finishOperation(p.id, 'abandoned', `observed ${op === 'create' ? 'absent' : 'present'} after an interruption`);
+  /** A create interrupted by a crash whose resource exists now: adopt it, never create it again. */
+  private adoptPending(id: NodeId): void {
+    const ids = this.pending.get(id);
+    if (ids === undefined) return;
+    this.pending.delete(id);
+    this.o.store.transaction(() => {
+      for (const op of ids) this.o.store.finishOperation(op, 'adopted', 'found after an interrupted operation');
+    });
+    this.o.log.info({ node: id }, 'interrupted operation resolved by observation: adopted');
+  }
+
+  /** Records a delete as pending before the backend call and finished after it. */
+  private async provision(node: DesiredNode<S>, op: 'delete', call: () => Promise<ProvisionResult>): Promise<ProvisionResult> {
     const opId = this.o.store.beginOperation(node.id, op, this.runId);
-    this.inFlight++;
-    try {
-      const result = await call();
-      this.o.store.finishOperation(opId, result.status === 'done' ? 'done' : 'failed', result.status === 'failed' ? result.fault.message : undefined);
-      return result;
-    } finally {
-      this.inFlight--;
-    }
-  }
-
-  private resolvePendingCreate(id: NodeId, outcome: 'adopted'): void {
-    const rec = this.records.get(id);
-    if (rec?.managed === true) return;
-    for (const p of this.o.store.pendingOperations()) if (p.node === id) this.o.store.finishOperation(p.id, outcome, 'found after an interrupted operation');
+    const result = await call();
+    this.o.store.finishOperation(opId, result.status === 'done' ? 'done' : 'failed', result.status === 'failed' ? result.fault.message : undefined);
+    return result;
   }
 
   private settle(node: DesiredNode<S>, result: ProvisionResult, what: 'created' | 'updated', log: Logger): void {

@@ -238,24 +238,23 @@ export class Reconciler<S extends NodeSpec> {
       if (ready.length === 0) continue;
       const ctx = this.context(options.signal, outputs);
       const observed = await this.provisioner.observe(ready, ctx);
-      await forEachLimit(ready, this.concurrency, async (node) => {
+      const steps: { node: DesiredNode<S>; op: 'create' | 'update'; diffs: readonly FieldDiff[] }[] = [];
+      for (const node of ready) {
         const obs: Observation = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
         const prev = records.get(node.id);
         const pendingCreate = pendingCreates.get(node.id);
         const log = this.log.child({ node: node.id, backend: node.spec.backendId });
         switch (obs.status) {
-          case 'absent': {
+          case 'absent':
             if (pendingCreate !== undefined) this.store.finishOperation(pendingCreate, 'abandoned', 'observed absent after an interrupted create');
-            const result = await this.provision(node, 'create', runId, () => this.provisioner.create(node, ctx));
-            this.record(node, result, 'created', outcomes, outputs, put, log);
-            return;
-          }
+            steps.push({ node, op: 'create', diffs: [] });
+            break;
           case 'upToDate':
             if (pendingCreate !== undefined) this.store.finishOperation(pendingCreate, 'adopted', 'found after an interrupted create');
             outputs.set(node.id, obs.outputs);
             outcomes.set(node.id, { status: prev?.managed === true || pendingCreate === undefined ? 'unchanged' : 'adopted' });
             put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: obs.outputs });
-            return;
+            break;
           case 'drifted': {
             if (pendingCreate !== undefined) this.store.finishOperation(pendingCreate, 'adopted', 'found after an interrupted create');
             outputs.set(node.id, obs.outputs);
@@ -263,34 +262,54 @@ export class Reconciler<S extends NodeSpec> {
             if (diffs.length === 0) {
               outcomes.set(node.id, { status: 'unchanged' });
               put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: obs.outputs });
-              return;
+              break;
             }
             const isDrift = prev !== undefined && prev.appliedDigest === node.spec.digest;
             if (isDrift) this.reportDrift(node, diffs, node.settings.selfHeal ? 'corrected' : 'reported', options.commit ?? null, log);
             if (isDrift && !node.settings.selfHeal) {
               outcomes.set(node.id, { status: 'drift-reported', diffs });
               put(node, 'drifted', { managed: true, outputs: obs.outputs, reason: 'drift reported (selfHeal: false)' });
-              return;
+              break;
             }
-            const result = await this.provision(node, 'update', runId, () => this.provisioner.update(node, diffs, ctx));
-            this.record(node, result, 'updated', outcomes, outputs, put, log);
-            return;
+            steps.push({ node, op: 'update', diffs });
+            break;
           }
           case 'indeterminate': {
             const reason = `cannot tell whether it exists: ${obs.reason}; resolve it and run \`desiredstate retry ${node.id}\``;
             outcomes.set(node.id, { status: 'held', reason });
             put(node, 'held', { reason, lastFault: fault('permanent', obs.reason) });
             log.warn({ reason: obs.reason }, 'node held: existence indeterminate');
-            return;
+            break;
           }
           case 'failed':
             outcomes.set(node.id, { status: 'failed', fault: obs.fault });
             put(node, 'failed', { lastFault: obs.fault, attempts: (prev?.attempts ?? 0) + 1, reason: obs.fault.message });
             log.warn({ fault: obs.fault }, 'observe failed');
-            return;
+            break;
           default:
             assertNever(obs, 'observation');
         }
+      }
+      if (steps.length === 0) continue;
+      // Every operation of the level is on disk as pending before any backend call (one transaction).
+      const opIds = this.store.transaction(() => steps.map((st) => this.store.beginOperation(st.node.id, st.op, runId)));
+      const results: ProvisionResult[] = new Array<ProvisionResult>(steps.length);
+      await forEachLimit(
+        steps.map((_, i) => i),
+        this.concurrency,
+        async (i) => {
+          const st = steps[i]!;
+          results[i] = st.op === 'create' ? await this.provisioner.create(st.node, ctx) : await this.provisioner.update(st.node, st.diffs, ctx);
+        },
+      );
+      this.store.transaction(() => {
+        steps.forEach((_, i) => {
+          const r = results[i]!;
+          this.store.finishOperation(opIds[i]!, r.status === 'done' ? 'done' : 'failed', r.status === 'failed' ? r.fault.message : undefined);
+        });
+      });
+      steps.forEach((st, i) => {
+        this.record(st.node, results[i]!, st.op === 'create' ? 'created' : 'updated', outcomes, outputs, put, this.log.child({ node: st.node.id, backend: st.node.spec.backendId }));
       });
     }
 

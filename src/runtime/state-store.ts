@@ -126,5 +126,8 @@ export interface StateStore {
   getMeta(key: string): string | undefined;
   setMeta(key: string, value: string | null): void;
 
+  /** Runs `fn` as one atomic, durable write transaction (nested calls join it). */
+  transaction<T>(fn: () => T): T;
+
   close(): void;
 }
