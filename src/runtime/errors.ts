@@ -25,6 +25,10 @@ export const ErrorCodes = {
   Usage: 'DS_USAGE',
   /** A path escapes the backend's root. */
   PathEscapesRoot: 'DS_PATH_ESCAPES_ROOT',
+  /** A fault policy or circuit-breaker configuration failed validation. */
+  InvalidPolicy: 'DS_INVALID_POLICY',
+  /** A persisted node-machine snapshot is not one this program knows. */
+  InvalidNodeSnapshot: 'DS_INVALID_NODE_SNAPSHOT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

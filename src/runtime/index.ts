@@ -12,3 +12,8 @@ export * from './goal-compiler.ts';
 export * from './digest.ts';
 export * from './state-store.ts';
 export * from './reconciler.ts';
+export * from './clock.ts';
+export * from './fault-policy.ts';
+export * from './work-queue.ts';
+export * from './node-machine.ts';
+export * from './sqlite-state-store.ts';
