@@ -7,3 +7,4 @@ export * from './policy.ts';
 export * from './goal-factory.ts';
 export * from './dispatcher.ts';
 export * from './codec.ts';
+export * from './process.ts';

@@ -1,0 +1,79 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { runProcess } from '../../infra/index.ts';
+import type { InfraNodeSpecOf, ProcessOutcome } from '../../infra/index.ts';
+import { playbookArgs } from './observe.ts';
+import type { RunMode } from './observe.ts';
+import { unsafeVarsYaml } from './vars.ts';
+
+export type AnsiblePlaybookSpec = InfraNodeSpecOf<'ansible.playbook'>;
+
+export interface AnsibleClientOptions {
+  readonly ansiblePlaybook: string;
+  readonly cwd: string;
+  /** The allowlisted part of the environment; the ANSIBLE_* settings are added per run. */
+  readonly env: Readonly<Record<string, string>>;
+  readonly timeoutMs: number;
+  readonly maxOutputBytes: number;
+  readonly stdoutCallback: string;
+}
+
+/**
+ * The ansible backend's only I/O: one ansible-playbook run in a private
+ * temp dir (extra vars file, Ansible's local and remote temp), removed
+ * afterwards whatever happened.
+ */
+export class AnsibleClient {
+  private readonly options: AnsibleClientOptions;
+
+  constructor(options: AnsibleClientOptions) {
+    this.options = options;
+  }
+
+  /** Runs the playbook (`check`: with --check --diff); never rejects for the run's own failures. */
+  async run(spec: AnsiblePlaybookSpec, mode: RunMode, signal: AbortSignal): Promise<ProcessOutcome> {
+    // mkdtemp creates the directory 0700: the vars file and Ansible's temp files stay private.
+    const dir = await mkdtemp(join(tmpdir(), 'desiredstate-ansible-'));
+    try {
+      let varsFile: string | undefined;
+      if (Object.keys(spec.extraVars).length > 0) {
+        varsFile = join(dir, 'extra-vars.yml');
+        await writeFile(varsFile, unsafeVarsYaml(spec.extraVars), { mode: 0o600, flag: 'wx' });
+      }
+      await mkdir(join(dir, 'local'), { mode: 0o700 });
+      const args = playbookArgs({ ...spec, playbook: resolve(this.options.cwd, spec.playbook), varsFile, mode });
+      return await runProcess({
+        argv: [this.options.ansiblePlaybook, ...args],
+        cwd: this.options.cwd,
+        env: this.runEnv(dir),
+        timeoutMs: this.options.timeoutMs,
+        maxOutputBytes: this.options.maxOutputBytes,
+        signal,
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** `ansible-playbook --version`, for health checks. */
+  version(signal: AbortSignal): Promise<ProcessOutcome> {
+    return runProcess({ argv: [this.options.ansiblePlaybook, '--version'], cwd: this.options.cwd, env: this.runEnv(tmpdir()), timeoutMs: 30_000, maxOutputBytes: 64 * 1024, signal });
+  }
+
+  private runEnv(dir: string): Record<string, string> {
+    return {
+      ...this.options.env,
+      ANSIBLE_STDOUT_CALLBACK: this.options.stdoutCallback,
+      ANSIBLE_JSON_INDENT: '0',
+      ANSIBLE_NOCOLOR: '1',
+      ANSIBLE_FORCE_COLOR: '0',
+      ANSIBLE_RETRY_FILES_ENABLED: 'false',
+      ANSIBLE_HOST_KEY_CHECKING: 'false',
+      ANSIBLE_LOCAL_TEMP: join(dir, 'local'),
+      ANSIBLE_REMOTE_TEMP: join(dir, 'remote'),
+      // Python writes UTF-8 whatever the daemon's locale.
+      PYTHONIOENCODING: 'utf-8',
+    };
+  }
+}

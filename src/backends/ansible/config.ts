@@ -1,0 +1,26 @@
+import { z } from 'zod';
+import { durationSchema } from '../../runtime/index.ts';
+
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name');
+
+/** Backend `config` for `type: ansible`. Strict: an unknown field is an error. */
+export const ansibleConfigSchema = z.strictObject({
+  ansiblePlaybook: z.string().min(1).default('ansible-playbook').describe('The ansible-playbook program (looked up on PATH unless it has a slash).'),
+  timeout: z
+    .union([durationSchema, z.number().int().positive()])
+    .default(600_000)
+    .describe('Per run: a duration such as "10m", or milliseconds. The whole process group is killed when it expires.'),
+  env: z
+    .array(envName)
+    .default(['PATH', 'HOME', 'LANG'])
+    .describe("Names of the daemon's environment variables passed to ansible-playbook (SSH_AUTH_SOCK, for example); nothing else is."),
+  cwd: z.string().min(1).optional().describe("Working directory; playbook and inventory paths resolve against it (default: the daemon's)."),
+  stdoutCallback: z
+    .string()
+    .min(1)
+    .default('ansible.posix.json')
+    .describe('The JSON stdout callback plugin results are read through (ansible.posix.json; "json" on Ansible before 2.10).'),
+  maxOutputBytes: z.number().int().positive().default(64 * 1024 * 1024).describe('Largest JSON report accepted from one run.'),
+});
+
+export type AnsibleConfig = z.output<typeof ansibleConfigSchema>;

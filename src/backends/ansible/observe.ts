@@ -1,0 +1,343 @@
+import { tailLines } from '../../infra/index.ts';
+import type { ProcessOutcome } from '../../infra/index.ts';
+import { assertNever, fault, FaultError } from '../../runtime/index.ts';
+import type { Fault, FieldDiff, Outputs } from '../../runtime/index.ts';
+
+/**
+ * Pure: ansible-playbook's JSON report (the `ansible.posix.json` stdout
+ * callback) and exit status, turned into task changes, outputs and
+ * classified faults. No I/O, no text scraping.
+ */
+
+/** One host's result of one task, as the JSON callback records it (the fields we read). */
+export interface HostResult {
+  readonly changed?: boolean;
+  readonly failed?: boolean;
+  readonly skipped?: boolean;
+  readonly unreachable?: boolean;
+  readonly msg?: unknown;
+  readonly diff?: unknown;
+  readonly results?: readonly HostResult[];
+}
+
+/** The JSON callback's report. */
+export interface PlaybookReport {
+  readonly plays: readonly {
+    readonly play: { readonly name: string };
+    readonly tasks: readonly { readonly task: { readonly name: string }; readonly hosts: Readonly<Record<string, HostResult>> }[];
+  }[];
+  readonly stats: Readonly<Record<string, HostStats>>;
+}
+
+export interface HostStats {
+  readonly ok: number;
+  readonly changed: number;
+  readonly failures: number;
+  readonly unreachable: number;
+  readonly skipped: number;
+  readonly rescued?: number;
+  readonly ignored?: number;
+}
+
+/** A task that changed (or, in check mode, would change) a host. */
+export interface TaskChange {
+  readonly task: string;
+  readonly host: string;
+  /** A readable diff, when the module reported one. */
+  readonly diff?: string | undefined;
+}
+
+/** A run that completed: every host reached, no task failed (ignored failures aside). */
+export interface PlaybookRun {
+  readonly changes: readonly TaskChange[];
+  readonly outputs: Outputs;
+}
+
+/** Which kind of run: `check` = `--check --diff` (observe), `apply` = a real run. */
+export type RunMode = 'check' | 'apply';
+
+/** The largest diff kept per task, in characters. */
+export const MAX_DIFF_CHARS = 8000;
+
+/** The ansible-playbook arguments for a run. Every option is `--name=value`, so no value can pass for an option. */
+export function playbookArgs(options: {
+  readonly playbook: string;
+  readonly inventory?: string | readonly string[] | undefined;
+  readonly limit?: string | undefined;
+  readonly tags: readonly string[];
+  readonly connection?: string | undefined;
+  readonly varsFile?: string | undefined;
+  readonly mode: RunMode;
+}): string[] {
+  const args: string[] = [];
+  const inventories = options.inventory === undefined ? [] : typeof options.inventory === 'string' ? [options.inventory] : options.inventory;
+  for (const inv of inventories) args.push(`--inventory=${inv}`);
+  if (options.connection !== undefined) args.push(`--connection=${options.connection}`);
+  if (options.limit !== undefined) args.push(`--limit=${options.limit}`);
+  if (options.tags.length > 0) args.push(`--tags=${options.tags.join(',')}`);
+  if (options.varsFile !== undefined) args.push(`--extra-vars=@${options.varsFile}`);
+  if (options.mode === 'check') args.push('--check', '--diff');
+  args.push(options.playbook);
+  return args;
+}
+
+/**
+ * The run's result, or a `FaultError`: a failed task is permanent (with its
+ * name and msg), an unreachable host transient, anything ansible-playbook
+ * itself rejects (syntax, missing playbook, bad options) permanent, a timeout
+ * transient.
+ */
+export function interpretRun(outcome: ProcessOutcome): PlaybookRun {
+  switch (outcome.status) {
+    case 'exited': {
+      const report = parseReport(outcome.stdout);
+      if (report === undefined) {
+        if (outcome.exitCode === 0) throw new FaultError(badOutput(outcome.stdout));
+        throw new FaultError(runError(outcome.exitCode, outcome.stderr));
+      }
+      const failure = hostFailures(report);
+      if (failure !== undefined) throw new FaultError(failure);
+      if (outcome.exitCode !== 0) throw new FaultError(runError(outcome.exitCode, outcome.stderr));
+      return { changes: taskChanges(report), outputs: summaryOutputs(report) };
+    }
+    case 'signaled':
+      throw new FaultError(fault('transient', `ansible-playbook was killed by ${outcome.signal}`, { code: `signal-${outcome.signal}` }));
+    case 'timedOut':
+      throw new FaultError(
+        fault('transient', `ansible-playbook timed out after ${outcome.timeoutMs} ms; its process group was killed`, {
+          code: 'timeout',
+          hint: 'raise the backend timeout',
+        }),
+      );
+    case 'outputTooLarge':
+      throw new FaultError(fault('permanent', `ansible-playbook printed more than ${outcome.maxOutputBytes} bytes`, { code: 'bad-output', hint: 'raise maxOutputBytes' }));
+    case 'aborted':
+      throw new FaultError(fault('transient', 'ansible-playbook aborted', { code: 'aborted' }));
+    case 'spawnFailed':
+      throw new FaultError(
+        fault('permanent', `ansible-playbook could not be started: ${outcome.message}`, {
+          code: 'spawn-failed',
+          hint: outcome.code === 'ENOENT' ? 'install ansible-core (apt-get install ansible-core) or set the backend config ansiblePlaybook' : undefined,
+        }),
+      );
+    default:
+      return assertNever(outcome, 'process outcome');
+  }
+}
+
+/** The JSON document in stdout, or undefined when there is none (ansible-playbook failed before the first play). */
+export function parseReport(stdout: string): PlaybookReport | undefined {
+  const text = stdout.trim();
+  if (text === '') return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    // Another plugin may have printed a line before the report: the report starts at a line of its own.
+    const start = text.search(/^\{/m);
+    if (start <= 0) return undefined;
+    try {
+      value = JSON.parse(text.slice(start));
+    } catch {
+      return undefined;
+    }
+  }
+  if (!isObject(value) || !Array.isArray(value.plays) || !isObject(value.stats)) return undefined;
+  return value as unknown as PlaybookReport;
+}
+
+/**
+ * The fault for hosts that failed or were unreachable. Only a host whose
+ * stats count a failure has really failed (a task with ignore_errors, or one
+ * rescued, also reports `failed`): its last failed task is the cause.
+ */
+export function hostFailures(report: PlaybookReport): Fault | undefined {
+  const failed: string[] = [];
+  const unreachable: string[] = [];
+  for (const [host, stats] of Object.entries(report.stats)) {
+    if (stats.failures > 0) failed.push(describeLast(report, host, (r) => r.failed === true && r.unreachable !== true) ?? `host ${host} failed`);
+    if (stats.unreachable > 0) unreachable.push(describeLast(report, host, (r) => r.unreachable === true) ?? `host ${host} unreachable`);
+  }
+  if (failed.length > 0) {
+    return fault('permanent', bounded([...failed, ...unreachable].join('\n')), { code: 'task-failed' });
+  }
+  if (unreachable.length > 0) {
+    return fault('transient', bounded(unreachable.join('\n')), { code: 'host-unreachable', hint: 'check connectivity and credentials to the host' });
+  }
+  return undefined;
+}
+
+function describeLast(report: PlaybookReport, host: string, match: (r: HostResult) => boolean): string | undefined {
+  let found: string | undefined;
+  for (const play of report.plays) {
+    for (const t of play.tasks) {
+      const r = t.hosts[host];
+      if (r !== undefined && match(r)) {
+        const msg = messageOf(r);
+        found = `task "${t.task.name}" ${r.unreachable === true ? 'could not reach' : 'failed on'} ${host}${msg === '' ? '' : `: ${msg}`}`;
+      }
+    }
+  }
+  return found;
+}
+
+function messageOf(r: HostResult): string {
+  if (typeof r.msg === 'string') return r.msg;
+  if (r.msg !== undefined) return JSON.stringify(r.msg);
+  const item = r.results?.find((x) => x.failed === true || x.unreachable === true);
+  return item === undefined ? '' : messageOf(item);
+}
+
+/** Tasks that changed (in check mode: would change) a host, in run order. Failed and skipped results are not changes. */
+export function taskChanges(report: PlaybookReport): TaskChange[] {
+  const changes: TaskChange[] = [];
+  for (const play of report.plays) {
+    for (const t of play.tasks) {
+      for (const [host, r] of Object.entries(t.hosts)) {
+        if (r.changed !== true || r.failed === true || r.skipped === true) continue;
+        const diff = renderResultDiff(r);
+        changes.push({ task: t.task.name, host, ...(diff === undefined ? {} : { diff }) });
+      }
+    }
+  }
+  return changes;
+}
+
+/** Drift entries: `task:<name>`, or `task:<name>@<host>` when the play ran on several hosts. */
+export function changesToDiffs(changes: readonly TaskChange[]): FieldDiff[] {
+  const hosts = new Set(changes.map((c) => c.host));
+  const seen = new Map<string, number>();
+  return changes.map((c) => {
+    let path = hosts.size > 1 ? `task:${c.task}@${c.host}` : `task:${c.task}`;
+    const n = (seen.get(path) ?? 0) + 1;
+    seen.set(path, n);
+    if (n > 1) path = `${path}#${n}`;
+    return { path, desired: 'unchanged', actual: 'changed', ...(c.diff === undefined ? {} : { detail: c.diff }) };
+  });
+}
+
+/** Totals over hosts: `{ ok, changed, skipped, hosts }` (a check run counts what would change). */
+export function summaryOutputs(report: PlaybookReport): Outputs {
+  let ok = 0;
+  let changed = 0;
+  let skipped = 0;
+  for (const s of Object.values(report.stats)) {
+    ok += s.ok;
+    changed += s.changed;
+    skipped += s.skipped;
+  }
+  return { ok, changed, skipped, hosts: Object.keys(report.stats).length };
+}
+
+/** The diff a module reported (`before`/`after` or `prepared`), also inside loop items, bounded. */
+export function renderResultDiff(r: HostResult): string | undefined {
+  const parts: string[] = [];
+  const add = (d: unknown): void => {
+    for (const entry of Array.isArray(d) ? d : [d]) {
+      const text = renderDiffEntry(entry);
+      if (text !== undefined && text !== '') parts.push(text);
+    }
+  };
+  if (r.diff !== undefined) add(r.diff);
+  for (const item of r.results ?? []) if (item.changed === true && item.diff !== undefined) add(item.diff);
+  if (parts.length === 0) return undefined;
+  return bounded(parts.join('\n'), MAX_DIFF_CHARS);
+}
+
+function renderDiffEntry(entry: unknown): string | undefined {
+  if (!isObject(entry)) return undefined;
+  if (typeof entry.prepared === 'string') return entry.prepared.trimEnd();
+  if (!('before' in entry) && !('after' in entry)) return undefined;
+  const before = asText(entry.before);
+  const after = asText(entry.after);
+  if (before === after) return undefined;
+  const beforeHeader = typeof entry.before_header === 'string' ? entry.before_header : 'before';
+  const afterHeader = typeof entry.after_header === 'string' ? entry.after_header : 'after';
+  return [`--- ${beforeHeader}`, `+++ ${afterHeader}`, ...lineDiff(before, after)].join('\n');
+}
+
+function asText(v: unknown): string {
+  if (v === undefined || v === null) return '';
+  if (typeof v === 'string') return v;
+  return `${JSON.stringify(v, null, 2)}\n`;
+}
+
+/** Beyond this many lines on either side the diff is shown as a whole replacement. */
+const MAX_LCS_LINES = 2000;
+const CONTEXT = 3;
+
+/** A unified-style line diff (no line numbers): changed lines with three lines of context. */
+export function lineDiff(before: string, after: string): string[] {
+  const a = splitLines(before);
+  const b = splitLines(after);
+  if (a.length > MAX_LCS_LINES || b.length > MAX_LCS_LINES) return [...a.map((l) => `-${l}`), ...b.map((l) => `+${l}`)];
+  // Longest common subsequence, table from the end.
+  const lcs: number[][] = Array.from({ length: a.length + 1 }, () => new Array<number>(b.length + 1).fill(0));
+  for (let i = a.length - 1; i >= 0; i--) {
+    for (let j = b.length - 1; j >= 0; j--) {
+      lcs[i]![j] = a[i] === b[j] ? lcs[i + 1]![j + 1]! + 1 : Math.max(lcs[i + 1]![j]!, lcs[i]![j + 1]!);
+    }
+  }
+  const ops: { kind: ' ' | '-' | '+'; line: string }[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    if (i < a.length && j < b.length && a[i] === b[j]) {
+      ops.push({ kind: ' ', line: a[i++]! });
+      j++;
+    } else if (i < a.length && (j === b.length || lcs[i + 1]![j]! >= lcs[i]![j + 1]!)) {
+      // Removals before additions, as diff(1) prints them.
+      ops.push({ kind: '-', line: a[i++]! });
+    } else {
+      ops.push({ kind: '+', line: b[j++]! });
+    }
+  }
+  // Keep changed lines and their context; mark skipped stretches.
+  const keep = ops.map((op, k) => op.kind !== ' ' || ops.slice(Math.max(0, k - CONTEXT), k + CONTEXT + 1).some((o) => o.kind !== ' '));
+  const out: string[] = [];
+  let skipping = false;
+  ops.forEach((op, k) => {
+    if (keep[k]) {
+      if (skipping || (out.length === 0 && k > 0)) out.push('@@');
+      skipping = false;
+      out.push(`${op.kind}${op.line}`);
+    } else {
+      skipping = true;
+    }
+  });
+  return out;
+}
+
+function splitLines(text: string): string[] {
+  if (text === '') return [];
+  const lines = text.split('\n');
+  if (lines.at(-1) === '') lines.pop();
+  return lines;
+}
+
+function runError(exitCode: number, stderr: string): Fault {
+  const tail = tailLines(stderr);
+  if (/Invalid callback for stdout specified/.test(stderr)) {
+    return fault('permanent', tail, {
+      code: 'no-json-callback',
+      hint: 'install the ansible.posix collection (Debian: apt-get install ansible), or set the backend config stdoutCallback',
+    });
+  }
+  return fault('permanent', tail === '' ? `ansible-playbook exited with status ${exitCode}` : tail, { code: `ansible-exit-${exitCode}` });
+}
+
+function badOutput(stdout: string): Fault {
+  const t = stdout.trim();
+  return fault('permanent', `ansible-playbook printed no JSON report: ${JSON.stringify(t.length > 200 ? `${t.slice(0, 200)}…` : t)}`, {
+    code: 'bad-output',
+    hint: 'check that the stdout callback is a JSON callback (no other plugin may print on stdout)',
+  });
+}
+
+function bounded(text: string, max = 2000): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

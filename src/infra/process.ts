@@ -1,0 +1,176 @@
+import { spawn } from 'node:child_process';
+
+/**
+ * Runs external programs for backends that wrap a tool (ansible, exec …):
+ * argv only, never a shell; an explicit environment; a timeout and an
+ * AbortSignal that kill the whole process group; stdout capped in size.
+ */
+
+/** What to run. `env` is the child's whole environment: nothing is inherited. */
+export interface RunProcessOptions {
+  /** Program and arguments; the program is looked up on `env.PATH` unless it contains a slash. */
+  readonly argv: readonly string[];
+  /** Working directory; a program path with a slash resolves against it. */
+  readonly cwd: string;
+  readonly env: Readonly<Record<string, string>>;
+  /** Written to the child's stdin, which is then closed. Without it stdin is empty. */
+  readonly stdin?: string | undefined;
+  readonly timeoutMs: number;
+  /** Stdout beyond this many bytes kills the process group (outcome `outputTooLarge`). */
+  readonly maxOutputBytes: number;
+  /** Stderr is kept as its last this-many bytes (default 64 KiB); it never fails a run. */
+  readonly maxStderrBytes?: number | undefined;
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** How a run ended. Failure is a value, not a throw. */
+export type ProcessOutcome =
+  | { readonly status: 'exited'; readonly exitCode: number; readonly stdout: string; readonly stderr: string; readonly durationMs: number }
+  | { readonly status: 'signaled'; readonly signal: string; readonly stdout: string; readonly stderr: string; readonly durationMs: number }
+  | { readonly status: 'timedOut'; readonly timeoutMs: number; readonly stderr: string; readonly durationMs: number }
+  | { readonly status: 'outputTooLarge'; readonly maxOutputBytes: number; readonly stderr: string; readonly durationMs: number }
+  | { readonly status: 'aborted'; readonly stderr: string; readonly durationMs: number }
+  /** The program could not be started (`ENOENT`, `EACCES` …). */
+  | { readonly status: 'spawnFailed'; readonly code: string; readonly message: string; readonly durationMs: number };
+
+/** How long to wait for the pipes to close once the program itself has exited. */
+const PIPE_GRACE_MS = 1000;
+
+/** Runs one program to completion. Never rejects. */
+export function runProcess(options: RunProcessOptions): Promise<ProcessOutcome> {
+  const started = performance.now();
+  const elapsed = (): number => Math.round(performance.now() - started);
+  const maxStderr = options.maxStderrBytes ?? 64 * 1024;
+  const [program, ...args] = options.argv;
+  if (program === undefined || program === '') {
+    return Promise.resolve({ status: 'spawnFailed', code: 'EINVAL', message: 'empty command', durationMs: 0 });
+  }
+  if (options.signal?.aborted === true) return Promise.resolve({ status: 'aborted', stderr: '', durationMs: 0 });
+
+  return new Promise<ProcessOutcome>((resolve) => {
+    let child;
+    try {
+      child = spawn(program, args, {
+        cwd: options.cwd,
+        env: { ...options.env },
+        stdio: ['pipe', 'pipe', 'pipe'],
+        // Its own process group, so a timeout or abort kills everything it started.
+        detached: true,
+        shell: false,
+        windowsHide: true,
+      });
+    } catch (err) {
+      resolve(spawnFailure(err, elapsed()));
+      return;
+    }
+
+    const stdout: Buffer[] = [];
+    let stdoutBytes = 0;
+    let stderr = Buffer.alloc(0);
+    let ending: 'timedOut' | 'outputTooLarge' | 'aborted' | undefined;
+    let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    let settled = false;
+    let graceTimer: NodeJS.Timeout | undefined;
+
+    const killGroup = (): void => {
+      if (child.pid === undefined) return;
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // ESRCH: the group is already gone.
+      }
+    };
+    const stop = (why: 'timedOut' | 'outputTooLarge' | 'aborted'): void => {
+      if (ending !== undefined || settled) return;
+      ending = why;
+      killGroup();
+    };
+    const onAbort = (): void => stop('aborted');
+    const timer = setTimeout(() => stop('timedOut'), options.timeoutMs);
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+
+    const finish = (outcome: ProcessOutcome): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (graceTimer !== undefined) clearTimeout(graceTimer);
+      options.signal?.removeEventListener('abort', onAbort);
+      resolve(outcome);
+    };
+    const settle = (): void => {
+      if (exit === undefined) return;
+      const err = stderr.toString('utf8');
+      const durationMs = elapsed();
+      switch (ending) {
+        case 'timedOut':
+          return finish({ status: 'timedOut', timeoutMs: options.timeoutMs, stderr: err, durationMs });
+        case 'outputTooLarge':
+          return finish({ status: 'outputTooLarge', maxOutputBytes: options.maxOutputBytes, stderr: err, durationMs });
+        case 'aborted':
+          return finish({ status: 'aborted', stderr: err, durationMs });
+        case undefined:
+          break;
+      }
+      const out = Buffer.concat(stdout).toString('utf8');
+      if (exit.code !== null) return finish({ status: 'exited', exitCode: exit.code, stdout: out, stderr: err, durationMs });
+      return finish({ status: 'signaled', signal: exit.signal ?? 'unknown', stdout: out, stderr: err, durationMs });
+    };
+
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (ending !== undefined) return;
+      stdoutBytes += chunk.length;
+      if (stdoutBytes > options.maxOutputBytes) return stop('outputTooLarge');
+      stdout.push(chunk);
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr = Buffer.concat([stderr, chunk]);
+      if (stderr.length > maxStderr) stderr = stderr.subarray(stderr.length - maxStderr);
+    });
+    // A child that exits without reading its stdin makes the write fail with EPIPE: not our failure.
+    child.stdin.on('error', () => undefined);
+    child.stdout.on('error', () => undefined);
+    child.stderr.on('error', () => undefined);
+
+    child.once('error', (err) => {
+      // Emitted when spawning fails (no 'exit' follows) or, rarely, when killing fails.
+      if (child.pid === undefined || exit === undefined) finish(spawnFailure(err, elapsed()));
+    });
+    child.once('exit', (code, signal) => {
+      exit = { code, signal };
+      // A grandchild may keep the pipes open; do not wait for it beyond a grace period.
+      graceTimer = setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        settle();
+      }, PIPE_GRACE_MS);
+    });
+    child.once('close', () => settle());
+
+    child.stdin.end(options.stdin ?? '');
+  });
+}
+
+function spawnFailure(err: unknown, durationMs: number): ProcessOutcome {
+  const code = typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : 'ESPAWN';
+  return { status: 'spawnFailed', code, message: err instanceof Error ? err.message : String(err), durationMs };
+}
+
+/** The last `maxLines` non-empty lines of `text`, at most `maxChars` characters (for fault messages). */
+export function tailLines(text: string, maxLines = 10, maxChars = 2000): string {
+  const lines = text
+    .split(/\r?\n/)
+    .map((l) => l.trimEnd())
+    .filter((l) => l !== '');
+  const tail = lines.slice(-maxLines).join('\n');
+  return tail.length > maxChars ? `…${tail.slice(tail.length - maxChars + 1)}` : tail;
+}
+
+/** Picks the allowlisted variables out of an environment (absent names are skipped). */
+export function allowlistedEnv(source: NodeJS.ProcessEnv, names: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of names) {
+    const value = source[name];
+    if (value !== undefined) out[name] = value;
+  }
+  return out;
+}

@@ -1,0 +1,240 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ansibleBackendFactory, ansibleConfigSchema } from '../../../src/backends/ansible/index.ts';
+import type { AnsibleBackend } from '../../../src/backends/ansible/index.ts';
+import type { Observation, Outputs, ProvisionResult } from '../../../src/runtime/index.ts';
+import { backendContext, eventually, hasAnsible, isAlive, opContext, playbookNode } from './harness.ts';
+
+if (!hasAnsible) {
+  console.warn(
+    [
+      '',
+      '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
+      '!! SKIPPING the ansible backend integration tests: ansible-playbook is not',
+      '!! on PATH. Install it to run them:  apt-get install -y ansible-core ansible',
+      '!! (ansible-core gives ansible-playbook; ansible gives the ansible.posix',
+      '!! collection whose JSON callback the backend reads results through).',
+      '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
+      '',
+    ].join('\n'),
+  );
+}
+
+let dir: string;
+
+const MANAGED = `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: managed file
+      ansible.builtin.copy:
+        dest: "{{ target }}"
+        content: "{{ body }}\\n"
+        mode: "0644"
+`;
+
+const FAILING = `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: harmless
+      ansible.builtin.command: "true"
+      changed_when: false
+    - name: ignored failure
+      ansible.builtin.command: /bin/false
+      ignore_errors: true
+      changed_when: false
+    - name: break the build
+      ansible.builtin.fail:
+        msg: the disk is full
+`;
+
+const SLOW = `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: slow
+      ansible.builtin.shell: "echo $$ > {{ pidfile }}; sleep 30"
+`;
+
+function playbook(name: string, text: string): string {
+  writeFileSync(join(dir, name), text);
+  return name;
+}
+
+function backend(config: Record<string, unknown> = {}): AnsibleBackend {
+  return ansibleBackendFactory.create(ansibleConfigSchema.parse(config), backendContext(dir)) as AnsibleBackend;
+}
+
+const local = { inventory: 'localhost,', connection: 'local' };
+
+async function observeOne(b: AnsibleBackend, n: ReturnType<typeof playbookNode>, recorded: Map<string, Outputs>): Promise<Observation> {
+  return (await b.observe([n], opContext(recorded))).get(n.id)!;
+}
+
+function faultOf(r: ProvisionResult | Observation): { class: string; code: string | undefined; message: string } {
+  if (r.status !== 'failed') throw new Error(`expected a failure, got ${JSON.stringify(r)}`);
+  return { class: r.fault.class, code: r.fault.code, message: r.fault.message };
+}
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'ds-ansible-test-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe.skipIf(!hasAnsible)('ansible backend against localhost', () => {
+  it('converges, shows no drift in check mode, reports a hand edit with the task name and a diff, and repairs it', async () => {
+    const target = join(dir, 'managed.txt');
+    const n = playbookNode('motd', { playbook: playbook('managed.yml', MANAGED), ...local, extraVars: { target, body: 'port = 8080' } });
+    const b = backend();
+    const recorded = new Map<string, Outputs>();
+
+    // Never applied and not converged: absent, so the reconciler creates it.
+    expect(await observeOne(b, n, recorded)).toEqual({ status: 'absent' });
+    expect(existsSync(target)).toBe(false);
+
+    const created = await b.create(n, opContext(recorded));
+    expect(created).toEqual({ status: 'done', outputs: { ok: 1, changed: 1, skipped: 0, hosts: 1 } });
+    if (created.status === 'done') recorded.set(n.id, created.outputs);
+    expect(readFileSync(target, 'utf8')).toBe('port = 8080\n');
+
+    expect(await observeOne(b, n, recorded)).toEqual({ status: 'upToDate', outputs: recorded.get(n.id) });
+
+    writeFileSync(target, 'port = 9090\n');
+    const drifted = await observeOne(b, n, recorded);
+    expect(drifted.status).toBe('drifted');
+    if (drifted.status !== 'drifted') return;
+    expect(drifted.diffs).toHaveLength(1);
+    expect(drifted.diffs[0]).toMatchObject({ path: 'task:managed file', desired: 'unchanged', actual: 'changed' });
+    expect(drifted.diffs[0]?.detail).toContain('-port = 9090');
+    expect(drifted.diffs[0]?.detail).toContain('+port = 8080');
+    // Check mode changed nothing.
+    expect(readFileSync(target, 'utf8')).toBe('port = 9090\n');
+
+    expect(await b.update(n, drifted.diffs, opContext(recorded))).toMatchObject({ status: 'done', outputs: { changed: 1 } });
+    expect(readFileSync(target, 'utf8')).toBe('port = 8080\n');
+    expect(await observeOne(b, n, recorded)).toMatchObject({ status: 'upToDate' });
+  });
+
+  it('a converged playbook never applied by us is up to date (adopted), not absent', async () => {
+    const target = join(dir, 'adopted.txt');
+    writeFileSync(target, 'already\n', { mode: 0o644 });
+    const n = playbookNode('adopt', { playbook: playbook('adopt.yml', MANAGED), ...local, extraVars: { target, body: 'already' } });
+    expect(await observeOne(backend(), n, new Map())).toMatchObject({ status: 'upToDate', outputs: { changed: 0 } });
+  });
+
+  it('extra vars are never templated: a Jinja expression arrives as literal text, at any depth', async () => {
+    const target = join(dir, 'unsafe.txt');
+    const literal = "{{ lookup('pipe','id') }}";
+    const n = playbookNode('unsafe', {
+      playbook: playbook(
+        'unsafe.yml',
+        `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: write the literal
+      ansible.builtin.copy:
+        dest: "{{ target }}"
+        content: "{{ myvar }}|{{ nested.list[0] }}|{{ nested.deep.x }}"
+`,
+      ),
+      ...local,
+      extraVars: { target, myvar: literal, nested: { list: ['{{ 7 * 6 }}'], deep: { x: '{% raw %}' } } },
+    });
+    expect(await backend().create(n, opContext())).toMatchObject({ status: 'done' });
+    const text = readFileSync(target, 'utf8');
+    expect(text).toBe(`${literal}|{{ 7 * 6 }}|{% raw %}`);
+    expect(text).not.toContain('uid=');
+  });
+
+  it('a failing task is a permanent fault naming the task and its msg; an ignored failure is not', async () => {
+    const n = playbookNode('failing', { playbook: playbook('failing.yml', FAILING), ...local });
+    const f = faultOf(await backend().create(n, opContext()));
+    expect(f).toMatchObject({ class: 'permanent', code: 'task-failed' });
+    expect(f.message).toContain('break the build');
+    expect(f.message).toContain('the disk is full');
+    expect(f.message).not.toContain('ignored failure');
+  });
+
+  it('a failing check after an apply is a fault too', async () => {
+    const n = playbookNode('failing-check', { playbook: playbook('failing.yml', FAILING), ...local });
+    const obs = await observeOne(backend(), n, new Map([['failing-check', { ok: 1 }]]));
+    expect(faultOf(obs)).toMatchObject({ class: 'permanent', code: 'task-failed' });
+  });
+
+  it('an unreachable host is a transient fault', async () => {
+    const n = playbookNode('unreachable', {
+      playbook: playbook('managed-unreachable.yml', MANAGED),
+      inventory: 'desiredstate-no-such-host.invalid,',
+      extraVars: { target: join(dir, 'never.txt'), body: 'x' },
+    });
+    expect(faultOf(await backend().create(n, opContext()))).toMatchObject({ class: 'transient', code: 'host-unreachable' });
+  });
+
+  it.each([
+    { name: 'a syntax error in the playbook', file: 'broken.yml', text: '- hosts: all\n  tasks: [ {name: x, no_such_module: {}} ]\n' },
+    { name: 'a playbook that does not exist', file: undefined, text: '' },
+  ])('$name is a permanent fault carrying ansible-playbook\'s error', async ({ file, text }) => {
+    const name = file === undefined ? 'missing.yml' : playbook(file, text);
+    const f = faultOf(await backend().create(playbookNode('bad', { playbook: name, ...local }), opContext()));
+    expect(f.class).toBe('permanent');
+    expect(f.code).toMatch(/^ansible-exit-\d+$/);
+    expect(f.message).toContain('ERROR!');
+  });
+
+  it('a timeout kills the whole process group and is a transient fault', async () => {
+    const pidfile = join(dir, 'slow.pid');
+    const n = playbookNode('slow', { playbook: playbook('slow.yml', SLOW), ...local, extraVars: { pidfile } });
+    const started = Date.now();
+    const pending = backend({ timeout: '4s' }).create(n, opContext());
+    // The task's shell is a grandchild of ansible-playbook; note its pid while it sleeps.
+    expect(await eventually(() => existsSync(pidfile) && readFileSync(pidfile, 'utf8').trim() !== '', 4000)).toBe(true);
+    const pid = Number(readFileSync(pidfile, 'utf8').trim());
+    expect(isAlive(pid)).toBe(true);
+    const f = faultOf(await pending);
+    expect(Date.now() - started).toBeLessThan(8000);
+    expect(f).toMatchObject({ class: 'transient', code: 'timeout' });
+    expect(await eventually(() => !isAlive(pid))).toBe(true);
+  });
+
+  it('leaves no temp files behind (extra vars file, ansible temp dirs)', async () => {
+    const before = new Set(readdirSync(tmpdir()).filter((f) => f.startsWith('desiredstate-ansible-')));
+    const n = playbookNode('tidy', { playbook: playbook('managed-tidy.yml', MANAGED), ...local, extraVars: { target: join(dir, 'tidy.txt'), body: 'x' } });
+    await backend().create(n, opContext());
+    const after = readdirSync(tmpdir()).filter((f) => f.startsWith('desiredstate-ansible-') && !before.has(f));
+    expect(after).toEqual([]);
+  });
+
+  it('health is healthy with ansible-playbook installed', async () => {
+    expect(await backend().health({ signal: new AbortController().signal, log: backendContext(dir).log })).toEqual({ status: 'healthy' });
+  });
+});
+
+describe('ansible backend without ansible', () => {
+  it('a missing ansible-playbook is a permanent fault with an install hint', async () => {
+    const n = playbookNode('x', { playbook: 'site.yml' });
+    const r = await backend({ ansiblePlaybook: join(dir, 'no-such-ansible-playbook') }).create(n, opContext());
+    expect(r.status === 'failed' ? r.fault : r).toMatchObject({ class: 'permanent', code: 'spawn-failed' });
+    const health = await backend({ ansiblePlaybook: join(dir, 'no-such-ansible-playbook') }).health({
+      signal: new AbortController().signal,
+      log: backendContext(dir).log,
+    });
+    expect(health.status).toBe('unhealthy');
+  });
+
+  it('delete is a permanent fault: a playbook cannot be un-run', async () => {
+    const r = await backend().delete(playbookNode('x', { playbook: 'site.yml' }), opContext());
+    expect(r.status === 'failed' ? r.fault : r).toMatchObject({ class: 'permanent', code: 'not-deletable' });
+  });
+
+  it.each([
+    { name: 'a variable name that is not an identifier', raw: { playbook: 'p.yml', extraVars: { 'bad-name': 1 } } },
+    { name: 'an unknown field', raw: { playbook: 'p.yml', extra_vars: {} } },
+    { name: 'an empty inventory list', raw: { playbook: 'p.yml', inventory: [] } },
+  ])('the spec rejects $name', ({ raw }) => {
+    expect(() => playbookNode('x', raw)).toThrow();
+  });
+});

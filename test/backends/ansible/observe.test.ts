@@ -1,0 +1,127 @@
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { changesToDiffs, interpretRun, lineDiff, parseReport, playbookArgs, taskChanges, unsafeVarsYaml } from '../../../src/backends/ansible/index.ts';
+import type { PlaybookReport } from '../../../src/backends/ansible/index.ts';
+import type { ProcessOutcome } from '../../../src/infra/index.ts';
+import { FaultError } from '../../../src/runtime/index.ts';
+
+const stats = (o: Partial<Record<'ok' | 'changed' | 'failures' | 'unreachable' | 'skipped', number>> = {}) => ({
+  ok: 0, changed: 0, failures: 0, unreachable: 0, skipped: 0, ...o,
+});
+
+function report(tasks: { name: string; hosts: Record<string, object> }[], st: Record<string, ReturnType<typeof stats>>): PlaybookReport {
+  return { plays: [{ play: { name: 'p' }, tasks: tasks.map((t) => ({ task: { name: t.name }, hosts: t.hosts })) }], stats: st };
+}
+
+const exited = (exitCode: number, stdout: string, stderr = ''): ProcessOutcome => ({ status: 'exited', exitCode, stdout, stderr, durationMs: 1 });
+
+function faultFrom(f: () => unknown): unknown {
+  try {
+    f();
+  } catch (err) {
+    if (err instanceof FaultError) return err.fault;
+    throw err;
+  }
+  throw new Error('expected a fault');
+}
+
+describe('unsafeVarsYaml', () => {
+  it('tags every string value !unsafe at any depth and keeps other scalars and keys as they are', () => {
+    const text = unsafeVarsYaml({ a: "{{ lookup('pipe','id') }}", list: ['x', 1, true, null], deep: { k: 'v"\n' } });
+    expect(text).toContain(`a: !unsafe "{{ lookup('pipe','id') }}"`);
+    expect(text.match(/!unsafe/g)).toHaveLength(3);
+    expect(text).not.toMatch(/!unsafe "(list|deep|k)"/);
+    // Read back without Ansible's tag, the values are unchanged.
+    const customTags = [{ tag: '!unsafe', resolve: (s: string) => s }];
+    expect(parse(text, { customTags })).toEqual({ a: "{{ lookup('pipe','id') }}", list: ['x', 1, true, null], deep: { k: 'v"\n' } });
+  });
+});
+
+describe('playbookArgs', () => {
+  it.each([
+    { name: 'check mode adds --check --diff', opts: { playbook: '/p.yml', tags: [], mode: 'check' as const }, args: ['--check', '--diff', '/p.yml'] },
+    {
+      name: 'every option is --name=value, so a value starting with a dash stays a value',
+      opts: { playbook: '/p.yml', inventory: ['-x', 'h,'], limit: '-web', tags: ['a', 'b'], connection: 'local', varsFile: '/t/v.yml', mode: 'apply' as const },
+      args: ['--inventory=-x', '--inventory=h,', '--connection=local', '--limit=-web', '--tags=a,b', '--extra-vars=@/t/v.yml', '/p.yml'],
+    },
+    { name: 'a single inventory string', opts: { playbook: '/p.yml', inventory: 'localhost,', tags: [], mode: 'apply' as const }, args: ['--inventory=localhost,', '/p.yml'] },
+  ])('$name', ({ opts, args }) => {
+    expect(playbookArgs(opts)).toEqual(args);
+  });
+});
+
+describe('taskChanges and changesToDiffs', () => {
+  it.each([
+    {
+      name: 'one host: the path is the task name, the detail the diff',
+      rep: report([{ name: 'conf', hosts: { h1: { changed: true, diff: [{ before: 'a\n', after: 'b\n', before_header: 'f', after_header: 'f' }] } } }], { h1: stats() }),
+      paths: ['task:conf'],
+    },
+    {
+      name: 'several hosts: paths are host-qualified',
+      rep: report([{ name: 'conf', hosts: { h1: { changed: true }, h2: { changed: true }, h3: { changed: false } } }], { h1: stats(), h2: stats(), h3: stats() }),
+      paths: ['task:conf@h1', 'task:conf@h2'],
+    },
+    {
+      name: 'failed, skipped and unchanged results are not drift',
+      rep: report([{ name: 't', hosts: { h1: { changed: true, failed: true } } }, { name: 'u', hosts: { h1: { changed: false } } }, { name: 'v', hosts: { h1: { skipped: true, changed: true } } }], { h1: stats() }),
+      paths: [],
+    },
+    {
+      name: 'two tasks with one name stay apart',
+      rep: report([{ name: 'same', hosts: { h1: { changed: true } } }, { name: 'same', hosts: { h1: { changed: true } } }], { h1: stats() }),
+      paths: ['task:same', 'task:same#2'],
+    },
+  ])('$name', ({ rep, paths }) => {
+    expect(changesToDiffs(taskChanges(rep)).map((d) => d.path)).toEqual(paths);
+  });
+
+  it.each([
+    { name: 'before/after text', diff: { before: 'x\ny\n', after: 'x\nz\n' }, contains: ['-y', '+z', ' x'] },
+    { name: 'prepared text', diff: { prepared: 'will install nginx' }, contains: ['will install nginx'] },
+    { name: 'structured before/after (file state)', diff: { before: { state: 'absent' }, after: { state: 'directory' } }, contains: ['-  "state": "absent"', '+  "state": "directory"'] },
+  ])('renders a $name diff', ({ diff, contains }) => {
+    const [d] = changesToDiffs(taskChanges(report([{ name: 't', hosts: { h: { changed: true, diff } } }], { h: stats() })));
+    for (const c of contains) expect(d?.detail).toContain(c);
+  });
+
+  it('collects the diffs of loop items', () => {
+    const rep = report([{ name: 'loop', hosts: { h: { changed: true, results: [{ changed: true, diff: { before: 'a', after: 'b' } }, { changed: false, diff: { before: 'c', after: 'd' } }] } } }], { h: stats() });
+    const detail = changesToDiffs(taskChanges(rep))[0]?.detail ?? '';
+    expect(detail).toContain('+b');
+    expect(detail).not.toContain('+d');
+  });
+});
+
+describe('lineDiff', () => {
+  it.each([
+    { name: 'identical text has no lines', a: 'x\n', b: 'x\n', out: [] },
+    { name: 'a created file is all additions', a: '', b: 'a\nb\n', out: ['+a', '+b'] },
+    { name: 'a change keeps three lines of context and marks the gap', a: '1\n2\n3\n4\n5\n6\n7\n8\n', b: '1\n2\n3\n4\n5\n6\n7\nX\n', out: ['@@', ' 5', ' 6', ' 7', '-8', '+X'] },
+  ])('$name', ({ a, b, out }) => {
+    expect(lineDiff(a, b)).toEqual(out);
+  });
+});
+
+describe('interpretRun', () => {
+  const ok = JSON.stringify(report([{ name: 't', hosts: { h: { changed: true } } }], { h: stats({ ok: 1, changed: 1 }) }));
+  it.each([
+    { name: 'a failed host is permanent, with the last failing task', out: exited(2, JSON.stringify(report([{ name: 'first', hosts: { h: { failed: true, msg: 'ignored' } } }, { name: 'boom', hosts: { h: { failed: true, msg: 'disk full' } } }], { h: stats({ failures: 1 }) }))), fault: { class: 'permanent', code: 'task-failed', message: 'task "boom" failed on h: disk full' } },
+    { name: 'an unreachable host is transient', out: exited(4, JSON.stringify(report([{ name: 'ping', hosts: { h: { unreachable: true, msg: 'no route' } } }], { h: stats({ unreachable: 1 }) }))), fault: { class: 'transient', code: 'host-unreachable' } },
+    { name: 'no report and a non-zero exit is ansible-playbook\'s own error', out: exited(4, '', 'ERROR! syntax\n'), fault: { class: 'permanent', code: 'ansible-exit-4', message: 'ERROR! syntax' } },
+    { name: 'a missing JSON callback says how to install it', out: exited(1, '', 'ERROR! Invalid callback for stdout specified: ansible.posix.json\n'), fault: { class: 'permanent', code: 'no-json-callback' } },
+    { name: 'exit 0 without a report is bad output', out: exited(0, 'PLAY [all] ****'), fault: { class: 'permanent', code: 'bad-output' } },
+    { name: 'a timeout is transient', out: { status: 'timedOut', timeoutMs: 5, stderr: '', durationMs: 5 } as const, fault: { class: 'transient', code: 'timeout' } },
+  ])('$name', ({ out, fault }) => {
+    expect(faultFrom(() => interpretRun(out))).toMatchObject(fault);
+  });
+
+  it('a successful run counts ok and changed over hosts', () => {
+    expect(interpretRun(exited(0, ok)).outputs).toEqual({ ok: 1, changed: 1, skipped: 0, hosts: 1 });
+  });
+
+  it('finds the report after a line another plugin printed', () => {
+    expect(parseReport(`some plugin noise\n${ok}`)?.stats).toEqual({ h: stats({ ok: 1, changed: 1 }) });
+  });
+});

@@ -1,0 +1,246 @@
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execBackendFactory, execConfigSchema } from '../../../src/backends/exec/index.ts';
+import type { ExecBackend } from '../../../src/backends/exec/index.ts';
+import type { Observation, Outputs, ProvisionResult } from '../../../src/runtime/index.ts';
+import { backendContext, eventually, genericNode, isAlive, opContext } from './harness.ts';
+
+// Real commands in a temp dir: small node and sh scripts speaking the exec protocol.
+const node = process.execPath;
+let dir: string;
+
+/** A resource kept in a JSON file; logs every request it receives next to it. */
+const RESOURCE = `
+import { appendFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+const [file, op] = process.argv.slice(2);
+const req = JSON.parse(readFileSync(0, 'utf8'));
+appendFileSync(file + '.log', JSON.stringify({ op, req }) + '\\n');
+if (op === 'read') {
+  if (!existsSync(file)) console.log(JSON.stringify({ exists: false }));
+  else console.log(JSON.stringify({ exists: true, state: JSON.parse(readFileSync(file, 'utf8')), outputs: { path: file } }));
+} else if (op === 'create' || op === 'update') {
+  writeFileSync(file, JSON.stringify(req.input));
+  console.log(JSON.stringify({ outputs: { path: file, by: op } }));
+} else if (op === 'delete') {
+  rmSync(file, { force: true });
+}
+`;
+
+/** Prints its arguments and two environment variables as outputs. */
+const ECHO = `
+const out = { argv: JSON.stringify(process.argv.slice(2)), keep: process.env.DS_TEST_KEEP ?? null, hidden: process.env.DS_TEST_HIDDEN ?? null };
+console.log(JSON.stringify({ outputs: out }));
+`;
+
+function script(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  chmodSync(path, 0o755);
+  return path;
+}
+
+function backend(config: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = process.env): ExecBackend {
+  return execBackendFactory.create(execConfigSchema.parse(config), backendContext(dir, env)) as ExecBackend;
+}
+
+async function observeOne(b: ExecBackend, n: ReturnType<typeof genericNode>, recorded = new Map<string, Outputs>()): Promise<Observation> {
+  return (await b.observe([n], opContext(recorded))).get(n.id)!;
+}
+
+function faultOf(r: ProvisionResult | Observation): { class: string; code: string | undefined; message: string } {
+  if (r.status !== 'failed') throw new Error(`expected a failure, got ${r.status}`);
+  return { class: r.fault.class, code: r.fault.code, message: r.fault.message };
+}
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'ds-exec-test-'));
+  script('resource.mjs', RESOURCE);
+  script('echo.mjs', ECHO);
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('exec backend: protocol round trip', () => {
+  it('reads absent, creates, reads up to date, sees out-of-band drift on input.x, updates, deletes', async () => {
+    const state = join(dir, 'rt.json');
+    const cmd = (op: string): string[] => [node, './resource.mjs', state, op];
+    const n = genericNode('bucket-logs', {
+      commands: { read: cmd('read'), create: cmd('create'), update: cmd('update'), delete: cmd('delete') },
+      input: { x: 1, tags: { team: 'data' } },
+    });
+    const b = backend();
+    const recorded = new Map<string, Outputs>();
+
+    expect(await observeOne(b, n, recorded)).toEqual({ status: 'absent' });
+
+    const created = await b.create(n, opContext(recorded));
+    expect(created).toEqual({ status: 'done', outputs: { path: state, by: 'create' } });
+    if (created.status === 'done') recorded.set(n.id, created.outputs);
+
+    expect(await observeOne(b, n, recorded)).toEqual({ status: 'upToDate', outputs: { path: state } });
+
+    // Changed out of band: x differs, tags are equal with another key order.
+    writeFileSync(state, JSON.stringify({ tags: { team: 'data' }, x: 2, extra: true }));
+    const drifted = await observeOne(b, n, recorded);
+    expect(drifted).toEqual({ status: 'drifted', diffs: [{ path: 'input.x', desired: 1, actual: 2 }], outputs: { path: state } });
+
+    const updated = await b.update(n, drifted.status === 'drifted' ? drifted.diffs : [], opContext(recorded));
+    expect(updated).toEqual({ status: 'done', outputs: { path: state, by: 'update' } });
+    expect(await observeOne(b, n, recorded)).toMatchObject({ status: 'upToDate' });
+
+    expect(await b.delete(n, opContext(recorded))).toEqual({ status: 'done', outputs: {} });
+    expect(await observeOne(b, n, recorded)).toEqual({ status: 'absent' });
+
+    // Every command got {id, input, outputs}: null before the first create, the recorded ones after.
+    const requests = readFileSync(`${state}.log`, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { op: string; req: unknown });
+    expect(requests[0]).toEqual({ op: 'read', req: { id: 'bucket-logs', input: { x: 1, tags: { team: 'data' } }, outputs: null } });
+    expect(requests.find((r) => r.op === 'update')?.req).toEqual({
+      id: 'bucket-logs',
+      input: { x: 1, tags: { team: 'data' } },
+      outputs: { path: state, by: 'create' },
+    });
+  });
+
+  it('observes many nodes at once, one entry each', async () => {
+    const nodes = Array.from({ length: 7 }, (_, i) =>
+      genericNode(`n${i}`, { commands: { read: [node, './resource.mjs', join(dir, `many-${i}.json`), 'read'], create: ['true'] } }),
+    );
+    const observed = await backend().observe(nodes, opContext());
+    expect([...observed.keys()].sort()).toEqual(nodes.map((n) => n.id).sort());
+    expect([...observed.values()].every((o) => o.status === 'absent')).toBe(true);
+  });
+});
+
+describe('exec backend: exit status classification', () => {
+  it.each([
+    { name: 'exit 75 (EX_TEMPFAIL) is transient', exit: 75, cls: 'transient' },
+    { name: 'exit 77 (EX_NOPERM) is an auth failure', exit: 77, cls: 'auth' },
+    { name: 'exit 1 is permanent', exit: 1, cls: 'permanent' },
+    { name: 'exit 2 is permanent too', exit: 2, cls: 'permanent' },
+  ])('$name', async ({ exit, cls }) => {
+    const path = script(`exit-${exit}.sh`, `#!/bin/sh\ncat >/dev/null\nfor i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo "noise $i" >&2; done\necho "the reason: quota" >&2\nexit ${exit}\n`);
+    const n = genericNode('x', { commands: { read: [path], create: [path] } });
+    const f = faultOf(await backend().create(n, opContext()));
+    expect(f).toMatchObject({ class: cls, code: `exit-${exit}` });
+    // The message is the last lines of stderr, bounded.
+    expect(f.message.split('\n').at(-1)).toBe('the reason: quota');
+    expect(f.message).not.toContain('noise 1\n');
+    expect(f.message.split('\n').length).toBeLessThanOrEqual(10);
+  });
+
+  it('names the exit status when stderr is empty', async () => {
+    const n = genericNode('x', { commands: { read: ['/bin/sh', '-c', 'exit 3'], create: ['true'] } });
+    expect(faultOf(await observeOne(backend(), n))).toEqual({ class: 'permanent', code: 'exit-3', message: 'read command exited with status 3' });
+  });
+
+  it('a missing program is a permanent spawn failure, not a crash', async () => {
+    const n = genericNode('x', { commands: { read: ['./no-such-script'], create: ['./no-such-script'] } });
+    expect(faultOf(await observeOne(backend(), n))).toMatchObject({ class: 'permanent', code: 'spawn-failed' });
+  });
+});
+
+describe('exec backend: output that is not the protocol JSON is a bad-output fault', () => {
+  const printing = (text: string): string[] => [node, '-e', `process.stdout.write(${JSON.stringify(text)})`];
+  it.each([
+    { name: 'read: garbage text', op: 'read', out: 'hello world' },
+    { name: 'read: nothing at all', op: 'read', out: '' },
+    { name: 'read: a JSON array', op: 'read', out: '[1,2]' },
+    { name: 'read: exists is not a boolean', op: 'read', out: '{"exists":"yes"}' },
+    { name: 'read: state is not an object', op: 'read', out: '{"exists":true,"state":5}' },
+    { name: 'read: an output value that is an object', op: 'read', out: '{"exists":true,"state":{},"outputs":{"a":{"b":1}}}' },
+    { name: 'create: nothing at all', op: 'create', out: '' },
+    { name: 'create: outputs is a string', op: 'create', out: '{"outputs":"x"}' },
+    { name: 'create: truncated JSON', op: 'create', out: '{"outputs":{"a":' },
+    { name: 'update: garbage', op: 'update', out: 'OK' },
+    { name: 'delete: garbage (empty or {} is fine)', op: 'delete', out: 'deleted!' },
+  ])('$name', async ({ op, out }) => {
+    const commands = { read: printing(out), create: printing(out), update: printing(out), delete: printing(out) };
+    const n = genericNode('x', { commands });
+    const b = backend();
+    const ctx = opContext();
+    const result = op === 'read' ? await observeOne(b, n) : op === 'create' ? await b.create(n, ctx) : op === 'update' ? await b.update(n, [], ctx) : await b.delete(n, ctx);
+    expect(faultOf(result)).toMatchObject({ class: 'permanent', code: 'bad-output' });
+  });
+
+  it.each([
+    { name: 'delete printing nothing', out: '' },
+    { name: 'delete printing {}', out: '{}\n' },
+  ])('accepts $name', async ({ out }) => {
+    const n = genericNode('x', { commands: { read: ['true'], create: ['true'], delete: printing(out) } });
+    expect(await backend().delete(n, opContext())).toEqual({ status: 'done', outputs: {} });
+  });
+
+  it('oversized output is cut off at maxOutputBytes and classified', async () => {
+    const n = genericNode('x', { commands: { read: [node, '-e', "process.stdout.write('x'.repeat(5_000_000))"], create: ['true'] } });
+    const started = Date.now();
+    expect(faultOf(await observeOne(backend({ maxOutputBytes: 4096 }), n))).toMatchObject({ class: 'permanent', code: 'bad-output' });
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+});
+
+describe('exec backend: missing commands', () => {
+  it.each([
+    { name: 'update without an update command reports, never re-runs create', op: 'update', code: 'no-update-command' },
+    { name: 'delete without a delete command fails', op: 'delete', code: 'no-delete-command' },
+  ])('$name', async ({ op, code }) => {
+    const marker = join(dir, `never-${code}`);
+    const n = genericNode('x', { commands: { read: ['true'], create: ['/bin/sh', '-c', `touch ${marker}`] } });
+    const b = backend();
+    const r = op === 'update' ? await b.update(n, [], opContext()) : await b.delete(n, opContext());
+    expect(faultOf(r)).toMatchObject({ class: 'permanent', code });
+    expect(() => readFileSync(marker)).toThrow();
+  });
+});
+
+describe('exec backend: process control', () => {
+  it('a timeout returns quickly as a transient fault and kills the whole process group', async () => {
+    const pids = join(dir, 'sleep.pids');
+    const path = script('sleep.sh', `#!/bin/sh\nsleep 30 &\necho $! > ${pids}\necho $$ >> ${pids}\nsleep 30\n`);
+    const n = genericNode('slow', { commands: { read: [path], create: [path] } });
+    const started = Date.now();
+    const f = faultOf(await observeOne(backend({ timeout: 300 }), n));
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(f).toMatchObject({ class: 'transient', code: 'timeout' });
+    const started_pids = readFileSync(pids, 'utf8').trim().split('\n').map(Number);
+    expect(started_pids).toHaveLength(2);
+    expect(await eventually(() => started_pids.every((p) => !isAlive(p)))).toBe(true);
+  });
+
+  it('accepts the timeout as a duration string', () => {
+    expect(execConfigSchema.parse({ timeout: '1m30s' }).timeout).toBe(90_000);
+    expect(execConfigSchema.safeParse({ timeout: 'soon' }).success).toBe(false);
+    expect(execConfigSchema.safeParse({ timeoutMs: 5 }).success).toBe(false);
+  });
+
+  it('an abort stops the command as a transient fault', async () => {
+    const n = genericNode('x', { commands: { read: ['/bin/sh', '-c', 'sleep 30'], create: ['true'] } });
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 100);
+    const obs = (await backend().observe([n], opContext(new Map(), ac.signal))).get('x')!;
+    expect(faultOf(obs)).toMatchObject({ class: 'transient', code: 'aborted' });
+  });
+
+  it('passes only allowlisted environment variables', async () => {
+    const env = { ...process.env, DS_TEST_KEEP: 'kept', DS_TEST_HIDDEN: 'secret' };
+    const n = genericNode('x', { commands: { read: ['true'], create: [node, './echo.mjs'] } });
+    const r = await backend({ env: ['DS_TEST_KEEP'] }, env).create(n, opContext());
+    expect(r).toMatchObject({ status: 'done', outputs: { keep: 'kept', hidden: null } });
+    const defaults = await backend({}, env).create(n, opContext());
+    expect(defaults).toMatchObject({ status: 'done', outputs: { keep: null, hidden: null } });
+  });
+
+  it.each([
+    { name: 'shell metacharacters', arg: 'x; rm -rf /' },
+    { name: 'command substitution', arg: '$(id)' },
+    { name: 'backticks and globs', arg: '`id` * ~' },
+    { name: 'quotes and newlines', arg: `it's "quoted"\nnext` },
+  ])('arguments arrive literally: $name', async ({ arg }) => {
+    const n = genericNode('x', { commands: { read: ['true'], create: [node, './echo.mjs', arg, 'second'] } });
+    const r = await backend().create(n, opContext());
+    expect(r.status === 'done' ? JSON.parse(String(r.outputs.argv)) : r).toEqual([arg, 'second']);
+  });
+});

@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { inputDiffs, jsonEqual, parseRead } from '../../../src/backends/exec/index.ts';
+
+describe('jsonEqual', () => {
+  it.each([
+    { name: 'key order does not matter', a: { x: 1, y: [1, { z: 2 }] }, b: { y: [1, { z: 2 }], x: 1 }, equal: true },
+    { name: 'array order does', a: [1, 2], b: [2, 1], equal: false },
+    { name: 'a number is not its string', a: 1, b: '1', equal: false },
+    { name: 'null is not absent', a: null, b: undefined, equal: false },
+    { name: 'an array is not an object with index keys', a: [1], b: { 0: 1 }, equal: false },
+    { name: 'an extra key differs', a: { x: 1 }, b: { x: 1, y: 2 }, equal: false },
+  ])('$name', ({ a, b, equal }) => {
+    expect(jsonEqual(a, b)).toBe(equal);
+  });
+});
+
+describe('inputDiffs', () => {
+  it('compares only the keys of input, each as input.<key>', () => {
+    expect(inputDiffs({ a: 1, b: { c: [1] }, missing: 'x' }, { a: 1, b: { c: [2] }, other: true })).toEqual([
+      { path: 'input.b', desired: { c: [1] }, actual: { c: [2] } },
+      { path: 'input.missing', desired: 'x', actual: undefined },
+    ]);
+  });
+});
+
+describe('parseRead', () => {
+  it.each([
+    { name: 'absent', out: '{"exists":false}\n', read: { exists: false } },
+    { name: 'present without outputs', out: '{"exists":true,"state":{"a":1}}', read: { exists: true, state: { a: 1 }, outputs: {} } },
+    { name: 'present with outputs', out: '{"exists":true,"state":{},"outputs":{"arn":"x","n":1,"ok":true,"none":null}}', read: { exists: true, state: {}, outputs: { arn: 'x', n: 1, ok: true, none: null } } },
+  ])('$name', ({ out, read }) => {
+    expect(parseRead(out)).toEqual(read);
+  });
+});
