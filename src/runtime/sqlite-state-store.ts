@@ -1,0 +1,766 @@
+import { randomUUID } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { hostname } from 'node:os';
+import Database from 'better-sqlite3';
+import { z } from 'zod';
+import type { Clock } from './clock.ts';
+import { systemClock } from './clock.ts';
+import { DesiredStateError, ErrorCodes, errorMessage } from './errors.ts';
+import type { Fault } from './fault.ts';
+import type { NodeId } from './node-spec.ts';
+import type { FieldDiff, Outputs } from './provisioner.ts';
+import type {
+  DriftReport,
+  JournalEvent,
+  NodeRecord,
+  NodeStatus,
+  OperationOutcome,
+  PendingOperation,
+  RunRecord,
+  RunSummary,
+  StateStore,
+} from './state-store.ts';
+
+/** One schema step. Steps are applied in order; `user_version` is the number applied. */
+export interface Migration {
+  readonly description: string;
+  readonly sql: string;
+}
+
+/**
+ * The schema, as an append-only list: never edit a released step, add one.
+ * Node records keep outputs, faults and snapshots as JSON text.
+ */
+export const MIGRATIONS: readonly Migration[] = Object.freeze([
+  {
+    description: 'initial schema',
+    sql: `
+      CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      ) STRICT;
+
+      CREATE TABLE nodes (
+        id              TEXT PRIMARY KEY,
+        goal            TEXT NOT NULL,
+        type            TEXT NOT NULL,
+        backend_id      TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        applied_digest  TEXT,
+        outputs         TEXT,
+        managed         INTEGER NOT NULL CHECK (managed IN (0, 1)),
+        last_fault      TEXT,
+        attempts        INTEGER NOT NULL,
+        retry_at        INTEGER,
+        reason          TEXT,
+        snapshot        TEXT,
+        deletion_policy TEXT NOT NULL CHECK (deletion_policy IN ('Orphan', 'Delete')),
+        updated_at      INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+
+      CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY,
+        trigger     TEXT NOT NULL,
+        goals_commit TEXT,
+        started_at  INTEGER NOT NULL,
+        finished_at INTEGER,
+        summary     TEXT
+      ) STRICT;
+
+      -- No foreign key to nodes: the audit trail outlives a removed node, and a
+      -- create is recorded before the node's first record is written.
+      CREATE TABLE operations (
+        id          INTEGER PRIMARY KEY,
+        node        TEXT NOT NULL,
+        op          TEXT NOT NULL CHECK (op IN ('create', 'update', 'delete')),
+        run_id      INTEGER REFERENCES runs(id),
+        started_at  INTEGER NOT NULL,
+        finished_at INTEGER,
+        outcome     TEXT CHECK (outcome IN ('done', 'failed', 'adopted', 'abandoned')),
+        detail      TEXT,
+        CHECK ((finished_at IS NULL) = (outcome IS NULL))
+      ) STRICT;
+      CREATE INDEX operations_by_node ON operations (node, op);
+      CREATE INDEX operations_pending ON operations (id) WHERE finished_at IS NULL;
+
+      CREATE TABLE drift (
+        id           INTEGER PRIMARY KEY,
+        goal         TEXT NOT NULL,
+        node         TEXT NOT NULL,
+        backend_id   TEXT NOT NULL,
+        diffs        TEXT NOT NULL,
+        first_seen   INTEGER NOT NULL,
+        detected_at  INTEGER NOT NULL,
+        action       TEXT NOT NULL CHECK (action IN ('corrected', 'reported')),
+        flapping     INTEGER NOT NULL CHECK (flapping IN (0, 1)),
+        goals_commit TEXT
+      ) STRICT;
+      CREATE INDEX drift_by_time ON drift (detected_at);
+      CREATE INDEX drift_by_node ON drift (node, detected_at);
+
+      CREATE TABLE events (
+        id   INTEGER PRIMARY KEY,
+        at   INTEGER NOT NULL,
+        node TEXT,
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX events_by_time ON events (at);
+      CREATE INDEX events_by_node ON events (node, at) WHERE node IS NOT NULL;
+    `,
+  },
+]);
+
+/** 'DSST': marks a SQLite file as a desiredstate state file. */
+const APPLICATION_ID = 0x44535354;
+/** Meta keys the store owns; `setMeta` refuses them. */
+const RESERVED_META_PREFIX = 'store.';
+const LINEAGE_KEY = 'store.lineage';
+const CREATED_AT_KEY = 'store.createdAt';
+
+/** SQLite settings: limits as data, validated once at open. */
+export interface SqliteTuning {
+  /** How long a writer waits for another connection's lock before failing. */
+  readonly busyTimeoutMs: number;
+  /** The WAL is truncated to this size after a checkpoint. */
+  readonly journalSizeLimitBytes: number;
+  /** Automatic checkpoint once the WAL holds this many pages (0 disables). */
+  readonly walAutocheckpointPages: number;
+  /** Page cache per connection; large enough that a 100k-node `putNodes` does not spill. */
+  readonly cacheSizeKiB: number;
+}
+
+const tuningSchema = z.strictObject({
+  busyTimeoutMs: z.number().int().min(0).max(600_000),
+  journalSizeLimitBytes: z.number().int().min(-1),
+  walAutocheckpointPages: z.number().int().min(0),
+  cacheSizeKiB: z.number().int().min(64),
+});
+
+export const DEFAULT_SQLITE_TUNING: SqliteTuning = Object.freeze({
+  busyTimeoutMs: 5_000,
+  journalSizeLimitBytes: 64 * 1024 * 1024,
+  walAutocheckpointPages: 1_000,
+  cacheSizeKiB: 64 * 1024,
+});
+
+export interface SqliteStateStoreOptions {
+  /** The database file, for example `.desiredstate/state.db`. */
+  readonly path: string;
+  /**
+   * Hold the exclusive lock (`<path>.lock`): the daemon and writing commands
+   * do; read-only commands (status, drift, history) pass `false`.
+   */
+  readonly lock: boolean;
+  /** Open read-only (implies the file must exist; nothing is migrated). */
+  readonly readonly?: boolean | undefined;
+  /** `create-or-check` (default): create a missing file with a new lineage. `must-exist`: refuse a missing file. */
+  readonly lineage?: 'create-or-check' | 'must-exist' | undefined;
+  /** Refuse a file whose lineage id differs (a state file copied from another deployment). */
+  readonly expectedLineage?: string | undefined;
+  readonly clock?: Clock | undefined;
+  readonly tuning?: Partial<SqliteTuning> | undefined;
+  /** The schema steps; the default is `MIGRATIONS`. Tests pass shorter or longer lists. */
+  readonly migrations?: readonly Migration[] | undefined;
+}
+
+/** The outcome of a WAL checkpoint (SQLite's three numbers). */
+export interface CheckpointResult {
+  /** True when a reader or writer kept the checkpoint from completing. */
+  readonly busy: boolean;
+  /** Frames in the WAL. */
+  readonly logFrames: number;
+  /** Frames copied back into the database. */
+  readonly checkpointedFrames: number;
+}
+
+function storeError(message: string, path: string, options: { cause?: unknown; context?: Record<string, unknown> } = {}): DesiredStateError {
+  return new DesiredStateError(ErrorCodes.StateStore, message, { cause: options.cause, context: { path, ...options.context } });
+}
+
+// ---------------------------------------------------------------------------
+// The lock file
+
+interface LockHolder {
+  readonly pid: number;
+  readonly host: string;
+  readonly token: string;
+}
+
+function readLock(lockPath: string): { readonly text: string; readonly holder: LockHolder | undefined } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(lockPath, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  const [pidLine, host, token] = text.split('\n');
+  const pid = Number(pidLine);
+  return { text, holder: Number.isSafeInteger(pid) && pid > 0 ? { pid, host: host ?? '', token: token ?? '' } : undefined };
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: the process exists but belongs to someone else.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Takes `<db>.lock`: created with O_EXCL and holding our PID, host and a
+ * token. A lock whose PID is alive refuses the open; one whose PID is dead
+ * (the holder was killed) is taken over. The PID check is only meaningful on
+ * one host, which is what an embedded SQLite file is for.
+ *
+ * Residual race, accepted: two processes taking over the same stale lock
+ * within the microseconds between re-reading and unlinking it.
+ */
+function acquireLock(lockPath: string, dbPath: string): LockHolder {
+  const me: LockHolder = { pid: process.pid, host: hostname(), token: randomUUID() };
+  const content = `${me.pid}\n${me.host}\n${me.token}\n`;
+  for (let tries = 0; tries < 5; tries++) {
+    try {
+      const fd = openSync(lockPath, 'wx', 0o644);
+      try {
+        writeSync(fd, content);
+      } finally {
+        closeSync(fd);
+      }
+      return me;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+        throw storeError(`cannot create the lock file ${lockPath}: ${errorMessage(err)}`, dbPath, { cause: err, context: { lockPath } });
+      }
+    }
+    const seen = readLock(lockPath);
+    if (seen === undefined) continue; // released meanwhile: try again
+    const holder = seen.holder;
+    if (holder !== undefined && isAlive(holder.pid)) {
+      throw new DesiredStateError(
+        ErrorCodes.StateLocked,
+        `state ${dbPath} is locked by process ${holder.pid}${holder.host ? ` on ${holder.host}` : ''} (lock file ${lockPath}); is another desiredstate running? If that process is not desiredstate, remove the lock file`,
+        { context: { path: dbPath, lockPath, pid: holder.pid, host: holder.host } },
+      );
+    }
+    // Stale (the holder died, or the file is garbage): remove it only if it is still the one we read.
+    const again = readLock(lockPath);
+    if (again !== undefined && again.text === seen.text) {
+      try {
+        unlinkSync(lockPath);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw storeError(`cannot remove the stale lock file ${lockPath}: ${errorMessage(err)}`, dbPath, { cause: err });
+      }
+    }
+  }
+  throw storeError(`cannot take the lock file ${lockPath}: it keeps changing`, dbPath, { context: { lockPath } });
+}
+
+function releaseLock(lockPath: string, me: LockHolder): void {
+  const seen = readLock(lockPath);
+  // Never remove a lock another process took over.
+  if (seen?.holder?.token !== me.token) return;
+  try {
+    unlinkSync(lockPath);
+  } catch {
+    // Already gone: nothing to release.
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Rows
+
+interface NodeRow {
+  id: string;
+  goal: string;
+  type: string;
+  backend_id: string;
+  status: string;
+  applied_digest: string | null;
+  outputs: string | null;
+  managed: number;
+  last_fault: string | null;
+  attempts: number;
+  retry_at: number | null;
+  reason: string | null;
+  snapshot: string | null;
+  deletion_policy: string;
+  updated_at: number;
+}
+
+interface OperationRow {
+  id: number;
+  node: string;
+  op: string;
+  run_id: number | null;
+  started_at: number;
+}
+
+interface RunRow {
+  id: number;
+  trigger: string;
+  goals_commit: string | null;
+  started_at: number;
+  finished_at: number | null;
+  summary: string | null;
+}
+
+interface DriftRow {
+  id: number;
+  goal: string;
+  node: string;
+  backend_id: string;
+  diffs: string;
+  first_seen: number;
+  detected_at: number;
+  action: string;
+  flapping: number;
+  goals_commit: string | null;
+}
+
+interface EventRow {
+  id: number;
+  at: number;
+  node: string | null;
+  kind: string;
+  data: string;
+}
+
+const json = (v: unknown): string | null => (v === undefined || v === null ? null : JSON.stringify(v));
+const parse = <T>(text: string | null): T | null => (text === null ? null : (JSON.parse(text) as T));
+
+function toNode(r: NodeRow): NodeRecord {
+  return {
+    id: r.id,
+    goal: r.goal,
+    type: r.type,
+    backendId: r.backend_id,
+    status: r.status as NodeStatus,
+    appliedDigest: r.applied_digest,
+    outputs: parse<Outputs>(r.outputs),
+    managed: r.managed === 1,
+    lastFault: parse<Fault>(r.last_fault),
+    attempts: r.attempts,
+    retryAt: r.retry_at,
+    reason: r.reason,
+    snapshot: parse<unknown>(r.snapshot),
+    deletionPolicy: r.deletion_policy as NodeRecord['deletionPolicy'],
+    updatedAt: r.updated_at,
+  };
+}
+
+function toDrift(r: DriftRow): DriftReport {
+  return {
+    id: r.id,
+    goal: r.goal,
+    node: r.node,
+    backendId: r.backend_id,
+    diffs: JSON.parse(r.diffs) as FieldDiff[],
+    firstSeen: r.first_seen,
+    detectedAt: r.detected_at,
+    action: r.action as DriftReport['action'],
+    flapping: r.flapping === 1,
+    commit: r.goals_commit,
+  };
+}
+
+function toEvent(r: EventRow): JournalEvent {
+  return { id: r.id, at: r.at, node: r.node, kind: r.kind, data: JSON.parse(r.data) as Record<string, unknown> };
+}
+
+type Filter = { since?: number | undefined; node?: NodeId | undefined; limit?: number | undefined };
+
+// ---------------------------------------------------------------------------
+// The store
+
+/**
+ * The embedded state store: one SQLite file in WAL mode with `synchronous=FULL`,
+ * so a write is durable when the call returns. Every write is one
+ * `BEGIN IMMEDIATE` transaction (no upgrade deadlocks between connections).
+ * Not safe for two writing processes: the lock file keeps a second daemon out.
+ */
+export class SqliteStateStore implements StateStore {
+  readonly path: string;
+  /** The random id written when the file was created; copies share it, fresh files do not. */
+  readonly lineage: string;
+  /** The schema version of the file (after migration). */
+  readonly schemaVersion: number;
+  readonly readonly: boolean;
+
+  readonly #db: Database.Database;
+  readonly #clock: Clock;
+  readonly #lock: { readonly path: string; readonly holder: LockHolder } | undefined;
+  readonly #statements = new Map<string, Database.Statement>();
+  readonly #putOne: (record: NodeRecord) => void;
+  readonly #removeOne: (id: NodeId) => void;
+  readonly #putNodes: (records: readonly NodeRecord[]) => void;
+  readonly #removeNodes: (ids: readonly NodeId[]) => void;
+  #closed = false;
+
+  private constructor(init: {
+    path: string;
+    db: Database.Database;
+    clock: Clock;
+    lock: { path: string; holder: LockHolder } | undefined;
+    lineage: string;
+    schemaVersion: number;
+    readonly: boolean;
+  }) {
+    this.path = init.path;
+    this.#db = init.db;
+    this.#clock = init.clock;
+    this.#lock = init.lock;
+    this.lineage = init.lineage;
+    this.schemaVersion = init.schemaVersion;
+    this.readonly = init.readonly;
+
+    const upsert = this.#db.prepare(`
+      INSERT INTO nodes (id, goal, type, backend_id, status, applied_digest, outputs, managed, last_fault, attempts, retry_at, reason, snapshot, deletion_policy, updated_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (id) DO UPDATE SET
+        goal = excluded.goal, type = excluded.type, backend_id = excluded.backend_id, status = excluded.status,
+        applied_digest = excluded.applied_digest, outputs = excluded.outputs, managed = excluded.managed,
+        last_fault = excluded.last_fault, attempts = excluded.attempts, retry_at = excluded.retry_at,
+        reason = excluded.reason, snapshot = excluded.snapshot, deletion_policy = excluded.deletion_policy,
+        updated_at = excluded.updated_at`);
+    this.#putOne = (r) =>
+      void upsert.run(
+        r.id, r.goal, r.type, r.backendId, r.status, r.appliedDigest, json(r.outputs), r.managed ? 1 : 0,
+        json(r.lastFault), r.attempts, r.retryAt, r.reason, json(r.snapshot), r.deletionPolicy, r.updatedAt,
+      );
+    const put = this.#db.transaction((records: readonly NodeRecord[]) => {
+      for (const r of records) this.#putOne(r);
+    });
+    this.#putNodes = (records) => put.immediate(records);
+    const del = this.#db.prepare('DELETE FROM nodes WHERE id = ?');
+    this.#removeOne = (id) => void del.run(id);
+    const remove = this.#db.transaction((ids: readonly NodeId[]) => {
+      for (const id of ids) this.#removeOne(id);
+    });
+    this.#removeNodes = (ids) => remove.immediate(ids);
+  }
+
+  /**
+   * Opens (creating if allowed) and migrates a state file. Refuses, with
+   * `DS_STATE_LOCKED`, a file another live process holds; with
+   * `DS_STATE_STORE`, a file of a newer schema, of another lineage, or that
+   * is not a desiredstate state file.
+   */
+  static open(options: SqliteStateStoreOptions): SqliteStateStore {
+    const { path } = options;
+    const readonly = options.readonly ?? false;
+    const clock = options.clock ?? systemClock;
+    const migrations = options.migrations ?? MIGRATIONS;
+    const tuning = tuningSchema.safeParse({ ...DEFAULT_SQLITE_TUNING, ...options.tuning });
+    if (!tuning.success) {
+      throw storeError(`invalid state store tuning: ${tuning.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`, path);
+    }
+    if (readonly && options.lock) throw storeError('a read-only state store does not take the lock', path);
+
+    const mustExist = readonly || options.lineage === 'must-exist';
+    // Checked before the lock: a status command on a fresh checkout must say "no state", not "cannot lock".
+    if (mustExist && !existsSync(path)) throw storeError(`no state file at ${path}`, path);
+    if (!mustExist) mkdirSync(dirname(path), { recursive: true });
+    const lockPath = `${path}.lock`;
+    const lock = options.lock ? { path: lockPath, holder: acquireLock(lockPath, path) } : undefined;
+    let db: Database.Database | undefined;
+    try {
+      try {
+        db = new Database(path, { readonly, fileMustExist: mustExist, timeout: tuning.data.busyTimeoutMs });
+      } catch (err) {
+        throw storeError(
+          mustExist && (err as { code?: string }).code === 'SQLITE_CANTOPEN' ? `no state file at ${path}` : `cannot open state file ${path}: ${errorMessage(err)}`,
+          path,
+          { cause: err },
+        );
+      }
+      db.pragma(`busy_timeout = ${tuning.data.busyTimeoutMs}`);
+      if (!readonly) {
+        const mode = db.pragma('journal_mode = WAL', { simple: true });
+        if (mode !== 'wal') throw storeError(`state file ${path} cannot use WAL mode (got ${String(mode)})`, path);
+        db.pragma('synchronous = FULL');
+        db.pragma(`journal_size_limit = ${tuning.data.journalSizeLimitBytes}`);
+        db.pragma(`wal_autocheckpoint = ${tuning.data.walAutocheckpointPages}`);
+      }
+      db.pragma('foreign_keys = ON');
+      db.pragma(`cache_size = -${tuning.data.cacheSizeKiB}`);
+
+      const schemaVersion = migrate(db, path, migrations, readonly, clock);
+      const lineage = readLineage(db, path);
+      if (options.expectedLineage !== undefined && options.expectedLineage !== lineage) {
+        throw storeError(
+          `state file ${path} belongs to lineage ${lineage}, not the expected ${options.expectedLineage}: it was created for another deployment (or replaced); refusing to use it`,
+          path,
+          { context: { lineage, expectedLineage: options.expectedLineage } },
+        );
+      }
+      return new SqliteStateStore({ path, db, clock, lock, lineage, schemaVersion, readonly });
+    } catch (err) {
+      db?.close();
+      if (lock !== undefined) releaseLock(lock.path, lock.holder);
+      throw err;
+    }
+  }
+
+  // -- nodes
+
+  getNode(id: NodeId): NodeRecord | undefined {
+    const row = this.#stmt('SELECT * FROM nodes WHERE id = ?').get(id) as NodeRow | undefined;
+    return row === undefined ? undefined : toNode(row);
+  }
+
+  /** Every node, by id. */
+  listNodes(): NodeRecord[] {
+    return (this.#stmt('SELECT * FROM nodes ORDER BY id').all() as NodeRow[]).map(toNode);
+  }
+
+  /** Inserts or replaces many records in one transaction. */
+  putNodes(records: readonly NodeRecord[]): void {
+    if (records.length === 0) return;
+    if (this.#db.inTransaction) for (const r of records) this.#putOne(r);
+    else this.#putNodes(records);
+  }
+
+  removeNodes(ids: readonly NodeId[]): void {
+    if (ids.length === 0) return;
+    if (this.#db.inTransaction) for (const id of ids) this.#removeOne(id);
+    else this.#removeNodes(ids);
+  }
+
+  // -- operations
+
+  beginOperation(node: NodeId, op: PendingOperation['op'], runId: number | null): number {
+    const r = this.#write(() => this.#stmt('INSERT INTO operations (node, op, run_id, started_at) VALUES (?, ?, ?, ?)').run(node, op, runId, this.#clock.now()));
+    return Number(r.lastInsertRowid);
+  }
+
+  /** Marks a pending operation finished; throws `DS_STATE_STORE` if it is unknown or already finished. */
+  finishOperation(id: number, outcome: OperationOutcome, detail?: string): void {
+    const r = this.#write(() =>
+      this.#stmt('UPDATE operations SET finished_at = ?, outcome = ?, detail = ? WHERE id = ? AND finished_at IS NULL').run(this.#clock.now(), outcome, detail ?? null, id),
+    );
+    if (r.changes !== 1) throw storeError(`operation ${id} is not pending`, this.path, { context: { operation: id, outcome } });
+  }
+
+  /** Pending operations, oldest first. */
+  pendingOperations(): PendingOperation[] {
+    const rows = this.#stmt('SELECT id, node, op, run_id, started_at FROM operations WHERE finished_at IS NULL ORDER BY id').all() as OperationRow[];
+    return rows.map((r) => ({ id: r.id, node: r.node, op: r.op as PendingOperation['op'], runId: r.run_id, startedAt: r.started_at }));
+  }
+
+  countOperations(node: NodeId, op: PendingOperation['op']): number {
+    return (this.#stmt('SELECT count(*) AS n FROM operations WHERE node = ? AND op = ?').get(node, op) as { n: number }).n;
+  }
+
+  // -- runs
+
+  startRun(trigger: string, commit: string | null): number {
+    const r = this.#write(() => this.#stmt('INSERT INTO runs (trigger, goals_commit, started_at) VALUES (?, ?, ?)').run(trigger, commit, this.#clock.now()));
+    return Number(r.lastInsertRowid);
+  }
+
+  finishRun(id: number, summary: RunSummary): void {
+    const r = this.#write(() => this.#stmt('UPDATE runs SET finished_at = ?, summary = ? WHERE id = ?').run(this.#clock.now(), JSON.stringify(summary), id));
+    if (r.changes !== 1) throw storeError(`run ${id} does not exist`, this.path, { context: { run: id } });
+  }
+
+  /** Runs, newest first (`limit` of them, default all). */
+  listRuns(limit?: number): RunRecord[] {
+    const rows = (
+      limit === undefined ? this.#stmt('SELECT * FROM runs ORDER BY id DESC').all() : this.#stmt('SELECT * FROM runs ORDER BY id DESC LIMIT ?').all(limit)
+    ) as RunRow[];
+    return rows.map((r) => ({
+      id: r.id,
+      startedAt: r.started_at,
+      finishedAt: r.finished_at,
+      trigger: r.trigger,
+      commit: r.goals_commit,
+      summary: parse<RunSummary>(r.summary),
+    }));
+  }
+
+  // -- drift
+
+  recordDrift(report: DriftReport): void {
+    this.#write(() =>
+      this.#stmt(
+        'INSERT INTO drift (goal, node, backend_id, diffs, first_seen, detected_at, action, flapping, goals_commit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ).run(report.goal, report.node, report.backendId, JSON.stringify(report.diffs), report.firstSeen, report.detectedAt, report.action, report.flapping ? 1 : 0, report.commit),
+    );
+  }
+
+  /** Drift reports detected at or after `since`, of `node`, oldest first; with `limit`, the most recent ones. */
+  listDrift(filter: Filter = {}): DriftReport[] {
+    return (this.#filtered('drift', 'detected_at', filter) as DriftRow[]).map(toDrift);
+  }
+
+  // -- events
+
+  appendEvent(event: JournalEvent): void {
+    this.#write(() => this.#stmt('INSERT INTO events (at, node, kind, data) VALUES (?, ?, ?, ?)').run(event.at, event.node, event.kind, JSON.stringify(event.data)));
+  }
+
+  /** Events at or after `since`, of `node`, oldest first; with `limit`, the most recent ones. */
+  listEvents(filter: Filter = {}): JournalEvent[] {
+    return (this.#filtered('events', 'at', filter) as EventRow[]).map(toEvent);
+  }
+
+  // -- meta
+
+  getMeta(key: string): string | undefined {
+    return (this.#stmt('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
+  }
+
+  /** Sets (or with `null` deletes) a key. Keys starting `store.` belong to the store and are refused. */
+  setMeta(key: string, value: string | null): void {
+    if (key.startsWith(RESERVED_META_PREFIX)) throw storeError(`meta key ${key} is reserved for the state store`, this.path, { context: { key } });
+    this.#write(() =>
+      value === null
+        ? this.#stmt('DELETE FROM meta WHERE key = ?').run(key)
+        : this.#stmt('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value),
+    );
+  }
+
+  /**
+   * Runs `fn` as one `BEGIN IMMEDIATE` transaction, durable when it returns;
+   * writes inside it (and nested `transaction` calls) join it. A throw rolls
+   * everything back and is rethrown.
+   */
+  transaction<T>(fn: () => T): T {
+    if (this.#db.inTransaction) return fn();
+    return this.#db.transaction(fn).immediate();
+  }
+
+  // -- maintenance
+
+  /** A passive WAL checkpoint: copies what it can without waiting for readers. */
+  checkpoint(mode: 'PASSIVE' | 'TRUNCATE' = 'PASSIVE'): CheckpointResult {
+    const [r] = this.#db.pragma(`wal_checkpoint(${mode})`) as { busy: number; log: number; checkpointed: number }[];
+    return { busy: r?.busy === 1, logFrames: r?.log ?? 0, checkpointedFrames: r?.checkpointed ?? 0 };
+  }
+
+  /** `PRAGMA integrity_check`: `ok`, or SQLite's findings one per line. */
+  integrityCheck(): string {
+    const rows = this.#db.pragma('integrity_check') as { integrity_check: string }[];
+    return rows.map((r) => r.integrity_check).join('\n');
+  }
+
+  /** Checkpoints (TRUNCATE, so the WAL does not linger), closes the file and releases the lock. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      if (!this.readonly) {
+        try {
+          this.checkpoint('TRUNCATE');
+        } catch {
+          // A reader holds the WAL: the next open or checkpoint finishes the job.
+        }
+      }
+      this.#db.close();
+    } finally {
+      if (this.#lock !== undefined) releaseLock(this.#lock.path, this.#lock.holder);
+    }
+  }
+
+  #stmt(sql: string): Database.Statement {
+    let s = this.#statements.get(sql);
+    if (s === undefined) {
+      s = this.#db.prepare(sql);
+      this.#statements.set(sql, s);
+    }
+    return s;
+  }
+
+  /** One write in its own `BEGIN IMMEDIATE` transaction, or as part of the caller's `transaction`. */
+  #write<T>(fn: () => T): T {
+    return this.transaction(fn);
+  }
+
+  #filtered(table: 'drift' | 'events', timeColumn: string, filter: Filter): unknown[] {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    if (filter.since !== undefined) {
+      where.push(`${timeColumn} >= ?`);
+      params.push(filter.since);
+    }
+    if (filter.node !== undefined) {
+      where.push('node = ?');
+      params.push(filter.node);
+    }
+    const cond = where.length === 0 ? '' : ` WHERE ${where.join(' AND ')}`;
+    if (filter.limit === undefined) return this.#stmt(`SELECT * FROM ${table}${cond} ORDER BY ${timeColumn}, id`).all(...params);
+    // The most recent `limit`, returned oldest first.
+    return this.#stmt(`SELECT * FROM (SELECT * FROM ${table}${cond} ORDER BY ${timeColumn} DESC, id DESC LIMIT ?) ORDER BY ${timeColumn}, id`).all(...params, filter.limit);
+  }
+}
+
+/** Brings the file to the code's schema, in one transaction; refuses newer schemas and foreign files. */
+function migrate(db: Database.Database, path: string, migrations: readonly Migration[], readonly: boolean, clock: Clock): number {
+  const known = migrations.length;
+  const readVersion = (): number => db.pragma('user_version', { simple: true }) as number;
+  const appId = db.pragma('application_id', { simple: true }) as number;
+  const version = readVersion();
+  if (appId !== 0 && appId !== APPLICATION_ID) throw storeError(`${path} is not a desiredstate state file (application_id ${appId})`, path);
+  if (version > known) {
+    throw storeError(
+      `state file ${path} has schema version ${version}, newer than the ${known} this desiredstate knows: it was written by a newer release; upgrade desiredstate (or restore a backup) rather than downgrade the file`,
+      path,
+      { context: { schemaVersion: version, knownVersion: known } },
+    );
+  }
+  if (version === known) {
+    if (appId !== APPLICATION_ID && known > 0) throw storeError(`${path} is not a desiredstate state file`, path);
+    return version;
+  }
+  if (readonly) {
+    throw storeError(
+      `state file ${path} has schema version ${version}, older than ${known}; open it once with a writing command (apply or run) to migrate it`,
+      path,
+      { context: { schemaVersion: version, knownVersion: known } },
+    );
+  }
+  const run = db.transaction(() => {
+    // Re-read inside the write lock: another process may have migrated meanwhile.
+    const from = readVersion();
+    if (from === 0) {
+      const tables = db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").get() as { n: number };
+      if (tables.n > 0) throw storeError(`${path} is not a desiredstate state file (it has tables but no schema version)`, path);
+    }
+    for (let v = from; v < known; v++) {
+      const step = migrations[v]!;
+      try {
+        db.exec(step.sql);
+      } catch (err) {
+        throw storeError(`migrating state file ${path} to schema version ${v + 1} (${step.description}) failed: ${errorMessage(err)}`, path, {
+          cause: err,
+          context: { schemaVersion: v, targetVersion: v + 1 },
+        });
+      }
+    }
+    if (from === 0) {
+      const insert = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
+      insert.run(LINEAGE_KEY, randomUUID());
+      insert.run(CREATED_AT_KEY, String(clock.now()));
+      db.pragma(`application_id = ${APPLICATION_ID}`);
+    }
+    db.pragma(`user_version = ${known}`);
+  });
+  run.immediate();
+  return known;
+}
+
+function readLineage(db: Database.Database, path: string): string {
+  let row: { value: string } | undefined;
+  try {
+    row = db.prepare('SELECT value FROM meta WHERE key = ?').get(LINEAGE_KEY) as { value: string } | undefined;
+  } catch (err) {
+    throw storeError(`state file ${path} has no meta table: ${errorMessage(err)}`, path, { cause: err });
+  }
+  if (row === undefined) throw storeError(`state file ${path} has no lineage id`, path);
+  return row.value;
+}

@@ -1,0 +1,432 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FakeClock } from '../../src/runtime/clock.ts';
+import { DesiredStateError, ErrorCodes } from '../../src/runtime/errors.ts';
+import type { Migration, SqliteStateStoreOptions } from '../../src/runtime/sqlite-state-store.ts';
+import { MIGRATIONS, SqliteStateStore } from '../../src/runtime/sqlite-state-store.ts';
+import type { DriftReport, NodeRecord } from '../../src/runtime/state-store.ts';
+
+let dir: string;
+let dbPath: string;
+const open: SqliteStateStore[] = [];
+
+function openStore(options: Partial<SqliteStateStoreOptions> = {}): SqliteStateStore {
+  const s = SqliteStateStore.open({ path: dbPath, lock: true, ...options });
+  open.push(s);
+  return s;
+}
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof DesiredStateError) return err.code;
+    throw err;
+  }
+  return undefined;
+}
+
+function errorOf(fn: () => unknown): DesiredStateError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof DesiredStateError) return err;
+    throw err;
+  }
+  throw new Error('expected a DesiredStateError');
+}
+
+function node(id: string, extra: Partial<NodeRecord> = {}): NodeRecord {
+  return {
+    id,
+    goal: 'g',
+    type: 'local.file',
+    backendId: 'local',
+    status: 'ready',
+    appliedDigest: 'sha256:abc',
+    outputs: { path: `/tmp/${id}`, size: 3, ok: true, none: null },
+    managed: true,
+    lastFault: null,
+    attempts: 0,
+    retryAt: null,
+    reason: null,
+    snapshot: { status: 'active', value: 'ready', historyValue: {}, context: {}, children: {} },
+    deletionPolicy: 'Delete',
+    updatedAt: 1000,
+    ...extra,
+  };
+}
+
+function drift(nodeId: string, detectedAt: number, extra: Partial<DriftReport> = {}): DriftReport {
+  return {
+    goal: 'g',
+    node: nodeId,
+    backendId: 'local',
+    diffs: [{ path: 'mode', desired: '0644', actual: '0600' }],
+    firstSeen: detectedAt,
+    detectedAt,
+    action: 'reported',
+    flapping: false,
+    commit: 'abc123',
+    ...extra,
+  };
+}
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'ds-store-'));
+  dbPath = join(dir, 'state', 'state.db');
+});
+
+afterEach(() => {
+  for (const s of open.splice(0)) s.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('opening', () => {
+  it('creates a WAL file with the pragmas, the schema and a lineage', () => {
+    const s = openStore();
+    expect(s.schemaVersion).toBe(MIGRATIONS.length);
+    expect(s.lineage).toMatch(/^[0-9a-f-]{36}$/);
+    expect(s.integrityCheck()).toBe('ok');
+    const raw = new Database(dbPath, { readonly: true });
+    expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(raw.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length);
+    const tables = (raw.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
+    expect(tables).toEqual(['drift', 'events', 'meta', 'nodes', 'operations', 'runs']);
+    raw.close();
+  });
+
+  it('keeps data and lineage across close and reopen', () => {
+    const s = openStore();
+    s.putNodes([node('a'), node('b')]);
+    s.setMeta('lastGood', 'rev1');
+    const lineage = s.lineage;
+    s.close();
+    expect(existsSync(`${dbPath}.lock`)).toBe(false);
+    const again = openStore({ expectedLineage: lineage });
+    expect(again.lineage).toBe(lineage);
+    expect(again.listNodes().map((n) => n.id)).toEqual(['a', 'b']);
+    expect(again.getMeta('lastGood')).toBe('rev1');
+  });
+
+  it.each([
+    { name: 'lineage of another deployment', options: { expectedLineage: '00000000-0000-4000-8000-000000000000' }, message: /lineage .* not the expected/ },
+    { name: 'lock together with readonly', options: { readonly: true, lock: true }, message: /read-only/ },
+  ])('refuses $name with DS_STATE_STORE', ({ options, message }) => {
+    openStore().close();
+    const err = errorOf(() => openStore(options));
+    expect(err.code).toBe(ErrorCodes.StateStore);
+    expect(err.message).toMatch(message);
+  });
+
+  it.each([
+    { name: 'readonly', options: { readonly: true, lock: false } },
+    { name: 'must-exist', options: { lineage: 'must-exist' as const } },
+  ])('refuses a missing file when $name', ({ options }) => {
+    const err = errorOf(() => openStore(options));
+    expect(err.code).toBe(ErrorCodes.StateStore);
+    expect(err.message).toContain('no state file');
+    expect(existsSync(`${dbPath}.lock`)).toBe(false); // a failed open releases the lock
+  });
+
+  it('refuses a SQLite file that is not a state file', () => {
+    writeFileSync(join(dir, 'other.db'), '');
+    const other = new Database(join(dir, 'other.db'));
+    other.exec('CREATE TABLE mine (x)');
+    other.close();
+    const err = errorOf(() => SqliteStateStore.open({ path: join(dir, 'other.db'), lock: false }));
+    expect(err.code).toBe(ErrorCodes.StateStore);
+    expect(err.message).toContain('not a desiredstate state file');
+  });
+
+  it('opens read-only for status commands while the daemon holds the lock', () => {
+    const w = openStore();
+    w.putNodes([node('a')]);
+    const r = openStore({ readonly: true, lock: false });
+    expect(r.listNodes().map((n) => n.id)).toEqual(['a']);
+    expect(r.lineage).toBe(w.lineage);
+    expect(() => r.setMeta('x', 'y')).toThrow(/readonly/);
+  });
+});
+
+describe('migrations', () => {
+  const v1: Migration = MIGRATIONS[0]!;
+  const v2: Migration = { description: 'two', sql: 'CREATE TABLE extra (x INTEGER) STRICT;' };
+  const broken: Migration = { description: 'broken', sql: 'CREATE TABLE extra2 (x); THIS IS NOT SQL;' };
+
+  it('migrates an older file in one step, keeping its lineage', () => {
+    const s1 = openStore({ migrations: [v1] });
+    const lineage = s1.lineage;
+    expect(s1.schemaVersion).toBe(1);
+    s1.close();
+    const s2 = openStore({ migrations: [v1, v2] });
+    expect(s2.schemaVersion).toBe(2);
+    expect(s2.lineage).toBe(lineage);
+    s2.close();
+    const raw = new Database(dbPath, { readonly: true });
+    expect(raw.prepare("SELECT name FROM sqlite_master WHERE name = 'extra'").get()).toBeDefined();
+    raw.close();
+  });
+
+  it('refuses a file of a newer schema with a clear message', () => {
+    openStore({ migrations: [v1, v2] }).close();
+    const err = errorOf(() => openStore({ migrations: [v1] }));
+    expect(err.code).toBe(ErrorCodes.StateStore);
+    expect(err.message).toMatch(/schema version 2, newer than the 1 this desiredstate knows/);
+    expect(err.context).toMatchObject({ schemaVersion: 2, knownVersion: 1 });
+  });
+
+  it('rolls a failed migration back entirely', () => {
+    openStore({ migrations: [v1] }).close();
+    const err = errorOf(() => openStore({ migrations: [v1, v2, broken] }));
+    expect(err.code).toBe(ErrorCodes.StateStore);
+    expect(err.message).toContain('schema version 3 (broken)');
+    expect(err.cause).toBeDefined();
+    const raw = new Database(dbPath, { readonly: true });
+    expect(raw.pragma('user_version', { simple: true })).toBe(1);
+    expect(raw.prepare("SELECT name FROM sqlite_master WHERE name IN ('extra', 'extra2')").all()).toEqual([]);
+    raw.close();
+  });
+
+  it('refuses to migrate a read-only open', () => {
+    openStore({ migrations: [v1] }).close();
+    const err = errorOf(() => openStore({ migrations: [v1, v2], readonly: true, lock: false }));
+    expect(err.message).toMatch(/older than 2/);
+  });
+});
+
+describe('the lock', () => {
+  it('refuses a second open in the same process, naming the PID and path', () => {
+    openStore();
+    const err = errorOf(() => openStore());
+    expect(err.code).toBe(ErrorCodes.StateLocked);
+    expect(err.message).toContain(`process ${process.pid}`);
+    expect(err.message).toContain(`${dbPath}.lock`);
+    expect(err.context).toMatchObject({ pid: process.pid });
+  });
+
+  it('refuses an open from another process while held', () => {
+    openStore();
+    const script = `
+      import { SqliteStateStore } from ${JSON.stringify(join(process.cwd(), 'src/runtime/sqlite-state-store.ts'))};
+      try { SqliteStateStore.open({ path: ${JSON.stringify(dbPath)}, lock: true }); console.log('OPENED'); }
+      catch (err) { console.log(err.code, err.message); }
+    `;
+    const child = spawnSync('npx', ['node', '--input-type=module', '-e', script], { encoding: 'utf8', cwd: process.cwd() });
+    expect(child.stdout).toContain(ErrorCodes.StateLocked);
+    expect(child.stdout).toContain(`process ${process.pid}`);
+  });
+
+  it('takes over a stale lock left by a killed process', () => {
+    // A child that took the lock and died without releasing it (as after kill -9).
+    const script = `
+      import { SqliteStateStore } from ${JSON.stringify(join(process.cwd(), 'src/runtime/sqlite-state-store.ts'))};
+      SqliteStateStore.open({ path: ${JSON.stringify(dbPath)}, lock: true });
+      process.kill(process.pid, 'SIGKILL');
+    `;
+    spawnSync('npx', ['node', '--input-type=module', '-e', script], { encoding: 'utf8', cwd: process.cwd() });
+    const stale = readFileSync(`${dbPath}.lock`, 'utf8');
+    expect(Number(stale.split('\n')[0])).not.toBe(process.pid);
+    const s = openStore();
+    expect(readFileSync(`${dbPath}.lock`, 'utf8').split('\n')[0]).toBe(String(process.pid));
+    s.close();
+    expect(existsSync(`${dbPath}.lock`)).toBe(false);
+  });
+
+  it('takes over a garbage lock file', () => {
+    openStore().close();
+    writeFileSync(`${dbPath}.lock`, 'not a pid');
+    expect(codeOf(() => openStore())).toBeUndefined();
+  });
+
+  it('lets a read-only open ignore the lock', () => {
+    openStore();
+    expect(codeOf(() => openStore({ readonly: true, lock: false }))).toBeUndefined();
+  });
+});
+
+describe('nodes', () => {
+  it('round-trips records, JSON fields included', () => {
+    const s = openStore();
+    const records = [
+      node('a'),
+      node('b', { status: 'failed', lastFault: { class: 'throttled', message: 'slow down', retryAfterMs: 500 }, attempts: 2, retryAt: 5000, outputs: null, snapshot: null, managed: false, deletionPolicy: 'Orphan', reason: 'backoff' }),
+    ];
+    s.putNodes(records);
+    expect(s.getNode('a')).toEqual(records[0]);
+    expect(s.getNode('b')).toEqual(records[1]);
+    expect(s.getNode('missing')).toBeUndefined();
+    s.putNodes([node('a', { status: 'drifted', attempts: 1 })]);
+    expect(s.getNode('a')?.status).toBe('drifted');
+    s.removeNodes(['a']);
+    expect(s.listNodes().map((n) => n.id)).toEqual(['b']);
+  });
+
+  it('writes 100k records in one transaction quickly', () => {
+    const s = openStore();
+    const records = Array.from({ length: 100_000 }, (_, i) => node(`n${String(i).padStart(6, '0')}`, { updatedAt: i }));
+    const t0 = performance.now();
+    s.putNodes(records);
+    const insertMs = performance.now() - t0;
+    const t1 = performance.now();
+    s.putNodes(records.map((r) => ({ ...r, status: 'drifted' as const })));
+    const updateMs = performance.now() - t1;
+    const t2 = performance.now();
+    const all = s.listNodes();
+    const listMs = performance.now() - t2;
+    console.log(`putNodes 100k: insert ${insertMs.toFixed(0)} ms, update ${updateMs.toFixed(0)} ms; listNodes ${listMs.toFixed(0)} ms`);
+    expect(all).toHaveLength(100_000);
+    expect(all[99_999]?.status).toBe('drifted');
+    expect(insertMs).toBeLessThan(3000); // generous for slow CI; typically a few hundred ms
+  });
+});
+
+describe('operations', () => {
+  it('records pending operations durably and finishes them once', () => {
+    const clock = new FakeClock(10_000);
+    const s = openStore({ clock });
+    const run = s.startRun('apply', 'abc');
+    const create = s.beginOperation('a', 'create', run);
+    clock.advance(5);
+    const update = s.beginOperation('b', 'update', null);
+    expect(s.pendingOperations()).toEqual([
+      { id: create, node: 'a', op: 'create', runId: run, startedAt: 10_000 },
+      { id: update, node: 'b', op: 'update', runId: null, startedAt: 10_005 },
+    ]);
+    s.finishOperation(create, 'done');
+    expect(s.pendingOperations().map((o) => o.id)).toEqual([update]);
+    expect(codeOf(() => s.finishOperation(create, 'failed'))).toBe(ErrorCodes.StateStore);
+    s.beginOperation('a', 'create', run);
+    expect(s.countOperations('a', 'create')).toBe(2);
+    expect(s.countOperations('a', 'delete')).toBe(0);
+  });
+
+  it('keeps a pending operation across a crash (reopen without close)', () => {
+    const s = openStore();
+    const id = s.beginOperation('a', 'create', null);
+    // Simulate a crash: reopen from another connection without finishing.
+    const r = SqliteStateStore.open({ path: dbPath, lock: false, readonly: true });
+    expect(r.pendingOperations().map((o) => o.id)).toEqual([id]);
+    r.close();
+  });
+
+  it('refuses an operation naming a run that does not exist', () => {
+    const s = openStore();
+    expect(() => s.beginOperation('a', 'create', 999)).toThrow(/FOREIGN KEY/);
+  });
+});
+
+describe('runs', () => {
+  it('lists runs newest first with their summary', () => {
+    const clock = new FakeClock(1000);
+    const s = openStore({ clock });
+    const first = s.startRun('apply', 'c1');
+    clock.advance(10);
+    const summary = { created: 1, updated: 2, deleted: 0, unchanged: 3, failed: 0, blocked: 0, held: 0, drifted: 1 };
+    s.finishRun(first, summary);
+    const second = s.startRun('daemon', null);
+    expect(s.listRuns()).toEqual([
+      { id: second, startedAt: 1010, finishedAt: null, trigger: 'daemon', commit: null, summary: null },
+      { id: first, startedAt: 1000, finishedAt: 1010, trigger: 'apply', commit: 'c1', summary },
+    ]);
+    expect(s.listRuns(1).map((r) => r.id)).toEqual([second]);
+  });
+});
+
+describe('drift and events', () => {
+  it.each([
+    { name: 'no filter: all, oldest first', filter: {}, expected: [['a', 100], ['b', 200], ['a', 300], ['b', 400]] },
+    { name: 'since is inclusive', filter: { since: 200 }, expected: [['b', 200], ['a', 300], ['b', 400]] },
+    { name: 'by node', filter: { node: 'a' }, expected: [['a', 100], ['a', 300]] },
+    { name: 'by node and since', filter: { node: 'b', since: 300 }, expected: [['b', 400]] },
+    { name: 'limit keeps the most recent', filter: { limit: 2 }, expected: [['a', 300], ['b', 400]] },
+    { name: 'unknown node', filter: { node: 'zz' }, expected: [] },
+  ])('filters drift: $name', ({ filter, expected }) => {
+    const s = openStore();
+    for (const [n, at] of [['a', 100], ['b', 200], ['a', 300], ['b', 400]] as const) s.recordDrift(drift(n, at));
+    expect(s.listDrift(filter).map((d) => [d.node, d.detectedAt])).toEqual(expected);
+  });
+
+  it('round-trips a drift report with masked diffs unchanged (the store never sees a secret)', () => {
+    const s = openStore();
+    const report = drift('db-role', 500, {
+      action: 'corrected',
+      flapping: true,
+      firstSeen: 400,
+      diffs: [
+        { path: 'password', desired: '***', actual: '***', masked: true },
+        { path: 'connectionLimit', desired: 10, actual: 5 },
+        { path: 'memberOf[1]', desired: ['a'], actual: null, detail: '--- a\n+++ b' },
+      ],
+    });
+    s.recordDrift(report);
+    const [stored] = s.listDrift();
+    expect(stored).toEqual({ ...report, id: stored?.id });
+    const raw = readFileSync(dbPath, 'latin1') + (existsSync(`${dbPath}-wal`) ? readFileSync(`${dbPath}-wal`, 'latin1') : '');
+    expect(raw).toContain('"masked":true');
+  });
+
+  it.each([
+    { name: 'since', filter: { since: 20 }, expected: ['reload', 'fault'] },
+    { name: 'node', filter: { node: 'a' }, expected: ['op', 'fault'] },
+    { name: 'limit', filter: { limit: 1 }, expected: ['fault'] },
+  ])('filters events: $name', ({ filter, expected }) => {
+    const s = openStore();
+    s.appendEvent({ at: 10, node: 'a', kind: 'op', data: { op: 'create' } });
+    s.appendEvent({ at: 20, node: null, kind: 'reload', data: { files: 2 } });
+    s.appendEvent({ at: 30, node: 'a', kind: 'fault', data: { class: 'transient' } });
+    expect(s.listEvents(filter).map((e) => e.kind)).toEqual(expected);
+    expect(s.listEvents({ node: 'a' })[0]).toEqual({ id: expect.any(Number), at: 10, node: 'a', kind: 'op', data: { op: 'create' } });
+  });
+});
+
+describe('meta and maintenance', () => {
+  it('sets, replaces and deletes keys, and refuses reserved ones', () => {
+    const s = openStore();
+    s.setMeta('k', 'v1');
+    s.setMeta('k', 'v2');
+    expect(s.getMeta('k')).toBe('v2');
+    s.setMeta('k', null);
+    expect(s.getMeta('k')).toBeUndefined();
+    expect(codeOf(() => s.setMeta('store.lineage', 'forged'))).toBe(ErrorCodes.StateStore);
+  });
+
+  it('checkpoints and passes the integrity check', () => {
+    const s = openStore();
+    s.putNodes(Array.from({ length: 1000 }, (_, i) => node(`n${i}`)));
+    const r = s.checkpoint();
+    expect(r.busy).toBe(false);
+    expect(r.checkpointedFrames).toBe(r.logFrames);
+    expect(s.integrityCheck()).toBe('ok');
+    s.close();
+    s.close(); // idempotent
+    expect(existsSync(`${dbPath}-wal`) ? readFileSync(`${dbPath}-wal`).length : 0).toBe(0);
+  });
+});
+
+describe('transaction', () => {
+  it.each([
+    { name: 'commits every write of a successful transaction', fail: false, nodes: ['a', 'b'], pending: 1, meta: 'v' },
+    { name: 'rolls every write back when fn throws', fail: true, nodes: [], pending: 0, meta: undefined },
+  ])('$name', ({ fail, nodes, pending, meta }) => {
+    const s = openStore();
+    const run = () =>
+      s.transaction(() => {
+        s.beginOperation('a', 'create', null);
+        s.putNodes([node('a')]);
+        s.transaction(() => s.putNodes([node('b')])); // nested: joins
+        s.setMeta('k', 'v');
+        if (fail) throw new Error('boom');
+        return 42;
+      });
+    if (fail) expect(run).toThrow('boom');
+    else expect(run()).toBe(42);
+    expect(s.listNodes().map((n) => n.id)).toEqual(nodes);
+    expect(s.pendingOperations()).toHaveLength(pending);
+    expect(s.getMeta('k')).toBe(meta);
+  });
+});
