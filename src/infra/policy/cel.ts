@@ -1,0 +1,248 @@
+import { celEnv, CelScalar, isCelError, mapType, parse, plan } from '@bufbuild/cel';
+import type { CelInput } from '@bufbuild/cel';
+import { strings } from '@bufbuild/cel/ext';
+import { didYouMean, errorMessage } from '../../runtime/index.ts';
+import type { PathKey } from '../../runtime/index.ts';
+
+/**
+ * CEL for policy rules: compiled once at load (parse, static checks, plan),
+ * evaluated many times. @bufbuild/cel 0.6 has no cost budget and does not
+ * export its type checker, so cost is bounded statically here (length,
+ * AST size, depth, comprehension nesting) and every evaluation error is
+ * caught and returned as a value, never thrown.
+ */
+
+/** The variables an expression sees. `deletionPolicy` is the node's, as resolved (Orphan unless the goal says Delete). */
+export const CEL_VARIABLES = ['id', 'type', 'spec', 'labels', 'goal', 'deletionPolicy'] as const;
+export type CelVariable = (typeof CEL_VARIABLES)[number];
+
+/** What one evaluation binds, already converted to CEL values (see {@link toCelValue}). */
+export type CelActivation = { readonly [V in CelVariable]: CelInput };
+
+/** Static bounds that keep every evaluation cheap. */
+export interface CelLimits {
+  /** Longest expression, in characters. */
+  readonly maxLength: number;
+  /** Most AST nodes after macro expansion. */
+  readonly maxNodes: number;
+  /** Deepest AST nesting. */
+  readonly maxDepth: number;
+  /** Most nested comprehensions (`all`, `exists`, `map`, `filter` …): evaluation is O(n^k). */
+  readonly maxComprehensionNesting: number;
+}
+
+export const defaultCelLimits: CelLimits = { maxLength: 2048, maxNodes: 400, maxDepth: 32, maxComprehensionNesting: 2 };
+
+/** A compiled expression: plan once, run per node. */
+export interface CelProgram {
+  readonly source: string;
+  /**
+   * The one node path the expression reads (`['spec', 'encryption']`,
+   * `['deletionPolicy']`), when it reads exactly one: findings point there.
+   */
+  readonly focus: readonly PathKey[] | undefined;
+  /** Evaluates against one node; never throws. */
+  run(activation: CelActivation): CelOutcome;
+}
+
+export type CelOutcome = { readonly status: 'value'; readonly value: boolean } | { readonly status: 'error'; readonly message: string };
+
+export type CelCompileResult =
+  | { readonly ok: true; readonly program: CelProgram }
+  /** `line`/`col` are 1-based, inside the expression text. */
+  | { readonly ok: false; readonly message: string; readonly line: number; readonly col: number };
+
+const dynMap = mapType(CelScalar.STRING, CelScalar.DYN);
+const env = celEnv({
+  funcs: strings,
+  variables: {
+    id: CelScalar.STRING,
+    type: CelScalar.STRING,
+    spec: dynMap,
+    labels: mapType(CelScalar.STRING, CelScalar.STRING),
+    goal: dynMap,
+    deletionPolicy: CelScalar.STRING,
+  },
+});
+const FUNCTION_NAMES: ReadonlySet<string> = new Set([...env.funcs].map((f) => f.name));
+/** Type names that CEL lets an expression use as values, for `type(x) == int`. */
+const TYPE_IDENTS: ReadonlySet<string> = new Set(['int', 'uint', 'double', 'bool', 'string', 'bytes', 'list', 'map', 'null_type', 'type', 'dyn']);
+const VARIABLES: ReadonlySet<string> = new Set(CEL_VARIABLES);
+
+type Parsed = ReturnType<typeof parse>;
+type Expr = Parsed['expr'];
+
+class StaticError extends Error {
+  readonly exprId: bigint | undefined;
+  constructor(message: string, exprId: bigint | undefined) {
+    super(message);
+    this.exprId = exprId;
+  }
+}
+
+/** Parses, checks and plans one expression. Never throws. */
+export function compileCel(source: string, limits: CelLimits = defaultCelLimits): CelCompileResult {
+  if (source.length > limits.maxLength) {
+    return { ok: false, message: `expression is ${source.length} characters long; the limit is ${limits.maxLength}`, line: 1, col: 1 };
+  }
+  let parsed: Parsed;
+  try {
+    parsed = parse(source);
+  } catch (err) {
+    const where = (err as { location?: { start?: { line?: number; column?: number } } }).location?.start;
+    const raw = (err as { rawMessage?: unknown }).rawMessage;
+    const message = err instanceof RangeError ? 'expression is nested too deeply' : typeof raw === 'string' ? raw : errorMessage(err);
+    return { ok: false, message: `syntax error: ${message}`, line: where?.line ?? 1, col: where?.column ?? 1 };
+  }
+  const positions = parsed.sourceInfo?.positions ?? {};
+  const at = (id: bigint | undefined): { line: number; col: number } => {
+    const offset = id === undefined ? undefined : positions[id.toString()];
+    return offset === undefined ? { line: 1, col: 1 } : lineCol(source, offset);
+  };
+  let focus: Set<string>;
+  try {
+    focus = checkStatic(parsed.expr, limits);
+  } catch (err) {
+    if (err instanceof StaticError) return { ok: false, message: err.message, ...at(err.exprId) };
+    return { ok: false, message: errorMessage(err), line: 1, col: 1 };
+  }
+  let evaluate: (ctx: CelActivation) => unknown;
+  try {
+    evaluate = plan(env, parsed) as (ctx: CelActivation) => unknown;
+  } catch (err) {
+    return { ok: false, message: errorMessage(err), line: 1, col: 1 };
+  }
+  const only = focus.size === 1 ? [...focus][0]! : undefined;
+  const program: CelProgram = {
+    source,
+    focus: only === undefined ? undefined : (JSON.parse(only) as PathKey[]),
+    run(activation) {
+      let value: unknown;
+      try {
+        value = evaluate(activation);
+      } catch (err) {
+        return { status: 'error', message: errorMessage(err) };
+      }
+      if (isCelError(value)) return { status: 'error', message: value.message };
+      if (typeof value !== 'boolean') return { status: 'error', message: `expression yields ${describe(value)}, not a bool` };
+      return { status: 'value', value };
+    },
+  };
+  return { ok: true, program };
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (typeof v === 'bigint') return `the int ${v}`;
+  if (typeof v === 'string') return 'a string';
+  if (typeof v === 'number') return 'a double';
+  return 'a value';
+}
+
+function lineCol(text: string, offset: number): { line: number; col: number } {
+  const before = text.slice(0, offset);
+  const line = before.split('\n').length;
+  return { line, col: offset - before.lastIndexOf('\n') };
+}
+
+/**
+ * Unknown variables and functions are compile errors (the evaluator would
+ * only find them per node); the AST is bounded. Returns the node paths read.
+ */
+function checkStatic(root: Expr, limits: CelLimits): Set<string> {
+  let nodes = 0;
+  const focus = new Set<string>();
+  const visit = (e: Expr | undefined, depth: number, nesting: number, bound: ReadonlySet<string>): void => {
+    if (e === undefined) return;
+    nodes += 1;
+    if (nodes > limits.maxNodes) throw new StaticError(`expression is too large (more than ${limits.maxNodes} terms)`, e.id);
+    if (depth > limits.maxDepth) throw new StaticError(`expression is nested more than ${limits.maxDepth} levels deep`, e.id);
+    const kind = e.exprKind;
+    switch (kind.case) {
+      case 'constExpr':
+      case undefined:
+        return;
+      case 'identExpr': {
+        const name = kind.value.name;
+        if (bound.has(name) || VARIABLES.has(name) || TYPE_IDENTS.has(name)) {
+          if (name === 'deletionPolicy' && !bound.has(name)) focus.add(JSON.stringify(['deletionPolicy']));
+          return;
+        }
+        const near = didYouMean(name, [...VARIABLES, ...bound]);
+        throw new StaticError(`unknown variable "${name}"; expressions see ${CEL_VARIABLES.join(', ')}${near === undefined ? '' : ` (did you mean "${near}"?)`}`, e.id);
+      }
+      case 'selectExpr': {
+        const operand = kind.value.operand;
+        if (operand?.exprKind.case === 'identExpr' && !bound.has(operand.exprKind.value.name)) {
+          const rootName = operand.exprKind.value.name;
+          if (rootName === 'spec' || rootName === 'labels') focus.add(JSON.stringify([rootName, kind.value.field]));
+        }
+        visit(operand, depth + 1, nesting, bound);
+        return;
+      }
+      case 'callExpr': {
+        const fn = kind.value.function;
+        if (/^[A-Za-z]/.test(fn) && !FUNCTION_NAMES.has(fn)) {
+          const near = didYouMean(fn, FUNCTION_NAMES);
+          throw new StaticError(`unknown function "${fn}"${near === undefined ? '' : ` (did you mean "${near}"?)`}`, e.id);
+        }
+        visit(kind.value.target, depth + 1, nesting, bound);
+        for (const a of kind.value.args) visit(a, depth + 1, nesting, bound);
+        return;
+      }
+      case 'listExpr':
+        for (const el of kind.value.elements) visit(el, depth + 1, nesting, bound);
+        return;
+      case 'structExpr':
+        if (kind.value.messageName !== '') throw new StaticError(`message construction (${kind.value.messageName}{…}) is not available in policy rules`, e.id);
+        for (const entry of kind.value.entries) {
+          if (entry.keyKind.case === 'mapKey') visit(entry.keyKind.value, depth + 1, nesting, bound);
+          visit(entry.value, depth + 1, nesting, bound);
+        }
+        return;
+      case 'comprehensionExpr': {
+        const c = kind.value;
+        if (nesting + 1 > limits.maxComprehensionNesting) {
+          throw new StaticError(`more than ${limits.maxComprehensionNesting} nested comprehensions (all, exists, map, filter)`, e.id);
+        }
+        visit(c.iterRange, depth + 1, nesting, bound);
+        visit(c.accuInit, depth + 1, nesting, bound);
+        const inner = new Set([...bound, c.iterVar, c.accuVar, ...(c.iterVar2 === '' ? [] : [c.iterVar2])]);
+        visit(c.loopCondition, depth + 1, nesting + 1, inner);
+        visit(c.loopStep, depth + 1, nesting + 1, inner);
+        visit(c.result, depth + 1, nesting, new Set([...bound, c.accuVar]));
+        return;
+      }
+      default:
+        return;
+    }
+  };
+  visit(root, 1, 0, new Set());
+  return focus;
+}
+
+/**
+ * Converts JSON-like data (a parsed spec) for CEL: whole numbers become
+ * `int` so that `spec.connectionLimit == 20` holds; other numbers stay
+ * `double`; `undefined` fields are left out (so `has()` is false).
+ */
+export function toCelValue(value: unknown, depth = 0): CelInput {
+  if (depth > 64) return null;
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+    case 'bigint':
+      return value;
+    case 'number':
+      return Number.isSafeInteger(value) ? BigInt(value) : value;
+    case 'object': {
+      if (value === null) return null;
+      if (Array.isArray(value)) return value.map((v) => toCelValue(v, depth + 1));
+      const out: Record<string, CelInput> = {};
+      for (const [k, v] of Object.entries(value)) if (v !== undefined) out[k] = toCelValue(v, depth + 1);
+      return out;
+    }
+    default:
+      return null;
+  }
+}

@@ -1,0 +1,217 @@
+import type { z } from 'zod';
+import { formatPath, suggestion } from '../../runtime/index.ts';
+import type { DiagnosticBag, PathKey, SourceLocation } from '../../runtime/index.ts';
+import { secretFields, specSchemas } from '../spec.ts';
+import type { InfraNodeType } from '../spec.ts';
+import { compileCel } from './cel.ts';
+import type { CelLimits, CelProgram } from './cel.ts';
+import { compileNamePattern, compileRegex } from './naming.ts';
+import type { NamePattern } from './naming.ts';
+import type { Framework, Level, PolicySpec, SeverityMap } from './schema.ts';
+
+/** What a check tests, by kind. */
+export type CheckBody =
+  | { readonly kind: 'naming'; readonly field: string; readonly pattern: NamePattern }
+  | { readonly kind: 'required-label'; readonly key: string; readonly pattern: RegExp | undefined }
+  | { readonly kind: 'rule'; readonly when: CelProgram | undefined; readonly require: CelProgram };
+
+/** One rule of a policy, compiled: patterns and CEL programs built once. */
+export interface CompiledCheck {
+  readonly policy: string;
+  readonly id: string;
+  readonly description: string;
+  /** Undefined: every type. */
+  readonly types: ReadonlySet<InfraNodeType> | undefined;
+  readonly severity: SeverityMap;
+  readonly frameworks: readonly Framework[];
+  readonly blockAt: Level;
+  readonly body: CheckBody;
+}
+
+/** An environment-aware default, validated against each type's field schema. */
+export interface CompiledDefault {
+  readonly policy: string;
+  readonly types: ReadonlySet<InfraNodeType>;
+  /** Undefined: every environment. */
+  readonly environments: ReadonlySet<string> | undefined;
+  readonly set: readonly (readonly [field: string, value: unknown])[];
+}
+
+/** An environment name a policy mentions, for "did you mean" once the goals' environments are known. */
+export interface EnvironmentReference {
+  readonly name: string;
+  readonly location: SourceLocation;
+}
+
+export interface CompiledPolicySpec {
+  readonly checks: CompiledCheck[];
+  readonly defaults: CompiledDefault[];
+  readonly environments: EnvironmentReference[];
+}
+
+/** Where a policy's text is, for diagnostics: a path inside the document's `spec`. */
+export type SpecLocator = (path: readonly PathKey[], part?: 'key' | 'value') => SourceLocation;
+
+/**
+ * Compiles a parsed Policy `spec` (a user's or a built-in pack's). Every
+ * problem is reported at its place; a broken entry is left out, the rest kept.
+ */
+export function compilePolicySpec(
+  options: { policy: string; spec: PolicySpec; at: SpecLocator; diag: DiagnosticBag; celLimits?: CelLimits | undefined },
+): CompiledPolicySpec {
+  const { policy, spec, at, diag } = options;
+  const checks: CompiledCheck[] = [];
+  const defaults: CompiledDefault[] = [];
+  const environments: EnvironmentReference[] = [];
+  const ids = new Map<string, SourceLocation>();
+
+  const claimId = (id: string, path: readonly PathKey[]): boolean => {
+    const loc = at(path);
+    const earlier = ids.get(id);
+    if (earlier !== undefined) {
+      diag.error(loc, 'duplicate-rule', `rule id "${id}" is already used in policy ${policy} at ${earlier.file}:${earlier.line}:${earlier.col}; give this entry an id`);
+      return false;
+    }
+    ids.set(id, loc);
+    return true;
+  };
+  const noteEnvironments = (severity: SeverityMap, path: readonly PathKey[]): void => {
+    for (const name of Object.keys(severity)) if (name !== 'default') environments.push({ name, location: at([...path, name], 'key') });
+  };
+  const base = { policy, blockAt: spec.blockAt } as const;
+
+  spec.naming.forEach((n, i) => {
+    const path = ['naming', i];
+    let ok = true;
+    for (const t of n.types) {
+      const fields = stringFieldsOf(t);
+      if (!fields.includes(n.field)) {
+        diag.error(at([...path, 'field']), 'unknown-field', `naming field "${n.field}" is not a text field of ${t}${suggestion(n.field, fields)}`);
+        ok = false;
+      }
+    }
+    const compiled = compileNamePattern(n.pattern);
+    if (!compiled.ok) {
+      diag.error(at([...path, 'pattern']), 'bad-pattern', compiled.message);
+      ok = false;
+    }
+    noteEnvironments(n.severity, [...path, 'severity']);
+    const id = n.id ?? `naming:${n.field}`;
+    if (!claimId(id, n.id === undefined ? [...path, 'field'] : [...path, 'id']) || !ok || !compiled.ok) return;
+    checks.push({
+      ...base,
+      id,
+      description: n.description ?? `${formatPath(['spec', n.field])} of ${n.types.join(', ')} matches ${n.pattern}`,
+      types: new Set(n.types),
+      severity: n.severity,
+      frameworks: n.frameworks,
+      body: { kind: 'naming', field: n.field, pattern: compiled.pattern },
+    });
+  });
+
+  spec.requiredLabels.forEach((r, i) => {
+    const path = ['requiredLabels', i];
+    let regex: RegExp | undefined;
+    let ok = true;
+    if (r.pattern !== undefined) {
+      const compiled = compileRegex(r.pattern);
+      if (compiled.ok) regex = compiled.regex;
+      else {
+        diag.error(at([...path, 'pattern']), 'bad-pattern', compiled.message);
+        ok = false;
+      }
+    }
+    noteEnvironments(r.severity, [...path, 'severity']);
+    const id = r.id ?? `required-label:${r.key}`;
+    if (!claimId(id, r.id === undefined ? [...path, 'key'] : [...path, 'id']) || !ok) return;
+    checks.push({
+      ...base,
+      id,
+      description: r.description ?? `Nodes carry the label "${r.key}"${r.pattern === undefined ? '' : ` matching ${r.pattern}`}.`,
+      types: r.types === undefined ? undefined : new Set(r.types),
+      severity: r.severity,
+      frameworks: r.frameworks,
+      body: { kind: 'required-label', key: r.key, pattern: regex },
+    });
+  });
+
+  spec.rules.forEach((r, i) => {
+    const path = ['rules', i];
+    const compile = (field: 'when' | 'require', source: string): CelProgram | undefined => {
+      const result = compileCel(source, options.celLimits);
+      if (result.ok) return result.program;
+      const where = result.line === 1 && result.col === 1 ? '' : ` (at ${result.line}:${result.col} of the expression)`;
+      diag.error(at([...path, field]), 'bad-expression', `rule ${r.id}: ${field}: ${result.message}${where}`);
+      return undefined;
+    };
+    const when = r.when === undefined ? undefined : compile('when', r.when);
+    const require = compile('require', r.require);
+    noteEnvironments(r.severity, [...path, 'severity']);
+    if (!claimId(r.id, [...path, 'id'])) return;
+    if (require === undefined || (r.when !== undefined && when === undefined)) return;
+    checks.push({
+      ...base,
+      id: r.id,
+      description: r.description,
+      types: r.types === undefined ? undefined : new Set(r.types),
+      severity: r.severity,
+      frameworks: r.frameworks,
+      body: { kind: 'rule', when, require },
+    });
+  });
+
+  spec.defaults.forEach((d, i) => {
+    const path = ['defaults', i];
+    let ok = true;
+    for (const [field, value] of Object.entries(d.set)) {
+      for (const t of d.types) {
+        const shape = shapeOf(t);
+        const schema = shape[field];
+        if (schema === undefined) {
+          diag.error(at([...path, 'set', field], 'key'), 'unknown-field', `${field} is not a field of ${t}${suggestion(field, Object.keys(shape))}`);
+          ok = false;
+          continue;
+        }
+        if (secretFields[t]?.includes(field) === true) {
+          diag.error(at([...path, 'set', field], 'key'), 'secret-default', `${field} of ${t} holds a secret; a policy cannot set it`);
+          ok = false;
+          continue;
+        }
+        const parsed = schema.safeParse(value);
+        if (!parsed.success) {
+          diag.error(at([...path, 'set', field]), 'invalid-value', `${field} of ${t}: ${parsed.error.issues[0]?.message ?? 'invalid value'}`);
+          ok = false;
+        }
+      }
+    }
+    for (const [j, name] of (d.environments ?? []).entries()) environments.push({ name, location: at([...path, 'environments', j]) });
+    if (!ok) return;
+    defaults.push({
+      policy,
+      types: new Set(d.types),
+      environments: d.environments === undefined ? undefined : new Set(d.environments),
+      set: Object.entries(d.set),
+    });
+  });
+
+  return { checks, defaults, environments };
+}
+
+function shapeOf(t: InfraNodeType): Readonly<Record<string, z.ZodType>> {
+  return specSchemas[t].shape as Readonly<Record<string, z.ZodType>>;
+}
+
+/** Fields of a type that can hold a name: plain strings (through optional and default). */
+function stringFieldsOf(t: InfraNodeType): string[] {
+  return Object.entries(shapeOf(t))
+    .filter(([, s]) => isStringSchema(s))
+    .map(([k]) => k);
+}
+
+function isStringSchema(schema: z.ZodType): boolean {
+  let def = (schema as unknown as { _zod: { def: { type: string; innerType?: z.ZodType } } })._zod.def;
+  for (let i = 0; i < 8 && def.innerType !== undefined && (def.type === 'optional' || def.type === 'default' || def.type === 'nullable'); i++) {
+    def = (def.innerType as unknown as { _zod: { def: { type: string; innerType?: z.ZodType } } })._zod.def;
+  }
+  return def.type === 'string';
+}

@@ -1,0 +1,300 @@
+import { assertNever, didYouMean, formatPath, reportZodIssues, suggestion } from '../../runtime/index.ts';
+import type { DiagnosticBag, GoalInfo, NodeDeclaration, NodeGate, PathKey, RawDocument, SourceLocation } from '../../runtime/index.ts';
+import type { PolicyDefault, PolicyEngine, PolicyVerdict } from '../policy.ts';
+import { INFRA_NODE_TYPES } from '../spec.ts';
+import type { InfraNodeSpec, InfraNodeType } from '../spec.ts';
+import { BUILTIN_PACKS } from './baseline.ts';
+import { toCelValue } from './cel.ts';
+import type { CelActivation, CelLimits, CelProgram } from './cel.ts';
+import { compilePolicySpec } from './compile.ts';
+import type { CompiledCheck, CompiledDefault, EnvironmentReference } from './compile.ts';
+import { findingText } from './finding.ts';
+import type { Finding, FindingKind } from './finding.ts';
+import { MAX_MATCHED_LENGTH } from './naming.ts';
+import { checkReport } from './report.ts';
+import type { CheckReport, EvaluatedNode, RuleInfo } from './report.ts';
+import { compareLevels, levelFor, policyDocumentSchema, policySpecSchema } from './schema.ts';
+import type { Level, PolicySpecInput } from './schema.ts';
+
+export interface CelPolicyEngineOptions {
+  /** Built-in packs by name, for `include` (default: {@link BUILTIN_PACKS}). */
+  readonly packs?: Readonly<Record<string, PolicySpecInput>> | undefined;
+  /** Static bounds on CEL expressions. */
+  readonly celLimits?: CelLimits | undefined;
+  /**
+   * How a blocking finding is reported. `error` (default): the goal set does
+   * not validate, as `validate` and `check` need. `warning`: the graph still
+   * builds and the verdict's gate holds the node, for a command that goes on
+   * with the rest of the graph.
+   */
+  readonly blockingDiagnostic?: 'error' | 'warning' | undefined;
+}
+
+/** A check with its level resolved for one environment. */
+interface ActiveCheck {
+  readonly check: CompiledCheck;
+  readonly level: Level;
+}
+
+/** Everything that applies to one (environment, type): built once, reused for every node. */
+interface TypePlan {
+  readonly checks: readonly ActiveCheck[];
+  readonly defaults: readonly CompiledDefault[];
+}
+
+/** Result of one check on one node. */
+type CheckOutcome =
+  | { readonly status: 'pass' }
+  | { readonly status: 'fail'; readonly kind: FindingKind; readonly message: string; readonly path: readonly PathKey[] | undefined };
+
+const EMPTY_PLAN: TypePlan = { checks: [], defaults: [] };
+
+/**
+ * The policy engine: Policy documents validated once and compiled (patterns,
+ * CEL) at load; per environment, the rules indexed by node type, so that a
+ * node costs only the rules that can apply to it. One engine serves one
+ * compilation: make a new one for each compile.
+ */
+export class CelPolicyEngine implements PolicyEngine {
+  private readonly packs: Readonly<Record<string, PolicySpecInput>>;
+  private readonly celLimits: CelLimits | undefined;
+  private readonly blockingSeverity: 'error' | 'warning';
+  private readonly checks: CompiledCheck[] = [];
+  private readonly defaultsList: CompiledDefault[] = [];
+  private readonly environmentRefs: EnvironmentReference[] = [];
+  private readonly includedPacks = new Set<string>();
+  private readonly plans = new Map<string, ReadonlyMap<InfraNodeType, TypePlan>>();
+  private readonly goalActivations = new Map<string, CelActivation['goal']>();
+  private readonly found: Finding[] = [];
+  private readonly evaluated: EvaluatedNode[] = [];
+  private goalList: readonly GoalInfo[] = [];
+
+  constructor(options: CelPolicyEngineOptions = {}) {
+    this.packs = options.packs ?? BUILTIN_PACKS;
+    this.celLimits = options.celLimits;
+    this.blockingSeverity = options.blockingDiagnostic ?? 'error';
+  }
+
+  /** Validates one Policy document strictly and compiles its rules (and included packs) once. */
+  acceptPolicy(doc: RawDocument, diag: DiagnosticBag): void {
+    const parsed = policyDocumentSchema.safeParse(doc.value);
+    if (!parsed.success) {
+      reportZodIssues(parsed.error.issues, { schema: policyDocumentSchema, input: doc.value, prefix: [], owner: 'a Policy', locate: doc.locate, diag });
+      return;
+    }
+    const spec = parsed.data.spec;
+    const policy = doc.name;
+    const packNames = Object.keys(this.packs);
+    spec.include.forEach((name, i) => {
+      const pack = Object.hasOwn(this.packs, name) ? this.packs[name] : undefined;
+      if (pack === undefined) {
+        diag.error(doc.locate(['spec', 'include', i]), 'unknown-pack', `"${name}" is not a built-in rule pack; packs: ${packNames.join(', ')}${suggestion(name, packNames)}`);
+        return;
+      }
+      // A pack included by several policies is judged once, under the first.
+      if (this.includedPacks.has(name)) return;
+      this.includedPacks.add(name);
+      const packSpec = policySpecSchema.parse({ ...pack, blockAt: spec.blockAt });
+      const builtin: SourceLocation = { file: `builtin:${name}`, line: 1, col: 1 };
+      this.add(compilePolicySpec({ policy, spec: packSpec, at: () => builtin, diag, celLimits: this.celLimits }), false);
+    });
+    const compiled = compilePolicySpec({
+      policy,
+      spec,
+      at: (path, part) => doc.locate(['spec', ...path], part),
+      diag,
+      celLimits: this.celLimits,
+    });
+    this.add(compiled, true);
+  }
+
+  private add(compiled: ReturnType<typeof compilePolicySpec>, user: boolean): void {
+    this.checks.push(...compiled.checks);
+    this.defaultsList.push(...compiled.defaults);
+    if (user) this.environmentRefs.push(...compiled.environments);
+    this.plans.clear();
+  }
+
+  /** Indexes the rules for every environment of the goal set; warns about environment names that look misspelt. */
+  prepare(goals: readonly GoalInfo[], diag: DiagnosticBag): void {
+    this.goalList = goals;
+    const environments = [...new Set(goals.map((g) => g.environment))];
+    for (const env of environments) this.planFor(env);
+    if (environments.length === 0) return;
+    for (const ref of this.environmentRefs) {
+      if (environments.includes(ref.name)) continue;
+      const near = didYouMean(ref.name, environments);
+      if (near !== undefined) {
+        diag.warning(ref.location, 'unknown-environment', `no goal has environment "${ref.name}" (did you mean "${near}"?)`);
+      }
+    }
+  }
+
+  /** Applies defaults where the goal left a field unset, then runs every applicable check. */
+  evaluate(decl: NodeDeclaration, spec: InfraNodeSpec, diag: DiagnosticBag): PolicyVerdict {
+    const environment = decl.goal.environment;
+    this.evaluated.push({ id: decl.id, type: spec.type, goal: decl.goal.name, environment, location: decl.source });
+    const plan = this.planFor(environment).get(spec.type) ?? EMPTY_PLAN;
+
+    let out = spec;
+    const applied: PolicyDefault[] = [];
+    for (const d of plan.defaults) {
+      for (const [field, value] of d.set) {
+        // The raw spec says what the user wrote; the parsed one has zod defaults filled in.
+        if (Object.hasOwn(decl.spec, field) || applied.some((a) => a.field === field)) continue;
+        out = { ...out, [field]: value };
+        applied.push({ field, value, policy: d.policy });
+      }
+    }
+
+    let activation: CelActivation | undefined;
+    const activationFor = (): CelActivation =>
+      (activation ??= {
+        id: decl.id,
+        type: out.type,
+        spec: toCelValue(out),
+        labels: decl.labels,
+        goal: this.goalActivation(decl.goal),
+        deletionPolicy: decl.deletionPolicy ?? 'Orphan',
+      });
+
+    const blocking: Finding[] = [];
+    for (const { check, level } of plan.checks) {
+      const outcome = runCheck(check, out, decl, activationFor);
+      if (outcome.status === 'pass') continue;
+      const finding: Finding = {
+        policy: check.policy,
+        rule: check.id,
+        kind: outcome.kind,
+        severity: level,
+        blocking: compareLevels(level, check.blockAt) >= 0,
+        message: outcome.message,
+        description: check.description,
+        frameworks: check.frameworks,
+        node: decl.id,
+        type: spec.type,
+        goal: decl.goal.name,
+        environment,
+        location: outcome.path === undefined ? decl.source : decl.locate(outcome.path),
+      };
+      this.found.push(finding);
+      this.report(finding, diag);
+      if (finding.blocking) blocking.push(finding);
+    }
+
+    let gate: NodeGate | undefined;
+    if (blocking.length > 0) {
+      gate = {
+        reason: `held by policy: ${blocking.map((f) => `${f.rule} (${f.severity}, ${f.policy})`).join(', ')}`,
+        details: { findings: blocking },
+      };
+    }
+    return { spec: out, defaults: applied, gate };
+  }
+
+  private report(f: Finding, diag: DiagnosticBag): void {
+    const code = f.kind === 'rule-error' ? 'rule-error' : f.blocking ? 'policy-violation' : 'policy-finding';
+    const severity = f.blocking ? this.blockingSeverity : f.severity === 'info' ? 'info' : 'warning';
+    diag.add(f.location, severity, code, findingText(f));
+  }
+
+  /** Every finding of this compilation, in evaluation order. */
+  findings(): readonly Finding[] {
+    return this.found;
+  }
+
+  /** Every node the engine judged (those whose spec was valid), for reports. */
+  nodes(): readonly EvaluatedNode[] {
+    return this.evaluated;
+  }
+
+  /** The goals of the goal set, as given to `prepare`. */
+  goals(): readonly GoalInfo[] {
+    return this.goalList;
+  }
+
+  /** The rules in force (user rules and included packs), for SARIF's rule list. */
+  rules(): readonly RuleInfo[] {
+    return this.checks.map((c) => ({ id: c.id, policy: c.policy, kind: c.body.kind, description: c.description, frameworks: c.frameworks }));
+  }
+
+  /** The `check` report: verdicts per node and goal, grouped by framework. */
+  checkReport(): CheckReport {
+    return checkReport(this.found, { nodes: this.evaluated, goals: this.goalList, rules: this.rules() });
+  }
+
+  private goalActivation(goal: GoalInfo): CelActivation['goal'] {
+    let a = this.goalActivations.get(goal.name);
+    if (a === undefined) {
+      a = toCelValue({ name: goal.name, environment: goal.environment, labels: goal.labels });
+      this.goalActivations.set(goal.name, a);
+    }
+    return a;
+  }
+
+  private planFor(environment: string): ReadonlyMap<InfraNodeType, TypePlan> {
+    let plan = this.plans.get(environment);
+    if (plan !== undefined) return plan;
+    const byType = new Map<InfraNodeType, TypePlan>();
+    for (const t of INFRA_NODE_TYPES) {
+      const checks: ActiveCheck[] = [];
+      for (const check of this.checks) {
+        if (check.types !== undefined && !check.types.has(t)) continue;
+        const level = levelFor(check.severity, environment);
+        if (level === 'none') continue;
+        checks.push({ check, level });
+      }
+      const defaults = this.defaultsList.filter((d) => d.types.has(t) && (d.environments === undefined || d.environments.has(environment)));
+      if (checks.length > 0 || defaults.length > 0) byType.set(t, { checks, defaults });
+    }
+    plan = byType;
+    this.plans.set(environment, plan);
+    return plan;
+  }
+}
+
+function runCheck(check: CompiledCheck, spec: InfraNodeSpec, decl: NodeDeclaration, activation: () => CelActivation): CheckOutcome {
+  const body = check.body;
+  switch (body.kind) {
+    case 'naming': {
+      const path = ['spec', body.field];
+      const value = (spec as Readonly<Record<string, unknown>>)[body.field];
+      // Nothing to name: an optional field left unset.
+      if (value === undefined || value === null) return { status: 'pass' };
+      const text = String(value);
+      if (text.length > MAX_MATCHED_LENGTH) {
+        return { status: 'fail', kind: 'naming', message: `${formatPath(path)} is longer than ${MAX_MATCHED_LENGTH} characters`, path };
+      }
+      const m = body.pattern.matcherFor(decl.goal.environment, decl.labels);
+      if (m.status === 'missing-label') {
+        return { status: 'fail', kind: 'naming', message: `the naming pattern ${body.pattern.source} needs label "${m.key}", which the node does not carry`, path: ['labels'] };
+      }
+      if (m.regex.test(text)) return { status: 'pass' };
+      return { status: 'fail', kind: 'naming', message: `${formatPath(path)} "${text}" does not match ${m.regex.source}`, path };
+    }
+    case 'required-label': {
+      const value = decl.labels[body.key];
+      if (value === undefined) return { status: 'fail', kind: 'required-label', message: `label "${body.key}" is missing`, path: ['labels'] };
+      if (body.pattern === undefined || body.pattern.test(value)) return { status: 'pass' };
+      return { status: 'fail', kind: 'required-label', message: `label "${body.key}" is "${value}", which does not match ${body.pattern.source}`, path: ['labels', body.key] };
+    }
+    case 'rule': {
+      if (body.when !== undefined) {
+        const w = body.when.run(activation());
+        if (w.status === 'error') return ruleError('when', body.when, w.message);
+        if (!w.value) return { status: 'pass' };
+      }
+      const r = body.require.run(activation());
+      if (r.status === 'error') return ruleError('require', body.require, r.message);
+      if (r.value) return { status: 'pass' };
+      return { status: 'fail', kind: 'rule', message: `${check.description} (require: ${body.require.source})`, path: body.require.focus };
+    }
+    default:
+      return assertNever(body, 'check');
+  }
+}
+
+/** A rule that cannot be evaluated fails closed: it counts as broken, at its own level. */
+function ruleError(field: 'when' | 'require', program: CelProgram, message: string): CheckOutcome {
+  return { status: 'fail', kind: 'rule-error', message: `${field} could not be evaluated (${message}); the rule counts as broken`, path: program.focus };
+}

@@ -1,0 +1,102 @@
+import { assertNever, didYouMean } from '../../runtime/index.ts';
+
+/**
+ * Naming patterns: regular expressions with `{env}` (the goal environment)
+ * and `{label.<key>}` (a merged node/goal label) placeholders. Substituted
+ * values are regex-escaped, so a label `a.b` matches only "a.b". Regex
+ * quantifiers such as `{4}` or `{1,3}` are left alone.
+ */
+
+type Part = { readonly kind: 'text'; readonly text: string } | { readonly kind: 'env' } | { readonly kind: 'label'; readonly key: string };
+
+/** The regex for one node, or the label the pattern needs and the node lacks. */
+export type PatternMatcher = { readonly status: 'ok'; readonly regex: RegExp } | { readonly status: 'missing-label'; readonly key: string };
+
+/** A compiled naming pattern; regexes are cached per distinct substitution. */
+export interface NamePattern {
+  readonly source: string;
+  /** The regex for this environment and these labels. */
+  matcherFor(environment: string, labels: Readonly<Record<string, string>>): PatternMatcher;
+}
+
+export type PatternCompileResult = { readonly ok: true; readonly pattern: NamePattern } | { readonly ok: false; readonly message: string };
+
+/** Names longer than this are not matched (a guard against slow patterns); they are findings. */
+export const MAX_MATCHED_LENGTH = 1024;
+
+const PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_.\-/]*)\}/g;
+const LABEL_PREFIX = 'label.';
+const CACHE_LIMIT = 1024;
+
+/** Escapes every regex metacharacter of `s`. */
+export function escapeRegex(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+}
+
+/** Compiles a pattern once; an unknown placeholder or a bad regex is an error. */
+export function compileNamePattern(source: string): PatternCompileResult {
+  const parts: Part[] = [];
+  let last = 0;
+  for (const m of source.matchAll(PLACEHOLDER)) {
+    const name = m[1]!;
+    if (m.index > last) parts.push({ kind: 'text', text: source.slice(last, m.index) });
+    last = m.index + m[0].length;
+    if (name === 'env') parts.push({ kind: 'env' });
+    else if (name.startsWith(LABEL_PREFIX) && name.length > LABEL_PREFIX.length) parts.push({ kind: 'label', key: name.slice(LABEL_PREFIX.length) });
+    else {
+      // Anything but a near-miss of {env} is most likely a label written without its prefix.
+      const near = didYouMean(name, ['env']) ?? (name.includes('.') ? undefined : `label.${name}`);
+      return { ok: false, message: `unknown placeholder {${name}}: patterns know {env} and {label.<key>}${near === undefined ? '' : ` (did you mean "{${near}}"?)`}` };
+    }
+  }
+  if (last < source.length) parts.push({ kind: 'text', text: source.slice(last) });
+  // Check the regex once with a neutral value in every placeholder.
+  const sample = parts.map((p) => (p.kind === 'text' ? p.text : 'x')).join('');
+  try {
+    new RegExp(sample);
+  } catch (err) {
+    return { ok: false, message: `not a valid regular expression: ${err instanceof Error ? err.message : String(err)}` };
+  }
+  const cache = new Map<string, RegExp>();
+  const pattern: NamePattern = {
+    source,
+    matcherFor(environment, labels) {
+      let text = '';
+      for (const p of parts) {
+        switch (p.kind) {
+          case 'text':
+            text += p.text;
+            break;
+          case 'env':
+            text += escapeRegex(environment);
+            break;
+          case 'label': {
+            const v = labels[p.key];
+            if (v === undefined) return { status: 'missing-label', key: p.key };
+            text += escapeRegex(v);
+            break;
+          }
+          default:
+            return assertNever(p, 'pattern part');
+        }
+      }
+      let regex = cache.get(text);
+      if (regex === undefined) {
+        regex = new RegExp(text);
+        if (cache.size >= CACHE_LIMIT) cache.clear();
+        cache.set(text, regex);
+      }
+      return { status: 'ok', regex };
+    },
+  };
+  return { ok: true, pattern };
+}
+
+/** Compiles a plain regular expression (requiredLabels' `pattern`). */
+export function compileRegex(source: string): { readonly ok: true; readonly regex: RegExp } | { readonly ok: false; readonly message: string } {
+  try {
+    return { ok: true, regex: new RegExp(source) };
+  } catch (err) {
+    return { ok: false, message: `not a valid regular expression: ${err instanceof Error ? err.message : String(err)}` };
+  }
+}

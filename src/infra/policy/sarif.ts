@@ -1,0 +1,138 @@
+import type { Finding } from './finding.ts';
+import type { CheckReport, RuleInfo } from './report.ts';
+
+/**
+ * The check report as SARIF 2.1.0, so that code-review tools show findings
+ * inline on a pull request. Only the parts of the format we fill are typed.
+ */
+
+export const SARIF_SCHEMA = 'https://json.schemastore.org/sarif-2.1.0.json';
+export const SARIF_VERSION = '2.1.0';
+
+export type SarifLevel = 'error' | 'warning' | 'note';
+
+export interface SarifRule {
+  readonly id: string;
+  readonly name?: string;
+  readonly shortDescription: { readonly text: string };
+  readonly fullDescription?: { readonly text: string };
+  readonly properties: { readonly tags: readonly string[]; readonly policy: string; readonly kind: string };
+}
+
+export interface SarifResult {
+  readonly ruleId: string;
+  readonly ruleIndex: number;
+  readonly level: SarifLevel;
+  readonly message: { readonly text: string };
+  readonly locations: readonly {
+    readonly physicalLocation: {
+      readonly artifactLocation: { readonly uri: string };
+      readonly region: { readonly startLine: number; readonly startColumn: number };
+    };
+  }[];
+  readonly properties: {
+    readonly severity: string;
+    readonly blocking: boolean;
+    readonly policy: string;
+    readonly node: string;
+    readonly goal: string;
+    readonly environment: string;
+    readonly frameworks: readonly string[];
+  };
+}
+
+export interface SarifLog {
+  readonly $schema: string;
+  readonly version: typeof SARIF_VERSION;
+  readonly runs: readonly {
+    readonly tool: { readonly driver: { readonly name: string; readonly informationUri?: string; readonly version?: string; readonly rules: readonly SarifRule[] } };
+    readonly results: readonly SarifResult[];
+    readonly columnKind: 'utf16CodeUnits';
+  }[];
+}
+
+/** Blocking findings are errors; info findings are notes; the rest warnings. */
+export function sarifLevel(f: Finding): SarifLevel {
+  if (f.blocking) return 'error';
+  return f.severity === 'info' ? 'note' : 'warning';
+}
+
+/**
+ * Rule ids are unique inside a policy; two policies may reuse one, and
+ * then both are qualified as `<policy>/<rule>`.
+ */
+function sarifRuleIds(rules: readonly Pick<RuleInfo, 'id' | 'policy'>[]): (policy: string, rule: string) => string {
+  const policiesById = new Map<string, Set<string>>();
+  for (const r of rules) {
+    const set = policiesById.get(r.id) ?? new Set<string>();
+    set.add(r.policy);
+    policiesById.set(r.id, set);
+  }
+  return (policy, rule) => ((policiesById.get(rule)?.size ?? 0) > 1 ? `${policy}/${rule}` : rule);
+}
+
+/** Builds the SARIF log of a check report. URIs are the goal files' paths as shown (relative to the working directory). */
+export function toSarif(report: CheckReport, options: { toolVersion?: string } = {}): SarifLog {
+  // Findings may name rules the catalogue lacks (a report built from findings alone).
+  const catalogue = new Map<string, RuleInfo>();
+  for (const r of report.rules) catalogue.set(`${r.policy}\u0000${r.id}`, r);
+  for (const f of report.findings) {
+    const key = `${f.policy}\u0000${f.rule}`;
+    if (!catalogue.has(key)) catalogue.set(key, { id: f.rule, policy: f.policy, kind: f.kind === 'rule-error' ? 'rule' : f.kind, description: f.description, frameworks: f.frameworks });
+  }
+  const ruleId = sarifRuleIds([...catalogue.values()]);
+  const rules: SarifRule[] = [];
+  const index = new Map<string, number>();
+  for (const r of catalogue.values()) {
+    const id = ruleId(r.policy, r.id);
+    if (index.has(id)) continue;
+    index.set(id, rules.length);
+    rules.push({
+      id,
+      shortDescription: { text: r.description },
+      properties: { tags: [...r.frameworks], policy: r.policy, kind: r.kind },
+    });
+  }
+  const results: SarifResult[] = report.findings.map((f) => {
+    const id = ruleId(f.policy, f.rule);
+    return {
+      ruleId: id,
+      ruleIndex: index.get(id)!,
+      level: sarifLevel(f),
+      message: { text: `[${f.severity}] ${f.node}: ${f.message}` },
+      locations: [
+        {
+          physicalLocation: {
+            artifactLocation: { uri: toUri(f.location.file) },
+            region: { startLine: Math.max(1, f.location.line), startColumn: Math.max(1, f.location.col) },
+          },
+        },
+      ],
+      properties: {
+        severity: f.severity,
+        blocking: f.blocking,
+        policy: f.policy,
+        node: f.node,
+        goal: f.goal,
+        environment: f.environment,
+        frameworks: [...f.frameworks],
+      },
+    };
+  });
+  const driver = { name: 'desiredstate', ...(options.toolVersion === undefined ? {} : { version: options.toolVersion }), rules };
+  return { $schema: SARIF_SCHEMA, version: SARIF_VERSION, runs: [{ tool: { driver }, results, columnKind: 'utf16CodeUnits' }] };
+}
+
+/** A relative URI reference: forward slashes, each segment percent-encoded. */
+function toUri(file: string): string {
+  return file
+    .replace(/\\/g, '/')
+    .split('/')
+    .map((s) => encodeURIComponent(s))
+    .join('/');
+}
+
+/** The SARIF log as text. */
+export function formatSarif(report: CheckReport, options: { toolVersion?: string } = {}): string {
+  return `${JSON.stringify(toSarif(report, options), null, 2)}\n`;
+}

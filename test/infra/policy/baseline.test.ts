@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+import { BASELINE_PACK, policySpecSchema } from '../../../src/infra/policy/index.ts';
+import { compileTexts, goalYaml, policyYaml } from './helpers.ts';
+import type { NodeInput } from './helpers.ts';
+
+const tagged = { team: 'data', owner: 'ann' };
+const policy = policyYaml({ include: ['baseline'] });
+
+function run(environment: string, node: NodeInput, labels: Record<string, string> = tagged): { diags: string[]; rules: string[] } {
+  const { result, engine } = compileTexts({ 'p.yaml': policy, 'g.yaml': goalYaml({ environment, labels, nodes: [node] }) });
+  return { diags: result.diagnostics.map((d) => `${d.severity} ${d.code}`), rules: engine.findings().map((f) => `${f.rule} ${f.severity}`) };
+}
+
+const bucket = (spec: Record<string, unknown> = {}): NodeInput => ({ id: 'b', type: 'aws.s3.bucket', spec: { name: 'data-bucket', region: 'eu-west-1', ...spec } });
+
+describe('the baseline pack', () => {
+  it('is data of the Policy shape, and compiles without a diagnostic', () => {
+    expect(policySpecSchema.safeParse(BASELINE_PACK).success).toBe(true);
+    const { result } = compileTexts({ 'p.yaml': policy, 'g.yaml': goalYaml({ environment: 'prod', nodes: [] }) });
+    expect(result.diagnostics).toEqual([]);
+  });
+
+  it.each([
+    { name: 'a compliant bucket passes in prod', env: 'prod', node: bucket(), want: [] },
+    { name: 'unencrypted storage: medium in dev', env: 'dev', node: bucket({ encryption: 'none' }), want: ['baseline.encryption-at-rest medium'] },
+    { name: 'unencrypted storage: critical in prod', env: 'prod', node: bucket({ encryption: 'none' }), want: ['baseline.encryption-at-rest critical'] },
+    { name: 'public access: low in dev', env: 'dev', node: bucket({ publicAccess: true }), want: ['baseline.no-public-access low'] },
+    { name: 'public access: critical in prod', env: 'prod', node: bucket({ publicAccess: true }), want: ['baseline.no-public-access critical'] },
+    { name: 'Delete on a stateful kind: off in dev', env: 'dev', node: { ...bucket(), deletionPolicy: 'Delete' as const }, want: [] },
+    { name: 'Delete on a stateful kind: high in prod', env: 'prod', node: { id: 'd', type: 'postgres.database', spec: { name: 'x' }, deletionPolicy: 'Delete' as const }, want: ['baseline.orphan-stateful-in-prod high'] },
+    { name: 'Delete on a stateless kind is fine in prod', env: 'prod', node: { id: 'f', type: 'local.file', spec: { path: 'a', content: '' }, deletionPolicy: 'Delete' as const }, want: [] },
+    { name: 'an unpinned extension: low in dev', env: 'dev', node: { id: 'e', type: 'postgres.extension', spec: { name: 'pgcrypto', database: 'app' } }, want: ['baseline.pinned-versions low'] },
+    { name: 'an unpinned extension: high in prod', env: 'prod', node: { id: 'e', type: 'postgres.extension', spec: { name: 'pgcrypto', database: 'app' } }, want: ['baseline.pinned-versions high'] },
+    { name: 'a pinned extension passes', env: 'prod', node: { id: 'e', type: 'postgres.extension', spec: { name: 'pgcrypto', database: 'app', version: '1.3' } }, want: [] },
+  ])('$name', ({ env, node, want }) => {
+    expect(run(env, node).rules).toEqual(want);
+  });
+
+  it.each([
+    { env: 'dev', want: ['warning policy-finding', 'warning policy-finding'] },
+    { env: 'prod', want: ['error policy-violation', 'error policy-violation'] },
+  ])('untagged taggable resources in $env', ({ env, want }) => {
+    const got = run(env, bucket(), {});
+    expect(got.rules).toEqual([`baseline.required-label:team ${env === 'prod' ? 'high' : 'low'}`, `baseline.required-label:owner ${env === 'prod' ? 'high' : 'low'}`]);
+    expect(got.diags).toEqual(want);
+  });
+
+  it('asks no tags of resources that carry none (local files)', () => {
+    expect(run('prod', { id: 'f', type: 'local.file', spec: { path: 'a', content: '' } }, {}).rules).toEqual([]);
+  });
+
+  it('included by two policies, is judged once', () => {
+    const { engine } = compileTexts({
+      'p.yaml': policy,
+      'q.yaml': policyYaml({ include: ['baseline'] }, 'other'),
+      'g.yaml': goalYaml({ environment: 'prod', labels: tagged, nodes: [bucket({ encryption: 'none' })] }),
+    });
+    expect(engine.findings().map((f) => f.rule)).toEqual(['baseline.encryption-at-rest']);
+  });
+});

@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest';
+import { compileCel, toCelValue } from '../../../src/infra/policy/index.ts';
+import type { CelActivation } from '../../../src/infra/policy/index.ts';
+
+const activation = (spec: Record<string, unknown>): CelActivation => ({
+  id: 'n',
+  type: 'postgres.role',
+  spec: toCelValue(spec),
+  labels: { team: 'data' },
+  goal: toCelValue({ name: 'g', environment: 'prod', labels: {} }),
+  deletionPolicy: 'Orphan',
+});
+
+describe('compileCel: static bounds keep evaluation cheap', () => {
+  it.each([
+    { name: 'too long', source: `${'true && '.repeat(300)}true`, says: 'the limit is 2048' },
+    { name: 'too many terms', source: `[${Array.from({ length: 450 }, () => '0').join(',')}] == []`, says: 'too large' },
+    { name: 'comprehensions nested three deep: O(n^3)', source: 'spec.a.all(x, spec.a.all(y, spec.a.all(z, x == y && y == z)))', says: 'nested comprehensions' },
+    { name: 'protobuf message construction', source: 'google.protobuf.Duration{seconds: 1} != null', says: 'message construction' },
+    { name: 'nesting deeper than the limit', source: `${'['.repeat(40)}${']'.repeat(40)} == []`, says: 'nested more than' },
+  ])('refuses $name', ({ source, says }) => {
+    const r = compileCel(source);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.message).toContain(says);
+  });
+
+  it.each([
+    { name: 'two nested comprehensions are allowed', source: 'spec.a.all(x, spec.a.exists(y, x == y))', want: true },
+    { name: 'comprehension variables are known names', source: 'spec.a.map(x, x * 2).exists(y, y == 4)', want: true },
+    { name: 'string extensions are available', source: "labels.team.upperAscii() == 'DATA'", want: true },
+    { name: 'type names are values', source: 'type(spec.a) == list', want: true },
+  ])('$name', ({ source, want }) => {
+    const r = compileCel(source);
+    expect(r.ok).toBe(true);
+    if (r.ok) expect(r.program.run(activation({ a: [1, 2] }))).toEqual({ status: 'value', value: want });
+  });
+});
+
+describe('evaluation never throws', () => {
+  it.each([
+    { name: 'a missing field', source: 'spec.missing == 1', says: 'missing' },
+    { name: 'division by zero', source: '1 / (size(spec.a) - 2) == 0', says: 'divide by zero' },
+    { name: 'a non-bool result', source: 'size(spec.a)', says: 'not a bool' },
+    { name: 'a bad regex at run time', source: "labels.team.matches('(')", says: '' },
+  ])('$name is an error outcome', ({ source, says }) => {
+    const r = compileCel(source);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    const out = r.program.run(activation({ a: [1, 2] }));
+    expect(out.status).toBe('error');
+    if (out.status === 'error') expect(out.message).toContain(says);
+  });
+});
+
+describe('focus: the node path a finding points at', () => {
+  it.each([
+    { source: "spec.encryption != 'none'", focus: ['spec', 'encryption'] },
+    { source: 'has(spec.version) && spec.version != ""', focus: ['spec', 'version'] },
+    { source: "deletionPolicy != 'Delete'", focus: ['deletionPolicy'] },
+    { source: 'spec.a == 1 && spec.b == 2', focus: undefined },
+    { source: 'spec.a.all(spec, spec.x == 1)', focus: ['spec', 'a'] },
+  ])('$source', ({ source, focus }) => {
+    const r = compileCel(source);
+    expect(r.ok && r.program.focus).toEqual(focus);
+  });
+});
+
+describe('toCelValue', () => {
+  it.each([
+    { name: 'whole numbers become ints', input: 20, want: 20n },
+    { name: 'fractions stay doubles', input: 1.5, want: 1.5 },
+    { name: 'undefined fields are dropped (has() is false)', input: { a: undefined, b: 1 }, want: { b: 1n } },
+    { name: 'lists convert element-wise', input: [1, 'x', true, null], want: [1n, 'x', true, null] },
+  ])('$name', ({ input, want }) => {
+    expect(toCelValue(input)).toEqual(want);
+  });
+});

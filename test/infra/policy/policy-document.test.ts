@@ -1,0 +1,118 @@
+import { describe, expect, it } from 'vitest';
+import { compileTexts, goalYaml } from './helpers.ts';
+
+const head = 'apiVersion: desiredstate/v1\nkind: Policy\nmetadata: { name: org }\nspec:\n';
+const empty = goalYaml({ environment: 'dev', nodes: [] });
+
+/** Compiles one policy text (its spec lines after `spec:`) and returns `line:col severity code: message`. */
+function diagnose(specLines: string): string[] {
+  const { result } = compileTexts({ 'p.yaml': head + specLines, 'g.yaml': empty });
+  return result.diagnostics.filter((d) => d.file === 'p.yaml').map((d) => `${d.line}:${d.col} ${d.severity} ${d.code}: ${d.message}`);
+}
+
+describe('Policy documents are validated strictly, each error at its place', () => {
+  it.each([
+    { name: 'an unknown pack, with did-you-mean', spec: '  include: [baselin]\n', want: ['5:13 error unknown-pack'], says: 'did you mean "baseline"' },
+    { name: 'an unknown field', spec: '  blokAt: high\n', want: ['5:3 error unknown-field'], says: 'did you mean "blockAt"' },
+    { name: 'an unknown level', spec: '  blockAt: hihg\n', want: ['5:12 error invalid-value'], says: 'did you mean "high"' },
+    {
+      name: 'an unknown type in a naming rule',
+      spec: '  naming:\n    - types: [postgres.databse]\n      field: name\n      pattern: "^x$"\n      severity: { default: high }\n',
+      want: ['6:15 error invalid-value'],
+      says: 'did you mean "postgres.database"',
+    },
+    {
+      name: 'a naming field the types lack',
+      spec: '  naming:\n    - types: [postgres.database]\n      field: nmae\n      pattern: "^x$"\n      severity: { default: high }\n',
+      want: ['7:14 error unknown-field'],
+      says: 'did you mean "name"',
+    },
+    {
+      name: 'an unknown placeholder',
+      spec: '  naming:\n    - types: [postgres.database]\n      field: name\n      pattern: "^{team}-x$"\n      severity: { default: high }\n',
+      want: ['8:16 error bad-pattern'],
+      says: 'did you mean "{label.team}"',
+    },
+    {
+      name: 'a pattern that is not a regular expression',
+      spec: '  requiredLabels:\n    - key: team\n      pattern: "^(a$"\n      severity: { default: high }\n',
+      want: ['7:16 error bad-pattern'],
+      says: 'not a valid regular expression',
+    },
+    {
+      name: 'a misspelt framework',
+      spec: '  rules:\n    - id: r\n      description: d\n      require: "true"\n      severity: { default: high }\n      frameworks: [SOC-2]\n',
+      want: ['10:20 error invalid-value'],
+      says: 'did you mean "SOC2"',
+    },
+    { name: 'a rule without require', spec: '  rules:\n    - id: r\n      description: d\n      severity: { default: high }\n', want: ['6:7 error missing-field'], says: 'require' },
+    {
+      name: 'a severity level that does not exist',
+      spec: '  rules:\n    - id: r\n      description: d\n      require: "true"\n      severity: { default: hgh }\n',
+      want: ['9:28 error invalid-value'],
+      says: 'did you mean "high"',
+    },
+    {
+      name: 'duplicate rule ids',
+      spec: '  rules:\n    - id: r\n      description: d\n      require: "true"\n      severity: { default: high }\n    - id: r\n      description: d\n      require: "true"\n      severity: { default: high }\n',
+      want: ['10:11 error duplicate-rule'],
+      says: 'p.yaml:6:11',
+    },
+    {
+      name: 'a default for a field the type lacks',
+      spec: '  defaults:\n    - types: [postgres.role]\n      set: { conectionLimit: 20 }\n',
+      want: ['7:14 error unknown-field'],
+      says: 'did you mean "connectionLimit"',
+    },
+    {
+      name: 'a default of the wrong type',
+      spec: '  defaults:\n    - types: [postgres.role]\n      set: { connectionLimit: "20" }\n',
+      want: ['7:31 error invalid-value'],
+      says: 'connectionLimit of postgres.role',
+    },
+    {
+      name: 'a default for a secret field',
+      spec: '  defaults:\n    - types: [postgres.role]\n      set: { password: { fromEnv: X } }\n',
+      want: ['7:14 error secret-default'],
+      says: 'holds a secret',
+    },
+  ])('$name', ({ spec, want, says }) => {
+    const got = diagnose(spec);
+    expect(got.map((g) => g.slice(0, g.indexOf(':', g.indexOf(' ')))), got.join('\n')).toEqual(want);
+    expect(got.join('\n')).toContain(says);
+  });
+
+  it('a misspelt environment in a severity map is a warning with did-you-mean', () => {
+    const spec = '  rules:\n    - id: r\n      description: d\n      require: "true"\n      severity: { default: low, prdo: high }\n';
+    const { result } = compileTexts({ 'p.yaml': head + spec, 'g.yaml': goalYaml({ environment: 'prod', nodes: [] }) });
+    expect(result.diagnostics.map((d) => `${d.file}:${d.line}:${d.col} ${d.severity} ${d.code}: ${d.message}`)).toEqual([
+      'p.yaml:9:33 warning unknown-environment: no goal has environment "prdo" (did you mean "prod"?)',
+    ]);
+  });
+});
+
+describe('CEL expressions are compiled at load; a bad one is an error at its file:line:col', () => {
+  const rule = (require: string): string => `  rules:\n    - id: r\n      description: d\n      require: ${require}\n      severity: { default: high }\n`;
+  it.each([
+    { name: 'a syntax error', require: '"spec.login = = true"', want: '8:16 error bad-expression: rule r: require: syntax error: found = but expecting end of input (at 1:12 of the expression)' },
+    { name: 'an unknown variable, with did-you-mean', require: '"lables.team == \'x\'"', want: '8:16 error bad-expression: rule r: require: unknown variable "lables"; expressions see id, type, spec, labels, goal, deletionPolicy (did you mean "labels"?)' },
+    { name: 'an unknown function, with did-you-mean', require: '"spec.name.startWith(\'x\')"', want: '8:16 error bad-expression: rule r: require: unknown function "startWith" (did you mean "startsWith"?) (at 1:10 of the expression)' },
+    { name: 'a plain scalar points at its own start', require: 'spec.login &&', want: '8:16 error bad-expression: rule r: require: syntax error: found & but expecting end of input (at 1:12 of the expression)' },
+  ])('$name', ({ require, want }) => {
+    const got = diagnose(rule(require));
+    expect(got).toHaveLength(1);
+    expect(got[0]).toContain(want);
+  });
+
+  it('an error in a multi-line expression gives the line inside it', () => {
+    const got = diagnose('  rules:\n    - id: r\n      description: d\n      require: |-\n        has(spec.name) &&\n        spec.name ||| 1\n      severity: { default: high }\n');
+    expect(got).toHaveLength(1);
+    expect(got[0]).toMatch(/^8:16 error bad-expression: rule r: require: syntax error: .* \(at 2:11 of the expression\)$/);
+  });
+
+  it('when is checked too', () => {
+    const got = diagnose('  rules:\n    - id: r\n      description: d\n      when: "nope(1)"\n      require: "true"\n      severity: { default: high }\n');
+    expect(got).toHaveLength(1);
+    expect(got[0]).toContain('8:13 error bad-expression: rule r: when: unknown function "nope"');
+  });
+});
