@@ -1,0 +1,276 @@
+import { createHash } from 'node:crypto';
+import { resolve } from 'node:path';
+import type { Logger } from 'pino';
+import type {
+  BackendContext,
+  BackendHealth,
+  BackendNode,
+  ChangeListener,
+  InfraBackend,
+  LocalDirectorySpec,
+  LocalFileSpec,
+  LocalSymlinkSpec,
+} from '../../infra/index.ts';
+import { FaultError, assertNever, fault, toFault } from '../../runtime/index.ts';
+import type { FieldDiff, NodeId, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
+import type { AccountTable } from './accounts.ts';
+import { lookupId } from './accounts.ts';
+import {
+  Confiner,
+  ensureParent,
+  inspect,
+  makeDirectory,
+  readAccounts,
+  removeDirectory,
+  removeEntry,
+  setMode,
+  setOwner,
+  writableOrCreatable,
+  writeFileAtomic,
+  writeSymlinkAtomic,
+} from './client.ts';
+import type { NodePath } from './client.ts';
+import type { LocalConfig } from './config.ts';
+import { OBSERVE_PARALLELISM } from './config.ts';
+import { fsFault, wrongKind } from './errors.ts';
+import { mapLimit } from './limit.ts';
+import { observeDirectory, observeFile, observeSymlink } from './observe.ts';
+import type { ActualEntry, FileExpectation } from './observe.ts';
+import { lexicalPath, parseMode } from './paths.ts';
+import { DirectoryWatch } from './watch.ts';
+
+/** The node types this backend provisions. */
+export const LOCAL_KINDS = ['local.file', 'local.directory', 'local.symlink'] as const;
+
+type LocalSpec = LocalFileSpec | LocalDirectorySpec | LocalSymlinkSpec;
+type Accounts = { readonly users: AccountTable; readonly groups: AccountTable };
+
+function localSpec(node: BackendNode): LocalSpec {
+  const spec = node.spec.spec;
+  switch (spec.type) {
+    case 'local.file':
+    case 'local.directory':
+    case 'local.symlink':
+      return spec;
+    default:
+      throw new FaultError(fault('permanent', `the local backend cannot provision ${spec.type}`, { code: 'unsupported-type' }));
+  }
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
+}
+
+/**
+ * Files, directories and symlinks under one root directory. Every path is
+ * confined to the root (after `..` and symlinks); writes are atomic; a
+ * thing of the wrong kind at a node's path is refused, never deleted.
+ */
+export class LocalBackend implements InfraBackend {
+  readonly id: string;
+  readonly type = 'local';
+  /** The absolute root directory. */
+  readonly root: string;
+
+  private readonly log: Logger;
+  private accounts: Promise<Accounts> | undefined;
+  private readonly watches = new Set<DirectoryWatch>();
+
+  constructor(config: LocalConfig, ctx: Pick<BackendContext, 'id' | 'cwd' | 'log'>) {
+    this.id = ctx.id;
+    this.root = resolve(ctx.cwd, config.root);
+    this.log = ctx.log;
+  }
+
+  /** Reads every node with bounded parallelism; a node that cannot be read is a `failed` observation, not a thrown batch. */
+  async observe(nodes: readonly BackendNode[], _ctx: OperationContext): Promise<ReadonlyMap<NodeId, Observation>> {
+    const confiner = new Confiner(this.root);
+    const results = await mapLimit(nodes, OBSERVE_PARALLELISM, async (node): Promise<Observation> => {
+      try {
+        return await this.observeOne(localSpec(node), confiner);
+      } catch (err) {
+        return { status: 'failed', fault: toFault(err instanceof FaultError ? err : fsFault(err, 'observe', node.id)) };
+      }
+    });
+    return new Map(nodes.map((n, i) => [n.id, results[i] as Observation]));
+  }
+
+  /** Makes the resource exist as desired; an existing one is corrected (already exists is success). */
+  create(node: BackendNode, ctx: OperationContext): Promise<ProvisionResult> {
+    return this.ensure(node, ctx, 'created');
+  }
+
+  /** Corrects whatever differs now (re-read, not trusted from `diffs`). */
+  update(node: BackendNode, _diffs: readonly FieldDiff[], ctx: OperationContext): Promise<ProvisionResult> {
+    return this.ensure(node, ctx, 'updated');
+  }
+
+  /** file and symlink: unlink; directory: rmdir when empty, else a permanent fault. Absent is success. */
+  async delete(node: BackendNode, ctx: OperationContext): Promise<ProvisionResult> {
+    const spec = localSpec(node);
+    const at = await new Confiner(this.root).node(spec.path);
+    const actual = await inspect(at.real);
+    if (actual.kind === 'missing') return { status: 'done', outputs: {} };
+    switch (spec.type) {
+      case 'local.file':
+        if (actual.kind !== 'file') throw wrongKind(at.abs, actual.kind, 'file');
+        await removeEntry(at.real, ctx.signal);
+        break;
+      case 'local.directory':
+        if (actual.kind !== 'directory') throw wrongKind(at.abs, actual.kind, 'directory');
+        await removeDirectory(at.real, ctx.signal);
+        break;
+      case 'local.symlink':
+        if (actual.kind !== 'symlink') throw wrongKind(at.abs, actual.kind, 'symlink');
+        await removeEntry(at.real, ctx.signal);
+        break;
+      default:
+        return assertNever(spec, 'spec');
+    }
+    ctx.log.info({ node: node.id, path: at.abs }, 'local resource deleted');
+    return { status: 'done', outputs: {} };
+  }
+
+  /** Healthy when the root is writable, or does not exist yet and can be created. */
+  async health(_ctx: { signal: AbortSignal; log: Logger }): Promise<BackendHealth> {
+    const r = await writableOrCreatable(this.root);
+    return r.ok ? { status: 'healthy' } : { status: 'unhealthy', message: r.message };
+  }
+
+  /** Watches the parent directories of the nodes' paths; reports changed node ids in batches (~50 ms). */
+  watch(nodes: readonly BackendNode[], onChange: ChangeListener, log: Logger): () => void {
+    const paths: { id: NodeId; abs: string }[] = [];
+    for (const node of nodes) {
+      const spec = node.spec.spec;
+      if (spec.type !== 'local.file' && spec.type !== 'local.directory' && spec.type !== 'local.symlink') continue;
+      try {
+        paths.push({ id: node.id, abs: lexicalPath(this.root, spec.path) });
+      } catch {
+        // A path that escapes the root is refused by every operation; there is nothing to watch.
+      }
+    }
+    const w = new DirectoryWatch({ paths, onChange, log });
+    this.watches.add(w);
+    return () => {
+      w.stop();
+      this.watches.delete(w);
+    };
+  }
+
+  /** Stops every watcher. */
+  close(): Promise<void> {
+    for (const w of this.watches) w.stop();
+    this.watches.clear();
+    return Promise.resolve();
+  }
+
+  // ---- internals ----
+
+  private async observeOne(spec: LocalSpec, confiner: Confiner): Promise<Observation> {
+    const at = await confiner.node(spec.path);
+    switch (spec.type) {
+      case 'local.file': {
+        const expect = await this.fileExpectation(spec, at);
+        const accounts = expect.owner !== undefined || expect.group !== undefined ? await this.loadAccounts() : undefined;
+        return observeFile(expect, await inspect(at.real, { desiredSize: expect.size, accounts }));
+      }
+      case 'local.directory':
+        return observeDirectory({ absPath: at.abs, mode: parseMode(spec.mode) }, await inspect(at.real));
+      case 'local.symlink':
+        await confiner.target(at.real, spec.target);
+        return observeSymlink({ absPath: at.abs, target: spec.target }, await inspect(at.real));
+      default:
+        return assertNever(spec, 'spec');
+    }
+  }
+
+  private async ensure(node: BackendNode, ctx: OperationContext, done: 'created' | 'updated'): Promise<ProvisionResult> {
+    const spec = localSpec(node);
+    const confiner = new Confiner(this.root);
+    const at = await confiner.node(spec.path);
+    let outputs: Outputs;
+    switch (spec.type) {
+      case 'local.file':
+        outputs = await this.ensureFile(spec, at, ctx.signal);
+        break;
+      case 'local.directory':
+        outputs = await this.ensureDirectory(spec, at, ctx.signal);
+        break;
+      case 'local.symlink':
+        await confiner.target(at.real, spec.target);
+        outputs = await this.ensureSymlink(spec, at, ctx.signal);
+        break;
+      default:
+        return assertNever(spec, 'spec');
+    }
+    ctx.log.info({ node: node.id, path: at.abs }, done === 'created' ? 'local resource created' : 'local resource updated');
+    return { status: 'done', outputs };
+  }
+
+  private async ensureFile(spec: LocalFileSpec, at: NodePath, signal: AbortSignal): Promise<Outputs> {
+    const expect = await this.fileExpectation(spec, at);
+    const actual = await inspect(at.real, { desiredSize: expect.size });
+    const uid = expect.owner?.id;
+    const gid = expect.group?.id;
+    if (actual.kind === 'missing') {
+      await ensureParent(at.real, signal);
+      await writeFileAtomic(at.real, { content: spec.content, mode: expect.mode, uid, gid }, signal);
+    } else if (actual.kind !== 'file') {
+      throw wrongKind(at.abs, kindName(actual), 'file');
+    } else if (actual.size !== expect.size || actual.sha256 !== expect.sha256) {
+      await writeFileAtomic(at.real, { content: spec.content, mode: expect.mode, uid, gid }, signal);
+    } else {
+      if ((actual.mode & 0o777) !== expect.mode) await setMode(at.real, expect.mode, signal);
+      if ((uid !== undefined && actual.uid !== uid) || (gid !== undefined && actual.gid !== gid)) await setOwner(at.real, uid, gid, signal);
+    }
+    return { path: at.abs, sha256: expect.sha256 };
+  }
+
+  private async ensureDirectory(spec: LocalDirectorySpec, at: NodePath, signal: AbortSignal): Promise<Outputs> {
+    const mode = parseMode(spec.mode);
+    const actual = await inspect(at.real);
+    if (actual.kind === 'missing') await makeDirectory(at.real, mode, signal);
+    else if (actual.kind !== 'directory') throw wrongKind(at.abs, kindName(actual), 'directory');
+    else if ((actual.mode & 0o777) !== mode) await setMode(at.real, mode, signal);
+    return { path: at.abs };
+  }
+
+  private async ensureSymlink(spec: LocalSymlinkSpec, at: NodePath, signal: AbortSignal): Promise<Outputs> {
+    const actual = await inspect(at.real);
+    if (actual.kind === 'missing') {
+      await ensureParent(at.real, signal);
+      await writeSymlinkAtomic(at.real, spec.target, signal);
+    } else if (actual.kind !== 'symlink') {
+      throw wrongKind(at.abs, kindName(actual), 'symlink');
+    } else if (actual.target !== spec.target) {
+      await writeSymlinkAtomic(at.real, spec.target, signal);
+    }
+    return { path: at.abs, target: spec.target };
+  }
+
+  private async fileExpectation(spec: LocalFileSpec, at: NodePath): Promise<FileExpectation> {
+    const base = { absPath: at.abs, content: spec.content, size: Buffer.byteLength(spec.content, 'utf8'), sha256: sha256(spec.content), mode: parseMode(spec.mode) };
+    if (spec.owner === undefined && spec.group === undefined) return base;
+    const accounts = await this.loadAccounts();
+    const resolveId = (table: AccountTable, name: string, what: 'user' | 'group'): { name: string; id: number } => {
+      const id = lookupId(table, name);
+      if (id === undefined) {
+        throw new FaultError(fault('permanent', `unknown ${what} "${name}" for ${at.abs}`, { code: `unknown-${what}`, hint: `create the ${what} or use a numeric id` }));
+      }
+      return { name, id };
+    };
+    return {
+      ...base,
+      owner: spec.owner === undefined ? undefined : resolveId(accounts.users, spec.owner, 'user'),
+      group: spec.group === undefined ? undefined : resolveId(accounts.groups, spec.group, 'group'),
+    };
+  }
+
+  private loadAccounts(): Promise<Accounts> {
+    return (this.accounts ??= readAccounts());
+  }
+}
+
+function kindName(actual: Exclude<ActualEntry, { kind: 'missing' }>): string {
+  return actual.kind === 'other' ? actual.what : actual.kind;
+}

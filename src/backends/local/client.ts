@@ -1,0 +1,371 @@
+import { randomBytes, createHash } from 'node:crypto';
+import { watch } from 'node:fs';
+import type { FSWatcher } from 'node:fs';
+import { access, chmod, chown, constants, lstat, mkdir, open, readFile, readlink, rename, rmdir, symlink, unlink } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, parse, relative, sep } from 'node:path';
+import { FaultError, fault } from '../../runtime/index.ts';
+import { parseAccounts } from './accounts.ts';
+import type { AccountTable } from './accounts.ts';
+import { aborted, errnoOf, escapesRoot, fsFault } from './errors.ts';
+import type { ActualEntry } from './observe.ts';
+import { DETAIL_LIMIT } from './observe.ts';
+import { isWithin, lexicalPath } from './paths.ts';
+
+/**
+ * The local backend's only I/O: every filesystem call lives here. Paths that
+ * reach the write functions have been confined by a `Confiner` first.
+ */
+
+/** Linux's limit on symlinks followed while resolving one path. */
+const MAX_SYMLINK_HOPS = 40;
+
+/** A physically resolved path: symlinks followed, `..` applied to real directories. */
+interface Resolved {
+  readonly real: string;
+  /** False when some component does not exist (the rest is appended lexically: nothing there can be a link). */
+  readonly exists: boolean;
+}
+
+function isMissing(err: unknown): boolean {
+  const code = errnoOf(err);
+  return code === 'ENOENT';
+}
+
+/**
+ * Resolves `target` against the real directory `base` the way the kernel
+ * would: component by component, following symlinks and applying `..` to
+ * the directory actually reached.
+ */
+async function resolvePhysical(base: string, target: string, hops = 0): Promise<Resolved> {
+  let current = isAbsolute(target) ? parse(target).root : base;
+  const parts = target.split(sep).filter((p) => p !== '' && p !== '.');
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i] as string;
+    if (part === '..') {
+      current = dirname(current);
+      continue;
+    }
+    const next = join(current, part);
+    let st;
+    try {
+      st = await lstat(next);
+    } catch (err) {
+      if (!isMissing(err)) throw fsFault(err, 'lstat', next);
+      // Nothing exists from here on, so the rest cannot hold links: resolve it lexically.
+      return { real: join(next, ...parts.slice(i + 1)), exists: false };
+    }
+    if (st.isSymbolicLink()) {
+      if (hops >= MAX_SYMLINK_HOPS) throw new FaultError(fault('permanent', `too many symlinks resolving ${next}`, { code: 'ELOOP' }));
+      const resolved = await resolvePhysical(current, await readlink(next), hops + 1);
+      if (!resolved.exists) return { real: join(resolved.real, ...parts.slice(i + 1)), exists: false };
+      current = resolved.real;
+    } else if (!st.isDirectory() && i < parts.length - 1) {
+      throw new FaultError(fault('permanent', `${next} is not a directory`, { code: 'ENOTDIR', hint: 'a path component is a file, not a directory' }));
+    } else {
+      current = next;
+    }
+  }
+  return { real: current, exists: true };
+}
+
+/** Where a node lives: the path the user sees, and the real path every call uses. */
+export interface NodePath {
+  /** `root` joined with the node's relative path (shown in outputs and messages). */
+  readonly abs: string;
+  /** The real parent directory joined with the base name: no symlink between it and the real root. */
+  readonly real: string;
+}
+
+/**
+ * Confinement for one batch of operations. The real directory of each
+ * parent is resolved once and memoised, so 10k files in a few directories
+ * cost a few dozen lstat calls, not 10k walks.
+ */
+export class Confiner {
+  readonly root: string;
+  private realRootPromise: Promise<Resolved> | undefined;
+  private readonly dirs = new Map<string, Promise<Resolved>>();
+
+  constructor(root: string) {
+    this.root = root;
+  }
+
+  /** The root's real path (it may not exist yet; its ancestors may legitimately be links). */
+  realRoot(): Promise<Resolved> {
+    return (this.realRootPromise ??= resolvePhysical(parse(this.root).root, this.root));
+  }
+
+  /** Confines a node path: refuses absolute paths, `..` escapes and symlinked directories that lead out of the root. */
+  async node(relPath: string): Promise<NodePath> {
+    const abs = lexicalPath(this.root, relPath);
+    const rel = relative(this.root, abs);
+    const parent = await this.dir(dirname(rel), relPath);
+    return { abs, real: join(parent.real, basename(rel)) };
+  }
+
+  /** Checks that a link target, resolved from the link's real directory, stays inside the root. */
+  async target(linkReal: string, target: string): Promise<void> {
+    const root = await this.realRoot();
+    const resolved = await resolvePhysical(dirname(linkReal), target);
+    if (!isWithin(root.real, resolved.real)) throw escapesRoot(target, 'the symlink target resolves outside the root');
+  }
+
+  private dir(relDir: string, forPath: string): Promise<Resolved> {
+    let p = this.dirs.get(relDir);
+    if (p === undefined) {
+      p = this.resolveDir(relDir, forPath);
+      this.dirs.set(relDir, p);
+    }
+    return p;
+  }
+
+  private async resolveDir(relDir: string, forPath: string): Promise<Resolved> {
+    if (relDir === '.' || relDir === '') return this.realRoot();
+    const parent = await this.dir(dirname(relDir), forPath);
+    const next = join(parent.real, basename(relDir));
+    if (!parent.exists) return { real: next, exists: false };
+    const resolved = await resolvePhysical(parent.real, basename(relDir));
+    const root = await this.realRoot();
+    if (!isWithin(root.real, resolved.real)) throw escapesRoot(forPath, `${relDir} is a symlink that leads out of the root`);
+    return resolved;
+  }
+}
+
+/** What `inspect` should read of a regular file. */
+export interface ReadPolicy {
+  /** The desired content's size in bytes: a file of the same size is always hashed. */
+  readonly desiredSize: number;
+  /** Names for uids and gids, when the node manages owner or group. */
+  readonly accounts?: { readonly users: AccountTable; readonly groups: AccountTable } | undefined;
+}
+
+function sha256(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** Reads what is at `real` without following a final symlink. */
+export async function inspect(real: string, policy?: ReadPolicy): Promise<ActualEntry> {
+  let st;
+  try {
+    st = await lstat(real);
+  } catch (err) {
+    if (isMissing(err)) return { kind: 'missing' };
+    throw fsFault(err, 'lstat', real);
+  }
+  if (st.isSymbolicLink()) return { kind: 'symlink', target: await readlink(real) };
+  if (st.isDirectory()) return { kind: 'directory', mode: st.mode };
+  if (!st.isFile()) return { kind: 'other', what: st.isSocket() ? 'socket' : st.isFIFO() ? 'fifo' : 'device' };
+  const owner = policy?.accounts?.users.byId.get(st.uid) ?? String(st.uid);
+  const group = policy?.accounts?.groups.byId.get(st.gid) ?? String(st.gid);
+  const base = { kind: 'file', size: st.size, mode: st.mode, uid: st.uid, gid: st.gid, owner, group } as const;
+  if (policy === undefined) return base;
+  // Size first: a different size is a content change without reading. Same size: hash (never trust mtime).
+  const small = st.size < DETAIL_LIMIT && policy.desiredSize < DETAIL_LIMIT;
+  if (st.size !== policy.desiredSize && !small) return base;
+  let data;
+  try {
+    data = await readFile(real);
+  } catch (err) {
+    if (isMissing(err)) return { kind: 'missing' };
+    throw fsFault(err, 'read', real);
+  }
+  const text = small && !data.includes(0) ? data.toString('utf8') : undefined;
+  return { ...base, size: data.length, sha256: sha256(data), text };
+}
+
+function tempName(real: string): string {
+  return join(dirname(real), `.${basename(real)}.ds-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+}
+
+async function fsyncDirectory(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function removeQuietly(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch {
+    // Best effort: the temp file may never have been created.
+  }
+}
+
+/** `mkdir -p` (default mode for the directories it creates). */
+export async function ensureParent(real: string, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) throw aborted('mkdir');
+  try {
+    await mkdir(dirname(real), { recursive: true });
+  } catch (err) {
+    throw fsFault(err, 'mkdir', dirname(real));
+  }
+}
+
+export interface FileWrite {
+  readonly content: string;
+  readonly mode: number;
+  readonly uid?: number | undefined;
+  readonly gid?: number | undefined;
+}
+
+/** Atomic write: temp file in the same directory, fsync, rename over, fsync the directory. No temp file survives. */
+export async function writeFileAtomic(real: string, file: FileWrite, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) throw aborted('write');
+  const tmp = tempName(real);
+  try {
+    const fh = await open(tmp, 'wx', 0o600);
+    try {
+      await fh.writeFile(file.content);
+      // Explicit chmod: the open mode is filtered by the umask.
+      await fh.chmod(file.mode);
+      if (file.uid !== undefined || file.gid !== undefined) await fh.chown(file.uid ?? -1, file.gid ?? -1);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    if (signal.aborted) throw aborted('write');
+    await rename(tmp, real);
+  } catch (err) {
+    await removeQuietly(tmp);
+    throw fsFault(err, 'write', real);
+  }
+  try {
+    await fsyncDirectory(dirname(real));
+  } catch (err) {
+    throw fsFault(err, 'fsync', dirname(real));
+  }
+}
+
+export async function setMode(real: string, mode: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) throw aborted('chmod');
+  try {
+    await chmod(real, mode);
+  } catch (err) {
+    throw fsFault(err, 'chmod', real);
+  }
+}
+
+export async function setOwner(real: string, uid: number | undefined, gid: number | undefined, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) throw aborted('chown');
+  try {
+    await chown(real, uid ?? -1, gid ?? -1);
+  } catch (err) {
+    throw fsFault(err, 'chown', real);
+  }
+}
+
+/** `mkdir -p` with `mode` on the last directory (set explicitly: mkdir's mode is filtered by the umask). */
+export async function makeDirectory(real: string, mode: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) throw aborted('mkdir');
+  try {
+    await mkdir(real, { recursive: true, mode });
+    await chmod(real, mode);
+  } catch (err) {
+    throw fsFault(err, 'mkdir', real);
+  }
+}
+
+/** Creates or replaces a symlink atomically: a temp link renamed over the path. */
+export async function writeSymlinkAtomic(real: string, target: string, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) throw aborted('symlink');
+  const tmp = tempName(real);
+  try {
+    await symlink(target, tmp);
+    if (signal.aborted) throw aborted('symlink');
+    await rename(tmp, real);
+  } catch (err) {
+    await removeQuietly(tmp);
+    throw fsFault(err, 'symlink', real);
+  }
+  try {
+    await fsyncDirectory(dirname(real));
+  } catch (err) {
+    throw fsFault(err, 'fsync', dirname(real));
+  }
+}
+
+/** Unlinks a file or a symlink; absent is success. */
+export async function removeEntry(real: string, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) throw aborted('unlink');
+  try {
+    await unlink(real);
+  } catch (err) {
+    if (!isMissing(err)) throw fsFault(err, 'unlink', real);
+  }
+}
+
+/** Removes an empty directory; absent is success; a non-empty one is a permanent fault. */
+export async function removeDirectory(real: string, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) throw aborted('rmdir');
+  try {
+    await rmdir(real);
+  } catch (err) {
+    const code = errnoOf(err);
+    if (code === 'ENOENT') return;
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') {
+      throw new FaultError(
+        fault('permanent', `directory ${real} is not empty; refusing to delete its contents`, {
+          code: 'directory-not-empty',
+          hint: 'delete the nodes that manage its contents first, or empty it by hand',
+        }),
+        { cause: err },
+      );
+    }
+    throw fsFault(err, 'rmdir', real);
+  }
+}
+
+/** /etc/passwd and /etc/group, parsed. Missing files give empty tables (numeric ids still work). */
+export async function readAccounts(): Promise<{ users: AccountTable; groups: AccountTable }> {
+  const load = async (file: string): Promise<AccountTable> => {
+    try {
+      return parseAccounts(await readFile(file, 'utf8'));
+    } catch {
+      return parseAccounts('');
+    }
+  };
+  const [users, groups] = await Promise.all([load('/etc/passwd'), load('/etc/group')]);
+  return { users, groups };
+}
+
+/** Whether `dir` (or, when missing, its nearest existing ancestor) is writable. */
+export async function writableOrCreatable(dir: string): Promise<{ ok: true } | { ok: false; message: string }> {
+  let current = dir;
+  for (;;) {
+    try {
+      const st = await lstat(current);
+      if (!st.isDirectory()) return { ok: false, message: `${current} is not a directory` };
+      await access(current, constants.W_OK);
+      return { ok: true };
+    } catch (err) {
+      const code = errnoOf(err);
+      if (code !== 'ENOENT') return { ok: false, message: `${current} is not writable: ${code ?? String(err)}` };
+      const parent = dirname(current);
+      if (parent === current) return { ok: false, message: `no existing ancestor of ${dir}` };
+      current = parent;
+    }
+  }
+}
+
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** One directory watch (not recursive). Throws synchronously (ENOENT …) when the directory cannot be watched. */
+export function watchDirectory(
+  dir: string,
+  onEvent: (event: 'rename' | 'change', filename: string | null) => void,
+  onError: (err: unknown) => void,
+): { close(): void } {
+  const watcher: FSWatcher = watch(dir, { persistent: true, encoding: 'utf8' }, (event, filename) => onEvent(event, filename));
+  watcher.on('error', onError);
+  return { close: () => watcher.close() };
+}

@@ -1,0 +1,74 @@
+import { FaultError, fault } from '../../runtime/index.ts';
+import type { FaultClass } from '../../runtime/index.ts';
+
+/** How each errno is classified; anything not listed is `unknown`. */
+const errnoClasses: Readonly<Record<string, FaultClass>> = {
+  EACCES: 'auth',
+  EPERM: 'auth',
+  ENOSPC: 'transient',
+  EIO: 'transient',
+  EBUSY: 'transient',
+  EAGAIN: 'transient',
+  EMFILE: 'transient',
+  ENFILE: 'transient',
+  ENOTDIR: 'permanent',
+  EISDIR: 'permanent',
+  ELOOP: 'permanent',
+};
+
+const errnoHints: Readonly<Record<string, string>> = {
+  EACCES: 'check the permissions of the backend root and of the daemon user',
+  EPERM: 'changing owner or group needs privileges (run as root or drop owner/group)',
+  ENOSPC: 'free disk space',
+  ENOTDIR: 'a path component is a file, not a directory',
+  ELOOP: 'a symlink loop is in the path',
+};
+
+export function errnoOf(err: unknown): string | undefined {
+  if (typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string') return err.code;
+  return undefined;
+}
+
+/** The class of a filesystem error, once, at the backend boundary. */
+export function classifyErrno(code: string | undefined): FaultClass {
+  return (code !== undefined ? errnoClasses[code] : undefined) ?? 'unknown';
+}
+
+/** Wraps a filesystem error into a classified `FaultError`; a `FaultError` passes through. */
+export function fsFault(err: unknown, action: string, path: string): FaultError {
+  if (err instanceof FaultError) return err;
+  const code = errnoOf(err);
+  const hint = code !== undefined ? errnoHints[code] : undefined;
+  return new FaultError(
+    fault(classifyErrno(code), `${action} ${path} failed: ${code ?? (err instanceof Error ? err.message : String(err))}`, {
+      ...(code === undefined ? {} : { code }),
+      ...(hint === undefined ? {} : { hint }),
+    }),
+    { cause: err },
+  );
+}
+
+/** A path (or a link target) that would leave the backend root. Nothing is written. */
+export function escapesRoot(path: string, why: string): FaultError {
+  return new FaultError(
+    fault('permanent', `path ${path} escapes the backend root: ${why}`, {
+      code: 'path-escapes-root',
+      hint: 'paths are relative to the backend root and must stay inside it, symlinks included',
+    }),
+  );
+}
+
+/** Something of another kind sits where the node's resource should be. Never deleted to make room. */
+export function wrongKind(path: string, found: string, wanted: string): FaultError {
+  return new FaultError(
+    fault('permanent', `${path} is a ${found}, not a ${wanted}; refusing to replace it`, {
+      code: 'wrong-kind',
+      hint: `remove or move the ${found} by hand if the ${wanted} should take its place`,
+    }),
+  );
+}
+
+/** Thrown before a write when the operation's signal was aborted. */
+export function aborted(action: string): FaultError {
+  return new FaultError(fault('transient', `${action} aborted`, { code: 'aborted' }));
+}

@@ -1,0 +1,183 @@
+import { assertNever, fault } from '../../runtime/index.ts';
+import type { FieldDiff, Observation, Outputs } from '../../runtime/index.ts';
+import { formatMode } from './paths.ts';
+
+/** Files below this size (both sides) get a line diff in the drift report. */
+export const DETAIL_LIMIT = 4096;
+
+/** What is on disk at a node's path, as the client read it. */
+export type ActualEntry =
+  | { readonly kind: 'missing' }
+  | {
+      readonly kind: 'file';
+      readonly size: number;
+      readonly mode: number;
+      readonly uid: number;
+      readonly gid: number;
+      /** The owner and group as names where known, else the numeric ids. */
+      readonly owner: string;
+      readonly group: string;
+      /** Present when the client hashed the content (always when the size matches the desired size). */
+      readonly sha256?: string | undefined;
+      /** Present for small text files read for a diff. */
+      readonly text?: string | undefined;
+    }
+  | { readonly kind: 'directory'; readonly mode: number }
+  | { readonly kind: 'symlink'; readonly target: string }
+  | { readonly kind: 'other'; readonly what: string };
+
+export type ActualKind = ActualEntry['kind'];
+
+/** The desired file, with everything the comparison needs already computed. */
+export interface FileExpectation {
+  readonly absPath: string;
+  readonly content: string;
+  readonly size: number;
+  readonly sha256: string;
+  readonly mode: number;
+  readonly owner?: { readonly name: string; readonly id: number } | undefined;
+  readonly group?: { readonly name: string; readonly id: number } | undefined;
+}
+
+export interface DirectoryExpectation {
+  readonly absPath: string;
+  readonly mode: number;
+}
+
+export interface SymlinkExpectation {
+  readonly absPath: string;
+  readonly target: string;
+}
+
+const kindNames: Readonly<Record<ActualKind, string>> = {
+  missing: 'missing path',
+  file: 'file',
+  directory: 'directory',
+  symlink: 'symlink',
+  other: 'special file',
+};
+
+function wrongKindObservation(absPath: string, actual: ActualEntry, wanted: string): Observation {
+  const found = actual.kind === 'other' ? actual.what : kindNames[actual.kind];
+  return {
+    status: 'failed',
+    fault: fault('permanent', `${absPath} is a ${found}, not a ${wanted}; refusing to replace it`, {
+      code: 'wrong-kind',
+      hint: `remove or move the ${found} by hand if the ${wanted} should take its place`,
+    }),
+  };
+}
+
+/** `sha256:ab12cd34ef56… (120 bytes)`, or only the size when the content was not hashed. */
+export function describeContent(sha256: string | undefined, size: number): string {
+  return sha256 === undefined ? `${size} bytes (not hashed)` : `sha256:${sha256.slice(0, 12)}… (${size} bytes)`;
+}
+
+export function observeFile(expect: FileExpectation, actual: ActualEntry): Observation {
+  switch (actual.kind) {
+    case 'missing':
+      return { status: 'absent' };
+    case 'directory':
+    case 'symlink':
+    case 'other':
+      return wrongKindObservation(expect.absPath, actual, 'file');
+    case 'file': {
+      const diffs: FieldDiff[] = [];
+      if (actual.size !== expect.size || actual.sha256 !== expect.sha256) {
+        const detail =
+          actual.text !== undefined && expect.size < DETAIL_LIMIT && actual.size < DETAIL_LIMIT ? lineDiff(actual.text, expect.content) : undefined;
+        diffs.push({
+          path: 'content',
+          desired: describeContent(expect.sha256, expect.size),
+          actual: describeContent(actual.sha256, actual.size),
+          ...(detail === undefined ? {} : { detail }),
+        });
+      }
+      if ((actual.mode & 0o777) !== (expect.mode & 0o777)) diffs.push({ path: 'mode', desired: formatMode(expect.mode), actual: formatMode(actual.mode) });
+      if (expect.owner !== undefined && actual.uid !== expect.owner.id) diffs.push({ path: 'owner', desired: expect.owner.name, actual: actual.owner });
+      if (expect.group !== undefined && actual.gid !== expect.group.id) diffs.push({ path: 'group', desired: expect.group.name, actual: actual.group });
+      const outputs: Outputs = { path: expect.absPath, sha256: actual.sha256 ?? null };
+      return diffs.length === 0 ? { status: 'upToDate', outputs } : { status: 'drifted', diffs, outputs };
+    }
+    default:
+      return assertNever(actual, 'entry');
+  }
+}
+
+export function observeDirectory(expect: DirectoryExpectation, actual: ActualEntry): Observation {
+  switch (actual.kind) {
+    case 'missing':
+      return { status: 'absent' };
+    case 'file':
+    case 'symlink':
+    case 'other':
+      return wrongKindObservation(expect.absPath, actual, 'directory');
+    case 'directory': {
+      const outputs: Outputs = { path: expect.absPath };
+      if ((actual.mode & 0o777) === (expect.mode & 0o777)) return { status: 'upToDate', outputs };
+      return { status: 'drifted', diffs: [{ path: 'mode', desired: formatMode(expect.mode), actual: formatMode(actual.mode) }], outputs };
+    }
+    default:
+      return assertNever(actual, 'entry');
+  }
+}
+
+export function observeSymlink(expect: SymlinkExpectation, actual: ActualEntry): Observation {
+  switch (actual.kind) {
+    case 'missing':
+      return { status: 'absent' };
+    case 'file':
+    case 'directory':
+    case 'other':
+      return wrongKindObservation(expect.absPath, actual, 'symlink');
+    case 'symlink': {
+      if (actual.target === expect.target) return { status: 'upToDate', outputs: { path: expect.absPath, target: expect.target } };
+      return {
+        status: 'drifted',
+        diffs: [{ path: 'target', desired: expect.target, actual: actual.target }],
+        outputs: { path: expect.absPath, target: actual.target },
+      };
+    }
+    default:
+      return assertNever(actual, 'entry');
+  }
+}
+
+/**
+ * A small unified-style line diff (`-` actual, `+` desired) of two short
+ * texts: common head and tail are trimmed, the middle is aligned by LCS.
+ */
+export function lineDiff(actual: string, desired: string): string {
+  const a = actual.split('\n');
+  const d = desired.split('\n');
+  let head = 0;
+  while (head < a.length && head < d.length && a[head] === d[head]) head++;
+  let tail = 0;
+  while (tail < a.length - head && tail < d.length - head && a[a.length - 1 - tail] === d[d.length - 1 - tail]) tail++;
+  const am = a.slice(head, a.length - tail);
+  const dm = d.slice(head, d.length - tail);
+  // LCS table over the differing middle only; both texts are under DETAIL_LIMIT bytes.
+  const lcs: number[][] = Array.from({ length: am.length + 1 }, () => new Array<number>(dm.length + 1).fill(0));
+  for (let i = am.length - 1; i >= 0; i--) {
+    const row = lcs[i] as number[];
+    const below = lcs[i + 1] as number[];
+    for (let j = dm.length - 1; j >= 0; j--) row[j] = am[i] === dm[j] ? (below[j + 1] as number) + 1 : Math.max(below[j] as number, row[j + 1] as number);
+  }
+  const lines = ['--- actual', '+++ desired', `@@ line ${head + 1} @@`];
+  let i = 0;
+  let j = 0;
+  while (i < am.length || j < dm.length) {
+    if (i < am.length && j < dm.length && am[i] === dm[j]) {
+      lines.push(` ${am[i]}`);
+      i++;
+      j++;
+    } else if (i < am.length && (j >= dm.length || (lcs[i + 1]?.[j] ?? 0) >= (lcs[i]?.[j + 1] ?? 0))) {
+      lines.push(`-${am[i]}`);
+      i++;
+    } else {
+      lines.push(`+${dm[j]}`);
+      j++;
+    }
+  }
+  return lines.join('\n');
+}

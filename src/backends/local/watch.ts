@@ -1,0 +1,153 @@
+import { basename, dirname, join, sep } from 'node:path';
+import type { Logger } from 'pino';
+import type { ChangeListener } from '../../infra/index.ts';
+import type { NodeId } from '../../runtime/index.ts';
+import { errorMessage } from '../../runtime/index.ts';
+import { exists, watchDirectory } from './client.ts';
+
+/** A managed path and the node that manages it. */
+export interface WatchedPath {
+  readonly id: NodeId;
+  /** Absolute path of the node's resource. */
+  readonly abs: string;
+}
+
+export interface WatchOptions {
+  readonly paths: readonly WatchedPath[];
+  readonly onChange: ChangeListener;
+  readonly log: Logger;
+  /** Events within this window are reported together. */
+  readonly debounceMs?: number;
+}
+
+function isBelow(ancestor: string, p: string): boolean {
+  return p.startsWith(ancestor.endsWith(sep) ? ancestor : ancestor + sep);
+}
+
+/**
+ * Watches the parent directories of managed paths, one non-recursive watcher
+ * per directory. A parent that does not exist yet is covered by a watcher on
+ * its nearest existing ancestor, re-armed when that ancestor changes; a
+ * watched directory that disappears is noticed and covered the same way.
+ * Events are mapped back to node ids and reported in batches.
+ */
+export class DirectoryWatch {
+  private readonly byParent = new Map<string, Map<string, NodeId[]>>();
+  private readonly watchers = new Map<string, { close(): void }>();
+  private readonly changed = new Set<NodeId>();
+  private readonly onChange: ChangeListener;
+  private readonly log: Logger;
+  private readonly debounceMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  private rearm = false;
+  private stopped = false;
+
+  constructor(options: WatchOptions) {
+    this.onChange = options.onChange;
+    this.log = options.log;
+    this.debounceMs = options.debounceMs ?? 50;
+    for (const p of options.paths) {
+      const dir = dirname(p.abs);
+      let entries = this.byParent.get(dir);
+      if (entries === undefined) this.byParent.set(dir, (entries = new Map()));
+      const ids = entries.get(basename(p.abs));
+      if (ids === undefined) entries.set(basename(p.abs), [p.id]);
+      else ids.push(p.id);
+    }
+    this.arm();
+  }
+
+  /** Closes every watcher and drops pending reports. */
+  stop(): void {
+    this.stopped = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    for (const w of this.watchers.values()) w.close();
+    this.watchers.clear();
+  }
+
+  /** Watches every needed parent; a missing one falls back to its nearest existing ancestor. */
+  private arm(): void {
+    for (const dir of this.byParent.keys()) {
+      if (this.watchers.has(dir)) continue;
+      for (let d = dir; ; d = dirname(d)) {
+        if (this.watchers.has(d) || this.tryWatch(d)) break;
+        if (dirname(d) === d) break;
+      }
+    }
+  }
+
+  private tryWatch(dir: string): boolean {
+    try {
+      const w = watchDirectory(
+        dir,
+        (event, filename) => this.event(dir, event, filename),
+        (err) => this.lost(dir, err),
+      );
+      this.watchers.set(dir, w);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private event(dir: string, event: 'rename' | 'change', filename: string | null): void {
+    if (this.stopped) return;
+    const entries = this.byParent.get(dir);
+    if (entries !== undefined) {
+      if (filename === null) for (const ids of entries.values()) for (const id of ids) this.changed.add(id);
+      else for (const id of entries.get(filename) ?? []) this.changed.add(id);
+    }
+    // Something changed on the way to a parent that is missing or watched: re-check those.
+    for (const [parent, e] of this.byParent) {
+      if (!isBelow(dir, parent)) continue;
+      if (filename !== null && !(parent === join(dir, filename) || isBelow(join(dir, filename), parent))) continue;
+      if (this.watchers.has(parent) && event !== 'rename') continue;
+      this.rearm = true;
+      for (const ids of e.values()) for (const id of ids) this.changed.add(id);
+    }
+    this.schedule();
+  }
+
+  private lost(dir: string, err: unknown): void {
+    this.log.debug({ dir, err: errorMessage(err) }, 'directory watcher lost');
+    this.watchers.get(dir)?.close();
+    this.watchers.delete(dir);
+    this.rearm = true;
+    for (const ids of this.byParent.get(dir)?.values() ?? []) for (const id of ids) this.changed.add(id);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.timer !== undefined || (this.changed.size === 0 && !this.rearm)) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.flush();
+    }, this.debounceMs);
+  }
+
+  private async flush(): Promise<void> {
+    if (this.rearm) {
+      this.rearm = false;
+      // A deleted directory's watcher goes quiet rather than failing: find those and cover them again.
+      const dirs = [...this.watchers.keys()];
+      const alive = await Promise.all(dirs.map((d) => exists(d)));
+      if (this.stopped) return;
+      dirs.forEach((d, i) => {
+        if (alive[i] === true) return;
+        this.watchers.get(d)?.close();
+        this.watchers.delete(d);
+        for (const ids of this.byParent.get(d)?.values() ?? []) for (const id of ids) this.changed.add(id);
+      });
+      this.arm();
+    }
+    if (this.stopped || this.changed.size === 0) return;
+    const ids = [...this.changed];
+    this.changed.clear();
+    this.log.debug({ nodes: ids.length }, 'local change noticed');
+    try {
+      this.onChange(ids);
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, 'change listener failed');
+    }
+  }
+}

@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest';
+import { describeContent, lineDiff, observeDirectory, observeFile, observeSymlink } from '../../../src/backends/local/observe.ts';
+import type { ActualEntry, FileExpectation } from '../../../src/backends/local/observe.ts';
+import { sha256 } from '../../../src/runtime/index.ts';
+
+const content = 'port = 8080\n';
+const expectFile: FileExpectation = { absPath: '/r/app.toml', content, size: content.length, sha256: sha256(content), mode: 0o644 };
+const file = (over: Partial<Extract<ActualEntry, { kind: 'file' }>> = {}): ActualEntry => ({
+  kind: 'file',
+  size: content.length,
+  mode: 0o100644,
+  uid: 1000,
+  gid: 1000,
+  owner: 'app',
+  group: 'app',
+  sha256: sha256(content),
+  text: content,
+  ...over,
+});
+
+describe('observeFile', () => {
+  it.each([
+    { name: 'missing is absent', expect: expectFile, actual: { kind: 'missing' } as ActualEntry, status: 'absent', paths: [] },
+    { name: 'same hash and mode is up to date', expect: expectFile, actual: file(), status: 'upToDate', paths: [] },
+    { name: 'same size, other hash is content drift', expect: expectFile, actual: file({ sha256: sha256('port = 9090\n'), text: 'port = 9090\n' }), status: 'drifted', paths: ['content'] },
+    { name: 'other size without hash is content drift', expect: expectFile, actual: file({ size: 99_999, sha256: undefined, text: undefined }), status: 'drifted', paths: ['content'] },
+    { name: 'mode drift', expect: expectFile, actual: file({ mode: 0o100600 }), status: 'drifted', paths: ['mode'] },
+    { name: 'owner checked only when desired', expect: expectFile, actual: file({ uid: 0, owner: 'root' }), status: 'upToDate', paths: [] },
+    { name: 'owner drift', expect: { ...expectFile, owner: { name: 'app', id: 1000 } }, actual: file({ uid: 0, owner: 'root' }), status: 'drifted', paths: ['owner'] },
+    { name: 'group drift', expect: { ...expectFile, group: { name: '1000', id: 1000 } }, actual: file({ gid: 5, group: 'tty' }), status: 'drifted', paths: ['group'] },
+    { name: 'a directory is a wrong kind, not drift', expect: expectFile, actual: { kind: 'directory', mode: 0o40755 } as ActualEntry, status: 'failed', paths: [] },
+    { name: 'a symlink is a wrong kind', expect: expectFile, actual: { kind: 'symlink', target: 'x' } as ActualEntry, status: 'failed', paths: [] },
+    { name: 'a fifo is a wrong kind', expect: expectFile, actual: { kind: 'other', what: 'fifo' } as ActualEntry, status: 'failed', paths: [] },
+  ])('$name', ({ expect: e, actual, status, paths }) => {
+    const obs = observeFile(e, actual);
+    expect(obs.status).toBe(status);
+    expect(obs.status === 'drifted' ? obs.diffs.map((d) => d.path) : []).toEqual(paths);
+    if (obs.status === 'failed') expect(obs.fault).toMatchObject({ class: 'permanent', code: 'wrong-kind' });
+  });
+
+  it('describes content by short hash and shows a line diff for small text', () => {
+    const obs = observeFile(expectFile, file({ sha256: sha256('port = 9090\n'), text: 'port = 9090\n' }));
+    expect(obs.status === 'drifted' ? obs.diffs[0] : undefined).toEqual({
+      path: 'content',
+      desired: describeContent(sha256(content), content.length),
+      actual: describeContent(sha256('port = 9090\n'), content.length),
+      detail: '--- actual\n+++ desired\n@@ line 1 @@\n-port = 9090\n+port = 8080',
+    });
+    expect(describeContent('ab'.repeat(32), 12)).toBe(`sha256:${'ab'.repeat(6)}… (12 bytes)`);
+  });
+
+  it('reports outputs with the absolute path and the hash', () => {
+    expect(observeFile(expectFile, file())).toEqual({ status: 'upToDate', outputs: { path: '/r/app.toml', sha256: sha256(content) } });
+  });
+});
+
+describe('observeDirectory', () => {
+  it.each([
+    { name: 'missing is absent', actual: { kind: 'missing' } as ActualEntry, status: 'absent' },
+    { name: 'same mode is up to date', actual: { kind: 'directory', mode: 0o40755 } as ActualEntry, status: 'upToDate' },
+    { name: 'other mode is drift', actual: { kind: 'directory', mode: 0o40700 } as ActualEntry, status: 'drifted' },
+    { name: 'a file is a wrong kind', actual: file(), status: 'failed' },
+  ])('$name', ({ actual, status }) => {
+    expect(observeDirectory({ absPath: '/r/d', mode: 0o755 }, actual).status).toBe(status);
+  });
+
+  it('reports mode drift as octal strings', () => {
+    const obs = observeDirectory({ absPath: '/r/d', mode: 0o755 }, { kind: 'directory', mode: 0o40700 });
+    expect(obs).toEqual({ status: 'drifted', diffs: [{ path: 'mode', desired: '0755', actual: '0700' }], outputs: { path: '/r/d' } });
+  });
+});
+
+describe('observeSymlink', () => {
+  it.each([
+    { name: 'missing is absent', actual: { kind: 'missing' } as ActualEntry, status: 'absent' },
+    { name: 'same target is up to date', actual: { kind: 'symlink', target: 'a/b' } as ActualEntry, status: 'upToDate' },
+    { name: 'other target is drift', actual: { kind: 'symlink', target: 'a/c' } as ActualEntry, status: 'drifted' },
+    { name: 'a directory is a wrong kind', actual: { kind: 'directory', mode: 0o40755 } as ActualEntry, status: 'failed' },
+  ])('$name', ({ actual, status }) => {
+    expect(observeSymlink({ absPath: '/r/l', target: 'a/b' }, actual).status).toBe(status);
+  });
+});
+
+describe('lineDiff', () => {
+  it.each([
+    { name: 'one changed line in the middle', actual: 'a\nb\nc', desired: 'a\nx\nc', out: '--- actual\n+++ desired\n@@ line 2 @@\n-b\n+x' },
+    { name: 'an added line', actual: 'a\nc', desired: 'a\nb\nc', out: '--- actual\n+++ desired\n@@ line 2 @@\n+b' },
+    { name: 'a removed line', actual: 'a\nb\nc', desired: 'a\nc', out: '--- actual\n+++ desired\n@@ line 2 @@\n-b' },
+    { name: 'a kept line between changes', actual: 'x\nk\ny', desired: 'p\nk\nq', out: '--- actual\n+++ desired\n@@ line 1 @@\n-x\n+p\n k\n-y\n+q' },
+  ])('$name', ({ actual, desired, out }) => {
+    expect(lineDiff(actual, desired)).toBe(out);
+  });
+});

@@ -1,0 +1,120 @@
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { InfraNode } from '../../../src/infra/index.ts';
+import { dirNode, fileNode, log, opCtx, sandbox } from './helpers.ts';
+import type { Sandbox } from './helpers.ts';
+
+let sb: Sandbox;
+let stops: (() => void)[] = [];
+beforeEach(async () => {
+  sb = await sandbox();
+  stops = [];
+});
+afterEach(async () => {
+  for (const stop of stops) stop();
+  await sb.cleanup();
+});
+
+/** Starts a watch and returns a function that waits for the next report naming `id`, with its delay in ms. */
+function watchFor(nodes: readonly InfraNode[]): { next: (id: string, timeoutMs?: number) => Promise<number>; reports: string[][] } {
+  const reports: string[][] = [];
+  const waiters: { id: string; resolve: (ms: number) => void; since: number }[] = [];
+  stops.push(
+    sb.backend.watch(
+      nodes,
+      (ids) => {
+        reports.push([...ids]);
+        for (const w of [...waiters]) {
+          if (ids.includes(w.id)) {
+            waiters.splice(waiters.indexOf(w), 1);
+            w.resolve(performance.now() - w.since);
+          }
+        }
+      },
+      log,
+    ),
+  );
+  return {
+    reports,
+    next: (id, timeoutMs = 1000) =>
+      new Promise((resolve, reject) => {
+        const since = performance.now();
+        const timer = setTimeout(() => reject(new Error(`no change reported for ${id} within ${timeoutMs} ms`)), timeoutMs);
+        waiters.push({ id, since, resolve: (ms) => (clearTimeout(timer), resolve(ms)) });
+      }),
+  };
+}
+
+const settle = (ms = 150): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('local backend watch', () => {
+  it.each([
+    { name: 'a hand edit of the content', change: (p: string) => writeFile(p, 'edited by hand') },
+    { name: 'a deletion', change: (p: string) => rm(p) },
+    { name: 'a replacement by rename', change: async (p: string) => (await writeFile(`${p}.new`, 'x'), rename(`${p}.new`, p)) },
+  ])('reports $name within a second', async ({ change }) => {
+    const node = fileNode('cfg', 'app/app.toml', 'port = 8080\n');
+    const other = fileNode('other', 'app/other.toml', 'x');
+    await sb.backend.create(node, opCtx());
+    await sb.backend.create(other, opCtx());
+    const w = watchFor([node, other]);
+    await settle();
+    const waiting = w.next('cfg');
+    await change(join(sb.root, 'app/app.toml'));
+    expect(await waiting).toBeLessThan(1000);
+    expect(w.reports.flat()).not.toContain('other');
+  });
+
+  it('batches a burst of edits into few reports', async () => {
+    const nodes = Array.from({ length: 20 }, (_, i) => fileNode(`f${i}`, `d/f${i}.txt`, 'x'));
+    for (const n of nodes) await sb.backend.create(n, opCtx());
+    const w = watchFor(nodes);
+    await settle();
+    const waiting = w.next('f19');
+    for (let i = 0; i < 20; i++) await writeFile(join(sb.root, `d/f${i}.txt`), 'y');
+    await waiting;
+    await settle();
+    expect(new Set(w.reports.flat())).toEqual(new Set(nodes.map((n) => n.id)));
+    expect(w.reports.length).toBeLessThan(10);
+  });
+
+  it('notices a file whose directory did not exist when the watch started', async () => {
+    const node = fileNode('late', 'later/deeper/file.txt', 'x');
+    const w = watchFor([node]);
+    await settle();
+    await mkdir(join(sb.root, 'later/deeper'), { recursive: true });
+    await settle();
+    const waiting = w.next('late', 2000);
+    await writeFile(join(sb.root, 'later/deeper/file.txt'), 'by hand');
+    expect(await waiting).toBeLessThan(2000);
+  });
+
+  it('notices a directory removed and recreated, then edits inside it', async () => {
+    const dir = dirNode('dir', 'conf');
+    const file = fileNode('file', 'conf/a.txt', 'x');
+    await sb.backend.create(dir, opCtx());
+    await sb.backend.create(file, opCtx());
+    const w = watchFor([dir, file]);
+    await settle();
+    const gone = w.next('dir');
+    await rm(join(sb.root, 'conf'), { recursive: true });
+    await gone;
+    await mkdir(join(sb.root, 'conf'));
+    await settle(300);
+    const edited = w.next('file', 2000);
+    await writeFile(join(sb.root, 'conf/a.txt'), 'by hand');
+    expect(await edited).toBeLessThan(2000);
+  });
+
+  it('stops reporting once stopped, and close() stops every watch', async () => {
+    const node = fileNode('f', 'f.txt', 'x');
+    await sb.backend.create(node, opCtx());
+    const w = watchFor([node]);
+    await settle();
+    await sb.backend.close();
+    await writeFile(join(sb.root, 'f.txt'), 'after close');
+    await settle(200);
+    expect(w.reports).toEqual([]);
+  });
+});
