@@ -129,7 +129,7 @@ export class MemoryBackend implements InfraBackend {
   }
 
   /** Always healthy: nothing to reach. */
-  health(): Promise<BackendHealth> {
+  health(_ctx: { signal: AbortSignal; log: Logger }): Promise<BackendHealth> {
     return Promise.resolve({ status: 'healthy' });
   }
 
