@@ -251,9 +251,15 @@ function renderDiffEntry(entry: unknown): string | undefined {
   const before = asText(entry.before);
   const after = asText(entry.after);
   if (before === after) return undefined;
-  const beforeHeader = typeof entry.before_header === 'string' ? entry.before_header : 'before';
-  const afterHeader = typeof entry.after_header === 'string' ? entry.after_header : 'after';
+  const beforeHeader = header(entry.before_header, 'before');
+  const afterHeader = header(entry.after_header, 'after');
   return [`--- ${beforeHeader}`, `+++ ${afterHeader}`, ...lineDiff(before, after)].join('\n');
+}
+
+/** A diff header; Ansible's own temp files (the rendered source of a copy) become a fixed word, so a diff is stable across runs. */
+function header(v: unknown, fallback: string): string {
+  if (typeof v !== 'string' || v === '') return fallback;
+  return /\/ansible-(local|tmp)-[^/]*\//.test(v) ? `${fallback} (rendered)` : v;
 }
 
 function asText(v: unknown): string {

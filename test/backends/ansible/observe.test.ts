@@ -86,6 +86,12 @@ describe('taskChanges and changesToDiffs', () => {
     for (const c of contains) expect(d?.detail).toContain(c);
   });
 
+  it('names Ansible temp files in headers by a fixed word, so a diff is the same on every run', () => {
+    const diff = { before: 'a\n', after: 'b\n', before_header: '/etc/app.conf', after_header: '/tmp/x/local/ansible-local-123abc/tmpq1w2e3' };
+    const [d] = changesToDiffs(taskChanges(report([{ name: 't', hosts: { h: { changed: true, diff } } }], { h: stats() })));
+    expect(d?.detail).toBe('--- /etc/app.conf\n+++ after (rendered)\n-a\n+b');
+  });
+
   it('collects the diffs of loop items', () => {
     const rep = report([{ name: 'loop', hosts: { h: { changed: true, results: [{ changed: true, diff: { before: 'a', after: 'b' } }, { changed: false, diff: { before: 'c', after: 'd' } }] } } }], { h: stats() });
     const detail = changesToDiffs(taskChanges(rep))[0]?.detail ?? '';
