@@ -14,6 +14,7 @@ import {
   grantMembershipSql,
   quoteLiteral,
   revokeMembershipSql,
+  ROLE_ATTRIBUTE_FIELDS,
   rolesQuery,
 } from './sql.ts';
 import type { Statement } from './sql.ts';
@@ -125,7 +126,9 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
 
     async update(node, diffs, ctx) {
       const pwd = diffs.some((d) => d.path === 'password') ? await preparePassword(node, ctx) : undefined;
-      const statements: Statement[] = [alterRoleSql(node.spec, pwd?.verifier)];
+      const fields = ROLE_ATTRIBUTE_FIELDS.filter((f) => diffs.some((d) => d.path === f));
+      const alter = alterRoleSql(node.spec, fields, pwd?.verifier);
+      const statements: Statement[] = alter === undefined ? [] : [alter];
       const members = diffs.find((d) => d.path === 'memberOf');
       if (members !== undefined) {
         const actual = Array.isArray(members.actual) ? members.actual.filter((x): x is string => typeof x === 'string') : [];

@@ -68,17 +68,33 @@ export function timestampMs(value: string): number {
 
 // ---------------------------------------------------------------- roles
 
-function roleAttributes(spec: RoleSpec): string[] {
-  const a = [
-    spec.login ? 'LOGIN' : 'NOLOGIN',
-    spec.superuser ? 'SUPERUSER' : 'NOSUPERUSER',
-    spec.createdb ? 'CREATEDB' : 'NOCREATEDB',
-    spec.createrole ? 'CREATEROLE' : 'NOCREATEROLE',
-    spec.inherit ? 'INHERIT' : 'NOINHERIT',
-  ];
-  if (spec.connectionLimit !== undefined) a.push(`CONNECTION LIMIT ${sqlInteger(spec.connectionLimit)}`);
-  if (spec.validUntil !== undefined) a.push(`VALID UNTIL ${quoteLiteral(normalizeTimestamp(spec.validUntil))}`);
-  return a;
+/** The role attributes the spec manages, by spec field. */
+export const ROLE_ATTRIBUTE_FIELDS = ['login', 'superuser', 'createdb', 'createrole', 'inherit', 'connectionLimit', 'validUntil'] as const;
+export type RoleAttributeField = (typeof ROLE_ATTRIBUTE_FIELDS)[number];
+
+function roleAttribute(spec: RoleSpec, field: RoleAttributeField): string | undefined {
+  switch (field) {
+    case 'login':
+      return spec.login ? 'LOGIN' : 'NOLOGIN';
+    case 'superuser':
+      return spec.superuser ? 'SUPERUSER' : 'NOSUPERUSER';
+    case 'createdb':
+      return spec.createdb ? 'CREATEDB' : 'NOCREATEDB';
+    case 'createrole':
+      return spec.createrole ? 'CREATEROLE' : 'NOCREATEROLE';
+    case 'inherit':
+      return spec.inherit ? 'INHERIT' : 'NOINHERIT';
+    case 'connectionLimit':
+      return spec.connectionLimit === undefined ? undefined : `CONNECTION LIMIT ${sqlInteger(spec.connectionLimit)}`;
+    case 'validUntil':
+      return spec.validUntil === undefined ? undefined : `VALID UNTIL ${quoteLiteral(normalizeTimestamp(spec.validUntil))}`;
+    default:
+      return field satisfies never;
+  }
+}
+
+function roleAttributes(spec: RoleSpec, fields: readonly RoleAttributeField[] = ROLE_ATTRIBUTE_FIELDS): string[] {
+  return fields.map((f) => roleAttribute(spec, f)).filter((a): a is string => a !== undefined);
 }
 
 /**
@@ -93,11 +109,17 @@ export function createRoleSql(spec: RoleSpec, verifier?: string, options: { memb
   return { text: parts.join(' '), sensitive: verifier !== undefined };
 }
 
-/** Sets every managed attribute (and the password when given) in one statement. */
-export function alterRoleSql(spec: RoleSpec, verifier?: string): Statement {
-  const parts = [`ALTER ROLE ${quoteIdent(spec.name)} WITH`, ...roleAttributes(spec)];
+/**
+ * Sets the given attributes (and the password when given) in one statement,
+ * or none when there is nothing to set. Only the differing attributes are
+ * named: a CREATEROLE (non-superuser) admin may not even restate
+ * NOSUPERUSER or NOCREATEDB.
+ */
+export function alterRoleSql(spec: RoleSpec, fields: readonly RoleAttributeField[], verifier?: string): Statement | undefined {
+  const parts = roleAttributes(spec, fields);
   if (verifier !== undefined) parts.push(`PASSWORD ${quoteLiteral(verifier)}`);
-  return { text: parts.join(' '), sensitive: verifier !== undefined };
+  if (parts.length === 0) return undefined;
+  return { text: `ALTER ROLE ${quoteIdent(spec.name)} WITH ${parts.join(' ')}`, sensitive: verifier !== undefined };
 }
 
 export function grantMembershipSql(role: string, group: string): Statement {

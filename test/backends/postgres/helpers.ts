@@ -1,0 +1,37 @@
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import type { Logger } from 'pino';
+import { desiredNodeSpec, specSchemas } from '../../../src/infra/index.ts';
+import type { BackendNode, InfraNodeSpec, InfraNodeType } from '../../../src/infra/index.ts';
+import type { NodeId, OperationContext, Outputs } from '../../../src/runtime/index.ts';
+
+/** A node of `type` with `spec` validated by the real schema, as the goal compiler would build it. */
+export function pgNode(id: string, type: InfraNodeType, spec: Record<string, unknown>, backendId = 'pg'): BackendNode {
+  const parsed = specSchemas[type].parse(spec) as Record<string, unknown>;
+  return {
+    id,
+    goal: 'test',
+    spec: desiredNodeSpec({ type, ...parsed } as InfraNodeSpec, backendId),
+    dependsOn: [],
+    settings: { selfHeal: true, prune: false, deletionPolicy: 'Delete', ignoreFields: [] },
+    source: { file: 'test.yaml', line: 1, col: 1 },
+  };
+}
+
+/** A pino logger writing JSON lines into `lines`, so tests can grep everything logged. */
+export function captureLogger(): { log: Logger; lines: string[]; text: () => string } {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(chunk.toString('utf8'));
+      cb();
+    },
+  });
+  const log = pino({ level: 'trace' }, stream);
+  return { log, lines, text: () => lines.join('') };
+}
+
+/** An operation context with an outputs store, as the reconciler would give. */
+export function opContext(log: Logger, outputs = new Map<NodeId, Outputs>(), signal = new AbortController().signal): OperationContext & { outputs: Map<NodeId, Outputs> } {
+  return { signal, log, outputsOf: (id) => outputs.get(id), outputs };
+}
