@@ -2,6 +2,7 @@ import { ansibleBackendFactory } from './ansible/index.ts';
 import { execBackendFactory } from './exec/index.ts';
 import { localBackendFactory } from './local/index.ts';
 import { memoryBackendFactory } from './memory/index.ts';
+import { postgresBackendFactory } from './postgres/index.ts';
 
 /**
  * Every backend implementation shipped with desiredstate, each a
@@ -12,4 +13,5 @@ export const builtinBackendFactories = [
   localBackendFactory,
   ansibleBackendFactory,
   execBackendFactory,
+  postgresBackendFactory,
 ] as const;
