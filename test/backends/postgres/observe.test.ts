@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import { observeDatabase, observeGrant, observeRole } from '../../../src/backends/postgres/index.ts';
+import type { GrantRow, PasswordState, RoleRow } from '../../../src/backends/postgres/index.ts';
+import { specSchemas } from '../../../src/infra/index.ts';
+
+const role = (spec: Record<string, unknown>) => ({ type: 'postgres.role' as const, ...specSchemas['postgres.role'].parse({ name: 'app', ...spec }) });
+const row = (over: Partial<RoleRow> = {}): RoleRow => ({
+  oid: '16384', name: 'app', superuser: false, inherit: true, createrole: false, createdb: false, login: true,
+  connection_limit: 10, valid_until_ms: null, member_of: [], verifier: null, ...over,
+});
+const unmanaged: PasswordState = { status: 'unmanaged' };
+
+describe('observeRole', () => {
+  it.each([
+    { name: 'absent', spec: {}, row: undefined, pw: unmanaged, status: 'absent', diffs: undefined },
+    { name: 'up to date', spec: { login: true, connectionLimit: 10 }, row: row(), pw: unmanaged, status: 'upToDate', diffs: undefined },
+    { name: 'connection limit changed by hand', spec: { login: true, connectionLimit: 10 }, row: row({ connection_limit: 50 }), pw: unmanaged, status: 'drifted', diffs: [{ path: 'connectionLimit', desired: 10, actual: 50 }] },
+    { name: 'unmanaged connection limit never drifts', spec: { login: true }, row: row({ connection_limit: 50 }), pw: unmanaged, status: 'upToDate', diffs: undefined },
+    { name: 'login revoked', spec: { login: true }, row: row({ login: false }), pw: unmanaged, status: 'drifted', diffs: [{ path: 'login', desired: true, actual: false }] },
+    { name: 'superuser only when stated', spec: { login: true }, row: row({ superuser: true }), pw: unmanaged, status: 'drifted', diffs: [{ path: 'superuser', desired: false, actual: true }] },
+    { name: 'membership order does not matter', spec: { login: true, memberOf: ['b', 'a'] }, row: row({ member_of: ['a', 'b'] }), pw: unmanaged, status: 'upToDate', diffs: undefined },
+    { name: 'extra membership', spec: { login: true, memberOf: ['a'] }, row: row({ member_of: ['a', 'admin'] }), pw: unmanaged, status: 'drifted', diffs: [{ path: 'memberOf', desired: ['a'], actual: ['a', 'admin'] }] },
+    { name: 'valid until infinity', spec: { login: true, validUntil: 'infinity' }, row: row({ valid_until_ms: Infinity }), pw: unmanaged, status: 'upToDate', diffs: undefined },
+    { name: 'valid until moved', spec: { login: true, validUntil: '2030-01-01' }, row: row({ valid_until_ms: Date.UTC(2031, 0, 1) }), pw: unmanaged, status: 'drifted', diffs: [{ path: 'validUntil', desired: '2030-01-01', actual: '2031-01-01T00:00:00.000Z' }] },
+    { name: 'password differs: masked', spec: { login: true }, row: row(), pw: { status: 'differs' } as PasswordState, status: 'drifted', diffs: [{ path: 'password', desired: '<secret>', actual: '<secret>', masked: true }] },
+  ])('$name', ({ spec, row: r, pw, status, diffs }) => {
+    const obs = observeRole(role(spec), r, pw);
+    expect(obs.status).toBe(status);
+    if (diffs !== undefined) expect(obs.status === 'drifted' && obs.diffs).toEqual(diffs);
+  });
+
+  it('puts name, oid and the password digest (never the password) in outputs', () => {
+    const obs = observeRole(role({ login: true, connectionLimit: 10 }), row(), { status: 'matches', digest: 'salt:abc' });
+    expect(obs).toEqual({ status: 'upToDate', outputs: { name: 'app', oid: 16384, passwordDigest: 'salt:abc' } });
+  });
+});
+
+describe('observeDatabase', () => {
+  const spec = { type: 'postgres.database' as const, ...specSchemas['postgres.database'].parse({ name: 'app', owner: 'o', encoding: 'utf-8', connectionLimit: -1 }) };
+  it.each([
+    { name: 'encodings compare by normalised name', row: { oid: 1, name: 'app', owner: 'o', encoding: 'UTF8', connection_limit: -1 }, status: 'upToDate' },
+    { name: 'owner changed', row: { oid: 1, name: 'app', owner: 'postgres', encoding: 'UTF8', connection_limit: -1 }, status: 'drifted' },
+    { name: 'encoding differs (reported, not correctable)', row: { oid: 1, name: 'app', owner: 'o', encoding: 'LATIN1', connection_limit: -1 }, status: 'drifted' },
+  ])('$name', ({ row: r, status }) => {
+    expect(observeDatabase(spec, r).status).toBe(status);
+  });
+});
+
+describe('observeGrant', () => {
+  const tables = { type: 'postgres.grant' as const, ...specSchemas['postgres.grant'].parse({ role: 'ro', database: 'd', schema: 's', on: 'tables', privileges: ['SELECT'] }) };
+  const allTables = { ...tables, privileges: ['ALL'] };
+  const ALL = ['DELETE', 'INSERT', 'MAINTAIN', 'REFERENCES', 'SELECT', 'TRIGGER', 'TRUNCATE', 'UPDATE'];
+  const r = (object: string | null, privileges: string[]): GrantRow => ({ idx: 1, object, privileges, all_privileges: ALL });
+  it.each([
+    { name: 'schema missing', spec: tables, rows: [], status: 'absent', diff: undefined },
+    { name: 'empty schema: nothing to grant on', spec: tables, rows: [r(null, [])], status: 'upToDate', diff: undefined },
+    { name: 'no privilege anywhere', spec: tables, rows: [r('t1', []), r('t2', [])], status: 'absent', diff: undefined },
+    { name: 'every table granted', spec: tables, rows: [r('t1', ['SELECT']), r('t2', ['SELECT'])], status: 'upToDate', diff: undefined },
+    { name: 'one table revoked', spec: tables, rows: [r('t1', ['SELECT']), r('t2', [])], status: 'drifted', diff: { path: 'privileges', desired: ['SELECT'], actual: ['SELECT'], detail: '1 of 2 objects differ: t2 []' } },
+    { name: 'extra privilege everywhere', spec: tables, rows: [r('t1', ['INSERT', 'SELECT'])], status: 'drifted', diff: { path: 'privileges', desired: ['SELECT'], actual: ['INSERT', 'SELECT'] } },
+    { name: 'ALL expands to the server set', spec: allTables, rows: [r('t1', ALL)], status: 'upToDate', diff: undefined },
+  ])('$name', ({ spec, rows, status, diff }) => {
+    const obs = observeGrant(spec, rows);
+    expect(obs.status).toBe(status);
+    if (diff !== undefined) expect(obs.status === 'drifted' && obs.diffs[0]).toEqual(diff);
+  });
+});
