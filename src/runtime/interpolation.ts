@@ -23,7 +23,7 @@ export interface GoalContext {
 const EXPR = /\$\$\{|\$\{([^}]*)\}|\$\{/g;
 
 /** A goal value put into a spec must not be read later as an expression. */
-const literal = (s: string): string => s.replaceAll('${', '$${');
+const literal = (s: string): string => s.replaceAll('${', () => '$${');
 const NODE_REF = /^nodes\.([a-z0-9][a-z0-9._-]*)\.outputs\.([A-Za-z0-9_.-]+)$/;
 
 /**

@@ -128,7 +128,7 @@ export function parseGoalText(
       emptyDocuments++;
       return;
     }
-    if (!checkTree(doc.contents, 1, limits, at, problem)) return;
+    if (!checkTree(doc.contents, text, limits, at, problem)) return;
     let value: unknown;
     try {
       value = doc.toJS({ maxAliasCount: limits.maxAliasCount });
@@ -249,6 +249,15 @@ export function scalarOffset(raw: string, type: string | undefined, value: strin
   }
 }
 
+/** Where the tag written before the node at `offset` starts (the node itself if none is found). */
+function tagStart(text: string, offset: number): number {
+  let i = offset;
+  while (i > 0 && (text[i - 1] === ' ' || text[i - 1] === '\t')) i--;
+  let j = i;
+  while (j > 0 && !/\s/.test(text[j - 1]!)) j--;
+  return j < i && text[j] === '!' ? j : offset;
+}
+
 /** Spells a resolved tag as the user wrote it: `!!python/object`, `!foo`. */
 function showTag(tag: string): string {
   return tag.startsWith('tag:yaml.org,2002:') ? `!!${tag.slice('tag:yaml.org,2002:'.length)}` : tag;
@@ -322,13 +331,13 @@ export function nestingGuard(text: string, maxDepth: number): number | undefined
 /** Structural checks the parser does not make; false if the document must be refused. */
 function checkTree(
   root: YamlNode,
-  startDepth: number,
+  text: string,
   limits: LoadLimits,
   at: (offset: number) => SourceLocation,
   problem: (loc: SourceLocation, code: string, message: string) => void,
 ): boolean {
   let ok = true;
-  const stack: { node: YamlNode; depth: number }[] = [{ node: root, depth: startDepth }];
+  const stack: { node: YamlNode; depth: number }[] = [{ node: root, depth: 1 }];
   while (stack.length > 0) {
     const { node, depth } = stack.pop()!;
     const offset = node.range?.[0] ?? 0;
@@ -338,7 +347,7 @@ function checkTree(
     }
     if (isAlias(node)) continue;
     if (node.tag !== undefined && !CORE_TAGS.has(node.tag)) {
-      problem(at(offset), 'custom-tag', `custom tag ${showTag(node.tag)} is not allowed in goal files`);
+      problem(at(tagStart(text, offset)), 'custom-tag', `custom tag ${showTag(node.tag)} is not allowed in goal files`);
       ok = false;
     }
     if (isMap(node)) {

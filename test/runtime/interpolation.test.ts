@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { hasReferences, interpolateGoal, resolveReferences } from '../../src/runtime/index.ts';
+import type { Outputs } from '../../src/runtime/index.ts';
+
+const goal = { name: 'app-dev', environment: 'dev', labels: { team: 'data', tricky: 'a${nodes.x.outputs.y}' } };
+
+function run(value: unknown) {
+  const problems: { path: readonly (string | number)[]; message: string; index?: number | undefined }[] = [];
+  const out = interpolateGoal(value, goal, (path, message, index) => problems.push({ path, message, index }));
+  return { ...out, problems };
+}
+
+describe('interpolateGoal', () => {
+  it.each([
+    { name: 'goal.name', input: 'db-${goal.name}', output: 'db-app-dev' },
+    { name: 'goal.environment', input: '${goal.environment}', output: 'dev' },
+    { name: 'a goal label', input: 'team=${goal.labels.team}', output: 'team=data' },
+    { name: 'spaces inside the braces', input: '${ goal.name }', output: 'app-dev' },
+    { name: 'several in one string', input: '${goal.name}/${goal.environment}', output: 'app-dev/dev' },
+    { name: '$${ is an escape, kept for resolve time', input: 'cost: $${5}', output: 'cost: $${5}' },
+    { name: 'a string without ${ is returned as is', input: 'plain $ text {}', output: 'plain $ text {}' },
+    { name: 'a label holding ${ is escaped, not read as a reference later', input: '${goal.labels.tricky}', output: 'a$${nodes.x.outputs.y}' },
+  ])('$name', ({ input, output }) => {
+    const r = run({ s: input });
+    expect(r.value).toEqual({ s: output });
+    expect(r.problems).toEqual([]);
+    expect(r.references).toEqual([]);
+  });
+
+  it('walks nested maps and lists, and leaves non-strings alone', () => {
+    const r = run({ a: [1, true, null, { b: '${goal.name}' }], c: { d: '${goal.environment}' } });
+    expect(r.value).toEqual({ a: [1, true, null, { b: 'app-dev' }], c: { d: 'dev' } });
+  });
+
+  it('collects node references with their path and index, leaving them in place', () => {
+    const r = run({ url: 'postgres://${nodes.db.outputs.host}:${nodes.db.outputs.port}', list: ['${nodes.role-1.outputs.name}'] });
+    expect(r.value).toEqual({ url: 'postgres://${nodes.db.outputs.host}:${nodes.db.outputs.port}', list: ['${nodes.role-1.outputs.name}'] });
+    expect(r.references).toEqual([
+      { node: 'db', key: 'host', path: ['url'], index: 11 },
+      { node: 'db', key: 'port', path: ['url'], index: 36 },
+      { node: 'role-1', key: 'name', path: ['list', 0], index: 0 },
+    ]);
+  });
+
+  it.each([
+    { name: 'an unknown label, with a suggestion', input: 'x ${goal.labels.tema}', message: '${goal.labels.tema}: goal "app-dev" has no label "tema" (did you mean "team"?)', index: 2 },
+    { name: 'an unknown expression', input: '${env.HOME}', message: /^\$\{env\.HOME\} is not a known expression \(use/, index: 0 },
+    { name: 'a misspelt goal field', input: '${goal.nmae}', message: /did you mean "goal\.name"/, index: 0 },
+    { name: 'an unclosed ${', input: 'abc ${goal.name', message: '"${" is never closed by "}" (write "$${" for a literal "${")', index: 4 },
+    { name: 'a reference with a bad node id', input: '${nodes.Bad.outputs.x}', message: /is not a known expression/, index: 0 },
+  ])('reports $name at its index', ({ input, message, index }) => {
+    const r = run({ s: input });
+    expect(r.problems).toHaveLength(1);
+    expect(r.problems[0]!.path).toEqual(['s']);
+    expect(r.problems[0]!.index).toBe(index);
+    if (typeof message === 'string') expect(r.problems[0]!.message).toBe(message);
+    else expect(r.problems[0]!.message).toMatch(message);
+  });
+});
+
+describe('resolveReferences', () => {
+  const outputs: Record<string, Outputs> = { db: { host: 'db.local', port: 5432 } };
+  const outputsOf = (id: string): Outputs | undefined => outputs[id];
+
+  it.each([
+    { name: 'replaces references with outputs', input: { url: '${nodes.db.outputs.host}:${nodes.db.outputs.port}' }, value: { url: 'db.local:5432' }, missing: [] },
+    { name: 'unescapes $${', input: { s: 'cost $${5}' }, value: { s: 'cost ${5}' }, missing: [] },
+    { name: 'an escaped reference stays literal', input: { s: '$${nodes.db.outputs.host}' }, value: { s: '${nodes.db.outputs.host}' }, missing: [] },
+    { name: 'reports missing outputs and leaves them', input: { s: '${nodes.db.outputs.user}', t: ['${nodes.cache.outputs.url}'] }, value: { s: '${nodes.db.outputs.user}', t: ['${nodes.cache.outputs.url}'] }, missing: ['db.user', 'cache.url'] },
+    { name: 'leaves non-strings alone', input: { n: 3, b: false, z: null }, value: { n: 3, b: false, z: null }, missing: [] },
+  ])('$name', ({ input, value, missing }) => {
+    const r = resolveReferences(input, outputsOf);
+    expect(r.value).toEqual(value);
+    expect(r.missing).toEqual(missing);
+  });
+});
+
+describe('hasReferences', () => {
+  it.each([
+    { name: 'a reference', value: { a: ['${nodes.x.outputs.y}'] }, expected: true },
+    { name: 'an escaped reference', value: { a: '$${nodes.x.outputs.y}' }, expected: false },
+    { name: 'no reference', value: { a: '${goal.name}', b: 1 }, expected: false },
+  ])('$name', ({ value, expected }) => {
+    expect(hasReferences(value)).toBe(expected);
+  });
+});

@@ -1,0 +1,199 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeUtf8, defaultLoadLimits, loadGoalDirectory, nestingGuard, parseGoalText, scalarOffset } from '../../src/runtime/index.ts';
+
+describe('parseGoalText', () => {
+  it('reads several documents from one file, each locating its own values', () => {
+    const text = 'a: 1\nb:\n  c: [x, y]\n---\n# second\nd: "q"\n';
+    const { documents, diagnostics } = parseGoalText('f.yaml', text);
+    expect(diagnostics).toEqual([]);
+    expect(documents.map((d) => [d.index, d.value])).toEqual([
+      [0, { a: 1, b: { c: ['x', 'y'] } }],
+      [1, { d: 'q' }],
+    ]);
+    expect(documents[0]!.locate(['b', 'c', 1])).toEqual({ file: 'f.yaml', line: 3, col: 10 });
+    expect(documents[0]!.locate(['b', 'c'], 'key')).toEqual({ file: 'f.yaml', line: 3, col: 3 });
+    // An absent path points at its nearest existing ancestor.
+    expect(documents[0]!.locate(['b', 'nope'])).toEqual({ file: 'f.yaml', line: 3, col: 3 });
+    expect(documents[1]!.locate(['d'])).toEqual({ file: 'f.yaml', line: 6, col: 4 });
+  });
+
+  it.each([
+    { name: 'YAML 1.2: NO is a string', text: 'a: NO\n', value: { a: 'NO' } },
+    { name: 'YAML 1.2: 0644 is the decimal 644', text: 'a: 0644\n', value: { a: 644 } },
+    { name: 'YAML 1.2: 0o644 is octal', text: 'a: 0o644\n', value: { a: 420 } },
+    { name: 'a stray trailing --- is harmless', text: 'a: 1\n---\n', value: { a: 1 } },
+    { name: 'a leading --- is harmless', text: '---\na: 1\n', value: { a: 1 } },
+    { name: 'a byte-order mark is not content', text: 'a: 1\n', value: { a: 1 } },
+    { name: 'a verbatim core tag is allowed', text: 'a: !<tag:yaml.org,2002:str> 1\n', value: { a: '1' } },
+    { name: 'a few aliases are allowed', text: 'a: &x [1, 2]\nb: *x\n', value: { a: [1, 2], b: [1, 2] } },
+    { name: 'brackets inside quotes are not nesting', text: `a: "${'['.repeat(100)}"\nb: 'it''s [[['\n`, value: { a: '['.repeat(100), b: "it's [[[" } },
+    { name: 'brackets inside a block scalar are not nesting', text: `a: |\n  ${'['.repeat(100)}\nb: 1\n`, value: { a: `${'['.repeat(100)}\n`, b: 1 } },
+  ])('$name', ({ text, value }) => {
+    const { documents, diagnostics } = parseGoalText('f.yaml', text);
+    expect(diagnostics).toEqual([]);
+    expect(documents[0]?.value).toEqual(value);
+  });
+
+  it.each([
+    { name: 'empty text', text: '', code: 'empty-file', at: '1:1' },
+    { name: 'whitespace only', text: '  \n\n', code: 'empty-file', at: '1:1' },
+    { name: 'comments only', text: '# nothing\n', code: 'empty-file', at: '1:1' },
+    { name: 'separators only', text: '---\n---\n', code: 'empty-file', at: '1:1' },
+    { name: 'a merge key', text: 'a: &x {b: 1}\nc:\n  <<: *x\n', code: 'merge-key', at: '3:3' },
+    { name: 'a duplicate key', text: 'a: 1\nb: 2\na: 3\n', code: 'duplicate-key', at: '3:1' },
+    { name: 'a __proto__ key', text: 'a:\n  __proto__: {x: 1}\n', code: 'forbidden-key', at: '2:3' },
+    { name: 'a constructor key', text: 'constructor: 1\n', code: 'forbidden-key', at: '1:1' },
+    { name: 'a python tag', text: 'a: !!python/object/apply:os.system ["ls"]\n', code: 'custom-tag', at: '1:4' },
+    { name: 'a local tag', text: 'a:\n  - !foo bar\n', code: 'custom-tag', at: '2:5' },
+    { name: 'a YAML 1.1 timestamp tag', text: 'a: !!timestamp 2001-12-14\n', code: 'custom-tag', at: '1:4' },
+    { name: 'a map as a key', text: '? {a: 1}\n: 2\n', code: 'complex-key', at: '1:3' },
+    { name: 'a syntax error', text: 'a: [1, 2\nb: 3\n', code: 'yaml-syntax', at: '' },
+    { name: 'nesting just past the limit, precisely located', text: `a: ${'['.repeat(65)}${']'.repeat(65)}\n`, code: 'too-deep', at: '1:68' },
+  ])('refuses $name', ({ text, code, at }) => {
+    const { documents, diagnostics } = parseGoalText('f.yaml', text);
+    expect(documents).toEqual([]);
+    expect(diagnostics.map((d) => d.code)).toContain(code);
+    const d = diagnostics.find((x) => x.code === code)!;
+    if (at !== '') expect(`${d.line}:${d.col}`).toBe(at);
+  });
+
+  it('names the duplicated key and the custom tag as written', () => {
+    expect(parseGoalText('f.yaml', 'path: a\npath: b\n').diagnostics[0]!.message).toBe('duplicate key "path": each key may appear once in a map');
+    expect(parseGoalText('f.yaml', 'a: !!python/object:x {}\n').diagnostics[0]!.message).toBe('custom tag !!python/object:x is not allowed in goal files');
+  });
+
+  it.each([
+    { name: '10k nested [', text: `a: ${'['.repeat(10_000)}${']'.repeat(10_000)}\n` },
+    { name: '10k nested {', text: `a: ${'{a: '.repeat(10_000)}1${'}'.repeat(10_000)}\n` },
+    { name: '10k nested block sequences on one line', text: `a:\n  ${'- '.repeat(10_000)}x\n` },
+    { name: '5k nested block sequences on their own lines', text: `a:\n${Array.from({ length: 5000 }, (_, i) => `${' '.repeat(i * 2)}-`).join('\n')} x\n` },
+    { name: '3k nested block maps', text: `${Array.from({ length: 3000 }, (_, i) => `${' '.repeat(i)}k:`).join('\n')} 1\n` },
+    { name: '100 nested block maps (past the limit, under the pre-scan)', text: `${Array.from({ length: 100 }, (_, i) => `${' '.repeat(i * 2)}k:`).join('\n')} 1\n` },
+  ])('refuses deep nesting fast, without a stack overflow: $name', ({ text }) => {
+    const start = performance.now();
+    const { documents, diagnostics } = parseGoalText('f.yaml', text);
+    expect(performance.now() - start).toBeLessThan(500);
+    expect(documents).toEqual([]);
+    expect(diagnostics.map((d) => d.code)).toEqual(['too-deep']);
+    expect(diagnostics[0]!.line).toBeGreaterThan(0);
+  });
+
+  it('refuses an alias bomb fast, at the first alias', () => {
+    const levels = ['a: &a [x,x,x,x,x,x,x,x,x]'];
+    for (let i = 1; i < 9; i++) levels.push(`${'abcdefghi'[i]}: &${'abcdefghi'[i]} [${Array(9).fill(`*${'abcdefghi'[i - 1]}`).join(',')}]`);
+    const start = performance.now();
+    const { documents, diagnostics } = parseGoalText('f.yaml', `${levels.join('\n')}\n`);
+    expect(performance.now() - start).toBeLessThan(500);
+    expect(documents).toEqual([]);
+    expect(diagnostics.map((d) => [d.code, d.line, d.col])).toEqual([['alias-bomb', 2, 8]]);
+  });
+
+  it('shows at most 20 syntax errors and says how many more there are', () => {
+    const { diagnostics } = parseGoalText('f.yaml', Array.from({ length: 40 }, (_, i) => `k${i}: [\n`).join(''));
+    expect(diagnostics.length).toBeLessThanOrEqual(21);
+    expect(diagnostics.at(-1)!.message).toMatch(/more YAML errors not shown$/);
+  });
+
+  it('accepts nesting at the limit', () => {
+    const depth = defaultLoadLimits.maxDepth - 1;
+    const { diagnostics } = parseGoalText('f.yaml', `a: ${'['.repeat(depth)}${']'.repeat(depth)}\n`);
+    expect(diagnostics).toEqual([]);
+  });
+});
+
+describe('locateIn: positions inside a string', () => {
+  const text = [
+    'plain: abc ${x}',
+    'double: "abc ${x}"',
+    "single: 'it''s ${x}'",
+    'escaped: "a\\tb ${x}"',
+    'block: |',
+    '  line one',
+    '  two ${x}',
+    'folded: >',
+    '  one ${x}',
+  ].join('\n');
+  const doc = parseGoalText('f.yaml', `${text}\n`).documents[0]!;
+  it.each([
+    { name: 'a plain scalar', key: 'plain', index: 4, at: '1:12' },
+    { name: 'a double-quoted scalar', key: 'double', index: 4, at: '2:14' },
+    { name: "a single-quoted scalar with ''", key: 'single', index: 5, at: '3:16' },
+    { name: 'an escape: falls back to the start', key: 'escaped', index: 4, at: '4:10' },
+    { name: 'a literal block scalar', key: 'block', index: 13, at: '7:7' },
+    { name: 'a folded scalar: falls back to the start', key: 'folded', index: 4, at: '8:9' },
+  ])('$name', ({ key, index, at }) => {
+    const loc = doc.locateIn!([key], index);
+    expect(`${loc.line}:${loc.col}`).toBe(at);
+  });
+
+  it('maps raw offsets with scalarOffset', () => {
+    expect(scalarOffset('"a${b}"', 'QUOTE_DOUBLE', 'a${b}', 1)).toBe(2);
+    expect(scalarOffset('abc', 'PLAIN', 'abc', 9)).toBeUndefined();
+  });
+});
+
+describe('nestingGuard', () => {
+  it.each([
+    { name: 'flat YAML', text: 'a: 1\nb: [1, {c: 2}]\n', at: undefined },
+    { name: 'a comment with brackets', text: `a: 1 # ${'['.repeat(100)}\n`, at: undefined },
+    { name: 'an apostrophe in plain text does not hide brackets', text: `a: [it's ${'['.repeat(70)}`, at: 9 + 63 },
+  ])('$name', ({ text, at }) => {
+    expect(nestingGuard(text, 64)).toBe(at);
+  });
+});
+
+describe('decodeUtf8', () => {
+  it.each([
+    { name: 'valid UTF-8 with accents', bytes: Buffer.from('a: café\n'), result: 'a: café\n' },
+    { name: 'a BOM is dropped', bytes: Buffer.from('\uFEFFa: 1\n'), result: 'a: 1\n' },
+    { name: 'a Latin-1 byte', bytes: Buffer.from([0x61, 0x3a, 0x20, 0x63, 0x61, 0x66, 0xe9, 0x0a]), result: { line: 1, col: 7, byte: 0xe9 } },
+    { name: 'on the second line, after a multibyte character', bytes: Buffer.concat([Buffer.from('a: 1\nb: é '), Buffer.from([0xff])]), result: { line: 2, col: 6, byte: 0xff } },
+    { name: 'a real U+FFFD before the bad byte does not mislead', bytes: Buffer.concat([Buffer.from('x: \uFFFD\ny: '), Buffer.from([0xc0, 0xaf])]), result: { line: 2, col: 4, byte: 0xc0 } },
+    { name: 'a UTF-16 surrogate encoded in UTF-8', bytes: Buffer.from([0x61, 0xed, 0xa0, 0x80]), result: { line: 1, col: 2, byte: 0xed } },
+    { name: 'a truncated sequence at the end', bytes: Buffer.from([0x61, 0x0a, 0xe2, 0x82]), result: { line: 2, col: 1, byte: 0xe2 } },
+  ])('$name', ({ bytes, result }) => {
+    expect(decodeUtf8(bytes)).toEqual(result);
+  });
+});
+
+describe('loadGoalDirectory', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ds-load-'));
+    await mkdir(join(dir, 'b', 'nested'), { recursive: true });
+    await mkdir(join(dir, '.hidden'));
+    for (const [p, t] of [
+      ['z.yaml', 'n: z\n'],
+      ['a.yml', 'n: a\n---\nn: a2\n'],
+      ['b/nested/c.yaml', 'n: c\n'],
+      ['b/a.YAML', 'n: ba\n'],
+      ['notes.txt', 'n: txt\n'],
+      ['.hidden/h.yaml', 'n: hidden\n'],
+      ['.dot.yaml', 'n: dot\n'],
+    ]) await writeFile(join(dir, p!), t!);
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('reads *.yaml and *.yml recursively, in sorted order, skipping dot files, with paths relative to the display root', async () => {
+    const { documents, diagnostics, files } = await loadGoalDirectory(dir, { displayRoot: dir });
+    expect(diagnostics).toEqual([]);
+    expect(files.map((f) => f.slice(dir.length + 1))).toEqual(['a.yml', 'b/a.YAML', 'b/nested/c.yaml', 'z.yaml']);
+    expect(documents.map((d) => [d.file, (d.value as { n: string }).n])).toEqual([
+      ['a.yml', 'a'],
+      ['a.yml', 'a2'],
+      ['b/a.YAML', 'ba'],
+      ['b/nested/c.yaml', 'c'],
+      ['z.yaml', 'z'],
+    ]);
+  });
+
+  it('refuses more files than the limit', async () => {
+    const { diagnostics } = await loadGoalDirectory(dir, { displayRoot: dir, limits: { ...defaultLoadLimits, maxFiles: 2 } });
+    expect(diagnostics.map((d) => d.code)).toEqual(['too-many-files']);
+  });
+});
