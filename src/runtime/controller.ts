@@ -51,6 +51,13 @@ interface DriftMemory {
   /** Key of the drift last reported (fields and actual values), to report each drift once. */
   lastKey: string;
   firstSeen: number;
+  /**
+   * A drift was reported and is neither corrected nor gone yet: observing it
+   * again is the same occurrence (not reported again, not another flap).
+   */
+  outstanding: boolean;
+  /** Whether the outstanding occurrence is a flap. */
+  flapping: boolean;
   /** Per field: when it was last corrected. */
   corrected: Map<string, number>;
   /** Consecutive flaps, for the growing correction backoff. */
@@ -74,6 +81,8 @@ export class Controller<S extends NodeSpec> {
   private readonly queue: WorkQueue<NodeId>;
   private readonly breakers: CircuitBreakers;
   private readonly records = new Map<NodeId, NodeRecord>();
+  /** What the store holds for each node: a flush writes only records that differ (steady state writes nothing). */
+  private readonly persisted = new Map<NodeId, NodeRecord>();
   private readonly dirty = new Set<NodeId>();
   private readonly drift = new Map<NodeId, DriftMemory>();
   private graph: DesiredGraph<S> | undefined;
@@ -104,7 +113,10 @@ export class Controller<S extends NodeSpec> {
     };
     this.queue = new WorkQueue<NodeId>({ clock: this.o.clock });
     this.breakers = new CircuitBreakers({ clock: this.o.clock });
-    for (const r of this.o.store.listNodes()) this.records.set(r.id, r);
+    for (const r of this.o.store.listNodes()) {
+      this.records.set(r.id, r);
+      this.persisted.set(r.id, r);
+    }
     for (const op of this.o.store.pendingOperations()) {
       const list = this.pending.get(op.node) ?? [];
       list.push(op.id);
@@ -138,6 +150,7 @@ export class Controller<S extends NodeSpec> {
    */
   async setGraph(graph: DesiredGraph<S>, options: { gates?: ReadonlyMap<NodeId, NodeGate>; commit?: string | null } = {}): Promise<void> {
     const previous = this.graph;
+    const previousGates = this.gates;
     this.finishRun();
     this.graph = graph;
     this.gates = options.gates ?? new Map();
@@ -145,14 +158,19 @@ export class Controller<S extends NodeSpec> {
     this.runId = this.o.store.startRun(previous === undefined ? 'daemon-start' : 'daemon-reload', this.commit);
     this.o.store.setMeta('goal-errors', null);
     const now = this.o.clock.now();
-    this.firstRoundLeft = new Set(graph.ids());
+    // Readiness waits only for the nodes looked at now; nodes that keep their schedule count as done.
+    this.firstRoundLeft = new Set();
+    const lookNow = (id: NodeId): void => {
+      this.firstRoundLeft.add(id);
+      this.queue.add(id);
+    };
 
     for (const node of graph.order) {
       const rec = this.records.get(node.id);
       const gate = this.gates.get(node.id);
       if (rec === undefined) {
         this.put(node, 'pending', {});
-        this.queue.add(node.id);
+        lookNow(node.id);
         continue;
       }
       const specChanged = rec.appliedDigest !== node.spec.digest || (rec.status === 'held' && rec.reason?.startsWith('policy:') === true && gate === undefined);
@@ -160,14 +178,20 @@ export class Controller<S extends NodeSpec> {
         // A goal change releases a held node and restarts its lifecycle.
         this.transition(node, 'GOAL_CHANGED', { attempts: 0, retryAt: null, lastFault: null, reason: null });
         this.drift.delete(node.id);
-        this.queue.add(node.id);
+        lookNow(node.id);
       } else if (previous === undefined || !previous.has(node.id)) {
-        this.queue.add(node.id);
-      } else {
-        // Unchanged: keep its schedule, refresh the stored graph context.
+        // First graph of this process (or a node back in the goals): look at it, unless it waits for a backoff or an operator.
         this.put(node, rec.status, {});
-        const due = rec.retryAt !== null && rec.retryAt > now ? rec.retryAt - now : 0;
-        if (rec.status !== 'held') this.queue.addAfter(node.id, due);
+        if (gate !== undefined) lookNow(node.id);
+        else if (rec.status === 'held') continue;
+        else if (rec.retryAt !== null && rec.retryAt > now) this.queue.addAfter(node.id, rec.retryAt - now);
+        else lookNow(node.id);
+      } else {
+        // Unchanged: keep its schedule (it is already queued, delayed, held or waiting on a dependency);
+        // refresh the stored graph context. A gate that appeared or went away is looked at now.
+        this.put(node, rec.status, {});
+        const wasGated = previousGates.has(node.id);
+        if (wasGated !== (gate !== undefined)) lookNow(node.id);
       }
     }
     await this.removeMissing(graph);
@@ -266,7 +290,11 @@ export class Controller<S extends NodeSpec> {
       const rec = this.records.get(id);
       const gate = this.gates.get(id);
       if (gate !== undefined) {
-        if (rec?.status !== 'held') this.transition(node, 'HOLD', { reason: `policy: ${gate.reason}` });
+        if (rec?.status !== 'held') {
+          // A gate is part of the goals: a node at rest (ready, drifted, failed, blocked) restarts, then is held.
+          this.transition(node, 'GOAL_CHANGED', {});
+          this.transition(node, 'HOLD', { reason: `policy: ${gate.reason}`, retryAt: null });
+        }
         this.roundDone(id);
         continue;
       }
@@ -348,6 +376,7 @@ export class Controller<S extends NodeSpec> {
       case 'upToDate':
         this.adoptPending(node.id);
         this.breakers.for(node.spec.backendId).recordSuccess();
+        this.driftGone(node.id);
         this.succeed(node, 'OBSERVED_UP_TO_DATE', obs.outputs);
         this.summary.unchanged++;
         return undefined;
@@ -356,6 +385,7 @@ export class Controller<S extends NodeSpec> {
         this.breakers.for(node.spec.backendId).recordSuccess();
         const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
         if (diffs.length === 0) {
+          this.driftGone(node.id);
           this.succeed(node, 'OBSERVED_UP_TO_DATE', obs.outputs);
           return undefined;
         }
@@ -423,6 +453,8 @@ export class Controller<S extends NodeSpec> {
     const breaker = this.breakers.for(node.spec.backendId);
     if (result.status === 'done') {
       breaker.recordSuccess();
+      // A corrected drift is over: the next one is a new occurrence (reported, and a flap if it comes back soon).
+      this.driftGone(node.id);
       this.succeed(node, 'PROVISION_DONE', result.outputs);
       this.summary[what]++;
       log.info({ type: node.spec.type }, what === 'created' ? 'node created' : 'node updated');
@@ -463,32 +495,56 @@ export class Controller<S extends NodeSpec> {
     }
   }
 
-  /** Remembers a drift, reports it once (a JSON `drift detected` line and a stored report), detects flapping. */
+  /**
+   * Remembers a drift and reports it once per occurrence (a JSON `drift
+   * detected` line and a stored report). An occurrence that comes back within
+   * the flap window after a correction is a flap: it is flagged, and its
+   * correction waits a delay that doubles with each consecutive flap (capped),
+   * so a tug of war with something else never becomes a hot loop. Observing
+   * the same outstanding occurrence again is neither a new report nor a flap.
+   */
   private noteDrift(node: DesiredNode<S>, diffs: readonly FieldDiff[], log: Logger): DriftMemory {
     const now = this.o.clock.now();
     let memory = this.drift.get(node.id);
-    if (memory === undefined) this.drift.set(node.id, (memory = { lastKey: '', firstSeen: now, corrected: new Map(), flaps: 0, correctAfter: 0 }));
+    if (memory === undefined) {
+      memory = { lastKey: '', firstSeen: now, outstanding: false, flapping: false, corrected: new Map(), flaps: 0, correctAfter: 0 };
+      this.drift.set(node.id, memory);
+    }
     const key = JSON.stringify(diffs.map((d) => [d.path, d.actual]));
-    const flapping = diffs.some((d) => {
-      const at = memory.corrected.get(d.path);
-      return at !== undefined && now - at < this.o.flapWindowMs;
-    });
-    if (flapping) {
-      memory.flaps++;
-      memory.correctAfter = now + Math.min(5 * 60_000, 1000 * 2 ** memory.flaps);
-    } else if (memory.flaps > 0 && now - memory.firstSeen > this.o.flapWindowMs) {
-      memory.flaps = 0;
-      memory.correctAfter = 0;
+    if (!memory.outstanding) {
+      const m = memory;
+      const flapping = diffs.some((d) => {
+        const at = m.corrected.get(d.path);
+        return at !== undefined && now - at < this.o.flapWindowMs;
+      });
+      if (flapping) {
+        memory.flaps++;
+        memory.correctAfter = now + Math.min(5 * 60_000, 1000 * 2 ** memory.flaps);
+      } else {
+        memory.flaps = 0;
+        memory.correctAfter = 0;
+      }
+      memory.outstanding = true;
+      memory.flapping = flapping;
+      memory.firstSeen = now;
+    } else if (key === memory.lastKey) {
+      return memory; // the same occurrence, already reported
     }
-    if (key !== memory.lastKey || flapping) {
-      if (key !== memory.lastKey) memory.firstSeen = now;
-      memory.lastKey = key;
-      const action: DriftReport['action'] = node.settings.selfHeal ? 'corrected' : 'reported';
-      const report: DriftReport = { goal: node.goal, node: node.id, backendId: node.spec.backendId, diffs, firstSeen: memory.firstSeen, detectedAt: now, action, flapping, commit: this.commit };
-      this.o.store.recordDrift(report);
-      log.warn({ goal: node.goal, diffs, firstSeen: new Date(memory.firstSeen).toISOString(), action, flapping, commit: this.commit }, 'drift detected');
-    }
+    memory.lastKey = key;
+    const flapping = memory.flapping;
+    const action: DriftReport['action'] = node.settings.selfHeal ? 'corrected' : 'reported';
+    const report: DriftReport = { goal: node.goal, node: node.id, backendId: node.spec.backendId, diffs, firstSeen: memory.firstSeen, detectedAt: now, action, flapping, commit: this.commit };
+    this.o.store.recordDrift(report);
+    log.warn({ goal: node.goal, diffs, firstSeen: new Date(memory.firstSeen).toISOString(), action, flapping, commit: this.commit }, 'drift detected');
     return memory;
+  }
+
+  /** The node matches its goal again (corrected, or put back by hand): a later drift is a new occurrence. */
+  private driftGone(id: NodeId): void {
+    const memory = this.drift.get(id);
+    if (memory === undefined) return;
+    memory.outstanding = false;
+    memory.lastKey = '';
   }
 
   private scheduleNext(node: DesiredNode<S>): void {
@@ -505,7 +561,8 @@ export class Controller<S extends NodeSpec> {
     if (graph.size === 0) return; // an empty goal set never deletes anything
     const removed = [...this.records.values()].filter((r) => !graph.has(r.id) && r.status !== 'orphaned' && r.status !== 'deleted');
     if (removed.length === 0) return;
-    const toDelete = removed.filter((r) => r.deletionPolicy === 'Delete' && r.managed);
+    // A node a policy held is never deleted either (its record says why it is held).
+    const toDelete = removed.filter((r) => r.deletionPolicy === 'Delete' && r.managed && !(r.status === 'held' && r.reason?.startsWith('policy:') === true));
     const orphan = removed.filter((r) => !toDelete.includes(r));
     const limit = massDeletionLimit([...this.records.values()].filter((r) => r.managed).length);
     let deleting = toDelete;
@@ -519,6 +576,7 @@ export class Controller<S extends NodeSpec> {
       this.o.log.info({ node: r.id }, 'node orphaned: removed from the goals, resource left untouched');
       this.queue.forget(r.id);
       this.records.delete(r.id);
+      this.persisted.delete(r.id);
       this.drift.delete(r.id);
     }
     this.o.store.removeNodes(orphan.map((r) => r.id));
@@ -538,6 +596,7 @@ export class Controller<S extends NodeSpec> {
     if (result.status === 'done') {
       this.queue.forget(r.id);
       this.records.delete(r.id);
+      this.persisted.delete(r.id);
       this.o.store.removeNodes([r.id]);
       this.summary.deleted++;
       log.info('node deleted');
@@ -574,9 +633,9 @@ export class Controller<S extends NodeSpec> {
       updatedAt: prev?.updatedAt ?? this.o.clock.now(),
       ...patch,
     };
-    if (prev !== undefined && sameRecord(prev, rec)) return; // steady state writes nothing
     const snapshot = prev?.snapshot as { spec?: unknown; deps?: unknown } | null | undefined;
     const deps = this.graph?.dependencies(node.id) ?? [];
+    if (prev !== undefined && sameRecord(prev, rec) && sameDeps(snapshot?.deps, deps)) return; // steady state writes nothing
     const needsSpec = snapshot?.spec === undefined || prev?.appliedDigest !== rec.appliedDigest;
     this.records.set(node.id, {
       ...rec,
@@ -595,7 +654,15 @@ export class Controller<S extends NodeSpec> {
     const batch: NodeRecord[] = [];
     for (const id of this.dirty) {
       const r = this.records.get(id);
-      if (r !== undefined) batch.push(r);
+      if (r === undefined) continue;
+      const stored = this.persisted.get(id);
+      // Back where it was stored (ready → observing → ready): nothing to write, and updatedAt keeps its meaning.
+      if (stored !== undefined && sameRecord(stored, r) && sameDeps((stored.snapshot as { deps?: unknown } | null)?.deps, (r.snapshot as { deps?: unknown } | null)?.deps)) {
+        this.records.set(id, stored);
+        continue;
+      }
+      batch.push(r);
+      this.persisted.set(id, r);
     }
     this.dirty.clear();
     this.o.store.putNodes(batch);
@@ -631,6 +698,10 @@ function sameRecord(a: NodeRecord, b: NodeRecord): boolean {
     a.lastFault === b.lastFault &&
     (a.outputs === b.outputs || JSON.stringify(a.outputs) === JSON.stringify(b.outputs))
   );
+}
+
+function sameDeps(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a ?? []) === JSON.stringify(b ?? []);
 }
 
 function reverseDependencyOrder(records: readonly NodeRecord[]): NodeRecord[] {

@@ -1,0 +1,352 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
+import type { InfraBackend } from '../../src/infra/index.ts';
+import { DesiredGraph, SqliteStateStore } from '../../src/runtime/index.ts';
+import type { InfraDesiredNodeSpec } from '../../src/infra/index.ts';
+import { compileYaml, fileNode, goalYaml, harness } from '../support/controller-harness.ts';
+import type { Harness, HarnessOptions } from '../support/controller-harness.ts';
+
+const open: Harness[] = [];
+function start(options: HarnessOptions = {}): Harness {
+  const h = harness(options);
+  open.push(h);
+  return h;
+}
+afterEach(async () => {
+  for (const h of open.splice(0)) await h.close();
+});
+
+const MIN = 60_000;
+const abc = goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { dependsOn: ['a'] }) + fileNode('c', 'C'));
+
+function statusOf(h: Harness, id: string): string | undefined {
+  return h.store.getNode(id)?.status;
+}
+
+function contentOf(h: Harness, id: string): unknown {
+  return (h.backend.snapshot().get(id)?.spec as { content?: unknown } | undefined)?.content;
+}
+
+async function converged(yaml = abc, options: HarnessOptions = {}): Promise<Harness> {
+  const h = start(options);
+  const { graph, gates } = compileYaml(yaml);
+  await h.controller.setGraph(graph, { gates });
+  await h.settle();
+  return h;
+}
+
+describe('Controller: convergence and steady state', () => {
+  it('converges from nothing: every node created exactly once, dependencies first', async () => {
+    const h = await converged();
+    for (const id of ['a', 'b', 'c']) {
+      expect(h.backend.createCount(id)).toBe(1);
+      expect(statusOf(h, id)).toBe('ready');
+    }
+    expect(h.calls.created.indexOf('a')).toBeLessThan(h.calls.created.indexOf('b'));
+    expect(h.controller.ready).toBe(true);
+  });
+
+  it('steady state re-observes on the interval and writes nothing to the store', async () => {
+    const h = await converged();
+    const before = h.store.listNodes();
+    h.calls.reset();
+    await h.advance(5 * MIN, 10_000);
+    // Observed about once a minute each, never changed.
+    expect(h.calls.observed.filter((id) => id === 'a').length).toBeGreaterThanOrEqual(4);
+    expect(h.calls.created.length + h.calls.updated.length).toBe(0);
+    expect(h.store.listNodes()).toEqual(before);
+    expect(h.lines.filter((l) => l.msg === 'drift detected')).toEqual([]);
+  });
+});
+
+describe('Controller: drift', () => {
+  it('a tampered field is logged as `drift detected`, stored, and corrected', async () => {
+    const h = await converged();
+    h.backend.tamper('a', { content: 'evil' });
+    await h.settle();
+    const lines = h.lines.filter((l) => l.msg === 'drift detected');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ node: 'a', backend: 'mem', goal: 'app', action: 'corrected', flapping: false, diffs: [{ path: 'content', desired: 'A', actual: 'evil' }] });
+    expect(h.store.listDrift({ node: 'a' })).toEqual([expect.objectContaining({ node: 'a', goal: 'app', backendId: 'mem', action: 'corrected', flapping: false, diffs: [expect.objectContaining({ path: 'content', desired: 'A', actual: 'evil' })] })]);
+    expect(contentOf(h, 'a')).toBe('A');
+    expect(h.backend.createCount('a')).toBe(1);
+    expect(statusOf(h, 'a')).toBe('ready');
+  });
+
+  it('selfHeal: false reports once and never corrects', async () => {
+    const h = await converged(goalYaml(fileNode('a', 'A'), { selfHeal: false }));
+    h.backend.tamper('a', { content: 'evil' });
+    await h.settle();
+    await h.advance(10 * MIN, 30_000);
+    expect(contentOf(h, 'a')).toBe('evil');
+    expect(h.calls.updated).toEqual([]);
+    expect(statusOf(h, 'a')).toBe('drifted');
+    const reports = h.store.listDrift({ node: 'a' });
+    expect(reports).toHaveLength(1);
+    expect(reports[0]!.action).toBe('reported');
+    expect(h.lines.filter((l) => l.msg === 'drift detected')[0]).toMatchObject({ node: 'a', action: 'reported' });
+  });
+
+  it.each([
+    { name: 'an ignored field drifts silently', tamper: { mode: '0600' }, reported: false },
+    { name: 'a managed field next to it is still reported', tamper: { content: 'evil' }, reported: true },
+  ])('ignoreFields: $name', async ({ tamper, reported }) => {
+    const h = await converged(goalYaml(fileNode('a', 'A', { ignoreFields: ['mode'] })));
+    h.backend.tamper('a', tamper);
+    await h.settle();
+    await h.advance(2 * MIN, 30_000);
+    expect(h.lines.some((l) => l.msg === 'drift detected')).toBe(reported);
+    expect(h.calls.updated.length > 0).toBe(reported);
+    expect(h.store.listDrift().length > 0).toBe(reported);
+  });
+
+  it('flapping drift is corrected with a growing delay and flagged, never in a hot loop', async () => {
+    const h = await converged(goalYaml(fileNode('a', 'A')));
+    h.calls.reset();
+    const correctedAt: number[] = [];
+    // Something else rewrites the field every second for ten simulated minutes.
+    for (let s = 0; s < 600; s++) {
+      h.backend.tamper('a', { content: 'theirs' });
+      const n = h.calls.updated.length;
+      await h.advance(1000, 1000);
+      if (h.calls.updated.length > n) correctedAt.push(h.clock.now());
+    }
+    // 600 re-drifts; without the backoff that would be ~600 updates.
+    expect(h.calls.updated.length).toBeLessThanOrEqual(12);
+    expect(h.calls.updated.length).toBeGreaterThanOrEqual(5);
+    const gaps = correctedAt.slice(1).map((t, i) => t - correctedAt[i]!);
+    for (let i = 2; i < gaps.length; i++) expect(gaps[i]!).toBeGreaterThanOrEqual(gaps[i - 1]!);
+    expect(gaps.at(-1)!).toBeGreaterThanOrEqual(60_000);
+    const reports = h.store.listDrift({ node: 'a' });
+    expect(reports[0]!.flapping).toBe(false);
+    expect(reports.slice(1).every((r) => r.flapping)).toBe(true);
+    // One report per occurrence, not one per observation (the last one may still wait for its correction).
+    expect(reports.length - h.calls.updated.length).toBeGreaterThanOrEqual(0);
+    expect(reports.length - h.calls.updated.length).toBeLessThanOrEqual(1);
+    expect(h.lines.filter((l) => l.msg === 'drift detected' && l.flapping === true).length).toBeGreaterThan(0);
+  });
+
+  it('a drift put back by hand and repeated later is reported again', async () => {
+    const h = await converged(goalYaml(fileNode('a', 'A'), { selfHeal: false }));
+    h.backend.tamper('a', { content: 'x' });
+    await h.settle();
+    h.backend.tamper('a', { content: 'A' });
+    await h.settle();
+    h.backend.tamper('a', { content: 'x' });
+    await h.settle();
+    expect(h.store.listDrift({ node: 'a' })).toHaveLength(2);
+  });
+});
+
+describe('Controller: fault policy', () => {
+  it('a transient fault is retried with exponential backoff', async () => {
+    const h = await converged(goalYaml(fileNode('a', 'A')), { memory: { faults: [{ node: 'a', op: 'create', class: 'transient', times: 2 }] } });
+    expect(h.calls.created).toEqual(['a']);
+    const rec = h.store.getNode('a')!;
+    expect(rec.status).toBe('failed');
+    expect(rec.lastFault?.class).toBe('transient');
+    // rng 0.5: the first delay is half of 1 s, the second half of 2 s.
+    expect(rec.retryAt! - h.clock.now()).toBe(500);
+    await h.advance(400, 100);
+    expect(h.calls.created).toHaveLength(1);
+    await h.advance(200, 100);
+    expect(h.calls.created).toHaveLength(2);
+    await h.advance(800, 100);
+    expect(h.calls.created).toHaveLength(2);
+    await h.advance(300, 100);
+    expect(h.calls.created).toHaveLength(3);
+    expect(statusOf(h, 'a')).toBe('ready');
+    expect(h.backend.createCount('a')).toBe(1);
+  });
+
+  it('an auth fault holds the node after its budget; only an operator retry releases it', async () => {
+    const h = await converged(goalYaml(fileNode('a', 'A') + fileNode('z', 'Z')), { memory: { faults: [{ node: 'a', op: 'create', class: 'auth', times: 3 }] } });
+    await h.advance(10 * MIN, 5_000);
+    expect(h.calls.created.filter((id) => id === 'a')).toHaveLength(3);
+    const rec = h.store.getNode('a')!;
+    expect(rec.status).toBe('held');
+    expect(rec.reason).toMatch(/authentication failed 3 times/);
+    expect(h.lines.some((l) => l.msg === 'node held' && l.node === 'a')).toBe(true);
+    // Held means held: simulated time brings no more attempts.
+    await h.advance(30 * MIN, 60_000);
+    expect(h.calls.created.filter((id) => id === 'a')).toHaveLength(3);
+    expect(h.controller.ready).toBe(true);
+    expect(h.controller.operatorRetry('a')).toBe(true);
+    await h.settle();
+    expect(statusOf(h, 'a')).toBe('ready');
+    expect(h.controller.operatorRetry('nope')).toBe(false);
+  });
+
+  it("a failing node's dependents are blocked, never removed, and an independent branch converges", async () => {
+    const yaml = goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { dependsOn: ['a'] }) + fileNode('c', 'C', { dependsOn: ['b'] }) + fileNode('d', 'D'));
+    const h = await converged(yaml, { memory: { faults: [{ node: 'a', op: 'create', class: 'permanent' }] } });
+    await h.advance(10 * MIN, 10_000);
+    expect(statusOf(h, 'a')).toBe('held');
+    expect(statusOf(h, 'b')).toBe('blocked');
+    expect(statusOf(h, 'c')).toBe('blocked');
+    expect(statusOf(h, 'd')).toBe('ready');
+    expect(h.controller.currentGraph?.size).toBe(4);
+    expect(h.calls.created).not.toContain('b');
+    expect(h.calls.created).not.toContain('c');
+    expect(h.calls.deleted).toEqual([]);
+  });
+
+  it('the circuit breaker opens after K consecutive failures and lets one probe through after its cool-down', async () => {
+    const nodes = ['n1', 'n2', 'n3', 'n4', 'n5', 'n6'].map((id) => fileNode(id, id)).join('');
+    const h = await converged(goalYaml(nodes), { memory: { faults: [{ op: 'observe', class: 'transient' }] } });
+    expect(h.calls.observed).toHaveLength(6);
+    // Their backoffs (≤ 1 s) expire long before the 30 s cool-down: the open circuit keeps them off the backend.
+    await h.advance(29_000, 500);
+    expect(h.calls.observed).toHaveLength(6);
+    await h.advance(6_000, 500);
+    expect(h.calls.observed).toHaveLength(7);
+  });
+});
+
+describe('Controller: goal changes', () => {
+  it('re-converges a changed node at once; unchanged nodes keep their schedule', async () => {
+    const h = await converged();
+    await h.advance(20_000, 10_000);
+    h.calls.reset();
+    const changed = compileYaml(goalYaml(fileNode('a', 'A') + fileNode('b', 'B2', { dependsOn: ['a'] }) + fileNode('c', 'C')));
+    await h.controller.setGraph(changed.graph);
+    await h.settle();
+    expect(h.calls.observed).toEqual(['b']);
+    expect(h.calls.updated).toEqual(['b']);
+    expect(contentOf(h, 'b')).toBe('B2');
+    // a and c come up at their old time (one interval after their last look), not now.
+    await h.advance(30_000, 10_000);
+    expect(h.calls.observed.filter((id) => id !== 'b')).toEqual([]);
+    await h.advance(20_000, 10_000);
+    expect(h.calls.observed).toEqual(expect.arrayContaining(['a', 'c']));
+  });
+
+  it('a node removed from the goals is orphaned by default: forgotten, its resource untouched', async () => {
+    const h = await converged();
+    await h.controller.setGraph(compileYaml(goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { dependsOn: ['a'] }))).graph);
+    await h.settle();
+    expect(h.store.getNode('c')).toBeUndefined();
+    expect(h.backend.snapshot().has('c')).toBe(true);
+    expect(h.calls.deleted).toEqual([]);
+    expect(h.lines.some((l) => l.msg.startsWith('node orphaned') && l.node === 'c')).toBe(true);
+  });
+
+  it('prune + deletionPolicy: Delete deprovisions in reverse dependency order', async () => {
+    const keep = Array.from({ length: 10 }, (_, i) => fileNode(`k${i}`, 'K')).join('');
+    const chain = fileNode('x', 'X', { deletionPolicy: 'Delete' }) + fileNode('y', 'Y', { dependsOn: ['x'], deletionPolicy: 'Delete' }) + fileNode('z', 'Z', { dependsOn: ['y'], deletionPolicy: 'Delete' });
+    const h = await converged(goalYaml(chain + keep, { prune: true }));
+    await h.controller.setGraph(compileYaml(goalYaml(keep, { prune: true })).graph);
+    await h.settle();
+    expect(h.calls.deleted).toEqual(['z', 'y', 'x']);
+    for (const id of ['x', 'y', 'z']) {
+      expect(h.backend.snapshot().has(id)).toBe(false);
+      expect(h.store.getNode(id)).toBeUndefined();
+    }
+  });
+
+  it.each([
+    { name: '6 of 20 is more than max(5, 10 %): refused', total: 20, removed: 6, refused: true },
+    { name: '5 of 20 is within max(5, 10 %): deleted', total: 20, removed: 5, refused: false },
+    { name: '11 of 100 is more than 10 %: refused', total: 100, removed: 11, refused: true },
+    { name: '10 of 100 is within 10 %: deleted', total: 100, removed: 10, refused: false },
+  ])('mass-deletion guard: $name', async ({ total, removed, refused }) => {
+    const nodes = (n: number): string => Array.from({ length: n }, (_, i) => fileNode(`n${i}`, 'N', { deletionPolicy: 'Delete' })).join('');
+    const h = await converged(goalYaml(nodes(total), { prune: true }));
+    await h.controller.setGraph(compileYaml(goalYaml(nodes(total - removed), { prune: true })).graph);
+    await h.settle();
+    expect(h.calls.deleted.length).toBe(refused ? 0 : removed);
+    expect(h.backend.snapshot().size).toBe(refused ? total : total - removed);
+    expect(h.lines.some((l) => l.msg === 'mass deletion refused')).toBe(refused);
+  });
+
+  it('an empty graph never deletes anything', async () => {
+    const h = await converged(goalYaml(fileNode('a', 'A', { deletionPolicy: 'Delete' }), { prune: true }));
+    const empty = DesiredGraph.build<InfraDesiredNodeSpec>([]);
+    if (!empty.ok) throw new Error('empty graph');
+    await h.controller.setGraph(empty.graph);
+    await h.settle();
+    expect(h.calls.deleted).toEqual([]);
+    expect(h.backend.snapshot().has('a')).toBe(true);
+    expect(h.store.getNode('a')?.managed).toBe(true);
+  });
+
+  it('a node held by a policy gate is never created, and never deleted', async () => {
+    const yaml = goalYaml(fileNode('a', 'A', { deletionPolicy: 'Delete' }) + fileNode('b', 'B', { dependsOn: ['a'] }) + fileNode('c', 'C', { deletionPolicy: 'Delete' }), { prune: true });
+    const h = start();
+    const gates = new Map([['a', { reason: 'naming: a is not a good name' }]]);
+    await h.controller.setGraph(compileYaml(yaml).graph, { gates });
+    await h.settle();
+    await h.advance(5 * MIN, 30_000);
+    expect(h.calls.created).not.toContain('a');
+    expect(h.store.getNode('a')).toMatchObject({ status: 'held', reason: 'policy: naming: a is not a good name' });
+    expect(statusOf(h, 'b')).toBe('blocked');
+    expect(statusOf(h, 'c')).toBe('ready');
+    // Now c is gated, then removed with prune + Delete: it stays.
+    await h.controller.setGraph(compileYaml(yaml).graph, { gates: new Map([...gates, ['c', { reason: 'frozen' }]]) });
+    await h.settle();
+    expect(statusOf(h, 'c')).toBe('held');
+    await h.controller.setGraph(compileYaml(goalYaml(fileNode('b', 'B'), { prune: true })).graph);
+    await h.settle();
+    expect(h.calls.deleted).toEqual([]);
+    expect(h.calls.created).not.toContain('a');
+    expect(h.backend.snapshot().has('c')).toBe(true);
+  });
+});
+
+describe('Controller: crash recovery and uncertainty', () => {
+  it.each([
+    { name: 'a resource that exists is adopted, never created again', present: true, outcome: 'adopted', creates: 0 },
+    { name: 'a resource that does not exist is created once', present: false, outcome: 'abandoned', creates: 1 },
+  ])('a pending create left by a crash: $name', async ({ present, outcome, creates }) => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-crash-'));
+    try {
+      const { graph } = compileYaml(goalYaml(fileNode('a', 'A')));
+      // The crashed process: the create was recorded as pending, maybe sent, never finished.
+      const crashed = SqliteStateStore.open({ path: join(dir, 'state.db'), lock: false });
+      crashed.beginOperation('a', 'create', null);
+      crashed.close();
+      const backend = new MemoryBackend(memoryConfigSchema.parse({}), { id: 'mem', log: (await import('pino')).default({ level: 'silent' }) });
+      if (present) backend.preload([graph.get('a')!]);
+      const h = start({ dir, backend });
+      await h.controller.setGraph(graph);
+      await h.settle();
+      expect(backend.createCount('a')).toBe(creates);
+      expect(statusOf(h, 'a')).toBe('ready');
+      const db = new Database(join(dir, 'state.db'), { readonly: true });
+      try {
+        const ops = db.prepare("SELECT op, outcome FROM operations WHERE node = 'a' ORDER BY id").all();
+        expect(ops[0]).toEqual({ op: 'create', outcome });
+        expect(ops.filter((o) => (o as { outcome: string }).outcome === 'done').length).toBe(creates);
+      } finally {
+        db.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('an indeterminate observation holds the node: no create, no guess', async () => {
+    const unsure = (b: MemoryBackend): InfraBackend => ({
+      id: b.id,
+      type: 'unsure',
+      observe: async (nodes, ctx) => {
+        const inner = await b.observe(nodes, ctx);
+        return new Map([...inner].map(([id, obs]) => [id, id === 'a' ? { status: 'indeterminate', reason: 'a create may be in flight' } : obs]));
+      },
+      create: (n, ctx) => b.create(n, ctx),
+      update: (n, d, ctx) => b.update(n, d, ctx),
+      delete: (n, ctx) => b.delete(n, ctx),
+      close: () => b.close(),
+    });
+    const h = await converged(goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { dependsOn: ['a'] })), { wrap: unsure });
+    await h.advance(5 * MIN, 30_000);
+    expect(h.calls.created).toEqual([]);
+    expect(h.store.getNode('a')).toMatchObject({ status: 'held', reason: expect.stringContaining('desiredstate retry a') });
+    expect(statusOf(h, 'b')).toBe('blocked');
+  });
+});
+
