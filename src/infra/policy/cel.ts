@@ -1,4 +1,4 @@
-import { celEnv, CelScalar, isCelError, mapType, parse, plan } from '@bufbuild/cel';
+import { celEnv, celList, celMap, CelScalar, isCelError, mapType, parse, plan } from '@bufbuild/cel';
 import type { CelInput } from '@bufbuild/cel';
 import { strings } from '@bufbuild/cel/ext';
 import { didYouMean, errorMessage } from '../../runtime/index.ts';
@@ -224,7 +224,8 @@ function checkStatic(root: Expr, limits: CelLimits): Set<string> {
 /**
  * Converts JSON-like data (a parsed spec) for CEL: whole numbers become
  * `int` so that `spec.connectionLimit == 20` holds; other numbers stay
- * `double`; `undefined` fields are left out (so `has()` is false).
+ * `double`; `undefined` fields are left out (so `has()` is false); maps
+ * and lists become CEL maps and lists, converted once per node.
  */
 export function toCelValue(value: unknown, depth = 0): CelInput {
   if (depth > 64) return null;
@@ -237,10 +238,12 @@ export function toCelValue(value: unknown, depth = 0): CelInput {
       return Number.isSafeInteger(value) ? BigInt(value) : value;
     case 'object': {
       if (value === null) return null;
-      if (Array.isArray(value)) return value.map((v) => toCelValue(v, depth + 1));
-      const out: Record<string, CelInput> = {};
-      for (const [k, v] of Object.entries(value)) if (v !== undefined) out[k] = toCelValue(v, depth + 1);
-      return out;
+      // Built as CEL maps and lists once: a plain object would be converted
+      // again on every access, by every rule.
+      if (Array.isArray(value)) return celList(value.map((v) => toCelValue(v, depth + 1)));
+      const out = new Map<string, CelInput>();
+      for (const [k, v] of Object.entries(value)) if (v !== undefined) out.set(k, toCelValue(v, depth + 1));
+      return celMap(out);
     }
     default:
       return null;

@@ -137,26 +137,22 @@ export class CelPolicyEngine implements PolicyEngine {
     const plan = this.planFor(environment).get(spec.type) ?? EMPTY_PLAN;
 
     let out = spec;
-    const applied: PolicyDefault[] = [];
+    let applied: PolicyDefault[] | undefined;
     for (const d of plan.defaults) {
       for (const [field, value] of d.set) {
         // The raw spec says what the user wrote; the parsed one has zod defaults filled in.
-        if (Object.hasOwn(decl.spec, field) || applied.some((a) => a.field === field)) continue;
-        out = { ...out, [field]: value };
-        applied.push({ field, value, policy: d.policy });
+        if (Object.hasOwn(decl.spec, field) || applied?.some((a) => a.field === field) === true) continue;
+        (applied ??= []).push({ field, value, policy: d.policy });
       }
+    }
+    if (applied !== undefined) {
+      const patch: Record<string, unknown> = {};
+      for (const a of applied) patch[a.field] = a.value;
+      out = { ...spec, ...patch } as InfraNodeSpec;
     }
 
     let activation: CelActivation | undefined;
-    const activationFor = (): CelActivation =>
-      (activation ??= {
-        id: decl.id,
-        type: out.type,
-        spec: toCelValue(out),
-        labels: decl.labels,
-        goal: this.goalActivation(decl.goal),
-        deletionPolicy: decl.deletionPolicy ?? 'Orphan',
-      });
+    const activationFor = (): CelActivation => (activation ??= new NodeActivation(decl, out, this.goalActivation(decl.goal)));
 
     const blocking: Finding[] = [];
     for (const { check, level } of plan.checks) {
@@ -189,7 +185,7 @@ export class CelPolicyEngine implements PolicyEngine {
         details: { findings: blocking },
       };
     }
-    return { spec: out, defaults: applied, gate };
+    return { spec: out, defaults: applied ?? [], gate };
   }
 
   private report(f: Finding, diag: DiagnosticBag): void {
@@ -253,24 +249,55 @@ export class CelPolicyEngine implements PolicyEngine {
   }
 }
 
+/**
+ * What CEL sees for one node. Each variable is converted on first use only:
+ * most rules read one or two of them.
+ */
+class NodeActivation implements CelActivation {
+  readonly id: string;
+  readonly type: string;
+  readonly goal: CelActivation['goal'];
+  readonly deletionPolicy: string;
+  private readonly rawSpec: InfraNodeSpec;
+  private readonly rawLabels: Readonly<Record<string, string>>;
+  private convertedSpec: CelActivation['spec'] | undefined;
+  private convertedLabels: CelActivation['labels'] | undefined;
+
+  constructor(decl: NodeDeclaration, spec: InfraNodeSpec, goal: CelActivation['goal']) {
+    this.id = decl.id;
+    this.type = spec.type;
+    this.goal = goal;
+    this.deletionPolicy = decl.deletionPolicy ?? 'Orphan';
+    this.rawSpec = spec;
+    this.rawLabels = decl.labels;
+  }
+
+  get spec(): CelActivation['spec'] {
+    return (this.convertedSpec ??= toCelValue(this.rawSpec));
+  }
+
+  get labels(): CelActivation['labels'] {
+    return (this.convertedLabels ??= toCelValue(this.rawLabels));
+  }
+}
+
 function runCheck(check: CompiledCheck, spec: InfraNodeSpec, decl: NodeDeclaration, activation: () => CelActivation): CheckOutcome {
   const body = check.body;
   switch (body.kind) {
     case 'naming': {
-      const path = ['spec', body.field];
       const value = (spec as Readonly<Record<string, unknown>>)[body.field];
       // Nothing to name: an optional field left unset.
       if (value === undefined || value === null) return { status: 'pass' };
-      const text = String(value);
+      const text = typeof value === 'string' ? value : String(value);
       if (text.length > MAX_MATCHED_LENGTH) {
-        return { status: 'fail', kind: 'naming', message: `${formatPath(path)} is longer than ${MAX_MATCHED_LENGTH} characters`, path };
+        return { status: 'fail', kind: 'naming', message: `${formatPath(['spec', body.field])} is longer than ${MAX_MATCHED_LENGTH} characters`, path: ['spec', body.field] };
       }
       const m = body.pattern.matcherFor(decl.goal.environment, decl.labels);
       if (m.status === 'missing-label') {
         return { status: 'fail', kind: 'naming', message: `the naming pattern ${body.pattern.source} needs label "${m.key}", which the node does not carry`, path: ['labels'] };
       }
       if (m.regex.test(text)) return { status: 'pass' };
-      return { status: 'fail', kind: 'naming', message: `${formatPath(path)} "${text}" does not match ${m.regex.source}`, path };
+      return { status: 'fail', kind: 'naming', message: `${formatPath(['spec', body.field])} "${text}" does not match ${m.regex.source}`, path: ['spec', body.field] };
     }
     case 'required-label': {
       const value = decl.labels[body.key];

@@ -57,34 +57,39 @@ export function compileNamePattern(source: string): PatternCompileResult {
   } catch (err) {
     return { ok: false, message: `not a valid regular expression: ${err instanceof Error ? err.message : String(err)}` };
   }
+  // Keyed by the raw substituted values, so that a hit costs neither escaping nor building the source.
   const cache = new Map<string, RegExp>();
+  const hasPlaceholders = parts.some((p) => p.kind !== 'text');
+  const fixed = hasPlaceholders ? undefined : new RegExp(sample);
   const pattern: NamePattern = {
     source,
     matcherFor(environment, labels) {
-      let text = '';
+      if (fixed !== undefined) return { status: 'ok', regex: fixed };
+      let key = '';
       for (const p of parts) {
         switch (p.kind) {
           case 'text':
-            text += p.text;
             break;
           case 'env':
-            text += escapeRegex(environment);
+            key += `${environment}\u0000`;
             break;
           case 'label': {
             const v = labels[p.key];
             if (v === undefined) return { status: 'missing-label', key: p.key };
-            text += escapeRegex(v);
+            key += `${v}\u0000`;
             break;
           }
           default:
             return assertNever(p, 'pattern part');
         }
       }
-      let regex = cache.get(text);
+      let regex = cache.get(key);
       if (regex === undefined) {
+        let text = '';
+        for (const p of parts) text += p.kind === 'text' ? p.text : escapeRegex(p.kind === 'env' ? environment : labels[p.key]!);
         regex = new RegExp(text);
         if (cache.size >= CACHE_LIMIT) cache.clear();
-        cache.set(text, regex);
+        cache.set(key, regex);
       }
       return { status: 'ok', regex };
     },

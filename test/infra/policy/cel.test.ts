@@ -69,9 +69,17 @@ describe('toCelValue', () => {
   it.each([
     { name: 'whole numbers become ints', input: 20, want: 20n },
     { name: 'fractions stay doubles', input: 1.5, want: 1.5 },
-    { name: 'undefined fields are dropped (has() is false)', input: { a: undefined, b: 1 }, want: { b: 1n } },
-    { name: 'lists convert element-wise', input: [1, 'x', true, null], want: [1n, 'x', true, null] },
+    { name: 'strings, booleans and null pass through', input: 'x', want: 'x' },
   ])('$name', ({ input, want }) => {
     expect(toCelValue(input)).toEqual(want);
+  });
+
+  it.each([
+    { name: 'undefined fields are dropped (has() is false)', spec: { a: undefined, b: 1 }, source: '!has(spec.a) && spec.b == 1' },
+    { name: 'lists convert element-wise', spec: { a: [1, 'x', true, null] }, source: "spec.a == [1, 'x', true, null]" },
+    { name: 'nested maps convert', spec: { a: { b: { c: 2 } } }, source: 'spec.a.b.c == 2' },
+  ])('$name', ({ spec, source }) => {
+    const r = compileCel(source);
+    expect(r.ok && r.program.run(activation(spec))).toEqual({ status: 'value', value: true });
   });
 });
