@@ -4,8 +4,8 @@ import pino from 'pino';
 import type { Logger } from 'pino';
 import { formatDiagnostic, SqliteStateStore } from '../runtime/index.ts';
 import type { Diagnostic } from '../runtime/index.ts';
-import { BackendRegistry, InfraNodeProvisioner } from '../infra/index.ts';
-import type { InfraBackend, PolicyEngine } from '../infra/index.ts';
+import { BackendRegistry, CelPolicyEngine, InfraNodeProvisioner } from '../infra/index.ts';
+import type { InfraBackend } from '../infra/index.ts';
 import { builtinBackendFactories } from '../backends/index.ts';
 import { loadGoalSet } from './load.ts';
 import type { LoadedGoals } from './load.ts';
@@ -43,16 +43,24 @@ export function registry(): BackendRegistry {
   return new BackendRegistry(builtinBackendFactories);
 }
 
-/** The policy engine, when the policy module is present. */
-export async function policyEngine(): Promise<PolicyEngine | undefined> {
-  const mod = (await import('../infra/index.ts')) as Record<string, unknown>;
-  const Engine = mod.CelPolicyEngine as (new () => PolicyEngine) | undefined;
-  return Engine === undefined ? undefined : new Engine();
+/**
+ * How policy findings at or above `blockAt` are treated: `refuse` (validate,
+ * check) makes them errors so the goal set is refused; `hold` (plan, apply,
+ * run) keeps the graph and holds just those nodes, never provisioned nor
+ * deleted.
+ */
+export type PolicyMode = 'refuse' | 'hold';
+
+export interface CompiledGoals extends LoadedGoals {
+  readonly policy: CelPolicyEngine;
 }
 
-export async function compileGoals(ctx: CliContext): Promise<LoadedGoals> {
+export async function compileGoals(ctx: CliContext, mode: PolicyMode = 'hold'): Promise<CompiledGoals> {
   requireGoalsDir(ctx);
-  return loadGoalSet({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, registry: registry(), policy: await policyEngine() });
+  // One engine per compile: it accumulates the policies and findings of this revision.
+  const policy = new CelPolicyEngine({ blockingDiagnostic: mode === 'refuse' ? 'error' : 'warning' });
+  const loaded = await loadGoalSet({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, registry: registry(), policy });
+  return { ...loaded, policy };
 }
 
 export function printDiagnostics(ctx: CliContext, diagnostics: readonly Diagnostic[], stream: 'out' | 'err' = 'err'): void {

@@ -1,4 +1,5 @@
 import { DesiredStateError, errorMessage, ErrorCodes } from '../runtime/index.ts';
+import { check } from './commands/check.ts';
 import { apply, graph, plan, validate } from './commands/goals.ts';
 import { backends, schema } from './commands/meta.ts';
 import { run } from './commands/run.ts';
@@ -86,6 +87,16 @@ export const commands: Record<string, Command> = {
       const { values } = parse(argv, {});
       formatFlag(values, ['dot', 'mermaid', 'json']);
       return graph(context(values, io));
+    },
+  },
+  check: {
+    summary: 'the policy report: findings per node and goal, with severity, verdict and frameworks; touches nothing',
+    usage: 'desiredstate check [--goals DIR] [--format text|json|sarif]',
+    help: 'Verdicts: pass, warn, block (a finding at or above the policy\'s blockAt). --format sarif writes SARIF 2.1.0 for code-review tools.\nExit status: 0 nothing blocks, 1 something blocks (or the goals do not compile).',
+    async run(argv, io) {
+      const { values } = parse(argv, {});
+      const format = oneOf('format', values.format, ['text', 'json', 'sarif'] as const, 'text');
+      return check(context(values, io), format);
     },
   },
   schema: {

@@ -8,3 +8,4 @@ export * from './goal-factory.ts';
 export * from './dispatcher.ts';
 export * from './codec.ts';
 export * from './process.ts';
+export * from './policy/index.ts';

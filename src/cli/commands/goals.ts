@@ -23,7 +23,7 @@ async function compiled(ctx: CliContext): Promise<{ loaded: LoadedGoals; graph: 
 }
 
 export async function validate(ctx: CliContext): Promise<number> {
-  const loaded = await compileGoals(ctx);
+  const loaded = await compileGoals(ctx, 'refuse');
   const { diagnostics, graph, goals } = loaded.result;
   if (ctx.format === 'json') {
     ctx.out(JSON.stringify({ valid: graph !== undefined, goals: goals.length, nodes: graph?.size ?? 0, diagnostics }, null, 2));
