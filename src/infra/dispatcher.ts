@@ -1,4 +1,4 @@
-import { fault, resolveReferences, toFault } from '../runtime/index.ts';
+import { fault, hasReferences, resolveReferences, toFault } from '../runtime/index.ts';
 import type { FieldDiff, NodeId, NodeProvisioner, Observation, OperationContext, ProvisionResult } from '../runtime/index.ts';
 import type { InfraBackend } from './backend.ts';
 import type { InfraDesiredNodeSpec, InfraNode } from './desired.ts';
@@ -96,13 +96,22 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
 
   /** The node with `${nodes.<id>.outputs.<key>}` replaced, or a transient fault while an output is missing. */
   private resolve(node: InfraNode, ctx: OperationContext): { node: InfraNode } | { fault: ReturnType<typeof fault> } {
-    if (!JSON.stringify(node.spec.spec).includes('${')) return { node };
+    if (!hasReferencesCached(node.spec.spec)) return { node };
     const { value, missing } = resolveReferences(node.spec.spec, ctx.outputsOf);
     if (missing.length > 0) {
       return { fault: fault('transient', `waiting for outputs ${missing.join(', ')}`, { code: 'outputs-missing' }) };
     }
     return { node: { ...node, spec: { ...node.spec, spec: value } } };
   }
+}
+
+const referenceCache = new WeakMap<object, boolean>();
+
+/** Whether a (frozen) spec holds `${…}` references, computed once per spec object: this is on every observation's path. */
+function hasReferencesCached(spec: InfraNodeSpec): boolean {
+  let has = referenceCache.get(spec);
+  if (has === undefined) referenceCache.set(spec, (has = hasReferences(spec)));
+  return has;
 }
 
 /** Secret fields never leave as values: only the fact that they differ. */

@@ -307,10 +307,12 @@ export class Controller<S extends NodeSpec> {
         this.queue.addAfter(id, rec.retryAt - now);
         continue;
       }
-      const notReady = graph.dependencies(id).find((d) => !READY_STATUSES.has(this.records.get(d)?.status ?? 'pending'));
+      const notReady = node.dependsOn.find((d) => !READY_STATUSES.has(this.records.get(d.on)?.status ?? 'pending'))?.on;
       if (notReady !== undefined) {
         if (rec?.status !== 'blocked') this.transition(node, 'DEPENDENCY_BLOCKED', { reason: `waiting for ${notReady}` });
-        this.roundDone(id);
+        // Readiness: blocked behind a dependency still in its first round is not done yet (it is
+        // re-queued when that dependency becomes ready, or marked done when its round ends otherwise).
+        if (!this.firstRoundLeft.has(notReady)) this.roundDone(id);
         continue; // re-queued when the dependency becomes ready
       }
       const permit = this.breakers.for(node.spec.backendId).acquire();
@@ -365,6 +367,14 @@ export class Controller<S extends NodeSpec> {
   /** From an observation to the next state, and the operation to run, if any. */
   private decide(node: DesiredNode<S>, obs: Observation): Step<S> | undefined {
     const rec = this.records.get(node.id);
+    if (obs.status === 'upToDate' && rec !== undefined && this.isSteady(node, rec, obs.outputs)) {
+      // The hot path of a steady-state pass: ready -> observing -> ready is no change at all,
+      // so nothing is written and no transition needs recording.
+      this.breakers.for(node.spec.backendId).recordSuccess();
+      this.summary.unchanged++;
+      this.scheduleNext(node);
+      return undefined;
+    }
     const log = this.o.log.child({ node: node.id, backend: node.spec.backendId });
     if (rec?.status === 'blocked') this.transition(node, 'DEPENDENCIES_READY', { reason: null });
     if (this.records.get(node.id)?.status === 'failed') this.transition(node, 'RETRY_DUE', {});
@@ -428,6 +438,19 @@ export class Controller<S extends NodeSpec> {
       default:
         return assertNever(obs, 'observation');
     }
+  }
+
+  /** Ready, applied at this digest, same outputs, nothing pending or remembered: observing it changed nothing. */
+  private isSteady(node: DesiredNode<S>, rec: NodeRecord, outputs: Outputs): boolean {
+    return (
+      rec.status === 'ready' &&
+      rec.appliedDigest === node.spec.digest &&
+      rec.attempts === 0 &&
+      rec.retryAt === null &&
+      !this.pending.has(node.id) &&
+      !this.drift.has(node.id) &&
+      sameOutputs(rec.outputs, outputs)
+    );
   }
 
   /** A create interrupted by a crash whose resource exists now: adopt it, never create it again. */
@@ -554,7 +577,10 @@ export class Controller<S extends NodeSpec> {
   }
 
   private roundDone(id: NodeId): void {
-    this.firstRoundLeft.delete(id);
+    if (!this.firstRoundLeft.delete(id)) return;
+    if (READY_STATUSES.has(this.records.get(id)?.status ?? 'pending')) return;
+    // Its round ended without it being ready: what waits on it stays blocked, and that is its round's end too.
+    for (const d of this.graph?.dependents(id) ?? []) if (this.records.get(d)?.status === 'blocked') this.roundDone(d);
   }
 
   private async removeMissing(graph: DesiredGraph<S>): Promise<void> {
@@ -696,12 +722,25 @@ function sameRecord(a: NodeRecord, b: NodeRecord): boolean {
     a.backendId === b.backendId &&
     a.deletionPolicy === b.deletionPolicy &&
     a.lastFault === b.lastFault &&
-    (a.outputs === b.outputs || JSON.stringify(a.outputs) === JSON.stringify(b.outputs))
+    sameOutputs(a.outputs, b.outputs)
   );
 }
 
 function sameDeps(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a ?? []) === JSON.stringify(b ?? []);
+  const x = (a ?? []) as readonly unknown[];
+  const y = (b ?? []) as readonly unknown[];
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+function sameOutputs(a: Outputs | null, b: Outputs | null): boolean {
+  if (a === b) return true;
+  if (a === null || b === null) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (a[k] !== b[k]) return false;
+  return true;
 }
 
 function reverseDependencyOrder(records: readonly NodeRecord[]): NodeRecord[] {
