@@ -1,0 +1,169 @@
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cli, localBackend, repoRoot, tempProject } from '../support/cli.ts';
+
+const GOAL = `apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app, environment: dev }
+spec:
+  nodes:
+    - id: app-dir
+      type: local.directory
+      spec: { path: app, mode: "0755" }
+    - id: app-config
+      type: local.file
+      dependsOn: [app-dir]
+      spec: { path: app/app.toml, mode: "0640", content: "port = 8080\\n" }
+    - id: motd
+      type: local.file
+      spec: { path: motd, mode: "0644", content: "hello\\n" }
+`;
+
+const p = tempProject('ds-cli-');
+p.write('backend.yaml', localBackend(p.root));
+p.write('app.yaml', GOAL);
+afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
+
+const commands = ['validate', 'plan', 'apply', 'run', 'status', 'drift', 'history', 'retry', 'graph', 'schema', 'backends'];
+
+describe('desiredstate CLI, end to end on a temp directory', () => {
+  // One lifecycle, in order: each step starts from the state the previous one left.
+  it('validate → plan (+, exit 2) → apply (exit 0) → plan (exit 0) → hand edit shows as ! → apply restores it', async () => {
+    const v = await cli(['validate', ...p.args]);
+    expect(v).toMatchObject({ code: 0 });
+    expect(v.stdout).toContain('valid: 1 goal(s), 3 node(s)');
+
+    const plan1 = await cli(['plan', ...p.args]);
+    expect(plan1.code).toBe(2);
+    expect(plan1.stdout).toMatch(/^ {2}\+ app-dir \(local\.directory via local\)$/m);
+    expect(plan1.stdout).toMatch(/^ {2}\+ app-config \(local\.file via local\)$/m);
+    expect(plan1.stdout).toMatch(/^ {2}\+ motd /m);
+
+    const apply1 = await cli(['apply', ...p.args]);
+    expect(apply1.code).toBe(0);
+    expect(readFileSync(join(p.root, 'app/app.toml'), 'utf8')).toBe('port = 8080\n');
+    expect(statSync(join(p.root, 'app/app.toml')).mode & 0o777).toBe(0o640);
+    expect(statSync(join(p.root, 'app')).isDirectory()).toBe(true);
+
+    const plan2 = await cli(['plan', ...p.args]);
+    expect(plan2.code).toBe(0);
+    expect(plan2.stdout).toContain('0 to create, 0 to update, 0 to delete, 0 drifted, 3 unchanged');
+
+    writeFileSync(join(p.root, 'app/app.toml'), 'port = 1\n');
+    const plan3 = await cli(['plan', ...p.args]);
+    expect(plan3.code).toBe(2);
+    expect(plan3.stdout).toMatch(/^ {2}! app-config \(local\.file via local\) drifted/m);
+    expect(plan3.stdout).toMatch(/^ {6}content: /m);
+
+    const apply2 = await cli(['apply', ...p.args]);
+    expect(apply2.code).toBe(0);
+    expect(readFileSync(join(p.root, 'app/app.toml'), 'utf8')).toBe('port = 8080\n');
+    expect((await cli(['plan', ...p.args])).code).toBe(0);
+
+    // The state commands after apply.
+    const status = await cli(['status', '--format', 'json', ...p.args]);
+    expect(status.code).toBe(0);
+    const nodes = (JSON.parse(status.stdout) as { nodes: { id: string; status: string }[] }).nodes;
+    expect(nodes.map((n) => [n.id, n.status]).sort()).toEqual([['app-config', 'ready'], ['app-dir', 'ready'], ['motd', 'ready']]);
+    const drift = await cli(['drift', '--format', 'json', ...p.args]);
+    expect(drift.code).toBe(0);
+    expect((JSON.parse(drift.stdout) as { reports: { node: string; diffs: { path: string }[] }[] }).reports).toEqual([
+      expect.objectContaining({ node: 'app-config', diffs: [expect.objectContaining({ path: 'content' })] }),
+    ]);
+    const driftText = await cli(['drift', '--node', 'motd', ...p.args]);
+    expect(driftText.stdout.trim()).toBe('no drift recorded');
+    const history = await cli(['history', ...p.args]);
+    expect(history.code).toBe(0);
+    expect(history.stdout.split('\n').filter((l) => /\bapply\b/.test(l))).toHaveLength(2);
+  });
+
+  it.each([
+    { name: 'validate', args: ['validate', '--format', 'json'], code: 0, key: 'valid' },
+    { name: 'plan', args: ['plan', '--format', 'json'], code: 0, key: 'entries' },
+  ])('--format json on $name prints JSON', async ({ args, code, key }) => {
+    const r = await cli([...args, ...p.args]);
+    expect(r.code).toBe(code);
+    expect(JSON.parse(r.stdout)).toHaveProperty(key);
+  });
+
+  it('validate exits 1 with file:line:col lines for a bad goal set, and as JSON', async () => {
+    const bad = tempProject('ds-cli-bad-');
+    try {
+      bad.write('a.yaml', GOAL.replace('content:', 'contnet:'));
+      const r = await cli(['validate', ...bad.args], { cwd: bad.dir });
+      expect(r.code).toBe(1);
+      expect(r.stdout.trim().split('\n')).toEqual([
+        'goals/a.yaml:12:7: error missing-field: spec.content is required by local.file',
+        'goals/a.yaml:12:49: error unknown-field: spec.contnet is not a field of local.file (did you mean "content"?)',
+      ]);
+      const j = await cli(['validate', '--format', 'json', ...bad.args], { cwd: bad.dir });
+      expect(j.code).toBe(1);
+      expect(JSON.parse(j.stdout)).toMatchObject({ valid: false, diagnostics: expect.arrayContaining([expect.objectContaining({ code: 'unknown-field', line: 12, col: 49 })]) });
+    } finally {
+      rmSync(bad.dir, { recursive: true, force: true });
+    }
+  });
+
+  it.each([
+    { name: 'dot', check: (out: string) => out.startsWith('digraph desiredstate {') && out.includes('"app-dir" -> "app-config";') },
+    { name: 'mermaid', check: (out: string) => out.startsWith('flowchart LR') && /n\d+ --> n\d+/.test(out) },
+  ])('graph --format $name', async ({ name, check }) => {
+    const r = await cli(['graph', '--format', name, ...p.args]);
+    expect(r.code).toBe(0);
+    expect(check(r.stdout)).toBe(true);
+  });
+
+  it('retry of an unknown node exits 1', async () => {
+    const r = await cli(['retry', 'no-such-node', ...p.args]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('unknown node "no-such-node"');
+  });
+});
+
+// Stateless invocations: each spawns its own process, so they run side by side.
+describe.concurrent('desiredstate CLI: invocations', () => {
+  it.each([
+    { name: 'an unknown flag', args: ['plan', '--bogus'], stderr: /Unknown option '--bogus'/ },
+    { name: 'an unknown command', args: ['bogus'], stderr: /unknown command "bogus"/ },
+    { name: 'a missing goals directory', args: ['validate', '--goals', '/nonexistent/goals'], stderr: /goal directory .* does not exist/ },
+    { name: 'a bad --format', args: ['plan', '--format', 'yaml'], stderr: /--format must be one of text, json/ },
+    { name: 'no command at all', args: [], stderr: /^$/ },
+  ])('exit 64 on a bad invocation: $name', async ({ args, stderr }) => {
+    const r = await cli(args, { cwd: p.dir });
+    expect(r.code).toBe(64);
+    expect(r.stderr).toMatch(stderr);
+    // A one-line reason.
+    expect(r.stderr.trim().split('\n').length).toBeLessThanOrEqual(1);
+  });
+
+  it.each(commands.map((c) => ({ name: c })))('$name --help exits 0', async ({ name }) => {
+    const r = await cli([name, '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`Usage: desiredstate ${name}`);
+  });
+
+  it('schema prints a JSON Schema that parses', async () => {
+    const r = await cli(['schema']);
+    expect(r.code).toBe(0);
+    const schema = JSON.parse(r.stdout) as Record<string, unknown>;
+    expect(typeof schema).toBe('object');
+    expect(JSON.stringify(schema)).toContain('local.file');
+  });
+
+});
+
+// `validate` runs from the repo root, so the paths in expected.txt are relative to it.
+const badRoot = join(repoRoot, 'test/fixtures/bad');
+const badCases = readdirSync(badRoot, { withFileTypes: true })
+  .filter((e) => e.isDirectory())
+  .map((e) => ({ name: e.name }));
+
+describe.concurrent('desiredstate validate on the bad-goal fixtures', () => {
+  it.each(badCases)('$name: prints expected.txt exactly and exits 1', async ({ name }) => {
+    const expected = readFileSync(join(badRoot, name, 'expected.txt'), 'utf8');
+    const r = await cli(['validate', '--goals', `test/fixtures/bad/${name}`]);
+    expect(r.stdout.split('\n').filter((l) => l !== '')).toEqual(expected.split('\n').filter((l) => l !== ''));
+    expect(r.code).toBe(1);
+  });
+});

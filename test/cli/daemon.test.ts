@@ -1,0 +1,112 @@
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cli, localBackend, tempProject } from '../support/cli.ts';
+import { Daemon, eventually } from '../support/daemon.ts';
+
+const goal = (content: string): string => `apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: site }
+spec:
+  nodes:
+    - id: www
+      type: local.directory
+      spec: { path: www, mode: "0755" }
+    - id: index
+      type: local.file
+      dependsOn: [www]
+      spec: { path: www/index.html, mode: "0644", content: ${JSON.stringify(content)} }
+`;
+
+const extra = `apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: extra }
+spec:
+  nodes:
+    - id: robots
+      type: local.file
+      spec: { path: www/robots.txt, mode: "0644", content: "User-agent: *\\n" }
+`;
+
+const p = tempProject('ds-daemon-');
+p.write('backend.yaml', localBackend(p.root));
+p.write('site.yaml', goal('<h1>hi</h1>\n'));
+const daemons: Daemon[] = [];
+afterAll(async () => {
+  for (const d of daemons) {
+    d.kill('SIGKILL');
+    await d.exited;
+  }
+  rmSync(p.dir, { recursive: true, force: true });
+});
+
+const index = join(p.root, 'www/index.html');
+
+async function readyz(port: number): Promise<number> {
+  try {
+    return (await fetch(`http://127.0.0.1:${port}/readyz`)).status;
+  } catch {
+    return 0;
+  }
+}
+
+describe('desiredstate run: the real daemon', () => {
+  // One daemon through its life; each step depends on the previous one.
+  it('converges, repairs hand edits, rejects broken goals, reloads, refuses a second daemon, exits 0 on SIGTERM', async () => {
+    const d = new Daemon(['--listen', '127.0.0.1:0', '--interval', '60s', ...p.args], { cwd: p.dir });
+    daemons.push(d);
+    const port = await d.port();
+    expect(port).toBeGreaterThan(0);
+    await eventually(async () => (await readyz(port)) === 200, 20_000, '/readyz 200');
+    expect(readFileSync(index, 'utf8')).toBe('<h1>hi</h1>\n');
+    expect(((await fetch(`http://127.0.0.1:${port}/healthz`)).status)).toBe(200);
+
+    // A hand edit is noticed through the backend's watch, well before the 60 s interval.
+    let mark = d.lines.length;
+    writeFileSync(index, 'defaced\n');
+    const drift = await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark);
+    expect(drift).toMatchObject({ node: 'index', backend: 'local', goal: 'site', action: 'corrected' });
+    expect(drift.diffs).toEqual([expect.objectContaining({ path: 'content' })]);
+    await eventually(() => readFileSync(index, 'utf8') === '<h1>hi</h1>\n', 5_000, 'the file restored');
+
+    // A broken revision is logged with file:line and changes nothing.
+    mark = d.lines.length;
+    p.write('extra.yaml', extra.replace('content:', 'contnet:'));
+    const rejected = await d.waitFor((l) => l.msg.startsWith('goal revision rejected'), 10_000, mark);
+    expect(rejected.level).toBe(50);
+    expect(d.lines.slice(mark).some((l) => l.msg === 'goal error' && String(l.file).endsWith('extra.yaml') && typeof l.line === 'number')).toBe(true);
+    expect(existsSync(join(p.root, 'www/robots.txt'))).toBe(false);
+    expect(readFileSync(index, 'utf8')).toBe('<h1>hi</h1>\n');
+    const status = await cli(['status', ...p.args], { cwd: p.dir });
+    expect(status.code).toBe(0);
+    expect(status.stdout).toContain('goal revision rejected');
+    expect(status.stdout).toMatch(/extra\.yaml:\d+:\d+: error unknown-field/);
+
+    // Fixed: reloaded, the new node converges, the errors are gone from status.
+    mark = d.lines.length;
+    p.write('extra.yaml', extra);
+    await d.waitFor((l) => l.msg === 'goals loaded' && l.reason === 'goals changed', 10_000, mark);
+    await eventually(() => existsSync(join(p.root, 'www/robots.txt')), 10_000, 'robots.txt created');
+    expect((await cli(['status', ...p.args], { cwd: p.dir })).stdout).not.toContain('goal revision rejected');
+
+    // A second daemon on the same state refuses to start.
+    const second = await cli(['run', '--listen', '127.0.0.1:0', ...p.args], { cwd: p.dir });
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/state .*state\.db is locked by process \d+/);
+    expect(second.stderr).toContain('is another desiredstate running?');
+
+    // SIGHUP reloads.
+    mark = d.lines.length;
+    d.kill('SIGHUP');
+    await d.waitFor((l) => l.msg === 'goals loaded' && l.reason === 'SIGHUP', 10_000, mark);
+
+    // SIGTERM: exit 0; the state says every node is ready.
+    d.kill('SIGTERM');
+    expect(await d.exited).toEqual({ code: 0, signal: null });
+    const final = JSON.parse((await cli(['status', '--format', 'json', ...p.args], { cwd: p.dir })).stdout) as { nodes: { id: string; status: string }[] };
+    expect(final.nodes.map((n) => `${n.id}:${n.status}`).sort()).toEqual(['index:ready', 'robots:ready', 'www:ready']);
+    expect(statSync(index).mode & 0o777).toBe(0o644);
+    const driftCmd = await cli(['drift', '--node', 'index', ...p.args], { cwd: p.dir });
+    expect(driftCmd.stdout).toContain('index (site, local)  corrected');
+  }, 120_000);
+});

@@ -1,0 +1,64 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+export const bin = join(repoRoot, 'bin/desiredstate.js');
+
+export interface CliResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs the real CLI (Node 24: vitest's own executable) and collects its output. */
+export function cli(args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      cwd: options.cwd ?? repoRoot,
+      env: cleanEnv(options.env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** A temp project: `goals/` with a local Backend rooted at `<dir>/root`, state in `<dir>/state`. */
+export function tempProject(prefix: string): { dir: string; goals: string; state: string; root: string; write(file: string, text: string): void; args: string[] } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const goals = join(dir, 'goals');
+  mkdirSync(goals);
+  return {
+    dir,
+    goals,
+    state: join(dir, 'state'),
+    root: join(dir, 'root'),
+    write: (file, text) => writeFileSync(join(goals, file), text),
+    args: ['--goals', goals, '--state', join(dir, 'state')],
+  };
+}
+
+/** A Backend document `local` rooted at `root`. */
+export function localBackend(root: string): string {
+  return `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: local }
+spec:
+  type: local
+  config: { root: ${JSON.stringify(root)} }
+`;
+}
+
+/** The environment without our own variables (a developer's shell must not change the tests), plus `extra`. */
+export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const k of Object.keys(env)) if (k.startsWith('DESIREDSTATE_')) delete env[k];
+  return { ...env, ...extra };
+}

@@ -1,0 +1,78 @@
+import { spawn } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { bin, cleanEnv } from './cli.ts';
+
+export type LogLine = Record<string, unknown> & { msg: string };
+
+/** The real daemon (`desiredstate run`) as a child process, its JSON log lines collected from stderr. */
+export class Daemon {
+  readonly child: ChildProcessWithoutNullStreams;
+  readonly lines: LogLine[] = [];
+  stderr = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private buffer = '';
+  private waiters = new Set<() => void>();
+
+  constructor(args: readonly string[], options: { cwd: string; env?: NodeJS.ProcessEnv }) {
+    this.child = spawn(process.execPath, [bin, 'run', ...args], { cwd: options.cwd, env: cleanEnv(options.env), stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child.stdout.resume();
+    this.child.stderr.on('data', (d: Buffer) => {
+      const text = d.toString('utf8');
+      this.stderr += text;
+      this.buffer += text;
+      const parts = this.buffer.split('\n');
+      this.buffer = parts.pop() ?? '';
+      for (const l of parts) {
+        if (!l.startsWith('{')) continue;
+        try {
+          this.lines.push(JSON.parse(l) as LogLine);
+        } catch {
+          // a line cut by a kill: ignore
+        }
+      }
+      for (const w of this.waiters) w();
+    });
+    this.exited = new Promise((resolve) => this.child.on('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  /** Resolves with the first line (from `from` on) that matches, or rejects after `timeoutMs`. */
+  waitFor(match: (l: LogLine) => boolean, timeoutMs = 10_000, from = 0): Promise<LogLine> {
+    return new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        const found = this.lines.slice(from).find(match);
+        if (found === undefined) return false;
+        this.waiters.delete(onLine);
+        clearTimeout(timer);
+        resolve(found);
+        return true;
+      };
+      const onLine = (): void => void check();
+      const timer = setTimeout(() => {
+        this.waiters.delete(onLine);
+        reject(new Error(`no matching log line within ${timeoutMs} ms; stderr:\n${this.stderr.slice(-4000)}`));
+      }, timeoutMs);
+      this.waiters.add(onLine);
+      check();
+    });
+  }
+
+  /** The `listening` line's port. */
+  async port(timeoutMs = 20_000): Promise<number> {
+    const l = await this.waitFor((x) => x.msg === 'listening', timeoutMs);
+    return Number(String(l.address).split(':').at(-1));
+  }
+
+  kill(signal: NodeJS.Signals): void {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+  }
+}
+
+/** Polls `fn` until it returns true, or throws after `timeoutMs`. */
+export async function eventually(fn: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    if (await fn()) return;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
