@@ -43,11 +43,16 @@ export default tseslint.config(
     ]),
   },
   {
-    files: ['src/backends/**/*.ts'],
+    files: ['src/backends/*/**/*.ts'],
     rules: layer('A backend depends on src/infra (and src/runtime) only, never on another backend or the CLI.', [
       { group: ['**/cli/**', '**/server/**'] },
       { regex: '^\\.\\./(?!\\.\\.)[^/]+' },
     ]),
+  },
+  {
+    // The list of built-in backends imports each backend folder and the infra SPI it satisfies.
+    files: ['src/backends/index.ts'],
+    rules: layer('src/backends/index.ts lists backends; it must not import the CLI.', [{ group: ['**/cli/**', '**/server/**'] }]),
   },
   {
     files: ['**/*.js'],
