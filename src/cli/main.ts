@@ -144,7 +144,7 @@ export const commands: Record<string, Command> = {
     help: 'Exit status: 0, or 1 for an unknown node.',
     async run(argv, io) {
       const { values, positionals } = parse(argv, {}, 1);
-      return Promise.resolve(retry(context(values, io), positionals[0]));
+      return retry(context(values, io), positionals[0]);
     },
   },
   backends: {

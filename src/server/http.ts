@@ -7,6 +7,8 @@ export interface DaemonProbe {
   /** Goals loaded and every node reconciled once. */
   ready(): { ready: boolean; reason?: string };
   status(): unknown;
+  /** Releases a node held by the fault policy; false for an unknown node. */
+  retry(node: string): boolean;
 }
 
 /** Serves /healthz (the process is alive), /readyz (first round done) and /status (JSON). */
@@ -16,8 +18,13 @@ export function startHttpServer(listen: { host: string; port: number }, probe: D
       res.writeHead(code, { 'content-type': 'application/json', 'cache-control': 'no-store' });
       res.end(`${JSON.stringify(body)}\n`);
     };
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (req.method === 'POST' && path.startsWith('/retry/')) {
+      // Only from this machine: the daemon listens on loopback by default, and this changes state.
+      const node = decodeURIComponent(path.slice('/retry/'.length));
+      return probe.retry(node) ? send(200, { released: node }) : send(404, { error: `unknown node "${node}"` });
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: 'method not allowed' });
-    const path = (req.url ?? '/').split('?')[0];
     switch (path) {
       case '/healthz':
         return send(200, { status: 'ok' });
@@ -28,7 +35,7 @@ export function startHttpServer(listen: { host: string; port: number }, probe: D
       case '/status':
         return send(200, probe.status());
       default:
-        return send(404, { error: 'not found', paths: ['/healthz', '/readyz', '/status'] });
+        return send(404, { error: 'not found', paths: ['/healthz', '/readyz', '/status', 'POST /retry/NODE'] });
     }
   });
   server.keepAliveTimeout = 5000;

@@ -107,8 +107,12 @@ export async function run(ctx: CliContext, options: RunOptions): Promise<number>
   const http = await startHttpServer(listen, {
     ready: () => (controller.ready ? { ready: true } : { ready: false, reason: controller.currentGraph === undefined ? 'no valid goals loaded' : 'first reconcile round in progress' }),
     status: () => ({ nodes: controller.nodes().map(({ snapshot: _s, ...r }) => r), queue: controller.queueStats() }),
+    retry: (node) => controller.operatorRetry(node),
   });
-  log.info({ address: `${http.address.address}:${http.address.port}`, intervalMs }, 'listening');
+  const address = `${http.address.family === 'IPv6' ? `[${http.address.address}]` : http.address.address}:${http.address.port}`;
+  // `desiredstate retry` finds the running daemon here and asks it to release the node at once.
+  store.setMeta('daemon.listen', address);
+  log.info({ address, intervalMs }, 'listening');
 
   // Goal files: watch the directory, debounce, reload; a change re-plans only what changed.
   let debounce: NodeJS.Timeout | undefined;
@@ -136,6 +140,7 @@ export async function run(ctx: CliContext, options: RunOptions): Promise<number>
       void (async () => {
         await loading.catch(() => undefined);
         await controller.stop(10_000);
+        store.setMeta('daemon.listen', null);
         await Promise.allSettled([...backendMap.values()].map((b) => b.close()));
         store.close();
         log.info('stopped');

@@ -80,8 +80,28 @@ export function history(ctx: CliContext): number {
   return EXIT.ok;
 }
 
-export function retry(ctx: CliContext, node: string | undefined): number {
+/**
+ * Releases a held node. With a daemon running, asks it over its HTTP API
+ * (it holds the node's state in memory); otherwise updates the store.
+ */
+export async function retry(ctx: CliContext, node: string | undefined): Promise<number> {
   if (node === undefined) throw new UsageError('retry needs a node id: desiredstate retry NODE');
+  const daemon = withStore(ctx, (store) => store.getMeta('daemon.listen') ?? null) ?? null;
+  if (daemon !== null) {
+    try {
+      const res = await fetch(`http://${daemon}/retry/${encodeURIComponent(node)}`, { method: 'POST', signal: AbortSignal.timeout(5000) });
+      if (res.status === 404) {
+        process.stderr.write(`unknown node "${node}"\n`);
+        return EXIT.failed;
+      }
+      if (res.ok) {
+        ctx.out(`released ${node}; the daemon reconciles it now`);
+        return EXIT.ok;
+      }
+    } catch {
+      // No daemon answering at the recorded address (it was killed): fall back to the store.
+    }
+  }
   const found = withStore(
     ctx,
     (store) => {
