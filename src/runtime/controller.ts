@@ -67,6 +67,7 @@ interface DriftMemory {
 }
 
 const READY_STATUSES: ReadonlySet<NodeStatus> = new Set(['ready', 'drifted']);
+const IN_FLIGHT: ReadonlySet<NodeStatus> = new Set(['observing', 'creating', 'updating', 'deleting']);
 
 /**
  * The daemon's reconcile loop. Level-triggered: a work queue keyed by node
@@ -114,7 +115,10 @@ export class Controller<S extends NodeSpec> {
     this.queue = new WorkQueue<NodeId>({ clock: this.o.clock });
     this.breakers = new CircuitBreakers({ clock: this.o.clock });
     for (const r of this.o.store.listNodes()) {
-      this.records.set(r.id, r);
+      // A status of an operation in flight was stored by a process that died mid-way: the node starts over
+      // (pending operations are resolved by observing, below). Left as is, the machine would ignore every
+      // observation event and the node would stay `creating` for ever.
+      this.records.set(r.id, IN_FLIGHT.has(r.status) ? { ...r, status: 'pending' } : r);
       this.persisted.set(r.id, r);
     }
     for (const op of this.o.store.pendingOperations()) {
@@ -495,7 +499,14 @@ export class Controller<S extends NodeSpec> {
   }
 
   private fail(node: DesiredNode<S>, f: Fault, log: Logger, message: string): void {
-    this.breakers.for(node.spec.backendId).recordFailure(f);
+    const breaker = this.breakers.for(node.spec.backendId);
+    const before = breaker.state.state;
+    breaker.recordFailure(f);
+    const after = breaker.state;
+    if (after.state === 'open' && before !== 'open') {
+      // Said once per opening: while it stays open its nodes wait silently for the probe.
+      this.o.log.warn({ backend: node.spec.backendId, fault: f, probeInMs: after.probeAt - this.o.clock.now() }, 'backend circuit open');
+    }
     const rec = this.records.get(node.id);
     const attempts = (rec?.attempts ?? 0) + 1;
     const decision = decide(f, attempts, this.o.rng, this.o.faultPolicy);
