@@ -329,6 +329,29 @@ describe('Controller: crash recovery and uncertainty', () => {
     }
   });
 
+  it('a node stored mid-operation (`creating`) by a crashed process starts over and converges', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-crash-'));
+    try {
+      const { graph } = compileYaml(goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { dependsOn: ['a'] })));
+      const crashed = SqliteStateStore.open({ path: join(dir, 'state.db'), lock: false });
+      crashed.putNodes([
+        { id: 'a', goal: 'app', type: 'local.file', backendId: 'mem', status: 'creating', appliedDigest: graph.get('a')!.spec.digest, outputs: null, managed: true, lastFault: null, attempts: 0, retryAt: null, reason: null, snapshot: null, deletionPolicy: 'Orphan', updatedAt: 0 },
+      ]);
+      crashed.close();
+      const backend = new MemoryBackend(memoryConfigSchema.parse({}), { id: 'mem', log: (await import('pino')).default({ level: 'silent' }) });
+      backend.preload([graph.get('a')!]);
+      const h = start({ dir, backend });
+      await h.controller.setGraph(graph);
+      await h.settle();
+      expect(statusOf(h, 'a')).toBe('ready');
+      expect(statusOf(h, 'b')).toBe('ready');
+      expect(backend.createCount('a')).toBe(0);
+      expect(h.controller.ready).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('an indeterminate observation holds the node: no create, no guess', async () => {
     const unsure = (b: MemoryBackend): InfraBackend => ({
       id: b.id,
