@@ -8,7 +8,7 @@ const layer = (message, patterns) => ({
 });
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', 'coverage/**', 'bench/.out/**', '.desiredstate/**'] },
+  { ignores: ['node_modules/**', 'dist/**', 'coverage/**', 'bench/.out/**', '.desiredstate/**', '.scratch/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
