@@ -3,6 +3,7 @@ import { execBackendFactory } from './exec/index.ts';
 import { localBackendFactory } from './local/index.ts';
 import { memoryBackendFactory } from './memory/index.ts';
 import { postgresBackendFactory } from './postgres/index.ts';
+import { scriptBackendFactory } from './script/index.ts';
 
 /**
  * Every backend implementation shipped with desiredstate, each a
@@ -14,4 +15,5 @@ export const builtinBackendFactories = [
   ansibleBackendFactory,
   execBackendFactory,
   postgresBackendFactory,
+  scriptBackendFactory,
 ] as const;

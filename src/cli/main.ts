@@ -3,6 +3,7 @@ import { check } from './commands/check.ts';
 import { apply, graph, plan, validate } from './commands/goals.ts';
 import { backends, schema } from './commands/meta.ts';
 import { run } from './commands/run.ts';
+import { scripts } from './commands/scripts.ts';
 import { drift, history, retry, status } from './commands/state.ts';
 import { createContext } from './context.ts';
 import type { CliContext } from './context.ts';
@@ -145,6 +146,18 @@ export const commands: Record<string, Command> = {
     async run(argv, io) {
       const { values, positionals } = parse(argv, {}, 1);
       return retry(context(values, io), positionals[0]);
+    },
+  },
+  scripts: {
+    summary: 'review generated provisioning scripts and show their trust',
+    usage: 'desiredstate scripts list|trust | show HASH | approve HASH [--note TEXT] | reject HASH [--note TEXT] | approve-run HASH --node ID [--state DIR] [--by NAME] [--bar 0.94] [--format text|json]',
+    help: 'An unreviewed or rejected script never runs; approve releases the nodes held waiting for it, reject makes the next pass generate a new one.\nA reviewed script below the trust bar needs approve-run (one run of one node) in the environments its backend lists in requireApprovalBelowTrust.\ntrust shows each script\'s successes, failures, posterior mean, 5th percentile and gate (runs-alone, needs-approval, unreviewed, rejected).\nHASH may be a prefix of 6 or more characters. Exit status: 0, 1 for an unknown or ambiguous script.',
+    async run(argv, io) {
+      const { values, positionals } = parse(argv, { note: { type: 'string' }, by: { type: 'string' }, node: { type: 'string' }, bar: { type: 'string' } }, 2);
+      formatFlag(values, ['text', 'json']);
+      const bar = values.bar === undefined ? undefined : Number(values.bar);
+      if (bar !== undefined && !(bar > 0 && bar < 1)) throw new UsageError('--bar takes a number between 0 and 1');
+      return Promise.resolve(scripts(context(values, io), positionals[0], { hash: positionals[1], note: values.note, by: values.by, node: values.node, policy: bar === undefined ? undefined : { bar, quantile: 0.05 } }));
     },
   },
   backends: {

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { FieldDiff, NodeId, Observation, OperationContext, Outputs, ProvisionResult } from '../runtime/index.ts';
 import type { InfraNode } from './desired.ts';
-import type { InfraNodeType } from './spec.ts';
+import type { InfraNodeSpec, InfraNodeType } from './spec.ts';
 
 /** A node as a backend sees it: references to other nodes' outputs already resolved. */
 export type BackendNode = InfraNode;
@@ -28,6 +28,14 @@ export interface InfraBackend {
   observe(nodes: readonly BackendNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, Observation>>;
   /** Creates the resource; resolves with its outputs. */
   create(node: BackendNode, ctx: OperationContext): Promise<ProvisionResult>;
+  /**
+   * Optional batch create, for backends that can make many resources in one
+   * round trip (one SQL transaction for 1,000 roles). Same contract as
+   * `create` for each node; one entry per node given. A backend falls back
+   * to one create per node itself when the batch as a whole fails, so each
+   * node gets its own result.
+   */
+  createMany?(nodes: readonly BackendNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, ProvisionResult>>;
   /** Corrects the fields in `diffs` (and anything else that differs). */
   update(node: BackendNode, diffs: readonly FieldDiff[], ctx: OperationContext): Promise<ProvisionResult>;
   /** Deletes the resource; absent is success. */
@@ -51,6 +59,13 @@ export interface BackendContext {
   readonly env: NodeJS.ProcessEnv;
 }
 
+/** A problem with one node's spec that only its backend can see (a field it needs or refuses). */
+export interface SpecIssue {
+  /** Path inside the node's `spec`, for example `['commands']`. */
+  readonly path: readonly (string | number)[];
+  readonly message: string;
+}
+
 /**
  * A backend implementation, registered by type. Its static half (`kinds`,
  * `configSchema`) is enough to validate goals without connecting.
@@ -61,6 +76,12 @@ export interface BackendFactory<C = unknown> {
   readonly kinds: readonly InfraNodeType[];
   /** Validates the Backend document's `spec.config`. */
   readonly configSchema: z.ZodType<C>;
+  /**
+   * Checks a node's spec against what this implementation needs, at compile
+   * time, without I/O. Each issue becomes a goal error; absent means any
+   * valid spec of a supported kind is fine.
+   */
+  checkSpec?(spec: InfraNodeSpec, config: C): readonly SpecIssue[];
   /** Builds an instance. Must not do I/O that can fail slowly; connect lazily. */
   create(config: C, ctx: BackendContext): InfraBackend;
   /** Short description, for `desiredstate schema` and `backends`. */

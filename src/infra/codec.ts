@@ -7,13 +7,13 @@ import type { InfraNodeSpec } from './spec.ts';
 /** Stores a node's spec as JSON (secret references, never values) and rebuilds it to delete a removed node. */
 export const infraSpecCodec: NodeSpecCodec<InfraDesiredNodeSpec> = {
   encode(spec) {
-    return { spec: spec.spec, backendId: spec.backendId, labels: spec.labels };
+    return { spec: spec.spec, backendId: spec.backendId, labels: spec.labels, environment: spec.environment };
   },
   decode(json) {
     if (json === null || typeof json !== 'object') return undefined;
-    const { spec, backendId, labels } = json as { spec?: unknown; backendId?: unknown; labels?: unknown };
+    const { spec, backendId, labels, environment } = json as { spec?: unknown; backendId?: unknown; labels?: unknown; environment?: unknown };
     const parsed = infraNodeSpecSchema.safeParse(spec);
     if (!parsed.success || typeof backendId !== 'string') return undefined;
-    return desiredNodeSpec(parsed.data as unknown as InfraNodeSpec, backendId, (labels ?? {}) as Record<string, string>);
+    return desiredNodeSpec(parsed.data as unknown as InfraNodeSpec, backendId, (labels ?? {}) as Record<string, string>, typeof environment === 'string' ? environment : undefined);
   },
 };

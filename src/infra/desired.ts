@@ -10,6 +10,12 @@ export interface InfraDesiredNodeSpec<T extends InfraNodeSpec = InfraNodeSpec> e
   readonly spec: T;
   /** Goal and node labels, merged; backends whose resources carry tags apply them. */
   readonly labels: Readonly<Record<string, string>>;
+  /**
+   * The goal's `metadata.environment` (dev, prod …), for backends whose
+   * behaviour depends on it (approvals). Not part of the digest: moving a
+   * goal between environments changes no resource.
+   */
+  readonly environment: string;
 }
 
 /** Wraps a spec for the runtime. The only place the NodeSpec brand is set for infrastructure. */
@@ -17,6 +23,7 @@ export function desiredNodeSpec<T extends InfraNodeSpec>(
   spec: T,
   backendId: string,
   labels: Readonly<Record<string, string>> = {},
+  environment = 'default',
 ): InfraDesiredNodeSpec<T> {
   return Object.freeze({
     [NODE_SPEC]: true as const,
@@ -25,6 +32,7 @@ export function desiredNodeSpec<T extends InfraNodeSpec>(
     digest: digestOf({ spec, backendId, labels }),
     spec: Object.freeze(spec),
     labels: Object.freeze({ ...labels }),
+    environment,
   });
 }
 

@@ -101,6 +101,12 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     }
     if (!ok || !parsed.success) return undefined;
     let spec = { type: decl.type, ...parsed.data } as InfraNodeSpec;
+    const checkSpec = backend === undefined ? undefined : this.registry.get(backend.type)?.checkSpec;
+    if (backend !== undefined && checkSpec !== undefined) {
+      const issues = checkSpec(spec, backend.config);
+      for (const issue of issues) diag.error(decl.locate(['spec', ...issue.path]), 'unsupported-spec', `${issue.message} (backend "${backendId}", type ${backend.type})`);
+      if (issues.length > 0) return undefined;
+    }
     let gate: BuiltSpec<InfraDesiredNodeSpec>['gate'];
     if (this.policy !== undefined) {
       const verdict = this.policy.evaluate(decl, spec, diag);
@@ -109,7 +115,7 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       if (verdict.defaults.length > 0) this.policyDefaults.set(decl.id, verdict.defaults);
     }
     return {
-      spec: desiredNodeSpec(spec, backendId, decl.labels),
+      spec: desiredNodeSpec(spec, backendId, decl.labels, decl.goal.environment),
       gate,
       deletionPolicy: statefulTypes.has(decl.type) ? 'Orphan' : undefined,
     };

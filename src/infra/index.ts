@@ -9,3 +9,6 @@ export * from './dispatcher.ts';
 export * from './codec.ts';
 export * from './process.ts';
 export * from './policy/index.ts';
+export * from './trust.ts';
+export * from './resource-provisioner.ts';
+export * from './exec-protocol.ts';

@@ -176,7 +176,9 @@ export const specSchemas = {
       create: z.array(z.string()).min(1).describe('argv printing {"outputs":{…}}.'),
       update: z.array(z.string()).min(1).optional().describe('argv printing {"outputs":{…}}; without it drift is only reported.'),
       delete: z.array(z.string()).min(1).optional().describe('argv printing nothing; without it a delete fails.'),
-    }),
+    })
+      .optional()
+      .describe('The exec backend needs them; a script backend generates its own script and refuses them.'),
     input: z.record(z.string(), z.unknown()).default({}).describe('Any JSON object, sent on stdin; drift compares each key with the read state.'),
   }),
 } as const;

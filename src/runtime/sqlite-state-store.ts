@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import { hostname } from 'node:os';
 import Database from 'better-sqlite3';
 import { z } from 'zod';
+import { ArtifactLedger, ARTIFACT_LEDGER_SQL } from './artifact-ledger.ts';
 import type { Clock } from './clock.ts';
 import { systemClock } from './clock.ts';
 import { DesiredStateError, ErrorCodes, errorMessage } from './errors.ts';
@@ -109,6 +110,10 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       CREATE INDEX events_by_time ON events (at);
       CREATE INDEX events_by_node ON events (node, at) WHERE node IS NOT NULL;
     `,
+  },
+  {
+    description: 'artifact ledger: generated artifacts, reviews, one-shot grants and runs',
+    sql: ARTIFACT_LEDGER_SQL,
   },
 ]);
 
@@ -390,6 +395,8 @@ export class SqliteStateStore implements StateStore {
   /** The schema version of the file (after migration). */
   readonly schemaVersion: number;
   readonly readonly: boolean;
+  /** Generated artifacts, their reviews, grants and runs (the trust ledger), in the same file. */
+  readonly artifacts: ArtifactLedger;
 
   readonly #db: Database.Database;
   readonly #clock: Clock;
@@ -417,6 +424,7 @@ export class SqliteStateStore implements StateStore {
     this.lineage = init.lineage;
     this.schemaVersion = init.schemaVersion;
     this.readonly = init.readonly;
+    this.artifacts = new ArtifactLedger({ db: this.#db, clock: this.#clock, transaction: (fn) => this.transaction(fn) });
 
     const upsert = this.#db.prepare(`
       INSERT INTO nodes (id, goal, type, backend_id, status, applied_digest, outputs, managed, last_fault, attempts, retry_at, reason, snapshot, deletion_policy, updated_at)

@@ -14,6 +14,8 @@ export type { ExecConfig } from './config.ts';
 export { inputDiffs, jsonEqual, parseApply, parseRead, EX_NOPERM, EX_TEMPFAIL } from './observe.ts';
 
 type GenericResourceSpec = InfraNodeSpecOf<'generic.resource'>;
+type Commands = NonNullable<GenericResourceSpec['commands']>;
+type ExecSpec = GenericResourceSpec & { readonly commands: Commands };
 
 /** How many read commands one observe pass runs at once. */
 const OBSERVE_CONCURRENCY = 4;
@@ -100,7 +102,7 @@ export class ExecBackend implements InfraBackend {
   }
 
   /** Runs one protocol command; resolves with its stdout on exit 0, throws a `FaultError` otherwise. */
-  private async run(command: ExecCommand, argv: readonly string[], node: BackendNode, spec: GenericResourceSpec, ctx: OperationContext): Promise<string> {
+  private async run(command: ExecCommand, argv: readonly string[], node: BackendNode, spec: ExecSpec, ctx: OperationContext): Promise<string> {
     const request = { id: node.id, input: spec.input, outputs: ctx.outputsOf(node.id) ?? null };
     const outcome = await this.client.run(argv, request, ctx.signal);
     const exitCode = outcome.status === 'exited' ? outcome.exitCode : undefined;
@@ -109,12 +111,15 @@ export class ExecBackend implements InfraBackend {
   }
 }
 
-function specOf(node: BackendNode): GenericResourceSpec {
+function specOf(node: BackendNode): ExecSpec {
   const spec = node.spec.spec;
   if (spec.type !== 'generic.resource') {
     throw new FaultError(fault('permanent', `the exec backend does not handle ${spec.type}`, { code: 'unsupported-type' }));
   }
-  return spec;
+  const commands = spec.commands;
+  // checkSpec refuses this at compile time; a spec restored from the state store may predate that.
+  if (commands === undefined) throw new FaultError(fault('permanent', 'the exec backend needs spec.commands', { code: 'no-commands' }));
+  return { ...spec, commands };
 }
 
 /** Failure is a value: a thrown fault becomes a `failed` result. */
@@ -131,6 +136,7 @@ export const execBackendFactory: BackendFactory<ExecConfig> = {
   type: 'exec',
   kinds: ['generic.resource'],
   configSchema: execConfigSchema,
+  checkSpec: (spec) => (spec.type === 'generic.resource' && spec.commands === undefined ? [{ path: ['commands'], message: 'the exec backend needs commands (read and create at least)' }] : []),
   description: 'Resources managed by user-supplied read/create/update/delete commands speaking JSON (the exec protocol).',
   create: (config, ctx) => new ExecBackend(config, ctx),
 };

@@ -1,0 +1,60 @@
+import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { runProcess } from '../../infra/index.ts';
+import type { ProcessOutcome } from '../../infra/index.ts';
+import { artifactHash } from '../../runtime/index.ts';
+import type { ScriptVerb } from './gate.ts';
+
+/** The JSON object every script receives on stdin (the exec protocol's request). */
+export interface ScriptRequest {
+  readonly id: string;
+  readonly input: unknown;
+  readonly outputs: unknown;
+}
+
+/**
+ * The script backend's only I/O besides the ledger: writes a script to a
+ * file named by its hash (checked before every run, so a hand-edited file is
+ * replaced, never run) and runs it with the verb as its one argument.
+ */
+export class ScriptClient {
+  private readonly options: { scriptDir: string; root: string; env: Readonly<Record<string, string>>; timeoutMs: number; maxOutputBytes: number };
+
+  constructor(options: { scriptDir: string; root: string; env: Readonly<Record<string, string>>; timeoutMs: number; maxOutputBytes: number }) {
+    this.options = options;
+  }
+
+  /** The path of the script's file, written if missing or different. */
+  materialize(hash: string, content: string): string {
+    const path = join(this.options.scriptDir, hash);
+    let current: string | undefined;
+    try {
+      current = readFileSync(path, 'utf8');
+    } catch {
+      current = undefined;
+    }
+    if (current === undefined || artifactHash(current) !== hash) {
+      mkdirSync(this.options.scriptDir, { recursive: true, mode: 0o700 });
+      const tmp = `${path}.${process.pid}.tmp`;
+      writeFileSync(tmp, content, { mode: 0o700 });
+      renameSync(tmp, path);
+    }
+    chmodSync(path, 0o700);
+    return path;
+  }
+
+  /** Runs one verb; never rejects. */
+  run(hash: string, content: string, verb: ScriptVerb, request: ScriptRequest, signal: AbortSignal): Promise<ProcessOutcome> {
+    const path = this.materialize(hash, content);
+    mkdirSync(this.options.root, { recursive: true });
+    return runProcess({
+      argv: [path, verb],
+      cwd: this.options.root,
+      env: this.options.env,
+      stdin: `${JSON.stringify(request)}\n`,
+      timeoutMs: this.options.timeoutMs,
+      maxOutputBytes: this.options.maxOutputBytes,
+      signal,
+    });
+  }
+}

@@ -1,0 +1,275 @@
+import { join, resolve } from 'node:path';
+import {
+  allowlistedEnv,
+  checkDelete,
+  INFRA_NODE_TYPES,
+  parseApply,
+  parseRead,
+  resourceBackend,
+  runProcess,
+  secretFields,
+  standingOf,
+  successOutput,
+  toObservation,
+} from '../../infra/index.ts';
+import type {
+  BackendContext,
+  BackendFactory,
+  BackendHealth,
+  BackendNode,
+  InfraNodeType,
+  ProcessOutcome,
+  ProvisionIntent,
+  ResourceProvisioner,
+  ScriptStanding,
+  SpecIssue,
+} from '../../infra/index.ts';
+import { assertNever, fault, FaultError, SqliteStateStore, toFault } from '../../runtime/index.ts';
+import type { ArtifactLedger, ArtifactRecord, Observation, OperationContext, ProvisionResult } from '../../runtime/index.ts';
+import { ScriptClient } from './client.ts';
+import { scriptConfigSchema } from './config.ts';
+import type { ScriptConfig } from './config.ts';
+import { gateFor, shortHash } from './gate.ts';
+import type { ScriptVerb } from './gate.ts';
+import { generatorFrom } from './generator.ts';
+import type { ScriptGenerator } from './generator.ts';
+import { inputOf, shapeKey, shapeOf } from './shape.ts';
+
+export { scriptConfigSchema, generatorConfigSchema } from './config.ts';
+export type { ScriptConfig, GeneratorConfig } from './config.ts';
+export { commandGenerator, PROTOCOL_INSTRUCTIONS, templateGenerator, validateScript } from './generator.ts';
+export type { GenerationRequest, ScriptGenerator } from './generator.ts';
+export { gateFor, shortHash } from './gate.ts';
+export type { RunGate, ScriptVerb } from './gate.ts';
+export { inputOf, shapeKey, shapeOf } from './shape.ts';
+export type { Shape } from './shape.ts';
+export { TEMPLATES, templateFor } from './templates.ts';
+
+/** Kinds a script may provision: any without secret fields (a script never sees secret values). */
+const SCRIPT_KINDS: readonly InfraNodeType[] = INFRA_NODE_TYPES.filter((t) => (secretFields[t] ?? []).length === 0);
+
+/** The script a node uses, or why none may be used. */
+type Resolved = { readonly script: ArtifactRecord } | { readonly held: string; readonly code: 'script-rejected' };
+
+/** Options for tests and embedders: the ledger to use instead of `<stateDir>/state.db`. */
+export interface ScriptProvisionerOptions {
+  readonly ledger?: ArtifactLedger | undefined;
+}
+
+/**
+ * Standalone mode: provisions nodes by running scripts a generator wrote,
+ * trusted only as far as their record earns. Lifecycle per (kind, input
+ * shape, generator): generate → store content-addressed in the ledger →
+ * human review → runs. An unreviewed or rejected script never runs; a
+ * reviewed one below the trust bar needs a per-run approval for create,
+ * update and delete in the environments that require it. Every run goes to
+ * the ledger; create, update and delete outcomes are the trials of its
+ * Beta(1 + successes, 1 + failures) trust.
+ */
+export class ScriptProvisioner implements ResourceProvisioner {
+  readonly kinds = SCRIPT_KINDS;
+  private readonly config: ScriptConfig;
+  private readonly ctx: BackendContext;
+  private readonly client: ScriptClient;
+  private readonly generator: ScriptGenerator;
+  private readonly env: Readonly<Record<string, string>>;
+  private readonly injectedLedger: ArtifactLedger | undefined;
+  private store: SqliteStateStore | undefined;
+  /** Generations in flight per cache key: concurrent nodes of one shape share one generator run. */
+  private readonly generating = new Map<string, Promise<ArtifactRecord>>();
+
+  constructor(config: ScriptConfig, ctx: BackendContext, options: ScriptProvisionerOptions = {}) {
+    this.config = config;
+    this.ctx = ctx;
+    this.env = allowlistedEnv(ctx.env, config.env);
+    this.client = new ScriptClient({
+      scriptDir: join(ctx.stateDir, 'scripts'),
+      root: resolve(ctx.cwd, config.root),
+      env: this.env,
+      timeoutMs: config.timeout,
+      maxOutputBytes: config.maxOutputBytes,
+    });
+    this.generator = generatorFrom(config.generator, { cwd: ctx.cwd, env: this.env });
+    this.injectedLedger = options.ledger;
+  }
+
+  async observe(node: BackendNode, ctx: OperationContext): Promise<Observation> {
+    try {
+      const resolved = await this.resolve(node, ctx);
+      if ('held' in resolved) return { status: 'indeterminate', reason: resolved.held };
+      const { script } = resolved;
+      const standing = this.standing(script.hash);
+      const readGate = gateFor(standing, 'read', this.gateContext(script.hash, node));
+      if (readGate.gate !== 'open') {
+        ctx.log.info({ node: node.id, script: script.hash, standing: standing.standing }, 'script held');
+        return { status: 'indeterminate', reason: readGate.reason };
+      }
+      const stdout = await this.run(script, node, 'read', null, ctx);
+      const obs = toObservation(inputOf(node.spec.spec), parseRead(stdout));
+      // A change would follow: say now that it cannot run, so the node shows held (⊘) rather than failing later.
+      const mutates = obs.status === 'absent' || (obs.status === 'drifted' && node.settings.selfHeal);
+      if (mutates) {
+        const gate = gateFor(standing, obs.status === 'absent' ? 'create' : 'update', this.gateContext(script.hash, node));
+        if (gate.gate === 'approval' && this.ledger().openGrant(script.hash, node.id) === undefined) {
+          ctx.log.info({ node: node.id, script: script.hash, trust: standing.trust.lower }, 'script awaits a per-run approval');
+          return { status: 'indeterminate', reason: gate.reason };
+        }
+      }
+      return obs;
+    } catch (err) {
+      return { status: 'failed', fault: toFault(err) };
+    }
+  }
+
+  async provision(node: BackendNode, intent: ProvisionIntent, ctx: OperationContext): Promise<ProvisionResult> {
+    const resolved = await this.resolve(node, ctx);
+    if ('held' in resolved) throw new FaultError(fault('auth', resolved.held, { code: resolved.code }));
+    const { script } = resolved;
+    const standing = this.standing(script.hash);
+    const gate = gateFor(standing, intent.verb, this.gateContext(script.hash, node));
+    let grantId: number | null = null;
+    switch (gate.gate) {
+      case 'open':
+        break;
+      case 'closed':
+        throw new FaultError(fault('auth', gate.reason, { code: gate.code, hint: `desiredstate scripts show ${shortHash(script.hash)}` }));
+      case 'approval': {
+        const grant = this.ledger().takeGrant(script.hash, node.id);
+        if (grant === undefined) throw new FaultError(fault('auth', gate.reason, { code: 'script-needs-approval' }));
+        grantId = grant.id;
+        ctx.log.info({ node: node.id, script: script.hash, grant: grant.id, by: grant.by }, 'per-run approval used');
+        break;
+      }
+      default:
+        return assertNever(gate, 'run gate');
+    }
+    if (intent.verb === 'update') ctx.log.debug({ node: node.id, paths: intent.diffs.map((d) => d.path) }, 'script update');
+    const stdout = await this.run(script, node, intent.verb, grantId, ctx);
+    return { status: 'done', outputs: intent.verb === 'delete' ? (checkDelete(stdout), {}) : parseApply(intent.verb, stdout) };
+  }
+
+  async health(ctx: { signal: AbortSignal }): Promise<BackendHealth> {
+    if (this.config.generator.type !== 'template') return { status: 'healthy' };
+    // The built-in templates are sh + jq: say so before the first node fails.
+    const r = await runProcess({ argv: ['jq', '--version'], cwd: this.ctx.cwd, env: this.env, timeoutMs: 5000, maxOutputBytes: 4096, signal: ctx.signal });
+    return r.status === 'exited' && r.exitCode === 0 ? { status: 'healthy' } : { status: 'unhealthy', message: 'jq is not on PATH; the built-in script templates need it' };
+  }
+
+  close(): Promise<void> {
+    this.store?.close();
+    this.store = undefined;
+    return Promise.resolve();
+  }
+
+  /** The ledger: injected, or the state store's, opened without the daemon's lock (it only adds rows). */
+  private ledger(): ArtifactLedger {
+    if (this.injectedLedger !== undefined) return this.injectedLedger;
+    this.store ??= SqliteStateStore.open({ path: join(this.ctx.stateDir, 'state.db'), lock: false });
+    return this.store.artifacts;
+  }
+
+  private standing(hash: string): ScriptStanding {
+    const ledger = this.ledger();
+    return standingOf(ledger.latestReview(hash), ledger.tally(hash), this.config.trust);
+  }
+
+  private gateContext(hash: string, node: BackendNode): Parameters<typeof gateFor>[2] {
+    return { hash, node: node.id, environment: node.spec.environment, requireApprovalIn: this.config.requireApprovalBelowTrust, policy: this.config.trust };
+  }
+
+  /** The newest script for the node's (kind, shape) that is not rejected, generating one when there is none. */
+  private async resolve(node: BackendNode, ctx: OperationContext): Promise<Resolved> {
+    const kind = node.spec.spec.type;
+    const shape = shapeOf(inputOf(node.spec.spec));
+    const key = shapeKey(shape);
+    const ledger = this.ledger();
+    for (const candidate of ledger.candidates(kind, key, this.generator.id)) {
+      if (ledger.latestReview(candidate.hash)?.verdict !== 'rejected') return { script: candidate };
+    }
+    const cacheKey = `${kind}\n${key}`;
+    let pending = this.generating.get(cacheKey);
+    if (pending === undefined) {
+      pending = (async () => {
+        const content = await this.generator.generate({ kind, shape }, { signal: ctx.signal, log: ctx.log });
+        const stored = ledger.put({ kind, shape: key, origin: this.generator.id, content });
+        ctx.log.info({ node: node.id, script: stored.hash, kind, shape: key, generator: this.generator.id }, 'script generated');
+        return stored;
+      })().finally(() => this.generating.delete(cacheKey));
+      this.generating.set(cacheKey, pending);
+    }
+    const script = await pending;
+    const review = ledger.latestReview(script.hash);
+    if (review?.verdict === 'rejected') {
+      // A deterministic generator gives the same text again: hold rather than loop.
+      return {
+        held: `script ${shortHash(script.hash)} was rejected and generator ${this.generator.id} produced it again; change the generator or its templates, or approve it`,
+        code: 'script-rejected',
+      };
+    }
+    return { script };
+  }
+
+  /** Runs one verb, records it in the ledger, and returns its stdout or throws its classified fault. */
+  private async run(script: ArtifactRecord, node: BackendNode, verb: ScriptVerb, grantId: number | null, ctx: OperationContext): Promise<string> {
+    const request = { id: node.id, input: inputOf(node.spec.spec), outputs: ctx.outputsOf(node.id) ?? null };
+    const outcome = await this.client.run(script.hash, script.content, verb, request, ctx.signal);
+    let stdout: string;
+    try {
+      stdout = successOutput(verb, outcome);
+      // Malformed output is the script's failure too: check it before recording a success.
+      if (verb === 'read') parseRead(stdout);
+      else if (verb === 'delete') checkDelete(stdout);
+      else parseApply(verb, stdout);
+    } catch (err) {
+      this.record(script, node, verb, outcome, grantId, toFault(err).message, ctx);
+      throw err;
+    }
+    this.record(script, node, verb, outcome, grantId, null, ctx);
+    return stdout;
+  }
+
+  private record(script: ArtifactRecord, node: BackendNode, verb: ScriptVerb, outcome: ProcessOutcome, grantId: number | null, failure: string | null, ctx: OperationContext): void {
+    const aborted = outcome.status === 'aborted';
+    const result = aborted ? 'aborted' : failure === null ? 'success' : 'failure';
+    const exitCode = outcome.status === 'exited' ? outcome.exitCode : null;
+    this.ledger().recordRun({
+      hash: script.hash,
+      subject: node.id,
+      action: verb,
+      outcome: result,
+      // Reads change nothing and run freely once reviewed: they must not earn trust for the changes.
+      counted: verb !== 'read' && !aborted,
+      exitCode,
+      detail: failure,
+      durationMs: outcome.durationMs,
+      grantId,
+    });
+    const fields = { node: node.id, script: script.hash, verb, outcome: result, status: outcome.status, exitCode, durationMs: outcome.durationMs };
+    if (result === 'failure') ctx.log.warn({ ...fields, failure }, 'script run failed');
+    else ctx.log.info(fields, 'script run');
+  }
+}
+
+/** Compile-time checks: no `commands` (the script is generated), and a generator that can serve the kind and shape. */
+function checkSpec(spec: Parameters<NonNullable<BackendFactory<ScriptConfig>['checkSpec']>>[0], config: ScriptConfig): SpecIssue[] {
+  const issues: SpecIssue[] = [];
+  if (spec.type === 'generic.resource' && spec.commands !== undefined) {
+    issues.push({ path: ['commands'], message: 'a script backend generates its own script: remove commands (or use an exec backend)' });
+  }
+  // Only the template generator can tell without running anything.
+  const generator = generatorFrom(config.generator, { cwd: '.', env: {} });
+  const why = generator.refuses({ kind: spec.type, shape: shapeOf(inputOf(spec)) });
+  if (why !== undefined) issues.push({ path: spec.type === 'generic.resource' ? ['input'] : [], message: why });
+  return issues;
+}
+
+/** The `script` backend implementation: generated provisioning scripts that earn trust. */
+export const scriptBackendFactory: BackendFactory<ScriptConfig> = {
+  type: 'script',
+  kinds: SCRIPT_KINDS,
+  configSchema: scriptConfigSchema,
+  checkSpec,
+  description: 'Resources provisioned by generated scripts (built-in templates or any generator command), run only once reviewed and trusted.',
+  create: (config, ctx) => resourceBackend(ctx.id, 'script', new ScriptProvisioner(config, ctx)),
+};
+

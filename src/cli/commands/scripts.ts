@@ -1,0 +1,203 @@
+import { existsSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { join } from 'node:path';
+import { DEFAULT_TRUST_POLICY, gateLabel, standingOf } from '../../infra/index.ts';
+import type { ScriptStanding, TrustPolicy } from '../../infra/index.ts';
+import type { ArtifactLedger, ArtifactRecord, SqliteStateStore } from '../../runtime/index.ts';
+import { openStore } from '../context.ts';
+import type { CliContext } from '../context.ts';
+import { table } from '../format.ts';
+import { EXIT, UsageError } from '../usage.ts';
+
+/**
+ * `desiredstate scripts …`: review generated provisioning scripts and read
+ * their trust. Works while the daemon runs (no lock; each write is one
+ * transaction). Approving a script, or granting a run, releases the nodes
+ * held waiting for it, the way `desiredstate retry` does.
+ */
+
+export const SCRIPT_SUBCOMMANDS = ['list', 'show', 'approve', 'reject', 'approve-run', 'trust'] as const;
+export type ScriptSubcommand = (typeof SCRIPT_SUBCOMMANDS)[number];
+
+export interface ScriptsOptions {
+  readonly hash?: string | undefined;
+  readonly note?: string | undefined;
+  readonly by?: string | undefined;
+  readonly node?: string | undefined;
+  readonly policy?: TrustPolicy | undefined;
+}
+
+class NotFound extends Error {}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+const short = (hash: string): string => hash.slice(0, 12);
+
+function withStore<T>(ctx: CliContext, mode: 'read' | 'write', fn: (store: SqliteStateStore) => T): T | undefined {
+  if (!existsSync(join(ctx.stateDir, 'state.db'))) return undefined;
+  const store = openStore(ctx, { lock: false, readonly: mode === 'read' });
+  try {
+    return fn(store);
+  } finally {
+    store.close();
+  }
+}
+
+function resolveHash(ledger: ArtifactLedger, prefix: string | undefined): ArtifactRecord {
+  if (prefix === undefined) throw new UsageError('a script hash (or a prefix of at least 6 characters) is required');
+  if (!/^[0-9a-f]{6,64}$/.test(prefix)) throw new UsageError(`"${prefix}" is not a script hash (6 to 64 lowercase hex characters)`);
+  const found = ledger.findByPrefix(prefix);
+  if (found.length === 0) throw new NotFound(`no script ${prefix}`);
+  if (found.length > 1) throw new NotFound(`${prefix} matches ${found.length} scripts: ${found.map((a) => short(a.hash)).join(', ')}; give more characters`);
+  return found[0]!;
+}
+
+function standing(ledger: ArtifactLedger, hash: string, policy: TrustPolicy): ScriptStanding {
+  return standingOf(ledger.latestReview(hash), ledger.tally(hash), policy);
+}
+
+function summary(ledger: ArtifactLedger, a: ArtifactRecord, policy: TrustPolicy) {
+  const s = standing(ledger, a.hash, policy);
+  const tally = ledger.tally(a.hash);
+  return {
+    hash: a.hash,
+    origin: a.origin,
+    keys: a.keys,
+    createdAt: a.createdAt,
+    review: ledger.latestReview(a.hash) ?? null,
+    successes: tally.successes,
+    failures: tally.failures,
+    mean: s.trust.mean,
+    lower: s.trust.lower,
+    gate: gateLabel(s),
+  };
+}
+
+/** Nodes held waiting for this script: released for the next pass (the daemon hears of it through the journal). */
+function releaseHeld(store: SqliteStateStore, hash: string, only?: string): string[] {
+  const released: string[] = [];
+  store.transaction(() => {
+    for (const r of store.listNodes()) {
+      if (r.status !== 'held' || r.reason?.includes(short(hash)) !== true) continue;
+      if (only !== undefined && r.id !== only) continue;
+      store.putNodes([{ ...r, status: 'pending', attempts: 0, retryAt: null, lastFault: null, reason: `released: script ${short(hash)} reviewed` }]);
+      store.appendEvent({ at: Date.now(), node: r.id, kind: 'operator-retry', data: { previous: r.status, script: hash } });
+      released.push(r.id);
+    }
+  });
+  return released;
+}
+
+function reviewer(ctx: CliContext, by: string | undefined): string {
+  if (by !== undefined && by !== '') return by;
+  try {
+    return ctx.env.USER ?? userInfo().username;
+  } catch {
+    return 'unknown';
+  }
+}
+
+export function scripts(ctx: CliContext, sub: string | undefined, options: ScriptsOptions): number {
+  if (sub === undefined || !(SCRIPT_SUBCOMMANDS as readonly string[]).includes(sub)) {
+    throw new UsageError(`scripts needs a subcommand: ${SCRIPT_SUBCOMMANDS.join(', ')}`);
+  }
+  const policy = options.policy ?? DEFAULT_TRUST_POLICY;
+  const json = ctx.format === 'json';
+  const mode = sub === 'approve' || sub === 'reject' || sub === 'approve-run' ? 'write' : 'read';
+  try {
+    const result = withStore(ctx, mode, (store) => run(ctx, store, sub as ScriptSubcommand, options, policy, json));
+    if (result === undefined) {
+      if (mode === 'write') {
+        process.stderr.write('no state yet: no script has been generated\n');
+        return EXIT.failed;
+      }
+      ctx.out(json ? JSON.stringify({ scripts: [] }) : 'no scripts yet: they are generated when a script backend first observes a node');
+      return EXIT.ok;
+    }
+    return result;
+  } catch (err) {
+    if (err instanceof NotFound) {
+      process.stderr.write(`${err.message}\n`);
+      return EXIT.failed;
+    }
+    throw err;
+  }
+}
+
+function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, options: ScriptsOptions, policy: TrustPolicy, json: boolean): number {
+  const ledger = store.artifacts;
+  switch (sub) {
+    case 'list': {
+      const all = ledger.list().map((a) => summary(ledger, a, policy));
+      if (json) return print(ctx, { scripts: all });
+      if (all.length === 0) return print(ctx, 'no scripts yet');
+      const rows = [['SCRIPT', 'KIND', 'SHAPE', 'ORIGIN', 'REVIEW', 'CREATED']];
+      for (const s of all) {
+        const review = s.review === null ? 'unreviewed' : `${s.review.verdict} by ${s.review.by}`;
+        for (const k of s.keys) rows.push([short(s.hash), k.kind, k.shape, s.origin, review, iso(s.createdAt)]);
+      }
+      return lines(ctx, table(rows));
+    }
+    case 'show': {
+      const a = resolveHash(ledger, options.hash);
+      const s = summary(ledger, a, policy);
+      const runs = ledger.runs(a.hash, 20);
+      if (json) return print(ctx, { ...s, content: a.content, reviews: ledger.reviews(a.hash), grants: ledger.grants(a.hash), runs });
+      const out = [
+        `script ${a.hash}`,
+        `origin   ${a.origin}`,
+        ...a.keys.map((k) => `for      ${k.kind} ${k.shape}`),
+        `created  ${iso(a.createdAt)}`,
+        `review   ${s.review === null ? 'none' : `${s.review.verdict} by ${s.review.by} at ${iso(s.review.at)}${s.review.note === null ? '' : ` (${s.review.note})`}`}`,
+        `trust    ${s.successes} successes, ${s.failures} failures; mean ${s.mean.toFixed(4)}, 5th percentile ${s.lower.toFixed(4)} (bar ${policy.bar}); gate ${s.gate}`,
+        ...runs.map((r) => `run      ${iso(r.at)} ${r.subject} ${r.action} ${r.outcome}${r.exitCode === null ? '' : ` exit ${r.exitCode}`} ${r.durationMs}ms${r.grantId === null ? '' : ' (approved run)'}${r.detail === null ? '' : `: ${r.detail.split('\n')[0]}`}`),
+        '',
+        ...a.content.replace(/\n$/, '').split('\n'),
+      ];
+      if (s.review === null) out.push('', `approve with: desiredstate scripts approve ${short(a.hash)}   (or reject with: desiredstate scripts reject ${short(a.hash)} --note WHY)`);
+      return lines(ctx, out);
+    }
+    case 'approve':
+    case 'reject': {
+      const a = resolveHash(ledger, options.hash);
+      const verdict = sub === 'approve' ? 'approved' : 'rejected';
+      const review = ledger.review(a.hash, verdict, reviewer(ctx, options.by), options.note ?? null);
+      // Approval releases held nodes; so does rejection: the next pass generates a new script.
+      const released = releaseHeld(store, a.hash);
+      store.appendEvent({ at: review.at, node: null, kind: `script-${verdict}`, data: { script: a.hash, by: review.by, note: review.note } });
+      ctx.log.info({ script: a.hash, verdict, by: review.by, released }, 'script reviewed');
+      if (json) return print(ctx, { review, released });
+      return lines(ctx, [`script ${short(a.hash)} ${verdict} by ${review.by}`, ...released.map((n) => `released ${n}; it is reconciled on the next pass`)]);
+    }
+    case 'approve-run': {
+      const a = resolveHash(ledger, options.hash);
+      if (options.node === undefined || options.node === '') throw new UsageError('approve-run needs --node ID');
+      const s = standing(ledger, a.hash, policy);
+      if (s.standing === 'unreviewed' || s.standing === 'rejected') {
+        throw new NotFound(`script ${short(a.hash)} is ${s.standing}: review it first (desiredstate scripts approve ${short(a.hash)})`);
+      }
+      const grant = ledger.grant(a.hash, options.node, reviewer(ctx, options.by), options.note ?? null);
+      const released = releaseHeld(store, a.hash, options.node);
+      store.appendEvent({ at: grant.at, node: options.node, kind: 'script-run-approved', data: { script: a.hash, by: grant.by, grant: grant.id } });
+      if (json) return print(ctx, { grant, released });
+      return lines(ctx, [`one run of script ${short(a.hash)} approved for ${options.node} by ${grant.by}`, ...released.map((n) => `released ${n}; it is reconciled on the next pass`)]);
+    }
+    case 'trust': {
+      const all = ledger.list().map((a) => summary(ledger, a, policy));
+      if (json) return print(ctx, { bar: policy.bar, quantile: policy.quantile, scripts: all });
+      if (all.length === 0) return print(ctx, 'no scripts yet');
+      const rows = [['SCRIPT', 'KIND', 'SUCCESSES', 'FAILURES', 'MEAN', `P${Math.round(policy.quantile * 100)}`, 'GATE']];
+      for (const s of all) rows.push([short(s.hash), s.keys.map((k) => k.kind).join(','), String(s.successes), String(s.failures), s.mean.toFixed(4), s.lower.toFixed(4), s.gate]);
+      return lines(ctx, [...table(rows), '', `bar: P${Math.round(policy.quantile * 100)} of Beta(1 + successes, 1 + failures) >= ${policy.bar}; needs-approval applies in the environments a backend lists in requireApprovalBelowTrust`]);
+    }
+  }
+}
+
+function print(ctx: CliContext, value: unknown): number {
+  ctx.out(typeof value === 'string' ? value : JSON.stringify(value, null, 2));
+  return EXIT.ok;
+}
+
+function lines(ctx: CliContext, out: readonly string[]): number {
+  for (const l of out) ctx.out(l);
+  return EXIT.ok;
+}

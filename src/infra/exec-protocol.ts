@@ -1,0 +1,162 @@
+import { assertNever, fault, FaultError } from '../runtime/index.ts';
+import type { Fault, FieldDiff, Observation, Outputs } from '../runtime/index.ts';
+import { tailLines } from './process.ts';
+import type { ProcessOutcome } from './process.ts';
+
+/**
+ * The exec protocol (GOAL-FORMAT.md, "generic.resource — the exec protocol"),
+ * pure: what a command printed and how it exited, turned into observations,
+ * outputs and classified faults. No I/O here. Shared by the backends that
+ * speak it (exec, with user commands; script, with generated scripts).
+ */
+
+/** The four protocol commands. */
+export type ExecCommand = 'read' | 'create' | 'update' | 'delete';
+
+/** Exit statuses with a meaning of their own (sysexits.h). */
+export const EX_TEMPFAIL = 75;
+export const EX_NOPERM = 77;
+
+/** What a successful `read` said. */
+export type ReadResult =
+  | { readonly exists: false }
+  | { readonly exists: true; readonly state: Readonly<Record<string, unknown>>; readonly outputs: Outputs };
+
+/**
+ * The stdout of a command that exited 0, or the fault for any other ending.
+ * Exit 75 is transient, 77 auth, any other non-zero permanent; the message is
+ * the tail of stderr.
+ */
+export function successOutput(command: ExecCommand, result: ProcessOutcome): string {
+  switch (result.status) {
+    case 'exited': {
+      if (result.exitCode === 0) return result.stdout;
+      const stderrTail = tailLines(result.stderr);
+      const cls = result.exitCode === EX_TEMPFAIL ? 'transient' : result.exitCode === EX_NOPERM ? 'auth' : 'permanent';
+      const message = stderrTail !== '' ? stderrTail : `${command} command exited with status ${result.exitCode}`;
+      throw new FaultError(fault(cls, message, { code: `exit-${result.exitCode}` }));
+    }
+    case 'signaled': {
+      const stderrTail = tailLines(result.stderr);
+      const message = stderrTail !== '' ? stderrTail : `${command} command was killed by ${result.signal}`;
+      throw new FaultError(fault('permanent', message, { code: `signal-${result.signal}` }));
+    }
+    case 'timedOut':
+      throw new FaultError(
+        fault('transient', `${command} command timed out after ${result.timeoutMs} ms; its process group was killed`, {
+          code: 'timeout',
+          hint: 'raise the backend timeout or make the command faster',
+        }),
+      );
+    case 'outputTooLarge':
+      throw new FaultError(
+        fault('permanent', `${command} command printed more than ${result.maxOutputBytes} bytes`, {
+          code: 'bad-output',
+          hint: 'print only the protocol JSON on stdout (raise maxOutputBytes if it is really that large)',
+        }),
+      );
+    case 'aborted':
+      throw new FaultError(fault('transient', `${command} command aborted`, { code: 'aborted' }));
+    case 'spawnFailed':
+      throw new FaultError(
+        fault('permanent', `${command} command could not be started: ${result.message}`, {
+          code: 'spawn-failed',
+          hint: result.code === 'ENOENT' ? 'check the program path (relative to the backend cwd) or that PATH is in the env allowlist' : undefined,
+        }),
+      );
+    default:
+      return assertNever(result, 'command result');
+  }
+}
+
+/** A `bad-output` fault: the command succeeded but did not print the protocol's JSON. */
+export function badOutput(command: ExecCommand, why: string): Fault {
+  return fault('permanent', `${command} command printed ${why}`, {
+    code: 'bad-output',
+    hint: 'the command must print only the JSON the exec protocol describes on stdout (logs go to stderr)',
+  });
+}
+
+function parseJsonObject(command: ExecCommand, stdout: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(stdout);
+  } catch {
+    throw new FaultError(badOutput(command, `output that is not JSON: ${excerpt(stdout)}`));
+  }
+  if (!isPlainObject(value)) throw new FaultError(badOutput(command, `JSON that is not an object: ${excerpt(stdout)}`));
+  return value;
+}
+
+function parseOutputs(command: ExecCommand, value: unknown): Outputs {
+  if (value === undefined) return {};
+  if (!isPlainObject(value)) throw new FaultError(badOutput(command, '"outputs" that is not an object'));
+  for (const [key, v] of Object.entries(value)) {
+    if (v !== null && typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
+      throw new FaultError(badOutput(command, `output "${key}" that is not a string, number, boolean or null`));
+    }
+  }
+  return value as Outputs;
+}
+
+/** Parses `read`'s stdout: `{"exists":false}` or `{"exists":true,"state":{…},"outputs":{…}}`. */
+export function parseRead(stdout: string): ReadResult {
+  const obj = parseJsonObject('read', stdout);
+  if (obj.exists === false) return { exists: false };
+  if (obj.exists !== true) throw new FaultError(badOutput('read', 'an object without a boolean "exists"'));
+  const state = obj.state ?? {};
+  if (!isPlainObject(state)) throw new FaultError(badOutput('read', '"state" that is not an object'));
+  return { exists: true, state, outputs: parseOutputs('read', obj.outputs) };
+}
+
+/** Parses `create`'s or `update`'s stdout: `{"outputs":{…}}`. */
+export function parseApply(command: 'create' | 'update', stdout: string): Outputs {
+  if (stdout.trim() === '') throw new FaultError(badOutput(command, 'nothing (expected {"outputs":{…}})'));
+  return parseOutputs(command, parseJsonObject(command, stdout).outputs);
+}
+
+/** Checks `delete`'s stdout: nothing, or a JSON object (`{}` is common), is accepted. */
+export function checkDelete(stdout: string): void {
+  if (stdout.trim() === '') return;
+  parseJsonObject('delete', stdout);
+}
+
+/** Drift: every key of `input` whose value differs (deep-equal) from the same key in `state`. */
+export function inputDiffs(input: Readonly<Record<string, unknown>>, state: Readonly<Record<string, unknown>>): FieldDiff[] {
+  const diffs: FieldDiff[] = [];
+  for (const [key, desired] of Object.entries(input)) {
+    const actual = state[key];
+    if (!jsonEqual(desired, actual)) diffs.push({ path: `input.${key}`, desired, actual });
+  }
+  return diffs;
+}
+
+/** The observation for a read result. */
+export function toObservation(input: Readonly<Record<string, unknown>>, read: ReadResult): Observation {
+  if (!read.exists) return { status: 'absent' };
+  const diffs = inputDiffs(input, read.state);
+  return diffs.length === 0 ? { status: 'upToDate', outputs: read.outputs } : { status: 'drifted', diffs, outputs: read.outputs };
+}
+
+/** Deep equality of JSON values: key order does not matter, array order does. */
+export function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (Array.isArray(a)) return Array.isArray(b) && a.length === b.length && a.every((x, i) => jsonEqual(x, b[i]));
+  if (isPlainObject(a)) {
+    if (!isPlainObject(b) || Array.isArray(b)) return false;
+    const ka = Object.keys(a).filter((k) => a[k] !== undefined);
+    const kb = Object.keys(b).filter((k) => b[k] !== undefined);
+    return ka.length === kb.length && ka.every((k) => Object.hasOwn(b, k) && jsonEqual(a[k], b[k]));
+  }
+  return false;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function excerpt(text: string, max = 200): string {
+  const t = text.trim();
+  if (t === '') return '(empty)';
+  return JSON.stringify(t.length > max ? `${t.slice(0, max)}…` : t);
+}

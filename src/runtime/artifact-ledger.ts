@@ -1,0 +1,327 @@
+import { createHash } from 'node:crypto';
+import type Database from 'better-sqlite3';
+import type { Clock } from './clock.ts';
+
+/**
+ * A ledger of generated artifacts (for example provisioning scripts): stored
+ * content-addressed, looked up by a (kind, shape) key, reviewed by humans,
+ * granted one-shot permissions, and every use recorded. Domain-free: the
+ * runtime neither knows what an artifact is nor how trust is computed from
+ * its runs; the tables live in the state file (migration 2).
+ */
+
+/** The sha256 of an artifact's text, hex: its identity. */
+export function artifactHash(content: string): string {
+  return createHash('sha256').update(content, 'utf8').digest('hex');
+}
+
+export interface ArtifactRecord {
+  /** sha256 of `content`, hex. */
+  readonly hash: string;
+  /** Who produced it (a generator id). */
+  readonly origin: string;
+  readonly content: string;
+  readonly createdAt: number;
+  /** The (kind, shape) keys it was generated for. */
+  readonly keys: readonly { readonly kind: string; readonly shape: string }[];
+}
+
+export type ArtifactVerdict = 'approved' | 'rejected';
+
+export interface ArtifactReview {
+  readonly id: number;
+  readonly hash: string;
+  readonly verdict: ArtifactVerdict;
+  readonly by: string;
+  readonly at: number;
+  readonly note: string | null;
+}
+
+/** A one-shot permission to use an artifact for one subject (a node id). */
+export interface ArtifactGrant {
+  readonly id: number;
+  readonly hash: string;
+  readonly subject: string;
+  readonly by: string;
+  readonly at: number;
+  readonly note: string | null;
+  /** When a run consumed it; null while it is open. */
+  readonly usedAt: number | null;
+}
+
+/** How one use ended. `aborted` (shutdown) says nothing about the artifact. */
+export type ArtifactRunOutcome = 'success' | 'failure' | 'aborted';
+
+export interface ArtifactRunInput {
+  readonly hash: string;
+  readonly subject: string;
+  /** What it was used for (a verb such as `create`). */
+  readonly action: string;
+  readonly outcome: ArtifactRunOutcome;
+  /** Whether the run counts as a trial of the artifact (the domain decides). */
+  readonly counted: boolean;
+  readonly exitCode: number | null;
+  readonly detail: string | null;
+  readonly durationMs: number;
+  /** The grant this run consumed, if any. */
+  readonly grantId: number | null;
+}
+
+export interface ArtifactRun extends ArtifactRunInput {
+  readonly id: number;
+  readonly at: number;
+}
+
+/** Counted runs of an artifact. */
+export interface ArtifactTally {
+  readonly successes: number;
+  readonly failures: number;
+}
+
+/** The schema step the state store applies (see `MIGRATIONS`). */
+export const ARTIFACT_LEDGER_SQL = `
+  CREATE TABLE artifacts (
+    hash       TEXT PRIMARY KEY,
+    origin     TEXT NOT NULL,
+    content    TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  ) STRICT, WITHOUT ROWID;
+
+  -- One artifact may serve several shapes (a template that ignores a value's type).
+  CREATE TABLE artifact_keys (
+    kind       TEXT NOT NULL,
+    shape      TEXT NOT NULL,
+    hash       TEXT NOT NULL REFERENCES artifacts(hash),
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (kind, shape, hash)
+  ) STRICT, WITHOUT ROWID;
+
+  CREATE TABLE artifact_reviews (
+    id      INTEGER PRIMARY KEY,
+    hash    TEXT NOT NULL REFERENCES artifacts(hash),
+    verdict TEXT NOT NULL CHECK (verdict IN ('approved', 'rejected')),
+    actor   TEXT NOT NULL,
+    at      INTEGER NOT NULL,
+    note    TEXT
+  ) STRICT;
+  CREATE INDEX artifact_reviews_by_hash ON artifact_reviews (hash, id);
+
+  CREATE TABLE artifact_grants (
+    id      INTEGER PRIMARY KEY,
+    hash    TEXT NOT NULL REFERENCES artifacts(hash),
+    subject TEXT NOT NULL,
+    actor   TEXT NOT NULL,
+    at      INTEGER NOT NULL,
+    note    TEXT,
+    used_at INTEGER
+  ) STRICT;
+  CREATE INDEX artifact_grants_open ON artifact_grants (hash, subject) WHERE used_at IS NULL;
+
+  CREATE TABLE artifact_runs (
+    id          INTEGER PRIMARY KEY,
+    hash        TEXT NOT NULL REFERENCES artifacts(hash),
+    subject     TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    outcome     TEXT NOT NULL CHECK (outcome IN ('success', 'failure', 'aborted')),
+    counted     INTEGER NOT NULL CHECK (counted IN (0, 1)),
+    exit_code   INTEGER,
+    detail      TEXT,
+    duration_ms INTEGER NOT NULL,
+    at          INTEGER NOT NULL,
+    grant_id    INTEGER REFERENCES artifact_grants(id)
+  ) STRICT;
+  CREATE INDEX artifact_runs_by_hash ON artifact_runs (hash, id);
+`;
+
+interface ArtifactRow {
+  hash: string;
+  origin: string;
+  content: string;
+  created_at: number;
+}
+interface ReviewRow {
+  id: number;
+  hash: string;
+  verdict: string;
+  actor: string;
+  at: number;
+  note: string | null;
+}
+interface GrantRow {
+  id: number;
+  hash: string;
+  subject: string;
+  actor: string;
+  at: number;
+  note: string | null;
+  used_at: number | null;
+}
+interface RunRow {
+  id: number;
+  hash: string;
+  subject: string;
+  action: string;
+  outcome: string;
+  counted: number;
+  exit_code: number | null;
+  detail: string | null;
+  duration_ms: number;
+  at: number;
+  grant_id: number | null;
+}
+
+const toReview = (r: ReviewRow): ArtifactReview => ({ id: r.id, hash: r.hash, verdict: r.verdict as ArtifactVerdict, by: r.actor, at: r.at, note: r.note });
+const toGrant = (r: GrantRow): ArtifactGrant => ({ id: r.id, hash: r.hash, subject: r.subject, by: r.actor, at: r.at, note: r.note, usedAt: r.used_at });
+const toRun = (r: RunRow): ArtifactRun => ({
+  id: r.id,
+  hash: r.hash,
+  subject: r.subject,
+  action: r.action,
+  outcome: r.outcome as ArtifactRunOutcome,
+  counted: r.counted === 1,
+  exitCode: r.exit_code,
+  detail: r.detail,
+  durationMs: r.duration_ms,
+  at: r.at,
+  grantId: r.grant_id,
+});
+
+/**
+ * The artifact ledger over the state store's SQLite connection. Reached as
+ * `SqliteStateStore.artifacts`; statements are prepared on first use so a
+ * store opened with a shorter migration list (tests) never touches the
+ * tables. Every write is one `BEGIN IMMEDIATE` transaction.
+ */
+export class ArtifactLedger {
+  readonly #db: Database.Database;
+  readonly #clock: Clock;
+  readonly #transaction: <T>(fn: () => T) => T;
+  readonly #statements = new Map<string, Database.Statement>();
+
+  constructor(init: { db: Database.Database; clock: Clock; transaction: <T>(fn: () => T) => T }) {
+    this.#db = init.db;
+    this.#clock = init.clock;
+    this.#transaction = init.transaction;
+  }
+
+  /** Stores an artifact under a key; storing the same text again only adds the key. Returns the stored record. */
+  put(input: { kind: string; shape: string; origin: string; content: string }): ArtifactRecord {
+    const hash = artifactHash(input.content);
+    const now = this.#clock.now();
+    this.#transaction(() => {
+      this.#stmt('INSERT INTO artifacts (hash, origin, content, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING').run(hash, input.origin, input.content, now);
+      this.#stmt('INSERT INTO artifact_keys (kind, shape, hash, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING').run(input.kind, input.shape, hash, now);
+    });
+    return this.get(hash)!;
+  }
+
+  get(hash: string): ArtifactRecord | undefined {
+    const row = this.#stmt('SELECT * FROM artifacts WHERE hash = ?').get(hash) as ArtifactRow | undefined;
+    return row === undefined ? undefined : this.#record(row);
+  }
+
+  /** Artifacts whose hash starts with `prefix` (for commands that take an abbreviated hash). */
+  findByPrefix(prefix: string): ArtifactRecord[] {
+    const rows = this.#stmt("SELECT * FROM artifacts WHERE substr(hash, 1, length(?)) = ? ORDER BY created_at, hash").all(prefix, prefix) as ArtifactRow[];
+    return rows.map((r) => this.#record(r));
+  }
+
+  /** Every artifact, oldest first. */
+  list(): ArtifactRecord[] {
+    return (this.#stmt('SELECT * FROM artifacts ORDER BY created_at, hash').all() as ArtifactRow[]).map((r) => this.#record(r));
+  }
+
+  /** Artifacts of one origin stored under (kind, shape), newest first. */
+  candidates(kind: string, shape: string, origin: string): ArtifactRecord[] {
+    const rows = this.#stmt(
+      'SELECT a.* FROM artifact_keys k JOIN artifacts a ON a.hash = k.hash WHERE k.kind = ? AND k.shape = ? AND a.origin = ? ORDER BY k.created_at DESC, a.created_at DESC, k.hash',
+    ).all(kind, shape, origin) as ArtifactRow[];
+    return rows.map((r) => this.#record(r));
+  }
+
+  /** Records a verdict; the latest one counts. */
+  review(hash: string, verdict: ArtifactVerdict, by: string, note: string | null): ArtifactReview {
+    const at = this.#clock.now();
+    const r = this.#transaction(() => this.#stmt('INSERT INTO artifact_reviews (hash, verdict, actor, at, note) VALUES (?, ?, ?, ?, ?)').run(hash, verdict, by, at, note));
+    return { id: Number(r.lastInsertRowid), hash, verdict, by, at, note };
+  }
+
+  latestReview(hash: string): ArtifactReview | undefined {
+    const row = this.#stmt('SELECT * FROM artifact_reviews WHERE hash = ? ORDER BY id DESC LIMIT 1').get(hash) as ReviewRow | undefined;
+    return row === undefined ? undefined : toReview(row);
+  }
+
+  reviews(hash: string): ArtifactReview[] {
+    return (this.#stmt('SELECT * FROM artifact_reviews WHERE hash = ? ORDER BY id').all(hash) as ReviewRow[]).map(toReview);
+  }
+
+  /** Grants one use of `hash` for `subject`. */
+  grant(hash: string, subject: string, by: string, note: string | null): ArtifactGrant {
+    const at = this.#clock.now();
+    const r = this.#transaction(() => this.#stmt('INSERT INTO artifact_grants (hash, subject, actor, at, note) VALUES (?, ?, ?, ?, ?)').run(hash, subject, by, at, note));
+    return { id: Number(r.lastInsertRowid), hash, subject, by, at, note, usedAt: null };
+  }
+
+  /** The oldest open grant for (hash, subject), without consuming it. */
+  openGrant(hash: string, subject: string): ArtifactGrant | undefined {
+    const row = this.#stmt('SELECT * FROM artifact_grants WHERE hash = ? AND subject = ? AND used_at IS NULL ORDER BY id LIMIT 1').get(hash, subject) as GrantRow | undefined;
+    return row === undefined ? undefined : toGrant(row);
+  }
+
+  /** Consumes the oldest open grant for (hash, subject) atomically; undefined when there is none. */
+  takeGrant(hash: string, subject: string): ArtifactGrant | undefined {
+    return this.#transaction(() => {
+      const open = this.openGrant(hash, subject);
+      if (open === undefined) return undefined;
+      const usedAt = this.#clock.now();
+      this.#stmt('UPDATE artifact_grants SET used_at = ? WHERE id = ? AND used_at IS NULL').run(usedAt, open.id);
+      return { ...open, usedAt };
+    });
+  }
+
+  grants(hash: string): ArtifactGrant[] {
+    return (this.#stmt('SELECT * FROM artifact_grants WHERE hash = ? ORDER BY id').all(hash) as GrantRow[]).map(toGrant);
+  }
+
+  recordRun(run: ArtifactRunInput): ArtifactRun {
+    const at = this.#clock.now();
+    const r = this.#transaction(() =>
+      this.#stmt(
+        'INSERT INTO artifact_runs (hash, subject, action, outcome, counted, exit_code, detail, duration_ms, at, grant_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ).run(run.hash, run.subject, run.action, run.outcome, run.counted ? 1 : 0, run.exitCode, run.detail, Math.round(run.durationMs), at, run.grantId),
+    );
+    return { ...run, id: Number(r.lastInsertRowid), at };
+  }
+
+  /** Runs of an artifact, oldest first; with `limit`, the most recent ones. */
+  runs(hash: string, limit?: number): ArtifactRun[] {
+    const rows = (
+      limit === undefined
+        ? this.#stmt('SELECT * FROM artifact_runs WHERE hash = ? ORDER BY id').all(hash)
+        : this.#stmt('SELECT * FROM (SELECT * FROM artifact_runs WHERE hash = ? ORDER BY id DESC LIMIT ?) ORDER BY id').all(hash, limit)
+    ) as RunRow[];
+    return rows.map(toRun);
+  }
+
+  /** Counted successes and failures of an artifact. */
+  tally(hash: string): ArtifactTally {
+    const row = this.#stmt(
+      "SELECT coalesce(sum(outcome = 'success'), 0) AS s, coalesce(sum(outcome = 'failure'), 0) AS f FROM artifact_runs WHERE hash = ? AND counted = 1",
+    ).get(hash) as { s: number; f: number };
+    return { successes: row.s, failures: row.f };
+  }
+
+  #record(row: ArtifactRow): ArtifactRecord {
+    const keys = this.#stmt('SELECT kind, shape FROM artifact_keys WHERE hash = ? ORDER BY created_at, kind, shape').all(row.hash) as { kind: string; shape: string }[];
+    return { hash: row.hash, origin: row.origin, content: row.content, createdAt: row.created_at, keys };
+  }
+
+  #stmt(sql: string): Database.Statement {
+    let s = this.#statements.get(sql);
+    if (s === undefined) {
+      s = this.#db.prepare(sql);
+      this.#statements.set(sql, s);
+    }
+    return s;
+  }
+}
