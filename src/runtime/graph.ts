@@ -12,10 +12,10 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
   private readonly byId: ReadonlyMap<NodeId, DesiredNode<S>>;
   private readonly dependentsOf: ReadonlyMap<NodeId, readonly NodeId[]>;
 
-  private constructor(order: DesiredNode<S>[], dependents: Map<NodeId, NodeId[]>) {
+  private constructor(order: DesiredNode<S>[], byId: Map<NodeId, DesiredNode<S>>, dependents: Map<NodeId, NodeId[]>) {
     this.order = Object.freeze(order);
-    this.byId = new Map(order.map((n) => [n.id, n]));
-    for (const [k, v] of dependents) dependents.set(k, Object.freeze(v) as NodeId[]);
+    this.byId = byId;
+    for (const v of dependents.values()) Object.freeze(v);
     this.dependentsOf = dependents;
     Object.freeze(this);
   }
@@ -90,8 +90,18 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
 
     // Kahn's algorithm, in declaration order for a stable result.
     const indegree = new Map<NodeId, number>();
-    for (const n of nodes) indegree.set(n.id, new Set(n.dependsOn.map((d) => d.on)).size);
-    const queue: NodeId[] = nodes.filter((n) => indegree.get(n.id) === 0).map((n) => n.id);
+    const queue: NodeId[] = [];
+    for (const n of nodes) {
+      const deps = n.dependsOn;
+      let distinct = 0;
+      for (let i = 0; i < deps.length; i++) {
+        let repeat = false;
+        for (let j = 0; j < i && !repeat; j++) repeat = deps[j]!.on === deps[i]!.on;
+        if (!repeat) distinct++;
+      }
+      indegree.set(n.id, distinct);
+      if (distinct === 0) queue.push(n.id);
+    }
     const order: DesiredNode<S>[] = [];
     for (let i = 0; i < queue.length; i++) {
       const id = queue[i]!;
@@ -115,7 +125,7 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
       Object.freeze(n.settings);
       Object.freeze(n);
     }
-    return { ok: true, graph: new DesiredGraph(order, dependents) };
+    return { ok: true, graph: new DesiredGraph(order, byId, dependents) };
   }
 }
 

@@ -37,9 +37,12 @@ export function interpolateGoal(
   report: (path: readonly PathKey[], message: string, index?: number) => void,
 ): { value: unknown; references: OutputReference[] } {
   const references: OutputReference[] = [];
-  const visit = (v: unknown, path: PathKey[]): unknown => {
+  // One path stack for the walk, copied only when something is reported or referenced.
+  const stack: PathKey[] = [];
+  const visit = (v: unknown): unknown => {
     if (typeof v === 'string') {
       if (!v.includes('${')) return v;
+      const path = [...stack];
       return v.replace(EXPR, (whole: string, expr: string | undefined, index: number) => {
         if (expr === undefined) {
           if (whole === '${') report(path, '"${" is never closed by "}" (write "$${" for a literal "${")', index);
@@ -63,15 +66,27 @@ export function interpolateGoal(
         return whole;
       });
     }
-    if (Array.isArray(v)) return v.map((item, i) => visit(item, [...path, i]));
+    if (Array.isArray(v)) {
+      const out: unknown[] = new Array<unknown>(v.length);
+      for (let i = 0; i < v.length; i++) {
+        stack.push(i);
+        out[i] = visit(v[i]);
+        stack.pop();
+      }
+      return out;
+    }
     if (v !== null && typeof v === 'object') {
       const out: Record<string, unknown> = {};
-      for (const [k, item] of Object.entries(v)) out[k] = visit(item, [...path, k]);
+      for (const k in v) {
+        stack.push(k);
+        out[k] = visit((v as Record<string, unknown>)[k]);
+        stack.pop();
+      }
       return out;
     }
     return v;
   };
-  const out = visit(value, []);
+  const out = visit(value);
   return { value: out, references };
 }
 

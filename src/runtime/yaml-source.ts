@@ -64,6 +64,7 @@ export function parseGoalText(
   file: string,
   text: string,
   limits: LoadLimits = defaultLoadLimits,
+  options: { forceFullParser?: boolean } = {},
 ): { documents: SourceDocument[]; diagnostics: Diagnostic[] } {
   const diagnostics: Diagnostic[] = [];
   const at = positions(file, text);
@@ -75,8 +76,14 @@ export function parseGoalText(
     problem({ file, line: 1, col: 1 }, 'empty-file', 'goal file is empty');
     return { documents: [], diagnostics };
   }
-  // The parser recurses on nesting: refuse absurd depth before it runs, so
-  // that 10k nested `[` costs a scan, not a stack overflow.
+  // The fast path bails out well before its (bounded) recursion gets deep.
+  if (!options.forceFullParser) {
+    const fast = fastParse(file, text, at, limits.maxDepth);
+    if (fast !== undefined) return { documents: fast, diagnostics };
+  }
+
+  // The full parser recurses on nesting: refuse absurd depth before it runs,
+  // so that 10k nested `[` costs a scan, not a stack overflow.
   const tooDeep = nestingGuard(text, limits.maxDepth);
   if (tooDeep !== undefined) {
     problem(at(tooDeep), 'too-deep', `nesting deeper than ${limits.maxDepth} levels`);
@@ -190,6 +197,498 @@ function firstLine(s: string): string {
 
 const MAX_SYNTAX_ERRORS = 20;
 
+// ---------------------------------------------------------------------------
+// Fast path. The `yaml` package builds a full CST and AST with ranges for
+// every token; on large goal sets that is most of the compile time and
+// memory. Goal files are mostly plain block YAML, so a small parser reads
+// that subset directly into values plus a compact position index. It bails
+// out (returns undefined) on anything it does not handle exactly like the
+// full parser (anchors, tags, multi-line plain or quoted scalars, folded
+// scalars, floats, nulls, duplicate or forbidden keys, tabs, CR …), and the
+// full parser then reads the file and reports whatever is wrong. A
+// differential property test holds the two to the same values and positions.
+// ---------------------------------------------------------------------------
+
+/** Position index of one value: offset, and for strings the scalar's end and style (for locateIn). */
+interface PosNode {
+  readonly o: number;
+  readonly e?: number;
+  readonly s?: 'PLAIN' | 'QUOTE_DOUBLE' | 'QUOTE_SINGLE' | 'BLOCK_LITERAL';
+  readonly keys?: Map<string, { readonly k: number; readonly v: PosNode }>;
+  readonly items?: PosNode[];
+}
+
+const BAIL = new Error('fast YAML path: not handled');
+const PLAIN_KEY = /[A-Za-z_][A-Za-z0-9_./-]*/y;
+const NON_STRING_KEYS = new Set(['null', 'Null', 'NULL', 'true', 'True', 'TRUE', 'false', 'False', 'FALSE']);
+
+/** Whether `parseGoalText` reads `text` on its fast path (for tests and benchmarks). */
+export function readsOnFastPath(text: string, limits: LoadLimits = defaultLoadLimits): boolean {
+  return fastParse('', text, () => ({ file: '', line: 1, col: 1 }), limits.maxDepth) !== undefined;
+}
+
+function fastParse(file: string, text: string, at: (offset: number) => SourceLocation, maxDepth: number): SourceDocument[] | undefined {
+  if (text.includes('\t') || text.includes('\r') || text.charCodeAt(0) === 0xfeff) return undefined;
+  try {
+    return new FastYaml(text, maxDepth).documents().map(({ value, pos }, index) => ({
+      file,
+      index,
+      value,
+      locate(path, part = 'value') {
+        const hit = fastNodeAt(pos, path);
+        return at(part === 'key' && hit.key !== undefined ? hit.key : hit.value);
+      },
+      locateIn(path, index2) {
+        const node = fastNodeAt(pos, path).node;
+        if (node.s === undefined || node.e === undefined) return at(node.o);
+        const raw = text.slice(node.o, node.e);
+        const value2 = valueAtPath(value, path);
+        if (typeof value2 !== 'string') return at(node.o);
+        return at(node.o + (scalarOffset(raw, node.s, value2, index2) ?? 0));
+      },
+    }));
+  } catch (err) {
+    if (err === BAIL) return undefined;
+    throw err;
+  }
+}
+
+function valueAtPath(root: unknown, path: readonly PathKey[]): unknown {
+  let cur = root;
+  for (const p of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string, unknown>)[p as string];
+  }
+  return cur;
+}
+
+/** The same walk as nodeAt, over the fast index. */
+function fastNodeAt(root: PosNode, path: readonly PathKey[]): { key?: number; value: number; node: PosNode } {
+  let current = root;
+  let key: number | undefined;
+  for (const step of path) {
+    if (current.keys !== undefined) {
+      const entry = current.keys.get(String(step));
+      if (entry === undefined) break;
+      key = entry.k;
+      current = entry.v;
+    } else if (current.items !== undefined && typeof step === 'number') {
+      const item = current.items[step];
+      if (item === undefined) break;
+      key = item.o;
+      current = item;
+    } else {
+      break;
+    }
+  }
+  return key === undefined ? { value: current.o, node: current } : { key, value: current.o, node: current };
+}
+
+class FastYaml {
+  private readonly text: string;
+  private readonly maxDepth: number;
+  /** Start offset of each line, and one past the end. */
+  private readonly starts: number[] = [];
+  /** End offset of each line (its newline, or the end of the text). */
+  private readonly ends: number[] = [];
+  private line = 0;
+
+  constructor(text: string, maxDepth: number) {
+    this.text = text;
+    this.maxDepth = maxDepth;
+    for (let i = 0; i < text.length; ) {
+      this.starts.push(i);
+      const nl = text.indexOf('\n', i);
+      this.ends.push(nl === -1 ? text.length : nl);
+      i = nl === -1 ? text.length : nl + 1;
+    }
+  }
+
+  private get lines(): number {
+    return this.starts.length;
+  }
+
+  /** End of line `l` (the offset of its newline, or the text's end). */
+  private end(l: number): number {
+    return this.ends[l]!;
+  }
+
+  private indent(l: number): number {
+    const s = this.starts[l]!;
+    let i = s;
+    while (this.text.charCodeAt(i) === 32) i++;
+    return i - s;
+  }
+
+  private blank(l: number): boolean {
+    const s = this.starts[l]! + this.indent(l);
+    return s >= this.end(l) || this.text[s] === '#';
+  }
+
+  private isSeparator(l: number): boolean {
+    const s = this.starts[l]!;
+    if (!this.text.startsWith('---', s)) return false;
+    const rest = this.text.slice(s + 3, this.end(l));
+    if (rest.trim() === '' ) return true;
+    if (/^\s/.test(rest) || rest.startsWith('-')) throw BAIL;
+    return false;
+  }
+
+  private skipBlank(): void {
+    while (this.line < this.lines && this.blank(this.line)) this.line++;
+  }
+
+  documents(): { value: unknown; pos: PosNode }[] {
+    const out: { value: unknown; pos: PosNode }[] = [];
+    this.skipBlank();
+    if (this.line < this.lines && this.isSeparator(this.line)) {
+      this.line++;
+    }
+    for (;;) {
+      this.skipBlank();
+      if (this.line >= this.lines) break;
+      const t = this.text[this.starts[this.line]!];
+      if (t === '%' || this.text.startsWith('...', this.starts[this.line]!)) throw BAIL;
+      if (this.isSeparator(this.line) || this.indent(this.line) !== 0) throw BAIL; // empty document or odd indentation
+      out.push(this.block(0, 1));
+      this.skipBlank();
+      if (this.line >= this.lines) break;
+      if (!this.isSeparator(this.line)) throw BAIL;
+      this.line++;
+    }
+    if (out.length === 0) throw BAIL;
+    return out;
+  }
+
+  /** A block map or sequence whose first line is `this.line`, at indentation `n`. */
+  private block(n: number, depth: number, firstCol?: number): { value: unknown; pos: PosNode } {
+    if (depth >= this.maxDepth) throw BAIL;
+    const start = firstCol ?? this.starts[this.line]! + n;
+    if (this.text[start] === '-' && /[ \n]/.test(this.text[start + 1] ?? '\n')) return this.seq(n, depth, start);
+    return this.map(n, depth, start);
+  }
+
+  private map(n: number, depth: number, firstStart: number): { value: unknown; pos: PosNode } {
+    const value: Record<string, unknown> = {};
+    const keys = new Map<string, { k: number; v: PosNode }>();
+    let first = true;
+    for (;;) {
+      const l = this.line;
+      const s = first ? firstStart : this.starts[l]! + n;
+      first = false;
+      PLAIN_KEY.lastIndex = s;
+      const m = PLAIN_KEY.exec(this.text);
+      if (m === null) throw BAIL;
+      const key = m[0];
+      let i = s + key.length;
+      if (this.text[i] !== ':') throw BAIL;
+      i++;
+      if (i < this.end(l) && this.text[i] !== ' ') throw BAIL;
+      if (keys.has(key) || FORBIDDEN_KEYS.has(key) || NON_STRING_KEYS.has(key) || key === '<<') throw BAIL;
+      while (this.text[i] === ' ') i++;
+      const entry = this.value(n, depth, l, i);
+      keys.set(key, { k: s, v: entry.pos });
+      value[key] = entry.value;
+      this.skipBlank();
+      if (this.line >= this.lines) break;
+      const ind = this.indent(this.line);
+      if (ind < n) break;
+      if (ind > n) throw BAIL;
+      if (n === 0 && this.isSeparator(this.line)) break;
+      const c = this.text[this.starts[this.line]! + n];
+      if (c === '-' && /[ \n]/.test(this.text[this.starts[this.line]! + n + 1] ?? '\n')) break;
+    }
+    return { value, pos: { o: firstStart, keys } };
+  }
+
+  private seq(n: number, depth: number, firstStart: number): { value: unknown; pos: PosNode } {
+    const value: unknown[] = [];
+    const items: PosNode[] = [];
+    let first = true;
+    for (;;) {
+      const l = this.line;
+      const dash = first ? firstStart : this.starts[l]! + n;
+      first = false;
+      let i = dash + 1;
+      while (this.text[i] === ' ') i++;
+      const itemCol = i - this.starts[l]!;
+      let item: { value: unknown; pos: PosNode };
+      if (i >= this.end(l) || this.text[i] === '#') {
+        item = this.value(n, depth, l, i);
+      } else if (this.text[i] === '-' && /[ \n]/.test(this.text[i + 1] ?? '\n')) {
+        throw BAIL; // `- - x`
+      } else {
+        PLAIN_KEY.lastIndex = i;
+        const m = PLAIN_KEY.exec(this.text);
+        const after = m === null ? -1 : i + m[0].length;
+        if (m !== null && this.text[after] === ':' && (after + 1 >= this.end(l) || this.text[after + 1] === ' ')) {
+          // `- key: value`: a compact map whose keys sit at this column.
+          item = this.block(itemCol, depth + 1, i);
+          value.push(item.value);
+          items.push(item.pos);
+          if (this.continueSeq(n)) continue;
+          break;
+        }
+        item = this.value(n, depth, l, i);
+      }
+      value.push(item.value);
+      items.push(item.pos);
+      if (!this.continueSeq(n)) break;
+    }
+    return { value, pos: { o: firstStart, items } };
+  }
+
+  private continueSeq(n: number): boolean {
+    this.skipBlank();
+    if (this.line >= this.lines) return false;
+    const ind = this.indent(this.line);
+    if (ind < n) return false;
+    if (ind > n) throw BAIL;
+    if (n === 0 && this.isSeparator(this.line)) return false;
+    const s = this.starts[this.line]! + n;
+    return this.text[s] === '-' && /[ \n]/.test(this.text[s + 1] ?? '\n');
+  }
+
+  /**
+   * The value after `key:` or `- ` on line `l`, starting at offset `i`; the
+   * owner's indentation is `n`. Leaves `this.line` after the value.
+   */
+  private value(n: number, depth: number, l: number, i: number): { value: unknown; pos: PosNode } {
+    const end = this.end(l);
+    const c = this.text[i];
+    if (i >= end || c === '#') {
+      // A nested block on the following lines.
+      this.line = l + 1;
+      this.skipBlank();
+      if (this.line >= this.lines) throw BAIL; // a null value
+      const ind = this.indent(this.line);
+      const s = this.starts[this.line]! + ind;
+      const isDash = this.text[s] === '-' && /[ \n]/.test(this.text[s + 1] ?? '\n');
+      if (ind > n || (ind === n && isDash && this.isMapOwner(l, n))) {
+        if (n === 0 && ind === 0 && this.isSeparator(this.line)) throw BAIL;
+        return this.block(ind, depth + 1);
+      }
+      throw BAIL; // a null value
+    }
+    if (c === '|') return this.literal(n, l, i);
+    if (c === '[' || c === '{') {
+      const r = this.flow(i, end, depth + 1);
+      let j = r.next;
+      while (this.text[j] === ' ') j++;
+      if (j < end && this.text[j] !== '#') throw BAIL;
+      this.line = l + 1;
+      this.noContinuation(n);
+      return { value: r.value, pos: r.pos };
+    }
+    if (c === '"' || c === "'") {
+      const r = this.quoted(i, end);
+      let j = r.next;
+      while (this.text[j] === ' ') j++;
+      if (j < end && this.text[j] !== '#') throw BAIL;
+      this.line = l + 1;
+      this.noContinuation(n);
+      return { value: r.value, pos: { o: i, e: r.next, s: c === '"' ? 'QUOTE_DOUBLE' : 'QUOTE_SINGLE' } };
+    }
+    if ('>&*!?%@`,]}-:'.includes(c!)) {
+      // `-x` and `:x` can be plain scalars, but they are rare enough to leave to the full parser.
+      throw BAIL;
+    }
+    // A plain scalar to the end of the line (or a comment).
+    let stop = i;
+    // Up to a comment (` #`) or the end of the line; indexOf would scan the rest of the file.
+    while (stop < end && !(this.text.charCodeAt(stop) === 35 && this.text.charCodeAt(stop - 1) === 32)) stop++;
+    while (stop > i && this.text[stop - 1] === ' ') stop--;
+    const raw = this.text.slice(i, stop);
+    if (raw.includes(': ') || raw.endsWith(':')) throw BAIL;
+    this.line = l + 1;
+    this.noContinuation(n);
+    const v = resolvePlain(raw);
+    return { value: v, pos: typeof v === 'string' ? { o: i, e: stop, s: 'PLAIN' } : { o: i } };
+  }
+
+  /** Whether line `l` is a `key:` line (a sequence may then sit at the key's own indentation). */
+  private isMapOwner(l: number, n: number): boolean {
+    const s = this.starts[l]! + n;
+    return !(this.text[s] === '-' && /[ \n]/.test(this.text[s + 1] ?? '\n'));
+  }
+
+  /** After a one-line value, a more indented line would continue it (multi-line scalar): not handled here. */
+  private noContinuation(n: number): void {
+    this.skipBlank();
+    if (this.line < this.lines && this.indent(this.line) > n) throw BAIL;
+  }
+
+  private literal(n: number, l: number, i: number): { value: unknown; pos: PosNode } {
+    const end = this.end(l);
+    let j = i + 1;
+    let strip = false;
+    if (this.text[j] === '-') {
+      strip = true;
+      j++;
+    }
+    while (this.text[j] === ' ') j++;
+    if (j < end) throw BAIL; // keep (+), explicit indentation, a comment: full parser
+    const parts: string[] = [];
+    let ci = -1;
+    let last = l;
+    let k = l + 1;
+    for (; k < this.lines; k++) {
+      const s = this.starts[k]!;
+      const e = this.end(k);
+      const ind = this.indent(k);
+      if (s + ind >= e) {
+        // An empty line; one with more spaces than the content indentation keeps them: full parser.
+        if (ci >= 0 && ind > ci) throw BAIL;
+        if (ci < 0 && ind > n) throw BAIL;
+        parts.push('');
+        continue;
+      }
+      if (ci < 0) {
+        if (ind <= n) break;
+        ci = ind;
+      }
+      if (ind < ci) break;
+      parts.push(this.text.slice(s + ci, e));
+      last = k;
+    }
+    if (ci < 0) throw BAIL; // an empty block scalar
+    // Trailing empty lines are not content (clip keeps one newline, strip none).
+    const content = parts.slice(0, last - l);
+    const value = content.join('\n') + (strip ? '' : '\n');
+    this.line = last + 1;
+    this.skipBlank();
+    if (this.line < this.lines && this.indent(this.line) > n) throw BAIL;
+    return { value, pos: { o: i, e: this.end(last), s: 'BLOCK_LITERAL' } };
+  }
+
+  private quoted(i: number, end: number): { value: string; next: number } {
+    const q = this.text[i]!;
+    let out = '';
+    let j = i + 1;
+    for (;;) {
+      if (j >= end) throw BAIL; // multi-line quoted scalar
+      const c = this.text[j]!;
+      if (c === q) {
+        if (q === "'" && this.text[j + 1] === "'") {
+          out += "'";
+          j += 2;
+          continue;
+        }
+        return { value: out, next: j + 1 };
+      }
+      if (q === '"' && c === '\\') {
+        const e = this.text[j + 1];
+        const map: Record<string, string> = { '\\': '\\', '"': '"', n: '\n', t: '\t', '/': '/' };
+        const r = e === undefined ? undefined : map[e];
+        if (r === undefined) throw BAIL;
+        out += r;
+        j += 2;
+        continue;
+      }
+      out += c;
+      j++;
+    }
+  }
+
+  /** A flow collection that opens and closes on this line. */
+  private flow(i: number, end: number, depth: number): { value: unknown; pos: PosNode; next: number } {
+    if (depth >= this.maxDepth) throw BAIL;
+    const open = this.text[i]!;
+    const close = open === '[' ? ']' : '}';
+    const list: unknown[] = [];
+    const items: PosNode[] = [];
+    const map: Record<string, unknown> = {};
+    const keys = new Map<string, { k: number; v: PosNode }>();
+    let j = i + 1;
+    const skip = (): void => {
+      while (this.text[j] === ' ') j++;
+    };
+    skip();
+    if (this.text[j] === close) return { value: open === '[' ? list : map, pos: open === '[' ? { o: i, items } : { o: i, keys }, next: j + 1 };
+    for (;;) {
+      skip();
+      if (j >= end) throw BAIL;
+      let keyAt = -1;
+      let key = '';
+      if (open === '{') {
+        PLAIN_KEY.lastIndex = j;
+        const m = PLAIN_KEY.exec(this.text);
+        if (m === null) throw BAIL;
+        key = m[0];
+        keyAt = j;
+        j += key.length;
+        if (this.text[j] !== ':' || this.text[j + 1] !== ' ') throw BAIL;
+        if (keys.has(key) || FORBIDDEN_KEYS.has(key) || NON_STRING_KEYS.has(key) || key === '<<') throw BAIL;
+        j += 2;
+        skip();
+      }
+      const c = this.text[j];
+      let v: unknown;
+      let pos: PosNode;
+      if (c === '[' || c === '{') {
+        const r = this.flow(j, end, depth + 1);
+        v = r.value;
+        pos = r.pos;
+        j = r.next;
+      } else if (c === '"' || c === "'") {
+        const r = this.quoted(j, end);
+        v = r.value;
+        pos = { o: j, e: r.next, s: c === '"' ? 'QUOTE_DOUBLE' : 'QUOTE_SINGLE' };
+        j = r.next;
+      } else {
+        let k = j;
+        while (k < end && !',[]{}'.includes(this.text[k]!) && !(this.text[k] === '#' && this.text[k - 1] === ' ')) k++;
+        let stop = k;
+        while (stop > j && this.text[stop - 1] === ' ') stop--;
+        const raw = this.text.slice(j, stop);
+        if (raw === '' || raw.includes(': ') || raw.endsWith(':') || '&*!?%@`|>-:#'.includes(raw[0]!)) throw BAIL;
+        v = resolvePlain(raw);
+        pos = typeof v === 'string' ? { o: j, e: stop, s: 'PLAIN' } : { o: j };
+        j = k;
+      }
+      if (open === '[') {
+        list.push(v);
+        items.push(pos);
+      } else {
+        map[key] = v;
+        keys.set(key, { k: keyAt, v: pos });
+      }
+      skip();
+      if (this.text[j] === ',') {
+        j++;
+        skip();
+        if (this.text[j] === close) throw BAIL; // trailing comma
+        continue;
+      }
+      if (this.text[j] === close) return { value: open === '[' ? list : map, pos: open === '[' ? { o: i, items } : { o: i, keys }, next: j + 1 };
+      throw BAIL;
+    }
+  }
+}
+
+/** YAML 1.2 core schema, for the plain scalars the fast path accepts; anything numeric-looking but unusual bails. */
+function resolvePlain(raw: string): unknown {
+  switch (raw) {
+    case 'true':
+    case 'True':
+    case 'TRUE':
+      return true;
+    case 'false':
+    case 'False':
+    case 'FALSE':
+      return false;
+    case 'null':
+    case 'Null':
+    case 'NULL':
+    case '~':
+      throw BAIL;
+  }
+  if (/^[0-9]{1,15}$/.test(raw)) return Number(raw);
+  // Anything else that may read as a number (floats, 0x…, 0o…, .inf, .nan, signs) is left to the full parser.
+  if (/^[-+]?(\.?[0-9]|\.(inf|Inf|INF|nan|NaN|NAN)$)/.test(raw)) throw BAIL;
+  return raw;
+}
+
 function keySource(text: string, pos: readonly [number, number]): string {
   const line = text.slice(pos[0], text.indexOf('\n', pos[0]) === -1 ? text.length : text.indexOf('\n', pos[0]));
   const key = /^("(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|.*?)\s*:(\s|$)/.exec(line)?.[1] ?? line;
@@ -240,6 +739,9 @@ export function scalarOffset(raw: string, type: string | undefined, value: strin
       const indent = /^ */.exec(lines.find((l) => l.trim() !== '') ?? '')![0].length;
       const before = value.slice(0, index).split('\n');
       const line = before.length - 1;
+      // Past the last content line (after the final newline) there is no character to point at.
+      const contentLines = value.split('\n').length - (value.endsWith('\n') ? 1 : 0);
+      if (line >= contentLines) return undefined;
       let offset = header + 1;
       for (let l = 0; l < line; l++) offset += (lines[l]?.length ?? 0) + 1;
       return lines[line] === undefined ? undefined : offset + indent + before[line]!.length;
