@@ -17,4 +17,5 @@ export * from './fault-policy.ts';
 export * from './work-queue.ts';
 export * from './node-machine.ts';
 export * from './sqlite-state-store.ts';
+export * from './controller.ts';
 export * from './artifact-ledger.ts';
