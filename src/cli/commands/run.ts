@@ -85,22 +85,6 @@ export async function run(ctx: CliContext, options: RunOptions): Promise<number>
     return loading;
   };
 
-  // `desiredstate retry NODE` writes an `operator-retry` event to the journal from another process:
-  // the daemon keeps node state in memory, so it reads the journal to hear of it.
-  let lastEventId = Math.max(0, ...store.listEvents({ limit: 1 }).map((e) => e.id ?? 0));
-  const retries = setInterval(() => {
-    try {
-      for (const e of store.listEvents({ since: Date.now() - 10 * 60_000 })) {
-        if (e.id === undefined || e.id <= lastEventId) continue;
-        lastEventId = e.id;
-        if (e.kind === 'operator-retry' && e.node !== null && controller.operatorRetry(e.node)) log.info({ node: e.node }, 'node released by operator');
-      }
-    } catch (err) {
-      log.warn({ err }, 'cannot read the event journal');
-    }
-  }, 1000);
-  retries.unref();
-
   await reload('start');
   controller.start();
 
@@ -133,7 +117,6 @@ export async function run(ctx: CliContext, options: RunOptions): Promise<number>
       log.info({ signal }, 'shutting down');
       process.off('SIGHUP', onHup);
       clearTimeout(debounce);
-      clearInterval(retries);
       goalsWatcher?.close();
       http.server.close();
       http.server.closeAllConnections();
