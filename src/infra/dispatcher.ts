@@ -1,4 +1,4 @@
-import { fault, hasReferences, resolveReferences, toFault } from '../runtime/index.ts';
+import { fault, forEachLimit, hasReferences, resolveReferences, toFault } from '../runtime/index.ts';
 import type { FieldDiff, NodeId, NodeProvisioner, Observation, OperationContext, ProvisionResult } from '../runtime/index.ts';
 import type { InfraBackend } from './backend.ts';
 import type { InfraDesiredNodeSpec, InfraNode } from './desired.ts';
@@ -67,6 +67,54 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
 
   create(node: InfraNode, ctx: OperationContext): Promise<ProvisionResult> {
     return this.call(node, ctx, (b, n) => b.create(n, ctx));
+  }
+
+  /**
+   * Creates a level's nodes with one `createMany` call per backend that
+   * offers it (and has more than one node to create); every other node gets
+   * its own `create`, at most `concurrency` at a time.
+   */
+  async createMany(nodes: readonly InfraNode[], ctx: OperationContext, concurrency: number): Promise<ReadonlyMap<NodeId, ProvisionResult>> {
+    const out = new Map<NodeId, ProvisionResult>();
+    const batches = new Map<InfraBackend, InfraNode[]>();
+    const single: InfraNode[] = [];
+    for (const node of nodes) {
+      const backend = this.backends.get(node.spec.backendId);
+      if (backend?.createMany === undefined) {
+        single.push(node);
+        continue;
+      }
+      const resolved = this.resolve(node, ctx);
+      if ('fault' in resolved) {
+        out.set(node.id, { status: 'failed', fault: resolved.fault });
+        continue;
+      }
+      let group = batches.get(backend);
+      if (group === undefined) batches.set(backend, (group = []));
+      group.push(resolved.node);
+    }
+    for (const group of batches.values()) if (group.length === 1) single.push(...group.splice(0));
+    const batch = async (backend: InfraBackend, group: InfraNode[]): Promise<void> => {
+      if (group.length === 0) return;
+      if (ctx.signal.aborted) {
+        for (const n of group) out.set(n.id, { status: 'failed', fault: fault('transient', 'operation aborted before it started') });
+        return;
+      }
+      try {
+        const created = await backend.createMany!(group, ctx);
+        for (const n of group) out.set(n.id, created.get(n.id) ?? { status: 'failed', fault: fault('unknown', `backend "${backend.id}" returned no result`) });
+      } catch (err) {
+        const f = toFault(err);
+        for (const n of group) out.set(n.id, { status: 'failed', fault: f });
+      }
+    };
+    await Promise.all([
+      ...[...batches].map(([backend, group]) => batch(backend, group)),
+      forEachLimit(single, concurrency, async (n) => {
+        out.set(n.id, await this.create(n, ctx));
+      }),
+    ]);
+    return out;
   }
 
   update(node: InfraNode, diffs: readonly FieldDiff[], ctx: OperationContext): Promise<ProvisionResult> {

@@ -13,7 +13,7 @@ import { nextNodeState, nodeSnapshotFor } from './node-machine.ts';
 import type { NodeEventType } from './node-machine.ts';
 import type { FieldDiff, NodeProvisioner, Observation, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import type { NodeSpecCodec } from './reconciler.ts';
-import { forEachLimit, massDeletionLimit, withoutIgnored } from './reconciler.ts';
+import { massDeletionLimit, runSteps, withoutIgnored } from './reconciler.ts';
 import type { DriftReport, NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
 import { WorkQueue } from './work-queue.ts';
 
@@ -347,15 +347,7 @@ export class Controller<S extends NodeSpec> {
         return this.o.store.beginOperation(step.node.id, step.op, this.runId);
       }),
     );
-    const results: ProvisionResult[] = new Array<ProvisionResult>(steps.length);
-    await forEachLimit(
-      steps.map((_, i) => i),
-      this.o.concurrency,
-      async (i) => {
-        const step = steps[i]!;
-        results[i] = step.op === 'create' ? await this.o.provisioner.create(step.node, ctx) : await this.o.provisioner.update(step.node, step.diffs, ctx);
-      },
-    );
+    const results = await runSteps(this.o.provisioner, steps, ctx, this.o.concurrency);
     this.o.store.transaction(() => {
       steps.forEach((_, i) => {
         const r = results[i]!;

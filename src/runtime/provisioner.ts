@@ -51,6 +51,14 @@ export interface NodeProvisioner<S extends NodeSpec = NodeSpec> {
   observe(nodes: readonly DesiredNode<S>[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, Observation>>;
   /** Makes the node exist as desired. */
   create(node: DesiredNode<S>, ctx: OperationContext): Promise<ProvisionResult>;
+  /**
+   * Optional: creates several nodes of one dependency level at once (for
+   * example in one transaction per backend), with `create`'s contract for
+   * each. Resolves with one entry per node given and never rejects; at
+   * most `concurrency` backend calls are in flight where it falls back to
+   * one create per node.
+   */
+  createMany?(nodes: readonly DesiredNode<S>[], ctx: OperationContext, concurrency: number): Promise<ReadonlyMap<NodeId, ProvisionResult>>;
   /** Brings an existing, drifted node back to its desired state. */
   update(node: DesiredNode<S>, diffs: readonly FieldDiff[], ctx: OperationContext): Promise<ProvisionResult>;
   /** Deprovisions the node; absent already counts as success. */

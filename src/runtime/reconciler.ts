@@ -238,7 +238,7 @@ export class Reconciler<S extends NodeSpec> {
       if (ready.length === 0) continue;
       const ctx = this.context(options.signal, outputs);
       const observed = await this.provisioner.observe(ready, ctx);
-      const steps: { node: DesiredNode<S>; op: 'create' | 'update'; diffs: readonly FieldDiff[] }[] = [];
+      const steps: ProvisionStep<S>[] = [];
       for (const node of ready) {
         const obs: Observation = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
         const prev = records.get(node.id);
@@ -293,15 +293,7 @@ export class Reconciler<S extends NodeSpec> {
       if (steps.length === 0) continue;
       // Every operation of the level is on disk as pending before any backend call (one transaction).
       const opIds = this.store.transaction(() => steps.map((st) => this.store.beginOperation(st.node.id, st.op, runId)));
-      const results: ProvisionResult[] = new Array<ProvisionResult>(steps.length);
-      await forEachLimit(
-        steps.map((_, i) => i),
-        this.concurrency,
-        async (i) => {
-          const st = steps[i]!;
-          results[i] = st.op === 'create' ? await this.provisioner.create(st.node, ctx) : await this.provisioner.update(st.node, st.diffs, ctx);
-        },
-      );
+      const results = await runSteps(this.provisioner, steps, ctx, this.concurrency);
       this.store.transaction(() => {
         steps.forEach((_, i) => {
           const r = results[i]!;
@@ -477,6 +469,50 @@ function summarise(outcomes: ReadonlyMap<NodeId, NodeOutcome>): RunSummary {
     }
   }
   return s;
+}
+
+/** One create or update of a pass, decided from an observation. */
+export interface ProvisionStep<S extends NodeSpec> {
+  readonly node: DesiredNode<S>;
+  readonly op: 'create' | 'update';
+  readonly diffs: readonly FieldDiff[];
+}
+
+/**
+ * Runs a batch's creates and updates; one result per step, in order. The
+ * creates go through `createMany` when the provisioner has it and there is
+ * more than one (a batching backend makes them in one round trip), the rest
+ * one call per node, at most `concurrency` in flight. The caller records
+ * every step as pending before and finished after, as for single calls.
+ */
+export async function runSteps<S extends NodeSpec>(
+  provisioner: NodeProvisioner<S>,
+  steps: readonly ProvisionStep<S>[],
+  ctx: OperationContext,
+  concurrency: number,
+): Promise<ProvisionResult[]> {
+  const results = new Array<ProvisionResult>(steps.length);
+  const creates = steps.flatMap((st, i) => (st.op === 'create' ? [i] : []));
+  const batched = provisioner.createMany !== undefined && creates.length > 1;
+  const one = forEachLimit(
+    steps.map((_, i) => i).filter((i) => !batched || steps[i]!.op !== 'create'),
+    concurrency,
+    async (i) => {
+      const st = steps[i]!;
+      results[i] = st.op === 'create' ? await provisioner.create(st.node, ctx) : await provisioner.update(st.node, st.diffs, ctx);
+    },
+  );
+  const many = async (): Promise<void> => {
+    if (!batched) return;
+    const created = await provisioner.createMany!(
+      creates.map((i) => steps[i]!.node),
+      ctx,
+      concurrency,
+    );
+    for (const i of creates) results[i] = created.get(steps[i]!.node.id) ?? { status: 'failed', fault: fault('unknown', 'no result from createMany') };
+  };
+  await Promise.all([one, many()]);
+  return results;
 }
 
 /** Runs `fn` over items with at most `limit` in flight. */
