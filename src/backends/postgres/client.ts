@@ -1,4 +1,4 @@
-import pg from 'pg';
+import type pg from 'pg';
 import type { Logger } from 'pino';
 import { resolveSecret } from '../../infra/index.ts';
 import { FaultError } from '../../runtime/index.ts';
@@ -22,6 +22,17 @@ export interface QueryOptions {
   /** The database to run in; absent: the maintenance database. */
   readonly database?: string | undefined;
   readonly signal: AbortSignal;
+}
+
+/**
+ * `pg` is loaded on the first connection, not at start-up: every command
+ * (validate, schema, a goal set with no postgres backend) would otherwise
+ * pay for its import.
+ */
+let pgModule: Promise<typeof pg> | undefined;
+function loadPg(): Promise<typeof pg> {
+  pgModule ??= import('pg').then((m) => m.default);
+  return pgModule;
 }
 
 class AbortError extends Error {
@@ -133,9 +144,10 @@ export class PgClient {
       return existing;
     }
     const ssl = await this.sslConfig();
+    const { Pool } = await loadPg();
     const again = this.pools.get(database);
     if (again !== undefined) return again;
-    const pool = new pg.Pool({ ...this.clientConfig(database, ssl), max: this.config.poolSize, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
+    const pool = new Pool({ ...this.clientConfig(database, ssl), max: this.config.poolSize, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
     pool.on('error', (err) => {
       // An idle connection died (server restart, network). The pool drops it; the next query reconnects.
       this.log.warn({ database, code: (err as { code?: unknown }).code }, 'idle connection lost');
@@ -190,7 +202,8 @@ export class PgClient {
       case 'verify-full':
         return { rejectUnauthorized: true, servername: this.config.host };
       case 'prefer': {
-        const probe = new pg.Client(this.clientConfig(this.config.database, { rejectUnauthorized: false }));
+        const { Client } = await loadPg();
+        const probe = new Client(this.clientConfig(this.config.database, { rejectUnauthorized: false }));
         probe.on('error', () => undefined);
         try {
           await probe.connect();

@@ -1,6 +1,7 @@
-import { celEnv, celList, celMap, CelScalar, isCelError, mapType, parse, plan } from '@bufbuild/cel';
-import type { CelInput } from '@bufbuild/cel';
-import { strings } from '@bufbuild/cel/ext';
+import { createRequire } from 'node:module';
+import type * as CelModule from '@bufbuild/cel';
+import type { CelEnv, CelInput } from '@bufbuild/cel';
+import type * as CelExt from '@bufbuild/cel/ext';
 import { didYouMean, errorMessage } from '../../runtime/index.ts';
 import type { PathKey } from '../../runtime/index.ts';
 
@@ -52,24 +53,44 @@ export type CelCompileResult =
   /** `line`/`col` are 1-based, inside the expression text. */
   | { readonly ok: false; readonly message: string; readonly line: number; readonly col: number };
 
-const dynMap = mapType(CelScalar.STRING, CelScalar.DYN);
-const env = celEnv({
-  funcs: strings,
-  variables: {
-    id: CelScalar.STRING,
-    type: CelScalar.STRING,
-    spec: dynMap,
-    labels: mapType(CelScalar.STRING, CelScalar.STRING),
-    goal: dynMap,
-    deletionPolicy: CelScalar.STRING,
-  },
-});
-const FUNCTION_NAMES: ReadonlySet<string> = new Set([...env.funcs].map((f) => f.name));
+type CelLib = typeof CelModule;
+interface Cel {
+  readonly lib: CelLib;
+  readonly env: CelEnv;
+  readonly functionNames: ReadonlySet<string>;
+}
+let loaded: Cel | undefined;
+/**
+ * @bufbuild/cel, loaded (synchronously, through its CommonJS build) the
+ * first time a rule is compiled or evaluated: most goal sets have no CEL
+ * rule, and its import is the largest part of the CLI's start-up.
+ */
+function cel(): Cel {
+  if (loaded !== undefined) return loaded;
+  const require = createRequire(import.meta.url);
+  const lib = require('@bufbuild/cel') as CelLib;
+  const { strings } = require('@bufbuild/cel/ext') as typeof CelExt;
+  const { celEnv, CelScalar, mapType } = lib;
+  const dynMap = mapType(CelScalar.STRING, CelScalar.DYN);
+  const env = celEnv({
+    funcs: strings,
+    variables: {
+      id: CelScalar.STRING,
+      type: CelScalar.STRING,
+      spec: dynMap,
+      labels: mapType(CelScalar.STRING, CelScalar.STRING),
+      goal: dynMap,
+      deletionPolicy: CelScalar.STRING,
+    },
+  });
+  loaded = { lib, env, functionNames: new Set([...env.funcs].map((f) => f.name)) };
+  return loaded;
+}
 /** Type names that CEL lets an expression use as values, for `type(x) == int`. */
 const TYPE_IDENTS: ReadonlySet<string> = new Set(['int', 'uint', 'double', 'bool', 'string', 'bytes', 'list', 'map', 'null_type', 'type', 'dyn']);
 const VARIABLES: ReadonlySet<string> = new Set(CEL_VARIABLES);
 
-type Parsed = ReturnType<typeof parse>;
+type Parsed = ReturnType<CelLib['parse']>;
 type Expr = Parsed['expr'];
 
 class StaticError extends Error {
@@ -87,7 +108,7 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
   }
   let parsed: Parsed;
   try {
-    parsed = parse(source);
+    parsed = cel().lib.parse(source);
   } catch (err) {
     const where = (err as { location?: { start?: { line?: number; column?: number } } }).location?.start;
     const raw = (err as { rawMessage?: unknown }).rawMessage;
@@ -108,7 +129,7 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
   }
   let evaluate: (ctx: CelActivation) => unknown;
   try {
-    evaluate = plan(env, parsed) as (ctx: CelActivation) => unknown;
+    evaluate = cel().lib.plan(cel().env, parsed) as (ctx: CelActivation) => unknown;
   } catch (err) {
     return { ok: false, message: errorMessage(err), line: 1, col: 1 };
   }
@@ -123,7 +144,7 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
       } catch (err) {
         return { status: 'error', message: errorMessage(err) };
       }
-      if (isCelError(value)) return { status: 'error', message: value.message };
+      if (cel().lib.isCelError(value)) return { status: 'error', message: value.message };
       if (typeof value !== 'boolean') return { status: 'error', message: `expression yields ${describe(value)}, not a bool` };
       return { status: 'value', value };
     },
@@ -182,8 +203,8 @@ function checkStatic(root: Expr, limits: CelLimits): Set<string> {
       }
       case 'callExpr': {
         const fn = kind.value.function;
-        if (/^[A-Za-z]/.test(fn) && !FUNCTION_NAMES.has(fn)) {
-          const near = didYouMean(fn, FUNCTION_NAMES);
+        if (/^[A-Za-z]/.test(fn) && !cel().functionNames.has(fn)) {
+          const near = didYouMean(fn, cel().functionNames);
           throw new StaticError(`unknown function "${fn}"${near === undefined ? '' : ` (did you mean "${near}"?)`}`, e.id);
         }
         visit(kind.value.target, depth + 1, nesting, bound);
@@ -240,10 +261,10 @@ export function toCelValue(value: unknown, depth = 0): CelInput {
       if (value === null) return null;
       // Built as CEL maps and lists once: a plain object would be converted
       // again on every access, by every rule.
-      if (Array.isArray(value)) return celList(value.map((v) => toCelValue(v, depth + 1)));
+      if (Array.isArray(value)) return cel().lib.celList(value.map((v) => toCelValue(v, depth + 1)));
       const out = new Map<string, CelInput>();
       for (const [k, v] of Object.entries(value)) if (v !== undefined) out.set(k, toCelValue(v, depth + 1));
-      return celMap(out);
+      return cel().lib.celMap(out);
     }
     default:
       return null;
