@@ -19,6 +19,7 @@ import {
   Confiner,
   ensureParent,
   inspect,
+  inspectSync,
   makeDirectory,
   readAccounts,
   removeDirectory,
@@ -29,7 +30,7 @@ import {
   writeFileAtomic,
   writeSymlinkAtomic,
 } from './client.ts';
-import type { NodePath } from './client.ts';
+import type { NodePath, ReadPolicy } from './client.ts';
 import type { LocalConfig } from './config.ts';
 import { OBSERVE_PARALLELISM } from './config.ts';
 import { fsFault, wrongKind } from './errors.ts';
@@ -57,9 +58,25 @@ function localSpec(node: BackendNode): LocalSpec {
   }
 }
 
-function sha256(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('hex');
+/** The desired content of a file, encoded and hashed once per spec object (specs are frozen and live as long as their graph). */
+interface DesiredContent {
+  readonly bytes: Buffer;
+  readonly sha256: string;
 }
+const desiredContents = new WeakMap<LocalFileSpec, DesiredContent>();
+
+function desiredContent(spec: LocalFileSpec): DesiredContent {
+  let d = desiredContents.get(spec);
+  if (d === undefined) {
+    const bytes = Buffer.from(spec.content, 'utf8');
+    d = { bytes, sha256: createHash('sha256').update(bytes).digest('hex') };
+    desiredContents.set(spec, d);
+  }
+  return d;
+}
+
+/** Nodes observed with synchronous calls between two yields to the event loop (a few milliseconds of work). */
+const OBSERVE_CHUNK = 128;
 
 /**
  * Files, directories and symlinks under one root directory. Every path is
@@ -82,17 +99,46 @@ export class LocalBackend implements InfraBackend {
     this.log = ctx.log;
   }
 
-  /** Reads every node with bounded parallelism; a node that cannot be read is a `failed` observation, not a thrown batch. */
-  async observe(nodes: readonly BackendNode[], _ctx: OperationContext): Promise<ReadonlyMap<NodeId, Observation>> {
+  /**
+   * Reads every node; a node that cannot be read is a `failed` observation,
+   * not a thrown batch. Small files are read with synchronous calls in
+   * chunks, yielding to the event loop between chunks; files too large for
+   * that are read with bounded parallelism.
+   */
+  async observe(nodes: readonly BackendNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, Observation>> {
     const confiner = new Confiner(this.root);
-    const results = await mapLimit(nodes, OBSERVE_PARALLELISM, async (node): Promise<Observation> => {
+    const results = new Map<NodeId, Observation>();
+    const failed = (node: BackendNode, err: unknown): Observation => ({
+      status: 'failed',
+      fault: toFault(err instanceof FaultError ? err : fsFault(err, 'observe', node.id)),
+    });
+    // Owner and group names need the account tables: load them once, before the synchronous part.
+    const accounts = nodes.some((n) => n.spec.spec.type === 'local.file' && (n.spec.spec.owner !== undefined || n.spec.spec.group !== undefined))
+      ? await this.loadAccounts()
+      : undefined;
+    const large: BackendNode[] = [];
+    for (let start = 0; start < nodes.length; start += OBSERVE_CHUNK) {
+      if (start > 0) await yieldToEventLoop();
+      if (ctx.signal.aborted) break;
+      for (const node of nodes.slice(start, start + OBSERVE_CHUNK)) {
+        try {
+          const obs = this.observeSync(localSpec(node), confiner, accounts);
+          if (obs === undefined) large.push(node);
+          else results.set(node.id, obs);
+        } catch (err) {
+          results.set(node.id, failed(node, err));
+        }
+      }
+    }
+    const rest = await mapLimit(large, OBSERVE_PARALLELISM, async (node): Promise<Observation> => {
       try {
         return await this.observeOne(localSpec(node), confiner);
       } catch (err) {
-        return { status: 'failed', fault: toFault(err instanceof FaultError ? err : fsFault(err, 'observe', node.id)) };
+        return failed(node, err);
       }
     });
-    return new Map(nodes.map((n, i) => [n.id, results[i] as Observation]));
+    large.forEach((node, i) => results.set(node.id, rest[i] as Observation));
+    return results;
   }
 
   /** Makes the resource exist as desired; an existing one is corrected (already exists is success). */
@@ -108,7 +154,7 @@ export class LocalBackend implements InfraBackend {
   /** file and symlink: unlink; directory: rmdir when empty, else a permanent fault. Absent is success. */
   async delete(node: BackendNode, ctx: OperationContext): Promise<ProvisionResult> {
     const spec = localSpec(node);
-    const at = await new Confiner(this.root).node(spec.path);
+    const at = new Confiner(this.root).node(spec.path);
     const actual = await inspect(at.real);
     if (actual.kind === 'missing') return { status: 'done', outputs: {} };
     switch (spec.type) {
@@ -166,28 +212,51 @@ export class LocalBackend implements InfraBackend {
 
   // ---- internals ----
 
+  /** One node with synchronous calls; `undefined` when its file is too large to read that way. */
+  private observeSync(spec: LocalSpec, confiner: Confiner, accounts: Accounts | undefined): Observation | undefined {
+    const at = confiner.node(spec.path);
+    switch (spec.type) {
+      case 'local.file': {
+        const expect = this.fileExpectationSync(spec, at, accounts);
+        const actual = inspectSync(at.real, this.readPolicy(spec, expect, accounts));
+        return actual === undefined ? undefined : observeFile(expect, actual);
+      }
+      case 'local.directory':
+        return observeDirectory({ absPath: at.abs, mode: parseMode(spec.mode) }, inspectSync(at.real)!);
+      case 'local.symlink':
+        confiner.target(at.real, spec.target);
+        return observeSymlink({ absPath: at.abs, target: spec.target }, inspectSync(at.real)!);
+      default:
+        return assertNever(spec, 'spec');
+    }
+  }
+
   private async observeOne(spec: LocalSpec, confiner: Confiner): Promise<Observation> {
-    const at = await confiner.node(spec.path);
+    const at = confiner.node(spec.path);
     switch (spec.type) {
       case 'local.file': {
         const expect = await this.fileExpectation(spec, at);
         const accounts = expect.owner !== undefined || expect.group !== undefined ? await this.loadAccounts() : undefined;
-        return observeFile(expect, await inspect(at.real, { desiredSize: expect.size, accounts }));
+        return observeFile(expect, await inspect(at.real, this.readPolicy(spec, expect, accounts)));
       }
       case 'local.directory':
         return observeDirectory({ absPath: at.abs, mode: parseMode(spec.mode) }, await inspect(at.real));
       case 'local.symlink':
-        await confiner.target(at.real, spec.target);
+        confiner.target(at.real, spec.target);
         return observeSymlink({ absPath: at.abs, target: spec.target }, await inspect(at.real));
       default:
         return assertNever(spec, 'spec');
     }
   }
 
+  private readPolicy(spec: LocalFileSpec, expect: FileExpectation, accounts: Accounts | undefined): ReadPolicy {
+    return { desiredSize: expect.size, desired: desiredContent(spec), accounts };
+  }
+
   private async ensure(node: BackendNode, ctx: OperationContext, done: 'created' | 'updated'): Promise<ProvisionResult> {
     const spec = localSpec(node);
     const confiner = new Confiner(this.root);
-    const at = await confiner.node(spec.path);
+    const at = confiner.node(spec.path);
     let outputs: Outputs;
     switch (spec.type) {
       case 'local.file':
@@ -197,7 +266,7 @@ export class LocalBackend implements InfraBackend {
         outputs = await this.ensureDirectory(spec, at, ctx.signal);
         break;
       case 'local.symlink':
-        await confiner.target(at.real, spec.target);
+        confiner.target(at.real, spec.target);
         outputs = await this.ensureSymlink(spec, at, ctx.signal);
         break;
       default:
@@ -209,7 +278,8 @@ export class LocalBackend implements InfraBackend {
 
   private async ensureFile(spec: LocalFileSpec, at: NodePath, signal: AbortSignal): Promise<Outputs> {
     const expect = await this.fileExpectation(spec, at);
-    const actual = await inspect(at.real, { desiredSize: expect.size });
+    const policy = this.readPolicy(spec, expect, undefined);
+    const actual = inspectSync(at.real, policy) ?? (await inspect(at.real, policy));
     const uid = expect.owner?.id;
     const gid = expect.group?.id;
     if (actual.kind === 'missing') {
@@ -249,9 +319,15 @@ export class LocalBackend implements InfraBackend {
   }
 
   private async fileExpectation(spec: LocalFileSpec, at: NodePath): Promise<FileExpectation> {
-    const base = { absPath: at.abs, content: spec.content, size: Buffer.byteLength(spec.content, 'utf8'), sha256: sha256(spec.content), mode: parseMode(spec.mode) };
+    const needsAccounts = spec.owner !== undefined || spec.group !== undefined;
+    return this.fileExpectationSync(spec, at, needsAccounts ? await this.loadAccounts() : undefined);
+  }
+
+  private fileExpectationSync(spec: LocalFileSpec, at: NodePath, accounts: Accounts | undefined): FileExpectation {
+    const desired = desiredContent(spec);
+    const base = { absPath: at.abs, content: spec.content, size: desired.bytes.length, sha256: desired.sha256, mode: parseMode(spec.mode) };
     if (spec.owner === undefined && spec.group === undefined) return base;
-    const accounts = await this.loadAccounts();
+    if (accounts === undefined) throw new Error('owner or group without account tables');
     const resolveId = (table: AccountTable, name: string, what: 'user' | 'group'): { name: string; id: number } => {
       const id = lookupId(table, name);
       if (id === undefined) {
@@ -269,6 +345,10 @@ export class LocalBackend implements InfraBackend {
   private loadAccounts(): Promise<Accounts> {
     return (this.accounts ??= readAccounts());
   }
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 function kindName(actual: Exclude<ActualEntry, { kind: 'missing' }>): string {

@@ -1,0 +1,66 @@
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { inspect, inspectSync, SYNC_READ_LIMIT, syncDirectory, writeFileAtomic } from '../../../src/backends/local/client.ts';
+import type { ReadPolicy } from '../../../src/backends/local/client.ts';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ds-local-client-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const hash = (s: string | Buffer): string => createHash('sha256').update(s).digest('hex');
+const policyFor = (desired: string): ReadPolicy => ({ desiredSize: Buffer.byteLength(desired), desired: { bytes: Buffer.from(desired), sha256: hash(desired) } });
+
+describe('inspectSync reads what inspect reads', () => {
+  const big = 'x'.repeat(10_000);
+  const cases: { name: string; setup: (p: string) => Promise<void>; policy?: ReadPolicy }[] = [
+    { name: 'missing path', setup: async () => {} },
+    { name: 'equal content: the desired hash, no text diff lost', setup: (p) => writeFile(p, 'file 1\n'), policy: policyFor('file 1\n') },
+    { name: 'same size, other content: hashed', setup: (p) => writeFile(p, 'file 2\n'), policy: policyFor('file 1\n') },
+    { name: 'small file of another size: read for the diff', setup: (p) => writeFile(p, 'longer text\n'), policy: policyFor('file 1\n') },
+    { name: 'large file of another size: not read', setup: (p) => writeFile(p, big), policy: policyFor(`${big}y`) },
+    { name: 'no policy: metadata only', setup: (p) => writeFile(p, 'a') },
+    { name: 'directory', setup: (p) => mkdir(p) },
+    { name: 'symlink', setup: (p) => symlink('elsewhere', p) },
+  ];
+  it.each(cases)('$name', async ({ setup, policy }) => {
+    const p = join(dir, 'entry');
+    await setup(p);
+    expect(inspectSync(p, policy)).toEqual(await inspect(p, policy));
+  });
+
+  it('leaves a file larger than SYNC_READ_LIMIT of the desired size to inspect (undefined)', async () => {
+    const content = 'y'.repeat(SYNC_READ_LIMIT + 1);
+    const p = join(dir, 'large');
+    await writeFile(p, content);
+    expect(inspectSync(p, policyFor(content))).toBeUndefined();
+    expect(await inspect(p, policyFor(content))).toMatchObject({ kind: 'file', sha256: hash(content) });
+  });
+});
+
+describe('syncDirectory (group commit)', () => {
+  it('resolves every caller of a burst, each after an fsync that started after its call', async () => {
+    const calls = Array.from({ length: 50 }, () => syncDirectory(dir));
+    await expect(Promise.all(calls)).resolves.toHaveLength(50);
+    // And again once idle: a fresh fsync, not a settled promise from before.
+    await expect(syncDirectory(dir)).resolves.toBeUndefined();
+  });
+
+  it('rejects the callers when the directory cannot be synced', async () => {
+    const gone = join(dir, 'gone');
+    await expect(Promise.all([syncDirectory(gone), syncDirectory(gone)])).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('concurrent atomic writes into one directory all land, with no temp file left', async () => {
+    const signal = new AbortController().signal;
+    await Promise.all(Array.from({ length: 40 }, (_, i) => writeFileAtomic(join(dir, `f${i}`), { content: `file ${i}\n`, mode: 0o640 }, signal)));
+    for (let i = 0; i < 40; i++) expect(inspectSync(join(dir, `f${i}`), policyFor(`file ${i}\n`))).toMatchObject({ kind: 'file', sha256: hash(`file ${i}\n`), mode: 0o100640 });
+    expect((await readdir(dir)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  });
+});
