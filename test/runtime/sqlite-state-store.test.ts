@@ -266,22 +266,16 @@ describe('nodes', () => {
     expect(s.listNodes().map((n) => n.id)).toEqual(['b']);
   });
 
-  it('writes 100k records in one transaction quickly', () => {
+  it('writes and reads back 100k records in one transaction', () => {
+    // Speed is measured in bench/, not here: this checks that a large batch is one write that round-trips.
     const s = openStore();
     const records = Array.from({ length: 100_000 }, (_, i) => node(`n${String(i).padStart(6, '0')}`, { updatedAt: i }));
-    const t0 = performance.now();
     s.putNodes(records);
-    const insertMs = performance.now() - t0;
-    const t1 = performance.now();
     s.putNodes(records.map((r) => ({ ...r, status: 'drifted' as const })));
-    const updateMs = performance.now() - t1;
-    const t2 = performance.now();
     const all = s.listNodes();
-    const listMs = performance.now() - t2;
-    console.log(`putNodes 100k: insert ${insertMs.toFixed(0)} ms, update ${updateMs.toFixed(0)} ms; listNodes ${listMs.toFixed(0)} ms`);
     expect(all).toHaveLength(100_000);
+    expect(all[0]?.id).toBe('n000000');
     expect(all[99_999]?.status).toBe('drifted');
-    expect(insertMs).toBeLessThan(3000); // generous for slow CI; typically a few hundred ms
   });
 });
 
