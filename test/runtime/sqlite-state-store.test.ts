@@ -96,7 +96,7 @@ describe('opening', () => {
     expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
     expect(raw.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length);
     const tables = (raw.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
-    expect(tables).toEqual(['drift', 'events', 'meta', 'nodes', 'operations', 'runs']);
+    expect(tables).toEqual(['artifact_grants', 'artifact_keys', 'artifact_reviews', 'artifact_runs', 'artifacts', 'drift', 'events', 'meta', 'nodes', 'operations', 'runs']);
     raw.close();
   });
 

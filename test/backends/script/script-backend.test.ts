@@ -1,0 +1,245 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { decide } from '../../../src/runtime/index.ts';
+import type { Fault } from '../../../src/runtime/index.ts';
+import { faultOf, heldReason, node, observe, opContext, printing, project } from './harness.ts';
+
+// Real processes (sh, jq), a real SQLite state file shared by the backend and the test.
+const hasJq = spawnSync('jq', ['--version']).status === 0;
+if (!hasJq) console.warn('\n*** jq is not on PATH: the built-in template tests are SKIPPED (install jq to run them) ***\n');
+
+const FILE_INPUT = { path: 'etc/motd', content: 'hello\n' };
+
+function onlyScript(p: ReturnType<typeof project>): string {
+  const all = p.store.artifacts.list();
+  expect(all).toHaveLength(1);
+  return all[0]!.hash;
+}
+
+/** Seeds counted successes, as if the script had run that often. */
+function seedSuccesses(p: ReturnType<typeof project>, hash: string, n: number): void {
+  for (let i = 0; i < n; i++) p.store.artifacts.recordRun({ hash, subject: 'seed', action: 'create', outcome: 'success', counted: true, exitCode: 0, detail: null, durationMs: 1, grantId: null });
+}
+
+describe.skipIf(!hasJq)('gating', () => {
+  it('an unreviewed script never runs: held on observe, refused on create, nothing in the ledger', async () => {
+    const p = project();
+    const b = p.backend();
+    const n = node('motd', FILE_INPUT);
+    expect(heldReason(await observe(b, n))).toMatch(/^script [0-9a-f]{12} awaits review: desiredstate scripts show [0-9a-f]{12}$/);
+    const f = faultOf(await b.create(n, opContext()));
+    expect(f).toMatchObject({ class: 'auth', code: 'script-unreviewed' });
+    const hash = onlyScript(p);
+    expect(p.store.artifacts.runs(hash)).toEqual([]);
+    expect(existsSync(join(p.dir, 'root/etc/motd'))).toBe(false);
+  });
+
+  it('reviewed, in an environment that does not require approval: runs and earns trust', async () => {
+    const p = project();
+    const b = p.backend();
+    const n = node('motd', FILE_INPUT, 'dev');
+    await observe(b, n);
+    const hash = onlyScript(p);
+    p.store.artifacts.review(hash, 'approved', 'ana', null);
+    expect(await observe(b, n)).toEqual({ status: 'absent' });
+    expect(await b.create(n, opContext())).toEqual({ status: 'done', outputs: { path: 'etc/motd' } });
+    expect(readFileSync(join(p.dir, 'root/etc/motd'), 'utf8')).toBe('hello\n');
+    expect(p.store.artifacts.tally(hash)).toEqual({ successes: 1, failures: 0 });
+    expect(p.store.artifacts.runs(hash).map((r) => [r.action, r.outcome, r.counted])).toEqual([
+      ['read', 'success', false],
+      ['create', 'success', true],
+    ]);
+  });
+
+  it('reviewed, below the bar, in prod: held until a per-run approval, which one create consumes', async () => {
+    const p = project();
+    const b = p.backend();
+    const n = node('motd', FILE_INPUT, 'prod');
+    await observe(b, n);
+    const hash = onlyScript(p);
+    p.store.artifacts.review(hash, 'approved', 'ana', null);
+    expect(heldReason(await observe(b, n))).toContain(`needs a per-run approval in prod (trust 0.0500 < 0.94): desiredstate scripts approve-run ${hash.slice(0, 12)} --node motd`);
+    expect(faultOf(await b.create(n, opContext()))).toMatchObject({ class: 'auth', code: 'script-needs-approval' });
+
+    const grant = p.store.artifacts.grant(hash, 'motd', 'ana', 'change 42');
+    expect(await observe(b, n)).toEqual({ status: 'absent' });
+    expect((await b.create(n, opContext())).status).toBe('done');
+    expect(p.store.artifacts.runs(hash).at(-1)).toMatchObject({ action: 'create', outcome: 'success', grantId: grant.id });
+    // One-shot: the next change needs another approval; an up-to-date node needs none.
+    expect(await observe(b, n)).toMatchObject({ status: 'upToDate' });
+    expect(faultOf(await b.delete(n, opContext()))).toMatchObject({ code: 'script-needs-approval' });
+    // A grant is for one node: another node of the same shape is still held.
+    expect(heldReason(await observe(b, node('other', { path: 'x', content: '' }, 'prod')))).toContain('--node other');
+  });
+
+  it('above the bar it runs alone in prod; a failure lowers the posterior and re-gates it', async () => {
+    const p = project();
+    const script = p.file('flaky.sh', '#!/bin/sh\ncat > /dev/null\nif [ -e "$PWD/broken" ]; then echo boom >&2; exit 3; fi\ncase "$1" in read) echo \'{"exists": false}\';; create|update) echo \'{"outputs": {}}\';; esac\n');
+    const b = p.backend({ generator: printing(script) });
+    const n = node('thing', { name: 'a' }, 'prod');
+    await observe(b, n);
+    const hash = onlyScript(p);
+    p.store.artifacts.review(hash, 'approved', 'ana', null);
+    seedSuccesses(p, hash, 48);
+    expect(await observe(b, n)).toEqual({ status: 'absent' });
+    expect((await b.create(n, opContext())).status).toBe('done');
+
+    writeFileSync(join(p.dir, 'root/broken'), '');
+    expect(faultOf(await b.create(n, opContext()))).toMatchObject({ class: 'permanent', code: 'exit-3', message: 'boom' });
+    expect(p.store.artifacts.tally(hash)).toEqual({ successes: 49, failures: 1 });
+    expect(faultOf(await b.create(n, opContext()))).toMatchObject({ code: 'script-needs-approval' });
+  });
+
+  it('a rejected script never runs; a deterministic generator that repeats it holds the node', async () => {
+    const p = project();
+    const b = p.backend();
+    const n = node('motd', FILE_INPUT);
+    await observe(b, n);
+    const hash = onlyScript(p);
+    p.store.artifacts.review(hash, 'rejected', 'ana', 'writes outside root');
+    expect(heldReason(await observe(b, n))).toMatch(/was rejected and generator template\/v1 produced it again/);
+    expect(faultOf(await b.create(n, opContext()))).toMatchObject({ class: 'auth', code: 'script-rejected' });
+    expect(p.store.artifacts.runs(hash)).toEqual([]);
+  });
+
+  it('a rejected script is replaced by a new generation when the generator gives something new', async () => {
+    const p = project();
+    // Each call prints a script with a different comment: like an LLM, never the same text twice.
+    const gen = p.file('gen.sh', '#!/bin/sh\ncat > /dev/null\nn=$(cat "$0.count" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > "$0.count"\nprintf \'#!/bin/sh\\n# version %s\\necho {\\"exists\\":false}\\n\' "$n"\n');
+    const b = p.backend({ generator: { type: 'command', command: [gen], timeout: 5000 } });
+    const n = node('thing', { name: 'a' });
+    await observe(b, n);
+    const first = onlyScript(p);
+    p.store.artifacts.review(first, 'rejected', 'ana', null);
+    expect(heldReason(await observe(b, n))).toContain('awaits review');
+    const all = p.store.artifacts.list();
+    expect(all).toHaveLength(2);
+    expect(all[1]!.content).toContain('# version 2');
+  });
+});
+
+describe('generator failures are classified faults', () => {
+  const cases = [
+    { name: 'non-zero exit', command: ['sh', '-c', 'echo no model >&2; exit 2'], want: { class: 'permanent', code: 'generator-failed' }, message: /status 2: no model/ },
+    { name: 'timeout', command: ['sh', '-c', 'sleep 5'], timeout: 200, want: { class: 'transient', code: 'generator-timeout' }, message: /timed out/ },
+    { name: 'empty output', command: ['sh', '-c', 'cat > /dev/null'], want: { class: 'permanent', code: 'generator-bad-output' }, message: /no script/ },
+    { name: 'garbage (no interpreter line)', command: ['sh', '-c', 'echo "Sure! Here is your script:"'], want: { class: 'permanent', code: 'generator-bad-output' }, message: /interpreter line/ },
+    { name: 'oversized output', command: ['sh', '-c', 'printf "#!/bin/sh\\n"; head -c 5000 /dev/zero | tr "\\0" x'], maxScriptBytes: 1000, want: { class: 'permanent', code: 'generator-bad-output' }, message: /more than 1000 bytes/ },
+    { name: 'missing program', command: ['./no-such-generator'], want: { class: 'permanent', code: 'generator-failed' }, message: /could not be started/ },
+  ];
+  it.each(cases)('$name', async ({ command, timeout, maxScriptBytes, want, message }) => {
+    const p = project();
+    const b = p.backend({ generator: { type: 'command', command, timeout: timeout ?? 5000, ...(maxScriptBytes === undefined ? {} : { maxScriptBytes }) } });
+    const obs = await observe(b, node('thing', { name: 'a' }));
+    const f = faultOf(obs);
+    expect(f).toMatchObject(want);
+    expect(f.message).toMatch(message);
+    expect(p.store.artifacts.list()).toEqual([]);
+    // The fault policy reads the class: a first failure is retried, never a crash.
+    expect(decide(f as Fault, 1, () => 0.5).action).toBe('retry');
+  });
+});
+
+describe('a misbehaving generated script is recorded and surfaces as a classified fault', () => {
+  const cases = [
+    { name: 'timeout', body: 'sleep 5', timeout: 300, want: { class: 'transient', code: 'timeout' } },
+    { name: 'non-zero exit', body: 'echo "disk full" >&2; exit 9', want: { class: 'permanent', code: 'exit-9' } },
+    { name: 'EX_TEMPFAIL', body: 'echo "try later" >&2; exit 75', want: { class: 'transient', code: 'exit-75' } },
+    { name: 'garbage output', body: 'echo "created it!"', want: { class: 'permanent', code: 'bad-output' } },
+  ];
+  it.each(cases)('$name', async ({ body, timeout, want }) => {
+    const p = project();
+    const script = p.file('bad.sh', `#!/bin/sh\ncat > /dev/null\nif [ "$1" = read ]; then echo '{"exists": false}'; exit 0; fi\n${body}\n`);
+    const b = p.backend({ generator: printing(script), ...(timeout === undefined ? {} : { timeout }) });
+    const n = node('thing', { name: 'a' }, 'dev');
+    await observe(b, n);
+    const hash = onlyScript(p);
+    p.store.artifacts.review(hash, 'approved', 'ana', null);
+    const f = faultOf(await b.create(n, opContext()));
+    expect(f).toMatchObject(want);
+    const last = p.store.artifacts.runs(hash).at(-1)!;
+    expect(last).toMatchObject({ action: 'create', outcome: 'failure', counted: true });
+    expect(last.detail).toBe(f.message);
+    expect(p.store.artifacts.tally(hash)).toEqual({ successes: 0, failures: 1 });
+    // Retried per the fault policy: transient without limit, permanent until its budget is spent.
+    expect(decide(f as Fault, 1, () => 0.5).action).toBe('retry');
+    expect(decide(f as Fault, 3, () => 0.5).action).toBe(want.class === 'permanent' ? 'hold' : 'retry');
+  });
+
+  it('an aborted run is recorded but is not a trial', async () => {
+    const p = project();
+    const script = p.file('slow.sh', '#!/bin/sh\ncat > /dev/null\nif [ "$1" = read ]; then echo \'{"exists": false}\'; exit 0; fi\nsleep 5\n');
+    const b = p.backend({ generator: printing(script) });
+    const n = node('thing', { name: 'a' });
+    await observe(b, n);
+    const hash = onlyScript(p);
+    p.store.artifacts.review(hash, 'approved', 'ana', null);
+    const abort = new AbortController();
+    setTimeout(() => abort.abort(), 200);
+    expect(faultOf(await b.create(n, opContext(abort.signal)))).toMatchObject({ class: 'transient', code: 'aborted' });
+    expect(p.store.artifacts.runs(hash).at(-1)).toMatchObject({ outcome: 'aborted', counted: false });
+    expect(p.store.artifacts.tally(hash)).toEqual({ successes: 0, failures: 0 });
+  });
+});
+
+describe.skipIf(!hasJq)('the built-in templates', () => {
+  it('file: create, up to date, drift after a hand edit, update, delete', async () => {
+    const p = project();
+    const b = p.backend();
+    const n = node('motd', { path: 'etc/motd', content: 'line one\n\n' });
+    await observe(b, n);
+    p.store.artifacts.review(onlyScript(p), 'approved', 'ana', null);
+    expect((await b.create(n, opContext())).status).toBe('done');
+    expect(readFileSync(join(p.dir, 'root/etc/motd'), 'utf8')).toBe('line one\n\n');
+    expect(await observe(b, n)).toEqual({ status: 'upToDate', outputs: { path: 'etc/motd' } });
+    writeFileSync(join(p.dir, 'root/etc/motd'), 'edited');
+    expect(await observe(b, n)).toMatchObject({ status: 'drifted', diffs: [{ path: 'input.content', desired: 'line one\n\n', actual: 'edited' }] });
+    expect((await b.update(n, [], opContext())).status).toBe('done');
+    expect(await observe(b, n)).toMatchObject({ status: 'upToDate' });
+    expect((await b.delete(n, opContext())).status).toBe('done');
+    expect(await observe(b, n)).toEqual({ status: 'absent' });
+  });
+
+  it('json-key: one script for every value type; other keys are left alone', async () => {
+    const p = project();
+    const b = p.backend();
+    const port = node('port', { file: 'app.json', key: 'port', value: 8080 });
+    const tags = node('tags', { file: 'app.json', key: 'tags', value: ['a', 'b'] });
+    await observe(b, port);
+    await observe(b, tags);
+    const hash = onlyScript(p);
+    expect(p.store.artifacts.get(hash)!.keys).toHaveLength(2);
+    p.store.artifacts.review(hash, 'approved', 'ana', null);
+    expect((await b.create(port, opContext())).status).toBe('done');
+    expect((await b.create(tags, opContext())).status).toBe('done');
+    expect(JSON.parse(readFileSync(join(p.dir, 'root/app.json'), 'utf8'))).toEqual({ port: 8080, tags: ['a', 'b'] });
+    expect(await observe(b, port)).toMatchObject({ status: 'upToDate', outputs: { file: 'app.json', key: 'port' } });
+    expect((await b.delete(port, opContext())).status).toBe('done');
+    expect(JSON.parse(readFileSync(join(p.dir, 'root/app.json'), 'utf8'))).toEqual({ tags: ['a', 'b'] });
+  });
+
+  it('refuses a path that leaves the root (exit 64: permanent)', async () => {
+    const p = project();
+    const b = p.backend();
+    const n = node('evil', { path: '../outside', content: 'x' });
+    await observe(b, n);
+    p.store.artifacts.review(onlyScript(p), 'approved', 'ana', null);
+    expect(faultOf(await observe(b, n))).toMatchObject({ class: 'permanent', code: 'exit-64' });
+    expect(existsSync(join(p.dir, 'outside'))).toBe(false);
+  });
+
+  it('a hand-edited script file is replaced before it runs, never run', async () => {
+    const p = project();
+    const b = p.backend();
+    const n = node('motd', FILE_INPUT);
+    await observe(b, n);
+    const hash = onlyScript(p);
+    p.store.artifacts.review(hash, 'approved', 'ana', null);
+    await observe(b, n);
+    writeFileSync(join(p.dir, 'scripts', hash), '#!/bin/sh\necho pwned > "$PWD/pwned"\n');
+    expect(await observe(b, n)).toEqual({ status: 'absent' });
+    expect(existsSync(join(p.dir, 'root/pwned'))).toBe(false);
+  });
+});

@@ -1,0 +1,166 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { SqliteStateStore } from '../../src/runtime/index.ts';
+
+// The real CLI (this Node 24) against a temp goal set and state directory.
+const bin = fileURLToPath(new URL('../../bin/desiredstate.js', import.meta.url));
+const hasJq = spawnSync('jq', ['--version']).status === 0;
+if (!hasJq) console.warn('\n*** jq is not on PATH: the scripts CLI tests are SKIPPED (install jq to run them) ***\n');
+
+function cli(cwd: string, args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args, '--goals', join(cwd, 'goals'), '--state', join(cwd, 'state')], {
+      cwd,
+      env: { PATH: process.env.PATH ?? '', HOME: cwd, USER: 'ana', DESIREDSTATE_LOG_LEVEL: 'silent' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function projectIn(environment: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ds-scripts-cli-'));
+  mkdirSync(join(dir, 'goals'));
+  writeFileSync(
+    join(dir, 'goals/app.yaml'),
+    `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: scripts }
+spec:
+  type: script
+  config: { root: root }
+---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app, environment: ${environment} }
+spec:
+  defaults: { backend: scripts }
+  nodes:
+    - id: motd
+      type: generic.resource
+      spec:
+        input: { path: etc/motd, content: "hello\\n" }
+`,
+  );
+  return dir;
+}
+
+const json = (text: string): Record<string, unknown> => JSON.parse(text) as Record<string, unknown>;
+
+describe.skipIf(!hasJq)('desiredstate scripts', () => {
+  it('generate → held for review → approve → runs in dev; list, show, trust', async () => {
+    const dir = projectIn('dev');
+    expect((await cli(dir, ['scripts', 'list'])).stdout).toContain('no scripts yet');
+
+    const first = await cli(dir, ['apply', '--yes']);
+    expect(first.code).toBe(1);
+    expect(first.stdout).toMatch(/⊘ motd: held: .*script [0-9a-f]{12} awaits review/);
+
+    const list = json((await cli(dir, ['scripts', 'list', '--format', 'json'])).stdout) as { scripts: { hash: string; gate: string }[] };
+    expect(list.scripts).toHaveLength(1);
+    const hash = list.scripts[0]!.hash;
+    expect(list.scripts[0]!.gate).toBe('unreviewed');
+
+    const show = await cli(dir, ['scripts', 'show', hash.slice(0, 8)]);
+    expect(show.code).toBe(0);
+    expect(show.stdout).toContain(`script ${hash}`);
+    expect(show.stdout).toContain('#!/bin/sh');
+
+    const approve = await cli(dir, ['scripts', 'approve', hash.slice(0, 12), '--note', 'read it']);
+    expect(approve.code).toBe(0);
+    expect(approve.stdout).toContain(`script ${hash.slice(0, 12)} approved by ana`);
+    expect(approve.stdout).toContain('released motd');
+
+    const second = await cli(dir, ['apply', '--yes']);
+    expect(second.code).toBe(0);
+    expect(readFileSync(join(dir, 'root/etc/motd'), 'utf8')).toBe('hello\n');
+
+    const trust = json((await cli(dir, ['scripts', 'trust', '--format', 'json'])).stdout) as { bar: number; scripts: { successes: number; failures: number; lower: number; gate: string }[] };
+    expect(trust.bar).toBe(0.94);
+    expect(trust.scripts[0]).toMatchObject({ successes: 1, failures: 0, gate: 'needs-approval' });
+    expect(trust.scripts[0]!.lower).toBeCloseTo(Math.sqrt(0.05), 6);
+    const text = (await cli(dir, ['scripts', 'trust'])).stdout;
+    expect(text).toMatch(/SCRIPT\s+KIND\s+SUCCESSES\s+FAILURES\s+MEAN\s+P5\s+GATE/);
+  });
+
+  it('in prod below the bar: approve-run grants exactly one run; trusted scripts then run alone', async () => {
+    const dir = projectIn('prod');
+    await cli(dir, ['plan']);
+    const store = SqliteStateStore.open({ path: join(dir, 'state/state.db'), lock: false, readonly: true });
+    const hash = store.artifacts.list()[0]!.hash;
+    store.close();
+    expect((await cli(dir, ['scripts', 'approve', hash.slice(0, 12)])).code).toBe(0);
+    const held = await cli(dir, ['apply', '--yes']);
+    expect(held.code).toBe(1);
+    expect(held.stdout).toContain(`needs a per-run approval in prod`);
+    expect(held.stdout).toContain(`desiredstate scripts approve-run ${hash.slice(0, 12)} --node motd`);
+
+    const grant = await cli(dir, ['scripts', 'approve-run', hash.slice(0, 12), '--node', 'motd']);
+    expect(grant.code).toBe(0);
+    expect(grant.stdout).toContain('released motd');
+    expect((await cli(dir, ['apply', '--yes'])).code).toBe(0);
+    expect(readFileSync(join(dir, 'root/etc/motd'), 'utf8')).toBe('hello\n');
+
+    // Hand edit: the correction needs another approval…
+    writeFileSync(join(dir, 'root/etc/motd'), 'edited');
+    expect((await cli(dir, ['plan'])).stdout).toContain('needs a per-run approval');
+    // …unless the script has earned trust (seeded here: 48 more successes).
+    const rw = SqliteStateStore.open({ path: join(dir, 'state/state.db'), lock: false });
+    for (let i = 0; i < 48; i++) rw.artifacts.recordRun({ hash, subject: 'seed', action: 'create', outcome: 'success', counted: true, exitCode: 0, detail: null, durationMs: 1, grantId: null });
+    rw.close();
+    expect((await cli(dir, ['scripts', 'trust'])).stdout).toMatch(/49\s+0\s+0\.98\d+\s+0\.94\d+\s+runs-alone/);
+    const healed = await cli(dir, ['apply', '--yes']);
+    expect(healed.code).toBe(0);
+    expect(readFileSync(join(dir, 'root/etc/motd'), 'utf8')).toBe('hello\n');
+  });
+
+  it.each([
+    { name: 'reject records the verdict', args: (h: string) => ['scripts', 'reject', h, '--note', 'no'], code: 0, out: /rejected by ana/ },
+    { name: 'an unknown hash exits 1', args: () => ['scripts', 'show', 'abcdef012345'], code: 1, err: /no script abcdef012345/ },
+    { name: 'a non-hex hash is a usage error', args: () => ['scripts', 'show', 'zzz'], code: 64, err: /not a script hash/ },
+    { name: 'an unknown subcommand is a usage error', args: () => ['scripts', 'frobnicate'], code: 64, err: /scripts needs a subcommand/ },
+    { name: 'approve-run without --node is a usage error', args: (h: string) => ['scripts', 'approve-run', h], code: 64, err: /--node/ },
+    { name: 'approve-run of an unreviewed script exits 1', args: (h: string) => ['scripts', 'approve-run', h, '--node', 'motd'], code: 1, err: /is unreviewed: review it first/ },
+  ])('$name', async ({ args, code, out, err }) => {
+    const dir = projectIn('dev');
+    await cli(dir, ['plan']);
+    const list = json((await cli(dir, ['scripts', 'list', '--format', 'json'])).stdout) as { scripts: { hash: string }[] };
+    const r = await cli(dir, args(list.scripts[0]!.hash.slice(0, 12)));
+    expect(r.code).toBe(code);
+    if (out !== undefined) expect(r.stdout).toMatch(out);
+    if (err !== undefined) expect(r.stderr).toMatch(err);
+  });
+
+  it('validate refuses commands on a script node and an input no template fits', async () => {
+    const dir = projectIn('dev');
+    writeFileSync(
+      join(dir, 'goals/more.yaml'),
+      `apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: more }
+spec:
+  defaults: { backend: scripts }
+  nodes:
+    - id: odd
+      type: generic.resource
+      spec:
+        commands: { read: [x], create: [x] }
+        input: { colour: blue }
+`,
+    );
+    const r = await cli(dir, ['validate']);
+    const all = r.stdout + r.stderr;
+    expect(r.code).toBe(1);
+    expect(all).toMatch(/more\.yaml:\d+:\d+: error unsupported-spec: a script backend generates its own script: remove commands/);
+    expect(all).toMatch(/error unsupported-spec: no built-in template fits input \{"colour":"string"\}; templates: file \{path, content\}, json-key \{file, key, value\}/);
+  });
+});
