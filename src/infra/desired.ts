@@ -1,4 +1,5 @@
-import { digestOf, NODE_SPEC } from '../runtime/index.ts';
+import { hash } from 'node:crypto';
+import { NODE_SPEC, stableStringify } from '../runtime/index.ts';
 import type { DesiredNode, NodeSpec } from '../runtime/index.ts';
 import type { InfraNodeSpec } from './spec.ts';
 
@@ -29,7 +30,7 @@ export function desiredNodeSpec<T extends InfraNodeSpec>(
     [NODE_SPEC]: true as const,
     type: spec.type,
     backendId,
-    digest: digestOf({ spec, backendId, labels }),
+    digest: specDigest(spec, backendId, labels),
     spec: Object.freeze(spec),
     labels: Object.freeze({ ...labels }),
     environment,
@@ -38,3 +39,14 @@ export function desiredNodeSpec<T extends InfraNodeSpec>(
 
 /** A node of the infrastructure graph. */
 export type InfraNode<T extends InfraNodeSpec = InfraNodeSpec> = DesiredNode<InfraDesiredNodeSpec<T>>;
+
+/**
+ * The spec's digest, computed for every node at every compile. Specs come out
+ * of their zod schema with keys in schema order, so plain JSON is already
+ * canonical for them; only the labels (merged from two maps) are sorted.
+ */
+function specDigest(spec: InfraNodeSpec, backendId: string, labels: Readonly<Record<string, string>>): string {
+  const keys = Object.keys(labels);
+  const labelText = keys.length === 0 ? '{}' : stableStringify(labels);
+  return hash('sha256', `${backendId}\n${labelText}\n${JSON.stringify(spec)}`, 'hex').slice(0, 32);
+}
