@@ -11,7 +11,7 @@ const fileMode = z
   .string({
     error: (iss) =>
       typeof iss.input === 'number'
-        ? `mode must be a quoted string such as "0644" (YAML reads ${String(iss.input)} as a number)`
+        ? `mode must be a quoted string such as "0644" (unquoted, YAML reads it as the number ${String(iss.input)})`
         : 'mode must be a quoted string such as "0644"',
   })
   .regex(/^0?[0-7]{3}$/, 'mode is an octal string such as "0644" or "0755"')
