@@ -78,6 +78,13 @@ function readLink(path: string): string {
   }
 }
 
+/** A relative path in normal form: segments that are neither empty, `.` nor `..`. */
+const PLAIN_PATH = /^(?!\.\.?(?:\/|$))[^/]+(?:\/(?!\.\.?(?:\/|$))[^/]+)*$/;
+
+function joinPlain(dir: string, rel: string): string {
+  return dir.endsWith(sep) ? dir + rel : dir + sep + rel;
+}
+
 /** Where a node lives: the path the user sees, and the real path every call uses. */
 export interface NodePath {
   /** `root` joined with the node's relative path (shown in outputs and messages). */
@@ -107,10 +114,12 @@ export class Confiner {
 
   /** Confines a node path: refuses absolute paths, `..` escapes and symlinked directories that lead out of the root. */
   node(relPath: string): NodePath {
-    const abs = lexicalPath(this.root, relPath);
-    const rel = relative(this.root, abs);
-    const parent = this.dir(dirname(rel), relPath);
-    return { abs, real: join(parent.real, basename(rel)) };
+    // Most paths are already plain (`a/b/c`: no `.`, `..`, empty or leading `/` segment): they are
+    // their own normal form, and the string work of `resolve` and `relative` can be skipped.
+    const rel = PLAIN_PATH.test(relPath) ? relPath : relative(this.root, lexicalPath(this.root, relPath));
+    const slash = rel.lastIndexOf(sep);
+    const parent = this.dir(slash < 0 ? '.' : rel.slice(0, slash), relPath);
+    return { abs: joinPlain(this.root, rel), real: joinPlain(parent.real, rel.slice(slash + 1)) };
   }
 
   /** Checks that a link target, resolved from the link's real directory, stays inside the root. */
