@@ -1,14 +1,10 @@
 import { DesiredStateError, errorMessage, ErrorCodes } from '../runtime/index.ts';
-import { check } from './commands/check.ts';
-import { apply, graph, plan, validate } from './commands/goals.ts';
-import { backends, schema } from './commands/meta.ts';
-import { run } from './commands/run.ts';
-import { scripts } from './commands/scripts.ts';
-import { drift, history, retry, status } from './commands/state.ts';
 import { createContext } from './context.ts';
 import type { CliContext } from './context.ts';
 import { EXIT, oneOf, parse, UsageError } from './usage.ts';
 
+// Each command's module is imported when that command runs: `apply` does not load the daemon's
+// HTTP server, `--help` loads no command at all.
 const COMMON_HELP = `Options for every command:
   --goals DIR        goal directory (default goals/, or $DESIREDSTATE_GOALS)
   --state DIR        state directory holding state.db (default .desiredstate/, or $DESIREDSTATE_STATE)
@@ -46,7 +42,7 @@ export const commands: Record<string, Command> = {
     async run(argv, io) {
       const { values } = parse(argv, {});
       formatFlag(values, ['text', 'json']);
-      return validate(context(values, io));
+      return (await import('./commands/goals.ts')).validate(context(values, io));
     },
   },
   plan: {
@@ -56,7 +52,7 @@ export const commands: Record<string, Command> = {
     async run(argv, io) {
       const { values } = parse(argv, { all: { type: 'boolean' } });
       formatFlag(values, ['text', 'json']);
-      return plan(context(values, io), { showUnchanged: values.all === true });
+      return (await import('./commands/goals.ts')).plan(context(values, io), { showUnchanged: values.all === true });
     },
   },
   apply: {
@@ -68,7 +64,7 @@ export const commands: Record<string, Command> = {
       formatFlag(values, ['text', 'json']);
       const concurrency = values.concurrency === undefined ? 10 : Number(values.concurrency);
       if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError('--concurrency takes a positive whole number');
-      return apply(context(values, io), { yes: values.yes === true, allowMassDeletion: values['allow-mass-deletion'] === true, concurrency });
+      return (await import('./commands/goals.ts')).apply(context(values, io), { yes: values.yes === true, allowMassDeletion: values['allow-mass-deletion'] === true, concurrency });
     },
   },
   run: {
@@ -77,7 +73,7 @@ export const commands: Record<string, Command> = {
     help: 'Each node is re-observed every --interval (±10 % jitter; per-goal and per-node `interval` override it), at once when\nthe goal files change or its backend reports a change, and when its backoff expires. Drift is logged as a JSON line\nwith the message "drift detected" and stored (see `desiredstate drift`). SIGHUP reloads the goals.\n--listen serves /healthz, /readyz and /status; port 0 picks a free port (logged).\nExit status: 0 after SIGTERM/SIGINT.',
     async run(argv, io) {
       const { values } = parse(argv, { interval: { type: 'string' }, listen: { type: 'string' }, concurrency: { type: 'string' }, 'allow-mass-deletion': { type: 'boolean' }, debounce: { type: 'string' } });
-      return run(context(values, io, 'info'), { interval: values.interval, listen: values.listen, concurrency: values.concurrency, allowMassDeletion: values['allow-mass-deletion'] === true, debounce: values.debounce });
+      return (await import('./commands/run.ts')).run(context(values, io, 'info'), { interval: values.interval, listen: values.listen, concurrency: values.concurrency, allowMassDeletion: values['allow-mass-deletion'] === true, debounce: values.debounce });
     },
   },
   graph: {
@@ -87,7 +83,7 @@ export const commands: Record<string, Command> = {
     async run(argv, io) {
       const { values } = parse(argv, {});
       formatFlag(values, ['dot', 'mermaid', 'json']);
-      return graph(context(values, io));
+      return (await import('./commands/goals.ts')).graph(context(values, io));
     },
   },
   check: {
@@ -97,7 +93,7 @@ export const commands: Record<string, Command> = {
     async run(argv, io) {
       const { values } = parse(argv, {});
       const format = oneOf('format', values.format, ['text', 'json', 'sarif'] as const, 'text');
-      return check(context(values, io), format);
+      return (await import('./commands/check.ts')).check(context(values, io), format);
     },
   },
   schema: {
@@ -106,7 +102,7 @@ export const commands: Record<string, Command> = {
     help: 'Point your editor\'s YAML language server at it, e.g. `# yaml-language-server: $schema=../schema/goal.schema.json`.',
     async run(argv, io) {
       const { values } = parse(argv, {});
-      return Promise.resolve(schema(context(values, io)));
+      return (await import('./commands/meta.ts')).schema(context(values, io));
     },
   },
   status: {
@@ -116,7 +112,7 @@ export const commands: Record<string, Command> = {
     async run(argv, io) {
       const { values } = parse(argv, {});
       formatFlag(values, ['text', 'json']);
-      return Promise.resolve(status(context(values, io)));
+      return (await import('./commands/state.ts')).status(context(values, io));
     },
   },
   drift: {
@@ -126,7 +122,7 @@ export const commands: Record<string, Command> = {
     async run(argv, io) {
       const { values } = parse(argv, { since: { type: 'string' }, node: { type: 'string' } });
       formatFlag(values, ['text', 'json']);
-      return Promise.resolve(drift(context(values, io), { since: values.since, node: values.node }));
+      return (await import('./commands/state.ts')).drift(context(values, io), { since: values.since, node: values.node });
     },
   },
   history: {
@@ -136,7 +132,7 @@ export const commands: Record<string, Command> = {
     async run(argv, io) {
       const { values } = parse(argv, {});
       formatFlag(values, ['text', 'json']);
-      return Promise.resolve(history(context(values, io)));
+      return (await import('./commands/state.ts')).history(context(values, io));
     },
   },
   retry: {
@@ -145,7 +141,7 @@ export const commands: Record<string, Command> = {
     help: 'Exit status: 0, or 1 for an unknown node.',
     async run(argv, io) {
       const { values, positionals } = parse(argv, {}, 1);
-      return retry(context(values, io), positionals[0]);
+      return (await import('./commands/state.ts')).retry(context(values, io), positionals[0]);
     },
   },
   scripts: {
@@ -157,7 +153,7 @@ export const commands: Record<string, Command> = {
       formatFlag(values, ['text', 'json']);
       const bar = values.bar === undefined ? undefined : Number(values.bar);
       if (bar !== undefined && !(bar > 0 && bar < 1)) throw new UsageError('--bar takes a number between 0 and 1');
-      return Promise.resolve(scripts(context(values, io), positionals[0], { hash: positionals[1], note: values.note, by: values.by, node: values.node, policy: bar === undefined ? undefined : { bar, quantile: 0.05 } }));
+      return (await import('./commands/scripts.ts')).scripts(context(values, io), positionals[0], { hash: positionals[1], note: values.note, by: values.by, node: values.node, policy: bar === undefined ? undefined : { bar, quantile: 0.05 } });
     },
   },
   backends: {
@@ -167,7 +163,7 @@ export const commands: Record<string, Command> = {
     async run(argv, io) {
       const { values } = parse(argv, {});
       formatFlag(values, ['text', 'json']);
-      return backends(context(values, io));
+      return (await import('./commands/meta.ts')).backends(context(values, io));
     },
   },
 };
