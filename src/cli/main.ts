@@ -2,6 +2,7 @@ import { DesiredStateError, errorMessage, ErrorCodes } from '../runtime/index.ts
 import { createContext } from './context.ts';
 import type { CliContext } from './context.ts';
 import { EXIT, oneOf, parse, UsageError } from './usage.ts';
+import { VERSION } from './version.ts';
 
 // Each command's module is imported when that command runs: `apply` does not load the daemon's
 // HTTP server, `--help` loads no command at all.
@@ -192,7 +193,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     return name === undefined ? EXIT.usage : EXIT.ok;
   }
   if (name === '--version') {
-    io.out('desiredstate 0.1.0');
+    io.out(`desiredstate ${VERSION}`);
     return EXIT.ok;
   }
   const command = commands[name];

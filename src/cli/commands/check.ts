@@ -1,8 +1,9 @@
-import { formatCheck } from '../../infra/index.ts';
+import { formatCheck, formatSarif } from '../../infra/index.ts';
 import type { CheckFormat } from '../../infra/index.ts';
 import { compileGoals, printDiagnostics } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { EXIT } from '../usage.ts';
+import { VERSION } from '../version.ts';
 
 /**
  * The policy report: findings per node and goal with severity, verdict and
@@ -18,6 +19,6 @@ export async function check(ctx: CliContext, format: CheckFormat): Promise<numbe
     return EXIT.failed;
   }
   const report = loaded.policy.checkReport();
-  ctx.out(formatCheck(report, format).trimEnd());
+  ctx.out((format === 'sarif' ? formatSarif(report, { toolVersion: VERSION }) : formatCheck(report, format)).trimEnd());
   return report.verdict === 'block' ? EXIT.failed : EXIT.ok;
 }

@@ -1,0 +1,53 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+/**
+ * `check --format sarif` must produce a log that Microsoft's SARIF validator
+ * (the SARIF SDK's multitool, from npm) accepts: schema-valid and free of
+ * rule errors. Code-review tools read it to show findings inline.
+ */
+const repo = join(import.meta.dirname, '..', '..');
+const cli = join(repo, 'bin', 'desiredstate.js');
+const multitool = join(repo, 'node_modules', '.bin', 'sarif-multitool');
+const dir = mkdtempSync(join(tmpdir(), 'ds-sarif-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+interface ValidationLog {
+  runs: { results?: { ruleId: string; level?: string; message: { text?: string } }[]; invocations?: { executionSuccessful: boolean }[] }[];
+}
+
+function validate(file: string): ValidationLog {
+  const out = join(dir, `${Math.random().toString(36).slice(2)}.validation.sarif`);
+  const r = spawnSync(multitool, ['validate', file, '--output', out, '--log', 'ForceOverwrite', '--quiet'], { encoding: 'utf8', timeout: 120_000 });
+  expect(r.error, r.stderr).toBeUndefined();
+  return JSON.parse(readFileSync(out, 'utf8')) as ValidationLog;
+}
+
+describe('check --format sarif', () => {
+  it.each([
+    { name: 'the bundled organisation policy (warnings only)', goals: 'examples/org-policy', exit: 0 },
+    { name: 'a goal set with blocking findings', goals: 'test/fixtures/policy/sarif-block', exit: 1 },
+  ])('$name: accepted by the SARIF validator', ({ goals, exit }) => {
+    const r = spawnSync(process.execPath, [cli, 'check', '--goals', goals, '--format', 'sarif'], { cwd: repo, encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(exit);
+    const file = join(dir, `${goals.replaceAll('/', '_')}.sarif`);
+    writeFileSync(file, r.stdout);
+    const log = JSON.parse(r.stdout) as { version: string; runs: { results: unknown[] }[] };
+    expect(log.version).toBe('2.1.0');
+    expect(log.runs[0]!.results.length).toBeGreaterThan(0);
+    const validation = validate(file);
+    const problems = (validation.runs[0]?.results ?? []).filter((x) => x.level === 'error');
+    expect(problems.map((p) => `${p.ruleId}: ${p.message.text ?? ''}`)).toEqual([]);
+    expect(validation.runs[0]?.invocations?.[0]?.executionSuccessful).toBe(true);
+  });
+
+  it('the validator itself rejects a broken log (so the check above can fail)', () => {
+    const file = join(dir, 'broken.sarif');
+    writeFileSync(file, JSON.stringify({ version: '2.1.0', runs: [{ tool: { driver: {} }, results: [{ message: {} }] }] }));
+    const problems = (validate(file).runs[0]?.results ?? []).filter((x) => x.level === 'error');
+    expect(problems.length).toBeGreaterThan(0);
+  });
+});
