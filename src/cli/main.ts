@@ -70,11 +70,18 @@ export const commands: Record<string, Command> = {
   },
   run: {
     summary: 'the daemon: continuous reconciliation until SIGTERM/SIGINT',
-    usage: 'desiredstate run [--goals DIR] [--state DIR] [--interval 60s] [--listen 127.0.0.1:7474] [--concurrency 10] [--allow-mass-deletion]',
-    help: 'Each node is re-observed every --interval (±10 % jitter; per-goal and per-node `interval` override it), at once when\nthe goal files change or its backend reports a change, and when its backoff expires. Drift is logged as a JSON line\nwith the message "drift detected" and stored (see `desiredstate drift`). SIGHUP reloads the goals.\n--listen serves /healthz, /readyz and /status; port 0 picks a free port (logged).\nExit status: 0 after SIGTERM/SIGINT.',
+    usage: 'desiredstate run [--goals DIR] [--state DIR] [--interval 60s] [--listen 127.0.0.1:7474] [--concurrency 10] [--fault-policy FILE] [--allow-mass-deletion]',
+    help: 'Each node is re-observed every --interval (±10 % jitter; per-goal and per-node `interval` override it), at once when\nthe goal files change or its backend reports a change, and when its backoff expires. Drift is logged as a JSON line\nwith the message "drift detected" and stored (see `desiredstate drift`). SIGHUP reloads the goals.\n--listen serves /healthz, /readyz and /status; port 0 picks a free port (logged).\n--fault-policy FILE overrides retry settings per fault class and the circuit breaker, e.g.\n  retry: { transient: { baseMs: 500, maxMs: 60000 }, permanent: { retryBudget: 5 } }\n  circuitBreaker: { failureThreshold: 10, coolDownMs: 60000 }\n(defaults: transient/throttled/unknown 1 s -> 5 min, unlimited; auth/permanent held after 3; breaker opens after 5, probes after 30 s).\nExit status: 0 after SIGTERM/SIGINT; 1 if the fault policy file is invalid.',
     async run(argv, io) {
-      const { values } = parse(argv, { interval: { type: 'string' }, listen: { type: 'string' }, concurrency: { type: 'string' }, 'allow-mass-deletion': { type: 'boolean' }, debounce: { type: 'string' } });
-      return (await import('./commands/run.ts')).run(context(values, io, 'info'), { interval: values.interval, listen: values.listen, concurrency: values.concurrency, allowMassDeletion: values['allow-mass-deletion'] === true, debounce: values.debounce });
+      const { values } = parse(argv, { interval: { type: 'string' }, listen: { type: 'string' }, concurrency: { type: 'string' }, 'allow-mass-deletion': { type: 'boolean' }, debounce: { type: 'string' }, 'fault-policy': { type: 'string' } });
+      return (await import('./commands/run.ts')).run(context(values, io, 'info'), {
+        interval: values.interval,
+        listen: values.listen,
+        concurrency: values.concurrency,
+        allowMassDeletion: values['allow-mass-deletion'] === true,
+        debounce: values.debounce,
+        faultPolicy: values['fault-policy'],
+      });
     },
   },
   graph: {

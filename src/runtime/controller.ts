@@ -4,8 +4,8 @@ import { systemClock } from './clock.ts';
 import { assertNever } from './errors.ts';
 import type { Fault } from './fault.ts';
 import { fault } from './fault.ts';
-import { CircuitBreakers, DEFAULT_FAULT_POLICY, decide } from './fault-policy.ts';
-import type { FaultPolicy, Rng } from './fault-policy.ts';
+import { CircuitBreakers, DEFAULT_CIRCUIT_BREAKER, DEFAULT_FAULT_POLICY, decide } from './fault-policy.ts';
+import type { CircuitBreakerConfig, FaultPolicy, Rng } from './fault-policy.ts';
 import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredGraph } from './graph.ts';
 import type { DesiredNode, NodeId, NodeSpec } from './node-spec.ts';
@@ -38,6 +38,8 @@ export interface ControllerOptions<S extends NodeSpec> {
   readonly flapWindowMs?: number;
   readonly watch?: ChangeWatcher<S> | undefined;
   readonly allowMassDeletion?: boolean;
+  /** Per-backend circuit breaker settings (default: open after 5 consecutive failures, probe after 30 s). */
+  readonly circuitBreaker?: CircuitBreakerConfig;
 }
 
 /** An operation a batch decided on. */
@@ -104,6 +106,7 @@ export class Controller<S extends NodeSpec> {
       clock: systemClock,
       rng: Math.random,
       faultPolicy: DEFAULT_FAULT_POLICY,
+      circuitBreaker: DEFAULT_CIRCUIT_BREAKER,
       concurrency: 10,
       intervalMs: 60_000,
       batchSize: 1000,
@@ -113,7 +116,7 @@ export class Controller<S extends NodeSpec> {
       watch: options.watch,
     };
     this.queue = new WorkQueue<NodeId>({ clock: this.o.clock });
-    this.breakers = new CircuitBreakers({ clock: this.o.clock });
+    this.breakers = new CircuitBreakers({ clock: this.o.clock, config: this.o.circuitBreaker });
     for (const r of this.o.store.listNodes()) {
       // A status of an operation in flight was stored by a process that died mid-way: the node starts over
       // (pending operations are resolved by observing, below). Left as is, the machine would ignore every

@@ -35,7 +35,7 @@ export type FaultDecision =
 
 const positiveMs = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
 
-const classPolicySchema = z
+export const classPolicySchema = z
   .strictObject({
     baseMs: positiveMs,
     maxMs: positiveMs,
@@ -47,7 +47,7 @@ const classPolicySchema = z
   })
   .refine((p) => p.maxMs >= p.baseMs, { message: 'maxMs must be at least baseMs', path: ['maxMs'] });
 
-const faultPolicySchema = z.strictObject(
+export const faultPolicySchema = z.strictObject(
   Object.fromEntries(FAULT_CLASSES.map((c) => [c, classPolicySchema])) as Record<FaultClass, typeof classPolicySchema>,
 );
 
@@ -154,7 +154,7 @@ export interface CircuitBreakerConfig {
   readonly countedClasses: readonly FaultClass[];
 }
 
-const circuitBreakerSchema = z.strictObject({
+export const circuitBreakerSchema = z.strictObject({
   failureThreshold: z.number().int().positive(),
   coolDownMs: positiveMs,
   probeWaitMs: positiveMs,

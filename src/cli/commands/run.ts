@@ -1,11 +1,13 @@
-import { watch } from 'node:fs';
+import { existsSync, watch } from 'node:fs';
+import { resolve } from 'node:path';
 import type { FSWatcher } from 'node:fs';
-import { Controller, formatDiagnostic, parseDuration } from '../../runtime/index.ts';
-import type { DesiredNode, NodeId } from '../../runtime/index.ts';
+import { Controller, displayPath, formatDiagnostic, parseDuration } from '../../runtime/index.ts';
+import type { CircuitBreakerConfig, DesiredNode, FaultPolicy, NodeId } from '../../runtime/index.ts';
 import { infraSpecCodec, InfraNodeProvisioner } from '../../infra/index.ts';
 import type { InfraBackend, InfraDesiredNodeSpec } from '../../infra/index.ts';
 import { parseListen, startHttpServer } from '../../server/http.ts';
-import { compileGoals, openStore, registry, requireGoalsDir } from '../context.ts';
+import { compileGoals, openStore, printDiagnostics, registry, requireGoalsDir } from '../context.ts';
+import { loadFaultPolicyFile } from '../fault-policy-file.ts';
 import type { CliContext } from '../context.ts';
 import { goalsCommit } from '../git.ts';
 import { EXIT, UsageError } from '../usage.ts';
@@ -16,6 +18,8 @@ export interface RunOptions {
   readonly concurrency: string | undefined;
   readonly allowMassDeletion: boolean;
   readonly debounce: string | undefined;
+  /** A fault policy file (retry settings per fault class, circuit breaker). */
+  readonly faultPolicy: string | undefined;
 }
 
 /**
@@ -33,6 +37,18 @@ export async function run(ctx: CliContext, options: RunOptions): Promise<number>
   const debounceMs = options.debounce === undefined ? 300 : parseDuration(options.debounce);
   if (debounceMs === undefined) throw new UsageError('--debounce takes a duration such as 300ms');
   requireGoalsDir(ctx);
+  let faults: { policy: FaultPolicy; circuitBreaker: CircuitBreakerConfig } | undefined;
+  if (options.faultPolicy !== undefined) {
+    const file = resolve(ctx.cwd, options.faultPolicy);
+    if (!existsSync(file)) throw new UsageError(`fault policy file ${file} does not exist`);
+    const loaded = await loadFaultPolicyFile(file, displayPath(file, ctx.cwd));
+    if ('diagnostics' in loaded) {
+      // Bad policy data changes nothing: the daemon does not start.
+      printDiagnostics(ctx, loaded.diagnostics);
+      return EXIT.failed;
+    }
+    faults = loaded;
+  }
 
   const log = ctx.log;
   const store = openStore(ctx, { lock: true });
@@ -49,6 +65,7 @@ export async function run(ctx: CliContext, options: RunOptions): Promise<number>
     intervalMs,
     concurrency,
     allowMassDeletion: options.allowMassDeletion,
+    ...(faults === undefined ? {} : { faultPolicy: faults.policy, circuitBreaker: faults.circuitBreaker }),
     watch: (nodes, onChange) => watchBackends(backendsById(), nodes, onChange, log),
   });
 

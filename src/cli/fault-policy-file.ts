@@ -1,0 +1,69 @@
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import {
+  circuitBreakerSchema,
+  classPolicySchema,
+  DEFAULT_CIRCUIT_BREAKER,
+  DEFAULT_FAULT_POLICY_INPUT,
+  decodeUtf8,
+  DiagnosticBag,
+  FAULT_CLASSES,
+  parseCircuitBreakerConfig,
+  parseFaultPolicy,
+  parseGoalText,
+  reportZodIssues,
+} from '../runtime/index.ts';
+import type { CircuitBreakerConfig, Diagnostic, FaultClass, FaultPolicy } from '../runtime/index.ts';
+
+/**
+ * The fault policy file (`run --fault-policy FILE`): per fault class, the
+ * retry settings that differ from the defaults, and the circuit breaker's.
+ *
+ *   retry:
+ *     transient: { baseMs: 500, maxMs: 60000 }
+ *     permanent: { retryBudget: 5 }
+ *   circuitBreaker: { failureThreshold: 10, coolDownMs: 60000 }
+ */
+export const faultPolicyFileSchema = z.strictObject({
+  retry: z
+    .strictObject(
+      // The cross-field rule (maxMs at least baseMs) is checked after merging with the defaults.
+      Object.fromEntries(FAULT_CLASSES.map((c) => [c, z.strictObject(classPolicySchema.shape).partial().optional()])) as unknown as Record<FaultClass, z.ZodOptional<z.ZodType>>,
+    )
+    .optional(),
+  circuitBreaker: circuitBreakerSchema.partial().optional(),
+});
+
+/** Reads and validates a fault policy file; every problem is a diagnostic at its `file:line:col`. */
+export async function loadFaultPolicyFile(
+  path: string,
+  shown: string,
+): Promise<{ policy: FaultPolicy; circuitBreaker: CircuitBreakerConfig } | { diagnostics: Diagnostic[] }> {
+  const text = decodeUtf8(await readFile(path));
+  if (typeof text !== 'string') return { diagnostics: [{ file: shown, ...text, severity: 'error', code: 'not-utf8', message: 'file is not valid UTF-8' }] };
+  const parsed = parseGoalText(shown, text);
+  if (parsed.diagnostics.length > 0) return { diagnostics: parsed.diagnostics };
+  const doc = parsed.documents[0];
+  const diag = new DiagnosticBag();
+  if (doc === undefined || parsed.documents.length > 1) {
+    diag.error({ file: shown, line: 1, col: 1 }, 'invalid-value', 'a fault policy file holds exactly one YAML document');
+    return { diagnostics: diag.items };
+  }
+  const checked = faultPolicyFileSchema.safeParse(doc.value);
+  if (!checked.success) {
+    reportZodIssues(checked.error.issues, { schema: faultPolicyFileSchema, input: doc.value, prefix: [], owner: 'a fault policy', locate: doc.locate, diag });
+    return { diagnostics: diag.items };
+  }
+  const retry = (checked.data.retry ?? {}) as Partial<Record<FaultClass, object | undefined>>;
+  const merged = Object.fromEntries(FAULT_CLASSES.map((c) => [c, { ...DEFAULT_FAULT_POLICY_INPUT[c], ...(retry[c] ?? {}) }]));
+  try {
+    return {
+      policy: parseFaultPolicy(merged),
+      circuitBreaker: parseCircuitBreakerConfig({ ...DEFAULT_CIRCUIT_BREAKER, ...(checked.data.circuitBreaker ?? {}) }),
+    };
+  } catch (err) {
+    // Cross-field rules (maxMs at least baseMs) after merging with the defaults.
+    diag.error(doc.locate([]), 'invalid-value', err instanceof Error ? err.message : String(err));
+    return { diagnostics: diag.items };
+  }
+}

@@ -1,0 +1,39 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { formatDiagnostic } from '../../src/runtime/index.ts';
+import { loadFaultPolicyFile } from '../../src/cli/fault-policy-file.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'ds-fault-policy-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function load(text: string) {
+  const file = join(dir, `${Math.random().toString(36).slice(2)}.yaml`);
+  writeFileSync(file, text);
+  return loadFaultPolicyFile(file, 'faults.yaml');
+}
+
+describe('fault policy file', () => {
+  it('overrides only what it names; the rest keeps the defaults', async () => {
+    const r = await load('retry:\n  transient: { baseMs: 500, maxMs: 60000 }\n  permanent: { retryBudget: 5 }\ncircuitBreaker: { failureThreshold: 10 }\n');
+    if ('diagnostics' in r) throw new Error(r.diagnostics.map(formatDiagnostic).join('\n'));
+    expect(r.policy.transient).toEqual({ baseMs: 500, maxMs: 60000, retryBudget: Infinity, holdAfterBudget: false });
+    expect(r.policy.permanent).toMatchObject({ retryBudget: 5, holdAfterBudget: true, baseMs: 1000 });
+    expect(r.policy.auth).toMatchObject({ retryBudget: 3, holdAfterBudget: true });
+    expect(r.circuitBreaker).toMatchObject({ failureThreshold: 10, coolDownMs: 30000 });
+  });
+
+  it.each([
+    { name: 'a misspelt class', text: 'retry:\n  permanant: { retryBudget: 2 }\n', lines: ['faults.yaml:2:3: error unknown-field: retry.permanant is not a field of a fault policy (did you mean "permanent"?)'] },
+    { name: 'a negative delay', text: 'retry:\n  transient: { baseMs: -1 }\n', lines: ['faults.yaml:2:24: error invalid-value: retry.transient.baseMs: too small: expected number to be >0'] },
+    { name: 'a delay as a string', text: 'circuitBreaker: { coolDownMs: "30s" }\n', lines: ['faults.yaml:1:31: error invalid-type: circuitBreaker.coolDownMs: expected a number, got the string "30s"'] },
+    { name: 'a cap below the base after merging', text: 'retry:\n  transient: { maxMs: 10 }\n', code: 'invalid-value' },
+    { name: 'a duplicate key', text: 'retry: {}\nretry: {}\n', code: 'duplicate-key' },
+  ])('$name is refused with its position', async ({ text, lines, code }) => {
+    const r = await load(text);
+    if (!('diagnostics' in r)) throw new Error('expected diagnostics');
+    if (lines !== undefined) expect(r.diagnostics.map(formatDiagnostic)).toEqual(lines);
+    if (code !== undefined) expect(r.diagnostics.map((d) => d.code)).toContain(code);
+  });
+});
