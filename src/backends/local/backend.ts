@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type {
   BackendContext,
@@ -73,6 +73,15 @@ function desiredContent(spec: LocalFileSpec): DesiredContent {
     desiredContents.set(spec, d);
   }
   return d;
+}
+
+/** Writes in flight at once in `createMany` (the thread pool runs four fs calls at a time; the rest queue). */
+const WRITE_PARALLELISM = 16;
+
+/** What the nodes of one `createMany` share: confinement memo and the parents already made. */
+interface WriteBatch {
+  readonly confiner: Confiner;
+  readonly parents: Map<string, Promise<void>>;
 }
 
 /** Nodes observed with synchronous calls between two yields to the event loop (a few milliseconds of work). */
@@ -253,21 +262,48 @@ export class LocalBackend implements InfraBackend {
     return { desiredSize: expect.size, desired: desiredContent(spec), accounts };
   }
 
-  private async ensure(node: BackendNode, ctx: OperationContext, done: 'created' | 'updated'): Promise<ProvisionResult> {
+  /**
+   * Creates many nodes (a level of a converge): one confinement walk and one
+   * `mkdir -p` per parent directory for the whole batch, then each node as
+   * `create` would, a bounded number at a time. Each node gets its own
+   * result; one node's failure is that node's `failed` result.
+   */
+  async createMany(nodes: readonly BackendNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, ProvisionResult>> {
+    const batch: WriteBatch = { confiner: new Confiner(this.root), parents: new Map() };
+    const results = await mapLimit(nodes, WRITE_PARALLELISM, async (node): Promise<ProvisionResult> => {
+      if (ctx.signal.aborted) return { status: 'failed', fault: fault('transient', 'operation aborted before it started') };
+      try {
+        return await this.ensure(node, ctx, 'created', batch);
+      } catch (err) {
+        return { status: 'failed', fault: toFault(err instanceof FaultError ? err : fsFault(err, 'create', node.id)) };
+      }
+    });
+    return new Map(nodes.map((n, i) => [n.id, results[i] as ProvisionResult]));
+  }
+
+  private async ensure(node: BackendNode, ctx: OperationContext, done: 'created' | 'updated', batch?: WriteBatch): Promise<ProvisionResult> {
     const spec = localSpec(node);
-    const confiner = new Confiner(this.root);
+    const { confiner, parents } = batch ?? { confiner: new Confiner(this.root), parents: undefined };
     const at = confiner.node(spec.path);
+    // `mkdir -p` of a parent once per batch (the first caller's promise is shared).
+    const parent = (): Promise<void> => {
+      if (parents === undefined) return ensureParent(at.real, ctx.signal);
+      const dir = dirname(at.real);
+      let p = parents.get(dir);
+      if (p === undefined) parents.set(dir, (p = ensureParent(at.real, ctx.signal)));
+      return p;
+    };
     let outputs: Outputs;
     switch (spec.type) {
       case 'local.file':
-        outputs = await this.ensureFile(spec, at, ctx.signal);
+        outputs = await this.ensureFile(spec, at, ctx.signal, parent);
         break;
       case 'local.directory':
         outputs = await this.ensureDirectory(spec, at, ctx.signal);
         break;
       case 'local.symlink':
         confiner.target(at.real, spec.target);
-        outputs = await this.ensureSymlink(spec, at, ctx.signal);
+        outputs = await this.ensureSymlink(spec, at, ctx.signal, parent);
         break;
       default:
         return assertNever(spec, 'spec');
@@ -276,14 +312,14 @@ export class LocalBackend implements InfraBackend {
     return { status: 'done', outputs };
   }
 
-  private async ensureFile(spec: LocalFileSpec, at: NodePath, signal: AbortSignal): Promise<Outputs> {
+  private async ensureFile(spec: LocalFileSpec, at: NodePath, signal: AbortSignal, parent: () => Promise<void>): Promise<Outputs> {
     const expect = await this.fileExpectation(spec, at);
     const policy = this.readPolicy(spec, expect, undefined);
     const actual = inspectSync(at.real, policy) ?? (await inspect(at.real, policy));
     const uid = expect.owner?.id;
     const gid = expect.group?.id;
     if (actual.kind === 'missing') {
-      await ensureParent(at.real, signal);
+      await parent();
       await writeFileAtomic(at.real, { content: spec.content, mode: expect.mode, uid, gid }, signal);
     } else if (actual.kind !== 'file') {
       throw wrongKind(at.abs, kindName(actual), 'file');
@@ -305,10 +341,10 @@ export class LocalBackend implements InfraBackend {
     return { path: at.abs };
   }
 
-  private async ensureSymlink(spec: LocalSymlinkSpec, at: NodePath, signal: AbortSignal): Promise<Outputs> {
+  private async ensureSymlink(spec: LocalSymlinkSpec, at: NodePath, signal: AbortSignal, parent: () => Promise<void>): Promise<Outputs> {
     const actual = await inspect(at.real);
     if (actual.kind === 'missing') {
-      await ensureParent(at.real, signal);
+      await parent();
       await writeSymlinkAtomic(at.real, spec.target, signal);
     } else if (actual.kind !== 'symlink') {
       throw wrongKind(at.abs, kindName(actual), 'symlink');

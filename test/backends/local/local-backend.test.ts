@@ -291,6 +291,40 @@ describe('local backend observe at scale', () => {
   });
 });
 
+describe('local backend createMany', () => {
+  it('creates a batch across nested, missing directories; each node has its own result', async () => {
+    await mkdir(join(sb.root, 'taken'), { recursive: true });
+    await mkdir(join(sb.root, 'b'), { recursive: true });
+    await writeFile(join(sb.root, 'b/exists.txt'), 'old\n', { mode: 0o600 });
+    const nodes = [
+      ...Array.from({ length: 30 }, (_, i) => fileNode(`f${i}`, `a${i % 3}/deep/f${i}`, `file ${i}\n`)),
+      fileNode('exists', 'b/exists.txt', 'new\n'), // already exists: corrected, as create's contract says
+      fileNode('clash', 'taken', 'x'), // a directory is there: refused for this node only
+      fileNode('escape', '../outside/x', 'x'), // confinement still applies per node
+      linkNode('link', 'c/link', 'b/exists.txt'),
+    ];
+    const results = await sb.backend.createMany(nodes, opCtx());
+    expect(results.size).toBe(nodes.length);
+    const failed = [...results].filter(([, r]) => r.status === 'failed').map(([id]) => id);
+    expect(failed.sort()).toEqual(['clash', 'escape']);
+    for (let i = 0; i < 30; i++) expect(await readFile(join(sb.root, `a${i % 3}/deep/f${i}`), 'utf8')).toBe(`file ${i}\n`);
+    expect(await readFile(join(sb.root, 'b/exists.txt'), 'utf8')).toBe('new\n');
+    expect((await stat(join(sb.root, 'b/exists.txt'))).mode & 0o777).toBe(0o644);
+    expect(await readlink(join(sb.root, 'c/link'))).toBe('b/exists.txt');
+    expect((await listAll(sb.root)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+    const obs = await sb.backend.observe(nodes.filter((n) => !failed.includes(n.id)), opCtx());
+    expect([...obs.values()].every((o) => o.status === 'upToDate')).toBe(true);
+  });
+
+  it('an aborted batch writes nothing and fails every node', async () => {
+    const ac = new AbortController();
+    ac.abort();
+    const results = await sb.backend.createMany([fileNode('a', 'a', 'x'), fileNode('b', 'b', 'y')], opCtx(ac.signal));
+    expect([...results.values()].map((r) => r.status)).toEqual(['failed', 'failed']);
+    expect(await listAll(sb.root)).toEqual([]);
+  });
+});
+
 describe('local backend health', () => {
   it.each([
     { name: 'a root that can be created is healthy', prepare: async () => undefined, status: 'healthy' },
