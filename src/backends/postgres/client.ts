@@ -119,6 +119,12 @@ export class PgClient {
       const client = await abortable(pool.connect(), signal, (c) => c.release());
       phase = 'query';
       let broken: Error | undefined;
+      // A checked-out client has no pool listener: a server shutdown (57P01) or a reset arriving
+      // between our queries would be an unhandled 'error' event and kill the daemon.
+      const onError = (err: Error): void => {
+        broken ??= err;
+      };
+      client.on('error', onError);
       try {
         return await abortable(op(client), signal, undefined, () => {
           // The statement may still be running: this connection is not reusable.
@@ -128,6 +134,7 @@ export class PgClient {
         broken ??= isConnectionError(err) ? (err as Error) : undefined;
         throw err;
       } finally {
+        client.off('error', onError);
         client.release(broken);
       }
     } catch (err) {
