@@ -108,7 +108,8 @@ export class Reconciler<S extends NodeSpec> {
   async plan(graph: DesiredGraph<S>, options: PassOptions): Promise<PlanEntry[]> {
     const entries = new Map<NodeId, PlanEntry>();
     const outputs = new Map<NodeId, Outputs>();
-    for (const r of this.store.listNodes()) if (r.outputs !== null) outputs.set(r.id, r.outputs);
+    const stored = this.store.listNodes();
+    for (const r of stored) if (r.outputs !== null) outputs.set(r.id, r.outputs);
     const willChange = new Set<NodeId>();
     for (const level of levels(graph)) {
       const observable = level.filter((n) => !options.gates?.has(n.id));
@@ -166,7 +167,7 @@ export class Reconciler<S extends NodeSpec> {
         }
       }
     }
-    const deletions = this.deletions(graph, options);
+    const deletions = this.deletions(graph, stored, options);
     for (const r of deletions.toDelete) entries.set(r.id, { id: r.id, type: r.type, backendId: r.backendId, goal: r.goal, planned: { action: 'delete' } });
     return [...entries.values()];
   }
@@ -177,7 +178,9 @@ export class Reconciler<S extends NodeSpec> {
     const outcomes = new Map<NodeId, NodeOutcome>();
     const outputs = new Map<NodeId, Outputs>();
     const records = new Map<NodeId, NodeRecord>();
-    for (const r of this.store.listNodes()) {
+    // Read once: node records are written only at the end of the pass, so this is also what deletions see.
+    const stored = this.store.listNodes();
+    for (const r of stored) {
       records.set(r.id, r);
       if (r.outputs !== null) outputs.set(r.id, r.outputs);
     }
@@ -306,7 +309,7 @@ export class Reconciler<S extends NodeSpec> {
     }
 
     // Deletions of nodes removed from the goals, in reverse dependency order.
-    const deletions = this.deletions(graph, options);
+    const deletions = this.deletions(graph, stored, options);
     let refused: ApplyResult['refusedDeletions'];
     if (deletions.refused !== undefined) {
       refused = deletions.refused;
@@ -329,14 +332,15 @@ export class Reconciler<S extends NodeSpec> {
   /** Removed nodes split into to-delete (managed, prune + Delete) and to-orphan, with the mass-deletion guard. */
   private deletions(
     graph: DesiredGraph<S>,
+    stored: readonly NodeRecord[],
     options: PassOptions,
   ): { toDelete: NodeRecord[]; toOrphan: NodeRecord[]; refused?: { count: number; limit: number } } {
     // An empty goal set never deletes anything: it is far more likely a mistake than an intent.
     if (graph.size === 0) return { toDelete: [], toOrphan: [] };
-    const removed = this.store.listNodes().filter((r) => !graph.has(r.id) && r.status !== 'deleted');
+    const removed = stored.filter((r) => !graph.has(r.id) && r.status !== 'deleted');
     const toDelete = removed.filter((r) => r.deletionPolicy === 'Delete' && r.managed && !options.gates?.has(r.id));
     const toOrphan = removed.filter((r) => !toDelete.includes(r));
-    const managed = this.store.listNodes().filter((r) => r.managed).length;
+    const managed = stored.filter((r) => r.managed).length;
     const limit = massDeletionLimit(managed);
     if (toDelete.length > limit && options.allowMassDeletion !== true) {
       return { toDelete: [], toOrphan, refused: { count: toDelete.length, limit } };

@@ -61,7 +61,7 @@ const connLimit = async (role: string): Promise<number> =>
 describe('postgres end to end: the example goal through the CLI and the daemon', () => {
   it('apply converges the app database (roles, database, schema, grants, default privileges, extension); plan is then empty', async () => {
     const apply = await run(['apply']);
-    expect(apply.code).toBe(0);
+    expect(apply.code, apply.stdout + apply.stderr).toBe(0);
     expect(apply.stdout).toMatch(/0 failed, 0 blocked, 0 held/);
 
     const roles = await server.sql<{ rolname: string; rolcanlogin: boolean; rolconnlimit: number }>(
