@@ -1,0 +1,120 @@
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { desiredNodeSpec, InfraNodeProvisioner } from '../../src/infra/index.ts';
+import type { BackendNode, InfraBackend, InfraNode } from '../../src/infra/index.ts';
+import { fault, FaultError } from '../../src/runtime/index.ts';
+import type { NodeId, Observation, OperationContext, ProvisionResult } from '../../src/runtime/index.ts';
+
+const log = pino({ level: 'silent' });
+const ctx: OperationContext = { signal: new AbortController().signal, log, outputsOf: () => undefined };
+
+/** A fake backend that records which nodes reached it through which call. */
+class RecordingBackend implements InfraBackend {
+  readonly type = 'fake';
+  readonly id: string;
+  readonly single: NodeId[] = [];
+  readonly batches: NodeId[][] = [];
+  inFlight = 0;
+  maxInFlight = 0;
+  createMany?: (nodes: readonly BackendNode[], ctx: OperationContext) => Promise<ReadonlyMap<NodeId, ProvisionResult>>;
+
+  constructor(id: string, batch: 'none' | 'ok' | 'throws' | 'drops-one') {
+    this.id = id;
+    if (batch === 'none') return;
+    this.createMany = async (nodes) => {
+      this.batches.push(nodes.map((n) => n.id));
+      if (batch === 'throws') throw new FaultError(fault('transient', 'connection reset'));
+      const out = new Map<NodeId, ProvisionResult>(nodes.map((n) => [n.id, { status: 'done', outputs: { via: 'batch' } }]));
+      if (batch === 'drops-one') out.delete(nodes[0]!.id);
+      return out;
+    };
+  }
+
+  observe(): Promise<ReadonlyMap<NodeId, Observation>> {
+    return Promise.resolve(new Map());
+  }
+  async create(node: BackendNode): Promise<ProvisionResult> {
+    this.single.push(node.id);
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    await new Promise((r) => setTimeout(r, 1));
+    this.inFlight--;
+    return { status: 'done', outputs: { via: 'single' } };
+  }
+  update(): Promise<ProvisionResult> {
+    return Promise.resolve({ status: 'done', outputs: {} });
+  }
+  delete(): Promise<ProvisionResult> {
+    return Promise.resolve({ status: 'done', outputs: {} });
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+const role = (id: string, backendId: string, name = id): InfraNode => ({
+  id,
+  goal: 'g',
+  spec: desiredNodeSpec({ type: 'postgres.role', name, login: true, superuser: false, createdb: false, createrole: false, inherit: true, memberOf: [] }, backendId, {}),
+  dependsOn: [],
+  settings: { selfHeal: true, prune: false, deletionPolicy: 'Orphan', ignoreFields: [] },
+  source: { file: 'g.yaml', line: 1, col: 1 },
+});
+
+describe('InfraNodeProvisioner.createMany', () => {
+  it('sends the nodes of a batching backend in one call and the others one by one, within the concurrency', async () => {
+    const batching = new RecordingBackend('pg', 'ok');
+    const plain = new RecordingBackend('plain', 'none');
+    const p = new InfraNodeProvisioner({ backends: new Map<string, InfraBackend>([['pg', batching], ['plain', plain]]) });
+    const nodes = [role('a', 'pg'), role('b', 'pg'), role('c', 'pg'), ...Array.from({ length: 12 }, (_, i) => role(`p${i}`, 'plain'))];
+    const out = await p.createMany(nodes, ctx, 3);
+    expect(batching.batches).toEqual([['a', 'b', 'c']]);
+    expect(batching.single).toEqual([]);
+    expect(plain.single).toHaveLength(12);
+    expect(plain.maxInFlight).toBeLessThanOrEqual(3);
+    expect(out.size).toBe(15);
+    expect(out.get('a')).toEqual({ status: 'done', outputs: { via: 'batch' } });
+    expect(out.get('p0')).toEqual({ status: 'done', outputs: { via: 'single' } });
+  });
+
+  const cases: { name: string; backends: [string, RecordingBackend][]; nodes: InfraNode[]; expected: Record<string, ProvisionResult['status'] | string> }[] = [
+    {
+      name: 'a lone node of a batching backend takes the ordinary create',
+      backends: [['pg', new RecordingBackend('pg', 'ok')]],
+      nodes: [role('a', 'pg')],
+      expected: { a: 'done' },
+    },
+    {
+      name: 'a batch that throws fails each of its nodes with the classified fault (the runtime retries them)',
+      backends: [['pg', new RecordingBackend('pg', 'throws')]],
+      nodes: [role('a', 'pg'), role('b', 'pg')],
+      expected: { a: 'transient', b: 'transient' },
+    },
+    {
+      name: 'a node the batch left out fails as unknown, never silently done',
+      backends: [['pg', new RecordingBackend('pg', 'drops-one')]],
+      nodes: [role('a', 'pg'), role('b', 'pg')],
+      expected: { a: 'unknown', b: 'done' },
+    },
+    {
+      name: 'a node on an unconfigured backend fails as permanent',
+      backends: [['pg', new RecordingBackend('pg', 'ok')]],
+      nodes: [role('a', 'pg'), role('b', 'pg'), role('x', 'nowhere')],
+      expected: { a: 'done', b: 'done', x: 'permanent' },
+    },
+    {
+      name: 'a node whose referenced output is missing fails as transient and stays out of the batch',
+      backends: [['pg', new RecordingBackend('pg', 'ok')]],
+      nodes: [role('a', 'pg'), role('b', 'pg'), role('r', 'pg', '${nodes.z.outputs.name}')],
+      expected: { a: 'done', b: 'done', r: 'transient' },
+    },
+  ];
+
+  it.each(cases)('$name', async ({ backends, nodes, expected }) => {
+    const p = new InfraNodeProvisioner({ backends: new Map<string, InfraBackend>(backends) });
+    const out = await p.createMany(nodes, ctx, 10);
+    const got = Object.fromEntries([...out].map(([id, r]) => [id, r.status === 'done' ? 'done' : r.fault.class]));
+    expect(got).toEqual(expected);
+    for (const [, b] of backends) for (const batch of b.batches) expect(batch).not.toContain('r');
+  });
+});
