@@ -242,57 +242,60 @@ export class Reconciler<S extends NodeSpec> {
       const ctx = this.context(options.signal, outputs);
       const observed = await this.provisioner.observe(ready, ctx);
       const steps: ProvisionStep<S>[] = [];
-      for (const node of ready) {
-        const obs: Observation = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
-        const prev = records.get(node.id);
-        const pendingCreate = pendingCreates.get(node.id);
-        const log = this.log.child({ node: node.id, backend: node.spec.backendId });
-        switch (obs.status) {
-          case 'absent':
-            if (pendingCreate !== undefined) this.store.finishOperation(pendingCreate, 'abandoned', 'observed absent after an interrupted create');
-            steps.push({ node, op: 'create', diffs: [] });
-            break;
-          case 'upToDate':
-            if (pendingCreate !== undefined) this.store.finishOperation(pendingCreate, 'adopted', 'found after an interrupted create');
-            outputs.set(node.id, obs.outputs);
-            outcomes.set(node.id, { status: prev?.managed === true || pendingCreate === undefined ? 'unchanged' : 'adopted' });
-            put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: obs.outputs });
-            break;
-          case 'drifted': {
-            if (pendingCreate !== undefined) this.store.finishOperation(pendingCreate, 'adopted', 'found after an interrupted create');
-            outputs.set(node.id, obs.outputs);
-            const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
-            if (diffs.length === 0) {
-              outcomes.set(node.id, { status: 'unchanged' });
+      // One transaction for the level's drift reports and resolved pending creates: one fsync, not one per node.
+      this.store.transaction(() => {
+        for (const node of ready) {
+          const obs: Observation = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
+          const prev = records.get(node.id);
+          const pendingCreate = pendingCreates.get(node.id);
+          const log = this.log.child({ node: node.id, backend: node.spec.backendId });
+          switch (obs.status) {
+            case 'absent':
+              if (pendingCreate !== undefined) this.store.finishOperation(pendingCreate, 'abandoned', 'observed absent after an interrupted create');
+              steps.push({ node, op: 'create', diffs: [] });
+              break;
+            case 'upToDate':
+              if (pendingCreate !== undefined) this.store.finishOperation(pendingCreate, 'adopted', 'found after an interrupted create');
+              outputs.set(node.id, obs.outputs);
+              outcomes.set(node.id, { status: prev?.managed === true || pendingCreate === undefined ? 'unchanged' : 'adopted' });
               put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: obs.outputs });
               break;
-            }
-            const isDrift = prev !== undefined && prev.appliedDigest === node.spec.digest;
-            if (isDrift) this.reportDrift(node, diffs, node.settings.selfHeal ? 'corrected' : 'reported', options.commit ?? null, log);
-            if (isDrift && !node.settings.selfHeal) {
-              outcomes.set(node.id, { status: 'drift-reported', diffs });
-              put(node, 'drifted', { managed: true, outputs: obs.outputs, reason: 'drift reported (selfHeal: false)' });
+            case 'drifted': {
+              if (pendingCreate !== undefined) this.store.finishOperation(pendingCreate, 'adopted', 'found after an interrupted create');
+              outputs.set(node.id, obs.outputs);
+              const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
+              if (diffs.length === 0) {
+                outcomes.set(node.id, { status: 'unchanged' });
+                put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: obs.outputs });
+                break;
+              }
+              const isDrift = prev !== undefined && prev.appliedDigest === node.spec.digest;
+              if (isDrift) this.reportDrift(node, diffs, node.settings.selfHeal ? 'corrected' : 'reported', options.commit ?? null, log);
+              if (isDrift && !node.settings.selfHeal) {
+                outcomes.set(node.id, { status: 'drift-reported', diffs });
+                put(node, 'drifted', { managed: true, outputs: obs.outputs, reason: 'drift reported (selfHeal: false)' });
+                break;
+              }
+              steps.push({ node, op: 'update', diffs });
               break;
             }
-            steps.push({ node, op: 'update', diffs });
-            break;
+            case 'indeterminate': {
+              const reason = `cannot tell whether it exists: ${obs.reason}; resolve it and run \`desiredstate retry ${node.id}\``;
+              outcomes.set(node.id, { status: 'held', reason });
+              put(node, 'held', { reason, lastFault: fault('permanent', obs.reason) });
+              log.warn({ reason: obs.reason }, 'node held: existence indeterminate');
+              break;
+            }
+            case 'failed':
+              outcomes.set(node.id, { status: 'failed', fault: obs.fault });
+              put(node, 'failed', { lastFault: obs.fault, attempts: (prev?.attempts ?? 0) + 1, reason: obs.fault.message });
+              log.warn({ fault: obs.fault }, 'observe failed');
+              break;
+            default:
+              assertNever(obs, 'observation');
           }
-          case 'indeterminate': {
-            const reason = `cannot tell whether it exists: ${obs.reason}; resolve it and run \`desiredstate retry ${node.id}\``;
-            outcomes.set(node.id, { status: 'held', reason });
-            put(node, 'held', { reason, lastFault: fault('permanent', obs.reason) });
-            log.warn({ reason: obs.reason }, 'node held: existence indeterminate');
-            break;
-          }
-          case 'failed':
-            outcomes.set(node.id, { status: 'failed', fault: obs.fault });
-            put(node, 'failed', { lastFault: obs.fault, attempts: (prev?.attempts ?? 0) + 1, reason: obs.fault.message });
-            log.warn({ fault: obs.fault }, 'observe failed');
-            break;
-          default:
-            assertNever(obs, 'observation');
         }
-      }
+      });
       if (steps.length === 0) continue;
       // Every operation of the level is on disk as pending before any backend call (one transaction).
       const opIds = this.store.transaction(() => steps.map((st) => this.store.beginOperation(st.node.id, st.op, runId)));
