@@ -475,7 +475,8 @@ class FastYaml {
       const r = this.flow(i, end, depth + 1);
       let j = r.next;
       while (this.text[j] === ' ') j++;
-      if (j < end && this.text[j] !== '#') throw BAIL;
+      // A comment must be separated by white space (`]#` is an error for the full parser).
+      if (j < end && (this.text[j] !== '#' || j === r.next)) throw BAIL;
       this.line = l + 1;
       this.noContinuation(n);
       return { value: r.value, pos: r.pos };
@@ -484,7 +485,7 @@ class FastYaml {
       const r = this.quoted(i, end);
       let j = r.next;
       while (this.text[j] === ' ') j++;
-      if (j < end && this.text[j] !== '#') throw BAIL;
+      if (j < end && (this.text[j] !== '#' || j === r.next)) throw BAIL;
       this.line = l + 1;
       this.noContinuation(n);
       return { value: r.value, pos: { o: i, e: r.next, s: c === '"' ? 'QUOTE_DOUBLE' : 'QUOTE_SINGLE' } };

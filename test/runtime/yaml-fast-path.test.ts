@@ -177,7 +177,7 @@ describe('fast path and full parser agree', () => {
       { numRuns: 200 },
     );
     // Both paths must be exercised.
-    expect(fastRuns).toBeGreaterThan(20);
+    expect(fastRuns).toBeGreaterThan(4); // about 14 % of mutations stay on the fast path: > 4 of 200 fails about never
     expect(fastRuns).toBeLessThan(200);
   });
 
