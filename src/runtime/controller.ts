@@ -15,6 +15,7 @@ import type { FieldDiff, NodeProvisioner, Observation, OperationContext, Outputs
 import type { NodeSpecCodec } from './reconciler.ts';
 import { massDeletionLimit, runSteps, withoutIgnored } from './reconciler.ts';
 import type { DriftReport, NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
+import { reverseDependencyOrder, sameDeps, sameOutputs, sameRecord, storedSpec } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 
 /** Watches what the nodes manage; calls `onChange` with the ids whose resources changed. Returns a stop function. */
@@ -616,8 +617,8 @@ export class Controller<S extends NodeSpec> {
   }
 
   private async deleteRecord(r: NodeRecord): Promise<void> {
-    const snapshot = r.snapshot as { spec?: unknown } | null;
-    const spec = snapshot?.spec === undefined ? undefined : this.o.codec.decode(snapshot.spec);
+    const stored = storedSpec(r);
+    const spec = stored === undefined ? undefined : this.o.codec.decode(stored);
     const log = this.o.log.child({ node: r.id, backend: r.backendId });
     if (spec === undefined) {
       log.error('delete refused: the stored spec cannot be read');
@@ -716,51 +717,3 @@ function emptySummary(): { -readonly [K in keyof RunSummary]: RunSummary[K] } {
   return { created: 0, updated: 0, deleted: 0, unchanged: 0, failed: 0, blocked: 0, held: 0, drifted: 0 };
 }
 
-function sameRecord(a: NodeRecord, b: NodeRecord): boolean {
-  return (
-    a.status === b.status &&
-    a.appliedDigest === b.appliedDigest &&
-    a.managed === b.managed &&
-    a.attempts === b.attempts &&
-    a.retryAt === b.retryAt &&
-    a.reason === b.reason &&
-    a.goal === b.goal &&
-    a.backendId === b.backendId &&
-    a.deletionPolicy === b.deletionPolicy &&
-    a.lastFault === b.lastFault &&
-    sameOutputs(a.outputs, b.outputs)
-  );
-}
-
-function sameDeps(a: unknown, b: unknown): boolean {
-  const x = (a ?? []) as readonly unknown[];
-  const y = (b ?? []) as readonly unknown[];
-  if (x.length !== y.length) return false;
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
-  return true;
-}
-
-function sameOutputs(a: Outputs | null, b: Outputs | null): boolean {
-  if (a === b) return true;
-  if (a === null || b === null) return false;
-  const ka = Object.keys(a);
-  if (ka.length !== Object.keys(b).length) return false;
-  for (const k of ka) if (a[k] !== b[k]) return false;
-  return true;
-}
-
-function reverseDependencyOrder(records: readonly NodeRecord[]): NodeRecord[] {
-  const ids = new Set(records.map((r) => r.id));
-  const byId = new Map(records.map((r) => [r.id, r]));
-  const depsOf = (r: NodeRecord): string[] => (((r.snapshot as { deps?: string[] } | null)?.deps ?? []) as string[]).filter((d) => ids.has(d));
-  const seen = new Set<string>();
-  const order: NodeRecord[] = [];
-  const visit = (r: NodeRecord): void => {
-    if (seen.has(r.id)) return;
-    seen.add(r.id);
-    for (const d of depsOf(r)) visit(byId.get(d)!);
-    order.push(r);
-  };
-  for (const r of records) visit(r);
-  return order.reverse();
-}

@@ -19,3 +19,4 @@ export * from './node-machine.ts';
 export * from './sqlite-state-store.ts';
 export * from './controller.ts';
 export * from './artifact-ledger.ts';
+export * from './node-record.ts';

@@ -7,6 +7,8 @@ import type { DesiredNode, NodeId, NodeSpec } from './node-spec.ts';
 import type { FieldDiff, NodeProvisioner, Observation, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import type { DriftReport, NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
 import { assertNever } from './errors.ts';
+import { nodeSnapshotFor } from './node-machine.ts';
+import { reverseDependencyOrder, sameDeps, sameRecord, storedDeps, storedSpec } from './node-record.ts';
 
 /** Turns a domain spec into JSON for the state store and back (to delete a node no longer in the goals). */
 export interface NodeSpecCodec<S extends NodeSpec> {
@@ -192,6 +194,7 @@ export class Reconciler<S extends NodeSpec> {
     const updates: NodeRecord[] = [];
     const put = (node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord> = {}): void => {
       const prev = records.get(node.id);
+      const deps = graph.dependencies(node.id);
       const rec: NodeRecord = {
         id: node.id,
         goal: node.goal,
@@ -205,13 +208,15 @@ export class Reconciler<S extends NodeSpec> {
         attempts: 0,
         retryAt: null,
         reason: null,
-        snapshot: { spec: this.codec.encode(node.spec), deps: graph.dependencies(node.id) },
+        snapshot: null,
         deletionPolicy: node.settings.prune && node.settings.deletionPolicy === 'Delete' ? 'Delete' : 'Orphan',
         updatedAt: this.now(),
         ...patch,
       };
-      records.set(node.id, rec);
-      updates.push(rec);
+      // A node observed as it was recorded writes nothing: a steady pass costs no store write.
+      if (prev !== undefined && sameRecord(prev, rec) && prev.appliedDigest === rec.appliedDigest && sameDeps(storedDeps(prev), deps) && storedSpec(prev) !== undefined) return;
+      records.set(node.id, { ...rec, snapshot: { machine: nodeSnapshotFor(status), spec: this.codec.encode(node.spec), deps } });
+      updates.push(records.get(node.id)!);
     };
 
     for (const level of levels(graph)) {
@@ -355,8 +360,8 @@ export class Reconciler<S extends NodeSpec> {
     const outputs = new Map<NodeId, Outputs>();
     const done: NodeId[] = [];
     for (const r of records) {
-      const snapshot = r.snapshot as { spec?: unknown } | null;
-      const spec = snapshot?.spec === undefined ? undefined : this.codec.decode(snapshot.spec);
+      const stored = storedSpec(r);
+      const spec = stored === undefined ? undefined : this.codec.decode(stored);
       if (spec === undefined) {
         outcomes.set(r.id, { status: 'failed', fault: fault('permanent', 'the stored spec cannot be read; delete it by hand') });
         continue;
@@ -443,22 +448,6 @@ export function levels<S extends NodeSpec>(graph: DesiredGraph<S>): DesiredNode<
   return out;
 }
 
-/** Dependents before their dependencies, from the dependency lists stored with each record. */
-function reverseDependencyOrder(records: NodeRecord[]): NodeRecord[] {
-  const ids = new Set(records.map((r) => r.id));
-  const depsOf = (r: NodeRecord): string[] => ((r.snapshot as { deps?: string[] } | null)?.deps ?? []).filter((d) => ids.has(d));
-  const byId = new Map(records.map((r) => [r.id, r]));
-  const visited = new Set<string>();
-  const order: NodeRecord[] = [];
-  const visit = (r: NodeRecord): void => {
-    if (visited.has(r.id)) return;
-    visited.add(r.id);
-    for (const d of depsOf(r)) visit(byId.get(d)!);
-    order.push(r);
-  };
-  for (const r of records) visit(r);
-  return order.reverse();
-}
 
 function summarise(outcomes: ReadonlyMap<NodeId, NodeOutcome>): RunSummary {
   const s = { ...EMPTY_SUMMARY };

@@ -1,0 +1,69 @@
+import type { Outputs } from './provisioner.ts';
+import type { NodeRecord } from './state-store.ts';
+
+/**
+ * Comparing and ordering stored node records, shared by the one-shot pass
+ * (Reconciler) and the daemon (Controller): a record that did not change is
+ * never written again, and removed nodes are deleted dependents first.
+ */
+
+/** The dependency ids stored with a record (its snapshot), for ordering deletions. */
+export function storedDeps(r: NodeRecord): readonly string[] {
+  return (r.snapshot as { deps?: readonly string[] } | null)?.deps ?? [];
+}
+
+/** The encoded spec stored with a record, needed to delete it once it leaves the goals. */
+export function storedSpec(r: NodeRecord): unknown {
+  return (r.snapshot as { spec?: unknown } | null)?.spec;
+}
+
+/** Equal in everything `status` and the store show (not `updatedAt`, not the snapshot). */
+export function sameRecord(a: NodeRecord, b: NodeRecord): boolean {
+  return (
+    a.status === b.status &&
+    a.appliedDigest === b.appliedDigest &&
+    a.managed === b.managed &&
+    a.attempts === b.attempts &&
+    a.retryAt === b.retryAt &&
+    a.reason === b.reason &&
+    a.goal === b.goal &&
+    a.backendId === b.backendId &&
+    a.deletionPolicy === b.deletionPolicy &&
+    a.lastFault === b.lastFault &&
+    sameOutputs(a.outputs, b.outputs)
+  );
+}
+
+export function sameDeps(a: unknown, b: unknown): boolean {
+  const x = (a ?? []) as readonly unknown[];
+  const y = (b ?? []) as readonly unknown[];
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+export function sameOutputs(a: Outputs | null, b: Outputs | null): boolean {
+  if (a === b) return true;
+  if (a === null || b === null) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (a[k] !== b[k]) return false;
+  return true;
+}
+
+/** Dependents before their dependencies, from the dependency lists stored with each record. */
+export function reverseDependencyOrder(records: readonly NodeRecord[]): NodeRecord[] {
+  const ids = new Set(records.map((r) => r.id));
+  const byId = new Map(records.map((r) => [r.id, r]));
+  const depsOf = (r: NodeRecord): string[] => storedDeps(r).filter((d) => ids.has(d));
+  const seen = new Set<string>();
+  const order: NodeRecord[] = [];
+  const visit = (r: NodeRecord): void => {
+    if (seen.has(r.id)) return;
+    seen.add(r.id);
+    for (const d of depsOf(r)) visit(byId.get(d)!);
+    order.push(r);
+  };
+  for (const r of records) visit(r);
+  return order.reverse();
+}
