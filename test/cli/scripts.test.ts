@@ -1,9 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { SqliteStateStore } from '../../src/runtime/index.ts';
 
 // The real CLI (this Node 24) against a temp goal set and state directory.
@@ -27,8 +27,14 @@ function cli(cwd: string, args: readonly string[]): Promise<{ code: number | nul
   });
 }
 
+const made: string[] = [];
+afterAll(() => {
+  for (const dir of made) rmSync(dir, { recursive: true, force: true });
+});
+
 function projectIn(environment: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'ds-scripts-cli-'));
+  made.push(dir);
   mkdirSync(join(dir, 'goals'));
   writeFileSync(
     join(dir, 'goals/app.yaml'),

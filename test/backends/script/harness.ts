@@ -1,4 +1,5 @@
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { afterAll } from 'vitest';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -10,10 +11,24 @@ import type { Observation, OperationContext, ProvisionResult } from '../../../sr
 
 export const silentLog = pino({ level: 'silent' });
 
+// Every temp project is removed when the test file finishes (stores closed first).
+const made: { dir: string; store: SqliteStateStore }[] = [];
+afterAll(() => {
+  for (const { dir, store } of made) {
+    try {
+      store.close();
+    } catch {
+      // closed by the test already
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 /** A temp project: a state dir whose state.db the backend and the test share, and a root for the scripts. */
 export function project(): { dir: string; store: SqliteStateStore; backend(config?: Record<string, unknown>): InfraBackend; file(name: string, text: string): string } {
   const dir = mkdtempSync(join(tmpdir(), 'ds-script-test-'));
   const store = SqliteStateStore.open({ path: join(dir, 'state.db'), lock: false });
+  made.push({ dir, store });
   return {
     dir,
     store,
