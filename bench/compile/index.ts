@@ -23,23 +23,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { PolicyEngine } from '../../src/infra/index.ts';
+import { seededRng } from '../../src/runtime/index.ts';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const policyModule = join(repoRoot, 'src/infra/policy/index.ts');
 const FILE_NODES = 1000;
 const TYPES = ['local.file', 'local.directory', 'postgres.role', 'postgres.database', 'k8s.configmap', 'aws.s3.bucket'] as const;
 
-/** Deterministic PRNG (mulberry32), so every run compiles the same goals. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG, so every run compiles the same goals. */
+const prng = seededRng;
 
 const idOf = (i: number): string => `${TYPES[i % TYPES.length]!.replace(/\./g, '-')}-${i}`;
 

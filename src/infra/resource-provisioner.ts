@@ -1,5 +1,5 @@
-import { toFault } from '../runtime/index.ts';
-import type { FieldDiff, NodeId, Observation, OperationContext, ProvisionResult } from '../runtime/index.ts';
+import { mapLimit, toFault } from '../runtime/index.ts';
+import type { FieldDiff, Observation, OperationContext, ProvisionResult } from '../runtime/index.ts';
 import type { BackendHealth, BackendNode, InfraBackend } from './backend.ts';
 import type { InfraNodeType } from './spec.ts';
 
@@ -56,20 +56,14 @@ export function resourceBackend(id: string, type: string, provisioner: ResourceP
     id,
     type,
     async observe(nodes, ctx) {
-      const out = new Map<NodeId, Observation>();
-      let next = 0;
-      const worker = async (): Promise<void> => {
-        for (let i = next++; i < nodes.length; i = next++) {
-          const node = nodes[i]!;
-          try {
-            out.set(node.id, await provisioner.observe(node, ctx));
-          } catch (err) {
-            out.set(node.id, { status: 'failed', fault: toFault(err) });
-          }
+      const observed = await mapLimit(nodes, concurrency, async (node): Promise<Observation> => {
+        try {
+          return await provisioner.observe(node, ctx);
+        } catch (err) {
+          return { status: 'failed', fault: toFault(err) };
         }
-      };
-      await Promise.all(Array.from({ length: Math.min(concurrency, nodes.length) }, worker));
-      return out;
+      });
+      return new Map(nodes.map((node, i) => [node.id, observed[i]!]));
     },
     create: (node, ctx) => provision(node, { verb: 'create' }, ctx),
     update: (node, diffs, ctx) => provision(node, { verb: 'update', diffs }, ctx),

@@ -20,3 +20,4 @@ export * from './sqlite-state-store.ts';
 export * from './controller.ts';
 export * from './artifact-ledger.ts';
 export * from './node-record.ts';
+export * from './limit.ts';

@@ -7,6 +7,7 @@ import type { DesiredNode, NodeId, NodeSpec } from './node-spec.ts';
 import type { FieldDiff, NodeProvisioner, Observation, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import type { DriftReport, NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
 import { assertNever } from './errors.ts';
+import { forEachLimit } from './limit.ts';
 import { nodeSnapshotFor } from './node-machine.ts';
 import { reverseDependencyOrder, sameDeps, sameRecord, storedDeps, storedSpec } from './node-record.ts';
 
@@ -509,16 +510,4 @@ export async function runSteps<S extends NodeSpec>(
   };
   await Promise.all([one, many()]);
   return results;
-}
-
-/** Runs `fn` over items with at most `limit` in flight. */
-export async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++]!;
-      await fn(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }

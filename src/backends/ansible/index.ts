@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { allowlistedEnv, tailLines } from '../../infra/index.ts';
 import type { BackendContext, BackendFactory, BackendHealth, BackendNode, InfraBackend } from '../../infra/index.ts';
-import { fault, FaultError, toFault } from '../../runtime/index.ts';
+import { fault, FaultError, mapLimit, toFault } from '../../runtime/index.ts';
 import type { FieldDiff, NodeId, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import { AnsibleClient } from './client.ts';
 import type { AnsiblePlaybookSpec } from './client.ts';
@@ -44,16 +44,8 @@ export class AnsibleBackend implements InfraBackend {
   }
 
   async observe(nodes: readonly BackendNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, Observation>> {
-    const out = new Map<NodeId, Observation>();
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      for (let i = next++; i < nodes.length; i = next++) {
-        const node = nodes[i]!;
-        out.set(node.id, await this.observeOne(node, ctx));
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(OBSERVE_CONCURRENCY, nodes.length) }, worker));
-    return out;
+    const observed = await mapLimit(nodes, OBSERVE_CONCURRENCY, (node) => this.observeOne(node, ctx));
+    return new Map(nodes.map((node, i) => [node.id, observed[i]!]));
   }
 
   private async observeOne(node: BackendNode, ctx: OperationContext): Promise<Observation> {

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { allowlistedEnv } from '../../infra/index.ts';
 import type { BackendContext, BackendFactory, BackendNode, InfraBackend, InfraNodeSpecOf } from '../../infra/index.ts';
-import { fault, FaultError, toFault } from '../../runtime/index.ts';
+import { fault, FaultError, mapLimit, toFault } from '../../runtime/index.ts';
 import type { FieldDiff, NodeId, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import { ExecClient } from './client.ts';
 import { execConfigSchema } from './config.ts';
@@ -41,16 +41,8 @@ export class ExecBackend implements InfraBackend {
   }
 
   async observe(nodes: readonly BackendNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, Observation>> {
-    const out = new Map<NodeId, Observation>();
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      for (let i = next++; i < nodes.length; i = next++) {
-        const node = nodes[i]!;
-        out.set(node.id, await this.observeOne(node, ctx));
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(OBSERVE_CONCURRENCY, nodes.length) }, worker));
-    return out;
+    const observed = await mapLimit(nodes, OBSERVE_CONCURRENCY, (node) => this.observeOne(node, ctx));
+    return new Map(nodes.map((node, i) => [node.id, observed[i]!]));
   }
 
   private async observeOne(node: BackendNode, ctx: OperationContext): Promise<Observation> {

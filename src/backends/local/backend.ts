@@ -11,7 +11,7 @@ import type {
   LocalFileSpec,
   LocalSymlinkSpec,
 } from '../../infra/index.ts';
-import { FaultError, assertNever, fault, toFault } from '../../runtime/index.ts';
+import { FaultError, assertNever, fault, mapLimit, toFault } from '../../runtime/index.ts';
 import type { FieldDiff, NodeId, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import type { AccountTable } from './accounts.ts';
 import { lookupId } from './accounts.ts';
@@ -34,7 +34,6 @@ import type { NodePath, ReadPolicy } from './client.ts';
 import type { LocalConfig } from './config.ts';
 import { OBSERVE_PARALLELISM } from './config.ts';
 import { fsFault, wrongKind } from './errors.ts';
-import { mapLimit } from './limit.ts';
 import { observeDirectory, observeFile, observeSymlink } from './observe.ts';
 import type { ActualEntry, FileExpectation } from './observe.ts';
 import { lexicalPath, parseMode } from './paths.ts';

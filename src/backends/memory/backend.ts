@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { BackendContext, BackendHealth, BackendNode, ChangeListener, InfraBackend, InfraNodeSpec } from '../../infra/index.ts';
-import { FaultError, fault, stableStringify } from '../../runtime/index.ts';
+import { FaultError, fault, seededRng, stableStringify } from '../../runtime/index.ts';
 import type { FieldDiff, NodeId, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import type { MemoryConfig, MemoryOp } from './config.ts';
-import { FaultInjector, seededRandom } from './faults.ts';
+import { FaultInjector } from './faults.ts';
 import { diffFields } from './observe.ts';
 
 /** One resource held by the memory backend. */
@@ -66,8 +66,8 @@ export class MemoryBackend implements InfraBackend {
     this.id = ctx.id;
     this.log = ctx.log;
     this.latency = config.latencyMs;
-    this.random = seededRandom(config.seed);
-    this.injector = new FaultInjector(config.faults, seededRandom(config.seed ^ 0x5bd1e995));
+    this.random = seededRng(config.seed);
+    this.injector = new FaultInjector(config.faults, seededRng(config.seed ^ 0x5bd1e995));
   }
 
   /** Compares each stored spec with the desired one: canonical JSON first, field by field only when they differ. */

@@ -2,17 +2,6 @@ import { fault } from '../../runtime/index.ts';
 import type { Fault } from '../../runtime/index.ts';
 import type { FaultRule, MemoryOp } from './config.ts';
 
-/** A small, seeded PRNG (mulberry32): same seed, same sequence. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Matches a node id against an exact id or a glob (`*`, `?`). */
 export function nodeMatcher(pattern: string | undefined): (id: string) => boolean {
