@@ -112,6 +112,7 @@ export class Reconciler<S extends NodeSpec> {
     const entries = new Map<NodeId, PlanEntry>();
     const outputs = new Map<NodeId, Outputs>();
     const stored = this.store.listNodes();
+    const byId = new Map(stored.map((r) => [r.id, r]));
     for (const r of stored) if (r.outputs !== null) outputs.set(r.id, r.outputs);
     const willChange = new Set<NodeId>();
     for (const level of levels(graph)) {
@@ -126,7 +127,7 @@ export class Reconciler<S extends NodeSpec> {
           entry({ action: 'blocked', reason: gate.reason });
           continue;
         }
-        const record = this.store.getNode(node.id);
+        const record = byId.get(node.id);
         if (record?.status === 'held' && record.appliedDigest === node.spec.digest) {
           entry({ action: 'held', reason: record.reason ?? 'held by the fault policy' });
           continue;
@@ -339,6 +340,11 @@ export class Reconciler<S extends NodeSpec> {
   }
 
   /** Removed nodes split into to-delete (managed, prune + Delete) and to-orphan, with the mass-deletion guard. */
+  /** Ids `apply` would delete (removed from the goals, prune + Delete), without observing anything. */
+  plannedDeletions(graph: DesiredGraph<S>, options: PassOptions): NodeId[] {
+    return this.deletions(graph, this.store.listNodes(), options).toDelete.map((r) => r.id);
+  }
+
   private deletions(
     graph: DesiredGraph<S>,
     stored: readonly NodeRecord[],

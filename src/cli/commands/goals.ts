@@ -72,8 +72,9 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     const commit = await goalsCommit(ctx.goalsDir);
     let allowDeletions = options.yes;
     if (!allowDeletions) {
-      const planned = (await reconciler.plan(c.graph, { signal: abort.signal, gates: c.loaded.result.gates, allowMassDeletion: options.allowMassDeletion })).filter((e) => e.planned.action === 'delete');
-      if (planned.length > 0) allowDeletions = await confirmDeletes(ctx, planned.map((e) => e.id));
+      // What would be deleted is known from the store alone: no need to observe anything to ask.
+      const planned = reconciler.plannedDeletions(c.graph, { signal: abort.signal, gates: c.loaded.result.gates, allowMassDeletion: options.allowMassDeletion });
+      if (planned.length > 0) allowDeletions = await confirmDeletes(ctx, planned);
     }
     const result = await reconciler.apply(c.graph, { signal: abort.signal, gates: c.loaded.result.gates, commit, trigger: 'apply', allowDeletions, allowMassDeletion: options.allowMassDeletion });
     const s = result.summary;
