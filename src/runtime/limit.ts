@@ -16,3 +16,22 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
 export async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
   await mapLimit(items, limit, fn);
 }
+
+/**
+ * Runs tasks that share a key one after another, and tasks with different
+ * keys in parallel (for example statements that update the same catalog row).
+ */
+export class KeyedSerializer {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  run<T>(key: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.tails.get(key) ?? Promise.resolve();
+    const result = previous.then(task);
+    const tail = result.catch(() => undefined);
+    this.tails.set(key, tail);
+    void tail.then(() => {
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    });
+    return result;
+  }
+}

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { resolveSecret } from '../../infra/index.ts';
 import type { BackendContext, BackendHealth, BackendNode, InfraBackend } from '../../infra/index.ts';
-import { fault, FaultError } from '../../runtime/index.ts';
+import { fault, FaultError, KeyedSerializer } from '../../runtime/index.ts';
 import type { FieldDiff, NodeId, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import { PgClient } from './client.ts';
 import type { PostgresConfig } from './config.ts';
@@ -30,6 +30,7 @@ export class PostgresBackend implements InfraBackend {
   private readonly ctx: BackendContext;
   private readonly roles = roleHandler();
   private readonly handlers: Handlers;
+  private readonly privileges = new KeyedSerializer();
 
   constructor(config: PostgresConfig, ctx: BackendContext) {
     this.id = ctx.id;
@@ -175,7 +176,10 @@ export class PostgresBackend implements InfraBackend {
     const pg = this.pgNode(node);
     if (pg === undefined) return { status: 'failed', fault: unsupported(node) };
     try {
-      const outputs = await run(this.handler(pg.spec.type), pg, this.kindContext(ctx));
+      const go = (): Promise<Outputs> => run(this.handler(pg.spec.type), pg, this.kindContext(ctx));
+      // Two GRANTs on one object from two sessions update the same ACL row: PostgreSQL fails one
+      // with "tuple concurrently updated". Privilege changes within a database go one at a time.
+      const outputs = pg.spec.type === 'postgres.grant' ? await this.privileges.run(pg.spec.database, go) : await go();
       ctx.log.debug({ node: node.id, kind: pg.spec.type, op }, 'provisioned');
       return { status: 'done', outputs };
     } catch (err) {

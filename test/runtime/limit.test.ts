@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { forEachLimit, KeyedSerializer, mapLimit } from '../../src/runtime/index.ts';
+
+const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 1));
+
+describe('mapLimit / forEachLimit', () => {
+  it.each([
+    { name: 'fewer items than the limit', n: 3, limit: 10 },
+    { name: 'more items than the limit', n: 50, limit: 4 },
+    { name: 'a limit of one runs them in order', n: 5, limit: 1 },
+  ])('$name: results in input order, never more than the limit in flight', async ({ n, limit }) => {
+    let inFlight = 0;
+    let peak = 0;
+    const out = await mapLimit(Array.from({ length: n }, (_, i) => i), limit, async (x) => {
+      peak = Math.max(peak, ++inFlight);
+      await tick();
+      inFlight--;
+      return x * 2;
+    });
+    expect(out).toEqual(Array.from({ length: n }, (_, i) => i * 2));
+    expect(peak).toBeLessThanOrEqual(limit);
+  });
+
+  it('forEachLimit visits every item once', async () => {
+    const seen: number[] = [];
+    await forEachLimit([1, 2, 3, 4], 2, async (x) => {
+      await tick();
+      seen.push(x);
+    });
+    expect(seen.sort()).toEqual([1, 2, 3, 4]);
+  });
+});
+
+describe('KeyedSerializer', () => {
+  it('runs tasks of one key one after another, other keys alongside, and survives a failure', async () => {
+    const q = new KeyedSerializer();
+    const log: string[] = [];
+    const task = (name: string, fail = false) => async (): Promise<string> => {
+      log.push(`start ${name}`);
+      await tick();
+      log.push(`end ${name}`);
+      if (fail) throw new Error(name);
+      return name;
+    };
+    const results = await Promise.allSettled([q.run('a', task('a1', true)), q.run('a', task('a2')), q.run('b', task('b1'))]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled', 'fulfilled']);
+    // a2 starts only after a1 ended; b1 ran alongside a1.
+    expect(log.indexOf('start a2')).toBeGreaterThan(log.indexOf('end a1'));
+    expect(log.indexOf('start b1')).toBeLessThan(log.indexOf('end a1'));
+  });
+});
