@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { envelopeSchema, goalDocumentSchema, nodeDeclarationSchema } from '../runtime/index.ts';
-import { backendDocumentSchema, INFRA_NODE_TYPES, specSchemas } from '../infra/index.ts';
+import { backendDocumentSchema, INFRA_NODE_TYPES, policyDocumentSchema, specSchemas } from '../infra/index.ts';
 
 /**
  * The goal format as JSON Schema, generated from the same zod definitions the
@@ -18,12 +18,12 @@ export function goalJsonSchema(extra: { policySchema?: z.ZodType | undefined } =
   const goal = goalDocumentSchema.extend({
     spec: goalDocumentSchema.shape.spec.extend({ nodes: z.array(node).default([]).describe('The nodes of this goal.') }),
   }).describe('A Goal: the nodes a team wants to exist.');
-  const policy = extra.policySchema ?? envelopeSchema.extend({ kind: z.literal('Policy') });
+  const policy = extra.policySchema ?? policyDocumentSchema.describe('A Policy: constraints enforced on every node before anything is provisioned.');
   const document = z.union([goal, backendDocumentSchema.describe('A Backend: a configured backend instance.'), policy]);
   const schema = z.toJSONSchema(document, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' });
   return {
     ...schema,
-    $id: 'https://desiredstate.dev/schema/goal-v1.json',
+    $id: 'urn:desiredstate:schema:goal:v1',
     title: 'desiredstate goal file (desiredstate/v1)',
   };
 }
