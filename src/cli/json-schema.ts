@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { envelopeSchema, goalDocumentSchema, nodeDeclarationSchema } from '../runtime/index.ts';
+import { goalDocumentSchema, nodeDeclarationSchema } from '../runtime/index.ts';
 import { backendDocumentSchema, INFRA_NODE_TYPES, policyDocumentSchema, specSchemas } from '../infra/index.ts';
 
 /**
