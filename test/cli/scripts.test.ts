@@ -32,7 +32,7 @@ afterAll(() => {
   for (const dir of made) rmSync(dir, { recursive: true, force: true });
 });
 
-function projectIn(environment: string): string {
+function projectIn(environment: string, config = '{ root: root }'): string {
   const dir = mkdtempSync(join(tmpdir(), 'ds-scripts-cli-'));
   made.push(dir);
   mkdirSync(join(dir, 'goals'));
@@ -43,7 +43,7 @@ kind: Backend
 metadata: { name: scripts }
 spec:
   type: script
-  config: { root: root }
+  config: ${config}
 ---
 apiVersion: desiredstate/v1
 kind: Goal
@@ -96,6 +96,16 @@ describe.skipIf(!hasJq)('desiredstate scripts', () => {
     expect(trust.scripts[0]!.lower).toBeCloseTo(Math.sqrt(0.05), 6);
     const text = (await cli(dir, ['scripts', 'trust'])).stdout;
     expect(text).toMatch(/SCRIPT\s+KIND\s+SUCCESSES\s+FAILURES\s+MEAN\s+P5\s+GATE/);
+  });
+
+  it('scripts trust shows the bar the goals configure on their script backend', async () => {
+    const dir = projectIn('dev', '{ root: root, trust: { bar: 0.5, quantile: 0.05 } }');
+    await cli(dir, ['plan']);
+    const trust = json((await cli(dir, ['scripts', 'trust', '--format', 'json'])).stdout) as { bar: number; scripts: unknown[] };
+    expect(trust.bar).toBe(0.5);
+    expect(trust.scripts).toHaveLength(1);
+    // --bar still wins over the configured one.
+    expect((json((await cli(dir, ['scripts', 'trust', '--bar', '0.9', '--format', 'json'])).stdout) as { bar: number }).bar).toBe(0.9);
   });
 
   it('in prod below the bar: approve-run grants exactly one run; trusted scripts then run alone', async () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { DEFAULT_TRUST_POLICY, gateLabel, standingOf } from '../../infra/index.ts';
 import type { ScriptStanding, TrustPolicy } from '../../infra/index.ts';
 import type { ArtifactLedger, ArtifactRecord, SqliteStateStore } from '../../runtime/index.ts';
-import { openStore } from '../context.ts';
+import { compileGoals, openStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { table } from '../format.ts';
 import { EXIT, UsageError } from '../usage.ts';
@@ -96,11 +96,11 @@ function reviewer(ctx: CliContext, by: string | undefined): string {
   }
 }
 
-export function scripts(ctx: CliContext, sub: string | undefined, options: ScriptsOptions): number {
+export async function scripts(ctx: CliContext, sub: string | undefined, options: ScriptsOptions): Promise<number> {
   if (sub === undefined || !(SCRIPT_SUBCOMMANDS as readonly string[]).includes(sub)) {
     throw new UsageError(`scripts needs a subcommand: ${SCRIPT_SUBCOMMANDS.join(', ')}`);
   }
-  const policy = options.policy ?? DEFAULT_TRUST_POLICY;
+  const policy = options.policy ?? (await configuredTrust(ctx)) ?? DEFAULT_TRUST_POLICY;
   const json = ctx.format === 'json';
   const mode = sub === 'approve' || sub === 'reject' || sub === 'approve-run' ? 'write' : 'read';
   try {
@@ -200,4 +200,19 @@ function print(ctx: CliContext, value: unknown): number {
 function lines(ctx: CliContext, out: readonly string[]): number {
   for (const l of out) ctx.out(l);
   return EXIT.ok;
+}
+
+/**
+ * The trust bar the goals configure on their script backends (`config.trust`),
+ * so that `scripts trust` shows the gate the daemon applies. With several,
+ * the strictest; without goals (or when they do not compile), none.
+ */
+async function configuredTrust(ctx: CliContext): Promise<TrustPolicy | undefined> {
+  if (!existsSync(ctx.goalsDir)) return undefined;
+  const loaded = await compileGoals(ctx).catch(() => undefined);
+  const bars = [...(loaded?.factory.backends.values() ?? [])]
+    .filter((b) => b.type === 'script')
+    .map((b) => (b.config as { trust?: TrustPolicy }).trust)
+    .filter((t): t is TrustPolicy => t !== undefined);
+  return bars.sort((a, b) => b.bar - a.bar)[0];
 }
