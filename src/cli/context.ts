@@ -77,6 +77,20 @@ export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: 
   return SqliteStateStore.open({ path: join(ctx.stateDir, 'state.db'), lock: options.lock, readonly: options.readonly ?? false });
 }
 
+/**
+ * Runs `fn` on the state store without the daemon's lock (status, drift,
+ * retry and scripts work while it runs); undefined when there is no state yet.
+ */
+export function withStateStore<T>(ctx: CliContext, mode: 'read' | 'write', fn: (store: SqliteStateStore) => T): T | undefined {
+  if (!existsSync(join(ctx.stateDir, 'state.db'))) return undefined;
+  const store = openStore(ctx, { lock: false, readonly: mode === 'read' });
+  try {
+    return fn(store);
+  } finally {
+    store.close();
+  }
+}
+
 /** Builds the configured backend instances and the dispatcher over them. */
 export function provisioner(ctx: CliContext, loaded: LoadedGoals): { provisioner: InfraNodeProvisioner; backends: Map<string, InfraBackend>; close: () => Promise<void> } {
   const backends = registry().instantiate([...loaded.factory.backends.values()], { cwd: ctx.cwd, log: ctx.log, stateDir: ctx.stateDir, env: ctx.env });

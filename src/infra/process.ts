@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { z } from 'zod';
 
 /**
  * Runs external programs for backends that wrap a tool (ansible, exec …):
@@ -163,6 +164,14 @@ export function tailLines(text: string, maxLines = 10, maxChars = 2000): string 
     .filter((l) => l !== '');
   const tail = lines.slice(-maxLines).join('\n');
   return tail.length > maxChars ? `…${tail.slice(tail.length - maxChars + 1)}` : tail;
+}
+
+/** An environment variable name (a secret's `fromEnv`, an allowlist entry). */
+export const envNameSchema = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name');
+
+/** A backend's environment allowlist: the daemon's variables its processes see; nothing else is. */
+export function envAllowlistSchema(what: string) {
+  return z.array(envNameSchema).default(['PATH', 'HOME', 'LANG']).describe(`Names of the daemon's environment variables passed to ${what}; nothing else is.`);
 }
 
 /** Picks the allowlisted variables out of an environment (absent names are skipped). */

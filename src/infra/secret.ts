@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { DesiredStateError, ErrorCodes } from '../runtime/index.ts';
+import { envNameSchema } from './process.ts';
 
 /**
  * A secret is never written inline: it names where the value lives. The
@@ -11,7 +12,7 @@ import { DesiredStateError, ErrorCodes } from '../runtime/index.ts';
  */
 export const secretRefSchema = z.union(
   [
-    z.strictObject({ fromEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name') }),
+    z.strictObject({ fromEnv: envNameSchema }),
     z.strictObject({ fromFile: z.string().min(1) }),
   ],
   {

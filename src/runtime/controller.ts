@@ -15,7 +15,7 @@ import type { FieldDiff, NodeProvisioner, Observation, OperationContext, Outputs
 import type { NodeSpecCodec } from './reconciler.ts';
 import { massDeletionLimit, runSteps, withoutIgnored } from './reconciler.ts';
 import type { DriftReport, NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
-import { reverseDependencyOrder, sameDeps, sameOutputs, sameRecord, storedSpec } from './node-record.ts';
+import { carriedRecord, reverseDependencyOrder, sameDeps, sameOutputs, sameRecord, storedSpec } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 
 /** Watches what the nodes manage; calls `onChange` with the ids whose resources changed. Returns a stop function. */
@@ -648,24 +648,7 @@ export class Controller<S extends NodeSpec> {
 
   private put(node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord>): void {
     const prev = this.records.get(node.id);
-    const rec: NodeRecord = {
-      id: node.id,
-      goal: node.goal,
-      type: node.spec.type,
-      backendId: node.spec.backendId,
-      status,
-      appliedDigest: prev?.appliedDigest ?? null,
-      outputs: prev?.outputs ?? null,
-      managed: prev?.managed ?? false,
-      lastFault: prev?.lastFault ?? null,
-      attempts: prev?.attempts ?? 0,
-      retryAt: prev?.retryAt ?? null,
-      reason: prev?.reason ?? null,
-      snapshot: prev?.snapshot ?? null,
-      deletionPolicy: node.settings.prune && node.settings.deletionPolicy === 'Delete' ? 'Delete' : 'Orphan',
-      updatedAt: prev?.updatedAt ?? this.o.clock.now(),
-      ...patch,
-    };
+    const rec: NodeRecord = { ...carriedRecord(node, status, prev, this.o.clock.now()), ...patch };
     const snapshot = prev?.snapshot as { spec?: unknown; deps?: unknown } | null | undefined;
     const deps = this.graph?.dependencies(node.id) ?? [];
     if (prev !== undefined && sameRecord(prev, rec) && sameDeps(snapshot?.deps, deps)) return; // steady state writes nothing

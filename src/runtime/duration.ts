@@ -29,3 +29,6 @@ export const durationSchema = z
     }
     return ms;
   });
+
+/** A duration string ("30s") or a whole number of milliseconds, yielding milliseconds: for config timeouts. */
+export const durationOrMsSchema = z.union([durationSchema, z.number().int().positive()]);

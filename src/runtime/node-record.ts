@@ -1,11 +1,38 @@
+import type { DesiredNode, NodeSettings, NodeSpec } from './node-spec.ts';
 import type { Outputs } from './provisioner.ts';
-import type { NodeRecord } from './state-store.ts';
+import type { NodeRecord, NodeStatus } from './state-store.ts';
 
 /**
  * Comparing and ordering stored node records, shared by the one-shot pass
  * (Reconciler) and the daemon (Controller): a record that did not change is
  * never written again, and removed nodes are deleted dependents first.
  */
+
+/** What a record keeps of the deletion policy: `Delete` only when the goal prunes. */
+export function storedDeletionPolicy(settings: NodeSettings): NodeRecord['deletionPolicy'] {
+  return settings.prune && settings.deletionPolicy === 'Delete' ? 'Delete' : 'Orphan';
+}
+
+/** A node's record in `status`: identity from the node, every other field carried over from `prev`. */
+export function carriedRecord<S extends NodeSpec>(node: DesiredNode<S>, status: NodeStatus, prev: NodeRecord | undefined, now: number): NodeRecord {
+  return {
+    id: node.id,
+    goal: node.goal,
+    type: node.spec.type,
+    backendId: node.spec.backendId,
+    status,
+    appliedDigest: prev?.appliedDigest ?? null,
+    outputs: prev?.outputs ?? null,
+    managed: prev?.managed ?? false,
+    lastFault: prev?.lastFault ?? null,
+    attempts: prev?.attempts ?? 0,
+    retryAt: prev?.retryAt ?? null,
+    reason: prev?.reason ?? null,
+    snapshot: prev?.snapshot ?? null,
+    deletionPolicy: storedDeletionPolicy(node.settings),
+    updatedAt: prev?.updatedAt ?? now,
+  };
+}
 
 /** The dependency ids stored with a record (its snapshot), for ordering deletions. */
 export function storedDeps(r: NodeRecord): readonly string[] {

@@ -9,7 +9,7 @@ import type { DriftReport, NodeRecord, NodeStatus, RunSummary, StateStore } from
 import { assertNever } from './errors.ts';
 import { forEachLimit } from './limit.ts';
 import { nodeSnapshotFor } from './node-machine.ts';
-import { reverseDependencyOrder, sameDeps, sameRecord, storedDeps, storedSpec } from './node-record.ts';
+import { carriedRecord, reverseDependencyOrder, sameDeps, sameRecord, storedDeps, storedSpec } from './node-record.ts';
 
 /** Turns a domain spec into JSON for the state store and back (to delete a node no longer in the goals). */
 export interface NodeSpecCodec<S extends NodeSpec> {
@@ -197,21 +197,15 @@ export class Reconciler<S extends NodeSpec> {
     const put = (node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord> = {}): void => {
       const prev = records.get(node.id);
       const deps = graph.dependencies(node.id);
+      // A pass starts each node afresh (faults, retries and reasons come from this pass), keeping what it knows.
       const rec: NodeRecord = {
-        id: node.id,
-        goal: node.goal,
-        type: node.spec.type,
-        backendId: node.spec.backendId,
-        status,
-        appliedDigest: prev?.appliedDigest ?? null,
+        ...carriedRecord(node, status, prev, this.now()),
         outputs: outputs.get(node.id) ?? prev?.outputs ?? null,
-        managed: prev?.managed ?? false,
         lastFault: null,
         attempts: 0,
         retryAt: null,
         reason: null,
         snapshot: null,
-        deletionPolicy: node.settings.prune && node.settings.deletionPolicy === 'Delete' ? 'Delete' : 'Orphan',
         updatedAt: this.now(),
         ...patch,
       };

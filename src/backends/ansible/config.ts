@@ -1,19 +1,14 @@
 import { z } from 'zod';
-import { durationSchema } from '../../runtime/index.ts';
-
-const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name');
+import { envAllowlistSchema } from '../../infra/index.ts';
+import { durationOrMsSchema } from '../../runtime/index.ts';
 
 /** Backend `config` for `type: ansible`. Strict: an unknown field is an error. */
 export const ansibleConfigSchema = z.strictObject({
   ansiblePlaybook: z.string().min(1).default('ansible-playbook').describe('The ansible-playbook program (looked up on PATH unless it has a slash).'),
-  timeout: z
-    .union([durationSchema, z.number().int().positive()])
+  timeout: durationOrMsSchema
     .default(600_000)
     .describe('Per run: a duration such as "10m", or milliseconds. The whole process group is killed when it expires.'),
-  env: z
-    .array(envName)
-    .default(['PATH', 'HOME', 'LANG'])
-    .describe("Names of the daemon's environment variables passed to ansible-playbook (SSH_AUTH_SOCK, for example); nothing else is."),
+  env: envAllowlistSchema('ansible-playbook (SSH_AUTH_SOCK, for example)'),
   cwd: z.string().min(1).optional().describe("Working directory; playbook and inventory paths resolve against it (default: the daemon's)."),
   stdoutCallback: z
     .string()

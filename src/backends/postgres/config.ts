@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { secretRefSchema } from '../../infra/index.ts';
-import { durationSchema } from '../../runtime/index.ts';
+import { durationOrMsSchema } from '../../runtime/index.ts';
 
 export const SSL_MODES = ['disable', 'prefer', 'require', 'verify-full'] as const;
 export type SslMode = (typeof SSL_MODES)[number];
@@ -16,8 +16,7 @@ export const postgresConfigSchema = z.strictObject({
     .enum(SSL_MODES)
     .default('prefer')
     .describe('disable; prefer (TLS when offered, unverified); require (TLS, unverified); verify-full (TLS, certificate and host name verified).'),
-  connectTimeout: z
-    .union([durationSchema, z.number().int().positive()])
+  connectTimeout: durationOrMsSchema
     .default(5_000)
     .describe('How long to wait for a connection: a duration such as "5s", or milliseconds.'),
   poolSize: z.number().int().min(1).max(100).default(5).describe('Connections per database pool.'),

@@ -1,11 +1,9 @@
 import { z } from 'zod';
-import { trustPolicySchema } from '../../infra/index.ts';
-import { durationSchema } from '../../runtime/index.ts';
+import { envAllowlistSchema, trustPolicySchema } from '../../infra/index.ts';
+import { durationOrMsSchema } from '../../runtime/index.ts';
 
-const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name');
 const timeout = (ms: number, what: string) =>
-  z
-    .union([durationSchema, z.number().int().positive()])
+  durationOrMsSchema
     .default(ms)
     .describe(`${what}: a duration such as "30s", or milliseconds. The process group is killed when it expires.`);
 
@@ -30,10 +28,7 @@ export const scriptConfigSchema = z.strictObject({
   generator: generatorConfigSchema.default({ type: 'template' }).describe('Where scripts come from (default: the built-in templates).'),
   timeout: timeout(60_000, 'Per script run'),
   maxOutputBytes: z.number().int().positive().default(1024 * 1024).describe('Largest stdout accepted from a script.'),
-  env: z
-    .array(envName)
-    .default(['PATH', 'HOME', 'LANG'])
-    .describe("Names of the daemon's environment variables passed to scripts and the generator; nothing else is."),
+  env: envAllowlistSchema('scripts and the generator'),
   trust: trustPolicySchema.default({ bar: 0.94, quantile: 0.05 }).describe('When a reviewed script runs without a per-run approval.'),
   requireApprovalBelowTrust: z
     .array(z.string().min(1))

@@ -1,10 +1,9 @@
 import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { join } from 'node:path';
 import { DEFAULT_TRUST_POLICY, gateLabel, standingOf } from '../../infra/index.ts';
 import type { ScriptStanding, TrustPolicy } from '../../infra/index.ts';
 import type { ArtifactLedger, ArtifactRecord, SqliteStateStore } from '../../runtime/index.ts';
-import { compileGoals, openStore } from '../context.ts';
+import { compileGoals, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { table } from '../format.ts';
 import { EXIT, UsageError } from '../usage.ts';
@@ -31,16 +30,6 @@ class NotFound extends Error {}
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 const short = (hash: string): string => hash.slice(0, 12);
-
-function withStore<T>(ctx: CliContext, mode: 'read' | 'write', fn: (store: SqliteStateStore) => T): T | undefined {
-  if (!existsSync(join(ctx.stateDir, 'state.db'))) return undefined;
-  const store = openStore(ctx, { lock: false, readonly: mode === 'read' });
-  try {
-    return fn(store);
-  } finally {
-    store.close();
-  }
-}
 
 function resolveHash(ledger: ArtifactLedger, prefix: string | undefined): ArtifactRecord {
   if (prefix === undefined) throw new UsageError('a script hash (or a prefix of at least 6 characters) is required');
@@ -104,7 +93,7 @@ export async function scripts(ctx: CliContext, sub: string | undefined, options:
   const json = ctx.format === 'json';
   const mode = sub === 'approve' || sub === 'reject' || sub === 'approve-run' ? 'write' : 'read';
   try {
-    const result = withStore(ctx, mode, (store) => run(ctx, store, sub as ScriptSubcommand, options, policy, json));
+    const result = withStateStore(ctx, mode, (store) => run(ctx, store, sub as ScriptSubcommand, options, policy, json));
     if (result === undefined) {
       if (mode === 'write') {
         process.stderr.write('no state yet: no script has been generated\n');

@@ -1,27 +1,13 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { parseDuration } from '../../runtime/index.ts';
-import type { StateStore } from '../../runtime/index.ts';
-import { openStore } from '../context.ts';
+import { withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { formatDiff, table } from '../format.ts';
 import { EXIT, UsageError } from '../usage.ts';
 
-/** Opens the store without the daemon's lock (these commands work while it runs). */
-function withStore<T>(ctx: CliContext, fn: (store: StateStore) => T, mode: 'read' | 'write' = 'read'): T | undefined {
-  if (!existsSync(join(ctx.stateDir, 'state.db'))) return undefined;
-  const store = openStore(ctx, { lock: false, readonly: mode === 'read' });
-  try {
-    return fn(store);
-  } finally {
-    store.close();
-  }
-}
-
 const iso = (ms: number | null): string => (ms === null ? '-' : new Date(ms).toISOString());
 
 export function status(ctx: CliContext): number {
-  const result = withStore(ctx, (store) => ({ nodes: store.listNodes(), goalErrors: store.getMeta('goal-errors') ?? null }));
+  const result = withStateStore(ctx, 'read', (store) => ({ nodes: store.listNodes(), goalErrors: store.getMeta('goal-errors') ?? null }));
   if (result === undefined) {
     ctx.out(ctx.format === 'json' ? JSON.stringify({ nodes: [], goalErrors: null }) : 'no state yet: run `desiredstate apply` or `desiredstate run`');
     return EXIT.ok;
@@ -52,7 +38,7 @@ export function drift(ctx: CliContext, options: { since: string | undefined; nod
     else if (!Number.isNaN(abs)) since = abs;
     else throw new UsageError(`--since takes a duration such as 1h or a timestamp (got "${options.since}")`);
   }
-  const reports = withStore(ctx, (store) => store.listDrift({ since, node: options.node })) ?? [];
+  const reports = withStateStore(ctx, 'read', (store) => store.listDrift({ since, node: options.node })) ?? [];
   if (ctx.format === 'json') {
     ctx.out(JSON.stringify({ reports }, null, 2));
     return EXIT.ok;
@@ -66,7 +52,7 @@ export function drift(ctx: CliContext, options: { since: string | undefined; nod
 }
 
 export function history(ctx: CliContext): number {
-  const runs = withStore(ctx, (store) => store.listRuns(50)) ?? [];
+  const runs = withStateStore(ctx, 'read', (store) => store.listRuns(50)) ?? [];
   if (ctx.format === 'json') {
     ctx.out(JSON.stringify({ runs }, null, 2));
     return EXIT.ok;
@@ -86,7 +72,7 @@ export function history(ctx: CliContext): number {
  */
 export async function retry(ctx: CliContext, node: string | undefined): Promise<number> {
   if (node === undefined) throw new UsageError('retry needs a node id: desiredstate retry NODE');
-  const daemon = withStore(ctx, (store) => store.getMeta('daemon.listen') ?? null) ?? null;
+  const daemon = withStateStore(ctx, 'read', (store) => store.getMeta('daemon.listen') ?? null) ?? null;
   if (daemon !== null) {
     try {
       const res = await fetch(`http://${daemon}/retry/${encodeURIComponent(node)}`, { method: 'POST', signal: AbortSignal.timeout(5000) });
@@ -102,17 +88,13 @@ export async function retry(ctx: CliContext, node: string | undefined): Promise<
       // No daemon answering at the recorded address (it was killed): fall back to the store.
     }
   }
-  const found = withStore(
-    ctx,
-    (store) => {
-      const r = store.getNode(node);
-      if (r === undefined) return false;
-      store.putNodes([{ ...r, status: 'pending', attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator' }]);
-      store.appendEvent({ at: Date.now(), node, kind: 'operator-retry', data: { previous: r.status } });
-      return true;
-    },
-    'write',
-  );
+  const found = withStateStore(ctx, 'write', (store) => {
+    const r = store.getNode(node);
+    if (r === undefined) return false;
+    store.putNodes([{ ...r, status: 'pending', attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator' }]);
+    store.appendEvent({ at: Date.now(), node, kind: 'operator-retry', data: { previous: r.status } });
+    return true;
+  });
   if (found !== true) {
     process.stderr.write(`unknown node "${node}"\n`);
     return EXIT.failed;
