@@ -38,6 +38,12 @@ export interface InfraBackend {
   createMany?(nodes: readonly BackendNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, ProvisionResult>>;
   /** Corrects the fields in `diffs` (and anything else that differs). */
   update(node: BackendNode, diffs: readonly FieldDiff[], ctx: OperationContext): Promise<ProvisionResult>;
+  /**
+   * Optional batch update (one transaction for 100 `ALTER ROLE`s, one
+   * filesystem flush for 1,000 rewritten files). Same contract as `update`
+   * for each node; one entry per node given.
+   */
+  updateMany?(items: readonly BackendUpdate[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, ProvisionResult>>;
   /** Deletes the resource; absent is success. */
   delete(node: BackendNode, ctx: OperationContext): Promise<ProvisionResult>;
   /** Cheap reachability check. */
@@ -46,6 +52,12 @@ export interface InfraBackend {
   watch?(nodes: readonly BackendNode[], onChange: ChangeListener, log: Logger): () => void;
   /** Releases connections and watchers. */
   close(): Promise<void>;
+}
+
+/** One update of a batch, as a backend receives it (references resolved). */
+export interface BackendUpdate {
+  readonly node: BackendNode;
+  readonly diffs: readonly FieldDiff[];
 }
 
 /** What a backend implementation gets at construction. */

@@ -1,6 +1,6 @@
 import { fault, forEachLimit, hasReferences, resolveReferences, toFault } from '../runtime/index.ts';
-import type { FieldDiff, NodeId, NodeProvisioner, Observation, OperationContext, ProvisionResult } from '../runtime/index.ts';
-import type { InfraBackend } from './backend.ts';
+import type { Fault, FieldDiff, NodeId, NodeProvisioner, Observation, OperationContext, ProvisionResult, UpdateRequest } from '../runtime/index.ts';
+import type { BackendUpdate, InfraBackend } from './backend.ts';
 import type { InfraDesiredNodeSpec, InfraNode } from './desired.ts';
 import { SECRET_MASK } from './secret.ts';
 import { secretFields } from './spec.ts';
@@ -74,51 +74,87 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
    * offers it (and has more than one node to create); every other node gets
    * its own `create`, at most `concurrency` at a time.
    */
-  async createMany(nodes: readonly InfraNode[], ctx: OperationContext, concurrency: number): Promise<ReadonlyMap<NodeId, ProvisionResult>> {
-    const out = new Map<NodeId, ProvisionResult>();
-    const batches = new Map<InfraBackend, InfraNode[]>();
-    const single: InfraNode[] = [];
-    for (const node of nodes) {
-      const backend = this.backends.get(node.spec.backendId);
-      if (backend?.createMany === undefined) {
-        single.push(node);
-        continue;
-      }
-      const resolved = this.resolve(node, ctx);
-      if ('fault' in resolved) {
-        out.set(node.id, { status: 'failed', fault: resolved.fault });
-        continue;
-      }
-      let group = batches.get(backend);
-      if (group === undefined) batches.set(backend, (group = []));
-      group.push(resolved.node);
-    }
-    for (const group of batches.values()) if (group.length === 1) single.push(...group.splice(0));
-    const batch = async (backend: InfraBackend, group: InfraNode[]): Promise<void> => {
-      if (group.length === 0) return;
-      if (ctx.signal.aborted) {
-        for (const n of group) out.set(n.id, { status: 'failed', fault: fault('transient', 'operation aborted before it started') });
-        return;
-      }
-      try {
-        const created = await backend.createMany!(group, ctx);
-        for (const n of group) out.set(n.id, created.get(n.id) ?? { status: 'failed', fault: fault('unknown', `backend "${backend.id}" returned no result`) });
-      } catch (err) {
-        const f = toFault(err);
-        for (const n of group) out.set(n.id, { status: 'failed', fault: f });
-      }
-    };
-    await Promise.all([
-      ...[...batches].map(([backend, group]) => batch(backend, group)),
-      forEachLimit(single, concurrency, async (n) => {
-        out.set(n.id, await this.create(n, ctx));
-      }),
-    ]);
-    return out;
+  createMany(nodes: readonly InfraNode[], ctx: OperationContext, concurrency: number): Promise<ReadonlyMap<NodeId, ProvisionResult>> {
+    return this.many(
+      nodes.map((node) => ({ node, diffs: [] })),
+      ctx,
+      concurrency,
+      (backend) => backend.createMany && ((items) => backend.createMany!(items.map((i) => i.node), ctx)),
+      (item) => this.create(item.node, ctx),
+    );
   }
 
   update(node: InfraNode, diffs: readonly FieldDiff[], ctx: OperationContext): Promise<ProvisionResult> {
     return this.call(node, ctx, (b, n) => b.update(n, diffs, ctx));
+  }
+
+  /** `createMany`'s batching for updates: one `updateMany` call per backend that offers it. */
+  updateMany(items: readonly UpdateRequest<InfraDesiredNodeSpec>[], ctx: OperationContext, concurrency: number): Promise<ReadonlyMap<NodeId, ProvisionResult>> {
+    return this.many(
+      items,
+      ctx,
+      concurrency,
+      (backend) => backend.updateMany && ((group) => backend.updateMany!(group, ctx)),
+      (item) => this.update(item.node, item.diffs, ctx),
+    );
+  }
+
+  /**
+   * Groups the items by backend; a backend with a batch call (`batchOf`)
+   * and more than one item gets them in one call (references resolved
+   * first), every other item its own `single` call, at most `concurrency`
+   * at a time. One result per item; a batch that throws fails its items.
+   */
+  private async many(
+    items: readonly BackendUpdate[],
+    ctx: OperationContext,
+    concurrency: number,
+    batchOf: (backend: InfraBackend) => BatchCall | undefined,
+    single: (item: BackendUpdate) => Promise<ProvisionResult>,
+  ): Promise<ReadonlyMap<NodeId, ProvisionResult>> {
+    const out = new Map<NodeId, ProvisionResult>();
+    const batches = new Map<InfraBackend, Batch>();
+    const singles: BackendUpdate[] = [];
+    for (const item of items) {
+      const backend = this.backends.get(item.node.spec.backendId);
+      const call = backend && batchOf(backend);
+      if (backend === undefined || call === undefined) {
+        singles.push(item);
+        continue;
+      }
+      const resolved = this.resolve(item.node, ctx);
+      if ('fault' in resolved) {
+        out.set(item.node.id, { status: 'failed', fault: resolved.fault });
+        continue;
+      }
+      let b = batches.get(backend);
+      if (b === undefined) batches.set(backend, (b = { call, group: [] }));
+      b.group.push({ node: resolved.node, diffs: item.diffs });
+    }
+    const failAll = (group: readonly BackendUpdate[], f: Fault): void => {
+      for (const i of group) out.set(i.node.id, { status: 'failed', fault: f });
+    };
+    const batch = async ([backend, { call, group }]: [InfraBackend, Batch]): Promise<void> => {
+      if (ctx.signal.aborted) return failAll(group, fault('transient', 'operation aborted before it started'));
+      try {
+        const done = await call(group);
+        for (const i of group) out.set(i.node.id, done.get(i.node.id) ?? { status: 'failed', fault: fault('unknown', `backend "${backend.id}" returned no result`) });
+      } catch (err) {
+        failAll(group, toFault(err));
+      }
+    };
+    // A batch of one is an ordinary call (with the original, unresolved node: `single` resolves it).
+    const unbatched = [...batches].filter(([, b]) => b.group.length === 1);
+    for (const [backend] of unbatched) batches.delete(backend);
+    const byId = new Map(items.map((i) => [i.node.id, i]));
+    singles.push(...unbatched.map(([, b]) => byId.get(b.group[0]!.node.id)!));
+    await Promise.all([
+      ...[...batches].map(batch),
+      forEachLimit(singles, concurrency, async (i) => {
+        out.set(i.node.id, await single(i));
+      }),
+    ]);
+    return out;
   }
 
   delete(node: InfraNode, ctx: OperationContext): Promise<ProvisionResult> {
@@ -151,6 +187,13 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
     }
     return { node: { ...node, spec: { ...node.spec, spec: value } } };
   }
+}
+
+type BatchCall = (group: BackendUpdate[]) => Promise<ReadonlyMap<NodeId, ProvisionResult>>;
+/** One backend's share of a batch: its batch call and the items (references resolved) it gets. */
+interface Batch {
+  readonly call: BatchCall;
+  readonly group: BackendUpdate[];
 }
 
 const referenceCache = new WeakMap<object, boolean>();

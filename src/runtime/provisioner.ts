@@ -31,6 +31,12 @@ export type ProvisionResult =
   | { readonly status: 'done'; readonly outputs: Outputs }
   | { readonly status: 'failed'; readonly fault: Fault };
 
+/** One update of a batch: the node and the differences its observation found. */
+export interface UpdateRequest<S extends NodeSpec = NodeSpec> {
+  readonly node: DesiredNode<S>;
+  readonly diffs: readonly FieldDiff[];
+}
+
 /** What every SPI call receives. */
 export interface OperationContext {
   /** Aborted on shutdown or timeout: implementations stop promptly and leave no half-written state. */
@@ -61,6 +67,13 @@ export interface NodeProvisioner<S extends NodeSpec = NodeSpec> {
   createMany?(nodes: readonly DesiredNode<S>[], ctx: OperationContext, concurrency: number): Promise<ReadonlyMap<NodeId, ProvisionResult>>;
   /** Brings an existing, drifted node back to its desired state. */
   update(node: DesiredNode<S>, diffs: readonly FieldDiff[], ctx: OperationContext): Promise<ProvisionResult>;
+  /**
+   * Optional: updates several nodes of one pass at once (one transaction,
+   * one filesystem flush), with `update`'s contract for each. Resolves with
+   * one entry per node given and never rejects; at most `concurrency`
+   * backend calls are in flight where it falls back to one update per node.
+   */
+  updateMany?(items: readonly UpdateRequest<S>[], ctx: OperationContext, concurrency: number): Promise<ReadonlyMap<NodeId, ProvisionResult>>;
   /** Deprovisions the node; absent already counts as success. */
   delete(node: DesiredNode<S>, ctx: OperationContext): Promise<ProvisionResult>;
 }

@@ -477,10 +477,11 @@ export interface ProvisionStep<S extends NodeSpec> {
 
 /**
  * Runs a batch's creates and updates; one result per step, in order. The
- * creates go through `createMany` when the provisioner has it and there is
- * more than one (a batching backend makes them in one round trip), the rest
- * one call per node, at most `concurrency` in flight. The caller records
- * every step as pending before and finished after, as for single calls.
+ * creates go through `createMany` and the updates through `updateMany` when
+ * the provisioner has them and there is more than one (a batching backend
+ * makes them in one transaction or one filesystem flush), the rest one call
+ * per node, at most `concurrency` in flight. The caller records every step
+ * as pending before and finished after, as for single calls.
  */
 export async function runSteps<S extends NodeSpec>(
   provisioner: NodeProvisioner<S>,
@@ -489,25 +490,27 @@ export async function runSteps<S extends NodeSpec>(
   concurrency: number,
 ): Promise<ProvisionResult[]> {
   const results = new Array<ProvisionResult>(steps.length);
-  const creates = steps.flatMap((st, i) => (st.op === 'create' ? [i] : []));
-  const batched = provisioner.createMany !== undefined && creates.length > 1;
+  const indexes = (op: ProvisionStep<S>['op']): number[] => steps.flatMap((st, i) => (st.op === op ? [i] : []));
+  const creates = indexes('create');
+  const updates = indexes('update');
+  const batchCreates = provisioner.createMany !== undefined && creates.length > 1;
+  const batchUpdates = provisioner.updateMany !== undefined && updates.length > 1;
   const one = forEachLimit(
-    steps.map((_, i) => i).filter((i) => !batched || steps[i]!.op !== 'create'),
+    [...(batchCreates ? [] : creates), ...(batchUpdates ? [] : updates)].sort((a, b) => a - b),
     concurrency,
     async (i) => {
       const st = steps[i]!;
       results[i] = st.op === 'create' ? await provisioner.create(st.node, ctx) : await provisioner.update(st.node, st.diffs, ctx);
     },
   );
-  const many = async (): Promise<void> => {
-    if (!batched) return;
-    const created = await provisioner.createMany!(
-      creates.map((i) => steps[i]!.node),
-      ctx,
-      concurrency,
-    );
-    for (const i of creates) results[i] = created.get(steps[i]!.node.id) ?? { status: 'failed', fault: fault('unknown', 'no result from createMany') };
+  const many = async (which: readonly number[], call: () => Promise<ReadonlyMap<NodeId, ProvisionResult>>): Promise<void> => {
+    const done = await call();
+    for (const i of which) results[i] = done.get(steps[i]!.node.id) ?? { status: 'failed', fault: fault('unknown', 'no result from a batch call') };
   };
-  await Promise.all([one, many()]);
+  await Promise.all([
+    one,
+    batchCreates && many(creates, () => provisioner.createMany!(creates.map((i) => steps[i]!.node), ctx, concurrency)),
+    batchUpdates && many(updates, () => provisioner.updateMany!(updates.map((i) => ({ node: steps[i]!.node, diffs: steps[i]!.diffs })), ctx, concurrency)),
+  ]);
   return results;
 }

@@ -5,19 +5,24 @@ import type {
   BackendContext,
   BackendHealth,
   BackendNode,
+  BackendUpdate,
   ChangeListener,
   InfraBackend,
   LocalDirectorySpec,
   LocalFileSpec,
   LocalSymlinkSpec,
 } from '../../infra/index.ts';
-import { FaultError, assertNever, fault, mapLimit, toFault } from '../../runtime/index.ts';
+import { FaultError, assertNever, fault, forEachLimit, mapLimit, toFault } from '../../runtime/index.ts';
 import type { FieldDiff, NodeId, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import type { AccountTable } from './accounts.ts';
 import { lookupId } from './accounts.ts';
 import {
   Confiner,
+  discardStaged,
   ensureParent,
+  flushStaged,
+  renameStaged,
+  syncDirectory,
   inspect,
   inspectSync,
   makeDirectory,
@@ -26,14 +31,15 @@ import {
   removeEntry,
   setMode,
   setOwner,
+  stageFile,
   writableOrCreatable,
   writeFileAtomic,
   writeSymlinkAtomic,
 } from './client.ts';
-import type { NodePath, ReadPolicy } from './client.ts';
+import type { FileWrite, NodePath, ReadPolicy, StagedWrite } from './client.ts';
 import type { LocalConfig } from './config.ts';
 import { OBSERVE_PARALLELISM } from './config.ts';
-import { fsFault, wrongKind } from './errors.ts';
+import { aborted, fsFault, wrongKind } from './errors.ts';
 import { observeDirectory, observeFile, observeSymlink } from './observe.ts';
 import type { ActualEntry, FileExpectation } from './observe.ts';
 import { lexicalPath, parseMode } from './paths.ts';
@@ -74,13 +80,18 @@ function desiredContent(spec: LocalFileSpec): DesiredContent {
   return d;
 }
 
-/** Writes in flight at once in `createMany` (the thread pool runs four fs calls at a time; the rest queue). */
+/** Nodes in flight at once in `createMany`/`updateMany` (the thread pool runs four fs calls at a time; the rest queue). */
 const WRITE_PARALLELISM = 16;
 
-/** What the nodes of one `createMany` share: confinement memo and the parents already made. */
+/** What the nodes of one `createMany`/`updateMany` share: confinement memo, the parents already made, the staged file writes. */
 interface WriteBatch {
   readonly confiner: Confiner;
   readonly parents: Map<string, Promise<void>>;
+  readonly staged: Map<NodeId, StagedWrite>;
+}
+
+function failedResult(err: unknown, action: string, id: NodeId): ProvisionResult {
+  return { status: 'failed', fault: toFault(err instanceof FaultError ? err : fsFault(err, action, id)) };
 }
 
 /** Nodes observed with synchronous calls between two yields to the event loop (a few milliseconds of work). */
@@ -150,13 +161,27 @@ export class LocalBackend implements InfraBackend {
   }
 
   /** Makes the resource exist as desired; an existing one is corrected (already exists is success). */
-  create(node: BackendNode, ctx: OperationContext): Promise<ProvisionResult> {
-    return this.ensure(node, ctx, 'created');
+  async create(node: BackendNode, ctx: OperationContext): Promise<ProvisionResult> {
+    return this.logged(node, ctx, 'created', await this.ensure(node, ctx));
   }
 
   /** Corrects whatever differs now (re-read, not trusted from `diffs`). */
-  update(node: BackendNode, _diffs: readonly FieldDiff[], ctx: OperationContext): Promise<ProvisionResult> {
-    return this.ensure(node, ctx, 'updated');
+  async update(node: BackendNode, _diffs: readonly FieldDiff[], ctx: OperationContext): Promise<ProvisionResult> {
+    return this.logged(node, ctx, 'updated', await this.ensure(node, ctx));
+  }
+
+  /** `create` for many nodes at once (a level of a converge): see `ensureMany`. */
+  createMany(nodes: readonly BackendNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, ProvisionResult>> {
+    return this.ensureMany(nodes, ctx, 'created');
+  }
+
+  /** `update` for many nodes at once (a repair pass): see `ensureMany`. */
+  updateMany(items: readonly BackendUpdate[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, ProvisionResult>> {
+    return this.ensureMany(
+      items.map((i) => i.node),
+      ctx,
+      'updated',
+    );
   }
 
   /** file and symlink: unlink; directory: rmdir when empty, else a permanent fault. Absent is success. */
@@ -262,56 +287,94 @@ export class LocalBackend implements InfraBackend {
   }
 
   /**
-   * Creates many nodes (a level of a converge): one confinement walk and one
-   * `mkdir -p` per parent directory for the whole batch, then each node as
-   * `create` would, a bounded number at a time. Each node gets its own
-   * result; one node's failure is that node's `failed` result.
+   * Each node as `create` would, a bounded number at a time, sharing one
+   * confinement walk and one `mkdir -p` per parent directory. New file
+   * content is staged in temp files and made durable for the whole batch at
+   * once (one filesystem flush instead of an fsync per file), then each temp
+   * file is renamed into place. Each node gets its own result; one node's
+   * failure is that node's `failed` result.
    */
-  async createMany(nodes: readonly BackendNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, ProvisionResult>> {
-    const batch: WriteBatch = { confiner: new Confiner(this.root), parents: new Map() };
-    const results = await mapLimit(nodes, WRITE_PARALLELISM, async (node): Promise<ProvisionResult> => {
-      if (ctx.signal.aborted) return { status: 'failed', fault: fault('transient', 'operation aborted before it started') };
+  private async ensureMany(nodes: readonly BackendNode[], ctx: OperationContext, done: 'created' | 'updated'): Promise<ReadonlyMap<NodeId, ProvisionResult>> {
+    const batch: WriteBatch = { confiner: new Confiner(this.root), parents: new Map(), staged: new Map() };
+    const results = new Map<NodeId, ProvisionResult>();
+    await forEachLimit(nodes, WRITE_PARALLELISM, async (node) => {
+      if (ctx.signal.aborted) results.set(node.id, { status: 'failed', fault: fault('transient', 'operation aborted before it started') });
+      else results.set(node.id, await this.ensure(node, ctx, batch));
+    });
+    const staged = [...batch.staged];
+    const unflushed = await flushStaged(
+      staged.map(([, s]) => s),
+      ctx.signal,
+    );
+    // Every rename first, then one fsync per directory for all of them.
+    const renamed = new Set<string>();
+    await forEachLimit(staged, WRITE_PARALLELISM, async ([id, s]) => {
       try {
-        return await this.ensure(node, ctx, 'created', batch);
+        const failure = unflushed.get(s) ?? (ctx.signal.aborted ? aborted('write') : undefined);
+        if (failure !== undefined) throw failure;
+        await renameStaged(s);
+        renamed.add(dirname(s.real));
       } catch (err) {
-        return { status: 'failed', fault: toFault(err instanceof FaultError ? err : fsFault(err, 'create', node.id)) };
+        await discardStaged(s);
+        results.set(id, failedResult(err, 'write', id));
       }
     });
-    return new Map(nodes.map((n, i) => [n.id, results[i] as ProvisionResult]));
-  }
-
-  private async ensure(node: BackendNode, ctx: OperationContext, done: 'created' | 'updated', batch?: WriteBatch): Promise<ProvisionResult> {
-    const spec = localSpec(node);
-    const { confiner, parents } = batch ?? { confiner: new Confiner(this.root), parents: undefined };
-    const at = confiner.node(spec.path);
-    // `mkdir -p` of a parent once per batch (the first caller's promise is shared).
-    const parent = (): Promise<void> => {
-      if (parents === undefined) return ensureParent(at.real, ctx.signal);
-      const dir = dirname(at.real);
-      let p = parents.get(dir);
-      if (p === undefined) parents.set(dir, (p = ensureParent(at.real, ctx.signal)));
-      return p;
-    };
-    let outputs: Outputs;
-    switch (spec.type) {
-      case 'local.file':
-        outputs = await this.ensureFile(spec, at, ctx.signal, parent);
-        break;
-      case 'local.directory':
-        outputs = await this.ensureDirectory(spec, at, ctx.signal);
-        break;
-      case 'local.symlink':
-        confiner.target(at.real, spec.target);
-        outputs = await this.ensureSymlink(spec, at, ctx.signal, parent);
-        break;
-      default:
-        return assertNever(spec, 'spec');
+    const unsynced = new Map<string, unknown>();
+    await forEachLimit([...renamed], WRITE_PARALLELISM, async (dir) => {
+      try {
+        await syncDirectory(dir);
+      } catch (err) {
+        unsynced.set(dir, err);
+      }
+    });
+    for (const [id, s] of staged) {
+      const err = unsynced.get(dirname(s.real));
+      if (err !== undefined && results.get(id)?.status === 'done') results.set(id, failedResult(fsFault(err, 'fsync', dirname(s.real)), 'fsync', id));
     }
-    ctx.log.info({ node: node.id, path: at.abs }, done === 'created' ? 'local resource created' : 'local resource updated');
-    return { status: 'done', outputs };
+    for (const node of nodes) this.logged(node, ctx, done, results.get(node.id)!);
+    return results;
   }
 
-  private async ensureFile(spec: LocalFileSpec, at: NodePath, signal: AbortSignal, parent: () => Promise<void>): Promise<Outputs> {
+  /** The node made as desired; what cannot be done is its `failed` result. With a batch, new file content is staged in it. */
+  private async ensure(node: BackendNode, ctx: OperationContext, batch?: WriteBatch): Promise<ProvisionResult> {
+    try {
+      const spec = localSpec(node);
+      const { confiner, parents } = batch ?? { confiner: new Confiner(this.root), parents: undefined };
+      const at = confiner.node(spec.path);
+      // `mkdir -p` of a parent once per batch (the first caller's promise is shared).
+      const parent = (): Promise<void> => {
+        if (parents === undefined) return ensureParent(at.real, ctx.signal);
+        const dir = dirname(at.real);
+        let p = parents.get(dir);
+        if (p === undefined) parents.set(dir, (p = ensureParent(at.real, ctx.signal)));
+        return p;
+      };
+      const write = async (file: FileWrite): Promise<void> => {
+        if (batch === undefined) await writeFileAtomic(at.real, file, ctx.signal);
+        else batch.staged.set(node.id, await stageFile(at.real, file, ctx.signal));
+      };
+      switch (spec.type) {
+        case 'local.file':
+          return { status: 'done', outputs: await this.ensureFile(spec, at, ctx.signal, parent, write) };
+        case 'local.directory':
+          return { status: 'done', outputs: await this.ensureDirectory(spec, at, ctx.signal) };
+        case 'local.symlink':
+          confiner.target(at.real, spec.target);
+          return { status: 'done', outputs: await this.ensureSymlink(spec, at, ctx.signal, parent) };
+        default:
+          return assertNever(spec, 'spec');
+      }
+    } catch (err) {
+      return failedResult(err, 'provision', node.id);
+    }
+  }
+
+  private logged(node: BackendNode, ctx: OperationContext, done: 'created' | 'updated', result: ProvisionResult): ProvisionResult {
+    if (result.status === 'done') ctx.log.info({ node: node.id, path: result.outputs.path }, done === 'created' ? 'local resource created' : 'local resource updated');
+    return result;
+  }
+
+  private async ensureFile(spec: LocalFileSpec, at: NodePath, signal: AbortSignal, parent: () => Promise<void>, write: (file: FileWrite) => Promise<void>): Promise<Outputs> {
     const expect = await this.fileExpectation(spec, at);
     const policy = this.readPolicy(spec, expect, undefined);
     const actual = inspectSync(at.real, policy) ?? (await inspect(at.real, policy));
@@ -319,11 +382,11 @@ export class LocalBackend implements InfraBackend {
     const gid = expect.group?.id;
     if (actual.kind === 'missing') {
       await parent();
-      await writeFileAtomic(at.real, { content: spec.content, mode: expect.mode, uid, gid }, signal);
+      await write({ content: spec.content, mode: expect.mode, uid, gid });
     } else if (actual.kind !== 'file') {
       throw wrongKind(at.abs, kindName(actual), 'file');
     } else if (actual.size !== expect.size || actual.sha256 !== expect.sha256) {
-      await writeFileAtomic(at.real, { content: spec.content, mode: expect.mode, uid, gid }, signal);
+      await write({ content: spec.content, mode: expect.mode, uid, gid });
     } else {
       if ((actual.mode & 0o777) !== expect.mode) await setMode(at.real, expect.mode, signal);
       if ((uid !== undefined && actual.uid !== uid) || (gid !== undefined && actual.gid !== gid)) await setOwner(at.real, uid, gid, signal);

@@ -3,7 +3,7 @@ import { lstatSync, readFileSync, readlinkSync, watch } from 'node:fs';
 import type { FSWatcher, Stats } from 'node:fs';
 import { access, chmod, chown, constants, lstat, mkdir, open, readFile, readlink, rename, rmdir, symlink, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, parse, relative, sep } from 'node:path';
-import { FaultError, fault } from '../../runtime/index.ts';
+import { FaultError, fault, forEachLimit } from '../../runtime/index.ts';
 import { parseAccounts } from './accounts.ts';
 import type { AccountTable } from './accounts.ts';
 import { aborted, errnoOf, escapesRoot, fsFault } from './errors.ts';
@@ -314,6 +314,100 @@ export async function writeFileAtomic(real: string, file: FileWrite, signal: Abo
   } catch (err) {
     throw fsFault(err, 'fsync', dirname(real));
   }
+}
+
+/** A file's new content in a temp file beside it: written and closed, not yet flushed nor renamed over the path. */
+export interface StagedWrite {
+  readonly real: string;
+  readonly tmp: string;
+}
+
+/**
+ * First half of a batched atomic write: the temp file with its content,
+ * mode and owner, closed without an fsync (`flushStaged` makes a whole
+ * batch durable at once, `renameStaged` puts it in place).
+ */
+export async function stageFile(real: string, file: FileWrite, signal: AbortSignal): Promise<StagedWrite> {
+  if (signal.aborted) throw aborted('write');
+  const tmp = tempName(real);
+  try {
+    const fh = await open(tmp, 'wx', 0o600);
+    try {
+      await fh.writeFile(file.content);
+      await fh.chmod(file.mode);
+      if (file.uid !== undefined || file.gid !== undefined) await fh.chown(file.uid ?? -1, file.gid ?? -1);
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    await removeQuietly(tmp);
+    throw fsFault(err, 'write', real);
+  }
+  return { real, tmp };
+}
+
+/** Below this many staged files, one fsync each costs less than a filesystem-wide flush. */
+const SYNCFS_MIN_FILES = 16;
+
+/**
+ * Makes the staged temp files durable. A large batch costs one `syncfs(2)`
+ * per filesystem it touches (through coreutils' `sync -f`: Node has no
+ * binding for it), which writes the whole batch back in one go where an
+ * fsync per file would wait for a journal commit each (10,000 files: about
+ * 0.15 s against 3–7 s here). A small batch, or a system without `sync -f`,
+ * gets an fsync per file. Resolves with the error of each file that could
+ * not be flushed (none when all are on disk).
+ */
+export async function flushStaged(staged: readonly StagedWrite[], signal: AbortSignal): Promise<ReadonlyMap<StagedWrite, FaultError>> {
+  const failures = new Map<StagedWrite, FaultError>();
+  if (staged.length === 0) return failures;
+  if (signal.aborted) {
+    for (const s of staged) failures.set(s, aborted('fsync'));
+    return failures;
+  }
+  if (staged.length >= SYNCFS_MIN_FILES && (await syncFilesystems(staged))) return failures;
+  await forEachLimit(staged, FSYNC_PARALLELISM, async (s) => {
+    try {
+      const fh = await open(s.tmp, 'r');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      failures.set(s, fsFault(err, 'fsync', s.real));
+    }
+  });
+  return failures;
+}
+
+const FSYNC_PARALLELISM = 16;
+
+/** `syncfs` on every filesystem holding a staged file; false when `sync -f` is not there or fails (the caller falls back to fsync). */
+async function syncFilesystems(staged: readonly StagedWrite[]): Promise<boolean> {
+  const byDevice = new Map<number, string>();
+  for (const dir of new Set(staged.map((s) => dirname(s.tmp)))) {
+    const st = lstatSync(dir, { throwIfNoEntry: false });
+    if (st !== undefined && !byDevice.has(st.dev)) byDevice.set(st.dev, dir);
+  }
+  const { execFile } = await import('node:child_process');
+  return new Promise((resolve) => {
+    execFile('sync', ['-f', '--', ...byDevice.values()], { timeout: 600_000 }, (err) => resolve(err === null));
+  });
+}
+
+/** Second half: the flushed temp file renamed over the path (`syncDirectory` then makes the renames durable). */
+export async function renameStaged(s: StagedWrite): Promise<void> {
+  try {
+    await rename(s.tmp, s.real);
+  } catch (err) {
+    throw fsFault(err, 'write', s.real);
+  }
+}
+
+/** Removes a staged temp file that will not be committed. */
+export function discardStaged(s: StagedWrite): Promise<void> {
+  return removeQuietly(s.tmp);
 }
 
 /** Per directory: the fsync running now and the one that will run after it. */

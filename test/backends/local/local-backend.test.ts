@@ -325,6 +325,58 @@ describe('local backend createMany', () => {
   });
 });
 
+describe('local backend updateMany', () => {
+  // 40 files cross the threshold where the batch is flushed with one syncfs; 5 take an fsync each.
+  it.each([
+    { files: 40, path: 'one filesystem flush for the batch' },
+    { files: 5, path: 'an fsync per file' },
+    { files: 40, path: 'an fsync per file when `sync -f` cannot run', noSync: true },
+  ])('repairs content and mode edits of $files files ($path); each node has its own result', async ({ files, noSync }) => {
+    const nodes = Array.from({ length: files }, (_, i) => fileNode(`f${i}`, `d${i % 2}/f${i}`, `file ${i}\n`));
+    await sb.backend.createMany(nodes, opCtx());
+    for (let i = 0; i < files; i += 2) await writeFile(join(sb.root, `d${i % 2}/f${i}`), `edited ${i}\n`);
+    await chmod(join(sb.root, 'd1/f1'), 0o600);
+    await mkdir(join(sb.root, 'd0/clash'), { recursive: true });
+    const clash = fileNode('clash', 'd0/clash', 'x');
+    const drifted = [...nodes.filter((_, i) => i % 2 === 0 || i === 1), clash];
+    const path = process.env.PATH;
+    if (noSync === true) process.env.PATH = join(sb.base, 'nothing-here');
+    let results;
+    try {
+      results = await sb.backend.updateMany(
+        drifted.map((node) => ({ node, diffs: [] })),
+        opCtx(),
+      );
+    } finally {
+      process.env.PATH = path;
+    }
+    expect(results.size).toBe(drifted.length);
+    expect(results.get('clash')).toMatchObject({ status: 'failed', fault: { class: 'permanent' } });
+    expect([...results].filter(([id, r]) => id !== 'clash' && r.status !== 'done')).toEqual([]);
+    expect(results.get('f0')).toEqual({ status: 'done', outputs: { path: join(sb.root, 'd0/f0'), sha256: sha256('file 0\n') } });
+    for (let i = 0; i < files; i++) expect(await readFile(join(sb.root, `d${i % 2}/f${i}`), 'utf8')).toBe(`file ${i}\n`);
+    expect((await stat(join(sb.root, 'd1/f1'))).mode & 0o777).toBe(0o644);
+    expect((await listAll(sb.root)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+    const obs = await sb.backend.observe(nodes, opCtx());
+    expect([...obs.values()].every((o) => o.status === 'upToDate')).toBe(true);
+  });
+
+  it('an aborted batch leaves the files as they were and no temp file', async () => {
+    const nodes = Array.from({ length: 20 }, (_, i) => fileNode(`f${i}`, `f${i}`, `file ${i}\n`));
+    await sb.backend.createMany(nodes, opCtx());
+    for (let i = 0; i < 20; i++) await writeFile(join(sb.root, `f${i}`), `edited ${i}\n`);
+    const ac = new AbortController();
+    ac.abort();
+    const results = await sb.backend.updateMany(
+      nodes.map((node) => ({ node, diffs: [] })),
+      opCtx(ac.signal),
+    );
+    expect([...results.values()].every((r) => r.status === 'failed' && r.fault.class === 'transient')).toBe(true);
+    for (let i = 0; i < 20; i++) expect(await readFile(join(sb.root, `f${i}`), 'utf8')).toBe(`edited ${i}\n`);
+    expect((await listAll(sb.root)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  });
+});
+
 describe('local backend health', () => {
   it.each([
     { name: 'a root that can be created is healthy', prepare: async () => undefined, status: 'healthy' },

@@ -1,9 +1,9 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { desiredNodeSpec, InfraNodeProvisioner } from '../../src/infra/index.ts';
-import type { BackendNode, InfraBackend, InfraNode } from '../../src/infra/index.ts';
+import type { BackendNode, BackendUpdate, InfraBackend, InfraNode } from '../../src/infra/index.ts';
 import { fault, FaultError } from '../../src/runtime/index.ts';
-import type { NodeId, Observation, OperationContext, ProvisionResult } from '../../src/runtime/index.ts';
+import type { FieldDiff, NodeId, Observation, OperationContext, ProvisionResult } from '../../src/runtime/index.ts';
 
 const log = pino({ level: 'silent' });
 const ctx: OperationContext = { signal: new AbortController().signal, log, outputsOf: () => undefined };
@@ -16,17 +16,24 @@ class RecordingBackend implements InfraBackend {
   readonly batches: NodeId[][] = [];
   inFlight = 0;
   maxInFlight = 0;
+  readonly diffs = new Map<NodeId, readonly FieldDiff[]>();
   createMany?: (nodes: readonly BackendNode[], ctx: OperationContext) => Promise<ReadonlyMap<NodeId, ProvisionResult>>;
+  updateMany?: (items: readonly BackendUpdate[], ctx: OperationContext) => Promise<ReadonlyMap<NodeId, ProvisionResult>>;
 
   constructor(id: string, batch: 'none' | 'ok' | 'throws' | 'drops-one') {
     this.id = id;
     if (batch === 'none') return;
-    this.createMany = async (nodes) => {
+    const many = async (nodes: readonly BackendNode[]): Promise<ReadonlyMap<NodeId, ProvisionResult>> => {
       this.batches.push(nodes.map((n) => n.id));
       if (batch === 'throws') throw new FaultError(fault('transient', 'connection reset'));
       const out = new Map<NodeId, ProvisionResult>(nodes.map((n) => [n.id, { status: 'done', outputs: { via: 'batch' } }]));
       if (batch === 'drops-one') out.delete(nodes[0]!.id);
       return out;
+    };
+    this.createMany = many;
+    this.updateMany = (items) => {
+      for (const i of items) this.diffs.set(i.node.id, i.diffs);
+      return many(items.map((i) => i.node));
     };
   }
 
@@ -34,6 +41,9 @@ class RecordingBackend implements InfraBackend {
     return Promise.resolve(new Map());
   }
   async create(node: BackendNode): Promise<ProvisionResult> {
+    return this.one(node);
+  }
+  async one(node: BackendNode): Promise<ProvisionResult> {
     this.single.push(node.id);
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
@@ -41,8 +51,9 @@ class RecordingBackend implements InfraBackend {
     this.inFlight--;
     return { status: 'done', outputs: { via: 'single' } };
   }
-  update(): Promise<ProvisionResult> {
-    return Promise.resolve({ status: 'done', outputs: {} });
+  update(node: BackendNode, diffs: readonly FieldDiff[]): Promise<ProvisionResult> {
+    this.diffs.set(node.id, diffs);
+    return this.one(node);
   }
   delete(): Promise<ProvisionResult> {
     return Promise.resolve({ status: 'done', outputs: {} });
@@ -61,14 +72,28 @@ const role = (id: string, backendId: string, name = id): InfraNode => ({
   source: { file: 'g.yaml', line: 1, col: 1 },
 });
 
-describe('InfraNodeProvisioner.createMany', () => {
+const diff = (id: string): FieldDiff[] => [{ path: 'connectionLimit', desired: 10, actual: id.length }];
+
+/** The same batching for both calls: `createMany` with the nodes, `updateMany` with each node and its diffs. */
+const calls = {
+  create: (p: InfraNodeProvisioner, nodes: InfraNode[], concurrency: number) => p.createMany(nodes, ctx, concurrency),
+  update: (p: InfraNodeProvisioner, nodes: InfraNode[], concurrency: number) =>
+    p.updateMany(
+      nodes.map((node) => ({ node, diffs: diff(node.id) })),
+      ctx,
+      concurrency,
+    ),
+};
+
+describe.each(['create', 'update'] as const)('InfraNodeProvisioner.%sMany', (op) => {
   it('sends the nodes of a batching backend in one call and the others one by one, within the concurrency', async () => {
     const batching = new RecordingBackend('pg', 'ok');
     const plain = new RecordingBackend('plain', 'none');
     const p = new InfraNodeProvisioner({ backends: new Map<string, InfraBackend>([['pg', batching], ['plain', plain]]) });
     const nodes = [role('a', 'pg'), role('b', 'pg'), role('c', 'pg'), ...Array.from({ length: 12 }, (_, i) => role(`p${i}`, 'plain'))];
-    const out = await p.createMany(nodes, ctx, 3);
+    const out = await calls[op](p, nodes, 3);
     expect(batching.batches).toEqual([['a', 'b', 'c']]);
+    if (op === 'update') for (const id of ['a', 'b', 'p0']) expect((batching.diffs.get(id) ?? plain.diffs.get(id))).toEqual(diff(id));
     expect(batching.single).toEqual([]);
     expect(plain.single).toHaveLength(12);
     expect(plain.maxInFlight).toBeLessThanOrEqual(3);
@@ -79,7 +104,7 @@ describe('InfraNodeProvisioner.createMany', () => {
 
   const cases: { name: string; backends: [string, RecordingBackend][]; nodes: InfraNode[]; expected: Record<string, ProvisionResult['status'] | string> }[] = [
     {
-      name: 'a lone node of a batching backend takes the ordinary create',
+      name: 'a lone node of a batching backend takes the ordinary call',
       backends: [['pg', new RecordingBackend('pg', 'ok')]],
       nodes: [role('a', 'pg')],
       expected: { a: 'done' },
@@ -112,7 +137,8 @@ describe('InfraNodeProvisioner.createMany', () => {
 
   it.each(cases)('$name', async ({ backends, nodes, expected }) => {
     const p = new InfraNodeProvisioner({ backends: new Map<string, InfraBackend>(backends) });
-    const out = await p.createMany(nodes, ctx, 10);
+    for (const [, b] of backends) b.batches.length = 0;
+    const out = await calls[op](p, nodes, 10);
     const got = Object.fromEntries([...out].map(([id, r]) => [id, r.status === 'done' ? 'done' : r.fault.class]));
     expect(got).toEqual(expected);
     for (const [, b] of backends) for (const batch of b.batches) expect(batch).not.toContain('r');

@@ -1,0 +1,83 @@
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { runSteps } from '../../src/runtime/reconciler.ts';
+import type { ProvisionStep } from '../../src/runtime/reconciler.ts';
+import type { DesiredNode, FieldDiff, NodeId, NodeProvisioner, NodeSpec, Observation, OperationContext, ProvisionResult, UpdateRequest } from '../../src/runtime/index.ts';
+
+const ctx: OperationContext = { signal: new AbortController().signal, log: pino({ level: 'silent' }), outputsOf: () => undefined };
+
+const node = (id: string): DesiredNode<NodeSpec> => ({ id, spec: {} as NodeSpec, dependsOn: [] }) as unknown as DesiredNode<NodeSpec>;
+const diff = (id: string): FieldDiff[] => [{ path: 'content', desired: id, actual: '' }];
+const create = (id: string): ProvisionStep<NodeSpec> => ({ node: node(id), op: 'create', diffs: [] });
+const update = (id: string): ProvisionStep<NodeSpec> => ({ node: node(id), op: 'update', diffs: diff(id) });
+
+/** Records how each node reached it; the batch calls are optional, and may leave a node out. */
+class Recorder implements NodeProvisioner<NodeSpec> {
+  readonly calls: string[] = [];
+  readonly updateDiffs = new Map<NodeId, readonly FieldDiff[]>();
+  createMany?: NodeProvisioner<NodeSpec>['createMany'];
+  updateMany?: NodeProvisioner<NodeSpec>['updateMany'];
+
+  constructor(batching: boolean, drop?: NodeId) {
+    if (!batching) return;
+    const answer = (ids: NodeId[]): Map<NodeId, ProvisionResult> => new Map(ids.filter((id) => id !== drop).map((id) => [id, { status: 'done', outputs: { via: 'batch' } }]));
+    this.createMany = (nodes) => {
+      this.calls.push(`createMany ${nodes.map((n) => n.id).join(',')}`);
+      return Promise.resolve(answer(nodes.map((n) => n.id)));
+    };
+    this.updateMany = (items: readonly UpdateRequest<NodeSpec>[]) => {
+      this.calls.push(`updateMany ${items.map((i) => i.node.id).join(',')}`);
+      for (const i of items) this.updateDiffs.set(i.node.id, i.diffs);
+      return Promise.resolve(answer(items.map((i) => i.node.id)));
+    };
+  }
+
+  observe(): Promise<ReadonlyMap<NodeId, Observation>> {
+    return Promise.resolve(new Map());
+  }
+  create(n: DesiredNode<NodeSpec>): Promise<ProvisionResult> {
+    this.calls.push(`create ${n.id}`);
+    return Promise.resolve({ status: 'done', outputs: { via: 'single' } });
+  }
+  update(n: DesiredNode<NodeSpec>, diffs: readonly FieldDiff[]): Promise<ProvisionResult> {
+    this.calls.push(`update ${n.id}`);
+    this.updateDiffs.set(n.id, diffs);
+    return Promise.resolve({ status: 'done', outputs: { via: 'single' } });
+  }
+  delete(): Promise<ProvisionResult> {
+    return Promise.resolve({ status: 'done', outputs: {} });
+  }
+}
+
+const via = (results: ProvisionResult[]): string[] => results.map((r) => (r.status === 'done' ? String(r.outputs.via) : r.fault.class));
+
+describe('runSteps', () => {
+  it('sends creates through createMany and updates through updateMany, each with its diffs; results stay in step order', async () => {
+    const p = new Recorder(true);
+    const results = await runSteps(p, [update('u1'), create('c1'), update('u2'), create('c2'), create('c3')], ctx, 4);
+    expect(p.calls.sort()).toEqual(['createMany c1,c2,c3', 'updateMany u1,u2']);
+    expect(p.updateDiffs.get('u2')).toEqual(diff('u2'));
+    expect(via(results)).toEqual(['batch', 'batch', 'batch', 'batch', 'batch']);
+  });
+
+  it('a single create or update takes the ordinary call', async () => {
+    const p = new Recorder(true);
+    const results = await runSteps(p, [update('u1'), create('c1')], ctx, 4);
+    expect(p.calls.sort()).toEqual(['create c1', 'update u1']);
+    expect(p.updateDiffs.get('u1')).toEqual(diff('u1'));
+    expect(via(results)).toEqual(['single', 'single']);
+  });
+
+  it('without batch calls every step is its own call', async () => {
+    const p = new Recorder(false);
+    const results = await runSteps(p, [update('u1'), update('u2'), create('c1'), create('c2')], ctx, 2);
+    expect(p.calls.sort()).toEqual(['create c1', 'create c2', 'update u1', 'update u2']);
+    expect(via(results)).toEqual(['single', 'single', 'single', 'single']);
+  });
+
+  it('a node a batch left out fails as unknown, never silently done', async () => {
+    const p = new Recorder(true, 'u2');
+    const results = await runSteps(p, [update('u1'), update('u2'), create('c1'), create('c2')], ctx, 2);
+    expect(via(results)).toEqual(['batch', 'unknown', 'batch', 'batch']);
+  });
+});
