@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { resolveSecret } from '../../infra/index.ts';
-import type { BackendContext, BackendHealth, BackendNode, InfraBackend } from '../../infra/index.ts';
+import type { BackendContext, BackendHealth, BackendNode, BackendUpdate, InfraBackend } from '../../infra/index.ts';
 import { fault, FaultError, KeyedSerializer } from '../../runtime/index.ts';
 import type { FieldDiff, NodeId, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import { PgClient } from './client.ts';
@@ -102,33 +102,60 @@ export class PostgresBackend implements InfraBackend {
   }
 
   /**
-   * Batch fast path for roles, outside the SPI: creates every role in one
-   * transaction and one round trip. If the batch fails (for example one
-   * role already exists), falls back to one create per role, so each node
-   * still gets its own result.
+   * Batch fast path for roles: creates every role in one transaction and
+   * one round trip. If the batch fails (for example one role already
+   * exists), falls back to one create per role, so each node still gets its
+   * own result.
    */
-  async createMany(nodes: readonly BackendNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, ProvisionResult>> {
+  createMany(nodes: readonly BackendNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, ProvisionResult>> {
+    return this.rolesInOneTransaction(
+      'create',
+      nodes.map((node) => ({ node, diffs: [] })),
+      ctx,
+      (roles, k) => this.roles.createMany(roles.map((r) => r.node), k),
+      (i) => this.create(i.node, ctx),
+    );
+  }
+
+  /** `createMany`'s fast path for repairs: every role's correction in one transaction (one commit, not one per role). */
+  updateMany(items: readonly BackendUpdate[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, ProvisionResult>> {
+    return this.rolesInOneTransaction(
+      'update',
+      items,
+      ctx,
+      (roles, k) => this.roles.updateMany(roles, k),
+      (i) => this.update(i.node, i.diffs, ctx),
+    );
+  }
+
+  /** The roles among `items` through `batch` (one by one through `single` if it fails), every other node through `single`. */
+  private async rolesInOneTransaction(
+    op: 'create' | 'update',
+    items: readonly BackendUpdate[],
+    ctx: OperationContext,
+    batch: (roles: { node: PgNode<'postgres.role'>; diffs: readonly FieldDiff[] }[], k: KindContext) => Promise<ReadonlyMap<NodeId, Outputs>>,
+    single: (item: BackendUpdate) => Promise<ProvisionResult>,
+  ): Promise<ReadonlyMap<NodeId, ProvisionResult>> {
     const out = new Map<NodeId, ProvisionResult>();
-    const roles: PgNode<'postgres.role'>[] = [];
-    const others: BackendNode[] = [];
-    for (const node of nodes) {
-      const pg = this.pgNode(node);
-      if (pg !== undefined && pg.spec.type === 'postgres.role') roles.push(pg as PgNode<'postgres.role'>);
-      else others.push(node);
+    const roles: { node: PgNode<'postgres.role'>; diffs: readonly FieldDiff[]; item: BackendUpdate }[] = [];
+    const others: BackendUpdate[] = [];
+    for (const item of items) {
+      const pg = this.pgNode(item.node);
+      if (pg !== undefined && pg.spec.type === 'postgres.role') roles.push({ node: pg as PgNode<'postgres.role'>, diffs: item.diffs, item });
+      else others.push(item);
     }
     if (roles.length > 0) {
       try {
-        const created = await this.roles.createMany(roles, this.kindContext(ctx));
-        for (const [id, outputs] of created) out.set(id, { status: 'done', outputs });
-        ctx.log.info({ kind: 'postgres.role', nodes: roles.length }, 'created in one batch');
+        const done = await batch(roles, this.kindContext(ctx));
+        for (const [id, outputs] of done) out.set(id, { status: 'done', outputs });
+        ctx.log.info({ kind: 'postgres.role', op, nodes: roles.length }, 'provisioned in one transaction');
       } catch (err) {
         const f = classifyPgError(err);
-        ctx.log.info({ kind: 'postgres.role', nodes: roles.length, code: f.code }, 'batch create failed; creating one by one');
-        const byId = new Map(nodes.map((n) => [n.id, n]));
-        await Promise.all(roles.map(async (r) => out.set(r.id, await this.create(byId.get(r.id)!, ctx))));
+        ctx.log.info({ kind: 'postgres.role', op, nodes: roles.length, code: f.code }, 'batch failed; going one by one');
+        await Promise.all(roles.map(async (r) => out.set(r.node.id, await single(r.item))));
       }
     }
-    await Promise.all(others.map(async (n) => out.set(n.id, await this.create(n, ctx))));
+    await Promise.all(others.map(async (i) => out.set(i.node.id, await single(i))));
     return out;
   }
 

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { describeSecretRef, secretDigest } from '../../infra/index.ts';
-import type { NodeId, Observation, Outputs } from '../../runtime/index.ts';
+import type { FieldDiff, NodeId, Observation, Outputs } from '../../runtime/index.ts';
 import { faultCode } from './kind.ts';
 import type { KindContext, KindHandler, PgNode } from './kind.ts';
 import { observeRole } from './observe.ts';
@@ -38,6 +38,7 @@ const MAX_VERIFY_CACHE = 20_000;
 /** The role handler; it keeps, per backend instance, whether verifiers are readable and past verifications. */
 export function roleHandler(): KindHandler<'postgres.role'> & {
   createMany(nodes: readonly RoleNode[], ctx: KindContext): Promise<ReadonlyMap<NodeId, Outputs>>;
+  updateMany(items: readonly { node: RoleNode; diffs: readonly FieldDiff[] }[], ctx: KindContext): Promise<ReadonlyMap<NodeId, Outputs>>;
 } {
   let readable: Promise<boolean> | undefined;
   const verified = new Map<string, boolean | undefined>();
@@ -101,6 +102,36 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
     return { name: node.spec.name, ...(oid === undefined ? {} : { oid: Number(oid) }), ...(pwd === undefined ? {} : { passwordDigest: pwd }) };
   };
 
+  /** The statements that correct `diffs` (attributes, password, memberships), and the password prepared for them. */
+  const updateStatements = async (node: RoleNode, diffs: readonly FieldDiff[], ctx: KindContext): Promise<{ statements: Statement[]; pwd: { verifier: string; digest: string } | undefined }> => {
+    const pwd = diffs.some((d) => d.path === 'password') ? await preparePassword(node, ctx) : undefined;
+    const fields = ROLE_ATTRIBUTE_FIELDS.filter((f) => diffs.some((d) => d.path === f));
+    const alter = alterRoleSql(node.spec, fields, pwd?.verifier);
+    const statements: Statement[] = alter === undefined ? [] : [alter];
+    const members = diffs.find((d) => d.path === 'memberOf');
+    if (members !== undefined) {
+      const actual = Array.isArray(members.actual) ? members.actual.filter((x): x is string => typeof x === 'string') : [];
+      for (const g of node.spec.memberOf) if (!actual.includes(g)) statements.push(grantMembershipSql(node.spec.name, g));
+      for (const g of actual) if (!node.spec.memberOf.includes(g)) statements.push(revokeMembershipSql(node.spec.name, g));
+    }
+    return { statements, pwd };
+  };
+
+  /** Runs a batch's statements and one query for every role's oid, in one round trip and one transaction; outputs per node. */
+  const inOneTransaction = async (
+    prepared: readonly { node: RoleNode; pwd: { digest: string } | undefined }[],
+    statements: Statement[],
+    ctx: KindContext,
+  ): Promise<ReadonlyMap<NodeId, Outputs>> => {
+    const names = [...new Set(prepared.map((p) => quoteLiteral(p.node.spec.name)))];
+    statements.push({ text: `SELECT rolname AS name, oid::int8 AS oid FROM pg_roles WHERE rolname IN (${names.join(', ')})` });
+    const rows = await ctx.client.execute(statements, { signal: ctx.signal });
+    const oids = new Map((rows as { name: string; oid: unknown }[]).map((r) => [r.name, r.oid]));
+    const out = new Map<NodeId, Outputs>();
+    for (const { node, pwd } of prepared) out.set(node.id, outputsFrom(node, [{ oid: oids.get(node.spec.name) }], pwd?.digest, ctx));
+    return out;
+  };
+
   return {
     async observe(nodes, ctx) {
       const readVerifiers = await canReadVerifiers(ctx);
@@ -125,19 +156,9 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
     },
 
     async update(node, diffs, ctx) {
-      const pwd = diffs.some((d) => d.path === 'password') ? await preparePassword(node, ctx) : undefined;
-      const fields = ROLE_ATTRIBUTE_FIELDS.filter((f) => diffs.some((d) => d.path === f));
-      const alter = alterRoleSql(node.spec, fields, pwd?.verifier);
-      const statements: Statement[] = alter === undefined ? [] : [alter];
-      const members = diffs.find((d) => d.path === 'memberOf');
-      if (members !== undefined) {
-        const actual = Array.isArray(members.actual) ? members.actual.filter((x): x is string => typeof x === 'string') : [];
-        for (const g of node.spec.memberOf) if (!actual.includes(g)) statements.push(grantMembershipSql(node.spec.name, g));
-        for (const g of actual) if (!node.spec.memberOf.includes(g)) statements.push(revokeMembershipSql(node.spec.name, g));
-      }
-      statements.push(oidQuery(node.spec.name));
+      const { statements, pwd } = await updateStatements(node, diffs, ctx);
       // One round trip, one implicit transaction.
-      const rows = await ctx.client.execute(statements, { signal: ctx.signal });
+      const rows = await ctx.client.execute([...statements, oidQuery(node.spec.name)], { signal: ctx.signal });
       return outputsFrom(node, rows, pwd?.digest, ctx);
     },
 
@@ -159,13 +180,17 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
       const prepared = await Promise.all(nodes.map(async (n) => ({ node: n, pwd: await preparePassword(n, ctx) })));
       const statements: Statement[] = prepared.map((p) => createRoleSql(p.node.spec, p.pwd?.verifier, { memberships: false }));
       for (const { node } of prepared) for (const g of node.spec.memberOf) statements.push(grantMembershipSql(node.spec.name, g));
-      const names = prepared.map((p) => quoteLiteral(p.node.spec.name));
-      statements.push({ text: `SELECT rolname AS name, oid::int8 AS oid FROM pg_roles WHERE rolname IN (${names.join(', ')})` });
-      const rows = await ctx.client.execute(statements, { signal: ctx.signal });
-      const oids = new Map((rows as { name: string; oid: unknown }[]).map((r) => [r.name, r.oid]));
-      const out = new Map<NodeId, Outputs>();
-      for (const { node, pwd } of prepared) out.set(node.id, outputsFrom(node, [{ oid: oids.get(node.spec.name) }], pwd?.digest, ctx));
-      return out;
+      return inOneTransaction(prepared, statements, ctx);
+    },
+
+    /** `update` for many roles: every correction in one transaction and one round trip; all or nothing. */
+    async updateMany(items, ctx) {
+      const prepared = await Promise.all(items.map(async (i) => ({ node: i.node, ...(await updateStatements(i.node, i.diffs, ctx)) })));
+      return inOneTransaction(
+        prepared,
+        prepared.flatMap((p) => p.statements),
+        ctx,
+      );
     },
   };
 }

@@ -344,6 +344,43 @@ describe('postgres backend against a real server', () => {
     expect(observeMs).toBeLessThan(1000);
   });
 
+  it('repairs 100 out-of-band ALTER ROLEs in one transaction; a batch that fails goes role by role', async () => {
+    const nodes = Array.from({ length: 1000 }, (_, i) => pgNode(`bulk-${i}`, 'postgres.role', { name: `bulk_${i}`, login: true, connectionLimit: 5 }));
+    await server.sql(Array.from({ length: 100 }, (_, i) => `ALTER ROLE bulk_${i * 10} CONNECTION LIMIT 50`).join(';'));
+    const obs = await backend.observe(nodes, ctx);
+    const drifted = nodes.flatMap((node) => {
+      const o = obs.get(node.id);
+      return o?.status === 'drifted' ? [{ node, diffs: o.diffs }] : [];
+    });
+    expect(drifted).toHaveLength(100);
+    expect(drifted[0]!.diffs).toEqual([{ path: 'connectionLimit', desired: 5, actual: 50 }]);
+    const t = performance.now();
+    const repaired = await backend.updateMany(drifted, ctx);
+    const repairMs = performance.now() - t;
+    expect([...repaired.values()].every((r) => r.status === 'done')).toBe(true);
+    expect(logs.text()).toContain('"op":"update","nodes":100,"msg":"provisioned in one transaction"');
+    expect([...(await backend.observe(nodes, ctx)).values()].every((o) => o.status === 'upToDate')).toBe(true);
+    console.log(`postgres: updateMany 100 roles ${repairMs.toFixed(0)} ms`);
+
+    // One correction PostgreSQL refuses (a membership in a role that does not exist) fails the
+    // transaction: nothing of it is applied, then each role gets its own update and result.
+    await server.sql('ALTER ROLE bulk_1 CONNECTION LIMIT 7; ALTER ROLE bulk_2 CONNECTION LIMIT 7');
+    const bad = pgNode('bulk-2', 'postgres.role', { name: 'bulk_2', login: true, connectionLimit: 5, memberOf: ['no_such_group'] });
+    const mixed = await backend.updateMany(
+      [
+        { node: nodes[1]!, diffs: [{ path: 'connectionLimit', desired: 5, actual: 7 }] },
+        { node: bad, diffs: [{ path: 'connectionLimit', desired: 5, actual: 7 }, { path: 'memberOf', desired: ['no_such_group'], actual: [] }] },
+      ],
+      ctx,
+    );
+    expect(mixed.get('bulk-1')).toMatchObject({ status: 'done', outputs: { name: 'bulk_1' } });
+    expect(mixed.get('bulk-2')).toMatchObject({ status: 'failed', fault: { code: '42704' } }); // undefined_object
+    expect(logs.text()).toContain('batch failed; going one by one');
+    const after = await backend.observe(nodes.slice(1, 3), ctx);
+    expect(after.get('bulk-1')?.status).toBe('upToDate');
+    expect(after.get('bulk-2')).toMatchObject({ status: 'drifted', diffs: [{ path: 'connectionLimit', desired: 5, actual: 7 }] });
+  });
+
   it('returns transient faults while the server is down (bounded, no throw) and recovers when it returns', async () => {
     await server.stop();
     try {
