@@ -140,8 +140,10 @@ function stateOf(s: XSnapshot): NodeMachineState {
   return v;
 }
 
+const MACHINE_STATES: ReadonlySet<string> = new Set(NODE_MACHINE_STATES);
+
 function isMachineState(v: string): v is NodeMachineState {
-  return (NODE_MACHINE_STATES as readonly string[]).includes(v);
+  return MACHINE_STATES.has(v);
 }
 
 function persisted(s: XSnapshot): NodeSnapshot {
@@ -156,25 +158,45 @@ function persisted(s: XSnapshot): NodeSnapshot {
   });
 }
 
-const SNAPSHOTS = Object.fromEntries(NODE_MACHINE_STATES.map((s) => [s, persisted(resolve(s))])) as Record<NodeMachineState, NodeSnapshot>;
+/**
+ * Asking xstate costs ~0.1 ms per (state, event); the whole table, 20 ms at
+ * every start. So each answer is asked for the first time it is needed and
+ * kept: a pass uses a handful of the pairs, and every later lookup is two
+ * property reads.
+ */
+const nextStates = Object.fromEntries(NODE_MACHINE_STATES.map((s) => [s, {}])) as Record<NodeMachineState, Partial<Record<NodeEventType, NodeMachineState>>>;
 
-/** (state, event) → next state, computed once from the machine. */
-export const NODE_TRANSITION_TABLE: Readonly<Record<NodeMachineState, Readonly<Record<NodeEventType, NodeMachineState>>>> = Object.freeze(
-  Object.fromEntries(
-    NODE_MACHINE_STATES.map((s) => [s, Object.freeze(Object.fromEntries(NODE_EVENT_TYPES.map((e) => [e, xstateNextNodeState(s, e)])))]),
-  ) as Record<NodeMachineState, Record<NodeEventType, NodeMachineState>>,
-);
+function nextStateOf(state: NodeMachineState, type: NodeEventType): NodeMachineState {
+  const row = nextStates[state];
+  return (row[type] ??= xstateNextNodeState(state, type));
+}
 
-const INITIAL: NodeSnapshot = persisted(initialTransition(nodeMachine)[0]);
+/** (state, event) → next state for every pair, from the machine (for tests and documentation; the hot path asks pair by pair). */
+export function nodeTransitionTable(): Readonly<Record<NodeMachineState, Readonly<Record<NodeEventType, NodeMachineState>>>> {
+  return Object.fromEntries(NODE_MACHINE_STATES.map((s) => [s, Object.fromEntries(NODE_EVENT_TYPES.map((e) => [e, nextStateOf(s, e)]))])) as Record<
+    NodeMachineState,
+    Record<NodeEventType, NodeMachineState>
+  >;
+}
+
+/** One shared, frozen persisted snapshot per state, made the first time it is needed. */
+const snapshots: Partial<Record<NodeMachineState, NodeSnapshot>> = {};
+
+function snapshotOf(state: NodeMachineState): NodeSnapshot {
+  return (snapshots[state] ??= persisted(resolve(state)));
+}
+
+let initial: NodeSnapshot | undefined;
 
 /** The snapshot of a new node (`pending`). */
 export function initialNodeState(): { readonly snapshot: NodeSnapshot; readonly status: NodeStatus } {
-  return { snapshot: INITIAL, status: INITIAL.value };
+  initial ??= persisted(initialTransition(nodeMachine)[0]);
+  return { snapshot: initial, status: initial.value };
 }
 
 /** The snapshot a node in `state` has (for records written before snapshots were kept). */
 export function nodeSnapshotFor(state: NodeMachineState): NodeSnapshot {
-  return SNAPSHOTS[state];
+  return snapshotOf(state);
 }
 
 /**
@@ -190,13 +212,13 @@ export function toNodeSnapshot(stored: unknown): NodeSnapshot {
       context: { snapshot: stored },
     });
   }
-  return SNAPSHOTS[value];
+  return snapshotOf(value);
 }
 
 /** The pure transition: where a node in `snapshot` goes on `event`. Hot path: a table lookup. */
 export function nextNodeState(snapshot: NodeSnapshot, event: NodeEvent): NodeTransition {
-  const row = NODE_TRANSITION_TABLE[snapshot.value] as Readonly<Record<NodeEventType, NodeMachineState>> | undefined;
-  // Types say this cannot miss, but snapshots come from disk: fail with a code, not a TypeError.
-  const next = row?.[event.type] ?? toNodeSnapshot(snapshot).value;
-  return { snapshot: SNAPSHOTS[next], status: next, transition: next === snapshot.value ? 'ignored' : 'taken' };
+  // Types say the state is known, but snapshots come from disk: fail with a code, not a TypeError.
+  const state = isMachineState(snapshot.value) ? snapshot.value : toNodeSnapshot(snapshot).value;
+  const next = nextStateOf(state, event.type);
+  return { snapshot: snapshotOf(next), status: next, transition: next === state ? 'ignored' : 'taken' };
 }

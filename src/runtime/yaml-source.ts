@@ -1,7 +1,8 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { isAlias, isMap, isPair, isScalar, isSeq, parseAllDocuments } from 'yaml';
+import { createRequire } from 'node:module';
 import type { Document, Node as YamlNode, Pair } from 'yaml';
+import type * as Yaml from 'yaml';
 import type { Diagnostic } from './diagnostics.ts';
 import type { SourceLocation } from './node-spec.ts';
 
@@ -54,6 +55,17 @@ const CORE_TAGS = new Set([
 
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
+let yamlModule: typeof Yaml | undefined;
+
+/**
+ * The full YAML parser, loaded the first time a file leaves the fast path
+ * (most goal files never do): its 70 modules are a tenth of a one-shot
+ * command's start-up. Synchronous, as parsing is.
+ */
+function yaml(): typeof Yaml {
+  return (yamlModule ??= createRequire(import.meta.url)('yaml') as typeof Yaml);
+}
+
 /**
  * Parses one goal file's text. YAML 1.2 core schema only (so `NO` is a
  * string and `0644` is a decimal number), no merge keys, no custom tags, no
@@ -92,7 +104,7 @@ export function parseGoalText(
 
   let docs: Document.Parsed[];
   try {
-    docs = parseAllDocuments(text, {
+    docs = yaml().parseAllDocuments(text, {
       version: '1.2',
       schema: 'core',
       merge: false,
@@ -130,7 +142,7 @@ export function parseGoalText(
       }
     }
     if (bad) return;
-    if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null && doc.contents.source === '')) {
+    if (doc.contents === null || (yaml().isScalar(doc.contents) && doc.contents.value === null && doc.contents.source === '')) {
       // `---` followed by nothing. A stray trailing `---` is harmless; a file of nothing else is not.
       emptyDocuments++;
       return;
@@ -156,7 +168,7 @@ export function parseGoalText(
       locateIn(path, index) {
         const node = nodeAt(contents, path).value;
         const start = node.range?.[0] ?? contents.range?.[0] ?? 0;
-        if (!isScalar(node) || typeof node.value !== 'string' || node.range === undefined || node.range === null) return at(start);
+        if (!yaml().isScalar(node) || typeof node.value !== 'string' || node.range === undefined || node.range === null) return at(start);
         const offset = scalarOffset(text.slice(start, node.range[1]), node.type, node.value, index);
         return at(start + (offset ?? 0));
       },
@@ -701,12 +713,12 @@ function firstAliasOffset(root: YamlNode): number | undefined {
   let first: number | undefined;
   while (stack.length > 0) {
     const node = stack.pop()!;
-    if (isAlias(node)) {
+    if (yaml().isAlias(node)) {
       const o = node.range?.[0];
       if (o !== undefined && (first === undefined || o < first)) first = o;
-    } else if (isMap(node)) {
+    } else if (yaml().isMap(node)) {
       for (const p of node.items as Pair<YamlNode, YamlNode>[]) if (p.value !== null && p.value !== undefined) stack.push(p.value);
-    } else if (isSeq(node)) {
+    } else if (yaml().isSeq(node)) {
       for (const item of node.items as YamlNode[]) if (item !== null) stack.push(item);
     }
   }
@@ -848,15 +860,15 @@ function checkTree(
       problem(at(offset), 'too-deep', `nesting deeper than ${limits.maxDepth} levels`);
       return false;
     }
-    if (isAlias(node)) continue;
+    if (yaml().isAlias(node)) continue;
     if (node.tag !== undefined && !CORE_TAGS.has(node.tag)) {
       problem(at(tagStart(text, offset)), 'custom-tag', `custom tag ${showTag(node.tag)} is not allowed in goal files`);
       ok = false;
     }
-    if (isMap(node)) {
+    if (yaml().isMap(node)) {
       for (const item of node.items as Pair<YamlNode, YamlNode>[]) {
         const key = item.key;
-        if (isScalar(key)) {
+        if (yaml().isScalar(key)) {
           const k = String(key.value);
           if (k === '<<') {
             problem(at(key.range?.[0] ?? offset), 'merge-key', 'merge keys (<<) are not allowed in goal files; write the fields out');
@@ -875,7 +887,7 @@ function checkTree(
         }
         if (item.value !== null && item.value !== undefined) stack.push({ node: item.value, depth: depth + 1 });
       }
-    } else if (isSeq(node)) {
+    } else if (yaml().isSeq(node)) {
       for (const item of node.items as YamlNode[]) if (item !== null) stack.push({ node: item, depth: depth + 1 });
     }
   }
@@ -886,15 +898,15 @@ function nodeAt(root: YamlNode, path: readonly PathKey[]): { key?: YamlNode; val
   let current: YamlNode = root;
   let key: YamlNode | undefined;
   for (const step of path) {
-    if (isMap(current)) {
+    if (yaml().isMap(current)) {
       const pair = (current.items as Pair<YamlNode, YamlNode>[]).find(
-        (p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(step),
+        (p) => yaml().isPair(p) && yaml().isScalar(p.key) && String(p.key.value) === String(step),
       );
       if (pair === undefined) return key === undefined ? { value: current } : { key, value: current };
       key = pair.key ?? undefined;
       if (pair.value === null || pair.value === undefined) return key === undefined ? { value: current } : { key, value: key };
       current = pair.value;
-    } else if (isSeq(current) && typeof step === 'number') {
+    } else if (yaml().isSeq(current) && typeof step === 'number') {
       const item = current.items[step] as YamlNode | undefined;
       if (item === undefined || item === null) break;
       key = item;

@@ -5,7 +5,7 @@ import type { NodeEventType, NodeMachineState } from '../../src/runtime/node-mac
 import {
   NODE_EVENT_TYPES,
   NODE_MACHINE_STATES,
-  NODE_TRANSITION_TABLE,
+  nodeTransitionTable,
   initialNodeState,
   nextNodeState,
   nodeMachine,
@@ -14,6 +14,8 @@ import {
   xstateNextNodeState,
 } from '../../src/runtime/node-machine.ts';
 import { NODE_STATUSES } from '../../src/runtime/state-store.ts';
+
+const table = nodeTransitionTable();
 
 describe('node machine', () => {
   it('starts pending', () => {
@@ -71,7 +73,7 @@ describe('node machine', () => {
       const restored = nodeMachine.resolveState({ value: s, context: {} as never });
       for (const e of NODE_EVENT_TYPES) {
         const [next] = transition(nodeMachine, restored, { type: e });
-        expect(NODE_TRANSITION_TABLE[s][e]).toBe(next.value);
+        expect(table[s][e]).toBe(next.value);
         expect(xstateNextNodeState(s, e)).toBe(next.value);
         expect(nextNodeState(nodeSnapshotFor(s), { type: e }).snapshot).toEqual(nodeMachine.getPersistedSnapshot(next));
       }
@@ -82,7 +84,7 @@ describe('node machine', () => {
     for (const s of NODE_MACHINE_STATES) {
       for (const e of NODE_EVENT_TYPES) {
         const accepted = nodeMachine.resolveState({ value: s, context: {} as never }).can({ type: e });
-        expect(NODE_TRANSITION_TABLE[s][e] !== s).toBe(accepted);
+        expect(table[s][e] !== s).toBe(accepted);
       }
     }
   });
@@ -92,7 +94,7 @@ describe('node machine', () => {
     const todo: NodeMachineState[] = ['pending'];
     for (let s = todo.pop(); s !== undefined; s = todo.pop()) {
       for (const e of NODE_EVENT_TYPES) {
-        const n = NODE_TRANSITION_TABLE[s][e];
+        const n = table[s][e];
         if (seen.has(n)) continue;
         seen.add(n);
         todo.push(n);

@@ -1,4 +1,8 @@
-import { Document, Scalar, visit } from 'yaml';
+import { createRequire } from 'node:module';
+import type * as Yaml from 'yaml';
+
+/** Loaded on the first playbook run, not with the backend: most commands never need it. */
+const yaml = (): typeof Yaml => createRequire(import.meta.url)('yaml') as typeof Yaml;
 
 /**
  * Extra variables as a YAML vars file in which every string value carries
@@ -8,6 +12,7 @@ import { Document, Scalar, visit } from 'yaml';
  * own YAML loader, which honours `!unsafe` at any depth.) Pure.
  */
 export function unsafeVarsYaml(vars: Readonly<Record<string, unknown>>): string {
+  const { Document, Scalar, visit } = yaml();
   const doc = new Document(vars, { aliasDuplicateObjects: false });
   visit(doc, {
     Scalar(key, node) {

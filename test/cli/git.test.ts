@@ -1,0 +1,74 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { goalsCommit } from '../../src/cli/git.ts';
+
+// Provenance is read from the repository's files; every answer is checked against git itself.
+let base: string;
+const git = (cwd: string, ...args: string[]): string =>
+  execFileSync('git', args, {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@example.com', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@example.com' },
+  }).trim();
+
+function repo(name: string): string {
+  const dir = join(base, name);
+  mkdirSync(join(dir, 'goals'), { recursive: true });
+  git(dir, 'init', '-q', '-b', 'main');
+  writeFileSync(join(dir, 'goals/a.yaml'), 'a\n');
+  git(dir, 'add', '.');
+  git(dir, 'commit', '-qm', 'one');
+  return dir;
+}
+
+beforeAll(() => {
+  base = mkdtempSync(join(tmpdir(), 'ds-git-'));
+});
+afterAll(() => {
+  rmSync(base, { recursive: true, force: true });
+});
+
+describe('goalsCommit', () => {
+  it('reads HEAD through a loose branch ref, from a subdirectory of the work tree', async () => {
+    const dir = repo('loose');
+    expect(await goalsCommit(join(dir, 'goals'))).toBe(git(dir, 'rev-parse', 'HEAD'));
+  });
+
+  it('reads a packed ref, and follows a new commit', async () => {
+    const dir = repo('packed');
+    git(dir, 'pack-refs', '--all');
+    expect(await goalsCommit(join(dir, 'goals'))).toBe(git(dir, 'rev-parse', 'HEAD'));
+    writeFileSync(join(dir, 'goals/b.yaml'), 'b\n');
+    git(dir, 'add', '.');
+    git(dir, 'commit', '-qm', 'two');
+    expect(await goalsCommit(join(dir, 'goals'))).toBe(git(dir, 'rev-parse', 'HEAD'));
+  });
+
+  it('reads a detached HEAD', async () => {
+    const dir = repo('detached');
+    git(dir, 'checkout', '-q', '--detach');
+    expect(await goalsCommit(dir)).toBe(git(dir, 'rev-parse', 'HEAD'));
+  });
+
+  it('reads a linked worktree on its own branch', async () => {
+    const dir = repo('main-tree');
+    writeFileSync(join(dir, 'goals/c.yaml'), 'c\n');
+    git(dir, 'add', '.');
+    git(dir, 'commit', '-qm', 'two');
+    const wt = join(base, 'linked');
+    git(dir, 'worktree', 'add', '-q', '-b', 'other', wt, 'HEAD~1');
+    expect(await goalsCommit(join(wt, 'goals'))).toBe(git(wt, 'rev-parse', 'HEAD'));
+    expect(await goalsCommit(join(wt, 'goals'))).not.toBe(await goalsCommit(dir));
+  });
+
+  it('is null in a repository without a commit and outside any repository', async () => {
+    const fresh = join(base, 'fresh');
+    mkdirSync(fresh);
+    git(fresh, 'init', '-q');
+    expect(await goalsCommit(fresh)).toBeNull();
+    expect(await goalsCommit(tmpdir())).toBeNull();
+  });
+});
