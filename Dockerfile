@@ -5,6 +5,9 @@ ENV NODE_ENV=production \
     DESIREDSTATE_STATE=/var/lib/desiredstate
 WORKDIR /app
 COPY package.json package-lock.json ./
+# npm ci runs `prepare` (scripts/build.ts); without dev dependencies it builds no
+# bundle and the CLI runs the TypeScript sources (a daemon starts once).
+COPY scripts ./scripts
 RUN npm ci --omit=dev && npm cache clean --force
 COPY bin ./bin
 COPY src ./src

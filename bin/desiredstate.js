@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// The sources are TypeScript run directly by Node 24's type stripping (no
-// build step). The project pins Node 24 as a dependency, so npm scripts and
-// `npx desiredstate` find it first on the PATH.
+// The sources are TypeScript run directly by Node 24's type stripping; a
+// bundle of them (dist/, built by `npm ci`) only makes the start faster. The
+// project pins Node 24 as a dependency, so npm scripts and `npx desiredstate`
+// find it first on the PATH.
 const [major] = process.versions.node.split('.').map(Number);
 if (major === undefined || major < 24) {
   console.error(`desiredstate needs Node.js 24 or newer (this is ${process.version}); run it through npm (npm start, npx desiredstate) so the pinned runtime is used`);
@@ -11,9 +12,31 @@ if (major === undefined || major < 24) {
 // the start-up of every command (NODE_DISABLE_COMPILE_CACHE=1 turns it off).
 const { enableCompileCache } = await import('node:module');
 enableCompileCache?.();
-const { main } = await import('../src/cli/main.ts');
+const { main } = await import(await entryPoint());
 process.exitCode = await main(process.argv.slice(2), {
   out: (text) => process.stdout.write(`${text}\n`),
   env: process.env,
   cwd: process.cwd(),
 });
+
+/**
+ * The bundle in dist/ (`npm run build`, run by `npm ci`) when it was built
+ * from exactly these sources, else the TypeScript sources themselves: a
+ * faster start, never different code. DESIREDSTATE_FROM_SOURCE=1 always
+ * takes the sources.
+ */
+async function entryPoint() {
+  const source = '../src/cli/main.ts';
+  if (process.env.DESIREDSTATE_FROM_SOURCE === '1') return source;
+  const { readFileSync } = await import('node:fs');
+  const { fileURLToPath } = await import('node:url');
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  let built;
+  try {
+    built = JSON.parse(readFileSync(`${root}/dist/build.json`, 'utf8')).digest;
+  } catch {
+    return source;
+  }
+  const { sourceDigest } = await import('../scripts/source-digest.js');
+  return built === sourceDigest(root) ? '../dist/main.js' : source;
+}
