@@ -12,31 +12,40 @@ if (major === undefined || major < 24) {
 // the start-up of every command (NODE_DISABLE_COMPILE_CACHE=1 turns it off).
 const { enableCompileCache } = await import('node:module');
 enableCompileCache?.();
-const { main } = await import(await entryPoint());
+const { entry, program } = await entryPoint();
+const { main } = await import(entry);
 process.exitCode = await main(process.argv.slice(2), {
   out: (text) => process.stdout.write(`${text}\n`),
   env: process.env,
   cwd: process.cwd(),
+  program,
 });
 
 /**
- * The bundle in dist/ (`npm run build`, run by `npm ci`) when it was built
- * from exactly these sources, else the TypeScript sources themselves: a
- * faster start, never different code. DESIREDSTATE_FROM_SOURCE=1 always
- * takes the sources.
+ * The program's digest (sources and dependency lock; it also keys the
+ * compiled-goal cache) and what to run: the bundle in dist/ (`npm run
+ * build`, run by `npm ci`) when it was built from exactly these sources,
+ * else the TypeScript sources themselves — a faster start, never different
+ * code. DESIREDSTATE_FROM_SOURCE=1 always takes the sources.
  */
 async function entryPoint() {
   const source = '../src/cli/main.ts';
-  if (process.env.DESIREDSTATE_FROM_SOURCE === '1') return source;
   const { readFileSync } = await import('node:fs');
   const { fileURLToPath } = await import('node:url');
   const root = fileURLToPath(new URL('..', import.meta.url));
+  let program;
+  try {
+    const { sourceDigest } = await import('../scripts/source-digest.js');
+    program = sourceDigest(root);
+  } catch {
+    return { entry: source, program: undefined };
+  }
+  if (process.env.DESIREDSTATE_FROM_SOURCE === '1') return { entry: source, program };
   let built;
   try {
     built = JSON.parse(readFileSync(`${root}/dist/build.json`, 'utf8')).digest;
   } catch {
-    return source;
+    return { entry: source, program };
   }
-  const { sourceDigest } = await import('../scripts/source-digest.js');
-  return built === sourceDigest(root) ? '../dist/main.js' : source;
+  return { entry: built === program ? '../dist/main.js' : source, program };
 }

@@ -20,9 +20,14 @@ export interface CliContext {
   readonly log: Logger;
   readonly out: (text: string) => void;
   readonly env: NodeJS.ProcessEnv;
+  /** The program's digest, when the launcher computed one (see `compileGoalsCached`). */
+  readonly program: string | undefined;
 }
 
-export function createContext(values: { goals?: string | undefined; state?: string | undefined; format?: string | undefined; 'log-level'?: string | undefined }, io: { out: (t: string) => void; env: NodeJS.ProcessEnv; cwd: string; defaultLogLevel?: string }): CliContext {
+export function createContext(
+  values: { goals?: string | undefined; state?: string | undefined; format?: string | undefined; 'log-level'?: string | undefined },
+  io: { out: (t: string) => void; env: NodeJS.ProcessEnv; cwd: string; defaultLogLevel?: string; program?: string | undefined },
+): CliContext {
   const cwd = io.cwd;
   const goalsDir = resolve(cwd, values.goals ?? io.env.DESIREDSTATE_GOALS ?? 'goals');
   const stateDir = resolve(cwd, values.state ?? io.env.DESIREDSTATE_STATE ?? '.desiredstate');
@@ -30,7 +35,7 @@ export function createContext(values: { goals?: string | undefined; state?: stri
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) throw new UsageError(`--log-level must be one of fatal, error, warn, info, debug, trace, silent`);
   // Logs go to stderr as JSON lines; stdout carries the command's own output.
   const log = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }));
-  return { cwd, goalsDir, stateDir, format: values.format, log, out: io.out, env: io.env };
+  return { cwd, goalsDir, stateDir, format: values.format, log, out: io.out, env: io.env, program: io.program };
 }
 
 export function requireGoalsDir(ctx: CliContext): void {
@@ -61,6 +66,30 @@ export async function compileGoals(ctx: CliContext, mode: PolicyMode = 'hold'): 
   const policy = new CelPolicyEngine({ blockingDiagnostic: mode === 'refuse' ? 'error' : 'warning' });
   const loaded = await loadGoalSet({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, registry: registry(), policy });
   return { ...loaded, policy };
+}
+
+/**
+ * `compileGoals` for plan and apply, through the compiled-goal cache in the
+ * state directory (`goal-cache.ts`): unchanged goals and program skip YAML
+ * parsing and compilation. No cache without the launcher's program digest,
+ * or with DESIREDSTATE_GOAL_CACHE=off.
+ */
+export async function compileGoalsCached(ctx: CliContext): Promise<LoadedGoals> {
+  requireGoalsDir(ctx);
+  if (ctx.program === undefined || ctx.env.DESIREDSTATE_GOAL_CACHE === 'off') return compileGoals(ctx, 'hold');
+  const { goalSetKey, readCompiledGoals, writeCompiledGoals } = await import('./goal-cache.ts');
+  const key = await goalSetKey({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: ctx.program });
+  const cached = key === undefined ? undefined : readCompiledGoals(ctx.stateDir, key);
+  if (cached !== undefined) {
+    ctx.log.debug({ nodes: cached.result.graph?.size }, 'compiled goals unchanged; taken from the cache');
+    return cached;
+  }
+  const loaded = await compileGoals(ctx, 'hold');
+  if (key !== undefined && loaded.result.graph !== undefined) {
+    mkdirSync(ctx.stateDir, { recursive: true });
+    if (!writeCompiledGoals(ctx.stateDir, key, loaded)) ctx.log.debug('could not store the compiled goals (the next command compiles again)');
+  }
+  return loaded;
 }
 
 export function printDiagnostics(ctx: CliContext, diagnostics: readonly Diagnostic[], stream: 'out' | 'err' = 'err'): void {

@@ -5,7 +5,8 @@ import type { BackendRegistry, InfraDesiredNodeSpec, PolicyEngine } from '../inf
 
 export interface LoadedGoals {
   readonly result: CompileResult<InfraDesiredNodeSpec>;
-  readonly factory: InfraSpecFactory;
+  /** What the commands use of the factory after compiling: the Backend documents and the policy defaults applied. */
+  readonly factory: Pick<InfraSpecFactory, 'backends' | 'policyDefaults'>;
   readonly files: readonly string[];
 }
 

@@ -24,6 +24,8 @@ interface Io {
   readonly out: (text: string) => void;
   readonly env: NodeJS.ProcessEnv;
   readonly cwd: string;
+  /** The launcher's digest of the program (sources and dependency lock): keys the compiled-goal cache; none, no cache. */
+  readonly program?: string | undefined;
 }
 
 function context(values: Record<string, unknown>, io: Io, defaultLogLevel = 'warn'): CliContext {

@@ -928,7 +928,7 @@ export async function loadGoalDirectory(
 ): Promise<{ documents: SourceDocument[]; diagnostics: Diagnostic[]; files: string[] }> {
   const limits = options.limits ?? defaultLoadLimits;
   const displayRoot = options.displayRoot ?? process.cwd();
-  const files = (await listYamlFiles(dir)).sort();
+  const files = await listGoalFiles(dir);
   const documents: SourceDocument[] = [];
   const diagnostics: Diagnostic[] = [];
   if (files.length > limits.maxFiles) {
@@ -1015,6 +1015,11 @@ function firstInvalidUtf8(b: Uint8Array): number {
 export function displayPath(abs: string, root: string): string {
   const rel = relative(root, abs);
   return rel.startsWith('..') ? abs : rel.split(sep).join('/');
+}
+
+/** The goal files under `dir` (`*.yaml`, `*.yml`, recursively, dot entries skipped), sorted: what `loadGoalDirectory` reads. */
+export async function listGoalFiles(dir: string): Promise<string[]> {
+  return (await listYamlFiles(dir)).sort();
 }
 
 async function listYamlFiles(dir: string): Promise<string[]> {

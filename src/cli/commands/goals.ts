@@ -3,16 +3,16 @@ import { Reconciler } from '../../runtime/index.ts';
 import type { DesiredGraph } from '../../runtime/index.ts';
 import { infraSpecCodec } from '../../infra/index.ts';
 import type { InfraDesiredNodeSpec } from '../../infra/index.ts';
-import { compileGoals, openStore, printDiagnostics, provisioner } from '../context.ts';
+import { compileGoals, compileGoalsCached, openStore, printDiagnostics, provisioner } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { formatPlan, planCounts } from '../format.ts';
 import { goalsCommit } from '../git.ts';
 import type { LoadedGoals } from '../load.ts';
 import { EXIT, UsageError } from '../usage.ts';
 
-/** Compiles and prints diagnostics; the graph when there is no error. */
-async function compiled(ctx: CliContext): Promise<{ loaded: LoadedGoals; graph: DesiredGraph<InfraDesiredNodeSpec> } | undefined> {
-  const loaded = await compileGoals(ctx);
+/** Compiles (through the compiled-goal cache for plan and apply) and prints diagnostics; the graph when there is no error. */
+async function compiled(ctx: CliContext, cached = false): Promise<{ loaded: LoadedGoals; graph: DesiredGraph<InfraDesiredNodeSpec> } | undefined> {
+  const loaded = cached ? await compileGoalsCached(ctx) : await compileGoals(ctx);
   const { diagnostics, graph } = loaded.result;
   if (graph === undefined) {
     printDiagnostics(ctx, diagnostics);
@@ -35,7 +35,7 @@ export async function validate(ctx: CliContext): Promise<number> {
 }
 
 export async function plan(ctx: CliContext, options: { showUnchanged: boolean }): Promise<number> {
-  const c = await compiled(ctx);
+  const c = await compiled(ctx, true);
   if (c === undefined) return EXIT.failed;
   const store = openStore(ctx, { lock: false });
   const p = provisioner(ctx, c.loaded);
@@ -59,7 +59,7 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
 }
 
 export async function apply(ctx: CliContext, options: { yes: boolean; allowMassDeletion: boolean; concurrency: number }): Promise<number> {
-  const c = await compiled(ctx);
+  const c = await compiled(ctx, true);
   if (c === undefined) return EXIT.failed;
   const store = openStore(ctx, { lock: true });
   const p = provisioner(ctx, c.loaded);

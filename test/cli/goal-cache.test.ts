@@ -1,0 +1,142 @@
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import { compileGoals, createContext } from '../../src/cli/context.ts';
+import type { CliContext } from '../../src/cli/context.ts';
+import { goalSetKey, readCompiledGoals, writeCompiledGoals } from '../../src/cli/goal-cache.ts';
+import type { LoadedGoals } from '../../src/cli/load.ts';
+import { cli, localBackend, repoRoot, tempProject } from '../support/cli.ts';
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function context(goals: string, state: string): CliContext {
+  const ctx = createContext({ goals, state, 'log-level': 'silent' }, { out: () => undefined, env: {}, cwd: repoRoot, program: 'test-program' });
+  return { ...ctx, log: pino({ level: 'silent' }) };
+}
+
+/** Everything a command reads of a compiled goal set, in comparable form (the spec brand and digest included). */
+function comparable(l: LoadedGoals): unknown {
+  const g = l.result.graph!;
+  return {
+    order: g.order.map((n) => n.id),
+    nodes: [...g.ids()].map((id) => {
+      const n = g.get(id)!;
+      return { ...n, spec: { ...n.spec, branded: Object.getOwnPropertySymbols(n.spec).length, frozen: Object.isFrozen(n.spec) } };
+    }),
+    dependents: [...g.ids()].map((id) => g.dependents(id)),
+    goals: l.result.goals,
+    diagnostics: l.result.diagnostics,
+    gates: [...l.result.gates],
+    backends: [...l.factory.backends],
+    policyDefaults: [...l.factory.policyDefaults],
+    files: l.files,
+  };
+}
+
+describe('compiled-goal cache', () => {
+  // The bundled goals and every example: local files, PostgreSQL with secrets and references,
+  // an organisation policy with environment defaults and held nodes, generated scripts.
+  it.each(['goals', 'examples/postgres', 'examples/org-policy', 'examples/scripts'])('%s: what comes back from the cache is what the compiler made', async (dir) => {
+    const state = mkdtempSync(join(tmpdir(), 'ds-goal-cache-'));
+    dirs.push(state);
+    const ctx = context(join(repoRoot, dir), state);
+    const fresh = await compileGoals(ctx, 'hold');
+    expect(fresh.result.graph).toBeDefined();
+    const key = (await goalSetKey({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: 'p' }))!;
+    expect(writeCompiledGoals(state, key, fresh)).toBe(true);
+    const cached = readCompiledGoals(state, key);
+    expect(cached).toBeDefined();
+    expect(comparable(cached!)).toEqual(comparable(fresh));
+  });
+
+  it('the key changes with any goal file byte, a new file, the program, the mode or the directory shown against', async () => {
+    const p = tempProject('ds-goal-key-');
+    dirs.push(p.dir);
+    p.write('a.yaml', localBackend(p.root));
+    const key = (extra: Partial<Parameters<typeof goalSetKey>[0]> = {}) => goalSetKey({ goalsDir: p.goals, cwd: p.dir, mode: 'hold', program: 'p1', ...extra });
+    const k0 = await key();
+    expect(await key()).toBe(k0);
+    expect(await key({ program: 'p2' })).not.toBe(k0);
+    expect(await key({ mode: 'refuse' })).not.toBe(k0);
+    expect(await key({ cwd: repoRoot })).not.toBe(k0);
+    p.write('a.yaml', localBackend(p.root).replace('local', 'locaL'));
+    const k1 = await key();
+    expect(k1).not.toBe(k0);
+    p.write('b.yml', '# nothing yet\n');
+    expect(await key()).not.toBe(k1);
+    p.write('.hidden.yaml', 'ignored by the loader, so by the key\n');
+    expect(await key()).toBe(await key());
+  });
+
+  it('anything but an intact entry under the same key is a miss', async () => {
+    const state = mkdtempSync(join(tmpdir(), 'ds-goal-cache-'));
+    dirs.push(state);
+    const fresh = await compileGoals(context(join(repoRoot, 'goals'), state), 'hold');
+    expect(readCompiledGoals(state, 'k')).toBeUndefined(); // nothing stored
+    writeCompiledGoals(state, 'k', fresh);
+    expect(readCompiledGoals(state, 'other')).toBeUndefined();
+    const file = join(state, 'compiled-goals.json');
+    const stored = JSON.parse(readFileSync(file, 'utf8')) as { format: number; nodes: { dependsOn: { on: string }[] }[] };
+    writeFileSync(file, JSON.stringify({ ...stored, format: 0 }));
+    expect(readCompiledGoals(state, 'k')).toBeUndefined();
+    // An edge to a node that is not there: the graph does not build, so it is not used.
+    stored.nodes[0]!.dependsOn = [{ on: 'nowhere', source: { file: 'x.yaml', line: 1, col: 1 } } as never];
+    writeFileSync(file, JSON.stringify(stored));
+    expect(readCompiledGoals(state, 'k')).toBeUndefined();
+    // A damaged entry (the edge's location missing) is a miss too, not a crash.
+    stored.nodes[0]!.dependsOn = [{ on: 'nowhere' } as never];
+    writeFileSync(file, JSON.stringify(stored));
+    expect(readCompiledGoals(state, 'k')).toBeUndefined();
+    writeFileSync(file, '{ truncated');
+    expect(readCompiledGoals(state, 'k')).toBeUndefined();
+  });
+});
+
+describe('compiled-goal cache through the CLI', () => {
+  it('apply uses it while the goals are unchanged, and never applies a stale graph', async () => {
+    const p = tempProject('ds-goal-cache-cli-');
+    dirs.push(p.dir);
+    const goal = (content: string) =>
+      `${localBackend(p.root)}---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app }
+spec:
+  defaults: { backend: local }
+  nodes:
+    - id: conf
+      type: local.file
+      spec: { path: app.conf, content: ${JSON.stringify(content)}, mode: "0644" }
+`;
+    const apply = () => cli(['apply', ...p.args, '--yes', '--log-level', 'debug']);
+    p.write('app.yaml', goal('one\n'));
+    const first = await apply();
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).not.toContain('taken from the cache');
+    const second = await apply();
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stderr).toContain('compiled goals unchanged; taken from the cache');
+
+    p.write('app.yaml', goal('two\n'));
+    const changed = await apply();
+    expect(changed.code, changed.stderr).toBe(0);
+    expect(changed.stderr).not.toContain('taken from the cache');
+    expect(readFileSync(join(p.root, 'app.conf'), 'utf8')).toBe('two\n');
+
+    // A broken revision is compiled (and refused), not answered from the cache of the last good one.
+    p.write('app.yaml', goal('three\n').replace('content:', 'contnet:'));
+    const broken = await apply();
+    expect(broken.code).toBe(1);
+    expect(broken.stderr).toContain('unknown-field');
+    expect(readFileSync(join(p.root, 'app.conf'), 'utf8')).toBe('two\n');
+
+    const off = await cli(['apply', ...p.args, '--yes', '--log-level', 'debug'], { env: { DESIREDSTATE_GOAL_CACHE: 'off' } });
+    expect(off.code).toBe(1);
+  });
+});
