@@ -33,19 +33,20 @@ async function entryPoint() {
   const { readFileSync } = await import('node:fs');
   const { fileURLToPath } = await import('node:url');
   const root = fileURLToPath(new URL('..', import.meta.url));
+  let built;
+  try {
+    built = JSON.parse(readFileSync(`${root}/dist/build.json`, 'utf8'));
+  } catch {
+    built = undefined;
+  }
   let program;
   try {
-    const { sourceDigest } = await import('../scripts/source-digest.js');
-    program = sourceDigest(root);
+    const { sourceDigest, sourceFingerprint } = await import('../scripts/source-digest.js');
+    // Files not touched since the build: the recorded digest is theirs (no need to read them all).
+    program = built !== undefined && typeof built.digest === 'string' && built.fingerprint === sourceFingerprint(root) ? built.digest : sourceDigest(root);
   } catch {
     return { entry: source, program: undefined };
   }
-  if (process.env.DESIREDSTATE_FROM_SOURCE === '1') return { entry: source, program };
-  let built;
-  try {
-    built = JSON.parse(readFileSync(`${root}/dist/build.json`, 'utf8')).digest;
-  } catch {
-    return { entry: source, program };
-  }
-  return { entry: built === program ? '../dist/main.js' : source, program };
+  const fresh = built !== undefined && built.digest === program && process.env.DESIREDSTATE_FROM_SOURCE !== '1';
+  return { entry: fresh ? '../dist/main.js' : source, program };
 }

@@ -11,7 +11,7 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type * as Rolldown from 'rolldown';
-import { sourceDigest } from './source-digest.js';
+import { sourceDigest, sourceFingerprint } from './source-digest.js';
 
 const root = resolve(import.meta.dirname, '..');
 const out = join(root, 'dist');
@@ -35,5 +35,5 @@ await rolldown.build({
   output: { dir: out, format: 'esm', entryFileNames: 'main.js', chunkFileNames: '[name]-[hash].js', sourcemap: true },
 });
 mkdirSync(out, { recursive: true });
-writeFileSync(join(out, 'build.json'), `${JSON.stringify({ digest, builtAt: new Date().toISOString() }, null, 2)}\n`);
+writeFileSync(join(out, 'build.json'), `${JSON.stringify({ digest, fingerprint: sourceFingerprint(root), builtAt: new Date().toISOString() }, null, 2)}\n`);
 console.log(`desiredstate build: dist/ from sources ${digest.slice(0, 12)}`);

@@ -5,16 +5,20 @@
 // runs stale code. Plain JavaScript, no dependencies: the launcher loads it
 // before anything else.
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+
+function sourceFiles(src) {
+  return readdirSync(src, { recursive: true })
+    .map(String)
+    .filter((f) => f.endsWith('.ts'))
+    .sort();
+}
 
 /** Hex SHA-256 over src/**\/*.ts and package-lock.json under `root`. */
 export function sourceDigest(root) {
   const src = join(root, 'src');
-  const files = readdirSync(src, { recursive: true })
-    .map(String)
-    .filter((f) => f.endsWith('.ts'))
-    .sort();
+  const files = sourceFiles(src);
   const h = createHash('sha256');
   for (const f of files) {
     h.update(`${f}\0`);
@@ -22,5 +26,23 @@ export function sourceDigest(root) {
     h.update('\0');
   }
   h.update(readFileSync(join(root, 'package-lock.json')));
+  return h.digest('hex');
+}
+
+/**
+ * A cheap stand-in for the digest, as git's index is for content: the path,
+ * size and modification time of the same files. While it is unchanged, the
+ * digest recorded with it is still the digest (a stat per file instead of
+ * reading and hashing them all on every start).
+ */
+export function sourceFingerprint(root) {
+  const src = join(root, 'src');
+  const h = createHash('sha256');
+  for (const f of sourceFiles(src)) {
+    const st = statSync(join(src, f));
+    h.update(`${f}\0${st.size}\0${st.mtimeMs}\0`);
+  }
+  const lock = statSync(join(root, 'package-lock.json'));
+  h.update(`${lock.size}\0${lock.mtimeMs}`);
   return h.digest('hex');
 }

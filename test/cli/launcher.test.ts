@@ -3,7 +3,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { sourceDigest } from '../../scripts/source-digest.js';
+import { sourceDigest, sourceFingerprint } from '../../scripts/source-digest.js';
 import { repoRoot } from '../support/cli.ts';
 
 // bin/desiredstate.js runs dist/ only when dist/build.json names the digest of the sources as
@@ -20,7 +20,7 @@ function launch(env: NodeJS.ProcessEnv = {}): string {
 function build(): void {
   mkdirSync(join(root, 'dist'), { recursive: true });
   writeFileSync(join(root, 'dist/main.js'), entry('from dist'));
-  writeFileSync(join(root, 'dist/build.json'), JSON.stringify({ digest: sourceDigest(root) }));
+  writeFileSync(join(root, 'dist/build.json'), JSON.stringify({ digest: sourceDigest(root), fingerprint: sourceFingerprint(root) }));
 }
 
 beforeEach(() => {
@@ -57,6 +57,12 @@ describe('bin/desiredstate.js', () => {
     build();
     change();
     expect(launch()).toBe('from source hello');
+  });
+
+  it('a build record without the stat fingerprint is checked by content', () => {
+    build();
+    writeFileSync(join(root, 'dist/build.json'), JSON.stringify({ digest: sourceDigest(root) }));
+    expect(launch()).toBe('from dist hello');
   });
 
   it('the digest is about content, not timestamps: touching a file keeps the bundle', () => {

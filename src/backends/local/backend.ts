@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type {
@@ -74,7 +74,7 @@ function desiredContent(spec: LocalFileSpec): DesiredContent {
   let d = desiredContents.get(spec);
   if (d === undefined) {
     const bytes = Buffer.from(spec.content, 'utf8');
-    d = { bytes, sha256: createHash('sha256').update(bytes).digest('hex') };
+    d = { bytes, sha256: hash('sha256', bytes, 'hex') };
     desiredContents.set(spec, d);
   }
   return d;

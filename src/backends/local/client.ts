@@ -1,5 +1,5 @@
-import { randomBytes, createHash } from 'node:crypto';
-import { lstatSync, readFileSync, readlinkSync, watch } from 'node:fs';
+import { hash, randomBytes } from 'node:crypto';
+import { closeSync, lstatSync, openSync, readFileSync, readlinkSync, readSync, watch } from 'node:fs';
 import type { FSWatcher, Stats } from 'node:fs';
 import { access, chmod, chown, constants, lstat, mkdir, open, readFile, readlink, rename, rmdir, symlink, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, parse, relative, sep } from 'node:path';
@@ -164,7 +164,7 @@ export interface ReadPolicy {
 export const SYNC_READ_LIMIT = 256 * 1024;
 
 function sha256(data: Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
+  return hash('sha256', data, 'hex');
 }
 
 type Stat = Stats;
@@ -236,12 +236,30 @@ export function inspectSync(real: string, policy?: ReadPolicy): ActualEntry | un
   if (c.base.size > SYNC_READ_LIMIT) return undefined;
   let data;
   try {
-    data = readFileSync(real);
+    data = readSmallFileSync(real, c.base.size);
   } catch (err) {
     if (isMissing(err)) return { kind: 'missing' };
     throw fsFault(err, 'read', real);
   }
   return withContent(c.base, data, policy!);
+}
+
+/**
+ * The content of a file `lstat` just found regular and `size` bytes long:
+ * open without following a symlink (one swapped in since is refused, ELOOP,
+ * not read through), one read of size + 1 bytes, close — no fstat, no
+ * growing buffer. A file that grew since is read to its end.
+ */
+function readSmallFileSync(real: string, size: number): Buffer {
+  const fd = openSync(real, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const buf = Buffer.allocUnsafe(size + 1);
+    const n = readSync(fd, buf, 0, size + 1, 0);
+    if (n <= size) return buf.subarray(0, n);
+    return Buffer.concat([buf, readFileSync(fd)]);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function tempName(real: string): string {
