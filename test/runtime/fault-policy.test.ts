@@ -44,6 +44,12 @@ describe('decide', () => {
     if (d.action === 'hold') expect(d.reason).toMatch(/held until the goal changes or an operator runs retry/);
   });
 
+  it('the written-out defaults are exactly what validating their input form gives (frozen, unlimited as Infinity)', () => {
+    expect(DEFAULT_FAULT_POLICY).toEqual(parseFaultPolicy(DEFAULT_FAULT_POLICY_INPUT));
+    expect(Object.isFrozen(DEFAULT_FAULT_POLICY)).toBe(true);
+    for (const cls of FAULT_CLASSES) expect(Object.isFrozen(DEFAULT_FAULT_POLICY[cls])).toBe(true);
+  });
+
   it.each(FAULT_CLASSES.flatMap((cls) => [1, 2, 3, 5, 10, 30].map((attempts) => ({ cls, attempts }))))(
     'full jitter stays in [0, min(max, base*2^(n-1))) for $cls after $attempts failures',
     ({ cls, attempts }) => {
