@@ -262,8 +262,12 @@ function readSmallFileSync(real: string, size: number): Buffer {
   }
 }
 
+/** Random per process, then a counter: unique names without a call into the random source per file. */
+const TEMP_PREFIX = randomBytes(4).toString('hex');
+let tempCounter = 0;
+
 function tempName(real: string): string {
-  return join(dirname(real), `.${basename(real)}.ds-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+  return join(dirname(real), `.${basename(real)}.ds-${process.pid}-${TEMP_PREFIX}${(tempCounter++).toString(36)}.tmp`);
 }
 
 async function fsyncDirectory(dir: string): Promise<void> {
