@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
 import type { Logger } from 'pino';
-import { formatDiagnostic, SqliteStateStore } from '../runtime/index.ts';
+import { errorMessage, formatDiagnostic, parseDuration, SqliteStateStore } from '../runtime/index.ts';
 import type { Diagnostic } from '../runtime/index.ts';
 import { BackendRegistry, CelPolicyEngine, InfraNodeProvisioner } from '../infra/index.ts';
 import type { InfraBackend } from '../infra/index.ts';
@@ -90,6 +90,29 @@ export async function compileGoalsCached(ctx: CliContext): Promise<LoadedGoals> 
     if (!writeCompiledGoals(ctx.stateDir, key, loaded)) ctx.log.debug('could not store the compiled goals (the next command compiles again)');
   }
   return loaded;
+}
+
+/** How long run and drift history is kept when `--history` is not given. */
+export const DEFAULT_HISTORY = '30d';
+
+/** `--history DURATION` (or `forever`): milliseconds of history to keep, undefined to keep everything. */
+export function parseHistory(value: string | undefined): number | undefined {
+  const text = value ?? DEFAULT_HISTORY;
+  if (text === 'forever') return undefined;
+  const ms = parseDuration(text);
+  if (ms === undefined || ms <= 0) throw new UsageError(`--history takes a duration such as 30d or 12h, or forever (got "${text}")`);
+  return ms;
+}
+
+/** Forgets history older than `keepMs` (see `StateStore.pruneHistory`) and logs what went. Never throws: history is kept a while longer. */
+export function pruneHistory(ctx: CliContext, store: SqliteStateStore, keepMs: number | undefined): void {
+  if (keepMs === undefined) return;
+  try {
+    const pruned = store.pruneHistory(Date.now() - keepMs);
+    if (pruned.operations + pruned.runs + pruned.drift + pruned.events > 0) ctx.log.info({ ...pruned, keepMs }, 'history pruned');
+  } catch (err) {
+    ctx.log.warn({ err: errorMessage(err) }, 'could not prune history; it is kept until the next attempt');
+  }
 }
 
 export function printDiagnostics(ctx: CliContext, diagnostics: readonly Diagnostic[], stream: 'out' | 'err' = 'err'): void {

@@ -1,5 +1,5 @@
 import { DesiredStateError, errorMessage, ErrorCodes } from '../runtime/index.ts';
-import { createContext } from './context.ts';
+import { createContext, parseHistory } from './context.ts';
 import type { CliContext } from './context.ts';
 import { EXIT, oneOf, parse, UsageError } from './usage.ts';
 import { VERSION } from './version.ts';
@@ -60,22 +60,24 @@ export const commands: Record<string, Command> = {
   },
   apply: {
     summary: 'one reconcile pass in dependency order',
-    usage: 'desiredstate apply [--goals DIR] [--state DIR] [--yes] [--allow-mass-deletion] [--concurrency N]',
-    help: 'Asks before deleting anything unless --yes. Dependents of a failed node are blocked, never removed.\nExit status: 0 converged, 1 some node failed, is blocked or is held.',
+    usage: 'desiredstate apply [--goals DIR] [--state DIR] [--yes] [--allow-mass-deletion] [--concurrency N] [--history 30d]',
+    help: 'Asks before deleting anything unless --yes. Dependents of a failed node are blocked, never removed.\n--history keeps finished runs, operations, drift reports and events this long (default 30d; forever keeps all).\nExit status: 0 converged, 1 some node failed, is blocked or is held.',
     async run(argv, io) {
-      const { values } = parse(argv, { yes: { type: 'boolean', short: 'y' }, 'allow-mass-deletion': { type: 'boolean' }, concurrency: { type: 'string' } });
+      const { values } = parse(argv, { yes: { type: 'boolean', short: 'y' }, 'allow-mass-deletion': { type: 'boolean' }, concurrency: { type: 'string' }, history: { type: 'string' } });
       formatFlag(values, ['text', 'json']);
       const concurrency = values.concurrency === undefined ? 10 : Number(values.concurrency);
       if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError('--concurrency takes a positive whole number');
-      return (await import('./commands/goals.ts')).apply(context(values, io), { yes: values.yes === true, allowMassDeletion: values['allow-mass-deletion'] === true, concurrency });
+      const history = parseHistory(values.history);
+      return (await import('./commands/goals.ts')).apply(context(values, io), { yes: values.yes === true, allowMassDeletion: values['allow-mass-deletion'] === true, concurrency, history });
     },
   },
   run: {
     summary: 'the daemon: continuous reconciliation until SIGTERM/SIGINT',
-    usage: 'desiredstate run [--goals DIR] [--state DIR] [--interval 60s] [--listen 127.0.0.1:7474] [--concurrency 10] [--fault-policy FILE] [--allow-mass-deletion]',
-    help: 'Each node is re-observed every --interval (±10 % jitter; per-goal and per-node `interval` override it), at once when\nthe goal files change or its backend reports a change, and when its backoff expires. Drift is logged as a JSON line\nwith the message "drift detected" and stored (see `desiredstate drift`). SIGHUP reloads the goals.\n--listen serves /healthz, /readyz and /status; port 0 picks a free port (logged).\n--fault-policy FILE overrides retry settings per fault class and the circuit breaker, e.g.\n  retry: { transient: { baseMs: 500, maxMs: 60000 }, permanent: { retryBudget: 5 } }\n  circuitBreaker: { failureThreshold: 10, coolDownMs: 60000 }\n(defaults: transient/throttled/unknown 1 s -> 5 min, unlimited; auth/permanent held after 3; breaker opens after 5, probes after 30 s).\nExit status: 0 after SIGTERM/SIGINT; 1 if the fault policy file is invalid.',
+    usage: 'desiredstate run [--goals DIR] [--state DIR] [--interval 60s] [--listen 127.0.0.1:7474] [--concurrency 10] [--fault-policy FILE] [--allow-mass-deletion] [--history 30d]',
+    help: 'Each node is re-observed every --interval (±10 % jitter; per-goal and per-node `interval` override it), at once when\nthe goal files change or its backend reports a change, and when its backoff expires. Drift is logged as a JSON line\nwith the message "drift detected" and stored (see `desiredstate drift`). SIGHUP reloads the goals.\n--listen serves /healthz, /readyz and /status; port 0 picks a free port (logged).\n--fault-policy FILE overrides retry settings per fault class and the circuit breaker, e.g.\n  retry: { transient: { baseMs: 500, maxMs: 60000 }, permanent: { retryBudget: 5 } }\n  circuitBreaker: { failureThreshold: 10, coolDownMs: 60000 }\n(defaults: transient/throttled/unknown 1 s -> 5 min, unlimited; auth/permanent held after 3; breaker opens after 5, probes after 30 s).\n--history keeps finished runs, operations, drift reports and events this long (default 30d, pruned at start and hourly; forever keeps all).\nExit status: 0 after SIGTERM/SIGINT; 1 if the fault policy file is invalid.',
     async run(argv, io) {
-      const { values } = parse(argv, { interval: { type: 'string' }, listen: { type: 'string' }, concurrency: { type: 'string' }, 'allow-mass-deletion': { type: 'boolean' }, debounce: { type: 'string' }, 'fault-policy': { type: 'string' } });
+      const { values } = parse(argv, { interval: { type: 'string' }, listen: { type: 'string' }, concurrency: { type: 'string' }, 'allow-mass-deletion': { type: 'boolean' }, debounce: { type: 'string' }, 'fault-policy': { type: 'string' }, history: { type: 'string' } });
+      const history = parseHistory(values.history);
       return (await import('./commands/run.ts')).run(context(values, io, 'info'), {
         interval: values.interval,
         listen: values.listen,
@@ -83,6 +85,7 @@ export const commands: Record<string, Command> = {
         allowMassDeletion: values['allow-mass-deletion'] === true,
         debounce: values.debounce,
         faultPolicy: values['fault-policy'],
+        history,
       });
     },
   },

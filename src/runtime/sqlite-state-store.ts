@@ -13,6 +13,7 @@ import type { NodeId } from './node-spec.ts';
 import type { FieldDiff, Outputs } from './provisioner.ts';
 import type {
   DriftReport,
+  HistoryPruned,
   JournalEvent,
   NodeRecord,
   NodeStatus,
@@ -115,7 +116,18 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
     description: 'artifact ledger: generated artifacts, reviews, one-shot grants and runs',
     sql: ARTIFACT_LEDGER_SQL,
   },
+  {
+    description: 'history retention: find the operations of a run, and the finished ones by age',
+    sql: `
+      CREATE INDEX operations_by_run ON operations (run_id) WHERE run_id IS NOT NULL;
+      CREATE INDEX operations_finished ON operations (finished_at) WHERE finished_at IS NOT NULL;
+      CREATE INDEX runs_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
+    `,
+  },
 ]);
+
+/** Rows deleted per transaction by `pruneHistory`. */
+const PRUNE_CHUNK = 5_000;
 
 /** 'DSST': marks a SQLite file as a desiredstate state file. */
 const APPLICATION_ID = 0x44535354;
@@ -589,6 +601,35 @@ export class SqliteStateStore implements StateStore {
       commit: r.goals_commit,
       summary: parse<RunSummary>(r.summary),
     }));
+  }
+
+  // -- history
+
+  /**
+   * {@inheritDoc StateStore.pruneHistory} Deletes in chunks, each its own
+   * short write transaction, so a years-long backlog never holds the write
+   * lock for long.
+   */
+  pruneHistory(before: number): HistoryPruned {
+    const chunked = (sql: string): number => {
+      let total = 0;
+      for (;;) {
+        const n = this.#write(() => this.#stmt(sql).run(before, PRUNE_CHUNK)).changes;
+        total += n;
+        if (n < PRUNE_CHUNK) return total;
+      }
+    };
+    const operations = chunked('DELETE FROM operations WHERE id IN (SELECT id FROM operations WHERE finished_at IS NOT NULL AND finished_at < ? LIMIT ?)');
+    const runs = chunked(
+      `DELETE FROM runs WHERE id IN (
+         SELECT id FROM runs r WHERE finished_at IS NOT NULL AND finished_at < ?
+           AND id <> (SELECT max(id) FROM runs)
+           AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.run_id = r.id)
+         LIMIT ?)`,
+    );
+    const drift = chunked('DELETE FROM drift WHERE id IN (SELECT id FROM drift WHERE detected_at < ? LIMIT ?)');
+    const events = chunked('DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? LIMIT ?)');
+    return { operations, runs, drift, events };
   }
 
   // -- drift

@@ -95,6 +95,14 @@ export interface JournalEvent {
  * before the backend is called, so that a crash never leads to a blind
  * second create.
  */
+/** Rows removed by one `pruneHistory`. */
+export interface HistoryPruned {
+  readonly operations: number;
+  readonly runs: number;
+  readonly drift: number;
+  readonly events: number;
+}
+
 export interface StateStore {
   getNode(id: NodeId): NodeRecord | undefined;
   listNodes(): NodeRecord[];
@@ -121,6 +129,14 @@ export interface StateStore {
 
   appendEvent(event: JournalEvent): void;
   listEvents(filter?: { since?: number; node?: NodeId; limit?: number }): JournalEvent[];
+
+  /**
+   * Forgets history older than `before` (epoch ms): finished operations,
+   * finished runs no remaining operation points to (never the latest run),
+   * drift reports and journal events. Pending operations are never touched:
+   * they are what a restart resolves. Returns how many rows went.
+   */
+  pruneHistory(before: number): HistoryPruned;
 
   /** Small key/value settings (goal-set errors, last good revision …). */
   getMeta(key: string): string | undefined;

@@ -331,6 +331,53 @@ describe('runs', () => {
   });
 });
 
+describe('history retention', () => {
+  it('forgets old finished history; keeps pending operations, the latest run and the runs recent operations point to', () => {
+    const clock = new FakeClock(1000);
+    const s = openStore({ clock });
+    const summary = { created: 0, updated: 0, deleted: 0, unchanged: 0, failed: 0, blocked: 0, held: 0, drifted: 0 };
+    // t=1000: an old run with a finished and a never-finished (crashed) operation.
+    const oldRun = s.startRun('apply', null);
+    s.finishOperation(s.beginOperation('a', 'create', oldRun), 'done');
+    const crashed = s.beginOperation('b', 'create', oldRun);
+    s.finishRun(oldRun, summary);
+    // t=1000: an old run with only a finished operation, and old drift and events.
+    const oldRun2 = s.startRun('apply', null);
+    s.finishOperation(s.beginOperation('c', 'update', oldRun2), 'done');
+    s.finishRun(oldRun2, summary);
+    s.recordDrift(drift('a', 1000));
+    s.appendEvent({ at: 1000, node: null, kind: 'goals-rejected', data: {} });
+    clock.advance(10_000);
+    // t=11000: recent history.
+    const recent = s.startRun('daemon', null);
+    s.finishOperation(s.beginOperation('d', 'update', recent), 'done');
+    s.finishRun(recent, summary);
+    s.recordDrift(drift('d', 11_000));
+    s.appendEvent({ at: 11_000, node: 'd', kind: 'operator-retry', data: {} });
+
+    expect(s.pruneHistory(5_000)).toEqual({ operations: 2, runs: 1, drift: 1, events: 1 });
+    expect(s.pendingOperations().map((o) => o.id)).toEqual([crashed]);
+    expect(s.listRuns().map((r) => r.id)).toEqual([recent, oldRun]); // oldRun: its pending operation points to it
+    expect(s.listDrift().map((d) => d.node)).toEqual(['d']);
+    expect(s.listEvents().map((e) => e.kind)).toEqual(['operator-retry']);
+    expect(s.countOperations('d', 'update')).toBe(1);
+    // Nothing is old enough: nothing goes; everything old: the latest run still stays.
+    expect(s.pruneHistory(5_000)).toEqual({ operations: 0, runs: 0, drift: 0, events: 0 });
+    expect(s.pruneHistory(Number.MAX_SAFE_INTEGER)).toEqual({ operations: 1, runs: 0, drift: 1, events: 1 });
+    expect(s.listRuns().map((r) => r.id)).toEqual([recent, oldRun]);
+    expect(s.pendingOperations().map((o) => o.id)).toEqual([crashed]);
+  });
+
+  it('deletes a large backlog in chunks', () => {
+    const s = openStore();
+    s.transaction(() => {
+      for (let i = 0; i < 12_345; i++) s.recordDrift(drift(`n${i % 10}`, i));
+    });
+    expect(s.pruneHistory(12_000).drift).toBe(12_000);
+    expect(s.listDrift()).toHaveLength(345);
+  });
+});
+
 describe('drift and events', () => {
   it.each([
     { name: 'no filter: all, oldest first', filter: {}, expected: [['a', 100], ['b', 200], ['a', 300], ['b', 400]] },

@@ -3,7 +3,7 @@ import { Reconciler } from '../../runtime/index.ts';
 import type { DesiredGraph } from '../../runtime/index.ts';
 import { infraSpecCodec } from '../../infra/index.ts';
 import type { InfraDesiredNodeSpec } from '../../infra/index.ts';
-import { compileGoals, compileGoalsCached, openStore, printDiagnostics, provisioner } from '../context.ts';
+import { compileGoals, compileGoalsCached, openStore, printDiagnostics, provisioner, pruneHistory } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { formatPlan, planCounts } from '../format.ts';
 import { goalsCommit } from '../git.ts';
@@ -58,7 +58,7 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
   }
 }
 
-export async function apply(ctx: CliContext, options: { yes: boolean; allowMassDeletion: boolean; concurrency: number }): Promise<number> {
+export async function apply(ctx: CliContext, options: { yes: boolean; allowMassDeletion: boolean; concurrency: number; history: number | undefined }): Promise<number> {
   const c = await compiled(ctx, true);
   if (c === undefined) return EXIT.failed;
   const store = openStore(ctx, { lock: true });
@@ -91,6 +91,7 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
       }
       ctx.out(`Apply: ${s.created} created, ${s.updated} updated, ${s.deleted} deleted, ${s.unchanged} unchanged, ${s.drifted} drift reported, ${s.failed} failed, ${s.blocked} blocked, ${s.held} held.`);
     }
+    pruneHistory(ctx, store, options.history);
     const ok = s.failed === 0 && s.blocked === 0 && s.held === 0 && result.refusedDeletions === undefined && !abort.signal.aborted;
     return ok ? EXIT.ok : EXIT.failed;
   } finally {

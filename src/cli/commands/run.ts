@@ -6,7 +6,7 @@ import type { CircuitBreakerConfig, DesiredNode, FaultPolicy, NodeId } from '../
 import { infraSpecCodec, InfraNodeProvisioner } from '../../infra/index.ts';
 import type { InfraBackend, InfraDesiredNodeSpec } from '../../infra/index.ts';
 import { parseListen, startHttpServer } from '../../server/http.ts';
-import { compileGoals, openStore, printDiagnostics, registry, requireGoalsDir } from '../context.ts';
+import { compileGoals, openStore, printDiagnostics, pruneHistory, registry, requireGoalsDir } from '../context.ts';
 import { loadFaultPolicyFile } from '../fault-policy-file.ts';
 import type { CliContext } from '../context.ts';
 import { goalsCommit } from '../git.ts';
@@ -20,7 +20,12 @@ export interface RunOptions {
   readonly debounce: string | undefined;
   /** A fault policy file (retry settings per fault class, circuit breaker). */
   readonly faultPolicy: string | undefined;
+  /** Milliseconds of history to keep (undefined: all). */
+  readonly history: number | undefined;
 }
+
+/** How often the daemon forgets history older than `--history`. */
+const PRUNE_EVERY_MS = 60 * 60_000;
 
 /**
  * The daemon: continuous reconciliation until SIGTERM/SIGINT (exit 0).
@@ -104,6 +109,9 @@ export async function run(ctx: CliContext, options: RunOptions): Promise<number>
 
   await reload('start');
   controller.start();
+  pruneHistory(ctx, store, options.history);
+  const pruning = setInterval(() => pruneHistory(ctx, store, options.history), PRUNE_EVERY_MS);
+  pruning.unref();
 
   const http = await startHttpServer(listen, {
     ready: () => (controller.ready ? { ready: true } : { ready: false, reason: controller.currentGraph === undefined ? 'no valid goals loaded' : 'first reconcile round in progress' }),
@@ -113,7 +121,6 @@ export async function run(ctx: CliContext, options: RunOptions): Promise<number>
   const address = `${http.address.family === 'IPv6' ? `[${http.address.address}]` : http.address.address}:${http.address.port}`;
   // `desiredstate retry` finds the running daemon here and asks it to release the node at once.
   store.setMeta('daemon.listen', address);
-  log.info({ address, intervalMs }, 'listening');
 
   // Goal files: watch the directory, debounce, reload; a change re-plans only what changed.
   let debounce: NodeJS.Timeout | undefined;
@@ -134,6 +141,7 @@ export async function run(ctx: CliContext, options: RunOptions): Promise<number>
       log.info({ signal }, 'shutting down');
       process.off('SIGHUP', onHup);
       clearTimeout(debounce);
+      clearInterval(pruning);
       goalsWatcher?.close();
       http.server.close();
       http.server.closeAllConnections();
@@ -150,6 +158,8 @@ export async function run(ctx: CliContext, options: RunOptions): Promise<number>
     process.on('SIGHUP', onHup);
     process.once('SIGTERM', () => shutdown('SIGTERM'));
     process.once('SIGINT', () => shutdown('SIGINT'));
+    // Announced only now: a SIGTERM sent as soon as this line appears finds its handler.
+    log.info({ address, intervalMs }, 'listening');
   });
 }
 
