@@ -8,7 +8,7 @@ import { compileGoals, createContext } from '../../src/cli/context.ts';
 import type { CliContext } from '../../src/cli/context.ts';
 import { goalSetKey, readCompiledGoals, writeCompiledGoals } from '../../src/cli/goal-cache.ts';
 import type { LoadedGoals } from '../../src/cli/load.ts';
-import { cli, localBackend, repoRoot, tempProject } from '../support/cli.ts';
+import { cli, localBackend, oneFileGoal, repoRoot, tempProject } from '../support/cli.ts';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -102,18 +102,7 @@ describe('compiled-goal cache through the CLI', () => {
   it('apply uses it while the goals are unchanged, and never applies a stale graph', async () => {
     const p = tempProject('ds-goal-cache-cli-');
     dirs.push(p.dir);
-    const goal = (content: string) =>
-      `${localBackend(p.root)}---
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: app }
-spec:
-  defaults: { backend: local }
-  nodes:
-    - id: conf
-      type: local.file
-      spec: { path: app.conf, content: ${JSON.stringify(content)}, mode: "0644" }
-`;
+    const goal = (content: string): string => oneFileGoal(p.root, content);
     const apply = () => cli(['apply', ...p.args, '--yes', '--log-level', 'debug']);
     p.write('app.yaml', goal('one\n'));
     const first = await apply();

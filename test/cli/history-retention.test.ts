@@ -1,23 +1,13 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cli, localBackend, tempProject } from '../support/cli.ts';
+import { cli, oneFileGoal, tempProject } from '../support/cli.ts';
 import { Daemon } from '../support/daemon.ts';
 
 const p = tempProject('ds-history-');
 afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
 
-const goal = `${localBackend(p.root)}---
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: app }
-spec:
-  defaults: { backend: local }
-  nodes:
-    - id: conf
-      type: local.file
-      spec: { path: app.conf, content: "v1\\n", mode: "0644" }
-`;
+const goal = oneFileGoal(p.root, 'v1\n');
 
 const json = async (args: string[]): Promise<Record<string, unknown[]>> => {
   const r = await cli([...args, ...p.args, '--format', 'json']);

@@ -56,6 +56,21 @@ spec:
 `;
 }
 
+/** A local Backend rooted at `root` and a Goal `app` with one file node `conf` (`app.conf`, mode 0644) holding `content`. */
+export function oneFileGoal(root: string, content: string): string {
+  return `${localBackend(root)}---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app }
+spec:
+  defaults: { backend: local }
+  nodes:
+    - id: conf
+      type: local.file
+      spec: { path: app.conf, content: ${JSON.stringify(content)}, mode: "0644" }
+`;
+}
+
 /** The environment without our own variables (a developer's shell must not change the tests), plus `extra`. */
 export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env = { ...process.env };

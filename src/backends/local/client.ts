@@ -313,18 +313,8 @@ export interface FileWrite {
  */
 export async function writeFileAtomic(real: string, file: FileWrite, signal: AbortSignal): Promise<void> {
   if (signal.aborted) throw aborted('write');
-  const tmp = tempName(real);
+  const tmp = await writeTemp(real, file, true);
   try {
-    const fh = await open(tmp, 'wx', 0o600);
-    try {
-      await fh.writeFile(file.content);
-      // Explicit chmod: the open mode is filtered by the umask.
-      await fh.chmod(file.mode);
-      if (file.uid !== undefined || file.gid !== undefined) await fh.chown(file.uid ?? -1, file.gid ?? -1);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
     if (signal.aborted) throw aborted('write');
     await rename(tmp, real);
   } catch (err) {
@@ -336,6 +326,27 @@ export async function writeFileAtomic(real: string, file: FileWrite, signal: Abo
   } catch (err) {
     throw fsFault(err, 'fsync', dirname(real));
   }
+}
+
+/** A temp file beside `real` with the content, mode and owner (on disk too, with `sync`); removed again if anything fails. */
+async function writeTemp(real: string, file: FileWrite, sync: boolean): Promise<string> {
+  const tmp = tempName(real);
+  try {
+    const fh = await open(tmp, 'wx', 0o600);
+    try {
+      await fh.writeFile(file.content);
+      // Explicit chmod: the open mode is filtered by the umask.
+      await fh.chmod(file.mode);
+      if (file.uid !== undefined || file.gid !== undefined) await fh.chown(file.uid ?? -1, file.gid ?? -1);
+      if (sync) await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    await removeQuietly(tmp);
+    throw fsFault(err, 'write', real);
+  }
+  return tmp;
 }
 
 /** A file's new content in a temp file beside it: written and closed, not yet flushed nor renamed over the path. */
@@ -351,21 +362,7 @@ export interface StagedWrite {
  */
 export async function stageFile(real: string, file: FileWrite, signal: AbortSignal): Promise<StagedWrite> {
   if (signal.aborted) throw aborted('write');
-  const tmp = tempName(real);
-  try {
-    const fh = await open(tmp, 'wx', 0o600);
-    try {
-      await fh.writeFile(file.content);
-      await fh.chmod(file.mode);
-      if (file.uid !== undefined || file.gid !== undefined) await fh.chown(file.uid ?? -1, file.gid ?? -1);
-    } finally {
-      await fh.close();
-    }
-  } catch (err) {
-    await removeQuietly(tmp);
-    throw fsFault(err, 'write', real);
-  }
-  return { real, tmp };
+  return { real, tmp: await writeTemp(real, file, false) };
 }
 
 /** Below this many staged files, one fsync each costs less than a filesystem-wide flush. */
