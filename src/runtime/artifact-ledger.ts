@@ -193,13 +193,13 @@ const toRun = (r: RunRow): ArtifactRun => ({
  * tables. Every write is one `BEGIN IMMEDIATE` transaction.
  */
 export class ArtifactLedger {
-  readonly #db: Database.Database;
+  readonly #stmt: (sql: string) => Database.Statement;
   readonly #clock: Clock;
   readonly #transaction: <T>(fn: () => T) => T;
-  readonly #statements = new Map<string, Database.Statement>();
 
-  constructor(init: { db: Database.Database; clock: Clock; transaction: <T>(fn: () => T) => T }) {
-    this.#db = init.db;
+  /** `statement` prepares (once) on the state store's connection; `transaction` is the store's. */
+  constructor(init: { statement: (sql: string) => Database.Statement; clock: Clock; transaction: <T>(fn: () => T) => T }) {
+    this.#stmt = init.statement;
     this.#clock = init.clock;
     this.#transaction = init.transaction;
   }
@@ -314,14 +314,5 @@ export class ArtifactLedger {
   #record(row: ArtifactRow): ArtifactRecord {
     const keys = this.#stmt('SELECT kind, shape FROM artifact_keys WHERE hash = ? ORDER BY created_at, kind, shape').all(row.hash) as { kind: string; shape: string }[];
     return { hash: row.hash, origin: row.origin, content: row.content, createdAt: row.created_at, keys };
-  }
-
-  #stmt(sql: string): Database.Statement {
-    let s = this.#statements.get(sql);
-    if (s === undefined) {
-      s = this.#db.prepare(sql);
-      this.#statements.set(sql, s);
-    }
-    return s;
   }
 }

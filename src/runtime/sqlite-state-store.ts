@@ -436,7 +436,7 @@ export class SqliteStateStore implements StateStore {
     this.lineage = init.lineage;
     this.schemaVersion = init.schemaVersion;
     this.readonly = init.readonly;
-    this.artifacts = new ArtifactLedger({ db: this.#db, clock: this.#clock, transaction: (fn) => this.transaction(fn) });
+    this.artifacts = new ArtifactLedger({ statement: (sql) => this.#stmt(sql), clock: this.#clock, transaction: (fn) => this.transaction(fn) });
 
     const upsert = this.#db.prepare(`
       INSERT INTO nodes (id, goal, type, backend_id, status, applied_digest, outputs, managed, last_fault, attempts, retry_at, reason, snapshot, deletion_policy, updated_at)

@@ -265,7 +265,8 @@ function fastParse(file: string, text: string, at: (offset: number) => SourceLoc
   }
 }
 
-function valueAtPath(root: unknown, path: readonly PathKey[]): unknown {
+/** The value at `path` inside plain parsed data, or undefined where the path leaves it. */
+export function valueAtPath(root: unknown, path: readonly PathKey[]): unknown {
   let cur = root;
   for (const p of path) {
     if (cur === null || typeof cur !== 'object') return undefined;

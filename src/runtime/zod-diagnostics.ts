@@ -3,6 +3,7 @@ import type { DiagnosticBag } from './diagnostics.ts';
 import { suggestion } from './diagnostics.ts';
 import type { SourceLocation } from './node-spec.ts';
 import type { PathKey } from './yaml-source.ts';
+import { valueAtPath } from './yaml-source.ts';
 
 /** Dotted form of a path: `spec.memberOf[1]`. */
 export function formatPath(path: readonly PathKey[]): string {
@@ -111,15 +112,6 @@ function invalidTypeMessage(issue: z.core.$ZodIssueInvalidType, shown: string, a
   return `${shown}: expected ${expected}, got ${describeValue(actual, path)}${hint}`;
 }
 
-function valueAt(root: unknown, path: readonly PathKey[]): unknown {
-  let cur = root;
-  for (const p of path) {
-    if (cur === null || typeof cur !== 'object') return undefined;
-    cur = (cur as Record<string, unknown>)[p as string];
-  }
-  return cur;
-}
-
 /**
  * Reports zod issues as diagnostics at their place in the user's file.
  * `prefix` is where the validated value sits inside the YAML document,
@@ -149,7 +141,7 @@ export function reportZodIssues(
     for (const issue of list) {
       const path = issue.path as PathKey[];
       const shown = formatPath([...prefix, ...path]);
-      const actual = valueAt(input, path);
+      const actual = valueAtPath(input, path);
       if (actual === undefined && issue.code !== 'unrecognized_keys' && !(issue.code === 'custom' && path.length === 0)) {
         emit(path, 'key', 'missing-field', `${shown} is required by ${owner}`);
         continue;

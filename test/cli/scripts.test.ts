@@ -1,30 +1,19 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SqliteStateStore } from '../../src/runtime/index.ts';
+import { cli as runCli } from '../support/cli.ts';
+import type { CliResult } from '../support/cli.ts';
 
 // The real CLI (this Node 24) against a temp goal set and state directory.
-const bin = fileURLToPath(new URL('../../bin/desiredstate.js', import.meta.url));
 const hasJq = spawnSync('jq', ['--version']).status === 0;
 if (!hasJq) console.warn('\n*** jq is not on PATH: the scripts CLI tests are SKIPPED (install jq to run them) ***\n');
 
-function cli(cwd: string, args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args, '--goals', join(cwd, 'goals'), '--state', join(cwd, 'state')], {
-      cwd,
-      env: { PATH: process.env.PATH ?? '', HOME: cwd, USER: 'ana', DESIREDSTATE_LOG_LEVEL: 'silent' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+/** The CLI in `cwd`'s project, as user ana (approvals record who). */
+function cli(cwd: string, args: readonly string[]): Promise<CliResult> {
+  return runCli([...args, '--goals', join(cwd, 'goals'), '--state', join(cwd, 'state')], { cwd, env: { HOME: cwd, USER: 'ana', DESIREDSTATE_LOG_LEVEL: 'silent' } });
 }
 
 const made: string[] = [];
