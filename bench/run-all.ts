@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: every benchmark that needs nothing installed by hand, one
- * after another, each printing its own figures; with PEERS=1 also the
+ * after another, each printing its own figures; with WITH_PEERS=1 also the
  * side-by-side runs against CFEngine/Puppet/Ansible and psql, which need the
  * peer harness installed once as root (`../shared/bench/peers/bin/install.sh`).
  * A benchmark that fails stops the run with its exit status.
@@ -14,7 +14,7 @@ const runs: [string, string[]][] = [
   ['compile', [node, 'bench/compile/index.ts']],
   ['memory backend', [node, 'bench/reconcile/memory.ts']],
   ['local files in the daemon', [node, 'bench/reconcile/files.ts']],
-  ...(process.env.PEERS === '1'
+  ...(process.env.WITH_PEERS === '1'
     ? ([
         ['local files vs peers', ['bash', 'bench/reconcile/peers.sh']],
         ['PostgreSQL vs psql and Ansible', [node, 'bench/postgres/index.ts']],
@@ -30,4 +30,4 @@ for (const [name, [cmd, ...args]] of runs) {
     process.exit(r.status ?? 1);
   }
 }
-if (process.env.PEERS !== '1') console.log('\n(PEERS=1 npm run bench adds the runs beside CFEngine, Puppet, Ansible and psql; see bench/README.md)');
+if (process.env.WITH_PEERS !== '1') console.log('\n(WITH_PEERS=1 npm run bench adds the runs beside CFEngine, Puppet, Ansible and psql; see bench/README.md)');

@@ -21,7 +21,12 @@ export function startHttpServer(listen: { host: string; port: number }, probe: D
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     if (req.method === 'POST' && path.startsWith('/retry/')) {
       // Only from this machine: the daemon listens on loopback by default, and this changes state.
-      const node = decodeURIComponent(path.slice('/retry/'.length));
+      let node: string;
+      try {
+        node = decodeURIComponent(path.slice('/retry/'.length));
+      } catch {
+        return send(400, { error: 'malformed node id in the path' });
+      }
       return probe.retry(node) ? send(200, { released: node }) : send(404, { error: `unknown node "${node}"` });
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: 'method not allowed' });
@@ -51,8 +56,8 @@ export function startHttpServer(listen: { host: string; port: number }, probe: D
 export function parseListen(text: string): { host: string; port: number } | undefined {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text) ?? /^(\d{1,5})$/.exec(text);
   if (m === null) return undefined;
-  if (m.length === 2) return { host: '127.0.0.1', port: Number(m[1]) };
-  const port = Number(m[3]);
+  const port = Number(m.length === 2 ? m[1] : m[3]);
   if (port > 65535) return undefined;
+  if (m.length === 2) return { host: '127.0.0.1', port };
   return { host: m[1] ?? (m[2] === '' ? '127.0.0.1' : m[2]!), port };
 }
