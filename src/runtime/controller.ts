@@ -448,7 +448,8 @@ export class Controller<S extends NodeSpec> {
       rec.attempts === 0 &&
       rec.retryAt === null &&
       !this.pending.has(node.id) &&
-      !this.drift.has(node.id) &&
+      // A past drift that is over keeps its memory (for flap detection) but no longer leaves the fast path.
+      this.drift.get(node.id)?.outstanding !== true &&
       sameOutputs(rec.outputs, outputs)
     );
   }
@@ -487,11 +488,17 @@ export class Controller<S extends NodeSpec> {
     this.fail(node, result.fault, log, what === 'created' ? 'create failed' : 'update failed');
   }
 
+  /**
+   * The node is ready (observed up to date, or provisioned): its dependents
+   * are woken. Every caller reaches here from observing, creating or
+   * updating, never from ready (a steady node takes `isSteady`'s fast path),
+   * so the wake-up is unconditional: a dependent blocked meanwhile is never
+   * left waiting.
+   */
   private succeed(node: DesiredNode<S>, event: NodeEventType, outputs: Outputs): void {
-    const wasReady = READY_STATUSES.has(this.records.get(node.id)?.status ?? 'pending');
     this.transition(node, event, { outputs, managed: true, appliedDigest: node.spec.digest, attempts: 0, retryAt: null, lastFault: null, reason: null });
     this.scheduleNext(node);
-    if (!wasReady) for (const d of this.graph?.dependents(node.id) ?? []) this.queue.add(d);
+    for (const d of this.graph?.dependents(node.id) ?? []) this.queue.add(d);
   }
 
   private fail(node: DesiredNode<S>, f: Fault, log: Logger, message: string): void {

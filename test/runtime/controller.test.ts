@@ -77,6 +77,22 @@ describe('Controller: drift', () => {
     expect(statusOf(h, 'a')).toBe('ready');
   });
 
+  it('once a corrected drift is over, the node is steady again: re-observed on the interval, its dependents left alone', async () => {
+    const h = await converged();
+    h.backend.tamper('a', { content: 'evil' });
+    await h.settle();
+    expect(contentOf(h, 'a')).toBe('A');
+    await h.advance(2 * MIN, 10_000); // the first observation after the correction ends the occurrence
+    h.calls.reset();
+    await h.advance(5 * MIN, 10_000);
+    // As in a steady state that never drifted: about once a minute each; b is not re-woken by a.
+    const observed = (id: string): number => h.calls.observed.filter((x) => x === id).length;
+    expect(observed('a')).toBeGreaterThanOrEqual(4);
+    expect(observed('a')).toBeLessThanOrEqual(6);
+    expect(observed('b')).toBeLessThanOrEqual(6);
+    expect(h.calls.updated).toEqual([]);
+  });
+
   it('selfHeal: false reports once and never corrects', async () => {
     const h = await converged(goalYaml(fileNode('a', 'A'), { selfHeal: false }));
     h.backend.tamper('a', { content: 'evil' });
