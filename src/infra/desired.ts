@@ -1,5 +1,4 @@
-import { hash } from 'node:crypto';
-import { NODE_SPEC, stableStringify } from '../runtime/index.ts';
+import { NODE_SPEC, sha256, stableStringify } from '../runtime/index.ts';
 import type { DesiredNode, NodeSpec } from '../runtime/index.ts';
 import type { InfraNodeSpec } from './spec.ts';
 
@@ -48,5 +47,5 @@ export type InfraNode<T extends InfraNodeSpec = InfraNodeSpec> = DesiredNode<Inf
 function specDigest(spec: InfraNodeSpec, backendId: string, labels: Readonly<Record<string, string>>): string {
   const keys = Object.keys(labels);
   const labelText = keys.length === 0 ? '{}' : stableStringify(labels);
-  return hash('sha256', `${backendId}\n${labelText}\n${JSON.stringify(spec)}`, 'hex').slice(0, 32);
+  return sha256(`${backendId}\n${labelText}\n${JSON.stringify(spec)}`).slice(0, 32);
 }

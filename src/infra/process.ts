@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { z } from 'zod';
+import { errorMessage } from '../runtime/index.ts';
 
 /**
  * Runs external programs for backends that wrap a tool (ansible, exec …):
@@ -153,7 +154,7 @@ export function runProcess(options: RunProcessOptions): Promise<ProcessOutcome> 
 
 function spawnFailure(err: unknown, durationMs: number): ProcessOutcome {
   const code = typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : 'ESPAWN';
-  return { status: 'spawnFailed', code, message: err instanceof Error ? err.message : String(err), durationMs };
+  return { status: 'spawnFailed', code, message: errorMessage(err), durationMs };
 }
 
 /** The last `maxLines` non-empty lines of `text`, at most `maxChars` characters (for fault messages). */

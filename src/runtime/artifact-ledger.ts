@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
+import { sha256 } from './digest.ts';
 import type { Clock } from './clock.ts';
 
 /**
@@ -12,7 +12,7 @@ import type { Clock } from './clock.ts';
 
 /** The sha256 of an artifact's text, hex: its identity. */
 export function artifactHash(content: string): string {
-  return createHash('sha256').update(content, 'utf8').digest('hex');
+  return sha256(content);
 }
 
 export interface ArtifactRecord {

@@ -603,7 +603,8 @@ export class Controller<S extends NodeSpec> {
     if (removed.length === 0) return;
     // A node a policy held is never deleted either (its record says why it is held).
     const toDelete = removed.filter((r) => r.deletionPolicy === 'Delete' && r.managed && !(r.status === 'held' && r.reason?.startsWith('policy:') === true));
-    const orphan = removed.filter((r) => !toDelete.includes(r));
+    const toDeleteSet = new Set(toDelete);
+    const orphan = removed.filter((r) => !toDeleteSet.has(r));
     const limit = massDeletionLimit([...this.records.values()].filter((r) => r.managed).length);
     let deleting = toDelete;
     if (toDelete.length > limit && !this.o.allowMassDeletion) {

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /** JSON with keys sorted, so equal values always serialise the same. */
 export function stableStringify(value: unknown): string {
@@ -9,11 +9,7 @@ export function stableStringify(value: unknown): string {
   return `{${keys.map((k) => `${JSON.stringify(k)}:${stableStringify((value as Record<string, unknown>)[k])}`).join(',')}}`;
 }
 
+/** Hex SHA-256 (the one-shot `crypto.hash`: no hasher object per call, which matters once per node per pass). */
 export function sha256(text: string | Uint8Array): string {
-  return createHash('sha256').update(text).digest('hex');
-}
-
-/** A short, stable digest of a value. */
-export function digestOf(value: unknown): string {
-  return sha256(stableStringify(value)).slice(0, 32);
+  return hash('sha256', text, 'hex');
 }

@@ -249,7 +249,8 @@ export class Reconciler<S extends NodeSpec> {
           const obs: Observation = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
           const prev = records.get(node.id);
           const pendingCreate = pendingCreates.get(node.id);
-          const log = this.log.child({ node: node.id, backend: node.spec.backendId });
+          // Only the drift, indeterminate and failed cases log: no child logger for every ready node.
+          const log = (): Logger => this.log.child({ node: node.id, backend: node.spec.backendId });
           switch (obs.status) {
             case 'absent':
               if (pendingCreate !== undefined) this.store.finishOperation(pendingCreate, 'abandoned', 'observed absent after an interrupted create');
@@ -271,7 +272,7 @@ export class Reconciler<S extends NodeSpec> {
                 break;
               }
               const isDrift = prev !== undefined && prev.appliedDigest === node.spec.digest;
-              if (isDrift) this.reportDrift(node, diffs, node.settings.selfHeal ? 'corrected' : 'reported', options.commit ?? null, log);
+              if (isDrift) this.reportDrift(node, diffs, node.settings.selfHeal ? 'corrected' : 'reported', options.commit ?? null, log());
               if (isDrift && !node.settings.selfHeal) {
                 outcomes.set(node.id, { status: 'drift-reported', diffs });
                 put(node, 'drifted', { managed: true, outputs: obs.outputs, reason: 'drift reported (selfHeal: false)' });
@@ -284,13 +285,13 @@ export class Reconciler<S extends NodeSpec> {
               const reason = `cannot tell whether it exists: ${obs.reason}; resolve it and run \`desiredstate retry ${node.id}\``;
               outcomes.set(node.id, { status: 'held', reason });
               put(node, 'held', { reason, lastFault: fault('permanent', obs.reason) });
-              log.warn({ reason: obs.reason }, 'node held: existence indeterminate');
+              log().warn({ reason: obs.reason }, 'node held: existence indeterminate');
               break;
             }
             case 'failed':
               outcomes.set(node.id, { status: 'failed', fault: obs.fault });
               put(node, 'failed', { lastFault: obs.fault, attempts: (prev?.attempts ?? 0) + 1, reason: obs.fault.message });
-              log.warn({ fault: obs.fault }, 'observe failed');
+              log().warn({ fault: obs.fault }, 'observe failed');
               break;
             default:
               assertNever(obs, 'observation');
@@ -333,7 +334,6 @@ export class Reconciler<S extends NodeSpec> {
     return { runId, outcomes, summary, refusedDeletions: refused };
   }
 
-  /** Removed nodes split into to-delete (managed, prune + Delete) and to-orphan, with the mass-deletion guard. */
   /** Ids `apply` would delete (removed from the goals, prune + Delete), without observing anything. */
   plannedDeletions(graph: DesiredGraph<S>, options: PassOptions): NodeId[] {
     return this.deletions(graph, this.store.listNodes(), options).toDelete.map((r) => r.id);
@@ -348,7 +348,8 @@ export class Reconciler<S extends NodeSpec> {
     if (graph.size === 0) return { toDelete: [], toOrphan: [] };
     const removed = stored.filter((r) => !graph.has(r.id) && r.status !== 'deleted');
     const toDelete = removed.filter((r) => r.deletionPolicy === 'Delete' && r.managed && !options.gates?.has(r.id));
-    const toOrphan = removed.filter((r) => !toDelete.includes(r));
+    const deleting = new Set(toDelete);
+    const toOrphan = removed.filter((r) => !deleting.has(r));
     const managed = stored.filter((r) => r.managed).length;
     const limit = massDeletionLimit(managed);
     if (toDelete.length > limit && options.allowMassDeletion !== true) {

@@ -1,4 +1,3 @@
-import { hash } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type {
@@ -12,7 +11,7 @@ import type {
   LocalFileSpec,
   LocalSymlinkSpec,
 } from '../../infra/index.ts';
-import { FaultError, assertNever, fault, forEachLimit, mapLimit, toFault } from '../../runtime/index.ts';
+import { FaultError, assertNever, fault, flushMicrotasks, forEachLimit, mapLimit, sha256, toFault } from '../../runtime/index.ts';
 import type { FieldDiff, NodeId, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import type { AccountTable } from './accounts.ts';
 import { lookupId } from './accounts.ts';
@@ -40,8 +39,8 @@ import type { FileWrite, NodePath, ReadPolicy, StagedWrite } from './client.ts';
 import type { LocalConfig } from './config.ts';
 import { OBSERVE_PARALLELISM } from './config.ts';
 import { aborted, fsFault, wrongKind } from './errors.ts';
-import { observeDirectory, observeFile, observeSymlink } from './observe.ts';
-import type { ActualEntry, FileExpectation } from './observe.ts';
+import { kindName, observeDirectory, observeFile, observeSymlink } from './observe.ts';
+import type { FileExpectation } from './observe.ts';
 import { lexicalPath, parseMode } from './paths.ts';
 import { DirectoryWatch } from './watch.ts';
 
@@ -74,7 +73,7 @@ function desiredContent(spec: LocalFileSpec): DesiredContent {
   let d = desiredContents.get(spec);
   if (d === undefined) {
     const bytes = Buffer.from(spec.content, 'utf8');
-    d = { bytes, sha256: hash('sha256', bytes, 'hex') };
+    d = { bytes, sha256: sha256(bytes) };
     desiredContents.set(spec, d);
   }
   return d;
@@ -137,7 +136,7 @@ export class LocalBackend implements InfraBackend {
       : undefined;
     const large: BackendNode[] = [];
     for (let start = 0; start < nodes.length; start += OBSERVE_CHUNK) {
-      if (start > 0) await yieldToEventLoop();
+      if (start > 0) await flushMicrotasks();
       if (ctx.signal.aborted) break;
       for (const node of nodes.slice(start, start + OBSERVE_CHUNK)) {
         try {
@@ -192,15 +191,15 @@ export class LocalBackend implements InfraBackend {
     if (actual.kind === 'missing') return { status: 'done', outputs: {} };
     switch (spec.type) {
       case 'local.file':
-        if (actual.kind !== 'file') throw wrongKind(at.abs, actual.kind, 'file');
+        if (actual.kind !== 'file') throw wrongKind(at.abs, kindName(actual), 'file');
         await removeEntry(at.real, ctx.signal);
         break;
       case 'local.directory':
-        if (actual.kind !== 'directory') throw wrongKind(at.abs, actual.kind, 'directory');
+        if (actual.kind !== 'directory') throw wrongKind(at.abs, kindName(actual), 'directory');
         await removeDirectory(at.real, ctx.signal);
         break;
       case 'local.symlink':
-        if (actual.kind !== 'symlink') throw wrongKind(at.abs, actual.kind, 'symlink');
+        if (actual.kind !== 'symlink') throw wrongKind(at.abs, kindName(actual), 'symlink');
         await removeEntry(at.real, ctx.signal);
         break;
       default:
@@ -443,12 +442,4 @@ export class LocalBackend implements InfraBackend {
   private loadAccounts(): Promise<Accounts> {
     return (this.accounts ??= readAccounts());
   }
-}
-
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
-function kindName(actual: Exclude<ActualEntry, { kind: 'missing' }>): string {
-  return actual.kind === 'other' ? actual.what : actual.kind;
 }

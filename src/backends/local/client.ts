@@ -1,9 +1,9 @@
-import { hash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { closeSync, lstatSync, openSync, readFileSync, readlinkSync, readSync, watch } from 'node:fs';
 import type { FSWatcher, Stats } from 'node:fs';
 import { access, chmod, chown, constants, lstat, mkdir, open, readFile, readlink, rename, rmdir, symlink, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, parse, relative, sep } from 'node:path';
-import { FaultError, fault, forEachLimit } from '../../runtime/index.ts';
+import { FaultError, fault, forEachLimit, sha256 } from '../../runtime/index.ts';
 import { parseAccounts } from './accounts.ts';
 import type { AccountTable } from './accounts.ts';
 import { aborted, errnoOf, escapesRoot, fsFault } from './errors.ts';
@@ -163,10 +163,6 @@ export interface ReadPolicy {
 /** Files up to this size are read with a synchronous call by `inspectSync`; larger ones go through the thread pool. */
 export const SYNC_READ_LIMIT = 256 * 1024;
 
-function sha256(data: Uint8Array): string {
-  return hash('sha256', data, 'hex');
-}
-
 type Stat = Stats;
 type FileEntry = Extract<ActualEntry, { kind: 'file' }>;
 
@@ -187,10 +183,11 @@ function classify(st: Stat, policy: ReadPolicy | undefined): Exclude<ActualEntry
 }
 
 function withContent(base: FileEntry, data: Buffer, policy: ReadPolicy): FileEntry {
-  const small = data.length < DETAIL_LIMIT && policy.desiredSize < DETAIL_LIMIT;
-  const text = small && !data.includes(0) ? data.toString('utf8') : undefined;
-  // Content equal to the desired bytes has the desired hash: the steady state hashes nothing.
+  // Content equal to the desired bytes has the desired hash: the steady state hashes nothing,
+  // and decodes nothing (the text is only for the line diff of a drift report).
   const same = policy.desired !== undefined && data.equals(policy.desired.bytes);
+  const small = data.length < DETAIL_LIMIT && policy.desiredSize < DETAIL_LIMIT;
+  const text = !same && small && !data.includes(0) ? data.toString('utf8') : undefined;
   return { ...base, size: data.length, sha256: same ? policy.desired!.sha256 : sha256(data), text };
 }
 

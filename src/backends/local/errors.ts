@@ -1,4 +1,4 @@
-import { FaultError, fault } from '../../runtime/index.ts';
+import { FaultError, errorMessage, fault } from '../../runtime/index.ts';
 import type { FaultClass } from '../../runtime/index.ts';
 
 /** How each errno is classified; anything not listed is `unknown`. */
@@ -40,7 +40,7 @@ export function fsFault(err: unknown, action: string, path: string): FaultError 
   const code = errnoOf(err);
   const hint = code !== undefined ? errnoHints[code] : undefined;
   return new FaultError(
-    fault(classifyErrno(code), `${action} ${path} failed: ${code ?? (err instanceof Error ? err.message : String(err))}`, {
+    fault(classifyErrno(code), `${action} ${path} failed: ${code ?? errorMessage(err)}`, {
       ...(code === undefined ? {} : { code }),
       ...(hint === undefined ? {} : { hint }),
     }),

@@ -1,5 +1,6 @@
-import { assertNever, fault } from '../../runtime/index.ts';
+import { assertNever } from '../../runtime/index.ts';
 import type { FieldDiff, Observation, Outputs } from '../../runtime/index.ts';
+import { wrongKind } from './errors.ts';
 import { formatMode } from './paths.ts';
 
 /** Files below this size (both sides) get a line diff in the drift report. */
@@ -57,15 +58,13 @@ const kindNames: Readonly<Record<ActualKind, string>> = {
   other: 'special file',
 };
 
+/** What is at a path, in words (`socket`, `fifo`, `device` for the special files). */
+export function kindName(actual: ActualEntry): string {
+  return actual.kind === 'other' ? actual.what : kindNames[actual.kind];
+}
+
 function wrongKindObservation(absPath: string, actual: ActualEntry, wanted: string): Observation {
-  const found = actual.kind === 'other' ? actual.what : kindNames[actual.kind];
-  return {
-    status: 'failed',
-    fault: fault('permanent', `${absPath} is a ${found}, not a ${wanted}; refusing to replace it`, {
-      code: 'wrong-kind',
-      hint: `remove or move the ${found} by hand if the ${wanted} should take its place`,
-    }),
-  };
+  return { status: 'failed', fault: wrongKind(absPath, kindName(actual), wanted).fault };
 }
 
 /** `sha256:ab12cd34ef56… (120 bytes)`, or only the size when the content was not hashed. */

@@ -10,8 +10,6 @@ import { UnsafeSqlValueError } from './sql.ts';
 
 /** SQLSTATEs that mean "already exists": success on create. */
 export const DUPLICATE_OBJECT_CODES: ReadonlySet<string> = new Set(['42710', '42P04', '42P06', '42P07']);
-/** SQLSTATEs that mean "the thing is not there": success on delete. */
-export const UNDEFINED_OBJECT_CODES: ReadonlySet<string> = new Set(['42704', '3D000', '3F000', '42P01']);
 
 const SOCKET_ERRNOS: ReadonlySet<string> = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'EAI_AGAIN', 'ENOTFOUND', 'ECONNABORTED', 'EADDRNOTAVAIL',
@@ -157,8 +155,3 @@ export function isDuplicate(err: unknown): boolean {
   return code !== undefined && DUPLICATE_OBJECT_CODES.has(code);
 }
 
-/** True for a classified fault (or a raw error) that says the object (or its database / schema) is not there. */
-export function isUndefined(err: unknown): boolean {
-  const code = err instanceof FaultError ? err.fault.code : sqlState(err);
-  return code !== undefined && UNDEFINED_OBJECT_CODES.has(code);
-}

@@ -17,7 +17,7 @@ export { PostgresBackend } from './backend.ts';
 export { PgClient, MAX_DATABASE_POOLS } from './client.ts';
 export { postgresConfigSchema, SSL_MODES } from './config.ts';
 export type { PostgresConfig, SslMode } from './config.ts';
-export { classifyPgError, isDuplicate, isUndefined, sqlState, DUPLICATE_OBJECT_CODES, THROTTLE_RETRY_MS } from './faults.ts';
+export { classifyPgError, isDuplicate, sqlState, DUPLICATE_OBJECT_CODES, THROTTLE_RETRY_MS } from './faults.ts';
 export { POSTGRES_KINDS } from './kind.ts';
 export type { PostgresKind } from './kind.ts';
 export { observeDatabase, observeExtension, observeGrant, observeRole, observeSchema, normalizeEncoding } from './observe.ts';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { envAllowlistSchema, trustPolicySchema } from '../../infra/index.ts';
+import { DEFAULT_TRUST_POLICY, envAllowlistSchema, trustPolicySchema } from '../../infra/index.ts';
 import { durationOrMsSchema } from '../../runtime/index.ts';
 
 const timeout = (ms: number, what: string) =>
@@ -29,7 +29,7 @@ export const scriptConfigSchema = z.strictObject({
   timeout: timeout(60_000, 'Per script run'),
   maxOutputBytes: z.number().int().positive().default(1024 * 1024).describe('Largest stdout accepted from a script.'),
   env: envAllowlistSchema('scripts and the generator'),
-  trust: trustPolicySchema.default({ bar: 0.94, quantile: 0.05 }).describe('When a reviewed script runs without a per-run approval.'),
+  trust: trustPolicySchema.default({ ...DEFAULT_TRUST_POLICY }).describe('When a reviewed script runs without a per-run approval.'),
   requireApprovalBelowTrust: z
     .array(z.string().min(1))
     .default(['prod'])

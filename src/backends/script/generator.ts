@@ -1,8 +1,7 @@
-import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { runProcess, tailLines } from '../../infra/index.ts';
 import type { InfraNodeType } from '../../infra/index.ts';
-import { assertNever, fault, FaultError } from '../../runtime/index.ts';
+import { assertNever, fault, FaultError, sha256 } from '../../runtime/index.ts';
 import type { GeneratorConfig } from './config.ts';
 import type { Shape } from './shape.ts';
 import { shapeKey } from './shape.ts';
@@ -73,7 +72,7 @@ export function commandGenerator(options: {
   readonly timeoutMs: number;
   readonly maxScriptBytes: number;
 }): ScriptGenerator {
-  const id = `command:${createHash('sha256').update(JSON.stringify(options.command)).digest('hex').slice(0, 12)}`;
+  const id = `command:${sha256(JSON.stringify(options.command)).slice(0, 12)}`;
   return {
     id,
     refuses: () => undefined,

@@ -1,4 +1,4 @@
-import { assertNever, didYouMean } from '../../runtime/index.ts';
+import { assertNever, didYouMean, errorMessage } from '../../runtime/index.ts';
 
 /**
  * Naming patterns: regular expressions with `{env}` (the goal environment)
@@ -52,11 +52,8 @@ export function compileNamePattern(source: string): PatternCompileResult {
   if (last < source.length) parts.push({ kind: 'text', text: source.slice(last) });
   // Check the regex once with a neutral value in every placeholder.
   const sample = parts.map((p) => (p.kind === 'text' ? p.text : 'x')).join('');
-  try {
-    new RegExp(sample);
-  } catch (err) {
-    return { ok: false, message: `not a valid regular expression: ${err instanceof Error ? err.message : String(err)}` };
-  }
+  const checked = compileRegex(sample);
+  if (!checked.ok) return checked;
   // Keyed by the raw substituted values, so that a hit costs neither escaping nor building the source.
   const cache = new Map<string, RegExp>();
   const hasPlaceholders = parts.some((p) => p.kind !== 'text');
@@ -102,6 +99,6 @@ export function compileRegex(source: string): { readonly ok: true; readonly rege
   try {
     return { ok: true, regex: new RegExp(source) };
   } catch (err) {
-    return { ok: false, message: `not a valid regular expression: ${err instanceof Error ? err.message : String(err)}` };
+    return { ok: false, message: `not a valid regular expression: ${errorMessage(err)}` };
   }
 }
