@@ -61,7 +61,7 @@ export const commands: Record<string, Command> = {
   apply: {
     summary: 'one reconcile pass in dependency order',
     usage: 'desiredstate apply [--goals DIR] [--state DIR] [--yes] [--allow-mass-deletion] [--concurrency N] [--history 30d]',
-    help: 'Asks before deleting anything unless --yes. Dependents of a failed node are blocked, never removed.\n--history keeps finished runs, operations, drift reports and events this long (default 30d; forever keeps all).\nExit status: 0 converged, 1 some node failed, is blocked or is held.',
+    help: 'Asks before deleting anything unless --yes (without a terminal to ask on, deletes nothing). Dependents of a failed node are blocked, never removed.\n--history keeps finished runs, operations, drift reports and events this long (default 30d; forever keeps all).\nExit status: 0 converged, 1 some node failed, is blocked or is held, or a deletion was declined or refused.',
     async run(argv, io) {
       const { values } = parse(argv, { yes: { type: 'boolean', short: 'y' }, 'allow-mass-deletion': { type: 'boolean' }, concurrency: { type: 'string' }, history: { type: 'string' } });
       formatFlag(values, ['text', 'json']);

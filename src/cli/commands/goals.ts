@@ -71,15 +71,17 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     const reconciler = new Reconciler({ provisioner: p.provisioner, store, log: ctx.log, codec: infraSpecCodec, concurrency: options.concurrency });
     const commit = await goalsCommit(ctx.goalsDir);
     let allowDeletions = options.yes;
+    let declined = 0;
     if (!allowDeletions) {
       // What would be deleted is known from the store alone: no need to observe anything to ask.
       const planned = reconciler.plannedDeletions(c.graph, { signal: abort.signal, gates: c.loaded.result.gates, allowMassDeletion: options.allowMassDeletion });
       if (planned.length > 0) allowDeletions = await confirmDeletes(ctx, planned);
+      if (!allowDeletions) declined = planned.length;
     }
     const result = await reconciler.apply(c.graph, { signal: abort.signal, gates: c.loaded.result.gates, commit, trigger: 'apply', allowDeletions, allowMassDeletion: options.allowMassDeletion });
     const s = result.summary;
     if (ctx.format === 'json') {
-      ctx.out(JSON.stringify({ runId: result.runId, summary: s, outcomes: Object.fromEntries(result.outcomes), refusedDeletions: result.refusedDeletions ?? null }, null, 2));
+      ctx.out(JSON.stringify({ runId: result.runId, summary: s, outcomes: Object.fromEntries(result.outcomes), refusedDeletions: result.refusedDeletions ?? null, declinedDeletions: declined }, null, 2));
     } else {
       for (const [id, o] of result.outcomes) {
         if (o.status === 'failed') ctx.out(`  x ${id}: ${o.fault.class}: ${o.fault.message}${o.fault.hint === undefined ? '' : ` (hint: ${o.fault.hint})`}`);
@@ -92,7 +94,9 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
       ctx.out(`Apply: ${s.created} created, ${s.updated} updated, ${s.deleted} deleted, ${s.unchanged} unchanged, ${s.drifted} drift reported, ${s.failed} failed, ${s.blocked} blocked, ${s.held} held.`);
     }
     pruneHistory(ctx, store, options.history);
-    const ok = s.failed === 0 && s.blocked === 0 && s.held === 0 && result.refusedDeletions === undefined && !abort.signal.aborted;
+    // Deletions left undone (declined, or no terminal to ask on) mean the goals are not reached: not converged.
+    if (declined > 0 && ctx.format !== 'json') ctx.out(`  not converged: ${declined} deletion(s) not done`);
+    const ok = s.failed === 0 && s.blocked === 0 && s.held === 0 && result.refusedDeletions === undefined && declined === 0 && !abort.signal.aborted;
     return ok ? EXIT.ok : EXIT.failed;
   } finally {
     process.off('SIGINT', onSignal);
@@ -103,9 +107,11 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
 }
 
 async function confirmDeletes(ctx: CliContext, ids: readonly string[]): Promise<boolean> {
-  ctx.out(`apply would delete ${ids.length} node(s): ${ids.join(', ')}`);
+  // With --format json, stdout carries only the JSON result: the question goes to stderr.
+  const say = ctx.format === 'json' ? (t: string): void => void process.stderr.write(`${t}\n`) : ctx.out;
+  say(`apply would delete ${ids.length} node(s): ${ids.join(', ')}`);
   if (!process.stdin.isTTY) {
-    ctx.out('not deleting: no terminal to ask on; pass --yes to allow deletions');
+    say('not deleting: no terminal to ask on; pass --yes to allow deletions');
     return false;
   }
   const rl = createInterface({ input: process.stdin, output: process.stdout });

@@ -1,0 +1,41 @@
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cli, localBackend, tempProject } from '../support/cli.ts';
+
+const p = tempProject('ds-apply-deletions-');
+afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
+
+const goal = (files: string[]): string => `${localBackend(p.root)}---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app }
+spec:
+  defaults: { backend: local }
+  prune: true
+  nodes:
+${files.map((f) => `    - id: ${f}\n      type: local.file\n      deletionPolicy: Delete\n      spec: { path: ${f}.txt, content: "${f}\\n", mode: "0644" }`).join('\n')}
+`;
+
+describe('apply and deletions (CLI.md: apply exits 0 only when converged)', () => {
+  it('without --yes and no terminal to ask on it deletes nothing and exits 1; with --yes it deletes and exits 0', async () => {
+    p.write('app.yaml', goal(['a', 'b']));
+    expect((await cli(['apply', ...p.args, '--yes'])).code).toBe(0);
+    p.write('app.yaml', goal(['a']));
+
+    const asked = await cli(['apply', ...p.args]);
+    expect(asked.code).toBe(1);
+    expect(asked.stdout).toContain('not deleting: no terminal to ask on; pass --yes to allow deletions');
+    expect(asked.stdout).toContain('not converged: 1 deletion(s) not done');
+    expect(existsSync(join(p.root, 'b.txt'))).toBe(true);
+
+    const json = await cli(['apply', ...p.args, '--format', 'json']);
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ declinedDeletions: 1 }); // stdout is the JSON alone
+
+    const yes = await cli(['apply', ...p.args, '--yes']);
+    expect(yes.code, yes.stderr).toBe(0);
+    expect(existsSync(join(p.root, 'b.txt'))).toBe(false);
+    expect((await cli(['apply', ...p.args])).code).toBe(0); // nothing left to delete: converged
+  });
+});
