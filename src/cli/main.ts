@@ -60,7 +60,7 @@ export const commands: Record<string, Command> = {
   },
   apply: {
     summary: 'one reconcile pass in dependency order',
-    usage: 'desiredstate apply [--goals DIR] [--state DIR] [--yes] [--allow-mass-deletion] [--concurrency N] [--history 30d]',
+    usage: 'desiredstate apply [--goals DIR] [--state DIR] [--yes] [--allow-mass-deletion] [--concurrency N] [--history 30d] [--format text|json]',
     help: 'Asks before deleting anything unless --yes (without a terminal to ask on, deletes nothing). Dependents of a failed node are blocked, never removed.\n--history keeps finished runs, operations, drift reports and events this long (default 30d; forever keeps all).\nExit status: 0 converged, 1 some node failed, is blocked or is held, or a deletion was declined or refused.',
     async run(argv, io) {
       const { values } = parse(argv, { yes: { type: 'boolean', short: 'y' }, 'allow-mass-deletion': { type: 'boolean' }, concurrency: { type: 'string' }, history: { type: 'string' } });
@@ -73,10 +73,11 @@ export const commands: Record<string, Command> = {
   },
   run: {
     summary: 'the daemon: continuous reconciliation until SIGTERM/SIGINT',
-    usage: 'desiredstate run [--goals DIR] [--state DIR] [--interval 60s] [--listen 127.0.0.1:7474] [--concurrency 10] [--fault-policy FILE] [--allow-mass-deletion] [--history 30d]',
-    help: 'Each node is re-observed every --interval (±10 % jitter; per-goal and per-node `interval` override it), at once when\nthe goal files change or its backend reports a change, and when its backoff expires. Drift is logged as a JSON line\nwith the message "drift detected" and stored (see `desiredstate drift`). SIGHUP reloads the goals.\n--listen serves /healthz, /readyz and /status; port 0 picks a free port (logged).\n--fault-policy FILE overrides retry settings per fault class and the circuit breaker, e.g.\n  retry: { transient: { baseMs: 500, maxMs: 60000 }, permanent: { retryBudget: 5 } }\n  circuitBreaker: { failureThreshold: 10, coolDownMs: 60000 }\n(defaults: transient/throttled/unknown 1 s -> 5 min, unlimited; auth/permanent held after 3; breaker opens after 5, probes after 30 s).\n--history keeps finished runs, operations, drift reports and events this long (default 30d, pruned at start and hourly; forever keeps all).\nExit status: 0 after SIGTERM/SIGINT; 1 if the fault policy file is invalid.',
+    usage: 'desiredstate run [--goals DIR] [--state DIR] [--interval 60s] [--listen 127.0.0.1:7474] [--concurrency 10] [--fault-policy FILE] [--allow-mass-deletion] [--debounce 300ms] [--history 30d]',
+    help: 'Each node is re-observed every --interval (±10 % jitter; per-goal and per-node `interval` override it), at once when\nthe goal files change or its backend reports a change, and when its backoff expires. Drift is logged as a JSON line\nwith the message "drift detected" and stored (see `desiredstate drift`). SIGHUP reloads the goals.\n--listen serves /healthz, /readyz, /status and POST /retry/NODE; port 0 picks a free port (logged).\n--debounce waits this long after a goal file changes before reloading (default 300ms).\n--fault-policy FILE overrides retry settings per fault class and the circuit breaker, e.g.\n  retry: { transient: { baseMs: 500, maxMs: 60000 }, permanent: { retryBudget: 5 } }\n  circuitBreaker: { failureThreshold: 10, coolDownMs: 60000 }\n(defaults: transient/throttled/unknown 1 s -> 5 min, unlimited; auth/permanent held after 3; breaker opens after 5, probes after 30 s).\n--history keeps finished runs, operations, drift reports and events this long (default 30d, pruned at start and hourly; forever keeps all).\nExit status: 0 after SIGTERM/SIGINT; 1 if the fault policy file is invalid.',
     async run(argv, io) {
       const { values } = parse(argv, { interval: { type: 'string' }, listen: { type: 'string' }, concurrency: { type: 'string' }, 'allow-mass-deletion': { type: 'boolean' }, debounce: { type: 'string' }, 'fault-policy': { type: 'string' }, history: { type: 'string' } });
+      formatFlag(values, ['text', 'json']); // the daemon's output is its log lines either way
       const history = parseHistory(values.history);
       return (await import('./commands/run.ts')).run(context(values, io, 'info'), {
         interval: values.interval,
@@ -111,10 +112,11 @@ export const commands: Record<string, Command> = {
   },
   schema: {
     summary: 'print the JSON Schema of goal files, for editors',
-    usage: 'desiredstate schema',
+    usage: 'desiredstate schema [--format json]',
     help: 'Point your editor\'s YAML language server at it, e.g. `# yaml-language-server: $schema=../schema/goal.schema.json`.',
     async run(argv, io) {
       const { values } = parse(argv, {});
+      formatFlag(values, ['json']);
       return (await import('./commands/meta.ts')).schema(context(values, io));
     },
   },
@@ -130,7 +132,7 @@ export const commands: Record<string, Command> = {
   },
   drift: {
     summary: 'drift reports',
-    usage: 'desiredstate drift [--since 1h|TIMESTAMP] [--node ID] [--format text|json]',
+    usage: 'desiredstate drift [--state DIR] [--since 1h|TIMESTAMP] [--node ID] [--format text|json]',
     help: 'Exit status: 0.',
     async run(argv, io) {
       const { values } = parse(argv, { since: { type: 'string' }, node: { type: 'string' } });
@@ -150,10 +152,11 @@ export const commands: Record<string, Command> = {
   },
   retry: {
     summary: 'release a node held by the fault policy',
-    usage: 'desiredstate retry NODE [--state DIR]',
-    help: 'Exit status: 0, or 1 for an unknown node.',
+    usage: 'desiredstate retry NODE [--state DIR] [--format text|json]',
+    help: 'With a daemon running (its address is in the state), asks it over its HTTP API; otherwise updates the store.\nExit status: 0, or 1 for an unknown node.',
     async run(argv, io) {
       const { values, positionals } = parse(argv, {}, 1);
+      formatFlag(values, ['text', 'json']);
       return (await import('./commands/state.ts')).retry(context(values, io), positionals[0]);
     },
   },
@@ -200,9 +203,14 @@ function mainHelp(): string {
 /** Runs the CLI; resolves with the exit status. */
 export async function main(argv: readonly string[], io: Io): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+  if (name === undefined) {
+    // A bad invocation: a one-line reason (CLI.md), the list is one --help away.
+    process.stderr.write('desiredstate: no command given; run desiredstate --help for the commands\n');
+    return EXIT.usage;
+  }
+  if (name === '--help' || name === '-h' || name === 'help') {
     io.out(mainHelp());
-    return name === undefined ? EXIT.usage : EXIT.ok;
+    return EXIT.ok;
   }
   if (name === '--version') {
     io.out(`desiredstate ${VERSION}`);

@@ -119,6 +119,13 @@ describe('desiredstate CLI, end to end on a temp directory', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('unknown node "no-such-node"');
   });
+
+  it('retry --format json answers a JSON document', async () => {
+    const ids = (JSON.parse((await cli(['status', '--format', 'json', ...p.args])).stdout) as { nodes: { id: string }[] }).nodes.map((n) => n.id);
+    const r = await cli(['retry', ids[0]!, '--format', 'json', ...p.args]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ released: ids[0], via: 'store' });
+  });
 });
 
 // Stateless invocations: each spawns its own process, so they run side by side.
@@ -128,7 +135,8 @@ describe.concurrent('desiredstate CLI: invocations', () => {
     { name: 'an unknown command', args: ['bogus'], stderr: /unknown command "bogus"/ },
     { name: 'a missing goals directory', args: ['validate', '--goals', '/nonexistent/goals'], stderr: /goal directory .* does not exist/ },
     { name: 'a bad --format', args: ['plan', '--format', 'yaml'], stderr: /--format must be one of text, json/ },
-    { name: 'no command at all', args: [], stderr: /^$/ },
+    { name: 'a bad --format for schema', args: ['schema', '--format', 'yaml'], stderr: /--format must be one of json/ },
+    { name: 'no command at all', args: [], stderr: /^desiredstate: no command given; run desiredstate --help/ },
   ])('exit 64 on a bad invocation: $name', async ({ args, stderr }) => {
     const r = await cli(args, { cwd: p.dir });
     expect(r.code).toBe(64);

@@ -80,10 +80,7 @@ export async function retry(ctx: CliContext, node: string | undefined): Promise<
         process.stderr.write(`unknown node "${node}"\n`);
         return EXIT.failed;
       }
-      if (res.ok) {
-        ctx.out(`released ${node}; the daemon reconciles it now`);
-        return EXIT.ok;
-      }
+      if (res.ok) return released(ctx, node, 'daemon');
     } catch {
       // No daemon answering at the recorded address (it was killed): fall back to the store.
     }
@@ -99,6 +96,11 @@ export async function retry(ctx: CliContext, node: string | undefined): Promise<
     process.stderr.write(`unknown node "${node}"\n`);
     return EXIT.failed;
   }
-  ctx.out(`released ${node}; it is reconciled on the next pass`);
+  return released(ctx, node, 'store');
+}
+
+function released(ctx: CliContext, node: string, via: 'daemon' | 'store'): number {
+  if (ctx.format === 'json') ctx.out(JSON.stringify({ released: node, via }, null, 2));
+  else ctx.out(via === 'daemon' ? `released ${node}; the daemon reconciles it now` : `released ${node}; it is reconciled on the next pass`);
   return EXIT.ok;
 }
