@@ -1,6 +1,8 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { createRequire } from 'node:module';
 import pino from 'pino';
+import type PinoPretty from 'pino-pretty';
 import type { Logger } from 'pino';
 import { errorMessage, formatDiagnostic, parseDuration, SqliteStateStore } from '../runtime/index.ts';
 import type { Diagnostic } from '../runtime/index.ts';
@@ -33,9 +35,19 @@ export function createContext(
   const stateDir = resolve(cwd, values.state ?? io.env.DESIREDSTATE_STATE ?? '.desiredstate');
   const level = values['log-level'] ?? io.env.DESIREDSTATE_LOG_LEVEL ?? io.defaultLogLevel ?? 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) throw new UsageError(`--log-level must be one of fatal, error, warn, info, debug, trace, silent`);
-  // Logs go to stderr as JSON lines; stdout carries the command's own output.
-  const log = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }));
+  // Logs go to stderr, stdout carries the command's own output. JSON lines (pino) when stderr is not
+  // a terminal, human lines on a terminal (CLI.md); DESIREDSTATE_LOG_FORMAT=json|pretty chooses.
+  const logFormat = io.env.DESIREDSTATE_LOG_FORMAT ?? (process.stderr.isTTY ? 'pretty' : 'json');
+  if (logFormat !== 'json' && logFormat !== 'pretty') throw new UsageError(`DESIREDSTATE_LOG_FORMAT must be json or pretty (got "${logFormat}")`);
+  const options = { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
+  const log = pino(options, logFormat === 'json' ? pino.destination({ fd: 2, sync: true }) : prettyStream());
   return { cwd, goalsDir, stateDir, format: values.format, log, out: io.out, env: io.env, program: io.program };
+}
+
+/** pino-pretty, loaded only for a terminal (a pipe or a file gets JSON and never loads it). */
+function prettyStream(): NodeJS.WritableStream {
+  const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
+  return pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' });
 }
 
 export function requireGoalsDir(ctx: CliContext): void {

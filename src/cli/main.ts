@@ -10,7 +10,8 @@ const COMMON_HELP = `Options for every command:
   --goals DIR        goal directory (default goals/, or $DESIREDSTATE_GOALS)
   --state DIR        state directory holding state.db (default .desiredstate/, or $DESIREDSTATE_STATE)
   --format FORMAT    text (default) or json; graph: dot, mermaid, json; check: text, json, sarif
-  --log-level LEVEL  fatal, error, warn, info, debug, trace or silent (logs are JSON lines on stderr)
+  --log-level LEVEL  fatal, error, warn, info, debug, trace or silent (default warn, info for run; or $DESIREDSTATE_LOG_LEVEL)
+                     logs go to stderr: JSON lines, human lines on a terminal ($DESIREDSTATE_LOG_FORMAT=json|pretty)
   -h, --help         show help`;
 
 interface Command {
