@@ -18,6 +18,8 @@ export interface CliContext {
   readonly cwd: string;
   readonly goalsDir: string;
   readonly stateDir: string;
+  /** Whether the state directory was named (--state or $DESIREDSTATE_STATE) rather than the default. */
+  readonly stateDirGiven: boolean;
   readonly format: string | undefined;
   readonly log: Logger;
   readonly out: (text: string) => void;
@@ -41,7 +43,8 @@ export function createContext(
   if (logFormat !== 'json' && logFormat !== 'pretty') throw new UsageError(`DESIREDSTATE_LOG_FORMAT must be json or pretty (got "${logFormat}")`);
   const options = { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
   const log = pino(options, logFormat === 'json' ? pino.destination({ fd: 2, sync: true }) : prettyStream());
-  return { cwd, goalsDir, stateDir, format: values.format, log, out: io.out, env: io.env, program: io.program };
+  const stateDirGiven = values.state !== undefined || io.env.DESIREDSTATE_STATE !== undefined;
+  return { cwd, goalsDir, stateDir, stateDirGiven, format: values.format, log, out: io.out, env: io.env, program: io.program };
 }
 
 /** pino-pretty, loaded only for a terminal (a pipe or a file gets JSON and never loads it). */
@@ -144,8 +147,12 @@ export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: 
 /**
  * Runs `fn` on the state store without the daemon's lock (status, drift,
  * retry and scripts work while it runs); undefined when there is no state yet.
+ * Throws a UsageError (exit 64) when a state directory given by name does not exist.
  */
 export function withStateStore<T>(ctx: CliContext, mode: 'read' | 'write', fn: (store: SqliteStateStore) => T): T | undefined {
+  // A state directory named (--state, $DESIREDSTATE_STATE) that is not there is a bad invocation
+  // (CLI.md: missing directory, exit 64); the default one before any apply or run is simply empty.
+  if (ctx.stateDirGiven && !existsSync(ctx.stateDir)) throw new UsageError(`state directory ${ctx.stateDir} does not exist`);
   if (!existsSync(join(ctx.stateDir, 'state.db'))) return undefined;
   const store = openStore(ctx, { lock: false, readonly: mode === 'read' });
   try {

@@ -136,6 +136,7 @@ describe.concurrent('desiredstate CLI: invocations', () => {
     { name: 'a missing goals directory', args: ['validate', '--goals', '/nonexistent/goals'], stderr: /goal directory .* does not exist/ },
     { name: 'a bad --format', args: ['plan', '--format', 'yaml'], stderr: /--format must be one of text, json/ },
     { name: 'a bad --format for schema', args: ['schema', '--format', 'yaml'], stderr: /--format must be one of json/ },
+    { name: 'a missing state directory', args: ['status', '--state', '/nonexistent/state'], stderr: /state directory .* does not exist/ },
     { name: 'no command at all', args: [], stderr: /^desiredstate: no command given; run desiredstate --help/ },
   ])('exit 64 on a bad invocation: $name', async ({ args, stderr }) => {
     const r = await cli(args, { cwd: p.dir });

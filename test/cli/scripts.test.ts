@@ -54,6 +54,11 @@ const json = (text: string): Record<string, unknown> => JSON.parse(text) as Reco
 describe.skipIf(!hasJq)('desiredstate scripts', () => {
   it('generate → held for review → approve → runs in dev; list, show, trust', async () => {
     const dir = projectIn('dev');
+    // --state names a directory that is not there yet: a bad invocation (CLI.md), exit 64.
+    const missing = await cli(dir, ['scripts', 'list']);
+    expect(missing.code).toBe(64);
+    expect(missing.stderr).toContain('does not exist');
+    mkdirSync(join(dir, 'state'));
     expect((await cli(dir, ['scripts', 'list'])).stdout).toContain('no scripts yet');
 
     const first = await cli(dir, ['apply', '--yes']);
