@@ -13,6 +13,19 @@ import type { ProcessOutcome } from './process.ts';
 /** The four protocol commands. */
 export type ExecCommand = 'read' | 'create' | 'update' | 'delete';
 
+/** The JSON object every protocol command receives on stdin. */
+export interface ExecRequest {
+  readonly id: string;
+  readonly input: unknown;
+  /** Outputs recorded at the last create/update, or null. */
+  readonly outputs: unknown;
+}
+
+/** The request as a command reads it: one JSON line on stdin. */
+export function requestLine(request: ExecRequest): string {
+  return `${JSON.stringify(request)}\n`;
+}
+
 /** Exit statuses with a meaning of their own (sysexits.h). */
 export const EX_TEMPFAIL = 75;
 export const EX_NOPERM = 77;

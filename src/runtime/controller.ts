@@ -12,8 +12,8 @@ import type { DesiredNode, NodeId, NodeSpec } from './node-spec.ts';
 import { nextNodeState, nodeSnapshotFor } from './node-machine.ts';
 import type { NodeEventType } from './node-machine.ts';
 import type { FieldDiff, NodeProvisioner, Observation, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
-import type { NodeSpecCodec } from './reconciler.ts';
-import { massDeletionLimit, runSteps, withoutIgnored } from './reconciler.ts';
+import type { NodeSpecCodec, ProvisionStep } from './reconciler.ts';
+import { emptySummary, massDeletionLimit, runSteps, withoutIgnored } from './reconciler.ts';
 import type { DriftReport, NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
 import { carriedRecord, reverseDependencyOrder, sameDeps, sameOutputs, sameRecord, storedSpec } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
@@ -41,13 +41,6 @@ export interface ControllerOptions<S extends NodeSpec> {
   readonly allowMassDeletion?: boolean;
   /** Per-backend circuit breaker settings (default: open after 5 consecutive failures, probe after 30 s). */
   readonly circuitBreaker?: CircuitBreakerConfig;
-}
-
-/** An operation a batch decided on. */
-interface Step<S extends NodeSpec> {
-  readonly node: DesiredNode<S>;
-  readonly op: 'create' | 'update';
-  readonly diffs: readonly FieldDiff[];
 }
 
 interface DriftMemory {
@@ -334,7 +327,7 @@ export class Controller<S extends NodeSpec> {
     if (toObserve.length === 0) return;
     const ctx = this.context();
     const observed = await this.o.provisioner.observe(toObserve, ctx);
-    const steps: Step<S>[] = [];
+    const steps: ProvisionStep<S>[] = [];
     for (const node of toObserve) {
       const obs: Observation = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
       const step = this.decide(node, obs);
@@ -365,7 +358,7 @@ export class Controller<S extends NodeSpec> {
   }
 
   /** From an observation to the next state, and the operation to run, if any. */
-  private decide(node: DesiredNode<S>, obs: Observation): Step<S> | undefined {
+  private decide(node: DesiredNode<S>, obs: Observation): ProvisionStep<S> | undefined {
     const rec = this.records.get(node.id);
     if (obs.status === 'upToDate' && rec !== undefined && this.isSteady(node, rec, obs.outputs)) {
       // The hot path of a steady-state pass: ready -> observing -> ready is no change at all,
@@ -702,9 +695,5 @@ export class Controller<S extends NodeSpec> {
   private context(): OperationContext {
     return { signal: this.abort.signal, log: this.o.log, outputsOf: (id) => this.records.get(id)?.outputs ?? undefined };
   }
-}
-
-function emptySummary(): { -readonly [K in keyof RunSummary]: RunSummary[K] } {
-  return { created: 0, updated: 0, deleted: 0, unchanged: 0, failed: 0, blocked: 0, held: 0, drifted: 0 };
 }
 

@@ -13,6 +13,8 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
   private readonly indexOf: ReadonlyMap<NodeId, number>;
   private readonly nodes: readonly DesiredNode<S>[];
   private readonly dependentsAt: readonly (readonly NodeId[] | undefined)[];
+  /** Each node's direct dependencies' ids, made once: every pass asks for them per node. */
+  private readonly dependenciesAt: readonly (readonly NodeId[])[];
 
   private constructor(order: DesiredNode<S>[], indexOf: Map<NodeId, number>, nodes: readonly DesiredNode<S>[], dependentsAt: (NodeId[] | undefined)[]) {
     this.order = Object.freeze(order);
@@ -20,6 +22,7 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
     this.nodes = Object.freeze([...nodes]);
     for (const v of dependentsAt) if (v !== undefined) Object.freeze(v);
     this.dependentsAt = Object.freeze(dependentsAt);
+    this.dependenciesAt = Object.freeze(this.nodes.map((n) => (n.dependsOn.length === 0 ? EMPTY : Object.freeze(n.dependsOn.map((d) => d.on)))));
     Object.freeze(this);
   }
 
@@ -48,7 +51,8 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
 
   /** Ids `id` depends on directly. */
   dependencies(id: NodeId): readonly NodeId[] {
-    return this.get(id)?.dependsOn.map((d) => d.on) ?? [];
+    const i = this.indexOf.get(id);
+    return (i === undefined ? undefined : this.dependenciesAt[i]) ?? EMPTY;
   }
 
   /** Everything downstream of `id` (transitively), not including it. */

@@ -75,7 +75,10 @@ export function massDeletionLimit(managed: number): number {
   return Math.max(5, Math.floor(managed * 0.1));
 }
 
-const EMPTY_SUMMARY: RunSummary = { created: 0, updated: 0, deleted: 0, unchanged: 0, failed: 0, blocked: 0, held: 0, drifted: 0 };
+/** A summary with every count at zero, to count a pass into. */
+export function emptySummary(): { -readonly [K in keyof RunSummary]: RunSummary[K] } {
+  return { created: 0, updated: 0, deleted: 0, unchanged: 0, failed: 0, blocked: 0, held: 0, drifted: 0 };
+}
 
 /**
  * One reconcile pass, level-triggered: observe what exists, compare with the
@@ -452,7 +455,7 @@ export function levels<S extends NodeSpec>(graph: DesiredGraph<S>): DesiredNode<
 
 
 function summarise(outcomes: ReadonlyMap<NodeId, NodeOutcome>): RunSummary {
-  const s = { ...EMPTY_SUMMARY };
+  const s = emptySummary();
   for (const o of outcomes.values()) {
     switch (o.status) {
       case 'created': s.created++; break;

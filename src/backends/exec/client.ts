@@ -1,5 +1,5 @@
-import { runProcess } from '../../infra/index.ts';
-import type { ProcessOutcome } from '../../infra/index.ts';
+import { requestLine, runProcess } from '../../infra/index.ts';
+import type { ExecRequest, ProcessOutcome } from '../../infra/index.ts';
 
 /** Everything a command run needs besides the command itself. */
 export interface ExecClientOptions {
@@ -8,14 +8,6 @@ export interface ExecClientOptions {
   readonly env: Readonly<Record<string, string>>;
   readonly timeoutMs: number;
   readonly maxOutputBytes: number;
-}
-
-/** The JSON object every command receives on stdin. */
-export interface ProtocolRequest {
-  readonly id: string;
-  readonly input: unknown;
-  /** Outputs recorded at the last create/update, or null. */
-  readonly outputs: unknown;
 }
 
 /** The exec backend's only I/O: runs one protocol command, argv only, never a shell. */
@@ -27,12 +19,12 @@ export class ExecClient {
   }
 
   /** Runs `argv` with the request on stdin; never rejects. */
-  run(argv: readonly string[], request: ProtocolRequest, signal: AbortSignal): Promise<ProcessOutcome> {
+  run(argv: readonly string[], request: ExecRequest, signal: AbortSignal): Promise<ProcessOutcome> {
     return runProcess({
       argv,
       cwd: this.options.cwd,
       env: this.options.env,
-      stdin: `${JSON.stringify(request)}\n`,
+      stdin: requestLine(request),
       timeoutMs: this.options.timeoutMs,
       maxOutputBytes: this.options.maxOutputBytes,
       signal,

@@ -267,7 +267,8 @@ function tempName(real: string): string {
   return join(dirname(real), `.${basename(real)}.ds-${process.pid}-${TEMP_PREFIX}${(tempCounter++).toString(36)}.tmp`);
 }
 
-async function fsyncDirectory(dir: string): Promise<void> {
+/** fsync of a directory (its entries) or of a file written and closed earlier. */
+async function fsyncPath(dir: string): Promise<void> {
   const fh = await open(dir, 'r');
   try {
     await fh.sync();
@@ -310,13 +311,21 @@ export interface FileWrite {
  */
 export async function writeFileAtomic(real: string, file: FileWrite, signal: AbortSignal): Promise<void> {
   if (signal.aborted) throw aborted('write');
-  const tmp = await writeTemp(real, file, true);
+  await renameIntoPlace(await writeTemp(real, file, true), real, signal, 'write');
+}
+
+/**
+ * Renames a finished temp file (or link) over `real`, unless the signal
+ * aborted meanwhile, and makes the rename durable (the directory fsync is
+ * shared, `syncDirectory`). The temp file never survives a failure.
+ */
+async function renameIntoPlace(tmp: string, real: string, signal: AbortSignal, action: 'write' | 'symlink'): Promise<void> {
   try {
-    if (signal.aborted) throw aborted('write');
+    if (signal.aborted) throw aborted(action);
     await rename(tmp, real);
   } catch (err) {
     await removeQuietly(tmp);
-    throw fsFault(err, 'write', real);
+    throw fsFault(err, action, real);
   }
   try {
     await syncDirectory(dirname(real));
@@ -384,12 +393,7 @@ export async function flushStaged(staged: readonly StagedWrite[], signal: AbortS
   if (staged.length >= SYNCFS_MIN_FILES && (await syncFilesystems(staged))) return failures;
   await forEachLimit(staged, FSYNC_PARALLELISM, async (s) => {
     try {
-      const fh = await open(s.tmp, 'r');
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
+      await fsyncPath(s.tmp);
     } catch (err) {
       failures.set(s, fsFault(err, 'fsync', s.real));
     }
@@ -442,7 +446,7 @@ export function syncDirectory(dir: string): Promise<void> {
   if (s === undefined) directorySyncs.set(dir, (s = { running: undefined, next: undefined }));
   const state = s;
   const start = (): Promise<void> => {
-    const p = fsyncDirectory(dir).finally(() => {
+    const p = fsyncPath(dir).finally(() => {
       if (state.running === p) state.running = undefined;
       if (state.running === undefined && state.next === undefined) directorySyncs.delete(dir);
     });
@@ -495,17 +499,11 @@ export async function writeSymlinkAtomic(real: string, target: string, signal: A
   const tmp = tempName(real);
   try {
     await symlink(target, tmp);
-    if (signal.aborted) throw aborted('symlink');
-    await rename(tmp, real);
   } catch (err) {
     await removeQuietly(tmp);
     throw fsFault(err, 'symlink', real);
   }
-  try {
-    await syncDirectory(dirname(real));
-  } catch (err) {
-    throw fsFault(err, 'fsync', dirname(real));
-  }
+  await renameIntoPlace(tmp, real, signal, 'symlink');
 }
 
 /** Unlinks a file or a symlink; absent is success. */

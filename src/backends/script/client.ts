@@ -1,16 +1,9 @@
 import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runProcess } from '../../infra/index.ts';
-import type { ProcessOutcome } from '../../infra/index.ts';
+import { requestLine, runProcess } from '../../infra/index.ts';
+import type { ExecRequest, ProcessOutcome } from '../../infra/index.ts';
 import { artifactHash } from '../../runtime/index.ts';
 import type { ScriptVerb } from './gate.ts';
-
-/** The JSON object every script receives on stdin (the exec protocol's request). */
-export interface ScriptRequest {
-  readonly id: string;
-  readonly input: unknown;
-  readonly outputs: unknown;
-}
 
 /**
  * The script backend's only I/O besides the ledger: writes a script to a
@@ -44,14 +37,14 @@ export class ScriptClient {
   }
 
   /** Runs one verb; never rejects. */
-  run(hash: string, content: string, verb: ScriptVerb, request: ScriptRequest, signal: AbortSignal): Promise<ProcessOutcome> {
+  run(hash: string, content: string, verb: ScriptVerb, request: ExecRequest, signal: AbortSignal): Promise<ProcessOutcome> {
     const path = this.materialize(hash, content);
     mkdirSync(this.options.root, { recursive: true });
     return runProcess({
       argv: [path, verb],
       cwd: this.options.root,
       env: this.options.env,
-      stdin: `${JSON.stringify(request)}\n`,
+      stdin: requestLine(request),
       timeoutMs: this.options.timeoutMs,
       maxOutputBytes: this.options.maxOutputBytes,
       signal,

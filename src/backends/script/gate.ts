@@ -1,4 +1,4 @@
-import type { ScriptStanding, TrustPolicy } from '../../infra/index.ts';
+import type { ExecCommand, ScriptStanding, TrustPolicy } from '../../infra/index.ts';
 import { assertNever } from '../../runtime/index.ts';
 
 /**
@@ -8,7 +8,7 @@ import { assertNever } from '../../runtime/index.ts';
  * trust and the runs that need a per-run approval below the bar.
  */
 
-export type ScriptVerb = 'read' | 'create' | 'update' | 'delete';
+export type ScriptVerb = ExecCommand;
 
 export type RunGate =
   | { readonly gate: 'open' }
