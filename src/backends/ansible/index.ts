@@ -1,9 +1,9 @@
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { allowlistedEnv, tailLines } from '../../infra/index.ts';
-import type { BackendContext, BackendFactory, BackendHealth, BackendNode, InfraBackend } from '../../infra/index.ts';
-import { fault, FaultError, mapLimit, toFault } from '../../runtime/index.ts';
-import type { FieldDiff, NodeId, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
+import { allowlistedEnv, resourceBackend, tailLines } from '../../infra/index.ts';
+import type { BackendContext, BackendFactory, BackendHealth, BackendNode, ProvisionIntent, ResourceProvisioner } from '../../infra/index.ts';
+import { assertNever, fault, FaultError, toFault } from '../../runtime/index.ts';
+import type { Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import { AnsibleClient } from './client.ts';
 import type { AnsiblePlaybookSpec } from './client.ts';
 import { ansibleConfigSchema } from './config.ts';
@@ -24,15 +24,15 @@ const OBSERVE_CONCURRENCY = 2;
  * `ansible.playbook` through ansible-playbook. Observe is a `--check --diff`
  * run: tasks that would change something are drift (`task:<name>`, with the
  * module's diff as detail). Create and update are real runs. Results are read
- * through the JSON stdout callback; extra vars are never templated.
+ * through the JSON stdout callback; extra vars are never templated. A
+ * `ResourceProvisioner`: `resourceBackend` bounds the observes and turns what
+ * it throws into `failed` values.
  */
-export class AnsibleBackend implements InfraBackend {
-  readonly id: string;
-  readonly type = 'ansible';
+export class AnsibleProvisioner implements ResourceProvisioner {
+  readonly kinds = ['ansible.playbook'] as const;
   private readonly client: AnsibleClient;
 
   constructor(config: AnsibleConfig, ctx: BackendContext) {
-    this.id = ctx.id;
     this.client = new AnsibleClient({
       ansiblePlaybook: config.ansiblePlaybook,
       cwd: config.cwd === undefined ? ctx.cwd : resolve(ctx.cwd, config.cwd),
@@ -43,12 +43,7 @@ export class AnsibleBackend implements InfraBackend {
     });
   }
 
-  async observe(nodes: readonly BackendNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, Observation>> {
-    const observed = await mapLimit(nodes, OBSERVE_CONCURRENCY, (node) => this.observeOne(node, ctx));
-    return new Map(nodes.map((node, i) => [node.id, observed[i]!]));
-  }
-
-  private async observeOne(node: BackendNode, ctx: OperationContext): Promise<Observation> {
+  async observe(node: BackendNode, ctx: OperationContext): Promise<Observation> {
     const recorded = ctx.outputsOf(node.id);
     try {
       const run = await this.run(node, 'check', ctx);
@@ -72,24 +67,24 @@ export class AnsibleBackend implements InfraBackend {
     }
   }
 
-  create(node: BackendNode, ctx: OperationContext): Promise<ProvisionResult> {
-    return this.apply(node, ctx);
-  }
-
-  update(node: BackendNode, diffs: readonly FieldDiff[], ctx: OperationContext): Promise<ProvisionResult> {
-    ctx.log.debug({ node: node.id, paths: diffs.map((d) => d.path) }, 'ansible update');
-    return this.apply(node, ctx);
-  }
-
-  /** A playbook run cannot be undone; there is nothing to delete. */
-  delete(_node: BackendNode, _ctx: OperationContext): Promise<ProvisionResult> {
-    return Promise.resolve({
-      status: 'failed',
-      fault: fault('permanent', 'a playbook cannot be un-run; remove the node with deletionPolicy: Orphan', {
-        code: 'not-deletable',
-        hint: 'set deletionPolicy: Orphan on the node (or write a playbook that removes what this one made, as its own node)',
-      }),
-    });
+  async provision(node: BackendNode, intent: ProvisionIntent, ctx: OperationContext): Promise<ProvisionResult> {
+    switch (intent.verb) {
+      case 'update':
+        ctx.log.debug({ node: node.id, paths: intent.diffs.map((d) => d.path) }, 'ansible update');
+        return { status: 'done', outputs: (await this.run(node, 'apply', ctx)).outputs satisfies Outputs };
+      case 'create':
+        return { status: 'done', outputs: (await this.run(node, 'apply', ctx)).outputs satisfies Outputs };
+      case 'delete':
+        // A playbook run cannot be undone; there is nothing to delete.
+        throw new FaultError(
+          fault('permanent', 'a playbook cannot be un-run; remove the node with deletionPolicy: Orphan', {
+            code: 'not-deletable',
+            hint: 'set deletionPolicy: Orphan on the node (or write a playbook that removes what this one made, as its own node)',
+          }),
+        );
+      default:
+        return assertNever(intent, 'provision intent');
+    }
   }
 
   async health(ctx: { signal: AbortSignal; log: Logger }): Promise<BackendHealth> {
@@ -98,19 +93,6 @@ export class AnsibleBackend implements InfraBackend {
     const message = outcome.status === 'spawnFailed' ? outcome.message : outcome.status === 'exited' ? tailLines(outcome.stderr) : outcome.status;
     ctx.log.warn({ status: outcome.status }, 'ansible-playbook unavailable');
     return { status: 'unhealthy', message: message === '' ? 'ansible-playbook --version failed' : message };
-  }
-
-  close(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  private async apply(node: BackendNode, ctx: OperationContext): Promise<ProvisionResult> {
-    try {
-      const run = await this.run(node, 'apply', ctx);
-      return { status: 'done', outputs: run.outputs satisfies Outputs };
-    } catch (err) {
-      return { status: 'failed', fault: toFault(err) };
-    }
   }
 
   private async run(node: BackendNode, mode: RunMode, ctx: OperationContext): Promise<PlaybookRun> {
@@ -136,5 +118,5 @@ export const ansibleBackendFactory: BackendFactory<AnsibleConfig> = {
   kinds: ['ansible.playbook'],
   configSchema: ansibleConfigSchema,
   description: 'Ansible playbooks run with ansible-playbook: check mode with diff to observe, a real run to apply.',
-  create: (config, ctx) => new AnsibleBackend(config, ctx),
+  create: (config, ctx) => resourceBackend(ctx.id, 'ansible', new AnsibleProvisioner(config, ctx), { concurrency: OBSERVE_CONCURRENCY }),
 };

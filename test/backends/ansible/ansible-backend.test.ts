@@ -3,7 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ansibleBackendFactory, ansibleConfigSchema } from '../../../src/backends/ansible/index.ts';
-import type { AnsibleBackend } from '../../../src/backends/ansible/index.ts';
+import type { InfraBackend } from '../../../src/infra/index.ts';
+
+/** The ansible backend, which has a health check. */
+type AnsibleBackend = InfraBackend & Required<Pick<InfraBackend, 'health'>>;
 import type { Observation, Outputs, ProvisionResult } from '../../../src/runtime/index.ts';
 import { backendContext, eventually, hasAnsible, isAlive, opContext, playbookNode } from './harness.ts';
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execBackendFactory, execConfigSchema } from '../../../src/backends/exec/index.ts';
-import type { ExecBackend } from '../../../src/backends/exec/index.ts';
+import type { InfraBackend } from '../../../src/infra/index.ts';
 import type { Observation, Outputs, ProvisionResult } from '../../../src/runtime/index.ts';
 import { backendContext, eventually, genericNode, isAlive, opContext } from './harness.ts';
 
@@ -41,11 +41,11 @@ function script(name: string, text: string): string {
   return path;
 }
 
-function backend(config: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = process.env): ExecBackend {
-  return execBackendFactory.create(execConfigSchema.parse(config), backendContext(dir, env)) as ExecBackend;
+function backend(config: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = process.env): InfraBackend {
+  return execBackendFactory.create(execConfigSchema.parse(config), backendContext(dir, env));
 }
 
-async function observeOne(b: ExecBackend, n: ReturnType<typeof genericNode>, recorded = new Map<string, Outputs>()): Promise<Observation> {
+async function observeOne(b: InfraBackend, n: ReturnType<typeof genericNode>, recorded = new Map<string, Outputs>()): Promise<Observation> {
   return (await b.observe([n], opContext(recorded))).get(n.id)!;
 }
 
