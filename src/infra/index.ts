@@ -12,3 +12,4 @@ export * from './policy/index.ts';
 export * from './trust.ts';
 export * from './resource-provisioner.ts';
 export * from './exec-protocol.ts';
+export * from './line-diff.ts';

@@ -1,4 +1,4 @@
-import { tailLines } from '../../infra/index.ts';
+import { lineOps, tailLines } from '../../infra/index.ts';
 import type { ProcessOutcome } from '../../infra/index.ts';
 import { assertNever, fault, FaultError } from '../../runtime/index.ts';
 import type { Fault, FieldDiff, Outputs } from '../../runtime/index.ts';
@@ -277,27 +277,7 @@ export function lineDiff(before: string, after: string): string[] {
   const a = splitLines(before);
   const b = splitLines(after);
   if (a.length > MAX_LCS_LINES || b.length > MAX_LCS_LINES) return [...a.map((l) => `-${l}`), ...b.map((l) => `+${l}`)];
-  // Longest common subsequence, table from the end.
-  const lcs: number[][] = Array.from({ length: a.length + 1 }, () => new Array<number>(b.length + 1).fill(0));
-  for (let i = a.length - 1; i >= 0; i--) {
-    for (let j = b.length - 1; j >= 0; j--) {
-      lcs[i]![j] = a[i] === b[j] ? lcs[i + 1]![j + 1]! + 1 : Math.max(lcs[i + 1]![j]!, lcs[i]![j + 1]!);
-    }
-  }
-  const ops: { kind: ' ' | '-' | '+'; line: string }[] = [];
-  let i = 0;
-  let j = 0;
-  while (i < a.length || j < b.length) {
-    if (i < a.length && j < b.length && a[i] === b[j]) {
-      ops.push({ kind: ' ', line: a[i++]! });
-      j++;
-    } else if (i < a.length && (j === b.length || lcs[i + 1]![j]! >= lcs[i]![j + 1]!)) {
-      // Removals before additions, as diff(1) prints them.
-      ops.push({ kind: '-', line: a[i++]! });
-    } else {
-      ops.push({ kind: '+', line: b[j++]! });
-    }
-  }
+  const ops = lineOps(a, b);
   // Keep changed lines and their context; mark skipped stretches.
   const keep = ops.map((op, k) => op.kind !== ' ' || ops.slice(Math.max(0, k - CONTEXT), k + CONTEXT + 1).some((o) => o.kind !== ' '));
   const out: string[] = [];

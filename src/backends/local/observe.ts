@@ -1,3 +1,4 @@
+import { lineOps } from '../../infra/index.ts';
 import { assertNever } from '../../runtime/index.ts';
 import type { FieldDiff, Observation, Outputs } from '../../runtime/index.ts';
 import { wrongKind } from './errors.ts';
@@ -155,28 +156,7 @@ export function lineDiff(actual: string, desired: string): string {
   while (tail < a.length - head && tail < d.length - head && a[a.length - 1 - tail] === d[d.length - 1 - tail]) tail++;
   const am = a.slice(head, a.length - tail);
   const dm = d.slice(head, d.length - tail);
-  // LCS table over the differing middle only; both texts are under DETAIL_LIMIT bytes.
-  const lcs: number[][] = Array.from({ length: am.length + 1 }, () => new Array<number>(dm.length + 1).fill(0));
-  for (let i = am.length - 1; i >= 0; i--) {
-    const row = lcs[i] as number[];
-    const below = lcs[i + 1] as number[];
-    for (let j = dm.length - 1; j >= 0; j--) row[j] = am[i] === dm[j] ? (below[j + 1] as number) + 1 : Math.max(below[j] as number, row[j + 1] as number);
-  }
-  const lines = ['--- actual', '+++ desired', `@@ line ${head + 1} @@`];
-  let i = 0;
-  let j = 0;
-  while (i < am.length || j < dm.length) {
-    if (i < am.length && j < dm.length && am[i] === dm[j]) {
-      lines.push(` ${am[i]}`);
-      i++;
-      j++;
-    } else if (i < am.length && (j >= dm.length || (lcs[i + 1]?.[j] ?? 0) >= (lcs[i]?.[j + 1] ?? 0))) {
-      lines.push(`-${am[i]}`);
-      i++;
-    } else {
-      lines.push(`+${dm[j]}`);
-      j++;
-    }
-  }
+  // Aligned by LCS over the differing middle only; both texts are under DETAIL_LIMIT bytes.
+  const lines = ['--- actual', '+++ desired', `@@ line ${head + 1} @@`, ...lineOps(am, dm).map((op) => `${op.kind}${op.line}`)];
   return lines.join('\n');
 }
