@@ -1,6 +1,6 @@
 import { fault, FaultError } from '../../runtime/index.ts';
 import type { NodeId, Observation, Outputs } from '../../runtime/index.ts';
-import { faultCode } from './kind.ts';
+import { dropped, faultCode } from './kind.ts';
 import type { KindContext, KindHandler, PgNode } from './kind.ts';
 import { observeDatabase } from './observe.ts';
 import type { DatabaseRow } from './observe.ts';
@@ -69,12 +69,7 @@ export const databaseHandler: KindHandler<'postgres.database'> = {
     }
     // Our own idle sessions would block the drop.
     await ctx.client.closeDatabase(name);
-    try {
-      await ctx.client.execute([dropDatabaseSql(name, force)], { signal: ctx.signal });
-    } catch (err) {
-      if (faultCode(err) === '3D000') return;
-      throw err;
-    }
+    if (!(await dropped(['3D000'], () => ctx.client.execute([dropDatabaseSql(name, force)], { signal: ctx.signal })))) return;
     ctx.log.info({ database: name, relations, force }, 'database dropped');
   },
 };

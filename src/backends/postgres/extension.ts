@@ -1,5 +1,5 @@
 import type { NodeId, Observation, Outputs } from '../../runtime/index.ts';
-import { faultCode, observeByDatabase } from './kind.ts';
+import { dropped, observeByDatabase } from './kind.ts';
 import type { KindHandler, PgNode } from './kind.ts';
 import { observeExtension } from './observe.ts';
 import type { ExtensionRow } from './observe.ts';
@@ -48,12 +48,6 @@ export const extensionHandler: KindHandler<'postgres.extension'> = {
   },
 
   async delete(node, ctx) {
-    try {
-      await ctx.client.execute([dropExtensionSql(node.spec.name)], { database: node.spec.database, signal: ctx.signal });
-    } catch (err) {
-      const code = faultCode(err);
-      if (code === '42704' || code === '3D000') return;
-      throw err;
-    }
+    await dropped(['42704', '3D000'], () => ctx.client.execute([dropExtensionSql(node.spec.name)], { database: node.spec.database, signal: ctx.signal }));
   },
 };

@@ -1,6 +1,6 @@
 import { PG_GRANT_PRIVILEGES } from '../../infra/index.ts';
 import type { NodeId, Observation, Outputs } from '../../runtime/index.ts';
-import { faultCode, observeByDatabase } from './kind.ts';
+import { dropped, observeByDatabase } from './kind.ts';
 import type { KindHandler, PgNode } from './kind.ts';
 import { observeGrant } from './observe.ts';
 import type { GrantRow } from './observe.ts';
@@ -60,13 +60,9 @@ export const grantHandler: KindHandler<'postgres.grant'> = {
   },
 
   async delete(node, ctx) {
-    try {
-      await ctx.client.execute([revokeSql(node.spec, grantPrivileges(node.spec.on, node.spec.privileges))], { database: node.spec.database, signal: ctx.signal });
-    } catch (err) {
-      const code = faultCode(err);
-      // The role, schema or database is gone: nothing is granted.
-      if (code === '42704' || code === '3F000' || code === '3D000') return;
-      throw err;
-    }
+    // The role, schema or database gone means nothing is granted.
+    await dropped(['42704', '3F000', '3D000'], () =>
+      ctx.client.execute([revokeSql(node.spec, grantPrivileges(node.spec.on, node.spec.privileges))], { database: node.spec.database, signal: ctx.signal }),
+    );
   },
 };

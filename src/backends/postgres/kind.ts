@@ -84,3 +84,18 @@ export async function observeByDatabase<N extends { readonly id: NodeId; readonl
 export function faultCode(err: unknown): string | undefined {
   return toFault(err).code ?? sqlState(err);
 }
+
+/**
+ * Runs a drop: true when it dropped, false when PostgreSQL answered with one
+ * of `goneCodes` (the object, or its schema or database, is already gone:
+ * a delete of something absent is a success). Any other error is thrown.
+ */
+export async function dropped(goneCodes: readonly string[], drop: () => Promise<unknown>): Promise<boolean> {
+  try {
+    await drop();
+    return true;
+  } catch (err) {
+    if (goneCodes.includes(faultCode(err) ?? '')) return false;
+    throw err;
+  }
+}

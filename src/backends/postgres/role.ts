@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { describeSecretRef, secretDigest } from '../../infra/index.ts';
 import type { FieldDiff, NodeId, Observation, Outputs } from '../../runtime/index.ts';
-import { faultCode } from './kind.ts';
+import { dropped } from './kind.ts';
 import type { KindContext, KindHandler, PgNode } from './kind.ts';
 import { observeRole } from './observe.ts';
 import type { PasswordState, RoleRow } from './observe.ts';
@@ -163,12 +163,7 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
     },
 
     async delete(node, ctx) {
-      try {
-        await ctx.client.execute([dropRoleSql(node.spec.name)], { signal: ctx.signal });
-      } catch (err) {
-        if (faultCode(err) === '42704') return;
-        throw err;
-      }
+      await dropped(['42704'], () => ctx.client.execute([dropRoleSql(node.spec.name)], { signal: ctx.signal }));
     },
 
     /**
