@@ -181,11 +181,17 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
   /** The node with `${nodes.<id>.outputs.<key>}` replaced, or a transient fault while an output is missing. */
   private resolve(node: InfraNode, ctx: OperationContext): { node: InfraNode } | { fault: ReturnType<typeof fault> } {
     if (!hasReferencesCached(node.spec.spec)) return { node };
-    const { value, missing } = resolveReferences(node.spec.spec, ctx.outputsOf);
+    // The same outputs resolve to the same node object: backends cache work per spec object
+    // (content hashes, fingerprints), and a pass resolves a node for observe and again to provision it.
+    const cached = resolvedCache.get(node);
+    if (cached !== undefined && cached.used.every(([id, key, v]) => ctx.outputsOf(id)?.[key] === v)) return { node: cached.node };
+    const { value, missing, used } = resolveReferences(node.spec.spec, ctx.outputsOf);
     if (missing.length > 0) {
       return { fault: fault('transient', `waiting for outputs ${missing.join(', ')}`, { code: 'outputs-missing' }) };
     }
-    return { node: { ...node, spec: { ...node.spec, spec: value } } };
+    const resolved: InfraNode = { ...node, spec: { ...node.spec, spec: value } };
+    resolvedCache.set(node, { used, node: resolved });
+    return { node: resolved };
   }
 }
 
@@ -195,6 +201,9 @@ interface Batch {
   readonly call: BatchCall;
   readonly group: BackendUpdate[];
 }
+
+/** Per graph node: its resolved form and the output values it was resolved with. */
+const resolvedCache = new WeakMap<InfraNode, { readonly used: readonly (readonly [NodeId, string, unknown])[]; readonly node: InfraNode }>();
 
 const referenceCache = new WeakMap<object, boolean>();
 

@@ -100,10 +100,16 @@ export function hasReferences(value: unknown): boolean {
 
 /**
  * Replaces `${nodes.<id>.outputs.<key>}` with recorded outputs. Returns the
- * references that have no value yet (the node must wait for them).
+ * references that have no value yet (the node must wait for them), and every
+ * (node, key, value) read, so that a caller can tell when the same outputs
+ * would resolve the same way again.
  */
-export function resolveReferences<T>(value: T, outputsOf: (id: NodeId) => Outputs | undefined): { value: T; missing: string[] } {
+export function resolveReferences<T>(
+  value: T,
+  outputsOf: (id: NodeId) => Outputs | undefined,
+): { value: T; missing: string[]; used: [NodeId, string, Outputs[string] | undefined][] } {
   const missing: string[] = [];
+  const used: [NodeId, string, Outputs[string] | undefined][] = [];
   const visit = (v: unknown): unknown => {
     if (typeof v === 'string') {
       if (!v.includes('${')) return v;
@@ -112,6 +118,7 @@ export function resolveReferences<T>(value: T, outputsOf: (id: NodeId) => Output
         const ref = NODE_REF.exec(expr.trim());
         if (ref === null) return whole;
         const out = outputsOf(ref[1]!)?.[ref[2]!];
+        used.push([ref[1]!, ref[2]!, out]);
         if (out === undefined || out === null) {
           missing.push(`${ref[1]}.${ref[2]}`);
           return whole;
@@ -127,5 +134,5 @@ export function resolveReferences<T>(value: T, outputsOf: (id: NodeId) => Output
     }
     return v;
   };
-  return { value: visit(value) as T, missing };
+  return { value: visit(value) as T, missing, used };
 }

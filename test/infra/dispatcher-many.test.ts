@@ -144,3 +144,33 @@ describe.each(['create', 'update'] as const)('InfraNodeProvisioner.%sMany', (op)
     for (const [, b] of backends) for (const batch of b.batches) expect(batch).not.toContain('r');
   });
 });
+
+describe('InfraNodeProvisioner reference resolution', () => {
+  it('hands a backend the same resolved node while the referenced outputs are unchanged, a new one when they change', async () => {
+    const seen: BackendNode[] = [];
+    const done = (): Promise<ProvisionResult> => Promise.resolve({ status: 'done', outputs: {} });
+    const backend: InfraBackend = {
+      id: 'pg',
+      type: 'fake',
+      observe: (nodes) => {
+        seen.push(...nodes);
+        return Promise.resolve(new Map());
+      },
+      create: done,
+      update: done,
+      delete: done,
+      close: () => Promise.resolve(),
+    };
+    const p = new InfraNodeProvisioner({ backends: new Map<string, InfraBackend>([['pg', backend]]) });
+    const node = role('r', 'pg', '${nodes.z.outputs.name}');
+    let outputs: Record<string, string> = { name: 'one' };
+    const c: OperationContext = { ...ctx, outputsOf: (id) => (id === 'z' ? outputs : undefined) };
+    await p.observe([node], c);
+    await p.observe([node], c);
+    outputs = { name: 'two' };
+    await p.observe([node], c);
+    expect(seen.map((n) => (n.spec.spec as { name: string }).name)).toEqual(['one', 'one', 'two']);
+    expect(seen[1]).toBe(seen[0]);
+    expect(seen[2]).not.toBe(seen[1]);
+  });
+});
