@@ -11,7 +11,7 @@ import type { DesiredGraph } from './graph.ts';
 import type { DesiredNode, NodeId, NodeSpec } from './node-spec.ts';
 import { nextNodeState, nodeSnapshotFor } from './node-machine.ts';
 import type { NodeEventType } from './node-machine.ts';
-import type { FieldDiff, NodeProvisioner, Observation, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
+import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import type { NodeSpecCodec, ProvisionStep } from './reconciler.ts';
 import { emptySummary, massDeletionLimit, runSteps, withoutIgnored } from './reconciler.ts';
 import type { DriftReport, NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
@@ -360,7 +360,7 @@ export class Controller<S extends NodeSpec> {
   /** From an observation to the next state, and the operation to run, if any. */
   private decide(node: DesiredNode<S>, obs: Observation): ProvisionStep<S> | undefined {
     const rec = this.records.get(node.id);
-    if (obs.status === 'upToDate' && rec !== undefined && this.isSteady(node, rec, obs.outputs)) {
+    if (obs.status === 'upToDate' && rec !== undefined && this.isSteady(node, rec, obs)) {
       // The hot path of a steady-state pass: ready -> observing -> ready is no change at all,
       // so nothing is written and no transition needs recording.
       this.breakers.for(node.spec.backendId).recordSuccess();
@@ -380,7 +380,7 @@ export class Controller<S extends NodeSpec> {
         this.adoptPending(node.id);
         this.breakers.for(node.spec.backendId).recordSuccess();
         this.driftGone(node.id);
-        this.succeed(node, 'OBSERVED_UP_TO_DATE', obs.outputs);
+        this.succeed(node, 'OBSERVED_UP_TO_DATE', obs.outputs, obs.memo ?? null);
         this.summary.unchanged++;
         return undefined;
       case 'drifted': {
@@ -389,10 +389,10 @@ export class Controller<S extends NodeSpec> {
         const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
         if (diffs.length === 0) {
           this.driftGone(node.id);
-          this.succeed(node, 'OBSERVED_UP_TO_DATE', obs.outputs);
+          this.succeed(node, 'OBSERVED_UP_TO_DATE', obs.outputs, obs.memo ?? null);
           return undefined;
         }
-        this.transition(node, 'OBSERVED_DRIFTED', { outputs: obs.outputs });
+        this.transition(node, 'OBSERVED_DRIFTED', { outputs: obs.outputs, memo: obs.memo ?? null });
         if (rec?.appliedDigest !== node.spec.digest) {
           // The goal changed (or an existing resource is adopted): converge it.
           this.transition(node, 'UPDATE', {});
@@ -433,8 +433,8 @@ export class Controller<S extends NodeSpec> {
     }
   }
 
-  /** Ready, applied at this digest, same outputs, nothing pending or remembered: observing it changed nothing. */
-  private isSteady(node: DesiredNode<S>, rec: NodeRecord, outputs: Outputs): boolean {
+  /** Ready, applied at this digest, same outputs and memo, nothing pending or remembered: observing it changed nothing. */
+  private isSteady(node: DesiredNode<S>, rec: NodeRecord, obs: Extract<Observation, { status: 'upToDate' }>): boolean {
     return (
       rec.status === 'ready' &&
       rec.appliedDigest === node.spec.digest &&
@@ -443,7 +443,8 @@ export class Controller<S extends NodeSpec> {
       !this.pending.has(node.id) &&
       // A past drift that is over keeps its memory (for flap detection) but no longer leaves the fast path.
       this.drift.get(node.id)?.outstanding !== true &&
-      sameOutputs(rec.outputs, outputs)
+      sameOutputs(rec.outputs, obs.outputs) &&
+      sameOutputs(rec.memo, obs.memo ?? null)
     );
   }
 
@@ -472,7 +473,7 @@ export class Controller<S extends NodeSpec> {
       breaker.recordSuccess();
       // A corrected drift is over: the next one is a new occurrence (reported, and a flap if it comes back soon).
       this.driftGone(node.id);
-      this.succeed(node, 'PROVISION_DONE', result.outputs);
+      this.succeed(node, 'PROVISION_DONE', result.outputs, null);
       this.summary[what]++;
       log.info({ type: node.spec.type }, what === 'created' ? 'node created' : 'node updated');
       return;
@@ -488,8 +489,8 @@ export class Controller<S extends NodeSpec> {
    * so the wake-up is unconditional: a dependent blocked meanwhile is never
    * left waiting.
    */
-  private succeed(node: DesiredNode<S>, event: NodeEventType, outputs: Outputs): void {
-    this.transition(node, event, { outputs, managed: true, appliedDigest: node.spec.digest, attempts: 0, retryAt: null, lastFault: null, reason: null });
+  private succeed(node: DesiredNode<S>, event: NodeEventType, outputs: Outputs, memo: ObservationMemo | null): void {
+    this.transition(node, event, { outputs, memo, managed: true, appliedDigest: node.spec.digest, attempts: 0, retryAt: null, lastFault: null, reason: null });
     this.scheduleNext(node);
     for (const d of this.graph?.dependents(node.id) ?? []) this.queue.add(d);
   }
@@ -693,7 +694,12 @@ export class Controller<S extends NodeSpec> {
   }
 
   private context(): OperationContext {
-    return { signal: this.abort.signal, log: this.o.log, outputsOf: (id) => this.records.get(id)?.outputs ?? undefined };
+    return {
+      signal: this.abort.signal,
+      log: this.o.log,
+      outputsOf: (id) => this.records.get(id)?.outputs ?? undefined,
+      memoOf: (id) => this.records.get(id)?.memo ?? undefined,
+    };
   }
 }
 

@@ -1,5 +1,5 @@
 import type { DesiredNode, NodeSettings, NodeSpec } from './node-spec.ts';
-import type { Outputs } from './provisioner.ts';
+import type { ObservationMemo, Outputs } from './provisioner.ts';
 import type { NodeRecord, NodeStatus } from './state-store.ts';
 
 /**
@@ -29,6 +29,7 @@ export function carriedRecord<S extends NodeSpec>(node: DesiredNode<S>, status: 
     retryAt: prev?.retryAt ?? null,
     reason: prev?.reason ?? null,
     snapshot: prev?.snapshot ?? null,
+    memo: prev?.memo ?? null,
     deletionPolicy: storedDeletionPolicy(node.settings),
     updatedAt: prev?.updatedAt ?? now,
   };
@@ -44,7 +45,7 @@ export function storedSpec(r: NodeRecord): unknown {
   return (r.snapshot as { spec?: unknown } | null)?.spec;
 }
 
-/** Equal in everything `status` and the store show (not `updatedAt`, not the snapshot). */
+/** Equal in everything `status` and the store show, and in the backend's memo (not `updatedAt`, not the snapshot). */
 export function sameRecord(a: NodeRecord, b: NodeRecord): boolean {
   return (
     a.status === b.status &&
@@ -57,7 +58,8 @@ export function sameRecord(a: NodeRecord, b: NodeRecord): boolean {
     a.backendId === b.backendId &&
     a.deletionPolicy === b.deletionPolicy &&
     a.lastFault === b.lastFault &&
-    sameOutputs(a.outputs, b.outputs)
+    sameOutputs(a.outputs, b.outputs) &&
+    sameOutputs(a.memo, b.memo)
   );
 }
 
@@ -69,7 +71,8 @@ export function sameDeps(a: unknown, b: unknown): boolean {
   return true;
 }
 
-export function sameOutputs(a: Outputs | null, b: Outputs | null): boolean {
+/** Equal flat maps (outputs, or observation memos). */
+export function sameOutputs(a: Outputs | ObservationMemo | null, b: Outputs | ObservationMemo | null): boolean {
   if (a === b) return true;
   if (a === null || b === null) return false;
   const ka = Object.keys(a);

@@ -5,6 +5,16 @@ import type { DesiredNode, NodeId, NodeSpec } from './node-spec.ts';
 /** Outputs a node exposes to its dependents (`${nodes.<id>.outputs.<key>}`). */
 export type Outputs = Readonly<Record<string, string | number | boolean | null>>;
 
+/**
+ * A backend's own note about what it saw at an observation (for example a
+ * file's inode, size and change time with the hash of the content read),
+ * stored with the node's record and handed back at the next observation, so
+ * that the backend can tell "unchanged since" without reading everything
+ * again. The runtime stores it and never interprets it; the backend treats
+ * it as a hint it checks against what it sees. Flat JSON, small.
+ */
+export type ObservationMemo = Readonly<Record<string, string | number | boolean | null>>;
+
 /** One managed field that differs. Secret values are never carried: `masked` says one was compared. */
 export interface FieldDiff {
   /** Spec path, dotted, for example `connectionLimit` or `memberOf[1]`. */
@@ -20,8 +30,8 @@ export interface FieldDiff {
 /** What exists, compared with what is desired. Failure is a state, not a throw. */
 export type Observation =
   | { readonly status: 'absent' }
-  | { readonly status: 'upToDate'; readonly outputs: Outputs }
-  | { readonly status: 'drifted'; readonly diffs: readonly FieldDiff[]; readonly outputs: Outputs }
+  | { readonly status: 'upToDate'; readonly outputs: Outputs; readonly memo?: ObservationMemo | undefined }
+  | { readonly status: 'drifted'; readonly diffs: readonly FieldDiff[]; readonly outputs: Outputs; readonly memo?: ObservationMemo | undefined }
   /** The backend cannot tell whether the resource exists (for example after a crash mid-create). */
   | { readonly status: 'indeterminate'; readonly reason: string }
   | { readonly status: 'failed'; readonly fault: Fault };
@@ -44,6 +54,8 @@ export interface OperationContext {
   readonly log: Logger;
   /** Outputs recorded for a node (dependencies and the node itself), if any. */
   readonly outputsOf: (id: NodeId) => Outputs | undefined;
+  /** The memo the node's last observation returned, if it is recorded (see `ObservationMemo`). */
+  readonly memoOf?: ((id: NodeId) => ObservationMemo | undefined) | undefined;
 }
 
 /**

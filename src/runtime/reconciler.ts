@@ -120,7 +120,7 @@ export class Reconciler<S extends NodeSpec> {
     const willChange = new Set<NodeId>();
     for (const level of levels(graph)) {
       const observable = level.filter((n) => !options.gates?.has(n.id));
-      const observed = await this.provisioner.observe(observable, this.context(options.signal, outputs));
+      const observed = await this.provisioner.observe(observable, this.context(options.signal, outputs, byId));
       for (const node of level) {
         const gate = options.gates?.get(node.id);
         const entry = (planned: PlannedAction): void => {
@@ -243,7 +243,7 @@ export class Reconciler<S extends NodeSpec> {
         ready.push(node);
       }
       if (ready.length === 0) continue;
-      const ctx = this.context(options.signal, outputs);
+      const ctx = this.context(options.signal, outputs, records);
       const observed = await this.provisioner.observe(ready, ctx);
       const steps: ProvisionStep<S>[] = [];
       // One transaction for the level's drift reports and resolved pending creates: one fsync, not one per node.
@@ -263,7 +263,7 @@ export class Reconciler<S extends NodeSpec> {
               if (pendingCreate !== undefined) this.store.finishOperation(pendingCreate, 'adopted', 'found after an interrupted create');
               outputs.set(node.id, obs.outputs);
               outcomes.set(node.id, { status: prev?.managed === true || pendingCreate === undefined ? 'unchanged' : 'adopted' });
-              put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: obs.outputs });
+              put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: obs.outputs, memo: obs.memo ?? null });
               break;
             case 'drifted': {
               if (pendingCreate !== undefined) this.store.finishOperation(pendingCreate, 'adopted', 'found after an interrupted create');
@@ -271,14 +271,14 @@ export class Reconciler<S extends NodeSpec> {
               const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
               if (diffs.length === 0) {
                 outcomes.set(node.id, { status: 'unchanged' });
-                put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: obs.outputs });
+                put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: obs.outputs, memo: obs.memo ?? null });
                 break;
               }
               const isDrift = prev !== undefined && prev.appliedDigest === node.spec.digest;
               if (isDrift) this.reportDrift(node, diffs, node.settings.selfHeal ? 'corrected' : 'reported', options.commit ?? null, log());
               if (isDrift && !node.settings.selfHeal) {
                 outcomes.set(node.id, { status: 'drift-reported', diffs });
-                put(node, 'drifted', { managed: true, outputs: obs.outputs, reason: 'drift reported (selfHeal: false)' });
+                put(node, 'drifted', { managed: true, outputs: obs.outputs, memo: obs.memo ?? null, reason: 'drift reported (selfHeal: false)' });
                 break;
               }
               steps.push({ node, op: 'update', diffs });
@@ -413,7 +413,7 @@ export class Reconciler<S extends NodeSpec> {
     if (result.status === 'done') {
       outputs.set(node.id, result.outputs);
       outcomes.set(node.id, { status: success });
-      put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: result.outputs });
+      put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: result.outputs, memo: null });
       log.info({ type: node.spec.type }, success === 'created' ? 'node created' : 'node updated');
     } else {
       const prev = this.store.getNode(node.id);
@@ -430,8 +430,8 @@ export class Reconciler<S extends NodeSpec> {
     log.warn({ goal: node.goal, diffs, action, commit, firstSeen: new Date(now).toISOString() }, 'drift detected');
   }
 
-  private context(signal: AbortSignal, outputs: ReadonlyMap<NodeId, Outputs>): OperationContext {
-    return { signal, log: this.log, outputsOf: (id) => outputs.get(id) };
+  private context(signal: AbortSignal, outputs: ReadonlyMap<NodeId, Outputs>, records?: ReadonlyMap<NodeId, NodeRecord>): OperationContext {
+    return { signal, log: this.log, outputsOf: (id) => outputs.get(id), memoOf: (id) => records?.get(id)?.memo ?? undefined };
   }
 }
 

@@ -3,6 +3,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, unlinkSync, w
 import { dirname } from 'node:path';
 import { hostname } from 'node:os';
 import Database from 'better-sqlite3';
+import type { Statement } from 'better-sqlite3';
 import { z } from 'zod';
 import { ArtifactLedger, ARTIFACT_LEDGER_SQL } from './artifact-ledger.ts';
 import type { Clock } from './clock.ts';
@@ -10,7 +11,7 @@ import { systemClock } from './clock.ts';
 import { DesiredStateError, ErrorCodes, errorMessage } from './errors.ts';
 import type { Fault } from './fault.ts';
 import type { NodeId } from './node-spec.ts';
-import type { FieldDiff, Outputs } from './provisioner.ts';
+import type { FieldDiff, ObservationMemo, Outputs } from './provisioner.ts';
 import type {
   DriftReport,
   HistoryPruned,
@@ -124,7 +125,22 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       CREATE INDEX runs_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
     `,
   },
+  {
+    description: "observation memos: a backend's note of what it last saw of a node (a file's stat and content hash)",
+    sql: `ALTER TABLE nodes ADD COLUMN memo TEXT;`,
+  },
 ]);
+
+/** Inserts or replaces a node record. */
+const UPSERT_NODE = `
+  INSERT INTO nodes (id, goal, type, backend_id, status, applied_digest, outputs, managed, last_fault, attempts, retry_at, reason, snapshot, memo, deletion_policy, updated_at)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+  ON CONFLICT (id) DO UPDATE SET
+    goal = excluded.goal, type = excluded.type, backend_id = excluded.backend_id, status = excluded.status,
+    applied_digest = excluded.applied_digest, outputs = excluded.outputs, managed = excluded.managed,
+    last_fault = excluded.last_fault, attempts = excluded.attempts, retry_at = excluded.retry_at,
+    reason = excluded.reason, snapshot = excluded.snapshot, memo = excluded.memo, deletion_policy = excluded.deletion_policy,
+    updated_at = excluded.updated_at`;
 
 /** Rows deleted per transaction by `pruneHistory`. */
 const PRUNE_CHUNK = 5_000;
@@ -305,6 +321,7 @@ interface NodeRow {
   retry_at: number | null;
   reason: string | null;
   snapshot: string | null;
+  memo: string | null;
   deletion_policy: string;
   updated_at: number;
 }
@@ -365,6 +382,7 @@ function toNode(r: NodeRow): NodeRecord {
     retryAt: r.retry_at,
     reason: r.reason,
     snapshot: parse<unknown>(r.snapshot),
+    memo: parse<ObservationMemo>(r.memo),
     deletionPolicy: r.deletion_policy as NodeRecord['deletionPolicy'],
     updatedAt: r.updated_at,
   };
@@ -438,19 +456,12 @@ export class SqliteStateStore implements StateStore {
     this.readonly = init.readonly;
     this.artifacts = new ArtifactLedger({ statement: (sql) => this.#stmt(sql), clock: this.#clock, transaction: (fn) => this.transaction(fn) });
 
-    const upsert = this.#db.prepare(`
-      INSERT INTO nodes (id, goal, type, backend_id, status, applied_digest, outputs, managed, last_fault, attempts, retry_at, reason, snapshot, deletion_policy, updated_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-      ON CONFLICT (id) DO UPDATE SET
-        goal = excluded.goal, type = excluded.type, backend_id = excluded.backend_id, status = excluded.status,
-        applied_digest = excluded.applied_digest, outputs = excluded.outputs, managed = excluded.managed,
-        last_fault = excluded.last_fault, attempts = excluded.attempts, retry_at = excluded.retry_at,
-        reason = excluded.reason, snapshot = excluded.snapshot, deletion_policy = excluded.deletion_policy,
-        updated_at = excluded.updated_at`);
+    // Prepared on first use: a store opened on an older schema (tests of migrations) never needs it.
+    let upsert: Statement | undefined;
     this.#putOne = (r) =>
-      void upsert.run(
+      void (upsert ??= this.#db.prepare(UPSERT_NODE)).run(
         r.id, r.goal, r.type, r.backendId, r.status, r.appliedDigest, json(r.outputs), r.managed ? 1 : 0,
-        json(r.lastFault), r.attempts, r.retryAt, r.reason, json(r.snapshot), r.deletionPolicy, r.updatedAt,
+        json(r.lastFault), r.attempts, r.retryAt, r.reason, json(r.snapshot), json(r.memo), r.deletionPolicy, r.updatedAt,
       );
     const put = this.#db.transaction((records: readonly NodeRecord[]) => {
       for (const r of records) this.#putOne(r);

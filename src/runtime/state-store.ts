@@ -1,6 +1,6 @@
 import type { Fault } from './fault.ts';
 import type { NodeId } from './node-spec.ts';
-import type { FieldDiff, Outputs } from './provisioner.ts';
+import type { FieldDiff, ObservationMemo, Outputs } from './provisioner.ts';
 
 /** Where a node stands, as stored. Mirrors the node machine's states. */
 export const NODE_STATUSES = ['pending', 'observing', 'creating', 'updating', 'deleting', 'ready', 'drifted', 'failed', 'blocked', 'held', 'orphaned', 'deleted'] as const;
@@ -28,6 +28,8 @@ export interface NodeRecord {
   readonly reason: string | null;
   /** The persisted node-machine snapshot (JSON), if any. */
   readonly snapshot: unknown;
+  /** The backend's memo from the node's last observation (cleared when the node is provisioned). */
+  readonly memo: ObservationMemo | null;
   readonly deletionPolicy: 'Orphan' | 'Delete';
   readonly updatedAt: number;
 }

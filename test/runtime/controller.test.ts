@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
 import type { InfraBackend } from '../../src/infra/index.ts';
 import { DesiredGraph, SqliteStateStore } from '../../src/runtime/index.ts';
+import type { ObservationMemo } from '../../src/runtime/index.ts';
 import type { InfraDesiredNodeSpec } from '../../src/infra/index.ts';
 import { compileYaml, fileNode, goalYaml, harness } from '../support/controller-harness.ts';
 import type { Harness, HarnessOptions } from '../support/controller-harness.ts';
@@ -351,7 +352,7 @@ describe('Controller: crash recovery and uncertainty', () => {
       const { graph } = compileYaml(goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { dependsOn: ['a'] })));
       const crashed = SqliteStateStore.open({ path: join(dir, 'state.db'), lock: false });
       crashed.putNodes([
-        { id: 'a', goal: 'app', type: 'local.file', backendId: 'mem', status: 'creating', appliedDigest: graph.get('a')!.spec.digest, outputs: null, managed: true, lastFault: null, attempts: 0, retryAt: null, reason: null, snapshot: null, deletionPolicy: 'Orphan', updatedAt: 0 },
+        { id: 'a', goal: 'app', type: 'local.file', backendId: 'mem', status: 'creating', appliedDigest: graph.get('a')!.spec.digest, outputs: null, managed: true, lastFault: null, attempts: 0, retryAt: null, reason: null, snapshot: null, memo: null, deletionPolicy: 'Orphan', updatedAt: 0 },
       ]);
       crashed.close();
       const backend = new MemoryBackend(memoryConfigSchema.parse({}), { id: 'mem', log: (await import('pino')).default({ level: 'silent' }) });
@@ -366,6 +367,43 @@ describe('Controller: crash recovery and uncertainty', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("keeps each node's observation memo: stored, handed back at the next observation, unchanged writes nothing, cleared by an update", async () => {
+    // A backend that remembers a version per node: a new memo only when the resource's content changed.
+    const seen: (ObservationMemo | undefined)[] = [];
+    const memoing = (b: MemoryBackend): InfraBackend => ({
+      id: b.id,
+      type: 'memoing',
+      observe: async (nodes, ctx) => {
+        const inner = await b.observe(nodes, ctx);
+        return new Map(
+          [...inner].map(([id, obs]) => {
+            if (id !== 'a' || (obs.status !== 'upToDate' && obs.status !== 'drifted')) return [id, obs];
+            seen.push(ctx.memoOf?.(id));
+            return [id, { ...obs, memo: { content: (b.snapshot().get(id)?.spec as { content?: string } | undefined)?.content ?? null } }];
+          }),
+        );
+      },
+      create: (n, ctx) => b.create(n, ctx),
+      update: (n, d, ctx) => b.update(n, d, ctx),
+      delete: (n, ctx) => b.delete(n, ctx),
+      close: () => b.close(),
+    });
+    const h = await converged(goalYaml(fileNode('a', 'A')), { wrap: memoing });
+    await h.advance(2 * MIN, 30_000);
+    expect(h.store.getNode('a')?.memo).toEqual({ content: 'A' });
+    expect(seen.at(-1)).toEqual({ content: 'A' }); // handed back
+    const written = h.store.getNode('a')!.updatedAt;
+    await h.advance(3 * MIN, 30_000);
+    expect(h.store.getNode('a')?.updatedAt).toBe(written); // same memo: the steady path writes nothing
+    const before = seen.length;
+    h.backend.tamper('a', { content: 'evil' });
+    await h.advance(2 * MIN, 30_000);
+    expect(contentOf(h, 'a')).toBe('A');
+    // The update cleared the memo: the next observation got none, and recorded a fresh one.
+    expect(seen.slice(before)).toEqual([{ content: 'A' }, undefined, ...seen.slice(before + 2)]);
+    expect(h.store.getNode('a')?.memo).toEqual({ content: 'A' });
   });
 
   it('an indeterminate observation holds the node: no create, no guess', async () => {

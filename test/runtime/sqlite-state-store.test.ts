@@ -55,6 +55,7 @@ function node(id: string, extra: Partial<NodeRecord> = {}): NodeRecord {
     retryAt: null,
     reason: null,
     snapshot: { status: 'active', value: 'ready', historyValue: {}, context: {}, children: {} },
+    memo: { v: 1, ino: 42, ctime: 1763830000123.4568, sha256: 'abc', trusted: true, none: null },
     deletionPolicy: 'Delete',
     updatedAt: 1000,
     ...extra,
@@ -172,6 +173,21 @@ describe('migrations', () => {
     raw.close();
   });
 
+  it('keeps the node records of a file made before observation memos (schema 3), with no memo', () => {
+    const s3 = openStore({ migrations: MIGRATIONS.slice(0, 3) });
+    const raw = new Database(dbPath);
+    raw
+      .prepare("INSERT INTO nodes (id, goal, type, backend_id, status, applied_digest, outputs, managed, attempts, deletion_policy, updated_at) VALUES ('a', 'g', 'local.file', 'local', 'ready', 'd1', '{\"path\":\"/x\"}', 1, 0, 'Orphan', 5)")
+      .run();
+    raw.close();
+    s3.close();
+    const s = openStore();
+    expect(s.schemaVersion).toBe(MIGRATIONS.length);
+    expect(s.getNode('a')).toMatchObject({ status: 'ready', appliedDigest: 'd1', outputs: { path: '/x' }, memo: null });
+    s.putNodes([{ ...s.getNode('a')!, memo: { v: 1, seenAt: 7 } }]);
+    expect(s.getNode('a')?.memo).toEqual({ v: 1, seenAt: 7 });
+  });
+
   it('refuses a file of a newer schema with a clear message', () => {
     openStore({ migrations: [v1, v2] }).close();
     const err = errorOf(() => openStore({ migrations: [v1] }));
@@ -254,7 +270,7 @@ describe('nodes', () => {
     const s = openStore();
     const records = [
       node('a'),
-      node('b', { status: 'failed', lastFault: { class: 'throttled', message: 'slow down', retryAfterMs: 500 }, attempts: 2, retryAt: 5000, outputs: null, snapshot: null, managed: false, deletionPolicy: 'Orphan', reason: 'backoff' }),
+      node('b', { status: 'failed', lastFault: { class: 'throttled', message: 'slow down', retryAfterMs: 500 }, attempts: 2, retryAt: 5000, outputs: null, snapshot: null, memo: null, managed: false, deletionPolicy: 'Orphan', reason: 'backoff' }),
     ];
     s.putNodes(records);
     expect(s.getNode('a')).toEqual(records[0]);

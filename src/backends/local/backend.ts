@@ -12,7 +12,7 @@ import type {
   LocalSymlinkSpec,
 } from '../../infra/index.ts';
 import { FaultError, assertNever, fault, flushMicrotasks, forEachLimit, mapLimit, sha256, toFault } from '../../runtime/index.ts';
-import type { FieldDiff, NodeId, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
+import type { FieldDiff, NodeId, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import type { AccountTable } from './accounts.ts';
 import { lookupId } from './accounts.ts';
 import {
@@ -37,7 +37,7 @@ import {
 } from './client.ts';
 import type { FileWrite, NodePath, ReadPolicy, StagedWrite } from './client.ts';
 import type { LocalConfig } from './config.ts';
-import { OBSERVE_PARALLELISM } from './config.ts';
+import { OBSERVE_PARALLELISM, rereadEveryMs } from './config.ts';
 import { aborted, fsFault, wrongKind } from './errors.ts';
 import { kindName, observeDirectory, observeFile, observeSymlink } from './observe.ts';
 import type { FileExpectation } from './observe.ts';
@@ -108,12 +108,16 @@ export class LocalBackend implements InfraBackend {
   readonly root: string;
 
   private readonly log: Logger;
+  /** `rereadEvery` in ms; undefined for `always`. */
+  private readonly rereadEveryMs: number | undefined;
   private accounts: Promise<Accounts> | undefined;
   private readonly watches = new Set<DirectoryWatch>();
 
-  constructor(config: LocalConfig, ctx: Pick<BackendContext, 'id' | 'cwd' | 'log'>) {
+  /** `config` as parsed by `localConfigSchema`; `rereadEvery` may be left out (tests, benchmarks). */
+  constructor(config: Pick<LocalConfig, 'root'> & Partial<LocalConfig>, ctx: Pick<BackendContext, 'id' | 'cwd' | 'log'>) {
     this.id = ctx.id;
     this.root = resolve(ctx.cwd, config.root);
+    this.rereadEveryMs = rereadEveryMs(config);
     this.log = ctx.log;
   }
 
@@ -134,13 +138,16 @@ export class LocalBackend implements InfraBackend {
     const accounts = nodes.some((n) => n.spec.spec.type === 'local.file' && (n.spec.spec.owner !== undefined || n.spec.spec.group !== undefined))
       ? await this.loadAccounts()
       : undefined;
+    // Taken before any lstat: what a memo records as the time of its reading.
+    const now = Date.now();
+    const memoOf = (id: NodeId): ObservationMemo | undefined => ctx.memoOf?.(id);
     const large: BackendNode[] = [];
     for (let start = 0; start < nodes.length; start += OBSERVE_CHUNK) {
       if (start > 0) await flushMicrotasks();
       if (ctx.signal.aborted) break;
       for (const node of nodes.slice(start, start + OBSERVE_CHUNK)) {
         try {
-          const obs = this.observeSync(localSpec(node), confiner, accounts);
+          const obs = this.observeSync(localSpec(node), confiner, accounts, memoOf(node.id), now);
           if (obs === undefined) large.push(node);
           else results.set(node.id, obs);
         } catch (err) {
@@ -150,7 +157,7 @@ export class LocalBackend implements InfraBackend {
     }
     const rest = await mapLimit(large, OBSERVE_PARALLELISM, async (node): Promise<Observation> => {
       try {
-        return await this.observeOne(localSpec(node), confiner);
+        return await this.observeOne(localSpec(node), confiner, memoOf(node.id), now);
       } catch (err) {
         return failed(node, err);
       }
@@ -245,12 +252,12 @@ export class LocalBackend implements InfraBackend {
   // ---- internals ----
 
   /** One node with synchronous calls; `undefined` when its file is too large to read that way. */
-  private observeSync(spec: LocalSpec, confiner: Confiner, accounts: Accounts | undefined): Observation | undefined {
+  private observeSync(spec: LocalSpec, confiner: Confiner, accounts: Accounts | undefined, memo: ObservationMemo | undefined, now: number): Observation | undefined {
     const at = confiner.node(spec.path);
     switch (spec.type) {
       case 'local.file': {
         const expect = this.fileExpectationSync(spec, at, accounts);
-        const actual = inspectSync(at.real, this.readPolicy(spec, expect, accounts));
+        const actual = inspectSync(at.real, this.readPolicy(spec, expect, accounts, memo, now));
         return actual === undefined ? undefined : observeFile(expect, actual);
       }
       case 'local.directory':
@@ -263,13 +270,13 @@ export class LocalBackend implements InfraBackend {
     }
   }
 
-  private async observeOne(spec: LocalSpec, confiner: Confiner): Promise<Observation> {
+  private async observeOne(spec: LocalSpec, confiner: Confiner, memo: ObservationMemo | undefined, now: number): Promise<Observation> {
     const at = confiner.node(spec.path);
     switch (spec.type) {
       case 'local.file': {
         const expect = await this.fileExpectation(spec, at);
         const accounts = expect.owner !== undefined || expect.group !== undefined ? await this.loadAccounts() : undefined;
-        return observeFile(expect, await inspect(at.real, this.readPolicy(spec, expect, accounts)));
+        return observeFile(expect, await inspect(at.real, this.readPolicy(spec, expect, accounts, memo, now)));
       }
       case 'local.directory':
         return observeDirectory({ absPath: at.abs, mode: parseMode(spec.mode) }, await inspect(at.real));
@@ -281,8 +288,8 @@ export class LocalBackend implements InfraBackend {
     }
   }
 
-  private readPolicy(spec: LocalFileSpec, expect: FileExpectation, accounts: Accounts | undefined): ReadPolicy {
-    return { desiredSize: expect.size, desired: desiredContent(spec), accounts };
+  private readPolicy(spec: LocalFileSpec, expect: FileExpectation, accounts: Accounts | undefined, memo: ObservationMemo | undefined, now: number): ReadPolicy {
+    return { desiredSize: expect.size, desired: desiredContent(spec), accounts, memo, rereadEveryMs: this.rereadEveryMs, now };
   }
 
   /**
@@ -375,7 +382,7 @@ export class LocalBackend implements InfraBackend {
 
   private async ensureFile(spec: LocalFileSpec, at: NodePath, signal: AbortSignal, parent: () => Promise<void>, write: (file: FileWrite) => Promise<void>): Promise<Outputs> {
     const expect = await this.fileExpectation(spec, at);
-    const policy = this.readPolicy(spec, expect, undefined);
+    const policy = this.readPolicy(spec, expect, undefined, undefined, Date.now());
     const actual = inspectSync(at.real, policy) ?? (await inspect(at.real, policy));
     const uid = expect.owner?.id;
     const gid = expect.group?.id;

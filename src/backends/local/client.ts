@@ -4,6 +4,7 @@ import type { FSWatcher, Stats } from 'node:fs';
 import { access, chmod, chown, constants, lstat, mkdir, open, readFile, readlink, rename, rmdir, symlink, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, parse, relative, sep } from 'node:path';
 import { FaultError, fault, forEachLimit, sha256 } from '../../runtime/index.ts';
+import type { ObservationMemo } from '../../runtime/index.ts';
 import { parseAccounts } from './accounts.ts';
 import type { AccountTable } from './accounts.ts';
 import { aborted, errnoOf, escapesRoot, fsFault } from './errors.ts';
@@ -158,6 +159,52 @@ export interface ReadPolicy {
   readonly desired?: { readonly bytes: Uint8Array; readonly sha256: string } | undefined;
   /** Names for uids and gids, when the node manages owner or group. */
   readonly accounts?: { readonly users: AccountTable; readonly groups: AccountTable } | undefined;
+  /** The memo of the node's last observation, trusted instead of a read while it holds (`memoHolds`). */
+  readonly memo?: ObservationMemo | undefined;
+  /** How long a memo is trusted at most (the backend's `rereadEvery`); undefined: every file is read. */
+  readonly rereadEveryMs?: number | undefined;
+  /** When the observation started (epoch ms, taken before any lstat of it): the memo's `seenAt`. */
+  readonly now: number;
+}
+
+/**
+ * A memo is not trusted when the file changed less than this long before the
+ * memo's reading of it: a later write in the same timestamp tick (coarse on
+ * some filesystems) could leave size, mtime and ctime as they were.
+ */
+export const RACY_MARGIN_MS = 2000;
+
+/**
+ * Whether the file's content is still what the memo says it was read as, so
+ * that it need not be read again. The memo must record the desired content's
+ * hash and exactly this file's device, inode, size, mtime and ctime — any
+ * write, truncate, chmod, chown or rename over the path changes one of them,
+ * and ctime cannot be set back (an edit that restores size and mtime still
+ * moves it) — it must have been taken at least `RACY_MARGIN_MS` after the
+ * file last changed, not in the future, and less than `rereadEveryMs` ago:
+ * even an unchanged-looking file is read again that often.
+ */
+export function memoHolds(memo: ObservationMemo | undefined, st: Stats, desiredSha256: string, now: number, rereadEveryMs: number | undefined): boolean {
+  if (memo === undefined || rereadEveryMs === undefined || rereadEveryMs <= 0) return false;
+  const seenAt = memo.seenAt;
+  return (
+    memo.v === 1 &&
+    memo.sha256 === desiredSha256 &&
+    memo.dev === st.dev &&
+    memo.ino === st.ino &&
+    memo.size === st.size &&
+    memo.mtime === st.mtimeMs &&
+    memo.ctime === st.ctimeMs &&
+    typeof seenAt === 'number' &&
+    seenAt - st.ctimeMs >= RACY_MARGIN_MS &&
+    seenAt <= now &&
+    now - seenAt < rereadEveryMs
+  );
+}
+
+/** The memo of a file whose whole content (`sha256`) was just read, as `st` described it. */
+function fileMemo(st: Stats, sha: string, seenAt: number): ObservationMemo {
+  return { v: 1, dev: st.dev, ino: st.ino, size: st.size, mtime: st.mtimeMs, ctime: st.ctimeMs, sha256: sha, seenAt };
 }
 
 /** Files up to this size are read with a synchronous call by `inspectSync`; larger ones go through the thread pool. */
@@ -175,6 +222,10 @@ function classify(st: Stat, policy: ReadPolicy | undefined): Exclude<ActualEntry
   const group = policy?.accounts?.groups.byId.get(st.gid) ?? String(st.gid);
   const base: FileEntry = { kind: 'file', size: st.size, mode: st.mode, uid: st.uid, gid: st.gid, owner, group };
   if (policy === undefined) return base;
+  // Read before, and nothing about the file changed since: it still holds the desired content.
+  if (policy.desired !== undefined && memoHolds(policy.memo, st, policy.desired.sha256, policy.now, policy.rereadEveryMs)) {
+    return { ...base, sha256: policy.desired.sha256, memo: policy.memo };
+  }
   // Size first: a different size is a content change without reading. Same size: read and compare
   // (never trust mtime). Small files are read anyway, for the line diff in a drift report.
   const small = st.size < DETAIL_LIMIT && policy.desiredSize < DETAIL_LIMIT;
@@ -182,13 +233,16 @@ function classify(st: Stat, policy: ReadPolicy | undefined): Exclude<ActualEntry
   return { kind: 'read', base };
 }
 
-function withContent(base: FileEntry, data: Buffer, policy: ReadPolicy): FileEntry {
+function withContent(base: FileEntry, data: Buffer, policy: ReadPolicy, st: Stats): FileEntry {
   // Content equal to the desired bytes has the desired hash: the steady state hashes nothing,
   // and decodes nothing (the text is only for the line diff of a drift report).
   const same = policy.desired !== undefined && data.equals(policy.desired.bytes);
   const small = data.length < DETAIL_LIMIT && policy.desiredSize < DETAIL_LIMIT;
   const text = !same && small && !data.includes(0) ? data.toString('utf8') : undefined;
-  return { ...base, size: data.length, sha256: same ? policy.desired!.sha256 : sha256(data), text };
+  const hash = same ? policy.desired!.sha256 : sha256(data);
+  // A file that changed size between the lstat and the read is remembered by no memo.
+  const memo = data.length === st.size ? fileMemo(st, hash, policy.now) : undefined;
+  return { ...base, size: data.length, sha256: hash, text, memo };
 }
 
 /** Reads what is at `real` without following a final symlink. */
@@ -210,7 +264,7 @@ export async function inspect(real: string, policy?: ReadPolicy): Promise<Actual
     if (isMissing(err)) return { kind: 'missing' };
     throw fsFault(err, 'read', real);
   }
-  return withContent(c.base, data, policy!);
+  return withContent(c.base, data, policy!, st);
 }
 
 /**
@@ -238,7 +292,7 @@ export function inspectSync(real: string, policy?: ReadPolicy): ActualEntry | un
     if (isMissing(err)) return { kind: 'missing' };
     throw fsFault(err, 'read', real);
   }
-  return withContent(c.base, data, policy!);
+  return withContent(c.base, data, policy!, st);
 }
 
 /**

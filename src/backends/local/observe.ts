@@ -1,6 +1,6 @@
 import { lineOps } from '../../infra/index.ts';
 import { assertNever } from '../../runtime/index.ts';
-import type { FieldDiff, Observation, Outputs } from '../../runtime/index.ts';
+import type { FieldDiff, Observation, ObservationMemo, Outputs } from '../../runtime/index.ts';
 import { wrongKind } from './errors.ts';
 import { formatMode } from './paths.ts';
 
@@ -23,6 +23,8 @@ export type ActualEntry =
       readonly sha256?: string | undefined;
       /** Present for small text files read for a diff. */
       readonly text?: string | undefined;
+      /** What to remember of this reading (a memo still holding, or a new one for content just read). */
+      readonly memo?: ObservationMemo | undefined;
     }
   | { readonly kind: 'directory'; readonly mode: number }
   | { readonly kind: 'symlink'; readonly target: string }
@@ -97,7 +99,7 @@ export function observeFile(expect: FileExpectation, actual: ActualEntry): Obser
       if (expect.owner !== undefined && actual.uid !== expect.owner.id) diffs.push({ path: 'owner', desired: expect.owner.name, actual: actual.owner });
       if (expect.group !== undefined && actual.gid !== expect.group.id) diffs.push({ path: 'group', desired: expect.group.name, actual: actual.group });
       const outputs: Outputs = { path: expect.absPath, sha256: actual.sha256 ?? null };
-      return diffs.length === 0 ? { status: 'upToDate', outputs } : { status: 'drifted', diffs, outputs };
+      return diffs.length === 0 ? { status: 'upToDate', outputs, memo: actual.memo } : { status: 'drifted', diffs, outputs, memo: actual.memo };
     }
     default:
       return assertNever(actual, 'entry');

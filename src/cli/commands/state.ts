@@ -13,7 +13,7 @@ export function status(ctx: CliContext): number {
     return EXIT.ok;
   }
   if (ctx.format === 'json') {
-    ctx.out(JSON.stringify({ nodes: result.nodes.map(({ snapshot: _s, ...r }) => r), goalErrors: result.goalErrors === null ? null : JSON.parse(result.goalErrors) }, null, 2));
+    ctx.out(JSON.stringify({ nodes: result.nodes.map(({ snapshot: _s, memo: _m, ...r }) => r), goalErrors: result.goalErrors === null ? null : JSON.parse(result.goalErrors) }, null, 2));
     return EXIT.ok;
   }
   if (result.goalErrors !== null) {

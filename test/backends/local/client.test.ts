@@ -15,7 +15,7 @@ afterEach(async () => {
 });
 
 const hash = (s: string | Buffer): string => createHash('sha256').update(s).digest('hex');
-const policyFor = (desired: string): ReadPolicy => ({ desiredSize: Buffer.byteLength(desired), desired: { bytes: Buffer.from(desired), sha256: hash(desired) } });
+const policyFor = (desired: string): ReadPolicy => ({ desiredSize: Buffer.byteLength(desired), desired: { bytes: Buffer.from(desired), sha256: hash(desired) }, now: Date.now() });
 
 describe('inspectSync reads what inspect reads', () => {
   const big = 'x'.repeat(10_000);

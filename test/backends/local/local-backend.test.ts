@@ -1,12 +1,13 @@
 import { chmod, lstat, mkdir, readdir, readFile, readlink, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { LOCAL_KINDS, localBackendFactory, localConfigSchema } from '../../../src/backends/local/index.ts';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { LOCAL_KINDS, LocalBackend, localBackendFactory, localConfigSchema } from '../../../src/backends/local/index.ts';
+import { RACY_MARGIN_MS } from '../../../src/backends/local/client.ts';
 import { classifyErrno } from '../../../src/backends/local/errors.ts';
 import type { InfraNode } from '../../../src/infra/index.ts';
 import { FaultError, sha256 } from '../../../src/runtime/index.ts';
-import type { Fault, Observation, ProvisionResult } from '../../../src/runtime/index.ts';
+import type { Fault, Observation, ObservationMemo, ProvisionResult } from '../../../src/runtime/index.ts';
 import { dirNode, fileNode, linkNode, log, opCtx, sandbox } from './helpers.ts';
 import type { Sandbox } from './helpers.ts';
 
@@ -57,14 +58,21 @@ describe('local backend factory', () => {
     { name: 'explicit root', config: { root: 'state/files' }, ok: true, root: 'state/files' },
     { name: 'unknown field is refused (strict)', config: { rootDir: 'x' }, ok: false, root: undefined },
     { name: 'empty root is refused', config: { root: '' }, ok: false, root: undefined },
-  ])('config: $name', ({ config, ok, root }) => {
+    { name: 'rereadEvery as a duration', config: { rereadEvery: '30m' }, ok: true, root: '.desiredstate/local', reread: 1_800_000 },
+    { name: 'rereadEvery: always', config: { rereadEvery: 'always' }, ok: true, root: '.desiredstate/local', reread: 'always' },
+    { name: 'rereadEvery that is not a duration is refused', config: { rereadEvery: 'hourly' }, ok: false, root: undefined },
+    { name: 'rereadEvery of zero is refused (say always)', config: { rereadEvery: '0s' }, ok: false, root: undefined },
+  ])('config: $name', ({ config, ok, root, reread }) => {
     const r = localConfigSchema.safeParse(config);
     expect(r.success).toBe(ok);
-    if (r.success) expect(r.data.root).toBe(root);
+    if (r.success) {
+      expect(r.data.root).toBe(root);
+      expect(r.data.rereadEvery).toBe(reread ?? 3_600_000);
+    }
   });
 
   it('resolves the root against the context cwd', () => {
-    const b = localBackendFactory.create({ root: 'files' }, { id: 'local', cwd: '/srv/app', log, stateDir: '/tmp', env: {} });
+    const b = localBackendFactory.create(localConfigSchema.parse({ root: 'files' }), { id: 'local', cwd: '/srv/app', log, stateDir: '/tmp', env: {} });
     expect(b.type).toBe('local');
     expect((b as { root?: string }).root).toBe('/srv/app/files');
   });
@@ -78,7 +86,13 @@ describe('local backend lifecycle', () => {
     expect(await sb.backend.create(node, opCtx())).toEqual({ status: 'done', outputs: { path, sha256: sha256('port = 8080\n') } });
     expect(await readFile(path, 'utf8')).toBe('port = 8080\n');
     expect((await stat(path)).mode & 0o777).toBe(0o640);
-    expect(await observe(node)).toEqual({ status: 'upToDate', outputs: { path, sha256: sha256('port = 8080\n') } });
+    const st = await lstat(path);
+    expect(await observe(node)).toEqual({
+      status: 'upToDate',
+      outputs: { path, sha256: sha256('port = 8080\n') },
+      // What was read, remembered: the next observation may trust it while the file's stat stays the same.
+      memo: { v: 1, dev: st.dev, ino: st.ino, size: 12, mtime: st.mtimeMs, ctime: st.ctimeMs, sha256: sha256('port = 8080\n'), seenAt: expect.any(Number) },
+    });
     // Create again: already exists is success and changes nothing.
     expect((await sb.backend.create(node, opCtx())).status).toBe('done');
     const changed = fileNode('cfg', 'app/config/app.toml', 'port = 9090\nhost = "::"\n', { mode: '0640' });
@@ -118,6 +132,87 @@ describe('local backend lifecycle', () => {
     expect((await sb.backend.delete(v2, opCtx())).status).toBe('done');
     expect(await observe(v2)).toEqual({ status: 'absent' });
     expect((await stat(join(sb.root, 'releases/v2'))).isDirectory()).toBe(true);
+  });
+});
+
+describe('observation memos (rereadEvery)', () => {
+  const content = 'hello world\n';
+  const later = (ms: number): void => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(Date.now() + ms);
+  };
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  async function observeWith(node: InfraNode, memo: ObservationMemo | undefined, backend = sb.backend): Promise<Observation> {
+    const obs = (await backend.observe([node], { ...opCtx(), memoOf: (id) => (id === node.id ? memo : undefined) })).get(node.id);
+    if (obs === undefined) throw new Error('no observation');
+    return obs;
+  }
+  const memoOf = (obs: Observation): ObservationMemo | undefined => (obs.status === 'upToDate' || obs.status === 'drifted' ? obs.memo : undefined);
+
+  /** A file holding same-size content other than the desired, with a memo that (falsely) says it holds the desired content. */
+  async function forged(seenAfterChangeMs: number): Promise<{ node: InfraNode; memo: ObservationMemo }> {
+    const node = fileNode('f', 'f.txt', content);
+    await sb.backend.create(node, opCtx());
+    const path = join(sb.root, 'f.txt');
+    await writeFile(path, 'jello world\n');
+    const st = await lstat(path);
+    const memo = { v: 1, dev: st.dev, ino: st.ino, size: st.size, mtime: st.mtimeMs, ctime: st.ctimeMs, sha256: sha256(content), seenAt: st.ctimeMs + seenAfterChangeMs };
+    return { node, memo };
+  }
+
+  it('a memo that holds stands in for the read; rereadEvery: always, a racy memo, an old one or one from the future do not', async () => {
+    // The memo is trusted exactly as far as this: it is what spares reading 10k unchanged files on every pass.
+    const { node, memo } = await forged(5_000);
+    later(10_000);
+    expect(await observeWith(node, memo)).toMatchObject({ status: 'upToDate', memo });
+    const always = new LocalBackend({ root: sb.root, rereadEvery: 'always' }, { id: 'local', cwd: sb.base, log });
+    expect(diffPaths(await observeWith(node, memo, always))).toEqual(['content']);
+    // Taken within RACY_MARGIN_MS of the file's last change: a write in the same timestamp tick could hide behind it.
+    expect(diffPaths(await observeWith(node, { ...memo, seenAt: Number(memo.ctime) + RACY_MARGIN_MS - 1 }))).toEqual(['content']);
+    // Older than rereadEvery (1h by default): read again.
+    vi.setSystemTime(Number(memo.seenAt) + 3_600_001);
+    expect(diffPaths(await observeWith(node, memo))).toEqual(['content']);
+    // Taken "after" now (the clock went back): not trusted.
+    vi.setSystemTime(Number(memo.seenAt) - 1);
+    expect(diffPaths(await observeWith(node, memo))).toEqual(['content']);
+  });
+
+  it('a memo of another file state is not trusted: content, size, times, inode each break it', async () => {
+    const { node, memo } = await forged(5_000);
+    later(10_000);
+    for (const [field, value] of [['sha256', sha256('other')], ['size', 99], ['mtime', 1], ['ctime', 1], ['ino', 1], ['dev', 1], ['v', 2]] as const) {
+      expect(diffPaths(await observeWith(node, { ...memo, [field]: value })), field).toEqual(['content']);
+    }
+  });
+
+  it('an edit after a trusted memo is seen, even same-size with the mtime put back (ctime moves)', async () => {
+    const node = fileNode('f', 'f.txt', content);
+    await sb.backend.create(node, opCtx());
+    const path = join(sb.root, 'f.txt');
+    const stamp = new Date('2020-01-01T00:00:00Z');
+    await utimes(path, stamp, stamp);
+    // The first memo is taken right after the change (not trusted); read again later, it is.
+    const first = memoOf(await observeWith(node, undefined));
+    later(5_000);
+    const trusted = memoOf(await observeWith(node, first));
+    expect(trusted).toBeDefined();
+    expect(trusted).not.toEqual(first);
+    expect(memoOf(await observeWith(node, trusted))).toBe(trusted);
+    vi.useRealTimers();
+    await writeFile(path, 'jello world\n');
+    await utimes(path, stamp, stamp);
+    const obs = await observeWith(node, trusted);
+    expect(diffPaths(obs)).toEqual(['content']);
+    expect(obs.status === 'drifted' ? obs.diffs[0]?.detail : undefined).toContain('-jello world\n+hello world');
+    // A chmod alone moves ctime too: the mode drift is reported and the content read again.
+    await writeFile(path, content);
+    await chmod(path, 0o600);
+    const moded = await observeWith(node, trusted);
+    expect(diffPaths(moded)).toEqual(['mode']);
+    expect(memoOf(moded)).not.toEqual(trusted);
   });
 });
 
