@@ -18,18 +18,23 @@ export interface InfraDesiredNodeSpec<T extends InfraNodeSpec = InfraNodeSpec> e
   readonly environment: string;
 }
 
-/** Wraps a spec for the runtime. The only place the NodeSpec brand is set for infrastructure. */
+/**
+ * Wraps a spec for the runtime. The only place the NodeSpec brand is set for
+ * infrastructure. `digest` is for a spec whose digest was computed when it
+ * was compiled (the compiled-goal cache restores it rather than hash again).
+ */
 export function desiredNodeSpec<T extends InfraNodeSpec>(
   spec: T,
   backendId: string,
   labels: Readonly<Record<string, string>> = {},
   environment = 'default',
+  digest?: string,
 ): InfraDesiredNodeSpec<T> {
   return Object.freeze({
     [NODE_SPEC]: true as const,
     type: spec.type,
     backendId,
-    digest: specDigest(spec, backendId, labels),
+    digest: digest ?? specDigest(spec, backendId, labels),
     spec: Object.freeze(spec),
     labels: Object.freeze({ ...labels }),
     environment,

@@ -82,17 +82,22 @@ describe('compiled-goal cache', () => {
     writeCompiledGoals(state, 'k', fresh);
     expect(readCompiledGoals(state, 'other')).toBeUndefined();
     const file = join(state, 'compiled-goals.json');
-    const stored = JSON.parse(readFileSync(file, 'utf8')) as { format: number; nodes: { dependsOn: { on: string }[] }[] };
-    writeFileSync(file, JSON.stringify({ ...stored, format: 0 }));
+    const stored = JSON.parse(readFileSync(file, 'utf8')) as { format: number; strings: string[]; nodes: unknown[][] };
+    writeFileSync(file, JSON.stringify({ ...stored, format: 1 })); // the previous format
     expect(readCompiledGoals(state, 'k')).toBeUndefined();
+    const node0 = [...stored.nodes[0]!];
+    const withNode0 = (n: unknown[]): string => JSON.stringify({ ...stored, nodes: [n, ...stored.nodes.slice(1)] });
     // An edge to a node that is not there: the graph does not build, so it is not used.
-    stored.nodes[0]!.dependsOn = [{ on: 'nowhere', source: { file: 'x.yaml', line: 1, col: 1 } } as never];
-    writeFileSync(file, JSON.stringify(stored));
+    writeFileSync(file, withNode0(node0.with(11, [['nowhere', 0, 1, 1, 0]])));
     expect(readCompiledGoals(state, 'k')).toBeUndefined();
-    // A damaged entry (the edge's location missing) is a miss too, not a crash.
-    stored.nodes[0]!.dependsOn = [{ on: 'nowhere' } as never];
-    writeFileSync(file, JSON.stringify(stored));
+    // A damaged entry (an index past its table, a dependency cut short) is a miss too, not a crash.
+    writeFileSync(file, withNode0(node0.with(1, stored.strings.length)));
     expect(readCompiledGoals(state, 'k')).toBeUndefined();
+    writeFileSync(file, withNode0(node0.with(11, [['nowhere']])));
+    expect(readCompiledGoals(state, 'k')).toBeUndefined();
+    // Intact again: a hit.
+    writeFileSync(file, JSON.stringify(stored));
+    expect(readCompiledGoals(state, 'k')?.result.graph?.size).toBe(fresh.result.graph?.size);
     writeFileSync(file, '{ truncated');
     expect(readCompiledGoals(state, 'k')).toBeUndefined();
   });
