@@ -168,11 +168,20 @@ export interface ReadPolicy {
 }
 
 /**
- * A memo is not trusted when the file changed less than this long before the
- * memo's reading of it: a later write in the same timestamp tick (coarse on
- * some filesystems) could leave size, mtime and ctime as they were.
+ * A memo is not taken, nor trusted, when the file changed less than this long
+ * before the reading it records: a later write in the same timestamp tick
+ * could leave size, mtime and ctime as they were. Linux stamps ctime from a
+ * clock that ticks every 1–10 ms, so for sub-second timestamps 100 ms is ten
+ * ticks; a ctime in whole seconds (a filesystem with 1 s or 2 s timestamps:
+ * ext4 with small inodes, FAT, some NFS servers) needs seconds.
  */
-export const RACY_MARGIN_MS = 2000;
+export const RACY_MARGIN_MS = 100;
+export const COARSE_RACY_MARGIN_MS = 3000;
+
+/** The margin for a file whose ctime is `ctimeMs`: whole seconds suggest a coarse filesystem. */
+export function racyMarginMs(ctimeMs: number): number {
+  return ctimeMs % 1000 === 0 ? COARSE_RACY_MARGIN_MS : RACY_MARGIN_MS;
+}
 
 /**
  * Whether the file's content is still what the memo says it was read as, so
@@ -180,7 +189,7 @@ export const RACY_MARGIN_MS = 2000;
  * hash and exactly this file's device, inode, size, mtime and ctime — any
  * write, truncate, chmod, chown or rename over the path changes one of them,
  * and ctime cannot be set back (an edit that restores size and mtime still
- * moves it) — it must have been taken at least `RACY_MARGIN_MS` after the
+ * moves it) — it must have been taken at least `racyMarginMs` after the
  * file last changed, not in the future, and less than `rereadEveryMs` ago:
  * even an unchanged-looking file is read again that often.
  */
@@ -196,7 +205,7 @@ export function memoHolds(memo: ObservationMemo | undefined, st: Stats, desiredS
     memo.mtime === st.mtimeMs &&
     memo.ctime === st.ctimeMs &&
     typeof seenAt === 'number' &&
-    seenAt - st.ctimeMs >= RACY_MARGIN_MS &&
+    seenAt - st.ctimeMs >= racyMarginMs(st.ctimeMs) &&
     seenAt <= now &&
     now - seenAt < rereadEveryMs
   );
@@ -240,8 +249,9 @@ function withContent(base: FileEntry, data: Buffer, policy: ReadPolicy, st: Stat
   const small = data.length < DETAIL_LIMIT && policy.desiredSize < DETAIL_LIMIT;
   const text = !same && small && !data.includes(0) ? data.toString('utf8') : undefined;
   const hash = same ? policy.desired!.sha256 : sha256(data);
-  // A file that changed size between the lstat and the read is remembered by no memo.
-  const memo = data.length === st.size ? fileMemo(st, hash, policy.now) : undefined;
+  // No memo for a file that changed size between the lstat and the read, nor for one that changed
+  // too recently to be trusted: it would only be replaced (and written to the state) at the next read.
+  const memo = data.length === st.size && policy.now - st.ctimeMs >= racyMarginMs(st.ctimeMs) ? fileMemo(st, hash, policy.now) : undefined;
   return { ...base, size: data.length, sha256: hash, text, memo };
 }
 

@@ -3,7 +3,7 @@ import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { LOCAL_KINDS, LocalBackend, localBackendFactory, localConfigSchema } from '../../../src/backends/local/index.ts';
-import { RACY_MARGIN_MS } from '../../../src/backends/local/client.ts';
+import { COARSE_RACY_MARGIN_MS, RACY_MARGIN_MS, racyMarginMs } from '../../../src/backends/local/client.ts';
 import { classifyErrno } from '../../../src/backends/local/errors.ts';
 import type { InfraNode } from '../../../src/infra/index.ts';
 import { FaultError, sha256 } from '../../../src/runtime/index.ts';
@@ -86,13 +86,10 @@ describe('local backend lifecycle', () => {
     expect(await sb.backend.create(node, opCtx())).toEqual({ status: 'done', outputs: { path, sha256: sha256('port = 8080\n') } });
     expect(await readFile(path, 'utf8')).toBe('port = 8080\n');
     expect((await stat(path)).mode & 0o777).toBe(0o640);
-    const st = await lstat(path);
-    expect(await observe(node)).toEqual({
-      status: 'upToDate',
-      outputs: { path, sha256: sha256('port = 8080\n') },
-      // What was read, remembered: the next observation may trust it while the file's stat stays the same.
-      memo: { v: 1, dev: st.dev, ino: st.ino, size: 12, mtime: st.mtimeMs, ctime: st.ctimeMs, sha256: sha256('port = 8080\n'), seenAt: expect.any(Number) },
-    });
+    // Just written: too recent for a memo (a write in the same timestamp tick could hide behind one).
+    const fresh = await observe(node);
+    expect(fresh).toEqual({ status: 'upToDate', outputs: { path, sha256: sha256('port = 8080\n') } });
+    expect('memo' in fresh && fresh.memo !== undefined).toBe(false);
     // Create again: already exists is success and changes nothing.
     expect((await sb.backend.create(node, opCtx())).status).toBe('done');
     const changed = fileNode('cfg', 'app/config/app.toml', 'port = 9090\nhost = "::"\n', { mode: '0640' });
@@ -180,6 +177,12 @@ describe('observation memos (rereadEvery)', () => {
     expect(diffPaths(await observeWith(node, memo))).toEqual(['content']);
   });
 
+  it('the racy margin: ten clock ticks for sub-second timestamps, seconds for whole-second ones', () => {
+    expect(racyMarginMs(1_763_830_000_123.456)).toBe(RACY_MARGIN_MS);
+    expect(racyMarginMs(1_763_830_000_000)).toBe(COARSE_RACY_MARGIN_MS);
+    expect(COARSE_RACY_MARGIN_MS).toBeGreaterThan(2000); // FAT's 2 s mtime
+  });
+
   it('a memo of another file state is not trusted: content, size, times, inode each break it', async () => {
     const { node, memo } = await forged(5_000);
     later(10_000);
@@ -194,12 +197,12 @@ describe('observation memos (rereadEvery)', () => {
     const path = join(sb.root, 'f.txt');
     const stamp = new Date('2020-01-01T00:00:00Z');
     await utimes(path, stamp, stamp);
-    // The first memo is taken right after the change (not trusted); read again later, it is.
-    const first = memoOf(await observeWith(node, undefined));
+    // Read right after the change: no memo; read again later: one, with what it was read as.
+    expect(memoOf(await observeWith(node, undefined))).toBeUndefined();
     later(5_000);
-    const trusted = memoOf(await observeWith(node, first));
-    expect(trusted).toBeDefined();
-    expect(trusted).not.toEqual(first);
+    const trusted = memoOf(await observeWith(node, undefined));
+    const st = await lstat(path);
+    expect(trusted).toEqual({ v: 1, dev: st.dev, ino: st.ino, size: st.size, mtime: st.mtimeMs, ctime: st.ctimeMs, sha256: sha256(content), seenAt: Date.now() });
     expect(memoOf(await observeWith(node, trusted))).toBe(trusted);
     vi.useRealTimers();
     await writeFile(path, 'jello world\n');
