@@ -27,12 +27,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import pino from 'pino';
-import { Controller, DesiredGraph, SqliteStateStore } from '../../src/runtime/index.ts';
+import { DesiredGraph } from '../../src/runtime/index.ts';
 import type { DesiredNode } from '../../src/runtime/index.ts';
-import { desiredNodeSpec, infraSpecCodec, InfraNodeProvisioner } from '../../src/infra/index.ts';
+import { desiredNodeSpec } from '../../src/infra/index.ts';
 import type { InfraDesiredNodeSpec, InfraNodeSpec } from '../../src/infra/index.ts';
 import { LocalBackend } from '../../src/backends/local/index.ts';
+import { benchController } from './controller.ts';
 
 const repoRoot = new URL('../../', import.meta.url).pathname;
 const { values: args } = parseArgs({
@@ -72,30 +72,11 @@ function buildGraph(n: number): DesiredGraph<InfraDesiredNodeSpec> {
 
 /** Steady-state passes over n in-sync files inside the Controller, with the local backend and SQLite. */
 async function steadyInDaemon(n: number, passes: number): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'ds-bench-files-'));
-  const log = pino({ level: 'silent' });
-  const store = SqliteStateStore.open({ path: join(dir, 'state.db'), lock: true });
-  const backend = new LocalBackend({ root: join(dir, 'root') }, { id: 'files', cwd: dir, log });
-  const controller = new Controller<InfraDesiredNodeSpec>({
-    provisioner: new InfraNodeProvisioner({ backends: new Map([['files', backend]]) }),
-    store,
-    log,
-    codec: infraSpecCodec,
-    intervalMs: 3_600_000,
-    concurrency: 10,
-  });
-  let t = performance.now();
-  await controller.setGraph(buildGraph(n), {});
-  controller.start();
-  await controller.whenIdle();
-  while (controller.nodes().some((r) => r.status !== 'ready')) await controller.reconcileAll();
-  const converge = performance.now() - t;
+  const bench = benchController('ds-bench-files-', 'files', (dir, log) => new LocalBackend({ root: join(dir, 'root') }, { id: 'files', cwd: dir, log }));
+  const { dir, store } = bench;
+  const converge = await bench.converge(buildGraph(n));
   const times: number[] = [];
-  for (let i = 0; i < passes; i++) {
-    t = performance.now();
-    await controller.reconcileAll();
-    times.push(performance.now() - t);
-  }
+  for (let i = 0; i < passes; i++) times.push(await bench.pass());
   // The repair pass inside the daemon: 10 % content edits (half of them same size) + 5 % chmods, as the peers' drift phase.
   for (let i = 1; i <= n; i++) {
     if (i % 20 === 3) writeFileSync(join(dir, 'root', 'files', `f${i}`), `file ${i} edited\n`);
@@ -103,13 +84,9 @@ async function steadyInDaemon(n: number, passes: number): Promise<void> {
     else if (i % 40 === 7) chmodSync(join(dir, 'root', 'files', `f${i}`), 0o600);
     else if (i % 40 === 27) chmodSync(join(dir, 'root', 'files', `f${i}`), 0o755);
   }
-  t = performance.now();
-  await controller.reconcileAll();
-  const repair = performance.now() - t;
+  const repair = await bench.pass();
   const drifted = store.listDrift({ limit: 100_000 }).length;
-  await controller.stop(1000);
-  store.close();
-  rmSync(dir, { recursive: true, force: true });
+  await bench.close();
   console.log(`steady-state pass inside the daemon (Controller + local backend + SQLite), ${n} files, ${passes} passes`);
   console.log(`  converge ${(converge / 1000).toFixed(2)} s; steady pass min ${Math.min(...times).toFixed(0)} ms, median ${median(times).toFixed(0)} ms, max ${Math.max(...times).toFixed(0)} ms (bar: < 300 ms for 10k); repair pass (${Math.round(n * 0.15)} drifted) ${repair.toFixed(0)} ms, ${drifted} drift reports; peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
 }

@@ -9,15 +9,12 @@
  * and peak RSS. Bar (issue 3): 100k nodes under 2 s per pass and under 1 GiB.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
-import { Controller, DesiredGraph, SqliteStateStore } from '../../src/runtime/index.ts';
+import { DesiredGraph } from '../../src/runtime/index.ts';
 import type { DesiredNode } from '../../src/runtime/index.ts';
-import { desiredNodeSpec, infraSpecCodec, InfraNodeProvisioner } from '../../src/infra/index.ts';
+import { desiredNodeSpec } from '../../src/infra/index.ts';
 import type { InfraDesiredNodeSpec, InfraNodeSpec } from '../../src/infra/index.ts';
 import { MemoryBackend } from '../../src/backends/memory/index.ts';
+import { benchController } from './controller.ts';
 
 function specFor(i: number): InfraNodeSpec {
   switch (i % 4) {
@@ -54,37 +51,11 @@ export function buildGraph(n: number): DesiredGraph<InfraDesiredNodeSpec> {
 }
 
 async function one(n: number): Promise<Record<string, number>> {
-  const dir = mkdtempSync(join(tmpdir(), 'ds-bench-'));
-  const log = pino({ level: 'silent' });
-  const store = SqliteStateStore.open({ path: join(dir, 'state.db'), lock: true });
-  const backend = new MemoryBackend({ latencyMs: 0, faults: [], seed: 1 }, { id: 'mem', log });
-  const controller = new Controller<InfraDesiredNodeSpec>({
-    provisioner: new InfraNodeProvisioner({ backends: new Map([['mem', backend]]) }),
-    store,
-    log,
-    codec: infraSpecCodec,
-    intervalMs: 3_600_000,
-    concurrency: 10,
-  });
-  const graph = buildGraph(n);
-  let t = performance.now();
-  await controller.setGraph(graph, {});
-  controller.start();
-  await controller.whenIdle();
-  // Dependents are queued as their dependencies become ready: wait until every node is ready.
-  while (controller.nodes().some((r) => r.status !== 'ready')) {
-    await controller.reconcileAll();
-  }
-  const converge = performance.now() - t;
+  const bench = benchController('ds-bench-', 'mem', (_dir, log) => new MemoryBackend({ latencyMs: 0, faults: [], seed: 1 }, { id: 'mem', log }));
+  const converge = await bench.converge(buildGraph(n));
   const passes: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    t = performance.now();
-    await controller.reconcileAll();
-    passes.push(performance.now() - t);
-  }
-  await controller.stop(1000);
-  store.close();
-  rmSync(dir, { recursive: true, force: true });
+  for (let i = 0; i < 5; i++) passes.push(await bench.pass());
+  await bench.close();
   passes.sort((a, b) => a - b);
   return { nodes: n, convergeMs: converge, passMinMs: passes[0]!, passMedianMs: passes[2]!, peakRssMiB: process.resourceUsage().maxRSS / 1024 };
 }

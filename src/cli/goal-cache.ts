@@ -30,8 +30,8 @@ const FILE = 'compiled-goals.json';
  * environment, settings, source file, line, column, spec digest and
  * dependencies. Goal, backend id, environment and file are indexes into
  * `strings`, labels and settings into their own tables: what nodes repeat is
- * stored once (10,000 file nodes: 1.4 MB instead of 5.2 MB of JSON, and a
- * third of the time to read it back).
+ * stored once (10,000 file nodes: 1.7 MB instead of 5.2 MB of JSON, read back
+ * in 67 ms instead of 96 ms).
  */
 type StoredNode = readonly [NodeId, number, InfraNodeSpec, number, number, number, number, number, number, number, string, readonly StoredDependency[]];
 /** A dependency as stored: the node it is on, its source (file index, line, column), implicit (1) or declared (0). */

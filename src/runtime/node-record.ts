@@ -45,6 +45,12 @@ export function storedSpec(r: NodeRecord): unknown {
   return (r.snapshot as { spec?: unknown } | null)?.spec;
 }
 
+/** A record as users see it (`state --format json`, the daemon's `/status`): without the internal snapshot and the backend's memo. */
+export function shownRecord(r: NodeRecord): Omit<NodeRecord, 'snapshot' | 'memo'> {
+  const { snapshot: _s, memo: _m, ...shown } = r;
+  return shown;
+}
+
 /** Equal in everything `status` and the store show, and in the backend's memo (not `updatedAt`, not the snapshot). */
 export function sameRecord(a: NodeRecord, b: NodeRecord): boolean {
   return (

@@ -40,6 +40,11 @@ describe('apply with observation memos (local backend)', () => {
     const steady = await cli(['apply', '--yes', '--format', 'json', ...p.args]);
     expect(steady.code).toBe(0);
     expect(memo()).toEqual(first);
+    // Internal to the state: `status --format json` shows neither the memo nor the snapshot.
+    const shown = JSON.parse((await cli(['status', '--format', 'json', ...p.args])).stdout) as { nodes: Record<string, unknown>[] };
+    expect(shown.nodes[0]).toMatchObject({ id: 'conf', status: 'ready' });
+    expect(Object.keys(shown.nodes[0]!)).not.toContain('memo');
+    expect(Object.keys(shown.nodes[0]!)).not.toContain('snapshot');
 
     // A hand edit of the same size with the old mtime restored: ctime still moves, the memo no longer holds.
     const st = statSync(file);

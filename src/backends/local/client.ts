@@ -183,6 +183,11 @@ export function racyMarginMs(ctimeMs: number): number {
   return ctimeMs % 1000 === 0 ? COARSE_RACY_MARGIN_MS : RACY_MARGIN_MS;
 }
 
+/** Whether a reading at `at` (epoch ms) came late enough after the file's last change to be remembered. */
+function settledBy(st: Stats, at: number): boolean {
+  return at - st.ctimeMs >= racyMarginMs(st.ctimeMs);
+}
+
 /**
  * Whether the file's content is still what the memo says it was read as, so
  * that it need not be read again. The memo must record the desired content's
@@ -205,7 +210,7 @@ export function memoHolds(memo: ObservationMemo | undefined, st: Stats, desiredS
     memo.mtime === st.mtimeMs &&
     memo.ctime === st.ctimeMs &&
     typeof seenAt === 'number' &&
-    seenAt - st.ctimeMs >= racyMarginMs(st.ctimeMs) &&
+    settledBy(st, seenAt) &&
     seenAt <= now &&
     now - seenAt < rereadEveryMs
   );
@@ -251,7 +256,7 @@ function withContent(base: FileEntry, data: Buffer, policy: ReadPolicy, st: Stat
   const hash = same ? policy.desired!.sha256 : sha256(data);
   // No memo for a file that changed size between the lstat and the read, nor for one that changed
   // too recently to be trusted: it would only be replaced (and written to the state) at the next read.
-  const memo = data.length === st.size && policy.now - st.ctimeMs >= racyMarginMs(st.ctimeMs) ? fileMemo(st, hash, policy.now) : undefined;
+  const memo = data.length === st.size && settledBy(st, policy.now) ? fileMemo(st, hash, policy.now) : undefined;
   return { ...base, size: data.length, sha256: hash, text, memo };
 }
 

@@ -23,6 +23,5 @@ export function rereadEveryMs(config: Pick<Partial<LocalConfig>, 'rereadEvery'>)
   return every === 'always' ? undefined : every;
 }
 
-
 /** How many files observe reads at once. */
 export const OBSERVE_PARALLELISM = 64;

@@ -1,7 +1,7 @@
 import { existsSync, watch } from 'node:fs';
 import { resolve } from 'node:path';
 import type { FSWatcher } from 'node:fs';
-import { Controller, displayPath, formatDiagnostic, parseDuration } from '../../runtime/index.ts';
+import { Controller, displayPath, formatDiagnostic, parseDuration, shownRecord } from '../../runtime/index.ts';
 import type { CircuitBreakerConfig, DesiredNode, FaultPolicy, NodeId } from '../../runtime/index.ts';
 import { infraSpecCodec, InfraNodeProvisioner } from '../../infra/index.ts';
 import type { InfraBackend, InfraDesiredNodeSpec } from '../../infra/index.ts';
@@ -115,7 +115,7 @@ export async function run(ctx: CliContext, options: RunOptions): Promise<number>
 
   const http = await startHttpServer(listen, {
     ready: () => (controller.ready ? { ready: true } : { ready: false, reason: controller.currentGraph === undefined ? 'no valid goals loaded' : 'first reconcile round in progress' }),
-    status: () => ({ nodes: controller.nodes().map(({ snapshot: _s, memo: _m, ...r }) => r), queue: controller.queueStats() }),
+    status: () => ({ nodes: controller.nodes().map(shownRecord), queue: controller.queueStats() }),
     retry: (node) => controller.operatorRetry(node),
   });
   const address = `${http.address.family === 'IPv6' ? `[${http.address.address}]` : http.address.address}:${http.address.port}`;

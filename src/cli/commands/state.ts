@@ -1,4 +1,4 @@
-import { parseDuration } from '../../runtime/index.ts';
+import { parseDuration, shownRecord } from '../../runtime/index.ts';
 import { withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { formatDiff, table } from '../format.ts';
@@ -13,7 +13,7 @@ export function status(ctx: CliContext): number {
     return EXIT.ok;
   }
   if (ctx.format === 'json') {
-    ctx.out(JSON.stringify({ nodes: result.nodes.map(({ snapshot: _s, memo: _m, ...r }) => r), goalErrors: result.goalErrors === null ? null : JSON.parse(result.goalErrors) }, null, 2));
+    ctx.out(JSON.stringify({ nodes: result.nodes.map(shownRecord), goalErrors: result.goalErrors === null ? null : JSON.parse(result.goalErrors) }, null, 2));
     return EXIT.ok;
   }
   if (result.goalErrors !== null) {
