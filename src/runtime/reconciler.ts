@@ -5,7 +5,7 @@ import type { DesiredGraph } from './graph.ts';
 import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredNode, NodeId, NodeSpec } from './node-spec.ts';
 import type { FieldDiff, NodeProvisioner, Observation, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
-import type { DriftReport, NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
+import type { DriftReport, NodeRecord, NodeStatus, OperationOutcome, RunSummary, StateStore } from './state-store.ts';
 import { assertNever } from './errors.ts';
 import { forEachLimit } from './limit.ts';
 import { nodeSnapshotFor } from './node-machine.ts';
@@ -181,7 +181,25 @@ export class Reconciler<S extends NodeSpec> {
 
   /** One reconcile pass in dependency order. */
   async apply(graph: DesiredGraph<S>, options: PassOptions): Promise<ApplyResult> {
-    const runId = this.store.startRun(options.trigger ?? 'apply', options.commit ?? null);
+    // Store writes are grouped into as few transactions (fsyncs) as crash
+    // safety allows: one before each level that calls the backend (its
+    // operations as pending, with everything deferred so far) and one at the
+    // end. The run is recorded with the first of them. Drift reports and
+    // operation outcomes wait for the next one: a drift is reported again if
+    // a crash loses it, and an operation left pending is resolved by
+    // observing, like any interrupted one.
+    const startedAt = this.now();
+    let runId: number | undefined;
+    const run = (): number => (runId ??= this.store.startRun(options.trigger ?? 'apply', options.commit ?? null, startedAt));
+    const deferred: (() => void)[] = [];
+    const finish = (id: number, outcome: OperationOutcome, detail?: string): void => {
+      deferred.push(() => this.store.finishOperation(id, outcome, detail));
+    };
+    const write = <T>(fn: () => T): T =>
+      this.store.transaction(() => {
+        for (const w of deferred.splice(0)) w();
+        return fn();
+      });
     const outcomes = new Map<NodeId, NodeOutcome>();
     const outputs = new Map<NodeId, Outputs>();
     const records = new Map<NodeId, NodeRecord>();
@@ -194,7 +212,7 @@ export class Reconciler<S extends NodeSpec> {
     const pendingCreates = new Map<NodeId, number>();
     for (const op of this.store.pendingOperations()) {
       if (op.op === 'create') pendingCreates.set(op.node, op.id);
-      else this.store.finishOperation(op.id, 'abandoned', 'interrupted; the node is observed again');
+      else finish(op.id, 'abandoned', 'interrupted; the node is observed again');
     }
     const updates: NodeRecord[] = [];
     const put = (node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord> = {}): void => {
@@ -218,36 +236,35 @@ export class Reconciler<S extends NodeSpec> {
       updates.push(records.get(node.id)!);
     };
 
-    for (const level of levels(graph)) {
-      if (options.signal.aborted) break;
-      const ready: DesiredNode<S>[] = [];
-      for (const node of level) {
-        const gate = options.gates?.get(node.id);
-        if (gate !== undefined) {
-          outcomes.set(node.id, { status: 'held', reason: gate.reason });
-          put(node, 'held', { reason: `policy: ${gate.reason}` });
-          continue;
+    try {
+      for (const level of levels(graph)) {
+        if (options.signal.aborted) break;
+        const ready: DesiredNode<S>[] = [];
+        for (const node of level) {
+          const gate = options.gates?.get(node.id);
+          if (gate !== undefined) {
+            outcomes.set(node.id, { status: 'held', reason: gate.reason });
+            put(node, 'held', { reason: `policy: ${gate.reason}` });
+            continue;
+          }
+          const prev = records.get(node.id);
+          if (prev?.status === 'held' && prev.appliedDigest === node.spec.digest && prev.lastFault !== null) {
+            outcomes.set(node.id, { status: 'held', reason: prev.reason ?? 'held' });
+            continue;
+          }
+          const badDep = graph.dependencies(node.id).find((d) => !isReady(outcomes.get(d)));
+          if (badDep !== undefined) {
+            const reason = `dependency ${badDep} is not ready`;
+            outcomes.set(node.id, { status: 'blocked', reason });
+            put(node, 'blocked', { reason });
+            continue;
+          }
+          ready.push(node);
         }
-        const prev = records.get(node.id);
-        if (prev?.status === 'held' && prev.appliedDigest === node.spec.digest && prev.lastFault !== null) {
-          outcomes.set(node.id, { status: 'held', reason: prev.reason ?? 'held' });
-          continue;
-        }
-        const badDep = graph.dependencies(node.id).find((d) => !isReady(outcomes.get(d)));
-        if (badDep !== undefined) {
-          const reason = `dependency ${badDep} is not ready`;
-          outcomes.set(node.id, { status: 'blocked', reason });
-          put(node, 'blocked', { reason });
-          continue;
-        }
-        ready.push(node);
-      }
-      if (ready.length === 0) continue;
-      const ctx = this.context(options.signal, outputs, records);
-      const observed = await this.provisioner.observe(ready, ctx);
-      const steps: ProvisionStep<S>[] = [];
-      // One transaction for the level's drift reports and resolved pending creates: one fsync, not one per node.
-      this.store.transaction(() => {
+        if (ready.length === 0) continue;
+        const ctx = this.context(options.signal, outputs, records);
+        const observed = await this.provisioner.observe(ready, ctx);
+        const steps: ProvisionStep<S>[] = [];
         for (const node of ready) {
           const obs: Observation = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
           const prev = records.get(node.id);
@@ -256,17 +273,17 @@ export class Reconciler<S extends NodeSpec> {
           const log = (): Logger => this.log.child({ node: node.id, backend: node.spec.backendId });
           switch (obs.status) {
             case 'absent':
-              if (pendingCreate !== undefined) this.store.finishOperation(pendingCreate, 'abandoned', 'observed absent after an interrupted create');
+              if (pendingCreate !== undefined) finish(pendingCreate, 'abandoned', 'observed absent after an interrupted create');
               steps.push({ node, op: 'create', diffs: [] });
               break;
             case 'upToDate':
-              if (pendingCreate !== undefined) this.store.finishOperation(pendingCreate, 'adopted', 'found after an interrupted create');
+              if (pendingCreate !== undefined) finish(pendingCreate, 'adopted', 'found after an interrupted create');
               outputs.set(node.id, obs.outputs);
               outcomes.set(node.id, { status: prev?.managed === true || pendingCreate === undefined ? 'unchanged' : 'adopted' });
               put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: obs.outputs, memo: obs.memo ?? null });
               break;
             case 'drifted': {
-              if (pendingCreate !== undefined) this.store.finishOperation(pendingCreate, 'adopted', 'found after an interrupted create');
+              if (pendingCreate !== undefined) finish(pendingCreate, 'adopted', 'found after an interrupted create');
               outputs.set(node.id, obs.outputs);
               const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
               if (diffs.length === 0) {
@@ -275,7 +292,10 @@ export class Reconciler<S extends NodeSpec> {
                 break;
               }
               const isDrift = prev !== undefined && prev.appliedDigest === node.spec.digest;
-              if (isDrift) this.reportDrift(node, diffs, node.settings.selfHeal ? 'corrected' : 'reported', options.commit ?? null, log());
+              if (isDrift) {
+                const report = this.reportDrift(node, diffs, node.settings.selfHeal ? 'corrected' : 'reported', options.commit ?? null, log());
+                deferred.push(() => this.store.recordDrift(report));
+              }
               if (isDrift && !node.settings.selfHeal) {
                 outcomes.set(node.id, { status: 'drift-reported', diffs });
                 put(node, 'drifted', { managed: true, outputs: obs.outputs, memo: obs.memo ?? null, reason: 'drift reported (selfHeal: false)' });
@@ -300,41 +320,45 @@ export class Reconciler<S extends NodeSpec> {
               assertNever(obs, 'observation');
           }
         }
-      });
-      if (steps.length === 0) continue;
-      // Every operation of the level is on disk as pending before any backend call (one transaction).
-      const opIds = this.store.transaction(() => steps.map((st) => this.store.beginOperation(st.node.id, st.op, runId)));
-      const results = await runSteps(this.provisioner, steps, ctx, this.concurrency);
-      this.store.transaction(() => {
-        steps.forEach((_, i) => {
+        if (steps.length === 0) continue;
+        // Every operation of the level is on disk as pending before any backend call.
+        const opIds = write(() => steps.map((st) => this.store.beginOperation(st.node.id, st.op, run())));
+        const results = await runSteps(this.provisioner, steps, ctx, this.concurrency);
+        steps.forEach((st, i) => {
           const r = results[i]!;
-          this.store.finishOperation(opIds[i]!, r.status === 'done' ? 'done' : 'failed', r.status === 'failed' ? r.fault.message : undefined);
+          finish(opIds[i]!, ...operationOutcome(r));
+          this.record(st.node, r, st.op === 'create' ? 'created' : 'updated', outcomes, outputs, put, this.log.child({ node: st.node.id, backend: st.node.spec.backendId }));
         });
-      });
-      steps.forEach((st, i) => {
-        this.record(st.node, results[i]!, st.op === 'create' ? 'created' : 'updated', outcomes, outputs, put, this.log.child({ node: st.node.id, backend: st.node.spec.backendId }));
-      });
-    }
+      }
 
-    // Deletions of nodes removed from the goals, in reverse dependency order.
-    const deletions = this.deletions(graph, stored, options);
-    let refused: ApplyResult['refusedDeletions'];
-    if (deletions.refused !== undefined) {
-      refused = deletions.refused;
-      this.log.error({ count: refused.count, limit: refused.limit }, 'mass deletion refused');
-    } else if (deletions.toDelete.length > 0 && options.allowDeletions === true) {
-      await this.deleteRemoved(deletions.toDelete, runId, options, outcomes);
-    }
-    for (const r of deletions.toOrphan) {
-      outcomes.set(r.id, { status: 'orphaned' });
-      this.log.info({ node: r.id }, 'node orphaned: removed from the goals, resource left untouched');
-    }
-    if (deletions.toOrphan.length > 0) this.store.removeNodes(deletions.toOrphan.map((r) => r.id));
+      // Deletions of nodes removed from the goals, in reverse dependency order.
+      const deletions = this.deletions(graph, stored, options);
+      const refused = deletions.refused;
+      if (refused !== undefined) this.log.error({ count: refused.count, limit: refused.limit }, 'mass deletion refused');
+      let deleted: NodeId[] = [];
+      if (refused === undefined && deletions.toDelete.length > 0 && options.allowDeletions === true) {
+        // Each delete is on disk as pending before its backend call.
+        const begin = (node: NodeId): number => write(() => this.store.beginOperation(node, 'delete', run()));
+        deleted = await this.deleteRemoved(deletions.toDelete, begin, finish, options, outcomes);
+      }
+      for (const r of deletions.toOrphan) {
+        outcomes.set(r.id, { status: 'orphaned' });
+        this.log.info({ node: r.id }, 'node orphaned: removed from the goals, resource left untouched');
+      }
 
-    this.store.putNodes(updates);
-    const summary = summarise(outcomes);
-    this.store.finishRun(runId, summary);
-    return { runId, outcomes, summary, refusedDeletions: refused };
+      const summary = summarise(outcomes);
+      const id = write(() => {
+        this.store.removeNodes([...deleted, ...deletions.toOrphan.map((r) => r.id)]);
+        this.store.putNodes(updates);
+        const id = run();
+        this.store.finishRun(id, summary);
+        return id;
+      });
+      return { runId: id, outcomes, summary, refusedDeletions: refused };
+    } finally {
+      // A pass cut short by a throw still records the outcomes of the calls it made.
+      if (deferred.length > 0) write(() => undefined);
+    }
   }
 
   /** Ids `apply` would delete (removed from the goals, prune + Delete), without observing anything. */
@@ -361,7 +385,14 @@ export class Reconciler<S extends NodeSpec> {
     return { toDelete: reverseDependencyOrder(toDelete), toOrphan };
   }
 
-  private async deleteRemoved(records: NodeRecord[], runId: number, options: PassOptions, outcomes: Map<NodeId, NodeOutcome>): Promise<void> {
+  /** Deletes in order; returns the ids deleted. Each operation is begun by `begin` and its outcome given to `finish`. */
+  private async deleteRemoved(
+    records: NodeRecord[],
+    begin: (node: NodeId) => number,
+    finish: (id: number, outcome: OperationOutcome, detail?: string) => void,
+    options: PassOptions,
+    outcomes: Map<NodeId, NodeOutcome>,
+  ): Promise<NodeId[]> {
     const outputs = new Map<NodeId, Outputs>();
     const done: NodeId[] = [];
     for (const r of records) {
@@ -380,7 +411,9 @@ export class Reconciler<S extends NodeSpec> {
         source: { file: '(state)', line: 0, col: 0 },
       };
       if (r.outputs !== null) outputs.set(r.id, r.outputs);
-      const result = await this.provision(node, 'delete', runId, () => this.provisioner.delete(node, this.context(options.signal, outputs)));
+      const opId = begin(node.id);
+      const result = await this.provisioner.delete(node, this.context(options.signal, outputs));
+      finish(opId, ...operationOutcome(result));
       if (result.status === 'done') {
         outcomes.set(r.id, { status: 'deleted' });
         done.push(r.id);
@@ -390,15 +423,7 @@ export class Reconciler<S extends NodeSpec> {
         this.log.warn({ node: r.id, fault: result.fault }, 'delete failed');
       }
     }
-    this.store.removeNodes(done);
-  }
-
-  /** Records the operation as pending before the call and finished after it (crash safety). */
-  private async provision(node: DesiredNode<S>, op: 'create' | 'update' | 'delete', runId: number, call: () => Promise<ProvisionResult>): Promise<ProvisionResult> {
-    const opId = this.store.beginOperation(node.id, op, runId);
-    const result = await call();
-    this.store.finishOperation(opId, result.status === 'done' ? 'done' : 'failed', result.status === 'failed' ? result.fault.message : undefined);
-    return result;
+    return done;
   }
 
   private record(
@@ -423,16 +448,22 @@ export class Reconciler<S extends NodeSpec> {
     }
   }
 
-  private reportDrift(node: DesiredNode<S>, diffs: readonly FieldDiff[], action: DriftReport['action'], commit: string | null, log: Logger): void {
+  /** Logs `drift detected`; returns the report, for the caller to store. */
+  private reportDrift(node: DesiredNode<S>, diffs: readonly FieldDiff[], action: DriftReport['action'], commit: string | null, log: Logger): DriftReport {
     const now = this.now();
     const report: DriftReport = { goal: node.goal, node: node.id, backendId: node.spec.backendId, diffs, firstSeen: now, detectedAt: now, action, flapping: false, commit };
-    this.store.recordDrift(report);
     log.warn({ goal: node.goal, diffs, action, commit, firstSeen: new Date(now).toISOString() }, 'drift detected');
+    return report;
   }
 
   private context(signal: AbortSignal, outputs: ReadonlyMap<NodeId, Outputs>, records?: ReadonlyMap<NodeId, NodeRecord>): OperationContext {
     return { signal, log: this.log, outputsOf: (id) => outputs.get(id), memoOf: (id) => records?.get(id)?.memo ?? undefined };
   }
+}
+
+/** How a finished backend call is recorded against its operation: outcome and detail. */
+function operationOutcome(r: ProvisionResult): [OperationOutcome, string | undefined] {
+  return [r.status === 'done' ? 'done' : 'failed', r.status === 'failed' ? r.fault.message : undefined];
 }
 
 function isReady(o: NodeOutcome | undefined): boolean {

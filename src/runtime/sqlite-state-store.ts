@@ -589,8 +589,8 @@ export class SqliteStateStore implements StateStore {
 
   // -- runs
 
-  startRun(trigger: string, commit: string | null): number {
-    const r = this.#write(() => this.#stmt('INSERT INTO runs (trigger, goals_commit, started_at) VALUES (?, ?, ?)').run(trigger, commit, this.#clock.now()));
+  startRun(trigger: string, commit: string | null, startedAt?: number): number {
+    const r = this.#write(() => this.#stmt('INSERT INTO runs (trigger, goals_commit, started_at) VALUES (?, ?, ?)').run(trigger, commit, startedAt ?? this.#clock.now()));
     return Number(r.lastInsertRowid);
   }
 

@@ -122,7 +122,8 @@ export interface StateStore {
   /** How many operations of a kind were ever begun for a node (duplicate-create checks). */
   countOperations(node: NodeId, op: PendingOperation['op']): number;
 
-  startRun(trigger: string, commit: string | null): number;
+  /** Records a run as started (at `startedAt`, epoch ms, default now); returns its id. */
+  startRun(trigger: string, commit: string | null, startedAt?: number): number;
   finishRun(id: number, summary: RunSummary): void;
   listRuns(limit?: number): RunRecord[];
 

@@ -1,0 +1,218 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
+import { InfraNodeProvisioner, infraSpecCodec } from '../../src/infra/index.ts';
+import type { InfraDesiredNodeSpec, InfraNode } from '../../src/infra/index.ts';
+import { Reconciler, SqliteStateStore } from '../../src/runtime/index.ts';
+import type { FieldDiff, NodeId, NodeProvisioner, Observation, OperationContext, ProvisionResult, StateStore } from '../../src/runtime/index.ts';
+import { capturingLogger, compileYaml, fileNode, goalYaml } from '../support/controller-harness.ts';
+
+const WRITES = new Set(['startRun', 'finishRun', 'beginOperation', 'finishOperation', 'recordDrift', 'putNodes', 'removeNodes', 'appendEvent', 'setMeta']);
+
+/**
+ * The store, with a count of the commits a pass makes that write something:
+ * top-level transactions with a write in them (an empty one writes nothing
+ * to the WAL, so costs no fsync), and writes made outside any transaction
+ * (each its own commit).
+ */
+function counted(store: SqliteStateStore): { store: StateStore; commits: () => number; reset: () => void } {
+  let depth = 0;
+  let wrote = false;
+  let commits = 0;
+  const proxy = new Proxy(store, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      if (prop === 'transaction') {
+        return <T>(fn: () => T): T => {
+          if (depth === 0) wrote = false;
+          depth++;
+          try {
+            return target.transaction(fn);
+          } finally {
+            depth--;
+            if (depth === 0 && wrote) commits++;
+          }
+        };
+      }
+      if (typeof prop === 'string' && WRITES.has(prop)) {
+        return (...args: unknown[]) => {
+          if (depth === 0) commits++;
+          else wrote = true;
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      }
+      return (value as (...a: unknown[]) => unknown).bind(target);
+    },
+  });
+  return { store: proxy, commits: () => commits, reset: () => (commits = 0) };
+}
+
+interface Setup {
+  readonly path: string;
+  readonly sqlite: SqliteStateStore;
+  readonly store: ReturnType<typeof counted>;
+  readonly backend: MemoryBackend;
+  readonly reconciler: Reconciler<InfraDesiredNodeSpec>;
+}
+
+const dirs: string[] = [];
+const stores: SqliteStateStore[] = [];
+afterEach(() => {
+  for (const s of stores.splice(0)) s.close();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+/** What a test wants to see or do as calls reach the dispatcher. */
+interface Hooks {
+  /** Before a create, update or delete reaches the backend. */
+  readonly beforeCall?: (node: InfraNode, op: 'create' | 'update' | 'delete') => void;
+  /** Before an observation reaches the backend. */
+  readonly beforeObserve?: (nodes: readonly InfraNode[]) => void;
+}
+
+/** The real dispatcher, with the test's hooks in front. */
+class Hooked implements NodeProvisioner<InfraDesiredNodeSpec> {
+  readonly #inner: NodeProvisioner<InfraDesiredNodeSpec>;
+  readonly #hooks: Hooks;
+  constructor(inner: NodeProvisioner<InfraDesiredNodeSpec>, hooks: Hooks) {
+    this.#inner = inner;
+    this.#hooks = hooks;
+  }
+  observe(nodes: readonly InfraNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, Observation>> {
+    this.#hooks.beforeObserve?.(nodes);
+    return this.#inner.observe(nodes, ctx);
+  }
+  create(node: InfraNode, ctx: OperationContext): Promise<ProvisionResult> {
+    this.#hooks.beforeCall?.(node, 'create');
+    return this.#inner.create(node, ctx);
+  }
+  update(node: InfraNode, diffs: readonly FieldDiff[], ctx: OperationContext): Promise<ProvisionResult> {
+    this.#hooks.beforeCall?.(node, 'update');
+    return this.#inner.update(node, diffs, ctx);
+  }
+  delete(node: InfraNode, ctx: OperationContext): Promise<ProvisionResult> {
+    this.#hooks.beforeCall?.(node, 'delete');
+    return this.#inner.delete(node, ctx);
+  }
+}
+
+/** A Reconciler over the memory backend and a SQLite store in a temp dir. */
+function setup(hooks: Hooks = {}, now: () => number = Date.now): Setup {
+  const dir = mkdtempSync(join(tmpdir(), 'ds-reconciler-'));
+  dirs.push(dir);
+  const path = join(dir, 'state.db');
+  const { log } = capturingLogger();
+  const sqlite = SqliteStateStore.open({ path, lock: false });
+  stores.push(sqlite);
+  const store = counted(sqlite);
+  const backend = new MemoryBackend(memoryConfigSchema.parse({}), { id: 'mem', log });
+  const provisioner = new Hooked(new InfraNodeProvisioner({ backends: new Map([['mem', backend]]) }), hooks);
+  const reconciler = new Reconciler<InfraDesiredNodeSpec>({ provisioner, store: store.store, log, codec: infraSpecCodec, now });
+  return { path, sqlite, store, backend, reconciler };
+}
+
+/** Drift reports stored, read through a connection of its own. */
+function driftOnDisk(path: string): number {
+  const db = new Database(path, { readonly: true });
+  try {
+    return (db.prepare('SELECT count(*) AS n FROM drift').get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
+
+/** Operations not finished, as `node:op`, read through a connection of its own (what a crash would leave). */
+function pendingOnDisk(path: string): string[] {
+  const db = new Database(path, { readonly: true });
+  try {
+    return (db.prepare("SELECT node || ':' || op AS o FROM operations WHERE finished_at IS NULL ORDER BY node").all() as { o: string }[]).map((r) => r.o);
+  } finally {
+    db.close();
+  }
+}
+
+// a and c on the first dependency level, b (on a) on the second.
+const abc = compileYaml(goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { dependsOn: ['a'] }) + fileNode('c', 'C'))).graph;
+const pass = { signal: AbortSignal.timeout(30_000), allowDeletions: true };
+
+describe('Reconciler: store writes per pass', () => {
+  it('commits once before each level that calls the backend and once at the end, never outside a transaction', async () => {
+    const s = setup();
+    const converge = await s.reconciler.apply(abc, pass);
+    expect(converge.summary).toMatchObject({ created: 3 });
+    expect(s.store.commits()).toBe(3);
+
+    s.store.reset();
+    const steady = await s.reconciler.apply(abc, pass);
+    expect(steady.summary).toMatchObject({ created: 0, updated: 0, unchanged: 3 });
+    expect(s.store.commits()).toBe(1); // the run, written with its summary
+
+    s.backend.tamper('a', { content: 'evil' });
+    s.backend.tamper('c', { content: 'evil' });
+    s.store.reset();
+    const repair = await s.reconciler.apply(abc, pass);
+    expect(repair.summary).toMatchObject({ updated: 2, unchanged: 1 });
+    expect(s.store.commits()).toBe(2); // drift reports with the pending operations, then the rest
+    expect(s.sqlite.listDrift().map((d) => d.node).sort()).toEqual(['a', 'c']);
+  });
+
+  it('leaves nothing pending, and records every run with its summary and the time it started', async () => {
+    let t = 1_000_000;
+    const s = setup({}, () => t);
+    await s.reconciler.apply(abc, pass);
+    t += 5_000;
+    const steady = await s.reconciler.apply(abc, pass);
+    expect(s.sqlite.pendingOperations()).toEqual([]);
+    const runs = s.sqlite.listRuns();
+    expect(runs).toHaveLength(2);
+    expect(runs[0]).toMatchObject({ id: steady.runId, startedAt: 1_005_000, summary: expect.objectContaining({ unchanged: 3 }) });
+    expect(runs[0]!.finishedAt).not.toBeNull();
+    const db = new Database(s.path, { readonly: true });
+    try {
+      const ops = db.prepare('SELECT node, op, outcome, run_id FROM operations ORDER BY id').all();
+      expect(ops).toEqual([
+        expect.objectContaining({ op: 'create', outcome: 'done', run_id: runs[1]!.id }),
+        expect.objectContaining({ op: 'create', outcome: 'done', run_id: runs[1]!.id }),
+        { node: 'b', op: 'create', outcome: 'done', run_id: runs[1]!.id },
+      ]);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('has each operation on disk as pending, and the drift it corrects, before its backend call', async () => {
+    const pendingAtCall: string[][] = [];
+    const driftAtCall: number[] = [];
+    const s: Setup = setup({
+      beforeCall: () => {
+        pendingAtCall.push(pendingOnDisk(s.path));
+        driftAtCall.push(driftOnDisk(s.path));
+      },
+    });
+    await s.reconciler.apply(abc, pass);
+    // Level one (a and c) together; b's level after a and c were recorded done.
+    expect(pendingAtCall).toEqual([['a:create', 'c:create'], ['a:create', 'c:create'], ['b:create']]);
+    s.backend.tamper('b', { content: 'evil' });
+    pendingAtCall.length = 0;
+    await s.reconciler.apply(abc, pass);
+    expect(pendingAtCall).toEqual([['b:update']]);
+    expect(driftAtCall).toEqual([0, 0, 0, 1]);
+    expect(pendingOnDisk(s.path)).toEqual([]);
+  });
+
+  it('a pass cut short by a throw still records the outcome of the calls it made', async () => {
+    const s = setup({
+      beforeObserve: (nodes) => {
+        if (nodes.some((n) => n.id === 'b')) throw new Error('backend crashed while observing b');
+      },
+    });
+    await expect(s.reconciler.apply(abc, pass)).rejects.toThrow('backend crashed while observing b');
+    expect(pendingOnDisk(s.path)).toEqual([]);
+    expect(s.sqlite.countOperations('a', 'create')).toBe(1);
+    expect(s.backend.createCount('a')).toBe(1);
+  });
+});
