@@ -15,7 +15,7 @@ import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, Operatio
 import type { NodeSpecCodec, ProvisionStep } from './reconciler.ts';
 import { emptySummary, massDeletionLimit, runSteps, withoutIgnored } from './reconciler.ts';
 import type { DriftReport, NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
-import { carriedRecord, reverseDependencyOrder, sameDeps, sameOutputs, sameRecord, storedSpec } from './node-record.ts';
+import { carriedRecord, recordSnapshot, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, storedDeps, storedGoalDigest, storedSpec } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 
 /** Watches what the nodes manage; calls `onChange` with the ids whose resources changed. Returns a stop function. */
@@ -174,7 +174,7 @@ export class Controller<S extends NodeSpec> {
         lookNow(node.id);
         continue;
       }
-      const specChanged = rec.appliedDigest !== node.spec.digest || (rec.status === 'held' && rec.reason?.startsWith('policy:') === true && gate === undefined);
+      const specChanged = storedGoalDigest(rec) !== node.spec.digest || (rec.status === 'held' && rec.reason?.startsWith('policy:') === true && gate === undefined);
       if (specChanged || rec.status === 'orphaned' || rec.status === 'deleted') {
         // A goal change releases a held node and restarts its lifecycle.
         this.transition(node, 'GOAL_CHANGED', { attempts: 0, retryAt: null, lastFault: null, reason: null });
@@ -651,19 +651,11 @@ export class Controller<S extends NodeSpec> {
   private put(node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord>): void {
     const prev = this.records.get(node.id);
     const rec: NodeRecord = { ...carriedRecord(node, status, prev, this.o.clock.now()), ...patch };
-    const snapshot = prev?.snapshot as { spec?: unknown; deps?: unknown } | null | undefined;
     const deps = this.graph?.dependencies(node.id) ?? [];
-    if (prev !== undefined && sameRecord(prev, rec) && sameDeps(snapshot?.deps, deps)) return; // steady state writes nothing
-    const needsSpec = snapshot?.spec === undefined || prev?.appliedDigest !== rec.appliedDigest;
-    this.records.set(node.id, {
-      ...rec,
-      updatedAt: this.o.clock.now(),
-      snapshot: {
-        machine: nodeSnapshotFor(status as Parameters<typeof nodeSnapshotFor>[0]),
-        spec: needsSpec ? this.o.codec.encode(node.spec) : snapshot.spec,
-        deps,
-      },
-    });
+    if (prev !== undefined && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps)) return; // steady state writes nothing
+    const kept = prev === undefined ? undefined : storedSpec(prev);
+    const spec = kept === undefined || prev?.appliedDigest !== rec.appliedDigest ? this.o.codec.encode(node.spec) : kept;
+    this.records.set(node.id, { ...rec, updatedAt: this.o.clock.now(), snapshot: recordSnapshot(node, deps, spec) });
     this.dirty.add(node.id);
   }
 
@@ -675,7 +667,7 @@ export class Controller<S extends NodeSpec> {
       if (r === undefined) continue;
       const stored = this.persisted.get(id);
       // Back where it was stored (ready → observing → ready): nothing to write, and updatedAt keeps its meaning.
-      if (stored !== undefined && sameRecord(stored, r) && sameDeps((stored.snapshot as { deps?: unknown } | null)?.deps, (r.snapshot as { deps?: unknown } | null)?.deps)) {
+      if (stored !== undefined && sameRecord(stored, r) && sameSnapshot(stored, storedGoalDigest(r), storedDeps(r))) {
         this.records.set(id, stored);
         continue;
       }

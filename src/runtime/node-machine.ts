@@ -6,9 +6,11 @@ import type { NodeStatus } from './state-store.ts';
  * A node's lifecycle, defined as an xstate v5 machine and used as a pure
  * transition function over persisted snapshots: 100k nodes need no live
  * actors. The machine has no context and no actions, so a snapshot is fully
- * described by its state; at module load we enumerate every (state, event)
- * pair through xstate into a table that the hot path reads. xstate stays the
- * definition (and the tests check that the table and xstate agree).
+ * described by its state: the store keeps it as the node record's `status`,
+ * and a restart resumes each node from there. At module load we enumerate
+ * every (state, event) pair through xstate into a table that the hot path
+ * reads. xstate stays the definition (and the tests check that the table and
+ * xstate agree).
  *
  * Events are facts the reconciler reports or decisions it took; the machine
  * says where the node stands next. An event a state does not accept leaves
@@ -194,7 +196,7 @@ export function initialNodeState(): { readonly snapshot: NodeSnapshot; readonly 
   return { snapshot: initial, status: initial.value };
 }
 
-/** The snapshot a node in `state` has (for records written before snapshots were kept). */
+/** The snapshot of a node in `state` (a record's `status`). */
 export function nodeSnapshotFor(state: NodeMachineState): NodeSnapshot {
   return snapshotOf(state);
 }

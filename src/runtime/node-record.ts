@@ -35,14 +35,49 @@ export function carriedRecord<S extends NodeSpec>(node: DesiredNode<S>, status: 
   };
 }
 
-/** The dependency ids stored with a record (its snapshot), for ordering deletions. */
+/** What the runtime keeps with a record for itself: `NodeRecord.snapshot`. */
+export interface RecordSnapshot {
+  /** The encoded spec last applied (until the first apply, the first desired): what deleting the resource needs once it leaves the goals. */
+  readonly spec?: unknown;
+  /** The node's dependencies, to delete dependents first. */
+  readonly deps?: readonly string[];
+  /** Digest of the goal's spec the node was last reconciled toward: a different one is a goal change. */
+  readonly goal?: string;
+}
+
+function snapshotOf(r: NodeRecord): RecordSnapshot {
+  return (r.snapshot ?? {}) as RecordSnapshot;
+}
+
+/** The dependency ids stored with a record, for ordering deletions. */
 export function storedDeps(r: NodeRecord): readonly string[] {
-  return (r.snapshot as { deps?: readonly string[] } | null)?.deps ?? [];
+  return snapshotOf(r).deps ?? [];
 }
 
 /** The encoded spec stored with a record, needed to delete it once it leaves the goals. */
 export function storedSpec(r: NodeRecord): unknown {
-  return (r.snapshot as { spec?: unknown } | null)?.spec;
+  return snapshotOf(r).spec;
+}
+
+/**
+ * Digest of the goal's spec the record was last reconciled toward, so that a
+ * restart tells a goal change from a node that never got applied (held or
+ * backing off before its first success). Records written before it was kept:
+ * the applied digest.
+ */
+export function storedGoalDigest(r: NodeRecord): string | null {
+  return snapshotOf(r).goal ?? r.appliedDigest;
+}
+
+/** A record's snapshot for `node` now: its dependencies and goal digest, with `spec` the encoded spec to keep. */
+export function recordSnapshot<S extends NodeSpec>(node: DesiredNode<S>, deps: readonly string[], spec: unknown): RecordSnapshot {
+  return { spec, deps, goal: node.spec.digest };
+}
+
+/** Whether a stored record's snapshot already has this goal digest and these dependencies, and a spec (which follows the applied digest, compared by `sameRecord`). */
+export function sameSnapshot(r: NodeRecord, goal: string | null, deps: readonly string[]): boolean {
+  const s = snapshotOf(r);
+  return s.spec !== undefined && s.goal === goal && sameDeps(s.deps, deps);
 }
 
 /** A record as users see it (`state --format json`, the daemon's `/status`): without the internal snapshot and the backend's memo. */

@@ -8,8 +8,7 @@ import type { FieldDiff, NodeProvisioner, Observation, OperationContext, Outputs
 import type { DriftReport, NodeRecord, NodeStatus, OperationOutcome, RunSummary, StateStore } from './state-store.ts';
 import { assertNever } from './errors.ts';
 import { forEachLimit } from './limit.ts';
-import { nodeSnapshotFor } from './node-machine.ts';
-import { carriedRecord, reverseDependencyOrder, sameDeps, sameRecord, storedDeps, storedSpec } from './node-record.ts';
+import { carriedRecord, recordSnapshot, reverseDependencyOrder, sameRecord, sameSnapshot, storedSpec } from './node-record.ts';
 
 /** Turns a domain spec into JSON for the state store and back (to delete a node no longer in the goals). */
 export interface NodeSpecCodec<S extends NodeSpec> {
@@ -231,8 +230,8 @@ export class Reconciler<S extends NodeSpec> {
         ...patch,
       };
       // A node observed as it was recorded writes nothing: a steady pass costs no store write.
-      if (prev !== undefined && sameRecord(prev, rec) && prev.appliedDigest === rec.appliedDigest && sameDeps(storedDeps(prev), deps) && storedSpec(prev) !== undefined) return;
-      records.set(node.id, { ...rec, snapshot: { machine: nodeSnapshotFor(status), spec: this.codec.encode(node.spec), deps } });
+      if (prev !== undefined && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps)) return;
+      records.set(node.id, { ...rec, snapshot: recordSnapshot(node, deps, this.codec.encode(node.spec)) });
       updates.push(records.get(node.id)!);
     };
 

@@ -26,7 +26,13 @@ export interface NodeRecord {
   readonly retryAt: number | null;
   /** Why the node is held or blocked, for status. */
   readonly reason: string | null;
-  /** The persisted node-machine snapshot (JSON), if any. */
+  /**
+   * What the runtime keeps with a record for itself (JSON): the spec last
+   * applied (to delete the resource once it is removed from the goals) and
+   * the node's dependencies (deletion order). Not the node machine's: it has
+   * no context, so `status` is its whole persisted snapshot
+   * (`nodeSnapshotFor(status)` rebuilds it).
+   */
   readonly snapshot: unknown;
   /** The backend's memo from the node's last observation (cleared when the node is provisioned). */
   readonly memo: ObservationMemo | null;

@@ -198,6 +198,35 @@ describe('Controller: fault policy', () => {
     expect(h.controller.operatorRetry('nope')).toBe(false);
   });
 
+  it('a restart resumes each node in its stored state: held stays held until the store says otherwise', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-controller-restart-'));
+    try {
+      const yaml = goalYaml(fileNode('a', 'A') + fileNode('z', 'Z'));
+      const first = await converged(yaml, { dir, memory: { faults: [{ node: 'a', op: 'create', class: 'auth', times: 3 }] } });
+      await first.advance(10 * MIN, 5_000);
+      expect(statusOf(first, 'a')).toBe('held');
+      await first.close();
+
+      // The same state and backend in a new process: the node is still held, and nothing is attempted.
+      const second = await converged(yaml, { dir, backend: first.backend });
+      await second.advance(5 * MIN, 30_000);
+      expect(statusOf(second, 'a')).toBe('held');
+      expect(second.calls.created).toEqual([]);
+      await second.close();
+
+      // `desiredstate retry a` with no daemon running writes the record's status; the next start takes it from there.
+      const store = SqliteStateStore.open({ path: join(dir, 'state.db'), lock: false });
+      store.putNodes([{ ...store.getNode('a')!, status: 'pending', attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator' }]);
+      store.close();
+      const third = await converged(yaml, { dir, backend: first.backend });
+      expect(third.calls.created).toEqual(['a']);
+      expect(statusOf(third, 'a')).toBe('ready');
+      expect(first.backend.createCount('a')).toBe(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("a failing node's dependents are blocked, never removed, and an independent branch converges", async () => {
     const yaml = goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { dependsOn: ['a'] }) + fileNode('c', 'C', { dependsOn: ['b'] }) + fileNode('d', 'D'));
     const h = await converged(yaml, { memory: { faults: [{ node: 'a', op: 'create', class: 'permanent' }] } });
