@@ -9,6 +9,7 @@ import { DesiredGraph, SqliteStateStore } from '../../src/runtime/index.ts';
 import type { ObservationMemo } from '../../src/runtime/index.ts';
 import type { InfraDesiredNodeSpec } from '../../src/infra/index.ts';
 import { compileYaml, fileNode, goalYaml, harness } from '../support/controller-harness.ts';
+import { counted } from '../support/store-commits.ts';
 import type { Harness, HarnessOptions } from '../support/controller-harness.ts';
 
 const open: Harness[] = [];
@@ -65,6 +66,21 @@ describe('Controller: convergence and steady state', () => {
 });
 
 describe('Controller: drift', () => {
+  it('a batch commits to the store twice however many nodes drifted: drift reports with the pending operations, then the rest', async () => {
+    let commits: ReturnType<typeof counted> | undefined;
+    // Concurrency 5: one worker loop, so the ten drifted nodes make one batch.
+    const options = { wrapStore: (s: SqliteStateStore) => (commits = counted(s)).store, extra: { concurrency: 5 } };
+    const h = await converged(goalYaml(Array.from({ length: 20 }, (_, i) => fileNode(`n${i}`, `N${i}`)).join('')), options);
+    h.calls.reset();
+    commits!.reset();
+    for (let i = 0; i < 20; i += 2) h.backend.tamper(`n${i}`, { content: 'evil' });
+    await h.settle();
+    expect(h.calls.updated).toHaveLength(10);
+    expect(h.store.listDrift()).toHaveLength(10);
+    expect(h.store.pendingOperations()).toEqual([]);
+    expect(commits!.commits()).toBe(2);
+  });
+
   it('a tampered field is logged as `drift detected`, stored, and corrected', async () => {
     const h = await converged();
     h.backend.tamper('a', { content: 'evil' });

@@ -11,7 +11,7 @@ import type { InfraBackend, InfraDesiredNodeSpec, InfraNode } from '../../src/in
 import { Controller } from '../../src/runtime/controller.ts';
 import type { ControllerOptions } from '../../src/runtime/controller.ts';
 import { FakeClock, GoalCompiler, SqliteStateStore, formatDiagnostic, parseGoalText } from '../../src/runtime/index.ts';
-import type { DesiredGraph, FaultPolicy, FieldDiff, NodeGate, NodeId, NodeProvisioner, Observation, OperationContext, ProvisionResult } from '../../src/runtime/index.ts';
+import type { DesiredGraph, FaultPolicy, FieldDiff, NodeGate, NodeId, NodeProvisioner, Observation, OperationContext, ProvisionResult, StateStore } from '../../src/runtime/index.ts';
 
 /** A JSON log line as pino writes it. */
 export type LogLine = Record<string, unknown> & { msg: string; level: number };
@@ -129,6 +129,8 @@ export interface HarnessOptions {
   /** Puts a fake backend in front of the memory backend (for answers it never gives, such as `indeterminate`). */
   readonly wrap?: (backend: MemoryBackend) => InfraBackend;
   readonly extra?: Partial<ControllerOptions<InfraDesiredNodeSpec>>;
+  /** What the controller is given instead of the store itself (to watch its calls). */
+  readonly wrapStore?: (store: SqliteStateStore) => StateStore;
 }
 
 /** A Controller over a MemoryBackend (through InfraNodeProvisioner) and a SqliteStateStore in a temp dir, on a FakeClock. */
@@ -141,7 +143,7 @@ export function harness(options: HarnessOptions = {}): Harness {
   const calls = new CountingProvisioner(new InfraNodeProvisioner({ backends: new Map([['mem', options.wrap?.(backend) ?? backend]]) }));
   const controller = new Controller<InfraDesiredNodeSpec>({
     provisioner: calls,
-    store,
+    store: options.wrapStore?.(store) ?? store,
     log,
     codec: infraSpecCodec,
     clock,

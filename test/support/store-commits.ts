@@ -1,0 +1,42 @@
+import type { SqliteStateStore, StateStore } from '../../src/runtime/index.ts';
+
+const WRITES = new Set(['startRun', 'finishRun', 'beginOperation', 'finishOperation', 'recordDrift', 'putNodes', 'removeNodes', 'appendEvent', 'setMeta']);
+
+/**
+ * The store, with a count of the commits made through it that write something:
+ * top-level transactions with a write in them (an empty one writes nothing
+ * to the WAL, so costs no fsync), and writes made outside any transaction
+ * (each its own commit).
+ */
+export function counted(store: SqliteStateStore): { store: StateStore; commits: () => number; reset: () => void } {
+  let depth = 0;
+  let wrote = false;
+  let commits = 0;
+  const proxy = new Proxy(store, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      if (prop === 'transaction') {
+        return <T>(fn: () => T): T => {
+          if (depth === 0) wrote = false;
+          depth++;
+          try {
+            return target.transaction(fn);
+          } finally {
+            depth--;
+            if (depth === 0 && wrote) commits++;
+          }
+        };
+      }
+      if (typeof prop === 'string' && WRITES.has(prop)) {
+        return (...args: unknown[]) => {
+          if (depth === 0) commits++;
+          else wrote = true;
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      }
+      return (value as (...a: unknown[]) => unknown).bind(target);
+    },
+  });
+  return { store: proxy, commits: () => commits, reset: () => (commits = 0) };
+}
