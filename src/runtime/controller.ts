@@ -17,6 +17,7 @@ import { emptySummary, massDeletionLimit, runSteps, withoutIgnored } from './rec
 import type { DriftReport, NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
 import { carriedRecord, recordSnapshot, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, storedDeps, storedGoalDigest, storedSpec } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
+import { DeferredWrites } from './deferred-writes.ts';
 
 /** Watches what the nodes manage; calls `onChange` with the ids whose resources changed. Returns a stop function. */
 export type ChangeWatcher<S extends NodeSpec> = (nodes: readonly DesiredNode<S>[], onChange: (ids: readonly NodeId[]) => void) => () => void;
@@ -81,14 +82,8 @@ export class Controller<S extends NodeSpec> {
   /** What the store holds for each node: a flush writes only records that differ (steady state writes nothing). */
   private readonly persisted = new Map<NodeId, NodeRecord>();
   private readonly dirty = new Set<NodeId>();
-  /**
-   * Store writes that may wait for the next commit: drift reports and
-   * operation outcomes. They go with the next batch's pending operations (so
-   * a drift is on disk before its correction) or with `flush`; one lost in a
-   * crash is reported again, or leaves its operation pending for the restart
-   * to resolve by observing.
-   */
-  private readonly deferred: (() => void)[] = [];
+  /** Drift reports and operation outcomes, committed with a batch's pending operations (a drift is on disk before its correction) or by `flush`. */
+  private readonly deferred: DeferredWrites;
   private readonly drift = new Map<NodeId, DriftMemory>();
   private graph: DesiredGraph<S> | undefined;
   private gates: ReadonlyMap<NodeId, NodeGate> = new Map();
@@ -118,6 +113,7 @@ export class Controller<S extends NodeSpec> {
       watch: options.watch,
     };
     this.queue = new WorkQueue<NodeId>({ clock: this.o.clock });
+    this.deferred = new DeferredWrites(this.o.store);
     this.breakers = new CircuitBreakers({ clock: this.o.clock, config: this.o.circuitBreaker });
     for (const r of this.o.store.listNodes()) {
       // A status of an operation in flight was stored by a process that died mid-way: the node starts over
@@ -345,7 +341,7 @@ export class Controller<S extends NodeSpec> {
     if (steps.length === 0) return;
     // Crash safety: every operation of the batch is on disk as pending before any backend call,
     // in one transaction (one fsync, not one per node).
-    const opIds = this.write(() =>
+    const opIds = this.deferred.commit(() =>
       steps.map((step) => {
         for (const stale of this.pending.get(step.node.id) ?? []) this.o.store.finishOperation(stale, 'abandoned', 'observed again after an interruption');
         this.pending.delete(step.node.id);
@@ -354,7 +350,7 @@ export class Controller<S extends NodeSpec> {
     );
     const results = await runSteps(this.o.provisioner, steps, ctx, this.o.concurrency);
     steps.forEach((step, i) => {
-      this.finished(opIds[i]!, results[i]!);
+      this.deferred.finished(opIds[i]!, results[i]!);
       this.settle(step.node, results[i]!, step.op === 'create' ? 'created' : 'updated', this.o.log.child({ node: step.node.id, backend: step.node.spec.backendId }));
       this.roundDone(step.node.id);
     });
@@ -456,29 +452,16 @@ export class Controller<S extends NodeSpec> {
     const ids = this.pending.get(id);
     if (ids === undefined) return;
     this.pending.delete(id);
-    for (const op of ids) this.deferred.push(() => this.o.store.finishOperation(op, 'adopted', 'found after an interrupted operation'));
+    for (const op of ids) this.deferred.finish(op, 'adopted', 'found after an interrupted operation');
     this.o.log.info({ node: id }, 'interrupted operation resolved by observation: adopted');
   }
 
   /** Records a delete as pending before the backend call and finished after it. */
   private async provision(node: DesiredNode<S>, op: 'delete', call: () => Promise<ProvisionResult>): Promise<ProvisionResult> {
-    const opId = this.write(() => this.o.store.beginOperation(node.id, op, this.runId));
+    const opId = this.deferred.commit(() => this.o.store.beginOperation(node.id, op, this.runId));
     const result = await call();
-    this.finished(opId, result);
+    this.deferred.finished(opId, result);
     return result;
-  }
-
-  /** Records a backend call's outcome against its operation, with the next commit. */
-  private finished(opId: number, result: ProvisionResult): void {
-    this.deferred.push(() => this.o.store.finishOperation(opId, result.status === 'done' ? 'done' : 'failed', result.status === 'failed' ? result.fault.message : undefined));
-  }
-
-  /** One store transaction: the deferred writes, then `fn`'s. */
-  private write<T>(fn: () => T): T {
-    return this.o.store.transaction(() => {
-      for (const w of this.deferred.splice(0)) w();
-      return fn();
-    });
   }
 
   private settle(node: DesiredNode<S>, result: ProvisionResult, what: 'created' | 'updated', log: Logger): void {
@@ -579,7 +562,7 @@ export class Controller<S extends NodeSpec> {
     const flapping = memory.flapping;
     const action: DriftReport['action'] = node.settings.selfHeal ? 'corrected' : 'reported';
     const report: DriftReport = { goal: node.goal, node: node.id, backendId: node.spec.backendId, diffs, firstSeen: memory.firstSeen, detectedAt: now, action, flapping, commit: this.commit };
-    this.deferred.push(() => this.o.store.recordDrift(report));
+    this.deferred.defer(() => this.o.store.recordDrift(report));
     log.warn({ goal: node.goal, diffs, firstSeen: new Date(memory.firstSeen).toISOString(), action, flapping, commit: this.commit }, 'drift detected');
     return memory;
   }
@@ -646,7 +629,7 @@ export class Controller<S extends NodeSpec> {
       this.queue.forget(r.id);
       this.records.delete(r.id);
       this.persisted.delete(r.id);
-      this.write(() => this.o.store.removeNodes([r.id]));
+      this.deferred.commit(() => this.o.store.removeNodes([r.id]));
       this.summary.deleted++;
       log.info('node deleted');
     } else {
@@ -675,7 +658,7 @@ export class Controller<S extends NodeSpec> {
 
   /** Writes the records that changed, with the deferred writes, in one transaction. */
   private flush(): void {
-    if (this.dirty.size === 0 && this.deferred.length === 0) return;
+    if (this.dirty.size === 0 && this.deferred.size === 0) return;
     const batch: NodeRecord[] = [];
     for (const id of this.dirty) {
       const r = this.records.get(id);
@@ -690,7 +673,7 @@ export class Controller<S extends NodeSpec> {
       this.persisted.set(id, r);
     }
     this.dirty.clear();
-    if (batch.length > 0 || this.deferred.length > 0) this.write(() => this.o.store.putNodes(batch));
+    if (batch.length > 0 || this.deferred.size > 0) this.deferred.commit(() => this.o.store.putNodes(batch));
   }
 
   private finishRun(): void {

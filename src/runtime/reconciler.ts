@@ -5,7 +5,8 @@ import type { DesiredGraph } from './graph.ts';
 import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredNode, NodeId, NodeSpec } from './node-spec.ts';
 import type { FieldDiff, NodeProvisioner, Observation, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
-import type { DriftReport, NodeRecord, NodeStatus, OperationOutcome, RunSummary, StateStore } from './state-store.ts';
+import type { DriftReport, NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
+import { DeferredWrites } from './deferred-writes.ts';
 import { assertNever } from './errors.ts';
 import { forEachLimit } from './limit.ts';
 import { carriedRecord, recordSnapshot, reverseDependencyOrder, sameRecord, sameSnapshot, storedSpec } from './node-record.ts';
@@ -180,25 +181,13 @@ export class Reconciler<S extends NodeSpec> {
 
   /** One reconcile pass in dependency order. */
   async apply(graph: DesiredGraph<S>, options: PassOptions): Promise<ApplyResult> {
-    // Store writes are grouped into as few transactions (fsyncs) as crash
-    // safety allows: one before each level that calls the backend (its
-    // operations as pending, with everything deferred so far) and one at the
-    // end. The run is recorded with the first of them. Drift reports and
-    // operation outcomes wait for the next one: a drift is reported again if
-    // a crash loses it, and an operation left pending is resolved by
-    // observing, like any interrupted one.
+    // Two kinds of commit (see DeferredWrites): one before each level that
+    // calls the backend (its operations as pending) and one at the end. The
+    // run is recorded with the first of them.
     const startedAt = this.now();
     let runId: number | undefined;
     const run = (): number => (runId ??= this.store.startRun(options.trigger ?? 'apply', options.commit ?? null, startedAt));
-    const deferred: (() => void)[] = [];
-    const finish = (id: number, outcome: OperationOutcome, detail?: string): void => {
-      deferred.push(() => this.store.finishOperation(id, outcome, detail));
-    };
-    const write = <T>(fn: () => T): T =>
-      this.store.transaction(() => {
-        for (const w of deferred.splice(0)) w();
-        return fn();
-      });
+    const deferred = new DeferredWrites(this.store);
     const outcomes = new Map<NodeId, NodeOutcome>();
     const outputs = new Map<NodeId, Outputs>();
     const records = new Map<NodeId, NodeRecord>();
@@ -211,7 +200,7 @@ export class Reconciler<S extends NodeSpec> {
     const pendingCreates = new Map<NodeId, number>();
     for (const op of this.store.pendingOperations()) {
       if (op.op === 'create') pendingCreates.set(op.node, op.id);
-      else finish(op.id, 'abandoned', 'interrupted; the node is observed again');
+      else deferred.finish(op.id, 'abandoned', 'interrupted; the node is observed again');
     }
     const updates: NodeRecord[] = [];
     const put = (node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord> = {}): void => {
@@ -272,17 +261,17 @@ export class Reconciler<S extends NodeSpec> {
           const log = (): Logger => this.log.child({ node: node.id, backend: node.spec.backendId });
           switch (obs.status) {
             case 'absent':
-              if (pendingCreate !== undefined) finish(pendingCreate, 'abandoned', 'observed absent after an interrupted create');
+              if (pendingCreate !== undefined) deferred.finish(pendingCreate, 'abandoned', 'observed absent after an interrupted create');
               steps.push({ node, op: 'create', diffs: [] });
               break;
             case 'upToDate':
-              if (pendingCreate !== undefined) finish(pendingCreate, 'adopted', 'found after an interrupted create');
+              if (pendingCreate !== undefined) deferred.finish(pendingCreate, 'adopted', 'found after an interrupted create');
               outputs.set(node.id, obs.outputs);
               outcomes.set(node.id, { status: prev?.managed === true || pendingCreate === undefined ? 'unchanged' : 'adopted' });
               put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: obs.outputs, memo: obs.memo ?? null });
               break;
             case 'drifted': {
-              if (pendingCreate !== undefined) finish(pendingCreate, 'adopted', 'found after an interrupted create');
+              if (pendingCreate !== undefined) deferred.finish(pendingCreate, 'adopted', 'found after an interrupted create');
               outputs.set(node.id, obs.outputs);
               const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
               if (diffs.length === 0) {
@@ -293,7 +282,7 @@ export class Reconciler<S extends NodeSpec> {
               const isDrift = prev !== undefined && prev.appliedDigest === node.spec.digest;
               if (isDrift) {
                 const report = this.reportDrift(node, diffs, node.settings.selfHeal ? 'corrected' : 'reported', options.commit ?? null, log());
-                deferred.push(() => this.store.recordDrift(report));
+                deferred.defer(() => this.store.recordDrift(report));
               }
               if (isDrift && !node.settings.selfHeal) {
                 outcomes.set(node.id, { status: 'drift-reported', diffs });
@@ -321,11 +310,11 @@ export class Reconciler<S extends NodeSpec> {
         }
         if (steps.length === 0) continue;
         // Every operation of the level is on disk as pending before any backend call.
-        const opIds = write(() => steps.map((st) => this.store.beginOperation(st.node.id, st.op, run())));
+        const opIds = deferred.commit(() => steps.map((st) => this.store.beginOperation(st.node.id, st.op, run())));
         const results = await runSteps(this.provisioner, steps, ctx, this.concurrency);
         steps.forEach((st, i) => {
           const r = results[i]!;
-          finish(opIds[i]!, ...operationOutcome(r));
+          deferred.finished(opIds[i]!, r);
           this.record(st.node, r, st.op === 'create' ? 'created' : 'updated', outcomes, outputs, put, this.log.child({ node: st.node.id, backend: st.node.spec.backendId }));
         });
       }
@@ -337,8 +326,8 @@ export class Reconciler<S extends NodeSpec> {
       let deleted: NodeId[] = [];
       if (refused === undefined && deletions.toDelete.length > 0 && options.allowDeletions === true) {
         // Each delete is on disk as pending before its backend call.
-        const begin = (node: NodeId): number => write(() => this.store.beginOperation(node, 'delete', run()));
-        deleted = await this.deleteRemoved(deletions.toDelete, begin, finish, options, outcomes);
+        const begin = (node: NodeId): number => deferred.commit(() => this.store.beginOperation(node, 'delete', run()));
+        deleted = await this.deleteRemoved(deletions.toDelete, begin, deferred, options, outcomes);
       }
       for (const r of deletions.toOrphan) {
         outcomes.set(r.id, { status: 'orphaned' });
@@ -346,7 +335,7 @@ export class Reconciler<S extends NodeSpec> {
       }
 
       const summary = summarise(outcomes);
-      const id = write(() => {
+      const id = deferred.commit(() => {
         this.store.removeNodes([...deleted, ...deletions.toOrphan.map((r) => r.id)]);
         this.store.putNodes(updates);
         const id = run();
@@ -356,7 +345,7 @@ export class Reconciler<S extends NodeSpec> {
       return { runId: id, outcomes, summary, refusedDeletions: refused };
     } finally {
       // A pass cut short by a throw still records the outcomes of the calls it made.
-      if (deferred.length > 0) write(() => undefined);
+      if (deferred.size > 0) deferred.commit(() => undefined);
     }
   }
 
@@ -384,11 +373,11 @@ export class Reconciler<S extends NodeSpec> {
     return { toDelete: reverseDependencyOrder(toDelete), toOrphan };
   }
 
-  /** Deletes in order; returns the ids deleted. Each operation is begun by `begin` and its outcome given to `finish`. */
+  /** Deletes in order; returns the ids deleted. Each operation is begun by `begin`; its outcome waits in `deferred`. */
   private async deleteRemoved(
     records: NodeRecord[],
     begin: (node: NodeId) => number,
-    finish: (id: number, outcome: OperationOutcome, detail?: string) => void,
+    deferred: DeferredWrites,
     options: PassOptions,
     outcomes: Map<NodeId, NodeOutcome>,
   ): Promise<NodeId[]> {
@@ -412,7 +401,7 @@ export class Reconciler<S extends NodeSpec> {
       if (r.outputs !== null) outputs.set(r.id, r.outputs);
       const opId = begin(node.id);
       const result = await this.provisioner.delete(node, this.context(options.signal, outputs));
-      finish(opId, ...operationOutcome(result));
+      deferred.finished(opId, result);
       if (result.status === 'done') {
         outcomes.set(r.id, { status: 'deleted' });
         done.push(r.id);
@@ -458,11 +447,6 @@ export class Reconciler<S extends NodeSpec> {
   private context(signal: AbortSignal, outputs: ReadonlyMap<NodeId, Outputs>, records?: ReadonlyMap<NodeId, NodeRecord>): OperationContext {
     return { signal, log: this.log, outputsOf: (id) => outputs.get(id), memoOf: (id) => records?.get(id)?.memo ?? undefined };
   }
-}
-
-/** How a finished backend call is recorded against its operation: outcome and detail. */
-function operationOutcome(r: ProvisionResult): [OperationOutcome, string | undefined] {
-  return [r.status === 'done' ? 'done' : 'failed', r.status === 'failed' ? r.fault.message : undefined];
 }
 
 function isReady(o: NodeOutcome | undefined): boolean {
