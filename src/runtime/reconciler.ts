@@ -7,9 +7,9 @@ import type { DesiredNode, NodeId, NodeSpec } from './node-spec.ts';
 import type { FieldDiff, NodeProvisioner, Observation, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import type { DriftReport, NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
 import { DeferredWrites } from './deferred-writes.ts';
-import { assertNever } from './errors.ts';
+import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
-import { carriedRecord, recordSnapshot, reverseDependencyOrder, sameRecord, sameSnapshot, storedSpec } from './node-record.ts';
+import { carriedRecord, recordSnapshot, reverseDependencyOrder, sameRecord, sameSnapshot, storedGoalDigest, storedSpec } from './node-record.ts';
 
 /** Turns a domain spec into JSON for the state store and back (to delete a node no longer in the goals). */
 export interface NodeSpecCodec<S extends NodeSpec> {
@@ -236,7 +236,8 @@ export class Reconciler<S extends NodeSpec> {
             continue;
           }
           const prev = records.get(node.id);
-          if (prev?.status === 'held' && prev.appliedDigest === node.spec.digest && prev.lastFault !== null) {
+          // Held by a fault (by the daemon, or an indeterminate observation) for this very goal: only a goal change or `retry` releases it.
+          if (prev?.status === 'held' && storedGoalDigest(prev) === node.spec.digest && prev.lastFault !== null) {
             outcomes.set(node.id, { status: 'held', reason: prev.reason ?? 'held' });
             continue;
           }
@@ -344,8 +345,14 @@ export class Reconciler<S extends NodeSpec> {
       });
       return { runId: id, outcomes, summary, refusedDeletions: refused };
     } finally {
-      // A pass cut short by a throw still records the outcomes of the calls it made.
-      if (deferred.size > 0) deferred.commit(() => undefined);
+      // A pass cut short by a throw still records the outcomes of the calls it made (and never hides the throw).
+      if (deferred.size > 0) {
+        try {
+          deferred.commit(() => undefined);
+        } catch (err) {
+          this.log.warn({ err: errorMessage(err) }, 'could not record the outcomes of an interrupted pass; their operations stay pending and the next run resolves them by observing');
+        }
+      }
     }
   }
 

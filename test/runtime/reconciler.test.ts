@@ -164,6 +164,25 @@ describe('Reconciler: store writes per pass', () => {
     expect(pendingOnDisk(s.path)).toEqual([]);
   });
 
+  it('leaves a node held for its current goal alone, even one never applied, until the goal changes', async () => {
+    const calls: string[] = [];
+    const s = setup({ beforeCall: (node, op) => calls.push(`${node.id}:${op}`) });
+    await s.reconciler.apply(abc, pass);
+    // As the daemon leaves a node whose create kept failing with an auth fault: held, never applied.
+    const b = s.sqlite.getNode('b')!;
+    const held = { ...b, status: 'held' as const, appliedDigest: null, managed: false, lastFault: { class: 'auth' as const, message: 'permission denied' }, reason: 'held: auth' };
+    s.sqlite.putNodes([held]);
+    s.backend.tamper('b', { content: 'evil' });
+    calls.length = 0;
+    const again = await s.reconciler.apply(abc, pass);
+    expect(again.outcomes.get('b')).toEqual({ status: 'held', reason: 'held: auth' });
+    expect(calls).toEqual([]);
+    // A new goal for b releases it.
+    const changed = compileYaml(goalYaml(fileNode('a', 'A') + fileNode('b', 'B2', { dependsOn: ['a'] }) + fileNode('c', 'C'))).graph;
+    await s.reconciler.apply(changed, pass);
+    expect(calls).toEqual(['b:update']);
+  });
+
   it('a pass cut short by a throw still records the outcome of the calls it made', async () => {
     const s = setup({
       beforeObserve: (nodes) => {
