@@ -15,7 +15,7 @@ import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, Operatio
 import type { NodeSpecCodec, ProvisionStep } from './reconciler.ts';
 import { emptySummary, massDeletionLimit, runSteps, withoutIgnored } from './reconciler.ts';
 import type { DriftReport, NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
-import { carriedRecord, recordSnapshot, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, storedDeps, storedGoalDigest, storedSpec } from './node-record.ts';
+import { carriedRecord, recordSnapshot, removedNode, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, storedDeps, storedGoalDigest, storedSpec } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 
@@ -616,14 +616,12 @@ export class Controller<S extends NodeSpec> {
   }
 
   private async deleteRecord(r: NodeRecord): Promise<void> {
-    const stored = storedSpec(r);
-    const spec = stored === undefined ? undefined : this.o.codec.decode(stored);
+    const node = removedNode(r, this.o.codec);
     const log = this.o.log.child({ node: r.id, backend: r.backendId });
-    if (spec === undefined) {
+    if (node === undefined) {
       log.error('delete refused: the stored spec cannot be read');
       return;
     }
-    const node: DesiredNode<S> = { id: r.id, goal: r.goal, spec, dependsOn: [], settings: { selfHeal: true, prune: true, deletionPolicy: 'Delete', ignoreFields: [] }, source: { file: '(state)', line: 0, col: 0 } };
     const result = await this.provision(node, 'delete', () => this.o.provisioner.delete(node, this.context()));
     if (result.status === 'done') {
       this.queue.forget(r.id);

@@ -1,5 +1,6 @@
 import type { DesiredNode, NodeSettings, NodeSpec } from './node-spec.ts';
 import type { ObservationMemo, Outputs } from './provisioner.ts';
+import type { NodeSpecCodec } from './reconciler.ts';
 import type { NodeRecord, NodeStatus } from './state-store.ts';
 
 /**
@@ -57,6 +58,19 @@ export function storedDeps(r: NodeRecord): readonly string[] {
 /** The encoded spec stored with a record, needed to delete it once it leaves the goals. */
 export function storedSpec(r: NodeRecord): unknown {
   return snapshotOf(r).spec;
+}
+
+/**
+ * The node a record removed from the goals stands for, to delete it: its
+ * stored spec, decoded, with the settings a deletion needs. Undefined when
+ * that spec cannot be read (the resource is then left for a human).
+ */
+export function removedNode<S extends NodeSpec>(r: NodeRecord, codec: NodeSpecCodec<S>): DesiredNode<S> | undefined {
+  const stored = storedSpec(r);
+  const spec = stored === undefined ? undefined : codec.decode(stored);
+  if (spec === undefined) return undefined;
+  const settings = { selfHeal: true, prune: true, deletionPolicy: 'Delete', ignoreFields: [] } as const;
+  return { id: r.id, goal: r.goal, spec, dependsOn: [], settings, source: { file: '(state)', line: 0, col: 0 } };
 }
 
 /**

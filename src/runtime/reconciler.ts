@@ -9,7 +9,7 @@ import type { DriftReport, NodeRecord, NodeStatus, RunSummary, StateStore } from
 import { DeferredWrites } from './deferred-writes.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
-import { carriedRecord, recordSnapshot, reverseDependencyOrder, sameRecord, sameSnapshot, storedGoalDigest, storedSpec } from './node-record.ts';
+import { carriedRecord, recordSnapshot, removedNode, reverseDependencyOrder, sameRecord, sameSnapshot, storedGoalDigest } from './node-record.ts';
 
 /** Turns a domain spec into JSON for the state store and back (to delete a node no longer in the goals). */
 export interface NodeSpecCodec<S extends NodeSpec> {
@@ -391,20 +391,11 @@ export class Reconciler<S extends NodeSpec> {
     const outputs = new Map<NodeId, Outputs>();
     const done: NodeId[] = [];
     for (const r of records) {
-      const stored = storedSpec(r);
-      const spec = stored === undefined ? undefined : this.codec.decode(stored);
-      if (spec === undefined) {
+      const node = removedNode(r, this.codec);
+      if (node === undefined) {
         outcomes.set(r.id, { status: 'failed', fault: fault('permanent', 'the stored spec cannot be read; delete it by hand') });
         continue;
       }
-      const node: DesiredNode<S> = {
-        id: r.id,
-        goal: r.goal,
-        spec,
-        dependsOn: [],
-        settings: { selfHeal: true, prune: true, deletionPolicy: 'Delete', ignoreFields: [] },
-        source: { file: '(state)', line: 0, col: 0 },
-      };
       if (r.outputs !== null) outputs.set(r.id, r.outputs);
       const opId = begin(node.id);
       const result = await this.provisioner.delete(node, this.context(options.signal, outputs));

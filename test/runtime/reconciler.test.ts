@@ -183,6 +183,27 @@ describe('Reconciler: store writes per pass', () => {
     expect(calls).toEqual(['b:update']);
   });
 
+  it('deletes nodes removed from the goals (prune, Delete) from their stored spec, and refuses one whose stored spec cannot be read', async () => {
+    const pruned = (nodes: string): ReturnType<typeof compileYaml>['graph'] => compileYaml(goalYaml(nodes, { prune: true })).graph;
+    const three = fileNode('a', 'A') + fileNode('b', 'B', { deletionPolicy: 'Delete' }) + fileNode('c', 'C', { deletionPolicy: 'Delete' });
+    const calls: string[] = [];
+    const s = setup({ beforeCall: (node, op) => calls.push(`${node.id}:${op}`) });
+    await s.reconciler.apply(pruned(three), pass);
+    // c's stored spec is damaged: nothing can say what to delete.
+    const c = s.sqlite.getNode('c')!;
+    s.sqlite.putNodes([{ ...c, snapshot: { ...(c.snapshot as object), spec: { spec: { type: 'local.file' } } } }]);
+    calls.length = 0;
+    const result = await s.reconciler.apply(pruned(fileNode('a', 'A')), pass);
+    expect(calls).toEqual(['b:delete']);
+    expect(result.outcomes.get('b')).toEqual({ status: 'deleted' });
+    expect(result.outcomes.get('c')).toEqual({ status: 'failed', fault: expect.objectContaining({ class: 'permanent', message: expect.stringContaining('stored spec cannot be read') }) });
+    expect(s.backend.snapshot().has('b')).toBe(false);
+    expect(s.backend.snapshot().has('c')).toBe(true);
+    expect(s.sqlite.getNode('b')).toBeUndefined();
+    expect(s.sqlite.getNode('c')).toBeDefined();
+    expect(pendingOnDisk(s.path)).toEqual([]);
+  });
+
   it('a pass cut short by a throw still records the outcome of the calls it made', async () => {
     const s = setup({
       beforeObserve: (nodes) => {
