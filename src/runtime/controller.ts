@@ -14,10 +14,11 @@ import type { NodeEventType } from './node-machine.ts';
 import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import type { NodeSpecCodec, ProvisionStep } from './reconciler.ts';
 import { emptySummary, massDeletionLimit, runSteps, withoutIgnored } from './reconciler.ts';
-import type { DriftReport, NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
+import type { NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
 import { carriedRecord, recordSnapshot, removedNode, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, storedDeps, storedGoalDigest, storedSpec } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
+import { driftReport, logDrift } from './drift-report.ts';
 
 /** Watches what the nodes manage; calls `onChange` with the ids whose resources changed. Returns a stop function. */
 export type ChangeWatcher<S extends NodeSpec> = (nodes: readonly DesiredNode<S>[], onChange: (ids: readonly NodeId[]) => void) => () => void;
@@ -560,10 +561,9 @@ export class Controller<S extends NodeSpec> {
     }
     memory.lastKey = key;
     const flapping = memory.flapping;
-    const action: DriftReport['action'] = node.settings.selfHeal ? 'corrected' : 'reported';
-    const report: DriftReport = { goal: node.goal, node: node.id, backendId: node.spec.backendId, diffs, firstSeen: memory.firstSeen, detectedAt: now, action, flapping, commit: this.commit };
+    const report = driftReport(node, diffs, now, { firstSeen: memory.firstSeen, flapping, commit: this.commit });
     this.deferred.defer(() => this.o.store.recordDrift(report));
-    log.warn({ goal: node.goal, diffs, firstSeen: new Date(memory.firstSeen).toISOString(), action, flapping, commit: this.commit }, 'drift detected');
+    logDrift(log, report);
     return memory;
   }
 

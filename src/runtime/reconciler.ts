@@ -5,8 +5,9 @@ import type { DesiredGraph } from './graph.ts';
 import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredNode, NodeId, NodeSpec } from './node-spec.ts';
 import type { FieldDiff, NodeProvisioner, Observation, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
-import type { DriftReport, NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
+import type { NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
 import { DeferredWrites } from './deferred-writes.ts';
+import { driftReport, logDrift } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
 import { carriedRecord, recordSnapshot, removedNode, reverseDependencyOrder, sameRecord, sameSnapshot, storedGoalDigest } from './node-record.ts';
@@ -282,8 +283,10 @@ export class Reconciler<S extends NodeSpec> {
               }
               const isDrift = prev !== undefined && prev.appliedDigest === node.spec.digest;
               if (isDrift) {
-                const report = this.reportDrift(node, diffs, node.settings.selfHeal ? 'corrected' : 'reported', options.commit ?? null, log());
+                const now = this.now();
+                const report = driftReport(node, diffs, now, { firstSeen: now, flapping: false, commit: options.commit ?? null });
                 deferred.defer(() => this.store.recordDrift(report));
+                logDrift(log(), report);
               }
               if (isDrift && !node.settings.selfHeal) {
                 outcomes.set(node.id, { status: 'drift-reported', diffs });
@@ -432,14 +435,6 @@ export class Reconciler<S extends NodeSpec> {
       put(node, 'failed', { lastFault: result.fault, attempts: (prev?.attempts ?? 0) + 1, reason: result.fault.message, managed: prev?.managed ?? false });
       log.warn({ fault: result.fault }, success === 'created' ? 'create failed' : 'update failed');
     }
-  }
-
-  /** Logs `drift detected`; returns the report, for the caller to store. */
-  private reportDrift(node: DesiredNode<S>, diffs: readonly FieldDiff[], action: DriftReport['action'], commit: string | null, log: Logger): DriftReport {
-    const now = this.now();
-    const report: DriftReport = { goal: node.goal, node: node.id, backendId: node.spec.backendId, diffs, firstSeen: now, detectedAt: now, action, flapping: false, commit };
-    log.warn({ goal: node.goal, diffs, action, commit, firstSeen: new Date(now).toISOString() }, 'drift detected');
-    return report;
   }
 
   private context(signal: AbortSignal, outputs: ReadonlyMap<NodeId, Outputs>, records?: ReadonlyMap<NodeId, NodeRecord>): OperationContext {

@@ -9,6 +9,7 @@ import type { InfraDesiredNodeSpec, InfraNode } from '../../src/infra/index.ts';
 import { Reconciler, SqliteStateStore } from '../../src/runtime/index.ts';
 import type { FieldDiff, NodeId, NodeProvisioner, Observation, OperationContext, ProvisionResult } from '../../src/runtime/index.ts';
 import { capturingLogger, compileYaml, fileNode, goalYaml } from '../support/controller-harness.ts';
+import type { LogLine } from '../support/controller-harness.ts';
 import { counted } from '../support/store-commits.ts';
 
 interface Setup {
@@ -17,6 +18,7 @@ interface Setup {
   readonly store: ReturnType<typeof counted>;
   readonly backend: MemoryBackend;
   readonly reconciler: Reconciler<InfraDesiredNodeSpec>;
+  readonly lines: LogLine[];
 }
 
 const dirs: string[] = [];
@@ -65,14 +67,14 @@ function setup(hooks: Hooks = {}, now: () => number = Date.now): Setup {
   const dir = mkdtempSync(join(tmpdir(), 'ds-reconciler-'));
   dirs.push(dir);
   const path = join(dir, 'state.db');
-  const { log } = capturingLogger();
+  const { log, lines } = capturingLogger();
   const sqlite = SqliteStateStore.open({ path, lock: false });
   stores.push(sqlite);
   const store = counted(sqlite);
   const backend = new MemoryBackend(memoryConfigSchema.parse({}), { id: 'mem', log });
   const provisioner = new Hooked(new InfraNodeProvisioner({ backends: new Map([['mem', backend]]) }), hooks);
   const reconciler = new Reconciler<InfraDesiredNodeSpec>({ provisioner, store: store.store, log, codec: infraSpecCodec, now });
-  return { path, sqlite, store, backend, reconciler };
+  return { path, sqlite, store, backend, reconciler, lines };
 }
 
 /** Drift reports stored, read through a connection of its own. */
@@ -118,6 +120,10 @@ describe('Reconciler: store writes per pass', () => {
     expect(repair.summary).toMatchObject({ updated: 2, unchanged: 1 });
     expect(s.store.commits()).toBe(2); // drift reports with the pending operations, then the rest
     expect(s.sqlite.listDrift().map((d) => d.node).sort()).toEqual(['a', 'c']);
+    // The same line as the daemon's: one per drifted node, with every field of the report.
+    const drift = s.lines.filter((l) => l.msg === 'drift detected');
+    expect(drift.map((l) => l.node).sort()).toEqual(['a', 'c']);
+    expect(drift[0]).toMatchObject({ backend: 'mem', goal: 'app', action: 'corrected', flapping: false, commit: null, firstSeen: expect.any(String), diffs: [expect.objectContaining({ path: 'content', actual: 'evil' })] });
   });
 
   it('leaves nothing pending, and records every run with its summary and the time it started', async () => {

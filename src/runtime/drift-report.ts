@@ -1,0 +1,26 @@
+import type { Logger } from 'pino';
+import type { DesiredNode, NodeSpec } from './node-spec.ts';
+import type { FieldDiff } from './provisioner.ts';
+import type { DriftReport } from './state-store.ts';
+
+/** The report of one drift occurrence of `node`, detected `at` (epoch ms). */
+export function driftReport<S extends NodeSpec>(
+  node: DesiredNode<S>,
+  diffs: readonly FieldDiff[],
+  at: number,
+  occurrence: { readonly firstSeen: number; readonly flapping: boolean; readonly commit: string | null },
+): DriftReport {
+  const action: DriftReport['action'] = node.settings.selfHeal ? 'corrected' : 'reported';
+  return { goal: node.goal, node: node.id, backendId: node.spec.backendId, diffs, firstSeen: occurrence.firstSeen, detectedAt: at, action, flapping: occurrence.flapping, commit: occurrence.commit };
+}
+
+/**
+ * The stable `drift detected` log line of a report, the same from the daemon
+ * and from a one-shot `apply`: `log` carries the node and backend, the line
+ * the goal, the field diffs (secrets already masked by the backend), when
+ * the occurrence was first seen, the action, whether it flaps, and the goals'
+ * commit.
+ */
+export function logDrift(log: Logger, r: DriftReport): void {
+  log.warn({ goal: r.goal, diffs: r.diffs, firstSeen: new Date(r.firstSeen).toISOString(), action: r.action, flapping: r.flapping, commit: r.commit }, 'drift detected');
+}
