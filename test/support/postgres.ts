@@ -1,4 +1,5 @@
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +26,8 @@ export interface TestPostgres {
   readonly user: string;
   readonly password: string;
   readonly dataDir: string;
+  /** With `tls`: the server's self-signed certificate (PEM). */
+  readonly certificate: string | undefined;
   /** A connected superuser client (maintenance database `postgres` unless named). Close it. */
   client(database?: string): Promise<pg.Client>;
   /** Runs one statement as the superuser on a short-lived connection. */
@@ -50,7 +53,43 @@ export function freePort(): Promise<number> {
   });
 }
 
-export async function startTestPostgres(options: { log?: (line: string) => void } = {}): Promise<TestPostgres> {
+/** Whether `openssl` is on the PATH (to make a test server's certificate). */
+export function hasOpenssl(): boolean {
+  return spawnSync('openssl', ['version']).status === 0;
+}
+
+/**
+ * A self-signed certificate for 127.0.0.1 and its key, in `dir`, readable by
+ * the server: owned by `owner` when given (root starts the server as another
+ * user), the key private to it, as PostgreSQL demands.
+ */
+async function serverCertificate(dir: string, owner: { uid: number; gid: number } | undefined): Promise<{ cert: string; key: string }> {
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  const cert = join(dir, 'server.crt');
+  const key = join(dir, 'server.key');
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=desiredstate test server', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`openssl could not make a test certificate: ${r.stderr}`);
+  await chmod(key, 0o600);
+  await chmod(cert, 0o644);
+  if (owner !== undefined) {
+    await chown(key, owner.uid, owner.gid);
+    await chown(cert, owner.uid, owner.gid);
+  }
+  return { cert, key };
+}
+
+/** The uid and gid of a system user, from `id`. */
+function systemUser(name: string): { uid: number; gid: number } {
+  const id = (flag: string): number => Number(spawnSync('id', [flag, name], { encoding: 'utf8' }).stdout.trim());
+  return { uid: id('-u'), gid: id('-g') };
+}
+
+/**
+ * Starts the server. With `tls`, it also accepts TLS (`ssl = on`) with a
+ * self-signed certificate made by `openssl` (see `hasOpenssl`); its PEM is
+ * `TestPostgres.certificate`.
+ */
+export async function startTestPostgres(options: { log?: (line: string) => void; tls?: boolean } = {}): Promise<TestPostgres> {
   const asRoot = userInfo().uid === 0;
   const base = await mkdtemp(join(tmpdir(), 'desiredstate-pg-'));
   // The server user must reach its data directory inside our temp dir.
@@ -60,6 +99,10 @@ export async function startTestPostgres(options: { log?: (line: string) => void 
   const user = 'postgres';
   const password = 'test-superuser-password';
   const log = options.log ?? (() => undefined);
+  const tlsDir = join(base, 'tls');
+  // A TLS server also logs each connection it accepts, so that tests can count them.
+  const tlsFlags =
+    options.tls === true ? ['-c', 'ssl=on', '-c', `ssl_cert_file=${join(tlsDir, 'server.crt')}`, '-c', `ssl_key_file=${join(tlsDir, 'server.key')}`, '-c', 'log_connections=on'] : [];
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,
@@ -69,11 +112,13 @@ export async function startTestPostgres(options: { log?: (line: string) => void 
     persistent: true,
     createPostgresUser: asRoot,
     initdbFlags: ['--encoding=UTF8'],
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'fsync=off', '-c', 'max_connections=100'],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'fsync=off', '-c', 'max_connections=100', ...tlsFlags],
     onLog: (m: unknown) => log(String(m)),
     onError: (m: unknown) => log(String(m)),
   });
   await server.initialise();
+  // After initialise: as root, that is what creates the server's user.
+  const certificate = options.tls === true ? await readFile((await serverCertificate(tlsDir, asRoot ? systemUser('postgres') : undefined)).cert, 'utf8') : undefined;
   await server.start();
 
   const connect = async (database = 'postgres'): Promise<pg.Client> => {
@@ -90,6 +135,7 @@ export async function startTestPostgres(options: { log?: (line: string) => void 
     user,
     password,
     dataDir,
+    certificate,
     client: connect,
     async sql(text, values, database) {
       const c = await connect(database);

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { resolveSecret } from '../../infra/index.ts';
 import { FaultError } from '../../runtime/index.ts';
 import type { PostgresConfig } from './config.ts';
-import { classifyPgError, sqlState } from './faults.ts';
+import { classifyPgError, refusesTls, sqlState } from './faults.ts';
 import type { Phase } from './faults.ts';
 import type { Statement } from './sql.ts';
 
@@ -56,7 +56,8 @@ export class PgClient {
   private readonly maxPools: number;
   /** Insertion order is recency: a use moves the entry to the end. */
   private readonly pools = new Map<string, pg.Pool>();
-  private ssl: Promise<pg.ClientConfig['ssl']> | undefined;
+  /** `sslmode: prefer` met a server without TLS: plain connections from then on. */
+  private tlsRefused = false;
   private closed = false;
 
   constructor(options: PgClientOptions) {
@@ -115,8 +116,7 @@ export class PgClient {
     try {
       if (this.closed) throw new FaultError({ class: 'transient', message: 'the postgres backend is closed', code: 'closed' });
       if (signal.aborted) throw new AbortError();
-      const pool = await this.pool(options.database ?? this.config.database);
-      const client = await abortable(pool.connect(), signal, (c) => c.release());
+      const client = await this.connect(options.database ?? this.config.database, signal);
       phase = 'query';
       let broken: Error | undefined;
       // A checked-out client has no pool listener: a server shutdown (57P01) or a reset arriving
@@ -143,6 +143,31 @@ export class PgClient {
     }
   }
 
+  /**
+   * A pooled connection to `database`. Under `sslmode: prefer` the first
+   * connection asks for TLS; a server that answers no makes this client
+   * connect in plain from then on, over a new connection (as libpq does,
+   * which can reuse the socket; pg cannot). A server that offers TLS costs
+   * no connection more than one without.
+   */
+  private async connect(database: string, signal: AbortSignal): Promise<pg.PoolClient> {
+    const attempt = async (): Promise<pg.PoolClient> => abortable((await this.pool(database)).connect(), signal, (c) => c.release());
+    try {
+      return await attempt();
+    } catch (err) {
+      if (this.config.sslmode !== 'prefer' || !refusesTls(err)) throw err;
+      if (!this.tlsRefused) {
+        this.tlsRefused = true;
+        // Every pool made so far asks for TLS, and would fail the same way.
+        const stale = [...this.pools.values()];
+        this.pools.clear();
+        for (const p of stale) p.end().catch(() => undefined);
+        this.log.debug({ host: this.config.host, port: this.config.port }, 'the server does not offer TLS; sslmode prefer connects in plain');
+      }
+      return attempt();
+    }
+  }
+
   private async pool(database: string): Promise<pg.Pool> {
     const existing = this.pools.get(database);
     if (existing !== undefined) {
@@ -150,11 +175,10 @@ export class PgClient {
       this.pools.set(database, existing);
       return existing;
     }
-    const ssl = await this.sslConfig();
     const { Pool } = await loadPg();
     const again = this.pools.get(database);
     if (again !== undefined) return again;
-    const pool = new Pool({ ...this.clientConfig(database, ssl), max: this.config.poolSize, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
+    const pool = new Pool({ ...this.clientConfig(database, this.sslOption()), max: this.config.poolSize, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
     pool.on('error', (err) => {
       // An idle connection died (server restart, network). The pool drops it; the next query reconnects.
       this.log.warn({ database, code: (err as { code?: unknown }).code }, 'idle connection lost');
@@ -191,38 +215,17 @@ export class PgClient {
     };
   }
 
-  /** The TLS setting, decided once; `prefer` probes whether the server offers TLS. */
-  private sslConfig(): Promise<pg.ClientConfig['ssl']> {
-    this.ssl ??= this.decideSsl().catch((err: unknown) => {
-      this.ssl = undefined;
-      throw err;
-    });
-    return this.ssl;
-  }
-
-  private async decideSsl(): Promise<pg.ClientConfig['ssl']> {
+  /** What pg is told about TLS, per sslmode (`prefer`: TLS, unverified, until a server refuses it). */
+  private sslOption(): pg.ClientConfig['ssl'] {
     switch (this.config.sslmode) {
       case 'disable':
         return false;
+      case 'prefer':
+        return this.tlsRefused ? false : { rejectUnauthorized: false };
       case 'require':
         return { rejectUnauthorized: false };
       case 'verify-full':
         return { rejectUnauthorized: true, servername: this.config.host };
-      case 'prefer': {
-        const { Client } = await loadPg();
-        const probe = new Client(this.clientConfig(this.config.database, { rejectUnauthorized: false }));
-        probe.on('error', () => undefined);
-        try {
-          await probe.connect();
-          return { rejectUnauthorized: false };
-        } catch (err) {
-          // pg reports a server without TLS only by this message (no code).
-          if (err instanceof Error && /does not support SSL/i.test(err.message)) return false;
-          throw err;
-        } finally {
-          await probe.end().catch(() => undefined);
-        }
-      }
       default:
         return this.config.sslmode satisfies never;
     }

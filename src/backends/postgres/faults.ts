@@ -91,6 +91,11 @@ function errnoOf(err: unknown): string | undefined {
   return undefined;
 }
 
+/** pg's error for a server that answers a TLS request with no (it carries no code, only this message). */
+export function refusesTls(err: unknown): boolean {
+  return err instanceof Error && /does not support SSL/i.test(err.message);
+}
+
 function isTlsError(err: unknown): boolean {
   const code = shape(err).code;
   return typeof code === 'string' && (code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL') || /CERT|SELF_SIGNED/.test(code));
@@ -138,6 +143,10 @@ export function classifyPgError(err: unknown, phase: Phase = 'query', options: {
   }
   if (isTlsError(err)) {
     return fault('permanent', messageOf(err), { code: String(shape(err).code), hint: 'check sslmode and the server certificate' });
+  }
+  if (refusesTls(err)) {
+    // sslmode require or verify-full against a server without TLS: retrying changes nothing.
+    return fault('permanent', messageOf(err), { code: 'tls-not-offered', hint: 'the server does not offer TLS: turn ssl on in the server, or set sslmode to prefer or disable' });
   }
   if (err instanceof Error && !(err instanceof TypeError) && !(err instanceof RangeError) && !(err instanceof SyntaxError)) {
     // pg's own connection errors ("timeout expired", "Connection terminated

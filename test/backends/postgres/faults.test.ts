@@ -38,6 +38,7 @@ describe('classifyPgError', () => {
     { name: 'internal error', err: pgError('XX000'), cls: 'unknown', code: 'XX000' },
     { name: 'unknown SQLSTATE class', err: pgError('HV000'), cls: 'unknown', code: 'HV000' },
     { name: 'TLS certificate rejected', err: Object.assign(new Error('self-signed certificate'), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' }), cls: 'permanent', code: 'DEPTH_ZERO_SELF_SIGNED_CERT' },
+    { name: 'TLS required, server offers none', err: new Error('The server does not support SSL connections'), phase: 'connect' as const, cls: 'permanent', code: 'tls-not-offered' },
     { name: 'missing secret', err: new DesiredStateError(ErrorCodes.SecretUnavailable, 'secret environment variable X is not set'), cls: 'permanent', code: ErrorCodes.SecretUnavailable },
     { name: 'abort', err: Object.assign(new Error('aborted'), { name: 'AbortError' }), cls: 'transient', code: 'aborted' },
     { name: 'a bug of ours', err: new TypeError('x is undefined'), cls: 'unknown', code: undefined },
