@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { resolve } from 'node:path';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { resolveSecret } from '../../infra/index.ts';
@@ -215,6 +218,21 @@ export class PgClient {
     };
   }
 
+  /** `sslRootCert`'s certificate authorities, read at each new pool (a renewed file is picked up). */
+  private trustedAuthorities(): { ca?: string } {
+    const file = this.config.sslRootCert;
+    if (file === undefined) return {};
+    const path = resolve(this.cwd, file);
+    try {
+      return { ca: readFileSync(path, 'utf8') };
+    } catch (err) {
+      throw new FaultError(
+        { class: 'permanent', message: `cannot read sslRootCert ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, code: 'ssl-root-cert', hint: 'check sslRootCert (relative to the working directory)' },
+        { cause: err },
+      );
+    }
+  }
+
   /** What pg is told about TLS, per sslmode (`prefer`: TLS, unverified, until a server refuses it). */
   private sslOption(): pg.ClientConfig['ssl'] {
     switch (this.config.sslmode) {
@@ -225,7 +243,8 @@ export class PgClient {
       case 'require':
         return { rejectUnauthorized: false };
       case 'verify-full':
-        return { rejectUnauthorized: true, servername: this.config.host };
+        // SNI takes a host name, never an address (the certificate's IP SAN is still checked).
+        return { rejectUnauthorized: true, ...(isIP(this.config.host) === 0 ? { servername: this.config.host } : {}), ...this.trustedAuthorities() };
       default:
         return this.config.sslmode satisfies never;
     }

@@ -16,6 +16,13 @@ export const postgresConfigSchema = z.strictObject({
     .enum(SSL_MODES)
     .default('prefer')
     .describe('disable; prefer (TLS when offered, unverified); require (TLS, unverified); verify-full (TLS, certificate and host name verified).'),
+  sslRootCert: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      "With sslmode verify-full: a PEM file of the certificate authorities to trust instead of the system's (libpq's sslrootcert), relative to the working directory.",
+    ),
   connectTimeout: durationOrMsSchema
     .default(5_000)
     .describe('How long to wait for a connection: a duration such as "5s", or milliseconds.'),
@@ -26,6 +33,10 @@ export const postgresConfigSchema = z.strictObject({
     .describe(
       'Wait for each change to be flushed to disk. Off by default: a change lost in a server crash is found absent by the next observe and made again.',
     ),
+}).superRefine((config, ctx) => {
+  if (config.sslRootCert !== undefined && config.sslmode !== 'verify-full') {
+    ctx.addIssue({ code: 'custom', path: ['sslRootCert'], message: `sslRootCert is only used with sslmode: verify-full (sslmode is ${config.sslmode})` });
+  }
 });
 
 export type PostgresConfig = z.output<typeof postgresConfigSchema>;

@@ -1,3 +1,8 @@
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgClient, postgresConfigSchema } from '../../../src/backends/postgres/index.ts';
 import type { SslMode } from '../../../src/backends/postgres/index.ts';
@@ -10,12 +15,14 @@ import { captureLogger } from './helpers.ts';
 const opensslMissing = !hasOpenssl();
 if (opensslMissing) console.warn('\n*** SKIPPED: postgres TLS tests need `openssl` on the PATH (apt-get install openssl; .ci/run installs it) ***\n');
 
+let dir: string;
 let tls: TestPostgres;
 let plain: TestPostgres;
 const tlsLog: string[] = [];
 const open: PgClient[] = [];
 
 beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ds-pg-tls-'));
   if (opensslMissing) return;
   [tls, plain] = await Promise.all([startTestPostgres({ tls: true, log: (l) => tlsLog.push(l) }), startTestPostgres()]);
 }, 120_000);
@@ -23,13 +30,22 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.allSettled(open.map((c) => c.close()));
   await Promise.allSettled([tls?.destroy(), plain?.destroy()]);
+  await rm(dir, { recursive: true, force: true });
 });
 
-function client(server: TestPostgres, sslmode: SslMode): PgClient {
-  const config = postgresConfigSchema.parse({ host: server.host, port: server.port, user: server.user, password: { fromEnv: 'PG_PASSWORD' }, sslmode, connectTimeout: '3s' });
-  const c = new PgClient({ config, env: { PG_PASSWORD: server.password }, cwd: process.cwd(), log: captureLogger().log });
+function client(server: TestPostgres, sslmode: SslMode, extra: Record<string, unknown> = {}): PgClient {
+  const config = postgresConfigSchema.parse({ host: server.host, port: server.port, user: server.user, password: { fromEnv: 'PG_PASSWORD' }, sslmode, connectTimeout: '3s', ...extra });
+  const c = new PgClient({ config, env: { PG_PASSWORD: server.password }, cwd: dir, log: captureLogger().log });
   open.push(c);
   return c;
+}
+
+/** A self-signed certificate of no server here (another authority). */
+function plainCertificate(): string {
+  const out = join(dir, 'other');
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=someone else', '-keyout', `${out}.key`, '-out', `${out}.crt`]);
+  if (r.status !== 0) throw new Error('openssl failed');
+  return readFileSync(`${out}.crt`, 'utf8');
 }
 
 /** Whether the connection the query ran on uses TLS, as the server sees it. */
@@ -71,5 +87,23 @@ describe.skipIf(opensslMissing)('postgres sslmode against real servers, with and
     const err = await usesTls(client(tls, 'verify-full')).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FaultError);
     expect((err as FaultError).fault).toMatchObject({ class: 'permanent', hint: 'check sslmode and the server certificate' });
+  });
+
+  it('verify-full with sslRootCert: trusts the authorities in that file (relative to the working directory), and nothing else', async () => {
+    await writeFile(join(dir, 'server-ca.pem'), tls.certificate!);
+    expect(await usesTls(client(tls, 'verify-full', { sslRootCert: 'server-ca.pem' }))).toBe(true);
+    // Another authority's certificate: refused.
+    await writeFile(join(dir, 'other-ca.pem'), plainCertificate());
+    const other = await usesTls(client(tls, 'verify-full', { sslRootCert: 'other-ca.pem' })).catch((e: unknown) => e);
+    expect((other as FaultError).fault).toMatchObject({ class: 'permanent', hint: 'check sslmode and the server certificate' });
+    // A file that is not there: a permanent fault naming it.
+    const missing = await usesTls(client(tls, 'verify-full', { sslRootCert: 'nope.pem' })).catch((e: unknown) => e);
+    expect((missing as FaultError).fault).toMatchObject({ class: 'permanent', code: 'ssl-root-cert', message: expect.stringContaining(join(dir, 'nope.pem')) });
+  });
+
+  it('sslRootCert with any other sslmode is a configuration error', () => {
+    const r = postgresConfigSchema.safeParse({ host: '127.0.0.1', sslmode: 'require', sslRootCert: 'ca.pem' });
+    expect(r.success).toBe(false);
+    expect(r.error?.issues).toEqual([expect.objectContaining({ path: ['sslRootCert'], message: 'sslRootCert is only used with sslmode: verify-full (sslmode is require)' })]);
   });
 });
