@@ -28,6 +28,8 @@ export interface TestPostgres {
   readonly dataDir: string;
   /** With `tls`: the server's self-signed certificate (PEM). */
   readonly certificate: string | undefined;
+  /** With `socket`: the directory of its Unix socket (a `host` for libpq and pg). */
+  readonly socketDir: string | undefined;
   /** A connected superuser client (maintenance database `postgres` unless named). Close it. */
   client(database?: string): Promise<pg.Client>;
   /** Runs one statement as the superuser on a short-lived connection. */
@@ -87,9 +89,10 @@ function systemUser(name: string): { uid: number; gid: number } {
 /**
  * Starts the server. With `tls`, it also accepts TLS (`ssl = on`) with a
  * self-signed certificate made by `openssl` (see `hasOpenssl`); its PEM is
- * `TestPostgres.certificate`.
+ * `TestPostgres.certificate`. With `socket`, it also listens on a Unix
+ * socket in `TestPostgres.socketDir`.
  */
-export async function startTestPostgres(options: { log?: (line: string) => void; tls?: boolean } = {}): Promise<TestPostgres> {
+export async function startTestPostgres(options: { log?: (line: string) => void; tls?: boolean; socket?: boolean } = {}): Promise<TestPostgres> {
   const asRoot = userInfo().uid === 0;
   const base = await mkdtemp(join(tmpdir(), 'desiredstate-pg-'));
   // The server user must reach its data directory inside our temp dir.
@@ -100,6 +103,7 @@ export async function startTestPostgres(options: { log?: (line: string) => void;
   const password = 'test-superuser-password';
   const log = options.log ?? (() => undefined);
   const tlsDir = join(base, 'tls');
+  const socketDir = options.socket === true ? join(base, 'socket') : undefined;
   // A TLS server also logs each connection it accepts, so that tests can count them.
   const tlsFlags =
     options.tls === true ? ['-c', 'ssl=on', '-c', `ssl_cert_file=${join(tlsDir, 'server.crt')}`, '-c', `ssl_key_file=${join(tlsDir, 'server.key')}`, '-c', 'log_connections=on'] : [];
@@ -112,12 +116,19 @@ export async function startTestPostgres(options: { log?: (line: string) => void;
     persistent: true,
     createPostgresUser: asRoot,
     initdbFlags: ['--encoding=UTF8'],
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'fsync=off', '-c', 'max_connections=100', ...tlsFlags],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${socketDir ?? ''}`, '-c', 'fsync=off', '-c', 'max_connections=100', ...tlsFlags],
     onLog: (m: unknown) => log(String(m)),
     onError: (m: unknown) => log(String(m)),
   });
   await server.initialise();
   // After initialise: as root, that is what creates the server's user.
+  if (socketDir !== undefined) {
+    await mkdir(socketDir, { mode: 0o755 });
+    if (asRoot) {
+      const owner = systemUser('postgres');
+      await chown(socketDir, owner.uid, owner.gid);
+    }
+  }
   const certificate = options.tls === true ? await readFile((await serverCertificate(tlsDir, asRoot ? systemUser('postgres') : undefined)).cert, 'utf8') : undefined;
   await server.start();
 
@@ -136,6 +147,7 @@ export async function startTestPostgres(options: { log?: (line: string) => void;
     password,
     dataDir,
     certificate,
+    socketDir,
     client: connect,
     async sql(text, values, database) {
       const c = await connect(database);

@@ -235,6 +235,8 @@ export class PgClient {
 
   /** What pg is told about TLS, per sslmode (`prefer`: TLS, unverified, until a server refuses it). */
   private sslOption(): pg.ClientConfig['ssl'] {
+    // A Unix socket (a directory as host): sslmode does not apply, as in libpq; the server offers no TLS there.
+    if (this.config.host.startsWith('/')) return false;
     switch (this.config.sslmode) {
       case 'disable':
         return false;

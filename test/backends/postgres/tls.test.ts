@@ -24,7 +24,7 @@ const open: PgClient[] = [];
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ds-pg-tls-'));
   if (opensslMissing) return;
-  [tls, plain] = await Promise.all([startTestPostgres({ tls: true, log: (l) => tlsLog.push(l) }), startTestPostgres()]);
+  [tls, plain] = await Promise.all([startTestPostgres({ tls: true, socket: true, log: (l) => tlsLog.push(l) }), startTestPostgres()]);
 }, 120_000);
 
 afterAll(async () => {
@@ -99,6 +99,16 @@ describe.skipIf(opensslMissing)('postgres sslmode against real servers, with and
     // A file that is not there: a permanent fault naming it.
     const missing = await usesTls(client(tls, 'verify-full', { sslRootCert: 'nope.pem' })).catch((e: unknown) => e);
     expect((missing as FaultError).fault).toMatchObject({ class: 'permanent', code: 'ssl-root-cert', message: expect.stringContaining(join(dir, 'nope.pem')) });
+  });
+
+  it('a Unix socket host: sslmode does not apply (as in libpq), so every mode connects, in plain, on the first connection', async () => {
+    for (const sslmode of ['prefer', 'require', 'verify-full'] as const) {
+      const before = acceptedConnections();
+      const c = client({ ...tls, host: tls.socketDir! } as unknown as TestPostgres, sslmode);
+      const rows = await c.query<{ local: boolean; ssl: boolean }>('SELECT inet_server_addr() IS NULL AS local, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()', [], { signal: AbortSignal.timeout(10_000) });
+      expect(rows[0], sslmode).toEqual({ local: true, ssl: false });
+      expect(acceptedConnections() - before, sslmode).toBe(1);
+    }
   });
 
   it('sslRootCert with any other sslmode is a configuration error', () => {
