@@ -161,10 +161,10 @@ export class PgClient {
       if (this.config.sslmode !== 'prefer' || !refusesTls(err)) throw err;
       if (!this.tlsRefused) {
         this.tlsRefused = true;
-        // Every pool made so far asks for TLS, and would fail the same way.
-        const stale = [...this.pools.values()];
+        // Every pool made so far asks for TLS and holds no connection. They are dropped, not ended:
+        // an ended pool never serves the callers queued in it, while this one fails each of them
+        // the same way, and each comes back here for a plain pool.
         this.pools.clear();
-        for (const p of stale) p.end().catch(() => undefined);
         this.log.debug({ host: this.config.host, port: this.config.port }, 'the server does not offer TLS; sslmode prefer connects in plain');
       }
       return attempt();

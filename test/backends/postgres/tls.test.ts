@@ -72,6 +72,12 @@ describe.skipIf(opensslMissing)('postgres sslmode against real servers, with and
     expect(await usesTls(c)).toBe(false);
   });
 
+  it('prefer: many first queries at once, more than the pool holds, all fall back to plain (none left waiting)', async () => {
+    const c = client(plain, 'prefer', { poolSize: 2 });
+    const results = await Promise.all(Array.from({ length: 12 }, () => usesTls(c)));
+    expect(results).toEqual(Array.from({ length: 12 }, () => false));
+  });
+
   it('require: TLS, whatever the certificate; refused, as a permanent fault, by a server without TLS', async () => {
     expect(await usesTls(client(tls, 'require'))).toBe(true);
     const err = await usesTls(client(plain, 'require')).catch((e: unknown) => e);
