@@ -110,7 +110,7 @@ describe.skipIf(opensslMissing)('postgres sslmode against real servers, with and
   it('a Unix socket host: sslmode does not apply (as in libpq), so every mode connects, in plain, on the first connection', async () => {
     for (const sslmode of ['prefer', 'require', 'verify-full'] as const) {
       const before = acceptedConnections();
-      const c = client({ ...tls, host: tls.socketDir! } as unknown as TestPostgres, sslmode);
+      const c = client(tls, sslmode, { host: tls.socketDir });
       const rows = await c.query<{ local: boolean; ssl: boolean }>('SELECT inet_server_addr() IS NULL AS local, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()', [], { signal: AbortSignal.timeout(10_000) });
       expect(rows[0], sslmode).toEqual({ local: true, ssl: false });
       expect(acceptedConnections() - before, sslmode).toBe(1);
