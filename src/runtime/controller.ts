@@ -8,14 +8,14 @@ import { CircuitBreakers, DEFAULT_CIRCUIT_BREAKER, DEFAULT_FAULT_POLICY, decide 
 import type { CircuitBreakerConfig, FaultPolicy, Rng } from './fault-policy.ts';
 import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredGraph } from './graph.ts';
-import type { DesiredNode, NodeId, NodeSpec } from './node-spec.ts';
+import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.ts';
 import { nextNodeState, nodeSnapshotFor } from './node-machine.ts';
 import type { NodeEventType } from './node-machine.ts';
 import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
-import type { NodeSpecCodec, ProvisionStep } from './reconciler.ts';
+import type { ProvisionStep } from './reconciler.ts';
 import { emptySummary, massDeletionLimit, runSteps, withoutIgnored } from './reconciler.ts';
 import type { NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
-import { carriedRecord, recordSnapshot, removedNode, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, storedDeps, storedGoalDigest, storedSpec } from './node-record.ts';
+import { carriedRecord, recordSnapshot, removedNode, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, storedDeps, storedGoalDigest } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 import { driftReport, logDrift } from './drift-report.ts';
@@ -648,9 +648,7 @@ export class Controller<S extends NodeSpec> {
     const rec: NodeRecord = { ...carriedRecord(node, status, prev, this.o.clock.now()), ...patch };
     const deps = this.graph?.dependencies(node.id) ?? [];
     if (prev !== undefined && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps)) return; // steady state writes nothing
-    const kept = prev === undefined ? undefined : storedSpec(prev);
-    const spec = kept === undefined || prev?.appliedDigest !== rec.appliedDigest ? this.o.codec.encode(node.spec) : kept;
-    this.records.set(node.id, { ...rec, updatedAt: this.o.clock.now(), snapshot: recordSnapshot(node, deps, spec) });
+    this.records.set(node.id, { ...rec, updatedAt: this.o.clock.now(), snapshot: recordSnapshot(node, deps, prev, rec, this.o.codec) });
     this.dirty.add(node.id);
   }
 

@@ -1,6 +1,5 @@
-import type { DesiredNode, NodeSettings, NodeSpec } from './node-spec.ts';
+import type { DesiredNode, NodeSettings, NodeSpec, NodeSpecCodec } from './node-spec.ts';
 import type { ObservationMemo, Outputs } from './provisioner.ts';
-import type { NodeSpecCodec } from './reconciler.ts';
 import type { NodeRecord, NodeStatus } from './state-store.ts';
 
 /**
@@ -83,8 +82,15 @@ export function storedGoalDigest(r: NodeRecord): string | null {
   return snapshotOf(r).goal ?? r.appliedDigest;
 }
 
-/** A record's snapshot for `node` now: its dependencies and goal digest, with `spec` the encoded spec to keep. */
-export function recordSnapshot<S extends NodeSpec>(node: DesiredNode<S>, deps: readonly string[], spec: unknown): RecordSnapshot {
+/**
+ * The snapshot of `rec`, the record `node` is about to get (`prev` the one
+ * it had): its dependencies, the goal digest, and the spec to keep, which
+ * follows the applied digest: the one kept while that does not change (a
+ * failed update leaves the resource as last applied), the goal's otherwise.
+ */
+export function recordSnapshot<S extends NodeSpec>(node: DesiredNode<S>, deps: readonly string[], prev: NodeRecord | undefined, rec: NodeRecord, codec: NodeSpecCodec<S>): RecordSnapshot {
+  const kept = prev === undefined ? undefined : storedSpec(prev);
+  const spec = kept !== undefined && prev?.appliedDigest === rec.appliedDigest ? kept : codec.encode(node.spec);
   return { spec, deps, goal: node.spec.digest };
 }
 

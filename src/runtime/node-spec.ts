@@ -68,3 +68,9 @@ export interface DesiredNode<S extends NodeSpec = NodeSpec> {
   readonly settings: NodeSettings;
   readonly source: SourceLocation;
 }
+
+/** Turns a domain spec into JSON for the state store and back (to delete a node no longer in the goals). */
+export interface NodeSpecCodec<S extends NodeSpec> {
+  encode(spec: S): unknown;
+  decode(json: unknown): S | undefined;
+}

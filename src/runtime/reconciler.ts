@@ -3,7 +3,7 @@ import type { Fault } from './fault.ts';
 import { fault } from './fault.ts';
 import type { DesiredGraph } from './graph.ts';
 import type { NodeGate } from './goal-compiler.ts';
-import type { DesiredNode, NodeId, NodeSpec } from './node-spec.ts';
+import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.ts';
 import type { FieldDiff, NodeProvisioner, Observation, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import type { NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
 import { DeferredWrites } from './deferred-writes.ts';
@@ -11,12 +11,6 @@ import { driftReport, logDrift } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
 import { carriedRecord, recordSnapshot, removedNode, reverseDependencyOrder, sameRecord, sameSnapshot, storedGoalDigest } from './node-record.ts';
-
-/** Turns a domain spec into JSON for the state store and back (to delete a node no longer in the goals). */
-export interface NodeSpecCodec<S extends NodeSpec> {
-  encode(spec: S): unknown;
-  decode(json: unknown): S | undefined;
-}
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -221,7 +215,7 @@ export class Reconciler<S extends NodeSpec> {
       };
       // A node observed as it was recorded writes nothing: a steady pass costs no store write.
       if (prev !== undefined && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps)) return;
-      records.set(node.id, { ...rec, snapshot: recordSnapshot(node, deps, this.codec.encode(node.spec)) });
+      records.set(node.id, { ...rec, snapshot: recordSnapshot(node, deps, prev, rec, this.codec) });
       updates.push(records.get(node.id)!);
     };
 

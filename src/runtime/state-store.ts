@@ -98,11 +98,6 @@ export interface JournalEvent {
   readonly data: Readonly<Record<string, unknown>>;
 }
 
-/**
- * Durable state. Every write is atomic; a pending operation is on disk
- * before the backend is called, so that a crash never leads to a blind
- * second create.
- */
 /** Rows removed by one `pruneHistory`. */
 export interface HistoryPruned {
   readonly operations: number;
@@ -111,6 +106,11 @@ export interface HistoryPruned {
   readonly events: number;
 }
 
+/**
+ * Durable state. Every write is atomic; a pending operation is on disk
+ * before the backend is called, so that a crash never leads to a blind
+ * second create.
+ */
 export interface StateStore {
   getNode(id: NodeId): NodeRecord | undefined;
   listNodes(): NodeRecord[];

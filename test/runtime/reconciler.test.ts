@@ -63,7 +63,7 @@ class Hooked implements NodeProvisioner<InfraDesiredNodeSpec> {
 }
 
 /** A Reconciler over the memory backend and a SQLite store in a temp dir. */
-function setup(hooks: Hooks = {}, now: () => number = Date.now): Setup {
+function setup(hooks: Hooks = {}, now: () => number = Date.now, memory: Record<string, unknown> = {}): Setup {
   const dir = mkdtempSync(join(tmpdir(), 'ds-reconciler-'));
   dirs.push(dir);
   const path = join(dir, 'state.db');
@@ -71,7 +71,7 @@ function setup(hooks: Hooks = {}, now: () => number = Date.now): Setup {
   const sqlite = SqliteStateStore.open({ path, lock: false });
   stores.push(sqlite);
   const store = counted(sqlite);
-  const backend = new MemoryBackend(memoryConfigSchema.parse({}), { id: 'mem', log });
+  const backend = new MemoryBackend(memoryConfigSchema.parse(memory), { id: 'mem', log });
   const provisioner = new Hooked(new InfraNodeProvisioner({ backends: new Map([['mem', backend]]) }), hooks);
   const reconciler = new Reconciler<InfraDesiredNodeSpec>({ provisioner, store: store.store, log, codec: infraSpecCodec, now });
   return { path, sqlite, store, backend, reconciler, lines };
@@ -208,6 +208,19 @@ describe('Reconciler: store writes per pass', () => {
     expect(s.sqlite.getNode('b')).toBeUndefined();
     expect(s.sqlite.getNode('c')).toBeDefined();
     expect(pendingOnDisk(s.path)).toEqual([]);
+  });
+
+  it('keeps, for a later delete, the spec last applied: a failed update leaves it, a successful one replaces it', async () => {
+    const s = setup({}, Date.now, { faults: [{ node: 'b', op: 'update', class: 'permanent', times: 1 }] });
+    await s.reconciler.apply(abc, pass);
+    const specOf = (id: string): unknown => (s.sqlite.getNode(id)!.snapshot as { spec?: { spec?: { content?: unknown } } }).spec?.spec?.content;
+    expect(specOf('b')).toBe('B');
+    const changed = compileYaml(goalYaml(fileNode('a', 'A') + fileNode('b', 'B2', { dependsOn: ['a'] }) + fileNode('c', 'C'))).graph;
+    const failed = await s.reconciler.apply(changed, pass);
+    expect(failed.outcomes.get('b')).toMatchObject({ status: 'failed' });
+    expect(specOf('b')).toBe('B');
+    await s.reconciler.apply(changed, pass);
+    expect(specOf('b')).toBe('B2');
   });
 
   it('a pass cut short by a throw still records the outcome of the calls it made', async () => {

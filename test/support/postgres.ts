@@ -61,16 +61,28 @@ export function hasOpenssl(): boolean {
 }
 
 /**
- * A self-signed certificate for 127.0.0.1 and its key, in `dir`, readable by
+ * A self-signed certificate (`<name>.crt`) and its key (`<name>.key`) in
+ * `dir`, valid two days, for `commonName` and, when given, an IP address
+ * (its subjectAltName); made by `openssl` (see `hasOpenssl`).
+ */
+export function selfSignedCertificate(dir: string, name: string, commonName: string, ip?: string): { cert: string; key: string } {
+  const cert = join(dir, `${name}.crt`);
+  const key = join(dir, `${name}.key`);
+  const san = ip === undefined ? [] : ['-addext', `subjectAltName=IP:${ip}`];
+  const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', `/CN=${commonName}`, ...san, '-keyout', key, '-out', cert];
+  const r = spawnSync('openssl', args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`openssl could not make a test certificate: ${r.stderr}`);
+  return { cert, key };
+}
+
+/**
+ * The server's certificate for 127.0.0.1 and its key, in `dir`, readable by
  * the server: owned by `owner` when given (root starts the server as another
  * user), the key private to it, as PostgreSQL demands.
  */
 async function serverCertificate(dir: string, owner: { uid: number; gid: number } | undefined): Promise<{ cert: string; key: string }> {
   await mkdir(dir, { recursive: true, mode: 0o755 });
-  const cert = join(dir, 'server.crt');
-  const key = join(dir, 'server.key');
-  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=desiredstate test server', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`openssl could not make a test certificate: ${r.stderr}`);
+  const { cert, key } = selfSignedCertificate(dir, 'server', 'desiredstate test server', '127.0.0.1');
   await chmod(key, 0o600);
   await chmod(cert, 0o644);
   if (owner !== undefined) {

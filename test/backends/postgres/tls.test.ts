@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -7,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgClient, postgresConfigSchema } from '../../../src/backends/postgres/index.ts';
 import type { SslMode } from '../../../src/backends/postgres/index.ts';
 import { FaultError } from '../../../src/runtime/index.ts';
-import { hasOpenssl, startTestPostgres } from '../../support/postgres.ts';
+import { hasOpenssl, selfSignedCertificate, startTestPostgres } from '../../support/postgres.ts';
 import type { TestPostgres } from '../../support/postgres.ts';
 import { captureLogger } from './helpers.ts';
 
@@ -38,14 +37,6 @@ function client(server: TestPostgres, sslmode: SslMode, extra: Record<string, un
   const c = new PgClient({ config, env: { PG_PASSWORD: server.password }, cwd: dir, log: captureLogger().log });
   open.push(c);
   return c;
-}
-
-/** A self-signed certificate of no server here (another authority). */
-function plainCertificate(): string {
-  const out = join(dir, 'other');
-  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=someone else', '-keyout', `${out}.key`, '-out', `${out}.crt`]);
-  if (r.status !== 0) throw new Error('openssl failed');
-  return readFileSync(`${out}.crt`, 'utf8');
 }
 
 /** Whether the connection the query ran on uses TLS, as the server sees it. */
@@ -99,7 +90,7 @@ describe.skipIf(opensslMissing)('postgres sslmode against real servers, with and
     await writeFile(join(dir, 'server-ca.pem'), tls.certificate!);
     expect(await usesTls(client(tls, 'verify-full', { sslRootCert: 'server-ca.pem' }))).toBe(true);
     // Another authority's certificate: refused.
-    await writeFile(join(dir, 'other-ca.pem'), plainCertificate());
+    await writeFile(join(dir, 'other-ca.pem'), readFileSync(selfSignedCertificate(dir, 'other', 'someone else').cert, 'utf8'));
     const other = await usesTls(client(tls, 'verify-full', { sslRootCert: 'other-ca.pem' })).catch((e: unknown) => e);
     expect((other as FaultError).fault).toMatchObject({ class: 'permanent', hint: 'check sslmode and the server certificate' });
     // A file that is not there: a permanent fault naming it.
