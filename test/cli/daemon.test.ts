@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cli, localBackend, tempProject } from '../support/cli.ts';
@@ -109,4 +109,57 @@ describe('desiredstate run: the real daemon', () => {
     const driftCmd = await cli(['drift', '--node', 'index', ...p.args], { cwd: p.dir });
     expect(driftCmd.stdout).toContain('index (site, local)  corrected');
   }, 120_000);
+
+  it('notices goal files replaced by a rename (git checkout, sed -i, editors) every time, and a replaced goal directory by polling', async () => {
+    const q = tempProject('ds-daemon-replace-');
+    q.write('backend.yaml', localBackend(q.root));
+    q.write('site.yaml', goal('v0\n'));
+    const file = join(q.root, 'www/index.html');
+    // What `sed -i` and git do: write a new file beside the old one, rename it over.
+    const replace = (dir: string, name: string, text: string): void => {
+      const tmp = join(dir, `.${name}.tmp`);
+      writeFileSync(tmp, text);
+      renameSync(tmp, join(dir, name));
+    };
+    try {
+      const d = new Daemon(['--listen', '127.0.0.1:0', '--interval', '60s', '--debounce', '50ms', ...q.args], { cwd: q.dir });
+      daemons.push(d);
+      await d.port();
+      await eventually(() => existsSync(file) && readFileSync(file, 'utf8') === 'v0\n', 20_000, 'converged');
+      for (const v of ['v1', 'v2', 'v3']) {
+        const mark = d.lines.length;
+        replace(q.goals, 'site.yaml', goal(`${v}\n`));
+        await d.waitFor((l) => l.msg === 'goals loaded' && l.reason === 'goals changed', 4_000, mark);
+        await eventually(() => readFileSync(file, 'utf8') === `${v}\n`, 5_000, `${v} applied`);
+      }
+
+      // A new subdirectory, and a goal file renamed into it.
+      let mark = d.lines.length;
+      mkdirSync(join(q.goals, 'more'));
+      replace(join(q.goals, 'more'), 'extra.yaml', extra);
+      await d.waitFor((l) => l.msg === 'goals loaded' && l.reason === 'goals changed', 4_000, mark);
+      await eventually(() => existsSync(join(q.root, 'www/robots.txt')), 5_000, 'robots.txt created');
+
+      // The whole directory swapped for another (a deploy tool's symlink flip or rename): the old
+      // directory's watch sees nothing of the new one; the poll does.
+      mark = d.lines.length;
+      const next = `${q.goals}.next`;
+      cpSync(q.goals, next, { recursive: true });
+      writeFileSync(join(next, 'site.yaml'), goal('v4\n'));
+      renameSync(q.goals, `${q.goals}.old`);
+      renameSync(next, q.goals);
+      await d.waitFor((l) => l.msg === 'goals loaded' && l.reason === 'goals changed', 15_000, mark);
+      await eventually(() => readFileSync(file, 'utf8') === 'v4\n', 5_000, 'v4 applied');
+      // Events on files that are not goal files reload nothing.
+      mark = d.lines.length;
+      writeFileSync(join(q.goals, 'notes.txt'), 'hello');
+      await new Promise((r) => setTimeout(r, 500));
+      expect(d.lines.slice(mark).filter((l) => l.msg === 'goals loaded')).toEqual([]);
+
+      d.kill('SIGTERM');
+      expect(await d.exited).toEqual({ code: 0, signal: null });
+    } finally {
+      rmSync(q.dir, { recursive: true, force: true });
+    }
+  }, 90_000);
 });

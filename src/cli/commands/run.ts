@@ -1,7 +1,6 @@
-import { existsSync, watch } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { FSWatcher } from 'node:fs';
-import { Controller, displayPath, formatDiagnostic, parseDuration, shownRecord } from '../../runtime/index.ts';
+import { Controller, displayPath, errorMessage, formatDiagnostic, parseDuration, shownRecord } from '../../runtime/index.ts';
 import type { CircuitBreakerConfig, DesiredNode, FaultPolicy, NodeId } from '../../runtime/index.ts';
 import { infraSpecCodec, InfraNodeProvisioner } from '../../infra/index.ts';
 import type { InfraBackend, InfraDesiredNodeSpec } from '../../infra/index.ts';
@@ -10,6 +9,7 @@ import { compileGoals, openStore, printDiagnostics, pruneHistory, registry, requ
 import { loadFaultPolicyFile } from '../fault-policy-file.ts';
 import type { CliContext } from '../context.ts';
 import { goalsCommit } from '../git.ts';
+import { goalTreeFingerprint, watchGoalTree } from '../goal-watch.ts';
 import { EXIT, UsageError } from '../usage.ts';
 
 export interface RunOptions {
@@ -26,6 +26,9 @@ export interface RunOptions {
 
 /** How often the daemon forgets history older than `--history`. */
 const PRUNE_EVERY_MS = 60 * 60_000;
+
+/** How often the goal tree's file stats are compared, in case a change event was missed. */
+const GOAL_POLL_MS = 5_000;
 
 /**
  * The daemon: continuous reconciliation until SIGTERM/SIGINT (exit 0).
@@ -75,10 +78,16 @@ export async function run(ctx: CliContext, options: RunOptions): Promise<number>
   });
 
   let loading: Promise<void> = Promise.resolve();
-  const reload = (why: string): Promise<void> => {
+  /** `changed`: the goal watch saw the files change (it has taken their fingerprint); otherwise take it here, before reading. */
+  const reload = (why: 'start' | 'SIGHUP' | 'goals changed'): Promise<void> => {
     loading = loading.then(async () => {
+      if (why !== 'goals changed') goalWatch.accept(await goalTreeFingerprint(ctx.goalsDir));
+      const commit = await goalsCommit(ctx.goalsDir);
       const loaded = await compileGoals(ctx).catch((err: unknown) => {
-        log.error({ err }, 'goals cannot be read');
+        // A missing or unreadable goal directory is a rejected revision like any other: nothing changes.
+        const message = errorMessage(err);
+        log.error({ text: message, commit, reason: why }, 'goals cannot be read; the last good graph keeps running');
+        controller.rejectRevision([message]);
         return undefined;
       });
       if (loaded === undefined) return;
@@ -86,7 +95,7 @@ export async function run(ctx: CliContext, options: RunOptions): Promise<number>
       if (graph === undefined) {
         const lines = diagnostics.map(formatDiagnostic);
         for (const d of diagnostics) log.error({ file: d.file, line: d.line, col: d.col, code: d.code, severity: d.severity, text: d.message }, 'goal error');
-        log.error({ errors: diagnostics.filter((d) => d.severity === 'error').length, reason: why }, 'goal revision rejected; the last good graph keeps running');
+        log.error({ errors: diagnostics.filter((d) => d.severity === 'error').length, commit, reason: why }, 'goal revision rejected; the last good graph keeps running');
         controller.rejectRevision(lines);
         return;
       }
@@ -100,13 +109,19 @@ export async function run(ctx: CliContext, options: RunOptions): Promise<number>
         backendKey = key;
         await Promise.allSettled([...old.values()].map((b) => b.close()));
       }
-      const commit = await goalsCommit(ctx.goalsDir);
       await controller.setGraph(graph, { gates, commit });
       log.info({ nodes: graph.size, commit, reason: why }, 'goals loaded');
     });
     return loading;
   };
 
+  // Goal files: watch the tree, debounce, reload; a change re-plans only what changed.
+  const goalWatch = watchGoalTree(ctx.goalsDir, {
+    pollMs: GOAL_POLL_MS,
+    debounceMs,
+    onChange: () => void reload('goals changed'),
+    onError: (err) => log.warn({ text: errorMessage(err) }, 'cannot watch a goal directory; changes there are noticed by polling'),
+  });
   await reload('start');
   controller.start();
   pruneHistory(ctx, store, options.history);
@@ -122,27 +137,13 @@ export async function run(ctx: CliContext, options: RunOptions): Promise<number>
   // `desiredstate retry` finds the running daemon here and asks it to release the node at once.
   store.setMeta('daemon.listen', address);
 
-  // Goal files: watch the directory, debounce, reload; a change re-plans only what changed.
-  let debounce: NodeJS.Timeout | undefined;
-  let goalsWatcher: FSWatcher | undefined;
-  try {
-    goalsWatcher = watch(ctx.goalsDir, { recursive: true }, (_event, file) => {
-      if (file !== null && !/\.ya?ml$/i.test(String(file))) return;
-      clearTimeout(debounce);
-      debounce = setTimeout(() => void reload('goals changed'), debounceMs);
-    });
-  } catch (err) {
-    log.warn({ err }, 'cannot watch the goal directory; send SIGHUP to reload');
-  }
-
   return new Promise<number>((resolve) => {
     const onHup = (): void => void reload('SIGHUP');
     const shutdown = (signal: string): void => {
       log.info({ signal }, 'shutting down');
       process.off('SIGHUP', onHup);
-      clearTimeout(debounce);
       clearInterval(pruning);
-      goalsWatcher?.close();
+      goalWatch.close();
       http.server.close();
       http.server.closeAllConnections();
       void (async () => {
