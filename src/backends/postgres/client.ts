@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { resolveSecret } from '../../infra/index.ts';
 import { FaultError } from '../../runtime/index.ts';
 import type { PostgresConfig } from './config.ts';
-import { classifyPgError, refusesTls, sqlState } from './faults.ts';
+import { classifyPgError, refusesTls, serverAddress, sqlState } from './faults.ts';
 import type { Phase } from './faults.ts';
 import type { Statement } from './sql.ts';
 
@@ -69,6 +69,11 @@ export class PgClient {
     this.cwd = options.cwd;
     this.log = options.log;
     this.maxPools = options.maxDatabasePools ?? MAX_DATABASE_POOLS;
+  }
+
+  /** Where this client connects (`host:port`, or the Unix socket file), as faults name it. */
+  get address(): string {
+    return serverAddress(this.config.host, this.config.port);
   }
 
   /** The database roles and databases are managed through. */
@@ -142,7 +147,7 @@ export class PgClient {
       }
     } catch (err) {
       if (err instanceof FaultError) throw err;
-      throw new FaultError(classifyPgError(err, phase, { redact: sensitive }), { cause: sensitive ? undefined : err });
+      throw new FaultError(classifyPgError(err, phase, { redact: sensitive, server: this.address }), { cause: sensitive ? undefined : err });
     }
   }
 

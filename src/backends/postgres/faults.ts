@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { DesiredStateError, ErrorCodes, fault, FaultError } from '../../runtime/index.ts';
 import type { Fault } from '../../runtime/index.ts';
 import { UnsafeSqlValueError } from './sql.ts';
@@ -86,6 +87,8 @@ export function sqlState(err: unknown): string | undefined {
 function errnoOf(err: unknown): string | undefined {
   const s = shape(err);
   if (typeof s.code === 'string' && SOCKET_ERRNOS.has(s.code)) return s.code;
+  // A Unix socket that is not there (no server, or a wrong directory or port) or not ours to open.
+  if ((s.code === 'ENOENT' || s.code === 'EACCES') && (err as { syscall?: unknown }).syscall === 'connect') return s.code;
   // Connecting to "localhost" tries each address and fails with an AggregateError.
   if (Array.isArray(s.errors)) for (const e of s.errors) if (errnoOf(e) !== undefined) return errnoOf(e);
   return undefined;
@@ -116,10 +119,29 @@ function messageOf(err: unknown): string {
 export type Phase = 'connect' | 'query';
 
 /**
- * The fault for anything thrown by pg, a socket, or our own code. `redact`
- * replaces the server's message where it could quote a sensitive statement.
+ * Where a client connects, as an operator would look it up: `host:port`
+ * (`[addr]:port` for IPv6), or the socket file for a Unix socket directory
+ * (`/run/postgresql/.s.PGSQL.5432`, as libpq names it).
  */
-export function classifyPgError(err: unknown, phase: Phase = 'query', options: { redact?: boolean } = {}): Fault {
+export function serverAddress(host: string, port: number): string {
+  if (host.startsWith('/')) return `${host.replace(/\/+$/, '')}/.s.PGSQL.${port}`;
+  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export interface ClassifyOptions {
+  /** Replace the server's message where it could quote a sensitive statement. */
+  readonly redact?: boolean | undefined;
+  /** The server's address (`serverAddress`), named in connection-level faults. */
+  readonly server?: string | undefined;
+}
+
+/**
+ * The fault for anything thrown by pg, a socket, or our own code.
+ * Connection-level faults (socket errors, TLS, pg's own connection errors)
+ * name the server when `options.server` is given: a refused port or an
+ * unknown host is only actionable with the address that was tried.
+ */
+export function classifyPgError(err: unknown, phase: Phase = 'query', options: ClassifyOptions = {}): Fault {
   if (err instanceof FaultError) return err.fault;
   if (err instanceof DesiredStateError && err.code === ErrorCodes.SecretUnavailable) {
     return fault('permanent', err.message, { code: err.code, hint: 'provide the secret (environment variable or file) named by the reference' });
@@ -137,21 +159,22 @@ export function classifyPgError(err: unknown, phase: Phase = 'query', options: {
       ...(entry.retryAfterMs === undefined ? {} : { retryAfterMs: entry.retryAfterMs }),
     });
   }
+  const server = options.server === undefined ? 'the PostgreSQL server' : `the PostgreSQL server at ${options.server}`;
   const errno = errnoOf(err);
   if (errno !== undefined) {
-    return fault('transient', `cannot reach the server (${errno})`, { code: errno, hint: 'check host and port, and that the server is running' });
+    return fault('transient', `cannot reach ${server} (${errno})`, { code: errno, hint: 'check host and port, and that the server is running' });
   }
   if (isTlsError(err)) {
-    return fault('permanent', messageOf(err), { code: String(shape(err).code), hint: 'check sslmode and the server certificate' });
+    return fault('permanent', `TLS with ${server} failed: ${messageOf(err)}`, { code: String(shape(err).code), hint: 'check sslmode and the server certificate' });
   }
   if (refusesTls(err)) {
     // sslmode require or verify-full against a server without TLS: retrying changes nothing.
-    return fault('permanent', messageOf(err), { code: 'tls-not-offered', hint: 'the server does not offer TLS: turn ssl on in the server, or set sslmode to prefer or disable' });
+    return fault('permanent', `${server}: ${messageOf(err)}`, { code: 'tls-not-offered', hint: 'the server does not offer TLS: turn ssl on in the server, or set sslmode to prefer or disable' });
   }
   if (err instanceof Error && !(err instanceof TypeError) && !(err instanceof RangeError) && !(err instanceof SyntaxError)) {
     // pg's own connection errors ("timeout expired", "Connection terminated
     // unexpectedly") carry no code; they are connection failures.
-    return fault('transient', phase === 'connect' ? `cannot connect: ${messageOf(err)}` : `connection lost: ${messageOf(err)}`, {
+    return fault('transient', phase === 'connect' ? `cannot connect to ${server}: ${messageOf(err)}` : `connection to ${server} lost: ${messageOf(err)}`, {
       code: phase === 'connect' ? 'connect-failed' : 'connection-lost',
     });
   }
