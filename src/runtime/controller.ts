@@ -18,7 +18,7 @@ import type { NodeRecord, NodeStatus, RunSummary, StateStore } from './state-sto
 import { carriedRecord, recordSnapshot, removedNode, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, storedDeps, storedGoalDigest } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
-import { driftReport, logDrift } from './drift-report.ts';
+import { driftReport, logDrift, MISSING_RESOURCE } from './drift-report.ts';
 
 /** Watches what the nodes manage; calls `onChange` with the ids whose resources changed. Returns a stop function. */
 export type ChangeWatcher<S extends NodeSpec> = (nodes: readonly DesiredNode<S>[], onChange: (ids: readonly NodeId[]) => void) => () => void;
@@ -373,9 +373,23 @@ export class Controller<S extends NodeSpec> {
     if (this.records.get(node.id)?.status === 'failed') this.transition(node, 'RETRY_DUE', {});
     this.transition(node, 'OBSERVE', {});
     switch (obs.status) {
-      case 'absent':
+      case 'absent': {
+        if (rec?.appliedDigest !== node.spec.digest) {
+          this.transition(node, 'OBSERVED_ABSENT', {});
+          return { node, op: 'create', diffs: [] };
+        }
+        // Applied at this spec and gone: deleted out of band.
+        const diffs = [MISSING_RESOURCE];
+        const memory = this.noteDrift(node, diffs, log);
+        const wait = this.uncorrected(node, memory, diffs);
+        if (wait !== undefined) {
+          this.transition(node, 'OBSERVED_DRIFTED', {});
+          this.put(node, 'drifted', { reason: `resource missing; ${wait}`, managed: true });
+          return undefined;
+        }
         this.transition(node, 'OBSERVED_ABSENT', {});
-        return { node, op: 'create', diffs: [] };
+        return { node, op: 'create', diffs };
+      }
       case 'upToDate':
         this.adoptPending(node.id);
         this.breakers.for(node.spec.backendId).recordSuccess();
@@ -399,20 +413,11 @@ export class Controller<S extends NodeSpec> {
           return { node, op: 'update', diffs };
         }
         const memory = this.noteDrift(node, diffs, log);
-        if (!node.settings.selfHeal) {
-          this.summary.drifted++;
-          this.put(node, 'drifted', { reason: 'drift reported (selfHeal: false)', managed: true });
-          this.scheduleNext(node);
+        const wait = this.uncorrected(node, memory, diffs);
+        if (wait !== undefined) {
+          this.put(node, 'drifted', { reason: wait, managed: true });
           return undefined;
         }
-        const now = this.o.clock.now();
-        if (memory.correctAfter > now) {
-          // Flapping: correct with a growing backoff, never in a hot loop.
-          this.put(node, 'drifted', { reason: `flapping drift; next correction in ${Math.ceil((memory.correctAfter - now) / 1000)}s` });
-          this.queue.addAfter(node.id, memory.correctAfter - now);
-          return undefined;
-        }
-        for (const d of diffs) memory.corrected.set(d.path, now);
         this.transition(node, 'UPDATE', {});
         return { node, op: 'update', diffs };
       }
@@ -431,6 +436,26 @@ export class Controller<S extends NodeSpec> {
       default:
         return assertNever(obs, 'observation');
     }
+  }
+
+  /**
+   * Whether a drift just noted is left uncorrected for now, and why (undefined: correct it
+   * now; the correction time is remembered for flap detection). Under `selfHeal: false` it
+   * is only reported and looked at again next interval; flapping drift waits for its backoff.
+   */
+  private uncorrected(node: DesiredNode<S>, memory: DriftMemory, diffs: readonly FieldDiff[]): string | undefined {
+    if (!node.settings.selfHeal) {
+      this.scheduleNext(node);
+      return 'drift reported (selfHeal: false)';
+    }
+    const now = this.o.clock.now();
+    if (memory.correctAfter > now) {
+      // Flapping: correct with a growing backoff, never in a hot loop.
+      this.queue.addAfter(node.id, memory.correctAfter - now);
+      return `flapping drift; next correction in ${Math.ceil((memory.correctAfter - now) / 1000)}s`;
+    }
+    for (const d of diffs) memory.corrected.set(d.path, now);
+    return undefined;
   }
 
   /** Ready, applied at this digest, same outputs and memo, nothing pending or remembered: observing it changed nothing. */
@@ -562,6 +587,7 @@ export class Controller<S extends NodeSpec> {
     memory.lastKey = key;
     const flapping = memory.flapping;
     const report = driftReport(node, diffs, now, { firstSeen: memory.firstSeen, flapping, commit: this.commit });
+    this.summary.drifted++;
     this.deferred.defer(() => this.o.store.recordDrift(report));
     logDrift(log, report);
     return memory;

@@ -3,6 +3,14 @@ import type { DesiredNode, NodeSpec } from './node-spec.ts';
 import type { FieldDiff } from './provisioner.ts';
 import type { DriftReport } from './state-store.ts';
 
+/**
+ * The one field diff of a resource that was applied at the node's current
+ * spec and is gone: deleted out of band. It is drift like any other (a
+ * report, then a re-create, or only the report under `selfHeal: false`),
+ * not a first create. `ignoreFields` does not apply to it.
+ */
+export const MISSING_RESOURCE: FieldDiff = { path: 'exists', desired: true, actual: false };
+
 /** The report of one drift occurrence of `node`, detected `at` (epoch ms). */
 export function driftReport<S extends NodeSpec>(
   node: DesiredNode<S>,

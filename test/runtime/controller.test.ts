@@ -163,6 +163,53 @@ describe('Controller: drift', () => {
     expect(h.lines.filter((l) => l.msg === 'drift detected' && l.flapping === true).length).toBeGreaterThan(0);
   });
 
+  it('a resource deleted out of band is drift: reported (`exists: true → false`), stored, counted, then re-created', async () => {
+    const h = await converged();
+    h.calls.reset();
+    expect(h.backend.remove('a')).toBe(true);
+    await h.advance(2 * MIN, 10_000);
+    const lines = h.lines.filter((l) => l.msg === 'drift detected');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ node: 'a', action: 'corrected', flapping: false, diffs: [{ path: 'exists', desired: true, actual: false }] });
+    expect(h.store.listDrift({ node: 'a' })).toEqual([expect.objectContaining({ action: 'corrected', diffs: [{ path: 'exists', desired: true, actual: false }] })]);
+    expect(h.calls.created).toEqual(['a']);
+    expect(contentOf(h, 'a')).toBe('A');
+    expect(statusOf(h, 'a')).toBe('ready');
+    // The daemon's run (finished when it stops) counts the drift it found, corrections included.
+    await h.controller.stop(1000);
+    expect(h.store.listRuns(10).at(-1)?.summary).toMatchObject({ drifted: 1 });
+  });
+
+  it('selfHeal: false: a resource deleted out of band is reported once and never re-created', async () => {
+    const h = await converged(goalYaml(fileNode('a', 'A'), { selfHeal: false }));
+    h.calls.reset();
+    h.backend.remove('a');
+    await h.advance(10 * MIN, 30_000);
+    expect(h.calls.created).toEqual([]);
+    expect(h.backend.snapshot().has('a')).toBe(false);
+    expect(statusOf(h, 'a')).toBe('drifted');
+    expect(h.store.getNode('a')?.reason).toContain('resource missing');
+    const reports = h.store.listDrift({ node: 'a' });
+    expect(reports).toHaveLength(1);
+    expect(reports[0]).toMatchObject({ action: 'reported', diffs: [{ path: 'exists', desired: true, actual: false }] });
+    // Put back by hand: the occurrence is over, the node is ready again.
+    h.backend.preload([h.controller.currentGraph!.get('a')!]);
+    await h.advance(2 * MIN, 30_000);
+    expect(statusOf(h, 'a')).toBe('ready');
+  });
+
+  it('a resource deleted again and again is flapping drift: re-created with a growing delay', async () => {
+    const h = await converged(goalYaml(fileNode('a', 'A')));
+    h.calls.reset();
+    for (let s = 0; s < 300; s++) {
+      h.backend.remove('a');
+      await h.advance(1000, 1000);
+    }
+    expect(h.calls.created.length).toBeLessThanOrEqual(10);
+    expect(h.calls.created.length).toBeGreaterThanOrEqual(3);
+    expect(h.store.listDrift({ node: 'a' }).slice(1).every((r) => r.flapping)).toBe(true);
+  });
+
   it('a drift put back by hand and repeated later is reported again', async () => {
     const h = await converged(goalYaml(fileNode('a', 'A'), { selfHeal: false }));
     h.backend.tamper('a', { content: 'x' });
