@@ -27,8 +27,10 @@ export function formatPlan(entries: readonly PlanEntry[], options: { showUnchang
     switch (p.action) {
       case 'create':
       case 'none':
-      case 'delete':
         lines.push(head);
+        break;
+      case 'delete':
+        lines.push(p.refused === undefined ? head : `${head} refused: ${p.refused}`);
         break;
       case 'update':
         lines.push(head);

@@ -7,7 +7,7 @@ import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.t
 import type { FieldDiff, NodeProvisioner, Observation, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import type { NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
 import { DeferredWrites } from './deferred-writes.ts';
-import { driftReport, logDrift } from './drift-report.ts';
+import { driftReport, logDrift, MISSING_RESOURCE } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
 import { carriedRecord, recordSnapshot, removedNode, reverseDependencyOrder, sameRecord, sameSnapshot, storedGoalDigest } from './node-record.ts';
@@ -18,7 +18,8 @@ export type PlannedAction =
   | { readonly action: 'update'; readonly diffs: readonly FieldDiff[] }
   | { readonly action: 'drift'; readonly diffs: readonly FieldDiff[]; readonly correct: boolean }
   | { readonly action: 'none' }
-  | { readonly action: 'delete' }
+  /** `refused`: over the mass-deletion limit, so `apply` refuses it (without --allow-mass-deletion). */
+  | { readonly action: 'delete'; readonly refused?: string }
   | { readonly action: 'blocked'; readonly reason: string }
   | { readonly action: 'held'; readonly reason: string }
   | { readonly action: 'error'; readonly fault: Fault };
@@ -113,29 +114,42 @@ export class Reconciler<S extends NodeSpec> {
     const byId = new Map(stored.map((r) => [r.id, r]));
     for (const r of stored) if (r.outputs !== null) outputs.set(r.id, r.outputs);
     const willChange = new Set<NodeId>();
+    // As in `apply`: what a blocked, held or failing node's dependents get is `blocked`, without observing them.
+    const notReady = new Set<NodeId>();
     for (const level of levels(graph)) {
-      const observable = level.filter((n) => !options.gates?.has(n.id));
-      const observed = await this.provisioner.observe(observable, this.context(options.signal, outputs, byId));
+      const observable: DesiredNode<S>[] = [];
       for (const node of level) {
+        const entry = (planned: Extract<PlannedAction, { action: 'blocked' | 'held' }>): void => {
+          entries.set(node.id, { id: node.id, type: node.spec.type, backendId: node.spec.backendId, goal: node.goal, planned });
+          notReady.add(node.id);
+        };
         const gate = options.gates?.get(node.id);
+        const record = byId.get(node.id);
+        const badDep = graph.dependencies(node.id).find((d) => notReady.has(d));
+        if (gate !== undefined) entry({ action: 'blocked', reason: gate.reason });
+        else if (record !== undefined && heldForGoal(record, node)) entry({ action: 'held', reason: record.reason ?? 'held by the fault policy' });
+        else if (badDep !== undefined) entry({ action: 'blocked', reason: `dependency ${badDep} is not ready` });
+        else observable.push(node);
+      }
+      const observed = await this.provisioner.observe(observable, this.context(options.signal, outputs, byId));
+      for (const node of observable) {
         const entry = (planned: PlannedAction): void => {
           entries.set(node.id, { id: node.id, type: node.spec.type, backendId: node.spec.backendId, goal: node.goal, planned });
+          if (planned.action === 'error' || planned.action === 'held') notReady.add(node.id);
         };
-        if (gate !== undefined) {
-          entry({ action: 'blocked', reason: gate.reason });
-          continue;
-        }
         const record = byId.get(node.id);
-        if (record?.status === 'held' && record.appliedDigest === node.spec.digest) {
-          entry({ action: 'held', reason: record.reason ?? 'held by the fault policy' });
-          continue;
-        }
         const obs = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
         const depsChanging = graph.dependencies(node.id).some((d) => willChange.has(d));
         switch (obs.status) {
           case 'absent':
-            willChange.add(node.id);
-            entry({ action: 'create' });
+            if (record?.appliedDigest === node.spec.digest) {
+              // Applied at this spec and gone: deleted out of band, drift like any other.
+              if (node.settings.selfHeal) willChange.add(node.id);
+              entry({ action: 'drift', diffs: [MISSING_RESOURCE], correct: node.settings.selfHeal });
+            } else {
+              willChange.add(node.id);
+              entry({ action: 'create' });
+            }
             break;
           case 'upToDate':
             outputs.set(node.id, obs.outputs);
@@ -171,6 +185,11 @@ export class Reconciler<S extends NodeSpec> {
     }
     const deletions = this.deletions(graph, stored, options);
     for (const r of deletions.toDelete) entries.set(r.id, { id: r.id, type: r.type, backendId: r.backendId, goal: r.goal, planned: { action: 'delete' } });
+    const refused = deletions.refused;
+    if (refused !== undefined) {
+      const why = `mass deletion: ${refused.count} nodes removed from the goals, over the limit of ${refused.limit}; apply refuses without --allow-mass-deletion`;
+      for (const r of refused.nodes) entries.set(r.id, { id: r.id, type: r.type, backendId: r.backendId, goal: r.goal, planned: { action: 'delete', refused: why } });
+    }
     return [...entries.values()];
   }
 
@@ -219,6 +238,15 @@ export class Reconciler<S extends NodeSpec> {
       updates.push(records.get(node.id)!);
     };
 
+    let drifts = 0;
+    const reportDrift = (node: DesiredNode<S>, diffs: readonly FieldDiff[], log: Logger): void => {
+      const now = this.now();
+      const report = driftReport(node, diffs, now, { firstSeen: now, flapping: false, commit: options.commit ?? null });
+      drifts++;
+      deferred.defer(() => this.store.recordDrift(report));
+      logDrift(log, report);
+    };
+
     try {
       for (const level of levels(graph)) {
         if (options.signal.aborted) break;
@@ -231,8 +259,7 @@ export class Reconciler<S extends NodeSpec> {
             continue;
           }
           const prev = records.get(node.id);
-          // Held by a fault (by the daemon, or an indeterminate observation) for this very goal: only a goal change or `retry` releases it.
-          if (prev?.status === 'held' && storedGoalDigest(prev) === node.spec.digest && prev.lastFault !== null) {
+          if (prev !== undefined && heldForGoal(prev, node)) {
             outcomes.set(node.id, { status: 'held', reason: prev.reason ?? 'held' });
             continue;
           }
@@ -256,10 +283,23 @@ export class Reconciler<S extends NodeSpec> {
           // Only the drift, indeterminate and failed cases log: no child logger for every ready node.
           const log = (): Logger => this.log.child({ node: node.id, backend: node.spec.backendId });
           switch (obs.status) {
-            case 'absent':
+            case 'absent': {
               if (pendingCreate !== undefined) deferred.finish(pendingCreate, 'abandoned', 'observed absent after an interrupted create');
-              steps.push({ node, op: 'create', diffs: [] });
+              if (prev?.appliedDigest !== node.spec.digest) {
+                steps.push({ node, op: 'create', diffs: [] });
+                break;
+              }
+              // Applied at this spec and gone: deleted out of band.
+              const diffs = [MISSING_RESOURCE];
+              reportDrift(node, diffs, log());
+              if (!node.settings.selfHeal) {
+                outcomes.set(node.id, { status: 'drift-reported', diffs });
+                put(node, 'drifted', { managed: true, reason: 'resource missing; drift reported (selfHeal: false)' });
+                break;
+              }
+              steps.push({ node, op: 'create', diffs });
               break;
+            }
             case 'upToDate':
               if (pendingCreate !== undefined) deferred.finish(pendingCreate, 'adopted', 'found after an interrupted create');
               outputs.set(node.id, obs.outputs);
@@ -276,12 +316,7 @@ export class Reconciler<S extends NodeSpec> {
                 break;
               }
               const isDrift = prev !== undefined && prev.appliedDigest === node.spec.digest;
-              if (isDrift) {
-                const now = this.now();
-                const report = driftReport(node, diffs, now, { firstSeen: now, flapping: false, commit: options.commit ?? null });
-                deferred.defer(() => this.store.recordDrift(report));
-                logDrift(log(), report);
-              }
+              if (isDrift) reportDrift(node, diffs, log());
               if (isDrift && !node.settings.selfHeal) {
                 outcomes.set(node.id, { status: 'drift-reported', diffs });
                 put(node, 'drifted', { managed: true, outputs: obs.outputs, memo: obs.memo ?? null, reason: 'drift reported (selfHeal: false)' });
@@ -332,7 +367,7 @@ export class Reconciler<S extends NodeSpec> {
         this.log.info({ node: r.id }, 'node orphaned: removed from the goals, resource left untouched');
       }
 
-      const summary = summarise(outcomes);
+      const summary = { ...summarise(outcomes), drifted: drifts };
       const id = deferred.commit(() => {
         this.store.removeNodes([...deleted, ...deletions.toOrphan.map((r) => r.id)]);
         this.store.putNodes(updates);
@@ -340,7 +375,7 @@ export class Reconciler<S extends NodeSpec> {
         this.store.finishRun(id, summary);
         return id;
       });
-      return { runId: id, outcomes, summary, refusedDeletions: refused };
+      return { runId: id, outcomes, summary, refusedDeletions: refused === undefined ? undefined : { count: refused.count, limit: refused.limit } };
     } finally {
       // A pass cut short by a throw still records the outcomes of the calls it made (and never hides the throw).
       if (deferred.size > 0) {
@@ -362,7 +397,7 @@ export class Reconciler<S extends NodeSpec> {
     graph: DesiredGraph<S>,
     stored: readonly NodeRecord[],
     options: PassOptions,
-  ): { toDelete: NodeRecord[]; toOrphan: NodeRecord[]; refused?: { count: number; limit: number } } {
+  ): { toDelete: NodeRecord[]; toOrphan: NodeRecord[]; refused?: { count: number; limit: number; nodes: NodeRecord[] } } {
     // An empty goal set never deletes anything: it is far more likely a mistake than an intent.
     if (graph.size === 0) return { toDelete: [], toOrphan: [] };
     const removed = stored.filter((r) => !graph.has(r.id) && r.status !== 'deleted');
@@ -372,7 +407,7 @@ export class Reconciler<S extends NodeSpec> {
     const managed = stored.filter((r) => r.managed).length;
     const limit = massDeletionLimit(managed);
     if (toDelete.length > limit && options.allowMassDeletion !== true) {
-      return { toDelete: [], toOrphan, refused: { count: toDelete.length, limit } };
+      return { toDelete: [], toOrphan, refused: { count: toDelete.length, limit, nodes: reverseDependencyOrder(toDelete) } };
     }
     return { toDelete: reverseDependencyOrder(toDelete), toOrphan };
   }
@@ -441,6 +476,15 @@ function isReady(o: NodeOutcome | undefined): boolean {
   return o.status === 'created' || o.status === 'updated' || o.status === 'unchanged' || o.status === 'adopted' || o.status === 'drift-reported';
 }
 
+/**
+ * Held by a fault (by the daemon, or an indeterminate observation) for this
+ * very goal, applied or not: only a goal change or `retry` releases it. A
+ * node held by a policy gate is not: the gate is decided afresh each pass.
+ */
+function heldForGoal<S extends NodeSpec>(record: NodeRecord, node: DesiredNode<S>): boolean {
+  return record.status === 'held' && record.lastFault !== null && storedGoalDigest(record) === node.spec.digest;
+}
+
 /** Nodes grouped by depth: a node's level is one more than its deepest dependency's. */
 export function levels<S extends NodeSpec>(graph: DesiredGraph<S>): DesiredNode<S>[][] {
   const depth = new Map<NodeId, number>();
@@ -463,7 +507,8 @@ function summarise(outcomes: ReadonlyMap<NodeId, NodeOutcome>): RunSummary {
       case 'updated': s.updated++; break;
       case 'deleted': s.deleted++; break;
       case 'unchanged': case 'adopted': case 'orphaned': s.unchanged++; break;
-      case 'drift-reported': s.drifted++; break;
+      // Drift is counted by reports (corrected or not), not by outcome.
+      case 'drift-reported': s.unchanged++; break;
       case 'failed': s.failed++; break;
       case 'blocked': s.blocked++; break;
       case 'held': s.held++; break;

@@ -7,7 +7,7 @@ import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/ind
 import { InfraNodeProvisioner, infraSpecCodec } from '../../src/infra/index.ts';
 import type { InfraDesiredNodeSpec, InfraNode } from '../../src/infra/index.ts';
 import { Reconciler, SqliteStateStore } from '../../src/runtime/index.ts';
-import type { FieldDiff, NodeId, NodeProvisioner, Observation, OperationContext, ProvisionResult } from '../../src/runtime/index.ts';
+import type { FieldDiff, NodeGate, NodeId, NodeProvisioner, Observation, OperationContext, ProvisionResult } from '../../src/runtime/index.ts';
 import { capturingLogger, compileYaml, fileNode, goalYaml } from '../support/controller-harness.ts';
 import type { LogLine } from '../support/controller-harness.ts';
 import { counted } from '../support/store-commits.ts';
@@ -235,3 +235,73 @@ describe('Reconciler: store writes per pass', () => {
     expect(s.backend.createCount('a')).toBe(1);
   });
 });
+
+describe('Reconciler: a resource deleted out of band', () => {
+  it('is drift, not a first create: planned as `!`, reported and stored as `exists: true → false`, counted, then re-created', async () => {
+    const s = setup();
+    await s.reconciler.apply(abc, pass);
+    s.backend.remove('c');
+    const planned = await s.reconciler.plan(abc, pass);
+    expect(planned.find((e) => e.id === 'c')?.planned).toEqual({ action: 'drift', diffs: [{ path: 'exists', desired: true, actual: false }], correct: true });
+    const repair = await s.reconciler.apply(abc, pass);
+    expect(repair.summary).toMatchObject({ created: 1, drifted: 1, unchanged: 2 });
+    expect(s.backend.createCount('c')).toBe(2);
+    expect(s.sqlite.listDrift()).toEqual([expect.objectContaining({ node: 'c', action: 'corrected', diffs: [{ path: 'exists', desired: true, actual: false }] })]);
+    expect(s.lines.filter((l) => l.msg === 'drift detected')).toEqual([expect.objectContaining({ node: 'c', action: 'corrected', diffs: [{ path: 'exists', desired: true, actual: false }] })]);
+    // A first create is not drift.
+    expect((await s.reconciler.apply(compileYaml(goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { dependsOn: ['a'] }) + fileNode('c', 'C') + fileNode('d', 'D'))).graph, pass)).summary).toMatchObject({ created: 1, drifted: 0 });
+  });
+
+  it('selfHeal: false: reported, left missing, and the pass still converges', async () => {
+    const s = setup();
+    const graph = compileYaml(goalYaml(fileNode('a', 'A'), { selfHeal: false })).graph;
+    await s.reconciler.apply(graph, pass);
+    s.backend.remove('a');
+    expect((await s.reconciler.plan(graph, pass))[0]?.planned).toEqual({ action: 'drift', diffs: [{ path: 'exists', desired: true, actual: false }], correct: false });
+    const r = await s.reconciler.apply(graph, pass);
+    expect(r.outcomes.get('a')).toEqual({ status: 'drift-reported', diffs: [{ path: 'exists', desired: true, actual: false }] });
+    expect(r.summary).toMatchObject({ created: 0, drifted: 1 });
+    expect(s.backend.snapshot().has('a')).toBe(false);
+    expect(s.sqlite.getNode('a')).toMatchObject({ status: 'drifted', reason: expect.stringContaining('resource missing') });
+    expect(s.sqlite.listDrift()).toEqual([expect.objectContaining({ node: 'a', action: 'reported' })]);
+  });
+});
+
+describe('Reconciler: plan says what apply will do', () => {
+  const planned = async (s: Setup, graph: typeof abc, options: Partial<Parameters<Setup['reconciler']['plan']>[1]> = {}): Promise<Record<string, unknown>> =>
+    Object.fromEntries((await s.reconciler.plan(graph, { ...pass, ...options })).map((e) => [e.id, e.planned]));
+
+  it('a node held by the fault policy for its goal, even one never applied, is held; its dependents are blocked', async () => {
+    const s = setup();
+    await s.reconciler.apply(abc, pass);
+    const a = s.sqlite.getNode('a')!;
+    s.sqlite.putNodes([{ ...a, status: 'held', appliedDigest: null, managed: false, lastFault: { class: 'auth', message: 'permission denied' }, reason: 'held: auth' }]);
+    const p = await planned(s, abc);
+    expect(p).toMatchObject({ a: { action: 'held', reason: 'held: auth' }, b: { action: 'blocked', reason: 'dependency a is not ready' }, c: { action: 'none' } });
+    const applied = await s.reconciler.apply(abc, pass);
+    expect(applied.outcomes.get('a')).toEqual({ status: 'held', reason: 'held: auth' });
+    expect(applied.outcomes.get('b')).toEqual({ status: 'blocked', reason: 'dependency a is not ready' });
+  });
+
+  it('the dependents of a node a policy blocks are blocked, not planned for create', async () => {
+    const s = setup();
+    const gates = new Map<NodeId, NodeGate>([['a', { reason: 'policy says no' }]]);
+    const p = await planned(s, abc, { gates });
+    expect(p).toMatchObject({ a: { action: 'blocked', reason: 'policy says no' }, b: { action: 'blocked', reason: 'dependency a is not ready' }, c: { action: 'create' } });
+    const applied = await s.reconciler.apply(abc, { ...pass, gates });
+    expect(applied.outcomes.get('b')).toEqual({ status: 'blocked', reason: 'dependency a is not ready' });
+  });
+
+  it('deletions over the mass-deletion limit are listed, marked refused', async () => {
+    const s = setup();
+    const nodes = Array.from({ length: 8 }, (_, i) => fileNode(`n${i}`, `N${i}`, { deletionPolicy: 'Delete' })).join('');
+    await s.reconciler.apply(compileYaml(goalYaml(nodes, { prune: true })).graph, pass);
+    const two = compileYaml(goalYaml(fileNode('n0', 'N0', { deletionPolicy: 'Delete' }) + fileNode('n1', 'N1', { deletionPolicy: 'Delete' }), { prune: true })).graph;
+    const p = await planned(s, two);
+    for (let i = 2; i < 8; i++) expect(p[`n${i}`]).toEqual({ action: 'delete', refused: expect.stringContaining('6 nodes removed from the goals, over the limit of 5') });
+    expect((await s.reconciler.apply(two, pass)).refusedDeletions).toEqual({ count: 6, limit: 5 });
+    // Allowed: plain deletes.
+    expect((await planned(s, two, { allowMassDeletion: true }))['n2']).toEqual({ action: 'delete' });
+  });
+});
+
