@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { hostname } from 'node:os';
 import Database from 'better-sqlite3';
@@ -253,12 +253,49 @@ function isAlive(pid: number): boolean {
  * Residual race, accepted: two processes taking over the same stale lock
  * within the microseconds between re-reading and unlinking it.
  */
+/** The state file, its WAL and shared-memory files and the lock: the owner's only. */
+const STATE_FILE_MODE = 0o600;
+
+/**
+ * Makes the state file readable by its owner only, before SQLite opens it.
+ * It holds drift reports with desired values, the operation journal and
+ * backends' memos, as sensitive as `compiled-goals.json` (0600). A missing
+ * file is created empty with 0600 (SQLite takes an empty file as a new
+ * database); SQLite then creates `-wal` and `-shm` with the database's
+ * mode. An existing file with group or other bits (every file the releases
+ * before this one made, 0644) is tightened, with any `-wal`/`-shm` left
+ * beside it: it was never a choice to share it, and leaving the files of
+ * every upgraded deployment world-readable would leave the defect in place.
+ * Whoever wants others to read the state uses `status` or the HTTP API.
+ * A file we do not own (EPERM) is left as it is: opening it is still ours
+ * to try.
+ */
+function ownerOnly(path: string, create: boolean): void {
+  if (create) {
+    try {
+      closeSync(openSync(path, 'wx', STATE_FILE_MODE));
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw storeError(`cannot create state file ${path}: ${errorMessage(err)}`, path, { cause: err });
+    }
+  }
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    try {
+      const mode = statSync(file).mode & 0o777;
+      if ((mode & 0o077) !== 0) chmodSync(file, mode & 0o700);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'EPERM') throw storeError(`cannot restrict the mode of ${file}: ${errorMessage(err)}`, path, { cause: err });
+    }
+  }
+}
+
 function acquireLock(lockPath: string, dbPath: string): LockHolder {
   const me: LockHolder = { pid: process.pid, host: hostname(), token: randomUUID() };
   const content = `${me.pid}\n${me.host}\n${me.token}\n`;
   for (let tries = 0; tries < 5; tries++) {
     try {
-      const fd = openSync(lockPath, 'wx', 0o644);
+      const fd = openSync(lockPath, 'wx', STATE_FILE_MODE);
       try {
         writeSync(fd, content);
       } finally {
@@ -495,11 +532,12 @@ export class SqliteStateStore implements StateStore {
     const mustExist = readonly || options.lineage === 'must-exist';
     // Checked before the lock: a status command on a fresh checkout must say "no state", not "cannot lock".
     if (mustExist && !existsSync(path)) throw storeError(`no state file at ${path}`, path);
-    if (!mustExist) mkdirSync(dirname(path), { recursive: true });
+    if (!mustExist) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     const lockPath = `${path}.lock`;
     const lock = options.lock ? { path: lockPath, holder: acquireLock(lockPath, path) } : undefined;
     let db: Database.Database | undefined;
     try {
+      if (!readonly) ownerOnly(path, !mustExist);
       try {
         db = new Database(path, { readonly, fileMustExist: mustExist, timeout: tuning.data.busyTimeoutMs });
       } catch (err) {
