@@ -540,7 +540,8 @@ export class Controller<S extends NodeSpec> {
         return;
       }
       case 'hold':
-        this.transition(node, 'HOLD', { attempts, lastFault: f, retryAt: null, reason: decision.reason });
+        // The cause first: `status` shows the reason, and "held after 3 attempts" alone says nothing to act on.
+        this.transition(node, 'HOLD', { attempts, lastFault: f, retryAt: null, reason: `${f.message} (${decision.reason})` });
         this.summary.held++;
         log.error({ fault: f, attempts, reason: decision.reason }, 'node held');
         return;

@@ -250,6 +250,7 @@ describe('Controller: fault policy', () => {
     const rec = h.store.getNode('a')!;
     expect(rec.status).toBe('held');
     expect(rec.reason).toMatch(/authentication failed 3 times/);
+    expect(rec.reason).toContain(rec.lastFault!.message);
     expect(h.lines.some((l) => l.msg === 'node held' && l.node === 'a')).toBe(true);
     // Held means held: simulated time brings no more attempts.
     await h.advance(30 * MIN, 60_000);
