@@ -90,6 +90,9 @@ export class Controller<S extends NodeSpec> {
   private gates: ReadonlyMap<NodeId, NodeGate> = new Map();
   private commit: string | null = null;
   private runId: number | null = null;
+  /** Nodes put off because a dependency was being reconciled by another worker: woken when it is done. */
+  private readonly waitingOn = new Map<NodeId, Set<NodeId>>();
+  private rank: { graph: DesiredGraph<S>; of: ReadonlyMap<NodeId, number> } | undefined;
   private summary: { -readonly [K in keyof RunSummary]: RunSummary[K] } = emptySummary();
   private stopWatching: (() => void) | undefined;
   private readonly abort = new AbortController();
@@ -280,7 +283,13 @@ export class Controller<S extends NodeSpec> {
         for (const id of batch) this.queue.addAfter(id, 5000);
       } finally {
         this.flush();
-        for (const id of batch) this.queue.done(id);
+        for (const id of batch) {
+          this.queue.done(id);
+          const waiting = this.waitingOn.get(id);
+          if (waiting === undefined) continue;
+          this.waitingOn.delete(id);
+          for (const w of waiting) this.queue.add(w);
+        }
       }
     }
   }
@@ -321,6 +330,14 @@ export class Controller<S extends NodeSpec> {
         if (!this.firstRoundLeft.has(notReady)) this.roundDone(id);
         continue; // re-queued when the dependency becomes ready
       }
+      // A dependency another worker is reconciling right now (it may be re-creating it): look
+      // again once that is done, rather than race it.
+      const busy = node.dependsOn.find((d) => this.queue.isProcessing(d.on) && !ids.includes(d.on))?.on;
+      if (busy !== undefined) {
+        const waiting = this.waitingOn.get(busy) ?? new Set<NodeId>();
+        this.waitingOn.set(busy, waiting.add(id));
+        continue;
+      }
       const permit = this.breakers.for(node.spec.backendId).acquire();
       if (permit.verdict === 'reject') {
         // The backend's circuit is open: try again when it lets a probe through.
@@ -333,6 +350,12 @@ export class Controller<S extends NodeSpec> {
     const ctx = this.context();
     const observed = await this.o.provisioner.observe(toObserve, ctx);
     const steps: ProvisionStep<S>[] = [];
+    // Decided in dependency order, so a node whose dependency this batch is about to create or
+    // correct waits for it (blocked, woken when it is ready) instead of racing it.
+    if (toObserve.length > 1) {
+      const rank = this.topologicalRank(graph);
+      toObserve.sort((a, b) => rank.get(a.id)! - rank.get(b.id)!);
+    }
     for (const node of toObserve) {
       const obs: Observation = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
       const step = this.decide(node, obs);
@@ -366,6 +389,12 @@ export class Controller<S extends NodeSpec> {
       this.breakers.for(node.spec.backendId).recordSuccess();
       this.summary.unchanged++;
       this.scheduleNext(node);
+      return undefined;
+    }
+    const waiting = node.dependsOn.find((d) => !READY_STATUSES.has(this.records.get(d.on)?.status ?? 'pending'))?.on;
+    if (waiting !== undefined) {
+      // Its dependency is being created or corrected in this very batch (decided just before it).
+      if (rec?.status !== 'blocked') this.transition(node, 'DEPENDENCY_BLOCKED', { reason: `waiting for ${waiting}` });
       return undefined;
     }
     const log = this.o.log.child({ node: node.id, backend: node.spec.backendId });
@@ -456,6 +485,12 @@ export class Controller<S extends NodeSpec> {
     }
     for (const d of diffs) memory.corrected.set(d.path, now);
     return undefined;
+  }
+
+  /** Each node's position in the graph's topological order (computed once per graph). */
+  private topologicalRank(graph: DesiredGraph<S>): ReadonlyMap<NodeId, number> {
+    if (this.rank?.graph !== graph) this.rank = { graph, of: new Map(graph.order.map((n, i) => [n.id, i])) };
+    return this.rank.of;
   }
 
   /** Ready, applied at this digest, same outputs and memo, nothing pending or remembered: observing it changed nothing. */

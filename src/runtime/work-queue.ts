@@ -194,6 +194,11 @@ export class WorkQueue<K = NodeId> {
     return { ready: this.#ready.size, processing: this.#processing.size, delayed: this.#delayed.size };
   }
 
+  /** Whether `id` was handed out and is not `done()` yet. */
+  isProcessing(id: K): boolean {
+    return this.#processing.has(id);
+  }
+
   /** Marks an id due now. Ignored after shutdown. */
   add(id: K): void {
     if (this.#shutDown) return;

@@ -198,6 +198,18 @@ describe('Controller: drift', () => {
     expect(statusOf(h, 'a')).toBe('ready');
   });
 
+  it('a node and its dependency deleted together: the dependency is re-created first, the dependent waits for it, never races it', async () => {
+    const h = await converged();
+    h.calls.reset();
+    // b depends on a; the dependent's change event comes first.
+    h.backend.remove('b');
+    h.backend.remove('a');
+    await h.settle();
+    expect(h.calls.created).toEqual(['a', 'b']);
+    expect(h.store.listDrift().map((r) => r.node).sort()).toEqual(['a', 'b']);
+    expect([statusOf(h, 'a'), statusOf(h, 'b')]).toEqual(['ready', 'ready']);
+  });
+
   it('a resource deleted again and again is flapping drift: re-created with a growing delay', async () => {
     const h = await converged(goalYaml(fileNode('a', 'A')));
     h.calls.reset();
