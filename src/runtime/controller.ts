@@ -386,7 +386,7 @@ export class Controller<S extends NodeSpec> {
     if (obs.status === 'upToDate' && rec !== undefined && this.isSteady(node, rec, obs)) {
       // The hot path of a steady-state pass: ready -> observing -> ready is no change at all,
       // so nothing is written and no transition needs recording.
-      this.breakers.for(node.spec.backendId).recordSuccess();
+      this.backendAnswered(node.spec.backendId);
       this.summary.unchanged++;
       this.scheduleNext(node);
       return undefined;
@@ -421,14 +421,14 @@ export class Controller<S extends NodeSpec> {
       }
       case 'upToDate':
         this.adoptPending(node.id);
-        this.breakers.for(node.spec.backendId).recordSuccess();
+        this.backendAnswered(node.spec.backendId);
         this.driftGone(node.id);
         this.succeed(node, 'OBSERVED_UP_TO_DATE', obs.outputs, obs.memo ?? null);
         this.summary.unchanged++;
         return undefined;
       case 'drifted': {
         this.adoptPending(node.id);
-        this.breakers.for(node.spec.backendId).recordSuccess();
+        this.backendAnswered(node.spec.backendId);
         const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
         if (diffs.length === 0) {
           this.driftGone(node.id);
@@ -487,6 +487,14 @@ export class Controller<S extends NodeSpec> {
     return undefined;
   }
 
+  /** The backend answered: its circuit closes, and an outage's end is said once, as its start was. */
+  private backendAnswered(backendId: string): void {
+    const breaker = this.breakers.for(backendId);
+    const before = breaker.state.state;
+    breaker.recordSuccess();
+    if (before !== 'closed') this.o.log.info({ backend: backendId }, 'backend circuit closed');
+  }
+
   /** Each node's position in the graph's topological order (computed once per graph). */
   private topologicalRank(graph: DesiredGraph<S>): ReadonlyMap<NodeId, number> {
     if (this.rank?.graph !== graph) this.rank = { graph, of: new Map(graph.order.map((n, i) => [n.id, i])) };
@@ -526,9 +534,8 @@ export class Controller<S extends NodeSpec> {
   }
 
   private settle(node: DesiredNode<S>, result: ProvisionResult, what: 'created' | 'updated', log: Logger): void {
-    const breaker = this.breakers.for(node.spec.backendId);
     if (result.status === 'done') {
-      breaker.recordSuccess();
+      this.backendAnswered(node.spec.backendId);
       // A corrected drift is over: the next one is a new occurrence (reported, and a flap if it comes back soon).
       this.driftGone(node.id);
       this.succeed(node, 'PROVISION_DONE', result.outputs, null);
@@ -561,6 +568,8 @@ export class Controller<S extends NodeSpec> {
     if (after.state === 'open' && before !== 'open') {
       // Said once per opening: while it stays open its nodes wait silently for the probe.
       this.o.log.warn({ backend: node.spec.backendId, fault: f, probeInMs: after.probeAt - this.o.clock.now() }, 'backend circuit open');
+    } else if (after.state === 'closed' && before !== 'closed') {
+      this.o.log.info({ backend: node.spec.backendId }, 'backend circuit closed');
     }
     const rec = this.records.get(node.id);
     const attempts = (rec?.attempts ?? 0) + 1;

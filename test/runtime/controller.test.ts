@@ -327,6 +327,16 @@ describe('Controller: fault policy', () => {
     await h.advance(6_000, 500);
     expect(h.calls.observed).toHaveLength(7);
   });
+
+  it('says once when a backend circuit opens and once when it closes again', async () => {
+    const nodes = ['n1', 'n2', 'n3', 'n4', 'n5', 'n6'].map((id) => fileNode(id, id)).join('');
+    const h = await converged(goalYaml(nodes), { memory: { faults: [{ op: 'observe', class: 'transient', times: 6 }] } });
+    await h.advance(2 * MIN, 1_000);
+    expect(h.lines.filter((l) => l.msg === 'backend circuit open')).toEqual([expect.objectContaining({ backend: 'mem' })]);
+    expect(h.lines.filter((l) => l.msg === 'backend circuit closed')).toEqual([expect.objectContaining({ backend: 'mem' })]);
+    expect(h.lines.findIndex((l) => l.msg === 'backend circuit open')).toBeLessThan(h.lines.findIndex((l) => l.msg === 'backend circuit closed'));
+    for (const id of ['n1', 'n6']) expect(statusOf(h, id)).toBe('ready');
+  });
 });
 
 describe('Controller: goal changes', () => {
