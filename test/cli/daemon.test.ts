@@ -69,6 +69,13 @@ describe('desiredstate run: the real daemon', () => {
     expect(drift.diffs).toEqual([expect.objectContaining({ path: 'content' })]);
     await eventually(() => readFileSync(index, 'utf8') === '<h1>hi</h1>\n', 5_000, 'the file restored');
 
+    // Deleted by hand: drift too (`exists`), not a silent re-create.
+    mark = d.lines.length;
+    rmSync(index);
+    const gone = await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark);
+    expect(gone).toMatchObject({ node: 'index', action: 'corrected', diffs: [{ path: 'exists', desired: true, actual: false }] });
+    await eventually(() => existsSync(index) && readFileSync(index, 'utf8') === '<h1>hi</h1>\n', 5_000, 'the file re-created');
+
     // A broken revision is logged with file:line and changes nothing.
     mark = d.lines.length;
     p.write('extra.yaml', extra.replace('content:', 'contnet:'));
