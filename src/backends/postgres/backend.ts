@@ -11,6 +11,7 @@ import { classifyPgError, isDuplicate } from './faults.ts';
 import { grantHandler } from './grant.ts';
 import { isPostgresKind } from './kind.ts';
 import type { KindContext, KindHandler, PgNode, PostgresKind } from './kind.ts';
+import { PendingDigests } from './pending-digests.ts';
 import { roleHandler } from './role.ts';
 import { schemaHandler } from './schema.ts';
 
@@ -28,7 +29,7 @@ export class PostgresBackend implements InfraBackend {
   readonly type = 'postgres';
   private readonly client: PgClient;
   private readonly ctx: BackendContext;
-  private readonly roles = roleHandler();
+  private readonly roles: ReturnType<typeof roleHandler>;
   private readonly handlers: Handlers;
   private readonly privileges = new KeyedSerializer();
 
@@ -36,6 +37,7 @@ export class PostgresBackend implements InfraBackend {
     this.id = ctx.id;
     this.ctx = ctx;
     this.client = new PgClient({ config, env: ctx.env, cwd: ctx.cwd, log: ctx.log });
+    this.roles = roleHandler({ pending: new PendingDigests({ stateDir: ctx.stateDir, backendId: ctx.id, log: ctx.log }) });
     this.handlers = {
       'postgres.database': databaseHandler,
       'postgres.role': this.roles,
@@ -236,6 +238,7 @@ export class PostgresBackend implements InfraBackend {
       signal: ctx.signal,
       log: ctx.log,
       outputsOf: ctx.outputsOf,
+      memoOf: (id) => ctx.memoOf?.(id),
       secret: (ref) => resolveSecret(ref, { env: this.ctx.env, cwd: this.ctx.cwd }),
     };
   }

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { InfraNodeSpecOf, SecretRef } from '../../infra/index.ts';
 import { toFault } from '../../runtime/index.ts';
-import type { FieldDiff, NodeId, Observation, Outputs } from '../../runtime/index.ts';
+import type { FieldDiff, NodeId, Observation, ObservationMemo, Outputs } from '../../runtime/index.ts';
 import type { PgClient } from './client.ts';
 import { classifyPgError, sqlState } from './faults.ts';
 
@@ -26,6 +26,8 @@ export interface KindContext {
   readonly log: Logger;
   /** Outputs recorded for a node at its last create / update / observe. */
   readonly outputsOf: (id: NodeId) => Outputs | undefined;
+  /** The memo of a node's last observation, if recorded (a create or update leaves none). */
+  readonly memoOf: (id: NodeId) => ObservationMemo | undefined;
   /** Reads a secret's value; throws a coded error naming the reference, never the value. */
   readonly secret: (ref: SecretRef) => Promise<string>;
 }

@@ -1,5 +1,5 @@
 import { SECRET_MASK } from '../../infra/index.ts';
-import type { FieldDiff, Observation, Outputs } from '../../runtime/index.ts';
+import type { FieldDiff, Observation, ObservationMemo, Outputs } from '../../runtime/index.ts';
 import { grantPrivileges, timestampMs } from './sql.ts';
 import type { DatabaseSpec, ExtensionSpec, GrantSpec, RoleSpec, SchemaSpec } from './sql.ts';
 
@@ -8,6 +8,9 @@ import type { DatabaseSpec, ExtensionSpec, GrantSpec, RoleSpec, SchemaSpec } fro
  * leaves unset is not managed and never drifts. Diffs name the spec field
  * (`connectionLimit: desired 10, actual 50`); secrets are masks only.
  */
+
+/** The memo key of a role's password digest; earlier releases kept it under the same key in outputs (read once, to migrate). */
+export const PASSWORD_DIGEST = 'passwordDigest';
 
 /** A row of `rolesQuery`. */
 export interface RoleRow {
@@ -29,7 +32,8 @@ export interface RoleRow {
 /**
  * What is known of a managed password: `matches` / `differs` (checked
  * against the stored verifier, or against the digest recorded at the last
- * set when the verifier is not readable), `unknown` when it cannot be
+ * set when the verifier is not readable; a digest known is returned in the
+ * observation's memo), `unknown` when it cannot be
  * checked (then it is set once so its digest can be tracked), `unavailable`
  * when the secret cannot be read now (not compared).
  */
@@ -78,8 +82,9 @@ function sameSet(a: readonly string[], b: readonly string[]): boolean {
   return sa.size === new Set(b).size && [...sa].every((x) => b.includes(x));
 }
 
-function settle(diffs: readonly FieldDiff[], outputs: Outputs): Observation {
-  return diffs.length === 0 ? { status: 'upToDate', outputs } : { status: 'drifted', diffs, outputs };
+function settle(diffs: readonly FieldDiff[], outputs: Outputs, memo?: ObservationMemo): Observation {
+  const m = memo === undefined ? {} : { memo };
+  return diffs.length === 0 ? { status: 'upToDate', outputs, ...m } : { status: 'drifted', diffs, outputs, ...m };
 }
 
 /** -1 and any negative limit both mean "no limit". */
@@ -112,12 +117,15 @@ export function observeRole(spec: RoleSpec, row: RoleRow | undefined, password: 
     diffs.push(diff('validUntil', spec.validUntil, validUntilText(row.valid_until_ms)));
   }
   if (!sameSet(spec.memberOf, row.member_of)) diffs.push(diff('memberOf', [...spec.memberOf].sort(), [...row.member_of].sort()));
-  const outputs: Record<string, string | number> = { name: row.name, oid: Number(row.oid) };
+  const outputs: Outputs = { name: row.name, oid: Number(row.oid) };
+  // The digest goes in the memo, never in outputs: outputs are shown (`status`, the daemon's
+  // `/status`) and referenceable, and a salted SHA-256 of a password is open to guessing.
+  let digest: string | undefined;
   switch (password.status) {
     case 'unmanaged':
       break;
     case 'matches':
-      outputs.passwordDigest = password.digest;
+      digest = password.digest;
       break;
     case 'differs':
       diffs.push({ path: 'password', desired: SECRET_MASK, actual: SECRET_MASK, masked: true });
@@ -126,12 +134,12 @@ export function observeRole(spec: RoleSpec, row: RoleRow | undefined, password: 
       diffs.push({ path: 'password', desired: SECRET_MASK, actual: SECRET_MASK, masked: true, detail: 'cannot be verified; set once and tracked by digest' });
       break;
     case 'unavailable':
-      if (password.digest !== undefined) outputs.passwordDigest = password.digest;
+      digest = password.digest;
       break;
     default:
       return password satisfies never;
   }
-  return settle(diffs, outputs);
+  return settle(diffs, outputs, digest === undefined ? undefined : { [PASSWORD_DIGEST]: digest });
 }
 
 /** `utf-8`, `UTF8` and `utf_8` name the same encoding. */

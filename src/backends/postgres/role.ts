@@ -3,8 +3,9 @@ import { describeSecretRef, secretDigest } from '../../infra/index.ts';
 import type { FieldDiff, NodeId, Observation, Outputs } from '../../runtime/index.ts';
 import { dropped } from './kind.ts';
 import type { KindContext, KindHandler, PgNode } from './kind.ts';
-import { observeRole } from './observe.ts';
+import { observeRole, PASSWORD_DIGEST } from './observe.ts';
 import type { PasswordState, RoleRow } from './observe.ts';
+import type { PendingDigests } from './pending-digests.ts';
 import { scramVerifier, verifyPassword } from './scram.ts';
 import {
   alterRoleSql,
@@ -35,8 +36,17 @@ export function digestMatches(recorded: unknown, secret: string): recorded is st
 /** Verification results by (verifier, password) hash, so steady passes do not repeat PBKDF2. */
 const MAX_VERIFY_CACHE = 20_000;
 
-/** The role handler; it keeps, per backend instance, whether verifiers are readable and past verifications. */
-export function roleHandler(): KindHandler<'postgres.role'> & {
+function text(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
+
+/**
+ * The role handler; it keeps, per backend instance, whether verifiers are
+ * readable and past verifications. A managed password's digest lives in the
+ * node's memo (private), bridged by `pending` from a create or update to the
+ * next observation; never in outputs.
+ */
+export function roleHandler(options: { pending: PendingDigests }): KindHandler<'postgres.role'> & {
   createMany(nodes: readonly RoleNode[], ctx: KindContext): Promise<ReadonlyMap<NodeId, Outputs>>;
   updateMany(items: readonly { node: RoleNode; diffs: readonly FieldDiff[] }[], ctx: KindContext): Promise<ReadonlyMap<NodeId, Outputs>>;
 } {
@@ -63,16 +73,24 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
     return ok;
   };
 
-  const passwordState = async (node: RoleNode, row: RoleRow | undefined, readVerifiers: boolean, ctx: KindContext): Promise<PasswordState> => {
+  /**
+   * The digest recorded for a node's password: the pending one (a create or
+   * update since the last observation), else the memo's, else the one
+   * outputs held before digests moved to the memo — read once: the
+   * observation returns it in the memo, and outputs without it.
+   */
+  const recordedDigest = (id: NodeId, pending: ReadonlyMap<NodeId, string>, ctx: KindContext): string | undefined =>
+    pending.get(id) ?? text(ctx.memoOf(id)?.[PASSWORD_DIGEST]) ?? text(ctx.outputsOf(id)?.[PASSWORD_DIGEST]);
+
+  const passwordState = async (node: RoleNode, row: RoleRow | undefined, readVerifiers: boolean, recorded: string | undefined, ctx: KindContext): Promise<PasswordState> => {
     const ref = node.spec.password;
     if (ref === undefined || row === undefined) return { status: 'unmanaged' };
-    const recorded = ctx.outputsOf(node.id)?.passwordDigest;
     let secret: string;
     try {
       secret = await ctx.secret(ref);
     } catch {
       ctx.log.warn({ node: node.id, ref: describeSecretRef(ref) }, 'password secret unavailable; password not compared');
-      return { status: 'unavailable', digest: typeof recorded === 'string' ? recorded : undefined };
+      return { status: 'unavailable', digest: recorded };
     }
     const digest = digestMatches(recorded, secret) ? recorded : undefined;
     if (readVerifiers) {
@@ -95,11 +113,27 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
 
   const oidQuery = (name: string): Statement => ({ text: `SELECT oid::int8 AS oid FROM pg_roles WHERE rolname = ${quoteLiteral(name)}` });
 
-  const outputsFrom = (node: RoleNode, rows: readonly { oid?: unknown }[], digest: string | undefined, ctx: KindContext): Outputs => {
+  const outputsFrom = (node: RoleNode, rows: readonly { oid?: unknown }[]): Outputs => {
     const oid = rows[0]?.oid;
-    const recorded = ctx.outputsOf(node.id)?.passwordDigest;
-    const pwd = digest ?? (node.spec.password !== undefined && typeof recorded === 'string' ? recorded : undefined);
-    return { name: node.spec.name, ...(oid === undefined ? {} : { oid: Number(oid) }), ...(pwd === undefined ? {} : { passwordDigest: pwd }) };
+    return { name: node.spec.name, ...(oid === undefined ? {} : { oid: Number(oid) }) };
+  };
+
+  /**
+   * After a create or update: the digest of each managed password for the
+   * next observation — the one just set, else the recorded one carried over
+   * (a repair of another field must not lose it: the runtime keeps no memo
+   * across an operation).
+   */
+  const keepDigests = async (done: readonly { node: RoleNode; pwd: { digest: string } | undefined }[], ctx: KindContext): Promise<void> => {
+    if (!done.some((d) => d.node.spec.password !== undefined)) return;
+    const pending = await options.pending.all();
+    const digests = new Map<NodeId, string>();
+    for (const { node, pwd } of done) {
+      if (node.spec.password === undefined) continue;
+      const d = pwd?.digest ?? recordedDigest(node.id, pending, ctx);
+      if (d !== undefined) digests.set(node.id, d);
+    }
+    await options.pending.record(digests);
   };
 
   /** The statements that correct `diffs` (attributes, password, memberships), and the password prepared for them. */
@@ -127,8 +161,9 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
     statements.push({ text: `SELECT rolname AS name, oid::int8 AS oid FROM pg_roles WHERE rolname IN (${names.join(', ')})` });
     const rows = await ctx.client.execute(statements, { signal: ctx.signal });
     const oids = new Map((rows as { name: string; oid: unknown }[]).map((r) => [r.name, r.oid]));
+    await keepDigests(prepared, ctx);
     const out = new Map<NodeId, Outputs>();
-    for (const { node, pwd } of prepared) out.set(node.id, outputsFrom(node, [{ oid: oids.get(node.spec.name) }], pwd?.digest, ctx));
+    for (const { node } of prepared) out.set(node.id, outputsFrom(node, [{ oid: oids.get(node.spec.name) }]));
     return out;
   };
 
@@ -139,31 +174,46 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
       const withPassword = [...new Set(nodes.filter((n) => n.spec.password !== undefined).map((n) => n.spec.name))];
       const rows = await ctx.client.query<RoleRow>(rolesQuery(readVerifiers), readVerifiers ? [names, withPassword] : [names], { signal: ctx.signal });
       const byName = new Map(rows.map((r) => [r.name, r]));
+      const pending = withPassword.length > 0 ? await options.pending.all() : new Map<NodeId, string>();
       const out = new Map<NodeId, Observation>();
       await Promise.all(
         nodes.map(async (n) => {
           const row = byName.get(n.spec.name);
-          out.set(n.id, observeRole(n.spec, row, await passwordState(n, row, readVerifiers, ctx)));
+          out.set(n.id, observeRole(n.spec, row, await passwordState(n, row, readVerifiers, recordedDigest(n.id, pending, ctx), ctx)));
         }),
       );
+      // A pending digest is done with once the recorded memo holds it (it crossed the gap), or once
+      // this observation settled on another one (a verifier showed a password set by other means).
+      const done = new Map<NodeId, string | undefined>();
+      for (const n of nodes) {
+        const p = pending.get(n.id);
+        if (p === undefined) continue;
+        const obs = out.get(n.id);
+        const now = obs?.status === 'upToDate' || obs?.status === 'drifted' ? text(obs.memo?.[PASSWORD_DIGEST]) : undefined;
+        if (n.spec.password === undefined || text(ctx.memoOf(n.id)?.[PASSWORD_DIGEST]) === p || (now !== undefined && now !== p)) done.set(n.id, p);
+      }
+      await options.pending.forget(done);
       return out;
     },
 
     async create(node, ctx) {
       const pwd = await preparePassword(node, ctx);
       const rows = await ctx.client.execute([createRoleSql(node.spec, pwd?.verifier), oidQuery(node.spec.name)], { signal: ctx.signal });
-      return outputsFrom(node, rows, pwd?.digest, ctx);
+      await keepDigests([{ node, pwd }], ctx);
+      return outputsFrom(node, rows);
     },
 
     async update(node, diffs, ctx) {
       const { statements, pwd } = await updateStatements(node, diffs, ctx);
       // One round trip, one implicit transaction.
       const rows = await ctx.client.execute([...statements, oidQuery(node.spec.name)], { signal: ctx.signal });
-      return outputsFrom(node, rows, pwd?.digest, ctx);
+      await keepDigests([{ node, pwd }], ctx);
+      return outputsFrom(node, rows);
     },
 
     async delete(node, ctx) {
       await dropped(['42704'], () => ctx.client.execute([dropRoleSql(node.spec.name)], { signal: ctx.signal }));
+      await options.pending.forget(new Map([[node.id, undefined]]));
     },
 
     /**

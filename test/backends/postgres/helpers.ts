@@ -3,7 +3,7 @@ import pino from 'pino';
 import type { Logger } from 'pino';
 import { desiredNodeSpec, specSchemas } from '../../../src/infra/index.ts';
 import type { BackendNode, InfraNodeSpec, InfraNodeType } from '../../../src/infra/index.ts';
-import type { NodeId, OperationContext, Outputs } from '../../../src/runtime/index.ts';
+import type { NodeId, ObservationMemo, OperationContext, Outputs } from '../../../src/runtime/index.ts';
 
 /** A node of `type` with `spec` validated by the real schema, as the goal compiler would build it. */
 export function pgNode(id: string, type: InfraNodeType, spec: Record<string, unknown>, backendId = 'pg'): BackendNode {
@@ -31,7 +31,12 @@ export function captureLogger(): { log: Logger; lines: string[]; text: () => str
   return { log, lines, text: () => lines.join('') };
 }
 
-/** An operation context with an outputs store, as the reconciler would give. */
-export function opContext(log: Logger, outputs = new Map<NodeId, Outputs>(), signal = new AbortController().signal): OperationContext & { outputs: Map<NodeId, Outputs> } {
-  return { signal, log, outputsOf: (id) => outputs.get(id), outputs };
+/** An operation context with outputs and memo stores, as the reconciler would give. */
+export function opContext(
+  log: Logger,
+  outputs = new Map<NodeId, Outputs>(),
+  signal = new AbortController().signal,
+  memos = new Map<NodeId, ObservationMemo>(),
+): OperationContext & { outputs: Map<NodeId, Outputs>; memos: Map<NodeId, ObservationMemo> } {
+  return { signal, log, outputsOf: (id) => outputs.get(id), memoOf: (id) => memos.get(id), outputs, memos };
 }

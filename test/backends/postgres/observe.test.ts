@@ -29,9 +29,9 @@ describe('observeRole', () => {
     if (diffs !== undefined) expect(obs.status === 'drifted' && obs.diffs).toEqual(diffs);
   });
 
-  it('puts name, oid and the password digest (never the password) in outputs', () => {
+  it('puts name and oid in outputs, and the password digest only in the private memo', () => {
     const obs = observeRole(role({ login: true, connectionLimit: 10 }), row(), { status: 'matches', digest: 'salt:abc' });
-    expect(obs).toEqual({ status: 'upToDate', outputs: { name: 'app', oid: 16384, passwordDigest: 'salt:abc' } });
+    expect(obs).toEqual({ status: 'upToDate', outputs: { name: 'app', oid: 16384 }, memo: { passwordDigest: 'salt:abc' } });
   });
 });
 

@@ -1,0 +1,186 @@
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli, tempProject } from '../../support/cli.ts';
+import type { CliResult } from '../../support/cli.ts';
+import { startTestPostgres } from '../../support/postgres.ts';
+import type { TestPostgres } from '../../support/postgres.ts';
+
+/*
+ * A role's password digest is tracked where nobody is shown it (the node's
+ * memo in state.db, and until the next observation a pending file of the
+ * backend's own), never in outputs: `status --format json` and the daemon's
+ * `/status` show outputs. Through the real CLI, one process per command, as
+ * a user runs it — with a superuser (the stored verifier is readable) and
+ * with a CREATEROLE admin (it is not: the digest is all there is).
+ */
+
+let server: TestPostgres;
+const projects: ReturnType<typeof tempProject>[] = [];
+
+beforeAll(async () => {
+  server = await startTestPostgres();
+  await server.sql(`CREATE ROLE limited_admin LOGIN CREATEROLE PASSWORD 'limited-pw'`);
+}, 120_000);
+
+afterAll(async () => {
+  await server?.destroy();
+  for (const p of projects) rmSync(p.dir, { recursive: true, force: true });
+});
+
+interface Setup {
+  readonly name: string;
+  readonly user: () => string;
+  readonly password: () => string;
+  readonly role: string;
+}
+
+const setups: Setup[] = [
+  { name: 'superuser (verifier readable)', user: () => server.user, password: () => server.password, role: 'svc_su' },
+  { name: 'CREATEROLE admin (verifier not readable)', user: () => 'limited_admin', password: () => 'limited-pw', role: 'svc_limited' },
+];
+
+function project(s: Setup): { run: (args: string[], secret: string) => Promise<CliResult>; stateDir: string } {
+  const p = tempProject('ds-pg-pw-');
+  projects.push(p);
+  p.write(
+    'pg.yaml',
+    `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: pg }
+spec:
+  type: postgres
+  config: { host: 127.0.0.1, port: ${server.port}, user: ${s.user()}, password: { fromEnv: PG_ADMIN_PW }, sslmode: disable, connectTimeout: 5s }
+---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app }
+spec:
+  defaults: { backend: pg }
+  nodes:
+    - id: svc
+      type: postgres.role
+      spec: { name: ${s.role}, login: true, password: { fromEnv: SVC_PW } }
+`,
+  );
+  return { run: (args, secret) => cli([...args, ...p.args], { env: { PG_ADMIN_PW: s.password(), SVC_PW: secret } }), stateDir: p.state };
+}
+
+function record(stateDir: string): { outputs: Record<string, unknown>; memo: Record<string, unknown> | null } {
+  const db = new Database(join(stateDir, 'state.db'), { readonly: true });
+  try {
+    const row = db.prepare(`SELECT outputs, memo FROM nodes WHERE id = 'svc'`).get() as { outputs: string; memo: string | null };
+    return { outputs: JSON.parse(row.outputs) as Record<string, unknown>, memo: row.memo === null ? null : (JSON.parse(row.memo) as Record<string, unknown>) };
+  } finally {
+    db.close();
+  }
+}
+
+/** Rewrites the record as a release before this one left it: the digest in outputs, no memo, no pending file. */
+function asOldRelease(stateDir: string, digest: string): void {
+  const db = new Database(join(stateDir, 'state.db'));
+  try {
+    const { outputs } = record(stateDir);
+    db.prepare(`UPDATE nodes SET outputs = ?, memo = NULL WHERE id = 'svc'`).run(JSON.stringify({ ...outputs, passwordDigest: digest }));
+  } finally {
+    db.close();
+  }
+  rmSync(join(stateDir, 'postgres'), { recursive: true, force: true });
+}
+
+async function loginWorks(role: string, password: string): Promise<boolean> {
+  const pg = (await import('pg')).default;
+  const c = new pg.Client({ host: server.host, port: server.port, user: role, password, database: 'postgres' });
+  try {
+    await c.connect();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+describe.each(setups)('password tracking, $name', (s) => {
+  let p: ReturnType<typeof project>;
+  beforeAll(() => {
+    p = project(s);
+  });
+  const first = `first-${s.role}-Secret`;
+
+  it('apply sets it; the digest is in no output: not in status --format json, not in the stored outputs', async () => {
+    const apply = await p.run(['apply'], first);
+    expect(apply.code, apply.stdout + apply.stderr).toBe(0);
+    expect(await loginWorks(s.role, first)).toBe(true);
+    // The next process observes it up to date: no second set.
+    const plan = await p.run(['plan'], first);
+    expect(plan.code, plan.stdout + plan.stderr).toBe(0);
+    const again = await p.run(['apply'], first);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain('0 created, 0 updated');
+
+    const { outputs, memo } = record(p.stateDir);
+    const digest = String(memo?.passwordDigest);
+    expect(digest).toMatch(/^[0-9a-f]{16}:[0-9a-f]{64}$/);
+    expect(Object.keys(outputs).sort()).toEqual(['name', 'oid']);
+    const status = await p.run(['status', '--format', 'json'], first);
+    expect(status.code).toBe(0);
+    for (const shown of [status.stdout, JSON.stringify(outputs)]) {
+      expect(shown).not.toContain('passwordDigest');
+      expect(shown).not.toContain(digest.split(':')[1]);
+      expect(shown).not.toMatch(/[0-9a-f]{64}/);
+      expect(shown).not.toContain(first);
+    }
+  }, 60_000);
+
+  it('a repair of another field keeps the tracking: the next process finds the password up to date', async () => {
+    await server.sql(`ALTER ROLE ${s.role} NOLOGIN`);
+    const repair = await p.run(['apply'], first);
+    expect(repair.code, repair.stdout + repair.stderr).toBe(0);
+    expect(repair.stdout).toContain('1 updated');
+    const plan = await p.run(['plan'], first);
+    expect(plan.code, plan.stdout).toBe(0);
+  }, 60_000);
+
+  it('a rotated secret is drift, and apply sets the new password', async () => {
+    const rotated = `rotated-${s.role}-Secret`;
+    const plan = await p.run(['plan'], rotated);
+    expect(plan.code, plan.stdout + plan.stderr).toBe(2);
+    expect(plan.stdout).toMatch(/password/);
+    expect((await p.run(['apply'], rotated)).code).toBe(0);
+    expect(await loginWorks(s.role, rotated)).toBe(true);
+    expect((await p.run(['plan'], rotated)).code).toBe(0);
+    // Put back for the next case.
+    expect((await p.run(['apply'], first)).code).toBe(0);
+    expect((await p.run(['apply'], first)).code).toBe(0);
+  }, 60_000);
+
+  it('a record an earlier release wrote (digest in outputs) is understood once and moved to the memo: no password set', async () => {
+    const before = record(p.stateDir);
+    const digest = String(before.memo?.passwordDigest);
+    asOldRelease(p.stateDir, digest);
+    // Not understood, the digest would leave the password unknown where the verifier is not
+    // readable (plan: drift, set once more), and a fresh digest (a new salt) in the memo.
+    const plan = await p.run(['plan'], first);
+    expect(plan.code, plan.stdout + plan.stderr).toBe(0);
+    const apply = await p.run(['apply'], first);
+    expect(apply.code).toBe(0);
+    const after = record(p.stateDir);
+    expect(after.outputs).not.toHaveProperty('passwordDigest');
+    expect(after.memo).toEqual({ passwordDigest: digest });
+  }, 60_000);
+
+  it('the pending digests file, while there is one, is the owner\'s only', async () => {
+    await server.sql(`ALTER ROLE ${s.role} NOLOGIN`);
+    expect((await p.run(['apply'], first)).stdout).toContain('1 updated');
+    const dir = join(p.stateDir, 'postgres');
+    expect(existsSync(dir)).toBe(true);
+    expect((statSync(dir).mode & 0o777).toString(8)).toBe('700');
+    for (const f of readdirSync(dir)) expect((statSync(join(dir, f)).mode & 0o777).toString(8), f).toBe('600');
+    // Two observations later the memo holds it, and the file is gone.
+    expect((await p.run(['apply'], first)).code).toBe(0);
+    expect((await p.run(['apply'], first)).code).toBe(0);
+    expect(existsSync(join(dir, 'pg.pending-password-digests.json'))).toBe(false);
+  }, 60_000);
+});
