@@ -28,8 +28,13 @@ const NODE_REF = /^nodes\.([a-z0-9][a-z0-9._-]*)\.outputs\.([A-Za-z0-9_.-]+)$/;
 
 /**
  * Replaces `${goal.*}` in every string of `value` and collects
- * `${nodes.<id>.outputs.<key>}` references (left in place, resolved at
- * reconcile time). `$${` is a literal `${`. Unknown expressions are reported.
+ * `${nodes.<id>.outputs.<key>}` references. Unknown expressions are reported.
+ *
+ * The result is a template, with one meaning whatever else a string holds:
+ * `${nodes…}` is a reference and `$${` a literal `${`, both for
+ * `resolveReferences` to replace before a backend sees the value. A goal
+ * value goes in verbatim, its own `${` escaped, so that it is never read as
+ * an expression later.
  */
 export function interpolateGoal(
   value: unknown,
@@ -90,16 +95,23 @@ export function interpolateGoal(
   return { value: out, references };
 }
 
-/** True if any string in `value` still holds a `${nodes…}` reference. */
+/**
+ * True if `value` is a template that `resolveReferences` changes: some
+ * string holds a `${nodes…}` reference or a `$${` escape. Every `${` in a
+ * compiled spec is one or the other, so a spec for which this is false is
+ * already what a backend must see; for any other, a backend must only ever
+ * see the resolved form (else a `$${` would reach it as written).
+ */
 export function hasReferences(value: unknown): boolean {
-  if (typeof value === 'string') return /(^|[^$])\$\{\s*nodes\./.test(value);
+  if (typeof value === 'string') return value.includes('${');
   if (Array.isArray(value)) return value.some(hasReferences);
   if (value !== null && typeof value === 'object') return Object.values(value).some(hasReferences);
   return false;
 }
 
 /**
- * Replaces `${nodes.<id>.outputs.<key>}` with recorded outputs. Returns the
+ * Replaces `${nodes.<id>.outputs.<key>}` with recorded outputs and every
+ * `$${` with `${` (once: an output value is inserted verbatim). Returns the
  * references that have no value yet (the node must wait for them), and every
  * (node, key, value) read, so that a caller can tell when the same outputs
  * would resolve the same way again.

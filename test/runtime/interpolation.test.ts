@@ -78,8 +78,10 @@ describe('resolveReferences', () => {
 describe('hasReferences', () => {
   it.each([
     { name: 'a reference', value: { a: ['${nodes.x.outputs.y}'] }, expected: true },
-    { name: 'an escaped reference', value: { a: '$${nodes.x.outputs.y}' }, expected: false },
-    { name: 'no reference', value: { a: '${goal.name}', b: 1 }, expected: false },
+    // The escape must be resolved too, or the backend gets `$${` as written.
+    { name: 'an escaped reference', value: { a: '$${nodes.x.outputs.y}' }, expected: true },
+    { name: 'an escape alone', value: { a: 'esc=$${HOME}', b: 1 }, expected: true },
+    { name: 'plain strings and other values', value: { a: 'cost: $5 {x}', b: 1, c: [true, null] }, expected: false },
   ])('$name', ({ value, expected }) => {
     expect(hasReferences(value)).toBe(expected);
   });
