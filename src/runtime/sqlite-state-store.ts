@@ -244,15 +244,6 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/**
- * Takes `<db>.lock`: created with O_EXCL and holding our PID, host and a
- * token. A lock whose PID is alive refuses the open; one whose PID is dead
- * (the holder was killed) is taken over. The PID check is only meaningful on
- * one host, which is what an embedded SQLite file is for.
- *
- * Residual race, accepted: two processes taking over the same stale lock
- * within the microseconds between re-reading and unlinking it.
- */
 /** The state file, its WAL and shared-memory files and the lock: the owner's only. */
 const STATE_FILE_MODE = 0o600;
 
@@ -290,6 +281,15 @@ function ownerOnly(path: string, create: boolean): void {
   }
 }
 
+/**
+ * Takes `<db>.lock`: created with O_EXCL and holding our PID, host and a
+ * token. A lock whose PID is alive refuses the open; one whose PID is dead
+ * (the holder was killed) is taken over. The PID check is only meaningful on
+ * one host, which is what an embedded SQLite file is for.
+ *
+ * Residual race, accepted: two processes taking over the same stale lock
+ * within the microseconds between re-reading and unlinking it.
+ */
 function acquireLock(lockPath: string, dbPath: string): LockHolder {
   const me: LockHolder = { pid: process.pid, host: hostname(), token: randomUUID() };
   const content = `${me.pid}\n${me.host}\n${me.token}\n`;
