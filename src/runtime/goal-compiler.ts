@@ -12,7 +12,9 @@ import { formatPath, reportZodIssues } from './zod-diagnostics.ts';
 
 export const API_VERSION = 'desiredstate/v1';
 
-const nameSchema = z.string().regex(/^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$/, 'names are lower-case letters, digits, ".", "_" and "-"');
+const nameSchema = z
+  .string()
+  .regex(/^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$/, 'names are lower-case letters, digits, ".", "_" and "-", and start and end with a letter or digit');
 const labelsSchema = z.record(z.string(), z.string({ error: 'label values are strings (quote numbers and booleans)' }));
 
 /** The envelope every document shares. */
@@ -273,7 +275,8 @@ export class GoalCompiler<S extends NodeSpec> {
         }
         declared.set(n.id, source);
         const labels = { ...goal.labels, ...n.labels };
-        const ctx: GoalContext = { name: goal.name, environment: goal.environment, labels };
+        // `${goal.labels.k}` reads the goal's own labels (GOAL-FORMAT.md); a node's labels only tag its resource.
+        const ctx: GoalContext = { name: goal.name, environment: goal.environment, labels: goal.labels };
         const locateIn = (path: readonly PathKey[], index: number | undefined): SourceLocation =>
           index !== undefined && doc.locateIn !== undefined ? doc.locateIn([...base, ...path], index) : locate(path);
         const { value: spec, references } = interpolateGoal(n.spec, ctx, (path, message, index) => {

@@ -16,6 +16,7 @@ export interface OutputReference {
 export interface GoalContext {
   readonly name: string;
   readonly environment: string;
+  /** The goal's own `metadata.labels` (not merged with a node's). */
   readonly labels: Readonly<Record<string, string>>;
 }
 
