@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { reportZodIssues, suggestion } from '../runtime/index.ts';
+import { fieldPathProblem, reportZodIssues, suggestion } from '../runtime/index.ts';
 import type { BuiltSpec, DiagnosticBag, GoalInfo, NodeDeclaration, NodeSpecFactory, RawDocument } from '../runtime/index.ts';
 import { desiredNodeSpec } from './desired.ts';
 import type { InfraDesiredNodeSpec } from './desired.ts';
@@ -20,6 +20,28 @@ export const backendDocumentSchema = z.strictObject({
 
 /** The backend a goal set gets when it declares none named `local`. */
 export const DEFAULT_LOCAL_BACKEND = { id: 'local', type: 'local', config: { root: '.desiredstate/local' } } as const;
+
+/**
+ * The `ignoreFields` path of the whole resource: its `exists` diff says it
+ * was deleted out of band. Not a field of any spec, valid for every type.
+ */
+export const WHOLE_RESOURCE_FIELD = 'exists';
+
+/**
+ * Why an `ignoreFields` entry matches no drift a node of this type can
+ * have, or undefined. Entries are paths inside the node's `spec`, as drift
+ * reports print them (`mode`, `input.retentionDays`), or `exists`.
+ */
+export function ignoreFieldProblem(schema: (typeof specSchemas)[keyof typeof specSchemas], field: string, type: string): string | undefined {
+  const problem = fieldPathProblem(schema, field, type, [WHOLE_RESOURCE_FIELD]);
+  if (problem === undefined) return undefined;
+  // `spec.mode` for `mode`: said plainly, as edit distance cannot see it.
+  const inner = field.startsWith('spec.') ? field.slice('spec.'.length) : undefined;
+  if (inner !== undefined && fieldPathProblem(schema, inner, type, [WHOLE_RESOURCE_FIELD]) === undefined) {
+    return `"${field}" is not a field of ${type}: paths are relative to the node's spec (did you mean "${inner}"?)`;
+  }
+  return problem;
+}
 
 /**
  * The infra domain's half of goal compilation: typed, strict specs for each
@@ -80,6 +102,11 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       return undefined;
     }
     const schema = specSchemas[decl.type];
+    decl.ignoreFields?.forEach((field, i) => {
+      if (field.trim() === '') return; // reported by the compiler
+      const problem = ignoreFieldProblem(schema, field, decl.type);
+      if (problem !== undefined) diag.error(decl.locate(['ignoreFields', i]), 'unknown-field', `ignoreFields: ${problem}`);
+    });
     const parsed = schema.safeParse(decl.spec);
     const backendId = decl.backend ?? 'local';
     const backend = this.backends.get(backendId);

@@ -34,7 +34,10 @@ export const nodeDeclarationSchema = z.strictObject({
   backend: z.string().optional().describe('The backend instance (a Backend document\'s metadata.name).'),
   dependsOn: z.array(z.string()).default([]).describe('Ids of nodes that must be ready first.'),
   deletionPolicy: deletionPolicySchema.optional().describe('Orphan (default): forget the resource when the node is removed; Delete: deprovision it (with prune).'),
-  ignoreFields: z.array(z.string()).default([]).describe('Spec paths whose drift is neither reported nor corrected.'),
+  ignoreFields: z
+    .array(z.string())
+    .default([])
+    .describe('Fields whose drift is neither reported nor corrected: paths inside spec as drift reports show them ("mode", "input.retentionDays"), or "exists" for the whole resource.'),
   labels: labelsSchema.default({}).describe('Labels merged over the goal\'s metadata.labels.'),
   selfHeal: z.boolean().optional().describe('Override the goal\'s selfHeal for this node.'),
   interval: durationSchema.optional().describe('Re-observe interval for this node ("30s", "5m").'),
@@ -126,6 +129,8 @@ export interface NodeDeclaration {
   /** The spec with `${goal.*}` interpolated; `${nodes…}` references left in place. */
   readonly spec: Record<string, unknown>;
   readonly deletionPolicy: DeletionPolicy | undefined;
+  /** The node's `ignoreFields`, for the domain to check against the type's fields. */
+  readonly ignoreFields?: readonly string[] | undefined;
   readonly goal: GoalInfo;
   readonly source: SourceLocation;
   /** Locates a path inside the node declaration, for example `['spec', 'mode']`. */
@@ -290,6 +295,7 @@ export class GoalCompiler<S extends NodeSpec> {
             labels,
             spec: spec as Record<string, unknown>,
             deletionPolicy: n.deletionPolicy ?? value.spec.defaults.deletionPolicy,
+            ignoreFields: n.ignoreFields,
             goal,
             source,
             locate,
@@ -297,9 +303,9 @@ export class GoalCompiler<S extends NodeSpec> {
           diag,
         );
         if (built?.gate !== undefined) gates.set(n.id, built.gate);
-        for (const f of n.ignoreFields) {
-          if (f.trim() === '') diag.error(locate(['ignoreFields']), 'invalid-value', 'ignoreFields entries are spec paths such as "content" or "tags.owner"');
-        }
+        n.ignoreFields.forEach((f, i) => {
+          if (f.trim() === '') diag.error(locate(['ignoreFields', i]), 'invalid-value', 'ignoreFields entries are spec paths such as "content" or "input.retentionDays"');
+        });
         // Edges are checked even when the spec is wrong, so that every problem is reported at once.
         const deps: (typeof pending)[number]['deps'] = [];
         n.dependsOn.forEach((on, i) => deps.push({ on, source: locate(['dependsOn', i]), implicit: false, path: ['dependsOn', i] }));

@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import type { DiagnosticBag } from './diagnostics.ts';
-import { suggestion } from './diagnostics.ts';
+import { didYouMean, suggestion } from './diagnostics.ts';
 import type { SourceLocation } from './node-spec.ts';
 import type { PathKey } from './yaml-source.ts';
 import { valueAtPath } from './yaml-source.ts';
@@ -67,6 +67,81 @@ export function keysAt(schema: AnySchema, path: readonly PathKey[]): string[] {
   };
   visit(schema, path, 64);
   return [...found];
+}
+
+/**
+ * Why `path` names no field of `schema`, or undefined when it names one.
+ * Paths are written as drift reports show them: dotted field names, `[n]`
+ * for a list item (`mode`, `commands.read`, `memberOf[0]`, `input.size`).
+ * Any key of an open map (a record) is a field, and so is anything under it.
+ * `owner` names the schema in the message ("local.file"); `alsoValid` are
+ * top-level paths valid besides the schema's fields (suggested as well).
+ */
+export function fieldPathProblem(schema: AnySchema, path: string, owner: string, alsoValid: readonly string[] = []): string | undefined {
+  if (alsoValid.includes(path)) return undefined;
+  const walk = (start: AnySchema, at: number, done: string, budget: number): string | undefined => {
+    let s = start;
+    for (;;) {
+      if (budget-- <= 0) return `"${path}" is nested too deeply`;
+      const def = (s as unknown as { _zod: { def: Record<string, unknown> & { type: string } } })._zod.def;
+      switch (def.type) {
+        case 'optional':
+        case 'nullable':
+        case 'default':
+        case 'prefault':
+        case 'readonly':
+        case 'nonoptional':
+        case 'catch':
+          s = def.innerType as AnySchema;
+          continue;
+        case 'pipe':
+          s = def.in as AnySchema;
+          continue;
+        case 'lazy':
+          s = (def.getter as () => AnySchema)();
+          continue;
+      }
+      if (at === path.length) return undefined;
+      switch (def.type) {
+        case 'record':
+        case 'unknown':
+        case 'any':
+          // An open map: every key, and whatever it holds.
+          return undefined;
+        case 'union': {
+          const problems = (def.options as AnySchema[]).map((o) => walk(o, at, done, budget));
+          return problems.includes(undefined) ? undefined : problems[0];
+        }
+        case 'array': {
+          const m = /^\[\d+\]/.exec(path.slice(at));
+          if (m === null) return `"${path}": ${done} is a list; its items are ${done}[0], ${done}[1] …`;
+          done += m[0];
+          at += m[0].length;
+          s = def.element as AnySchema;
+          continue;
+        }
+        case 'object': {
+          if (done !== '' && path[at] !== '.') return `"${path}": ${done} is a map; its fields are ${done}.<name>`;
+          const from = done === '' ? at : at + 1;
+          const name = /^[^.[\]]+/.exec(path.slice(from))?.[0];
+          if (name === undefined) return `"${path}" is not a field path (names separated by ".", such as "content" or "input.size")`;
+          const shape = def.shape as Record<string, AnySchema>;
+          const prefix = done === '' ? '' : `${done}.`;
+          if (!Object.hasOwn(shape, name)) {
+            const near = didYouMean(name, done === '' ? [...Object.keys(shape), ...alsoValid] : Object.keys(shape));
+            return `"${path}" is not a field of ${owner}${near === undefined ? '' : ` (did you mean "${prefix}${near}"?)`}`;
+          }
+          done = `${prefix}${name}`;
+          at = from + name.length;
+          s = shape[name]!;
+          continue;
+        }
+        default:
+          return `"${path}": ${done} is a single value, with no fields under it`;
+      }
+    }
+  };
+  return walk(schema, 0, '', 256);
 }
 
 /** Field names whose values are never echoed in a message, whatever their schema says. */

@@ -25,12 +25,57 @@ function compile(...texts: string[]): CompileResult<InfraDesiredNodeSpec> & { li
   return { ...result, lines, codes: result.diagnostics.map((d) => d.code) };
 }
 
+const mem = `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: mem }
+spec: { type: memory }
+`;
+
 const goal = (nodes: string, header = 'metadata: { name: app, labels: { team: data } }', spec = ''): string => `apiVersion: desiredstate/v1
 kind: Goal
 ${header}
 spec:
 ${spec}  nodes:
 ${nodes}`;
+
+/** `file:line:col code` of each diagnostic, for tables. */
+const at = (r: { diagnostics: readonly { file: string; line: number; col: number; code: string }[] }): string[] => r.diagnostics.map((d) => `${d.file}:${d.line}:${d.col} ${d.code}`);
+
+describe('ignoreFields: each entry is a path of the type\'s spec', () => {
+  it.each([
+    { name: 'top-level fields of local.file, and exists', type: 'local.file', spec: '{ path: f, content: x }', fields: '[content, mode, owner, exists]' },
+    { name: 'any key under an open map (generic.resource input)', type: 'generic.resource', spec: '{ input: { a: 1 } }', fields: '[input, input.retentionDays, "input.any.depth"]' },
+    { name: 'a field of a nested object', type: 'generic.resource', spec: '{ input: {} }', fields: '[commands, commands.read]' },
+    { name: 'list fields and their items', type: 'postgres.role', spec: '{ name: r }', fields: '[memberOf, "memberOf[0]", password]' },
+    { name: 'a field that takes a string or a list', type: 'ansible.playbook', spec: '{ playbook: p.yml }', fields: '[inventory, "inventory[1]", extraVars.region]' },
+  ])('accepts $name', ({ type, spec, fields }) => {
+    const r = compile(mem, goal(`    - id: n\n      type: ${type}\n      backend: mem\n      ignoreFields: ${fields}\n      spec: ${spec}\n`));
+    expect(r.lines).toEqual([]);
+    expect(r.graph!.get('n')!.settings.ignoreFields.length).toBeGreaterThan(0);
+  });
+
+  it.each([
+    { name: 'a misspelt field, with a suggestion', entry: 'moed', message: 'ignoreFields: "moed" is not a field of local.file (did you mean "mode"?)' },
+    { name: 'a spec. prefix (paths are relative to spec)', entry: 'spec.mode', message: 'ignoreFields: "spec.mode" is not a field of local.file: paths are relative to the node\'s spec (did you mean "mode"?)' },
+    { name: 'exists, misspelt', entry: 'exist', message: 'ignoreFields: "exist" is not a field of local.file (did you mean "exists"?)' },
+    { name: 'a field under a single value', entry: 'mode.bits', message: 'ignoreFields: "mode.bits": mode is a single value, with no fields under it' },
+    { name: 'a field of another type', entry: 'target', message: 'ignoreFields: "target" is not a field of local.file' },
+  ])('rejects $name at the entry', ({ entry, message }) => {
+    const r = compile(goal(`    - id: n\n      type: local.file\n      ignoreFields: [content, ${entry}]\n      spec: { path: f, content: x }\n`));
+    expect(r.graph).toBeUndefined();
+    expect(r.lines).toEqual([`g0.yaml:8:31: error unknown-field: ${message}`]);
+  });
+
+  it('rejects a misspelt nested field with the whole path suggested', () => {
+    const r = compile(mem, goal('    - id: n\n      type: generic.resource\n      backend: mem\n      ignoreFields: [commands.reed]\n      spec: { input: {} }\n'));
+    expect(r.lines).toEqual(['g1.yaml:9:22: error unknown-field: ignoreFields: "commands.reed" is not a field of generic.resource (did you mean "commands.read"?)']);
+  });
+
+  it('reports every bad entry of one list, each where it is', () => {
+    const r = compile(goal('    - id: n\n      type: local.file\n      ignoreFields: [spec.mode, moed]\n      spec: { path: f, content: x }\n'));
+    expect(at(r)).toEqual(['g0.yaml:8:22 unknown-field', 'g0.yaml:8:33 unknown-field']);
+  });
+});
 
 describe('goal and Backend names', () => {
   it.each(['web-', '-web', 'web.', 'Web'])('%s gets a message that says what a name is', (name) => {
