@@ -27,6 +27,11 @@ interface Io {
   readonly cwd: string;
   /** The launcher's digest of the program (sources and dependency lock): keys the compiled-goal cache; none, no cache. */
   readonly program?: string | undefined;
+  /**
+   * `run` only: aborted (reason: the signal's name) by the first SIGTERM or SIGINT, listened for by
+   * the launcher from its first moment. Without it, `run` listens for them itself.
+   */
+  readonly stop?: AbortSignal | undefined;
 }
 
 function context(values: Record<string, unknown>, io: Io, defaultLogLevel = 'warn'): CliContext {
@@ -88,7 +93,7 @@ export const commands: Record<string, Command> = {
         debounce: values.debounce,
         faultPolicy: values['fault-policy'],
         history,
-      });
+      }, io.stop);
     },
   },
   graph: {

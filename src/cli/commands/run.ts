@@ -1,15 +1,17 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Controller, displayPath, errorMessage, formatDiagnostic, parseDuration, shownRecord } from '../../runtime/index.ts';
-import type { CircuitBreakerConfig, DesiredNode, FaultPolicy, NodeId } from '../../runtime/index.ts';
+import type { CircuitBreakerConfig, DesiredNode, FaultPolicy, NodeId, SqliteStateStore } from '../../runtime/index.ts';
 import { infraSpecCodec, InfraNodeProvisioner } from '../../infra/index.ts';
 import type { InfraBackend, InfraDesiredNodeSpec } from '../../infra/index.ts';
 import { parseListen, startHttpServer } from '../../server/http.ts';
+import type { DaemonProbe } from '../../server/http.ts';
 import { compileGoals, openStore, printDiagnostics, pruneHistory, registry, requireGoalsDir } from '../context.ts';
 import { loadFaultPolicyFile } from '../fault-policy-file.ts';
 import type { CliContext } from '../context.ts';
 import { goalsCommit } from '../git.ts';
 import { goalTreeFingerprint, watchGoalTree } from '../goal-watch.ts';
+import type { GoalWatch } from '../goal-watch.ts';
 import { EXIT, UsageError } from '../usage.ts';
 
 export interface RunOptions {
@@ -34,11 +36,59 @@ const GOAL_POLL_MS = 5_000;
  * The daemon: continuous reconciliation until SIGTERM/SIGINT (exit 0).
  * Reloads the goals when their files change and on SIGHUP; a revision that
  * does not compile is logged and the last good graph keeps running.
+ *
+ * `stop` is aborted by the first SIGTERM or SIGINT (the launcher listens for
+ * them from its first moment; otherwise they are listened for here). One that
+ * comes during start-up stops the daemon as soon as start-up can be unwound,
+ * still with exit 0; later ones are ignored.
  */
-export async function run(ctx: CliContext, options: RunOptions): Promise<number> {
+export async function run(ctx: CliContext, options: RunOptions, stop: AbortSignal = stopOnSignals()): Promise<number> {
+  const log = ctx.log;
+  // From here on no SIGTERM/SIGINT is fatal: the first one aborts `stop`, the next are only logged.
+  let signals = stop.aborted ? 1 : 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals += 1;
+    if (signals > 1) log.info({ signal }, 'already stopping; signal ignored');
+  };
+  // SIGHUP reloads once the goals have been loaded; before that, the first load reads them anyway.
+  let reloadOnHup: (() => void) | undefined;
+  const onHup = (): void => reloadOnHup?.();
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGHUP', onHup);
+  try {
+    return await daemon(ctx, options, stop, (reload) => (reloadOnHup = reload));
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    process.off('SIGHUP', onHup);
+  }
+}
+
+/** An AbortSignal aborted (reason: the signal's name) by the first SIGTERM or SIGINT; the handlers stay, so later ones are ignored. */
+export function stopOnSignals(): AbortSignal {
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (!controller.signal.aborted) controller.abort(signal);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  return controller.signal;
+}
+
+/** Resolves when `signal` is aborted. */
+function aborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+}
+
+async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, onHup: (reload: () => void) => void): Promise<number> {
   const intervalMs = options.interval === undefined ? 60_000 : parseDuration(options.interval);
   if (intervalMs === undefined || intervalMs <= 0) throw new UsageError(`--interval takes a duration such as 500ms, 30s or 5m (got "${options.interval}")`);
-  const listen = parseListen(options.listen ?? '127.0.0.1:7474');
+  const listenText = options.listen ?? '127.0.0.1:7474';
+  const listen = parseListen(listenText);
   if (listen === undefined) throw new UsageError(`--listen takes HOST:PORT (got "${options.listen}")`);
   const concurrency = options.concurrency === undefined ? 10 : Number(options.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError('--concurrency takes a positive whole number');
@@ -59,109 +109,137 @@ export async function run(ctx: CliContext, options: RunOptions): Promise<number>
   }
 
   const log = ctx.log;
-  const store = openStore(ctx, { lock: true });
-  const provisioner = new InfraNodeProvisioner({ backends: new Map() });
-  let backendKey = '';
-  const backendsById = (): ReadonlyMap<string, InfraBackend> => backendMap;
-  let backendMap: ReadonlyMap<string, InfraBackend> = new Map();
+  if (stop.aborted) {
+    // Stopped while loading: nothing was opened, nothing to put away.
+    log.info({ signal: stop.reason }, 'stopped before starting');
+    return EXIT.ok;
+  }
 
-  const controller = new Controller<InfraDesiredNodeSpec>({
-    provisioner,
-    store,
-    log,
-    codec: infraSpecCodec,
-    intervalMs,
-    concurrency,
-    allowMassDeletion: options.allowMassDeletion,
-    ...(faults === undefined ? {} : { faultPolicy: faults.policy, circuitBreaker: faults.circuitBreaker }),
-    watch: (nodes, onChange) => watchBackends(backendsById(), nodes, onChange, log),
-  });
-
-  let loading: Promise<void> = Promise.resolve();
-  /** `changed`: the goal watch saw the files change (it has taken their fingerprint); otherwise take it here, before reading. */
-  const reload = (why: 'start' | 'SIGHUP' | 'goals changed'): Promise<void> => {
-    loading = loading.then(async () => {
-      if (why !== 'goals changed') goalWatch.accept(await goalTreeFingerprint(ctx.goalsDir));
-      const commit = await goalsCommit(ctx.goalsDir);
-      const loaded = await compileGoals(ctx).catch((err: unknown) => {
-        // A missing or unreadable goal directory is a rejected revision like any other: nothing changes.
-        const message = errorMessage(err);
-        log.error({ text: message, commit, reason: why }, 'goals cannot be read; the last good graph keeps running');
-        controller.rejectRevision([message]);
-        return undefined;
-      });
-      if (loaded === undefined) return;
-      const { graph, diagnostics, gates } = loaded.result;
-      if (graph === undefined) {
-        const lines = diagnostics.map(formatDiagnostic);
-        for (const d of diagnostics) log.error({ file: d.file, line: d.line, col: d.col, code: d.code, severity: d.severity, text: d.message }, 'goal error');
-        log.error({ errors: diagnostics.filter((d) => d.severity === 'error').length, commit, reason: why }, 'goal revision rejected; the last good graph keeps running');
-        controller.rejectRevision(lines);
-        return;
-      }
-      for (const d of diagnostics) log.warn({ file: d.file, line: d.line, col: d.col, code: d.code, text: d.message }, 'goal warning');
-      const declarations = [...loaded.factory.backends.values()];
-      const key = JSON.stringify(declarations);
-      if (key !== backendKey) {
-        const fresh = registry().instantiate(declarations, { cwd: ctx.cwd, log, stateDir: ctx.stateDir, env: ctx.env });
-        const old = provisioner.replaceBackends(fresh);
-        backendMap = fresh;
-        backendKey = key;
-        await Promise.allSettled([...old.values()].map((b) => b.close()));
-      }
-      await controller.setGraph(graph, { gates, commit });
-      log.info({ nodes: graph.size, commit, reason: why }, 'goals loaded');
-    });
-    return loading;
-  };
-
-  // Goal files: watch the tree, debounce, reload; a change re-plans only what changed.
-  const goalWatch = watchGoalTree(ctx.goalsDir, {
-    pollMs: GOAL_POLL_MS,
-    debounceMs,
-    onChange: () => void reload('goals changed'),
-    onError: (err) => log.warn({ text: errorMessage(err) }, 'cannot watch a goal directory; changes there are noticed by polling'),
-  });
-  await reload('start');
-  controller.start();
-  pruneHistory(ctx, store, options.history);
-  const pruning = setInterval(() => pruneHistory(ctx, store, options.history), PRUNE_EVERY_MS);
-  pruning.unref();
-
-  const http = await startHttpServer(listen, {
-    ready: () => (controller.ready ? { ready: true } : { ready: false, reason: controller.currentGraph === undefined ? 'no valid goals loaded' : 'first reconcile round in progress' }),
-    status: () => ({ nodes: controller.nodes().map(shownRecord), queue: controller.queueStats() }),
-    retry: (node) => controller.operatorRetry(node),
+  // The address first: a daemon that cannot serve its API (address in use, not allowed) is a bad
+  // invocation, and stops before it has opened the state or touched anything.
+  let controller: Controller<InfraDesiredNodeSpec> | undefined;
+  const http = await listenOn(listen, listenText, {
+    ready: () =>
+      controller?.ready === true ? { ready: true } : { ready: false, reason: controller?.currentGraph === undefined ? 'no valid goals loaded' : 'first reconcile round in progress' },
+    status: () => ({ nodes: controller?.nodes().map(shownRecord) ?? [], queue: controller?.queueStats() ?? null }),
+    retry: (node) => controller?.operatorRetry(node) ?? false,
   });
   const address = `${http.address.family === 'IPv6' ? `[${http.address.address}]` : http.address.address}:${http.address.port}`;
-  // `desiredstate retry` finds the running daemon here and asks it to release the node at once.
-  store.setMeta('daemon.listen', address);
+  let store: SqliteStateStore | undefined;
+  let goalWatch: GoalWatch | undefined;
+  let pruning: NodeJS.Timeout | undefined;
+  let loading: Promise<void> = Promise.resolve();
+  let backendMap: ReadonlyMap<string, InfraBackend> = new Map();
+  let listening = false;
+  try {
+    const opened = (store = openStore(ctx, { lock: true }));
+    const provisioner = new InfraNodeProvisioner({ backends: new Map() });
+    let backendKey = '';
+    const c = (controller = new Controller<InfraDesiredNodeSpec>({
+      provisioner,
+      store: opened,
+      log,
+      codec: infraSpecCodec,
+      intervalMs,
+      concurrency,
+      allowMassDeletion: options.allowMassDeletion,
+      ...(faults === undefined ? {} : { faultPolicy: faults.policy, circuitBreaker: faults.circuitBreaker }),
+      watch: (nodes, onChange) => watchBackends(backendMap, nodes, onChange, log),
+    }));
 
-  return new Promise<number>((resolve) => {
-    const onHup = (): void => void reload('SIGHUP');
-    const shutdown = (signal: string): void => {
-      log.info({ signal }, 'shutting down');
-      process.off('SIGHUP', onHup);
-      clearInterval(pruning);
-      goalWatch.close();
-      http.server.close();
-      http.server.closeAllConnections();
-      void (async () => {
-        await loading.catch(() => undefined);
-        await controller.stop(10_000);
-        store.setMeta('daemon.listen', null);
-        await Promise.allSettled([...backendMap.values()].map((b) => b.close()));
-        store.close();
-        log.info('stopped');
-        resolve(EXIT.ok);
-      })();
+    /** `changed`: the goal watch saw the files change (it has taken their fingerprint); otherwise take it here, before reading. */
+    const reload = (why: 'start' | 'SIGHUP' | 'goals changed'): Promise<void> => {
+      loading = loading.then(async () => {
+        if (why !== 'goals changed') goalWatch?.accept(await goalTreeFingerprint(ctx.goalsDir));
+        const commit = await goalsCommit(ctx.goalsDir);
+        const loaded = await compileGoals(ctx).catch((err: unknown) => {
+          // A missing or unreadable goal directory is a rejected revision like any other: nothing changes.
+          const message = errorMessage(err);
+          log.error({ text: message, commit, reason: why }, 'goals cannot be read; the last good graph keeps running');
+          c.rejectRevision([message]);
+          return undefined;
+        });
+        if (loaded === undefined) return;
+        const { graph, diagnostics, gates } = loaded.result;
+        if (graph === undefined) {
+          const lines = diagnostics.map(formatDiagnostic);
+          for (const d of diagnostics) log.error({ file: d.file, line: d.line, col: d.col, code: d.code, severity: d.severity, text: d.message }, 'goal error');
+          log.error({ errors: diagnostics.filter((d) => d.severity === 'error').length, commit, reason: why }, 'goal revision rejected; the last good graph keeps running');
+          c.rejectRevision(lines);
+          return;
+        }
+        for (const d of diagnostics) log.warn({ file: d.file, line: d.line, col: d.col, code: d.code, text: d.message }, 'goal warning');
+        const declarations = [...loaded.factory.backends.values()];
+        const key = JSON.stringify(declarations);
+        if (key !== backendKey) {
+          const fresh = registry().instantiate(declarations, { cwd: ctx.cwd, log, stateDir: ctx.stateDir, env: ctx.env });
+          const old = provisioner.replaceBackends(fresh);
+          backendMap = fresh;
+          backendKey = key;
+          await Promise.allSettled([...old.values()].map((b) => b.close()));
+        }
+        await c.setGraph(graph, { gates, commit });
+        log.info({ nodes: graph.size, commit, reason: why }, 'goals loaded');
+      });
+      return loading;
     };
-    process.on('SIGHUP', onHup);
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
-    // Announced only now: a SIGTERM sent as soon as this line appears finds its handler.
-    log.info({ address, intervalMs }, 'listening');
-  });
+
+    // Goal files: watch the tree, debounce, reload; a change re-plans only what changed.
+    goalWatch = watchGoalTree(ctx.goalsDir, {
+      pollMs: GOAL_POLL_MS,
+      debounceMs,
+      onChange: () => void reload('goals changed'),
+      onError: (err) => log.warn({ text: errorMessage(err) }, 'cannot watch a goal directory; changes there are noticed by polling'),
+    });
+    onHup(() => void reload('SIGHUP'));
+    await reload('start');
+    // A signal during the first load: the graph is installed, nothing has been reconciled; stop here.
+    if (!stop.aborted) {
+      c.start();
+      pruneHistory(ctx, opened, options.history);
+      pruning = setInterval(() => pruneHistory(ctx, opened, options.history), PRUNE_EVERY_MS);
+      pruning.unref();
+      // `desiredstate retry` finds the running daemon here and asks it to release the node at once.
+      opened.setMeta('daemon.listen', address);
+      listening = true;
+      log.info({ address, intervalMs }, 'listening');
+      await aborted(stop);
+    }
+    log.info({ signal: stop.reason }, 'shutting down');
+  } finally {
+    clearInterval(pruning);
+    goalWatch?.close();
+    http.server.close();
+    http.server.closeAllConnections();
+    await loading.catch(() => undefined);
+    await controller?.stop(10_000);
+    if (listening) store?.setMeta('daemon.listen', null);
+    await Promise.allSettled([...backendMap.values()].map((b) => b.close()));
+    store?.close();
+  }
+  log.info('stopped');
+  return EXIT.ok;
+}
+
+/** Why a listen failed, for the errors that are the invocation's (exit 64), by error code. */
+const LISTEN_FAILURES: Readonly<Record<string, string>> = {
+  EADDRINUSE: 'the address is already in use (another desiredstate running?)',
+  EACCES: 'not allowed to listen there (ports below 1024 need privileges)',
+  EADDRNOTAVAIL: 'no such address on this machine',
+  ENOTFOUND: 'unknown host',
+  EAI_AGAIN: 'the host name cannot be resolved',
+};
+
+/** Binds the HTTP API; a failure that names the address as the problem is a UsageError with a one-line reason. */
+async function listenOn(listen: { host: string; port: number }, text: string, probe: DaemonProbe): ReturnType<typeof startHttpServer> {
+  try {
+    return await startHttpServer(listen, probe);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === undefined ? undefined : LISTEN_FAILURES[code];
+    if (why === undefined) throw err;
+    throw new UsageError(`cannot listen on ${text}: ${why}`);
+  }
 }
 
 /** Starts each backend's own change watch over its nodes. */

@@ -1,0 +1,99 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { oneFileGoal, tempProject } from '../support/cli.ts';
+import { Daemon } from '../support/daemon.ts';
+
+// `desiredstate run` starts and stops as CLI.md says: exit 0 on SIGTERM/SIGINT whenever they come,
+// and a bad --listen is a bad invocation (exit 64) that changes nothing.
+const projects: ReturnType<typeof tempProject>[] = [];
+const daemons: Daemon[] = [];
+afterAll(async () => {
+  for (const d of daemons) {
+    d.kill('SIGKILL');
+    await d.exited;
+  }
+  for (const p of projects) rmSync(p.dir, { recursive: true, force: true });
+});
+
+function project(): ReturnType<typeof tempProject> {
+  const p = tempProject('ds-run-life-');
+  p.write('app.yaml', oneFileGoal(p.root, 'hello\n'));
+  projects.push(p);
+  return p;
+}
+
+function daemon(p: ReturnType<typeof tempProject>, args: readonly string[]): Daemon {
+  const d = new Daemon([...args, ...p.args], { cwd: p.dir });
+  daemons.push(d);
+  return d;
+}
+
+/** The daemon's exit, or 'still running' after `ms`. */
+function exitWithin(d: Daemon, ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null } | 'still running'> {
+  return Promise.race([d.exited, new Promise<'still running'>((r) => setTimeout(() => r('still running'), ms).unref())]);
+}
+
+describe('desiredstate run: signals', () => {
+  it.each([
+    { name: 'SIGTERM twice, 5 ms apart (timeout, systemd)', signal: 'SIGTERM' as const },
+    { name: 'SIGINT twice, 5 ms apart (Ctrl-C under npm start: npm and node both get it)', signal: 'SIGINT' as const },
+  ])('exits 0 on $name', async ({ signal }) => {
+    const p = project();
+    const d = daemon(p, ['--listen', '127.0.0.1:0']);
+    await d.port();
+    d.kill(signal);
+    await new Promise((r) => setTimeout(r, 5));
+    d.kill(signal);
+    expect(await exitWithin(d, 15_000)).toEqual({ code: 0, signal: null });
+  });
+
+  it.skipIf(process.platform === 'win32')('exits 0 on a SIGTERM that comes while it starts, before it listens, and touches nothing', async () => {
+    const p = project();
+    // The fault policy file is a FIFO: the daemon's start-up waits in reading it until we write it,
+    // and our open for writing returns once the daemon has opened it: a SIGTERM sent then is
+    // certain to come during start-up.
+    const fifo = join(p.dir, 'faults.yaml');
+    execFileSync('mkfifo', [fifo]);
+    const d = daemon(p, ['--listen', '127.0.0.1:0', '--fault-policy', fifo]);
+    const writer = await open(fifo, 'w');
+    d.kill('SIGTERM');
+    // Let the signal land before start-up goes on.
+    await new Promise((r) => setTimeout(r, 200));
+    await writer.writeFile('retry: { transient: { baseMs: 500, maxMs: 60000 } }\n');
+    await writer.close();
+    expect(await exitWithin(d, 15_000)).toEqual({ code: 0, signal: null });
+    expect(d.lines.map((l) => l.msg)).not.toContain('listening');
+    expect(existsSync(p.state)).toBe(false);
+    expect(existsSync(p.root)).toBe(false);
+  });
+});
+
+describe('desiredstate run --listen', () => {
+  let taken: Server | undefined;
+  afterAll(() => taken?.close());
+
+  it('exits 64 with a one-line reason, at once and changing nothing, when the address is in use', async () => {
+    taken = createServer();
+    const port = await new Promise<number>((resolve) => taken!.listen(0, '127.0.0.1', () => resolve((taken!.address() as AddressInfo).port)));
+    const p = project();
+    const d = daemon(p, ['--listen', `127.0.0.1:${port}`]);
+    expect(await exitWithin(d, 10_000)).toEqual({ code: 64, signal: null });
+    expect(d.stderr.trim()).toBe(`desiredstate run: cannot listen on 127.0.0.1:${port}: the address is already in use (another desiredstate running?)`);
+    // Nothing provisioned, no state opened.
+    expect(existsSync(join(p.root, 'app.conf'))).toBe(false);
+    expect(existsSync(p.state)).toBe(false);
+  });
+
+  it('exits 64 with a one-line reason for a host that does not resolve', async () => {
+    const p = project();
+    const d = daemon(p, ['--listen', 'no-such-host.invalid:7474']);
+    expect(await exitWithin(d, 15_000)).toEqual({ code: 64, signal: null });
+    expect(d.stderr.trim()).toMatch(/^desiredstate run: cannot listen on no-such-host\.invalid:7474: (unknown host|the host name cannot be resolved)$/);
+    expect(existsSync(p.state)).toBe(false);
+  });
+});
