@@ -127,12 +127,12 @@ export async function graph(ctx: CliContext): Promise<number> {
   const c = await compiled(ctx);
   if (c === undefined) return EXIT.failed;
   const format = ctx.format ?? 'dot';
-  const quote = (s: string): string => JSON.stringify(s);
   const lines: string[] = [];
   if (format === 'dot') {
     lines.push('digraph desiredstate {', '  rankdir=LR;', '  node [shape=box];');
-    for (const n of c.graph.order) lines.push(`  ${quote(n.id)} [label=${quote(`${n.id}\\n${n.spec.type}`)}];`);
-    for (const n of c.graph.order) for (const d of n.dependsOn) lines.push(`  ${quote(d.on)} -> ${quote(n.id)}${d.implicit ? ' [style=dashed]' : ''};`);
+    // The label's two lines are joined by DOT's own `\n` escape, outside the escaping of their text.
+    for (const n of c.graph.order) lines.push(`  ${dotString(n.id)} [label="${dotEscape(n.id)}\\n${dotEscape(n.spec.type)}"];`);
+    for (const n of c.graph.order) for (const d of n.dependsOn) lines.push(`  ${dotString(d.on)} -> ${dotString(n.id)}${d.implicit ? ' [style=dashed]' : ''};`);
     lines.push('}');
   } else if (format === 'mermaid') {
     const ids = new Map(c.graph.order.map((n, i) => [n.id, `n${i}`]));
@@ -146,4 +146,14 @@ export async function graph(ctx: CliContext): Promise<number> {
   }
   for (const l of lines) ctx.out(l);
   return EXIT.ok;
+}
+
+/** Text for inside a DOT double-quoted string: `"` and `\` escaped, a line break as DOT's `\n` (JSON's escaping is not DOT's). */
+export function dotEscape(text: string): string {
+  return text.replace(/["\\]/g, '\\$&').replace(/\r?\n/g, '\\n');
+}
+
+/** A DOT double-quoted string. */
+export function dotString(text: string): string {
+  return `"${dotEscape(text)}"`;
 }

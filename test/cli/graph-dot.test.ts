@@ -1,0 +1,46 @@
+import { rmSync } from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { dotEscape, dotString } from '../../src/cli/commands/goals.ts';
+import { cli, localBackend, tempProject } from '../support/cli.ts';
+
+describe('graph --format dot', () => {
+  const p = tempProject('ds-graph-dot-');
+  p.write('backend.yaml', localBackend(p.root));
+  p.write('site.yaml', `apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: site }
+spec:
+  defaults: { backend: local }
+  nodes:
+    - id: web-root
+      type: local.directory
+      spec: { path: www, mode: "0755" }
+    - id: index
+      type: local.file
+      dependsOn: [web-root]
+      spec: { path: www/index.html, mode: "0644", content: "hi" }
+`);
+  afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
+
+  it('labels each node with its id and type on two lines (a DOT \\n escape, not a literal backslash)', async () => {
+    const r = await cli(['graph', ...p.args], { cwd: p.dir });
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n')).toEqual(
+      expect.arrayContaining([
+        '  "web-root" [label="web-root\\nlocal.directory"];',
+        '  "index" [label="index\\nlocal.file"];',
+        '  "web-root" -> "index";',
+      ]),
+    );
+  });
+
+  it.each([
+    { name: 'plain text is left alone', text: 'web-root', escaped: 'web-root' },
+    { name: 'a double quote is escaped', text: 'say "hi"', escaped: 'say \\"hi\\"' },
+    { name: 'a backslash is escaped (a trailing one cannot eat the closing quote)', text: 'a\\b\\', escaped: 'a\\\\b\\\\' },
+    { name: 'a line break becomes the \\n escape', text: 'two\nlines\r\nthree', escaped: 'two\\nlines\\nthree' },
+  ])('dotEscape: $name', ({ text, escaped }) => {
+    expect(dotEscape(text)).toBe(escaped);
+    expect(dotString(text)).toBe(`"${escaped}"`);
+  });
+});
