@@ -43,6 +43,9 @@ export function ignoreFieldProblem(schema: (typeof specSchemas)[keyof typeof spe
   return problem;
 }
 
+/** Node fields that policies read (with the spec): a policy finding on a node where one is invalid would be an echo. */
+const POLICY_INPUTS = ['id', 'labels', 'deletionPolicy', 'goal.name', 'goal.environment', 'goal.labels'];
+
 /**
  * The infra domain's half of goal compilation: typed, strict specs for each
  * node; Backend documents validated against their implementation; Policy
@@ -101,32 +104,36 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       diag.error(decl.locate(['type']), 'unknown-type', `type "${decl.type}" is not a known resource type${suggestion(decl.type, INFRA_NODE_TYPES)}`);
       return undefined;
     }
+    const invalid = decl.invalidFields;
     const schema = specSchemas[decl.type];
     decl.ignoreFields?.forEach((field, i) => {
       if (field.trim() === '') return; // reported by the compiler
       const problem = ignoreFieldProblem(schema, field, decl.type);
       if (problem !== undefined) diag.error(decl.locate(['ignoreFields', i]), 'unknown-field', `ignoreFields: ${problem}`);
     });
-    const parsed = schema.safeParse(decl.spec);
+    const parsed = invalid?.has('spec') === true ? undefined : schema.safeParse(decl.spec);
     const backendId = decl.backend ?? 'local';
-    const backend = this.backends.get(backendId);
-    let ok = parsed.success;
-    if (backend === undefined) {
+    // An invalid `backend` (or an unreadable default) is already reported: which backend is meant is unknown.
+    const backendKnown = invalid?.has('backend') !== true;
+    const backend = backendKnown ? this.backends.get(backendId) : undefined;
+    let ok = parsed?.success === true && backendKnown;
+    if (backendKnown) {
       const where = decl.backend === undefined ? decl.locate(['type']) : decl.locate(['backend']);
-      diag.error(where, 'unknown-backend', `backend "${backendId}" is not configured${suggestion(backendId, this.backends.keys())}`);
-      ok = false;
-    } else {
-      const factory = this.registry.get(backend.type);
-      if (factory !== undefined && !factory.kinds.includes(decl.type)) {
-        const where = decl.backend === undefined ? decl.locate(['type']) : decl.locate(['backend']);
-        diag.error(where, 'unsupported-type', `backend "${backendId}" (type ${backend.type}) cannot provision ${decl.type}; it supports ${factory.kinds.join(', ')}`);
+      if (backend === undefined) {
+        diag.error(where, 'unknown-backend', `backend "${backendId}" is not configured${suggestion(backendId, this.backends.keys())}`);
         ok = false;
+      } else {
+        const factory = this.registry.get(backend.type);
+        if (factory !== undefined && !factory.kinds.includes(decl.type)) {
+          diag.error(where, 'unsupported-type', `backend "${backendId}" (type ${backend.type}) cannot provision ${decl.type}; it supports ${factory.kinds.join(', ')}`);
+          ok = false;
+        }
       }
     }
-    if (!parsed.success) {
+    if (parsed !== undefined && !parsed.success) {
       reportZodIssues(parsed.error.issues, { schema, input: decl.spec, prefix: ['spec'], owner: decl.type, locate: decl.locate, diag });
     }
-    if (!ok || !parsed.success) return undefined;
+    if (!ok || parsed === undefined || !parsed.success) return undefined;
     let spec = { type: decl.type, ...parsed.data } as InfraNodeSpec;
     const checkSpec = backend === undefined ? undefined : this.registry.get(backend.type)?.checkSpec;
     if (backend !== undefined && checkSpec !== undefined) {
@@ -135,7 +142,7 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       if (issues.length > 0) return undefined;
     }
     let gate: BuiltSpec<InfraDesiredNodeSpec>['gate'];
-    if (this.policy !== undefined) {
+    if (this.policy !== undefined && !POLICY_INPUTS.some((f) => invalid?.has(f) === true)) {
       const verdict = this.policy.evaluate(decl, spec, diag);
       spec = verdict.spec;
       gate = verdict.gate;

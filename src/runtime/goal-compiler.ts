@@ -2,9 +2,9 @@ import { z } from 'zod';
 import { DiagnosticBag, sortDiagnostics, suggestion } from './diagnostics.ts';
 import type { Diagnostic } from './diagnostics.ts';
 import { durationSchema } from './duration.ts';
-import { DesiredGraph } from './graph.ts';
+import { DesiredGraph, dependencyCycles } from './graph.ts';
 import { interpolateGoal } from './interpolation.ts';
-import type { GoalContext } from './interpolation.ts';
+import type { GoalContext, GoalField } from './interpolation.ts';
 import { NODE_ID_PATTERN } from './node-spec.ts';
 import type { DeletionPolicy, Dependency, DesiredNode, NodeId, NodeSettings, NodeSpec, SourceLocation } from './node-spec.ts';
 import type { PathKey, SourceDocument } from './yaml-source.ts';
@@ -67,35 +67,100 @@ export const goalDocumentSchema = z.strictObject({
   }),
 });
 
+type GoalDocument = z.output<typeof goalDocumentSchema>;
+
+/** A Goal as compiled, and what of it could not be read. */
+interface ReadGoal {
+  readonly doc: SourceDocument;
+  readonly value: GoalDocument;
+  /** Goal fields that were invalid (their errors reported): nothing that depends on them is reported too. */
+  readonly unknown: ReadonlySet<GoalField>;
+  /** Whether the goal's default backend is unknowable (its `defaults` were invalid). */
+  readonly defaultBackendUnknown: boolean;
+}
+
+const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
 /**
  * The parts of an invalid Goal that are still valid, so that its nodes are
  * checked as the user meant them (with their defaults and labels) rather than
- * drowning the real error in echoes of it.
+ * drowning the real error in echoes of it. What cannot be read (an invalid
+ * or misspelt name, environment, labels or defaults) is said to be unknown.
  */
-function salvageGoal(raw: Record<string, unknown>, name: string, nodes: unknown[]): z.output<typeof goalDocumentSchema> {
-  const meta = (raw.metadata ?? {}) as Record<string, unknown>;
-  const spec = (raw.spec ?? {}) as Record<string, unknown>;
-  const pick = <T extends z.ZodType>(schema: T, value: unknown, fallback: z.output<T>): z.output<T> => {
+function salvageGoal(raw: Record<string, unknown>, nodes: unknown[]): Omit<ReadGoal, 'doc'> {
+  const meta = isMap(raw.metadata) ? raw.metadata : {};
+  const spec = isMap(raw.spec) ? raw.spec : {};
+  const unknown = new Set<GoalField>();
+  const shape = goalDocumentSchema.shape;
+  const metaKeys = new Set(Object.keys(shape.metadata.shape));
+  const specKeys = new Set(Object.keys(shape.spec.shape));
+  // A misspelt key (`enviroment:`) may be meant for a field that is then absent.
+  const metaMisspelt = Object.keys(meta).some((k) => !metaKeys.has(k));
+  const specMisspelt = Object.keys(spec).some((k) => !specKeys.has(k));
+  const pick = <T extends z.ZodType>(schema: T, value: unknown, fallback: z.output<T>, field?: GoalField, misspelt = false): z.output<T> => {
     const r = schema.safeParse(value);
+    if (r.success && !(value === undefined && misspelt)) return r.data;
+    if (field !== undefined) unknown.add(field);
     return r.success ? r.data : fallback;
   };
-  const shape = goalDocumentSchema.shape;
+  const name = pick(nameSchema, meta.name, typeof meta.name === 'string' ? meta.name : '', 'name');
+  const environment = pick(shape.metadata.shape.environment, meta.environment, 'default', 'environment', metaMisspelt);
+  const labels = pick(shape.metadata.shape.labels, meta.labels, {}, 'labels', metaMisspelt);
+  const defaultsRead = shape.spec.shape.defaults.safeParse(spec.defaults);
+  const rawDefaults = isMap(spec.defaults) ? spec.defaults : {};
+  const backend = typeof rawDefaults.backend === 'string' ? rawDefaults.backend : undefined;
+  const defaults = defaultsRead.success
+    ? defaultsRead.data
+    : { backend, deletionPolicy: pick(deletionPolicySchema.optional(), rawDefaults.deletionPolicy, undefined) };
   return {
-    apiVersion: API_VERSION,
-    kind: 'Goal',
-    metadata: {
-      name,
-      environment: pick(shape.metadata.shape.environment, meta.environment, 'default'),
-      labels: pick(shape.metadata.shape.labels, meta.labels, {}),
+    value: {
+      apiVersion: API_VERSION,
+      kind: 'Goal',
+      metadata: { name, environment, labels },
+      spec: {
+        selfHeal: pick(shape.spec.shape.selfHeal, spec.selfHeal, true),
+        prune: pick(shape.spec.shape.prune, spec.prune, false),
+        interval: pick(shape.spec.shape.interval, spec.interval, undefined),
+        defaults,
+        nodes,
+      },
     },
-    spec: {
-      selfHeal: pick(shape.spec.shape.selfHeal, spec.selfHeal, true),
-      prune: pick(shape.spec.shape.prune, spec.prune, false),
-      interval: pick(shape.spec.shape.interval, spec.interval, undefined),
-      defaults: pick(shape.spec.shape.defaults, spec.defaults, {}),
-      nodes,
-    },
+    unknown,
+    // Nodes that name no backend get the default: if it cannot be read, which backend they use is unknown.
+    defaultBackendUnknown: backend === undefined && (!defaultsRead.success || (spec.defaults === undefined && specMisspelt)),
   };
+}
+
+type NodeFields = z.output<typeof nodeDeclarationSchema>;
+
+/**
+ * A node declaration's fields, each read on its own: an invalid one is
+ * replaced by its default (or its valid entries, for lists and maps) and
+ * named in `invalid`, so that the node's other fields are still checked.
+ */
+function salvageNode(raw: Record<string, unknown>): { fields: NodeFields; invalid: Set<keyof NodeFields> } {
+  const invalid = new Set<keyof NodeFields>();
+  const shape = nodeDeclarationSchema.shape;
+  const pick = <K extends keyof NodeFields>(key: K, fallback: () => NodeFields[K]): NodeFields[K] => {
+    const r = (shape[key] as unknown as z.ZodType<NodeFields[K]>).safeParse(raw[key]);
+    if (r.success) return r.data;
+    invalid.add(key);
+    return fallback();
+  };
+  const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
+  const fields: NodeFields = {
+    id: pick('id', () => (typeof raw.id === 'string' ? raw.id : '')),
+    type: pick('type', () => ''),
+    backend: pick('backend', () => undefined),
+    dependsOn: pick('dependsOn', () => strings(raw.dependsOn)),
+    deletionPolicy: pick('deletionPolicy', () => undefined),
+    ignoreFields: pick('ignoreFields', () => []),
+    labels: pick('labels', () => (isMap(raw.labels) ? Object.fromEntries(Object.entries(raw.labels).filter((e): e is [string, string] => typeof e[1] === 'string')) : {})),
+    selfHeal: pick('selfHeal', () => undefined),
+    interval: pick('interval', () => undefined),
+    spec: pick('spec', () => ({})),
+  };
+  return { fields, invalid };
 }
 
 export type NodeDeclarationInput = z.input<typeof nodeDeclarationSchema>;
@@ -131,6 +196,13 @@ export interface NodeDeclaration {
   readonly deletionPolicy: DeletionPolicy | undefined;
   /** The node's `ignoreFields`, for the domain to check against the type's fields. */
   readonly ignoreFields?: readonly string[] | undefined;
+  /**
+   * Fields already reported as invalid and replaced by defaults: node fields
+   * (`id`, `backend`, `labels`, `spec`, `ignoreFields` …) and goal fields
+   * (`goal.name`, `goal.environment`, `goal.labels`). A check that depends on
+   * one is skipped, as it would only echo that error.
+   */
+  readonly invalidFields?: ReadonlySet<string> | undefined;
   readonly goal: GoalInfo;
   readonly source: SourceLocation;
   /** Locates a path inside the node declaration, for example `['spec', 'mode']`. */
@@ -192,16 +264,32 @@ export class GoalCompiler<S extends NodeSpec> {
     const diag = new DiagnosticBag();
     diag.items.push(...loadDiagnostics);
     const kinds = ['Goal', ...this.factory.documentKinds];
-    const goalDocs: { doc: SourceDocument; value: z.output<typeof goalDocumentSchema> }[] = [];
+    const goalDocs: ReadGoal[] = [];
     const names = new Map<string, SourceLocation>();
+    /** Reports a second document of the same kind and name; true if it is one. */
+    const duplicate = (doc: SourceDocument, kind: string, name: string): boolean => {
+      const nameKey = `${kind}/${name}`;
+      const earlier = names.get(nameKey);
+      if (earlier === undefined) {
+        names.set(nameKey, doc.locate(['metadata', 'name']));
+        return false;
+      }
+      diag.error(doc.locate(['metadata', 'name']), 'duplicate-name', `${kind} "${name}" is already defined at ${earlier.file}:${earlier.line}:${earlier.col}`);
+      return true;
+    };
 
     for (const doc of documents) {
+      if (!isMap(doc.value)) {
+        diag.error(doc.locate([]), 'not-a-document', 'a goal document is a map with apiVersion, kind, metadata and spec');
+        continue;
+      }
+      if (doc.value.kind === 'Goal') {
+        const goal = this.readGoal(doc, doc.value, duplicate, diag);
+        if (goal !== undefined) goalDocs.push(goal);
+        continue;
+      }
       const env = envelopeSchema.safeParse(doc.value);
       if (!env.success) {
-        if (doc.value === null || typeof doc.value !== 'object' || Array.isArray(doc.value)) {
-          diag.error(doc.locate([]), 'not-a-document', 'a goal document is a map with apiVersion, kind, metadata and spec');
-          continue;
-        }
         reportZodIssues(env.error.issues, { schema: envelopeSchema, input: doc.value, prefix: [], owner: 'a document', locate: doc.locate, diag });
         continue;
       }
@@ -211,27 +299,8 @@ export class GoalCompiler<S extends NodeSpec> {
         diag.error(doc.locate(['kind']), 'unknown-kind', `kind "${kind}" is not one of ${kinds.join(', ')}${suggestion(kind, kinds)}`);
         continue;
       }
-      const nameKey = `${kind}/${name}`;
-      const earlier = names.get(nameKey);
-      if (earlier !== undefined) {
-        diag.error(doc.locate(['metadata', 'name']), 'duplicate-name', `${kind} "${name}" is already defined at ${earlier.file}:${earlier.line}:${earlier.col}`);
-        continue;
-      }
-      names.set(nameKey, doc.locate(['metadata', 'name']));
-      if (kind === 'Goal') {
-        const parsed = goalDocumentSchema.safeParse(doc.value);
-        if (!parsed.success) {
-          reportZodIssues(parsed.error.issues, { schema: goalDocumentSchema, input: doc.value, prefix: [], owner: 'a Goal', locate: doc.locate, diag });
-          // Still check the nodes, so that every problem is reported in one go.
-          const nodes = (doc.value as { spec?: { nodes?: unknown } }).spec?.nodes;
-          if (!Array.isArray(nodes)) continue;
-          goalDocs.push({ doc, value: salvageGoal(doc.value as Record<string, unknown>, name, nodes) });
-          continue;
-        }
-        goalDocs.push({ doc, value: parsed.data });
-      } else {
-        this.factory.acceptDocument({ kind, name, file: doc.file, value: doc.value as Record<string, unknown>, locate: doc.locate }, diag);
-      }
+      if (duplicate(doc, kind, name)) continue;
+      this.factory.acceptDocument({ kind, name, file: doc.file, value: doc.value, locate: doc.locate }, diag);
     }
 
     const goals: GoalInfo[] = goalDocs.map(({ doc, value }) => ({
@@ -251,6 +320,10 @@ export class GoalCompiler<S extends NodeSpec> {
     const brokenIds = new Set<string>();
     const pending: {
       id: NodeId;
+      /** The id is valid and the first of its name: edges may point to it. */
+      declared: boolean;
+      /** The dependency list is valid (each edge is checked below). */
+      depsValid: boolean;
       goal: string;
       built: BuiltSpec<S> | undefined;
       settings: NodeSettings;
@@ -259,59 +332,78 @@ export class GoalCompiler<S extends NodeSpec> {
     }[] = [];
     const gates = new Map<NodeId, NodeGate>();
 
-    goalDocs.forEach(({ doc, value }, gi) => {
+    goalDocs.forEach(({ doc, value, unknown, defaultBackendUnknown }, gi) => {
       const goal = goals[gi]!;
       value.spec.nodes.forEach((raw, ni) => {
         const base: PathKey[] = ['spec', 'nodes', ni];
         const locate = (path: readonly PathKey[], part?: 'key' | 'value'): SourceLocation => doc.locate([...base, ...path], part);
         const parsed = nodeDeclarationSchema.safeParse(raw);
-        if (!parsed.success) {
-          reportZodIssues(parsed.error.issues, { schema: nodeDeclarationSchema, input: raw, prefix: base, owner: 'a node', locate: doc.locate, diag });
-          const rawId = raw !== null && typeof raw === 'object' ? (raw as { id?: unknown }).id : undefined;
-          if (typeof rawId === 'string') brokenIds.add(rawId);
-          return;
-        }
-        const n = parsed.data;
+        if (!parsed.success) reportZodIssues(parsed.error.issues, { schema: nodeDeclarationSchema, input: raw, prefix: base, owner: 'a node', locate: doc.locate, diag });
+        if (!isMap(raw)) return;
+        // Each field on its own, so that one bad field does not hide the node's other errors.
+        const { fields: n, invalid } = parsed.success ? { fields: parsed.data, invalid: new Set<keyof NodeFields>() } : salvageNode(raw);
         const source = locate(['id']);
-        const earlier = declared.get(n.id);
-        if (earlier !== undefined) {
-          diag.error(source, 'duplicate-node', `node id "${n.id}" is already declared at ${earlier.file}:${earlier.line}:${earlier.col}`);
-          return;
+        let isDeclared = false;
+        if (invalid.has('id')) {
+          if (typeof raw.id === 'string') brokenIds.add(raw.id);
+        } else {
+          const earlier = declared.get(n.id);
+          if (earlier !== undefined) {
+            diag.error(source, 'duplicate-node', `node id "${n.id}" is already declared at ${earlier.file}:${earlier.line}:${earlier.col}`);
+            return;
+          }
+          declared.set(n.id, source);
+          isDeclared = true;
         }
-        declared.set(n.id, source);
-        const labels = { ...goal.labels, ...n.labels };
         // `${goal.labels.k}` reads the goal's own labels (GOAL-FORMAT.md); a node's labels only tag its resource.
-        const ctx: GoalContext = { name: goal.name, environment: goal.environment, labels: goal.labels };
+        const labels = { ...goal.labels, ...n.labels };
         const locateIn = (path: readonly PathKey[], index: number | undefined): SourceLocation =>
           index !== undefined && doc.locateIn !== undefined ? doc.locateIn([...base, ...path], index) : locate(path);
-        const { value: spec, references } = interpolateGoal(n.spec, ctx, (path, message, index) => {
-          diag.error(locateIn(['spec', ...path], index), 'bad-interpolation', message);
-        });
-        const built = this.factory.build(
-          {
-            id: n.id,
-            type: n.type,
-            backend: n.backend ?? value.spec.defaults.backend,
-            labels,
-            spec: spec as Record<string, unknown>,
-            deletionPolicy: n.deletionPolicy ?? value.spec.defaults.deletionPolicy,
-            ignoreFields: n.ignoreFields,
-            goal,
-            source,
-            locate,
-          },
-          diag,
+        const { value: spec, references, unresolved } = interpolateGoal(
+          n.spec,
+          goal,
+          (path, message, index) => diag.error(locateIn(['spec', ...path], index), 'bad-interpolation', message),
+          { unknown },
         );
-        if (built?.gate !== undefined) gates.set(n.id, built.gate);
+        const invalidFields = new Set<string>([...invalid, ...[...unknown].map((f) => `goal.${f}`)]);
+        if (n.backend === undefined && !invalid.has('backend') && defaultBackendUnknown) invalidFields.add('backend');
+        let built: BuiltSpec<S> | undefined;
+        if (!invalid.has('type')) {
+          const before = diag.items.length;
+          built = this.factory.build(
+            {
+              id: n.id,
+              type: n.type,
+              backend: n.backend ?? value.spec.defaults.backend,
+              labels,
+              spec: spec as Record<string, unknown>,
+              deletionPolicy: n.deletionPolicy ?? value.spec.defaults.deletionPolicy,
+              ignoreFields: invalid.has('ignoreFields') ? undefined : n.ignoreFields,
+              invalidFields: invalidFields.size === 0 ? undefined : invalidFields,
+              goal,
+              source,
+              locate,
+            },
+            diag,
+          );
+          // A string that reads an invalid goal field is wrong only because of that field's error.
+          if (unresolved.length > 0) dropDiagnosticsAt(diag, before, unresolved.map((path) => locate(['spec', ...path])));
+        }
+        if (built?.gate !== undefined && isDeclared) gates.set(n.id, built.gate);
         n.ignoreFields.forEach((f, i) => {
           if (f.trim() === '') diag.error(locate(['ignoreFields', i]), 'invalid-value', 'ignoreFields entries are spec paths such as "content" or "input.retentionDays"');
         });
         // Edges are checked even when the spec is wrong, so that every problem is reported at once.
         const deps: (typeof pending)[number]['deps'] = [];
-        n.dependsOn.forEach((on, i) => deps.push({ on, source: locate(['dependsOn', i]), implicit: false, path: ['dependsOn', i] }));
+        const dependsOn = Array.isArray(raw.dependsOn) ? raw.dependsOn : n.dependsOn;
+        dependsOn.forEach((on, i) => {
+          if (typeof on === 'string') deps.push({ on, source: locate(['dependsOn', i]), implicit: false, path: ['dependsOn', i] });
+        });
         for (const r of references) deps.push({ on: r.node, source: locateIn(['spec', ...r.path], r.index), implicit: true, path: ['spec', ...r.path] });
         pending.push({
           id: n.id,
+          declared: isDeclared,
+          depsValid: !invalid.has('dependsOn'),
           goal: goal.name,
           built,
           settings: {
@@ -329,16 +421,21 @@ export class GoalCompiler<S extends NodeSpec> {
 
     // Edges, once every id is known: unknown ids get a "did you mean".
     const nodes: DesiredNode<S>[] = [];
+    // Nodes whose every edge is right: a cycle among them is no echo of another error.
+    const sound: { id: NodeId; dependsOn: Dependency[] }[] = [];
     let allIds: string[] | undefined;
     for (const p of pending) {
       const edges: Dependency[] = [];
       const seen = new Set<NodeId>();
+      let edgesOk = p.depsValid;
       for (const d of p.deps) {
         if (d.on === p.id) {
-          diag.error(d.source, 'self-dependency', `${formatPath(d.path)}: node "${p.id}" depends on itself`);
+          if (p.declared) diag.error(d.source, 'self-dependency', `${formatPath(d.path)}: node "${p.id}" depends on itself`);
+          edgesOk = false;
           continue;
         }
         if (!declared.has(d.on)) {
+          edgesOk = false;
           if (brokenIds.has(d.on)) continue;
           allIds ??= [...declared.keys()];
           diag.error(d.source, 'unknown-node', `${formatPath(d.path)}: node "${p.id}" refers to unknown node "${d.on}"${suggestion(d.on, allIds)}`);
@@ -348,7 +445,8 @@ export class GoalCompiler<S extends NodeSpec> {
         seen.add(d.on);
         edges.push({ on: d.on, source: d.source, implicit: d.implicit });
       }
-      if (p.built !== undefined) {
+      if (p.declared && edgesOk) sound.push({ id: p.id, dependsOn: edges });
+      if (p.built !== undefined && p.declared) {
         nodes.push({ id: p.id, goal: p.goal, spec: p.built.spec, dependsOn: edges, settings: p.settings, source: p.source });
       }
     }
@@ -358,8 +456,39 @@ export class GoalCompiler<S extends NodeSpec> {
       const built = DesiredGraph.build(nodes);
       if (built.ok) graph = built.graph;
       else diag.items.push(...built.diagnostics);
+    } else {
+      diag.items.push(...dependencyCycles(sound));
     }
     const diagnostics = sortDiagnostics(diag.items);
     return { graph: diagnostics.some((d) => d.severity === 'error') ? undefined : graph, goals, diagnostics, gates };
   }
+
+  /**
+   * Reads one `kind: Goal` document. A Goal with errors (in its header too)
+   * is still read as far as it can be, so that its nodes are checked: every
+   * problem is reported at once. Undefined when it has no list of nodes.
+   */
+  private readGoal(
+    doc: SourceDocument,
+    raw: Record<string, unknown>,
+    duplicate: (doc: SourceDocument, kind: string, name: string) => boolean,
+    diag: DiagnosticBag,
+  ): ReadGoal | undefined {
+    const name = isMap(raw.metadata) ? raw.metadata.name : undefined;
+    // A second Goal of the same name is reported, and its nodes are checked all the same.
+    if (nameSchema.safeParse(name).success) duplicate(doc, 'Goal', name as string);
+    const parsed = goalDocumentSchema.safeParse(raw);
+    if (parsed.success) return { doc, value: parsed.data, unknown: new Set(), defaultBackendUnknown: false };
+    reportZodIssues(parsed.error.issues, { schema: goalDocumentSchema, input: raw, prefix: [], owner: 'a Goal', locate: doc.locate, diag });
+    const nodes = isMap(raw.spec) ? raw.spec.nodes : undefined;
+    if (!Array.isArray(nodes)) return undefined;
+    return { doc, ...salvageGoal(raw, nodes) };
+  }
+}
+
+/** Removes the diagnostics added since `from` that sit exactly at one of `at`. */
+function dropDiagnosticsAt(diag: DiagnosticBag, from: number, at: readonly SourceLocation[]): void {
+  const keys = new Set(at.map((l) => `${l.file}:${l.line}:${l.col}`));
+  const added = diag.items.splice(from);
+  diag.items.push(...added.filter((d) => !keys.has(`${d.file}:${d.line}:${d.col}`)));
 }

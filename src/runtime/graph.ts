@@ -1,5 +1,5 @@
 import type { Diagnostic } from './diagnostics.ts';
-import type { DesiredNode, NodeId, NodeSpec, SourceLocation } from './node-spec.ts';
+import type { Dependency, DesiredNode, NodeId, NodeSpec, SourceLocation } from './node-spec.ts';
 import { formatLocation } from './node-spec.ts';
 
 /**
@@ -115,9 +115,8 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
       for (const d of dependentIdx[i] ?? EMPTY_INDEX) if (--indegree[d]! === 0) queue.push(d);
     }
     if (order.length !== nodes.length) {
-      const byId = new Map(nodes.map((n) => [n.id, n]));
       const left = new Map(nodes.map((n, i) => [n.id, indegree[i]!]));
-      return { ok: false, diagnostics: findCycles(nodes, byId, left) };
+      return { ok: false, diagnostics: findCycles(nodes, left) };
     }
     for (const n of order) {
       for (const d of n.dependsOn) {
@@ -137,16 +136,47 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
 const EMPTY: readonly NodeId[] = Object.freeze([]);
 const EMPTY_INDEX: readonly number[] = Object.freeze([]);
 
+/** What cycle detection needs of a node: its id and its edges. */
+interface Edges {
+  readonly id: NodeId;
+  readonly dependsOn: readonly Dependency[];
+}
+
+/**
+ * Every dependency cycle among `nodes`, reported as `DesiredGraph.build`
+ * does, for a goal set that has other errors (and so gets no graph). Edges
+ * to ids outside `nodes` are ignored; the caller leaves out nodes whose
+ * edges are not known to be right, so that a cycle is never an echo of
+ * another error.
+ */
+export function dependencyCycles(nodes: readonly Edges[]): Diagnostic[] {
+  const indexOf = new Map<NodeId, number>();
+  nodes.forEach((n, i) => indexOf.set(n.id, i));
+  const dependents: number[][] = nodes.map(() => []);
+  const indegree = new Int32Array(nodes.length);
+  nodes.forEach((n, i) => {
+    for (const on of new Set(n.dependsOn.map((d) => d.on))) {
+      const j = indexOf.get(on);
+      if (j === undefined) continue;
+      dependents[j]!.push(i);
+      indegree[i]!++;
+    }
+  });
+  const queue: number[] = [];
+  for (let i = 0; i < nodes.length; i++) if (indegree[i] === 0) queue.push(i);
+  for (let q = 0; q < queue.length; q++) for (const d of dependents[queue[q]!]!) if (--indegree[d]! === 0) queue.push(d);
+  if (queue.length === nodes.length) return [];
+  const known = nodes.map((n) => ({ id: n.id, dependsOn: n.dependsOn.filter((d) => indexOf.has(d.on)) }));
+  return findCycles(known, new Map(known.map((n, i) => [n.id, indegree[i]!])));
+}
+
 /**
  * One diagnostic per strongly connected component among the nodes Kahn's
  * algorithm could not order, each printing one whole cycle of it:
  * `a -> b (goals/x.yaml:4:16) -> a (goals/x.yaml:9:16)`.
  */
-function findCycles<S extends NodeSpec>(
-  nodes: readonly DesiredNode<S>[],
-  byId: Map<NodeId, DesiredNode<S>>,
-  indegree: Map<NodeId, number>,
-): Diagnostic[] {
+function findCycles(nodes: readonly Edges[], indegree: Map<NodeId, number>): Diagnostic[] {
+  const byId = new Map(nodes.map((n) => [n.id, n]));
   const remaining = new Set(nodes.filter((n) => indegree.get(n.id)! > 0).map((n) => n.id));
   const next = (id: NodeId): NodeId[] => byId.get(id)!.dependsOn.map((d) => d.on).filter((on) => remaining.has(on));
 

@@ -20,6 +20,9 @@ export interface GoalContext {
   readonly labels: Readonly<Record<string, string>>;
 }
 
+/** A goal field that `${goal.*}` reads. */
+export type GoalField = 'name' | 'environment' | 'labels';
+
 // `$${` (escape), `${expr}`, or a `${` that is never closed.
 const EXPR = /\$\$\{|\$\{([^}]*)\}|\$\{/g;
 
@@ -36,25 +39,40 @@ const NODE_REF = /^nodes\.([a-z0-9][a-z0-9._-]*)\.outputs\.([A-Za-z0-9_.-]+)$/;
  * `resolveReferences` to replace before a backend sees the value. A goal
  * value goes in verbatim, its own `${` escaped, so that it is never read as
  * an expression later.
+ *
+ * `unknown` names goal fields that were invalid in the goal document (their
+ * error is already reported): an expression reading one is left in place,
+ * not reported again, and the path of its string is returned in
+ * `unresolved`, so that a caller can tell a check that fails on it from an
+ * independent error.
  */
 export function interpolateGoal(
   value: unknown,
   goal: GoalContext,
   report: (path: readonly PathKey[], message: string, index?: number) => void,
-): { value: unknown; references: OutputReference[] } {
+  options: { readonly unknown?: ReadonlySet<GoalField> | undefined } = {},
+): { value: unknown; references: OutputReference[]; unresolved: (readonly PathKey[])[] } {
   const references: OutputReference[] = [];
+  const unresolved: (readonly PathKey[])[] = [];
+  const unknown = options.unknown;
   // One path stack for the walk, copied only when something is reported or referenced.
   const stack: PathKey[] = [];
   const visit = (v: unknown): unknown => {
     if (typeof v === 'string') {
       if (!v.includes('${')) return v;
       const path = [...stack];
-      return v.replace(EXPR, (whole: string, expr: string | undefined, index: number) => {
+      let tainted = false;
+      const out = v.replace(EXPR, (whole: string, expr: string | undefined, index: number) => {
         if (expr === undefined) {
           if (whole === '${') report(path, '"${" is never closed by "}" (write "$${" for a literal "${")', index);
           return whole; // `$${`: kept, unescaped at resolve time
         }
         const e = expr.trim();
+        const field: GoalField | undefined = e === 'goal.name' ? 'name' : e === 'goal.environment' ? 'environment' : e.startsWith('goal.labels.') ? 'labels' : undefined;
+        if (field !== undefined && unknown?.has(field) === true) {
+          tainted = true;
+          return whole;
+        }
         if (e === 'goal.name') return literal(goal.name);
         if (e === 'goal.environment') return literal(goal.environment);
         if (e.startsWith('goal.labels.')) {
@@ -71,6 +89,8 @@ export function interpolateGoal(
         report(path, `\${${e}} is not a known expression${suggestion(e, ['goal.name', 'goal.environment'])} (use \${goal.name}, \${goal.environment}, \${goal.labels.<key>} or \${nodes.<id>.outputs.<key>})`, index);
         return whole;
       });
+      if (tainted) unresolved.push(path);
+      return out;
     }
     if (Array.isArray(v)) {
       const out: unknown[] = new Array<unknown>(v.length);
@@ -93,7 +113,7 @@ export function interpolateGoal(
     return v;
   };
   const out = visit(value);
-  return { value: out, references };
+  return { value: out, references, unresolved };
 }
 
 /**

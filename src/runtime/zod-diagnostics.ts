@@ -212,13 +212,24 @@ export function reportZodIssues(
     seen.add(key);
     diag.error(loc, code, message);
   };
+  // A required field that is missing because it is misspelt (`contnet` for
+  // `content`) is one error, reported at the misspelling with its suggestion.
+  const misspelt = new Set<string>();
+  for (const issue of issues) {
+    if (issue.code !== 'unrecognized_keys') continue;
+    const candidates = keysAt(schema, issue.path as PathKey[]);
+    for (const k of issue.keys) {
+      const near = didYouMean(k, candidates);
+      if (near !== undefined) misspelt.add(JSON.stringify([...issue.path, near]));
+    }
+  }
   const walk = (list: readonly z.core.$ZodIssue[]): void => {
     for (const issue of list) {
       const path = issue.path as PathKey[];
       const shown = formatPath([...prefix, ...path]);
       const actual = valueAtPath(input, path);
       if (actual === undefined && issue.code !== 'unrecognized_keys' && !(issue.code === 'custom' && path.length === 0)) {
-        emit(path, 'key', 'missing-field', `${shown} is required by ${owner}`);
+        if (!misspelt.has(JSON.stringify(path))) emit(path, 'key', 'missing-field', `${shown} is required by ${owner}`);
         continue;
       }
       switch (issue.code) {

@@ -77,6 +77,140 @@ describe('ignoreFields: each entry is a path of the type\'s spec', () => {
   });
 });
 
+describe('every error of a node, not only the first', () => {
+  it('a bad node field does not hide its spec, type and edge errors', () => {
+    const r = compile(goal(`    - id: a
+      type: local.file
+      deletionPolicy: delete
+      dependsOn: [nope]
+      spec: { path: a.txt, contnet: hi, mode: 644 }
+`));
+    expect(r.lines).toEqual([
+      'g0.yaml:8:23: error invalid-value: spec.nodes[0].deletionPolicy: the string "delete" is not one of "Orphan", "Delete" (did you mean "Delete"?)',
+      'g0.yaml:9:19: error unknown-node: dependsOn[0]: node "a" refers to unknown node "nope"',
+      'g0.yaml:10:28: error unknown-field: spec.contnet is not a field of local.file (did you mean "content"?)',
+      'g0.yaml:10:47: error invalid-type: spec.mode: mode must be a quoted string such as "0644" (unquoted, YAML reads it as the number 644)',
+    ]);
+  });
+
+  it('a bad id does not hide a bad type, and an edge to the bad id is not "unknown"', () => {
+    const r = compile(goal(`    - id: BadId
+      type: local.fiel
+      spec: { path: b.txt }
+    - id: c
+      type: local.file
+      dependsOn: [BadId]
+      spec: { path: c.txt, content: "" }
+`));
+    expect(at(r)).toEqual(['g0.yaml:6:11 invalid-value', 'g0.yaml:7:13 unknown-type']);
+  });
+
+  it.each([
+    { name: 'an invalid backend is not also unknown or unsupported', field: 'backend: 3', codes: ['invalid-type', 'unknown-field'] },
+    { name: 'an invalid dependsOn keeps its valid entries', field: 'dependsOn: [ghost, 3]', codes: ['unknown-node', 'invalid-type', 'unknown-field'] },
+    { name: 'an invalid selfHeal', field: 'selfHeal: "yes"', codes: ['invalid-type', 'unknown-field'] },
+    { name: 'an unknown node field', field: 'bogus: 1', codes: ['unknown-field', 'unknown-field'] },
+  ])('$name', ({ field, codes }) => {
+    const r = compile(goal(`    - id: a\n      type: local.file\n      ${field}\n      spec: { path: a.txt, contnet: x }\n`));
+    expect(r.codes).toEqual(codes);
+  });
+
+  it('a spec that is not a map hides nothing else, and brings no echo', () => {
+    const r = compile(goal('    - id: a\n      type: local.fiel\n      spec: 3\n'));
+    expect(r.codes).toEqual(['unknown-type', 'invalid-type']);
+  });
+
+  it('a misspelt required field is one error, not also a missing one', () => {
+    const r = compile(goal('    - id: a\n      type: local.file\n      spec: { path: a.txt, contnet: x }\n'));
+    expect(r.lines).toEqual(['g0.yaml:8:28: error unknown-field: spec.contnet is not a field of local.file (did you mean "content"?)']);
+  });
+
+  it('a required field that is absent, with no misspelling, is still missing', () => {
+    const r = compile(goal('    - id: a\n      type: local.file\n      spec: { path: a.txt, mdoe: "0644" }\n'));
+    expect(r.codes).toEqual(['missing-field', 'unknown-field']);
+  });
+});
+
+describe('dependency cycles beside other errors', () => {
+  const cycle = `    - id: a
+      type: local.file
+      dependsOn: [b]
+      spec: { path: a.txt, content: "" }
+    - id: b
+      type: local.file
+      dependsOn: [a]
+      spec: { path: b.txt, content: "" }
+`;
+
+  it('are reported with an unrelated error', () => {
+    const r = compile(goal(`${cycle}    - id: c\n      type: local.file\n      spec: { path: c.txt, contnet: "" }\n`));
+    expect(r.lines).toEqual([
+      'g0.yaml:8:19: error dependency-cycle: dependency cycle: a -> b (g0.yaml:8:19) -> a (g0.yaml:12:19)',
+      'g0.yaml:16:28: error unknown-field: spec.contnet is not a field of local.file (did you mean "content"?)',
+    ]);
+  });
+
+  it('are reported for nodes whose specs are wrong (the edges are right)', () => {
+    const r = compile(goal(cycle.replaceAll('content: ""', 'contnet: ""')));
+    expect(r.codes).toEqual(['dependency-cycle', 'unknown-field', 'unknown-field']);
+  });
+
+  it('through an implicit edge (a reference) too', () => {
+    const r = compile(goal(cycle.replace('dependsOn: [a]\n      spec: { path: b.txt, content: "" }', 'spec: { path: b.txt, content: "${nodes.a.outputs.path}" }'), undefined, '  bogus: 1\n'));
+    expect(r.codes).toEqual(['unknown-field', 'dependency-cycle']);
+  });
+
+  it('are not reported through a node whose dependency list has an error', () => {
+    const r = compile(goal(cycle.replace('dependsOn: [a]', 'dependsOn: [a, ghost]')));
+    expect(r.codes).toEqual(['unknown-node']);
+  });
+
+  it('are not reported through a node whose dependsOn is malformed', () => {
+    const r = compile(goal(cycle.replace('dependsOn: [a]', 'dependsOn: [a, 7]')));
+    expect(r.codes).toEqual(['invalid-type']);
+  });
+
+  it('still come alone from a goal set with no other error', () => {
+    expect(compile(goal(cycle)).codes).toEqual(['dependency-cycle']);
+  });
+});
+
+describe('a bad goal header does not hide the errors of its nodes', () => {
+  const node = '    - id: a\n      type: local.file\n      spec: { path: a.txt, contnet: hi }\n';
+
+  it.each([
+    { name: 'a wrong apiVersion', text: goal(node).replace('desiredstate/v1', 'desiredstate/v2'), codes: ['invalid-value', 'unknown-field'] },
+    { name: 'an invalid goal name', text: goal(node, 'metadata: { name: Web-Dev }'), codes: ['invalid-value', 'unknown-field'] },
+    { name: 'a missing goal name', text: goal(node, 'metadata: { labels: {} }'), codes: ['missing-field', 'unknown-field'] },
+    { name: 'an unknown goal field', text: goal(node, 'metadata: { name: app }', '  bogus: 1\n'), codes: ['unknown-field', 'unknown-field'] },
+  ])('$name', ({ text, codes }) => {
+    const r = compile(text);
+    expect(r.graph).toBeUndefined();
+    expect(r.codes).toEqual(codes);
+  });
+
+  it('a duplicate goal name is reported, and the second goal\'s nodes are checked', () => {
+    const r = compile(goal('    - id: a\n      type: local.file\n      spec: { path: a.txt, content: hi }\n'), goal('    - id: b\n      type: local.file\n      spec: { path: b.txt, contnet: hi }\n'));
+    expect(at(r)).toEqual(['g1.yaml:3:19 duplicate-name', 'g1.yaml:8:28 unknown-field']);
+  });
+
+  it('a value that reads an invalid goal field is not reported again', () => {
+    // The labels are invalid: `${goal.labels.mode}` is not "no such label", and the mode it makes is no error of its own.
+    const r = compile(goal('    - id: a\n      type: local.file\n      spec: { path: a.txt, content: "", mode: "${goal.labels.mode}" }\n', 'metadata: { name: app, labels: { mode: 644 } }'));
+    expect(r.lines).toEqual(['g0.yaml:3:40: error invalid-type: metadata.labels.mode: label values are strings (quote numbers and booleans)']);
+  });
+
+  it('a misspelt environment leaves ${goal.environment} unknown, not "default"', () => {
+    const r = compile(goal('    - id: a\n      type: local.file\n      spec: { path: a.txt, content: "", mode: "${goal.environment}" }\n', 'metadata: { name: app, enviroment: "0644" }'));
+    expect(r.codes).toEqual(['unknown-field']);
+  });
+
+  it('a value that reads a valid goal field of an invalid goal is still checked', () => {
+    const r = compile(goal('    - id: a\n      type: local.file\n      spec: { path: a.txt, content: "", mode: "${goal.environment}" }\n', 'metadata: { name: App, environment: dev }'));
+    expect(r.codes).toEqual(['invalid-value', 'invalid-value']);
+  });
+});
+
 describe('goal and Backend names', () => {
   it.each(['web-', '-web', 'web.', 'Web'])('%s gets a message that says what a name is', (name) => {
     const r = compile(goal('    []\n', `metadata: { name: "${name}" }`));

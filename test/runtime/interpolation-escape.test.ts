@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { hasReferences, interpolateGoal, resolveReferences } from '../../src/runtime/index.ts';
-import type { Outputs } from '../../src/runtime/index.ts';
+import type { GoalField, Outputs } from '../../src/runtime/index.ts';
 
 /**
  * `$${` is a literal `${`, exactly once, and a goal label goes in verbatim:
@@ -11,9 +11,9 @@ const goal = { name: 'esc', environment: 'dev', labels: { tpl: 'a${b}c', esc: 'x
 const outputs: Record<string, Outputs> = { a: { sha256: 'abc123' } };
 
 /** What a backend gets for `input`: interpolated at compile time, then resolved as the dispatcher does. */
-function delivered(input: Record<string, unknown>): { value: unknown; problems: string[] } {
+function delivered(input: Record<string, unknown>, unknown?: ReadonlySet<GoalField>): { value: unknown; problems: string[] } {
   const problems: string[] = [];
-  const compiled = interpolateGoal(input, goal, (_path, message) => problems.push(message));
+  const compiled = interpolateGoal(input, goal, (_path, message) => problems.push(message), { unknown });
   const value = hasReferences(compiled.value) ? resolveReferences(compiled.value, (id) => outputs[id]).value : compiled.value;
   return { value, problems };
 }
@@ -53,3 +53,17 @@ describe('interpolation: $${ and goal labels, compiled then resolved', () => {
   });
 });
 
+describe('interpolation: goal fields that are unknown (invalid in the goal document)', () => {
+  it('leaves their expressions in place, unreported, and says which strings read them', () => {
+    const problems: string[] = [];
+    const r = interpolateGoal(
+      { a: 'x-${goal.name}', b: ['${goal.labels.nope}'], c: '${goal.environment}', d: 'plain' },
+      goal,
+      (_p, m) => problems.push(m),
+      { unknown: new Set<GoalField>(['name', 'labels']) },
+    );
+    expect(problems).toEqual([]);
+    expect(r.value).toEqual({ a: 'x-${goal.name}', b: ['${goal.labels.nope}'], c: 'dev', d: 'plain' });
+    expect(r.unresolved).toEqual([['a'], ['b', 0]]);
+  });
+});
