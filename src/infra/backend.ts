@@ -26,7 +26,11 @@ export interface InfraBackend {
   readonly type: string;
   /** Observes many nodes at once; one entry per node. Batching backends make one query per kind. */
   observe(nodes: readonly BackendNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, Observation>>;
-  /** Creates the resource; resolves with its outputs. */
+  /**
+   * Creates the resource; resolves with its outputs and, optionally, a memo
+   * of what it made, which its next observation is handed (see
+   * `ObservationMemo`; without one the node's memo is cleared).
+   */
   create(node: BackendNode, ctx: OperationContext): Promise<ProvisionResult>;
   /**
    * Optional batch create, for backends that can make many resources in one
@@ -36,7 +40,7 @@ export interface InfraBackend {
    * node gets its own result.
    */
   createMany?(nodes: readonly BackendNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, ProvisionResult>>;
-  /** Corrects the fields in `diffs` (and anything else that differs). */
+  /** Corrects the fields in `diffs` (and anything else that differs); resolves as `create` does (outputs, optional memo). */
   update(node: BackendNode, diffs: readonly FieldDiff[], ctx: OperationContext): Promise<ProvisionResult>;
   /**
    * Optional batch update (one transaction for 100 `ALTER ROLE`s, one

@@ -27,7 +27,7 @@ export interface ResourceProvisioner {
   readonly kinds: readonly InfraNodeType[];
   /** Reads one node's actual state and compares it with the desired one. */
   observe(node: BackendNode, ctx: OperationContext): Promise<Observation>;
-  /** Makes the node exist as desired (create, update) or not at all (delete). */
+  /** Makes the node exist as desired (create, update: outputs and an optional memo, as `InfraBackend.create`) or not at all (delete). */
   provision(node: BackendNode, intent: ProvisionIntent, ctx: OperationContext): Promise<ProvisionResult>;
   /** Cheap readiness check; absent means always healthy. */
   health?(ctx: { signal: AbortSignal; log: OperationContext['log'] }): Promise<BackendHealth>;

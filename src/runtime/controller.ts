@@ -538,7 +538,8 @@ export class Controller<S extends NodeSpec> {
       this.backendAnswered(node.spec.backendId);
       // A corrected drift is over: the next one is a new occurrence (reported, and a flap if it comes back soon).
       this.driftGone(node.id);
-      this.succeed(node, 'PROVISION_DONE', result.outputs, null);
+      // The memo the operation returned, if any: an earlier observation's no longer describes what is there.
+      this.succeed(node, 'PROVISION_DONE', result.outputs, result.memo ?? null);
       this.summary[what]++;
       log.info({ type: node.spec.type }, what === 'created' ? 'node created' : 'node updated');
       return;

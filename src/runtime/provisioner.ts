@@ -8,10 +8,11 @@ export type Outputs = Readonly<Record<string, string | number | boolean | null>>
 /**
  * A backend's own note about what it saw at an observation (for example a
  * file's inode, size and change time with the hash of the content read),
- * stored with the node's record and handed back at the next observation, so
- * that the backend can tell "unchanged since" without reading everything
- * again. The runtime stores it and never interprets it; the backend treats
- * it as a hint it checks against what it sees. Flat JSON, small.
+ * or made at a create or update, stored with the node's record and handed
+ * back at the next observation, so that the backend can tell "unchanged
+ * since" without reading everything again. The runtime stores it and never
+ * interprets it, nor shows it (unlike outputs); the backend treats it as a
+ * hint it checks against what it sees. Flat JSON, small.
  */
 export type ObservationMemo = Readonly<Record<string, string | number | boolean | null>>;
 
@@ -36,9 +37,15 @@ export type Observation =
   | { readonly status: 'indeterminate'; readonly reason: string }
   | { readonly status: 'failed'; readonly fault: Fault };
 
-/** The final answer of a create, update or delete. */
+/**
+ * The final answer of a create, update or delete. A create or update may
+ * return a memo (see `ObservationMemo`) of what it just made: the runtime
+ * stores it as an observation's and hands it back at the next observation;
+ * without one the node's memo is cleared (what was noted before the
+ * operation no longer holds). A delete's memo is ignored.
+ */
 export type ProvisionResult =
-  | { readonly status: 'done'; readonly outputs: Outputs }
+  | { readonly status: 'done'; readonly outputs: Outputs; readonly memo?: ObservationMemo | undefined }
   | { readonly status: 'failed'; readonly fault: Fault };
 
 /** One update of a batch: the node and the differences its observation found. */
@@ -54,7 +61,7 @@ export interface OperationContext {
   readonly log: Logger;
   /** Outputs recorded for a node (dependencies and the node itself), if any. */
   readonly outputsOf: (id: NodeId) => Outputs | undefined;
-  /** The memo the node's last observation returned, if it is recorded (see `ObservationMemo`). */
+  /** The node's memo as last recorded: from its last observation, or a create or update since (see `ObservationMemo`). */
   readonly memoOf?: ((id: NodeId) => ObservationMemo | undefined) | undefined;
 }
 

@@ -456,7 +456,8 @@ export class Reconciler<S extends NodeSpec> {
     if (result.status === 'done') {
       outputs.set(node.id, result.outputs);
       outcomes.set(node.id, { status: success });
-      put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: result.outputs, memo: null });
+      // The memo the operation returned, if any: an earlier observation's no longer describes what is there.
+      put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: result.outputs, memo: result.memo ?? null });
       log.info({ type: node.spec.type }, success === 'created' ? 'node created' : 'node updated');
     } else {
       const prev = this.store.getNode(node.id);

@@ -34,7 +34,7 @@ export interface NodeRecord {
    * (`nodeSnapshotFor(status)` rebuilds it).
    */
   readonly snapshot: unknown;
-  /** The backend's memo from the node's last observation (cleared when the node is provisioned). */
+  /** The backend's memo from the node's last observation, or last create or update (cleared by one that returns none). */
   readonly memo: ObservationMemo | null;
   readonly deletionPolicy: 'Orphan' | 'Delete';
   readonly updatedAt: number;

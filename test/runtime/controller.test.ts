@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
 import type { InfraBackend } from '../../src/infra/index.ts';
 import { DesiredGraph, SqliteStateStore } from '../../src/runtime/index.ts';
-import type { ObservationMemo } from '../../src/runtime/index.ts';
+import type { Observation, ObservationMemo } from '../../src/runtime/index.ts';
 import type { InfraDesiredNodeSpec } from '../../src/infra/index.ts';
 import { compileYaml, fileNode, goalYaml, harness } from '../support/controller-harness.ts';
 import { counted } from '../support/store-commits.ts';
@@ -484,7 +484,7 @@ describe('Controller: crash recovery and uncertainty', () => {
     }
   });
 
-  it("keeps each node's observation memo: stored, handed back at the next observation, unchanged writes nothing, cleared by an update", async () => {
+  it("keeps each node's observation memo: stored, handed back at the next observation, unchanged writes nothing, cleared by an update that returns none", async () => {
     // A backend that remembers a version per node: a new memo only when the resource's content changed.
     const seen: (ObservationMemo | undefined)[] = [];
     const memoing = (b: MemoryBackend): InfraBackend => ({
@@ -516,9 +516,58 @@ describe('Controller: crash recovery and uncertainty', () => {
     h.backend.tamper('a', { content: 'evil' });
     await h.advance(2 * MIN, 30_000);
     expect(contentOf(h, 'a')).toBe('A');
-    // The update cleared the memo: the next observation got none, and recorded a fresh one.
+    // The update returned no memo, so it cleared the one observed before it: the next observation got none, and recorded a fresh one.
     expect(seen.slice(before)).toEqual([{ content: 'A' }, undefined, ...seen.slice(before + 2)]);
     expect(h.store.getNode('a')?.memo).toEqual({ content: 'A' });
+  });
+
+  it('stores the memo a create or update returns and hands it back at the next observation', async () => {
+    const written = (b: MemoryBackend, id: string): string | null => (b.snapshot().get(id)?.spec as { content?: string } | undefined)?.content ?? null;
+    // A backend that notes what it wrote: a create's or update's result carries a memo, an observation keeps the one it is handed.
+    const seen: (ObservationMemo | undefined)[] = [];
+    const noting = (b: MemoryBackend): InfraBackend => ({
+      id: b.id,
+      type: 'noting',
+      observe: async (nodes, ctx) => {
+        const inner = await b.observe(nodes, ctx);
+        return new Map(
+          [...inner].map(([id, obs]): [string, Observation] => {
+            if (obs.status !== 'upToDate' && obs.status !== 'drifted') return [id, obs];
+            const memo = ctx.memoOf?.(id);
+            seen.push(memo);
+            return [id, memo === undefined ? obs : { ...obs, memo }];
+          }),
+        );
+      },
+      create: async (n, ctx) => {
+        const r = await b.create(n, ctx);
+        return r.status === 'done' ? { ...r, memo: { by: 'create', content: written(b, n.id) } } : r;
+      },
+      update: async (n, d, ctx) => {
+        const r = await b.update(n, d, ctx);
+        return r.status === 'done' ? { ...r, memo: { by: 'update', content: written(b, n.id) } } : r;
+      },
+      delete: (n, ctx) => b.delete(n, ctx),
+      close: () => b.close(),
+    });
+    const h = start({ wrap: noting });
+    const { graph, gates } = compileYaml(goalYaml(fileNode('a', 'A')));
+    await h.controller.setGraph(graph, { gates });
+    await h.settle();
+    expect(h.store.getNode('a')?.memo).toEqual({ by: 'create', content: 'A' });
+    await h.advance(2 * MIN, 30_000);
+    expect(seen[0]).toEqual({ by: 'create', content: 'A' }); // the first observation after the create is handed the create's memo
+    const at = h.store.getNode('a')!.updatedAt;
+    await h.advance(2 * MIN, 30_000);
+    expect(h.store.getNode('a')?.updatedAt).toBe(at); // observed with the same memo: the steady path writes nothing
+
+    h.backend.tamper('a', { content: 'evil' });
+    await h.advance(2 * MIN, 30_000);
+    expect(contentOf(h, 'a')).toBe('A');
+    expect(h.calls.updated).toContain('a');
+    expect(h.store.getNode('a')?.memo).toEqual({ by: 'update', content: 'A' });
+    expect(seen.at(-1)).toEqual({ by: 'update', content: 'A' }); // handed back after the update
+    expect(h.store.getNode('a')?.status).toBe('ready');
   });
 
   it('an indeterminate observation holds the node: no create, no guess', async () => {

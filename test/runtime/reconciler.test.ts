@@ -7,7 +7,7 @@ import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/ind
 import { InfraNodeProvisioner, infraSpecCodec } from '../../src/infra/index.ts';
 import type { InfraDesiredNodeSpec, InfraNode } from '../../src/infra/index.ts';
 import { Reconciler, SqliteStateStore } from '../../src/runtime/index.ts';
-import type { FieldDiff, NodeGate, NodeId, NodeProvisioner, Observation, OperationContext, ProvisionResult } from '../../src/runtime/index.ts';
+import type { FieldDiff, NodeGate, NodeId, NodeProvisioner, Observation, ObservationMemo, OperationContext, ProvisionResult } from '../../src/runtime/index.ts';
 import { capturingLogger, compileYaml, fileNode, goalYaml } from '../support/controller-harness.ts';
 import type { LogLine } from '../support/controller-harness.ts';
 import { counted } from '../support/store-commits.ts';
@@ -34,6 +34,8 @@ interface Hooks {
   readonly beforeCall?: (node: InfraNode, op: 'create' | 'update' | 'delete') => void;
   /** Before an observation reaches the backend. */
   readonly beforeObserve?: (nodes: readonly InfraNode[]) => void;
+  /** What the reconciler is given in place of the hooked dispatcher (to change its answers). */
+  readonly wrap?: (inner: NodeProvisioner<InfraDesiredNodeSpec>) => NodeProvisioner<InfraDesiredNodeSpec>;
 }
 
 /** The real dispatcher, with the test's hooks in front. */
@@ -72,7 +74,8 @@ function setup(hooks: Hooks = {}, now: () => number = Date.now, memory: Record<s
   stores.push(sqlite);
   const store = counted(sqlite);
   const backend = new MemoryBackend(memoryConfigSchema.parse(memory), { id: 'mem', log });
-  const provisioner = new Hooked(new InfraNodeProvisioner({ backends: new Map([['mem', backend]]) }), hooks);
+  const hooked = new Hooked(new InfraNodeProvisioner({ backends: new Map([['mem', backend]]) }), hooks);
+  const provisioner = hooks.wrap?.(hooked) ?? hooked;
   const reconciler = new Reconciler<InfraDesiredNodeSpec>({ provisioner, store: store.store, log, codec: infraSpecCodec, now });
   return { path, sqlite, store, backend, reconciler, lines };
 }
@@ -233,6 +236,76 @@ describe('Reconciler: store writes per pass', () => {
     expect(pendingOnDisk(s.path)).toEqual([]);
     expect(s.sqlite.countOperations('a', 'create')).toBe(1);
     expect(s.backend.createCount('a')).toBe(1);
+  });
+});
+
+/**
+ * Notes memos as a backend that remembers what it wrote would: a create's or
+ * update's result carries one; an up-to-date observation returns the memo it
+ * is handed, a drifted one a memo of its own. What each call was handed is kept.
+ */
+class Noting implements NodeProvisioner<InfraDesiredNodeSpec> {
+  readonly observed: (ObservationMemo | undefined)[] = [];
+  readonly updated: (ObservationMemo | undefined)[] = [];
+  readonly #inner: NodeProvisioner<InfraDesiredNodeSpec>;
+  constructor(inner: NodeProvisioner<InfraDesiredNodeSpec>) {
+    this.#inner = inner;
+  }
+  async observe(nodes: readonly InfraNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, Observation>> {
+    const inner = await this.#inner.observe(nodes, ctx);
+    return new Map(
+      [...inner].map(([id, obs]): [NodeId, Observation] => {
+        if (obs.status === 'drifted') return [id, { ...obs, memo: { by: 'observe' } }];
+        if (obs.status !== 'upToDate') return [id, obs];
+        const memo = ctx.memoOf?.(id);
+        this.observed.push(memo);
+        return [id, memo === undefined ? obs : { ...obs, memo }];
+      }),
+    );
+  }
+  async create(node: InfraNode, ctx: OperationContext): Promise<ProvisionResult> {
+    const r = await this.#inner.create(node, ctx);
+    return r.status === 'done' ? { ...r, memo: { by: 'create' } } : r;
+  }
+  async update(node: InfraNode, diffs: readonly FieldDiff[], ctx: OperationContext): Promise<ProvisionResult> {
+    this.updated.push(ctx.memoOf?.(node.id));
+    const r = await this.#inner.update(node, diffs, ctx);
+    return r.status === 'done' ? { ...r, memo: { by: 'update' } } : r;
+  }
+  delete(node: InfraNode, ctx: OperationContext): Promise<ProvisionResult> {
+    return this.#inner.delete(node, ctx);
+  }
+}
+
+describe('Reconciler: observation memos', () => {
+  it('stores the memo a create or update returns, and hands it back at the next observation (the next process, for `apply`)', async () => {
+    let noting: Noting | undefined;
+    const s = setup({ wrap: (inner) => (noting = new Noting(inner)) });
+    const one = compileYaml(goalYaml(fileNode('a', 'A'))).graph;
+    await s.reconciler.apply(one, pass);
+    expect(s.sqlite.getNode('a')?.memo).toEqual({ by: 'create' });
+
+    s.store.reset();
+    expect((await s.reconciler.apply(one, pass)).summary).toMatchObject({ unchanged: 1 });
+    expect(noting!.observed).toEqual([{ by: 'create' }]);
+    expect(s.store.commits()).toBe(1); // the same memo observed: only the run is written
+
+    // The update's memo replaces the one observed before it.
+    s.backend.tamper('a', { content: 'evil' });
+    expect((await s.reconciler.apply(one, pass)).summary).toMatchObject({ updated: 1 });
+    expect(s.sqlite.getNode('a')?.memo).toEqual({ by: 'update' });
+    await s.reconciler.apply(one, pass);
+    expect(noting!.observed.at(-1)).toEqual({ by: 'update' });
+  });
+
+  it('an update that returns no memo clears the one observed before it', async () => {
+    const s = setup();
+    const one = compileYaml(goalYaml(fileNode('a', 'A'))).graph;
+    await s.reconciler.apply(one, pass);
+    s.sqlite.putNodes([{ ...s.sqlite.getNode('a')!, memo: { by: 'observe' } }]);
+    s.backend.tamper('a', { content: 'evil' });
+    expect((await s.reconciler.apply(one, pass)).summary).toMatchObject({ updated: 1 });
+    expect(s.sqlite.getNode('a')?.memo).toBeNull();
   });
 });
 
