@@ -4,7 +4,7 @@ import { fault } from './fault.ts';
 import type { DesiredGraph } from './graph.ts';
 import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.ts';
-import type { FieldDiff, NodeProvisioner, Observation, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
+import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import type { NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 import { driftReport, logDrift, MISSING_RESOURCE } from './drift-report.ts';
@@ -131,7 +131,7 @@ export class Reconciler<S extends NodeSpec> {
         else if (badDep !== undefined) entry({ action: 'blocked', reason: `dependency ${badDep} is not ready` });
         else observable.push(node);
       }
-      const observed = await this.provisioner.observe(observable, this.context(options.signal, outputs, byId));
+      const observed = await this.provisioner.observe(observable, this.context(options.signal, outputs, (id) => byId.get(id)?.memo ?? undefined));
       for (const node of observable) {
         const entry = (planned: PlannedAction): void => {
           entries.set(node.id, { id: node.id, type: node.spec.type, backendId: node.spec.backendId, goal: node.goal, planned });
@@ -205,6 +205,10 @@ export class Reconciler<S extends NodeSpec> {
     const outcomes = new Map<NodeId, NodeOutcome>();
     const outputs = new Map<NodeId, Outputs>();
     const records = new Map<NodeId, NodeRecord>();
+    // Each node's memo as of its latest observation or operation in this pass (as the daemon's records
+    // have it): an update is handed the memo of the observation that found the drift, not the last pass's.
+    const memos = new Map<NodeId, ObservationMemo | undefined>();
+    const memoOf = (id: NodeId): ObservationMemo | undefined => (memos.has(id) ? memos.get(id) : (records.get(id)?.memo ?? undefined));
     // Read once: node records are written only at the end of the pass, so this is also what deletions see.
     const stored = this.store.listNodes();
     for (const r of stored) {
@@ -273,7 +277,7 @@ export class Reconciler<S extends NodeSpec> {
           ready.push(node);
         }
         if (ready.length === 0) continue;
-        const ctx = this.context(options.signal, outputs, records);
+        const ctx = this.context(options.signal, outputs, memoOf);
         const observed = await this.provisioner.observe(ready, ctx);
         const steps: ProvisionStep<S>[] = [];
         for (const node of ready) {
@@ -303,12 +307,14 @@ export class Reconciler<S extends NodeSpec> {
             case 'upToDate':
               if (pendingCreate !== undefined) deferred.finish(pendingCreate, 'adopted', 'found after an interrupted create');
               outputs.set(node.id, obs.outputs);
+              memos.set(node.id, obs.memo);
               outcomes.set(node.id, { status: prev?.managed === true || pendingCreate === undefined ? 'unchanged' : 'adopted' });
               put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: obs.outputs, memo: obs.memo ?? null });
               break;
             case 'drifted': {
               if (pendingCreate !== undefined) deferred.finish(pendingCreate, 'adopted', 'found after an interrupted create');
               outputs.set(node.id, obs.outputs);
+              memos.set(node.id, obs.memo);
               const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
               if (diffs.length === 0) {
                 outcomes.set(node.id, { status: 'unchanged' });
@@ -348,7 +354,7 @@ export class Reconciler<S extends NodeSpec> {
         steps.forEach((st, i) => {
           const r = results[i]!;
           deferred.finished(opIds[i]!, r);
-          this.record(st.node, r, st.op === 'create' ? 'created' : 'updated', outcomes, outputs, put, this.log.child({ node: st.node.id, backend: st.node.spec.backendId }));
+          this.record(st.node, r, st.op === 'create' ? 'created' : 'updated', outcomes, outputs, memos, put, this.log.child({ node: st.node.id, backend: st.node.spec.backendId }));
         });
       }
 
@@ -450,11 +456,13 @@ export class Reconciler<S extends NodeSpec> {
     success: 'created' | 'updated',
     outcomes: Map<NodeId, NodeOutcome>,
     outputs: Map<NodeId, Outputs>,
+    memos: Map<NodeId, ObservationMemo | undefined>,
     put: (node: DesiredNode<S>, status: NodeStatus, patch?: Partial<NodeRecord>) => void,
     log: Logger,
   ): void {
     if (result.status === 'done') {
       outputs.set(node.id, result.outputs);
+      memos.set(node.id, result.memo);
       outcomes.set(node.id, { status: success });
       // The memo the operation returned, if any: an earlier observation's no longer describes what is there.
       put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: result.outputs, memo: result.memo ?? null });
@@ -467,8 +475,8 @@ export class Reconciler<S extends NodeSpec> {
     }
   }
 
-  private context(signal: AbortSignal, outputs: ReadonlyMap<NodeId, Outputs>, records?: ReadonlyMap<NodeId, NodeRecord>): OperationContext {
-    return { signal, log: this.log, outputsOf: (id) => outputs.get(id), memoOf: (id) => records?.get(id)?.memo ?? undefined };
+  private context(signal: AbortSignal, outputs: ReadonlyMap<NodeId, Outputs>, memoOf?: (id: NodeId) => ObservationMemo | undefined): OperationContext {
+    return { signal, log: this.log, outputsOf: (id) => outputs.get(id), memoOf };
   }
 }
 

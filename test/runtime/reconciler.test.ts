@@ -290,9 +290,10 @@ describe('Reconciler: observation memos', () => {
     expect(noting!.observed).toEqual([{ by: 'create' }]);
     expect(s.store.commits()).toBe(1); // the same memo observed: only the run is written
 
-    // The update's memo replaces the one observed before it.
+    // The update is handed the memo of the observation that found the drift, in the same pass, and its own replaces it.
     s.backend.tamper('a', { content: 'evil' });
     expect((await s.reconciler.apply(one, pass)).summary).toMatchObject({ updated: 1 });
+    expect(noting!.updated).toEqual([{ by: 'observe' }]);
     expect(s.sqlite.getNode('a')?.memo).toEqual({ by: 'update' });
     await s.reconciler.apply(one, pass);
     expect(noting!.observed.at(-1)).toEqual({ by: 'update' });
