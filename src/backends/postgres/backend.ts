@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { resolveSecret } from '../../infra/index.ts';
 import type { BackendContext, BackendHealth, BackendNode, BackendUpdate, InfraBackend } from '../../infra/index.ts';
 import { fault, FaultError, KeyedSerializer } from '../../runtime/index.ts';
-import type { FieldDiff, NodeId, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
+import type { FieldDiff, NodeId, Observation, OperationContext, ProvisionResult } from '../../runtime/index.ts';
 import { PgClient } from './client.ts';
 import type { PostgresConfig } from './config.ts';
 import { databaseHandler } from './database.ts';
@@ -10,8 +10,7 @@ import { extensionHandler } from './extension.ts';
 import { classifyPgError, isDuplicate } from './faults.ts';
 import { grantHandler } from './grant.ts';
 import { isPostgresKind } from './kind.ts';
-import type { KindContext, KindHandler, PgNode, PostgresKind } from './kind.ts';
-import { PendingDigests } from './pending-digests.ts';
+import type { KindContext, KindHandler, PgNode, PostgresKind, Provisioned } from './kind.ts';
 import { roleHandler } from './role.ts';
 import { schemaHandler } from './schema.ts';
 
@@ -29,7 +28,7 @@ export class PostgresBackend implements InfraBackend {
   readonly type = 'postgres';
   private readonly client: PgClient;
   private readonly ctx: BackendContext;
-  private readonly roles: ReturnType<typeof roleHandler>;
+  private readonly roles = roleHandler();
   private readonly handlers: Handlers;
   private readonly privileges = new KeyedSerializer();
 
@@ -37,7 +36,6 @@ export class PostgresBackend implements InfraBackend {
     this.id = ctx.id;
     this.ctx = ctx;
     this.client = new PgClient({ config, env: ctx.env, cwd: ctx.cwd, log: ctx.log });
-    this.roles = roleHandler({ pending: new PendingDigests({ stateDir: ctx.stateDir, backendId: ctx.id, log: ctx.log }) });
     this.handlers = {
       'postgres.database': databaseHandler,
       'postgres.role': this.roles,
@@ -99,7 +97,7 @@ export class PostgresBackend implements InfraBackend {
   delete(node: BackendNode, ctx: OperationContext): Promise<ProvisionResult> {
     return this.provision('delete', node, ctx, async (h, n, k) => {
       await h.delete(n, k);
-      return {};
+      return { outputs: {} };
     });
   }
 
@@ -135,7 +133,7 @@ export class PostgresBackend implements InfraBackend {
     op: 'create' | 'update',
     items: readonly BackendUpdate[],
     ctx: OperationContext,
-    batch: (roles: { node: PgNode<'postgres.role'>; diffs: readonly FieldDiff[] }[], k: KindContext) => Promise<ReadonlyMap<NodeId, Outputs>>,
+    batch: (roles: { node: PgNode<'postgres.role'>; diffs: readonly FieldDiff[] }[], k: KindContext) => Promise<ReadonlyMap<NodeId, Provisioned>>,
     single: (item: BackendUpdate) => Promise<ProvisionResult>,
   ): Promise<ReadonlyMap<NodeId, ProvisionResult>> {
     const out = new Map<NodeId, ProvisionResult>();
@@ -149,7 +147,7 @@ export class PostgresBackend implements InfraBackend {
     if (roles.length > 0) {
       try {
         const done = await batch(roles, this.kindContext(ctx));
-        for (const [id, outputs] of done) out.set(id, { status: 'done', outputs });
+        for (const [id, made] of done) out.set(id, { status: 'done', ...made });
         ctx.log.info({ kind: 'postgres.role', op, nodes: roles.length }, 'provisioned in one transaction');
       } catch (err) {
         const f = classifyPgError(err);
@@ -177,14 +175,15 @@ export class PostgresBackend implements InfraBackend {
   }
 
   /** An existing object found by create: observe it and bring it to desired. */
-  private async adopt(h: KindHandler<PostgresKind>, n: PgNode, k: KindContext): Promise<Outputs> {
+  private async adopt(h: KindHandler<PostgresKind>, n: PgNode, k: KindContext): Promise<Provisioned> {
     const obs = (await h.observe([n], k)).get(n.id);
     const status = obs?.status ?? 'indeterminate';
     switch (obs?.status) {
       case 'upToDate':
-        return obs.outputs;
+        return { outputs: obs.outputs, memo: obs.memo };
       case 'drifted':
-        return h.update(n, obs.diffs, k);
+        // The update is handed this observation's memo, as the runtime hands it the one that found the drift.
+        return h.update(n, obs.diffs, { ...k, memoOf: (id) => (id === n.id ? obs.memo : k.memoOf(id)) });
       case 'failed':
         throw new FaultError(obs.fault);
       case 'absent':
@@ -200,17 +199,17 @@ export class PostgresBackend implements InfraBackend {
     op: Operation,
     node: BackendNode,
     ctx: OperationContext,
-    run: (h: KindHandler<PostgresKind>, n: PgNode, k: KindContext) => Promise<Outputs>,
+    run: (h: KindHandler<PostgresKind>, n: PgNode, k: KindContext) => Promise<Provisioned>,
   ): Promise<ProvisionResult> {
     const pg = this.pgNode(node);
     if (pg === undefined) return { status: 'failed', fault: unsupported(node) };
     try {
-      const go = (): Promise<Outputs> => run(this.handler(pg.spec.type), pg, this.kindContext(ctx));
+      const go = (): Promise<Provisioned> => run(this.handler(pg.spec.type), pg, this.kindContext(ctx));
       // Two GRANTs on one object from two sessions update the same ACL row: PostgreSQL fails one
       // with "tuple concurrently updated". Privilege changes within a database go one at a time.
-      const outputs = pg.spec.type === 'postgres.grant' ? await this.privileges.run(pg.spec.database, go) : await go();
+      const made = pg.spec.type === 'postgres.grant' ? await this.privileges.run(pg.spec.database, go) : await go();
       ctx.log.debug({ node: node.id, kind: pg.spec.type, op }, 'provisioned');
-      return { status: 'done', outputs };
+      return { status: 'done', ...made };
     } catch (err) {
       const f = classifyPgError(err);
       ctx.log.warn({ node: node.id, kind: pg.spec.type, op, class: f.class, code: f.code }, 'operation failed');

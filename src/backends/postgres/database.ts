@@ -32,7 +32,7 @@ export const databaseHandler: KindHandler<'postgres.database'> = {
 
   async create(node, ctx) {
     await ctx.client.execute([createDatabaseSql(node.spec)], { signal: ctx.signal });
-    return outputsAfter(node, ctx);
+    return { outputs: await outputsAfter(node, ctx) };
   },
 
   async update(node, diffs, ctx) {
@@ -46,7 +46,7 @@ export const databaseHandler: KindHandler<'postgres.database'> = {
       );
     }
     await ctx.client.execute(alterDatabaseSql(node.spec), { signal: ctx.signal });
-    return outputsAfter(node, ctx);
+    return { outputs: await outputsAfter(node, ctx) };
   },
 
   async delete(node, ctx) {

@@ -35,7 +35,7 @@ export const extensionHandler: KindHandler<'postgres.extension'> = {
 
   async create(node, ctx) {
     const rows = await ctx.client.execute([createExtensionSql(node.spec), rowQuery(node.spec.name)], { database: node.spec.database, signal: ctx.signal });
-    return outputs(node, rows);
+    return { outputs: outputs(node, rows) };
   },
 
   async update(node, diffs, ctx) {
@@ -44,7 +44,7 @@ export const extensionHandler: KindHandler<'postgres.extension'> = {
       database: node.spec.database,
       signal: ctx.signal,
     });
-    return outputs(node, rows);
+    return { outputs: outputs(node, rows) };
   },
 
   async delete(node, ctx) {

@@ -44,7 +44,7 @@ export const grantHandler: KindHandler<'postgres.grant'> = {
 
   async create(node, ctx) {
     await ctx.client.execute([grantSql(node.spec, grantPrivileges(node.spec.on, node.spec.privileges))], { database: node.spec.database, signal: ctx.signal });
-    return outputs(node);
+    return { outputs: outputs(node) };
   },
 
   async update(node, diffs, ctx) {
@@ -56,7 +56,7 @@ export const grantHandler: KindHandler<'postgres.grant'> = {
       if (extra.length > 0) statements.push(revokeSql(node.spec, extra));
     }
     await ctx.client.execute(statements, { database: node.spec.database, signal: ctx.signal });
-    return outputs(node);
+    return { outputs: outputs(node) };
   },
 
   async delete(node, ctx) {

@@ -26,10 +26,16 @@ export interface KindContext {
   readonly log: Logger;
   /** Outputs recorded for a node at its last create / update / observe. */
   readonly outputsOf: (id: NodeId) => Outputs | undefined;
-  /** The memo of a node's last observation, if recorded (a create or update leaves none). */
+  /** The memo of a node's last observation (or last create or update), if recorded. */
   readonly memoOf: (id: NodeId) => ObservationMemo | undefined;
   /** Reads a secret's value; throws a coded error naming the reference, never the value. */
   readonly secret: (ref: SecretRef) => Promise<string>;
+}
+
+/** What a create or update made: the node's outputs, and the memo (private) its next observation is handed; none clears it. */
+export interface Provisioned {
+  readonly outputs: Outputs;
+  readonly memo?: ObservationMemo | undefined;
 }
 
 /**
@@ -40,8 +46,8 @@ export interface KindContext {
 export interface KindHandler<T extends PostgresKind> {
   observe(nodes: readonly PgNode<T>[], ctx: KindContext): Promise<ReadonlyMap<NodeId, Observation>>;
   /** Creates with one round trip where PostgreSQL allows; "already exists" throws a duplicate fault (the backend adopts it). */
-  create(node: PgNode<T>, ctx: KindContext): Promise<Outputs>;
-  update(node: PgNode<T>, diffs: readonly FieldDiff[], ctx: KindContext): Promise<Outputs>;
+  create(node: PgNode<T>, ctx: KindContext): Promise<Provisioned>;
+  update(node: PgNode<T>, diffs: readonly FieldDiff[], ctx: KindContext): Promise<Provisioned>;
   /** Absent is success. */
   delete(node: PgNode<T>, ctx: KindContext): Promise<void>;
 }

@@ -2,10 +2,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { describeSecretRef, secretDigest } from '../../infra/index.ts';
 import type { FieldDiff, NodeId, Observation, Outputs } from '../../runtime/index.ts';
 import { dropped } from './kind.ts';
-import type { KindContext, KindHandler, PgNode } from './kind.ts';
+import type { KindContext, KindHandler, PgNode, Provisioned } from './kind.ts';
 import { observeRole, PASSWORD_DIGEST } from './observe.ts';
 import type { PasswordState, RoleRow } from './observe.ts';
-import type { PendingDigests } from './pending-digests.ts';
 import { scramVerifier, verifyPassword } from './scram.ts';
 import {
   alterRoleSql,
@@ -43,12 +42,12 @@ function text(v: unknown): string | undefined {
 /**
  * The role handler; it keeps, per backend instance, whether verifiers are
  * readable and past verifications. A managed password's digest lives in the
- * node's memo (private), bridged by `pending` from a create or update to the
- * next observation; never in outputs.
+ * node's memo (private: never shown, unlike outputs), returned by every
+ * observation, create and update that knows it; never in outputs.
  */
-export function roleHandler(options: { pending: PendingDigests }): KindHandler<'postgres.role'> & {
-  createMany(nodes: readonly RoleNode[], ctx: KindContext): Promise<ReadonlyMap<NodeId, Outputs>>;
-  updateMany(items: readonly { node: RoleNode; diffs: readonly FieldDiff[] }[], ctx: KindContext): Promise<ReadonlyMap<NodeId, Outputs>>;
+export function roleHandler(): KindHandler<'postgres.role'> & {
+  createMany(nodes: readonly RoleNode[], ctx: KindContext): Promise<ReadonlyMap<NodeId, Provisioned>>;
+  updateMany(items: readonly { node: RoleNode; diffs: readonly FieldDiff[] }[], ctx: KindContext): Promise<ReadonlyMap<NodeId, Provisioned>>;
 } {
   let readable: Promise<boolean> | undefined;
   const verified = new Map<string, boolean | undefined>();
@@ -74,13 +73,11 @@ export function roleHandler(options: { pending: PendingDigests }): KindHandler<'
   };
 
   /**
-   * The digest recorded for a node's password: the pending one (a create or
-   * update since the last observation), else the memo's, else the one
+   * The digest recorded for a node's password: the memo's, else the one
    * outputs held before digests moved to the memo — read once: the
    * observation returns it in the memo, and outputs without it.
    */
-  const recordedDigest = (id: NodeId, pending: ReadonlyMap<NodeId, string>, ctx: KindContext): string | undefined =>
-    pending.get(id) ?? text(ctx.memoOf(id)?.[PASSWORD_DIGEST]) ?? text(ctx.outputsOf(id)?.[PASSWORD_DIGEST]);
+  const recordedDigest = (id: NodeId, ctx: KindContext): string | undefined => text(ctx.memoOf(id)?.[PASSWORD_DIGEST]) ?? text(ctx.outputsOf(id)?.[PASSWORD_DIGEST]);
 
   const passwordState = async (node: RoleNode, row: RoleRow | undefined, readVerifiers: boolean, recorded: string | undefined, ctx: KindContext): Promise<PasswordState> => {
     const ref = node.spec.password;
@@ -113,27 +110,17 @@ export function roleHandler(options: { pending: PendingDigests }): KindHandler<'
 
   const oidQuery = (name: string): Statement => ({ text: `SELECT oid::int8 AS oid FROM pg_roles WHERE rolname = ${quoteLiteral(name)}` });
 
-  const outputsFrom = (node: RoleNode, rows: readonly { oid?: unknown }[]): Outputs => {
-    const oid = rows[0]?.oid;
-    return { name: node.spec.name, ...(oid === undefined ? {} : { oid: Number(oid) }) };
-  };
-
   /**
-   * After a create or update: the digest of each managed password for the
-   * next observation — the one just set, else the recorded one carried over
-   * (a repair of another field must not lose it: the runtime keeps no memo
-   * across an operation).
+   * What a create or update made: outputs (name, oid), and for a managed
+   * password the memo with its digest — the one just set, else the recorded
+   * one carried over (a repair of another field must not lose it: the
+   * runtime replaces the memo with the one an operation returns).
    */
-  const keepDigests = async (done: readonly { node: RoleNode; pwd: { digest: string } | undefined }[], ctx: KindContext): Promise<void> => {
-    if (!done.some((d) => d.node.spec.password !== undefined)) return;
-    const pending = await options.pending.all();
-    const digests = new Map<NodeId, string>();
-    for (const { node, pwd } of done) {
-      if (node.spec.password === undefined) continue;
-      const d = pwd?.digest ?? recordedDigest(node.id, pending, ctx);
-      if (d !== undefined) digests.set(node.id, d);
-    }
-    await options.pending.record(digests);
+  const provisioned = (node: RoleNode, rows: readonly { oid?: unknown }[], pwd: { digest: string } | undefined, ctx: KindContext): Provisioned => {
+    const oid = rows[0]?.oid;
+    const outputs: Outputs = { name: node.spec.name, ...(oid === undefined ? {} : { oid: Number(oid) }) };
+    const digest = node.spec.password === undefined ? undefined : (pwd?.digest ?? recordedDigest(node.id, ctx));
+    return digest === undefined ? { outputs } : { outputs, memo: { [PASSWORD_DIGEST]: digest } };
   };
 
   /** The statements that correct `diffs` (attributes, password, memberships), and the password prepared for them. */
@@ -151,19 +138,18 @@ export function roleHandler(options: { pending: PendingDigests }): KindHandler<'
     return { statements, pwd };
   };
 
-  /** Runs a batch's statements and one query for every role's oid, in one round trip and one transaction; outputs per node. */
+  /** Runs a batch's statements and one query for every role's oid, in one round trip and one transaction; outputs and memo per node. */
   const inOneTransaction = async (
     prepared: readonly { node: RoleNode; pwd: { digest: string } | undefined }[],
     statements: Statement[],
     ctx: KindContext,
-  ): Promise<ReadonlyMap<NodeId, Outputs>> => {
+  ): Promise<ReadonlyMap<NodeId, Provisioned>> => {
     const names = [...new Set(prepared.map((p) => quoteLiteral(p.node.spec.name)))];
     statements.push({ text: `SELECT rolname AS name, oid::int8 AS oid FROM pg_roles WHERE rolname IN (${names.join(', ')})` });
     const rows = await ctx.client.execute(statements, { signal: ctx.signal });
     const oids = new Map((rows as { name: string; oid: unknown }[]).map((r) => [r.name, r.oid]));
-    await keepDigests(prepared, ctx);
-    const out = new Map<NodeId, Outputs>();
-    for (const { node } of prepared) out.set(node.id, outputsFrom(node, [{ oid: oids.get(node.spec.name) }]));
+    const out = new Map<NodeId, Provisioned>();
+    for (const { node, pwd } of prepared) out.set(node.id, provisioned(node, [{ oid: oids.get(node.spec.name) }], pwd, ctx));
     return out;
   };
 
@@ -174,46 +160,31 @@ export function roleHandler(options: { pending: PendingDigests }): KindHandler<'
       const withPassword = [...new Set(nodes.filter((n) => n.spec.password !== undefined).map((n) => n.spec.name))];
       const rows = await ctx.client.query<RoleRow>(rolesQuery(readVerifiers), readVerifiers ? [names, withPassword] : [names], { signal: ctx.signal });
       const byName = new Map(rows.map((r) => [r.name, r]));
-      const pending = withPassword.length > 0 ? await options.pending.all() : new Map<NodeId, string>();
       const out = new Map<NodeId, Observation>();
       await Promise.all(
         nodes.map(async (n) => {
           const row = byName.get(n.spec.name);
-          out.set(n.id, observeRole(n.spec, row, await passwordState(n, row, readVerifiers, recordedDigest(n.id, pending, ctx), ctx)));
+          out.set(n.id, observeRole(n.spec, row, await passwordState(n, row, readVerifiers, recordedDigest(n.id, ctx), ctx)));
         }),
       );
-      // A pending digest is done with once the recorded memo holds it (it crossed the gap), or once
-      // this observation settled on another one (a verifier showed a password set by other means).
-      const done = new Map<NodeId, string | undefined>();
-      for (const n of nodes) {
-        const p = pending.get(n.id);
-        if (p === undefined) continue;
-        const obs = out.get(n.id);
-        const now = obs?.status === 'upToDate' || obs?.status === 'drifted' ? text(obs.memo?.[PASSWORD_DIGEST]) : undefined;
-        if (n.spec.password === undefined || text(ctx.memoOf(n.id)?.[PASSWORD_DIGEST]) === p || (now !== undefined && now !== p)) done.set(n.id, p);
-      }
-      await options.pending.forget(done);
       return out;
     },
 
     async create(node, ctx) {
       const pwd = await preparePassword(node, ctx);
       const rows = await ctx.client.execute([createRoleSql(node.spec, pwd?.verifier), oidQuery(node.spec.name)], { signal: ctx.signal });
-      await keepDigests([{ node, pwd }], ctx);
-      return outputsFrom(node, rows);
+      return provisioned(node, rows, pwd, ctx);
     },
 
     async update(node, diffs, ctx) {
       const { statements, pwd } = await updateStatements(node, diffs, ctx);
       // One round trip, one implicit transaction.
       const rows = await ctx.client.execute([...statements, oidQuery(node.spec.name)], { signal: ctx.signal });
-      await keepDigests([{ node, pwd }], ctx);
-      return outputsFrom(node, rows);
+      return provisioned(node, rows, pwd, ctx);
     },
 
     async delete(node, ctx) {
       await dropped(['42704'], () => ctx.client.execute([dropRoleSql(node.spec.name)], { signal: ctx.signal }));
-      await options.pending.forget(new Map([[node.id, undefined]]));
     },
 
     /**

@@ -34,12 +34,12 @@ export const schemaHandler: KindHandler<'postgres.schema'> = {
 
   async create(node, ctx) {
     const rows = await ctx.client.execute([createSchemaSql(node.spec), oidQuery(node.spec.name)], { database: node.spec.database, signal: ctx.signal });
-    return outputs(node, rows);
+    return { outputs: outputs(node, rows) };
   },
 
   async update(node, _diffs, ctx) {
     const rows = await ctx.client.execute([...alterSchemaSql(node.spec), oidQuery(node.spec.name)], { database: node.spec.database, signal: ctx.signal });
-    return outputs(node, rows);
+    return { outputs: outputs(node, rows) };
   },
 
   async delete(node, ctx) {

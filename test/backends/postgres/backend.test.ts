@@ -1,6 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PgClient, postgresBackendFactory, verifyPassword } from '../../../src/backends/postgres/index.ts';
@@ -22,11 +20,10 @@ let backend: PostgresBackend;
 const outputs = new Map<NodeId, Outputs>();
 const memos = new Map<NodeId, ObservationMemo>();
 const ctx = opContext(logs.log, outputs, undefined, memos);
-let stateDir: string;
 
-function makeBackend(config: Record<string, unknown>, id = 'pg', dir = stateDir): PostgresBackend {
+function makeBackend(config: Record<string, unknown>, id = 'pg'): PostgresBackend {
   const parsed = postgresBackendFactory.configSchema.parse(config);
-  return postgresBackendFactory.create(parsed, { id, cwd: tmpdir(), stateDir: dir, log: logs.log, env }) as PostgresBackend;
+  return postgresBackendFactory.create(parsed, { id, cwd: tmpdir(), stateDir: tmpdir(), log: logs.log, env }) as PostgresBackend;
 }
 
 async function observeOne(node: BackendNode, b: InfraBackend = backend): Promise<Observation> {
@@ -38,7 +35,7 @@ function done(result: ProvisionResult): Outputs {
   return result.outputs;
 }
 
-/** One reconcile pass as the reconciler does it: observe all, create the absent, update the drifted; outputs and memos recorded (a create or update leaves no memo). */
+/** One reconcile pass as the reconciler does it: observe all, create the absent, update the drifted; outputs and memos recorded (an operation's memo replaces the observation's; none clears it). */
 async function converge(nodes: readonly BackendNode[], b: InfraBackend = backend): Promise<Map<NodeId, ProvisionResult | Observation>> {
   const out = new Map<NodeId, ProvisionResult | Observation>();
   for (const n of nodes) {
@@ -48,8 +45,10 @@ async function converge(nodes: readonly BackendNode[], b: InfraBackend = backend
     if (obs.status === 'absent') r = await b.create(n, ctx);
     else if (obs.status === 'drifted') r = await b.update(n, obs.diffs, ctx);
     if ((r.status === 'done' || r.status === 'upToDate' || r.status === 'drifted') && 'outputs' in r) outputs.set(n.id, r.outputs);
-    if (r.status === 'done') memos.delete(n.id);
-    else if ((r.status === 'upToDate' || r.status === 'drifted') && r.memo !== undefined) memos.set(n.id, r.memo);
+    if (r.status === 'done' || r.status === 'upToDate' || r.status === 'drifted') {
+      if (r.memo === undefined) memos.delete(n.id);
+      else memos.set(n.id, r.memo);
+    }
     out.set(n.id, r);
   }
   return out;
@@ -60,7 +59,6 @@ async function roleNames(): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  stateDir = await mkdtemp(join(tmpdir(), 'ds-pg-state-'));
   server = await startTestPostgres({ log: (l) => serverLog.push(l) });
   env.PG_ADMIN_PASSWORD = server.password;
   backend = makeBackend({ host: server.host, port: server.port, user: server.user, password: { fromEnv: 'PG_ADMIN_PASSWORD' }, connectTimeout: '2s' });
@@ -69,7 +67,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await backend?.close();
   await server?.destroy();
-  await rm(stateDir, { recursive: true, force: true });
 });
 
 describe('postgres backend against a real server', () => {
@@ -258,19 +255,17 @@ describe('postgres backend against a real server', () => {
       await server.sql(`CREATE ROLE limited_admin LOGIN CREATEROLE PASSWORD 'limited-pw'`);
       env.LIMITED_PASSWORD = 'limited-pw';
       env.SVC_PASSWORD = 'first-secret';
-      const limitedConfig = { host: server.host, port: server.port, user: 'limited_admin', password: { fromEnv: 'LIMITED_PASSWORD' }, sslmode: 'disable' };
-      let limited = makeBackend(limitedConfig, 'pg-limited');
+      const limited = makeBackend({ host: server.host, port: server.port, user: 'limited_admin', password: { fromEnv: 'LIMITED_PASSWORD' }, sslmode: 'disable' }, 'pg-limited');
       try {
         const svc = pgNode('svc', 'postgres.role', { name: 'svc', login: true, password: { fromEnv: 'SVC_PASSWORD' } });
         expect((await converge([svc], limited)).get('svc')?.status).toBe('done');
-        expect((await converge([svc], limited)).get('svc')?.status).toBe('upToDate');
+        // The create's result carries the digest in its memo, which the next observation is handed.
         expect(memos.get('svc')?.passwordDigest).toEqual(expect.any(String));
+        expect((await converge([svc], limited)).get('svc')?.status).toBe('upToDate');
         expect((await observeOne(svc, limited)).status).toBe('upToDate');
-        // State lost (record and state directory): the password cannot be verified, so it is set once more and tracked again.
+        // State lost: the password cannot be verified, so it is set once more and tracked again.
         outputs.delete('svc');
         memos.delete('svc');
-        await limited.close();
-        limited = makeBackend(limitedConfig, 'pg-limited', await mkdtemp(join(stateDir, 'lost-')));
         const unknown = await observeOne(svc, limited);
         expect(unknown).toMatchObject({ status: 'drifted', diffs: [{ path: 'password', masked: true }] });
         expect((await converge([svc], limited)).get('svc')).toMatchObject({ status: 'done' });

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,11 +9,12 @@ import type { TestPostgres } from '../../support/postgres.ts';
 
 /*
  * A role's password digest is tracked where nobody is shown it (the node's
- * memo in state.db, and until the next observation a pending file of the
- * backend's own), never in outputs: `status --format json` and the daemon's
- * `/status` show outputs. Through the real CLI, one process per command, as
- * a user runs it — with a superuser (the stored verifier is readable) and
- * with a CREATEROLE admin (it is not: the digest is all there is).
+ * memo in state.db, returned by the create or update that set it and by
+ * every observation), never in outputs: `status --format json` and the
+ * daemon's `/status` show outputs. Through the real CLI, one process per
+ * command, as a user runs it — with a superuser (the stored verifier is
+ * readable) and with a CREATEROLE admin (it is not: the digest is all there
+ * is).
  */
 
 let server: TestPostgres;
@@ -77,7 +78,7 @@ function record(stateDir: string): { outputs: Record<string, unknown>; memo: Rec
   }
 }
 
-/** Rewrites the record as a release before this one left it: the digest in outputs, no memo, no pending file. */
+/** Rewrites the record as a release before this one left it: the digest in outputs, no memo. */
 function asOldRelease(stateDir: string, digest: string): void {
   const db = new Database(join(stateDir, 'state.db'));
   try {
@@ -86,7 +87,6 @@ function asOldRelease(stateDir: string, digest: string): void {
   } finally {
     db.close();
   }
-  rmSync(join(stateDir, 'postgres'), { recursive: true, force: true });
 }
 
 async function loginWorks(role: string, password: string): Promise<boolean> {
@@ -171,16 +171,30 @@ describe.each(setups)('password tracking, $name', (s) => {
     expect(after.memo).toEqual({ passwordDigest: digest });
   }, 60_000);
 
-  it('the pending digests file, while there is one, is the owner\'s only', async () => {
+  it('an earlier release\'s record and a repair of another field in the same apply: the digest is carried over, no password set', async () => {
+    const digest = String(record(p.stateDir).memo?.passwordDigest);
+    asOldRelease(p.stateDir, digest);
     await server.sql(`ALTER ROLE ${s.role} NOLOGIN`);
-    expect((await p.run(['apply'], first)).stdout).toContain('1 updated');
-    const dir = join(p.stateDir, 'postgres');
-    expect(existsSync(dir)).toBe(true);
-    expect((statSync(dir).mode & 0o777).toString(8)).toBe('700');
-    for (const f of readdirSync(dir)) expect((statSync(join(dir, f)).mode & 0o777).toString(8), f).toBe('600');
-    // Two observations later the memo holds it, and the file is gone.
-    expect((await p.run(['apply'], first)).code).toBe(0);
-    expect((await p.run(['apply'], first)).code).toBe(0);
-    expect(existsSync(join(dir, 'pg.pending-password-digests.json'))).toBe(false);
+    const repair = await p.run(['apply'], first);
+    expect(repair.code, repair.stdout + repair.stderr).toBe(0);
+    expect(repair.stdout).toContain('1 updated');
+    // The update is handed the memo its pass's observation moved the digest to, and returns it.
+    const after = record(p.stateDir);
+    expect(after.outputs).not.toHaveProperty('passwordDigest');
+    expect(after.memo).toEqual({ passwordDigest: digest });
+    expect((await p.run(['plan'], first)).code).toBe(0);
+  }, 60_000);
+
+  it('the digest is kept in state.db only: the update that set it returned it, and no file of the backend\'s own holds it', async () => {
+    const rotated = `again-${s.role}-Secret`;
+    const apply = await p.run(['apply'], rotated);
+    expect(apply.stdout).toContain('1 updated');
+    const digest = String(record(p.stateDir).memo?.passwordDigest);
+    expect(digest).toMatch(/^[0-9a-f]{16}:[0-9a-f]{64}$/);
+    expect(existsSync(join(p.stateDir, 'postgres'))).toBe(false);
+    // The next process is handed that memo: up to date, and the digest unchanged (no new salt, nothing written).
+    expect((await p.run(['apply'], rotated)).stdout).toContain('0 created, 0 updated');
+    expect(record(p.stateDir).memo).toEqual({ passwordDigest: digest });
+    expect(await loginWorks(s.role, rotated)).toBe(true);
   }, 60_000);
 });
