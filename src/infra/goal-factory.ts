@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { fieldPathProblem, reportZodIssues, suggestion } from '../runtime/index.ts';
-import type { BuiltSpec, DiagnosticBag, GoalInfo, NodeDeclaration, NodeSpecFactory, RawDocument } from '../runtime/index.ts';
+import type { BuiltSpec, DiagnosticBag, GoalInfo, NodeDeclaration, NodeSpecFactory, RawDocument, SourceLocation } from '../runtime/index.ts';
 import { desiredNodeSpec } from './desired.ts';
 import type { InfraDesiredNodeSpec } from './desired.ts';
 import type { PolicyDefault, PolicyEngine } from './policy.ts';
@@ -55,6 +55,12 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
   readonly documentKinds = ['Backend', 'Policy'] as const;
   readonly nodeTypes = INFRA_NODE_TYPES;
   readonly backends = new Map<string, BackendDeclaration>();
+  /**
+   * Backends declared with errors (already reported), with their type where
+   * it is known: a node naming one is not also told that it is not
+   * configured, and is checked only as far as the type allows.
+   */
+  private readonly brokenBackends = new Map<string, string | undefined>();
   readonly policies: RawDocument[] = [];
   /** Policy-set defaults per node, for plans. */
   readonly policyDefaults = new Map<string, readonly PolicyDefault[]>();
@@ -75,28 +81,43 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     const parsed = backendDocumentSchema.safeParse(doc.value);
     if (!parsed.success) {
       reportZodIssues(parsed.error.issues, { schema: backendDocumentSchema, input: doc.value, prefix: [], owner: 'a Backend', locate: doc.locate, diag });
+      const spec = doc.value.spec;
+      const type = spec !== null && typeof spec === 'object' ? (spec as { type?: unknown }).type : undefined;
+      this.brokenBackends.set(doc.name, typeof type === 'string' && this.registry.get(type) !== undefined ? type : undefined);
       return;
     }
     const { type, config } = parsed.data.spec;
     const factory = this.registry.get(type);
     if (factory === undefined) {
       diag.error(doc.locate(['spec', 'type']), 'unknown-backend-type', `backend type "${type}" is not one of ${this.registry.types().join(', ')}${suggestion(type, this.registry.types())}`);
+      this.brokenBackends.set(doc.name, undefined);
       return;
     }
     const cfg = factory.configSchema.safeParse(config);
     if (!cfg.success) {
       reportZodIssues(cfg.error.issues, { schema: factory.configSchema, input: config, prefix: ['spec', 'config'], owner: `a ${type} backend's config`, locate: doc.locate, diag });
+      this.brokenBackends.set(doc.name, type);
       return;
     }
     this.backends.set(doc.name, { id: doc.name, type, config: cfg.data, source: doc.locate(['metadata', 'name']) });
   }
 
+  rejectDocument(kind: string, name: string): void {
+    if (kind === 'Backend' && !this.backends.has(name)) this.brokenBackends.set(name, undefined);
+  }
+
   beforeNodes(goals: readonly GoalInfo[], diag: DiagnosticBag): void {
-    if (!this.backends.has('local') && this.registry.get('local') !== undefined) {
+    // A `local` Backend declared with errors is not silently replaced by the default one.
+    if (!this.backends.has('local') && !this.brokenBackends.has('local') && this.registry.get('local') !== undefined) {
       const cfg = this.registry.require('local').configSchema.parse(DEFAULT_LOCAL_BACKEND.config);
       this.backends.set('local', { id: 'local', type: 'local', config: cfg });
     }
     this.policy?.prepare?.(goals, diag);
+  }
+
+  checkDefaultBackend(backend: string, source: SourceLocation, diag: DiagnosticBag): void {
+    if (this.backends.has(backend) || this.brokenBackends.has(backend)) return;
+    diag.error(source, 'unknown-backend', `backend "${backend}" is not configured${suggestion(backend, this.backends.keys())}`);
   }
 
   build(decl: NodeDeclaration, diag: DiagnosticBag): BuiltSpec<InfraDesiredNodeSpec> | undefined {
@@ -118,16 +139,20 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     const backend = backendKnown ? this.backends.get(backendId) : undefined;
     let ok = parsed?.success === true && backendKnown;
     if (backendKnown) {
-      const where = decl.backend === undefined ? decl.locate(['type']) : decl.locate(['backend']);
+      const where = decl.backend === undefined || decl.backendFromDefault === true ? decl.locate(['type']) : decl.locate(['backend']);
+      // A backend declared with errors is known by name, and maybe by type.
+      const backendType = backend?.type ?? this.brokenBackends.get(backendId);
       if (backend === undefined) {
-        diag.error(where, 'unknown-backend', `backend "${backendId}" is not configured${suggestion(backendId, this.backends.keys())}`);
         ok = false;
-      } else {
-        const factory = this.registry.get(backend.type);
-        if (factory !== undefined && !factory.kinds.includes(decl.type)) {
-          diag.error(where, 'unsupported-type', `backend "${backendId}" (type ${backend.type}) cannot provision ${decl.type}; it supports ${factory.kinds.join(', ')}`);
-          ok = false;
+        // The goal's default backend is checked once, at `spec.defaults.backend`.
+        if (!this.brokenBackends.has(backendId) && decl.backendFromDefault !== true) {
+          diag.error(where, 'unknown-backend', `backend "${backendId}" is not configured${suggestion(backendId, this.backends.keys())}`);
         }
+      }
+      const factory = backendType === undefined ? undefined : this.registry.get(backendType);
+      if (factory !== undefined && !factory.kinds.includes(decl.type)) {
+        diag.error(where, 'unsupported-type', `backend "${backendId}" (type ${factory.type}) cannot provision ${decl.type}; it supports ${factory.kinds.join(', ')}`);
+        ok = false;
       }
     }
     if (parsed !== undefined && !parsed.success) {

@@ -189,6 +189,8 @@ export interface NodeDeclaration {
   readonly type: string;
   /** The node's backend, or the goal's default; undefined when neither names one. */
   readonly backend: string | undefined;
+  /** True when `backend` is the goal's default (checked once, by `checkDefaultBackend`), not named by the node. */
+  readonly backendFromDefault?: boolean | undefined;
   /** Node labels merged over goal labels. */
   readonly labels: Readonly<Record<string, string>>;
   /** The spec with `${goal.*}` interpolated; `${nodes…}` references left in place. */
@@ -235,8 +237,16 @@ export interface NodeSpecFactory<S extends NodeSpec> {
   readonly nodeTypes: readonly string[];
   /** Receives every non-Goal document, before any node is built. */
   acceptDocument(doc: RawDocument, diag: DiagnosticBag): void;
+  /**
+   * A document of one of `documentKinds` whose envelope was invalid (its
+   * errors reported, the document not accepted): its name is still declared,
+   * so that what refers to it is not told it does not exist.
+   */
+  rejectDocument?(kind: string, name: string): void;
   /** Called once after all documents and before any node. */
   beforeNodes?(goals: readonly GoalInfo[], diag: DiagnosticBag): void;
+  /** Checks a goal's `spec.defaults.backend`, once, at `source` (after `beforeNodes`, whether or not the goal has nodes). */
+  checkDefaultBackend?(backend: string, source: SourceLocation, diag: DiagnosticBag): void;
   /** Validates one node's spec and builds its branded spec. */
   build(decl: NodeDeclaration, diag: DiagnosticBag): BuiltSpec<S> | undefined;
 }
@@ -291,6 +301,9 @@ export class GoalCompiler<S extends NodeSpec> {
       const env = envelopeSchema.safeParse(doc.value);
       if (!env.success) {
         reportZodIssues(env.error.issues, { schema: envelopeSchema, input: doc.value, prefix: [], owner: 'a document', locate: doc.locate, diag });
+        const { kind } = doc.value;
+        const name = isMap(doc.value.metadata) ? doc.value.metadata.name : undefined;
+        if (typeof kind === 'string' && this.factory.documentKinds.includes(kind) && typeof name === 'string') this.factory.rejectDocument?.(kind, name);
         continue;
       }
       const { kind } = env.data;
@@ -314,6 +327,10 @@ export class GoalCompiler<S extends NodeSpec> {
       nodeCount: value.spec.nodes.length,
     }));
     this.factory.beforeNodes?.(goals, diag);
+    for (const { doc, value } of goalDocs) {
+      const backend = value.spec.defaults.backend;
+      if (backend !== undefined) this.factory.checkDefaultBackend?.(backend, doc.locate(['spec', 'defaults', 'backend']), diag);
+    }
 
     const declared = new Map<NodeId, SourceLocation>();
     // Ids of declarations too broken to compile: edges to them are not "unknown".
@@ -366,7 +383,8 @@ export class GoalCompiler<S extends NodeSpec> {
           { unknown },
         );
         const invalidFields = new Set<string>([...invalid, ...[...unknown].map((f) => `goal.${f}`)]);
-        if (n.backend === undefined && !invalid.has('backend') && defaultBackendUnknown) invalidFields.add('backend');
+        const backendFromDefault = n.backend === undefined && !invalid.has('backend');
+        if (backendFromDefault && defaultBackendUnknown) invalidFields.add('backend');
         let built: BuiltSpec<S> | undefined;
         if (!invalid.has('type')) {
           const before = diag.items.length;
@@ -375,6 +393,7 @@ export class GoalCompiler<S extends NodeSpec> {
               id: n.id,
               type: n.type,
               backend: n.backend ?? value.spec.defaults.backend,
+              backendFromDefault: backendFromDefault && value.spec.defaults.backend !== undefined,
               labels,
               spec: spec as Record<string, unknown>,
               deletionPolicy: n.deletionPolicy ?? value.spec.defaults.deletionPolicy,

@@ -211,6 +211,39 @@ describe('a bad goal header does not hide the errors of its nodes', () => {
   });
 });
 
+describe('a Backend declared with errors', () => {
+  const node = (type: string, spec: string): string => goal(`    - id: n\n      type: ${type}\n      backend: pg\n      spec: ${spec}\n`);
+
+  it.each([
+    { name: 'an invalid config', backend: 'spec: { type: postgres, config: { hots: x } }', codes: ['unknown-field'] },
+    { name: 'an unknown backend type', backend: 'spec: { type: postgre }', codes: ['unknown-backend-type'] },
+    { name: 'an invalid Backend document', backend: 'spec: { type: postgres, bogus: 1 }', codes: ['unknown-field'] },
+  ])('with $name is not also "not configured" for its nodes', ({ backend, codes }) => {
+    const r = compile(`apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: pg }\n${backend}\n`, node('postgres.role', '{ name: r }'));
+    expect(r.codes).toEqual(codes);
+  });
+
+  it('with a wrong apiVersion is not also "not configured" for its nodes', () => {
+    const r = compile('apiVersion: desiredstate/v2\nkind: Backend\nmetadata: { name: pg }\nspec: { type: postgres, config: { host: h } }\n', node('postgres.role', '{ name: r }'));
+    expect(r.codes).toEqual(['invalid-value']);
+  });
+
+  it('still tells a node of a type its backend type cannot provision, and checks the node\'s spec', () => {
+    const r = compile('apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: pg }\nspec: { type: postgres, config: { hots: x } }\n', node('local.file', '{ path: a, contnet: x }'));
+    expect(r.codes).toEqual(['unknown-field', 'unsupported-type', 'unknown-field']);
+  });
+
+  it('named local is not replaced by the default local backend', () => {
+    const r = compile('apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: local }\nspec: { type: local, config: { rot: x } }\n', goal('    - id: n\n      type: local.file\n      spec: { path: a, content: "" }\n'));
+    expect(r.codes).toEqual(['unknown-field']);
+  });
+
+  it('an undeclared backend is still "not configured", at the node\'s backend', () => {
+    const r = compile(node('postgres.role', '{ name: r }'));
+    expect(r.lines).toEqual(['g0.yaml:8:16: error unknown-backend: backend "pg" is not configured']);
+  });
+});
+
 describe('goal and Backend names', () => {
   it.each(['web-', '-web', 'web.', 'Web'])('%s gets a message that says what a name is', (name) => {
     const r = compile(goal('    []\n', `metadata: { name: "${name}" }`));
@@ -238,3 +271,41 @@ describe('${goal.labels.<key>} reads the goal\'s labels (metadata.labels), not t
   });
 });
 
+describe('spec.defaults.backend', () => {
+  const nodes = '    - id: a\n      type: local.file\n      spec: { path: a, content: "" }\n    - id: b\n      type: local.file\n      spec: { path: b, content: "" }\n';
+
+  it('unknown: reported once, at spec.defaults.backend, not at each node', () => {
+    const r = compile(goal(nodes, undefined, '  defaults: { backend: nosuch }\n'));
+    expect(r.lines).toEqual(['g0.yaml:5:24: error unknown-backend: backend "nosuch" is not configured']);
+  });
+
+  it('unknown, in a goal with no nodes: still reported', () => {
+    const r = compile(goal('    []\n', undefined, '  defaults: { backend: nosuch }\n'));
+    expect(r.lines).toEqual(['g0.yaml:5:24: error unknown-backend: backend "nosuch" is not configured']);
+  });
+
+  it('unknown, with a suggestion', () => {
+    const r = compile(mem, goal('    []\n', undefined, '  defaults: { backend: mme }\n'));
+    expect(r.lines).toEqual(['g1.yaml:5:24: error unknown-backend: backend "mme" is not configured (did you mean "mem"?)']);
+  });
+
+  it('a node that names its own backend does not use it', () => {
+    const r = compile(mem, goal('    - id: a\n      type: local.file\n      backend: local\n      spec: { path: a, content: "" }\n', undefined, '  defaults: { backend: nosuch }\n'));
+    expect(r.codes).toEqual(['unknown-backend']);
+  });
+
+  it('a default backend that cannot provision a node\'s type is reported at the node\'s type', () => {
+    const r = compile(`apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: ex }\nspec: { type: exec }\n`, goal(nodes, undefined, '  defaults: { backend: ex }\n'));
+    expect(at(r)).toEqual(['g1.yaml:8:13 unsupported-type', 'g1.yaml:11:13 unsupported-type']);
+  });
+
+  it('invalid defaults make the default backend unknown: nodes that name none are not checked against local', () => {
+    const r = compile(mem, goal('    - id: db\n      type: postgres.database\n      spec: { name: app }\n', undefined, '  defaults: { bakend: mem }\n'));
+    expect(r.codes).toEqual(['unknown-field']);
+  });
+
+  it('declared with errors: not reported again', () => {
+    const r = compile('apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: pg }\nspec: { type: postgres, config: { hots: x } }\n', goal('    []\n', undefined, '  defaults: { backend: pg }\n'));
+    expect(r.codes).toEqual(['unknown-field']);
+  });
+});
