@@ -20,6 +20,8 @@ export interface CliContext {
   readonly stateDir: string;
   /** Whether the state directory was named (--state or $DESIREDSTATE_STATE) rather than the default. */
   readonly stateDirGiven: boolean;
+  /** How the goal and state directories were named, for messages: `--state ./x`, `$DESIREDSTATE_STATE x`, `state directory .desiredstate`. */
+  readonly named: { readonly goals: string; readonly state: string };
   readonly format: string | undefined;
   readonly log: Logger;
   readonly out: (text: string) => void;
@@ -44,7 +46,17 @@ export function createContext(
   const options = { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
   const log = pino(options, logFormat === 'json' ? pino.destination({ fd: 2, sync: true }) : prettyStream());
   const stateDirGiven = values.state !== undefined || io.env.DESIREDSTATE_STATE !== undefined;
-  return { cwd, goalsDir, stateDir, stateDirGiven, format: values.format, log, out: io.out, env: io.env, program: io.program };
+  const named = {
+    goals: nameOf('--goals', values.goals, 'DESIREDSTATE_GOALS', io.env.DESIREDSTATE_GOALS, 'goal directory goals'),
+    state: nameOf('--state', values.state, 'DESIREDSTATE_STATE', io.env.DESIREDSTATE_STATE, 'state directory .desiredstate'),
+  };
+  return { cwd, goalsDir, stateDir, stateDirGiven, named, format: values.format, log, out: io.out, env: io.env, program: io.program };
+}
+
+function nameOf(flag: string, value: string | undefined, variable: string, fromEnv: string | undefined, fallback: string): string {
+  if (value !== undefined) return `${flag} ${value}`;
+  if (fromEnv !== undefined) return `$${variable} ${fromEnv}`;
+  return fallback;
 }
 
 /** pino-pretty, loaded only for a terminal (a pipe or a file gets JSON and never loads it). */
@@ -53,9 +65,35 @@ function prettyStream(): NodeJS.WritableStream {
   return pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' });
 }
 
+/** A missing goal directory, or a file named as one, is a bad invocation (exit 64, CLI.md). */
 export function requireGoalsDir(ctx: CliContext): void {
-  if (!existsSync(ctx.goalsDir) || !statSync(ctx.goalsDir).isDirectory()) {
-    throw new UsageError(`goal directory ${ctx.goalsDir} does not exist`);
+  if (!existsSync(ctx.goalsDir)) throw new UsageError(`goal directory ${ctx.goalsDir} does not exist`);
+  if (!statSync(ctx.goalsDir).isDirectory()) throw new UsageError(`${ctx.named.goals} is not a directory`);
+}
+
+/** A file (or anything but a directory) named as the state directory is a bad invocation (exit 64); a missing one is created when needed. */
+export function requireStateDir(ctx: CliContext): void {
+  if (existsSync(ctx.stateDir) && !statSync(ctx.stateDir).isDirectory()) throw new UsageError(`${ctx.named.state} is not a directory`);
+}
+
+/** Why the state directory cannot be created, for the failures that are the invocation's (exit 64), by error code. */
+const MKDIR_FAILURES: Readonly<Record<string, string>> = {
+  ENOTDIR: 'a path above it is not a directory',
+  EEXIST: 'something that is not a directory is in the way',
+  EACCES: 'permission denied',
+  EROFS: 'read-only file system',
+};
+
+/** Creates the state directory if need be; a UsageError when the path given cannot be one. */
+function makeStateDir(ctx: CliContext): void {
+  requireStateDir(ctx);
+  try {
+    mkdirSync(ctx.stateDir, { recursive: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === undefined ? undefined : MKDIR_FAILURES[code];
+    if (why === undefined) throw err;
+    throw new UsageError(`cannot create ${ctx.named.state}: ${why}`);
   }
 }
 
@@ -91,6 +129,7 @@ export async function compileGoals(ctx: CliContext, mode: PolicyMode = 'hold'): 
  */
 export async function compileGoalsCached(ctx: CliContext): Promise<LoadedGoals> {
   requireGoalsDir(ctx);
+  requireStateDir(ctx);
   if (ctx.program === undefined || ctx.env.DESIREDSTATE_GOAL_CACHE === 'off') return compileGoals(ctx, 'hold');
   const { goalSetKey, readCompiledGoals, writeCompiledGoals } = await import('./goal-cache.ts');
   const key = await goalSetKey({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: ctx.program });
@@ -101,7 +140,7 @@ export async function compileGoalsCached(ctx: CliContext): Promise<LoadedGoals> 
   }
   const loaded = await compileGoals(ctx, 'hold');
   if (key !== undefined && loaded.result.graph !== undefined) {
-    mkdirSync(ctx.stateDir, { recursive: true });
+    makeStateDir(ctx);
     if (!writeCompiledGoals(ctx.stateDir, key, loaded)) ctx.log.debug('could not store the compiled goals (the next command compiles again)');
   }
   return loaded;
@@ -140,7 +179,8 @@ export function printDiagnostics(ctx: CliContext, diagnostics: readonly Diagnost
 }
 
 export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: boolean }): SqliteStateStore {
-  if (!options.readonly) mkdirSync(ctx.stateDir, { recursive: true });
+  if (options.readonly) requireStateDir(ctx);
+  else makeStateDir(ctx);
   return SqliteStateStore.open({ path: join(ctx.stateDir, 'state.db'), lock: options.lock, readonly: options.readonly ?? false });
 }
 
@@ -153,6 +193,7 @@ export function withStateStore<T>(ctx: CliContext, mode: 'read' | 'write', fn: (
   // A state directory named (--state, $DESIREDSTATE_STATE) that is not there is a bad invocation
   // (CLI.md: missing directory, exit 64); the default one before any apply or run is simply empty.
   if (ctx.stateDirGiven && !existsSync(ctx.stateDir)) throw new UsageError(`state directory ${ctx.stateDir} does not exist`);
+  requireStateDir(ctx);
   if (!existsSync(join(ctx.stateDir, 'state.db'))) return undefined;
   const store = openStore(ctx, { lock: false, readonly: mode === 'read' });
   try {

@@ -6,7 +6,7 @@ import { infraSpecCodec, InfraNodeProvisioner } from '../../infra/index.ts';
 import type { InfraBackend, InfraDesiredNodeSpec } from '../../infra/index.ts';
 import { parseListen, startHttpServer } from '../../server/http.ts';
 import type { DaemonProbe } from '../../server/http.ts';
-import { compileGoals, openStore, printDiagnostics, pruneHistory, registry, requireGoalsDir } from '../context.ts';
+import { compileGoals, openStore, printDiagnostics, pruneHistory, registry, requireGoalsDir, requireStateDir } from '../context.ts';
 import { loadFaultPolicyFile } from '../fault-policy-file.ts';
 import type { CliContext } from '../context.ts';
 import { goalsCommit } from '../git.ts';
@@ -95,6 +95,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
   const debounceMs = options.debounce === undefined ? 300 : parseDuration(options.debounce);
   if (debounceMs === undefined) throw new UsageError('--debounce takes a duration such as 300ms');
   requireGoalsDir(ctx);
+  requireStateDir(ctx);
   let faults: { policy: FaultPolicy; circuitBreaker: CircuitBreakerConfig } | undefined;
   if (options.faultPolicy !== undefined) {
     const file = resolve(ctx.cwd, options.faultPolicy);
