@@ -43,7 +43,7 @@ const at = (r: { diagnostics: readonly { file: string; line: number; col: number
 
 describe('ignoreFields: each entry is a path of the type\'s spec', () => {
   it.each([
-    { name: 'top-level fields of local.file, and exists', type: 'local.file', spec: '{ path: f, content: x }', fields: '[content, mode, owner, exists]' },
+    { name: 'top-level fields of local.file', type: 'local.file', spec: '{ path: f, content: x }', fields: '[content, mode, owner]' },
     { name: 'any key under an open map (generic.resource input)', type: 'generic.resource', spec: '{ input: { a: 1 } }', fields: '[input, input.retentionDays, "input.any.depth"]' },
     { name: 'a field of a nested object', type: 'generic.resource', spec: '{ input: {} }', fields: '[commands, commands.read]' },
     { name: 'list fields and their items', type: 'postgres.role', spec: '{ name: r }', fields: '[memberOf, "memberOf[0]", password]' },
@@ -57,7 +57,7 @@ describe('ignoreFields: each entry is a path of the type\'s spec', () => {
   it.each([
     { name: 'a misspelt field, with a suggestion', entry: 'moed', message: 'ignoreFields: "moed" is not a field of local.file (did you mean "mode"?)' },
     { name: 'a spec. prefix (paths are relative to spec)', entry: 'spec.mode', message: 'ignoreFields: "spec.mode" is not a field of local.file: paths are relative to the node\'s spec (did you mean "mode"?)' },
-    { name: 'exists, misspelt', entry: 'exist', message: 'ignoreFields: "exist" is not a field of local.file (did you mean "exists"?)' },
+    { name: 'exists: a deletion is always reported', entry: 'exists', message: 'ignoreFields: "exists" (a resource deleted out of band) cannot be ignored: it is always reported; selfHeal: false reports it without re-creating the resource' },
     { name: 'a field under a single value', entry: 'mode.bits', message: 'ignoreFields: "mode.bits": mode is a single value, with no fields under it' },
     { name: 'a field of another type', entry: 'target', message: 'ignoreFields: "target" is not a field of local.file' },
   ])('rejects $name at the entry', ({ entry, message }) => {
