@@ -1,17 +1,25 @@
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { assertNever } from '../runtime/index.ts';
+
+/** What asking the daemon to release a node did. */
+export type RetryAnswer =
+  | { readonly status: 'released' }
+  | { readonly status: 'unknown' }
+  /** Not held (nor failed and waiting out a backoff): nothing to release, nothing changed. */
+  | { readonly status: 'not-held'; readonly current: string };
 
 /** What the HTTP surface reads from the daemon. */
 export interface DaemonProbe {
   /** Goals loaded and every node reconciled once. */
   ready(): { ready: boolean; reason?: string };
   status(): unknown;
-  /** Releases a node held by the fault policy; false for an unknown node. */
-  retry(node: string): boolean;
+  /** Releases a node held by the fault policy; changes nothing for an unknown node or one not held. */
+  retry(node: string): RetryAnswer;
 }
 
-/** Serves /healthz (the process is alive), /readyz (first round done) and /status (JSON). */
+/** Serves /healthz (the process is alive), /readyz (first round done), /status (JSON) and POST /retry/NODE (200 released, 404 unknown, 409 not held). */
 export function startHttpServer(listen: { host: string; port: number }, probe: DaemonProbe): Promise<{ server: Server; address: AddressInfo }> {
   const server = createServer((req, res) => {
     const send = (code: number, body: unknown): void => {
@@ -27,7 +35,17 @@ export function startHttpServer(listen: { host: string; port: number }, probe: D
       } catch {
         return send(400, { error: 'malformed node id in the path' });
       }
-      return probe.retry(node) ? send(200, { released: node }) : send(404, { error: `unknown node "${node}"` });
+      const answer = probe.retry(node);
+      switch (answer.status) {
+        case 'released':
+          return send(200, { released: node });
+        case 'unknown':
+          return send(404, { error: `unknown node "${node}"` });
+        case 'not-held':
+          return send(409, { error: `node "${node}" is not held`, node, status: answer.current });
+        default:
+          return assertNever(answer);
+      }
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: 'method not allowed' });
     switch (path) {

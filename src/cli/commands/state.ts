@@ -1,4 +1,6 @@
-import { parseDuration, shownRecord } from '../../runtime/index.ts';
+import { assertNever, NODE_MACHINE_STATES, nextNodeState, nodeSnapshotFor, parseDuration, shownRecord } from '../../runtime/index.ts';
+import type { NodeMachineState, NodeStatus } from '../../runtime/index.ts';
+import type { RetryAnswer } from '../../server/http.ts';
 import { withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { formatDiff, table } from '../format.ts';
@@ -67,8 +69,17 @@ export function history(ctx: CliContext): number {
 }
 
 /**
+ * Whether `retry` has anything to release: the node machine takes an operator's retry (a node held
+ * by the fault policy, or failed and waiting out its backoff).
+ */
+export function releasable(status: NodeStatus): boolean {
+  return (NODE_MACHINE_STATES as readonly string[]).includes(status) && nextNodeState(nodeSnapshotFor(status as NodeMachineState), { type: 'OPERATOR_RETRY' }).transition === 'taken';
+}
+
+/**
  * Releases a held node. With a daemon running, asks it over its HTTP API
- * (it holds the node's state in memory); otherwise updates the store.
+ * (it holds the node's state in memory); otherwise updates the store. A node
+ * that is not held is left as it is.
  */
 export async function retry(ctx: CliContext, node: string | undefined): Promise<number> {
   if (node === undefined) throw new UsageError('retry needs a node id: desiredstate retry NODE');
@@ -76,31 +87,41 @@ export async function retry(ctx: CliContext, node: string | undefined): Promise<
   if (daemon !== null) {
     try {
       const res = await fetch(`http://${daemon}/retry/${encodeURIComponent(node)}`, { method: 'POST', signal: AbortSignal.timeout(5000) });
-      if (res.status === 404) {
-        process.stderr.write(`unknown node "${node}"\n`);
-        return EXIT.failed;
+      if (res.status === 404) return answered(ctx, node, { status: 'unknown' }, 'daemon');
+      if (res.status === 409) {
+        const body = (await res.json()) as { status?: unknown };
+        return answered(ctx, node, { status: 'not-held', current: String(body.status) }, 'daemon');
       }
-      if (res.ok) return released(ctx, node, 'daemon');
+      if (res.ok) return answered(ctx, node, { status: 'released' }, 'daemon');
     } catch {
       // No daemon answering at the recorded address (it was killed): fall back to the store.
     }
   }
-  const found = withStateStore(ctx, 'write', (store) => {
+  const answer = withStateStore(ctx, 'write', (store): RetryAnswer => {
     const r = store.getNode(node);
-    if (r === undefined) return false;
+    if (r === undefined) return { status: 'unknown' };
+    if (!releasable(r.status)) return { status: 'not-held', current: r.status };
     store.putNodes([{ ...r, status: 'pending', attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator' }]);
     store.appendEvent({ at: Date.now(), node, kind: 'operator-retry', data: { previous: r.status } });
-    return true;
+    return { status: 'released' };
   });
-  if (found !== true) {
-    process.stderr.write(`unknown node "${node}"\n`);
-    return EXIT.failed;
-  }
-  return released(ctx, node, 'store');
+  return answered(ctx, node, answer ?? { status: 'unknown' }, 'store');
 }
 
-function released(ctx: CliContext, node: string, via: 'daemon' | 'store'): number {
-  if (ctx.format === 'json') ctx.out(JSON.stringify({ released: node, via }, null, 2));
-  else ctx.out(via === 'daemon' ? `released ${node}; the daemon reconciles it now` : `released ${node}; it is reconciled on the next pass`);
-  return EXIT.ok;
+function answered(ctx: CliContext, node: string, answer: RetryAnswer, via: 'daemon' | 'store'): number {
+  switch (answer.status) {
+    case 'unknown':
+      process.stderr.write(`unknown node "${node}"\n`);
+      return EXIT.failed;
+    case 'not-held':
+      if (ctx.format === 'json') ctx.out(JSON.stringify({ notHeld: node, status: answer.current, via }, null, 2));
+      else ctx.out(`${node} is not held (status ${answer.current}); nothing to do`);
+      return EXIT.ok;
+    case 'released':
+      if (ctx.format === 'json') ctx.out(JSON.stringify({ released: node, via }, null, 2));
+      else ctx.out(via === 'daemon' ? `released ${node}; the daemon reconciles it now` : `released ${node}; it is reconciled on the next pass`);
+      return EXIT.ok;
+    default:
+      return assertNever(answer);
+  }
 }

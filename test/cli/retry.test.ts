@@ -1,0 +1,91 @@
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cli, tempProject } from '../support/cli.ts';
+import { Daemon, eventually } from '../support/daemon.ts';
+
+// `retry NODE` releases a node held by the fault policy (or failed, waiting out its backoff). A node
+// that is neither is left alone, through the daemon's API or the store: it used to be marked
+// "released by operator" (and set pending offline), as if it had been held.
+const p = tempProject('ds-retry-');
+// `bad` fails every create (a permanent fault); the policy below holds it after the first.
+p.write('app.yaml', `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: mem }
+spec:
+  type: memory
+  config:
+    faults: [{ node: bad, op: create, class: permanent }]
+---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app }
+spec:
+  defaults: { backend: mem }
+  nodes:
+    - id: good
+      type: local.directory
+      spec: { path: good }
+    - id: bad
+      type: local.directory
+      spec: { path: bad }
+`);
+const faults = join(p.dir, 'faults.yaml');
+writeFileSync(faults, 'retry: { permanent: { retryBudget: 1 } }\n');
+const daemons: Daemon[] = [];
+afterAll(async () => {
+  for (const d of daemons) {
+    d.kill('SIGKILL');
+    await d.exited;
+  }
+  rmSync(p.dir, { recursive: true, force: true });
+});
+
+interface Node {
+  id: string;
+  status: string;
+  reason: string | null;
+  updatedAt: number;
+}
+
+async function nodes(): Promise<Record<string, Node>> {
+  const r = await cli(['status', '--format', 'json', ...p.args], { cwd: p.dir });
+  return Object.fromEntries((JSON.parse(r.stdout) as { nodes: Node[] }).nodes.map((n) => [n.id, n]));
+}
+
+describe('retry', () => {
+  // One state through both ways of asking: the daemon's API, then the store once it has stopped.
+  it('releases a held node and leaves one that is not held alone, through the daemon and offline; unknown is exit 1', async () => {
+    const d = new Daemon(['--listen', '127.0.0.1:0', '--fault-policy', faults, ...p.args], { cwd: p.dir });
+    daemons.push(d);
+    await d.port();
+    await eventually(async () => (await nodes()).bad?.status === 'held' && (await nodes()).good?.status === 'ready', 15_000, 'bad held, good ready');
+    const before = (await nodes()).good!;
+
+    const notHeld = await cli(['retry', 'good', ...p.args], { cwd: p.dir });
+    expect(notHeld).toMatchObject({ code: 0, stdout: 'good is not held (status ready); nothing to do\n' });
+    const json = await cli(['retry', 'good', '--format', 'json', ...p.args], { cwd: p.dir });
+    expect(JSON.parse(json.stdout)).toEqual({ notHeld: 'good', status: 'ready', via: 'daemon' });
+    const released = await cli(['retry', 'bad', ...p.args], { cwd: p.dir });
+    expect(released).toMatchObject({ code: 0, stdout: 'released bad; the daemon reconciles it now\n' });
+    const unknown = await cli(['retry', 'nope', ...p.args], { cwd: p.dir });
+    expect(unknown).toMatchObject({ code: 1, stderr: 'unknown node "nope"\n' });
+    // `bad` fails again and is held again; `good` was never touched.
+    await eventually(async () => (await nodes()).bad?.status === 'held', 15_000, 'bad held again');
+    expect((await nodes()).good).toEqual(before);
+
+    d.kill('SIGTERM');
+    expect(await d.exited).toEqual({ code: 0, signal: null });
+
+    // Offline, from the store.
+    const offNotHeld = await cli(['retry', 'good', ...p.args], { cwd: p.dir });
+    expect(offNotHeld).toMatchObject({ code: 0, stdout: 'good is not held (status ready); nothing to do\n' });
+    expect((await nodes()).good).toEqual(before);
+    const offReleased = await cli(['retry', 'bad', '--format', 'json', ...p.args], { cwd: p.dir });
+    expect(offReleased.code).toBe(0);
+    expect(JSON.parse(offReleased.stdout)).toEqual({ released: 'bad', via: 'store' });
+    expect((await nodes()).bad).toMatchObject({ status: 'pending', reason: 'released by operator' });
+    const offUnknown = await cli(['retry', 'nope', ...p.args], { cwd: p.dir });
+    expect(offUnknown).toMatchObject({ code: 1, stderr: 'unknown node "nope"\n' });
+  });
+});
