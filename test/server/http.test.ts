@@ -31,9 +31,10 @@ describe('the daemon HTTP API', () => {
         ready: () => (ready ? { ready: true } : { ready: false, reason: 'first reconcile round in progress' }),
         status: () => ({ nodes: [{ id: 'a' }] }),
         retry: (node) => {
-          if (node !== 'held node') return false;
+          if (node === 'ready node') return { status: 'not-held', current: 'ready' };
+          if (node !== 'held node') return { status: 'unknown' };
           released.push(node);
-          return true;
+          return { status: 'released' };
         },
       },
     );
@@ -54,10 +55,14 @@ describe('the daemon HTTP API', () => {
     expect(await (await fetch(`${base}/status`)).json()).toEqual({ nodes: [{ id: 'a' }] });
   });
 
-  it('releases a node on POST /retry/NODE (percent-decoded), 404 for an unknown one', async () => {
+  it('releases a node on POST /retry/NODE (percent-decoded), 404 for an unknown one, 409 for one not held', async () => {
     expect((await fetch(`${base}/retry/held%20node`, { method: 'POST' })).status).toBe(200);
     expect(released).toEqual(['held node']);
     expect((await fetch(`${base}/retry/nope`, { method: 'POST' })).status).toBe(404);
+    const notHeld = await fetch(`${base}/retry/ready%20node`, { method: 'POST' });
+    expect(notHeld.status).toBe(409);
+    expect(await notHeld.json()).toEqual({ error: 'node "ready node" is not held', node: 'ready node', status: 'ready' });
+    expect(released).toEqual(['held node']);
   });
 
   it('answers a malformed path with 400 and keeps serving', async () => {
