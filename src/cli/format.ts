@@ -5,8 +5,8 @@ const SYMBOL = { create: '+', update: '~', delete: '-', drift: '!', none: '=', b
 
 export function show(value: unknown): string {
   if (typeof value === 'string') {
-    const oneLine = value.length > 60 || value.includes('\n') ? `${JSON.stringify(value.slice(0, 57))}…` : JSON.stringify(value);
-    return oneLine;
+    // One line either way (JSON escapes newlines); the ellipsis only where something was cut.
+    return value.length > 60 ? `${JSON.stringify(value.slice(0, 57))}…` : JSON.stringify(value);
   }
   return JSON.stringify(value) ?? 'absent';
 }
@@ -18,7 +18,15 @@ export function formatDiff(d: FieldDiff): string[] {
 }
 
 /** The human plan: one line per node with its symbol, then field diffs. */
-export function formatPlan(entries: readonly PlanEntry[], options: { showUnchanged: boolean; policyDefaults?: ReadonlyMap<string, readonly { field: string; value: unknown; policy: string }[]> }): string[] {
+export function formatPlan(
+  entries: readonly PlanEntry[],
+  options: {
+    showUnchanged: boolean;
+    policyDefaults?: ReadonlyMap<string, readonly { field: string; value: unknown; policy: string }[]>;
+    /** A node's desired spec, listed under a create (as Terraform lists a new resource's attributes). */
+    desired?: (id: string) => Readonly<Record<string, unknown>> | undefined;
+  },
+): string[] {
   const lines: string[] = [];
   for (const e of entries) {
     const p = e.planned;
@@ -26,6 +34,9 @@ export function formatPlan(entries: readonly PlanEntry[], options: { showUnchang
     const head = `  ${SYMBOL[p.action]} ${e.id} (${e.type} via ${e.backendId})`;
     switch (p.action) {
       case 'create':
+        lines.push(head);
+        for (const [field, value] of Object.entries(options.desired?.(e.id) ?? {})) if (field !== 'type' && value !== undefined) lines.push(`      ${field} = ${show(value)}`);
+        break;
       case 'none':
         lines.push(head);
         break;

@@ -43,14 +43,17 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
     const reconciler = new Reconciler({ provisioner: p.provisioner, store, log: ctx.log, codec: infraSpecCodec });
     const entries = await reconciler.plan(c.graph, { signal: AbortSignal.timeout(10 * 60_000), gates: c.loaded.result.gates });
     const counts = planCounts(entries);
+    const desired = (id: string): Readonly<Record<string, unknown>> | undefined => c.graph.get(id)?.spec.spec;
     if (ctx.format === 'json') {
-      ctx.out(JSON.stringify({ entries, counts }, null, 2));
+      ctx.out(JSON.stringify({ entries: entries.map((e) => (e.planned.action === 'create' ? { ...e, desired: desired(e.id) } : e)), counts }, null, 2));
     } else {
-      for (const l of formatPlan(entries, { showUnchanged: options.showUnchanged, policyDefaults: c.loaded.factory.policyDefaults })) ctx.out(l);
+      for (const l of formatPlan(entries, { showUnchanged: options.showUnchanged, policyDefaults: c.loaded.factory.policyDefaults, desired })) ctx.out(l);
       ctx.out(`Plan: ${counts.create} to create, ${counts.update} to update, ${counts.delete} to delete, ${counts.drift} drifted, ${counts.none} unchanged, ${counts.blocked + counts.held} blocked or held, ${counts.error} errors.`);
     }
     if (counts.error > 0) return EXIT.failed;
-    const changes = counts.create + counts.update + counts.delete + counts.drift;
+    // Drift that is only reported (selfHeal: false) is nothing for apply to do: it would never reach 0.
+    const corrections = entries.filter((e) => e.planned.action === 'drift' && e.planned.correct).length;
+    const changes = counts.create + counts.update + counts.delete + corrections;
     return changes > 0 ? EXIT.changes : EXIT.ok;
   } finally {
     await p.close();

@@ -1,0 +1,59 @@
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cli, localBackend, tempProject } from '../support/cli.ts';
+
+const goal = (selfHeal: boolean): string => `${localBackend('ROOT')}---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app }
+spec:
+  selfHeal: ${selfHeal}
+  nodes:
+    - id: conf
+      type: local.file
+      spec: { path: app.conf, content: "port = 8080\\n", mode: "0640" }
+`;
+
+const projects: string[] = [];
+afterAll(() => {
+  for (const d of projects) rmSync(d, { recursive: true, force: true });
+});
+
+function project(selfHeal: boolean): ReturnType<typeof tempProject> {
+  const p = tempProject('ds-plan-');
+  projects.push(p.dir);
+  p.write('goals.yaml', goal(selfHeal).replace(JSON.stringify('ROOT'), JSON.stringify(p.root)));
+  return p;
+}
+
+describe('desiredstate plan', () => {
+  it('lists a new resource with its desired fields, as Terraform does; the JSON plan carries them too', async () => {
+    const p = project(true);
+    const text = await cli(['plan', ...p.args], { cwd: p.dir });
+    expect(text.code).toBe(2);
+    expect(text.stdout).toContain('  + conf (local.file via local)\n      path = "app.conf"\n      content = "port = 8080\\n"\n      mode = "0640"\n');
+    const json = JSON.parse((await cli(['plan', '--format', 'json', ...p.args], { cwd: p.dir })).stdout) as { entries: { id: string; desired?: unknown }[] };
+    expect(json.entries.find((e) => e.id === 'conf')?.desired).toMatchObject({ type: 'local.file', path: 'app.conf', content: 'port = 8080\n', mode: '0640' });
+  });
+
+  it('exits 0 when the only drift is report-only (selfHeal: false): apply has nothing to do, so plan → apply → plan reaches 0', async () => {
+    const p = project(false);
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+    writeFileSync(join(p.root, 'app.conf'), 'port = 1\n');
+    const drifted = await cli(['plan', ...p.args], { cwd: p.dir });
+    expect(drifted.stdout).toContain('! conf (local.file via local) drifted, report only (selfHeal: false)');
+    expect(drifted.code).toBe(0);
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+    expect((await cli(['plan', ...p.args], { cwd: p.dir })).code).toBe(0);
+  });
+
+  it('exits 2 for drift apply will correct', async () => {
+    const p = project(true);
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+    writeFileSync(join(p.root, 'app.conf'), 'port = 1\n');
+    const drifted = await cli(['plan', ...p.args], { cwd: p.dir });
+    expect(drifted.stdout).toContain('! conf (local.file via local) drifted, will be corrected');
+    expect(drifted.code).toBe(2);
+  });
+});
