@@ -206,6 +206,10 @@ function mainHelp(): string {
   ].join('\n');
 }
 
+function commandHelp(command: Command): string {
+  return `${command.summary}\n\nUsage: ${command.usage}\n\n${command.help}\n\n${COMMON_HELP}`;
+}
+
 /** Runs the CLI; resolves with the exit status. */
 export async function main(argv: readonly string[], io: Io): Promise<number> {
   const [name, ...rest] = argv;
@@ -215,7 +219,18 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     return EXIT.usage;
   }
   if (name === '--help' || name === '-h' || name === 'help') {
-    io.out(mainHelp());
+    // `desiredstate help plan`, `desiredstate --help plan`: that command's help.
+    const topic = rest.find((a) => !a.startsWith('-'));
+    if (topic === undefined) {
+      io.out(mainHelp());
+      return EXIT.ok;
+    }
+    const command = commands[topic];
+    if (command === undefined) {
+      process.stderr.write(`desiredstate: unknown command "${topic}"; run desiredstate --help\n`);
+      return EXIT.usage;
+    }
+    io.out(commandHelp(command));
     return EXIT.ok;
   }
   if (name === '--version') {
@@ -228,7 +243,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     return EXIT.usage;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
-    io.out(`${command.summary}\n\nUsage: ${command.usage}\n\n${command.help}\n\n${COMMON_HELP}`);
+    io.out(commandHelp(command));
     return EXIT.ok;
   }
   try {

@@ -23,11 +23,12 @@ export const commonOptions = {
 } as const satisfies Options;
 
 export function parse<O extends Options>(argv: readonly string[], options: O, allowPositionals = 0) {
+  const all: Options = { ...commonOptions, ...options };
   let parsed;
   try {
     parsed = parseArgs({ args: [...argv], options: { ...commonOptions, ...options }, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new UsageError(err instanceof Error ? err.message.split('\n')[0]! : String(err));
+    throw new UsageError(argumentProblem(argv, all) ?? (err instanceof Error ? err.message.split('\n')[0]! : String(err)));
   }
   if (parsed.positionals.length > allowPositionals) {
     throw new UsageError(`unexpected argument "${parsed.positionals[allowPositionals]}"`);
@@ -39,4 +40,27 @@ export function oneOf<T extends string>(flag: string, value: string | undefined,
   if (value === undefined) return fallback;
   if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`--${flag} must be one of ${allowed.join(', ')} (got "${value}")`);
   return value as T;
+}
+
+/**
+ * The one-line reason for arguments strict parsing refused, found from the tokens of a lenient parse
+ * (Node's own messages run on over several sentences, with a quote left open): undefined when it
+ * is none of these.
+ */
+function argumentProblem(argv: readonly string[], options: Options): string | undefined {
+  let tokens;
+  try {
+    tokens = parseArgs({ args: [...argv], options, allowPositionals: true, strict: false, tokens: true }).tokens;
+  } catch {
+    return undefined;
+  }
+  for (const t of tokens) {
+    if (t.kind !== 'option') continue;
+    const option = Object.hasOwn(options, t.name) ? options[t.name] : undefined;
+    if (option === undefined) return `unknown option ${t.rawName}`;
+    // Strict parsing takes no value starting with "-" unless it is written --flag=VALUE.
+    if (option.type === 'string' && (t.value === undefined || (t.inlineValue === false && t.value.startsWith('-')))) return `${t.rawName} needs a value`;
+    if (option.type === 'boolean' && t.value !== undefined) return `${t.rawName} takes no value`;
+  }
+  return undefined;
 }
