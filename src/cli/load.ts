@@ -1,4 +1,4 @@
-import { GoalCompiler, loadGoalDirectory } from '../runtime/index.ts';
+import { displayPath, GoalCompiler, loadGoalDirectory } from '../runtime/index.ts';
 import type { CompileResult, Diagnostic } from '../runtime/index.ts';
 import { InfraSpecFactory } from '../infra/index.ts';
 import type { BackendRegistry, InfraDesiredNodeSpec, PolicyEngine } from '../infra/index.ts';
@@ -25,7 +25,8 @@ export async function loadGoalSet(options: {
   const compiler = new GoalCompiler({ factory });
   const extra: Diagnostic[] = [];
   if (files.length === 0) {
-    extra.push({ file: options.goalsDir, line: 1, col: 1, severity: 'error', code: 'no-goals', message: 'the goal directory holds no *.yaml or *.yml files' });
+    // The directory itself, as other diagnostics show paths: no line or column to point at.
+    extra.push({ file: displayPath(options.goalsDir, options.cwd), line: 0, col: 0, severity: 'error', code: 'no-goals', message: 'the goal directory holds no *.yaml or *.yml files' });
   }
   const result = compiler.compile(documents, [...diagnostics, ...extra]);
   return { result, factory, files };

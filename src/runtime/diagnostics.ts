@@ -1,3 +1,4 @@
+import { formatLocation } from './node-spec.ts';
 import type { SourceLocation } from './node-spec.ts';
 
 export type Severity = 'error' | 'warning' | 'info';
@@ -10,9 +11,9 @@ export interface Diagnostic extends SourceLocation {
   readonly message: string;
 }
 
-/** `file:line:col: severity code: message` */
+/** `file:line:col: severity code: message` (`file: …` for a whole file or directory). */
 export function formatDiagnostic(d: Diagnostic): string {
-  return `${d.file}:${d.line}:${d.col}: ${d.severity} ${d.code}: ${d.message}`;
+  return `${formatLocation(d)}: ${d.severity} ${d.code}: ${d.message}`;
 }
 
 export function sortDiagnostics(ds: readonly Diagnostic[]): Diagnostic[] {

@@ -28,12 +28,14 @@ export const NODE_ID_PATTERN = /^[a-z0-9][a-z0-9._-]*$/;
 /** Where something was declared, for error messages (`file:line:col`). */
 export interface SourceLocation {
   readonly file: string;
+  /** 1-based; 0 when the location is the whole file or directory (line and column then mean nothing). */
   readonly line: number;
   readonly col: number;
 }
 
+/** `file:line:col`, or only `file` for a whole file or directory (line 0). */
 export function formatLocation(loc: SourceLocation): string {
-  return `${loc.file}:${loc.line}:${loc.col}`;
+  return loc.line === 0 ? loc.file : `${loc.file}:${loc.line}:${loc.col}`;
 }
 
 export type DeletionPolicy = 'Orphan' | 'Delete';

@@ -56,4 +56,14 @@ describe('desiredstate plan', () => {
     expect(drifted.stdout).toContain('! conf (local.file via local) drifted, will be corrected');
     expect(drifted.code).toBe(2);
   });
+
+  it('an empty goal directory is an error naming the directory, with no made-up line and column', async () => {
+    const p = tempProject('ds-plan-empty-');
+    projects.push(p.dir);
+    for (const command of ['validate', 'plan']) {
+      const r = await cli([command, ...p.args], { cwd: p.dir });
+      expect(r.code).toBe(1);
+      expect(`${r.stdout}${r.stderr}`).toContain('goals: error no-goals: the goal directory holds no *.yaml or *.yml files');
+    }
+  });
 });
