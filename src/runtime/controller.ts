@@ -9,7 +9,7 @@ import type { CircuitBreakerConfig, FaultPolicy, Rng } from './fault-policy.ts';
 import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredGraph } from './graph.ts';
 import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.ts';
-import { nextNodeState, nodeSnapshotFor } from './node-machine.ts';
+import { nextNodeState, nodeSnapshotFor, releasable } from './node-machine.ts';
 import type { NodeEventType } from './node-machine.ts';
 import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import type { ProvisionStep } from './reconciler.ts';
@@ -44,6 +44,12 @@ export interface ControllerOptions<S extends NodeSpec> {
   /** Per-backend circuit breaker settings (default: open after 5 consecutive failures, probe after 30 s). */
   readonly circuitBreaker?: CircuitBreakerConfig;
 }
+
+/** What `desiredstate retry NODE` gets from a running daemon. */
+export type OperatorRetryAnswer =
+  | { readonly status: 'released' }
+  | { readonly status: 'unknown' }
+  | { readonly status: 'not-held'; readonly current: NodeStatus };
 
 interface DriftMemory {
   /** Key of the drift last reported (fields and actual values), to report each drift once. */
@@ -222,13 +228,16 @@ export class Controller<S extends NodeSpec> {
   }
 
   /** An operator released a node (`desiredstate retry`). */
-  operatorRetry(id: NodeId): boolean {
+  operatorRetry(id: NodeId): OperatorRetryAnswer {
     const node = this.graph?.get(id);
-    if (node === undefined) return false;
+    if (node === undefined) return { status: 'unknown' };
+    const current = this.records.get(id)?.status ?? 'pending';
+    // Not held (nor failed): nothing to release, and nothing is changed.
+    if (!releasable(current)) return { status: 'not-held', current };
     this.transition(node, 'OPERATOR_RETRY', { attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator' });
     this.flush();
     this.queue.add(id);
-    return true;
+    return { status: 'released' };
   }
 
   /** Starts the worker loops. */

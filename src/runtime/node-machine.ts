@@ -224,3 +224,13 @@ export function nextNodeState(snapshot: NodeSnapshot, event: NodeEvent): NodeTra
   const next = nextStateOf(state, event.type);
   return { snapshot: snapshotOf(next), status: next, transition: next === state ? 'ignored' : 'taken' };
 }
+
+/**
+ * Whether an operator's `retry` has anything to release in a node at
+ * `status`: the machine takes OPERATOR_RETRY there (held by the fault
+ * policy, or failed and waiting out its backoff). A stored status that is
+ * not a machine state takes nothing.
+ */
+export function releasable(status: NodeStatus): boolean {
+  return (NODE_MACHINE_STATES as readonly string[]).includes(status) && nextNodeState(nodeSnapshotFor(status as NodeMachineState), { type: 'OPERATOR_RETRY' }).transition === 'taken';
+}

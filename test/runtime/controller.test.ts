@@ -268,10 +268,14 @@ describe('Controller: fault policy', () => {
     await h.advance(30 * MIN, 60_000);
     expect(h.calls.created.filter((id) => id === 'a')).toHaveLength(3);
     expect(h.controller.ready).toBe(true);
-    expect(h.controller.operatorRetry('a')).toBe(true);
+    // A node that is not held is left exactly as it is.
+    const z = h.store.getNode('z');
+    expect(h.controller.operatorRetry('z')).toEqual({ status: 'not-held', current: 'ready' });
+    expect(h.store.getNode('z')).toEqual(z);
+    expect(h.controller.operatorRetry('a')).toEqual({ status: 'released' });
     await h.settle();
     expect(statusOf(h, 'a')).toBe('ready');
-    expect(h.controller.operatorRetry('nope')).toBe(false);
+    expect(h.controller.operatorRetry('nope')).toEqual({ status: 'unknown' });
   });
 
   it('a restart resumes each node in its stored state: held stays held until the store says otherwise', async () => {

@@ -13,7 +13,6 @@ import { goalsCommit } from '../git.ts';
 import { goalTreeFingerprint, watchGoalTree } from '../goal-watch.ts';
 import type { GoalWatch } from '../goal-watch.ts';
 import { EXIT, UsageError } from '../usage.ts';
-import { releasable } from './state.ts';
 
 export interface RunOptions {
   readonly interval: string | undefined;
@@ -124,14 +123,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     ready: () =>
       controller?.ready === true ? { ready: true } : { ready: false, reason: controller?.currentGraph === undefined ? 'no valid goals loaded' : 'first reconcile round in progress' },
     status: () => ({ nodes: controller?.nodes().map(shownRecord) ?? [], queue: controller?.queueStats() ?? null }),
-    retry: (node) => {
-      if (controller?.currentGraph?.has(node) !== true) return { status: 'unknown' };
-      // Only a held (or failed) node is released: operatorRetry on any other would still mark it released.
-      const current = controller.nodes().find((r) => r.id === node)?.status ?? 'pending';
-      if (!releasable(current)) return { status: 'not-held', current };
-      controller.operatorRetry(node);
-      return { status: 'released' };
-    },
+    retry: (node) => controller?.operatorRetry(node) ?? { status: 'unknown' },
   });
   const address = `${http.address.family === 'IPv6' ? `[${http.address.address}]` : http.address.address}:${http.address.port}`;
   let store: SqliteStateStore | undefined;

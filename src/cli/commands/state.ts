@@ -1,5 +1,4 @@
-import { assertNever, NODE_MACHINE_STATES, nextNodeState, nodeSnapshotFor, parseDuration, shownRecord } from '../../runtime/index.ts';
-import type { NodeMachineState, NodeStatus } from '../../runtime/index.ts';
+import { assertNever, parseDuration, releasable, shownRecord } from '../../runtime/index.ts';
 import type { RetryAnswer } from '../../server/http.ts';
 import { withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
@@ -66,14 +65,6 @@ export function history(ctx: CliContext): number {
   }
   for (const l of table(rows)) ctx.out(l);
   return EXIT.ok;
-}
-
-/**
- * Whether `retry` has anything to release: the node machine takes an operator's retry (a node held
- * by the fault policy, or failed and waiting out its backoff).
- */
-export function releasable(status: NodeStatus): boolean {
-  return (NODE_MACHINE_STATES as readonly string[]).includes(status) && nextNodeState(nodeSnapshotFor(status as NodeMachineState), { type: 'OPERATOR_RETRY' }).transition === 'taken';
 }
 
 /**
