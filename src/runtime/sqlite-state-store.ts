@@ -518,6 +518,17 @@ export class SqliteStateStore implements StateStore {
    * `DS_STATE_STORE`, a file of a newer schema, of another lineage, or that
    * is not a desiredstate state file.
    */
+  /**
+   * Who holds the lock of the state file at `path` (a running `run` or
+   * `apply`), if anyone: its pid and host, and whether that process is alive
+   * (known only on this host; a lock left by a killed process is not held).
+   */
+  static lockHolder(path: string): { readonly pid: number; readonly host: string; readonly alive: boolean | undefined } | undefined {
+    const holder = readLock(`${path}.lock`)?.holder;
+    if (holder === undefined) return undefined;
+    return { pid: holder.pid, host: holder.host, alive: holder.host === hostname() ? isAlive(holder.pid) : undefined };
+  }
+
   static open(options: SqliteStateStoreOptions): SqliteStateStore {
     const { path } = options;
     const readonly = options.readonly ?? false;

@@ -86,7 +86,8 @@ describe('desiredstate run: the real daemon', () => {
     expect(readFileSync(index, 'utf8')).toBe('<h1>hi</h1>\n');
     const status = await cli(['status', ...p.args], { cwd: p.dir });
     expect(status.code).toBe(0);
-    expect(status.stdout).toContain('goal revision rejected');
+    expect(status.stdout).toMatch(/^daemon: running \(pid \d+, API on 127\.0\.0\.1:\d+\)$/m);
+    expect(status.stdout).toContain('goal revision rejected; the last good graph keeps running');
     expect(status.stdout).toMatch(/extra\.yaml:\d+:\d+: error unknown-field/);
 
     // Fixed: reloaded, the new node converges, the errors are gone from status.
@@ -110,7 +111,9 @@ describe('desiredstate run: the real daemon', () => {
     // SIGTERM: exit 0; the state says every node is ready.
     d.kill('SIGTERM');
     expect(await d.exited).toEqual({ code: 0, signal: null });
-    const final = JSON.parse((await cli(['status', '--format', 'json', ...p.args], { cwd: p.dir })).stdout) as { nodes: { id: string; status: string }[] };
+    const final = JSON.parse((await cli(['status', '--format', 'json', ...p.args], { cwd: p.dir })).stdout) as { nodes: { id: string; status: string }[]; daemon: unknown };
+    expect(final.daemon).toEqual({ running: false });
+    expect((await cli(['status', ...p.args], { cwd: p.dir })).stdout).toMatch(/^daemon: not running$/m);
     expect(final.nodes.map((n) => `${n.id}:${n.status}`).sort()).toEqual(['index:ready', 'robots:ready', 'www:ready']);
     expect(statSync(index).mode & 0o777).toBe(0o644);
     const driftCmd = await cli(['drift', '--node', 'index', ...p.args], { cwd: p.dir });

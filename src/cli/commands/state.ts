@@ -1,4 +1,5 @@
-import { assertNever, parseDuration, releasable, shownRecord } from '../../runtime/index.ts';
+import { join } from 'node:path';
+import { assertNever, parseDuration, releasable, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
 import type { RetryAnswer } from '../../server/http.ts';
 import { withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
@@ -7,18 +8,29 @@ import { EXIT, UsageError } from '../usage.ts';
 
 const iso = (ms: number | null): string => (ms === null ? '-' : new Date(ms).toISOString());
 
+/** Whether a daemon serves this state now: it recorded its API address and still holds the lock. */
+function daemonOf(ctx: CliContext, listen: string | null): { running: boolean; pid?: number; listen?: string } {
+  if (listen === null) return { running: false };
+  const holder = SqliteStateStore.lockHolder(join(ctx.stateDir, 'state.db'));
+  // Alive unknown (another host): trust the address it left.
+  if (holder === undefined || holder.alive === false) return { running: false };
+  return { running: true, pid: holder.pid, listen };
+}
+
 export function status(ctx: CliContext): number {
-  const result = withStateStore(ctx, 'read', (store) => ({ nodes: store.listNodes(), goalErrors: store.getMeta('goal-errors') ?? null }));
+  const result = withStateStore(ctx, 'read', (store) => ({ nodes: store.listNodes(), goalErrors: store.getMeta('goal-errors') ?? null, listen: store.getMeta('daemon.listen') ?? null }));
   if (result === undefined) {
-    ctx.out(ctx.format === 'json' ? JSON.stringify({ nodes: [], goalErrors: null }) : 'no state yet: run `desiredstate apply` or `desiredstate run`');
+    ctx.out(ctx.format === 'json' ? JSON.stringify({ nodes: [], goalErrors: null, daemon: { running: false } }) : 'no state yet: run `desiredstate apply` or `desiredstate run`');
     return EXIT.ok;
   }
+  const daemon = daemonOf(ctx, result.listen);
   if (ctx.format === 'json') {
-    ctx.out(JSON.stringify({ nodes: result.nodes.map(shownRecord), goalErrors: result.goalErrors === null ? null : JSON.parse(result.goalErrors) }, null, 2));
+    ctx.out(JSON.stringify({ nodes: result.nodes.map(shownRecord), goalErrors: result.goalErrors === null ? null : JSON.parse(result.goalErrors), daemon }, null, 2));
     return EXIT.ok;
   }
+  ctx.out(daemon.running ? `daemon: running (pid ${daemon.pid}, API on ${daemon.listen})` : 'daemon: not running');
   if (result.goalErrors !== null) {
-    ctx.out('goal revision rejected; the last good graph keeps running:');
+    ctx.out(daemon.running ? 'goal revision rejected; the last good graph keeps running:' : 'goal revision rejected when the daemon last loaded the goals (nothing of it was applied):');
     for (const l of JSON.parse(result.goalErrors) as string[]) ctx.out(`  ${l}`);
   }
   const rows = [['NODE', 'TYPE', 'BACKEND', 'STATUS', 'UPDATED', 'REASON']];
