@@ -13,29 +13,44 @@ export function formatPath(path: readonly PathKey[]): string {
 }
 
 type AnySchema = z.core.$ZodType;
+type SchemaDef = Record<string, unknown> & { type: string };
+
+function defOf(s: AnySchema): SchemaDef {
+  return (s as unknown as { _zod: { def: SchemaDef } })._zod.def;
+}
+
+/** The schema a wrapper (optional, default, pipe, lazy …) stands for, or undefined for any other. */
+function unwrapped(def: SchemaDef): AnySchema | undefined {
+  switch (def.type) {
+    case 'optional':
+    case 'nullable':
+    case 'default':
+    case 'prefault':
+    case 'readonly':
+    case 'nonoptional':
+    case 'catch':
+      return def.innerType as AnySchema;
+    case 'pipe':
+      return def.in as AnySchema;
+    case 'lazy':
+      return (def.getter as () => AnySchema)();
+    default:
+      return undefined;
+  }
+}
 
 /** The object keys a schema accepts at `path` (through optional, default, arrays, unions). */
 export function keysAt(schema: AnySchema, path: readonly PathKey[]): string[] {
   const found = new Set<string>();
   const visit = (s: AnySchema, rest: readonly PathKey[], budget: number): void => {
     if (budget <= 0) return;
-    const def = (s as unknown as { _zod: { def: Record<string, unknown> & { type: string } } })._zod.def;
+    const def = defOf(s);
+    const inner = unwrapped(def);
+    if (inner !== undefined) {
+      visit(inner, rest, budget - 1);
+      return;
+    }
     switch (def.type) {
-      case 'optional':
-      case 'nullable':
-      case 'default':
-      case 'prefault':
-      case 'readonly':
-      case 'nonoptional':
-      case 'catch':
-        visit(def.innerType as AnySchema, rest, budget - 1);
-        return;
-      case 'pipe':
-        visit(def.in as AnySchema, rest, budget - 1);
-        return;
-      case 'lazy':
-        visit((def.getter as () => AnySchema)(), rest, budget - 1);
-        return;
       case 'union':
         for (const o of def.options as AnySchema[]) visit(o, rest, budget - 1);
         return;
@@ -83,23 +98,11 @@ export function fieldPathProblem(schema: AnySchema, path: string, owner: string,
     let s = start;
     for (;;) {
       if (budget-- <= 0) return `"${path}" is nested too deeply`;
-      const def = (s as unknown as { _zod: { def: Record<string, unknown> & { type: string } } })._zod.def;
-      switch (def.type) {
-        case 'optional':
-        case 'nullable':
-        case 'default':
-        case 'prefault':
-        case 'readonly':
-        case 'nonoptional':
-        case 'catch':
-          s = def.innerType as AnySchema;
-          continue;
-        case 'pipe':
-          s = def.in as AnySchema;
-          continue;
-        case 'lazy':
-          s = (def.getter as () => AnySchema)();
-          continue;
+      const def = defOf(s);
+      const inner = unwrapped(def);
+      if (inner !== undefined) {
+        s = inner;
+        continue;
       }
       if (at === path.length) return undefined;
       switch (def.type) {

@@ -1,22 +1,13 @@
 import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bin, cleanEnv, cli, localBackend, tempProject } from '../support/cli.ts';
+import { bin, cleanEnv, cli, localBackend, ONE_DIRECTORY_GOAL, tempProject } from '../support/cli.ts';
 
 // `desiredstate history | head -1`: the reader goes away before the command has written everything.
 // Like other Unix tools it stops quietly: no 'write EPIPE' stack, no failure status.
 const p = tempProject('ds-epipe-');
 p.write('backend.yaml', localBackend(p.root));
-p.write('app.yaml', `apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: app }
-spec:
-  defaults: { backend: local }
-  nodes:
-    - id: web-root
-      type: local.directory
-      spec: { path: www, mode: "0755" }
-`);
+p.write('app.yaml', ONE_DIRECTORY_GOAL);
 beforeAll(async () => {
   // Some state for status and history to print.
   expect((await cli(['apply', ...p.args], { cwd: p.dir })).code).toBe(0);

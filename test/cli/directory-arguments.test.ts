@@ -1,23 +1,14 @@
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cli, localBackend, tempProject } from '../support/cli.ts';
+import { cli, localBackend, ONE_DIRECTORY_GOAL, tempProject } from '../support/cli.ts';
 
 // CLI.md: a bad invocation exits 64 with a one-line reason. A file given where a directory is
 // expected is one: it used to be an internal error with a stack (plan: EEXIST from mkdir), "no
 // state yet" with exit 0 (status), or "does not exist" (--goals).
 const p = tempProject('ds-dirargs-');
 p.write('backend.yaml', localBackend(p.root));
-p.write('app.yaml', `apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: app }
-spec:
-  defaults: { backend: local }
-  nodes:
-    - id: web-root
-      type: local.directory
-      spec: { path: www, mode: "0755" }
-`);
+p.write('app.yaml', ONE_DIRECTORY_GOAL);
 writeFileSync(join(p.dir, 'afile'), 'not a directory\n');
 mkdirSync(join(p.dir, 'fine'));
 afterAll(() => rmSync(p.dir, { recursive: true, force: true }));

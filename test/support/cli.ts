@@ -71,6 +71,18 @@ spec:
 `;
 }
 
+/** A Goal `app` on the `local` backend with one directory node `web-root` (`www`, mode 0755). */
+export const ONE_DIRECTORY_GOAL = `apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app }
+spec:
+  defaults: { backend: local }
+  nodes:
+    - id: web-root
+      type: local.directory
+      spec: { path: www, mode: "0755" }
+`;
+
 /** The environment without our own variables (a developer's shell must not change the tests), plus `extra`. */
 export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env = { ...process.env };
