@@ -96,7 +96,7 @@ export class Controller<S extends NodeSpec> {
   private gates: ReadonlyMap<NodeId, NodeGate> = new Map();
   private commit: string | null = null;
   private runId: number | null = null;
-  /** Nodes put off because a dependency was being reconciled by another worker: woken when it is done. */
+  /** Nodes put off because another worker was reconciling a dependency: woken when its batch is done. */
   private readonly waitingOn = new Map<NodeId, Set<NodeId>>();
   private rank: { graph: DesiredGraph<S>; of: ReadonlyMap<NodeId, number> } | undefined;
   private summary: { -readonly [K in keyof RunSummary]: RunSummary[K] } = emptySummary();
@@ -339,14 +339,6 @@ export class Controller<S extends NodeSpec> {
         if (!this.firstRoundLeft.has(notReady)) this.roundDone(id);
         continue; // re-queued when the dependency becomes ready
       }
-      // A dependency another worker is reconciling right now (it may be re-creating it): look
-      // again once that is done, rather than race it.
-      const busy = node.dependsOn.find((d) => this.queue.isProcessing(d.on) && !ids.includes(d.on))?.on;
-      if (busy !== undefined) {
-        const waiting = this.waitingOn.get(busy) ?? new Set<NodeId>();
-        this.waitingOn.set(busy, waiting.add(id));
-        continue;
-      }
       const permit = this.breakers.for(node.spec.backendId).acquire();
       if (permit.verdict === 'reject') {
         // The backend's circuit is open: try again when it lets a probe through.
@@ -365,8 +357,18 @@ export class Controller<S extends NodeSpec> {
       const rank = this.topologicalRank(graph);
       toObserve.sort((a, b) => rank.get(a.id)! - rank.get(b.id)!);
     }
+    const batch = new Set(ids);
     for (const node of toObserve) {
       const obs: Observation = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
+      // About to create or correct it while another worker reconciles one of its dependencies
+      // (which may be about to re-create it): look again once that worker is done, rather than
+      // race it. Only for a node that needs work: a steady pass is never held up.
+      const busy = obs.status === 'absent' || obs.status === 'drifted' ? node.dependsOn.find((d) => this.queue.isProcessing(d.on) && !batch.has(d.on))?.on : undefined;
+      if (busy !== undefined) {
+        const waiting = this.waitingOn.get(busy) ?? new Set<NodeId>();
+        this.waitingOn.set(busy, waiting.add(node.id));
+        continue;
+      }
       const step = this.decide(node, obs);
       if (step === undefined) this.roundDone(node.id);
       else steps.push(step);
