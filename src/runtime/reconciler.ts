@@ -160,7 +160,11 @@ export class Reconciler<S extends NodeSpec> {
             const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
             if (diffs.length === 0) entry({ action: 'none' });
             else if (record !== undefined && record.appliedDigest !== null && record.appliedDigest === node.spec.digest) {
-              if (node.settings.selfHeal) willChange.add(node.id);
+              if (node.settings.selfHeal) {
+                willChange.add(node.id);
+                // Corrected first, as apply does: its dependents see the outputs it had when applied, not the drifted ones.
+                if (record.outputs !== null) outputs.set(node.id, record.outputs);
+              }
               entry({ action: 'drift', diffs, correct: node.settings.selfHeal });
             } else {
               willChange.add(node.id);

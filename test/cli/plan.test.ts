@@ -66,4 +66,30 @@ describe('desiredstate plan', () => {
       expect(`${r.stdout}${r.stderr}`).toContain('goals: error no-goals: the goal directory holds no *.yaml or *.yml files');
     }
   });
+
+  it('a dependent of drift that apply corrects first is planned against the outputs the correction restores, not the drifted ones', async () => {
+    const p = tempProject('ds-plan-ref-');
+    projects.push(p.dir);
+    p.write('goals.yaml', `${localBackend(p.root)}---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app }
+spec:
+  nodes:
+    - id: conf
+      type: local.file
+      spec: { path: app.conf, content: "port = 8080\\n" }
+    - id: stamp
+      type: local.file
+      spec: { path: app.stamp, content: "conf sha256 \${nodes.conf.outputs.sha256}\\n" }
+`);
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+    writeFileSync(join(p.root, 'app.conf'), 'port = 1\n');
+    const plan = await cli(['plan', '--format', 'json', ...p.args], { cwd: p.dir });
+    const planned = Object.fromEntries((JSON.parse(plan.stdout) as { entries: { id: string; planned: { action: string } }[] }).entries.map((e) => [e.id, e.planned.action]));
+    expect(planned).toEqual({ conf: 'drift', stamp: 'none' });
+    const apply = await cli(['apply', '--yes', '--format', 'json', ...p.args], { cwd: p.dir });
+    expect(apply.code).toBe(0);
+    expect((await cli(['plan', ...p.args], { cwd: p.dir })).code).toBe(0);
+  });
 });
