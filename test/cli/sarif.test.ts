@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -38,6 +38,37 @@ describe('check --format sarif', () => {
     const log = JSON.parse(r.stdout) as { version: string; runs: { results: unknown[] }[] };
     expect(log.version).toBe('2.1.0');
     expect(log.runs[0]!.results.length).toBeGreaterThan(0);
+    const validation = validate(file);
+    const problems = (validation.runs[0]?.results ?? []).filter((x) => x.level === 'error');
+    expect(problems.map((p) => `${p.ruleId}: ${p.message.text ?? ''}`)).toEqual([]);
+    expect(validation.runs[0]?.invocations?.[0]?.executionSuccessful).toBe(true);
+  });
+
+  // Goals that do not compile: the upload still gets a log, its results the compile diagnostics.
+  // Run from the temporary directory so that URIs are relative, as they are in CI.
+  it.each([
+    {
+      name: 'a goal file with an unknown type',
+      files: { 'g.yaml': 'apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: web }\nspec:\n  nodes:\n    - id: a\n      type: local.fiel\n      spec: { path: x }\n' },
+      expected: { ruleId: 'unknown-type', level: 'error', locations: [{ physicalLocation: { artifactLocation: { uri: 'broken-unknown-type/g.yaml' }, region: { startLine: 7, startColumn: 13 } } }] },
+    },
+    {
+      name: 'an empty goal directory (line 0: no region)',
+      files: {},
+      expected: { ruleId: 'no-goals', level: 'error', locations: [{ physicalLocation: { artifactLocation: { uri: 'broken-no-goals' } } }] },
+    },
+  ])('goals that do not compile, $name: the diagnostics as a log the validator accepts, exit 1', ({ files, expected }) => {
+    const goals = `broken-${expected.ruleId}`;
+    mkdirSync(join(dir, goals));
+    for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, goals, name), text);
+    const r = spawnSync(process.execPath, [cli, 'check', '--goals', goals, '--format', 'sarif'], { cwd: dir, encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(1);
+    const file = join(dir, `${goals}.sarif`);
+    writeFileSync(file, r.stdout);
+    const log = JSON.parse(r.stdout) as { version: string; runs: { results: { locations: { physicalLocation: object }[] }[] }[] };
+    expect(log.version).toBe('2.1.0');
+    expect(log.runs[0]!.results).toEqual([expect.objectContaining(expected)]);
+    expect(log.runs[0]!.results[0]!.locations[0]!.physicalLocation).toEqual(expected.locations[0]!.physicalLocation);
     const validation = validate(file);
     const problems = (validation.runs[0]?.results ?? []).filter((x) => x.level === 'error');
     expect(problems.map((p) => `${p.ruleId}: ${p.message.text ?? ''}`)).toEqual([]);

@@ -1,4 +1,5 @@
-import { formatCheck, formatSarif } from '../../infra/index.ts';
+import { assertNever } from '../../runtime/index.ts';
+import { formatCheck, formatSarif, formatSarifDiagnostics } from '../../infra/index.ts';
 import type { CheckFormat } from '../../infra/index.ts';
 import { compileGoals, printDiagnostics } from '../context.ts';
 import type { CliContext } from '../context.ts';
@@ -12,10 +13,23 @@ import { VERSION } from '../version.ts';
 export async function check(ctx: CliContext, format: CheckFormat): Promise<number> {
   // Hold mode: blocking findings are reported as findings, and the rest of the goal set is still judged.
   const loaded = await compileGoals(ctx, 'hold');
-  const errors = loaded.result.diagnostics.filter((d) => d.severity === 'error');
-  if (errors.length > 0) {
-    // Goals that do not compile cannot be judged: report why, as validate does.
-    printDiagnostics({ ...ctx, format: format === 'json' ? 'json' : 'text' }, errors);
+  const { diagnostics, graph, goals } = loaded.result;
+  if (diagnostics.some((d) => d.severity === 'error')) {
+    // Goals that do not compile cannot be judged: report why, as validate does. The machine formats
+    // still write a document to stdout, so that a CI job uploading it gets one exactly when the goals break.
+    switch (format) {
+      case 'sarif':
+        ctx.out(formatSarifDiagnostics(diagnostics, { toolVersion: VERSION }).trimEnd());
+        break;
+      case 'json':
+        ctx.out(JSON.stringify({ valid: false, goals: goals.length, nodes: graph?.size ?? 0, diagnostics }, null, 2));
+        break;
+      case 'text':
+        printDiagnostics({ ...ctx, format: 'text' }, diagnostics.filter((d) => d.severity === 'error'));
+        break;
+      default:
+        return assertNever(format, 'check format');
+    }
     return EXIT.failed;
   }
   const report = loaded.policy.checkReport();

@@ -1,9 +1,13 @@
+import { assertNever } from '../../runtime/index.ts';
+import type { Diagnostic, Severity, SourceLocation } from '../../runtime/index.ts';
 import type { Finding } from './finding.ts';
 import type { CheckReport, RuleInfo } from './report.ts';
 
 /**
  * The check report as SARIF 2.1.0, so that code-review tools show findings
- * inline on a pull request. Only the parts of the format we fill are typed.
+ * inline on a pull request; and, when the goals do not compile, the compile
+ * diagnostics in the same shape, so that the upload still gets a valid log
+ * saying why. Only the parts of the format we fill are typed.
  */
 
 export const SARIF_SCHEMA = 'https://json.schemastore.org/sarif-2.1.0.json';
@@ -11,12 +15,39 @@ export const SARIF_VERSION = '2.1.0';
 
 export type SarifLevel = 'error' | 'warning' | 'note';
 
+/** A policy rule (tags are its frameworks), or a compile-diagnostic code (kind `diagnostic`). */
+export type SarifRuleProperties =
+  | { readonly kind: RuleInfo['kind']; readonly tags: readonly string[]; readonly policy: string }
+  | { readonly kind: 'diagnostic'; readonly tags: readonly string[] };
+
 export interface SarifRule {
   readonly id: string;
   readonly name?: string;
   readonly shortDescription: { readonly text: string };
   readonly fullDescription?: { readonly text: string };
-  readonly properties: { readonly tags: readonly string[]; readonly policy: string; readonly kind: string };
+  readonly properties: SarifRuleProperties;
+}
+
+/** No region when the location is a whole file or directory (line 0). */
+export interface SarifPhysicalLocation {
+  readonly artifactLocation: { readonly uri: string };
+  readonly region?: { readonly startLine: number; readonly startColumn: number };
+}
+
+/** What a policy finding adds to its result. */
+export interface SarifFindingProperties {
+  readonly severity: string;
+  readonly blocking: boolean;
+  readonly policy: string;
+  readonly node: string;
+  readonly goal: string;
+  readonly environment: string;
+  readonly frameworks: readonly string[];
+}
+
+/** What a compile diagnostic adds to its result. */
+export interface SarifDiagnosticProperties {
+  readonly severity: Severity;
 }
 
 export interface SarifResult {
@@ -24,21 +55,8 @@ export interface SarifResult {
   readonly ruleIndex: number;
   readonly level: SarifLevel;
   readonly message: { readonly text: string };
-  readonly locations: readonly {
-    readonly physicalLocation: {
-      readonly artifactLocation: { readonly uri: string };
-      readonly region: { readonly startLine: number; readonly startColumn: number };
-    };
-  }[];
-  readonly properties: {
-    readonly severity: string;
-    readonly blocking: boolean;
-    readonly policy: string;
-    readonly node: string;
-    readonly goal: string;
-    readonly environment: string;
-    readonly frameworks: readonly string[];
-  };
+  readonly locations: readonly { readonly physicalLocation: SarifPhysicalLocation }[];
+  readonly properties: SarifFindingProperties | SarifDiagnosticProperties;
 }
 
 export interface SarifLog {
@@ -100,14 +118,8 @@ export function toSarif(report: CheckReport, options: { toolVersion?: string } =
       ruleIndex: index.get(id)!,
       level: sarifLevel(f),
       message: { text: `[${f.severity}] ${f.node}: ${f.message}` },
-      locations: [
-        {
-          physicalLocation: {
-            artifactLocation: { uri: toUri(f.location.file) },
-            region: { startLine: Math.max(1, f.location.line), startColumn: Math.max(1, f.location.col) },
-          },
-        },
-      ],
+      // A finding always points into a goal file: clamp rather than drop the region.
+      locations: [{ physicalLocation: physicalLocation({ file: f.location.file, line: Math.max(1, f.location.line), col: Math.max(1, f.location.col) }) }],
       properties: {
         severity: f.severity,
         blocking: f.blocking,
@@ -119,8 +131,59 @@ export function toSarif(report: CheckReport, options: { toolVersion?: string } =
       },
     };
   });
+  return sarifLog(rules, results, options);
+}
+
+/** Compile diagnostics' severities as SARIF levels. */
+export function diagnosticLevel(severity: Severity): SarifLevel {
+  switch (severity) {
+    case 'error':
+      return 'error';
+    case 'warning':
+      return 'warning';
+    case 'info':
+      return 'note';
+    default:
+      return assertNever(severity, 'diagnostic severity');
+  }
+}
+
+/**
+ * Builds the SARIF log of goals that do not compile: one result per
+ * diagnostic, one rule per diagnostic code. A diagnostic on line 0 names a
+ * whole file or directory, so its location has no region.
+ */
+export function diagnosticsToSarif(diagnostics: readonly Diagnostic[], options: { toolVersion?: string } = {}): SarifLog {
+  const rules: SarifRule[] = [];
+  const index = new Map<string, number>();
+  const results: SarifResult[] = diagnostics.map((d) => {
+    let ruleIndex = index.get(d.code);
+    if (ruleIndex === undefined) {
+      ruleIndex = rules.length;
+      index.set(d.code, ruleIndex);
+      rules.push({ id: d.code, shortDescription: { text: `Goal compilation diagnostic ${d.code}.` }, properties: { kind: 'diagnostic', tags: [] } });
+    }
+    return {
+      ruleId: d.code,
+      ruleIndex,
+      level: diagnosticLevel(d.severity),
+      message: { text: d.message },
+      locations: [{ physicalLocation: physicalLocation(d) }],
+      properties: { severity: d.severity },
+    };
+  });
+  return sarifLog(rules, results, options);
+}
+
+function sarifLog(rules: readonly SarifRule[], results: readonly SarifResult[], options: { toolVersion?: string }): SarifLog {
   const driver = { name: 'desiredstate', ...(options.toolVersion === undefined ? {} : { version: options.toolVersion }), rules };
   return { $schema: SARIF_SCHEMA, version: SARIF_VERSION, runs: [{ tool: { driver }, results, columnKind: 'utf16CodeUnits' }] };
+}
+
+function physicalLocation(loc: SourceLocation): SarifPhysicalLocation {
+  const artifactLocation = { uri: toUri(loc.file) };
+  if (loc.line <= 0) return { artifactLocation };
+  return { artifactLocation, region: { startLine: loc.line, startColumn: Math.max(1, loc.col) } };
 }
 
 /** A relative URI reference: forward slashes, each segment percent-encoded. */
@@ -135,4 +198,9 @@ function toUri(file: string): string {
 /** The SARIF log as text. */
 export function formatSarif(report: CheckReport, options: { toolVersion?: string } = {}): string {
   return `${JSON.stringify(toSarif(report, options), null, 2)}\n`;
+}
+
+/** The SARIF log of compile diagnostics as text. */
+export function formatSarifDiagnostics(diagnostics: readonly Diagnostic[], options: { toolVersion?: string } = {}): string {
+  return `${JSON.stringify(diagnosticsToSarif(diagnostics, options), null, 2)}\n`;
 }

@@ -1,0 +1,37 @@
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+/**
+ * `check` on goals that do not compile: every format exits 1; the machine
+ * formats still put a document on stdout (SARIF is in sarif.test.ts, under
+ * the validator); text keeps the diagnostics on stderr.
+ */
+const cli = join(import.meta.dirname, '..', '..', 'bin', 'desiredstate.js');
+const dir = mkdtempSync(join(tmpdir(), 'ds-check-broken-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+mkdirSync(join(dir, 'goals'));
+writeFileSync(join(dir, 'goals', 'g.yaml'), 'apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: web }\nspec:\n  nodes:\n    - id: a\n      type: local.fiel\n      spec: { path: x }\n');
+
+function run(command: string, format: string): { status: number | null; stdout: string; stderr: string } {
+  return spawnSync(process.execPath, [cli, command, '--goals', 'goals', '--format', format], { cwd: dir, encoding: 'utf8', timeout: 60_000, env: { ...process.env, DESIREDSTATE_LOG_LEVEL: 'silent' } });
+}
+
+describe('check on goals that do not compile', () => {
+  it('json: the document validate --format json prints, exit 1', () => {
+    const check = run('check', 'json');
+    expect(check.status, check.stderr).toBe(1);
+    const doc = JSON.parse(check.stdout) as { valid: boolean; diagnostics: { code: string; line: number; col: number }[] };
+    expect(doc).toMatchObject({ valid: false, diagnostics: [{ file: 'goals/g.yaml', code: 'unknown-type', severity: 'error', line: 7, col: 13 }] });
+    expect(doc).toEqual(JSON.parse(run('validate', 'json').stdout));
+  });
+
+  it('text: nothing on stdout, file:line:col diagnostics on stderr, exit 1', () => {
+    const check = run('check', 'text');
+    expect(check.status).toBe(1);
+    expect(check.stdout).toBe('');
+    expect(check.stderr).toMatch(/^goals\/g\.yaml:7:13: error unknown-type: /m);
+  });
+});
