@@ -12,8 +12,8 @@ import { envNameSchema } from './process.ts';
  */
 export const secretRefSchema = z.union(
   [
-    z.strictObject({ fromEnv: envNameSchema }),
-    z.strictObject({ fromFile: z.string().min(1) }),
+    z.strictObject({ fromEnv: envNameSchema.describe('Name of the environment variable holding the secret.') }),
+    z.strictObject({ fromFile: z.string().min(1).describe('File holding the secret, relative to the working directory.') }),
   ],
   {
     error: (iss) =>

@@ -6,7 +6,7 @@ export const MEMORY_OPS = ['observe', 'create', 'update', 'delete'] as const;
 export type MemoryOp = (typeof MEMORY_OPS)[number];
 
 const latencyRange = z
-  .strictObject({ min: z.number().min(0), max: z.number().min(0) })
+  .strictObject({ min: z.number().min(0).describe('Shortest delay, in milliseconds.'), max: z.number().min(0).describe('Longest delay, in milliseconds.') })
   .refine((r) => r.min <= r.max, { message: 'latencyMs.min must not exceed latencyMs.max' });
 
 /** One injected-failure rule. Rules are tried in order; the first that fires wins. */

@@ -8,7 +8,7 @@ export type SslMode = (typeof SSL_MODES)[number];
 /** `spec.config` of a Backend document with `type: postgres`. Validated at load; nothing here connects. */
 export const postgresConfigSchema = z.strictObject({
   host: z.string().min(1).describe('Server host name or address, or the directory of its Unix socket (sslmode does not apply there, as in libpq).'),
-  port: z.number().int().min(1).max(65_535).default(5432),
+  port: z.number().int().min(1).max(65_535).default(5432).describe('Server port (with a socket directory as host, it names the socket file .s.PGSQL.<port>, as in libpq).'),
   user: z.string().min(1).default('postgres').describe('The role the backend connects as (a superuser can also verify password drift).'),
   database: z.string().min(1).default('postgres').describe('The maintenance database: roles and databases are managed through it.'),
   password: secretRefSchema.optional().describe('The connecting user\'s password, as a secret reference.'),
