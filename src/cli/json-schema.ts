@@ -1,12 +1,27 @@
 import { z } from 'zod';
+import { builtinBackendFactories } from '../backends/index.ts';
 import { goalDocumentSchema, nodeDeclarationSchema } from '../runtime/index.ts';
-import { backendDocumentSchema, INFRA_NODE_TYPES, policyDocumentSchema, specSchemas } from '../infra/index.ts';
+import { BackendRegistry, backendDocumentSchema, INFRA_NODE_TYPES, policyDocumentSchema, specSchemas } from '../infra/index.ts';
+
+export interface GoalJsonSchemaOptions {
+  /** Replaces the Policy document's schema. */
+  readonly policySchema?: z.ZodType | undefined;
+  /** The backend implementations whose `config` the schema describes (default: the built-in ones). */
+  readonly registry?: BackendRegistry | undefined;
+}
+
+// Every document kind takes the one apiVersion the compiler accepts; the
+// Backend and Policy schemas say only "a string" because the compiler checks
+// the envelope before them.
+const apiVersion = goalDocumentSchema.shape.apiVersion.describe('The goal format version.');
 
 /**
  * The goal format as JSON Schema, generated from the same zod definitions the
- * compiler uses, so editors autocomplete and check goal files.
+ * compiler uses, so editors autocomplete and check goal files: node specs by
+ * `type`, Backend configs by `spec.type` (each implementation's own
+ * `configSchema`).
  */
-export function goalJsonSchema(extra: { policySchema?: z.ZodType | undefined } = {}): Record<string, unknown> {
+export function goalJsonSchema(options: GoalJsonSchemaOptions = {}): Record<string, unknown> {
   const node = z.union(
     INFRA_NODE_TYPES.map((t) =>
       nodeDeclarationSchema.extend({
@@ -18,12 +33,32 @@ export function goalJsonSchema(extra: { policySchema?: z.ZodType | undefined } =
   const goal = goalDocumentSchema.extend({
     spec: goalDocumentSchema.shape.spec.extend({ nodes: z.array(node).default([]).describe('The nodes of this goal.') }),
   }).describe('A Goal: the nodes a team wants to exist.');
-  const policy = extra.policySchema ?? policyDocumentSchema.describe('A Policy: constraints enforced on every node before anything is provisioned.');
-  const document = z.union([goal, backendDocumentSchema.describe('A Backend: a configured backend instance.'), policy]);
+  const backend = backendJsonSchema(options.registry ?? new BackendRegistry(builtinBackendFactories)).describe('A Backend: a configured backend instance.');
+  const policy =
+    options.policySchema ??
+    policyDocumentSchema.extend({ apiVersion }).describe('A Policy: constraints enforced on every node before anything is provisioned.');
+  const document = z.union([goal, backend, policy]);
   const schema = z.toJSONSchema(document, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' });
   return {
     ...schema,
     $id: 'urn:desiredstate:schema:goal:v1',
     title: 'desiredstate goal file (desiredstate/v1)',
   };
+}
+
+/** The Backend document, one branch per implementation: `spec.type` picks the `config` schema. */
+function backendJsonSchema(registry: BackendRegistry): z.ZodType {
+  const branches = registry.types().map((type) => {
+    const factory = registry.require(type);
+    // A config whose every field has a default may be left out, as the compiler allows.
+    const config = factory.configSchema.safeParse({}).success ? factory.configSchema.optional() : factory.configSchema;
+    return backendDocumentSchema.extend({
+      apiVersion,
+      spec: backendDocumentSchema.shape.spec.extend({
+        type: z.literal(type).describe(`${factory.description} Provisions ${factory.kinds.join(', ')}.`),
+        config: config.describe(`Config of a ${type} backend.`),
+      }),
+    });
+  });
+  return branches.length === 1 ? branches[0]! : z.union(branches as unknown as [z.ZodType, z.ZodType, ...z.ZodType[]]);
 }
