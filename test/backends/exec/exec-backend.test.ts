@@ -105,6 +105,30 @@ describe('exec backend: protocol round trip', () => {
     });
   });
 
+  it('compares each input value as a whole JSON value: a list, null or a nested map under a key', async () => {
+    const state = join(dir, 'values.json');
+    const cmd = (op: string): string[] => [node, './resource.mjs', state, op];
+    const input = { zones: ['a', 'b'], owner: null, limits: { cpu: 2, tags: ['x'] } };
+    const n = genericNode('values', { commands: { read: cmd('read'), create: cmd('create') }, input });
+    const b = backend();
+    const recorded = new Map<string, Outputs>();
+    const created = await b.create(n, opContext(recorded));
+    if (created.status === 'done') recorded.set(n.id, created.outputs);
+    expect(await observeOne(b, n, recorded)).toMatchObject({ status: 'upToDate' });
+
+    // Out of band: the list reordered, null filled in, a nested list grown; one diff per key of input.
+    writeFileSync(state, JSON.stringify({ zones: ['b', 'a'], owner: 'ops', limits: { tags: ['x', 'y'], cpu: 2 } }));
+    expect(await observeOne(b, n, recorded)).toEqual({
+      status: 'drifted',
+      diffs: [
+        { path: 'input.zones', desired: ['a', 'b'], actual: ['b', 'a'] },
+        { path: 'input.owner', desired: null, actual: 'ops' },
+        { path: 'input.limits', desired: { cpu: 2, tags: ['x'] }, actual: { tags: ['x', 'y'], cpu: 2 } },
+      ],
+      outputs: { path: state },
+    });
+  });
+
   it('observes many nodes at once, one entry each', async () => {
     const nodes = Array.from({ length: 7 }, (_, i) =>
       genericNode(`n${i}`, { commands: { read: [node, './resource.mjs', join(dir, `many-${i}.json`), 'read'], create: ['true'] } }),
