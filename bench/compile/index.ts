@@ -44,7 +44,8 @@ function nodeYaml(i: number, random: () => number): string {
   const list = [...deps];
   const ref = list.length === 3 ? list.pop() : undefined;
   const dependsOn = list.length > 0 ? `\n      dependsOn: [${list.map(idOf).join(', ')}]` : '';
-  const refText = ref === undefined ? '' : `\${nodes.${idOf(ref)}.outputs.id}`;
+  // A key the referenced node has (checked at compile): a local path, else the memory backend's name.
+  const refText = ref === undefined ? '' : `\${nodes.${idOf(ref)}.outputs.${TYPES[ref % TYPES.length]!.startsWith('local.') ? 'path' : 'name'}}`;
   const head = `    - id: ${idOf(i)}\n      type: ${type}`;
   switch (type) {
     case 'local.file':

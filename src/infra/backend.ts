@@ -75,6 +75,9 @@ export interface BackendContext {
   readonly env: NodeJS.ProcessEnv;
 }
 
+/** Per kind, the output keys its resources have, or `'any'` for open-ended outputs. */
+export type OutputDeclarations = { readonly [K in InfraNodeType]?: readonly string[] | 'any' };
+
 /** A problem with one node's spec that only its backend can see (a field it needs or refuses). */
 export interface SpecIssue {
   /** Path inside the node's `spec`, for example `['commands']`. */
@@ -98,6 +101,13 @@ export interface BackendFactory<C = unknown> {
    * valid spec of a supported kind is fine.
    */
   checkSpec?(spec: InfraNodeSpec, config: C): readonly SpecIssue[];
+  /**
+   * The output keys this implementation gives each kind's resources: what a
+   * `${nodes.<id>.outputs.<key>}` may read, checked at compile time.
+   * `'any'` where they are open-ended (a user's script prints them). A kind
+   * left out, or no declaration at all, accepts any key.
+   */
+  readonly outputs?: OutputDeclarations;
   /** Builds an instance. Must not do I/O that can fail slowly; connect lazily. */
   create(config: C, ctx: BackendContext): InfraBackend;
   /** Short description, for `desiredstate schema` and `backends`. */

@@ -124,6 +124,13 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     diag.error(source, 'unknown-backend', `backend "${backend}" is not configured${suggestion(backend, this.backends.keys())}`);
   }
 
+  /** The output keys the node's backend declares for its kind; undefined (any key) when it declares none. */
+  outputKeys(spec: InfraDesiredNodeSpec): readonly string[] | undefined {
+    const backend = this.backends.get(spec.backendId);
+    const keys = backend === undefined ? undefined : this.registry.get(backend.type)?.outputs?.[spec.spec.type];
+    return keys === 'any' ? undefined : keys;
+  }
+
   build(decl: NodeDeclaration, diag: DiagnosticBag): BuiltSpec<InfraDesiredNodeSpec> | undefined {
     if (!isInfraNodeType(decl.type)) {
       diag.error(decl.locate(['type']), 'unknown-type', `type "${decl.type}" is not a known resource type${suggestion(decl.type, INFRA_NODE_TYPES)}`);

@@ -249,6 +249,13 @@ export interface NodeSpecFactory<S extends NodeSpec> {
   checkDefaultBackend?(backend: string, source: SourceLocation, diag: DiagnosticBag): void;
   /** Validates one node's spec and builds its branded spec. */
   build(decl: NodeDeclaration, diag: DiagnosticBag): BuiltSpec<S> | undefined;
+  /**
+   * The output keys a node with this spec will have, so that a
+   * `${nodes.<id>.outputs.<key>}` naming another is a compile error rather
+   * than a node waiting for ever; undefined when they are open-ended (a
+   * script prints them) or not known. Absent: every key is accepted.
+   */
+  outputKeys?(spec: S): readonly string[] | undefined;
 }
 
 export interface CompileResult<S extends NodeSpec> {
@@ -345,7 +352,8 @@ export class GoalCompiler<S extends NodeSpec> {
       built: BuiltSpec<S> | undefined;
       settings: NodeSettings;
       source: SourceLocation;
-      deps: { on: string; source: SourceLocation; implicit: boolean; path: readonly PathKey[] }[];
+      /** `key`: the output a `${nodes…}` reference reads (absent for `dependsOn`). */
+      deps: { on: string; source: SourceLocation; implicit: boolean; path: readonly PathKey[]; key?: string }[];
     }[] = [];
     const gates = new Map<NodeId, NodeGate>();
 
@@ -418,7 +426,7 @@ export class GoalCompiler<S extends NodeSpec> {
         dependsOn.forEach((on, i) => {
           if (typeof on === 'string') deps.push({ on, source: locate(['dependsOn', i]), implicit: false, path: ['dependsOn', i] });
         });
-        for (const r of references) deps.push({ on: r.node, source: locateIn(['spec', ...r.path], r.index), implicit: true, path: ['spec', ...r.path] });
+        for (const r of references) deps.push({ on: r.node, source: locateIn(['spec', ...r.path], r.index), implicit: true, path: ['spec', ...r.path], key: r.key });
         pending.push({
           id: n.id,
           declared: isDeclared,
@@ -443,6 +451,9 @@ export class GoalCompiler<S extends NodeSpec> {
     // Nodes whose every edge is right: a cycle among them is no echo of another error.
     const sound: { id: NodeId; dependsOn: Dependency[] }[] = [];
     let allIds: string[] | undefined;
+    // A reference to a node whose spec is wrong is not checked: what it will output is unknown.
+    const builtSpecs = new Map<NodeId, S>();
+    for (const p of pending) if (p.declared && p.built !== undefined) builtSpecs.set(p.id, p.built.spec);
     for (const p of pending) {
       const edges: Dependency[] = [];
       const seen = new Set<NodeId>();
@@ -460,6 +471,7 @@ export class GoalCompiler<S extends NodeSpec> {
           diag.error(d.source, 'unknown-node', `${formatPath(d.path)}: node "${p.id}" refers to unknown node "${d.on}"${suggestion(d.on, allIds)}`);
           continue;
         }
+        if (d.key !== undefined) this.checkOutputKey(d, d.key, builtSpecs.get(d.on), diag);
         if (seen.has(d.on)) continue;
         seen.add(d.on);
         edges.push({ on: d.on, source: d.source, implicit: d.implicit });
@@ -480,6 +492,23 @@ export class GoalCompiler<S extends NodeSpec> {
     }
     const diagnostics = sortDiagnostics(diag.items);
     return { graph: diagnostics.some((d) => d.severity === 'error') ? undefined : graph, goals, diagnostics, gates };
+  }
+
+  /**
+   * Reports a reference to an output its node will never have: the node
+   * referring to it would otherwise wait for it for ever. The reference
+   * stays an edge all the same (its node exists), so no cycle error hides.
+   */
+  private checkOutputKey(ref: { on: NodeId; source: SourceLocation; path: readonly PathKey[] }, key: string, target: S | undefined, diag: DiagnosticBag): void {
+    if (target === undefined) return;
+    const keys = this.factory.outputKeys?.(target);
+    if (keys === undefined || keys.includes(key)) return;
+    const has = keys.length === 0 ? 'it has no outputs' : `its outputs are ${keys.join(', ')}`;
+    diag.error(
+      ref.source,
+      'unknown-field',
+      `${formatPath(ref.path)}: node "${ref.on}" (${target.type}, backend "${target.backendId}") has no output "${key}"; ${has}${suggestion(key, keys)}`,
+    );
   }
 
   /**

@@ -117,6 +117,8 @@ export const ansibleBackendFactory: BackendFactory<AnsibleConfig> = {
   type: 'ansible',
   kinds: ['ansible.playbook'],
   configSchema: ansibleConfigSchema,
+  // The play recap, as summaryOutputs makes it.
+  outputs: { 'ansible.playbook': ['ok', 'changed', 'skipped', 'hosts'] },
   description: 'Ansible playbooks run with ansible-playbook: check mode with diff to observe, a real run to apply.',
   create: (config, ctx) => resourceBackend(ctx.id, 'ansible', new AnsibleProvisioner(config, ctx), { concurrency: OBSERVE_CONCURRENCY }),
 };

@@ -98,6 +98,7 @@ export const execBackendFactory: BackendFactory<ExecConfig> = {
   type: 'exec',
   kinds: ['generic.resource'],
   configSchema: execConfigSchema,
+  outputs: { 'generic.resource': 'any' },
   checkSpec: (spec) => (spec.type === 'generic.resource' && spec.commands === undefined ? [{ path: ['commands'], message: 'the exec backend needs commands (read and create at least)' }] : []),
   description: 'Resources managed by user-supplied read/create/update/delete commands speaking JSON (the exec protocol).',
   create: (config, ctx) => resourceBackend(ctx.id, 'exec', new ExecProvisioner(config, ctx)),

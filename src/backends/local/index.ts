@@ -8,6 +8,8 @@ export const localBackendFactory: BackendFactory<LocalConfig> = {
   type: 'local',
   kinds: LOCAL_KINDS,
   configSchema: localConfigSchema,
+  // As ensureFile/ensureDirectory/ensureSymlink and observe.ts make them.
+  outputs: { 'local.file': ['path', 'sha256'], 'local.directory': ['path'], 'local.symlink': ['path', 'target'] },
   description: 'Files, directories and symlinks under a root directory, with atomic writes and file watching.',
   create: (config, ctx) => new LocalBackend(config, ctx),
 };

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import type { BackendContext, BackendHealth, BackendNode, ChangeListener, InfraBackend, InfraNodeSpec } from '../../infra/index.ts';
+import { INFRA_NODE_TYPES, specSchemas } from '../../infra/index.ts';
+import type { BackendContext, BackendHealth, BackendNode, ChangeListener, InfraBackend, InfraNodeSpec, OutputDeclarations } from '../../infra/index.ts';
 import { FaultError, fault, seededRng, stableStringify } from '../../runtime/index.ts';
 import type { FieldDiff, NodeId, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import type { MemoryConfig, MemoryOp } from './config.ts';
@@ -36,6 +37,11 @@ function fingerprintOf(spec: InfraNodeSpec): string {
   }
   return f;
 }
+
+/** The keys `outputsFor` gives each kind: the node id and type, and the spec's `name` and `path` where it has them. */
+export const MEMORY_OUTPUTS: OutputDeclarations = Object.fromEntries(
+  INFRA_NODE_TYPES.map((t) => [t, ['id', 'type', ...['name', 'path'].filter((f) => Object.hasOwn(specSchemas[t].shape, f))]]),
+);
 
 function outputsFor(id: NodeId, spec: InfraNodeSpec): Outputs {
   const out: Record<string, string> = { id, type: spec.type };

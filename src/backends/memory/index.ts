@@ -1,6 +1,6 @@
 import { INFRA_NODE_TYPES } from '../../infra/index.ts';
 import type { BackendFactory } from '../../infra/index.ts';
-import { MemoryBackend } from './backend.ts';
+import { MEMORY_OUTPUTS, MemoryBackend } from './backend.ts';
 import { memoryConfigSchema } from './config.ts';
 import type { MemoryConfig } from './config.ts';
 
@@ -9,6 +9,7 @@ export const memoryBackendFactory: BackendFactory<MemoryConfig> = {
   type: 'memory',
   kinds: INFRA_NODE_TYPES,
   configSchema: memoryConfigSchema,
+  outputs: MEMORY_OUTPUTS,
   description: 'In-process resources for tests and benchmarks, with seeded fault injection and latency.',
   create: (config, ctx) => new MemoryBackend(config, ctx),
 };

@@ -9,6 +9,14 @@ export const postgresBackendFactory: BackendFactory<PostgresConfig> = {
   type: 'postgres',
   kinds: POSTGRES_KINDS,
   configSchema: postgresConfigSchema,
+  // As observe.ts and each kind's create/update make them.
+  outputs: {
+    'postgres.database': ['name', 'oid', 'owner'],
+    'postgres.role': ['name', 'oid'],
+    'postgres.schema': ['name', 'database', 'oid', 'owner'],
+    'postgres.grant': ['role', 'database', 'on', 'schema'],
+    'postgres.extension': ['name', 'database', 'oid', 'version', 'schema'],
+  },
   description: 'PostgreSQL databases, roles, schemas, grants and extensions, observed in batches over a pooled connection.',
   create: (config, ctx) => new PostgresBackend(config, ctx),
 };

@@ -269,6 +269,7 @@ export const scriptBackendFactory: BackendFactory<ScriptConfig> = {
   kinds: SCRIPT_KINDS,
   configSchema: scriptConfigSchema,
   checkSpec,
+  outputs: Object.fromEntries(SCRIPT_KINDS.map((k) => [k, 'any'])),
   description: 'Resources provisioned by generated scripts (built-in templates or any generator command), run only once reviewed and trusted.',
   create: (config, ctx) => resourceBackend(ctx.id, 'script', new ScriptProvisioner(config, ctx)),
 };

@@ -71,6 +71,19 @@ describe('local backend factory', () => {
     }
   });
 
+  // References to other keys are compile errors (`${nodes.f.outputs.pth}`): the declaration must be what create and observe give.
+  it.each([
+    { kind: 'local.file', node: () => fileNode('f', 'f.txt', 'x') },
+    { kind: 'local.directory', node: () => dirNode('d', 'd') },
+    { kind: 'local.symlink', node: () => linkNode('l', 'l', 'f.txt') },
+  ])('declares the outputs $kind is given on create and observe', async ({ kind, node }) => {
+    const declared = localBackendFactory.outputs?.[kind as (typeof LOCAL_KINDS)[number]];
+    const created = await sb.backend.create(node(), opCtx());
+    const observed = await observe(node());
+    expect(created.status === 'done' ? Object.keys(created.outputs) : created).toEqual(declared);
+    expect(observed.status === 'upToDate' ? Object.keys(observed.outputs) : observed).toEqual(declared);
+  });
+
   it('resolves the root against the context cwd', () => {
     const b = localBackendFactory.create(localConfigSchema.parse({ root: 'files' }), { id: 'local', cwd: '/srv/app', log, stateDir: '/tmp', env: {} });
     expect(b.type).toBe('local');
