@@ -83,6 +83,8 @@ export interface SpecIssue {
   /** Path inside the node's `spec`, for example `['commands']`. */
   readonly path: readonly (string | number)[];
   readonly message: string;
+  /** The diagnostic's code, where the backend has a more precise one than `unsupported-spec` (the code of the fault it would raise). */
+  readonly code?: string | undefined;
 }
 
 /**

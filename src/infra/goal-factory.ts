@@ -174,7 +174,7 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     const checkSpec = backend === undefined ? undefined : this.registry.get(backend.type)?.checkSpec;
     if (backend !== undefined && checkSpec !== undefined) {
       const issues = checkSpec(spec, backend.config);
-      for (const issue of issues) diag.error(decl.locate(['spec', ...issue.path]), 'unsupported-spec', `${issue.message} (backend "${backendId}", type ${backend.type})`);
+      for (const issue of issues) diag.error(decl.locate(['spec', ...issue.path]), issue.code ?? 'unsupported-spec', `${issue.message} (backend "${backendId}", type ${backend.type})`);
       if (issues.length > 0) return undefined;
     }
     let gate: BuiltSpec<InfraDesiredNodeSpec>['gate'];

@@ -1,13 +1,30 @@
-import type { BackendFactory } from '../../infra/index.ts';
+import type { BackendFactory, InfraNodeSpec, SpecIssue } from '../../infra/index.ts';
 import { LOCAL_KINDS, LocalBackend } from './backend.ts';
 import { localConfigSchema } from './config.ts';
 import type { LocalConfig } from './config.ts';
+import { escapesRoot } from './errors.ts';
+import { lexicalEscape } from './paths.ts';
+
+/**
+ * A node path that leaves the root, refused at compile time with the fault
+ * every operation would raise. Only what the text shows: a path that holds a
+ * `${nodes…}` reference is known once resolved, and where a symlink leads
+ * (a directory on the way, a link's target) only the filesystem can say.
+ */
+function checkLocalSpec(spec: InfraNodeSpec): SpecIssue[] {
+  if (!('path' in spec) || typeof spec.path !== 'string' || spec.path.includes('${')) return [];
+  const why = lexicalEscape(spec.path);
+  if (why === undefined) return [];
+  const { message, code } = escapesRoot(spec.path, why).fault;
+  return [{ path: ['path'], message, code }];
+}
 
 /** `type: local`: files, directories and symlinks confined to one root directory. */
 export const localBackendFactory: BackendFactory<LocalConfig> = {
   type: 'local',
   kinds: LOCAL_KINDS,
   configSchema: localConfigSchema,
+  checkSpec: checkLocalSpec,
   // As ensureFile/ensureDirectory/ensureSymlink and observe.ts make them.
   outputs: { 'local.file': ['path', 'sha256'], 'local.directory': ['path'], 'local.symlink': ['path', 'target'] },
   description: 'Files, directories and symlinks under a root directory, with atomic writes and file watching.',

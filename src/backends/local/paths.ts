@@ -1,4 +1,4 @@
-import { isAbsolute, resolve, sep } from 'node:path';
+import { isAbsolute, normalize, resolve, sep } from 'node:path';
 import { escapesRoot } from './errors.ts';
 
 /** True when `p` is `root` or below it (both absolute and normalised). */
@@ -8,16 +8,29 @@ export function isWithin(root: string, p: string): boolean {
 }
 
 /**
- * The lexical half of confinement (no I/O): refuses absolute paths and paths
- * whose `..` climb out of `root`, and the root itself. Returns the absolute
- * path. Symlinks are checked by the client against the real filesystem.
+ * Why a node path leaves the backend root (or names the root itself), from
+ * its text alone, or undefined. The same answer whatever the root: goal
+ * compilation asks it without knowing where the root will be, and must
+ * refuse exactly what the backend will.
+ */
+export function lexicalEscape(relPath: string): string | undefined {
+  if (isAbsolute(relPath)) return 'absolute paths are not allowed';
+  const n = normalize(relPath);
+  if (n === '.' || n === `.${sep}`) return 'it names the root itself';
+  // Also when the `..` come back in (`../root/x`): whether they do depends on where the root is.
+  if (n === '..' || n.startsWith(`..${sep}`)) return '".." climbs out of the root';
+  return undefined;
+}
+
+/**
+ * The lexical half of confinement (no I/O): refuses what `lexicalEscape`
+ * does. Returns the absolute path. Symlinks are checked by the client
+ * against the real filesystem.
  */
 export function lexicalPath(root: string, relPath: string): string {
-  if (isAbsolute(relPath)) throw escapesRoot(relPath, 'absolute paths are not allowed');
-  const abs = resolve(root, relPath);
-  if (abs === root) throw escapesRoot(relPath, 'it names the root itself');
-  if (!isWithin(root, abs)) throw escapesRoot(relPath, '".." climbs out of the root');
-  return abs;
+  const why = lexicalEscape(relPath);
+  if (why !== undefined) throw escapesRoot(relPath, why);
+  return resolve(root, relPath);
 }
 
 /** "0644" or "644" → 0o644. The schema has already checked the digits. */
