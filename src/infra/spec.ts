@@ -14,8 +14,8 @@ const fileMode = z
         ? `mode must be a quoted string such as "0644" (unquoted, YAML reads it as the number ${String(iss.input)})`
         : 'mode must be a quoted string such as "0644"',
   })
-  .regex(/^0?[0-7]{3}$/, 'mode is an octal string such as "0644" or "0755"')
-  .describe('Permission bits as a quoted octal string, e.g. "0644".');
+  .regex(/^[0-7]?[0-7]{3}$/, 'mode is an octal string such as "0644" or "0755" (a fourth digit for setuid, setgid, sticky: "2775", "1777")')
+  .describe('Permission bits as a quoted octal string, e.g. "0644"; a fourth leading digit sets the setuid (4), setgid (2) and sticky (1) bits, e.g. "2775". The whole mode is managed: "0755" means none of them.');
 
 const relPath = z.string().min(1).describe('A path relative to the backend root.');
 const pgIdent = z

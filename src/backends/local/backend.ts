@@ -41,7 +41,7 @@ import { OBSERVE_PARALLELISM, rereadEveryMs } from './config.ts';
 import { aborted, fsFault, wrongKind } from './errors.ts';
 import { kindName, observeDirectory, observeFile, observeSymlink } from './observe.ts';
 import type { FileExpectation } from './observe.ts';
-import { lexicalPath, parseMode } from './paths.ts';
+import { lexicalPath, MODE_BITS, parseMode, SETID_BITS } from './paths.ts';
 import { DirectoryWatch } from './watch.ts';
 
 /** The node types this backend provisions. */
@@ -394,8 +394,10 @@ export class LocalBackend implements InfraBackend {
     } else if (actual.size !== expect.size || actual.sha256 !== expect.sha256) {
       await write({ content: spec.content, mode: expect.mode, uid, gid });
     } else {
-      if ((actual.mode & 0o777) !== expect.mode) await setMode(at.real, expect.mode, signal);
-      if ((uid !== undefined && actual.uid !== uid) || (gid !== undefined && actual.gid !== gid)) await setOwner(at.real, uid, gid, signal);
+      const chown = (uid !== undefined && actual.uid !== uid) || (gid !== undefined && actual.gid !== gid);
+      if (chown) await setOwner(at.real, uid, gid, signal);
+      // After the chown, which clears setuid and setgid.
+      if ((actual.mode & MODE_BITS) !== expect.mode || (chown && (expect.mode & SETID_BITS) !== 0)) await setMode(at.real, expect.mode, signal);
     }
     return { path: at.abs, sha256: expect.sha256 };
   }
@@ -405,7 +407,7 @@ export class LocalBackend implements InfraBackend {
     const actual = await inspect(at.real);
     if (actual.kind === 'missing') await makeDirectory(at.real, mode, signal);
     else if (actual.kind !== 'directory') throw wrongKind(at.abs, kindName(actual), 'directory');
-    else if ((actual.mode & 0o777) !== mode) await setMode(at.real, mode, signal);
+    else if ((actual.mode & MODE_BITS) !== mode) await setMode(at.real, mode, signal);
     return { path: at.abs };
   }
 

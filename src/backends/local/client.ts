@@ -410,9 +410,9 @@ async function writeTemp(real: string, file: FileWrite, sync: boolean): Promise<
     const fh = await open(tmp, 'wx', 0o600);
     try {
       await fh.writeFile(file.content);
-      // Explicit chmod: the open mode is filtered by the umask.
-      await fh.chmod(file.mode);
       if (file.uid !== undefined || file.gid !== undefined) await fh.chown(file.uid ?? -1, file.gid ?? -1);
+      // Explicit chmod: the open mode is filtered by the umask. Last: a write or a chown clears setuid and setgid.
+      await fh.chmod(file.mode);
       if (sync) await fh.sync();
     } finally {
       await fh.close();

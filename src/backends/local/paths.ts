@@ -33,12 +33,18 @@ export function lexicalPath(root: string, relPath: string): string {
   return resolve(root, relPath);
 }
 
-/** "0644" or "644" → 0o644. The schema has already checked the digits. */
+/** The bits a node's `mode` manages: permissions, and setuid, setgid and sticky. */
+export const MODE_BITS = 0o7777;
+
+/** Setuid and setgid: a chown clears them (even root's), so they are set after it. */
+export const SETID_BITS = 0o6000;
+
+/** "0644", "644" or "2775" → 0o644, 0o644, 0o2775. The schema has already checked the digits. */
 export function parseMode(mode: string): number {
-  return Number.parseInt(mode, 8) & 0o7777;
+  return Number.parseInt(mode, 8) & MODE_BITS;
 }
 
-/** 0o644 → "0644" (permission bits only). */
+/** A stat mode → "0644", "2775" (the bits `mode` manages; not the file type). */
 export function formatMode(bits: number): string {
-  return `0${(bits & 0o777).toString(8).padStart(3, '0')}`;
+  return (bits & MODE_BITS).toString(8).padStart(4, '0');
 }
