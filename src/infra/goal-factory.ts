@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { fieldPathProblem, reportZodIssues, suggestion } from '../runtime/index.ts';
+import { fieldPathProblem, MISSING_RESOURCE, reportZodIssues, suggestion } from '../runtime/index.ts';
 import type { BuiltSpec, DiagnosticBag, GoalInfo, NodeDeclaration, NodeSpecFactory, RawDocument, SourceLocation } from '../runtime/index.ts';
 import { desiredNodeSpec } from './desired.ts';
 import type { InfraDesiredNodeSpec } from './desired.ts';
@@ -22,26 +22,20 @@ export const backendDocumentSchema = z.strictObject({
 export const DEFAULT_LOCAL_BACKEND = { id: 'local', type: 'local', config: { root: '.desiredstate/local' } } as const;
 
 /**
- * The drift path of the whole resource: its `exists` diff says it was deleted
- * out of band. It cannot be ignored — a deleted resource is always reported;
- * `selfHeal: false` is how a goal says "report, do not re-create".
- */
-export const WHOLE_RESOURCE_FIELD = 'exists';
-
-/**
  * Why an `ignoreFields` entry matches no drift a node of this type can
  * have, or undefined. Entries are paths inside the node's `spec`, as drift
  * reports print them (`mode`, `input.retentionDays`).
  */
-export function ignoreFieldProblem(schema: (typeof specSchemas)[keyof typeof specSchemas], field: string, type: string): string | undefined {
-  if (field === WHOLE_RESOURCE_FIELD) {
-    return `"${WHOLE_RESOURCE_FIELD}" (a resource deleted out of band) cannot be ignored: it is always reported; selfHeal: false reports it without re-creating the resource`;
+function ignoreFieldProblem(schema: (typeof specSchemas)[keyof typeof specSchemas], field: string, type: string): string | undefined {
+  // A deletion out of band is always reported: `selfHeal: false` is how a goal says "report, do not re-create".
+  if (field === MISSING_RESOURCE.path) {
+    return `"${MISSING_RESOURCE.path}" (a resource deleted out of band) cannot be ignored: it is always reported; selfHeal: false reports it without re-creating the resource`;
   }
-  const problem = fieldPathProblem(schema, field, type, []);
+  const problem = fieldPathProblem(schema, field, type);
   if (problem === undefined) return undefined;
   // `spec.mode` for `mode`: said plainly, as edit distance cannot see it.
   const inner = field.startsWith('spec.') ? field.slice('spec.'.length) : undefined;
-  if (inner !== undefined && fieldPathProblem(schema, inner, type, []) === undefined) {
+  if (inner !== undefined && fieldPathProblem(schema, inner, type) === undefined) {
     return `"${field}" is not a field of ${type}: paths are relative to the node's spec (did you mean "${inner}"?)`;
   }
   return problem;

@@ -37,7 +37,7 @@ export const nodeDeclarationSchema = z.strictObject({
   ignoreFields: z
     .array(z.string())
     .default([])
-    .describe('Fields whose drift is neither reported nor corrected: paths inside spec as drift reports show them ("mode", "input.retentionDays"), or "exists" for the whole resource.'),
+    .describe('Fields whose drift is neither reported nor corrected: paths inside spec as drift reports show them ("mode", "input.retentionDays"). A resource deleted out of band ("exists") is always reported.'),
   labels: labelsSchema.default({}).describe('Labels merged over the goal\'s metadata.labels.'),
   selfHeal: z.boolean().optional().describe('Override the goal\'s selfHeal for this node.'),
   interval: durationSchema.optional().describe('Re-observe interval for this node ("30s", "5m").'),

@@ -21,3 +21,4 @@ export * from './controller.ts';
 export * from './artifact-ledger.ts';
 export * from './node-record.ts';
 export * from './limit.ts';
+export { MISSING_RESOURCE } from './drift-report.ts';

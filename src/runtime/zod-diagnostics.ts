@@ -89,11 +89,9 @@ export function keysAt(schema: AnySchema, path: readonly PathKey[]): string[] {
  * Paths are written as drift reports show them: dotted field names, `[n]`
  * for a list item (`mode`, `commands.read`, `memberOf[0]`, `input.size`).
  * Any key of an open map (a record) is a field, and so is anything under it.
- * `owner` names the schema in the message ("local.file"); `alsoValid` are
- * top-level paths valid besides the schema's fields (suggested as well).
+ * `owner` names the schema in the message ("local.file").
  */
-export function fieldPathProblem(schema: AnySchema, path: string, owner: string, alsoValid: readonly string[] = []): string | undefined {
-  if (alsoValid.includes(path)) return undefined;
+export function fieldPathProblem(schema: AnySchema, path: string, owner: string): string | undefined {
   const walk = (start: AnySchema, at: number, done: string, budget: number): string | undefined => {
     let s = start;
     for (;;) {
@@ -131,7 +129,7 @@ export function fieldPathProblem(schema: AnySchema, path: string, owner: string,
           const shape = def.shape as Record<string, AnySchema>;
           const prefix = done === '' ? '' : `${done}.`;
           if (!Object.hasOwn(shape, name)) {
-            const near = didYouMean(name, done === '' ? [...Object.keys(shape), ...alsoValid] : Object.keys(shape));
+            const near = didYouMean(name, Object.keys(shape));
             return `"${path}" is not a field of ${owner}${near === undefined ? '' : ` (did you mean "${prefix}${near}"?)`}`;
           }
           done = `${prefix}${name}`;
