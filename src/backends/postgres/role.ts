@@ -74,14 +74,20 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
 
   /**
    * The digest recorded for a node's password: the memo's, else the one
-   * outputs held before digests moved to the memo — read once: the
-   * observation returns it in the memo, and outputs without it.
+   * outputs held before digests moved to the memo. The outputs are read
+   * whenever the memo has no digest, not once: an observation moves a
+   * matching digest into the memo, but a password that differs, cannot be
+   * verified or has no secret leaves the memo without one, and the legacy
+   * outputs are consulted again on the next pass (until outputs recorded
+   * since, which never carry a digest, replace them).
    */
   const recordedDigest = (id: NodeId, ctx: KindContext): string | undefined => text(ctx.memoOf(id)?.[PASSWORD_DIGEST]) ?? text(ctx.outputsOf(id)?.[PASSWORD_DIGEST]);
 
-  const passwordState = async (node: RoleNode, row: RoleRow | undefined, readVerifiers: boolean, recorded: string | undefined, ctx: KindContext): Promise<PasswordState> => {
+  const passwordState = async (node: RoleNode, row: RoleRow | undefined, readVerifiers: boolean, ctx: KindContext): Promise<PasswordState> => {
     const ref = node.spec.password;
     if (ref === undefined || row === undefined) return { status: 'unmanaged' };
+    // Only for a managed password: most roles have none, and need no memo or outputs lookup.
+    const recorded = recordedDigest(node.id, ctx);
     let secret: string;
     try {
       secret = await ctx.secret(ref);
@@ -164,7 +170,7 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
       await Promise.all(
         nodes.map(async (n) => {
           const row = byName.get(n.spec.name);
-          out.set(n.id, observeRole(n.spec, row, await passwordState(n, row, readVerifiers, recordedDigest(n.id, ctx), ctx)));
+          out.set(n.id, observeRole(n.spec, row, await passwordState(n, row, readVerifiers, ctx)));
         }),
       );
       return out;
