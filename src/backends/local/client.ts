@@ -10,7 +10,7 @@ import type { AccountTable } from './accounts.ts';
 import { aborted, errnoOf, escapesRoot, fsFault } from './errors.ts';
 import type { ActualEntry } from './observe.ts';
 import { DETAIL_LIMIT } from './observe.ts';
-import { isWithin, lexicalPath } from './paths.ts';
+import { isWithin, lexicalPath, PLAIN_PATH } from './paths.ts';
 
 /**
  * The local backend's only I/O: every filesystem call lives here. Paths that
@@ -78,9 +78,6 @@ function readLink(path: string): string {
     throw fsFault(err, 'readlink', path);
   }
 }
-
-/** A relative path in normal form: segments that are neither empty, `.` nor `..`. */
-const PLAIN_PATH = /^(?!\.\.?(?:\/|$))[^/]+(?:\/(?!\.\.?(?:\/|$))[^/]+)*$/;
 
 function joinPlain(dir: string, rel: string): string {
   return dir.endsWith(sep) ? dir + rel : dir + sep + rel;
@@ -364,11 +361,31 @@ export async function ensureParent(real: string, signal: AbortSignal): Promise<v
   }
 }
 
-export interface FileWrite {
-  readonly content: string;
+/** A mode, and an owner or group to set (undefined: left as it is). */
+export interface Attributes {
   readonly mode: number;
   readonly uid?: number | undefined;
   readonly gid?: number | undefined;
+}
+
+export interface FileWrite extends Attributes {
+  readonly content: string;
+}
+
+/** What takes a chown and a chmod: an open file handle, or a path (`onPath`). */
+interface AttributeTarget {
+  chown(uid: number, gid: number): Promise<void>;
+  chmod(mode: number): Promise<void>;
+}
+
+/**
+ * Owner first (when one is given), then mode, always: a chown clears setuid
+ * and setgid (even root's), and the chmod after it puts them back. The chmod
+ * is also explicit for a new file, whose open mode the umask filtered.
+ */
+async function applyAttributes(target: AttributeTarget, attrs: Attributes): Promise<void> {
+  if (attrs.uid !== undefined || attrs.gid !== undefined) await target.chown(attrs.uid ?? -1, attrs.gid ?? -1);
+  await target.chmod(attrs.mode);
 }
 
 /**
@@ -410,9 +427,8 @@ async function writeTemp(real: string, file: FileWrite, sync: boolean): Promise<
     const fh = await open(tmp, 'wx', 0o600);
     try {
       await fh.writeFile(file.content);
-      if (file.uid !== undefined || file.gid !== undefined) await fh.chown(file.uid ?? -1, file.gid ?? -1);
-      // Explicit chmod: the open mode is filtered by the umask. Last: a write or a chown clears setuid and setgid.
-      await fh.chmod(file.mode);
+      // After the write, which clears setuid and setgid too.
+      await applyAttributes(fh, file);
       if (sync) await fh.sync();
     } finally {
       await fh.close();
@@ -533,22 +549,34 @@ export function syncDirectory(dir: string): Promise<void> {
   return state.next;
 }
 
-export async function setMode(real: string, mode: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) throw aborted('chmod');
-  try {
-    await chmod(real, mode);
-  } catch (err) {
-    throw fsFault(err, 'chmod', real);
-  }
+/**
+ * Sets the owner or group of an existing path when `attrs` names one, then
+ * its mode (`applyAttributes`: the order keeps setuid and setgid). Each step
+ * checks the signal first; a failure is classified as that step's.
+ */
+export async function setAttributes(real: string, attrs: Attributes, signal: AbortSignal): Promise<void> {
+  await applyAttributes(onPath(real, signal), attrs);
 }
 
-export async function setOwner(real: string, uid: number | undefined, gid: number | undefined, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) throw aborted('chown');
-  try {
-    await chown(real, uid ?? -1, gid ?? -1);
-  } catch (err) {
-    throw fsFault(err, 'chown', real);
-  }
+function onPath(real: string, signal: AbortSignal): AttributeTarget {
+  return {
+    chown: async (uid, gid) => {
+      if (signal.aborted) throw aborted('chown');
+      try {
+        await chown(real, uid, gid);
+      } catch (err) {
+        throw fsFault(err, 'chown', real);
+      }
+    },
+    chmod: async (mode) => {
+      if (signal.aborted) throw aborted('chmod');
+      try {
+        await chmod(real, mode);
+      } catch (err) {
+        throw fsFault(err, 'chmod', real);
+      }
+    },
+  };
 }
 
 /** `mkdir -p` with `mode` on the last directory (set explicitly: mkdir's mode is filtered by the umask). */

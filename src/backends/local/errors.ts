@@ -1,5 +1,5 @@
 import { FaultError, errorMessage, fault } from '../../runtime/index.ts';
-import type { FaultClass } from '../../runtime/index.ts';
+import type { Fault, FaultClass } from '../../runtime/index.ts';
 
 /** How each errno is classified; anything not listed is `unknown`. */
 const errnoClasses: Readonly<Record<string, FaultClass>> = {
@@ -48,14 +48,17 @@ export function fsFault(err: unknown, action: string, path: string): FaultError 
   );
 }
 
+/** The fault of a path (or a link target) that would leave the backend root; compile time reports it as a spec issue. */
+export function escapesRootFault(path: string, why: string): Fault {
+  return fault('permanent', `path ${path} escapes the backend root: ${why}`, {
+    code: 'path-escapes-root',
+    hint: 'paths are relative to the backend root and must stay inside it, symlinks included',
+  });
+}
+
 /** A path (or a link target) that would leave the backend root. Nothing is written. */
 export function escapesRoot(path: string, why: string): FaultError {
-  return new FaultError(
-    fault('permanent', `path ${path} escapes the backend root: ${why}`, {
-      code: 'path-escapes-root',
-      hint: 'paths are relative to the backend root and must stay inside it, symlinks included',
-    }),
-  );
+  return new FaultError(escapesRootFault(path, why));
 }
 
 /** Something of another kind sits where the node's resource should be. Never deleted to make room. */

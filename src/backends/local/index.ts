@@ -1,8 +1,9 @@
 import type { BackendFactory, InfraNodeSpec, SpecIssue } from '../../infra/index.ts';
+import { hasReferences } from '../../runtime/index.ts';
 import { LOCAL_KINDS, LocalBackend } from './backend.ts';
 import { localConfigSchema } from './config.ts';
 import type { LocalConfig } from './config.ts';
-import { escapesRoot } from './errors.ts';
+import { escapesRootFault } from './errors.ts';
 import { lexicalEscape } from './paths.ts';
 
 /**
@@ -12,10 +13,10 @@ import { lexicalEscape } from './paths.ts';
  * (a directory on the way, a link's target) only the filesystem can say.
  */
 function checkLocalSpec(spec: InfraNodeSpec): SpecIssue[] {
-  if (!('path' in spec) || typeof spec.path !== 'string' || spec.path.includes('${')) return [];
+  if (!('path' in spec) || typeof spec.path !== 'string' || hasReferences(spec.path)) return [];
   const why = lexicalEscape(spec.path);
   if (why === undefined) return [];
-  const { message, code } = escapesRoot(spec.path, why).fault;
+  const { message, code } = escapesRootFault(spec.path, why);
   return [{ path: ['path'], message, code }];
 }
 

@@ -8,12 +8,21 @@ export function isWithin(root: string, p: string): boolean {
 }
 
 /**
+ * A relative path in normal form: segments that are neither empty, `.` nor
+ * `..` (`a/b/c`). Such a path is its own normal form and stays inside any
+ * root, so the string work of `normalize`, `resolve` and `relative` can be
+ * skipped for it; most node paths are like this.
+ */
+export const PLAIN_PATH = /^(?!\.\.?(?:\/|$))[^/]+(?:\/(?!\.\.?(?:\/|$))[^/]+)*$/;
+
+/**
  * Why a node path leaves the backend root (or names the root itself), from
  * its text alone, or undefined. The same answer whatever the root: goal
  * compilation asks it without knowing where the root will be, and must
  * refuse exactly what the backend will.
  */
 export function lexicalEscape(relPath: string): string | undefined {
+  if (PLAIN_PATH.test(relPath)) return undefined;
   if (isAbsolute(relPath)) return 'absolute paths are not allowed';
   const n = normalize(relPath);
   if (n === '.' || n === `.${sep}`) return 'it names the root itself';
@@ -36,9 +45,6 @@ export function lexicalPath(root: string, relPath: string): string {
 /** The bits a node's `mode` manages: permissions, and setuid, setgid and sticky. */
 export const MODE_BITS = 0o7777;
 
-/** Setuid and setgid: a chown clears them (even root's), so they are set after it. */
-export const SETID_BITS = 0o6000;
-
 /** "0644", "644" or "2775" → 0o644, 0o644, 0o2775. The schema has already checked the digits. */
 export function parseMode(mode: string): number {
   return Number.parseInt(mode, 8) & MODE_BITS;
@@ -47,4 +53,9 @@ export function parseMode(mode: string): number {
 /** A stat mode → "0644", "2775" (the bits `mode` manages; not the file type). */
 export function formatMode(bits: number): string {
   return (bits & MODE_BITS).toString(8).padStart(4, '0');
+}
+
+/** Whether a mode (a stat's, or a parsed one) differs from the desired one in the bits `mode` manages; the file type never counts. */
+export function modeDiffers(actual: number, desired: number): boolean {
+  return (actual & MODE_BITS) !== (desired & MODE_BITS);
 }

@@ -1,6 +1,7 @@
+import { isAbsolute, normalize } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { builtinBackendFactories } from '../../../src/backends/index.ts';
-import { lexicalEscape, lexicalPath } from '../../../src/backends/local/paths.ts';
+import { lexicalEscape, lexicalPath, PLAIN_PATH } from '../../../src/backends/local/paths.ts';
 import { BackendRegistry, InfraSpecFactory } from '../../../src/infra/index.ts';
 import { FaultError, formatDiagnostic, GoalCompiler, parseGoalText } from '../../../src/runtime/index.ts';
 
@@ -33,6 +34,32 @@ describe('lexicalEscape: what a path shows by itself, whatever the root', () => 
     { path: '../root/x', why: '".." climbs out of the root' },
   ])('$path', ({ path, why }) => {
     expect(lexicalEscape(path)).toBe(why);
+  });
+
+  // The fast path of compile and of every operation: what it admits must need no normalising and stay inside.
+  it.each([
+    { path: 'a', plain: true },
+    { path: 'a/b/c.txt', plain: true },
+    { path: '..a', plain: true },
+    { path: 'a/..b/...', plain: true },
+    { path: '.hidden/x', plain: true },
+    { path: './a', plain: false },
+    { path: 'a//b', plain: false },
+    { path: 'a/', plain: false },
+    { path: 'a/./b', plain: false },
+    { path: 'a/b/../c', plain: false },
+    { path: '/etc/passwd', plain: false },
+    { path: '.', plain: false },
+    { path: '..', plain: false },
+    { path: '../x', plain: false },
+    { path: '', plain: false },
+  ])('PLAIN_PATH: $path is plain: $plain', ({ path, plain }) => {
+    expect(PLAIN_PATH.test(path)).toBe(plain);
+    if (plain) {
+      expect(normalize(path)).toBe(path);
+      expect(isAbsolute(path)).toBe(false);
+      expect(lexicalEscape(path)).toBeUndefined();
+    }
   });
 
   it('is what the backend refuses, with its fault', () => {
