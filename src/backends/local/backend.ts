@@ -28,8 +28,7 @@ import {
   readAccounts,
   removeDirectory,
   removeEntry,
-  setMode,
-  setOwner,
+  setAttributes,
   stageFile,
   writableOrCreatable,
   writeFileAtomic,
@@ -41,7 +40,7 @@ import { OBSERVE_PARALLELISM, rereadEveryMs } from './config.ts';
 import { aborted, fsFault, wrongKind } from './errors.ts';
 import { kindName, observeDirectory, observeFile, observeSymlink } from './observe.ts';
 import type { FileExpectation } from './observe.ts';
-import { lexicalPath, MODE_BITS, parseMode, SETID_BITS } from './paths.ts';
+import { lexicalPath, modeDiffers, parseMode } from './paths.ts';
 import { DirectoryWatch } from './watch.ts';
 
 /** The node types this backend provisions. */
@@ -394,10 +393,9 @@ export class LocalBackend implements InfraBackend {
     } else if (actual.size !== expect.size || actual.sha256 !== expect.sha256) {
       await write({ content: spec.content, mode: expect.mode, uid, gid });
     } else {
-      const chown = (uid !== undefined && actual.uid !== uid) || (gid !== undefined && actual.gid !== gid);
-      if (chown) await setOwner(at.real, uid, gid, signal);
-      // After the chown, which clears setuid and setgid.
-      if ((actual.mode & MODE_BITS) !== expect.mode || (chown && (expect.mode & SETID_BITS) !== 0)) await setMode(at.real, expect.mode, signal);
+      const ownerDiffers = (uid !== undefined && actual.uid !== uid) || (gid !== undefined && actual.gid !== gid);
+      // A chown is always followed by the chmod, which puts back the setuid and setgid it clears.
+      if (ownerDiffers || modeDiffers(actual.mode, expect.mode)) await setAttributes(at.real, { mode: expect.mode, ...(ownerDiffers ? { uid, gid } : {}) }, signal);
     }
     return { path: at.abs, sha256: expect.sha256 };
   }
@@ -407,7 +405,7 @@ export class LocalBackend implements InfraBackend {
     const actual = await inspect(at.real);
     if (actual.kind === 'missing') await makeDirectory(at.real, mode, signal);
     else if (actual.kind !== 'directory') throw wrongKind(at.abs, kindName(actual), 'directory');
-    else if ((actual.mode & MODE_BITS) !== mode) await setMode(at.real, mode, signal);
+    else if (modeDiffers(actual.mode, mode)) await setAttributes(at.real, { mode }, signal);
     return { path: at.abs };
   }
 

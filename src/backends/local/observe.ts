@@ -2,7 +2,7 @@ import { lineOps } from '../../infra/index.ts';
 import { assertNever } from '../../runtime/index.ts';
 import type { FieldDiff, Observation, ObservationMemo, Outputs } from '../../runtime/index.ts';
 import { wrongKind } from './errors.ts';
-import { formatMode, MODE_BITS } from './paths.ts';
+import { formatMode, modeDiffers } from './paths.ts';
 
 /** Files below this size (both sides) get a line diff in the drift report. */
 export const DETAIL_LIMIT = 4096;
@@ -95,7 +95,7 @@ export function observeFile(expect: FileExpectation, actual: ActualEntry): Obser
           ...(detail === undefined ? {} : { detail }),
         });
       }
-      if ((actual.mode & MODE_BITS) !== (expect.mode & MODE_BITS)) diffs.push({ path: 'mode', desired: formatMode(expect.mode), actual: formatMode(actual.mode) });
+      if (modeDiffers(actual.mode, expect.mode)) diffs.push({ path: 'mode', desired: formatMode(expect.mode), actual: formatMode(actual.mode) });
       if (expect.owner !== undefined && actual.uid !== expect.owner.id) diffs.push({ path: 'owner', desired: expect.owner.name, actual: actual.owner });
       if (expect.group !== undefined && actual.gid !== expect.group.id) diffs.push({ path: 'group', desired: expect.group.name, actual: actual.group });
       const outputs: Outputs = { path: expect.absPath, sha256: actual.sha256 ?? null };
@@ -116,7 +116,7 @@ export function observeDirectory(expect: DirectoryExpectation, actual: ActualEnt
       return wrongKindObservation(expect.absPath, actual, 'directory');
     case 'directory': {
       const outputs: Outputs = { path: expect.absPath };
-      if ((actual.mode & MODE_BITS) === (expect.mode & MODE_BITS)) return { status: 'upToDate', outputs };
+      if (!modeDiffers(actual.mode, expect.mode)) return { status: 'upToDate', outputs };
       return { status: 'drifted', diffs: [{ path: 'mode', desired: formatMode(expect.mode), actual: formatMode(actual.mode) }], outputs };
     }
     default:

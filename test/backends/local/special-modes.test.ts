@@ -2,7 +2,7 @@ import { chmod, chown, stat, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { formatMode, parseMode } from '../../../src/backends/local/paths.ts';
+import { formatMode, modeDiffers, parseMode } from '../../../src/backends/local/paths.ts';
 import { specSchemas } from '../../../src/infra/index.ts';
 import type { InfraNode } from '../../../src/infra/index.ts';
 import type { Observation } from '../../../src/runtime/index.ts';
@@ -43,6 +43,17 @@ describe('mode: the accepted forms', () => {
     expect(parseMode(text)).toBe(bits);
     // A stat mode carries the file type too: it is not shown.
     expect(formatMode(0o40000 | bits)).toBe(shown);
+  });
+
+  it.each([
+    { name: 'the same permissions', actual: 0o100644, desired: 0o644, differs: false },
+    { name: 'the file type is not part of the mode', actual: 0o40755, desired: 0o755, differs: false },
+    { name: 'other permissions', actual: 0o100600, desired: 0o644, differs: true },
+    { name: 'a lost setgid bit', actual: 0o40775, desired: 0o2775, differs: true },
+    { name: 'a gained setuid bit', actual: 0o104755, desired: 0o755, differs: true },
+    { name: 'the sticky bit alone', actual: 0o41777, desired: 0o777, differs: true },
+  ])('modeDiffers: $name ($differs)', ({ actual, desired, differs }) => {
+    expect(modeDiffers(actual, desired)).toBe(differs);
   });
 });
 
