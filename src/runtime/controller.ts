@@ -5,7 +5,7 @@ import { assertNever } from './errors.ts';
 import type { Fault } from './fault.ts';
 import { fault } from './fault.ts';
 import { CircuitBreakers, DEFAULT_CIRCUIT_BREAKER, DEFAULT_FAULT_POLICY, decide } from './fault-policy.ts';
-import type { CircuitBreakerConfig, FaultPolicy, Rng } from './fault-policy.ts';
+import type { BreakerChange, CircuitBreakerConfig, FaultPolicy, Rng } from './fault-policy.ts';
 import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredGraph } from './graph.ts';
 import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.ts';
@@ -15,7 +15,7 @@ import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, Operatio
 import type { ProvisionStep } from './reconciler.ts';
 import { emptySummary, massDeletionLimit, runSteps, withoutIgnored } from './reconciler.ts';
 import type { NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
-import { carriedRecord, recordSnapshot, removedNode, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, storedDeps, storedGoalDigest } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, recordSnapshot, removedNode, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, storedDeps, storedGoalDigest } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 import { driftReport, logDrift, MISSING_RESOURCE } from './drift-report.ts';
@@ -331,12 +331,8 @@ export class Controller<S extends NodeSpec> {
         this.queue.addAfter(id, rec.retryAt - now);
         continue;
       }
-      const notReady = node.dependsOn.find((d) => !READY_STATUSES.has(this.records.get(d.on)?.status ?? 'pending'))?.on;
-      if (notReady !== undefined) {
-        if (rec?.status !== 'blocked') this.transition(node, 'DEPENDENCY_BLOCKED', { reason: `waiting for ${notReady}` });
-        // Readiness: blocked behind a dependency still in its first round is not done yet (it is
-        // re-queued when that dependency becomes ready, or marked done when its round ends otherwise).
-        if (!this.firstRoundLeft.has(notReady)) this.roundDone(id);
+      if (this.blockedOnDependency(node, rec)) {
+        this.roundDone(id);
         continue; // re-queued when the dependency becomes ready
       }
       const permit = this.breakers.for(node.spec.backendId).acquire();
@@ -402,19 +398,15 @@ export class Controller<S extends NodeSpec> {
       this.scheduleNext(node);
       return undefined;
     }
-    const waiting = node.dependsOn.find((d) => !READY_STATUSES.has(this.records.get(d.on)?.status ?? 'pending'))?.on;
-    if (waiting !== undefined) {
-      // Its dependency is being created or corrected in this very batch (decided just before it).
-      if (rec?.status !== 'blocked') this.transition(node, 'DEPENDENCY_BLOCKED', { reason: `waiting for ${waiting}` });
-      return undefined;
-    }
+    // A dependency decided just before it in this batch is being created or corrected: wait for it.
+    if (this.blockedOnDependency(node, rec)) return undefined;
     const log = this.o.log.child({ node: node.id, backend: node.spec.backendId });
     if (rec?.status === 'blocked') this.transition(node, 'DEPENDENCIES_READY', { reason: null });
     if (this.records.get(node.id)?.status === 'failed') this.transition(node, 'RETRY_DUE', {});
     this.transition(node, 'OBSERVE', {});
     switch (obs.status) {
       case 'absent': {
-        if (rec?.appliedDigest !== node.spec.digest) {
+        if (!appliedAtSpec(rec, node)) {
           this.transition(node, 'OBSERVED_ABSENT', {});
           return { node, op: 'create', diffs: [] };
         }
@@ -447,7 +439,7 @@ export class Controller<S extends NodeSpec> {
           return undefined;
         }
         this.transition(node, 'OBSERVED_DRIFTED', { outputs: obs.outputs, memo: obs.memo ?? null });
-        if (rec?.appliedDigest !== node.spec.digest) {
+        if (!appliedAtSpec(rec, node)) {
           // The goal changed (or an existing resource is adopted): converge it.
           this.transition(node, 'UPDATE', {});
           return { node, op: 'update', diffs };
@@ -498,12 +490,18 @@ export class Controller<S extends NodeSpec> {
     return undefined;
   }
 
-  /** The backend answered: its circuit closes, and an outage's end is said once, as its start was. */
+  /** The backend answered: its circuit closes. */
   private backendAnswered(backendId: string): void {
-    const breaker = this.breakers.for(backendId);
-    const before = breaker.state.state;
-    breaker.recordSuccess();
-    if (before !== 'closed') this.o.log.info({ backend: backendId }, 'backend circuit closed');
+    this.circuitChanged(backendId, this.breakers.for(backendId).recordSuccess());
+  }
+
+  /** An outage's start and end, each said once: while a circuit stays open its nodes wait silently for the probe. */
+  private circuitChanged(backendId: string, change: BreakerChange, f?: Fault): void {
+    if (change === 'closed') this.o.log.info({ backend: backendId }, 'backend circuit closed');
+    if (change !== 'opened') return;
+    const state = this.breakers.for(backendId).state;
+    const probeInMs = state.state === 'open' ? state.probeAt - this.o.clock.now() : 0;
+    this.o.log.warn({ backend: backendId, fault: f, probeInMs }, 'backend circuit open');
   }
 
   /** Each node's position in the graph's topological order (computed once per graph). */
@@ -516,7 +514,7 @@ export class Controller<S extends NodeSpec> {
   private isSteady(node: DesiredNode<S>, rec: NodeRecord, obs: Extract<Observation, { status: 'upToDate' }>): boolean {
     return (
       rec.status === 'ready' &&
-      rec.appliedDigest === node.spec.digest &&
+      appliedAtSpec(rec, node) &&
       rec.attempts === 0 &&
       rec.retryAt === null &&
       !this.pending.has(node.id) &&
@@ -573,16 +571,7 @@ export class Controller<S extends NodeSpec> {
   }
 
   private fail(node: DesiredNode<S>, f: Fault, log: Logger, message: string): void {
-    const breaker = this.breakers.for(node.spec.backendId);
-    const before = breaker.state.state;
-    breaker.recordFailure(f);
-    const after = breaker.state;
-    if (after.state === 'open' && before !== 'open') {
-      // Said once per opening: while it stays open its nodes wait silently for the probe.
-      this.o.log.warn({ backend: node.spec.backendId, fault: f, probeInMs: after.probeAt - this.o.clock.now() }, 'backend circuit open');
-    } else if (after.state === 'closed' && before !== 'closed') {
-      this.o.log.info({ backend: node.spec.backendId }, 'backend circuit closed');
-    }
+    this.circuitChanged(node.spec.backendId, this.breakers.for(node.spec.backendId).recordFailure(f), f);
     const rec = this.records.get(node.id);
     const attempts = (rec?.attempts ?? 0) + 1;
     const decision = decide(f, attempts, this.o.rng, this.o.faultPolicy);
@@ -664,9 +653,26 @@ export class Controller<S extends NodeSpec> {
     this.queue.addAfter(node.id, Math.max(1, Math.round(base + jitter)));
   }
 
+  /** Whether a dependency of `node` is not ready; if so the node is blocked (woken when it is). */
+  private blockedOnDependency(node: DesiredNode<S>, rec: NodeRecord | undefined): boolean {
+    const notReady = node.dependsOn.find((d) => !this.isReady(d.on))?.on;
+    if (notReady === undefined) return false;
+    if (rec?.status !== 'blocked') this.transition(node, 'DEPENDENCY_BLOCKED', { reason: `waiting for ${notReady}` });
+    return true;
+  }
+
+  private isReady(id: NodeId): boolean {
+    return READY_STATUSES.has(this.records.get(id)?.status ?? 'pending');
+  }
+
   private roundDone(id: NodeId): void {
-    if (!this.firstRoundLeft.delete(id)) return;
-    if (READY_STATUSES.has(this.records.get(id)?.status ?? 'pending')) return;
+    if (!this.firstRoundLeft.has(id)) return;
+    // Readiness: blocked behind a dependency still in its first round is not done yet (it is
+    // re-queued when that dependency becomes ready, or marked done when its round ends otherwise).
+    const rec = this.records.get(id);
+    if (rec?.status === 'blocked' && this.graph?.get(id)?.dependsOn.some((d) => this.firstRoundLeft.has(d.on) && !this.isReady(d.on)) === true) return;
+    this.firstRoundLeft.delete(id);
+    if (this.isReady(id)) return;
     // Its round ended without it being ready: what waits on it stays blocked, and that is its round's end too.
     for (const d of this.graph?.dependents(id) ?? []) if (this.records.get(d)?.status === 'blocked') this.roundDone(d);
   }

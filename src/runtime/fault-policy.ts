@@ -206,6 +206,9 @@ export type BreakerPermit =
  * probe through → closed on its success, open again on its failure.
  * It decides nothing about nodes; callers requeue rejected work at `retryAt`.
  */
+/** What a recorded outcome did to a circuit: opened it, closed it, or nothing worth saying. */
+export type BreakerChange = 'opened' | 'closed' | undefined;
+
 export class CircuitBreaker {
   readonly config: CircuitBreakerConfig;
   readonly #clock: Clock;
@@ -244,33 +247,39 @@ export class CircuitBreaker {
     }
   }
 
-  /** The backend answered: closes the circuit. */
-  recordSuccess(): void {
+  /** The backend answered: closes the circuit. Says `closed` when that ended an outage. */
+  recordSuccess(): BreakerChange {
+    const was = this.#state.state;
     this.#state = { state: 'closed', consecutiveFailures: 0 };
+    return was === 'closed' ? undefined : 'closed';
   }
 
-  /** The backend failed. Faults of uncounted classes prove the backend answered, so they count as success. */
-  recordFailure(fault: Fault): void {
-    if (!this.config.countedClasses.includes(fault.class)) {
-      this.recordSuccess();
-      return;
-    }
+  /**
+   * The backend failed. Faults of uncounted classes prove the backend answered, so they count as
+   * success. Says `opened` when this failure opened the circuit (again, after a failed probe).
+   */
+  recordFailure(fault: Fault): BreakerChange {
+    if (!this.config.countedClasses.includes(fault.class)) return this.recordSuccess();
     const now = this.#clock.now();
     const s = this.#state;
     switch (s.state) {
       case 'closed': {
         const failures = s.consecutiveFailures + 1;
-        this.#state = failures >= this.config.failureThreshold ? this.#open(now) : { state: 'closed', consecutiveFailures: failures };
-        return;
+        if (failures < this.config.failureThreshold) {
+          this.#state = { state: 'closed', consecutiveFailures: failures };
+          return undefined;
+        }
+        this.#state = this.#open(now);
+        return 'opened';
       }
       case 'half-open':
         this.#state = this.#open(now);
-        return;
+        return 'opened';
       case 'open':
         // A call that was allowed before the circuit opened failed late: stay open, keep the cool-down.
-        return;
+        return undefined;
       default:
-        assertNever(s, 'breaker state');
+        return assertNever(s, 'breaker state');
     }
   }
 

@@ -158,3 +158,13 @@ export function reverseDependencyOrder(records: readonly NodeRecord[]): NodeReco
   for (const r of records) visit(r);
   return order.reverse();
 }
+
+/**
+ * Whether `rec` says the node's resource was last applied at exactly the
+ * node's current spec. Then whatever differs now — a field, or the resource
+ * itself gone — is drift (reported; corrected only under selfHeal), not
+ * convergence toward a changed goal.
+ */
+export function appliedAtSpec<S extends NodeSpec>(rec: NodeRecord | undefined, node: DesiredNode<S>): boolean {
+  return rec?.appliedDigest === node.spec.digest;
+}

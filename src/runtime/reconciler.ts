@@ -10,7 +10,7 @@ import { DeferredWrites } from './deferred-writes.ts';
 import { driftReport, logDrift, MISSING_RESOURCE } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
-import { carriedRecord, recordSnapshot, removedNode, reverseDependencyOrder, sameRecord, sameSnapshot, storedGoalDigest } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, recordSnapshot, removedNode, reverseDependencyOrder, sameRecord, sameSnapshot, storedGoalDigest } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -142,7 +142,7 @@ export class Reconciler<S extends NodeSpec> {
         const depsChanging = graph.dependencies(node.id).some((d) => willChange.has(d));
         switch (obs.status) {
           case 'absent':
-            if (record?.appliedDigest === node.spec.digest) {
+            if (appliedAtSpec(record, node)) {
               // Applied at this spec and gone: deleted out of band, drift like any other.
               if (node.settings.selfHeal) willChange.add(node.id);
               entry({ action: 'drift', diffs: [MISSING_RESOURCE], correct: node.settings.selfHeal });
@@ -159,7 +159,7 @@ export class Reconciler<S extends NodeSpec> {
             outputs.set(node.id, obs.outputs);
             const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
             if (diffs.length === 0) entry({ action: 'none' });
-            else if (record !== undefined && record.appliedDigest !== null && record.appliedDigest === node.spec.digest) {
+            else if (record !== undefined && appliedAtSpec(record, node)) {
               if (node.settings.selfHeal) {
                 willChange.add(node.id);
                 // Corrected first, as apply does: its dependents see the outputs it had when applied, not the drifted ones.
@@ -293,7 +293,7 @@ export class Reconciler<S extends NodeSpec> {
           switch (obs.status) {
             case 'absent': {
               if (pendingCreate !== undefined) deferred.finish(pendingCreate, 'abandoned', 'observed absent after an interrupted create');
-              if (prev?.appliedDigest !== node.spec.digest) {
+              if (!appliedAtSpec(prev, node)) {
                 steps.push({ node, op: 'create', diffs: [] });
                 break;
               }
@@ -325,7 +325,7 @@ export class Reconciler<S extends NodeSpec> {
                 put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: obs.outputs, memo: obs.memo ?? null });
                 break;
               }
-              const isDrift = prev !== undefined && prev.appliedDigest === node.spec.digest;
+              const isDrift = appliedAtSpec(prev, node);
               if (isDrift) reportDrift(node, diffs, log());
               if (isDrift && !node.settings.selfHeal) {
                 outcomes.set(node.id, { status: 'drift-reported', diffs });
