@@ -4,9 +4,9 @@ import { resolve } from 'node:path';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { resolveSecret } from '../../infra/index.ts';
-import { FaultError } from '../../runtime/index.ts';
+import { fault, FaultError } from '../../runtime/index.ts';
 import type { PostgresConfig } from './config.ts';
-import { classifyPgError, refusesTls, serverAddress, sqlState } from './faults.ts';
+import { classifyPgError, isSocketHost, refusesTls, serverAddress, sqlState } from './faults.ts';
 import type { Phase } from './faults.ts';
 import type { Statement } from './sql.ts';
 
@@ -232,7 +232,10 @@ export class PgClient {
       return { ca: readFileSync(path, 'utf8') };
     } catch (err) {
       throw new FaultError(
-        { class: 'permanent', message: `cannot read sslRootCert ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, code: 'ssl-root-cert', hint: 'check sslRootCert (relative to the working directory)' },
+        fault('permanent', `cannot read sslRootCert ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, {
+          code: 'ssl-root-cert',
+          hint: 'check sslRootCert (relative to the working directory)',
+        }),
         { cause: err },
       );
     }
@@ -241,7 +244,7 @@ export class PgClient {
   /** What pg is told about TLS, per sslmode (`prefer`: TLS, unverified, until a server refuses it). */
   private sslOption(): pg.ClientConfig['ssl'] {
     // A Unix socket (a directory as host): sslmode does not apply, as in libpq; the server offers no TLS there.
-    if (this.config.host.startsWith('/')) return false;
+    if (isSocketHost(this.config.host)) return false;
     switch (this.config.sslmode) {
       case 'disable':
         return false;

@@ -72,6 +72,8 @@ interface ErrorShape {
   readonly message?: unknown;
   readonly name?: unknown;
   readonly errors?: unknown;
+  /** The system call a socket error came from (`connect`). */
+  readonly syscall?: unknown;
 }
 
 function shape(err: unknown): ErrorShape {
@@ -88,7 +90,7 @@ function errnoOf(err: unknown): string | undefined {
   const s = shape(err);
   if (typeof s.code === 'string' && SOCKET_ERRNOS.has(s.code)) return s.code;
   // A Unix socket that is not there (no server, or a wrong directory or port) or not ours to open.
-  if ((s.code === 'ENOENT' || s.code === 'EACCES') && (err as { syscall?: unknown }).syscall === 'connect') return s.code;
+  if ((s.code === 'ENOENT' || s.code === 'EACCES') && s.syscall === 'connect') return s.code;
   // Connecting to "localhost" tries each address and fails with an AggregateError.
   if (Array.isArray(s.errors)) for (const e of s.errors) if (errnoOf(e) !== undefined) return errnoOf(e);
   return undefined;
@@ -118,13 +120,18 @@ function messageOf(err: unknown): string {
  */
 export type Phase = 'connect' | 'query';
 
+/** A `host` that is a directory holding the server's Unix socket (as in libpq: it starts with `/`), not a network host. */
+export function isSocketHost(host: string): boolean {
+  return host.startsWith('/');
+}
+
 /**
  * Where a client connects, as an operator would look it up: `host:port`
  * (`[addr]:port` for IPv6), or the socket file for a Unix socket directory
  * (`/run/postgresql/.s.PGSQL.5432`, as libpq names it).
  */
 export function serverAddress(host: string, port: number): string {
-  if (host.startsWith('/')) return `${host.replace(/\/+$/, '')}/.s.PGSQL.${port}`;
+  if (isSocketHost(host)) return `${host.replace(/\/+$/, '')}/.s.PGSQL.${port}`;
   return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
 }
 

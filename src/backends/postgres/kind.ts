@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { InfraNodeSpecOf, SecretRef } from '../../infra/index.ts';
 import { toFault } from '../../runtime/index.ts';
-import type { FieldDiff, NodeId, Observation, ObservationMemo, Outputs } from '../../runtime/index.ts';
+import type { FieldDiff, NodeId, Observation, ObservationMemo, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import type { PgClient } from './client.ts';
 import { classifyPgError, sqlState } from './faults.ts';
 
@@ -32,11 +32,8 @@ export interface KindContext {
   readonly secret: (ref: SecretRef) => Promise<string>;
 }
 
-/** What a create or update made: the node's outputs, and the memo (private) its next observation is handed; none clears it. */
-export interface Provisioned {
-  readonly outputs: Outputs;
-  readonly memo?: ObservationMemo | undefined;
-}
+/** What a create or update made: the runtime's `done` result without its status (outputs, and the private memo; none clears it). */
+export type Provisioned = Omit<Extract<ProvisionResult, { status: 'done' }>, 'status'>;
 
 /**
  * The four operations for one kind. Each may throw a `FaultError`; the
