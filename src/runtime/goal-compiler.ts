@@ -5,7 +5,7 @@ import { durationSchema } from './duration.ts';
 import { DesiredGraph, dependencyCycles } from './graph.ts';
 import { interpolateGoal } from './interpolation.ts';
 import type { GoalContext, GoalField } from './interpolation.ts';
-import { NODE_ID_PATTERN } from './node-spec.ts';
+import { formatLocation, NODE_ID_PATTERN } from './node-spec.ts';
 import type { DeletionPolicy, Dependency, DesiredNode, NodeId, NodeSettings, NodeSpec, SourceLocation } from './node-spec.ts';
 import type { PathKey, SourceDocument } from './yaml-source.ts';
 import { formatPath, reportZodIssues } from './zod-diagnostics.ts';
@@ -291,7 +291,7 @@ export class GoalCompiler<S extends NodeSpec> {
         names.set(nameKey, doc.locate(['metadata', 'name']));
         return false;
       }
-      diag.error(doc.locate(['metadata', 'name']), 'duplicate-name', `${kind} "${name}" is already defined at ${earlier.file}:${earlier.line}:${earlier.col}`);
+      diag.error(doc.locate(['metadata', 'name']), 'duplicate-name', `${kind} "${name}" is already defined at ${formatLocation(earlier)}`);
       return true;
     };
 
@@ -374,7 +374,7 @@ export class GoalCompiler<S extends NodeSpec> {
         } else {
           const earlier = declared.get(n.id);
           if (earlier !== undefined) {
-            diag.error(source, 'duplicate-node', `node id "${n.id}" is already declared at ${earlier.file}:${earlier.line}:${earlier.col}`);
+            diag.error(source, 'duplicate-node', `node id "${n.id}" is already declared at ${formatLocation(earlier)}`);
             return;
           }
           declared.set(n.id, source);
@@ -390,7 +390,8 @@ export class GoalCompiler<S extends NodeSpec> {
           (path, message, index) => diag.error(locateIn(['spec', ...path], index), 'bad-interpolation', message),
           { unknown },
         );
-        const invalidFields = new Set<string>([...invalid, ...[...unknown].map((f) => `goal.${f}`)]);
+        // Usually empty: built only for a node or goal with an invalid field.
+        const invalidFields = invalid.size === 0 && unknown.size === 0 ? new Set<string>() : new Set<string>([...invalid, ...[...unknown].map((f) => `goal.${f}`)]);
         const backendFromDefault = n.backend === undefined && !invalid.has('backend');
         if (backendFromDefault && defaultBackendUnknown) invalidFields.add('backend');
         let built: BuiltSpec<S> | undefined;

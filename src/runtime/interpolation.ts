@@ -73,9 +73,9 @@ export function interpolateGoal(
           tainted = true;
           return whole;
         }
-        if (e === 'goal.name') return literal(goal.name);
-        if (e === 'goal.environment') return literal(goal.environment);
-        if (e.startsWith('goal.labels.')) {
+        if (field === 'name') return literal(goal.name);
+        if (field === 'environment') return literal(goal.environment);
+        if (field === 'labels') {
           const key = e.slice('goal.labels.'.length);
           const label = goal.labels[key];
           if (label === undefined) report(path, `\${${e}}: goal "${goal.name}" has no label "${key}"${suggestion(key, Object.keys(goal.labels))}`, index);

@@ -55,7 +55,7 @@ export function storedDeps(r: NodeRecord): readonly string[] {
 }
 
 /** The encoded spec stored with a record, needed to delete it once it leaves the goals. */
-export function storedSpec(r: NodeRecord): unknown {
+function storedSpec(r: NodeRecord): unknown {
   return snapshotOf(r).spec;
 }
 
@@ -124,7 +124,7 @@ export function sameRecord(a: NodeRecord, b: NodeRecord): boolean {
   );
 }
 
-export function sameDeps(a: unknown, b: unknown): boolean {
+function sameDeps(a: unknown, b: unknown): boolean {
   const x = (a ?? []) as readonly unknown[];
   const y = (b ?? []) as readonly unknown[];
   if (x.length !== y.length) return false;

@@ -513,12 +513,6 @@ export class SqliteStateStore implements StateStore {
   }
 
   /**
-   * Opens (creating if allowed) and migrates a state file. Refuses, with
-   * `DS_STATE_LOCKED`, a file another live process holds; with
-   * `DS_STATE_STORE`, a file of a newer schema, of another lineage, or that
-   * is not a desiredstate state file.
-   */
-  /**
    * Who holds the lock of the state file at `path` (a running `run` or
    * `apply`), if anyone: its pid and host, and whether that process is alive
    * (known only on this host; a lock left by a killed process is not held).
@@ -529,6 +523,12 @@ export class SqliteStateStore implements StateStore {
     return { pid: holder.pid, host: holder.host, alive: holder.host === hostname() ? isAlive(holder.pid) : undefined };
   }
 
+  /**
+   * Opens (creating if allowed) and migrates a state file. Refuses, with
+   * `DS_STATE_LOCKED`, a file another live process holds; with
+   * `DS_STATE_STORE`, a file of a newer schema, of another lineage, or that
+   * is not a desiredstate state file.
+   */
   static open(options: SqliteStateStoreOptions): SqliteStateStore {
     const { path } = options;
     const readonly = options.readonly ?? false;

@@ -27,9 +27,11 @@ export interface NodeRecord {
   /** Why the node is held or blocked, for status. */
   readonly reason: string | null;
   /**
-   * What the runtime keeps with a record for itself (JSON): the spec last
-   * applied (to delete the resource once it is removed from the goals) and
-   * the node's dependencies (deletion order). Not the node machine's: it has
+   * What the runtime keeps with a record for itself (JSON, `RecordSnapshot`):
+   * the spec last applied (to delete the resource once it is removed from
+   * the goals), the node's dependencies (deletion order) and the digest of
+   * the goal it was last reconciled toward (so a restart tells a goal change
+   * from a node never applied). Not the node machine's: it has
    * no context, so `status` is its whole persisted snapshot
    * (`nodeSnapshotFor(status)` rebuilds it).
    */

@@ -163,7 +163,7 @@ describe('Controller: drift', () => {
     expect(h.lines.filter((l) => l.msg === 'drift detected' && l.flapping === true).length).toBeGreaterThan(0);
   });
 
-  it('a resource deleted out of band is drift: reported (`exists: true → false`), stored, counted, then re-created', async () => {
+  it('a resource deleted out of band is drift: reported as a diff on `exists` (desired true, actual false), stored, counted, then re-created', async () => {
     const h = await converged();
     h.calls.reset();
     expect(h.backend.remove('a')).toBe(true);

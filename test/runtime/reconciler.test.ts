@@ -311,7 +311,7 @@ describe('Reconciler: observation memos', () => {
 });
 
 describe('Reconciler: a resource deleted out of band', () => {
-  it('is drift, not a first create: planned as `!`, reported and stored as `exists: true → false`, counted, then re-created', async () => {
+  it('is drift, not a first create: planned as `!`, reported and stored as a diff on `exists` (desired true, actual false), counted, then re-created', async () => {
     const s = setup();
     await s.reconciler.apply(abc, pass);
     s.backend.remove('c');
