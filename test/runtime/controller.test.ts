@@ -8,7 +8,7 @@ import type { InfraBackend } from '../../src/infra/index.ts';
 import { DesiredGraph, SqliteStateStore } from '../../src/runtime/index.ts';
 import type { Observation, ObservationMemo } from '../../src/runtime/index.ts';
 import type { InfraDesiredNodeSpec } from '../../src/infra/index.ts';
-import { compileYaml, fileNode, goalYaml, harness } from '../support/controller-harness.ts';
+import { compileYaml, fileNode, goalYaml, harness, wrapMemory } from '../support/controller-harness.ts';
 import { counted } from '../support/store-commits.ts';
 import type { Harness, HarnessOptions } from '../support/controller-harness.ts';
 
@@ -491,24 +491,19 @@ describe('Controller: crash recovery and uncertainty', () => {
   it("keeps each node's observation memo: stored, handed back at the next observation, unchanged writes nothing, cleared by an update that returns none", async () => {
     // A backend that remembers a version per node: a new memo only when the resource's content changed.
     const seen: (ObservationMemo | undefined)[] = [];
-    const memoing = (b: MemoryBackend): InfraBackend => ({
-      id: b.id,
-      type: 'memoing',
-      observe: async (nodes, ctx) => {
-        const inner = await b.observe(nodes, ctx);
-        return new Map(
-          [...inner].map(([id, obs]) => {
-            if (id !== 'a' || (obs.status !== 'upToDate' && obs.status !== 'drifted')) return [id, obs];
-            seen.push(ctx.memoOf?.(id));
-            return [id, { ...obs, memo: { content: (b.snapshot().get(id)?.spec as { content?: string } | undefined)?.content ?? null } }];
-          }),
-        );
-      },
-      create: (n, ctx) => b.create(n, ctx),
-      update: (n, d, ctx) => b.update(n, d, ctx),
-      delete: (n, ctx) => b.delete(n, ctx),
-      close: () => b.close(),
-    });
+    const memoing = (b: MemoryBackend): InfraBackend =>
+      wrapMemory(b, 'memoing', {
+        observe: async (nodes, ctx) => {
+          const inner = await b.observe(nodes, ctx);
+          return new Map(
+            [...inner].map(([id, obs]) => {
+              if (id !== 'a' || (obs.status !== 'upToDate' && obs.status !== 'drifted')) return [id, obs];
+              seen.push(ctx.memoOf?.(id));
+              return [id, { ...obs, memo: { content: (b.snapshot().get(id)?.spec as { content?: string } | undefined)?.content ?? null } }];
+            }),
+          );
+        },
+      });
     const h = await converged(goalYaml(fileNode('a', 'A')), { wrap: memoing });
     await h.advance(2 * MIN, 30_000);
     expect(h.store.getNode('a')?.memo).toEqual({ content: 'A' });
@@ -529,31 +524,28 @@ describe('Controller: crash recovery and uncertainty', () => {
     const written = (b: MemoryBackend, id: string): string | null => (b.snapshot().get(id)?.spec as { content?: string } | undefined)?.content ?? null;
     // A backend that notes what it wrote: a create's or update's result carries a memo, an observation keeps the one it is handed.
     const seen: (ObservationMemo | undefined)[] = [];
-    const noting = (b: MemoryBackend): InfraBackend => ({
-      id: b.id,
-      type: 'noting',
-      observe: async (nodes, ctx) => {
-        const inner = await b.observe(nodes, ctx);
-        return new Map(
-          [...inner].map(([id, obs]): [string, Observation] => {
-            if (obs.status !== 'upToDate' && obs.status !== 'drifted') return [id, obs];
-            const memo = ctx.memoOf?.(id);
-            seen.push(memo);
-            return [id, memo === undefined ? obs : { ...obs, memo }];
-          }),
-        );
-      },
-      create: async (n, ctx) => {
-        const r = await b.create(n, ctx);
-        return r.status === 'done' ? { ...r, memo: { by: 'create', content: written(b, n.id) } } : r;
-      },
-      update: async (n, d, ctx) => {
-        const r = await b.update(n, d, ctx);
-        return r.status === 'done' ? { ...r, memo: { by: 'update', content: written(b, n.id) } } : r;
-      },
-      delete: (n, ctx) => b.delete(n, ctx),
-      close: () => b.close(),
-    });
+    const noting = (b: MemoryBackend): InfraBackend =>
+      wrapMemory(b, 'noting', {
+        observe: async (nodes, ctx) => {
+          const inner = await b.observe(nodes, ctx);
+          return new Map(
+            [...inner].map(([id, obs]): [string, Observation] => {
+              if (obs.status !== 'upToDate' && obs.status !== 'drifted') return [id, obs];
+              const memo = ctx.memoOf?.(id);
+              seen.push(memo);
+              return [id, memo === undefined ? obs : { ...obs, memo }];
+            }),
+          );
+        },
+        create: async (n, ctx) => {
+          const r = await b.create(n, ctx);
+          return r.status === 'done' ? { ...r, memo: { by: 'create', content: written(b, n.id) } } : r;
+        },
+        update: async (n, d, ctx) => {
+          const r = await b.update(n, d, ctx);
+          return r.status === 'done' ? { ...r, memo: { by: 'update', content: written(b, n.id) } } : r;
+        },
+      });
     const h = start({ wrap: noting });
     const { graph, gates } = compileYaml(goalYaml(fileNode('a', 'A')));
     await h.controller.setGraph(graph, { gates });
@@ -575,18 +567,13 @@ describe('Controller: crash recovery and uncertainty', () => {
   });
 
   it('an indeterminate observation holds the node: no create, no guess', async () => {
-    const unsure = (b: MemoryBackend): InfraBackend => ({
-      id: b.id,
-      type: 'unsure',
-      observe: async (nodes, ctx) => {
-        const inner = await b.observe(nodes, ctx);
-        return new Map([...inner].map(([id, obs]) => [id, id === 'a' ? { status: 'indeterminate', reason: 'a create may be in flight' } : obs]));
-      },
-      create: (n, ctx) => b.create(n, ctx),
-      update: (n, d, ctx) => b.update(n, d, ctx),
-      delete: (n, ctx) => b.delete(n, ctx),
-      close: () => b.close(),
-    });
+    const unsure = (b: MemoryBackend): InfraBackend =>
+      wrapMemory(b, 'unsure', {
+        observe: async (nodes, ctx) => {
+          const inner = await b.observe(nodes, ctx);
+          return new Map([...inner].map(([id, obs]) => [id, id === 'a' ? { status: 'indeterminate', reason: 'a create may be in flight' } : obs]));
+        },
+      });
     const h = await converged(goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { dependsOn: ['a'] })), { wrap: unsure });
     await h.advance(5 * MIN, 30_000);
     expect(h.calls.created).toEqual([]);

@@ -183,3 +183,20 @@ export function harness(options: HarnessOptions = {}): Harness {
     },
   };
 }
+
+/**
+ * `b` seen through an InfraBackend of another `type`, with `overrides` in
+ * place of some of its calls; the others pass through to `b`.
+ */
+export function wrapMemory(b: MemoryBackend, type: string, overrides: Partial<Pick<InfraBackend, 'observe' | 'create' | 'update' | 'delete'>>): InfraBackend {
+  return {
+    id: b.id,
+    type,
+    observe: (nodes, ctx) => b.observe(nodes, ctx),
+    create: (n, ctx) => b.create(n, ctx),
+    update: (n, d, ctx) => b.update(n, d, ctx),
+    delete: (n, ctx) => b.delete(n, ctx),
+    close: () => b.close(),
+    ...overrides,
+  };
+}
