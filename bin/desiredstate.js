@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-/* global AbortController */
 // The sources are TypeScript run directly by Node 24's type stripping; a
 // bundle of them (dist/, built by `npm ci`) only makes the start faster. The
 // project pins Node 24 as a dependency, so npm scripts and `npx desiredstate`
@@ -15,9 +14,10 @@ const { enableCompileCache } = await import('node:module');
 enableCompileCache?.();
 // `run` exits 0 on SIGTERM/SIGINT (CLI.md), also when one arrives while it is still loading: the
 // signals are taken from the first moment and handed to the daemon, which unwinds its start-up.
-// The handlers stay for the life of the process, so a second signal (timeout, Ctrl-C under npm)
-// cannot kill a daemon that is shutting down.
-const stop = process.argv[2] === 'run' ? stopOnSignals() : undefined;
+// The listeners stay for the life of the process, so a second signal (timeout, Ctrl-C under npm)
+// cannot kill a daemon that is shutting down. (A module of the sources, even under the bundle: the
+// one definition; the compile cache makes its type stripping a one-off.)
+const stop = process.argv[2] === 'run' ? (await import('../src/cli/signals.ts')).stopOnSignals() : undefined;
 // A reader that goes away (`desiredstate history | head -1`) is not an error: the output is
 // dropped and the command finishes as it would have, without a stack trace.
 let stdoutGone = false;
@@ -39,19 +39,6 @@ process.exitCode = await main(process.argv.slice(2), {
 // The daemon has stopped and put everything away: nothing left may keep the process alive (deaf
 // to the signals it now ignores). Its output is written out first.
 if (stop !== undefined) process.stdout.write('', () => process.exit());
-
-/** An AbortSignal aborted (reason: the signal's name) by the first SIGTERM or SIGINT; later ones are ignored. */
-function stopOnSignals() {
-  const controller = new AbortController();
-  const onSignal = (signal) => {
-    if (!controller.signal.aborted) controller.abort(signal);
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-  // SIGHUP reloads the goals; one that comes before they are first read has nothing to reload.
-  process.on('SIGHUP', () => undefined);
-  return controller.signal;
-}
 
 /**
  * The program's digest (sources and dependency lock; it also keys the

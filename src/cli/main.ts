@@ -1,6 +1,8 @@
 import { DesiredStateError, errorMessage, ErrorCodes } from '../runtime/index.ts';
 import { createContext, parseHistory } from './context.ts';
 import type { CliContext } from './context.ts';
+import { stopOnSignals } from './signals.ts';
+import type { SignalStop } from './signals.ts';
 import { EXIT, oneOf, parse, UsageError } from './usage.ts';
 import { VERSION } from './version.ts';
 
@@ -28,10 +30,10 @@ interface Io {
   /** The launcher's digest of the program (sources and dependency lock): keys the compiled-goal cache; none, no cache. */
   readonly program?: string | undefined;
   /**
-   * `run` only: aborted (reason: the signal's name) by the first SIGTERM or SIGINT, listened for by
-   * the launcher from its first moment. Without it, `run` listens for them itself.
+   * `run` only: the signal listeners the launcher set up at its first moment (`stopOnSignals`).
+   * Without them, `run` sets up its own for as long as it runs.
    */
-  readonly stop?: AbortSignal | undefined;
+  readonly stop?: SignalStop | undefined;
 }
 
 function context(values: Record<string, unknown>, io: Io, defaultLogLevel = 'warn'): CliContext {
@@ -85,15 +87,22 @@ export const commands: Record<string, Command> = {
       const { values } = parse(argv, { interval: { type: 'string' }, listen: { type: 'string' }, concurrency: { type: 'string' }, 'allow-mass-deletion': { type: 'boolean' }, debounce: { type: 'string' }, 'fault-policy': { type: 'string' }, history: { type: 'string' } });
       formatFlag(values, ['text', 'json']); // the daemon's output is its log lines either way
       const history = parseHistory(values.history);
-      return (await import('./commands/run.ts')).run(context(values, io, 'info'), {
-        interval: values.interval,
-        listen: values.listen,
-        concurrency: values.concurrency,
-        allowMassDeletion: values['allow-mass-deletion'] === true,
-        debounce: values.debounce,
-        faultPolicy: values['fault-policy'],
-        history,
-      }, io.stop);
+      const { run } = await import('./commands/run.ts');
+      // Listened for here only for a caller that brought no listeners, and put away after.
+      const stop = io.stop ?? stopOnSignals();
+      try {
+        return await run(context(values, io, 'info'), {
+          interval: values.interval,
+          listen: values.listen,
+          concurrency: values.concurrency,
+          allowMassDeletion: values['allow-mass-deletion'] === true,
+          debounce: values.debounce,
+          faultPolicy: values['fault-policy'],
+          history,
+        }, stop);
+      } finally {
+        if (stop !== io.stop) stop.close();
+      }
     },
   },
   graph: {

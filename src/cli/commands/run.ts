@@ -12,6 +12,7 @@ import type { CliContext } from '../context.ts';
 import { goalsCommit } from '../git.ts';
 import { goalTreeFingerprint, watchGoalTree } from '../goal-watch.ts';
 import type { GoalWatch } from '../goal-watch.ts';
+import type { SignalStop } from '../signals.ts';
 import { EXIT, UsageError } from '../usage.ts';
 
 export interface RunOptions {
@@ -37,43 +38,24 @@ const GOAL_POLL_MS = 5_000;
  * Reloads the goals when their files change and on SIGHUP; a revision that
  * does not compile is logged and the last good graph keeps running.
  *
- * `stop` is aborted by the first SIGTERM or SIGINT (the launcher listens for
- * them from its first moment; otherwise they are listened for here). One that
- * comes during start-up stops the daemon as soon as start-up can be unwound,
- * still with exit 0; later ones are ignored.
+ * `stop.signal` is aborted by the first SIGTERM or SIGINT (the launcher
+ * listens for them from its first moment). One that comes during start-up
+ * stops the daemon as soon as start-up can be unwound, still with exit 0;
+ * later ones are logged and ignored.
  */
-export async function run(ctx: CliContext, options: RunOptions, stop: AbortSignal = stopOnSignals()): Promise<number> {
+export async function run(ctx: CliContext, options: RunOptions, stop: SignalStop): Promise<number> {
   const log = ctx.log;
-  // From here on no SIGTERM/SIGINT is fatal: the first one aborts `stop`, the next are only logged.
-  let signals = stop.aborted ? 1 : 0;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    signals += 1;
-    if (signals > 1) log.info({ signal }, 'already stopping; signal ignored');
-  };
   // SIGHUP reloads once the goals have been loaded; before that, the first load reads them anyway.
   let reloadOnHup: (() => void) | undefined;
-  const onHup = (): void => reloadOnHup?.();
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-  process.on('SIGHUP', onHup);
+  const unroute = stop.route({
+    again: (signal) => log.info({ signal }, 'already stopping; signal ignored'),
+    hup: () => reloadOnHup?.(),
+  });
   try {
-    return await daemon(ctx, options, stop, (reload) => (reloadOnHup = reload));
+    return await daemon(ctx, options, stop.signal, (reload) => (reloadOnHup = reload));
   } finally {
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
-    process.off('SIGHUP', onHup);
+    unroute();
   }
-}
-
-/** An AbortSignal aborted (reason: the signal's name) by the first SIGTERM or SIGINT; the handlers stay, so later ones are ignored. */
-export function stopOnSignals(): AbortSignal {
-  const controller = new AbortController();
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (!controller.signal.aborted) controller.abort(signal);
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-  return controller.signal;
 }
 
 /** Resolves when `signal` is aborted. */
