@@ -2,21 +2,15 @@ import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { assertNever } from '../runtime/index.ts';
-
-/** What asking the daemon to release a node did. */
-export type RetryAnswer =
-  | { readonly status: 'released' }
-  | { readonly status: 'unknown' }
-  /** Not held (nor failed and waiting out a backoff): nothing to release, nothing changed. */
-  | { readonly status: 'not-held'; readonly current: string };
+import type { OperatorRetryAnswer } from '../runtime/index.ts';
 
 /** What the HTTP surface reads from the daemon. */
 export interface DaemonProbe {
   /** Goals loaded and every node reconciled once. */
   ready(): { ready: boolean; reason?: string };
   status(): unknown;
-  /** Releases a node held by the fault policy; changes nothing for an unknown node or one not held. */
-  retry(node: string): RetryAnswer;
+  /** Releases a node held by the fault policy (or failed, waiting out its backoff); changes nothing for an unknown node or any other. */
+  retry(node: string): OperatorRetryAnswer;
 }
 
 /** Serves /healthz (the process is alive), /readyz (first round done), /status (JSON) and POST /retry/NODE (200 released, 404 unknown, 409 not held). */

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { assertNever, parseDuration, releasable, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
-import type { RetryAnswer } from '../../server/http.ts';
+import { assertNever, NODE_STATUSES, parseDuration, releasable, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
+import type { OperatorRetryAnswer } from '../../runtime/index.ts';
 import { withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { formatDiff, table } from '../format.ts';
@@ -93,14 +93,16 @@ export async function retry(ctx: CliContext, node: string | undefined): Promise<
       if (res.status === 404) return answered(ctx, node, { status: 'unknown' }, 'daemon');
       if (res.status === 409) {
         const body = (await res.json()) as { status?: unknown };
-        return answered(ctx, node, { status: 'not-held', current: String(body.status) }, 'daemon');
+        // An answer naming no status we know is no answer: the store is asked below.
+        const current = NODE_STATUSES.find((s) => s === body.status);
+        if (current !== undefined) return answered(ctx, node, { status: 'not-held', current }, 'daemon');
       }
       if (res.ok) return answered(ctx, node, { status: 'released' }, 'daemon');
     } catch {
       // No daemon answering at the recorded address (it was killed): fall back to the store.
     }
   }
-  const answer = withStateStore(ctx, 'write', (store): RetryAnswer => {
+  const answer = withStateStore(ctx, 'write', (store): OperatorRetryAnswer => {
     const r = store.getNode(node);
     if (r === undefined) return { status: 'unknown' };
     if (!releasable(r.status)) return { status: 'not-held', current: r.status };
@@ -111,7 +113,7 @@ export async function retry(ctx: CliContext, node: string | undefined): Promise<
   return answered(ctx, node, answer ?? { status: 'unknown' }, 'store');
 }
 
-function answered(ctx: CliContext, node: string, answer: RetryAnswer, via: 'daemon' | 'store'): number {
+function answered(ctx: CliContext, node: string, answer: OperatorRetryAnswer, via: 'daemon' | 'store'): number {
   switch (answer.status) {
     case 'unknown':
       process.stderr.write(`unknown node "${node}"\n`);
