@@ -1,13 +1,12 @@
 import { z } from 'zod';
-import { builtinBackendFactories } from '../backends/index.ts';
 import { goalDocumentSchema, nodeDeclarationSchema } from '../runtime/index.ts';
-import { BackendRegistry, backendDocumentSchema, INFRA_NODE_TYPES, policyDocumentSchema, specSchemas } from '../infra/index.ts';
+import { backendDocumentSchema, INFRA_NODE_TYPES, policyDocumentSchema, specSchemas } from '../infra/index.ts';
+import type { BackendRegistry } from '../infra/index.ts';
+import { registry } from './context.ts';
 
 export interface GoalJsonSchemaOptions {
   /** Replaces the Policy document's schema. */
   readonly policySchema?: z.ZodType | undefined;
-  /** The backend implementations whose `config` the schema describes (default: the built-in ones). */
-  readonly registry?: BackendRegistry | undefined;
 }
 
 // Every document kind takes the one apiVersion the compiler accepts; the
@@ -33,7 +32,7 @@ export function goalJsonSchema(options: GoalJsonSchemaOptions = {}): Record<stri
   const goal = goalDocumentSchema.extend({
     spec: goalDocumentSchema.shape.spec.extend({ nodes: z.array(node).default([]).describe('The nodes of this goal.') }),
   }).describe('A Goal: the nodes a team wants to exist.');
-  const backend = backendJsonSchema(options.registry ?? new BackendRegistry(builtinBackendFactories)).describe('A Backend: a configured backend instance.');
+  const backend = backendJsonSchema(registry()).describe('A Backend: a configured backend instance.');
   const policy =
     options.policySchema ??
     policyDocumentSchema.extend({ apiVersion }).describe('A Policy: constraints enforced on every node before anything is provisioned.');
