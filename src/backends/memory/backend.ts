@@ -38,15 +38,19 @@ function fingerprintOf(spec: InfraNodeSpec): string {
   return f;
 }
 
+/** The spec fields a resource's outputs copy, where its kind has them (both `MEMORY_OUTPUTS` and `outputsFor` read this list). */
+const COPIED_SPEC_FIELDS = ['name', 'path'] as const;
+
 /** The keys `outputsFor` gives each kind: the node id and type, and the spec's `name` and `path` where it has them. */
 export const MEMORY_OUTPUTS: OutputDeclarations = Object.fromEntries(
-  INFRA_NODE_TYPES.map((t) => [t, ['id', 'type', ...['name', 'path'].filter((f) => Object.hasOwn(specSchemas[t].shape, f))]]),
+  INFRA_NODE_TYPES.map((t) => [t, ['id', 'type', ...COPIED_SPEC_FIELDS.filter((f) => Object.hasOwn(specSchemas[t].shape, f))]]),
 );
 
-function outputsFor(id: NodeId, spec: InfraNodeSpec): Outputs {
+/** A resource's outputs: its node id and type, and the copied spec fields it has. */
+export function outputsFor(id: NodeId, spec: InfraNodeSpec): Outputs {
   const out: Record<string, string> = { id, type: spec.type };
-  if ('name' in spec && typeof spec.name === 'string') out['name'] = spec.name;
-  if ('path' in spec && typeof spec.path === 'string') out['path'] = spec.path;
+  const fields: Readonly<Record<string, unknown>> = spec;
+  for (const f of COPIED_SPEC_FIELDS) if (typeof fields[f] === 'string') out[f] = fields[f];
   return out;
 }
 
