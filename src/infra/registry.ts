@@ -13,7 +13,9 @@ export interface BackendDeclaration {
 
 /**
  * Backend implementations by type. Fails at boot, with a coded error, on a
- * duplicate implementation, an unknown type or a duplicate instance id.
+ * duplicate implementation, output keys declared for a kind the
+ * implementation does not provision, an unknown type or a duplicate
+ * instance id.
  */
 export class BackendRegistry {
   private readonly factories = new Map<string, BackendFactory>();
@@ -25,6 +27,15 @@ export class BackendRegistry {
   register<C>(factory: BackendFactory<C>): this {
     if (this.factories.has(factory.type)) {
       throw new DesiredStateError(ErrorCodes.DuplicateBackend, `backend type "${factory.type}" is registered twice`, { context: { type: factory.type } });
+    }
+    // An entry for a kind it does not provision is a typo or a leftover: references to it would be checked against keys no resource has.
+    const kinds: ReadonlySet<string> = new Set(factory.kinds);
+    for (const kind of Object.keys(factory.outputs ?? {})) {
+      if (!kinds.has(kind)) {
+        throw new DesiredStateError(ErrorCodes.UnsupportedType, `backend type "${factory.type}" declares outputs for ${kind}, which it does not provision`, {
+          context: { type: factory.type, kind },
+        });
+      }
     }
     this.factories.set(factory.type, factory as BackendFactory);
     return this;

@@ -14,7 +14,7 @@ export const memoryBackendFactory: BackendFactory<MemoryConfig> = {
   create: (config, ctx) => new MemoryBackend(config, ctx),
 };
 
-export { MemoryBackend } from './backend.ts';
+export { MemoryBackend, outputsFor } from './backend.ts';
 export type { MemoryCallCounts, MemoryResource } from './backend.ts';
 export { memoryConfigSchema, faultRuleSchema, MEMORY_OPS } from './config.ts';
 export type { FaultRule, MemoryConfig, MemoryOp } from './config.ts';

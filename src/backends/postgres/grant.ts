@@ -1,17 +1,13 @@
 import { PG_GRANT_PRIVILEGES } from '../../infra/index.ts';
-import type { NodeId, Observation, Outputs } from '../../runtime/index.ts';
+import type { NodeId, Observation } from '../../runtime/index.ts';
 import { dropped, observeByDatabase } from './kind.ts';
 import type { KindHandler, PgNode } from './kind.ts';
-import { observeGrant } from './observe.ts';
+import { grantOutputs, observeGrant } from './observe.ts';
 import type { GrantRow } from './observe.ts';
 import { GRANTS_QUERY, grantPrivileges, grantSql, revokeSql } from './sql.ts';
 import type { Statement } from './sql.ts';
 
 type GrantNode = PgNode<'postgres.grant'>;
-
-function outputs(node: GrantNode): Outputs {
-  return { role: node.spec.role, database: node.spec.database, on: node.spec.on, schema: node.spec.schema ?? null };
-}
 
 /** Privileges named by the server (from a diff's `actual`) that are known keywords for this kind; anything else is ignored. */
 function knownPrivileges(node: GrantNode, values: unknown): string[] {
@@ -44,7 +40,7 @@ export const grantHandler: KindHandler<'postgres.grant'> = {
 
   async create(node, ctx) {
     await ctx.client.execute([grantSql(node.spec, grantPrivileges(node.spec.on, node.spec.privileges))], { database: node.spec.database, signal: ctx.signal });
-    return { outputs: outputs(node) };
+    return { outputs: grantOutputs(node.spec) };
   },
 
   async update(node, diffs, ctx) {
@@ -56,7 +52,7 @@ export const grantHandler: KindHandler<'postgres.grant'> = {
       if (extra.length > 0) statements.push(revokeSql(node.spec, extra));
     }
     await ctx.client.execute(statements, { database: node.spec.database, signal: ctx.signal });
-    return { outputs: outputs(node) };
+    return { outputs: grantOutputs(node.spec) };
   },
 
   async delete(node, ctx) {

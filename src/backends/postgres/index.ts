@@ -3,18 +3,19 @@ import { PostgresBackend } from './backend.ts';
 import { postgresConfigSchema } from './config.ts';
 import type { PostgresConfig } from './config.ts';
 import { POSTGRES_KINDS } from './kind.ts';
+import { GRANT_OUTPUT_KEYS } from './observe.ts';
 
 /** `type: postgres`: databases, roles, schemas, grants and extensions on one PostgreSQL server, through `pg`. Connects lazily. */
 export const postgresBackendFactory: BackendFactory<PostgresConfig> = {
   type: 'postgres',
   kinds: POSTGRES_KINDS,
   configSchema: postgresConfigSchema,
-  // As observe.ts and each kind's create/update make them.
+  // As observe.ts and each kind's create/update make them (test/backends/output-declarations.test.ts holds them to it).
   outputs: {
     'postgres.database': ['name', 'oid', 'owner'],
     'postgres.role': ['name', 'oid'],
     'postgres.schema': ['name', 'database', 'oid', 'owner'],
-    'postgres.grant': ['role', 'database', 'on', 'schema'],
+    'postgres.grant': GRANT_OUTPUT_KEYS,
     'postgres.extension': ['name', 'database', 'oid', 'version', 'schema'],
   },
   description: 'PostgreSQL databases, roles, schemas, grants and extensions, observed in batches over a pooled connection.',
@@ -28,7 +29,7 @@ export type { PostgresConfig, SslMode } from './config.ts';
 export { classifyPgError, isDuplicate, sqlState, DUPLICATE_OBJECT_CODES, THROTTLE_RETRY_MS } from './faults.ts';
 export { POSTGRES_KINDS } from './kind.ts';
 export type { PostgresKind } from './kind.ts';
-export { observeDatabase, observeExtension, observeGrant, observeRole, observeSchema, normalizeEncoding } from './observe.ts';
+export { GRANT_OUTPUT_KEYS, grantOutputs, observeDatabase, observeExtension, observeGrant, observeRole, observeSchema, normalizeEncoding } from './observe.ts';
 export type { DatabaseRow, ExtensionRow, GrantRow, PasswordState, RoleRow, SchemaRow } from './observe.ts';
 export { digestMatches, passwordDigest } from './role.ts';
 export { parseScramVerifier, scramVerifier, verifyPassword, SCRAM_ITERATIONS } from './scram.ts';

@@ -9,7 +9,7 @@ import type { DatabaseSpec, ExtensionSpec, GrantSpec, RoleSpec, SchemaSpec } fro
  * (`connectionLimit: desired 10, actual 50`); secrets are masks only.
  */
 
-/** The memo key of a role's password digest; earlier releases kept it under the same key in outputs (read once, to migrate). */
+/** The memo key of a role's password digest; earlier releases kept it under the same key in outputs (still read there while the memo has none). */
 export const PASSWORD_DIGEST = 'passwordDigest';
 
 /** A row of `rolesQuery`. */
@@ -181,6 +181,14 @@ export function desiredPrivileges(spec: GrantSpec, all: readonly string[]): stri
   return p.includes('ALL') ? [...all].sort() : p;
 }
 
+/** The output keys of a grant (the postgres factory declares these): all from its spec, a grant has no oid of its own. */
+export const GRANT_OUTPUT_KEYS = ['role', 'database', 'on', 'schema'] as const;
+
+/** A grant's outputs, as observe, create and update give them. */
+export function grantOutputs(spec: GrantSpec): Readonly<Record<(typeof GRANT_OUTPUT_KEYS)[number], string | null>> {
+  return { role: spec.role, database: spec.database, on: spec.on, schema: spec.schema ?? null };
+}
+
 /**
  * A grant is exact: the role holds the listed privileges on every object of
  * the target and nothing more (granted directly; PUBLIC and memberships are
@@ -188,7 +196,7 @@ export function desiredPrivileges(spec: GrantSpec, all: readonly string[]): stri
  * none of its privileges anywhere.
  */
 export function observeGrant(spec: GrantSpec, rows: readonly GrantRow[]): Observation {
-  const outputs: Outputs = { role: spec.role, database: spec.database, on: spec.on, schema: spec.schema ?? null };
+  const outputs = grantOutputs(spec);
   if (rows.length === 0) return { status: 'absent' };
   const want = desiredPrivileges(spec, rows[0]!.all_privileges);
   const objects = rows.filter((r) => !(r.object === null && (spec.on === 'tables' || spec.on === 'sequences')));
