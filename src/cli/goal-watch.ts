@@ -1,24 +1,10 @@
 import { watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { walkGoalTree } from '../runtime/index.ts';
+import type { GoalTree } from '../runtime/index.ts';
 
-/**
- * Notices changes to a goal directory tree, for the daemon.
- *
- * One non-recursive watch per directory, not Node's `recursive` watch: on
- * Linux that one follows each file's inode, so a file replaced by a rename —
- * what `git checkout`, `sed -i` and most editors do — is never seen again.
- * A directory watch reports the new name, and the set of watched
- * directories is re-listed after every event. Events can still be missed
- * (the directory itself replaced, an inotify queue overflow), so a poll of
- * the tree's fingerprint every `pollMs` is the safety net.
- *
- * `onChange` runs only when the fingerprint — every goal file's path, inode,
- * size and times, and every directory — differs from the last one seen (or
- * given to `accept`); events on other files (an editor's swap file) cost a
- * stat walk, never a reload.
- */
+/** A running goal watch (`watchGoalTree`). */
 export interface GoalWatch {
   /** Marks `fingerprint` (taken before the goals were read, as at start or on SIGHUP) as the loaded one. */
   accept(fingerprint: string | undefined): void;
@@ -35,37 +21,37 @@ export interface GoalWatchOptions {
 
 /** What identifies the goal tree's content without reading it: undefined when the directory cannot be read. */
 export async function goalTreeFingerprint(dir: string): Promise<string | undefined> {
-  const parts: string[] = [];
-  const walk = async (d: string): Promise<void> => {
-    const entries = await readdir(d, { withFileTypes: true });
-    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const e of entries) {
-      if (e.name.startsWith('.')) continue;
-      const p = join(d, e.name);
-      if (e.isDirectory()) {
-        parts.push(`d ${p}`);
-        await walk(p);
-      } else if (e.isFile() && /\.ya?ml$/i.test(e.name)) {
-        const s = await stat(p, { bigint: true }).catch(() => undefined);
-        parts.push(s === undefined ? `f ${p} gone` : `f ${p} ${s.ino} ${s.size} ${s.mtimeNs} ${s.ctimeNs}`);
-      }
-    }
-  };
-  try {
-    await walk(dir);
-  } catch {
-    return undefined;
+  const tree = await walkGoalTree(dir).catch(() => undefined);
+  return tree === undefined ? undefined : fingerprintOf(tree);
+}
+
+/** Every directory, and every goal file's path, inode, size and times. */
+async function fingerprintOf(tree: GoalTree): Promise<string> {
+  const parts = tree.directories.map((d) => `d ${d}`);
+  for (const p of tree.files) {
+    const s = await stat(p, { bigint: true }).catch(() => undefined);
+    parts.push(s === undefined ? `f ${p} gone` : `f ${p} ${s.ino} ${s.size} ${s.mtimeNs} ${s.ctimeNs}`);
   }
   return parts.join('\n');
 }
 
-async function directories(dir: string): Promise<string[]> {
-  const out = [dir];
-  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-  for (const e of entries) if (!e.name.startsWith('.') && e.isDirectory()) out.push(...(await directories(join(dir, e.name))));
-  return out;
-}
-
+/**
+ * Notices changes to a goal directory tree, for the daemon.
+ *
+ * One non-recursive watch per directory, not Node's `recursive` watch: on
+ * Linux that one follows each file's inode, so a file replaced by a rename —
+ * what `git checkout`, `sed -i` and most editors do — is never seen again.
+ * A directory watch reports the new name, and the set of watched
+ * directories is re-listed after every event. Events can still be missed
+ * (the directory itself replaced, an inotify queue overflow), so a poll of
+ * the tree's fingerprint every `pollMs` is the safety net.
+ *
+ * `onChange` runs only when the fingerprint — every goal file's path, inode,
+ * size and times, and every directory — differs from the last one seen (or
+ * given to `accept`); events on other files (an editor's swap file) cost a
+ * stat walk, never a reload. Each check walks the tree once, for both the
+ * watches and the fingerprint.
+ */
 export function watchGoalTree(dir: string, options: GoalWatchOptions): GoalWatch {
   const watchers = new Map<string, FSWatcher>();
   let accepted: string | undefined;
@@ -73,8 +59,9 @@ export function watchGoalTree(dir: string, options: GoalWatchOptions): GoalWatch
   let debounce: NodeJS.Timeout | undefined;
   let checking: Promise<void> = Promise.resolve();
 
-  const syncWatches = async (): Promise<void> => {
-    const wanted = new Set(await directories(dir));
+  /** Watches exactly `directories`: the tree's, or only `dir` itself when it cannot be walked. */
+  const syncWatches = (directories: readonly string[]): void => {
+    const wanted = new Set(directories);
     for (const [d, w] of watchers) {
       if (!wanted.has(d)) {
         w.close();
@@ -101,8 +88,9 @@ export function watchGoalTree(dir: string, options: GoalWatchOptions): GoalWatch
   const check = (): Promise<void> =>
     (checking = checking.then(async () => {
       if (closed) return;
-      await syncWatches();
-      const now = await goalTreeFingerprint(dir);
+      const tree = await walkGoalTree(dir).catch(() => undefined);
+      syncWatches(tree?.directories ?? [dir]);
+      const now = tree === undefined ? undefined : await fingerprintOf(tree);
       if (closed || now === accepted) return;
       // Handed over now: a change made while the goals are being read gives another fingerprint.
       accepted = now;
@@ -115,7 +103,10 @@ export function watchGoalTree(dir: string, options: GoalWatchOptions): GoalWatch
     debounce = setTimeout(() => void check(), options.debounceMs);
   }
 
-  void syncWatches();
+  void walkGoalTree(dir).then(
+    (tree) => syncWatches(tree.directories),
+    () => syncWatches([dir]),
+  );
   const poll = setInterval(() => void check(), options.pollMs);
   poll.unref();
 

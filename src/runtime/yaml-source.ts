@@ -1020,17 +1020,40 @@ export function displayPath(abs: string, root: string): string {
 
 /** The goal files under `dir` (`*.yaml`, `*.yml`, recursively, dot entries skipped), sorted: what `loadGoalDirectory` reads. */
 export async function listGoalFiles(dir: string): Promise<string[]> {
-  return (await listYamlFiles(dir)).sort();
+  return [...(await walkGoalTree(dir)).files].sort();
 }
 
-async function listYamlFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  const entries = await readdir(dir, { withFileTypes: true });
-  for (const e of entries) {
-    if (e.name.startsWith('.')) continue;
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await listYamlFiles(p)));
-    else if (e.isFile() && /\.ya?ml$/i.test(e.name)) out.push(p);
-  }
-  return out;
+/** A goal directory as one walk found it. */
+export interface GoalTree {
+  /** The goal files: `*.yaml` and `*.yml`, any case. */
+  readonly files: readonly string[];
+  /** The directories walked: `dir` itself first, then every one below it. */
+  readonly directories: readonly string[];
+}
+
+const GOAL_FILE = /\.ya?ml$/i;
+
+/**
+ * Walks the tree under `dir` once, skipping entries whose name starts with a
+ * dot (editors' swap files, `.git`), each directory's entries in name order.
+ * Throws when a directory in it cannot be read. The one rule for which files
+ * are goals: the loader, the compiled-goal cache and the daemon's goal watch
+ * all go through here.
+ */
+export async function walkGoalTree(dir: string): Promise<GoalTree> {
+  const files: string[] = [];
+  const directories: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    directories.push(d);
+    const entries = await readdir(d, { withFileTypes: true });
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const e of entries) {
+      if (e.name.startsWith('.')) continue;
+      const p = join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.isFile() && GOAL_FILE.test(e.name)) files.push(p);
+    }
+  };
+  await walk(dir);
+  return { files, directories };
 }

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeUtf8, defaultLoadLimits, loadGoalDirectory, nestingGuard, parseGoalText, scalarOffset } from '../../src/runtime/index.ts';
+import { decodeUtf8, defaultLoadLimits, loadGoalDirectory, nestingGuard, parseGoalText, scalarOffset, walkGoalTree } from '../../src/runtime/index.ts';
 
 describe('parseGoalText', () => {
   it('reads several documents from one file, each locating its own values', () => {
@@ -195,5 +195,16 @@ describe('loadGoalDirectory', () => {
   it('refuses more files than the limit', async () => {
     const { diagnostics } = await loadGoalDirectory(dir, { displayRoot: dir, limits: { ...defaultLoadLimits, maxFiles: 2 } });
     expect(diagnostics.map((d) => d.code)).toEqual(['too-many-files']);
+  });
+
+  it('walkGoalTree: the same goal files and every directory walked, dot entries skipped, in one walk', async () => {
+    const tree = await walkGoalTree(dir);
+    const rel = (paths: readonly string[]): string[] => paths.map((p) => p.slice(dir.length + 1));
+    expect(rel(tree.files)).toEqual(['a.yml', 'b/a.YAML', 'b/nested/c.yaml', 'z.yaml']);
+    expect(rel(tree.directories)).toEqual(['', 'b', 'b/nested']);
+  });
+
+  it('walkGoalTree: a directory that cannot be read is an error', async () => {
+    await expect(walkGoalTree(join(dir, 'missing'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });

@@ -130,7 +130,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       watch: (nodes, onChange) => watchBackends(backendMap, nodes, onChange, log),
     }));
 
-    /** `changed`: the goal watch saw the files change (it has taken their fingerprint); otherwise take it here, before reading. */
+    /** Loads the goals. For 'goals changed' the goal watch has taken the files' fingerprint already; otherwise it is taken here, before reading. */
     const reload = (why: 'start' | 'SIGHUP' | 'goals changed'): Promise<void> => {
       loading = loading.then(async () => {
         if (why !== 'goals changed') goalWatch?.accept(await goalTreeFingerprint(ctx.goalsDir));
