@@ -41,6 +41,14 @@ function ignoreFieldProblem(schema: (typeof specSchemas)[keyof typeof specSchema
   return problem;
 }
 
+/**
+ * What a Backend document declared under its name: a backend to build, or
+ * one declared with errors (already reported), with its type where it is
+ * known: a node naming a broken one is not also told that it is not
+ * configured, and is checked only as far as the type allows.
+ */
+type DeclaredBackend = { readonly status: 'ok'; readonly decl: BackendDeclaration } | { readonly status: 'broken'; readonly type: string | undefined };
+
 /** Node fields that policies read (with the spec): a policy finding on a node where one is invalid would be an echo. */
 const POLICY_INPUTS = ['id', 'labels', 'deletionPolicy', 'goal.name', 'goal.environment', 'goal.labels'];
 
@@ -52,13 +60,8 @@ const POLICY_INPUTS = ['id', 'labels', 'deletionPolicy', 'goal.name', 'goal.envi
 export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
   readonly documentKinds = ['Backend', 'Policy'] as const;
   readonly nodeTypes = INFRA_NODE_TYPES;
-  readonly backends = new Map<string, BackendDeclaration>();
-  /**
-   * Backends declared with errors (already reported), with their type where
-   * it is known: a node naming one is not also told that it is not
-   * configured, and is checked only as far as the type allows.
-   */
-  private readonly brokenBackends = new Map<string, string | undefined>();
+  /** Every backend name declared, well or not, in declaration order (the default `local` last). */
+  private readonly declared = new Map<string, DeclaredBackend>();
   readonly policies: RawDocument[] = [];
   /** Policy-set defaults per node, for plans. */
   readonly policyDefaults = new Map<string, readonly PolicyDefault[]>();
@@ -68,6 +71,22 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
   constructor(options: { registry: BackendRegistry; policy?: PolicyEngine | undefined }) {
     this.registry = options.registry;
     this.policy = options.policy;
+  }
+
+  /** The backends declared without errors (and the default `local`), by id, in declaration order: what is instantiated. */
+  get backends(): ReadonlyMap<string, BackendDeclaration> {
+    const out = new Map<string, BackendDeclaration>();
+    for (const [id, d] of this.declared) if (d.status === 'ok') out.set(id, d.decl);
+    return out;
+  }
+
+  private broken(name: string, type: string | undefined): void {
+    this.declared.set(name, { status: 'broken', type });
+  }
+
+  /** A backend id that no Backend document declares, with the nearest configured one. */
+  private notConfigured(id: string, source: SourceLocation, diag: DiagnosticBag): void {
+    diag.error(source, 'unknown-backend', `backend "${id}" is not configured${suggestion(id, this.backends.keys())}`);
   }
 
   acceptDocument(doc: RawDocument, diag: DiagnosticBag): void {
@@ -81,47 +100,48 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       reportZodIssues(parsed.error.issues, { schema: backendDocumentSchema, input: doc.value, prefix: [], owner: 'a Backend', locate: doc.locate, diag });
       const spec = doc.value.spec;
       const type = spec !== null && typeof spec === 'object' ? (spec as { type?: unknown }).type : undefined;
-      this.brokenBackends.set(doc.name, typeof type === 'string' && this.registry.get(type) !== undefined ? type : undefined);
+      this.broken(doc.name, typeof type === 'string' && this.registry.get(type) !== undefined ? type : undefined);
       return;
     }
     const { type, config } = parsed.data.spec;
     const factory = this.registry.get(type);
     if (factory === undefined) {
       diag.error(doc.locate(['spec', 'type']), 'unknown-backend-type', `backend type "${type}" is not one of ${this.registry.types().join(', ')}${suggestion(type, this.registry.types())}`);
-      this.brokenBackends.set(doc.name, undefined);
+      this.broken(doc.name, undefined);
       return;
     }
     const cfg = factory.configSchema.safeParse(config);
     if (!cfg.success) {
       reportZodIssues(cfg.error.issues, { schema: factory.configSchema, input: config, prefix: ['spec', 'config'], owner: `a ${type} backend's config`, locate: doc.locate, diag });
-      this.brokenBackends.set(doc.name, type);
+      this.broken(doc.name, type);
       return;
     }
-    this.backends.set(doc.name, { id: doc.name, type, config: cfg.data, source: doc.locate(['metadata', 'name']) });
+    // Deleted first: placed where it is declared, even after a rejected document of the same name.
+    this.declared.delete(doc.name);
+    this.declared.set(doc.name, { status: 'ok', decl: { id: doc.name, type, config: cfg.data, source: doc.locate(['metadata', 'name']) } });
   }
 
   rejectDocument(kind: string, name: string): void {
-    if (kind === 'Backend' && !this.backends.has(name)) this.brokenBackends.set(name, undefined);
+    if (kind === 'Backend' && this.declared.get(name)?.status !== 'ok') this.broken(name, undefined);
   }
 
   beforeNodes(goals: readonly GoalInfo[], diag: DiagnosticBag): void {
     // A `local` Backend declared with errors is not silently replaced by the default one.
-    if (!this.backends.has('local') && !this.brokenBackends.has('local') && this.registry.get('local') !== undefined) {
+    if (!this.declared.has('local') && this.registry.get('local') !== undefined) {
       const cfg = this.registry.require('local').configSchema.parse(DEFAULT_LOCAL_BACKEND.config);
-      this.backends.set('local', { id: 'local', type: 'local', config: cfg });
+      this.declared.set('local', { status: 'ok', decl: { id: 'local', type: 'local', config: cfg } });
     }
     this.policy?.prepare?.(goals, diag);
   }
 
   checkDefaultBackend(backend: string, source: SourceLocation, diag: DiagnosticBag): void {
-    if (this.backends.has(backend) || this.brokenBackends.has(backend)) return;
-    diag.error(source, 'unknown-backend', `backend "${backend}" is not configured${suggestion(backend, this.backends.keys())}`);
+    if (!this.declared.has(backend)) this.notConfigured(backend, source, diag);
   }
 
   /** The output keys the node's backend declares for its kind; undefined (any key) when it declares none. */
   outputKeys(spec: InfraDesiredNodeSpec): readonly string[] | undefined {
-    const backend = this.backends.get(spec.backendId);
-    const keys = backend === undefined ? undefined : this.registry.get(backend.type)?.outputs?.[spec.spec.type];
+    const declared = this.declared.get(spec.backendId);
+    const keys = declared?.status === 'ok' ? this.registry.get(declared.decl.type)?.outputs?.[spec.spec.type] : undefined;
     return keys === 'any' ? undefined : keys;
   }
 
@@ -141,20 +161,19 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     const backendId = decl.backend ?? 'local';
     // An invalid `backend` (or an unreadable default) is already reported: which backend is meant is unknown.
     const backendKnown = invalid?.has('backend') !== true;
-    const backend = backendKnown ? this.backends.get(backendId) : undefined;
+    const declared = backendKnown ? this.declared.get(backendId) : undefined;
+    const backend = declared?.status === 'ok' ? declared.decl : undefined;
+    // A backend declared with errors is known by name, and maybe by type.
+    const backendType = declared?.status === 'ok' ? declared.decl.type : declared?.type;
+    const factory = backendType === undefined ? undefined : this.registry.get(backendType);
     let ok = parsed?.success === true && backendKnown;
     if (backendKnown) {
       const where = decl.backend === undefined || decl.backendFromDefault === true ? decl.locate(['type']) : decl.locate(['backend']);
-      // A backend declared with errors is known by name, and maybe by type.
-      const backendType = backend?.type ?? this.brokenBackends.get(backendId);
       if (backend === undefined) {
         ok = false;
         // The goal's default backend is checked once, at `spec.defaults.backend`.
-        if (!this.brokenBackends.has(backendId) && decl.backendFromDefault !== true) {
-          diag.error(where, 'unknown-backend', `backend "${backendId}" is not configured${suggestion(backendId, this.backends.keys())}`);
-        }
+        if (declared === undefined && decl.backendFromDefault !== true) this.notConfigured(backendId, where, diag);
       }
-      const factory = backendType === undefined ? undefined : this.registry.get(backendType);
       if (factory !== undefined && !factory.kinds.includes(decl.type)) {
         diag.error(where, 'unsupported-type', `backend "${backendId}" (type ${factory.type}) cannot provision ${decl.type}; it supports ${factory.kinds.join(', ')}`);
         ok = false;
@@ -165,7 +184,8 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     }
     if (!ok || parsed === undefined || !parsed.success) return undefined;
     let spec = { type: decl.type, ...parsed.data } as InfraNodeSpec;
-    const checkSpec = backend === undefined ? undefined : this.registry.get(backend.type)?.checkSpec;
+    // `factory` is the backend's own here: `backend` is defined only for a declaration without errors.
+    const checkSpec = backend === undefined ? undefined : factory?.checkSpec;
     if (backend !== undefined && checkSpec !== undefined) {
       const issues = checkSpec(spec, backend.config);
       for (const issue of issues) diag.error(decl.locate(['spec', ...issue.path]), issue.code ?? 'unsupported-spec', `${issue.message} (backend "${backendId}", type ${backend.type})`);

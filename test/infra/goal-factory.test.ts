@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { builtinBackendFactories } from '../../src/backends/index.ts';
+import { BackendRegistry, InfraSpecFactory } from '../../src/infra/index.ts';
+import { formatDiagnostic, GoalCompiler, parseGoalText } from '../../src/runtime/index.ts';
+
+/**
+ * Each Backend name is declared once, either well (it is instantiated) or
+ * with errors (reported once; a node naming it is not also told it is not
+ * configured). `backends` lists the good ones, in declaration order.
+ */
+
+const registry = new BackendRegistry(builtinBackendFactories);
+
+function compile(text: string): { factory: InfraSpecFactory; lines: string[] } {
+  const factory = new InfraSpecFactory({ registry });
+  const parsed = parseGoalText('goals/app.yaml', text);
+  const result = new GoalCompiler({ factory }).compile(parsed.documents, parsed.diagnostics);
+  return { factory, lines: result.diagnostics.map(formatDiagnostic) };
+}
+
+const backend = (name: string, type: string, extra = ''): string => `${extra}kind: Backend\nmetadata: { name: ${name} }\nspec: { type: ${type} }\n---\n`;
+const goal = (nodes: string): string => `apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: app }\nspec:\n  nodes:\n${nodes}`;
+const api = 'apiVersion: desiredstate/v1\n';
+
+describe('InfraSpecFactory: declared backends', () => {
+  it.each([
+    { name: 'declared ones in order, then the default local', docs: backend('b', 'memory', api) + backend('a', 'memory', api), ids: ['b', 'a', 'local'] },
+    { name: 'a declared local replaces the default', docs: backend('local', 'memory', api) + backend('a', 'memory', api), ids: ['local', 'a'] },
+    { name: 'a broken one is not listed', docs: backend('a', 'nosuch', api) + backend('b', 'memory', api), ids: ['b', 'local'] },
+    { name: 'a broken local is not replaced by the default', docs: backend('local', 'nosuch', api), ids: [] },
+    // The first `a` has no apiVersion (its envelope is rejected); the later good one counts, where it is declared.
+    { name: 'a good one after a rejected one of the same name', docs: backend('a', 'memory') + backend('b', 'memory', api) + backend('a', 'memory', api), ids: ['b', 'a', 'local'] },
+  ])('$name', ({ docs, ids }) => {
+    const { factory } = compile(docs + goal('    - { id: n, type: k8s.namespace, backend: b, spec: { name: n } }\n'));
+    expect([...factory.backends.keys()]).toEqual(ids);
+  });
+
+  it('says "not configured" only of a name nothing declares', () => {
+    const nodes = ['    - { id: n1, type: k8s.namespace, backend: broken, spec: { name: n } }', '    - { id: n2, type: k8s.namespace, backend: mem2, spec: { name: n } }'].join('\n');
+    const { lines } = compile(backend('broken', 'nosuch', api) + backend('mem', 'memory', api) + goal(`${nodes}\n`));
+    expect(lines.filter((l) => l.includes('error unknown-backend:'))).toEqual([expect.stringContaining('backend "mem2" is not configured (did you mean "mem"?)')]);
+  });
+});
