@@ -15,10 +15,13 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
   private readonly dependentsAt: readonly (readonly NodeId[] | undefined)[];
   /** Each node's direct dependencies' ids, made once: every pass asks for them per node. */
   private readonly dependenciesAt: readonly (readonly NodeId[])[];
+  /** Each node's index in `order`, by declaration index. */
+  private readonly positionAt: Int32Array;
 
-  private constructor(order: DesiredNode<S>[], indexOf: Map<NodeId, number>, nodes: readonly DesiredNode<S>[], dependentsAt: (NodeId[] | undefined)[]) {
+  private constructor(order: DesiredNode<S>[], indexOf: Map<NodeId, number>, nodes: readonly DesiredNode<S>[], dependentsAt: (NodeId[] | undefined)[], positionAt: Int32Array) {
     this.order = Object.freeze(order);
     this.indexOf = indexOf;
+    this.positionAt = positionAt;
     this.nodes = Object.freeze([...nodes]);
     for (const v of dependentsAt) if (v !== undefined) Object.freeze(v);
     this.dependentsAt = Object.freeze(dependentsAt);
@@ -37,6 +40,12 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
 
   has(id: NodeId): boolean {
     return this.indexOf.has(id);
+  }
+
+  /** `id`'s index in `order`: a node's position is above those of all it depends on. -1 for an id not in the graph. */
+  position(id: NodeId): number {
+    const i = this.indexOf.get(id);
+    return i === undefined ? -1 : this.positionAt[i]!;
   }
 
   ids(): IterableIterator<NodeId> {
@@ -84,40 +93,19 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
       if (indexOf.has(n.id)) diagnostics.push({ ...pickLocation(n.source), severity: 'error', code: 'duplicate-node', message: `node id "${n.id}" is declared twice` });
       indexOf.set(n.id, i);
     }
-    // Dependents by index; two edges to the same node (a dependsOn and a reference) make one.
-    const dependentIdx: (number[] | undefined)[] = new Array<number[] | undefined>(nodes.length);
-    const indegree = new Int32Array(nodes.length);
-    for (let i = 0; i < nodes.length; i++) {
-      const n = nodes[i]!;
-      for (const dep of n.dependsOn) {
-        const j = indexOf.get(dep.on);
-        if (j === undefined) {
-          diagnostics.push({ ...pickLocation(dep.source), severity: 'error', code: 'unknown-node', message: `node "${n.id}" depends on unknown node "${dep.on}"` });
-          continue;
-        }
-        let list = dependentIdx[j];
-        if (list === undefined) dependentIdx[j] = list = [];
-        if (list[list.length - 1] !== i) {
-          list.push(i);
-          indegree[i]!++;
-        }
-      }
-    }
+    const { dependents: dependentIdx, indegree } = edgesByIndex(nodes, indexOf, (n, dep) =>
+      diagnostics.push({ ...pickLocation(dep.source), severity: 'error', code: 'unknown-node', message: `node "${n.id}" depends on unknown node "${dep.on}"` }),
+    );
     if (diagnostics.length > 0) return { ok: false, diagnostics };
 
-    // Kahn's algorithm, in declaration order for a stable result.
-    const queue: number[] = [];
-    for (let i = 0; i < nodes.length; i++) if (indegree[i] === 0) queue.push(i);
-    const order: DesiredNode<S>[] = [];
-    for (let q = 0; q < queue.length; q++) {
-      const i = queue[q]!;
-      order.push(nodes[i]!);
-      for (const d of dependentIdx[i] ?? EMPTY_INDEX) if (--indegree[d]! === 0) queue.push(d);
-    }
-    if (order.length !== nodes.length) {
+    const sorted = topologicalOrder(dependentIdx, indegree);
+    if (sorted.length !== nodes.length) {
       const left = new Map(nodes.map((n, i) => [n.id, indegree[i]!]));
       return { ok: false, diagnostics: findCycles(nodes, left) };
     }
+    const order = sorted.map((i) => nodes[i]!);
+    const positionAt = new Int32Array(nodes.length);
+    sorted.forEach((i, position) => (positionAt[i] = position));
     for (const n of order) {
       for (const d of n.dependsOn) {
         Object.freeze(d.source);
@@ -129,7 +117,7 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
       Object.freeze(n);
     }
     const dependentsAt = dependentIdx.map((list) => list?.map((i) => nodes[i]!.id));
-    return { ok: true, graph: new DesiredGraph(order, indexOf, nodes, dependentsAt) };
+    return { ok: true, graph: new DesiredGraph(order, indexOf, nodes, dependentsAt, positionAt) };
   }
 }
 
@@ -152,22 +140,54 @@ interface Edges {
 export function dependencyCycles(nodes: readonly Edges[]): Diagnostic[] {
   const indexOf = new Map<NodeId, number>();
   nodes.forEach((n, i) => indexOf.set(n.id, i));
-  const dependents: number[][] = nodes.map(() => []);
-  const indegree = new Int32Array(nodes.length);
-  nodes.forEach((n, i) => {
-    for (const on of new Set(n.dependsOn.map((d) => d.on))) {
-      const j = indexOf.get(on);
-      if (j === undefined) continue;
-      dependents[j]!.push(i);
-      indegree[i]!++;
-    }
-  });
-  const queue: number[] = [];
-  for (let i = 0; i < nodes.length; i++) if (indegree[i] === 0) queue.push(i);
-  for (let q = 0; q < queue.length; q++) for (const d of dependents[queue[q]!]!) if (--indegree[d]! === 0) queue.push(d);
-  if (queue.length === nodes.length) return [];
+  const { dependents, indegree } = edgesByIndex(nodes, indexOf);
+  if (topologicalOrder(dependents, indegree).length === nodes.length) return [];
   const known = nodes.map((n) => ({ id: n.id, dependsOn: n.dependsOn.filter((d) => indexOf.has(d.on)) }));
   return findCycles(known, new Map(known.map((n, i) => [n.id, indegree[i]!])));
+}
+
+/**
+ * Each node's dependents and count of dependencies, by declaration index:
+ * two edges to the same node (a dependsOn and a reference) make one. An edge
+ * to an id not in `indexOf` is left out, and handed to `unknown`.
+ */
+function edgesByIndex(
+  nodes: readonly Edges[],
+  indexOf: ReadonlyMap<NodeId, number>,
+  unknown?: (node: Edges, dep: Dependency) => void,
+): { dependents: (number[] | undefined)[]; indegree: Int32Array } {
+  const dependents: (number[] | undefined)[] = new Array<number[] | undefined>(nodes.length);
+  const indegree = new Int32Array(nodes.length);
+  for (let i = 0; i < nodes.length; i++) {
+    const n = nodes[i]!;
+    for (const dep of n.dependsOn) {
+      const j = indexOf.get(dep.on);
+      if (j === undefined) {
+        unknown?.(n, dep);
+        continue;
+      }
+      let list = dependents[j];
+      if (list === undefined) dependents[j] = list = [];
+      // Node i's edges are all added before node i + 1's: a repeat is always the last entry.
+      if (list[list.length - 1] !== i) {
+        list.push(i);
+        indegree[i]!++;
+      }
+    }
+  }
+  return { dependents, indegree };
+}
+
+/**
+ * Kahn's algorithm, in declaration order for a stable result: the indices in
+ * a topological order. Shorter than the graph when there is a cycle; then
+ * `indegree` (consumed) is above 0 exactly for the nodes left unordered.
+ */
+function topologicalOrder(dependents: readonly (readonly number[] | undefined)[], indegree: Int32Array): number[] {
+  const queue: number[] = [];
+  for (let i = 0; i < indegree.length; i++) if (indegree[i] === 0) queue.push(i);
+  for (let q = 0; q < queue.length; q++) for (const d of dependents[queue[q]!] ?? EMPTY_INDEX) if (--indegree[d]! === 0) queue.push(d);
+  return queue;
 }
 
 /**

@@ -41,6 +41,12 @@ describe('DesiredGraph order', () => {
     expect(g.order.map((n) => n.id)).toEqual(order);
     const pos = new Map(g.order.map((n, i) => [n.id, i]));
     for (const n of g.order) for (const d of n.dependsOn) expect(pos.get(d.on)!).toBeLessThan(pos.get(n.id)!);
+    // position(id) is that same index in `order`.
+    for (const n of g.order) expect(g.position(n.id)).toBe(pos.get(n.id));
+  });
+
+  it('position: an id not in the graph is -1', () => {
+    expect(build('a:b', 'b').position('nope')).toBe(-1);
   });
 });
 
