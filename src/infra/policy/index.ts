@@ -14,7 +14,7 @@ export { compileNamePattern, escapeRegex, MAX_MATCHED_LENGTH } from './naming.ts
 export type { NamePattern, PatternMatcher } from './naming.ts';
 export { CHECK_FORMATS, checkReport, formatCheck, formatCheckJson, formatCheckText, verdictOf } from './report.ts';
 export type { CheckFormat, CheckReport, EvaluatedNode, FrameworkReport, GoalReport, NodeReport, RuleInfo, Verdict } from './report.ts';
-export { diagnosticLevel, diagnosticsToSarif, formatSarif, formatSarifDiagnostics, SARIF_SCHEMA, SARIF_VERSION, sarifLevel, toSarif } from './sarif.ts';
-export type { SarifDiagnosticProperties, SarifFindingProperties, SarifLevel, SarifLog, SarifPhysicalLocation, SarifResult, SarifRule, SarifRuleProperties } from './sarif.ts';
+export { diagnosticsToSarif, formatSarif, formatSarifDiagnostics, SARIF_SCHEMA, SARIF_VERSION, sarifLevel, toSarif } from './sarif.ts';
+export type { SarifLevel, SarifLog, SarifResult, SarifRule } from './sarif.ts';
 export { compareLevels, FRAMEWORKS, LEVELS, levelFor, policyDocumentSchema, policySpecSchema } from './schema.ts';
 export type { Framework, Level, LevelOrNone, PolicySpec, PolicySpecInput } from './schema.ts';

@@ -16,7 +16,7 @@ export const SARIF_VERSION = '2.1.0';
 export type SarifLevel = 'error' | 'warning' | 'note';
 
 /** A policy rule (tags are its frameworks), or a compile-diagnostic code (kind `diagnostic`). */
-export type SarifRuleProperties =
+type SarifRuleProperties =
   | { readonly kind: RuleInfo['kind']; readonly tags: readonly string[]; readonly policy: string }
   | { readonly kind: 'diagnostic'; readonly tags: readonly string[] };
 
@@ -29,13 +29,13 @@ export interface SarifRule {
 }
 
 /** No region when the location is a whole file or directory (line 0). */
-export interface SarifPhysicalLocation {
+interface SarifPhysicalLocation {
   readonly artifactLocation: { readonly uri: string };
   readonly region?: { readonly startLine: number; readonly startColumn: number };
 }
 
 /** What a policy finding adds to its result. */
-export interface SarifFindingProperties {
+interface SarifFindingProperties {
   readonly severity: string;
   readonly blocking: boolean;
   readonly policy: string;
@@ -46,7 +46,7 @@ export interface SarifFindingProperties {
 }
 
 /** What a compile diagnostic adds to its result. */
-export interface SarifDiagnosticProperties {
+interface SarifDiagnosticProperties {
   readonly severity: Severity;
 }
 
@@ -135,7 +135,7 @@ export function toSarif(report: CheckReport, options: { toolVersion?: string } =
 }
 
 /** Compile diagnostics' severities as SARIF levels. */
-export function diagnosticLevel(severity: Severity): SarifLevel {
+function diagnosticLevel(severity: Severity): SarifLevel {
   switch (severity) {
     case 'error':
       return 'error';
