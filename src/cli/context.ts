@@ -11,7 +11,7 @@ import type { InfraBackend } from '../infra/index.ts';
 import { builtinBackendFactories } from '../backends/index.ts';
 import { loadGoalSet } from './load.ts';
 import type { LoadedGoals } from './load.ts';
-import { UsageError } from './usage.ts';
+import { rethrowAsUsage, UsageError } from './usage.ts';
 
 /** What every command shares: where things are, how to print and log. */
 export interface CliContext {
@@ -90,10 +90,7 @@ function makeStateDir(ctx: CliContext): void {
   try {
     mkdirSync(ctx.stateDir, { recursive: true });
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === undefined ? undefined : MKDIR_FAILURES[code];
-    if (why === undefined) throw err;
-    throw new UsageError(`cannot create ${ctx.named.state}: ${why}`);
+    rethrowAsUsage(err, `cannot create ${ctx.named.state}`, MKDIR_FAILURES);
   }
 }
 
@@ -178,9 +175,9 @@ export function printDiagnostics(ctx: CliContext, diagnostics: readonly Diagnost
   for (const d of diagnostics) write(formatDiagnostic(d));
 }
 
+/** Opens state.db, creating the state directory first unless `readonly` (then the caller, `withStateStore`, has checked it). */
 export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: boolean }): SqliteStateStore {
-  if (options.readonly) requireStateDir(ctx);
-  else makeStateDir(ctx);
+  if (!options.readonly) makeStateDir(ctx);
   return SqliteStateStore.open({ path: join(ctx.stateDir, 'state.db'), lock: options.lock, readonly: options.readonly ?? false });
 }
 

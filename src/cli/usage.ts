@@ -11,6 +11,18 @@ export class UsageError extends DesiredStateError {
 
 export const EXIT = { ok: 0, failed: 1, changes: 2, usage: 64 } as const;
 
+/**
+ * Rethrows a system error whose code is one of `reasons` (a failure that is
+ * the invocation's: exit 64) as a UsageError `${doing}: ${reason}`, and any
+ * other error as it is.
+ */
+export function rethrowAsUsage(err: unknown, doing: string, reasons: Readonly<Record<string, string>>): never {
+  const code = (err as NodeJS.ErrnoException).code;
+  const why = code === undefined ? undefined : reasons[code];
+  if (why === undefined) throw err;
+  throw new UsageError(`${doing}: ${why}`);
+}
+
 type Options = NonNullable<ParseArgsConfig['options']>;
 
 /** Flags every command takes. */
@@ -23,10 +35,10 @@ export const commonOptions = {
 } as const satisfies Options;
 
 export function parse<O extends Options>(argv: readonly string[], options: O, allowPositionals = 0) {
-  const all: Options = { ...commonOptions, ...options };
+  const all = { ...commonOptions, ...options };
   let parsed;
   try {
-    parsed = parseArgs({ args: [...argv], options: { ...commonOptions, ...options }, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: [...argv], options: all, allowPositionals: true, strict: true });
   } catch (err) {
     throw new UsageError(argumentProblem(argv, all) ?? (err instanceof Error ? err.message.split('\n')[0]! : String(err)));
   }

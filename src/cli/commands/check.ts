@@ -4,6 +4,7 @@ import type { CheckFormat } from '../../infra/index.ts';
 import { compileGoals, printDiagnostics } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { EXIT } from '../usage.ts';
+import { validationDocument } from './goals.ts';
 import { VERSION } from '../version.ts';
 
 /**
@@ -13,7 +14,7 @@ import { VERSION } from '../version.ts';
 export async function check(ctx: CliContext, format: CheckFormat): Promise<number> {
   // Hold mode: blocking findings are reported as findings, and the rest of the goal set is still judged.
   const loaded = await compileGoals(ctx, 'hold');
-  const { diagnostics, graph, goals } = loaded.result;
+  const { diagnostics } = loaded.result;
   if (diagnostics.some((d) => d.severity === 'error')) {
     // Goals that do not compile cannot be judged: report why, as validate does. The machine formats
     // still write a document to stdout, so that a CI job uploading it gets one exactly when the goals break.
@@ -22,7 +23,7 @@ export async function check(ctx: CliContext, format: CheckFormat): Promise<numbe
         ctx.out(formatSarifDiagnostics(diagnostics, { toolVersion: VERSION }).trimEnd());
         break;
       case 'json':
-        ctx.out(JSON.stringify({ valid: false, goals: goals.length, nodes: graph?.size ?? 0, diagnostics }, null, 2));
+        ctx.out(validationDocument(loaded.result));
         break;
       case 'text':
         printDiagnostics({ ...ctx, format: 'text' }, diagnostics.filter((d) => d.severity === 'error'));

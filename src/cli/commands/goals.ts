@@ -1,6 +1,6 @@
 import { createInterface } from 'node:readline/promises';
 import { Reconciler } from '../../runtime/index.ts';
-import type { DesiredGraph } from '../../runtime/index.ts';
+import type { CompileResult, DesiredGraph } from '../../runtime/index.ts';
 import { infraSpecCodec } from '../../infra/index.ts';
 import type { InfraDesiredNodeSpec } from '../../infra/index.ts';
 import { compileGoals, compileGoalsCached, openStore, printDiagnostics, provisioner, pruneHistory } from '../context.ts';
@@ -22,11 +22,17 @@ async function compiled(ctx: CliContext, cached = false): Promise<{ loaded: Load
   return { loaded, graph };
 }
 
+/** `validate --format json`'s document (check writes it too, for goals that do not compile): valid when there is a graph. */
+export function validationDocument(result: Pick<CompileResult<InfraDesiredNodeSpec>, 'diagnostics' | 'graph' | 'goals'>): string {
+  const { diagnostics, graph, goals } = result;
+  return JSON.stringify({ valid: graph !== undefined, goals: goals.length, nodes: graph?.size ?? 0, diagnostics }, null, 2);
+}
+
 export async function validate(ctx: CliContext): Promise<number> {
   const loaded = await compileGoals(ctx, 'refuse');
   const { diagnostics, graph, goals } = loaded.result;
   if (ctx.format === 'json') {
-    ctx.out(JSON.stringify({ valid: graph !== undefined, goals: goals.length, nodes: graph?.size ?? 0, diagnostics }, null, 2));
+    ctx.out(validationDocument(loaded.result));
   } else {
     printDiagnostics(ctx, diagnostics, 'out');
     if (graph !== undefined) ctx.out(`valid: ${goals.length} goal(s), ${graph.size} node(s), ${loaded.factory.backends.size} backend(s)`);

@@ -13,7 +13,7 @@ import { goalsCommit } from '../git.ts';
 import { goalTreeFingerprint, watchGoalTree } from '../goal-watch.ts';
 import type { GoalWatch } from '../goal-watch.ts';
 import type { SignalStop } from '../signals.ts';
-import { EXIT, UsageError } from '../usage.ts';
+import { EXIT, rethrowAsUsage, UsageError } from '../usage.ts';
 
 export interface RunOptions {
   readonly interval: string | undefined;
@@ -218,10 +218,7 @@ async function listenOn(listen: { host: string; port: number }, text: string, pr
   try {
     return await startHttpServer(listen, probe);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === undefined ? undefined : LISTEN_FAILURES[code];
-    if (why === undefined) throw err;
-    throw new UsageError(`cannot listen on ${text}: ${why}`);
+    return rethrowAsUsage(err, `cannot listen on ${text}`, LISTEN_FAILURES);
   }
 }
 
