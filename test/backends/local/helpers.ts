@@ -2,10 +2,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
+import { afterEach, beforeEach } from 'vitest';
 import { LocalBackend } from '../../../src/backends/local/index.ts';
 import { desiredNodeSpec } from '../../../src/infra/index.ts';
 import type { InfraNode, LocalDirectorySpec, LocalFileSpec, LocalSymlinkSpec } from '../../../src/infra/index.ts';
-import type { OperationContext } from '../../../src/runtime/index.ts';
+import type { Observation, OperationContext } from '../../../src/runtime/index.ts';
 
 export const log = pino({ level: 'silent' });
 
@@ -58,4 +59,48 @@ export async function sandbox(): Promise<Sandbox> {
       await rm(base, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A fresh sandbox for every test of the file (or `describe`) that calls it,
+ * cleaned up after each. The object returned reads the running test's
+ * sandbox. Call it before the file's own hooks: vitest runs `afterEach`
+ * hooks in reverse (`sequence.hooks: 'stack'`), so the sandbox goes last.
+ */
+export function useSandbox(): Sandbox {
+  let current: Sandbox | undefined;
+  beforeEach(async () => {
+    current = await sandbox();
+  });
+  afterEach(async () => {
+    const done = current;
+    current = undefined;
+    await done?.cleanup();
+  });
+  const now = (): Sandbox => {
+    if (current === undefined) throw new Error('useSandbox: no sandbox outside a test');
+    return current;
+  };
+  return {
+    get base() {
+      return now().base;
+    },
+    get root() {
+      return now().root;
+    },
+    get outside() {
+      return now().outside;
+    },
+    get backend() {
+      return now().backend;
+    },
+    cleanup: () => now().cleanup(),
+  };
+}
+
+/** The observation of one node (with `ctx`, a plain one by default); throws if the backend gave none. */
+export async function observeOne(backend: LocalBackend, node: InfraNode, ctx: OperationContext = opCtx()): Promise<Observation> {
+  const obs = (await backend.observe([node], ctx)).get(node.id);
+  if (obs === undefined) throw new Error(`no observation for ${node.id}`);
+  return obs;
 }

@@ -1,29 +1,18 @@
 import { chmod, lstat, mkdir, readdir, readFile, readlink, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { LOCAL_KINDS, LocalBackend, localBackendFactory, localConfigSchema } from '../../../src/backends/local/index.ts';
 import { COARSE_RACY_MARGIN_MS, RACY_MARGIN_MS, racyMarginMs } from '../../../src/backends/local/client.ts';
 import { classifyErrno } from '../../../src/backends/local/errors.ts';
 import type { InfraNode } from '../../../src/infra/index.ts';
 import { FaultError, sha256 } from '../../../src/runtime/index.ts';
 import type { Fault, Observation, ObservationMemo, ProvisionResult } from '../../../src/runtime/index.ts';
-import { dirNode, fileNode, linkNode, log, opCtx, sandbox } from './helpers.ts';
+import { dirNode, fileNode, linkNode, log, observeOne, opCtx, useSandbox } from './helpers.ts';
 import type { Sandbox } from './helpers.ts';
 
-let sb: Sandbox;
-beforeEach(async () => {
-  sb = await sandbox();
-});
-afterEach(async () => {
-  await sb.cleanup();
-});
-
-async function observe(node: InfraNode): Promise<Observation> {
-  const obs = (await sb.backend.observe([node], opCtx())).get(node.id);
-  if (obs === undefined) throw new Error(`no observation for ${node.id}`);
-  return obs;
-}
+const sb = useSandbox();
+const observe = (node: InfraNode): Promise<Observation> => observeOne(sb.backend, node);
 
 /** The fault of an operation (thrown as FaultError or returned as failed), or undefined on success. */
 async function faultOf(call: () => Promise<ProvisionResult>): Promise<Fault | undefined> {
@@ -155,11 +144,8 @@ describe('observation memos (rereadEvery)', () => {
     vi.useRealTimers();
   });
 
-  async function observeWith(node: InfraNode, memo: ObservationMemo | undefined, backend = sb.backend): Promise<Observation> {
-    const obs = (await backend.observe([node], { ...opCtx(), memoOf: (id) => (id === node.id ? memo : undefined) })).get(node.id);
-    if (obs === undefined) throw new Error('no observation');
-    return obs;
-  }
+  const observeWith = (node: InfraNode, memo: ObservationMemo | undefined, backend = sb.backend): Promise<Observation> =>
+    observeOne(backend, node, { ...opCtx(), memoOf: (id) => (id === node.id ? memo : undefined) });
   const memoOf = (obs: Observation): ObservationMemo | undefined => (obs.status === 'upToDate' || obs.status === 'drifted' ? obs.memo : undefined);
 
   /** A file holding same-size content other than the desired, with a memo that (falsely) says it holds the desired content. */

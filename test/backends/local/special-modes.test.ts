@@ -1,13 +1,12 @@
 import { chmod, chown, stat, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { formatMode, modeDiffers, parseMode } from '../../../src/backends/local/paths.ts';
 import { specSchemas } from '../../../src/infra/index.ts';
 import type { InfraNode } from '../../../src/infra/index.ts';
 import type { Observation } from '../../../src/runtime/index.ts';
-import { dirNode, fileNode, opCtx, sandbox } from './helpers.ts';
-import type { Sandbox } from './helpers.ts';
+import { dirNode, fileNode, observeOne, opCtx, useSandbox } from './helpers.ts';
 
 /**
  * `mode` takes a fourth leading digit for setuid (4), setgid (2) and sticky
@@ -57,17 +56,8 @@ describe('mode: the accepted forms', () => {
   });
 });
 
-let sb: Sandbox;
-beforeEach(async () => {
-  sb = await sandbox();
-});
-afterEach(async () => {
-  await sb.cleanup();
-});
-
-async function observe(node: InfraNode): Promise<Observation> {
-  return (await sb.backend.observe([node], opCtx())).get(node.id)!;
-}
+const sb = useSandbox();
+const observe = (node: InfraNode): Promise<Observation> => observeOne(sb.backend, node);
 
 const modeOf = async (rel: string): Promise<number> => (await stat(join(sb.root, rel))).mode & 0o7777;
 const modeDiff = (obs: Observation): unknown => (obs.status === 'drifted' ? obs.diffs.map((d) => [d.path, d.desired, d.actual]) : obs.status);

@@ -2,18 +2,16 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { InfraNode } from '../../../src/infra/index.ts';
-import { dirNode, fileNode, log, opCtx, sandbox } from './helpers.ts';
-import type { Sandbox } from './helpers.ts';
+import { dirNode, fileNode, log, opCtx, useSandbox } from './helpers.ts';
 
-let sb: Sandbox;
+const sb = useSandbox();
 let stops: (() => void)[] = [];
-beforeEach(async () => {
-  sb = await sandbox();
+beforeEach(() => {
   stops = [];
 });
-afterEach(async () => {
+// Before the sandbox's cleanup (registered first, so it runs last).
+afterEach(() => {
   for (const stop of stops) stop();
-  await sb.cleanup();
 });
 
 /** Starts a watch and returns a function that waits for the next report naming `id`, with its delay in ms. */
