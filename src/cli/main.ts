@@ -11,7 +11,8 @@ import { VERSION } from './version.ts';
 const COMMON_HELP = `Options for every command:
   --goals DIR        goal directory (default goals/, or $DESIREDSTATE_GOALS)
   --state DIR        state directory holding state.db (default .desiredstate/, or $DESIREDSTATE_STATE)
-  --format FORMAT    text (default) or json; graph: dot, mermaid, json; check: text, json, sarif
+  --format FORMAT    text (the default) or json; graph: dot (the default), mermaid or json; check: text, json or sarif;
+                     schema: json only
   --log-level LEVEL  fatal, error, warn, info, debug, trace or silent (default warn, info for run; or $DESIREDSTATE_LOG_LEVEL)
                      logs go to stderr: JSON lines, human lines on a terminal ($DESIREDSTATE_LOG_FORMAT=json|pretty)
   -h, --help         show help`;
@@ -59,7 +60,7 @@ export const commands: Record<string, Command> = {
   plan: {
     summary: 'observe every node and print what apply would do',
     usage: 'desiredstate plan [--goals DIR] [--state DIR] [--all] [--format text|json]',
-    help: 'Symbols: + create, ~ update, - delete, ! drift, = unchanged (with --all), ⊘ blocked by policy or held.\nExit status: 0 nothing to do, 2 changes pending, 1 error.',
+    help: 'Symbols: + create (a create lists its fields), ~ update, - delete, ! drift, = unchanged (with --all), ⊘ blocked by policy or held, x error.\nExit status: 0 nothing for apply to do (also when the only drift is report-only, selfHeal: false), 2 changes pending, 1 error.',
     async run(argv, io) {
       const { values } = parse(argv, { all: { type: 'boolean' } });
       formatFlag(values, ['text', 'json']);
@@ -82,7 +83,7 @@ export const commands: Record<string, Command> = {
   run: {
     summary: 'the daemon: continuous reconciliation until SIGTERM/SIGINT',
     usage: 'desiredstate run [--goals DIR] [--state DIR] [--interval 60s] [--listen 127.0.0.1:7474] [--concurrency 10] [--fault-policy FILE] [--allow-mass-deletion] [--debounce 300ms] [--history 30d]',
-    help: 'Each node is re-observed every --interval (±10 % jitter; per-goal and per-node `interval` override it), at once when\nthe goal files change or its backend reports a change, and when its backoff expires. Drift is logged as a JSON line\nwith the message "drift detected" and stored (see `desiredstate drift`). SIGHUP reloads the goals.\n--listen serves /healthz, /readyz, /status and POST /retry/NODE; port 0 picks a free port (logged).\n--debounce waits this long after a goal file changes before reloading (default 300ms).\n--fault-policy FILE overrides retry settings per fault class and the circuit breaker, e.g.\n  retry: { transient: { baseMs: 500, maxMs: 60000 }, permanent: { retryBudget: 5 } }\n  circuitBreaker: { failureThreshold: 10, coolDownMs: 60000 }\n(defaults: transient/throttled/unknown 1 s -> 5 min, unlimited; auth/permanent held after 3; breaker opens after 5, probes after 30 s).\n--history keeps finished runs, operations, drift reports and events this long (default 30d, pruned at start and hourly; forever keeps all).\nExit status: 0 after SIGTERM/SIGINT; 1 if the fault policy file is invalid.',
+    help: 'Each node is re-observed every --interval (±10 % jitter; per-goal and per-node `interval` override it), at once when\nthe goal files change or its backend reports a change, and when its backoff expires. Drift is logged as a line with\nthe message "drift detected" (JSON off a terminal) and stored (see `desiredstate drift`). SIGHUP reloads the goals.\n--listen serves /healthz, /readyz, /status and POST /retry/NODE; port 0 picks a free port (logged).\n--debounce waits this long after a goal file changes before reloading (default 300ms).\n--fault-policy FILE overrides retry settings per fault class and the circuit breaker, e.g.\n  retry: { transient: { baseMs: 500, maxMs: 60000 }, permanent: { retryBudget: 5 } }\n  circuitBreaker: { failureThreshold: 10, coolDownMs: 60000 }\n(defaults: transient/throttled/unknown 1 s -> 5 min, unlimited; auth/permanent held after 3; breaker opens after 5, probes after 30 s).\n--history keeps finished runs, operations, drift reports and events this long (default 30d, pruned at start and hourly; forever keeps all).\nExit status: 0 after SIGTERM/SIGINT; 64 for a bad invocation, including a --listen address that cannot be bound;\n1 if the fault policy file is invalid or another desiredstate holds the state.',
     async run(argv, io) {
       const { values } = parse(argv, { interval: { type: 'string' }, listen: { type: 'string' }, concurrency: { type: 'string' }, 'allow-mass-deletion': { type: 'boolean' }, debounce: { type: 'string' }, 'fault-policy': { type: 'string' }, history: { type: 'string' } });
       formatFlag(values, ['text', 'json']); // the daemon's output is its log lines either way
@@ -118,7 +119,7 @@ export const commands: Record<string, Command> = {
   check: {
     summary: 'the policy report: findings per node and goal, with severity, verdict and frameworks; touches nothing',
     usage: 'desiredstate check [--goals DIR] [--format text|json|sarif]',
-    help: 'Verdicts: pass, warn, block (a finding at or above the policy\'s blockAt). --format sarif writes SARIF 2.1.0 for code-review tools.\nExit status: 0 nothing blocks, 1 something blocks (or the goals do not compile).',
+    help: 'Verdicts: pass, warn, block (a finding at or above the policy\'s blockAt). --format sarif writes SARIF 2.1.0 for code-review tools.\nWhen the goals do not compile, text lists their errors on stderr; json and sarif still write a document of them on stdout.\nExit status: 0 nothing blocks, 1 something blocks or the goals do not compile.',
     async run(argv, io) {
       const { values } = parse(argv, {});
       const format = oneOf('format', values.format, ['text', 'json', 'sarif'] as const, 'text');
@@ -128,7 +129,7 @@ export const commands: Record<string, Command> = {
   schema: {
     summary: 'print the JSON Schema of goal files, for editors',
     usage: 'desiredstate schema [--format json]',
-    help: 'Point your editor\'s YAML language server at it, e.g. `# yaml-language-server: $schema=../schema/goal.schema.json`.',
+    help: 'Point your editor\'s YAML language server at it, e.g. `# yaml-language-server: $schema=../schema/goal.schema.json`.\nExit status: 0.',
     async run(argv, io) {
       const { values } = parse(argv, {});
       formatFlag(values, ['json']);
@@ -138,7 +139,7 @@ export const commands: Record<string, Command> = {
   status: {
     summary: 'nodes and their state, from the state store',
     usage: 'desiredstate status [--state DIR] [--format text|json]',
-    help: 'Exit status: 0.',
+    help: 'The first line says whether a daemon serves this state (its pid and API address), or that there is no state yet;\n--format json has it as `daemon`. A goal revision the daemon rejected is listed with its errors.\nExit status: 0.',
     async run(argv, io) {
       const { values } = parse(argv, {});
       formatFlag(values, ['text', 'json']);
@@ -166,9 +167,9 @@ export const commands: Record<string, Command> = {
     },
   },
   retry: {
-    summary: 'release a node held by the fault policy',
+    summary: 'release a node held by the fault policy, or a failed one waiting out its backoff',
     usage: 'desiredstate retry NODE [--state DIR] [--format text|json]',
-    help: 'With a daemon running (its address is in the state), asks it over its HTTP API; otherwise updates the store.\nExit status: 0, or 1 for an unknown node.',
+    help: 'Any other node is left as it is, and retry says so. With a daemon running (its address is in the state), asks it\nover its HTTP API; otherwise updates the store.\nExit status: 0 (also for a node left as it is), 1 for an unknown node.',
     async run(argv, io) {
       const { values, positionals } = parse(argv, {}, 1);
       formatFlag(values, ['text', 'json']);
@@ -211,7 +212,8 @@ function mainHelp(): string {
     '',
     COMMON_HELP,
     '',
-    'Run `desiredstate COMMAND --help` for a command\'s own options.',
+    'Run `desiredstate COMMAND --help` (or `desiredstate help COMMAND`, `desiredstate --help COMMAND`) for a command\'s own',
+    'options and exit status, `desiredstate --version` for the version.',
   ].join('\n');
 }
 
