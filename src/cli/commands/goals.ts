@@ -1,6 +1,6 @@
 import { createInterface } from 'node:readline/promises';
 import { Reconciler } from '../../runtime/index.ts';
-import type { CompileResult, DesiredGraph } from '../../runtime/index.ts';
+import type { CompileResult, DesiredGraph, NodeOutcome } from '../../runtime/index.ts';
 import { infraSpecCodec } from '../../infra/index.ts';
 import type { InfraDesiredNodeSpec } from '../../infra/index.ts';
 import { compileGoals, compileGoalsCached, openStore, printDiagnostics, provisioner, pruneHistory } from '../context.ts';
@@ -95,7 +95,7 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
       for (const [id, o] of result.outcomes) {
         if (o.status === 'failed') ctx.out(`  x ${id}: ${o.fault.class}: ${o.fault.message}${o.fault.hint === undefined ? '' : ` (hint: ${o.fault.hint})`}`);
         else if (o.status === 'blocked' || o.status === 'held') ctx.out(`  ⊘ ${id}: ${o.status}: ${o.reason}`);
-        else if (o.status !== 'unchanged') ctx.out(`  ${o.status === 'created' ? '+' : o.status === 'deleted' ? '-' : '~'} ${id}: ${o.status}`);
+        else if (o.status !== 'unchanged') ctx.out(`  ${APPLY_SYMBOL[o.status]} ${id}: ${o.status}`);
       }
       if (result.refusedDeletions !== undefined) {
         ctx.out(`  refused to delete ${result.refusedDeletions.count} nodes (limit ${result.refusedDeletions.limit}); rerun with --allow-mass-deletion if that is intended`);
@@ -114,6 +114,16 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     store.close();
   }
 }
+
+/** apply's symbol for an outcome it lists, as plan shows the same change: drift only reported is `!`. */
+const APPLY_SYMBOL = {
+  created: '+',
+  adopted: '~',
+  updated: '~',
+  orphaned: '~',
+  deleted: '-',
+  'drift-reported': '!',
+} as const satisfies Record<Exclude<NodeOutcome['status'], 'unchanged' | 'failed' | 'blocked' | 'held'>, string>;
 
 async function confirmDeletes(ctx: CliContext, ids: readonly string[]): Promise<boolean> {
   // With --format json, stdout carries only the JSON result: the question goes to stderr.
