@@ -1,8 +1,8 @@
 import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { cli, localBackend, tempProject } from '../support/cli.ts';
-import { Daemon, eventually } from '../support/daemon.ts';
+import { eventually, trackDaemons } from '../support/daemon.ts';
 
 const goal = (content: string): string => `apiVersion: desiredstate/v1
 kind: Goal
@@ -31,14 +31,7 @@ spec:
 const p = tempProject('ds-daemon-');
 p.write('backend.yaml', localBackend(p.root));
 p.write('site.yaml', goal('<h1>hi</h1>\n'));
-const daemons: Daemon[] = [];
-afterAll(async () => {
-  for (const d of daemons) {
-    d.kill('SIGKILL');
-    await d.exited;
-  }
-  rmSync(p.dir, { recursive: true, force: true });
-});
+const daemons = trackDaemons(p.dir);
 
 const index = join(p.root, 'www/index.html');
 
@@ -53,8 +46,7 @@ async function readyz(port: number): Promise<number> {
 describe('desiredstate run: the real daemon', () => {
   // One daemon through its life; each step depends on the previous one.
   it('converges, repairs hand edits, rejects broken goals, reloads, refuses a second daemon, exits 0 on SIGTERM', async () => {
-    const d = new Daemon(['--listen', '127.0.0.1:0', '--interval', '60s', ...p.args], { cwd: p.dir });
-    daemons.push(d);
+    const d = daemons.start(['--listen', '127.0.0.1:0', '--interval', '60s', ...p.args], { cwd: p.dir });
     const port = await d.port();
     expect(port).toBeGreaterThan(0);
     await eventually(async () => (await readyz(port)) === 200, 20_000, '/readyz 200');
@@ -122,6 +114,7 @@ describe('desiredstate run: the real daemon', () => {
 
   it('notices goal files replaced by a rename (git checkout, sed -i, editors) every time, and a replaced goal directory by polling', async () => {
     const q = tempProject('ds-daemon-replace-');
+    daemons.removeAfter(q.dir);
     q.write('backend.yaml', localBackend(q.root));
     q.write('site.yaml', goal('v0\n'));
     const file = join(q.root, 'www/index.html');
@@ -131,45 +124,40 @@ describe('desiredstate run: the real daemon', () => {
       writeFileSync(tmp, text);
       renameSync(tmp, join(dir, name));
     };
-    try {
-      const d = new Daemon(['--listen', '127.0.0.1:0', '--interval', '60s', '--debounce', '50ms', ...q.args], { cwd: q.dir });
-      daemons.push(d);
-      await d.port();
-      await eventually(() => existsSync(file) && readFileSync(file, 'utf8') === 'v0\n', 20_000, 'converged');
-      for (const v of ['v1', 'v2', 'v3']) {
-        const mark = d.lines.length;
-        replace(q.goals, 'site.yaml', goal(`${v}\n`));
-        await d.waitFor((l) => l.msg === 'goals loaded' && l.reason === 'goals changed', 4_000, mark);
-        await eventually(() => readFileSync(file, 'utf8') === `${v}\n`, 5_000, `${v} applied`);
-      }
-
-      // A new subdirectory, and a goal file renamed into it.
-      let mark = d.lines.length;
-      mkdirSync(join(q.goals, 'more'));
-      replace(join(q.goals, 'more'), 'extra.yaml', extra);
+    const d = daemons.start(['--listen', '127.0.0.1:0', '--interval', '60s', '--debounce', '50ms', ...q.args], { cwd: q.dir });
+    await d.port();
+    await eventually(() => existsSync(file) && readFileSync(file, 'utf8') === 'v0\n', 20_000, 'converged');
+    for (const v of ['v1', 'v2', 'v3']) {
+      const mark = d.lines.length;
+      replace(q.goals, 'site.yaml', goal(`${v}\n`));
       await d.waitFor((l) => l.msg === 'goals loaded' && l.reason === 'goals changed', 4_000, mark);
-      await eventually(() => existsSync(join(q.root, 'www/robots.txt')), 5_000, 'robots.txt created');
-
-      // The whole directory swapped for another (a deploy tool's symlink flip or rename): the old
-      // directory's watch sees nothing of the new one; the poll does.
-      mark = d.lines.length;
-      const next = `${q.goals}.next`;
-      cpSync(q.goals, next, { recursive: true });
-      writeFileSync(join(next, 'site.yaml'), goal('v4\n'));
-      renameSync(q.goals, `${q.goals}.old`);
-      renameSync(next, q.goals);
-      await d.waitFor((l) => l.msg === 'goals loaded' && l.reason === 'goals changed', 15_000, mark);
-      await eventually(() => readFileSync(file, 'utf8') === 'v4\n', 5_000, 'v4 applied');
-      // Events on files that are not goal files reload nothing.
-      mark = d.lines.length;
-      writeFileSync(join(q.goals, 'notes.txt'), 'hello');
-      await new Promise((r) => setTimeout(r, 500));
-      expect(d.lines.slice(mark).filter((l) => l.msg === 'goals loaded')).toEqual([]);
-
-      d.kill('SIGTERM');
-      expect(await d.exited).toEqual({ code: 0, signal: null });
-    } finally {
-      rmSync(q.dir, { recursive: true, force: true });
+      await eventually(() => readFileSync(file, 'utf8') === `${v}\n`, 5_000, `${v} applied`);
     }
+
+    // A new subdirectory, and a goal file renamed into it.
+    let mark = d.lines.length;
+    mkdirSync(join(q.goals, 'more'));
+    replace(join(q.goals, 'more'), 'extra.yaml', extra);
+    await d.waitFor((l) => l.msg === 'goals loaded' && l.reason === 'goals changed', 4_000, mark);
+    await eventually(() => existsSync(join(q.root, 'www/robots.txt')), 5_000, 'robots.txt created');
+
+    // The whole directory swapped for another (a deploy tool's symlink flip or rename): the old
+    // directory's watch sees nothing of the new one; the poll does.
+    mark = d.lines.length;
+    const next = `${q.goals}.next`;
+    cpSync(q.goals, next, { recursive: true });
+    writeFileSync(join(next, 'site.yaml'), goal('v4\n'));
+    renameSync(q.goals, `${q.goals}.old`);
+    renameSync(next, q.goals);
+    await d.waitFor((l) => l.msg === 'goals loaded' && l.reason === 'goals changed', 15_000, mark);
+    await eventually(() => readFileSync(file, 'utf8') === 'v4\n', 5_000, 'v4 applied');
+    // Events on files that are not goal files reload nothing.
+    mark = d.lines.length;
+    writeFileSync(join(q.goals, 'notes.txt'), 'hello');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(d.lines.slice(mark).filter((l) => l.msg === 'goals loaded')).toEqual([]);
+
+    d.kill('SIGTERM');
+    expect(await d.exited).toEqual({ code: 0, signal: null });
   }, 90_000);
 });

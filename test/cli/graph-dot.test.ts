@@ -1,21 +1,13 @@
 import { rmSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { dotEscape, dotString } from '../../src/cli/commands/goals.ts';
-import { cli, localBackend, tempProject } from '../support/cli.ts';
+import { cli, localBackend, ONE_DIRECTORY_GOAL, tempProject } from '../support/cli.ts';
 
 describe('graph --format dot', () => {
   const p = tempProject('ds-graph-dot-');
   p.write('backend.yaml', localBackend(p.root));
-  p.write('site.yaml', `apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: site }
-spec:
-  defaults: { backend: local }
-  nodes:
-    - id: web-root
-      type: local.directory
-      spec: { path: www, mode: "0755" }
-    - id: index
+  // The one-directory goal, and a file in that directory.
+  p.write('site.yaml', `${ONE_DIRECTORY_GOAL}    - id: index
       type: local.file
       dependsOn: [web-root]
       spec: { path: www/index.html, mode: "0644", content: "hi" }

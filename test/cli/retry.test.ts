@@ -1,8 +1,8 @@
-import { rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { cli, tempProject } from '../support/cli.ts';
-import { Daemon, eventually } from '../support/daemon.ts';
+import { eventually, trackDaemons } from '../support/daemon.ts';
 
 // `retry NODE` releases a node held by the fault policy (or failed, waiting out its backoff). A node
 // that is neither is left alone, through the daemon's API or the store: it used to be marked
@@ -32,14 +32,7 @@ spec:
 `);
 const faults = join(p.dir, 'faults.yaml');
 writeFileSync(faults, 'retry: { permanent: { retryBudget: 1 } }\n');
-const daemons: Daemon[] = [];
-afterAll(async () => {
-  for (const d of daemons) {
-    d.kill('SIGKILL');
-    await d.exited;
-  }
-  rmSync(p.dir, { recursive: true, force: true });
-});
+const daemons = trackDaemons(p.dir);
 
 interface Node {
   id: string;
@@ -56,8 +49,7 @@ async function nodes(): Promise<Record<string, Node>> {
 describe('retry', () => {
   // One state through both ways of asking: the daemon's API, then the store once it has stopped.
   it('releases a held node and leaves one that is not held alone, through the daemon and offline; unknown is exit 1', async () => {
-    const d = new Daemon(['--listen', '127.0.0.1:0', '--fault-policy', faults, ...p.args], { cwd: p.dir });
-    daemons.push(d);
+    const d = daemons.start(['--listen', '127.0.0.1:0', '--fault-policy', faults, ...p.args], { cwd: p.dir });
     await d.port();
     await eventually(async () => (await nodes()).bad?.status === 'held' && (await nodes()).good?.status === 'ready', 15_000, 'bad held, good ready');
     const before = (await nodes()).good!;

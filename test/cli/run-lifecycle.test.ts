@@ -1,36 +1,27 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { AddressInfo, Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { oneFileGoal, tempProject } from '../support/cli.ts';
-import { Daemon } from '../support/daemon.ts';
+import { trackDaemons } from '../support/daemon.ts';
+import type { Daemon } from '../support/daemon.ts';
 
 // `desiredstate run` starts and stops as CLI.md says: exit 0 on SIGTERM/SIGINT whenever they come,
 // and a bad --listen is a bad invocation (exit 64) that changes nothing.
-const projects: ReturnType<typeof tempProject>[] = [];
-const daemons: Daemon[] = [];
-afterAll(async () => {
-  for (const d of daemons) {
-    d.kill('SIGKILL');
-    await d.exited;
-  }
-  for (const p of projects) rmSync(p.dir, { recursive: true, force: true });
-});
+const daemons = trackDaemons();
 
 function project(): ReturnType<typeof tempProject> {
   const p = tempProject('ds-run-life-');
   p.write('app.yaml', oneFileGoal(p.root, 'hello\n'));
-  projects.push(p);
+  daemons.removeAfter(p.dir);
   return p;
 }
 
 function daemon(p: ReturnType<typeof tempProject>, args: readonly string[]): Daemon {
-  const d = new Daemon([...args, ...p.args], { cwd: p.dir });
-  daemons.push(d);
-  return d;
+  return daemons.start([...args, ...p.args], { cwd: p.dir });
 }
 
 /** The daemon's exit, or 'still running' after `ms`. */

@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { afterAll } from 'vitest';
 import { bin, cleanEnv } from './cli.ts';
 
 export type LogLine = Record<string, unknown> & { msg: string };
@@ -65,6 +67,42 @@ export class Daemon {
   kill(signal: NodeJS.Signals): void {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
   }
+}
+
+/** The daemons a test file starts, and the directories they work in: see `trackDaemons`. */
+export interface DaemonTracker {
+  /** Starts `desiredstate run` (as `new Daemon`), killed after the file's tests. */
+  start(args: readonly string[], options: { cwd: string; env?: NodeJS.ProcessEnv }): Daemon;
+  /** Removes `dir` after the file's tests, once its daemons have exited. */
+  removeAfter(dir: string): void;
+}
+
+/**
+ * Tracks the daemons of a test file: one afterAll kills each still running
+ * (SIGKILL: a test that failed half-way must not leave one behind), awaits
+ * its exit, then removes `dirs` and any given to `removeAfter`. Call it at the
+ * file's top level.
+ */
+export function trackDaemons(...dirs: string[]): DaemonTracker {
+  const daemons: Daemon[] = [];
+  const remove = [...dirs];
+  afterAll(async () => {
+    for (const d of daemons) {
+      d.kill('SIGKILL');
+      await d.exited;
+    }
+    for (const dir of remove) rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    start(args, options) {
+      const d = new Daemon(args, options);
+      daemons.push(d);
+      return d;
+    },
+    removeAfter(dir) {
+      remove.push(dir);
+    },
+  };
 }
 
 /** Polls `fn` until it returns true, or throws after `timeoutMs`. */
