@@ -98,7 +98,6 @@ export class Controller<S extends NodeSpec> {
   private runId: number | null = null;
   /** Nodes put off because another worker was reconciling a dependency: woken when its batch is done. */
   private readonly waitingOn = new Map<NodeId, Set<NodeId>>();
-  private rank: { graph: DesiredGraph<S>; of: ReadonlyMap<NodeId, number> } | undefined;
   private summary: { -readonly [K in keyof RunSummary]: RunSummary[K] } = emptySummary();
   private stopWatching: (() => void) | undefined;
   private readonly abort = new AbortController();
@@ -349,10 +348,7 @@ export class Controller<S extends NodeSpec> {
     const steps: ProvisionStep<S>[] = [];
     // Decided in dependency order, so a node whose dependency this batch is about to create or
     // correct waits for it (blocked, woken when it is ready) instead of racing it.
-    if (toObserve.length > 1) {
-      const rank = this.topologicalRank(graph);
-      toObserve.sort((a, b) => rank.get(a.id)! - rank.get(b.id)!);
-    }
+    if (toObserve.length > 1) toObserve.sort((a, b) => graph.position(a.id) - graph.position(b.id));
     const batch = new Set(ids);
     for (const node of toObserve) {
       const obs: Observation = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
@@ -502,12 +498,6 @@ export class Controller<S extends NodeSpec> {
     const state = this.breakers.for(backendId).state;
     const probeInMs = state.state === 'open' ? state.probeAt - this.o.clock.now() : 0;
     this.o.log.warn({ backend: backendId, fault: f, probeInMs }, 'backend circuit open');
-  }
-
-  /** Each node's position in the graph's topological order (computed once per graph). */
-  private topologicalRank(graph: DesiredGraph<S>): ReadonlyMap<NodeId, number> {
-    if (this.rank?.graph !== graph) this.rank = { graph, of: new Map(graph.order.map((n, i) => [n.id, i])) };
-    return this.rank.of;
   }
 
   /** Ready, applied at this digest, same outputs and memo, nothing pending or remembered: observing it changed nothing. */
