@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -485,5 +485,55 @@ describe('transaction', () => {
     expect(s.listNodes().map((n) => n.id)).toEqual(nodes);
     expect(s.pendingOperations()).toHaveLength(pending);
     expect(s.getMeta('k')).toBe(meta);
+  });
+});
+
+// The state file holds drift reports (desired values), the operation journal and backends' memos:
+// it and the files SQLite makes beside it are the owner's only, like compiled-goals.json.
+describe('state file modes', () => {
+  function mode(path: string): number {
+    return statSync(path).mode & 0o777;
+  }
+
+  function openWritten(): SqliteStateStore {
+    const s = openStore();
+    // A write, so that the WAL and shared-memory files exist.
+    s.putNodes([node('a')]);
+    return s;
+  }
+
+  it('a fresh store: state.db, -wal, -shm and the lock file are 0600', () => {
+    openWritten();
+    for (const f of [dbPath, `${dbPath}-wal`, `${dbPath}-shm`, `${dbPath}.lock`]) {
+      expect(existsSync(f), f).toBe(true);
+      expect(mode(f).toString(8), f).toBe('600');
+    }
+    // The directory the store creates is the owner's too.
+    expect(mode(join(dir, 'state')).toString(8)).toBe('700');
+  });
+
+  it('tightens a world-readable state file an older release made, with the WAL files beside it', () => {
+    const s = openWritten();
+    s.close();
+    open.length = 0;
+    for (const f of [dbPath, `${dbPath}-wal`, `${dbPath}-shm`]) if (existsSync(f)) chmodSync(f, 0o644);
+    openWritten();
+    for (const f of [dbPath, `${dbPath}-wal`, `${dbPath}-shm`]) expect(mode(f).toString(8), f).toBe('600');
+  });
+
+  it('leaves the mode alone when opening read-only', () => {
+    openWritten().close();
+    open.length = 0;
+    chmodSync(dbPath, 0o640);
+    const ro = openStore({ readonly: true, lock: false });
+    expect(ro.getNode('a')?.id).toBe('a');
+    expect(mode(dbPath).toString(8)).toBe('640');
+  });
+
+  it('keeps an existing empty file usable (created, then the process stopped before SQLite wrote to it)', () => {
+    mkdirSync(join(dir, 'state'), { recursive: true });
+    writeFileSync(dbPath, '', { mode: 0o644 });
+    expect(openWritten().getNode('a')?.id).toBe('a');
+    expect(mode(dbPath).toString(8)).toBe('600');
   });
 });
