@@ -1,28 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { builtinBackendFactories } from '../../src/backends/index.ts';
-import { BackendRegistry, InfraSpecFactory } from '../../src/infra/index.ts';
-import type { InfraDesiredNodeSpec } from '../../src/infra/index.ts';
-import { formatDiagnostic, GoalCompiler, parseGoalText } from '../../src/runtime/index.ts';
-import type { CompileResult, Diagnostic, SourceDocument } from '../../src/runtime/index.ts';
+import { compileFiles } from '../support/compile.ts';
+import type { Compiled } from '../support/compile.ts';
 
 /**
  * The compiler reports every problem at once (GOAL-FORMAT.md, Errors), but
  * not the echoes of one: an error that only follows from another is left out.
  */
 
-const registry = new BackendRegistry(builtinBackendFactories);
-
-function compile(...texts: string[]): CompileResult<InfraDesiredNodeSpec> & { lines: string[]; codes: string[] } {
-  const documents: SourceDocument[] = [];
-  const diagnostics: Diagnostic[] = [];
-  texts.forEach((text, i) => {
-    const parsed = parseGoalText(`g${i}.yaml`, text);
-    documents.push(...parsed.documents);
-    diagnostics.push(...parsed.diagnostics);
-  });
-  const result = new GoalCompiler({ factory: new InfraSpecFactory({ registry }) }).compile(documents, diagnostics);
-  const lines = result.diagnostics.map(formatDiagnostic);
-  return { ...result, lines, codes: result.diagnostics.map((d) => d.code) };
+/** Each text a goal file of its own: g0.yaml, g1.yaml, … */
+function compile(...texts: string[]): Compiled {
+  return compileFiles(Object.fromEntries(texts.map((text, i) => [`g${i}.yaml`, text])));
 }
 
 const mem = `apiVersion: desiredstate/v1

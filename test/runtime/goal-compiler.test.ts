@@ -1,23 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { builtinBackendFactories } from '../../src/backends/index.ts';
-import { BackendRegistry, InfraSpecFactory } from '../../src/infra/index.ts';
-import type { InfraDesiredNodeSpec } from '../../src/infra/index.ts';
-import { formatDiagnostic, GoalCompiler, parseGoalText } from '../../src/runtime/index.ts';
-import type { CompileResult, SourceDocument } from '../../src/runtime/index.ts';
+import { compileFiles } from '../support/compile.ts';
+import type { Compiled } from '../support/compile.ts';
 
-const registry = new BackendRegistry(builtinBackendFactories);
-
-function compile(files: Record<string, string | undefined>): CompileResult<InfraDesiredNodeSpec> & { lines: string[]; factory: InfraSpecFactory } {
-  const documents: SourceDocument[] = [];
-  const diagnostics = [];
-  for (const [file, text] of Object.entries(files).filter((e): e is [string, string] => e[1] !== undefined).sort(([a], [b]) => a.localeCompare(b))) {
-    const parsed = parseGoalText(file, text);
-    documents.push(...parsed.documents);
-    diagnostics.push(...parsed.diagnostics);
-  }
-  const factory = new InfraSpecFactory({ registry });
-  const result = new GoalCompiler({ factory }).compile(documents, diagnostics);
-  return { ...result, lines: result.diagnostics.map(formatDiagnostic), factory };
+/** The files given (an undefined one left out), in sorted order, as the loader reads a directory. */
+function compile(files: Record<string, string | undefined>): Compiled {
+  return compileFiles(Object.fromEntries(Object.entries(files).filter((e): e is [string, string] => e[1] !== undefined).sort(([a], [b]) => a.localeCompare(b))));
 }
 
 const memoryBackend = `---
