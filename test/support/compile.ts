@@ -26,6 +26,14 @@ const builtin = new BackendRegistry(builtinBackendFactories);
  * does, without the files.
  */
 export function compileFiles(files: Readonly<Record<string, string>>, options: CompileOptions = {}): Compiled {
+  const { documents, diagnostics } = parseFiles(files);
+  const factory = new InfraSpecFactory({ registry: options.registry ?? builtin });
+  const result = new GoalCompiler({ factory }).compile(documents, diagnostics);
+  return { ...result, lines: result.diagnostics.map(formatDiagnostic), codes: result.diagnostics.map((d) => d.code), factory };
+}
+
+/** Parses each goal file (path → text) in the order given: the documents and the parse diagnostics of all of them. */
+export function parseFiles(files: Readonly<Record<string, string>>): { documents: SourceDocument[]; diagnostics: Diagnostic[] } {
   const documents: SourceDocument[] = [];
   const diagnostics: Diagnostic[] = [];
   for (const [file, text] of Object.entries(files)) {
@@ -33,9 +41,7 @@ export function compileFiles(files: Readonly<Record<string, string>>, options: C
     documents.push(...parsed.documents);
     diagnostics.push(...parsed.diagnostics);
   }
-  const factory = new InfraSpecFactory({ registry: options.registry ?? builtin });
-  const result = new GoalCompiler({ factory }).compile(documents, diagnostics);
-  return { ...result, lines: result.diagnostics.map(formatDiagnostic), codes: result.diagnostics.map((d) => d.code), factory };
+  return { documents, diagnostics };
 }
 
 /** `compileFiles` of one goal file, `file` (default `goals/test.yaml`). */

@@ -4,9 +4,10 @@ import { BackendRegistry, InfraSpecFactory, INFRA_NODE_TYPES } from '../../../sr
 import type { BackendFactory } from '../../../src/infra/index.ts';
 import { CelPolicyEngine } from '../../../src/infra/policy/index.ts';
 import type { CelPolicyEngineOptions } from '../../../src/infra/policy/index.ts';
-import { GoalCompiler, parseGoalText } from '../../../src/runtime/index.ts';
+import { GoalCompiler } from '../../../src/runtime/index.ts';
 import type { CompileResult, Diagnostic, SourceDocument } from '../../../src/runtime/index.ts';
 import type { InfraDesiredNodeSpec } from '../../../src/infra/index.ts';
+import { parseFiles } from '../../support/compile.ts';
 
 /**
  * A backend that accepts every type and is never instantiated: policy tests
@@ -32,13 +33,7 @@ export interface Compiled {
 
 /** Compiles goal-file texts end to end: loader, GoalCompiler, InfraSpecFactory, the engine. */
 export function compileTexts(files: Readonly<Record<string, string>>, options: CelPolicyEngineOptions = {}): Compiled {
-  const documents: SourceDocument[] = [];
-  const diagnostics: Diagnostic[] = [];
-  for (const [file, text] of Object.entries(files)) {
-    const parsed = parseGoalText(file, text);
-    documents.push(...parsed.documents);
-    diagnostics.push(...parsed.diagnostics);
-  }
+  const { documents, diagnostics } = parseFiles(files);
   return compileDocuments(documents, diagnostics, options);
 }
 
