@@ -32,11 +32,20 @@ export function formatPlan(
     const p = e.planned;
     if (p.action === 'none' && !options.showUnchanged) continue;
     const head = `  ${SYMBOL[p.action]} ${e.id} (${e.type} via ${e.backendId})`;
+    const policySet = options.policyDefaults?.get(e.id) ?? [];
+    const setBy = (field: string): string => {
+      const d = policySet.find((x) => x.field === field);
+      return d === undefined ? '' : ` (set by policy ${d.policy})`;
+    };
     switch (p.action) {
-      case 'create':
+      case 'create': {
         lines.push(head);
-        for (const [field, value] of Object.entries(options.desired?.(e.id) ?? {})) if (field !== 'type' && value !== undefined) lines.push(`      ${field} = ${show(value)}`);
+        const desired = options.desired?.(e.id);
+        for (const [field, value] of Object.entries(desired ?? {})) if (field !== 'type' && value !== undefined) lines.push(`      ${field} = ${show(value)}${setBy(field)}`);
+        // Without the desired spec at hand, the fields a policy set are still listed.
+        for (const d of policySet) if (desired?.[d.field] === undefined) lines.push(`      ${d.field} = ${show(d.value)}${setBy(d.field)}`);
         break;
+      }
       case 'none':
         lines.push(head);
         break;
@@ -61,9 +70,7 @@ export function formatPlan(
       default:
         assertNever(p, 'planned action');
     }
-    for (const d of options.policyDefaults?.get(e.id) ?? []) {
-      if (p.action === 'create' || p.action === 'update') lines.push(`      ${d.field} = ${show(d.value)} (set by policy ${d.policy})`);
-    }
+    if (p.action === 'update') for (const d of policySet) lines.push(`      ${d.field} = ${show(d.value)}${setBy(d.field)}`);
   }
   return lines;
 }

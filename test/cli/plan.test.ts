@@ -37,6 +37,23 @@ describe('desiredstate plan', () => {
     expect(json.entries.find((e) => e.id === 'conf')?.desired).toMatchObject({ type: 'local.file', path: 'app.conf', content: 'port = 8080\n', mode: '0640' });
   });
 
+  it('lists a field a policy default set once, on its own line, saying which policy set it', async () => {
+    const p = project(true);
+    p.write('goals.yaml', goal(true).replace(JSON.stringify('ROOT'), JSON.stringify(p.root)).replace(', mode: "0640" }', ' }'));
+    p.write('policy.yaml', `apiVersion: desiredstate/v1
+kind: Policy
+metadata: { name: acme }
+spec:
+  defaults:
+    - types: [local.file]
+      set: { mode: "0600" }
+`);
+    const { code, stdout } = await cli(['plan', ...p.args], { cwd: p.dir });
+    expect(code).toBe(2);
+    expect(stdout).toContain('  + conf (local.file via local)\n      path = "app.conf"\n      content = "port = 8080\\n"\n      mode = "0600" (set by policy acme)\nPlan:');
+    expect(stdout.match(/mode =/g)).toHaveLength(1);
+  });
+
   it('exits 0 when the only drift is report-only (selfHeal: false): apply has nothing to do, so plan → apply → plan reaches 0', async () => {
     const p = project(false);
     expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
