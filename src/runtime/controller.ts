@@ -54,6 +54,8 @@ export type OperatorRetryAnswer =
 interface DriftMemory {
   /** Key of the drift last reported (fields and actual values), to report each drift once. */
   lastKey: string;
+  /** The fields of that drift, without their values. */
+  lastPaths: string;
   firstSeen: number;
   /**
    * A drift was reported and is neither corrected nor gone yet: observing it
@@ -597,10 +599,11 @@ export class Controller<S extends NodeSpec> {
     const now = this.o.clock.now();
     let memory = this.drift.get(node.id);
     if (memory === undefined) {
-      memory = { lastKey: '', firstSeen: now, outstanding: false, flapping: false, corrected: new Map(), flaps: 0, correctAfter: 0 };
+      memory = { lastKey: '', lastPaths: '', firstSeen: now, outstanding: false, flapping: false, corrected: new Map(), flaps: 0, correctAfter: 0 };
       this.drift.set(node.id, memory);
     }
     const key = JSON.stringify(diffs.map((d) => [d.path, d.actual]));
+    const paths = JSON.stringify(diffs.map((d) => d.path));
     if (!memory.outstanding) {
       const m = memory;
       const flapping = diffs.some((d) => {
@@ -617,10 +620,14 @@ export class Controller<S extends NodeSpec> {
       memory.outstanding = true;
       memory.flapping = flapping;
       memory.firstSeen = now;
-    } else if (key === memory.lastKey) {
-      return memory; // the same occurrence, already reported
+    } else if (key === memory.lastKey || (memory.flapping && paths === memory.lastPaths)) {
+      // The same occurrence, already reported. A flapping one waiting for its correction stays the same
+      // occurrence while the same fields keep changing value (a counter, a timestamp): reported once per
+      // correction, or the log and the drift table would grow with every write of the other party.
+      return memory;
     }
     memory.lastKey = key;
+    memory.lastPaths = paths;
     const flapping = memory.flapping;
     const report = driftReport(node, diffs, now, { firstSeen: memory.firstSeen, flapping, commit: this.commit });
     this.summary.drifted++;
@@ -635,6 +642,7 @@ export class Controller<S extends NodeSpec> {
     if (memory === undefined) return;
     memory.outstanding = false;
     memory.lastKey = '';
+    memory.lastPaths = '';
   }
 
   private scheduleNext(node: DesiredNode<S>): void {

@@ -163,6 +163,22 @@ describe('Controller: drift', () => {
     expect(h.lines.filter((l) => l.msg === 'drift detected' && l.flapping === true).length).toBeGreaterThan(0);
   });
 
+  it('flapping drift whose value changes every time is reported once per correction, not once per change (bounded log volume)', async () => {
+    const h = await converged(goalYaml(fileNode('a', 'A')));
+    h.calls.reset();
+    // Something else writes a new value every second for ten simulated minutes (a counter, a timestamp).
+    for (let s = 0; s < 600; s++) {
+      h.backend.tamper('a', { content: `theirs ${s}` });
+      await h.advance(1000, 1000);
+    }
+    expect(h.calls.updated.length).toBeLessThanOrEqual(12);
+    const reports = h.store.listDrift({ node: 'a' });
+    // Each occurrence (one per correction, the last perhaps still waiting) is one line and one row, whatever the value does meanwhile.
+    expect(reports.length - h.calls.updated.length).toBeLessThanOrEqual(1);
+    expect(h.lines.filter((l) => l.msg === 'drift detected')).toHaveLength(reports.length);
+    expect(reports.slice(1).every((r) => r.flapping)).toBe(true);
+  });
+
   it('a resource deleted out of band is drift: reported as a diff on `exists` (desired true, actual false), stored, counted, then re-created', async () => {
     const h = await converged();
     h.calls.reset();
