@@ -108,6 +108,7 @@ export class Controller<S extends NodeSpec> {
   private readonly pending = new Map<NodeId, number[]>();
   private firstRoundLeft = new Set<NodeId>();
   private started = false;
+  private rejected: readonly string[] | null = null;
 
   constructor(options: ControllerOptions<S>) {
     this.o = {
@@ -149,6 +150,11 @@ export class Controller<S extends NodeSpec> {
     return this.graph;
   }
 
+  /** The errors of the last goal revision refused since the current graph was installed (null: none). */
+  get goalErrors(): readonly string[] | null {
+    return this.rejected;
+  }
+
   /** Status of every node, for the HTTP API. */
   nodes(): NodeRecord[] {
     return [...this.records.values()];
@@ -173,6 +179,7 @@ export class Controller<S extends NodeSpec> {
     this.commit = options.commit ?? null;
     this.runId = this.o.store.startRun(previous === undefined ? 'daemon-start' : 'daemon-reload', this.commit);
     this.o.store.setMeta('goal-errors', null);
+    this.rejected = null;
     const now = this.o.clock.now();
     // Readiness waits only for the nodes looked at now; nodes that keep their schedule count as done.
     this.firstRoundLeft = new Set();
@@ -220,6 +227,7 @@ export class Controller<S extends NodeSpec> {
   /** Records a rejected goal revision: the last good graph keeps running. */
   rejectRevision(errors: readonly string[]): void {
     this.o.store.setMeta('goal-errors', JSON.stringify(errors));
+    this.rejected = [...errors];
     this.o.store.appendEvent({ at: this.o.clock.now(), node: null, kind: 'goals-rejected', data: { errors: errors.length } });
   }
 

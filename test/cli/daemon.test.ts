@@ -81,6 +81,9 @@ describe('desiredstate run: the real daemon', () => {
     expect(status.stdout).toMatch(/^daemon: running \(pid \d+, API on 127\.0\.0\.1:\d+\)$/m);
     expect(status.stdout).toContain('goal revision rejected; the last good graph keeps running');
     expect(status.stdout).toMatch(/extra\.yaml:\d+:\d+: error unknown-field/);
+    // The API's /status says so too (not only the state file): a dashboard must not show all green.
+    const apiStatus = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { goalErrors: string[] | null };
+    expect(apiStatus.goalErrors).toEqual(expect.arrayContaining([expect.stringMatching(/extra\.yaml:\d+:\d+: error unknown-field/)]));
 
     // Fixed: reloaded, the new node converges, the errors are gone from status.
     mark = d.lines.length;
@@ -88,6 +91,7 @@ describe('desiredstate run: the real daemon', () => {
     await d.waitFor((l) => l.msg === 'goals loaded' && l.reason === 'goals changed', 10_000, mark);
     await eventually(() => existsSync(join(p.root, 'www/robots.txt')), 10_000, 'robots.txt created');
     expect((await cli(['status', ...p.args], { cwd: p.dir })).stdout).not.toContain('goal revision rejected');
+    expect(((await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { goalErrors: unknown }).goalErrors).toBeNull();
 
     // A second daemon on the same state refuses to start.
     const second = await cli(['run', '--listen', '127.0.0.1:0', ...p.args], { cwd: p.dir });
