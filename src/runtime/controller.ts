@@ -72,6 +72,9 @@ interface DriftMemory {
   correctAfter: number;
 }
 
+/** Slots per interval on which re-observations are due (`scheduleNext`). */
+const SCHEDULE_SLOTS = 50;
+
 const READY_STATUSES: ReadonlySet<NodeStatus> = new Set(['ready', 'drifted']);
 const IN_FLIGHT: ReadonlySet<NodeStatus> = new Set(['observing', 'creating', 'updating', 'deleting']);
 
@@ -653,10 +656,20 @@ export class Controller<S extends NodeSpec> {
     memory.lastPaths = '';
   }
 
+  /**
+   * The next interval's observation: base ± 10 % jitter, rounded up onto a grid of 1/50 of the
+   * interval. The grid is what keeps a steady daemon cheap: without it every node has a due time of
+   * its own, so each is observed alone (a backend call, a batch, a wake-up per node: ~30× the CPU of
+   * one batch); on it, the nodes due in one slot are observed together, at most ~50 batches an
+   * interval whatever the number of nodes. The jitter still spreads them over ten slots.
+   */
   private scheduleNext(node: DesiredNode<S>): void {
     const base = node.settings.intervalMs ?? this.o.intervalMs;
     const jitter = base * 0.1 * (2 * this.o.rng() - 1);
-    this.queue.addAfter(node.id, Math.max(1, Math.round(base + jitter)));
+    const now = this.o.clock.now();
+    const slot = Math.max(1, Math.round(base / SCHEDULE_SLOTS));
+    const due = Math.ceil((now + Math.max(1, Math.round(base + jitter))) / slot) * slot;
+    this.queue.addAfter(node.id, due - now);
   }
 
   /** Whether a dependency of `node` is not ready; if so the node is blocked (woken when it is). */
