@@ -777,7 +777,13 @@ export class Controller<S extends NodeSpec> {
       this.persisted.set(id, r);
     }
     this.dirty.clear();
-    if (batch.length > 0 || this.deferred.size > 0) this.deferred.commit(() => this.o.store.putNodes(batch));
+    if (batch.length === 0 && this.deferred.size === 0) return;
+    this.deferred.commit(() => {
+      this.o.store.putNodes(batch);
+      // With a commit that happens anyway (something changed), the run's counts so far: `history` on a
+      // live daemon shows what it has done, and a crash keeps it. A steady pass commits nothing, so writes nothing.
+      if (this.runId !== null) this.o.store.recordRunProgress(this.runId, this.summary);
+    });
   }
 
   private finishRun(): void {

@@ -648,6 +648,10 @@ export class SqliteStateStore implements StateStore {
     if (r.changes !== 1) throw storeError(`run ${id} does not exist`, this.path, { context: { run: id } });
   }
 
+  recordRunProgress(id: number, summary: RunSummary): void {
+    this.#write(() => this.#stmt('UPDATE runs SET summary = ? WHERE id = ? AND finished_at IS NULL').run(JSON.stringify(summary), id));
+  }
+
   /** Runs, newest first (`limit` of them, default all). */
   listRuns(limit?: number): RunRecord[] {
     const rows = (

@@ -133,6 +133,8 @@ export interface StateStore {
   /** Records a run as started (at `startedAt`, epoch ms, default now); returns its id. */
   startRun(trigger: string, commit: string | null, startedAt?: number): number;
   finishRun(id: number, summary: RunSummary): void;
+  /** Stores the summary so far of a run still going (the daemon's), for `history`; a finished run is left as it is. */
+  recordRunProgress(id: number, summary: RunSummary): void;
   listRuns(limit?: number): RunRecord[];
 
   recordDrift(report: DriftReport): void;

@@ -225,6 +225,21 @@ describe('Controller: drift', () => {
     expect(h.store.listRuns(10).at(-1)?.summary).toMatchObject({ drifted: 1 });
   });
 
+  it("a running daemon's run shows what it has done so far (history on a live daemon), with no write on a steady pass", async () => {
+    let c: ReturnType<typeof counted> | undefined;
+    const h = await converged(goalYaml(fileNode('a', 'A')), { wrapStore: (s) => (c = counted(s)).store });
+    h.backend.tamper('a', { content: 'evil' });
+    await h.settle();
+    // Still running: not finished, but its counts are on disk for `desiredstate history` (and survive a crash).
+    const run = h.store.listRuns(1)[0]!;
+    expect(run.finishedAt).toBeNull();
+    expect(run.summary).toMatchObject({ created: 1, updated: 1, drifted: 1 });
+    c!.reset();
+    await h.advance(5 * MIN, 30_000);
+    expect(c!.commits()).toBe(0);
+    expect(h.store.listRuns(1)[0]).toEqual(run);
+  });
+
   it('selfHeal: false: a resource deleted out of band is reported once and never re-created', async () => {
     const h = await converged(goalYaml(fileNode('a', 'A'), { selfHeal: false }));
     h.calls.reset();

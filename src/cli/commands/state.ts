@@ -73,7 +73,7 @@ export function history(ctx: CliContext): number {
   const rows = [['RUN', 'STARTED', 'TRIGGER', 'COMMIT', 'CHANGES']];
   for (const r of runs) {
     const s = r.summary;
-    rows.push([String(r.id), iso(r.startedAt), r.trigger, r.commit?.slice(0, 12) ?? '-', s === null ? 'unfinished' : `+${s.created} ~${s.updated} -${s.deleted} !${s.drifted} x${s.failed} ⊘${s.blocked + s.held}`]);
+    rows.push([String(r.id), iso(r.startedAt), r.trigger, r.commit?.slice(0, 12) ?? '-', s === null ? 'unfinished' : `+${s.created} ~${s.updated} -${s.deleted} !${s.drifted} x${s.failed} ⊘${s.blocked + s.held}${r.finishedAt === null ? ' so far' : ''}`]);
   }
   for (const l of table(rows)) ctx.out(l);
   return EXIT.ok;
