@@ -735,6 +735,8 @@ export class Controller<S extends NodeSpec> {
       this.queue.forget(r.id);
       this.records.delete(r.id);
       this.persisted.delete(r.id);
+      // Forgotten like an orphan: a node declared again under this id is new, not a flap of the old one.
+      this.drift.delete(r.id);
       this.deferred.commit(() => this.o.store.removeNodes([r.id]));
       this.summary.deleted++;
       log.info('node deleted');

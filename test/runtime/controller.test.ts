@@ -444,6 +444,27 @@ describe('Controller: goal changes', () => {
     }
   });
 
+  it('a node deleted by prune and declared again is a new node: its old drift does not make its first drift a flap', async () => {
+    const keep = Array.from({ length: 10 }, (_, i) => fileNode(`k${i}`, 'K')).join('');
+    const withX = goalYaml(keep + fileNode('x', 'X', { deletionPolicy: 'Delete' }), { prune: true });
+    const h = await converged(withX);
+    h.backend.tamper('x', { content: 'theirs' });
+    await h.settle();
+    expect(h.calls.updated).toEqual(['x']);
+    await h.controller.setGraph(compileYaml(goalYaml(keep, { prune: true })).graph);
+    await h.settle();
+    expect(h.calls.deleted).toEqual(['x']);
+    // Back in the goals a minute later (well inside the flap window), created afresh, then edited once.
+    await h.advance(MIN, 30_000);
+    await h.controller.setGraph(compileYaml(withX).graph);
+    await h.settle();
+    h.calls.reset();
+    h.backend.tamper('x', { content: 'theirs' });
+    await h.settle();
+    expect(h.calls.updated).toEqual(['x']); // corrected at once, not after a flap's backoff
+    expect(h.store.listDrift({ node: 'x' }).at(-1)?.flapping).toBe(false);
+  });
+
   it.each([
     { name: '6 of 20 is more than max(5, 10 %): refused', total: 20, removed: 6, refused: true },
     { name: '5 of 20 is within max(5, 10 %): deleted', total: 20, removed: 5, refused: false },
