@@ -19,6 +19,12 @@ export interface ExecRequest {
   readonly input: unknown;
   /** Outputs recorded at the last create/update, or null. */
   readonly outputs: unknown;
+  /**
+   * Present (true) only when a create of this resource was begun and never
+   * finished (the daemon died during it): a `read` that cannot tell whether
+   * that create made something answers `{"exists": "unknown"}`.
+   */
+  readonly interrupted?: true;
 }
 
 /** The request as a command reads it: one JSON line on stdin. */
@@ -30,9 +36,10 @@ export function requestLine(request: ExecRequest): string {
 export const EX_TEMPFAIL = 75;
 export const EX_NOPERM = 77;
 
-/** What a successful `read` said. */
+/** What a successful `read` said. `unknown`: it cannot tell (after an interrupted create), with its reason. */
 export type ReadResult =
   | { readonly exists: false }
+  | { readonly exists: 'unknown'; readonly reason: string }
   | { readonly exists: true; readonly state: Readonly<Record<string, unknown>>; readonly outputs: Outputs };
 
 /**
@@ -112,11 +119,19 @@ function parseOutputs(command: ExecCommand, value: unknown): Outputs {
   return value as Outputs;
 }
 
-/** Parses `read`'s stdout: `{"exists":false}` or `{"exists":true,"state":{…},"outputs":{…}}`. */
+/**
+ * Parses `read`'s stdout: `{"exists":false}`, `{"exists":true,"state":{…},"outputs":{…}}`,
+ * or `{"exists":"unknown","reason":"…"}` when it cannot tell (the reason is optional).
+ */
 export function parseRead(stdout: string): ReadResult {
   const obj = parseJsonObject('read', stdout);
   if (obj.exists === false) return { exists: false };
-  if (obj.exists !== true) throw new FaultError(badOutput('read', 'an object without a boolean "exists"'));
+  if (obj.exists === 'unknown') {
+    if (obj.reason !== undefined && typeof obj.reason !== 'string') throw new FaultError(badOutput('read', '"reason" that is not a string'));
+    const reason = typeof obj.reason === 'string' && obj.reason.trim() !== '' ? obj.reason.trim() : 'the read command cannot tell';
+    return { exists: 'unknown', reason };
+  }
+  if (obj.exists !== true) throw new FaultError(badOutput('read', 'an object without "exists" true, false or "unknown"'));
   const state = obj.state ?? {};
   if (!isPlainObject(state)) throw new FaultError(badOutput('read', '"state" that is not an object'));
   return { exists: true, state, outputs: parseOutputs('read', obj.outputs) };
@@ -146,6 +161,7 @@ export function inputDiffs(input: Readonly<Record<string, unknown>>, state: Read
 
 /** The observation for a read result. */
 export function toObservation(input: Readonly<Record<string, unknown>>, read: ReadResult): Observation {
+  if (read.exists === 'unknown') return { status: 'indeterminate', reason: `read: ${read.reason}` };
   if (!read.exists) return { status: 'absent' };
   const diffs = inputDiffs(input, read.state);
   return diffs.length === 0 ? { status: 'upToDate', outputs: read.outputs } : { status: 'drifted', diffs, outputs: read.outputs };

@@ -14,7 +14,7 @@ import type { NodeEventType } from './node-machine.ts';
 import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import type { ProvisionStep } from './reconciler.ts';
 import { emptySummary, massDeletionLimit, runSteps, withoutIgnored } from './reconciler.ts';
-import type { NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
+import type { NodeRecord, NodeStatus, PendingOperation, RunSummary, StateStore } from './state-store.ts';
 import { appliedAtSpec, carriedRecord, recordSnapshot, removedNode, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, storedDeps, storedGoalDigest } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
@@ -108,7 +108,7 @@ export class Controller<S extends NodeSpec> {
   private readonly abort = new AbortController();
   private loops: Promise<void>[] = [];
   /** Operations left pending by a crash, by node: resolved by observing, never repeated blindly. */
-  private readonly pending = new Map<NodeId, number[]>();
+  private readonly pending = new Map<NodeId, PendingOperation[]>();
   private firstRoundLeft = new Set<NodeId>();
   private started = false;
   private rejected: readonly string[] | null = null;
@@ -139,7 +139,7 @@ export class Controller<S extends NodeSpec> {
     }
     for (const op of this.o.store.pendingOperations()) {
       const list = this.pending.get(op.node) ?? [];
-      list.push(op.id);
+      list.push(op);
       this.pending.set(op.node, list);
     }
   }
@@ -246,6 +246,10 @@ export class Controller<S extends NodeSpec> {
     const current = this.records.get(id)?.status ?? 'pending';
     // Not held (nor failed): nothing to release, and nothing is changed.
     if (!releasable(current)) return { status: 'not-held', current };
+    // The operator has resolved what an interrupted operation left (a node held because its backend
+    // could not tell whether a cut-short create made anything): it no longer counts as interrupted.
+    for (const op of this.pending.get(id) ?? []) this.deferred.finish(op.id, 'abandoned', 'released by operator');
+    this.pending.delete(id);
     this.transition(node, 'OPERATOR_RETRY', { attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator' });
     this.flush();
     this.queue.add(id);
@@ -383,7 +387,7 @@ export class Controller<S extends NodeSpec> {
     // in one transaction (one fsync, not one per node).
     const opIds = this.deferred.commit(() =>
       steps.map((step) => {
-        for (const stale of this.pending.get(step.node.id) ?? []) this.o.store.finishOperation(stale, 'abandoned', 'observed again after an interruption');
+        for (const stale of this.pending.get(step.node.id) ?? []) this.o.store.finishOperation(stale.id, 'abandoned', 'observed again after an interruption');
         this.pending.delete(step.node.id);
         return this.o.store.beginOperation(step.node.id, step.op, this.runId);
       }),
@@ -530,10 +534,10 @@ export class Controller<S extends NodeSpec> {
 
   /** A create interrupted by a crash whose resource exists now: adopt it, never create it again. */
   private adoptPending(id: NodeId): void {
-    const ids = this.pending.get(id);
-    if (ids === undefined) return;
+    const ops = this.pending.get(id);
+    if (ops === undefined) return;
     this.pending.delete(id);
-    for (const op of ids) this.deferred.finish(op, 'adopted', 'found after an interrupted operation');
+    for (const op of ops) this.deferred.finish(op.id, 'adopted', 'found after an interrupted operation');
     this.o.log.info({ node: id }, 'interrupted operation resolved by observation: adopted');
   }
 
@@ -801,6 +805,7 @@ export class Controller<S extends NodeSpec> {
       log: this.o.log,
       outputsOf: (id) => this.records.get(id)?.outputs ?? undefined,
       memoOf: (id) => this.records.get(id)?.memo ?? undefined,
+      interrupted: (id) => this.pending.get(id)?.some((op) => op.op === 'create') === true,
     };
   }
 }

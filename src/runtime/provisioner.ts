@@ -63,6 +63,14 @@ export interface OperationContext {
   readonly outputsOf: (id: NodeId) => Outputs | undefined;
   /** The node's memo as last recorded: from its last observation, or a create or update since (see `ObservationMemo`). */
   readonly memoOf?: ((id: NodeId) => ObservationMemo | undefined) | undefined;
+  /**
+   * Whether a create of the node was begun and never finished (the process
+   * died during it). An observation that cannot tell a resource that was
+   * never made from one a cut-short create made (its id known only to the
+   * create) answers `indeterminate` then, rather than `absent`: the node is
+   * held for an operator instead of being created a second time.
+   */
+  readonly interrupted?: ((id: NodeId) => boolean) | undefined;
 }
 
 /**

@@ -113,6 +113,7 @@ export class Reconciler<S extends NodeSpec> {
     const stored = this.store.listNodes();
     const byId = new Map(stored.map((r) => [r.id, r]));
     for (const r of stored) if (r.outputs !== null) outputs.set(r.id, r.outputs);
+    const interrupted = new Set(this.store.pendingOperations().flatMap((op) => (op.op === 'create' ? [op.node] : [])));
     const willChange = new Set<NodeId>();
     // As in `apply`: what a blocked, held or failing node's dependents get is `blocked`, without observing them.
     const notReady = new Set<NodeId>();
@@ -131,7 +132,7 @@ export class Reconciler<S extends NodeSpec> {
         else if (badDep !== undefined) entry({ action: 'blocked', reason: `dependency ${badDep} is not ready` });
         else observable.push(node);
       }
-      const observed = await this.provisioner.observe(observable, this.context(options.signal, outputs, (id) => byId.get(id)?.memo ?? undefined));
+      const observed = await this.provisioner.observe(observable, this.context(options.signal, outputs, (id) => byId.get(id)?.memo ?? undefined, interrupted));
       for (const node of observable) {
         const entry = (planned: PlannedAction): void => {
           entries.set(node.id, { id: node.id, type: node.spec.type, backendId: node.spec.backendId, goal: node.goal, planned });
@@ -281,7 +282,7 @@ export class Reconciler<S extends NodeSpec> {
           ready.push(node);
         }
         if (ready.length === 0) continue;
-        const ctx = this.context(options.signal, outputs, memoOf);
+        const ctx = this.context(options.signal, outputs, memoOf, pendingCreates);
         const observed = await this.provisioner.observe(ready, ctx);
         const steps: ProvisionStep<S>[] = [];
         for (const node of ready) {
@@ -479,8 +480,14 @@ export class Reconciler<S extends NodeSpec> {
     }
   }
 
-  private context(signal: AbortSignal, outputs: ReadonlyMap<NodeId, Outputs>, memoOf?: (id: NodeId) => ObservationMemo | undefined): OperationContext {
-    return { signal, log: this.log, outputsOf: (id) => outputs.get(id), memoOf };
+  /** `interrupted`: the nodes whose create a crash cut short (see `OperationContext.interrupted`). */
+  private context(
+    signal: AbortSignal,
+    outputs: ReadonlyMap<NodeId, Outputs>,
+    memoOf?: (id: NodeId) => ObservationMemo | undefined,
+    interrupted?: { has(id: NodeId): boolean },
+  ): OperationContext {
+    return { signal, log: this.log, outputsOf: (id) => outputs.get(id), memoOf, interrupted: interrupted && ((id) => interrupted.has(id)) };
   }
 }
 

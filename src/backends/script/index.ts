@@ -17,6 +17,7 @@ import type {
   BackendFactory,
   BackendHealth,
   BackendNode,
+  ExecRequest,
   InfraNodeType,
   ProcessOutcome,
   ProvisionIntent,
@@ -211,7 +212,12 @@ export class ScriptProvisioner implements ResourceProvisioner {
 
   /** Runs one verb, records it in the ledger, and returns its stdout or throws its classified fault. */
   private async run(script: ArtifactRecord, node: BackendNode, verb: ScriptVerb, grantId: number | null, ctx: OperationContext): Promise<string> {
-    const request = { id: node.id, input: inputOf(node.spec.spec), outputs: ctx.outputsOf(node.id) ?? null };
+    const request: ExecRequest = {
+      id: node.id,
+      input: inputOf(node.spec.spec),
+      outputs: ctx.outputsOf(node.id) ?? null,
+      ...(ctx.interrupted?.(node.id) === true ? { interrupted: true as const } : {}),
+    };
     const outcome = await this.client.run(script.hash, script.content, verb, request, ctx.signal);
     let stdout: string;
     try {

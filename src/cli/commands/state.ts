@@ -106,8 +106,12 @@ export async function retry(ctx: CliContext, node: string | undefined): Promise<
     const r = store.getNode(node);
     if (r === undefined) return { status: 'unknown' };
     if (!releasable(r.status)) return { status: 'not-held', current: r.status };
-    store.putNodes([{ ...r, status: 'pending', attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator' }]);
-    store.appendEvent({ at: Date.now(), node, kind: 'operator-retry', data: { previous: r.status } });
+    store.transaction(() => {
+      // What an interrupted operation left is resolved by the operator: it no longer counts as interrupted.
+      for (const op of store.pendingOperations()) if (op.node === node) store.finishOperation(op.id, 'abandoned', 'released by operator');
+      store.putNodes([{ ...r, status: 'pending', attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator' }]);
+      store.appendEvent({ at: Date.now(), node, kind: 'operator-retry', data: { previous: r.status } });
+    });
     return { status: 'released' };
   });
   return answered(ctx, node, answer ?? { status: 'unknown' }, 'store');

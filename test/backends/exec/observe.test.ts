@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { inputDiffs, jsonEqual, parseRead } from '../../../src/backends/exec/index.ts';
+import { toObservation } from '../../../src/infra/index.ts';
 
 describe('jsonEqual', () => {
   it.each([
@@ -28,7 +29,17 @@ describe('parseRead', () => {
     { name: 'absent', out: '{"exists":false}\n', read: { exists: false } },
     { name: 'present without outputs', out: '{"exists":true,"state":{"a":1}}', read: { exists: true, state: { a: 1 }, outputs: {} } },
     { name: 'present with outputs', out: '{"exists":true,"state":{},"outputs":{"arn":"x","n":1,"ok":true,"none":null}}', read: { exists: true, state: {}, outputs: { arn: 'x', n: 1, ok: true, none: null } } },
+    { name: 'cannot tell, with a reason', out: '{"exists":"unknown","reason":"create was cut short"}', read: { exists: 'unknown', reason: 'create was cut short' } },
+    { name: 'cannot tell, without a reason', out: '{"exists":"unknown"}', read: { exists: 'unknown', reason: 'the read command cannot tell' } },
   ])('$name', ({ out, read }) => {
     expect(parseRead(out)).toEqual(read);
+  });
+
+  it.each(['{"exists":"maybe"}', '{"exists":null}', '{"exists":"unknown","reason":7}'])('refuses %s as bad output', (out) => {
+    expect(() => parseRead(out)).toThrow(/read command printed/);
+  });
+
+  it('"unknown" is an indeterminate observation: the node is held, never created blindly', () => {
+    expect(toObservation({ a: 1 }, parseRead('{"exists":"unknown","reason":"id lost"}'))).toEqual({ status: 'indeterminate', reason: 'read: id lost' });
   });
 });

@@ -1,0 +1,180 @@
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, describe, expect, it } from 'vitest';
+import { bin, cleanEnv, cli, tempProject } from '../support/cli.ts';
+import { Daemon, eventually } from '../support/daemon.ts';
+
+/**
+ * An exec resource whose read command cannot tell after a crash: its id is
+ * made by create (a cloud API's server-assigned id) and known to the daemon
+ * only from create's outputs, which a kill -9 mid-create never records. The
+ * request says the create was interrupted; read answers `"exists":
+ * "unknown"`. The node is held with the reason, never created a second
+ * time; `retry` releases it once an operator has resolved it (here: told
+ * the script which id the half-made resource has).
+ */
+
+/** The resource script: `res-<id>.json` files, every create counted in creates.log. */
+function resourceScript(dir: string): string {
+  const script = join(dir, 'resource');
+  writeFileSync(
+    script,
+    `#!${process.execPath}
+const fs = require('node:fs');
+const dir = ${JSON.stringify(dir)};
+const req = JSON.parse(fs.readFileSync(0, 'utf8'));
+const file = (id) => dir + '/res-' + id + '.json';
+switch (process.argv[2]) {
+  case 'read': {
+    // An operator who resolved an interruption by hand names the resource here.
+    const known = req.outputs?.rid ?? (fs.existsSync(dir + '/adopt-id') ? fs.readFileSync(dir + '/adopt-id', 'utf8').trim() : undefined);
+    if (known !== undefined && fs.existsSync(file(known))) {
+      console.log(JSON.stringify({ exists: true, state: JSON.parse(fs.readFileSync(file(known), 'utf8')), outputs: { rid: known } }));
+    } else if (req.interrupted === true) {
+      console.log(JSON.stringify({ exists: 'unknown', reason: 'a create was interrupted; its resource id is known only to create' }));
+    } else console.log(JSON.stringify({ exists: false }));
+    break;
+  }
+  case 'create': {
+    fs.appendFileSync(dir + '/creates.log', 'create\\n');
+    const id = Math.random().toString(36).slice(2, 10);
+    fs.writeFileSync(file(id), JSON.stringify(req.input));
+    fs.writeFileSync(dir + '/last-id', id);
+    // The resource exists now; the call itself is slow: the process is killed here.
+    if (!fs.existsSync(dir + '/fast')) setTimeout(() => console.log(JSON.stringify({ outputs: { rid: id } })), 30000);
+    else console.log(JSON.stringify({ outputs: { rid: id } }));
+    break;
+  }
+}
+`,
+  );
+  chmodSync(script, 0o755);
+  return script;
+}
+
+function project(prefix: string): ReturnType<typeof tempProject> {
+  const p = tempProject(prefix);
+  const script = resourceScript(p.dir);
+  p.write(
+    'goals.yaml',
+    `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: exec }
+spec: { type: exec, config: { timeout: 60s } }
+---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: infra }
+spec:
+  nodes:
+    - id: vm
+      type: generic.resource
+      backend: exec
+      spec:
+        commands:
+          read: [${JSON.stringify(script)}, read]
+          create: [${JSON.stringify(script)}, create]
+        input: { size: large }
+`,
+  );
+  return p;
+}
+
+const daemonProject = project('ds-exec-unknown-run-');
+const applyProject = project('ds-exec-unknown-apply-');
+afterAll(() => {
+  rmSync(daemonProject.dir, { recursive: true, force: true });
+  rmSync(applyProject.dir, { recursive: true, force: true });
+});
+
+function creates(dir: string): string[] {
+  return readFileSync(join(dir, 'creates.log'), 'utf8').trim().split('\n');
+}
+
+function operations(state: string): unknown[] {
+  const db = new Database(join(state, 'state.db'), { readonly: true });
+  try {
+    expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+    return db.prepare("SELECT op, outcome, detail FROM operations WHERE node = 'vm' ORDER BY id").all();
+  } finally {
+    db.close();
+  }
+}
+
+async function statusOf(p: ReturnType<typeof tempProject>): Promise<{ id: string; status: string; reason: string | null }> {
+  const r = await cli(['status', '--format', 'json', ...p.args], { cwd: p.dir });
+  return (JSON.parse(r.stdout) as { nodes: { id: string; status: string; reason: string | null }[] }).nodes.find((n) => n.id === 'vm')!;
+}
+
+describe('exec resource whose read cannot tell after a create cut short by kill -9', () => {
+  it('the daemon holds it with the reason, never creates it again; retry releases it once resolved', async () => {
+    const p = daemonProject;
+    const args = [...p.args, '--listen', '127.0.0.1:0', '--interval', '60s'];
+    const first = new Daemon(args, { cwd: p.dir });
+    try {
+      await eventually(() => existsSync(join(p.dir, 'last-id')), 20_000, 'the create to start');
+    } finally {
+      first.kill('SIGKILL');
+      await first.exited;
+    }
+    writeFileSync(join(p.dir, 'fast'), '');
+
+    const second = new Daemon(args, { cwd: p.dir });
+    try {
+      await second.port();
+      const held = await second.waitFor((l) => l.msg === 'node held: existence indeterminate' && l.node === 'vm');
+      expect(String(held.reason)).toContain('a create was interrupted');
+      const rec = await statusOf(p);
+      expect(rec.status).toBe('held');
+      expect(rec.reason).toMatch(/^cannot tell whether it exists: .*a create was interrupted.*desiredstate retry vm/);
+      expect(creates(p.dir)).toEqual(['create']);
+
+      // The operator finds the half-made resource and tells the script its id, then releases the node.
+      writeFileSync(join(p.dir, 'adopt-id'), readFileSync(join(p.dir, 'last-id'), 'utf8'));
+      const retry = await cli(['retry', 'vm', ...p.args], { cwd: p.dir });
+      expect(retry.code, retry.stderr).toBe(0);
+      await eventually(async () => (await statusOf(p)).status === 'ready', 10_000, 'vm ready');
+    } finally {
+      second.kill('SIGTERM');
+      expect((await second.exited).code).toBe(0);
+    }
+    expect(creates(p.dir)).toEqual(['create']);
+    expect(operations(p.state)).toEqual([{ op: 'create', outcome: 'abandoned', detail: 'released by operator' }]);
+  }, 60_000);
+
+  it('apply holds it too (exit 1, the reason printed); an offline retry releases it, and a release with nothing left to find creates it once', async () => {
+    const p = applyProject;
+    const child = spawn(process.execPath, [bin, 'apply', '--yes', ...p.args], { cwd: p.dir, env: cleanEnv(), stdio: 'ignore' });
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    try {
+      await eventually(() => existsSync(join(p.dir, 'last-id')), 20_000, 'the create to start');
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    writeFileSync(join(p.dir, 'fast'), '');
+
+    const again = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    expect(again.code).toBe(1);
+    expect(again.stdout).toMatch(/1 held/);
+    expect(again.stdout + again.stderr).toContain('a create was interrupted');
+    expect(creates(p.dir)).toEqual(['create']);
+    // Held for this goal: the next pass leaves it alone rather than guessing.
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(1);
+    expect(creates(p.dir)).toEqual(['create']);
+
+    // The operator deleted the half-made resource: released, the next pass creates it (once).
+    rmSync(join(p.dir, `res-${readFileSync(join(p.dir, 'last-id'), 'utf8')}.json`));
+    expect((await cli(['retry', 'vm', ...p.args], { cwd: p.dir })).code).toBe(0);
+    const last = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    expect(last.code, last.stdout + last.stderr).toBe(0);
+    expect(creates(p.dir)).toEqual(['create', 'create']);
+    expect(operations(p.state)).toEqual([
+      { op: 'create', outcome: 'abandoned', detail: 'released by operator' },
+      { op: 'create', outcome: 'done', detail: null },
+    ]);
+    expect((await cli(['plan', ...p.args], { cwd: p.dir })).code).toBe(0);
+  }, 60_000);
+});
