@@ -147,7 +147,8 @@ export class PgClient {
       }
     } catch (err) {
       if (err instanceof FaultError) throw err;
-      throw new FaultError(classifyPgError(err, phase, { redact: sensitive, server: this.address }), { cause: sensitive ? undefined : err });
+      const maintenance = (options.database ?? this.config.database) === this.config.database;
+      throw new FaultError(classifyPgError(err, phase, { redact: sensitive, server: this.address, maintenance }), { cause: sensitive ? undefined : err });
     }
   }
 

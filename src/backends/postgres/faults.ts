@@ -32,7 +32,7 @@ interface Entry {
 const BY_CODE: Readonly<Record<string, Entry>> = {
   '57P01': { class: 'transient', hint: 'the server is shutting down (admin shutdown)' },
   '57P02': { class: 'transient', hint: 'the server crashed and is restarting' },
-  '57P03': { class: 'transient', hint: 'the server is starting up or in recovery' },
+  '57P03': { class: 'transient', hint: 'the server is starting up, shutting down or in recovery' },
   '57014': { class: 'transient', hint: 'the statement was cancelled' },
   '53300': { class: 'throttled', hint: 'the server has no free connection slots; lower poolSize or raise max_connections', retryAfterMs: THROTTLE_RETRY_MS },
   '40001': { class: 'transient' },
@@ -140,6 +140,19 @@ export interface ClassifyOptions {
   readonly redact?: boolean | undefined;
   /** The server's address (`serverAddress`), named in connection-level faults. */
   readonly server?: string | undefined;
+  /** The connection was to the backend's own database (`config.database`), not to one a node names. */
+  readonly maintenance?: boolean | undefined;
+}
+
+/**
+ * Whether a server error is about the server or the connection (refused
+ * login, shutdown, no free slot, no such database to connect to) rather
+ * than about the statement: those name the server, as socket errors do.
+ */
+function aboutServer(state: string, phase: Phase): boolean {
+  if (phase === 'connect') return true;
+  const cls = state.slice(0, 2);
+  return cls === '08' || cls === '28' || (cls === '57' && state !== '57014') || state === '53300';
 }
 
 /**
@@ -158,8 +171,13 @@ export function classifyPgError(err: unknown, phase: Phase = 'query', options: C
 
   const state = sqlState(err);
   if (state !== undefined) {
-    const entry = BY_CODE[state] ?? BY_CLASS[state.slice(0, 2)] ?? { class: 'unknown' as const };
-    const message = options.redact === true && state === '42601' ? 'syntax error in a statement that carries a password (message withheld)' : messageOf(err);
+    const entry = { ...(BY_CODE[state] ?? BY_CLASS[state.slice(0, 2)] ?? { class: 'unknown' as const }) };
+    let message = options.redact === true && state === '42601' ? 'syntax error in a statement that carries a password (message withheld)' : messageOf(err);
+    if (options.server !== undefined && aboutServer(state, phase)) message = `the PostgreSQL server at ${options.server}: ${message}`;
+    if (state === '3D000' && phase === 'connect' && options.maintenance === true) {
+      // Not a node's database that is not made yet: the one the backend itself connects to.
+      entry.hint = 'the backend connects to this database (config.database): create it, or set config.database to one that exists';
+    }
     return fault(entry.class, message, {
       code: state,
       ...(entry.hint === undefined ? {} : { hint: entry.hint }),

@@ -1,0 +1,121 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PgClient, postgresBackendFactory, postgresConfigSchema } from '../../../src/backends/postgres/index.ts';
+import type { PostgresBackend } from '../../../src/backends/postgres/index.ts';
+import { FaultError } from '../../../src/runtime/index.ts';
+import type { Fault } from '../../../src/runtime/index.ts';
+import { startTestPostgres } from '../../support/postgres.ts';
+import type { TestPostgres } from '../../support/postgres.ts';
+import { captureLogger, opContext, pgNode } from './helpers.ts';
+
+/*
+ * A server that answers, but refuses the backend: a wrong password, a role
+ * or a maintenance database that does not exist, an administrator ending
+ * its sessions. Each fault names the server (an operator with several
+ * needs to know which one), and the class decides what the fault policy
+ * does: auth is held after a few attempts, the rest is retried.
+ */
+let server: TestPostgres;
+let dir: string;
+const open: PostgresBackend[] = [];
+
+beforeAll(async () => {
+  server = await startTestPostgres();
+  dir = await mkdtemp(join(tmpdir(), 'ds-pg-server-faults-'));
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.allSettled(open.map((b) => b.close()));
+  await server?.destroy();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function backend(config: Record<string, unknown>, env: NodeJS.ProcessEnv = { PGPW: server.password }): PostgresBackend {
+  const parsed = postgresBackendFactory.configSchema.parse({
+    host: server.host,
+    port: server.port,
+    user: server.user,
+    password: { fromEnv: 'PGPW' },
+    sslmode: 'disable',
+    connectTimeout: '3s',
+    ...config,
+  });
+  const b = postgresBackendFactory.create(parsed, { id: 'pg', cwd: dir, stateDir: dir, log: captureLogger().log, env }) as PostgresBackend;
+  open.push(b);
+  return b;
+}
+
+const role = pgNode('r', 'postgres.role', { name: 'sf_role' });
+
+async function observeFault(b: PostgresBackend): Promise<Fault> {
+  const obs = (await b.observe([role], opContext(captureLogger().log))).get(role.id);
+  expect(obs?.status).toBe('failed');
+  return (obs as { fault: Fault }).fault;
+}
+
+describe('faults of a server that answers but refuses', () => {
+  const address = (): string => `127.0.0.1:${server.port}`;
+
+  it('a wrong password: an auth fault naming the server and the user, never the password', async () => {
+    const f = await observeFault(backend({}, { PGPW: 'not-the-password' }));
+    expect(f).toMatchObject({ class: 'auth', code: '28P01' });
+    expect(f.message).toBe(`the PostgreSQL server at ${address()}: password authentication failed for user "postgres"`);
+    expect(JSON.stringify(f)).not.toContain('not-the-password');
+  });
+
+  it('a role that does not exist: an auth fault naming the server', async () => {
+    const f = await observeFault(backend({ user: 'sf_nobody' }));
+    expect(f.class).toBe('auth');
+    expect(f.message).toMatch(new RegExp(`^the PostgreSQL server at ${address()}: .*"sf_nobody"`));
+  });
+
+  it('a maintenance database that does not exist: transient (it may be being restored), naming the server and config.database', async () => {
+    const f = await observeFault(backend({ database: 'sf_missing' }));
+    expect(f).toMatchObject({ class: 'transient', code: '3D000' });
+    expect(f.message).toBe(`the PostgreSQL server at ${address()}: database "sf_missing" does not exist`);
+    expect(f.hint).toContain('config.database');
+    expect(f.hint).not.toContain('dependsOn');
+  });
+
+  it('a schema in a database that does not exist yet is absent, as before', async () => {
+    const schema = pgNode('s', 'postgres.schema', { name: 'app', database: 'sf_not_yet' });
+    const obs = (await backend({}).observe([schema], opContext(captureLogger().log))).get(schema.id);
+    expect(obs).toEqual({ status: 'absent' });
+  });
+
+  it('a statement whose session an administrator ends (57P01, as a fast shutdown does): transient, naming the server; the next query reconnects', async () => {
+    const config = postgresConfigSchema.parse({ host: server.host, port: server.port, user: server.user, password: { fromEnv: 'PGPW' }, sslmode: 'disable', connectTimeout: '3s' });
+    const c = new PgClient({ config, env: { PGPW: server.password }, cwd: dir, log: captureLogger().log });
+    try {
+      const signal = AbortSignal.timeout(20_000);
+      const slow = c.query("SELECT pg_sleep(10) AS slept", [], { signal }).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      // Wait until the statement runs, then end its session.
+      for (let i = 0; i < 100; i++) {
+        const rows = await server.sql("SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(10)%' AND application_name = 'desiredstate'");
+        if (rows.length > 0) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await server.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(10)%' AND application_name = 'desiredstate'");
+      const err = await slow;
+      expect(err).toBeInstanceOf(FaultError);
+      const f = (err as FaultError).fault;
+      expect(f).toMatchObject({ class: 'transient', code: '57P01' });
+      expect(f.message).toBe(`the PostgreSQL server at ${address()}: terminating connection due to administrator command`);
+      expect(await c.query<{ one: number }>('SELECT 1 AS one', [], { signal })).toEqual([{ one: 1 }]);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('an ordinary statement error is about the statement, not the server: its message is left as PostgreSQL wrote it', async () => {
+    const b = backend({});
+    const r = await b.create(pgNode('g', 'postgres.grant', { role: 'sf_nobody', database: 'postgres', on: 'database', privileges: ['CONNECT'] }), opContext(captureLogger().log));
+    expect(r.status).toBe('failed');
+    expect((r as { fault: Fault }).fault.message).toBe('role "sf_nobody" does not exist');
+  });
+});
