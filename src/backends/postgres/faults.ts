@@ -12,6 +12,15 @@ import { UnsafeSqlValueError } from './sql.ts';
 /** SQLSTATEs that mean "already exists": success on create. */
 export const DUPLICATE_OBJECT_CODES: ReadonlySet<string> = new Set(['42710', '42P04', '42P06', '42P07']);
 
+/**
+ * A unique violation on a system catalog (23505 in `pg_catalog`, for example
+ * `pg_authid_rolname_index`): the same object was created by another session
+ * at the same moment — the session of a process killed mid-create whose
+ * statement the server still finished, or another replica. The object
+ * exists: for a create it is "already exists", found the other way round.
+ */
+export const CONCURRENT_CREATE_CODE = 'concurrent-create';
+
 const SOCKET_ERRNOS: ReadonlySet<string> = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'EAI_AGAIN', 'ENOTFOUND', 'ECONNABORTED', 'EADDRNOTAVAIL',
 ]);
@@ -74,6 +83,8 @@ interface ErrorShape {
   readonly errors?: unknown;
   /** The system call a socket error came from (`connect`). */
   readonly syscall?: unknown;
+  /** The schema of the object a server error is about (pg's DatabaseError). */
+  readonly schema?: unknown;
 }
 
 function shape(err: unknown): ErrorShape {
@@ -170,6 +181,12 @@ export function classifyPgError(err: unknown, phase: Phase = 'query', options: C
   if (shape(err).name === 'AbortError') return fault('transient', 'operation aborted', { code: 'aborted' });
 
   const state = sqlState(err);
+  if (state === '23505' && shape(err).schema === 'pg_catalog') {
+    return fault('transient', messageOf(err), {
+      code: CONCURRENT_CREATE_CODE,
+      hint: 'another session created the same object at the same moment (a process killed mid-create, another replica); it is observed again',
+    });
+  }
   if (state !== undefined) {
     const entry = { ...(BY_CODE[state] ?? BY_CLASS[state.slice(0, 2)] ?? { class: 'unknown' as const }) };
     let message = options.redact === true && state === '42601' ? 'syntax error in a statement that carries a password (message withheld)' : messageOf(err);
@@ -208,7 +225,7 @@ export function classifyPgError(err: unknown, phase: Phase = 'query', options: C
 
 /** True for a classified fault (or a raw error) that says the object already exists. */
 export function isDuplicate(err: unknown): boolean {
-  const code = err instanceof FaultError ? err.fault.code : sqlState(err);
-  return code !== undefined && DUPLICATE_OBJECT_CODES.has(code);
+  const code = err instanceof FaultError ? err.fault.code : sqlState(err) === '23505' && shape(err).schema === 'pg_catalog' ? CONCURRENT_CREATE_CODE : sqlState(err);
+  return code !== undefined && (DUPLICATE_OBJECT_CODES.has(code) || code === CONCURRENT_CREATE_CODE);
 }
 

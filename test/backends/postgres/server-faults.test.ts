@@ -119,3 +119,28 @@ describe('faults of a server that answers but refuses', () => {
     expect((r as { fault: Fault }).fault.message).toBe('role "sf_nobody" does not exist');
   });
 });
+
+describe('a create racing the same create still in flight (a session of a process killed mid-create, another replica)', () => {
+  it.each([
+    { kind: 'role', node: () => pgNode('rr', 'postgres.role', { name: 'sf_race_role', login: true, password: { fromEnv: 'PGPW' } }), make: 'CREATE ROLE sf_race_role LOGIN' },
+    { kind: 'schema', node: () => pgNode('rs', 'postgres.schema', { name: 'sf_race_schema', database: 'postgres' }), make: 'CREATE SCHEMA sf_race_schema' },
+  ])('$kind: the create that loses is the other one adopted, not a failed second create', async ({ node, make }) => {
+    const other = await server.client();
+    try {
+      // The other session's create is not committed yet: ours finds nothing, then waits on the catalog's unique index.
+      await other.query('BEGIN');
+      await other.query(make);
+      const b = backend({});
+      const n = node();
+      expect((await b.observe([n], opContext(captureLogger().log))).get(n.id)?.status).toBe('absent');
+      const ours = b.create(n, opContext(captureLogger().log));
+      await new Promise((r) => setTimeout(r, 300));
+      await other.query('COMMIT');
+      const r = await ours;
+      expect(r, JSON.stringify(r)).toMatchObject({ status: 'done' });
+      expect((await b.observe([n], opContext(captureLogger().log))).get(n.id)?.status).toBe('upToDate');
+    } finally {
+      await other.end();
+    }
+  });
+});
