@@ -16,4 +16,36 @@ export const infraSpecCodec: NodeSpecCodec<InfraDesiredNodeSpec> = {
     if (!parsed.success || typeof backendId !== 'string') return undefined;
     return desiredNodeSpec(parsed.data as unknown as InfraNodeSpec, backendId, (labels ?? {}) as Record<string, string>, typeof environment === 'string' ? environment : undefined);
   },
+  resourceKey(spec) {
+    return JSON.stringify([spec.backendId, spec.spec.type, resourceIdentity(spec.spec)]);
+  },
 };
+
+/**
+ * The fields that name a resource of each type (a role's name, a schema's
+ * database and name, a file's path …): what a backend finds it by. A type
+ * without such fields is named by its whole spec: two identical specs
+ * manage one resource.
+ */
+function resourceIdentity(s: InfraNodeSpec): unknown {
+  switch (s.type) {
+    case 'local.file':
+    case 'local.directory':
+    case 'local.symlink':
+      return s.path;
+    case 'postgres.database':
+    case 'postgres.role':
+    case 'k8s.namespace':
+    case 'aws.s3.bucket':
+      return s.name;
+    case 'postgres.schema':
+    case 'postgres.extension':
+      return [s.database, s.name];
+    case 'postgres.grant':
+      return [s.role, s.database, s.schema ?? null, s.on, s.forRole ?? null];
+    case 'k8s.configmap':
+      return [s.namespace, s.name];
+    default:
+      return s;
+  }
+}

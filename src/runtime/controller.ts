@@ -15,7 +15,7 @@ import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, Operatio
 import type { ProvisionStep } from './reconciler.ts';
 import { emptySummary, massDeletionLimit, runSteps, withoutIgnored } from './reconciler.ts';
 import type { NodeRecord, NodeStatus, PendingOperation, RunSummary, StateStore } from './state-store.ts';
-import { appliedAtSpec, carriedRecord, recordSnapshot, removedNode, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, storedDeps, storedGoalDigest } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, claimedByGoals, recordSnapshot, removedNode, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, storedDeps, storedGoalDigest } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 import { driftReport, logDrift, MISSING_RESOURCE } from './drift-report.ts';
@@ -705,7 +705,10 @@ export class Controller<S extends NodeSpec> {
     const removed = [...this.records.values()].filter((r) => !graph.has(r.id) && r.status !== 'orphaned' && r.status !== 'deleted');
     if (removed.length === 0) return;
     // A node a policy held is never deleted either (its record says why it is held).
-    const toDelete = removed.filter((r) => r.deletionPolicy === 'Delete' && r.managed && !(r.status === 'held' && r.reason?.startsWith('policy:') === true));
+    const candidates = removed.filter((r) => r.deletionPolicy === 'Delete' && r.managed && !(r.status === 'held' && r.reason?.startsWith('policy:') === true));
+    // A resource a node of the goals still manages (its id was changed) is not goaled away: let go, never deleted.
+    const claimed = claimedByGoals(graph, candidates, this.o.codec);
+    const toDelete = candidates.filter((r) => !claimed.has(r.id));
     const toDeleteSet = new Set(toDelete);
     const orphan = removed.filter((r) => !toDeleteSet.has(r));
     const limit = massDeletionLimit([...this.records.values()].filter((r) => r.managed).length);
@@ -717,7 +720,7 @@ export class Controller<S extends NodeSpec> {
       deleting = [];
     }
     for (const r of orphan) {
-      this.o.log.info({ node: r.id }, 'node orphaned: removed from the goals, resource left untouched');
+      this.o.log.info({ node: r.id, managedBy: claimed.get(r.id) }, 'node orphaned: removed from the goals, resource left untouched');
       this.queue.forget(r.id);
       this.records.delete(r.id);
       this.persisted.delete(r.id);

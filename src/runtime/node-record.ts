@@ -1,4 +1,5 @@
-import type { DesiredNode, NodeSettings, NodeSpec, NodeSpecCodec } from './node-spec.ts';
+import type { DesiredGraph } from './graph.ts';
+import type { DesiredNode, NodeId, NodeSettings, NodeSpec, NodeSpecCodec } from './node-spec.ts';
 import type { ObservationMemo, Outputs } from './provisioner.ts';
 import type { NodeRecord, NodeStatus } from './state-store.ts';
 
@@ -140,6 +141,30 @@ export function sameOutputs(a: Outputs | ObservationMemo | null, b: Outputs | Ob
   if (ka.length !== Object.keys(b).length) return false;
   for (const k of ka) if (a[k] !== b[k]) return false;
   return true;
+}
+
+/**
+ * The removed records whose resource a node of `graph` still manages (see
+ * `NodeSpecCodec.resourceKey`: a node whose id changed, its resource the
+ * same), each with that node's id. Deleting them would delete what the goals
+ * declare. Keys are computed for the graph only when a removed record has one.
+ */
+export function claimedByGoals<S extends NodeSpec>(graph: DesiredGraph<S>, removed: readonly NodeRecord[], codec: NodeSpecCodec<S>): Map<NodeId, NodeId> {
+  const claimed = new Map<NodeId, NodeId>();
+  if (codec.resourceKey === undefined || removed.length === 0) return claimed;
+  const keyOf = (spec: S): string | undefined => codec.resourceKey?.(spec);
+  const wanted = new Map<string, NodeId[]>();
+  for (const r of removed) {
+    const node = removedNode(r, codec);
+    const key = node === undefined ? undefined : keyOf(node.spec);
+    if (key !== undefined) wanted.set(key, [...(wanted.get(key) ?? []), r.id]);
+  }
+  if (wanted.size === 0) return claimed;
+  for (const node of graph.order) {
+    const key = keyOf(node.spec);
+    for (const id of key === undefined ? [] : (wanted.get(key) ?? [])) if (!claimed.has(id)) claimed.set(id, node.id);
+  }
+  return claimed;
 }
 
 /** Dependents before their dependencies, from the dependency lists stored with each record. */

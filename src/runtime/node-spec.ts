@@ -75,4 +75,12 @@ export interface DesiredNode<S extends NodeSpec = NodeSpec> {
 export interface NodeSpecCodec<S extends NodeSpec> {
   encode(spec: S): unknown;
   decode(json: unknown): S | undefined;
+  /**
+   * Optional: a key naming the real resource a spec manages (for example its
+   * backend, kind and identifying fields), or undefined when it cannot say.
+   * Two specs with one key manage one resource: a node removed from the goals
+   * whose resource a node of the goals still manages (its id was changed) is
+   * let go, never deleted.
+   */
+  resourceKey?(spec: S): string | undefined;
 }

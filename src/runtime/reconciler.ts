@@ -10,7 +10,7 @@ import { DeferredWrites } from './deferred-writes.ts';
 import { driftReport, logDrift, MISSING_RESOURCE } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
-import { appliedAtSpec, carriedRecord, recordSnapshot, removedNode, reverseDependencyOrder, sameRecord, sameSnapshot, storedGoalDigest } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, claimedByGoals, recordSnapshot, removedNode, reverseDependencyOrder, sameRecord, sameSnapshot, storedGoalDigest } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -375,7 +375,7 @@ export class Reconciler<S extends NodeSpec> {
       }
       for (const r of deletions.toOrphan) {
         outcomes.set(r.id, { status: 'orphaned' });
-        this.log.info({ node: r.id }, 'node orphaned: removed from the goals, resource left untouched');
+        this.log.info({ node: r.id, managedBy: deletions.claimed.get(r.id) }, 'node orphaned: removed from the goals, resource left untouched');
       }
 
       const summary = { ...summarise(outcomes), drifted: drifts };
@@ -408,19 +408,22 @@ export class Reconciler<S extends NodeSpec> {
     graph: DesiredGraph<S>,
     stored: readonly NodeRecord[],
     options: PassOptions,
-  ): { toDelete: NodeRecord[]; toOrphan: NodeRecord[]; refused?: { count: number; limit: number; nodes: NodeRecord[] } } {
+  ): { toDelete: NodeRecord[]; toOrphan: NodeRecord[]; claimed: ReadonlyMap<NodeId, NodeId>; refused?: { count: number; limit: number; nodes: NodeRecord[] } } {
     // An empty goal set never deletes anything: it is far more likely a mistake than an intent.
-    if (graph.size === 0) return { toDelete: [], toOrphan: [] };
+    if (graph.size === 0) return { toDelete: [], toOrphan: [], claimed: new Map() };
     const removed = stored.filter((r) => !graph.has(r.id) && r.status !== 'deleted');
-    const toDelete = removed.filter((r) => r.deletionPolicy === 'Delete' && r.managed && !options.gates?.has(r.id));
+    const candidates = removed.filter((r) => r.deletionPolicy === 'Delete' && r.managed && !options.gates?.has(r.id));
+    // A resource a node of the goals still manages (its id was changed) is not goaled away: let go, never deleted.
+    const claimed = claimedByGoals(graph, candidates, this.codec);
+    const toDelete = candidates.filter((r) => !claimed.has(r.id));
     const deleting = new Set(toDelete);
     const toOrphan = removed.filter((r) => !deleting.has(r));
     const managed = stored.filter((r) => r.managed).length;
     const limit = massDeletionLimit(managed);
     if (toDelete.length > limit && options.allowMassDeletion !== true) {
-      return { toDelete: [], toOrphan, refused: { count: toDelete.length, limit, nodes: reverseDependencyOrder(toDelete) } };
+      return { toDelete: [], toOrphan, claimed, refused: { count: toDelete.length, limit, nodes: reverseDependencyOrder(toDelete) } };
     }
-    return { toDelete: reverseDependencyOrder(toDelete), toOrphan };
+    return { toDelete: reverseDependencyOrder(toDelete), toOrphan, claimed };
   }
 
   /** Deletes in order; returns the ids deleted. Each operation is begun by `begin`; its outcome waits in `deferred`. */
