@@ -172,7 +172,10 @@ export const specSchemas = {
   }),
   'generic.resource': z.strictObject({
     commands: z.strictObject({
-      read: z.array(z.string()).min(1).describe('argv printing {"exists":false} or {"exists":true,"state":{…},"outputs":{…}}.'),
+      read: z
+        .array(z.string())
+        .min(1)
+        .describe('argv printing {"exists":false} or {"exists":true,"state":{…},"outputs":{…}}, or {"exists":"unknown","reason":"…"} when it cannot tell (after an interrupted create: the node is held).'),
       create: z.array(z.string()).min(1).describe('argv printing {"outputs":{…}}.'),
       update: z.array(z.string()).min(1).optional().describe('argv printing {"outputs":{…}}; without it drift is only reported.'),
       delete: z.array(z.string()).min(1).optional().describe('argv printing nothing; without it a delete fails.'),
