@@ -112,6 +112,11 @@ export class Controller<S extends NodeSpec> {
   private firstRoundLeft = new Set<NodeId>();
   private started = false;
   private rejected: readonly string[] | null = null;
+  /**
+   * Removed nodes whose deletion the current graph approved (prune + Delete, under the mass-deletion
+   * limit) and that are not deleted yet: a delete that failed is retried from the queue after its backoff.
+   */
+  private deleting = new Set<NodeId>();
 
   constructor(options: ControllerOptions<S>) {
     this.o = {
@@ -323,10 +328,16 @@ export class Controller<S extends NodeSpec> {
     const graph = this.graph;
     if (graph === undefined) return;
     const toObserve: DesiredNode<S>[] = [];
+    const toDelete: NodeRecord[] = [];
     const now = this.o.clock.now();
     for (const id of ids) {
       const node = graph.get(id);
-      if (node === undefined) continue;
+      if (node === undefined) {
+        // A removed node whose delete failed, due again.
+        const rec = this.records.get(id);
+        if (rec !== undefined && this.deleting.has(id)) toDelete.push(rec);
+        continue;
+      }
       const rec = this.records.get(id);
       const gate = this.gates.get(id);
       if (gate !== undefined) {
@@ -358,6 +369,11 @@ export class Controller<S extends NodeSpec> {
         continue;
       }
       toObserve.push(node);
+    }
+    for (const r of reverseDependencyOrder(toDelete)) {
+      const permit = this.breakers.for(r.backendId).acquire();
+      if (permit.verdict === 'reject') this.queue.addAfter(r.id, Math.max(1, permit.retryAt - now));
+      else await this.deleteRecord(r);
     }
     if (toObserve.length === 0) return;
     const ctx = this.context();
@@ -719,6 +735,8 @@ export class Controller<S extends NodeSpec> {
       this.o.store.appendEvent({ at: this.o.clock.now(), node: null, kind: 'mass-deletion-refused', data: { count: toDelete.length, limit } });
       deleting = [];
     }
+    // Only what this graph approves is deleted (a failed delete retried later included).
+    this.deleting = new Set(deleting.map((r) => r.id));
     for (const r of orphan) {
       this.o.log.info({ node: r.id, managedBy: claimed.get(r.id) }, 'node orphaned: removed from the goals, resource left untouched');
       this.queue.forget(r.id);
@@ -739,6 +757,8 @@ export class Controller<S extends NodeSpec> {
     }
     const result = await this.provision(node, 'delete', () => this.o.provisioner.delete(node, this.context()));
     if (result.status === 'done') {
+      this.backendAnswered(r.backendId);
+      this.deleting.delete(r.id);
       this.queue.forget(r.id);
       this.records.delete(r.id);
       this.persisted.delete(r.id);
@@ -747,10 +767,24 @@ export class Controller<S extends NodeSpec> {
       this.deferred.commit(() => this.o.store.removeNodes([r.id]));
       this.summary.deleted++;
       log.info('node deleted');
+      return;
+    }
+    // As for any node: the fault policy says when to try again (a server outage must not leave the
+    // delete undone until the next reload), or to leave it to the next reload or restart.
+    const f = result.fault;
+    this.circuitChanged(r.backendId, this.breakers.for(r.backendId).recordFailure(f), f);
+    const attempts = (this.records.get(r.id)?.attempts ?? r.attempts) + 1;
+    const decision = decide(f, attempts, this.o.rng, this.o.faultPolicy);
+    const retryAt = decision.action === 'retry' ? this.o.clock.now() + decision.delayMs : null;
+    this.records.set(r.id, { ...r, status: 'failed', attempts, lastFault: f, retryAt, reason: f.message, updatedAt: this.o.clock.now() });
+    this.dirty.add(r.id);
+    this.summary.failed++;
+    if (decision.action === 'retry') {
+      this.queue.addAfter(r.id, decision.delayMs);
+      log.warn({ fault: f, attempts, retryInMs: decision.delayMs }, 'delete failed');
     } else {
-      log.warn({ fault: result.fault }, 'delete failed');
-      this.records.set(r.id, { ...r, status: 'failed', lastFault: result.fault, reason: result.fault.message, updatedAt: this.o.clock.now() });
-      this.dirty.add(r.id);
+      this.deleting.delete(r.id);
+      log.warn({ fault: f, attempts, reason: decision.reason }, 'delete failed');
     }
   }
 

@@ -154,3 +154,50 @@ describe('postgres: kill -9 of apply and run while creating', () => {
     expect((await cli(['plan', ...p.args], { cwd: p.dir, env: env() })).code).toBe(0);
   }, 120_000);
 });
+
+describe('postgres: prune with Delete while the server is down', () => {
+  it('the daemon retries the failed delete with backoff and deletes once the server is back, without a restart or reload', async () => {
+    const p = tempProject('ds-pg-prune-outage-');
+    daemons.removeAfter(p.dir);
+    const backend = goal('kp', 0).split('---')[0]!;
+    const nodes = (ids: readonly string[]): string =>
+      `${backend}---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: prune }
+spec:
+  prune: true
+  defaults: { backend: pg }
+  nodes:
+${ids.map((id) => `    - { id: ${id}, type: postgres.role, deletionPolicy: Delete, spec: { name: kp_${id} } }`).join('\n')}
+`;
+    p.write('goals.yaml', nodes(['keep', 'gone']));
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir, env: env() })).code).toBe(0);
+    p.write('goals.yaml', nodes(['keep']));
+    const policy = join(p.dir, 'faults.yaml');
+    (await import('node:fs')).writeFileSync(policy, 'retry:\n  transient: { baseMs: 200, maxMs: 1000 }\ncircuitBreaker: { coolDownMs: 1000 }\n');
+
+    await server.stop();
+    const d = daemons.start(['--listen', '127.0.0.1:0', '--interval', '60s', '--fault-policy', policy, ...p.args], { cwd: p.dir, env: env() });
+    try {
+      const failed = await d.waitFor((l) => l.msg === 'delete failed' && l.node === 'gone', 20_000);
+      expect(JSON.stringify(failed.fault)).toContain(`127.0.0.1:${server.port}`);
+      await d.port();
+    } finally {
+      await server.start();
+    }
+    await d.waitFor((l) => l.msg === 'node deleted' && l.node === 'gone', 20_000);
+    // Backed off meanwhile: a handful of attempts, not a hot loop.
+    expect(d.lines.filter((l) => l.msg === 'delete failed').length).toBeLessThan(20);
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+    expect(await server.sql("SELECT rolname FROM pg_roles WHERE rolname LIKE 'kp\\_%' ORDER BY 1")).toEqual([{ rolname: 'kp_keep' }]);
+    const db = new Database(join(p.state, 'state.db'), { readonly: true });
+    try {
+      expect(db.prepare('SELECT id FROM nodes').all()).toEqual([{ id: 'keep' }]);
+      expect(db.prepare('SELECT count(*) AS n FROM operations WHERE finished_at IS NULL').get()).toEqual({ n: 0 });
+    } finally {
+      db.close();
+    }
+  }, 90_000);
+});
