@@ -1,3 +1,4 @@
+import { assertNever } from '../runtime/index.ts';
 import type { NodeSpecCodec } from '../runtime/index.ts';
 import { desiredNodeSpec } from './desired.ts';
 import type { InfraDesiredNodeSpec } from './desired.ts';
@@ -17,15 +18,16 @@ export const infraSpecCodec: NodeSpecCodec<InfraDesiredNodeSpec> = {
     return desiredNodeSpec(parsed.data as unknown as InfraNodeSpec, backendId, (labels ?? {}) as Record<string, string>, typeof environment === 'string' ? environment : undefined);
   },
   resourceKey(spec) {
-    return JSON.stringify([spec.backendId, spec.spec.type, resourceIdentity(spec.spec)]);
+    const identity = resourceIdentity(spec.spec);
+    return identity === undefined ? undefined : JSON.stringify([spec.backendId, spec.spec.type, identity]);
   },
 };
 
 /**
  * The fields that name a resource of each type (a role's name, a schema's
- * database and name, a file's path …): what a backend finds it by. A type
- * without such fields is named by its whole spec: two identical specs
- * manage one resource.
+ * database and name, a file's path …): what a backend finds it by. None for
+ * a type whose resource may be named by the node id itself (the exec
+ * protocol hands commands the id) or that names no resource (a playbook).
  */
 function resourceIdentity(s: InfraNodeSpec): unknown {
   switch (s.type) {
@@ -45,7 +47,12 @@ function resourceIdentity(s: InfraNodeSpec): unknown {
       return [s.role, s.database, s.schema ?? null, s.on, s.forRole ?? null];
     case 'k8s.configmap':
       return [s.namespace, s.name];
+    case 'terraform.workspace':
+      return [s.module, s.workspace];
+    case 'ansible.playbook':
+    case 'generic.resource':
+      return undefined;
     default:
-      return s;
+      return assertNever(s, 'node spec');
   }
 }
