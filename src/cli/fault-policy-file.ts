@@ -41,7 +41,7 @@ export async function loadFaultPolicyFile(
 ): Promise<{ policy: FaultPolicy; circuitBreaker: CircuitBreakerConfig } | { diagnostics: Diagnostic[] }> {
   const text = decodeUtf8(await readFile(path));
   if (typeof text !== 'string') return { diagnostics: [{ file: shown, ...text, severity: 'error', code: 'not-utf8', message: 'file is not valid UTF-8' }] };
-  const parsed = parseGoalText(shown, text);
+  const parsed = parseGoalText(shown, text, undefined, { fileKind: 'fault policy file' });
   if (parsed.diagnostics.length > 0) return { diagnostics: parsed.diagnostics };
   const doc = parsed.documents[0];
   const diag = new DiagnosticBag();

@@ -76,16 +76,17 @@ export function parseGoalText(
   file: string,
   text: string,
   limits: LoadLimits = defaultLoadLimits,
-  options: { forceFullParser?: boolean } = {},
+  options: { forceFullParser?: boolean; /** What the file is, in messages (default "goal file"). */ fileKind?: string } = {},
 ): { documents: SourceDocument[]; diagnostics: Diagnostic[] } {
   const diagnostics: Diagnostic[] = [];
+  const kind = options.fileKind ?? 'goal file';
   const at = positions(file, text);
   const problem = (loc: SourceLocation, code: string, message: string): void => {
     diagnostics.push({ ...loc, severity: 'error', code, message });
   };
 
   if (text.trim() === '') {
-    problem({ file, line: 1, col: 1 }, 'empty-file', 'goal file is empty');
+    problem({ file, line: 1, col: 1 }, 'empty-file', `${kind} is empty`);
     return { documents: [], diagnostics };
   }
   // The fast path bails out well before its (bounded) recursion gets deep.
@@ -136,7 +137,7 @@ export function parseGoalText(
       bad = true;
       if (w.code === 'TAG_RESOLVE_FAILED') {
         const tag = /Unresolved tag: (.*)/.exec(w.message)?.[1] ?? text.slice(w.pos[0], w.pos[1]);
-        problem(at(w.pos[0]), 'custom-tag', `custom tag ${showTag(tag)} is not allowed in goal files`);
+        problem(at(w.pos[0]), 'custom-tag', `custom tag ${showTag(tag)} is not allowed in ${notIn(kind)}`);
       } else {
         problem(at(w.pos[0]), 'yaml-warning', firstLine(w.message));
       }
@@ -147,7 +148,7 @@ export function parseGoalText(
       emptyDocuments++;
       return;
     }
-    if (!checkTree(doc.contents, text, limits, at, problem)) return;
+    if (!checkTree(doc.contents, text, limits, at, problem, notIn(kind))) return;
     let value: unknown;
     try {
       value = doc.toJS({ maxAliasCount: limits.maxAliasCount });
@@ -178,7 +179,7 @@ export function parseGoalText(
     problem(at(text.length), 'yaml-syntax', `${yamlErrors - MAX_SYNTAX_ERRORS} more YAML errors not shown`);
   }
   if (diagnostics.length === 0 && documents.length === 0) {
-    problem({ file, line: 1, col: 1 }, 'empty-file', emptyDocuments > 0 ? 'goal file holds only empty YAML documents' : 'goal file holds no YAML document');
+    problem({ file, line: 1, col: 1 }, 'empty-file', emptyDocuments > 0 ? `${kind} holds only empty YAML documents` : `${kind} holds no YAML document`);
   }
   return { documents, diagnostics };
 }
@@ -201,6 +202,11 @@ function positions(file: string, text: string): (offset: number) => SourceLocati
     }
     return { file, line: lo + 1, col: o - starts[lo]! + 1 };
   };
+}
+
+/** "goal files", "a fault policy file": where a construct is not allowed. */
+function notIn(kind: string): string {
+  return kind === 'goal file' ? 'goal files' : `a ${kind}`;
 }
 
 function firstLine(s: string): string {
@@ -851,6 +857,7 @@ function checkTree(
   limits: LoadLimits,
   at: (offset: number) => SourceLocation,
   problem: (loc: SourceLocation, code: string, message: string) => void,
+  where: string,
 ): boolean {
   let ok = true;
   const stack: { node: YamlNode; depth: number }[] = [{ node: root, depth: 1 }];
@@ -863,7 +870,7 @@ function checkTree(
     }
     if (yaml().isAlias(node)) continue;
     if (node.tag !== undefined && !CORE_TAGS.has(node.tag)) {
-      problem(at(tagStart(text, offset)), 'custom-tag', `custom tag ${showTag(node.tag)} is not allowed in goal files`);
+      problem(at(tagStart(text, offset)), 'custom-tag', `custom tag ${showTag(node.tag)} is not allowed in ${where}`);
       ok = false;
     }
     if (yaml().isMap(node)) {
@@ -872,14 +879,14 @@ function checkTree(
         if (yaml().isScalar(key)) {
           const k = String(key.value);
           if (k === '<<') {
-            problem(at(key.range?.[0] ?? offset), 'merge-key', 'merge keys (<<) are not allowed in goal files; write the fields out');
+            problem(at(key.range?.[0] ?? offset), 'merge-key', `merge keys (<<) are not allowed in ${where}; write the fields out`);
             ok = false;
           } else if (FORBIDDEN_KEYS.has(k)) {
             problem(at(key.range?.[0] ?? offset), 'forbidden-key', `key "${k}" is not allowed`);
             ok = false;
           }
           if (key.tag !== undefined && !CORE_TAGS.has(key.tag)) {
-            problem(at(key.range?.[0] ?? offset), 'custom-tag', `custom tag ${showTag(key.tag)} is not allowed in goal files`);
+            problem(at(key.range?.[0] ?? offset), 'custom-tag', `custom tag ${showTag(key.tag)} is not allowed in ${where}`);
             ok = false;
           }
         } else if (key !== null && key !== undefined) {

@@ -30,6 +30,10 @@ describe('fault policy file', () => {
     { name: 'a delay as a string', text: 'circuitBreaker: { coolDownMs: "30s" }\n', lines: ['faults.yaml:1:31: error invalid-type: circuitBreaker.coolDownMs: expected a number, got the string "30s"'] },
     { name: 'a cap below the base after merging', text: 'retry:\n  transient: { maxMs: 10 }\n', code: 'invalid-value' },
     { name: 'a duplicate key', text: 'retry: {}\nretry: {}\n', code: 'duplicate-key' },
+    // It is no goal file: the message names what the user passed.
+    { name: 'an empty file', text: '', lines: ['faults.yaml:1:1: error empty-file: fault policy file is empty'] },
+    { name: 'a file of comments', text: '# nothing yet\n', lines: ['faults.yaml:1:1: error empty-file: fault policy file holds no YAML document'] },
+    { name: 'a custom tag', text: 'retry: !foo {}\n', lines: ['faults.yaml:1:8: error custom-tag: custom tag !foo is not allowed in a fault policy file'] },
   ])('$name is refused with its position', async ({ text, lines, code }) => {
     const r = await load(text);
     if (!('diagnostics' in r)) throw new Error('expected diagnostics');

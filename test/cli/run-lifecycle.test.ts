@@ -88,3 +88,14 @@ describe('desiredstate run --listen', () => {
     expect(existsSync(p.state)).toBe(false);
   });
 });
+
+describe('desiredstate run --fault-policy', () => {
+  it('exits 64 with a one-line reason, changing nothing, when the path is a directory', async () => {
+    const p = project();
+    const d = daemon(p, ['--listen', '127.0.0.1:0', '--fault-policy', p.goals]);
+    expect(await exitWithin(d, 10_000)).toEqual({ code: 64, signal: null });
+    expect(d.stderr.trim()).toBe(`desiredstate run: fault policy file ${p.goals} is a directory`);
+    expect(existsSync(p.state)).toBe(false);
+    expect(existsSync(p.root)).toBe(false);
+  });
+});

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Controller, displayPath, errorMessage, formatDiagnostic, parseDuration, shownRecord } from '../../runtime/index.ts';
 import type { CircuitBreakerConfig, DesiredNode, FaultPolicy, NodeId, SqliteStateStore } from '../../runtime/index.ts';
@@ -82,6 +82,8 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
   if (options.faultPolicy !== undefined) {
     const file = resolve(ctx.cwd, options.faultPolicy);
     if (!existsSync(file)) throw new UsageError(`fault policy file ${file} does not exist`);
+    // A pipe is fine (`--fault-policy <(…)`); a directory cannot be read as one.
+    if (statSync(file).isDirectory()) throw new UsageError(`fault policy file ${file} is a directory`);
     const loaded = await loadFaultPolicyFile(file, displayPath(file, ctx.cwd));
     if ('diagnostics' in loaded) {
       // Bad policy data changes nothing: the daemon does not start.
