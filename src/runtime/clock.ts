@@ -16,11 +16,20 @@ export interface Clock {
   clearTimeout(timer: ClockTimer | undefined): void;
 }
 
+/** The longest wait the platform's timers take in one go (2^31-1 ms, 24.8 days). */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 /** The real clock: `Date.now()` and the platform's timers. */
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimeout(fn, ms) {
-    const handle = setTimeout(fn, Math.max(0, ms));
+    // The platform fires a timer of more than MAX_TIMER_MS after 1 ms (with a warning): a longer
+    // wait is taken in parts.
+    let handle: NodeJS.Timeout;
+    const arm = (left: number): void => {
+      handle = left > MAX_TIMER_MS ? setTimeout(() => arm(left - MAX_TIMER_MS), MAX_TIMER_MS) : setTimeout(fn, left);
+    };
+    arm(Math.max(0, ms));
     return { cancel: () => clearTimeout(handle) };
   },
   clearTimeout(timer) {
