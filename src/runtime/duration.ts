@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAX_TIMER_MS } from './clock.ts';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -31,4 +32,7 @@ export const durationSchema = z
   });
 
 /** A duration string ("30s") or a whole number of milliseconds, yielding milliseconds: for config timeouts. */
-export const durationOrMsSchema = z.union([durationSchema, z.number().int().positive()]);
+export const durationOrMsSchema = z
+  .union([durationSchema, z.number().int().positive()])
+  // A timeout is one platform timer, which fires at once past its limit: a longer one would kill every command.
+  .refine((ms) => ms <= MAX_TIMER_MS, `a timeout is at most 24 days (${MAX_TIMER_MS} ms)`);

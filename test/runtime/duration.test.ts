@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { durationSchema, formatDuration, parseDuration } from '../../src/runtime/index.ts';
+import { durationOrMsSchema, durationSchema, formatDuration, parseDuration } from '../../src/runtime/index.ts';
 
 describe('parseDuration', () => {
   it.each([
@@ -29,6 +29,22 @@ describe('durationSchema', () => {
     { name: 'text is not a duration', input: 'soon', ok: false },
   ])('$name', ({ input, ok }) => {
     expect(durationSchema.safeParse(input).success).toBe(ok);
+  });
+});
+
+describe('durationOrMsSchema (config timeouts)', () => {
+  // A timeout is one platform timer: past 2^31-1 ms it fired after 1 ms, so `timeout: 30d` on an exec
+  // backend killed every command at once. It is refused, saying why.
+  it.each([
+    { name: 'a duration', input: '30s', ok: true },
+    { name: 'milliseconds', input: 5000, ok: true },
+    { name: 'the longest timer', input: '24d', ok: true },
+    { name: 'a duration longer than a timer takes', input: '30d', ok: false },
+    { name: 'milliseconds longer than a timer takes', input: 2 ** 31, ok: false },
+  ])('$name', ({ input, ok }) => {
+    const r = durationOrMsSchema.safeParse(input);
+    expect(r.success).toBe(ok);
+    if (!r.success) expect(r.error.issues.map((i) => i.message)).toContain('a timeout is at most 24 days (2147483647 ms)');
   });
 });
 
