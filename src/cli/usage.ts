@@ -71,7 +71,10 @@ function argumentProblem(argv: readonly string[], options: Options): string | un
     const option = Object.hasOwn(options, t.name) ? options[t.name] : undefined;
     if (option === undefined) return `unknown option ${t.rawName}`;
     // Strict parsing takes no value starting with "-" unless it is written --flag=VALUE.
-    if (option.type === 'string' && (t.value === undefined || (t.inlineValue === false && t.value.startsWith('-')))) return `${t.rawName} needs a value`;
+    if (option.type === 'string' && (t.value === undefined || (t.inlineValue === false && t.value.startsWith('-')))) {
+      // `--interval -5s`: a value was given, in a form strict parsing takes for a flag (`--goals --all` is not one).
+      return t.value !== undefined && /^-[\d.]/.test(t.value) ? `${t.rawName} needs a value; for one starting with "-", write ${t.rawName}=${t.value}` : `${t.rawName} needs a value`;
+    }
     if (option.type === 'boolean' && t.value !== undefined) return `${t.rawName} takes no value`;
   }
   return undefined;

@@ -143,6 +143,11 @@ describe.concurrent('desiredstate CLI: invocations', () => {
     { name: 'a bad --format for schema', args: ['schema', '--format', 'yaml'], stderr: /--format must be one of json/ },
     { name: 'a missing state directory', args: ['status', '--state', '/nonexistent/state'], stderr: /state directory .* does not exist/ },
     { name: 'no command at all', args: [], stderr: /^desiredstate: no command given; run desiredstate --help/ },
+    // The value was given, only parseArgs would not take it: say how to write it.
+    { name: 'a value starting with "-"', args: ['run', '--interval', '-5s'], stderr: /^desiredstate run: --interval needs a value; for one starting with "-", write --interval=-5s\n$/ },
+    { name: 'a negative --interval', args: ['run', '--interval=-5s'], stderr: /^desiredstate run: --interval takes a duration such as 500ms, 30s or 5m \(got "-5s"\)\n$/ },
+    // One platform timer, which fires at once past 24.8 days: a reload on every goal file event.
+    { name: 'a --debounce longer than a timer takes', args: ['run', '--debounce', '30d'], stderr: /^desiredstate run: --debounce takes a duration such as 300ms, at most 24d \(got "30d"\)\n$/ },
   ])('exit 64 on a bad invocation: $name', async ({ args, stderr }) => {
     const r = await cli(args, { cwd: p.dir });
     expect(r.code).toBe(64);

@@ -1,6 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Controller, displayPath, errorMessage, formatDiagnostic, parseDuration, shownRecord } from '../../runtime/index.ts';
+import { Controller, displayPath, errorMessage, formatDiagnostic, MAX_TIMER_MS, parseDuration, shownRecord } from '../../runtime/index.ts';
 import type { CircuitBreakerConfig, DesiredNode, FaultPolicy, NodeId, SqliteStateStore } from '../../runtime/index.ts';
 import { infraSpecCodec, InfraNodeProvisioner } from '../../infra/index.ts';
 import type { InfraBackend, InfraDesiredNodeSpec } from '../../infra/index.ts';
@@ -75,7 +75,8 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
   const concurrency = options.concurrency === undefined ? 10 : Number(options.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError('--concurrency takes a positive whole number');
   const debounceMs = options.debounce === undefined ? 300 : parseDuration(options.debounce);
-  if (debounceMs === undefined) throw new UsageError('--debounce takes a duration such as 300ms');
+  // One platform timer, which fires at once past MAX_TIMER_MS.
+  if (debounceMs === undefined || debounceMs > MAX_TIMER_MS) throw new UsageError(`--debounce takes a duration such as 300ms, at most 24d (got "${options.debounce}")`);
   requireGoalsDir(ctx);
   requireStateDir(ctx);
   let faults: { policy: FaultPolicy; circuitBreaker: CircuitBreakerConfig } | undefined;
