@@ -80,16 +80,26 @@ function entry<T>(table: readonly T[], i: number): T {
 
 /**
  * The key of a goal directory as it is now, or undefined when it should not
- * be cached (more files or bigger files than the loader accepts: those fail
- * to load anyway, and are not read here).
+ * be cached (more files or bigger files than the loader accepts, a goal file
+ * that is not a regular file or cannot be read: those fail to load anyway,
+ * and are not read here).
  */
 export async function goalSetKey(options: { goalsDir: string; cwd: string; mode: string; program: string }): Promise<string | undefined> {
   const files = await listGoalFiles(options.goalsDir);
   if (files.length === 0 || files.length > defaultLoadLimits.maxFiles) return undefined;
   const h = createHash('sha256').update(`desiredstate compiled goals ${FORMAT}\0${options.program}\0${options.mode}\0${options.cwd}\0${options.goalsDir}\0`);
   for (const file of files) {
-    if (statSync(file).size > defaultLoadLimits.maxFileBytes) return undefined;
-    h.update(`${file}\0`).update(await readFile(file)).update('\0');
+    // Only regular files are read: a FIFO would wait forever; the compile refuses what is not one.
+    let info;
+    try {
+      info = statSync(file, { throwIfNoEntry: false });
+    } catch {
+      return undefined; // a loop of links, a permission: the compile says which
+    }
+    if (info === undefined || !info.isFile() || info.size > defaultLoadLimits.maxFileBytes) return undefined;
+    const bytes = await readFile(file).catch(() => undefined);
+    if (bytes === undefined) return undefined;
+    h.update(`${file}\0`).update(bytes).update('\0');
   }
   return h.digest('hex');
 }

@@ -1,4 +1,5 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { createRequire } from 'node:module';
 import type { Document, Node as YamlNode, Pair } from 'yaml';
@@ -957,20 +958,60 @@ export async function readGoalFile(
   shown: string,
   limits: LoadLimits = defaultLoadLimits,
 ): Promise<{ documents: SourceDocument[]; diagnostics: Diagnostic[] }> {
-  const info = await stat(abs);
+  const unreadable = (err: unknown): { documents: SourceDocument[]; diagnostics: Diagnostic[] } => ({
+    documents: [],
+    diagnostics: [{ file: shown, line: 1, col: 1, severity: 'error', code: 'unreadable-file', message: `cannot read goal file: ${whyUnreadable(err)}` }],
+  });
+  let info: Stats;
+  try {
+    info = await stat(abs);
+  } catch (err) {
+    return unreadable(err);
+  }
+  if (!info.isFile()) {
+    // Never opened: a FIFO would wait for a writer forever.
+    return { documents: [], diagnostics: [{ file: shown, line: 1, col: 1, severity: 'error', code: 'not-a-file', message: `goal file is ${specialKind(info)}, not a regular file` }] };
+  }
   if (info.size > limits.maxFileBytes) {
     return {
       documents: [],
       diagnostics: [{ file: shown, line: 1, col: 1, severity: 'error', code: 'file-too-large', message: `goal file is ${info.size} bytes; the limit is ${limits.maxFileBytes}` }],
     };
   }
-  const bytes = await readFile(abs);
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(abs);
+  } catch (err) {
+    return unreadable(err);
+  }
   const text = decodeUtf8(bytes);
   if (typeof text !== 'string') {
     const byte = `0x${text.byte.toString(16).padStart(2, '0')}`;
     return { documents: [], diagnostics: [{ file: shown, line: text.line, col: text.col, severity: 'error', code: 'not-utf8', message: `goal file is not valid UTF-8 (byte ${byte}); save it as UTF-8` }] };
   }
   return parseGoalText(shown, text, limits);
+}
+
+/** Why a goal file could not be read, in words, with the system's code. */
+function whyUnreadable(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  const why: Record<string, string> = {
+    ENOENT: 'it is a symbolic link to nothing',
+    ELOOP: 'it is a loop of symbolic links',
+    EACCES: 'permission denied',
+    EPERM: 'permission denied',
+    EISDIR: 'it is a directory',
+  };
+  return code === undefined ? String(err) : `${why[code] ?? 'the system refused'} (${code})`;
+}
+
+/** What a file that is not a regular one is, for messages. */
+function specialKind(info: Stats): string {
+  if (info.isFIFO()) return 'a FIFO';
+  if (info.isSocket()) return 'a socket';
+  if (info.isCharacterDevice() || info.isBlockDevice()) return 'a device';
+  if (info.isDirectory()) return 'a directory';
+  return 'a special file';
 }
 
 /** The text, or the line and column (in characters) of the first byte that is not UTF-8. */
@@ -1043,6 +1084,9 @@ const GOAL_FILE = /\.ya?ml$/i;
 /**
  * Walks the tree under `dir` once, skipping entries whose name starts with a
  * dot (editors' swap files, `.git`), each directory's entries in name order.
+ * Symbolic links are followed; a directory reached again through one (a
+ * loop) is walked once. Anything else named `*.yaml` / `*.yml` — a link to
+ * nothing, a FIFO — is listed, for the loader to refuse at that file.
  * Throws when a directory in it cannot be read. The one rule for which files
  * are goals: the loader, the compiled-goal cache and the daemon's goal watch
  * all go through here.
@@ -1050,15 +1094,20 @@ const GOAL_FILE = /\.ya?ml$/i;
 export async function walkGoalTree(dir: string): Promise<GoalTree> {
   const files: string[] = [];
   const directories: string[] = [];
+  const seen = new Set<string>();
   const walk = async (d: string): Promise<void> => {
+    const real = await realpath(d);
+    if (seen.has(real)) return;
+    seen.add(real);
     directories.push(d);
     const entries = await readdir(d, { withFileTypes: true });
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const e of entries) {
       if (e.name.startsWith('.')) continue;
       const p = join(d, e.name);
-      if (e.isDirectory()) await walk(p);
-      else if (e.isFile() && GOAL_FILE.test(e.name)) files.push(p);
+      const target = e.isSymbolicLink() ? await stat(p).catch(() => undefined) : e;
+      if (target?.isDirectory() === true) await walk(p);
+      else if (GOAL_FILE.test(e.name)) files.push(p);
     }
   };
   await walk(dir);

@@ -1,4 +1,5 @@
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -100,6 +101,21 @@ describe('compiled-goal cache', () => {
     expect(readCompiledGoals(state, 'k')?.result.graph?.size).toBe(fresh.result.graph?.size);
     writeFileSync(file, '{ truncated');
     expect(readCompiledGoals(state, 'k')).toBeUndefined();
+  });
+});
+
+describe.skipIf(process.platform === 'win32')('compiled-goal cache: files it must not read', () => {
+  // The key reads every goal file: a FIFO named *.yaml made plan and apply wait forever, a
+  // dangling link threw. No key (no cache): the compile reports them.
+  it('gives no key for a goal set holding a FIFO or a dangling link, without waiting', async () => {
+    const p = tempProject('ds-cache-special-');
+    dirs.push(p.dir);
+    p.write('a.yaml', oneFileGoal(p.root, 'x'));
+    execFileSync('mkfifo', [join(p.goals, 'pipe.yaml')]);
+    expect(await goalSetKey({ goalsDir: p.goals, cwd: p.dir, mode: 'hold', program: 'p' })).toBeUndefined();
+    rmSync(join(p.goals, 'pipe.yaml'));
+    symlinkSync(join(p.dir, 'missing.yaml'), join(p.goals, 'gone.yaml'));
+    expect(await goalSetKey({ goalsDir: p.goals, cwd: p.dir, mode: 'hold', program: 'p' })).toBeUndefined();
   });
 });
 

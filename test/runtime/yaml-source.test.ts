@@ -1,4 +1,5 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -206,5 +207,56 @@ describe('loadGoalDirectory', () => {
 
   it('walkGoalTree: a directory that cannot be read is an error', async () => {
     await expect(walkGoalTree(join(dir, 'missing'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
+
+// A goal file or directory that is a symbolic link was skipped without a word (with prune, its
+// nodes would have been deleted); a dangling link or a FIFO named *.yaml too. Links are followed,
+// a loop is walked once, and what cannot be read as a goal file is an error at that file.
+describe.skipIf(process.platform === 'win32')('loadGoalDirectory: links and special files', () => {
+  let root: string;
+  let goals: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'ds-links-'));
+    goals = join(root, 'goals');
+    await mkdir(join(root, 'shared/sub'), { recursive: true });
+    await mkdir(goals);
+    await writeFile(join(goals, 'a.yaml'), 'n: a\n');
+    await writeFile(join(root, 'real.yaml'), 'n: linked-file\n');
+    await writeFile(join(root, 'shared/sub/s.yaml'), 'n: linked-dir\n');
+    await symlink(join(root, 'real.yaml'), join(goals, 'b.yaml'));
+    await symlink(join(root, 'shared'), join(goals, 'c'));
+    await symlink('.', join(goals, 'loop'));
+    await symlink(join(root, 'shared'), join(root, 'shared/sub/back'));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('reads a linked goal file and a linked directory, and walks a loop of links once', async () => {
+    const { documents, diagnostics, files } = await loadGoalDirectory(goals, { displayRoot: goals });
+    expect(diagnostics).toEqual([]);
+    expect(files.map((f) => f.slice(goals.length + 1))).toEqual(['a.yaml', 'b.yaml', 'c/sub/s.yaml']);
+    expect(documents.map((d) => [d.file, (d.value as { n: string }).n])).toEqual([
+      ['a.yaml', 'a'],
+      ['b.yaml', 'linked-file'],
+      ['c/sub/s.yaml', 'linked-dir'],
+    ]);
+  });
+
+  it('a link to nothing and a FIFO named *.yaml are errors at that file, read without waiting', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ds-special-'));
+    try {
+      await writeFile(join(dir, 'a.yaml'), 'n: a\n');
+      await symlink(join(dir, 'missing.yaml'), join(dir, 'gone.yaml'));
+      execFileSync('mkfifo', [join(dir, 'pipe.yaml')]);
+      const { diagnostics } = await loadGoalDirectory(dir, { displayRoot: dir });
+      expect(diagnostics).toEqual([
+        { file: 'gone.yaml', line: 1, col: 1, severity: 'error', code: 'unreadable-file', message: 'cannot read goal file: it is a symbolic link to nothing (ENOENT)' },
+        { file: 'pipe.yaml', line: 1, col: 1, severity: 'error', code: 'not-a-file', message: 'goal file is a FIFO, not a regular file' },
+      ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
