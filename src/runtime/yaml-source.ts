@@ -1063,6 +1063,8 @@ function firstInvalidUtf8(b: Uint8Array): number {
 
 export function displayPath(abs: string, root: string): string {
   const rel = relative(root, abs);
+  // The root itself (`--goals .`) is ".", never an empty name.
+  if (rel === '') return '.';
   return rel.startsWith('..') ? abs : rel.split(sep).join('/');
 }
 

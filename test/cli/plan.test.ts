@@ -84,6 +84,15 @@ spec:
     }
   });
 
+  it('an empty goal directory that is the working directory is named "."', async () => {
+    // `--goals .` (or an empty $DESIREDSTATE_GOALS) printed ": error no-goals", naming nothing.
+    const p = tempProject('ds-plan-empty-cwd-');
+    projects.push(p.dir);
+    const r = await cli(['validate', '--goals', '.'], { cwd: p.goals });
+    expect(r.code).toBe(1);
+    expect(r.stdout.trim()).toBe('.: error no-goals: the goal directory holds no *.yaml or *.yml files');
+  });
+
   it('a dependent of drift that apply corrects first is planned against the outputs the correction restores, not the drifted ones', async () => {
     const p = tempProject('ds-plan-ref-');
     projects.push(p.dir);
