@@ -17,7 +17,9 @@ const fileMode = z
   .regex(/^[0-7]?[0-7]{3}$/, 'mode is an octal string such as "0644" or "0755" (a fourth digit for setuid, setgid, sticky: "2775", "1777")')
   .describe('Permission bits as a quoted octal string, e.g. "0644"; a fourth leading digit sets the setuid (4), setgid (2) and sticky (1) bits, e.g. "2775". The whole mode is managed: "0755" means none of them.');
 
-const relPath = z.string().min(1).describe('A path relative to the backend root.');
+/** A path the system can name: no NUL (it ends a C string; every file call refuses it). */
+const noNul = (s: string): boolean => !s.includes('\0');
+const relPath = z.string().min(1).refine(noNul, 'a path cannot contain a NUL character').describe('A path relative to the backend root.');
 const pgIdent = z
   .string()
   .min(1)
@@ -70,7 +72,7 @@ export const specSchemas = {
   }),
   'local.symlink': z.strictObject({
     path: relPath,
-    target: z.string().min(1).describe('Where the link points (kept inside the backend root).'),
+    target: z.string().min(1).refine(noNul, 'a path cannot contain a NUL character').describe('Where the link points (kept inside the backend root).'),
   }),
   'postgres.database': z.strictObject({
     name: pgIdent,
