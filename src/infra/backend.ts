@@ -104,6 +104,15 @@ export interface BackendFactory<C = unknown> {
    */
   checkSpec?(spec: InfraNodeSpec, config: C): readonly SpecIssue[];
   /**
+   * What names the real resource a node manages within one instance of this
+   * backend, in words (`path conf/app.toml`, `role app`), without I/O: two
+   * nodes of one instance with the same key are a compile error, as each
+   * would undo the other's work on every pass. Undefined when it is not
+   * known before running (a `${nodes…}` reference) or the kind has none.
+   * `path` is the spec field that names it, where the error points.
+   */
+  resourceKey?(spec: InfraNodeSpec, config: C): { readonly key: string; readonly path: readonly string[] } | undefined;
+  /**
    * The output keys this implementation gives each kind's resources: what a
    * `${nodes.<id>.outputs.<key>}` may read, checked at compile time.
    * `'any'` where they are open-ended (a user's script prints them). A kind

@@ -67,6 +67,8 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
   readonly policyDefaults = new Map<string, readonly PolicyDefault[]>();
   private readonly registry: BackendRegistry;
   private readonly policy: PolicyEngine | undefined;
+  /** Per backend id and resource key, the node that manages it first (see `BackendFactory.resourceKey`). */
+  private readonly claims = new Map<string, { readonly id: string; readonly source: SourceLocation }>();
 
   constructor(options: { registry: BackendRegistry; policy?: PolicyEngine | undefined }) {
     this.registry = options.registry;
@@ -145,6 +147,20 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     return keys === 'any' ? undefined : keys;
   }
 
+  /** Records that `decl` manages `key` on `backendId`; a second node with the same key is an error naming both. */
+  private claim(decl: NodeDeclaration, backendId: string, resource: { readonly key: string; readonly path: readonly string[] } | undefined, diag: DiagnosticBag): void {
+    if (resource === undefined) return;
+    const { key } = resource;
+    const source = decl.locate(['spec', ...resource.path]);
+    const first = this.claims.get(`${backendId}\0${key}`);
+    if (first === undefined) {
+      this.claims.set(`${backendId}\0${key}`, { id: decl.id, source });
+      return;
+    }
+    const at = `${first.source.file}:${first.source.line}:${first.source.col}`;
+    diag.error(source, 'duplicate-resource', `node "${decl.id}" manages ${key}, as node "${first.id}" does (${at}); one of them must go`);
+  }
+
   build(decl: NodeDeclaration, diag: DiagnosticBag): BuiltSpec<InfraDesiredNodeSpec> | undefined {
     if (!isInfraNodeType(decl.type)) {
       diag.error(decl.locate(['type']), 'unknown-type', `type "${decl.type}" is not a known resource type${suggestion(decl.type, INFRA_NODE_TYPES)}`);
@@ -191,6 +207,7 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       for (const issue of issues) diag.error(decl.locate(['spec', ...issue.path]), issue.code ?? 'unsupported-spec', `${issue.message} (backend "${backendId}", type ${backend.type})`);
       if (issues.length > 0) return undefined;
     }
+    if (backend !== undefined) this.claim(decl, backendId, factory?.resourceKey?.(spec, backend.config), diag);
     let gate: BuiltSpec<InfraDesiredNodeSpec>['gate'];
     if (this.policy !== undefined && !POLICY_INPUTS.some((f) => invalid?.has(f) === true)) {
       const verdict = this.policy.evaluate(decl, spec, diag);

@@ -41,3 +41,27 @@ describe('InfraSpecFactory: declared backends', () => {
     expect(lines.filter((l) => l.includes('error unknown-backend:'))).toEqual([expect.stringContaining('backend "mem2" is not configured (did you mean "mem"?)')]);
   });
 });
+
+// Two nodes managing one resource undo each other's work on every pass, forever (`a/` and `./a`
+// were both "created", one file with two contents). validate names both.
+describe('InfraSpecFactory: one resource, one node', () => {
+  it.each([
+    { name: 'the same file path written two ways', nodes: ['{ id: f1, type: local.file, spec: { path: "conf/a", content: x } }', '{ id: f2, type: local.file, spec: { path: "./conf//a", content: y } }'], line: 'goals/app.yaml:7:49: error duplicate-resource: node "f2" manages path conf/a, as node "f1" does (goals/app.yaml:6:49); one of them must go' },
+    { name: 'a file and a directory at one path', nodes: ['{ id: d, type: local.directory, spec: { path: "www/" } }', '{ id: f, type: local.file, spec: { path: www, content: x } }'], line: 'goals/app.yaml:7:48: error duplicate-resource: node "f" manages path www, as node "d" does (goals/app.yaml:6:53); one of them must go' },
+    { name: 'one role on one server', nodes: ['{ id: r1, type: postgres.role, backend: pg, spec: { name: app } }', '{ id: r2, type: postgres.role, backend: pg, spec: { name: app, login: true } }'], line: 'goals/app.yaml:12:65: error duplicate-resource: node "r2" manages role app, as node "r1" does (goals/app.yaml:11:65); one of them must go', pg: true },
+  ])('$name is an error naming both nodes', ({ nodes, line, pg }) => {
+    const pgBackend = pg === true ? `${api}kind: Backend\nmetadata: { name: pg }\nspec: { type: postgres, config: { host: db, user: u, database: d } }\n---\n` : '';
+    const { lines } = compile(pgBackend + goal(nodes.map((n) => `    - ${n}\n`).join('')));
+    expect(lines).toEqual([line]);
+  });
+
+  it.each([
+    { name: 'the same path on two backends', nodes: ['{ id: f1, type: local.file, spec: { path: a, content: x } }', '{ id: f2, type: local.file, backend: other, spec: { path: a, content: x } }'] },
+    { name: 'a path known only once a reference resolves', nodes: ['{ id: f1, type: local.file, spec: { path: a, content: x } }', '{ id: f2, type: local.file, spec: { path: "${nodes.f1.outputs.path}", content: x } }'] },
+    { name: 'a role and a database of one name', nodes: ['{ id: r, type: postgres.role, backend: pg, spec: { name: app } }', '{ id: d, type: postgres.database, backend: pg, spec: { name: app } }'] },
+  ])('$name is fine', ({ nodes }) => {
+    const backends = `${api}kind: Backend\nmetadata: { name: other }\nspec: { type: local, config: { root: /tmp/other } }\n---\n${api}kind: Backend\nmetadata: { name: pg }\nspec: { type: postgres, config: { host: db, user: u, database: d } }\n---\n`;
+    const { lines } = compile(backends + goal(nodes.map((n) => `    - ${n}\n`).join('')));
+    expect(lines).toEqual([]);
+  });
+});

@@ -1,3 +1,4 @@
+import { posix } from 'node:path';
 import type { BackendFactory, InfraNodeSpec, SpecIssue } from '../../infra/index.ts';
 import { hasReferences } from '../../runtime/index.ts';
 import { LOCAL_KINDS, LocalBackend } from './backend.ts';
@@ -20,12 +21,19 @@ function checkLocalSpec(spec: InfraNodeSpec): SpecIssue[] {
   return [{ path: ['path'], message, code }];
 }
 
+/** Files, directories and symlinks share one namespace: the path, in normal form (`./a//b/` is `a/b`). */
+function localResourceKey(spec: InfraNodeSpec): { key: string; path: string[] } | undefined {
+  if (!('path' in spec) || typeof spec.path !== 'string' || hasReferences(spec.path)) return undefined;
+  return { key: `path ${posix.normalize(spec.path).replace(/(.)\/+$/, '$1')}`, path: ['path'] };
+}
+
 /** `type: local`: files, directories and symlinks confined to one root directory. */
 export const localBackendFactory: BackendFactory<LocalConfig> = {
   type: 'local',
   kinds: LOCAL_KINDS,
   configSchema: localConfigSchema,
   checkSpec: checkLocalSpec,
+  resourceKey: localResourceKey,
   // As ensureFile/ensureDirectory/ensureSymlink and observe.ts make them.
   outputs: { 'local.file': ['path', 'sha256'], 'local.directory': ['path'], 'local.symlink': ['path', 'target'] },
   description: 'Files, directories and symlinks under a root directory, with atomic writes and file watching.',

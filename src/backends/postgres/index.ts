@@ -1,15 +1,33 @@
-import type { BackendFactory } from '../../infra/index.ts';
+import type { BackendFactory, InfraNodeSpec } from '../../infra/index.ts';
 import { PostgresBackend } from './backend.ts';
 import { postgresConfigSchema } from './config.ts';
 import type { PostgresConfig } from './config.ts';
 import { POSTGRES_KINDS } from './kind.ts';
 import { GRANT_OUTPUT_KEYS } from './observe.ts';
 
+/** Roles and databases are the server's, schemas and extensions their database's (names are quoted: case counts). */
+function postgresResourceKey(spec: InfraNodeSpec): { key: string; path: string[] } | undefined {
+  switch (spec.type) {
+    case 'postgres.role':
+      return { key: `role ${spec.name}`, path: ['name'] };
+    case 'postgres.database':
+      return { key: `database ${spec.name}`, path: ['name'] };
+    case 'postgres.schema':
+      return { key: `schema ${spec.name} in database ${spec.database}`, path: ['name'] };
+    case 'postgres.extension':
+      return { key: `extension ${spec.name} in database ${spec.database}`, path: ['name'] };
+    default:
+      // A grant's privileges on one target could be split over nodes; no key.
+      return undefined;
+  }
+}
+
 /** `type: postgres`: databases, roles, schemas, grants and extensions on one PostgreSQL server, through `pg`. Connects lazily. */
 export const postgresBackendFactory: BackendFactory<PostgresConfig> = {
   type: 'postgres',
   kinds: POSTGRES_KINDS,
   configSchema: postgresConfigSchema,
+  resourceKey: postgresResourceKey,
   // As observe.ts and each kind's create/update make them (test/backends/output-declarations.test.ts holds them to it).
   outputs: {
     'postgres.database': ['name', 'oid', 'owner'],
