@@ -56,6 +56,16 @@ export async function loadFaultPolicyFile(
   }
   const retry = (checked.data.retry ?? {}) as Partial<Record<FaultClass, object | undefined>>;
   const merged = Object.fromEntries(FAULT_CLASSES.map((c) => [c, { ...DEFAULT_FAULT_POLICY_INPUT[c], ...(retry[c] ?? {}) }]));
+  // The cross-field rule, at the field the file writes (one of the two is, or they would be the valid defaults).
+  for (const c of FAULT_CLASSES) {
+    const given = (retry[c] ?? {}) as { baseMs?: number; maxMs?: number };
+    const { baseMs, maxMs } = merged[c] as { baseMs: number; maxMs: number };
+    if (maxMs >= baseMs) continue;
+    const field = given.maxMs !== undefined ? 'maxMs' : 'baseMs';
+    const shown = (name: 'baseMs' | 'maxMs', v: number): string => `${v}${given[name] === undefined ? ', the default' : ''}`;
+    diag.error(doc.locate(['retry', c, field]), 'invalid-value', `retry.${c}.${field}: maxMs (${shown('maxMs', maxMs)}) must be at least baseMs (${shown('baseMs', baseMs)})`);
+  }
+  if (diag.items.length > 0) return { diagnostics: diag.items };
   try {
     return {
       policy: parseFaultPolicy(merged),

@@ -33,7 +33,8 @@ export type FaultDecision =
   | { readonly action: 'retry'; readonly delayMs: number }
   | { readonly action: 'hold'; readonly reason: string };
 
-const positiveMs = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+// int() already holds it to safe integers (an explicit max said "too big" a second time).
+const positiveMs = z.number().int().positive();
 
 export const classPolicySchema = z
   .strictObject({

@@ -30,6 +30,11 @@ describe('fault policy file', () => {
     { name: 'a delay as a string', text: 'circuitBreaker: { coolDownMs: "30s" }\n', lines: ['faults.yaml:1:31: error invalid-type: circuitBreaker.coolDownMs: expected a number, got the string "30s"'] },
     { name: 'a cap below the base after merging', text: 'retry:\n  transient: { maxMs: 10 }\n', code: 'invalid-value' },
     { name: 'a duplicate key', text: 'retry: {}\nretry: {}\n', code: 'duplicate-key' },
+    // The cross-field rule pointed at 1:1; it points at the field written, saying where the other value comes from.
+    { name: 'a cap below a default base', text: 'retry:\n  transient: { maxMs: 10 }\n', lines: ['faults.yaml:2:23: error invalid-value: retry.transient.maxMs: maxMs (10) must be at least baseMs (1000, the default)'] },
+    { name: 'a base above a default cap', text: 'retry:\n  auth:\n    baseMs: 600000\n', lines: ['faults.yaml:3:13: error invalid-value: retry.auth.baseMs: maxMs (300000, the default) must be at least baseMs (600000)'] },
+    // Once, not twice (zod's int() and max() both said "too big").
+    { name: 'a delay past the largest whole number', text: 'circuitBreaker: { coolDownMs: 1e99 }\n', lines: ['faults.yaml:1:31: error invalid-value: circuitBreaker.coolDownMs: too big: expected int to be <=9007199254740991'] },
     // It is no goal file: the message names what the user passed.
     { name: 'an empty file', text: '', lines: ['faults.yaml:1:1: error empty-file: fault policy file is empty'] },
     { name: 'a file of comments', text: '# nothing yet\n', lines: ['faults.yaml:1:1: error empty-file: fault policy file holds no YAML document'] },
