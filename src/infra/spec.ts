@@ -26,7 +26,13 @@ const pgIdent = z
   .refine((s) => Buffer.byteLength(s, 'utf8') <= 63, 'a PostgreSQL identifier is at most 63 bytes')
   .refine((s) => !s.includes('\0'), 'a PostgreSQL identifier cannot contain a NUL character')
   .describe('A PostgreSQL identifier (always quoted when used, so any characters are allowed).');
-const pgConnectionLimit = z.number().int().min(-1).describe('Concurrent connections allowed; -1 means no limit.');
+const pgConnectionLimit = z
+  .number()
+  .int()
+  .min(-1)
+  // PostgreSQL's CONNECTION LIMIT is an int4.
+  .max(2_147_483_647, 'a connection limit is at most 2147483647 (-1 for no limit)')
+  .describe('Concurrent connections allowed; -1 means no limit.');
 
 /** Privileges a `postgres.grant` may list, per `on`. `ALL` (or `ALL PRIVILEGES`) means every privilege of that object kind. */
 export const PG_GRANT_PRIVILEGES = {

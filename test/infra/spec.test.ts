@@ -21,3 +21,19 @@ describe('infra specs: paths the system cannot name', () => {
     expect(r.graph).toBeUndefined();
   });
 });
+
+// PostgreSQL's CONNECTION LIMIT is a 32-bit integer: a larger one validated and failed at every apply.
+describe('infra specs: numbers PostgreSQL takes', () => {
+  const pg = `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: pg }
+spec: { type: postgres, config: { host: db, user: u, database: d } }
+---
+`;
+  it.each([
+    { name: 'a role', node: '    - { id: r, type: postgres.role, backend: pg, spec: { name: r, connectionLimit: 3000000000 } }', line: 'goals/test.yaml:11:84: error invalid-value: spec.connectionLimit: a connection limit is at most 2147483647 (-1 for no limit)' },
+    { name: 'a database', node: '    - { id: d, type: postgres.database, backend: pg, spec: { name: d, connectionLimit: 2147483648 } }', line: 'goals/test.yaml:11:88: error invalid-value: spec.connectionLimit: a connection limit is at most 2147483647 (-1 for no limit)' },
+  ])('$name with a connection limit past 2^31-1 is refused', ({ node, line }) => {
+    expect(compileText(pg + goal(`${node}\n`)).lines).toEqual([line]);
+  });
+});
