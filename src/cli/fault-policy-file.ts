@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { z } from 'zod';
 import {
   circuitBreakerSchema,
@@ -6,6 +6,7 @@ import {
   DEFAULT_CIRCUIT_BREAKER,
   DEFAULT_FAULT_POLICY_INPUT,
   decodeUtf8,
+  defaultLoadLimits,
   DiagnosticBag,
   FAULT_CLASSES,
   parseCircuitBreakerConfig,
@@ -39,7 +40,11 @@ export async function loadFaultPolicyFile(
   path: string,
   shown: string,
 ): Promise<{ policy: FaultPolicy; circuitBreaker: CircuitBreakerConfig } | { diagnostics: Diagnostic[] }> {
-  const text = decodeUtf8(await readFile(path));
+  const bytes = await readAtMost(path, defaultLoadLimits.maxFileBytes);
+  if (bytes === undefined) {
+    return { diagnostics: [{ file: shown, line: 1, col: 1, severity: 'error', code: 'file-too-large', message: `fault policy file is larger than ${defaultLoadLimits.maxFileBytes} bytes` }] };
+  }
+  const text = decodeUtf8(bytes);
   if (typeof text !== 'string') return { diagnostics: [{ file: shown, ...text, severity: 'error', code: 'not-utf8', message: 'file is not valid UTF-8' }] };
   const parsed = parseGoalText(shown, text, undefined, { fileKind: 'fault policy file' });
   if (parsed.diagnostics.length > 0) return { diagnostics: parsed.diagnostics };
@@ -75,5 +80,26 @@ export async function loadFaultPolicyFile(
     // Cross-field rules (maxMs at least baseMs) after merging with the defaults.
     diag.error(doc.locate([]), 'invalid-value', err instanceof Error ? err.message : String(err));
     return { diagnostics: diag.items };
+  }
+}
+
+/**
+ * The file's bytes, or undefined past `limit`: read in chunks, as it may be a
+ * pipe (`<(…)`) or a device that never ends (`/dev/zero`), with no size to ask.
+ */
+async function readAtMost(path: string, limit: number): Promise<Buffer | undefined> {
+  const handle = await open(path, 'r');
+  try {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const { bytesRead, buffer } = await handle.read({ buffer: Buffer.alloc(64 * 1024) });
+      if (bytesRead === 0) return Buffer.concat(chunks, total);
+      total += bytesRead;
+      if (total > limit) return undefined;
+      chunks.push(buffer.subarray(0, bytesRead));
+    }
+  } finally {
+    await handle.close();
   }
 }

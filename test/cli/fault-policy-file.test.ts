@@ -46,3 +46,12 @@ describe('fault policy file', () => {
     if (code !== undefined) expect(r.diagnostics.map((d) => d.code)).toContain(code);
   });
 });
+
+describe.skipIf(process.platform === 'win32')('fault policy file: endless input', () => {
+  // `--fault-policy /dev/zero` read until memory ran out; it is cut at the size limit goal files have.
+  it('refuses a file that never ends, at its size limit', async () => {
+    const r = await loadFaultPolicyFile('/dev/zero', 'faults.yaml');
+    if (!('diagnostics' in r)) throw new Error('expected diagnostics');
+    expect(r.diagnostics.map(formatDiagnostic)).toEqual(['faults.yaml:1:1: error file-too-large: fault policy file is larger than 8388608 bytes']);
+  });
+});
