@@ -90,6 +90,12 @@ export function parseGoalText(
     problem({ file, line: 1, col: 1 }, 'empty-file', `${kind} is empty`);
     return { documents: [], diagnostics };
   }
+  // A CR alone (classic Mac line endings) reads as no line break at all: a screenful of errors on line 1.
+  const loneCr = text.includes('\r') ? /\r(?!\n)/.exec(text) : null;
+  if (loneCr !== null) {
+    problem(at(loneCr.index), 'line-endings', 'a carriage return (CR) without a line feed: save the file with LF (or CRLF) line endings');
+    return { documents: [], diagnostics };
+  }
   // The fast path bails out well before its (bounded) recursion gets deep.
   if (!options.forceFullParser) {
     const fast = fastParse(file, text, at, limits.maxDepth);

@@ -5,6 +5,28 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeUtf8, defaultLoadLimits, loadGoalDirectory, nestingGuard, parseGoalText, scalarOffset, walkGoalTree } from '../../src/runtime/index.ts';
 
+describe('parseGoalText: line endings', () => {
+  const goal = ['apiVersion: desiredstate/v1', 'kind: Goal', 'metadata: { name: app }', 'spec:', '  nodes:', '    - id: a', '      type: local.file', '      spec: { path: a, content: "x" }', ''];
+
+  it('reads CRLF files with the positions LF ones have', () => {
+    const lf = parseGoalText('f.yaml', goal.join('\n'));
+    const crlf = parseGoalText('f.yaml', goal.join('\r\n'));
+    expect(crlf.diagnostics).toEqual([]);
+    expect(crlf.documents.map((d) => d.value)).toEqual(lf.documents.map((d) => d.value));
+    expect(crlf.documents[0]!.locate(['spec', 'nodes', 0, 'spec', 'content'])).toEqual(lf.documents[0]!.locate(['spec', 'nodes', 0, 'spec', 'content']));
+  });
+
+  // Classic Mac line endings (CR alone) gave a screenful of "Nested mappings are not allowed in
+  // compact mappings", all on line 1. One error says what is wrong.
+  it('refuses CR-only line endings with one error at the first', () => {
+    const { documents, diagnostics } = parseGoalText('f.yaml', goal.join('\r'));
+    expect(documents).toEqual([]);
+    expect(diagnostics).toEqual([
+      { file: 'f.yaml', line: 1, col: 28, severity: 'error', code: 'line-endings', message: 'a carriage return (CR) without a line feed: save the file with LF (or CRLF) line endings' },
+    ]);
+  });
+});
+
 describe('parseGoalText', () => {
   it('reads several documents from one file, each locating its own values', () => {
     const text = 'a: 1\nb:\n  c: [x, y]\n---\n# second\nd: "q"\n';
