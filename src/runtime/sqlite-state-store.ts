@@ -582,6 +582,9 @@ export class SqliteStateStore implements StateStore {
     } catch (err) {
       db?.close();
       if (lock !== undefined) releaseLock(lock.path, lock.holder);
+      // SQLite opens any file lazily and finds out at the first read that it is none of its own.
+      const code = (err as { code?: unknown }).code;
+      if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') throw storeError(`state file ${path} is not a database, or is damaged (${code})`, path, { cause: err });
       throw err;
     }
   }

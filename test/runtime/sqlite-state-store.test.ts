@@ -144,6 +144,21 @@ describe('opening', () => {
     expect(err.message).toContain('not a desiredstate state file');
   });
 
+  // A file that is no SQLite database at all (a copy gone wrong, another program's file) was an
+  // unclassified SqliteError: the CLI printed "internal error" and a stack trace (exit 70).
+  it.each([
+    { name: 'read-write', options: { lock: true } },
+    { name: 'read-only', options: { readonly: true, lock: false } },
+  ])('refuses a file that is not a database ($name) with DS_STATE_STORE, releasing the lock', ({ options }) => {
+    const path = join(dir, 'garbage.db');
+    writeFileSync(path, 'garbage garbage garbage garbage garbage garbage\n');
+    const err = errorOf(() => SqliteStateStore.open({ path, ...options }));
+    expect(err.code).toBe(ErrorCodes.StateStore);
+    expect(err.message).toBe(`state file ${path} is not a database, or is damaged (SQLITE_NOTADB)`);
+    expect(existsSync(`${path}.lock`)).toBe(false);
+    expect(readFileSync(path, 'utf8')).toBe('garbage garbage garbage garbage garbage garbage\n');
+  });
+
   it('opens read-only for status commands while the daemon holds the lock', () => {
     const w = openStore();
     w.putNodes([node('a')]);
