@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { hostname } from 'node:os';
 import Database from 'better-sqlite3';
@@ -206,6 +207,14 @@ export interface CheckpointResult {
   readonly logFrames: number;
   /** Frames copied back into the database. */
   readonly checkpointedFrames: number;
+}
+
+/** What a path that is not a regular file is, for messages. */
+function notAFile(info: Stats): string {
+  if (info.isDirectory()) return 'a directory';
+  if (info.isFIFO()) return 'a FIFO';
+  if (info.isSocket()) return 'a socket';
+  return 'a device or special file';
 }
 
 function storeError(message: string, path: string, options: { cause?: unknown; context?: Record<string, unknown> } = {}): DesiredStateError {
@@ -544,6 +553,9 @@ export class SqliteStateStore implements StateStore {
     // Checked before the lock: a status command on a fresh checkout must say "no state", not "cannot lock".
     if (mustExist && !existsSync(path)) throw storeError(`no state file at ${path}`, path);
     if (!mustExist) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    // Never handed to SQLite: a directory gives "disk I/O error", a FIFO an open that waits forever.
+    const existing = statSync(path, { throwIfNoEntry: false });
+    if (existing !== undefined && !existing.isFile()) throw storeError(`state file ${path} is ${notAFile(existing)}, not a regular file`, path);
     const lockPath = `${path}.lock`;
     const lock = options.lock ? { path: lockPath, holder: acquireLock(lockPath, path) } : undefined;
     let db: Database.Database | undefined;

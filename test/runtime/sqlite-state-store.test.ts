@@ -159,6 +159,21 @@ describe('opening', () => {
     expect(readFileSync(path, 'utf8')).toBe('garbage garbage garbage garbage garbage garbage\n');
   });
 
+  // A directory said "disk I/O error" or "unable to open database file"; a FIFO made status wait
+  // forever in SQLite's open. Neither is opened.
+  it.each([
+    { name: 'a directory', make: (path: string) => mkdirSync(path), what: 'a directory' },
+    { name: 'a FIFO', make: (path: string) => spawnSync('mkfifo', [path]), what: 'a FIFO' },
+  ])('refuses $name where the state file should be, read-only too, without opening it', ({ make, what }) => {
+    const path = join(dir, `special-${what.replace(/\W/g, '')}.db`);
+    make(path);
+    for (const options of [{ lock: true }, { readonly: true, lock: false }]) {
+      const err = errorOf(() => SqliteStateStore.open({ path, ...options }));
+      expect(err.code).toBe(ErrorCodes.StateStore);
+      expect(err.message).toBe(`state file ${path} is ${what}, not a regular file`);
+    }
+  });
+
   it('opens read-only for status commands while the daemon holds the lock', () => {
     const w = openStore();
     w.putNodes([node('a')]);
