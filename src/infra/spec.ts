@@ -64,6 +64,12 @@ const pgTimestamp = z
 
 const labelMap = z.record(z.string(), z.string());
 
+/** A command run without a shell: a program and its arguments, as spawn takes them (no empty program, no NUL). */
+const argv = z
+  .array(z.string().refine(noNul, 'an argument cannot contain a NUL character'))
+  .min(1)
+  .refine((a) => a[0] !== '', { message: 'the program (the first item) cannot be empty', path: [0] });
+
 export const specSchemas = {
   'local.file': z.strictObject({
     path: relPath,
@@ -180,13 +186,10 @@ export const specSchemas = {
   }),
   'generic.resource': z.strictObject({
     commands: z.strictObject({
-      read: z
-        .array(z.string())
-        .min(1)
-        .describe('argv printing {"exists":false} or {"exists":true,"state":{…},"outputs":{…}}, or {"exists":"unknown","reason":"…"} when it cannot tell (after an interrupted create: the node is held).'),
-      create: z.array(z.string()).min(1).describe('argv printing {"outputs":{…}}.'),
-      update: z.array(z.string()).min(1).optional().describe('argv printing {"outputs":{…}}; without it drift is only reported.'),
-      delete: z.array(z.string()).min(1).optional().describe('argv printing nothing; without it a delete fails.'),
+      read: argv.describe('argv printing {"exists":false} or {"exists":true,"state":{…},"outputs":{…}}, or {"exists":"unknown","reason":"…"} when it cannot tell (after an interrupted create: the node is held).'),
+      create: argv.describe('argv printing {"outputs":{…}}.'),
+      update: argv.optional().describe('argv printing {"outputs":{…}}; without it drift is only reported.'),
+      delete: argv.optional().describe('argv printing nothing; without it a delete fails.'),
     })
       .optional()
       .describe('The exec backend needs them; a script backend generates its own script and refuses them.'),

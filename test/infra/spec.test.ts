@@ -37,3 +37,20 @@ spec: { type: postgres, config: { host: db, user: u, database: d } }
     expect(compileText(pg + goal(`${node}\n`)).lines).toEqual([line]);
   });
 });
+
+// An empty program name or a NUL in an argument validated, then failed at every run (spawn refuses both).
+describe('infra specs: exec commands that cannot run', () => {
+  const exec = `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: exec }
+spec: { type: exec }
+---
+`;
+  it.each([
+    { name: 'an empty program', commands: '{ read: [x], create: ["", a] }', line: 'goals/test.yaml:11:95: error invalid-value: spec.commands.create[0]: the program (the first item) cannot be empty' },
+    { name: 'a NUL in an argument', commands: '{ read: [x, "a\\0"], create: [x] }', line: 'goals/test.yaml:11:85: error invalid-value: spec.commands.read[1]: an argument cannot contain a NUL character' },
+  ])('$name is refused at its position', ({ commands, line }) => {
+    const node = `    - { id: g, type: generic.resource, backend: exec, spec: { commands: ${commands}, input: {} } }`;
+    expect(compileText(exec + goal(`${node}\n`)).lines).toEqual([line]);
+  });
+});
