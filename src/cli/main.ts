@@ -3,7 +3,7 @@ import { createContext, parseHistory } from './context.ts';
 import type { CliContext } from './context.ts';
 import { stopOnSignals } from './signals.ts';
 import type { SignalStop } from './signals.ts';
-import { EXIT, oneOf, parse, UsageError } from './usage.ts';
+import { EXIT, oneOf, parse, parseConcurrency, UsageError } from './usage.ts';
 import { VERSION } from './version.ts';
 
 // Each command's module is imported when that command runs: `apply` does not load the daemon's
@@ -74,8 +74,7 @@ export const commands: Record<string, Command> = {
     async run(argv, io) {
       const { values } = parse(argv, { yes: { type: 'boolean', short: 'y' }, 'allow-mass-deletion': { type: 'boolean' }, concurrency: { type: 'string' }, history: { type: 'string' } });
       formatFlag(values, ['text', 'json']);
-      const concurrency = values.concurrency === undefined ? 10 : Number(values.concurrency);
-      if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError('--concurrency takes a positive whole number');
+      const concurrency = parseConcurrency(values.concurrency, 10);
       const history = parseHistory(values.history);
       return (await import('./commands/goals.ts')).apply(context(values, io), { yes: values.yes === true, allowMassDeletion: values['allow-mass-deletion'] === true, concurrency, history });
     },

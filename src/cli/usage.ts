@@ -48,6 +48,17 @@ export function parse<O extends Options>(argv: readonly string[], options: O, al
   return parsed;
 }
 
+/** Most workers `--concurrency` may ask for: beyond this a pool only piles up open connections and files. */
+export const MAX_CONCURRENCY = 1000;
+
+/** `--concurrency N`: decimal digits only (Number() would take `0x10`, `1e20`, blanks), 1 to MAX_CONCURRENCY. */
+export function parseConcurrency(value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = /^[0-9]{1,7}$/.test(value) ? Number(value) : Number.NaN;
+  if (!(n >= 1 && n <= MAX_CONCURRENCY)) throw new UsageError(`--concurrency takes a whole number from 1 to ${MAX_CONCURRENCY} (got "${value}")`);
+  return n;
+}
+
 export function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[], fallback: T): T {
   if (value === undefined) return fallback;
   if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`--${flag} must be one of ${allowed.join(', ')} (got "${value}")`);

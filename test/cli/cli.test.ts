@@ -146,6 +146,9 @@ describe.concurrent('desiredstate CLI: invocations', () => {
     // The value was given, only parseArgs would not take it: say how to write it.
     { name: 'a value starting with "-"', args: ['run', '--interval', '-5s'], stderr: /^desiredstate run: --interval needs a value; for one starting with "-", write --interval=-5s\n$/ },
     { name: 'a negative --interval', args: ['run', '--interval=-5s'], stderr: /^desiredstate run: --interval takes a duration such as 500ms, 30s or 5m \(got "-5s"\)\n$/ },
+    // Number() took hex, exponents and blanks (`0x10`, `1e20`: a pool of 10^20 workers).
+    { name: 'a --concurrency in hex', args: ['apply', '--concurrency', '0x10'], stderr: /^desiredstate apply: --concurrency takes a whole number from 1 to 1000 \(got "0x10"\)\n$/ },
+    { name: 'a --concurrency past any pool', args: ['run', '--concurrency', '1e20'], stderr: /^desiredstate run: --concurrency takes a whole number from 1 to 1000 \(got "1e20"\)\n$/ },
     // One platform timer, which fires at once past 24.8 days: a reload on every goal file event.
     { name: 'a --debounce longer than a timer takes', args: ['run', '--debounce', '30d'], stderr: /^desiredstate run: --debounce takes a duration such as 300ms, at most 24d \(got "30d"\)\n$/ },
   ])('exit 64 on a bad invocation: $name', async ({ args, stderr }) => {
