@@ -947,7 +947,7 @@ export async function loadGoalDirectory(
   const documents: SourceDocument[] = [];
   const diagnostics: Diagnostic[] = [];
   if (files.length > limits.maxFiles) {
-    diagnostics.push({ file: dir, line: 1, col: 1, severity: 'error', code: 'too-many-files', message: `more than ${limits.maxFiles} goal files` });
+    diagnostics.push({ file: displayPath(dir, displayRoot), line: 0, col: 0, severity: 'error', code: 'too-many-files', message: `more than ${limits.maxFiles} goal files` });
     return { documents, diagnostics, files };
   }
   for (const abs of files) {

@@ -218,6 +218,8 @@ describe('loadGoalDirectory', () => {
   it('refuses more files than the limit', async () => {
     const { diagnostics } = await loadGoalDirectory(dir, { displayRoot: dir, limits: { ...defaultLoadLimits, maxFiles: 2 } });
     expect(diagnostics.map((d) => d.code)).toEqual(['too-many-files']);
+    // The directory as every other path is shown (it was absolute), with no made-up line and column.
+    expect(diagnostics.map((d) => [d.file, d.line, d.col])).toEqual([['.', 0, 0]]);
   });
 
   it('walkGoalTree: the same goal files and every directory walked, dot entries skipped, in one walk', async () => {
