@@ -107,7 +107,10 @@ export interface BackendFactory<C = unknown> {
    * What names the real resource a node manages within one instance of this
    * backend, in words (`path conf/app.toml`, `role app`), without I/O: two
    * nodes of one instance with the same key are a compile error, as each
-   * would undo the other's work on every pass. Undefined when it is not
+   * would undo the other's work on every pass; and a node removed from the
+   * goals whose key a node of the goals still has (its id was changed) is let
+   * go, never deleted (the key is kept with the node's stored spec, as
+   * `InfraDesiredNodeSpec.resource`). Undefined when it is not
    * known before running (a `${nodes…}` reference) or the kind has none.
    * `path` is the spec field that names it, where the error points.
    */

@@ -16,28 +16,36 @@ export interface InfraDesiredNodeSpec<T extends InfraNodeSpec = InfraNodeSpec> e
    * goal between environments changes no resource.
    */
   readonly environment: string;
+  /**
+   * What names the real resource within its backend instance (`path conf/app.toml`, `role app`),
+   * as the backend's `resourceKey` says at compile time; undefined when it cannot say. Two nodes
+   * never share one (a compile error); a removed node whose resource a node of the goals still
+   * names (its id was changed) is let go, never deleted.
+   */
+  readonly resource?: string | undefined;
 }
 
 /**
  * Wraps a spec for the runtime. The only place the NodeSpec brand is set for
- * infrastructure. `digest` is for a spec whose digest was computed when it
- * was compiled (the compiled-goal cache restores it rather than hash again).
+ * infrastructure. `extra.digest` is for a spec whose digest was computed when
+ * it was compiled (the compiled-goal cache restores it rather than hash again).
  */
 export function desiredNodeSpec<T extends InfraNodeSpec>(
   spec: T,
   backendId: string,
   labels: Readonly<Record<string, string>> = {},
   environment = 'default',
-  digest?: string,
+  extra: { readonly digest?: string | undefined; readonly resource?: string | undefined } = {},
 ): InfraDesiredNodeSpec<T> {
   return Object.freeze({
     [NODE_SPEC]: true as const,
     type: spec.type,
     backendId,
-    digest: digest ?? specDigest(spec, backendId, labels),
+    digest: extra.digest ?? specDigest(spec, backendId, labels),
     spec: Object.freeze(spec),
     labels: Object.freeze({ ...labels }),
     environment,
+    resource: extra.resource,
   });
 }
 

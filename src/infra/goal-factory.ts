@@ -207,7 +207,6 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       for (const issue of issues) diag.error(decl.locate(['spec', ...issue.path]), issue.code ?? 'unsupported-spec', `${issue.message} (backend "${backendId}", type ${backend.type})`);
       if (issues.length > 0) return undefined;
     }
-    if (backend !== undefined) this.claim(decl, backendId, factory?.resourceKey?.(spec, backend.config), diag);
     let gate: BuiltSpec<InfraDesiredNodeSpec>['gate'];
     if (this.policy !== undefined && !POLICY_INPUTS.some((f) => invalid?.has(f) === true)) {
       const verdict = this.policy.evaluate(decl, spec, diag);
@@ -215,8 +214,10 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       gate = verdict.gate;
       if (verdict.defaults.length > 0) this.policyDefaults.set(decl.id, verdict.defaults);
     }
+    const resource = backend === undefined ? undefined : factory?.resourceKey?.(spec, backend.config);
+    this.claim(decl, backendId, resource, diag);
     return {
-      spec: desiredNodeSpec(spec, backendId, decl.labels, decl.goal.environment),
+      spec: desiredNodeSpec(spec, backendId, decl.labels, decl.goal.environment, { resource: resource?.key }),
       gate,
       deletionPolicy: statefulTypes.has(decl.type) ? 'Orphan' : undefined,
     };

@@ -49,6 +49,12 @@ describe('InfraSpecFactory: one resource, one node', () => {
     { name: 'the same file path written two ways', nodes: ['{ id: f1, type: local.file, spec: { path: "conf/a", content: x } }', '{ id: f2, type: local.file, spec: { path: "./conf//a", content: y } }'], line: 'goals/app.yaml:7:49: error duplicate-resource: node "f2" manages path conf/a, as node "f1" does (goals/app.yaml:6:49); one of them must go' },
     { name: 'a file and a directory at one path', nodes: ['{ id: d, type: local.directory, spec: { path: "www/" } }', '{ id: f, type: local.file, spec: { path: www, content: x } }'], line: 'goals/app.yaml:7:48: error duplicate-resource: node "f" manages path www, as node "d" does (goals/app.yaml:6:53); one of them must go' },
     { name: 'one role on one server', nodes: ['{ id: r1, type: postgres.role, backend: pg, spec: { name: app } }', '{ id: r2, type: postgres.role, backend: pg, spec: { name: app, login: true } }'], line: 'goals/app.yaml:12:65: error duplicate-resource: node "r2" manages role app, as node "r1" does (goals/app.yaml:11:65); one of them must go', pg: true },
+    {
+      name: 'two grants of one role on one target (each would revoke the other\'s privileges)',
+      nodes: ['{ id: g1, type: postgres.grant, backend: pg, spec: { role: app, database: d, schema: s, on: tables, privileges: [SELECT] } }', '{ id: g2, type: postgres.grant, backend: pg, spec: { role: app, database: d, schema: s, on: tables, privileges: [INSERT] } }'],
+      line: 'goals/app.yaml:12:66: error duplicate-resource: node "g2" manages grant on tables in schema s of database d to role app, as node "g1" does (goals/app.yaml:11:66); one of them must go',
+      pg: true,
+    },
   ])('$name is an error naming both nodes', ({ nodes, line, pg }) => {
     const pgBackend = pg === true ? `${api}kind: Backend\nmetadata: { name: pg }\nspec: { type: postgres, config: { host: db, user: u, database: d } }\n---\n` : '';
     const { lines } = compile(pgBackend + goal(nodes.map((n) => `    - ${n}\n`).join('')));

@@ -16,8 +16,13 @@ function postgresResourceKey(spec: InfraNodeSpec): { key: string; path: string[]
       return { key: `schema ${spec.name} in database ${spec.database}`, path: ['name'] };
     case 'postgres.extension':
       return { key: `extension ${spec.name} in database ${spec.database}`, path: ['name'] };
+    case 'postgres.grant': {
+      // A grant holds the exact privileges of its role on its target (others are revoked): two nodes
+      // on one target would revoke each other's.
+      const target = spec.on === 'database' ? `database ${spec.database}` : `${spec.on} in schema ${spec.schema ?? '(all)'} of database ${spec.database}`;
+      return { key: `grant on ${target} to role ${spec.role}${spec.forRole === undefined ? '' : ` for objects of role ${spec.forRole}`}`, path: ['role'] };
+    }
     default:
-      // A grant's privileges on one target could be split over nodes; no key.
       return undefined;
   }
 }
