@@ -1,4 +1,3 @@
-import { open } from 'node:fs/promises';
 import { z } from 'zod';
 import {
   circuitBreakerSchema,
@@ -12,6 +11,7 @@ import {
   parseCircuitBreakerConfig,
   parseFaultPolicy,
   parseGoalText,
+  readAtMost,
   reportZodIssues,
 } from '../runtime/index.ts';
 import type { CircuitBreakerConfig, Diagnostic, FaultClass, FaultPolicy } from '../runtime/index.ts';
@@ -80,26 +80,5 @@ export async function loadFaultPolicyFile(
     // Cross-field rules (maxMs at least baseMs) after merging with the defaults.
     diag.error(doc.locate([]), 'invalid-value', err instanceof Error ? err.message : String(err));
     return { diagnostics: diag.items };
-  }
-}
-
-/**
- * The file's bytes, or undefined past `limit`: read in chunks, as it may be a
- * pipe (`<(…)`) or a device that never ends (`/dev/zero`), with no size to ask.
- */
-async function readAtMost(path: string, limit: number): Promise<Buffer | undefined> {
-  const handle = await open(path, 'r');
-  try {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for (;;) {
-      const { bytesRead, buffer } = await handle.read({ buffer: Buffer.alloc(64 * 1024) });
-      if (bytesRead === 0) return Buffer.concat(chunks, total);
-      total += bytesRead;
-      if (total > limit) return undefined;
-      chunks.push(buffer.subarray(0, bytesRead));
-    }
-  } finally {
-    await handle.close();
   }
 }

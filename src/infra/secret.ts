@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { DesiredStateError, ErrorCodes } from '../runtime/index.ts';
+import { DesiredStateError, ErrorCodes, readAtMost } from '../runtime/index.ts';
 import { envNameSchema } from './process.ts';
 
 /**
@@ -36,6 +35,9 @@ export function describeSecretRef(ref: SecretRef): string {
   return 'fromEnv' in ref ? `env:${ref.fromEnv}` : `file:${ref.fromFile}`;
 }
 
+/** The most a secret file may hold: keys and certificate chains fit; a device that never ends does not. */
+export const MAX_SECRET_FILE_BYTES = 1024 * 1024;
+
 /** Reads a secret's value. Throws a coded error that names the reference, never the value. */
 export async function resolveSecret(ref: SecretRef, options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<string> {
   if ('fromEnv' in ref) {
@@ -45,12 +47,17 @@ export async function resolveSecret(ref: SecretRef, options: { env?: NodeJS.Proc
     }
     return v;
   }
+  let bytes: Buffer | undefined;
   try {
-    const text = await readFile(resolve(options.cwd ?? process.cwd(), ref.fromFile), 'utf8');
-    return text.replace(/\r?\n$/, '');
+    // In chunks, up to a limit: it may be a pipe, or a device such as /dev/zero that never ends.
+    bytes = await readAtMost(resolve(options.cwd ?? process.cwd(), ref.fromFile), MAX_SECRET_FILE_BYTES);
   } catch (cause) {
     throw new DesiredStateError(ErrorCodes.SecretUnavailable, `secret file ${ref.fromFile} cannot be read`, { cause, context: { ref: describeSecretRef(ref) } });
   }
+  if (bytes === undefined) {
+    throw new DesiredStateError(ErrorCodes.SecretUnavailable, `secret file ${ref.fromFile} holds more than ${MAX_SECRET_FILE_BYTES} bytes`, { context: { ref: describeSecretRef(ref) } });
+  }
+  return bytes.toString('utf8').replace(/\r?\n$/, '');
 }
 
 /** A salted digest of a secret value, safe to store: it notices a change without keeping the value. */

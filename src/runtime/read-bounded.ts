@@ -1,0 +1,22 @@
+import { open } from 'node:fs/promises';
+
+/**
+ * A file's bytes, or undefined past `limit`: read in chunks, as it may be a
+ * pipe (`<(…)`) or a device that never ends (`/dev/zero`), with no size to ask.
+ */
+export async function readAtMost(path: string, limit: number): Promise<Buffer | undefined> {
+  const handle = await open(path, 'r');
+  try {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const { bytesRead, buffer } = await handle.read({ buffer: Buffer.alloc(64 * 1024) });
+      if (bytesRead === 0) return Buffer.concat(chunks, total);
+      total += bytesRead;
+      if (total > limit) return undefined;
+      chunks.push(buffer.subarray(0, bytesRead));
+    }
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,48 @@
+import { execFileSync } from 'node:child_process';
+import { createWriteStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { MAX_SECRET_FILE_BYTES, resolveSecret } from '../../src/infra/secret.ts';
+import { DesiredStateError, ErrorCodes } from '../../src/runtime/index.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'ds-secret-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function failure(p: Promise<unknown>): Promise<DesiredStateError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(DesiredStateError);
+  expect((err as DesiredStateError).code).toBe(ErrorCodes.SecretUnavailable);
+  return err as DesiredStateError;
+}
+
+describe('resolveSecret', () => {
+  it('reads an environment variable, and names it when it is not set', async () => {
+    expect(await resolveSecret({ fromEnv: 'PG_PASS' }, { env: { PG_PASS: 's3cret' } })).toBe('s3cret');
+    expect((await failure(resolveSecret({ fromEnv: 'PG_PASS' }, { env: {} }))).message).toBe('secret environment variable PG_PASS is not set');
+  });
+
+  it('reads a file relative to the working directory, without its final line break', async () => {
+    writeFileSync(join(dir, 'crlf'), 'p@ss word\r\n');
+    writeFileSync(join(dir, 'lines'), 'line1\nline2\n\n');
+    expect(await resolveSecret({ fromFile: 'crlf' }, { cwd: dir })).toBe('p@ss word');
+    expect(await resolveSecret({ fromFile: 'lines' }, { cwd: dir })).toBe('line1\nline2\n');
+  });
+
+  it('reads a pipe to its end (a secret handed over by a process substitution)', async () => {
+    const fifo = join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const writer = createWriteStream(fifo);
+    writer.end('from a pipe\n');
+    expect(await resolveSecret({ fromFile: fifo })).toBe('from a pipe');
+  });
+
+  it('refuses a missing file, a directory and a device that never ends, naming the file and never a value', async () => {
+    expect((await failure(resolveSecret({ fromFile: 'nope' }, { cwd: dir }))).message).toBe('secret file nope cannot be read');
+    expect((await failure(resolveSecret({ fromFile: '.' }, { cwd: dir }))).message).toBe('secret file . cannot be read');
+    expect((await failure(resolveSecret({ fromFile: '/dev/zero' }))).message).toBe(`secret file /dev/zero holds more than ${MAX_SECRET_FILE_BYTES} bytes`);
+  });
+});
