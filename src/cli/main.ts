@@ -167,12 +167,12 @@ export const commands: Record<string, Command> = {
   },
   retry: {
     summary: 'release a node held by the fault policy, or a failed one waiting out its backoff',
-    usage: 'desiredstate retry NODE [--state DIR] [--format text|json]',
-    help: 'Any other node is left as it is, and retry says so. With a daemon running (its address is in the state), asks it\nover its HTTP API; otherwise updates the store.\nExit status: 0 (also for a node left as it is), 1 for an unknown node.',
+    usage: 'desiredstate retry NODE|--all [--state DIR] [--format text|json]',
+    help: 'Any other node is left as it is, and retry says so. --all releases every node held by the fault policy or waiting\nout a backoff (after fixing what held them all: a password, a server); nodes a policy holds stay held.\nWith a daemon running (its address is in the state), asks it over its HTTP API; otherwise updates the store.\nExit status: 0 (also for a node left as it is), 1 for an unknown node.',
     async run(argv, io) {
-      const { values, positionals } = parse(argv, {}, 1);
+      const { values, positionals } = parse(argv, { all: { type: 'boolean' } }, 1);
       formatFlag(values, ['text', 'json']);
-      return (await import('./commands/state.ts')).retry(context(values, io), positionals[0]);
+      return (await import('./commands/state.ts')).retry(context(values, io), positionals[0], { all: values.all === true });
     },
   },
   scripts: {

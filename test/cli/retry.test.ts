@@ -80,4 +80,64 @@ describe('retry', () => {
     const offUnknown = await cli(['retry', 'nope', ...p.args], { cwd: p.dir });
     expect(offUnknown).toMatchObject({ code: 1, stderr: 'unknown node "nope"\n' });
   });
+
+  it('--all releases every node the fault policy holds, through the daemon and offline, and leaves what a policy holds', async () => {
+    const q = tempProject('ds-retry-all-');
+    q.write('app.yaml', `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: mem }
+spec:
+  type: memory
+  config:
+    faults: [{ node: bad1, op: create, class: auth }, { node: bad2, op: create, class: auth }]
+---
+apiVersion: desiredstate/v1
+kind: Policy
+metadata: { name: org }
+spec:
+  rules:
+    - id: no-blocked
+      description: Nothing is called blocked.
+      types: [local.directory]
+      require: "spec.path != 'blocked'"
+      severity: { default: high }
+---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app }
+spec:
+  defaults: { backend: mem }
+  nodes:
+    - { id: good, type: local.directory, spec: { path: good } }
+    - { id: bad1, type: local.directory, spec: { path: bad1 } }
+    - { id: bad2, type: local.directory, spec: { path: bad2 } }
+    - { id: blocked, type: local.directory, spec: { path: blocked } }
+`);
+    const qFaults = join(q.dir, 'faults.yaml');
+    writeFileSync(qFaults, 'retry: { auth: { retryBudget: 1 } }\n');
+    const status = async (): Promise<Record<string, string>> => {
+      const r = await cli(['status', '--format', 'json', ...q.args], { cwd: q.dir });
+      return Object.fromEntries((JSON.parse(r.stdout) as { nodes: Node[] }).nodes.map((n) => [n.id, n.status]));
+    };
+    const allHeld = async (): Promise<boolean> => {
+      const s = await status();
+      return s.bad1 === 'held' && s.bad2 === 'held' && s.blocked === 'held' && s.good === 'ready';
+    };
+    const d = trackDaemons(q.dir).start(['--listen', '127.0.0.1:0', '--fault-policy', qFaults, ...q.args], { cwd: q.dir });
+    await d.port();
+    await eventually(allHeld, 15_000, 'bad1, bad2 and blocked held, good ready');
+
+    const released = await cli(['retry', '--all', ...q.args], { cwd: q.dir });
+    expect(released).toMatchObject({ code: 0, stdout: 'released bad1; the daemon reconciles it now\nreleased bad2; the daemon reconciles it now\nreleased 2 node(s)\n' });
+    await eventually(allHeld, 15_000, 'bad1 and bad2 held again');
+    d.kill('SIGTERM');
+    expect(await d.exited).toEqual({ code: 0, signal: null });
+
+    const offline = await cli(['retry', '--all', '--format', 'json', ...q.args], { cwd: q.dir });
+    expect(offline.code).toBe(0);
+    expect(JSON.parse(offline.stdout)).toEqual({ released: ['bad1', 'bad2'] });
+    expect(await status()).toEqual({ good: 'ready', bad1: 'pending', bad2: 'pending', blocked: 'held' });
+    expect(await cli(['retry', '--all', ...q.args], { cwd: q.dir })).toMatchObject({ code: 0, stdout: 'no node is held; nothing to do\n' });
+    expect(await cli(['retry', 'bad1', '--all', ...q.args], { cwd: q.dir })).toMatchObject({ code: 64, stderr: 'desiredstate retry: retry takes a node id or --all, not both\n' });
+  });
 });

@@ -84,20 +84,56 @@ export function history(ctx: CliContext): number {
  * (it holds the node's state in memory); otherwise updates the store. A node
  * that is not held is left as it is.
  */
-export async function retry(ctx: CliContext, node: string | undefined): Promise<number> {
-  if (node === undefined) throw new UsageError('retry needs a node id: desiredstate retry NODE');
+export async function retry(ctx: CliContext, node: string | undefined, options: { all?: boolean } = {}): Promise<number> {
+  if (options.all === true) {
+    if (node !== undefined) throw new UsageError('retry takes a node id or --all, not both');
+    return retryAll(ctx);
+  }
+  if (node === undefined) throw new UsageError('retry needs a node id (or --all): desiredstate retry NODE');
   const daemon = withStateStore(ctx, 'read', (store) => store.getMeta('daemon.listen') ?? null) ?? null;
+  const { answer, via } = await release(ctx, node, daemon);
+  return answered(ctx, node, answer, via);
+}
+
+/**
+ * Releases every node the fault policy holds or a backoff keeps waiting (after fixing what held them
+ * all: a password, a server): what `retry NODE` does, for each. A node a policy holds is left to
+ * the policy; releasing it would only hold it again.
+ */
+async function retryAll(ctx: CliContext): Promise<number> {
+  const found = withStateStore(ctx, 'read', (store) => ({
+    daemon: store.getMeta('daemon.listen') ?? null,
+    ids: store
+      .listNodes()
+      .filter((r) => releasable(r.status) && r.reason?.startsWith('policy:') !== true)
+      .map((r) => r.id),
+  }));
+  const released: string[] = [];
+  for (const id of found?.ids ?? []) {
+    const { answer, via } = await release(ctx, id, found?.daemon ?? null);
+    if (answer.status === 'released') {
+      released.push(id);
+      if (ctx.format !== 'json') ctx.out(via === 'daemon' ? `released ${id}; the daemon reconciles it now` : `released ${id}; it is reconciled on the next pass`);
+    }
+  }
+  if (ctx.format === 'json') ctx.out(JSON.stringify({ released }, null, 2));
+  else ctx.out(released.length === 0 ? 'no node is held; nothing to do' : `released ${released.length} node(s)`);
+  return EXIT.ok;
+}
+
+/** Releases one node: through the daemon when one answers at `daemon`, else in the store. */
+async function release(ctx: CliContext, node: string, daemon: string | null): Promise<{ answer: OperatorRetryAnswer; via: 'daemon' | 'store' }> {
   if (daemon !== null) {
     try {
       const res = await fetch(`http://${daemon}/retry/${encodeURIComponent(node)}`, { method: 'POST', signal: AbortSignal.timeout(5000) });
-      if (res.status === 404) return answered(ctx, node, { status: 'unknown' }, 'daemon');
+      if (res.status === 404) return { answer: { status: 'unknown' }, via: 'daemon' };
       if (res.status === 409) {
         const body = (await res.json()) as { status?: unknown };
         // An answer naming no status we know is no answer: the store is asked below.
         const current = NODE_STATUSES.find((s) => s === body.status);
-        if (current !== undefined) return answered(ctx, node, { status: 'not-held', current }, 'daemon');
+        if (current !== undefined) return { answer: { status: 'not-held', current }, via: 'daemon' };
       }
-      if (res.ok) return answered(ctx, node, { status: 'released' }, 'daemon');
+      if (res.ok) return { answer: { status: 'released' }, via: 'daemon' };
     } catch {
       // No daemon answering at the recorded address (it was killed): fall back to the store.
     }
@@ -114,7 +150,7 @@ export async function retry(ctx: CliContext, node: string | undefined): Promise<
     });
     return { status: 'released' };
   });
-  return answered(ctx, node, answer ?? { status: 'unknown' }, 'store');
+  return { answer: answer ?? { status: 'unknown' }, via: 'store' };
 }
 
 function answered(ctx: CliContext, node: string, answer: OperatorRetryAnswer, via: 'daemon' | 'store'): number {
