@@ -56,6 +56,8 @@ interface DriftMemory {
   lastKey: string;
   /** The fields of that drift, without their values. */
   lastPaths: string;
+  /** When it was reported (epoch ms). */
+  lastReportAt: number;
   firstSeen: number;
   /**
    * A drift was reported and is neither corrected nor gone yet: observing it
@@ -630,7 +632,7 @@ export class Controller<S extends NodeSpec> {
     const now = this.o.clock.now();
     let memory = this.drift.get(node.id);
     if (memory === undefined) {
-      memory = { lastKey: '', lastPaths: '', firstSeen: now, outstanding: false, flapping: false, corrected: new Map(), flaps: 0, correctAfter: 0 };
+      memory = { lastKey: '', lastPaths: '', lastReportAt: 0, firstSeen: now, outstanding: false, flapping: false, corrected: new Map(), flaps: 0, correctAfter: 0 };
       this.drift.set(node.id, memory);
     }
     const key = JSON.stringify(diffs.map((d) => [d.path, d.actual]));
@@ -651,14 +653,16 @@ export class Controller<S extends NodeSpec> {
       memory.outstanding = true;
       memory.flapping = flapping;
       memory.firstSeen = now;
-    } else if (key === memory.lastKey || (memory.flapping && paths === memory.lastPaths)) {
-      // The same occurrence, already reported. A flapping one waiting for its correction stays the same
-      // occurrence while the same fields keep changing value (a counter, a timestamp): reported once per
-      // correction, or the log and the drift table would grow with every write of the other party.
+    } else if (key === memory.lastKey || (paths === memory.lastPaths && (memory.flapping || this.reportedRecently(node, memory, now)))) {
+      // The same occurrence, already reported. While the same fields keep changing value (a counter, a
+      // timestamp) it stays the same occurrence: a flapping one until its correction, a report-only one
+      // (selfHeal: false, never corrected) for an interval, after which the new values are reported
+      // again. Otherwise the log and the drift table would grow with every write of the other party.
       return memory;
     }
     memory.lastKey = key;
     memory.lastPaths = paths;
+    memory.lastReportAt = now;
     const flapping = memory.flapping;
     const report = driftReport(node, diffs, now, { firstSeen: memory.firstSeen, flapping, commit: this.commit });
     this.summary.drifted++;
@@ -674,6 +678,11 @@ export class Controller<S extends NodeSpec> {
     memory.outstanding = false;
     memory.lastKey = '';
     memory.lastPaths = '';
+  }
+
+  /** A report-only drift reported less than an interval ago (see `noteDrift`). */
+  private reportedRecently(node: DesiredNode<S>, memory: DriftMemory, now: number): boolean {
+    return !node.settings.selfHeal && now - memory.lastReportAt < (node.settings.intervalMs ?? this.o.intervalMs);
   }
 
   /**

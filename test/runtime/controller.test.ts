@@ -153,6 +153,25 @@ describe('Controller: drift', () => {
     expect(h.lines.filter((l) => l.msg === 'drift detected')[0]).toMatchObject({ node: 'a', action: 'reported' });
   });
 
+  it('selfHeal: false with a value that keeps changing: reported again at most once an interval, with the latest value', async () => {
+    const h = await converged(goalYaml(fileNode('a', 'A'), { selfHeal: false }));
+    // Something else writes a new value every second for ten simulated minutes (the interval is a minute).
+    for (let s = 0; s < 600; s++) {
+      h.backend.tamper('a', { content: `theirs ${s}` });
+      await h.advance(1000, 1000);
+    }
+    expect(h.calls.updated).toEqual([]);
+    const reports = h.store.listDrift({ node: 'a' });
+    expect(reports.length).toBeGreaterThanOrEqual(9);
+    expect(reports.length).toBeLessThanOrEqual(11);
+    expect(h.lines.filter((l) => l.msg === 'drift detected')).toHaveLength(reports.length);
+    expect(reports.every((r) => r.action === 'reported')).toBe(true);
+    // Each a minute or more after the one before, all of one occurrence.
+    const at = reports.map((r) => r.detectedAt).sort((x, y) => x - y);
+    for (let i = 1; i < at.length; i++) expect(at[i]! - at[i - 1]!).toBeGreaterThanOrEqual(60_000);
+    expect(new Set(reports.map((r) => r.firstSeen)).size).toBe(1);
+  });
+
   it.each([
     { name: 'an ignored field drifts silently', tamper: { mode: '0600' }, reported: false },
     { name: 'a managed field next to it is still reported', tamper: { content: 'evil' }, reported: true },
