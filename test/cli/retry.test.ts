@@ -123,7 +123,8 @@ spec:
       const s = await status();
       return s.bad1 === 'held' && s.bad2 === 'held' && s.blocked === 'held' && s.good === 'ready';
     };
-    const d = trackDaemons(q.dir).start(['--listen', '127.0.0.1:0', '--fault-policy', qFaults, ...q.args], { cwd: q.dir });
+    daemons.removeAfter(q.dir);
+    const d = daemons.start(['--listen', '127.0.0.1:0', '--fault-policy', qFaults, ...q.args], { cwd: q.dir });
     await d.port();
     await eventually(allHeld, 15_000, 'bad1, bad2 and blocked held, good ready');
 
