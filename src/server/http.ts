@@ -13,19 +13,45 @@ export interface DaemonProbe {
   retry(node: string): OperatorRetryAnswer;
 }
 
-/** Serves /healthz (the process is alive), /readyz (first round done), /status (JSON) and POST /retry/NODE (200 released, 404 unknown, 409 not held). */
-export function startHttpServer(listen: { host: string; port: number }, probe: DaemonProbe): Promise<{ server: Server; address: AddressInfo }> {
-  const server = createServer((req, res) => {
-    const send = (code: number, body: unknown): void => {
-      res.writeHead(code, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-      res.end(`${JSON.stringify(body)}\n`);
+/** How long a client may take over its request: a scanner or a stuck client must not keep a connection for Node's 60 s / 300 s. */
+export interface HttpTimeouts {
+  /** Until the request's headers are complete (default 10 s). */
+  readonly headersTimeoutMs?: number;
+  /** Until the whole request is in (default 30 s): none of ours has a body worth waiting for. */
+  readonly requestTimeoutMs?: number;
+}
+
+/** The resources served: the methods each takes (the Allow header of a 405). */
+const READ = ['GET', 'HEAD'] as const;
+const RETRY = ['POST'] as const;
+const RETRY_PREFIX = '/retry/';
+
+/**
+ * Serves /healthz (the process is alive), /readyz (first round done), /status (JSON) and POST /retry/NODE
+ * (200 released, 404 unknown, 409 not held). A known path asked with another method is 405 with an Allow
+ * header; any other path is 404 whatever the method.
+ */
+export function startHttpServer(listen: { host: string; port: number }, probe: DaemonProbe, timeouts: HttpTimeouts = {}): Promise<{ server: Server; address: AddressInfo }> {
+  const headersTimeout = timeouts.headersTimeoutMs ?? 10_000;
+  const requestTimeout = Math.max(timeouts.requestTimeoutMs ?? 30_000, headersTimeout);
+  // Node checks its timeouts every connectionsCheckingInterval (30 s by default): a tenth of the headers' limit keeps them close to exact.
+  const connectionsCheckingInterval = Math.max(100, Math.min(1_000, Math.floor(headersTimeout / 10)));
+  const server = createServer({ headersTimeout, requestTimeout, connectionsCheckingInterval }, (req, res) => {
+    const send = (code: number, body: unknown, headers: Record<string, string> = {}): void => {
+      // A length, not chunks: HEAD gets the same headers as GET, and a client knows when the answer is whole.
+      const text = `${JSON.stringify(body)}\n`;
+      res.writeHead(code, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': String(Buffer.byteLength(text)), ...headers });
+      res.end(req.method === 'HEAD' ? undefined : text);
     };
     const path = (req.url ?? '/').split('?')[0] ?? '/';
-    if (req.method === 'POST' && path.startsWith('/retry/')) {
+    const methods = path.startsWith(RETRY_PREFIX) ? RETRY : path === '/healthz' || path === '/readyz' || path === '/status' ? READ : undefined;
+    if (methods === undefined) return send(404, { error: 'not found', paths: ['/healthz', '/readyz', '/status', 'POST /retry/NODE'] });
+    if (!(methods as readonly string[]).includes(req.method ?? '')) return send(405, { error: `method not allowed; ${path} takes ${methods.join(', ')}` }, { allow: methods.join(', ') });
+    if (methods === RETRY) {
       // Only from this machine: the daemon listens on loopback by default, and this changes state.
       let node: string;
       try {
-        node = decodeURIComponent(path.slice('/retry/'.length));
+        node = decodeURIComponent(path.slice(RETRY_PREFIX.length));
       } catch {
         return send(400, { error: 'malformed node id in the path' });
       }
@@ -41,19 +67,12 @@ export function startHttpServer(listen: { host: string; port: number }, probe: D
           return assertNever(answer);
       }
     }
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: 'method not allowed' });
-    switch (path) {
-      case '/healthz':
-        return send(200, { status: 'ok' });
-      case '/readyz': {
-        const r = probe.ready();
-        return send(r.ready ? 200 : 503, r.ready ? { status: 'ready' } : { status: 'not ready', reason: r.reason });
-      }
-      case '/status':
-        return send(200, probe.status());
-      default:
-        return send(404, { error: 'not found', paths: ['/healthz', '/readyz', '/status', 'POST /retry/NODE'] });
+    if (path === '/healthz') return send(200, { status: 'ok' });
+    if (path === '/readyz') {
+      const r = probe.ready();
+      return send(r.ready ? 200 : 503, r.ready ? { status: 'ready' } : { status: 'not ready', reason: r.reason });
     }
+    return send(200, probe.status());
   });
   server.keepAliveTimeout = 5000;
   return new Promise((resolve, reject) => {

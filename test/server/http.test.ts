@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Server } from 'node:http';
+import { connect } from 'node:net';
 import { parseListen, startHttpServer } from '../../src/server/http.ts';
 
 describe('parseListen', () => {
@@ -74,5 +75,65 @@ describe('the daemon HTTP API', () => {
   it('refuses other methods and paths', async () => {
     expect((await fetch(`${base}/status`, { method: 'PUT' })).status).toBe(405);
     expect((await fetch(`${base}/nowhere`)).status).toBe(404);
+  });
+
+  // RFC 9110: a 405 names the methods the resource takes; a path that is none of ours is 404 whatever the method.
+  it.each([
+    { name: 'PUT /status', method: 'PUT', path: '/status', code: 405, allow: 'GET, HEAD' },
+    { name: 'POST /healthz', method: 'POST', path: '/healthz', code: 405, allow: 'GET, HEAD' },
+    { name: 'DELETE /readyz', method: 'DELETE', path: '/readyz', code: 405, allow: 'GET, HEAD' },
+    { name: 'GET /retry/NODE (a read must not change state, nor look like an unknown node)', method: 'GET', path: '/retry/held%20node', code: 405, allow: 'POST' },
+    { name: 'POST /nowhere', method: 'POST', path: '/nowhere', code: 404, allow: null },
+    { name: 'DELETE /', method: 'DELETE', path: '/', code: 404, allow: null },
+  ])('$name: $code', async ({ method, path, code, allow }) => {
+    const before = released.length;
+    const res = await fetch(`${base}${path}`, { method });
+    expect(res.status).toBe(code);
+    expect(res.headers.get('allow')).toBe(allow);
+    expect(res.headers.get('content-type')).toBe('application/json');
+    expect(typeof ((await res.json()) as { error?: unknown }).error).toBe('string');
+    expect(released).toHaveLength(before);
+  });
+
+  it('answers HEAD with the headers of GET, Content-Length included, and no body', async () => {
+    const [get, head] = await Promise.all([fetch(`${base}/status`), fetch(`${base}/status`, { method: 'HEAD' })]);
+    const body = await get.text();
+    expect(head.status).toBe(200);
+    expect(head.headers.get('content-length')).toBe(String(Buffer.byteLength(body)));
+    expect(get.headers.get('content-length')).toBe(String(Buffer.byteLength(body)));
+    expect(await head.text()).toBe('');
+  });
+});
+
+describe('the daemon HTTP API against slow clients', () => {
+  const probe = { ready: () => ({ ready: true }), status: () => ({ nodes: [] }), retry: () => ({ status: 'unknown' as const }) };
+
+  it('times out a request that never finishes its headers by default well before Node\'s 60 s', async () => {
+    const { server } = await startHttpServer({ host: '127.0.0.1', port: 0 }, probe);
+    try {
+      expect(server.headersTimeout).toBeLessThanOrEqual(10_000);
+      expect(server.requestTimeout).toBeLessThanOrEqual(30_000);
+    } finally {
+      server.close();
+    }
+  });
+
+  it.each([
+    { name: 'a client that sends nothing', send: '' },
+    { name: 'a client that stops half way through its headers', send: 'GET /healthz HTTP/1.1\r\nHost: x\r\n' },
+  ])('drops $name, and keeps serving others meanwhile', async ({ send }) => {
+    const { server, address } = await startHttpServer({ host: '127.0.0.1', port: 0 }, probe, { headersTimeoutMs: 300, requestTimeoutMs: 600 });
+    try {
+      const started = Date.now();
+      const socket = connect(address.port, '127.0.0.1', () => void (send === '' || socket.write(send)));
+      const closed = new Promise<number>((resolve) => socket.on('close', () => resolve(Date.now() - started)));
+      socket.on('error', () => undefined);
+      socket.resume();
+      expect((await fetch(`http://127.0.0.1:${address.port}/healthz`)).status).toBe(200);
+      expect(await closed).toBeLessThan(5_000);
+    } finally {
+      server.close();
+      server.closeAllConnections();
+    }
   });
 });
