@@ -44,7 +44,9 @@ export function createContext(
   const logFormat = io.env.DESIREDSTATE_LOG_FORMAT ?? (process.stderr.isTTY ? 'pretty' : 'json');
   if (logFormat !== 'json' && logFormat !== 'pretty') throw new UsageError(`DESIREDSTATE_LOG_FORMAT must be json or pretty (got "${logFormat}")`);
   const options = { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
-  const log = pino(options, logFormat === 'json' ? pino.destination({ fd: 2, sync: true }) : prettyStream());
+  // Colours only for a terminal, and not there either when NO_COLOR is set to anything (https://no-color.org).
+  const colorize = process.stderr.isTTY === true && (io.env.NO_COLOR ?? '') === '';
+  const log = pino(options, logFormat === 'json' ? pino.destination({ fd: 2, sync: true }) : prettyStream(colorize));
   const stateDirGiven = values.state !== undefined || io.env.DESIREDSTATE_STATE !== undefined;
   const named = {
     goals: nameOf('--goals', values.goals, 'DESIREDSTATE_GOALS', io.env.DESIREDSTATE_GOALS, 'goal directory goals'),
@@ -60,9 +62,9 @@ function nameOf(flag: string, value: string | undefined, variable: string, fromE
 }
 
 /** pino-pretty, loaded only for a terminal (a pipe or a file gets JSON and never loads it). */
-function prettyStream(): NodeJS.WritableStream {
+function prettyStream(colorize: boolean): NodeJS.WritableStream {
   const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
-  return pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' });
+  return pretty({ destination: 2, sync: true, colorize, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' });
 }
 
 /** A missing goal directory, or a file named as one, is a bad invocation (exit 64, CLI.md). */

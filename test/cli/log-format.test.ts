@@ -39,4 +39,17 @@ describe('log format', () => {
     expect(r.stdout).toContain('DEBUG');
     expect(r.stdout).not.toContain('{"level"');
   });
+
+  // https://no-color.org: a terminal still gets human lines, without colour, when NO_COLOR is set (and not empty).
+  it.skipIf(!hasScript).each([
+    { name: 'colours on a terminal', env: {}, colours: true },
+    { name: 'no colour with NO_COLOR=1', env: { NO_COLOR: '1' }, colours: false },
+    { name: 'colours with NO_COLOR empty', env: { NO_COLOR: '' }, colours: true },
+  ])('$name', ({ env, colours }) => {
+    const command = [process.execPath, bin, ...args].map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ');
+    const r = spawnSync('script', ['-qec', command, '/dev/null'], { encoding: 'utf8', env: cleanEnv(env) });
+    expect(r.status, r.stdout).toBe(0);
+    expect(r.stdout).toContain('DEBUG');
+    expect(r.stdout.includes('\u001b['), r.stdout).toBe(colours);
+  });
 });
