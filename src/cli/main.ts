@@ -190,7 +190,7 @@ export const commands: Record<string, Command> = {
   backends: {
     summary: 'configured backends, their types and health',
     usage: 'desiredstate backends [--goals DIR] [--format text|json]',
-    help: 'Exit status: 0, or 1 when any backend is unhealthy.',
+    help: 'The goals\' errors, if any, are listed first (--format json: as `diagnostics`), with the backends that compiled.\nExit status: 0, or 1 when any backend is unhealthy or the goals do not compile.',
     async run(argv, io) {
       const { values } = parse(argv, {});
       formatFlag(values, ['text', 'json']);

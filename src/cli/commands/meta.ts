@@ -1,5 +1,5 @@
 import { goalJsonSchema } from '../json-schema.ts';
-import { compileGoals, provisioner, registry } from '../context.ts';
+import { compileGoals, printDiagnostics, provisioner, registry } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { table } from '../format.ts';
 import { EXIT } from '../usage.ts';
@@ -12,6 +12,9 @@ export function schema(ctx: CliContext): number {
 /** Configured backends, their types and health. */
 export async function backends(ctx: CliContext): Promise<number> {
   const loaded = await compileGoals(ctx);
+  // A Backend document that does not compile is missing from the list: say why, and never exit 0 over it.
+  const errors = loaded.result.diagnostics.filter((d) => d.severity === 'error');
+  if (ctx.format !== 'json') printDiagnostics(ctx, errors);
   const p = provisioner(ctx, loaded);
   try {
     const rows: { id: string; type: string; health: string; message?: string }[] = [];
@@ -20,9 +23,9 @@ export async function backends(ctx: CliContext): Promise<number> {
       const h = backend.health === undefined ? { status: 'healthy' as const } : await backend.health({ signal, log: ctx.log });
       rows.push({ id, type: backend.type, health: h.status, ...(h.status === 'unhealthy' ? { message: h.message } : {}) });
     }
-    if (ctx.format === 'json') ctx.out(JSON.stringify({ backends: rows, types: registry().types() }, null, 2));
+    if (ctx.format === 'json') ctx.out(JSON.stringify({ backends: rows, types: registry().types(), diagnostics: errors }, null, 2));
     else for (const l of table([['BACKEND', 'TYPE', 'HEALTH'], ...rows.map((r) => [r.id, r.type, r.message === undefined ? r.health : `${r.health}: ${r.message}`])])) ctx.out(l);
-    return rows.some((r) => r.health !== 'healthy') ? EXIT.failed : EXIT.ok;
+    return errors.length > 0 || rows.some((r) => r.health !== 'healthy') ? EXIT.failed : EXIT.ok;
   } finally {
     await p.close();
   }
