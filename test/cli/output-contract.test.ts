@@ -1,6 +1,6 @@
 import { rmSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cli, tempProject } from '../support/cli.ts';
+import { cli, oneFileGoal, tempProject } from '../support/cli.ts';
 
 // What a script reads (CLI.md: `--format json` for machines, the exit status table): stdout holds
 // exactly one JSON document, whatever the outcome, and nothing a human needed to see is lost from it.
@@ -25,5 +25,32 @@ describe('backends when the goals do not compile', () => {
     expect(r.code, r.stderr).toBe(1);
     const d = doc(r.stdout);
     expect(d).toMatchObject({ backends: expect.any(Array), diagnostics: [expect.objectContaining({ severity: 'error', code: 'invalid-type', file: 'goals/backend.yaml' })] });
+  });
+});
+
+describe('plan and apply --format json keep the goal warnings', () => {
+  const p = tempProject('ds-out-warnings-');
+  afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
+  // A low finding is a warning: the text output prints it on stderr, the JSON output printed it nowhere.
+  p.write('policy.yaml', 'apiVersion: desiredstate/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  blockAt: high\n  requiredLabels:\n    - key: team\n      severity: { default: low }\n');
+  p.write('app.yaml', oneFileGoal(p.root, 'v1\n'));
+  const env = { DESIREDSTATE_GOAL_CACHE: 'off' };
+
+  it.each([{ name: 'plan', args: [] }, { name: 'apply', args: ['--yes'] }])('$name', async ({ name, args }) => {
+    const r = await cli([name, ...args, '--format', 'json', ...p.args], { env });
+    expect(r.code === 0 || r.code === 2, r.stderr).toBe(true);
+    expect(doc(r.stdout).diagnostics).toEqual([expect.objectContaining({ severity: 'warning', code: 'policy-finding' })]);
+  });
+
+  it('and an empty list when there is none', async () => {
+    const q = tempProject('ds-out-nowarnings-');
+    try {
+      q.write('app.yaml', oneFileGoal(q.root, 'v1\n'));
+      const r = await cli(['plan', '--format', 'json', ...q.args], { env });
+      expect(r.code, r.stderr).toBe(2);
+      expect(doc(r.stdout)).toMatchObject({ entries: expect.any(Array), counts: expect.any(Object), diagnostics: [] });
+    } finally {
+      rmSync(q.dir, { recursive: true, force: true });
+    }
   });
 });

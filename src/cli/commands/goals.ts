@@ -18,6 +18,7 @@ async function compiled(ctx: CliContext, cached = false): Promise<{ loaded: Load
     printDiagnostics(ctx, diagnostics);
     return undefined;
   }
+  // With --format json the warnings go into the command's document (as `diagnostics`, validate's name for them).
   if (diagnostics.length > 0 && ctx.format !== 'json') printDiagnostics(ctx, diagnostics);
   return { loaded, graph };
 }
@@ -51,7 +52,7 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
     const counts = planCounts(entries);
     const desired = (id: string): Readonly<Record<string, unknown>> | undefined => c.graph.get(id)?.spec.spec;
     if (ctx.format === 'json') {
-      ctx.out(JSON.stringify({ entries: entries.map((e) => (e.planned.action === 'create' ? { ...e, desired: desired(e.id) } : e)), counts }, null, 2));
+      ctx.out(JSON.stringify({ entries: entries.map((e) => (e.planned.action === 'create' ? { ...e, desired: desired(e.id) } : e)), counts, diagnostics: c.loaded.result.diagnostics }, null, 2));
     } else {
       for (const l of formatPlan(entries, { showUnchanged: options.showUnchanged, policyDefaults: c.loaded.factory.policyDefaults, desired })) ctx.out(l);
       ctx.out(`Plan: ${counts.create} to create, ${counts.update} to update, ${counts.delete} to delete, ${counts.drift} drifted, ${counts.none} unchanged, ${counts.blocked + counts.held} blocked or held, ${counts.error} errors.`);
@@ -90,7 +91,7 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     const result = await reconciler.apply(c.graph, { signal: abort.signal, gates: c.loaded.result.gates, commit, trigger: 'apply', allowDeletions, allowMassDeletion: options.allowMassDeletion });
     const s = result.summary;
     if (ctx.format === 'json') {
-      ctx.out(JSON.stringify({ runId: result.runId, summary: s, outcomes: Object.fromEntries(result.outcomes), refusedDeletions: result.refusedDeletions ?? null, declinedDeletions: declined }, null, 2));
+      ctx.out(JSON.stringify({ runId: result.runId, summary: s, outcomes: Object.fromEntries(result.outcomes), refusedDeletions: result.refusedDeletions ?? null, declinedDeletions: declined, diagnostics: c.loaded.result.diagnostics }, null, 2));
     } else {
       for (const [id, o] of result.outcomes) {
         if (o.status === 'failed') ctx.out(`  x ${id}: ${o.fault.class}: ${o.fault.message}${o.fault.hint === undefined ? '' : ` (hint: ${o.fault.hint})`}`);
