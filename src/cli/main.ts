@@ -148,7 +148,7 @@ export const commands: Record<string, Command> = {
   drift: {
     summary: 'drift reports',
     usage: 'desiredstate drift [--state DIR] [--since 1h|TIMESTAMP] [--node ID] [--format text|json]',
-    help: 'Exit status: 0.',
+    help: '--since takes a duration back from now (1h, 30m, 2d, 1h30m) or an ISO 8601 timestamp (2026-01-31, 2026-01-31T12:00:00Z;\nwithout a zone, local time). Reports are listed oldest first.\nExit status: 0.',
     async run(argv, io) {
       const { values } = parse(argv, { since: { type: 'string' }, node: { type: 'string' } });
       formatFlag(values, ['text', 'json']);

@@ -1,5 +1,6 @@
-import { rmSync } from 'node:fs';
-import { afterAll, describe, expect, it } from 'vitest';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, oneFileGoal, tempProject } from '../support/cli.ts';
 
 // What a script reads (CLI.md: `--format json` for machines, the exit status table): stdout holds
@@ -52,5 +53,51 @@ describe('plan and apply --format json keep the goal warnings', () => {
     } finally {
       rmSync(q.dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('drift --since and --node', () => {
+  const p = tempProject('ds-out-drift-');
+  afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
+  p.write('app.yaml', oneFileGoal(p.root, 'v1\n'));
+
+  beforeAll(async () => {
+    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
+    writeFileSync(join(p.root, 'app.conf'), 'edited\n');
+    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
+  });
+
+  const count = async (...args: string[]): Promise<number> => {
+    const r = await cli(['drift', '--format', 'json', ...args, ...p.args]);
+    expect(r.code, r.stderr).toBe(0);
+    return (doc(r.stdout).reports as unknown[]).length;
+  };
+
+  it.each([
+    { since: '1h', reports: 1 },
+    { since: '30m', reports: 1 },
+    { since: '2d', reports: 1 },
+    { since: '1h30m', reports: 1 },
+    { since: '2000-01-01', reports: 1 },
+    { since: '2000-01-01T00:00:00Z', reports: 1 },
+    { since: '2000-01-01T00:00:00.000+02:00', reports: 1 },
+    { since: '2999-01-01T00:00:00Z', reports: 0 },
+  ])('--since $since: $reports report(s)', async ({ since, reports }) => {
+    expect(await count('--since', since)).toBe(reports);
+  });
+
+  // Date.parse takes almost anything: `5` (a unit forgotten) was 1 May 2001, `Nov 23` was 2001 too: every report, silently.
+  it.each(['5', '0', '12', 'Nov 23', '1w', '-1h', 'yesterday', '2026-13-45'])('--since %s is a bad invocation (exit 64)', async (since) => {
+    const r = await cli(['drift', `--since=${since}`, '--format', 'json', ...p.args]);
+    expect(r.code).toBe(64);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^desiredstate drift: --since takes a duration such as 1h or an ISO 8601 timestamp/);
+  });
+
+  it('--node filters, an unknown node has no reports, and the empty answer is still a document', async () => {
+    expect(await count('--node', 'conf')).toBe(1);
+    expect(await count('--node', 'nope')).toBe(0);
+    const text = await cli(['drift', '--node', 'nope', ...p.args]);
+    expect(text).toMatchObject({ code: 0, stdout: 'no drift recorded\n' });
   });
 });

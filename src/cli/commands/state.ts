@@ -43,14 +43,7 @@ export function status(ctx: CliContext): number {
 }
 
 export function drift(ctx: CliContext, options: { since: string | undefined; node: string | undefined }): number {
-  let since: number | undefined;
-  if (options.since !== undefined) {
-    const ms = parseDuration(options.since);
-    const abs = Date.parse(options.since);
-    if (ms !== undefined) since = Date.now() - ms;
-    else if (!Number.isNaN(abs)) since = abs;
-    else throw new UsageError(`--since takes a duration such as 1h or a timestamp (got "${options.since}")`);
-  }
+  const since = options.since === undefined ? undefined : parseSince(options.since, Date.now());
   const reports = withStateStore(ctx, 'read', (store) => store.listDrift({ since, node: options.node })) ?? [];
   if (ctx.format === 'json') {
     ctx.out(JSON.stringify({ reports }, null, 2));
@@ -62,6 +55,21 @@ export function drift(ctx: CliContext, options: { since: string | undefined; nod
     for (const d of r.diffs) for (const l of formatDiff(d)) ctx.out(l);
   }
   return EXIT.ok;
+}
+
+/** An ISO 8601 date or date-time (`2026-11-23`, `2026-11-23T02:00:00Z`, `…T02:00+01:00`; without a zone, local time). */
+const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/i;
+
+/**
+ * `--since`: a duration back from `now` (`1h`, `30m`, `2d`, `1h30m`) or an ISO 8601 timestamp, in epoch ms.
+ * Date.parse alone takes almost anything (`5` is 1 May 2001, `Nov 23` is in 2001): only ISO 8601 is let through to it.
+ */
+export function parseSince(text: string, now: number): number {
+  const ms = parseDuration(text);
+  if (ms !== undefined) return now - ms;
+  const at = ISO_TIMESTAMP.test(text) ? Date.parse(text) : Number.NaN;
+  if (Number.isNaN(at)) throw new UsageError(`--since takes a duration such as 1h or an ISO 8601 timestamp such as 2026-01-31T12:00:00Z (got "${text}")`);
+  return at;
 }
 
 export function history(ctx: CliContext): number {
