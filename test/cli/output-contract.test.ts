@@ -101,3 +101,17 @@ describe('drift --since and --node', () => {
     expect(text).toMatchObject({ code: 0, stdout: 'no drift recorded\n' });
   });
 });
+
+describe('retry --format json for an unknown node', () => {
+  const p = tempProject('ds-out-retry-');
+  afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
+  p.write('app.yaml', oneFileGoal(p.root, 'v1\n'));
+
+  it('exit 1 with a document on stdout, the reason on stderr', async () => {
+    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
+    const r = await cli(['retry', 'nope', '--format', 'json', ...p.args]);
+    expect(r.code).toBe(1);
+    expect(doc(r.stdout)).toEqual({ unknown: 'nope', via: 'store' });
+    expect(r.stderr).toBe('unknown node "nope"\n');
+  });
+});

@@ -164,6 +164,8 @@ async function release(ctx: CliContext, node: string, daemon: string | null): Pr
 function answered(ctx: CliContext, node: string, answer: OperatorRetryAnswer, via: 'daemon' | 'store'): number {
   switch (answer.status) {
     case 'unknown':
+      // A script reading stdout gets a document for this outcome too, not an empty stream.
+      if (ctx.format === 'json') ctx.out(JSON.stringify({ unknown: node, via }, null, 2));
       process.stderr.write(`unknown node "${node}"\n`);
       return EXIT.failed;
     case 'not-held':
