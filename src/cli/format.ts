@@ -5,8 +5,10 @@ const SYMBOL = { create: '+', update: '~', delete: '-', drift: '!', none: '=', b
 
 export function show(value: unknown): string {
   if (typeof value === 'string') {
-    // One line either way (JSON escapes newlines); the ellipsis only where something was cut.
-    return value.length > 60 ? `${JSON.stringify(value.slice(0, 57))}…` : JSON.stringify(value);
+    // One line either way (JSON escapes newlines); the ellipsis only where something was cut, and
+    // the cut between characters, never inside one (half an emoji printed as `\ud83c`).
+    const chars = Array.from(value);
+    return chars.length > 60 ? `${JSON.stringify(chars.slice(0, 57).join(''))}…` : JSON.stringify(value);
   }
   return JSON.stringify(value) ?? 'absent';
 }

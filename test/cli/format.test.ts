@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { formatDiff, show, table } from '../../src/cli/format.ts';
+
+// The human plan and drift lines: one line per value, cut where long, secrets never shown.
+describe('show', () => {
+  it.each([
+    { name: 'a short string, quoted', value: 'hello', shown: '"hello"' },
+    { name: 'a multi-line string, on one line', value: 'a\nb\r\nc', shown: '"a\\nb\\r\\nc"' },
+    { name: 'a long string, cut at 57 characters with an ellipsis', value: 'x'.repeat(100), shown: `"${'x'.repeat(57)}"…` },
+    { name: 'exactly 60 characters, whole', value: 'y'.repeat(60), shown: `"${'y'.repeat(60)}"` },
+    // Cutting UTF-16 units split the 29th emoji and printed its first half as an escape.
+    { name: 'a long string of emoji, cut between characters', value: '🎉'.repeat(70), shown: `"${'🎉'.repeat(57)}"…` },
+    { name: 'accents and CJK, counted as characters', value: 'é日'.repeat(20), shown: `"${'é日'.repeat(20)}"` },
+    { name: 'absent', value: undefined, shown: 'absent' },
+    { name: 'a number', value: 42, shown: '42' },
+    { name: 'an object', value: { fromEnv: 'X' }, shown: '{"fromEnv":"X"}' },
+  ])('$name', ({ value, shown }) => {
+    expect(show(value)).toBe(shown);
+    expect(show(value)).not.toMatch(/\\ud[89ab]/i);
+  });
+});
+
+describe('formatDiff', () => {
+  it('shows a masked field as <secret> on both sides, marked (secret)', () => {
+    expect(formatDiff({ path: 'password', desired: '<secret>', actual: '<secret>', masked: true })).toEqual(['      password: "<secret>" → "<secret>" (secret)']);
+  });
+
+  it('indents a multi-line detail under its field, at most 40 lines', () => {
+    const detail = Array.from({ length: 50 }, (_, i) => `+line ${i}`).join('\n');
+    const lines = formatDiff({ path: 'content', desired: 'b', actual: 'a', detail });
+    expect(lines[0]).toBe('      content: "a" → "b"');
+    expect(lines.slice(1)).toHaveLength(40);
+    expect(lines[1]).toBe('        +line 0');
+  });
+});
+
+describe('table', () => {
+  it('pads every column but the last, and trims the line', () => {
+    expect(table([['NODE', 'STATUS', 'REASON'], ['a-long-node', 'ready', ''], ['b', 'held', 'held by policy: ⊘ naming']])).toEqual([
+      'NODE         STATUS  REASON',
+      'a-long-node  ready',
+      'b            held    held by policy: ⊘ naming',
+    ]);
+  });
+});
