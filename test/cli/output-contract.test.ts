@@ -115,3 +115,76 @@ describe('retry --format json for an unknown node', () => {
     expect(r.stderr).toBe('unknown node "nope"\n');
   });
 });
+
+describe('--format json on every command that takes it', () => {
+  const p = tempProject('ds-out-every-');
+  afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
+  p.write('app.yaml', oneFileGoal(p.root, 'v1\n'));
+
+  beforeAll(async () => {
+    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
+    writeFileSync(join(p.root, 'app.conf'), 'edited\n');
+    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
+  });
+
+  // Debug logging on, so that a log line written to stdout would break the document.
+  it.each([
+    { name: 'validate', args: ['validate'], code: 0 },
+    { name: 'plan', args: ['plan'], code: 0 },
+    { name: 'apply --yes', args: ['apply', '--yes'], code: 0 },
+    { name: 'status', args: ['status'], code: 0 },
+    { name: 'drift', args: ['drift'], code: 0 },
+    { name: 'history', args: ['history'], code: 0 },
+    { name: 'retry conf', args: ['retry', 'conf'], code: 0 },
+    { name: 'retry --all', args: ['retry', '--all'], code: 0 },
+    { name: 'graph', args: ['graph'], code: 0 },
+    { name: 'check', args: ['check'], code: 0 },
+    { name: 'schema', args: ['schema'], code: 0 },
+    { name: 'backends', args: ['backends'], code: 0 },
+    { name: 'scripts list', args: ['scripts', 'list'], code: 0 },
+  ])('$name: one JSON document on stdout, JSON log lines on stderr', async ({ args, code }) => {
+    const r = await cli([...args, '--format', 'json', '--log-level', 'debug', ...p.args]);
+    expect(r.code, r.stderr).toBe(code);
+    expect(typeof doc(r.stdout)).toBe('object');
+    for (const l of r.stderr.split('\n').filter((x) => x !== '')) expect(JSON.parse(l)).toMatchObject({ level: expect.any(Number), msg: expect.any(String) });
+  });
+
+  // Every timestamp in the documents is epoch milliseconds (a number, or null when there is none);
+  // ISO 8601 strings are for humans: the text output and the log lines.
+  it('timestamps are epoch milliseconds in status, drift and history', async () => {
+    const stamps: [string, unknown][] = [];
+    const walk = (v: unknown, key: string): void => {
+      if (/(?:At|^firstSeen)$/.test(key)) stamps.push([key, v]);
+      if (Array.isArray(v)) v.forEach((x) => walk(x, key));
+      else if (typeof v === 'object' && v !== null) for (const [k, x] of Object.entries(v)) walk(x, k);
+    };
+    for (const command of ['status', 'drift', 'history']) walk(doc((await cli([command, '--format', 'json', ...p.args])).stdout), '');
+    expect(new Set(stamps.map(([k]) => k))).toEqual(new Set(['updatedAt', 'retryAt', 'firstSeen', 'detectedAt', 'startedAt', 'finishedAt']));
+    for (const [key, v] of stamps) expect(v === null || (Number.isInteger(v) && (v as number) > 1.6e12), `${key}: ${String(v)}`).toBe(true);
+  });
+
+  it('status before any run has the same keys, and every document is printed the same way', async () => {
+    const q = tempProject('ds-out-empty-');
+    try {
+      const [empty, full] = await Promise.all([cli(['status', '--format', 'json', ...q.args.slice(0, 2)], { cwd: q.dir }), cli(['status', '--format', 'json', ...p.args])]);
+      expect(empty.code, empty.stderr).toBe(0);
+      expect(doc(empty.stdout)).toEqual({ nodes: [], goalErrors: null, daemon: { running: false } });
+      expect(Object.keys(doc(empty.stdout))).toEqual(Object.keys(doc(full.stdout)));
+      // Indented as every other document (jq does not mind, a human reading a CI log does).
+      expect(empty.stdout).toBe(`${JSON.stringify(doc(empty.stdout), null, 2)}\n`);
+    } finally {
+      rmSync(q.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('history with no run says so', async () => {
+    const q = tempProject('ds-out-nohistory-');
+    try {
+      const r = await cli(['history', ...q.args.slice(0, 2)], { cwd: q.dir });
+      expect(r).toMatchObject({ code: 0, stdout: 'no runs recorded\n' });
+      expect(doc((await cli(['history', '--format', 'json'], { cwd: q.dir })).stdout)).toEqual({ runs: [] });
+    } finally {
+      rmSync(q.dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -20,7 +20,7 @@ function daemonOf(ctx: CliContext, listen: string | null): { running: boolean; p
 export function status(ctx: CliContext): number {
   const result = withStateStore(ctx, 'read', (store) => ({ nodes: store.listNodes(), goalErrors: store.getMeta('goal-errors') ?? null, listen: store.getMeta('daemon.listen') ?? null }));
   if (result === undefined) {
-    ctx.out(ctx.format === 'json' ? JSON.stringify({ nodes: [], goalErrors: null, daemon: { running: false } }) : 'no state yet: run `desiredstate apply` or `desiredstate run`');
+    ctx.out(ctx.format === 'json' ? JSON.stringify({ nodes: [], goalErrors: null, daemon: { running: false } }, null, 2) : 'no state yet: run `desiredstate apply` or `desiredstate run`');
     return EXIT.ok;
   }
   const daemon = daemonOf(ctx, result.listen);
@@ -76,6 +76,10 @@ export function history(ctx: CliContext): number {
   const runs = withStateStore(ctx, 'read', (store) => store.listRuns(50)) ?? [];
   if (ctx.format === 'json') {
     ctx.out(JSON.stringify({ runs }, null, 2));
+    return EXIT.ok;
+  }
+  if (runs.length === 0) {
+    ctx.out('no runs recorded');
     return EXIT.ok;
   }
   const rows = [['RUN', 'STARTED', 'TRIGGER', 'COMMIT', 'CHANGES']];
