@@ -188,3 +188,60 @@ describe('--format json on every command that takes it', () => {
     }
   });
 });
+
+// CLI.md's exit status table, at its edges.
+describe('exit status at the edges', () => {
+  const p = tempProject('ds-out-exit-');
+  afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
+  const policy = (team: string): string =>
+    `apiVersion: desiredstate/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  blockAt: high\n  requiredLabels:\n    - key: team\n      severity: { default: ${team} }\n    - key: owner\n      severity: { default: low }\n`;
+  const code = async (args: string[]): Promise<number | null> => {
+    const r = await cli([...args, ...p.args], { cwd: p.dir });
+    return r.code;
+  };
+
+  it('only warnings: validate, check, graph 0; plan 2 with a create pending', async () => {
+    p.write('app.yaml', oneFileGoal(p.root, 'v1\n'));
+    p.write('policy.yaml', policy('medium'));
+    expect(await code(['validate'])).toBe(0);
+    expect(await code(['check'])).toBe(0);
+    expect(await code(['graph'])).toBe(0);
+    expect(await code(['plan'])).toBe(2);
+  });
+
+  it('only blocked nodes: plan 0 (nothing apply would do), apply 1 (not converged), check 1, validate 1', async () => {
+    p.write('policy.yaml', policy('high'));
+    const plan = await cli(['plan', '--format', 'json', ...p.args], { cwd: p.dir });
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(doc(plan.stdout).counts).toMatchObject({ blocked: 1, create: 0 });
+    const apply = await cli(['apply', '--yes', '--format', 'json', ...p.args], { cwd: p.dir });
+    expect(apply.code, apply.stderr).toBe(1);
+    expect(doc(apply.stdout).summary).toMatchObject({ held: 1 });
+    expect(await code(['check'])).toBe(1);
+    expect(await code(['validate'])).toBe(1);
+  });
+
+  it('graph with errors: 1, in every format', async () => {
+    p.write('policy.yaml', policy('low'));
+    p.write('broken.yaml', 'apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: broken }\nspec:\n  nodes:\n    - id: x\n      type: local.directory\n      dependsOn: [nope]\n      spec: { path: x }\n');
+    try {
+      for (const format of ['dot', 'mermaid', 'json']) expect(await code(['graph', '--format', format])).toBe(1);
+    } finally {
+      rmSync(`${p.goals}/broken.yaml`);
+    }
+  });
+
+  it('backends with one unhealthy (PostgreSQL on a closed port): 1, naming the server', async () => {
+    p.write('pg.yaml', 'apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: pg }\nspec:\n  type: postgres\n  config: { host: 127.0.0.1, port: 1, user: postgres, database: postgres, connectTimeout: 2s }\n');
+    try {
+      const r = await cli(['backends', '--format', 'json', ...p.args], { cwd: p.dir });
+      expect(r.code, r.stderr).toBe(1);
+      expect(doc(r.stdout).backends).toEqual([
+        { id: 'local', type: 'local', health: 'healthy' },
+        { id: 'pg', type: 'postgres', health: 'unhealthy', message: expect.stringContaining('127.0.0.1:1') },
+      ]);
+    } finally {
+      rmSync(`${p.goals}/pg.yaml`);
+    }
+  });
+});
