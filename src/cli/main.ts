@@ -158,7 +158,7 @@ export const commands: Record<string, Command> = {
   history: {
     summary: 'past runs: when, goals commit, what changed',
     usage: 'desiredstate history [--state DIR] [--format text|json]',
-    help: 'Exit status: 0.',
+    help: 'The last 50 runs, newest first.\nExit status: 0.',
     async run(argv, io) {
       const { values } = parse(argv, {});
       formatFlag(values, ['text', 'json']);
