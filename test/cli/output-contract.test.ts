@@ -245,3 +245,27 @@ describe('exit status at the edges', () => {
     }
   });
 });
+
+describe('graph --format mermaid with ids Mermaid would not take as its own', () => {
+  const p = tempProject('ds-out-mermaid-');
+  afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
+  // Dots and dashes end a Mermaid id or start an edge (`a-->b`, `a.b`), and `end` closes a subgraph.
+  p.write('app.yaml', `${oneFileGoal(p.root, 'v1\n')}    - id: web.v2-end
+      type: local.directory
+      spec: { path: web }
+    - id: end
+      type: local.file
+      dependsOn: [web.v2-end, conf]
+      spec: { path: web/x, content: "x" }
+`);
+
+  it('names every node n<i> and keeps the id in its quoted label', async () => {
+    const r = await cli(['graph', '--format', 'mermaid', ...p.args]);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines[0]).toBe('flowchart LR');
+    for (const l of lines.slice(1)) expect(l).toMatch(/^ {2}(?:n\d+\["[a-z0-9._-]+<br\/>[a-z0-9.]+"\]|n\d+ (?:-->|-\.->) n\d+)$/);
+    for (const id of ['conf', 'web.v2-end', 'end']) expect(r.stdout).toContain(`["${id}<br/>`);
+    expect(lines.filter((l) => l.includes('-->'))).toHaveLength(2);
+  });
+});
