@@ -256,18 +256,33 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     io.out(commandHelp(command));
     return EXIT.ok;
   }
+  // With --format json, a failure that ends the command before it wrote its document still leaves one on
+  // stdout (`{"error": {code, message}}`): a pipe into jq gets a document, not an empty stream.
+  let wrote = false;
+  const tracked: Io = { ...io, out: (text) => ((wrote = true), io.out(text)) };
+  const errorDocument = (code: string, message: string): void => {
+    if (!wrote && asksForJson(rest)) io.out(JSON.stringify({ error: { code, message } }, null, 2));
+  };
   try {
-    return await command.run(rest, io);
+    return await command.run(rest, tracked);
   } catch (err) {
     if (err instanceof UsageError) {
+      // A bad invocation: its flags, --format among them, may not mean what they seem.
       process.stderr.write(`desiredstate ${name}: ${err.message}\n`);
       return EXIT.usage;
     }
     if (err instanceof DesiredStateError) {
+      errorDocument(err.code, err.message);
       process.stderr.write(`desiredstate ${name}: ${err.code === ErrorCodes.StateLocked ? '' : `${err.code}: `}${err.message}\n`);
       return EXIT.failed;
     }
+    errorDocument(ErrorCodes.Internal, errorMessage(err));
     process.stderr.write(`desiredstate ${name}: internal error: ${errorMessage(err)}\n${err instanceof Error ? (err.stack ?? '') : ''}\n`);
     return 70;
   }
+}
+
+/** Whether the arguments ask for `--format json` (`--format json` or `--format=json`), read without parsing them. */
+function asksForJson(argv: readonly string[]): boolean {
+  return argv.some((a, i) => a === '--format=json' || (a === '--format' && argv[i + 1] === 'json'));
 }

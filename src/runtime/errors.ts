@@ -29,6 +29,10 @@ export const ErrorCodes = {
   InvalidPolicy: 'DS_INVALID_POLICY',
   /** A persisted node-machine snapshot is not one this program knows. */
   InvalidNodeSnapshot: 'DS_INVALID_NODE_SNAPSHOT',
+  /** Something named on the command line (a script hash) is not there, or matches several. */
+  NotFound: 'DS_NOT_FOUND',
+  /** A failure the program did not expect (a bug): exit 70. */
+  Internal: 'DS_INTERNAL',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

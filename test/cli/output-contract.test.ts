@@ -1,7 +1,8 @@
-import { rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, oneFileGoal, tempProject } from '../support/cli.ts';
+import { trackDaemons } from '../support/daemon.ts';
 
 // What a script reads (CLI.md: `--format json` for machines, the exit status table): stdout holds
 // exactly one JSON document, whatever the outcome, and nothing a human needed to see is lost from it.
@@ -267,5 +268,57 @@ describe('graph --format mermaid with ids Mermaid would not take as its own', ()
     for (const l of lines.slice(1)) expect(l).toMatch(/^ {2}(?:n\d+\["[a-z0-9._-]+<br\/>[a-z0-9.]+"\]|n\d+ (?:-->|-\.->) n\d+)$/);
     for (const id of ['conf', 'web.v2-end', 'end']) expect(r.stdout).toContain(`["${id}<br/>`);
     expect(lines.filter((l) => l.includes('-->'))).toHaveLength(2);
+  });
+});
+
+// A failure that ends a command before its document (the state locked by a daemon, an unknown script)
+// used to leave stdout empty: jq reads that as no input and exits 0.
+describe('--format json when the command fails before its document', () => {
+  const p = tempProject('ds-out-failed-');
+  p.write('app.yaml', oneFileGoal(p.root, 'v1\n'));
+  const daemons = trackDaemons(p.dir);
+
+  it('apply while a daemon holds the state: exit 1, {error: {code, message}}', async () => {
+    const d = daemons.start(['--listen', '127.0.0.1:0', '--interval', '1h', ...p.args], { cwd: p.dir });
+    await d.port();
+    const r = await cli(['apply', '--yes', '--format', 'json', ...p.args], { cwd: p.dir });
+    expect(r.code, r.stderr).toBe(1);
+    expect(doc(r.stdout)).toEqual({ error: { code: 'DS_STATE_LOCKED', message: expect.any(String) } });
+    expect(r.stderr).toContain('desiredstate apply: ');
+    const text = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    expect(text.code).toBe(1);
+    expect(text.stdout).toBe('');
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+  });
+
+  it.each([
+    { name: 'scripts show of an unknown hash, no state yet', state: false, args: ['scripts', 'show', 'abcdef'] },
+    { name: 'scripts approve of an unknown hash, no state yet', state: false, args: ['scripts', 'approve', 'abcdef'] },
+    { name: 'scripts show of an unknown hash', state: true, args: ['scripts', 'show', 'abcdef'] },
+  ])('$name: exit 1, {error: {code: DS_NOT_FOUND}}', async ({ state, args }) => {
+    const q = tempProject('ds-out-scripts-');
+    try {
+      // An empty state directory (no state.db yet), or the state of one apply.
+      if (state) expect((await cli(['apply', '--yes', ...p.args.slice(0, 2), ...q.args.slice(2)])).code).toBe(0);
+      else mkdirSync(q.state);
+      const r = await cli([...args, '--format', 'json', ...q.args]);
+      expect(r.code, r.stderr).toBe(1);
+      expect(doc(r.stdout)).toEqual({ error: { code: 'DS_NOT_FOUND', message: 'no script abcdef' } });
+      expect(r.stderr).toBe('no script abcdef\n');
+    } finally {
+      rmSync(q.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('scripts list and trust with no state yet: the documents they have once there is state', async () => {
+    const q = tempProject('ds-out-scripts-empty-');
+    mkdirSync(q.state);
+    try {
+      expect(doc((await cli(['scripts', 'list', '--format', 'json', ...q.args])).stdout)).toEqual({ scripts: [] });
+      expect(doc((await cli(['scripts', 'trust', '--format', 'json', ...q.args])).stdout)).toEqual({ bar: 0.94, quantile: 0.05, scripts: [] });
+    } finally {
+      rmSync(q.dir, { recursive: true, force: true });
+    }
   });
 });

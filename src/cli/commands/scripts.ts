@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { DEFAULT_TRUST_POLICY, gateLabel, standingOf } from '../../infra/index.ts';
 import type { ScriptStanding, TrustPolicy } from '../../infra/index.ts';
+import { ErrorCodes } from '../../runtime/index.ts';
 import type { ArtifactLedger, ArtifactRecord, SqliteStateStore } from '../../runtime/index.ts';
 import { compileGoals, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
@@ -31,9 +32,15 @@ class NotFound extends Error {}
 const iso = (ms: number): string => new Date(ms).toISOString();
 const short = (hash: string): string => hash.slice(0, 12);
 
-function resolveHash(ledger: ArtifactLedger, prefix: string | undefined): ArtifactRecord {
+/** The hash prefix given: a UsageError when there is none or it cannot be one. */
+function hashPrefix(prefix: string | undefined): string {
   if (prefix === undefined) throw new UsageError('a script hash (or a prefix of at least 6 characters) is required');
   if (!/^[0-9a-f]{6,64}$/.test(prefix)) throw new UsageError(`"${prefix}" is not a script hash (6 to 64 lowercase hex characters)`);
+  return prefix;
+}
+
+function resolveHash(ledger: ArtifactLedger, given: string | undefined): ArtifactRecord {
+  const prefix = hashPrefix(given);
   const found = ledger.findByPrefix(prefix);
   if (found.length === 0) throw new NotFound(`no script ${prefix}`);
   if (found.length > 1) throw new NotFound(`${prefix} matches ${found.length} scripts: ${found.map((a) => short(a.hash)).join(', ')}; give more characters`);
@@ -95,16 +102,18 @@ export async function scripts(ctx: CliContext, sub: string | undefined, options:
   try {
     const result = withStateStore(ctx, mode, (store) => run(ctx, store, sub as ScriptSubcommand, options, policy, json));
     if (result === undefined) {
-      if (mode === 'write') {
-        process.stderr.write('no state yet: no script has been generated\n');
-        return EXIT.failed;
+      // No state yet: the lists are empty, in the shape they have once there is state; any hash is unknown.
+      if (sub === 'list' || sub === 'trust') {
+        if (json) return print(ctx, sub === 'trust' ? { bar: policy.bar, quantile: policy.quantile, scripts: [] } : { scripts: [] });
+        return print(ctx, 'no scripts yet: they are generated when a script backend first observes a node');
       }
-      ctx.out(json ? JSON.stringify({ scripts: [] }) : 'no scripts yet: they are generated when a script backend first observes a node');
-      return EXIT.ok;
+      throw new NotFound(`no script ${hashPrefix(options.hash)}`);
     }
-    return result;
+    return result ?? EXIT.failed;
   } catch (err) {
     if (err instanceof NotFound) {
+      // --format json: a document for this outcome too, as for any other failure (see main.ts).
+      if (json) ctx.out(JSON.stringify({ error: { code: ErrorCodes.NotFound, message: err.message } }, null, 2));
       process.stderr.write(`${err.message}\n`);
       return EXIT.failed;
     }
