@@ -26,9 +26,16 @@ const READ = ['GET', 'HEAD'] as const;
 const RETRY = ['POST'] as const;
 const RETRY_PREFIX = '/retry/';
 
+/** Whether a peer address is this machine's loopback (IPv4, IPv6, or IPv4 mapped into IPv6). */
+export function isLoopback(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const v4 = address.startsWith('::ffff:') ? address.slice('::ffff:'.length) : address;
+  return address === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
+}
+
 /**
  * Serves /healthz (the process is alive), /readyz (first round done), /status (JSON) and POST /retry/NODE
- * (200 released, 404 unknown, 409 not held). A known path asked with another method is 405 with an Allow
+ * (200 released, 404 unknown, 409 not held, 403 from another machine). A known path asked with another method is 405 with an Allow
  * header; any other path is 404 whatever the method.
  */
 export function startHttpServer(listen: { host: string; port: number }, probe: DaemonProbe, timeouts: HttpTimeouts = {}): Promise<{ server: Server; address: AddressInfo }> {
@@ -48,7 +55,9 @@ export function startHttpServer(listen: { host: string; port: number }, probe: D
     if (methods === undefined) return send(404, { error: 'not found', paths: ['/healthz', '/readyz', '/status', 'POST /retry/NODE'] });
     if (!(methods as readonly string[]).includes(req.method ?? '')) return send(405, { error: `method not allowed; ${path} takes ${methods.join(', ')}` }, { allow: methods.join(', ') });
     if (methods === RETRY) {
-      // Only from this machine: the daemon listens on loopback by default, and this changes state.
+      // Only from this machine, whatever address the daemon listens on (0.0.0.0 for a load balancer's
+      // probes): this changes state, and the API has no other authentication.
+      if (!isLoopback(req.socket.remoteAddress)) return send(403, { error: 'POST /retry is accepted only from this machine (a loopback address)' });
       let node: string;
       try {
         node = decodeURIComponent(path.slice(RETRY_PREFIX.length));

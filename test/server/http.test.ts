@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Server } from 'node:http';
 import { connect } from 'node:net';
-import { parseListen, startHttpServer } from '../../src/server/http.ts';
+import { networkInterfaces } from 'node:os';
+import { isLoopback, parseListen, startHttpServer } from '../../src/server/http.ts';
 
 describe('parseListen', () => {
   it.each([
@@ -134,6 +135,53 @@ describe('the daemon HTTP API against slow clients', () => {
     } finally {
       server.close();
       server.closeAllConnections();
+    }
+  });
+});
+
+describe('POST /retry from another machine', () => {
+  it.each([
+    ['127.0.0.1', true],
+    ['127.8.9.10', true],
+    ['::1', true],
+    ['::ffff:127.0.0.1', true],
+    ['192.0.2.2', false],
+    ['::ffff:192.0.2.2', false],
+    ['fd00::2', false],
+    [undefined, false],
+  ])('isLoopback(%s) is %s', (address, expected) => {
+    expect(isLoopback(address)).toBe(expected);
+  });
+
+  // The daemon may listen on 0.0.0.0 for a load balancer's probes; the probes answer anyone, a release only this machine.
+  const external = Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a !== undefined && !a.internal && a.family === 'IPv4')?.address;
+  if (external === undefined) console.warn('SKIPPED: no non-loopback IPv4 address on this machine to ask POST /retry from');
+  it.skipIf(external === undefined)('is 403 from a non-loopback address, while the probes answer it', async () => {
+    let asked = 0;
+    const s = await startHttpServer(
+      { host: '0.0.0.0', port: 0 },
+      {
+        ready: () => ({ ready: true }),
+        status: () => ({ nodes: [] }),
+        retry: () => {
+          asked++;
+          return { status: 'released' };
+        },
+      },
+    );
+    try {
+      const base = `http://${external}:${s.address.port}`;
+      expect((await fetch(`${base}/healthz`)).status).toBe(200);
+      const refused = await fetch(`${base}/retry/a`, { method: 'POST' });
+      expect(refused.status).toBe(403);
+      expect(await refused.json()).toEqual({ error: 'POST /retry is accepted only from this machine (a loopback address)' });
+      expect(asked).toBe(0);
+      expect((await fetch(`http://127.0.0.1:${s.address.port}/retry/a`, { method: 'POST' })).status).toBe(200);
+      expect(asked).toBe(1);
+    } finally {
+      s.server.close();
     }
   });
 });
