@@ -139,8 +139,11 @@ export function runProcess(options: RunProcessOptions): Promise<ProcessOutcome> 
     });
     child.once('exit', (code, signal) => {
       exit = { code, signal };
-      // A grandchild may keep the pipes open; do not wait for it beyond a grace period.
+      // A grandchild may keep the pipes open; do not wait for it beyond a grace period, and do not
+      // leave it behind: whatever of the group still holds our pipes then is killed (a program that
+      // means to outlive the run detaches from them, and from the group, as daemons do).
       graceTimer = setTimeout(() => {
+        killGroup();
         child.stdout.destroy();
         child.stderr.destroy();
         settle();

@@ -234,6 +234,18 @@ describe('exec backend: process control', () => {
     expect(await eventually(() => started_pids.every((p) => !isAlive(p)))).toBe(true);
   });
 
+  it('a command that exits leaving a grandchild on its stdout returns, and the grandchild is killed, not leaked', async () => {
+    const pids = join(dir, 'linger.pids');
+    // The background sleep inherits stdout: the pipe stays open after the command itself exits 0.
+    const path = script('linger.sh', `#!/bin/sh\nsleep 30 &\necho $! > ${pids}\necho '{"exists":false}'\n`);
+    const n = genericNode('linger', { commands: { read: [path], create: [path] } });
+    const started = Date.now();
+    expect(await observeOne(backend({ timeout: 20_000 }), n)).toEqual({ status: 'absent' });
+    expect(Date.now() - started).toBeLessThan(5000);
+    const grandchild = Number(readFileSync(pids, 'utf8').trim());
+    expect(await eventually(() => !isAlive(grandchild))).toBe(true);
+  });
+
   it('accepts the timeout as a duration string', () => {
     expect(execConfigSchema.parse({ timeout: '1m30s' }).timeout).toBe(90_000);
     expect(execConfigSchema.safeParse({ timeout: 'soon' }).success).toBe(false);
