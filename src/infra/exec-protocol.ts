@@ -50,7 +50,11 @@ export type ReadResult =
 export function successOutput(command: ExecCommand, result: ProcessOutcome): string {
   switch (result.status) {
     case 'exited': {
-      if (result.exitCode === 0) return result.stdout;
+      if (result.exitCode === 0) {
+        // JSON is UTF-8: bytes that are not would reach the state (and dependents) as U+FFFD.
+        if (result.stdoutInvalidUtf8) throw new FaultError(badOutput(command, `output that is not valid UTF-8: ${excerpt(result.stdout)}`));
+        return result.stdout;
+      }
       const stderrTail = tailLines(result.stderr);
       const cls = result.exitCode === EX_TEMPFAIL ? 'transient' : result.exitCode === EX_NOPERM ? 'auth' : 'permanent';
       const message = stderrTail !== '' ? stderrTail : `${command} command exited with status ${result.exitCode}`;

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { spawn } from 'node:child_process';
 import { z } from 'zod';
 import { errorMessage } from '../runtime/index.ts';
@@ -27,7 +28,16 @@ export interface RunProcessOptions {
 
 /** How a run ended. Failure is a value, not a throw. */
 export type ProcessOutcome =
-  | { readonly status: 'exited'; readonly exitCode: number; readonly stdout: string; readonly stderr: string; readonly durationMs: number }
+  | {
+      readonly status: 'exited';
+      readonly exitCode: number;
+      /** Decoded as UTF-8; an invalid sequence became U+FFFD, and `stdoutInvalidUtf8` says so. */
+      readonly stdout: string;
+      /** The bytes on stdout were not valid UTF-8 (JSON must be): the text above is not what the program printed. */
+      readonly stdoutInvalidUtf8: boolean;
+      readonly stderr: string;
+      readonly durationMs: number;
+    }
   | { readonly status: 'signaled'; readonly signal: string; readonly stdout: string; readonly stderr: string; readonly durationMs: number }
   | { readonly status: 'timedOut'; readonly timeoutMs: number; readonly stderr: string; readonly durationMs: number }
   | { readonly status: 'outputTooLarge'; readonly maxOutputBytes: number; readonly stderr: string; readonly durationMs: number }
@@ -113,8 +123,9 @@ export function runProcess(options: RunProcessOptions): Promise<ProcessOutcome> 
         case undefined:
           break;
       }
-      const out = Buffer.concat(stdout).toString('utf8');
-      if (exit.code !== null) return finish({ status: 'exited', exitCode: exit.code, stdout: out, stderr: err, durationMs });
+      const bytes = Buffer.concat(stdout);
+      const out = bytes.toString('utf8');
+      if (exit.code !== null) return finish({ status: 'exited', exitCode: exit.code, stdout: out, stdoutInvalidUtf8: !isUtf8(bytes), stderr: err, durationMs });
       return finish({ status: 'signaled', signal: exit.signal ?? 'unknown', stdout: out, stderr: err, durationMs });
     };
 

@@ -13,7 +13,7 @@ function report(tasks: { name: string; hosts: Record<string, object> }[], st: Re
   return { plays: [{ play: { name: 'p' }, tasks: tasks.map((t) => ({ task: { name: t.name }, hosts: t.hosts })) }], stats: st };
 }
 
-const exited = (exitCode: number, stdout: string, stderr = ''): ProcessOutcome => ({ status: 'exited', exitCode, stdout, stderr, durationMs: 1 });
+const exited = (exitCode: number, stdout: string, stderr = ''): ProcessOutcome => ({ status: 'exited', exitCode, stdout, stdoutInvalidUtf8: false, stderr, durationMs: 1 });
 
 function faultFrom(f: () => unknown): unknown {
   try {

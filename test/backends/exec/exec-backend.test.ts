@@ -198,6 +198,17 @@ describe('exec backend: output that is not the protocol JSON is a bad-output fau
     expect(await backend().delete(n, opContext())).toEqual({ status: 'done', outputs: {} });
   });
 
+  it.each([
+    { name: 'read: a state value in invalid UTF-8', op: 'read', hex: Buffer.from('{"exists":true,"state":{"a":"\xff\xfe"}}', 'latin1').toString('hex') },
+    { name: 'create: an output value in invalid UTF-8', op: 'create', hex: Buffer.from('{"outputs":{"o":"\xff"}}', 'latin1').toString('hex') },
+  ])('output that is not UTF-8 is bad output, never silently replaced: $name', async ({ op, hex }) => {
+    const bytes = [node, '-e', `process.stdout.write(Buffer.from('${hex}', 'hex'))`];
+    const n = genericNode('x', { commands: { read: bytes, create: bytes }, input: { a: 'x' } });
+    const result = op === 'read' ? await observeOne(backend(), n) : await backend().create(n, opContext());
+    expect(faultOf(result)).toMatchObject({ class: 'permanent', code: 'bad-output' });
+    expect(faultOf(result).message).toContain('UTF-8');
+  });
+
   it('oversized output is cut off at maxOutputBytes and classified', async () => {
     const n = genericNode('x', { commands: { read: [node, '-e', "process.stdout.write('x'.repeat(5_000_000))"], create: ['true'] } });
     const started = Date.now();
