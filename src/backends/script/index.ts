@@ -25,7 +25,7 @@ import type {
   ScriptStanding,
   SpecIssue,
 } from '../../infra/index.ts';
-import { assertNever, fault, FaultError, SqliteStateStore, toFault } from '../../runtime/index.ts';
+import { artifactHash, assertNever, fault, FaultError, SqliteStateStore, toFault } from '../../runtime/index.ts';
 import type { ArtifactLedger, ArtifactRecord, Observation, OperationContext, ProvisionResult } from '../../runtime/index.ts';
 import { ScriptClient } from './client.ts';
 import { scriptConfigSchema } from './config.ts';
@@ -218,6 +218,17 @@ export class ScriptProvisioner implements ResourceProvisioner {
       outputs: ctx.outputsOf(node.id) ?? null,
       ...(ctx.interrupted?.(node.id) === true ? { interrupted: true as const } : {}),
     };
+    if (artifactHash(script.content) !== script.hash) {
+      // The review and the trust are for the text with this hash; other text under its name was never
+      // reviewed (state.db edited by hand or by something else). Not a trial: nothing ran.
+      ctx.log.error({ node: node.id, script: script.hash, verb }, 'script text does not match its hash; refused');
+      throw new FaultError(
+        fault('permanent', `script ${shortHash(script.hash)}: the stored text does not match its hash, so it is not the script that was reviewed; it is not run`, {
+          code: 'script-hash-mismatch',
+          hint: 'find out who changed state.db; then reject the script so that a new one is generated and reviewed',
+        }),
+      );
+    }
     const outcome = await this.client.run(script.hash, script.content, verb, request, ctx.signal);
     let stdout: string;
     try {

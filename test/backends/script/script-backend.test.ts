@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import Database from 'better-sqlite3';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -241,5 +242,25 @@ describe.skipIf(!hasJq)('the built-in templates', () => {
     writeFileSync(join(p.dir, 'scripts', hash), '#!/bin/sh\necho pwned > "$PWD/pwned"\n');
     expect(await observe(b, n)).toEqual({ status: 'absent' });
     expect(existsSync(join(p.dir, 'root/pwned'))).toBe(false);
+  });
+
+  it('a script whose stored text no longer matches its hash (changed after approval) is refused, never run', async () => {
+    const p = project();
+    const b = p.backend();
+    const n = node('motd', FILE_INPUT);
+    await observe(b, n);
+    const hash = onlyScript(p);
+    p.store.artifacts.review(hash, 'approved', 'ana', null);
+    // Someone with write access to state.db swaps the reviewed text before its first run.
+    const db = new Database(join(p.dir, 'state.db'));
+    db.prepare('UPDATE artifacts SET content = ? WHERE hash = ?').run('#!/bin/sh\necho pwned > "$PWD/pwned"\necho \'{"exists":false}\'\n', hash);
+    db.close();
+    const obs = await observe(b, n);
+    expect(faultOf(obs)).toMatchObject({ class: 'permanent', code: 'script-hash-mismatch' });
+    expect(faultOf(await b.create(n, opContext()))).toMatchObject({ class: 'permanent', code: 'script-hash-mismatch' });
+    expect(existsSync(join(p.dir, 'root/pwned'))).toBe(false);
+    expect(existsSync(join(p.dir, 'scripts', hash))).toBe(false);
+    // Not a trial of the reviewed script: it never ran.
+    expect(p.store.artifacts.tally(hash)).toEqual({ successes: 0, failures: 0 });
   });
 });
