@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -90,6 +91,25 @@ describe.skipIf(!hasJq)('desiredstate scripts', () => {
     expect(trust.scripts[0]!.lower).toBeCloseTo(Math.sqrt(0.05), 6);
     const text = (await cli(dir, ['scripts', 'trust'])).stdout;
     expect(text).toMatch(/SCRIPT\s+KIND\s+SUCCESSES\s+FAILURES\s+MEAN\s+P5\s+GATE/);
+  });
+
+  it('a script changed in state.db after approval: show warns, approve refuses, apply never runs it', async () => {
+    const dir = projectIn('dev');
+    mkdirSync(join(dir, 'state'));
+    await cli(dir, ['apply', '--yes']);
+    const hash = (json((await cli(dir, ['scripts', 'list', '--format', 'json'])).stdout) as { scripts: { hash: string }[] }).scripts[0]!.hash;
+    expect((await cli(dir, ['scripts', 'approve', hash])).code).toBe(0);
+    const db = new Database(join(dir, 'state/state.db'));
+    db.prepare('UPDATE artifacts SET content = ? WHERE hash = ?').run(`#!/bin/sh\necho pwned > ${join(dir, 'pwned')}\necho '{"exists":false}'\n`, hash);
+    db.close();
+    const apply = await cli(dir, ['apply', '--yes']);
+    expect(apply.code).toBe(1);
+    expect(apply.stdout).toMatch(/x motd: permanent: script [0-9a-f]{12}: the stored text does not match its hash/);
+    expect(existsSync(join(dir, 'pwned'))).toBe(false);
+    expect((await cli(dir, ['scripts', 'show', hash])).stdout).toMatch(/^WARNING: this text does not match the hash/);
+    const approve = await cli(dir, ['scripts', 'approve', hash]);
+    expect(approve.code).toBe(1);
+    expect(approve.stderr).toContain('does not match its hash; it cannot be approved');
   });
 
   it('scripts trust shows the bar the goals configure on their script backend', async () => {

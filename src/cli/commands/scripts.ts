@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { DEFAULT_TRUST_POLICY, gateLabel, standingOf } from '../../infra/index.ts';
 import type { ScriptStanding, TrustPolicy } from '../../infra/index.ts';
-import { ErrorCodes } from '../../runtime/index.ts';
+import { artifactHash, ErrorCodes } from '../../runtime/index.ts';
 import type { ArtifactLedger, ArtifactRecord, SqliteStateStore } from '../../runtime/index.ts';
 import { compileGoals, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
@@ -45,6 +45,11 @@ function resolveHash(ledger: ArtifactLedger, given: string | undefined): Artifac
   if (found.length === 0) throw new NotFound(`no script ${prefix}`);
   if (found.length > 1) throw new NotFound(`${prefix} matches ${found.length} scripts: ${found.map((a) => short(a.hash)).join(', ')}; give more characters`);
   return found[0]!;
+}
+
+/** Whether the stored text is the one its hash names (state.db may have been edited by hand). */
+function intact(a: ArtifactRecord): boolean {
+  return artifactHash(a.content) === a.hash;
 }
 
 function standing(ledger: ArtifactLedger, hash: string, policy: TrustPolicy): ScriptStanding {
@@ -151,6 +156,7 @@ function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, op
         '',
         ...a.content.replace(/\n$/, '').split('\n'),
       ];
+      if (!intact(a)) out.unshift(`WARNING: this text does not match the hash ${short(a.hash)}: it is not the script that was generated, and it will not run`);
       if (s.review === null) out.push('', `approve with: desiredstate scripts approve ${short(a.hash)}   (or reject with: desiredstate scripts reject ${short(a.hash)} --note WHY)`);
       return lines(ctx, out);
     }
@@ -158,6 +164,8 @@ function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, op
     case 'reject': {
       const a = resolveHash(ledger, options.hash);
       const verdict = sub === 'approve' ? 'approved' : 'rejected';
+      // A verdict is for the text with this hash; text that does not hash to it was never generated as it reads.
+      if (verdict === 'approved' && !intact(a)) throw new NotFound(`script ${short(a.hash)}: the stored text does not match its hash; it cannot be approved (reject it to have a new one generated)`);
       const review = ledger.review(a.hash, verdict, reviewer(ctx, options.by), options.note ?? null);
       // Approval releases held nodes; so does rejection: the next pass generates a new script.
       const released = releaseHeld(store, a.hash);
