@@ -1,5 +1,6 @@
 export * from './spec.ts';
 export * from './secret.ts';
+export * from './secret-mask.ts';
 export * from './desired.ts';
 export * from './backend.ts';
 export * from './registry.ts';

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { allowlistedEnv, resourceBackend } from '../../infra/index.ts';
+import { allowlistedEnv, resourceBackend, SecretMask } from '../../infra/index.ts';
 import type { BackendContext, BackendFactory, BackendNode, ExecRequest, InfraNodeSpecOf, ProvisionIntent, ResourceProvisioner } from '../../infra/index.ts';
 import { assertNever, fault, FaultError } from '../../runtime/index.ts';
 import type { Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
@@ -27,23 +27,39 @@ type ExecSpec = GenericResourceSpec & { readonly commands: Commands };
 export class ExecProvisioner implements ResourceProvisioner {
   readonly kinds = ['generic.resource'] as const;
   private readonly client: ExecClient;
+  /** The allowlisted values a command may quote back (a token it was given): never in a fault or a reason. */
+  private readonly mask: SecretMask;
 
   constructor(config: ExecConfig, ctx: BackendContext) {
+    const env = allowlistedEnv(ctx.env, config.env);
+    this.mask = SecretMask.fromEnv(env);
     this.client = new ExecClient({
       cwd: config.cwd === undefined ? ctx.cwd : resolve(ctx.cwd, config.cwd),
-      env: allowlistedEnv(ctx.env, config.env),
+      env,
       timeoutMs: config.timeout,
       maxOutputBytes: config.maxOutputBytes,
     });
   }
 
   async observe(node: BackendNode, ctx: OperationContext): Promise<Observation> {
-    const spec = specOf(node);
-    const stdout = await this.run('read', spec.commands.read, node, spec, ctx);
-    return toObservation(spec.input, parseRead(stdout));
+    try {
+      const spec = specOf(node);
+      const stdout = await this.run('read', spec.commands.read, node, spec, ctx);
+      return this.mask.observation(toObservation(spec.input, parseRead(stdout)));
+    } catch (err) {
+      throw this.mask.thrown(err);
+    }
   }
 
   async provision(node: BackendNode, intent: ProvisionIntent, ctx: OperationContext): Promise<ProvisionResult> {
+    try {
+      return await this.provisionUnmasked(node, intent, ctx);
+    } catch (err) {
+      throw this.mask.thrown(err);
+    }
+  }
+
+  private async provisionUnmasked(node: BackendNode, intent: ProvisionIntent, ctx: OperationContext): Promise<ProvisionResult> {
     const spec = specOf(node);
     switch (intent.verb) {
       case 'create':

@@ -1,0 +1,93 @@
+import { assertNever, FaultError, toFault } from '../runtime/index.ts';
+import type { Fault, FieldDiff, Observation } from '../runtime/index.ts';
+import { SECRET_MASK } from './secret.ts';
+
+/**
+ * Masks secret values in what a wrapped program said. A program that is
+ * handed a secret (an API token in an allowlisted environment variable, a
+ * password in a playbook's extra vars) may quote it back: an error such as
+ * "auth failed with token …" becomes a fault message, which is logged,
+ * stored and shown by `status`. Pure.
+ */
+
+/** Allowlisted variables that hold no secret: paths, locale, terminal, identity. Every other one may. */
+const PUBLIC_ENV_NAME = /^(PATH|HOME|USER|LOGNAME|SHELL|PWD|TMPDIR|TERM|TZ|LANG|LANGUAGE|LC_[A-Z]+|SSH_AUTH_SOCK)$/;
+
+/** Shorter values are not masked: they would blot out unrelated text, and are no secret worth the name. */
+export const MIN_MASKED_SECRET_LENGTH = 4;
+
+/** The values a mask hides. Build it once per backend (env) or per run (resolved secrets). */
+export class SecretMask {
+  /** Longest first, so that a secret containing another is masked whole. */
+  private readonly values: readonly string[];
+
+  constructor(values: Iterable<string>) {
+    this.values = [...new Set([...values].filter((v) => v.length >= MIN_MASKED_SECRET_LENGTH))].sort((a, b) => b.length - a.length);
+  }
+
+  /** The values of an allowlisted environment that may be secrets: all but the well-known public variables. */
+  static fromEnv(env: Readonly<Record<string, string>>): SecretMask {
+    return new SecretMask(Object.entries(env).flatMap(([name, value]) => (PUBLIC_ENV_NAME.test(name) ? [] : [value])));
+  }
+
+  /** This mask and another's values together. */
+  with(values: Iterable<string>): SecretMask {
+    return new SecretMask([...this.values, ...values]);
+  }
+
+  get empty(): boolean {
+    return this.values.length === 0;
+  }
+
+  text(text: string): string {
+    let out = text;
+    for (const v of this.values) if (out.includes(v)) out = out.split(v).join(SECRET_MASK);
+    return out;
+  }
+
+  fault(f: Fault): Fault {
+    if (this.empty) return f;
+    return { ...f, message: this.text(f.message), ...(f.hint === undefined ? {} : { hint: this.text(f.hint) }) };
+  }
+
+  /** Anything thrown, as a `FaultError` whose message is masked (the cause is dropped: it may quote the secret). */
+  thrown(err: unknown): FaultError {
+    const f = toFault(err);
+    const masked = this.fault(f);
+    return err instanceof FaultError && masked === f ? err : new FaultError(masked);
+  }
+
+  /** An observation with its reason, fault and drift values masked. Outputs are data for dependents: left as they are. */
+  observation(obs: Observation): Observation {
+    if (this.empty) return obs;
+    switch (obs.status) {
+      case 'absent':
+      case 'upToDate':
+        return obs;
+      case 'indeterminate':
+        return { ...obs, reason: this.text(obs.reason) };
+      case 'failed':
+        return { ...obs, fault: this.fault(obs.fault) };
+      case 'drifted':
+        return { ...obs, diffs: obs.diffs.map((d) => this.diff(d)) };
+      default:
+        return assertNever(obs, 'observation');
+    }
+  }
+
+  private diff(d: FieldDiff): FieldDiff {
+    return {
+      ...d,
+      desired: this.deep(d.desired),
+      actual: this.deep(d.actual),
+      ...(d.detail === undefined ? {} : { detail: this.text(d.detail) }),
+    };
+  }
+
+  private deep(v: unknown): unknown {
+    if (typeof v === 'string') return this.text(v);
+    if (Array.isArray(v)) return v.map((x) => this.deep(x));
+    if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, this.deep(x)]));
+    return v;
+  }
+}

@@ -1,0 +1,31 @@
+import { describe, expect, it } from 'vitest';
+import { SecretMask } from '../../src/infra/index.ts';
+
+describe('SecretMask', () => {
+  const env = { PATH: '/usr/bin:/bin', HOME: '/home/ana', LC_ALL: 'C.UTF-8', API_TOKEN: 'tok-123456', SHORT: 'on', LONGER: 'tok-123456-extra' };
+  const mask = SecretMask.fromEnv(env);
+
+  it.each([
+    { name: 'an allowlisted value is masked wherever it appears', text: 'token tok-123456 rejected', out: 'token <secret> rejected' },
+    { name: 'a secret containing another is masked whole', text: 'x=tok-123456-extra', out: 'x=<secret>' },
+    { name: 'public variables (paths, locale) are left alone', text: 'not found in /usr/bin:/bin under /home/ana (C.UTF-8)', out: 'not found in /usr/bin:/bin under /home/ana (C.UTF-8)' },
+    { name: 'values too short to be a secret are left alone', text: 'switched on', out: 'switched on' },
+  ])('$name', ({ text, out }) => {
+    expect(mask.text(text)).toBe(out);
+  });
+
+  it('masks a drift observation deeply (values and detail), but not outputs', () => {
+    const obs = mask.observation({
+      status: 'drifted',
+      diffs: [{ path: 'input.x', desired: { a: ['tok-123456'] }, actual: 'tok-123456', detail: '+pw=tok-123456' }],
+      outputs: { url: 'tok-123456' },
+    });
+    expect(obs).toEqual({ status: 'drifted', diffs: [{ path: 'input.x', desired: { a: ['<secret>'] }, actual: '<secret>', detail: '+pw=<secret>' }], outputs: { url: 'tok-123456' } });
+  });
+
+  it('masks a thrown error of any kind into a FaultError without its cause', () => {
+    const e = mask.thrown(new Error('boom tok-123456', { cause: 'tok-123456' }));
+    expect(e.fault).toMatchObject({ class: 'unknown', message: 'boom <secret>' });
+    expect(e.cause).toBeUndefined();
+  });
+});
