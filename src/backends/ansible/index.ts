@@ -47,7 +47,13 @@ export class AnsibleProvisioner implements ResourceProvisioner {
     const recorded = ctx.outputsOf(node.id);
     try {
       const run = await this.run(node, 'check', ctx);
-      if (run.changes.length === 0) return { status: 'upToDate', outputs: recorded ?? run.outputs };
+      if (run.changes.length === 0 && (recorded !== undefined || run.unsimulated.length === 0)) return { status: 'upToDate', outputs: recorded ?? run.outputs };
+      if (recorded === undefined && run.changes.length === 0) {
+        // Check mode skipped tasks it cannot simulate (command, shell …): nothing says they ever ran, so
+        // this is no converged playbook to adopt. Once applied, they are what check mode cannot see.
+        ctx.log.info({ node: node.id, tasks: run.unsimulated }, 'playbook not yet applied: check mode cannot simulate some tasks');
+        return { status: 'absent' };
+      }
       if (recorded === undefined) {
         // Never applied by us and not already converged: a playbook has no "exists", so this is its absent.
         ctx.log.info({ node: node.id, tasks: run.changes.map((c) => c.task) }, 'playbook not yet applied');

@@ -16,6 +16,8 @@ export interface HostResult {
   readonly skipped?: boolean;
   readonly unreachable?: boolean;
   readonly msg?: unknown;
+  /** Set when a condition skipped the task; a skip without it is check mode's (the module cannot simulate). */
+  readonly skip_reason?: unknown;
   readonly diff?: unknown;
   readonly results?: readonly HostResult[];
 }
@@ -50,6 +52,8 @@ export interface TaskChange {
 /** A run that completed: every host reached, no task failed (ignored failures aside). */
 export interface PlaybookRun {
   readonly changes: readonly TaskChange[];
+  /** Tasks check mode skipped because their module cannot simulate (command, shell …): what they would do is unknown. */
+  readonly unsimulated: readonly string[];
   readonly outputs: Outputs;
 }
 
@@ -98,7 +102,16 @@ export function interpretRun(outcome: ProcessOutcome): PlaybookRun {
       const failure = hostFailures(report);
       if (failure !== undefined) throw new FaultError(failure);
       if (outcome.exitCode !== 0) throw new FaultError(runError(outcome.exitCode, outcome.stderr));
-      return { changes: taskChanges(report), outputs: summaryOutputs(report) };
+      if (Object.keys(report.stats).length === 0) {
+        // ansible-playbook exits 0 when every play skips with "no hosts matched": nothing was checked or applied.
+        throw new FaultError(
+          fault('permanent', 'the playbook ran on no host: no play\'s hosts matched a host of the inventory (and limit)', {
+            code: 'no-hosts',
+            hint: 'check the inventory, the limit and the hosts: line of each play',
+          }),
+        );
+      }
+      return { changes: taskChanges(report), unsimulated: unsimulatedTasks(report), outputs: summaryOutputs(report) };
     }
     case 'signaled':
       throw new FaultError(fault('transient', `ansible-playbook was killed by ${outcome.signal}`, { code: `signal-${outcome.signal}` }));
@@ -201,6 +214,17 @@ export function taskChanges(report: PlaybookReport): TaskChange[] {
     }
   }
   return changes;
+}
+
+/** Tasks check mode skipped without a condition's `skip_reason`: their module cannot run in check mode. */
+export function unsimulatedTasks(report: PlaybookReport): string[] {
+  const names = new Set<string>();
+  for (const play of report.plays) {
+    for (const t of play.tasks) {
+      if (Object.values(t.hosts).some((r) => r.skipped === true && r.skip_reason === undefined)) names.add(t.task.name);
+    }
+  }
+  return [...names];
 }
 
 /** Drift entries: `task:<name>`, or `task:<name>@<host>` when the play ran on several hosts. */

@@ -67,8 +67,8 @@ function playbook(name: string, text: string): string {
   return name;
 }
 
-function backend(config: Record<string, unknown> = {}): AnsibleBackend {
-  return ansibleBackendFactory.create(ansibleConfigSchema.parse(config), backendContext(dir)) as AnsibleBackend;
+function backend(config: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = process.env): AnsibleBackend {
+  return ansibleBackendFactory.create(ansibleConfigSchema.parse(config), backendContext(dir, env)) as AnsibleBackend;
 }
 
 const local = { inventory: 'localhost,', connection: 'local' };
@@ -180,9 +180,10 @@ describe.skipIf(!hasAnsible)('ansible backend against localhost', () => {
   it.each([
     { name: 'a syntax error in the playbook', file: 'broken.yml', text: '- hosts: all\n  tasks: [ {name: x, no_such_module: {}} ]\n' },
     { name: 'a playbook that does not exist', file: undefined, text: '' },
-  ])('$name is a permanent fault carrying ansible-playbook\'s error', async ({ file, text }) => {
+    { name: 'a limit that matches no host', file: 'managed-limit.yml', text: MANAGED, limit: 'no-such-host' },
+  ])('$name is a permanent fault carrying ansible-playbook\'s error', async ({ file, text, limit }) => {
     const name = file === undefined ? 'missing.yml' : playbook(file, text);
-    const f = faultOf(await backend().create(playbookNode('bad', { playbook: name, ...local }), opContext()));
+    const f = faultOf(await backend().create(playbookNode('bad', { playbook: name, ...local, limit }), opContext()));
     expect(f.class).toBe('permanent');
     expect(f.code).toMatch(/^ansible-exit-\d+$/);
     expect(f.message).toContain('ERROR!');
@@ -209,6 +210,51 @@ describe.skipIf(!hasAnsible)('ansible backend against localhost', () => {
     await backend().create(n, opContext());
     const after = readdirSync(tmpdir()).filter((f) => f.startsWith('desiredstate-ansible-') && !before.has(f));
     expect(after).toEqual([]);
+  });
+
+  it('a playbook check mode cannot simulate (command tasks) is absent before its first apply, not adopted; then steady', async () => {
+    const target = join(dir, 'command-ran');
+    const text = `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: run a command
+      ansible.builtin.command: "touch {{ target }}"
+    - name: never
+      ansible.builtin.debug: { msg: skipped by its condition }
+      when: false
+`;
+    const n = playbookNode('command', { playbook: playbook('command.yml', text), ...local, extraVars: { target } });
+    const b = backend();
+    const recorded = new Map<string, Outputs>();
+    expect(await observeOne(b, n, recorded)).toEqual({ status: 'absent' });
+    const created = await b.create(n, opContext(recorded));
+    expect(created.status).toBe('done');
+    if (created.status === 'done') recorded.set(n.id, created.outputs);
+    expect(existsSync(target)).toBe(true);
+    // Once applied, what check mode cannot see is not drift: the steady state stays steady.
+    expect(await observeOne(b, n, recorded)).toMatchObject({ status: 'upToDate' });
+  });
+
+  it('a play that matches no host (hosts and limit do not meet) is a fault, never up to date', async () => {
+    const text = MANAGED.replace('hosts: all', 'hosts: webservers');
+    const n = playbookNode('nohosts', { playbook: playbook('nohosts.yml', text), ...local, extraVars: { target: join(dir, 'nohosts.txt'), body: 'x' } });
+    const b = backend();
+    expect(faultOf(await observeOne(b, n, new Map()))).toMatchObject({ class: 'permanent', code: 'no-hosts' });
+    expect(faultOf(await b.create(n, opContext()))).toMatchObject({ class: 'permanent', code: 'no-hosts' });
+  });
+
+  it('a report larger than maxOutputBytes is a permanent bad-output fault', async () => {
+    const text = `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: chatty
+      ansible.builtin.shell: "head -c 200000 /dev/zero | tr '\\\\0' x"
+      changed_when: false
+`;
+    const n = playbookNode('chatty', { playbook: playbook('chatty.yml', text), ...local });
+    expect(faultOf(await backend({ maxOutputBytes: 65536 }).create(n, opContext()))).toMatchObject({ class: 'permanent', code: 'bad-output' });
   });
 
   it('health is healthy with ansible-playbook installed', async () => {

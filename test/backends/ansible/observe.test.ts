@@ -119,12 +119,24 @@ describe('interpretRun', () => {
     { name: 'a missing JSON callback says how to install it', out: exited(1, '', 'ERROR! Invalid callback for stdout specified: ansible.posix.json\n'), fault: { class: 'permanent', code: 'no-json-callback' } },
     { name: 'exit 0 without a report is bad output', out: exited(0, 'PLAY [all] ****'), fault: { class: 'permanent', code: 'bad-output' } },
     { name: 'a timeout is transient', out: { status: 'timedOut', timeoutMs: 5, stderr: '', durationMs: 5 } as const, fault: { class: 'transient', code: 'timeout' } },
+    { name: 'a run on no host (every play: no hosts matched) is permanent, not a success', out: exited(0, JSON.stringify(report([], {}))), fault: { class: 'permanent', code: 'no-hosts' } },
   ])('$name', ({ out, fault }) => {
     expect(faultFrom(() => interpretRun(out))).toMatchObject(fault);
   });
 
   it('a successful run counts ok and changed over hosts', () => {
     expect(interpretRun(exited(0, ok)).outputs).toEqual({ ok: 1, changed: 1, skipped: 0, hosts: 1 });
+  });
+
+  it('names the tasks check mode skipped because it cannot simulate them, not those a condition skipped', () => {
+    const rep = report(
+      [
+        { name: 'cmd', hosts: { h: { skipped: true, msg: 'Command would have run if not in check mode' } } },
+        { name: 'when', hosts: { h: { skipped: true, skip_reason: 'Conditional result was False' } } },
+      ],
+      { h: stats({ skipped: 2 }) },
+    );
+    expect(interpretRun(exited(0, JSON.stringify(rep))).unsimulated).toEqual(['cmd']);
   });
 
   it('finds the report after a line another plugin printed', () => {
