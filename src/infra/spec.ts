@@ -179,7 +179,7 @@ export const specSchemas = {
     extraVars: z
       .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an Ansible variable name ([A-Za-z_][A-Za-z0-9_]*)'), z.unknown())
       .default({})
-      .describe('Extra variables, passed as a file with every string marked !unsafe: never templated.'),
+      .describe('Extra variables, passed as a file with every string marked !unsafe: never templated. A value { fromEnv: NAME } or { fromFile: path } is a secret reference: read at run time, never logged or stored.'),
     limit: z.string().min(1).optional().describe('Host pattern passed as --limit.'),
     tags: z.array(z.string().min(1)).default([]).describe('Only tasks with these tags (--tags).'),
     connection: z.string().min(1).optional().describe('Connection plugin (-c), for example "local".'),

@@ -1,8 +1,8 @@
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { allowlistedEnv, resourceBackend, tailLines } from '../../infra/index.ts';
+import { allowlistedEnv, isSecretRef, resolveSecret, resourceBackend, SecretMask, tailLines } from '../../infra/index.ts';
 import type { BackendContext, BackendFactory, BackendHealth, BackendNode, ProvisionIntent, ResourceProvisioner } from '../../infra/index.ts';
-import { assertNever, fault, FaultError, toFault } from '../../runtime/index.ts';
+import { assertNever, DesiredStateError, ErrorCodes, fault, FaultError, toFault } from '../../runtime/index.ts';
 import type { Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import { AnsibleClient } from './client.ts';
 import type { AnsiblePlaybookSpec } from './client.ts';
@@ -31,12 +31,19 @@ const OBSERVE_CONCURRENCY = 2;
 export class AnsibleProvisioner implements ResourceProvisioner {
   readonly kinds = ['ansible.playbook'] as const;
   private readonly client: AnsibleClient;
+  /** Allowlisted values a task may quote back (a token looked up with lookup('env')): never in a fault or a drift. */
+  private readonly mask: SecretMask;
+  /** Where secret references in extra vars are read from: the daemon's environment and working directory. */
+  private readonly secretSource: { readonly env: NodeJS.ProcessEnv; readonly cwd: string };
 
   constructor(config: AnsibleConfig, ctx: BackendContext) {
+    const env = allowlistedEnv(ctx.env, config.env);
+    this.mask = SecretMask.fromEnv(env);
+    this.secretSource = { env: ctx.env, cwd: ctx.cwd };
     this.client = new AnsibleClient({
       ansiblePlaybook: config.ansiblePlaybook,
       cwd: config.cwd === undefined ? ctx.cwd : resolve(ctx.cwd, config.cwd),
-      env: allowlistedEnv(ctx.env, config.env),
+      env,
       timeoutMs: config.timeout,
       maxOutputBytes: config.maxOutputBytes,
       stdoutCallback: config.stdoutCallback,
@@ -44,9 +51,21 @@ export class AnsibleProvisioner implements ResourceProvisioner {
   }
 
   async observe(node: BackendNode, ctx: OperationContext): Promise<Observation> {
+    const spec = specOf(node);
+    let mask = this.mask;
+    try {
+      const vars = await this.extraVars(spec);
+      mask = vars.mask;
+      return mask.observation(await this.observeWith({ ...spec, extraVars: vars.values }, node, ctx));
+    } catch (err) {
+      return { status: 'failed', fault: mask.fault(toFault(err)) };
+    }
+  }
+
+  private async observeWith(spec: AnsiblePlaybookSpec, node: BackendNode, ctx: OperationContext): Promise<Observation> {
     const recorded = ctx.outputsOf(node.id);
     try {
-      const run = await this.run(node, 'check', ctx);
+      const run = await this.run(spec, node, 'check', ctx);
       if (run.changes.length === 0 && (recorded !== undefined || run.unsimulated.length === 0)) return { status: 'upToDate', outputs: recorded ?? run.outputs };
       if (recorded === undefined && run.changes.length === 0) {
         // Check mode skipped tasks it cannot simulate (command, shell …): nothing says they ever ran, so
@@ -77,9 +96,9 @@ export class AnsibleProvisioner implements ResourceProvisioner {
     switch (intent.verb) {
       case 'update':
         ctx.log.debug({ node: node.id, paths: intent.diffs.map((d) => d.path) }, 'ansible update');
-        return { status: 'done', outputs: (await this.run(node, 'apply', ctx)).outputs satisfies Outputs };
+        return { status: 'done', outputs: await this.apply(node, ctx) };
       case 'create':
-        return { status: 'done', outputs: (await this.run(node, 'apply', ctx)).outputs satisfies Outputs };
+        return { status: 'done', outputs: await this.apply(node, ctx) };
       case 'delete':
         // A playbook run cannot be undone; there is nothing to delete.
         throw new FaultError(
@@ -101,8 +120,47 @@ export class AnsibleProvisioner implements ResourceProvisioner {
     return { status: 'unhealthy', message: message === '' ? 'ansible-playbook --version failed' : message };
   }
 
-  private async run(node: BackendNode, mode: RunMode, ctx: OperationContext): Promise<PlaybookRun> {
+  /** A real run; what it throws is masked. */
+  private async apply(node: BackendNode, ctx: OperationContext): Promise<Outputs> {
     const spec = specOf(node);
+    let mask = this.mask;
+    try {
+      const vars = await this.extraVars(spec);
+      mask = vars.mask;
+      return (await this.run({ ...spec, extraVars: vars.values }, node, 'apply', ctx)).outputs;
+    } catch (err) {
+      throw mask.thrown(err);
+    }
+  }
+
+  /**
+   * Extra vars with every secret reference (`{ fromEnv }`, `{ fromFile }`, at any depth) replaced by its
+   * value, read now (never at validate or compile time), and the mask that hides those values again.
+   */
+  private async extraVars(spec: AnsiblePlaybookSpec): Promise<{ values: Record<string, unknown>; mask: SecretMask }> {
+    const secrets: string[] = [];
+    const visit = async (v: unknown): Promise<unknown> => {
+      if (isSecretRef(v)) {
+        try {
+          const value = await resolveSecret(v, this.secretSource);
+          secrets.push(value);
+          return value;
+        } catch (err) {
+          if (err instanceof DesiredStateError && err.code === ErrorCodes.SecretUnavailable) {
+            throw new FaultError(fault('permanent', err.message, { code: err.code, hint: 'provide the secret (environment variable or file) named by the reference' }));
+          }
+          throw err;
+        }
+      }
+      if (Array.isArray(v)) return Promise.all(v.map(visit));
+      if (typeof v === 'object' && v !== null) return Object.fromEntries(await Promise.all(Object.entries(v).map(async ([k, x]) => [k, await visit(x)] as const)));
+      return v;
+    };
+    const values = (await visit(spec.extraVars)) as Record<string, unknown>;
+    return { values, mask: secrets.length === 0 ? this.mask : this.mask.with(secrets) };
+  }
+
+  private async run(spec: AnsiblePlaybookSpec, node: BackendNode, mode: RunMode, ctx: OperationContext): Promise<PlaybookRun> {
     const outcome = await this.client.run(spec, mode, ctx.signal);
     const exitCode = outcome.status === 'exited' ? outcome.exitCode : undefined;
     ctx.log.debug({ node: node.id, mode, status: outcome.status, exitCode, durationMs: outcome.durationMs }, 'ansible-playbook finished');

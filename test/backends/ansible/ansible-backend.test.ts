@@ -257,6 +257,50 @@ describe.skipIf(!hasAnsible)('ansible backend against localhost', () => {
     expect(faultOf(await backend({ maxOutputBytes: 65536 }).create(n, opContext()))).toMatchObject({ class: 'permanent', code: 'bad-output' });
   });
 
+  it('a secret reference in extraVars reaches the playbook as its value, and the value never reaches a drift report or a fault', async () => {
+    const env = { ...process.env, DS_TEST_PW: 'pw-S3CRET-4711' };
+    const target = join(dir, 'secret.conf');
+    const n = playbookNode('secret', { playbook: playbook('secret.yml', MANAGED), ...local, extraVars: { target, body: { fromEnv: 'DS_TEST_PW' } } });
+    const b = backend({}, env);
+    const recorded = new Map<string, Outputs>();
+    const created = await b.create(n, opContext(recorded));
+    expect(created.status).toBe('done');
+    if (created.status === 'done') recorded.set(n.id, created.outputs);
+    expect(readFileSync(target, 'utf8')).toBe('pw-S3CRET-4711\n');
+    writeFileSync(target, 'hand edit\n');
+    const drifted = await observeOne(b, n, recorded);
+    expect(drifted.status).toBe('drifted');
+    expect(JSON.stringify(drifted)).not.toContain('S3CRET');
+    expect(JSON.stringify(drifted)).toContain('+<secret>');
+    const failing = `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: quote it
+      ansible.builtin.fail: { msg: "rejected {{ body }}" }
+`;
+    const bad = playbookNode('secret-fail', { playbook: playbook('secret-fail.yml', failing), ...local, extraVars: { body: { fromEnv: 'DS_TEST_PW' } } });
+    const f = faultOf(await b.create(bad, opContext()));
+    expect(f.message).toBe('task "quote it" failed on localhost: rejected <secret>');
+    const unset = faultOf(await backend().create(bad, opContext()));
+    expect(unset).toMatchObject({ class: 'permanent', code: 'DS_SECRET_UNAVAILABLE' });
+    expect(unset.message).toContain('DS_TEST_PW');
+  });
+
+  it('a secret in an allowlisted variable that a task quotes never reaches the fault', async () => {
+    const env = { ...process.env, DS_TEST_TOKEN: 'tok-S3CRET-4711' };
+    const text = `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: boom
+      ansible.builtin.fail: { msg: "token {{ lookup('env', 'DS_TEST_TOKEN') }} rejected" }
+`;
+    const n = playbookNode('env-secret', { playbook: playbook('env-secret.yml', text), ...local });
+    const f = faultOf(await backend({ env: ['PATH', 'HOME', 'LANG', 'DS_TEST_TOKEN'] }, env).create(n, opContext()));
+    expect(f.message).toBe('task "boom" failed on localhost: token <secret> rejected');
+  });
+
   it('health is healthy with ansible-playbook installed', async () => {
     expect(await backend().health({ signal: new AbortController().signal, log: backendContext(dir).log })).toEqual({ status: 'healthy' });
   });
