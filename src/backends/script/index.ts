@@ -7,6 +7,7 @@ import {
   parseRead,
   resourceBackend,
   runProcess,
+  SecretMask,
   secretFields,
   standingOf,
   successOutput,
@@ -74,6 +75,8 @@ export class ScriptProvisioner implements ResourceProvisioner {
   private readonly client: ScriptClient;
   private readonly generator: ScriptGenerator;
   private readonly env: Readonly<Record<string, string>>;
+  /** Allowlisted values a script or the generator may quote back (an API key): never in a fault, a reason or the ledger. */
+  private readonly mask: SecretMask;
   private readonly injectedLedger: ArtifactLedger | undefined;
   private store: SqliteStateStore | undefined;
   /** Generations in flight per cache key: concurrent nodes of one shape share one generator run. */
@@ -83,6 +86,7 @@ export class ScriptProvisioner implements ResourceProvisioner {
     this.config = config;
     this.ctx = ctx;
     this.env = allowlistedEnv(ctx.env, config.env);
+    this.mask = SecretMask.fromEnv(this.env);
     this.client = new ScriptClient({
       scriptDir: join(ctx.stateDir, 'scripts'),
       root: resolve(ctx.cwd, config.root),
@@ -95,6 +99,10 @@ export class ScriptProvisioner implements ResourceProvisioner {
   }
 
   async observe(node: BackendNode, ctx: OperationContext): Promise<Observation> {
+    return this.mask.observation(await this.observeUnmasked(node, ctx));
+  }
+
+  private async observeUnmasked(node: BackendNode, ctx: OperationContext): Promise<Observation> {
     try {
       const resolved = await this.resolve(node, ctx);
       if ('held' in resolved) return { status: 'indeterminate', reason: resolved.held };
@@ -123,6 +131,14 @@ export class ScriptProvisioner implements ResourceProvisioner {
   }
 
   async provision(node: BackendNode, intent: ProvisionIntent, ctx: OperationContext): Promise<ProvisionResult> {
+    try {
+      return await this.provisionUnmasked(node, intent, ctx);
+    } catch (err) {
+      throw this.mask.thrown(err);
+    }
+  }
+
+  private async provisionUnmasked(node: BackendNode, intent: ProvisionIntent, ctx: OperationContext): Promise<ProvisionResult> {
     const resolved = await this.resolve(node, ctx);
     if ('held' in resolved) throw new FaultError(fault('auth', resolved.held, { code: resolved.code }));
     const { script } = resolved;
@@ -238,8 +254,9 @@ export class ScriptProvisioner implements ResourceProvisioner {
       else if (verb === 'delete') checkDelete(stdout);
       else parseApply(verb, stdout);
     } catch (err) {
-      this.record(script, node, verb, outcome, grantId, toFault(err).message, ctx);
-      throw err;
+      const masked = this.mask.thrown(err);
+      this.record(script, node, verb, outcome, grantId, masked.fault.message, ctx);
+      throw masked;
     }
     this.record(script, node, verb, outcome, grantId, null, ctx);
     return stdout;

@@ -169,6 +169,29 @@ describe('a misbehaving generated script is recorded and surfaces as a classifie
     expect(decide(f as Fault, 3, () => 0.5).action).toBe(want.class === 'permanent' ? 'hold' : 'retry');
   });
 
+  it('a secret from an allowlisted variable, quoted by the script or the generator, reaches neither a fault nor the ledger', async () => {
+    process.env.DS_TEST_TOKEN = 'tok-S3CRET-4711';
+    try {
+      const p = project();
+      const script = p.file('quote.sh', `#!/bin/sh\ncat > /dev/null\nif [ "$1" = read ]; then echo '{"exists": false}'; exit 0; fi\necho "token $DS_TEST_TOKEN refused" >&2; exit 77\n`);
+      const b = p.backend({ generator: printing(script), env: ['PATH', 'DS_TEST_TOKEN'] });
+      const n = node('thing', { name: 'a' }, 'dev');
+      await observe(b, n);
+      const hash = onlyScript(p);
+      p.store.artifacts.review(hash, 'approved', 'ana', null);
+      const f = faultOf(await b.create(n, opContext()));
+      expect(f).toMatchObject({ class: 'auth', message: 'token <secret> refused' });
+      expect(p.store.artifacts.runs(hash).at(-1)!.detail).toBe('token <secret> refused');
+
+      const generator = { type: 'command', command: ['sh', '-c', 'cat > /dev/null; echo "invalid API key $DS_TEST_TOKEN" >&2; exit 3'], timeout: 5000 };
+      const g = faultOf(await observe(project().backend({ generator, env: ['PATH', 'DS_TEST_TOKEN'] }), n));
+      expect(g.message).toContain('invalid API key <secret>');
+      expect(g.message).not.toContain('S3CRET');
+    } finally {
+      delete process.env.DS_TEST_TOKEN;
+    }
+  });
+
   it('an aborted run is recorded but is not a trial', async () => {
     const p = project();
     const script = p.file('slow.sh', '#!/bin/sh\ncat > /dev/null\nif [ "$1" = read ]; then echo \'{"exists": false}\'; exit 0; fi\nsleep 5\n');
