@@ -371,7 +371,7 @@ export class Reconciler<S extends NodeSpec> {
       if (refused === undefined && deletions.toDelete.length > 0 && options.allowDeletions === true) {
         // Each delete is on disk as pending before its backend call.
         const begin = (node: NodeId): number => deferred.commit(() => this.store.beginOperation(node, 'delete', run()));
-        deleted = await this.deleteRemoved(deletions.toDelete, begin, deferred, options, outcomes);
+        deleted = await this.deleteRemoved(deletions.toDelete, begin, deferred, options, outcomes, updates);
       }
       for (const r of deletions.toOrphan) {
         outcomes.set(r.id, { status: 'orphaned' });
@@ -433,13 +433,20 @@ export class Reconciler<S extends NodeSpec> {
     deferred: DeferredWrites,
     options: PassOptions,
     outcomes: Map<NodeId, NodeOutcome>,
+    updates: NodeRecord[],
   ): Promise<NodeId[]> {
+    // A delete that failed stays on the record (as the daemon keeps it), so that `status` shows why the node lingers.
+    const failed = (r: NodeRecord, f: Fault): void => {
+      updates.push({ ...r, status: 'failed', lastFault: f, attempts: r.attempts + 1, reason: f.message, updatedAt: this.now() });
+    };
     const outputs = new Map<NodeId, Outputs>();
     const done: NodeId[] = [];
     for (const r of records) {
       const node = removedNode(r, this.codec);
       if (node === undefined) {
-        outcomes.set(r.id, { status: 'failed', fault: fault('permanent', 'the stored spec cannot be read; delete it by hand') });
+        const f = fault('permanent', 'the stored spec cannot be read; delete it by hand');
+        outcomes.set(r.id, { status: 'failed', fault: f });
+        failed(r, f);
         continue;
       }
       if (r.outputs !== null) outputs.set(r.id, r.outputs);
@@ -452,6 +459,7 @@ export class Reconciler<S extends NodeSpec> {
         this.log.info({ node: r.id, backend: r.backendId }, 'node deleted');
       } else {
         outcomes.set(r.id, { status: 'failed', fault: result.fault });
+        failed(r, result.fault);
         this.log.warn({ node: r.id, fault: result.fault }, 'delete failed');
       }
     }
