@@ -70,6 +70,9 @@ export class AnsibleClient {
       ANSIBLE_FORCE_COLOR: '0',
       ANSIBLE_RETRY_FILES_ENABLED: 'false',
       ANSIBLE_HOST_KEY_CHECKING: 'false',
+      // An inventory given that cannot be parsed (a typo in its path) is an error, not a warning followed by
+      // a run against the implicit localhost, the daemon's own machine.
+      ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED: 'true',
       ANSIBLE_LOCAL_TEMP: join(dir, 'local'),
       ANSIBLE_REMOTE_TEMP: join(dir, 'remote'),
       // Python writes UTF-8 whatever the daemon's locale.

@@ -236,6 +236,15 @@ describe.skipIf(!hasAnsible)('ansible backend against localhost', () => {
     expect(await observeOne(b, n, recorded)).toMatchObject({ status: 'upToDate' });
   });
 
+  it('an inventory that does not exist is a permanent fault, never a run against the implicit localhost', async () => {
+    const target = join(dir, 'implicit-localhost.txt');
+    const n = playbookNode('typo', { playbook: playbook('implicit.yml', MANAGED.replace('hosts: all', 'hosts: localhost')), inventory: 'no-such-inventory.ini', extraVars: { target, body: 'x' } });
+    const f = faultOf(await backend().create(n, opContext()));
+    expect(f).toMatchObject({ class: 'permanent', code: 'ansible-exit-1' });
+    expect(f.message).toContain('no-such-inventory.ini');
+    expect(existsSync(target)).toBe(false);
+  });
+
   it('a play that matches no host (hosts and limit do not meet) is a fault, never up to date', async () => {
     const text = MANAGED.replace('hosts: all', 'hosts: webservers');
     const n = playbookNode('nohosts', { playbook: playbook('nohosts.yml', text), ...local, extraVars: { target: join(dir, 'nohosts.txt'), body: 'x' } });
