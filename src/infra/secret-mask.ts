@@ -13,6 +13,9 @@ import { SECRET_MASK } from './secret.ts';
 /** Allowlisted variables that hold no secret: paths, locale, terminal, identity. Every other one may. */
 const PUBLIC_ENV_NAME = /^(PATH|HOME|USER|LOGNAME|SHELL|PWD|TMPDIR|TERM|TZ|LANG|LANGUAGE|LC_[A-Z]+|SSH_AUTH_SOCK)$/;
 
+/** Drift values nested deeper than this are masked whole. */
+const MAX_MASK_DEPTH = 100;
+
 /** Shorter values are not masked: they would blot out unrelated text, and are no secret worth the name. */
 export const MIN_MASKED_SECRET_LENGTH = 4;
 
@@ -84,10 +87,12 @@ export class SecretMask {
     };
   }
 
-  private deep(v: unknown): unknown {
+  private deep(v: unknown, depth = 0): unknown {
     if (typeof v === 'string') return this.text(v);
-    if (Array.isArray(v)) return v.map((x) => this.deep(x));
-    if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, this.deep(x)]));
-    return v;
+    if (typeof v !== 'object' || v === null) return v;
+    // Deeper than any value a backend should report: hidden whole rather than walked off the stack.
+    if (depth >= MAX_MASK_DEPTH) return SECRET_MASK;
+    if (Array.isArray(v)) return v.map((x) => this.deep(x, depth + 1));
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, this.deep(x, depth + 1)]));
   }
 }

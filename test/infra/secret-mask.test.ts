@@ -23,6 +23,13 @@ describe('SecretMask', () => {
     expect(obs).toEqual({ status: 'drifted', diffs: [{ path: 'input.x', desired: { a: ['<secret>'] }, actual: '<secret>', detail: '+pw=<secret>' }], outputs: { url: 'tok-123456' } });
   });
 
+  it('walks no deeper than 100 levels: a deeper value is masked whole, never a stack overflow', () => {
+    let deep: unknown = 'tok-123456';
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    const obs = mask.observation({ status: 'drifted', diffs: [{ path: 'input.x', desired: 1, actual: deep }], outputs: {} });
+    expect(obs.status === 'drifted' && JSON.stringify(obs.diffs[0]!.actual).includes('<secret>')).toBe(true);
+  });
+
   it('masks a thrown error of any kind into a FaultError without its cause', () => {
     const e = mask.thrown(new Error('boom tok-123456', { cause: 'tok-123456' }));
     expect(e.fault).toMatchObject({ class: 'unknown', message: 'boom <secret>' });
