@@ -101,6 +101,9 @@ export function badOutput(command: ExecCommand, why: string): Fault {
   });
 }
 
+/** The deepest nesting accepted in a command's JSON, as in goal files: what walks it later (drift, plan output) recurses. */
+export const MAX_JSON_DEPTH = 64;
+
 function parseJsonObject(command: ExecCommand, stdout: string): Record<string, unknown> {
   let value: unknown;
   try {
@@ -109,7 +112,22 @@ function parseJsonObject(command: ExecCommand, stdout: string): Record<string, u
     throw new FaultError(badOutput(command, `output that is not JSON: ${excerpt(stdout)}`));
   }
   if (!isPlainObject(value)) throw new FaultError(badOutput(command, `JSON that is not an object: ${excerpt(stdout)}`));
+  if (jsonDepth(value) > MAX_JSON_DEPTH) throw new FaultError(badOutput(command, `JSON nested more than ${MAX_JSON_DEPTH} levels deep`));
   return value;
+}
+
+/** The nesting depth of a parsed JSON value (a scalar is 0), without recursion: the value may be deeper than the stack. */
+function jsonDepth(root: unknown): number {
+  let max = 0;
+  const stack: [unknown, number][] = [[root, 0]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (d + 1 > max) max = d + 1;
+    if (max > MAX_JSON_DEPTH) return max;
+    for (const x of Array.isArray(v) ? v : Object.values(v)) stack.push([x, d + 1]);
+  }
+  return max;
 }
 
 function parseOutputs(command: ExecCommand, value: unknown): Outputs {

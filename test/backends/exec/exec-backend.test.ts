@@ -181,6 +181,9 @@ describe('exec backend: output that is not the protocol JSON is a bad-output fau
     { name: 'create: truncated JSON', op: 'create', out: '{"outputs":{"a":' },
     { name: 'update: garbage', op: 'update', out: 'OK' },
     { name: 'delete: garbage (empty or {} is fine)', op: 'delete', out: 'deleted!' },
+    // Nesting that deep overflows the stack of whatever walks it next (drift comparison, plan output).
+    { name: 'read: a state nested 50,000 levels deep', op: 'read', out: `{"exists":true,"state":{"a":${'['.repeat(50_000)}${']'.repeat(50_000)}}}` },
+    { name: 'read: JSON nested deeper than 64 levels (the goal files\' limit)', op: 'read', out: `{"exists":true,"state":${'{"a":'.repeat(64)}1${'}'.repeat(64)}}` },
   ])('$name', async ({ op, out }) => {
     const commands = { read: printing(out), create: printing(out), update: printing(out), delete: printing(out) };
     const n = genericNode('x', { commands });
