@@ -12,6 +12,7 @@ import { builtinBackendFactories } from '../backends/index.ts';
 import { loadGoalSet } from './load.ts';
 import type { LoadedGoals } from './load.ts';
 import { rethrowAsUsage, UsageError } from './usage.ts';
+import { terminalSafe } from './format.ts';
 
 /** What every command shares: where things are, how to print and log. */
 export interface CliContext {
@@ -52,7 +53,7 @@ export function createContext(
     goals: nameOf('--goals', values.goals, 'DESIREDSTATE_GOALS', io.env.DESIREDSTATE_GOALS, 'goal directory goals'),
     state: nameOf('--state', values.state, 'DESIREDSTATE_STATE', io.env.DESIREDSTATE_STATE, 'state directory .desiredstate'),
   };
-  return { cwd, goalsDir, stateDir, stateDirGiven, named, format: values.format, log, out: io.out, env: io.env, program: io.program };
+  return { cwd, goalsDir, stateDir, stateDirGiven, named, format: values.format, log, out: (text) => io.out(terminalSafe(text)), env: io.env, program: io.program };
 }
 
 function nameOf(flag: string, value: string | undefined, variable: string, fromEnv: string | undefined, fallback: string): string {

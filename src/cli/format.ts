@@ -3,6 +3,22 @@ import { assertNever } from '../runtime/index.ts';
 
 const SYMBOL = { create: '+', update: '~', delete: '-', drift: '!', none: '=', blocked: '⊘', held: '⊘', error: 'x' } as const;
 
+/**
+ * Control characters (but newline and tab) and bidirectional overrides shown
+ * as escapes: text from wrapped programs and generated scripts reaches the
+ * terminal, where an escape sequence could recolour, retitle or hide what
+ * the operator reads, a carriage return overwrite a line, and a bidi
+ * override reorder a script under review. Escapes are JSON's, so that
+ * `--format json` output stays valid JSON.
+ */
+export function terminalSafe(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => {
+    // JSON's own escapes, so that a JSON document stays valid JSON (it escapes C0 itself, not DEL, C1 or bidi).
+    return c === '\r' ? '\\r' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+  });
+}
+
 export function show(value: unknown): string {
   if (typeof value === 'string') {
     // One line either way (JSON escapes newlines); the ellipsis only where something was cut, and
