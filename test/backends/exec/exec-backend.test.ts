@@ -248,6 +248,17 @@ describe('exec backend: process control', () => {
     expect(await eventually(() => started_pids.every((p) => !isAlive(p)))).toBe(true);
   });
 
+  it('a command and a grandchild that both ignore SIGTERM are still killed at the timeout', async () => {
+    const pids = join(dir, 'stubborn.pids');
+    const path = script('stubborn.sh', `#!/bin/sh\ntrap '' TERM\n(trap '' TERM; sleep 30) &\necho $! > ${pids}\necho $$ >> ${pids}\nwhile :; do sleep 1; done\n`);
+    const n = genericNode('stubborn', { commands: { read: [path], create: [path] } });
+    const started = Date.now();
+    expect(faultOf(await observeOne(backend({ timeout: 300 }), n))).toMatchObject({ class: 'transient', code: 'timeout' });
+    expect(Date.now() - started).toBeLessThan(3000);
+    const started_pids = readFileSync(pids, 'utf8').trim().split('\n').map(Number);
+    expect(await eventually(() => started_pids.every((p) => !isAlive(p)))).toBe(true);
+  });
+
   it('a command that exits leaving a grandchild on its stdout returns, and the grandchild is killed, not leaked', async () => {
     const pids = join(dir, 'linger.pids');
     // The background sleep inherits stdout: the pipe stays open after the command itself exits 0.
