@@ -204,12 +204,18 @@ export class ArtifactLedger {
     this.#transaction = init.transaction;
   }
 
-  /** Stores an artifact under a key; storing the same text again only adds the key. Returns the stored record. */
+  /**
+   * Stores an artifact under a key; storing the same text again only adds the key. A stored text that
+   * no longer matches its hash (state.db edited) is replaced by this one, which does: the record is
+   * content-addressed. Returns the stored record.
+   */
   put(input: { kind: string; shape: string; origin: string; content: string }): ArtifactRecord {
     const hash = artifactHash(input.content);
     const now = this.#clock.now();
     this.#transaction(() => {
-      this.#stmt('INSERT INTO artifacts (hash, origin, content, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING').run(hash, input.origin, input.content, now);
+      this.#stmt(
+        'INSERT INTO artifacts (hash, origin, content, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (hash) DO UPDATE SET content = excluded.content WHERE artifacts.content IS NOT excluded.content',
+      ).run(hash, input.origin, input.content, now);
       this.#stmt('INSERT INTO artifact_keys (kind, shape, hash, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING').run(input.kind, input.shape, hash, now);
     });
     return this.get(hash)!;

@@ -241,7 +241,7 @@ export class ScriptProvisioner implements ResourceProvisioner {
       throw new FaultError(
         fault('permanent', `script ${shortHash(script.hash)}: the stored text does not match its hash, so it is not the script that was reviewed; it is not run`, {
           code: 'script-hash-mismatch',
-          hint: 'find out who changed state.db; then reject the script so that a new one is generated and reviewed',
+          hint: 'find out who changed state.db; then reject the script: the generator\'s text is stored again on the next pass and awaits a fresh review',
         }),
       );
     }

@@ -165,7 +165,7 @@ function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, op
       const a = resolveHash(ledger, options.hash);
       const verdict = sub === 'approve' ? 'approved' : 'rejected';
       // A verdict is for the text with this hash; text that does not hash to it was never generated as it reads.
-      if (verdict === 'approved' && !intact(a)) throw new NotFound(`script ${short(a.hash)}: the stored text does not match its hash; it cannot be approved (reject it to have a new one generated)`);
+      if (verdict === 'approved' && !intact(a)) throw new NotFound(`script ${short(a.hash)}: the stored text does not match its hash; it cannot be approved (reject it: the generator's text is stored again on the next pass, for a fresh review)`);
       const review = ledger.review(a.hash, verdict, reviewer(ctx, options.by), options.note ?? null);
       // Approval releases held nodes; so does rejection: the next pass generates a new script.
       const released = releaseHeld(store, a.hash);

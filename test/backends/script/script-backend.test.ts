@@ -285,5 +285,15 @@ describe.skipIf(!hasJq)('the built-in templates', () => {
     expect(existsSync(join(p.dir, 'scripts', hash))).toBe(false);
     // Not a trial of the reviewed script: it never ran.
     expect(p.store.artifacts.tally(hash)).toEqual({ successes: 0, failures: 0 });
+
+    // The way out the fault names: reject it; the generator's text for this hash is stored again (the
+    // genuine one), held as rejected-and-regenerated until someone reviews it afresh.
+    p.store.artifacts.review(hash, 'rejected', 'ana', 'tampered');
+    expect(heldReason(await observe(b, n))).toMatch(/was rejected and generator .* produced it again/);
+    expect(p.store.artifacts.get(hash)!.content).not.toContain('pwned');
+    p.store.artifacts.review(hash, 'approved', 'ana', 'restored');
+    expect(await observe(b, n)).toEqual({ status: 'absent' });
+    expect(await b.create(n, opContext())).toMatchObject({ status: 'done' });
+    expect(readFileSync(join(p.dir, 'root/etc/motd'), 'utf8')).toBe('hello\n');
   });
 });
