@@ -181,12 +181,17 @@ export function inputDiffs(input: Readonly<Record<string, unknown>>, state: Read
   return diffs;
 }
 
-/** The observation for a read result. */
-export function toObservation(input: Readonly<Record<string, unknown>>, read: ReadResult): Observation {
+/**
+ * The observation for a read result. `recorded`: the node's outputs so far. What the read prints
+ * is laid over them, never in their place: the next request's `outputs` must still hold what create
+ * and update recorded (a read that finds its resource by a server-assigned id may print no outputs).
+ */
+export function toObservation(input: Readonly<Record<string, unknown>>, read: ReadResult, recorded?: Outputs): Observation {
   if (read.exists === 'unknown') return { status: 'indeterminate', reason: `read: ${read.reason}` };
   if (!read.exists) return { status: 'absent' };
+  const outputs = recorded === undefined ? read.outputs : { ...recorded, ...read.outputs };
   const diffs = inputDiffs(input, read.state);
-  return diffs.length === 0 ? { status: 'upToDate', outputs: read.outputs } : { status: 'drifted', diffs, outputs: read.outputs };
+  return diffs.length === 0 ? { status: 'upToDate', outputs } : { status: 'drifted', diffs, outputs };
 }
 
 /** Deep equality of JSON values: key order does not matter, array order does. */

@@ -45,7 +45,7 @@ export class ExecProvisioner implements ResourceProvisioner {
     try {
       const spec = specOf(node);
       const stdout = await this.run('read', spec.commands.read, node, spec, ctx);
-      return this.mask.observation(toObservation(spec.input, parseRead(stdout)));
+      return this.mask.observation(toObservation(spec.input, parseRead(stdout), ctx.outputsOf(node.id)));
     } catch (err) {
       throw this.mask.thrown(err);
     }

@@ -114,7 +114,7 @@ export class ScriptProvisioner implements ResourceProvisioner {
         return { status: 'indeterminate', reason: readGate.reason };
       }
       const stdout = await this.run(script, node, 'read', null, ctx);
-      const obs = toObservation(inputOf(node.spec.spec), parseRead(stdout));
+      const obs = toObservation(inputOf(node.spec.spec), parseRead(stdout), ctx.outputsOf(node.id));
       // A change would follow: say now that it cannot run, so the node shows held (⊘) rather than failing later.
       const mutates = obs.status === 'absent' || (obs.status === 'drifted' && node.settings.selfHeal);
       if (mutates) {

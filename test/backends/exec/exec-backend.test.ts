@@ -78,12 +78,13 @@ describe('exec backend: protocol round trip', () => {
     expect(created).toEqual({ status: 'done', outputs: { path: state, by: 'create' } });
     if (created.status === 'done') recorded.set(n.id, created.outputs);
 
-    expect(await observeOne(b, n, recorded)).toEqual({ status: 'upToDate', outputs: { path: state } });
+    // The read's outputs are laid over those create recorded (which the next request must still carry).
+    expect(await observeOne(b, n, recorded)).toEqual({ status: 'upToDate', outputs: { path: state, by: 'create' } });
 
     // Changed out of band: x differs, tags are equal with another key order.
     writeFileSync(state, JSON.stringify({ tags: { team: 'data' }, x: 2, extra: true }));
     const drifted = await observeOne(b, n, recorded);
-    expect(drifted).toEqual({ status: 'drifted', diffs: [{ path: 'input.x', desired: 1, actual: 2 }], outputs: { path: state } });
+    expect(drifted).toEqual({ status: 'drifted', diffs: [{ path: 'input.x', desired: 1, actual: 2 }], outputs: { path: state, by: 'create' } });
 
     const updated = await b.update(n, drifted.status === 'drifted' ? drifted.diffs : [], opContext(recorded));
     expect(updated).toEqual({ status: 'done', outputs: { path: state, by: 'update' } });
@@ -125,7 +126,7 @@ describe('exec backend: protocol round trip', () => {
         { path: 'input.owner', desired: null, actual: 'ops' },
         { path: 'input.limits', desired: { cpu: 2, tags: ['x'] }, actual: { tags: ['x', 'y'], cpu: 2 } },
       ],
-      outputs: { path: state },
+      outputs: { path: state, by: 'create' },
     });
   });
 

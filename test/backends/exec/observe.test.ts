@@ -39,6 +39,13 @@ describe('parseRead', () => {
     expect(() => parseRead(out)).toThrow(/read command printed/);
   });
 
+  it.each([
+    { name: 'a read without outputs keeps the recorded ones', out: '{"exists":true,"state":{}}', outputs: { rid: 'vm-1' } },
+    { name: 'a read\'s own outputs are laid over them', out: '{"exists":true,"state":{},"outputs":{"ip":"10.0.0.2","rid":"vm-2"}}', outputs: { rid: 'vm-2', ip: '10.0.0.2' } },
+  ])('$name', ({ out, outputs }) => {
+    expect(toObservation({}, parseRead(out), { rid: 'vm-1' })).toEqual({ status: 'upToDate', outputs });
+  });
+
   it('"unknown" is an indeterminate observation: the node is held, never created blindly', () => {
     expect(toObservation({ a: 1 }, parseRead('{"exists":"unknown","reason":"id lost"}'))).toEqual({ status: 'indeterminate', reason: 'read: id lost' });
   });
