@@ -13,6 +13,16 @@ import { SECRET_MASK } from './secret.ts';
 /** Allowlisted variables that hold no secret: paths, locale, terminal, identity. Every other one may. */
 const PUBLIC_ENV_NAME = /^(PATH|HOME|USER|LOGNAME|SHELL|PWD|TMPDIR|TERM|TZ|LANG|LANGUAGE|LC_[A-Z]+|SSH_AUTH_SOCK)$/;
 
+/** A variable whose name says it holds a secret: its value is masked however short. */
+const SECRET_ENV_NAME = /TOKEN|SECRET|PASS|KEY|CRED|AUTH|PRIVATE|SESSION|COOKIE/i;
+
+/**
+ * Values at least this long are masked whatever their variable is called (a connection URL with a
+ * password in it); shorter ones only under a secret's name, so that `DEPLOY_ENV=prod` or
+ * `DEBUG=true` does not blot "prod" and "true" out of every message.
+ */
+const ALWAYS_MASKED_LENGTH = 8;
+
 /** Drift values nested deeper than this are masked whole. */
 const MAX_MASK_DEPTH = 100;
 
@@ -28,9 +38,13 @@ export class SecretMask {
     this.values = [...new Set([...values].filter((v) => v.length >= MIN_MASKED_SECRET_LENGTH))].sort((a, b) => b.length - a.length);
   }
 
-  /** The values of an allowlisted environment that may be secrets: all but the well-known public variables. */
+  /**
+   * The values of an allowlisted environment that may be secrets: not the well-known public
+   * variables; a short value only under a secret's name (see ALWAYS_MASKED_LENGTH).
+   */
   static fromEnv(env: Readonly<Record<string, string>>): SecretMask {
-    return new SecretMask(Object.entries(env).flatMap(([name, value]) => (PUBLIC_ENV_NAME.test(name) ? [] : [value])));
+    const secret = ([name, value]: [string, string]): boolean => !PUBLIC_ENV_NAME.test(name) && (value.length >= ALWAYS_MASKED_LENGTH || SECRET_ENV_NAME.test(name));
+    return new SecretMask(Object.entries(env).flatMap((e) => (secret(e) ? [e[1]] : [])));
   }
 
   /** This mask and another's values together. */

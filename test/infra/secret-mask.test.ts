@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { SecretMask } from '../../src/infra/index.ts';
 
 describe('SecretMask', () => {
-  const env = { PATH: '/usr/bin:/bin', HOME: '/home/ana', LC_ALL: 'C.UTF-8', API_TOKEN: 'tok-123456', SHORT: 'on', LONGER: 'tok-123456-extra' };
+  const env = { PATH: '/usr/bin:/bin', HOME: '/home/ana', LC_ALL: 'C.UTF-8', API_TOKEN: 'tok-123456', SHORT: 'on', LONGER: 'tok-123456-extra', DEPLOY_ENV: 'prod', DEBUG: 'true', DB_PASS: 'hunter', DB_URL: 'postgres://app:pw@db/app' };
   const mask = SecretMask.fromEnv(env);
 
   it.each([
@@ -10,6 +10,9 @@ describe('SecretMask', () => {
     { name: 'a secret containing another is masked whole', text: 'x=tok-123456-extra', out: 'x=<secret>' },
     { name: 'public variables (paths, locale) are left alone', text: 'not found in /usr/bin:/bin under /home/ana (C.UTF-8)', out: 'not found in /usr/bin:/bin under /home/ana (C.UTF-8)' },
     { name: 'values too short to be a secret are left alone', text: 'switched on', out: 'switched on' },
+    { name: 'short values of variables not named as secrets are left alone (DEPLOY_ENV=prod, DEBUG=true)', text: 'role prod_app: true', out: 'role prod_app: true' },
+    { name: 'a short value under a secret\'s name is masked', text: 'password hunter rejected', out: 'password <secret> rejected' },
+    { name: 'a long value is masked whatever its name', text: 'cannot reach postgres://app:pw@db/app', out: 'cannot reach <secret>' },
   ])('$name', ({ text, out }) => {
     expect(mask.text(text)).toBe(out);
   });
