@@ -1,3 +1,4 @@
+import { setFlagsFromString } from 'node:v8';
 import { assertNever, didYouMean, errorMessage } from '../../runtime/index.ts';
 
 /**
@@ -57,7 +58,7 @@ export function compileNamePattern(source: string): PatternCompileResult {
   // Keyed by the raw substituted values, so that a hit costs neither escaping nor building the source.
   const cache = new Map<string, RegExp>();
   const hasPlaceholders = parts.some((p) => p.kind !== 'text');
-  const fixed = hasPlaceholders ? undefined : new RegExp(sample);
+  const fixed = hasPlaceholders ? undefined : checked.regex;
   const pattern: NamePattern = {
     source,
     matcherFor(environment, labels) {
@@ -84,7 +85,8 @@ export function compileNamePattern(source: string): PatternCompileResult {
       if (regex === undefined) {
         let text = '';
         for (const p of parts) text += p.kind === 'text' ? p.text : escapeRegex(p.kind === 'env' ? environment : labels[p.key]!);
-        regex = new RegExp(text);
+        // Escaped values add only literals: a pattern that compiled in linear time still does.
+        regex = new RegExp(text, LINEAR);
         if (cache.size >= CACHE_LIMIT) cache.clear();
         cache.set(key, regex);
       }
@@ -94,11 +96,33 @@ export function compileNamePattern(source: string): PatternCompileResult {
   return { ok: true, pattern };
 }
 
-/** Compiles a plain regular expression (requiredLabels' `pattern`). */
+/**
+ * V8's linear-time engine (the `l` flag): a policy's pattern meets names
+ * that other people write, and `^(a+)+$` on forty characters would
+ * otherwise run for hours. It is behind a V8 flag, which only makes the
+ * flag available; regexes without it are unaffected. It refuses what
+ * cannot run in linear time (backreferences, lookarounds), as RE2 (and
+ * CEL's `matches`) do.
+ */
+const LINEAR = 'l';
+let linearEnabled = false;
+function enableLinear(): void {
+  if (linearEnabled) return;
+  setFlagsFromString('--enable-experimental-regexp-engine');
+  linearEnabled = true;
+}
+
+/** Compiles a plain regular expression (requiredLabels' `pattern`), for linear-time matching. */
 export function compileRegex(source: string): { readonly ok: true; readonly regex: RegExp } | { readonly ok: false; readonly message: string } {
+  enableLinear();
   try {
-    return { ok: true, regex: new RegExp(source) };
+    new RegExp(source);
   } catch (err) {
     return { ok: false, message: `not a valid regular expression: ${errorMessage(err)}` };
+  }
+  try {
+    return { ok: true, regex: new RegExp(source, LINEAR) };
+  } catch {
+    return { ok: false, message: 'the pattern cannot be matched in linear time: backreferences (\\1) and lookarounds ((?=…), (?!…), (?<=…), (?<!…)) are not available' };
   }
 }

@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { compileTexts, goalYaml, policyYaml } from './helpers.ts';
+
+/**
+ * Patterns are written by people, matched against names written by other
+ * people: a pattern that backtracks catastrophically must not hang
+ * `validate` (or the daemon). Patterns run in linear time; a construct that
+ * cannot (a backreference, a lookaround) is refused at load, at its place.
+ */
+const slow = Array.from({ length: 40 }, () => 'a').join('');
+
+describe('regular expressions in policies run in linear time', () => {
+  it.each([
+    {
+      name: 'a naming pattern with nested quantifiers on a long name',
+      policy: { naming: [{ types: ['local.file'], field: 'path', pattern: '^(a+)+$', severity: { default: 'low' } }] },
+      labels: {},
+      path: `${slow}!`,
+      want: 'naming:path',
+    },
+    {
+      name: 'a required-label pattern with nested quantifiers on a long value',
+      policy: { requiredLabels: [{ key: 'team', pattern: '^(x+x+)+y$', severity: { default: 'low' } }] },
+      labels: { team: Array.from({ length: 40 }, () => 'x').join('') },
+      path: 'a',
+      want: 'required-label:team',
+    },
+  ])('$name: a finding, quickly', ({ policy, labels, path, want }) => {
+    const started = performance.now();
+    const { engine } = compileTexts({
+      'p.yaml': policyYaml(policy),
+      'g.yaml': goalYaml({ environment: 'dev', labels, nodes: [{ id: 'f', type: 'local.file', spec: { path, content: '' } }] }),
+    });
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(engine.findings().map((f) => f.rule)).toEqual([want]);
+  });
+
+  it.each([
+    { name: 'a backreference in a naming pattern', field: 'naming', entry: { types: ['local.file'], field: 'path', pattern: '^(a)\\1$', severity: { default: 'low' } }, line: 'p.yaml:10:16' },
+    { name: 'a lookahead in a required-label pattern', field: 'requiredLabels', entry: { key: 'team', pattern: '^(?!x)', severity: { default: 'low' } }, line: 'p.yaml:8:16' },
+  ])('$name is refused at its place', ({ field, entry, line }) => {
+    const { result } = compileTexts({ 'p.yaml': policyYaml({ [field]: [entry] }), 'g.yaml': goalYaml({ environment: 'dev', nodes: [] }) });
+    const bad = result.diagnostics.filter((d) => d.code === 'bad-pattern');
+    expect(bad.map((d) => `${d.file}:${d.line}:${d.col}`)).toEqual([line]);
+    expect(bad[0]!.message).toContain('linear time');
+  });
+});
