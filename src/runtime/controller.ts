@@ -15,7 +15,7 @@ import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, Operatio
 import type { ProvisionStep } from './reconciler.ts';
 import { emptySummary, massDeletionLimit, runSteps, withoutIgnored } from './reconciler.ts';
 import type { NodeRecord, NodeStatus, PendingOperation, RunSummary, StateStore } from './state-store.ts';
-import { appliedAtSpec, carriedRecord, claimedByGoals, recordSnapshot, removedNode, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, storedDeps, storedGoalDigest } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, claimedByGoals, heldByPolicy, policyHoldReason, recordSnapshot, removedNode, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, storedDeps, storedGoalDigest } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 import { driftReport, logDrift, MISSING_RESOURCE } from './drift-report.ts';
@@ -206,7 +206,7 @@ export class Controller<S extends NodeSpec> {
         lookNow(node.id);
         continue;
       }
-      const specChanged = storedGoalDigest(rec) !== node.spec.digest || (rec.status === 'held' && rec.reason?.startsWith('policy:') === true && gate === undefined);
+      const specChanged = storedGoalDigest(rec) !== node.spec.digest || (heldByPolicy(rec) && gate === undefined);
       if (specChanged || rec.status === 'orphaned' || rec.status === 'deleted') {
         // A goal change releases a held node and restarts its lifecycle.
         this.transition(node, 'GOAL_CHANGED', { attempts: 0, retryAt: null, lastFault: null, reason: null });
@@ -346,7 +346,7 @@ export class Controller<S extends NodeSpec> {
         if (rec?.status !== 'held') {
           // A gate is part of the goals: a node at rest (ready, drifted, failed, blocked) restarts, then is held.
           this.transition(node, 'GOAL_CHANGED', {});
-          this.transition(node, 'HOLD', { reason: `policy: ${gate.reason}`, retryAt: null });
+          this.transition(node, 'HOLD', { reason: policyHoldReason(gate.reason), retryAt: null });
         }
         this.roundDone(id);
         continue;
@@ -730,7 +730,7 @@ export class Controller<S extends NodeSpec> {
     const removed = [...this.records.values()].filter((r) => !graph.has(r.id) && r.status !== 'orphaned' && r.status !== 'deleted');
     if (removed.length === 0) return;
     // A node a policy held is never deleted either (its record says why it is held).
-    const candidates = removed.filter((r) => r.deletionPolicy === 'Delete' && r.managed && !(r.status === 'held' && r.reason?.startsWith('policy:') === true));
+    const candidates = removed.filter((r) => r.deletionPolicy === 'Delete' && r.managed && !heldByPolicy(r));
     // A resource a node of the goals still manages (its id was changed) is not goaled away: let go, never deleted.
     const claimed = claimedByGoals(graph, candidates, this.o.codec);
     const toDelete = candidates.filter((r) => !claimed.has(r.id));

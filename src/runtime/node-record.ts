@@ -83,6 +83,20 @@ export function storedGoalDigest(r: NodeRecord): string | null {
   return snapshotOf(r).goal ?? r.appliedDigest;
 }
 
+/** The reason stored for a node a policy gate holds: `policy: <the gate's reason>`. */
+export function policyHoldReason(gateReason: string): string {
+  return `policy: ${gateReason}`;
+}
+
+/**
+ * Held by a policy gate when last seen. Such a node is never deleted, not
+ * even once removed from the goals (prune + Delete): it is let go (orphaned),
+ * as no policy can judge a node that is no longer declared.
+ */
+export function heldByPolicy(r: NodeRecord): boolean {
+  return r.status === 'held' && r.reason?.startsWith(policyHoldReason('')) === true;
+}
+
 /**
  * The snapshot of `rec`, the record `node` is about to get (`prev` the one
  * it had): its dependencies, the goal digest, and the spec to keep, which

@@ -10,7 +10,7 @@ import { DeferredWrites } from './deferred-writes.ts';
 import { driftReport, logDrift, MISSING_RESOURCE } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
-import { appliedAtSpec, carriedRecord, claimedByGoals, recordSnapshot, removedNode, reverseDependencyOrder, sameRecord, sameSnapshot, storedGoalDigest } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, claimedByGoals, heldByPolicy, policyHoldReason, recordSnapshot, removedNode, reverseDependencyOrder, sameRecord, sameSnapshot, storedGoalDigest } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -264,7 +264,7 @@ export class Reconciler<S extends NodeSpec> {
           const gate = options.gates?.get(node.id);
           if (gate !== undefined) {
             outcomes.set(node.id, { status: 'held', reason: gate.reason });
-            put(node, 'held', { reason: `policy: ${gate.reason}` });
+            put(node, 'held', { reason: policyHoldReason(gate.reason) });
             continue;
           }
           const prev = records.get(node.id);
@@ -412,7 +412,8 @@ export class Reconciler<S extends NodeSpec> {
     // An empty goal set never deletes anything: it is far more likely a mistake than an intent.
     if (graph.size === 0) return { toDelete: [], toOrphan: [], claimed: new Map() };
     const removed = stored.filter((r) => !graph.has(r.id) && r.status !== 'deleted');
-    const candidates = removed.filter((r) => r.deletionPolicy === 'Delete' && r.managed && !options.gates?.has(r.id));
+    // A node held by a policy gate when last applied is never deleted; the daemon does the same.
+    const candidates = removed.filter((r) => r.deletionPolicy === 'Delete' && r.managed && !heldByPolicy(r));
     // A resource a node of the goals still manages (its id was changed) is not goaled away: let go, never deleted.
     const claimed = claimedByGoals(graph, candidates, this.codec);
     const toDelete = candidates.filter((r) => !claimed.has(r.id));

@@ -366,6 +366,23 @@ describe('Reconciler: plan says what apply will do', () => {
     expect(applied.outcomes.get('b')).toEqual({ status: 'blocked', reason: 'dependency a is not ready' });
   });
 
+  it('a node held by a policy gate and then removed from the goals (prune, Delete) is orphaned, never deleted, as the daemon does', async () => {
+    const pruned = (nodes: string): typeof abc => compileYaml(goalYaml(nodes, { prune: true })).graph;
+    const two = fileNode('a', 'A') + fileNode('b', 'B', { deletionPolicy: 'Delete' });
+    const calls: string[] = [];
+    const s = setup({ beforeCall: (node, op) => calls.push(`${node.id}:${op}`) });
+    await s.reconciler.apply(pruned(two), pass);
+    await s.reconciler.apply(pruned(two), { ...pass, gates: new Map([['b', { reason: 'held by policy: file-owned (high, org)' }]]) });
+    expect(s.sqlite.getNode('b')).toMatchObject({ status: 'held' });
+    calls.length = 0;
+    expect(await planned(s, pruned(fileNode('a', 'A')))).not.toHaveProperty('b');
+    const result = await s.reconciler.apply(pruned(fileNode('a', 'A')), pass);
+    expect(calls.filter((c) => c.endsWith(':delete'))).toEqual([]);
+    expect(result.outcomes.get('b')).toEqual({ status: 'orphaned' });
+    expect(s.backend.snapshot().has('b')).toBe(true);
+    expect(s.sqlite.getNode('b')).toBeUndefined();
+  });
+
   it('deletions over the mass-deletion limit are listed, marked refused', async () => {
     const s = setup();
     const nodes = Array.from({ length: 8 }, (_, i) => fileNode(`n${i}`, `N${i}`, { deletionPolicy: 'Delete' })).join('');
