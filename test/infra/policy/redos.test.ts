@@ -14,14 +14,14 @@ describe('regular expressions in policies run in linear time', () => {
     {
       name: 'a naming pattern with nested quantifiers on a long name',
       policy: { naming: [{ types: ['local.file'], field: 'path', pattern: '^(a+)+$', severity: { default: 'low' } }] },
-      labels: {},
+      labels: {} as Record<string, string>,
       path: `${slow}!`,
       want: 'naming:path',
     },
     {
       name: 'a required-label pattern with nested quantifiers on a long value',
       policy: { requiredLabels: [{ key: 'team', pattern: '^(x+x+)+y$', severity: { default: 'low' } }] },
-      labels: { team: Array.from({ length: 40 }, () => 'x').join('') },
+      labels: { team: Array.from({ length: 40 }, () => 'x').join('') } as Record<string, string>,
       path: 'a',
       want: 'required-label:team',
     },
