@@ -35,6 +35,8 @@ export interface CompiledDefault {
   /** Undefined: every environment. */
   readonly environments: ReadonlySet<string> | undefined;
   readonly set: readonly (readonly [field: string, value: unknown])[];
+  /** Where each field of `set` is written, for conflicts between defaults. */
+  readonly locations: ReadonlyMap<string, SourceLocation>;
 }
 
 /** An environment name a policy mentions, for "did you mean" once the goals' environments are known. */
@@ -191,6 +193,7 @@ export function compilePolicySpec(
       types: new Set(d.types),
       environments: d.environments === undefined ? undefined : new Set(d.environments),
       set: Object.entries(d.set),
+      locations: new Map(Object.keys(d.set).map((field) => [field, at([...path, 'set', field], 'key')])),
     });
   });
 

@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import { assertNever, didYouMean, formatPath, reportZodIssues, suggestion } from '../../runtime/index.ts';
 import type { DiagnosticBag, GoalInfo, NodeDeclaration, NodeGate, PathKey, RawDocument, SourceLocation } from '../../runtime/index.ts';
 import type { PolicyDefault, PolicyEngine, PolicyVerdict } from '../policy.ts';
@@ -96,7 +97,7 @@ export class CelPolicyEngine implements PolicyEngine {
       this.includedPacks.add(name);
       const packSpec = policySpecSchema.parse({ ...pack, blockAt: spec.blockAt });
       const builtin: SourceLocation = { file: `builtin:${name}`, line: 1, col: 1 };
-      this.add(compilePolicySpec({ policy, spec: packSpec, at: () => builtin, diag, celLimits: this.celLimits }), false);
+      this.add(compilePolicySpec({ policy, spec: packSpec, at: () => builtin, diag, celLimits: this.celLimits }), false, diag);
     });
     const compiled = compilePolicySpec({
       policy,
@@ -105,14 +106,48 @@ export class CelPolicyEngine implements PolicyEngine {
       diag,
       celLimits: this.celLimits,
     });
-    this.add(compiled, true);
+    this.add(compiled, true, diag);
   }
 
-  private add(compiled: ReturnType<typeof compilePolicySpec>, user: boolean): void {
+  private add(compiled: ReturnType<typeof compilePolicySpec>, user: boolean, diag: DiagnosticBag): void {
     this.checks.push(...compiled.checks);
-    this.defaultsList.push(...compiled.defaults);
+    for (const d of compiled.defaults) {
+      // A conflicting default is reported and left out, so that nothing depends on the order files are read in.
+      if (!this.conflicts(d, diag)) this.defaultsList.push(d);
+    }
     if (user) this.environmentRefs.push(...compiled.environments);
     this.plans.clear();
+  }
+
+  /**
+   * Two defaults that would both set one field of one type in one
+   * environment, to different values, at the same specificity (both for
+   * every environment, or both for listed environments that overlap): an
+   * error at the later one. A default for listed environments and one for
+   * every environment do not conflict: the listed one wins where it applies.
+   */
+  private conflicts(d: CompiledDefault, diag: DiagnosticBag): boolean {
+    let found = false;
+    for (const e of this.defaultsList) {
+      if ((d.environments === undefined) !== (e.environments === undefined)) continue;
+      if (d.environments !== undefined && e.environments !== undefined && ![...d.environments].some((env) => e.environments!.has(env))) continue;
+      const types = [...d.types].filter((t) => e.types.has(t));
+      if (types.length === 0) continue;
+      for (const [field, value] of d.set) {
+        const other = e.set.find(([f]) => f === field);
+        if (other === undefined || isDeepStrictEqual(other[1], value)) continue;
+        const here = d.locations.get(field)!;
+        const there = e.locations.get(field)!;
+        const envs = d.environments === undefined ? 'every environment' : `environment ${[...d.environments].filter((env) => e.environments!.has(env)).join(', ')}`;
+        diag.error(
+          here,
+          'conflicting-default',
+          `policy ${d.policy} defaults ${field} of ${types.join(', ')} to ${JSON.stringify(value)}, but policy ${e.policy} (${there.file}:${there.line}:${there.col}) defaults it to ${JSON.stringify(other[1])} in ${envs}; keep one, or scope them to different environments`,
+        );
+        found = true;
+      }
+    }
+    return found;
   }
 
   /** Indexes the rules for every environment of the goal set; warns about environment names that look misspelt. */
@@ -240,7 +275,10 @@ export class CelPolicyEngine implements PolicyEngine {
         if (level === 'none') continue;
         checks.push({ check, level });
       }
-      const defaults = this.defaultsList.filter((d) => d.types.has(t) && (d.environments === undefined || d.environments.has(environment)));
+      // Defaults for listed environments first: where one applies, it wins over a default for every environment.
+      const defaults = this.defaultsList
+        .filter((d) => d.types.has(t) && (d.environments === undefined || d.environments.has(environment)))
+        .sort((a, b) => Number(a.environments === undefined) - Number(b.environments === undefined));
       if (checks.length > 0 || defaults.length > 0) byType.set(t, { checks, defaults });
     }
     plan = byType;

@@ -1,0 +1,52 @@
+import { describe, expect, it } from 'vitest';
+import { compileTexts, goalYaml, policyYaml } from './helpers.ts';
+
+/**
+ * Two defaults for the same field of the same type: the outcome must not
+ * depend on the order in which policy files are read. A default scoped to
+ * environments is the more specific and wins over one for every
+ * environment; two equally specific ones that disagree are an error, at
+ * the second, naming the first.
+ */
+const dir = (env: string): string => goalYaml({ environment: env, nodes: [{ id: 'd', type: 'local.directory', spec: { path: 'app' } }] });
+const everywhere = policyYaml({ defaults: [{ types: ['local.directory'], set: { mode: '0700' } }] }, 'general');
+const prodOnly = policyYaml({ defaults: [{ types: ['local.directory'], environments: ['prod'], set: { mode: '0750' } }] }, 'prod-team');
+
+function modeOf(files: Record<string, string>): { mode: unknown; policy: string | undefined; diagnostics: string[] } {
+  const { result, factory } = compileTexts(files);
+  const spec = result.graph?.get('d')?.spec.spec as unknown as Record<string, unknown> | undefined;
+  return {
+    mode: spec?.['mode'],
+    policy: factory.policyDefaults.get('d')?.find((x) => x.field === 'mode')?.policy,
+    diagnostics: result.diagnostics.map((d) => `${d.file}:${d.line}:${d.col} ${d.severity} ${d.code}`),
+  };
+}
+
+describe('policy defaults that disagree', () => {
+  it.each([
+    { name: 'general file first, prod', files: { 'a.yaml': everywhere, 'b.yaml': prodOnly, 'g.yaml': dir('prod') }, mode: '0750', policy: 'prod-team' },
+    { name: 'prod file first, prod', files: { 'a.yaml': prodOnly, 'b.yaml': everywhere, 'g.yaml': dir('prod') }, mode: '0750', policy: 'prod-team' },
+    { name: 'general file first, dev', files: { 'a.yaml': everywhere, 'b.yaml': prodOnly, 'g.yaml': dir('dev') }, mode: '0700', policy: 'general' },
+  ])('$name: the environment-scoped default wins wherever it applies', ({ files, mode, policy }) => {
+    expect(modeOf(files)).toEqual({ mode, policy, diagnostics: [] });
+  });
+
+  it.each([
+    { name: 'two defaults for every environment', other: policyYaml({ defaults: [{ types: ['local.directory', 'local.file'], set: { mode: '0755' } }] }, 'other') },
+    { name: 'two defaults for overlapping environments', other: policyYaml({ defaults: [{ types: ['local.directory'], environments: ['dev', 'prod'], set: { mode: '0755' } }] }, 'other'), first: prodOnly },
+  ])('$name with different values: an error at the second, naming the first', ({ other, first }) => {
+    const { result } = compileTexts({ 'a.yaml': first ?? everywhere, 'b.yaml': other, 'g.yaml': dir('prod') });
+    const conflicts = result.diagnostics.filter((d) => d.code === 'conflicting-default');
+    expect(conflicts.map((d) => `${d.file}:${d.severity}`)).toEqual(['b.yaml:error']);
+    expect(conflicts[0]!.message).toContain('a.yaml:');
+  });
+
+  it.each([
+    { name: 'the same value twice', other: policyYaml({ defaults: [{ types: ['local.directory'], set: { mode: '0700' } }] }, 'other'), first: everywhere },
+    { name: 'disjoint environments', other: policyYaml({ defaults: [{ types: ['local.directory'], environments: ['dev'], set: { mode: '0755' } }] }, 'other'), first: prodOnly },
+    { name: 'different types', other: policyYaml({ defaults: [{ types: ['local.file'], set: { mode: '0600' } }] }, 'other'), first: everywhere },
+  ])('$name: no conflict', ({ other, first }) => {
+    const { result } = compileTexts({ 'a.yaml': first, 'b.yaml': other, 'g.yaml': dir('prod') });
+    expect(result.diagnostics).toEqual([]);
+  });
+});
