@@ -42,8 +42,16 @@ export interface CelProgram {
    * `['deletionPolicy']`), when it reads exactly one: findings point there.
    */
   readonly focus: readonly PathKey[] | undefined;
+  /** The fields read directly from `spec` (`spec.name`, `has(spec.name)`, `spec['name']`), where they are in the expression (1-based). */
+  readonly specFields: readonly SpecFieldRead[];
   /** Evaluates against one node; never throws. */
   run(activation: CelActivation): CelOutcome;
+}
+
+export interface SpecFieldRead {
+  readonly name: string;
+  readonly line: number;
+  readonly col: number;
 }
 
 export type CelOutcome = { readonly status: 'value'; readonly value: boolean } | { readonly status: 'error'; readonly message: string };
@@ -121,8 +129,9 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
     return offset === undefined ? { line: 1, col: 1 } : lineCol(source, offset);
   };
   let focus: Set<string>;
+  const fieldReads = new Map<string, bigint>();
   try {
-    focus = checkStatic(parsed.expr, limits);
+    focus = checkStatic(parsed.expr, limits, fieldReads);
   } catch (err) {
     if (err instanceof StaticError) return { ok: false, message: err.message, ...at(err.exprId) };
     return { ok: false, message: errorMessage(err), line: 1, col: 1 };
@@ -137,6 +146,7 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
   const program: CelProgram = {
     source,
     focus: only === undefined ? undefined : (JSON.parse(only) as PathKey[]),
+    specFields: [...fieldReads].map(([name, id]) => ({ name, ...at(id) })),
     run(activation) {
       let value: unknown;
       try {
@@ -170,7 +180,7 @@ function lineCol(text: string, offset: number): { line: number; col: number } {
  * Unknown variables and functions are compile errors (the evaluator would
  * only find them per node); the AST is bounded. Returns the node paths read.
  */
-function checkStatic(root: Expr, limits: CelLimits): Set<string> {
+function checkStatic(root: Expr, limits: CelLimits, specFields: Map<string, bigint>): Set<string> {
   let nodes = 0;
   const focus = new Set<string>();
   const visit = (e: Expr | undefined, depth: number, nesting: number, bound: ReadonlySet<string>): void => {
@@ -197,6 +207,7 @@ function checkStatic(root: Expr, limits: CelLimits): Set<string> {
         if (operand?.exprKind.case === 'identExpr' && !bound.has(operand.exprKind.value.name)) {
           const rootName = operand.exprKind.value.name;
           if (rootName === 'spec' || rootName === 'labels') focus.add(JSON.stringify([rootName, kind.value.field]));
+          if (rootName === 'spec' && !specFields.has(kind.value.field)) specFields.set(kind.value.field, e.id);
         }
         visit(operand, depth + 1, nesting, bound);
         return;
@@ -206,6 +217,11 @@ function checkStatic(root: Expr, limits: CelLimits): Set<string> {
         if (/^[A-Za-z]/.test(fn) && !cel().functionNames.has(fn)) {
           const near = didYouMean(fn, cel().functionNames);
           throw new StaticError(`unknown function "${fn}"${near === undefined ? '' : ` (did you mean "${near}"?)`}`, e.id);
+        }
+        const [operand, key] = kind.value.args;
+        if (fn === '_[_]' && operand?.exprKind.case === 'identExpr' && operand.exprKind.value.name === 'spec' && !bound.has('spec')) {
+          const k = key?.exprKind.case === 'constExpr' ? key.exprKind.value.constantKind : undefined;
+          if (k?.case === 'stringValue' && !specFields.has(k.value)) specFields.set(k.value, e.id);
         }
         visit(kind.value.target, depth + 1, nesting, bound);
         for (const a of kind.value.args) visit(a, depth + 1, nesting, bound);

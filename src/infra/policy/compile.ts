@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 import { formatPath, suggestion } from '../../runtime/index.ts';
 import type { DiagnosticBag, PathKey, SourceLocation } from '../../runtime/index.ts';
-import { secretFields, specSchemas } from '../spec.ts';
+import { INFRA_NODE_TYPES, secretFields, specSchemas } from '../spec.ts';
 import type { InfraNodeType } from '../spec.ts';
 import { compileCel } from './cel.ts';
 import type { CelLimits, CelProgram } from './cel.ts';
@@ -141,7 +141,21 @@ export function compilePolicySpec(
     const path = ['rules', i];
     const compile = (field: 'when' | 'require', source: string): CelProgram | undefined => {
       const result = compileCel(source, options.celLimits);
-      if (result.ok) return result.program;
+      if (result.ok) {
+        // The loader knows every type's fields: a misspelt one is a compile error, not a rule error on every node.
+        const types = r.types ?? INFRA_NODE_TYPES;
+        const fields = new Set(types.flatMap((t) => Object.keys(shapeOf(t))));
+        const known = new Set(['type', ...fields]);
+        let ok = true;
+        for (const read of result.program.specFields) {
+          if (known.has(read.name)) continue;
+          const where = read.line === 1 && read.col === 1 ? '' : ` (at ${read.line}:${read.col} of the expression)`;
+          const of = r.types === undefined ? 'any type' : r.types.join(', ');
+          diag.error(at([...path, field]), 'bad-expression', `rule ${r.id}: ${field}: spec.${read.name} is not a field of ${of}${suggestion(read.name, fields)}${where}`);
+          ok = false;
+        }
+        return ok ? result.program : undefined;
+      }
       const where = result.line === 1 && result.col === 1 ? '' : ` (at ${result.line}:${result.col} of the expression)`;
       diag.error(at([...path, field]), 'bad-expression', `rule ${r.id}: ${field}: ${result.message}${where}`);
       return undefined;
