@@ -510,6 +510,28 @@ describe('Controller: goal changes', () => {
     expect(h.store.getNode('a')?.managed).toBe(true);
   });
 
+  it('a held node proceeds, with its dependents, once the gate goes (policy fixed), and again after a goal fix', async () => {
+    const two = (mode: string): string => goalYaml(fileNode('a', 'A', { mode }) + fileNode('b', 'B', { dependsOn: ['a'] }));
+    const h = start();
+    const gated = new Map([['a', { reason: 'held by policy: private (high, org)' }]]);
+    await h.controller.setGraph(compileYaml(two('0644')).graph, { gates: gated });
+    await h.settle();
+    expect([statusOf(h, 'a'), statusOf(h, 'b')]).toEqual(['held', 'blocked']);
+    // The policy is relaxed: the same goal, no gate.
+    await h.controller.setGraph(compileYaml(two('0644')).graph);
+    await h.settle();
+    expect([statusOf(h, 'a'), statusOf(h, 'b')]).toEqual(['ready', 'ready']);
+    expect(h.backend.createCount('a')).toBe(1);
+    // Tightened again: held, never touched; then the goal is fixed (a new spec, no gate): updated.
+    await h.controller.setGraph(compileYaml(two('0644')).graph, { gates: gated });
+    await h.settle();
+    expect(statusOf(h, 'a')).toBe('held');
+    await h.controller.setGraph(compileYaml(two('0600')).graph);
+    await h.settle();
+    expect([statusOf(h, 'a'), statusOf(h, 'b')]).toEqual(['ready', 'ready']);
+    expect((h.backend.snapshot().get('a')?.spec as { mode?: string } | undefined)?.mode).toBe('0600');
+  });
+
   it('a node held by a policy gate is never created, and never deleted', async () => {
     const yaml = goalYaml(fileNode('a', 'A', { deletionPolicy: 'Delete' }) + fileNode('b', 'B', { dependsOn: ['a'] }) + fileNode('c', 'C', { deletionPolicy: 'Delete' }), { prune: true });
     const h = start();
