@@ -75,6 +75,27 @@ describe('check --format sarif', () => {
     expect(validation.runs[0]?.invocations?.[0]?.executionSuccessful).toBe(true);
   });
 
+  // `--goals` given as an absolute path: a URI starting with "/" is a validator error (SARIF1004),
+  // and code scanning cannot place it. Inside the working directory it is made relative; outside, a file:// URI.
+  it.each([
+    { name: 'inside the working directory: relative', inside: true },
+    { name: 'outside the working directory: a file:// URI', inside: false },
+  ])('an absolute --goals path, $name, accepted by the validator', ({ inside }) => {
+    const goals = join(dir, `abs-${String(inside)}`);
+    mkdirSync(goals);
+    writeFileSync(join(goals, 'g.yaml'), 'apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: web }\nspec:\n  nodes:\n    - id: a\n      type: local.fiel\n      spec: { path: x }\n');
+    const cwd = inside ? dir : repo;
+    const r = spawnSync(process.execPath, [cli, 'check', '--goals', goals, '--format', 'sarif'], { cwd, encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(1);
+    const file = join(dir, `abs-${String(inside)}.sarif`);
+    writeFileSync(file, r.stdout);
+    const log = JSON.parse(r.stdout) as { runs: { results: { locations: { physicalLocation: { artifactLocation: { uri: string } } }[] }[] }[] };
+    const uri = log.runs[0]!.results[0]!.locations[0]!.physicalLocation.artifactLocation.uri;
+    expect(uri).toBe(inside ? `abs-true/g.yaml` : `file://${goals}/g.yaml`);
+    const problems = (validate(file).runs[0]?.results ?? []).filter((x) => x.level === 'error');
+    expect(problems.map((p) => `${p.ruleId}: ${p.message.text ?? ''}`)).toEqual([]);
+  });
+
   it('the validator itself rejects a broken log (so the check above can fail)', () => {
     const file = join(dir, 'broken.sarif');
     writeFileSync(file, JSON.stringify({ version: '2.1.0', runs: [{ tool: { driver: {} }, results: [{ message: {} }] }] }));

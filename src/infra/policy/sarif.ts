@@ -1,3 +1,5 @@
+import { isAbsolute } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { assertNever } from '../../runtime/index.ts';
 import type { Diagnostic, Severity, SourceLocation } from '../../runtime/index.ts';
 import type { Finding } from './finding.ts';
@@ -186,8 +188,14 @@ function physicalLocation(loc: SourceLocation): SarifPhysicalLocation {
   return { artifactLocation, region: { startLine: loc.line, startColumn: Math.max(1, loc.col) } };
 }
 
-/** A relative URI reference: forward slashes, each segment percent-encoded. */
+/**
+ * A relative URI reference: forward slashes, each segment percent-encoded.
+ * A path outside the working directory is shown absolute; as a relative
+ * reference it would begin with "/", which SARIF forbids (SARIF1004) and
+ * code scanning cannot place: it becomes a file:// URI.
+ */
 function toUri(file: string): string {
+  if (isAbsolute(file)) return pathToFileURL(file).href;
   return file
     .replace(/\\/g, '/')
     .split('/')

@@ -20,6 +20,7 @@ describe('diagnosticsToSarif', () => {
   it.each([
     { name: 'a line and column give a region', d: diagnostic({}), location: { artifactLocation: { uri: 'goals/g.yaml' }, region: { startLine: 3, startColumn: 5 } } },
     { name: 'line 0 is the whole file or directory: no region', d: diagnostic({ file: 'goals', line: 0, col: 0 }), location: { artifactLocation: { uri: 'goals' } } },
+    { name: 'an absolute path (outside the working directory) is a file:// URI', d: diagnostic({ file: '/srv/goals/my app.yaml' }), location: { artifactLocation: { uri: 'file:///srv/goals/my%20app.yaml' }, region: { startLine: 3, startColumn: 5 } } },
     { name: 'paths are percent-encoded URI references', d: diagnostic({ file: 'goals/my app.yaml', line: 0, col: 0 }), location: { artifactLocation: { uri: 'goals/my%20app.yaml' } } },
   ])('location: $name', ({ d, location }) => {
     expect(diagnosticsToSarif([d]).runs[0]!.results[0]!.locations).toEqual([{ physicalLocation: location }]);
