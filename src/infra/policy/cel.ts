@@ -136,6 +136,8 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
     if (err instanceof StaticError) return { ok: false, message: err.message, ...at(err.exprId) };
     return { ok: false, message: errorMessage(err), line: 1, col: 1 };
   }
+  const notBool = visibleNonBool(parsed.expr);
+  if (notBool !== undefined) return { ok: false, message: `expression yields ${notBool}, not a bool`, ...at(parsed.expr.id) };
   let evaluate: (ctx: CelActivation) => unknown;
   try {
     evaluate = cel().lib.plan(cel().env, parsed) as (ctx: CelActivation) => unknown;
@@ -160,6 +162,37 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
     },
   };
   return { ok: true, program };
+}
+
+const ARITHMETIC: Readonly<Record<string, string>> = { '_+_': '+', '_-_': '-', '_*_': '*', '_/_': '/', '_%_': '%', '-_': '-' };
+
+/**
+ * What a rule's expression yields when its outermost term already says it
+ * is not a bool (a literal, arithmetic, a list or map); undefined when only
+ * evaluation can tell. @bufbuild/cel does not export its type checker.
+ */
+function visibleNonBool(e: Expr): string | undefined {
+  const kind = e.exprKind;
+  switch (kind.case) {
+    case 'constExpr': {
+      const c = kind.value.constantKind.case;
+      if (c === 'boolValue') return undefined;
+      if (c === 'stringValue') return 'a string';
+      if (c === 'bytesValue') return 'bytes';
+      if (c === 'nullValue') return 'null';
+      return c === undefined ? undefined : 'a number';
+    }
+    case 'callExpr': {
+      const op = ARITHMETIC[kind.value.function];
+      return op === undefined ? undefined : `an arithmetic result (${op})`;
+    }
+    case 'listExpr':
+      return 'a list';
+    case 'structExpr':
+      return 'a map';
+    default:
+      return undefined;
+  }
 }
 
 function describe(v: unknown): string {

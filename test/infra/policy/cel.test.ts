@@ -18,6 +18,11 @@ describe('compileCel: static bounds keep evaluation cheap', () => {
     { name: 'comprehensions nested three deep: O(n^3)', source: 'spec.a.all(x, spec.a.all(y, spec.a.all(z, x == y && y == z)))', says: 'nested comprehensions' },
     { name: 'protobuf message construction', source: 'google.protobuf.Duration{seconds: 1} != null', says: 'message construction' },
     { name: 'nesting deeper than the limit', source: `${'['.repeat(40)}${']'.repeat(40)} == []`, says: 'nested more than' },
+    // Non-booleans the parser can see: otherwise a rule error on every node, blocking prod where the rule is high.
+    { name: 'arithmetic (not a bool)', source: '1 + 2', says: 'yields an arithmetic result (+), not a bool' },
+    { name: 'a string literal (not a bool)', source: "'true'", says: 'yields a string, not a bool' },
+    { name: 'a list literal (not a bool)', source: '[true]', says: 'yields a list, not a bool' },
+    { name: 'a map literal (not a bool)', source: "{'a': true}", says: 'yields a map, not a bool' },
   ])('refuses $name', ({ source, says }) => {
     const r = compileCel(source);
     expect(r.ok).toBe(false);
