@@ -59,6 +59,33 @@ describe('checkReport', () => {
     expect(text).toMatch(/by framework:\n {2}SOC2: BLOCK \(4 findings on 3 nodes: 1 high, 2 medium, 1 low\)/);
   });
 
+  // Scripts read `check --format json`: a key renamed or dropped breaks them, so the shape is pinned here.
+  it('JSON keeps its shape: the keys at every level', async () => {
+    const doc = JSON.parse(formatCheck(await slipReport(), 'json')) as Record<string, unknown> & { goals: Record<string, unknown>[]; frameworks: Record<string, unknown>[]; rules: Record<string, unknown>[]; findings: Record<string, unknown>[] };
+    const keys = (o: object): string[] => Object.keys(o).sort();
+    const goal = doc.goals[1]! as Record<string, unknown> & { nodes: Record<string, unknown>[] };
+    const blocked = goal.nodes.find((n) => n['verdict'] === 'block')!;
+    expect({
+      top: keys(doc),
+      summary: keys(doc['summary'] as object),
+      goal: keys(goal),
+      node: keys(blocked),
+      finding: keys(doc.findings[0]!),
+      location: keys(doc.findings[0]!['location'] as object),
+      framework: keys(doc.frameworks[0]!),
+      rule: keys(doc.rules[0]!),
+    }).toEqual({
+      top: ['findings', 'frameworks', 'goals', 'rules', 'summary', 'verdict'],
+      summary: ['bySeverity', 'findings', 'goals', 'nodes', 'verdicts'],
+      goal: ['counts', 'environment', 'file', 'name', 'nodes', 'verdict'],
+      node: ['findings', 'id', 'location', 'type', 'verdict'],
+      finding: ['blocking', 'description', 'environment', 'frameworks', 'goal', 'kind', 'location', 'message', 'node', 'policy', 'rule', 'severity', 'type'],
+      location: ['col', 'file', 'line'],
+      framework: ['bySeverity', 'findings', 'framework', 'nodes', 'verdict'],
+      rule: ['description', 'frameworks', 'id', 'kind', 'policy'],
+    });
+  });
+
   it('JSON is the report itself', async () => {
     const r = await slipReport();
     expect(JSON.parse(formatCheck(r, 'json'))).toEqual(JSON.parse(JSON.stringify(r)));
