@@ -30,9 +30,21 @@ export interface CelLimits {
   readonly maxDepth: number;
   /** Most nested comprehensions (`all`, `exists`, `map`, `filter` …): evaluation is O(n^k). */
   readonly maxComprehensionNesting: number;
+  /**
+   * Most loop steps (comprehension iterations, all loops together) in one
+   * evaluation: n is the goal's data (a list in a spec, a string split), which
+   * no static bound can see.
+   */
+  readonly maxLoopSteps: number;
 }
 
-export const defaultCelLimits: CelLimits = { maxLength: 2048, maxNodes: 400, maxDepth: 32, maxComprehensionNesting: 2 };
+export const defaultCelLimits: CelLimits = { maxLength: 2048, maxNodes: 400, maxDepth: 32, maxComprehensionNesting: 2, maxLoopSteps: 100_000 };
+
+/** The function every comprehension's loop condition is wrapped in (a name no expression can write): counts steps. */
+const STEP = '@step';
+/** Loop steps left in the evaluation under way; evaluation is synchronous, so one counter serves every program. */
+let stepsLeft = Number.POSITIVE_INFINITY;
+let stepLimit = 0;
 
 /** A compiled expression: plan once, run per node. */
 export interface CelProgram {
@@ -78,10 +90,14 @@ function cel(): Cel {
   const require = createRequire(import.meta.url);
   const lib = require('@bufbuild/cel') as CelLib;
   const { strings } = require('@bufbuild/cel/ext') as typeof CelExt;
-  const { celEnv, CelScalar, mapType } = lib;
+  const { celEnv, celFunc, CelScalar, mapType } = lib;
   const dynMap = mapType(CelScalar.STRING, CelScalar.DYN);
+  const step = celFunc(STEP, [CelScalar.BOOL], CelScalar.BOOL, (cond: boolean) => {
+    if (--stepsLeft < 0) throw new Error(`evaluation stopped after more than ${stepLimit} loop steps (the limit)`);
+    return cond;
+  });
   const env = celEnv({
-    funcs: strings,
+    funcs: [...strings, step],
     variables: {
       id: CelScalar.STRING,
       type: CelScalar.STRING,
@@ -138,6 +154,7 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
   }
   const notBool = visibleNonBool(parsed.expr);
   if (notBool !== undefined) return { ok: false, message: `expression yields ${notBool}, not a bool`, ...at(parsed.expr.id) };
+  countLoopSteps(parsed.expr);
   let evaluate: (ctx: CelActivation) => unknown;
   try {
     evaluate = cel().lib.plan(cel().env, parsed) as (ctx: CelActivation) => unknown;
@@ -151,10 +168,14 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
     specFields: [...fieldReads].map(([name, id]) => ({ name, ...at(id) })),
     run(activation) {
       let value: unknown;
+      stepsLeft = limits.maxLoopSteps;
+      stepLimit = limits.maxLoopSteps;
       try {
         value = evaluate(activation);
       } catch (err) {
         return { status: 'error', message: errorMessage(err) };
+      } finally {
+        stepsLeft = Number.POSITIVE_INFINITY;
       }
       if (cel().lib.isCelError(value)) return { status: 'error', message: value.message };
       if (typeof value !== 'boolean') return { status: 'error', message: `expression yields ${describe(value)}, not a bool` };
@@ -162,6 +183,47 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
     },
   };
   return { ok: true, program };
+}
+
+/**
+ * Wraps every comprehension's loop condition in {@link STEP}, which counts
+ * one step per iteration and fails the evaluation past the budget
+ * (@bufbuild/cel has no cost budget of its own). Done on the parsed tree,
+ * after the static checks and before planning.
+ */
+function countLoopSteps(e: Expr | undefined): void {
+  if (e === undefined) return;
+  const kind = e.exprKind;
+  switch (kind.case) {
+    case 'selectExpr':
+      countLoopSteps(kind.value.operand);
+      return;
+    case 'callExpr':
+      countLoopSteps(kind.value.target);
+      for (const a of kind.value.args) countLoopSteps(a);
+      return;
+    case 'listExpr':
+      for (const el of kind.value.elements) countLoopSteps(el);
+      return;
+    case 'structExpr':
+      for (const entry of kind.value.entries) {
+        if (entry.keyKind.case === 'mapKey') countLoopSteps(entry.keyKind.value);
+        countLoopSteps(entry.value);
+      }
+      return;
+    case 'comprehensionExpr': {
+      const c = kind.value;
+      for (const part of [c.iterRange, c.accuInit, c.loopCondition, c.loopStep, c.result]) countLoopSteps(part);
+      const cond = c.loopCondition;
+      if (cond !== undefined) {
+        // The planner reads only id and exprKind: a plain object of that shape is enough.
+        c.loopCondition = { id: cond.id, exprKind: { case: 'callExpr', value: { function: STEP, args: [cond], target: undefined } } } as unknown as Expr;
+      }
+      return;
+    }
+    default:
+      return;
+  }
 }
 
 const ARITHMETIC: Readonly<Record<string, string>> = { '_+_': '+', '_-_': '-', '_*_': '*', '_/_': '/', '_%_': '%', '-_': '-' };

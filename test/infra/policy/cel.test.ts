@@ -57,6 +57,27 @@ describe('evaluation never throws', () => {
   });
 });
 
+describe('evaluation cost is bounded by the data too', () => {
+  // Two nested comprehensions are allowed, but over a list the goal supplies (a 20,000-character
+  // content split into characters) they are 4e8 steps: minutes per node. A budget of loop steps stops them.
+  it('two nested comprehensions over a long list stop at the step budget: an error, quickly', () => {
+    const r = compileCel("spec.content.split('').all(x, spec.content.split('').all(y, x == y))");
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    const started = performance.now();
+    const out = r.program.run(activation({ content: 'a'.repeat(20_000) }));
+    expect(performance.now() - started).toBeLessThan(3000);
+    expect(out).toEqual({ status: 'error', message: expect.stringContaining('more than 100000 loop steps') });
+    // The budget is per evaluation: the next one starts afresh.
+    expect(r.program.run(activation({ content: 'ab' }))).toEqual({ status: 'value', value: false });
+  });
+
+  it('a comprehension within the budget is evaluated as usual', () => {
+    const r = compileCel("spec.a.map(x, x * 2).filter(y, y > 2).size() == 1 && spec.a.exists(x, x == 2)");
+    expect(r.ok && r.program.run(activation({ a: [1, 2] }))).toEqual({ status: 'value', value: true });
+  });
+});
+
 describe('focus: the node path a finding points at', () => {
   it.each([
     { source: "spec.encryption != 'none'", focus: ['spec', 'encryption'] },
