@@ -81,6 +81,7 @@ export class CelPolicyEngine implements PolicyEngine {
     const parsed = policyDocumentSchema.safeParse(doc.value);
     if (!parsed.success) {
       reportZodIssues(parsed.error.issues, { schema: policyDocumentSchema, input: doc.value, prefix: [], owner: 'a Policy', locate: doc.locate, diag });
+      this.checkSalvage(doc, diag);
       return;
     }
     const spec = parsed.data.spec;
@@ -107,6 +108,46 @@ export class CelPolicyEngine implements PolicyEngine {
       celLimits: this.celLimits,
     });
     this.add(compiled, true, diag);
+  }
+
+  /**
+   * A Policy whose document does not validate is not used, but the entries
+   * that do validate on their own are still compiled, for their diagnostics
+   * only: every problem is reported at once, not a second round once the
+   * first is fixed.
+   */
+  private checkSalvage(doc: RawDocument, diag: DiagnosticBag): void {
+    const raw = doc.value.spec;
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return;
+    const entries = raw as Readonly<Record<string, unknown>>;
+    const shape = policySpecSchema.shape;
+    const salvaged: Record<string, unknown[]> = {};
+    for (const key of ['naming', 'requiredLabels', 'rules', 'defaults'] as const) {
+      const list = entries[key];
+      if (!Array.isArray(list)) continue;
+      const entry = shape[key].unwrap().element;
+      // Entries that do not validate are left as holes, so that the others keep their index (and place).
+      salvaged[key] = list.map((e) => (entry.safeParse(e).success ? e : undefined));
+    }
+    const kept = Object.fromEntries(Object.entries(salvaged).map(([k, list]) => [k, list.filter((e) => e !== undefined)]));
+    const spec = policySpecSchema.safeParse(kept);
+    if (!spec.success) return;
+    // Indexes in `spec` count only the entries kept: map them back to the document's.
+    const original = (path: readonly PathKey[]): readonly PathKey[] => {
+      const [key, i, ...rest] = path;
+      const list = typeof key === 'string' ? salvaged[key] : undefined;
+      if (list === undefined || typeof i !== 'number') return path;
+      let seen = -1;
+      const at = list.findIndex((e) => e !== undefined && ++seen === i);
+      return [key!, at, ...rest];
+    };
+    compilePolicySpec({
+      policy: doc.name,
+      spec: spec.data,
+      at: (path, part) => doc.locate(['spec', ...original(path)], part),
+      diag,
+      celLimits: this.celLimits,
+    });
   }
 
   private add(compiled: ReturnType<typeof compilePolicySpec>, user: boolean, diag: DiagnosticBag): void {

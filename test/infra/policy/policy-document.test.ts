@@ -116,3 +116,22 @@ describe('CEL expressions are compiled at load; a bad one is an error at its fil
     expect(got[0]).toContain('8:13 error bad-expression: rule r: when: unknown function "nope"');
   });
 });
+
+describe('a Policy with a schema error still has its other entries checked', () => {
+  // Every problem at once, as GOAL-FORMAT.md's "Errors" asks: not a second round after the first is fixed.
+  it('a bad level in one rule, a bad expression in another, a bad pattern in a naming entry: all three reported', () => {
+    const spec = [
+      '  rules:',
+      '    - { id: a, description: d, require: "true", severity: { default: hgih } }',
+      '    - { id: b, description: d, require: "spec.mode ==", severity: { default: high } }',
+      '  naming:',
+      '    - { types: [local.file], field: path, pattern: "^[a-", severity: { default: low } }',
+      '',
+    ].join('\n');
+    expect(diagnose(spec).map((d) => d.split(' ').filter((_, i) => i !== 1).slice(0, 2).join(' '))).toEqual([
+      '6:70 invalid-value:',
+      '7:41 bad-expression:',
+      '9:52 bad-pattern:',
+    ]);
+  });
+});
