@@ -199,6 +199,13 @@ export function compilePolicySpec(
           ok = false;
         }
       }
+      // Every "${" of a compiled spec is a node reference or an escape, resolved before a backend sees it;
+      // a default is put in after that, so one of its own would reach the backend as written.
+      const template = templatePath(value);
+      if (template !== undefined) {
+        diag.error(at([...path, 'set', field, ...template]), 'bad-interpolation', `${field}: policy defaults are literal values; "\${" (an expression or an escape) is not available in them`);
+        ok = false;
+      }
     }
     for (const [j, name] of (d.environments ?? []).entries()) environments.push({ name, location: at([...path, 'environments', j]) });
     if (!ok) return;
@@ -212,6 +219,17 @@ export function compilePolicySpec(
   });
 
   return { checks, defaults, environments };
+}
+
+/** The path (inside `value`) of the first string holding "${", or undefined. */
+function templatePath(value: unknown): PathKey[] | undefined {
+  if (typeof value === 'string') return value.includes('${') ? [] : undefined;
+  if (value === null || typeof value !== 'object') return undefined;
+  for (const [k, v] of Array.isArray(value) ? value.entries() : Object.entries(value)) {
+    const inner = templatePath(v);
+    if (inner !== undefined) return [k, ...inner];
+  }
+  return undefined;
 }
 
 function shapeOf(t: InfraNodeType): Readonly<Record<string, z.ZodType>> {

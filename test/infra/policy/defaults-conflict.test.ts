@@ -50,3 +50,19 @@ describe('policy defaults that disagree', () => {
     expect(result.diagnostics).toEqual([]);
   });
 });
+
+describe('policy defaults are literal values', () => {
+  // A compiled spec's every "${" is a node reference or an escape, resolved before a backend sees it:
+  // a default's "${goal.labels.team}" reached the backend as written (a file owned by user "${goal.labels.team}").
+  it.each([
+    { name: 'a goal expression', value: '${goal.labels.team}' },
+    { name: 'a node reference', value: 'x-${nodes.db.outputs.name}' },
+    { name: 'an escape', value: '$${literal}' },
+  ])('$name in a default is an error at the value', ({ value }) => {
+    const policy = policyYaml({ defaults: [{ types: ['local.file'], set: { owner: value } }] });
+    const goal = goalYaml({ environment: 'dev', labels: { team: 'data' }, nodes: [{ id: 'f', type: 'local.file', spec: { path: 'a', content: '' } }] });
+    const { result } = compileTexts({ 'p.yaml': policy, 'g.yaml': goal });
+    expect(result.diagnostics.map((d) => `${d.file}:${d.line} ${d.severity} ${d.code}`)).toEqual(['p.yaml:10 error bad-interpolation']);
+    expect(result.graph).toBeUndefined();
+  });
+});
