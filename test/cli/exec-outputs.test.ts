@@ -1,7 +1,7 @@
 import { readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cli, tempProject } from '../support/cli.ts';
+import { cli, execGoalHead, tempProject } from '../support/cli.ts';
 
 /**
  * The request's `outputs` are "the outputs recorded at the last
@@ -26,18 +26,7 @@ esac
 chmodSync(script, 0o755);
 p.write(
   'goals.yaml',
-  `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: exec }
-spec: { type: exec }
----
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: infra }
-spec:
-  defaults: { backend: exec }
-  nodes:
-    - id: vm
+  `${execGoalHead()}    - id: vm
       type: generic.resource
       spec: { commands: { read: [${script}, read], create: [${script}, create] } }
 `,

@@ -1,6 +1,6 @@
 import { rmSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cli, tempProject } from '../support/cli.ts';
+import { cli, execGoalHead, tempProject } from '../support/cli.ts';
 
 /**
  * prune + Delete on an exec resource that has no delete command: the delete
@@ -18,19 +18,7 @@ const node = (id: string): string => `    - id: ${id}
           read: [/bin/sh, -c, 'cat > /dev/null; if [ -e ${p.dir}/${id} ]; then echo "{\\"exists\\":true,\\"state\\":{}}"; else echo "{\\"exists\\":false}"; fi']
           create: [/bin/sh, -c, 'cat > /dev/null; touch ${p.dir}/${id}; echo "{\\"outputs\\":{}}"']
 `;
-const goal = (ids: readonly string[]): string => `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: exec }
-spec: { type: exec }
----
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: infra }
-spec:
-  defaults: { backend: exec }
-  prune: true
-  nodes:
-${ids.map(node).join('')}`;
+const goal = (ids: readonly string[]): string => `${execGoalHead({ prune: true })}${ids.map(node).join('')}`;
 
 describe('exec resource removed under prune + Delete without a delete command', () => {
   it('apply reports the failed delete and status shows the node failed with the reason', async () => {

@@ -3,7 +3,7 @@ import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { bin, cleanEnv, cli, tempProject } from '../support/cli.ts';
+import { bin, cleanEnv, cli, execGoalHead, tempProject } from '../support/cli.ts';
 import { eventually } from '../support/daemon.ts';
 
 /*
@@ -38,19 +38,7 @@ esac
   const goal = (ids: readonly string[]): void =>
     p.write(
       'goals.yaml',
-      `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: exec }
-spec: { type: exec }
----
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: app }
-spec:
-  prune: true
-  defaults: { backend: exec }
-  nodes:
-${ids.map((id) => `    - { id: ${id}, type: generic.resource, deletionPolicy: Delete, spec: { commands: { read: [${JSON.stringify(script)}, read], create: [${JSON.stringify(script)}, create], delete: [${JSON.stringify(script)}, delete] }, input: {} } }`).join('\n')}
+      `${execGoalHead({ name: 'app', prune: true })}${ids.map((id) => `    - { id: ${id}, type: generic.resource, deletionPolicy: Delete, spec: { commands: { read: [${JSON.stringify(script)}, read], create: [${JSON.stringify(script)}, create], delete: [${JSON.stringify(script)}, delete] }, input: {} } }`).join('\n')}
 `,
     );
   return Object.assign(p, { goal });

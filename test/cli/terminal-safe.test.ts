@@ -1,6 +1,6 @@
 import { rmSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cli, tempProject } from '../support/cli.ts';
+import { cli, execGoalHead, tempProject } from '../support/cli.ts';
 
 /**
  * What a wrapped program prints (an exec command's stderr becomes a fault
@@ -14,18 +14,7 @@ afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
 
 p.write(
   'goals.yaml',
-  `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: exec }
-spec: { type: exec }
----
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: infra }
-spec:
-  defaults: { backend: exec }
-  nodes:
-    - id: noisy
+  `${execGoalHead()}    - id: noisy
       type: generic.resource
       spec:
         commands:

@@ -56,6 +56,25 @@ spec:
 `;
 }
 
+/**
+ * An exec Backend named `exec` and a Goal (`name`, default `infra`) whose nodes use it by default,
+ * up to and including `nodes:`; the caller appends the node lines. `prune: true` when asked.
+ */
+export function execGoalHead(options: { name?: string; prune?: boolean } = {}): string {
+  return `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: exec }
+spec: { type: exec }
+---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: ${options.name ?? 'infra'} }
+spec:
+  defaults: { backend: exec }
+${options.prune === true ? '  prune: true\n' : ''}  nodes:
+`;
+}
+
 /** A local Backend rooted at `root` and a Goal `app` with one file node `conf` (`app.conf`, mode 0644) holding `content`. */
 export function oneFileGoal(root: string, content: string): string {
   return `${localBackend(root)}---
