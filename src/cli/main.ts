@@ -3,7 +3,7 @@ import { createContext, parseHistory } from './context.ts';
 import type { CliContext } from './context.ts';
 import { stopOnSignals } from './signals.ts';
 import type { SignalStop } from './signals.ts';
-import { EXIT, oneOf, parse, parseConcurrency, UsageError } from './usage.ts';
+import { EXIT, oneOf, parse, parseConcurrency, parseLimit, UsageError } from './usage.ts';
 import { VERSION } from './version.ts';
 
 // Each command's module is imported when that command runs: `apply` does not load the daemon's
@@ -147,22 +147,24 @@ export const commands: Record<string, Command> = {
   },
   drift: {
     summary: 'drift reports',
-    usage: 'desiredstate drift [--state DIR] [--since 1h|TIMESTAMP] [--node ID] [--format text|json]',
-    help: '--since takes a duration back from now (1h, 30m, 2d, 1h30m) or an ISO 8601 timestamp (2026-01-31, 2026-01-31T12:00:00Z;\nwithout a zone, local time). Reports are listed oldest first.\nExit status: 0.',
+    usage: 'desiredstate drift [--state DIR] [--since 1h|TIMESTAMP] [--node ID] [--limit N] [--format text|json]',
+    help: '--since takes a duration back from now (1h, 30m, 2d, 1h30m) or an ISO 8601 timestamp (2026-01-31, 2026-01-31T12:00:00Z;\nwithout a zone, local time). --limit keeps the N most recent. Reports are listed oldest first.\nExit status: 0.',
     async run(argv, io) {
-      const { values } = parse(argv, { since: { type: 'string' }, node: { type: 'string' } });
+      const { values } = parse(argv, { since: { type: 'string' }, node: { type: 'string' }, limit: { type: 'string' } });
       formatFlag(values, ['text', 'json']);
-      return (await import('./commands/state.ts')).drift(context(values, io), { since: values.since, node: values.node });
+      const limit = parseLimit(values.limit, undefined);
+      return (await import('./commands/state.ts')).drift(context(values, io), { since: values.since, node: values.node, limit });
     },
   },
   history: {
     summary: 'past runs: when, goals commit, what changed',
-    usage: 'desiredstate history [--state DIR] [--format text|json]',
-    help: 'The last 50 runs, newest first.\nExit status: 0.',
+    usage: 'desiredstate history [--state DIR] [--limit 50] [--format text|json]',
+    help: 'The last --limit runs (default 50), newest first.\nExit status: 0.',
     async run(argv, io) {
-      const { values } = parse(argv, {});
+      const { values } = parse(argv, { limit: { type: 'string' } });
       formatFlag(values, ['text', 'json']);
-      return (await import('./commands/state.ts')).history(context(values, io));
+      const limit = parseLimit(values.limit, 50) ?? 50;
+      return (await import('./commands/state.ts')).history(context(values, io), { limit });
     },
   },
   retry: {

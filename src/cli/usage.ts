@@ -59,6 +59,14 @@ export function parseConcurrency(value: string | undefined, fallback: number): n
   return n;
 }
 
+/** `--limit N`: how many records to list, decimal digits only, 1 to 1,000,000; `fallback` when absent. */
+export function parseLimit(value: string | undefined, fallback: number | undefined): number | undefined {
+  if (value === undefined) return fallback;
+  const n = /^[0-9]{1,7}$/.test(value) ? Number(value) : Number.NaN;
+  if (!(n >= 1 && n <= 1_000_000)) throw new UsageError(`--limit takes a whole number from 1 to 1000000 (got "${value}")`);
+  return n;
+}
+
 export function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[], fallback: T): T {
   if (value === undefined) return fallback;
   if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`--${flag} must be one of ${allowed.join(', ')} (got "${value}")`);

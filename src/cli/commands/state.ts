@@ -42,9 +42,9 @@ export function status(ctx: CliContext): number {
   return EXIT.ok;
 }
 
-export function drift(ctx: CliContext, options: { since: string | undefined; node: string | undefined }): number {
+export function drift(ctx: CliContext, options: { since: string | undefined; node: string | undefined; limit?: number | undefined }): number {
   const since = options.since === undefined ? undefined : parseSince(options.since, Date.now());
-  const reports = withStateStore(ctx, 'read', (store) => store.listDrift({ since, node: options.node })) ?? [];
+  const reports = withStateStore(ctx, 'read', (store) => store.listDrift({ since, node: options.node, limit: options.limit })) ?? [];
   if (ctx.format === 'json') {
     ctx.out(JSON.stringify({ reports }, null, 2));
     return EXIT.ok;
@@ -72,8 +72,8 @@ export function parseSince(text: string, now: number): number {
   return at;
 }
 
-export function history(ctx: CliContext): number {
-  const runs = withStateStore(ctx, 'read', (store) => store.listRuns(50)) ?? [];
+export function history(ctx: CliContext, options: { limit: number } = { limit: 50 }): number {
+  const runs = withStateStore(ctx, 'read', (store) => store.listRuns(options.limit)) ?? [];
   if (ctx.format === 'json') {
     ctx.out(JSON.stringify({ runs }, null, 2));
     return EXIT.ok;
