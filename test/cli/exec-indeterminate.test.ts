@@ -3,7 +3,7 @@ import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { bin, cleanEnv, cli, tempProject } from '../support/cli.ts';
+import { bin, cleanEnv, cli, execGoalHead, tempProject } from '../support/cli.ts';
 import { Daemon, eventually } from '../support/daemon.ts';
 
 /**
@@ -59,17 +59,7 @@ function project(prefix: string): ReturnType<typeof tempProject> {
   const script = resourceScript(p.dir);
   p.write(
     'goals.yaml',
-    `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: exec }
-spec: { type: exec, config: { timeout: 60s } }
----
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: infra }
-spec:
-  nodes:
-    - id: vm
+    `${execGoalHead({ config: '{ timeout: 60s }' })}    - id: vm
       type: generic.resource
       backend: exec
       spec:

@@ -1,7 +1,6 @@
-import { rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cli, oneFileGoal, tempProject } from '../support/cli.ts';
+import { applyWithEdits, cli, oneFileGoal, tempProject } from '../support/cli.ts';
 
 // `history --limit N` and `drift --limit N`: the N most recent, in each command's own order.
 const p = tempProject('ds-limits-');
@@ -10,12 +9,8 @@ p.write('goals.yaml', oneFileGoal(p.root, 'port = 8080\n'));
 
 describe('--limit', () => {
   it('history and drift list the N most recent; a limit that is not a whole number from 1 is a usage error', async () => {
-    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
     // Three hand edits, each found (and put back) by its own apply: three runs more, three drift reports.
-    for (const edit of ['a', 'b', 'c']) {
-      writeFileSync(join(p.root, 'app.conf'), `edited ${edit}\n`);
-      expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
-    }
+    await applyWithEdits(p, ['edited a\n', 'edited b\n', 'edited c\n']);
     const runs = (JSON.parse((await cli(['history', '--format', 'json', ...p.args])).stdout) as { runs: { id: number }[] }).runs.map((r) => r.id);
     expect(runs).toHaveLength(4);
     const limited = JSON.parse((await cli(['history', '--limit', '2', '--format', 'json', ...p.args])).stdout) as { runs: { id: number }[] };

@@ -1,7 +1,6 @@
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, oneFileGoal, tempProject } from '../support/cli.ts';
+import { applyWithEdits, cli, oneFileGoal, tempProject } from '../support/cli.ts';
 import { trackDaemons } from '../support/daemon.ts';
 
 // What a script reads (CLI.md: `--format json` for machines, the exit status table): stdout holds
@@ -62,11 +61,7 @@ describe('drift --since and --node', () => {
   afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
   p.write('app.yaml', oneFileGoal(p.root, 'v1\n'));
 
-  beforeAll(async () => {
-    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
-    writeFileSync(join(p.root, 'app.conf'), 'edited\n');
-    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
-  });
+  beforeAll(() => applyWithEdits(p, ['edited\n']));
 
   const count = async (...args: string[]): Promise<number> => {
     const r = await cli(['drift', '--format', 'json', ...args, ...p.args]);
@@ -122,11 +117,7 @@ describe('--format json on every command that takes it', () => {
   afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
   p.write('app.yaml', oneFileGoal(p.root, 'v1\n'));
 
-  beforeAll(async () => {
-    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
-    writeFileSync(join(p.root, 'app.conf'), 'edited\n');
-    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
-  });
+  beforeAll(() => applyWithEdits(p, ['edited\n']));
 
   // Debug logging on, so that a log line written to stdout would break the document.
   it.each([

@@ -60,11 +60,11 @@ spec:
  * An exec Backend named `exec` and a Goal (`name`, default `infra`) whose nodes use it by default,
  * up to and including `nodes:`; the caller appends the node lines. `prune: true` when asked.
  */
-export function execGoalHead(options: { name?: string; prune?: boolean } = {}): string {
+export function execGoalHead(options: { name?: string; prune?: boolean; /** The Backend's config map, as YAML. */ config?: string } = {}): string {
   return `apiVersion: desiredstate/v1
 kind: Backend
 metadata: { name: exec }
-spec: { type: exec }
+spec: { type: exec${options.config === undefined ? '' : `, config: ${options.config}`} }
 ---
 apiVersion: desiredstate/v1
 kind: Goal
@@ -88,6 +88,22 @@ spec:
       type: local.file
       spec: { path: app.conf, content: ${JSON.stringify(content)}, mode: "0644" }
 `;
+}
+
+/**
+ * For a project on `oneFileGoal`: `apply`, then for each edit, write it into app.conf by hand and `apply`
+ * again (which reports it as drift and puts the file back). Throws if an apply does not exit 0.
+ */
+export async function applyWithEdits(p: { root: string; args: string[] }, edits: readonly string[]): Promise<void> {
+  const apply = async (): Promise<void> => {
+    const r = await cli(['apply', '--yes', ...p.args]);
+    if (r.code !== 0) throw new Error(`apply exited ${r.code}: ${r.stderr}`);
+  };
+  await apply();
+  for (const edit of edits) {
+    writeFileSync(join(p.root, 'app.conf'), edit);
+    await apply();
+  }
 }
 
 /** A Goal `app` on the `local` backend with one directory node `web-root` (`www`, mode 0755). */
