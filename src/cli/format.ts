@@ -61,7 +61,7 @@ export function formatPlan(
         const desired = options.desired?.(e.id);
         for (const [field, value] of Object.entries(desired ?? {})) if (field !== 'type' && value !== undefined) lines.push(`      ${field} = ${show(value)}${setBy(field)}`);
         // Without the desired spec at hand, the fields a policy set are still listed.
-        for (const d of policySet) if (desired?.[d.field] === undefined) lines.push(`      ${d.field} = ${show(d.value)}${setBy(d.field)}`);
+        for (const d of policySet) if (desired?.[d.field] === undefined) lines.push(policySetLine(d));
         break;
       }
       case 'none':
@@ -88,9 +88,13 @@ export function formatPlan(
       default:
         assertNever(p, 'planned action');
     }
-    if (p.action === 'update') for (const d of policySet) lines.push(`      ${d.field} = ${show(d.value)}${setBy(d.field)}`);
+    if (p.action === 'update') for (const d of policySet) lines.push(policySetLine(d));
   }
   return lines;
+}
+
+function policySetLine(d: { field: string; value: unknown; policy: string }): string {
+  return `      ${d.field} = ${show(d.value)} (set by policy ${d.policy})`;
 }
 
 export function planCounts(entries: readonly PlanEntry[]): Record<PlanEntry['planned']['action'], number> {

@@ -3,7 +3,7 @@ import { createContext, parseHistory } from './context.ts';
 import type { CliContext } from './context.ts';
 import { stopOnSignals } from './signals.ts';
 import type { SignalStop } from './signals.ts';
-import { EXIT, oneOf, parse, parseConcurrency, parseLimit, UsageError } from './usage.ts';
+import { EXIT, MAX_CONCURRENCY, oneOf, parse, parseCount, UsageError } from './usage.ts';
 import { VERSION } from './version.ts';
 
 // Each command's module is imported when that command runs: `apply` does not load the daemon's
@@ -74,7 +74,7 @@ export const commands: Record<string, Command> = {
     async run(argv, io) {
       const { values } = parse(argv, { yes: { type: 'boolean', short: 'y' }, 'allow-mass-deletion': { type: 'boolean' }, concurrency: { type: 'string' }, history: { type: 'string' } });
       formatFlag(values, ['text', 'json']);
-      const concurrency = parseConcurrency(values.concurrency, 10);
+      const concurrency = parseCount('concurrency', values.concurrency, MAX_CONCURRENCY, 10);
       const history = parseHistory(values.history);
       return (await import('./commands/goals.ts')).apply(context(values, io), { yes: values.yes === true, allowMassDeletion: values['allow-mass-deletion'] === true, concurrency, history });
     },
@@ -152,7 +152,7 @@ export const commands: Record<string, Command> = {
     async run(argv, io) {
       const { values } = parse(argv, { since: { type: 'string' }, node: { type: 'string' }, limit: { type: 'string' } });
       formatFlag(values, ['text', 'json']);
-      const limit = parseLimit(values.limit, undefined);
+      const limit = parseCount('limit', values.limit, 1_000_000);
       return (await import('./commands/state.ts')).drift(context(values, io), { since: values.since, node: values.node, limit });
     },
   },
@@ -163,7 +163,7 @@ export const commands: Record<string, Command> = {
     async run(argv, io) {
       const { values } = parse(argv, { limit: { type: 'string' } });
       formatFlag(values, ['text', 'json']);
-      const limit = parseLimit(values.limit, 50) ?? 50;
+      const limit = parseCount('limit', values.limit, 1_000_000, 50);
       return (await import('./commands/state.ts')).history(context(values, io), { limit });
     },
   },

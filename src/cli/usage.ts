@@ -51,19 +51,16 @@ export function parse<O extends Options>(argv: readonly string[], options: O, al
 /** Most workers `--concurrency` may ask for: beyond this a pool only piles up open connections and files. */
 export const MAX_CONCURRENCY = 1000;
 
-/** `--concurrency N`: decimal digits only (Number() would take `0x10`, `1e20`, blanks), 1 to MAX_CONCURRENCY. */
-export function parseConcurrency(value: string | undefined, fallback: number): number {
+/**
+ * A count flag (`--concurrency N`, `--limit N`): decimal digits only (Number() would take `0x10`,
+ * `1e20`, blanks), 1 to `max`; `fallback` when the flag is absent.
+ */
+export function parseCount(flag: string, value: string | undefined, max: number, fallback: number): number;
+export function parseCount(flag: string, value: string | undefined, max: number, fallback?: number): number | undefined;
+export function parseCount(flag: string, value: string | undefined, max: number, fallback?: number): number | undefined {
   if (value === undefined) return fallback;
   const n = /^[0-9]{1,7}$/.test(value) ? Number(value) : Number.NaN;
-  if (!(n >= 1 && n <= MAX_CONCURRENCY)) throw new UsageError(`--concurrency takes a whole number from 1 to ${MAX_CONCURRENCY} (got "${value}")`);
-  return n;
-}
-
-/** `--limit N`: how many records to list, decimal digits only, 1 to 1,000,000; `fallback` when absent. */
-export function parseLimit(value: string | undefined, fallback: number | undefined): number | undefined {
-  if (value === undefined) return fallback;
-  const n = /^[0-9]{1,7}$/.test(value) ? Number(value) : Number.NaN;
-  if (!(n >= 1 && n <= 1_000_000)) throw new UsageError(`--limit takes a whole number from 1 to 1000000 (got "${value}")`);
+  if (!(n >= 1 && n <= max)) throw new UsageError(`--${flag} takes a whole number from 1 to ${max} (got "${value}")`);
   return n;
 }
 

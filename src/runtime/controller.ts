@@ -45,11 +45,30 @@ export interface ControllerOptions<S extends NodeSpec> {
   readonly circuitBreaker?: CircuitBreakerConfig;
 }
 
-/** What `desiredstate retry NODE` gets from a running daemon. */
+/** What `desiredstate retry NODE` gets from a running daemon (or from the store, with none running). */
 export type OperatorRetryAnswer =
   | { readonly status: 'released' }
   | { readonly status: 'unknown' }
   | { readonly status: 'not-held'; readonly current: NodeStatus };
+
+/**
+ * `Controller.operatorRetry` with no daemon running: the same release, written to the store (the node
+ * machine's OPERATOR_RETRY, its pending operations abandoned, the event journalled); the next pass
+ * reconciles the node.
+ */
+export function releaseStoredNode(store: StateStore, id: NodeId, at: number): OperatorRetryAnswer {
+  const r = store.getNode(id);
+  if (r === undefined) return { status: 'unknown' };
+  if (!releasable(r.status)) return { status: 'not-held', current: r.status };
+  const next = nextNodeState(nodeSnapshotFor(r.status as Parameters<typeof nodeSnapshotFor>[0]), { type: 'OPERATOR_RETRY' });
+  store.transaction(() => {
+    // What an interrupted operation left is resolved by the operator: it no longer counts as interrupted.
+    for (const op of store.pendingOperations()) if (op.node === id) store.finishOperation(op.id, 'abandoned', 'released by operator');
+    store.putNodes([{ ...r, status: next.status, attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator' }]);
+    store.appendEvent({ at, node: id, kind: 'operator-retry', data: { previous: r.status } });
+  });
+  return { status: 'released' };
+}
 
 interface DriftMemory {
   /** Key of the drift last reported (fields and actual values), to report each drift once. */

@@ -1,3 +1,4 @@
+import type { Stats } from 'node:fs';
 import { open } from 'node:fs/promises';
 
 /**
@@ -19,4 +20,13 @@ export async function readAtMost(path: string, limit: number): Promise<Buffer | 
   } finally {
     await handle.close();
   }
+}
+
+/** What a path that is not a regular file is, for messages: "a directory", "a FIFO" … */
+export function specialFileKind(info: Stats): string {
+  if (info.isDirectory()) return 'a directory';
+  if (info.isFIFO()) return 'a FIFO';
+  if (info.isSocket()) return 'a socket';
+  if (info.isCharacterDevice() || info.isBlockDevice()) return 'a device';
+  return 'a special file';
 }

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import type { Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { hostname } from 'node:os';
 import Database from 'better-sqlite3';
@@ -8,6 +7,7 @@ import type { Statement } from 'better-sqlite3';
 import { z } from 'zod';
 import { ArtifactLedger, ARTIFACT_LEDGER_SQL } from './artifact-ledger.ts';
 import type { Clock } from './clock.ts';
+import { specialFileKind } from './read-bounded.ts';
 import { systemClock } from './clock.ts';
 import { DesiredStateError, ErrorCodes, errorMessage } from './errors.ts';
 import type { Fault } from './fault.ts';
@@ -210,13 +210,6 @@ export interface CheckpointResult {
 }
 
 /** What a path that is not a regular file is, for messages. */
-function notAFile(info: Stats): string {
-  if (info.isDirectory()) return 'a directory';
-  if (info.isFIFO()) return 'a FIFO';
-  if (info.isSocket()) return 'a socket';
-  return 'a device or special file';
-}
-
 function storeError(message: string, path: string, options: { cause?: unknown; context?: Record<string, unknown> } = {}): DesiredStateError {
   return new DesiredStateError(ErrorCodes.StateStore, message, { cause: options.cause, context: { path, ...options.context } });
 }
@@ -555,7 +548,7 @@ export class SqliteStateStore implements StateStore {
     if (!mustExist) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     // Never handed to SQLite: a directory gives "disk I/O error", a FIFO an open that waits forever.
     const existing = statSync(path, { throwIfNoEntry: false });
-    if (existing !== undefined && !existing.isFile()) throw storeError(`state file ${path} is ${notAFile(existing)}, not a regular file`, path);
+    if (existing !== undefined && !existing.isFile()) throw storeError(`state file ${path} is ${specialFileKind(existing)}, not a regular file`, path);
     const lockPath = `${path}.lock`;
     const lock = options.lock ? { path: lockPath, holder: acquireLock(lockPath, path) } : undefined;
     let db: Database.Database | undefined;

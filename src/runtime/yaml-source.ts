@@ -6,6 +6,7 @@ import type { Document, Node as YamlNode, Pair } from 'yaml';
 import type * as Yaml from 'yaml';
 import type { Diagnostic } from './diagnostics.ts';
 import type { SourceLocation } from './node-spec.ts';
+import { specialFileKind } from './read-bounded.ts';
 
 export type PathKey = string | number;
 
@@ -976,7 +977,7 @@ export async function readGoalFile(
   }
   if (!info.isFile()) {
     // Never opened: a FIFO would wait for a writer forever.
-    return { documents: [], diagnostics: [{ file: shown, line: 1, col: 1, severity: 'error', code: 'not-a-file', message: `goal file is ${specialKind(info)}, not a regular file` }] };
+    return { documents: [], diagnostics: [{ file: shown, line: 1, col: 1, severity: 'error', code: 'not-a-file', message: `goal file is ${specialFileKind(info)}, not a regular file` }] };
   }
   if (info.size > limits.maxFileBytes) {
     return {
@@ -1009,15 +1010,6 @@ function whyUnreadable(err: unknown): string {
     EISDIR: 'it is a directory',
   };
   return code === undefined ? String(err) : `${why[code] ?? 'the system refused'} (${code})`;
-}
-
-/** What a file that is not a regular one is, for messages. */
-function specialKind(info: Stats): string {
-  if (info.isFIFO()) return 'a FIFO';
-  if (info.isSocket()) return 'a socket';
-  if (info.isCharacterDevice() || info.isBlockDevice()) return 'a device';
-  if (info.isDirectory()) return 'a directory';
-  return 'a special file';
 }
 
 /** The text, or the line and column (in characters) of the first byte that is not UTF-8. */

@@ -13,7 +13,7 @@ import { goalsCommit } from '../git.ts';
 import { goalTreeFingerprint, watchGoalTree } from '../goal-watch.ts';
 import type { GoalWatch } from '../goal-watch.ts';
 import type { SignalStop } from '../signals.ts';
-import { EXIT, parseConcurrency, rethrowAsUsage, UsageError } from '../usage.ts';
+import { EXIT, MAX_CONCURRENCY, parseCount, rethrowAsUsage, UsageError } from '../usage.ts';
 
 export interface RunOptions {
   readonly interval: string | undefined;
@@ -72,7 +72,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
   const listenText = options.listen ?? '127.0.0.1:7474';
   const listen = parseListen(listenText);
   if (listen === undefined) throw new UsageError(`--listen takes HOST:PORT (got "${options.listen}")`);
-  const concurrency = parseConcurrency(options.concurrency, 10);
+  const concurrency = parseCount('concurrency', options.concurrency, MAX_CONCURRENCY, 10);
   const debounceMs = options.debounce === undefined ? 300 : parseDuration(options.debounce);
   // One platform timer, which fires at once past MAX_TIMER_MS.
   if (debounceMs === undefined || debounceMs > MAX_TIMER_MS) throw new UsageError(`--debounce takes a duration such as 300ms, at most 24d (got "${options.debounce}")`);

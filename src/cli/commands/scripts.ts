@@ -114,7 +114,7 @@ export async function scripts(ctx: CliContext, sub: string | undefined, options:
       }
       throw new NotFound(`no script ${hashPrefix(options.hash)}`);
     }
-    return result ?? EXIT.failed;
+    return result;
   } catch (err) {
     if (err instanceof NotFound) {
       // --format json: a document for this outcome too, as for any other failure (see main.ts).

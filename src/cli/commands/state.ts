@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { assertNever, NODE_STATUSES, parseDuration, releasable, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
+import { assertNever, NODE_STATUSES, parseDuration, heldByPolicy, releasable, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
 import type { OperatorRetryAnswer } from '../../runtime/index.ts';
 import { withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
@@ -117,15 +117,18 @@ async function retryAll(ctx: CliContext): Promise<number> {
     daemon: store.getMeta('daemon.listen') ?? null,
     ids: store
       .listNodes()
-      .filter((r) => releasable(r.status) && r.reason?.startsWith('policy:') !== true)
+      .filter((r) => releasable(r.status) && !heldByPolicy(r))
       .map((r) => r.id),
   }));
   const released: string[] = [];
+  let daemon = found?.daemon ?? null;
   for (const id of found?.ids ?? []) {
-    const { answer, via } = await release(ctx, id, found?.daemon ?? null);
+    const { answer, via } = await release(ctx, id, daemon);
+    // A daemon that did not answer is not asked again for every other node.
+    if (via === 'store') daemon = null;
     if (answer.status === 'released') {
       released.push(id);
-      if (ctx.format !== 'json') ctx.out(via === 'daemon' ? `released ${id}; the daemon reconciles it now` : `released ${id}; it is reconciled on the next pass`);
+      if (ctx.format !== 'json') ctx.out(releasedLine(id, via));
     }
   }
   if (ctx.format === 'json') ctx.out(JSON.stringify({ released }, null, 2));
@@ -150,18 +153,7 @@ async function release(ctx: CliContext, node: string, daemon: string | null): Pr
       // No daemon answering at the recorded address (it was killed): fall back to the store.
     }
   }
-  const answer = withStateStore(ctx, 'write', (store): OperatorRetryAnswer => {
-    const r = store.getNode(node);
-    if (r === undefined) return { status: 'unknown' };
-    if (!releasable(r.status)) return { status: 'not-held', current: r.status };
-    store.transaction(() => {
-      // What an interrupted operation left is resolved by the operator: it no longer counts as interrupted.
-      for (const op of store.pendingOperations()) if (op.node === node) store.finishOperation(op.id, 'abandoned', 'released by operator');
-      store.putNodes([{ ...r, status: 'pending', attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator' }]);
-      store.appendEvent({ at: Date.now(), node, kind: 'operator-retry', data: { previous: r.status } });
-    });
-    return { status: 'released' };
-  });
+  const answer = withStateStore(ctx, 'write', (store) => releaseStoredNode(store, node, Date.now()));
   return { answer: answer ?? { status: 'unknown' }, via: 'store' };
 }
 
@@ -178,9 +170,13 @@ function answered(ctx: CliContext, node: string, answer: OperatorRetryAnswer, vi
       return EXIT.ok;
     case 'released':
       if (ctx.format === 'json') ctx.out(JSON.stringify({ released: node, via }, null, 2));
-      else ctx.out(via === 'daemon' ? `released ${node}; the daemon reconciles it now` : `released ${node}; it is reconciled on the next pass`);
+      else ctx.out(releasedLine(node, via));
       return EXIT.ok;
     default:
       return assertNever(answer);
   }
+}
+
+function releasedLine(node: string, via: 'daemon' | 'store'): string {
+  return via === 'daemon' ? `released ${node}; the daemon reconciles it now` : `released ${node}; it is reconciled on the next pass`;
 }
