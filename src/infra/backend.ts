@@ -110,8 +110,9 @@ export interface BackendFactory<C = unknown> {
    * would undo the other's work on every pass; and a node removed from the
    * goals whose key a node of the goals still has (its id was changed) is let
    * go, never deleted (the key is kept with the node's stored spec, as
-   * `InfraDesiredNodeSpec.resource`). Undefined when it is not
-   * known before running (a `${nodes…}` reference) or the kind has none.
+   * `InfraDesiredNodeSpec.resource`). Undefined when the kind has none; a
+   * key whose `path` holds a `${nodes…}` reference (not known before
+   * running) is dropped by the compiler, whatever the backend says.
    * `path` is the spec field that names it, where the error points.
    */
   resourceKey?(spec: InfraNodeSpec, config: C): { readonly key: string; readonly path: readonly string[] } | undefined;

@@ -1,5 +1,5 @@
-import { assertNever, fault, FaultError } from '../runtime/index.ts';
-import type { Fault, FieldDiff, Observation, Outputs } from '../runtime/index.ts';
+import { assertNever, defaultLoadLimits, fault, FaultError } from '../runtime/index.ts';
+import type { Fault, FieldDiff, Observation, OperationContext, Outputs } from '../runtime/index.ts';
 import { tailLines } from './process.ts';
 import type { ProcessOutcome } from './process.ts';
 
@@ -25,6 +25,17 @@ export interface ExecRequest {
    * that create made something answers `{"exists": "unknown"}`.
    */
   readonly interrupted?: true;
+}
+
+/** The request for node `id` with `input`: its recorded outputs, and `interrupted` only where it is so. */
+export function execRequest(id: string, input: unknown, ctx: Pick<OperationContext, 'outputsOf' | 'interrupted'>): ExecRequest {
+  return {
+    id,
+    input,
+    outputs: ctx.outputsOf(id) ?? null,
+    // Only where it is so: a read that identifies its resource by recorded outputs cannot tell then.
+    ...(ctx.interrupted?.(id) === true ? { interrupted: true as const } : {}),
+  };
 }
 
 /** The request as a command reads it: one JSON line on stdin. */
@@ -102,7 +113,7 @@ export function badOutput(command: ExecCommand, why: string): Fault {
 }
 
 /** The deepest nesting accepted in a command's JSON, as in goal files: what walks it later (drift, plan output) recurses. */
-export const MAX_JSON_DEPTH = 64;
+const MAX_JSON_DEPTH = defaultLoadLimits.maxDepth;
 
 function parseJsonObject(command: ExecCommand, stdout: string): Record<string, unknown> {
   let value: unknown;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { fieldPathProblem, MISSING_RESOURCE, reportZodIssues, suggestion } from '../runtime/index.ts';
+import { fieldPathProblem, hasReferences, MISSING_RESOURCE, reportZodIssues, suggestion, valueAtPath } from '../runtime/index.ts';
 import type { BuiltSpec, DiagnosticBag, GoalInfo, NodeDeclaration, NodeSpecFactory, RawDocument, SourceLocation } from '../runtime/index.ts';
 import { desiredNodeSpec } from './desired.ts';
 import type { InfraDesiredNodeSpec } from './desired.ts';
@@ -214,7 +214,9 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       gate = verdict.gate;
       if (verdict.defaults.length > 0) this.policyDefaults.set(decl.id, verdict.defaults);
     }
-    const resource = backend === undefined ? undefined : factory?.resourceKey?.(spec, backend.config);
+    const named = backend === undefined ? undefined : factory?.resourceKey?.(spec, backend.config);
+    // A name that a `${nodes…}` reference fills in is not known before running: no key, for every backend.
+    const resource = named !== undefined && hasReferences(valueAtPath(spec, named.path)) ? undefined : named;
     this.claim(decl, backendId, resource, diag);
     return {
       spec: desiredNodeSpec(spec, backendId, decl.labels, decl.goal.environment, { resource: resource?.key }),

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
-import { allowlistedEnv, resourceBackend, SecretMask } from '../../infra/index.ts';
-import type { BackendContext, BackendFactory, BackendNode, ExecRequest, InfraNodeSpecOf, ProvisionIntent, ResourceProvisioner } from '../../infra/index.ts';
+import { allowlistedEnv, execRequest, resourceBackend, SecretMask } from '../../infra/index.ts';
+import type { BackendContext, BackendFactory, BackendNode, InfraNodeSpecOf, ProvisionIntent, ResourceProvisioner } from '../../infra/index.ts';
 import { assertNever, fault, FaultError } from '../../runtime/index.ts';
 import type { Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import { ExecClient } from './client.ts';
@@ -86,13 +86,7 @@ export class ExecProvisioner implements ResourceProvisioner {
 
   /** Runs one protocol command; resolves with its stdout on exit 0, throws a `FaultError` otherwise. */
   private async run(command: ExecCommand, argv: readonly string[], node: BackendNode, spec: ExecSpec, ctx: OperationContext): Promise<string> {
-    const request: ExecRequest = {
-      id: node.id,
-      input: spec.input,
-      outputs: ctx.outputsOf(node.id) ?? null,
-      // Only where it is so: a read that identifies its resource by recorded outputs cannot tell then.
-      ...(ctx.interrupted?.(node.id) === true ? { interrupted: true as const } : {}),
-    };
+    const request = execRequest(node.id, spec.input, ctx);
     const outcome = await this.client.run(argv, request, ctx.signal);
     const exitCode = outcome.status === 'exited' ? outcome.exitCode : undefined;
     ctx.log.debug({ node: node.id, command, status: outcome.status, exitCode, durationMs: outcome.durationMs }, 'exec command finished');

@@ -23,7 +23,7 @@ function checkLocalSpec(spec: InfraNodeSpec): SpecIssue[] {
 
 /** Files, directories and symlinks share one namespace: the path, in normal form (`./a//b/` is `a/b`). */
 function localResourceKey(spec: InfraNodeSpec): { key: string; path: string[] } | undefined {
-  if (!('path' in spec) || typeof spec.path !== 'string' || hasReferences(spec.path)) return undefined;
+  if (!('path' in spec) || typeof spec.path !== 'string') return undefined;
   return { key: `path ${posix.normalize(spec.path).replace(/(.)\/+$/, '$1')}`, path: ['path'] };
 }
 

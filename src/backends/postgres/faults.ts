@@ -180,13 +180,13 @@ export function classifyPgError(err: unknown, phase: Phase = 'query', options: C
   if (err instanceof UnsafeSqlValueError) return fault('permanent', err.message, { code: 'unsafe-value' });
   if (shape(err).name === 'AbortError') return fault('transient', 'operation aborted', { code: 'aborted' });
 
-  const state = sqlState(err);
-  if (state === '23505' && shape(err).schema === 'pg_catalog') {
+  if (isConcurrentCreate(err)) {
     return fault('transient', messageOf(err), {
       code: CONCURRENT_CREATE_CODE,
       hint: 'another session created the same object at the same moment (a process killed mid-create, another replica); it is observed again',
     });
   }
+  const state = sqlState(err);
   if (state !== undefined) {
     const entry = { ...(BY_CODE[state] ?? BY_CLASS[state.slice(0, 2)] ?? { class: 'unknown' as const }) };
     let message = options.redact === true && state === '42601' ? 'syntax error in a statement that carries a password (message withheld)' : messageOf(err);
@@ -223,9 +223,14 @@ export function classifyPgError(err: unknown, phase: Phase = 'query', options: C
   return fault('unknown', messageOf(err));
 }
 
+/** A unique violation on a system catalog: see CONCURRENT_CREATE_CODE. */
+function isConcurrentCreate(err: unknown): boolean {
+  return sqlState(err) === '23505' && shape(err).schema === 'pg_catalog';
+}
+
 /** True for a classified fault (or a raw error) that says the object already exists. */
 export function isDuplicate(err: unknown): boolean {
-  const code = err instanceof FaultError ? err.fault.code : sqlState(err) === '23505' && shape(err).schema === 'pg_catalog' ? CONCURRENT_CREATE_CODE : sqlState(err);
+  const code = err instanceof FaultError ? err.fault.code : isConcurrentCreate(err) ? CONCURRENT_CREATE_CODE : sqlState(err);
   return code !== undefined && (DUPLICATE_OBJECT_CODES.has(code) || code === CONCURRENT_CREATE_CODE);
 }
 

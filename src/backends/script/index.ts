@@ -2,6 +2,7 @@ import { join, resolve } from 'node:path';
 import {
   allowlistedEnv,
   checkDelete,
+  execRequest,
   INFRA_NODE_TYPES,
   parseApply,
   parseRead,
@@ -18,7 +19,6 @@ import type {
   BackendFactory,
   BackendHealth,
   BackendNode,
-  ExecRequest,
   InfraNodeType,
   ProcessOutcome,
   ProvisionIntent,
@@ -228,12 +228,7 @@ export class ScriptProvisioner implements ResourceProvisioner {
 
   /** Runs one verb, records it in the ledger, and returns its stdout or throws its classified fault. */
   private async run(script: ArtifactRecord, node: BackendNode, verb: ScriptVerb, grantId: number | null, ctx: OperationContext): Promise<string> {
-    const request: ExecRequest = {
-      id: node.id,
-      input: inputOf(node.spec.spec),
-      outputs: ctx.outputsOf(node.id) ?? null,
-      ...(ctx.interrupted?.(node.id) === true ? { interrupted: true as const } : {}),
-    };
+    const request = execRequest(node.id, inputOf(node.spec.spec), ctx);
     if (artifactHash(script.content) !== script.hash) {
       // The review and the trust are for the text with this hash; other text under its name was never
       // reviewed (state.db edited by hand or by something else). Not a trial: nothing ran.
