@@ -77,7 +77,8 @@ export async function loadFaultPolicyFile(
       circuitBreaker: parseCircuitBreakerConfig({ ...DEFAULT_CIRCUIT_BREAKER, ...(checked.data.circuitBreaker ?? {}) }),
     };
   } catch (err) {
-    // Cross-field rules (maxMs at least baseMs) after merging with the defaults.
+    // Whatever else the runtime's own schema refuses (its maxMs-at-least-baseMs rule is met above, where the
+    // file writes the field; this stays the one check that cannot be skipped).
     diag.error(doc.locate([]), 'invalid-value', err instanceof Error ? err.message : String(err));
     return { diagnostics: diag.items };
   }
