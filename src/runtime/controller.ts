@@ -614,12 +614,16 @@ export class Controller<S extends NodeSpec> {
     for (const d of this.graph?.dependents(node.id) ?? []) this.queue.add(d);
   }
 
-  private fail(node: DesiredNode<S>, f: Fault, log: Logger, message: string): void {
-    this.circuitChanged(node.spec.backendId, this.breakers.for(node.spec.backendId).recordFailure(f), f);
-    const rec = this.records.get(node.id);
-    const attempts = (rec?.attempts ?? 0) + 1;
-    const decision = decide(f, attempts, this.o.rng, this.o.faultPolicy);
+  /** A failed operation, counted against its backend's breaker and the run: the attempt it was, and what the fault policy decides. */
+  private failure(backendId: string, f: Fault, previousAttempts: number): { attempts: number; decision: ReturnType<typeof decide> } {
+    this.circuitChanged(backendId, this.breakers.for(backendId).recordFailure(f), f);
+    const attempts = previousAttempts + 1;
     this.summary.failed++;
+    return { attempts, decision: decide(f, attempts, this.o.rng, this.o.faultPolicy) };
+  }
+
+  private fail(node: DesiredNode<S>, f: Fault, log: Logger, message: string): void {
+    const { attempts, decision } = this.failure(node.spec.backendId, f, this.records.get(node.id)?.attempts ?? 0);
     switch (decision.action) {
       case 'retry': {
         const retryAt = this.o.clock.now() + decision.delayMs;
@@ -800,13 +804,11 @@ export class Controller<S extends NodeSpec> {
     // As for any node: the fault policy says when to try again (a server outage must not leave the
     // delete undone until the next reload), or to leave it to the next reload or restart.
     const f = result.fault;
-    this.circuitChanged(r.backendId, this.breakers.for(r.backendId).recordFailure(f), f);
-    const attempts = (this.records.get(r.id)?.attempts ?? r.attempts) + 1;
-    const decision = decide(f, attempts, this.o.rng, this.o.faultPolicy);
+    const { attempts, decision } = this.failure(r.backendId, f, this.records.get(r.id)?.attempts ?? r.attempts);
     const retryAt = decision.action === 'retry' ? this.o.clock.now() + decision.delayMs : null;
+    // Not through `put`: the node is no longer in the graph.
     this.records.set(r.id, { ...r, status: 'failed', attempts, lastFault: f, retryAt, reason: f.message, updatedAt: this.o.clock.now() });
     this.dirty.add(r.id);
-    this.summary.failed++;
     if (decision.action === 'retry') {
       this.queue.addAfter(r.id, decision.delayMs);
       log.warn({ fault: f, attempts, retryInMs: decision.delayMs }, 'delete failed');
