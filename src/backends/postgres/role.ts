@@ -161,9 +161,10 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
 
   return {
     async observe(nodes, ctx) {
-      const readVerifiers = await canReadVerifiers(ctx);
       const names = [...new Set(nodes.map((n) => n.spec.name))];
       const withPassword = [...new Set(nodes.filter((n) => n.spec.password !== undefined).map((n) => n.spec.name))];
+      // Verifiers are read only for managed passwords: without any, no round trip to ask whether they can be.
+      const readVerifiers = withPassword.length > 0 && (await canReadVerifiers(ctx));
       const rows = await ctx.client.query<RoleRow>(rolesQuery(readVerifiers), readVerifiers ? [names, withPassword] : [names], { signal: ctx.signal });
       const byName = new Map(rows.map((r) => [r.name, r]));
       const out = new Map<NodeId, Observation>();

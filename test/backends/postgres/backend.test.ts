@@ -354,6 +354,26 @@ describe('postgres backend against a real server', () => {
     expect(observeMs).toBeLessThan(1000);
   });
 
+  it('a pass over roles is one query: the verifier privilege is asked only when some role has a managed password', async () => {
+    const nodes = Array.from({ length: 1000 }, (_, i) => pgNode(`bulk-${i}`, 'postgres.role', { name: `bulk_${i}`, login: true, connectionLimit: 5 }));
+    const queries = vi.spyOn(pg.Client.prototype, 'query');
+    const fresh = makeBackend({ host: server.host, port: server.port, user: server.user, password: { fromEnv: 'PG_ADMIN_PASSWORD' }, sslmode: 'disable' }, 'pg-count');
+    try {
+      const steady = await fresh.observe(nodes, ctx);
+      expect([...steady.values()].every((o) => o.status === 'upToDate')).toBe(true);
+      expect(queries).toHaveBeenCalledTimes(1);
+      queries.mockClear();
+      const withPassword = pgNode('pw-role', 'postgres.role', { name: 'bulk_1', login: true, connectionLimit: 5, password: { fromEnv: 'PG_ADMIN_PASSWORD' } });
+      await fresh.observe([...nodes.slice(2), withPassword], ctx);
+      const texts = queries.mock.calls.map(([q]) => (typeof q === 'string' ? q : (q as { text: string }).text));
+      expect(texts).toHaveLength(2);
+      expect(texts[0]).toContain('has_table_privilege');
+    } finally {
+      queries.mockRestore();
+      await fresh.close();
+    }
+  });
+
   it('repairs 100 out-of-band ALTER ROLEs in one transaction; a batch that fails goes role by role', async () => {
     const nodes = Array.from({ length: 1000 }, (_, i) => pgNode(`bulk-${i}`, 'postgres.role', { name: `bulk_${i}`, login: true, connectionLimit: 5 }));
     await server.sql(Array.from({ length: 100 }, (_, i) => `ALTER ROLE bulk_${i * 10} CONNECTION LIMIT 50`).join(';'));
