@@ -12,7 +12,7 @@ export const infraSpecCodec: NodeSpecCodec<InfraDesiredNodeSpec> = {
   decode(json) {
     if (json === null || typeof json !== 'object') return undefined;
     const { spec, backendId, labels, environment, resource } = json as { spec?: unknown; backendId?: unknown; labels?: unknown; environment?: unknown; resource?: unknown };
-    const parsed = infraNodeSpecSchema.safeParse(spec);
+    const parsed = infraNodeSpecSchema().safeParse(spec);
     if (!parsed.success || typeof backendId !== 'string') return undefined;
     return desiredNodeSpec(parsed.data as unknown as InfraNodeSpec, backendId, (labels ?? {}) as Record<string, string>, typeof environment === 'string' ? environment : undefined, {
       resource: typeof resource === 'string' ? resource : undefined,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { lazyRecord, once } from '../runtime/index.ts';
 import { secretRefSchema } from './secret.ts';
 
 /**
@@ -7,32 +8,36 @@ import { secretRefSchema } from './secret.ts';
  * knowledge of which tool provisions it; that is the wrapper's `backendId`.
  */
 
-const fileMode = z
-  .string({
-    error: (iss) =>
-      typeof iss.input === 'number'
-        ? `mode must be a quoted string such as "0644" (unquoted, YAML reads it as the number ${String(iss.input)})`
-        : 'mode must be a quoted string such as "0644"',
-  })
-  .regex(/^[0-7]?[0-7]{3}$/, 'mode is an octal string such as "0644" or "0755" (a fourth digit for setuid, setgid, sticky: "2775", "1777")')
-  .describe('Permission bits as a quoted octal string, e.g. "0644"; a fourth leading digit sets the setuid (4), setgid (2) and sticky (1) bits, e.g. "2775". The whole mode is managed: "0755" means none of them.');
+const fileMode = once(() =>
+  z
+    .string({
+      error: (iss) =>
+        typeof iss.input === 'number'
+          ? `mode must be a quoted string such as "0644" (unquoted, YAML reads it as the number ${String(iss.input)})`
+          : 'mode must be a quoted string such as "0644"',
+    })
+    .regex(/^[0-7]?[0-7]{3}$/, 'mode is an octal string such as "0644" or "0755" (a fourth digit for setuid, setgid, sticky: "2775", "1777")')
+    .describe('Permission bits as a quoted octal string, e.g. "0644"; a fourth leading digit sets the setuid (4), setgid (2) and sticky (1) bits, e.g. "2775". The whole mode is managed: "0755" means none of them.'));
 
 /** A path the system can name: no NUL (it ends a C string; every file call refuses it). */
 const noNul = (s: string): boolean => !s.includes('\0');
-const relPath = z.string().min(1).refine(noNul, 'a path cannot contain a NUL character').describe('A path relative to the backend root.');
-const pgIdent = z
-  .string()
-  .min(1)
-  .refine((s) => Buffer.byteLength(s, 'utf8') <= 63, 'a PostgreSQL identifier is at most 63 bytes')
-  .refine((s) => !s.includes('\0'), 'a PostgreSQL identifier cannot contain a NUL character')
-  .describe('A PostgreSQL identifier (always quoted when used, so any characters are allowed).');
-const pgConnectionLimit = z
-  .number()
-  .int()
-  .min(-1)
-  // PostgreSQL's CONNECTION LIMIT is an int4.
-  .max(2_147_483_647, 'a connection limit is at most 2147483647 (-1 for no limit)')
-  .describe('Concurrent connections allowed; -1 means no limit.');
+const relPath = once(() =>
+  z.string().min(1).refine(noNul, 'a path cannot contain a NUL character').describe('A path relative to the backend root.'));
+const pgIdent = once(() =>
+  z
+    .string()
+    .min(1)
+    .refine((s) => Buffer.byteLength(s, 'utf8') <= 63, 'a PostgreSQL identifier is at most 63 bytes')
+    .refine((s) => !s.includes('\0'), 'a PostgreSQL identifier cannot contain a NUL character')
+    .describe('A PostgreSQL identifier (always quoted when used, so any characters are allowed).'));
+const pgConnectionLimit = once(() =>
+  z
+    .number()
+    .int()
+    .min(-1)
+    // PostgreSQL's CONNECTION LIMIT is an int4.
+    .max(2_147_483_647, 'a connection limit is at most 2147483647 (-1 for no limit)')
+    .describe('Concurrent connections allowed; -1 means no limit.'));
 
 /** Privileges a `postgres.grant` may list, per `on`. `ALL` (or `ALL PRIVILEGES`) means every privilege of that object kind. */
 export const PG_GRANT_PRIVILEGES = {
@@ -53,149 +58,169 @@ export function canonicalPrivilege(p: string): string {
 }
 
 /** `validUntil`: "infinity", a date, or a date-time (an offset-less time is UTC). */
-const pgTimestamp = z
-  .string()
-  .regex(
-    /^(infinity|\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?)$/,
-    'validUntil is "infinity" or an ISO 8601 date or date-time, e.g. "2030-01-01" or "2030-01-01T00:00:00Z"',
-  )
-  .refine((s) => s === 'infinity' || !Number.isNaN(Date.parse(s.replace(' ', 'T'))), 'validUntil is not a valid date')
-  .describe('When the password stops being valid: "infinity" or an ISO 8601 date-time (UTC when no offset is given).');
+const pgTimestamp = once(() =>
+  z
+    .string()
+    .regex(
+      /^(infinity|\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?)$/,
+      'validUntil is "infinity" or an ISO 8601 date or date-time, e.g. "2030-01-01" or "2030-01-01T00:00:00Z"',
+    )
+    .refine((s) => s === 'infinity' || !Number.isNaN(Date.parse(s.replace(' ', 'T'))), 'validUntil is not a valid date')
+    .describe('When the password stops being valid: "infinity" or an ISO 8601 date-time (UTC when no offset is given).'));
 
-const labelMap = z.record(z.string(), z.string());
+const labelMap = once(() =>
+  z.record(z.string(), z.string()));
 
 /** A command run without a shell: a program and its arguments, as spawn takes them (no empty program, no NUL). */
-const argv = z
-  .array(z.string().refine(noNul, 'an argument cannot contain a NUL character'))
-  .min(1)
-  .refine((a) => a[0] !== '', { message: 'the program (the first item) cannot be empty', path: [0] });
+const argv = once(() =>
+  z
+    .array(z.string().refine(noNul, 'an argument cannot contain a NUL character'))
+    .min(1)
+    .refine((a) => a[0] !== '', { message: 'the program (the first item) cannot be empty', path: [0] }));
 
-export const specSchemas = {
-  'local.file': z.strictObject({
-    path: relPath,
-    content: z.string().describe('The whole file content.'),
-    mode: fileMode.default('0644'),
-    owner: z.string().optional().describe('User name or numeric uid (needs privileges to change).'),
-    group: z.string().optional().describe('Group name or numeric gid.'),
-  }),
-  'local.directory': z.strictObject({
-    path: relPath,
-    mode: fileMode.default('0755'),
-  }),
-  'local.symlink': z.strictObject({
-    path: relPath,
-    target: z.string().min(1).refine(noNul, 'a path cannot contain a NUL character').describe('Where the link points (kept inside the backend root).'),
-  }),
-  'postgres.database': z.strictObject({
-    name: pgIdent,
-    owner: pgIdent.optional().describe('The owning role (managed when set).'),
-    encoding: z
-      .string()
-      .regex(/^[A-Za-z0-9_-]+$/, 'an encoding name such as UTF8')
-      .default('UTF8')
-      .describe('Character set; fixed at creation (a difference is reported, never corrected).'),
-    template: pgIdent.optional().describe('The template database, used only at creation.'),
-    connectionLimit: pgConnectionLimit.optional(),
-    force: z.boolean().default(false).describe('Allow dropping a database that still holds tables (with deletionPolicy: Delete).'),
-  }),
-  'postgres.role': z.strictObject({
-    name: pgIdent,
-    login: z.boolean().default(false),
-    superuser: z.boolean().default(false).describe('Only when stated: a role is NOSUPERUSER unless this is true.'),
-    createdb: z.boolean().default(false),
-    createrole: z.boolean().default(false),
-    inherit: z.boolean().default(true),
-    connectionLimit: pgConnectionLimit.optional(),
-    validUntil: pgTimestamp.optional(),
-    memberOf: z.array(pgIdent).default([]).describe('The exact set of roles this role is a member of.'),
-    password: secretRefSchema.optional(),
-  }),
-  'postgres.schema': z.strictObject({
-    name: pgIdent,
-    database: pgIdent,
-    owner: pgIdent.optional(),
-    force: z.boolean().default(false).describe('Allow dropping a schema that still holds objects (DROP SCHEMA … CASCADE, with deletionPolicy: Delete).'),
-  }),
-  'postgres.grant': z
-    .strictObject({
-      role: pgIdent.describe('The grantee.'),
-      database: pgIdent,
-      schema: pgIdent.optional().describe('Required for on: schema, tables, sequences; optional for default privileges (absent: global defaults).'),
-      on: z.enum(PG_GRANT_TARGETS).describe('database, schema, tables (all in the schema), sequences (all in the schema), defaultTables, defaultSequences.'),
-      privileges: z.array(z.string().min(1)).min(1).describe('The exact privileges the role holds on the target (others are revoked); ALL for every one.'),
-      forRole: pgIdent.optional().describe('Default privileges only: for objects created by this role (absent: the backend user).'),
-    })
-    .superRefine((g, ctx) => {
-      const allowed: readonly string[] = PG_GRANT_PRIVILEGES[g.on];
-      g.privileges.forEach((p, i) => {
-        const c = canonicalPrivilege(p);
-        if (!allowed.includes(c)) {
-          ctx.addIssue({ code: 'custom', path: ['privileges', i], message: `"${p}" is not a privilege on ${g.on}; use one of ${allowed.join(', ')}` });
-        }
-      });
-      const needsSchema = g.on === 'schema' || g.on === 'tables' || g.on === 'sequences';
-      if (needsSchema && g.schema === undefined) ctx.addIssue({ code: 'custom', path: ['schema'], message: `schema is required for on: ${g.on}` });
-      if (g.on === 'database' && g.schema !== undefined) ctx.addIssue({ code: 'custom', path: ['schema'], message: 'schema is not allowed for on: database' });
-      if (g.forRole !== undefined && g.on !== 'defaultTables' && g.on !== 'defaultSequences') {
-        ctx.addIssue({ code: 'custom', path: ['forRole'], message: 'forRole applies to default privileges only (on: defaultTables or defaultSequences)' });
-      }
+const specSchemaBuilders = {
+  'local.file': () =>
+    z.strictObject({
+      path: relPath(),
+      content: z.string().describe('The whole file content.'),
+      mode: fileMode().default('0644'),
+      owner: z.string().optional().describe('User name or numeric uid (needs privileges to change).'),
+      group: z.string().optional().describe('Group name or numeric gid.'),
     }),
-  'postgres.extension': z.strictObject({
-    name: pgIdent,
-    database: pgIdent,
-    schema: pgIdent.optional().describe('Where its objects live (managed when set).'),
-    version: z.string().min(1).optional().describe('The extension version (managed when set).'),
-  }),
-  'k8s.namespace': z.strictObject({
-    name: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/),
-    labels: labelMap.default({}),
-    annotations: labelMap.default({}),
-  }),
-  'k8s.configmap': z.strictObject({
-    name: z.string().min(1),
-    namespace: z.string().min(1),
-    data: labelMap.default({}),
-    labels: labelMap.default({}),
-  }),
-  'aws.s3.bucket': z.strictObject({
-    name: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/),
-    region: z.string().min(1),
-    versioning: z.boolean().default(false),
-    encryption: z.enum(['none', 'AES256', 'aws:kms']).default('AES256'),
-    publicAccess: z.boolean().default(false),
-    tags: labelMap.default({}),
-  }),
-  'terraform.workspace': z.strictObject({
-    module: z.string().min(1).describe('Path to the Terraform module.'),
-    workspace: z.string().default('default'),
-    vars: z.record(z.string(), z.unknown()).default({}),
-  }),
-  'ansible.playbook': z.strictObject({
-    playbook: z.string().min(1).describe('Path to the playbook, relative to the backend working directory.'),
-    inventory: z
-      .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
-      .optional()
-      .describe('Inventory path(s), or an inline host list such as "localhost," (each passed as -i).'),
-    extraVars: z
-      .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an Ansible variable name ([A-Za-z_][A-Za-z0-9_]*)'), z.unknown())
-      .default({})
-      .describe('Extra variables, passed as a file with every string marked !unsafe: never templated. A value { fromEnv: NAME } or { fromFile: path } is a secret reference: read at run time, never logged or stored.'),
-    limit: z.string().min(1).optional().describe('Host pattern passed as --limit.'),
-    tags: z.array(z.string().min(1)).default([]).describe('Only tasks with these tags (--tags).'),
-    connection: z.string().min(1).optional().describe('Connection plugin (-c), for example "local".'),
-  }),
-  'generic.resource': z.strictObject({
-    commands: z.strictObject({
-      read: argv.describe('argv printing {"exists":false} or {"exists":true,"state":{…},"outputs":{…}}, or {"exists":"unknown","reason":"…"} when it cannot tell (after an interrupted create: the node is held).'),
-      create: argv.describe('argv printing {"outputs":{…}}.'),
-      update: argv.optional().describe('argv printing {"outputs":{…}}; without it drift is only reported.'),
-      delete: argv.optional().describe('argv printing nothing; without it a delete fails.'),
-    })
-      .optional()
-      .describe('The exec backend needs them; a script backend generates its own script and refuses them.'),
-    input: z.record(z.string(), z.unknown()).default({}).describe('Any JSON object, sent on stdin; drift compares each key with the read state.'),
-  }),
-} as const;
+  'local.directory': () =>
+    z.strictObject({
+      path: relPath(),
+      mode: fileMode().default('0755'),
+    }),
+  'local.symlink': () =>
+    z.strictObject({
+      path: relPath(),
+      target: z.string().min(1).refine(noNul, 'a path cannot contain a NUL character').describe('Where the link points (kept inside the backend root).'),
+    }),
+  'postgres.database': () =>
+    z.strictObject({
+      name: pgIdent(),
+      owner: pgIdent().optional().describe('The owning role (managed when set).'),
+      encoding: z
+        .string()
+        .regex(/^[A-Za-z0-9_-]+$/, 'an encoding name such as UTF8')
+        .default('UTF8')
+        .describe('Character set; fixed at creation (a difference is reported, never corrected).'),
+      template: pgIdent().optional().describe('The template database, used only at creation.'),
+      connectionLimit: pgConnectionLimit().optional(),
+      force: z.boolean().default(false).describe('Allow dropping a database that still holds tables (with deletionPolicy: Delete).'),
+    }),
+  'postgres.role': () =>
+    z.strictObject({
+      name: pgIdent(),
+      login: z.boolean().default(false),
+      superuser: z.boolean().default(false).describe('Only when stated: a role is NOSUPERUSER unless this is true.'),
+      createdb: z.boolean().default(false),
+      createrole: z.boolean().default(false),
+      inherit: z.boolean().default(true),
+      connectionLimit: pgConnectionLimit().optional(),
+      validUntil: pgTimestamp().optional(),
+      memberOf: z.array(pgIdent()).default([]).describe('The exact set of roles this role is a member of.'),
+      password: secretRefSchema.optional(),
+    }),
+  'postgres.schema': () =>
+    z.strictObject({
+      name: pgIdent(),
+      database: pgIdent(),
+      owner: pgIdent().optional(),
+      force: z.boolean().default(false).describe('Allow dropping a schema that still holds objects (DROP SCHEMA … CASCADE, with deletionPolicy: Delete).'),
+    }),
+  'postgres.grant': () =>
+    z
+      .strictObject({
+        role: pgIdent().describe('The grantee.'),
+        database: pgIdent(),
+        schema: pgIdent().optional().describe('Required for on: schema, tables, sequences; optional for default privileges (absent: global defaults).'),
+        on: z.enum(PG_GRANT_TARGETS).describe('database, schema, tables (all in the schema), sequences (all in the schema), defaultTables, defaultSequences.'),
+        privileges: z.array(z.string().min(1)).min(1).describe('The exact privileges the role holds on the target (others are revoked); ALL for every one.'),
+        forRole: pgIdent().optional().describe('Default privileges only: for objects created by this role (absent: the backend user).'),
+      })
+      .superRefine((g, ctx) => {
+        const allowed: readonly string[] = PG_GRANT_PRIVILEGES[g.on];
+        g.privileges.forEach((p, i) => {
+          const c = canonicalPrivilege(p);
+          if (!allowed.includes(c)) {
+            ctx.addIssue({ code: 'custom', path: ['privileges', i], message: `"${p}" is not a privilege on ${g.on}; use one of ${allowed.join(', ')}` });
+          }
+        });
+        const needsSchema = g.on === 'schema' || g.on === 'tables' || g.on === 'sequences';
+        if (needsSchema && g.schema === undefined) ctx.addIssue({ code: 'custom', path: ['schema'], message: `schema is required for on: ${g.on}` });
+        if (g.on === 'database' && g.schema !== undefined) ctx.addIssue({ code: 'custom', path: ['schema'], message: 'schema is not allowed for on: database' });
+        if (g.forRole !== undefined && g.on !== 'defaultTables' && g.on !== 'defaultSequences') {
+          ctx.addIssue({ code: 'custom', path: ['forRole'], message: 'forRole applies to default privileges only (on: defaultTables or defaultSequences)' });
+        }
+      }),
+  'postgres.extension': () =>
+    z.strictObject({
+      name: pgIdent(),
+      database: pgIdent(),
+      schema: pgIdent().optional().describe('Where its objects live (managed when set).'),
+      version: z.string().min(1).optional().describe('The extension version (managed when set).'),
+    }),
+  'k8s.namespace': () =>
+    z.strictObject({
+      name: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/),
+      labels: labelMap().default({}),
+      annotations: labelMap().default({}),
+    }),
+  'k8s.configmap': () =>
+    z.strictObject({
+      name: z.string().min(1),
+      namespace: z.string().min(1),
+      data: labelMap().default({}),
+      labels: labelMap().default({}),
+    }),
+  'aws.s3.bucket': () =>
+    z.strictObject({
+      name: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/),
+      region: z.string().min(1),
+      versioning: z.boolean().default(false),
+      encryption: z.enum(['none', 'AES256', 'aws:kms']).default('AES256'),
+      publicAccess: z.boolean().default(false),
+      tags: labelMap().default({}),
+    }),
+  'terraform.workspace': () =>
+    z.strictObject({
+      module: z.string().min(1).describe('Path to the Terraform module.'),
+      workspace: z.string().default('default'),
+      vars: z.record(z.string(), z.unknown()).default({}),
+    }),
+  'ansible.playbook': () =>
+    z.strictObject({
+      playbook: z.string().min(1).describe('Path to the playbook, relative to the backend working directory.'),
+      inventory: z
+        .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+        .optional()
+        .describe('Inventory path(s), or an inline host list such as "localhost," (each passed as -i).'),
+      extraVars: z
+        .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an Ansible variable name ([A-Za-z_][A-Za-z0-9_]*)'), z.unknown())
+        .default({})
+        .describe('Extra variables, passed as a file with every string marked !unsafe: never templated. A value { fromEnv: NAME } or { fromFile: path } is a secret reference: read at run time, never logged or stored.'),
+      limit: z.string().min(1).optional().describe('Host pattern passed as --limit.'),
+      tags: z.array(z.string().min(1)).default([]).describe('Only tasks with these tags (--tags).'),
+      connection: z.string().min(1).optional().describe('Connection plugin (-c), for example "local".'),
+    }),
+  'generic.resource': () =>
+    z.strictObject({
+      commands: z.strictObject({
+        read: argv().describe('argv printing {"exists":false} or {"exists":true,"state":{…},"outputs":{…}}, or {"exists":"unknown","reason":"…"} when it cannot tell (after an interrupted create: the node is held).'),
+        create: argv().describe('argv printing {"outputs":{…}}.'),
+        update: argv().optional().describe('argv printing {"outputs":{…}}; without it drift is only reported.'),
+        delete: argv().optional().describe('argv printing nothing; without it a delete fails.'),
+      })
+        .optional()
+        .describe('The exec backend needs them; a script backend generates its own script and refuses them.'),
+      input: z.record(z.string(), z.unknown()).default({}).describe('Any JSON object, sent on stdin; drift compares each key with the read state.'),
+    }),
+};
+
+/** Each type's spec schema, built when first read (see `lazyRecord`). */
+export const specSchemas = lazyRecord(specSchemaBuilders);
 
 export type InfraNodeType = keyof typeof specSchemas;
 export const INFRA_NODE_TYPES = Object.keys(specSchemas) as InfraNodeType[];
@@ -227,10 +252,12 @@ export function isInfraNodeType(t: string): t is InfraNodeType {
 }
 
 /** The whole union as one zod schema (for JSON Schema and tests). */
-export const infraNodeSpecSchema = z.discriminatedUnion(
-  'type',
-  INFRA_NODE_TYPES.map((t) => specSchemas[t].extend({ type: z.literal(t) })) as unknown as [
-    z.ZodObject<{ type: z.ZodLiteral<string> }>,
-    ...z.ZodObject<{ type: z.ZodLiteral<string> }>[],
-  ],
-);
+export const infraNodeSpecSchema = once(() =>
+  z.discriminatedUnion(
+      'type',
+      INFRA_NODE_TYPES.map((t) => specSchemas[t].extend({ type: z.literal(t) })) as unknown as [
+        z.ZodObject<{ type: z.ZodLiteral<string> }>,
+        ...z.ZodObject<{ type: z.ZodLiteral<string> }>[],
+      ],
+    ),
+  );

@@ -22,4 +22,5 @@ export * from './controller.ts';
 export * from './artifact-ledger.ts';
 export * from './node-record.ts';
 export * from './limit.ts';
+export * from './lazy.ts';
 export { MISSING_RESOURCE } from './drift-report.ts';

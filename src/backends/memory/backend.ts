@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { INFRA_NODE_TYPES, specSchemas } from '../../infra/index.ts';
 import type { BackendContext, BackendHealth, BackendNode, ChangeListener, InfraBackend, InfraNodeSpec, OutputDeclarations } from '../../infra/index.ts';
-import { FaultError, fault, seededRng, stableStringify } from '../../runtime/index.ts';
+import { FaultError, fault, lazyRecord, seededRng, stableStringify } from '../../runtime/index.ts';
 import type { FieldDiff, NodeId, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import type { MemoryConfig, MemoryOp } from './config.ts';
 import { FaultInjector } from './faults.ts';
@@ -42,8 +42,8 @@ function fingerprintOf(spec: InfraNodeSpec): string {
 const COPIED_SPEC_FIELDS = ['name', 'path'] as const;
 
 /** The keys `outputsFor` gives each kind: the node id and type, and the spec's `name` and `path` where it has them. */
-export const MEMORY_OUTPUTS: OutputDeclarations = Object.fromEntries(
-  INFRA_NODE_TYPES.map((t) => [t, ['id', 'type', ...COPIED_SPEC_FIELDS.filter((f) => Object.hasOwn(specSchemas[t].shape, f))]]),
+export const MEMORY_OUTPUTS: OutputDeclarations = lazyRecord(
+  Object.fromEntries(INFRA_NODE_TYPES.map((t) => [t, () => ['id', 'type', ...COPIED_SPEC_FIELDS.filter((f) => Object.hasOwn(specSchemas[t].shape, f))]])),
 );
 
 /** A resource's outputs: its node id and type, and the copied spec fields it has. */
