@@ -12,7 +12,7 @@ export interface GoalJsonSchemaOptions {
 // Every document kind takes the one apiVersion the compiler accepts; the
 // Backend and Policy schemas say only "a string" because the compiler checks
 // the envelope before them.
-const apiVersion = goalDocumentSchema.shape.apiVersion.describe('The goal format version.');
+const apiVersion = goalDocumentSchema().shape.apiVersion.describe('The goal format version.');
 
 /**
  * The goal format as JSON Schema, generated from the same zod definitions the
@@ -23,19 +23,19 @@ const apiVersion = goalDocumentSchema.shape.apiVersion.describe('The goal format
 export function goalJsonSchema(options: GoalJsonSchemaOptions = {}): Record<string, unknown> {
   const node = z.union(
     INFRA_NODE_TYPES.map((t) =>
-      nodeDeclarationSchema.extend({
+      nodeDeclarationSchema().extend({
         type: z.literal(t),
         spec: specSchemas[t].describe(`Spec of a ${t} node.`),
       }),
     ) as unknown as [z.ZodType, z.ZodType, ...z.ZodType[]],
   );
-  const goal = goalDocumentSchema.extend({
-    spec: goalDocumentSchema.shape.spec.extend({ nodes: z.array(node).default([]).describe('The nodes of this goal.') }),
+  const goal = goalDocumentSchema().extend({
+    spec: goalDocumentSchema().shape.spec.extend({ nodes: z.array(node).default([]).describe('The nodes of this goal.') }),
   }).describe('A Goal: the nodes a team wants to exist.');
   const backend = backendJsonSchema(registry()).describe('A Backend: a configured backend instance.');
   const policy =
     options.policySchema ??
-    policyDocumentSchema.extend({ apiVersion }).describe('A Policy: constraints enforced on every node before anything is provisioned.');
+    policyDocumentSchema().extend({ apiVersion }).describe('A Policy: constraints enforced on every node before anything is provisioned.');
   const document = z.union([goal, backend, policy]);
   const schema = z.toJSONSchema(document, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' });
   return {

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DiagnosticBag, sortDiagnostics, suggestion } from './diagnostics.ts';
 import type { Diagnostic } from './diagnostics.ts';
 import { durationSchema } from './duration.ts';
+import { once } from './lazy.ts';
 import { DesiredGraph, dependencyCycles } from './graph.ts';
 import { interpolateGoal } from './interpolation.ts';
 import type { GoalContext, GoalField } from './interpolation.ts';
@@ -12,62 +13,72 @@ import { formatPath, reportZodIssues } from './zod-diagnostics.ts';
 
 export const API_VERSION = 'desiredstate/v1';
 
-const nameSchema = z
-  .string()
-  .regex(/^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$/, 'names are lower-case letters, digits, ".", "_" and "-", and start and end with a letter or digit');
-const labelsSchema = z.record(z.string(), z.string({ error: 'label values are strings (quote numbers and booleans)' }));
+/** The goal format's schemas, built on first use (see `once`). */
+const schemas = once(() => {
+  const nameSchema = z
+    .string()
+    .regex(/^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$/, 'names are lower-case letters, digits, ".", "_" and "-", and start and end with a letter or digit');
+  const labelsSchema = z.record(z.string(), z.string({ error: 'label values are strings (quote numbers and booleans)' }));
+
+  const envelopeSchema = z.object({
+    apiVersion: z.literal(API_VERSION),
+    kind: z.string(),
+    metadata: z.object({ name: nameSchema }).loose(),
+    spec: z.record(z.string(), z.unknown()),
+  });
+
+  const deletionPolicySchema = z.enum(['Orphan', 'Delete']);
+
+  const nodeDeclarationSchema = z.strictObject({
+    id: z.string().regex(NODE_ID_PATTERN, 'node ids are [a-z0-9][a-z0-9._-]*'),
+    type: z.string().describe('The resource type, a member of the sealed spec union (for example local.file).'),
+    backend: z.string().optional().describe('The backend instance (a Backend document\'s metadata.name).'),
+    dependsOn: z.array(z.string()).default([]).describe('Ids of nodes that must be ready first.'),
+    deletionPolicy: deletionPolicySchema.optional().describe('Orphan (default): forget the resource when the node is removed; Delete: deprovision it (with prune).'),
+    ignoreFields: z
+      .array(z.string())
+      .default([])
+      .describe('Fields whose drift is neither reported nor corrected: paths inside spec as drift reports show them ("mode", "input.retentionDays"). A resource deleted out of band ("exists") is always reported.'),
+    labels: labelsSchema.default({}).describe('Labels merged over the goal\'s metadata.labels.'),
+    selfHeal: z.boolean().optional().describe('Override the goal\'s selfHeal for this node.'),
+    interval: durationSchema.optional().describe('Re-observe interval for this node ("30s", "5m").'),
+    spec: z.record(z.string(), z.unknown()).default({}).describe('The resource spec, validated against the type\'s schema.'),
+  });
+
+  const goalDocumentSchema = z.strictObject({
+    apiVersion: z.literal(API_VERSION),
+    kind: z.literal('Goal'),
+    metadata: z.strictObject({
+      name: nameSchema.describe('Unique across the goal set.'),
+      environment: z.string().default('default').describe('Free text; policies key on it (dev, staging, prod …).'),
+      labels: labelsSchema.default({}),
+      annotations: z.record(z.string(), z.string()).optional(),
+    }),
+    spec: z.strictObject({
+      selfHeal: z.boolean().default(true).describe('Correct drift (true) or only report it (false).'),
+      prune: z.boolean().default(false).describe('Deprovision nodes removed from this goal (with deletionPolicy: Delete).'),
+      interval: durationSchema.optional().describe('Re-observe interval for this goal\'s nodes.'),
+      defaults: z
+        .strictObject({
+          backend: z.string().optional().describe('backendId used by nodes that name none.'),
+          deletionPolicy: deletionPolicySchema.optional(),
+        })
+        .default({}),
+      nodes: z.array(z.unknown()).default([]),
+    }),
+  });
+  return { nameSchema, envelopeSchema, deletionPolicySchema, nodeDeclarationSchema, goalDocumentSchema };
+});
+type Schemas = ReturnType<typeof schemas>;
 
 /** The envelope every document shares. */
-export const envelopeSchema = z.object({
-  apiVersion: z.literal(API_VERSION),
-  kind: z.string(),
-  metadata: z.object({ name: nameSchema }).loose(),
-  spec: z.record(z.string(), z.unknown()),
-});
-
-const deletionPolicySchema = z.enum(['Orphan', 'Delete']);
-
+export const envelopeSchema = (): Schemas['envelopeSchema'] => schemas().envelopeSchema;
 /** A node as written in a Goal's `spec.nodes`; its `spec` is checked by the domain's factory. */
-export const nodeDeclarationSchema = z.strictObject({
-  id: z.string().regex(NODE_ID_PATTERN, 'node ids are [a-z0-9][a-z0-9._-]*'),
-  type: z.string().describe('The resource type, a member of the sealed spec union (for example local.file).'),
-  backend: z.string().optional().describe('The backend instance (a Backend document\'s metadata.name).'),
-  dependsOn: z.array(z.string()).default([]).describe('Ids of nodes that must be ready first.'),
-  deletionPolicy: deletionPolicySchema.optional().describe('Orphan (default): forget the resource when the node is removed; Delete: deprovision it (with prune).'),
-  ignoreFields: z
-    .array(z.string())
-    .default([])
-    .describe('Fields whose drift is neither reported nor corrected: paths inside spec as drift reports show them ("mode", "input.retentionDays"). A resource deleted out of band ("exists") is always reported.'),
-  labels: labelsSchema.default({}).describe('Labels merged over the goal\'s metadata.labels.'),
-  selfHeal: z.boolean().optional().describe('Override the goal\'s selfHeal for this node.'),
-  interval: durationSchema.optional().describe('Re-observe interval for this node ("30s", "5m").'),
-  spec: z.record(z.string(), z.unknown()).default({}).describe('The resource spec, validated against the type\'s schema.'),
-});
+export const nodeDeclarationSchema = (): Schemas['nodeDeclarationSchema'] => schemas().nodeDeclarationSchema;
+/** A Goal document. */
+export const goalDocumentSchema = (): Schemas['goalDocumentSchema'] => schemas().goalDocumentSchema;
 
-export const goalDocumentSchema = z.strictObject({
-  apiVersion: z.literal(API_VERSION),
-  kind: z.literal('Goal'),
-  metadata: z.strictObject({
-    name: nameSchema.describe('Unique across the goal set.'),
-    environment: z.string().default('default').describe('Free text; policies key on it (dev, staging, prod …).'),
-    labels: labelsSchema.default({}),
-    annotations: z.record(z.string(), z.string()).optional(),
-  }),
-  spec: z.strictObject({
-    selfHeal: z.boolean().default(true).describe('Correct drift (true) or only report it (false).'),
-    prune: z.boolean().default(false).describe('Deprovision nodes removed from this goal (with deletionPolicy: Delete).'),
-    interval: durationSchema.optional().describe('Re-observe interval for this goal\'s nodes.'),
-    defaults: z
-      .strictObject({
-        backend: z.string().optional().describe('backendId used by nodes that name none.'),
-        deletionPolicy: deletionPolicySchema.optional(),
-      })
-      .default({}),
-    nodes: z.array(z.unknown()).default([]),
-  }),
-});
-
-type GoalDocument = z.output<typeof goalDocumentSchema>;
+type GoalDocument = z.output<Schemas['goalDocumentSchema']>;
 
 /** A Goal as compiled, and what of it could not be read. */
 interface ReadGoal {
@@ -91,7 +102,7 @@ function salvageGoal(raw: Record<string, unknown>, nodes: unknown[]): Omit<ReadG
   const meta = isMap(raw.metadata) ? raw.metadata : {};
   const spec = isMap(raw.spec) ? raw.spec : {};
   const unknown = new Set<GoalField>();
-  const shape = goalDocumentSchema.shape;
+  const shape = goalDocumentSchema().shape;
   const metaKeys = new Set(Object.keys(shape.metadata.shape));
   const specKeys = new Set(Object.keys(shape.spec.shape));
   // A misspelt key (`enviroment:`) may be meant for a field that is then absent.
@@ -103,7 +114,7 @@ function salvageGoal(raw: Record<string, unknown>, nodes: unknown[]): Omit<ReadG
     if (field !== undefined) unknown.add(field);
     return r.success ? r.data : fallback;
   };
-  const name = pick(nameSchema, meta.name, typeof meta.name === 'string' ? meta.name : '', 'name');
+  const name = pick(schemas().nameSchema, meta.name, typeof meta.name === 'string' ? meta.name : '', 'name');
   const environment = pick(shape.metadata.shape.environment, meta.environment, 'default', 'environment', metaMisspelt);
   const labels = pick(shape.metadata.shape.labels, meta.labels, {}, 'labels', metaMisspelt);
   const defaultsRead = shape.spec.shape.defaults.safeParse(spec.defaults);
@@ -111,7 +122,7 @@ function salvageGoal(raw: Record<string, unknown>, nodes: unknown[]): Omit<ReadG
   const backend = typeof rawDefaults.backend === 'string' ? rawDefaults.backend : undefined;
   const defaults = defaultsRead.success
     ? defaultsRead.data
-    : { backend, deletionPolicy: pick(deletionPolicySchema.optional(), rawDefaults.deletionPolicy, undefined) };
+    : { backend, deletionPolicy: pick(schemas().deletionPolicySchema.optional(), rawDefaults.deletionPolicy, undefined) };
   return {
     value: {
       apiVersion: API_VERSION,
@@ -131,7 +142,7 @@ function salvageGoal(raw: Record<string, unknown>, nodes: unknown[]): Omit<ReadG
   };
 }
 
-type NodeFields = z.output<typeof nodeDeclarationSchema>;
+type NodeFields = z.output<Schemas['nodeDeclarationSchema']>;
 
 /**
  * A node declaration's fields, each read on its own: an invalid one is
@@ -140,7 +151,7 @@ type NodeFields = z.output<typeof nodeDeclarationSchema>;
  */
 function salvageNode(raw: Record<string, unknown>): { fields: NodeFields; invalid: Set<keyof NodeFields> } {
   const invalid = new Set<keyof NodeFields>();
-  const shape = nodeDeclarationSchema.shape;
+  const shape = nodeDeclarationSchema().shape;
   const pick = <K extends keyof NodeFields>(key: K, fallback: () => NodeFields[K]): NodeFields[K] => {
     const r = (shape[key] as unknown as z.ZodType<NodeFields[K]>).safeParse(raw[key]);
     if (r.success) return r.data;
@@ -163,7 +174,7 @@ function salvageNode(raw: Record<string, unknown>): { fields: NodeFields; invali
   return { fields, invalid };
 }
 
-export type NodeDeclarationInput = z.input<typeof nodeDeclarationSchema>;
+export type NodeDeclarationInput = z.input<Schemas['nodeDeclarationSchema']>;
 
 /** A goal's settings, as compiled. */
 export interface GoalInfo extends GoalContext {
@@ -305,9 +316,9 @@ export class GoalCompiler<S extends NodeSpec> {
         if (goal !== undefined) goalDocs.push(goal);
         continue;
       }
-      const env = envelopeSchema.safeParse(doc.value);
+      const env = envelopeSchema().safeParse(doc.value);
       if (!env.success) {
-        reportZodIssues(env.error.issues, { schema: envelopeSchema, input: doc.value, prefix: [], owner: 'a document', locate: doc.locate, diag });
+        reportZodIssues(env.error.issues, { schema: envelopeSchema(), input: doc.value, prefix: [], owner: 'a document', locate: doc.locate, diag });
         const { kind } = doc.value;
         const name = isMap(doc.value.metadata) ? doc.value.metadata.name : undefined;
         if (typeof kind === 'string' && this.factory.documentKinds.includes(kind) && typeof name === 'string') this.factory.rejectDocument?.(kind, name);
@@ -362,8 +373,8 @@ export class GoalCompiler<S extends NodeSpec> {
       value.spec.nodes.forEach((raw, ni) => {
         const base: PathKey[] = ['spec', 'nodes', ni];
         const locate = (path: readonly PathKey[], part?: 'key' | 'value'): SourceLocation => doc.locate([...base, ...path], part);
-        const parsed = nodeDeclarationSchema.safeParse(raw);
-        if (!parsed.success) reportZodIssues(parsed.error.issues, { schema: nodeDeclarationSchema, input: raw, prefix: base, owner: 'a node', locate: doc.locate, diag });
+        const parsed = nodeDeclarationSchema().safeParse(raw);
+        if (!parsed.success) reportZodIssues(parsed.error.issues, { schema: nodeDeclarationSchema(), input: raw, prefix: base, owner: 'a node', locate: doc.locate, diag });
         if (!isMap(raw)) return;
         // Each field on its own, so that one bad field does not hide the node's other errors.
         const { fields: n, invalid } = parsed.success ? { fields: parsed.data, invalid: new Set<keyof NodeFields>() } : salvageNode(raw);
@@ -525,10 +536,10 @@ export class GoalCompiler<S extends NodeSpec> {
   ): ReadGoal | undefined {
     const name = isMap(raw.metadata) ? raw.metadata.name : undefined;
     // A second Goal of the same name is reported, and its nodes are checked all the same.
-    if (nameSchema.safeParse(name).success) duplicate(doc, 'Goal', name as string);
-    const parsed = goalDocumentSchema.safeParse(raw);
+    if (schemas().nameSchema.safeParse(name).success) duplicate(doc, 'Goal', name as string);
+    const parsed = goalDocumentSchema().safeParse(raw);
     if (parsed.success) return { doc, value: parsed.data, unknown: new Set(), defaultBackendUnknown: false };
-    reportZodIssues(parsed.error.issues, { schema: goalDocumentSchema, input: raw, prefix: [], owner: 'a Goal', locate: doc.locate, diag });
+    reportZodIssues(parsed.error.issues, { schema: goalDocumentSchema(), input: raw, prefix: [], owner: 'a Goal', locate: doc.locate, diag });
     const nodes = isMap(raw.spec) ? raw.spec.nodes : undefined;
     if (!Array.isArray(nodes)) return undefined;
     return { doc, ...salvageGoal(raw, nodes) };

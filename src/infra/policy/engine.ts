@@ -78,9 +78,9 @@ export class CelPolicyEngine implements PolicyEngine {
 
   /** Validates one Policy document strictly and compiles its rules (and included packs) once. */
   acceptPolicy(doc: RawDocument, diag: DiagnosticBag): void {
-    const parsed = policyDocumentSchema.safeParse(doc.value);
+    const parsed = policyDocumentSchema().safeParse(doc.value);
     if (!parsed.success) {
-      reportZodIssues(parsed.error.issues, { schema: policyDocumentSchema, input: doc.value, prefix: [], owner: 'a Policy', locate: doc.locate, diag });
+      reportZodIssues(parsed.error.issues, { schema: policyDocumentSchema(), input: doc.value, prefix: [], owner: 'a Policy', locate: doc.locate, diag });
       this.checkSalvage(doc, diag);
       return;
     }
@@ -96,7 +96,7 @@ export class CelPolicyEngine implements PolicyEngine {
       // A pack included by several policies is judged once, under the first.
       if (this.includedPacks.has(name)) return;
       this.includedPacks.add(name);
-      const packSpec = policySpecSchema.parse({ ...pack, blockAt: spec.blockAt });
+      const packSpec = policySpecSchema().parse({ ...pack, blockAt: spec.blockAt });
       const builtin: SourceLocation = { file: `builtin:${name}`, line: 1, col: 1 };
       this.add(compilePolicySpec({ policy, spec: packSpec, at: () => builtin, diag, celLimits: this.celLimits }), false, diag);
     });
@@ -120,7 +120,7 @@ export class CelPolicyEngine implements PolicyEngine {
     const raw = doc.value.spec;
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return;
     const entries = raw as Readonly<Record<string, unknown>>;
-    const shape = policySpecSchema.shape;
+    const shape = policySpecSchema().shape;
     const salvaged: Record<string, unknown[]> = {};
     for (const key of ['naming', 'requiredLabels', 'rules', 'defaults'] as const) {
       const list = entries[key];
@@ -130,7 +130,7 @@ export class CelPolicyEngine implements PolicyEngine {
       salvaged[key] = list.map((e) => (entry.safeParse(e).success ? e : undefined));
     }
     const kept = Object.fromEntries(Object.entries(salvaged).map(([k, list]) => [k, list.filter((e) => e !== undefined)]));
-    const spec = policySpecSchema.safeParse(kept);
+    const spec = policySpecSchema().safeParse(kept);
     if (!spec.success) return;
     // Indexes in `spec` count only the entries kept: map them back to the document's.
     const original = (path: readonly PathKey[]): readonly PathKey[] => {

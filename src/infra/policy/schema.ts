@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { once } from '../../runtime/index.ts';
 import { INFRA_NODE_TYPES } from '../spec.ts';
 import type { InfraNodeType } from '../spec.ts';
 
@@ -29,90 +30,101 @@ export function compareLevels(a: Level, b: Level): number {
 /** Identifiers of rules, as shown in findings and SARIF. */
 export const RULE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
 
-const levelSchema = z.enum(LEVELS);
-const levelOrNoneSchema = z.enum([...LEVELS, 'none']);
-const typeSchema = z.enum(INFRA_NODE_TYPES as [InfraNodeType, ...InfraNodeType[]]);
-const typesSchema = z.array(typeSchema).min(1, 'list at least one type');
-const ruleIdSchema = z.string().regex(RULE_ID_PATTERN, 'rule ids are letters, digits, ".", "_", ":" and "-"');
+/** The Policy schemas, built on first use (see `once`). */
+const schemas = once(() => {
+  const levelSchema = z.enum(LEVELS);
+  const levelOrNoneSchema = z.enum([...LEVELS, 'none']);
+  const typeSchema = z.enum(INFRA_NODE_TYPES as [InfraNodeType, ...InfraNodeType[]]);
+  const typesSchema = z.array(typeSchema).min(1, 'list at least one type');
+  const ruleIdSchema = z.string().regex(RULE_ID_PATTERN, 'rule ids are letters, digits, ".", "_", ":" and "-"');
 
-/**
- * `{ default: medium, prod: high }`: an environment name (or `default`) to a
- * level; `none` turns the rule off there. With no `default`, environments not
- * listed are off.
- */
-export const severitySchema = z
-  .record(z.string(), levelOrNoneSchema)
-  .refine((m) => Object.keys(m).length > 0, 'name a level for "default" or for an environment')
-  .describe('Environment (or "default") to level: info, low, medium, high, critical, or none (off).');
+  /**
+   * `{ default: medium, prod: high }`: an environment name (or `default`) to a
+   * level; `none` turns the rule off there. With no `default`, environments not
+   * listed are off.
+   */
+  const severitySchema = z
+    .record(z.string(), levelOrNoneSchema)
+    .refine((m) => Object.keys(m).length > 0, 'name a level for "default" or for an environment')
+    .describe('Environment (or "default") to level: info, low, medium, high, critical, or none (off).');
 
-const frameworksSchema = z.array(z.enum(FRAMEWORKS)).default([]).describe('Compliance frameworks this rule is evidence for.');
+  const frameworksSchema = z.array(z.enum(FRAMEWORKS)).default([]).describe('Compliance frameworks this rule is evidence for.');
 
-export const namingSchema = z.strictObject({
-  id: ruleIdSchema.optional().describe('Rule id in findings (default naming:<field>).'),
-  description: z.string().optional(),
-  types: typesSchema.describe('Node types the pattern applies to.'),
-  field: z.string().min(1).describe('The spec field holding the name, for example "name".'),
-  pattern: z
-    .string()
-    .min(1)
-    .describe('A regular expression; {env} is the goal environment, {label.<key>} a merged label (both regex-escaped).'),
-  severity: severitySchema,
-  frameworks: frameworksSchema,
+  const namingSchema = z.strictObject({
+    id: ruleIdSchema.optional().describe('Rule id in findings (default naming:<field>).'),
+    description: z.string().optional(),
+    types: typesSchema.describe('Node types the pattern applies to.'),
+    field: z.string().min(1).describe('The spec field holding the name, for example "name".'),
+    pattern: z
+      .string()
+      .min(1)
+      .describe('A regular expression; {env} is the goal environment, {label.<key>} a merged label (both regex-escaped).'),
+    severity: severitySchema,
+    frameworks: frameworksSchema,
+  });
+
+  const requiredLabelSchema = z.strictObject({
+    id: ruleIdSchema.optional().describe('Rule id in findings (default required-label:<key>).'),
+    description: z.string().optional(),
+    key: z.string().min(1).describe('The label every node must carry (merged node and goal labels).'),
+    pattern: z.string().min(1).optional().describe('A regular expression the value must match.'),
+    types: typesSchema.optional().describe('Restrict the requirement to these node types (default: all).'),
+    severity: severitySchema,
+    frameworks: frameworksSchema,
+  });
+
+  const ruleSchema = z.strictObject({
+    id: ruleIdSchema,
+    description: z.string().min(1).describe('What the rule requires, shown with every finding.'),
+    types: typesSchema.optional().describe('Node types the rule applies to (default: all).'),
+    when: z.string().min(1).optional().describe('CEL: the rule applies only where this is true.'),
+    require: z.string().min(1).describe('CEL: must be true for every node the rule applies to.'),
+    severity: severitySchema,
+    frameworks: frameworksSchema,
+  });
+
+  const policyDefaultSchema = z.strictObject({
+    types: typesSchema,
+    environments: z.array(z.string().min(1)).min(1).optional().describe('Environments where the defaults apply (default: all).'),
+    set: z
+      .record(z.string(), z.unknown())
+      .refine((m) => Object.keys(m).length > 0, 'set at least one field')
+      .describe('Spec fields set where the goal leaves them unset.'),
+  });
+
+  const policySpecSchema = z.strictObject({
+    blockAt: levelSchema.default('high').describe('Findings at or above this level hold the node.'),
+    include: z.array(z.string()).default([]).describe('Built-in rule packs, for example "baseline".'),
+    naming: z.array(namingSchema).default([]),
+    requiredLabels: z.array(requiredLabelSchema).default([]),
+    rules: z.array(ruleSchema).default([]),
+    defaults: z.array(policyDefaultSchema).default([]),
+  });
+
+  const policyDocumentSchema = z.strictObject({
+    apiVersion: z.string(),
+    kind: z.literal('Policy'),
+    metadata: z.strictObject({
+      name: z.string(),
+      labels: z.record(z.string(), z.string()).optional(),
+      annotations: z.record(z.string(), z.string()).optional(),
+    }),
+    spec: policySpecSchema,
+  });
+  return { severitySchema, policySpecSchema, policyDocumentSchema };
 });
+type Schemas = ReturnType<typeof schemas>;
 
-export const requiredLabelSchema = z.strictObject({
-  id: ruleIdSchema.optional().describe('Rule id in findings (default required-label:<key>).'),
-  description: z.string().optional(),
-  key: z.string().min(1).describe('The label every node must carry (merged node and goal labels).'),
-  pattern: z.string().min(1).optional().describe('A regular expression the value must match.'),
-  types: typesSchema.optional().describe('Restrict the requirement to these node types (default: all).'),
-  severity: severitySchema,
-  frameworks: frameworksSchema,
-});
+/** A Policy's `spec`. */
+export const policySpecSchema = (): Schemas['policySpecSchema'] => schemas().policySpecSchema;
 
-export const ruleSchema = z.strictObject({
-  id: ruleIdSchema,
-  description: z.string().min(1).describe('What the rule requires, shown with every finding.'),
-  types: typesSchema.optional().describe('Node types the rule applies to (default: all).'),
-  when: z.string().min(1).optional().describe('CEL: the rule applies only where this is true.'),
-  require: z.string().min(1).describe('CEL: must be true for every node the rule applies to.'),
-  severity: severitySchema,
-  frameworks: frameworksSchema,
-});
-
-export const policyDefaultSchema = z.strictObject({
-  types: typesSchema,
-  environments: z.array(z.string().min(1)).min(1).optional().describe('Environments where the defaults apply (default: all).'),
-  set: z
-    .record(z.string(), z.unknown())
-    .refine((m) => Object.keys(m).length > 0, 'set at least one field')
-    .describe('Spec fields set where the goal leaves them unset.'),
-});
-
-export const policySpecSchema = z.strictObject({
-  blockAt: levelSchema.default('high').describe('Findings at or above this level hold the node.'),
-  include: z.array(z.string()).default([]).describe('Built-in rule packs, for example "baseline".'),
-  naming: z.array(namingSchema).default([]),
-  requiredLabels: z.array(requiredLabelSchema).default([]),
-  rules: z.array(ruleSchema).default([]),
-  defaults: z.array(policyDefaultSchema).default([]),
-});
-
-export const policyDocumentSchema = z.strictObject({
-  apiVersion: z.string(),
-  kind: z.literal('Policy'),
-  metadata: z.strictObject({
-    name: z.string(),
-    labels: z.record(z.string(), z.string()).optional(),
-    annotations: z.record(z.string(), z.string()).optional(),
-  }),
-  spec: policySpecSchema,
-});
+/** A whole Policy document. */
+export const policyDocumentSchema = (): Schemas['policyDocumentSchema'] => schemas().policyDocumentSchema;
 
 /** A Policy's `spec` as written (before defaults): the shape of built-in packs. */
-export type PolicySpecInput = z.input<typeof policySpecSchema>;
-export type PolicySpec = z.output<typeof policySpecSchema>;
-export type SeverityMap = z.output<typeof severitySchema>;
+export type PolicySpecInput = z.input<Schemas['policySpecSchema']>;
+export type PolicySpec = z.output<Schemas['policySpecSchema']>;
+export type SeverityMap = z.output<Schemas['severitySchema']>;
 
 /** The level a severity map gives an environment. */
 export function levelFor(severity: SeverityMap, environment: string): LevelOrNone {
