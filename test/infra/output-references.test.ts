@@ -147,7 +147,7 @@ describe('the declared outputs are what the backends give', () => {
   });
 
   it('memory: a create gives the declared keys of each kind', async () => {
-    const backend = new MemoryBackend(memoryConfigSchema.parse({}), { id: 'mem', log });
+    const backend = new MemoryBackend(memoryConfigSchema().parse({}), { id: 'mem', log });
     const ctx: OperationContext = { signal: new AbortController().signal, log, outputsOf: () => undefined };
     const specs: InfraNodeSpec[] = [
       { type: 'local.file', path: 'f', content: '', mode: '0644' },

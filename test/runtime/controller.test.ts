@@ -567,7 +567,7 @@ describe('Controller: crash recovery and uncertainty', () => {
       const crashed = SqliteStateStore.open({ path: join(dir, 'state.db'), lock: false });
       crashed.beginOperation('a', 'create', null);
       crashed.close();
-      const backend = new MemoryBackend(memoryConfigSchema.parse({}), { id: 'mem', log: (await import('pino')).default({ level: 'silent' }) });
+      const backend = new MemoryBackend(memoryConfigSchema().parse({}), { id: 'mem', log: (await import('pino')).default({ level: 'silent' }) });
       if (present) backend.preload([graph.get('a')!]);
       const h = start({ dir, backend });
       await h.controller.setGraph(graph);
@@ -596,7 +596,7 @@ describe('Controller: crash recovery and uncertainty', () => {
         { id: 'a', goal: 'app', type: 'local.file', backendId: 'mem', status: 'creating', appliedDigest: graph.get('a')!.spec.digest, outputs: null, managed: true, lastFault: null, attempts: 0, retryAt: null, reason: null, snapshot: null, memo: null, deletionPolicy: 'Orphan', updatedAt: 0 },
       ]);
       crashed.close();
-      const backend = new MemoryBackend(memoryConfigSchema.parse({}), { id: 'mem', log: (await import('pino')).default({ level: 'silent' }) });
+      const backend = new MemoryBackend(memoryConfigSchema().parse({}), { id: 'mem', log: (await import('pino')).default({ level: 'silent' }) });
       backend.preload([graph.get('a')!]);
       const h = start({ dir, backend });
       await h.controller.setGraph(graph);

@@ -73,7 +73,7 @@ function setup(hooks: Hooks = {}, now: () => number = Date.now, memory: Record<s
   const sqlite = SqliteStateStore.open({ path, lock: false });
   stores.push(sqlite);
   const store = counted(sqlite);
-  const backend = new MemoryBackend(memoryConfigSchema.parse(memory), { id: 'mem', log });
+  const backend = new MemoryBackend(memoryConfigSchema().parse(memory), { id: 'mem', log });
   const hooked = new Hooked(new InfraNodeProvisioner({ backends: new Map([['mem', backend]]) }), hooks);
   const provisioner = hooks.wrap?.(hooked) ?? hooked;
   const reconciler = new Reconciler<InfraDesiredNodeSpec>({ provisioner, store: store.store, log, codec: infraSpecCodec, now });

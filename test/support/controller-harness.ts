@@ -139,7 +139,7 @@ export function harness(options: HarnessOptions = {}): Harness {
   const clock = new FakeClock();
   const { log, lines } = capturingLogger();
   const store = SqliteStateStore.open({ path: join(dir, 'state.db'), lock: false, clock });
-  const backend = options.backend ?? new MemoryBackend(memoryConfigSchema.parse(options.memory ?? {}), { id: 'mem', log });
+  const backend = options.backend ?? new MemoryBackend(memoryConfigSchema().parse(options.memory ?? {}), { id: 'mem', log });
   const calls = new CountingProvisioner(new InfraNodeProvisioner({ backends: new Map([['mem', options.wrap?.(backend) ?? backend]]) }));
   const controller = new Controller<InfraDesiredNodeSpec>({
     provisioner: calls,

@@ -113,7 +113,9 @@ function done(outputs: Outputs): ProvisionResult {
 export const execBackendFactory: BackendFactory<ExecConfig> = {
   type: 'exec',
   kinds: ['generic.resource'],
-  configSchema: execConfigSchema,
+  get configSchema() {
+    return execConfigSchema();
+  },
   outputs: { 'generic.resource': 'any' },
   checkSpec: (spec) => (spec.type === 'generic.resource' && spec.commands === undefined ? [{ path: ['commands'], message: 'the exec backend needs commands (read and create at least)' }] : []),
   description: 'Resources managed by user-supplied read/create/update/delete commands speaking JSON (the exec protocol).',

@@ -31,7 +31,9 @@ function localResourceKey(spec: InfraNodeSpec): { key: string; path: string[] } 
 export const localBackendFactory: BackendFactory<LocalConfig> = {
   type: 'local',
   kinds: LOCAL_KINDS,
-  configSchema: localConfigSchema,
+  get configSchema() {
+    return localConfigSchema();
+  },
   checkSpec: checkLocalSpec,
   resourceKey: localResourceKey,
   // As ensureFile/ensureDirectory/ensureSymlink and observe.ts make them.

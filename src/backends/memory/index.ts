@@ -8,7 +8,9 @@ import type { MemoryConfig } from './config.ts';
 export const memoryBackendFactory: BackendFactory<MemoryConfig> = {
   type: 'memory',
   kinds: INFRA_NODE_TYPES,
-  configSchema: memoryConfigSchema,
+  get configSchema() {
+    return memoryConfigSchema();
+  },
   outputs: MEMORY_OUTPUTS,
   description: 'In-process resources for tests and benchmarks, with seeded fault injection and latency.',
   create: (config, ctx) => new MemoryBackend(config, ctx),

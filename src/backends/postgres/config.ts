@@ -1,42 +1,43 @@
 import { z } from 'zod';
 import { secretRefSchema } from '../../infra/index.ts';
-import { durationOrMsSchema } from '../../runtime/index.ts';
+import { durationOrMsSchema, once } from '../../runtime/index.ts';
 
 export const SSL_MODES = ['disable', 'prefer', 'require', 'verify-full'] as const;
 export type SslMode = (typeof SSL_MODES)[number];
 
 /** `spec.config` of a Backend document with `type: postgres`. Validated at load; nothing here connects. */
-export const postgresConfigSchema = z.strictObject({
-  host: z.string().min(1).describe('Server host name or address, or the directory of its Unix socket (sslmode does not apply there, as in libpq).'),
-  port: z.number().int().min(1).max(65_535).default(5432).describe('Server port (with a socket directory as host, it names the socket file .s.PGSQL.<port>, as in libpq).'),
-  user: z.string().min(1).default('postgres').describe('The role the backend connects as (a superuser can also verify password drift).'),
-  database: z.string().min(1).default('postgres').describe('The maintenance database: roles and databases are managed through it.'),
-  password: secretRefSchema.optional().describe('The connecting user\'s password, as a secret reference.'),
-  sslmode: z
-    .enum(SSL_MODES)
-    .default('prefer')
-    .describe('disable; prefer (TLS when offered, unverified); require (TLS, unverified); verify-full (TLS, certificate and host name verified).'),
-  sslRootCert: z
-    .string()
-    .min(1)
-    .optional()
-    .describe(
-      "With sslmode verify-full: a PEM file of the certificate authorities to trust instead of the system's (libpq's sslrootcert), relative to the working directory.",
-    ),
-  connectTimeout: durationOrMsSchema
-    .default(5_000)
-    .describe('How long to wait for a connection: a duration such as "5s", or milliseconds.'),
-  poolSize: z.number().int().min(1).max(100).default(5).describe('Connections per database pool.'),
-  synchronousCommit: z
-    .boolean()
-    .default(false)
-    .describe(
-      'Wait for each change to be flushed to disk. Off by default: a change lost in a server crash is found absent by the next observe and made again.',
-    ),
-}).superRefine((config, ctx) => {
-  if (config.sslRootCert !== undefined && config.sslmode !== 'verify-full') {
-    ctx.addIssue({ code: 'custom', path: ['sslRootCert'], message: `sslRootCert is only used with sslmode: verify-full (sslmode is ${config.sslmode})` });
-  }
-});
+export const postgresConfigSchema = once(() =>
+  z.strictObject({
+    host: z.string().min(1).describe('Server host name or address, or the directory of its Unix socket (sslmode does not apply there, as in libpq).'),
+    port: z.number().int().min(1).max(65_535).default(5432).describe('Server port (with a socket directory as host, it names the socket file .s.PGSQL.<port>, as in libpq).'),
+    user: z.string().min(1).default('postgres').describe('The role the backend connects as (a superuser can also verify password drift).'),
+    database: z.string().min(1).default('postgres').describe('The maintenance database: roles and databases are managed through it.'),
+    password: secretRefSchema.optional().describe('The connecting user\'s password, as a secret reference.'),
+    sslmode: z
+      .enum(SSL_MODES)
+      .default('prefer')
+      .describe('disable; prefer (TLS when offered, unverified); require (TLS, unverified); verify-full (TLS, certificate and host name verified).'),
+    sslRootCert: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "With sslmode verify-full: a PEM file of the certificate authorities to trust instead of the system's (libpq's sslrootcert), relative to the working directory.",
+      ),
+    connectTimeout: durationOrMsSchema
+      .default(5_000)
+      .describe('How long to wait for a connection: a duration such as "5s", or milliseconds.'),
+    poolSize: z.number().int().min(1).max(100).default(5).describe('Connections per database pool.'),
+    synchronousCommit: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Wait for each change to be flushed to disk. Off by default: a change lost in a server crash is found absent by the next observe and made again.',
+      ),
+  }).superRefine((config, ctx) => {
+    if (config.sslRootCert !== undefined && config.sslmode !== 'verify-full') {
+      ctx.addIssue({ code: 'custom', path: ['sslRootCert'], message: `sslRootCert is only used with sslmode: verify-full (sslmode is ${config.sslmode})` });
+    }
+  }));
 
-export type PostgresConfig = z.output<typeof postgresConfigSchema>;
+export type PostgresConfig = z.output<ReturnType<typeof postgresConfigSchema>>;

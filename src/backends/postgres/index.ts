@@ -31,7 +31,9 @@ function postgresResourceKey(spec: InfraNodeSpec): { key: string; path: string[]
 export const postgresBackendFactory: BackendFactory<PostgresConfig> = {
   type: 'postgres',
   kinds: POSTGRES_KINDS,
-  configSchema: postgresConfigSchema,
+  get configSchema() {
+    return postgresConfigSchema();
+  },
   resourceKey: postgresResourceKey,
   // As observe.ts and each kind's create/update make them (test/backends/output-declarations.test.ts holds them to it).
   outputs: {

@@ -296,7 +296,9 @@ function checkSpec(spec: Parameters<NonNullable<BackendFactory<ScriptConfig>['ch
 export const scriptBackendFactory: BackendFactory<ScriptConfig> = {
   type: 'script',
   kinds: SCRIPT_KINDS,
-  configSchema: scriptConfigSchema,
+  get configSchema() {
+    return scriptConfigSchema();
+  },
   checkSpec,
   outputs: Object.fromEntries(SCRIPT_KINDS.map((k) => [k, 'any'])),
   description: 'Resources provisioned by generated scripts (built-in templates or any generator command), run only once reviewed and trusted.',

@@ -42,7 +42,7 @@ function script(name: string, text: string): string {
 }
 
 function backend(config: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = process.env): InfraBackend {
-  return execBackendFactory.create(execConfigSchema.parse(config), backendContext(dir, env));
+  return execBackendFactory.create(execConfigSchema().parse(config), backendContext(dir, env));
 }
 
 async function observeOne(b: InfraBackend, n: ReturnType<typeof genericNode>, recorded = new Map<string, Outputs>()): Promise<Observation> {
@@ -273,9 +273,9 @@ describe('exec backend: process control', () => {
   });
 
   it('accepts the timeout as a duration string', () => {
-    expect(execConfigSchema.parse({ timeout: '1m30s' }).timeout).toBe(90_000);
-    expect(execConfigSchema.safeParse({ timeout: 'soon' }).success).toBe(false);
-    expect(execConfigSchema.safeParse({ timeoutMs: 5 }).success).toBe(false);
+    expect(execConfigSchema().parse({ timeout: '1m30s' }).timeout).toBe(90_000);
+    expect(execConfigSchema().safeParse({ timeout: 'soon' }).success).toBe(false);
+    expect(execConfigSchema().safeParse({ timeoutMs: 5 }).success).toBe(false);
   });
 
   it('an abort stops the command as a transient fault', async () => {

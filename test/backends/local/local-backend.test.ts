@@ -52,7 +52,7 @@ describe('local backend factory', () => {
     { name: 'rereadEvery that is not a duration is refused', config: { rereadEvery: 'hourly' }, ok: false, root: undefined },
     { name: 'rereadEvery of zero is refused (say always)', config: { rereadEvery: '0s' }, ok: false, root: undefined },
   ])('config: $name', ({ config, ok, root, reread }) => {
-    const r = localConfigSchema.safeParse(config);
+    const r = localConfigSchema().safeParse(config);
     expect(r.success).toBe(ok);
     if (r.success) {
       expect(r.data.root).toBe(root);
@@ -74,7 +74,7 @@ describe('local backend factory', () => {
   });
 
   it('resolves the root against the context cwd', () => {
-    const b = localBackendFactory.create(localConfigSchema.parse({ root: 'files' }), { id: 'local', cwd: '/srv/app', log, stateDir: '/tmp', env: {} });
+    const b = localBackendFactory.create(localConfigSchema().parse({ root: 'files' }), { id: 'local', cwd: '/srv/app', log, stateDir: '/tmp', env: {} });
     expect(b.type).toBe('local');
     expect((b as { root?: string }).root).toBe('/srv/app/files');
   });

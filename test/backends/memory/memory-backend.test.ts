@@ -7,7 +7,7 @@ import type { Fault, ProvisionResult } from '../../../src/runtime/index.ts';
 import { log, nodeOf, opCtx, specOf } from './helpers.ts';
 
 function backend(config: Record<string, unknown> = {}): MemoryBackend {
-  return new MemoryBackend(memoryConfigSchema.parse(config), { id: 'mem', log });
+  return new MemoryBackend(memoryConfigSchema().parse(config), { id: 'mem', log });
 }
 
 const roleNode = nodeOf('role-app', specOf('postgres.role', { name: 'app', login: true, memberOf: ['readers', 'writers'] }));
@@ -41,11 +41,11 @@ describe('memory backend factory', () => {
     { name: 'unknown fault class is refused', config: { faults: [{ class: 'flaky' }] }, ok: false },
     { name: 'a complete rule', config: { faults: [{ node: 'db-*', op: 'create', class: 'throttled', rate: 0.5, times: 3, retryAfterMs: 100 }], seed: 7 }, ok: true },
   ])('config: $name', ({ config, ok }) => {
-    expect(memoryConfigSchema.safeParse(config).success).toBe(ok);
+    expect(memoryConfigSchema().safeParse(config).success).toBe(ok);
   });
 
   it('builds a MemoryBackend through the factory', () => {
-    const b = memoryBackendFactory.create(memoryConfigSchema.parse({}), { id: 'mem', cwd: '/', log, stateDir: '/tmp', env: {} });
+    const b = memoryBackendFactory.create(memoryConfigSchema().parse({}), { id: 'mem', cwd: '/', log, stateDir: '/tmp', env: {} });
     expect(b).toBeInstanceOf(MemoryBackend);
     expect(b.type).toBe('memory');
   });

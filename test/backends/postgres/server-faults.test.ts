@@ -86,7 +86,7 @@ describe('faults of a server that answers but refuses', () => {
   });
 
   it('a statement whose session an administrator ends (57P01, as a fast shutdown does): transient, naming the server; the next query reconnects', async () => {
-    const config = postgresConfigSchema.parse({ host: server.host, port: server.port, user: server.user, password: { fromEnv: 'PGPW' }, sslmode: 'disable', connectTimeout: '3s' });
+    const config = postgresConfigSchema().parse({ host: server.host, port: server.port, user: server.user, password: { fromEnv: 'PGPW' }, sslmode: 'disable', connectTimeout: '3s' });
     const c = new PgClient({ config, env: { PGPW: server.password }, cwd: dir, log: captureLogger().log });
     try {
       const signal = AbortSignal.timeout(20_000);

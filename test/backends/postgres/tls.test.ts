@@ -33,7 +33,7 @@ afterAll(async () => {
 });
 
 function client(server: TestPostgres, sslmode: SslMode, extra: Record<string, unknown> = {}): PgClient {
-  const config = postgresConfigSchema.parse({ host: server.host, port: server.port, user: server.user, password: { fromEnv: 'PG_PASSWORD' }, sslmode, connectTimeout: '3s', ...extra });
+  const config = postgresConfigSchema().parse({ host: server.host, port: server.port, user: server.user, password: { fromEnv: 'PG_PASSWORD' }, sslmode, connectTimeout: '3s', ...extra });
   const c = new PgClient({ config, env: { PG_PASSWORD: server.password }, cwd: dir, log: captureLogger().log });
   open.push(c);
   return c;
@@ -109,7 +109,7 @@ describe.skipIf(opensslMissing)('postgres sslmode against real servers, with and
   });
 
   it('sslRootCert with any other sslmode is a configuration error', () => {
-    const r = postgresConfigSchema.safeParse({ host: '127.0.0.1', sslmode: 'require', sslRootCert: 'ca.pem' });
+    const r = postgresConfigSchema().safeParse({ host: '127.0.0.1', sslmode: 'require', sslRootCert: 'ca.pem' });
     expect(r.success).toBe(false);
     expect(r.error?.issues).toEqual([expect.objectContaining({ path: ['sslRootCert'], message: 'sslRootCert is only used with sslmode: verify-full (sslmode is require)' })]);
   });

@@ -33,7 +33,7 @@ export function project(): { dir: string; store: SqliteStateStore; backend(confi
     dir,
     store,
     backend: (config = {}) =>
-      scriptBackendFactory.create(scriptConfigSchema.parse({ root: 'root', ...config }), { id: 'scripts', cwd: dir, log: silentLog, stateDir: dir, env: process.env }),
+      scriptBackendFactory.create(scriptConfigSchema().parse({ root: 'root', ...config }), { id: 'scripts', cwd: dir, log: silentLog, stateDir: dir, env: process.env }),
     file: (name, text) => {
       const path = join(dir, name);
       writeFileSync(path, text);
