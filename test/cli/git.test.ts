@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { goalsCommit } from '../../src/cli/git.ts';
+import { cli, oneFileGoal } from '../support/cli.ts';
 
 // Provenance is read from the repository's files; every answer is checked against git itself.
 let base: string;
@@ -70,5 +71,32 @@ describe('goalsCommit', () => {
     git(fresh, 'init', '-q');
     expect(await goalsCommit(fresh)).toBeNull();
     expect(await goalsCommit(tmpdir())).toBeNull();
+  });
+});
+
+describe('provenance, end to end', () => {
+  it('apply records HEAD on its run and on the drift it reports; a new commit is the next run\'s', async () => {
+    const dir = join(base, 'project');
+    mkdirSync(join(dir, 'goals'), { recursive: true });
+    const root = join(dir, 'root');
+    writeFileSync(join(dir, 'goals/app.yaml'), oneFileGoal(root, 'v1\n'));
+    git(dir, 'init', '-q', '-b', 'main');
+    git(dir, 'add', '.');
+    git(dir, 'commit', '-qm', 'goals');
+    const args = ['--goals', join(dir, 'goals'), '--state', join(base, 'project-state')];
+    const json = async (cmd: string): Promise<Record<string, { commit: string | null }[]>> => {
+      const r = await cli([cmd, ...args, '--format', 'json']);
+      expect(r.code, r.stderr).toBe(0);
+      return JSON.parse(r.stdout) as Record<string, { commit: string | null }[]>;
+    };
+    const first = git(dir, 'rev-parse', 'HEAD');
+    expect((await cli(['apply', '--yes', ...args])).code).toBe(0);
+    writeFileSync(join(root, 'app.conf'), 'edited by hand\n');
+    git(dir, 'commit', '-q', '--allow-empty', '-m', 'two');
+    const second = git(dir, 'rev-parse', 'HEAD');
+    const r = await cli(['apply', '--yes', ...args]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await json('history')).runs!.map((run) => run.commit)).toEqual([second, first]);
+    expect((await json('drift')).reports!.map((d) => d.commit)).toEqual([second]);
   });
 });
