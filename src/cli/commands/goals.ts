@@ -69,6 +69,8 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
 }
 
 export async function apply(ctx: CliContext, options: { yes: boolean; allowMassDeletion: boolean; concurrency: number; history: number | undefined }): Promise<number> {
+  // Looked up while the goals load (a few file reads on the thread pool; it never throws).
+  const commitLookup = goalsCommit(ctx.goalsDir);
   const c = await compiled(ctx, true);
   if (c === undefined) return EXIT.failed;
   const store = openStore(ctx, { lock: true });
@@ -79,7 +81,7 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
   process.once('SIGTERM', onSignal);
   try {
     const reconciler = new Reconciler({ provisioner: p.provisioner, store, log: ctx.log, codec: infraSpecCodec, concurrency: options.concurrency });
-    const commit = await goalsCommit(ctx.goalsDir);
+    const commit = await commitLookup;
     let allowDeletions = options.yes;
     let declined = 0;
     if (!allowDeletions) {
