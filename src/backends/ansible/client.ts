@@ -17,6 +17,22 @@ export interface AnsibleClientOptions {
   readonly timeoutMs: number;
   readonly maxOutputBytes: number;
   readonly stdoutCallback: string;
+  /** SSH host key checking forced on or off; undefined leaves it to Ansible (see `hostKeyCheckingEnv`). */
+  readonly hostKeyChecking?: boolean | undefined;
+}
+
+/** Every variable Ansible reads host key checking from; the ssh and paramiko plugins read their own names last, so those win. */
+const HOST_KEY_CHECKING_VARS = ['ANSIBLE_HOST_KEY_CHECKING', 'ANSIBLE_SSH_HOST_KEY_CHECKING', 'ANSIBLE_PARAMIKO_HOST_KEY_CHECKING'] as const;
+
+/**
+ * The variables that force host key checking on or off, under each of its names (one left as the operator
+ * set it would outvote the others). Unset: none, so Ansible's own setting holds (an allowlisted variable,
+ * ansible.cfg, else on): a daemon playing unattended against remote hosts accepts any host key only when an
+ * operator has said so.
+ */
+function hostKeyCheckingEnv(setting: boolean | undefined): Record<string, string> {
+  if (setting === undefined) return {};
+  return Object.fromEntries(HOST_KEY_CHECKING_VARS.map((name) => [name, String(setting)]));
 }
 
 /**
@@ -64,12 +80,12 @@ export class AnsibleClient {
   private runEnv(dir: string): Record<string, string> {
     return {
       ...this.options.env,
+      ...hostKeyCheckingEnv(this.options.hostKeyChecking),
       ANSIBLE_STDOUT_CALLBACK: this.options.stdoutCallback,
       ANSIBLE_JSON_INDENT: '0',
       ANSIBLE_NOCOLOR: '1',
       ANSIBLE_FORCE_COLOR: '0',
       ANSIBLE_RETRY_FILES_ENABLED: 'false',
-      ANSIBLE_HOST_KEY_CHECKING: 'false',
       // An inventory given that cannot be parsed (a typo in its path) is an error, not a warning followed by
       // a run against the implicit localhost, the daemon's own machine.
       ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED: 'true',

@@ -16,6 +16,14 @@ export const ansibleConfigSchema = z.strictObject({
     .default('ansible.posix.json')
     .describe('The JSON stdout callback plugin results are read through (ansible.posix.json; "json" on Ansible before 2.10).'),
   maxOutputBytes: z.number().int().positive().default(64 * 1024 * 1024).describe('Largest JSON report accepted from one run.'),
+  hostKeyChecking: z
+    .boolean()
+    .optional()
+    .describe(
+      'SSH host key checking. Unset: Ansible\'s own setting (on, unless an ansible.cfg or an allowlisted ANSIBLE_HOST_KEY_CHECKING turns it off). ' +
+        'true: on, whatever those say. false: off: any host key is accepted, so a man in the middle goes unnoticed. ' +
+        'Inventory variables (ansible_host_key_checking) still decide per host.',
+    ),
 });
 
 export type AnsibleConfig = z.output<typeof ansibleConfigSchema>;

@@ -47,6 +47,7 @@ export class AnsibleProvisioner implements ResourceProvisioner {
       timeoutMs: config.timeout,
       maxOutputBytes: config.maxOutputBytes,
       stdoutCallback: config.stdoutCallback,
+      hostKeyChecking: config.hostKeyChecking,
     });
   }
 

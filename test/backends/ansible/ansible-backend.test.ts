@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,6 +8,7 @@ import type { InfraBackend } from '../../../src/infra/index.ts';
 /** The ansible backend, which has a health check. */
 type AnsibleBackend = InfraBackend & Required<Pick<InfraBackend, 'health'>>;
 import type { Observation, Outputs, ProvisionResult } from '../../../src/runtime/index.ts';
+import { compileText } from '../../support/compile.ts';
 import { backendContext, eventually, hasAnsible, isAlive, opContext, playbookNode } from './harness.ts';
 
 if (!hasAnsible) {
@@ -310,6 +311,52 @@ describe.skipIf(!hasAnsible)('ansible backend against localhost', () => {
     expect(f.message).toBe('task "boom" failed on localhost: token <secret> rejected');
   });
 
+  // What ansible-playbook is handed (the variable) and what its ssh connection plugin makes of it (the option:
+  // env, then ansible.cfg, then the default True). A local connection needs no host key, so a probe can run here.
+  const HOST_KEY_PROBE = `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: record host key checking
+      ansible.builtin.copy:
+        dest: "{{ target }}"
+        content: "env={{ lookup('env', 'ANSIBLE_HOST_KEY_CHECKING') }} ssh={{ lookup('config', 'host_key_checking', plugin_type='connection', plugin_name='ssh') }}"
+`;
+  const withHostKeyVars = ['PATH', 'HOME', 'LANG', 'ANSIBLE_HOST_KEY_CHECKING', 'ANSIBLE_SSH_HOST_KEY_CHECKING'];
+
+  it.each([
+    { name: 'by default nothing is forced: Ansible checks host keys', config: {}, env: {}, expected: 'env= ssh=True' },
+    {
+      name: 'a variable that is not allowlisted does not reach ansible-playbook',
+      config: {},
+      env: { ANSIBLE_HOST_KEY_CHECKING: 'false' },
+      expected: 'env= ssh=True',
+    },
+    { name: 'hostKeyChecking: false turns checking off', config: { hostKeyChecking: false }, env: {}, expected: 'env=false ssh=False' },
+    {
+      name: 'without hostKeyChecking, an allowlisted ANSIBLE_HOST_KEY_CHECKING is the operator\'s and is passed as it is',
+      config: { env: withHostKeyVars },
+      env: { ANSIBLE_HOST_KEY_CHECKING: 'False' },
+      expected: 'env=False ssh=False',
+    },
+    {
+      name: 'hostKeyChecking: true wins over allowlisted variables, under each of Ansible\'s names for the setting',
+      config: { hostKeyChecking: true, env: withHostKeyVars },
+      env: { ANSIBLE_HOST_KEY_CHECKING: 'false', ANSIBLE_SSH_HOST_KEY_CHECKING: 'false' },
+      expected: 'env=true ssh=True',
+    },
+    { name: 'without hostKeyChecking, an ansible.cfg in the working directory is honoured', config: { cwd: 'with-cfg' }, env: {}, expected: 'env= ssh=False' },
+    { name: 'hostKeyChecking: true wins over an ansible.cfg', config: { cwd: 'with-cfg', hostKeyChecking: true }, env: {}, expected: 'env=true ssh=True' },
+  ])('host key checking: $name', async ({ name, config, env, expected }) => {
+    mkdirSync(join(dir, 'with-cfg'), { recursive: true });
+    writeFileSync(join(dir, 'with-cfg', 'ansible.cfg'), '[defaults]\nhost_key_checking = False\n');
+    const target = join(dir, `host-keys-${name.replace(/\W+/g, '-')}.txt`);
+    const n = playbookNode('host-keys', { playbook: join(dir, playbook('host-keys.yml', HOST_KEY_PROBE)), ...local, extraVars: { target } });
+    const daemonEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ANSIBLE_')));
+    expect(await backend(config, { ...daemonEnv, ...env }).create(n, opContext())).toMatchObject({ status: 'done' });
+    expect(readFileSync(target, 'utf8')).toBe(expected);
+  });
+
   it('health is healthy with ansible-playbook installed', async () => {
     expect(await backend().health({ signal: new AbortController().signal, log: backendContext(dir).log })).toEqual({ status: 'healthy' });
   });
@@ -330,6 +377,15 @@ describe('ansible backend without ansible', () => {
   it('delete is a permanent fault: a playbook cannot be un-run', async () => {
     const r = await backend().delete(playbookNode('x', { playbook: 'site.yml' }), opContext());
     expect(r.status === 'failed' ? r.fault : r).toMatchObject({ class: 'permanent', code: 'not-deletable' });
+  });
+
+  it.each([
+    { name: 'a quoted string', value: '"false"', got: 'got the string "false" (goal files are YAML 1.2: only true and false are booleans; "false" is a string)' },
+    { name: 'a YAML 1.1 boolean', value: 'no', got: 'got the string "no" (goal files are YAML 1.2: only true and false are booleans; "no" is a string)' },
+    { name: 'a number', value: '0', got: 'got the number 0' },
+  ])('hostKeyChecking is true or false: $name is a config error at the value', ({ value, got }) => {
+    const r = compileText(`apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: a }\nspec:\n  type: ansible\n  config:\n    hostKeyChecking: ${value}\n`);
+    expect(r.lines).toEqual([`goals/test.yaml:7:22: error invalid-type: spec.config.hostKeyChecking: expected true or false, ${got}`]);
   });
 
   it.each([
