@@ -87,7 +87,8 @@ export function playbookArgs(options: {
 
 /**
  * The run's result, or a `FaultError`: a failed task is permanent (with its
- * name and msg), an unreachable host transient, anything ansible-playbook
+ * name and msg), an unreachable host transient (permanent when ssh refused
+ * its host key), anything ansible-playbook
  * itself rejects (syntax, missing playbook, bad options) permanent, a timeout
  * transient.
  */
@@ -175,10 +176,20 @@ export function hostFailures(report: PlaybookReport): Fault | undefined {
     return fault('permanent', bounded([...failed, ...unreachable].join('\n')), { code: 'task-failed' });
   }
   if (unreachable.length > 0) {
+    if (unreachable.some((m) => m.includes(SSH_HOST_KEY_FAILED))) {
+      // No retry makes an unknown key known, and a changed one may be a man in the middle: an operator decides.
+      return fault('permanent', bounded(unreachable.join('\n')), {
+        code: 'host-key-unverified',
+        hint: "check the host's SSH key out of band and add it to the known_hosts of the user the daemon runs as, then retry the node; only on a network you trust, set the backend config hostKeyChecking: false",
+      });
+    }
     return fault('transient', bounded(unreachable.join('\n')), { code: 'host-unreachable', hint: 'check connectivity and credentials to the host' });
   }
   return undefined;
 }
+
+/** What ssh prints when it refuses a host whose key is not in known_hosts, or differs from the one there. */
+const SSH_HOST_KEY_FAILED = 'Host key verification failed';
 
 function describeLast(report: PlaybookReport, host: string, match: (r: HostResult) => boolean): string | undefined {
   let found: string | undefined;

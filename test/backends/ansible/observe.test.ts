@@ -115,6 +115,11 @@ describe('interpretRun', () => {
   it.each([
     { name: 'a failed host is permanent, with the last failing task', out: exited(2, JSON.stringify(report([{ name: 'first', hosts: { h: { failed: true, msg: 'ignored' } } }, { name: 'boom', hosts: { h: { failed: true, msg: 'disk full' } } }], { h: stats({ failures: 1 }) }))), fault: { class: 'permanent', code: 'task-failed', message: 'task "boom" failed on h: disk full' } },
     { name: 'an unreachable host is transient', out: exited(4, JSON.stringify(report([{ name: 'ping', hosts: { h: { unreachable: true, msg: 'no route' } } }], { h: stats({ unreachable: 1 }) }))), fault: { class: 'transient', code: 'host-unreachable' } },
+    {
+      name: 'a host whose SSH key is unknown or changed is permanent (no retry makes it known), with a hint',
+      out: exited(4, JSON.stringify(report([{ name: 'ping', hosts: { h: { unreachable: true, msg: 'Failed to connect to the host via ssh: Host key verification failed.' }, other: { unreachable: true, msg: 'no route' } } }], { h: stats({ unreachable: 1 }), other: stats({ unreachable: 1 }) }))),
+      fault: { class: 'permanent', code: 'host-key-unverified', message: expect.stringContaining('Host key verification failed') as unknown, hint: expect.stringContaining('known_hosts') as unknown },
+    },
     { name: 'no report and a non-zero exit is ansible-playbook\'s own error', out: exited(4, '', 'ERROR! syntax\n'), fault: { class: 'permanent', code: 'ansible-exit-4', message: 'ERROR! syntax' } },
     { name: 'a missing JSON callback says how to install it', out: exited(1, '', 'ERROR! Invalid callback for stdout specified: ansible.posix.json\n'), fault: { class: 'permanent', code: 'no-json-callback' } },
     { name: 'exit 0 without a report is bad output', out: exited(0, 'PLAY [all] ****'), fault: { class: 'permanent', code: 'bad-output' } },
