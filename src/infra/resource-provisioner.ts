@@ -1,6 +1,7 @@
 import { mapLimit, toFault } from '../runtime/index.ts';
 import type { FieldDiff, Observation, OperationContext, ProvisionResult } from '../runtime/index.ts';
 import type { BackendHealth, BackendNode, InfraBackend } from './backend.ts';
+import { SecretMask } from './secret-mask.ts';
 import type { InfraNodeType } from './spec.ts';
 
 /**
@@ -15,20 +16,39 @@ export type ProvisionIntent =
   | { readonly verb: 'update'; readonly diffs: readonly FieldDiff[] }
   | { readonly verb: 'delete' };
 
+/** The operation context of one `ResourceProvisioner` call. */
+export interface ResourceContext extends OperationContext {
+  /**
+   * Values this call has handed a program that may quote them back (a secret
+   * resolved for this run): masked, with the provisioner's `mask`, in what the
+   * call returns or throws. They are forgotten when the call ends.
+   */
+  readonly addSecrets: (values: Iterable<string>) => void;
+}
+
 /**
  * Provisions single nodes. Blocking and idempotent like every SPI: each
  * method resolves with its final answer, takes the operation context
  * (AbortSignal, logger), and may throw a `FaultError` for a classified
  * failure (anything else thrown is an `unknown` fault). A create of something
- * that exists and a delete of something absent are successes.
+ * that exists and a delete of something absent are successes. What a call
+ * returns or throws is masked by the adapter (see `mask`), so a provisioner
+ * only says what is secret.
  */
 export interface ResourceProvisioner {
   /** The node types it can provision. */
   readonly kinds: readonly InfraNodeType[];
+  /**
+   * The values it hands every program it runs that may be quoted back (an
+   * allowlisted token): never in an observation's reason, fault or drift, nor
+   * in a provision fault. Outputs are data for dependents and are left as
+   * they are. Absent: nothing to mask beyond what a call adds.
+   */
+  readonly mask?: SecretMask | undefined;
   /** Reads one node's actual state and compares it with the desired one. */
-  observe(node: BackendNode, ctx: OperationContext): Promise<Observation>;
+  observe(node: BackendNode, ctx: ResourceContext): Promise<Observation>;
   /** Makes the node exist as desired (create, update: outputs and an optional memo, as `InfraBackend.create`) or not at all (delete). */
-  provision(node: BackendNode, intent: ProvisionIntent, ctx: OperationContext): Promise<ProvisionResult>;
+  provision(node: BackendNode, intent: ProvisionIntent, ctx: ResourceContext): Promise<ProvisionResult>;
   /** Cheap readiness check; absent means always healthy. */
   health?(ctx: { signal: AbortSignal; log: OperationContext['log'] }): Promise<BackendHealth>;
   /** Releases whatever it holds. */
@@ -40,28 +60,36 @@ export const RESOURCE_OBSERVE_CONCURRENCY = 4;
 
 /**
  * An `InfraBackend` over a `ResourceProvisioner`: observes nodes with bounded
- * concurrency, one call each, and turns anything thrown into a `failed`
- * value, so the provisioner may throw `FaultError`s freely.
+ * concurrency, one call each, turns anything thrown into a `failed` value,
+ * so the provisioner may throw `FaultError`s freely, and masks the secrets
+ * (its `mask` and what the call added) in what each call answers.
  */
 export function resourceBackend(id: string, type: string, provisioner: ResourceProvisioner, options: { concurrency?: number } = {}): InfraBackend {
   const concurrency = Math.max(1, options.concurrency ?? RESOURCE_OBSERVE_CONCURRENCY);
+  const base = provisioner.mask ?? new SecretMask([]);
   const provision = async (node: BackendNode, intent: ProvisionIntent, ctx: OperationContext): Promise<ProvisionResult> => {
+    const { call, mask } = callContext(ctx, base);
+    let result: ProvisionResult;
     try {
-      return await provisioner.provision(node, intent, ctx);
+      result = await provisioner.provision(node, intent, call);
     } catch (err) {
-      return { status: 'failed', fault: toFault(err) };
+      result = { status: 'failed', fault: toFault(err) };
     }
+    return result.status === 'failed' ? { ...result, fault: mask().fault(result.fault) } : result;
   };
   const backend: InfraBackend = {
     id,
     type,
     async observe(nodes, ctx) {
       const observed = await mapLimit(nodes, concurrency, async (node): Promise<Observation> => {
+        const { call, mask } = callContext(ctx, base);
+        let obs: Observation;
         try {
-          return await provisioner.observe(node, ctx);
+          obs = await provisioner.observe(node, call);
         } catch (err) {
-          return { status: 'failed', fault: toFault(err) };
+          obs = { status: 'failed', fault: toFault(err) };
         }
+        return mask().observation(obs);
       });
       return new Map(nodes.map((node, i) => [node.id, observed[i]!]));
     },
@@ -74,4 +102,18 @@ export function resourceBackend(id: string, type: string, provisioner: ResourceP
   };
   const health = provisioner.health?.bind(provisioner);
   return health === undefined ? backend : { ...backend, health };
+}
+
+/** One call's context, and its mask: the provisioner's with the values the call added (read once it has answered). */
+function callContext(ctx: OperationContext, base: SecretMask): { call: ResourceContext; mask: () => SecretMask } {
+  const added: string[] = [];
+  return {
+    call: {
+      ...ctx,
+      addSecrets: (values) => {
+        added.push(...values);
+      },
+    },
+    mask: () => (added.length === 0 ? base : base.with(added)),
+  };
 }

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { allowlistedEnv, isSecretRef, resolveSecret, resourceBackend, SecretMask, tailLines } from '../../infra/index.ts';
-import type { BackendContext, BackendFactory, BackendHealth, BackendNode, ProvisionIntent, ResourceProvisioner } from '../../infra/index.ts';
+import type { BackendContext, BackendFactory, BackendHealth, BackendNode, ProvisionIntent, ResourceContext, ResourceProvisioner } from '../../infra/index.ts';
 import { assertNever, DesiredStateError, ErrorCodes, fault, FaultError, toFault } from '../../runtime/index.ts';
 import type { Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import { AnsibleClient } from './client.ts';
@@ -25,14 +25,14 @@ const OBSERVE_CONCURRENCY = 2;
  * run: tasks that would change something are drift (`task:<name>`, with the
  * module's diff as detail). Create and update are real runs. Results are read
  * through the JSON stdout callback; extra vars are never templated. A
- * `ResourceProvisioner`: `resourceBackend` bounds the observes and turns what
- * it throws into `failed` values.
+ * `ResourceProvisioner`: `resourceBackend` bounds the observes, turns what
+ * it throws into `failed` values and masks them.
  */
 export class AnsibleProvisioner implements ResourceProvisioner {
   readonly kinds = ['ansible.playbook'] as const;
   private readonly client: AnsibleClient;
   /** Allowlisted values a task may quote back (a token looked up with lookup('env')): never in a fault or a drift. */
-  private readonly mask: SecretMask;
+  readonly mask: SecretMask;
   /** Where secret references in extra vars are read from: the daemon's environment and working directory. */
   private readonly secretSource: { readonly env: NodeJS.ProcessEnv; readonly cwd: string };
 
@@ -51,16 +51,9 @@ export class AnsibleProvisioner implements ResourceProvisioner {
     });
   }
 
-  async observe(node: BackendNode, ctx: OperationContext): Promise<Observation> {
+  async observe(node: BackendNode, ctx: ResourceContext): Promise<Observation> {
     const spec = specOf(node);
-    let mask = this.mask;
-    try {
-      const vars = await this.extraVars(spec);
-      mask = vars.mask;
-      return mask.observation(await this.observeWith({ ...spec, extraVars: vars.values }, node, ctx));
-    } catch (err) {
-      return { status: 'failed', fault: mask.fault(toFault(err)) };
-    }
+    return this.observeWith({ ...spec, extraVars: await this.extraVars(spec, ctx) }, node, ctx);
   }
 
   private async observeWith(spec: AnsiblePlaybookSpec, node: BackendNode, ctx: OperationContext): Promise<Observation> {
@@ -93,7 +86,7 @@ export class AnsibleProvisioner implements ResourceProvisioner {
     }
   }
 
-  async provision(node: BackendNode, intent: ProvisionIntent, ctx: OperationContext): Promise<ProvisionResult> {
+  async provision(node: BackendNode, intent: ProvisionIntent, ctx: ResourceContext): Promise<ProvisionResult> {
     switch (intent.verb) {
       case 'update':
         ctx.log.debug({ node: node.id, paths: intent.diffs.map((d) => d.path) }, 'ansible update');
@@ -121,24 +114,18 @@ export class AnsibleProvisioner implements ResourceProvisioner {
     return { status: 'unhealthy', message: message === '' ? 'ansible-playbook --version failed' : message };
   }
 
-  /** A real run; what it throws is masked. */
-  private async apply(node: BackendNode, ctx: OperationContext): Promise<Outputs> {
+  /** A real run. */
+  private async apply(node: BackendNode, ctx: ResourceContext): Promise<Outputs> {
     const spec = specOf(node);
-    let mask = this.mask;
-    try {
-      const vars = await this.extraVars(spec);
-      mask = vars.mask;
-      return (await this.run({ ...spec, extraVars: vars.values }, node, 'apply', ctx)).outputs;
-    } catch (err) {
-      throw mask.thrown(err);
-    }
+    return (await this.run({ ...spec, extraVars: await this.extraVars(spec, ctx) }, node, 'apply', ctx)).outputs;
   }
 
   /**
    * Extra vars with every secret reference (`{ fromEnv }`, `{ fromFile }`, at any depth) replaced by its
-   * value, read now (never at validate or compile time), and the mask that hides those values again.
+   * value, read now (never at validate or compile time). The values are added to the call's secrets, so
+   * that what the run answers hides them again.
    */
-  private async extraVars(spec: AnsiblePlaybookSpec): Promise<{ values: Record<string, unknown>; mask: SecretMask }> {
+  private async extraVars(spec: AnsiblePlaybookSpec, ctx: ResourceContext): Promise<Record<string, unknown>> {
     const secrets: string[] = [];
     const visit = async (v: unknown): Promise<unknown> => {
       if (isSecretRef(v)) {
@@ -158,7 +145,8 @@ export class AnsibleProvisioner implements ResourceProvisioner {
       return v;
     };
     const values = (await visit(spec.extraVars)) as Record<string, unknown>;
-    return { values, mask: secrets.length === 0 ? this.mask : this.mask.with(secrets) };
+    ctx.addSecrets(secrets);
+    return values;
   }
 
   private async run(spec: AnsiblePlaybookSpec, node: BackendNode, mode: RunMode, ctx: OperationContext): Promise<PlaybookRun> {

@@ -22,13 +22,13 @@ type ExecSpec = GenericResourceSpec & { readonly commands: Commands };
  * protocol of GOAL-FORMAT.md: JSON on stdin and stdout, argv without a
  * shell, an environment allowlist, a timeout and an output cap. A
  * `ResourceProvisioner`: `resourceBackend` gives it bounded-concurrency
- * observes and turns what it throws into `failed` values.
+ * observes, turns what it throws into `failed` values and masks them.
  */
 export class ExecProvisioner implements ResourceProvisioner {
   readonly kinds = ['generic.resource'] as const;
   private readonly client: ExecClient;
   /** The allowlisted values a command may quote back (a token it was given): never in a fault or a reason. */
-  private readonly mask: SecretMask;
+  readonly mask: SecretMask;
 
   constructor(config: ExecConfig, ctx: BackendContext) {
     const env = allowlistedEnv(ctx.env, config.env);
@@ -42,24 +42,12 @@ export class ExecProvisioner implements ResourceProvisioner {
   }
 
   async observe(node: BackendNode, ctx: OperationContext): Promise<Observation> {
-    try {
-      const spec = specOf(node);
-      const stdout = await this.run('read', spec.commands.read, node, spec, ctx);
-      return this.mask.observation(toObservation(spec.input, parseRead(stdout), ctx.outputsOf(node.id)));
-    } catch (err) {
-      throw this.mask.thrown(err);
-    }
+    const spec = specOf(node);
+    const stdout = await this.run('read', spec.commands.read, node, spec, ctx);
+    return toObservation(spec.input, parseRead(stdout), ctx.outputsOf(node.id));
   }
 
   async provision(node: BackendNode, intent: ProvisionIntent, ctx: OperationContext): Promise<ProvisionResult> {
-    try {
-      return await this.provisionUnmasked(node, intent, ctx);
-    } catch (err) {
-      throw this.mask.thrown(err);
-    }
-  }
-
-  private async provisionUnmasked(node: BackendNode, intent: ProvisionIntent, ctx: OperationContext): Promise<ProvisionResult> {
     const spec = specOf(node);
     switch (intent.verb) {
       case 'create':

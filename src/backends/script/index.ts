@@ -26,7 +26,7 @@ import type {
   ScriptStanding,
   SpecIssue,
 } from '../../infra/index.ts';
-import { artifactHash, assertNever, fault, FaultError, SqliteStateStore, toFault } from '../../runtime/index.ts';
+import { artifactHash, assertNever, fault, FaultError, SqliteStateStore } from '../../runtime/index.ts';
 import type { ArtifactLedger, ArtifactRecord, Observation, OperationContext, ProvisionResult } from '../../runtime/index.ts';
 import { ScriptClient } from './client.ts';
 import { scriptConfigSchema } from './config.ts';
@@ -76,7 +76,7 @@ export class ScriptProvisioner implements ResourceProvisioner {
   private readonly generator: ScriptGenerator;
   private readonly env: Readonly<Record<string, string>>;
   /** Allowlisted values a script or the generator may quote back (an API key): never in a fault, a reason or the ledger. */
-  private readonly mask: SecretMask;
+  readonly mask: SecretMask;
   private readonly injectedLedger: ArtifactLedger | undefined;
   private store: SqliteStateStore | undefined;
   /** Generations in flight per cache key: concurrent nodes of one shape share one generator run. */
@@ -99,46 +99,30 @@ export class ScriptProvisioner implements ResourceProvisioner {
   }
 
   async observe(node: BackendNode, ctx: OperationContext): Promise<Observation> {
-    return this.mask.observation(await this.observeUnmasked(node, ctx));
-  }
-
-  private async observeUnmasked(node: BackendNode, ctx: OperationContext): Promise<Observation> {
-    try {
-      const resolved = await this.resolve(node, ctx);
-      if ('held' in resolved) return { status: 'indeterminate', reason: resolved.held };
-      const { script } = resolved;
-      const standing = this.standing(script.hash);
-      const readGate = gateFor(standing, 'read', this.gateContext(script.hash, node));
-      if (readGate.gate !== 'open') {
-        ctx.log.info({ node: node.id, script: script.hash, standing: standing.standing }, 'script held');
-        return { status: 'indeterminate', reason: readGate.reason };
-      }
-      const stdout = await this.run(script, node, 'read', null, ctx);
-      const obs = toObservation(inputOf(node.spec.spec), parseRead(stdout), ctx.outputsOf(node.id));
-      // A change would follow: say now that it cannot run, so the node shows held (⊘) rather than failing later.
-      const mutates = obs.status === 'absent' || (obs.status === 'drifted' && node.settings.selfHeal);
-      if (mutates) {
-        const gate = gateFor(standing, obs.status === 'absent' ? 'create' : 'update', this.gateContext(script.hash, node));
-        if (gate.gate === 'approval' && this.ledger().openGrant(script.hash, node.id) === undefined) {
-          ctx.log.info({ node: node.id, script: script.hash, trust: standing.trust.lower }, 'script awaits a per-run approval');
-          return { status: 'indeterminate', reason: gate.reason };
-        }
-      }
-      return obs;
-    } catch (err) {
-      return { status: 'failed', fault: toFault(err) };
+    const resolved = await this.resolve(node, ctx);
+    if ('held' in resolved) return { status: 'indeterminate', reason: resolved.held };
+    const { script } = resolved;
+    const standing = this.standing(script.hash);
+    const readGate = gateFor(standing, 'read', this.gateContext(script.hash, node));
+    if (readGate.gate !== 'open') {
+      ctx.log.info({ node: node.id, script: script.hash, standing: standing.standing }, 'script held');
+      return { status: 'indeterminate', reason: readGate.reason };
     }
+    const stdout = await this.run(script, node, 'read', null, ctx);
+    const obs = toObservation(inputOf(node.spec.spec), parseRead(stdout), ctx.outputsOf(node.id));
+    // A change would follow: say now that it cannot run, so the node shows held (⊘) rather than failing later.
+    const mutates = obs.status === 'absent' || (obs.status === 'drifted' && node.settings.selfHeal);
+    if (mutates) {
+      const gate = gateFor(standing, obs.status === 'absent' ? 'create' : 'update', this.gateContext(script.hash, node));
+      if (gate.gate === 'approval' && this.ledger().openGrant(script.hash, node.id) === undefined) {
+        ctx.log.info({ node: node.id, script: script.hash, trust: standing.trust.lower }, 'script awaits a per-run approval');
+        return { status: 'indeterminate', reason: gate.reason };
+      }
+    }
+    return obs;
   }
 
   async provision(node: BackendNode, intent: ProvisionIntent, ctx: OperationContext): Promise<ProvisionResult> {
-    try {
-      return await this.provisionUnmasked(node, intent, ctx);
-    } catch (err) {
-      throw this.mask.thrown(err);
-    }
-  }
-
-  private async provisionUnmasked(node: BackendNode, intent: ProvisionIntent, ctx: OperationContext): Promise<ProvisionResult> {
     const resolved = await this.resolve(node, ctx);
     if ('held' in resolved) throw new FaultError(fault('auth', resolved.held, { code: resolved.code }));
     const { script } = resolved;
@@ -249,6 +233,7 @@ export class ScriptProvisioner implements ResourceProvisioner {
       else if (verb === 'delete') checkDelete(stdout);
       else parseApply(verb, stdout);
     } catch (err) {
+      // resourceBackend masks what the call answers; the ledger is written here, so this masks on its own.
       const masked = this.mask.thrown(err);
       this.record(script, node, verb, outcome, grantId, masked.fault.message, ctx);
       throw masked;
