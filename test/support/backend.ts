@@ -1,10 +1,25 @@
 import { readFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import { pino } from 'pino';
+import type { Logger } from 'pino';
 import type { BackendContext } from '../../src/infra/index.ts';
 import type { OperationContext, Outputs } from '../../src/runtime/index.ts';
 
 /** What backend tests share: a silent logger, contexts, process checks. */
 export const silentLog = pino({ level: 'silent' });
+
+/** A pino logger writing JSON lines into `lines`, so tests can grep everything logged. */
+export function captureLogger(): { log: Logger; lines: string[]; text: () => string } {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(chunk.toString('utf8'));
+      cb();
+    },
+  });
+  const log = pino({ level: 'trace' }, stream);
+  return { log, lines, text: () => lines.join('') };
+}
 
 export function backendContext(id: string, cwd: string, env: NodeJS.ProcessEnv = process.env): BackendContext {
   return { id, cwd, log: silentLog, stateDir: cwd, env };

@@ -79,7 +79,8 @@ export class AnsibleProvisioner implements ResourceProvisioner {
         // Check mode cannot simulate a task that needs an earlier one's effect (a package before its
         // config file), so before the first apply a failing check means "not applied", not a fault;
         // the real run reports the failure if there is one.
-        ctx.log.info({ node: node.id, fault: f }, 'playbook check failed before first apply');
+        // Class and code only: the message may quote an extra-var secret, masked only in what the call returns.
+        ctx.log.info({ node: node.id, class: f.class, code: f.code }, 'playbook check failed before first apply');
         return { status: 'absent' };
       }
       return { status: 'failed', fault: f };

@@ -9,6 +9,7 @@ import type { InfraBackend } from '../../../src/infra/index.ts';
 type AnsibleBackend = InfraBackend & Required<Pick<InfraBackend, 'health'>>;
 import type { Observation, Outputs, ProvisionResult } from '../../../src/runtime/index.ts';
 import { compileText } from '../../support/compile.ts';
+import { captureLogger } from '../../support/backend.ts';
 import { backendContext, eventually, hasAnsible, isAlive, opContext, playbookNode } from './harness.ts';
 
 if (!hasAnsible) {
@@ -292,6 +293,12 @@ describe.skipIf(!hasAnsible)('ansible backend against localhost', () => {
     const bad = playbookNode('secret-fail', { playbook: playbook('secret-fail.yml', failing), ...local, extraVars: { body: { fromEnv: 'DS_TEST_PW' } } });
     const f = faultOf(await b.create(bad, opContext()));
     expect(f.message).toBe('task "quote it" failed on localhost: rejected <secret>');
+    // Before its first apply a failing check is "not applied": logged, and the log does not quote the secret either.
+    const logs = captureLogger();
+    const firstCheck = (await b.observe([bad], { ...opContext(), log: logs.log })).get(bad.id)!;
+    expect(firstCheck.status).toBe('absent');
+    expect(logs.text()).toContain('playbook check failed before first apply');
+    expect(logs.lines.filter((l) => l.includes('S3CRET'))).toEqual([]);
     const unset = faultOf(await backend().create(bad, opContext()));
     expect(unset).toMatchObject({ class: 'permanent', code: 'DS_SECRET_UNAVAILABLE' });
     expect(unset.message).toContain('DS_TEST_PW');

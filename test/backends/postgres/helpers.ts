@@ -1,5 +1,3 @@
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import type { Logger } from 'pino';
 import { desiredNodeSpec, specSchemas } from '../../../src/infra/index.ts';
 import type { BackendNode, InfraNodeSpec, InfraNodeType } from '../../../src/infra/index.ts';
@@ -18,18 +16,7 @@ export function pgNode(id: string, type: InfraNodeType, spec: Record<string, unk
   };
 }
 
-/** A pino logger writing JSON lines into `lines`, so tests can grep everything logged. */
-export function captureLogger(): { log: Logger; lines: string[]; text: () => string } {
-  const lines: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      lines.push(chunk.toString('utf8'));
-      cb();
-    },
-  });
-  const log = pino({ level: 'trace' }, stream);
-  return { log, lines, text: () => lines.join('') };
-}
+export { captureLogger } from '../../support/backend.ts';
 
 /** An operation context with outputs and memo stores, as the reconciler would give. */
 export function opContext(
