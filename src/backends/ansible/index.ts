@@ -170,7 +170,9 @@ function specOf(node: BackendNode): AnsiblePlaybookSpec {
 export const ansibleBackendFactory: BackendFactory<AnsibleConfig> = {
   type: 'ansible',
   kinds: ['ansible.playbook'],
-  configSchema: ansibleConfigSchema,
+  get configSchema() {
+    return ansibleConfigSchema();
+  },
   // The play recap, as summaryOutputs makes it.
   outputs: { 'ansible.playbook': ['ok', 'changed', 'skipped', 'hosts'] },
   description: 'Ansible playbooks run with ansible-playbook: check mode with diff to observe, a real run to apply.',

@@ -70,7 +70,7 @@ function playbook(name: string, text: string): string {
 }
 
 function backend(config: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = process.env): AnsibleBackend {
-  return ansibleBackendFactory.create(ansibleConfigSchema.parse(config), backendContext(dir, env)) as AnsibleBackend;
+  return ansibleBackendFactory.create(ansibleConfigSchema().parse(config), backendContext(dir, env)) as AnsibleBackend;
 }
 
 const local = { inventory: 'localhost,', connection: 'local' };
