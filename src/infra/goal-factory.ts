@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { fieldPathProblem, hasReferences, MISSING_RESOURCE, reportZodIssues, suggestion, valueAtPath } from '../runtime/index.ts';
+import { fieldPathProblem, hasReferences, MISSING_RESOURCE, pendingIssue, reportZodIssues, suggestion, valueAtPath } from '../runtime/index.ts';
 import type { BuiltSpec, DiagnosticBag, GoalInfo, NodeDeclaration, NodeSpecFactory, RawDocument, SourceLocation } from '../runtime/index.ts';
 import { desiredNodeSpec } from './desired.ts';
 import type { InfraDesiredNodeSpec } from './desired.ts';
@@ -196,7 +196,10 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       }
     }
     if (parsed !== undefined && !parsed.success) {
-      reportZodIssues(parsed.error.issues, { schema, input: decl.spec, prefix: ['spec'], owner: decl.type, locate: decl.locate, diag });
+      // Matched by the issue's path: a string that reads an invalid goal field fails on what it says only because of that field's error.
+      const pending = decl.pending;
+      const issues = pending === undefined ? parsed.error.issues : parsed.error.issues.filter((i) => !pendingIssue(i, pending));
+      reportZodIssues(issues, { schema, input: decl.spec, prefix: ['spec'], owner: decl.type, locate: decl.locate, diag });
     }
     if (!ok || parsed === undefined || !parsed.success) return undefined;
     let spec = { type: decl.type, ...parsed.data } as InfraNodeSpec;

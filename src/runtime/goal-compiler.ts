@@ -5,7 +5,7 @@ import { durationSchema } from './duration.ts';
 import { once } from './lazy.ts';
 import { DesiredGraph, dependencyCycles } from './graph.ts';
 import { interpolateGoal } from './interpolation.ts';
-import type { GoalContext, GoalField } from './interpolation.ts';
+import type { GoalContext, GoalField, PendingValue } from './interpolation.ts';
 import { formatLocation, NODE_ID_PATTERN } from './node-spec.ts';
 import type { DeletionPolicy, Dependency, DesiredNode, NodeId, NodeSettings, NodeSpec, SourceLocation } from './node-spec.ts';
 import type { PathKey, SourceDocument } from './yaml-source.ts';
@@ -206,6 +206,12 @@ export interface NodeDeclaration {
   readonly labels: Readonly<Record<string, string>>;
   /** The spec with `${goal.*}` interpolated; `${nodes…}` references left in place. */
   readonly spec: Record<string, unknown>;
+  /**
+   * The strings of `spec` whose value compile cannot know (see
+   * `PendingValue`). A check of one that fails on what it says (and not on
+   * its type: `pendingIssue` tells them apart) would be an echo, or wrong.
+   */
+  readonly pending?: readonly PendingValue[] | undefined;
   readonly deletionPolicy: DeletionPolicy | undefined;
   /** The node's `ignoreFields`, for the domain to check against the type's fields. */
   readonly ignoreFields?: readonly string[] | undefined;
@@ -395,7 +401,7 @@ export class GoalCompiler<S extends NodeSpec> {
         const labels = { ...goal.labels, ...n.labels };
         const locateIn = (path: readonly PathKey[], index: number | undefined): SourceLocation =>
           index !== undefined && doc.locateIn !== undefined ? doc.locateIn([...base, ...path], index) : locate(path);
-        const { value: spec, references, unresolved } = interpolateGoal(
+        const { value: spec, references, pending: pendingValues } = interpolateGoal(
           n.spec,
           goal,
           (path, message, index) => diag.error(locateIn(['spec', ...path], index), 'bad-interpolation', message),
@@ -407,7 +413,6 @@ export class GoalCompiler<S extends NodeSpec> {
         if (backendFromDefault && defaultBackendUnknown) invalidFields.add('backend');
         let built: BuiltSpec<S> | undefined;
         if (!invalid.has('type')) {
-          const before = diag.items.length;
           built = this.factory.build(
             {
               id: n.id,
@@ -416,6 +421,7 @@ export class GoalCompiler<S extends NodeSpec> {
               backendFromDefault: backendFromDefault && value.spec.defaults.backend !== undefined,
               labels,
               spec: spec as Record<string, unknown>,
+              pending: pendingValues.length === 0 ? undefined : pendingValues,
               deletionPolicy: n.deletionPolicy ?? value.spec.defaults.deletionPolicy,
               ignoreFields: invalid.has('ignoreFields') ? undefined : n.ignoreFields,
               invalidFields: invalidFields.size === 0 ? undefined : invalidFields,
@@ -425,8 +431,6 @@ export class GoalCompiler<S extends NodeSpec> {
             },
             diag,
           );
-          // A string that reads an invalid goal field is wrong only because of that field's error.
-          if (unresolved.length > 0) dropDiagnosticsAt(diag, before, unresolved.map((path) => locate(['spec', ...path])));
         }
         if (built?.gate !== undefined && isDeclared) gates.set(n.id, built.gate);
         n.ignoreFields.forEach((f, i) => {
@@ -544,11 +548,4 @@ export class GoalCompiler<S extends NodeSpec> {
     if (!Array.isArray(nodes)) return undefined;
     return { doc, ...salvageGoal(raw, nodes) };
   }
-}
-
-/** Removes the diagnostics added since `from` that sit exactly at one of `at`. */
-function dropDiagnosticsAt(diag: DiagnosticBag, from: number, at: readonly SourceLocation[]): void {
-  const keys = new Set(at.map((l) => `${l.file}:${l.line}:${l.col}`));
-  const added = diag.items.splice(from);
-  diag.items.push(...added.filter((d) => !keys.has(`${d.file}:${d.line}:${d.col}`)));
 }

@@ -13,6 +13,24 @@ export interface OutputReference {
   readonly index?: number | undefined;
 }
 
+/**
+ * A string of a spec whose value compile cannot know: it holds a
+ * `${nodes…}` reference (known once the output is), or it reads a goal
+ * field that was invalid in the goal document (its error already reported).
+ * A check of such a string that fails on what the string says is no error
+ * of its own; one that fails on its type may be.
+ */
+export interface PendingValue {
+  /** Where in the spec it sits. */
+  readonly path: readonly PathKey[];
+  /**
+   * What it will be: `string`, text whose content is not known yet; `any`,
+   * exactly one reference and nothing else, which becomes the output's own
+   * value (a number stays a number).
+   */
+  readonly type: 'string' | 'any';
+}
+
 export interface GoalContext {
   readonly name: string;
   readonly environment: string;
@@ -42,8 +60,8 @@ const NODE_REF = /^nodes\.([a-z0-9][a-z0-9._-]*)\.outputs\.([A-Za-z0-9_.-]+)$/;
  *
  * `unknown` names goal fields that were invalid in the goal document (their
  * error is already reported): an expression reading one is left in place,
- * not reported again, and the path of its string is returned in
- * `unresolved`, so that a caller can tell a check that fails on it from an
+ * not reported again, and its string is returned in `pending`, so that a
+ * caller can tell a check that fails on what it says (an echo) from an
  * independent error.
  */
 export function interpolateGoal(
@@ -51,9 +69,9 @@ export function interpolateGoal(
   goal: GoalContext,
   report: (path: readonly PathKey[], message: string, index?: number) => void,
   options: { readonly unknown?: ReadonlySet<GoalField> | undefined } = {},
-): { value: unknown; references: OutputReference[]; unresolved: (readonly PathKey[])[] } {
+): { value: unknown; references: OutputReference[]; pending: PendingValue[] } {
   const references: OutputReference[] = [];
-  const unresolved: (readonly PathKey[])[] = [];
+  const pending: PendingValue[] = [];
   const unknown = options.unknown;
   // One path stack for the walk, copied only when something is reported or referenced.
   const stack: PathKey[] = [];
@@ -89,7 +107,8 @@ export function interpolateGoal(
         report(path, `\${${e}} is not a known expression${suggestion(e, ['goal.name', 'goal.environment'])} (use \${goal.name}, \${goal.environment}, \${goal.labels.<key>} or \${nodes.<id>.outputs.<key>})`, index);
         return whole;
       });
-      if (tainted) unresolved.push(path);
+      // A goal field is text: the string stays a string, whatever the field holds.
+      if (tainted) pending.push({ path, type: 'string' });
       return out;
     }
     if (Array.isArray(v)) {
@@ -113,7 +132,7 @@ export function interpolateGoal(
     return v;
   };
   const out = visit(value);
-  return { value: out, references, unresolved };
+  return { value: out, references, pending };
 }
 
 /**

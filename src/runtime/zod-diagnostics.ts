@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import type { DiagnosticBag } from './diagnostics.ts';
+import type { PendingValue } from './interpolation.ts';
 import { didYouMean, suggestion } from './diagnostics.ts';
 import type { SourceLocation } from './node-spec.ts';
 import type { PathKey } from './yaml-source.ts';
@@ -284,6 +285,30 @@ export function reportZodIssues(
     }
   };
   walk(issues);
+}
+
+/** What a pending value can turn out to be, as zod's `invalid_type` names it: text, or any output (a scalar). */
+const PENDING_TYPES: Readonly<Record<PendingValue['type'], ReadonlySet<string>>> = {
+  string: new Set(['string']),
+  any: new Set(['string', 'number', 'int', 'boolean']),
+};
+
+/**
+ * Whether a spec's `issue` follows only from a value compile cannot know
+ * (see `PendingValue`), matched by the issue's own path, not by where it is
+ * reported: any issue at that value except one that no value of its type
+ * could escape (a string, or an output, where a list or a map belongs).
+ */
+export function pendingIssue(issue: z.core.$ZodIssue, pending: readonly PendingValue[]): boolean {
+  const p = pending.find((v) => v.path.length === issue.path.length && v.path.every((k, i) => k === issue.path[i]));
+  return p !== undefined && !wrongType(issue, PENDING_TYPES[p.type]);
+}
+
+/** An issue saying that the value is of a type none of `can` is (for a union: every form's own issue says so). */
+function wrongType(issue: z.core.$ZodIssue, can: ReadonlySet<string>): boolean {
+  if (issue.code === 'invalid_type') return !can.has(issue.expected);
+  if (issue.code === 'invalid_union') return issue.errors.every((form) => form.some((i) => i.path.length === 0 && wrongType(i, can)));
+  return false;
 }
 
 function lowerFirst(s: string): string {

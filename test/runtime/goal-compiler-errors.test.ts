@@ -187,6 +187,19 @@ describe('a bad goal header does not hide the errors of its nodes', () => {
     expect(r.lines).toEqual(['g0.yaml:3:40: error invalid-type: metadata.labels.mode: label values are strings (quote numbers and booleans)']);
   });
 
+  // A goal field is text, whatever its value: a field that takes no string is wrong whatever the label holds.
+  it.each([
+    { name: 'a number field', type: 'postgres.database', spec: '{ name: app, connectionLimit: "${goal.labels.n}" }', col: 43, message: 'spec.connectionLimit: expected a number, got the string "${goal.labels.n}"' },
+    { name: 'a list field', type: 'generic.resource', spec: '{ commands: { read: "${goal.labels.n}", create: [c] } }', col: 33, message: 'spec.commands.read: expected a list, got the string "${goal.labels.n}"' },
+    { name: 'a map field', type: 'generic.resource', spec: '{ commands: "${goal.labels.n}" }', col: 25, message: 'spec.commands: expected a map, got the string "${goal.labels.n}"' },
+  ])('a value that reads an invalid goal field is still a string: $name is reported', ({ type, spec, col, message }) => {
+    const r = compile(mem, goal(`    - id: a\n      type: ${type}\n      backend: mem\n      spec: ${spec}\n`, 'metadata: { name: app, labels: { n: 5 } }'));
+    expect(r.lines).toEqual([
+      'g1.yaml:3:37: error invalid-type: metadata.labels.n: label values are strings (quote numbers and booleans)',
+      `g1.yaml:9:${col}: error invalid-type: ${message}`,
+    ]);
+  });
+
   it('a misspelt environment leaves ${goal.environment} unknown, not "default"', () => {
     const r = compile(goal('    - id: a\n      type: local.file\n      spec: { path: a.txt, content: "", mode: "${goal.environment}" }\n', 'metadata: { name: app, enviroment: "0644" }'));
     expect(r.codes).toEqual(['unknown-field']);

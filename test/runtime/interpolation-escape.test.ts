@@ -64,6 +64,9 @@ describe('interpolation: goal fields that are unknown (invalid in the goal docum
     );
     expect(problems).toEqual([]);
     expect(r.value).toEqual({ a: 'x-${goal.name}', b: ['${goal.labels.nope}'], c: 'dev', d: 'plain' });
-    expect(r.unresolved).toEqual([['a'], ['b', 0]]);
+    expect(r.pending).toEqual([
+      { path: ['a'], type: 'string' },
+      { path: ['b', 0], type: 'string' },
+    ]);
   });
 });
