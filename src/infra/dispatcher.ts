@@ -2,6 +2,7 @@ import { fault, forEachLimit, hasReferences, resolveReferences, toFault } from '
 import type { Fault, FieldDiff, NodeId, NodeProvisioner, Observation, OperationContext, ProvisionResult, UpdateRequest } from '../runtime/index.ts';
 import type { BackendUpdate, InfraBackend } from './backend.ts';
 import type { InfraDesiredNodeSpec, InfraNode } from './desired.ts';
+import { checkResolvedSpec } from './resolved-spec.ts';
 import { SECRET_MASK } from './secret.ts';
 import { secretFields } from './spec.ts';
 import type { InfraNodeSpec } from './spec.ts';
@@ -9,8 +10,9 @@ import type { InfraNodeSpec } from './spec.ts';
 /**
  * The runtime's only view of infrastructure: dispatches each node to the
  * backend registered under its `backendId`, resolves `${nodes…}` references
- * first, turns anything thrown into a classified fault, and masks secrets in
- * every diff that leaves it.
+ * first (and checks the resolved spec against its type: no backend sees one
+ * the type refuses), turns anything thrown into a classified fault, and
+ * masks secrets in every diff that leaves it.
  */
 export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpec> {
   private backends: ReadonlyMap<string, InfraBackend>;
@@ -178,20 +180,26 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
     }
   }
 
-  /** The node with `${nodes.<id>.outputs.<key>}` replaced, or a transient fault while an output is missing. */
-  private resolve(node: InfraNode, ctx: OperationContext): { node: InfraNode } | { fault: ReturnType<typeof fault> } {
+  /**
+   * The node with `${nodes.<id>.outputs.<key>}` replaced and checked
+   * against its type's schema; a transient fault while an output is
+   * missing, a permanent one when the resolved spec is not one the type
+   * allows (the backend is never called with it).
+   */
+  private resolve(node: InfraNode, ctx: OperationContext): { node: InfraNode } | { fault: Fault } {
     if (!hasReferencesCached(node.spec.spec)) return { node };
-    // The same outputs resolve to the same node object: backends cache work per spec object
-    // (content hashes, fingerprints), and a pass resolves a node for observe and again to provision it.
+    // The same outputs resolve to the same node object (or the same fault): backends cache work per spec
+    // object (content hashes, fingerprints), and a pass resolves a node for observe and again to provision it.
     const cached = resolvedCache.get(node);
-    if (cached !== undefined && cached.used.every(([id, key, v]) => ctx.outputsOf(id)?.[key] === v)) return { node: cached.node };
-    const { value, missing, used } = resolveReferences(node.spec.spec, ctx.outputsOf);
+    if (cached !== undefined && cached.used.every(([id, key, v]) => ctx.outputsOf(id)?.[key] === v)) return cached.result;
+    const { value, missing, used, references } = resolveReferences(node.spec.spec, ctx.outputsOf);
     if (missing.length > 0) {
       return { fault: fault('transient', `waiting for outputs ${missing.join(', ')}`, { code: 'outputs-missing' }) };
     }
-    const resolved: InfraNode = { ...node, spec: { ...node.spec, spec: value } };
-    resolvedCache.set(node, { used, node: resolved });
-    return { node: resolved };
+    const checked = checkResolvedSpec(node.id, value, references);
+    const result = 'fault' in checked ? checked : { node: { ...node, spec: { ...node.spec, spec: checked.spec } } };
+    resolvedCache.set(node, { used, result });
+    return result;
   }
 }
 
@@ -202,8 +210,8 @@ interface Batch {
   readonly group: BackendUpdate[];
 }
 
-/** Per graph node: its resolved form and the output values it was resolved with. */
-const resolvedCache = new WeakMap<InfraNode, { readonly used: readonly (readonly [NodeId, string, unknown])[]; readonly node: InfraNode }>();
+/** Per graph node: its resolved form (or why it has none) and the output values it was resolved with. */
+const resolvedCache = new WeakMap<InfraNode, { readonly used: readonly (readonly [NodeId, string, unknown])[]; readonly result: { node: InfraNode } | { fault: Fault } }>();
 
 const referenceCache = new WeakMap<object, boolean>();
 

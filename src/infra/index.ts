@@ -7,6 +7,7 @@ export * from './registry.ts';
 export * from './policy.ts';
 export * from './goal-factory.ts';
 export * from './dispatcher.ts';
+export * from './resolved-spec.ts';
 export * from './codec.ts';
 export * from './process.ts';
 export * from './policy/index.ts';

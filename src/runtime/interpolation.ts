@@ -152,25 +152,30 @@ export function hasReferences(value: unknown): boolean {
 /**
  * Replaces `${nodes.<id>.outputs.<key>}` with recorded outputs and every
  * `$${` with `${` (once: an output value is inserted verbatim). Returns the
- * references that have no value yet (the node must wait for them), and every
+ * references that have no value yet (the node must wait for them), every
  * (node, key, value) read, so that a caller can tell when the same outputs
- * would resolve the same way again.
+ * would resolve the same way again, and where each reference was, so that
+ * a value that turns out wrong can be traced to the reference that put it
+ * there.
  */
 export function resolveReferences<T>(
   value: T,
   outputsOf: (id: NodeId) => Outputs | undefined,
-): { value: T; missing: string[]; used: [NodeId, string, Outputs[string] | undefined][] } {
+): { value: T; missing: string[]; used: [NodeId, string, Outputs[string] | undefined][]; references: OutputReference[] } {
   const missing: string[] = [];
   const used: [NodeId, string, Outputs[string] | undefined][] = [];
+  const references: OutputReference[] = [];
+  const stack: PathKey[] = [];
   const visit = (v: unknown): unknown => {
     if (typeof v === 'string') {
       if (!v.includes('${')) return v;
-      return v.replace(EXPR, (whole, expr: string | undefined) => {
+      return v.replace(EXPR, (whole, expr: string | undefined, index: number) => {
         if (expr === undefined) return '${';
         const ref = NODE_REF.exec(expr.trim());
         if (ref === null) return whole;
         const out = outputsOf(ref[1]!)?.[ref[2]!];
         used.push([ref[1]!, ref[2]!, out]);
+        references.push({ node: ref[1]!, key: ref[2]!, path: [...stack], index });
         if (out === undefined || out === null) {
           missing.push(`${ref[1]}.${ref[2]}`);
           return whole;
@@ -178,13 +183,24 @@ export function resolveReferences<T>(
         return String(out);
       });
     }
-    if (Array.isArray(v)) return v.map(visit);
+    if (Array.isArray(v)) {
+      return v.map((item: unknown, i) => {
+        stack.push(i);
+        const out = visit(item);
+        stack.pop();
+        return out;
+      });
+    }
     if (v !== null && typeof v === 'object') {
       const o: Record<string, unknown> = {};
-      for (const [k, item] of Object.entries(v)) o[k] = visit(item);
+      for (const [k, item] of Object.entries(v)) {
+        stack.push(k);
+        o[k] = visit(item);
+        stack.pop();
+      }
       return o;
     }
     return v;
   };
-  return { value: visit(value) as T, missing, used };
+  return { value: visit(value) as T, missing, used, references };
 }

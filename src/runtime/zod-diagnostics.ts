@@ -189,30 +189,29 @@ function invalidTypeMessage(issue: z.core.$ZodIssueInvalidType, shown: string, a
   return `${shown}: expected ${expected}, got ${describeValue(actual, path)}${hint}`;
 }
 
+/** One zod issue, said for a user: where (`path` inside the validated value; `part` key or value) and what. */
+export interface IssueMessage {
+  readonly path: readonly PathKey[];
+  readonly part: 'key' | 'value';
+  readonly code: string;
+  /** Names the whole path (`spec.mode: …`). */
+  readonly message: string;
+}
+
 /**
- * Reports zod issues as diagnostics at their place in the user's file.
- * `prefix` is where the validated value sits inside the YAML document,
- * `owner` names what was validated ("local.file", "Goal") for messages.
+ * Says each zod issue for a user: `prefix` is where the validated value
+ * sits (its path in messages), `owner` names what was validated
+ * ("local.file", "Goal"). A misspelt required field is one message, at the
+ * misspelling; a union says its nearest form.
  */
-export function reportZodIssues(
+export function zodIssueMessages(
   issues: readonly z.core.$ZodIssue[],
-  options: {
-    schema: AnySchema;
-    input: unknown;
-    prefix: readonly PathKey[];
-    owner: string;
-    locate: (path: readonly PathKey[], part?: 'key' | 'value') => SourceLocation;
-    diag: DiagnosticBag;
-  },
-): void {
-  const { schema, input, prefix, owner, locate, diag } = options;
-  const seen = new Set<string>();
+  options: { schema: AnySchema; input: unknown; prefix: readonly PathKey[]; owner: string },
+): IssueMessage[] {
+  const { schema, input, prefix, owner } = options;
+  const out: IssueMessage[] = [];
   const emit = (path: readonly PathKey[], part: 'key' | 'value', code: string, message: string): void => {
-    const loc = locate([...prefix, ...path], part);
-    const key = `${loc.line}:${loc.col}:${code}:${message}`;
-    if (seen.has(key)) return;
-    seen.add(key);
-    diag.error(loc, code, message);
+    out.push({ path, part, code, message });
   };
   // A required field that is missing because it is misspelt (`contnet` for
   // `content`) is one error, reported at the misspelling with its suggestion.
@@ -285,6 +284,34 @@ export function reportZodIssues(
     }
   };
   walk(issues);
+  return out;
+}
+
+/**
+ * Reports zod issues as diagnostics at their place in the user's file
+ * (see `zodIssueMessages`); `prefix` is also where the validated value sits
+ * inside the YAML document.
+ */
+export function reportZodIssues(
+  issues: readonly z.core.$ZodIssue[],
+  options: {
+    schema: AnySchema;
+    input: unknown;
+    prefix: readonly PathKey[];
+    owner: string;
+    locate: (path: readonly PathKey[], part?: 'key' | 'value') => SourceLocation;
+    diag: DiagnosticBag;
+  },
+): void {
+  const { prefix, locate, diag } = options;
+  const seen = new Set<string>();
+  for (const m of zodIssueMessages(issues, options)) {
+    const loc = locate([...prefix, ...m.path], m.part);
+    const key = `${loc.line}:${loc.col}:${m.code}:${m.message}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    diag.error(loc, m.code, m.message);
+  }
 }
 
 /** What a pending value can turn out to be, as zod's `invalid_type` names it: text, or any output (a scalar). */

@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
+import { InfraNodeProvisioner } from '../../src/infra/index.ts';
+import type { InfraNode } from '../../src/infra/index.ts';
+import type { Outputs } from '../../src/runtime/index.ts';
+import { opContext, silentLog } from '../support/backend.ts';
+import { compileText } from '../support/compile.ts';
+
+/**
+ * `${nodes.<id>.outputs.<key>}` is replaced by the output once it is ready
+ * (GOAL-FORMAT.md). What the backend then receives is the spec the node's
+ * type allows, or nothing: a resolved value that the type refuses fails the
+ * node, permanently, before any backend call.
+ */
+
+/** `cfg` prints whatever outputs its script likes (an exec backend declares none); the nodes under test live in memory. */
+function goal(nodes: string): string {
+  return `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: run }
+spec: { type: exec }
+---
+apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: mem }
+spec: { type: memory }
+---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app }
+spec:
+  defaults: { backend: mem }
+  nodes:
+    - id: cfg
+      type: generic.resource
+      backend: run
+      spec: { commands: { read: [r], create: [c] } }
+${nodes}`;
+}
+
+/** Compiles `nodes` (after `cfg`), and a memory backend and provisioner for them, with `cfg`'s outputs set to `outputs`. */
+function setup(nodes: string, outputs: Outputs) {
+  const compiled = compileText(goal(nodes));
+  expect(compiled.lines).toEqual([]);
+  const memory = new MemoryBackend(memoryConfigSchema().parse({}), { id: 'mem', log: silentLog });
+  const provisioner = new InfraNodeProvisioner({ backends: new Map([['mem', memory]]) });
+  const ctx = opContext(new Map([['cfg', outputs]]));
+  const node = (id: string): InfraNode => compiled.graph!.get(id)!;
+  return { memory, provisioner, ctx, node };
+}
+
+describe('a resolved value the type refuses', () => {
+  it.each([
+    {
+      name: 'an identifier too long for PostgreSQL',
+      nodes: '    - id: role\n      type: postgres.role\n      spec: { name: "${nodes.cfg.outputs.name}" }\n',
+      outputs: { name: 'r'.repeat(70) } as Outputs,
+      id: 'role',
+      field: 'spec.name',
+      ref: '${nodes.cfg.outputs.name}',
+    },
+    {
+      name: 'an empty path',
+      nodes: '    - id: f\n      type: local.file\n      spec: { path: "${nodes.cfg.outputs.dir}", content: x }\n',
+      outputs: { dir: '' } as Outputs,
+      id: 'f',
+      field: 'spec.path',
+      ref: '${nodes.cfg.outputs.dir}',
+    },
+  ])('$name fails the node, permanently, naming node, field and reference, and reaches no backend', async ({ nodes, outputs, id, field, ref }) => {
+    const { memory, provisioner, ctx, node } = setup(nodes, outputs);
+    const created = await provisioner.create(node(id), ctx);
+    const observed = (await provisioner.observe([node(id)], ctx)).get(id)!;
+    for (const r of [created, observed]) {
+      expect(r.status).toBe('failed');
+      if (r.status !== 'failed') continue;
+      expect(r.fault.class).toBe('permanent');
+      expect(r.fault.code).toBe('invalid-resolved-spec');
+      expect(r.fault.message).toContain(`node "${id}"`);
+      expect(r.fault.message).toContain(field);
+      expect(r.fault.message).toContain(ref);
+    }
+    expect(memory.calls).toEqual({ observe: 0, create: 0, update: 0, delete: 0 });
+    expect(memory.snapshot().size).toBe(0);
+  });
+
+  it('names every reference that made the field', async () => {
+    const { provisioner, ctx, node } = setup('    - id: role\n      type: postgres.role\n      spec: { name: "${nodes.cfg.outputs.a}${nodes.cfg.outputs.b}" }\n', { a: 'r'.repeat(40), b: 's'.repeat(40) });
+    const r = await provisioner.create(node('role'), ctx);
+    expect(r).toMatchObject({
+      status: 'failed',
+      fault: {
+        class: 'permanent',
+        message: 'node "role": spec.name: a PostgreSQL identifier is at most 63 bytes (from ${nodes.cfg.outputs.a}, ${nodes.cfg.outputs.b})',
+      },
+    });
+  });
+
+  it('is no failure once the output fits: the backend gets the resolved spec', async () => {
+    const { memory, provisioner, ctx, node } = setup('    - id: role\n      type: postgres.role\n      spec: { name: "${nodes.cfg.outputs.name}" }\n', { name: 'app' });
+    expect(await provisioner.create(node('role'), ctx)).toMatchObject({ status: 'done' });
+    expect(memory.snapshot().get('role')!.spec).toMatchObject({ type: 'postgres.role', name: 'app', login: false });
+  });
+});
