@@ -1,4 +1,5 @@
-import { fault, zodIssueMessages } from '../runtime/index.ts';
+import type { z } from 'zod';
+import { fault, valueAtPath, zodIssueMessages } from '../runtime/index.ts';
 import type { Fault, NodeId, OutputReference, PathKey } from '../runtime/index.ts';
 import { specSchemas } from './spec.ts';
 import type { InfraNodeSpec } from './spec.ts';
@@ -13,9 +14,14 @@ import type { InfraNodeSpec } from './spec.ts';
  * again soon would change nothing.
  */
 export function checkResolvedSpec(id: NodeId, spec: InfraNodeSpec, references: readonly OutputReference[]): { spec: InfraNodeSpec } | { fault: Fault } {
-  const { type, ...fields } = spec;
+  const { type, ...rest } = spec;
   const schema = specSchemas[type];
-  const parsed = schema.safeParse(fields);
+  let fields: Record<string, unknown> = rest;
+  let parsed = schema.safeParse(fields);
+  if (!parsed.success) {
+    const converted = asText(fields, parsed.error.issues, references);
+    if (converted !== undefined) parsed = schema.safeParse((fields = converted));
+  }
   if (parsed.success) return { spec: { type, ...parsed.data } as InfraNodeSpec };
   const problems = zodIssueMessages(parsed.error.issues, { schema, input: fields, prefix: ['spec'], owner: type }).map((m) => {
     const near = references.filter((r) => within(r.path, m.path));
@@ -28,6 +34,39 @@ export function checkResolvedSpec(id: NodeId, spec: InfraNodeSpec, references: r
       hint: 'the goal does not fit what its dependencies output: change the goal, or what they output',
     }),
   };
+}
+
+/**
+ * `fields` with each number or boolean that a whole-string reference put
+ * where the schema wants a string written as text (`5432` → `"5432"`), as
+ * Terraform converts a primitive for a string attribute, and as references
+ * always read there before they kept their type; undefined if there is none.
+ * A string is never read as a number or a boolean: a number field takes a
+ * number output.
+ */
+function asText(fields: Record<string, unknown>, issues: readonly z.core.$ZodIssue[], references: readonly OutputReference[]): Record<string, unknown> | undefined {
+  let out: Record<string, unknown> | undefined;
+  for (const issue of issues) {
+    const path = issue.path as PathKey[];
+    if (path.length === 0 || !wantsString(issue) || !references.some((r) => r.whole && samePath(r.path, path))) continue;
+    const value = valueAtPath(out ?? fields, path);
+    if (typeof value !== 'number' && typeof value !== 'boolean') continue;
+    out ??= structuredClone(fields);
+    const parent = valueAtPath(out, path.slice(0, -1)) as Record<PathKey, unknown>;
+    parent[path.at(-1)!] = String(value);
+  }
+  return out;
+}
+
+/** Whether the issue says a string belongs here (for a union: one of its forms is a string). */
+function wantsString(issue: z.core.$ZodIssue): boolean {
+  if (issue.code === 'invalid_type') return issue.expected === 'string';
+  if (issue.code === 'invalid_union') return issue.errors.some((form) => form.some((i) => i.path.length === 0 && wantsString(i)));
+  return false;
+}
+
+function samePath(a: readonly PathKey[], b: readonly PathKey[]): boolean {
+  return a.length === b.length && a.every((k, i) => k === b[i]);
 }
 
 /** Whether `path` is `prefix` or lies under it. */

@@ -11,6 +11,8 @@ export interface OutputReference {
   readonly path: readonly PathKey[];
   /** Index of its `${` in the string. */
   readonly index?: number | undefined;
+  /** True when it is the whole string (see `wholeReference`): it becomes the output's own value, not text. */
+  readonly whole: boolean;
 }
 
 /**
@@ -47,6 +49,19 @@ const EXPR = /\$\$\{|\$\{([^}]*)\}|\$\{/g;
 /** A goal value put into a spec must not be read later as an expression. */
 const literal = (s: string): string => s.replaceAll('${', () => '$${');
 const NODE_REF = /^nodes\.([a-z0-9][a-z0-9._-]*)\.outputs\.([A-Za-z0-9_.-]+)$/;
+const ONE_EXPR = /^\$\{([^}]*)\}$/;
+
+/**
+ * Whether `s` is one `${nodes.<id>.outputs.<key>}` and nothing else: not a
+ * character before the `${` or after the `}` (spaces inside the braces are
+ * the expression's own, as anywhere). Such a string becomes the output's
+ * value with its type, as Terraform reads `"${var.port}"`; any other string
+ * that holds a reference stays a string, the output inserted as text.
+ */
+export function wholeReference(s: string): boolean {
+  const m = ONE_EXPR.exec(s);
+  return m !== null && NODE_REF.test(m[1]!.trim());
+}
 
 /**
  * Replaces `${goal.*}` in every string of `value` and collects
@@ -101,12 +116,14 @@ export function interpolateGoal(
         }
         const ref = NODE_REF.exec(e);
         if (ref !== null) {
-          references.push({ node: ref[1]!, key: ref[2]!, path, index });
+          references.push({ node: ref[1]!, key: ref[2]!, path, index, whole: false });
           return whole;
         }
         report(path, `\${${e}} is not a known expression${suggestion(e, ['goal.name', 'goal.environment'])} (use \${goal.name}, \${goal.environment}, \${goal.labels.<key>} or \${nodes.<id>.outputs.<key>})`, index);
         return whole;
       });
+      // Read from the template, as `resolveReferences` will read it (an empty label before a reference leaves it whole).
+      if (wholeReference(out)) references[references.length - 1] = { ...references[references.length - 1]!, whole: true };
       // A goal field is text: the string stays a string, whatever the field holds.
       if (tainted) pending.push({ path, type: 'string' });
       return out;
@@ -151,7 +168,10 @@ export function hasReferences(value: unknown): boolean {
 
 /**
  * Replaces `${nodes.<id>.outputs.<key>}` with recorded outputs and every
- * `$${` with `${` (once: an output value is inserted verbatim). Returns the
+ * `$${` with `${` (once: an output value is inserted verbatim). A string
+ * that is one reference and nothing else (`wholeReference`) becomes the
+ * output's value itself, a number or boolean keeping its type; in any other
+ * string the output is inserted as text. Returns the
  * references that have no value yet (the node must wait for them), every
  * (node, key, value) read, so that a caller can tell when the same outputs
  * would resolve the same way again, and where each reference was, so that
@@ -169,19 +189,23 @@ export function resolveReferences<T>(
   const visit = (v: unknown): unknown => {
     if (typeof v === 'string') {
       if (!v.includes('${')) return v;
-      return v.replace(EXPR, (whole, expr: string | undefined, index: number) => {
+      const one = wholeReference(v);
+      let typed: Outputs[string] | undefined;
+      const text = v.replace(EXPR, (whole, expr: string | undefined, index: number) => {
         if (expr === undefined) return '${';
         const ref = NODE_REF.exec(expr.trim());
         if (ref === null) return whole;
         const out = outputsOf(ref[1]!)?.[ref[2]!];
         used.push([ref[1]!, ref[2]!, out]);
-        references.push({ node: ref[1]!, key: ref[2]!, path: [...stack], index });
+        references.push({ node: ref[1]!, key: ref[2]!, path: [...stack], index, whole: one });
         if (out === undefined || out === null) {
           missing.push(`${ref[1]}.${ref[2]}`);
           return whole;
         }
+        typed = out;
         return String(out);
       });
+      return one && typed !== undefined ? typed : text;
     }
     if (Array.isArray(v)) {
       return v.map((item: unknown, i) => {

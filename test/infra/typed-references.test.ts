@@ -102,3 +102,41 @@ describe('a resolved value the type refuses', () => {
     expect(memory.snapshot().get('role')!.spec).toMatchObject({ type: 'postgres.role', name: 'app', login: false });
   });
 });
+
+describe('a field that is one reference and nothing else', () => {
+  const outputs: Outputs = { port: 5432, tls: true, off: false, host: 'db.local' };
+
+  it.each([
+    {
+      name: 'generic.resource input: the output\'s own type; embedded, text',
+      nodes: '    - id: n\n      type: generic.resource\n      spec: { input: { port: "${nodes.cfg.outputs.port}", tls: "${nodes.cfg.outputs.tls}", off: "${nodes.cfg.outputs.off}", url: "db:${nodes.cfg.outputs.port}" } }\n',
+      expected: { input: { port: 5432, tls: true, off: false, url: 'db:5432' } },
+    },
+    {
+      name: 'ansible.playbook extraVars: the same',
+      nodes: '    - id: n\n      type: ansible.playbook\n      spec: { playbook: site.yml, extraVars: { port: "${nodes.cfg.outputs.port}", host: "${nodes.cfg.outputs.host}" } }\n',
+      expected: { extraVars: { port: 5432, host: 'db.local' } },
+    },
+    {
+      name: 'a string field takes a number or a boolean as its text',
+      nodes: '    - id: n\n      type: local.file\n      spec: { path: "${nodes.cfg.outputs.port}", content: "${nodes.cfg.outputs.tls}" }\n',
+      expected: { path: '5432', content: 'true' },
+    },
+    {
+      name: 'a field that takes a string or a list',
+      nodes: '    - id: n\n      type: ansible.playbook\n      spec: { playbook: site.yml, inventory: "${nodes.cfg.outputs.port}" }\n',
+      expected: { inventory: '5432' },
+    },
+    {
+      name: 'a list of strings too',
+      nodes: '    - id: n\n      type: postgres.role\n      spec: { name: app, memberOf: ["${nodes.cfg.outputs.port}", "${nodes.cfg.outputs.host}"] }\n',
+      expected: { memberOf: ['5432', 'db.local'] },
+    },
+  ])('$name', async ({ nodes, expected }) => {
+    const { memory, provisioner, ctx, node } = setup(nodes, outputs);
+    expect(await provisioner.create(node('n'), ctx)).toMatchObject({ status: 'done' });
+    expect(memory.snapshot().get('n')!.spec).toMatchObject(expected);
+    // And the backend, observing, compares the same resolved spec: no drift.
+    expect((await provisioner.observe([node('n')], ctx)).get('n')).toMatchObject({ status: 'upToDate' });
+  });
+});

@@ -36,9 +36,9 @@ describe('interpolateGoal', () => {
     const r = run({ url: 'postgres://${nodes.db.outputs.host}:${nodes.db.outputs.port}', list: ['${nodes.role-1.outputs.name}'] });
     expect(r.value).toEqual({ url: 'postgres://${nodes.db.outputs.host}:${nodes.db.outputs.port}', list: ['${nodes.role-1.outputs.name}'] });
     expect(r.references).toEqual([
-      { node: 'db', key: 'host', path: ['url'], index: 11 },
-      { node: 'db', key: 'port', path: ['url'], index: 36 },
-      { node: 'role-1', key: 'name', path: ['list', 0], index: 0 },
+      { node: 'db', key: 'host', path: ['url'], index: 11, whole: false },
+      { node: 'db', key: 'port', path: ['url'], index: 36, whole: false },
+      { node: 'role-1', key: 'name', path: ['list', 0], index: 0, whole: true },
     ]);
   });
 
@@ -72,6 +72,35 @@ describe('resolveReferences', () => {
     const r = resolveReferences(input, outputsOf);
     expect(r.value).toEqual(value);
     expect(r.missing).toEqual(missing);
+  });
+
+  // As Terraform reads "${var.x}": a string that is one reference and nothing else is the value itself.
+  const typed: Record<string, Outputs> = { db: { host: 'db.local', port: 5432, tls: true, ratio: 0.5, off: false, empty: '' } };
+  it.each([
+    { name: 'a number stays a number', input: '${nodes.db.outputs.port}', value: 5432 },
+    { name: 'a boolean stays a boolean', input: '${nodes.db.outputs.tls}', value: true },
+    { name: 'false is not the string "false"', input: '${nodes.db.outputs.off}', value: false },
+    { name: 'a fraction stays a number', input: '${nodes.db.outputs.ratio}', value: 0.5 },
+    { name: 'a string stays a string', input: '${nodes.db.outputs.host}', value: 'db.local' },
+    { name: 'an empty string stays an empty string', input: '${nodes.db.outputs.empty}', value: '' },
+    { name: 'spaces inside the braces are part of the expression', input: '${ nodes.db.outputs.port }', value: 5432 },
+    { name: 'text before it makes a string', input: 'db:${nodes.db.outputs.port}', value: 'db:5432' },
+    { name: 'text after it makes a string', input: '${nodes.db.outputs.port}/tcp', value: '5432/tcp' },
+    { name: 'a space around it is text: a string (nothing is trimmed)', input: ' ${nodes.db.outputs.port}', value: ' 5432' },
+    { name: 'two references make a string', input: '${nodes.db.outputs.port}${nodes.db.outputs.tls}', value: '5432true' },
+    { name: 'an escaped reference is literal text', input: '$${nodes.db.outputs.port}', value: '${nodes.db.outputs.port}' },
+  ])('whole-string reference: $name', ({ input, value }) => {
+    const r = resolveReferences({ a: input, list: [input] }, (id) => typed[id]);
+    expect(r.value).toEqual({ a: value, list: [value] });
+    expect(r.missing).toEqual([]);
+  });
+
+  it('says where each reference sat, and whether it was the whole string', () => {
+    const r = resolveReferences({ a: '${nodes.db.outputs.port}', b: ['x${nodes.db.outputs.host}'] }, (id) => typed[id]);
+    expect(r.references).toEqual([
+      { node: 'db', key: 'port', path: ['a'], index: 0, whole: true },
+      { node: 'db', key: 'host', path: ['b', 0], index: 1, whole: false },
+    ]);
   });
 });
 
