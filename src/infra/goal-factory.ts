@@ -42,6 +42,24 @@ function ignoreFieldProblem(schema: (typeof specSchemas)[keyof typeof specSchema
 }
 
 /**
+ * A spec whose only issues are at strings compile cannot know (`issues`, at
+ * `${nodes…}` references): a template. Each top-level field holding one is
+ * kept as written (the reference in place, for the dispatcher to resolve
+ * and check against the whole schema, refinements included); every other
+ * field is parsed, its default in place. Undefined if it still fails.
+ */
+function parseTemplate(
+  schema: (typeof specSchemas)[keyof typeof specSchemas],
+  input: Record<string, unknown>,
+  issues: readonly z.core.$ZodIssue[],
+): { data: Record<string, unknown>; asWritten: ReadonlySet<string> } | undefined {
+  const asWritten = new Set(issues.map((i) => String(i.path[0])));
+  // A fresh object of the same shape, in the same key order: the spec's refinements would read the reference as a value.
+  const template = z.strictObject({ ...schema.shape, ...Object.fromEntries([...asWritten].map((k) => [k, z.unknown()])) }).safeParse(input);
+  return template.success ? { data: template.data, asWritten } : undefined;
+}
+
+/**
  * What a Backend document declared under its name: a backend to build, or
  * one declared with errors (already reported), with its type where it is
  * known: a node naming a broken one is not also told that it is not
@@ -182,7 +200,7 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     // A backend declared with errors is known by name, and maybe by type.
     const backendType = declared?.status === 'ok' ? declared.decl.type : declared?.type;
     const factory = backendType === undefined ? undefined : this.registry.get(backendType);
-    let ok = parsed?.success === true && backendKnown;
+    let ok = backendKnown;
     if (backendKnown) {
       const where = decl.backend === undefined || decl.backendFromDefault === true ? decl.locate(['type']) : decl.locate(['backend']);
       if (backend === undefined) {
@@ -195,14 +213,25 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
         ok = false;
       }
     }
+    let data: Record<string, unknown> | undefined = parsed?.success === true ? parsed.data : undefined;
+    // Fields kept as written in a template: what a reference will make of them is known only at run time.
+    let runtimeFields: ReadonlySet<string> | undefined;
     if (parsed !== undefined && !parsed.success) {
-      // Matched by the issue's path: a string that reads an invalid goal field fails on what it says only because of that field's error.
+      // Matched by the issue's path. A string that reads an invalid goal field fails on what it says only because of
+      // that field's error; one that holds a reference is checked once resolved, by the dispatcher.
       const pending = decl.pending;
       const issues = pending === undefined ? parsed.error.issues : parsed.error.issues.filter((i) => !pendingIssue(i, pending));
       reportZodIssues(issues, { schema, input: decl.spec, prefix: ['spec'], owner: decl.type, locate: decl.locate, diag });
+      if (issues.length === 0) {
+        const template = parseTemplate(schema, decl.spec, parsed.error.issues);
+        data = template?.data;
+        runtimeFields = template?.asWritten;
+        // Never a node dropped in silence: should the template fail too, its issues are the spec's errors.
+        if (template === undefined) reportZodIssues(parsed.error.issues, { schema, input: decl.spec, prefix: ['spec'], owner: decl.type, locate: decl.locate, diag });
+      }
     }
-    if (!ok || parsed === undefined || !parsed.success) return undefined;
-    let spec = { type: decl.type, ...parsed.data } as InfraNodeSpec;
+    if (!ok || data === undefined) return undefined;
+    let spec = { type: decl.type, ...data } as InfraNodeSpec;
     // `factory` is the backend's own here: `backend` is defined only for a declaration without errors.
     const checkSpec = backend === undefined ? undefined : factory?.checkSpec;
     if (backend !== undefined && checkSpec !== undefined) {
@@ -212,7 +241,7 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     }
     let gate: BuiltSpec<InfraDesiredNodeSpec>['gate'];
     if (this.policy !== undefined && !POLICY_INPUTS.some((f) => invalid?.has(f) === true)) {
-      const verdict = this.policy.evaluate(decl, spec, diag);
+      const verdict = this.policy.evaluate(decl, spec, diag, { runtimeFields });
       spec = verdict.spec;
       gate = verdict.gate;
       if (verdict.defaults.length > 0) this.policyDefaults.set(decl.id, verdict.defaults);

@@ -26,6 +26,12 @@ export interface PolicyEngine {
   acceptPolicy(doc: RawDocument, diag: DiagnosticBag): void;
   /** Called once all documents are read. */
   prepare?(goals: readonly GoalInfo[], diag: DiagnosticBag): void;
-  /** Applies defaults and checks the rules for one node; reports findings as diagnostics at the node. */
-  evaluate(decl: NodeDeclaration, spec: InfraNodeSpec, diag: DiagnosticBag): PolicyVerdict;
+  /**
+   * Applies defaults and checks the rules for one node; reports findings as
+   * diagnostics at the node. `runtimeFields` names the spec's top-level
+   * fields that hold a `${nodes…}` reference where the type wants no text:
+   * their value is known only at run time, so a check that reads one fails
+   * closed.
+   */
+  evaluate(decl: NodeDeclaration, spec: InfraNodeSpec, diag: DiagnosticBag, options?: { readonly runtimeFields?: ReadonlySet<string> | undefined }): PolicyVerdict;
 }

@@ -74,10 +74,10 @@ export function wholeReference(s: string): boolean {
  * an expression later.
  *
  * `unknown` names goal fields that were invalid in the goal document (their
- * error is already reported): an expression reading one is left in place,
- * not reported again, and its string is returned in `pending`, so that a
- * caller can tell a check that fails on what it says (an echo) from an
- * independent error.
+ * error is already reported): an expression reading one is left in place
+ * and not reported again. Its string, like every string holding a
+ * reference, is returned in `pending`: a check that fails on what such a
+ * string says is an echo, or is for after resolution, not an error now.
  */
 export function interpolateGoal(
   value: unknown,
@@ -95,6 +95,7 @@ export function interpolateGoal(
       if (!v.includes('${')) return v;
       const path = [...stack];
       let tainted = false;
+      const first = references.length;
       const out = v.replace(EXPR, (whole: string, expr: string | undefined, index: number) => {
         if (expr === undefined) {
           if (whole === '${') report(path, '"${" is never closed by "}" (write "$${" for a literal "${")', index);
@@ -123,9 +124,10 @@ export function interpolateGoal(
         return whole;
       });
       // Read from the template, as `resolveReferences` will read it (an empty label before a reference leaves it whole).
-      if (wholeReference(out)) references[references.length - 1] = { ...references[references.length - 1]!, whole: true };
-      // A goal field is text: the string stays a string, whatever the field holds.
-      if (tainted) pending.push({ path, type: 'string' });
+      const whole = wholeReference(out);
+      if (whole) references[first] = { ...references[first]!, whole: true };
+      // A goal field is text, and so is a string with more than one reference in it: only a whole reference may be any value.
+      if (tainted || references.length > first) pending.push({ path, type: whole ? 'any' : 'string' });
       return out;
     }
     if (Array.isArray(v)) {

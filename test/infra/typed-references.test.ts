@@ -140,3 +140,85 @@ describe('a field that is one reference and nothing else', () => {
     expect((await provisioner.observe([node('n')], ctx)).get('n')).toMatchObject({ status: 'upToDate' });
   });
 });
+
+describe('a reference in a field that is not free text', () => {
+  // Compile sees "${nodes…}" where a number, a boolean, an enum or a pattern belongs: the value is known only once resolved.
+  it.each([
+    {
+      name: 'a number field takes a number output',
+      nodes: '    - id: n\n      type: postgres.database\n      spec: { name: app, connectionLimit: "${nodes.cfg.outputs.limit}" }\n',
+      outputs: { limit: 10 } as Outputs,
+      expected: { name: 'app', connectionLimit: 10, encoding: 'UTF8', force: false },
+    },
+    {
+      name: 'a boolean field takes a boolean output',
+      nodes: '    - id: n\n      type: postgres.role\n      spec: { name: app, login: "${nodes.cfg.outputs.login}", connectionLimit: "${nodes.cfg.outputs.limit}" }\n',
+      outputs: { login: true, limit: -1 } as Outputs,
+      expected: { name: 'app', login: true, superuser: false, inherit: true, connectionLimit: -1, memberOf: [] },
+    },
+    {
+      name: 'an enum field takes one of its values',
+      nodes: '    - id: n\n      type: postgres.grant\n      spec: { role: app, database: app, on: "${nodes.cfg.outputs.on}", privileges: ["${nodes.cfg.outputs.priv}"] }\n',
+      outputs: { on: 'database', priv: 'CONNECT' } as Outputs,
+      expected: { on: 'database', privileges: ['CONNECT'] },
+    },
+    {
+      name: 'a pattern field takes text that matches once resolved',
+      nodes: '    - id: n\n      type: local.file\n      spec: { path: f, content: x, mode: "0${nodes.cfg.outputs.bits}" }\n',
+      outputs: { bits: '640' } as Outputs,
+      expected: { mode: '0640' },
+    },
+  ])('$name', async ({ nodes, outputs, expected }) => {
+    const { memory, provisioner, ctx, node } = setup(nodes, outputs);
+    expect(await provisioner.create(node('n'), ctx)).toMatchObject({ status: 'done' });
+    expect(memory.snapshot().get('n')!.spec).toMatchObject(expected);
+    expect((await provisioner.observe([node('n')], ctx)).get('n')).toMatchObject({ status: 'upToDate' });
+  });
+
+  it('compiles to a template: the reference as written, every other field parsed with its default', () => {
+    const compiled = compileText(goal('    - id: n\n      type: postgres.role\n      spec: { name: app, login: "${nodes.cfg.outputs.login}" }\n'));
+    expect(compiled.lines).toEqual([]);
+    expect(compiled.graph!.get('n')!.spec.spec).toEqual({ type: 'postgres.role', name: 'app', login: '${nodes.cfg.outputs.login}', superuser: false, createdb: false, createrole: false, inherit: true, memberOf: [] });
+  });
+
+  it.each([
+    { name: 'a string', value: 'abc', got: 'the string "abc"' },
+    { name: 'a number written as a string (never parsed)', value: '10', got: 'the string "10"' },
+    { name: 'a boolean', value: true, got: 'boolean true' },
+    { name: 'a fraction', value: 1.5, got: 'expected an integer' },
+  ])('an output of the wrong type ($name) fails the node, naming node, field and reference, and reaches no backend', async ({ value, got }) => {
+    const { memory, provisioner, ctx, node } = setup('    - id: db\n      type: postgres.database\n      spec: { name: app, connectionLimit: "${nodes.cfg.outputs.limit}" }\n', { limit: value });
+    for (const r of [await provisioner.create(node('db'), ctx), (await provisioner.observe([node('db')], ctx)).get('db')!]) {
+      expect(r.status).toBe('failed');
+      if (r.status !== 'failed') continue;
+      expect(r.fault).toMatchObject({ class: 'permanent', code: 'invalid-resolved-spec' });
+      expect(r.fault.message).toMatch(/^node "db": spec\.connectionLimit: .* \(from \$\{nodes\.cfg\.outputs\.limit\}\)$/);
+      expect(r.fault.message).toContain(got);
+    }
+    expect(memory.calls).toEqual({ observe: 0, create: 0, update: 0, delete: 0 });
+  });
+
+  it('an output that breaks a pattern fails the node the same way', async () => {
+    const { memory, provisioner, ctx, node } = setup('    - id: f\n      type: local.file\n      spec: { path: f, content: x, mode: "0${nodes.cfg.outputs.bits}" }\n', { bits: 'rw' });
+    const r = await provisioner.create(node('f'), ctx);
+    expect(r).toMatchObject({ status: 'failed', fault: { class: 'permanent', code: 'invalid-resolved-spec' } });
+    expect(r.status === 'failed' && r.fault.message).toMatch(/^node "f": spec\.mode: .*"0rw".* \(from \$\{nodes\.cfg\.outputs\.bits\}\)$/);
+    expect(memory.calls.create).toBe(0);
+  });
+
+  // What no output can make right is still a compile error, at the reference.
+  it.each([
+    { name: 'text around a reference in a number field', spec: '{ name: app, connectionLimit: "1${nodes.cfg.outputs.limit}" }', type: 'postgres.database', message: 'spec.connectionLimit: expected a number, got the string "1${nodes.cfg.outputs.limit}"' },
+    { name: 'a reference where a list belongs (outputs are single values)', spec: '{ name: app, memberOf: "${nodes.cfg.outputs.roles}" }', type: 'postgres.role', message: 'spec.memberOf: expected a list, got the string "${nodes.cfg.outputs.roles}"' },
+    { name: 'a reference where a secret reference belongs', spec: '{ name: app, password: "${nodes.cfg.outputs.pw}" }', type: 'postgres.role', message: 'spec.password: a secret must not be written inline: use { fromEnv: NAME } or { fromFile: path }' },
+  ])('$name is a compile error', ({ spec, type, message }) => {
+    const compiled = compileText(goal(`    - id: n\n      type: ${type}\n      spec: ${spec}\n`));
+    expect(compiled.graph).toBeUndefined();
+    expect(compiled.diagnostics.map((d) => d.message)).toEqual([message]);
+  });
+
+  it('a real error beside a reference is still reported, and the reference is not', () => {
+    const compiled = compileText(goal('    - id: n\n      type: postgres.database\n      spec: { name: app, connectionLimit: "${nodes.cfg.outputs.limit}", encoding: "UTF 8" }\n'));
+    expect(compiled.diagnostics.map((d) => d.message)).toEqual(['spec.encoding: the string "UTF 8" is not valid: an encoding name such as UTF8']);
+  });
+});

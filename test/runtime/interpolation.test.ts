@@ -40,6 +40,11 @@ describe('interpolateGoal', () => {
       { node: 'db', key: 'port', path: ['url'], index: 36, whole: false },
       { node: 'role-1', key: 'name', path: ['list', 0], index: 0, whole: true },
     ]);
+    // What compile cannot check yet: text, or (a whole reference) any output value.
+    expect(r.pending).toEqual([
+      { path: ['url'], type: 'string' },
+      { path: ['list', 0], type: 'any' },
+    ]);
   });
 
   it.each([

@@ -56,6 +56,8 @@ export interface CelProgram {
   readonly focus: readonly PathKey[] | undefined;
   /** The fields read directly from `spec` (`spec.name`, `has(spec.name)`, `spec['name']`), where they are in the expression (1-based). */
   readonly specFields: readonly SpecFieldRead[];
+  /** True when the expression reads `spec` other than one named field at a time (`spec.all(k, …)`, `spec[k]`, `size(spec)`): any field. */
+  readonly readsWholeSpec: boolean;
   /** Evaluates against one node; never throws. */
   run(activation: CelActivation): CelOutcome;
 }
@@ -146,8 +148,9 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
   };
   let focus: Set<string>;
   const fieldReads = new Map<string, bigint>();
+  const specReads = { fields: fieldReads, whole: false };
   try {
-    focus = checkStatic(parsed.expr, limits, fieldReads);
+    focus = checkStatic(parsed.expr, limits, specReads);
   } catch (err) {
     if (err instanceof StaticError) return { ok: false, message: err.message, ...at(err.exprId) };
     return { ok: false, message: errorMessage(err), line: 1, col: 1 };
@@ -166,6 +169,7 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
     source,
     focus: only === undefined ? undefined : (JSON.parse(only) as PathKey[]),
     specFields: [...fieldReads].map(([name, id]) => ({ name, ...at(id) })),
+    readsWholeSpec: specReads.whole,
     run(activation) {
       let value: unknown;
       stepsLeft = limits.maxLoopSteps;
@@ -275,9 +279,12 @@ function lineCol(text: string, offset: number): { line: number; col: number } {
  * Unknown variables and functions are compile errors (the evaluator would
  * only find them per node); the AST is bounded. Returns the node paths read.
  */
-function checkStatic(root: Expr, limits: CelLimits, specFields: Map<string, bigint>): Set<string> {
+function checkStatic(root: Expr, limits: CelLimits, specReads: { readonly fields: Map<string, bigint>; whole: boolean }): Set<string> {
   let nodes = 0;
   const focus = new Set<string>();
+  const specFields = specReads.fields;
+  // `spec` operands that read one named field; any other use of `spec` reads all of it.
+  const oneField = new Set<Expr>();
   const visit = (e: Expr | undefined, depth: number, nesting: number, bound: ReadonlySet<string>): void => {
     if (e === undefined) return;
     nodes += 1;
@@ -292,6 +299,7 @@ function checkStatic(root: Expr, limits: CelLimits, specFields: Map<string, bigi
         const name = kind.value.name;
         if (bound.has(name) || VARIABLES.has(name) || TYPE_IDENTS.has(name)) {
           if (name === 'deletionPolicy' && !bound.has(name)) focus.add(JSON.stringify(['deletionPolicy']));
+          if (name === 'spec' && !bound.has(name) && !oneField.has(e)) specReads.whole = true;
           return;
         }
         const near = didYouMean(name, [...VARIABLES, ...bound]);
@@ -302,7 +310,10 @@ function checkStatic(root: Expr, limits: CelLimits, specFields: Map<string, bigi
         if (operand?.exprKind.case === 'identExpr' && !bound.has(operand.exprKind.value.name)) {
           const rootName = operand.exprKind.value.name;
           if (rootName === 'spec' || rootName === 'labels') focus.add(JSON.stringify([rootName, kind.value.field]));
-          if (rootName === 'spec' && !specFields.has(kind.value.field)) specFields.set(kind.value.field, e.id);
+          if (rootName === 'spec') {
+            oneField.add(operand);
+            if (!specFields.has(kind.value.field)) specFields.set(kind.value.field, e.id);
+          }
         }
         visit(operand, depth + 1, nesting, bound);
         return;
@@ -316,7 +327,10 @@ function checkStatic(root: Expr, limits: CelLimits, specFields: Map<string, bigi
         const [operand, key] = kind.value.args;
         if (fn === '_[_]' && operand?.exprKind.case === 'identExpr' && operand.exprKind.value.name === 'spec' && !bound.has('spec')) {
           const k = key?.exprKind.case === 'constExpr' ? key.exprKind.value.constantKind : undefined;
-          if (k?.case === 'stringValue' && !specFields.has(k.value)) specFields.set(k.value, e.id);
+          if (k?.case === 'stringValue') {
+            oneField.add(operand);
+            if (!specFields.has(k.value)) specFields.set(k.value, e.id);
+          }
         }
         visit(kind.value.target, depth + 1, nesting, bound);
         for (const a of kind.value.args) visit(a, depth + 1, nesting, bound);

@@ -207,7 +207,8 @@ export class CelPolicyEngine implements PolicyEngine {
   }
 
   /** Applies defaults where the goal left a field unset, then runs every applicable check. */
-  evaluate(decl: NodeDeclaration, spec: InfraNodeSpec, diag: DiagnosticBag): PolicyVerdict {
+  evaluate(decl: NodeDeclaration, spec: InfraNodeSpec, diag: DiagnosticBag, options: { readonly runtimeFields?: ReadonlySet<string> | undefined } = {}): PolicyVerdict {
+    const runtimeFields = options.runtimeFields ?? NO_FIELDS;
     const environment = decl.goal.environment;
     this.evaluated.push({ id: decl.id, type: spec.type, goal: decl.goal.name, environment, location: decl.source });
     const plan = this.planFor(environment).get(spec.type) ?? EMPTY_PLAN;
@@ -232,7 +233,7 @@ export class CelPolicyEngine implements PolicyEngine {
 
     const blocking: Finding[] = [];
     for (const { check, level } of plan.checks) {
-      const outcome = runCheck(check, out, decl, activationFor);
+      const outcome = runCheck(check, out, decl, activationFor, runtimeFields);
       if (outcome.status === 'pass') continue;
       const finding: Finding = {
         policy: check.policy,
@@ -360,10 +361,13 @@ class NodeActivation implements CelActivation {
   }
 }
 
-function runCheck(check: CompiledCheck, spec: InfraNodeSpec, decl: NodeDeclaration, activation: () => CelActivation): CheckOutcome {
+const NO_FIELDS: ReadonlySet<string> = new Set();
+
+function runCheck(check: CompiledCheck, spec: InfraNodeSpec, decl: NodeDeclaration, activation: () => CelActivation, runtimeFields: ReadonlySet<string>): CheckOutcome {
   const body = check.body;
   switch (body.kind) {
     case 'naming': {
+      if (runtimeFields.has(body.field)) return atRunTime('the naming pattern', body.field);
       const value = (spec as Readonly<Record<string, unknown>>)[body.field];
       // Nothing to name: an optional field left unset.
       if (value === undefined || value === null) return { status: 'pass' };
@@ -386,10 +390,14 @@ function runCheck(check: CompiledCheck, spec: InfraNodeSpec, decl: NodeDeclarati
     }
     case 'rule': {
       if (body.when !== undefined) {
+        const unknown = runtimeFieldRead(body.when, runtimeFields);
+        if (unknown !== undefined) return atRunTime('when', unknown);
         const w = body.when.run(activation());
         if (w.status === 'error') return ruleError('when', body.when, w.message);
         if (!w.value) return { status: 'pass' };
       }
+      const unknown = runtimeFieldRead(body.require, runtimeFields);
+      if (unknown !== undefined) return atRunTime('require', unknown);
       const r = body.require.run(activation());
       if (r.status === 'error') return ruleError('require', body.require, r.message);
       if (r.value) return { status: 'pass' };
@@ -398,6 +406,24 @@ function runCheck(check: CompiledCheck, spec: InfraNodeSpec, decl: NodeDeclarati
     default:
       return assertNever(body, 'check');
   }
+}
+
+/** The first field of `runtimeFields` that `program` reads, if any (every one, if it reads the whole spec). */
+function runtimeFieldRead(program: CelProgram, runtimeFields: ReadonlySet<string>): string | undefined {
+  if (runtimeFields.size === 0) return undefined;
+  if (program.readsWholeSpec) return [...runtimeFields][0];
+  return program.specFields.find((f) => runtimeFields.has(f.name))?.name;
+}
+
+/**
+ * A check that reads a field whose value a reference gives only at run
+ * time cannot be evaluated now: judging the reference's text would let
+ * anything through (`"${…}" != 'none'` holds). It fails closed, as a rule
+ * that cannot be evaluated does.
+ */
+function atRunTime(what: string, field: string): CheckOutcome {
+  const path = ['spec', field];
+  return { status: 'fail', kind: 'rule-error', message: `${what} cannot be evaluated: ${formatPath(path)} is set by a reference, known only at run time; the rule counts as broken`, path };
 }
 
 /** A rule that cannot be evaluated fails closed: it counts as broken, at its own level. */
