@@ -23,6 +23,13 @@ const SECRET_ENV_NAME = /TOKEN|SECRET|PASS|KEY|CRED|AUTH|PRIVATE|SESSION|COOKIE/
  */
 const ALWAYS_MASKED_LENGTH = 8;
 
+/**
+ * Short values that are settings, not secrets, whatever their variable is called
+ * (`ANSIBLE_HOST_KEY_CHECKING=False` has KEY in its name): masking them would blot
+ * every "false" out of a message, and no password is "yes".
+ */
+const SETTING_WORD = /^(true|false|yes|off|none|null)$/i;
+
 /** Drift values nested deeper than this are masked whole. */
 const MAX_MASK_DEPTH = 100;
 
@@ -43,7 +50,7 @@ export class SecretMask {
    * variables; a short value only under a secret's name (see ALWAYS_MASKED_LENGTH).
    */
   static fromEnv(env: Readonly<Record<string, string>>): SecretMask {
-    const secret = ([name, value]: [string, string]): boolean => !PUBLIC_ENV_NAME.test(name) && (value.length >= ALWAYS_MASKED_LENGTH || SECRET_ENV_NAME.test(name));
+    const secret = ([name, value]: [string, string]): boolean => !PUBLIC_ENV_NAME.test(name) && (value.length >= ALWAYS_MASKED_LENGTH || (SECRET_ENV_NAME.test(name) && !SETTING_WORD.test(value)));
     return new SecretMask(Object.entries(env).flatMap((e) => (secret(e) ? [e[1]] : [])));
   }
 

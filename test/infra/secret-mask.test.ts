@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { SecretMask } from '../../src/infra/index.ts';
 
 describe('SecretMask', () => {
-  const env = { PATH: '/usr/bin:/bin', HOME: '/home/ana', LC_ALL: 'C.UTF-8', API_TOKEN: 'tok-123456', SHORT: 'on', LONGER: 'tok-123456-extra', DEPLOY_ENV: 'prod', DEBUG: 'true', DB_PASS: 'hunter', DB_URL: 'postgres://app:pw@db/app' };
+  const env = { PATH: '/usr/bin:/bin', HOME: '/home/ana', LC_ALL: 'C.UTF-8', API_TOKEN: 'tok-123456', SHORT: 'on', LONGER: 'tok-123456-extra', DEPLOY_ENV: 'prod', DEBUG: 'true', DB_PASS: 'hunter', DB_URL: 'postgres://app:pw@db/app', ANSIBLE_HOST_KEY_CHECKING: 'False', API_KEY_ROTATE: 'yes' };
   const mask = SecretMask.fromEnv(env);
 
   it.each([
@@ -12,6 +12,7 @@ describe('SecretMask', () => {
     { name: 'values too short to be a secret are left alone', text: 'switched on', out: 'switched on' },
     { name: 'short values of variables not named as secrets are left alone (DEPLOY_ENV=prod, DEBUG=true)', text: 'role prod_app: true', out: 'role prod_app: true' },
     { name: 'a short value under a secret\'s name is masked', text: 'password hunter rejected', out: 'password <secret> rejected' },
+    { name: 'a setting word under a name that looks secret (ANSIBLE_HOST_KEY_CHECKING=False) is left alone', text: 'check False, rotate yes', out: 'check False, rotate yes' },
     { name: 'a long value is masked whatever its name', text: 'cannot reach postgres://app:pw@db/app', out: 'cannot reach <secret>' },
   ])('$name', ({ text, out }) => {
     expect(mask.text(text)).toBe(out);
