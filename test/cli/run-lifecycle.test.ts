@@ -1,11 +1,12 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { AddressInfo, Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { oneFileGoal, tempProject } from '../support/cli.ts';
+import { holdsWithin, isAlive } from '../support/backend.ts';
+import { cleanEnv, oneFileGoal, repoRoot, tempProject } from '../support/cli.ts';
 import { trackDaemons } from '../support/daemon.ts';
 import type { Daemon } from '../support/daemon.ts';
 
@@ -61,6 +62,38 @@ describe('desiredstate run: signals', () => {
     expect(d.lines.map((l) => l.msg)).not.toContain('listening');
     expect(existsSync(p.state)).toBe(false);
     expect(existsSync(p.root)).toBe(false);
+  });
+});
+
+describe('npm start: the daemon under npm, as the README runs it', () => {
+  const npm = spawnSync('npm', ['--version'], { stdio: 'ignore' }).status === 0;
+  it.skipIf(!npm || process.platform === 'win32')('a SIGTERM to npm alone (a service manager, kill PID) stops the daemon and npm exits 0, leaving no process behind', async () => {
+    const p = project();
+    // npm runs the script through sh: without exec the shell died of the SIGTERM npm forwards, npm
+    // exited 143, and the daemon went on running as an orphan, holding the state's lock.
+    const child = spawn('npm', ['start', '--', '--listen', '127.0.0.1:0', ...p.args], { cwd: repoRoot, env: cleanEnv({ DESIREDSTATE_LOG_FORMAT: 'json' }), stdio: ['ignore', 'ignore', 'pipe'] });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
+    let stderr = '';
+    const listening = new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no "listening" line in 30 s: ${stderr}`)), 30_000);
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString('utf8');
+        const line = stderr.split('\n').find((l) => l.includes('"msg":"listening"'));
+        if (line === undefined) return;
+        clearTimeout(timer);
+        resolve((JSON.parse(line) as { pid: number }).pid);
+      });
+    });
+    const pid = await listening;
+    try {
+      child.kill('SIGTERM');
+      const exit = await Promise.race([exited, new Promise<'still running'>((r) => setTimeout(() => r('still running'), 15_000).unref())]);
+      expect(exit).toEqual({ code: 0, signal: null });
+      await holdsWithin(() => !isAlive(pid), 5_000);
+      expect(isAlive(pid)).toBe(false);
+    } finally {
+      if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+    }
   });
 });
 
