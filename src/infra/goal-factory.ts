@@ -1,10 +1,11 @@
 import { z } from 'zod';
 import { fieldPathProblem, hasReferences, MISSING_RESOURCE, pendingIssue, reportZodIssues, suggestion, valueAtPath } from '../runtime/index.ts';
-import type { BuiltSpec, DiagnosticBag, GoalInfo, NodeDeclaration, NodeSpecFactory, RawDocument, SourceLocation } from '../runtime/index.ts';
+import type { BuiltSpec, DiagnosticBag, GoalInfo, NodeDeclaration, NodeSpecFactory, PathKey, PendingValue, RawDocument, SourceLocation } from '../runtime/index.ts';
 import { desiredNodeSpec } from './desired.ts';
 import type { InfraDesiredNodeSpec } from './desired.ts';
 import type { PolicyDefault, PolicyEngine } from './policy.ts';
 import type { BackendDeclaration, BackendRegistry } from './registry.ts';
+import { wantsString } from './resolved-spec.ts';
 import { INFRA_NODE_TYPES, isInfraNodeType, specSchemas, statefulTypes } from './spec.ts';
 import type { InfraNodeSpec } from './spec.ts';
 
@@ -57,6 +58,29 @@ function parseTemplate(
   // A fresh object of the same shape, in the same key order: the spec's refinements would read the reference as a value.
   const template = z.strictObject({ ...schema.shape, ...Object.fromEntries([...asWritten].map((k) => [k, z.unknown()])) }).safeParse(input);
   return template.success ? { data: template.data, asWritten } : undefined;
+}
+
+/**
+ * The top-level fields holding a whole `${nodes…}` reference where the
+ * type takes more than text (`input`, `extraVars`, `vars`): the schema
+ * accepts the reference's text there, but the dispatcher puts in the
+ * output's own value (`true`, not `"true"`), so the template says nothing
+ * of what a rule would see. Found as the dispatcher finds text fields: a
+ * number in the reference's place is refused as "not a string" only where
+ * the type wants text.
+ */
+function typedReferenceFields(
+  schema: (typeof specSchemas)[keyof typeof specSchemas],
+  input: Record<string, unknown>,
+  pending: readonly PendingValue[] | undefined,
+): string[] {
+  const whole = pending?.filter((p) => p.type === 'any') ?? [];
+  if (whole.length === 0) return [];
+  const probe = structuredClone(input);
+  for (const { path } of whole) (valueAtPath(probe, path.slice(0, -1)) as Record<PathKey, unknown>)[path.at(-1)!] = 0;
+  const parsed = schema.safeParse(probe);
+  const text = parsed.success ? [] : parsed.error.issues.filter(wantsString).map((i) => JSON.stringify(i.path));
+  return whole.filter((p) => !text.includes(JSON.stringify(p.path))).map((p) => String(p.path[0]));
 }
 
 /**
@@ -231,6 +255,8 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       }
     }
     if (!ok || data === undefined) return undefined;
+    const typed = typedReferenceFields(schema, decl.spec, decl.pending);
+    if (typed.length > 0) runtimeFields = new Set([...(runtimeFields ?? []), ...typed]);
     let spec = { type: decl.type, ...data } as InfraNodeSpec;
     // `factory` is the backend's own here: `backend` is defined only for a declaration without errors.
     const checkSpec = backend === undefined ? undefined : factory?.checkSpec;

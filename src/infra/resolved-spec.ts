@@ -59,7 +59,7 @@ function asText(fields: Record<string, unknown>, issues: readonly z.core.$ZodIss
 }
 
 /** Whether the issue says a string belongs here (for a union: one of its forms is a string). */
-function wantsString(issue: z.core.$ZodIssue): boolean {
+export function wantsString(issue: z.core.$ZodIssue): boolean {
   if (issue.code === 'invalid_type') return issue.expected === 'string';
   if (issue.code === 'invalid_union') return issue.errors.some((form) => form.some((i) => i.path.length === 0 && wantsString(i)));
   return false;

@@ -19,6 +19,7 @@ function run(rule: Record<string, unknown>, node: NodeInput): { lines: string[];
 }
 
 const role = (spec: Record<string, unknown>): NodeInput => ({ id: 'role', type: 'postgres.role', spec: { name: 'app', ...spec } });
+const resource = (input: Record<string, unknown>): NodeInput => ({ id: 'res', type: 'generic.resource', spec: { input } });
 const bucket = (spec: Record<string, unknown>): NodeInput => ({ id: 'b', type: 'aws.s3.bucket', spec: { name: 'logs-bucket', region: 'eu-west-1', ...spec } });
 
 describe('a rule that reads a field a reference sets at run time', () => {
@@ -47,6 +48,14 @@ describe('a rule that reads a field a reference sets at run time', () => {
       node: role({ superuser: '${nodes.src.outputs.su}' }),
       field: 'spec.superuser',
     },
+    {
+      // `input` takes any JSON: the exec command gets the output's own `true`, while the template holds text,
+      // and `"${…}" != true` holds.
+      name: 'a whole reference in a free-form field keeps its type at run time',
+      rule: { types: ['generic.resource'], require: '!has(spec.input.public) || spec.input.public != true' },
+      node: resource({ public: '${nodes.src.outputs.public}' }),
+      field: 'spec.input',
+    },
   ])('fails closed: $name', ({ rule, node, field }) => {
     const r = run(rule, node);
     expect(r.gated).toBe(true);
@@ -71,6 +80,11 @@ describe('a rule that reads a field a reference sets at run time', () => {
       name: 'a reference in a text field is read as its text, as before',
       rule: { types: ['postgres.role'], require: 'has(spec.validUntil) || spec.name != ""' },
       node: role({ name: '${nodes.src.outputs.path}' }),
+    },
+    {
+      name: 'text around a reference in a free-form field is text',
+      rule: { types: ['generic.resource'], require: '!has(spec.input.public) || spec.input.public != true' },
+      node: resource({ public: 'x${nodes.src.outputs.public}' }),
     },
   ])('$name', ({ rule, node }) => {
     const r = run(rule, node);
