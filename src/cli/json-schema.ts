@@ -38,11 +38,45 @@ export function goalJsonSchema(options: GoalJsonSchemaOptions = {}): Record<stri
     policyDocumentSchema().extend({ apiVersion }).describe('A Policy: constraints enforced on every node before anything is provisioned.');
   const document = z.union([goal, backend, policy]);
   const schema = z.toJSONSchema(document, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' });
+  const nodes = ((schema.anyOf?.[0]?.properties?.spec as JsonSchema | undefined)?.properties?.nodes as JsonSchema | undefined)?.items as JsonSchema | undefined;
+  for (const n of nodes?.anyOf ?? []) acceptReferences((n as JsonSchema).properties?.spec as JsonSchema | undefined);
   return {
     ...schema,
     $id: 'urn:desiredstate:schema:goal:v1',
     title: 'desiredstate goal file (desiredstate/v1)',
   };
+}
+
+type JsonSchema = z.core.JSONSchema.JSONSchema;
+
+/** One `${nodes.<id>.outputs.<key>}` and nothing else (spaces inside the braces are the expression's own). */
+const WHOLE_REFERENCE = '^\\$\\{\\s*nodes\\.[a-z0-9][a-z0-9._-]*\\.outputs\\.[A-Za-z0-9_.-]+\\s*\\}$';
+/** A string holding such a reference somewhere (not after `$`: `$${` is a literal `${`). */
+const SOME_REFERENCE = '(^|[^$])\\$\\{\\s*nodes\\.[a-z0-9][a-z0-9._-]*\\.outputs\\.[A-Za-z0-9_.-]+\\s*\\}';
+
+/**
+ * Lets a node spec's schema take a reference where `validate` does (README,
+ * "References between nodes"): one whole reference in a number, boolean or
+ * enum field, a reference anywhere in a text field whose pattern or values
+ * only the output can meet; their check waits for the output. Never in a
+ * secret reference. In place.
+ */
+function acceptReferences(s: JsonSchema | undefined): void {
+  if (s === undefined || (s as Record<string, unknown>).secret === true) return;
+  for (const p of Object.values(s.properties ?? {})) acceptReferences(p as JsonSchema);
+  if (typeof s.additionalProperties === 'object') acceptReferences(s.additionalProperties);
+  if (typeof s.items === 'object' && !Array.isArray(s.items)) acceptReferences(s.items);
+  for (const form of s.anyOf ?? []) acceptReferences(form as JsonSchema);
+  const typed = s.type === 'integer' || s.type === 'number' || s.type === 'boolean';
+  const checkedText = s.type === 'string' && (s.pattern !== undefined || s.enum !== undefined || s.const !== undefined || s.maxLength !== undefined || s.format !== undefined);
+  if (!typed && !checkedText) return;
+  const { description, default: dflt, ...own } = s;
+  for (const k of Object.keys(s)) delete (s as Record<string, unknown>)[k];
+  Object.assign(s, {
+    anyOf: [own, { type: 'string', pattern: typed ? WHOLE_REFERENCE : SOME_REFERENCE, description: 'A ${nodes.<id>.outputs.<key>} reference, checked once the output is known.' }],
+    ...(description === undefined ? {} : { description }),
+    ...(dflt === undefined ? {} : { default: dflt }),
+  });
 }
 
 /** The Backend document, one branch per implementation: `spec.type` picks the `config` schema. */

@@ -26,6 +26,7 @@ function documents(file: string): unknown[] {
   return parseAllDocuments(readFileSync(file, 'utf8')).map((d) => d.toJS() as unknown);
 }
 
+const nodeDoc = (type: string, spec: unknown): unknown => ({ apiVersion: 'desiredstate/v1', kind: 'Goal', metadata: { name: 'g' }, spec: { nodes: [{ id: 'n', type, spec }] } });
 const backendDoc = (type: string, config: unknown): unknown => ({ apiVersion: 'desiredstate/v1', kind: 'Backend', metadata: { name: 'b' }, spec: { type, config } });
 
 describe('JSON Schema of goal files', () => {
@@ -63,6 +64,16 @@ describe('JSON Schema of goal files', () => {
     { name: 'a Policy with another apiVersion', doc: { apiVersion: 'v1', kind: 'Policy', metadata: { name: 'p' }, spec: {} }, valid: false },
     { name: 'a Goal node with a misspelt spec field', doc: { apiVersion: 'desiredstate/v1', kind: 'Goal', metadata: { name: 'g' }, spec: { nodes: [{ id: 'f', type: 'local.file', spec: { path: 'f', contnet: 'x' } }] } }, valid: false },
     { name: 'a Policy', doc: { apiVersion: 'desiredstate/v1', kind: 'Policy', metadata: { name: 'p' }, spec: {} }, valid: true },
+    // As `validate` takes them (README, "References between nodes"): a whole reference fills a typed field,
+    // a reference anywhere in a string a text field whose pattern only the output can meet.
+    { name: 'a whole reference in a number field', doc: nodeDoc('postgres.role', { name: 'app', connectionLimit: '${nodes.cfg.outputs.limit}' }), valid: true },
+    { name: 'a whole reference in a boolean field, spaces inside the braces', doc: nodeDoc('postgres.role', { name: 'app', login: '${ nodes.cfg.outputs.login }' }), valid: true },
+    { name: 'a whole reference in an enum field', doc: nodeDoc('aws.s3.bucket', { name: 'logs-bucket', region: 'eu-west-1', encryption: '${nodes.cfg.outputs.enc}' }), valid: true },
+    { name: 'a reference in a patterned text field', doc: nodeDoc('local.file', { path: 'f', content: '', mode: '0${nodes.cfg.outputs.mode}' }), valid: true },
+    { name: 'a whole reference in a list of a few values', doc: nodeDoc('postgres.grant', { role: 'r', database: 'd', on: 'database', privileges: ['${nodes.cfg.outputs.p}'] }), valid: true },
+    { name: 'text around a reference in a number field', doc: nodeDoc('postgres.role', { name: 'app', connectionLimit: 'x${nodes.cfg.outputs.limit}' }), valid: false },
+    { name: 'a string without a reference in a number field', doc: nodeDoc('postgres.role', { name: 'app', connectionLimit: '10' }), valid: false },
+    { name: 'a reference where a secret reference belongs', doc: nodeDoc('postgres.role', { name: 'app', password: { fromEnv: '${nodes.cfg.outputs.v}' } }), valid: false },
   ])('documents: $name → valid $valid', ({ doc, valid }) => {
     expect(validator()(doc)).toBe(valid);
   });
