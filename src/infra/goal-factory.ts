@@ -201,17 +201,25 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
   }
 
   /** Records that `decl` manages `key` on `backendId`; a second node with the same key is an error naming both. */
-  private claim(decl: NodeDeclaration, backendId: string, resource: { readonly key: string; readonly path: readonly string[] } | undefined, diag: DiagnosticBag): void {
+  private claim(
+    decl: NodeDeclaration,
+    backendId: string,
+    resource: { readonly key: string; readonly path: readonly string[]; readonly template?: string } | undefined,
+    diag: DiagnosticBag,
+  ): void {
     if (resource === undefined) return;
-    const { key } = resource;
+    const { key, template } = resource;
     const source = decl.locate(['spec', ...resource.path]);
-    const first = this.claims.get(`${backendId}\0${key}`);
+    // Templates claim apart from known names: a template and a literal name may resolve apart.
+    const slot = template === undefined ? `${backendId}\0${key}` : `${backendId}\0${key}\0${template}`;
+    const first = this.claims.get(slot);
     if (first === undefined) {
-      this.claims.set(`${backendId}\0${key}`, { id: decl.id, source });
+      this.claims.set(slot, { id: decl.id, source });
       return;
     }
     const at = `${first.source.file}:${first.source.line}:${first.source.col}`;
-    diag.error(source, 'duplicate-resource', `node "${decl.id}" manages ${key}, as node "${first.id}" does (${at}); one of them must go`);
+    const when = template === undefined ? '' : ' once its references resolve';
+    diag.error(source, 'duplicate-resource', `node "${decl.id}" manages ${key}${when}, as node "${first.id}" does (${at}); one of them must go`);
   }
 
   build(decl: NodeDeclaration, diag: DiagnosticBag): BuiltSpec<InfraDesiredNodeSpec> | undefined {
@@ -285,8 +293,13 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     }
     const named = backend === undefined ? undefined : factory?.resourceKey?.(spec, backend.config);
     // A name that a `${nodes…}` reference fills in is not known before running: no key, for every backend.
-    const resource = named !== undefined && hasReferences(valueAtPath(spec, named.path)) ? undefined : named;
-    this.claim(decl, backendId, resource, diag);
+    const asWritten = named === undefined ? undefined : valueAtPath(spec, named.path);
+    const templated = named !== undefined && hasReferences(asWritten);
+    const resource = templated ? undefined : named;
+    // But two nodes that write it the same way, references and all, resolve to one resource: the
+    // same key and the same text where the name is (the key's normal form alone could join
+    // templates that resolve apart: "${…}/../a" is "a" as text).
+    this.claim(decl, backendId, templated ? { ...named, template: JSON.stringify(asWritten) } : resource, diag);
     return {
       spec: desiredNodeSpec(spec, backendId, decl.labels, decl.goal.environment, { resource: resource?.key }),
       gate,

@@ -55,6 +55,11 @@ describe('InfraSpecFactory: one resource, one node', () => {
       line: 'goals/app.yaml:12:66: error duplicate-resource: node "g2" manages grant on tables in schema s of database d to role app, as node "g1" does (goals/app.yaml:11:66); one of them must go',
       pg: true,
     },
+    {
+      name: 'one path written with the same reference in two nodes (both resolve to one file)',
+      nodes: ['{ id: d, type: local.directory, spec: { path: conf } }', '{ id: f1, type: local.file, spec: { path: "${nodes.d.outputs.path}/a", content: x } }', '{ id: f2, type: local.file, spec: { path: "${nodes.d.outputs.path}/a", content: y } }'],
+      line: 'goals/app.yaml:8:49: error duplicate-resource: node "f2" manages path ${nodes.d.outputs.path}/a once its references resolve, as node "f1" does (goals/app.yaml:7:49); one of them must go',
+    },
   ])('$name is an error naming both nodes', ({ nodes, line, pg }) => {
     const pgBackend = pg === true ? `${api}kind: Backend\nmetadata: { name: pg }\nspec: { type: postgres, config: { host: db, user: u, database: d } }\n---\n` : '';
     const { lines } = compile(pgBackend + goal(nodes.map((n) => `    - ${n}\n`).join('')));
@@ -64,6 +69,9 @@ describe('InfraSpecFactory: one resource, one node', () => {
   it.each([
     { name: 'the same path on two backends', nodes: ['{ id: f1, type: local.file, spec: { path: a, content: x } }', '{ id: f2, type: local.file, backend: other, spec: { path: a, content: x } }'] },
     { name: 'a path known only once a reference resolves', nodes: ['{ id: f1, type: local.file, spec: { path: a, content: x } }', '{ id: f2, type: local.file, spec: { path: "${nodes.f1.outputs.path}", content: x } }'] },
+    // Normal forms of templates say nothing of the paths they resolve to: "${…}/../a" is "a" as text.
+    { name: 'templates that differ as written', nodes: ['{ id: d, type: local.directory, spec: { path: conf } }', '{ id: e, type: local.directory, spec: { path: etc/x } }', '{ id: f1, type: local.file, spec: { path: "${nodes.d.outputs.path}/../a", content: x } }', '{ id: f2, type: local.file, spec: { path: "${nodes.e.outputs.path}/../a", content: x } }'] },
+    { name: 'two different references', nodes: ['{ id: d, type: local.directory, spec: { path: conf } }', '{ id: e, type: local.directory, spec: { path: etc } }', '{ id: f1, type: local.file, spec: { path: "${nodes.d.outputs.path}/a", content: x } }', '{ id: f2, type: local.file, spec: { path: "${nodes.e.outputs.path}/a", content: x } }'] },
     { name: 'a role and a database of one name', nodes: ['{ id: r, type: postgres.role, backend: pg, spec: { name: app } }', '{ id: d, type: postgres.database, backend: pg, spec: { name: app } }'] },
   ])('$name is fine', ({ nodes }) => {
     const backends = `${api}kind: Backend\nmetadata: { name: other }\nspec: { type: local, config: { root: /tmp/other } }\n---\n${api}kind: Backend\nmetadata: { name: pg }\nspec: { type: postgres, config: { host: db, user: u, database: d } }\n---\n`;
