@@ -58,6 +58,7 @@ export function formatPlan(
     switch (p.action) {
       case 'create': {
         lines.push(head);
+        if (p.letsGo !== undefined) lines.push(`      (it managed ${p.letsGo} before: that one is left in place, not deleted)`);
         const desired = options.desired?.(e.id);
         for (const [field, value] of Object.entries(desired ?? {})) if (field !== 'type' && value !== undefined) lines.push(`      ${field} = ${show(value)}${setBy(field)}`);
         // Without the desired spec at hand, the fields a policy set are still listed.

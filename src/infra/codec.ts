@@ -18,8 +18,12 @@ export const infraSpecCodec: NodeSpecCodec<InfraDesiredNodeSpec> = {
       resource: typeof resource === 'string' ? resource : undefined,
     });
   },
-  /** The resource its backend named at compile time (`InfraDesiredNodeSpec.resource`), within that backend instance. */
+  /**
+   * The resource its backend named at compile time (`InfraDesiredNodeSpec.resource`), within that
+   * backend instance: `path conf/a on backend local`. Read by people too (a resource let go is
+   * named in plans and logs); unambiguous, since a backend's name has no space.
+   */
   resourceKey(spec) {
-    return spec.resource === undefined ? undefined : JSON.stringify([spec.backendId, spec.resource]);
+    return spec.resource === undefined ? undefined : `${spec.resource} on backend ${spec.backendId}`;
   },
 };

@@ -157,6 +157,38 @@ export function sameOutputs(a: Outputs | ObservationMemo | null, b: Outputs | Ob
   return true;
 }
 
+/** The log message for each of `resourcesLetGo` (apply and the daemon). */
+export const LET_GO = 'the node names another resource now; the one it managed before is left in place, not deleted';
+
+/**
+ * Per node of `graph`: the resource it managed when last applied, where its
+ * goal now names another one (a path or a name was changed) and no node of
+ * `graph` names the old one (see `NodeSpecCodec.resourceKey`). That resource
+ * is let go: left in place, never deleted (prune deprovisions nodes removed
+ * from the goals, and this node is not), and watched by nothing from now on,
+ * which the caller says. Only records applied at another spec are decoded.
+ */
+export function resourcesLetGo<S extends NodeSpec>(graph: DesiredGraph<S>, records: Iterable<NodeRecord>, codec: NodeSpecCodec<S>): Map<NodeId, string> {
+  const letGo = new Map<NodeId, string>();
+  if (codec.resourceKey === undefined) return letGo;
+  for (const r of records) {
+    const node = graph.get(r.id);
+    if (node === undefined || !r.managed || r.appliedDigest === null || r.appliedDigest === node.spec.digest) continue;
+    const before = removedNode(r, codec);
+    const was = before === undefined ? undefined : codec.resourceKey(before.spec);
+    const now = codec.resourceKey(node.spec);
+    if (was !== undefined && now !== undefined && was !== now) letGo.set(r.id, was);
+  }
+  if (letGo.size === 0) return letGo;
+  const formerly = new Map<string, NodeId[]>();
+  for (const [id, was] of letGo) formerly.set(was, [...(formerly.get(was) ?? []), id]);
+  for (const node of graph.order) {
+    const key = codec.resourceKey(node.spec);
+    for (const id of key === undefined ? [] : (formerly.get(key) ?? [])) letGo.delete(id);
+  }
+  return letGo;
+}
+
 /**
  * The removed records whose resource a node of `graph` still manages (see
  * `NodeSpecCodec.resourceKey`: a node whose id changed, its resource the

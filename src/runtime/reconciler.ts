@@ -10,11 +10,12 @@ import { DeferredWrites } from './deferred-writes.ts';
 import { driftReport, logDrift, MISSING_RESOURCE } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
-import { appliedAtSpec, carriedRecord, claimedByGoals, heldByPolicy, policyHoldReason, recordSnapshot, removedNode, reverseDependencyOrder, sameRecord, sameSnapshot, storedGoalDigest } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, claimedByGoals, heldByPolicy, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameRecord, sameSnapshot, storedGoalDigest } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
-  | { readonly action: 'create' }
+  /** `letsGo`: the resource the node managed before its goal named another one; left in place, not deleted. */
+  | { readonly action: 'create'; readonly letsGo?: string }
   | { readonly action: 'update'; readonly diffs: readonly FieldDiff[] }
   | { readonly action: 'drift'; readonly diffs: readonly FieldDiff[]; readonly correct: boolean }
   | { readonly action: 'none' }
@@ -113,6 +114,11 @@ export class Reconciler<S extends NodeSpec> {
     const stored = this.store.listNodes();
     const byId = new Map(stored.map((r) => [r.id, r]));
     for (const r of stored) if (r.outputs !== null) outputs.set(r.id, r.outputs);
+    const letGo = resourcesLetGo(graph, stored, this.codec);
+    const create = (id: NodeId): PlannedAction => {
+      const was = letGo.get(id);
+      return was === undefined ? { action: 'create' } : { action: 'create', letsGo: was };
+    };
     const interrupted = new Set(this.store.pendingOperations().flatMap((op) => (op.op === 'create' ? [op.node] : [])));
     const willChange = new Set<NodeId>();
     // As in `apply`: what a blocked, held or failing node's dependents get is `blocked`, without observing them.
@@ -149,7 +155,7 @@ export class Reconciler<S extends NodeSpec> {
               entry({ action: 'drift', diffs: [MISSING_RESOURCE], correct: node.settings.selfHeal });
             } else {
               willChange.add(node.id);
-              entry({ action: 'create' });
+              entry(create(node.id));
             }
             break;
           case 'upToDate':
@@ -180,7 +186,7 @@ export class Reconciler<S extends NodeSpec> {
             // A node waiting for outputs of a dependency that the plan creates will be created after it.
             if (obs.fault.code === 'outputs-missing' && depsChanging) {
               willChange.add(node.id);
-              entry({ action: 'create' });
+              entry(create(node.id));
             } else entry({ action: 'error', fault: obs.fault });
             break;
           default:
@@ -220,6 +226,7 @@ export class Reconciler<S extends NodeSpec> {
       records.set(r.id, r);
       if (r.outputs !== null) outputs.set(r.id, r.outputs);
     }
+    for (const [id, was] of resourcesLetGo(graph, stored, this.codec)) this.log.warn({ node: id, before: was }, LET_GO);
     const pendingCreates = new Map<NodeId, number>();
     for (const op of this.store.pendingOperations()) {
       if (op.op === 'create') pendingCreates.set(op.node, op.id);
