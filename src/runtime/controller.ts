@@ -138,6 +138,8 @@ export class Controller<S extends NodeSpec> {
    * limit) and that are not deleted yet: a delete that failed is retried from the queue after its backoff.
    */
   private deleting = new Set<NodeId>();
+  /** A flush failed and its records wait in memory (logged once, when it starts and when it ends). */
+  private storeFailing = false;
 
   constructor(options: ControllerOptions<S>) {
     this.o = {
@@ -202,12 +204,15 @@ export class Controller<S extends NodeSpec> {
   async setGraph(graph: DesiredGraph<S>, options: { gates?: ReadonlyMap<NodeId, NodeGate>; commit?: string | null } = {}): Promise<void> {
     const previous = this.graph;
     const previousGates = this.gates;
+    // The store first: a write it refuses (a full disk) throws before the graph is changed.
     this.finishRun();
+    const commit = options.commit ?? null;
+    const runId = this.o.store.startRun(previous === undefined ? 'daemon-start' : 'daemon-reload', commit);
+    this.runId = runId;
+    this.o.store.setMeta('goal-errors', null);
     this.graph = graph;
     this.gates = options.gates ?? new Map();
-    this.commit = options.commit ?? null;
-    this.runId = this.o.store.startRun(previous === undefined ? 'daemon-start' : 'daemon-reload', this.commit);
-    this.o.store.setMeta('goal-errors', null);
+    this.commit = commit;
     this.rejected = null;
     const now = this.o.clock.now();
     // Readiness waits only for the nodes looked at now; nodes that keep their schedule count as done.
@@ -314,7 +319,12 @@ export class Controller<S extends NodeSpec> {
     await Promise.allSettled(this.loops);
     this.o.clock.clearTimeout(timer);
     this.flush();
-    this.finishRun();
+    try {
+      this.finishRun();
+    } catch (err) {
+      // What the run did is in the node records and the journal; only its summary is lost.
+      this.o.log.error({ err }, 'state store write failed; the run is left unfinished');
+    }
   }
 
   private async loop(): Promise<void> {
@@ -422,13 +432,21 @@ export class Controller<S extends NodeSpec> {
     if (steps.length === 0) return;
     // Crash safety: every operation of the batch is on disk as pending before any backend call,
     // in one transaction (one fsync, not one per node).
-    const opIds = this.deferred.commit(() =>
-      steps.map((step) => {
-        for (const stale of this.pending.get(step.node.id) ?? []) this.o.store.finishOperation(stale.id, 'abandoned', 'observed again after an interruption');
-        this.pending.delete(step.node.id);
-        return this.o.store.beginOperation(step.node.id, step.op, this.runId);
-      }),
-    );
+    let opIds: number[];
+    try {
+      opIds = this.deferred.commit(() =>
+        steps.map((step) => {
+          for (const stale of this.pending.get(step.node.id) ?? []) this.o.store.finishOperation(stale.id, 'abandoned', 'observed again after an interruption');
+          return this.o.store.beginOperation(step.node.id, step.op, this.runId);
+        }),
+      );
+    } catch (err) {
+      // Not recorded, so not sent: the nodes are not being created or updated. Back to pending (as a
+      // restart would put them), else a node left `creating` ignores every later observation.
+      for (const step of steps) this.put(step.node, 'pending', {});
+      throw err;
+    }
+    for (const step of steps) this.pending.delete(step.node.id);
     const results = await runSteps(this.o.provisioner, steps, ctx, this.o.concurrency);
     steps.forEach((step, i) => {
       this.deferred.finished(opIds[i]!, results[i]!);
@@ -848,16 +866,31 @@ export class Controller<S extends NodeSpec> {
         continue;
       }
       batch.push(r);
-      this.persisted.set(id, r);
     }
+    if (batch.length === 0 && this.deferred.size === 0) {
+      this.dirty.clear();
+      return;
+    }
+    try {
+      this.deferred.commit(() => {
+        this.o.store.putNodes(batch);
+        // With a commit that happens anyway (something changed), the run's counts so far: `history` on a
+        // live daemon shows what it has done, and a crash keeps it. A steady pass commits nothing, so writes nothing.
+        if (this.runId !== null) this.o.store.recordRunProgress(this.runId, this.summary);
+      });
+    } catch (err) {
+      // The store refused the write (a full or read-only disk): the daemon keeps running on what it
+      // knows, and every later flush (at least once an interval) tries again with all of it. Said
+      // once per outage. A crash meanwhile loses only these records: operations are already
+      // recorded as pending, and are resolved by observing at the restart.
+      if (!this.storeFailing) this.o.log.error({ err }, 'state store write failed; the records are kept in memory and written when it works again');
+      this.storeFailing = true;
+      return;
+    }
+    if (this.storeFailing) this.o.log.info('state store writable again; the records kept meanwhile are written');
+    this.storeFailing = false;
+    for (const r of batch) this.persisted.set(r.id, r);
     this.dirty.clear();
-    if (batch.length === 0 && this.deferred.size === 0) return;
-    this.deferred.commit(() => {
-      this.o.store.putNodes(batch);
-      // With a commit that happens anyway (something changed), the run's counts so far: `history` on a
-      // live daemon shows what it has done, and a crash keeps it. A steady pass commits nothing, so writes nothing.
-      if (this.runId !== null) this.o.store.recordRunProgress(this.runId, this.summary);
-    });
   }
 
   private finishRun(): void {

@@ -40,11 +40,17 @@ export class DeferredWrites {
     else this.finish(opId, 'failed', result.fault.message);
   }
 
-  /** One transaction: the queued writes, then `fn`'s; durable when it returns. */
+  /**
+   * One transaction: the queued writes, then `fn`'s; durable when it returns. When it throws
+   * (a full disk) everything was rolled back, and the queued writes wait for the next commit.
+   */
   commit<T>(fn: () => T): T {
-    return this.#store.transaction(() => {
-      for (const w of this.#writes.splice(0)) w();
+    const writes = this.#writes.slice();
+    const result = this.#store.transaction(() => {
+      for (const w of writes) w();
       return fn();
     });
+    this.#writes.splice(0, writes.length);
+    return result;
   }
 }

@@ -209,6 +209,28 @@ export interface CheckpointResult {
   readonly checkpointedFrames: number;
 }
 
+/**
+ * SQLite's primary result codes that say the state file cannot be written now — a condition of
+ * the machine (disk full, read-only, failing device), not of the code — with what to tell the operator.
+ */
+const WRITE_FAILURES: Readonly<Record<string, string>> = {
+  SQLITE_FULL: 'the disk is full',
+  SQLITE_IOERR: 'the disk refused the write (full, read-only or failing)',
+  SQLITE_READONLY: 'the file or its file system is read-only',
+  SQLITE_CANTOPEN: 'a file beside it (the WAL, the shared memory) cannot be opened',
+  SQLITE_PERM: 'permission denied',
+};
+
+/** A write that failed for one of `WRITE_FAILURES` as a StateStore error (nothing of it was recorded); any other error as it is. */
+function writeFailure(err: unknown, path: string): unknown {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return err;
+  // Extended codes (SQLITE_IOERR_WRITE, SQLITE_READONLY_DBMOVED) share their primary code's meaning.
+  const why = WRITE_FAILURES[code.split('_', 2).join('_')];
+  if (why === undefined) return err;
+  return storeError(`cannot write the state file ${path}: ${why} (${code}); nothing of this write was recorded`, path, { cause: err, context: { sqliteCode: code } });
+}
+
 /** What a path that is not a regular file is, for messages. */
 function storeError(message: string, path: string, options: { cause?: unknown; context?: Record<string, unknown> } = {}): DesiredStateError {
   return new DesiredStateError(ErrorCodes.StateStore, message, { cause: options.cause, context: { path, ...options.context } });
@@ -590,7 +612,7 @@ export class SqliteStateStore implements StateStore {
       // SQLite opens any file lazily and finds out at the first read that it is none of its own.
       const code = (err as { code?: unknown }).code;
       if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') throw storeError(`state file ${path} is not a database, or is damaged (${code})`, path, { cause: err });
-      throw err;
+      throw writeFailure(err, path);
     }
   }
 
@@ -610,13 +632,13 @@ export class SqliteStateStore implements StateStore {
   putNodes(records: readonly NodeRecord[]): void {
     if (records.length === 0) return;
     if (this.#db.inTransaction) for (const r of records) this.#putOne(r);
-    else this.#putNodes(records);
+    else this.#guard(() => this.#putNodes(records));
   }
 
   removeNodes(ids: readonly NodeId[]): void {
     if (ids.length === 0) return;
     if (this.#db.inTransaction) for (const id of ids) this.#removeOne(id);
-    else this.#removeNodes(ids);
+    else this.#guard(() => this.#removeNodes(ids));
   }
 
   // -- operations
@@ -753,7 +775,17 @@ export class SqliteStateStore implements StateStore {
    */
   transaction<T>(fn: () => T): T {
     if (this.#db.inTransaction) return fn();
-    return this.#db.transaction(fn).immediate();
+    return this.#guard(() => this.#db.transaction(fn).immediate());
+  }
+
+  /** Runs an outermost write; a disk that refuses it is a StateStore error naming the file and why (see `WRITE_FAILURES`). */
+  #guard<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      // A store opened read-only refuses writes by design: that is the caller's mistake, not the disk's.
+      throw this.readonly ? err : writeFailure(err, this.path);
+    }
   }
 
   // -- maintenance

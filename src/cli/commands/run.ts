@@ -133,39 +133,48 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     }));
 
     /** Loads the goals. For 'goals changed' the goal watch has taken the files' fingerprint already; otherwise it is taken here, before reading. */
-    const reload = (why: 'start' | 'SIGHUP' | 'goals changed'): Promise<void> => {
-      loading = loading.then(async () => {
-        if (why !== 'goals changed') goalWatch?.accept(await goalTreeFingerprint(ctx.goalsDir));
-        const commit = await goalsCommit(ctx.goalsDir);
-        const loaded = await compileGoals(ctx).catch((err: unknown) => {
-          // A missing or unreadable goal directory is a rejected revision like any other: nothing changes.
-          const message = errorMessage(err);
-          log.error({ text: message, commit, reason: why }, 'goals cannot be read; the last good graph keeps running');
-          c.rejectRevision([message]);
-          return undefined;
-        });
-        if (loaded === undefined) return;
-        const { graph, diagnostics, gates } = loaded.result;
-        if (graph === undefined) {
-          const lines = diagnostics.map(formatDiagnostic);
-          for (const d of diagnostics) log.error({ file: d.file, line: d.line, col: d.col, code: d.code, severity: d.severity, text: d.message }, 'goal error');
-          log.error({ errors: diagnostics.filter((d) => d.severity === 'error').length, commit, reason: why }, 'goal revision rejected; the last good graph keeps running');
-          c.rejectRevision(lines);
-          return;
-        }
-        for (const d of diagnostics) log.warn({ file: d.file, line: d.line, col: d.col, code: d.code, text: d.message }, 'goal warning');
-        const declarations = [...loaded.factory.backends.values()];
-        const key = JSON.stringify(declarations);
-        if (key !== backendKey) {
-          const fresh = registry().instantiate(declarations, { cwd: ctx.cwd, log, stateDir: ctx.stateDir, env: ctx.env });
-          const old = provisioner.replaceBackends(fresh);
-          backendMap = fresh;
-          backendKey = key;
-          await Promise.allSettled([...old.values()].map((b) => b.close()));
-        }
-        await c.setGraph(graph, { gates, commit });
-        log.info({ nodes: graph.size, commit, reason: why }, 'goals loaded');
+    const load = async (why: 'start' | 'SIGHUP' | 'goals changed'): Promise<void> => {
+      if (why !== 'goals changed') goalWatch?.accept(await goalTreeFingerprint(ctx.goalsDir));
+      const commit = await goalsCommit(ctx.goalsDir);
+      const loaded = await compileGoals(ctx).catch((err: unknown) => {
+        // A missing or unreadable goal directory is a rejected revision like any other: nothing changes.
+        const message = errorMessage(err);
+        log.error({ text: message, commit, reason: why }, 'goals cannot be read; the last good graph keeps running');
+        c.rejectRevision([message]);
+        return undefined;
       });
+      if (loaded === undefined) return;
+      const { graph, diagnostics, gates } = loaded.result;
+      if (graph === undefined) {
+        const lines = diagnostics.map(formatDiagnostic);
+        for (const d of diagnostics) log.error({ file: d.file, line: d.line, col: d.col, code: d.code, severity: d.severity, text: d.message }, 'goal error');
+        log.error({ errors: diagnostics.filter((d) => d.severity === 'error').length, commit, reason: why }, 'goal revision rejected; the last good graph keeps running');
+        c.rejectRevision(lines);
+        return;
+      }
+      for (const d of diagnostics) log.warn({ file: d.file, line: d.line, col: d.col, code: d.code, text: d.message }, 'goal warning');
+      const declarations = [...loaded.factory.backends.values()];
+      const key = JSON.stringify(declarations);
+      if (key !== backendKey) {
+        const fresh = registry().instantiate(declarations, { cwd: ctx.cwd, log, stateDir: ctx.stateDir, env: ctx.env });
+        const old = provisioner.replaceBackends(fresh);
+        backendMap = fresh;
+        backendKey = key;
+        await Promise.allSettled([...old.values()].map((b) => b.close()));
+      }
+      await c.setGraph(graph, { gates, commit });
+      log.info({ nodes: graph.size, commit, reason: why }, 'goals loaded');
+    };
+    /** Queues a load behind the one in progress; one that fails is logged, and never leaves the queue rejected. */
+    const reload = (why: 'start' | 'SIGHUP' | 'goals changed'): Promise<void> => {
+      loading = loading.then(() =>
+        load(why).catch((err: unknown) => {
+          // The state store refused a write (a full or read-only disk): the last good graph keeps
+          // running. Forgetting the loaded fingerprint makes the goal poll load the goals again.
+          log.error({ err, reason: why }, 'goals cannot be loaded; the last good graph keeps running and they are loaded again shortly');
+          goalWatch?.accept(undefined);
+        }),
+      );
       return loading;
     };
 
@@ -198,7 +207,12 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     http.server.closeAllConnections();
     await loading.catch(() => undefined);
     await controller?.stop(10_000);
-    if (listening) store?.setMeta('daemon.listen', null);
+    try {
+      if (listening) store?.setMeta('daemon.listen', null);
+    } catch (err) {
+      // A full or read-only disk: `retry` finds no daemon at the stale address and falls back to the store.
+      log.error({ err }, 'cannot clear the daemon address in the state store');
+    }
     await Promise.allSettled([...backendMap.values()].map((b) => b.close()));
     store?.close();
   }
