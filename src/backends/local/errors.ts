@@ -20,6 +20,8 @@ const errnoHints: Readonly<Record<string, string>> = {
   EACCES: 'check the permissions of the backend root and of the daemon user',
   EPERM: 'changing owner or group needs privileges (run as root or drop owner/group)',
   ENOSPC: 'free disk space',
+  EMFILE: 'the daemon has too many files open: raise its limit (ulimit -n, systemd LimitNOFILE) or lower --concurrency',
+  ENFILE: 'the system has too many files open: raise fs.file-max or lower --concurrency',
   ENOTDIR: 'a path component is a file, not a directory',
   ELOOP: 'a symlink loop is in the path',
 };

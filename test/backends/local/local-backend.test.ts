@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { LOCAL_KINDS, LocalBackend, localBackendFactory, localConfigSchema } from '../../../src/backends/local/index.ts';
 import { COARSE_RACY_MARGIN_MS, RACY_MARGIN_MS, racyMarginMs } from '../../../src/backends/local/client.ts';
-import { classifyErrno } from '../../../src/backends/local/errors.ts';
+import { classifyErrno, fsFault } from '../../../src/backends/local/errors.ts';
 import type { InfraNode } from '../../../src/infra/index.ts';
 import { FaultError, sha256 } from '../../../src/runtime/index.ts';
 import type { Fault, Observation, ObservationMemo, ProvisionResult } from '../../../src/runtime/index.ts';
@@ -503,5 +503,14 @@ describe('errno classification', () => {
     { code: undefined, cls: 'unknown' },
   ])('$code is $cls', ({ code, cls }) => {
     expect(classifyErrno(code)).toBe(cls);
+  });
+
+  it.each([
+    { code: 'ENOSPC', hint: 'free disk space' },
+    { code: 'EMFILE', hint: 'the daemon has too many files open: raise its limit (ulimit -n, systemd LimitNOFILE) or lower --concurrency' },
+    { code: 'ENFILE', hint: 'the system has too many files open: raise fs.file-max or lower --concurrency' },
+  ])('$code says what to do', ({ code, hint }) => {
+    const f = fsFault(Object.assign(new Error(code), { code }), 'write', 'a.conf').fault;
+    expect(f).toMatchObject({ class: 'transient', code, hint, message: `write a.conf failed: ${code}` });
   });
 });
