@@ -166,14 +166,24 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       log.info({ nodes: graph.size, commit, reason: why }, 'goals loaded');
     };
     /** Queues a load behind the one in progress; one that fails is logged, and never leaves the queue rejected. */
+    let loadFailing = false;
     const reload = (why: 'start' | 'SIGHUP' | 'goals changed'): Promise<void> => {
       loading = loading.then(() =>
-        load(why).catch((err: unknown) => {
-          // The state store refused a write (a full or read-only disk): the last good graph keeps
-          // running. Forgetting the loaded fingerprint makes the goal poll load the goals again.
-          log.error({ err, reason: why }, 'goals cannot be loaded; the last good graph keeps running and they are loaded again shortly');
-          goalWatch?.accept(undefined);
-        }),
+        load(why).then(
+          () => {
+            loadFailing = false;
+          },
+          (err: unknown) => {
+            // The state store refused a write (a full or read-only disk): the last good graph keeps
+            // running. Forgetting the loaded fingerprint makes the goal poll load the goals again,
+            // every few seconds while the disk refuses: said once, until a load works again.
+            const line = { err, reason: why };
+            if (loadFailing) log.debug(line, 'goals still cannot be loaded');
+            else log.error(line, 'goals cannot be loaded; the last good graph keeps running and they are loaded again shortly');
+            loadFailing = true;
+            goalWatch?.accept(undefined);
+          },
+        ),
       );
       return loading;
     };
