@@ -320,10 +320,20 @@ function acquireLock(lockPath: string, dbPath: string): LockHolder {
   for (let tries = 0; tries < 5; tries++) {
     try {
       const fd = openSync(lockPath, 'wx', STATE_FILE_MODE);
+      let written = false;
       try {
         writeSync(fd, content);
+        written = true;
       } finally {
         closeSync(fd);
+        // Made but not written (a full disk): not left behind empty, for the next command to take over.
+        if (!written) {
+          try {
+            unlinkSync(lockPath);
+          } catch {
+            // The write's error is the one to report; an empty lock file is taken over next time.
+          }
+        }
       }
       return me;
     } catch (err) {

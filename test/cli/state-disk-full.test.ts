@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -93,6 +93,16 @@ describe.skipIf(!canMount)('a full state filesystem', () => {
     expect(integrity(p.state)).toBe('ok');
     expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
     expect(readFileSync(join(p.root, 'b.conf'), 'utf8')).toBe('hello');
+
+    // No room at all: the lock file is made (an inode) but its content cannot be written. The
+    // command fails saying so, and leaves no empty lock file behind for the next one to puzzle over.
+    p.fill();
+    const none = await cli(['apply', '--yes', ...p.args]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain('ENOSPC');
+    expect(readdirSync(p.state).filter((f) => f.includes('lock'))).toEqual([]);
+    p.free();
+    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
   }, 15_000);
 
   it('run: the daemon stays up, says why, sends nothing it cannot record, and catches up when there is room', async () => {
