@@ -24,13 +24,15 @@ export function goalJsonSchema(options: GoalJsonSchemaOptions = {}): Record<stri
   const node = z.union(
     INFRA_NODE_TYPES.map((t) =>
       nodeDeclarationSchema().extend({
-        type: z.literal(t),
+        type: z.literal(t).describe(`The resource type: ${t}.`),
         spec: specSchemas[t].describe(`Spec of a ${t} node.`),
       }),
     ) as unknown as [z.ZodType, z.ZodType, ...z.ZodType[]],
   );
   const goal = goalDocumentSchema().extend({
-    spec: goalDocumentSchema().shape.spec.extend({ nodes: z.array(node).default([]).describe('The nodes of this goal.') }),
+    spec: goalDocumentSchema()
+      .shape.spec.extend({ nodes: z.array(node).default([]).describe('The nodes of this goal.') })
+      .describe(goalDocumentSchema().shape.spec.description ?? ''),
   }).describe('A Goal: the nodes a team wants to exist.');
   const backend = backendJsonSchema(registry()).describe('A Backend: a configured backend instance.');
   const policy =
@@ -90,7 +92,7 @@ function backendJsonSchema(registry: BackendRegistry): z.ZodType {
       spec: backendDocumentSchema.shape.spec.extend({
         type: z.literal(type).describe(`${factory.description} Provisions ${factory.kinds.join(', ')}.`),
         config: config.describe(`Config of a ${type} backend.`),
-      }),
+      }).describe('Which implementation, and its config.'),
     });
   });
   return branches.length === 1 ? branches[0]! : z.union(branches as unknown as [z.ZodType, z.ZodType, ...z.ZodType[]]);

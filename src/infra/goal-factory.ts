@@ -11,8 +11,13 @@ import type { InfraNodeSpec } from './spec.ts';
 
 export const backendDocumentSchema = z.strictObject({
   apiVersion: z.string(),
-  kind: z.literal('Backend'),
-  metadata: z.strictObject({ name: z.string(), labels: z.record(z.string(), z.string()).optional() }),
+  kind: z.literal('Backend').describe('The document kind: Goal, Backend or Policy.'),
+  metadata: z
+    .strictObject({
+      name: z.string().describe('The backendId nodes name in their backend field (and spec.defaults.backend).'),
+      labels: z.record(z.string(), z.string()).optional().describe('Free-form labels of the backend.'),
+    })
+    .describe('The backend\'s name.'),
   spec: z.strictObject({
     type: z.string().describe('Which implementation: local, memory, postgres, exec, ansible, script.'),
     config: z.record(z.string(), z.unknown()).default({}).describe('Validated by the implementation.'),

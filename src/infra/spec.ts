@@ -113,11 +113,11 @@ const specSchemaBuilders = {
   'postgres.role': () =>
     z.strictObject({
       name: pgIdent(),
-      login: z.boolean().default(false),
+      login: z.boolean().default(false).describe('The role may log in (LOGIN).'),
       superuser: z.boolean().default(false).describe('Only when stated: a role is NOSUPERUSER unless this is true.'),
-      createdb: z.boolean().default(false),
-      createrole: z.boolean().default(false),
-      inherit: z.boolean().default(true),
+      createdb: z.boolean().default(false).describe('The role may create databases (CREATEDB).'),
+      createrole: z.boolean().default(false).describe('The role may create, alter and drop roles (CREATEROLE).'),
+      inherit: z.boolean().default(true).describe('The role uses the privileges of the roles it is a member of (INHERIT).'),
       connectionLimit: pgConnectionLimit().optional(),
       validUntil: pgTimestamp().optional(),
       memberOf: z.array(pgIdent()).default([]).describe('The exact set of roles this role is a member of.'),
@@ -164,31 +164,31 @@ const specSchemaBuilders = {
     }),
   'k8s.namespace': () =>
     z.strictObject({
-      name: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/),
-      labels: labelMap().default({}),
-      annotations: labelMap().default({}),
+      name: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).describe('The namespace name (a DNS label).'),
+      labels: labelMap().default({}).describe('Kubernetes labels of the namespace.'),
+      annotations: labelMap().default({}).describe('Kubernetes annotations of the namespace.'),
     }),
   'k8s.configmap': () =>
     z.strictObject({
-      name: z.string().min(1),
-      namespace: z.string().min(1),
-      data: labelMap().default({}),
-      labels: labelMap().default({}),
+      name: z.string().min(1).describe('The ConfigMap name.'),
+      namespace: z.string().min(1).describe('The namespace it lives in.'),
+      data: labelMap().default({}).describe('The exact key/value data of the ConfigMap.'),
+      labels: labelMap().default({}).describe('Kubernetes labels of the ConfigMap.'),
     }),
   'aws.s3.bucket': () =>
     z.strictObject({
-      name: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/),
-      region: z.string().min(1),
-      versioning: z.boolean().default(false),
-      encryption: z.enum(['none', 'AES256', 'aws:kms']).default('AES256'),
-      publicAccess: z.boolean().default(false),
-      tags: labelMap().default({}),
+      name: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/).describe('The bucket name (globally unique, 3 to 63 characters).'),
+      region: z.string().min(1).describe('The AWS region, for example eu-west-1.'),
+      versioning: z.boolean().default(false).describe('Keep every version of every object.'),
+      encryption: z.enum(['none', 'AES256', 'aws:kms']).default('AES256').describe('Default server-side encryption: none, AES256 or aws:kms.'),
+      publicAccess: z.boolean().default(false).describe('Allow public access (blocked when false).'),
+      tags: labelMap().default({}).describe('AWS tags of the bucket.'),
     }),
   'terraform.workspace': () =>
     z.strictObject({
       module: z.string().min(1).describe('Path to the Terraform module.'),
-      workspace: z.string().default('default'),
-      vars: z.record(z.string(), z.unknown()).default({}),
+      workspace: z.string().default('default').describe('The Terraform workspace.'),
+      vars: z.record(z.string(), z.unknown()).default({}).describe('Input variables passed to the module.'),
     }),
   'ansible.playbook': () =>
     z.strictObject({

@@ -30,7 +30,7 @@ const schemas = once(() => {
   const deletionPolicySchema = z.enum(['Orphan', 'Delete']);
 
   const nodeDeclarationSchema = z.strictObject({
-    id: z.string().regex(NODE_ID_PATTERN, 'node ids are [a-z0-9][a-z0-9._-]*'),
+    id: z.string().regex(NODE_ID_PATTERN, 'node ids are [a-z0-9][a-z0-9._-]*').describe('Unique across the whole goal set; [a-z0-9][a-z0-9._-]*.'),
     type: z.string().describe('The resource type, a member of the sealed spec union (for example local.file).'),
     backend: z.string().optional().describe('The backend instance (a Backend document\'s metadata.name).'),
     dependsOn: z.array(z.string()).default([]).describe('Ids of nodes that must be ready first.'),
@@ -46,14 +46,16 @@ const schemas = once(() => {
   });
 
   const goalDocumentSchema = z.strictObject({
-    apiVersion: z.literal(API_VERSION),
-    kind: z.literal('Goal'),
-    metadata: z.strictObject({
-      name: nameSchema.describe('Unique across the goal set.'),
-      environment: z.string().default('default').describe('Free text; policies key on it (dev, staging, prod …).'),
-      labels: labelsSchema.default({}),
-      annotations: z.record(z.string(), z.string()).optional(),
-    }),
+    apiVersion: z.literal(API_VERSION).describe('The goal format version.'),
+    kind: z.literal('Goal').describe('The document kind: Goal, Backend or Policy.'),
+    metadata: z
+      .strictObject({
+        name: nameSchema.describe('Unique across the goal set.'),
+        environment: z.string().default('default').describe('Free text; policies key on it (dev, staging, prod …).'),
+        labels: labelsSchema.default({}).describe('Labels of every node of this goal (a node\'s own labels merge over them); policies check them.'),
+        annotations: z.record(z.string(), z.string()).optional().describe('Free-form notes; nothing acts on them.'),
+      })
+      .describe('The goal\'s name, environment and labels.'),
     spec: z.strictObject({
       selfHeal: z.boolean().default(true).describe('Correct drift (true) or only report it (false).'),
       prune: z.boolean().default(false).describe('Deprovision nodes removed from this goal (with deletionPolicy: Delete).'),
@@ -61,11 +63,12 @@ const schemas = once(() => {
       defaults: z
         .strictObject({
           backend: z.string().optional().describe('backendId used by nodes that name none.'),
-          deletionPolicy: deletionPolicySchema.optional(),
+          deletionPolicy: deletionPolicySchema.optional().describe('deletionPolicy of nodes that name none: Orphan (the default) or Delete.'),
         })
-        .default({}),
+        .default({})
+        .describe('Defaults for the nodes of this goal.'),
       nodes: z.array(z.unknown()).default([]),
-    }),
+    }).describe('What this goal wants: its settings and nodes.'),
   });
   return { nameSchema, envelopeSchema, deletionPolicySchema, nodeDeclarationSchema, goalDocumentSchema };
 });

@@ -78,3 +78,28 @@ describe('JSON Schema of goal files', () => {
     expect(validator()(doc)).toBe(valid);
   });
 });
+
+/** Every property of every object in the schema, with its path, that carries no description. */
+function undescribed(node: unknown, path: string, out: string[]): string[] {
+  if (Array.isArray(node)) {
+    for (const n of node) undescribed(n, path, out);
+  } else if (typeof node === 'object' && node !== null) {
+    const o = node as Record<string, unknown>;
+    const props = o.properties as Record<string, Record<string, unknown>> | undefined;
+    const type = (props?.type?.const ?? props?.kind?.const) as string | undefined;
+    const here = type === undefined ? path : `${path}[${type}]`;
+    for (const [k, v] of Object.entries(props ?? {})) {
+      if (typeof v.description !== 'string' || v.description === '') out.push(`${here}.${k}`);
+      undescribed(v, `${here}.${k}`, out);
+    }
+    for (const [k, v] of Object.entries(o)) if (k !== 'properties') undescribed(v, here, out);
+  }
+  return out;
+}
+
+describe('descriptions', () => {
+  // CLI.md: `schema` prints "the JSON Schema of goal files (every kind and field, with descriptions)".
+  it('every field of every kind has a description', () => {
+    expect([...new Set(undescribed(goalJsonSchema(), '', []))]).toEqual([]);
+  });
+});

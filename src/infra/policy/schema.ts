@@ -52,7 +52,7 @@ const schemas = once(() => {
 
   const namingSchema = z.strictObject({
     id: ruleIdSchema.optional().describe('Rule id in findings (default naming:<field>).'),
-    description: z.string().optional(),
+    description: z.string().optional().describe('What the rule requires, shown with every finding.'),
     types: typesSchema.describe('Node types the pattern applies to.'),
     field: z.string().min(1).describe('The spec field holding the name, for example "name".'),
     pattern: z
@@ -65,7 +65,7 @@ const schemas = once(() => {
 
   const requiredLabelSchema = z.strictObject({
     id: ruleIdSchema.optional().describe('Rule id in findings (default required-label:<key>).'),
-    description: z.string().optional(),
+    description: z.string().optional().describe('What the rule requires, shown with every finding.'),
     key: z.string().min(1).describe('The label every node must carry (merged node and goal labels).'),
     pattern: z.string().min(1).optional().describe('A regular expression the value must match.'),
     types: typesSchema.optional().describe('Restrict the requirement to these node types (default: all).'),
@@ -74,7 +74,7 @@ const schemas = once(() => {
   });
 
   const ruleSchema = z.strictObject({
-    id: ruleIdSchema,
+    id: ruleIdSchema.describe('Rule id in findings and SARIF.'),
     description: z.string().min(1).describe('What the rule requires, shown with every finding.'),
     types: typesSchema.optional().describe('Node types the rule applies to (default: all).'),
     when: z.string().min(1).optional().describe('CEL: the rule applies only where this is true.'),
@@ -84,7 +84,7 @@ const schemas = once(() => {
   });
 
   const policyDefaultSchema = z.strictObject({
-    types: typesSchema,
+    types: typesSchema.describe('Node types the defaults apply to.'),
     environments: z.array(z.string().min(1)).min(1).optional().describe('Environments where the defaults apply (default: all).'),
     set: z
       .record(z.string(), z.unknown())
@@ -95,21 +95,23 @@ const schemas = once(() => {
   const policySpecSchema = z.strictObject({
     blockAt: levelSchema.default('high').describe('Findings at or above this level hold the node.'),
     include: z.array(z.string()).default([]).describe('Built-in rule packs, for example "baseline".'),
-    naming: z.array(namingSchema).default([]),
-    requiredLabels: z.array(requiredLabelSchema).default([]),
-    rules: z.array(ruleSchema).default([]),
-    defaults: z.array(policyDefaultSchema).default([]),
+    naming: z.array(namingSchema).default([]).describe('Naming rules: a spec field of the listed types matches a pattern.'),
+    requiredLabels: z.array(requiredLabelSchema).default([]).describe('Labels every node must carry (merged node and goal labels).'),
+    rules: z.array(ruleSchema).default([]).describe('Custom rules written in CEL.'),
+    defaults: z.array(policyDefaultSchema).default([]).describe('Environment-aware defaults for spec fields the goal leaves unset, shown in plans as policy-set.'),
   });
 
   const policyDocumentSchema = z.strictObject({
     apiVersion: z.string(),
-    kind: z.literal('Policy'),
-    metadata: z.strictObject({
-      name: z.string(),
-      labels: z.record(z.string(), z.string()).optional(),
-      annotations: z.record(z.string(), z.string()).optional(),
-    }),
-    spec: policySpecSchema,
+    kind: z.literal('Policy').describe('The document kind: Goal, Backend or Policy.'),
+    metadata: z
+      .strictObject({
+        name: z.string().describe('The policy name, shown with its findings.'),
+        labels: z.record(z.string(), z.string()).optional().describe('Free-form labels of the policy.'),
+        annotations: z.record(z.string(), z.string()).optional().describe('Free-form notes; nothing acts on them.'),
+      })
+      .describe('The policy\'s name.'),
+    spec: policySpecSchema.describe('The constraints: blockAt, rule packs, naming, required labels, rules and defaults.'),
   });
   return { severitySchema, policySpecSchema, policyDocumentSchema };
 });
