@@ -52,6 +52,9 @@ spec:
     expect(code).toBe(2);
     expect(stdout).toContain('  + conf (local.file via local)\n      path = "app.conf"\n      content = "port = 8080\\n"\n      mode = "0600" (set by policy acme)\nPlan:');
     expect(stdout.match(/mode =/g)).toHaveLength(1);
+    // GOAL-FORMAT.md: policy defaults are "shown in plans as policy-set"; `--format json` is the plan for machines.
+    const json = JSON.parse((await cli(['plan', '--format', 'json', ...p.args], { cwd: p.dir })).stdout) as { entries: { id: string; policySet?: unknown }[] };
+    expect(json.entries.find((e) => e.id === 'conf')?.policySet).toEqual([{ field: 'mode', value: '0600', policy: 'acme' }]);
   });
 
   it('exits 0 when the only drift is report-only (selfHeal: false): apply has nothing to do, so plan → apply → plan reaches 0', async () => {

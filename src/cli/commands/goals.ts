@@ -52,7 +52,13 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
     const counts = planCounts(entries);
     const desired = (id: string): Readonly<Record<string, unknown>> | undefined => c.graph.get(id)?.spec.spec;
     if (ctx.format === 'json') {
-      ctx.out(JSON.stringify({ entries: entries.map((e) => (e.planned.action === 'create' ? { ...e, desired: desired(e.id) } : e)), counts, diagnostics: c.loaded.result.diagnostics }, null, 2));
+      // The fields a policy default set ("shown in plans as policy-set", GOAL-FORMAT.md), as the text plan says them.
+      const policySet = (id: string): { policySet?: readonly { field: string; value: unknown; policy: string }[] } => {
+        const set = c.loaded.factory.policyDefaults.get(id);
+        return set === undefined || set.length === 0 ? {} : { policySet: set };
+      };
+      const entry = (e: (typeof entries)[number]): object => ({ ...e, ...(e.planned.action === 'create' ? { desired: desired(e.id) } : {}), ...policySet(e.id) });
+      ctx.out(JSON.stringify({ entries: entries.map(entry), counts, diagnostics: c.loaded.result.diagnostics }, null, 2));
     } else {
       for (const l of formatPlan(entries, { showUnchanged: options.showUnchanged, policyDefaults: c.loaded.factory.policyDefaults, desired })) ctx.out(l);
       ctx.out(`Plan: ${counts.create} to create, ${counts.update} to update, ${counts.delete} to delete, ${counts.drift} drifted, ${counts.none} unchanged, ${counts.blocked + counts.held} blocked or held, ${counts.error} errors.`);
