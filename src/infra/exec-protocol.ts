@@ -51,7 +51,8 @@ export const EX_NOPERM = 77;
 export type ReadResult =
   | { readonly exists: false }
   | { readonly exists: 'unknown'; readonly reason: string }
-  | { readonly exists: true; readonly state: Readonly<Record<string, unknown>>; readonly outputs: Outputs };
+  /** `state` undefined: the read printed none (see `toObservation`). */
+  | { readonly exists: true; readonly state: Readonly<Record<string, unknown>> | undefined; readonly outputs: Outputs };
 
 /**
  * The stdout of a command that exited 0, or the fault for any other ending.
@@ -165,8 +166,8 @@ export function parseRead(stdout: string): ReadResult {
     return { exists: 'unknown', reason };
   }
   if (obj.exists !== true) throw new FaultError(badOutput('read', 'an object without "exists" true, false or "unknown"'));
-  const state = obj.state ?? {};
-  if (!isPlainObject(state)) throw new FaultError(badOutput('read', '"state" that is not an object'));
+  const state = obj.state;
+  if (state !== undefined && !isPlainObject(state)) throw new FaultError(badOutput('read', '"state" that is not an object'));
   return { exists: true, state, outputs: parseOutputs('read', obj.outputs) };
 }
 
@@ -200,8 +201,11 @@ export function inputDiffs(input: Readonly<Record<string, unknown>>, state: Read
 export function toObservation(input: Readonly<Record<string, unknown>>, read: ReadResult, recorded?: Outputs): Observation {
   if (read.exists === 'unknown') return { status: 'indeterminate', reason: `read: ${read.reason}` };
   if (!read.exists) return { status: 'absent' };
+  // Without a state there is nothing to compare an input with: every key would drift, and be
+  // "corrected" on every pass. Bad output then, unless the input is empty (nothing to compare).
+  if (read.state === undefined && Object.keys(input).length > 0) return { status: 'failed', fault: badOutput('read', '{"exists": true} without the "state" to compare the input with') };
   const outputs = recorded === undefined ? read.outputs : { ...recorded, ...read.outputs };
-  const diffs = inputDiffs(input, read.state);
+  const diffs = inputDiffs(input, read.state ?? {});
   return diffs.length === 0 ? { status: 'upToDate', outputs } : { status: 'drifted', diffs, outputs };
 }
 

@@ -28,6 +28,7 @@ describe('parseRead', () => {
   it.each([
     { name: 'absent', out: '{"exists":false}\n', read: { exists: false } },
     { name: 'present without outputs', out: '{"exists":true,"state":{"a":1}}', read: { exists: true, state: { a: 1 }, outputs: {} } },
+    { name: 'present without a state', out: '{"exists":true}', read: { exists: true, state: undefined, outputs: {} } },
     { name: 'present with outputs', out: '{"exists":true,"state":{},"outputs":{"arn":"x","n":1,"ok":true,"none":null}}', read: { exists: true, state: {}, outputs: { arn: 'x', n: 1, ok: true, none: null } } },
     { name: 'cannot tell, with a reason', out: '{"exists":"unknown","reason":"create was cut short"}', read: { exists: 'unknown', reason: 'create was cut short' } },
     { name: 'cannot tell, without a reason', out: '{"exists":"unknown"}', read: { exists: 'unknown', reason: 'the read command cannot tell' } },
@@ -44,6 +45,15 @@ describe('parseRead', () => {
     { name: 'a read\'s own outputs are laid over them', out: '{"exists":true,"state":{},"outputs":{"ip":"10.0.0.2","rid":"vm-2"}}', outputs: { rid: 'vm-2', ip: '10.0.0.2' } },
   ])('$name', ({ out, outputs }) => {
     expect(toObservation({}, parseRead(out), { rid: 'vm-1' })).toEqual({ status: 'upToDate', outputs });
+  });
+
+  it('present without a state: bad output where there is an input to compare (not drift on every key, corrected every pass); fine with an empty input', () => {
+    const read = parseRead('{"exists":true,"outputs":{"rid":"vm-1"}}');
+    expect(toObservation({ size: 2 }, read)).toEqual({
+      status: 'failed',
+      fault: expect.objectContaining({ class: 'permanent', code: 'bad-output', message: 'read command printed {"exists": true} without the "state" to compare the input with' }) as unknown,
+    });
+    expect(toObservation({}, read)).toEqual({ status: 'upToDate', outputs: { rid: 'vm-1' } });
   });
 
   it('"unknown" is an indeterminate observation: the node is held, never created blindly', () => {
