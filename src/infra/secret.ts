@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { DesiredStateError, ErrorCodes, readAtMost } from '../runtime/index.ts';
+import { DesiredStateError, ErrorCodes, fault, readAtMost } from '../runtime/index.ts';
+import type { Fault } from '../runtime/index.ts';
 import { envNameSchema } from './process.ts';
 
 /**
@@ -63,4 +64,10 @@ export async function resolveSecret(ref: SecretRef, options: { env?: NodeJS.Proc
 /** A salted digest of a secret value, safe to store: it notices a change without keeping the value. */
 export function secretDigest(value: string, salt: string): string {
   return createHash('sha256').update(salt).update('\0').update(value).digest('hex');
+}
+
+/** A secret `resolveSecret` could not read, as the permanent fault a backend reports (with what to do); undefined for any other error. */
+export function secretUnavailableFault(err: unknown): Fault | undefined {
+  if (!(err instanceof DesiredStateError) || err.code !== ErrorCodes.SecretUnavailable) return undefined;
+  return fault('permanent', err.message, { code: err.code, hint: 'provide the secret (environment variable or file) named by the reference' });
 }

@@ -1,8 +1,8 @@
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { allowlistedEnv, isSecretRef, resolveSecret, resourceBackend, SecretMask, tailLines } from '../../infra/index.ts';
+import { allowlistedEnv, isSecretRef, resolveSecret, resourceBackend, SecretMask, secretUnavailableFault, tailLines } from '../../infra/index.ts';
 import type { BackendContext, BackendFactory, BackendHealth, BackendNode, ProvisionIntent, ResourceContext, ResourceProvisioner } from '../../infra/index.ts';
-import { assertNever, DesiredStateError, ErrorCodes, fault, FaultError, toFault } from '../../runtime/index.ts';
+import { assertNever, fault, FaultError, toFault } from '../../runtime/index.ts';
 import type { Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import { AnsibleClient } from './client.ts';
 import type { AnsiblePlaybookSpec } from './client.ts';
@@ -135,10 +135,8 @@ export class AnsibleProvisioner implements ResourceProvisioner {
           secrets.push(value);
           return value;
         } catch (err) {
-          if (err instanceof DesiredStateError && err.code === ErrorCodes.SecretUnavailable) {
-            throw new FaultError(fault('permanent', err.message, { code: err.code, hint: 'provide the secret (environment variable or file) named by the reference' }));
-          }
-          throw err;
+          const secret = secretUnavailableFault(err);
+          throw secret === undefined ? err : new FaultError(secret);
         }
       }
       if (Array.isArray(v)) return Promise.all(v.map(visit));

@@ -1,7 +1,8 @@
 import { isIP } from 'node:net';
-import { DesiredStateError, ErrorCodes, fault, FaultError } from '../../runtime/index.ts';
+import { fault, FaultError } from '../../runtime/index.ts';
 import type { Fault } from '../../runtime/index.ts';
 import { UnsafeSqlValueError } from './sql.ts';
+import { secretUnavailableFault } from '../../infra/index.ts';
 
 /**
  * Failure classification, once, at the backend boundary. Pure: it reads the
@@ -174,9 +175,8 @@ function aboutServer(state: string, phase: Phase): boolean {
  */
 export function classifyPgError(err: unknown, phase: Phase = 'query', options: ClassifyOptions = {}): Fault {
   if (err instanceof FaultError) return err.fault;
-  if (err instanceof DesiredStateError && err.code === ErrorCodes.SecretUnavailable) {
-    return fault('permanent', err.message, { code: err.code, hint: 'provide the secret (environment variable or file) named by the reference' });
-  }
+  const secret = secretUnavailableFault(err);
+  if (secret !== undefined) return secret;
   if (err instanceof UnsafeSqlValueError) return fault('permanent', err.message, { code: 'unsafe-value' });
   if (shape(err).name === 'AbortError') return fault('transient', 'operation aborted', { code: 'aborted' });
 
