@@ -1,6 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Controller, displayPath, errorMessage, formatDiagnostic, MAX_TIMER_MS, parseDuration, shownRecord } from '../../runtime/index.ts';
+import { Controller, DesiredStateError, displayPath, ErrorCodes, errorMessage, formatDiagnostic, MAX_TIMER_MS, parseDuration, shownRecord } from '../../runtime/index.ts';
 import type { CircuitBreakerConfig, DesiredNode, FaultPolicy, NodeId, SqliteStateStore } from '../../runtime/index.ts';
 import { infraSpecCodec, InfraNodeProvisioner } from '../../infra/index.ts';
 import type { InfraBackend, InfraDesiredNodeSpec } from '../../infra/index.ts';
@@ -155,32 +155,46 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       for (const d of diagnostics) log.warn({ file: d.file, line: d.line, col: d.col, code: d.code, text: d.message }, 'goal warning');
       const declarations = [...loaded.factory.backends.values()];
       const key = JSON.stringify(declarations);
-      if (key !== backendKey) {
-        const fresh = registry().instantiate(declarations, { cwd: ctx.cwd, log, stateDir: ctx.stateDir, env: ctx.env });
-        const old = provisioner.replaceBackends(fresh);
-        backendMap = fresh;
+      // New backends go in before the graph (setGraph starts watching through them) and are
+      // taken out again if the store refuses the revision: the last good graph keeps its own.
+      const previous = backendMap;
+      const fresh = key === backendKey ? undefined : registry().instantiate(declarations, { cwd: ctx.cwd, log, stateDir: ctx.stateDir, env: ctx.env });
+      if (fresh !== undefined) backendMap = fresh;
+      const old = fresh === undefined ? undefined : provisioner.replaceBackends(fresh);
+      try {
+        await c.setGraph(graph, { gates, commit });
+      } catch (err) {
+        if (fresh !== undefined && old !== undefined) {
+          provisioner.replaceBackends(old);
+          backendMap = previous;
+          await Promise.allSettled([...fresh.values()].map((b) => b.close()));
+        }
+        throw err;
+      }
+      if (old !== undefined) {
         backendKey = key;
         await Promise.allSettled([...old.values()].map((b) => b.close()));
       }
-      await c.setGraph(graph, { gates, commit });
       log.info({ nodes: graph.size, commit, reason: why }, 'goals loaded');
     };
+    /** A load failed because the state store refused it, and none has worked since. */
+    let storeRefusing = false;
     /** Queues a load behind the one in progress; one that fails is logged, and never leaves the queue rejected. */
-    let loadFailing = false;
     const reload = (why: 'start' | 'SIGHUP' | 'goals changed'): Promise<void> => {
       loading = loading.then(() =>
         load(why).then(
           () => {
-            loadFailing = false;
+            storeRefusing = false;
           },
           (err: unknown) => {
-            // The state store refused a write (a full or read-only disk): the last good graph keeps
-            // running. Forgetting the loaded fingerprint makes the goal poll load the goals again,
-            // every few seconds while the disk refuses: said once, until a load works again.
+            // The last good graph keeps running. Forgetting the loaded fingerprint makes the goal poll
+            // load the goals again; while the state store refuses writes (a full or read-only disk)
+            // that is every few seconds, said once until a load works again. Anything else, each time.
+            const refused = err instanceof DesiredStateError && err.code === ErrorCodes.StateStore;
             const line = { err, reason: why };
-            if (loadFailing) log.debug(line, 'goals still cannot be loaded');
+            if (refused && storeRefusing) log.debug(line, 'goals still cannot be loaded');
             else log.error(line, 'goals cannot be loaded; the last good graph keeps running and they are loaded again shortly');
-            loadFailing = true;
+            storeRefusing = refused;
             goalWatch?.accept(undefined);
           },
         ),
@@ -215,7 +229,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     goalWatch?.close();
     http.server.close();
     http.server.closeAllConnections();
-    await loading.catch(() => undefined);
+    await loading; // never rejects: a failed load is logged in `reload`
     await controller?.stop(10_000);
     try {
       if (listening) store?.setMeta('daemon.listen', null);
