@@ -279,8 +279,6 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       }
     }
     if (!ok || data === undefined) return undefined;
-    const typed = typedReferenceFields(decl.type, schema, decl.spec, decl.pending, this.textPlaces);
-    if (typed.length > 0) runtimeFields = new Set([...(runtimeFields ?? []), ...typed]);
     let spec = { type: decl.type, ...data } as InfraNodeSpec;
     // `factory` is the backend's own here: `backend` is defined only for a declaration without errors.
     const checkSpec = backend === undefined ? undefined : factory?.checkSpec;
@@ -291,6 +289,9 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     }
     let gate: BuiltSpec<InfraDesiredNodeSpec>['gate'];
     if (this.policy !== undefined && !POLICY_INPUTS.some((f) => invalid?.has(f) === true)) {
+      // Only a policy reads what is known at run time only.
+      const typed = typedReferenceFields(decl.type, schema, decl.spec, decl.pending, this.textPlaces);
+      if (typed.length > 0) runtimeFields = new Set([...(runtimeFields ?? []), ...typed]);
       const verdict = this.policy.evaluate(decl, spec, diag, { runtimeFields });
       spec = verdict.spec;
       gate = verdict.gate;
@@ -300,13 +301,12 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     // A name that a `${nodes…}` reference fills in is not known before running: no key, for every backend.
     const asWritten = named === undefined ? undefined : valueAtPath(spec, named.path);
     const templated = named !== undefined && hasReferences(asWritten);
-    const resource = templated ? undefined : named;
     // But two nodes that write it the same way, references and all, resolve to one resource: the
     // same key and the same text where the name is (the key's normal form alone could join
     // templates that resolve apart: "${…}/../a" is "a" as text).
-    this.claim(decl, backendId, templated ? { ...named, template: JSON.stringify(asWritten) } : resource, diag);
+    this.claim(decl, backendId, templated ? { ...named, template: JSON.stringify(asWritten) } : named, diag);
     return {
-      spec: desiredNodeSpec(spec, backendId, decl.labels, decl.goal.environment, { resource: resource?.key }),
+      spec: desiredNodeSpec(spec, backendId, decl.labels, decl.goal.environment, { resource: templated ? undefined : named?.key }),
       gate,
       deletionPolicy: statefulTypes.has(decl.type) ? 'Orphan' : undefined,
     };

@@ -34,7 +34,7 @@ const SETTING_WORD = /^(true|false|yes|off|none|null)$/i;
 const MAX_MASK_DEPTH = 100;
 
 /** Shorter values are not masked: they would blot out unrelated text, and are no secret worth the name. */
-export const MIN_MASKED_SECRET_LENGTH = 4;
+const MIN_MASKED_SECRET_LENGTH = 4;
 
 /** The values a mask hides. Build it once per backend (env) or per run (resolved secrets). */
 export class SecretMask {

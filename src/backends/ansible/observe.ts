@@ -228,7 +228,7 @@ export function taskChanges(report: PlaybookReport): TaskChange[] {
 }
 
 /** Tasks check mode skipped without a condition's `skip_reason`: their module cannot run in check mode. */
-export function unsimulatedTasks(report: PlaybookReport): string[] {
+function unsimulatedTasks(report: PlaybookReport): string[] {
   const names = new Set<string>();
   for (const play of report.plays) {
     for (const t of play.tasks) {
