@@ -60,7 +60,7 @@ export const commands: Record<string, Command> = {
   plan: {
     summary: 'observe every node and print what apply would do',
     usage: 'desiredstate plan [--goals DIR] [--state DIR] [--all] [--format text|json]',
-    help: 'Symbols: + create (a create lists its fields), ~ update, - delete, ! drift, = unchanged (with --all), ⊘ blocked by policy or held, x error.\nExit status: 0 nothing for apply to do (also when the only drift is report-only, selfHeal: false), 2 changes pending, 1 error.',
+    help: 'Symbols: + create (a create lists its fields, and a resource the node managed before, left in place), ~ update, - delete, ! drift, = unchanged (with --all), ⊘ blocked by policy or held, x error.\nExit status: 0 nothing for apply to do (also when the only drift is report-only, selfHeal: false), 2 changes pending, 1 error.',
     async run(argv, io) {
       const { values } = parse(argv, { all: { type: 'boolean' } });
       formatFlag(values, ['text', 'json']);
@@ -170,7 +170,7 @@ export const commands: Record<string, Command> = {
   retry: {
     summary: 'release a node held by the fault policy, or a failed one waiting out its backoff',
     usage: 'desiredstate retry NODE|--all [--state DIR] [--format text|json]',
-    help: 'Any other node is left as it is, and retry says so. --all releases every node held by the fault policy or waiting\nout a backoff (after fixing what held them all: a password, a server); nodes a policy holds stay held.\nWith a daemon running (its address is in the state), asks it over its HTTP API; otherwise updates the store.\nExit status: 0 (also for a node left as it is), 1 for an unknown node.',
+    help: 'Any other node is left as it is, and retry says so. --all releases every node held by the fault policy or waiting\nout a backoff (after fixing what held them all: a password, a server), and those held because a read could not tell\nwhether an interrupted create made something (their interruption ends, as with retry NODE); nodes a policy holds stay held.\nWith a daemon running (its address is in the state), asks it over its HTTP API; otherwise updates the store.\nExit status: 0 (also for a node left as it is), 1 for an unknown node.',
     async run(argv, io) {
       const { values, positionals } = parse(argv, { all: { type: 'boolean' } }, 1);
       formatFlag(values, ['text', 'json']);
