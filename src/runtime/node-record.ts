@@ -179,14 +179,21 @@ export function resourcesLetGo<S extends NodeSpec>(graph: DesiredGraph<S>, recor
     const now = codec.resourceKey(node.spec);
     if (was !== undefined && now !== undefined && was !== now) letGo.set(r.id, was);
   }
-  if (letGo.size === 0) return letGo;
-  const formerly = new Map<string, NodeId[]>();
-  for (const [id, was] of letGo) formerly.set(was, [...(formerly.get(was) ?? []), id]);
+  for (const id of nodesNaming(graph, letGo, codec).keys()) letGo.delete(id);
+  return letGo;
+}
+
+/** For each id of `keys` whose resource key a node of `graph` has: the first such node. Keys are computed for the graph only when there is one to find. */
+function nodesNaming<S extends NodeSpec>(graph: DesiredGraph<S>, keys: ReadonlyMap<NodeId, string>, codec: NodeSpecCodec<S>): Map<NodeId, NodeId> {
+  const named = new Map<NodeId, NodeId>();
+  if (keys.size === 0 || codec.resourceKey === undefined) return named;
+  const wanted = new Map<string, NodeId[]>();
+  for (const [id, key] of keys) wanted.set(key, [...(wanted.get(key) ?? []), id]);
   for (const node of graph.order) {
     const key = codec.resourceKey(node.spec);
-    for (const id of key === undefined ? [] : (formerly.get(key) ?? [])) letGo.delete(id);
+    for (const id of key === undefined ? [] : (wanted.get(key) ?? [])) if (!named.has(id)) named.set(id, node.id);
   }
-  return letGo;
+  return named;
 }
 
 /**
@@ -196,21 +203,14 @@ export function resourcesLetGo<S extends NodeSpec>(graph: DesiredGraph<S>, recor
  * declare. Keys are computed for the graph only when a removed record has one.
  */
 export function claimedByGoals<S extends NodeSpec>(graph: DesiredGraph<S>, removed: readonly NodeRecord[], codec: NodeSpecCodec<S>): Map<NodeId, NodeId> {
-  const claimed = new Map<NodeId, NodeId>();
-  if (codec.resourceKey === undefined || removed.length === 0) return claimed;
-  const keyOf = (spec: S): string | undefined => codec.resourceKey?.(spec);
-  const wanted = new Map<string, NodeId[]>();
+  const keys = new Map<NodeId, string>();
+  if (codec.resourceKey === undefined) return new Map();
   for (const r of removed) {
     const node = removedNode(r, codec);
-    const key = node === undefined ? undefined : keyOf(node.spec);
-    if (key !== undefined) wanted.set(key, [...(wanted.get(key) ?? []), r.id]);
+    const key = node === undefined ? undefined : codec.resourceKey(node.spec);
+    if (key !== undefined) keys.set(r.id, key);
   }
-  if (wanted.size === 0) return claimed;
-  for (const node of graph.order) {
-    const key = keyOf(node.spec);
-    for (const id of key === undefined ? [] : (wanted.get(key) ?? [])) if (!claimed.has(id)) claimed.set(id, node.id);
-  }
-  return claimed;
+  return nodesNaming(graph, keys, codec);
 }
 
 /** Dependents before their dependencies, from the dependency lists stored with each record. */
