@@ -1,5 +1,6 @@
 import type { FieldDiff, PlanEntry } from '../runtime/index.ts';
 import { assertNever } from '../runtime/index.ts';
+import type { PolicyDefault } from '../infra/index.ts';
 
 const SYMBOL = { create: '+', update: '~', delete: '-', drift: '!', none: '=', blocked: '⊘', held: '⊘', error: 'x' } as const;
 
@@ -40,7 +41,7 @@ export function formatPlan(
   entries: readonly PlanEntry[],
   options: {
     showUnchanged: boolean;
-    policyDefaults?: ReadonlyMap<string, readonly { field: string; value: unknown; policy: string }[]>;
+    policyDefaults?: ReadonlyMap<string, readonly PolicyDefault[]>;
     /** A node's desired spec, listed under a create (as Terraform lists a new resource's attributes). */
     desired?: (id: string) => Readonly<Record<string, unknown>> | undefined;
   },
@@ -94,7 +95,7 @@ export function formatPlan(
   return lines;
 }
 
-function policySetLine(d: { field: string; value: unknown; policy: string }): string {
+function policySetLine(d: PolicyDefault): string {
   return `      ${d.field} = ${show(d.value)} (set by policy ${d.policy})`;
 }
 

@@ -231,7 +231,7 @@ function writeFailure(err: unknown, path: string): unknown {
   return storeError(`cannot write the state file ${path}: ${why} (${code}); nothing of this write was recorded`, path, { cause: err, context: { sqliteCode: code } });
 }
 
-/** What a path that is not a regular file is, for messages. */
+/** A state-store error about the file at `path` (code DS_STATE_STORE). */
 function storeError(message: string, path: string, options: { cause?: unknown; context?: Record<string, unknown> } = {}): DesiredStateError {
   return new DesiredStateError(ErrorCodes.StateStore, message, { cause: options.cause, context: { path, ...options.context } });
 }

@@ -2,7 +2,7 @@ import { createInterface } from 'node:readline/promises';
 import { Reconciler } from '../../runtime/index.ts';
 import type { CompileResult, DesiredGraph, NodeOutcome } from '../../runtime/index.ts';
 import { infraSpecCodec } from '../../infra/index.ts';
-import type { InfraDesiredNodeSpec } from '../../infra/index.ts';
+import type { InfraDesiredNodeSpec, PolicyDefault } from '../../infra/index.ts';
 import { compileGoals, compileGoalsCached, openStore, printDiagnostics, provisioner, pruneHistory } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { formatPlan, planCounts } from '../format.ts';
@@ -52,10 +52,10 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
     const counts = planCounts(entries);
     const desired = (id: string): Readonly<Record<string, unknown>> | undefined => c.graph.get(id)?.spec.spec;
     if (ctx.format === 'json') {
-      // The fields a policy default set ("shown in plans as policy-set", GOAL-FORMAT.md), as the text plan says them.
-      const policySet = (id: string): { policySet?: readonly { field: string; value: unknown; policy: string }[] } => {
+      // The fields a policy default set ("shown in plans as policy-set", GOAL-FORMAT.md), on every entry that has them.
+      const policySet = (id: string): { policySet?: readonly PolicyDefault[] } => {
         const set = c.loaded.factory.policyDefaults.get(id);
-        return set === undefined || set.length === 0 ? {} : { policySet: set };
+        return set === undefined ? {} : { policySet: set };
       };
       const entry = (e: (typeof entries)[number]): object => ({ ...e, ...(e.planned.action === 'create' ? { desired: desired(e.id) } : {}), ...policySet(e.id) });
       ctx.out(JSON.stringify({ entries: entries.map(entry), counts, diagnostics: c.loaded.result.diagnostics }, null, 2));
