@@ -13,9 +13,9 @@ import { nextNodeState, nodeSnapshotFor, releasable } from './node-machine.ts';
 import type { NodeEventType } from './node-machine.ts';
 import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import type { ProvisionStep } from './reconciler.ts';
-import { emptySummary, massDeletionLimit, runSteps, withoutIgnored } from './reconciler.ts';
+import { emptySummary, runSteps, withoutIgnored } from './reconciler.ts';
 import type { NodeRecord, NodeStatus, PendingOperation, RunSummary, StateStore } from './state-store.ts';
-import { appliedAtSpec, carriedRecord, claimedByGoals, heldByPolicy, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, storedDeps, storedGoalDigest } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, heldByPolicy, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDeps, storedGoalDigest } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 import { driftReport, logDrift, MISSING_RESOURCE } from './drift-report.ts';
@@ -769,22 +769,11 @@ export class Controller<S extends NodeSpec> {
   private async removeMissing(graph: DesiredGraph<S>): Promise<void> {
     if (graph.size === 0) return; // an empty goal set never deletes anything
     for (const [id, was] of resourcesLetGo(graph, this.records.values(), this.o.codec)) this.o.log.warn({ node: id, before: was }, LET_GO);
-    const removed = [...this.records.values()].filter((r) => !graph.has(r.id) && r.status !== 'orphaned' && r.status !== 'deleted');
-    if (removed.length === 0) return;
-    // A node a policy held is never deleted either (its record says why it is held).
-    const candidates = removed.filter((r) => r.deletionPolicy === 'Delete' && r.managed && !heldByPolicy(r));
-    // A resource a node of the goals still manages (its id was changed) is not goaled away: let go, never deleted.
-    const claimed = claimedByGoals(graph, candidates, this.o.codec);
-    const toDelete = candidates.filter((r) => !claimed.has(r.id));
-    const toDeleteSet = new Set(toDelete);
-    const orphan = removed.filter((r) => !toDeleteSet.has(r));
-    const limit = massDeletionLimit([...this.records.values()].filter((r) => r.managed).length);
-    let deleting = toDelete;
-    if (toDelete.length > limit && !this.o.allowMassDeletion) {
+    const { toDelete: deleting, toOrphan: orphan, claimed, refused } = splitRemoved(graph, this.records.values(), this.o.codec, this.o.allowMassDeletion);
+    if (refused !== undefined) {
       // Refused: those nodes stay recorded and untouched until a revision that is not a mass deletion.
-      this.o.log.error({ count: toDelete.length, limit }, 'mass deletion refused');
-      this.o.store.appendEvent({ at: this.o.clock.now(), node: null, kind: 'mass-deletion-refused', data: { count: toDelete.length, limit } });
-      deleting = [];
+      this.o.log.error({ count: refused.count, limit: refused.limit }, 'mass deletion refused');
+      this.o.store.appendEvent({ at: this.o.clock.now(), node: null, kind: 'mass-deletion-refused', data: { count: refused.count, limit: refused.limit } });
     }
     // Only what this graph approves is deleted (a failed delete retried later included).
     this.deleting = new Set(deleting.map((r) => r.id));
@@ -796,7 +785,7 @@ export class Controller<S extends NodeSpec> {
       this.drift.delete(r.id);
     }
     this.o.store.removeNodes(orphan.map((r) => r.id));
-    for (const r of reverseDependencyOrder(deleting)) await this.deleteRecord(r);
+    for (const r of deleting) await this.deleteRecord(r);
   }
 
   private async deleteRecord(r: NodeRecord): Promise<void> {

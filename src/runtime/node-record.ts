@@ -213,6 +213,57 @@ export function claimedByGoals<S extends NodeSpec>(graph: DesiredGraph<S>, remov
   return nodesNaming(graph, keys, codec);
 }
 
+/** Mass-deletion guard: at most max(5, 10 %) of managed nodes in one revision. */
+export function massDeletionLimit(managed: number): number {
+  return Math.max(5, Math.floor(managed * 0.1));
+}
+
+/** What becomes of the stored nodes a goal revision no longer declares. */
+export interface RemovedSplit {
+  /** To deprovision, dependents first; empty when the guard refused. */
+  readonly toDelete: NodeRecord[];
+  /** To forget, their resources left untouched. */
+  readonly toOrphan: NodeRecord[];
+  /** Removed ids whose resource a declared node still manages, each with that node's id. */
+  readonly claimed: ReadonlyMap<NodeId, NodeId>;
+  /** Set when the mass-deletion guard refused: `nodes` are those it would have deleted, dependents first. */
+  readonly refused?: { readonly count: number; readonly limit: number; readonly nodes: NodeRecord[] };
+}
+
+/**
+ * Splits the records `graph` no longer declares into what to delete and what
+ * to orphan, for the one-shot pass and the daemon alike. Deleted are only
+ * nodes whose goal prunes with `Delete`, that the daemon manages, that no
+ * policy held, and whose resource no declared node claims; the rest are
+ * orphaned. An empty goal set deletes nothing: it is far more likely a
+ * mistake than an intent. Past `massDeletionLimit`, nothing is deleted unless
+ * `allowMassDeletion`.
+ */
+export function splitRemoved<S extends NodeSpec>(
+  graph: DesiredGraph<S>,
+  stored: Iterable<NodeRecord>,
+  codec: NodeSpecCodec<S>,
+  allowMassDeletion: boolean,
+): RemovedSplit {
+  if (graph.size === 0) return { toDelete: [], toOrphan: [], claimed: new Map() };
+  const removed: NodeRecord[] = [];
+  let managed = 0;
+  for (const r of stored) {
+    if (r.managed) managed++;
+    if (!graph.has(r.id) && r.status !== 'orphaned' && r.status !== 'deleted') removed.push(r);
+  }
+  const candidates = removed.filter((r) => r.deletionPolicy === 'Delete' && r.managed && !heldByPolicy(r));
+  const claimed = claimedByGoals(graph, candidates, codec);
+  const toDelete = candidates.filter((r) => !claimed.has(r.id));
+  const deleting = new Set(toDelete);
+  const toOrphan = removed.filter((r) => !deleting.has(r));
+  const limit = massDeletionLimit(managed);
+  if (toDelete.length > limit && !allowMassDeletion) {
+    return { toDelete: [], toOrphan, claimed, refused: { count: toDelete.length, limit, nodes: reverseDependencyOrder(toDelete) } };
+  }
+  return { toDelete: reverseDependencyOrder(toDelete), toOrphan, claimed };
+}
+
 /** Dependents before their dependencies, from the dependency lists stored with each record. */
 export function reverseDependencyOrder(records: readonly NodeRecord[]): NodeRecord[] {
   const ids = new Set(records.map((r) => r.id));

@@ -10,7 +10,7 @@ import { DeferredWrites } from './deferred-writes.ts';
 import { driftReport, logDrift, MISSING_RESOURCE } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
-import { appliedAtSpec, carriedRecord, claimedByGoals, heldByPolicy, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameRecord, sameSnapshot, storedGoalDigest } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, LET_GO, policyHoldReason, recordSnapshot, removedNode, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, splitRemoved, storedGoalDigest } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -65,11 +65,6 @@ export interface PassOptions {
 export function withoutIgnored(diffs: readonly FieldDiff[], ignore: readonly string[]): FieldDiff[] {
   if (ignore.length === 0) return [...diffs];
   return diffs.filter((d) => !ignore.some((f) => d.path === f || d.path.startsWith(`${f}.`) || d.path.startsWith(`${f}[`)));
-}
-
-/** Mass-deletion guard: at most max(5, 10 %) of managed nodes in one revision. */
-export function massDeletionLimit(managed: number): number {
-  return Math.max(5, Math.floor(managed * 0.1));
 }
 
 /** A summary with every count at zero, to count a pass into. */
@@ -411,27 +406,8 @@ export class Reconciler<S extends NodeSpec> {
     return this.deletions(graph, this.store.listNodes(), options).toDelete.map((r) => r.id);
   }
 
-  private deletions(
-    graph: DesiredGraph<S>,
-    stored: readonly NodeRecord[],
-    options: PassOptions,
-  ): { toDelete: NodeRecord[]; toOrphan: NodeRecord[]; claimed: ReadonlyMap<NodeId, NodeId>; refused?: { count: number; limit: number; nodes: NodeRecord[] } } {
-    // An empty goal set never deletes anything: it is far more likely a mistake than an intent.
-    if (graph.size === 0) return { toDelete: [], toOrphan: [], claimed: new Map() };
-    const removed = stored.filter((r) => !graph.has(r.id) && r.status !== 'deleted');
-    // A node held by a policy gate when last applied is never deleted; the daemon does the same.
-    const candidates = removed.filter((r) => r.deletionPolicy === 'Delete' && r.managed && !heldByPolicy(r));
-    // A resource a node of the goals still manages (its id was changed) is not goaled away: let go, never deleted.
-    const claimed = claimedByGoals(graph, candidates, this.codec);
-    const toDelete = candidates.filter((r) => !claimed.has(r.id));
-    const deleting = new Set(toDelete);
-    const toOrphan = removed.filter((r) => !deleting.has(r));
-    const managed = stored.filter((r) => r.managed).length;
-    const limit = massDeletionLimit(managed);
-    if (toDelete.length > limit && options.allowMassDeletion !== true) {
-      return { toDelete: [], toOrphan, claimed, refused: { count: toDelete.length, limit, nodes: reverseDependencyOrder(toDelete) } };
-    }
-    return { toDelete: reverseDependencyOrder(toDelete), toOrphan, claimed };
+  private deletions(graph: DesiredGraph<S>, stored: readonly NodeRecord[], options: PassOptions): RemovedSplit {
+    return splitRemoved(graph, stored, this.codec, options.allowMassDeletion === true);
   }
 
   /** Deletes in order; returns the ids deleted. Each operation is begun by `begin`; its outcome waits in `deferred`. */
