@@ -96,6 +96,9 @@ interface DriftMemory {
 /** Slots per interval on which re-observations are due (`scheduleNext`). */
 const SCHEDULE_SLOTS = 50;
 
+/** How long a batch that failed (or whose operations the store would not record) waits to be tried again. */
+const FAILED_BATCH_RETRY_MS = 5000;
+
 const READY_STATUSES: ReadonlySet<NodeStatus> = new Set(['ready', 'drifted']);
 const IN_FLIGHT: ReadonlySet<NodeStatus> = new Set(['observing', 'creating', 'updating', 'deleting']);
 
@@ -341,7 +344,7 @@ export class Controller<S extends NodeSpec> {
         await this.reconcileBatch(batch);
       } catch (err) {
         this.o.log.error({ err }, 'reconcile batch failed');
-        for (const id of batch) this.queue.addAfter(id, 5000);
+        for (const id of batch) this.queue.addAfter(id, FAILED_BATCH_RETRY_MS);
       } finally {
         this.flush();
         for (const id of batch) {
@@ -442,9 +445,12 @@ export class Controller<S extends NodeSpec> {
       );
     } catch (err) {
       // Not recorded, so not sent: the nodes are not being created or updated. Back to pending (as a
-      // restart would put them), else a node left `creating` ignores every later observation.
+      // restart would put them), else a node left `creating` ignores every later observation; tried
+      // again later, like any batch that failed.
       for (const step of steps) this.put(step.node, 'pending', {});
-      throw err;
+      this.storeRefused(err);
+      for (const step of steps) this.queue.addAfter(step.node.id, FAILED_BATCH_RETRY_MS);
+      return;
     }
     for (const step of steps) this.pending.delete(step.node.id);
     const results = await runSteps(this.o.provisioner, steps, ctx, this.o.concurrency);
@@ -869,17 +875,22 @@ export class Controller<S extends NodeSpec> {
       });
     } catch (err) {
       // The store refused the write (a full or read-only disk): the daemon keeps running on what it
-      // knows, and every later flush (at least once an interval) tries again with all of it. Said
-      // once per outage. A crash meanwhile loses only these records: operations are already
-      // recorded as pending, and are resolved by observing at the restart.
-      if (!this.storeFailing) this.o.log.error({ err }, 'state store write failed; the records are kept in memory and written when it works again');
-      this.storeFailing = true;
+      // knows, and every later flush (at least once an interval) tries again with all of it. A crash
+      // meanwhile loses only these records: operations are already recorded as pending, and are
+      // resolved by observing at the restart.
+      this.storeRefused(err);
       return;
     }
     if (this.storeFailing) this.o.log.info('state store writable again; the records kept meanwhile are written');
     this.storeFailing = false;
     for (const r of batch) this.persisted.set(r.id, r);
     this.dirty.clear();
+  }
+
+  /** Says once per outage that the store refuses writes; `flush` says when it works again. */
+  private storeRefused(err: unknown): void {
+    if (!this.storeFailing) this.o.log.error({ err }, 'state store write failed; the records are kept in memory and written when it works again');
+    this.storeFailing = true;
   }
 
   private finishRun(): void {
