@@ -9,7 +9,7 @@ import type { BreakerChange, CircuitBreakerConfig, FaultPolicy, Rng } from './fa
 import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredGraph } from './graph.ts';
 import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.ts';
-import { nextNodeState, nodeSnapshotFor, releasable } from './node-machine.ts';
+import { nextStatus, releasable } from './node-machine.ts';
 import type { NodeEventType } from './node-machine.ts';
 import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import type { ProvisionStep } from './reconciler.ts';
@@ -60,7 +60,7 @@ export function releaseStoredNode(store: StateStore, id: NodeId, at: number): Op
   const r = store.getNode(id);
   if (r === undefined) return { status: 'unknown' };
   if (!releasable(r.status)) return { status: 'not-held', current: r.status };
-  const next = nextNodeState(nodeSnapshotFor(r.status as Parameters<typeof nodeSnapshotFor>[0]), { type: 'OPERATOR_RETRY' });
+  const next = nextStatus(r.status, 'OPERATOR_RETRY');
   store.transaction(() => {
     // What an interrupted operation left is resolved by the operator: it no longer counts as interrupted.
     for (const op of store.pendingOperations()) if (op.node === id) store.finishOperation(op.id, 'abandoned', 'released by operator');
@@ -833,9 +833,7 @@ export class Controller<S extends NodeSpec> {
   }
 
   private transition(node: DesiredNode<S>, event: NodeEventType, patch: Partial<NodeRecord>): void {
-    const current = this.records.get(node.id)?.status ?? 'pending';
-    const next = nextNodeState(nodeSnapshotFor(current as Parameters<typeof nodeSnapshotFor>[0]), { type: event });
-    this.put(node, next.status, patch);
+    this.put(node, nextStatus(this.records.get(node.id)?.status ?? 'pending', event).status, patch);
   }
 
   private put(node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord>): void {

@@ -225,6 +225,12 @@ export function nextNodeState(snapshot: NodeSnapshot, event: NodeEvent): NodeTra
   return { snapshot: snapshotOf(next), status: next, transition: next === state ? 'ignored' : 'taken' };
 }
 
+/** Where a node whose record says `status` goes on `event` (a stored status that is not a machine state throws `DS_INVALID_NODE_SNAPSHOT`). */
+export function nextStatus(status: NodeStatus, event: NodeEventType): NodeTransition {
+  const state = isMachineState(status) ? status : toNodeSnapshot({ status: 'active', value: status }).value;
+  return nextNodeState(snapshotOf(state), { type: event });
+}
+
 /**
  * Whether an operator's `retry` has anything to release in a node at
  * `status`: the machine takes OPERATOR_RETRY there (held by the fault
@@ -232,5 +238,5 @@ export function nextNodeState(snapshot: NodeSnapshot, event: NodeEvent): NodeTra
  * not a machine state takes nothing.
  */
 export function releasable(status: NodeStatus): boolean {
-  return (NODE_MACHINE_STATES as readonly string[]).includes(status) && nextNodeState(nodeSnapshotFor(status as NodeMachineState), { type: 'OPERATOR_RETRY' }).transition === 'taken';
+  return isMachineState(status) && nextStatus(status, 'OPERATOR_RETRY').transition === 'taken';
 }
