@@ -334,24 +334,18 @@ describe('postgres backend against a real server', () => {
     done(await backend.create(usage, ctx));
   });
 
-  it('creates 1,000 login roles in one batch and checks them in one query', async () => {
+  it('creates 1,000 login roles in one batch, finds them all up to date, and creates more one by one on a warm pool', async () => {
+    // Timings are bench/postgres's; the query count of a pass is the next test's.
     const nodes = Array.from({ length: 1000 }, (_, i) => pgNode(`bulk-${i}`, 'postgres.role', { name: `bulk_${i}`, login: true, connectionLimit: 5 }));
-    let t = performance.now();
     const created = await backend.createMany(nodes, ctx);
-    const createMs = performance.now() - t;
     expect([...created.values()].every((r) => r.status === 'done')).toBe(true);
-    t = performance.now();
     const steady = await backend.observe(nodes, ctx);
-    const observeMs = performance.now() - t;
     expect([...steady.values()].every((o) => o.status === 'upToDate')).toBe(true);
     // Per-node creates on a warm pool, as the reconciler issues them.
     const more = Array.from({ length: 200 }, (_, i) => pgNode(`single-${i}`, 'postgres.role', { name: `single_${i}`, login: true, connectionLimit: 5 }));
-    t = performance.now();
     const singles = await Promise.all(more.map((n) => backend.create(n, ctx)));
-    const singleMs = performance.now() - t;
     expect(singles.every((r) => r.status === 'done')).toBe(true);
-    console.log(`postgres: createMany 1000 roles ${createMs.toFixed(0)} ms; observe 1000 roles ${observeMs.toFixed(1)} ms; 200 single creates ${singleMs.toFixed(0)} ms`);
-    expect(observeMs).toBeLessThan(1000);
+    expect([...(await backend.observe(more, ctx)).values()].every((o) => o.status === 'upToDate')).toBe(true);
   });
 
   it('a pass over roles is one query: the verifier privilege is asked only when some role has a managed password', async () => {
