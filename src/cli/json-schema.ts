@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { goalDocumentSchema, nodeDeclarationSchema } from '../runtime/index.ts';
+import { goalDocumentSchema, nodeDeclarationSchema, REFERENCE_PATTERNS } from '../runtime/index.ts';
 import { backendDocumentSchema, INFRA_NODE_TYPES, policyDocumentSchema, specSchemas } from '../infra/index.ts';
 import type { BackendRegistry } from '../infra/index.ts';
 import { registry } from './context.ts';
@@ -51,11 +51,6 @@ export function goalJsonSchema(options: GoalJsonSchemaOptions = {}): Record<stri
 
 type JsonSchema = z.core.JSONSchema.JSONSchema;
 
-/** One `${nodes.<id>.outputs.<key>}` and nothing else (spaces inside the braces are the expression's own). */
-const WHOLE_REFERENCE = '^\\$\\{\\s*nodes\\.[a-z0-9][a-z0-9._-]*\\.outputs\\.[A-Za-z0-9_.-]+\\s*\\}$';
-/** A string holding such a reference somewhere (not after `$`: `$${` is a literal `${`). */
-const SOME_REFERENCE = '(^|[^$])\\$\\{\\s*nodes\\.[a-z0-9][a-z0-9._-]*\\.outputs\\.[A-Za-z0-9_.-]+\\s*\\}';
-
 /**
  * Lets a node spec's schema take a reference where `validate` does (README,
  * "References between nodes"): one whole reference in a number, boolean or
@@ -75,7 +70,7 @@ function acceptReferences(s: JsonSchema | undefined): void {
   const { description, default: dflt, ...own } = s;
   for (const k of Object.keys(s)) delete (s as Record<string, unknown>)[k];
   Object.assign(s, {
-    anyOf: [own, { type: 'string', pattern: typed ? WHOLE_REFERENCE : SOME_REFERENCE, description: 'A ${nodes.<id>.outputs.<key>} reference, checked once the output is known.' }],
+    anyOf: [own, { type: 'string', pattern: typed ? REFERENCE_PATTERNS.whole : REFERENCE_PATTERNS.some, description: 'A ${nodes.<id>.outputs.<key>} reference, checked once the output is known.' }],
     ...(description === undefined ? {} : { description }),
     ...(dflt === undefined ? {} : { default: dflt }),
   });

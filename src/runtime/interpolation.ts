@@ -1,5 +1,6 @@
 import { suggestion } from './diagnostics.ts';
 import type { Outputs } from './provisioner.ts';
+import { NODE_ID_PATTERN } from './node-spec.ts';
 import type { NodeId } from './node-spec.ts';
 import type { PathKey } from './yaml-source.ts';
 
@@ -48,7 +49,21 @@ const EXPR = /\$\$\{|\$\{([^}]*)\}|\$\{/g;
 
 /** A goal value put into a spec must not be read later as an expression. */
 const literal = (s: string): string => s.replaceAll('${', () => '$${');
-const NODE_REF = /^nodes\.([a-z0-9][a-z0-9._-]*)\.outputs\.([A-Za-z0-9_.-]+)$/;
+/** Inside `${…}`: `nodes.<id>.outputs.<key>`, an id as `NODE_ID_PATTERN` has it. */
+const REF_ID = NODE_ID_PATTERN.source.slice(1, -1);
+const REF_KEY = '[A-Za-z0-9_.-]+';
+const NODE_REF = new RegExp(`^nodes\\.(${REF_ID})\\.outputs\\.(${REF_KEY})$`);
+
+/**
+ * Patterns (ECMAScript, as JSON Schema's `pattern` reads them) of a string
+ * that is one `${nodes.<id>.outputs.<key>}` and nothing else (`wholeReference`),
+ * and of a string that holds one somewhere (not after `$`: `$${` is a literal `${`).
+ */
+export const REFERENCE_PATTERNS = {
+  whole: `^\\$\\{\\s*nodes\\.${REF_ID}\\.outputs\\.${REF_KEY}\\s*\\}$`,
+  some: `(^|[^$])\\$\\{\\s*nodes\\.${REF_ID}\\.outputs\\.${REF_KEY}\\s*\\}`,
+} as const;
+
 const ONE_EXPR = /^\$\{([^}]*)\}$/;
 
 /**
