@@ -103,48 +103,58 @@ export function interpolateGoal(
   const references: OutputReference[] = [];
   const pending: PendingValue[] = [];
   const unknown = options.unknown;
-  // One path stack for the walk, copied only when something is reported or referenced.
+  // The walk's path, copied only when something is reported or referenced.
+  const interpolated = mapStrings(value, (v, at) => {
+    if (!v.includes('${')) return v;
+    const path = [...at];
+    let tainted = false;
+    const first = references.length;
+    const out = v.replace(EXPR, (whole: string, expr: string | undefined, index: number) => {
+      if (expr === undefined) {
+        if (whole === '${') report(path, '"${" is never closed by "}" (write "$${" for a literal "${")', index);
+        return whole; // `$${`: kept, unescaped at resolve time
+      }
+      const e = expr.trim();
+      const field: GoalField | undefined = e === 'goal.name' ? 'name' : e === 'goal.environment' ? 'environment' : e.startsWith('goal.labels.') ? 'labels' : undefined;
+      if (field !== undefined && unknown?.has(field) === true) {
+        tainted = true;
+        return whole;
+      }
+      if (field === 'name') return literal(goal.name);
+      if (field === 'environment') return literal(goal.environment);
+      if (field === 'labels') {
+        const key = e.slice('goal.labels.'.length);
+        const label = goal.labels[key];
+        if (label === undefined) report(path, `\${${e}}: goal "${goal.name}" has no label "${key}"${suggestion(key, Object.keys(goal.labels))}`, index);
+        return label === undefined ? whole : literal(label);
+      }
+      const ref = NODE_REF.exec(e);
+      if (ref !== null) {
+        references.push({ node: ref[1]!, key: ref[2]!, path, index, whole: false });
+        return whole;
+      }
+      report(path, `\${${e}} is not a known expression${suggestion(e, ['goal.name', 'goal.environment'])} (use \${goal.name}, \${goal.environment}, \${goal.labels.<key>} or \${nodes.<id>.outputs.<key>})`, index);
+      return whole;
+    });
+    // Read from the template, as `resolveReferences` will read it (an empty label before a reference leaves it whole).
+    const whole = wholeReference(out);
+    if (whole) references[first] = { ...references[first]!, whole: true };
+    // A goal field is text, and so is a string with more than one reference in it: only a whole reference may be any value.
+    if (tainted || references.length > first) pending.push({ path, type: whole ? 'any' : 'string' });
+    return out;
+  });
+  return { value: interpolated, references, pending };
+}
+
+/**
+ * A copy of `value` (JSON data) with every string `s` replaced by
+ * `map(s, path)`. `path` is the walk's own stack, valid during the call
+ * only: a mapper that keeps it copies it.
+ */
+function mapStrings(value: unknown, map: (s: string, path: readonly PathKey[]) => unknown): unknown {
   const stack: PathKey[] = [];
   const visit = (v: unknown): unknown => {
-    if (typeof v === 'string') {
-      if (!v.includes('${')) return v;
-      const path = [...stack];
-      let tainted = false;
-      const first = references.length;
-      const out = v.replace(EXPR, (whole: string, expr: string | undefined, index: number) => {
-        if (expr === undefined) {
-          if (whole === '${') report(path, '"${" is never closed by "}" (write "$${" for a literal "${")', index);
-          return whole; // `$${`: kept, unescaped at resolve time
-        }
-        const e = expr.trim();
-        const field: GoalField | undefined = e === 'goal.name' ? 'name' : e === 'goal.environment' ? 'environment' : e.startsWith('goal.labels.') ? 'labels' : undefined;
-        if (field !== undefined && unknown?.has(field) === true) {
-          tainted = true;
-          return whole;
-        }
-        if (field === 'name') return literal(goal.name);
-        if (field === 'environment') return literal(goal.environment);
-        if (field === 'labels') {
-          const key = e.slice('goal.labels.'.length);
-          const label = goal.labels[key];
-          if (label === undefined) report(path, `\${${e}}: goal "${goal.name}" has no label "${key}"${suggestion(key, Object.keys(goal.labels))}`, index);
-          return label === undefined ? whole : literal(label);
-        }
-        const ref = NODE_REF.exec(e);
-        if (ref !== null) {
-          references.push({ node: ref[1]!, key: ref[2]!, path, index, whole: false });
-          return whole;
-        }
-        report(path, `\${${e}} is not a known expression${suggestion(e, ['goal.name', 'goal.environment'])} (use \${goal.name}, \${goal.environment}, \${goal.labels.<key>} or \${nodes.<id>.outputs.<key>})`, index);
-        return whole;
-      });
-      // Read from the template, as `resolveReferences` will read it (an empty label before a reference leaves it whole).
-      const whole = wholeReference(out);
-      if (whole) references[first] = { ...references[first]!, whole: true };
-      // A goal field is text, and so is a string with more than one reference in it: only a whole reference may be any value.
-      if (tainted || references.length > first) pending.push({ path, type: whole ? 'any' : 'string' });
-      return out;
-    }
+    if (typeof v === 'string') return map(v, stack);
     if (Array.isArray(v)) {
       const out: unknown[] = new Array<unknown>(v.length);
       for (let i = 0; i < v.length; i++) {
@@ -165,8 +175,7 @@ export function interpolateGoal(
     }
     return v;
   };
-  const out = visit(value);
-  return { value: out, references, pending };
+  return visit(value);
 }
 
 /**
@@ -202,46 +211,25 @@ export function resolveReferences<T>(
   const missing: string[] = [];
   const used: [NodeId, string, Outputs[string] | undefined][] = [];
   const references: OutputReference[] = [];
-  const stack: PathKey[] = [];
-  const visit = (v: unknown): unknown => {
-    if (typeof v === 'string') {
-      if (!v.includes('${')) return v;
-      const one = wholeReference(v);
-      let typed: Outputs[string] | undefined;
-      const text = v.replace(EXPR, (whole, expr: string | undefined, index: number) => {
-        if (expr === undefined) return '${';
-        const ref = NODE_REF.exec(expr.trim());
-        if (ref === null) return whole;
-        const out = outputsOf(ref[1]!)?.[ref[2]!];
-        used.push([ref[1]!, ref[2]!, out]);
-        references.push({ node: ref[1]!, key: ref[2]!, path: [...stack], index, whole: one });
-        if (out === undefined || out === null) {
-          missing.push(`${ref[1]}.${ref[2]}`);
-          return whole;
-        }
-        typed = out;
-        return String(out);
-      });
-      return one && typed !== undefined ? typed : text;
-    }
-    if (Array.isArray(v)) {
-      return v.map((item: unknown, i) => {
-        stack.push(i);
-        const out = visit(item);
-        stack.pop();
-        return out;
-      });
-    }
-    if (v !== null && typeof v === 'object') {
-      const o: Record<string, unknown> = {};
-      for (const [k, item] of Object.entries(v)) {
-        stack.push(k);
-        o[k] = visit(item);
-        stack.pop();
+  const resolved = mapStrings(value, (v, path) => {
+    if (!v.includes('${')) return v;
+    const one = wholeReference(v);
+    let typed: Outputs[string] | undefined;
+    const text = v.replace(EXPR, (whole, expr: string | undefined, index: number) => {
+      if (expr === undefined) return '${';
+      const ref = NODE_REF.exec(expr.trim());
+      if (ref === null) return whole;
+      const out = outputsOf(ref[1]!)?.[ref[2]!];
+      used.push([ref[1]!, ref[2]!, out]);
+      references.push({ node: ref[1]!, key: ref[2]!, path: [...path], index, whole: one });
+      if (out === undefined || out === null) {
+        missing.push(`${ref[1]}.${ref[2]}`);
+        return whole;
       }
-      return o;
-    }
-    return v;
-  };
-  return { value: visit(value) as T, missing, used, references };
+      typed = out;
+      return String(out);
+    });
+    return one && typed !== undefined ? typed : text;
+  });
+  return { value: resolved as T, missing, used, references };
 }
