@@ -31,6 +31,8 @@ export const ErrorCodes = {
   InvalidNodeSnapshot: 'DS_INVALID_NODE_SNAPSHOT',
   /** Something named on the command line (a script hash) is not there, or matches several. */
   NotFound: 'DS_NOT_FOUND',
+  /** What the command asks for is refused as things stand (a script not reviewed, or whose text does not match its hash). */
+  Refused: 'DS_REFUSED',
   /** A failure the program did not expect (a bug): exit 70. */
   Internal: 'DS_INTERNAL',
 } as const;

@@ -296,7 +296,7 @@ describe('--format json when the command fails before its document', () => {
       const r = await cli([...args, '--format', 'json', ...q.args]);
       expect(r.code, r.stderr).toBe(1);
       expect(doc(r.stdout)).toEqual({ error: { code: 'DS_NOT_FOUND', message: 'no script abcdef' } });
-      expect(r.stderr).toBe('no script abcdef\n');
+      expect(r.stderr).toBe('desiredstate scripts: DS_NOT_FOUND: no script abcdef\n');
     } finally {
       rmSync(q.dir, { recursive: true, force: true });
     }

@@ -109,7 +109,11 @@ describe.skipIf(!hasJq)('desiredstate scripts', () => {
     expect((await cli(dir, ['scripts', 'show', hash])).stdout).toMatch(/^WARNING: this text does not match the hash/);
     const approve = await cli(dir, ['scripts', 'approve', hash]);
     expect(approve.code).toBe(1);
-    expect(approve.stderr).toContain('does not match its hash; it cannot be approved');
+    expect(approve.stderr).toMatch(/^desiredstate scripts: DS_REFUSED: script [0-9a-f]{12}: the stored text does not match its hash; it cannot be approved/);
+    // With --format json, the refusal is a document too.
+    const refusedJson = await cli(dir, ['scripts', 'approve', hash, '--format', 'json']);
+    expect(refusedJson.code).toBe(1);
+    expect(json(refusedJson.stdout)).toMatchObject({ error: { code: 'DS_REFUSED' } });
   });
 
   it('scripts trust shows the bar the goals configure on their script backend', async () => {
@@ -155,11 +159,11 @@ describe.skipIf(!hasJq)('desiredstate scripts', () => {
 
   it.each([
     { name: 'reject records the verdict', args: (h: string) => ['scripts', 'reject', h, '--note', 'no'], code: 0, out: /rejected by ana/ },
-    { name: 'an unknown hash exits 1', args: () => ['scripts', 'show', 'abcdef012345'], code: 1, err: /no script abcdef012345/ },
+    { name: 'an unknown hash exits 1', args: () => ['scripts', 'show', 'abcdef012345'], code: 1, err: /^desiredstate scripts: DS_NOT_FOUND: no script abcdef012345\n$/ },
     { name: 'a non-hex hash is a usage error', args: () => ['scripts', 'show', 'zzz'], code: 64, err: /not a script hash/ },
     { name: 'an unknown subcommand is a usage error', args: () => ['scripts', 'frobnicate'], code: 64, err: /scripts needs a subcommand/ },
     { name: 'approve-run without --node is a usage error', args: (h: string) => ['scripts', 'approve-run', h], code: 64, err: /--node/ },
-    { name: 'approve-run of an unreviewed script exits 1', args: (h: string) => ['scripts', 'approve-run', h, '--node', 'motd'], code: 1, err: /is unreviewed: review it first/ },
+    { name: 'approve-run of an unreviewed script exits 1', args: (h: string) => ['scripts', 'approve-run', h, '--node', 'motd'], code: 1, err: /^desiredstate scripts: DS_REFUSED: script [0-9a-f]{12} is unreviewed: review it first/ },
   ])('$name', async ({ args, code, out, err }) => {
     const dir = projectIn('dev');
     await cli(dir, ['plan']);

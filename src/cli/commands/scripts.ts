@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { DEFAULT_TRUST_POLICY, gateLabel, standingOf } from '../../infra/index.ts';
 import type { ScriptStanding, TrustPolicy } from '../../infra/index.ts';
-import { artifactHash, ErrorCodes } from '../../runtime/index.ts';
+import { artifactHash, DesiredStateError, ErrorCodes } from '../../runtime/index.ts';
 import type { ArtifactLedger, ArtifactRecord, SqliteStateStore } from '../../runtime/index.ts';
 import { compileGoals, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
@@ -27,7 +27,8 @@ export interface ScriptsOptions {
   readonly policy?: TrustPolicy | undefined;
 }
 
-class NotFound extends Error {}
+const notFound = (message: string): DesiredStateError => new DesiredStateError(ErrorCodes.NotFound, message);
+const refused = (message: string): DesiredStateError => new DesiredStateError(ErrorCodes.Refused, message);
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 const short = (hash: string): string => hash.slice(0, 12);
@@ -42,8 +43,8 @@ function hashPrefix(prefix: string | undefined): string {
 function resolveHash(ledger: ArtifactLedger, given: string | undefined): ArtifactRecord {
   const prefix = hashPrefix(given);
   const found = ledger.findByPrefix(prefix);
-  if (found.length === 0) throw new NotFound(`no script ${prefix}`);
-  if (found.length > 1) throw new NotFound(`${prefix} matches ${found.length} scripts: ${found.map((a) => short(a.hash)).join(', ')}; give more characters`);
+  if (found.length === 0) throw notFound(`no script ${prefix}`);
+  if (found.length > 1) throw notFound(`${prefix} matches ${found.length} scripts: ${found.map((a) => short(a.hash)).join(', ')}; give more characters`);
   return found[0]!;
 }
 
@@ -104,26 +105,14 @@ export async function scripts(ctx: CliContext, sub: string | undefined, options:
   const policy = options.policy ?? (await configuredTrust(ctx)) ?? DEFAULT_TRUST_POLICY;
   const json = ctx.format === 'json';
   const mode = sub === 'approve' || sub === 'reject' || sub === 'approve-run' ? 'write' : 'read';
-  try {
-    const result = withStateStore(ctx, mode, (store) => run(ctx, store, sub as ScriptSubcommand, options, policy, json));
-    if (result === undefined) {
-      // No state yet: the lists are empty, in the shape they have once there is state; any hash is unknown.
-      if (sub === 'list' || sub === 'trust') {
-        if (json) return print(ctx, sub === 'trust' ? { bar: policy.bar, quantile: policy.quantile, scripts: [] } : { scripts: [] });
-        return print(ctx, 'no scripts yet: they are generated when a script backend first observes a node');
-      }
-      throw new NotFound(`no script ${hashPrefix(options.hash)}`);
-    }
-    return result;
-  } catch (err) {
-    if (err instanceof NotFound) {
-      // --format json: a document for this outcome too, as for any other failure (see main.ts).
-      if (json) ctx.out(JSON.stringify({ error: { code: ErrorCodes.NotFound, message: err.message } }, null, 2));
-      process.stderr.write(`${err.message}\n`);
-      return EXIT.failed;
-    }
-    throw err;
+  const result = withStateStore(ctx, mode, (store) => run(ctx, store, sub as ScriptSubcommand, options, policy, json));
+  if (result !== undefined) return result;
+  // No state yet: the lists are empty, in the shape they have once there is state; any hash is unknown.
+  if (sub === 'list' || sub === 'trust') {
+    if (json) return print(ctx, sub === 'trust' ? { bar: policy.bar, quantile: policy.quantile, scripts: [] } : { scripts: [] });
+    return print(ctx, 'no scripts yet: they are generated when a script backend first observes a node');
   }
+  throw notFound(`no script ${hashPrefix(options.hash)}`);
 }
 
 function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, options: ScriptsOptions, policy: TrustPolicy, json: boolean): number {
@@ -165,7 +154,7 @@ function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, op
       const a = resolveHash(ledger, options.hash);
       const verdict = sub === 'approve' ? 'approved' : 'rejected';
       // A verdict is for the text with this hash; text that does not hash to it was never generated as it reads.
-      if (verdict === 'approved' && !intact(a)) throw new NotFound(`script ${short(a.hash)}: the stored text does not match its hash; it cannot be approved (reject it: the generator's text is stored again on the next pass, for a fresh review)`);
+      if (verdict === 'approved' && !intact(a)) throw refused(`script ${short(a.hash)}: the stored text does not match its hash; it cannot be approved (reject it: the generator's text is stored again on the next pass, for a fresh review)`);
       const review = ledger.review(a.hash, verdict, reviewer(ctx, options.by), options.note ?? null);
       // Approval releases held nodes; so does rejection: the next pass generates a new script.
       const released = releaseHeld(store, a.hash);
@@ -179,7 +168,7 @@ function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, op
       if (options.node === undefined || options.node === '') throw new UsageError('approve-run needs --node ID');
       const s = standing(ledger, a.hash, policy);
       if (s.standing === 'unreviewed' || s.standing === 'rejected') {
-        throw new NotFound(`script ${short(a.hash)} is ${s.standing}: review it first (desiredstate scripts approve ${short(a.hash)})`);
+        throw refused(`script ${short(a.hash)} is ${s.standing}: review it first (desiredstate scripts approve ${short(a.hash)})`);
       }
       const grant = ledger.grant(a.hash, options.node, reviewer(ctx, options.by), options.note ?? null);
       const released = releaseHeld(store, a.hash, options.node);
