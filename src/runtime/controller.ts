@@ -60,14 +60,26 @@ export function releaseStoredNode(store: StateStore, id: NodeId, at: number): Op
   const r = store.getNode(id);
   if (r === undefined) return { status: 'unknown' };
   if (!releasable(r.status)) return { status: 'not-held', current: r.status };
-  const next = nextStatus(r.status, 'OPERATOR_RETRY');
+  releaseRecords(store, [r], at);
+  return { status: 'released' };
+}
+
+/** `Controller.operatorRetryAll` with no daemon running, in one transaction; returns the ids released. */
+export function releaseAllStoredNodes(store: StateStore, at: number): NodeId[] {
+  const held = store.listNodes().filter((r) => releasable(r.status) && !heldByPolicy(r));
+  releaseRecords(store, held, at);
+  return held.map((r) => r.id);
+}
+
+function releaseRecords(store: StateStore, records: readonly NodeRecord[], at: number): void {
+  if (records.length === 0) return;
+  const ids = new Set(records.map((r) => r.id));
   store.transaction(() => {
     // What an interrupted operation left is resolved by the operator: it no longer counts as interrupted.
-    for (const op of store.pendingOperations()) if (op.node === id) store.finishOperation(op.id, 'abandoned', 'released by operator');
-    store.putNodes([{ ...r, status: next.status, attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator' }]);
-    store.appendEvent({ at, node: id, kind: 'operator-retry', data: { previous: r.status } });
+    for (const op of store.pendingOperations()) if (ids.has(op.node)) store.finishOperation(op.id, 'abandoned', 'released by operator');
+    store.putNodes(records.map((r) => ({ ...r, status: nextStatus(r.status, 'OPERATOR_RETRY').status, attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator' })));
+    for (const r of records) store.appendEvent({ at, node: r.id, kind: 'operator-retry', data: { previous: r.status } });
   });
-  return { status: 'released' };
 }
 
 interface DriftMemory {
@@ -280,14 +292,38 @@ export class Controller<S extends NodeSpec> {
     const current = this.records.get(id)?.status ?? 'pending';
     // Not held (nor failed): nothing to release, and nothing is changed.
     if (!releasable(current)) return { status: 'not-held', current };
+    this.release(node);
+    this.flush();
+    return { status: 'released' };
+  }
+
+  /**
+   * An operator released every node the fault policy holds or a backoff keeps waiting
+   * (`desiredstate retry --all`), in one write; returns their ids. A node a policy holds is left to
+   * the policy: releasing it would only hold it again.
+   */
+  operatorRetryAll(): NodeId[] {
+    const released: NodeId[] = [];
+    for (const r of this.records.values()) {
+      const node = this.graph?.get(r.id);
+      if (node === undefined || !releasable(r.status) || heldByPolicy(r)) continue;
+      this.release(node);
+      released.push(r.id);
+    }
+    this.flush();
+    return released;
+  }
+
+  private release(node: DesiredNode<S>): void {
     // The operator has resolved what an interrupted operation left (a node held because its backend
     // could not tell whether a cut-short create made anything): it no longer counts as interrupted.
-    for (const op of this.pending.get(id) ?? []) this.deferred.finish(op.id, 'abandoned', 'released by operator');
-    this.pending.delete(id);
+    for (const op of this.pending.get(node.id) ?? []) this.deferred.finish(op.id, 'abandoned', 'released by operator');
+    this.pending.delete(node.id);
+    const previous = this.records.get(node.id)?.status ?? 'pending';
+    const at = this.o.clock.now();
+    this.deferred.defer(() => this.o.store.appendEvent({ at, node: node.id, kind: 'operator-retry', data: { previous } }));
     this.transition(node, 'OPERATOR_RETRY', { attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator' });
-    this.flush();
-    this.queue.add(id);
-    return { status: 'released' };
+    this.queue.add(node.id);
   }
 
   /** Starts the worker loops. */

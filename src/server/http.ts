@@ -11,6 +11,8 @@ export interface DaemonProbe {
   status(): unknown;
   /** Releases a node held by the fault policy (or failed, waiting out its backoff); changes nothing for an unknown node or any other. */
   retry(node: string): OperatorRetryAnswer;
+  /** Releases every node `retry` would release, but those a policy holds; returns their ids. */
+  retryAll(): readonly string[];
 }
 
 /** How long a client may take over its request: a scanner or a stuck client must not keep a connection for Node's 60 s / 300 s. */
@@ -24,6 +26,7 @@ export interface HttpTimeouts {
 /** The resources served: the methods each takes (the Allow header of a 405). */
 const READ = ['GET', 'HEAD'] as const;
 const RETRY = ['POST'] as const;
+const RETRY_ALL = '/retry';
 const RETRY_PREFIX = '/retry/';
 
 /** Whether a peer address is this machine's loopback (IPv4, IPv6, or IPv4 mapped into IPv6). */
@@ -34,8 +37,9 @@ export function isLoopback(address: string | undefined): boolean {
 }
 
 /**
- * Serves /healthz (the process is alive), /readyz (first round done), /status (JSON) and POST /retry/NODE
- * (200 released, 404 unknown, 409 not held, 403 from another machine). A known path asked with another method is 405 with an Allow
+ * Serves /healthz (the process is alive), /readyz (first round done), /status (JSON), POST /retry/NODE
+ * (200 released, 404 unknown, 409 not held, 403 from another machine) and POST /retry (every held node:
+ * 200 `{released: [ids]}`, 403 from another machine). A known path asked with another method is 405 with an Allow
  * header; any other path is 404 whatever the method.
  */
 export function startHttpServer(listen: { host: string; port: number }, probe: DaemonProbe, timeouts: HttpTimeouts = {}): Promise<{ server: Server; address: AddressInfo }> {
@@ -51,13 +55,14 @@ export function startHttpServer(listen: { host: string; port: number }, probe: D
       res.end(req.method === 'HEAD' ? undefined : text);
     };
     const path = (req.url ?? '/').split('?')[0] ?? '/';
-    const methods = path.startsWith(RETRY_PREFIX) ? RETRY : path === '/healthz' || path === '/readyz' || path === '/status' ? READ : undefined;
-    if (methods === undefined) return send(404, { error: 'not found', paths: ['/healthz', '/readyz', '/status', 'POST /retry/NODE'] });
+    const methods = path === RETRY_ALL || path.startsWith(RETRY_PREFIX) ? RETRY : path === '/healthz' || path === '/readyz' || path === '/status' ? READ : undefined;
+    if (methods === undefined) return send(404, { error: 'not found', paths: ['/healthz', '/readyz', '/status', 'POST /retry/NODE', 'POST /retry'] });
     if (!(methods as readonly string[]).includes(req.method ?? '')) return send(405, { error: `method not allowed; ${path} takes ${methods.join(', ')}` }, { allow: methods.join(', ') });
     if (methods === RETRY) {
       // Only from this machine, whatever address the daemon listens on (0.0.0.0 for a load balancer's
       // probes): this changes state, and the API has no other authentication.
       if (!isLoopback(req.socket.remoteAddress)) return send(403, { error: 'POST /retry is accepted only from this machine (a loopback address)' });
+      if (path === RETRY_ALL) return send(200, { released: probe.retryAll() });
       let node: string;
       try {
         node = decodeURIComponent(path.slice(RETRY_PREFIX.length));

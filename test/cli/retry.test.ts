@@ -1,5 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { cli, tempProject } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
@@ -136,8 +137,21 @@ spec:
 
     const offline = await cli(['retry', '--all', '--format', 'json', ...q.args], { cwd: q.dir });
     expect(offline.code).toBe(0);
-    expect(JSON.parse(offline.stdout)).toEqual({ released: ['bad1', 'bad2'] });
+    expect(JSON.parse(offline.stdout)).toEqual({ released: ['bad1', 'bad2'], via: 'store' });
     expect(await status()).toEqual({ good: 'ready', bad1: 'pending', bad2: 'pending', blocked: 'held' });
+    // Each release is journalled, through the daemon as offline.
+    const db = new Database(join(q.state, 'state.db'), { readonly: true });
+    try {
+      const releases = db.prepare("SELECT node, data FROM events WHERE kind = 'operator-retry' ORDER BY id").all() as { node: string; data: string }[];
+      expect(releases.map((e) => [e.node, JSON.parse(e.data)])).toEqual([
+        ['bad1', { previous: 'held' }],
+        ['bad2', { previous: 'held' }],
+        ['bad1', { previous: 'held' }],
+        ['bad2', { previous: 'held' }],
+      ]);
+    } finally {
+      db.close();
+    }
     expect(await cli(['retry', '--all', ...q.args], { cwd: q.dir })).toMatchObject({ code: 0, stdout: 'no node is held; nothing to do\n' });
     expect(await cli(['retry', 'bad1', '--all', ...q.args], { cwd: q.dir })).toMatchObject({ code: 64, stderr: 'desiredstate retry: retry takes a node id or --all, not both\n' });
   });

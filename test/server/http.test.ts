@@ -38,6 +38,10 @@ describe('the daemon HTTP API', () => {
           released.push(node);
           return { status: 'released' };
         },
+        retryAll: () => {
+          released.push('*');
+          return ['held node', 'failed node'];
+        },
       },
     );
     server = s.server;
@@ -67,6 +71,14 @@ describe('the daemon HTTP API', () => {
     expect(released).toEqual(['held node']);
   });
 
+  it('releases every held node on POST /retry, answering their ids', async () => {
+    const all = await fetch(`${base}/retry`, { method: 'POST' });
+    expect(all.status).toBe(200);
+    expect(await all.json()).toEqual({ released: ['held node', 'failed node'] });
+    expect(released).toEqual(['held node', '*']);
+    released.splice(1);
+  });
+
   it('answers a malformed path with 400 and keeps serving', async () => {
     const bad = await fetch(`${base}/retry/%E0%A4%A`, { method: 'POST' });
     expect(bad.status).toBe(400);
@@ -84,6 +96,7 @@ describe('the daemon HTTP API', () => {
     { name: 'POST /healthz', method: 'POST', path: '/healthz', code: 405, allow: 'GET, HEAD' },
     { name: 'DELETE /readyz', method: 'DELETE', path: '/readyz', code: 405, allow: 'GET, HEAD' },
     { name: 'GET /retry/NODE (a read must not change state, nor look like an unknown node)', method: 'GET', path: '/retry/held%20node', code: 405, allow: 'POST' },
+    { name: 'GET /retry (a read must not release every node)', method: 'GET', path: '/retry', code: 405, allow: 'POST' },
     { name: 'POST /nowhere', method: 'POST', path: '/nowhere', code: 404, allow: null },
     { name: 'DELETE /', method: 'DELETE', path: '/', code: 404, allow: null },
   ])('$name: $code', async ({ method, path, code, allow }) => {
@@ -107,7 +120,7 @@ describe('the daemon HTTP API', () => {
 });
 
 describe('the daemon HTTP API against slow clients', () => {
-  const probe = { ready: () => ({ ready: true }), status: () => ({ nodes: [] }), retry: () => ({ status: 'unknown' as const }) };
+  const probe = { ready: () => ({ ready: true }), status: () => ({ nodes: [] }), retry: () => ({ status: 'unknown' as const }), retryAll: () => [] };
 
   it('times out a request that never finishes its headers by default well before Node\'s 60 s', async () => {
     const { server } = await startHttpServer({ host: '127.0.0.1', port: 0 }, probe);
@@ -169,6 +182,10 @@ describe('POST /retry from another machine', () => {
           asked++;
           return { status: 'released' };
         },
+        retryAll: () => {
+          asked++;
+          return [];
+        },
       },
     );
     try {
@@ -177,6 +194,7 @@ describe('POST /retry from another machine', () => {
       const refused = await fetch(`${base}/retry/a`, { method: 'POST' });
       expect(refused.status).toBe(403);
       expect(await refused.json()).toEqual({ error: 'POST /retry is accepted only from this machine (a loopback address)' });
+      expect((await fetch(`${base}/retry`, { method: 'POST' })).status).toBe(403);
       expect(asked).toBe(0);
       expect((await fetch(`http://127.0.0.1:${s.address.port}/retry/a`, { method: 'POST' })).status).toBe(200);
       expect(asked).toBe(1);

@@ -108,6 +108,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       controller?.ready === true ? { ready: true } : { ready: false, reason: controller?.currentGraph === undefined ? 'no valid goals loaded' : 'first reconcile round in progress' },
     status: () => ({ nodes: controller?.nodes().map(shownRecord) ?? [], goalErrors: controller?.goalErrors ?? null, queue: controller?.queueStats() ?? null }),
     retry: (node) => controller?.operatorRetry(node) ?? { status: 'unknown' },
+    retryAll: () => controller?.operatorRetryAll() ?? [],
   });
   const address = `${http.address.family === 'IPv6' ? `[${http.address.address}]` : http.address.address}:${http.address.port}`;
   let store: SqliteStateStore | undefined;

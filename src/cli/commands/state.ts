@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { assertNever, NODE_STATUSES, parseDuration, heldByPolicy, releasable, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
+import { assertNever, NODE_STATUSES, parseDuration, releaseAllStoredNodes, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
 import type { OperatorRetryAnswer } from '../../runtime/index.ts';
 import { withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
@@ -109,30 +109,32 @@ export async function retry(ctx: CliContext, node: string | undefined, options: 
 
 /**
  * Releases every node the fault policy holds or a backoff keeps waiting (after fixing what held them
- * all: a password, a server): what `retry NODE` does, for each. A node a policy holds is left to
- * the policy; releasing it would only hold it again.
+ * all: a password, a server): what `retry NODE` does, for each, in one request to the daemon or one
+ * transaction. A node a policy holds is left to the policy; releasing it would only hold it again.
  */
 async function retryAll(ctx: CliContext): Promise<number> {
-  const found = withStateStore(ctx, 'read', (store) => ({
-    daemon: store.getMeta('daemon.listen') ?? null,
-    ids: store
-      .listNodes()
-      .filter((r) => releasable(r.status) && !heldByPolicy(r))
-      .map((r) => r.id),
-  }));
-  const released: string[] = [];
-  let daemon = found?.daemon ?? null;
-  for (const id of found?.ids ?? []) {
-    const { answer, via } = await release(ctx, id, daemon);
-    // A daemon that did not answer is not asked again for every other node.
-    if (via === 'store') daemon = null;
-    if (answer.status === 'released') {
-      released.push(id);
-      if (ctx.format !== 'json') ctx.out(releasedLine(id, via));
+  const daemon = withStateStore(ctx, 'read', (store) => store.getMeta('daemon.listen') ?? null) ?? null;
+  let released: string[] | undefined;
+  let via: 'daemon' | 'store' = 'daemon';
+  if (daemon !== null) {
+    try {
+      const res = await fetch(`http://${daemon}/retry`, { method: 'POST', signal: AbortSignal.timeout(5000) });
+      const body = res.ok ? ((await res.json()) as { released?: unknown }) : undefined;
+      // An answer that is not a list of ids is no answer: the store is asked below.
+      if (Array.isArray(body?.released) && body.released.every((id) => typeof id === 'string')) released = body.released as string[];
+    } catch {
+      // No daemon answering at the recorded address (it was killed): fall back to the store.
     }
   }
-  if (ctx.format === 'json') ctx.out(JSON.stringify({ released }, null, 2));
-  else ctx.out(released.length === 0 ? 'no node is held; nothing to do' : `released ${released.length} node(s)`);
+  if (released === undefined) {
+    via = 'store';
+    released = withStateStore(ctx, 'write', (store) => releaseAllStoredNodes(store, Date.now())) ?? [];
+  }
+  if (ctx.format === 'json') ctx.out(JSON.stringify({ released, via }, null, 2));
+  else {
+    for (const id of released) ctx.out(releasedLine(id, via));
+    ctx.out(released.length === 0 ? 'no node is held; nothing to do' : `released ${released.length} node(s)`);
+  }
   return EXIT.ok;
 }
 
