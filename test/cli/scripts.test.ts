@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SqliteStateStore } from '../../src/runtime/index.ts';
 import { cli as runCli } from '../support/cli.ts';
+import { eventually, trackDaemons } from '../support/daemon.ts';
 import type { CliResult } from '../support/cli.ts';
 
 // The real CLI (this Node 24) against a temp goal set and state directory.
@@ -21,6 +22,8 @@ const made: string[] = [];
 afterAll(() => {
   for (const dir of made) rmSync(dir, { recursive: true, force: true });
 });
+// Registered after the removal above, so it runs first (hooks unwind as a stack): the daemons are gone before their directories.
+const daemons = trackDaemons();
 
 function projectIn(environment: string, config = '{ root: root }'): string {
   const dir = mkdtempSync(join(tmpdir(), 'ds-scripts-cli-'));
@@ -114,6 +117,22 @@ describe.skipIf(!hasJq)('desiredstate scripts', () => {
     const refusedJson = await cli(dir, ['scripts', 'approve', hash, '--format', 'json']);
     expect(refusedJson.code).toBe(1);
     expect(json(refusedJson.stdout)).toMatchObject({ error: { code: 'DS_REFUSED' } });
+  });
+
+  it('with a daemon running, approve releases the held node in the daemon: it runs now, not after a restart', async () => {
+    const dir = projectIn('dev');
+    const d = daemons.start(['--listen', '127.0.0.1:0', '--interval', '1h', '--goals', join(dir, 'goals'), '--state', join(dir, 'state')], { cwd: dir, env: { HOME: dir, USER: 'ana' } });
+    await d.port();
+    await d.waitFor((l) => l.msg === 'script held' && l.node === 'motd');
+    await eventually(async () => (json((await cli(dir, ['status', '--format', 'json'])).stdout) as { nodes: { id: string; status: string }[] }).nodes[0]?.status === 'held', 10_000, 'motd held');
+    const hash = (json((await cli(dir, ['scripts', 'list', '--format', 'json'])).stdout) as { scripts: { hash: string }[] }).scripts[0]!.hash;
+    const approve = await cli(dir, ['scripts', 'approve', hash.slice(0, 12)]);
+    expect(approve.code, approve.stderr).toBe(0);
+    expect(approve.stdout).toBe(`script ${hash.slice(0, 12)} approved by ana\nreleased motd; the daemon reconciles it now\n`);
+    await eventually(() => existsSync(join(dir, 'root/etc/motd')), 10_000, 'motd written by the daemon');
+    expect(readFileSync(join(dir, 'root/etc/motd'), 'utf8')).toBe('hello\n');
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
   });
 
   it('scripts trust shows the bar the goals configure on their script backend', async () => {

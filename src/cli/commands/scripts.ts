@@ -3,11 +3,12 @@ import { userInfo } from 'node:os';
 import { DEFAULT_TRUST_POLICY, gateLabel, standingOf } from '../../infra/index.ts';
 import type { ScriptStanding, TrustPolicy } from '../../infra/index.ts';
 import { artifactHash, DesiredStateError, ErrorCodes } from '../../runtime/index.ts';
-import type { ArtifactLedger, ArtifactRecord, SqliteStateStore } from '../../runtime/index.ts';
+import type { ArtifactLedger, ArtifactRecord, NodeRecord, SqliteStateStore } from '../../runtime/index.ts';
 import { compileGoals, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { table } from '../format.ts';
 import { EXIT, UsageError } from '../usage.ts';
+import { releasedLine, releaseNode, runningDaemon } from './state.ts';
 
 /**
  * `desiredstate scripts …`: review generated provisioning scripts and read
@@ -74,19 +75,39 @@ function summary(ledger: ArtifactLedger, a: ArtifactRecord, policy: TrustPolicy)
   };
 }
 
-/** Nodes held waiting for this script: released for the next pass (the daemon hears of it through the journal). */
-function releaseHeld(store: SqliteStateStore, hash: string, only?: string): string[] {
-  const released: string[] = [];
-  store.transaction(() => {
-    for (const r of store.listNodes()) {
-      if (r.status !== 'held' || r.reason?.includes(short(hash)) !== true) continue;
-      if (only !== undefined && r.id !== only) continue;
-      store.putNodes([{ ...r, status: 'pending', attempts: 0, retryAt: null, lastFault: null, reason: `released: script ${short(hash)} reviewed` }]);
-      store.appendEvent({ at: Date.now(), node: r.id, kind: 'operator-retry', data: { previous: r.status, script: hash } });
-      released.push(r.id);
+/** The nodes held waiting for this script (`only`: that one, if it is). */
+function heldFor(store: SqliteStateStore, hash: string, only?: string): NodeRecord[] {
+  return store.listNodes().filter((r) => r.status === 'held' && r.reason?.includes(short(hash)) === true && (only === undefined || r.id === only));
+}
+
+/**
+ * Releases `held` for the next pass: with a daemon serving this state, through it (it keeps node
+ * state in memory, and reconciles them at once); otherwise in the store. Then reports, as `doc`
+ * (JSON) or `head` and one line per node released.
+ */
+function releaseAndReport(ctx: CliContext, store: SqliteStateStore, held: readonly NodeRecord[], hash: string, report: { json: boolean; doc: Record<string, unknown>; head: string }): number | Promise<number> {
+  const done = (released: readonly { id: string; via: 'daemon' | 'store' }[]): number =>
+    report.json ? print(ctx, { ...report.doc, released: released.map((r) => r.id) }) : lines(ctx, [report.head, ...released.map((r) => releasedLine(r.id, r.via))]);
+  const daemon = runningDaemon(ctx, store);
+  if (daemon === undefined) {
+    store.transaction(() => {
+      for (const r of held) {
+        store.putNodes([{ ...r, status: 'pending', attempts: 0, retryAt: null, lastFault: null, reason: `released: script ${short(hash)} reviewed` }]);
+        store.appendEvent({ at: Date.now(), node: r.id, kind: 'operator-retry', data: { previous: r.status, script: hash } });
+      }
+    });
+    return done(held.map((r) => ({ id: r.id, via: 'store' })));
+  }
+  // Asked once this command's own writes (the review, the grant) are committed, for the daemon's
+  // script backend reads them; `store` is closed by then, and not read below.
+  return (async () => {
+    const released: { id: string; via: 'daemon' | 'store' }[] = [];
+    for (const r of held) {
+      const { answer, via } = await releaseNode(ctx, r.id, daemon);
+      if (answer.status === 'released') released.push({ id: r.id, via });
     }
-  });
-  return released;
+    return done(released);
+  })();
 }
 
 function reviewer(ctx: CliContext, by: string | undefined): string {
@@ -115,7 +136,7 @@ export async function scripts(ctx: CliContext, sub: string | undefined, options:
   throw notFound(`no script ${hashPrefix(options.hash)}`);
 }
 
-function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, options: ScriptsOptions, policy: TrustPolicy, json: boolean): number {
+function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, options: ScriptsOptions, policy: TrustPolicy, json: boolean): number | Promise<number> {
   const ledger = store.artifacts;
   switch (sub) {
     case 'list': {
@@ -156,12 +177,11 @@ function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, op
       // A verdict is for the text with this hash; text that does not hash to it was never generated as it reads.
       if (verdict === 'approved' && !intact(a)) throw refused(`script ${short(a.hash)}: the stored text does not match its hash; it cannot be approved (reject it: the generator's text is stored again on the next pass, for a fresh review)`);
       const review = ledger.review(a.hash, verdict, reviewer(ctx, options.by), options.note ?? null);
-      // Approval releases held nodes; so does rejection: the next pass generates a new script.
-      const released = releaseHeld(store, a.hash);
       store.appendEvent({ at: review.at, node: null, kind: `script-${verdict}`, data: { script: a.hash, by: review.by, note: review.note } });
-      ctx.log.info({ script: a.hash, verdict, by: review.by, released }, 'script reviewed');
-      if (json) return print(ctx, { review, released });
-      return lines(ctx, [`script ${short(a.hash)} ${verdict} by ${review.by}`, ...released.map((n) => `released ${n}; it is reconciled on the next pass`)]);
+      // Approval releases held nodes; so does rejection: the next pass generates a new script.
+      const held = heldFor(store, a.hash);
+      ctx.log.info({ script: a.hash, verdict, by: review.by, held: held.map((r) => r.id) }, 'script reviewed');
+      return releaseAndReport(ctx, store, held, a.hash, { json, doc: { review }, head: `script ${short(a.hash)} ${verdict} by ${review.by}` });
     }
     case 'approve-run': {
       const a = resolveHash(ledger, options.hash);
@@ -171,10 +191,8 @@ function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, op
         throw refused(`script ${short(a.hash)} is ${s.standing}: review it first (desiredstate scripts approve ${short(a.hash)})`);
       }
       const grant = ledger.grant(a.hash, options.node, reviewer(ctx, options.by), options.note ?? null);
-      const released = releaseHeld(store, a.hash, options.node);
       store.appendEvent({ at: grant.at, node: options.node, kind: 'script-run-approved', data: { script: a.hash, by: grant.by, grant: grant.id } });
-      if (json) return print(ctx, { grant, released });
-      return lines(ctx, [`one run of script ${short(a.hash)} approved for ${options.node} by ${grant.by}`, ...released.map((n) => `released ${n}; it is reconciled on the next pass`)]);
+      return releaseAndReport(ctx, store, heldFor(store, a.hash, options.node), a.hash, { json, doc: { grant }, head: `one run of script ${short(a.hash)} approved for ${options.node} by ${grant.by}` });
     }
     case 'trust': {
       const all = ledger.list().map((a) => summary(ledger, a, policy));

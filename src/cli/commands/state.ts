@@ -17,6 +17,11 @@ function daemonOf(ctx: CliContext, listen: string | null): { running: boolean; p
   return { running: true, pid: holder.pid, listen };
 }
 
+/** The API address of the daemon serving this state now, if one is. */
+export function runningDaemon(ctx: CliContext, store: SqliteStateStore): string | undefined {
+  return daemonOf(ctx, store.getMeta('daemon.listen') ?? null).listen;
+}
+
 export function status(ctx: CliContext): number {
   const result = withStateStore(ctx, 'read', (store) => ({ nodes: store.listNodes(), goalErrors: store.getMeta('goal-errors') ?? null, listen: store.getMeta('daemon.listen') ?? null }));
   if (result === undefined) {
@@ -102,8 +107,8 @@ export async function retry(ctx: CliContext, node: string | undefined, options: 
     return retryAll(ctx);
   }
   if (node === undefined) throw new UsageError('retry needs a node id (or --all): desiredstate retry NODE');
-  const daemon = withStateStore(ctx, 'read', (store) => store.getMeta('daemon.listen') ?? null) ?? null;
-  const { answer, via } = await release(ctx, node, daemon);
+  const daemon = withStateStore(ctx, 'read', (store) => runningDaemon(ctx, store)) ?? null;
+  const { answer, via } = await releaseNode(ctx, node, daemon);
   return answered(ctx, node, answer, via);
 }
 
@@ -113,7 +118,7 @@ export async function retry(ctx: CliContext, node: string | undefined, options: 
  * transaction. A node a policy holds is left to the policy; releasing it would only hold it again.
  */
 async function retryAll(ctx: CliContext): Promise<number> {
-  const daemon = withStateStore(ctx, 'read', (store) => store.getMeta('daemon.listen') ?? null) ?? null;
+  const daemon = withStateStore(ctx, 'read', (store) => runningDaemon(ctx, store)) ?? null;
   let released: string[] | undefined;
   let via: 'daemon' | 'store' = 'daemon';
   if (daemon !== null) {
@@ -139,7 +144,7 @@ async function retryAll(ctx: CliContext): Promise<number> {
 }
 
 /** Releases one node: through the daemon when one answers at `daemon`, else in the store. */
-async function release(ctx: CliContext, node: string, daemon: string | null): Promise<{ answer: OperatorRetryAnswer; via: 'daemon' | 'store' }> {
+export async function releaseNode(ctx: CliContext, node: string, daemon: string | null): Promise<{ answer: OperatorRetryAnswer; via: 'daemon' | 'store' }> {
   if (daemon !== null) {
     try {
       const res = await fetch(`http://${daemon}/retry/${encodeURIComponent(node)}`, { method: 'POST', signal: AbortSignal.timeout(5000) });
@@ -179,6 +184,6 @@ function answered(ctx: CliContext, node: string, answer: OperatorRetryAnswer, vi
   }
 }
 
-function releasedLine(node: string, via: 'daemon' | 'store'): string {
+export function releasedLine(node: string, via: 'daemon' | 'store'): string {
   return via === 'daemon' ? `released ${node}; the daemon reconciles it now` : `released ${node}; it is reconciled on the next pass`;
 }
