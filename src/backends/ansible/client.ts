@@ -58,11 +58,14 @@ export class AnsibleClient {
         await writeFile(varsFile, unsafeVarsYaml(spec.extraVars), { mode: 0o600, flag: 'wx' });
       }
       await mkdir(join(dir, 'local'), { mode: 0o700 });
+      await mkdir(join(dir, 'tmp'), { mode: 0o700 });
       const args = playbookArgs({ ...spec, playbook: resolve(this.options.cwd, spec.playbook), varsFile, mode });
       return await runProcess({
         argv: [this.options.ansiblePlaybook, ...args],
         cwd: this.options.cwd,
-        env: this.runEnv(dir),
+        // Python's own temp files too (a local module's AnsiballZ payload): a run killed at its timeout
+        // cannot clean up after itself, and would leave them in /tmp for good.
+        env: { ...this.runEnv(dir), TMPDIR: join(dir, 'tmp') },
         timeoutMs: this.options.timeoutMs,
         maxOutputBytes: this.options.maxOutputBytes,
         signal,

@@ -191,7 +191,9 @@ describe.skipIf(!hasAnsible)('ansible backend against localhost', () => {
     expect(f.message).toContain('ERROR!');
   });
 
-  it('a timeout kills the whole process group and is a transient fault', async () => {
+  it('a timeout kills the whole process group and is a transient fault, leaving no module payload in the temp dir', async () => {
+    const payloads = (): string[] => readdirSync(tmpdir()).filter((f) => /^ansible_.*_payload_/.test(f));
+    const payloadsBefore = new Set(payloads());
     const pidfile = join(dir, 'slow.pid');
     const n = playbookNode('slow', { playbook: playbook('slow.yml', SLOW), ...local, extraVars: { pidfile } });
     const started = Date.now();
@@ -204,6 +206,8 @@ describe.skipIf(!hasAnsible)('ansible backend against localhost', () => {
     expect(Date.now() - started).toBeLessThan(8000);
     expect(f).toMatchObject({ class: 'transient', code: 'timeout' });
     expect(await eventually(() => !isAlive(pid))).toBe(true);
+    // The killed module could not remove its AnsiballZ payload: it was in the run's own temp dir, removed with it.
+    expect(payloads().filter((f) => !payloadsBefore.has(f))).toEqual([]);
   });
 
   it('leaves no temp files behind (extra vars file, ansible temp dirs)', async () => {
