@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll } from 'vitest';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 export const bin = join(repoRoot, 'bin/desiredstate.js');
@@ -30,9 +31,18 @@ export function cli(args: readonly string[], options: { cwd?: string; env?: Node
   });
 }
 
-/** A temp project: `goals/` with a local Backend rooted at `<dir>/root`, state in `<dir>/state`. */
+// Every temp project of a test file is removed after its tests. Registered when this module is
+// first imported, so before any hook of the file: it runs after them (hooks unwind as a stack),
+// once `trackDaemons` has stopped the daemons that worked in them.
+const projects: string[] = [];
+afterAll(() => {
+  for (const dir of projects) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A temp project: `goals/` with a local Backend rooted at `<dir>/root`, state in `<dir>/state`; removed after the file's tests. */
 export function tempProject(prefix: string): { dir: string; goals: string; state: string; root: string; write(file: string, text: string): void; args: string[] } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
+  projects.push(dir);
   const goals = join(dir, 'goals');
   mkdirSync(goals);
   return {
