@@ -105,6 +105,20 @@ interface DriftMemory {
   correctAfter: number;
 }
 
+/**
+ * Whether `node` (same spec, in `graph`) is reconciled as it was in `previous`: the same dependencies
+ * and the settings that decide when it is looked at and what is done with a drift.
+ */
+function sameReconcileInputs<S extends NodeSpec>(previous: DesiredGraph<S>, node: DesiredNode<S>, graph: DesiredGraph<S>): boolean {
+  const was = previous.get(node.id)?.settings;
+  const now = node.settings;
+  if (was === undefined || was.intervalMs !== now.intervalMs || was.selfHeal !== now.selfHeal) return false;
+  if (was.ignoreFields.join('\n') !== now.ignoreFields.join('\n')) return false;
+  const before = new Set(previous.dependencies(node.id));
+  const after = graph.dependencies(node.id);
+  return before.size === after.length && after.every((d) => before.has(d));
+}
+
 /** Slots per interval on which re-observations are due (`scheduleNext`). */
 const SCHEDULE_SLOTS = 50;
 
@@ -260,10 +274,12 @@ export class Controller<S extends NodeSpec> {
         else lookNow(node.id);
       } else {
         // Unchanged: keep its schedule (it is already queued, delayed, held or waiting on a dependency);
-        // refresh the stored graph context. A gate that appeared or went away is looked at now.
+        // refresh the stored graph context. A gate that appeared or went away is looked at now, and so
+        // is a node whose reconcile settings or dependencies changed: its schedule was made under the
+        // old ones (an interval of an hour, a wait for a dependency no longer declared).
         this.put(node, rec.status, {});
         const wasGated = previousGates.has(node.id);
-        if (wasGated !== (gate !== undefined)) lookNow(node.id);
+        if (wasGated !== (gate !== undefined) || !sameReconcileInputs(previous, node, graph)) lookNow(node.id);
       }
     }
     await this.removeMissing(graph);

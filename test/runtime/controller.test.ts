@@ -440,6 +440,51 @@ describe('Controller: goal changes', () => {
     expect(h.calls.observed).toEqual(expect.arrayContaining(['a', 'c']));
   });
 
+  it('a blocked node whose dependency is taken out of its dependsOn (or out of the goals) goes ahead at once', async () => {
+    const yaml = goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { dependsOn: ['a'] }) + fileNode('c', 'C', { dependsOn: ['a'] }));
+    const h = await converged(yaml, { memory: { faults: [{ node: 'a', op: 'create', class: 'permanent' }] } });
+    await h.advance(10 * MIN, 10_000);
+    expect(statusOf(h, 'a')).toBe('held');
+    expect(statusOf(h, 'b')).toBe('blocked');
+    // b no longer depends on a; c stays behind it. The same spec: only the edge went.
+    await h.controller.setGraph(compileYaml(goalYaml(fileNode('a', 'A') + fileNode('b', 'B') + fileNode('c', 'C', { dependsOn: ['a'] }))).graph);
+    await h.settle();
+    expect(statusOf(h, 'b')).toBe('ready');
+    expect(h.calls.created).toContain('b');
+    expect(statusOf(h, 'c')).toBe('blocked');
+    // a leaves the goals: nothing holds c back any more.
+    await h.controller.setGraph(compileYaml(goalYaml(fileNode('b', 'B') + fileNode('c', 'C'))).graph);
+    await h.settle();
+    expect(statusOf(h, 'c')).toBe('ready');
+    expect(h.controller.ready).toBe(true);
+  });
+
+  it('a changed interval override applies at once, not after one more of the old interval', async () => {
+    const h = await converged(goalYaml(fileNode('a', 'A', { interval: '1h' }) + fileNode('z', 'Z', { interval: '1h' })));
+    await h.advance(MIN, 10_000);
+    h.calls.reset();
+    await h.controller.setGraph(compileYaml(goalYaml(fileNode('a', 'A', { interval: '1m' }) + fileNode('z', 'Z', { interval: '1h' }))).graph);
+    await h.settle();
+    await h.advance(5 * MIN, 10_000);
+    // About once a minute from now on; z, unchanged, keeps its hour.
+    expect(h.calls.observed.filter((id) => id === 'a').length).toBeGreaterThanOrEqual(4);
+    expect(h.calls.observed).not.toContain('z');
+  });
+
+  it('a drift reported under selfHeal: false is corrected as soon as the goal says selfHeal: true', async () => {
+    const nodes = fileNode('a', 'A');
+    const h = await converged(goalYaml(nodes, { selfHeal: false }));
+    h.backend.tamper('a', { content: 'evil' });
+    await h.controller.reconcileAll();
+    expect(statusOf(h, 'a')).toBe('drifted');
+    h.calls.reset();
+    await h.controller.setGraph(compileYaml(goalYaml(nodes, { selfHeal: true })).graph);
+    await h.settle();
+    expect(h.calls.updated).toEqual(['a']);
+    expect(contentOf(h, 'a')).toBe('A');
+    expect(statusOf(h, 'a')).toBe('ready');
+  });
+
   it('a node removed from the goals is orphaned by default: forgotten, its resource untouched', async () => {
     const h = await converged();
     await h.controller.setGraph(compileYaml(goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { dependsOn: ['a'] }))).graph);

@@ -60,8 +60,9 @@ ${nodes}`;
 }
 
 /** A `generic.resource`-free, backend-agnostic node: a `local.file` spec (the memory backend holds any type). */
-export function fileNode(id: string, content: string, extra: { dependsOn?: string[]; deletionPolicy?: 'Delete' | 'Orphan'; ignoreFields?: string[]; mode?: string } = {}): string {
+export function fileNode(id: string, content: string, extra: { dependsOn?: string[]; deletionPolicy?: 'Delete' | 'Orphan'; ignoreFields?: string[]; mode?: string; interval?: string } = {}): string {
   const lines = [`    - id: ${id}`, '      type: local.file'];
+  if (extra.interval !== undefined) lines.push(`      interval: ${extra.interval}`);
   if (extra.dependsOn !== undefined) lines.push(`      dependsOn: [${extra.dependsOn.join(', ')}]`);
   if (extra.deletionPolicy !== undefined) lines.push(`      deletionPolicy: ${extra.deletionPolicy}`);
   if (extra.ignoreFields !== undefined) lines.push(`      ignoreFields: [${extra.ignoreFields.join(', ')}]`);
