@@ -25,6 +25,15 @@ export async function goalTreeFingerprint(dir: string): Promise<string | undefin
   return tree === undefined ? undefined : fingerprintOf(tree);
 }
 
+/**
+ * The directory a path names now (symlinks followed): device, inode and birth time, since a directory
+ * removed and made again often gets the same inode number. Undefined when it is gone.
+ */
+async function directoryIdentity(d: string): Promise<string | undefined> {
+  const s = await stat(d, { bigint: true }).catch(() => undefined);
+  return s === undefined ? undefined : `${s.dev} ${s.ino} ${s.birthtimeNs}`;
+}
+
 /** Every directory, and every goal file's path, inode, size and times. */
 async function fingerprintOf(tree: GoalTree): Promise<string> {
   const parts = tree.directories.map((d) => `d ${d}`);
@@ -53,31 +62,37 @@ async function fingerprintOf(tree: GoalTree): Promise<string> {
  * watches and the fingerprint.
  */
 export function watchGoalTree(dir: string, options: GoalWatchOptions): GoalWatch {
-  const watchers = new Map<string, FSWatcher>();
+  /** By path: the watch, and the directory it is on (`directoryIdentity`). */
+  const watchers = new Map<string, { readonly watcher: FSWatcher; readonly identity: string }>();
   let accepted: string | undefined;
   let closed = false;
   let debounce: NodeJS.Timeout | undefined;
   let checking: Promise<void> = Promise.resolve();
 
-  /** Watches exactly `directories`: the tree's, or only `dir` itself when it cannot be walked. */
-  const syncWatches = (directories: readonly string[]): void => {
-    const wanted = new Set(directories);
+  /**
+   * Watches exactly `directories`: the tree's, or only `dir` itself when it cannot be walked. A watch
+   * follows the directory it was opened on, not its path: one whose path now names another directory
+   * (a symlink flipped to a new release, a directory removed and made again) is opened again, else
+   * every later edit there would wait for the poll.
+   */
+  const syncWatches = async (directories: readonly string[]): Promise<void> => {
+    const wanted = new Map<string, string | undefined>();
+    for (const d of directories) wanted.set(d, await directoryIdentity(d));
     for (const [d, w] of watchers) {
-      if (!wanted.has(d)) {
-        w.close();
-        watchers.delete(d);
-      }
+      if (wanted.has(d) && wanted.get(d) === w.identity) continue;
+      w.watcher.close();
+      watchers.delete(d);
     }
-    for (const d of wanted) {
-      if (watchers.has(d) || closed) continue;
+    for (const [d, identity] of wanted) {
+      if (watchers.has(d) || closed || identity === undefined) continue;
       try {
         const w = watch(d, { persistent: false }, () => schedule());
         // A directory removed under its watch: forget it; the next check re-lists.
         w.on('error', () => {
           w.close();
-          if (watchers.get(d) === w) watchers.delete(d);
+          if (watchers.get(d)?.watcher === w) watchers.delete(d);
         });
-        watchers.set(d, w);
+        watchers.set(d, { watcher: w, identity });
       } catch (err) {
         // Gone between the listing and the watch, or out of inotify watches: the poll still sees changes.
         if ((err as { code?: string }).code !== 'ENOENT') options.onError(err);
@@ -89,7 +104,7 @@ export function watchGoalTree(dir: string, options: GoalWatchOptions): GoalWatch
     (checking = checking.then(async () => {
       if (closed) return;
       const tree = await walkGoalTree(dir).catch(() => undefined);
-      syncWatches(tree?.directories ?? [dir]);
+      await syncWatches(tree?.directories ?? [dir]);
       const now = tree === undefined ? undefined : await fingerprintOf(tree);
       if (closed || now === accepted) return;
       // Handed over now: a change made while the goals are being read gives another fingerprint.
@@ -103,7 +118,7 @@ export function watchGoalTree(dir: string, options: GoalWatchOptions): GoalWatch
     debounce = setTimeout(() => void check(), options.debounceMs);
   }
 
-  void walkGoalTree(dir).then(
+  checking = walkGoalTree(dir).then(
     (tree) => syncWatches(tree.directories),
     () => syncWatches([dir]),
   );
@@ -118,7 +133,7 @@ export function watchGoalTree(dir: string, options: GoalWatchOptions): GoalWatch
       closed = true;
       clearTimeout(debounce);
       clearInterval(poll);
-      for (const w of watchers.values()) w.close();
+      for (const w of watchers.values()) w.watcher.close();
       watchers.clear();
     },
   };

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -69,6 +69,27 @@ describe('watchGoalTree', () => {
     await eventually(() => changes() === 2, 3_000, 'the edit');
     await settle(300);
     expect(changes()).toBe(2);
+  });
+
+  it('a goal directory reached through a symlink flipped to another directory: edits in the new one are seen at once, not left to the poll', async () => {
+    // What a release-directory deploy does: goals -> releases/1, then goals -> releases/2, and the old one removed.
+    const { dir, changes, watch } = setup();
+    const releases = join(dir, '..', 'releases');
+    mkdirSync(join(releases, '1'), { recursive: true });
+    writeFileSync(join(releases, '1', 'a.yaml'), 'v1');
+    symlinkSync(join(releases, '1'), dir);
+    watch.accept(await goalTreeFingerprint(dir));
+    await settle();
+    mkdirSync(join(releases, '2'));
+    writeFileSync(join(releases, '2', 'a.yaml'), 'v2');
+    symlinkSync(join(releases, '2'), `${dir}.tmp`);
+    renameSync(`${dir}.tmp`, dir);
+    rmSync(join(releases, '1'), { recursive: true });
+    await eventually(() => changes() === 1, 3_000, 'the flip');
+    await settle();
+    // The watch on the removed directory saw nothing of this: only a watch on the new one does.
+    writeFileSync(join(releases, '2', 'a.yaml'), 'v3');
+    await eventually(() => changes() === 2, 3_000, 'an edit in the new directory');
   });
 
   it('reports nothing after close', async () => {
