@@ -167,6 +167,12 @@ export class Controller<S extends NodeSpec> {
    * limit) and that are not deleted yet: a delete that failed is retried from the queue after its backoff.
    */
   private deleting = new Set<NodeId>();
+  /**
+   * Removed from the goals while an operation on them ran: what becomes of them (deleted, let go) is
+   * decided once it is over, from the record it left. Deciding at once would delete a resource while
+   * an update writes it, or forget a node whose create then records it again.
+   */
+  private readonly removedInFlight = new Set<NodeId>();
   /** A flush failed and its records wait in memory (logged once, when it starts and when it ends). */
   private storeFailing = false;
 
@@ -419,9 +425,16 @@ export class Controller<S extends NodeSpec> {
     for (const id of ids) {
       const node = graph.get(id);
       if (node === undefined) {
-        // A removed node whose delete failed, due again.
         const rec = this.records.get(id);
-        if (rec !== undefined && this.deleting.has(id)) toDelete.push(rec);
+        if (rec === undefined) continue;
+        if (this.removedInFlight.delete(id)) {
+          // Its operation is over: decided now, on what it left (a create makes the node managed).
+          const split = splitRemoved(graph, this.records.values(), this.o.codec, this.o.allowMassDeletion);
+          if (split.toDelete.some((r) => r.id === id)) this.deleting.add(id);
+          else if (split.toOrphan.some((r) => r.id === id)) this.orphan([rec], split.claimed);
+        }
+        // A removed node whose delete failed, due again.
+        if (this.deleting.has(id)) toDelete.push(rec);
         continue;
       }
       const rec = this.records.get(id);
@@ -833,17 +846,31 @@ export class Controller<S extends NodeSpec> {
       this.o.log.error({ count: refused.count, limit: refused.limit }, 'mass deletion refused');
       this.o.store.appendEvent({ at: this.o.clock.now(), node: null, kind: 'mass-deletion-refused', data: { count: refused.count, limit: refused.limit } });
     }
+    // A node whose operation is still running is left to its end (`removedInFlight`): re-queued, it
+    // comes back to the batch loop once that operation is over.
+    const inFlight = (r: NodeRecord): boolean => {
+      if (!this.queue.isProcessing(r.id)) return false;
+      this.removedInFlight.add(r.id);
+      this.queue.add(r.id);
+      return true;
+    };
+    const deleteNow = deleting.filter((r) => !inFlight(r));
     // Only what this graph approves is deleted (a failed delete retried later included).
-    this.deleting = new Set(deleting.map((r) => r.id));
-    for (const r of orphan) {
+    this.deleting = new Set(deleteNow.map((r) => r.id));
+    this.orphan(orphan.filter((r) => !inFlight(r)), claimed);
+    for (const r of deleteNow) await this.deleteRecord(r);
+  }
+
+  /** Forgets nodes removed from the goals, their resources left untouched. */
+  private orphan(records: readonly NodeRecord[], claimed: ReadonlyMap<NodeId, NodeId>): void {
+    for (const r of records) {
       this.o.log.info({ node: r.id, managedBy: claimed.get(r.id) }, 'node orphaned: removed from the goals, resource left untouched');
       this.queue.forget(r.id);
       this.records.delete(r.id);
       this.persisted.delete(r.id);
       this.drift.delete(r.id);
     }
-    this.o.store.removeNodes(orphan.map((r) => r.id));
-    for (const r of deleting) await this.deleteRecord(r);
+    this.o.store.removeNodes(records.map((r) => r.id));
   }
 
   private async deleteRecord(r: NodeRecord): Promise<void> {

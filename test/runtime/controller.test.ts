@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
 import type { InfraBackend } from '../../src/infra/index.ts';
 import { DesiredGraph, SqliteStateStore } from '../../src/runtime/index.ts';
@@ -505,6 +505,71 @@ describe('Controller: goal changes', () => {
     for (const id of ['x', 'y', 'z']) {
       expect(h.backend.snapshot().has(id)).toBe(false);
       expect(h.store.getNode(id)).toBeUndefined();
+    }
+  });
+
+  it('a node removed from the goals while its update runs is deleted once the update is over, never at the same time', async () => {
+    const keep = Array.from({ length: 10 }, (_, i) => fileNode(`k${i}`, 'K')).join('');
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => (release = r));
+    const events: string[] = [];
+    const h = await converged(goalYaml(keep + fileNode('x', 'X', { deletionPolicy: 'Delete' }), { prune: true }), {
+      wrap: (b) =>
+        wrapMemory(b, 'memory', {
+          update: async (n, d, ctx) => {
+            events.push(`update ${n.id} starts`);
+            await Promise.race([gate, new Promise((r) => ctx.signal.addEventListener('abort', r))]);
+            const r = await b.update(n, d, ctx);
+            events.push(`update ${n.id} ends`);
+            return r;
+          },
+          delete: async (n, ctx) => {
+            events.push(`delete ${n.id}`);
+            return b.delete(n, ctx);
+          },
+        }),
+    });
+    h.backend.tamper('x', { content: 'theirs' });
+    await h.clock.advanceAsync(0);
+    await vi.waitFor(() => expect(events).toEqual(['update x starts']));
+    const reload = h.controller.setGraph(compileYaml(goalYaml(keep, { prune: true })).graph);
+    await h.clock.advanceAsync(0);
+    expect(events).toEqual(['update x starts']);
+    release();
+    await reload;
+    await h.settle();
+    expect(events).toEqual(['update x starts', 'update x ends', 'delete x']);
+    expect(h.backend.snapshot().has('x')).toBe(false);
+    expect(h.store.getNode('x')).toBeUndefined();
+  });
+
+  it('a node removed from the goals while its first create runs leaves no record behind: created, then deleted (prune + Delete) or let go', async () => {
+    const keep = Array.from({ length: 10 }, (_, i) => fileNode(`k${i}`, 'K')).join('');
+    for (const policy of ['Delete', 'Orphan'] as const) {
+      let release: () => void = () => {};
+      const gate = new Promise<void>((r) => (release = r));
+      const h = await converged(goalYaml(keep, { prune: true }), {
+        wrap: (b) =>
+          wrapMemory(b, 'memory', {
+            create: async (n, ctx) => {
+              if (n.id === 'y') await Promise.race([gate, new Promise((r) => ctx.signal.addEventListener('abort', r))]);
+              return b.create(n, ctx);
+            },
+          }),
+      });
+      h.calls.reset();
+      const adding = h.controller.setGraph(compileYaml(goalYaml(keep + fileNode('y', 'Y', { deletionPolicy: policy }), { prune: true })).graph);
+      await adding;
+      await h.clock.advanceAsync(0);
+      await vi.waitFor(() => expect(h.calls.created).toEqual(['y']));
+      const removing = h.controller.setGraph(compileYaml(goalYaml(keep, { prune: true })).graph);
+      release();
+      await removing;
+      await h.settle();
+      expect(h.store.getNode('y'), policy).toBeUndefined();
+      expect(h.controller.nodes().map((r) => r.id)).not.toContain('y');
+      expect(h.backend.snapshot().has('y'), policy).toBe(policy === 'Orphan');
+      expect(h.calls.deleted, policy).toEqual(policy === 'Delete' ? ['y'] : []);
     }
   });
 
