@@ -184,6 +184,10 @@ export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: 
   return SqliteStateStore.open({ path: join(ctx.stateDir, 'state.db'), lock: options.lock, readonly: options.readonly ?? false });
 }
 
+/** Meta keys a running daemon sets in its state (and clears when it stops): its API address and its pid. */
+export const DAEMON_LISTEN = 'daemon.listen';
+export const DAEMON_PID = 'daemon.pid';
+
 /**
  * Runs `fn` on the state store without the daemon's lock (status, drift,
  * retry and scripts work while it runs); undefined when there is no state yet.

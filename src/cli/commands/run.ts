@@ -6,7 +6,7 @@ import { infraSpecCodec, InfraNodeProvisioner } from '../../infra/index.ts';
 import type { InfraBackend, InfraDesiredNodeSpec } from '../../infra/index.ts';
 import { parseListen, startHttpServer } from '../../server/http.ts';
 import type { DaemonProbe } from '../../server/http.ts';
-import { compileGoals, openStore, printDiagnostics, pruneHistory, registry, requireGoalsDir, requireStateDir } from '../context.ts';
+import { compileGoals, DAEMON_LISTEN, DAEMON_PID, openStore, printDiagnostics, pruneHistory, registry, requireGoalsDir, requireStateDir } from '../context.ts';
 import { loadFaultPolicyFile } from '../fault-policy-file.ts';
 import type { CliContext } from '../context.ts';
 import { goalsCommit } from '../git.ts';
@@ -218,8 +218,12 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       pruneHistory(ctx, opened, options.history);
       pruning = setInterval(() => pruneHistory(ctx, opened, options.history), PRUNE_EVERY_MS);
       pruning.unref();
-      // `desiredstate retry` finds the running daemon here and asks it to release the node at once.
-      opened.setMeta('daemon.listen', address);
+      // `desiredstate retry` finds the running daemon here and asks it to release the node at once. Its
+      // pid goes with it: a lock held by another process (an apply after this daemon was killed) is not it.
+      opened.transaction(() => {
+        opened.setMeta(DAEMON_LISTEN, address);
+        opened.setMeta(DAEMON_PID, String(process.pid));
+      });
       listening = true;
       log.info({ address, intervalMs }, 'listening');
       await aborted(stop);
@@ -233,7 +237,13 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     await loading; // never rejects: a failed load is logged in `reload`
     await controller?.stop(10_000);
     try {
-      if (listening) store?.setMeta('daemon.listen', null);
+      const s = store;
+      if (listening && s !== undefined) {
+        s.transaction(() => {
+          s.setMeta(DAEMON_LISTEN, null);
+          s.setMeta(DAEMON_PID, null);
+        });
+      }
     } catch (err) {
       // A full or read-only disk: `retry` finds no daemon at the stale address and falls back to the store.
       log.error({ err }, 'cannot clear the daemon address in the state store');

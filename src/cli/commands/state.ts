@@ -1,34 +1,50 @@
 import { join } from 'node:path';
 import { assertNever, NODE_STATUSES, parseDuration, releaseAllStoredNodes, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
 import type { OperatorRetryAnswer } from '../../runtime/index.ts';
-import { withStateStore } from '../context.ts';
+import { DAEMON_LISTEN, DAEMON_PID, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { formatDiff, table } from '../format.ts';
 import { EXIT, UsageError } from '../usage.ts';
 
 const iso = (ms: number | null): string => (ms === null ? '-' : new Date(ms).toISOString());
 
-/** Whether a daemon serves this state now: it recorded its API address and still holds the lock. */
-function daemonOf(ctx: CliContext, listen: string | null): { running: boolean; pid?: number; listen?: string } {
-  if (listen === null) return { running: false };
+/** What a daemon recorded in the state about itself (none: no daemon set it, or it stopped and cleared it). */
+interface DaemonMeta {
+  readonly listen: string | null;
+  readonly pid: string | null;
+}
+
+function daemonMeta(store: SqliteStateStore): DaemonMeta {
+  return { listen: store.getMeta(DAEMON_LISTEN) ?? null, pid: store.getMeta(DAEMON_PID) ?? null };
+}
+
+/**
+ * Whether a daemon serves this state now: it recorded its API address and still holds the lock. A
+ * daemon killed (SIGKILL, a crash) leaves its address behind; the lock may since have been taken by
+ * another process (an apply, a daemon still starting), which is not the daemon at that address.
+ */
+function daemonOf(ctx: CliContext, meta: DaemonMeta): { running: boolean; pid?: number; listen?: string } {
+  if (meta.listen === null) return { running: false };
   const holder = SqliteStateStore.lockHolder(join(ctx.stateDir, 'state.db'));
   // Alive unknown (another host): trust the address it left.
   if (holder === undefined || holder.alive === false) return { running: false };
-  return { running: true, pid: holder.pid, listen };
+  // No pid recorded (a daemon of a release before the pid was): the lock holder is taken for it, as then.
+  if (meta.pid !== null && meta.pid !== String(holder.pid)) return { running: false };
+  return { running: true, pid: holder.pid, listen: meta.listen };
 }
 
 /** The API address of the daemon serving this state now, if one is. */
 export function runningDaemon(ctx: CliContext, store: SqliteStateStore): string | undefined {
-  return daemonOf(ctx, store.getMeta('daemon.listen') ?? null).listen;
+  return daemonOf(ctx, daemonMeta(store)).listen;
 }
 
 export function status(ctx: CliContext): number {
-  const result = withStateStore(ctx, 'read', (store) => ({ nodes: store.listNodes(), goalErrors: store.getMeta('goal-errors') ?? null, listen: store.getMeta('daemon.listen') ?? null }));
+  const result = withStateStore(ctx, 'read', (store) => ({ nodes: store.listNodes(), goalErrors: store.getMeta('goal-errors') ?? null, daemon: daemonMeta(store) }));
   if (result === undefined) {
     ctx.out(ctx.format === 'json' ? JSON.stringify({ nodes: [], goalErrors: null, daemon: { running: false } }, null, 2) : 'no state yet: run `desiredstate apply` or `desiredstate run`');
     return EXIT.ok;
   }
-  const daemon = daemonOf(ctx, result.listen);
+  const daemon = daemonOf(ctx, result.daemon);
   if (ctx.format === 'json') {
     ctx.out(JSON.stringify({ nodes: result.nodes.map(shownRecord), goalErrors: result.goalErrors === null ? null : JSON.parse(result.goalErrors), daemon }, null, 2));
     return EXIT.ok;

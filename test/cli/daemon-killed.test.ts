@@ -1,0 +1,71 @@
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { bin, cleanEnv, cli, tempProject } from '../support/cli.ts';
+import { eventually, trackDaemons } from '../support/daemon.ts';
+
+// A daemon killed outright (SIGKILL, the OOM killer) cannot clear the API address it recorded, nor
+// remove its lock. The next process to take the lock (here a slow apply) is not that daemon: `status`
+// named it as the daemon, serving its API at the dead daemon's address.
+const p = tempProject('ds-daemon-killed-');
+// Every memory call takes a while: the apply below holds the lock long enough to be seen holding it.
+p.write('app.yaml', `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: mem }
+spec:
+  type: memory
+  config: { latencyMs: 1500 }
+---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app }
+spec:
+  defaults: { backend: mem }
+  nodes:
+    - { id: dir, type: local.directory, spec: { path: dir } }
+`);
+const daemons = trackDaemons(p.dir);
+
+async function daemonStatus(): Promise<unknown> {
+  const r = await cli(['status', '--format', 'json', ...p.args], { cwd: p.dir });
+  return (JSON.parse(r.stdout) as { daemon: unknown }).daemon;
+}
+
+const lockPid = (): number => Number(readFileSync(join(p.state, 'state.db.lock'), 'utf8').split('\n')[0]);
+
+describe('a daemon killed with SIGKILL', () => {
+  it('is not running for status, also while an apply holds the lock it left; apply and run start again without cleanup', async () => {
+    const d = daemons.start(['--listen', '127.0.0.1:0', '--interval', '1h', ...p.args], { cwd: p.dir });
+    const port = await d.port();
+    expect(await daemonStatus()).toEqual({ running: true, pid: d.child.pid, listen: `127.0.0.1:${port}` });
+    d.kill('SIGKILL');
+    await d.exited;
+    expect(await daemonStatus()).toEqual({ running: false });
+
+    const apply = spawn(process.execPath, [bin, 'apply', '--yes', ...p.args], { cwd: p.dir, env: cleanEnv(), stdio: 'ignore' });
+    const applied = new Promise<number | null>((resolve) => apply.on('exit', (code) => resolve(code)));
+    try {
+      await eventually(() => {
+        try {
+          return lockPid() === apply.pid;
+        } catch {
+          return false;
+        }
+      }, 15_000, 'the apply holding the lock');
+      // The apply is not a daemon, and nothing answers at the address the killed one left.
+      expect(await daemonStatus()).toEqual({ running: false });
+      const text = await cli(['status', ...p.args], { cwd: p.dir });
+      expect(text.stdout.split('\n')[0]).toBe('daemon: not running');
+    } finally {
+      expect(await applied).toBe(0);
+    }
+
+    const again = daemons.start(['--listen', '127.0.0.1:0', '--interval', '1h', ...p.args], { cwd: p.dir });
+    const againPort = await again.port();
+    expect(await daemonStatus()).toEqual({ running: true, pid: again.child.pid, listen: `127.0.0.1:${againPort}` });
+    again.kill('SIGTERM');
+    expect(await again.exited).toEqual({ code: 0, signal: null });
+    expect(await daemonStatus()).toEqual({ running: false });
+  });
+});
