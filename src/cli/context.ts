@@ -191,15 +191,18 @@ export const DAEMON_PID = 'daemon.pid';
 /**
  * Runs `fn` on the state store without the daemon's lock (status, drift,
  * retry and scripts work while it runs); undefined when there is no state yet.
+ * `locked` writes holding the lock, as apply does: for what a daemon or an apply
+ * running on this state would not see, or would write over (node records, which
+ * they keep in memory); refused with DS_STATE_LOCKED while one runs.
  * Throws a UsageError (exit 64) when a state directory given by name does not exist.
  */
-export function withStateStore<T>(ctx: CliContext, mode: 'read' | 'write', fn: (store: SqliteStateStore) => T): T | undefined {
+export function withStateStore<T>(ctx: CliContext, mode: 'read' | 'write' | 'locked', fn: (store: SqliteStateStore) => T): T | undefined {
   // A state directory named (--state, $DESIREDSTATE_STATE) that is not there is a bad invocation
   // (CLI.md: missing directory, exit 64); the default one before any apply or run is simply empty.
   if (ctx.stateDirGiven && !existsSync(ctx.stateDir)) throw new UsageError(`state directory ${ctx.stateDir} does not exist`);
   requireStateDir(ctx);
   if (!existsSync(join(ctx.stateDir, 'state.db'))) return undefined;
-  const store = openStore(ctx, { lock: false, readonly: mode === 'read' });
+  const store = openStore(ctx, { lock: mode === 'locked', readonly: mode === 'read' });
   try {
     return fn(store);
   } finally {

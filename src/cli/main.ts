@@ -170,7 +170,7 @@ export const commands: Record<string, Command> = {
   retry: {
     summary: 'release a node held by the fault policy, or a failed one waiting out its backoff',
     usage: 'desiredstate retry NODE|--all [--state DIR] [--format text|json]',
-    help: 'Any other node is left as it is, and retry says so. --all releases every node held by the fault policy or waiting\nout a backoff (after fixing what held them all: a password, a server), and those held because a read could not tell\nwhether an interrupted create made something (their interruption ends, as with retry NODE); nodes a policy holds stay held.\nWith a daemon running (its address is in the state), asks it over its HTTP API (--all in one request); otherwise updates\nthe store (--all in one transaction).\nExit status: 0 (also for a node left as it is), 1 for an unknown node.',
+    help: 'Any other node is left as it is, and retry says so. --all releases every node held by the fault policy or waiting\nout a backoff (after fixing what held them all: a password, a server), and those held because a read could not tell\nwhether an interrupted create made something (their interruption ends, as with retry NODE); nodes a policy holds stay held.\nWith a daemon running (its address is in the state), asks it over its HTTP API (--all in one request); otherwise updates\nthe store (--all in one transaction). While a daemon or an apply holds the state and its API did not release the node\n(refused, or no answer), nothing is released.\nExit status: 0 (also for a node left as it is), 1 for an unknown node or when nothing could be released.',
     async run(argv, io) {
       const { values, positionals } = parse(argv, { all: { type: 'boolean' } }, 1);
       formatFlag(values, ['text', 'json']);

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { assertNever, NODE_STATUSES, parseDuration, releaseAllStoredNodes, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
+import { assertNever, DesiredStateError, ErrorCodes, errorMessage, NODE_STATUSES, parseDuration, releaseAllStoredNodes, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
 import type { OperatorRetryAnswer } from '../../runtime/index.ts';
 import { DAEMON_LISTEN, DAEMON_PID, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
@@ -137,19 +137,22 @@ async function retryAll(ctx: CliContext): Promise<number> {
   const daemon = withStateStore(ctx, 'read', (store) => runningDaemon(ctx, store)) ?? null;
   let released: string[] | undefined;
   let via: 'daemon' | 'store' = 'daemon';
+  let why: string | undefined;
   if (daemon !== null) {
     try {
       const res = await fetch(`http://${daemon}/retry`, { method: 'POST', signal: AbortSignal.timeout(5000) });
-      const body = res.ok ? ((await res.json()) as { released?: unknown }) : undefined;
+      const body = (await res.json().catch(() => undefined)) as { released?: unknown; error?: unknown } | undefined;
       // An answer that is not a list of ids is no answer: the store is asked below.
-      if (Array.isArray(body?.released) && body.released.every((id) => typeof id === 'string')) released = body.released as string[];
-    } catch {
-      // No daemon answering at the recorded address (it was killed): fall back to the store.
+      if (res.ok && Array.isArray(body?.released) && body.released.every((id) => typeof id === 'string')) released = body.released as string[];
+      else why = refusal(res.status, body);
+    } catch (err) {
+      // No daemon answering at the recorded address (it was killed): the store is asked below.
+      why = noAnswer(err);
     }
   }
   if (released === undefined) {
     via = 'store';
-    released = withStateStore(ctx, 'write', (store) => releaseAllStoredNodes(store, Date.now())) ?? [];
+    released = releaseInStore(ctx, daemon, why, (store) => releaseAllStoredNodes(store, Date.now())) ?? [];
   }
   if (ctx.format === 'json') ctx.out(JSON.stringify({ released, via }, null, 2));
   else {
@@ -161,23 +164,55 @@ async function retryAll(ctx: CliContext): Promise<number> {
 
 /** Releases one node: through the daemon when one answers at `daemon`, else in the store. */
 export async function releaseNode(ctx: CliContext, node: string, daemon: string | null): Promise<{ answer: OperatorRetryAnswer; via: 'daemon' | 'store' }> {
+  let why: string | undefined;
   if (daemon !== null) {
     try {
       const res = await fetch(`http://${daemon}/retry/${encodeURIComponent(node)}`, { method: 'POST', signal: AbortSignal.timeout(5000) });
       if (res.status === 404) return { answer: { status: 'unknown' }, via: 'daemon' };
-      if (res.status === 409) {
-        const body = (await res.json()) as { status?: unknown };
-        // An answer naming no status we know is no answer: the store is asked below.
-        const current = NODE_STATUSES.find((s) => s === body.status);
-        if (current !== undefined) return { answer: { status: 'not-held', current }, via: 'daemon' };
-      }
       if (res.ok) return { answer: { status: 'released' }, via: 'daemon' };
-    } catch {
-      // No daemon answering at the recorded address (it was killed): fall back to the store.
+      const body = (await res.json().catch(() => undefined)) as { status?: unknown; error?: unknown } | undefined;
+      // An answer naming no status we know is no answer: the store is asked below.
+      const current = res.status === 409 ? NODE_STATUSES.find((s) => s === body?.status) : undefined;
+      if (current !== undefined) return { answer: { status: 'not-held', current }, via: 'daemon' };
+      why = refusal(res.status, body);
+    } catch (err) {
+      // No daemon answering at the recorded address (it was killed): the store is asked below.
+      why = noAnswer(err);
     }
   }
-  const answer = withStateStore(ctx, 'write', (store) => releaseStoredNode(store, node, Date.now()));
+  const answer = releaseInStore(ctx, daemon, why, (store) => releaseStoredNode(store, node, Date.now()));
   return { answer: answer ?? { status: 'unknown' }, via: 'store' };
+}
+
+/**
+ * A release written to the store, holding its lock. A daemon (or an apply) keeps node records in
+ * memory: a release written beside it would never be seen, or be written over, while `status`
+ * showed the node released. So while one holds the state (its API refused the request, or did not
+ * answer in time) nothing is released, and the error says what the daemon answered.
+ */
+function releaseInStore<T>(ctx: CliContext, daemon: string | null, why: string | undefined, fn: (store: SqliteStateStore) => T): T | undefined {
+  try {
+    return withStateStore(ctx, 'locked', fn);
+  } catch (err) {
+    if (!(err instanceof DesiredStateError) || err.code !== ErrorCodes.StateLocked) throw err;
+    const message =
+      daemon === null
+        ? err.message
+        : `the daemon at ${daemon} (process ${String(err.context.pid)}) did not release it (${why ?? 'no answer'}), and the state is its own while it runs: a release written beside it would never be seen`;
+    throw new DesiredStateError(ErrorCodes.StateLocked, `nothing released: ${message}`, { cause: err, context: err.context });
+  }
+}
+
+/** A daemon's answer that is none of the expected ones, for the error: its status and `error`. */
+function refusal(status: number, body: { error?: unknown } | undefined): string {
+  return `HTTP ${status}${typeof body?.error === 'string' ? `: ${body.error}` : ''}`;
+}
+
+/** Why a request to the daemon got no answer (fetch's own message is only "fetch failed"). */
+function noAnswer(err: unknown): string {
+  const cause = err instanceof Error ? (err.cause as { code?: unknown } | undefined) : undefined;
+  if (typeof cause?.code === 'string') return cause.code;
+  return err instanceof Error && err.name === 'TimeoutError' ? 'no answer within 5 s' : errorMessage(err);
 }
 
 function answered(ctx: CliContext, node: string, answer: OperatorRetryAnswer, via: 'daemon' | 'store'): number {
