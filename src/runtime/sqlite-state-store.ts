@@ -549,12 +549,21 @@ export class SqliteStateStore implements StateStore {
   /**
    * Who holds the lock of the state file at `path` (a running `run` or
    * `apply`), if anyone: its pid and host, and whether that process is alive
-   * (known only on this host; a lock left by a killed process is not held).
+   * (known only on this host; a lock left by a killed process is not held),
+   * and since when it has held it (the lock file's mtime, epoch ms): what it
+   * started before then is not its own.
    */
-  static lockHolder(path: string): { readonly pid: number; readonly host: string; readonly alive: boolean | undefined } | undefined {
-    const holder = readLock(`${path}.lock`)?.holder;
+  static lockHolder(path: string): { readonly pid: number; readonly host: string; readonly alive: boolean | undefined; readonly since: number } | undefined {
+    const lockPath = `${path}.lock`;
+    const holder = readLock(lockPath)?.holder;
     if (holder === undefined) return undefined;
-    return { pid: holder.pid, host: holder.host, alive: holder.host === hostname() ? isAlive(holder.pid) : undefined };
+    let since: number;
+    try {
+      since = statSync(lockPath).mtimeMs;
+    } catch {
+      return undefined; // released meanwhile
+    }
+    return { pid: holder.pid, host: holder.host, alive: holder.host === hostname() ? isAlive(holder.pid) : undefined, since };
   }
 
   /**

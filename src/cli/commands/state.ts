@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { assertNever, DesiredStateError, ErrorCodes, errorMessage, NODE_STATUSES, parseDuration, releaseAllStoredNodes, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
-import type { OperatorRetryAnswer } from '../../runtime/index.ts';
+import type { OperatorRetryAnswer, RunRecord } from '../../runtime/index.ts';
 import { DAEMON_LISTEN, DAEMON_PID, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { formatDiff, table } from '../format.ts';
@@ -103,10 +103,17 @@ export function history(ctx: CliContext, options: { limit: number } = { limit: 5
     ctx.out('no runs recorded');
     return EXIT.ok;
   }
+  // A run not finished is going on only if the process holding the state now started it: one whose
+  // process was killed (SIGKILL, a crash, a power cut) never finishes, and is shown as interrupted.
+  const holder = SqliteStateStore.lockHolder(join(ctx.stateDir, 'state.db'));
+  const heldSince = holder === undefined || holder.alive === false ? undefined : holder.since;
+  const ongoing = (r: RunRecord): boolean => heldSince !== undefined && r.startedAt >= heldSince;
   const rows = [['RUN', 'STARTED', 'TRIGGER', 'COMMIT', 'CHANGES']];
   for (const r of runs) {
     const s = r.summary;
-    rows.push([String(r.id), iso(r.startedAt), r.trigger, r.commit?.slice(0, 12) ?? '-', s === null ? 'unfinished' : `+${s.created} ~${s.updated} -${s.deleted} !${s.drifted} x${s.failed} ⊘${s.blocked + s.held}${r.finishedAt === null ? ' so far' : ''}`]);
+    const counts = s === null ? '' : `+${s.created} ~${s.updated} -${s.deleted} !${s.drifted} x${s.failed} ⊘${s.blocked + s.held}`;
+    const unfinished = ongoing(r) ? (s === null ? 'unfinished' : ' so far') : s === null ? 'interrupted' : ' (interrupted)';
+    rows.push([String(r.id), iso(r.startedAt), r.trigger, r.commit?.slice(0, 12) ?? '-', r.finishedAt === null ? `${counts}${unfinished}` : counts]);
   }
   for (const l of table(rows)) ctx.out(l);
   return EXIT.ok;
