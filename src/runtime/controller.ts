@@ -77,7 +77,7 @@ function releaseRecords(store: StateStore, records: readonly NodeRecord[], at: n
   store.transaction(() => {
     // What an interrupted operation left is resolved by the operator: it no longer counts as interrupted.
     for (const op of store.pendingOperations()) if (ids.has(op.node)) store.finishOperation(op.id, 'abandoned', 'released by operator');
-    store.putNodes(records.map((r) => ({ ...r, status: nextStatus(r.status, 'OPERATOR_RETRY').status, attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator' })));
+    store.putNodes(records.map((r) => ({ ...r, status: nextStatus(r.status, 'OPERATOR_RETRY').status, attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator', updatedAt: at })));
     for (const r of records) store.appendEvent({ at, node: r.id, kind: 'operator-retry', data: { previous: r.status } });
   });
 }

@@ -79,10 +79,15 @@ describe.skipIf(!hasJq)('desiredstate scripts', () => {
     expect(show.stdout).toContain(`script ${hash}`);
     expect(show.stdout).toContain('#!/bin/sh');
 
+    const heldAt = (json((await cli(dir, ['status', '--format', 'json'])).stdout) as { nodes: { updatedAt: number }[] }).nodes[0]!.updatedAt;
     const approve = await cli(dir, ['scripts', 'approve', hash.slice(0, 12), '--note', 'read it']);
     expect(approve.code).toBe(0);
     expect(approve.stdout).toContain(`script ${hash.slice(0, 12)} approved by ana`);
     expect(approve.stdout).toContain('released motd');
+    // Released now: the record says so, not the time it was held.
+    const released = (json((await cli(dir, ['status', '--format', 'json'])).stdout) as { nodes: { status: string; updatedAt: number }[] }).nodes[0]!;
+    expect(released.status).toBe('pending');
+    expect(released.updatedAt).toBeGreaterThan(heldAt);
 
     const second = await cli(dir, ['apply', '--yes']);
     expect(second.code).toBe(0);

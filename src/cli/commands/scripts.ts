@@ -90,10 +90,11 @@ function releaseAndReport(ctx: CliContext, store: SqliteStateStore, held: readon
     report.json ? print(ctx, { ...report.doc, released: released.map((r) => r.id) }) : lines(ctx, [report.head, ...released.map((r) => releasedLine(r.id, r.via))]);
   const daemon = runningDaemon(ctx, store);
   if (daemon === undefined) {
+    const at = Date.now();
     store.transaction(() => {
       for (const r of held) {
-        store.putNodes([{ ...r, status: 'pending', attempts: 0, retryAt: null, lastFault: null, reason: `released: script ${short(hash)} reviewed` }]);
-        store.appendEvent({ at: Date.now(), node: r.id, kind: 'operator-retry', data: { previous: r.status, script: hash } });
+        store.putNodes([{ ...r, status: 'pending', attempts: 0, retryAt: null, lastFault: null, reason: `released: script ${short(hash)} reviewed`, updatedAt: at }]);
+        store.appendEvent({ at, node: r.id, kind: 'operator-retry', data: { previous: r.status, script: hash } });
       }
     });
     return done(held.map((r) => ({ id: r.id, via: 'store' })));
