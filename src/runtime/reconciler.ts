@@ -6,6 +6,7 @@ import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.ts';
 import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import type { NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
+import { GOAL_ERRORS_META } from './state-store.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 import { driftReport, logDrift, MISSING_RESOURCE } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
@@ -386,6 +387,8 @@ export class Reconciler<S extends NodeSpec> {
         this.store.putNodes(updates);
         const id = run();
         this.store.finishRun(id, summary);
+        // This graph is the one applied now: a revision a daemon rejected before is no longer the news.
+        this.store.setMeta(GOAL_ERRORS_META, null);
         return id;
       });
       return { runId: id, outcomes, summary, refusedDeletions: refused === undefined ? undefined : { count: refused.count, limit: refused.limit } };

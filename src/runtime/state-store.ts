@@ -113,6 +113,12 @@ export interface HistoryPruned {
  * before the backend is called, so that a crash never leads to a blind
  * second create.
  */
+/**
+ * Meta key: the errors of the goal revision the daemon last rejected (a JSON list of lines), while the
+ * last good graph keeps running; cleared once a graph is installed (the daemon) or applied (apply).
+ */
+export const GOAL_ERRORS_META = 'goal-errors';
+
 export interface StateStore {
   getNode(id: NodeId): NodeRecord | undefined;
   listNodes(): NodeRecord[];

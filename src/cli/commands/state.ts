@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { assertNever, DesiredStateError, ErrorCodes, errorMessage, NODE_STATUSES, parseDuration, releaseAllStoredNodes, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
+import { assertNever, DesiredStateError, ErrorCodes, errorMessage, GOAL_ERRORS_META, NODE_STATUSES, parseDuration, releaseAllStoredNodes, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
 import type { OperatorRetryAnswer, RunRecord } from '../../runtime/index.ts';
 import { DAEMON_LISTEN, DAEMON_PID, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
@@ -39,7 +39,7 @@ export function runningDaemon(ctx: CliContext, store: SqliteStateStore): string 
 }
 
 export function status(ctx: CliContext): number {
-  const result = withStateStore(ctx, 'read', (store) => ({ nodes: store.listNodes(), goalErrors: store.getMeta('goal-errors') ?? null, daemon: daemonMeta(store) }));
+  const result = withStateStore(ctx, 'read', (store) => ({ nodes: store.listNodes(), goalErrors: store.getMeta(GOAL_ERRORS_META) ?? null, daemon: daemonMeta(store) }));
   if (result === undefined) {
     ctx.out(ctx.format === 'json' ? JSON.stringify({ nodes: [], goalErrors: null, daemon: { running: false } }, null, 2) : 'no state yet: run `desiredstate apply` or `desiredstate run`');
     return EXIT.ok;
