@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -136,6 +137,35 @@ describe.skipIf(!hasJq)('desiredstate scripts', () => {
     expect(approve.stdout).toBe(`script ${hash.slice(0, 12)} approved by ana\nreleased motd; the daemon reconciles it now\n`);
     await eventually(() => existsSync(join(dir, 'root/etc/motd')), 10_000, 'motd written by the daemon');
     expect(readFileSync(join(dir, 'root/etc/motd'), 'utf8')).toBe('hello\n');
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+  });
+
+  // The daemon did not release the node (its API refused, or did not answer at its address): nothing is
+  // released behind its back (it would never see it), and approve says the verdict is recorded all the same.
+  it('with a daemon running that does not answer, approve records the verdict, releases nothing and says so', async () => {
+    const dir = projectIn('dev');
+    const d = daemons.start(['--listen', '127.0.0.1:0', '--interval', '1h', '--goals', join(dir, 'goals'), '--state', join(dir, 'state')], { cwd: dir, env: { HOME: dir, USER: 'ana' } });
+    await d.port();
+    await d.waitFor((l) => l.msg === 'script held' && l.node === 'motd');
+    await eventually(async () => (json((await cli(dir, ['status', '--format', 'json'])).stdout) as { nodes: { id: string; status: string }[] }).nodes[0]?.status === 'held', 10_000, 'motd held');
+    const hash = (json((await cli(dir, ['scripts', 'list', '--format', 'json'])).stdout) as { scripts: { hash: string }[] }).scripts[0]!.hash;
+    // A port nobody listens on.
+    const free = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, '127.0.0.1', () => {
+        const port = (s.address() as { port: number }).port;
+        s.close(() => resolve(port));
+      });
+    });
+    const db = new Database(join(dir, 'state/state.db'));
+    db.pragma('busy_timeout = 5000');
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'daemon.listen'").run(`127.0.0.1:${free}`);
+    db.close();
+    const approve = await cli(dir, ['scripts', 'approve', hash.slice(0, 12)]);
+    expect(approve.code).toBe(1);
+    expect(approve.stderr).toMatch(new RegExp(`^desiredstate scripts: script ${hash.slice(0, 12)} approved by ana; motd: nothing released: the daemon at 127\\.0\\.0\\.1:${free} \\(process \\d+\\) did not release it \\(ECONNREFUSED\\)`));
+    expect((json((await cli(dir, ['scripts', 'list', '--format', 'json'])).stdout) as { scripts: { gate: string }[] }).scripts[0]!.gate).not.toBe('unreviewed');
+    expect((json((await cli(dir, ['status', '--format', 'json'])).stdout) as { nodes: { status: string }[] }).nodes[0]!.status).toBe('held');
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
   });

@@ -104,8 +104,15 @@ function releaseAndReport(ctx: CliContext, store: SqliteStateStore, held: readon
   return (async () => {
     const released: { id: string; via: 'daemon' | 'store' }[] = [];
     for (const r of held) {
-      const { answer, via } = await releaseNode(ctx, r.id, daemon);
-      if (answer.status === 'released') released.push({ id: r.id, via });
+      try {
+        const { answer, via } = await releaseNode(ctx, r.id, daemon);
+        if (answer.status === 'released') released.push({ id: r.id, via });
+      } catch (err) {
+        // The daemon did not release it (refused, or no answer): what is recorded stays, and is said so.
+        if (!(err instanceof DesiredStateError)) throw err;
+        const done = released.length === 0 ? '' : ` (released ${released.map((x) => x.id).join(', ')})`;
+        throw new DesiredStateError(err.code, `${report.head}${done}; ${r.id}: ${err.message}`, { cause: err, context: err.context });
+      }
     }
     return done(released);
   })();

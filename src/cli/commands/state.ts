@@ -217,8 +217,9 @@ function refusal(status: number, body: { error?: unknown } | undefined): string 
 
 /** Why a request to the daemon got no answer (fetch's own message is only "fetch failed"). */
 function noAnswer(err: unknown): string {
-  const cause = err instanceof Error ? (err.cause as { code?: unknown } | undefined) : undefined;
+  const cause = err instanceof Error ? (err.cause as { code?: unknown; message?: unknown } | undefined) : undefined;
   if (typeof cause?.code === 'string') return cause.code;
+  if (typeof cause?.message === 'string') return cause.message;
   return err instanceof Error && err.name === 'TimeoutError' ? 'no answer within 5 s' : errorMessage(err);
 }
 
