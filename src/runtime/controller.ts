@@ -235,9 +235,11 @@ export class Controller<S extends NodeSpec> {
    * Installs a (new) compiled graph. Unchanged nodes keep their schedule;
    * new and changed nodes are queued at once; removed nodes are orphaned, or
    * deleted (prune + Delete) in reverse dependency order behind the
-   * mass-deletion guard. An empty graph never deletes anything.
+   * mass-deletion guard. An empty graph never deletes anything. The nodes of
+   * `changedBackends` (declared otherwise than for the previous graph) count as
+   * changed: released if held, and converged where their backend now points.
    */
-  async setGraph(graph: DesiredGraph<S>, options: { gates?: ReadonlyMap<NodeId, NodeGate>; commit?: string | null } = {}): Promise<void> {
+  async setGraph(graph: DesiredGraph<S>, options: { gates?: ReadonlyMap<NodeId, NodeGate>; commit?: string | null; changedBackends?: ReadonlySet<string> } = {}): Promise<void> {
     const previous = this.graph;
     const previousGates = this.gates;
     // The store first: a write it refuses (a full disk) throws before the graph is changed.
@@ -266,10 +268,13 @@ export class Controller<S extends NodeSpec> {
         lookNow(node.id);
         continue;
       }
-      const specChanged = storedGoalDigest(rec) !== node.spec.digest || (heldByPolicy(rec) && gate === undefined);
+      // Its backend declared otherwise (another root, another server): what it finds there is to
+      // converge, as for a changed spec, not drift to report.
+      const backendChanged = options.changedBackends?.has(node.spec.backendId) === true;
+      const specChanged = storedGoalDigest(rec) !== node.spec.digest || (heldByPolicy(rec) && gate === undefined) || backendChanged;
       if (specChanged || rec.status === 'orphaned' || rec.status === 'deleted') {
         // A goal change releases a held node and restarts its lifecycle.
-        this.transition(node, 'GOAL_CHANGED', { attempts: 0, retryAt: null, lastFault: null, reason: null });
+        this.transition(node, 'GOAL_CHANGED', { attempts: 0, retryAt: null, lastFault: null, reason: null, ...(backendChanged ? { appliedDigest: null } : {}) });
         this.drift.delete(node.id);
         lookNow(node.id);
       } else if (previous === undefined || !previous.has(node.id)) {

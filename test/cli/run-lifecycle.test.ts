@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { AddressInfo, Server } from 'node:net';
@@ -130,5 +130,24 @@ describe('desiredstate run --fault-policy', () => {
     expect(d.stderr.trim()).toBe(`desiredstate run: fault policy file ${p.goals} is a directory`);
     expect(existsSync(p.state)).toBe(false);
     expect(existsSync(p.root)).toBe(false);
+  });
+});
+
+describe('desiredstate run: a backend declared otherwise', () => {
+  it('a new local root is a goal change: the file is written there at once, not after an interval, and no drift is reported', async () => {
+    const p = project();
+    const d = daemon(p, ['--listen', '127.0.0.1:0', '--interval', '1h', '--debounce', '50ms']);
+    await d.waitFor((l) => l.msg === 'node created' && l.node === 'conf');
+    const root2 = join(p.dir, 'root2');
+    const mark = d.lines.length;
+    p.write('app.yaml', oneFileGoal(root2, 'hello\n'));
+    await d.waitFor((l) => l.msg === 'node created' && l.node === 'conf', 15_000, mark);
+    expect(readFileSync(join(root2, 'app.conf'), 'utf8')).toBe('hello\n');
+    expect(d.lines.slice(mark).filter((l) => l.msg === 'drift detected')).toEqual([]);
+    expect(d.lines.slice(mark).some((l) => l.msg.startsWith('backend declarations changed') && JSON.stringify(l.backends) === '["local"]')).toBe(true);
+    // The old root's file is left where it was: nothing is deleted without an explicit goal.
+    expect(readFileSync(join(p.root, 'app.conf'), 'utf8')).toBe('hello\n');
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
   });
 });

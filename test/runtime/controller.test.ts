@@ -508,6 +508,27 @@ describe('Controller: goal changes', () => {
     }
   });
 
+  it('a backend declared otherwise is a goal change for its nodes: held ones are released, and what they find is converged, not reported as drift', async () => {
+    const yaml = goalYaml(fileNode('a', 'A') + fileNode('b', 'B'), { selfHeal: false });
+    const h = await converged(yaml, { memory: { faults: [{ node: 'a', op: 'create', class: 'auth', times: 3 }] } });
+    await h.advance(10 * MIN, 5_000);
+    expect(statusOf(h, 'a')).toBe('held');
+    // b's resource is not where the backend now points (as files under a new root are not).
+    h.backend.remove('b');
+    h.calls.reset();
+    const { graph } = compileYaml(yaml);
+    await h.controller.setGraph(graph, { changedBackends: new Set(['mem']) });
+    await h.settle();
+    expect(h.calls.created.sort()).toEqual(['a', 'b']); // b under selfHeal: false, yet created: a goal change, not drift
+    expect(h.store.listDrift({ node: 'b' })).toEqual([]);
+    expect(statusOf(h, 'a')).toBe('ready');
+    // The same graph with the same backends: unchanged nodes keep their schedule.
+    h.calls.reset();
+    await h.controller.setGraph(graph);
+    await h.settle();
+    expect(h.calls.observed).toEqual([]);
+  });
+
   it('a node removed from the goals while its update runs is deleted once the update is over, never at the same time', async () => {
     const keep = Array.from({ length: 10 }, (_, i) => fileNode(`k${i}`, 'K')).join('');
     let release: () => void = () => {};

@@ -121,6 +121,8 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     const opened = (store = openStore(ctx, { lock: true }));
     const provisioner = new InfraNodeProvisioner({ backends: new Map() });
     let backendKey = '';
+    /** Each backend's declaration (JSON) in the graph running now; empty before the first. */
+    let declared = new Map<string, string>();
     const c = (controller = new Controller<InfraDesiredNodeSpec>({
       provisioner,
       store: opened,
@@ -156,6 +158,9 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       for (const d of diagnostics) log.warn({ file: d.file, line: d.line, col: d.col, code: d.code, text: d.message }, 'goal warning');
       const declarations = [...loaded.factory.backends.values()];
       const key = JSON.stringify(declarations);
+      const declaredNow = new Map(declarations.map((d) => [d.id, JSON.stringify(d)]));
+      // A backend declared otherwise (another root, server, type) is a goal change for its nodes.
+      const changedBackends = new Set([...declaredNow].filter(([id, text]) => declared.has(id) && declared.get(id) !== text).map(([id]) => id));
       // New backends go in before the graph (setGraph starts watching through them) and are
       // taken out again if the store refuses the revision: the last good graph keeps its own.
       const previous = backendMap;
@@ -163,7 +168,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       if (fresh !== undefined) backendMap = fresh;
       const old = fresh === undefined ? undefined : provisioner.replaceBackends(fresh);
       try {
-        await c.setGraph(graph, { gates, commit });
+        await c.setGraph(graph, { gates, commit, changedBackends });
       } catch (err) {
         if (fresh !== undefined && old !== undefined) {
           provisioner.replaceBackends(old);
@@ -172,6 +177,8 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
         }
         throw err;
       }
+      declared = declaredNow;
+      if (changedBackends.size > 0) log.info({ backends: [...changedBackends] }, 'backend declarations changed; their nodes are reconciled as changed goals');
       if (old !== undefined) {
         backendKey = key;
         await Promise.allSettled([...old.values()].map((b) => b.close()));
