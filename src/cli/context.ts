@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import pino from 'pino';
 import type PinoPretty from 'pino-pretty';
 import type { Logger } from 'pino';
-import { errorMessage, formatDiagnostic, parseDuration, SqliteStateStore } from '../runtime/index.ts';
+import { DesiredStateError, ErrorCodes, errorMessage, formatDiagnostic, parseDuration, SqliteStateStore } from '../runtime/index.ts';
 import type { Diagnostic } from '../runtime/index.ts';
 import { BackendRegistry, CelPolicyEngine, InfraNodeProvisioner } from '../infra/index.ts';
 import type { InfraBackend } from '../infra/index.ts';
@@ -178,10 +178,41 @@ export function printDiagnostics(ctx: CliContext, diagnostics: readonly Diagnost
   for (const d of diagnostics) write(formatDiagnostic(d));
 }
 
-/** Opens state.db, creating the state directory first unless `readonly` (then the caller, `withStateStore`, has checked it). */
+/**
+ * Opens state.db, creating the state directory first unless `readonly` (then the caller, `withStateStore`, has checked it).
+ * Refused with DS_STATE_LOCKED while another process holds the lock; when that process is the daemon serving this state,
+ * the error says so, and what works beside it.
+ */
 export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: boolean }): SqliteStateStore {
   if (!options.readonly) makeStateDir(ctx);
-  return SqliteStateStore.open({ path: join(ctx.stateDir, 'state.db'), lock: options.lock, readonly: options.readonly ?? false });
+  const path = join(ctx.stateDir, 'state.db');
+  try {
+    return SqliteStateStore.open({ path, lock: options.lock, readonly: options.readonly ?? false });
+  } catch (err) {
+    if (!(err instanceof DesiredStateError) || err.code !== ErrorCodes.StateLocked) throw err;
+    const daemon = daemonHolding(path, err.context.pid);
+    if (daemon === undefined) throw err;
+    throw new DesiredStateError(
+      ErrorCodes.StateLocked,
+      `state ${path} is locked by process ${String(err.context.pid)}, the daemon serving it (API on ${daemon}); stop it first (SIGTERM), or use status, drift, history and retry, which work beside it`,
+      { cause: err, context: { ...err.context, listen: daemon } },
+    );
+  }
+}
+
+/** The API address of the daemon that recorded itself in the state at `path`, if it is process `pid`. */
+function daemonHolding(path: string, pid: unknown): string | undefined {
+  try {
+    const store = SqliteStateStore.open({ path, lock: false, readonly: true });
+    try {
+      const listen = store.getMeta(DAEMON_LISTEN);
+      return listen !== undefined && store.getMeta(DAEMON_PID) === String(pid) ? listen : undefined;
+    } finally {
+      store.close();
+    }
+  } catch {
+    return undefined; // the plain refusal says enough
+  }
 }
 
 /** Meta keys a running daemon sets in its state (and clears when it stops): its API address and its pid. */

@@ -96,8 +96,11 @@ describe('desiredstate run: the real daemon', () => {
     // A second daemon on the same state refuses to start.
     const second = await cli(['run', '--listen', '127.0.0.1:0', ...p.args], { cwd: p.dir });
     expect(second.code).toBe(1);
-    expect(second.stderr).toMatch(/state .*state\.db is locked by process \d+/);
-    expect(second.stderr).toContain('is another desiredstate running?');
+    expect(second.stderr).toMatch(/^desiredstate run: state \S*state\.db is locked by process \d+, the daemon serving it \(API on 127\.0\.0\.1:\d+\); stop it first \(SIGTERM\), or use status, drift, history and retry, which work beside it\n$/);
+    // apply is refused the same way.
+    const apply = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    expect(apply.code).toBe(1);
+    expect(apply.stderr).toMatch(/^desiredstate apply: state \S*state\.db is locked by process \d+, the daemon serving it/);
 
     // SIGHUP reloads.
     mark = d.lines.length;
