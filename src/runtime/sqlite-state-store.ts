@@ -268,6 +268,41 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/** Linux's clock ticks per second (USER_HZ), in which /proc gives process start times. */
+const USER_HZ = 100;
+let bootTimeMs: number | undefined;
+
+/** Process `pid` as /proc tells (Linux): its state letter and when it started (epoch ms); undefined elsewhere or when it is gone. */
+function procStat(pid: number): { readonly state: string; readonly startedAt: number } | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // "pid (comm) state ppid …": comm may hold spaces and parentheses; the fields follow the last ')'.
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    bootTimeMs ??= Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]) * 1000;
+    // Field 22 of the line, the 20th after comm: start time in ticks since boot.
+    const startedAt = bootTimeMs + (Number(fields[19]) * 1000) / USER_HZ;
+    return Number.isFinite(startedAt) ? { state: fields[0] ?? '', startedAt } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether the process that wrote the lock file at `lockPath` as `pid` still runs: the pid exists, is
+ * not a zombie (killed, not yet reaped by its parent), and, where /proc tells, started before the lock
+ * was written. A pid that started later is another process's (pids are reused: after a reboot, a
+ * lock left by a power cut names one that may well be running something else).
+ */
+function holderAlive(pid: number, lockPath: string): boolean {
+  if (!isAlive(pid)) return false;
+  const proc = procStat(pid);
+  if (proc === undefined) return true;
+  if (proc.state === 'Z') return false;
+  const written = statSync(lockPath, { throwIfNoEntry: false })?.mtimeMs;
+  // Slack for the boot time's whole seconds and the ticks.
+  return written === undefined || proc.startedAt <= written + 2000;
+}
+
 /** The state file, its WAL and shared-memory files and the lock: the owner's only. */
 const STATE_FILE_MODE = 0o600;
 
@@ -344,7 +379,7 @@ function acquireLock(lockPath: string, dbPath: string): LockHolder {
     const seen = readLock(lockPath);
     if (seen === undefined) continue; // released meanwhile: try again
     const holder = seen.holder;
-    if (holder !== undefined && isAlive(holder.pid)) {
+    if (holder !== undefined && holderAlive(holder.pid, lockPath)) {
       throw new DesiredStateError(
         ErrorCodes.StateLocked,
         `state ${dbPath} is locked by process ${holder.pid}${holder.host ? ` on ${holder.host}` : ''} (lock file ${lockPath}); is another desiredstate running? If that process is not desiredstate, remove the lock file`,
@@ -563,7 +598,7 @@ export class SqliteStateStore implements StateStore {
     } catch {
       return undefined; // released meanwhile
     }
-    return { pid: holder.pid, host: holder.host, alive: holder.host === hostname() ? isAlive(holder.pid) : undefined, since };
+    return { pid: holder.pid, host: holder.host, alive: holder.host === hostname() ? holderAlive(holder.pid, lockPath) : undefined, since };
   }
 
   /**

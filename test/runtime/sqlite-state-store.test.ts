@@ -1,9 +1,9 @@
-import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FakeClock } from '../../src/runtime/clock.ts';
 import { DesiredStateError, ErrorCodes } from '../../src/runtime/errors.ts';
 import type { Migration, SqliteStateStoreOptions } from '../../src/runtime/sqlite-state-store.ts';
@@ -281,6 +281,41 @@ describe('the lock', () => {
     expect(readFileSync(`${dbPath}.lock`, 'utf8').split('\n')[0]).toBe(String(process.pid));
     s.close();
     expect(existsSync(`${dbPath}.lock`)).toBe(false);
+  });
+
+  it.skipIf(process.platform !== 'linux')('takes over a lock whose pid now names a process started after it was written (a pid reused after a reboot)', () => {
+    openStore().close();
+    // A process of another program, started after the lock file was written (an hour ago).
+    const other = spawn('sleep', ['30']);
+    try {
+      writeFileSync(`${dbPath}.lock`, `${other.pid}\n${hostname()}\nsome-token\n`);
+      const hourAgo = new Date(Date.now() - 3_600_000);
+      utimesSync(`${dbPath}.lock`, hourAgo, hourAgo);
+      expect(SqliteStateStore.lockHolder(dbPath)).toMatchObject({ pid: other.pid, alive: false });
+      const s = openStore();
+      expect(readFileSync(`${dbPath}.lock`, 'utf8').split('\n')[0]).toBe(String(process.pid));
+      s.close();
+      // The same pid, written after it started: the holder, alive.
+      writeFileSync(`${dbPath}.lock`, `${other.pid}\n${hostname()}\nsome-token\n`);
+      expect(codeOf(() => openStore())).toBe(ErrorCodes.StateLocked);
+    } finally {
+      other.kill('SIGKILL');
+    }
+  });
+
+  it.skipIf(process.platform !== 'linux')('takes over a lock held by a zombie (killed, not yet reaped by its parent)', async () => {
+    openStore().close();
+    // sh starts a child that exits at once, then becomes sleep, which never reaps it: a zombie.
+    const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const zombie = Number(await new Promise<string>((resolve) => parent.stdout.once('data', (d: Buffer) => resolve(d.toString()))));
+      await vi.waitFor(() => expect(readFileSync(`/proc/${zombie}/stat`, 'utf8')).toMatch(/\) Z /));
+      writeFileSync(`${dbPath}.lock`, `${zombie}\n${hostname()}\nsome-token\n`);
+      expect(SqliteStateStore.lockHolder(dbPath)).toMatchObject({ pid: zombie, alive: false });
+      openStore().close();
+    } finally {
+      parent.kill('SIGKILL');
+    }
   });
 
   it('takes over a garbage lock file', () => {
