@@ -60,6 +60,8 @@ export interface PassOptions {
   readonly allowMassDeletion?: boolean | undefined;
   /** Whether deletions may run (apply asks first unless --yes). */
   readonly allowDeletions?: boolean | undefined;
+  /** `plan`: another process holds the state (a daemon, an apply), so the operations it recorded as pending are running, not interrupted. */
+  readonly othersRunning?: boolean | undefined;
 }
 
 /** Ids of diffs that survive `ignoreFields`. */
@@ -115,7 +117,8 @@ export class Reconciler<S extends NodeSpec> {
       const was = letGo.get(id);
       return was === undefined ? { action: 'create' } : { action: 'create', letsGo: was };
     };
-    const interrupted = new Set(this.store.pendingOperations().flatMap((op) => (op.op === 'create' ? [op.node] : [])));
+    // Pending creates of a process that holds the state now (a daemon, an apply) are running, not cut short.
+    const interrupted = new Set(options.othersRunning === true ? [] : this.store.pendingOperations().flatMap((op) => (op.op === 'create' ? [op.node] : [])));
     const willChange = new Set<NodeId>();
     // As in `apply`: what a blocked, held or failing node's dependents get is `blocked`, without observing them.
     const notReady = new Set<NodeId>();

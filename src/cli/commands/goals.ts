@@ -1,5 +1,6 @@
+import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
-import { Reconciler } from '../../runtime/index.ts';
+import { Reconciler, SqliteStateStore } from '../../runtime/index.ts';
 import type { CompileResult, DesiredGraph, NodeOutcome } from '../../runtime/index.ts';
 import { infraSpecCodec } from '../../infra/index.ts';
 import type { InfraDesiredNodeSpec, PolicyDefault } from '../../infra/index.ts';
@@ -48,7 +49,10 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
   const p = provisioner(ctx, c.loaded);
   try {
     const reconciler = new Reconciler({ provisioner: p.provisioner, store, log: ctx.log, codec: infraSpecCodec });
-    const entries = await reconciler.plan(c.graph, { signal: AbortSignal.timeout(10 * 60_000), gates: c.loaded.result.gates });
+    // A holder on another host (alive unknown) is taken to be running.
+    const holder = SqliteStateStore.lockHolder(join(ctx.stateDir, 'state.db'));
+    const othersRunning = holder !== undefined && holder.alive !== false;
+    const entries = await reconciler.plan(c.graph, { signal: AbortSignal.timeout(10 * 60_000), gates: c.loaded.result.gates, othersRunning });
     const counts = planCounts(entries);
     const desired = (id: string): Readonly<Record<string, unknown>> | undefined => c.graph.get(id)?.spec.spec;
     if (ctx.format === 'json') {
