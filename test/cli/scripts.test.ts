@@ -170,6 +170,23 @@ describe.skipIf(!hasJq)('desiredstate scripts', () => {
     expect((await d.exited).code).toBe(0);
   });
 
+  it('with no daemon, approve while an apply holds the state records the verdict but releases nothing, and says so', async () => {
+    const dir = projectIn('dev');
+    expect((await cli(dir, ['apply', '--yes'])).code).toBe(1);
+    const hash = (json((await cli(dir, ['scripts', 'list', '--format', 'json'])).stdout) as { scripts: { hash: string }[] }).scripts[0]!.hash;
+    // Another process holding the lock, as a running apply does (it writes its node records at the end of its pass).
+    const apply = SqliteStateStore.open({ path: join(dir, 'state/state.db'), lock: true });
+    try {
+      const approve = await cli(dir, ['scripts', 'approve', hash.slice(0, 12)]);
+      expect(approve.code).toBe(1);
+      expect(approve.stderr).toMatch(new RegExp(`^desiredstate scripts: script ${hash.slice(0, 12)} approved by ana; nothing released: state \\S+ is locked by process ${process.pid}`));
+      expect(apply.getNode('motd')?.status).toBe('held');
+      expect(apply.artifacts.latestReview(hash)?.verdict).toBe('approved');
+    } finally {
+      apply.close();
+    }
+  });
+
   it('scripts trust shows the bar the goals configure on their script backend', async () => {
     const dir = projectIn('dev', '{ root: root, trust: { bar: 0.5, quantile: 0.05 } }');
     await cli(dir, ['plan']);

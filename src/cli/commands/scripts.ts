@@ -8,7 +8,7 @@ import { compileGoals, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { table } from '../format.ts';
 import { EXIT, UsageError } from '../usage.ts';
-import { releasedLine, releaseNode, runningDaemon } from './state.ts';
+import { releasedLine, releaseInStore, releaseNode, runningDaemon } from './state.ts';
 
 /**
  * `desiredstate scripts …`: review generated provisioning scripts and read
@@ -90,13 +90,22 @@ function releaseAndReport(ctx: CliContext, store: SqliteStateStore, held: readon
     report.json ? print(ctx, { ...report.doc, released: released.map((r) => r.id) }) : lines(ctx, [report.head, ...released.map((r) => releasedLine(r.id, r.via))]);
   const daemon = runningDaemon(ctx, store);
   if (daemon === undefined) {
+    if (held.length === 0) return done([]);
     const at = Date.now();
-    store.transaction(() => {
-      for (const r of held) {
-        store.putNodes([{ ...r, status: 'pending', attempts: 0, retryAt: null, lastFault: null, reason: `released: script ${short(hash)} reviewed`, updatedAt: at }]);
-        store.appendEvent({ at, node: r.id, kind: 'operator-retry', data: { previous: r.status, script: hash } });
-      }
-    });
+    try {
+      // Holding the lock, as `retry` does: an apply running now keeps node records in memory and would write over the release.
+      releaseInStore(ctx, null, undefined, (locked) =>
+        locked.transaction(() => {
+          for (const r of held) {
+            locked.putNodes([{ ...r, status: 'pending', attempts: 0, retryAt: null, lastFault: null, reason: `released: script ${short(hash)} reviewed`, updatedAt: at }]);
+            locked.appendEvent({ at, node: r.id, kind: 'operator-retry', data: { previous: r.status, script: hash } });
+          }
+        }),
+      );
+    } catch (err) {
+      if (!(err instanceof DesiredStateError)) throw err;
+      throw new DesiredStateError(err.code, `${report.head}; ${err.message}`, { cause: err, context: err.context });
+    }
     return done(held.map((r) => ({ id: r.id, via: 'store' })));
   }
   // Asked once this command's own writes (the review, the grant) are committed, for the daemon's

@@ -197,7 +197,7 @@ export async function releaseNode(ctx: CliContext, node: string, daemon: string 
  * showed the node released. So while one holds the state (its API refused the request, or did not
  * answer in time) nothing is released, and the error says what the daemon answered.
  */
-function releaseInStore<T>(ctx: CliContext, daemon: string | null, why: string | undefined, fn: (store: SqliteStateStore) => T): T | undefined {
+export function releaseInStore<T>(ctx: CliContext, daemon: string | null, why: string | undefined, fn: (store: SqliteStateStore) => T): T | undefined {
   try {
     return withStateStore(ctx, 'locked', fn);
   } catch (err) {
