@@ -243,6 +243,8 @@ interface LockHolder {
   readonly pid: number;
   readonly host: string;
   readonly token: string;
+  /** The boot it was written in (Linux's boot id), or '' (not known, or an older lock file). */
+  readonly boot: string;
 }
 
 function readLock(lockPath: string): { readonly text: string; readonly holder: LockHolder | undefined } | undefined {
@@ -253,9 +255,9 @@ function readLock(lockPath: string): { readonly text: string; readonly holder: L
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-  const [pidLine, host, token] = text.split('\n');
+  const [pidLine, host, token, boot] = text.split('\n');
   const pid = Number(pidLine);
-  return { text, holder: Number.isSafeInteger(pid) && pid > 0 ? { pid, host: host ?? '', token: token ?? '' } : undefined };
+  return { text, holder: Number.isSafeInteger(pid) && pid > 0 ? { pid, host: host ?? '', token: token ?? '', boot: boot ?? '' } : undefined };
 }
 
 function isAlive(pid: number): boolean {
@@ -268,39 +270,36 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/** Linux's clock ticks per second (USER_HZ), in which /proc gives process start times. */
-const USER_HZ = 100;
-let bootTimeMs: number | undefined;
-
-/** Process `pid` as /proc tells (Linux): its state letter and when it started (epoch ms); undefined elsewhere or when it is gone. */
-function procStat(pid: number): { readonly state: string; readonly startedAt: number } | undefined {
+/** This boot's id (Linux), undefined elsewhere: a lock written in another boot is stale, whatever its pid names now. */
+const BOOT_ID = ((): string | undefined => {
   try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // "pid (comm) state ppid …": comm may hold spaces and parentheses; the fields follow the last ')'.
-    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    bootTimeMs ??= Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]) * 1000;
-    // Field 22 of the line, the 20th after comm: start time in ticks since boot.
-    const startedAt = bootTimeMs + (Number(fields[19]) * 1000) / USER_HZ;
-    return Number.isFinite(startedAt) ? { state: fields[0] ?? '', startedAt } : undefined;
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
   } catch {
     return undefined;
+  }
+})();
+
+/** Whether process `pid` is a zombie (Linux): killed, not yet reaped by its parent; it holds nothing. */
+function isZombie(pid: number): boolean {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // "pid (comm) state …": comm may hold spaces and parentheses; the state follows the last ')'.
+    return text.slice(text.lastIndexOf(')') + 2, text.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return false;
   }
 }
 
 /**
- * Whether the process that wrote the lock file at `lockPath` as `pid` still runs: the pid exists, is
- * not a zombie (killed, not yet reaped by its parent), and, where /proc tells, started before the lock
- * was written. A pid that started later is another process's (pids are reused: after a reboot, a
- * lock left by a power cut names one that may well be running something else).
+ * Whether the process that wrote a lock as `holder` still runs: its pid exists and is not a zombie,
+ * and, on this host, the lock was written in this boot (a lock left by a power cut names a pid that, after the
+ * reboot, may well be running something else). A lock without a boot id (written by a release
+ * before there was one) is judged by its pid alone. Start times are not compared: a wall clock
+ * stepped after boot (no RTC, NTP late) would make a live holder look younger than its lock.
  */
-function holderAlive(pid: number, lockPath: string): boolean {
-  if (!isAlive(pid)) return false;
-  const proc = procStat(pid);
-  if (proc === undefined) return true;
-  if (proc.state === 'Z') return false;
-  const written = statSync(lockPath, { throwIfNoEntry: false })?.mtimeMs;
-  // Slack for the boot time's whole seconds and the ticks.
-  return written === undefined || proc.startedAt <= written + 2000;
+function holderAlive(holder: LockHolder): boolean {
+  if (holder.host === hostname() && holder.boot !== '' && BOOT_ID !== undefined && holder.boot !== BOOT_ID) return false;
+  return isAlive(holder.pid) && !isZombie(holder.pid);
 }
 
 /** The state file, its WAL and shared-memory files and the lock: the owner's only. */
@@ -350,8 +349,8 @@ function ownerOnly(path: string, create: boolean): void {
  * within the microseconds between re-reading and unlinking it.
  */
 function acquireLock(lockPath: string, dbPath: string): LockHolder {
-  const me: LockHolder = { pid: process.pid, host: hostname(), token: randomUUID() };
-  const content = `${me.pid}\n${me.host}\n${me.token}\n`;
+  const me: LockHolder = { pid: process.pid, host: hostname(), token: randomUUID(), boot: BOOT_ID ?? '' };
+  const content = `${me.pid}\n${me.host}\n${me.token}\n${me.boot}\n`;
   for (let tries = 0; tries < 5; tries++) {
     try {
       const fd = openSync(lockPath, 'wx', STATE_FILE_MODE);
@@ -379,7 +378,7 @@ function acquireLock(lockPath: string, dbPath: string): LockHolder {
     const seen = readLock(lockPath);
     if (seen === undefined) continue; // released meanwhile: try again
     const holder = seen.holder;
-    if (holder !== undefined && holderAlive(holder.pid, lockPath)) {
+    if (holder !== undefined && holderAlive(holder)) {
       throw new DesiredStateError(
         ErrorCodes.StateLocked,
         `state ${dbPath} is locked by process ${holder.pid}${holder.host ? ` on ${holder.host}` : ''} (lock file ${lockPath}); is another desiredstate running? If that process is not desiredstate, remove the lock file`,
@@ -598,7 +597,7 @@ export class SqliteStateStore implements StateStore {
     } catch {
       return undefined; // released meanwhile
     }
-    return { pid: holder.pid, host: holder.host, alive: holder.host === hostname() ? holderAlive(holder.pid, lockPath) : undefined, since };
+    return { pid: holder.pid, host: holder.host, alive: holder.host === hostname() ? holderAlive(holder) : undefined, since };
   }
 
   /**
