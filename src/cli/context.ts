@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import pino from 'pino';
 import type PinoPretty from 'pino-pretty';
 import type { Logger } from 'pino';
-import { DesiredStateError, ErrorCodes, errorMessage, formatDiagnostic, parseDuration, SqliteStateStore } from '../runtime/index.ts';
+import { DesiredStateError, ErrorCodes, errorMessage, formatDiagnostic, parseDuration, sha256, SqliteStateStore, stableStringify } from '../runtime/index.ts';
 import type { Diagnostic } from '../runtime/index.ts';
 import { BackendRegistry, CelPolicyEngine, InfraNodeProvisioner } from '../infra/index.ts';
 import type { InfraBackend } from '../infra/index.ts';
@@ -213,6 +213,32 @@ function daemonHolding(path: string, pid: unknown): string | undefined {
   } catch {
     return undefined; // the plain refusal says enough
   }
+}
+
+/** Meta key: a digest of each Backend document, as of the goals last applied (`apply`) or loaded (`run`). */
+export const BACKENDS_META = 'backends.declared';
+
+/** A digest of each Backend document of `loaded`, by backend id. */
+export function backendDigests(loaded: LoadedGoals): Record<string, string> {
+  const out: Record<string, string> = {};
+  // Key order aside: the compiled-goal cache and a fresh compile give the same digest.
+  for (const d of loaded.factory.backends.values()) out[d.id] = sha256(stableStringify(d)).slice(0, 32);
+  return out;
+}
+
+/**
+ * The backends declared otherwise in `now` than in `stored` (BACKENDS_META's text): another root,
+ * another server, another type. Their nodes are changed goals. A backend new to the goals, or a
+ * state that recorded none (before the first apply, or written by an older release), is not.
+ */
+export function changedBackends(stored: string | undefined, now: Readonly<Record<string, string>>): Set<string> {
+  let before: Record<string, unknown>;
+  try {
+    before = stored === undefined ? {} : (JSON.parse(stored) as Record<string, unknown>);
+  } catch {
+    before = {};
+  }
+  return new Set(Object.keys(now).filter((id) => typeof before[id] === 'string' && before[id] !== now[id]));
 }
 
 /** Meta keys a running daemon sets in its state (and clears when it stops): its API address and its pid. */

@@ -62,6 +62,12 @@ export interface PassOptions {
   readonly allowDeletions?: boolean | undefined;
   /** `plan`: another process holds the state (a daemon, an apply), so the operations it recorded as pending are running, not interrupted. */
   readonly othersRunning?: boolean | undefined;
+  /**
+   * Backends declared otherwise than when the goals were last applied (another root, another
+   * server): their nodes count as changed goals. What they find is converged, not reported as
+   * drift, and a node held for its goal is released.
+   */
+  readonly changedBackends?: ReadonlySet<string> | undefined;
 }
 
 /** Ids of diffs that survive `ignoreFields`. */
@@ -133,7 +139,7 @@ export class Reconciler<S extends NodeSpec> {
         const record = byId.get(node.id);
         const badDep = graph.dependencies(node.id).find((d) => notReady.has(d));
         if (gate !== undefined) entry({ action: 'blocked', reason: gate.reason });
-        else if (record !== undefined && heldForGoal(record, node)) entry({ action: 'held', reason: record.reason ?? 'held by the fault policy' });
+        else if (record !== undefined && heldForGoal(record, node, options)) entry({ action: 'held', reason: record.reason ?? 'held by the fault policy' });
         else if (badDep !== undefined) entry({ action: 'blocked', reason: `dependency ${badDep} is not ready` });
         else observable.push(node);
       }
@@ -148,7 +154,7 @@ export class Reconciler<S extends NodeSpec> {
         const depsChanging = graph.dependencies(node.id).some((d) => willChange.has(d));
         switch (obs.status) {
           case 'absent':
-            if (appliedAtSpec(record, node)) {
+            if (appliedAt(record, node, options)) {
               // Applied at this spec and gone: deleted out of band, drift like any other.
               if (node.settings.selfHeal) willChange.add(node.id);
               entry({ action: 'drift', diffs: [MISSING_RESOURCE], correct: node.settings.selfHeal });
@@ -165,7 +171,7 @@ export class Reconciler<S extends NodeSpec> {
             outputs.set(node.id, obs.outputs);
             const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
             if (diffs.length === 0) entry({ action: 'none' });
-            else if (record !== undefined && appliedAtSpec(record, node)) {
+            else if (record !== undefined && appliedAt(record, node, options)) {
               if (node.settings.selfHeal) {
                 willChange.add(node.id);
                 // Corrected first, as apply does: its dependents see the outputs it had when applied, not the drifted ones.
@@ -274,7 +280,7 @@ export class Reconciler<S extends NodeSpec> {
             continue;
           }
           const prev = records.get(node.id);
-          if (prev !== undefined && heldForGoal(prev, node)) {
+          if (prev !== undefined && heldForGoal(prev, node, options)) {
             outcomes.set(node.id, { status: 'held', reason: prev.reason ?? 'held' });
             continue;
           }
@@ -300,7 +306,7 @@ export class Reconciler<S extends NodeSpec> {
           switch (obs.status) {
             case 'absent': {
               if (pendingCreate !== undefined) deferred.finish(pendingCreate, 'abandoned', 'observed absent after an interrupted create');
-              if (!appliedAtSpec(prev, node)) {
+              if (!appliedAt(prev, node, options)) {
                 steps.push({ node, op: 'create', diffs: [] });
                 break;
               }
@@ -332,7 +338,7 @@ export class Reconciler<S extends NodeSpec> {
                 put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: obs.outputs, memo: obs.memo ?? null });
                 break;
               }
-              const isDrift = appliedAtSpec(prev, node);
+              const isDrift = appliedAt(prev, node, options);
               if (isDrift) reportDrift(node, diffs, log());
               if (isDrift && !node.settings.selfHeal) {
                 outcomes.set(node.id, { status: 'drift-reported', diffs });
@@ -502,8 +508,13 @@ function isReady(o: NodeOutcome | undefined): boolean {
  * very goal, applied or not: only a goal change or `retry` releases it. A
  * node held by a policy gate is not: the gate is decided afresh each pass.
  */
-function heldForGoal<S extends NodeSpec>(record: NodeRecord, node: DesiredNode<S>): boolean {
-  return record.status === 'held' && record.lastFault !== null && storedGoalDigest(record) === node.spec.digest;
+function heldForGoal<S extends NodeSpec>(record: NodeRecord, node: DesiredNode<S>, options: PassOptions): boolean {
+  return record.status === 'held' && record.lastFault !== null && storedGoalDigest(record) === node.spec.digest && options.changedBackends?.has(node.spec.backendId) !== true;
+}
+
+/** `appliedAtSpec`, unless the node's backend is declared otherwise since: then what it finds is to converge, not drift. */
+function appliedAt<S extends NodeSpec>(record: NodeRecord | undefined, node: DesiredNode<S>, options: PassOptions): boolean {
+  return appliedAtSpec(record, node) && options.changedBackends?.has(node.spec.backendId) !== true;
 }
 
 /** Nodes grouped by depth: a node's level is one more than its deepest dependency's. */

@@ -4,7 +4,7 @@ import { Reconciler, SqliteStateStore } from '../../runtime/index.ts';
 import type { CompileResult, DesiredGraph, NodeOutcome } from '../../runtime/index.ts';
 import { infraSpecCodec } from '../../infra/index.ts';
 import type { InfraDesiredNodeSpec, PolicyDefault } from '../../infra/index.ts';
-import { compileGoals, compileGoalsCached, openStore, printDiagnostics, provisioner, pruneHistory } from '../context.ts';
+import { BACKENDS_META, backendDigests, changedBackends, compileGoals, compileGoalsCached, openStore, printDiagnostics, provisioner, pruneHistory } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { formatPlan, planCounts } from '../format.ts';
 import { goalsCommit } from '../git.ts';
@@ -52,7 +52,8 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
     // A holder on another host (alive unknown) is taken to be running.
     const holder = SqliteStateStore.lockHolder(join(ctx.stateDir, 'state.db'));
     const othersRunning = holder !== undefined && holder.alive !== false;
-    const entries = await reconciler.plan(c.graph, { signal: AbortSignal.timeout(10 * 60_000), gates: c.loaded.result.gates, othersRunning });
+    const changed = changedBackends(store.getMeta(BACKENDS_META), backendDigests(c.loaded));
+    const entries = await reconciler.plan(c.graph, { signal: AbortSignal.timeout(10 * 60_000), gates: c.loaded.result.gates, othersRunning, changedBackends: changed });
     const counts = planCounts(entries);
     const desired = (id: string): Readonly<Record<string, unknown>> | undefined => c.graph.get(id)?.spec.spec;
     if (ctx.format === 'json') {
@@ -100,8 +101,12 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
       if (planned.length > 0) allowDeletions = await confirmDeletes(ctx, planned);
       if (!allowDeletions) declined = planned.length;
     }
-    const result = await reconciler.apply(c.graph, { signal: abort.signal, gates: c.loaded.result.gates, commit, trigger: 'apply', allowDeletions, allowMassDeletion: options.allowMassDeletion });
+    const declared = backendDigests(c.loaded);
+    const changed = changedBackends(store.getMeta(BACKENDS_META), declared);
+    const result = await reconciler.apply(c.graph, { signal: abort.signal, gates: c.loaded.result.gates, commit, trigger: 'apply', allowDeletions, allowMassDeletion: options.allowMassDeletion, changedBackends: changed });
     const s = result.summary;
+    // The backends as applied, once every node reached them: until then, a changed one stays changed for the next apply.
+    if (s.failed === 0 && s.blocked === 0 && s.held === 0 && !abort.signal.aborted) store.setMeta(BACKENDS_META, JSON.stringify(declared));
     if (ctx.format === 'json') {
       ctx.out(JSON.stringify({ runId: result.runId, summary: s, outcomes: Object.fromEntries(result.outcomes), refusedDeletions: result.refusedDeletions ?? null, declinedDeletions: declined, diagnostics: c.loaded.result.diagnostics }, null, 2));
     } else {

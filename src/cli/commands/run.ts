@@ -6,7 +6,7 @@ import { infraSpecCodec, InfraNodeProvisioner } from '../../infra/index.ts';
 import type { InfraBackend, InfraDesiredNodeSpec } from '../../infra/index.ts';
 import { parseListen, startHttpServer } from '../../server/http.ts';
 import type { DaemonProbe } from '../../server/http.ts';
-import { compileGoals, DAEMON_LISTEN, DAEMON_PID, openStore, printDiagnostics, pruneHistory, registry, requireGoalsDir, requireStateDir } from '../context.ts';
+import { BACKENDS_META, backendDigests, changedBackends as changedFrom, compileGoals, DAEMON_LISTEN, DAEMON_PID, openStore, printDiagnostics, pruneHistory, registry, requireGoalsDir, requireStateDir } from '../context.ts';
 import { loadFaultPolicyFile } from '../fault-policy-file.ts';
 import type { CliContext } from '../context.ts';
 import { goalsCommit } from '../git.ts';
@@ -121,8 +121,6 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     const opened = (store = openStore(ctx, { lock: true }));
     const provisioner = new InfraNodeProvisioner({ backends: new Map() });
     let backendKey = '';
-    /** Each backend's declaration (JSON) in the graph running now; empty before the first. */
-    let declared = new Map<string, string>();
     const c = (controller = new Controller<InfraDesiredNodeSpec>({
       provisioner,
       store: opened,
@@ -158,9 +156,9 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       for (const d of diagnostics) log.warn({ file: d.file, line: d.line, col: d.col, code: d.code, text: d.message }, 'goal warning');
       const declarations = [...loaded.factory.backends.values()];
       const key = JSON.stringify(declarations);
-      const declaredNow = new Map(declarations.map((d) => [d.id, JSON.stringify(d)]));
-      // A backend declared otherwise (another root, server, type) is a goal change for its nodes.
-      const changedBackends = new Set([...declaredNow].filter(([id, text]) => declared.has(id) && declared.get(id) !== text).map(([id]) => id));
+      // A backend declared otherwise (another root, server, type) than when last loaded or applied is a goal change for its nodes.
+      const declared = backendDigests(loaded);
+      const changedBackends = changedFrom(opened.getMeta(BACKENDS_META), declared);
       // New backends go in before the graph (setGraph starts watching through them) and are
       // taken out again if the store refuses the revision: the last good graph keeps its own.
       const previous = backendMap;
@@ -177,7 +175,13 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
         }
         throw err;
       }
-      declared = declaredNow;
+      // The controller has recorded those nodes as changed (their records say so across a restart).
+      // Not written (a full disk): the next load finds the same change, and looks at them once more.
+      try {
+        opened.setMeta(BACKENDS_META, JSON.stringify(declared));
+      } catch (err) {
+        log.debug({ err }, 'backend declarations not recorded');
+      }
       if (changedBackends.size > 0) log.info({ backends: [...changedBackends] }, 'backend declarations changed; their nodes are reconciled as changed goals');
       if (old !== undefined) {
         backendKey = key;
