@@ -12,6 +12,7 @@ import {
   createRoleSql,
   dropRoleSql,
   grantMembershipSql,
+  MEMBERSHIP_GRANTORS_QUERY,
   quoteLiteral,
   revokeMembershipSql,
   ROLE_ATTRIBUTE_FIELDS,
@@ -129,6 +130,20 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
     return digest === undefined ? { outputs } : { outputs, memo: { [PASSWORD_DIGEST]: digest } };
   };
 
+  /**
+   * The REVOKEs that end `role`'s memberships in `groups`: one per grantor
+   * where the server keeps them per grantor (PostgreSQL 16 and later; a
+   * membership granted out of band by another role would otherwise stay,
+   * reported done and found again on every pass), a plain one otherwise.
+   */
+  const revokeMemberships = async (role: string, groups: readonly string[], ctx: KindContext): Promise<Statement[]> => {
+    const rows = await ctx.client.query<{ role: string; grantor: string }>(MEMBERSHIP_GRANTORS_QUERY, [role, groups], { signal: ctx.signal });
+    return groups.flatMap((g) => {
+      const grantors = [...new Set(rows.filter((r) => r.role === g).map((r) => r.grantor))];
+      return grantors.length === 0 ? [revokeMembershipSql(role, g)] : grantors.map((by) => revokeMembershipSql(role, g, by));
+    });
+  };
+
   /** The statements that correct `diffs` (attributes, password, memberships), and the password prepared for them. */
   const updateStatements = async (node: RoleNode, diffs: readonly FieldDiff[], ctx: KindContext): Promise<{ statements: Statement[]; pwd: { verifier: string; digest: string } | undefined }> => {
     const pwd = diffs.some((d) => d.path === 'password') ? await preparePassword(node, ctx) : undefined;
@@ -139,7 +154,8 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
     if (members !== undefined) {
       const actual = Array.isArray(members.actual) ? members.actual.filter((x): x is string => typeof x === 'string') : [];
       for (const g of node.spec.memberOf) if (!actual.includes(g)) statements.push(grantMembershipSql(node.spec.name, g));
-      for (const g of actual) if (!node.spec.memberOf.includes(g)) statements.push(revokeMembershipSql(node.spec.name, g));
+      const leave = actual.filter((g) => !node.spec.memberOf.includes(g));
+      if (leave.length > 0) statements.push(...(await revokeMemberships(node.spec.name, leave, ctx)));
     }
     return { statements, pwd };
   };

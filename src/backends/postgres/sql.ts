@@ -126,9 +126,25 @@ export function grantMembershipSql(role: string, group: string): Statement {
   return { text: `GRANT ${quoteIdent(group)} TO ${quoteIdent(role)}` };
 }
 
-export function revokeMembershipSql(role: string, group: string): Statement {
-  return { text: `REVOKE ${quoteIdent(group)} FROM ${quoteIdent(role)}` };
+/**
+ * Ends `role`'s membership in `group` as granted by `grantor` (the current
+ * user when absent). From PostgreSQL 16 a membership is kept once per
+ * grantor, and a REVOKE without GRANTED BY only removes the current user's:
+ * one granted by another role stays, with a mere warning.
+ */
+export function revokeMembershipSql(role: string, group: string, grantor?: string): Statement {
+  return { text: `REVOKE ${quoteIdent(group)} FROM ${quoteIdent(role)}${grantor === undefined ? '' : ` GRANTED BY ${quoteIdent(grantor)}`}` };
 }
+
+/**
+ * `$1` a role, `$2` roles it is to leave: who granted each of those
+ * memberships, on PostgreSQL 16 and later only (before, a membership is
+ * kept once whoever granted it, a plain REVOKE removes it, and GRANTED BY
+ * may name only the current user).
+ */
+export const MEMBERSHIP_GRANTORS_QUERY = `SELECT g.rolname AS role, gr.rolname AS grantor
+FROM pg_auth_members m JOIN pg_roles mr ON mr.oid = m.member JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles gr ON gr.oid = m.grantor
+WHERE mr.rolname = $1 AND g.rolname = ANY($2::name[]) AND current_setting('server_version_num')::int >= 160000`;
 
 export function dropRoleSql(name: string): Statement {
   return { text: `DROP ROLE ${quoteIdent(name)}` };
