@@ -1,5 +1,6 @@
+import { FaultError, toFault } from '../../runtime/index.ts';
 import type { NodeId, Observation, Outputs } from '../../runtime/index.ts';
-import { dropped, observeByDatabase } from './kind.ts';
+import { dropped, faultCode, observeByDatabase } from './kind.ts';
 import type { KindHandler, PgNode } from './kind.ts';
 import { observeExtension } from './observe.ts';
 import type { ExtensionRow } from './observe.ts';
@@ -23,6 +24,20 @@ function outputs(node: ExtensionNode, rows: readonly Record<string, unknown>[]):
   };
 }
 
+/**
+ * Runs `run`; a version the server cannot install or update to (22023, "has no installation script
+ * nor update path") is a permanent fault that says where to find the versions it can.
+ */
+async function withVersionHint<T>(node: ExtensionNode, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    if (node.spec.version === undefined || faultCode(err) !== '22023') throw err;
+    const f = toFault(err);
+    throw new FaultError({ ...f, hint: `the versions this server has for it: SELECT version FROM pg_available_extension_versions WHERE name = ${quoteLiteral(node.spec.name)}` });
+  }
+}
+
 /** `postgres.extension`, in its database. */
 export const extensionHandler: KindHandler<'postgres.extension'> = {
   observe: (nodes, ctx) =>
@@ -34,16 +49,18 @@ export const extensionHandler: KindHandler<'postgres.extension'> = {
     }),
 
   async create(node, ctx) {
-    const rows = await ctx.client.execute([createExtensionSql(node.spec), rowQuery(node.spec.name)], { database: node.spec.database, signal: ctx.signal });
+    const rows = await withVersionHint(node, () => ctx.client.execute([createExtensionSql(node.spec), rowQuery(node.spec.name)], { database: node.spec.database, signal: ctx.signal }));
     return { outputs: outputs(node, rows) };
   },
 
   async update(node, diffs, ctx) {
     const fields = { version: diffs.some((d) => d.path === 'version'), schema: diffs.some((d) => d.path === 'schema') };
-    const rows = await ctx.client.execute([...alterExtensionSql(node.spec, fields), rowQuery(node.spec.name)], {
-      database: node.spec.database,
-      signal: ctx.signal,
-    });
+    const rows = await withVersionHint(node, () =>
+      ctx.client.execute([...alterExtensionSql(node.spec, fields), rowQuery(node.spec.name)], {
+        database: node.spec.database,
+        signal: ctx.signal,
+      }),
+    );
     return { outputs: outputs(node, rows) };
   },
 

@@ -301,6 +301,13 @@ describe('postgres backend against a real server', () => {
     }
   });
 
+  it('an extension version the server does not have is a permanent fault that says where to find the versions it has', async () => {
+    const bad = pgNode('ext-bad', 'postgres.extension', { name: 'citext', database: 'app', schema: 'app', version: '9.9' });
+    const r = await backend.update(bad, [{ path: 'version', desired: '9.9', actual: '1.6' }], ctx);
+    expect(r).toMatchObject({ status: 'failed', fault: { class: 'permanent', code: '22023', hint: "the versions this server has for it: SELECT version FROM pg_available_extension_versions WHERE name = 'citext'" } });
+    expect((await observeOne(ext)).status).toBe('upToDate');
+  });
+
   it('refuses to drop a database that holds a table without force, with a hint; drops it with force', async () => {
     await server.sql('CREATE DATABASE keep_data');
     await server.sql('CREATE TABLE precious (id int)', [], 'keep_data');
