@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { SqliteStateStore } from '../../src/runtime/index.ts';
 import { cli as runCli } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
+import type { Daemon } from '../support/daemon.ts';
 import type { CliResult } from '../support/cli.ts';
 
 // The real CLI (this Node 24) against a temp goal set and state directory.
@@ -55,6 +56,17 @@ spec:
 }
 
 const json = (text: string): Record<string, unknown> => JSON.parse(text) as Record<string, unknown>;
+
+/** A dev project whose daemon runs, motd held for its unreviewed script: the project, the daemon, the script's hash. */
+async function daemonHoldingMotd(): Promise<{ dir: string; d: Daemon; hash: string }> {
+  const dir = projectIn('dev');
+  const d = daemons.start(['--listen', '127.0.0.1:0', '--interval', '1h', '--goals', join(dir, 'goals'), '--state', join(dir, 'state')], { cwd: dir, env: { HOME: dir, USER: 'ana' } });
+  await d.port();
+  await d.waitFor((l) => l.msg === 'script held' && l.node === 'motd');
+  await eventually(async () => (json((await cli(dir, ['status', '--format', 'json'])).stdout) as { nodes: { id: string; status: string }[] }).nodes[0]?.status === 'held', 10_000, 'motd held');
+  const hash = (json((await cli(dir, ['scripts', 'list', '--format', 'json'])).stdout) as { scripts: { hash: string }[] }).scripts[0]!.hash;
+  return { dir, d, hash };
+}
 
 describe.skipIf(!hasJq)('desiredstate scripts', () => {
   it('generate → held for review → approve → runs in dev; list, show, trust', async () => {
@@ -126,12 +138,7 @@ describe.skipIf(!hasJq)('desiredstate scripts', () => {
   });
 
   it('with a daemon running, approve releases the held node in the daemon: it runs now, not after a restart', async () => {
-    const dir = projectIn('dev');
-    const d = daemons.start(['--listen', '127.0.0.1:0', '--interval', '1h', '--goals', join(dir, 'goals'), '--state', join(dir, 'state')], { cwd: dir, env: { HOME: dir, USER: 'ana' } });
-    await d.port();
-    await d.waitFor((l) => l.msg === 'script held' && l.node === 'motd');
-    await eventually(async () => (json((await cli(dir, ['status', '--format', 'json'])).stdout) as { nodes: { id: string; status: string }[] }).nodes[0]?.status === 'held', 10_000, 'motd held');
-    const hash = (json((await cli(dir, ['scripts', 'list', '--format', 'json'])).stdout) as { scripts: { hash: string }[] }).scripts[0]!.hash;
+    const { dir, d, hash } = await daemonHoldingMotd();
     const approve = await cli(dir, ['scripts', 'approve', hash.slice(0, 12)]);
     expect(approve.code, approve.stderr).toBe(0);
     expect(approve.stdout).toBe(`script ${hash.slice(0, 12)} approved by ana\nreleased motd; the daemon reconciles it now\n`);
@@ -144,12 +151,7 @@ describe.skipIf(!hasJq)('desiredstate scripts', () => {
   // The daemon did not release the node (its API refused, or did not answer at its address): nothing is
   // released behind its back (it would never see it), and approve says the verdict is recorded all the same.
   it('with a daemon running that does not answer, approve records the verdict, releases nothing and says so', async () => {
-    const dir = projectIn('dev');
-    const d = daemons.start(['--listen', '127.0.0.1:0', '--interval', '1h', '--goals', join(dir, 'goals'), '--state', join(dir, 'state')], { cwd: dir, env: { HOME: dir, USER: 'ana' } });
-    await d.port();
-    await d.waitFor((l) => l.msg === 'script held' && l.node === 'motd');
-    await eventually(async () => (json((await cli(dir, ['status', '--format', 'json'])).stdout) as { nodes: { id: string; status: string }[] }).nodes[0]?.status === 'held', 10_000, 'motd held');
-    const hash = (json((await cli(dir, ['scripts', 'list', '--format', 'json'])).stdout) as { scripts: { hash: string }[] }).scripts[0]!.hash;
+    const { dir, d, hash } = await daemonHoldingMotd();
     // A port nobody listens on.
     const free = await new Promise<number>((resolve) => {
       const s = createServer().listen(0, '127.0.0.1', () => {
