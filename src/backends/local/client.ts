@@ -329,8 +329,25 @@ function readSmallFileSync(real: string, size: number): Buffer {
 const TEMP_PREFIX = randomBytes(4).toString('hex');
 let tempCounter = 0;
 
+/** Linux's limit on the bytes of one path component (NAME_MAX). */
+const NAME_MAX = 255;
+
+/**
+ * A temp name beside `real`: `.NAME.ds-PID-UNIQUE.tmp`. The name is cut
+ * (whole characters) so that the temp name stays within NAME_MAX bytes: a
+ * node's own name may be up to 255 bytes, and its temp file must not be
+ * refused (ENAMETOOLONG) where the file itself is allowed.
+ */
 function tempName(real: string): string {
-  return join(dirname(real), `.${basename(real)}.ds-${process.pid}-${TEMP_PREFIX}${(tempCounter++).toString(36)}.tmp`);
+  const suffix = `.ds-${process.pid}-${TEMP_PREFIX}${(tempCounter++).toString(36)}.tmp`;
+  let name = basename(real);
+  const room = NAME_MAX - 1 - Buffer.byteLength(suffix);
+  if (Buffer.byteLength(name) > room) {
+    const chars = Array.from(name);
+    while (Buffer.byteLength(chars.join('')) > room) chars.pop();
+    name = chars.join('');
+  }
+  return join(dirname(real), `.${name}${suffix}`);
 }
 
 /** fsync of a directory (its entries) or of a file written and closed earlier. */

@@ -347,6 +347,21 @@ describe('local backend writes', () => {
     expect(await listAll(sb.root)).toEqual(['d', 'd/f.txt', 'd/g.txt']);
   });
 
+  it('writes a file and a symlink whose names take all of NAME_MAX (255 bytes, multibyte too): the temp name is cut, not refused', async () => {
+    const names = ['n'.repeat(255), `${'é'.repeat(126)}x`, `l${'n'.repeat(254)}`];
+    const file = fileNode('f', `d/${names[0]}`, 'one');
+    const wide = fileNode('w', `d/${names[1]}`, 'two');
+    const link = linkNode('l', `d/${names[2]}`, names[0]!);
+    for (const node of [file, wide, link]) expect(await sb.backend.create(node, opCtx())).toMatchObject({ status: 'done' });
+    // Again through a batch (staged temp files), with new content.
+    const again = [fileNode('f', `d/${names[0]}`, 'one again'), fileNode('w', `d/${names[1]}`, 'two again')];
+    for (const r of (await sb.backend.updateMany(again.map((node) => ({ node, diffs: [] })), opCtx())).values()) expect(r).toMatchObject({ status: 'done' });
+    expect(await readFile(join(sb.root, 'd', names[0]!), 'utf8')).toBe('one again');
+    expect(await readFile(join(sb.root, 'd', names[1]!), 'utf8')).toBe('two again');
+    expect(await readlink(join(sb.root, 'd', names[2]!))).toBe(names[0]);
+    expect(await listAll(join(sb.root, 'd'))).toEqual([...names].sort());
+  });
+
   it('writes nothing once the signal is aborted', async () => {
     const ac = new AbortController();
     ac.abort();
