@@ -391,7 +391,9 @@ export class LocalBackend implements InfraBackend {
     } else if (actual.kind !== 'file') {
       throw wrongKind(at.abs, kindName(actual), 'file');
     } else if (actual.size !== expect.size || actual.sha256 !== expect.sha256) {
-      await write({ content: spec.content, mode: expect.mode, uid, gid });
+      // A new file replaces this one: an owner or group the node does not manage is carried over.
+      const keep = uid === undefined || gid === undefined ? { uid: actual.uid, gid: actual.gid } : undefined;
+      await write({ content: spec.content, mode: expect.mode, uid, gid, keep });
     } else {
       const ownerDiffers = (uid !== undefined && actual.uid !== uid) || (gid !== undefined && actual.gid !== gid);
       // A chown is always followed by the chmod, which puts back the setuid and setgid it clears.

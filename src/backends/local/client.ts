@@ -387,6 +387,13 @@ export interface Attributes {
 
 export interface FileWrite extends Attributes {
   readonly content: string;
+  /**
+   * The owner and group of the file this write replaces, given to the new
+   * one before `uid`/`gid` (which win): what the node does not manage stays
+   * as it was, as with a write in place. Best effort, as Ansible's copy: a
+   * chown the daemon may not make (EPERM) leaves the daemon's.
+   */
+  readonly keep?: { readonly uid: number; readonly gid: number } | undefined;
 }
 
 /** What takes a chown and a chmod: an open file handle, or a path (`onPath`). */
@@ -403,6 +410,15 @@ interface AttributeTarget {
 async function applyAttributes(target: AttributeTarget, attrs: Attributes): Promise<void> {
   if (attrs.uid !== undefined || attrs.gid !== undefined) await target.chown(attrs.uid ?? -1, attrs.gid ?? -1);
   await target.chmod(attrs.mode);
+}
+
+/** The replaced file's owner and group on a new temp file, where the daemon may set them. */
+async function keepOwner(target: AttributeTarget, keep: { readonly uid: number; readonly gid: number }): Promise<void> {
+  try {
+    await target.chown(keep.uid, keep.gid);
+  } catch (err) {
+    if (errnoOf(err) !== 'EPERM') throw err;
+  }
 }
 
 /**
@@ -444,6 +460,7 @@ async function writeTemp(real: string, file: FileWrite, sync: boolean): Promise<
     const fh = await open(tmp, 'wx', 0o600);
     try {
       await fh.writeFile(file.content);
+      if (file.keep !== undefined) await keepOwner(fh, file.keep);
       // After the write, which clears setuid and setgid too.
       await applyAttributes(fh, file);
       if (sync) await fh.sync();

@@ -1,4 +1,4 @@
-import { chmod, lstat, mkdir, readdir, readFile, readlink, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, readdir, readFile, readlink, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -374,6 +374,20 @@ describe('local backend writes', () => {
     const node = fileNode('f', 'f.txt', 'x', { owner: String(me.uid), group: String(me.gid) });
     expect((await sb.backend.create(node, opCtx())).status).toBe('done');
     expect((await observe(node)).status).toBe('upToDate');
+  });
+
+  it('a content change keeps an owner and group the node does not manage (the new file replaces the old one)', async () => {
+    if (userInfo().uid !== 0) return; // only root can give a file to another owner to begin with.
+    const p = join(sb.root, 'f.txt');
+    await sb.backend.create(fileNode('f', 'f.txt', 'one'), opCtx());
+    await chown(p, 1, 1);
+    expect(await sb.backend.update(fileNode('f', 'f.txt', 'two'), [], opCtx())).toMatchObject({ status: 'done' });
+    expect(await stat(p)).toMatchObject({ uid: 1, gid: 1 });
+    // Through a batch too; a managed owner is set, the unmanaged group kept.
+    const node = fileNode('f', 'f.txt', 'three', { owner: '2' });
+    expect((await sb.backend.updateMany([{ node, diffs: [] }], opCtx())).get('f')).toMatchObject({ status: 'done' });
+    expect(await stat(p)).toMatchObject({ uid: 2, gid: 1 });
+    expect(await readFile(p, 'utf8')).toBe('three');
   });
 
   it('classifies a refused chown as auth', async () => {
