@@ -14,6 +14,8 @@ const errnoClasses: Readonly<Record<string, FaultClass>> = {
   ENOTDIR: 'permanent',
   EISDIR: 'permanent',
   ELOOP: 'permanent',
+  // A name or path longer than the filesystem allows: the goal must change, retrying cannot help.
+  ENAMETOOLONG: 'permanent',
 };
 
 const errnoHints: Readonly<Record<string, string>> = {
@@ -24,6 +26,7 @@ const errnoHints: Readonly<Record<string, string>> = {
   ENFILE: 'the system has too many files open: raise fs.file-max or lower --concurrency',
   ENOTDIR: 'a path component is a file, not a directory',
   ELOOP: 'a symlink loop is in the path',
+  ENAMETOOLONG: 'a name in the path is longer than 255 bytes (NAME_MAX) or the whole path longer than 4096 (PATH_MAX): shorten it',
 };
 
 export function errnoOf(err: unknown): string | undefined {

@@ -528,10 +528,20 @@ describe('errno classification', () => {
     { code: 'ENOTDIR', cls: 'permanent' },
     { code: 'EISDIR', cls: 'permanent' },
     { code: 'ELOOP', cls: 'permanent' },
+    { code: 'ENAMETOOLONG', cls: 'permanent' },
     { code: 'EXDEV', cls: 'unknown' },
     { code: undefined, cls: 'unknown' },
   ])('$code is $cls', ({ code, cls }) => {
     expect(classifyErrno(code)).toBe(cls);
+  });
+
+  it('a path longer than the filesystem allows is a permanent fault with a hint, not an unknown one retried forever (and counted by the circuit breaker)', async () => {
+    for (const path of ['n'.repeat(256), `${'d'.repeat(200)}/`.repeat(21) + 'f']) {
+      const node = fileNode('f', path, 'x');
+      const expected = { class: 'permanent', code: 'ENAMETOOLONG', hint: expect.stringContaining('NAME_MAX') };
+      // Observed absent (what cannot exist is not there); the create says why it cannot be made.
+      expect(await faultOf(() => sb.backend.create(node, opCtx()))).toMatchObject(expected);
+    }
   });
 
   it.each([
