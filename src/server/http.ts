@@ -37,6 +37,17 @@ export function isLoopback(address: string | undefined): boolean {
 }
 
 /**
+ * Whether a connection comes from this machine: from a loopback address, or from the very address it
+ * reached (a connection to one of the machine's own addresses leaves from that address; no other
+ * host can open one with it, a TCP handshake needs the answer).
+ */
+export function fromThisMachine(remote: string | undefined, local: string | undefined): boolean {
+  if (isLoopback(remote)) return true;
+  const plain = (a: string | undefined): string | undefined => (a?.startsWith('::ffff:') === true ? a.slice('::ffff:'.length) : a);
+  return remote !== undefined && plain(remote) === plain(local);
+}
+
+/**
  * Serves /healthz (the process is alive), /readyz (first round done), /status (JSON), POST /retry/NODE
  * (200 released, 404 unknown, 409 not held, 403 from another machine) and POST /retry (every held node:
  * 200 `{released: [ids]}`, 403 from another machine). A known path asked with another method is 405 with an Allow
@@ -60,8 +71,8 @@ export function startHttpServer(listen: { host: string; port: number }, probe: D
     if (!(methods as readonly string[]).includes(req.method ?? '')) return send(405, { error: `method not allowed; ${path} takes ${methods.join(', ')}` }, { allow: methods.join(', ') });
     if (methods === RETRY) {
       // Only from this machine, whatever address the daemon listens on (0.0.0.0 for a load balancer's
-      // probes): this changes state, and the API has no other authentication.
-      if (!isLoopback(req.socket.remoteAddress)) return send(403, { error: 'POST /retry is accepted only from this machine (a loopback address)' });
+      // probes, or one of the machine's addresses): this changes state, and the API has no other authentication.
+      if (!fromThisMachine(req.socket.remoteAddress, req.socket.localAddress)) return send(403, { error: 'POST /retry is accepted only from this machine' });
       if (path === RETRY_ALL) return send(200, { released: probe.retryAll() });
       let node: string;
       try {

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Server } from 'node:http';
+import { request, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { isLoopback, parseListen, startHttpServer } from '../../src/server/http.ts';
+import { fromThisMachine, isLoopback, parseListen, startHttpServer } from '../../src/server/http.ts';
 
 describe('parseListen', () => {
   it.each([
@@ -166,12 +166,30 @@ describe('POST /retry from another machine', () => {
     expect(isLoopback(address)).toBe(expected);
   });
 
-  // The daemon may listen on 0.0.0.0 for a load balancer's probes; the probes answer anyone, a release only this machine.
+  it.each([
+    ['127.0.0.1', '127.0.0.1', true],
+    ['::ffff:127.0.0.1', '::ffff:192.0.2.2', true],
+    ['192.0.2.2', '192.0.2.2', true],
+    ['::ffff:192.0.2.2', '192.0.2.2', true],
+    ['fd00::2', 'fd00::2', true],
+    ['192.0.2.3', '192.0.2.2', false],
+    ['192.0.2.2', '127.0.0.1', false],
+    ['fd00::3', 'fd00::2', false],
+    [undefined, undefined, false],
+    [undefined, '192.0.2.2', false],
+  ])('fromThisMachine(%s → %s) is %s', (remote, local, expected) => {
+    expect(fromThisMachine(remote, local)).toBe(expected);
+  });
+
+  // The daemon may listen on 0.0.0.0 for a load balancer's probes, or on one of the machine's own
+  // addresses: the probes answer anyone, a release only this machine (loopback, or a connection from
+  // the address it reached). Another host is a connection from another address: here, one bound to
+  // the machine's external address and sent to its loopback, which no host but this one could open.
   const external = Object.values(networkInterfaces())
     .flat()
     .find((a) => a !== undefined && !a.internal && a.family === 'IPv4')?.address;
   if (external === undefined) console.warn('SKIPPED: no non-loopback IPv4 address on this machine to ask POST /retry from');
-  it.skipIf(external === undefined)('is 403 from a non-loopback address, while the probes answer it', async () => {
+  it.skipIf(external === undefined)('is 403 from another address, while the probes answer it; accepted from this machine at any of its addresses', async () => {
     let asked = 0;
     const s = await startHttpServer(
       { host: '0.0.0.0', port: 0 },
@@ -188,16 +206,25 @@ describe('POST /retry from another machine', () => {
         },
       },
     );
+    const from = (localAddress: string, path: string, method = 'POST'): Promise<{ status: number; body: unknown }> =>
+      new Promise((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port: s.address.port, localAddress, method, path }, (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as unknown }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
     try {
-      const base = `http://${external}:${s.address.port}`;
-      expect((await fetch(`${base}/healthz`)).status).toBe(200);
-      const refused = await fetch(`${base}/retry/a`, { method: 'POST' });
-      expect(refused.status).toBe(403);
-      expect(await refused.json()).toEqual({ error: 'POST /retry is accepted only from this machine (a loopback address)' });
-      expect((await fetch(`${base}/retry`, { method: 'POST' })).status).toBe(403);
+      expect(await from(external!, '/healthz', 'GET')).toMatchObject({ status: 200 });
+      expect(await from(external!, '/retry/a')).toEqual({ status: 403, body: { error: 'POST /retry is accepted only from this machine' } });
+      expect((await from(external!, '/retry')).status).toBe(403);
       expect(asked).toBe(0);
       expect((await fetch(`http://127.0.0.1:${s.address.port}/retry/a`, { method: 'POST' })).status).toBe(200);
-      expect(asked).toBe(1);
+      expect((await fetch(`http://${external}:${s.address.port}/retry/a`, { method: 'POST' })).status).toBe(200);
+      expect((await fetch(`http://${external}:${s.address.port}/retry`, { method: 'POST' })).status).toBe(200);
+      expect(asked).toBe(3);
     } finally {
       s.server.close();
     }
