@@ -20,6 +20,15 @@ export function terminalSafe(text: string): string {
   });
 }
 
+/**
+ * `text` as one line, as a bad invocation's reason must be (CLI.md): what the user typed (`--goals
+ * "$DIR"` with a newline in it) is quoted into it, a newline shown as `\n` and any other control
+ * character as `terminalSafe` shows it.
+ */
+export function oneLine(text: string): string {
+  return terminalSafe(text).replaceAll('\n', '\\n');
+}
+
 export function show(value: unknown): string {
   if (typeof value === 'string') {
     // One line either way (JSON escapes newlines); the ellipsis only where something was cut, and

@@ -1,5 +1,6 @@
 import { DesiredStateError, errorMessage, ErrorCodes } from '../runtime/index.ts';
 import { createContext, parseHistory } from './context.ts';
+import { oneLine } from './format.ts';
 import type { CliContext } from './context.ts';
 import { stopOnSignals } from './signals.ts';
 import type { SignalStop } from './signals.ts';
@@ -239,7 +240,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     }
     const command = commands[topic];
     if (command === undefined) {
-      process.stderr.write(`desiredstate: unknown command "${topic}"; run desiredstate --help\n`);
+      process.stderr.write(`desiredstate: unknown command "${oneLine(topic)}"; run desiredstate --help\n`);
       return EXIT.usage;
     }
     io.out(commandHelp(command));
@@ -251,7 +252,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
   }
   const command = commands[name];
   if (command === undefined) {
-    process.stderr.write(`desiredstate: unknown command "${name}"; run desiredstate --help\n`);
+    process.stderr.write(`desiredstate: unknown command "${oneLine(name)}"; run desiredstate --help\n`);
     return EXIT.usage;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
@@ -270,7 +271,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
   } catch (err) {
     if (err instanceof UsageError) {
       // A bad invocation: its flags, --format among them, may not mean what they seem.
-      process.stderr.write(`desiredstate ${name}: ${err.message}\n`);
+      process.stderr.write(`desiredstate ${name}: ${oneLine(err.message)}\n`);
       return EXIT.usage;
     }
     if (err instanceof DesiredStateError) {

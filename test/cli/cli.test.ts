@@ -151,6 +151,11 @@ describe.concurrent('desiredstate CLI: invocations', () => {
     { name: 'a --concurrency past any pool', args: ['run', '--concurrency', '1e20'], stderr: /^desiredstate run: --concurrency takes a whole number from 1 to 1000 \(got "1e20"\)\n$/ },
     // One platform timer, which fires at once past 24.8 days: a reload on every goal file event.
     { name: 'a --debounce longer than a timer takes', args: ['run', '--debounce', '30d'], stderr: /^desiredstate run: --debounce takes a duration such as 300ms, at most 24d \(got "30d"\)\n$/ },
+    // What the user typed is quoted into the reason: a newline in it (`--goals "$(…)"`) split the reason over lines.
+    { name: 'a --goals with a newline in it', args: ['validate', '--goals', 'a\nb'], stderr: /^desiredstate validate: goal directory \S*a\\nb does not exist\n$/ },
+    { name: 'an unknown command with a newline in it', args: ['pl\nan'], stderr: /^desiredstate: unknown command "pl\\nan"; run desiredstate --help\n$/ },
+    { name: 'help, a newline in the command', args: ['help', 'pl\nan'], stderr: /^desiredstate: unknown command "pl\\nan"; run desiredstate --help\n$/ },
+    { name: 'an unknown flag with a newline in it', args: ['plan', '--x\ny'], stderr: /^desiredstate plan: unknown option --x\\ny\n$/ },
   ])('exit 64 on a bad invocation: $name', async ({ args, stderr }) => {
     const r = await cli(args, { cwd: p.dir });
     expect(r.code).toBe(64);
