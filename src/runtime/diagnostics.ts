@@ -11,9 +11,13 @@ export interface Diagnostic extends SourceLocation {
   readonly message: string;
 }
 
-/** `file:line:col: severity code: message` (`file: …` for a whole file or directory). */
+/**
+ * `file:line:col: severity code: message` (`file: …` for a whole file or directory), on one line:
+ * a line break the user wrote into what the message quotes (a key, a type, a file name) is shown as
+ * `\n` or `\r`, so that a tool reading the diagnostics line by line finds one in each.
+ */
 export function formatDiagnostic(d: Diagnostic): string {
-  return `${formatLocation(d)}: ${d.severity} ${d.code}: ${d.message}`;
+  return `${formatLocation(d)}: ${d.severity} ${d.code}: ${d.message}`.replace(/[\n\r]/g, (c) => (c === '\n' ? '\\n' : '\\r'));
 }
 
 export function sortDiagnostics(ds: readonly Diagnostic[]): Diagnostic[] {

@@ -44,6 +44,13 @@ describe('formatDiagnostic', () => {
       text: 'goals/app.yaml:14:9: error unknown-field: spec.contnet is not a field of local.file (did you mean "content"?)',
     },
     { name: 'a warning', d: { file: 'a.yaml', line: 1, col: 1, severity: 'warning', code: 'x', message: 'y' }, text: 'a.yaml:1:1: warning x: y' },
+    // A key written "con\ntent" in a goal file printed its diagnostic over two lines.
+    {
+      name: 'a line break quoted from the goal file stays on the one line',
+      d: { file: 'goals/new\nline.yaml', line: 6, col: 64, severity: 'error', code: 'unknown-field', message: 'spec.con\ntent is not a field of local.file (did you mean "content"?)' },
+      text: 'goals/new\\nline.yaml:6:64: error unknown-field: spec.con\\ntent is not a field of local.file (did you mean "content"?)',
+    },
+    { name: 'a carriage return too', d: { file: 'a.yaml', line: 1, col: 1, severity: 'error', code: 'x', message: 'a\r\nb' }, text: 'a.yaml:1:1: error x: a\\r\\nb' },
   ] satisfies { name: string; d: Diagnostic; text: string }[])('$name', ({ d, text }) => {
     expect(formatDiagnostic(d)).toBe(text);
   });
