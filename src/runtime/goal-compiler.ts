@@ -27,6 +27,9 @@ const schemas = once(() => {
     spec: z.record(z.string(), z.unknown()),
   });
 
+  // For a document whose envelope is invalid: a key that is none of the four may be one of them misspelt (`sepc:`).
+  const strictEnvelopeSchema = z.strictObject(envelopeSchema.shape);
+
   const deletionPolicySchema = z.enum(['Orphan', 'Delete']);
 
   const nodeDeclarationSchema = z.strictObject({
@@ -70,7 +73,7 @@ const schemas = once(() => {
       nodes: z.array(z.unknown()).default([]),
     }).describe('What this goal wants: its settings and nodes.'),
   });
-  return { nameSchema, envelopeSchema, deletionPolicySchema, nodeDeclarationSchema, goalDocumentSchema };
+  return { nameSchema, envelopeSchema, strictEnvelopeSchema, deletionPolicySchema, nodeDeclarationSchema, goalDocumentSchema };
 });
 type Schemas = ReturnType<typeof schemas>;
 
@@ -327,8 +330,13 @@ export class GoalCompiler<S extends NodeSpec> {
       }
       const env = envelopeSchema().safeParse(doc.value);
       if (!env.success) {
-        reportZodIssues(env.error.issues, { schema: envelopeSchema(), input: doc.value, prefix: [], owner: 'a document', locate: doc.locate, diag });
         const { kind } = doc.value;
+        // Read strictly now that it fails: a misspelt `sepc:` is one error at the misspelling, with
+        // its suggestion, as in a Goal, not "spec is required" at the top of the document.
+        const strict = schemas().strictEnvelopeSchema;
+        const issues = strict.safeParse(doc.value).error?.issues ?? env.error.issues;
+        const owner = typeof kind === 'string' && kinds.includes(kind) ? `a ${kind}` : 'a document';
+        reportZodIssues(issues, { schema: strict, input: doc.value, prefix: [], owner, locate: doc.locate, diag });
         const name = isMap(doc.value.metadata) ? doc.value.metadata.name : undefined;
         if (typeof kind === 'string' && this.factory.documentKinds.includes(kind) && typeof name === 'string') this.factory.rejectDocument?.(kind, name);
         continue;

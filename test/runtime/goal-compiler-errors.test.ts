@@ -309,3 +309,20 @@ describe('spec.defaults.backend', () => {
     expect(r.codes).toEqual(['unknown-field']);
   });
 });
+
+describe('a misspelt top-level key of a Backend or Policy document', () => {
+  // As in a Goal: one error at the misspelling, with its suggestion. It was "spec is required by a document", at the
+  // top of the document, naming neither the key written nor the one meant.
+  it.each([
+    { name: 'spec of a Backend', text: 'apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: pg }\nsepc: { type: memory }\n', line: 'g0.yaml:4:1: error unknown-field: sepc is not a field of a Backend (did you mean "spec"?)' },
+    { name: 'metadata of a Policy', text: 'apiVersion: desiredstate/v1\nkind: Policy\nmetdata: { name: p }\nspec: {}\n', line: 'g0.yaml:3:1: error unknown-field: metdata is not a field of a Policy (did you mean "metadata"?)' },
+    { name: 'kind, whose document is of no known kind', text: 'apiVersion: desiredstate/v1\nKind: Backend\nmetadata: { name: pg }\nspec: { type: memory }\n', line: 'g0.yaml:2:1: error unknown-field: Kind is not a field of a document (did you mean "kind"?)' },
+  ])('$name', ({ text, line }) => {
+    expect(compile(text).lines).toEqual([line]);
+  });
+
+  it('a Backend whose spec is misspelt is not also "not configured" for its nodes', () => {
+    const r = compile('apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: mem }\nsepc: { type: memory }\n', goal('    - { id: n, type: local.file, backend: mem, spec: { path: a, content: "" } }\n'));
+    expect(r.codes).toEqual(['unknown-field']);
+  });
+});
