@@ -224,6 +224,23 @@ export function zodIssueMessages(
       if (near !== undefined) misspelt.add(JSON.stringify([...issue.path, near]));
     }
   }
+  // A union branch that fails only for a misspelt key, and the field it stands for missing (`{ fromFil: x }`
+  // for `{ fromFile: x }`): the branch meant. Its missing fields are noted as misspelt.
+  const misspeltBranch = (branch: readonly z.core.$ZodIssue[]): boolean => {
+    const near = new Set<string>();
+    for (const i of branch) {
+      if (i.code !== 'unrecognized_keys') continue;
+      const candidates = keysAt(schema, i.path as PathKey[]);
+      for (const k of i.keys) {
+        const n = didYouMean(k, candidates);
+        if (n !== undefined && n !== k) near.add(JSON.stringify([...i.path, n]));
+      }
+    }
+    const missing = branch.filter((i) => i.code !== 'unrecognized_keys');
+    const meant = missing.length > 0 && missing.every((i) => valueAtPath(input, i.path as PathKey[]) === undefined && near.has(JSON.stringify(i.path)));
+    if (meant) for (const p of near) misspelt.add(p);
+    return meant;
+  };
   const walk = (list: readonly z.core.$ZodIssue[]): void => {
     for (const issue of list) {
       const path = issue.path as PathKey[];
@@ -246,6 +263,12 @@ export function zodIssueMessages(
         case 'invalid_union': {
           // Report the branch that got furthest, or a summary when none did.
           const branches = issue.errors.filter((b) => b.length > 0);
+          // A branch's issues are placed relative to the union.
+          const meant = branches.map((b) => b.map((i) => ({ ...i, path: [...path, ...i.path] }) as z.core.$ZodIssue)).find(misspeltBranch);
+          if (meant !== undefined) {
+            walk(meant);
+            break;
+          }
           const best = branches.sort((a, b) => depthOf(b) - depthOf(a))[0];
           if (issue.message !== 'Invalid input' || best === undefined || depthOf(best) <= path.length) {
             emit(path, 'value', 'invalid-value', `${shown}: ${issue.message === 'Invalid input' ? `${describeValue(actual, path)} does not match any accepted form` : issue.message}`);

@@ -54,3 +54,26 @@ spec: { type: exec }
     expect(compileText(exec + goal(`${node}\n`)).lines).toEqual([line]);
   });
 });
+
+// A misspelt key of a secret reference was "a secret reference is { fromEnv: NAME } or { fromFile: path }",
+// at the reference: the key written and the one meant went unsaid, where every other misspelt field is
+// told with its suggestion (GOAL-FORMAT.md).
+describe('infra specs: a misspelt secret reference', () => {
+  const pg = (password: string): string => `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: pg }
+spec: { type: postgres, config: { host: db, password: ${password} } }
+---
+`;
+  const role = (password: string): string => goal(`    - { id: r, type: postgres.role, backend: pg, spec: { name: r, password: ${password} } }\n`);
+  it.each([
+    { name: 'fromFil in a node', text: pg('{ fromEnv: P }') + role('{ fromFil: pw }'), line: 'goals/test.yaml:11:79: error unknown-field: spec.password.fromFil is not a field of postgres.role (did you mean "fromFile"?)' },
+    { name: 'from_env in a node', text: pg('{ fromEnv: P }') + role('{ from_env: PW }'), line: 'goals/test.yaml:11:79: error unknown-field: spec.password.from_env is not a field of postgres.role (did you mean "fromEnv"?)' },
+    { name: 'FromEnv in a backend config', text: pg('{ FromEnv: P }') + role('{ fromEnv: PW }'), line: 'goals/test.yaml:4:57: error unknown-field: spec.config.password.FromEnv is not a field of a postgres backend\'s config (did you mean "fromEnv"?)' },
+    // Nothing close, or both forms at once: the forms it takes.
+    { name: 'no key close to either form', text: pg('{ fromEnv: P }') + role('{ value: PW }'), line: 'goals/test.yaml:11:77: error invalid-value: spec.password: a secret reference is { fromEnv: NAME } or { fromFile: path }' },
+    { name: 'both forms', text: pg('{ fromEnv: P }') + role('{ fromEnv: PW, fromFile: pw }'), line: 'goals/test.yaml:11:77: error invalid-value: spec.password: a secret reference is { fromEnv: NAME } or { fromFile: path }' },
+  ])('$name', ({ text, line }) => {
+    expect(compileText(text).lines).toEqual([line]);
+  });
+});
