@@ -60,7 +60,8 @@ export type OperatorRetryAnswer =
 export function releaseStoredNode(store: StateStore, id: NodeId, at: number): OperatorRetryAnswer {
   const r = store.getNode(id);
   if (r === undefined) return { status: 'unknown' };
-  if (!releasable(r.status)) return { status: 'not-held', current: r.status };
+  // A node a policy holds is the policy's: released, it would show as pending, its reason gone, until held again.
+  if (!releasable(r.status) || heldByPolicy(r)) return { status: 'not-held', current: r.status };
   releaseRecords(store, [r], at);
   return { status: 'released' };
 }
@@ -317,9 +318,10 @@ export class Controller<S extends NodeSpec> {
   operatorRetry(id: NodeId): OperatorRetryAnswer {
     const node = this.graph?.get(id);
     if (node === undefined) return { status: 'unknown' };
-    const current = this.records.get(id)?.status ?? 'pending';
-    // Not held (nor failed): nothing to release, and nothing is changed.
-    if (!releasable(current)) return { status: 'not-held', current };
+    const record = this.records.get(id);
+    const current = record?.status ?? 'pending';
+    // Not held (nor failed), or held by a policy (which holds it again at once): nothing to release, and nothing is changed.
+    if (!releasable(current) || (record !== undefined && heldByPolicy(record))) return { status: 'not-held', current };
     this.release(node);
     this.flush();
     return { status: 'released' };

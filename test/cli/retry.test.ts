@@ -128,6 +128,9 @@ spec:
     const d = daemons.start(['--listen', '127.0.0.1:0', '--fault-policy', qFaults, ...q.args], { cwd: q.dir });
     await d.port();
     await eventually(allHeld, 15_000, 'bad1, bad2 and blocked held, good ready');
+    // By name, a node a policy holds is not released either: offline it was set pending, its policy reason gone from status.
+    const policyHeld = { code: 0, stdout: 'blocked is held by a policy, not the fault policy; nothing to do (see desiredstate status)\n' };
+    expect(await cli(['retry', 'blocked', ...q.args], { cwd: q.dir })).toMatchObject(policyHeld);
 
     const released = await cli(['retry', '--all', ...q.args], { cwd: q.dir });
     expect(released).toMatchObject({ code: 0, stdout: 'released bad1; the daemon reconciles it now\nreleased bad2; the daemon reconciles it now\nreleased 2 node(s)\n' });
@@ -135,6 +138,7 @@ spec:
     d.kill('SIGTERM');
     expect(await d.exited).toEqual({ code: 0, signal: null });
 
+    expect(await cli(['retry', 'blocked', ...q.args], { cwd: q.dir })).toMatchObject(policyHeld);
     const offline = await cli(['retry', '--all', '--format', 'json', ...q.args], { cwd: q.dir });
     expect(offline.code).toBe(0);
     expect(JSON.parse(offline.stdout)).toEqual({ released: ['bad1', 'bad2'], via: 'store' });

@@ -232,7 +232,8 @@ function answered(ctx: CliContext, node: string, answer: OperatorRetryAnswer, vi
       return EXIT.failed;
     case 'not-held':
       if (ctx.format === 'json') ctx.out(JSON.stringify({ notHeld: node, status: answer.current, via }, null, 2));
-      else ctx.out(`${node} is not held (status ${answer.current}); nothing to do`);
+      // Held, yet not releasable: a policy holds it, until the goal or the policy changes.
+      else ctx.out(answer.current === 'held' ? `${node} is held by a policy, not the fault policy; nothing to do (see desiredstate status)` : `${node} is not held (status ${answer.current}); nothing to do`);
       return EXIT.ok;
     case 'released':
       if (ctx.format === 'json') ctx.out(JSON.stringify({ released: node, via }, null, 2));
