@@ -36,22 +36,31 @@ export function createContext(
   io: { out: (t: string) => void; env: NodeJS.ProcessEnv; cwd: string; defaultLogLevel?: string; program?: string | undefined },
 ): CliContext {
   const cwd = io.cwd;
-  const goalsDir = resolve(cwd, values.goals ?? io.env.DESIREDSTATE_GOALS ?? 'goals');
-  const stateDir = resolve(cwd, values.state ?? io.env.DESIREDSTATE_STATE ?? '.desiredstate');
-  const level = values['log-level'] ?? io.env.DESIREDSTATE_LOG_LEVEL ?? io.defaultLogLevel ?? 'info';
+  // An empty directory flag is a mistake (`--goals "$GOALS"` with the variable unset), not the working
+  // directory: read recursively, that would take every YAML file under it for goals. An empty variable
+  // is unset, as a shell's `VAR= cmd` or a unit file's `Environment=VAR=` mean.
+  for (const flag of ['goals', 'state'] as const) {
+    if (values[flag] === '') throw new UsageError(`--${flag} is empty; name a directory (. for the working directory)`);
+  }
+  const env = (name: string): string | undefined => (io.env[name] === '' ? undefined : io.env[name]);
+  const goalsFromEnv = env('DESIREDSTATE_GOALS');
+  const stateFromEnv = env('DESIREDSTATE_STATE');
+  const goalsDir = resolve(cwd, values.goals ?? goalsFromEnv ?? 'goals');
+  const stateDir = resolve(cwd, values.state ?? stateFromEnv ?? '.desiredstate');
+  const level = values['log-level'] ?? env('DESIREDSTATE_LOG_LEVEL') ?? io.defaultLogLevel ?? 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) throw new UsageError(`--log-level must be one of fatal, error, warn, info, debug, trace, silent`);
   // Logs go to stderr, stdout carries the command's own output. JSON lines (pino) when stderr is not
   // a terminal, human lines on a terminal (CLI.md); DESIREDSTATE_LOG_FORMAT=json|pretty chooses.
-  const logFormat = io.env.DESIREDSTATE_LOG_FORMAT ?? (process.stderr.isTTY ? 'pretty' : 'json');
+  const logFormat = env('DESIREDSTATE_LOG_FORMAT') ?? (process.stderr.isTTY ? 'pretty' : 'json');
   if (logFormat !== 'json' && logFormat !== 'pretty') throw new UsageError(`DESIREDSTATE_LOG_FORMAT must be json or pretty (got "${logFormat}")`);
   const options = { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
   // Colours only for a terminal, and not there either when NO_COLOR is set to anything (https://no-color.org).
   const colorize = process.stderr.isTTY === true && (io.env.NO_COLOR ?? '') === '';
   const log = pino(options, logFormat === 'json' ? pino.destination({ fd: 2, sync: true }) : prettyStream(colorize));
-  const stateDirGiven = values.state !== undefined || io.env.DESIREDSTATE_STATE !== undefined;
+  const stateDirGiven = values.state !== undefined || stateFromEnv !== undefined;
   const named = {
-    goals: nameOf('--goals', values.goals, 'DESIREDSTATE_GOALS', io.env.DESIREDSTATE_GOALS, 'goal directory goals'),
-    state: nameOf('--state', values.state, 'DESIREDSTATE_STATE', io.env.DESIREDSTATE_STATE, 'state directory .desiredstate'),
+    goals: nameOf('--goals', values.goals, 'DESIREDSTATE_GOALS', goalsFromEnv, 'goal directory goals'),
+    state: nameOf('--state', values.state, 'DESIREDSTATE_STATE', stateFromEnv, 'state directory .desiredstate'),
   };
   return { cwd, goalsDir, stateDir, stateDirGiven, named, format: values.format, log, out: (text) => io.out(terminalSafe(text)), env: io.env, program: io.program };
 }

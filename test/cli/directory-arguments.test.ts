@@ -36,3 +36,39 @@ describe.concurrent('a file named as a directory', () => {
     expect(readdirSync(join(p.dir, 'fine'))).toEqual([]);
   });
 });
+
+// `--goals "$GOALS"` with the variable unset named the working directory: read recursively, every YAML
+// file under it taken for goals (a Helm chart, a CI config). An empty flag is a bad invocation; an
+// empty variable is unset, as for a shell's `VAR= cmd` or a unit file's `Environment=VAR=`.
+describe.concurrent('an empty directory name', () => {
+  it.each([
+    { name: 'validate --goals ""', args: ['validate', '--goals', ''], reason: '--goals is empty; name a directory (. for the working directory)' },
+    { name: 'apply --goals=', args: ['apply', '--goals=', '--state', 'fine'], reason: '--goals is empty; name a directory (. for the working directory)' },
+    { name: 'status --state ""', args: ['status', '--state', ''], reason: '--state is empty; name a directory (. for the working directory)' },
+  ])('$name: exit 64, one line, nothing read or written', async ({ args, reason }) => {
+    const r = await cli(args, { cwd: p.dir });
+    expect(r.stderr).toBe(`desiredstate ${args[0]}: ${reason}\n`);
+    expect(r.code).toBe(64);
+    expect(readdirSync(join(p.dir, 'fine'))).toEqual([]);
+  });
+
+  it('an empty $DESIREDSTATE_GOALS or $DESIREDSTATE_STATE is the default', async () => {
+    const q = tempProject('ds-dirargs-env-');
+    q.write('app.yaml', ONE_DIRECTORY_GOAL);
+    // A YAML file in the working directory that is no goal: read only if the empty variable meant ".".
+    writeFileSync(join(q.dir, 'ci.yaml'), 'stages: [test]\n');
+    try {
+      const env = { DESIREDSTATE_GOALS: '', DESIREDSTATE_STATE: '', DESIREDSTATE_LOG_FORMAT: '', DESIREDSTATE_LOG_LEVEL: '' };
+      const r = await cli(['validate'], { cwd: q.dir, env });
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const a = await cli(['apply', '--yes'], { cwd: q.dir, env });
+      expect(a.code, a.stderr).toBe(0);
+      // The default state directory, and the implicit local backend's root inside it.
+      expect(readdirSync(q.dir).sort()).toEqual(['.desiredstate', 'ci.yaml', 'goals']);
+      expect(readdirSync(join(q.dir, '.desiredstate', 'local'))).toEqual(['www']);
+    } finally {
+      rmSync(q.dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -88,7 +88,7 @@ spec:
   });
 
   it('an empty goal directory that is the working directory is named "."', async () => {
-    // `--goals .` (or an empty $DESIREDSTATE_GOALS) printed ": error no-goals", naming nothing.
+    // `--goals .` printed ": error no-goals", naming nothing.
     const p = tempProject('ds-plan-empty-cwd-');
     projects.push(p.dir);
     const r = await cli(['validate', '--goals', '.'], { cwd: p.goals });
