@@ -40,7 +40,7 @@ import { OBSERVE_PARALLELISM, rereadEveryMs } from './config.ts';
 import { aborted, fsFault, wrongKind } from './errors.ts';
 import { kindName, observeDirectory, observeFile, observeSymlink } from './observe.ts';
 import type { FileExpectation } from './observe.ts';
-import { lexicalPath, modeDiffers, parseMode } from './paths.ts';
+import { lexicalPath, MODE_BITS, modeDiffers, parseMode } from './paths.ts';
 import { DirectoryWatch } from './watch.ts';
 
 /** The node types this backend provisions. */
@@ -360,7 +360,7 @@ export class LocalBackend implements InfraBackend {
       };
       switch (spec.type) {
         case 'local.file':
-          return { status: 'done', outputs: await this.ensureFile(spec, at, ctx.signal, parent, write) };
+          return { status: 'done', outputs: await this.ensureFile(spec, at, ctx.signal, parent, write, new Set(node.settings.ignoreFields)) };
         case 'local.directory':
           return { status: 'done', outputs: await this.ensureDirectory(spec, at, ctx.signal) };
         case 'local.symlink':
@@ -379,27 +379,42 @@ export class LocalBackend implements InfraBackend {
     return result;
   }
 
-  private async ensureFile(spec: LocalFileSpec, at: NodePath, signal: AbortSignal, parent: () => Promise<void>, write: (file: FileWrite) => Promise<void>): Promise<Outputs> {
+  /**
+   * The file made as desired. On a file that exists, the fields the node's `ignoreFields` names are
+   * left as they are found ("neither reported nor corrected"): an ignored `mode` is kept when new
+   * content replaces the file, an ignored `content` is not written when the mode is corrected.
+   */
+  private async ensureFile(
+    spec: LocalFileSpec,
+    at: NodePath,
+    signal: AbortSignal,
+    parent: () => Promise<void>,
+    write: (file: FileWrite) => Promise<void>,
+    ignored: ReadonlySet<string>,
+  ): Promise<Outputs> {
     const expect = await this.fileExpectation(spec, at);
     const policy = this.readPolicy(spec, expect, undefined, undefined, Date.now());
     const actual = inspectSync(at.real, policy) ?? (await inspect(at.real, policy));
-    const uid = expect.owner?.id;
-    const gid = expect.group?.id;
     if (actual.kind === 'missing') {
       await parent();
-      await write({ content: spec.content, mode: expect.mode, uid, gid });
-    } else if (actual.kind !== 'file') {
-      throw wrongKind(at.abs, kindName(actual), 'file');
-    } else if (actual.size !== expect.size || actual.sha256 !== expect.sha256) {
+      await write({ content: spec.content, mode: expect.mode, uid: expect.owner?.id, gid: expect.group?.id });
+      return { path: at.abs, sha256: expect.sha256 };
+    }
+    if (actual.kind !== 'file') throw wrongKind(at.abs, kindName(actual), 'file');
+    const uid = ignored.has('owner') ? undefined : expect.owner?.id;
+    const gid = ignored.has('group') ? undefined : expect.group?.id;
+    const mode = ignored.has('mode') ? actual.mode & MODE_BITS : expect.mode;
+    const contentDiffers = actual.size !== expect.size || actual.sha256 !== expect.sha256;
+    if (contentDiffers && !ignored.has('content')) {
       // A new file replaces this one: an owner or group the node does not manage is carried over.
       const keep = uid === undefined || gid === undefined ? { uid: actual.uid, gid: actual.gid } : undefined;
-      await write({ content: spec.content, mode: expect.mode, uid, gid, keep });
-    } else {
-      const ownerDiffers = (uid !== undefined && actual.uid !== uid) || (gid !== undefined && actual.gid !== gid);
-      // A chown is always followed by the chmod, which puts back the setuid and setgid it clears.
-      if (ownerDiffers || modeDiffers(actual.mode, expect.mode)) await setAttributes(at.real, { mode: expect.mode, ...(ownerDiffers ? { uid, gid } : {}) }, signal);
+      await write({ content: spec.content, mode, uid, gid, keep });
+      return { path: at.abs, sha256: expect.sha256 };
     }
-    return { path: at.abs, sha256: expect.sha256 };
+    const ownerDiffers = (uid !== undefined && actual.uid !== uid) || (gid !== undefined && actual.gid !== gid);
+    // A chown is always followed by the chmod, which puts back the setuid and setgid it clears.
+    if (ownerDiffers || modeDiffers(actual.mode, mode)) await setAttributes(at.real, { mode, ...(ownerDiffers ? { uid, gid } : {}) }, signal);
+    return { path: at.abs, sha256: contentDiffers ? (actual.sha256 ?? null) : expect.sha256 };
   }
 
   private async ensureDirectory(spec: LocalDirectorySpec, at: NodePath, signal: AbortSignal): Promise<Outputs> {

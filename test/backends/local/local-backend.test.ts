@@ -1,4 +1,4 @@
-import { chmod, chown, lstat, mkdir, readdir, readFile, readlink, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -388,6 +388,50 @@ describe('local backend writes', () => {
     expect((await sb.backend.updateMany([{ node, diffs: [] }], opCtx())).get('f')).toMatchObject({ status: 'done' });
     expect(await stat(p)).toMatchObject({ uid: 2, gid: 1 });
     expect(await readFile(p, 'utf8')).toBe('three');
+  });
+
+  // GOAL-FORMAT.md: ignoreFields are "neither reported nor corrected". An update corrected them all
+  // the same when it corrected another field: new content reset a hand-set mode to the goal's, and a
+  // mode correction wrote the goal's content over a hand edit of an ignored content.
+  it('an update leaves the fields the node ignores as they are found', async () => {
+    const p = join(sb.root, 'f.txt');
+    const ignoring = (node: InfraNode, ignoreFields: string[]): InfraNode => ({ ...node, settings: { ...node.settings, ignoreFields } });
+    await sb.backend.create(fileNode('f', 'f.txt', 'one'), opCtx());
+    await chmod(p, 0o600);
+    // New content: the ignored mode is kept, on one update and through a batch.
+    expect(await sb.backend.update(ignoring(fileNode('f', 'f.txt', 'two'), ['mode']), [], opCtx())).toMatchObject({ status: 'done' });
+    expect(await readFile(p, 'utf8')).toBe('two');
+    expect((await stat(p)).mode & 0o7777).toBe(0o600);
+    expect((await sb.backend.updateMany([{ node: ignoring(fileNode('f', 'f.txt', 'three'), ['mode']), diffs: [] }], opCtx())).get('f')).toMatchObject({ status: 'done' });
+    expect(await readFile(p, 'utf8')).toBe('three');
+    expect((await stat(p)).mode & 0o7777).toBe(0o600);
+    // The mode corrected: the ignored content, edited by hand, is not written; the output says what is there.
+    await writeFile(p, 'edited by hand');
+    const fixed = await sb.backend.update(ignoring(fileNode('f', 'f.txt', 'three'), ['content']), [], opCtx());
+    expect(fixed).toMatchObject({ status: 'done', outputs: { sha256: sha256('edited by hand') } });
+    expect(await readFile(p, 'utf8')).toBe('edited by hand');
+    expect((await stat(p)).mode & 0o7777).toBe(0o644);
+    // Nothing ignored: both corrected.
+    await chmod(p, 0o600);
+    expect(await sb.backend.update(fileNode('f', 'f.txt', 'three'), [], opCtx())).toMatchObject({ status: 'done', outputs: { sha256: sha256('three') } });
+    expect(await readFile(p, 'utf8')).toBe('three');
+    expect((await stat(p)).mode & 0o7777).toBe(0o644);
+    // A missing file is made whole: ignoreFields never apply to a resource that is not there.
+    await rm(p);
+    await sb.backend.update(ignoring(fileNode('f', 'f.txt', 'four', { mode: '0640' }), ['content', 'mode']), [], opCtx());
+    expect(await readFile(p, 'utf8')).toBe('four');
+    expect((await stat(p)).mode & 0o7777).toBe(0o640);
+  });
+
+  it('an update leaves an ignored owner as it is found when new content replaces the file', async () => {
+    if (userInfo().uid !== 0) return; // only root can give a file to another owner to begin with.
+    const p = join(sb.root, 'f.txt');
+    await sb.backend.create(fileNode('f', 'f.txt', 'one', { owner: '0', group: '0' }), opCtx());
+    await chown(p, 1, 1);
+    const node = fileNode('f', 'f.txt', 'two', { owner: '0', group: '0' });
+    expect(await sb.backend.update({ ...node, settings: { ...node.settings, ignoreFields: ['owner'] } }, [], opCtx())).toMatchObject({ status: 'done' });
+    expect(await readFile(p, 'utf8')).toBe('two');
+    expect(await stat(p)).toMatchObject({ uid: 1, gid: 0 });
   });
 
   it('classifies a refused chown as auth', async () => {
