@@ -45,7 +45,10 @@ export const databaseHandler: KindHandler<'postgres.database'> = {
         }),
       );
     }
-    await ctx.client.execute(alterDatabaseSql(node.spec), { signal: ctx.signal });
+    // Only what differs: a field the node ignores (diffs leave it out) keeps its value, as for roles.
+    const fields = { owner: diffs.some((d) => d.path === 'owner'), connectionLimit: diffs.some((d) => d.path === 'connectionLimit') };
+    const statements = alterDatabaseSql(node.spec, fields);
+    if (statements.length > 0) await ctx.client.execute(statements, { signal: ctx.signal });
     return { outputs: await outputsAfter(node, ctx) };
   },
 

@@ -162,10 +162,11 @@ export function createDatabaseSql(spec: DatabaseSpec): Statement {
 }
 
 /** The statements that set the database's mutable managed fields (owner, connection limit). */
-export function alterDatabaseSql(spec: DatabaseSpec): Statement[] {
+/** The corrections of the fields that differ (`fields`): one the node ignores, or that is as desired, is left alone. */
+export function alterDatabaseSql(spec: DatabaseSpec, fields: { owner: boolean; connectionLimit: boolean }): Statement[] {
   const out: Statement[] = [];
-  if (spec.owner !== undefined) out.push({ text: `ALTER DATABASE ${quoteIdent(spec.name)} OWNER TO ${quoteIdent(spec.owner)}` });
-  if (spec.connectionLimit !== undefined) {
+  if (fields.owner && spec.owner !== undefined) out.push({ text: `ALTER DATABASE ${quoteIdent(spec.name)} OWNER TO ${quoteIdent(spec.owner)}` });
+  if (fields.connectionLimit && spec.connectionLimit !== undefined) {
     out.push({ text: `ALTER DATABASE ${quoteIdent(spec.name)} WITH CONNECTION LIMIT ${sqlInteger(spec.connectionLimit)}` });
   }
   return out;

@@ -167,6 +167,21 @@ describe('postgres backend against a real server', () => {
     expect((await backend.observe([db, schema], ctx)).get(db.id)?.status).toBe('upToDate');
   });
 
+  // With `ignoreFields: [connectionLimit]` the runtime hands the update only the owner's diff: the
+  // update set the whole spec all the same, so the ignored limit set by hand was reset with the owner.
+  it('corrects only the database fields that differ: an ignored one keeps its value', async () => {
+    await server.sql('ALTER DATABASE app OWNER TO postgres; ALTER DATABASE app CONNECTION LIMIT 5');
+    const d = await observeOne(db);
+    const diffs = d.status === 'drifted' ? d.diffs.filter((x) => x.path !== 'connectionLimit') : [];
+    expect(diffs).toEqual([{ path: 'owner', desired: 'app_owner', actual: 'postgres' }]);
+    done(await backend.update(db, diffs, ctx));
+    expect(await server.sql("SELECT pg_get_userbyid(datdba) AS owner, datconnlimit FROM pg_database WHERE datname = 'app'")).toEqual([{ owner: 'app_owner', datconnlimit: 5 }]);
+    const again = await observeOne(db);
+    expect(again.status === 'drifted' && again.diffs).toEqual([{ path: 'connectionLimit', desired: 20, actual: 5 }]);
+    done(await backend.update(db, again.status === 'drifted' ? again.diffs : [], ctx));
+    expect((await observeOne(db)).status).toBe('upToDate');
+  });
+
   it('treats create of an existing object as success and brings it to desired', async () => {
     await server.sql('CREATE ROLE pre_existing NOLOGIN CONNECTION LIMIT 3');
     const node = pgNode('pre', 'postgres.role', { name: 'pre_existing', login: true, connectionLimit: 7 });
