@@ -172,7 +172,7 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     }
     const cfg = factory.configSchema.safeParse(config);
     if (!cfg.success) {
-      reportZodIssues(cfg.error.issues, { schema: factory.configSchema, input: config, prefix: ['spec', 'config'], owner: `a ${type} backend's config`, locate: doc.locate, diag });
+      reportZodIssues(cfg.error.issues, { schema: factory.configSchema, input: config, prefix: ['spec', 'config'], owner: `${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type} backend's config`, locate: doc.locate, diag });
       this.broken(doc.name, type);
       return;
     }

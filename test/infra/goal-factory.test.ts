@@ -79,3 +79,14 @@ describe('InfraSpecFactory: one resource, one node', () => {
     expect(lines).toEqual([]);
   });
 });
+
+describe("a backend's config", () => {
+  it.each([
+    { type: 'exec', owner: "an exec backend's config" },
+    { type: 'ansible', owner: "an ansible backend's config" },
+    { type: 'memory', owner: "a memory backend's config" },
+  ])('an unknown field is not a field of $owner', ({ type, owner }) => {
+    const { lines } = compile(`${api}kind: Backend\nmetadata: { name: b }\nspec:\n  type: ${type}\n  config: { nosuchfield: 1 }\n`);
+    expect(lines).toEqual([`goals/app.yaml:6:13: error unknown-field: spec.config.nosuchfield is not a field of ${owner}`]);
+  });
+});
