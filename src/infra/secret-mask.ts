@@ -38,11 +38,17 @@ const MIN_MASKED_SECRET_LENGTH = 4;
 
 /** The values a mask hides. Build it once per backend (env) or per run (resolved secrets). */
 export class SecretMask {
-  /** Longest first, so that a secret containing another is masked whole. */
   private readonly values: readonly string[];
+  /**
+   * What `text` looks for: each value, and each value as it reads inside a JSON string (an excerpt of
+   * a command's output is quoted so: a quote, a backslash or a newline in a secret is escaped there).
+   * Longest first, so that a secret containing another is masked whole.
+   */
+  private readonly forms: readonly string[];
 
   constructor(values: Iterable<string>) {
-    this.values = [...new Set([...values].filter((v) => v.length >= MIN_MASKED_SECRET_LENGTH))].sort((a, b) => b.length - a.length);
+    this.values = [...new Set([...values].filter((v) => v.length >= MIN_MASKED_SECRET_LENGTH))];
+    this.forms = [...new Set(this.values.flatMap((v) => [v, JSON.stringify(v).slice(1, -1)]))].sort((a, b) => b.length - a.length);
   }
 
   /**
@@ -65,7 +71,7 @@ export class SecretMask {
 
   text(text: string): string {
     let out = text;
-    for (const v of this.values) if (out.includes(v)) out = out.split(v).join(SECRET_MASK);
+    for (const v of this.forms) if (out.includes(v)) out = out.split(v).join(SECRET_MASK);
     return out;
   }
 

@@ -18,6 +18,11 @@ describe('SecretMask', () => {
     expect(mask.text(text)).toBe(out);
   });
 
+  it('masks a secret where a message quotes it in a JSON string (quotes, backslashes and newlines escaped)', () => {
+    const secret = 'pa"ss\\wo\nrd';
+    expect(new SecretMask([secret]).text(`printed ${JSON.stringify(`x=${secret}`)}`)).toBe('printed "x=<secret>"');
+  });
+
   it('masks a drift observation deeply (values and detail), but not outputs', () => {
     const obs = mask.observation({
       status: 'drifted',

@@ -299,8 +299,10 @@ describe('exec backend: process control', () => {
     { name: 'quoted on stderr by a failing command', read: ['/bin/sh', '-c', 'echo "auth failed with token $DS_TEST_TOKEN" >&2; exit 77'], cls: 'auth' },
     { name: 'printed on stdout as bad output', read: ['/bin/sh', '-c', 'echo "token=$DS_TEST_TOKEN"'], cls: 'permanent' },
     { name: 'given as the reason a read cannot tell', read: ['/bin/sh', '-c', 'echo "{\\"exists\\":\\"unknown\\",\\"reason\\":\\"$DS_TEST_TOKEN\\"}"'], cls: undefined },
-  ])('a secret from an allowlisted variable never reaches a fault or a reason: $name', async ({ read, cls }) => {
-    const env = { ...process.env, DS_TEST_TOKEN: 'tok-S3CRET-4711' };
+    // The excerpt of bad output is quoted as a JSON string: a quote or a backslash in the secret is escaped there.
+    { name: 'with a quote and a backslash, printed on stdout as bad output', read: ['/bin/sh', '-c', 'printf "token=%s\\n" "$DS_TEST_TOKEN"'], cls: 'permanent', token: 'tok"S3CRET\\4711' },
+  ])('a secret from an allowlisted variable never reaches a fault or a reason: $name', async ({ read, cls, token }) => {
+    const env = { ...process.env, DS_TEST_TOKEN: token ?? 'tok-S3CRET-4711' };
     const n = genericNode('x', { commands: { read, create: ['true'] } });
     const obs = await observeOne(backend({ env: ['PATH', 'DS_TEST_TOKEN'] }, env), n);
     const said = obs.status === 'failed' ? obs.fault.message : obs.status === 'indeterminate' ? obs.reason : JSON.stringify(obs);
