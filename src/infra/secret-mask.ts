@@ -36,6 +36,9 @@ const MAX_MASK_DEPTH = 100;
 /** Shorter values are not masked: they would blot out unrelated text, and are no secret worth the name. */
 const MIN_MASKED_SECRET_LENGTH = 4;
 
+/** Where a message was shortened (`tailLines`, an excerpt of a command's output): a secret may be cut there. */
+const CUT = '…';
+
 /** The values a mask hides. Build it once per backend (env) or per run (resolved secrets). */
 export class SecretMask {
   private readonly values: readonly string[];
@@ -72,7 +75,30 @@ export class SecretMask {
   text(text: string): string {
     let out = text;
     for (const v of this.forms) if (out.includes(v)) out = out.split(v).join(SECRET_MASK);
-    return out;
+    return out.includes(CUT) ? this.cutShort(out) : out;
+  }
+
+  /**
+   * `text` with what is left of a secret cut short at a `…` masked: the start of one just before
+   * the cut, the end of one just after it; as for whole values, not fewer than
+   * MIN_MASKED_SECRET_LENGTH characters (a word ending in a secret's first letter is left alone).
+   */
+  private cutShort(text: string): string {
+    const parts = text.split(CUT);
+    return parts
+      .map((part, i) => {
+        const end = i < parts.length - 1 ? this.maxOver((f) => headAtEnd(f, part)) : 0;
+        const rest = part.slice(0, part.length - end);
+        const start = i > 0 ? this.maxOver((f) => tailAtStart(f, rest)) : 0;
+        return `${start > 0 ? SECRET_MASK : ''}${rest.slice(start)}${end > 0 ? SECRET_MASK : ''}`;
+      })
+      .join(CUT);
+  }
+
+  /** The most `length` gives for any form. */
+  private maxOver(length: (form: string) => number): number {
+    const max = this.forms.reduce((m, f) => Math.max(m, length(f)), 0);
+    return max >= MIN_MASKED_SECRET_LENGTH ? max : 0;
   }
 
   fault(f: Fault): Fault {
@@ -122,4 +148,21 @@ export class SecretMask {
     if (Array.isArray(v)) return v.map((x) => this.deep(x, depth + 1));
     return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, this.deep(x, depth + 1)]));
   }
+}
+
+/** The length of the longest end of `text` that begins `form` without being all of it (0 for none). */
+function headAtEnd(form: string, text: string): number {
+  for (let i = text.indexOf(form[0]!, Math.max(0, text.length - form.length + 1)); i !== -1; i = text.indexOf(form[0]!, i + 1)) {
+    if (form.startsWith(text.slice(i))) return text.length - i;
+  }
+  return 0;
+}
+
+/** The length of the longest start of `text` that ends `form` without being all of it (0 for none). */
+function tailAtStart(form: string, text: string): number {
+  if (text === '') return 0;
+  for (let j = form.indexOf(text[0]!, Math.max(1, form.length - text.length)); j !== -1; j = form.indexOf(text[0]!, j + 1)) {
+    if (text.startsWith(form.slice(j))) return form.length - j;
+  }
+  return 0;
 }

@@ -23,6 +23,15 @@ describe('SecretMask', () => {
     expect(new SecretMask([secret]).text(`printed ${JSON.stringify(`x=${secret}`)}`)).toBe('printed "x=<secret>"');
   });
 
+  it.each([
+    { name: 'the start of a secret before the cut', text: '"x=tok-12…"', out: '"x=<secret>…"' },
+    { name: 'the end of a secret after the cut', text: '…-123456-extra failed', out: '…<secret> failed' },
+    { name: 'both, between two cuts', text: '…3456 and tok-1…', out: '…<secret> and <secret>…' },
+    { name: 'not fewer than four characters, as whole values (a word ending in a first letter)', text: 'read: wait…done', out: 'read: wait…done' },
+  ])('masks what is left of a secret where a shortened message was cut (…): $name', ({ text, out }) => {
+    expect(mask.text(text)).toBe(out);
+  });
+
   it('masks a drift observation deeply (values and detail), but not outputs', () => {
     const obs = mask.observation({
       status: 'drifted',

@@ -301,6 +301,9 @@ describe('exec backend: process control', () => {
     { name: 'given as the reason a read cannot tell', read: ['/bin/sh', '-c', 'echo "{\\"exists\\":\\"unknown\\",\\"reason\\":\\"$DS_TEST_TOKEN\\"}"'], cls: undefined },
     // The excerpt of bad output is quoted as a JSON string: a quote or a backslash in the secret is escaped there.
     { name: 'with a quote and a backslash, printed on stdout as bad output', read: ['/bin/sh', '-c', 'printf "token=%s\\n" "$DS_TEST_TOKEN"'], cls: 'permanent', token: 'tok"S3CRET\\4711' },
+    // Messages keep 200 characters of bad output and 2000 of stderr: what is left of a secret cut there shows.
+    { name: 'cut short at the end of a long bad output', read: ['/bin/sh', '-c', 'printf "%0183d token=%s\\n" 0 "$DS_TEST_TOKEN"'], cls: 'permanent' },
+    { name: 'cut short at the start of a long stderr', read: ['/bin/sh', '-c', 'printf "%s%01988d\\n" "$DS_TEST_TOKEN" 0 >&2; exit 1'], cls: 'permanent' },
   ])('a secret from an allowlisted variable never reaches a fault or a reason: $name', async ({ read, cls, token }) => {
     const env = { ...process.env, DS_TEST_TOKEN: token ?? 'tok-S3CRET-4711' };
     const n = genericNode('x', { commands: { read, create: ['true'] } });
