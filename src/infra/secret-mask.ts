@@ -44,14 +44,17 @@ export class SecretMask {
   private readonly values: readonly string[];
   /**
    * What `text` looks for: each value, and each value as it reads inside a JSON string (an excerpt of
-   * a command's output is quoted so: a quote, a backslash or a newline in a secret is escaped there).
-   * Longest first, so that a secret containing another is masked whole.
+   * a command's output is quoted so: a quote, a backslash or a newline in a secret is escaped there);
+   * for a value of several lines (a private key), each line too, without its surrounding blanks: a
+   * fault keeps only the last lines of stderr, trimmed (`tailLines`). Longest first, so that a secret
+   * containing another is masked whole.
    */
   private readonly forms: readonly string[];
 
   constructor(values: Iterable<string>) {
     this.values = [...new Set([...values].filter((v) => v.length >= MIN_MASKED_SECRET_LENGTH))];
-    this.forms = [...new Set(this.values.flatMap((v) => [v, JSON.stringify(v).slice(1, -1)]))].sort((a, b) => b.length - a.length);
+    const lines = (v: string): string[] => (/[\r\n]/.test(v) ? v.split(/\r?\n|\r/).map((l) => l.trim()).filter((l) => l.length >= MIN_MASKED_SECRET_LENGTH) : []);
+    this.forms = [...new Set(this.values.flatMap((v) => [v, ...lines(v)]).flatMap((v) => [v, JSON.stringify(v).slice(1, -1)]))].sort((a, b) => b.length - a.length);
   }
 
   /**

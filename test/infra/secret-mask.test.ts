@@ -32,6 +32,12 @@ describe('SecretMask', () => {
     expect(mask.text(text)).toBe(out);
   });
 
+  it('masks each line of a secret of several lines: a message may hold only some of them, trimmed', () => {
+    const key = '-----BEGIN KEY-----\r\nAAAAline1  \r\nBBBBline2\r\n-----END KEY-----';
+    expect(new SecretMask([key]).text('…BBBBline2\n-----END KEY-----\nexit 1')).toBe('…<secret>\n<secret>\nexit 1');
+    expect(new SecretMask([key]).text(`got ${key}`)).toBe('got <secret>');
+  });
+
   it('masks a drift observation deeply (values and detail), but not outputs', () => {
     const obs = mask.observation({
       status: 'drifted',

@@ -304,6 +304,13 @@ describe('exec backend: process control', () => {
     // Messages keep 200 characters of bad output and 2000 of stderr: what is left of a secret cut there shows.
     { name: 'cut short at the end of a long bad output', read: ['/bin/sh', '-c', 'printf "%0183d token=%s\\n" 0 "$DS_TEST_TOKEN"'], cls: 'permanent' },
     { name: 'cut short at the start of a long stderr', read: ['/bin/sh', '-c', 'printf "%s%01988d\\n" "$DS_TEST_TOKEN" 0 >&2; exit 1'], cls: 'permanent' },
+    // A fault keeps the last 10 non-empty lines of stderr, each without trailing blanks: a key of more lines is not there whole.
+    {
+      name: 'of many lines (a private key), quoted on stderr',
+      read: ['/bin/sh', '-c', 'printf "%s\\n" "$DS_TEST_TOKEN" >&2; exit 1'],
+      cls: 'permanent',
+      token: Array.from({ length: 12 }, (_, i) => `key-line-${i}-S3CRET `).join('\n'),
+    },
   ])('a secret from an allowlisted variable never reaches a fault or a reason: $name', async ({ read, cls, token }) => {
     const env = { ...process.env, DS_TEST_TOKEN: token ?? 'tok-S3CRET-4711' };
     const n = genericNode('x', { commands: { read, create: ['true'] } });
