@@ -39,12 +39,16 @@ export function describeSecretRef(ref: SecretRef): string {
 /** The most a secret file may hold: keys and certificate chains fit; a device that never ends does not. */
 export const MAX_SECRET_FILE_BYTES = 1024 * 1024;
 
-/** Reads a secret's value. Throws a coded error that names the reference, never the value. */
+/**
+ * Reads a secret's value. Throws a coded error that names the reference, never the value. An empty
+ * value is refused as unavailable: it is a variable set to nothing (a unit file's `Environment=PW=`)
+ * or a file not yet written, never a secret, and PostgreSQL takes an empty password for none.
+ */
 export async function resolveSecret(ref: SecretRef, options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<string> {
   if ('fromEnv' in ref) {
     const v = (options.env ?? process.env)[ref.fromEnv];
-    if (v === undefined) {
-      throw new DesiredStateError(ErrorCodes.SecretUnavailable, `secret environment variable ${ref.fromEnv} is not set`, { context: { ref: describeSecretRef(ref) } });
+    if (v === undefined || v === '') {
+      throw new DesiredStateError(ErrorCodes.SecretUnavailable, `secret environment variable ${ref.fromEnv} is ${v === undefined ? 'not set' : 'empty'}`, { context: { ref: describeSecretRef(ref) } });
     }
     return v;
   }
@@ -58,7 +62,9 @@ export async function resolveSecret(ref: SecretRef, options: { env?: NodeJS.Proc
   if (bytes === undefined) {
     throw new DesiredStateError(ErrorCodes.SecretUnavailable, `secret file ${ref.fromFile} holds more than ${MAX_SECRET_FILE_BYTES} bytes`, { context: { ref: describeSecretRef(ref) } });
   }
-  return bytes.toString('utf8').replace(/\r?\n$/, '');
+  const value = bytes.toString('utf8').replace(/\r?\n$/, '');
+  if (value === '') throw new DesiredStateError(ErrorCodes.SecretUnavailable, `secret file ${ref.fromFile} is empty`, { context: { ref: describeSecretRef(ref) } });
+  return value;
 }
 
 /** A salted digest of a secret value, safe to store: it notices a change without keeping the value. */

@@ -25,6 +25,18 @@ describe('resolveSecret', () => {
     expect((await failure(resolveSecret({ fromEnv: 'PG_PASS' }, { env: {} }))).message).toBe('secret environment variable PG_PASS is not set');
   });
 
+  // An empty value is no secret: a variable set to nothing, a file not yet written. PostgreSQL took it
+  // for "no password" (the role's password was cleared, with no word said), Ansible for an empty var.
+  it('refuses an empty variable and an empty file (or one holding only a line break) as unavailable', async () => {
+    expect((await failure(resolveSecret({ fromEnv: 'PG_PASS' }, { env: { PG_PASS: '' } }))).message).toBe('secret environment variable PG_PASS is empty');
+    writeFileSync(join(dir, 'empty'), '');
+    writeFileSync(join(dir, 'newline'), '\n');
+    expect((await failure(resolveSecret({ fromFile: 'empty' }, { cwd: dir }))).message).toBe('secret file empty is empty');
+    expect((await failure(resolveSecret({ fromFile: 'newline' }, { cwd: dir }))).message).toBe('secret file newline is empty');
+    writeFileSync(join(dir, 'space'), ' \n');
+    expect(await resolveSecret({ fromFile: 'space' }, { cwd: dir })).toBe(' ');
+  });
+
   it('reads a file relative to the working directory, without its final line break', async () => {
     writeFileSync(join(dir, 'crlf'), 'p@ss word\r\n');
     writeFileSync(join(dir, 'lines'), 'line1\nline2\n\n');
