@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { DesiredStateError, ErrorCodes, fault, readAtMost } from '../runtime/index.ts';
+import { DesiredStateError, ErrorCodes, fault, FaultError, readAtMost } from '../runtime/index.ts';
 import type { Fault } from '../runtime/index.ts';
 import { envNameSchema } from './process.ts';
 
@@ -76,4 +76,48 @@ export function secretDigest(value: string, salt: string): string {
 export function secretUnavailableFault(err: unknown): Fault | undefined {
   if (!(err instanceof DesiredStateError) || err.code !== ErrorCodes.SecretUnavailable) return undefined;
   return fault('permanent', err.message, { code: err.code, hint: 'provide the secret (environment variable or file) named by the reference' });
+}
+
+/** Where secret references are read from: the daemon's environment and working directory. */
+export interface SecretSource {
+  readonly env: NodeJS.ProcessEnv;
+  readonly cwd: string;
+}
+
+/** Whether `value` holds a secret reference anywhere (a map's value, a list's item, at any depth). */
+export function holdsSecretRef(value: unknown): boolean {
+  if (Array.isArray(value)) return value.some(holdsSecretRef);
+  if (typeof value !== 'object' || value === null) return false;
+  const keys = Object.keys(value);
+  // The schema only for what may be one: a map of one key, fromEnv or fromFile.
+  if (keys.length === 1 && (keys[0] === 'fromEnv' || keys[0] === 'fromFile') && isSecretRef(value)) return true;
+  return Object.values(value).some(holdsSecretRef);
+}
+
+/**
+ * `value` with every secret reference in it (at any depth) replaced by the secret, read now, never at
+ * validate or compile time. The values read are handed to `read` (a call's `addSecrets`, so that what
+ * the program given them answers hides them again). A reference that cannot be read is a permanent
+ * fault naming it.
+ */
+export async function resolveSecretRefs(value: unknown, source: SecretSource, read: (values: string[]) => void): Promise<unknown> {
+  const secrets: string[] = [];
+  const visit = async (v: unknown): Promise<unknown> => {
+    if (isSecretRef(v)) {
+      try {
+        const secret = await resolveSecret(v, source);
+        secrets.push(secret);
+        return secret;
+      } catch (err) {
+        const unavailable = secretUnavailableFault(err);
+        throw unavailable === undefined ? err : new FaultError(unavailable);
+      }
+    }
+    if (Array.isArray(v)) return Promise.all(v.map(visit));
+    if (typeof v === 'object' && v !== null) return Object.fromEntries(await Promise.all(Object.entries(v).map(async ([k, x]) => [k, await visit(x)] as const)));
+    return v;
+  };
+  const resolved = await visit(value);
+  read(secrets);
+  return resolved;
 }

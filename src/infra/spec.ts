@@ -215,7 +215,7 @@ const specSchemaBuilders = {
       })
         .optional()
         .describe('The exec backend needs them; a script backend generates its own script and refuses them.'),
-      input: z.record(z.string(), z.unknown()).default({}).describe('Any JSON object, sent on stdin; drift compares each key with the read state.'),
+      input: z.record(z.string(), z.unknown()).default({}).describe('Any JSON object, sent on stdin; drift compares each key with the read state. A value { fromEnv: NAME } or { fromFile: path }, at any depth, is a secret read at run time (never shown: its drift is masked).'),
     }),
 };
 

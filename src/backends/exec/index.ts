@@ -1,8 +1,8 @@
 import { resolve } from 'node:path';
-import { allowlistedEnv, execRequest, resourceBackend, SecretMask } from '../../infra/index.ts';
-import type { BackendContext, BackendFactory, BackendNode, InfraNodeSpecOf, ProvisionIntent, ResourceProvisioner } from '../../infra/index.ts';
+import { allowlistedEnv, execRequest, holdsSecretRef, resolveSecretRefs, resourceBackend, SECRET_MASK, SecretMask } from '../../infra/index.ts';
+import type { BackendContext, BackendFactory, BackendNode, InfraNodeSpecOf, ProvisionIntent, ResourceContext, ResourceProvisioner, SecretSource } from '../../infra/index.ts';
 import { assertNever, fault, FaultError } from '../../runtime/index.ts';
-import type { Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
+import type { Observation, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import { ExecClient } from './client.ts';
 import { execConfigSchema } from './config.ts';
 import type { ExecConfig } from './config.ts';
@@ -29,10 +29,13 @@ export class ExecProvisioner implements ResourceProvisioner {
   private readonly client: ExecClient;
   /** The allowlisted values a command may quote back (a token it was given): never in a fault or a reason. */
   readonly mask: SecretMask;
+  /** Where secret references in the input are read from: the daemon's environment and working directory. */
+  private readonly secretSource: SecretSource;
 
   constructor(config: ExecConfig, ctx: BackendContext) {
     const env = allowlistedEnv(ctx.env, config.env);
     this.mask = SecretMask.fromEnv(env);
+    this.secretSource = { env: ctx.env, cwd: ctx.cwd };
     this.client = new ExecClient({
       cwd: config.cwd === undefined ? ctx.cwd : resolve(ctx.cwd, config.cwd),
       env,
@@ -41,14 +44,18 @@ export class ExecProvisioner implements ResourceProvisioner {
     });
   }
 
-  async observe(node: BackendNode, ctx: OperationContext): Promise<Observation> {
-    const spec = specOf(node);
+  async observe(node: BackendNode, ctx: ResourceContext): Promise<Observation> {
+    const spec = await this.resolved(specOf(node), ctx);
     const stdout = await this.run('read', spec.commands.read, node, spec, ctx);
-    return toObservation(spec.input, parseRead(stdout), ctx.outputsOf(node.id));
+    const obs = toObservation(spec.input, parseRead(stdout), ctx.outputsOf(node.id));
+    // A key of the input given a secret: its drift says that it differs, never what either value is.
+    const secret = (path: string): boolean => holdsSecretRef(specOf(node).input[path.slice('input.'.length)]);
+    if (obs.status !== 'drifted' || !obs.diffs.some((d) => secret(d.path))) return obs;
+    return { ...obs, diffs: obs.diffs.map((d) => (secret(d.path) ? { path: d.path, desired: SECRET_MASK, actual: SECRET_MASK, masked: true } : d)) };
   }
 
-  async provision(node: BackendNode, intent: ProvisionIntent, ctx: OperationContext): Promise<ProvisionResult> {
-    const spec = specOf(node);
+  async provision(node: BackendNode, intent: ProvisionIntent, ctx: ResourceContext): Promise<ProvisionResult> {
+    const spec = await this.resolved(specOf(node), ctx);
     switch (intent.verb) {
       case 'create':
         return done(parseApply('create', await this.run('create', spec.commands.create, node, spec, ctx)));
@@ -72,8 +79,19 @@ export class ExecProvisioner implements ResourceProvisioner {
     }
   }
 
+  /**
+   * The spec with every secret reference in its input (`{ fromEnv }`, `{ fromFile }`, at any depth)
+   * replaced by the secret, read now, as an ansible extra var's: the command reads it on stdin, and
+   * what it answers is masked. The input as written (references) is what is stored and shown.
+   */
+  private async resolved(spec: ExecSpec, ctx: ResourceContext): Promise<ExecSpec> {
+    if (!holdsSecretRef(spec.input)) return spec;
+    const input = (await resolveSecretRefs(spec.input, this.secretSource, ctx.addSecrets)) as ExecSpec['input'];
+    return { ...spec, input };
+  }
+
   /** Runs one protocol command; resolves with its stdout on exit 0, throws a `FaultError` otherwise. */
-  private async run(command: ExecCommand, argv: readonly string[], node: BackendNode, spec: ExecSpec, ctx: OperationContext): Promise<string> {
+  private async run(command: ExecCommand, argv: readonly string[], node: BackendNode, spec: ExecSpec, ctx: ResourceContext): Promise<string> {
     const request = execRequest(node.id, spec.input, ctx);
     const outcome = await this.client.run(argv, request, ctx.signal);
     const exitCode = outcome.status === 'exited' ? outcome.exitCode : undefined;

@@ -140,6 +140,53 @@ describe('exec backend: protocol round trip', () => {
   });
 });
 
+// GOAL-FORMAT.md: a secret field takes { fromEnv } or { fromFile }. In an exec input the reference was
+// handed to the command as it is written ({"fromEnv": "DB_PASSWORD"} on stdin), as if a password.
+describe('exec backend: secret references in the input', () => {
+  it('are read at run time and handed on stdin; their drift and what the command says back are masked', async () => {
+    const state = join(dir, 'secret.json');
+    writeFileSync(join(dir, 'key.txt'), 'file-secret-1\n');
+    const cmd = (op: string): string[] => [node, './resource.mjs', state, op];
+    const n = genericNode('db-user', {
+      commands: { read: cmd('read'), create: cmd('create'), update: cmd('update') },
+      input: { user: 'app', password: { fromEnv: 'DS_EXEC_PW' }, keys: [{ fromFile: 'key.txt' }] },
+    });
+    const recorded = new Map<string, Outputs>();
+    const b = backend({}, { ...process.env, DS_EXEC_PW: 'env-secret-1' });
+    expect(await b.create(n, opContext(recorded))).toMatchObject({ status: 'done' });
+    expect(JSON.parse(readFileSync(state, 'utf8'))).toEqual({ user: 'app', password: 'env-secret-1', keys: ['file-secret-1'] });
+    expect(await observeOne(b, n, recorded)).toMatchObject({ status: 'upToDate' });
+
+    // Changed out of band: the drift says the key differs, never either value.
+    writeFileSync(state, JSON.stringify({ user: 'app', password: 'changed-by-hand', keys: ['file-secret-1'] }));
+    const drifted = await observeOne(b, n, recorded);
+    expect(drifted).toMatchObject({ status: 'drifted', diffs: [{ path: 'input.password', desired: '<secret>', actual: '<secret>', masked: true }] });
+    expect(await b.update(n, drifted.status === 'drifted' ? drifted.diffs : [], opContext(recorded))).toMatchObject({ status: 'done' });
+    expect(await observeOne(b, n, recorded)).toMatchObject({ status: 'upToDate' });
+
+    // Rotated: drift, masked, and the new value on the next update.
+    const rotated = backend({}, { ...process.env, DS_EXEC_PW: 'env-secret-2' });
+    const after = await observeOne(rotated, n, recorded);
+    expect(after).toMatchObject({ status: 'drifted', diffs: [{ path: 'input.password', masked: true }] });
+    expect(JSON.stringify(after)).not.toContain('env-secret');
+    await rotated.update(n, after.status === 'drifted' ? after.diffs : [], opContext(recorded));
+    expect(JSON.parse(readFileSync(state, 'utf8'))).toMatchObject({ password: 'env-secret-2' });
+
+    // A command that quotes its input back on stderr: masked in the fault.
+    const tattle = genericNode('tattle', { commands: { read: ['sh', '-c', 'cat >&2; exit 3'], create: ['true'] }, input: { password: { fromEnv: 'DS_EXEC_PW' } } });
+    const f = faultOf(await observeOne(rotated, tattle));
+    expect(f.message).toContain('<secret>');
+    expect(f.message).not.toContain('env-secret-2');
+
+    // Not set: the node's permanent fault, naming the variable; the command is not run.
+    const before = readFileSync(`${state}.log`, 'utf8');
+    const unset = { ...process.env };
+    delete unset.DS_EXEC_PW;
+    expect(faultOf(await observeOne(backend({}, unset), n, recorded))).toMatchObject({ class: 'permanent', message: 'secret environment variable DS_EXEC_PW is not set' });
+    expect(readFileSync(`${state}.log`, 'utf8')).toBe(before);
+  });
+});
+
 describe('exec backend: exit status classification', () => {
   it.each([
     { name: 'exit 75 (EX_TEMPFAIL) is transient', exit: 75, cls: 'transient' },
