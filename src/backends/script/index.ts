@@ -124,7 +124,10 @@ export class ScriptProvisioner implements ResourceProvisioner {
 
   async provision(node: BackendNode, intent: ProvisionIntent, ctx: OperationContext): Promise<ProvisionResult> {
     const resolved = await this.resolve(node, ctx);
-    if ('held' in resolved) throw new FaultError(fault('auth', resolved.held, { code: resolved.code }));
+    // A script awaiting a person (a review, a per-run approval) is a permanent fault of this node, not an
+    // `auth` one: those count against the backend's circuit breaker, and a few deletes awaiting approval
+    // would stop every other node of the backend. Held after its retry budget, as `auth` was.
+    if ('held' in resolved) throw new FaultError(fault('permanent', resolved.held, { code: resolved.code }));
     const { script } = resolved;
     const standing = this.standing(script.hash);
     const gate = gateFor(standing, intent.verb, this.gateContext(script.hash, node));
@@ -133,10 +136,10 @@ export class ScriptProvisioner implements ResourceProvisioner {
       case 'open':
         break;
       case 'closed':
-        throw new FaultError(fault('auth', gate.reason, { code: gate.code, hint: `desiredstate scripts show ${shortHash(script.hash)}` }));
+        throw new FaultError(fault('permanent', gate.reason, { code: gate.code, hint: `desiredstate scripts show ${shortHash(script.hash)}` }));
       case 'approval': {
         const grant = this.ledger().takeGrant(script.hash, node.id);
-        if (grant === undefined) throw new FaultError(fault('auth', gate.reason, { code: 'script-needs-approval' }));
+        if (grant === undefined) throw new FaultError(fault('permanent', gate.reason, { code: 'script-needs-approval' }));
         grantId = grant.id;
         ctx.log.info({ node: node.id, script: script.hash, grant: grant.id, by: grant.by }, 'per-run approval used');
         break;

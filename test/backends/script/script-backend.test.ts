@@ -3,7 +3,7 @@ import Database from 'better-sqlite3';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { decide } from '../../../src/runtime/index.ts';
+import { CircuitBreaker, decide } from '../../../src/runtime/index.ts';
 import type { Fault } from '../../../src/runtime/index.ts';
 import { faultOf, heldReason, node, observe, opContext, printing, project } from './harness.ts';
 
@@ -31,7 +31,7 @@ describe.skipIf(!hasJq)('gating', () => {
     const n = node('motd', FILE_INPUT);
     expect(heldReason(await observe(b, n))).toMatch(/^script [0-9a-f]{12} awaits review: desiredstate scripts show [0-9a-f]{12}$/);
     const f = faultOf(await b.create(n, opContext()));
-    expect(f).toMatchObject({ class: 'auth', code: 'script-unreviewed' });
+    expect(f).toMatchObject({ class: 'permanent', code: 'script-unreviewed' });
     const hash = onlyScript(p);
     expect(p.store.artifacts.runs(hash)).toEqual([]);
     expect(existsSync(join(p.dir, 'root/etc/motd'))).toBe(false);
@@ -62,7 +62,7 @@ describe.skipIf(!hasJq)('gating', () => {
     const hash = onlyScript(p);
     p.store.artifacts.review(hash, 'approved', 'ana', null);
     expect(heldReason(await observe(b, n))).toContain(`needs a per-run approval in prod (trust 0.0500 < 0.94): desiredstate scripts approve-run ${hash.slice(0, 12)} --node motd`);
-    expect(faultOf(await b.create(n, opContext()))).toMatchObject({ class: 'auth', code: 'script-needs-approval' });
+    expect(faultOf(await b.create(n, opContext()))).toMatchObject({ class: 'permanent', code: 'script-needs-approval' });
 
     const grant = p.store.artifacts.grant(hash, 'motd', 'ana', 'change 42');
     expect(await observe(b, n)).toEqual({ status: 'absent' });
@@ -73,6 +73,21 @@ describe.skipIf(!hasJq)('gating', () => {
     expect(faultOf(await b.delete(n, opContext()))).toMatchObject({ code: 'script-needs-approval' });
     // A grant is for one node: another node of the same shape is still held.
     expect(heldReason(await observe(b, node('other', { path: 'x', content: '' }, 'prod')))).toContain('--node other');
+  });
+
+  it('deletes awaiting a per-run approval do not open the circuit breaker that every node of the backend goes through', async () => {
+    // Five nodes removed from a prod goal under prune: each delete waits for a person, not for the backend.
+    const p = project();
+    const b = p.backend();
+    await observe(b, node('n0', FILE_INPUT, 'prod'));
+    p.store.artifacts.review(onlyScript(p), 'approved', 'ana', null);
+    const breaker = new CircuitBreaker();
+    for (let i = 0; i < 5; i++) {
+      const f = faultOf(await b.delete(node(`n${i}`, FILE_INPUT, 'prod'), opContext()));
+      expect(f.code).toBe('script-needs-approval');
+      breaker.recordFailure(f as Fault);
+    }
+    expect(breaker.state.state).toBe('closed');
   });
 
   it('above the bar it runs alone in prod; a failure lowers the posterior and re-gates it', async () => {
@@ -101,7 +116,7 @@ describe.skipIf(!hasJq)('gating', () => {
     const hash = onlyScript(p);
     p.store.artifacts.review(hash, 'rejected', 'ana', 'writes outside root');
     expect(heldReason(await observe(b, n))).toMatch(/was rejected and generator template\/v1 produced it again/);
-    expect(faultOf(await b.create(n, opContext()))).toMatchObject({ class: 'auth', code: 'script-rejected' });
+    expect(faultOf(await b.create(n, opContext()))).toMatchObject({ class: 'permanent', code: 'script-rejected' });
     expect(p.store.artifacts.runs(hash)).toEqual([]);
   });
 
