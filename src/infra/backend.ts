@@ -104,6 +104,13 @@ export interface BackendFactory<C = unknown> {
    */
   checkSpec?(spec: InfraNodeSpec, config: C): readonly SpecIssue[];
   /**
+   * Why this implementation can never delete a node of this spec (a playbook
+   * cannot be un-run; a resource without a delete command), without I/O;
+   * undefined when it can. A node that says `deletionPolicy: Delete` is then
+   * a goal error: removed under prune, its delete would fail on every pass.
+   */
+  cannotDelete?(spec: InfraNodeSpec, config: C): string | undefined;
+  /**
    * What names the real resource a node manages within one instance of this
    * backend, in words (`path conf/app.toml`, `role app`), without I/O: two
    * nodes of one instance with the same key are a compile error, as each

@@ -287,6 +287,11 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       for (const issue of issues) diag.error(decl.locate(['spec', ...issue.path]), issue.code ?? 'unsupported-spec', `${issue.message} (backend "${backendId}", type ${backend.type})`);
       if (issues.length > 0) return undefined;
     }
+    const cannotDelete = backend !== undefined && decl.deletionPolicy === 'Delete' ? factory?.cannotDelete?.(spec, backend.config) : undefined;
+    if (backend !== undefined && cannotDelete !== undefined) {
+      diag.error(decl.locate(['deletionPolicy']), 'not-deletable', `deletionPolicy: Delete, but ${cannotDelete}: removed under prune, its delete would fail on every pass; use deletionPolicy: Orphan (backend "${backendId}", type ${backend.type})`);
+      return undefined;
+    }
     let gate: BuiltSpec<InfraDesiredNodeSpec>['gate'];
     if (this.policy !== undefined && !POLICY_INPUTS.some((f) => invalid?.has(f) === true)) {
       // Only a policy reads what is known at run time only.

@@ -1,11 +1,13 @@
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cli, execGoalHead, tempProject } from '../support/cli.ts';
 
 /**
- * prune + Delete on an exec resource that has no delete command: the delete
- * cannot run. `apply` must say so, and `status` must keep showing the node
- * as failed with the reason until it is resolved, not as ready.
+ * prune + Delete on an exec resource whose delete command fails: `apply`
+ * must say so, and `status` must keep showing the node as failed with the
+ * reason until it is resolved, not as ready. A node that says Delete but
+ * can never be deleted (no delete command, a playbook) is a goal error.
  */
 const p = tempProject('ds-exec-prune-');
 afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
@@ -17,10 +19,11 @@ const node = (id: string): string => `    - id: ${id}
         commands:
           read: [/bin/sh, -c, 'cat > /dev/null; if [ -e ${p.dir}/${id} ]; then echo "{\\"exists\\":true,\\"state\\":{}}"; else echo "{\\"exists\\":false}"; fi']
           create: [/bin/sh, -c, 'cat > /dev/null; touch ${p.dir}/${id}; echo "{\\"outputs\\":{}}"']
+          delete: [/bin/sh, -c, 'cat > /dev/null; echo "bucket is not empty" >&2; exit 1']
 `;
 const goal = (ids: readonly string[]): string => `${execGoalHead({ prune: true })}${ids.map(node).join('')}`;
 
-describe('exec resource removed under prune + Delete without a delete command', () => {
+describe('exec resource removed under prune + Delete whose delete fails', () => {
   it('apply reports the failed delete and status shows the node failed with the reason', async () => {
     const env = { DESIREDSTATE_LOG_LEVEL: 'silent' };
     p.write('goals.yaml', goal(['keep', 'gone']));
@@ -28,10 +31,48 @@ describe('exec resource removed under prune + Delete without a delete command', 
     p.write('goals.yaml', goal(['keep']));
     const apply = await cli(['apply', '--yes', ...p.args], { env });
     expect(apply.code).toBe(1);
-    expect(apply.stdout).toContain('x gone: permanent: no delete command');
+    expect(apply.stdout).toContain('x gone: permanent: bucket is not empty');
     const status = await cli(['status', '--format', 'json', ...p.args], { env });
     const nodes = (JSON.parse(status.stdout) as { nodes: { id: string; status: string; reason: string | null }[] }).nodes;
-    expect(nodes.find((n) => n.id === 'gone')).toMatchObject({ status: 'failed', reason: 'no delete command' });
+    expect(nodes.find((n) => n.id === 'gone')).toMatchObject({ status: 'failed', reason: 'bucket is not empty' });
     expect(nodes.find((n) => n.id === 'keep')).toMatchObject({ status: 'ready' });
+  });
+});
+
+describe('deletionPolicy: Delete on a node its backend can never delete', () => {
+  const q = tempProject('ds-not-deletable-');
+  afterAll(() => rmSync(q.dir, { recursive: true, force: true }));
+
+  it('is a validate error at the node, for an exec resource without a delete command and for a playbook, and apply changes nothing', async () => {
+    q.write(
+      'goals.yaml',
+      `${execGoalHead({ prune: true })}    - id: bucket
+      type: generic.resource
+      deletionPolicy: Delete
+      spec:
+        commands: { read: [./bucket, read], create: [./bucket, create] }
+---
+apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: ansible }
+spec: { type: ansible }
+---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: hosts }
+spec:
+  defaults: { backend: ansible, deletionPolicy: Delete }
+  nodes:
+    - id: web
+      type: ansible.playbook
+      spec: { playbook: site.yml }
+`,
+    );
+    const validate = await cli(['validate', ...q.args]);
+    expect(validate.code).toBe(1);
+    expect(validate.stdout + validate.stderr).toContain('goals.yaml:15:23: error not-deletable: deletionPolicy: Delete, but it has no commands.delete (add one)');
+    expect(validate.stdout + validate.stderr).toContain('goals.yaml:30:7: error not-deletable: deletionPolicy: Delete, but a playbook run cannot be undone');
+    expect((await cli(['apply', '--yes', ...q.args])).code).toBe(1);
+    expect(existsSync(join(q.state, 'state.db'))).toBe(false);
   });
 });

@@ -124,6 +124,7 @@ export const execBackendFactory: BackendFactory<ExecConfig> = {
   },
   outputs: { 'generic.resource': 'any' },
   checkSpec: (spec) => (spec.type === 'generic.resource' && spec.commands === undefined ? [{ path: ['commands'], message: 'the exec backend needs commands (read and create at least)' }] : []),
+  cannotDelete: (spec) => (spec.type === 'generic.resource' && spec.commands !== undefined && spec.commands.delete === undefined ? 'it has no commands.delete (add one)' : undefined),
   description: 'Resources managed by user-supplied read/create/update/delete commands speaking JSON (the exec protocol).',
   create: (config, ctx) => resourceBackend(ctx.id, 'exec', new ExecProvisioner(config, ctx)),
 };
