@@ -301,6 +301,10 @@ export function zodIssueMessages(
         case 'too_big':
           emit(path, 'value', 'invalid-value', `${shown}: ${lowerFirst(issue.message)}`);
           break;
+        case 'invalid_key':
+          // A map key its schema refuses (an extra var that is no Ansible variable name): the key's own check says why.
+          emit(path, 'key', 'invalid-value', `${shown}: the key ${JSON.stringify(String(path.at(-1)))} is not valid: ${issue.issues.map((i) => i.message).join('; ')}`);
+          break;
         default:
           emit(path, 'value', 'invalid-value', `${shown}: ${issue.message}`);
       }

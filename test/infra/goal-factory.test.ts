@@ -90,3 +90,10 @@ describe("a backend's config", () => {
     expect(lines).toEqual([`goals/app.yaml:6:13: error unknown-field: spec.config.nosuchfield is not a field of ${owner}`]);
   });
 });
+
+describe('InfraSpecFactory: map keys', () => {
+  it('an extra var whose name Ansible refuses is an error at the key that says why', () => {
+    const { lines } = compile(backend('ans', 'ansible', api) + goal('    - { id: site, type: ansible.playbook, backend: ans, spec: { playbook: site.yml, extraVars: { ok: 1, "bad-name": 2 } } }\n'));
+    expect(lines).toEqual(['goals/app.yaml:11:105: error invalid-value: spec.extraVars.bad-name: the key "bad-name" is not valid: an Ansible variable name ([A-Za-z_][A-Za-z0-9_]*)']);
+  });
+});
