@@ -21,7 +21,8 @@ export interface ExecRequest {
   readonly outputs: unknown;
   /**
    * Present (true) only when a create of this resource was begun and never
-   * finished (the daemon died during it): a `read` that cannot tell whether
+   * finished (the daemon died during it, or the command was killed at its
+   * timeout, by a signal or by a shutdown): a `read` that cannot tell whether
    * that create made something answers `{"exists": "unknown"}`.
    */
   readonly interrupted?: true;
@@ -60,6 +61,8 @@ export type ReadResult =
  * the tail of stderr.
  */
 export function successOutput(command: ExecCommand, result: ProcessOutcome): string {
+  // A create stopped before it answered may have made its resource: the runtime keeps it pending (`Fault.cutShort`).
+  const stopped = command === 'create' ? { cutShort: true as const } : {};
   switch (result.status) {
     case 'exited': {
       if (result.exitCode === 0) {
@@ -75,13 +78,14 @@ export function successOutput(command: ExecCommand, result: ProcessOutcome): str
     case 'signaled': {
       const stderrTail = tailLines(result.stderr);
       const message = stderrTail !== '' ? stderrTail : `${command} command was killed by ${result.signal}`;
-      throw new FaultError(fault('permanent', message, { code: `signal-${result.signal}` }));
+      throw new FaultError(fault('permanent', message, { code: `signal-${result.signal}`, ...stopped }));
     }
     case 'timedOut':
       throw new FaultError(
         fault('transient', `${command} command timed out after ${result.timeoutMs} ms; its process group was killed`, {
           code: 'timeout',
           hint: 'raise the backend timeout or make the command faster',
+          ...stopped,
         }),
       );
     case 'outputTooLarge':
@@ -89,10 +93,11 @@ export function successOutput(command: ExecCommand, result: ProcessOutcome): str
         fault('permanent', `${command} command printed more than ${result.maxOutputBytes} bytes`, {
           code: 'bad-output',
           hint: 'print only the protocol JSON on stdout (raise maxOutputBytes if it is really that large)',
+          ...stopped,
         }),
       );
     case 'aborted':
-      throw new FaultError(fault('transient', `${command} command aborted`, { code: 'aborted' }));
+      throw new FaultError(fault('transient', `${command} command aborted`, { code: 'aborted', ...stopped }));
     case 'spawnFailed':
       throw new FaultError(
         fault('permanent', `${command} command could not be started: ${result.message}`, {

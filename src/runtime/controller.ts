@@ -3,7 +3,7 @@ import type { Clock } from './clock.ts';
 import { systemClock } from './clock.ts';
 import { assertNever } from './errors.ts';
 import type { Fault } from './fault.ts';
-import { fault } from './fault.ts';
+import { createCutShort, fault } from './fault.ts';
 import { CircuitBreakers, DEFAULT_CIRCUIT_BREAKER, DEFAULT_FAULT_POLICY, decide } from './fault-policy.ts';
 import type { BreakerChange, CircuitBreakerConfig, FaultPolicy, Rng } from './fault-policy.ts';
 import type { NodeGate } from './goal-compiler.ts';
@@ -528,8 +528,15 @@ export class Controller<S extends NodeSpec> {
     for (const step of steps) this.pending.delete(step.node.id);
     const results = await runSteps(this.o.provisioner, steps, ctx, this.o.concurrency);
     steps.forEach((step, i) => {
-      this.deferred.finished(opIds[i]!, results[i]!);
-      this.settle(step.node, results[i]!, step.op === 'create' ? 'created' : 'updated', this.o.log.child({ node: step.node.id, backend: step.node.spec.backendId }));
+      const result = results[i]!;
+      if (createCutShort(step.op, result)) {
+        // Stopped mid-way (its timeout, a signal): it may have made something, as after a crash. Left
+        // pending, the next read is told so, and may say it cannot tell rather than invite a second create.
+        this.pending.set(step.node.id, [{ id: opIds[i]!, node: step.node.id, op: 'create', runId: this.runId, startedAt: this.o.clock.now() }]);
+      } else {
+        this.deferred.finished(opIds[i]!, result);
+      }
+      this.settle(step.node, result, step.op === 'create' ? 'created' : 'updated', this.o.log.child({ node: step.node.id, backend: step.node.spec.backendId }));
       this.roundDone(step.node.id);
     });
   }

@@ -15,6 +15,17 @@ export interface Fault {
   readonly retryAfterMs?: number | undefined;
   /** What an operator can do about it. */
   readonly hint?: string | undefined;
+  /**
+   * Set on a create that was stopped after it began (killed at its timeout, aborted, killed by a
+   * signal): whether it made something is unknown, as after a crash. Its operation stays pending,
+   * so the next observation is told the create was interrupted (`OperationContext.interrupted`).
+   */
+  readonly cutShort?: true | undefined;
+}
+
+/** Whether a create's result leaves it cut short (see `Fault.cutShort`): its operation then stays pending. */
+export function createCutShort(op: 'create' | 'update' | 'delete', result: { readonly status: string; readonly fault?: Fault }): boolean {
+  return op === 'create' && result.status === 'failed' && result.fault?.cutShort === true;
 }
 
 /**

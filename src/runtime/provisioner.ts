@@ -65,7 +65,7 @@ export interface OperationContext {
   readonly memoOf?: ((id: NodeId) => ObservationMemo | undefined) | undefined;
   /**
    * Whether a create of the node was begun and never finished (the process
-   * died during it). An observation that cannot tell a resource that was
+   * died during it, or the create was stopped mid-way: `Fault.cutShort`). An observation that cannot tell a resource that was
    * never made from one a cut-short create made (its id known only to the
    * create) answers `indeterminate` then, rather than `absent`: the node is
    * held for an operator instead of being created a second time.

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Fault } from './fault.ts';
-import { fault } from './fault.ts';
+import { createCutShort, fault } from './fault.ts';
 import type { DesiredGraph } from './graph.ts';
 import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.ts';
@@ -370,7 +370,9 @@ export class Reconciler<S extends NodeSpec> {
         const results = await runSteps(this.provisioner, steps, ctx, this.concurrency);
         steps.forEach((st, i) => {
           const r = results[i]!;
-          deferred.finished(opIds[i]!, r);
+          // A create stopped mid-way (its timeout, a signal) may have made something: its operation stays
+          // pending, and the next run's read is told it was interrupted, as after a crash.
+          if (!createCutShort(st.op, r)) deferred.finished(opIds[i]!, r);
           this.record(st.node, r, st.op === 'create' ? 'created' : 'updated', outcomes, outputs, memos, put, this.log.child({ node: st.node.id, backend: st.node.spec.backendId }));
         });
       }

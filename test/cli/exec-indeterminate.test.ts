@@ -54,12 +54,12 @@ switch (process.argv[2]) {
   return script;
 }
 
-function project(prefix: string): ReturnType<typeof tempProject> {
+function project(prefix: string, timeout = '60s'): ReturnType<typeof tempProject> {
   const p = tempProject(prefix);
   const script = resourceScript(p.dir);
   p.write(
     'goals.yaml',
-    `${execGoalHead({ config: '{ timeout: 60s }' })}    - id: vm
+    `${execGoalHead({ config: `{ timeout: ${timeout} }` })}    - id: vm
       type: generic.resource
       backend: exec
       spec:
@@ -74,9 +74,11 @@ function project(prefix: string): ReturnType<typeof tempProject> {
 
 const daemonProject = project('ds-exec-unknown-run-');
 const applyProject = project('ds-exec-unknown-apply-');
+// The create outlives its timeout (2 s): the daemon kills it mid-way, as a crash would have.
+const timeoutDaemonProject = project('ds-exec-timeout-run-', '2s');
+const timeoutApplyProject = project('ds-exec-timeout-apply-', '2s');
 afterAll(() => {
-  rmSync(daemonProject.dir, { recursive: true, force: true });
-  rmSync(applyProject.dir, { recursive: true, force: true });
+  for (const p of [daemonProject, applyProject, timeoutDaemonProject, timeoutApplyProject]) rmSync(p.dir, { recursive: true, force: true });
 });
 
 function creates(dir: string): string[] {
@@ -166,5 +168,35 @@ describe('exec resource whose read cannot tell after a create cut short by kill 
       { op: 'create', outcome: 'done', detail: null },
     ]);
     expect((await cli(['plan', ...p.args], { cwd: p.dir })).code).toBe(0);
+  }, 60_000);
+});
+
+describe('exec resource whose create is killed at its timeout', () => {
+  it('the daemon tells the next read the create was interrupted: held, never created a second time', async () => {
+    const p = timeoutDaemonProject;
+    const daemon = new Daemon([...p.args, '--listen', '127.0.0.1:0', '--interval', '60s'], { cwd: p.dir });
+    try {
+      await daemon.port();
+      const held = await daemon.waitFor((l) => l.msg === 'node held: existence indeterminate' && l.node === 'vm');
+      expect(String(held.reason)).toContain('a create was interrupted');
+      expect((await statusOf(p)).status).toBe('held');
+      expect(creates(p.dir)).toEqual(['create']);
+    } finally {
+      daemon.kill('SIGTERM');
+      expect((await daemon.exited).code).toBe(0);
+    }
+    expect(operations(p.state)).toEqual([{ op: 'create', outcome: null, detail: null }]);
+  }, 60_000);
+
+  it('apply fails with the timeout, and the next apply holds the node rather than creating it again', async () => {
+    const p = timeoutApplyProject;
+    const first = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    expect(first.code).toBe(1);
+    expect(first.stdout).toContain('create command timed out after 2000 ms');
+    const again = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    expect(again.code).toBe(1);
+    expect(again.stdout).toMatch(/1 held/);
+    expect(again.stdout + again.stderr).toContain('a create was interrupted');
+    expect(creates(p.dir)).toEqual(['create']);
   }, 60_000);
 });
