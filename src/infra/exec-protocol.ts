@@ -182,6 +182,16 @@ export function parseApply(command: 'create' | 'update', stdout: string): Output
   return parseOutputs(command, parseJsonObject(command, stdout).outputs);
 }
 
+/**
+ * The outputs recorded after an update: what it printed laid over those recorded so far. An update
+ * changes the resource create made, so what it does not print again (the server-assigned id a read
+ * finds the resource by) still holds; in their place, the next read would not find the resource, and
+ * it would be created a second time.
+ */
+export function updatedOutputs(printed: Outputs, recorded: Outputs | undefined): Outputs {
+  return recorded === undefined ? printed : { ...recorded, ...printed };
+}
+
 /** Checks `delete`'s stdout: nothing, or a JSON object (`{}` is common), is accepted. */
 export function checkDelete(stdout: string): void {
   if (stdout.trim() === '') return;

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { allowlistedEnv, execRequest, holdsSecretRef, resolveSecretRefs, resourceBackend, SECRET_MASK, SecretMask } from '../../infra/index.ts';
+import { allowlistedEnv, execRequest, holdsSecretRef, resolveSecretRefs, resourceBackend, SECRET_MASK, SecretMask, updatedOutputs } from '../../infra/index.ts';
 import type { BackendContext, BackendFactory, BackendNode, InfraNodeSpecOf, ProvisionIntent, ResourceContext, ResourceProvisioner, SecretSource } from '../../infra/index.ts';
 import { assertNever, fault, FaultError } from '../../runtime/index.ts';
 import type { Observation, Outputs, ProvisionResult } from '../../runtime/index.ts';
@@ -67,7 +67,7 @@ export class ExecProvisioner implements ResourceProvisioner {
           );
         }
         ctx.log.debug({ node: node.id, paths: intent.diffs.map((d) => d.path) }, 'exec update');
-        return done(parseApply('update', await this.run('update', spec.commands.update, node, spec, ctx)));
+        return done(updatedOutputs(parseApply('update', await this.run('update', spec.commands.update, node, spec, ctx)), ctx.outputsOf(node.id)));
       case 'delete':
         if (spec.commands.delete === undefined) {
           throw new FaultError(fault('permanent', 'no delete command', { code: 'no-delete-command', hint: 'add commands.delete, or use deletionPolicy: Orphan' }));

@@ -13,6 +13,7 @@ import {
   standingOf,
   successOutput,
   toObservation,
+  updatedOutputs,
 } from '../../infra/index.ts';
 import type {
   BackendContext,
@@ -149,7 +150,17 @@ export class ScriptProvisioner implements ResourceProvisioner {
     }
     if (intent.verb === 'update') ctx.log.debug({ node: node.id, paths: intent.diffs.map((d) => d.path) }, 'script update');
     const stdout = await this.run(script, node, intent.verb, grantId, ctx);
-    return { status: 'done', outputs: intent.verb === 'delete' ? (checkDelete(stdout), {}) : parseApply(intent.verb, stdout) };
+    switch (intent.verb) {
+      case 'create':
+        return { status: 'done', outputs: parseApply('create', stdout) };
+      case 'update':
+        return { status: 'done', outputs: updatedOutputs(parseApply('update', stdout), ctx.outputsOf(node.id)) };
+      case 'delete':
+        checkDelete(stdout);
+        return { status: 'done', outputs: {} };
+      default:
+        return assertNever(intent, 'provision intent');
+    }
   }
 
   async health(ctx: { signal: AbortSignal }): Promise<BackendHealth> {

@@ -106,6 +106,43 @@ describe('exec backend: protocol round trip', () => {
     });
   });
 
+  it('an update that prints no outputs keeps those create recorded: the next read still finds the resource by its id', async () => {
+    // A cloud API's resource: create returns the id the server made; read finds it by that id only.
+    const store = join(dir, 'by-id');
+    const byId = script(
+      'by-id.mjs',
+      `import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+const [store, op] = process.argv.slice(2);
+const req = JSON.parse(readFileSync(0, 'utf8'));
+const file = (id) => store + '-' + id + '.json';
+if (op === 'read') {
+  const id = req.outputs?.id;
+  console.log(JSON.stringify(id !== undefined && existsSync(file(id)) ? { exists: true, state: JSON.parse(readFileSync(file(id), 'utf8')) } : { exists: false }));
+} else if (op === 'create') {
+  writeFileSync(file('r-1'), JSON.stringify(req.input));
+  console.log(JSON.stringify({ outputs: { id: 'r-1' } }));
+} else if (op === 'update') {
+  writeFileSync(file(req.outputs.id), JSON.stringify(req.input));
+  console.log('{}');
+}
+`,
+    );
+    const cmd = (op: string): string[] => [node, byId, store, op];
+    const n = genericNode('vm', { commands: { read: cmd('read'), create: cmd('create'), update: cmd('update') }, input: { size: 'small' } });
+    const b = backend();
+    const recorded = new Map<string, Outputs>();
+    const created = await b.create(n, opContext(recorded));
+    if (created.status === 'done') recorded.set(n.id, created.outputs);
+    writeFileSync(`${store}-r-1.json`, JSON.stringify({ size: 'large' }));
+    const drifted = await observeOne(b, n, recorded);
+    expect(drifted).toMatchObject({ status: 'drifted', outputs: { id: 'r-1' } });
+
+    const updated = await b.update(n, drifted.status === 'drifted' ? drifted.diffs : [], opContext(recorded));
+    expect(updated).toEqual({ status: 'done', outputs: { id: 'r-1' } });
+    if (updated.status === 'done') recorded.set(n.id, updated.outputs);
+    expect(await observeOne(b, n, recorded)).toEqual({ status: 'upToDate', outputs: { id: 'r-1' } });
+  });
+
   it('compares each input value as a whole JSON value: a list, null or a nested map under a key', async () => {
     const state = join(dir, 'values.json');
     const cmd = (op: string): string[] => [node, './resource.mjs', state, op];

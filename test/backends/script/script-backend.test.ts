@@ -207,6 +207,19 @@ describe('a misbehaving generated script is recorded and surfaces as a classifie
     }
   });
 
+  it('an update that prints no outputs keeps those create recorded (the id the next read finds the resource by)', async () => {
+    const p = project();
+    const script = p.file('by-id.sh', `#!/bin/sh\ncat > /dev/null\ncase "$1" in create) echo '{"outputs": {"id": "r-1"}}';; update) echo '{}';; read) echo '{"exists": false}';; esac\n`);
+    const b = p.backend({ generator: printing(script) });
+    const n = node('thing', { name: 'a' }, 'dev');
+    await observe(b, n);
+    p.store.artifacts.review(onlyScript(p), 'approved', 'ana', null);
+    const created = await b.create(n, opContext());
+    expect(created).toEqual({ status: 'done', outputs: { id: 'r-1' } });
+    const recorded = created.status === 'done' ? created.outputs : {};
+    expect(await b.update(n, [], { ...opContext(), outputsOf: () => recorded })).toEqual({ status: 'done', outputs: { id: 'r-1' } });
+  });
+
   it('an aborted run is recorded but is not a trial', async () => {
     const p = project();
     const script = p.file('slow.sh', '#!/bin/sh\ncat > /dev/null\nif [ "$1" = read ]; then echo \'{"exists": false}\'; exit 0; fi\nsleep 5\n');
