@@ -152,7 +152,7 @@ export class AnsibleProvisioner implements ResourceProvisioner {
     const outcome = await this.client.run(spec, mode, ctx.signal);
     const exitCode = outcome.status === 'exited' ? outcome.exitCode : undefined;
     ctx.log.debug({ node: node.id, mode, status: outcome.status, exitCode, durationMs: outcome.durationMs }, 'ansible-playbook finished');
-    return interpretRun(outcome);
+    return interpretRun(outcome, { tags: spec.tags });
   }
 }
 

@@ -90,9 +90,9 @@ export function playbookArgs(options: {
  * name and msg), an unreachable host transient (permanent when ssh refused
  * its host key), anything ansible-playbook
  * itself rejects (syntax, missing playbook, bad options) permanent, a timeout
- * transient.
+ * transient. `tags`: the run's `--tags`, named when they may be why no host ran.
  */
-export function interpretRun(outcome: ProcessOutcome): PlaybookRun {
+export function interpretRun(outcome: ProcessOutcome, options: { readonly tags?: readonly string[] } = {}): PlaybookRun {
   switch (outcome.status) {
     case 'exited': {
       const report = parseReport(outcome.stdout);
@@ -105,10 +105,13 @@ export function interpretRun(outcome: ProcessOutcome): PlaybookRun {
       if (outcome.exitCode !== 0) throw new FaultError(runError(outcome.exitCode, outcome.stderr));
       if (Object.keys(report.stats).length === 0) {
         // ansible-playbook exits 0 when every play skips with "no hosts matched": nothing was checked or applied.
+        // Tags that no task has leave the same report (no host ran a task): a typo in them reads the same.
+        const tags = options.tags ?? [];
+        const why = tags.length === 0 ? '' : `, or no task has the tags ${tags.join(', ')}`;
         throw new FaultError(
-          fault('permanent', 'the playbook ran on no host: no play\'s hosts matched a host of the inventory (and limit)', {
+          fault('permanent', `the playbook ran on no host: no play's hosts matched a host of the inventory (and limit)${why}`, {
             code: 'no-hosts',
-            hint: 'check the inventory, the limit and the hosts: line of each play',
+            hint: `check the inventory, the limit${tags.length === 0 ? '' : ', the tags'} and the hosts: line of each play`,
           }),
         );
       }

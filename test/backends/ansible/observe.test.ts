@@ -129,6 +129,11 @@ describe('interpretRun', () => {
     expect(faultFrom(() => interpretRun(out))).toMatchObject(fault);
   });
 
+  it('a run on no host with tags says the tags may be why: no task has them reads the same as no host matched', () => {
+    const f = faultFrom(() => interpretRun(exited(0, JSON.stringify(report([], {}))), { tags: ['deploy'] }));
+    expect(f).toMatchObject({ code: 'no-hosts', message: expect.stringContaining('or no task has the tags deploy') as unknown, hint: expect.stringContaining('the tags') as unknown });
+  });
+
   it('a successful run counts ok and changed over hosts', () => {
     expect(interpretRun(exited(0, ok)).outputs).toEqual({ ok: 1, changed: 1, skipped: 0, hosts: 1 });
   });
