@@ -102,7 +102,12 @@ export function successOutput(command: ExecCommand, result: ProcessOutcome): str
       throw new FaultError(
         fault('permanent', `${command} command could not be started: ${result.message}`, {
           code: 'spawn-failed',
-          hint: result.code === 'ENOENT' ? 'check the program path (relative to the backend cwd) or that PATH is in the env allowlist' : undefined,
+          hint:
+            result.code === 'ENOENT'
+              ? 'check the program path (relative to the backend cwd) or that PATH is in the env allowlist'
+              : result.code === 'ENOTDIR'
+                ? 'check the backend config cwd (relative to the daemon\'s working directory)'
+                : undefined,
         }),
       );
     default:

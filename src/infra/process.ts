@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { spawn } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { z } from 'zod';
 import { errorMessage } from '../runtime/index.ts';
 
@@ -72,7 +73,7 @@ export function runProcess(options: RunProcessOptions): Promise<ProcessOutcome> 
         windowsHide: true,
       });
     } catch (err) {
-      resolve(spawnFailure(err, elapsed()));
+      resolve(spawnFailure(err, options.cwd, elapsed()));
       return;
     }
 
@@ -146,7 +147,7 @@ export function runProcess(options: RunProcessOptions): Promise<ProcessOutcome> 
 
     child.once('error', (err) => {
       // Emitted when spawning fails (no 'exit' follows) or, rarely, when killing fails.
-      if (child.pid === undefined || exit === undefined) finish(spawnFailure(err, elapsed()));
+      if (child.pid === undefined || exit === undefined) finish(spawnFailure(err, options.cwd, elapsed()));
     });
     child.once('exit', (code, signal) => {
       exit = { code, signal };
@@ -166,9 +167,21 @@ export function runProcess(options: RunProcessOptions): Promise<ProcessOutcome> 
   });
 }
 
-function spawnFailure(err: unknown, durationMs: number): ProcessOutcome {
+function spawnFailure(err: unknown, cwd: string, durationMs: number): ProcessOutcome {
   const code = typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : 'ESPAWN';
+  // A working directory that is missing fails the spawn with the program's name and ENOENT ("spawn /bin/cat
+  // ENOENT"), which sends the reader to look for a program that is there. Say which it is (not ENOENT: the
+  // hints for a missing program would mislead too).
+  if (code === 'ENOENT' && !isDirectory(cwd)) return { status: 'spawnFailed', code: 'ENOTDIR', message: `the working directory ${cwd} does not exist (or is not a directory)`, durationMs };
   return { status: 'spawnFailed', code, message: errorMessage(err), durationMs };
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 /** The last `maxLines` non-empty lines of `text`, at most `maxChars` characters (for fault messages). */

@@ -134,7 +134,12 @@ export function interpretRun(outcome: ProcessOutcome, options: { readonly tags?:
       throw new FaultError(
         fault('permanent', `ansible-playbook could not be started: ${outcome.message}`, {
           code: 'spawn-failed',
-          hint: outcome.code === 'ENOENT' ? 'install ansible-core (apt-get install ansible-core) or set the backend config ansiblePlaybook' : undefined,
+          hint:
+            outcome.code === 'ENOENT'
+              ? 'install ansible-core (apt-get install ansible-core) or set the backend config ansiblePlaybook'
+              : outcome.code === 'ENOTDIR'
+                ? 'check the backend config cwd (relative to the daemon\'s working directory)'
+                : undefined,
         }),
       );
     default:

@@ -250,6 +250,14 @@ describe('exec backend: exit status classification', () => {
     const n = genericNode('x', { commands: { read: ['./no-such-script'], create: ['./no-such-script'] } });
     expect(faultOf(await observeOne(backend(), n))).toMatchObject({ class: 'permanent', code: 'spawn-failed' });
   });
+
+  it('a missing working directory is named as such, not as a missing program', async () => {
+    // Node reports both as "spawn PROGRAM ENOENT": here the program exists, the backend cwd does not.
+    const n = genericNode('x', { commands: { read: [node, '--version'], create: [node, '--version'] } });
+    const obs = await observeOne(backend({ cwd: 'no-such-dir' }), n);
+    expect(faultOf(obs)).toMatchObject({ class: 'permanent', code: 'spawn-failed', message: `read command could not be started: the working directory ${join(dir, 'no-such-dir')} does not exist (or is not a directory)` });
+    expect(obs.status === 'failed' ? obs.fault.hint : undefined).toContain('backend config cwd');
+  });
 });
 
 describe('exec backend: output that is not the protocol JSON is a bad-output fault', () => {
