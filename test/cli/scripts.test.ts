@@ -230,6 +230,18 @@ describe.skipIf(!hasJq)('desiredstate scripts', () => {
     expect(readFileSync(join(dir, 'root/etc/motd'), 'utf8')).toBe('hello\n');
   });
 
+  it('approve-run for a node the state does not know (a typo) exits 1 and grants nothing', async () => {
+    const dir = projectIn('prod');
+    await cli(dir, ['plan']);
+    const hash = (json((await cli(dir, ['scripts', 'list', '--format', 'json'])).stdout) as { scripts: { hash: string }[] }).scripts[0]!.hash.slice(0, 12);
+    expect((await cli(dir, ['scripts', 'approve', hash])).code).toBe(0);
+    expect((await cli(dir, ['apply', '--yes'])).code).toBe(1);
+    const typo = await cli(dir, ['scripts', 'approve-run', hash, '--node', 'mtod']);
+    expect(typo.code).toBe(1);
+    expect(typo.stderr).toMatch(/^desiredstate scripts: DS_NOT_FOUND: no node mtod in the state/);
+    expect((json((await cli(dir, ['scripts', 'show', hash, '--format', 'json'])).stdout) as { grants: unknown[] }).grants).toEqual([]);
+  });
+
   it.each([
     { name: 'reject records the verdict', args: (h: string) => ['scripts', 'reject', h, '--note', 'no'], code: 0, out: /rejected by ana/ },
     { name: 'an unknown hash exits 1', args: () => ['scripts', 'show', 'abcdef012345'], code: 1, err: /^desiredstate scripts: DS_NOT_FOUND: no script abcdef012345\n$/ },

@@ -207,6 +207,11 @@ function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, op
       if (s.standing === 'unreviewed' || s.standing === 'rejected') {
         throw refused(`script ${short(a.hash)} is ${s.standing}: review it first (desiredstate scripts approve ${short(a.hash)})`);
       }
+      // A mistyped --node granted a run to no node, said it was approved, and left the node held; the grant
+      // then waited for whichever node would one day take that id.
+      if (store.getNode(options.node) === undefined) {
+        throw notFound(`no node ${options.node} in the state: a per-run approval is for a node a pass has held (its reason names the command)`);
+      }
       const grant = ledger.grant(a.hash, options.node, reviewer(ctx, options.by), options.note ?? null);
       store.appendEvent({ at: grant.at, node: options.node, kind: 'script-run-approved', data: { script: a.hash, by: grant.by, grant: grant.id } });
       return releaseAndReport(ctx, store, heldFor(store, a.hash, options.node), a.hash, { json, doc: { grant }, head: `one run of script ${short(a.hash)} approved for ${options.node} by ${grant.by}` });
