@@ -115,11 +115,15 @@ export function successOutput(command: ExecCommand, result: ProcessOutcome): str
   }
 }
 
-/** A `bad-output` fault: the command succeeded but did not print the protocol's JSON. */
+/**
+ * A `bad-output` fault: the command succeeded but did not print the protocol's JSON. A create that
+ * exited 0 has likely made its resource, whose outputs (the id a read finds it by) are lost: cut short.
+ */
 export function badOutput(command: ExecCommand, why: string): Fault {
   return fault('permanent', `${command} command printed ${why}`, {
     code: 'bad-output',
     hint: 'the command must print only the JSON the exec protocol describes on stdout (logs go to stderr)',
+    ...(command === 'create' ? { cutShort: true as const } : {}),
   });
 }
 

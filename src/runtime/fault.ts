@@ -17,7 +17,8 @@ export interface Fault {
   readonly hint?: string | undefined;
   /**
    * Set on a create that was stopped after it began (killed at its timeout, aborted, killed by a
-   * signal): whether it made something is unknown, as after a crash. Its operation stays pending,
+   * signal), or that said it succeeded without a readable answer: whether it made something is
+   * unknown, as after a crash. Its operation stays pending,
    * so the next observation is told the create was interrupted (`OperationContext.interrupted`).
    */
   readonly cutShort?: true | undefined;

@@ -251,6 +251,19 @@ describe('exec backend: exit status classification', () => {
     expect(faultOf(await observeOne(backend(), n))).toMatchObject({ class: 'permanent', code: 'spawn-failed' });
   });
 
+  it.each([
+    { name: 'garbage', out: 'created it!' },
+    { name: 'nothing', out: '' },
+    { name: 'outputs that are not a map', out: '{"outputs": [1]}' },
+  ])('a create that exits 0 printing $name is cut short: it may have made its resource', async ({ out }) => {
+    const n = genericNode('x', { commands: { read: ['/bin/echo', '{"exists": false}'], create: ['/bin/echo', out] } });
+    const created = await backend().create(n, opContext());
+    expect(created.status === 'failed' ? created.fault : undefined).toMatchObject({ class: 'permanent', code: 'bad-output', cutShort: true });
+    // A read is no create: its bad output says nothing about what exists.
+    const read = await observeOne(backend(), genericNode('y', { commands: { read: ['/bin/echo', out], create: ['/bin/true'] } }));
+    expect(read.status === 'failed' ? read.fault.cutShort : 'not failed').toBeUndefined();
+  });
+
   it('a missing working directory is named as such, not as a missing program', async () => {
     // Node reports both as "spawn PROGRAM ENOENT": here the program exists, the backend cwd does not.
     const n = genericNode('x', { commands: { read: [node, '--version'], create: [node, '--version'] } });
