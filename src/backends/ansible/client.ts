@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { runProcess } from '../../infra/index.ts';
@@ -35,13 +35,29 @@ function hostKeyCheckingEnv(setting: boolean | undefined): Record<string, string
   return Object.fromEntries(HOST_KEY_CHECKING_VARS.map((name) => [name, String(setting)]));
 }
 
+/** A run's temp dir is named for the process that made it, so that one left by a process now gone can be told apart. */
+const RUN_DIR_PREFIX = `desiredstate-ansible-`;
+const RUN_DIR_OF = /^desiredstate-ansible-(\d+)-/;
+
+/** Whether process `pid` is alive (one of another user's counts: its dirs are not ours to remove). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /**
  * The ansible backend's only I/O: one ansible-playbook run in a private
  * temp dir (extra vars file, Ansible's local and remote temp), removed
- * afterwards whatever happened.
+ * afterwards whatever happened; and, before the first run, the dirs of runs
+ * whose process was killed before it could remove them.
  */
 export class AnsibleClient {
   private readonly options: AnsibleClientOptions;
+  private swept: Promise<void> | undefined;
 
   constructor(options: AnsibleClientOptions) {
     this.options = options;
@@ -49,8 +65,10 @@ export class AnsibleClient {
 
   /** Runs the playbook (`check`: with --check --diff); never rejects for the run's own failures. */
   async run(spec: AnsiblePlaybookSpec, mode: RunMode, signal: AbortSignal): Promise<ProcessOutcome> {
+    this.swept ??= sweepRunDirs();
+    await this.swept;
     // mkdtemp creates the directory 0700: the vars file and Ansible's temp files stay private.
-    const dir = await mkdtemp(join(tmpdir(), 'desiredstate-ansible-'));
+    const dir = await mkdtemp(join(tmpdir(), `${RUN_DIR_PREFIX}${process.pid}-`));
     try {
       let varsFile: string | undefined;
       if (Object.keys(spec.extraVars).length > 0) {
@@ -98,4 +116,21 @@ export class AnsibleClient {
       PYTHONIOENCODING: 'utf-8',
     };
   }
+}
+
+/**
+ * Removes the run dirs left by processes that are gone: a daemon killed -9 (or by the OOM killer) during a
+ * run never reached its cleanup, and its dir keeps the extra-vars file, secrets included, for good.
+ */
+async function sweepRunDirs(): Promise<void> {
+  const root = tmpdir();
+  const names = await readdir(root).catch(() => [] as string[]);
+  await Promise.all(
+    names.map(async (name) => {
+      const pid = RUN_DIR_OF.exec(name)?.[1];
+      if (pid === undefined || alive(Number(pid))) return;
+      // Best effort: a dir another user owns (sticky /tmp) stays where it is.
+      await rm(join(root, name), { recursive: true, force: true }).catch(() => undefined);
+    }),
+  );
 }

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ansibleBackendFactory, ansibleConfigSchema } from '../../../src/backends/ansible/index.ts';
 import type { InfraBackend } from '../../../src/infra/index.ts';
@@ -383,6 +384,30 @@ describe('ansible backend without ansible', () => {
       log: backendContext(dir).log,
     });
     expect(health.status).toBe('unhealthy');
+  });
+
+  it('the run dirs of a process killed mid-run are removed before the next run: they keep its extra-vars file, secrets included', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'ds-ansible-tmp-'));
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = tmp;
+    try {
+      const gone = spawnSync('true').pid;
+      const stale = join(tmp, `desiredstate-ansible-${gone}-aB3dEf`);
+      mkdirSync(join(stale, 'local'), { recursive: true });
+      writeFileSync(join(stale, 'extra-vars.yml'), 'token: !unsafe "s3cret"\n');
+      // A run of a live process (another daemon, a plan), and a dir of unknown origin: left alone.
+      const running = join(tmp, `desiredstate-ansible-${process.pid}-gH5iJk`);
+      mkdirSync(running);
+      const unnamed = join(tmp, 'desiredstate-ansible-lM7nOp');
+      mkdirSync(unnamed);
+      const r = await backend({ ansiblePlaybook: join(dir, 'no-such-ansible-playbook') }).create(playbookNode('x', { playbook: 'site.yml' }), opContext());
+      expect(r.status).toBe('failed');
+      expect(readdirSync(tmp).sort()).toEqual([basename(running), basename(unnamed)].sort());
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+      rmSync(tmp, { recursive: true, force: true });
+    }
   });
 
   it('delete is a permanent fault: a playbook cannot be un-run', async () => {
