@@ -317,7 +317,13 @@ export class Controller<S extends NodeSpec> {
   /** An operator released a node (`desiredstate retry`). */
   operatorRetry(id: NodeId): OperatorRetryAnswer {
     const node = this.graph?.get(id);
-    if (node === undefined) return { status: 'unknown' };
+    if (node === undefined) {
+      const rec = this.records.get(id);
+      if (rec === undefined) return { status: 'unknown' };
+      const answer = this.retryDelete(id, this.deletableRemoved());
+      if (answer === 'released') this.flush();
+      return answer === 'released' ? { status: 'released' } : { status: 'not-held', current: rec.status };
+    }
     const record = this.records.get(id);
     const current = record?.status ?? 'pending';
     // Not held (nor failed), or held by a policy (which holds it again at once): nothing to release, and nothing is changed.
@@ -334,14 +340,43 @@ export class Controller<S extends NodeSpec> {
    */
   operatorRetryAll(): NodeId[] {
     const released: NodeId[] = [];
-    for (const r of this.records.values()) {
+    const deletable = this.deletableRemoved();
+    for (const r of [...this.records.values()]) {
       const node = this.graph?.get(r.id);
-      if (node === undefined || !releasable(r.status) || heldByPolicy(r)) continue;
+      if (node === undefined) {
+        if (this.retryDelete(r.id, deletable) === 'released') released.push(r.id);
+        continue;
+      }
+      if (!releasable(r.status) || heldByPolicy(r)) continue;
       this.release(node);
       released.push(r.id);
     }
     this.flush();
     return released;
+  }
+
+  /**
+   * A node removed from the goals whose delete the fault policy gave up on (a permanent fault: the
+   * operator has fixed its cause since): deleted again now. Until then a held delete waited for the next
+   * reload or restart, and `retry` answered that it knew no such node.
+   */
+  private retryDelete(id: NodeId, deletable: ReadonlySet<NodeId>): 'released' | 'not-held' {
+    const rec = this.records.get(id);
+    // Only what the current goals approve is deleted (prune + Delete, under the mass-deletion limit).
+    if (rec === undefined || !releasable(rec.status) || !deletable.has(id)) return 'not-held';
+    const at = this.o.clock.now();
+    this.deferred.defer(() => this.o.store.appendEvent({ at, node: id, kind: 'operator-retry', data: { previous: rec.status } }));
+    this.records.set(id, { ...rec, attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator', updatedAt: at });
+    this.dirty.add(id);
+    this.deleting.add(id);
+    this.queue.add(id);
+    return 'released';
+  }
+
+  /** The removed nodes the current goals approve deleting. */
+  private deletableRemoved(): ReadonlySet<NodeId> {
+    if (this.graph === undefined) return new Set();
+    return new Set(splitRemoved(this.graph, this.records.values(), this.o.codec, this.o.allowMassDeletion).toDelete.map((r) => r.id));
   }
 
   private release(node: DesiredNode<S>): void {

@@ -1,7 +1,8 @@
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cli, execGoalHead, tempProject } from '../support/cli.ts';
+import { Daemon, eventually } from '../support/daemon.ts';
 
 /**
  * prune + Delete on an exec resource whose delete command fails: `apply`
@@ -75,4 +76,42 @@ spec:
     expect((await cli(['apply', '--yes', ...q.args])).code).toBe(1);
     expect(existsSync(join(q.state, 'state.db'))).toBe(false);
   });
+});
+
+describe('a removed node whose delete the daemon gave up on', () => {
+  const r = tempProject('ds-exec-retry-delete-');
+  afterAll(() => rmSync(r.dir, { recursive: true, force: true }));
+  const blocked = join(r.dir, 'not-empty');
+  const node = (id: string): string => `    - id: ${id}
+      type: generic.resource
+      deletionPolicy: Delete
+      spec:
+        commands:
+          read: [/bin/sh, -c, 'cat > /dev/null; if [ -e ${r.dir}/${id} ]; then echo "{\\"exists\\":true,\\"state\\":{}}"; else echo "{\\"exists\\":false}"; fi']
+          create: [/bin/sh, -c, 'cat > /dev/null; touch ${r.dir}/${id}; echo "{\\"outputs\\":{}}"']
+          delete: [/bin/sh, -c, 'cat > /dev/null; if [ -e ${blocked} ]; then echo "bucket is not empty" >&2; exit 1; fi; rm ${r.dir}/${id}']
+`;
+
+  it('is deleted at once by retry NODE once its cause is fixed, not only at the next restart', async () => {
+    const env = { DESIREDSTATE_LOG_LEVEL: 'silent' };
+    r.write('goals.yaml', `${execGoalHead({ prune: true })}${node('keep')}${node('gone')}`);
+    expect((await cli(['apply', '--yes', ...r.args], { env })).code).toBe(0);
+    writeFileSync(blocked, '');
+    r.write('goals.yaml', `${execGoalHead({ prune: true })}${node('keep')}`);
+    const daemon = new Daemon([...r.args, '--listen', '127.0.0.1:0', '--interval', '60s'], { cwd: r.dir });
+    try {
+      await daemon.port();
+      // A permanent fault: held after its retry budget.
+      await daemon.waitFor((l) => l.msg === 'delete failed' && l.node === 'gone' && typeof l.reason === 'string');
+      rmSync(blocked);
+      const retry = await cli(['retry', 'gone', ...r.args], { cwd: r.dir });
+      expect(retry.code, retry.stdout + retry.stderr).toBe(0);
+      await daemon.waitFor((l) => l.msg === 'node deleted' && l.node === 'gone');
+      expect(existsSync(join(r.dir, 'gone'))).toBe(false);
+    } finally {
+      daemon.kill('SIGTERM');
+      expect((await daemon.exited).code).toBe(0);
+    }
+    await eventually(async () => !(await cli(['status', '--format', 'json', ...r.args], { cwd: r.dir })).stdout.includes('"gone"'), 5000, 'gone forgotten');
+  }, 60_000);
 });
