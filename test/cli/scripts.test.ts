@@ -230,6 +230,40 @@ describe.skipIf(!hasJq)('desiredstate scripts', () => {
     expect(readFileSync(join(dir, 'root/etc/motd'), 'utf8')).toBe('hello\n');
   });
 
+  it('approve-run releases a delete that waits for it in a running daemon: the node removed under prune is deleted at once', async () => {
+    const dir = projectIn('prod');
+    const goals = (approvalIn: string, ids: readonly string[]): string => `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: scripts }
+spec: { type: script, config: { root: root, requireApprovalBelowTrust: ${approvalIn} } }
+---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app, environment: prod }
+spec:
+  prune: true
+  defaults: { backend: scripts, deletionPolicy: Delete }
+  nodes:
+${ids.map((id) => `    - { id: ${id}, type: generic.resource, spec: { input: { path: etc/${id}, content: "hello\\n" } } }\n`).join('')}`;
+    // Created where no approval is asked for; then prod asks for one, and motd leaves the goals.
+    writeFileSync(join(dir, 'goals/app.yaml'), goals('[]', ['motd', 'issue']));
+    await cli(dir, ['plan']);
+    const hash = (json((await cli(dir, ['scripts', 'list', '--format', 'json'])).stdout) as { scripts: { hash: string }[] }).scripts[0]!.hash.slice(0, 12);
+    expect((await cli(dir, ['scripts', 'approve', hash])).code).toBe(0);
+    expect((await cli(dir, ['apply', '--yes'])).code).toBe(0);
+    writeFileSync(join(dir, 'goals/app.yaml'), goals('[prod]', ['issue']));
+
+    const d = daemons.start(['--listen', '127.0.0.1:0', '--interval', '1h', '--goals', join(dir, 'goals'), '--state', join(dir, 'state')], { cwd: dir, env: { HOME: dir, USER: 'ana' } });
+    await d.port();
+    // Its retry budget spent: the delete waits for the approval.
+    await d.waitFor((l) => l.msg === 'delete failed' && l.node === 'motd' && typeof l.reason === 'string', 20_000);
+    const grant = await cli(dir, ['scripts', 'approve-run', hash, '--node', 'motd']);
+    expect(grant.code).toBe(0);
+    expect(grant.stdout).toContain('released motd');
+    await d.waitFor((l) => l.msg === 'node deleted' && l.node === 'motd');
+    expect(existsSync(join(dir, 'root/etc/motd'))).toBe(false);
+  }, 60_000);
+
   it('approve-run for a node the state does not know (a typo) exits 1 and grants nothing', async () => {
     const dir = projectIn('prod');
     await cli(dir, ['plan']);
