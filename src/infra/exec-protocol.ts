@@ -67,7 +67,14 @@ export function successOutput(command: ExecCommand, result: ProcessOutcome): str
     case 'exited': {
       if (result.exitCode === 0) {
         // JSON is UTF-8: bytes that are not would reach the state (and dependents) as U+FFFD.
-        if (result.stdoutInvalidUtf8) throw new FaultError(badOutput(command, `output that is not valid UTF-8: ${excerpt(result.stdout)}`));
+        if (result.stdoutInvalidUtf8) throw new FaultError(withStderr(badOutput(command, `output that is not valid UTF-8: ${excerpt(result.stdout)}`), result.stderr));
+        // Checked here, where stderr is at hand: a command that exits 0 without its JSON (a failed step of a
+        // pipeline) has usually said why there, and "printed output that is not JSON: (empty)" does not.
+        try {
+          checkOutput(command, result.stdout);
+        } catch (err) {
+          throw err instanceof FaultError ? new FaultError(withStderr(err.fault, result.stderr)) : err;
+        }
         return result.stdout;
       }
       const stderrTail = tailLines(result.stderr);
@@ -113,6 +120,30 @@ export function successOutput(command: ExecCommand, result: ProcessOutcome): str
     default:
       return assertNever(result, 'command result');
   }
+}
+
+/** Whether `stdout` is what `command` must print (throws the `bad-output` fault otherwise). */
+function checkOutput(command: ExecCommand, stdout: string): void {
+  switch (command) {
+    case 'read':
+      parseRead(stdout);
+      return;
+    case 'create':
+    case 'update':
+      parseApply(command, stdout);
+      return;
+    case 'delete':
+      checkDelete(stdout);
+      return;
+    default:
+      assertNever(command, 'exec command');
+  }
+}
+
+/** The fault with the tail of the command's stderr, if it wrote any. */
+function withStderr(f: Fault, stderr: string): Fault {
+  const tail = tailLines(stderr);
+  return tail === '' ? f : { ...f, message: `${f.message}; its stderr: ${tail}` };
 }
 
 /**

@@ -241,11 +241,8 @@ export class ScriptProvisioner implements ResourceProvisioner {
     const outcome = await this.client.run(script.hash, script.content, verb, request, ctx.signal);
     let stdout: string;
     try {
+      // Malformed output is the script's failure too: successOutput checks it, before a success is recorded.
       stdout = successOutput(verb, outcome);
-      // Malformed output is the script's failure too: check it before recording a success.
-      if (verb === 'read') parseRead(stdout);
-      else if (verb === 'delete') checkDelete(stdout);
-      else parseApply(verb, stdout);
     } catch (err) {
       // resourceBackend masks what the call answers; the ledger is written here, so this masks on its own.
       const masked = this.mask.thrown(err);

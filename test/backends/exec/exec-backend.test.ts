@@ -264,6 +264,14 @@ describe('exec backend: exit status classification', () => {
     expect(read.status === 'failed' ? read.fault.cutShort : 'not failed').toBeUndefined();
   });
 
+  it('a command that exits 0 without its JSON has what it wrote on stderr in the fault', async () => {
+    const n = genericNode('x', { commands: { read: ['/bin/sh', '-c', 'cat > /dev/null; echo "jq: error: Cannot index string with \\"name\\"" >&2'], create: ['/bin/true'] } });
+    expect(faultOf(await observeOne(backend(), n))).toMatchObject({
+      code: 'bad-output',
+      message: 'read command printed output that is not JSON: (empty); its stderr: jq: error: Cannot index string with "name"',
+    });
+  });
+
   it('a missing working directory is named as such, not as a missing program', async () => {
     // Node reports both as "spawn PROGRAM ENOENT": here the program exists, the backend cwd does not.
     const n = genericNode('x', { commands: { read: [node, '--version'], create: [node, '--version'] } });
