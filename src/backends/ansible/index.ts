@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { allowlistedEnv, isSecretRef, resolveSecret, resourceBackend, SecretMask, secretUnavailableFault, tailLines } from '../../infra/index.ts';
-import type { BackendContext, BackendFactory, BackendHealth, BackendNode, ProvisionIntent, ResourceContext, ResourceProvisioner } from '../../infra/index.ts';
+import { allowlistedEnv, holdsSecretRef, resolveSecretRefs, resourceBackend, SecretMask, tailLines } from '../../infra/index.ts';
+import type { BackendContext, BackendFactory, BackendHealth, BackendNode, ProvisionIntent, ResourceContext, ResourceProvisioner, SecretSource } from '../../infra/index.ts';
 import { assertNever, fault, FaultError, toFault } from '../../runtime/index.ts';
 import type { Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import { AnsibleClient } from './client.ts';
@@ -34,7 +34,7 @@ export class AnsibleProvisioner implements ResourceProvisioner {
   /** Allowlisted values a task may quote back (a token looked up with lookup('env')): never in a fault or a drift. */
   readonly mask: SecretMask;
   /** Where secret references in extra vars are read from: the daemon's environment and working directory. */
-  private readonly secretSource: { readonly env: NodeJS.ProcessEnv; readonly cwd: string };
+  private readonly secretSource: SecretSource;
 
   constructor(config: AnsibleConfig, ctx: BackendContext) {
     const env = allowlistedEnv(ctx.env, config.env);
@@ -53,10 +53,13 @@ export class AnsibleProvisioner implements ResourceProvisioner {
 
   async observe(node: BackendNode, ctx: ResourceContext): Promise<Observation> {
     const spec = specOf(node);
-    return this.observeWith({ ...spec, extraVars: await this.extraVars(spec, ctx) }, node, ctx);
+    // A playbook given secrets: its diffs are not shown. The values given now are masked in them, but
+    // a file's old content in a diff holds the previous value of a rotated secret, which nothing masks.
+    const diffs = holdsSecretRef(spec.extraVars) ? 'hidden' : 'shown';
+    return this.observeWith({ ...spec, extraVars: await this.extraVars(spec, ctx) }, node, ctx, diffs);
   }
 
-  private async observeWith(spec: AnsiblePlaybookSpec, node: BackendNode, ctx: OperationContext): Promise<Observation> {
+  private async observeWith(spec: AnsiblePlaybookSpec, node: BackendNode, ctx: OperationContext, diffs: 'shown' | 'hidden'): Promise<Observation> {
     const recorded = ctx.outputsOf(node.id);
     try {
       const run = await this.run(spec, node, 'check', ctx);
@@ -72,7 +75,7 @@ export class AnsibleProvisioner implements ResourceProvisioner {
         ctx.log.info({ node: node.id, tasks: run.changes.map((c) => c.task) }, 'playbook not yet applied');
         return { status: 'absent' };
       }
-      return { status: 'drifted', diffs: changesToDiffs(run.changes), outputs: recorded };
+      return { status: 'drifted', diffs: changesToDiffs(run.changes, diffs), outputs: recorded };
     } catch (err) {
       const f = toFault(err);
       if (recorded === undefined && f.code === 'task-failed') {
@@ -127,25 +130,7 @@ export class AnsibleProvisioner implements ResourceProvisioner {
    * that what the run answers hides them again.
    */
   private async extraVars(spec: AnsiblePlaybookSpec, ctx: ResourceContext): Promise<Record<string, unknown>> {
-    const secrets: string[] = [];
-    const visit = async (v: unknown): Promise<unknown> => {
-      if (isSecretRef(v)) {
-        try {
-          const value = await resolveSecret(v, this.secretSource);
-          secrets.push(value);
-          return value;
-        } catch (err) {
-          const secret = secretUnavailableFault(err);
-          throw secret === undefined ? err : new FaultError(secret);
-        }
-      }
-      if (Array.isArray(v)) return Promise.all(v.map(visit));
-      if (typeof v === 'object' && v !== null) return Object.fromEntries(await Promise.all(Object.entries(v).map(async ([k, x]) => [k, await visit(x)] as const)));
-      return v;
-    };
-    const values = (await visit(spec.extraVars)) as Record<string, unknown>;
-    ctx.addSecrets(secrets);
-    return values;
+    return (await resolveSecretRefs(spec.extraVars, this.secretSource, ctx.addSecrets)) as Record<string, unknown>;
   }
 
   private async run(spec: AnsiblePlaybookSpec, node: BackendNode, mode: RunMode, ctx: OperationContext): Promise<PlaybookRun> {

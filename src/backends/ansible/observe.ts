@@ -246,8 +246,14 @@ function unsimulatedTasks(report: PlaybookReport): string[] {
   return [...names];
 }
 
-/** Drift entries: `task:<name>`, or `task:<name>@<host>` when the play ran on several hosts. */
-export function changesToDiffs(changes: readonly TaskChange[]): FieldDiff[] {
+/** What a task's diff reads as when the playbook is given secrets (see `AnsibleProvisioner.observe`). */
+export const DIFF_HIDDEN = '(diff not shown: the playbook is given secrets, and the previous value of a rotated one would show in it unmasked)';
+
+/**
+ * Drift entries: `task:<name>`, or `task:<name>@<host>` when the play ran on several hosts; with each
+ * task's diff as detail, unless `diffs` is `hidden`.
+ */
+export function changesToDiffs(changes: readonly TaskChange[], diffs: 'shown' | 'hidden' = 'shown'): FieldDiff[] {
   const hosts = new Set(changes.map((c) => c.host));
   const seen = new Map<string, number>();
   return changes.map((c) => {
@@ -255,7 +261,8 @@ export function changesToDiffs(changes: readonly TaskChange[]): FieldDiff[] {
     const n = (seen.get(path) ?? 0) + 1;
     seen.set(path, n);
     if (n > 1) path = `${path}#${n}`;
-    return { path, desired: 'unchanged', actual: 'changed', ...(c.diff === undefined ? {} : { detail: c.diff }) };
+    if (c.diff === undefined) return { path, desired: 'unchanged', actual: 'changed' };
+    return { path, desired: 'unchanged', actual: 'changed', detail: diffs === 'shown' ? c.diff : DIFF_HIDDEN };
   });
 }
 
