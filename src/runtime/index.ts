@@ -17,6 +17,7 @@ export * from './clock.ts';
 export * from './fault-policy.ts';
 export * from './work-queue.ts';
 export * from './node-machine.ts';
+export * from './process-alive.ts';
 export * from './sqlite-state-store.ts';
 export * from './controller.ts';
 export * from './artifact-ledger.ts';

@@ -12,6 +12,7 @@ import { systemClock } from './clock.ts';
 import { DesiredStateError, ErrorCodes, errorMessage } from './errors.ts';
 import type { Fault } from './fault.ts';
 import type { NodeId } from './node-spec.ts';
+import { isAlive } from './process-alive.ts';
 import type { FieldDiff, ObservationMemo, Outputs } from './provisioner.ts';
 import type {
   DriftReport,
@@ -260,15 +261,6 @@ function readLock(lockPath: string): { readonly text: string; readonly holder: L
   return { text, holder: Number.isSafeInteger(pid) && pid > 0 ? { pid, host: host ?? '', token: token ?? '', boot: boot ?? '' } : undefined };
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: the process exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** This boot's id (Linux), undefined elsewhere: a lock written in another boot is stale, whatever its pid names now. */
 const BOOT_ID = ((): string | undefined => {

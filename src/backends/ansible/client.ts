@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { runProcess } from '../../infra/index.ts';
 import type { InfraNodeSpecOf, ProcessOutcome } from '../../infra/index.ts';
+import { isAlive } from '../../runtime/index.ts';
 import { playbookArgs } from './observe.ts';
 import type { RunMode } from './observe.ts';
 import { unsafeVarsYaml } from './vars.ts';
@@ -39,15 +40,6 @@ function hostKeyCheckingEnv(setting: boolean | undefined): Record<string, string
 const RUN_DIR_PREFIX = `desiredstate-ansible-`;
 const RUN_DIR_OF = /^desiredstate-ansible-(\d+)-/;
 
-/** Whether process `pid` is alive (one of another user's counts: its dirs are not ours to remove). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * The ansible backend's only I/O: one ansible-playbook run in a private
@@ -128,7 +120,8 @@ async function sweepRunDirs(): Promise<void> {
   await Promise.all(
     names.map(async (name) => {
       const pid = RUN_DIR_OF.exec(name)?.[1];
-      if (pid === undefined || alive(Number(pid))) return;
+      // Alive, or another user's: its dirs are not ours to remove.
+      if (pid === undefined || isAlive(Number(pid))) return;
       // Best effort: a dir another user owns (sticky /tmp) stays where it is.
       await rm(join(root, name), { recursive: true, force: true }).catch(() => undefined);
     }),
