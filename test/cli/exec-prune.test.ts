@@ -13,15 +13,17 @@ import { Daemon, eventually } from '../support/daemon.ts';
 const p = tempProject('ds-exec-prune-');
 afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
 
-const node = (id: string): string => `    - id: ${id}
+/** A resource that is a file `id` in `dir`, and a `delete` command (shell) that is given the file's path. */
+const resourceNode = (dir: string, id: string, remove: (file: string) => string): string => `    - id: ${id}
       type: generic.resource
       deletionPolicy: Delete
       spec:
         commands:
-          read: [/bin/sh, -c, 'cat > /dev/null; if [ -e ${p.dir}/${id} ]; then echo "{\\"exists\\":true,\\"state\\":{}}"; else echo "{\\"exists\\":false}"; fi']
-          create: [/bin/sh, -c, 'cat > /dev/null; touch ${p.dir}/${id}; echo "{\\"outputs\\":{}}"']
-          delete: [/bin/sh, -c, 'cat > /dev/null; echo "bucket is not empty" >&2; exit 1']
+          read: [/bin/sh, -c, 'cat > /dev/null; if [ -e ${dir}/${id} ]; then echo "{\\"exists\\":true,\\"state\\":{}}"; else echo "{\\"exists\\":false}"; fi']
+          create: [/bin/sh, -c, 'cat > /dev/null; touch ${dir}/${id}; echo "{\\"outputs\\":{}}"']
+          delete: [/bin/sh, -c, 'cat > /dev/null; ${remove(`${dir}/${id}`)}']
 `;
+const node = (id: string): string => resourceNode(p.dir, id, () => 'echo "bucket is not empty" >&2; exit 1');
 const goal = (ids: readonly string[]): string => `${execGoalHead({ prune: true })}${ids.map(node).join('')}`;
 
 describe('exec resource removed under prune + Delete whose delete fails', () => {
@@ -82,15 +84,7 @@ describe('a removed node whose delete the daemon gave up on', () => {
   const r = tempProject('ds-exec-retry-delete-');
   afterAll(() => rmSync(r.dir, { recursive: true, force: true }));
   const blocked = join(r.dir, 'not-empty');
-  const node = (id: string): string => `    - id: ${id}
-      type: generic.resource
-      deletionPolicy: Delete
-      spec:
-        commands:
-          read: [/bin/sh, -c, 'cat > /dev/null; if [ -e ${r.dir}/${id} ]; then echo "{\\"exists\\":true,\\"state\\":{}}"; else echo "{\\"exists\\":false}"; fi']
-          create: [/bin/sh, -c, 'cat > /dev/null; touch ${r.dir}/${id}; echo "{\\"outputs\\":{}}"']
-          delete: [/bin/sh, -c, 'cat > /dev/null; if [ -e ${blocked} ]; then echo "bucket is not empty" >&2; exit 1; fi; rm ${r.dir}/${id}']
-`;
+  const node = (id: string): string => resourceNode(r.dir, id, (file) => `if [ -e ${blocked} ]; then echo "bucket is not empty" >&2; exit 1; fi; rm ${file}`);
 
   it('is deleted at once by retry NODE once its cause is fixed, not only at the next restart', async () => {
     const env = { DESIREDSTATE_LOG_LEVEL: 'silent' };
