@@ -213,10 +213,12 @@ describe.skipIf(!hasAnsible)('ansible backend against localhost', () => {
   });
 
   it('leaves no temp files behind (extra vars file, ansible temp dirs)', async () => {
-    const before = new Set(readdirSync(tmpdir()).filter((f) => f.startsWith('desiredstate-ansible-')));
+    // This process's run dirs only: other test files (and other test runs) run playbooks at the same time.
+    const ours = `desiredstate-ansible-${process.pid}-`;
+    const before = new Set(readdirSync(tmpdir()).filter((f) => f.startsWith(ours)));
     const n = playbookNode('tidy', { playbook: playbook('managed-tidy.yml', MANAGED), ...local, extraVars: { target: join(dir, 'tidy.txt'), body: 'x' } });
     await backend().create(n, opContext());
-    const after = readdirSync(tmpdir()).filter((f) => f.startsWith('desiredstate-ansible-') && !before.has(f));
+    const after = readdirSync(tmpdir()).filter((f) => f.startsWith(ours) && !before.has(f));
     expect(after).toEqual([]);
   });
 
