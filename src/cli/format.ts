@@ -86,7 +86,7 @@ export function formatPlan(
         for (const d of p.diffs) lines.push(...formatDiff(d));
         break;
       case 'drift':
-        lines.push(`${head} drifted${p.correct ? ', will be corrected' : ', report only (selfHeal: false)'}`);
+        lines.push(`${head} drifted${p.correct ? ', will be corrected' : `, report only (${p.reportOnly ?? 'selfHeal: false'})`}`);
         for (const d of p.diffs) lines.push(...formatDiff(d));
         break;
       case 'blocked':

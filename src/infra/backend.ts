@@ -111,6 +111,12 @@ export interface BackendFactory<C = unknown> {
    */
   cannotDelete?(spec: InfraNodeSpec, config: C): string | undefined;
   /**
+   * Why this implementation can never correct drift of a node of this spec (a resource without an
+   * update command), without I/O; undefined when it can. Its drift is then only reported, and said so
+   * by plan, the drift report and status, rather than an update that fails and holds the node.
+   */
+  cannotUpdate?(spec: InfraNodeSpec, config: C): string | undefined;
+  /**
    * What names the real resource a node manages within one instance of this
    * backend, in words (`path conf/app.toml`, `role app`), without I/O: two
    * nodes of one instance with the same key are a compile error, as each

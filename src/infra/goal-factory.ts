@@ -314,6 +314,7 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       spec: desiredNodeSpec(spec, backendId, decl.labels, decl.goal.environment, { resource: templated ? undefined : named?.key }),
       gate,
       deletionPolicy: statefulTypes.has(decl.type) ? 'Orphan' : undefined,
+      cannotUpdate: backend === undefined ? undefined : factory?.cannotUpdate?.(spec, backend.config),
     };
   }
 }

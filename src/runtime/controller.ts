@@ -8,6 +8,7 @@ import { CircuitBreakers, DEFAULT_CIRCUIT_BREAKER, DEFAULT_FAULT_POLICY, decide 
 import type { BreakerChange, CircuitBreakerConfig, FaultPolicy, Rng } from './fault-policy.ts';
 import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredGraph } from './graph.ts';
+import { correctsDrift, reportOnlyReason } from './node-spec.ts';
 import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.ts';
 import { nextStatus, releasable } from './node-machine.ts';
 import type { NodeEventType } from './node-machine.ts';
@@ -19,7 +20,7 @@ import { GOAL_ERRORS_META } from './state-store.ts';
 import { appliedAtSpec, carriedRecord, heldByPolicy, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDeps, storedGoalDigest } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
-import { driftReport, logDrift, MISSING_RESOURCE } from './drift-report.ts';
+import { driftReport, isMissing, logDrift, MISSING_RESOURCE } from './drift-report.ts';
 
 /** Watches what the nodes manage; calls `onChange` with the ids whose resources changed. Returns a stop function. */
 export type ChangeWatcher<S extends NodeSpec> = (nodes: readonly DesiredNode<S>[], onChange: (ids: readonly NodeId[]) => void) => () => void;
@@ -665,9 +666,10 @@ export class Controller<S extends NodeSpec> {
    * is only reported and looked at again next interval; flapping drift waits for its backoff.
    */
   private uncorrected(node: DesiredNode<S>, memory: DriftMemory, diffs: readonly FieldDiff[]): string | undefined {
-    if (!node.settings.selfHeal) {
+    // A deleted resource is made again under selfHeal (a create), other drift only where the backend can update it.
+    if (!(isMissing(diffs) ? node.settings.selfHeal : correctsDrift(node.settings))) {
       this.scheduleNext(node);
-      return 'drift reported (selfHeal: false)';
+      return `drift reported (${isMissing(diffs) ? 'selfHeal: false' : reportOnlyReason(node.settings)})`;
     }
     const now = this.o.clock.now();
     if (memory.correctAfter > now) {
@@ -844,7 +846,7 @@ export class Controller<S extends NodeSpec> {
 
   /** A report-only drift reported less than an interval ago (see `noteDrift`). */
   private reportedRecently(node: DesiredNode<S>, memory: DriftMemory, now: number): boolean {
-    return !node.settings.selfHeal && now - memory.lastReportAt < (node.settings.intervalMs ?? this.o.intervalMs);
+    return !correctsDrift(node.settings) && now - memory.lastReportAt < (node.settings.intervalMs ?? this.o.intervalMs);
   }
 
   /**

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { correctsDrift } from './node-spec.ts';
 import type { DesiredNode, NodeSpec } from './node-spec.ts';
 import type { FieldDiff } from './provisioner.ts';
 import type { DriftReport } from './state-store.ts';
@@ -11,6 +12,11 @@ import type { DriftReport } from './state-store.ts';
  */
 export const MISSING_RESOURCE: FieldDiff = { path: 'exists', desired: true, actual: false };
 
+/** Whether `diffs` say the resource is gone (`MISSING_RESOURCE`). */
+export function isMissing(diffs: readonly FieldDiff[]): boolean {
+  return diffs.length === 1 && diffs[0]?.path === MISSING_RESOURCE.path;
+}
+
 /** The report of one drift occurrence of `node`, detected `at` (epoch ms). */
 export function driftReport<S extends NodeSpec>(
   node: DesiredNode<S>,
@@ -18,7 +24,8 @@ export function driftReport<S extends NodeSpec>(
   at: number,
   occurrence: { readonly firstSeen: number; readonly flapping: boolean; readonly commit: string | null },
 ): DriftReport {
-  const action: DriftReport['action'] = node.settings.selfHeal ? 'corrected' : 'reported';
+  // A deleted resource is made again under selfHeal (a create); other drift only where the backend can update.
+  const action: DriftReport['action'] = (isMissing(diffs) ? node.settings.selfHeal : correctsDrift(node.settings)) ? 'corrected' : 'reported';
   return { goal: node.goal, node: node.id, backendId: node.spec.backendId, diffs, firstSeen: occurrence.firstSeen, detectedAt: at, action, flapping: occurrence.flapping, commit: occurrence.commit };
 }
 

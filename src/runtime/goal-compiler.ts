@@ -241,6 +241,8 @@ export interface BuiltSpec<S extends NodeSpec> {
   readonly gate?: NodeGate | undefined;
   /** The deletion policy the domain chooses when the goal names none. */
   readonly deletionPolicy?: DeletionPolicy | undefined;
+  /** Why the node's drift can never be corrected, only reported (see `NodeSettings.cannotUpdate`). */
+  readonly cannotUpdate?: string | undefined;
 }
 
 export interface NodeGate {
@@ -466,6 +468,7 @@ export class GoalCompiler<S extends NodeSpec> {
             deletionPolicy: n.deletionPolicy ?? value.spec.defaults.deletionPolicy ?? built?.deletionPolicy ?? 'Orphan',
             ignoreFields: n.ignoreFields,
             intervalMs: n.interval ?? goal.intervalMs,
+            ...(built?.cannotUpdate === undefined ? {} : { cannotUpdate: built.cannotUpdate }),
           },
           source,
           deps,

@@ -51,6 +51,22 @@ export interface NodeSettings {
   readonly ignoreFields: readonly string[];
   /** Re-observe interval override in milliseconds. */
   readonly intervalMs?: number | undefined;
+  /**
+   * Why the node's backend can never correct its drift (an exec resource without an update command):
+   * its drift is then only reported, whatever `selfHeal` says. A resource deleted out of band is still
+   * made again under `selfHeal`: that is a create.
+   */
+  readonly cannotUpdate?: string | undefined;
+}
+
+/** Whether drift of a resource that exists (not a deleted one) is corrected: `selfHeal`, and the backend can. */
+export function correctsDrift(settings: NodeSettings): boolean {
+  return settings.selfHeal && settings.cannotUpdate === undefined;
+}
+
+/** Why drift of a resource that exists is only reported (see `correctsDrift`). */
+export function reportOnlyReason(settings: NodeSettings): string {
+  return settings.selfHeal && settings.cannotUpdate !== undefined ? settings.cannotUpdate : 'selfHeal: false';
 }
 
 /** An edge of the graph: `from` depends on `to`. */

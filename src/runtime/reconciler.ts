@@ -3,6 +3,7 @@ import type { Fault } from './fault.ts';
 import { createCutShort, fault } from './fault.ts';
 import type { DesiredGraph } from './graph.ts';
 import type { NodeGate } from './goal-compiler.ts';
+import { correctsDrift, reportOnlyReason } from './node-spec.ts';
 import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.ts';
 import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import type { NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
@@ -18,7 +19,8 @@ export type PlannedAction =
   /** `letsGo`: the resource the node managed before its goal named another one; left in place, not deleted. */
   | { readonly action: 'create'; readonly letsGo?: string }
   | { readonly action: 'update'; readonly diffs: readonly FieldDiff[] }
-  | { readonly action: 'drift'; readonly diffs: readonly FieldDiff[]; readonly correct: boolean }
+  /** `reportOnly`: why drift that is not corrected is only reported (`selfHeal: false`, no update command). */
+  | { readonly action: 'drift'; readonly diffs: readonly FieldDiff[]; readonly correct: boolean; readonly reportOnly?: string | undefined }
   | { readonly action: 'none' }
   /** `refused`: over the mass-deletion limit, so `apply` refuses it (without --allow-mass-deletion). */
   | { readonly action: 'delete'; readonly refused?: string }
@@ -157,7 +159,7 @@ export class Reconciler<S extends NodeSpec> {
             if (appliedAt(record, node, options)) {
               // Applied at this spec and gone: deleted out of band, drift like any other.
               if (node.settings.selfHeal) willChange.add(node.id);
-              entry({ action: 'drift', diffs: [MISSING_RESOURCE], correct: node.settings.selfHeal });
+              entry({ action: 'drift', diffs: [MISSING_RESOURCE], correct: node.settings.selfHeal, reportOnly: node.settings.selfHeal ? undefined : 'selfHeal: false' });
             } else {
               willChange.add(node.id);
               entry(create(node.id));
@@ -172,12 +174,13 @@ export class Reconciler<S extends NodeSpec> {
             const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
             if (diffs.length === 0) entry({ action: 'none' });
             else if (record !== undefined && appliedAt(record, node, options)) {
-              if (node.settings.selfHeal) {
+              const correct = correctsDrift(node.settings);
+              if (correct) {
                 willChange.add(node.id);
                 // Corrected first, as apply does: its dependents see the outputs it had when applied, not the drifted ones.
                 if (record.outputs !== null) outputs.set(node.id, record.outputs);
               }
-              entry({ action: 'drift', diffs, correct: node.settings.selfHeal });
+              entry({ action: 'drift', diffs, correct, reportOnly: correct ? undefined : reportOnlyReason(node.settings) });
             } else {
               willChange.add(node.id);
               entry({ action: 'update', diffs });
@@ -340,9 +343,9 @@ export class Reconciler<S extends NodeSpec> {
               }
               const isDrift = appliedAt(prev, node, options);
               if (isDrift) reportDrift(node, diffs, log());
-              if (isDrift && !node.settings.selfHeal) {
+              if (isDrift && !correctsDrift(node.settings)) {
                 outcomes.set(node.id, { status: 'drift-reported', diffs });
-                put(node, 'drifted', { managed: true, outputs: obs.outputs, memo: obs.memo ?? null, reason: 'drift reported (selfHeal: false)' });
+                put(node, 'drifted', { managed: true, outputs: obs.outputs, memo: obs.memo ?? null, reason: `drift reported (${reportOnlyReason(node.settings)})` });
                 break;
               }
               steps.push({ node, op: 'update', diffs });

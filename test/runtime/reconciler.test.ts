@@ -331,7 +331,7 @@ describe('Reconciler: a resource deleted out of band', () => {
     const graph = compileYaml(goalYaml(fileNode('a', 'A'), { selfHeal: false })).graph;
     await s.reconciler.apply(graph, pass);
     s.backend.remove('a');
-    expect((await s.reconciler.plan(graph, pass))[0]?.planned).toEqual({ action: 'drift', diffs: [{ path: 'exists', desired: true, actual: false }], correct: false });
+    expect((await s.reconciler.plan(graph, pass))[0]?.planned).toEqual({ action: 'drift', diffs: [{ path: 'exists', desired: true, actual: false }], correct: false, reportOnly: 'selfHeal: false' });
     const r = await s.reconciler.apply(graph, pass);
     expect(r.outcomes.get('a')).toEqual({ status: 'drift-reported', diffs: [{ path: 'exists', desired: true, actual: false }] });
     expect(r.summary).toMatchObject({ created: 0, drifted: 1 });

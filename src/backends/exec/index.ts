@@ -61,9 +61,10 @@ export class ExecProvisioner implements ResourceProvisioner {
         return done(parseApply('create', await this.run('create', spec.commands.create, node, spec, ctx)));
       case 'update':
         if (spec.commands.update === undefined) {
-          // Re-running create to correct drift would guess at the script's semantics: report instead.
+          // Drift of such a node is only reported (`cannotUpdate`): this is a changed input, which
+          // re-running create would apply by guessing at the script's semantics.
           throw new FaultError(
-            fault('permanent', 'no update command: drift can only be reported', { code: 'no-update-command', hint: 'add commands.update, or set selfHeal: false' }),
+            fault('permanent', 'no update command: a changed input cannot be applied', { code: 'no-update-command', hint: 'add commands.update (or remove the resource and let create make it anew)' }),
           );
         }
         ctx.log.debug({ node: node.id, paths: intent.diffs.map((d) => d.path) }, 'exec update');
@@ -124,6 +125,7 @@ export const execBackendFactory: BackendFactory<ExecConfig> = {
   },
   outputs: { 'generic.resource': 'any' },
   checkSpec: (spec) => (spec.type === 'generic.resource' && spec.commands === undefined ? [{ path: ['commands'], message: 'the exec backend needs commands (read and create at least)' }] : []),
+  cannotUpdate: (spec) => (spec.type === 'generic.resource' && spec.commands !== undefined && spec.commands.update === undefined ? 'no update command' : undefined),
   cannotDelete: (spec) => (spec.type === 'generic.resource' && spec.commands !== undefined && spec.commands.delete === undefined ? 'it has no commands.delete (add one)' : undefined),
   description: 'Resources managed by user-supplied read/create/update/delete commands speaking JSON (the exec protocol).',
   create: (config, ctx) => resourceBackend(ctx.id, 'exec', new ExecProvisioner(config, ctx)),
