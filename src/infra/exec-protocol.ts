@@ -243,6 +243,8 @@ export function inputDiffs(input: Readonly<Record<string, unknown>>, state: Read
   const diffs: FieldDiff[] = [];
   for (const [key, desired] of Object.entries(input)) {
     const actual = state[key];
+    // A key set to null asks for no value: a state that leaves the key out has none (else it would drift, and be "corrected", on every pass).
+    if (desired === null && actual === undefined) continue;
     if (!jsonEqual(desired, actual)) diffs.push({ path: `input.${key}`, desired, actual });
   }
   return diffs;

@@ -22,6 +22,14 @@ describe('inputDiffs', () => {
       { path: 'input.missing', desired: 'x', actual: undefined },
     ]);
   });
+
+  // A key set to null drifted for ever against a state that leaves it out, and was "corrected" on every pass.
+  it('a key set to null matches a state without it, not a state with a value', () => {
+    expect(inputDiffs({ tag: null }, {})).toEqual([]);
+    expect(inputDiffs({ tag: null }, { tag: null })).toEqual([]);
+    expect(inputDiffs({ tag: null }, { tag: 'x' })).toEqual([{ path: 'input.tag', desired: null, actual: 'x' }]);
+    expect(inputDiffs({ tag: 'x' }, {})).toEqual([{ path: 'input.tag', desired: 'x', actual: undefined }]);
+  });
 });
 
 describe('parseRead', () => {
