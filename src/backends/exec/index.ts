@@ -1,7 +1,8 @@
+import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { allowlistedEnv, execRequest, holdsSecretRef, resolveSecretRefs, resourceBackend, SECRET_MASK, SecretMask, updatedOutputs } from '../../infra/index.ts';
-import type { BackendContext, BackendFactory, BackendNode, InfraNodeSpecOf, ProvisionIntent, ResourceContext, ResourceProvisioner, SecretSource } from '../../infra/index.ts';
-import { assertNever, fault, FaultError } from '../../runtime/index.ts';
+import type { BackendContext, BackendFactory, BackendHealth, BackendNode, InfraNodeSpecOf, ProvisionIntent, ResourceContext, ResourceProvisioner, SecretSource } from '../../infra/index.ts';
+import { assertNever, errorMessage, fault, FaultError } from '../../runtime/index.ts';
 import type { Observation, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import { ExecClient } from './client.ts';
 import { execConfigSchema } from './config.ts';
@@ -31,17 +32,30 @@ export class ExecProvisioner implements ResourceProvisioner {
   readonly mask: SecretMask;
   /** Where secret references in the input are read from: the daemon's environment and working directory. */
   private readonly secretSource: SecretSource;
+  /** Where the commands run. */
+  private readonly cwd: string;
 
   constructor(config: ExecConfig, ctx: BackendContext) {
     const env = allowlistedEnv(ctx.env, config.env);
     this.mask = SecretMask.fromEnv(env);
     this.secretSource = { env: ctx.env, cwd: ctx.cwd };
+    this.cwd = config.cwd === undefined ? ctx.cwd : resolve(ctx.cwd, config.cwd);
     this.client = new ExecClient({
-      cwd: config.cwd === undefined ? ctx.cwd : resolve(ctx.cwd, config.cwd),
+      cwd: this.cwd,
       env,
       timeoutMs: config.timeout,
       maxOutputBytes: config.maxOutputBytes,
     });
+  }
+
+  /** Healthy while the commands' working directory is one: without it no command of the backend can start. */
+  async health(): Promise<BackendHealth> {
+    try {
+      if ((await stat(this.cwd)).isDirectory()) return { status: 'healthy' };
+      return { status: 'unhealthy', message: `the backend cwd ${this.cwd} is not a directory` };
+    } catch (err) {
+      return { status: 'unhealthy', message: `the backend cwd ${this.cwd} cannot be used (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})` };
+    }
   }
 
   async observe(node: BackendNode, ctx: ResourceContext): Promise<Observation> {

@@ -279,6 +279,14 @@ describe('exec backend: exit status classification', () => {
     expect(faultOf(obs)).toMatchObject({ class: 'permanent', code: 'spawn-failed', message: `read command could not be started: the working directory ${join(dir, 'no-such-dir')} does not exist (or is not a directory)` });
     expect(obs.status === 'failed' ? obs.fault.hint : undefined).toContain('backend config cwd');
   });
+
+  // `desiredstate backends` (and /readyz) said healthy while no command of the backend could start.
+  it('is unhealthy while its working directory is missing or not a directory, healthy once it is one', async () => {
+    const ctx = { signal: new AbortController().signal, log: opContext().log };
+    expect(await backend({ cwd: 'no-such-dir' }).health?.(ctx)).toEqual({ status: 'unhealthy', message: `the backend cwd ${join(dir, 'no-such-dir')} cannot be used (ENOENT)` });
+    expect(await backend({ cwd: 'resource.mjs' }).health?.(ctx)).toEqual({ status: 'unhealthy', message: `the backend cwd ${join(dir, 'resource.mjs')} is not a directory` });
+    expect(await backend().health?.(ctx)).toEqual({ status: 'healthy' });
+  });
 });
 
 describe('exec backend: output that is not the protocol JSON is a bad-output fault', () => {
