@@ -8,7 +8,7 @@ import { CircuitBreakers, DEFAULT_CIRCUIT_BREAKER, DEFAULT_FAULT_POLICY, decide 
 import type { BreakerChange, CircuitBreakerConfig, FaultPolicy, Rng } from './fault-policy.ts';
 import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredGraph } from './graph.ts';
-import { correctsDrift, reportOnlyReason } from './node-spec.ts';
+import { correctsDrift } from './node-spec.ts';
 import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.ts';
 import { nextStatus, releasable } from './node-machine.ts';
 import type { NodeEventType } from './node-machine.ts';
@@ -20,7 +20,7 @@ import { GOAL_ERRORS_META } from './state-store.ts';
 import { appliedAtSpec, carriedRecord, heldByPolicy, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDeps, storedGoalDigest } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
-import { driftReport, isMissing, logDrift, MISSING_RESOURCE } from './drift-report.ts';
+import { corrected, driftReport, logDrift, MISSING_RESOURCE, reportOnly } from './drift-report.ts';
 
 /** Watches what the nodes manage; calls `onChange` with the ids whose resources changed. Returns a stop function. */
 export type ChangeWatcher<S extends NodeSpec> = (nodes: readonly DesiredNode<S>[], onChange: (ids: readonly NodeId[]) => void) => () => void;
@@ -53,6 +53,9 @@ export type OperatorRetryAnswer =
   | { readonly status: 'unknown' }
   | { readonly status: 'not-held'; readonly current: NodeStatus };
 
+/** What an operator's release resets in a node's record: its retries, its last fault, and the reason. */
+const RELEASED = { attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator' } as const;
+
 /**
  * `Controller.operatorRetry` with no daemon running: the same release, written to the store (the node
  * machine's OPERATOR_RETRY, its pending operations abandoned, the event journalled); the next pass
@@ -80,7 +83,7 @@ function releaseRecords(store: StateStore, records: readonly NodeRecord[], at: n
   store.transaction(() => {
     // What an interrupted operation left is resolved by the operator: it no longer counts as interrupted.
     for (const op of store.pendingOperations()) if (ids.has(op.node)) store.finishOperation(op.id, 'abandoned', 'released by operator');
-    store.putNodes(records.map((r) => ({ ...r, status: nextStatus(r.status, 'OPERATOR_RETRY').status, attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator', updatedAt: at })));
+    store.putNodes(records.map((r) => ({ ...r, ...RELEASED, status: nextStatus(r.status, 'OPERATOR_RETRY').status, updatedAt: at })));
     for (const r of records) store.appendEvent({ at, node: r.id, kind: 'operator-retry', data: { previous: r.status } });
   });
 }
@@ -367,7 +370,7 @@ export class Controller<S extends NodeSpec> {
     if (rec === undefined || !releasable(rec.status) || !deletable.has(id)) return 'not-held';
     const at = this.o.clock.now();
     this.deferred.defer(() => this.o.store.appendEvent({ at, node: id, kind: 'operator-retry', data: { previous: rec.status } }));
-    this.records.set(id, { ...rec, attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator', updatedAt: at });
+    this.records.set(id, { ...rec, ...RELEASED, updatedAt: at });
     this.dirty.add(id);
     this.deleting.add(id);
     this.queue.add(id);
@@ -388,7 +391,7 @@ export class Controller<S extends NodeSpec> {
     const previous = this.records.get(node.id)?.status ?? 'pending';
     const at = this.o.clock.now();
     this.deferred.defer(() => this.o.store.appendEvent({ at, node: node.id, kind: 'operator-retry', data: { previous } }));
-    this.transition(node, 'OPERATOR_RETRY', { attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator' });
+    this.transition(node, 'OPERATOR_RETRY', RELEASED);
     this.queue.add(node.id);
   }
 
@@ -666,10 +669,9 @@ export class Controller<S extends NodeSpec> {
    * is only reported and looked at again next interval; flapping drift waits for its backoff.
    */
   private uncorrected(node: DesiredNode<S>, memory: DriftMemory, diffs: readonly FieldDiff[]): string | undefined {
-    // A deleted resource is made again under selfHeal (a create), other drift only where the backend can update it.
-    if (!(isMissing(diffs) ? node.settings.selfHeal : correctsDrift(node.settings))) {
+    if (!corrected(node.settings, diffs)) {
       this.scheduleNext(node);
-      return `drift reported (${isMissing(diffs) ? 'selfHeal: false' : reportOnlyReason(node.settings)})`;
+      return `drift reported (${reportOnly(node.settings, diffs)})`;
     }
     const now = this.o.clock.now();
     if (memory.correctAfter > now) {

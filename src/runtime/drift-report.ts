@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import { correctsDrift } from './node-spec.ts';
-import type { DesiredNode, NodeSpec } from './node-spec.ts';
+import { correctsDrift, reportOnlyReason } from './node-spec.ts';
+import type { DesiredNode, NodeSettings, NodeSpec } from './node-spec.ts';
 import type { FieldDiff } from './provisioner.ts';
 import type { DriftReport } from './state-store.ts';
 
@@ -17,6 +17,16 @@ export function isMissing(diffs: readonly FieldDiff[]): boolean {
   return diffs.length === 1 && diffs[0]?.path === MISSING_RESOURCE.path;
 }
 
+/** Whether drift of these `diffs` is corrected: a deleted resource is made again under selfHeal (a create), other drift only where the backend can also update it (`correctsDrift`). */
+export function corrected(settings: NodeSettings, diffs: readonly FieldDiff[]): boolean {
+  return isMissing(diffs) ? settings.selfHeal : correctsDrift(settings);
+}
+
+/** Why drift of these `diffs` is only reported (see `corrected`). */
+export function reportOnly(settings: NodeSettings, diffs: readonly FieldDiff[]): string {
+  return isMissing(diffs) ? 'selfHeal: false' : reportOnlyReason(settings);
+}
+
 /** The report of one drift occurrence of `node`, detected `at` (epoch ms). */
 export function driftReport<S extends NodeSpec>(
   node: DesiredNode<S>,
@@ -25,7 +35,7 @@ export function driftReport<S extends NodeSpec>(
   occurrence: { readonly firstSeen: number; readonly flapping: boolean; readonly commit: string | null },
 ): DriftReport {
   // A deleted resource is made again under selfHeal (a create); other drift only where the backend can update.
-  const action: DriftReport['action'] = (isMissing(diffs) ? node.settings.selfHeal : correctsDrift(node.settings)) ? 'corrected' : 'reported';
+  const action: DriftReport['action'] = corrected(node.settings, diffs) ? 'corrected' : 'reported';
   return { goal: node.goal, node: node.id, backendId: node.spec.backendId, diffs, firstSeen: occurrence.firstSeen, detectedAt: at, action, flapping: occurrence.flapping, commit: occurrence.commit };
 }
 

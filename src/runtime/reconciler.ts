@@ -3,13 +3,12 @@ import type { Fault } from './fault.ts';
 import { createCutShort, fault } from './fault.ts';
 import type { DesiredGraph } from './graph.ts';
 import type { NodeGate } from './goal-compiler.ts';
-import { correctsDrift, reportOnlyReason } from './node-spec.ts';
 import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.ts';
 import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import type { NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
 import { GOAL_ERRORS_META } from './state-store.ts';
 import { DeferredWrites } from './deferred-writes.ts';
-import { driftReport, logDrift, MISSING_RESOURCE } from './drift-report.ts';
+import { corrected, driftReport, logDrift, MISSING_RESOURCE, reportOnly } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
 import { appliedAtSpec, carriedRecord, LET_GO, policyHoldReason, recordSnapshot, removedNode, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, splitRemoved, storedGoalDigest } from './node-record.ts';
@@ -158,8 +157,10 @@ export class Reconciler<S extends NodeSpec> {
           case 'absent':
             if (appliedAt(record, node, options)) {
               // Applied at this spec and gone: deleted out of band, drift like any other.
-              if (node.settings.selfHeal) willChange.add(node.id);
-              entry({ action: 'drift', diffs: [MISSING_RESOURCE], correct: node.settings.selfHeal, reportOnly: node.settings.selfHeal ? undefined : 'selfHeal: false' });
+              const diffs = [MISSING_RESOURCE];
+              const correct = corrected(node.settings, diffs);
+              if (correct) willChange.add(node.id);
+              entry({ action: 'drift', diffs, correct, reportOnly: correct ? undefined : reportOnly(node.settings, diffs) });
             } else {
               willChange.add(node.id);
               entry(create(node.id));
@@ -174,13 +175,13 @@ export class Reconciler<S extends NodeSpec> {
             const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
             if (diffs.length === 0) entry({ action: 'none' });
             else if (record !== undefined && appliedAt(record, node, options)) {
-              const correct = correctsDrift(node.settings);
+              const correct = corrected(node.settings, diffs);
               if (correct) {
                 willChange.add(node.id);
                 // Corrected first, as apply does: its dependents see the outputs it had when applied, not the drifted ones.
                 if (record.outputs !== null) outputs.set(node.id, record.outputs);
               }
-              entry({ action: 'drift', diffs, correct, reportOnly: correct ? undefined : reportOnlyReason(node.settings) });
+              entry({ action: 'drift', diffs, correct, reportOnly: correct ? undefined : reportOnly(node.settings, diffs) });
             } else {
               willChange.add(node.id);
               entry({ action: 'update', diffs });
@@ -316,9 +317,9 @@ export class Reconciler<S extends NodeSpec> {
               // Applied at this spec and gone: deleted out of band.
               const diffs = [MISSING_RESOURCE];
               reportDrift(node, diffs, log());
-              if (!node.settings.selfHeal) {
+              if (!corrected(node.settings, diffs)) {
                 outcomes.set(node.id, { status: 'drift-reported', diffs });
-                put(node, 'drifted', { managed: true, reason: 'resource missing; drift reported (selfHeal: false)' });
+                put(node, 'drifted', { managed: true, reason: `resource missing; drift reported (${reportOnly(node.settings, diffs)})` });
                 break;
               }
               steps.push({ node, op: 'create', diffs });
@@ -343,9 +344,9 @@ export class Reconciler<S extends NodeSpec> {
               }
               const isDrift = appliedAt(prev, node, options);
               if (isDrift) reportDrift(node, diffs, log());
-              if (isDrift && !correctsDrift(node.settings)) {
+              if (isDrift && !corrected(node.settings, diffs)) {
                 outcomes.set(node.id, { status: 'drift-reported', diffs });
-                put(node, 'drifted', { managed: true, outputs: obs.outputs, memo: obs.memo ?? null, reason: `drift reported (${reportOnlyReason(node.settings)})` });
+                put(node, 'drifted', { managed: true, outputs: obs.outputs, memo: obs.memo ?? null, reason: `drift reported (${reportOnly(node.settings, diffs)})` });
                 break;
               }
               steps.push({ node, op: 'update', diffs });
