@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { bin, cleanEnv, cli, tempProject } from '../support/cli.ts';
+import { bin, cleanEnv, cli, memoryGoalHead, tempProject } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
 
 // A daemon killed outright (SIGKILL, the OOM killer) cannot clear the API address it recorded, nor
@@ -10,20 +10,7 @@ import { eventually, trackDaemons } from '../support/daemon.ts';
 // named it as the daemon, serving its API at the dead daemon's address.
 const p = tempProject('ds-daemon-killed-');
 // Every memory call takes a while: the apply below holds the lock long enough to be seen holding it.
-p.write('app.yaml', `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: mem }
-spec:
-  type: memory
-  config: { latencyMs: 1500 }
----
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: app }
-spec:
-  defaults: { backend: mem }
-  nodes:
-    - { id: dir, type: local.directory, spec: { path: dir } }
+p.write('app.yaml', `${memoryGoalHead('    latencyMs: 1500\n')}    - { id: dir, type: local.directory, spec: { path: dir } }
 `);
 const daemons = trackDaemons(p.dir);
 

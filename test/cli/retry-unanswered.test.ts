@@ -4,7 +4,7 @@ import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { cli, tempProject } from '../support/cli.ts';
+import { cli, memoryGoalHead, tempProject } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
 
 // `retry` asks the daemon serving the state; when the daemon did not release the node (its API
@@ -12,21 +12,7 @@ import { eventually, trackDaemons } from '../support/daemon.ts';
 // "released; it is reconciled on the next pass". The daemon keeps node state in memory and never
 // read it: the node stayed held for good, while `status` showed it pending, released by operator.
 // While a daemon holds the state, nothing is released behind its back: retry fails and says why.
-const GOALS = `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: mem }
-spec:
-  type: memory
-  config:
-    faults: [{ node: bad, op: create, class: permanent }]
----
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: app }
-spec:
-  defaults: { backend: mem }
-  nodes:
-    - { id: good, type: local.directory, spec: { path: good } }
+const GOALS = `${memoryGoalHead('    faults: [{ node: bad, op: create, class: permanent }]\n')}    - { id: good, type: local.directory, spec: { path: good } }
     - { id: bad, type: local.directory, spec: { path: bad } }
 `;
 const daemons = trackDaemons();

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { cli, tempProject } from '../support/cli.ts';
+import { cli, memoryGoalHead, tempProject } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
 
 // `retry NODE` releases a node held by the fault policy (or failed, waiting out its backoff). A node
@@ -10,21 +10,7 @@ import { eventually, trackDaemons } from '../support/daemon.ts';
 // "released by operator" (and set pending offline), as if it had been held.
 const p = tempProject('ds-retry-');
 // `bad` fails every create (a permanent fault); the policy below holds it after the first.
-p.write('app.yaml', `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: mem }
-spec:
-  type: memory
-  config:
-    faults: [{ node: bad, op: create, class: permanent }]
----
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: app }
-spec:
-  defaults: { backend: mem }
-  nodes:
-    - id: good
+p.write('app.yaml', `${memoryGoalHead('    faults: [{ node: bad, op: create, class: permanent }]\n')}    - id: good
       type: local.directory
       spec: { path: good }
     - id: bad

@@ -55,6 +55,27 @@ export function tempProject(prefix: string): { dir: string; goals: string; state
   };
 }
 
+/**
+ * A memory Backend `mem` with `config` (YAML lines under `config:`, already indented) and a Goal
+ * `app` whose nodes use it by default, up to and including `nodes:`; the caller appends the node lines.
+ */
+export function memoryGoalHead(config: string): string {
+  return `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: mem }
+spec:
+  type: memory
+  config:
+${config}---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app }
+spec:
+  defaults: { backend: mem }
+  nodes:
+`;
+}
+
 /** A Backend document `local` rooted at `root`. */
 export function localBackend(root: string): string {
   return `apiVersion: desiredstate/v1
