@@ -222,8 +222,10 @@ function hasReferencesCached(spec: InfraNodeSpec): boolean {
   return has;
 }
 
-/** Secret fields never leave as values: only the fact that they differ. */
+/** Secret fields never leave as values: only the fact that they differ (and why, a rotation). */
 export function maskDiffs(spec: InfraNodeSpec, diffs: readonly FieldDiff[]): FieldDiff[] {
   const secret = secretFields[spec.type] ?? [];
-  return diffs.map((d) => (secret.some((f) => d.path === f || d.path.startsWith(`${f}.`)) ? { path: d.path, desired: SECRET_MASK, actual: SECRET_MASK, masked: true } : d));
+  return diffs.map((d) =>
+    secret.some((f) => d.path === f || d.path.startsWith(`${f}.`)) ? { path: d.path, desired: SECRET_MASK, actual: SECRET_MASK, masked: true, ...(d.cause === undefined ? {} : { cause: d.cause }) } : d,
+  );
 }

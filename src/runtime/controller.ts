@@ -20,7 +20,7 @@ import { GOAL_ERRORS_META } from './state-store.ts';
 import { appliedAtSpec, carriedRecord, heldByPolicy, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDeps, storedGoalDigest } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
-import { corrected, driftReport, logDrift, MISSING_RESOURCE, reportOnly } from './drift-report.ts';
+import { corrected, driftReport, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 
 /** Watches what the nodes manage; calls `onChange` with the ids whose resources changed. Returns a stop function. */
 export type ChangeWatcher<S extends NodeSpec> = (nodes: readonly DesiredNode<S>[], onChange: (ids: readonly NodeId[]) => void) => () => void;
@@ -575,7 +575,7 @@ export class Controller<S extends NodeSpec> {
       } else {
         this.deferred.finished(opIds[i]!, result);
       }
-      this.settle(step.node, result, step.op === 'create' ? 'created' : 'updated', this.o.log.child({ node: step.node.id, backend: step.node.spec.backendId }));
+      this.settle(step, result, this.o.log.child({ node: step.node.id, backend: step.node.spec.backendId }));
       this.roundDone(step.node.id);
     });
   }
@@ -637,14 +637,17 @@ export class Controller<S extends NodeSpec> {
           this.transition(node, 'UPDATE', {});
           return { node, op: 'update', diffs };
         }
-        const memory = this.noteDrift(node, diffs, log);
-        const wait = this.uncorrected(node, memory, diffs);
-        if (wait !== undefined) {
+        // Changes of the desired side (a rotated secret) are applied whatever selfHeal says, and are neither
+        // reported as drift nor counted as flaps; drift of the same node keeps its own course.
+        const { changes, drift } = splitDrift(diffs);
+        logDesiredChanges(log, changes);
+        const wait = drift.length === 0 ? undefined : this.uncorrected(node, this.noteDrift(node, drift, log), drift);
+        if (wait !== undefined && changes.length === 0) {
           this.put(node, 'drifted', { reason: wait, managed: true });
           return undefined;
         }
         this.transition(node, 'UPDATE', {});
-        return { node, op: 'update', diffs };
+        return wait === undefined ? { node, op: 'update', diffs } : { node, op: 'update', diffs: changes, leftDrift: wait };
       }
       case 'indeterminate':
         this.transition(node, 'OBSERVED_INDETERMINATE', {
@@ -729,13 +732,17 @@ export class Controller<S extends NodeSpec> {
     return result;
   }
 
-  private settle(node: DesiredNode<S>, result: ProvisionResult, what: 'created' | 'updated', log: Logger): void {
+  private settle(step: ProvisionStep<S>, result: ProvisionResult, log: Logger): void {
+    const node = step.node;
+    const what = step.op === 'create' ? 'created' : 'updated';
     if (result.status === 'done') {
       this.backendAnswered(node.spec.backendId);
       // A corrected drift is over: the next one is a new occurrence (reported, and a flap if it comes back soon).
-      this.driftGone(node.id);
+      // Drift left as it is (only the desired changes were applied) is still the same outstanding occurrence.
+      if (step.leftDrift === undefined) this.driftGone(node.id);
       // The memo the operation returned, if any: an earlier observation's no longer describes what is there.
       this.succeed(node, 'PROVISION_DONE', result.outputs, result.memo ?? null);
+      if (step.leftDrift !== undefined) this.put(node, 'drifted', { reason: step.leftDrift });
       this.summary[what]++;
       log.info({ type: node.spec.type }, what === 'created' ? 'node created' : 'node updated');
       return;

@@ -17,6 +17,26 @@ export function isMissing(diffs: readonly FieldDiff[]): boolean {
   return diffs.length === 1 && diffs[0]?.path === MISSING_RESOURCE.path;
 }
 
+/** Whether `d` is a change of the desired state that the backend noticed (`FieldDiff.cause`): applied, never drift. */
+export function isDesiredChange(d: FieldDiff): boolean {
+  return d.cause !== undefined;
+}
+
+/**
+ * The diffs of a node applied at its current spec, split: `changes` of the
+ * desired state (a rotated secret), applied as a goal change is, whatever
+ * `selfHeal` says, neither reported as drift nor counted as a flap; and
+ * `drift`, reported and corrected as drift is.
+ */
+export function splitDrift(diffs: readonly FieldDiff[]): { readonly changes: FieldDiff[]; readonly drift: FieldDiff[] } {
+  return { changes: diffs.filter(isDesiredChange), drift: diffs.filter((d) => !isDesiredChange(d)) };
+}
+
+/** The stable line of desired changes about to be applied: the fields and why, never a value (a secret's least of all). */
+export function logDesiredChanges(log: Logger, changes: readonly FieldDiff[]): void {
+  if (changes.length > 0) log.info({ fields: changes.map((d) => d.path), cause: 'secret-rotated' }, 'secret rotated; applying');
+}
+
 /** Whether drift of these `diffs` is corrected: a deleted resource is made again under selfHeal (a create), other drift only where the backend can also update it (`correctsDrift`). */
 export function corrected(settings: NodeSettings, diffs: readonly FieldDiff[]): boolean {
   return isMissing(diffs) ? settings.selfHeal : correctsDrift(settings);

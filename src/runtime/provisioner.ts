@@ -26,6 +26,15 @@ export interface FieldDiff {
   readonly masked?: boolean | undefined;
   /** Extra, human-oriented detail (for example a unified diff of a task). */
   readonly detail?: string | undefined;
+  /**
+   * Set when the difference comes from the desired side, not from the
+   * resource: `secret-rotated`, the secret a reference names holds another
+   * value than the one the backend last applied (it keeps a digest to tell).
+   * Such a diff is a change to apply, as a changed goal is (also under
+   * `selfHeal: false`), never drift. Unset: the resource differs from a goal
+   * that did not change, which is drift once the node was applied.
+   */
+  readonly cause?: 'secret-rotated' | undefined;
 }
 
 /** What exists, compared with what is desired. Failure is a state, not a throw. */

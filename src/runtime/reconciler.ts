@@ -8,7 +8,7 @@ import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, Operatio
 import type { NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
 import { GOAL_ERRORS_META } from './state-store.ts';
 import { DeferredWrites } from './deferred-writes.ts';
-import { corrected, driftReport, logDrift, MISSING_RESOURCE, reportOnly } from './drift-report.ts';
+import { corrected, driftReport, isDesiredChange, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
 import { appliedAtSpec, carriedRecord, LET_GO, policyHoldReason, recordSnapshot, removedNode, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, splitRemoved, storedGoalDigest } from './node-record.ts';
@@ -174,15 +174,16 @@ export class Reconciler<S extends NodeSpec> {
             outputs.set(node.id, obs.outputs);
             const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
             if (diffs.length === 0) entry({ action: 'none' });
-            else if (record !== undefined && appliedAt(record, node, options)) {
-              const correct = corrected(node.settings, diffs);
-              if (correct) {
-                willChange.add(node.id);
-                // Corrected first, as apply does: its dependents see the outputs it had when applied, not the drifted ones.
-                if (record.outputs !== null) outputs.set(node.id, record.outputs);
-              }
-              entry({ action: 'drift', diffs, correct, reportOnly: correct ? undefined : reportOnly(node.settings, diffs) });
+            else if (record !== undefined && appliedAt(record, node, options) && !diffs.every(isDesiredChange)) {
+              // Drift, shown with any desired change (a rotated secret, marked) that apply makes with it whatever selfHeal says.
+              const drift = splitDrift(diffs).drift;
+              const correct = corrected(node.settings, drift);
+              if (correct || drift.length < diffs.length) willChange.add(node.id);
+              // Corrected first, as apply does: its dependents see the outputs it had when applied, not the drifted ones.
+              if (correct && record.outputs !== null) outputs.set(node.id, record.outputs);
+              entry({ action: 'drift', diffs, correct, reportOnly: correct ? undefined : reportOnly(node.settings, drift) });
             } else {
+              // A changed goal, or only desired changes (a rotated secret): an update, as apply makes it.
               willChange.add(node.id);
               entry({ action: 'update', diffs });
             }
@@ -342,14 +343,21 @@ export class Reconciler<S extends NodeSpec> {
                 put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: obs.outputs, memo: obs.memo ?? null });
                 break;
               }
-              const isDrift = appliedAt(prev, node, options);
-              if (isDrift) reportDrift(node, diffs, log());
-              if (isDrift && !corrected(node.settings, diffs)) {
-                outcomes.set(node.id, { status: 'drift-reported', diffs });
-                put(node, 'drifted', { managed: true, outputs: obs.outputs, memo: obs.memo ?? null, reason: `drift reported (${reportOnly(node.settings, diffs)})` });
+              if (!appliedAt(prev, node, options)) {
+                steps.push({ node, op: 'update', diffs });
                 break;
               }
-              steps.push({ node, op: 'update', diffs });
+              // Applied at this spec: what differs is drift, but for changes of the desired side (a rotated secret), applied whatever selfHeal says.
+              const { changes, drift } = splitDrift(diffs);
+              logDesiredChanges(log(), changes);
+              if (drift.length > 0) reportDrift(node, drift, log());
+              const leftDrift = drift.length > 0 && !corrected(node.settings, drift) ? `drift reported (${reportOnly(node.settings, drift)})` : undefined;
+              if (leftDrift !== undefined && changes.length === 0) {
+                outcomes.set(node.id, { status: 'drift-reported', diffs });
+                put(node, 'drifted', { managed: true, outputs: obs.outputs, memo: obs.memo ?? null, reason: leftDrift });
+                break;
+              }
+              steps.push(leftDrift === undefined ? { node, op: 'update', diffs } : { node, op: 'update', diffs: changes, leftDrift });
               break;
             }
             case 'indeterminate': {
@@ -377,7 +385,7 @@ export class Reconciler<S extends NodeSpec> {
           // A create stopped mid-way (its timeout, a signal) may have made something: its operation stays
           // pending, and the next run's read is told it was interrupted, as after a crash.
           if (!createCutShort(st.op, r)) deferred.finished(opIds[i]!, r);
-          this.record(st.node, r, st.op === 'create' ? 'created' : 'updated', outcomes, outputs, memos, put, this.log.child({ node: st.node.id, backend: st.node.spec.backendId }));
+          this.record(st, r, outcomes, outputs, memos, put, this.log.child({ node: st.node.id, backend: st.node.spec.backendId }));
         });
       }
 
@@ -469,21 +477,24 @@ export class Reconciler<S extends NodeSpec> {
   }
 
   private record(
-    node: DesiredNode<S>,
+    step: ProvisionStep<S>,
     result: ProvisionResult,
-    success: 'created' | 'updated',
     outcomes: Map<NodeId, NodeOutcome>,
     outputs: Map<NodeId, Outputs>,
     memos: Map<NodeId, ObservationMemo | undefined>,
     put: (node: DesiredNode<S>, status: NodeStatus, patch?: Partial<NodeRecord>) => void,
     log: Logger,
   ): void {
+    const node = step.node;
+    const success = step.op === 'create' ? 'created' : 'updated';
     if (result.status === 'done') {
       outputs.set(node.id, result.outputs);
       memos.set(node.id, result.memo);
       outcomes.set(node.id, { status: success });
       // The memo the operation returned, if any: an earlier observation's no longer describes what is there.
-      put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: result.outputs, memo: result.memo ?? null });
+      const applied = { managed: true, appliedDigest: node.spec.digest, outputs: result.outputs, memo: result.memo ?? null };
+      if (step.leftDrift === undefined) put(node, 'ready', applied);
+      else put(node, 'drifted', { ...applied, reason: step.leftDrift });
       log.info({ type: node.spec.type }, success === 'created' ? 'node created' : 'node updated');
     } else {
       const prev = this.store.getNode(node.id);
@@ -561,6 +572,11 @@ export interface ProvisionStep<S extends NodeSpec> {
   readonly node: DesiredNode<S>;
   readonly op: 'create' | 'update';
   readonly diffs: readonly FieldDiff[];
+  /**
+   * An update of only the desired changes (`splitDrift`) of a node whose drift is left as it is
+   * (`selfHeal: false`, a flap's backoff): why, said by the node once the update is done.
+   */
+  readonly leftDrift?: string | undefined;
 }
 
 /**

@@ -25,6 +25,10 @@ describe('formatDiff', () => {
     expect(formatDiff({ path: 'password', desired: '<secret>', actual: '<secret>', masked: true })).toEqual(['      password: "<secret>" → "<secret>" (secret)']);
   });
 
+  it('marks a rotated secret (a change to apply, not drift), still masked', () => {
+    expect(formatDiff({ path: 'password', desired: '<secret>', actual: '<secret>', masked: true, cause: 'secret-rotated' })).toEqual(['      password: "<secret>" → "<secret>" (secret, rotated)']);
+  });
+
   it('indents a multi-line detail under its field, at most 40 lines', () => {
     const detail = Array.from({ length: 50 }, (_, i) => `+line ${i}`).join('\n');
     const lines = formatDiff({ path: 'content', desired: 'b', actual: 'a', detail });

@@ -94,6 +94,55 @@ describe('Controller: convergence and steady state', () => {
   });
 });
 
+/** The memory backend, its diffs of `content` marked as a rotated secret (as a backend keeping a digest of the secret it last set says). */
+const rotatingContent = (b: MemoryBackend): InfraBackend =>
+  wrapMemory(b, 'memory', {
+    observe: async (list, ctx) => {
+      const out = new Map(await b.observe(list, ctx));
+      for (const [id, obs] of out) {
+        if (obs.status === 'drifted') out.set(id, { ...obs, diffs: obs.diffs.map((d) => (d.path === 'content' ? { ...d, cause: 'secret-rotated' as const } : d)) });
+      }
+      return out;
+    },
+  });
+
+describe('Controller: a rotated secret is a change to apply, not drift', () => {
+  it.each([{ selfHeal: false }, { selfHeal: true }])('selfHeal: $selfHeal: rotations in a row are each applied, never reported, never a flap', async ({ selfHeal }) => {
+    const h = await converged(goalYaml(fileNode('a', 'A'), { selfHeal }), { wrap: rotatingContent });
+    for (let i = 0; i < 5; i++) {
+      h.backend.tamper('a', { content: `old ${i}` });
+      await h.advance(10_000, 1000);
+      expect(contentOf(h, 'a')).toBe('A');
+    }
+    expect(h.calls.updated).toEqual(['a', 'a', 'a', 'a', 'a']);
+    expect(h.store.listDrift()).toEqual([]);
+    expect(h.lines.filter((l) => l.msg === 'drift detected')).toEqual([]);
+    expect(h.lines.filter((l) => l.msg === 'secret rotated; applying')).toHaveLength(5);
+    expect(statusOf(h, 'a')).toBe('ready');
+    // A drift after them is a first occurrence, not a flap of the rotations.
+    h.backend.tamper('a', { mode: '0600' });
+    await h.advance(10_000, 1000);
+    expect(h.store.listDrift()).toEqual([expect.objectContaining({ node: 'a', flapping: false, action: selfHeal ? 'corrected' : 'reported' })]);
+  });
+
+  it('with drift beside it under selfHeal: false: the rotation is applied, the drift reported once and left', async () => {
+    const h = await converged(goalYaml(fileNode('a', 'A'), { selfHeal: false }), { wrap: rotatingContent });
+    h.backend.tamper('a', { content: 'old', mode: '0600' });
+    await h.settle();
+    expect(h.calls.updated).toEqual(['a']);
+    expect(statusOf(h, 'a')).toBe('drifted');
+    expect(h.store.getNode('a')?.reason).toBe('drift reported (selfHeal: false)');
+    const reports = h.store.listDrift();
+    expect(reports).toEqual([expect.objectContaining({ node: 'a', action: 'reported', diffs: [{ path: 'mode', desired: '0644', actual: '0600' }] })]);
+    // Still the same occurrence while it lasts: not reported again within the interval. (The memory backend
+    // rewrites the whole resource on an update, as `update` may: the drift is put back as a backend that
+    // corrects only the fields it is handed, the rotation here, would have left it.)
+    h.backend.tamper('a', { mode: '0600' });
+    await h.advance(30_000, 1000);
+    expect(h.store.listDrift()).toHaveLength(1);
+  });
+});
+
 describe('Controller: drift', () => {
   it('a batch commits to the store twice however many nodes drifted: drift reports with the pending operations, then the rest', async () => {
     let commits: ReturnType<typeof counted> | undefined;

@@ -310,6 +310,87 @@ describe('Reconciler: observation memos', () => {
   });
 });
 
+/**
+ * The dispatcher, with the diffs of `paths` marked as a rotated secret (what a backend that keeps a
+ * digest of the secret it last set says), and the diffs each update is handed.
+ */
+class Rotating implements NodeProvisioner<InfraDesiredNodeSpec> {
+  readonly updates: (readonly FieldDiff[])[] = [];
+  readonly #inner: NodeProvisioner<InfraDesiredNodeSpec>;
+  readonly #paths: ReadonlySet<string>;
+  constructor(inner: NodeProvisioner<InfraDesiredNodeSpec>, paths: readonly string[]) {
+    this.#inner = inner;
+    this.#paths = new Set(paths);
+  }
+  async observe(nodes: readonly InfraNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, Observation>> {
+    const out = new Map(await this.#inner.observe(nodes, ctx));
+    for (const [id, obs] of out) {
+      if (obs.status === 'drifted') out.set(id, { ...obs, diffs: obs.diffs.map((d) => (this.#paths.has(d.path) ? { ...d, cause: 'secret-rotated' as const } : d)) });
+    }
+    return out;
+  }
+  create(node: InfraNode, ctx: OperationContext): Promise<ProvisionResult> {
+    return this.#inner.create(node, ctx);
+  }
+  update(node: InfraNode, diffs: readonly FieldDiff[], ctx: OperationContext): Promise<ProvisionResult> {
+    this.updates.push(diffs);
+    return this.#inner.update(node, diffs, ctx);
+  }
+  delete(node: InfraNode, ctx: OperationContext): Promise<ProvisionResult> {
+    return this.#inner.delete(node, ctx);
+  }
+}
+
+describe('Reconciler: a rotated secret is a change to apply, not drift', () => {
+  const rotatedContent = { path: 'content', desired: 'A', actual: 'old', cause: 'secret-rotated' };
+
+  it.each([{ selfHeal: false }, { selfHeal: true }])('selfHeal: $selfHeal: plan shows an update; apply makes it, with no drift report', async ({ selfHeal }) => {
+    let rotating: Rotating | undefined;
+    const s = setup({ wrap: (inner) => (rotating = new Rotating(inner, ['content'])) });
+    const graph = compileYaml(goalYaml(fileNode('a', 'A'), { selfHeal })).graph;
+    await s.reconciler.apply(graph, pass);
+    s.backend.tamper('a', { content: 'old' });
+    expect((await s.reconciler.plan(graph, pass))[0]?.planned).toEqual({ action: 'update', diffs: [rotatedContent] });
+    const r = await s.reconciler.apply(graph, pass);
+    expect(r.outcomes.get('a')).toEqual({ status: 'updated' });
+    expect(r.summary).toMatchObject({ updated: 1, drifted: 0 });
+    expect(rotating!.updates).toEqual([[rotatedContent]]);
+    expect(s.sqlite.listDrift()).toEqual([]);
+    expect(s.sqlite.getNode('a')).toMatchObject({ status: 'ready', reason: null });
+    expect(s.lines.filter((l) => l.msg === 'drift detected')).toEqual([]);
+    expect(s.lines.filter((l) => l.msg === 'secret rotated; applying')).toEqual([expect.objectContaining({ node: 'a', fields: ['content'] })]);
+  });
+
+  it('with drift beside it under selfHeal: false: the rotation alone is applied, the drift reported and left, the node drifted', async () => {
+    let rotating: Rotating | undefined;
+    const s = setup({ wrap: (inner) => (rotating = new Rotating(inner, ['content'])) });
+    const graph = compileYaml(goalYaml(fileNode('a', 'A'), { selfHeal: false })).graph;
+    await s.reconciler.apply(graph, pass);
+    s.backend.tamper('a', { content: 'old', mode: '0600' });
+    const drift = { path: 'mode', desired: '0644', actual: '0600' };
+    expect((await s.reconciler.plan(graph, pass))[0]?.planned).toEqual({ action: 'drift', diffs: [rotatedContent, drift], correct: false, reportOnly: 'selfHeal: false' });
+    const r = await s.reconciler.apply(graph, pass);
+    expect(r.outcomes.get('a')).toEqual({ status: 'updated' });
+    expect(r.summary).toMatchObject({ updated: 1, drifted: 1 });
+    expect(rotating!.updates).toEqual([[rotatedContent]]);
+    expect(s.sqlite.listDrift()).toEqual([expect.objectContaining({ node: 'a', action: 'reported', diffs: [drift] })]);
+    expect(s.sqlite.getNode('a')).toMatchObject({ status: 'drifted', reason: 'drift reported (selfHeal: false)' });
+  });
+
+  it('with drift beside it under selfHeal: true: both applied in one update, the drift alone reported', async () => {
+    let rotating: Rotating | undefined;
+    const s = setup({ wrap: (inner) => (rotating = new Rotating(inner, ['content'])) });
+    const graph = compileYaml(goalYaml(fileNode('a', 'A'))).graph;
+    await s.reconciler.apply(graph, pass);
+    s.backend.tamper('a', { content: 'old', mode: '0600' });
+    const drift = { path: 'mode', desired: '0644', actual: '0600' };
+    await s.reconciler.apply(graph, pass);
+    expect(rotating!.updates).toEqual([[rotatedContent, drift]]);
+    expect(s.sqlite.listDrift()).toEqual([expect.objectContaining({ node: 'a', action: 'corrected', diffs: [drift] })]);
+    expect(s.sqlite.getNode('a')).toMatchObject({ status: 'ready' });
+  });
+});
+
 describe('Reconciler: a resource deleted out of band', () => {
   it('is drift, not a first create: planned as `!`, reported and stored as a diff on `exists` (desired true, actual false), counted, then re-created', async () => {
     const s = setup();

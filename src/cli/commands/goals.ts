@@ -69,8 +69,9 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
       ctx.out(`Plan: ${counts.create} to create, ${counts.update} to update, ${counts.delete} to delete, ${counts.drift} drifted, ${counts.none} unchanged, ${counts.blocked + counts.held} blocked or held, ${counts.error} errors.`);
     }
     if (counts.error > 0) return EXIT.failed;
-    // Drift that is only reported (selfHeal: false) is nothing for apply to do: it would never reach 0.
-    const corrections = entries.filter((e) => e.planned.action === 'drift' && e.planned.correct).length;
+    // Drift that is only reported (selfHeal: false) is nothing for apply to do: it would never reach 0. A
+    // rotated secret shown with it is (it is applied whatever selfHeal says).
+    const corrections = entries.filter((e) => e.planned.action === 'drift' && (e.planned.correct || e.planned.diffs.some((d) => d.cause !== undefined))).length;
     const changes = counts.create + counts.update + counts.delete + corrections;
     return changes > 0 ? EXIT.changes : EXIT.ok;
   } finally {
