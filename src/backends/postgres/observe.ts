@@ -35,12 +35,15 @@ export interface RoleRow {
  * set when the verifier is not readable; a digest known is returned in the
  * observation's memo), `unknown` when it cannot be
  * checked (then it is set once so its digest can be tracked), `unavailable`
- * when the secret cannot be read now (not compared).
+ * when the secret cannot be read now (not compared). A password that
+ * `differs` keeps the digest recorded at the last set, if any (it still
+ * names the password last set), and is `rotated` when the secret is not the
+ * one that digest records: the desired password changed, not the role.
  */
 export type PasswordState =
   | { readonly status: 'unmanaged' }
   | { readonly status: 'matches'; readonly digest: string }
-  | { readonly status: 'differs' }
+  | { readonly status: 'differs'; readonly rotated: boolean; readonly digest?: string | undefined }
   | { readonly status: 'unknown' }
   | { readonly status: 'unavailable'; readonly digest?: string | undefined };
 
@@ -128,7 +131,9 @@ export function observeRole(spec: RoleSpec, row: RoleRow | undefined, password: 
       digest = password.digest;
       break;
     case 'differs':
-      diffs.push({ path: 'password', desired: SECRET_MASK, actual: SECRET_MASK, masked: true });
+      // Rotated: a change to apply (also under selfHeal: false), not drift. Otherwise set out of band (or never by us): drift.
+      diffs.push({ path: 'password', desired: SECRET_MASK, actual: SECRET_MASK, masked: true, ...(password.rotated ? { cause: 'secret-rotated' as const } : {}) });
+      digest = password.digest;
       break;
     case 'unknown':
       diffs.push({ path: 'password', desired: SECRET_MASK, actual: SECRET_MASK, masked: true, detail: 'cannot be verified; set once and tracked by digest' });

@@ -97,15 +97,19 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
       return { status: 'unavailable', digest: recorded };
     }
     const digest = digestMatches(recorded, secret) ? recorded : undefined;
+    // The secret is not the one last set (its digest recorded then): rotated, a change of the desired
+    // password. The secret last set but the role's password another: changed out of band, drift. With
+    // no digest recorded (a role adopted, never set by us) nothing tells them apart: drift, as before.
+    const differs: PasswordState = { status: 'differs', rotated: recorded !== undefined && digest === undefined, digest: recorded };
     if (readVerifiers) {
-      if (row.verifier === null) return { status: 'differs' };
+      if (row.verifier === null) return differs;
       const ok = await verify(secret, row.verifier, row.name);
       if (ok === true) return { status: 'matches', digest: digest ?? passwordDigest(secret) };
-      if (ok === false) return { status: 'differs' };
+      if (ok === false) return differs;
       // A verifier of a kind we cannot check: fall back to the recorded digest.
     }
     if (recorded === undefined) return { status: 'unknown' };
-    return digest === undefined ? { status: 'differs' } : { status: 'matches', digest };
+    return digest === undefined ? differs : { status: 'matches', digest };
   };
 
   /** The password verifier to send and the digest to record, when the role's password is to be set. */

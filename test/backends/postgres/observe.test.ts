@@ -22,11 +22,26 @@ describe('observeRole', () => {
     { name: 'extra membership', spec: { login: true, memberOf: ['a'] }, row: row({ member_of: ['a', 'admin'] }), pw: unmanaged, status: 'drifted', diffs: [{ path: 'memberOf', desired: ['a'], actual: ['a', 'admin'] }] },
     { name: 'valid until infinity', spec: { login: true, validUntil: 'infinity' }, row: row({ valid_until_ms: Infinity }), pw: unmanaged, status: 'upToDate', diffs: undefined },
     { name: 'valid until moved', spec: { login: true, validUntil: '2030-01-01' }, row: row({ valid_until_ms: Date.UTC(2031, 0, 1) }), pw: unmanaged, status: 'drifted', diffs: [{ path: 'validUntil', desired: '2030-01-01', actual: '2031-01-01T00:00:00.000Z' }] },
-    { name: 'password differs: masked', spec: { login: true }, row: row(), pw: { status: 'differs' } as PasswordState, status: 'drifted', diffs: [{ path: 'password', desired: '<secret>', actual: '<secret>', masked: true }] },
+    { name: 'password differs: masked', spec: { login: true }, row: row(), pw: { status: 'differs', rotated: false } as PasswordState, status: 'drifted', diffs: [{ path: 'password', desired: '<secret>', actual: '<secret>', masked: true }] },
+    {
+      name: 'password differs as the secret rotated: masked, and a desired change rather than drift',
+      spec: { login: true },
+      row: row(),
+      pw: { status: 'differs', rotated: true, digest: 'salt:old' } as PasswordState,
+      status: 'drifted',
+      diffs: [{ path: 'password', desired: '<secret>', actual: '<secret>', masked: true, cause: 'secret-rotated' }],
+    },
   ])('$name', ({ spec, row: r, pw, status, diffs }) => {
     const obs = observeRole(role(spec), r, pw);
     expect(obs.status).toBe(status);
     if (diffs !== undefined) expect(obs.status === 'drifted' && obs.diffs).toEqual(diffs);
+  });
+
+  it('keeps the digest of the password last set while the password differs: it still tells a rotation from a hand edit next time', () => {
+    for (const rotated of [false, true]) {
+      const obs = observeRole(role({ login: true }), row(), { status: 'differs', rotated, digest: 'salt:last-set' });
+      expect(obs.status === 'drifted' && obs.memo).toEqual({ passwordDigest: 'salt:last-set' });
+    }
   });
 
   it('puts name and oid in outputs, and the password digest only in the private memo', () => {

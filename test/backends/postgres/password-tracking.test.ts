@@ -143,7 +143,7 @@ describe.each(setups)('password tracking, $name', (s) => {
     expect(plan.code, plan.stdout).toBe(0);
   }, 60_000);
 
-  it('a rotated secret is drift, and apply sets the new password', async () => {
+  it('a rotated secret is an update (not drift), and apply sets the new password', async () => {
     const rotated = `rotated-${s.role}-Secret`;
     const plan = await p.run(['plan'], rotated);
     expect(plan.code, plan.stdout + plan.stderr).toBe(2);
