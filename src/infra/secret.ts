@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { DesiredStateError, ErrorCodes, fault, FaultError, readAtMost } from '../runtime/index.ts';
@@ -70,6 +70,22 @@ export async function resolveSecret(ref: SecretRef, options: { env?: NodeJS.Proc
 /** A salted digest of a secret value, safe to store: it notices a change without keeping the value. */
 export function secretDigest(value: string, salt: string): string {
   return createHash('sha256').update(salt).update('\0').update(value).digest('hex');
+}
+
+/**
+ * `<salt>:<secretDigest(value, salt)>`, a fresh salt unless one is given: what a backend records (in
+ * a node's memo, never its outputs) of the secret it last applied, to tell later whether the secret
+ * was rotated since (`saltedDigestMatches`) without keeping it.
+ */
+export function saltedSecretDigest(value: string, salt = randomBytes(8).toString('hex')): string {
+  return `${salt}:${secretDigest(value, salt)}`;
+}
+
+/** Whether `recorded` is a `saltedSecretDigest` of `value`. */
+export function saltedDigestMatches(recorded: unknown, value: string): recorded is string {
+  if (typeof recorded !== 'string') return false;
+  const i = recorded.indexOf(':');
+  return i > 0 && saltedSecretDigest(value, recorded.slice(0, i)) === recorded;
 }
 
 /** A secret `resolveSecret` could not read, as the permanent fault a backend reports (with what to do); undefined for any other error. */

@@ -1,9 +1,9 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { allowlistedEnv, execRequest, holdsSecretRef, resolveSecretRefs, resourceBackend, SECRET_MASK, SecretMask, updatedOutputs } from '../../infra/index.ts';
+import { allowlistedEnv, execRequest, holdsSecretRef, resolveSecretRefs, resourceBackend, saltedDigestMatches, saltedSecretDigest, SECRET_MASK, SecretMask, updatedOutputs } from '../../infra/index.ts';
 import type { BackendContext, BackendFactory, BackendHealth, BackendNode, InfraNodeSpecOf, ProvisionIntent, ResourceContext, ResourceProvisioner, SecretSource } from '../../infra/index.ts';
-import { assertNever, errorMessage, fault, FaultError } from '../../runtime/index.ts';
-import type { Observation, Outputs, ProvisionResult } from '../../runtime/index.ts';
+import { assertNever, errorMessage, fault, FaultError, stableStringify } from '../../runtime/index.ts';
+import type { FieldDiff, Observation, ObservationMemo, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import { ExecClient } from './client.ts';
 import { execConfigSchema } from './config.ts';
 import type { ExecConfig } from './config.ts';
@@ -59,17 +59,22 @@ export class ExecProvisioner implements ResourceProvisioner {
   }
 
   async observe(node: BackendNode, ctx: ResourceContext): Promise<Observation> {
-    const spec = await this.resolved(specOf(node), ctx);
+    const written = specOf(node);
+    const spec = await this.resolved(written, ctx);
     const stdout = await this.run('read', spec.commands.read, node, spec, ctx);
     const obs = toObservation(spec.input, parseRead(stdout), ctx.outputsOf(node.id));
-    // A key of the input given a secret: its drift says that it differs, never what either value is.
-    const secret = (path: string): boolean => holdsSecretRef(specOf(node).input[path.slice('input.'.length)]);
-    if (obs.status !== 'drifted' || !obs.diffs.some((d) => secret(d.path))) return obs;
-    return { ...obs, diffs: obs.diffs.map((d) => (secret(d.path) ? { path: d.path, desired: SECRET_MASK, actual: SECRET_MASK, masked: true } : d)) };
+    const keys = secretKeys(written);
+    return keys.length === 0 ? obs : withSecrets(obs, keys, spec.input, ctx.memoOf?.(node.id));
   }
 
   async provision(node: BackendNode, intent: ProvisionIntent, ctx: ResourceContext): Promise<ProvisionResult> {
-    const spec = await this.resolved(specOf(node), ctx);
+    const written = specOf(node);
+    const spec = await this.resolved(written, ctx);
+    // What a create or update applies holds these secrets now: their digests tell a later rotation from a hand edit.
+    const done = (outputs: Outputs): ProvisionResult => {
+      const memo = secretDigests(secretKeys(written), spec.input);
+      return memo === undefined ? { status: 'done', outputs } : { status: 'done', outputs, memo };
+    };
     switch (intent.verb) {
       case 'create':
         return done(parseApply('create', await this.run('create', spec.commands.create, node, spec, ctx)));
@@ -88,7 +93,7 @@ export class ExecProvisioner implements ResourceProvisioner {
           throw new FaultError(fault('permanent', 'no delete command', { code: 'no-delete-command', hint: 'add commands.delete, or use deletionPolicy: Orphan' }));
         }
         checkDelete(await this.run('delete', spec.commands.delete, node, spec, ctx));
-        return done({});
+        return { status: 'done', outputs: {} };
       default:
         return assertNever(intent, 'provision intent');
     }
@@ -126,8 +131,48 @@ function specOf(node: BackendNode): ExecSpec {
   return { ...spec, commands };
 }
 
-function done(outputs: Outputs): ProvisionResult {
-  return { status: 'done', outputs };
+/** Memo key prefix of the digest of a secret-holding input key's value as last applied (or found). */
+const SECRET_DIGEST = 'secretDigest.';
+
+/** The input keys whose value holds a secret reference (at any depth), as written. */
+function secretKeys(spec: ExecSpec): string[] {
+  return Object.keys(spec.input).filter((k) => holdsSecretRef(spec.input[k]));
+}
+
+/** A fresh digest of each secret key's value (secrets resolved), for the memo; undefined without any. */
+function secretDigests(keys: readonly string[], input: ExecSpec['input']): ObservationMemo | undefined {
+  if (keys.length === 0) return undefined;
+  return Object.fromEntries(keys.map((k) => [SECRET_DIGEST + k, saltedSecretDigest(stableStringify(input[k]))]));
+}
+
+/**
+ * An observation of a node whose input holds secrets (`input` resolved). A secret key's drift says
+ * that it differs, never what either value is; where the value differs from the one whose digest
+ * was recorded when it was last applied, the secret was rotated: a change of the desired input
+ * (`cause`), not drift. The memo keeps, per key, the digest of the value the resource holds as far
+ * as known: the recorded one while it differs, else (it holds the current value) a matching one.
+ * With no digest recorded (a resource adopted, a record from before) a differing key is drift.
+ */
+function withSecrets(obs: Observation, keys: readonly string[], input: ExecSpec['input'], recorded: ObservationMemo | undefined): Observation {
+  if (obs.status !== 'upToDate' && obs.status !== 'drifted') return obs;
+  const differ = new Set(obs.status === 'drifted' ? obs.diffs.map((d) => d.path) : []);
+  const memo: Record<string, string> = {};
+  const rotated = new Set<string>();
+  for (const k of keys) {
+    const value = stableStringify(input[k]);
+    const was = recorded?.[SECRET_DIGEST + k];
+    const matches = saltedDigestMatches(was, value);
+    if (!differ.has(`input.${k}`)) memo[SECRET_DIGEST + k] = matches ? was : saltedSecretDigest(value);
+    else if (typeof was === 'string') {
+      memo[SECRET_DIGEST + k] = was;
+      if (!matches) rotated.add(`input.${k}`);
+    }
+  }
+  const withMemo = Object.keys(memo).length === 0 ? obs : { ...obs, memo };
+  if (withMemo.status !== 'drifted') return withMemo;
+  const secret = new Set(keys.map((k) => `input.${k}`));
+  const masked = (d: FieldDiff): FieldDiff => ({ path: d.path, desired: SECRET_MASK, actual: SECRET_MASK, masked: true, ...(rotated.has(d.path) ? { cause: 'secret-rotated' as const } : {}) });
+  return { ...withMemo, diffs: withMemo.diffs.map((d) => (secret.has(d.path) ? masked(d) : d)) };
 }
 
 /** The `exec` backend implementation: `generic.resource` through user commands. */

@@ -56,6 +56,5 @@ export { POSTGRES_KINDS } from './kind.ts';
 export type { PostgresKind } from './kind.ts';
 export { GRANT_OUTPUT_KEYS, grantOutputs, observeDatabase, observeExtension, observeGrant, observeRole, observeSchema, normalizeEncoding } from './observe.ts';
 export type { DatabaseRow, ExtensionRow, GrantRow, PasswordState, RoleRow, SchemaRow } from './observe.ts';
-export { digestMatches, passwordDigest } from './role.ts';
 export { parseScramVerifier, scramVerifier, verifyPassword, SCRAM_ITERATIONS } from './scram.ts';
 export { quoteIdent, quoteLiteral, normalizeTimestamp, UnsafeSqlValueError } from './sql.ts';

@@ -1,5 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { describeSecretRef, secretDigest } from '../../infra/index.ts';
+import { createHash } from 'node:crypto';
+import { describeSecretRef, saltedDigestMatches, saltedSecretDigest } from '../../infra/index.ts';
 import type { FieldDiff, NodeId, Observation, Outputs } from '../../runtime/index.ts';
 import { dropped } from './kind.ts';
 import type { KindContext, KindHandler, PgNode, Provisioned } from './kind.ts';
@@ -21,17 +21,6 @@ import {
 import type { Statement } from './sql.ts';
 
 type RoleNode = PgNode<'postgres.role'>;
-
-/** `<salt>:<sha256(salt, secret)>`: notices a changed secret without keeping it. */
-export function passwordDigest(secret: string, salt = randomBytes(8).toString('hex')): string {
-  return `${salt}:${secretDigest(secret, salt)}`;
-}
-
-export function digestMatches(recorded: unknown, secret: string): recorded is string {
-  if (typeof recorded !== 'string') return false;
-  const i = recorded.indexOf(':');
-  return i > 0 && passwordDigest(secret, recorded.slice(0, i)) === recorded;
-}
 
 /** Verification results by (verifier, password) hash, so steady passes do not repeat PBKDF2. */
 const MAX_VERIFY_CACHE = 20_000;
@@ -96,7 +85,7 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
       ctx.log.warn({ node: node.id, ref: describeSecretRef(ref) }, 'password secret unavailable; password not compared');
       return { status: 'unavailable', digest: recorded };
     }
-    const digest = digestMatches(recorded, secret) ? recorded : undefined;
+    const digest = saltedDigestMatches(recorded, secret) ? recorded : undefined;
     // The secret is not the one last set (its digest recorded then): rotated, a change of the desired
     // password. The secret last set but the role's password another: changed out of band, drift. With
     // no digest recorded (a role adopted, never set by us) nothing tells them apart: drift, as before.
@@ -104,7 +93,7 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
     if (readVerifiers) {
       if (row.verifier === null) return differs;
       const ok = await verify(secret, row.verifier, row.name);
-      if (ok === true) return { status: 'matches', digest: digest ?? passwordDigest(secret) };
+      if (ok === true) return { status: 'matches', digest: digest ?? saltedSecretDigest(secret) };
       if (ok === false) return differs;
       // A verifier of a kind we cannot check: fall back to the recorded digest.
     }
@@ -116,7 +105,7 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
   const preparePassword = async (node: RoleNode, ctx: KindContext): Promise<{ verifier: string; digest: string } | undefined> => {
     if (node.spec.password === undefined) return undefined;
     const secret = await ctx.secret(node.spec.password);
-    return { verifier: await scramVerifier(secret), digest: passwordDigest(secret) };
+    return { verifier: await scramVerifier(secret), digest: saltedSecretDigest(secret) };
   };
 
   const oidQuery = (name: string): Statement => ({ text: `SELECT oid::int8 AS oid FROM pg_roles WHERE rolname = ${quoteLiteral(name)}` });

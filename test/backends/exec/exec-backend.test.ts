@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execBackendFactory, execConfigSchema } from '../../../src/backends/exec/index.ts';
 import type { InfraBackend } from '../../../src/infra/index.ts';
-import type { Observation, Outputs, ProvisionResult } from '../../../src/runtime/index.ts';
+import type { Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from '../../../src/runtime/index.ts';
 import { backendContext, eventually, genericNode, isAlive, opContext } from './harness.ts';
 
 // Real commands in a temp dir: small node and sh scripts speaking the exec protocol.
@@ -201,7 +201,8 @@ describe('exec backend: secret references in the input', () => {
     expect(await b.update(n, drifted.status === 'drifted' ? drifted.diffs : [], opContext(recorded))).toMatchObject({ status: 'done' });
     expect(await observeOne(b, n, recorded)).toMatchObject({ status: 'upToDate' });
 
-    // Rotated: drift, masked, and the new value on the next update.
+    // Rotated, with no digest of the value applied recorded (no memo handed back here, as for an adopted
+    // resource): drift, masked, and the new value on the next update.
     const rotated = backend({}, { ...process.env, DS_EXEC_PW: 'env-secret-2' });
     const after = await observeOne(rotated, n, recorded);
     expect(after).toMatchObject({ status: 'drifted', diffs: [{ path: 'input.password', masked: true }] });
@@ -221,6 +222,63 @@ describe('exec backend: secret references in the input', () => {
     delete unset.DS_EXEC_PW;
     expect(faultOf(await observeOne(backend({}, unset), n, recorded))).toMatchObject({ class: 'permanent', message: 'secret environment variable DS_EXEC_PW is not set' });
     expect(readFileSync(`${state}.log`, 'utf8')).toBe(before);
+  });
+});
+
+// A rotated secret is a change of the desired input, not drift: the backend keeps in the node's memo
+// a salted digest of each secret key's value as last applied, and tells the two apart by it.
+describe('exec backend: a rotated secret in the input', () => {
+  it('is marked as a rotation, where a value changed by hand with the secret unchanged stays drift', async () => {
+    const state = join(dir, 'rotation.json');
+    writeFileSync(join(dir, 'rot-key.txt'), 'file-key-1\n');
+    const cmd = (op: string): string[] => [node, './resource.mjs', state, op];
+    const n = genericNode('rot', {
+      commands: { read: cmd('read'), create: cmd('create'), update: cmd('update') },
+      input: { user: 'app', password: { fromEnv: 'DS_EXEC_ROT_PW' }, keys: [{ fromFile: 'rot-key.txt' }] },
+    });
+    // What the runtime does with memos: the last one an observation, create or update returned, handed back.
+    const recorded = new Map<string, Outputs>();
+    const memos = new Map<string, ObservationMemo | undefined>();
+    const ctx = (): OperationContext => ({ ...opContext(recorded), memoOf: (id) => memos.get(id) });
+    const observe = async (b: InfraBackend): Promise<Observation> => {
+      const obs = (await b.observe([n], ctx())).get(n.id)!;
+      if (obs.status === 'upToDate' || obs.status === 'drifted') memos.set(n.id, obs.memo);
+      return obs;
+    };
+    const update = async (b: InfraBackend, obs: Observation): Promise<void> => {
+      const r = await b.update(n, obs.status === 'drifted' ? obs.diffs : [], ctx());
+      expect(r.status).toBe('done');
+      if (r.status === 'done') memos.set(n.id, r.memo);
+    };
+    const withSecret = (pw: string): InfraBackend => backend({}, { ...process.env, DS_EXEC_ROT_PW: pw });
+
+    const created = await withSecret('env-rot-1').create(n, ctx());
+    expect(created).toMatchObject({ status: 'done', memo: { 'secretDigest.password': expect.any(String), 'secretDigest.keys': expect.any(String) } });
+    expect(JSON.stringify(created)).not.toMatch(/env-rot-1|file-key-1/);
+    memos.set(n.id, created.status === 'done' ? created.memo : undefined);
+    expect(await observe(withSecret('env-rot-1'))).toMatchObject({ status: 'upToDate', memo: memos.get(n.id) });
+
+    // Changed by hand, the secret as it was: drift.
+    writeFileSync(state, JSON.stringify({ user: 'app', password: 'changed-by-hand', keys: ['file-key-1'] }));
+    const drift = await observe(withSecret('env-rot-1'));
+    expect(drift).toEqual(expect.objectContaining({ status: 'drifted', diffs: [{ path: 'input.password', desired: '<secret>', actual: '<secret>', masked: true }] }));
+    await update(withSecret('env-rot-1'), drift);
+
+    // The secret rotated: a rotation, masked, for each key whose secret changed.
+    const rotated = await observe(withSecret('env-rot-2'));
+    expect(rotated).toMatchObject({ status: 'drifted', diffs: [{ path: 'input.password', desired: '<secret>', actual: '<secret>', masked: true, cause: 'secret-rotated' }] });
+    expect(JSON.stringify(rotated)).not.toMatch(/env-rot/);
+    // Still one after an observation that only reported it (the digest of what was applied is kept).
+    expect(await observe(withSecret('env-rot-2'))).toMatchObject({ diffs: [{ path: 'input.password', cause: 'secret-rotated' }] });
+    writeFileSync(join(dir, 'rot-key.txt'), 'file-key-2\n');
+    expect(await observe(withSecret('env-rot-2'))).toMatchObject({ diffs: [{ path: 'input.password', cause: 'secret-rotated' }, { path: 'input.keys', cause: 'secret-rotated' }] });
+    await update(withSecret('env-rot-2'), rotated);
+    expect(JSON.parse(readFileSync(state, 'utf8'))).toEqual({ user: 'app', password: 'env-rot-2', keys: ['file-key-2'] });
+    expect(await observe(withSecret('env-rot-2'))).toMatchObject({ status: 'upToDate' });
+
+    // A key without a secret is never a rotation.
+    writeFileSync(state, JSON.stringify({ user: 'other', password: 'env-rot-2', keys: ['file-key-2'] }));
+    expect(await observe(withSecret('env-rot-2'))).toEqual(expect.objectContaining({ status: 'drifted', diffs: [{ path: 'input.user', desired: 'app', actual: 'other' }] }));
   });
 });
 
