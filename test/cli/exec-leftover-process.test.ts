@@ -106,13 +106,15 @@ describe('exec create left running by a daemon killed -9', () => {
     const { create, sleep } = await crashDuringCreate(p);
 
     const second = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '60s'], { cwd: p.dir });
-    const waiting = await second.waitFor((l) => l.msg.startsWith('waiting for a command left running'), 20_000);
-    expect(waiting).toMatchObject({ pgid: create, node: 'big-resource', operation: 'create', program: 'resource' });
-    await second.waitFor((l) => l.msg === 'a command left running by a stopped desiredstate has ended', 20_000);
-    await second.waitFor((l) => l.msg === 'interrupted operation resolved by observation: adopted' && l.node === 'big-resource', 20_000);
+    // Adopted once the create left behind has finished; created, had a second create started beside it.
+    const resolved = await second.waitFor((l) => (l.msg === 'interrupted operation resolved by observation: adopted' || l.msg === 'node created') && l.node === 'big-resource', 20_000);
     await stop(second);
 
     expect(p.log()).toEqual([`start ${create}`, `done ${create}`]);
+    expect(resolved.msg).toBe('interrupted operation resolved by observation: adopted');
+    const waiting = second.lines.find((l) => l.msg.startsWith('waiting for a command left running'));
+    expect(waiting).toMatchObject({ pgid: create, node: 'big-resource', operation: 'create', program: 'resource' });
+    expect(second.lines.some((l) => l.msg === 'a command left running by a stopped desiredstate has ended')).toBe(true);
     expect(isAlive(sleep)).toBe(false);
     expect(operations(p)).toEqual([{ op: 'create', outcome: 'adopted' }]);
     expect(readdirSync(join(p.state, 'processes'))).toEqual([]);
@@ -124,13 +126,13 @@ describe('exec create left running by a daemon killed -9', () => {
     writeFileSync(join(p.dir, 'fast'), '');
 
     const second = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '60s'], { cwd: p.dir });
-    const killed = await second.waitFor((l) => l.msg.startsWith('killed a command left running'), 20_000);
-    expect(killed).toMatchObject({ pgid: create, node: 'big-resource', operation: 'create', program: 'resource', signal: 'SIGTERM' });
-    // The group is gone before anything is observed: the second create never overlaps the first.
-    expect(p.log()).toEqual([`start ${create}`]);
+    await second.waitFor((l) => l.msg === 'node created' && l.node === 'big-resource', 20_000);
+    // The old group was gone before anything was observed: the second create never overlapped the first.
     expect(isAlive(create)).toBe(false);
     expect(isAlive(sleep)).toBe(false);
-    await second.waitFor((l) => l.msg === 'node created' && l.node === 'big-resource', 20_000);
+    const killed = second.lines.findIndex((l) => l.msg.startsWith('killed a command left running'));
+    expect(second.lines[killed]).toMatchObject({ pgid: create, node: 'big-resource', operation: 'create', program: 'resource', signal: 'SIGTERM' });
+    expect(second.lines.findIndex((l) => l.msg === 'node created')).toBeGreaterThan(killed);
     await stop(second);
 
     const log = p.log();
