@@ -24,6 +24,14 @@ import type { ProcessStat } from '../runtime/index.ts';
  *
  * Linux only (/proc); elsewhere a leftover group cannot be told from a
  * process that took its pid, and its lease is only reported and removed.
+ *
+ * Why not the parent-death signal (prctl PR_SET_PDEATHSIG, `setpriv
+ * --pdeathsig`) instead: it reaches only the process that set it, not what it
+ * forked (a shell's `sleep`, ansible-playbook's workers and their ssh), and a
+ * program may reset it; it would need a wrapper program in every argv; and it
+ * can only kill at once, never let a half-done create finish. Nor does it tell
+ * a successor whether the group is gone yet: a daemon restarted at once could
+ * still observe beside a group that is dying. The lease answers both.
  */
 
 /** The variable a leased command's environment carries its lease's token in, for its children too. */
