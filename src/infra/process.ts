@@ -118,9 +118,9 @@ export function runProcess(options: RunProcessOptions): Promise<ProcessOutcome> 
       try {
         leasePath = writeLease(options.lease, { token, pid: child.pid, program, timeoutMs: options.timeoutMs });
       } catch (err) {
-        // Not recorded, not run: a crash now would leave it running unseen. It has had microseconds.
-        const code = typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : 'ELEASE';
-        leaseFailure = { status: 'spawnFailed', code, message: `cannot record the command in ${options.lease.dir}: ${errorMessage(err)}`, durationMs: 0 };
+        // Not recorded, not run: a crash now would leave it running unseen. It has had microseconds. Its own
+        // code: the errno's (ENOENT, ENOTDIR) would send the reader to the program or its cwd; the message names it.
+        leaseFailure = { status: 'spawnFailed', code: 'ELEASE', message: `cannot record the command in ${options.lease.dir}: ${errorMessage(err)}`, durationMs: 0 };
         ending = 'aborted';
         killGroup();
       }

@@ -234,7 +234,7 @@ describe('runProcess with a lease', () => {
     writeFileSync(notADir, '');
     const marker = join(dir, 'ran');
     const outcome = await runProcess({ ...base, argv: ['sh', '-c', `sleep 0.3; touch ${marker}`], lease: { dir: join(notADir, 'leases'), operation: 'create' } });
-    expect(outcome).toMatchObject({ status: 'spawnFailed', code: 'ENOTDIR' });
+    expect(outcome).toMatchObject({ status: 'spawnFailed', code: 'ELEASE', message: expect.stringContaining('ENOTDIR') });
     await new Promise((r) => setTimeout(r, 600));
     expect(existsSync(marker)).toBe(false);
   });
