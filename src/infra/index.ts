@@ -10,6 +10,7 @@ export * from './dispatcher.ts';
 export * from './resolved-spec.ts';
 export * from './codec.ts';
 export * from './process.ts';
+export * from './process-lease.ts';
 export * from './policy/index.ts';
 export * from './trust.ts';
 export * from './resource-provisioner.ts';

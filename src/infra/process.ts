@@ -3,6 +3,8 @@ import { spawn } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { z } from 'zod';
 import { errorMessage } from '../runtime/index.ts';
+import { LEASE_TOKEN_ENV, leaseToken, removeLease, writeLease } from './process-lease.ts';
+import type { ProcessLeaseOptions } from './process-lease.ts';
 
 /**
  * Runs external programs for backends that wrap a tool (ansible, exec …):
@@ -25,6 +27,12 @@ export interface RunProcessOptions {
   /** Stderr is kept as its last this-many bytes (default 64 KiB); it never fails a run. */
   readonly maxStderrBytes?: number | undefined;
   readonly signal?: AbortSignal | undefined;
+  /**
+   * Records the run in a lease file while it runs (and `LEASE_TOKEN_ENV` in its environment), so that
+   * after a crash the next holder of the state finds it (see process-lease.ts). A lease that cannot be
+   * written kills the run at once: outcome `spawnFailed`.
+   */
+  readonly lease?: ProcessLeaseOptions | undefined;
 }
 
 /** How a run ended. Failure is a value, not a throw. */
@@ -61,11 +69,12 @@ export function runProcess(options: RunProcessOptions): Promise<ProcessOutcome> 
   if (options.signal?.aborted === true) return Promise.resolve({ status: 'aborted', stderr: '', durationMs: 0 });
 
   return new Promise<ProcessOutcome>((resolve) => {
+    const token = options.lease === undefined ? undefined : leaseToken();
     let child;
     try {
       child = spawn(program, args, {
         cwd: options.cwd,
-        env: { ...options.env },
+        env: token === undefined ? { ...options.env } : { ...options.env, [LEASE_TOKEN_ENV]: token },
         stdio: ['pipe', 'pipe', 'pipe'],
         // Its own process group, so a timeout or abort kills everything it started.
         detached: true,
@@ -102,9 +111,25 @@ export function runProcess(options: RunProcessOptions): Promise<ProcessOutcome> 
     const timer = setTimeout(() => stop('timedOut'), options.timeoutMs);
     options.signal?.addEventListener('abort', onAbort, { once: true });
 
+    // Written at once, in the same turn as the spawn: a crash before it is one between two statements.
+    let leasePath: string | undefined;
+    let leaseFailure: ProcessOutcome | undefined;
+    if (options.lease !== undefined && token !== undefined && child.pid !== undefined) {
+      try {
+        leasePath = writeLease(options.lease, { token, pid: child.pid, program, timeoutMs: options.timeoutMs });
+      } catch (err) {
+        // Not recorded, not run: a crash now would leave it running unseen. It has had microseconds. Its own
+        // code: the errno's (ENOENT, ENOTDIR) would send the reader to the program or its cwd; the message names it.
+        leaseFailure = { status: 'spawnFailed', code: 'ELEASE', message: `cannot record the command in ${options.lease.dir}: ${errorMessage(err)}`, durationMs: 0 };
+        ending = 'aborted';
+        killGroup();
+      }
+    }
+
     const finish = (outcome: ProcessOutcome): void => {
       if (settled) return;
       settled = true;
+      if (leasePath !== undefined) removeLease(leasePath);
       clearTimeout(timer);
       if (graceTimer !== undefined) clearTimeout(graceTimer);
       options.signal?.removeEventListener('abort', onAbort);
@@ -112,6 +137,7 @@ export function runProcess(options: RunProcessOptions): Promise<ProcessOutcome> 
     };
     const settle = (): void => {
       if (exit === undefined) return;
+      if (leaseFailure !== undefined) return finish({ ...leaseFailure, durationMs: elapsed() });
       const err = stderr.toString('utf8');
       const durationMs = elapsed();
       switch (ending) {

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+
 /**
  * Whether process `pid` exists: one of another user's counts (EPERM), a zombie too (see
  * `SqliteStateStore.lockHolder` for telling those apart).
@@ -10,4 +12,54 @@ export function isAlive(pid: number): boolean {
     // EPERM: the process exists but belongs to someone else.
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** This boot's id (Linux), undefined elsewhere: a pid written in another boot names another process, whatever runs under it now. */
+export const BOOT_ID = ((): string | undefined => {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+})();
+
+/** What `/proc/<pid>/stat` (Linux) says of a process that matters for telling it apart. */
+export interface ProcessStat {
+  readonly pid: number;
+  /** One letter: R, S, D, Z (zombie) … */
+  readonly state: string;
+  /** Its process group. */
+  readonly pgrp: number;
+  /**
+   * When it started, in clock ticks since boot (field 22), as text: with the boot id, a pid and
+   * this name one process, where a pid alone may since have been given to another.
+   */
+  readonly start: string;
+}
+
+/** `/proc/<pid>/stat`, parsed; undefined when there is no such process, or no /proc (not Linux). */
+export function processStat(pid: number): ProcessStat | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  return parseProcessStat(pid, text);
+}
+
+/** Parses a `/proc/<pid>/stat` line: "pid (comm) state ppid pgrp …"; comm may hold spaces and parentheses, so fields are counted from the last ')'. */
+export function parseProcessStat(pid: number, text: string): ProcessStat | undefined {
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is field 3 (state): field n is fields[n - 3].
+  const state = fields[0];
+  const pgrp = Number(fields[2]);
+  const start = fields[19];
+  if (state === undefined || state === '' || !Number.isSafeInteger(pgrp) || start === undefined || !/^\d+$/.test(start)) return undefined;
+  return { pid, state, pgrp, start };
+}
+
+/** Whether process `pid` is a zombie (Linux): killed, not yet reaped by its parent; it holds nothing. */
+export function isZombie(pid: number): boolean {
+  return processStat(pid)?.state === 'Z';
 }

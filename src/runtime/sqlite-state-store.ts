@@ -12,7 +12,7 @@ import { systemClock } from './clock.ts';
 import { DesiredStateError, ErrorCodes, errorMessage } from './errors.ts';
 import type { Fault } from './fault.ts';
 import type { NodeId } from './node-spec.ts';
-import { isAlive } from './process-alive.ts';
+import { BOOT_ID, isAlive, isZombie } from './process-alive.ts';
 import type { FieldDiff, ObservationMemo, Outputs } from './provisioner.ts';
 import type {
   DriftReport,
@@ -259,27 +259,6 @@ function readLock(lockPath: string): { readonly text: string; readonly holder: L
   const [pidLine, host, token, boot] = text.split('\n');
   const pid = Number(pidLine);
   return { text, holder: Number.isSafeInteger(pid) && pid > 0 ? { pid, host: host ?? '', token: token ?? '', boot: boot ?? '' } : undefined };
-}
-
-
-/** This boot's id (Linux), undefined elsewhere: a lock written in another boot is stale, whatever its pid names now. */
-const BOOT_ID = ((): string | undefined => {
-  try {
-    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
-  } catch {
-    return undefined;
-  }
-})();
-
-/** Whether process `pid` is a zombie (Linux): killed, not yet reaped by its parent; it holds nothing. */
-function isZombie(pid: number): boolean {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // "pid (comm) state …": comm may hold spaces and parentheses; the state follows the last ')'.
-    return text.slice(text.lastIndexOf(')') + 2, text.lastIndexOf(')') + 3) === 'Z';
-  } catch {
-    return false;
-  }
 }
 
 /**

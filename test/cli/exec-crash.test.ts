@@ -9,7 +9,9 @@ import { Daemon, eventually } from '../support/daemon.ts';
  * Issue 5's "done when": an exec resource whose create dies half-way through
  * a daemon crash is adopted on restart, never repeated. The resource's create
  * writes its state, then stalls; the daemon is killed -9 while it stalls.
- * On restart the pending create is resolved by `read` (it exists): adopted.
+ * On restart the create, still running, is killed at its timeout (the
+ * restarted daemon waits that long for it: see exec-leftover-process.test.ts),
+ * then the pending create is resolved by `read` (it exists): adopted.
  */
 const p = tempProject('ds-exec-crash-');
 afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
@@ -44,7 +46,7 @@ p.write(
   `apiVersion: desiredstate/v1
 kind: Backend
 metadata: { name: exec }
-spec: { type: exec, config: { timeout: 60s } }
+spec: { type: exec, config: { timeout: 3s } }
 ---
 apiVersion: desiredstate/v1
 kind: Goal

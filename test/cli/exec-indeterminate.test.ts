@@ -72,8 +72,10 @@ function project(prefix: string, timeout = '60s'): ReturnType<typeof tempProject
   return p;
 }
 
-const daemonProject = project('ds-exec-unknown-run-');
-const applyProject = project('ds-exec-unknown-apply-');
+// The create left running by the kill is waited for by the next daemon or apply until its timeout
+// (3 s), then killed: the resource exists by then, its id known only to the killed create.
+const daemonProject = project('ds-exec-unknown-run-', '3s');
+const applyProject = project('ds-exec-unknown-apply-', '3s');
 // The create outlives its timeout (2 s): the daemon kills it mid-way, as a crash would have.
 const timeoutDaemonProject = project('ds-exec-timeout-run-', '2s');
 const timeoutApplyProject = project('ds-exec-timeout-apply-', '2s');

@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { runProcess } from '../../infra/index.ts';
+import { processLeaseDir, runProcess } from '../../infra/index.ts';
 import type { InfraNodeSpecOf, ProcessOutcome } from '../../infra/index.ts';
 import { isAlive } from '../../runtime/index.ts';
 import { playbookArgs } from './observe.ts';
@@ -20,6 +20,8 @@ export interface AnsibleClientOptions {
   readonly stdoutCallback: string;
   /** SSH host key checking forced on or off; undefined leaves it to Ansible (see `hostKeyCheckingEnv`). */
   readonly hostKeyChecking?: boolean | undefined;
+  /** The state directory: each run is recorded under it while it runs (`processLeaseDir`), for the next start after a crash. */
+  readonly stateDir: string;
 }
 
 /** Every variable Ansible reads host key checking from; the ssh and paramiko plugins read their own names last, so those win. */
@@ -55,8 +57,8 @@ export class AnsibleClient {
     this.options = options;
   }
 
-  /** Runs the playbook (`check`: with --check --diff); never rejects for the run's own failures. */
-  async run(spec: AnsiblePlaybookSpec, mode: RunMode, signal: AbortSignal): Promise<ProcessOutcome> {
+  /** Runs the playbook for node `node` (`check`: with --check --diff); never rejects for the run's own failures. */
+  async run(spec: AnsiblePlaybookSpec, mode: RunMode, node: string, signal: AbortSignal): Promise<ProcessOutcome> {
     this.swept ??= sweepRunDirs();
     await this.swept;
     // mkdtemp creates the directory 0700: the vars file and Ansible's temp files stay private.
@@ -79,6 +81,9 @@ export class AnsibleClient {
         timeoutMs: this.options.timeoutMs,
         maxOutputBytes: this.options.maxOutputBytes,
         signal,
+        // Two runs against the same hosts at once (one left by a daemon killed -9, one of its successor)
+        // are what the lease prevents.
+        lease: { dir: processLeaseDir(this.options.stateDir), node, operation: mode },
       });
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -48,6 +48,7 @@ export class AnsibleProvisioner implements ResourceProvisioner {
       maxOutputBytes: config.maxOutputBytes,
       stdoutCallback: config.stdoutCallback,
       hostKeyChecking: config.hostKeyChecking,
+      stateDir: ctx.stateDir,
     });
   }
 
@@ -134,7 +135,7 @@ export class AnsibleProvisioner implements ResourceProvisioner {
   }
 
   private async run(spec: AnsiblePlaybookSpec, node: BackendNode, mode: RunMode, ctx: OperationContext): Promise<PlaybookRun> {
-    const outcome = await this.client.run(spec, mode, ctx.signal);
+    const outcome = await this.client.run(spec, mode, node.id, ctx.signal);
     const exitCode = outcome.status === 'exited' ? outcome.exitCode : undefined;
     ctx.log.debug({ node: node.id, mode, status: outcome.status, exitCode, durationMs: outcome.durationMs }, 'ansible-playbook finished');
     return interpretRun(outcome, { tags: spec.tags });

@@ -1,5 +1,5 @@
 import { requestLine, runProcess } from '../../infra/index.ts';
-import type { ExecRequest, ProcessOutcome } from '../../infra/index.ts';
+import type { ExecCommand, ExecRequest, ProcessOutcome } from '../../infra/index.ts';
 
 /** Everything a command run needs besides the command itself. */
 export interface ExecClientOptions {
@@ -8,6 +8,8 @@ export interface ExecClientOptions {
   readonly env: Readonly<Record<string, string>>;
   readonly timeoutMs: number;
   readonly maxOutputBytes: number;
+  /** Where each command run is recorded while it runs (`processLeaseDir`), for the next start after a crash. */
+  readonly leaseDir: string;
 }
 
 /** The exec backend's only I/O: runs one protocol command, argv only, never a shell. */
@@ -18,8 +20,8 @@ export class ExecClient {
     this.options = options;
   }
 
-  /** Runs `argv` with the request on stdin; never rejects. */
-  run(argv: readonly string[], request: ExecRequest, signal: AbortSignal): Promise<ProcessOutcome> {
+  /** Runs `argv` with the request on stdin, as `command` of node `request.id`; never rejects. */
+  run(argv: readonly string[], command: ExecCommand, request: ExecRequest, signal: AbortSignal): Promise<ProcessOutcome> {
     return runProcess({
       argv,
       cwd: this.options.cwd,
@@ -28,6 +30,7 @@ export class ExecClient {
       timeoutMs: this.options.timeoutMs,
       maxOutputBytes: this.options.maxOutputBytes,
       signal,
+      lease: { dir: this.options.leaseDir, node: request.id, operation: command },
     });
   }
 }

@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { allowlistedEnv, execRequest, holdsSecretRef, resolveSecretRefs, resourceBackend, saltedDigestMatches, saltedSecretDigest, SECRET_MASK, SecretMask, updatedOutputs } from '../../infra/index.ts';
+import { allowlistedEnv, execRequest, holdsSecretRef, processLeaseDir, resolveSecretRefs, resourceBackend, saltedDigestMatches, saltedSecretDigest, SECRET_MASK, SecretMask, updatedOutputs } from '../../infra/index.ts';
 import type { BackendContext, BackendFactory, BackendHealth, BackendNode, InfraNodeSpecOf, ProvisionIntent, ResourceContext, ResourceProvisioner, SecretSource } from '../../infra/index.ts';
 import { assertNever, errorMessage, fault, FaultError, stableStringify } from '../../runtime/index.ts';
 import type { FieldDiff, Observation, ObservationMemo, Outputs, ProvisionResult } from '../../runtime/index.ts';
@@ -45,6 +45,7 @@ export class ExecProvisioner implements ResourceProvisioner {
       env,
       timeoutMs: config.timeout,
       maxOutputBytes: config.maxOutputBytes,
+      leaseDir: processLeaseDir(ctx.stateDir),
     });
   }
 
@@ -113,7 +114,7 @@ export class ExecProvisioner implements ResourceProvisioner {
   /** Runs one protocol command; resolves with its stdout on exit 0, throws a `FaultError` otherwise. */
   private async run(command: ExecCommand, argv: readonly string[], node: BackendNode, spec: ExecSpec, ctx: ResourceContext): Promise<string> {
     const request = execRequest(node.id, spec.input, ctx);
-    const outcome = await this.client.run(argv, request, ctx.signal);
+    const outcome = await this.client.run(argv, command, request, ctx.signal);
     const exitCode = outcome.status === 'exited' ? outcome.exitCode : undefined;
     ctx.log.debug({ node: node.id, command, status: outcome.status, exitCode, durationMs: outcome.durationMs }, 'exec command finished');
     return successOutput(command, outcome);

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { Reconciler, SqliteStateStore } from '../../runtime/index.ts';
 import type { CompileResult, DesiredGraph, NodeOutcome } from '../../runtime/index.ts';
-import { infraSpecCodec } from '../../infra/index.ts';
+import { infraSpecCodec, processLeaseDir, settleLeftoverProcesses } from '../../infra/index.ts';
 import type { InfraDesiredNodeSpec, PolicyDefault } from '../../infra/index.ts';
 import { BACKENDS_META, backendDigests, changedBackends, compileGoals, compileGoalsCached, openStore, printDiagnostics, provisioner, pruneHistory } from '../context.ts';
 import type { CliContext } from '../context.ts';
@@ -93,6 +93,9 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
   process.once('SIGTERM', onSignal);
   try {
     const reconciler = new Reconciler({ provisioner: p.provisioner, store, log: ctx.log, codec: infraSpecCodec, concurrency: options.concurrency });
+    // Commands a daemon or apply killed -9 left running on this state: waited for (or killed at their
+    // timeout) before anything is observed, as the daemon does at its start.
+    await settleLeftoverProcesses(processLeaseDir(ctx.stateDir), { log: ctx.log, signal: abort.signal });
     const commit = await commitLookup;
     let allowDeletions = options.yes;
     let declined = 0;

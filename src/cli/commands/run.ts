@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Controller, DesiredStateError, displayPath, ErrorCodes, errorMessage, formatDiagnostic, MAX_TIMER_MS, parseDuration, shownRecord } from '../../runtime/index.ts';
 import type { CircuitBreakerConfig, DesiredNode, FaultPolicy, NodeId, SqliteStateStore } from '../../runtime/index.ts';
-import { infraSpecCodec, InfraNodeProvisioner } from '../../infra/index.ts';
+import { infraSpecCodec, InfraNodeProvisioner, processLeaseDir, settleLeftoverProcesses } from '../../infra/index.ts';
 import type { InfraBackend, InfraDesiredNodeSpec } from '../../infra/index.ts';
 import { parseListen, startHttpServer } from '../../server/http.ts';
 import type { DaemonProbe } from '../../server/http.ts';
@@ -119,6 +119,9 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
   let listening = false;
   try {
     const opened = (store = openStore(ctx, { lock: true }));
+    // Commands that a daemon or apply killed -9 left running on this state are waited for (or killed at
+    // their timeout) before anything is observed: a create still running observes as absent.
+    await settleLeftoverProcesses(processLeaseDir(ctx.stateDir), { log, signal: stop });
     const provisioner = new InfraNodeProvisioner({ backends: new Map() });
     let backendKey = '';
     const c = (controller = new Controller<InfraDesiredNodeSpec>({

@@ -1,0 +1,157 @@
+import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import { cli, tempProject } from '../support/cli.ts';
+import { eventually, trackDaemons } from '../support/daemon.ts';
+import type { Daemon } from '../support/daemon.ts';
+import { isAlive } from '../support/backend.ts';
+
+/**
+ * A daemon killed -9 during an exec create leaves the create's process group
+ * running. Its successor must not observe the resource absent while that
+ * create still runs and start a second one beside it: it waits for the group
+ * (until the create's timeout), or kills it at that timeout, and only then
+ * resolves the pending create by observing.
+ */
+const daemons = trackDaemons();
+
+/** A project with one exec resource whose create takes `slow` seconds (unless `<dir>/fast` exists), its commands given `timeout`. */
+function project(prefix: string, slow: number, timeout: string): ReturnType<typeof tempProject> & { log: () => string[] } {
+  const p = tempProject(prefix);
+  const script = join(p.dir, 'resource');
+  writeFileSync(
+    script,
+    `#!/bin/sh
+# A resource kept in a JSON file; every create's start and end are logged with the create's pid.
+set -eu
+dir=${JSON.stringify(p.dir)}
+state="$dir/resource.json"
+req=$(cat)
+case "$1" in
+  read)
+    if [ -f "$state" ]; then printf '{"exists":true,"state":%s,"outputs":{"id":"r-1"}}\\n' "$(cat "$state")"; else echo '{"exists":false}'; fi ;;
+  create)
+    echo "start $$" >> "$dir/creates.log"
+    # A slow cloud API: nothing exists until it answers. The sleep is a child of the script, in its group.
+    if [ ! -f "$dir/fast" ]; then sleep ${slow} & echo $! > "$dir/sleep.pid"; wait; fi
+    printf '{"size":"large"}' > "$state"
+    echo "done $$" >> "$dir/creates.log"
+    echo '{"outputs":{"id":"r-1"}}' ;;
+esac
+`,
+  );
+  chmodSync(script, 0o755);
+  p.write(
+    'goals.yaml',
+    `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: exec }
+spec: { type: exec, config: { timeout: ${timeout} } }
+---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: infra }
+spec:
+  nodes:
+    - id: big-resource
+      type: generic.resource
+      backend: exec
+      spec:
+        commands:
+          read: [${JSON.stringify(script)}, read]
+          create: [${JSON.stringify(script)}, create]
+        input: { size: large }
+`,
+  );
+  const log = (): string[] => (existsSync(join(p.dir, 'creates.log')) ? readFileSync(join(p.dir, 'creates.log'), 'utf8').trim().split('\n') : []);
+  return { ...p, log };
+}
+
+/** Starts a daemon, waits for its create to be under way (sleeping), kills the daemon -9; the create's pid and its sleep's. */
+async function crashDuringCreate(p: ReturnType<typeof project>): Promise<{ create: number; sleep: number }> {
+  const first = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '60s'], { cwd: p.dir });
+  const sleepPid = join(p.dir, 'sleep.pid');
+  try {
+    await eventually(() => existsSync(sleepPid) && readFileSync(sleepPid, 'utf8').trim() !== '', 20_000, 'the create to start');
+  } finally {
+    first.kill('SIGKILL');
+    await first.exited;
+  }
+  const create = Number(p.log()[0]?.split(' ')[1]);
+  const sleep = Number(readFileSync(sleepPid, 'utf8'));
+  // Killing the daemon killed nothing of the create.
+  expect(isAlive(create)).toBe(true);
+  expect(isAlive(sleep)).toBe(true);
+  return { create, sleep };
+}
+
+function operations(p: ReturnType<typeof project>): unknown[] {
+  const db = new Database(join(p.state, 'state.db'), { readonly: true });
+  try {
+    return db.prepare("SELECT op, outcome FROM operations WHERE node = 'big-resource' ORDER BY id").all();
+  } finally {
+    db.close();
+  }
+}
+
+async function stop(d: Daemon): Promise<void> {
+  d.kill('SIGTERM');
+  expect((await d.exited).code).toBe(0);
+}
+
+describe('exec create left running by a daemon killed -9', () => {
+  it('is waited for by the restarted daemon, then adopted: one create, never two at once', async () => {
+    const p = project('ds-leftover-wait-', 3, '30s');
+    const { create, sleep } = await crashDuringCreate(p);
+
+    const second = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '60s'], { cwd: p.dir });
+    // Adopted once the create left behind has finished; created, had a second create started beside it.
+    const resolved = await second.waitFor((l) => (l.msg === 'interrupted operation resolved by observation: adopted' || l.msg === 'node created') && l.node === 'big-resource', 20_000);
+    await stop(second);
+
+    expect(p.log()).toEqual([`start ${create}`, `done ${create}`]);
+    expect(resolved.msg).toBe('interrupted operation resolved by observation: adopted');
+    const waiting = second.lines.find((l) => l.msg.startsWith('waiting for a command left running'));
+    expect(waiting).toMatchObject({ pgid: create, node: 'big-resource', operation: 'create', program: 'resource' });
+    expect(second.lines.some((l) => l.msg === 'a command left running by a stopped desiredstate has ended')).toBe(true);
+    expect(isAlive(sleep)).toBe(false);
+    expect(operations(p)).toEqual([{ op: 'create', outcome: 'adopted' }]);
+    expect(readdirSync(join(p.state, 'processes'))).toEqual([]);
+  }, 60_000);
+
+  it('is killed, its whole group, at its timeout; only then is the resource observed absent and created once', async () => {
+    const p = project('ds-leftover-kill-', 60, '2s');
+    const { create, sleep } = await crashDuringCreate(p);
+    writeFileSync(join(p.dir, 'fast'), '');
+
+    const second = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '60s'], { cwd: p.dir });
+    await second.waitFor((l) => l.msg === 'node created' && l.node === 'big-resource', 20_000);
+    // The old group was gone before anything was observed: the second create never overlapped the first.
+    expect(isAlive(create)).toBe(false);
+    expect(isAlive(sleep)).toBe(false);
+    const killed = second.lines.findIndex((l) => l.msg.startsWith('killed a command left running'));
+    expect(second.lines[killed]).toMatchObject({ pgid: create, node: 'big-resource', operation: 'create', program: 'resource', signal: 'SIGTERM' });
+    expect(second.lines.findIndex((l) => l.msg === 'node created')).toBeGreaterThan(killed);
+    await stop(second);
+
+    const log = p.log();
+    expect(log).toHaveLength(3);
+    expect(log.filter((l) => l.startsWith('done'))).toHaveLength(1);
+    expect(operations(p)).toEqual([
+      { op: 'create', outcome: 'abandoned' },
+      { op: 'create', outcome: 'done' },
+    ]);
+  }, 60_000);
+
+  it('is waited for by a one-shot apply after the crash too', async () => {
+    const p = project('ds-leftover-apply-', 3, '30s');
+    const { create } = await crashDuringCreate(p);
+
+    const applied = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    expect(p.log()).toEqual([`start ${create}`, `done ${create}`]);
+    expect(applied.code).toBe(0);
+    expect(applied.stderr).toContain('waiting for a command left running');
+    expect(operations(p)).toEqual([{ op: 'create', outcome: 'adopted' }]);
+  }, 60_000);
+});
