@@ -3,7 +3,7 @@ import { mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 
 import { basename, join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { BOOT_ID, errorMessage, isAlive, processStat } from '../runtime/index.ts';
+import { bootId, errorMessage, isAlive, processStat } from '../runtime/index.ts';
 import type { ProcessStat } from '../runtime/index.ts';
 
 /**
@@ -98,7 +98,7 @@ export function writeLease(options: ProcessLeaseOptions, run: { token: string; p
     version: 1,
     token: run.token,
     leader: { pid: run.pid, start: processStat(run.pid)?.start ?? null },
-    boot: BOOT_ID ?? null,
+    boot: bootId() ?? null,
     owner: me(),
     node: options.node ?? null,
     operation: options.operation,
@@ -179,7 +179,7 @@ export type Leftover =
  * those are ours when their environment carries the lease's token (one that scrubbed its environment
  * cannot be told from a stranger's, and is left alone).
  */
-export function leaseLeftover(lease: ProcessLease, table: ProcessTable, boot: string | undefined = BOOT_ID): Leftover {
+export function leaseLeftover(lease: ProcessLease, table: ProcessTable, boot: string | undefined = bootId()): Leftover {
   if (lease.boot !== null && boot !== undefined && lease.boot !== boot) return { status: 'gone' };
   if (lease.leader.start === null) return { status: 'unknown' };
   const pid = lease.leader.pid;
@@ -194,7 +194,7 @@ export function leaseLeftover(lease: ProcessLease, table: ProcessTable, boot: st
 
 /** Whether the process that owns `lease` still runs (a `plan` beside the daemon; this very process). */
 function ownerRuns(lease: ProcessLease, table: ProcessTable): boolean {
-  if (lease.boot !== null && BOOT_ID !== undefined && lease.boot !== BOOT_ID) return false;
+  if (lease.boot !== null && bootId() !== undefined && lease.boot !== bootId()) return false;
   const { pid, start } = lease.owner;
   if (start === null) return isAlive(pid);
   const s = table.stat(pid);

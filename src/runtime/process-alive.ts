@@ -14,14 +14,25 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/** This boot's id (Linux), undefined elsewhere: a pid written in another boot names another process, whatever runs under it now. */
-export const BOOT_ID = ((): string | undefined => {
-  try {
-    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
-  } catch {
-    return undefined;
-  }
-})();
+let bootIdRead: { readonly id: string | undefined } | undefined;
+
+/**
+ * This boot's id (Linux), undefined elsewhere: a pid written in another boot names another process,
+ * whatever runs under it now. Read on first use, not when the module loads: the CLI's start-up
+ * snapshot (scripts/build.ts) holds the modules as they were loaded when it was built, in another boot.
+ */
+export function bootId(): string | undefined {
+  bootIdRead ??= {
+    id: (() => {
+      try {
+        return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
+      } catch {
+        return undefined;
+      }
+    })(),
+  };
+  return bootIdRead.id;
+}
 
 /** What `/proc/<pid>/stat` (Linux) says of a process that matters for telling it apart. */
 export interface ProcessStat {

@@ -12,7 +12,7 @@ import { systemClock } from './clock.ts';
 import { DesiredStateError, ErrorCodes, errorMessage } from './errors.ts';
 import type { Fault } from './fault.ts';
 import type { NodeId } from './node-spec.ts';
-import { BOOT_ID, isAlive, isZombie } from './process-alive.ts';
+import { bootId, isAlive, isZombie } from './process-alive.ts';
 import type { FieldDiff, ObservationMemo, Outputs } from './provisioner.ts';
 import type {
   DriftReport,
@@ -269,7 +269,7 @@ function readLock(lockPath: string): { readonly text: string; readonly holder: L
  * stepped after boot (no RTC, NTP late) would make a live holder look younger than its lock.
  */
 function holderAlive(holder: LockHolder): boolean {
-  if (holder.host === hostname() && holder.boot !== '' && BOOT_ID !== undefined && holder.boot !== BOOT_ID) return false;
+  if (holder.host === hostname() && holder.boot !== '' && bootId() !== undefined && holder.boot !== bootId()) return false;
   return isAlive(holder.pid) && !isZombie(holder.pid);
 }
 
@@ -320,7 +320,7 @@ function ownerOnly(path: string, create: boolean): void {
  * within the microseconds between re-reading and unlinking it.
  */
 function acquireLock(lockPath: string, dbPath: string): LockHolder {
-  const me: LockHolder = { pid: process.pid, host: hostname(), token: randomUUID(), boot: BOOT_ID ?? '' };
+  const me: LockHolder = { pid: process.pid, host: hostname(), token: randomUUID(), boot: bootId() ?? '' };
   const content = `${me.pid}\n${me.host}\n${me.token}\n${me.boot}\n`;
   for (let tries = 0; tries < 5; tries++) {
     try {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LEASE_TOKEN_ENV, leaseLeftover, runProcess, settleLeftoverProcesses } from '../../src/infra/index.ts';
 import type { Leftover, ProcessLease, ProcessTable } from '../../src/infra/index.ts';
-import { BOOT_ID, processStat } from '../../src/runtime/index.ts';
+import { bootId, processStat } from '../../src/runtime/index.ts';
 import type { ProcessStat } from '../../src/runtime/index.ts';
 import { captureLogger, holdsWithin, isAlive } from '../support/backend.ts';
 
@@ -132,7 +132,7 @@ function leaseDir(name: string, leases: readonly ProcessLease[]): string {
 }
 
 function realLease(leader: number, over: Partial<ProcessLease> = {}): ProcessLease {
-  return lease({ token: 'tok-real', leader: { pid: leader, start: processStat(leader)?.start ?? null }, boot: BOOT_ID ?? null, ...over });
+  return lease({ token: 'tok-real', leader: { pid: leader, start: processStat(leader)?.start ?? null }, boot: bootId() ?? null, ...over });
 }
 
 describe.skipIf(!linux)('settleLeftoverProcesses, on real processes', () => {

@@ -325,8 +325,12 @@ function readSmallFileSync(real: string, size: number): Buffer {
   }
 }
 
-/** Random per process, then a counter: unique names without a call into the random source per file. */
-const TEMP_PREFIX = randomBytes(4).toString('hex');
+/**
+ * Random per process (drawn on first use, not when the module loads: the CLI's start-up snapshot
+ * would give every process the same), then a counter: unique names without a call into the random
+ * source per file.
+ */
+let tempPrefix: string | undefined;
 let tempCounter = 0;
 
 /** Linux's limit on the bytes of one path component (NAME_MAX). */
@@ -339,7 +343,7 @@ const NAME_MAX = 255;
  * refused (ENAMETOOLONG) where the file itself is allowed.
  */
 function tempName(real: string): string {
-  const suffix = `.ds-${process.pid}-${TEMP_PREFIX}${(tempCounter++).toString(36)}.tmp`;
+  const suffix = `.ds-${process.pid}-${(tempPrefix ??= randomBytes(4).toString('hex'))}${(tempCounter++).toString(36)}.tmp`;
   let name = basename(real);
   const room = NAME_MAX - 1 - Buffer.byteLength(suffix);
   if (Buffer.byteLength(name) > room) {
