@@ -12,33 +12,14 @@ if (major === undefined || major < 24) {
 // the start-up of every command (NODE_DISABLE_COMPILE_CACHE=1 turns it off).
 const { enableCompileCache } = await import('node:module');
 enableCompileCache?.();
-// `run` exits 0 on SIGTERM/SIGINT (CLI.md), also when one arrives while it is still loading: the
-// signals are taken from the first moment and handed to the daemon, which unwinds its start-up.
-// The listeners stay for the life of the process, so a second signal (timeout, Ctrl-C under npm)
-// cannot kill a daemon that is shutting down. (A module of the sources, even under the bundle: the
-// one definition; the compile cache makes its type stripping a one-off.)
-const stop = process.argv[2] === 'run' ? (await import('../src/cli/signals.ts')).stopOnSignals() : undefined;
-// A reader that goes away (`desiredstate history | head -1`) is not an error: the output is
-// dropped and the command finishes as it would have, without a stack trace.
-let stdoutGone = false;
-process.stdout.on('error', (err) => {
-  if (err.code !== 'EPIPE') throw err;
-  stdoutGone = true;
-});
+// The launch itself (signals taken at the first moment for `run`, stdout, the exit) is a module of
+// the sources, also under the bundle: the one definition, shared with the start-up snapshot's
+// launcher (bin/desiredstate); the compile cache makes its type stripping a one-off.
+const { launch, takeSignals } = await import('../src/cli/launch.ts');
+const stop = takeSignals(process.argv.slice(2));
 const { entry, program } = await entryPoint();
 const { main } = await import(entry);
-process.exitCode = await main(process.argv.slice(2), {
-  out: (text) => {
-    if (!stdoutGone) process.stdout.write(`${text}\n`);
-  },
-  env: process.env,
-  cwd: process.cwd(),
-  program,
-  stop,
-});
-// The daemon has stopped and put everything away: nothing left may keep the process alive (deaf
-// to the signals it now ignores). Its output is written out first.
-if (stop !== undefined) process.stdout.write('', () => process.exit());
+await launch(main, process.argv.slice(2), { program, stop });
 
 /**
  * The program's digest (sources and dependency lock; it also keys the

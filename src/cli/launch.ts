@@ -1,0 +1,42 @@
+import { stopOnSignals } from './signals.ts';
+import type { SignalStop } from './signals.ts';
+
+/** `main` of src/cli/main.ts, as the launchers call it. */
+export type Main = (argv: readonly string[], io: { out: (text: string) => void; env: NodeJS.ProcessEnv; cwd: string; program: string | undefined; stop: SignalStop | undefined }) => Promise<number>;
+
+/**
+ * `run` exits 0 on SIGTERM/SIGINT (CLI.md), also when one arrives while it is still loading: the
+ * signals are taken from the first moment and handed to the daemon, which unwinds its start-up.
+ * The listeners stay for the life of the process, so a second signal (timeout, Ctrl-C under npm)
+ * cannot kill a daemon that is shutting down. Undefined for every other command.
+ */
+export function takeSignals(argv: readonly string[]): SignalStop | undefined {
+  return argv[0] === 'run' ? stopOnSignals() : undefined;
+}
+
+/**
+ * Runs the command line `argv` through `main` as a process does: its exit status, stdout written
+ * line by line. Shared by both launchers: bin/desiredstate.js (modules loaded from dist/ or the
+ * sources) and the start-up snapshot's (src/cli/snapshot.ts).
+ */
+export async function launch(main: Main, argv: readonly string[], options: { program: string | undefined; stop: SignalStop | undefined }): Promise<void> {
+  // A reader that goes away (`desiredstate history | head -1`) is not an error: the output is
+  // dropped and the command finishes as it would have, without a stack trace.
+  let stdoutGone = false;
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    stdoutGone = true;
+  });
+  process.exitCode = await main(argv, {
+    out: (text) => {
+      if (!stdoutGone) process.stdout.write(`${text}\n`);
+    },
+    env: process.env,
+    cwd: process.cwd(),
+    program: options.program,
+    stop: options.stop,
+  });
+  // The daemon has stopped and put everything away: nothing left may keep the process alive (deaf
+  // to the signals it now ignores). Its output is written out first.
+  if (options.stop !== undefined) process.stdout.write('', () => process.exit());
+}
