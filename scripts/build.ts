@@ -8,7 +8,8 @@
  * Without rolldown (a production install without dev dependencies) it
  * builds nothing and says so; the CLI then runs from the sources.
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { linkSync, mkdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type * as Rolldown from 'rolldown';
 import { sourceDigest, sourceFingerprint } from './source-digest.js';
@@ -35,5 +36,82 @@ await rolldown.build({
   output: { dir: out, format: 'esm', entryFileNames: 'main.js', chunkFileNames: '[name]-[hash].js', sourcemap: true },
 });
 mkdirSync(out, { recursive: true });
-writeFileSync(join(out, 'build.json'), `${JSON.stringify({ digest, fingerprint: sourceFingerprint(root), builtAt: new Date().toISOString() }, null, 2)}\n`);
+const fingerprint = sourceFingerprint(root);
+writeFileSync(join(out, 'build.json'), `${JSON.stringify({ digest, fingerprint, builtAt: new Date().toISOString() }, null, 2)}\n`);
 console.log(`desiredstate build: dist/ from sources ${digest.slice(0, 12)}`);
+
+/*
+ * The start-up snapshot (src/cli/snapshot.ts): the same program as one
+ * CommonJS file, loaded by this very Node binary with --build-snapshot into
+ * dist/desiredstate.blob, which bin/desiredstate starts Node from. Where any
+ * step fails, there is no snapshot and the launcher starts from dist/ as above.
+ */
+const SNAPSHOT = join(out, 'desiredstate.blob');
+const SNAPSHOT_NODE = join(out, 'node');
+try {
+  await buildSnapshot();
+  console.log(`desiredstate build: start-up snapshot ${SNAPSHOT} (Node ${process.version})`);
+} catch (err) {
+  rmSync(SNAPSHOT, { force: true });
+  rmSync(SNAPSHOT_NODE, { force: true });
+  console.warn(`desiredstate build: no start-up snapshot (${err instanceof Error ? err.message : String(err)}); bin/desiredstate starts without it`);
+}
+
+async function buildSnapshot(): Promise<void> {
+  // What a snapshot cannot hold is loaded on first use instead: a native addon, and the modules of
+  // Node whose bindings it does not serialize (node:http's parser). Each stands in for what we import.
+  const onFirstUse: Record<string, string> = {
+    'better-sqlite3': `import { createRequire } from 'node:module';
+let Database;
+export default function SnapshotSafeDatabase(...args) {
+  Database ??= createRequire(${JSON.stringify(join(root, 'package.json'))})('better-sqlite3');
+  return new Database(...args);
+}`,
+    'node:http': `export function createServer(...args) { return process.getBuiltinModule('node:http').createServer(...args); }`,
+  };
+  const entry = join(out, 'snapshot.cjs');
+  await rolldown.build({
+    input: join(root, 'src/cli/snapshot.ts'),
+    platform: 'node',
+    logLevel: 'warn',
+    plugins: [
+      {
+        name: 'snapshot-on-first-use',
+        resolveId: (id, importer) => (id in onFirstUse && importer?.startsWith('\0') !== true ? `\0on-first-use:${id}` : null),
+        load: (id) => (id.startsWith('\0on-first-use:') ? onFirstUse[id.slice('\0on-first-use:'.length)] : null),
+      },
+    ],
+    output: {
+      file: entry,
+      format: 'cjs',
+      codeSplitting: false,
+      charset: 'ascii',
+      comments: false,
+      intro: `const DESIREDSTATE_BUILD = ${JSON.stringify({ root, digest, fingerprint })};`,
+    },
+  });
+  const env = { ...process.env, NODE_OPTIONS: '' };
+  const built = spawnSync(process.execPath, ['--snapshot-blob', SNAPSHOT, '--build-snapshot', entry], { cwd: root, env, encoding: 'utf8' });
+  if (built.status !== 0) throw new Error(`node --build-snapshot exited ${built.status ?? built.signal}: ${built.stderr.trim().split('\n').slice(-3).join(' ')}`);
+  // Two processes from the snapshot must not share what each should draw afresh (random ids, the boot).
+  const selfTest = (): { uuid: string; boot: string | null; pid: number } => {
+    const r = spawnSync(process.execPath, ['--snapshot-blob', SNAPSHOT, '--', root, '--snapshot-self-test'], { env, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`the snapshot's self-test exited ${r.status ?? r.signal}: ${r.stderr.trim()}`);
+    return JSON.parse(r.stdout) as { uuid: string; boot: string | null; pid: number };
+  };
+  const [a, b] = [selfTest(), selfTest()];
+  if (a.uuid === b.uuid) throw new Error('two processes started from the snapshot drew the same random id');
+  const boot = readBoot();
+  if (a.boot !== boot || b.boot !== boot) throw new Error("the snapshot holds another boot's id");
+  // The binary it was built by, for bin/desiredstate to check its Node against (`-ef`: same file): a
+  // snapshot only loads into the Node that made it, and a reinstalled one is a new file.
+  linkSync(realpathSync(process.execPath), SNAPSHOT_NODE);
+}
+
+function readBoot(): string | null {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || null;
+  } catch {
+    return null;
+  }
+}

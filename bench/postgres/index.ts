@@ -46,7 +46,7 @@ if (PEERS === undefined) {
   console.error('bench/postgres: the peer harness (../shared/bench/peers) is not there; set PEERS=/path/to/peers');
   process.exit(1);
 }
-const env = { ...process.env, BENCH_ROOT, PG_PORT: String(PG_PORT), DESIREDSTATE: `${process.execPath} ${join(REPO, 'bin/desiredstate.js')}` };
+const env = { ...process.env, BENCH_ROOT, PG_PORT: String(PG_PORT), DESIREDSTATE: join(REPO, 'bin/desiredstate') };
 
 function sh(script: string, args: (string | number)[], extra: NodeJS.ProcessEnv = {}): void {
   const r = spawnSync(join(PEERS!, 'bin', script), args.map(String), { env: { ...env, ...extra }, stdio: ['ignore', 'inherit', 'inherit'] });

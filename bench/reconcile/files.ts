@@ -117,7 +117,7 @@ async function driftLatency(n: number, edits: number): Promise<void> {
   for (let i = 1; i <= n; i++) lines.push(`    - id: f${i}`, '      type: local.file', '      dependsOn: [dir]', `      spec: { path: "files/f${i}", content: "file ${i}\\n", mode: "0644" }`);
   writeFileSync(join(goals, 'goals.yaml'), `${lines.join('\n')}\n`);
 
-  const child = spawn(process.execPath, [join(repoRoot, 'bin/desiredstate.js'), 'run', '--goals', goals, '--state', join(dir, 'state'), '--interval', '60s', '--listen', '127.0.0.1:0', '--log-level', 'info'], {
+  const child = spawn(join(repoRoot, 'bin/desiredstate'), ['run', '--goals', goals, '--state', join(dir, 'state'), '--interval', '60s', '--listen', '127.0.0.1:0', '--log-level', 'info'], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   type Line = Record<string, unknown>;

@@ -21,8 +21,9 @@ RUNS=${RUNS:-3}
 ANSIBLE_N=${ANSIBLE_N:-100}
 TOOLS=${TOOLS:-desiredstate cfengine puppet ansible}
 export BENCH_ROOT=${BENCH_ROOT:-/tmp/ds-peers-bench}
-# The absolute command line that starts the CLI with the project's pinned Node.
-export DESIREDSTATE=${DESIREDSTATE:-"$REPO/node_modules/.bin/node $REPO/bin/desiredstate.js"}
+# The absolute command line that starts the CLI as users do (npx desiredstate): bin/desiredstate,
+# the project's pinned Node from the start-up snapshot.
+export DESIREDSTATE=${DESIREDSTATE:-"$REPO/bin/desiredstate"}
 
 command -v cf-agent >/dev/null && command -v puppet >/dev/null && [[ -x /usr/bin/time ]] ||
   { echo "peers missing: run $PEERS/bin/install.sh as root first" >&2; exit 1; }

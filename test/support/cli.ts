@@ -6,7 +6,14 @@ import { fileURLToPath } from 'node:url';
 import { afterAll } from 'vitest';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+/** The JavaScript launcher, run as `node bin/desiredstate.js` (Node 24: vitest's own executable). */
 export const bin = join(repoRoot, 'bin/desiredstate.js');
+/**
+ * The launcher users run (`npx desiredstate`, `npm start`): Node from the start-up snapshot while
+ * it matches the sources, else the JavaScript launcher. `cli` and the daemon harness run it, so the
+ * suite runs the commands as users start them.
+ */
+export const launcher = join(repoRoot, 'bin/desiredstate');
 
 export interface CliResult {
   readonly code: number | null;
@@ -14,10 +21,10 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Runs the real CLI (Node 24: vitest's own executable) and collects its output. */
+/** Runs the real CLI through `launcher` and collects its output. */
 export function cli(args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], {
+    const child = spawn(launcher, args, {
       cwd: options.cwd ?? repoRoot,
       env: cleanEnv(options.env),
       stdio: ['ignore', 'pipe', 'pipe'],

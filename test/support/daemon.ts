@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { afterAll } from 'vitest';
-import { bin, cleanEnv } from './cli.ts';
+import { cleanEnv, launcher } from './cli.ts';
 
 export type LogLine = Record<string, unknown> & { msg: string };
 
@@ -16,7 +16,7 @@ export class Daemon {
   private waiters = new Set<() => void>();
 
   constructor(args: readonly string[], options: { cwd: string; env?: NodeJS.ProcessEnv }) {
-    this.child = spawn(process.execPath, [bin, 'run', ...args], { cwd: options.cwd, env: cleanEnv(options.env), stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = spawn(launcher, ['run', ...args], { cwd: options.cwd, env: cleanEnv(options.env), stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.stdout.resume();
     this.child.stderr.on('data', (d: Buffer) => {
       const text = d.toString('utf8');

@@ -1,0 +1,88 @@
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cleanEnv, launcher, repoRoot } from '../support/cli.ts';
+
+// bin/desiredstate starts Node from the start-up snapshot that `npm ci` / `npm run build` make
+// (dist/desiredstate.blob, src/cli/snapshot.ts), and hands over to bin/desiredstate.js whenever
+// the snapshot is not this install's program from these sources. Most CLI tests run through it
+// (test/support/cli.ts); these check the launcher itself.
+
+const blob = join(repoRoot, 'dist/desiredstate.blob');
+const temps: string[] = [];
+afterAll(() => {
+  for (const d of temps) rmSync(d, { recursive: true, force: true });
+});
+
+function run(command: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): { code: number | null; stdout: string; stderr: string; pid: number | undefined } {
+  const r = spawnSync(command, args, { encoding: 'utf8', env: cleanEnv(env) });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, pid: r.pid };
+}
+
+/** An install with only a launcher of its own: its bin/desiredstate.js prints what it was started with. */
+function fakeInstall(): string {
+  const root = mkdtempSync(join(tmpdir(), 'ds-launcher-'));
+  temps.push(root);
+  mkdirSync(join(root, 'bin'));
+  copyFileSync(launcher, join(root, 'bin/desiredstate'));
+  writeFileSync(join(root, 'bin/desiredstate.js'), "process.stdout.write(JSON.stringify({ from: 'bin/desiredstate.js', argv: process.argv.slice(2), pid: process.pid }));\n");
+  return root;
+}
+
+describe('bin/desiredstate (the start-up snapshot)', () => {
+  it('was built by the build, for the pinned Node', () => {
+    expect(existsSync(blob), `${blob} is missing: npm run build makes it (see its output for why not)`).toBe(true);
+    expect(existsSync(join(repoRoot, 'dist/node'))).toBe(true);
+  });
+
+  it('starts the program from the snapshot, and each process draws its own random ids and reads this boot', () => {
+    const a = run(launcher, ['--snapshot-self-test']);
+    const b = run(launcher, ['--snapshot-self-test']);
+    expect(a.code, a.stderr).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+    const [x, y] = [JSON.parse(a.stdout) as { uuid: string; boot: string | null; pid: number }, JSON.parse(b.stdout) as { uuid: string; boot: string | null; pid: number }];
+    expect(x.uuid).not.toBe(y.uuid);
+    expect(x.pid).toBe(a.pid);
+    const boot = existsSync('/proc/sys/kernel/random/boot_id') ? readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() : null;
+    expect(x.boot).toBe(boot);
+  });
+
+  it('runs commands as the JavaScript launcher does', () => {
+    const viaSnapshot = run(launcher, ['validate', '--goals', join(repoRoot, 'goals')]);
+    const viaJs = run(process.execPath, [join(repoRoot, 'bin/desiredstate.js'), 'validate', '--goals', join(repoRoot, 'goals')]);
+    expect(viaSnapshot.code).toBe(0);
+    expect(viaSnapshot.stdout).toBe(viaJs.stdout);
+    const bad = run(launcher, ['frobnicate']);
+    expect(bad.code).toBe(64);
+    expect(bad.stderr).toContain('unknown command "frobnicate"');
+  });
+
+  it('DESIREDSTATE_FROM_SOURCE=1 takes the JavaScript launcher (which knows no self-test)', () => {
+    const r = run(launcher, ['--snapshot-self-test'], { DESIREDSTATE_FROM_SOURCE: '1' });
+    expect(r.code).toBe(64);
+    expect(r.stdout).toBe('');
+  });
+
+  it('hands over to that install’s bin/desiredstate.js, same process, same arguments, when the snapshot is not its program', () => {
+    const root = fakeInstall();
+    const r = run(process.execPath, ['--snapshot-blob', blob, '--', root, 'plan', '--goals', 'g', '--', '--version']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ from: 'bin/desiredstate.js', argv: ['plan', '--goals', 'g', '--', '--version'], pid: r.pid });
+  });
+
+  it('without a snapshot for its Node, the launcher runs bin/desiredstate.js with the arguments as given', () => {
+    const root = fakeInstall();
+    // No dist/ at all, and no node_modules/node: the Node on the PATH.
+    const r = run(join(root, 'bin/desiredstate'), ['--version', 'a b'], { PATH: `${dirname(process.execPath)}:/usr/bin:/bin` });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ from: 'bin/desiredstate.js', argv: ['--version', 'a b'] });
+    // A snapshot made by another Node binary (dist/node is not the Node it would run) is not used either.
+    mkdirSync(join(root, 'dist'));
+    copyFileSync(blob, join(root, 'dist/desiredstate.blob'));
+    writeFileSync(join(root, 'dist/node'), '');
+    const other = run(join(root, 'bin/desiredstate'), ['x'], { PATH: `${dirname(process.execPath)}:/usr/bin:/bin` });
+    expect(JSON.parse(other.stdout)).toMatchObject({ from: 'bin/desiredstate.js', argv: ['x'] });
+  });
+});
