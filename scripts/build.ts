@@ -90,6 +90,9 @@ export default function SnapshotSafeDatabase(...args) {
       intro: `const DESIREDSTATE_BUILD = ${JSON.stringify({ root, digest, fingerprint })};`,
     },
   });
+  // A snapshot has no module loader for import(): every module it runs must be in the bundle.
+  const dynamicImport = /\bimport\s*\(\s*["'`]([^"'`]*)/.exec(readFileSync(entry, 'utf8'));
+  if (dynamicImport !== null) throw new Error(`the snapshot bundle imports ${dynamicImport[1]} at run time (import() does not work in a snapshot; import it statically)`);
   const env = { ...process.env, NODE_OPTIONS: '' };
   const built = spawnSync(process.execPath, ['--snapshot-blob', SNAPSHOT, '--build-snapshot', entry], { cwd: root, env, encoding: 'utf8' });
   if (built.status !== 0) throw new Error(`node --build-snapshot exited ${built.status ?? built.signal}: ${built.stderr.trim().split('\n').slice(-3).join(' ')}`);

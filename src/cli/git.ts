@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 
@@ -63,7 +64,6 @@ async function readHead(gitDir: string): Promise<string | null | undefined> {
 }
 
 async function gitRevParse(dir: string): Promise<string | null> {
-  const { execFile } = await import('node:child_process');
   return new Promise((resolve) => {
     execFile('git', ['-C', dir, 'rev-parse', '--verify', '--quiet', 'HEAD'], { timeout: 5000 }, (err, stdout) => {
       if (err !== null) return resolve(null);

@@ -3,7 +3,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cleanEnv, launcher, repoRoot } from '../support/cli.ts';
+import { cleanEnv, launcher, localBackend, repoRoot, tempProject } from '../support/cli.ts';
 
 // bin/desiredstate starts Node from the start-up snapshot that `npm ci` / `npm run build` make
 // (dist/desiredstate.blob, src/cli/snapshot.ts), and hands over to bin/desiredstate.js whenever
@@ -57,6 +57,16 @@ describe('bin/desiredstate (the start-up snapshot)', () => {
     const bad = run(launcher, ['frobnicate']);
     expect(bad.code).toBe(64);
     expect(bad.stderr).toContain('unknown command "frobnicate"');
+  });
+
+  it('applies a batch of local files (one syncfs for the batch, through a program it runs)', () => {
+    const p = tempProject('ds-snapshot-files-');
+    const files = Array.from({ length: 20 }, (_, i) => `    - { id: f${i}, type: local.file, spec: { path: "f${i}", content: "file ${i}\\n" } }`);
+    p.write('goals.yaml', [localBackend(p.root), '---', 'apiVersion: desiredstate/v1', 'kind: Goal', 'metadata: { name: files, environment: dev }', 'spec:', '  defaults: { backend: local }', '  nodes:', ...files].join('\n'));
+    const r = run(launcher, ['apply', '--yes', ...p.args]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('20 created');
+    expect(readFileSync(join(p.root, 'f19'), 'utf8')).toBe('file 19\n');
   });
 
   it('DESIREDSTATE_FROM_SOURCE=1 takes the JavaScript launcher (which knows no self-test)', () => {

@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, lstatSync, openSync, readFileSync, readlinkSync, readSync, watch } from 'node:fs';
 import type { FSWatcher, Stats } from 'node:fs';
@@ -533,7 +534,6 @@ async function syncFilesystems(staged: readonly StagedWrite[]): Promise<boolean>
     const st = lstatSync(dir, { throwIfNoEntry: false });
     if (st !== undefined && !byDevice.has(st.dev)) byDevice.set(st.dev, dir);
   }
-  const { execFile } = await import('node:child_process');
   return new Promise((resolve) => {
     execFile('sync', ['-f', '--', ...byDevice.values()], { timeout: 600_000 }, (err) => resolve(err === null));
   });
