@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { LEASE_TOKEN_ENV, leaseLeftover, runProcess, settleLeftoverProcesses } from '../../src/infra/index.ts';
+import { LEASE_TOKEN_ENV, leaseLeftover, procTable, runProcess, settleLeftoverProcesses } from '../../src/infra/index.ts';
 import type { Leftover, ProcessLease, ProcessTable } from '../../src/infra/index.ts';
 import { bootId, processStat } from '../../src/runtime/index.ts';
 import type { ProcessStat } from '../../src/runtime/index.ts';
@@ -180,7 +180,10 @@ describe.skipIf(!linux)('settleLeftoverProcesses, on real processes', () => {
     expect(isAlive(g.child)).toBe(true);
     // The start time recorded at its spawn; the leader is gone, so nothing to compare it with.
     const d = leaseDir('orphans', [realLease(g.leader, { leader: { pid: g.leader, start: '123' }, deadline: Date.now() + 20_000 })]);
-    const settled = await settleLeftoverProcesses(d, { log: captureLogger().log, signal: new AbortController().signal, pollMs: 20 });
+    // The leader's pid as gone for good: on a busy machine (pid_max 32768) another process may take it
+    // meanwhile, which is the 'reused' case above, not this one.
+    const gone: ProcessTable = { ...procTable, stat: (pid) => (pid === g.leader ? undefined : procTable.stat(pid)), list: () => procTable.list().filter((p) => p.pid !== g.leader) };
+    const settled = await settleLeftoverProcesses(d, { log: captureLogger().log, signal: new AbortController().signal, pollMs: 20, table: gone });
     expect([...settled.values()]).toEqual(['ended']);
     expect(isAlive(g.child)).toBe(false);
   });
