@@ -2,7 +2,7 @@ import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cli, tempProject } from '../support/cli.ts';
+import { cli, execGoalHead, tempProject } from '../support/cli.ts';
 import { Daemon, eventually } from '../support/daemon.ts';
 
 /**
@@ -43,19 +43,8 @@ esac
 chmodSync(script, 0o755);
 p.write(
   'goals.yaml',
-  `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: exec }
-spec: { type: exec, config: { timeout: 3s } }
----
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: infra }
-spec:
-  nodes:
-    - id: big-resource
+  `${execGoalHead({ config: `{ timeout: 3s }` })}    - id: big-resource
       type: generic.resource
-      backend: exec
       spec:
         commands:
           read: [${JSON.stringify(script)}, read]

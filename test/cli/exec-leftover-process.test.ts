@@ -2,7 +2,7 @@ import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { cli, tempProject } from '../support/cli.ts';
+import { cli, execGoalHead, tempProject } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
 import type { Daemon } from '../support/daemon.ts';
 import { isAlive } from '../support/backend.ts';
@@ -44,19 +44,8 @@ esac
   chmodSync(script, 0o755);
   p.write(
     'goals.yaml',
-    `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: exec }
-spec: { type: exec, config: { timeout: ${timeout} } }
----
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: infra }
-spec:
-  nodes:
-    - id: big-resource
+    `${execGoalHead({ config: `{ timeout: ${timeout} }` })}    - id: big-resource
       type: generic.resource
-      backend: exec
       spec:
         commands:
           read: [${JSON.stringify(script)}, read]

@@ -1,7 +1,7 @@
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, tempProject } from '../support/cli.ts';
+import { cli, execGoalHead, tempProject } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
 
 // A `plan` while a daemon creates a resource: the daemon's pending create is running, not cut short
@@ -30,19 +30,8 @@ esac
 chmodSync(script, 0o755);
 p.write(
   'goals.yaml',
-  `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: exec }
-spec: { type: exec, config: { timeout: 60s } }
----
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: infra }
-spec:
-  nodes:
-    - id: slow
+  `${execGoalHead({ config: `{ timeout: 60s }` })}    - id: slow
       type: generic.resource
-      backend: exec
       spec:
         commands: { read: [${JSON.stringify(script)}, read], create: [${JSON.stringify(script)}, create] }
         input: {}
