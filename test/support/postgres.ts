@@ -42,6 +42,19 @@ export interface TestPostgres {
   destroy(): Promise<void>;
 }
 
+/** Whether `role` can log in to `server` with `password` (a connection opened and closed). */
+export async function loginWorks(server: TestPostgres, role: string, password: string): Promise<boolean> {
+  const c = new pg.Client({ host: server.host, port: server.port, user: role, password, database: 'postgres' });
+  try {
+    await c.connect();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
 /** A TCP port that was free a moment ago on 127.0.0.1. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, tempProject } from '../../support/cli.ts';
 import type { CliResult } from '../../support/cli.ts';
-import { startTestPostgres } from '../../support/postgres.ts';
+import { loginWorks, startTestPostgres } from '../../support/postgres.ts';
 import type { TestPostgres } from '../../support/postgres.ts';
 
 /*
@@ -89,18 +89,6 @@ function asOldRelease(stateDir: string, digest: string): void {
   }
 }
 
-async function loginWorks(role: string, password: string): Promise<boolean> {
-  const pg = (await import('pg')).default;
-  const c = new pg.Client({ host: server.host, port: server.port, user: role, password, database: 'postgres' });
-  try {
-    await c.connect();
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
 
 describe.each(setups)('password tracking, $name', (s) => {
   let p: ReturnType<typeof project>;
@@ -112,7 +100,7 @@ describe.each(setups)('password tracking, $name', (s) => {
   it('apply sets it; the digest is in no output: not in status --format json, not in the stored outputs', async () => {
     const apply = await p.run(['apply'], first);
     expect(apply.code, apply.stdout + apply.stderr).toBe(0);
-    expect(await loginWorks(s.role, first)).toBe(true);
+    expect(await loginWorks(server, s.role, first)).toBe(true);
     // The next process observes it up to date: no second set.
     const plan = await p.run(['plan'], first);
     expect(plan.code, plan.stdout + plan.stderr).toBe(0);
@@ -149,7 +137,7 @@ describe.each(setups)('password tracking, $name', (s) => {
     expect(plan.code, plan.stdout + plan.stderr).toBe(2);
     expect(plan.stdout).toMatch(/password/);
     expect((await p.run(['apply'], rotated)).code).toBe(0);
-    expect(await loginWorks(s.role, rotated)).toBe(true);
+    expect(await loginWorks(server, s.role, rotated)).toBe(true);
     expect((await p.run(['plan'], rotated)).code).toBe(0);
     // Put back for the next case.
     expect((await p.run(['apply'], first)).code).toBe(0);
@@ -195,6 +183,6 @@ describe.each(setups)('password tracking, $name', (s) => {
     // The next process is handed that memo: up to date, and the digest unchanged (no new salt, nothing written).
     expect((await p.run(['apply'], rotated)).stdout).toContain('0 created, 0 updated');
     expect(record(p.stateDir).memo).toEqual({ passwordDigest: digest });
-    expect(await loginWorks(s.role, rotated)).toBe(true);
+    expect(await loginWorks(server, s.role, rotated)).toBe(true);
   }, 60_000);
 });

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, tempProject } from '../../support/cli.ts';
 import type { CliResult } from '../../support/cli.ts';
 import { eventually, trackDaemons } from '../../support/daemon.ts';
-import { startTestPostgres } from '../../support/postgres.ts';
+import { loginWorks, startTestPostgres } from '../../support/postgres.ts';
 import type { TestPostgres } from '../../support/postgres.ts';
 
 /*
@@ -69,18 +69,6 @@ spec:
   };
 }
 
-async function loginWorks(role: string, password: string): Promise<boolean> {
-  const pg = (await import('pg')).default;
-  const c = new pg.Client({ host: server.host, port: server.port, user: role, password, database: 'postgres' });
-  try {
-    await c.connect();
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
 
 async function driftReports(p: Project): Promise<{ node: string; action: string; flapping: boolean; diffs: { path: string }[] }[]> {
   const r = await p.run(['drift', '--format', 'json']);
@@ -121,8 +109,8 @@ describe.each(cases)('a rotated secret under $name, one-shot apply and plan', ({
       expect(out).not.toContain(rotated);
       expect(out).not.toContain(first);
     }
-    expect(await loginWorks(role, rotated)).toBe(true);
-    expect(await loginWorks(role, first)).toBe(false);
+    expect(await loginWorks(server, role, rotated)).toBe(true);
+    expect(await loginWorks(server, role, first)).toBe(false);
     expect(await driftReports(p)).toEqual([]);
     expect((await p.run(['plan'])).code).toBe(0);
   }, 60_000);
@@ -140,8 +128,8 @@ describe.each(cases)('a rotated secret under $name, one-shot apply and plan', ({
     const reports = await driftReports(p);
     expect(reports).toHaveLength(1);
     expect(reports[0]).toMatchObject({ node: 'svc', action: selfHeal ? 'corrected' : 'reported', diffs: [{ path: 'password' }] });
-    expect(await loginWorks(role, current)).toBe(selfHeal);
-    expect(await loginWorks(role, 'set-by-hand')).toBe(!selfHeal);
+    expect(await loginWorks(server, role, current)).toBe(selfHeal);
+    expect(await loginWorks(server, role, 'set-by-hand')).toBe(!selfHeal);
   }, 60_000);
 
   it('a rotation after that drift is applied: the digest of the password last set is kept while the drift is only reported', async () => {
@@ -152,7 +140,7 @@ describe.each(cases)('a rotated secret under $name, one-shot apply and plan', ({
     expect(apply.code, apply.stdout + apply.stderr).toBe(0);
     expect(apply.stdout).toContain('1 updated');
     expect(apply.stderr).not.toContain('drift detected');
-    expect(await loginWorks(role, again)).toBe(true);
+    expect(await loginWorks(server, role, again)).toBe(true);
     expect(await driftReports(p)).toHaveLength(before);
     expect((await p.run(['plan'])).code).toBe(0);
   }, 60_000);
@@ -170,7 +158,7 @@ describe('the daemon under selfHeal: false', () => {
       p.rotate(secret);
       await d.waitFor((l) => l.msg === 'secret rotated; applying' && l.node === 'svc', 15_000, from);
       await d.waitFor((l) => l.msg === 'node updated' && l.node === 'svc', 15_000, from);
-      expect(await loginWorks(role, secret)).toBe(true);
+      expect(await loginWorks(server, role, secret)).toBe(true);
     }
     expect(d.lines.filter((l) => l.msg === 'drift detected')).toEqual([]);
     expect(d.stderr).not.toMatch(/daemon-\d-Secret/);
@@ -183,7 +171,7 @@ describe('the daemon under selfHeal: false', () => {
     const from = d.lines.length;
     p.rotate('daemon-5-Secret');
     await d.waitFor((l) => l.msg === 'node updated' && l.node === 'svc', 15_000, from);
-    expect(await loginWorks(role, 'daemon-5-Secret')).toBe(true);
+    expect(await loginWorks(server, role, 'daemon-5-Secret')).toBe(true);
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
     const reports = await driftReports(p);
@@ -206,7 +194,7 @@ describe('the daemon under selfHeal: true', () => {
     await server.sql(`ALTER ROLE ${role} PASSWORD 'set-by-hand'`);
     const line = await d.waitFor((l) => l.msg === 'drift detected' && l.node === 'svc', 15_000);
     expect(line).toMatchObject({ action: 'corrected', flapping: false });
-    await eventually(() => loginWorks(role, 'heal-4-Secret'), 15_000, 'the hand-set password corrected');
+    await eventually(() => loginWorks(server, role, 'heal-4-Secret'), 15_000, 'the hand-set password corrected');
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
     expect((await driftReports(p)).map((r) => [r.action, r.flapping])).toEqual([['corrected', false]]);
