@@ -12,6 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { linkSync, mkdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type * as Rolldown from 'rolldown';
+import { bootId } from '../src/runtime/process-alive.ts';
 import { sourceDigest, sourceFingerprint } from './source-digest.js';
 
 const root = resolve(import.meta.dirname, '..');
@@ -104,17 +105,10 @@ export default function SnapshotSafeDatabase(...args) {
   };
   const [a, b] = [selfTest(), selfTest()];
   if (a.uuid === b.uuid) throw new Error('two processes started from the snapshot drew the same random id');
-  const boot = readBoot();
+  const boot = bootId() ?? null;
   if (a.boot !== boot || b.boot !== boot) throw new Error("the snapshot holds another boot's id");
   // The binary it was built by, for bin/desiredstate to check its Node against (`-ef`: same file): a
   // snapshot only loads into the Node that made it, and a reinstalled one is a new file.
   linkSync(realpathSync(process.execPath), SNAPSHOT_NODE);
 }
 
-function readBoot(): string | null {
-  try {
-    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || null;
-  } catch {
-    return null;
-  }
-}

@@ -20,8 +20,8 @@ export interface SignalStop {
 }
 
 /**
- * Listens for SIGTERM, SIGINT and SIGHUP. The launcher (bin/desiredstate.js)
- * calls it at its first moment for `run` and never closes it, so that no
+ * Listens for SIGTERM, SIGINT and SIGHUP. Both launchers (`takeSignals` in
+ * launch.ts) call it at their first moment for `run` and never close it, so that no
  * signal kills a daemon that is still loading or already shutting down;
  * `main` calls it for a caller that brought none, and closes it after.
  */

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { setTimeout as wait } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { bootId, errorMessage, isAlive, processStat } from '../runtime/index.ts';
+import { bootId, errorMessage, inAnotherBoot, isAlive, processStat } from '../runtime/index.ts';
 import type { ProcessStat } from '../runtime/index.ts';
 
 /**
@@ -180,7 +181,7 @@ export type Leftover =
  * cannot be told from a stranger's, and is left alone).
  */
 export function leaseLeftover(lease: ProcessLease, table: ProcessTable, boot: string | undefined = bootId()): Leftover {
-  if (lease.boot !== null && boot !== undefined && lease.boot !== boot) return { status: 'gone' };
+  if (inAnotherBoot(lease.boot, boot)) return { status: 'gone' };
   if (lease.leader.start === null) return { status: 'unknown' };
   const pid = lease.leader.pid;
   const leader = table.stat(pid);
@@ -194,7 +195,7 @@ export function leaseLeftover(lease: ProcessLease, table: ProcessTable, boot: st
 
 /** Whether the process that owns `lease` still runs (a `plan` beside the daemon; this very process). */
 function ownerRuns(lease: ProcessLease, table: ProcessTable): boolean {
-  if (lease.boot !== null && bootId() !== undefined && lease.boot !== bootId()) return false;
+  if (inAnotherBoot(lease.boot)) return false;
   const { pid, start } = lease.owner;
   if (start === null) return isAlive(pid);
   const s = table.stat(pid);
@@ -342,16 +343,5 @@ function signalLeftover(pgid: number, left: Leftover, signal: NodeJS.Signals): v
 
 /** Waits `ms`; false when `signal` is aborted first. */
 function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, Math.max(0, ms));
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
+  return wait(Math.max(0, ms), true, { signal }).catch(() => false);
 }

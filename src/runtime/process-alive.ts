@@ -34,6 +34,15 @@ export function bootId(): string | undefined {
   return bootIdRead.id;
 }
 
+/**
+ * Whether a pid written in boot `recorded` belongs to another boot than `current` (this one): then it
+ * names no process of its writer's, whatever runs under it now. Unknown on either side (no boot id
+ * written, no /proc): not known to be another, and the pid is judged by itself.
+ */
+export function inAnotherBoot(recorded: string | null | undefined, current: string | undefined = bootId()): boolean {
+  return recorded !== null && recorded !== undefined && recorded !== '' && current !== undefined && recorded !== current;
+}
+
 /** What `/proc/<pid>/stat` (Linux) says of a process that matters for telling it apart. */
 export interface ProcessStat {
   readonly pid: number;

@@ -12,7 +12,7 @@ import { systemClock } from './clock.ts';
 import { DesiredStateError, ErrorCodes, errorMessage } from './errors.ts';
 import type { Fault } from './fault.ts';
 import type { NodeId } from './node-spec.ts';
-import { bootId, isAlive, isZombie } from './process-alive.ts';
+import { bootId, inAnotherBoot, isAlive, isZombie } from './process-alive.ts';
 import type { FieldDiff, ObservationMemo, Outputs } from './provisioner.ts';
 import type {
   DriftReport,
@@ -269,7 +269,7 @@ function readLock(lockPath: string): { readonly text: string; readonly holder: L
  * stepped after boot (no RTC, NTP late) would make a live holder look younger than its lock.
  */
 function holderAlive(holder: LockHolder): boolean {
-  if (holder.host === hostname() && holder.boot !== '' && bootId() !== undefined && holder.boot !== bootId()) return false;
+  if (holder.host === hostname() && inAnotherBoot(holder.boot)) return false;
   return isAlive(holder.pid) && !isZombie(holder.pid);
 }
 
