@@ -42,6 +42,20 @@ export interface TestPostgres {
   destroy(): Promise<void>;
 }
 
+/**
+ * A Backend document `pg` on `server` as `user`, whose password the CLI reads from PG_ADMIN_PW
+ * (no TLS, a 5 s connect timeout); a goal document follows it after `---`.
+ */
+export function postgresBackendDoc(server: TestPostgres, user: string): string {
+  return `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: pg }
+spec:
+  type: postgres
+  config: { host: 127.0.0.1, port: ${server.port}, user: ${user}, password: { fromEnv: PG_ADMIN_PW }, sslmode: disable, connectTimeout: 5s }
+`;
+}
+
 /** Whether `role` can log in to `server` with `password` (a connection opened and closed). */
 export async function loginWorks(server: TestPostgres, role: string, password: string): Promise<boolean> {
   const c = new pg.Client({ host: server.host, port: server.port, user: role, password, database: 'postgres' });

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, tempProject } from '../../support/cli.ts';
 import type { CliResult } from '../../support/cli.ts';
-import { loginWorks, startTestPostgres } from '../../support/postgres.ts';
+import { loginWorks, postgresBackendDoc, startTestPostgres } from '../../support/postgres.ts';
 import type { TestPostgres } from '../../support/postgres.ts';
 
 /*
@@ -47,13 +47,7 @@ function project(s: Setup): { run: (args: string[], secret: string) => Promise<C
   projects.push(p);
   p.write(
     'pg.yaml',
-    `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: pg }
-spec:
-  type: postgres
-  config: { host: 127.0.0.1, port: ${server.port}, user: ${s.user()}, password: { fromEnv: PG_ADMIN_PW }, sslmode: disable, connectTimeout: 5s }
----
+    `${postgresBackendDoc(server, s.user())}---
 apiVersion: desiredstate/v1
 kind: Goal
 metadata: { name: app }

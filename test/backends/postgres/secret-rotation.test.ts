@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, tempProject } from '../../support/cli.ts';
 import type { CliResult } from '../../support/cli.ts';
 import { eventually, trackDaemons } from '../../support/daemon.ts';
-import { loginWorks, startTestPostgres } from '../../support/postgres.ts';
+import { loginWorks, postgresBackendDoc, startTestPostgres } from '../../support/postgres.ts';
 import type { TestPostgres } from '../../support/postgres.ts';
 
 /*
@@ -42,13 +42,7 @@ function project(role: string, selfHeal: boolean, secret: string): Project {
   writeFileSync(secretFile, secret);
   p.write(
     'pg.yaml',
-    `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: pg }
-spec:
-  type: postgres
-  config: { host: 127.0.0.1, port: ${server.port}, user: ${server.user}, password: { fromEnv: PG_ADMIN_PW }, sslmode: disable, connectTimeout: 5s }
----
+    `${postgresBackendDoc(server, server.user)}---
 apiVersion: desiredstate/v1
 kind: Goal
 metadata: { name: app }
