@@ -10,7 +10,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { linkSync, mkdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
 import type * as Rolldown from 'rolldown';
 import { bootId } from '../src/runtime/process-alive.ts';
 import { sourceDigest, sourceFingerprint } from './source-digest.js';
@@ -61,13 +62,15 @@ try {
 async function buildSnapshot(): Promise<void> {
   // What a snapshot cannot hold is loaded on first use instead: a native addon, and the modules of
   // Node whose bindings it does not serialize (node:http's parser). Each stands in for what we import.
+  // better-sqlite3's JavaScript is in the snapshot like any other module (its lib/database.js takes
+  // the function that loads the addon, and calls it at the first open); only the addon itself, found
+  // by its own lib/binding.js, is loaded then. Absolute paths: its package exports neither file.
+  const sqliteLib = dirname(createRequire(join(root, 'package.json')).resolve('better-sqlite3'));
   const onFirstUse: Record<string, string> = {
     'better-sqlite3': `import { createRequire } from 'node:module';
-let Database;
-export default function SnapshotSafeDatabase(...args) {
-  Database ??= createRequire(${JSON.stringify(join(root, 'package.json'))})('better-sqlite3');
-  return new Database(...args);
-}`,
+import createDatabase from ${JSON.stringify(join(sqliteLib, 'database.js'))};
+const load = createRequire(${JSON.stringify(join(sqliteLib, 'binding.js'))});
+export default createDatabase((nativeBinding) => load(${JSON.stringify(join(sqliteLib, 'binding.js'))}).getBinding(nativeBinding), true);`,
     'node:http': `export function createServer(...args) { return process.getBuiltinModule('node:http').createServer(...args); }`,
   };
   const entry = join(out, 'snapshot.cjs');
