@@ -54,6 +54,8 @@ export function formatPlan(
     policyDefaults?: ReadonlyMap<string, readonly PolicyDefault[]>;
     /** A node's desired spec, listed under a create (as Terraform lists a new resource's attributes). */
     desired?: (id: string) => Readonly<Record<string, unknown>> | undefined;
+    /** The secrets a create needs that cannot be read here, each with why. */
+    unreadableSecrets?: (id: string) => readonly { ref: string; reason: string }[] | undefined;
   },
 ): string[] {
   const lines: string[] = [];
@@ -74,6 +76,7 @@ export function formatPlan(
         for (const [field, value] of Object.entries(desired ?? {})) if (field !== 'type' && value !== undefined) lines.push(`      ${field} = ${show(value)}${setBy(field)}`);
         // Without the desired spec at hand, the fields a policy set are still listed.
         for (const d of policySet) if (desired?.[d.field] === undefined) lines.push(policySetLine(d));
+        for (const m of options.unreadableSecrets?.(e.id) ?? []) lines.push(`      ! secret ${m.ref} cannot be read here (${m.reason}): the create would fail`);
         break;
       }
       case 'none':

@@ -104,10 +104,41 @@ export interface SecretSource {
 export function holdsSecretRef(value: unknown): boolean {
   if (Array.isArray(value)) return value.some(holdsSecretRef);
   if (typeof value !== 'object' || value === null) return false;
+  return isRefShaped(value) || Object.values(value).some(holdsSecretRef);
+}
+
+/** A secret reference, checked against the schema only when it may be one: a map of one key, fromEnv or fromFile. */
+function isRefShaped(value: object): value is SecretRef {
   const keys = Object.keys(value);
-  // The schema only for what may be one: a map of one key, fromEnv or fromFile.
-  if (keys.length === 1 && (keys[0] === 'fromEnv' || keys[0] === 'fromFile') && isSecretRef(value)) return true;
-  return Object.values(value).some(holdsSecretRef);
+  return keys.length === 1 && (keys[0] === 'fromEnv' || keys[0] === 'fromFile') && isSecretRef(value);
+}
+
+/** The secret references in `value`, at any depth, in the order they are written. */
+export function secretRefsIn(value: unknown): SecretRef[] {
+  if (Array.isArray(value)) return value.flatMap(secretRefsIn);
+  if (typeof value !== 'object' || value === null) return [];
+  return isRefShaped(value) ? [value] : Object.values(value).flatMap(secretRefsIn);
+}
+
+/**
+ * The secret references in `value` that cannot be read from `source` now, each with why (the message
+ * of the fault an operation needing it would fail with). What `plan` warns of under a create that
+ * would fail on them, where the observation did not need the secret. Each secret is read only to
+ * find out: its value goes nowhere.
+ */
+export async function unreadableSecretRefs(value: unknown, source: SecretSource): Promise<{ ref: string; reason: string }[]> {
+  const refs = secretRefsIn(value);
+  const out: { ref: string; reason: string }[] = [];
+  for (const ref of refs) {
+    try {
+      await resolveSecret(ref, source);
+    } catch (err) {
+      const unavailable = secretUnavailableFault(err);
+      if (unavailable === undefined) throw err;
+      out.push({ ref: describeSecretRef(ref), reason: unavailable.message });
+    }
+  }
+  return out;
 }
 
 /**

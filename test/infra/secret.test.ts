@@ -3,7 +3,7 @@ import { createWriteStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MAX_SECRET_FILE_BYTES, resolveSecret } from '../../src/infra/secret.ts';
+import { MAX_SECRET_FILE_BYTES, resolveSecret, secretRefsIn, unreadableSecretRefs } from '../../src/infra/secret.ts';
 import { DesiredStateError, ErrorCodes } from '../../src/runtime/index.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ds-secret-'));
@@ -56,5 +56,28 @@ describe('resolveSecret', () => {
     expect((await failure(resolveSecret({ fromFile: 'nope' }, { cwd: dir }))).message).toBe('secret file nope cannot be read');
     expect((await failure(resolveSecret({ fromFile: '.' }, { cwd: dir }))).message).toBe('secret file . cannot be read');
     expect((await failure(resolveSecret({ fromFile: '/dev/zero' }))).message).toBe(`secret file /dev/zero holds more than ${MAX_SECRET_FILE_BYTES} bytes`);
+  });
+});
+
+describe('unreadableSecretRefs', () => {
+  it('names each reference at any depth that cannot be read, with why, and never a value read', async () => {
+    writeFileSync(join(dir, 'present'), 'file-secret-value\n');
+    const spec = {
+      name: 'svc',
+      password: { fromEnv: 'SET_PW' },
+      nested: [{ token: { fromEnv: 'UNSET_PW' } }, { key: { fromFile: 'present' } }, { key: { fromFile: 'absent' } }],
+      empty: { fromEnv: 'EMPTY_PW' },
+      // A map that only looks like one (two keys) is data, not a reference.
+      notARef: { fromEnv: 'X', other: 1 },
+    };
+    const found = await unreadableSecretRefs(spec, { env: { SET_PW: 'env-secret-value', EMPTY_PW: '' }, cwd: dir });
+    expect(found).toEqual([
+      { ref: 'env:UNSET_PW', reason: 'secret environment variable UNSET_PW is not set' },
+      { ref: 'file:absent', reason: 'secret file absent cannot be read' },
+      { ref: 'env:EMPTY_PW', reason: 'secret environment variable EMPTY_PW is empty' },
+    ]);
+    expect(JSON.stringify(found)).not.toMatch(/secret-value/);
+    expect(secretRefsIn(spec)).toEqual([{ fromEnv: 'SET_PW' }, { fromEnv: 'UNSET_PW' }, { fromFile: 'present' }, { fromFile: 'absent' }, { fromEnv: 'EMPTY_PW' }]);
+    expect(await unreadableSecretRefs({ name: 'no secrets' }, { env: {}, cwd: dir })).toEqual([]);
   });
 });

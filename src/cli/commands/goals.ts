@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { Reconciler, SqliteStateStore } from '../../runtime/index.ts';
 import type { CompileResult, DesiredGraph, NodeOutcome } from '../../runtime/index.ts';
-import { infraSpecCodec, processLeaseDir, settleLeftoverProcesses } from '../../infra/index.ts';
+import { infraSpecCodec, processLeaseDir, settleLeftoverProcesses, unreadableSecretRefs } from '../../infra/index.ts';
 import type { InfraDesiredNodeSpec, PolicyDefault } from '../../infra/index.ts';
 import { BACKENDS_META, backendDigests, changedBackends, compileGoals, compileGoalsCached, openStore, printDiagnostics, provisioner, pruneHistory } from '../context.ts';
 import type { CliContext } from '../context.ts';
@@ -56,17 +56,31 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
     const entries = await reconciler.plan(c.graph, { signal: AbortSignal.timeout(10 * 60_000), gates: c.loaded.result.gates, othersRunning, changedBackends: changed });
     const counts = planCounts(entries);
     const desired = (id: string): Readonly<Record<string, unknown>> | undefined => c.graph.get(id)?.spec.spec;
+    // A create reads its secrets only when it runs (a role's password), so its observation said nothing
+    // of one missing here: said now, rather than by the apply that would fail on it.
+    const unreadable = new Map<string, { ref: string; reason: string }[]>();
+    for (const e of entries) {
+      if (e.planned.action !== 'create') continue;
+      const missing = await unreadableSecretRefs(desired(e.id), { env: ctx.env, cwd: ctx.cwd });
+      if (missing.length > 0) unreadable.set(e.id, missing);
+    }
     if (ctx.format === 'json') {
       // The fields a policy default set ("shown in plans as policy-set", GOAL-FORMAT.md), on every entry that has them.
       const policySet = (id: string): { policySet?: readonly PolicyDefault[] } => {
         const set = c.loaded.factory.policyDefaults.get(id);
         return set === undefined ? {} : { policySet: set };
       };
-      const entry = (e: (typeof entries)[number]): object => ({ ...e, ...(e.planned.action === 'create' ? { desired: desired(e.id) } : {}), ...policySet(e.id) });
+      const entry = (e: (typeof entries)[number]): object => ({
+        ...e,
+        ...(e.planned.action === 'create' ? { desired: desired(e.id) } : {}),
+        ...policySet(e.id),
+        ...(unreadable.has(e.id) ? { unreadableSecrets: unreadable.get(e.id) } : {}),
+      });
       ctx.out(JSON.stringify({ entries: entries.map(entry), counts, diagnostics: c.loaded.result.diagnostics }, null, 2));
     } else {
-      for (const l of formatPlan(entries, { showUnchanged: options.showUnchanged, policyDefaults: c.loaded.factory.policyDefaults, desired })) ctx.out(l);
-      ctx.out(`Plan: ${counts.create} to create, ${counts.update} to update, ${counts.delete} to delete, ${counts.drift} drifted, ${counts.none} unchanged, ${counts.blocked + counts.held} blocked or held, ${counts.error} errors.`);
+      for (const l of formatPlan(entries, { showUnchanged: options.showUnchanged, policyDefaults: c.loaded.factory.policyDefaults, desired, unreadableSecrets: (id) => unreadable.get(id) })) ctx.out(l);
+      const needing = unreadable.size > 0 ? ` ${unreadable.size} create(s) need secrets that cannot be read here: apply would fail on them.` : '';
+      ctx.out(`Plan: ${counts.create} to create, ${counts.update} to update, ${counts.delete} to delete, ${counts.drift} drifted, ${counts.none} unchanged, ${counts.blocked + counts.held} blocked or held, ${counts.error} errors.${needing}`);
     }
     if (counts.error > 0) return EXIT.failed;
     // Drift that is only reported (selfHeal: false) is nothing for apply to do: it would never reach 0. A
