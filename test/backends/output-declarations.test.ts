@@ -82,7 +82,7 @@ const cases: Case[] = [
     ),
   },
   { backend: 'local', kind: 'local.directory', via: 'observeDirectory', outputs: outputsOf(observeDirectory({ absPath: '/r/d', mode: 0o755 }, { kind: 'directory', mode: 0o40755 })) },
-  { backend: 'local', kind: 'local.symlink', via: 'observeSymlink', outputs: outputsOf(observeSymlink({ absPath: '/r/l', target: 'f' }, { kind: 'symlink', target: 'f' })) },
+  { backend: 'local', kind: 'local.symlink', via: 'observeSymlink', outputs: outputsOf(observeSymlink({ absPath: '/r/l', target: 'f' }, { kind: 'symlink', target: 'f', uid: 0, gid: 0 })) },
   {
     backend: 'postgres',
     kind: 'postgres.database',

@@ -434,7 +434,7 @@ export class LocalBackend implements InfraBackend {
     } else if (actual.kind !== 'symlink') {
       throw wrongKind(at.abs, kindName(actual), 'symlink');
     } else if (actual.target !== spec.target) {
-      await writeSymlinkAtomic(at.real, spec.target, signal);
+      await writeSymlinkAtomic(at.real, spec.target, signal, { uid: actual.uid, gid: actual.gid });
     }
     return { path: at.abs, target: spec.target };
   }

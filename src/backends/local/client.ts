@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, lstatSync, openSync, readFileSync, readlinkSync, readSync, watch } from 'node:fs';
 import type { FSWatcher, Stats } from 'node:fs';
-import { access, chmod, chown, constants, lstat, mkdir, open, readFile, readlink, rename, rmdir, symlink, unlink } from 'node:fs/promises';
+import { access, chmod, chown, constants, lchown, lstat, mkdir, open, readFile, readlink, rename, rmdir, symlink, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, parse, relative, sep } from 'node:path';
 import { FaultError, fault, forEachLimit, sha256 } from '../../runtime/index.ts';
 import type { ObservationMemo } from '../../runtime/index.ts';
@@ -226,8 +226,8 @@ type Stat = Stats;
 type FileEntry = Extract<ActualEntry, { kind: 'file' }>;
 
 /** The entry for a stat, or the file's metadata when its content still has to be read. */
-function classify(st: Stat, policy: ReadPolicy | undefined): Exclude<ActualEntry, { kind: 'symlink' }> | { kind: 'read'; base: FileEntry } | { kind: 'link' } {
-  if (st.isSymbolicLink()) return { kind: 'link' };
+function classify(st: Stat, policy: ReadPolicy | undefined): Exclude<ActualEntry, { kind: 'symlink' }> | { kind: 'read'; base: FileEntry } | { kind: 'link'; uid: number; gid: number } {
+  if (st.isSymbolicLink()) return { kind: 'link', uid: st.uid, gid: st.gid };
   if (st.isDirectory()) return { kind: 'directory', mode: st.mode };
   if (!st.isFile()) return { kind: 'other', what: st.isSocket() ? 'socket' : st.isFIFO() ? 'fifo' : 'device' };
   const owner = policy?.accounts?.users.byId.get(st.uid) ?? String(st.uid);
@@ -268,7 +268,7 @@ export async function inspect(real: string, policy?: ReadPolicy): Promise<Actual
     throw fsFault(err, 'lstat', real);
   }
   const c = classify(st, policy);
-  if (c.kind === 'link') return { kind: 'symlink', target: await readlink(real) };
+  if (c.kind === 'link') return { kind: 'symlink', target: await readlink(real), uid: c.uid, gid: c.gid };
   if (c.kind !== 'read') return c;
   let data;
   try {
@@ -295,7 +295,7 @@ export function inspectSync(real: string, policy?: ReadPolicy): ActualEntry | un
   }
   if (st === undefined) return { kind: 'missing' };
   const c = classify(st, policy);
-  if (c.kind === 'link') return { kind: 'symlink', target: readLink(real) };
+  if (c.kind === 'link') return { kind: 'symlink', target: readLink(real), uid: c.uid, gid: c.gid };
   if (c.kind !== 'read') return c;
   if (c.base.size > SYNC_READ_LIMIT) return undefined;
   let data;
@@ -417,10 +417,10 @@ async function applyAttributes(target: AttributeTarget, attrs: Attributes): Prom
   await target.chmod(attrs.mode);
 }
 
-/** The replaced file's owner and group on a new temp file, where the daemon may set them. */
-async function keepOwner(target: AttributeTarget, keep: { readonly uid: number; readonly gid: number }): Promise<void> {
+/** The replaced file's (or link's) owner and group on the new one, where the daemon may set them. */
+async function keepOwner(chownTo: (uid: number, gid: number) => Promise<void>, keep: { readonly uid: number; readonly gid: number }): Promise<void> {
   try {
-    await target.chown(keep.uid, keep.gid);
+    await chownTo(keep.uid, keep.gid);
   } catch (err) {
     if (errnoOf(err) !== 'EPERM') throw err;
   }
@@ -465,7 +465,7 @@ async function writeTemp(real: string, file: FileWrite, sync: boolean): Promise<
     const fh = await open(tmp, 'wx', 0o600);
     try {
       await fh.writeFile(file.content);
-      if (file.keep !== undefined) await keepOwner(fh, file.keep);
+      if (file.keep !== undefined) await keepOwner((uid, gid) => fh.chown(uid, gid), file.keep);
       // After the write, which clears setuid and setgid too.
       await applyAttributes(fh, file);
       if (sync) await fh.sync();
@@ -628,12 +628,18 @@ export async function makeDirectory(real: string, mode: number, signal: AbortSig
   }
 }
 
-/** Creates or replaces a symlink atomically: a temp link renamed over the path. */
-export async function writeSymlinkAtomic(real: string, target: string, signal: AbortSignal): Promise<void> {
+/**
+ * Creates or replaces a symlink atomically: a temp link renamed over the path. A replaced link's owner
+ * and group (`keep`) are given to the new one where the daemon may (as a file's are, `FileWrite.keep`):
+ * a link's owner is what the kernel checks in a sticky directory (`fs.protected_symlinks`), so a link
+ * that was the application user's must not become root's because its target changed.
+ */
+export async function writeSymlinkAtomic(real: string, target: string, signal: AbortSignal, keep?: { readonly uid: number; readonly gid: number }): Promise<void> {
   if (signal.aborted) throw aborted('symlink');
   const tmp = tempName(real);
   try {
     await symlink(target, tmp);
+    if (keep !== undefined) await keepOwner((uid, gid) => lchown(tmp, uid, gid), keep);
   } catch (err) {
     await removeQuietly(tmp);
     throw fsFault(err, 'symlink', real);

@@ -27,7 +27,7 @@ export type ActualEntry =
       readonly memo?: ObservationMemo | undefined;
     }
   | { readonly kind: 'directory'; readonly mode: number }
-  | { readonly kind: 'symlink'; readonly target: string }
+  | { readonly kind: 'symlink'; readonly target: string; readonly uid: number; readonly gid: number }
   | { readonly kind: 'other'; readonly what: string };
 
 export type ActualKind = ActualEntry['kind'];

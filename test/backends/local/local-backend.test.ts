@@ -1,4 +1,4 @@
-import { chmod, chown, lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, lchown, lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -388,6 +388,15 @@ describe('local backend writes', () => {
     expect((await sb.backend.updateMany([{ node, diffs: [] }], opCtx())).get('f')).toMatchObject({ status: 'done' });
     expect(await stat(p)).toMatchObject({ uid: 2, gid: 1 });
     expect(await readFile(p, 'utf8')).toBe('three');
+  });
+
+  it.skipIf(process.getuid?.() !== 0)('a retargeted symlink keeps its owner and group (root only: a link given to another user)', async () => {
+    const p = join(sb.root, 'current');
+    await sb.backend.create(linkNode('current', 'current', 'releases/v1'), opCtx());
+    await lchown(p, 1, 2);
+    expect((await sb.backend.update(linkNode('current', 'current', 'releases/v2'), [], opCtx())).status).toBe('done');
+    expect(await readlink(p)).toBe('releases/v2');
+    expect(await lstat(p)).toMatchObject({ uid: 1, gid: 2 });
   });
 
   // GOAL-FORMAT.md: ignoreFields are "neither reported nor corrected". An update corrected them all
