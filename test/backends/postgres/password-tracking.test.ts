@@ -42,7 +42,8 @@ const setups: Setup[] = [
   { name: 'CREATEROLE admin (verifier not readable)', user: () => 'limited_admin', password: () => 'limited-pw', role: 'svc_limited' },
 ];
 
-function project(s: Setup): { run: (args: string[], secret: string) => Promise<CliResult>; stateDir: string } {
+/** A project with one role of `s` whose password is `$SVC_PW`; `run` sets it to `secret` (undefined: not set). */
+function project(s: Setup): { run: (args: string[], secret: string | undefined) => Promise<CliResult>; stateDir: string } {
   const p = tempProject('ds-pg-pw-');
   projects.push(p);
   p.write(
@@ -183,38 +184,21 @@ describe.each(setups)('password tracking, $name', (s) => {
 
 describe('a create whose password secret cannot be read here', () => {
   it('plan names the secret and why under the create (text and JSON), says apply would fail, and exits 2; apply fails on the same reason', async () => {
-    const s = setups[0]!;
-    const p = tempProject('ds-pg-pw-missing-');
-    projects.push(p);
-    p.write(
-      'pg.yaml',
-      `${postgresBackendDoc(server, s.user())}---
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: app }
-spec:
-  defaults: { backend: pg }
-  nodes:
-    - id: svc
-      type: postgres.role
-      spec: { name: svc_unread, login: true, password: { fromEnv: SVC_UNREAD_PW } }
-`,
-    );
-    const env = { PG_ADMIN_PW: s.password() };
-    const plan = await cli(['plan', ...p.args], { env });
+    const p = project({ ...setups[0]!, role: 'svc_unread' });
+    const plan = await p.run(['plan'], undefined);
     expect(plan.code).toBe(2);
     expect(plan.stdout).toContain('  + svc (postgres.role via pg)');
-    expect(plan.stdout).toContain('      ! secret env:SVC_UNREAD_PW cannot be read here (secret environment variable SVC_UNREAD_PW is not set): the create would fail');
+    expect(plan.stdout).toContain('      ! secret env:SVC_PW cannot be read here (secret environment variable SVC_PW is not set): the create would fail');
     expect(plan.stdout).toContain('1 create(s) need secrets that cannot be read here: apply would fail on them.');
-    const json = JSON.parse((await cli(['plan', '--format', 'json', ...p.args], { env })).stdout) as { entries: { id: string; unreadableSecrets?: unknown }[] };
-    expect(json.entries.find((e) => e.id === 'svc')?.unreadableSecrets).toEqual([{ ref: 'env:SVC_UNREAD_PW', reason: 'secret environment variable SVC_UNREAD_PW is not set' }]);
+    const json = JSON.parse((await p.run(['plan', '--format', 'json'], undefined)).stdout) as { entries: { id: string; unreadableSecrets?: unknown }[] };
+    expect(json.entries.find((e) => e.id === 'svc')?.unreadableSecrets).toEqual([{ ref: 'env:SVC_PW', reason: 'secret environment variable SVC_PW is not set' }]);
 
-    const apply = await cli(['apply', '--yes', ...p.args], { env });
+    const apply = await p.run(['apply', '--yes'], undefined);
     expect(apply.code).toBe(1);
-    expect(apply.stdout).toContain('secret environment variable SVC_UNREAD_PW is not set');
+    expect(apply.stdout).toContain('secret environment variable SVC_PW is not set');
 
     // Provided, the plan is a plain create again, and the value is printed nowhere.
-    const provided = await cli(['plan', ...p.args], { env: { ...env, SVC_UNREAD_PW: 'provided-Secret-9' } });
+    const provided = await p.run(['plan'], 'provided-Secret-9');
     expect(provided.code).toBe(2);
     expect(provided.stdout).not.toContain('cannot be read here');
     expect(provided.stdout + provided.stderr).not.toContain('provided-Secret-9');
