@@ -209,11 +209,20 @@ function formsOf(values: readonly string[]): string[] {
   return [...new Set(values.flatMap((v) => [v, ...lines(v)]).flatMap((v) => [v, JSON.stringify(v).slice(1, -1)]))].sort((a, b) => b.length - a.length);
 }
 
-/** `text` with each of `forms` (longest first) replaced by the mask. */
+/**
+ * `text` with each of `forms` (longest first) replaced by the mask. A mask already in it is left
+ * whole: outputs recorded masked are masked again on the next pass, and a secret that is part of
+ * the mask (a password "secret") would otherwise grow it every time, and rewrite the record.
+ */
 function replaceForms(text: string, forms: readonly string[]): string {
-  let out = text;
-  for (const f of forms) if (out.includes(f)) out = out.split(f).join(SECRET_MASK);
-  return out;
+  return text
+    .split(SECRET_MASK)
+    .map((part) => {
+      let out = part;
+      for (const f of forms) if (out.includes(f)) out = out.split(f).join(SECRET_MASK);
+      return out;
+    })
+    .join(SECRET_MASK);
 }
 
 /** The length of the longest end of `text` that begins `form` without being all of it (0 for none). */

@@ -74,6 +74,11 @@ describe('SecretMask', () => {
     const once = mask.outputs({ a: 'x tok-123456 y', b: 'hunter' });
     expect(mask.outputs(once)).toEqual(once);
     expect(mask.outputs({ a: 'x tok-123456 y', b: 'hunter' })).toEqual(once);
+    // A secret that is part of the mask itself does not grow it pass after pass.
+    const weak = new SecretMask(['secret']);
+    expect(weak.outputs({ pw: 'secret', url: 'u:secret@h' })).toEqual({ pw: '<secret>', url: 'u:<secret>@h' });
+    expect(weak.outputs(weak.outputs({ pw: 'secret', url: 'u:secret@h' }))).toEqual({ pw: '<secret>', url: 'u:<secret>@h' });
+    expect(weak.text(weak.text('auth failed for secret'))).toBe('auth failed for <secret>');
   });
 
   it('walks no deeper than 100 levels: a deeper value is masked whole, never a stack overflow', () => {
