@@ -21,7 +21,7 @@ export interface ResourceContext extends OperationContext {
   /**
    * Values this call has handed a program that may quote them back (a secret
    * resolved for this run): masked, with the provisioner's `mask`, in what the
-   * call returns or throws. They are forgotten when the call ends.
+   * call returns or throws, outputs included. They are forgotten when the call ends.
    */
   readonly addSecrets: (values: Iterable<string>) => void;
 }
@@ -41,8 +41,10 @@ export interface ResourceProvisioner {
   /**
    * The values it hands every program it runs that may be quoted back (an
    * allowlisted token): never in an observation's reason, fault or drift, nor
-   * in a provision fault. Outputs are data for dependents and are left as
-   * they are. Absent: nothing to mask beyond what a call adds.
+   * in a provision fault. In outputs (an observation's, a provision's), which
+   * are stored and handed to dependents, its secrets are masked, and the values
+   * that only may be secrets are left (see `SecretMask.outputs`). Absent:
+   * nothing to mask beyond what a call adds.
    */
   readonly mask?: SecretMask | undefined;
   /** Reads one node's actual state and compares it with the desired one. */
@@ -62,7 +64,9 @@ export const RESOURCE_OBSERVE_CONCURRENCY = 4;
  * An `InfraBackend` over a `ResourceProvisioner`: observes nodes with bounded
  * concurrency, one call each, turns anything thrown into a `failed` value,
  * so the provisioner may throw `FaultError`s freely, and masks the secrets
- * (its `mask` and what the call added) in what each call answers.
+ * (its `mask` and what the call added) in what each call answers: faults,
+ * reasons, drift and outputs. Here, once, for every backend built on it
+ * (exec, ansible, script), whose outputs are what a program printed.
  */
 export function resourceBackend(id: string, type: string, provisioner: ResourceProvisioner, options: { concurrency?: number } = {}): InfraBackend {
   const concurrency = Math.max(1, options.concurrency ?? RESOURCE_OBSERVE_CONCURRENCY);
@@ -75,7 +79,9 @@ export function resourceBackend(id: string, type: string, provisioner: ResourceP
     } catch (err) {
       result = { status: 'failed', fault: toFault(err) };
     }
-    return result.status === 'failed' ? { ...result, fault: mask().fault(result.fault) } : result;
+    if (result.status === 'failed') return { ...result, fault: mask().fault(result.fault) };
+    // What the program printed is stored, shown and referenced: without the secrets it was handed.
+    return { ...result, outputs: mask().outputs(result.outputs) };
   };
   const backend: InfraBackend = {
     id,

@@ -1,5 +1,5 @@
 import { assertNever, FaultError, toFault } from '../runtime/index.ts';
-import type { Fault, FieldDiff, Observation } from '../runtime/index.ts';
+import type { Fault, FieldDiff, Observation, Outputs } from '../runtime/index.ts';
 import { SECRET_MASK } from './secret.ts';
 
 /**
@@ -7,7 +7,8 @@ import { SECRET_MASK } from './secret.ts';
  * handed a secret (an API token in an allowlisted environment variable, a
  * password in a playbook's extra vars) may quote it back: an error such as
  * "auth failed with token …" becomes a fault message, which is logged,
- * stored and shown by `status`. Pure.
+ * stored and shown by `status`; or print it as an output, which is stored,
+ * shown and handed to dependents. Pure.
  */
 
 /** Allowlisted variables that hold no secret: paths, locale, terminal, identity. Every other one may. */
@@ -17,9 +18,10 @@ const PUBLIC_ENV_NAME = /^(PATH|HOME|USER|LOGNAME|SHELL|PWD|TMPDIR|TERM|TZ|LANG|
 const SECRET_ENV_NAME = /TOKEN|SECRET|PASS|KEY|CRED|AUTH|PRIVATE|SESSION|COOKIE/i;
 
 /**
- * Values at least this long are masked whatever their variable is called (a connection URL with a
- * password in it); shorter ones only under a secret's name, so that `DEPLOY_ENV=prod` or
- * `DEBUG=true` does not blot "prod" and "true" out of every message.
+ * Values at least this long are masked in messages whatever their variable is called (a connection
+ * URL with a password in it); shorter ones only under a secret's name, so that `DEPLOY_ENV=prod` or
+ * `DEBUG=true` does not blot "prod" and "true" out of every message. Not in outputs: there a long
+ * value under an ordinary name (`REGION=eu-west-1-prod`) is data (see `SecretMask.outputs`).
  */
 const ALWAYS_MASKED_LENGTH = 8;
 
@@ -30,7 +32,7 @@ const ALWAYS_MASKED_LENGTH = 8;
  */
 const SETTING_WORD = /^(true|false|yes|off|none|null)$/i;
 
-/** Drift values nested deeper than this are masked whole. */
+/** Drift values and outputs nested deeper than this are masked whole. */
 const MAX_MASK_DEPTH = 100;
 
 /** Shorter values are not masked: they would blot out unrelated text, and are no secret worth the name. */
@@ -39,7 +41,12 @@ const MIN_MASKED_SECRET_LENGTH = 4;
 /** Where a message was shortened (`tailLines`, an excerpt of a command's output): a secret may be cut there. */
 const CUT = '…';
 
-/** The values a mask hides. Build it once per backend (env) or per run (resolved secrets). */
+/**
+ * The values a mask hides. Build it once per backend (env) or per run (resolved secrets). Two kinds:
+ * secrets (a resolved secret reference, an allowlisted variable named as one), hidden wherever they
+ * appear; and values that may be secrets (a long allowlisted value under an ordinary name, such as
+ * a connection URL), hidden in messages only (see `outputs`).
+ */
 export class SecretMask {
   private readonly values: readonly string[];
   /**
@@ -50,25 +57,40 @@ export class SecretMask {
    * containing another is masked whole.
    */
   private readonly forms: readonly string[];
+  /** The values known to be secrets: those `outputs` hides too. */
+  private readonly secrets: readonly string[];
+  /** The forms (as `forms`) of `secrets` only. */
+  private readonly secretForms: readonly string[];
 
-  constructor(values: Iterable<string>) {
-    this.values = [...new Set([...values].filter((v) => v.length >= MIN_MASKED_SECRET_LENGTH))];
-    const lines = (v: string): string[] => (/[\r\n]/.test(v) ? v.split(/\r?\n|\r/).map((l) => l.trim()).filter((l) => l.length >= MIN_MASKED_SECRET_LENGTH) : []);
-    this.forms = [...new Set(this.values.flatMap((v) => [v, ...lines(v)]).flatMap((v) => [v, JSON.stringify(v).slice(1, -1)]))].sort((a, b) => b.length - a.length);
+  /** `secrets` are hidden everywhere; `suspects`, values that may be secrets, in messages only. */
+  constructor(secrets: Iterable<string>, suspects: Iterable<string> = []) {
+    this.secrets = maskable(secrets);
+    this.values = [...new Set([...this.secrets, ...maskable(suspects)])];
+    this.forms = formsOf(this.values);
+    this.secretForms = formsOf(this.secrets);
   }
 
   /**
    * The values of an allowlisted environment that may be secrets: not the well-known public
-   * variables; a short value only under a secret's name (see ALWAYS_MASKED_LENGTH).
+   * variables; a short value only under a secret's name (see ALWAYS_MASKED_LENGTH). Those under a
+   * secret's name are secrets; the other long ones only suspects, hidden in messages but not in
+   * outputs (see `outputs`).
    */
   static fromEnv(env: Readonly<Record<string, string>>): SecretMask {
-    const secret = ([name, value]: [string, string]): boolean => !PUBLIC_ENV_NAME.test(name) && (value.length >= ALWAYS_MASKED_LENGTH || (SECRET_ENV_NAME.test(name) && !SETTING_WORD.test(value)));
-    return new SecretMask(Object.entries(env).flatMap((e) => (secret(e) ? [e[1]] : [])));
+    const secrets: string[] = [];
+    const suspects: string[] = [];
+    for (const [name, value] of Object.entries(env)) {
+      if (PUBLIC_ENV_NAME.test(name)) continue;
+      if (SECRET_ENV_NAME.test(name) && !SETTING_WORD.test(value)) secrets.push(value);
+      else if (value.length >= ALWAYS_MASKED_LENGTH) suspects.push(value);
+    }
+    return new SecretMask(secrets, suspects);
   }
 
-  /** This mask and another's values together. */
-  with(values: Iterable<string>): SecretMask {
-    return new SecretMask([...this.values, ...values]);
+  /** This mask with more secrets (values resolved for a run: hidden everywhere, outputs too). */
+  with(secrets: Iterable<string>): SecretMask {
+    const known = new Set(this.secrets);
+    return new SecretMask([...this.secrets, ...secrets], this.values.filter((v) => !known.has(v)));
   }
 
   get empty(): boolean {
@@ -76,8 +98,7 @@ export class SecretMask {
   }
 
   text(text: string): string {
-    let out = text;
-    for (const v of this.forms) if (out.includes(v)) out = out.split(v).join(SECRET_MASK);
+    const out = replaceForms(text, this.forms);
     return out.includes(CUT) ? this.cutShort(out) : out;
   }
 
@@ -116,41 +137,92 @@ export class SecretMask {
     return err instanceof FaultError && masked === f ? err : new FaultError(masked);
   }
 
-  /** An observation with its reason, fault and drift values masked. Outputs are data for dependents: left as they are. */
+  /**
+   * An observation with its reason, fault and drift values masked, and the secrets in its outputs
+   * (see `outputs`).
+   */
   observation(obs: Observation): Observation {
     if (this.empty) return obs;
     switch (obs.status) {
       case 'absent':
-      case 'upToDate':
         return obs;
+      case 'upToDate':
+        return { ...obs, outputs: this.outputs(obs.outputs) };
       case 'indeterminate':
         return { ...obs, reason: this.text(obs.reason) };
       case 'failed':
         return { ...obs, fault: this.fault(obs.fault) };
       case 'drifted':
-        return { ...obs, diffs: obs.diffs.map((d) => this.diff(d)) };
+        return { ...obs, diffs: obs.diffs.map((d) => this.diff(d)), outputs: this.outputs(obs.outputs) };
       default:
         return assertNever(obs, 'observation');
     }
   }
 
+  /**
+   * Outputs with the secrets in them masked: in every string, keys too, at any depth. Outputs are
+   * stored, shown by `status` and handed to dependents, and a secret is never stored; a command may
+   * well print one (the password it was handed, a URL holding it, its token). Only secrets, not the
+   * values that may be (`fromEnv`'s long values under ordinary names): outputs are data that
+   * dependents read, and blotting a region or a URL out of them because an allowlisted variable
+   * happens to hold it would break them, where in a message it only hides a word. Whole values only,
+   * not what is left of one at a `…` (`text`'s `cutShort`): an output is not an excerpt we cut, and
+   * a `…` in it is the program's own. A dependent that references a masked output gets the mask: one
+   * that needs the secret takes it from a secret reference of its own. Deterministic, so outputs
+   * masked again on the next pass equal those recorded (no record rewritten, no flapping).
+   */
+  outputs(outputs: Outputs): Outputs {
+    if (this.secretForms.length === 0) return outputs;
+    // Two keys masked alike would be one; the later wins, which is no loss: both named a secret.
+    return this.deep(outputs, (t) => replaceForms(t, this.secretForms)) as Outputs;
+  }
+
   private diff(d: FieldDiff): FieldDiff {
+    const text = (t: string): string => this.text(t);
     return {
       ...d,
-      desired: this.deep(d.desired),
-      actual: this.deep(d.actual),
+      desired: this.deep(d.desired, text),
+      actual: this.deep(d.actual, text),
       ...(d.detail === undefined ? {} : { detail: this.text(d.detail) }),
     };
   }
 
-  private deep(v: unknown, depth = 0): unknown {
-    if (typeof v === 'string') return this.text(v);
+  /** `v` with `text` applied to every string in it, map keys too. */
+  private deep(v: unknown, text: (t: string) => string, depth = 0): unknown {
+    if (typeof v === 'string') return text(v);
     if (typeof v !== 'object' || v === null) return v;
     // Deeper than any value a backend should report: hidden whole rather than walked off the stack.
     if (depth >= MAX_MASK_DEPTH) return SECRET_MASK;
-    if (Array.isArray(v)) return v.map((x) => this.deep(x, depth + 1));
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, this.deep(x, depth + 1)]));
+    if (Array.isArray(v)) return v.map((x) => this.deep(x, text, depth + 1));
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [text(k), this.deep(x, text, depth + 1)]));
   }
+}
+
+/** The values worth masking, each once: not those too short to be a secret (MIN_MASKED_SECRET_LENGTH). */
+function maskable(values: Iterable<string>): string[] {
+  return [...new Set([...values].filter((v) => v.length >= MIN_MASKED_SECRET_LENGTH))];
+}
+
+/** The forms a mask looks for (see `SecretMask.forms`), longest first. */
+function formsOf(values: readonly string[]): string[] {
+  const lines = (v: string): string[] => (/[\r\n]/.test(v) ? v.split(/\r?\n|\r/).map((l) => l.trim()).filter((l) => l.length >= MIN_MASKED_SECRET_LENGTH) : []);
+  return [...new Set(values.flatMap((v) => [v, ...lines(v)]).flatMap((v) => [v, JSON.stringify(v).slice(1, -1)]))].sort((a, b) => b.length - a.length);
+}
+
+/**
+ * `text` with each of `forms` (longest first) replaced by the mask. A mask already in it is left
+ * whole: outputs recorded masked are masked again on the next pass, and a secret that is part of
+ * the mask (a password "secret") would otherwise grow it every time, and rewrite the record.
+ */
+function replaceForms(text: string, forms: readonly string[]): string {
+  return text
+    .split(SECRET_MASK)
+    .map((part) => {
+      let out = part;
+      for (const f of forms) if (out.includes(f)) out = out.split(f).join(SECRET_MASK);
+      return out;
+    })
+    .join(SECRET_MASK);
 }
 
 /** The length of the longest end of `text` that begins `form` without being all of it (0 for none). */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { desiredNodeSpec, resourceBackend, SecretMask } from '../../src/infra/index.ts';
-import type { BackendNode, ResourceContext, ResourceProvisioner } from '../../src/infra/index.ts';
+import type { BackendNode, InfraBackend, ResourceContext, ResourceProvisioner } from '../../src/infra/index.ts';
 import { fault, FaultError } from '../../src/runtime/index.ts';
 import type { Observation, ProvisionResult } from '../../src/runtime/index.ts';
 import { opContext } from '../support/backend.ts';
@@ -84,10 +84,29 @@ describe('resourceBackend masks what a provisioner call answers', () => {
     expect(JSON.stringify(obs)).not.toContain('S3CRET');
   });
 
-  it('outputs are data for dependents: left as they are', async () => {
-    expect(await observe(fake(() => Promise.resolve({ status: 'upToDate', outputs: { token: WIDE } })))).toEqual({ status: 'upToDate', outputs: { token: WIDE } });
-    const done = await resourceBackend('fake', 'fake', fake(() => Promise.resolve({ status: 'done', outputs: { token: WIDE } }))).create(node, opContext());
-    expect(done).toEqual({ status: 'done', outputs: { token: WIDE } });
+  // Outputs are stored, shown and handed to dependents: what a program printed, without the secrets.
+  it.each([
+    { name: 'observe, up to date', call: (b: InfraBackend) => b.observe([node], opContext()).then((m) => m.get('n')!), status: 'upToDate' },
+    { name: 'observe, drifted', call: (b: InfraBackend) => b.observe([node], opContext()).then((m) => m.get('n')!), status: 'drifted' },
+    { name: 'create', call: (b: InfraBackend) => b.create(node, opContext()), status: 'done' },
+    { name: 'update', call: (b: InfraBackend) => b.update(node, [], opContext()), status: 'done' },
+  ])('$name: the secrets in outputs are masked, the provisioner\'s and those the call added', async ({ call, status }) => {
+    const answer = (ctx: ResourceContext): Promise<unknown> => {
+      ctx.addSecrets([RUN]);
+      const outputs = { token: WIDE, password: RUN, url: `postgres://app:${RUN}@db`, id: 'vm-1' };
+      return Promise.resolve(status === 'drifted' ? { status, diffs: [], outputs } : { status, outputs });
+    };
+    const r = await call(resourceBackend('fake', 'fake', fake(answer)));
+    expect(r).toMatchObject({ status, outputs: { token: '<secret>', password: '<secret>', url: 'postgres://app:<secret>@db', id: 'vm-1' } });
+    expect(JSON.stringify(r)).not.toContain('S3CRET');
+  });
+
+  it('in outputs, a long allowlisted value under an ordinary name is left as it is (messages mask it)', async () => {
+    const p: ResourceProvisioner = {
+      ...fake(() => Promise.resolve({ status: 'done', outputs: { region: 'eu-west-1-prod', token: 'tok-0815' } })),
+      mask: SecretMask.fromEnv({ REGION: 'eu-west-1-prod', API_TOKEN: 'tok-0815' }),
+    };
+    expect(await resourceBackend('fake', 'fake', p).create(node, opContext())).toEqual({ status: 'done', outputs: { region: 'eu-west-1-prod', token: '<secret>' } });
   });
 
   it.each([

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { SecretMask } from '../../src/infra/index.ts';
+import type { Outputs } from '../../src/runtime/index.ts';
 
 describe('SecretMask', () => {
   const env = { PATH: '/usr/bin:/bin', HOME: '/home/ana', LC_ALL: 'C.UTF-8', API_TOKEN: 'tok-123456', SHORT: 'on', LONGER: 'tok-123456-extra', DEPLOY_ENV: 'prod', DEBUG: 'true', DB_PASS: 'hunter', DB_URL: 'postgres://app:pw@db/app', ANSIBLE_HOST_KEY_CHECKING: 'False', API_KEY_ROTATE: 'yes' };
@@ -38,13 +39,46 @@ describe('SecretMask', () => {
     expect(new SecretMask([key]).text(`got ${key}`)).toBe('got <secret>');
   });
 
-  it('masks a drift observation deeply (values and detail), but not outputs', () => {
+  it('masks a drift observation deeply (values and detail), and the secrets in its outputs', () => {
     const obs = mask.observation({
       status: 'drifted',
       diffs: [{ path: 'input.x', desired: { a: ['tok-123456'] }, actual: 'tok-123456', detail: '+pw=tok-123456' }],
       outputs: { url: 'tok-123456' },
     });
-    expect(obs).toEqual({ status: 'drifted', diffs: [{ path: 'input.x', desired: { a: ['<secret>'] }, actual: '<secret>', detail: '+pw=<secret>' }], outputs: { url: 'tok-123456' } });
+    expect(obs).toEqual({ status: 'drifted', diffs: [{ path: 'input.x', desired: { a: ['<secret>'] }, actual: '<secret>', detail: '+pw=<secret>' }], outputs: { url: '<secret>' } });
+    expect(mask.observation({ status: 'upToDate', outputs: { pw: 'hunter' } })).toEqual({ status: 'upToDate', outputs: { pw: '<secret>' } });
+  });
+
+  // Outputs are stored, shown and handed to dependents: a secret never stays in them, but only secrets
+  // are masked there, not every long allowlisted value (a region, a URL), which dependents read as data.
+  it.each<{ name: string; outputs: Record<string, unknown>; out: Record<string, unknown> }>([
+    { name: 'a value under a secret\'s name, however short, in a string value', outputs: { a: 'hunter', b: 'token=tok-123456;' }, out: { a: '<secret>', b: 'token=<secret>;' } },
+    { name: 'a secret at any depth, in keys too', outputs: { deep: { list: [{ x: 'tok-123456' }], 'tok-123456': 1 } }, out: { deep: { list: [{ x: '<secret>' }], '<secret>': 1 } } },
+    { name: 'a long value under an ordinary name stays (masked in messages only)', outputs: { url: 'postgres://app:pw@db/app', longer: 'tok-123456-extra' }, out: { url: 'postgres://app:pw@db/app', longer: '<secret>-extra' } },
+    { name: 'public values, setting words and other types stay', outputs: { home: '/home/ana', check: 'False', n: 10, on: true, none: null }, out: { home: '/home/ana', check: 'False', n: 10, on: true, none: null } },
+  ])('masks the secrets in outputs: $name', ({ outputs, out }) => {
+    // Nested values are what a backend other than exec may return; exec's own outputs are flat.
+    expect(mask.outputs(outputs as Outputs)).toEqual(out);
+    expect(mask.text(JSON.stringify(outputs))).not.toContain('tok-123456');
+  });
+
+  it('masks values added for a run (resolved secret references) in outputs, whatever their length or name', () => {
+    const run = SecretMask.fromEnv({ REGION: 'eu-west-1-prod' }).with(['pw-0815', 'eu-west-1-prod-key']);
+    expect(run.outputs({ pw: 'pw-0815', key: 'eu-west-1-prod-key', region: 'eu-west-1-prod' })).toEqual({ pw: '<secret>', key: '<secret>', region: 'eu-west-1-prod' });
+    // In messages the region is still masked, as it was before the run added its secrets.
+    expect(run.text('in eu-west-1-prod')).toBe('in <secret>');
+    expect(new SecretMask([]).with(['pw-0815']).outputs({ pw: 'pw-0815' })).toEqual({ pw: '<secret>' });
+  });
+
+  it('masks outputs alike on every pass: what it masked, masked again, is unchanged', () => {
+    const once = mask.outputs({ a: 'x tok-123456 y', b: 'hunter' });
+    expect(mask.outputs(once)).toEqual(once);
+    expect(mask.outputs({ a: 'x tok-123456 y', b: 'hunter' })).toEqual(once);
+    // A secret that is part of the mask itself does not grow it pass after pass.
+    const weak = new SecretMask(['secret']);
+    expect(weak.outputs({ pw: 'secret', url: 'u:secret@h' })).toEqual({ pw: '<secret>', url: 'u:<secret>@h' });
+    expect(weak.outputs(weak.outputs({ pw: 'secret', url: 'u:secret@h' }))).toEqual({ pw: '<secret>', url: 'u:<secret>@h' });
+    expect(weak.text(weak.text('auth failed for secret'))).toBe('auth failed for <secret>');
   });
 
   it('walks no deeper than 100 levels: a deeper value is masked whole, never a stack overflow', () => {
