@@ -403,7 +403,8 @@ export class Controller<S extends NodeSpec> {
    * what the caller knows and the controller cannot: a command left running on the node by a process
    * now gone, which an observation would race. The other nodes go on; its dependents wait for it as for
    * any node not ready, and readiness does not wait for it. A new graph (a goal reload) keeps it held, and
-   * only the caller releases it: then it is looked at at once. Releasing twice is harmless.
+   * only the caller releases it: then it is looked at at once. Releasing twice is harmless. An operation
+   * on it already under way when it is held is not stopped: hold it before `start` to be sure of none.
    */
   hold(id: NodeId, reason: string): () => void {
     const entry = { reason };
