@@ -217,9 +217,23 @@ export interface SettleOptions {
 /** How a leftover group was dealt with. */
 export type Settled = 'ended' | 'killed' | 'unkillable' | 'aborted' | 'gone' | 'reused' | 'unknown' | 'owner running';
 
+/** A lease found at start-up, and how its group is being dealt with. */
+export interface LeftoverProcess {
+  /** The lease file's name. */
+  readonly name: string;
+  readonly lease: ProcessLease;
+  /**
+   * Its group still ran when first looked for (and its owner is gone): what it works on (`lease.node`) is
+   * neither observed nor changed until `settled` resolves, other than 'aborted'.
+   */
+  readonly running: boolean;
+  /** Resolves (never rejects) once the group has ended or been killed, or at once when it had ended already. */
+  readonly settled: Promise<Settled>;
+}
+
 /**
  * Deals with the commands that a desiredstate process, now gone, left running on the state in
- * `leaseDir`; for the holder of the state's lock, before it observes or changes anything.
+ * `leaseDir`; for the holder of the state's lock, before it observes or changes what they work on.
  *
  * Each such group is waited for until its deadline (the time its own daemon would have killed it at,
  * its timeout), then killed: SIGTERM to the whole group, SIGKILL after `graceMs`. Waiting, not killing at
@@ -227,36 +241,57 @@ export type Settled = 'ended' | 'killed' | 'unkillable' | 'aborted' | 'gone' | '
  * create that has made its resource but not yet made it findable (tagged, named, registered) leaves what
  * the next observation cannot see, and the next create makes another; let finish, what it made is
  * observed and adopted. Its deadline bounds the wait: it gets no more time than its daemon gave it. An
- * operator who wants the daemon going sooner kills the group the log line names.
+ * operator who wants the node dealt with sooner kills the group the log line names.
  *
- * The groups are dealt with at once, not one after another. Resolves with what became of each lease.
+ * The groups are dealt with at once, not one after another. Returns at once, with one entry per lease
+ * (see `LeftoverProcess`): the daemon holds back only the nodes of the groups still running, and goes
+ * on with the others meanwhile. `settleLeftoverProcesses` waits for them all (a one-shot apply).
  */
-export async function settleLeftoverProcesses(leaseDir: string, options: SettleOptions): Promise<Map<string, Settled>> {
-  const out = new Map<string, Settled>();
+export function startSettlingLeftoverProcesses(leaseDir: string, options: SettleOptions): LeftoverProcess[] {
   let names: string[];
   try {
     names = readdirSync(leaseDir).filter((n) => n.endsWith('.json'));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') options.log.warn({ dir: leaseDir, text: errorMessage(err) }, 'cannot read the process leases');
-    return out;
+    return [];
   }
   const table = options.table ?? procTable;
-  await Promise.all(
-    names.map(async (name) => {
-      const path = join(leaseDir, name);
-      const lease = readLease(path, options.log);
-      if (lease === undefined) return;
-      if (ownerRuns(lease, table)) {
-        out.set(name, 'owner running');
-        return;
-      }
-      const settled = await settleOne(lease, table, options);
-      out.set(name, settled);
-      // Aborted, or a group that outlived SIGKILL: its lease stays, and the next start looks again.
-      if (settled !== 'aborted' && settled !== 'unkillable') removeLease(path);
-    }),
-  );
+  const out: LeftoverProcess[] = [];
+  for (const name of names) {
+    const path = join(leaseDir, name);
+    const lease = readLease(path, options.log);
+    if (lease === undefined) continue;
+    if (ownerRuns(lease, table)) {
+      out.push({ name, lease, running: false, settled: Promise.resolve('owner running') });
+      continue;
+    }
+    const { running, settled } = settleOne(lease, table, options);
+    out.push({
+      name,
+      lease,
+      running,
+      settled: settled.then((s) => {
+        // Aborted, or a group that outlived SIGKILL: its lease stays, and the next start looks again.
+        if (s !== 'aborted' && s !== 'unkillable') removeLease(path);
+        return s;
+      }),
+    });
+  }
   return out;
+}
+
+/** `startSettlingLeftoverProcesses`, waited for: resolves with what became of each lease, by file name. */
+export async function settleLeftoverProcesses(leaseDir: string, options: SettleOptions): Promise<Map<string, Settled>> {
+  const leftovers = startSettlingLeftoverProcesses(leaseDir, options);
+  return new Map(await Promise.all(leftovers.map(async (l) => [l.name, await l.settled] as const)));
+}
+
+/**
+ * Why the node a leftover command works on is held back while it runs, for `status`: the command (its
+ * operation, program and process group, which an operator may kill to go sooner) and until when at most.
+ */
+export function leftoverHoldReason(lease: ProcessLease): string {
+  return `waiting for its ${lease.operation} left running by a stopped desiredstate (${lease.program}, pgid ${lease.leader.pid}) to end, until ${new Date(lease.deadline).toISOString()} at most (its timeout: then it is killed)`;
 }
 
 function readLease(path: string, log: Logger): ProcessLease | undefined {
@@ -279,25 +314,30 @@ function readLease(path: string, log: Logger): ProcessLease | undefined {
   return undefined;
 }
 
-async function settleOne(lease: ProcessLease, table: ProcessTable, o: SettleOptions): Promise<Settled> {
-  const now = o.now ?? Date.now;
-  const pollMs = o.pollMs ?? 200;
+/** Looks for `lease`'s group (at once); if it still runs, `settled` waits for it, or kills it at its deadline. */
+function settleOne(lease: ProcessLease, table: ProcessTable, o: SettleOptions): { running: boolean; settled: Promise<Settled> } {
   const what = { pgid: lease.leader.pid, node: lease.node ?? undefined, operation: lease.operation, program: lease.program };
   const first = leaseLeftover(lease, table);
   switch (first.status) {
     case 'gone':
       o.log.debug(what, 'a command left by a stopped desiredstate had ended');
-      return 'gone';
+      return { running: false, settled: Promise.resolve('gone') };
     case 'reused':
       o.log.info(what, 'a command left by a stopped desiredstate had ended; its pid now names another process, left alone');
-      return 'reused';
+      return { running: false, settled: Promise.resolve('reused') };
     case 'unknown':
       o.log.warn(what, 'a command left by a stopped desiredstate cannot be looked for here (no /proc); if it still runs, it runs beside this one');
-      return 'unknown';
+      return { running: false, settled: Promise.resolve('unknown') };
     case 'running':
       break;
   }
   o.log.warn({ ...what, until: new Date(lease.deadline).toISOString() }, 'waiting for a command left running by a stopped desiredstate (until its timeout, then it is killed)');
+  return { running: true, settled: waitOrKill(lease, first, table, o, what) };
+}
+
+async function waitOrKill(lease: ProcessLease, first: Leftover, table: ProcessTable, o: SettleOptions, what: object): Promise<Settled> {
+  const now = o.now ?? Date.now;
+  const pollMs = o.pollMs ?? 200;
   let left: Leftover = first;
   while (left.status === 'running' && now() < lease.deadline) {
     if (!(await sleep(Math.min(pollMs, lease.deadline - now()), o.signal))) return aborted(o, what);

@@ -181,6 +181,8 @@ export class Controller<S extends NodeSpec> {
   private readonly removedInFlight = new Set<NodeId>();
   /** A flush failed and its records wait in memory (logged once, when it starts and when it ends). */
   private storeFailing = false;
+  /** Nodes the caller holds back (`hold`), by id: the holds not released yet, each with its reason. */
+  private readonly holds = new Map<NodeId, Set<{ readonly reason: string }>>();
 
   constructor(options: ControllerOptions<S>) {
     this.o = {
@@ -395,6 +397,40 @@ export class Controller<S extends NodeSpec> {
     this.queue.add(node.id);
   }
 
+  /**
+   * Holds node `id` back until the returned function is called: nothing is done to it meanwhile (neither
+   * observed nor created, updated or deleted), and its record says why (`blocked`, with `reason`). For
+   * what the caller knows and the controller cannot: a command left running on the node by a process
+   * now gone, which an observation would race. The other nodes go on; its dependents wait for it as for
+   * any node not ready, and readiness does not wait for it. A new graph (a goal reload) keeps it held, and
+   * only the caller releases it: then it is looked at at once. Releasing twice is harmless. An operation
+   * on it already under way when it is held is not stopped: hold it before `start` to be sure of none.
+   */
+  hold(id: NodeId, reason: string): () => void {
+    const entry = { reason };
+    const holds = this.holds.get(id) ?? new Set();
+    this.holds.set(id, holds.add(entry));
+    // Looked at now (in its turn), so that its record shows the hold rather than what it did before.
+    if (this.graph?.has(id) === true || this.records.has(id)) this.queue.add(id);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = this.holds.get(id);
+      left?.delete(entry);
+      if (left !== undefined && left.size > 0) {
+        this.queue.add(id); // still held, for the reasons left
+        return;
+      }
+      this.holds.delete(id);
+      const node = this.graph?.get(id);
+      // Pending again: blocked it was for the hold, and a dependency not ready blocks it with its own reason.
+      if (node !== undefined && this.records.get(id)?.status === 'blocked') this.transition(node, 'DEPENDENCIES_READY', { reason: null });
+      // A removed node whose delete the hold put off (`deleting`) is deleted now, in its turn.
+      if (node !== undefined || this.records.has(id)) this.queue.add(id);
+    };
+  }
+
   /** Starts the worker loops. */
   start(): void {
     if (this.started) return;
@@ -480,8 +516,8 @@ export class Controller<S extends NodeSpec> {
           if (split.toDelete.some((r) => r.id === id)) this.deleting.add(id);
           else if (split.toOrphan.some((r) => r.id === id)) this.orphan([rec], split.claimed);
         }
-        // A removed node whose delete failed, due again.
-        if (this.deleting.has(id)) toDelete.push(rec);
+        // A removed node whose delete failed, due again (or put off by a hold: deleted once released).
+        if (this.deleting.has(id) && !this.holds.has(id)) toDelete.push(rec);
         continue;
       }
       const rec = this.records.get(id);
@@ -498,6 +534,12 @@ export class Controller<S extends NodeSpec> {
       if (rec?.status === 'held') {
         this.roundDone(id);
         continue;
+      }
+      const holds = this.holds.get(id);
+      if (holds !== undefined) {
+        this.holdBack(node, rec, holds);
+        this.roundDone(id);
+        continue; // re-queued when released
       }
       if (rec?.retryAt != null && rec.retryAt > now) {
         // Woken early (a change event): the backoff still stands.
@@ -874,6 +916,14 @@ export class Controller<S extends NodeSpec> {
     this.queue.addAfter(node.id, due - now);
   }
 
+  /** Shows `node` held back by the caller (`hold`): blocked, with the holds' reasons. */
+  private holdBack(node: DesiredNode<S>, rec: NodeRecord | undefined, holds: ReadonlySet<{ readonly reason: string }>): void {
+    const reason = [...holds].map((h) => h.reason).join('; ');
+    const status = rec?.status ?? 'pending';
+    if (status === 'blocked') this.put(node, 'blocked', { reason });
+    else if (nextStatus(status, 'DEPENDENCY_BLOCKED').transition === 'taken') this.transition(node, 'DEPENDENCY_BLOCKED', { reason });
+  }
+
   /** Whether a dependency of `node` is not ready; if so the node is blocked (woken when it is). */
   private blockedOnDependency(node: DesiredNode<S>, rec: NodeRecord | undefined): boolean {
     const notReady = node.dependsOn.find((d) => !this.isReady(d.on))?.on;
@@ -919,7 +969,11 @@ export class Controller<S extends NodeSpec> {
     // Only what this graph approves is deleted (a failed delete retried later included).
     this.deleting = new Set(deleteNow.map((r) => r.id));
     this.orphan(orphan.filter((r) => !inFlight(r)), claimed);
-    for (const r of deleteNow) await this.deleteRecord(r);
+    for (const r of deleteNow) {
+      // Held back (`hold`): approved all the same, and deleted once released (it stays in `deleting`).
+      if (this.holds.has(r.id)) this.o.log.info({ node: r.id }, 'delete put off while the node is held back');
+      else await this.deleteRecord(r);
+    }
   }
 
   /** Forgets nodes removed from the goals, their resources left untouched. */

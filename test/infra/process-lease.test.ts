@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { LEASE_TOKEN_ENV, leaseLeftover, procTable, runProcess, settleLeftoverProcesses } from '../../src/infra/index.ts';
+import { LEASE_TOKEN_ENV, leaseLeftover, leftoverHoldReason, procTable, runProcess, settleLeftoverProcesses, startSettlingLeftoverProcesses } from '../../src/infra/index.ts';
 import type { Leftover, ProcessLease, ProcessTable } from '../../src/infra/index.ts';
 import { bootId, processStat } from '../../src/runtime/index.ts';
 import type { ProcessStat } from '../../src/runtime/index.ts';
@@ -196,6 +196,25 @@ describe.skipIf(!linux)('settleLeftoverProcesses, on real processes', () => {
     expect(isAlive(g.leader)).toBe(true);
     expect(readdirSync(d)).toEqual(['tok-real.json']);
     process.kill(-g.leader, 'SIGKILL');
+  });
+
+  it('says at once which groups still run (their nodes to hold back), and settles them in the background', async () => {
+    const g = await group(0.6);
+    const d = leaseDir('background', [realLease(g.leader, { token: 'tok-running', deadline: Date.now() + 20_000 }), realLease(999_999_999, { token: 'tok-gone', leader: { pid: 999_999_999, start: '1' }, node: null })]);
+    const t0 = Date.now();
+    const leftovers = startSettlingLeftoverProcesses(d, { log: captureLogger().log, signal: new AbortController().signal, pollMs: 20 });
+    expect(Date.now() - t0).toBeLessThan(300);
+    const byToken = new Map(leftovers.map((l) => [l.lease.token, l]));
+    expect(byToken.get('tok-running')).toMatchObject({ running: true, lease: { node: 'web', leader: { pid: g.leader } } });
+    expect(byToken.get('tok-gone')?.running).toBe(false);
+    expect(await byToken.get('tok-gone')?.settled).toBe('gone');
+    expect(await byToken.get('tok-running')?.settled).toBe('ended');
+    expect(readdirSync(d)).toEqual([]);
+  });
+
+  it('names the command and its deadline in the reason a held node shows', () => {
+    const l = lease({ leader: { pid: 4242, start: '1' }, operation: 'create', program: 'resource', deadline: Date.UTC(2030, 0, 2, 3, 4, 5) });
+    expect(leftoverHoldReason(l)).toBe('waiting for its create left running by a stopped desiredstate (resource, pgid 4242) to end, until 2030-01-02T03:04:05.000Z at most (its timeout: then it is killed)');
   });
 
   it('stops waiting when aborted, and keeps the lease for the next start', async () => {

@@ -735,6 +735,67 @@ describe('Controller: goal changes', () => {
   });
 });
 
+describe('Controller: nodes held back by the caller (a command left running on them)', () => {
+  it('a held node is neither observed nor changed and says why; its dependents wait, the rest converges, readiness does not wait; released, it is looked at at once', async () => {
+    const h = start();
+    const release = h.controller.hold('a', 'waiting for its create left running');
+    await h.controller.setGraph(compileYaml(abc).graph);
+    await h.settle();
+    expect(h.calls.observed).not.toContain('a');
+    expect(h.store.getNode('a')).toMatchObject({ status: 'blocked', reason: 'waiting for its create left running' });
+    expect(h.store.getNode('b')).toMatchObject({ status: 'blocked', reason: 'waiting for a' });
+    expect(statusOf(h, 'c')).toBe('ready');
+    expect(h.controller.ready).toBe(true);
+    // Not the operator's to release: it goes as soon as what holds it is over.
+    expect(h.controller.operatorRetry('a')).toEqual({ status: 'not-held', current: 'blocked' });
+    // A reload, even one that changes the node, keeps it held; so do intervals.
+    await h.controller.setGraph(compileYaml(abc.replace('"A"', '"A2"')).graph);
+    await h.advance(3 * MIN, 30_000);
+    expect(h.calls.observed).not.toContain('a');
+    expect(h.calls.created).toEqual(['c']);
+    expect(h.store.getNode('a')).toMatchObject({ status: 'blocked', reason: 'waiting for its create left running' });
+
+    release();
+    release(); // twice: harmless
+    await h.settle();
+    expect([statusOf(h, 'a'), statusOf(h, 'b')]).toEqual(['ready', 'ready']);
+    expect(h.store.getNode('a')?.reason).toBeNull();
+    expect(h.calls.created).toEqual(['c', 'a', 'b']);
+    expect(contentOf(h, 'a')).toBe('A2');
+  });
+
+  it('a node held twice waits for both, showing the reasons left', async () => {
+    const h = await converged();
+    const first = h.controller.hold('c', 'one');
+    const second = h.controller.hold('c', 'two');
+    await h.settle();
+    expect(h.store.getNode('c')).toMatchObject({ status: 'blocked', reason: 'one; two' });
+    h.calls.reset();
+    first();
+    await h.settle();
+    expect(h.store.getNode('c')).toMatchObject({ status: 'blocked', reason: 'two' });
+    expect(h.calls.observed).not.toContain('c');
+    second();
+    await h.settle();
+    expect(h.calls.observed).toContain('c');
+    expect(h.store.getNode('c')).toMatchObject({ status: 'ready', reason: null });
+  });
+
+  it('a held node removed from the goals (prune, Delete) is deleted only once released', async () => {
+    const yaml = goalYaml(fileNode('a', 'A', { deletionPolicy: 'Delete' }) + fileNode('c', 'C'), { prune: true });
+    const h = await converged(yaml);
+    const release = h.controller.hold('a', 'waiting');
+    await h.controller.setGraph(compileYaml(goalYaml(fileNode('c', 'C'), { prune: true })).graph);
+    await h.advance(2 * MIN, 30_000);
+    expect(h.calls.deleted).toEqual([]);
+    expect(h.backend.snapshot().has('a')).toBe(true);
+    release();
+    await h.settle();
+    expect(h.calls.deleted).toEqual(['a']);
+    expect(h.store.getNode('a')).toBeUndefined();
+  });
+});
+
 describe('Controller: crash recovery and uncertainty', () => {
   it.each([
     { name: 'a resource that exists is adopted, never created again', present: true, outcome: 'adopted', creates: 0 },

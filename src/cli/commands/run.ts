@@ -2,7 +2,8 @@ import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Controller, DesiredStateError, displayPath, ErrorCodes, errorMessage, formatDiagnostic, MAX_TIMER_MS, parseDuration, shownRecord } from '../../runtime/index.ts';
 import type { CircuitBreakerConfig, DesiredNode, FaultPolicy, NodeId, SqliteStateStore } from '../../runtime/index.ts';
-import { infraSpecCodec, InfraNodeProvisioner, processLeaseDir, settleLeftoverProcesses } from '../../infra/index.ts';
+import { infraSpecCodec, InfraNodeProvisioner, leftoverHoldReason, processLeaseDir, startSettlingLeftoverProcesses } from '../../infra/index.ts';
+import type { LeftoverProcess } from '../../infra/index.ts';
 import type { InfraBackend, InfraDesiredNodeSpec } from '../../infra/index.ts';
 import { parseListen, startHttpServer } from '../../server/http.ts';
 import type { DaemonProbe } from '../../server/http.ts';
@@ -117,11 +118,9 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
   let loading: Promise<void> = Promise.resolve();
   let backendMap: ReadonlyMap<string, InfraBackend> = new Map();
   let listening = false;
+  let leftovers: readonly LeftoverProcess[] = [];
   try {
     const opened = (store = openStore(ctx, { lock: true }));
-    // Commands that a daemon or apply killed -9 left running on this state are waited for (or killed at
-    // their timeout) before anything is observed: a create still running observes as absent.
-    await settleLeftoverProcesses(processLeaseDir(ctx.stateDir), { log, signal: stop });
     const provisioner = new InfraNodeProvisioner({ backends: new Map() });
     let backendKey = '';
     const c = (controller = new Controller<InfraDesiredNodeSpec>({
@@ -135,6 +134,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       ...(faults === undefined ? {} : { faultPolicy: faults.policy, circuitBreaker: faults.circuitBreaker }),
       watch: (nodes, onChange) => watchBackends(backendMap, nodes, onChange, log),
     }));
+    leftovers = holdLeftovers(ctx, c, stop);
 
     /** Loads the goals. For 'goals changed' the goal watch has taken the files' fingerprint already; otherwise it is taken here, before reading. */
     const load = async (why: 'start' | 'SIGHUP' | 'goals changed'): Promise<void> => {
@@ -249,6 +249,8 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     http.server.close();
     http.server.closeAllConnections();
     await loading; // never rejects: a failed load is logged in `reload`
+    // Aborted with the daemon: they end at once, their leases kept for the next start.
+    await Promise.allSettled(leftovers.map((l) => l.settled));
     await controller?.stop(10_000);
     try {
       const s = store;
@@ -267,6 +269,31 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
   }
   log.info('stopped');
   return EXIT.ok;
+}
+
+/**
+ * Commands that a daemon or an apply killed -9 left running on this state are waited for (or killed at
+ * their timeout) in the background, and the node each works on is held back meanwhile (neither observed
+ * nor changed: a create still running observes as absent, and would be started a second time beside
+ * itself); it is observed once its command is over, and what that made adopted. Every other node is
+ * reconciled at once: a daemon restarted after an OOM kill is not idle for a playbook's timeout.
+ *
+ * A command of no node (or of one no longer in the goals, and not deleted: a hold puts off that delete
+ * too) holds nothing back: nothing else of this daemon's is its business. A hold is released only when
+ * its command is over, never by a goal reload or an operator's `retry`; not at all when the daemon stops
+ * first (its lease stays, and the next start looks again).
+ */
+function holdLeftovers(ctx: CliContext, c: Controller<InfraDesiredNodeSpec>, stop: AbortSignal): LeftoverProcess[] {
+  const leftovers = startSettlingLeftoverProcesses(processLeaseDir(ctx.stateDir), { log: ctx.log, signal: stop });
+  for (const l of leftovers) {
+    if (!l.running || l.lease.node === null) continue;
+    const release = c.hold(l.lease.node, leftoverHoldReason(l.lease));
+    // 'unkillable' (it outlived SIGKILL, and was logged as an error) releases it too, as the wait did before.
+    void l.settled.then((settled) => {
+      if (settled !== 'aborted') release();
+    });
+  }
+  return leftovers;
 }
 
 /** Why a listen failed, for the errors that are the invocation's (exit 64), by error code. */
