@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { cli, execGoalHead, tempProject } from '../support/cli.ts';
-import { eventually, trackDaemons } from '../support/daemon.ts';
+import { killDuringCreate, trackDaemons } from '../support/daemon.ts';
 import type { Daemon } from '../support/daemon.ts';
 import { isAlive } from '../support/backend.ts';
 
@@ -59,16 +59,8 @@ esac
 
 /** Starts a daemon, waits for its create to be under way (sleeping), kills the daemon -9; the create's pid and its sleep's. */
 async function crashDuringCreate(p: ReturnType<typeof project>): Promise<{ create: number; sleep: number }> {
-  const first = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '60s'], { cwd: p.dir });
-  const sleepPid = join(p.dir, 'sleep.pid');
-  try {
-    await eventually(() => existsSync(sleepPid) && readFileSync(sleepPid, 'utf8').trim() !== '', 20_000, 'the create to start');
-  } finally {
-    first.kill('SIGKILL');
-    await first.exited;
-  }
+  const sleep = await killDuringCreate(daemons, [...p.args, '--listen', '127.0.0.1:0', '--interval', '60s'], { cwd: p.dir, sleepPidFile: join(p.dir, 'sleep.pid') });
   const create = Number(p.log()[0]?.split(' ')[1]);
-  const sleep = Number(readFileSync(sleepPid, 'utf8'));
   // Killing the daemon killed nothing of the create.
   expect(isAlive(create)).toBe(true);
   expect(isAlive(sleep)).toBe(true);

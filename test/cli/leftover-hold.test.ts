@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { cli, execGoalHead, tempProject } from '../support/cli.ts';
-import { eventually, trackDaemons } from '../support/daemon.ts';
+import { eventually, killDuringCreate, trackDaemons } from '../support/daemon.ts';
 import { isAlive } from '../support/backend.ts';
 
 /**
@@ -69,16 +69,8 @@ esac
 
 /** Starts a daemon, waits for the create of `slow` to be under way, kills the daemon -9; the create's pid and its sleep's. */
 async function crashDuringCreate(p: ReturnType<typeof project>, args: readonly string[]): Promise<{ create: number; sleep: number }> {
-  const first = daemons.start(args, { cwd: p.dir });
-  const sleepPid = join(p.dir, 'sleep.pid');
-  try {
-    await eventually(() => existsSync(sleepPid) && readFileSync(sleepPid, 'utf8').trim() !== '', 20_000, 'the create to start');
-  } finally {
-    first.kill('SIGKILL');
-    await first.exited;
-  }
+  const sleep = await killDuringCreate(daemons, args, { cwd: p.dir, sleepPidFile: join(p.dir, 'sleep.pid') });
   const create = Number(p.log()[0]?.split(' ')[2]);
-  const sleep = Number(readFileSync(sleepPid, 'utf8'));
   expect(isAlive(create)).toBe(true);
   return { create, sleep };
 }

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { afterAll } from 'vitest';
 import { cleanEnv, launcher } from './cli.ts';
 
@@ -113,4 +113,21 @@ export async function eventually(fn: () => boolean | Promise<boolean>, timeoutMs
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * Starts a daemon with `args`, waits until its slow create has written its sleep's pid to `sleepPidFile`
+ * (the create is under way), and kills the daemon -9, as a crash or the OOM killer would: what the
+ * create started runs on without it. Resolves with the sleep's pid once the daemon is gone.
+ */
+export async function killDuringCreate(daemons: DaemonTracker, args: readonly string[], options: { cwd: string; sleepPidFile: string }): Promise<number> {
+  const first = daemons.start(args, { cwd: options.cwd });
+  const hasPid = (): boolean => existsSync(options.sleepPidFile) && readFileSync(options.sleepPidFile, 'utf8').trim() !== '';
+  try {
+    await eventually(hasPid, 20_000, 'the create to start');
+  } finally {
+    first.kill('SIGKILL');
+    await first.exited;
+  }
+  return Number(readFileSync(options.sleepPidFile, 'utf8'));
 }
