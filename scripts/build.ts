@@ -32,7 +32,7 @@ rmSync(out, { recursive: true, force: true });
 await rolldown.build({
   input: join(root, 'src/cli/main.ts'),
   platform: 'node',
-  // A native addon, loaded through `bindings` from its own directory.
+  // A native addon: the package finds and loads it from its own directory (its lib/binding.js).
   external: ['better-sqlite3'],
   logLevel: 'warn',
   output: { dir: out, format: 'esm', entryFileNames: 'main.js', chunkFileNames: '[name]-[hash].js', sourcemap: true },
