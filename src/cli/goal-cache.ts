@@ -22,7 +22,7 @@ import type { LoadedGoals } from './load.ts';
  * builds) and anything unexpected is a miss, never an error.
  */
 
-const FORMAT = 3;
+const FORMAT = 4;
 const FILE = 'compiled-goals.json';
 
 /**
@@ -34,8 +34,12 @@ const FILE = 'compiled-goals.json';
  * in 67 ms instead of 96 ms).
  */
 type StoredNode = readonly [NodeId, number, InfraNodeSpec, number, number, number, number, number, number, number, string, readonly StoredDependency[], string | null];
-/** A dependency as stored: the node it is on, its source (file index, line, column), implicit (1) or declared (0). */
-type StoredDependency = readonly [NodeId, number, number, number, 0 | 1];
+/**
+ * A dependency as stored: the node it is on, its source (file index, line, column), implicit (1)
+ * or declared (0), and for an edge the domain implies (a file in a directory node's path), why,
+ * as an index into `strings` (format 4).
+ */
+type StoredDependency = readonly [NodeId, number, number, number, 0 | 1] | readonly [NodeId, number, number, number, 0 | 1, number];
 
 interface Stored {
   readonly format: number;
@@ -120,7 +124,12 @@ export function readCompiledGoals(stateDir: string, key: string): LoadedGoals | 
         id,
         goal: entry(strings, goal),
         spec: desiredNodeSpec(spec, entry(strings, backendId), entry(labels, label), entry(strings, environment), { digest, resource: resource ?? undefined }),
-        dependsOn: deps.map(([on, f, l, c, implicit]: StoredDependency) => ({ on, source: { file: entry(strings, f), line: l, col: c }, implicit: implicit === 1 })),
+        dependsOn: deps.map(([on, f, l, c, implicit, why]: StoredDependency) => ({
+          on,
+          source: { file: entry(strings, f), line: l, col: c },
+          implicit: implicit === 1,
+          ...(why === undefined ? {} : { why: entry(strings, why) }),
+        })),
         settings: entry(settings, setting),
         source: { file: entry(strings, file), line, col },
       })),
@@ -147,7 +156,10 @@ export function writeCompiledGoals(stateDir: string, key: string, loaded: Loaded
   // Declaration order (the ids' order), so that the rebuilt graph orders its nodes the same way.
   const nodes = [...graph.ids()].map((id): StoredNode => {
     const n = graph.get(id)!;
-    const deps = n.dependsOn.map((d): StoredDependency => [d.on, strings.of(d.source.file), d.source.line, d.source.col, d.implicit ? 1 : 0]);
+    const deps = n.dependsOn.map((d): StoredDependency => {
+      const edge = [d.on, strings.of(d.source.file), d.source.line, d.source.col, d.implicit ? 1 : 0] as const;
+      return d.why === undefined ? edge : [...edge, strings.of(d.why)];
+    });
     const { spec, backendId, labels: nodeLabels, environment, digest, resource } = n.spec;
     const at = n.source;
     return [n.id, strings.of(n.goal), spec, strings.of(backendId), labels.of(nodeLabels), strings.of(environment), settings.of(n.settings), strings.of(at.file), at.line, at.col, digest, deps, resource ?? null];

@@ -87,6 +87,20 @@ export interface SpecIssue {
   readonly code?: string | undefined;
 }
 
+/** A node as `BackendFactory.impliedDependencies` sees it: its id and its spec (references left in place). */
+export interface ImpliedDependencyNode {
+  readonly id: NodeId;
+  readonly spec: InfraNodeSpec;
+}
+
+/** An edge a backend implies: `from` depends on `on` (see `BackendFactory.impliedDependencies`). */
+export interface ImpliedDependency {
+  readonly from: NodeId;
+  readonly on: NodeId;
+  readonly why: string;
+  readonly path: readonly string[];
+}
+
 /**
  * A backend implementation, registered by type. Its static half (`kinds`,
  * `configSchema`) is enough to validate goals without connecting.
@@ -129,6 +143,15 @@ export interface BackendFactory<C = unknown> {
    * `path` is the spec field that names it, where the error points.
    */
   resourceKey?(spec: InfraNodeSpec, config: C): { readonly key: string; readonly path: readonly string[] } | undefined;
+  /**
+   * Orderings among the nodes of one instance of this backend that the
+   * resources themselves imply, without I/O (a file inside a directory
+   * another node manages is made after it, and deleted before it): each
+   * becomes an implicit edge, `from` depending on `on`. `why` says so in
+   * words; `path` is the field of `from`'s spec that implies it, where a
+   * cycle diagnostic points. Given every built node of the instance.
+   */
+  impliedDependencies?(nodes: readonly ImpliedDependencyNode[], config: C): readonly ImpliedDependency[];
   /**
    * The output keys this implementation gives each kind's resources: what a
    * `${nodes.<id>.outputs.<key>}` may read, checked at compile time.

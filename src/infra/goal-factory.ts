@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { fieldPathProblem, hasReferences, MISSING_RESOURCE, pendingIssue, reportZodIssues, suggestion, valueAtPath } from '../runtime/index.ts';
-import type { BuiltSpec, DiagnosticBag, GoalInfo, NodeDeclaration, NodeSpecFactory, PathKey, PendingValue, RawDocument, SourceLocation } from '../runtime/index.ts';
+import type { BuiltNode, BuiltSpec, DiagnosticBag, GoalInfo, ImpliedEdge, NodeDeclaration, NodeSpecFactory, PathKey, PendingValue, RawDocument, SourceLocation } from '../runtime/index.ts';
 import { desiredNodeSpec } from './desired.ts';
 import type { InfraDesiredNodeSpec } from './desired.ts';
 import type { PolicyDefault, PolicyEngine } from './policy.ts';
@@ -203,6 +203,33 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     const declared = this.declared.get(spec.backendId);
     const keys = declared?.status === 'ok' ? this.registry.get(declared.decl.type)?.outputs?.[spec.spec.type] : undefined;
     return keys === 'any' ? undefined : keys;
+  }
+
+  /**
+   * The edges each backend instance implies among its own nodes (never
+   * across instances: two roots are two namespaces), asked of its
+   * implementation with the instance's config.
+   */
+  impliedEdges(nodes: readonly BuiltNode<InfraDesiredNodeSpec>[]): readonly ImpliedEdge[] {
+    const byBackend = new Map<string, BuiltNode<InfraDesiredNodeSpec>[]>();
+    for (const n of nodes) {
+      const group = byBackend.get(n.spec.backendId);
+      if (group === undefined) byBackend.set(n.spec.backendId, [n]);
+      else group.push(n);
+    }
+    const edges: ImpliedEdge[] = [];
+    for (const [backendId, group] of byBackend) {
+      const declared = this.declared.get(backendId);
+      if (declared?.status !== 'ok') continue;
+      const imply = this.registry.get(declared.decl.type)?.impliedDependencies;
+      if (imply === undefined) continue;
+      const byId = new Map(group.map((n) => [n.id, n]));
+      for (const d of imply(group.map((n) => ({ id: n.id, spec: n.spec.spec })), declared.decl.config)) {
+        const from = byId.get(d.from);
+        if (from !== undefined && byId.has(d.on)) edges.push({ from: d.from, on: d.on, why: d.why, source: from.locate(['spec', ...d.path]) });
+      }
+    }
+    return edges;
   }
 
   /** Records that `decl` manages `key` on `backendId`; a second node with the same key is an error naming both. */

@@ -245,6 +245,27 @@ export interface BuiltSpec<S extends NodeSpec> {
   readonly cannotUpdate?: string | undefined;
 }
 
+/** A built node, as `NodeSpecFactory.impliedEdges` sees it. */
+export interface BuiltNode<S extends NodeSpec> {
+  readonly id: NodeId;
+  readonly spec: S;
+  /** Locates a path inside the node declaration, for example `['spec', 'path']`. */
+  locate(path: readonly PathKey[], part?: 'key' | 'value'): SourceLocation;
+}
+
+/**
+ * An edge the domain implies between two nodes that nothing in the goal
+ * names (a file inside a directory another node manages): `from` depends on `on`.
+ */
+export interface ImpliedEdge {
+  readonly from: NodeId;
+  readonly on: NodeId;
+  /** Why, in words, for a cycle diagnostic that goes through it. */
+  readonly why: string;
+  /** The field that implies it (the file's path), where a cycle diagnostic points. */
+  readonly source: SourceLocation;
+}
+
 export interface NodeGate {
   readonly reason: string;
   readonly details?: unknown;
@@ -281,6 +302,13 @@ export interface NodeSpecFactory<S extends NodeSpec> {
    * script prints them) or not known. Absent: every key is accepted.
    */
   outputKeys?(spec: S): readonly string[] | undefined;
+  /**
+   * Edges implied by what the nodes' specs say of one another, once every
+   * node is built: only the domain knows that one resource lies inside
+   * another. Each becomes an implicit edge, unless the edge is already
+   * there or the goal has `on` depend on `from` (see `addImpliedEdges`).
+   */
+  impliedEdges?(nodes: readonly BuiltNode<S>[]): readonly ImpliedEdge[];
 }
 
 export interface CompileResult<S extends NodeSpec> {
@@ -289,6 +317,24 @@ export interface CompileResult<S extends NodeSpec> {
   readonly goals: readonly GoalInfo[];
   readonly diagnostics: readonly Diagnostic[];
   readonly gates: ReadonlyMap<NodeId, NodeGate>;
+}
+
+/**
+ * Adds the domain's implied edges to the built nodes' edges (the same
+ * arrays the graph and the cycle check are given), as implicit ones. An
+ * edge the node already has is not added twice; nor is one against the
+ * goal's own word: where `on` depends on `from` (a directory that
+ * `dependsOn` a file inside it), that order stands, and a goal set that
+ * compiled before the domain implied anything does not become a cycle.
+ */
+function addImpliedEdges(implied: readonly ImpliedEdge[], edgesOf: ReadonlyMap<NodeId, Dependency[]>): void {
+  for (const e of implied) {
+    const from = edgesOf.get(e.from);
+    const on = edgesOf.get(e.on);
+    if (from === undefined || on === undefined || e.from === e.on) continue;
+    if (from.some((d) => d.on === e.on) || on.some((d) => d.on === e.from)) continue;
+    from.push({ on: e.on, source: e.source, implicit: true, why: e.why });
+  }
 }
 
 /**
@@ -382,6 +428,7 @@ export class GoalCompiler<S extends NodeSpec> {
       built: BuiltSpec<S> | undefined;
       settings: NodeSettings;
       source: SourceLocation;
+      locate: (path: readonly PathKey[], part?: 'key' | 'value') => SourceLocation;
       /** `key`: the output a `${nodes…}` reference reads (absent for `dependsOn`). */
       deps: { on: string; source: SourceLocation; implicit: boolean; path: readonly PathKey[]; key?: string }[];
     }[] = [];
@@ -471,6 +518,7 @@ export class GoalCompiler<S extends NodeSpec> {
             ...(built?.cannotUpdate === undefined ? {} : { cannotUpdate: built.cannotUpdate }),
           },
           source,
+          locate,
           deps,
         });
       });
@@ -484,6 +532,8 @@ export class GoalCompiler<S extends NodeSpec> {
     // A reference to a node whose spec is wrong is not checked: what it will output is unknown.
     const builtSpecs = new Map<NodeId, S>();
     for (const p of pending) if (p.declared && p.built !== undefined) builtSpecs.set(p.id, p.built.spec);
+    // Each built node's edges, for the domain's implied edges to join.
+    const edgesOf = new Map<NodeId, Dependency[]>();
     for (const p of pending) {
       const edges: Dependency[] = [];
       const seen = new Set<NodeId>();
@@ -509,7 +559,12 @@ export class GoalCompiler<S extends NodeSpec> {
       if (p.declared && edgesOk) sound.push({ id: p.id, dependsOn: edges });
       if (p.built !== undefined && p.declared) {
         nodes.push({ id: p.id, goal: p.goal, spec: p.built.spec, dependsOn: edges, settings: p.settings, source: p.source });
+        edgesOf.set(p.id, edges);
       }
+    }
+    if (this.factory.impliedEdges !== undefined) {
+      const built = pending.filter((p) => p.declared && p.built !== undefined).map((p) => ({ id: p.id, spec: p.built!.spec, locate: p.locate }));
+      addImpliedEdges(this.factory.impliedEdges(built), edgesOf);
     }
 
     let graph: DesiredGraph<S> | undefined;

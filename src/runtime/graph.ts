@@ -260,7 +260,7 @@ function findCycles(nodes: readonly Edges[], indegree: Map<NodeId, number>): Dia
     }
     const cycle = path.slice(at.get(current));
     const edges = cycle.map((id, i) => byId.get(id)!.dependsOn.find((d) => d.on === cycle[(i + 1) % cycle.length])!);
-    const parts = [cycle[0]!, ...edges.map((e) => `-> ${e.on} (${formatLocation(e.source)})`)];
+    const parts = [cycle[0]!, ...edges.map((e) => `-> ${e.on} (${formatLocation(e.source)}${e.why === undefined ? '' : `: ${e.why}`})`)];
     diagnostics.push({
       ...pickLocation(edges[0]!.source),
       severity: 'error',

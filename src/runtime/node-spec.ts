@@ -72,9 +72,11 @@ export function reportOnlyReason(settings: NodeSettings): string {
 /** An edge of the graph: `from` depends on `to`. */
 export interface Dependency {
   readonly on: NodeId;
-  /** Where the edge was declared (a `dependsOn` entry or a `${nodes...}` reference). */
+  /** Where the edge was declared (a `dependsOn` entry, a `${nodes...}` reference, or the field that implies it). */
   readonly source: SourceLocation;
   readonly implicit: boolean;
+  /** Why the domain implies the edge (see `NodeSpecFactory.impliedEdges`), for a cycle it closes; absent for a written one. */
+  readonly why?: string | undefined;
 }
 
 /** One node of the desired graph. `S` must be a branded NodeSpec. */

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,6 +53,29 @@ describe('compiled-goal cache', () => {
     expect(writeCompiledGoals(state, key, fresh)).toBe(true);
     const cached = readCompiledGoals(state, key);
     expect(cached).toBeDefined();
+    expect(comparable(cached!)).toEqual(comparable(fresh));
+  });
+
+  it('keeps the edges a backend implies (a file in a directory node\'s path): implicit, with their source and why', async () => {
+    const p = tempProject('ds-goal-cache-implied-');
+    p.write('app.yaml', `${localBackend(p.root)}---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app }
+spec:
+  nodes:
+    - { id: index, type: local.file, spec: { path: www/index.html, content: hi } }
+    - { id: www, type: local.directory, spec: { path: www } }
+`);
+    mkdirSync(p.state);
+    const ctx = context(p.goals, p.state);
+    const fresh = await compileGoals(ctx, 'hold');
+    const implied = fresh.result.graph!.get('index')!.dependsOn;
+    expect(implied).toEqual([expect.objectContaining({ on: 'www', implicit: true, why: expect.stringContaining('directory node "www"') })]);
+    const key = (await goalSetKey({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: 'p' }))!;
+    expect(writeCompiledGoals(p.state, key, fresh)).toBe(true);
+    const cached = readCompiledGoals(p.state, key);
+    expect(cached!.result.graph!.get('index')!.dependsOn).toEqual(implied);
     expect(comparable(cached!)).toEqual(comparable(fresh));
   });
 

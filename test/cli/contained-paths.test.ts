@@ -1,0 +1,107 @@
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cli, localBackend, tempProject } from '../support/cli.ts';
+
+/**
+ * A `local.*` node whose path lies inside a `local.directory` node's path, on
+ * the same backend, depends on the nearest such directory without a
+ * `dependsOn` (README, local backend): made after it, deleted before it.
+ */
+
+/** A Goal `app` on the backend `local`, prune and Delete by default, with the given node lines. */
+const goalWith = (nodes: string): string => `apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app }
+spec:
+  prune: true
+  defaults: { backend: local, deletionPolicy: Delete }
+  nodes:
+${nodes}`;
+
+// Declared files first and the directories last, so that declaration order alone would make the files first.
+const TREE = `    - id: a-index
+      type: local.file
+      spec: { path: ./site//index.html, content: "hi" }
+    - id: b-conf
+      type: local.file
+      spec: { path: site/conf/app.toml, content: "x = 1" }
+    - id: conf
+      type: local.directory
+      spec: { path: site/conf/, mode: "0750" }
+    - id: site
+      type: local.directory
+      spec: { path: site, mode: "2775" }
+`;
+
+/** The `+ id: created` / `- id: deleted` lines of an apply's output, in the order it printed them. */
+const acted = (stdout: string): string[] => stdout.split('\n').filter((l) => /^\s+[+-] [a-z-]+: (created|deleted)/.test(l)).map((l) => l.trim());
+
+describe('paths inside a directory node depend on it (local backend)', () => {
+  it('graph draws the implied edges dashed, nearest directory only, and never across backends', async () => {
+    const p = tempProject('ds-contained-graph-');
+    p.write('backend.yaml', `${localBackend(p.root)}---
+apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: other }
+spec:
+  type: local
+  config: { root: ${JSON.stringify(join(p.dir, 'other'))} }
+`);
+    p.write('app.yaml', goalWith(`${TREE}    - id: elsewhere
+      type: local.file
+      backend: other
+      spec: { path: site/index.html, content: "other root" }
+`));
+    const r = await cli(['graph', ...p.args, '--format', 'dot'], { cwd: p.dir });
+    expect(r.code, r.stderr).toBe(0);
+    const edges = r.stdout.split('\n').filter((l) => l.includes('->')).sort();
+    expect(edges).toEqual(['  "conf" -> "b-conf" [style=dashed];', '  "site" -> "a-index" [style=dashed];', '  "site" -> "conf" [style=dashed];']);
+  });
+
+  it('apply makes each directory (with its mode) before what is inside it; prune deletes the contents first, in one pass', async () => {
+    const p = tempProject('ds-contained-apply-');
+    p.write('backend.yaml', localBackend(p.root));
+    p.write('app.yaml', goalWith(TREE));
+    const made = await cli(['apply', ...p.args, '--yes'], { cwd: p.dir });
+    expect(made.code, made.stdout + made.stderr).toBe(0);
+    const order = acted(made.stdout);
+    expect(order).toHaveLength(4);
+    expect(order.indexOf('+ site: created')).toBeLessThan(order.indexOf('+ a-index: created'));
+    expect(order.indexOf('+ site: created')).toBeLessThan(order.indexOf('+ conf: created'));
+    expect(order.indexOf('+ conf: created')).toBeLessThan(order.indexOf('+ b-conf: created'));
+    expect(statSync(join(p.root, 'site')).mode & 0o7777).toBe(0o2775);
+    expect(statSync(join(p.root, 'site/conf')).mode & 0o777).toBe(0o750);
+
+    // The directories and their files leave the goals in one change.
+    p.write('app.yaml', goalWith(`    - id: keep
+      type: local.file
+      spec: { path: keep.txt, content: "kept" }
+`));
+    const removed = await cli(['apply', ...p.args, '--yes'], { cwd: p.dir });
+    expect(removed.code, removed.stdout + removed.stderr).toBe(0);
+    const deletions = acted(removed.stdout).filter((l) => l.startsWith('-'));
+    expect(deletions).toHaveLength(4);
+    expect(deletions.indexOf('- a-index: deleted')).toBeLessThan(deletions.indexOf('- site: deleted'));
+    expect(deletions.indexOf('- b-conf: deleted')).toBeLessThan(deletions.indexOf('- conf: deleted'));
+    expect(deletions.indexOf('- conf: deleted')).toBeLessThan(deletions.indexOf('- site: deleted'));
+    expect(existsSync(join(p.root, 'site'))).toBe(false);
+    expect((await cli(['apply', ...p.args], { cwd: p.dir })).code).toBe(0); // converged
+  });
+
+  it('a directory that dependsOn a file inside it still compiles: the written order stands, no cycle', async () => {
+    const p = tempProject('ds-contained-explicit-');
+    p.write('backend.yaml', localBackend(p.root));
+    p.write('app.yaml', goalWith(`    - id: marker
+      type: local.file
+      spec: { path: site/.marker, content: "" }
+    - id: site
+      type: local.directory
+      dependsOn: [marker]
+      spec: { path: site, mode: "0755" }
+`));
+    const r = await cli(['graph', ...p.args, '--format', 'dot'], { cwd: p.dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.split('\n').filter((l) => l.includes('->'))).toEqual(['  "marker" -> "site";']);
+  });
+});
