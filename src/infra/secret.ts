@@ -108,7 +108,8 @@ export function holdsSecretRef(value: unknown): boolean {
 }
 
 /** A secret reference, checked against the schema only when it may be one: a map of one key, fromEnv or fromFile. */
-function isRefShaped(value: object): value is SecretRef {
+function isRefShaped(value: unknown): value is SecretRef {
+  if (typeof value !== 'object' || value === null) return false;
   const keys = Object.keys(value);
   return keys.length === 1 && (keys[0] === 'fromEnv' || keys[0] === 'fromFile') && isSecretRef(value);
 }
@@ -150,7 +151,7 @@ export async function unreadableSecretRefs(value: unknown, source: SecretSource)
 export async function resolveSecretRefs(value: unknown, source: SecretSource, read: (values: string[]) => void): Promise<unknown> {
   const secrets: string[] = [];
   const visit = async (v: unknown): Promise<unknown> => {
-    if (isSecretRef(v)) {
+    if (isRefShaped(v)) {
       try {
         const secret = await resolveSecret(v, source);
         secrets.push(secret);
