@@ -76,7 +76,7 @@ export function formatPlan(
         for (const [field, value] of Object.entries(desired ?? {})) if (field !== 'type' && value !== undefined) lines.push(`      ${field} = ${show(value)}${setBy(field)}`);
         // Without the desired spec at hand, the fields a policy set are still listed.
         for (const d of policySet) if (desired?.[d.field] === undefined) lines.push(policySetLine(d));
-        for (const m of options.unreadableSecrets?.(e.id) ?? []) lines.push(`      ! secret ${m.ref} cannot be read here (${m.reason}): the create would fail`);
+        for (const m of options.unreadableSecrets?.(e.id) ?? []) lines.push(`      warning: secret ${m.ref} cannot be read here (${m.reason}): the create would fail`);
         break;
       }
       case 'none':

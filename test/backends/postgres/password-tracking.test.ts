@@ -188,7 +188,7 @@ describe('a create whose password secret cannot be read here', () => {
     const plan = await p.run(['plan'], undefined);
     expect(plan.code).toBe(2);
     expect(plan.stdout).toContain('  + svc (postgres.role via pg)');
-    expect(plan.stdout).toContain('      ! secret env:SVC_PW cannot be read here (secret environment variable SVC_PW is not set): the create would fail');
+    expect(plan.stdout).toContain('      warning: secret env:SVC_PW cannot be read here (secret environment variable SVC_PW is not set): the create would fail');
     expect(plan.stdout).toContain('1 create(s) need secrets that cannot be read here: apply would fail on them.');
     const json = JSON.parse((await p.run(['plan', '--format', 'json'], undefined)).stdout) as { entries: { id: string; unreadableSecrets?: unknown }[] };
     expect(json.entries.find((e) => e.id === 'svc')?.unreadableSecrets).toEqual([{ ref: 'env:SVC_PW', reason: 'secret environment variable SVC_PW is not set' }]);
