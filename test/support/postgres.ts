@@ -129,9 +129,11 @@ function systemUser(name: string): { uid: number; gid: number } {
  * Starts the server. With `tls`, it also accepts TLS (`ssl = on`) with a
  * self-signed certificate made by `openssl` (see `hasOpenssl`); its PEM is
  * `TestPostgres.certificate`. With `socket`, it also listens on a Unix
- * socket in `TestPostgres.socketDir`.
+ * socket in `TestPostgres.socketDir`. A TLS server, or one started with
+ * `logConnections`, logs each connection it receives and authorizes, so
+ * that tests can count them.
  */
-export async function startTestPostgres(options: { log?: (line: string) => void; tls?: boolean; socket?: boolean } = {}): Promise<TestPostgres> {
+export async function startTestPostgres(options: { log?: (line: string) => void; tls?: boolean; socket?: boolean; logConnections?: boolean } = {}): Promise<TestPostgres> {
   const asRoot = userInfo().uid === 0;
   const base = await mkdtemp(join(tmpdir(), 'desiredstate-pg-'));
   // The server user must reach its data directory inside our temp dir.
@@ -143,9 +145,8 @@ export async function startTestPostgres(options: { log?: (line: string) => void;
   const log = options.log ?? (() => undefined);
   const tlsDir = join(base, 'tls');
   const socketDir = options.socket === true ? join(base, 'socket') : undefined;
-  // A TLS server also logs each connection it accepts, so that tests can count them.
-  const tlsFlags =
-    options.tls === true ? ['-c', 'ssl=on', '-c', `ssl_cert_file=${join(tlsDir, 'server.crt')}`, '-c', `ssl_key_file=${join(tlsDir, 'server.key')}`, '-c', 'log_connections=on'] : [];
+  const tlsFlags = options.tls === true ? ['-c', 'ssl=on', '-c', `ssl_cert_file=${join(tlsDir, 'server.crt')}`, '-c', `ssl_key_file=${join(tlsDir, 'server.key')}`] : [];
+  const logFlags = options.tls === true || options.logConnections === true ? ['-c', 'log_connections=on'] : [];
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,
@@ -155,7 +156,7 @@ export async function startTestPostgres(options: { log?: (line: string) => void;
     persistent: true,
     createPostgresUser: asRoot,
     initdbFlags: ['--encoding=UTF8'],
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${socketDir ?? ''}`, '-c', 'fsync=off', '-c', 'max_connections=100', ...tlsFlags],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${socketDir ?? ''}`, '-c', 'fsync=off', '-c', 'max_connections=100', ...tlsFlags, ...logFlags],
     onLog: (m: unknown) => log(String(m)),
     onError: (m: unknown) => log(String(m)),
   });

@@ -6,7 +6,8 @@ import type { Logger } from 'pino';
 import { resolveSecret } from '../../infra/index.ts';
 import { fault, FaultError } from '../../runtime/index.ts';
 import type { PostgresConfig } from './config.ts';
-import { classifyPgError, isSocketHost, refusesTls, serverAddress, sqlState } from './faults.ts';
+import { classifyPgError, isSocketHost, serverAddress, sqlState } from './faults.ts';
+import { PreferTlsStream } from './prefer-tls.ts';
 import type { Phase } from './faults.ts';
 import type { Statement } from './sql.ts';
 
@@ -59,8 +60,6 @@ export class PgClient {
   private readonly maxPools: number;
   /** Insertion order is recency: a use moves the entry to the end. */
   private readonly pools = new Map<string, pg.Pool>();
-  /** `sslmode: prefer` met a server without TLS: plain connections from then on. */
-  private tlsRefused = false;
   private closed = false;
 
   constructor(options: PgClientOptions) {
@@ -152,29 +151,9 @@ export class PgClient {
     }
   }
 
-  /**
-   * A pooled connection to `database`. Under `sslmode: prefer` the first
-   * connection asks for TLS; a server that answers no makes this client
-   * connect in plain from then on, over a new connection (as libpq does,
-   * which can reuse the socket; pg cannot). A server that offers TLS costs
-   * no connection more than one without.
-   */
+  /** A pooled connection to `database`. */
   private async connect(database: string, signal: AbortSignal): Promise<pg.PoolClient> {
-    const attempt = async (): Promise<pg.PoolClient> => abortable((await this.pool(database)).connect(), signal, (c) => c.release());
-    try {
-      return await attempt();
-    } catch (err) {
-      if (this.config.sslmode !== 'prefer' || !refusesTls(err)) throw err;
-      if (!this.tlsRefused) {
-        this.tlsRefused = true;
-        // Every pool made so far asks for TLS and holds no connection. They are dropped, not ended:
-        // an ended pool never serves the callers queued in it, while this one fails each of them
-        // the same way, and each comes back here for a plain pool.
-        this.pools.clear();
-        this.log.debug({ host: this.config.host, port: this.config.port }, 'the server does not offer TLS; sslmode prefer connects in plain');
-      }
-      return attempt();
-    }
+    return abortable((await this.pool(database)).connect(), signal, (c) => c.release());
   }
 
   private async pool(database: string): Promise<pg.Pool> {
@@ -187,7 +166,7 @@ export class PgClient {
     const { Pool } = await loadPg();
     const again = this.pools.get(database);
     if (again !== undefined) return again;
-    const pool = new Pool({ ...this.clientConfig(database, this.sslOption()), max: this.config.poolSize, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
+    const pool = new Pool({ ...this.clientConfig(database), max: this.config.poolSize, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
     pool.on('error', (err) => {
       // An idle connection died (server restart, network). The pool drops it; the next query reconnects.
       this.log.warn({ database, code: (err as { code?: unknown }).code }, 'idle connection lost');
@@ -206,16 +185,16 @@ export class PgClient {
     }
   }
 
-  private clientConfig(database: string, ssl: pg.ClientConfig['ssl']): pg.PoolConfig {
+  private clientConfig(database: string): pg.PoolConfig {
     const ref = this.config.password;
     return {
+      ...this.tlsOption(),
       host: this.config.host,
       port: this.config.port,
       user: this.config.user,
       database,
       // Resolved at each new connection, never kept by us.
       ...(ref === undefined ? {} : { password: () => resolveSecret(ref, { env: this.env, cwd: this.cwd }) }),
-      ssl,
       connectionTimeoutMillis: this.config.connectTimeout,
       keepAlive: true,
       application_name: 'desiredstate',
@@ -242,20 +221,24 @@ export class PgClient {
     }
   }
 
-  /** What pg is told about TLS, per sslmode (`prefer`: TLS, unverified, until a server refuses it). */
-  private sslOption(): pg.ClientConfig['ssl'] {
+  /**
+   * What pg is told about TLS, per sslmode. `prefer` negotiates in a stream
+   * of ours (TLS, unverified, when offered; plain on the same socket when
+   * not), as libpq does; pg itself would need a second connection.
+   */
+  private tlsOption(): Pick<pg.ClientConfig, 'ssl' | 'stream'> {
     // A Unix socket (a directory as host): sslmode does not apply, as in libpq; the server offers no TLS there.
-    if (isSocketHost(this.config.host)) return false;
+    if (isSocketHost(this.config.host)) return { ssl: false };
     switch (this.config.sslmode) {
       case 'disable':
-        return false;
+        return { ssl: false };
       case 'prefer':
-        return this.tlsRefused ? false : { rejectUnauthorized: false };
+        return { ssl: false, stream: () => new PreferTlsStream({ rejectUnauthorized: false }) };
       case 'require':
-        return { rejectUnauthorized: false };
+        return { ssl: { rejectUnauthorized: false } };
       case 'verify-full':
         // SNI takes a host name, never an address (the certificate's IP SAN is still checked).
-        return { rejectUnauthorized: true, ...(isIP(this.config.host) === 0 ? { servername: this.config.host } : {}), ...this.trustedAuthorities() };
+        return { ssl: { rejectUnauthorized: true, ...(isIP(this.config.host) === 0 ? { servername: this.config.host } : {}), ...this.trustedAuthorities() } };
       default:
         return this.config.sslmode satisfies never;
     }

@@ -22,14 +22,15 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function backend(host: string, port: number): PostgresBackend {
-  const config = postgresBackendFactory.configSchema.parse({ host, port, connectTimeout: '3s', sslmode: 'disable' });
+function backend(host: string, port: number, sslmode: 'disable' | 'prefer'): PostgresBackend {
+  const config = postgresBackendFactory.configSchema.parse({ host, port, connectTimeout: '3s', sslmode });
   const b = postgresBackendFactory.create(config, { id: 'orders', cwd: dir, stateDir: dir, log: captureLogger().log, env: {} }) as PostgresBackend;
   open.push(b);
   return b;
 }
 
-describe('connection faults name the server that was tried', () => {
+// prefer goes through a stream of ours that asks for TLS first (see prefer-tls.ts): the same faults.
+describe.each(['disable', 'prefer'] as const)('connection faults name the server that was tried (sslmode %s)', (sslmode) => {
   const role = pgNode('orders-owner', 'postgres.role', { name: 'orders_owner', login: true }, 'orders');
 
   it.each([
@@ -39,7 +40,7 @@ describe('connection faults name the server that was tried', () => {
     { name: 'a socket directory with no server in it', at: () => ({ host: dir, port: 5999 }), address: () => `${dir}/.s.PGSQL.5999`, codes: ['ENOENT'] },
   ])('$name: a transient fault with the address, the errno and the hint', async ({ at, address, codes }) => {
     const { host, port } = at();
-    const b = backend(host, port);
+    const b = backend(host, port, sslmode);
     const obs = (await b.observe([role], opContext(captureLogger().log))).get(role.id);
     expect(obs?.status).toBe('failed');
     const f = obs?.status === 'failed' ? obs.fault : undefined;

@@ -18,12 +18,13 @@ let dir: string;
 let tls: TestPostgres;
 let plain: TestPostgres;
 const tlsLog: string[] = [];
+const plainLog: string[] = [];
 const open: PgClient[] = [];
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ds-pg-tls-'));
   if (opensslMissing) return;
-  [tls, plain] = await Promise.all([startTestPostgres({ tls: true, socket: true, log: (l) => tlsLog.push(l) }), startTestPostgres()]);
+  [tls, plain] = await Promise.all([startTestPostgres({ tls: true, socket: true, log: (l) => tlsLog.push(l) }), startTestPostgres({ logConnections: true, log: (l) => plainLog.push(l) })]);
 }, 120_000);
 
 afterAll(async () => {
@@ -50,6 +51,15 @@ function acceptedConnections(): number {
   return tlsLog.join('\n').match(/connection authorized: user=postgres/g)?.length ?? 0;
 }
 
+/** TCP connections the server without TLS received so far, authorized or not (a refused TLS request is one). */
+function plainConnectionsReceived(): number {
+  return plainLog.join('\n').match(/connection received: host=127\.0\.0\.1/g)?.length ?? 0;
+}
+
+function plainConnectionsAuthorized(): number {
+  return plainLog.join('\n').match(/connection authorized: user=postgres/g)?.length ?? 0;
+}
+
 describe.skipIf(opensslMissing)('postgres sslmode against real servers, with and without TLS', () => {
   it('prefer: TLS when the server offers it, on the first connection (no separate probe)', async () => {
     const before = acceptedConnections();
@@ -57,10 +67,15 @@ describe.skipIf(opensslMissing)('postgres sslmode against real servers, with and
     expect(acceptedConnections() - before).toBe(1);
   });
 
-  it('prefer: a plain connection when the server does not offer TLS', async () => {
+  it('prefer: a plain connection when the server does not offer TLS, on the same socket that asked (as libpq)', async () => {
+    const [received, authorized] = [plainConnectionsReceived(), plainConnectionsAuthorized()];
     const c = client(plain, 'prefer');
     expect(await usesTls(c)).toBe(false);
     expect(await usesTls(c)).toBe(false);
+    // The server's log is read as it comes: once the authorization is in, every earlier line is too.
+    await expect.poll(() => plainConnectionsAuthorized() - authorized).toBe(1);
+    // One TCP connection: the refused TLS request did not cost a second one (nor a second server process).
+    expect(plainConnectionsReceived() - received).toBe(1);
   });
 
   it('prefer: many first queries at once, more than the pool holds, all fall back to plain (none left waiting)', async () => {
