@@ -12,7 +12,7 @@ import type { DatabaseSpec, ExtensionSpec, GrantSpec, RoleSpec, SchemaSpec } fro
 /** The memo key of a role's password digest; earlier releases kept it under the same key in outputs (still read there while the memo has none). */
 export const PASSWORD_DIGEST = 'passwordDigest';
 
-/** A row of `rolesQuery`. */
+/** A role as `rolesQuery` returns it (see `roleRows`). */
 export interface RoleRow {
   readonly oid: number | string;
   readonly name: string;
@@ -27,6 +27,33 @@ export interface RoleRow {
   readonly member_of: readonly string[];
   /** The stored verifier, only read for roles with a managed password. Never leaves the backend. */
   readonly verifier: string | null;
+}
+
+/**
+ * The roles of `rolesQuery`'s one JSON value: an array of arrays, each a
+ * `RoleRow`'s fields in order. JSON has no infinity: PostgreSQL writes a
+ * `VALID UNTIL 'infinity'` as the string "Infinity".
+ */
+export function roleRows(json: unknown): RoleRow[] {
+  if (!Array.isArray(json)) throw new TypeError(`the roles query returned ${typeof json}, not a JSON array`);
+  return json.map((r: unknown): RoleRow => {
+    if (!Array.isArray(r) || r.length !== 11 || typeof r[1] !== 'string') throw new TypeError(`the roles query returned a row that is not a role: ${JSON.stringify(r)}`);
+    const [oid, name, superuser, inherit, createrole, createdb, login, connection_limit, validUntil, member_of, verifier] = r as [
+      number,
+      string,
+      boolean,
+      boolean,
+      boolean,
+      boolean,
+      boolean,
+      number,
+      number | string | null,
+      string[],
+      string | null,
+    ];
+    const valid_until_ms = typeof validUntil === 'string' ? Number(validUntil) : validUntil;
+    return { oid, name, superuser, inherit, createrole, createdb, login, connection_limit, valid_until_ms, member_of, verifier };
+  });
 }
 
 /**
@@ -81,6 +108,8 @@ function diff(path: string, desired: unknown, actual: unknown): FieldDiff {
 }
 
 function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  // Most roles are in no group: nothing to build.
+  if (a.length === 0 || b.length === 0) return a.length === b.length;
   const sa = new Set(a);
   return sa.size === new Set(b).size && [...sa].every((x) => b.includes(x));
 }

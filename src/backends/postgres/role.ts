@@ -3,7 +3,7 @@ import { describeSecretRef, saltedDigestMatches, saltedSecretDigest } from '../.
 import type { FieldDiff, NodeId, Observation, Outputs } from '../../runtime/index.ts';
 import { dropped } from './kind.ts';
 import type { KindContext, KindHandler, PgNode, Provisioned } from './kind.ts';
-import { observeRole, PASSWORD_DIGEST } from './observe.ts';
+import { observeRole, PASSWORD_DIGEST, roleRows } from './observe.ts';
 import type { PasswordState, RoleRow } from './observe.ts';
 import { scramVerifier, verifyPassword } from './scram.ts';
 import {
@@ -21,6 +21,9 @@ import {
 import type { Statement } from './sql.ts';
 
 type RoleNode = PgNode<'postgres.role'>;
+
+/** The password state of a role whose spec manages none. */
+const UNMANAGED: PasswordState = { status: 'unmanaged' };
 
 /** Verification results by (verifier, password) hash, so steady passes do not repeat PBKDF2. */
 const MAX_VERIFY_CACHE = 20_000;
@@ -75,7 +78,7 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
 
   const passwordState = async (node: RoleNode, row: RoleRow | undefined, readVerifiers: boolean, ctx: KindContext): Promise<PasswordState> => {
     const ref = node.spec.password;
-    if (ref === undefined || row === undefined) return { status: 'unmanaged' };
+    if (ref === undefined || row === undefined) return UNMANAGED;
     // Only for a managed password: most roles have none, and need no memo or outputs lookup.
     const recorded = recordedDigest(node.id, ctx);
     let secret: string;
@@ -174,16 +177,18 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
       const withPassword = [...new Set(nodes.filter((n) => n.spec.password !== undefined).map((n) => n.spec.name))];
       // Verifiers are read only for managed passwords: without any, no round trip to ask whether they can be.
       const readVerifiers = withPassword.length > 0 && (await canReadVerifiers(ctx));
-      const rows = await ctx.client.query<RoleRow>(rolesQuery(readVerifiers), readVerifiers ? [names, withPassword] : [names], { signal: ctx.signal });
-      const byName = new Map(rows.map((r) => [r.name, r]));
-      const out = new Map<NodeId, Observation>();
-      await Promise.all(
-        nodes.map(async (n) => {
-          const row = byName.get(n.spec.name);
-          out.set(n.id, observeRole(n.spec, row, await passwordState(n, row, readVerifiers, ctx)));
-        }),
-      );
-      return out;
+      const [result] = await ctx.client.query<{ roles: unknown }>(rolesQuery(readVerifiers), readVerifiers ? [names, withPassword] : [names], { signal: ctx.signal });
+      const byName = new Map(roleRows(result?.roles).map((r) => [r.name, r]));
+      // Most roles have no managed password: observed at once, without a promise each.
+      const observed: Observation[] = [];
+      const checks: Promise<void>[] = [];
+      for (const [i, n] of nodes.entries()) {
+        const row = byName.get(n.spec.name);
+        if (n.spec.password === undefined || row === undefined) observed[i] = observeRole(n.spec, row, UNMANAGED);
+        else checks.push(passwordState(n, row, readVerifiers, ctx).then((password) => void (observed[i] = observeRole(n.spec, row, password))));
+      }
+      await Promise.all(checks);
+      return new Map(nodes.map((n, i) => [n.id, observed[i]!]));
     },
 
     async create(node, ctx) {

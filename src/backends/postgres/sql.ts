@@ -280,15 +280,21 @@ export function revokeSql(spec: GrantSpec, privileges: readonly string[]): State
  * server) are aggregated once, not queried per row, each group once
  * (PostgreSQL 16 and later keep a membership once per grantor). A fresh
  * server session ran 1,000 roles in ~1 ms instead of ~8.
+ *
+ * The roles come back as one JSON array of arrays, a `RoleRow`'s fields in
+ * order, read by `roleRows`: one `JSON.parse` instead of pg reading and
+ * converting eleven fields per row. For 1,000 roles in a fresh process (a
+ * one-shot command) that is 10 ms instead of 16; the server spends ~0.7 ms
+ * more building it, which a warm daemon pays (5.6 ms instead of 4.0).
  */
 export function rolesQuery(readVerifiers: boolean): string {
   const source = readVerifiers ? 'pg_authid' : 'pg_roles';
   const verifier = readVerifiers ? 'CASE WHEN r.rolname = ANY($2::name[]) THEN r.rolpassword END' : 'NULL::text';
-  return `SELECT r.oid::int8 AS oid, r.rolname AS name, r.rolsuper AS superuser, r.rolinherit AS inherit,
-  r.rolcreaterole AS createrole, r.rolcreatedb AS createdb, r.rolcanlogin AS login, r.rolconnlimit AS connection_limit,
-  (extract(epoch FROM r.rolvaliduntil) * 1000)::float8 AS valid_until_ms,
-  COALESCE(ms.member_of, '{}') AS member_of,
-  ${verifier} AS verifier
+  return `SELECT COALESCE(json_agg(json_build_array(r.oid::int8, r.rolname, r.rolsuper, r.rolinherit,
+  r.rolcreaterole, r.rolcreatedb, r.rolcanlogin, r.rolconnlimit,
+  (extract(epoch FROM r.rolvaliduntil) * 1000)::float8,
+  COALESCE(ms.member_of, '{}'),
+  ${verifier})), '[]') AS roles
 FROM ${source} r
 LEFT JOIN (SELECT m.member, array_agg(DISTINCT g.rolname::text ORDER BY g.rolname::text) AS member_of
   FROM pg_auth_members m JOIN ${source} g ON g.oid = m.roleid JOIN ${source} mr ON mr.oid = m.member

@@ -138,6 +138,17 @@ describe('postgres backend against a real server', () => {
     expect((await observeOne(reader)).status).toBe('upToDate');
   });
 
+  it("reads validUntil 'infinity' and '-infinity' (JSON has none: the server writes them as strings)", async () => {
+    const forever = pgNode('forever', 'postgres.role', { name: 'forever', login: true, validUntil: 'infinity' });
+    const dated = pgNode('dated', 'postgres.role', { name: 'dated', login: true, validUntil: '2099-01-01' });
+    await converge([forever, dated]);
+    expect(Array.from((await backend.observe([forever, dated], ctx)).values(), (o) => o.status)).toEqual(['upToDate', 'upToDate']);
+    await server.sql(`ALTER ROLE forever VALID UNTIL '-infinity'; ALTER ROLE dated VALID UNTIL 'infinity'`);
+    const obs = await backend.observe([forever, dated], ctx);
+    expect(obs.get(forever.id)).toMatchObject({ status: 'drifted', diffs: [{ path: 'validUntil', desired: 'infinity', actual: '-infinity' }] });
+    expect(obs.get(dated.id)).toMatchObject({ status: 'drifted', diffs: [{ path: 'validUntil', desired: '2099-01-01', actual: 'infinity' }] });
+  });
+
   it.each([
     { name: 'REVOKE on the database', node: connect, sql: 'REVOKE CONNECT ON DATABASE app FROM app_ro', db: 'postgres', desired: ['CONNECT', 'TEMPORARY'], actual: ['TEMPORARY'] },
     { name: 'REVOKE on one table of the schema', node: tables, sql: 'REVOKE SELECT ON app.t2 FROM app_ro', db: 'app', desired: ['SELECT'], actual: ['SELECT'] },

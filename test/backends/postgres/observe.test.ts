@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { observeDatabase, observeGrant, observeRole } from '../../../src/backends/postgres/index.ts';
+import { observeDatabase, observeGrant, observeRole, roleRows } from '../../../src/backends/postgres/index.ts';
 import type { GrantRow, PasswordState, RoleRow } from '../../../src/backends/postgres/index.ts';
 import { specSchemas } from '../../../src/infra/index.ts';
 
@@ -78,5 +78,22 @@ describe('observeGrant', () => {
     const obs = observeGrant(spec, rows);
     expect(obs.status).toBe(status);
     if (diff !== undefined) expect(obs.status === 'drifted' && obs.diffs[0]).toEqual(diff);
+  });
+});
+
+describe('roleRows', () => {
+  it("reads the roles query's JSON arrays as rows, 'Infinity' strings as numbers", () => {
+    expect(roleRows([[16384, 'app', false, true, false, false, true, 10, 'Infinity', ['a'], null], [16385, 'old', false, true, false, false, true, -1, '-Infinity', [], 'SCRAM-SHA-256$…']])).toEqual([
+      row({ oid: 16384, valid_until_ms: Infinity, member_of: ['a'] }),
+      row({ oid: 16385, name: 'old', connection_limit: -1, valid_until_ms: -Infinity, verifier: 'SCRAM-SHA-256$…' }),
+    ]);
+    expect(roleRows([])).toEqual([]);
+  });
+
+  it.each([
+    { name: 'not an array', json: null, message: 'the roles query returned object, not a JSON array' },
+    { name: 'a row of another shape', json: [[1, 'app']], message: 'the roles query returned a row that is not a role: [1,"app"]' },
+  ])('$name: an error naming what came back', ({ json, message }) => {
+    expect(() => roleRows(json)).toThrow(message);
   });
 });
