@@ -53,16 +53,20 @@ export function createContext(
   // a terminal, human lines on a terminal (CLI.md); DESIREDSTATE_LOG_FORMAT=json|pretty chooses.
   const logFormat = env('DESIREDSTATE_LOG_FORMAT') ?? (process.stderr.isTTY ? 'pretty' : 'json');
   if (logFormat !== 'json' && logFormat !== 'pretty') throw new UsageError(`DESIREDSTATE_LOG_FORMAT must be json or pretty (got "${logFormat}")`);
-  const options = { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
   // Colours only for a terminal, and not there either when NO_COLOR is set to anything (https://no-color.org).
   const colorize = process.stderr.isTTY === true && (io.env.NO_COLOR ?? '') === '';
-  const log = pino(options, logFormat === 'json' ? pino.destination({ fd: 2, sync: true }) : prettyStream(colorize));
+  const log = logger(level, logFormat === 'json' ? pino.destination({ fd: 2, sync: true }) : prettyStream(colorize));
   const stateDirGiven = values.state !== undefined || stateFromEnv !== undefined;
   const named = {
     goals: nameOf('--goals', values.goals, 'DESIREDSTATE_GOALS', goalsFromEnv, 'goal directory goals'),
     state: nameOf('--state', values.state, 'DESIREDSTATE_STATE', stateFromEnv, 'state directory .desiredstate'),
   };
   return { cwd, goalsDir, stateDir, stateDirGiven, named, format: values.format, log, out: (text) => io.out(terminalSafe(text)), env: io.env, program: io.program };
+}
+
+/** The CLI's logger: JSON lines (pino) at `level`, written to `destination`. */
+export function logger(level: string, destination: pino.DestinationStream): Logger {
+  return pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, destination);
 }
 
 function nameOf(flag: string, value: string | undefined, variable: string, fromEnv: string | undefined, fallback: string): string {

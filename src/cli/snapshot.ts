@@ -25,6 +25,7 @@ import { sourceFingerprint } from '../../scripts/source-digest.js';
 import { bootId } from '../runtime/index.ts';
 import { launch, takeSignals } from './launch.ts';
 import { main } from './main.ts';
+import { warmUp } from './warm-up.ts';
 // The modules `main` imports when a command runs, loaded now so the snapshot holds them too.
 import './commands/check.ts';
 import './commands/goals.ts';
@@ -32,6 +33,13 @@ import './commands/meta.ts';
 import './commands/run.ts';
 import './commands/scripts.ts';
 import './commands/state.ts';
+
+// The hot path of a one-shot command, run once now so that the snapshot holds it compiled. A failure
+// fails the build's snapshot step, which then makes none and says why.
+warmUp().catch((err: unknown) => {
+  process.stderr.write(`desiredstate: the start-up snapshot's warm-up failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 1;
+});
 
 /** What the build put in (its `intro`): where it was built, from which sources. */
 declare const DESIREDSTATE_BUILD: { readonly root: string; readonly digest: string; readonly fingerprint: string };

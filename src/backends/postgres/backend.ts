@@ -32,10 +32,11 @@ export class PostgresBackend implements InfraBackend {
   private readonly handlers: Handlers;
   private readonly privileges = new KeyedSerializer();
 
-  constructor(config: PostgresConfig, ctx: BackendContext) {
+  /** `client`: where the backend's queries go (by default a `PgClient` on `config`'s server). */
+  constructor(config: PostgresConfig, ctx: BackendContext, client = new PgClient({ config, env: ctx.env, cwd: ctx.cwd, log: ctx.log })) {
     this.id = ctx.id;
     this.ctx = ctx;
-    this.client = new PgClient({ config, env: ctx.env, cwd: ctx.cwd, log: ctx.log });
+    this.client = client;
     this.handlers = {
       'postgres.database': databaseHandler,
       'postgres.role': this.roles,

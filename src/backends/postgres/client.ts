@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
+import type { Duplex } from 'node:stream';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { resolveSecret } from '../../infra/index.ts';
@@ -20,6 +21,12 @@ export interface PgClientOptions {
   readonly cwd: string;
   readonly log: Logger;
   readonly maxDatabasePools?: number | undefined;
+  /**
+   * Connects through this stream instead of the network, with no TLS: the
+   * start-up snapshot's warm-up (src/cli/warm-up.ts), which runs where no
+   * server is, talks to a recorded one.
+   */
+  readonly stream?: (() => Duplex) | undefined;
 }
 
 export interface QueryOptions {
@@ -58,6 +65,7 @@ export class PgClient {
   private readonly cwd: string;
   private readonly log: Logger;
   private readonly maxPools: number;
+  private readonly stream: (() => Duplex) | undefined;
   /** Insertion order is recency: a use moves the entry to the end. */
   private readonly pools = new Map<string, pg.Pool>();
   private closed = false;
@@ -68,6 +76,7 @@ export class PgClient {
     this.cwd = options.cwd;
     this.log = options.log;
     this.maxPools = options.maxDatabasePools ?? MAX_DATABASE_POOLS;
+    this.stream = options.stream;
   }
 
   /** Where this client connects (`host:port`, or the Unix socket file), as faults name it. */
@@ -227,6 +236,7 @@ export class PgClient {
    * not), as libpq does; pg itself would need a second connection.
    */
   private tlsOption(): Pick<pg.ClientConfig, 'ssl' | 'stream'> {
+    if (this.stream !== undefined) return { ssl: false, stream: this.stream };
     // A Unix socket (a directory as host): sslmode does not apply, as in libpq; the server offers no TLS there.
     if (isSocketHost(this.config.host)) return { ssl: false };
     switch (this.config.sslmode) {
