@@ -38,6 +38,13 @@ export class PreferTlsStream extends Duplex {
   connect(port: number, host: string): this {
     const raw = this.#raw;
     raw.connect(port, host, () => raw.write(SSL_REQUEST));
+    // A server that closes without answering (shutting down, a proxy that refused us): said at once.
+    // Once attached, the connection's end is pg's to see (through `#attach`), and this does nothing.
+    const closedEarly = (): void => {
+      if (this.#inner === undefined) this.destroy(new Error('the server closed the connection before answering the TLS request'));
+    };
+    raw.once('end', closedEarly);
+    raw.once('close', closedEarly);
     raw.once('data', (answer: Buffer) => {
       if (answer.length !== 1) {
         this.destroy(new Error('the server sent more than its one-byte answer to the TLS request (refused: it could be injected on the wire)'));

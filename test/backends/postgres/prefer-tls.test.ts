@@ -100,6 +100,17 @@ describe('sslmode prefer: the answer to the TLS request', () => {
     await s.closed();
   });
 
+  it('the connection closed before any answer: a connection fault at once, not at the connect timeout', async () => {
+    const server = createServer((socket) => socket.destroy());
+    servers.push(server);
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const started = Date.now();
+    const err = await failure(client((server.address() as AddressInfo).port, '20s'));
+    expect(err.fault).toMatchObject({ class: 'transient', code: 'connect-failed', message: expect.stringContaining('closed the connection before answering the TLS request') });
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
   it("'N': the startup message follows on the same socket", async () => {
     // The server reads the startup message, then closes: the client fails to connect, having sent it where it asked.
     const received: Buffer[] = [];
