@@ -22,6 +22,8 @@ export class PreferTlsStream extends Duplex {
   readonly #raw = new Socket();
   readonly #tls: ConnectionOptions;
   #inner: Socket | undefined;
+  /** The TLS connection while its handshake runs (then `#inner`). */
+  #securing: Socket | undefined;
 
   /** `tls`: the options of the TLS connection, when the server offers it (certificates are not verified under prefer). */
   constructor(tls: ConnectionOptions) {
@@ -61,6 +63,7 @@ export class PreferTlsStream extends Duplex {
       // node:tls is taken when a server offers TLS, not imported: the start-up snapshot cannot hold it.
       // SNI takes a host name, never an address (RFC 6066).
       const secure = process.getBuiltinModule('node:tls').connect({ ...this.#tls, socket: raw, host, ...(isIP(host) === 0 ? { servername: host } : {}) });
+      this.#securing = secure;
       secure.on('error', (err) => this.destroy(err));
       secure.once('secureConnect', () => this.#attach(secure));
     });
@@ -115,6 +118,7 @@ export class PreferTlsStream extends Duplex {
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    this.#securing?.destroy();
     this.#inner?.destroy();
     this.#raw.destroy();
     callback(err);

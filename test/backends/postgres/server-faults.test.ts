@@ -85,8 +85,9 @@ describe('faults of a server that answers but refuses', () => {
     expect(obs).toEqual({ status: 'absent' });
   });
 
-  it('a statement whose session an administrator ends (57P01, as a fast shutdown does): transient, naming the server; the next query reconnects', async () => {
-    const config = postgresConfigSchema().parse({ host: server.host, port: server.port, user: server.user, password: { fromEnv: 'PGPW' }, sslmode: 'disable', connectTimeout: '3s' });
+  // prefer connects through a stream of ours (prefer-tls.ts): a session ended under it must reach pg the same way.
+  it.each(['disable', 'prefer'] as const)('a statement whose session an administrator ends (57P01, as a fast shutdown does): transient, naming the server; the next query reconnects (sslmode %s)', async (sslmode) => {
+    const config = postgresConfigSchema().parse({ host: server.host, port: server.port, user: server.user, password: { fromEnv: 'PGPW' }, sslmode, connectTimeout: '3s' });
     const c = new PgClient({ config, env: { PGPW: server.password }, cwd: dir, log: captureLogger().log });
     try {
       const signal = AbortSignal.timeout(20_000);
