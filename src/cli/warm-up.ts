@@ -12,6 +12,11 @@
  * is a stream that answers what the role path asks, and everything made is
  * closed before the snapshot is taken. What cannot run here (SQLite, a
  * native addon; a socket) stays compiled on first use, as before.
+ *
+ * pg's module-level state is then the build's: its `defaults` read USER
+ * when it loads, which nothing here relies on (every connection names its
+ * user, host and port), and its SCRAM code holds the WebCrypto object made
+ * then, which the PostgreSQL CLI tests use through the snapshot launcher.
  */
 import { Duplex } from 'node:stream';
 import type { Writable } from 'node:stream';
