@@ -32,18 +32,14 @@ export class PreferTlsStream extends Duplex {
     this.#raw.on('error', (err) => this.destroy(err));
   }
 
-  /** Whether the server took TLS (known once `connect` is emitted). */
-  get encrypted(): boolean {
-    return this.#inner !== undefined && this.#inner !== this.#raw;
-  }
-
   connect(port: number, host: string): this {
     const raw = this.#raw;
     raw.connect(port, host, () => raw.write(SSL_REQUEST));
     // A server that closes without answering (shutting down, a proxy that refused us): said at once.
     // Once attached, the connection's end is pg's to see (through `#attach`), and this does nothing.
     const closedEarly = (): void => {
-      if (this.#inner === undefined) this.destroy(new Error('the server closed the connection before answering the TLS request'));
+      if (this.#inner !== undefined) return;
+      this.destroy(new Error(`the server closed the connection ${this.#securing === undefined ? 'before answering the TLS request' : 'during the TLS handshake'}`));
     };
     raw.once('end', closedEarly);
     raw.once('close', closedEarly);

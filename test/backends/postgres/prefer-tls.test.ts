@@ -111,6 +111,21 @@ describe('sslmode prefer: the answer to the TLS request', () => {
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 
+  it("'S', then the connection closed during the TLS handshake: a connection fault at once", async () => {
+    const server = createServer((socket) => {
+      socket.on('error', () => undefined);
+      socket.once('data', () => socket.end('S'));
+    });
+    servers.push(server);
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const started = Date.now();
+    const err = await failure(client((server.address() as AddressInfo).port, '20s'));
+    expect(err.fault).toMatchObject({ class: 'transient' });
+    expect(err.fault.message).toMatch(/^cannot (connect to|reach) the PostgreSQL server at 127\.0\.0\.1:\d+/);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
   it("'N': the startup message follows on the same socket", async () => {
     // The server reads the startup message, then closes: the client fails to connect, having sent it where it asked.
     const received: Buffer[] = [];
