@@ -1,8 +1,7 @@
-import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cli, execGoalHead, tempProject } from '../support/cli.ts';
+import { cli, execGoalHead, shellResource, stateRows, tempProject } from '../support/cli.ts';
 import { Daemon, eventually } from '../support/daemon.ts';
 
 /**
@@ -16,14 +15,10 @@ import { Daemon, eventually } from '../support/daemon.ts';
 const p = tempProject('ds-exec-crash-');
 afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
 
-const script = join(p.dir, 'resource');
-writeFileSync(
-  script,
-  `#!/bin/sh
-# A resource kept in a JSON file; every create is counted in creates.log.
-set -eu
-dir=${JSON.stringify(p.dir)}
-state="$dir/resource.json"
+// A resource kept in a JSON file; every create is counted in creates.log.
+const script = shellResource(
+  p.dir,
+  `state="$dir/resource.json"
 req=$(cat)
 case "$1" in
   read)
@@ -40,7 +35,6 @@ case "$1" in
 esac
 `,
 );
-chmodSync(script, 0o755);
 p.write(
   'goals.yaml',
   `${execGoalHead({ config: `{ timeout: 3s }` })}    - id: big-resource
@@ -77,9 +71,7 @@ describe('exec resource: a create cut short by kill -9', () => {
     }
 
     expect(readFileSync(creates, 'utf8').trim().split('\n')).toEqual(['create']);
-    const db = new Database(join(p.state, 'state.db'), { readonly: true });
-    const ops = db.prepare("SELECT op, outcome FROM operations WHERE node = 'big-resource' ORDER BY id").all();
-    db.close();
+    const ops = stateRows(p.state, "SELECT op, outcome FROM operations WHERE node = 'big-resource' ORDER BY id");
     expect(ops).toEqual([{ op: 'create', outcome: 'adopted' }]);
     const status = await cli(['status', '--format', 'json', ...p.args]);
     const nodes = (JSON.parse(status.stdout) as { nodes: { id: string; status: string }[] }).nodes;

@@ -1,8 +1,7 @@
-import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { cli, execGoalHead, tempProject } from '../support/cli.ts';
+import { cli, execGoalHead, logLines, shellResource, stateRows, tempProject } from '../support/cli.ts';
 import { killDuringCreate, trackDaemons } from '../support/daemon.ts';
 import type { Daemon } from '../support/daemon.ts';
 import { isAlive } from '../support/backend.ts';
@@ -19,14 +18,10 @@ const daemons = trackDaemons();
 /** A project with one exec resource whose create takes `slow` seconds (unless `<dir>/fast` exists), its commands given `timeout`. */
 function project(prefix: string, slow: number, timeout: string): ReturnType<typeof tempProject> & { log: () => string[] } {
   const p = tempProject(prefix);
-  const script = join(p.dir, 'resource');
-  writeFileSync(
-    script,
-    `#!/bin/sh
-# A resource kept in a JSON file; every create's start and end are logged with the create's pid.
-set -eu
-dir=${JSON.stringify(p.dir)}
-state="$dir/resource.json"
+  // A resource kept in a JSON file; every create's start and end are logged with the create's pid.
+  const script = shellResource(
+    p.dir,
+    `state="$dir/resource.json"
 req=$(cat)
 case "$1" in
   read)
@@ -41,7 +36,6 @@ case "$1" in
 esac
 `,
   );
-  chmodSync(script, 0o755);
   p.write(
     'goals.yaml',
     `${execGoalHead({ config: `{ timeout: ${timeout} }` })}    - id: big-resource
@@ -53,7 +47,7 @@ esac
         input: { size: large }
 `,
   );
-  const log = (): string[] => (existsSync(join(p.dir, 'creates.log')) ? readFileSync(join(p.dir, 'creates.log'), 'utf8').trim().split('\n') : []);
+  const log = (): string[] => logLines(join(p.dir, 'creates.log'));
   return { ...p, log };
 }
 
@@ -68,12 +62,7 @@ async function crashDuringCreate(p: ReturnType<typeof project>): Promise<{ creat
 }
 
 function operations(p: ReturnType<typeof project>): unknown[] {
-  const db = new Database(join(p.state, 'state.db'), { readonly: true });
-  try {
-    return db.prepare("SELECT op, outcome FROM operations WHERE node = 'big-resource' ORDER BY id").all();
-  } finally {
-    db.close();
-  }
+  return stateRows(p.state, "SELECT op, outcome FROM operations WHERE node = 'big-resource' ORDER BY id");
 }
 
 async function stop(d: Daemon): Promise<void> {

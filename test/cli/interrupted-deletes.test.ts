@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { bin, cleanEnv, cli, execGoalHead, tempProject } from '../support/cli.ts';
+import { bin, cleanEnv, cli, execGoalHead, shellResource, tempProject } from '../support/cli.ts';
 import { eventually } from '../support/daemon.ts';
 
 /*
@@ -17,13 +17,9 @@ const GONE = ['c', 'd', 'e'];
 
 function project(prefix: string): ReturnType<typeof tempProject> & { goal(ids: readonly string[]): void } {
   const p = tempProject(prefix);
-  const script = join(p.dir, 'resource');
-  writeFileSync(
-    script,
-    `#!/bin/sh
-set -eu
-dir=${JSON.stringify(p.dir)}
-id=$(cat | sed -n 's/.*"id":"\\([a-z]*\\)".*/\\1/p')
+  const script = shellResource(
+    p.dir,
+    `id=$(cat | sed -n 's/.*"id":"\\([a-z]*\\)".*/\\1/p')
 case "$1" in
   read) if [ -f "$dir/res-$id" ]; then echo '{"exists":true,"state":{}}'; else echo '{"exists":false}'; fi ;;
   create) touch "$dir/res-$id"; echo '{"outputs":{}}' ;;
@@ -34,7 +30,6 @@ case "$1" in
 esac
 `,
   );
-  chmodSync(script, 0o755);
   const goal = (ids: readonly string[]): void =>
     p.write(
       'goals.yaml',

@@ -1,8 +1,7 @@
-import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { cli, execGoalHead, tempProject } from '../support/cli.ts';
+import { cli, execGoalHead, logLines, shellResource, stateRows, tempProject } from '../support/cli.ts';
 import { eventually, killDuringCreate, trackDaemons } from '../support/daemon.ts';
 import { isAlive } from '../support/backend.ts';
 
@@ -22,13 +21,9 @@ const daemons = trackDaemons();
  */
 function project(prefix: string): ReturnType<typeof tempProject> & { log: () => string[]; reads: (name: string) => number; setGoals: (names: readonly string[]) => void } {
   const p = tempProject(prefix);
-  const script = join(p.dir, 'resource');
-  writeFileSync(
-    script,
-    `#!/bin/sh
-set -eu
-dir=${JSON.stringify(p.dir)}
-state="$dir/$2.json"
+  const script = shellResource(
+    p.dir,
+    `state="$dir/$2.json"
 req=$(cat)
 case "$1" in
   read)
@@ -43,7 +38,6 @@ case "$1" in
 esac
 `,
   );
-  chmodSync(script, 0o755);
   const setGoals = (names: readonly string[]): void =>
     p.write(
       'goals.yaml',
@@ -62,8 +56,8 @@ esac
           .join(''),
     );
   setGoals(['slow']);
-  const log = (): string[] => (existsSync(join(p.dir, 'creates.log')) ? readFileSync(join(p.dir, 'creates.log'), 'utf8').trim().split('\n') : []);
-  const reads = (name: string): number => (existsSync(join(p.dir, 'reads.log')) ? readFileSync(join(p.dir, 'reads.log'), 'utf8').split('\n').filter((l) => l === name).length : 0);
+  const log = (): string[] => logLines(join(p.dir, 'creates.log'));
+  const reads = (name: string): number => logLines(join(p.dir, 'reads.log')).filter((l) => l === name).length;
   return { ...p, log, reads, setGoals };
 }
 
@@ -76,12 +70,7 @@ async function crashDuringCreate(p: ReturnType<typeof project>, args: readonly s
 }
 
 function operations(p: ReturnType<typeof project>): unknown[] {
-  const db = new Database(join(p.state, 'state.db'), { readonly: true });
-  try {
-    return db.prepare('SELECT node, op, outcome FROM operations ORDER BY id').all();
-  } finally {
-    db.close();
-  }
+  return stateRows(p.state, 'SELECT node, op, outcome FROM operations ORDER BY id');
 }
 
 interface ShownNode {

@@ -1,7 +1,7 @@
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, execGoalHead, tempProject } from '../support/cli.ts';
+import { cli, execGoalHead, shellResource, tempProject } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
 
 // A `plan` while a daemon creates a resource: the daemon's pending create is running, not cut short
@@ -9,13 +9,9 @@ import { eventually, trackDaemons } from '../support/daemon.ts';
 // and the node would show held for a moment).
 const daemons = trackDaemons();
 const p = tempProject('ds-plan-beside-');
-const script = join(p.dir, 'resource');
-writeFileSync(
-  script,
-  `#!/bin/sh
-set -eu
-dir=${JSON.stringify(p.dir)}
-req=$(cat)
+const script = shellResource(
+  p.dir,
+  `req=$(cat)
 case "$1" in
   read)
     printf '%s\\n' "$req" >> "$dir/reads.log"
@@ -27,7 +23,6 @@ case "$1" in
 esac
 `,
 );
-chmodSync(script, 0o755);
 p.write(
   'goals.yaml',
   `${execGoalHead({ config: `{ timeout: 60s }` })}    - id: slow

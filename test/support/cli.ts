@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
 import { afterAll } from 'vitest';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -111,6 +112,32 @@ spec:
   defaults: { backend: exec }
 ${options.prune === true ? '  prune: true\n' : ''}  nodes:
 `;
+}
+
+/**
+ * An executable shell script `resource` in `dir`, for exec nodes' commands: `set -eu`, `$dir` set to
+ * `dir`, then `body` (usually a `case "$1" in read) … create) … esac` over files in `$dir`). Its path.
+ */
+export function shellResource(dir: string, body: string): string {
+  const script = join(dir, 'resource');
+  writeFileSync(script, `#!/bin/sh\nset -eu\ndir=${JSON.stringify(dir)}\n${body}`);
+  chmodSync(script, 0o755);
+  return script;
+}
+
+/** The lines a test's script appended to `file` (none while it does not exist). */
+export function logLines(file: string): string[] {
+  return existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n') : [];
+}
+
+/** The rows of `sql` on the state file in `state`, opened read-only: what the CLI recorded. */
+export function stateRows(state: string, sql: string): unknown[] {
+  const db = new Database(join(state, 'state.db'), { readonly: true });
+  try {
+    return db.prepare(sql).all();
+  } finally {
+    db.close();
+  }
 }
 
 /** A local Backend rooted at `root` and a Goal `app` with one file node `conf` (`app.conf`, mode 0644) holding `content`. */
