@@ -109,7 +109,7 @@ function errnoOf(err: unknown): string | undefined {
 }
 
 /** pg's error for a server that answers a TLS request with no (it carries no code, only this message). */
-export function refusesTls(err: unknown): boolean {
+function refusesTls(err: unknown): boolean {
   return err instanceof Error && /does not support SSL/i.test(err.message);
 }
 
