@@ -216,10 +216,16 @@ export function parseRead(stdout: string): ReadResult {
   return { exists: true, state, outputs: parseOutputs('read', obj.outputs) };
 }
 
-/** Parses `create`'s or `update`'s stdout: `{"outputs":{…}}`. */
+/**
+ * Parses `create`'s or `update`'s stdout: `{"outputs":{…}}` (GOAL-FORMAT.md), `{"outputs":{}}` when
+ * there are none. An object without `outputs` (`{}`, a misspelt `{"output":{…}}`) is bad output, not
+ * a success with no outputs: the id a create printed under another key would be lost without a word.
+ */
 export function parseApply(command: 'create' | 'update', stdout: string): Outputs {
   if (stdout.trim() === '') throw new FaultError(badOutput(command, 'nothing (expected {"outputs":{…}})'));
-  return parseOutputs(command, parseJsonObject(command, stdout).outputs);
+  const obj = parseJsonObject(command, stdout);
+  if (!('outputs' in obj)) throw new FaultError(badOutput(command, `an object without "outputs" (expected {"outputs":{…}}): ${excerpt(stdout)}`));
+  return parseOutputs(command, obj.outputs);
 }
 
 /**
@@ -232,10 +238,15 @@ export function updatedOutputs(printed: Outputs, recorded: Outputs | undefined):
   return recorded === undefined ? printed : { ...recorded, ...printed };
 }
 
-/** Checks `delete`'s stdout: nothing, or a JSON object (`{}` is common), is accepted. */
+/**
+ * Checks `delete`'s stdout: nothing (GOAL-FORMAT.md), or an empty JSON object (`{}`, which scripts
+ * built on one printer often give). Anything else is bad output: what a delete meant by it is not
+ * known (the resource is observed again at the next pass either way).
+ */
 export function checkDelete(stdout: string): void {
   if (stdout.trim() === '') return;
-  parseJsonObject('delete', stdout);
+  const obj = parseJsonObject('delete', stdout);
+  if (Object.keys(obj).length > 0) throw new FaultError(badOutput('delete', `${excerpt(stdout)} (expected nothing)`));
 }
 
 /** Drift: every key of `input` whose value differs (deep-equal) from the same key in `state`. */

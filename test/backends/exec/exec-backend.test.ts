@@ -123,7 +123,7 @@ if (op === 'read') {
   console.log(JSON.stringify({ outputs: { id: 'r-1' } }));
 } else if (op === 'update') {
   writeFileSync(file(req.outputs.id), JSON.stringify(req.input));
-  console.log('{}');
+  console.log(JSON.stringify({ outputs: {} }));
 }
 `,
     );
@@ -313,6 +313,7 @@ describe('exec backend: exit status classification', () => {
     { name: 'garbage', out: 'created it!' },
     { name: 'nothing', out: '' },
     { name: 'outputs that are not a map', out: '{"outputs": [1]}' },
+    { name: 'its id under a misspelt key', out: '{"output": {"id": "i-1"}}' },
   ])('a create that exits 0 printing $name is cut short: it may have made its resource', async ({ out }) => {
     const n = genericNode('x', { commands: { read: ['/bin/echo', '{"exists": false}'], create: ['/bin/echo', out] } });
     const created = await backend().create(n, opContext());
@@ -359,8 +360,13 @@ describe('exec backend: output that is not the protocol JSON is a bad-output fau
     { name: 'create: nothing at all', op: 'create', out: '' },
     { name: 'create: outputs is a string', op: 'create', out: '{"outputs":"x"}' },
     { name: 'create: truncated JSON', op: 'create', out: '{"outputs":{"a":' },
+    // GOAL-FORMAT.md: create and update print {"outputs": {…}}; an object without it would lose a misspelt id.
+    { name: 'create: an object without "outputs"', op: 'create', out: '{}' },
+    { name: 'create: "output" misspelt', op: 'create', out: '{"output":{"id":"i-1"}}' },
     { name: 'update: garbage', op: 'update', out: 'OK' },
+    { name: 'update: an object without "outputs"', op: 'update', out: '{"id":"i-1"}' },
     { name: 'delete: garbage (empty or {} is fine)', op: 'delete', out: 'deleted!' },
+    { name: 'delete: an object with keys (delete prints nothing)', op: 'delete', out: '{"deleted":true}' },
     // Nesting that deep overflows the stack of whatever walks it next (drift comparison, plan output).
     { name: 'read: a state nested 50,000 levels deep', op: 'read', out: `{"exists":true,"state":{"a":${'['.repeat(50_000)}${']'.repeat(50_000)}}}` },
     { name: 'read: JSON nested deeper than 64 levels (the goal files\' limit)', op: 'read', out: `{"exists":true,"state":${'{"a":'.repeat(64)}1${'}'.repeat(64)}}` },

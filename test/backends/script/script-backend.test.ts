@@ -209,7 +209,7 @@ describe('a misbehaving generated script is recorded and surfaces as a classifie
 
   it('an update that prints no outputs keeps those create recorded (the id the next read finds the resource by)', async () => {
     const p = project();
-    const script = p.file('by-id.sh', `#!/bin/sh\ncat > /dev/null\ncase "$1" in create) echo '{"outputs": {"id": "r-1"}}';; update) echo '{}';; read) echo '{"exists": false}';; esac\n`);
+    const script = p.file('by-id.sh', `#!/bin/sh\ncat > /dev/null\ncase "$1" in create) echo '{"outputs": {"id": "r-1"}}';; update) echo '{"outputs": {}}';; read) echo '{"exists": false}';; esac\n`);
     const b = p.backend({ generator: printing(script) });
     const n = node('thing', { name: 'a' }, 'dev');
     await observe(b, n);
