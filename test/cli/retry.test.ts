@@ -68,6 +68,21 @@ describe('retry', () => {
     expect(offUnknown).toMatchObject({ code: 1, stderr: 'unknown node "nope"\n' });
   });
 
+  it('a node the goals declare but no pass has observed yet is not held, not unknown (exit 0); the goals are read only then', async () => {
+    const q = tempProject('ds-retry-new-');
+    const node = (id: string): string => `    - id: ${id}\n      type: local.directory\n      spec: { path: ${id} }\n`;
+    q.write('app.yaml', `${memoryGoalHead('    {}\n')}${node('old')}`);
+    expect((await cli(['apply', '--yes', ...q.args], { cwd: q.dir })).code).toBe(0);
+    q.write('app.yaml', `${memoryGoalHead('    {}\n')}${node('old')}${node('added')}`);
+    expect(await cli(['retry', 'added', ...q.args], { cwd: q.dir })).toMatchObject({ code: 0, stdout: 'added is not held (status pending); nothing to do\n' });
+    const json = await cli(['retry', 'added', '--format', 'json', ...q.args], { cwd: q.dir });
+    expect(JSON.parse(json.stdout)).toEqual({ notHeld: 'added', status: 'pending', via: 'store' });
+    expect(await cli(['retry', 'nope', ...q.args], { cwd: q.dir })).toMatchObject({ code: 1, stderr: 'unknown node "nope"\n' });
+    // Goals that do not compile declare nothing: retry still answers, from the state alone.
+    q.write('broken.yaml', 'kind: [\n');
+    expect(await cli(['retry', 'added', ...q.args], { cwd: q.dir })).toMatchObject({ code: 1, stderr: 'unknown node "added"\n' });
+  });
+
   it('--all releases every node the fault policy holds, through the daemon and offline, and leaves what a policy holds', async () => {
     const q = tempProject('ds-retry-all-');
     q.write('app.yaml', `apiVersion: desiredstate/v1

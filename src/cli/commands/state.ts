@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { assertNever, DesiredStateError, ErrorCodes, errorMessage, GOAL_ERRORS_META, NODE_STATUSES, parseDuration, releaseAllStoredNodes, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
 import type { OperatorRetryAnswer, RunRecord } from '../../runtime/index.ts';
-import { DAEMON_LISTEN, DAEMON_PID, withStateStore } from '../context.ts';
+import { compileGoals, DAEMON_LISTEN, DAEMON_PID, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { formatDiff, table } from '../format.ts';
 import { EXIT, UsageError } from '../usage.ts';
@@ -132,7 +132,21 @@ export async function retry(ctx: CliContext, node: string | undefined, options: 
   if (node === undefined) throw new UsageError('retry needs a node id (or --all): desiredstate retry NODE');
   const daemon = withStateStore(ctx, 'read', (store) => runningDaemon(ctx, store)) ?? null;
   const { answer, via } = await releaseNode(ctx, node, daemon);
+  // Not in the state, yet in the goals (added since the last pass): a node, not held, not unknown.
+  if (answer.status === 'unknown' && (await declaredInGoals(ctx, node))) return answered(ctx, node, { status: 'not-held', current: 'pending' }, via);
   return answered(ctx, node, answer, via);
+}
+
+/**
+ * Whether the goals declare `node`: asked only of a node the state does not know. Goals that do not
+ * compile (or no goal directory: retry needs none) declare nothing here, and the node stays unknown.
+ */
+async function declaredInGoals(ctx: CliContext, node: string): Promise<boolean> {
+  try {
+    return (await compileGoals(ctx)).result.graph?.has(node) === true;
+  } catch {
+    return false;
+  }
 }
 
 /**
