@@ -135,7 +135,10 @@ export function parseGoalText(
   docs.forEach((doc, index) => {
     let bad = false;
     for (const e of doc.errors) {
-      bad = true;
+      // A duplicate key is an error, but the document around it is whole: it is still compiled (its
+      // later value taken), so that its other problems are reported in the same run. The error keeps
+      // the revision from being used. A syntax error leaves no document to speak of.
+      if (e.code !== 'DUPLICATE_KEY') bad = true;
       // After the first few, syntax errors are mostly echoes of the first.
       if (++yamlErrors > MAX_SYNTAX_ERRORS) continue;
       if (e.code === 'DUPLICATE_KEY') problem(at(e.pos[0]), 'duplicate-key', `duplicate key ${keySource(text, e.pos)}: each key may appear once in a map`);

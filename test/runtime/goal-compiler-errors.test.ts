@@ -65,6 +65,21 @@ describe('ignoreFields: each entry is a path of the type\'s spec', () => {
 });
 
 describe('every error of a node, not only the first', () => {
+  it('a duplicate key does not hide the other errors of its file', () => {
+    const r = compile(goal(`    - id: a
+      type: local.file
+      spec: { path: a.txt, content: x, mode: "9999" }
+    - id: b
+      type: local.file
+      spec: { path: b.txt, content: x, content: y }
+`));
+    expect(r.lines).toEqual([
+      'g0.yaml:8:46: error invalid-value: spec.mode: the string "9999" is not valid: mode is an octal string such as "0644" or "0755" (a fourth digit for setuid, setgid, sticky: "2775", "1777")',
+      'g0.yaml:11:40: error duplicate-key: duplicate key "content": each key may appear once in a map',
+    ]);
+    expect(r.graph).toBeUndefined();
+  });
+
   it('a bad node field does not hide its spec, type and edge errors', () => {
     const r = compile(goal(`    - id: a
       type: local.file

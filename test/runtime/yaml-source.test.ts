@@ -66,7 +66,6 @@ describe('parseGoalText', () => {
     { name: 'comments only', text: '# nothing\n', code: 'empty-file', at: '1:1' },
     { name: 'separators only', text: '---\n---\n', code: 'empty-file', at: '1:1' },
     { name: 'a merge key', text: 'a: &x {b: 1}\nc:\n  <<: *x\n', code: 'merge-key', at: '3:3' },
-    { name: 'a duplicate key', text: 'a: 1\nb: 2\na: 3\n', code: 'duplicate-key', at: '3:1' },
     { name: 'a __proto__ key', text: 'a:\n  __proto__: {x: 1}\n', code: 'forbidden-key', at: '2:3' },
     { name: 'a constructor key', text: 'constructor: 1\n', code: 'forbidden-key', at: '1:1' },
     { name: 'a python tag', text: 'a: !!python/object/apply:os.system ["ls"]\n', code: 'custom-tag', at: '1:4' },
@@ -81,6 +80,12 @@ describe('parseGoalText', () => {
     expect(diagnostics.map((d) => d.code)).toContain(code);
     const d = diagnostics.find((x) => x.code === code)!;
     if (at !== '') expect(`${d.line}:${d.col}`).toBe(at);
+  });
+
+  it('a duplicate key is an error, yet the document is kept (its later value taken) so that its other problems are reported too', () => {
+    const { documents, diagnostics } = parseGoalText('f.yaml', 'a: 1\nb: 2\na: 3\n');
+    expect(diagnostics).toEqual([expect.objectContaining({ code: 'duplicate-key', severity: 'error', line: 3, col: 1 })]);
+    expect(documents.map((d) => d.value)).toEqual([{ a: 3, b: 2 }]);
   });
 
   it('names the duplicated key and the custom tag as written', () => {
