@@ -532,8 +532,9 @@ export class GoalCompiler<S extends NodeSpec> {
     // A reference to a node whose spec is wrong is not checked: what it will output is unknown.
     const builtSpecs = new Map<NodeId, S>();
     for (const p of pending) if (p.declared && p.built !== undefined) builtSpecs.set(p.id, p.built.spec);
-    // Each built node's edges, for the domain's implied edges to join.
+    // Each built node, and its edges, for the domain's implied edges to join.
     const edgesOf = new Map<NodeId, Dependency[]>();
+    const builtNodes: BuiltNode<S>[] = [];
     for (const p of pending) {
       const edges: Dependency[] = [];
       const seen = new Set<NodeId>();
@@ -560,12 +561,10 @@ export class GoalCompiler<S extends NodeSpec> {
       if (p.built !== undefined && p.declared) {
         nodes.push({ id: p.id, goal: p.goal, spec: p.built.spec, dependsOn: edges, settings: p.settings, source: p.source });
         edgesOf.set(p.id, edges);
+        builtNodes.push({ id: p.id, spec: p.built.spec, locate: p.locate });
       }
     }
-    if (this.factory.impliedEdges !== undefined) {
-      const built = pending.filter((p) => p.declared && p.built !== undefined).map((p) => ({ id: p.id, spec: p.built!.spec, locate: p.locate }));
-      addImpliedEdges(this.factory.impliedEdges(built), edgesOf);
-    }
+    if (this.factory.impliedEdges !== undefined) addImpliedEdges(this.factory.impliedEdges(builtNodes), edgesOf);
 
     let graph: DesiredGraph<S> | undefined;
     if (!diag.hasErrors) {
