@@ -1,7 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, localBackend, tempProject } from '../support/cli.ts';
+import { cli, goalHead, localBackend, tempProject } from '../support/cli.ts';
 
 /**
  * A `local.*` node whose path lies inside a `local.directory` node's path, on
@@ -10,14 +10,7 @@ import { cli, localBackend, tempProject } from '../support/cli.ts';
  */
 
 /** A Goal `app` on the backend `local`, prune and Delete by default, with the given node lines. */
-const goalWith = (nodes: string): string => `apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: app }
-spec:
-  prune: true
-  defaults: { backend: local, deletionPolicy: Delete }
-  nodes:
-${nodes}`;
+const goalWith = (nodes: string): string => `${goalHead('  prune: true\n  defaults: { backend: local, deletionPolicy: Delete }\n')}${nodes}`;
 
 // Declared files first and the directories last, so that declaration order alone would make the files first.
 const TREE = `    - id: a-index

@@ -9,7 +9,7 @@ import { compileGoals, createContext } from '../../src/cli/context.ts';
 import type { CliContext } from '../../src/cli/context.ts';
 import { goalSetKey, readCompiledGoals, writeCompiledGoals } from '../../src/cli/goal-cache.ts';
 import type { LoadedGoals } from '../../src/cli/load.ts';
-import { cli, localBackend, oneFileGoal, repoRoot, tempProject } from '../support/cli.ts';
+import { cli, goalHead, localBackend, oneFileGoal, repoRoot, tempProject } from '../support/cli.ts';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -59,12 +59,7 @@ describe('compiled-goal cache', () => {
   it('keeps the edges a backend implies (a file in a directory node\'s path): implicit, with their source and why', async () => {
     const p = tempProject('ds-goal-cache-implied-');
     p.write('app.yaml', `${localBackend(p.root)}---
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: app }
-spec:
-  nodes:
-    - { id: index, type: local.file, spec: { path: www/index.html, content: hi } }
+${goalHead()}    - { id: index, type: local.file, spec: { path: www/index.html, content: hi } }
     - { id: www, type: local.directory, spec: { path: www } }
 `);
     mkdirSync(p.state);

@@ -75,12 +75,16 @@ spec:
   type: memory
   config:
 ${config}---
-apiVersion: desiredstate/v1
+${goalHead('  defaults: { backend: mem }\n')}`;
+}
+
+/** A Goal `app` up to its `nodes:` line, for node lines to follow; `spec`: lines of its spec before `nodes` (indented two spaces). */
+export function goalHead(spec = ''): string {
+  return `apiVersion: desiredstate/v1
 kind: Goal
 metadata: { name: app }
 spec:
-  defaults: { backend: mem }
-  nodes:
+${spec}  nodes:
 `;
 }
 
@@ -143,13 +147,7 @@ export function stateRows(state: string, sql: string): unknown[] {
 /** A local Backend rooted at `root` and a Goal `app` with one file node `conf` (`app.conf`, mode 0644) holding `content`. */
 export function oneFileGoal(root: string, content: string): string {
   return `${localBackend(root)}---
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: app }
-spec:
-  defaults: { backend: local }
-  nodes:
-    - id: conf
+${goalHead('  defaults: { backend: local }\n')}    - id: conf
       type: local.file
       spec: { path: app.conf, content: ${JSON.stringify(content)}, mode: "0644" }
 `;

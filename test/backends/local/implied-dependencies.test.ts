@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { goalHead, localBackend } from '../../support/cli.ts';
 import { compileText } from '../../support/compile.ts';
 
 /**
@@ -8,17 +9,7 @@ import { compileText } from '../../support/compile.ts';
  * path is known before running.
  */
 
-const goal = (nodes: string): string => `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: local }
-spec: { type: local, config: { root: /tmp/ds-implied } }
----
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: app }
-spec:
-  nodes:
-${nodes}`;
+const goal = (nodes: string): string => `${localBackend('/tmp/ds-implied')}---\n${goalHead()}${nodes}`;
 
 /** Each node's edges, as `id -> on (implicit|written)`. */
 function edges(nodes: string): string[] {
