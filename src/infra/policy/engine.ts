@@ -1,4 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
+import type { z } from 'zod';
 import { assertNever, didYouMean, formatPath, reportZodIssues, suggestion } from '../../runtime/index.ts';
 import type { DiagnosticBag, GoalInfo, NodeDeclaration, NodeGate, PathKey, RawDocument, SourceLocation } from '../../runtime/index.ts';
 import type { PolicyDefault, PolicyEngine, PolicyVerdict } from '../policy.ts';
@@ -16,6 +17,28 @@ import { checkReport } from './report.ts';
 import type { CheckReport, EvaluatedNode, RuleInfo } from './report.ts';
 import { compareLevels, levelFor, policyDocumentSchema, policySpecSchema } from './schema.ts';
 import type { Level, PolicySpecInput } from './schema.ts';
+
+/**
+ * Stand-ins for an entry's fields that say what a finding means but that no
+ * compile-time check reads: an entry whose only errors are there still has
+ * its patterns, CEL, fields and types checked.
+ */
+const UNCHECKED_FIELDS: Readonly<Record<string, unknown>> = { description: 'unchecked', severity: { default: 'info' }, frameworks: [] };
+
+/** A Policy entry as far as it can be checked: itself, with its unchecked fields' errors set aside, or undefined. */
+function checkableEntry(schema: z.ZodType, entry: unknown): unknown {
+  const parsed = schema.safeParse(entry);
+  if (parsed.success) return entry;
+  if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) return undefined;
+  const copy: Record<string, unknown> = { ...entry };
+  for (const issue of parsed.error.issues) {
+    const [key] = issue.path;
+    if (issue.code === 'unrecognized_keys' && key === undefined) for (const k of issue.keys) delete copy[k];
+    else if (typeof key === 'string' && Object.hasOwn(UNCHECKED_FIELDS, key)) copy[key] = UNCHECKED_FIELDS[key];
+    else return undefined;
+  }
+  return schema.safeParse(copy).success ? copy : undefined;
+}
 
 export interface CelPolicyEngineOptions {
   /** Built-in packs by name, for `include` (default: {@link BUILTIN_PACKS}). */
@@ -86,13 +109,9 @@ export class CelPolicyEngine implements PolicyEngine {
     }
     const spec = parsed.data.spec;
     const policy = doc.name;
-    const packNames = Object.keys(this.packs);
     spec.include.forEach((name, i) => {
-      const pack = Object.hasOwn(this.packs, name) ? this.packs[name] : undefined;
-      if (pack === undefined) {
-        diag.error(doc.locate(['spec', 'include', i]), 'unknown-pack', `"${name}" is not a built-in rule pack; packs: ${packNames.join(', ')}${suggestion(name, packNames)}`);
-        return;
-      }
+      const pack = this.pack(name, doc.locate(['spec', 'include', i]), diag);
+      if (pack === undefined) return;
       // A pack included by several policies is judged once, under the first.
       if (this.includedPacks.has(name)) return;
       this.includedPacks.add(name);
@@ -110,24 +129,38 @@ export class CelPolicyEngine implements PolicyEngine {
     this.add(compiled, true, diag);
   }
 
+  /** The built-in pack of this name; an unknown name is an error at `at`. */
+  private pack(name: string, at: SourceLocation, diag: DiagnosticBag): PolicySpecInput | undefined {
+    const pack = Object.hasOwn(this.packs, name) ? this.packs[name] : undefined;
+    if (pack === undefined) {
+      const packNames = Object.keys(this.packs);
+      diag.error(at, 'unknown-pack', `"${name}" is not a built-in rule pack; packs: ${packNames.join(', ')}${suggestion(name, packNames)}`);
+    }
+    return pack;
+  }
+
   /**
-   * A Policy whose document does not validate is not used, but the entries
-   * that do validate on their own are still compiled, for their diagnostics
-   * only: every problem is reported at once, not a second round once the
-   * first is fixed.
+   * A Policy whose document does not validate is not used, but what does
+   * validate on its own is still checked, for its diagnostics only: every
+   * problem is reported at once, not a second round once the first is
+   * fixed. That is the pack names, and each entry, with any error only in a
+   * field no check reads (`description`, `severity`, `frameworks`, an
+   * unknown key) set aside.
    */
   private checkSalvage(doc: RawDocument, diag: DiagnosticBag): void {
     const raw = doc.value.spec;
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return;
     const entries = raw as Readonly<Record<string, unknown>>;
     const shape = policySpecSchema().shape;
+    const include = shape.include.safeParse(entries['include']);
+    if (include.success) include.data.forEach((name, i) => this.pack(name, doc.locate(['spec', 'include', i]), diag));
     const salvaged: Record<string, unknown[]> = {};
     for (const key of ['naming', 'requiredLabels', 'rules', 'defaults'] as const) {
       const list = entries[key];
       if (!Array.isArray(list)) continue;
       const entry = shape[key].unwrap().element;
-      // Entries that do not validate are left as holes, so that the others keep their index (and place).
-      salvaged[key] = list.map((e) => (entry.safeParse(e).success ? e : undefined));
+      // Entries that cannot be checked are left as holes, so that the others keep their index (and place).
+      salvaged[key] = list.map((e) => checkableEntry(entry, e));
     }
     const kept = Object.fromEntries(Object.entries(salvaged).map(([k, list]) => [k, list.filter((e) => e !== undefined)]));
     const spec = policySpecSchema().safeParse(kept);

@@ -135,3 +135,23 @@ describe('a Policy with a schema error still has its other entries checked', () 
     ]);
   });
 });
+
+describe('an entry with errors only in what a finding says still has its checks run', () => {
+  // description, severity and frameworks are read by no check: an error there does not hide the entry's CEL or pattern.
+  it.each([
+    { name: 'a rule with a bad description and a bad expression', entry: '  rules:\n    - { id: r, description: 5, require: "spec.mode ==" , severity: { default: high } }\n', want: ['6:29 invalid-type', '6:41 bad-expression'] },
+    { name: 'a rule with a bad level and an unknown key, and a field its types lack', entry: '  rules:\n    - { id: r, description: d, require: "spec.nope", severity: { default: hgih }, bogus: 1 }\n', want: ['6:41 bad-expression', '6:75 invalid-value', '6:83 unknown-field'] },
+    { name: 'a naming entry with a bad framework and a bad pattern', entry: '  naming:\n    - { types: [local.file], field: path, pattern: "^[a-", severity: { default: low }, frameworks: [SOX] }\n', want: ['6:52 bad-pattern', '6:101 invalid-value'] },
+    { name: 'a required label with a bad severity and a bad pattern', entry: '  requiredLabels:\n    - { key: team, pattern: "(", severity: 3 }\n', want: ['6:29 bad-pattern', '6:44 invalid-type'] },
+  ])('$name', ({ entry, want }) => {
+    expect(diagnose(entry).map((d) => d.split(' ').filter((_, i) => i !== 1).slice(0, 2).join(' ').replace(/:$/, ''))).toEqual(want);
+  });
+
+  it('an entry whose expression field itself is bad is not compiled, so it brings no echo', () => {
+    expect(diagnose('  rules:\n    - { id: r, description: 5, require: 7, severity: { default: high } }\n').map((d) => d.split(' ')[2])).toEqual(['invalid-type:', 'invalid-type:']);
+  });
+
+  it('a bad blockAt does not hide an unknown pack', () => {
+    expect(diagnose('  blockAt: extreme\n  include: [baselin]\n').map((d) => d.split(' ').filter((_, i) => i !== 1).slice(0, 2).join(' '))).toEqual(['5:12 invalid-value:', '6:13 unknown-pack:']);
+  });
+});
