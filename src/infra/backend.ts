@@ -144,6 +144,16 @@ export interface BackendFactory<C = unknown> {
    */
   resourceKey?(spec: InfraNodeSpec, config: C): { readonly key: string; readonly path: readonly string[] } | undefined;
   /**
+   * The spec fields (besides `type`) that `checkSpec`, `cannotDelete` and
+   * `resourceKey` read. Declared, those three also run on a spec with errors
+   * in other fields, given `type` and these fields only, so that a bad `mode`
+   * does not hide a path that escapes the root or a second node on one path:
+   * every problem at once. They do not run when one of these fields has an
+   * error itself. Undeclared, they run on valid specs only.
+   * (test/infra/spec-fields.test.ts holds each declaration to what they read.)
+   */
+  readonly specFields?: readonly string[];
+  /**
    * Orderings among the nodes of one instance of this backend that the
    * resources themselves imply, without I/O (a file inside a directory
    * another node manages is made after it, and deleted before it): each

@@ -1,13 +1,14 @@
 import { z } from 'zod';
-import { fieldPathProblem, hasReferences, MISSING_RESOURCE, pendingIssue, reportZodIssues, suggestion, valueAtPath } from '../runtime/index.ts';
+import { fieldPathProblem, hasReferences, MISSING_RESOURCE, once, pendingIssue, reportZodIssues, suggestion, valueAtPath } from '../runtime/index.ts';
 import type { BuiltNode, BuiltSpec, DiagnosticBag, GoalInfo, ImpliedEdge, NodeDeclaration, NodeSpecFactory, PathKey, PendingValue, RawDocument, SourceLocation } from '../runtime/index.ts';
 import { desiredNodeSpec } from './desired.ts';
 import type { InfraDesiredNodeSpec } from './desired.ts';
 import type { PolicyDefault, PolicyEngine } from './policy.ts';
+import type { BackendFactory } from './backend.ts';
 import type { BackendDeclaration, BackendRegistry } from './registry.ts';
 import { wantsString } from './resolved-spec.ts';
 import { INFRA_NODE_TYPES, isInfraNodeType, specSchemas, statefulTypes } from './spec.ts';
-import type { InfraNodeSpec } from './spec.ts';
+import type { InfraNodeSpec, InfraNodeType } from './spec.ts';
 
 export const backendDocumentSchema = z.strictObject({
   apiVersion: z.string(),
@@ -23,6 +24,9 @@ export const backendDocumentSchema = z.strictObject({
     config: z.record(z.string(), z.unknown()).default({}).describe('Validated by the implementation.'),
   }),
 });
+
+/** A Backend's `spec.type` and `spec.config` alone, other keys let through: what its implementation checks. */
+const backendCoreSchema = once(() => z.object({ type: backendDocumentSchema.shape.spec.shape.type, config: backendDocumentSchema.shape.spec.shape.config }));
 
 /** The backend a goal set gets when it declares none named `local`. */
 export const DEFAULT_LOCAL_BACKEND = { id: 'local', type: 'local', config: { root: '.desiredstate/local' } } as const;
@@ -63,6 +67,37 @@ function parseTemplate(
   // A fresh object of the same shape, in the same key order: the spec's refinements would read the reference as a value.
   const template = z.strictObject({ ...schema.shape, ...Object.fromEntries([...asWritten].map((k) => [k, z.unknown()])) }).safeParse(input);
   return template.success ? { data: template.data, asWritten } : undefined;
+}
+
+/**
+ * A spec with errors as its backend's checks read it (`BackendFactory.specFields`):
+ * `type` and those fields, each parsed on its own (one holding a reference kept as
+ * written). Undefined when one of them has an error, or the spec as a whole has one
+ * (it is not an object, or a rule across fields fails); an unknown key does not count.
+ */
+function checkableSpec(
+  type: InfraNodeType,
+  schema: (typeof specSchemas)[keyof typeof specSchemas],
+  input: Record<string, unknown>,
+  issues: readonly z.core.$ZodIssue[],
+  fields: readonly string[],
+): InfraNodeSpec | undefined {
+  const invalid = new Set<PropertyKey>();
+  for (const issue of issues) {
+    const [field] = issue.path;
+    if (field !== undefined) invalid.add(field);
+    else if (issue.code !== 'unrecognized_keys') return undefined;
+  }
+  if (fields.some((f) => invalid.has(f))) return undefined;
+  const shape: Readonly<Record<string, z.ZodType>> = schema.shape;
+  const spec: Record<string, unknown> = { type };
+  for (const field of fields) {
+    const parsed = shape[field]?.safeParse(input[field]);
+    const value = parsed?.success === true ? parsed.data : input[field];
+    if (value !== undefined) spec[field] = value;
+  }
+  // Partial: but its backend reads no other field (the declaration's own test holds it to that).
+  return spec as InfraNodeSpec;
 }
 
 /**
@@ -161,24 +196,36 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       const spec = doc.value.spec;
       const type = spec !== null && typeof spec === 'object' ? (spec as { type?: unknown }).type : undefined;
       this.broken(doc.name, typeof type === 'string' && this.registry.get(type) !== undefined ? type : undefined);
+      // Every problem at once: a valid type and config are still checked by their implementation, so an
+      // unknown key beside them (or a bad name) does not hide a config error until it is fixed.
+      const core = backendCoreSchema().safeParse(spec);
+      if (core.success) this.checkImplementation(doc, core.data.type, core.data.config, diag);
       return;
     }
     const { type, config } = parsed.data.spec;
-    const factory = this.registry.get(type);
-    if (factory === undefined) {
-      diag.error(doc.locate(['spec', 'type']), 'unknown-backend-type', `backend type "${type}" is not one of ${this.registry.types().join(', ')}${suggestion(type, this.registry.types())}`);
-      this.broken(doc.name, undefined);
-      return;
-    }
-    const cfg = factory.configSchema.safeParse(config);
-    if (!cfg.success) {
-      reportZodIssues(cfg.error.issues, { schema: factory.configSchema, input: config, prefix: ['spec', 'config'], owner: `${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type} backend's config`, locate: doc.locate, diag });
-      this.broken(doc.name, type);
+    const checked = this.checkImplementation(doc, type, config, diag);
+    if (checked === undefined) {
+      this.broken(doc.name, this.registry.get(type) === undefined ? undefined : type);
       return;
     }
     // Deleted first: placed where it is declared, even after a rejected document of the same name.
     this.declared.delete(doc.name);
-    this.declared.set(doc.name, { status: 'ok', decl: { id: doc.name, type, config: cfg.data, source: doc.locate(['metadata', 'name']) } });
+    this.declared.set(doc.name, { status: 'ok', decl: { id: doc.name, type, config: checked, source: doc.locate(['metadata', 'name']) } });
+  }
+
+  /** A Backend's `spec.type` and `spec.config` checked against the implementation: the parsed config, or undefined (reported). */
+  private checkImplementation(doc: RawDocument, type: string, config: Record<string, unknown>, diag: DiagnosticBag): unknown {
+    const factory = this.registry.get(type);
+    if (factory === undefined) {
+      diag.error(doc.locate(['spec', 'type']), 'unknown-backend-type', `backend type "${type}" is not one of ${this.registry.types().join(', ')}${suggestion(type, this.registry.types())}`);
+      return undefined;
+    }
+    const cfg = factory.configSchema.safeParse(config);
+    if (!cfg.success) {
+      reportZodIssues(cfg.error.issues, { schema: factory.configSchema, input: config, prefix: ['spec', 'config'], owner: `${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type} backend's config`, locate: doc.locate, diag });
+      return undefined;
+    }
+    return cfg.data;
   }
 
   rejectDocument(kind: string, name: string): void {
@@ -232,26 +279,46 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     return edges;
   }
 
-  /** Records that `decl` manages `key` on `backendId`; a second node with the same key is an error naming both. */
-  private claim(
-    decl: NodeDeclaration,
-    backendId: string,
-    resource: { readonly key: string; readonly path: readonly string[]; readonly template?: string } | undefined,
-    diag: DiagnosticBag,
-  ): void {
-    if (resource === undefined) return;
-    const { key, template } = resource;
-    const source = decl.locate(['spec', ...resource.path]);
-    // Templates claim apart from known names: a template and a literal name may resolve apart.
-    const slot = template === undefined ? `${backendId}\0${key}` : `${backendId}\0${key}\0${template}`;
+  /**
+   * Records that `decl` manages the resource its backend names (see
+   * `BackendFactory.resourceKey`); a second node with the same key is an
+   * error naming both. Returns the key the built spec keeps: none where a
+   * `${nodes…}` reference fills in the name, as it is not known before running.
+   */
+  private claimResource(decl: NodeDeclaration, spec: InfraNodeSpec, backend: BackendDeclaration, factory: BackendFactory, diag: DiagnosticBag): string | undefined {
+    const named = factory.resourceKey?.(spec, backend.config);
+    if (named === undefined) return undefined;
+    const asWritten = valueAtPath(spec, named.path);
+    const templated = hasReferences(asWritten);
+    const source = decl.locate(['spec', ...named.path]);
+    // But two nodes that write it the same way, references and all, resolve to one resource: the
+    // same key and the same text where the name is (the key's normal form alone could join
+    // templates that resolve apart: "${…}/../a" is "a" as text). So templates claim apart from known names.
+    const slot = templated ? `${backend.id}\0${named.key}\0${JSON.stringify(asWritten)}` : `${backend.id}\0${named.key}`;
     const first = this.claims.get(slot);
-    if (first === undefined) {
-      this.claims.set(slot, { id: decl.id, source });
-      return;
+    if (first === undefined) this.claims.set(slot, { id: decl.id, source });
+    else {
+      const at = `${first.source.file}:${first.source.line}:${first.source.col}`;
+      const when = templated ? ' once its references resolve' : '';
+      diag.error(source, 'duplicate-resource', `node "${decl.id}" manages ${named.key}${when}, as node "${first.id}" does (${at}); one of them must go`);
     }
-    const at = `${first.source.file}:${first.source.line}:${first.source.col}`;
-    const when = template === undefined ? '' : ' once its references resolve';
-    diag.error(source, 'duplicate-resource', `node "${decl.id}" manages ${key}${when}, as node "${first.id}" does (${at}); one of them must go`);
+    return templated ? undefined : named.key;
+  }
+
+  /**
+   * The backend's own compile-time checks of a node, without I/O
+   * (`BackendFactory.checkSpec`, and `cannotDelete` under
+   * `deletionPolicy: Delete`): true when it passes them; each problem reported.
+   */
+  private backendChecks(decl: NodeDeclaration, spec: InfraNodeSpec, backend: BackendDeclaration, factory: BackendFactory, diag: DiagnosticBag): boolean {
+    const where = `(backend "${backend.id}", type ${backend.type})`;
+    const issues = factory.checkSpec?.(spec, backend.config) ?? [];
+    for (const issue of issues) diag.error(decl.locate(['spec', ...issue.path]), issue.code ?? 'unsupported-spec', `${issue.message} ${where}`);
+    const cannotDelete = decl.deletionPolicy === 'Delete' ? factory.cannotDelete?.(spec, backend.config) : undefined;
+    if (cannotDelete !== undefined) {
+      diag.error(decl.locate(['deletionPolicy']), 'not-deletable', `deletionPolicy: Delete, but ${cannotDelete}: removed under prune, its delete would fail on every pass; use deletionPolicy: Orphan ${where}`);
+    }
+    return issues.length === 0 && cannotDelete === undefined;
   }
 
   build(decl: NodeDeclaration, diag: DiagnosticBag): BuiltSpec<InfraDesiredNodeSpec> | undefined {
@@ -291,6 +358,8 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     let data: Record<string, unknown> | undefined = parsed?.success === true ? parsed.data : undefined;
     // Fields kept as written in a template: what a reference will make of them is known only at run time.
     let runtimeFields: ReadonlySet<string> | undefined;
+    // Set when the spec has errors: its fields without one, as far as the backend's checks read them.
+    let checkable: InfraNodeSpec | undefined;
     if (parsed !== undefined && !parsed.success) {
       // Matched by the issue's path. A string that reads an invalid goal field fails on what it says only because of
       // that field's error; one that holds a reference is checked once resolved, by the dispatcher.
@@ -303,20 +372,22 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
         runtimeFields = template?.asWritten;
         // Never a node dropped in silence: should the template fail too, its issues are the spec's errors.
         if (template === undefined) reportZodIssues(parsed.error.issues, { schema, input: decl.spec, prefix: ['spec'], owner: decl.type, locate: decl.locate, diag });
+      } else if (factory?.specFields !== undefined) {
+        checkable = checkableSpec(decl.type, schema, decl.spec, issues, factory.specFields);
       }
     }
-    if (!ok || data === undefined) return undefined;
-    let spec = { type: decl.type, ...data } as InfraNodeSpec;
-    // `factory` is the backend's own here: `backend` is defined only for a declaration without errors.
-    const checkSpec = backend === undefined ? undefined : factory?.checkSpec;
-    if (backend !== undefined && checkSpec !== undefined) {
-      const issues = checkSpec(spec, backend.config);
-      for (const issue of issues) diag.error(decl.locate(['spec', ...issue.path]), issue.code ?? 'unsupported-spec', `${issue.message} (backend "${backendId}", type ${backend.type})`);
-      if (issues.length > 0) return undefined;
+    // `factory` is the backend's own below: `backend` is defined only for a declaration without errors.
+    if (!ok || data === undefined) {
+      // Not built, but every problem is reported at once: the backend's checks of the fields without errors too.
+      if (ok && backend !== undefined && factory !== undefined && checkable !== undefined) {
+        this.backendChecks(decl, checkable, backend, factory, diag);
+        this.claimResource(decl, checkable, backend, factory, diag);
+      }
+      return undefined;
     }
-    const cannotDelete = backend !== undefined && decl.deletionPolicy === 'Delete' ? factory?.cannotDelete?.(spec, backend.config) : undefined;
-    if (backend !== undefined && cannotDelete !== undefined) {
-      diag.error(decl.locate(['deletionPolicy']), 'not-deletable', `deletionPolicy: Delete, but ${cannotDelete}: removed under prune, its delete would fail on every pass; use deletionPolicy: Orphan (backend "${backendId}", type ${backend.type})`);
+    let spec = { type: decl.type, ...data } as InfraNodeSpec;
+    if (backend !== undefined && factory !== undefined && !this.backendChecks(decl, spec, backend, factory, diag)) {
+      this.claimResource(decl, spec, backend, factory, diag);
       return undefined;
     }
     let gate: BuiltSpec<InfraDesiredNodeSpec>['gate'];
@@ -329,16 +400,9 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       gate = verdict.gate;
       if (verdict.defaults.length > 0) this.policyDefaults.set(decl.id, verdict.defaults);
     }
-    const named = backend === undefined ? undefined : factory?.resourceKey?.(spec, backend.config);
-    // A name that a `${nodes…}` reference fills in is not known before running: no key, for every backend.
-    const asWritten = named === undefined ? undefined : valueAtPath(spec, named.path);
-    const templated = named !== undefined && hasReferences(asWritten);
-    // But two nodes that write it the same way, references and all, resolve to one resource: the
-    // same key and the same text where the name is (the key's normal form alone could join
-    // templates that resolve apart: "${…}/../a" is "a" as text).
-    this.claim(decl, backendId, templated ? { ...named, template: JSON.stringify(asWritten) } : named, diag);
+    const resource = backend === undefined || factory === undefined ? undefined : this.claimResource(decl, spec, backend, factory, diag);
     return {
-      spec: desiredNodeSpec(spec, backendId, decl.labels, decl.goal.environment, { resource: templated ? undefined : named?.key }),
+      spec: desiredNodeSpec(spec, backendId, decl.labels, decl.goal.environment, { resource }),
       gate,
       deletionPolicy: statefulTypes.has(decl.type) ? 'Orphan' : undefined,
       cannotUpdate: backend === undefined ? undefined : factory?.cannotUpdate?.(spec, backend.config),

@@ -232,7 +232,11 @@ describe('a Backend declared with errors', () => {
   it.each([
     { name: 'an invalid config', backend: 'spec: { type: postgres, config: { hots: x } }', codes: ['unknown-field'] },
     { name: 'an unknown backend type', backend: 'spec: { type: postgre }', codes: ['unknown-backend-type'] },
-    { name: 'an invalid Backend document', backend: 'spec: { type: postgres, bogus: 1 }', codes: ['unknown-field'] },
+    // Its type and config are still checked (every problem at once): a postgres config needs a host.
+    { name: 'an invalid Backend document', backend: 'spec: { type: postgres, bogus: 1 }', codes: ['missing-field', 'unknown-field'] },
+    { name: 'an invalid Backend document with a valid config', backend: 'spec: { type: postgres, bogus: 1, config: { host: h } }', codes: ['unknown-field'] },
+    { name: 'an invalid Backend document and an invalid config: both', backend: 'spec: { type: postgres, bogus: 1, config: { hots: x } }', codes: ['unknown-field', 'unknown-field'] },
+    { name: 'an invalid Backend document of an unknown type: both', backend: 'spec: { type: postgre, bogus: 1 }', codes: ['unknown-backend-type', 'unknown-field'] },
   ])('with $name is not also "not configured" for its nodes', ({ backend, codes }) => {
     const r = compile(`apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: pg }\n${backend}\n`, node('postgres.role', '{ name: r }'));
     expect(r.codes).toEqual(codes);
@@ -322,6 +326,46 @@ describe('spec.defaults.backend', () => {
   it('declared with errors: not reported again', () => {
     const r = compile('apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: pg }\nspec: { type: postgres, config: { hots: x } }\n', goal('    []\n', undefined, '  defaults: { backend: pg }\n'));
     expect(r.codes).toEqual(['unknown-field']);
+  });
+});
+
+describe("a spec with errors still has its backend's checks run on the fields they read", () => {
+  // BackendFactory.specFields: a bad mode does not hide a path that escapes the root, nor a second node on one path.
+  const backends = 'apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: pg }\nspec: { type: postgres, config: { host: h } }\n---\napiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: ex }\nspec: { type: exec }\n';
+
+  it('a bad mode and a path out of the root: both, each at its field', () => {
+    const r = compile(goal('    - id: a\n      type: local.file\n      spec: { path: ../a, content: x, mode: "9999" }\n'));
+    expect(at(r)).toEqual(['g0.yaml:8:21 path-escapes-root', 'g0.yaml:8:45 invalid-value']);
+  });
+
+  it.each([
+    { name: 'an unknown key', first: '{ path: conf/a, content: x }', second: '{ path: conf//a, content: y, contnet: z }', codes: ['duplicate-resource', 'unknown-field'] },
+    { name: 'a missing field', first: '{ path: conf/a, content: x }', second: '{ path: conf/a }', codes: ['missing-field', 'duplicate-resource'] },
+    { name: 'a path out of the root (as the first has)', first: '{ path: ../b/../../a, content: x }', second: '{ path: ../b/../../a, content: y }', codes: ['path-escapes-root', 'duplicate-resource', 'path-escapes-root'] },
+  ])('a second node on one path, with $name, is still a duplicate', ({ first, second, codes }) => {
+    const r = compile(goal(`    - { id: a, type: local.file, spec: ${first} }\n    - { id: b, type: local.file, spec: ${second} }\n`));
+    expect(r.codes).toEqual(codes);
+  });
+
+  it('a path with an error is not checked again: no echo', () => {
+    const r = compile(goal('    - { id: a, type: local.file, spec: { path: 3, content: x } }\n    - { id: b, type: local.file, spec: { path: 3, content: y, mode: 7 } }\n'));
+    expect(r.codes).toEqual(['invalid-type', 'invalid-type', 'invalid-type']);
+  });
+
+  it('a role with a bad connection limit, named as another role is: a duplicate', () => {
+    const r = compile(backends, goal('    - { id: r1, type: postgres.role, backend: pg, spec: { name: app } }\n    - { id: r2, type: postgres.role, backend: pg, spec: { name: app, connectionLimit: many } }\n'));
+    expect(at(r)).toEqual(['g1.yaml:7:65 duplicate-resource', 'g1.yaml:7:87 invalid-type']);
+  });
+
+  it('an exec resource with a bad input, without a delete command, under deletionPolicy: Delete: not deletable too', () => {
+    const r = compile(backends, goal('    - id: x\n      type: generic.resource\n      backend: ex\n      deletionPolicy: Delete\n      spec: { commands: { read: [r], create: [c] }, input: 3 }\n'));
+    expect(r.codes).toEqual(['not-deletable', 'invalid-type']);
+  });
+
+  it('an exec resource with bad commands is not also told it has none', () => {
+    const r = compile(backends, goal('    - id: x\n      type: generic.resource\n      backend: ex\n      deletionPolicy: Delete\n      spec: { commands: { read: r }, input: 3 }\n'));
+    expect(r.codes).not.toContain('not-deletable');
+    expect(r.codes).not.toContain('unsupported-spec');
   });
 });
 

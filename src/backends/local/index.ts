@@ -72,6 +72,8 @@ export const localBackendFactory: BackendFactory<LocalConfig> = {
   },
   checkSpec: checkLocalSpec,
   resourceKey: localResourceKey,
+  // What checkSpec and resourceKey read: they still run when another field of the spec has an error.
+  specFields: ['path'],
   impliedDependencies: localImpliedDependencies,
   // As ensureFile/ensureDirectory/ensureSymlink and observe.ts make them.
   outputs: { 'local.file': ['path', 'sha256'], 'local.directory': ['path'], 'local.symlink': ['path', 'target'] },

@@ -35,6 +35,8 @@ export const postgresBackendFactory: BackendFactory<PostgresConfig> = {
     return postgresConfigSchema();
   },
   resourceKey: postgresResourceKey,
+  // What resourceKey reads: it still runs when another field of the spec has an error.
+  specFields: ['name', 'database', 'on', 'schema', 'role', 'forRole'],
   // As observe.ts and each kind's create/update make them (test/backends/output-declarations.test.ts holds them to it).
   outputs: {
     'postgres.database': ['name', 'oid', 'owner'],
