@@ -20,6 +20,11 @@ export function takeSignals(argv: readonly string[]): SignalStop | undefined {
  * sources) and the start-up snapshot's (src/cli/snapshot.ts).
  */
 export async function launch(main: Main, argv: readonly string[], options: { program: string | undefined; stop: SignalStop | undefined }): Promise<void> {
+  // Set by bin/desiredstate for glibc alone (read as the process started): not passed on to what we run.
+  if (process.env.DESIREDSTATE_SET_TUNABLES === '1') {
+    delete process.env.GLIBC_TUNABLES;
+    delete process.env.DESIREDSTATE_SET_TUNABLES;
+  }
   // A reader that goes away (`desiredstate history | head -1`) is not an error: the output is
   // dropped and the command finishes as it would have, without a stack trace.
   let stdoutGone = false;

@@ -69,6 +69,43 @@ describe('bin/desiredstate (the start-up snapshot)', () => {
     expect(readFileSync(join(p.root, 'f19'), 'utf8')).toBe('file 19\n');
   });
 
+  it('starts Node with the huge-page tunable, and passes on neither it nor its marker; a caller\'s own GLIBC_TUNABLES is kept', () => {
+    const p = tempProject('ds-snapshot-tunables-');
+    // The command records its own environment (allowlisted: what the daemon's has), and Node's as it started.
+    const script = join(p.dir, 'record.sh');
+    writeFileSync(
+      script,
+      [
+        'tr "\\0" "\\n" < /proc/$PPID/environ | grep "^GLIBC_TUNABLES=" > "$1/node.env"',
+        'env | grep -E "^(GLIBC_TUNABLES|DESIREDSTATE_SET_TUNABLES)=" > "$1/command.env"',
+        'echo \'{"exists": false}\'',
+      ].join('\n'),
+    );
+    p.write('goals.yaml', [
+      'apiVersion: desiredstate/v1',
+      'kind: Backend',
+      'metadata: { name: ex }',
+      'spec: { type: exec, config: { env: [PATH, GLIBC_TUNABLES, DESIREDSTATE_SET_TUNABLES] } }',
+      '---',
+      'apiVersion: desiredstate/v1',
+      'kind: Goal',
+      'metadata: { name: env, environment: dev }',
+      'spec:',
+      '  nodes:',
+      `    - { id: x, type: generic.resource, backend: ex, spec: { commands: { read: [sh, ${JSON.stringify(script)}, ${JSON.stringify(p.dir)}], create: ["true"] } } }`,
+    ].join('\n'));
+    const seen = (file: string): string => (existsSync(join(p.dir, file)) ? readFileSync(join(p.dir, file), 'utf8') : '');
+    const { GLIBC_TUNABLES: _, ...withoutTunables } = cleanEnv();
+    const r = spawnSync(launcher, ['plan', ...p.args], { encoding: 'utf8', env: withoutTunables });
+    expect(r.status, r.stderr).toBe(2);
+    expect(seen('node.env')).toBe('GLIBC_TUNABLES=glibc.malloc.hugetlb=1\n');
+    expect(seen('command.env')).toBe('');
+    const own = run(launcher, ['plan', ...p.args], { GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' });
+    expect(own.code, own.stderr).toBe(2);
+    expect(seen('node.env')).toBe('GLIBC_TUNABLES=glibc.malloc.arena_max=2\n');
+    expect(seen('command.env')).toBe('GLIBC_TUNABLES=glibc.malloc.arena_max=2\n');
+  });
+
   it('DESIREDSTATE_FROM_SOURCE=1 takes the JavaScript launcher (which knows no self-test)', () => {
     const r = run(launcher, ['--snapshot-self-test'], { DESIREDSTATE_FROM_SOURCE: '1' });
     expect(r.code).toBe(64);
