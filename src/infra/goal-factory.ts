@@ -1,10 +1,10 @@
 import { z } from 'zod';
 import { fieldPathProblem, hasReferences, MISSING_RESOURCE, once, pendingIssue, reportZodIssues, suggestion, valueAtPath } from '../runtime/index.ts';
 import type { BuiltNode, BuiltSpec, DiagnosticBag, GoalInfo, ImpliedEdge, NodeDeclaration, NodeSpecFactory, PathKey, PendingValue, RawDocument, SourceLocation } from '../runtime/index.ts';
+import type { BackendFactory } from './backend.ts';
 import { desiredNodeSpec } from './desired.ts';
 import type { InfraDesiredNodeSpec } from './desired.ts';
 import type { PolicyDefault, PolicyEngine } from './policy.ts';
-import type { BackendFactory } from './backend.ts';
 import type { BackendDeclaration, BackendRegistry } from './registry.ts';
 import { wantsString } from './resolved-spec.ts';
 import { INFRA_NODE_TYPES, isInfraNodeType, specSchemas, statefulTypes } from './spec.ts';
@@ -291,9 +291,9 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     const asWritten = valueAtPath(spec, named.path);
     const templated = hasReferences(asWritten);
     const source = decl.locate(['spec', ...named.path]);
-    // But two nodes that write it the same way, references and all, resolve to one resource: the
-    // same key and the same text where the name is (the key's normal form alone could join
-    // templates that resolve apart: "${…}/../a" is "a" as text). So templates claim apart from known names.
+    // A name a reference fills in is known only at run time, but two nodes that write it the same way,
+    // references and all, resolve to one resource: templates claim by key and text together, apart from
+    // known names (the key's normal form alone could join templates that resolve apart: "${…}/../a" is "a").
     const slot = templated ? `${backend.id}\0${named.key}\0${JSON.stringify(asWritten)}` : `${backend.id}\0${named.key}`;
     const first = this.claims.get(slot);
     if (first === undefined) this.claims.set(slot, { id: decl.id, source });
