@@ -1,7 +1,8 @@
-import { existsSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cli, localBackend, tempProject } from '../support/cli.ts';
+import { cleanEnv, cli, launcher, localBackend, tempProject } from '../support/cli.ts';
 
 const p = tempProject('ds-apply-deletions-');
 afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
@@ -37,5 +38,21 @@ describe('apply and deletions (CLI.md: apply exits 0 only when converged)', () =
     expect(yes.code, yes.stderr).toBe(0);
     expect(existsSync(join(p.root, 'b.txt'))).toBe(false);
     expect((await cli(['apply', ...p.args])).code).toBe(0); // nothing left to delete: converged
+  });
+
+  // A terminal to ask on, from util-linux's script(1): the answer typed there, stdout to a file.
+  it.skipIf(spawnSync('script', ['--version']).status !== 0)('asks on a terminal; with --format json the question goes to stderr and stdout holds the JSON alone', async () => {
+    p.write('app.yaml', goal(['a', 'c']));
+    expect((await cli(['apply', ...p.args, '--yes'])).code).toBe(0);
+    p.write('app.yaml', goal(['a']));
+    const quote = (a: string): string => `'${a.replaceAll("'", "'\\''")}'`;
+    const out = join(p.dir, 'out.json');
+    const err = join(p.dir, 'err.txt');
+    const command = [launcher, 'apply', ...p.args, '--format', 'json'].map(quote).join(' ') + ` >${quote(out)} 2>${quote(err)}`;
+    const r = spawnSync('script', ['-qec', command, '/dev/null'], { input: 'yes\n', encoding: 'utf8', env: cleanEnv() });
+    expect(r.status, readFileSync(err, 'utf8')).toBe(0);
+    expect(JSON.parse(readFileSync(out, 'utf8'))).toMatchObject({ declinedDeletions: 0, summary: { deleted: 1 } });
+    expect(readFileSync(err, 'utf8')).toContain('Delete them? Type "yes" to confirm:');
+    expect(existsSync(join(p.root, 'c.txt'))).toBe(false);
   });
 });

@@ -169,7 +169,7 @@ async function confirmDeletes(ctx: CliContext, ids: readonly string[]): Promise<
     say('not deleting: no terminal to ask on; pass --yes to allow deletions');
     return false;
   }
-  const rl = createInterface({ input: process.stdin, output: process.stdout });
+  const rl = createInterface({ input: process.stdin, output: ctx.format === 'json' ? process.stderr : process.stdout });
   try {
     const answer = await rl.question('Delete them? Type "yes" to confirm: ');
     return answer.trim() === 'yes';
