@@ -354,6 +354,9 @@ export class GoalCompiler<S extends NodeSpec> {
     const kinds = ['Goal', ...this.factory.documentKinds];
     const goalDocs: ReadGoal[] = [];
     const names = new Map<string, SourceLocation>();
+    const unknownKind = (doc: SourceDocument, kind: string): void => {
+      diag.error(doc.locate(['kind']), 'unknown-kind', `kind "${kind}" is not one of ${kinds.join(', ')}${suggestion(kind, kinds)}`);
+    };
     /** Reports a second document of the same kind and name; true if it is one. */
     const duplicate = (doc: SourceDocument, kind: string, name: string): boolean => {
       const nameKey = `${kind}/${name}`;
@@ -385,6 +388,7 @@ export class GoalCompiler<S extends NodeSpec> {
         const issues = strict.safeParse(doc.value).error?.issues ?? env.error.issues;
         const owner = typeof kind === 'string' && kinds.includes(kind) ? `a ${kind}` : 'a document';
         reportZodIssues(issues, { schema: strict, input: doc.value, prefix: [], owner, locate: doc.locate, diag });
+        if (typeof kind === 'string' && !kinds.includes(kind)) unknownKind(doc, kind);
         const name = isMap(doc.value.metadata) ? doc.value.metadata.name : undefined;
         if (typeof kind === 'string' && this.factory.documentKinds.includes(kind) && typeof name === 'string') this.factory.rejectDocument?.(kind, name);
         continue;
@@ -392,7 +396,7 @@ export class GoalCompiler<S extends NodeSpec> {
       const { kind } = env.data;
       const name = env.data.metadata.name;
       if (!kinds.includes(kind)) {
-        diag.error(doc.locate(['kind']), 'unknown-kind', `kind "${kind}" is not one of ${kinds.join(', ')}${suggestion(kind, kinds)}`);
+        unknownKind(doc, kind);
         continue;
       }
       if (duplicate(doc, kind, name)) continue;
@@ -450,12 +454,14 @@ export class GoalCompiler<S extends NodeSpec> {
           if (typeof raw.id === 'string') brokenIds.add(raw.id);
         } else {
           const earlier = declared.get(n.id);
-          if (earlier !== undefined) {
+          if (earlier === undefined) {
+            declared.set(n.id, source);
+            isDeclared = true;
+          } else {
+            // Not in the graph (edges to the id are the first's), but checked all the same: its own errors
+            // are reported now, not once it is renamed.
             diag.error(source, 'duplicate-node', `node id "${n.id}" is already declared at ${formatLocation(earlier)}`);
-            return;
           }
-          declared.set(n.id, source);
-          isDeclared = true;
         }
         // `${goal.labels.k}` reads the goal's own labels (GOAL-FORMAT.md); a node's labels only tag its resource.
         const labels = { ...goal.labels, ...n.labels };

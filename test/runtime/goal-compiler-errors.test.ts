@@ -133,6 +133,28 @@ describe('every error of a node, not only the first', () => {
   });
 });
 
+describe('a second declaration of a node id', () => {
+  it('is reported, and its own errors with it, not once it is renamed', () => {
+    const r = compile(goal(`    - { id: a, type: local.file, spec: { path: a, content: x } }
+    - { id: a, type: local.file, spec: { path: ../b, mod: "0755" } }
+    - { id: b, type: local.file, dependsOn: [a], spec: { path: b, content: x } }
+`));
+    expect(at(r)).toEqual(['g0.yaml:7:13 duplicate-node', 'g0.yaml:7:34 missing-field', 'g0.yaml:7:48 path-escapes-root', 'g0.yaml:7:54 unknown-field']);
+  });
+
+  it('that also names the first one\'s resource is told so: renaming it would not be enough', () => {
+    const r = compile(goal('    - { id: a, type: local.file, spec: { path: a, content: x } }\n    - { id: a, type: local.file, spec: { path: ./a, content: y } }\n'));
+    expect(r.codes).toEqual(['duplicate-node', 'duplicate-resource']);
+  });
+});
+
+describe('a document of an unknown kind', () => {
+  it('is told so beside its other envelope errors', () => {
+    const r = compile('kind: Widget\nmetadata: { name: w }\nspec: {}\n');
+    expect(r.lines).toEqual(['g0.yaml:1:1: error missing-field: apiVersion is required by a document', 'g0.yaml:1:7: error unknown-kind: kind "Widget" is not one of Goal, Backend, Policy']);
+  });
+});
+
 describe('dependency cycles beside other errors', () => {
   const cycle = `    - id: a
       type: local.file
