@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import pino from 'pino';
 import type PinoPretty from 'pino-pretty';
@@ -99,17 +99,6 @@ const MKDIR_FAILURES: Readonly<Record<string, string>> = {
   EACCES: 'permission denied',
   EROFS: 'read-only file system',
 };
-
-/**
- * A UsageError when the state directory could never be made where it is named (a file in the way,
- * or above it), as `makeStateDir` would say; for a command that makes nothing (plan).
- */
-export function requireStateDirPossible(ctx: CliContext): void {
-  requireStateDir(ctx);
-  let above = dirname(ctx.stateDir);
-  while (!existsSync(above) && dirname(above) !== above) above = dirname(above);
-  if (!statSync(above).isDirectory()) throw new UsageError(`cannot create ${ctx.named.state}: ${MKDIR_FAILURES['ENOTDIR']}`);
-}
 
 /** Creates the state directory if need be; a UsageError when the path given cannot be one. */
 function makeStateDir(ctx: CliContext): void {

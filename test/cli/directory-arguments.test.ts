@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cli, localBackend, ONE_DIRECTORY_GOAL, tempProject } from '../support/cli.ts';
@@ -70,25 +70,5 @@ describe.concurrent('an empty directory name', () => {
     } finally {
       rmSync(q.dir, { recursive: true, force: true });
     }
-  });
-});
-
-// plan changes nothing: before the first apply it reads an empty state made aside, so a mistyped
-// --state (or the default, on a fresh checkout) is not created, parents and all.
-describe('plan with no state yet', () => {
-  it('plans every create and makes no state directory, nor leaves one aside', async () => {
-    // Its own temporary directory, where the state aside is made: gone again after.
-    const tmp = join(p.dir, 'tmp');
-    mkdirSync(tmp);
-    const r = await cli(['plan', ...goals, '--state', 'typo/deeper/state'], { cwd: p.dir, env: { TMPDIR: tmp } });
-    expect(r.code, r.stderr).toBe(2);
-    expect(r.stdout).toContain('+ web-root');
-    expect(existsSync(join(p.dir, 'typo'))).toBe(false);
-    expect(existsSync(p.root)).toBe(false);
-    expect(readdirSync(tmp).filter((f) => f.startsWith('desiredstate-plan-'))).toEqual([]);
-    // apply makes it, and the plan after it reads it.
-    expect((await cli(['apply', ...goals, '--state', 'made', '--yes'], { cwd: p.dir })).code).toBe(0);
-    const after = await cli(['plan', ...goals, '--state', 'made'], { cwd: p.dir });
-    expect(after.code, after.stdout).toBe(0);
   });
 });

@@ -1,12 +1,10 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { Reconciler, SqliteStateStore } from '../../runtime/index.ts';
 import type { CompileResult, DesiredGraph, NodeOutcome } from '../../runtime/index.ts';
 import { infraSpecCodec, processLeaseDir, settleLeftoverProcesses, unreadableSecretRefs } from '../../infra/index.ts';
 import type { InfraDesiredNodeSpec, PolicyDefault } from '../../infra/index.ts';
-import { BACKENDS_META, backendDigests, changedBackends, compileGoals, compileGoalsCached, openStore, printDiagnostics, provisioner, pruneHistory, requireStateDirPossible } from '../context.ts';
+import { BACKENDS_META, backendDigests, changedBackends, compileGoals, compileGoalsCached, openStore, printDiagnostics, provisioner, pruneHistory } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { formatPlan, planCounts } from '../format.ts';
 import { goalsCommit } from '../git.ts';
@@ -45,19 +43,6 @@ export async function validate(ctx: CliContext): Promise<number> {
 }
 
 export async function plan(ctx: CliContext, options: { showUnchanged: boolean }): Promise<number> {
-  requireStateDirPossible(ctx);
-  if (existsSync(join(ctx.stateDir, 'state.db'))) return planWith(ctx, options);
-  // plan changes nothing. Before the first apply there is no state: it reads an empty one made aside
-  // (and removed), rather than create the directory named, which may be a typo (and `mkdir -p` it).
-  const aside = mkdtempSync(join(tmpdir(), 'desiredstate-plan-'));
-  try {
-    return await planWith({ ...ctx, stateDir: aside }, options);
-  } finally {
-    rmSync(aside, { recursive: true, force: true });
-  }
-}
-
-async function planWith(ctx: CliContext, options: { showUnchanged: boolean }): Promise<number> {
   const c = await compiled(ctx, true);
   if (c === undefined) return EXIT.failed;
   const store = openStore(ctx, { lock: false });
