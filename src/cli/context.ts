@@ -48,7 +48,10 @@ export function createContext(
   const goalsDir = resolve(cwd, values.goals ?? goalsFromEnv ?? 'goals');
   const stateDir = resolve(cwd, values.state ?? stateFromEnv ?? '.desiredstate');
   const level = values['log-level'] ?? env('DESIREDSTATE_LOG_LEVEL') ?? io.defaultLogLevel ?? 'info';
-  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) throw new UsageError(`--log-level must be one of fatal, error, warn, info, debug, trace, silent`);
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) {
+    const named = values['log-level'] === undefined ? `$DESIREDSTATE_LOG_LEVEL (${level})` : '--log-level';
+    throw new UsageError(`${named} must be one of fatal, error, warn, info, debug, trace, silent`);
+  }
   // Logs go to stderr, stdout carries the command's own output. JSON lines (pino) when stderr is not
   // a terminal, human lines on a terminal (CLI.md); DESIREDSTATE_LOG_FORMAT=json|pretty chooses.
   const logFormat = env('DESIREDSTATE_LOG_FORMAT') ?? (process.stderr.isTTY ? 'pretty' : 'json');

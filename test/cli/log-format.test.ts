@@ -32,6 +32,15 @@ describe('log format', () => {
     expect(bad.stderr).toContain('DESIREDSTATE_LOG_FORMAT must be json or pretty');
   });
 
+  it('a bad level is blamed on where it came from: the flag, or DESIREDSTATE_LOG_LEVEL', async () => {
+    const fromEnv = await cli(['validate', '--goals', 'goals'], { env: { DESIREDSTATE_LOG_LEVEL: 'nope' } });
+    expect(fromEnv.code).toBe(64);
+    expect(fromEnv.stderr).toBe('desiredstate validate: $DESIREDSTATE_LOG_LEVEL (nope) must be one of fatal, error, warn, info, debug, trace, silent\n');
+    const fromFlag = await cli(['validate', '--goals', 'goals', '--log-level', 'nope'], { env: { DESIREDSTATE_LOG_LEVEL: 'info' } });
+    expect(fromFlag.code).toBe(64);
+    expect(fromFlag.stderr).toBe('desiredstate validate: --log-level must be one of fatal, error, warn, info, debug, trace, silent\n');
+  });
+
   it.skipIf(!hasScript)('a terminal gets human lines', () => {
     const command = [process.execPath, bin, ...args].map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ');
     const r = spawnSync('script', ['-qec', command, '/dev/null'], { encoding: 'utf8', env: cleanEnv() });

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { DEFAULT_TRUST_POLICY, gateLabel, standingOf } from '../../infra/index.ts';
 import type { ScriptStanding, TrustPolicy } from '../../infra/index.ts';
-import { artifactHash, DesiredStateError, ErrorCodes } from '../../runtime/index.ts';
+import { artifactHash, DesiredStateError, ErrorCodes, suggestion } from '../../runtime/index.ts';
 import type { ArtifactLedger, ArtifactRecord, NodeRecord, SqliteStateStore } from '../../runtime/index.ts';
 import { compileGoals, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
@@ -138,8 +138,9 @@ function reviewer(ctx: CliContext, by: string | undefined): string {
 }
 
 export async function scripts(ctx: CliContext, sub: string | undefined, options: ScriptsOptions): Promise<number> {
-  if (sub === undefined || !(SCRIPT_SUBCOMMANDS as readonly string[]).includes(sub)) {
-    throw new UsageError(`scripts needs a subcommand: ${SCRIPT_SUBCOMMANDS.join(', ')}`);
+  if (sub === undefined) throw new UsageError(`scripts needs a subcommand: ${SCRIPT_SUBCOMMANDS.join(', ')}`);
+  if (!(SCRIPT_SUBCOMMANDS as readonly string[]).includes(sub)) {
+    throw new UsageError(`unknown subcommand "${sub}" of scripts; it has ${SCRIPT_SUBCOMMANDS.join(', ')}${suggestion(sub, SCRIPT_SUBCOMMANDS)}`);
   }
   const policy = options.policy ?? (await configuredTrust(ctx)) ?? DEFAULT_TRUST_POLICY;
   const json = ctx.format === 'json';
