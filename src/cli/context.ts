@@ -231,14 +231,19 @@ function daemonHolding(path: string, pid: unknown): string | undefined {
   }
 }
 
-/** Meta key: a digest of each Backend document, as of the goals last applied (`apply`) or loaded (`run`). */
-export const BACKENDS_META = 'backends.declared';
+/**
+ * Meta key: a digest of each Backend declaration (its type and config), as of the goals last applied
+ * (`apply`) or loaded (`run`). Named anew when what the digest covers changed, so that a state
+ * written before reads as recording none (no backend counts as changed), not as every one changed.
+ */
+export const BACKENDS_META = 'backends.declared.v2';
 
 /** A digest of each Backend document of `loaded`, by backend id. */
 export function backendDigests(loaded: LoadedGoals): Record<string, string> {
   const out: Record<string, string> = {};
+  // What the backend is, not where it is written: a comment or a moved document changes no node.
   // Key order aside: the compiled-goal cache and a fresh compile give the same digest.
-  for (const d of loaded.factory.backends.values()) out[d.id] = sha256(stableStringify(d)).slice(0, 32);
+  for (const d of loaded.factory.backends.values()) out[d.id] = sha256(stableStringify({ id: d.id, type: d.type, config: d.config })).slice(0, 32);
   return out;
 }
 

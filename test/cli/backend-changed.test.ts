@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, localBackend, tempProject } from '../support/cli.ts';
@@ -55,5 +55,18 @@ describe('a Backend declared otherwise', () => {
     expect(d.lines.filter((l) => l.msg === 'drift detected')).toEqual([]);
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
+  });
+
+  it('a Backend only written otherwise (a comment above it, another file) is no change: selfHeal: false drift stays reported, not corrected', async () => {
+    const p = tempProject('ds-backend-moved-');
+    p.write('app.yaml', goal(p.root));
+    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
+    writeFileSync(join(p.root, 'app.conf'), 'edited by hand\n');
+    p.write('app.yaml', `# the same backend, two lines down\n\n${goal(p.root)}`);
+    const plan = await cli(['plan', '--format', 'json', ...p.args]);
+    expect(plan.code, plan.stdout).toBe(0);
+    expect((JSON.parse(plan.stdout) as { entries: { id: string; planned: { action: string } }[] }).entries).toEqual([expect.objectContaining({ id: 'conf', planned: expect.objectContaining({ action: 'drift' }) })]);
+    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
+    expect(readFileSync(join(p.root, 'app.conf'), 'utf8')).toBe('edited by hand\n');
   });
 });
