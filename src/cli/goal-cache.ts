@@ -133,6 +133,7 @@ export function readCompiledGoals(stateDir: string, key: string): LoadedGoals | 
         settings: entry(settings, setting),
         source: { file: entry(strings, file), line, col },
       })),
+      stored.goals,
     );
     if (!built.ok) return undefined;
     return {

@@ -574,7 +574,7 @@ export class GoalCompiler<S extends NodeSpec> {
 
     let graph: DesiredGraph<S> | undefined;
     if (!diag.hasErrors) {
-      const built = DesiredGraph.build(nodes);
+      const built = DesiredGraph.build(nodes, goals);
       if (built.ok) graph = built.graph;
       else diag.items.push(...built.diagnostics);
     } else {

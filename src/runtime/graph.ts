@@ -17,8 +17,18 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
   private readonly dependenciesAt: readonly (readonly NodeId[])[];
   /** Each node's index in `order`, by declaration index. */
   private readonly positionAt: Int32Array;
+  /** Each goal of the revision, and whether it prunes (see `prunes`). */
+  private readonly goalPrunes: ReadonlyMap<string, boolean>;
 
-  private constructor(order: DesiredNode<S>[], indexOf: Map<NodeId, number>, nodes: readonly DesiredNode<S>[], dependentsAt: (NodeId[] | undefined)[], positionAt: Int32Array) {
+  private constructor(
+    order: DesiredNode<S>[],
+    indexOf: Map<NodeId, number>,
+    nodes: readonly DesiredNode<S>[],
+    dependentsAt: (NodeId[] | undefined)[],
+    positionAt: Int32Array,
+    goalPrunes: ReadonlyMap<string, boolean>,
+  ) {
+    this.goalPrunes = goalPrunes;
     this.order = Object.freeze(order);
     this.indexOf = indexOf;
     this.positionAt = positionAt;
@@ -65,6 +75,14 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
   }
 
   /** Everything downstream of `id` (transitively), not including it. */
+  /**
+   * Whether the goal of this name prunes in this revision (its `prune` now, for a node removed from
+   * it); undefined for a goal the revision no longer has.
+   */
+  prunes(goal: string): boolean | undefined {
+    return this.goalPrunes.get(goal);
+  }
+
   downstream(id: NodeId): Set<NodeId> {
     const seen = new Set<NodeId>();
     const stack = [...this.dependents(id)];
@@ -85,6 +103,7 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
    */
   static build<S extends NodeSpec>(
     nodes: readonly DesiredNode<S>[],
+    goals?: readonly { readonly name: string; readonly prune: boolean }[],
   ): { ok: true; graph: DesiredGraph<S> } | { ok: false; diagnostics: Diagnostic[] } {
     const indexOf = new Map<NodeId, number>();
     const diagnostics: Diagnostic[] = [];
@@ -117,7 +136,10 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
       Object.freeze(n);
     }
     const dependentsAt = dependentIdx.map((list) => list?.map((i) => nodes[i]!.id));
-    return { ok: true, graph: new DesiredGraph(order, indexOf, nodes, dependentsAt, positionAt) };
+    // A goal without nodes is known only from `goals`.
+    const goalPrunes = new Map(goals?.map((g) => [g.name, g.prune]));
+    for (const n of nodes) if (!goalPrunes.has(n.goal)) goalPrunes.set(n.goal, n.settings.prune);
+    return { ok: true, graph: new DesiredGraph(order, indexOf, nodes, dependentsAt, positionAt, goalPrunes) };
   }
 }
 

@@ -233,7 +233,7 @@ export interface RemovedSplit {
 /**
  * Splits the records `graph` no longer declares into what to delete and what
  * to orphan, for the one-shot pass and the daemon alike. Deleted are only
- * nodes whose goal prunes with `Delete`, that the daemon manages, that no
+ * nodes whose goal prunes (still, where the revision has it) with `Delete`, that the daemon manages, that no
  * policy held, and whose resource no declared node claims; the rest are
  * orphaned. An empty goal set deletes nothing: it is far more likely a
  * mistake than an intent. Past `massDeletionLimit`, nothing is deleted unless
@@ -252,7 +252,9 @@ export function splitRemoved<S extends NodeSpec>(
     if (r.managed) managed++;
     if (!graph.has(r.id) && r.status !== 'orphaned' && r.status !== 'deleted') removed.push(r);
   }
-  const candidates = removed.filter((r) => r.deletionPolicy === 'Delete' && r.managed && !heldByPolicy(r));
+  // A goal still in the revision decides by its prune now: turned off in the revision that removes
+  // the node, nothing is deleted. The record's policy is for a goal removed whole.
+  const candidates = removed.filter((r) => r.deletionPolicy === 'Delete' && graph.prunes(r.goal) !== false && r.managed && !heldByPolicy(r));
   const claimed = claimedByGoals(graph, candidates, codec);
   const toDelete = candidates.filter((r) => !claimed.has(r.id));
   const deleting = new Set(toDelete);

@@ -7,13 +7,13 @@ import { cleanEnv, cli, launcher, localBackend, tempProject } from '../support/c
 const p = tempProject('ds-apply-deletions-');
 afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
 
-const goal = (files: string[]): string => `${localBackend(p.root)}---
+const goal = (files: string[], prune = true): string => `${localBackend(p.root)}---
 apiVersion: desiredstate/v1
 kind: Goal
 metadata: { name: app }
 spec:
   defaults: { backend: local }
-  prune: true
+  prune: ${prune}
   nodes:
 ${files.map((f) => `    - id: ${f}\n      type: local.file\n      deletionPolicy: Delete\n      spec: { path: ${f}.txt, content: "${f}\\n", mode: "0644" }`).join('\n')}
 `;
@@ -38,6 +38,20 @@ describe('apply and deletions (CLI.md: apply exits 0 only when converged)', () =
     expect(yes.code, yes.stderr).toBe(0);
     expect(existsSync(join(p.root, 'b.txt'))).toBe(false);
     expect((await cli(['apply', ...p.args])).code).toBe(0); // nothing left to delete: converged
+  });
+
+  it('prune turned off in the revision that removes a node: the node is let go, not deleted', async () => {
+    p.write('app.yaml', goal(['a', 'd']));
+    expect((await cli(['apply', ...p.args, '--yes'])).code).toBe(0);
+    p.write('app.yaml', goal(['a'], false));
+    const plan = await cli(['plan', ...p.args, '--format', 'json']);
+    expect(JSON.parse(plan.stdout)).toMatchObject({ counts: { delete: 0 } });
+    const r = await cli(['apply', ...p.args, '--yes']);
+    expect(r.code, r.stdout).toBe(0);
+    expect(existsSync(join(p.root, 'd.txt'))).toBe(true);
+    // Orphaned: forgotten by the state, its file left as it is.
+    const status = JSON.parse((await cli(['status', ...p.args, '--format', 'json'])).stdout) as { nodes: { id: string }[] };
+    expect(status.nodes.map((n) => n.id)).toEqual(['a']);
   });
 
   // A terminal to ask on, from util-linux's script(1): the answer typed there, stdout to a file.

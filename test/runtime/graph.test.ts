@@ -125,3 +125,17 @@ describe('DesiredGraph is frozen', () => {
     expect(mutate).toThrow(TypeError);
   });
 });
+
+// Removed nodes are deleted only where their goal prunes now (node-record.ts, splitRemoved): the graph
+// says whether each goal of its revision prunes, a goal left without nodes included.
+describe('DesiredGraph.prunes', () => {
+  it('a goal with nodes: theirs; a goal given without nodes: as given; a goal the revision lacks: unknown', () => {
+    const r = DesiredGraph.build(nodes('a'), [{ name: 'emptied', prune: false }]);
+    if (!r.ok) throw new Error('no graph');
+    expect(r.graph.prunes('g')).toBe(false);
+    expect(r.graph.prunes('emptied')).toBe(false);
+    expect(r.graph.prunes('gone')).toBeUndefined();
+    const pruning = DesiredGraph.build(nodes('a').map((n) => ({ ...n, settings: { ...n.settings, prune: true } })));
+    expect(pruning.ok && pruning.graph.prunes('g')).toBe(true);
+  });
+});
