@@ -1013,17 +1013,20 @@ export class Controller<S extends NodeSpec> {
     // delete undone until the next reload), or to leave it to the next reload or restart.
     const f = result.fault;
     const { attempts, decision } = this.failure(r.backendId, f, this.records.get(r.id)?.attempts ?? r.attempts);
-    const retryAt = decision.action === 'retry' ? this.o.clock.now() + decision.delayMs : null;
-    // Not through `put`: the node is no longer in the graph.
-    this.records.set(r.id, { ...r, status: 'failed', attempts, lastFault: f, retryAt, reason: f.message, updatedAt: this.o.clock.now() });
-    this.dirty.add(r.id);
+    const now = this.o.clock.now();
+    // Not through `put`: the node is no longer in the graph. Given up on, it is held as any node is,
+    // with the cause first (`status`, `retry NODE`).
     if (decision.action === 'retry') {
+      this.records.set(r.id, { ...r, status: 'failed', attempts, lastFault: f, retryAt: now + decision.delayMs, reason: f.message, updatedAt: now });
       this.queue.addAfter(r.id, decision.delayMs);
       log.warn({ fault: f, attempts, retryInMs: decision.delayMs }, 'delete failed');
     } else {
+      this.records.set(r.id, { ...r, status: 'held', attempts, lastFault: f, retryAt: null, reason: `${f.message} (${decision.reason})`, updatedAt: now });
       this.deleting.delete(r.id);
-      log.warn({ fault: f, attempts, reason: decision.reason }, 'delete failed');
+      this.summary.held++;
+      log.error({ fault: f, attempts, reason: decision.reason }, 'delete failed');
     }
+    this.dirty.add(r.id);
   }
 
   private transition(node: DesiredNode<S>, event: NodeEventType, patch: Partial<NodeRecord>): void {

@@ -97,6 +97,16 @@ describe('a removed node whose delete the daemon gave up on', () => {
       await daemon.port();
       // A permanent fault: held after its retry budget.
       await daemon.waitFor((l) => l.msg === 'delete failed' && l.node === 'gone' && typeof l.reason === 'string');
+      // Shown held, as any node the fault policy gave up on, with the cause first.
+      await eventually(
+        async () => {
+          const status = JSON.parse((await cli(['status', '--format', 'json', ...r.args], { cwd: r.dir })).stdout) as { nodes: { id: string; status: string; reason: string | null; retryAt: number | null }[] };
+          const gone = status.nodes.find((n) => n.id === 'gone');
+          return gone?.status === 'held' && gone.retryAt === null && gone.reason?.startsWith('bucket is not empty') === true;
+        },
+        5000,
+        'gone held',
+      );
       rmSync(blocked);
       const retry = await cli(['retry', 'gone', ...r.args], { cwd: r.dir });
       expect(retry.code, retry.stdout + retry.stderr).toBe(0);
