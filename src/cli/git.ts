@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, realpath, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 
 const COMMIT = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
@@ -14,7 +14,9 @@ const COMMIT = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
 export async function goalsCommit(dir: string): Promise<string | null> {
   if (process.env.GIT_DIR !== undefined || process.env.GIT_WORK_TREE !== undefined) return gitRevParse(dir);
   try {
-    const gitDir = await findGitDir(resolve(dir));
+    // Where the directory really is, as git finds it: a goal directory reached through a symlink
+    // (a git-sync checkout) belongs to the repository the link points into.
+    const gitDir = await findGitDir(await realpath(resolve(dir)));
     if (gitDir === null) return null;
     const commit = await readHead(gitDir);
     return commit === undefined ? gitRevParse(dir) : commit;

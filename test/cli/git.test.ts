@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -46,6 +46,16 @@ describe('goalsCommit', () => {
     git(dir, 'add', '.');
     git(dir, 'commit', '-qm', 'two');
     expect(await goalsCommit(join(dir, 'goals'))).toBe(git(dir, 'rev-parse', 'HEAD'));
+  });
+
+  it('reads the repository a symlinked goal directory points into (a git-sync checkout), as git does', async () => {
+    const dir = repo('linked-to');
+    const outside = join(base, 'outside');
+    mkdirSync(outside);
+    symlinkSync(join(dir, 'goals'), join(outside, 'goals'));
+    const head = git(dir, 'rev-parse', 'HEAD');
+    expect(git(join(outside, 'goals'), 'rev-parse', 'HEAD')).toBe(head);
+    expect(await goalsCommit(join(outside, 'goals'))).toBe(head);
   });
 
   it('reads a detached HEAD', async () => {

@@ -158,9 +158,10 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       }
       for (const d of diagnostics) log.warn({ file: d.file, line: d.line, col: d.col, code: d.code, text: d.message }, 'goal warning');
       const declarations = [...loaded.factory.backends.values()];
-      const key = JSON.stringify(declarations);
       // A backend declared otherwise (another root, server, type) than when last loaded or applied is a goal change for its nodes.
       const declared = backendDigests(loaded);
+      // Instances are made anew only for another declaration, not for the same one written elsewhere.
+      const key = JSON.stringify(declared);
       const changedBackends = changedFrom(opened.getMeta(BACKENDS_META), declared);
       // New backends go in before the graph (setGraph starts watching through them) and are
       // taken out again if the store refuses the revision: the last good graph keeps its own.
