@@ -147,7 +147,7 @@ export async function compileGoalsCached(ctx: CliContext): Promise<LoadedGoals> 
   requireGoalsDir(ctx);
   requireStateDir(ctx);
   if (ctx.program === undefined || ctx.env.DESIREDSTATE_GOAL_CACHE === 'off') return compileGoals(ctx, 'hold');
-  const { goalSetKey, readCompiledGoals, writeCompiledGoals } = await import('./goal-cache.ts');
+  const { goalSetKey, readCompiledGoals } = await import('./goal-cache.ts');
   const key = await goalSetKey({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: ctx.program });
   const cached = key === undefined ? undefined : readCompiledGoals(ctx.stateDir, key);
   if (cached !== undefined) {
@@ -155,11 +155,30 @@ export async function compileGoalsCached(ctx: CliContext): Promise<LoadedGoals> 
     return cached;
   }
   const loaded = await compileGoals(ctx, 'hold');
-  if (key !== undefined && loaded.result.graph !== undefined) {
-    makeStateDir(ctx);
-    if (!writeCompiledGoals(ctx.stateDir, key, loaded)) ctx.log.debug('could not store the compiled goals (the next command compiles again)');
-  }
+  if (key !== undefined) await rememberGoals(ctx, loaded, key);
   return loaded;
+}
+
+/**
+ * Stores a goal set that compiled into a graph in the state directory's cache (see goal-cache.ts):
+ * the next command over the same goals skips compiling, and a daemon that starts on a revision that
+ * does not compile runs this one (`lastGoodGoals`). Best effort; nothing without the program digest.
+ */
+export async function rememberGoals(ctx: CliContext, loaded: LoadedGoals, key?: string): Promise<void> {
+  if (ctx.program === undefined || ctx.env.DESIREDSTATE_GOAL_CACHE === 'off' || loaded.result.graph === undefined) return;
+  const { goalSetKey, goalSetScope, writeCompiledGoals } = await import('./goal-cache.ts');
+  const scope = { goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: ctx.program };
+  const k = key ?? (await goalSetKey(scope));
+  if (k === undefined) return;
+  makeStateDir(ctx);
+  if (!writeCompiledGoals(ctx.stateDir, k, goalSetScope(scope), loaded)) ctx.log.debug('could not store the compiled goals (the next command compiles again)');
+}
+
+/** The goal set last stored for this goal directory and program (`rememberGoals`), whatever its files; undefined when none. */
+export async function lastGoodGoals(ctx: CliContext): Promise<LoadedGoals | undefined> {
+  if (ctx.program === undefined || ctx.env.DESIREDSTATE_GOAL_CACHE === 'off') return undefined;
+  const { goalSetScope, readLastGoodGoals } = await import('./goal-cache.ts');
+  return readLastGoodGoals(ctx.stateDir, goalSetScope({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: ctx.program }));
 }
 
 /** How long run and drift history is kept when `--history` is not given. */

@@ -22,7 +22,7 @@ import type { LoadedGoals } from './load.ts';
  * builds) and anything unexpected is a miss, never an error.
  */
 
-const FORMAT = 4;
+const FORMAT = 5;
 const FILE = 'compiled-goals.json';
 
 /**
@@ -44,6 +44,8 @@ type StoredDependency = readonly [NodeId, number, number, number, 0 | 1] | reado
 interface Stored {
   readonly format: number;
   readonly key: string;
+  /** What the key hashes but the goal files (see `GoalSetScope`): a last good set is taken only within it. */
+  readonly scope: string;
   readonly files: readonly string[];
   readonly goals: readonly GoalInfo[];
   readonly diagnostics: readonly Diagnostic[];
@@ -82,16 +84,33 @@ function entry<T>(table: readonly T[], i: number): T {
   return v;
 }
 
+/** Everything a compile depends on but the goal files' bytes: the program, the policy mode, and where the goals are read from. */
+export interface GoalSetScope {
+  readonly goalsDir: string;
+  readonly cwd: string;
+  readonly mode: string;
+  readonly program: string;
+}
+
+function scopeText(scope: GoalSetScope): string {
+  return `desiredstate compiled goals ${FORMAT}\0${scope.program}\0${scope.mode}\0${scope.cwd}\0${scope.goalsDir}\0`;
+}
+
+/** The scope as stored with an entry. */
+export function goalSetScope(scope: GoalSetScope): string {
+  return createHash('sha256').update(scopeText(scope)).digest('hex');
+}
+
 /**
  * The key of a goal directory as it is now, or undefined when it should not
  * be cached (more files or bigger files than the loader accepts, a goal file
  * that is not a regular file or cannot be read: those fail to load anyway,
  * and are not read here).
  */
-export async function goalSetKey(options: { goalsDir: string; cwd: string; mode: string; program: string }): Promise<string | undefined> {
+export async function goalSetKey(options: GoalSetScope): Promise<string | undefined> {
   const files = await listGoalFiles(options.goalsDir);
   if (files.length === 0 || files.length > defaultLoadLimits.maxFiles) return undefined;
-  const h = createHash('sha256').update(`desiredstate compiled goals ${FORMAT}\0${options.program}\0${options.mode}\0${options.cwd}\0${options.goalsDir}\0`);
+  const h = createHash('sha256').update(scopeText(options));
   for (const file of files) {
     // Only regular files are read: a FIFO would wait forever; the compile refuses what is not one.
     let info;
@@ -110,13 +129,25 @@ export async function goalSetKey(options: { goalsDir: string; cwd: string; mode:
 
 /** The compiled goal set stored under `key`, or undefined (none, another key, unreadable, or a graph that does not build). */
 export function readCompiledGoals(stateDir: string, key: string): LoadedGoals | undefined {
+  return readStored(stateDir, (stored) => stored.key === key);
+}
+
+/**
+ * The goal set stored last within `scope`, whatever goal files it was compiled from: the last good
+ * revision, for a daemon that starts on one that does not compile. Undefined when there is none.
+ */
+export function readLastGoodGoals(stateDir: string, scope: string): LoadedGoals | undefined {
+  return readStored(stateDir, (stored) => stored.scope === scope);
+}
+
+function readStored(stateDir: string, wanted: (stored: Stored) => boolean): LoadedGoals | undefined {
   let stored: Stored;
   try {
     stored = JSON.parse(readFileSync(join(stateDir, FILE), 'utf8')) as Stored;
   } catch {
     return undefined;
   }
-  if (stored.format !== FORMAT || stored.key !== key || !Array.isArray(stored.nodes)) return undefined;
+  if (stored.format !== FORMAT || !wanted(stored) || !Array.isArray(stored.nodes)) return undefined;
   try {
     const { strings, labels, settings } = stored;
     const built = DesiredGraph.build(
@@ -147,8 +178,8 @@ export function readCompiledGoals(stateDir: string, key: string): LoadedGoals | 
   }
 }
 
-/** Stores a compiled goal set under `key` (atomically; a graph-less result is not stored). Best effort: returns false when it could not. */
-export function writeCompiledGoals(stateDir: string, key: string, loaded: LoadedGoals): boolean {
+/** Stores a compiled goal set under `key`, within `scope` (atomically; a graph-less result is not stored). Best effort: returns false when it could not. */
+export function writeCompiledGoals(stateDir: string, key: string, scope: string, loaded: LoadedGoals): boolean {
   const { graph, goals, diagnostics, gates } = loaded.result;
   if (graph === undefined) return false;
   const strings = new Table<string>((v) => v);
@@ -168,6 +199,7 @@ export function writeCompiledGoals(stateDir: string, key: string, loaded: Loaded
   const stored: Stored = {
     format: FORMAT,
     key,
+    scope,
     files: loaded.files,
     goals,
     diagnostics,

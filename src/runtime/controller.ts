@@ -16,7 +16,7 @@ import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, Operatio
 import type { ProvisionStep } from './reconciler.ts';
 import { emptySummary, runSteps, withoutIgnored } from './reconciler.ts';
 import type { NodeRecord, NodeStatus, PendingOperation, RunSummary, StateStore } from './state-store.ts';
-import { GOAL_ERRORS_META } from './state-store.ts';
+import { GOAL_ERRORS_META, GOALS_IDLE_META } from './state-store.ts';
 import { appliedAtSpec, carriedRecord, heldByPolicy, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDeps, storedGoalDigest } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
@@ -255,6 +255,7 @@ export class Controller<S extends NodeSpec> {
     const runId = this.o.store.startRun(previous === undefined ? 'daemon-start' : 'daemon-reload', commit);
     this.runId = runId;
     this.o.store.setMeta(GOAL_ERRORS_META, null);
+    this.o.store.setMeta(GOALS_IDLE_META, null);
     this.graph = graph;
     this.gates = options.gates ?? new Map();
     this.commit = commit;
@@ -308,9 +309,10 @@ export class Controller<S extends NodeSpec> {
     this.stopWatching = this.o.watch?.(graph.order, (ids) => this.notifyChanged(ids));
   }
 
-  /** Records a rejected goal revision: the last good graph keeps running. */
+  /** Records a rejected goal revision: the last good graph keeps running (if there is one: `GOALS_IDLE_META`). */
   rejectRevision(errors: readonly string[]): void {
     this.o.store.setMeta(GOAL_ERRORS_META, JSON.stringify(errors));
+    this.o.store.setMeta(GOALS_IDLE_META, this.graph === undefined ? '1' : null);
     this.rejected = [...errors];
     this.o.store.appendEvent({ at: this.o.clock.now(), node: null, kind: 'goals-rejected', data: { errors: errors.length } });
   }

@@ -119,6 +119,9 @@ export interface HistoryPruned {
  */
 export const GOAL_ERRORS_META = 'goal-errors';
 
+/** Meta key: set ('1') beside GOAL_ERRORS_META while the daemon has no graph at all to keep running (it started on a rejected revision, with no last good goals stored). */
+export const GOALS_IDLE_META = 'goal-errors.idle';
+
 export interface StateStore {
   getNode(id: NodeId): NodeRecord | undefined;
   listNodes(): NodeRecord[];

@@ -7,7 +7,7 @@ import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { compileGoals, createContext } from '../../src/cli/context.ts';
 import type { CliContext } from '../../src/cli/context.ts';
-import { goalSetKey, readCompiledGoals, writeCompiledGoals } from '../../src/cli/goal-cache.ts';
+import { goalSetKey, goalSetScope, readCompiledGoals, readLastGoodGoals, writeCompiledGoals } from '../../src/cli/goal-cache.ts';
 import type { LoadedGoals } from '../../src/cli/load.ts';
 import { cli, goalHead, localBackend, oneFileGoal, repoRoot, tempProject } from '../support/cli.ts';
 
@@ -50,7 +50,7 @@ describe('compiled-goal cache', () => {
     const fresh = await compileGoals(ctx, 'hold');
     expect(fresh.result.graph).toBeDefined();
     const key = (await goalSetKey({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: 'p' }))!;
-    expect(writeCompiledGoals(state, key, fresh)).toBe(true);
+    expect(writeCompiledGoals(state, key, 's', fresh)).toBe(true);
     const cached = readCompiledGoals(state, key);
     expect(cached).toBeDefined();
     expect(comparable(cached!)).toEqual(comparable(fresh));
@@ -68,7 +68,7 @@ ${goalHead()}    - { id: index, type: local.file, spec: { path: www/index.html, 
     const implied = fresh.result.graph!.get('index')!.dependsOn;
     expect(implied).toEqual([expect.objectContaining({ on: 'www', implicit: true, why: expect.stringContaining('directory node "www"') })]);
     const key = (await goalSetKey({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: 'p' }))!;
-    expect(writeCompiledGoals(p.state, key, fresh)).toBe(true);
+    expect(writeCompiledGoals(p.state, key, 's', fresh)).toBe(true);
     const cached = readCompiledGoals(p.state, key);
     expect(cached!.result.graph!.get('index')!.dependsOn).toEqual(implied);
     expect(comparable(cached!)).toEqual(comparable(fresh));
@@ -93,12 +93,25 @@ ${goalHead()}    - { id: index, type: local.file, spec: { path: www/index.html, 
     expect(await key()).toBe(await key());
   });
 
+  it('the last good set is read by its scope whatever its files, and never across scopes', async () => {
+    const state = mkdtempSync(join(tmpdir(), 'ds-goal-cache-'));
+    dirs.push(state);
+    const ctx = context(join(repoRoot, 'goals'), state);
+    const fresh = await compileGoals(ctx, 'hold');
+    const scope = { goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: 'p1' };
+    writeCompiledGoals(state, 'files as they were', goalSetScope(scope), fresh);
+    expect(comparable(readLastGoodGoals(state, goalSetScope(scope))!)).toEqual(comparable(fresh));
+    for (const other of [{ program: 'p2' }, { goalsDir: '/elsewhere' }, { mode: 'refuse' }, { cwd: '/' }]) {
+      expect(readLastGoodGoals(state, goalSetScope({ ...scope, ...other }))).toBeUndefined();
+    }
+  });
+
   it('anything but an intact entry under the same key is a miss', async () => {
     const state = mkdtempSync(join(tmpdir(), 'ds-goal-cache-'));
     dirs.push(state);
     const fresh = await compileGoals(context(join(repoRoot, 'goals'), state), 'hold');
     expect(readCompiledGoals(state, 'k')).toBeUndefined(); // nothing stored
-    writeCompiledGoals(state, 'k', fresh);
+    writeCompiledGoals(state, 'k', 's', fresh);
     expect(readCompiledGoals(state, 'other')).toBeUndefined();
     const file = join(state, 'compiled-goals.json');
     const stored = JSON.parse(readFileSync(file, 'utf8')) as { format: number; strings: string[]; nodes: unknown[][] };

@@ -7,12 +7,13 @@ import type { LeftoverProcess } from '../../infra/index.ts';
 import type { InfraBackend, InfraDesiredNodeSpec } from '../../infra/index.ts';
 import { parseListen, startHttpServer } from '../../server/http.ts';
 import type { DaemonProbe } from '../../server/http.ts';
-import { BACKENDS_META, backendDigests, changedBackends as changedFrom, compileGoals, DAEMON_LISTEN, DAEMON_PID, openStore, printDiagnostics, pruneHistory, registry, requireGoalsDir, requireStateDir } from '../context.ts';
+import { BACKENDS_META, backendDigests, changedBackends as changedFrom, compileGoals, DAEMON_LISTEN, DAEMON_PID, lastGoodGoals, openStore, printDiagnostics, pruneHistory, registry, rememberGoals, requireGoalsDir, requireStateDir } from '../context.ts';
 import { loadFaultPolicyFile } from '../fault-policy-file.ts';
 import type { CliContext } from '../context.ts';
 import { goalsCommit } from '../git.ts';
 import { goalTreeFingerprint, watchGoalTree } from '../goal-watch.ts';
 import type { GoalWatch } from '../goal-watch.ts';
+import type { LoadedGoals } from '../load.ts';
 import type { SignalStop } from '../signals.ts';
 import { EXIT, MAX_CONCURRENCY, parseCount, rethrowAsUsage, UsageError } from '../usage.ts';
 
@@ -136,27 +137,55 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     }));
     leftovers = holdLeftovers(ctx, c, stop);
 
+    /**
+     * A revision that cannot be used (it does not compile, or cannot be read): nothing changes. The
+     * last good graph keeps running; a daemon that has none yet (it starts on such a revision) runs
+     * the goals stored when last they compiled, for these goals and this program (`rememberGoals`).
+     */
+    const reject = async (errors: readonly string[], fields: Record<string, unknown>, what: string): Promise<void> => {
+      const last = c.currentGraph === undefined ? await lastGoodGoals(ctx) : undefined;
+      if (last?.result.graph !== undefined) {
+        log.error({ ...fields, nodes: last.result.graph.size }, `${what}; the last good goals, stored when they last compiled, run instead`);
+        await use(last, null, 'start');
+      } else if (c.currentGraph === undefined) {
+        log.error(fields, `${what}; nothing is reconciled until a revision compiles (no last good goals are stored for them)`);
+      } else {
+        log.error(fields, `${what}; the last good graph keeps running`);
+      }
+      c.rejectRevision(errors);
+    };
+
     /** Loads the goals. For 'goals changed' the goal watch has taken the files' fingerprint already; otherwise it is taken here, before reading. */
     const load = async (why: 'start' | 'SIGHUP' | 'goals changed'): Promise<void> => {
       if (why !== 'goals changed') goalWatch?.accept(await goalTreeFingerprint(ctx.goalsDir));
       const commit = await goalsCommit(ctx.goalsDir);
+      let unreadable: string | undefined;
       const loaded = await compileGoals(ctx).catch((err: unknown) => {
-        // A missing or unreadable goal directory is a rejected revision like any other: nothing changes.
-        const message = errorMessage(err);
-        log.error({ text: message, commit, reason: why }, 'goals cannot be read; the last good graph keeps running');
-        c.rejectRevision([message]);
+        unreadable = errorMessage(err);
         return undefined;
       });
-      if (loaded === undefined) return;
-      const { graph, diagnostics, gates } = loaded.result;
+      if (loaded === undefined) {
+        // A missing or unreadable goal directory is a rejected revision like any other: nothing changes.
+        const message = unreadable ?? 'the goals cannot be read';
+        await reject([message], { text: message, commit, reason: why }, 'goals cannot be read');
+        return;
+      }
+      const { graph, diagnostics } = loaded.result;
       if (graph === undefined) {
-        const lines = diagnostics.map(formatDiagnostic);
         for (const d of diagnostics) log.error({ file: d.file, line: d.line, col: d.col, code: d.code, severity: d.severity, text: d.message }, 'goal error');
-        log.error({ errors: diagnostics.filter((d) => d.severity === 'error').length, commit, reason: why }, 'goal revision rejected; the last good graph keeps running');
-        c.rejectRevision(lines);
+        await reject(diagnostics.map(formatDiagnostic), { errors: diagnostics.filter((d) => d.severity === 'error').length, commit, reason: why }, 'goal revision rejected');
         return;
       }
       for (const d of diagnostics) log.warn({ file: d.file, line: d.line, col: d.col, code: d.code, text: d.message }, 'goal warning');
+      await use(loaded, commit, why);
+      // Kept for a restart on a revision that does not compile (and for plan and apply: the same cache).
+      await rememberGoals(ctx, loaded);
+    };
+
+    /** Runs a goal set that compiled: its backends, then its graph. */
+    const use = async (loaded: LoadedGoals, commit: string | null, why: 'start' | 'SIGHUP' | 'goals changed'): Promise<void> => {
+      const { graph, gates } = loaded.result;
+      if (graph === undefined) return;
       const declarations = [...loaded.factory.backends.values()];
       // A backend declared otherwise (another root, server, type) than when last loaded or applied is a goal change for its nodes.
       const declared = backendDigests(loaded);

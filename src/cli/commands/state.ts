@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { assertNever, DesiredStateError, ErrorCodes, errorMessage, GOAL_ERRORS_META, NODE_STATUSES, parseDuration, releaseAllStoredNodes, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
+import { assertNever, DesiredStateError, ErrorCodes, errorMessage, GOAL_ERRORS_META, GOALS_IDLE_META, NODE_STATUSES, parseDuration, releaseAllStoredNodes, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
 import type { OperatorRetryAnswer, RunRecord } from '../../runtime/index.ts';
 import { compileGoals, DAEMON_LISTEN, DAEMON_PID, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
@@ -39,7 +39,7 @@ export function runningDaemon(ctx: CliContext, store: SqliteStateStore): string 
 }
 
 export function status(ctx: CliContext): number {
-  const result = withStateStore(ctx, 'read', (store) => ({ nodes: store.listNodes(), goalErrors: store.getMeta(GOAL_ERRORS_META) ?? null, daemon: daemonMeta(store) }));
+  const result = withStateStore(ctx, 'read', (store) => ({ nodes: store.listNodes(), goalErrors: store.getMeta(GOAL_ERRORS_META) ?? null, idle: store.getMeta(GOALS_IDLE_META) === '1', daemon: daemonMeta(store) }));
   if (result === undefined) {
     ctx.out(ctx.format === 'json' ? JSON.stringify({ nodes: [], goalErrors: null, daemon: { running: false } }, null, 2) : 'no state yet: run `desiredstate apply` or `desiredstate run`');
     return EXIT.ok;
@@ -51,7 +51,9 @@ export function status(ctx: CliContext): number {
   }
   ctx.out(daemon.running ? `daemon: running (pid ${daemon.pid}, API on ${daemon.listen})` : 'daemon: not running');
   if (result.goalErrors !== null) {
-    ctx.out(daemon.running ? 'goal revision rejected; the last good graph keeps running:' : 'goal revision rejected when the daemon last loaded the goals (nothing of it was applied):');
+    if (!daemon.running) ctx.out('goal revision rejected when the daemon last loaded the goals (nothing of it was applied):');
+    else if (result.idle) ctx.out('goal revision rejected; nothing is reconciled until a revision compiles (the daemon started on it, and no last good goals are stored):');
+    else ctx.out('goal revision rejected; the last good graph keeps running:');
     for (const l of JSON.parse(result.goalErrors) as string[]) ctx.out(`  ${l}`);
   }
   const rows = [['NODE', 'TYPE', 'BACKEND', 'STATUS', 'UPDATED', 'REASON']];
