@@ -381,6 +381,16 @@ export class Controller<S extends NodeSpec> {
     return 'released';
   }
 
+  /**
+   * The mass deletion installing `graph` would be: the nodes it would delete past the guard's limit
+   * (max(5, 10 %) of the managed nodes), dependents first, unless `allowMassDeletion`; undefined for
+   * none. The daemon refuses such a revision whole, before installing it.
+   */
+  massDeletion(graph: DesiredGraph<S>): { readonly count: number; readonly limit: number; readonly ids: readonly NodeId[] } | undefined {
+    const refused = splitRemoved(graph, this.records.values(), this.o.codec, this.o.allowMassDeletion).refused;
+    return refused === undefined ? undefined : { count: refused.count, limit: refused.limit, ids: refused.nodes.map((r) => r.id) };
+  }
+
   /** The removed nodes the current goals approve deleting. */
   private deletableRemoved(): ReadonlySet<NodeId> {
     if (this.graph === undefined) return new Set();

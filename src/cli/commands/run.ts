@@ -177,6 +177,15 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
         return;
       }
       for (const d of diagnostics) log.warn({ file: d.file, line: d.line, col: d.col, code: d.code, text: d.message }, 'goal warning');
+      // A revision that would delete more than the guard allows is refused whole, as one that does
+      // not compile: the last good graph keeps running, its nodes still reconciled.
+      const mass = c.massDeletion(graph);
+      if (mass !== undefined) {
+        const shown = mass.ids.length > 10 ? `${mass.ids.slice(0, 10).join(', ')} and ${mass.ids.length - 10} more` : mass.ids.join(', ');
+        const message = `mass deletion refused: the revision would delete ${mass.count} nodes (${shown}), more than the ${mass.limit} that max(5, 10 % of the managed nodes) allows; run with --allow-mass-deletion if that is intended`;
+        await reject([message], { count: mass.count, limit: mass.limit, nodes: mass.ids, commit, reason: why }, 'goal revision rejected (mass deletion)');
+        return;
+      }
       await use(loaded, commit, why);
       // Kept for a restart on a revision that does not compile (and for plan and apply: the same cache).
       await rememberGoals(ctx, loaded);

@@ -56,3 +56,33 @@ describe('a daemon that starts on a goal revision that does not compile', () => 
     expect((await d.exited).code).toBe(0);
   });
 });
+
+// Issue 3: "a mass-deletion guard refuses a revision that would delete more than max(5 nodes, 10 %)
+// of managed nodes unless explicitly allowed". Refused whole, as a revision that does not compile.
+describe('a revision past the mass-deletion guard, in the daemon', () => {
+  it('is refused whole: said in the log and status with the nodes it would delete, and the removed nodes are still reconciled', async () => {
+    const p = tempProject('ds-mass-deletion-');
+    daemons.removeAfter(p.dir);
+    const files = (n: number, extra = ''): string =>
+      `${goalHead().replace('spec:\n', 'spec:\n  prune: true\n')}${Array.from({ length: n }, (_, i) => `    - { id: f${i}, type: local.file, deletionPolicy: Delete, spec: { path: f${i}, content: "${i}${extra}\\n" } }\n`).join('')}`;
+    p.write('backend.yaml', localBackend(p.root));
+    p.write('app.yaml', files(20));
+    const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
+    await d.waitFor((l) => l.msg === 'node created' && l.node === 'f19');
+    let mark = d.lines.length;
+    // 6 of 20 removed (the limit is max(5, 2)), and a content change that is refused with them.
+    p.write('app.yaml', files(14, ' v2'));
+    const refused = await d.waitFor((l) => l.msg.startsWith('goal revision rejected'), 10_000, mark);
+    expect(refused).toMatchObject({ msg: 'goal revision rejected (mass deletion); the last good graph keeps running', count: 6, limit: 5, nodes: ['f19', 'f18', 'f17', 'f16', 'f15', 'f14'] });
+    const status = await cli(['status', ...p.args], { cwd: p.dir });
+    expect(status.stdout).toContain('mass deletion refused: the revision would delete 6 nodes (f19, f18, f17, f16, f15, f14), more than the 5 that max(5, 10 % of the managed nodes) allows; run with --allow-mass-deletion if that is intended');
+    expect(readFileSync(join(p.root, 'f0'), 'utf8')).toBe('0\n');
+    // Still reconciled under the last good graph: a hand edit to a removed node's file is repaired.
+    mark = d.lines.length;
+    writeFileSync(join(p.root, 'f19'), 'edited by hand\n');
+    await d.waitFor((l) => l.msg === 'drift detected' && l.node === 'f19', 10_000, mark);
+    await eventually(() => readFileSync(join(p.root, 'f19'), 'utf8') === '19\n', 5_000, 'f19 repaired');
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+  });
+});
