@@ -857,13 +857,13 @@ export class Controller<S extends NodeSpec> {
    */
   private noteDrift(node: DesiredNode<S>, diffs: readonly FieldDiff[], log: Logger): DriftMemory {
     const now = this.o.clock.now();
-    let memory = this.drift.get(node.id);
-    if (memory === undefined) {
-      memory = { lastKey: '', lastPaths: '', lastReportAt: 0, firstSeen: now, outstanding: false, flapping: false, corrected: new Map(), flaps: 0, correctAfter: 0 };
-      this.drift.set(node.id, memory);
-    }
     const key = JSON.stringify(diffs.map((d) => [d.path, d.actual]));
     const paths = JSON.stringify(diffs.map((d) => d.path));
+    let memory = this.drift.get(node.id);
+    if (memory === undefined) {
+      memory = this.resumedDrift(node.id, paths) ?? { lastKey: '', lastPaths: '', lastReportAt: 0, firstSeen: now, outstanding: false, flapping: false, corrected: new Map(), flaps: 0, correctAfter: 0 };
+      this.drift.set(node.id, memory);
+    }
     if (!memory.outstanding) {
       const m = memory;
       const flapping = diffs.some((d) => {
@@ -896,6 +896,19 @@ export class Controller<S extends NodeSpec> {
     this.deferred.defer(() => this.o.store.recordDrift(report));
     logDrift(log, report);
     return memory;
+  }
+
+  /**
+   * A report-only drift still outstanding when the daemon last stopped (its record says `drifted`),
+   * as the memory of the node's last stored report, when that report is of the same fields: a restart
+   * neither reports it again nor forgets when it was first seen. Undefined otherwise.
+   */
+  private resumedDrift(id: NodeId, paths: string): DriftMemory | undefined {
+    if (this.persisted.get(id)?.status !== 'drifted') return undefined;
+    const [last] = this.o.store.listDrift({ node: id, limit: 1 });
+    if (last?.action !== 'reported' || JSON.stringify(last.diffs.map((d) => d.path)) !== paths) return undefined;
+    const lastKey = JSON.stringify(last.diffs.map((d) => [d.path, d.actual]));
+    return { lastKey, lastPaths: paths, lastReportAt: last.detectedAt, firstSeen: last.firstSeen, outstanding: true, flapping: last.flapping, corrected: new Map(), flaps: 0, correctAfter: 0 };
   }
 
   /** The node matches its goal again (corrected, or put back by hand): a later drift is a new occurrence. */

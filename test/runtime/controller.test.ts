@@ -202,6 +202,34 @@ describe('Controller: drift', () => {
     expect(h.lines.filter((l) => l.msg === 'drift detected')[0]).toMatchObject({ node: 'a', action: 'reported' });
   });
 
+  it('selfHeal: false, across a restart: the outstanding drift is neither reported again nor first seen anew; a new value is', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-controller-drift-restart-'));
+    try {
+      const yaml = goalYaml(fileNode('a', 'A'), { selfHeal: false });
+      const first = await converged(yaml, { dir });
+      first.backend.tamper('a', { content: 'evil' });
+      await first.settle();
+      const [reported] = first.store.listDrift({ node: 'a' });
+      expect(reported).toMatchObject({ action: 'reported' });
+      await first.advance(2 * MIN, 30_000);
+      await first.close();
+
+      const second = await converged(yaml, { dir, backend: first.backend });
+      await second.advance(2 * MIN, 30_000);
+      expect(second.store.listDrift({ node: 'a' })).toEqual([reported]);
+      expect(second.lines.filter((l) => l.msg === 'drift detected')).toEqual([]);
+      // Another value of the same field, past the interval: reported, first seen when the drift began.
+      second.backend.tamper('a', { content: 'worse' });
+      await second.advance(2 * MIN, 30_000);
+      const reports = second.store.listDrift({ node: 'a' });
+      expect(reports).toHaveLength(2);
+      expect(reports[1]).toMatchObject({ firstSeen: reported!.firstSeen, diffs: [expect.objectContaining({ actual: 'worse' })] });
+      await second.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('selfHeal: false with a value that keeps changing: reported again at most once an interval, with the latest value', async () => {
     const h = await converged(goalYaml(fileNode('a', 'A'), { selfHeal: false }));
     // Something else writes a new value every second for ten simulated minutes (the interval is a minute).
