@@ -309,6 +309,16 @@ export class Controller<S extends NodeSpec> {
     this.stopWatching = this.o.watch?.(graph.order, (ids) => this.notifyChanged(ids));
   }
 
+  /**
+   * The goals' commit moved while their files stayed the same (a commit elsewhere in the repository,
+   * a fast-forward): drift found from now on is reported under the new one, and the journal says when.
+   */
+  setCommit(commit: string | null): void {
+    if (this.graph === undefined || commit === this.commit) return;
+    this.commit = commit;
+    this.o.store.appendEvent({ at: this.o.clock.now(), node: null, kind: 'goals-commit', data: { commit } });
+  }
+
   /** Records a rejected goal revision: the last good graph keeps running (if there is one: `GOALS_IDLE_META`). */
   rejectRevision(errors: readonly string[]): void {
     this.o.store.setMeta(GOAL_ERRORS_META, JSON.stringify(errors));

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { goalsCommit } from '../../src/cli/git.ts';
 import { cli, oneFileGoal } from '../support/cli.ts';
+import { trackDaemons } from '../support/daemon.ts';
 
 // Provenance is read from the repository's files; every answer is checked against git itself.
 let base: string;
@@ -28,6 +29,7 @@ function repo(name: string): string {
 beforeAll(() => {
   base = mkdtempSync(join(tmpdir(), 'ds-git-'));
 });
+const daemons = trackDaemons();
 afterAll(() => {
   rmSync(base, { recursive: true, force: true });
 });
@@ -109,4 +111,29 @@ describe('provenance, end to end', () => {
     expect((await json('history')).runs!.map((run) => run.commit)).toEqual([second, first]);
     expect((await json('drift')).reports!.map((d) => d.commit)).toEqual([second]);
   });
+
+  it('a daemon reports drift under the commit checked out now, when HEAD moved but its goals did not', async () => {
+    const dir = join(base, 'daemon-project');
+    mkdirSync(join(dir, 'goals'), { recursive: true });
+    const root = join(dir, 'root');
+    writeFileSync(join(dir, 'goals/app.yaml'), oneFileGoal(root, 'v1\n'));
+    git(dir, 'init', '-q', '-b', 'main');
+    git(dir, 'add', '.');
+    git(dir, 'commit', '-qm', 'goals');
+    const d = daemons.start(['--goals', join(dir, 'goals'), '--state', join(base, 'daemon-state'), '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: dir });
+    await d.waitFor((l) => l.msg === 'node created');
+    // A commit outside the goal directory.
+    writeFileSync(join(dir, 'README'), 'docs\n');
+    git(dir, 'add', '.');
+    git(dir, 'commit', '-qm', 'docs');
+    const moved = git(dir, 'rev-parse', 'HEAD');
+    // Noticed within a goal poll (every 5 s); a hand edit after it is reported under the new commit.
+    await new Promise((resolve) => setTimeout(resolve, 6_000));
+    const mark = d.lines.length;
+    writeFileSync(join(root, 'app.conf'), 'edited by hand\n');
+    const drift = await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark);
+    expect(drift.commit).toBe(moved);
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+  }, 30_000);
 });

@@ -116,6 +116,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
   let store: SqliteStateStore | undefined;
   let goalWatch: GoalWatch | undefined;
   let pruning: NodeJS.Timeout | undefined;
+  let commitWatch: NodeJS.Timeout | undefined;
   let loading: Promise<void> = Promise.resolve();
   let backendMap: ReadonlyMap<string, InfraBackend> = new Map();
   let listening = false;
@@ -147,6 +148,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       if (last?.result.graph !== undefined) {
         log.error({ ...fields, nodes: last.result.graph.size }, `${what}; the last good goals, stored when they last compiled, run instead`);
         await use(last, null, 'start');
+        runningGoals = false;
       } else if (c.currentGraph === undefined) {
         log.error(fields, `${what}; nothing is reconciled until a revision compiles (no last good goals are stored for them)`);
       } else {
@@ -187,6 +189,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
         return;
       }
       await use(loaded, commit, why);
+      runningGoals = true;
       // Kept for a restart on a revision that does not compile (and for plan and apply: the same cache).
       await rememberGoals(ctx, loaded);
     };
@@ -231,6 +234,8 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       }
       log.info({ nodes: graph.size, commit, reason: why }, 'goals loaded');
     };
+    /** Whether the graph running is the goal files' own (not the last good goals stored, run in place of a rejected revision). */
+    let runningGoals = false;
     /** A load failed because the state store refused it, and none has worked since. */
     let storeRefusing = false;
     /** Queues a load behind the one in progress; one that fails is logged, and never leaves the queue rejected. */
@@ -271,6 +276,15 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       pruneHistory(ctx, opened, options.history);
       pruning = setInterval(() => pruneHistory(ctx, opened, options.history), PRUNE_EVERY_MS);
       pruning.unref();
+      // HEAD moves without the goal files changing (a commit elsewhere in the repository): drift is
+      // reported under the commit checked out now. A few small file reads each time.
+      commitWatch = setInterval(() => {
+        if (!runningGoals) return;
+        void goalsCommit(ctx.goalsDir).then((commit) => {
+          if (runningGoals) c.setCommit(commit);
+        });
+      }, GOAL_POLL_MS);
+      commitWatch.unref();
       // `desiredstate retry` finds the running daemon here and asks it to release the node at once. Its
       // pid goes with it: a lock held by another process (an apply after this daemon was killed) is not it.
       opened.transaction(() => {
@@ -284,6 +298,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     log.info({ signal: stop.reason }, 'shutting down');
   } finally {
     clearInterval(pruning);
+    clearInterval(commitWatch);
     goalWatch?.close();
     http.server.close();
     http.server.closeAllConnections();
