@@ -54,6 +54,26 @@ describe('apply and deletions (CLI.md: apply exits 0 only when converged)', () =
     expect(status.nodes.map((n) => n.id)).toEqual(['a']);
   });
 
+  it('past the mass-deletion guard: plan shows the deletions refused, apply deletes none and exits 1, --allow-mass-deletion deletes them', async () => {
+    const files = Array.from({ length: 12 }, (_, i) => `m${i}`);
+    p.write('app.yaml', goal(files));
+    expect((await cli(['apply', ...p.args, '--yes'])).code).toBe(0);
+    p.write('app.yaml', goal(files.slice(0, 6)));
+    const plan = await cli(['plan', ...p.args]);
+    expect(plan.code).toBe(2);
+    expect(plan.stdout).toContain('6 to delete (6 refused by the mass-deletion guard without --allow-mass-deletion)');
+    expect(plan.stdout).toContain('refused: mass deletion: 6 nodes removed from the goals, over the limit of 5');
+    const refused = await cli(['apply', ...p.args, '--yes']);
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toContain('refused to delete 6 nodes (limit 5); rerun with --allow-mass-deletion if that is intended');
+    expect(existsSync(join(p.root, 'm11.txt'))).toBe(true);
+    expect((await cli(['apply', ...p.args, '--yes', '--allow-mass-deletion'])).code).toBe(0);
+    expect(existsSync(join(p.root, 'm11.txt'))).toBe(false);
+    // Back to the one file the tests below start from.
+    p.write('app.yaml', goal(['a']));
+    expect((await cli(['apply', ...p.args, '--yes', '--allow-mass-deletion'])).code).toBe(0);
+  });
+
   // A terminal to ask on, from util-linux's script(1): the answer typed there, stdout to a file.
   it.skipIf(spawnSync('script', ['--version']).status !== 0)('asks on a terminal; with --format json the question goes to stderr and stdout holds the JSON alone', async () => {
     p.write('app.yaml', goal(['a', 'c']));

@@ -80,7 +80,9 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
     } else {
       for (const l of formatPlan(entries, { showUnchanged: options.showUnchanged, policyDefaults: c.loaded.factory.policyDefaults, desired, unreadableSecrets: (id) => unreadable.get(id) })) ctx.out(l);
       const needing = unreadable.size > 0 ? ` ${unreadable.size} create(s) need secrets that cannot be read here: apply would fail on them.` : '';
-      ctx.out(`Plan: ${counts.create} to create, ${counts.update} to update, ${counts.delete} to delete, ${counts.drift} drifted, ${counts.none} unchanged, ${counts.blocked + counts.held} blocked or held, ${counts.error} errors.${needing}`);
+      const refused = entries.filter((e) => e.planned.action === 'delete' && e.planned.refused !== undefined).length;
+      const deleting = refused === 0 ? `${counts.delete} to delete` : `${counts.delete} to delete (${refused} refused by the mass-deletion guard without --allow-mass-deletion)`;
+      ctx.out(`Plan: ${counts.create} to create, ${counts.update} to update, ${deleting}, ${counts.drift} drifted, ${counts.none} unchanged, ${counts.blocked + counts.held} blocked or held, ${counts.error} errors.${needing}`);
     }
     if (counts.error > 0) return EXIT.failed;
     // Drift that is only reported (selfHeal: false) is nothing for apply to do: it would never reach 0. A
