@@ -86,15 +86,21 @@ describe('goalsCommit', () => {
   });
 });
 
+/** A repository whose goals/ holds one file node under `root` (in the work tree), committed. */
+function goalsRepo(name: string): { dir: string; root: string } {
+  const dir = join(base, name);
+  mkdirSync(join(dir, 'goals'), { recursive: true });
+  const root = join(dir, 'root');
+  writeFileSync(join(dir, 'goals/app.yaml'), oneFileGoal(root, 'v1\n'));
+  git(dir, 'init', '-q', '-b', 'main');
+  git(dir, 'add', '.');
+  git(dir, 'commit', '-qm', 'goals');
+  return { dir, root };
+}
+
 describe('provenance, end to end', () => {
   it('apply records HEAD on its run and on the drift it reports; a new commit is the next run\'s', async () => {
-    const dir = join(base, 'project');
-    mkdirSync(join(dir, 'goals'), { recursive: true });
-    const root = join(dir, 'root');
-    writeFileSync(join(dir, 'goals/app.yaml'), oneFileGoal(root, 'v1\n'));
-    git(dir, 'init', '-q', '-b', 'main');
-    git(dir, 'add', '.');
-    git(dir, 'commit', '-qm', 'goals');
+    const { dir, root } = goalsRepo('project');
     const args = ['--goals', join(dir, 'goals'), '--state', join(base, 'project-state')];
     const json = async (cmd: string): Promise<Record<string, { commit: string | null }[]>> => {
       const r = await cli([cmd, ...args, '--format', 'json']);
@@ -113,13 +119,7 @@ describe('provenance, end to end', () => {
   });
 
   it('a daemon reports drift under the commit checked out now, when HEAD moved but its goals did not', async () => {
-    const dir = join(base, 'daemon-project');
-    mkdirSync(join(dir, 'goals'), { recursive: true });
-    const root = join(dir, 'root');
-    writeFileSync(join(dir, 'goals/app.yaml'), oneFileGoal(root, 'v1\n'));
-    git(dir, 'init', '-q', '-b', 'main');
-    git(dir, 'add', '.');
-    git(dir, 'commit', '-qm', 'goals');
+    const { dir, root } = goalsRepo('daemon-project');
     const d = daemons.start(['--goals', join(dir, 'goals'), '--state', join(base, 'daemon-state'), '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: dir });
     await d.waitFor((l) => l.msg === 'node created');
     // A commit outside the goal directory.
