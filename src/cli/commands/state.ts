@@ -114,7 +114,7 @@ export function history(ctx: CliContext, options: { limit: number } = { limit: 5
   for (const r of runs) {
     const s = r.summary;
     const counts = s === null ? '' : `+${s.created} ~${s.updated} -${s.deleted} !${s.drifted} x${s.failed} ⊘${s.blocked + s.held}`;
-    const unfinished = ongoing(r) ? (s === null ? 'unfinished' : ' so far') : s === null ? 'interrupted' : ' (interrupted)';
+    const unfinished = ongoing(r) ? (s === null ? 'running, nothing done yet' : ' so far') : s === null ? 'interrupted' : ' (interrupted)';
     rows.push([String(r.id), iso(r.startedAt), r.trigger, r.commit?.slice(0, 12) ?? '-', r.finishedAt === null ? `${counts}${unfinished}` : counts]);
   }
   for (const l of table(rows)) ctx.out(l);
