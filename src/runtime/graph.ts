@@ -74,7 +74,6 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
     return (i === undefined ? undefined : this.dependenciesAt[i]) ?? EMPTY;
   }
 
-  /** Everything downstream of `id` (transitively), not including it. */
   /**
    * Whether the goal of this name prunes in this revision (its `prune` now, for a node removed from
    * it); undefined for a goal the revision no longer has.
@@ -83,6 +82,7 @@ export class DesiredGraph<S extends NodeSpec = NodeSpec> {
     return this.goalPrunes.get(goal);
   }
 
+  /** Everything downstream of `id` (transitively), not including it. */
   downstream(id: NodeId): Set<NodeId> {
     const seen = new Set<NodeId>();
     const stack = [...this.dependents(id)];
