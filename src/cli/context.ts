@@ -11,6 +11,7 @@ import type { InfraBackend } from '../infra/index.ts';
 import { builtinBackendFactories } from '../backends/index.ts';
 import { loadGoalSet } from './load.ts';
 import type { LoadedGoals } from './load.ts';
+import type { GoalSetScope } from './goal-cache.ts';
 import { rethrowAsUsage, UsageError } from './usage.ts';
 import { terminalSafe } from './format.ts';
 
@@ -138,7 +139,7 @@ export async function compileGoals(ctx: CliContext, mode: PolicyMode = 'hold'): 
 }
 
 /**
- * `compileGoals` for plan and apply, through the compiled-goal cache in the
+ * `compileGoals` for plan, apply and run, through the compiled-goal cache in the
  * state directory (`goal-cache.ts`): unchanged goals and program skip YAML
  * parsing and compilation. No cache without the launcher's program digest,
  * or with DESIREDSTATE_GOAL_CACHE=off.
@@ -146,39 +147,41 @@ export async function compileGoals(ctx: CliContext, mode: PolicyMode = 'hold'): 
 export async function compileGoalsCached(ctx: CliContext): Promise<LoadedGoals> {
   requireGoalsDir(ctx);
   requireStateDir(ctx);
-  if (ctx.program === undefined || ctx.env.DESIREDSTATE_GOAL_CACHE === 'off') return compileGoals(ctx, 'hold');
-  const { goalSetKey, readCompiledGoals } = await import('./goal-cache.ts');
-  const key = await goalSetKey({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: ctx.program });
+  const scope = cacheScope(ctx);
+  if (scope === undefined) return compileGoals(ctx, 'hold');
+  const { goalSetKey, goalSetScope, readCompiledGoals, writeCompiledGoals } = await import('./goal-cache.ts');
+  // The key before the compile, which reads the files again: bytes changed in between are compiled
+  // under the old key (a miss once they are read anew), never the old compile under the new key.
+  const key = await goalSetKey(scope);
   const cached = key === undefined ? undefined : readCompiledGoals(ctx.stateDir, key);
   if (cached !== undefined) {
     ctx.log.debug({ nodes: cached.result.graph?.size }, 'compiled goals unchanged; taken from the cache');
     return cached;
   }
   const loaded = await compileGoals(ctx, 'hold');
-  if (key !== undefined) await rememberGoals(ctx, loaded, key);
+  if (key !== undefined && loaded.result.graph !== undefined) {
+    makeStateDir(ctx);
+    if (!writeCompiledGoals(ctx.stateDir, key, goalSetScope(scope), loaded)) ctx.log.debug('could not store the compiled goals (the next command compiles again)');
+  }
   return loaded;
 }
 
-/**
- * Stores a goal set that compiled into a graph in the state directory's cache (see goal-cache.ts):
- * the next command over the same goals skips compiling, and a daemon that starts on a revision that
- * does not compile runs this one (`lastGoodGoals`). Best effort; nothing without the program digest.
- */
-export async function rememberGoals(ctx: CliContext, loaded: LoadedGoals, key?: string): Promise<void> {
-  if (ctx.program === undefined || ctx.env.DESIREDSTATE_GOAL_CACHE === 'off' || loaded.result.graph === undefined) return;
-  const { goalSetKey, goalSetScope, writeCompiledGoals } = await import('./goal-cache.ts');
-  const scope = { goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: ctx.program };
-  const k = key ?? (await goalSetKey(scope));
-  if (k === undefined) return;
-  makeStateDir(ctx);
-  if (!writeCompiledGoals(ctx.stateDir, k, goalSetScope(scope), loaded)) ctx.log.debug('could not store the compiled goals (the next command compiles again)');
+/** What the compiled-goal cache keys this command's goal sets by besides their files; undefined for no cache (no program digest, or DESIREDSTATE_GOAL_CACHE=off). */
+function cacheScope(ctx: CliContext): GoalSetScope | undefined {
+  if (ctx.program === undefined || ctx.env.DESIREDSTATE_GOAL_CACHE === 'off') return undefined;
+  return { goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: ctx.program };
 }
 
-/** The goal set last stored for this goal directory and program (`rememberGoals`), whatever its files; undefined when none. */
+/**
+ * The goal set the cache holds for this goal directory and program (`compileGoalsCached`), whatever
+ * goal files it was compiled from: the last good goals, for a daemon that starts on a revision that
+ * does not compile. Undefined when there is none.
+ */
 export async function lastGoodGoals(ctx: CliContext): Promise<LoadedGoals | undefined> {
-  if (ctx.program === undefined || ctx.env.DESIREDSTATE_GOAL_CACHE === 'off') return undefined;
+  const scope = cacheScope(ctx);
+  if (scope === undefined) return undefined;
   const { goalSetScope, readLastGoodGoals } = await import('./goal-cache.ts');
-  return readLastGoodGoals(ctx.stateDir, goalSetScope({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: ctx.program }));
+  return readLastGoodGoals(ctx.stateDir, goalSetScope(scope));
 }
 
 /** How long run and drift history is kept when `--history` is not given. */

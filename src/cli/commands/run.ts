@@ -7,7 +7,7 @@ import type { LeftoverProcess } from '../../infra/index.ts';
 import type { InfraBackend, InfraDesiredNodeSpec } from '../../infra/index.ts';
 import { parseListen, startHttpServer } from '../../server/http.ts';
 import type { DaemonProbe } from '../../server/http.ts';
-import { BACKENDS_META, backendDigests, changedBackends as changedFrom, compileGoals, DAEMON_LISTEN, DAEMON_PID, lastGoodGoals, openStore, printDiagnostics, pruneHistory, registry, rememberGoals, requireGoalsDir, requireStateDir } from '../context.ts';
+import { BACKENDS_META, backendDigests, changedBackends as changedFrom, compileGoalsCached, DAEMON_LISTEN, DAEMON_PID, lastGoodGoals, openStore, printDiagnostics, pruneHistory, registry, requireGoalsDir, requireStateDir } from '../context.ts';
 import { loadFaultPolicyFile } from '../fault-policy-file.ts';
 import type { CliContext } from '../context.ts';
 import { goalsCommit } from '../git.ts';
@@ -59,6 +59,9 @@ export async function run(ctx: CliContext, options: RunOptions, stop: SignalStop
     unroute();
   }
 }
+
+/** Why the daemon loads the goals. */
+type LoadReason = 'start' | 'SIGHUP' | 'goals changed';
 
 /** Resolves when `signal` is aborted. */
 function aborted(signal: AbortSignal): Promise<void> {
@@ -141,13 +144,13 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     /**
      * A revision that cannot be used (it does not compile, or cannot be read): nothing changes. The
      * last good graph keeps running; a daemon that has none yet (it starts on such a revision) runs
-     * the goals stored when last they compiled, for these goals and this program (`rememberGoals`).
+     * the goals stored when last they compiled, for these goals and this program (`lastGoodGoals`).
      */
-    const reject = async (errors: readonly string[], fields: Record<string, unknown>, what: string): Promise<void> => {
+    const reject = async (why: LoadReason, errors: readonly string[], fields: Record<string, unknown>, what: string): Promise<void> => {
       const last = c.currentGraph === undefined ? await lastGoodGoals(ctx) : undefined;
       if (last?.result.graph !== undefined) {
         log.error({ ...fields, nodes: last.result.graph.size }, `${what}; the last good goals, stored when they last compiled, run instead`);
-        await use(last, null, 'start');
+        await use(last, null, why);
         runningGoals = false;
       } else if (c.currentGraph === undefined) {
         log.error(fields, `${what}; nothing is reconciled until a revision compiles (no last good goals are stored for them)`);
@@ -158,24 +161,26 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     };
 
     /** Loads the goals. For 'goals changed' the goal watch has taken the files' fingerprint already; otherwise it is taken here, before reading. */
-    const load = async (why: 'start' | 'SIGHUP' | 'goals changed'): Promise<void> => {
+    const load = async (why: LoadReason): Promise<void> => {
       if (why !== 'goals changed') goalWatch?.accept(await goalTreeFingerprint(ctx.goalsDir));
       const commit = await goalsCommit(ctx.goalsDir);
       let unreadable: string | undefined;
-      const loaded = await compileGoals(ctx).catch((err: unknown) => {
+      // Through the compiled-goal cache, as plan and apply: unchanged goals skip compiling, and what
+      // compiles is stored (the last good goals for a later start on a revision that does not).
+      const loaded = await compileGoalsCached(ctx).catch((err: unknown) => {
         unreadable = errorMessage(err);
         return undefined;
       });
       if (loaded === undefined) {
         // A missing or unreadable goal directory is a rejected revision like any other: nothing changes.
         const message = unreadable ?? 'the goals cannot be read';
-        await reject([message], { text: message, commit, reason: why }, 'goals cannot be read');
+        await reject(why, [message], { text: message, commit, reason: why }, 'goals cannot be read');
         return;
       }
       const { graph, diagnostics } = loaded.result;
       if (graph === undefined) {
         for (const d of diagnostics) log.error({ file: d.file, line: d.line, col: d.col, code: d.code, severity: d.severity, text: d.message }, 'goal error');
-        await reject(diagnostics.map(formatDiagnostic), { errors: diagnostics.filter((d) => d.severity === 'error').length, commit, reason: why }, 'goal revision rejected');
+        await reject(why, diagnostics.map(formatDiagnostic), { errors: diagnostics.filter((d) => d.severity === 'error').length, commit, reason: why }, 'goal revision rejected');
         return;
       }
       for (const d of diagnostics) log.warn({ file: d.file, line: d.line, col: d.col, code: d.code, text: d.message }, 'goal warning');
@@ -185,17 +190,15 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       if (mass !== undefined) {
         const shown = mass.ids.length > 10 ? `${mass.ids.slice(0, 10).join(', ')} and ${mass.ids.length - 10} more` : mass.ids.join(', ');
         const message = `mass deletion refused: the revision would delete ${mass.count} nodes (${shown}), more than the ${mass.limit} that max(5, 10 % of the managed nodes) allows; run with --allow-mass-deletion if that is intended`;
-        await reject([message], { count: mass.count, limit: mass.limit, nodes: mass.ids, commit, reason: why }, 'goal revision rejected (mass deletion)');
+        await reject(why, [message], { count: mass.count, limit: mass.limit, nodes: mass.ids, commit, reason: why }, 'goal revision rejected (mass deletion)');
         return;
       }
       await use(loaded, commit, why);
       runningGoals = true;
-      // Kept for a restart on a revision that does not compile (and for plan and apply: the same cache).
-      await rememberGoals(ctx, loaded);
     };
 
     /** Runs a goal set that compiled: its backends, then its graph. */
-    const use = async (loaded: LoadedGoals, commit: string | null, why: 'start' | 'SIGHUP' | 'goals changed'): Promise<void> => {
+    const use = async (loaded: LoadedGoals, commit: string | null, why: LoadReason): Promise<void> => {
       const { graph, gates } = loaded.result;
       if (graph === undefined) return;
       const declarations = [...loaded.factory.backends.values()];
@@ -239,7 +242,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     /** A load failed because the state store refused it, and none has worked since. */
     let storeRefusing = false;
     /** Queues a load behind the one in progress; one that fails is logged, and never leaves the queue rejected. */
-    const reload = (why: 'start' | 'SIGHUP' | 'goals changed'): Promise<void> => {
+    const reload = (why: LoadReason): Promise<void> => {
       loading = loading.then(() =>
         load(why).then(
           () => {
