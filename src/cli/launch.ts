@@ -1,3 +1,4 @@
+import { commandFirst } from './command-line.ts';
 import { stopOnSignals } from './signals.ts';
 import type { SignalStop } from './signals.ts';
 
@@ -11,7 +12,7 @@ export type Main = (argv: readonly string[], io: { out: (text: string) => void; 
  * cannot kill a daemon that is shutting down. Undefined for every other command.
  */
 export function takeSignals(argv: readonly string[]): SignalStop | undefined {
-  return argv[0] === 'run' ? stopOnSignals() : undefined;
+  return commandFirst(argv)[0] === 'run' ? stopOnSignals() : undefined;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { DesiredStateError, errorMessage, ErrorCodes } from '../runtime/index.ts';
+import { commandFirst, leadingProblem } from './command-line.ts';
 import { createContext, parseHistory } from './context.ts';
 import { oneLine } from './format.ts';
 import type { CliContext } from './context.ts';
@@ -9,7 +10,7 @@ import { VERSION } from './version.ts';
 
 // Each command's module is imported when that command runs: `apply` does not load the daemon's
 // HTTP server, `--help` loads no command at all.
-const COMMON_HELP = `Options for every command:
+const COMMON_HELP = `Options for every command (before or after it):
   --goals DIR        goal directory (default goals/, or $DESIREDSTATE_GOALS)
   --state DIR        state directory holding state.db (default .desiredstate/, or $DESIREDSTATE_STATE)
   --format FORMAT    text (the default) or json; graph: dot (the default), mermaid or json; check: text, json or sarif;
@@ -225,7 +226,7 @@ function commandHelp(command: Command): string {
 
 /** Runs the CLI; resolves with the exit status. */
 export async function main(argv: readonly string[], io: Io): Promise<number> {
-  const [name, ...rest] = argv;
+  const [name, ...rest] = commandFirst(argv);
   if (name === undefined) {
     // A bad invocation: a one-line reason (CLI.md), the list is one --help away.
     process.stderr.write('desiredstate: no command given; run desiredstate --help for the commands\n');
@@ -249,6 +250,20 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
   if (name === '--version') {
     io.out(`desiredstate ${VERSION}`);
     return EXIT.ok;
+  }
+  if (name.startsWith('-')) {
+    // Options and no command after them (commandFirst found none to put first).
+    const problem = leadingProblem(argv);
+    if (problem === 'help') {
+      io.out(mainHelp());
+      return EXIT.ok;
+    }
+    process.stderr.write(
+      problem === 'none'
+        ? 'desiredstate: no command given; run desiredstate --help for the commands\n'
+        : `desiredstate: ${oneLine(problem.option)} cannot come before the command (only --goals, --state, --format and --log-level can); run desiredstate --help\n`,
+    );
+    return EXIT.usage;
   }
   const command = commands[name];
   if (command === undefined) {

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
 import { DesiredStateError, ErrorCodes } from '../runtime/index.ts';
+import { commonOptions } from './command-line.ts';
 
 /** A bad invocation: exit 64 with a one-line reason. */
 export class UsageError extends DesiredStateError {
@@ -25,14 +26,6 @@ export function rethrowAsUsage(err: unknown, doing: string, reasons: Readonly<Re
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
-/** Flags every command takes. */
-export const commonOptions = {
-  goals: { type: 'string' },
-  state: { type: 'string' },
-  format: { type: 'string' },
-  'log-level': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const satisfies Options;
 
 export function parse<O extends Options>(argv: readonly string[], options: O, allowPositionals = 0) {
   const all = { ...commonOptions, ...options };

@@ -87,6 +87,15 @@ describe('desiredstate CLI, end to end on a temp directory', () => {
     expect(JSON.parse(r.stdout)).toHaveProperty(key);
   });
 
+  it('takes the options every command takes before the command too, as git and kubectl do', async () => {
+    const [before, after] = await Promise.all([cli([...p.args, '--format', 'json', 'status']), cli(['status', '--format=json', ...p.args])]);
+    expect(before.code, before.stderr).toBe(0);
+    expect(JSON.parse(before.stdout)).toEqual(JSON.parse(after.stdout));
+    const plan = await cli(['--format=json', ...p.args, 'plan', '--all']);
+    expect(plan.code, plan.stderr).toBe(0);
+    expect((JSON.parse(plan.stdout) as { counts: { none: number } }).counts.none).toBe(3);
+  });
+
   it('validate exits 1 with file:line:col lines for a bad goal set, and as JSON', async () => {
     const bad = tempProject('ds-cli-bad-');
     try {
@@ -156,6 +165,11 @@ describe.concurrent('desiredstate CLI: invocations', () => {
     { name: 'an unknown command with a newline in it', args: ['pl\nan'], stderr: /^desiredstate: unknown command "pl\\nan"; run desiredstate --help\n$/ },
     { name: 'help, a newline in the command', args: ['help', 'pl\nan'], stderr: /^desiredstate: unknown command "pl\\nan"; run desiredstate --help\n$/ },
     { name: 'an unknown flag with a newline in it', args: ['plan', '--x\ny'], stderr: /^desiredstate plan: unknown option --x\\ny\n$/ },
+    // Before the command, only the options every command takes: a command's own option there is refused by name.
+    { name: "a command's own option before the command", args: ['--yes', 'apply'], stderr: /^desiredstate: --yes cannot come before the command \(only --goals, --state, --format and --log-level can\); run desiredstate --help\n$/ },
+    { name: 'options and no command', args: ['--goals', 'goals', '--format=json'], stderr: /^desiredstate: no command given; run desiredstate --help/ },
+    { name: 'an unknown command after options', args: ['--goals', 'goals', 'bogus'], stderr: /^desiredstate: unknown command "bogus"; run desiredstate --help\n$/ },
+    { name: 'a bad option of the command after options', args: ['--state', 'x', 'plan', '--bogus'], stderr: /^desiredstate plan: unknown option --bogus\n$/ },
   ])('exit 64 on a bad invocation: $name', async ({ args, stderr }) => {
     const r = await cli(args, { cwd: p.dir });
     expect(r.code).toBe(64);
@@ -179,6 +193,12 @@ describe.concurrent('desiredstate CLI: invocations', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('Usage: desiredstate plan');
     expect(r.stdout).toBe(own.stdout);
+  });
+
+  it('--help among options given before any command shows the main help', async () => {
+    const r = await cli(['--goals', 'goals', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('Usage: desiredstate COMMAND [options]');
   });
 
   it('schema prints a JSON Schema that parses', async () => {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { holdsWithin, isAlive } from '../support/backend.ts';
 import { cleanEnv, oneFileGoal, repoRoot, tempProject } from '../support/cli.ts';
-import { trackDaemons } from '../support/daemon.ts';
+import { eventually, trackDaemons } from '../support/daemon.ts';
 import type { Daemon } from '../support/daemon.ts';
 
 // `desiredstate run` starts and stops as CLI.md says: exit 0 on SIGTERM/SIGINT whenever they come,
@@ -62,6 +62,15 @@ describe('desiredstate run: signals', () => {
     expect(d.lines.map((l) => l.msg)).not.toContain('listening');
     expect(existsSync(p.state)).toBe(false);
     expect(existsSync(p.root)).toBe(false);
+  });
+
+  it('runs and exits 0 on SIGTERM with the options before `run` (desiredstate --goals G --state S run)', async () => {
+    const p = project();
+    const d = daemons.start(['--listen', '127.0.0.1:0'], { cwd: p.dir, before: [...p.args, '--log-level', 'info'] });
+    await d.port();
+    await eventually(() => existsSync(join(p.root, 'app.conf')) && readFileSync(join(p.root, 'app.conf'), 'utf8') === 'hello\n', 15_000, 'app.conf written');
+    d.kill('SIGTERM');
+    expect(await exitWithin(d, 15_000)).toEqual({ code: 0, signal: null });
   });
 });
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.ts';
+import { takeSignals } from '../../src/cli/launch.ts';
 import { stopOnSignals } from '../../src/cli/signals.ts';
 
 // The daemon's one set of signal listeners (the real process's signals are in run-lifecycle.test.ts).
@@ -37,5 +38,24 @@ describe('main: run without the launcher', () => {
     const code = await main(['run', '--interval', 'soon'], { out: () => undefined, env: { DESIREDSTATE_LOG_LEVEL: 'silent' }, cwd: process.cwd() });
     expect(code).toBe(64);
     expect(listeners()).toEqual(before);
+  });
+});
+
+describe('takeSignals: the launcher takes the signals for `run` from its first moment', () => {
+  it.each([
+    { argv: ['run'], takes: true },
+    { argv: ['--goals', 'g', '--state=s', 'run', '--interval', '5s'], takes: true },
+    { argv: ['--format', 'json', 'plan'], takes: false },
+    { argv: ['plan', 'run'], takes: false },
+    { argv: ['--yes', 'run'], takes: false },
+  ])('$argv: $takes', ({ argv, takes }) => {
+    const before = listeners();
+    const stop = takeSignals(argv);
+    try {
+      expect(stop !== undefined).toBe(takes);
+      expect(listeners()).toEqual(takes ? before.map((n) => n + 1) : before);
+    } finally {
+      stop?.close();
+    }
   });
 });

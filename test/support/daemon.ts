@@ -15,8 +15,9 @@ export class Daemon {
   private buffer = '';
   private waiters = new Set<() => void>();
 
-  constructor(args: readonly string[], options: { cwd: string; env?: NodeJS.ProcessEnv }) {
-    this.child = spawn(launcher, ['run', ...args], { cwd: options.cwd, env: cleanEnv(options.env), stdio: ['pipe', 'pipe', 'pipe'] });
+  /** `options.before`: arguments given before `run` (options every command takes, as `desiredstate --goals G run`). */
+  constructor(args: readonly string[], options: { cwd: string; env?: NodeJS.ProcessEnv; before?: readonly string[] }) {
+    this.child = spawn(launcher, [...(options.before ?? []), 'run', ...args], { cwd: options.cwd, env: cleanEnv(options.env), stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.stdout.resume();
     this.child.stderr.on('data', (d: Buffer) => {
       const text = d.toString('utf8');
@@ -72,7 +73,7 @@ export class Daemon {
 /** The daemons a test file starts, and the directories they work in: see `trackDaemons`. */
 export interface DaemonTracker {
   /** Starts `desiredstate run` (as `new Daemon`), killed after the file's tests. */
-  start(args: readonly string[], options: { cwd: string; env?: NodeJS.ProcessEnv }): Daemon;
+  start(args: readonly string[], options: { cwd: string; env?: NodeJS.ProcessEnv; before?: readonly string[] }): Daemon;
   /** Removes `dir` after the file's tests, once its daemons have exited. */
   removeAfter(dir: string): void;
 }
