@@ -64,7 +64,10 @@ spec:
     const drifted = await cli(['plan', ...p.args], { cwd: p.dir });
     expect(drifted.stdout).toContain('! conf (local.file via local) drifted, report only (selfHeal: false)');
     expect(drifted.code).toBe(0);
-    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+    const apply = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    expect(apply.code).toBe(0);
+    // The node counts once, as left unchanged; the drift is told apart after (it read "1 unchanged, 1 drift reported").
+    expect(apply.stdout).toContain('Apply: 0 created, 0 updated, 0 deleted, 1 unchanged, 0 failed, 0 blocked, 0 held; 1 drifted (1 reported only, left as found).');
     expect((await cli(['plan', ...p.args], { cwd: p.dir })).code).toBe(0);
   });
 
@@ -75,6 +78,8 @@ spec:
     const drifted = await cli(['plan', ...p.args], { cwd: p.dir });
     expect(drifted.stdout).toContain('! conf (local.file via local) drifted, will be corrected');
     expect(drifted.code).toBe(2);
+    const apply = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    expect(apply.stdout).toContain('Apply: 0 created, 1 updated, 0 deleted, 0 unchanged, 0 failed, 0 blocked, 0 held; 1 drifted.');
   });
 
   it('an empty goal directory is an error naming the directory, with no made-up line and column', async () => {

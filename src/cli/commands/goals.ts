@@ -138,7 +138,10 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
       if (result.refusedDeletions !== undefined) {
         ctx.out(`  refused to delete ${result.refusedDeletions.count} nodes (limit ${result.refusedDeletions.limit}); rerun with --allow-mass-deletion if that is intended`);
       }
-      ctx.out(`Apply: ${s.created} created, ${s.updated} updated, ${s.deleted} deleted, ${s.unchanged} unchanged, ${s.drifted} drift reported, ${s.failed} failed, ${s.blocked} blocked, ${s.held} held.`);
+      // Each node counts once by what apply did to it; drift, which may be corrected (updated) or only reported (left unchanged), is told apart after.
+      const reportedOnly = [...result.outcomes.values()].filter((o) => o.status === 'drift-reported').length;
+      const drift = s.drifted === 0 ? '' : `; ${s.drifted} drifted${reportedOnly > 0 ? ` (${reportedOnly} reported only, left as found)` : ''}`;
+      ctx.out(`Apply: ${s.created} created, ${s.updated} updated, ${s.deleted} deleted, ${s.unchanged} unchanged, ${s.failed} failed, ${s.blocked} blocked, ${s.held} held${drift}.`);
     }
     pruneHistory(ctx, store, options.history);
     // Deletions left undone (declined, or no terminal to ask on) mean the goals are not reached: not converged.
