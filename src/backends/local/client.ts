@@ -617,11 +617,19 @@ function onPath(real: string, signal: AbortSignal): AttributeTarget {
   };
 }
 
-/** `mkdir -p` with `mode` on the last directory (set explicitly: mkdir's mode is filtered by the umask). */
+/**
+ * `mkdir -p` with `mode` on the last directory only (set explicitly: mkdir's mode is filtered by the
+ * umask), as `mkdir -p -m` does: the parents it creates, which no node manages, get the default mode,
+ * not a node's `1777` or `0700` (which could lock others out of the tree). A directory already there
+ * is kept; anything else there (a file, a symlink) is refused, never followed.
+ */
 export async function makeDirectory(real: string, mode: number, signal: AbortSignal): Promise<void> {
   if (signal.aborted) throw aborted('mkdir');
   try {
-    await mkdir(real, { recursive: true, mode });
+    await mkdir(dirname(real), { recursive: true });
+    await mkdir(real, { mode }).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST' || !(await lstat(real)).isDirectory()) throw err;
+    });
     await chmod(real, mode);
   } catch (err) {
     throw fsFault(err, 'mkdir', real);

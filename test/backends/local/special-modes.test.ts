@@ -1,4 +1,4 @@
-import { chmod, chown, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -101,6 +101,33 @@ describe('local.directory with setgid or sticky, on the real filesystem', () => 
     await sb.backend.create(child, opCtx());
     expect(await modeOf('group/sub')).toBe(0o750);
     expect((await observe(child)).status).toBe('upToDate');
+  });
+});
+
+describe('local.directory: the parents it makes are not its own', () => {
+  it.each([
+    { name: 'sticky and world-writable', mode: '1777', bits: 0o1777 },
+    { name: 'private', mode: '0700', bits: 0o700 },
+  ])('a $name directory ($mode) deep in new parents: only it gets the mode, the parents the default (as mkdir -p -m)', async ({ mode, bits }) => {
+    // The default, as this process's umask makes it.
+    await mkdir(join(sb.base, 'reference'));
+    const defaultMode = (await stat(join(sb.base, 'reference'))).mode & 0o7777;
+    const node = dirNode('d', 'a/b/c', mode);
+    expect((await sb.backend.create(node, opCtx())).status).toBe('done');
+    expect(await modeOf('a/b/c')).toBe(bits);
+    // They took the node's mode (through the umask): a 0700 made the unmanaged tree above it closed to others.
+    expect(await modeOf('a')).toBe(defaultMode);
+    expect(await modeOf('a/b')).toBe(defaultMode);
+    expect((await observe(node)).status).toBe('upToDate');
+  });
+
+  it('a file where the directory goes is refused, and left as it is', async () => {
+    await sb.backend.create(dirNode('p', 'p'), opCtx());
+    await writeFile(join(sb.root, 'p/d'), 'keep\n');
+    const r = await sb.backend.create(dirNode('d', 'p/d', '0700'), opCtx()).catch((err: unknown) => err);
+    expect(r).not.toMatchObject({ status: 'done' });
+    expect(await readFile(join(sb.root, 'p/d'), 'utf8')).toBe('keep\n');
+    expect(await modeOf('p/d')).not.toBe(0o700);
   });
 });
 
