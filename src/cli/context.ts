@@ -294,12 +294,17 @@ export const DAEMON_PID = 'daemon.pid';
  * `locked` writes holding the lock, as apply does: for what a daemon or an apply
  * running on this state would not see, or would write over (node records, which
  * they keep in memory); refused with DS_STATE_LOCKED while one runs.
- * Throws a UsageError (exit 64) when a state directory given by name does not exist.
+ * Undefined, without opening anything, while there is no state.db (a state directory given by name that
+ * does not exist is logged as such).
  */
 export function withStateStore<T>(ctx: CliContext, mode: 'read' | 'write' | 'locked', fn: (store: SqliteStateStore) => T): T | undefined {
-  // A state directory named (--state, $DESIREDSTATE_STATE) that is not there is a bad invocation
-  // (CLI.md: missing directory, exit 64); the default one before any apply or run is simply empty.
-  if (ctx.stateDirGiven && !existsSync(ctx.stateDir)) throw new UsageError(`state directory ${ctx.stateDir} does not exist`);
+  // A state directory not there yet is one nothing has run with: empty, and these commands exit 0 as
+  // CLI.md has them (a script asking `status --state S` before the first apply gets its document). One
+  // named (--state, $DESIREDSTATE_STATE) is said to be missing, for the typo it may be.
+  if (!existsSync(ctx.stateDir)) {
+    if (ctx.stateDirGiven) ctx.log.warn({ stateDir: ctx.stateDir }, `state directory ${ctx.stateDir} does not exist: nothing has run with it yet`);
+    return undefined;
+  }
   requireStateDir(ctx);
   if (!existsSync(join(ctx.stateDir, 'state.db'))) return undefined;
   const store = openStore(ctx, { lock: mode === 'locked', readonly: mode === 'read' });

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cli, localBackend, repoRoot, tempProject } from '../support/cli.ts';
@@ -150,7 +150,6 @@ describe.concurrent('desiredstate CLI: invocations', () => {
     { name: 'a missing goals directory', args: ['validate', '--goals', '/nonexistent/goals'], stderr: /goal directory .* does not exist/ },
     { name: 'a bad --format', args: ['plan', '--format', 'yaml'], stderr: /--format must be one of text, json/ },
     { name: 'a bad --format for schema', args: ['schema', '--format', 'yaml'], stderr: /--format must be one of json/ },
-    { name: 'a missing state directory', args: ['status', '--state', '/nonexistent/state'], stderr: /state directory .* does not exist/ },
     { name: 'no command at all', args: [], stderr: /^desiredstate: no command given; run desiredstate --help/ },
     // The value was given, only parseArgs would not take it: say how to write it.
     { name: 'a value starting with "-"', args: ['run', '--interval', '-5s'], stderr: /^desiredstate run: --interval needs a value; for one starting with "-", write --interval=-5s\n$/ },
@@ -193,6 +192,20 @@ describe.concurrent('desiredstate CLI: invocations', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('Usage: desiredstate plan');
     expect(r.stdout).toBe(own.stdout);
+  });
+
+  it.each([
+    { command: 'status', empty: { nodes: [], goalErrors: null, daemon: { running: false } } },
+    { command: 'drift', empty: { reports: [] } },
+    { command: 'history', empty: { runs: [] } },
+  ])('$command on a state directory nothing has run with yet: exit 0, the empty document, the missing directory said on stderr', async ({ command, empty }) => {
+    // CLI.md: status, drift and history exit 0. A named one that is not there was a bad invocation (64),
+    // while the default one was empty: a script asking before the first apply got no document.
+    const r = await cli([command, '--state', join(p.dir, 'not-yet'), '--format', 'json'], { cwd: p.dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual(empty);
+    expect(r.stderr).toContain(`state directory ${join(p.dir, 'not-yet')} does not exist: nothing has run with it yet`);
+    expect(existsSync(join(p.dir, 'not-yet'))).toBe(false);
   });
 
   it('--help among options given before any command shows the main help', async () => {
