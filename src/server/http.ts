@@ -87,7 +87,8 @@ export function startHttpServer(listen: { host: string; port: number }, probe: D
         case 'unknown':
           return send(404, { error: `unknown node "${node}"` });
         case 'not-held':
-          return send(409, { error: `node "${node}" is not held`, node, status: answer.current });
+          // Held by a policy (status held too) is not the fault policy's hold that retry releases.
+          return send(409, { error: answer.current === 'held' ? `node "${node}" is held by a policy, not the fault policy; retry does not release it` : `node "${node}" is not held`, node, status: answer.current });
         default:
           return assertNever(answer);
       }

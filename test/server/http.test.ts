@@ -34,6 +34,7 @@ describe('the daemon HTTP API', () => {
         status: () => ({ nodes: [{ id: 'a' }] }),
         retry: (node) => {
           if (node === 'ready node') return { status: 'not-held', current: 'ready' };
+          if (node === 'policy held') return { status: 'not-held', current: 'held' };
           if (node !== 'held node') return { status: 'unknown' };
           released.push(node);
           return { status: 'released' };
@@ -68,6 +69,10 @@ describe('the daemon HTTP API', () => {
     const notHeld = await fetch(`${base}/retry/ready%20node`, { method: 'POST' });
     expect(notHeld.status).toBe(409);
     expect(await notHeld.json()).toEqual({ error: 'node "ready node" is not held', node: 'ready node', status: 'ready' });
+    // Held by a policy: its status is held, but not by the fault policy ("is not held", status "held", read as a contradiction).
+    const policyHeld = await fetch(`${base}/retry/policy%20held`, { method: 'POST' });
+    expect(policyHeld.status).toBe(409);
+    expect(await policyHeld.json()).toEqual({ error: 'node "policy held" is held by a policy, not the fault policy; retry does not release it', node: 'policy held', status: 'held' });
     expect(released).toEqual(['held node']);
   });
 
