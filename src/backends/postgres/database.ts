@@ -4,7 +4,7 @@ import { dropped, faultCode } from './kind.ts';
 import type { KindContext, KindHandler, PgNode } from './kind.ts';
 import { observeDatabase } from './observe.ts';
 import type { DatabaseRow } from './observe.ts';
-import { alterDatabaseSql, createDatabaseSql, DATABASES_QUERY, dropDatabaseSql, USER_RELATIONS_QUERY } from './sql.ts';
+import { alterDatabaseSql, createDatabaseSql, DATABASES_QUERY, dropDatabaseSql, USER_OBJECTS_QUERY } from './sql.ts';
 
 type DatabaseNode = PgNode<'postgres.database'>;
 
@@ -54,17 +54,17 @@ export const databaseHandler: KindHandler<'postgres.database'> = {
 
   async delete(node, ctx) {
     const { name, force } = node.spec;
-    let relations: number;
+    let objects: number;
     try {
-      const rows = await ctx.client.query<{ relations: number }>(USER_RELATIONS_QUERY, [], { database: name, signal: ctx.signal });
-      relations = rows[0]?.relations ?? 0;
+      const rows = await ctx.client.query<{ objects: number }>(USER_OBJECTS_QUERY, [], { database: name, signal: ctx.signal });
+      objects = rows[0]?.objects ?? 0;
     } catch (err) {
       if (faultCode(err) === '3D000') return;
       throw err;
     }
-    if (relations > 0 && !force) {
+    if (objects > 0 && !force) {
       throw new FaultError(
-        fault('permanent', `database ${JSON.stringify(name)} still holds ${relations} table(s); not dropped`, {
+        fault('permanent', `database ${JSON.stringify(name)} still holds ${objects} object(s) of its own (tables, views, sequences, functions, types or large objects); not dropped`, {
           code: 'database-not-empty',
           hint: 'to drop it with its data set force: true on the node (with deletionPolicy: Delete), or empty it first',
         }),
@@ -73,6 +73,6 @@ export const databaseHandler: KindHandler<'postgres.database'> = {
     // Our own idle sessions would block the drop.
     await ctx.client.closeDatabase(name);
     if (!(await dropped(['3D000'], () => ctx.client.execute([dropDatabaseSql(name, force)], { signal: ctx.signal })))) return;
-    ctx.log.info({ database: name, relations, force }, 'database dropped');
+    ctx.log.info({ database: name, objects, force }, 'database dropped');
   },
 };

@@ -213,7 +213,7 @@ export function classifyPgError(err: unknown, phase: Phase = 'query', options: C
     // sslmode require or verify-full against a server without TLS: retrying changes nothing.
     return fault('permanent', `${server}: ${messageOf(err)}`, { code: 'tls-not-offered', hint: 'the server does not offer TLS: turn ssl on in the server, or set sslmode to prefer or disable' });
   }
-  if (err instanceof Error && !(err instanceof TypeError) && !(err instanceof RangeError) && !(err instanceof SyntaxError)) {
+  if (err instanceof Error && !(err instanceof TypeError) && !(err instanceof RangeError) && !(err instanceof SyntaxError) && !(err instanceof ReferenceError)) {
     // pg's own connection errors ("timeout expired", "Connection terminated
     // unexpectedly") carry no code; they are connection failures.
     return fault('transient', phase === 'connect' ? `cannot connect to ${server}: ${messageOf(err)}` : `connection to ${server} lost: ${messageOf(err)}`, {

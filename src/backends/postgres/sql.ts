@@ -310,9 +310,22 @@ export const DATABASES_QUERY = `SELECT d.oid::int8 AS oid, d.datname AS name, pg
   pg_encoding_to_char(d.encoding) AS encoding, d.datconnlimit AS connection_limit
 FROM pg_database d WHERE d.datname = ANY($1::text[])`;
 
-/** Tables, views and sequences outside the system schemas: what makes a database "hold data". */
-export const USER_RELATIONS_QUERY = `SELECT count(*)::int AS relations FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'`;
+/**
+ * What makes a database "hold data": its objects outside the system schemas that no extension installed
+ * (tables, views, sequences, composite types, functions and procedures, enums, domains, range types) and
+ * its large objects. Counting tables alone let a database of large objects, sequences and functions be
+ * dropped without `force`.
+ */
+export const USER_OBJECTS_QUERY = `WITH user_ns AS (
+  SELECT oid FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp\\_%'
+), ext AS (SELECT classid, objid FROM pg_depend WHERE deptype = 'e')
+SELECT ((SELECT count(*) FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM user_ns) AND c.relkind IN ('r', 'p', 'm', 'f', 'v', 'S', 'c')
+      AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_class'::regclass AND ext.objid = c.oid))
+  + (SELECT count(*) FROM pg_proc p WHERE p.pronamespace IN (SELECT oid FROM user_ns)
+      AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_proc'::regclass AND ext.objid = p.oid))
+  + (SELECT count(*) FROM pg_type t WHERE t.typnamespace IN (SELECT oid FROM user_ns) AND t.typtype IN ('e', 'd', 'r')
+      AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_type'::regclass AND ext.objid = t.oid))
+  + (SELECT count(*) FROM pg_largeobject_metadata))::int AS objects`;
 
 /** `$1` schema names, in the connected database. */
 export const SCHEMAS_QUERY = `SELECT n.oid::int8 AS oid, n.nspname AS name, pg_get_userbyid(n.nspowner) AS owner

@@ -348,6 +348,31 @@ describe('postgres backend against a real server', () => {
     done(await backend.delete(keep, ctx));
   });
 
+  it.each([
+    { name: 'a large object', sql: "SELECT lo_from_bytea(424242, 'scans')" },
+    { name: 'a sequence', sql: 'CREATE SEQUENCE invoice_no START 1000' },
+    { name: 'a function', sql: "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'" },
+    { name: 'a view', sql: 'CREATE VIEW v AS SELECT 1 AS one' },
+    { name: 'an enum type', sql: "CREATE TYPE mood AS ENUM ('ok')" },
+  ])('refuses to drop a database whose only object is $name without force (tables alone were counted)', async ({ sql }) => {
+    await server.sql('CREATE DATABASE held_data');
+    try {
+      await server.sql(sql, [], 'held_data');
+      const r = await backend.delete(pgNode('held', 'postgres.database', { name: 'held_data' }), ctx);
+      expect(r).toMatchObject({ status: 'failed', fault: { class: 'permanent', code: 'database-not-empty', message: expect.stringContaining('still holds 1 object(s)') } });
+      expect((await observeOne(pgNode('held', 'postgres.database', { name: 'held_data' }))).status).toBe('upToDate');
+    } finally {
+      done(await backend.delete(pgNode('held', 'postgres.database', { name: 'held_data', force: true }), ctx));
+    }
+  });
+
+  it("drops without force a database that holds only an extension's objects", async () => {
+    await server.sql('CREATE DATABASE ext_only');
+    await server.sql('CREATE EXTENSION citext', [], 'ext_only');
+    done(await backend.delete(pgNode('ext-only', 'postgres.database', { name: 'ext_only' }), ctx));
+    expect((await observeOne(pgNode('ext-only', 'postgres.database', { name: 'ext_only' }))).status).toBe('absent');
+  });
+
   it('refuses to drop a schema holding objects without force, and a role that owns objects, with hints', async () => {
     const s = await backend.delete(schema, ctx);
     expect(s).toMatchObject({ status: 'failed', fault: { class: 'permanent', code: '2BP01', hint: expect.stringContaining('force: true') } });
