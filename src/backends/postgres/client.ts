@@ -68,6 +68,8 @@ export class PgClient {
   private readonly stream: (() => Duplex) | undefined;
   /** Insertion order is recency: a use moves the entry to the end. */
   private readonly pools = new Map<string, pg.Pool>();
+  /** How many operations hold each pool (from handing it out to releasing its client): never closed by `evict` meanwhile. */
+  private readonly users = new Map<pg.Pool, number>();
   private closed = false;
 
   constructor(options: PgClientOptions) {
@@ -132,26 +134,11 @@ export class PgClient {
     try {
       if (this.closed) throw new FaultError({ class: 'transient', message: 'the postgres backend is closed', code: 'closed' });
       if (signal.aborted) throw new AbortError();
-      const client = await this.connect(options.database ?? this.config.database, signal);
-      phase = 'query';
-      let broken: Error | undefined;
-      // A checked-out client has no pool listener: a server shutdown (57P01) or a reset arriving
-      // between our queries would be an unhandled 'error' event and kill the daemon.
-      const onError = (err: Error): void => {
-        broken ??= err;
-      };
-      client.on('error', onError);
+      const pool = await this.pool(options.database ?? this.config.database);
       try {
-        return await abortable(op(client), signal, undefined, () => {
-          // The statement may still be running: this connection is not reusable.
-          broken = new AbortError();
-        });
-      } catch (err) {
-        broken ??= isConnectionError(err) ? (err as Error) : undefined;
-        throw err;
+        return await this.runOn(pool, op, signal, () => (phase = 'query'));
       } finally {
-        client.off('error', onError);
-        client.release(broken);
+        this.unuse(pool);
       }
     } catch (err) {
       if (err instanceof FaultError) throw err;
@@ -160,35 +147,78 @@ export class PgClient {
     }
   }
 
-  /** A pooled connection to `database`. */
-  private async connect(database: string, signal: AbortSignal): Promise<pg.PoolClient> {
-    return abortable((await this.pool(database)).connect(), signal, (c) => c.release());
+  /** `op` on a client of `pool`, released after (destroyed if the connection broke or the op was aborted). */
+  private async runOn<T>(pool: pg.Pool, op: (c: pg.PoolClient) => Promise<T>, signal: AbortSignal, connected: () => void): Promise<T> {
+    const client = await abortable(pool.connect(), signal, (c) => c.release());
+    connected();
+    let broken: Error | undefined;
+    // A checked-out client has no pool listener: a server shutdown (57P01) or a reset arriving
+    // between our queries would be an unhandled 'error' event and kill the daemon.
+    const onError = (err: Error): void => {
+      broken ??= err;
+    };
+    client.on('error', onError);
+    try {
+      return await abortable(op(client), signal, undefined, () => {
+        // The statement may still be running: this connection is not reusable.
+        broken = new AbortError();
+      });
+    } catch (err) {
+      broken ??= isConnectionError(err) ? (err as Error) : undefined;
+      throw err;
+    } finally {
+      client.off('error', onError);
+      client.release(broken);
+    }
   }
 
+  /**
+   * The pool of `database`, counted as in use until `unuse`: handed out and then closed by another
+   * operation's `evict` before this one connected, it failed with "Cannot use a pool after calling end
+   * on the pool" (more databases than `maxPools` observed at once: a one-shot apply never converged).
+   */
   private async pool(database: string): Promise<pg.Pool> {
     const existing = this.pools.get(database);
     if (existing !== undefined) {
       this.pools.delete(database);
       this.pools.set(database, existing);
-      return existing;
+      return this.use(existing);
     }
     const { Pool } = await loadPg();
     const again = this.pools.get(database);
-    if (again !== undefined) return again;
+    if (again !== undefined) return this.use(again);
     const pool = new Pool({ ...this.clientConfig(database), max: this.config.poolSize, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
     pool.on('error', (err) => {
       // An idle connection died (server restart, network). The pool drops it; the next query reconnects.
       this.log.warn({ database, code: (err as { code?: unknown }).code }, 'idle connection lost');
     });
     this.pools.set(database, pool);
+    this.use(pool);
     this.evict();
     return pool;
   }
 
+  private use(pool: pg.Pool): pg.Pool {
+    this.users.set(pool, (this.users.get(pool) ?? 0) + 1);
+    return pool;
+  }
+
+  private unuse(pool: pg.Pool): void {
+    const n = (this.users.get(pool) ?? 1) - 1;
+    if (n > 0) {
+      this.users.set(pool, n);
+      return;
+    }
+    this.users.delete(pool);
+    // Pools kept open past the limit while in use are closed once they are not.
+    this.evict();
+  }
+
+  /** Closes the least recently used pools beyond `maxPools` (the maintenance database's aside), none in use. */
   private evict(): void {
     for (const [name, pool] of this.pools) {
       if (this.pools.size <= this.maxPools + 1) return;
-      if (name === this.config.database) continue;
+      if (name === this.config.database || this.users.has(pool)) continue;
       this.pools.delete(name);
       pool.end().catch((err: unknown) => this.log.warn({ database: name, err }, 'closing pool failed'));
     }

@@ -113,6 +113,27 @@ describe('faults of a server that answers but refuses', () => {
     }
   });
 
+  it('more databases at once than pools kept open: every query succeeds (a pool handed out was closed under it), and the pools are trimmed after', async () => {
+    const names = Array.from({ length: 6 }, (_, i) => `sf_pools_${i}`);
+    for (const n of names) await server.sql(`CREATE DATABASE ${n}`);
+    const config = postgresConfigSchema().parse({ host: server.host, port: server.port, user: server.user, password: { fromEnv: 'PGPW' }, sslmode: 'disable' });
+    const c = new PgClient({ config, env: { PGPW: server.password }, cwd: dir, log: captureLogger().log, maxDatabasePools: 2 });
+    try {
+      const signal = AbortSignal.timeout(30_000);
+      for (let round = 0; round < 3; round++) {
+        // All at once, as a pass reads schemas, grants and extensions of every database.
+        const answers = await Promise.allSettled(names.flatMap((database) => [1, 2].map(() => c.query<{ db: string }>('SELECT current_database() AS db', [], { database, signal }))));
+        expect(answers.filter((a) => a.status === 'rejected').map((a) => String((a as PromiseRejectedResult).reason))).toEqual([]);
+        expect(answers.map((a) => (a as PromiseFulfilledResult<{ db: string }[]>).value[0]?.db)).toEqual(names.flatMap((n) => [n, n]));
+      }
+      // Past the limit only while in use: two databases and the maintenance one stay open.
+      expect((c as unknown as { pools: Map<string, unknown> }).pools.size).toBeLessThanOrEqual(3);
+    } finally {
+      await c.close();
+      for (const n of names) await server.sql(`DROP DATABASE ${n}`);
+    }
+  });
+
   it('an ordinary statement error is about the statement, not the server: its message is left as PostgreSQL wrote it', async () => {
     const b = backend({});
     const r = await b.create(pgNode('g', 'postgres.grant', { role: 'sf_nobody', database: 'postgres', on: 'database', privileges: ['CONNECT'] }), opContext(captureLogger().log));
