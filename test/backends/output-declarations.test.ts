@@ -119,7 +119,7 @@ const cases: Case[] = [
     backend: 'postgres',
     kind: 'postgres.grant',
     via: 'observeGrant',
-    outputs: outputsOf(observeGrant(grantSpec, [{ idx: 1, object: 's', privileges: ['USAGE'], all_privileges: ['CREATE', 'USAGE'] }])),
+    outputs: outputsOf(observeGrant(grantSpec, [{ idx: 1, object: 's', owned: false, privileges: ['USAGE'], all_privileges: ['CREATE', 'USAGE'] }])),
   },
   { backend: 'postgres', kind: 'postgres.grant', via: 'grantOutputs (create, update)', outputs: grantOutputs(grantSpec) },
   { backend: 'ansible', kind: 'ansible.playbook', via: 'summaryOutputs', outputs: summaryOutputs(report) },

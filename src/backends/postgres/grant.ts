@@ -1,10 +1,10 @@
 import { PG_GRANT_PRIVILEGES } from '../../infra/index.ts';
 import type { NodeId, Observation } from '../../runtime/index.ts';
 import { dropped, observeByDatabase } from './kind.ts';
-import type { KindHandler, PgNode } from './kind.ts';
+import type { KindContext, KindHandler, PgNode } from './kind.ts';
 import { grantOutputs, observeGrant } from './observe.ts';
 import type { GrantRow } from './observe.ts';
-import { GRANTS_QUERY, grantPrivileges, grantSql, revokeSql } from './sql.ts';
+import { GRANTS_QUERY, grantPrivileges, grantSql, revokeOnObjectsSql, revokeSql, SCHEMA_OBJECTS_OWNED_QUERY } from './sql.ts';
 import type { Statement } from './sql.ts';
 
 type GrantNode = PgNode<'postgres.grant'>;
@@ -13,6 +13,25 @@ type GrantNode = PgNode<'postgres.grant'>;
 function knownPrivileges(node: GrantNode, values: unknown): string[] {
   const allowed: readonly string[] = PG_GRANT_PRIVILEGES[node.spec.on];
   return Array.isArray(values) ? values.filter((v): v is string => typeof v === 'string' && allowed.includes(v) && v !== 'ALL') : [];
+}
+
+/**
+ * The revoke of `privileges` from the node's role, leaving alone what the role owns: on a database or
+ * schema it owns, nothing (its privileges there are an owner's); on tables or sequences, ON ALL … when
+ * it owns none of them, else each one it does not own (ON ALL would strip its own tables: TRUNCATE,
+ * TRIGGER, REFERENCES gone from a migration role's tables).
+ */
+async function revokeStatements(node: GrantNode, privileges: readonly string[], ctx: KindContext): Promise<Statement[]> {
+  const { spec } = node;
+  if (privileges.length === 0) return [];
+  if (spec.on !== 'tables' && spec.on !== 'sequences') return [revokeSql(spec, privileges)];
+  const rows = await ctx.client.query<{ name: string; owned: boolean }>(SCHEMA_OBJECTS_OWNED_QUERY, [spec.schema, spec.role, spec.on === 'tables' ? ['r', 'p', 'v', 'm', 'f'] : ['S']], {
+    database: spec.database,
+    signal: ctx.signal,
+  });
+  if (!rows.some((r) => r.owned)) return [revokeSql(spec, privileges)];
+  const others = rows.filter((r) => !r.owned).map((r) => r.name);
+  return others.length === 0 ? [] : [revokeOnObjectsSql(spec, privileges, others)];
 }
 
 /**
@@ -49,7 +68,7 @@ export const grantHandler: KindHandler<'postgres.grant'> = {
     const d = diffs.find((x) => x.path === 'privileges');
     if (d !== undefined && !want.includes('ALL')) {
       const extra = knownPrivileges(node, d.actual).filter((p) => !want.includes(p));
-      if (extra.length > 0) statements.push(revokeSql(node.spec, extra));
+      statements.push(...(await revokeStatements(node, extra, ctx)));
     }
     await ctx.client.execute(statements, { database: node.spec.database, signal: ctx.signal });
     return { outputs: grantOutputs(node.spec) };
@@ -57,8 +76,8 @@ export const grantHandler: KindHandler<'postgres.grant'> = {
 
   async delete(node, ctx) {
     // The role, schema or database gone means nothing is granted.
-    await dropped(['42704', '3F000', '3D000'], () =>
-      ctx.client.execute([revokeSql(node.spec, grantPrivileges(node.spec.on, node.spec.privileges))], { database: node.spec.database, signal: ctx.signal }),
+    await dropped(['42704', '3F000', '3D000'], async () =>
+      ctx.client.execute(await revokeStatements(node, grantPrivileges(node.spec.on, node.spec.privileges), ctx), { database: node.spec.database, signal: ctx.signal }),
     );
   },
 };

@@ -99,6 +99,8 @@ export interface ExtensionRow {
 export interface GrantRow {
   readonly idx: number;
   readonly object: string | null;
+  /** The role owns the object: it holds every privilege there implicitly, so more than the grant lists is no drift. */
+  readonly owned: boolean;
   readonly privileges: readonly string[];
   readonly all_privileges: readonly string[];
 }
@@ -237,16 +239,18 @@ export function observeGrant(spec: GrantSpec, rows: readonly GrantRow[]): Observ
   // A schema with no tables (or sequences) holds nothing to grant on: nothing can differ.
   if (objects.length === 0) return { status: 'upToDate', outputs };
   if (objects.every((r) => r.privileges.length === 0)) return { status: 'absent' };
-  const wrong = objects.filter((r) => !sameSet(want, r.privileges));
+  // On what the role owns, only what the grant lists counts (missing is drift); its other privileges are its owner's, never revoked.
+  const held = (r: GrantRow): readonly string[] => (r.owned ? r.privileges.filter((p) => want.includes(p)) : r.privileges);
+  const wrong = objects.filter((r) => !sameSet(want, held(r)));
   if (wrong.length === 0) return { status: 'upToDate', outputs };
-  const union = [...new Set(objects.flatMap((r) => r.privileges))].sort();
-  const uniform = wrong.length === objects.length && wrong.every((r) => sameSet(r.privileges, wrong[0]!.privileges));
-  const actual = uniform ? [...wrong[0]!.privileges].sort() : union;
+  const union = [...new Set(objects.flatMap((r) => held(r)))].sort();
+  const uniform = wrong.length === objects.length && wrong.every((r) => sameSet(held(r), held(wrong[0]!)));
+  const actual = uniform ? [...held(wrong[0]!)].sort() : union;
   const detail =
     objects.length > 1 && !uniform
       ? `${wrong.length} of ${objects.length} objects differ: ${wrong
           .slice(0, 5)
-          .map((r) => `${r.object ?? '?'} [${[...r.privileges].sort().join(', ')}]`)
+          .map((r) => `${r.object ?? '?'} [${[...held(r)].sort().join(', ')}]`)
           .join('; ')}${wrong.length > 5 ? '; …' : ''}`
       : undefined;
   return { status: 'drifted', diffs: [{ path: 'privileges', desired: want, actual, ...(detail === undefined ? {} : { detail }) }], outputs };

@@ -334,6 +334,38 @@ describe('postgres backend against a real server', () => {
     expect((await observeOne(ext)).status).toBe('upToDate');
   });
 
+  it("a grant to a role that owns objects under it: the owner's own privileges are no drift and are never revoked", async () => {
+    // app_owner owns app.t1..t3 (the first test); a table of another owner sits beside them.
+    await server.sql('CREATE TABLE app.not_theirs (x int)', [], 'app');
+    const has = async (table: string, privilege: string): Promise<boolean> =>
+      (await server.sql<{ ok: boolean }>(`SELECT has_table_privilege('app_owner', $1, $2) AS ok`, [table, privilege], 'app'))[0]!.ok;
+    const onTables = pgNode('owner-tables', 'postgres.grant', { role: 'app_owner', database: 'app', schema: 'app', on: 'tables', privileges: ['SELECT'] });
+    const onDb = pgNode('owner-db', 'postgres.grant', { role: 'app_owner', database: 'app', on: 'database', privileges: ['CONNECT'] });
+    try {
+      await converge([onTables, onDb]);
+      // Its TRUNCATE, INSERT … on its own tables, CREATE on its own database: an owner's, not drift (they were, and were revoked).
+      for (const n of [onTables, onDb]) expect((await observeOne(n)).status, n.id).toBe('upToDate');
+      // More than the grant lists on a table it does not own is drift, corrected there alone.
+      await server.sql('GRANT INSERT ON app.not_theirs TO app_owner', [], 'app');
+      const obs = await observeOne(onTables);
+      expect(obs).toMatchObject({ status: 'drifted', diffs: [{ path: 'privileges', desired: ['SELECT'], actual: ['INSERT', 'SELECT'] }] });
+      done(await backend.update(onTables, obs.status === 'drifted' ? obs.diffs : [], ctx));
+      expect(await has('app.not_theirs', 'INSERT')).toBe(false);
+      expect(await has('app.t1', 'TRUNCATE')).toBe(true);
+      expect((await observeOne(onTables)).status).toBe('upToDate');
+      // Deleting the grants takes what they gave, on what the role does not own.
+      done(await backend.delete(onTables, ctx));
+      done(await backend.delete(onDb, ctx));
+      expect(await has('app.not_theirs', 'SELECT')).toBe(false);
+      expect(await has('app.t1', 'SELECT')).toBe(true);
+      expect(await has('app.t1', 'TRUNCATE')).toBe(true);
+      const dbPrivileges = await server.sql<{ ok: boolean }>(`SELECT has_database_privilege('app_owner', 'app', 'CREATE') AND has_database_privilege('app_owner', 'app', 'CONNECT') AS ok`, [], 'app');
+      expect(dbPrivileges[0]!.ok).toBe(true);
+    } finally {
+      await server.sql('DROP TABLE app.not_theirs', [], 'app');
+    }
+  });
+
   it('refuses to drop a database that holds a table without force, with a hint; drops it with force', async () => {
     await server.sql('CREATE DATABASE keep_data');
     await server.sql('CREATE TABLE precious (id int)', [], 'keep_data');

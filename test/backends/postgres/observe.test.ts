@@ -65,7 +65,7 @@ describe('observeGrant', () => {
   const tables = { type: 'postgres.grant' as const, ...specSchemas['postgres.grant'].parse({ role: 'ro', database: 'd', schema: 's', on: 'tables', privileges: ['SELECT'] }) };
   const allTables = { ...tables, privileges: ['ALL'] };
   const ALL = ['DELETE', 'INSERT', 'MAINTAIN', 'REFERENCES', 'SELECT', 'TRIGGER', 'TRUNCATE', 'UPDATE'];
-  const r = (object: string | null, privileges: string[]): GrantRow => ({ idx: 1, object, privileges, all_privileges: ALL });
+  const r = (object: string | null, privileges: string[], owned = false): GrantRow => ({ idx: 1, object, owned, privileges, all_privileges: ALL });
   it.each([
     { name: 'schema missing', spec: tables, rows: [], status: 'absent', diff: undefined },
     { name: 'empty schema: nothing to grant on', spec: tables, rows: [r(null, [])], status: 'upToDate', diff: undefined },
@@ -74,6 +74,10 @@ describe('observeGrant', () => {
     { name: 'one table revoked', spec: tables, rows: [r('t1', ['SELECT']), r('t2', [])], status: 'drifted', diff: { path: 'privileges', desired: ['SELECT'], actual: ['SELECT'], detail: '1 of 2 objects differ: t2 []' } },
     { name: 'extra privilege everywhere', spec: tables, rows: [r('t1', ['INSERT', 'SELECT'])], status: 'drifted', diff: { path: 'privileges', desired: ['SELECT'], actual: ['INSERT', 'SELECT'] } },
     { name: 'ALL expands to the server set', spec: allTables, rows: [r('t1', ALL)], status: 'upToDate', diff: undefined },
+    // An owner holds every privilege on its own objects: only a listed one missing is drift there, never the rest.
+    { name: 'a table the role owns, beside one it was granted', spec: tables, rows: [r('mine', ALL, true), r('t1', ['SELECT'])], status: 'upToDate', diff: undefined },
+    { name: 'a listed privilege an owner took from itself', spec: tables, rows: [r('mine', ['INSERT'], true), r('t1', ['SELECT'])], status: 'drifted', diff: { path: 'privileges', desired: ['SELECT'], actual: ['SELECT'], detail: '1 of 2 objects differ: mine []' } },
+    { name: 'extra on a table it does not own, beside its own', spec: tables, rows: [r('mine', ALL, true), r('t1', ['INSERT', 'SELECT'])], status: 'drifted', diff: { path: 'privileges', desired: ['SELECT'], actual: ['INSERT', 'SELECT'], detail: '1 of 2 objects differ: t1 [INSERT, SELECT]' } },
   ])('$name', ({ spec, rows, status, diff }) => {
     const obs = observeGrant(spec, rows);
     expect(obs.status).toBe(status);
