@@ -148,6 +148,11 @@ const specSchemaBuilders = {
             ctx.addIssue({ code: 'custom', path: ['privileges', i], message: `"${p}" is not a privilege on ${g.on}; use one of ${allowed.join(', ')}` });
           }
         });
+        // PostgreSQL reads the grantee "public" (quoted or not) as PUBLIC, which no catalog lists as a role:
+        // the grant was made, then never found, and made again on every pass.
+        if (g.role === 'public') {
+          ctx.addIssue({ code: 'custom', path: ['role'], message: 'PUBLIC (every role) cannot be the grantee of a postgres.grant: grant to a role, and manage what PUBLIC holds outside the goals' });
+        }
         const needsSchema = g.on === 'schema' || g.on === 'tables' || g.on === 'sequences';
         if (needsSchema && g.schema === undefined) ctx.addIssue({ code: 'custom', path: ['schema'], message: `schema is required for on: ${g.on}` });
         if (g.on === 'database' && g.schema !== undefined) ctx.addIssue({ code: 'custom', path: ['schema'], message: 'schema is not allowed for on: database' });
