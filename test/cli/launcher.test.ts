@@ -29,7 +29,7 @@ beforeEach(() => {
   copyFileSync(join(repoRoot, 'bin/desiredstate.js'), join(root, 'bin/desiredstate.js'));
   copyFileSync(join(repoRoot, 'scripts/source-digest.js'), join(root, 'scripts/source-digest.js'));
   // The launch itself, a module of the sources whichever entry runs.
-  for (const f of ['src/cli/launch.ts', 'src/cli/signals.ts']) copyFileSync(join(repoRoot, f), join(root, f));
+  for (const f of ['src/cli/launch.ts', 'src/cli/command-line.ts', 'src/cli/signals.ts']) copyFileSync(join(repoRoot, f), join(root, f));
   writeFileSync(join(root, 'package.json'), '{ "type": "module" }\n');
   writeFileSync(join(root, 'package-lock.json'), '{ "lockfileVersion": 3 }\n');
   // Type stripping only: the fake source entry is valid TypeScript.
