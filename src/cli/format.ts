@@ -2,7 +2,7 @@ import type { FieldDiff, PlanEntry } from '../runtime/index.ts';
 import { assertNever } from '../runtime/index.ts';
 import type { PolicyDefault } from '../infra/index.ts';
 
-const SYMBOL = { create: '+', update: '~', delete: '-', drift: '!', none: '=', blocked: '⊘', held: '⊘', error: 'x' } as const;
+const SYMBOL = { create: '+', update: '~', delete: '-', orphan: '○', drift: '!', none: '=', blocked: '⊘', held: '⊘', error: 'x' } as const;
 
 /**
  * Control characters (but newline and tab) and bidirectional overrides shown
@@ -85,6 +85,9 @@ export function formatPlan(
       case 'delete':
         lines.push(p.refused === undefined ? head : `${head} refused: ${p.refused}`);
         break;
+      case 'orphan':
+        lines.push(`${head} removed from the goals: forgotten, ${p.claimedBy === undefined ? 'its resource left as it is (deleted only under prune: true with deletionPolicy: Delete)' : `its resource now managed by ${p.claimedBy}`}`);
+        break;
       case 'update':
         lines.push(head);
         for (const d of p.diffs) lines.push(...formatDiff(d));
@@ -113,7 +116,7 @@ function policySetLine(d: PolicyDefault): string {
 }
 
 export function planCounts(entries: readonly PlanEntry[]): Record<PlanEntry['planned']['action'], number> {
-  const c = { create: 0, update: 0, delete: 0, drift: 0, none: 0, blocked: 0, held: 0, error: 0 };
+  const c = { create: 0, update: 0, delete: 0, orphan: 0, drift: 0, none: 0, blocked: 0, held: 0, error: 0 };
   for (const e of entries) c[e.planned.action]++;
   return c;
 }

@@ -23,6 +23,8 @@ export type PlannedAction =
   | { readonly action: 'none' }
   /** `refused`: over the mass-deletion limit, so `apply` refuses it (without --allow-mass-deletion). */
   | { readonly action: 'delete'; readonly refused?: string }
+  /** Removed from the goals and not deleted (no prune with Delete, held by a policy, or its resource now another node's, `claimedBy`): forgotten, the resource left as it is. */
+  | { readonly action: 'orphan'; readonly claimedBy?: NodeId }
   | { readonly action: 'blocked'; readonly reason: string }
   | { readonly action: 'held'; readonly reason: string }
   | { readonly action: 'error'; readonly fault: Fault };
@@ -206,6 +208,10 @@ export class Reconciler<S extends NodeSpec> {
     }
     const deletions = this.deletions(graph, stored, options);
     for (const r of deletions.toDelete) entries.set(r.id, { id: r.id, type: r.type, backendId: r.backendId, goal: r.goal, planned: { action: 'delete' } });
+    for (const r of deletions.toOrphan) {
+      const claimedBy = deletions.claimed.get(r.id);
+      entries.set(r.id, { id: r.id, type: r.type, backendId: r.backendId, goal: r.goal, planned: claimedBy === undefined ? { action: 'orphan' } : { action: 'orphan', claimedBy } });
+    }
     const refused = deletions.refused;
     if (refused !== undefined) {
       const why = `mass deletion: ${refused.count} nodes removed from the goals, over the limit of ${refused.limit}; apply refuses without --allow-mass-deletion`;

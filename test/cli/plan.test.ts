@@ -1,4 +1,4 @@
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cli, localBackend, tempProject } from '../support/cli.ts';
@@ -68,6 +68,29 @@ spec:
     expect(apply.code).toBe(0);
     // The node counts once, as left unchanged; the drift is told apart after (it read "1 unchanged, 1 drift reported").
     expect(apply.stdout).toContain('Apply: 0 created, 0 updated, 0 deleted, 1 unchanged, 0 failed, 0 blocked, 0 held; 1 drifted (1 reported only, left as found).');
+    expect((await cli(['plan', ...p.args], { cwd: p.dir })).code).toBe(0);
+  });
+
+  it('lists a node removed from the goals that apply will forget (exit 2), and apply marks it ○, not ~', async () => {
+    const p = project(true);
+    const two = goal(true).replace(JSON.stringify('ROOT'), JSON.stringify(p.root)) + `    - id: motd
+      type: local.file
+      spec: { path: motd, content: "hi\\n" }
+`;
+    p.write('goals.yaml', two);
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+    p.write('goals.yaml', goal(true).replace(JSON.stringify('ROOT'), JSON.stringify(p.root)));
+    // It said nothing of it, and exited 0, while apply went on to forget it.
+    const plan = await cli(['plan', ...p.args], { cwd: p.dir });
+    expect(plan.stdout).toContain('  ○ motd (local.file via local) removed from the goals: forgotten, its resource left as it is (deleted only under prune: true with deletionPolicy: Delete)');
+    expect(plan.stdout).toContain('1 removed from the goals to forget, their resources left as they are.');
+    expect(plan.code).toBe(2);
+    const json = JSON.parse((await cli(['plan', '--format', 'json', ...p.args], { cwd: p.dir })).stdout) as { entries: { id: string; planned: { action: string } }[]; counts: { orphan: number } };
+    expect(json.entries.find((e) => e.id === 'motd')?.planned).toEqual({ action: 'orphan' });
+    expect(json.counts.orphan).toBe(1);
+    const apply = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    expect(apply.stdout).toContain('  ○ motd: orphaned');
+    expect(readFileSync(join(p.root, 'motd'), 'utf8')).toBe('hi\n');
     expect((await cli(['plan', ...p.args], { cwd: p.dir })).code).toBe(0);
   });
 

@@ -82,13 +82,15 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
       const needing = unreadable.size > 0 ? ` ${unreadable.size} create(s) need secrets that cannot be read here: apply would fail on them.` : '';
       const refused = entries.filter((e) => e.planned.action === 'delete' && e.planned.refused !== undefined).length;
       const deleting = refused === 0 ? `${counts.delete} to delete` : `${counts.delete} to delete (${refused} refused by the mass-deletion guard without --allow-mass-deletion)`;
-      ctx.out(`Plan: ${counts.create} to create, ${counts.update} to update, ${deleting}, ${counts.drift} drifted, ${counts.none} unchanged, ${counts.blocked + counts.held} blocked or held, ${counts.error} errors.${needing}`);
+      const forgetting = counts.orphan === 0 ? '' : ` ${counts.orphan} removed from the goals to forget, their resources left as they are.`;
+      ctx.out(`Plan: ${counts.create} to create, ${counts.update} to update, ${deleting}, ${counts.drift} drifted, ${counts.none} unchanged, ${counts.blocked + counts.held} blocked or held, ${counts.error} errors.${forgetting}${needing}`);
     }
     if (counts.error > 0) return EXIT.failed;
     // Drift that is only reported (selfHeal: false) is nothing for apply to do: it would never reach 0. A
     // rotated secret shown with it is (it is applied whatever selfHeal says).
     const corrections = entries.filter((e) => e.planned.action === 'drift' && (e.planned.correct || e.planned.diffs.some((d) => d.cause !== undefined))).length;
-    const changes = counts.create + counts.update + counts.delete + corrections;
+    // Forgetting a node removed from the goals is apply's to do too (the state changes, the resource does not).
+    const changes = counts.create + counts.update + counts.delete + counts.orphan + corrections;
     return changes > 0 ? EXIT.changes : EXIT.ok;
   } finally {
     await p.close();
@@ -161,7 +163,7 @@ const APPLY_SYMBOL = {
   created: '+',
   adopted: '~',
   updated: '~',
-  orphaned: '~',
+  orphaned: '○',
   deleted: '-',
   'drift-reported': '!',
 } as const satisfies Record<Exclude<NodeOutcome['status'], 'unchanged' | 'failed' | 'blocked' | 'held'>, string>;
