@@ -456,7 +456,8 @@ describe('Reconciler: plan says what apply will do', () => {
     await s.reconciler.apply(pruned(two), { ...pass, gates: new Map([['b', { reason: 'held by policy: file-owned (high, org)' }]]) });
     expect(s.sqlite.getNode('b')).toMatchObject({ status: 'held' });
     calls.length = 0;
-    expect(await planned(s, pruned(fileNode('a', 'A')))).not.toHaveProperty('b');
+    // Shown as forgotten, never as a delete.
+    expect((await planned(s, pruned(fileNode('a', 'A'))))['b']).toEqual({ action: 'orphan' });
     const result = await s.reconciler.apply(pruned(fileNode('a', 'A')), pass);
     expect(calls.filter((c) => c.endsWith(':delete'))).toEqual([]);
     expect(result.outcomes.get('b')).toEqual({ status: 'orphaned' });
