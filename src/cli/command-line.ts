@@ -13,29 +13,39 @@ const TAKES_VALUE = new Set(Object.entries(commonOptions).flatMap(([name, o]) =>
 const SWITCHES = new Set(['--help', '-h']);
 
 /**
+ * What comes before the command: the index of the command, the first argument that may not come
+ * before one (`stop`), or the end of the line with no command (`help`: `--help` was among them).
+ * A value-taking option given without `=` takes the next argument as its value.
+ */
+function leading(argv: readonly string[]): { readonly command: number } | { readonly stop: string } | { readonly help: boolean } {
+  let help = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('-')) return { command: i };
+    const name = a.includes('=') ? a.slice(0, a.indexOf('=')) : a;
+    if (SWITCHES.has(a)) help = true;
+    else if (!TAKES_VALUE.has(name)) return { stop: a };
+    else if (name === a) i++; // its value is the next argument
+  }
+  return { help };
+}
+
+/**
  * The command line with its command first: `desiredstate --goals g plan` is
  * `desiredstate plan --goals g`, as git and kubectl take options given
  * before the command. Only the options every command takes may come
  * before it (`--goals DIR`, `--state=DIR`, `--format`, `--log-level`,
- * `--help`); anything else there, or no command at all, leaves `argv` as it
- * is, for `main` to refuse with `leadingProblem`'s reason. `--help`, `-h`
- * and `--version` first keep their own meaning.
+ * `--help`); anything else there (`--` too), or no command at all, leaves
+ * `argv` as it is, for `main` to refuse with `leadingProblem`'s reason.
+ * `--help`, `-h` and `--version` first keep their own meaning.
  */
 export function commandFirst(argv: readonly string[]): readonly string[] {
   const first = argv[0];
   if (first === undefined || !first.startsWith('-') || first === '--help' || first === '-h' || first === '--version') return argv;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (!a.startsWith('-')) return [a, ...argv.slice(0, i), ...argv.slice(i + 1)];
-    if (a === '--') return argv;
-    const name = a.includes('=') ? a.slice(0, a.indexOf('=')) : a;
-    if (TAKES_VALUE.has(name)) {
-      if (name === a) i++; // its value is the next argument
-    } else if (!SWITCHES.has(a)) {
-      return argv;
-    }
-  }
-  return argv;
+  const found = leading(argv);
+  if (!('command' in found)) return argv;
+  const i = found.command;
+  return [argv[i]!, ...argv.slice(0, i), ...argv.slice(i + 1)];
 }
 
 /**
@@ -45,13 +55,7 @@ export function commandFirst(argv: readonly string[]): readonly string[] {
  * `none` when there is no command at all.
  */
 export function leadingProblem(argv: readonly string[]): { option: string } | 'help' | 'none' {
-  let help = false;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const name = a.includes('=') ? a.slice(0, a.indexOf('=')) : a;
-    if (SWITCHES.has(a)) help = true;
-    else if (!TAKES_VALUE.has(name)) return { option: a };
-    else if (name === a) i++;
-  }
-  return help ? 'help' : 'none';
+  const found = leading(argv);
+  if ('stop' in found) return { option: found.stop };
+  return 'help' in found && found.help ? 'help' : 'none';
 }
