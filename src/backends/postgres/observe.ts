@@ -61,8 +61,7 @@ export function roleRows(json: unknown): RoleRow[] {
  * against the stored verifier, or against the digest recorded at the last
  * set when the verifier is not readable; a digest known is returned in the
  * observation's memo), `unknown` when it cannot be
- * checked (then it is set once so its digest can be tracked), `unavailable`
- * when the secret cannot be read now (not compared). A password that
+ * checked (then it is set once so its digest can be tracked). A password that
  * `differs` keeps the digest recorded at the last set, if any (it still
  * names the password last set), and is `rotated` when the secret is not the
  * one that digest records: the desired password changed, not the role.
@@ -71,8 +70,7 @@ export type PasswordState =
   | { readonly status: 'unmanaged' }
   | { readonly status: 'matches'; readonly digest: string }
   | { readonly status: 'differs'; readonly rotated: boolean; readonly digest?: string | undefined }
-  | { readonly status: 'unknown' }
-  | { readonly status: 'unavailable'; readonly digest?: string | undefined };
+  | { readonly status: 'unknown' };
 
 export interface DatabaseRow {
   readonly oid: number | string;
@@ -168,9 +166,6 @@ export function observeRole(spec: RoleSpec, row: RoleRow | undefined, password: 
       break;
     case 'unknown':
       diffs.push({ path: 'password', desired: SECRET_MASK, actual: SECRET_MASK, masked: true, detail: 'cannot be verified; set once and tracked by digest' });
-      break;
-    case 'unavailable':
-      digest = password.digest;
       break;
     default:
       return password satisfies never;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { describeSecretRef, saltedDigestMatches, saltedSecretDigest } from '../../infra/index.ts';
-import type { FieldDiff, NodeId, Observation, Outputs } from '../../runtime/index.ts';
+import { saltedDigestMatches, saltedSecretDigest, secretUnavailableFault } from '../../infra/index.ts';
+import type { Fault, FieldDiff, NodeId, Observation, Outputs } from '../../runtime/index.ts';
 import { dropped } from './kind.ts';
 import type { KindContext, KindHandler, PgNode, Provisioned } from './kind.ts';
 import { observeRole, PASSWORD_DIGEST, roleRows } from './observe.ts';
@@ -76,7 +76,13 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
    */
   const recordedDigest = (id: NodeId, ctx: KindContext): string | undefined => text(ctx.memoOf(id)?.[PASSWORD_DIGEST]) ?? text(ctx.outputsOf(id)?.[PASSWORD_DIGEST]);
 
-  const passwordState = async (node: RoleNode, row: RoleRow | undefined, readVerifiers: boolean, ctx: KindContext): Promise<PasswordState> => {
+  /**
+   * The password's state, or the fault that the secret cannot be read: the
+   * role's observation fails with it (as its create would), so `plan` names
+   * the node and the reference, rather than calling a password it never
+   * compared in sync.
+   */
+  const passwordState = async (node: RoleNode, row: RoleRow | undefined, readVerifiers: boolean, ctx: KindContext): Promise<PasswordState | { status: 'unreadable'; fault: Fault }> => {
     const ref = node.spec.password;
     if (ref === undefined || row === undefined) return UNMANAGED;
     // Only for a managed password: most roles have none, and need no memo or outputs lookup.
@@ -84,9 +90,10 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
     let secret: string;
     try {
       secret = await ctx.secret(ref);
-    } catch {
-      ctx.log.warn({ node: node.id, ref: describeSecretRef(ref) }, 'password secret unavailable; password not compared');
-      return { status: 'unavailable', digest: recorded };
+    } catch (err) {
+      const f = secretUnavailableFault(err);
+      if (f === undefined) throw err;
+      return { status: 'unreadable', fault: f };
     }
     const digest = saltedDigestMatches(recorded, secret) ? recorded : undefined;
     // The secret is not the one last set (its digest recorded then): rotated, a change of the desired
@@ -185,7 +192,7 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
       for (const [i, n] of nodes.entries()) {
         const row = byName.get(n.spec.name);
         if (n.spec.password === undefined || row === undefined) observed[i] = observeRole(n.spec, row, UNMANAGED);
-        else checks.push(passwordState(n, row, readVerifiers, ctx).then((password) => void (observed[i] = observeRole(n.spec, row, password))));
+        else checks.push(passwordState(n, row, readVerifiers, ctx).then((password) => void (observed[i] = password.status === 'unreadable' ? { status: 'failed', fault: password.fault } : observeRole(n.spec, row, password))));
       }
       await Promise.all(checks);
       return new Map(nodes.map((n, i) => [n.id, observed[i]!]));

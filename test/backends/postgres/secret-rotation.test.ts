@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, tempProject } from '../../support/cli.ts';
@@ -193,4 +193,33 @@ describe('the daemon under selfHeal: true', () => {
     expect((await d.exited).code).toBe(0);
     expect((await driftReports(p)).map((r) => [r.action, r.flapping])).toEqual([['corrected', false]]);
   }, 120_000);
+});
+
+describe('the secret of an existing role cannot be read', () => {
+  it('plan and apply fail on the node, naming it and the reference; nothing changes; with the secret back, in sync', async () => {
+    const role = 'rot_unreadable';
+    const p = project(role, true, 'unreadable-0-Secret');
+    expect((await p.run(['apply'])).code).toBe(0);
+    const file = join(p.dir, 'svc.pw');
+    rmSync(file);
+    // Another field drifted too: a failed observation corrects nothing of the node.
+    await server.sql(`ALTER ROLE ${role} NOLOGIN`);
+    const plan = await p.run(['plan']);
+    expect(plan.code, plan.stdout + plan.stderr).toBe(1);
+    expect(plan.stdout).toMatch(/svc \(postgres\.role via pg\)/);
+    expect(plan.stdout).toContain(`secret file ${file} cannot be read`);
+    expect(plan.stdout).not.toMatch(/0 errors/);
+    const apply = await p.run(['apply']);
+    expect(apply.code, apply.stdout + apply.stderr).toBe(1);
+    expect(apply.stdout + apply.stderr).toContain(`secret file ${file} cannot be read`);
+    expect(await server.sql(`SELECT rolcanlogin FROM pg_roles WHERE rolname = '${role}'`)).toEqual([{ rolcanlogin: false }]);
+
+    p.rotate('unreadable-0-Secret');
+    const after = await p.run(['plan']);
+    expect(after.code, after.stdout).toBe(2);
+    expect(after.stdout).toContain('login: false → true');
+    expect(after.stdout).not.toContain('password');
+    expect((await p.run(['apply'])).code).toBe(0);
+    expect(await loginWorks(server, role, 'unreadable-0-Secret')).toBe(true);
+  }, 60_000);
 });
