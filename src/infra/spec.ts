@@ -139,6 +139,10 @@ const specSchemaBuilders = {
         on: z.enum(PG_GRANT_TARGETS).describe('database, schema, tables (all in the schema), sequences (all in the schema), defaultTables, defaultSequences.'),
         privileges: z.array(z.string().min(1)).min(1).describe('The exact privileges the role holds on the target (others are revoked); ALL for every one.'),
         forRole: pgIdent().optional().describe('Default privileges only: for objects created by this role (absent: the backend user).'),
+        withGrantOption: z
+          .boolean()
+          .default(false)
+          .describe('The role may pass the privileges on (WITH GRANT OPTION). Always managed: false, a grant option given by hand is drift, and revoked.'),
       })
       .superRefine((g, ctx) => {
         const allowed: readonly string[] = PG_GRANT_PRIVILEGES[g.on];

@@ -58,7 +58,7 @@ const roleRow = {
   member_of: [],
   verifier: null,
 };
-const grantSpec: GrantSpec = { type: 'postgres.grant', role: 'app', database: 'app', on: 'schema', schema: 's', privileges: ['USAGE'] };
+const grantSpec: GrantSpec = { type: 'postgres.grant', role: 'app', database: 'app', on: 'schema', schema: 's', privileges: ['USAGE'], withGrantOption: false };
 const report = { plays: [], stats: { web1: { ok: 3, changed: 1, failures: 0, unreachable: 0, skipped: 0 } } } as unknown as PlaybookReport;
 
 interface Case {
@@ -119,7 +119,7 @@ const cases: Case[] = [
     backend: 'postgres',
     kind: 'postgres.grant',
     via: 'observeGrant',
-    outputs: outputsOf(observeGrant(grantSpec, [{ idx: 1, object: 's', owned: false, privileges: ['USAGE'], all_privileges: ['CREATE', 'USAGE'] }])),
+    outputs: outputsOf(observeGrant(grantSpec, [{ idx: 1, object: 's', owned: false, privileges: ['USAGE'], grantable: [], all_privileges: ['CREATE', 'USAGE'] }])),
   },
   { backend: 'postgres', kind: 'postgres.grant', via: 'grantOutputs (create, update)', outputs: grantOutputs(grantSpec) },
   { backend: 'ansible', kind: 'ansible.playbook', via: 'summaryOutputs', outputs: summaryOutputs(report) },

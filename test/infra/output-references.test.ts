@@ -136,7 +136,7 @@ describe('the declared outputs are what the backends give', () => {
     { kind: 'postgres.role', obs: observeRole({ type: 'postgres.role', name: 'a', login: false, superuser: false, createdb: false, createrole: false, inherit: true, memberOf: [] }, { name: 'a', oid: 1, login: false, superuser: false, createdb: false, createrole: false, inherit: true, connection_limit: -1, valid_until_ms: null, member_of: [], verifier: null }, { status: 'unmanaged' }) },
     { kind: 'postgres.schema', obs: observeSchema({ type: 'postgres.schema', name: 's', database: 'a', force: false }, { name: 's', oid: 1, owner: 'o' }) },
     { kind: 'postgres.extension', obs: observeExtension({ type: 'postgres.extension', name: 'e', database: 'a' }, { name: 'e', oid: 1, version: '1', schema: 'public' }) },
-    { kind: 'postgres.grant', obs: observeGrant({ type: 'postgres.grant', role: 'r', database: 'a', on: 'database', privileges: ['CONNECT'] }, [{ idx: 0, object: 'a', owned: false, privileges: ['CONNECT'], all_privileges: ['CONNECT'] }]) },
+    { kind: 'postgres.grant', obs: observeGrant({ type: 'postgres.grant', role: 'r', database: 'a', on: 'database', privileges: ['CONNECT'], withGrantOption: false }, [{ idx: 0, object: 'a', owned: false, privileges: ['CONNECT'], grantable: [], all_privileges: ['CONNECT'] }]) },
   ] as { kind: string; obs: Observation }[])('postgres $kind: observe gives the declared keys', ({ kind, obs }) => {
     expect(keysOf(obs).length).toBeGreaterThan(0);
     expect(declared('postgres', kind)).toEqual(expect.arrayContaining(keysOf(obs)));

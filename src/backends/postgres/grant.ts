@@ -5,7 +5,7 @@ import type { KindContext, KindHandler, PgNode } from './kind.ts';
 import { grantOutputs, observeGrant } from './observe.ts';
 import type { GrantRow } from './observe.ts';
 import { GRANTS_QUERY, grantPrivileges, grantSql, revokeOnObjectsSql, revokeSql, SCHEMA_OBJECTS_OWNED_QUERY } from './sql.ts';
-import type { Statement } from './sql.ts';
+import type { RevokeWhat, Statement } from './sql.ts';
 
 type GrantNode = PgNode<'postgres.grant'>;
 
@@ -16,29 +16,30 @@ function knownPrivileges(node: GrantNode, values: unknown): string[] {
 }
 
 /**
- * The revoke of `privileges` from the node's role, leaving alone what the role owns: on a database or
- * schema it owns, nothing (its privileges there are an owner's); on tables or sequences, ON ALL … when
- * it owns none of them, else each one it does not own (ON ALL would strip its own tables: TRUNCATE,
- * TRIGGER, REFERENCES gone from a migration role's tables).
+ * The revoke of `privileges` (or of only the grant option on them) from the node's role, leaving alone
+ * what the role owns: on a database or schema it owns, nothing (its privileges there are an owner's);
+ * on tables or sequences, ON ALL … when it owns none of them, else each one it does not own (ON ALL
+ * would strip its own tables: TRUNCATE, TRIGGER, REFERENCES gone from a migration role's tables).
  */
-async function revokeStatements(node: GrantNode, privileges: readonly string[], ctx: KindContext): Promise<Statement[]> {
+async function revokeStatements(node: GrantNode, privileges: readonly string[], ctx: KindContext, what: RevokeWhat = 'privileges'): Promise<Statement[]> {
   const { spec } = node;
   if (privileges.length === 0) return [];
-  if (spec.on !== 'tables' && spec.on !== 'sequences') return [revokeSql(spec, privileges)];
+  if (spec.on !== 'tables' && spec.on !== 'sequences') return [revokeSql(spec, privileges, what)];
   const rows = await ctx.client.query<{ name: string; owned: boolean }>(SCHEMA_OBJECTS_OWNED_QUERY, [spec.schema, spec.role, spec.on === 'tables' ? ['r', 'p', 'v', 'm', 'f'] : ['S']], {
     database: spec.database,
     signal: ctx.signal,
   });
-  if (!rows.some((r) => r.owned)) return [revokeSql(spec, privileges)];
+  if (!rows.some((r) => r.owned)) return [revokeSql(spec, privileges, what)];
   const others = rows.filter((r) => !r.owned).map((r) => r.name);
-  return others.length === 0 ? [] : [revokeOnObjectsSql(spec, privileges, others)];
+  return others.length === 0 ? [] : [revokeOnObjectsSql(spec, privileges, others, what)];
 }
 
 /**
  * `postgres.grant`: exact privileges of one role on one target (a database,
  * a schema, all tables or sequences of a schema, or default privileges).
  * Observed for all grants of a database in one query; extra privileges are
- * drift and are revoked on update; delete revokes only what the node lists.
+ * drift and are revoked on update, and so is a grant option the spec does
+ * not give (`withGrantOption`); delete revokes only what the node lists.
  */
 export const grantHandler: KindHandler<'postgres.grant'> = {
   observe: (nodes, ctx) =>
@@ -70,6 +71,8 @@ export const grantHandler: KindHandler<'postgres.grant'> = {
       const extra = knownPrivileges(node, d.actual).filter((p) => !want.includes(p));
       statements.push(...(await revokeStatements(node, extra, ctx)));
     }
+    // A grant option given by hand: taken back from the listed privileges (the GRANT above gives it when wanted).
+    if (!node.spec.withGrantOption && diffs.some((x) => x.path === 'withGrantOption')) statements.push(...(await revokeStatements(node, want, ctx, 'grantOption')));
     await ctx.client.execute(statements, { database: node.spec.database, signal: ctx.signal });
     return { outputs: grantOutputs(node.spec) };
   },

@@ -100,6 +100,8 @@ export interface GrantRow {
   /** The role owns the object: it holds every privilege there implicitly, so more than the grant lists is no drift. */
   readonly owned: boolean;
   readonly privileges: readonly string[];
+  /** Those of `privileges` held with the grant option. */
+  readonly grantable: readonly string[];
   readonly all_privileges: readonly string[];
 }
 
@@ -236,17 +238,36 @@ export function observeGrant(spec: GrantSpec, rows: readonly GrantRow[]): Observ
   if (objects.every((r) => r.privileges.length === 0)) return { status: 'absent' };
   // On what the role owns, only what the grant lists counts (missing is drift); its other privileges are its owner's, never revoked.
   const held = (r: GrantRow): readonly string[] => (r.owned ? r.privileges.filter((p) => want.includes(p)) : r.privileges);
-  const wrong = objects.filter((r) => !sameSet(want, held(r)));
-  if (wrong.length === 0) return { status: 'upToDate', outputs };
-  const union = [...new Set(objects.flatMap((r) => held(r)))].sort();
-  const uniform = wrong.length === objects.length && wrong.every((r) => sameSet(held(r), held(wrong[0]!)));
-  const actual = uniform ? [...held(wrong[0]!)].sort() : union;
-  const detail =
-    objects.length > 1 && !uniform
-      ? `${wrong.length} of ${objects.length} objects differ: ${wrong
-          .slice(0, 5)
-          .map((r) => `${r.object ?? '?'} [${[...held(r)].sort().join(', ')}]`)
-          .join('; ')}${wrong.length > 5 ? '; …' : ''}`
-      : undefined;
-  return { status: 'drifted', diffs: [{ path: 'privileges', desired: want, actual, ...(detail === undefined ? {} : { detail }) }], outputs };
+  const diffs: FieldDiff[] = [];
+  const privileges = objectsDiff(
+    objects.filter((r) => !sameSet(want, held(r))),
+    objects,
+    held,
+  );
+  if (privileges !== undefined) diffs.push({ path: 'privileges', desired: want, ...privileges });
+  // The grant option, on what the role holds and does not own (an owner holds it implicitly): none
+  // unless withGrantOption, then on each privilege listed. A privilege missing or not listed is the diff above.
+  const options = (r: GrantRow): readonly string[] => r.grantable.filter((p) => want.includes(p) && r.privileges.includes(p));
+  const optionWrong = (r: GrantRow): boolean => !r.owned && (spec.withGrantOption ? want.some((p) => r.privileges.includes(p) && !r.grantable.includes(p)) : options(r).length > 0);
+  const grantOption = objectsDiff(objects.filter(optionWrong), objects, options);
+  if (grantOption !== undefined) diffs.push({ path: 'withGrantOption', desired: spec.withGrantOption, actual: !spec.withGrantOption, ...(grantOption.detail === undefined ? {} : { detail: grantOption.detail }) });
+  return diffs.length === 0 ? { status: 'upToDate', outputs } : { status: 'drifted', diffs, outputs };
+}
+
+/**
+ * What differs across a grant's objects, when some (`wrong`) do: the value
+ * (`pick`) they share, or the union over every object; with more than one
+ * object and no shared value, a detail naming the first five that differ.
+ */
+function objectsDiff(
+  wrong: readonly GrantRow[],
+  objects: readonly GrantRow[],
+  pick: (r: GrantRow) => readonly string[],
+): { actual: string[]; detail?: string } | undefined {
+  if (wrong.length === 0) return undefined;
+  const uniform = wrong.length === objects.length && wrong.every((r) => sameSet(pick(r), pick(wrong[0]!)));
+  const actual = uniform ? [...pick(wrong[0]!)].sort() : [...new Set(objects.flatMap((r) => pick(r)))].sort();
+  if (objects.length === 1 || uniform) return { actual };
+  const named = wrong.slice(0, 5).map((r) => `${r.object ?? '?'} [${[...pick(r)].sort().join(', ')}]`);
+  return { actual, detail: `${wrong.length} of ${objects.length} objects differ: ${named.join('; ')}${wrong.length > 5 ? '; …' : ''}` };
 }

@@ -258,21 +258,27 @@ function grantTarget(spec: GrantSpec): { prefix: string; object: string } {
 }
 
 /** `GRANT <privileges> ON <target> TO <role>` (or its default-privileges form); privileges already canonical. */
+/** The grant of `privileges`, with the grant option when the spec says `withGrantOption`. */
 export function grantSql(spec: GrantSpec, privileges: readonly string[]): Statement {
   const t = grantTarget(spec);
-  return { text: `${t.prefix}GRANT ${privileges.join(', ')} ON ${t.object} TO ${quoteIdent(spec.role)}` };
+  return { text: `${t.prefix}GRANT ${privileges.join(', ')} ON ${t.object} TO ${quoteIdent(spec.role)}${spec.withGrantOption ? ' WITH GRANT OPTION' : ''}` };
 }
 
-export function revokeSql(spec: GrantSpec, privileges: readonly string[]): Statement {
+/** What a revoke takes: the privileges themselves, or only the grant option on them (`REVOKE GRANT OPTION FOR`). */
+export type RevokeWhat = 'privileges' | 'grantOption';
+
+const revokeKeyword = (what: RevokeWhat): string => (what === 'grantOption' ? 'REVOKE GRANT OPTION FOR' : 'REVOKE');
+
+export function revokeSql(spec: GrantSpec, privileges: readonly string[], what: RevokeWhat = 'privileges'): Statement {
   const t = grantTarget(spec);
-  return { text: `${t.prefix}REVOKE ${privileges.join(', ')} ON ${t.object} FROM ${quoteIdent(spec.role)}` };
+  return { text: `${t.prefix}${revokeKeyword(what)} ${privileges.join(', ')} ON ${t.object} FROM ${quoteIdent(spec.role)}` };
 }
 
 /** `REVOKE <privileges> ON TABLE|SEQUENCE s.a, s.b FROM <role>`: a tables or sequences grant's revoke on the objects named. */
-export function revokeOnObjectsSql(spec: GrantSpec, privileges: readonly string[], objects: readonly string[]): Statement {
+export function revokeOnObjectsSql(spec: GrantSpec, privileges: readonly string[], objects: readonly string[], what: RevokeWhat = 'privileges'): Statement {
   const schema = quoteIdent(spec.schema ?? '');
   const list = objects.map((o) => `${schema}.${quoteIdent(o)}`).join(', ');
-  return { text: `REVOKE ${privileges.join(', ')} ON ${spec.on === 'sequences' ? 'SEQUENCE' : 'TABLE'} ${list} FROM ${quoteIdent(spec.role)}` };
+  return { text: `${revokeKeyword(what)} ${privileges.join(', ')} ON ${spec.on === 'sequences' ? 'SEQUENCE' : 'TABLE'} ${list} FROM ${quoteIdent(spec.role)}` };
 }
 
 /**
@@ -356,42 +362,39 @@ FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extnam
  * connected user). One row per object the grant covers (`object` NULL for
  * a schema with no tables or sequences, and for default privileges); no row
  * when the target does not exist. `privileges` are what the role holds
- * itself (not through PUBLIC or membership); `owned` whether the role owns
- * the object (it holds every privilege on it implicitly); `all_privileges`
+ * itself (not through PUBLIC or membership), `grantable` those of them it
+ * holds with the grant option; `owned` whether the role owns the object (it
+ * holds every privilege on it implicitly, grant option included); `all_privileges`
  * the full set for that object kind on this server version.
  */
 export const GRANTS_QUERY = `WITH want AS (
   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS w(target, schema, role, for_role, idx)
 )
 SELECT w.idx::int AS idx, o.object, COALESCE(o.owned, false) AS owned,
-  COALESCE(o.privileges, '{}') AS privileges,
+  ARRAY(SELECT DISTINCT a.privilege_type FROM aclexplode(o.acl) a WHERE a.grantee = r.oid ORDER BY 1) AS privileges,
+  ARRAY(SELECT DISTINCT a.privilege_type FROM aclexplode(o.acl) a WHERE a.grantee = r.oid AND a.is_grantable ORDER BY 1) AS grantable,
   ARRAY(SELECT a.privilege_type FROM aclexplode(acldefault(o.kind, 10::oid)) a WHERE a.grantee = 10::oid ORDER BY 1) AS all_privileges
 FROM want w
 LEFT JOIN pg_roles r ON r.rolname = w.role
 CROSS JOIN LATERAL (
-  SELECT current_database()::text AS object, 'd'::"char" AS kind, d.datdba = r.oid AS owned,
-    ARRAY(SELECT DISTINCT a.privilege_type FROM aclexplode(COALESCE(d.datacl, acldefault('d', d.datdba))) a WHERE a.grantee = r.oid ORDER BY 1) AS privileges
+  SELECT current_database()::text AS object, 'd'::"char" AS kind, d.datdba = r.oid AS owned, COALESCE(d.datacl, acldefault('d', d.datdba)) AS acl
   FROM pg_database d WHERE w.target = 'database' AND d.datname = current_database()
   UNION ALL
-  SELECT n.nspname::text, 'n'::"char", n.nspowner = r.oid,
-    ARRAY(SELECT DISTINCT a.privilege_type FROM aclexplode(COALESCE(n.nspacl, acldefault('n', n.nspowner))) a WHERE a.grantee = r.oid ORDER BY 1)
+  SELECT n.nspname::text, 'n'::"char", n.nspowner = r.oid, COALESCE(n.nspacl, acldefault('n', n.nspowner))
   FROM pg_namespace n WHERE w.target = 'schema' AND n.nspname = w.schema
   UNION ALL
   SELECT c.relname::text, CASE w.target WHEN 'tables' THEN 'r' ELSE 's' END::"char", c.relowner = r.oid,
-    CASE WHEN c.oid IS NULL THEN NULL ELSE ARRAY(SELECT DISTINCT a.privilege_type
-      FROM aclexplode(COALESCE(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char", c.relowner))) a
-      WHERE a.grantee = r.oid ORDER BY 1) END
+    CASE WHEN c.oid IS NULL THEN NULL ELSE COALESCE(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char", c.relowner)) END
   FROM pg_namespace n
   LEFT JOIN pg_class c ON c.relnamespace = n.oid
     AND c.relkind = ANY(CASE w.target WHEN 'tables' THEN '{r,p,v,m,f}'::"char"[] ELSE '{S}'::"char"[] END)
   WHERE w.target IN ('tables', 'sequences') AND n.nspname = w.schema
   UNION ALL
   SELECT NULL::text, CASE w.target WHEN 'defaultTables' THEN 'r' ELSE 's' END::"char", false,
-    ARRAY(SELECT DISTINCT a.privilege_type FROM pg_default_acl da CROSS JOIN LATERAL aclexplode(da.defaclacl) a
+    (SELECT da.defaclacl FROM pg_default_acl da
       WHERE da.defaclrole = (SELECT fr.oid FROM pg_roles fr WHERE fr.rolname = COALESCE(w.for_role, current_user))
         AND da.defaclnamespace = CASE WHEN w.schema IS NULL THEN 0::oid ELSE (SELECT s.oid FROM pg_namespace s WHERE s.nspname = w.schema) END
-        AND da.defaclobjtype = CASE w.target WHEN 'defaultTables' THEN 'r' ELSE 'S' END::"char"
-        AND a.grantee = r.oid ORDER BY 1)
+        AND da.defaclobjtype = CASE w.target WHEN 'defaultTables' THEN 'r' ELSE 'S' END::"char")
   WHERE w.target IN ('defaultTables', 'defaultSequences')
     AND (w.schema IS NULL OR EXISTS (SELECT 1 FROM pg_namespace s WHERE s.nspname = w.schema))
 ) o`;

@@ -366,6 +366,38 @@ describe('postgres backend against a real server', () => {
     }
   });
 
+  it('a grant option is managed: one given by hand is drift and revoked; withGrantOption gives it and restores it', async () => {
+    const option = async (sql: string): Promise<boolean> => (await server.sql<{ ok: boolean }>(`SELECT ${sql} AS ok`, [], 'app'))[0]!.ok;
+    // On one table of three, by hand: drift on that one, revoked there; SELECT stays.
+    await server.sql('GRANT SELECT ON app.t2 TO app_ro WITH GRANT OPTION', [], 'app');
+    let obs = await observeOne(tables);
+    expect(obs).toMatchObject({ status: 'drifted', diffs: [{ path: 'withGrantOption', desired: false, actual: true, detail: '1 of 3 objects differ: t2 [SELECT]' }] });
+    done(await backend.update(tables, obs.status === 'drifted' ? obs.diffs : [], ctx));
+    expect(await option(`has_table_privilege('app_ro', 'app.t2', 'SELECT WITH GRANT OPTION')`)).toBe(false);
+    expect(await option(`has_table_privilege('app_ro', 'app.t2', 'SELECT')`)).toBe(true);
+    expect((await observeOne(tables)).status).toBe('upToDate');
+
+    // Default privileges, by hand.
+    await server.sql('ALTER DEFAULT PRIVILEGES FOR ROLE app_owner IN SCHEMA app GRANT SELECT ON TABLES TO app_ro WITH GRANT OPTION', [], 'app');
+    obs = await observeOne(defaults);
+    expect(obs).toMatchObject({ status: 'drifted', diffs: [{ path: 'withGrantOption', desired: false, actual: true }] });
+    done(await backend.update(defaults, obs.status === 'drifted' ? obs.diffs : [], ctx));
+    expect((await observeOne(defaults)).status).toBe('upToDate');
+
+    // withGrantOption: true gives it; taken away by hand, it is drift and given back; delete takes both.
+    const passOn = pgNode('grant-pass-on', 'postgres.grant', { role: 'app_reader', database: 'app', on: 'database', privileges: ['CONNECT'], withGrantOption: true });
+    await converge([passOn]);
+    expect(await option(`has_database_privilege('app_reader', 'app', 'CONNECT WITH GRANT OPTION')`)).toBe(true);
+    await server.sql('REVOKE GRANT OPTION FOR CONNECT ON DATABASE app FROM app_reader', [], 'app');
+    obs = await observeOne(passOn);
+    expect(obs).toMatchObject({ status: 'drifted', diffs: [{ path: 'withGrantOption', desired: true, actual: false }] });
+    done(await backend.update(passOn, obs.status === 'drifted' ? obs.diffs : [], ctx));
+    expect(await option(`has_database_privilege('app_reader', 'app', 'CONNECT WITH GRANT OPTION')`)).toBe(true);
+    expect((await observeOne(passOn)).status).toBe('upToDate');
+    done(await backend.delete(passOn, ctx));
+    expect(await option(`EXISTS (SELECT 1 FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = 'app' AND a.grantee = 'app_reader'::regrole)`)).toBe(false);
+  });
+
   it('refuses to drop a database that holds a table without force, with a hint; drops it with force', async () => {
     await server.sql('CREATE DATABASE keep_data');
     await server.sql('CREATE TABLE precious (id int)', [], 'keep_data');

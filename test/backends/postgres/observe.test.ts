@@ -65,7 +65,8 @@ describe('observeGrant', () => {
   const tables = { type: 'postgres.grant' as const, ...specSchemas['postgres.grant'].parse({ role: 'ro', database: 'd', schema: 's', on: 'tables', privileges: ['SELECT'] }) };
   const allTables = { ...tables, privileges: ['ALL'] };
   const ALL = ['DELETE', 'INSERT', 'MAINTAIN', 'REFERENCES', 'SELECT', 'TRIGGER', 'TRUNCATE', 'UPDATE'];
-  const r = (object: string | null, privileges: string[], owned = false): GrantRow => ({ idx: 1, object, owned, privileges, all_privileges: ALL });
+  const r = (object: string | null, privileges: string[], owned = false, grantable: string[] = owned ? privileges : []): GrantRow => ({ idx: 1, object, owned, privileges, grantable, all_privileges: ALL });
+  const withOption = { ...tables, withGrantOption: true };
   it.each([
     { name: 'schema missing', spec: tables, rows: [], status: 'absent', diff: undefined },
     { name: 'empty schema: nothing to grant on', spec: tables, rows: [r(null, [])], status: 'upToDate', diff: undefined },
@@ -78,10 +79,17 @@ describe('observeGrant', () => {
     { name: 'a table the role owns, beside one it was granted', spec: tables, rows: [r('mine', ALL, true), r('t1', ['SELECT'])], status: 'upToDate', diff: undefined },
     { name: 'a listed privilege an owner took from itself', spec: tables, rows: [r('mine', ['INSERT'], true), r('t1', ['SELECT'])], status: 'drifted', diff: { path: 'privileges', desired: ['SELECT'], actual: ['SELECT'], detail: '1 of 2 objects differ: mine []' } },
     { name: 'extra on a table it does not own, beside its own', spec: tables, rows: [r('mine', ALL, true), r('t1', ['INSERT', 'SELECT'])], status: 'drifted', diff: { path: 'privileges', desired: ['SELECT'], actual: ['INSERT', 'SELECT'], detail: '1 of 2 objects differ: t1 [INSERT, SELECT]' } },
+    // The grant option: none unless withGrantOption; an owner's own is implicit, never drift.
+    { name: 'a grant option given by hand', spec: tables, rows: [r('t1', ['SELECT'], false, ['SELECT'])], status: 'drifted', diff: { path: 'withGrantOption', desired: false, actual: true } },
+    { name: 'a grant option given by hand on one table of two', spec: tables, rows: [r('t1', ['SELECT']), r('t2', ['SELECT'], false, ['SELECT'])], status: 'drifted', diff: { path: 'withGrantOption', desired: false, actual: true, detail: '1 of 2 objects differ: t2 [SELECT]' } },
+    { name: "an owner's implicit grant option", spec: tables, rows: [r('mine', ALL, true), r('t1', ['SELECT'])], status: 'upToDate', diff: undefined },
+    { name: 'a grant option on a privilege not listed: that privilege is the drift', spec: tables, rows: [r('t1', ['INSERT', 'SELECT'], false, ['INSERT'])], status: 'drifted', diff: { path: 'privileges', desired: ['SELECT'], actual: ['INSERT', 'SELECT'] } },
+    { name: 'withGrantOption held', spec: withOption, rows: [r('t1', ['SELECT'], false, ['SELECT']), r('mine', ALL, true)], status: 'upToDate', diff: undefined },
+    { name: 'withGrantOption revoked by hand', spec: withOption, rows: [r('t1', ['SELECT'], false, ['SELECT']), r('t2', ['SELECT'])], status: 'drifted', diff: { path: 'withGrantOption', desired: true, actual: false, detail: '1 of 2 objects differ: t2 []' } },
   ])('$name', ({ spec, rows, status, diff }) => {
     const obs = observeGrant(spec, rows);
     expect(obs.status).toBe(status);
-    if (diff !== undefined) expect(obs.status === 'drifted' && obs.diffs[0]).toEqual(diff);
+    if (diff !== undefined) expect(obs.status === 'drifted' && obs.diffs).toEqual([diff]);
   });
 });
 
