@@ -1,5 +1,6 @@
 import { createHash, createHmac, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
+import { saslprep } from '@mongodb-js/saslprep';
 
 /**
  * SCRAM-SHA-256 verifiers as PostgreSQL stores them (RFC 5802 / 7677):
@@ -31,14 +32,30 @@ export function parseScramVerifier(text: string): ScramVerifier | undefined {
 }
 
 /**
- * PostgreSQL normalises passwords with SASLprep when they are valid
- * UTF-8 and uses them as given otherwise. NFKC covers SASLprep's mapping for
- * every password a person types; we try both forms, so a non-normalised
- * password never reads as drift.
+ * The password as PostgreSQL hashes it (`pg_saslprep`, on the server for
+ * `PASSWORD 'plain'` and in libpq): ASCII as it is; otherwise SASLprep
+ * (RFC 4013: spaces mapped, some characters mapped to nothing, NFKC), and
+ * the password as given when SASLprep refuses it (a prohibited or
+ * unassigned code point, mixed directions) or leaves nothing. PostgreSQL
+ * checks the mapped string before normalisation, SASLprep (and this
+ * library) after: they disagree only on characters whose NFKC form is
+ * allowed where they were not (U+0340, U+0341), or the reverse.
  */
+export function preparePassword(password: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (/^[\x00-\x7f]*$/.test(password)) return password;
+  try {
+    const prepared = saslprep(password);
+    return prepared === '' ? password : prepared;
+  } catch {
+    return password;
+  }
+}
+
+/** The forms to try against a stored verifier: the prepared one, and the one given (a client that skips SASLprep, as node-postgres does). */
 function candidates(password: string): string[] {
-  const nfkc = password.replace(/[\u00A0\u1680\u2000-\u200B\u202F\u205F\u3000]/g, ' ').replace(/\u00AD|\u034F|\u180B|\u180C|\u180D|\u200B|\u200C|\u200D|\u2060|\uFEFF|[\uFE00-\uFE0F]/gu, '').normalize('NFKC');
-  return nfkc === password ? [password] : [nfkc, password];
+  const prepared = preparePassword(password);
+  return prepared === password ? [password] : [prepared, password];
 }
 
 async function keys(password: string, salt: Buffer, iterations: number): Promise<{ storedKey: Buffer; serverKey: Buffer }> {

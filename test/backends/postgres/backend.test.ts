@@ -1,7 +1,7 @@
 import { tmpdir } from 'node:os';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { PgClient, postgresBackendFactory, verifyPassword } from '../../../src/backends/postgres/index.ts';
+import { parseScramVerifier, PgClient, postgresBackendFactory, scramVerifier, verifyPassword } from '../../../src/backends/postgres/index.ts';
 import type { PostgresBackend } from '../../../src/backends/postgres/index.ts';
 import type { BackendNode, InfraBackend } from '../../../src/infra/index.ts';
 import type { NodeId, Observation, ObservationMemo, Outputs, ProvisionResult } from '../../../src/runtime/index.ts';
@@ -275,6 +275,28 @@ describe('postgres backend against a real server', () => {
       const rolpassword = rows[0]!.rolpassword;
       expect(await verifyPassword('pencil', rolpassword, 'verifier_check')).toBe(true);
       expect(await verifyPassword('pencil2', rolpassword, 'verifier_check')).toBe(false);
+    });
+
+    // PostgreSQL hashes SASLprep's form of a password (pg_saslprep), or the password as given when
+    // SASLprep refuses it: the verifier we send must be the one the server would compute, or a
+    // client that prepares the password the same way (libpq) cannot log in.
+    it.each([
+      { name: 'ASCII, as given', password: 'pencil ~\t' },
+      { name: 'a ligature and a no-break space, mapped and normalised', password: 'ﬁ\u00a0x' },
+      { name: 'a soft hyphen, mapped to nothing', password: 'I\u00adX' },
+      { name: 'a Roman numeral, normalised', password: 'Ⅸ-pw' },
+      { name: 'right-to-left throughout', password: '\u0627\u0031\u0628' },
+      { name: 'an emoji (unassigned in SASLprep): as given, ligature and all', password: '😀ﬁ' },
+      { name: 'a private-use character: as given', password: '\ue000ﬁ' },
+      { name: 'mixed directions: as given', password: 'ﬁ\u0627' },
+      { name: 'nothing left after mapping: as given', password: '\u00ad' },
+    ])('computes the verifier PostgreSQL would for $name', async ({ password }) => {
+      await server.sql(`DROP ROLE IF EXISTS saslprep_check`);
+      await server.sql(`CREATE ROLE saslprep_check PASSWORD '${password.replaceAll("'", "''")}'`);
+      const stored = (await server.sql<{ rolpassword: string }>(`SELECT rolpassword FROM pg_authid WHERE rolname = 'saslprep_check'`))[0]!.rolpassword;
+      const parsed = parseScramVerifier(stored)!;
+      expect(await scramVerifier(password, { salt: parsed.salt, iterations: parsed.iterations })).toBe(stored);
+      expect(await verifyPassword(password, stored, 'saslprep_check')).toBe(true);
     });
 
     it('without pg_authid access, sets the password once, tracks it by digest and notices a rotated secret', async () => {
