@@ -86,6 +86,8 @@ interface ErrorShape {
   readonly syscall?: unknown;
   /** The schema of the object a server error is about (pg's DatabaseError). */
   readonly schema?: unknown;
+  /** The server's DETAIL (pg's DatabaseError): for dependent objects, one line per dependent. */
+  readonly detail?: unknown;
 }
 
 function shape(err: unknown): ErrorShape {
@@ -191,6 +193,7 @@ export function classifyPgError(err: unknown, phase: Phase = 'query', options: C
     const entry = { ...(BY_CODE[state] ?? BY_CLASS[state.slice(0, 2)] ?? { class: 'unknown' as const }) };
     let message = options.redact === true && state === '42601' ? 'syntax error in a statement that carries a password (message withheld)' : messageOf(err);
     if (options.server !== undefined && aboutServer(state, phase)) message = `the PostgreSQL server at ${options.server}: ${message}`;
+    if (state === '2BP01') message += dependents(shape(err).detail);
     if (state === '3D000' && phase === 'connect' && options.maintenance === true) {
       // Not a node's database that is not made yet: the one the backend itself connects to.
       entry.hint = 'the backend connects to this database (config.database): create it, or set config.database to one that exists';
@@ -221,6 +224,23 @@ export function classifyPgError(err: unknown, phase: Phase = 'query', options: C
     });
   }
   return fault('unknown', messageOf(err));
+}
+
+/** The most dependents a fault names; the server's log has them all. */
+const MAX_DEPENDENTS = 5;
+
+/**
+ * What depends on an object that cannot be dropped, from the server's
+ * DETAIL (one per line: `owner of table app.t1`, `privileges for database
+ * app`), as ` (…; …)` for the fault's message: the object names are what
+ * an operator acts on. Empty without one.
+ */
+function dependents(detail: unknown): string {
+  if (typeof detail !== 'string') return '';
+  const lines = detail.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  if (lines.length === 0) return '';
+  const more = lines.length > MAX_DEPENDENTS ? `; and ${lines.length - MAX_DEPENDENTS} more` : '';
+  return ` (${lines.slice(0, MAX_DEPENDENTS).join('; ')}${more})`;
 }
 
 /** A unique violation on a system catalog: see CONCURRENT_CREATE_CODE. */

@@ -464,6 +464,8 @@ describe('postgres backend against a real server', () => {
     expect(s).toMatchObject({ status: 'failed', fault: { class: 'permanent', code: '2BP01', hint: expect.stringContaining('force: true') } });
     const r = await backend.delete(owner, ctx);
     expect(r).toMatchObject({ status: 'failed', fault: { class: 'permanent', code: '2BP01', hint: expect.stringContaining('REASSIGN OWNED') } });
+    // The dependents are named: what the operator reassigns or drops.
+    expect(r.status === 'failed' && r.fault.message).toMatch(/cannot be dropped because some objects depend on it \(.*owner of (database app|schema app|table app\.t1)/);
     expect((await observeOne(owner)).status).toBe('upToDate');
   });
 

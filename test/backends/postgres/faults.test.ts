@@ -65,6 +65,15 @@ describe('classifyPgError', () => {
     expect(classifyPgError(pgError('53300')).retryAfterMs).toBeGreaterThan(0);
   });
 
+  it('names the dependents of an object that cannot be dropped, the first five', () => {
+    const detail = ['owner of database app', 'owner of schema app', 'owner of table app.t1', 'owner of table app.t2', 'owner of table app.t3', 'privileges for database other', 'owner of sequence app.s'].join('\n');
+    const err = Object.assign(pgError('2BP01', 'role "app_owner" cannot be dropped because some objects depend on it'), { detail });
+    expect(classifyPgError(err).message).toBe(
+      'role "app_owner" cannot be dropped because some objects depend on it (owner of database app; owner of schema app; owner of table app.t1; owner of table app.t2; owner of table app.t3; and 2 more)',
+    );
+    expect(classifyPgError(pgError('2BP01', 'cannot drop')).message).toBe('cannot drop');
+  });
+
   it('withholds a syntax error message of a statement that carries a password', () => {
     const f = classifyPgError(pgError('42601', `syntax error at or near "SCRAM-SHA-256$4096:abc"`), 'query', { redact: true });
     expect(f.message).not.toContain('SCRAM');
