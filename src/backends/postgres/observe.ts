@@ -1,4 +1,5 @@
 import { SECRET_MASK } from '../../infra/index.ts';
+import { fault } from '../../runtime/index.ts';
 import type { FieldDiff, Observation, ObservationMemo, Outputs } from '../../runtime/index.ts';
 import { grantPrivileges, timestampMs } from './sql.ts';
 import type { DatabaseSpec, ExtensionSpec, GrantSpec, RoleSpec, SchemaSpec } from './sql.ts';
@@ -231,7 +232,19 @@ export function grantOutputs(spec: GrantSpec): Readonly<Record<(typeof GRANT_OUT
 export function observeGrant(spec: GrantSpec, rows: readonly GrantRow[]): Observation {
   const outputs = grantOutputs(spec);
   if (rows.length === 0) return { status: 'absent' };
-  const want = desiredPrivileges(spec, rows[0]!.all_privileges);
+  const all = rows[0]!.all_privileges;
+  const want = desiredPrivileges(spec, all);
+  // A privilege this server does not have (MAINTAIN before PostgreSQL 17): the GRANT would fail on every pass.
+  const unknown = want.filter((p) => !all.includes(p));
+  if (unknown.length > 0) {
+    return {
+      status: 'failed',
+      fault: fault('permanent', `${unknown.join(', ')} is not a privilege on ${spec.on} on this PostgreSQL server`, {
+        code: 'unsupported-privilege',
+        hint: `this server's privileges there: ${all.join(', ')} (MAINTAIN came with PostgreSQL 17)`,
+      }),
+    };
+  }
   const objects = rows.filter((r) => !(r.object === null && (spec.on === 'tables' || spec.on === 'sequences')));
   // A schema with no tables (or sequences) holds nothing to grant on: nothing can differ.
   if (objects.length === 0) return { status: 'upToDate', outputs };

@@ -93,6 +93,20 @@ describe('observeGrant', () => {
   });
 });
 
+describe('observeGrant on a server without a privilege the grant lists', () => {
+  it('fails the observation naming the privilege and what the server has: MAINTAIN before PostgreSQL 17', () => {
+    const spec = { type: 'postgres.grant' as const, ...specSchemas['postgres.grant'].parse({ role: 'ro', database: 'd', schema: 's', on: 'tables', privileges: ['SELECT', 'maintain'] }) };
+    const pg16 = ['DELETE', 'INSERT', 'REFERENCES', 'SELECT', 'TRIGGER', 'TRUNCATE', 'UPDATE'];
+    const obs = observeGrant(spec, [{ idx: 1, object: 't1', owned: false, privileges: ['SELECT'], grantable: [], all_privileges: pg16 }]);
+    expect(obs).toEqual({
+      status: 'failed',
+      fault: expect.objectContaining({ class: 'permanent', code: 'unsupported-privilege', message: 'MAINTAIN is not a privilege on tables on this PostgreSQL server', hint: expect.stringContaining('SELECT, TRIGGER') }),
+    });
+    // ALL is what the server has.
+    expect(observeGrant({ ...spec, privileges: ['ALL'] }, [{ idx: 1, object: 't1', owned: false, privileges: pg16, grantable: [], all_privileges: pg16 }]).status).toBe('upToDate');
+  });
+});
+
 describe('roleRows', () => {
   it("reads the roles query's JSON arrays as rows, 'Infinity' strings as numbers", () => {
     expect(roleRows([[16384, 'app', false, true, false, false, true, 10, 'Infinity', ['a'], null], [16385, 'old', false, true, false, false, true, -1, '-Infinity', [], 'SCRAM-SHA-256$…']])).toEqual([
