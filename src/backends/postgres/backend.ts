@@ -31,12 +31,15 @@ export class PostgresBackend implements InfraBackend {
   private readonly roles = roleHandler();
   private readonly handlers: Handlers;
   private readonly privileges = new KeyedSerializer();
+  /** The role the backend connects as. */
+  private readonly user: string;
 
   /** `client`: where the backend's queries go (by default a `PgClient` on `config`'s server). */
   constructor(config: PostgresConfig, ctx: BackendContext, client = new PgClient({ config, env: ctx.env, cwd: ctx.cwd, log: ctx.log })) {
     this.id = ctx.id;
     this.ctx = ctx;
     this.client = client;
+    this.user = config.user;
     this.handlers = {
       'postgres.database': databaseHandler,
       'postgres.role': this.roles,
@@ -239,6 +242,7 @@ export class PostgresBackend implements InfraBackend {
       log: ctx.log,
       outputsOf: ctx.outputsOf,
       memoOf: (id) => ctx.memoOf?.(id),
+      user: this.user,
       secret: (ref) => resolveSecret(ref, { env: this.ctx.env, cwd: this.ctx.cwd }),
     };
   }

@@ -30,6 +30,8 @@ export interface KindContext {
   readonly memoOf: (id: NodeId) => ObservationMemo | undefined;
   /** Reads a secret's value; throws a coded error naming the reference, never the value. */
   readonly secret: (ref: SecretRef) => Promise<string>;
+  /** The role the backend connects as (`config.user`). */
+  readonly user: string;
 }
 
 /** What a create or update made: the runtime's `done` result without its status (outputs, and the private memo; none clears it). */

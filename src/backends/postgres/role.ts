@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { saltedDigestMatches, saltedSecretDigest, secretUnavailableFault } from '../../infra/index.ts';
+import { fault } from '../../runtime/index.ts';
 import type { Fault, FieldDiff, NodeId, Observation, Outputs } from '../../runtime/index.ts';
 import { dropped } from './kind.ts';
 import type { KindContext, KindHandler, PgNode, Provisioned } from './kind.ts';
@@ -24,6 +25,32 @@ type RoleNode = PgNode<'postgres.role'>;
 
 /** The password state of a role whose spec manages none. */
 const UNMANAGED: PasswordState = { status: 'unmanaged' };
+
+/** The attributes whose loss would shut the backend out of the server, were they taken from the role it connects as. */
+const SELF_LOCKING = ['superuser', 'login', 'createrole'] as const;
+
+/**
+ * A drifted observation of the role the backend connects as, failed when
+ * its correction would take from that role what the backend needs to go on
+ * (SUPERUSER, LOGIN, CREATEROLE): applied, the next connection or statement
+ * is refused and every node of the backend is stuck until someone repairs
+ * the role by hand. The goal is to state them, or leave the role to another
+ * backend.
+ */
+function refuseSelfLockout(obs: Observation, node: RoleNode, backendUser: string): Observation {
+  if (obs.status !== 'drifted' || node.spec.name !== backendUser) return obs;
+  // CREATEROLE is moot for a superuser.
+  const lost = SELF_LOCKING.filter((f) => !(f === 'createrole' && node.spec.superuser) && obs.diffs.some((d) => d.path === f && d.desired === false && d.actual === true));
+  if (lost.length === 0) return obs;
+  const names = lost.map((f) => f.toUpperCase()).join(', ');
+  return {
+    status: 'failed',
+    fault: fault('permanent', `correcting ${node.spec.name} would take ${names} from the role this backend connects as: it would shut itself out of the server`, {
+      code: 'self-lockout',
+      hint: `state ${lost.map((f) => `${f}: true`).join(', ')} for this role in the goal, or manage it through a backend that connects as another role`,
+    }),
+  };
+}
 
 /** Verification results by (verifier, password) hash, so steady passes do not repeat PBKDF2. */
 const MAX_VERIFY_CACHE = 20_000;
@@ -195,7 +222,7 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
         else checks.push(passwordState(n, row, readVerifiers, ctx).then((password) => void (observed[i] = password.status === 'unreadable' ? { status: 'failed', fault: password.fault } : observeRole(n.spec, row, password))));
       }
       await Promise.all(checks);
-      return new Map(nodes.map((n, i) => [n.id, observed[i]!]));
+      return new Map(nodes.map((n, i) => [n.id, refuseSelfLockout(observed[i]!, n, ctx.user)]));
     },
 
     async create(node, ctx) {

@@ -339,6 +339,32 @@ describe('postgres backend against a real server', () => {
     });
   });
 
+  it("refuses to correct the backend's own role out of what it needs (SUPERUSER, LOGIN, CREATEROLE): a permanent fault naming them", async () => {
+    // The superuser the backend connects as, declared without superuser: true.
+    const self = pgNode('self', 'postgres.role', { name: server.user, login: true });
+    const obs = await observeOne(self);
+    expect(obs).toMatchObject({ status: 'failed', fault: { class: 'permanent', code: 'self-lockout', message: expect.stringContaining('would take SUPERUSER, CREATEROLE from the role this backend connects as'), hint: expect.stringContaining('superuser: true') } });
+    expect((await observeOne(pgNode('self', 'postgres.role', { name: server.user, login: true, superuser: true, createrole: true, createdb: true }))).status).toBe('upToDate');
+
+    // A non-superuser admin: CREATEROLE and LOGIN are what it manages roles with.
+    await server.sql(`CREATE ROLE lockout_admin LOGIN CREATEROLE PASSWORD 'lockout-pw'`);
+    env.LOCKOUT_PASSWORD = 'lockout-pw';
+    const admin = makeBackend({ host: server.host, port: server.port, user: 'lockout_admin', password: { fromEnv: 'LOCKOUT_PASSWORD' }, sslmode: 'disable' }, 'pg-lockout');
+    try {
+      const demoted = await observeOne(pgNode('admin', 'postgres.role', { name: 'lockout_admin', login: false }), admin);
+      expect(demoted).toMatchObject({ status: 'failed', fault: { code: 'self-lockout', message: expect.stringContaining('would take LOGIN, CREATEROLE from') } });
+      // Another role's demotion, and its own drift in a field that locks nothing, are corrected as ever.
+      const own = pgNode('admin', 'postgres.role', { name: 'lockout_admin', login: true, createrole: true, connectionLimit: 5 });
+      expect(await observeOne(own, admin)).toMatchObject({ status: 'drifted', diffs: [{ path: 'connectionLimit' }] });
+      await server.sql(`CREATE ROLE lockout_other LOGIN CREATEROLE`);
+      expect(await observeOne(pgNode('other', 'postgres.role', { name: 'lockout_other' }), admin)).toMatchObject({ status: 'drifted' });
+    } finally {
+      await admin.close();
+      await server.sql('DROP ROLE IF EXISTS lockout_other');
+      await server.sql('DROP ROLE lockout_admin');
+    }
+  });
+
   it('maps insufficient privilege to an auth fault', async () => {
     const limited = makeBackend({ host: server.host, port: server.port, user: 'limited_admin', password: { fromEnv: 'LIMITED_PASSWORD' }, sslmode: 'disable' }, 'pg-limited2');
     try {
