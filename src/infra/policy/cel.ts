@@ -58,6 +58,8 @@ export interface CelProgram {
   readonly specFields: readonly SpecFieldRead[];
   /** True when the expression reads `spec` other than one named field at a time (`spec.all(k, …)`, `spec[k]`, `size(spec)`): any field. */
   readonly readsWholeSpec: boolean;
+  /** The field, when the whole expression is one read of it (`spec.path`): its type alone says whether it yields a bool. */
+  readonly wholeSpecField: string | undefined;
   /** Evaluates against one node; never throws. */
   run(activation: CelActivation): CelOutcome;
 }
@@ -170,6 +172,7 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
     focus: only === undefined ? undefined : (JSON.parse(only) as PathKey[]),
     specFields: [...fieldReads].map(([name, id]) => ({ name, ...at(id) })),
     readsWholeSpec: specReads.whole,
+    wholeSpecField: wholeSpecField(parsed.expr),
     run(activation) {
       let value: unknown;
       stepsLeft = limits.maxLoopSteps;
@@ -259,6 +262,13 @@ function visibleNonBool(e: Expr): string | undefined {
     default:
       return undefined;
   }
+}
+
+/** `X` when `e` is `spec.X` (a read, not `has(spec.X)`). */
+function wholeSpecField(e: Expr): string | undefined {
+  if (e.exprKind.case !== 'selectExpr') return undefined;
+  const { operand, field, testOnly } = e.exprKind.value;
+  return !testOnly && operand?.exprKind.case === 'identExpr' && operand.exprKind.value.name === 'spec' ? field : undefined;
 }
 
 function describe(v: unknown): string {

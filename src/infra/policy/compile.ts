@@ -147,11 +147,19 @@ export function compilePolicySpec(
         const fields = new Set(types.flatMap((t) => Object.keys(shapeOf(t))));
         const known = new Set(['type', ...fields]);
         let ok = true;
+        const of = r.types === undefined ? 'any type' : r.types.join(', ');
         for (const read of result.program.specFields) {
           if (known.has(read.name)) continue;
           const where = read.line === 1 && read.col === 1 ? '' : ` (at ${read.line}:${read.col} of the expression)`;
-          const of = r.types === undefined ? 'any type' : r.types.join(', ');
           diag.error(at([...path, field]), 'bad-expression', `rule ${r.id}: ${field}: spec.${read.name} is not a field of ${of}${suggestion(read.name, fields)}${where}`);
+          ok = false;
+        }
+        // The whole expression one field that is no bool in any of the types: an error on every node, said once here.
+        const whole = result.program.wholeSpecField;
+        const kinds = whole === undefined || !fields.has(whole) ? [] : [...new Set(types.flatMap((t) => (whole in shapeOf(t) ? [baseType(shapeOf(t)[whole]!)] : [])))];
+        if (whole !== undefined && kinds.length > 0 && kinds.every((k) => NOT_BOOL[k] !== undefined)) {
+          const what = [...new Set(kinds.map((k) => NOT_BOOL[k]!))].join(' or ');
+          diag.error(at([...path, field]), 'bad-expression', `rule ${r.id}: ${field}: spec.${whole} is ${what} in ${of}, not a bool: compare it (spec.${whole} == …) or test it (has(spec.${whole}))`);
           ok = false;
         }
         return ok ? result.program : undefined;
@@ -244,9 +252,17 @@ function stringFieldsOf(t: InfraNodeType): string[] {
 }
 
 function isStringSchema(schema: z.ZodType): boolean {
+  return baseType(schema) === 'string';
+}
+
+/** A field's zod type under optional, default and nullable (`string`, `boolean`, `array` …). */
+function baseType(schema: z.ZodType): string {
   let def = (schema as unknown as { _zod: { def: { type: string; innerType?: z.ZodType } } })._zod.def;
   for (let i = 0; i < 8 && def.innerType !== undefined && (def.type === 'optional' || def.type === 'default' || def.type === 'nullable'); i++) {
     def = (def.innerType as unknown as { _zod: { def: { type: string; innerType?: z.ZodType } } })._zod.def;
   }
-  return def.type === 'string';
+  return def.type;
 }
+
+/** The zod types a CEL read yields no bool from, as the error names them. */
+const NOT_BOOL: Readonly<Record<string, string>> = { string: 'a string', enum: 'a string', number: 'a number', int: 'a number', array: 'a list', object: 'a map', record: 'a map' };

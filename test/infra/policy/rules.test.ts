@@ -95,7 +95,7 @@ describe('CEL rules', () => {
     { name: 'deletionPolicy is bound (Orphan unless the goal says Delete)', env: 'prod', policy: rule({ require: "deletionPolicy == 'Orphan'" }), node: { ...role({}), deletionPolicy: 'Delete' as const }, want: ['error policy-violation'] },
     { name: 'an evaluation error fails closed, at the rule level (prod: blocks)', env: 'prod', policy: rule({ require: 'spec.connectionLimit > 0' }), node: role({}), want: ['error rule-error'] },
     { name: 'an evaluation error in dev is a warning', env: 'dev', policy: rule({ require: 'spec.connectionLimit > 0' }), node: role({}), want: ['warning rule-error'] },
-    { name: 'a non-bool result is a rule error', env: 'prod', policy: rule({ require: 'spec.name' }), node: role({}), want: ['error rule-error'] },
+    { name: 'a non-bool result is a rule error', env: 'prod', policy: rule({ require: '!spec.login ? spec.name : true' }), node: role({}), want: ['error rule-error'] },
     { name: 'an error in when is a rule error too', env: 'prod', policy: rule({ when: '1 / 0 == 1', require: 'true' }), node: role({}), want: ['error rule-error'] },
   ])('$name', ({ env, policy, node, want }) => {
     expect(policyDiagnostics({ 'p.yaml': policy, 'g.yaml': one(env, node, { tier: 'gold' }) })).toEqual(want);
