@@ -160,6 +160,8 @@ export class Controller<S extends NodeSpec> {
   /** Nodes put off because another worker was reconciling a dependency: woken when its batch is done. */
   private readonly waitingOn = new Map<NodeId, Set<NodeId>>();
   private summary: { -readonly [K in keyof RunSummary]: RunSummary[K] } = emptySummary();
+  /** The nodes this run found unchanged: each counts once in its summary, however many passes find it so. */
+  private readonly unchangedInRun = new Set<NodeId>();
   private stopWatching: (() => void) | undefined;
   private readonly abort = new AbortController();
   private loops: Promise<void>[] = [];
@@ -651,7 +653,7 @@ export class Controller<S extends NodeSpec> {
       // The hot path of a steady-state pass: ready -> observing -> ready is no change at all,
       // so nothing is written and no transition needs recording.
       this.backendAnswered(node.spec.backendId);
-      this.summary.unchanged++;
+      this.countUnchanged(node.id);
       this.scheduleNext(node);
       return undefined;
     }
@@ -684,7 +686,7 @@ export class Controller<S extends NodeSpec> {
         this.backendAnswered(node.spec.backendId);
         this.driftGone(node.id);
         this.succeed(node, 'OBSERVED_UP_TO_DATE', obs.outputs, obs.memo ?? null);
-        this.summary.unchanged++;
+        this.countUnchanged(node.id);
         return undefined;
       case 'drifted': {
         this.adoptPending(node.id);
@@ -1128,6 +1130,18 @@ export class Controller<S extends NodeSpec> {
     this.o.store.finishRun(this.runId, this.summary);
     this.runId = null;
     this.summary = emptySummary();
+    this.unchangedInRun.clear();
+  }
+
+  /**
+   * A daemon's run spans every pass until the next reload: its other counts
+   * are of things done (each correction is one), but a node found in sync
+   * on every pass counts once, or a day's run of 100 nodes says 144,000 unchanged.
+   */
+  private countUnchanged(id: NodeId): void {
+    if (this.unchangedInRun.has(id)) return;
+    this.unchangedInRun.add(id);
+    this.summary.unchanged++;
   }
 
   private context(): OperationContext {

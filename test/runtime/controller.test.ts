@@ -336,6 +336,21 @@ describe('Controller: drift', () => {
     expect(h.store.listRuns(1)[0]).toEqual(run);
   });
 
+  it("a daemon's run counts each node found unchanged once, however many passes find it so", async () => {
+    // b and c in sync from the start; a created by this run, then in sync.
+    const h = start();
+    const { graph, gates } = compileYaml(abc);
+    h.backend.preload([graph.get('b')!, graph.get('c')!]);
+    await h.controller.setGraph(graph, { gates });
+    await h.settle();
+    h.calls.reset();
+    await h.advance(10 * MIN, 20_000);
+    // Ten passes or so observed each node again.
+    expect(h.calls.observed.filter((id) => id === 'c').length).toBeGreaterThanOrEqual(5);
+    await h.controller.stop(1000);
+    expect(h.store.listRuns(10).at(-1)?.summary).toMatchObject({ created: 1, unchanged: 3, drifted: 0 });
+  });
+
   it('selfHeal: false: a resource deleted out of band is reported once and never re-created', async () => {
     const h = await converged(goalYaml(fileNode('a', 'A'), { selfHeal: false }));
     h.calls.reset();
