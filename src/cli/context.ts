@@ -261,11 +261,16 @@ function daemonHolding(path: string, pid: unknown): string | undefined {
 export const BACKENDS_META = 'backends.declared.v2';
 
 /** A digest of each Backend document of `loaded`, by backend id. */
-export function backendDigests(loaded: LoadedGoals): Record<string, string> {
+export function backendDigests(loaded: LoadedGoals, cwd: string): Record<string, string> {
   const out: Record<string, string> = {};
+  const factories = registry();
   // What the backend is, not where it is written: a comment or a moved document changes no node.
-  // Key order aside: the compiled-goal cache and a fresh compile give the same digest.
-  for (const d of loaded.factory.backends.values()) out[d.id] = sha256(stableStringify({ id: d.id, type: d.type, config: d.config })).slice(0, 32);
+  // Key order aside: the compiled-goal cache and a fresh compile give the same digest. Where it acts
+  // too, for a config relative to the working directory (local's root from another directory).
+  for (const d of loaded.factory.backends.values()) {
+    const location = factories.get(d.type)?.location?.(d.config, { cwd });
+    out[d.id] = sha256(stableStringify({ id: d.id, type: d.type, config: d.config, ...(location === undefined ? {} : { location }) })).slice(0, 32);
+  }
   return out;
 }
 

@@ -169,6 +169,15 @@ export interface BackendFactory<C = unknown> {
    * left out, or no declaration at all, accepts any key.
    */
   readonly outputs?: OutputDeclarations;
+  /**
+   * Where an instance acts, when its config names a place relative to the
+   * working directory (local's `root`): the place resolved, without I/O. The
+   * same config from another directory acts on other resources, which is a
+   * backend declared otherwise (its nodes are goal changes: what is missing
+   * there is created, not reported as deleted). Undefined: the config alone
+   * says where.
+   */
+  location?(config: C, where: { readonly cwd: string }): string;
   /** Builds an instance. Must not do I/O that can fail slowly; connect lazily. */
   create(config: C, ctx: BackendContext): InfraBackend;
   /** Short description, for `desiredstate schema` and `backends`. */

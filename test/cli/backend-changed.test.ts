@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, localBackend, tempProject } from '../support/cli.ts';
@@ -55,6 +55,24 @@ describe('a Backend declared otherwise', () => {
     expect(d.lines.filter((l) => l.msg === 'drift detected')).toEqual([]);
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
+  });
+
+  it('a relative root from another working directory is another place: a create there, not a deletion out of band', async () => {
+    const p = tempProject('ds-backend-cwd-');
+    p.write('app.yaml', goal('out'));
+    const [a, b] = [join(p.dir, 'a'), join(p.dir, 'b')];
+    for (const d of [a, b]) mkdirSync(d);
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: a })).code).toBe(0);
+    expect(readFileSync(join(a, 'out', 'app.conf'), 'utf8')).toBe('hello\n');
+    const plan = await cli(['plan', '--format', 'json', ...p.args], { cwd: b });
+    expect(plan.code, plan.stdout).toBe(2);
+    expect((JSON.parse(plan.stdout) as { entries: { id: string; planned: { action: string } }[] }).entries).toEqual([expect.objectContaining({ id: 'conf', planned: expect.objectContaining({ action: 'create' }) })]);
+    const apply = await cli(['apply', '--yes', ...p.args], { cwd: b });
+    expect(apply.code, apply.stdout).toBe(0);
+    expect(apply.stdout).toContain('+ conf: created');
+    expect(readFileSync(join(b, 'out', 'app.conf'), 'utf8')).toBe('hello\n');
+    expect(existsSync(join(a, 'out', 'app.conf'))).toBe(true);
+    expect(JSON.parse((await cli(['drift', '--format', 'json', ...p.args], { cwd: b })).stdout)).toMatchObject({ reports: [] });
   });
 
   it('a Backend only written otherwise (a comment above it, another file) is no change: selfHeal: false drift stays reported, not corrected', async () => {

@@ -1,4 +1,4 @@
-import { posix } from 'node:path';
+import { posix, resolve } from 'node:path';
 import type { BackendFactory, ImpliedDependency, ImpliedDependencyNode, InfraNodeSpec, SpecIssue } from '../../infra/index.ts';
 import { hasReferences } from '../../runtime/index.ts';
 import type { NodeId } from '../../runtime/index.ts';
@@ -78,6 +78,7 @@ export const localBackendFactory: BackendFactory<LocalConfig> = {
   // As ensureFile/ensureDirectory/ensureSymlink and observe.ts make them.
   outputs: { 'local.file': ['path', 'sha256'], 'local.directory': ['path'], 'local.symlink': ['path', 'target'] },
   description: 'Files, directories and symlinks under a root directory, with atomic writes and file watching.',
+  location: (config, { cwd }) => resolve(cwd, config.root),
   create: (config, ctx) => new LocalBackend(config, ctx),
 };
 

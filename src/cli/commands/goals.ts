@@ -52,7 +52,7 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
     // A holder on another host (alive unknown) is taken to be running.
     const holder = SqliteStateStore.lockHolder(join(ctx.stateDir, 'state.db'));
     const othersRunning = holder !== undefined && holder.alive !== false;
-    const changed = changedBackends(store.getMeta(BACKENDS_META), backendDigests(c.loaded));
+    const changed = changedBackends(store.getMeta(BACKENDS_META), backendDigests(c.loaded, ctx.cwd));
     const entries = await reconciler.plan(c.graph, { signal: AbortSignal.timeout(10 * 60_000), gates: c.loaded.result.gates, othersRunning, changedBackends: changed });
     const counts = planCounts(entries);
     const desired = (id: string): Readonly<Record<string, unknown>> | undefined => c.graph.get(id)?.spec.spec;
@@ -123,7 +123,7 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
       if (planned.length > 0) allowDeletions = await confirmDeletes(ctx, planned);
       if (!allowDeletions) declined = planned.length;
     }
-    const declared = backendDigests(c.loaded);
+    const declared = backendDigests(c.loaded, ctx.cwd);
     const changed = changedBackends(store.getMeta(BACKENDS_META), declared);
     const result = await reconciler.apply(c.graph, { signal: abort.signal, gates: c.loaded.result.gates, commit, trigger: 'apply', allowDeletions, allowMassDeletion: options.allowMassDeletion, changedBackends: changed });
     const s = result.summary;

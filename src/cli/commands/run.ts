@@ -203,7 +203,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       if (graph === undefined) return;
       const declarations = [...loaded.factory.backends.values()];
       // A backend declared otherwise (another root, server, type) than when last loaded or applied is a goal change for its nodes.
-      const declared = backendDigests(loaded);
+      const declared = backendDigests(loaded, ctx.cwd);
       // Instances are made anew only for another declaration, not for the same one written elsewhere.
       const key = JSON.stringify(declared);
       const changedBackends = changedFrom(opened.getMeta(BACKENDS_META), declared);
