@@ -177,7 +177,7 @@ async function inProcess(): Promise<{ controllerMs: number; observeMs: number; s
       id: `u${i}`,
       goal: 'bench',
       spec: desiredNodeSpec(
-        { type: 'postgres.role', name: `bench_u${i}`, login: true, superuser: false, createdb: false, createrole: false, inherit: true, connectionLimit: 5, memberOf: [] },
+        { type: 'postgres.role', name: `bench_u${i}`, login: true, superuser: false, createdb: false, createrole: false, inherit: true, replication: false, bypassRls: false, connectionLimit: 5, memberOf: [] },
         'bench-pg',
         {},
       ),

@@ -21,7 +21,7 @@ function specFor(i: number): InfraNodeSpec {
     case 0:
       return { type: 'local.file', path: `app/${i}/config.toml`, content: `id = ${i}\nport = ${8000 + (i % 1000)}\n`, mode: '0644' };
     case 1:
-      return { type: 'postgres.role', name: `role_${i}`, login: true, superuser: false, createdb: false, createrole: false, inherit: true, connectionLimit: 10, memberOf: [] };
+      return { type: 'postgres.role', name: `role_${i}`, login: true, superuser: false, createdb: false, createrole: false, inherit: true, replication: false, bypassRls: false, connectionLimit: 10, memberOf: [] };
     case 2:
       return { type: 'k8s.configmap', name: `cm-${i}`, namespace: 'apps', data: { key: `value-${i}` }, labels: { team: 'bench' } };
     default:

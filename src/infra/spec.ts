@@ -118,6 +118,8 @@ const specSchemaBuilders = {
       createdb: z.boolean().default(false).describe('The role may create databases (CREATEDB).'),
       createrole: z.boolean().default(false).describe('The role may create, alter and drop roles (CREATEROLE).'),
       inherit: z.boolean().default(true).describe('The role uses the privileges of the roles it is a member of (INHERIT).'),
+      replication: z.boolean().default(false).describe('The role may stream replication and make backups (REPLICATION); always managed.'),
+      bypassRls: z.boolean().default(false).describe('The role bypasses every row-level security policy (BYPASSRLS); always managed.'),
       connectionLimit: pgConnectionLimit().optional(),
       validUntil: pgTimestamp().optional(),
       memberOf: z.array(pgIdent()).default([]).describe('The exact set of roles this role is a member of.'),

@@ -55,6 +55,8 @@ const roleRow = {
   inherit: true,
   connection_limit: -1,
   valid_until_ms: null,
+  replication: false,
+  bypassrls: false,
   member_of: [],
   verifier: null,
 };
@@ -97,7 +99,7 @@ const cases: Case[] = [
     via: 'observeRole',
     outputs: outputsOf(
       observeRole(
-        { type: 'postgres.role', name: 'app', login: false, superuser: false, createdb: false, createrole: false, inherit: true, memberOf: [] },
+        { type: 'postgres.role', name: 'app', login: false, superuser: false, createdb: false, createrole: false, inherit: true, replication: false, bypassRls: false, memberOf: [] },
         roleRow,
         { status: 'unmanaged' },
       ),

@@ -66,7 +66,7 @@ class RecordingBackend implements InfraBackend {
 const role = (id: string, backendId: string, name = id): InfraNode => ({
   id,
   goal: 'g',
-  spec: desiredNodeSpec({ type: 'postgres.role', name, login: true, superuser: false, createdb: false, createrole: false, inherit: true, memberOf: [] }, backendId, {}),
+  spec: desiredNodeSpec({ type: 'postgres.role', name, login: true, superuser: false, createdb: false, createrole: false, inherit: true, replication: false, bypassRls: false, memberOf: [] }, backendId, {}),
   dependsOn: [],
   settings: { selfHeal: true, prune: false, deletionPolicy: 'Orphan', ignoreFields: [] },
   source: { file: 'g.yaml', line: 1, col: 1 },

@@ -133,7 +133,7 @@ describe('the declared outputs are what the backends give', () => {
 
   it.each([
     { kind: 'postgres.database', obs: observeDatabase({ type: 'postgres.database', name: 'a', encoding: 'UTF8', force: false }, { name: 'a', oid: 1, owner: 'o', encoding: 'UTF8', connection_limit: -1 }) },
-    { kind: 'postgres.role', obs: observeRole({ type: 'postgres.role', name: 'a', login: false, superuser: false, createdb: false, createrole: false, inherit: true, memberOf: [] }, { name: 'a', oid: 1, login: false, superuser: false, createdb: false, createrole: false, inherit: true, connection_limit: -1, valid_until_ms: null, member_of: [], verifier: null }, { status: 'unmanaged' }) },
+    { kind: 'postgres.role', obs: observeRole({ type: 'postgres.role', name: 'a', login: false, superuser: false, createdb: false, createrole: false, inherit: true, replication: false, bypassRls: false, memberOf: [] }, { name: 'a', oid: 1, login: false, superuser: false, createdb: false, createrole: false, inherit: true, replication: false, bypassrls: false, connection_limit: -1, valid_until_ms: null, member_of: [], verifier: null }, { status: 'unmanaged' }) },
     { kind: 'postgres.schema', obs: observeSchema({ type: 'postgres.schema', name: 's', database: 'a', force: false }, { name: 's', oid: 1, owner: 'o' }) },
     { kind: 'postgres.extension', obs: observeExtension({ type: 'postgres.extension', name: 'e', database: 'a' }, { name: 'e', oid: 1, version: '1', schema: 'public' }) },
     { kind: 'postgres.grant', obs: observeGrant({ type: 'postgres.grant', role: 'r', database: 'a', on: 'database', privileges: ['CONNECT'], withGrantOption: false }, [{ idx: 0, object: 'a', owned: false, privileges: ['CONNECT'], grantable: [], all_privileges: ['CONNECT'] }]) },

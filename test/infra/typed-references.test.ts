@@ -178,7 +178,7 @@ describe('a reference in a field that is not free text', () => {
   it('compiles to a template: the reference as written, every other field parsed with its default', () => {
     const compiled = compileText(goal('    - id: n\n      type: postgres.role\n      spec: { name: app, login: "${nodes.cfg.outputs.login}" }\n'));
     expect(compiled.lines).toEqual([]);
-    expect(compiled.graph!.get('n')!.spec.spec).toEqual({ type: 'postgres.role', name: 'app', login: '${nodes.cfg.outputs.login}', superuser: false, createdb: false, createrole: false, inherit: true, memberOf: [] });
+    expect(compiled.graph!.get('n')!.spec.spec).toEqual({ type: 'postgres.role', name: 'app', login: '${nodes.cfg.outputs.login}', superuser: false, createdb: false, createrole: false, inherit: true, replication: false, bypassRls: false, memberOf: [] });
   });
 
   it.each([

@@ -22,6 +22,8 @@ export interface RoleRow {
   readonly createrole: boolean;
   readonly createdb: boolean;
   readonly login: boolean;
+  readonly replication: boolean;
+  readonly bypassrls: boolean;
   readonly connection_limit: number;
   /** NULL: no expiry set; Infinity for 'infinity'. */
   readonly valid_until_ms: number | null;
@@ -38,10 +40,12 @@ export interface RoleRow {
 export function roleRows(json: unknown): RoleRow[] {
   if (!Array.isArray(json)) throw new TypeError(`the roles query returned ${typeof json}, not a JSON array`);
   return json.map((r: unknown): RoleRow => {
-    if (!Array.isArray(r) || r.length !== 11 || typeof r[1] !== 'string') throw new TypeError(`the roles query returned a row that is not a role: ${JSON.stringify(r)}`);
-    const [oid, name, superuser, inherit, createrole, createdb, login, connection_limit, validUntil, member_of, verifier] = r as [
+    if (!Array.isArray(r) || r.length !== 13 || typeof r[1] !== 'string') throw new TypeError(`the roles query returned a row that is not a role: ${JSON.stringify(r)}`);
+    const [oid, name, superuser, inherit, createrole, createdb, login, replication, bypassrls, connection_limit, validUntil, member_of, verifier] = r as [
       number,
       string,
+      boolean,
+      boolean,
       boolean,
       boolean,
       boolean,
@@ -53,7 +57,7 @@ export function roleRows(json: unknown): RoleRow[] {
       string | null,
     ];
     const valid_until_ms = typeof validUntil === 'string' ? Number(validUntil) : validUntil;
-    return { oid, name, superuser, inherit, createrole, createdb, login, connection_limit, valid_until_ms, member_of, verifier };
+    return { oid, name, superuser, inherit, createrole, createdb, login, replication, bypassrls, connection_limit, valid_until_ms, member_of, verifier };
   });
 }
 
@@ -143,6 +147,8 @@ export function observeRole(spec: RoleSpec, row: RoleRow | undefined, password: 
     ['createdb', spec.createdb, row.createdb],
     ['createrole', spec.createrole, row.createrole],
     ['inherit', spec.inherit, row.inherit],
+    ['replication', spec.replication, row.replication],
+    ['bypassRls', spec.bypassRls, row.bypassrls],
   ] as const;
   for (const [path, desired, actual] of flags) if (desired !== actual) diffs.push(diff(path, desired, actual));
   if (spec.connectionLimit !== undefined && connLimit(spec.connectionLimit) !== connLimit(row.connection_limit)) {

@@ -69,7 +69,7 @@ export function timestampMs(value: string): number {
 // ---------------------------------------------------------------- roles
 
 /** The role attributes the spec manages, by spec field. */
-export const ROLE_ATTRIBUTE_FIELDS = ['login', 'superuser', 'createdb', 'createrole', 'inherit', 'connectionLimit', 'validUntil'] as const;
+export const ROLE_ATTRIBUTE_FIELDS = ['login', 'superuser', 'createdb', 'createrole', 'inherit', 'replication', 'bypassRls', 'connectionLimit', 'validUntil'] as const;
 export type RoleAttributeField = (typeof ROLE_ATTRIBUTE_FIELDS)[number];
 
 function roleAttribute(spec: RoleSpec, field: RoleAttributeField): string | undefined {
@@ -84,6 +84,10 @@ function roleAttribute(spec: RoleSpec, field: RoleAttributeField): string | unde
       return spec.createrole ? 'CREATEROLE' : 'NOCREATEROLE';
     case 'inherit':
       return spec.inherit ? 'INHERIT' : 'NOINHERIT';
+    case 'replication':
+      return spec.replication ? 'REPLICATION' : 'NOREPLICATION';
+    case 'bypassRls':
+      return spec.bypassRls ? 'BYPASSRLS' : 'NOBYPASSRLS';
     case 'connectionLimit':
       return spec.connectionLimit === undefined ? undefined : `CONNECTION LIMIT ${sqlInteger(spec.connectionLimit)}`;
     case 'validUntil':
@@ -312,7 +316,7 @@ export function rolesQuery(readVerifiers: boolean): string {
   const source = readVerifiers ? 'pg_authid' : 'pg_roles';
   const verifier = readVerifiers ? 'CASE WHEN r.rolname = ANY($2::name[]) THEN r.rolpassword END' : 'NULL::text';
   return `SELECT COALESCE(json_agg(json_build_array(r.oid::int8, r.rolname, r.rolsuper, r.rolinherit,
-  r.rolcreaterole, r.rolcreatedb, r.rolcanlogin, r.rolconnlimit,
+  r.rolcreaterole, r.rolcreatedb, r.rolcanlogin, r.rolreplication, r.rolbypassrls, r.rolconnlimit,
   (extract(epoch FROM r.rolvaliduntil) * 1000)::float8,
   COALESCE(ms.member_of, '{}'),
   ${verifier})), '[]') AS roles

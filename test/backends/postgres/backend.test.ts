@@ -128,6 +128,21 @@ describe('postgres backend against a real server', () => {
     expect((await observeOne(owner)).status).toBe('upToDate');
   });
 
+  it('reports REPLICATION and BYPASSRLS given out of band (an app role made able to read every row), and takes them back', async () => {
+    await server.sql('ALTER ROLE app_reader REPLICATION BYPASSRLS');
+    const obs = await observeOne(reader);
+    expect(obs).toMatchObject({ status: 'drifted', diffs: [{ path: 'replication', desired: false, actual: true }, { path: 'bypassRls', desired: false, actual: true }] });
+    done(await backend.update(reader, obs.status === 'drifted' ? obs.diffs : [], ctx));
+    expect(await server.sql(`SELECT rolreplication, rolbypassrls FROM pg_roles WHERE rolname = 'app_reader'`)).toEqual([{ rolreplication: false, rolbypassrls: false }]);
+    expect((await observeOne(reader)).status).toBe('upToDate');
+    // Stated, they are made and kept.
+    const replicator = pgNode('replicator', 'postgres.role', { name: 'app_replicator', login: true, replication: true, bypassRls: true });
+    await converge([replicator]);
+    expect(await server.sql(`SELECT rolreplication, rolbypassrls FROM pg_roles WHERE rolname = 'app_replicator'`)).toEqual([{ rolreplication: true, rolbypassrls: true }]);
+    expect((await observeOne(replicator)).status).toBe('upToDate');
+    done(await backend.delete(replicator, ctx));
+  });
+
   it('reports memberships and validUntil changed out of band, and corrects them', async () => {
     await server.sql(`REVOKE app_ro FROM app_reader; GRANT app_owner TO app_reader; ALTER ROLE app_reader VALID UNTIL '2030-01-01'`);
     const obs = await observeOne(reader);
@@ -344,7 +359,7 @@ describe('postgres backend against a real server', () => {
     const self = pgNode('self', 'postgres.role', { name: server.user, login: true });
     const obs = await observeOne(self);
     expect(obs).toMatchObject({ status: 'failed', fault: { class: 'permanent', code: 'self-lockout', message: expect.stringContaining('would take SUPERUSER, CREATEROLE from the role this backend connects as'), hint: expect.stringContaining('superuser: true') } });
-    expect((await observeOne(pgNode('self', 'postgres.role', { name: server.user, login: true, superuser: true, createrole: true, createdb: true }))).status).toBe('upToDate');
+    expect((await observeOne(pgNode('self', 'postgres.role', { name: server.user, login: true, superuser: true, createrole: true, createdb: true, replication: true, bypassRls: true }))).status).toBe('upToDate');
 
     // A non-superuser admin: CREATEROLE and LOGIN are what it manages roles with.
     await server.sql(`CREATE ROLE lockout_admin LOGIN CREATEROLE PASSWORD 'lockout-pw'`);

@@ -5,7 +5,7 @@ import { specSchemas } from '../../../src/infra/index.ts';
 
 const role = (spec: Record<string, unknown>) => ({ type: 'postgres.role' as const, ...specSchemas['postgres.role'].parse({ name: 'app', ...spec }) });
 const row = (over: Partial<RoleRow> = {}): RoleRow => ({
-  oid: '16384', name: 'app', superuser: false, inherit: true, createrole: false, createdb: false, login: true,
+  oid: '16384', name: 'app', superuser: false, inherit: true, createrole: false, createdb: false, login: true, replication: false, bypassrls: false,
   connection_limit: 10, valid_until_ms: null, member_of: [], verifier: null, ...over,
 });
 const unmanaged: PasswordState = { status: 'unmanaged' };
@@ -109,7 +109,7 @@ describe('observeGrant on a server without a privilege the grant lists', () => {
 
 describe('roleRows', () => {
   it("reads the roles query's JSON arrays as rows, 'Infinity' strings as numbers", () => {
-    expect(roleRows([[16384, 'app', false, true, false, false, true, 10, 'Infinity', ['a'], null], [16385, 'old', false, true, false, false, true, -1, '-Infinity', [], 'SCRAM-SHA-256$…']])).toEqual([
+    expect(roleRows([[16384, 'app', false, true, false, false, true, false, false, 10, 'Infinity', ['a'], null], [16385, 'old', false, true, false, false, true, false, false, -1, '-Infinity', [], 'SCRAM-SHA-256$…']])).toEqual([
       row({ oid: 16384, valid_until_ms: Infinity, member_of: ['a'] }),
       row({ oid: 16385, name: 'old', connection_limit: -1, valid_until_ms: -Infinity, verifier: 'SCRAM-SHA-256$…' }),
     ]);

@@ -42,7 +42,7 @@ describe('quoting', () => {
 describe('statements', () => {
   it('creates a role in one statement with every attribute and membership', () => {
     expect(createRoleSql(role({ name: 'app', login: true, connectionLimit: 10, memberOf: ['ro', 'x"y'] })).text).toBe(
-      'CREATE ROLE "app" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT CONNECTION LIMIT 10 IN ROLE "ro", "x""y"',
+      'CREATE ROLE "app" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION NOBYPASSRLS CONNECTION LIMIT 10 IN ROLE "ro", "x""y"',
     );
   });
 
