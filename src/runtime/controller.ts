@@ -1017,6 +1017,7 @@ export class Controller<S extends NodeSpec> {
   private orphan(records: readonly NodeRecord[], claimed: ReadonlyMap<NodeId, NodeId>): void {
     for (const r of records) {
       this.o.log.info({ node: r.id, managedBy: claimed.get(r.id) }, 'node orphaned: removed from the goals, resource left untouched');
+      this.summary.orphaned = (this.summary.orphaned ?? 0) + 1;
       this.queue.forget(r.id);
       this.records.delete(r.id);
       this.persisted.delete(r.id);

@@ -81,7 +81,7 @@ export function withoutIgnored(diffs: readonly FieldDiff[], ignore: readonly str
 
 /** A summary with every count at zero, to count a pass into. */
 export function emptySummary(): { -readonly [K in keyof RunSummary]: RunSummary[K] } {
-  return { created: 0, updated: 0, deleted: 0, unchanged: 0, failed: 0, blocked: 0, held: 0, drifted: 0 };
+  return { created: 0, updated: 0, deleted: 0, unchanged: 0, failed: 0, blocked: 0, held: 0, drifted: 0, orphaned: 0 };
 }
 
 /**
@@ -561,7 +561,9 @@ function summarise(outcomes: ReadonlyMap<NodeId, NodeOutcome>): RunSummary {
       case 'created': s.created++; break;
       case 'updated': s.updated++; break;
       case 'deleted': s.deleted++; break;
-      case 'unchanged': case 'adopted': case 'orphaned': s.unchanged++; break;
+      case 'unchanged': case 'adopted': s.unchanged++; break;
+      // Forgotten: no longer a node of the goals, so neither unchanged nor anything else done to it.
+      case 'orphaned': s.orphaned = (s.orphaned ?? 0) + 1; break;
       // Drift is counted by reports (corrected or not), not by outcome.
       case 'drift-reported': s.unchanged++; break;
       case 'failed': s.failed++; break;

@@ -73,6 +73,8 @@ export interface RunSummary {
   readonly blocked: number;
   readonly held: number;
   readonly drifted: number;
+  /** Nodes removed from the goals and forgotten, their resources left as they are. Absent from runs recorded before it was counted. */
+  readonly orphaned?: number;
 }
 
 /** One drift detection (secrets already masked by the provisioner). */

@@ -90,6 +90,11 @@ spec:
     expect(json.counts.orphan).toBe(1);
     const apply = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
     expect(apply.stdout).toContain('  ○ motd: orphaned');
+    // Forgotten, not unchanged: counted on its own, in the summary and in history.
+    expect(apply.stdout).toContain('Apply: 0 created, 0 updated, 0 deleted, 1 forgotten, 1 unchanged,');
+    const runs = (JSON.parse((await cli(['history', '--format', 'json', ...p.args], { cwd: p.dir })).stdout) as { runs: { summary: { unchanged: number; orphaned: number } }[] }).runs;
+    expect(runs[0]!.summary).toMatchObject({ unchanged: 1, orphaned: 1 });
+    expect((await cli(['history', ...p.args], { cwd: p.dir })).stdout).toMatch(/-0 ○1 !0/);
     expect(readFileSync(join(p.root, 'motd'), 'utf8')).toBe('hi\n');
     expect((await cli(['plan', ...p.args], { cwd: p.dir })).code).toBe(0);
   });

@@ -143,7 +143,8 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
       // Each node counts once by what apply did to it; drift, which may be corrected (updated) or only reported (left unchanged), is told apart after.
       const reportedOnly = [...result.outcomes.values()].filter((o) => o.status === 'drift-reported').length;
       const drift = s.drifted === 0 ? '' : `; ${s.drifted} drifted${reportedOnly > 0 ? ` (${reportedOnly} reported only, left as found)` : ''}`;
-      ctx.out(`Apply: ${s.created} created, ${s.updated} updated, ${s.deleted} deleted, ${s.unchanged} unchanged, ${s.failed} failed, ${s.blocked} blocked, ${s.held} held${drift}.`);
+      const forgotten = (s.orphaned ?? 0) === 0 ? '' : `, ${s.orphaned} forgotten`;
+      ctx.out(`Apply: ${s.created} created, ${s.updated} updated, ${s.deleted} deleted${forgotten}, ${s.unchanged} unchanged, ${s.failed} failed, ${s.blocked} blocked, ${s.held} held${drift}.`);
     }
     pruneHistory(ctx, store, options.history);
     // Deletions left undone (declined, or no terminal to ask on) mean the goals are not reached: not converged.

@@ -113,7 +113,7 @@ export function history(ctx: CliContext, options: { limit: number } = { limit: 5
   const rows = [['RUN', 'STARTED', 'TRIGGER', 'COMMIT', 'CHANGES']];
   for (const r of runs) {
     const s = r.summary;
-    const counts = s === null ? '' : `+${s.created} ~${s.updated} -${s.deleted} !${s.drifted} x${s.failed} ⊘${s.blocked + s.held}`;
+    const counts = s === null ? '' : `+${s.created} ~${s.updated} -${s.deleted}${(s.orphaned ?? 0) === 0 ? '' : ` ○${s.orphaned}`} !${s.drifted} x${s.failed} ⊘${s.blocked + s.held}`;
     const unfinished = ongoing(r) ? (s === null ? 'running, nothing done yet' : ' so far') : s === null ? 'interrupted' : ' (interrupted)';
     rows.push([String(r.id), iso(r.startedAt), r.trigger, r.commit?.slice(0, 12) ?? '-', r.finishedAt === null ? `${counts}${unfinished}` : counts]);
   }
