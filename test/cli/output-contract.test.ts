@@ -78,12 +78,14 @@ describe('drift --since and --node', () => {
     { since: '2000-01-01T00:00:00Z', reports: 1 },
     { since: '2000-01-01T00:00:00.000+02:00', reports: 1 },
     { since: '2999-01-01T00:00:00Z', reports: 0 },
+    { since: '2000-02-29', reports: 1 },
   ])('--since $since: $reports report(s)', async ({ since, reports }) => {
     expect(await count('--since', since)).toBe(reports);
   });
 
-  // Date.parse takes almost anything: `5` (a unit forgotten) was 1 May 2001, `Nov 23` was 2001 too: every report, silently.
-  it.each(['5', '0', '12', 'Nov 23', '1w', '-1h', 'yesterday', '2026-13-45'])('--since %s is a bad invocation (exit 64)', async (since) => {
+  // Date.parse takes almost anything: `5` (a unit forgotten) was 1 May 2001, `Nov 23` was 2001 too: every report, silently;
+  // and it rolls a day past the month's end over (`2026-11-31` was 1 December: no report, silently).
+  it.each(['5', '0', '12', 'Nov 23', '1w', '-1h', 'yesterday', '2026-13-45', '2026-11-31', '2026-02-30', '2026-02-29T10:00:00Z'])('--since %s is a bad invocation (exit 64)', async (since) => {
     const r = await cli(['drift', `--since=${since}`, '--format', 'json', ...p.args]);
     expect(r.code).toBe(64);
     expect(r.stdout).toBe('');

@@ -87,10 +87,17 @@ const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9}
  * `--since`: a duration back from `now` (`1h`, `30m`, `2d`, `1h30m`) or an ISO 8601 timestamp, in epoch ms.
  * Date.parse alone takes almost anything (`5` is 1 May 2001, `Nov 23` is in 2001): only ISO 8601 is let through to it.
  */
+/** Whether the timestamp's date is one of the calendar: Date.parse rolls `2026-11-31` over to 1 December. */
+function isCalendarDate(text: string): boolean {
+  const [y, m, d] = text.slice(0, 10).split('-').map(Number) as [number, number, number];
+  const date = new Date(Date.UTC(y, m - 1, d));
+  return m >= 1 && m <= 12 && date.getUTCMonth() === m - 1 && date.getUTCDate() === d;
+}
+
 export function parseSince(text: string, now: number): number {
   const ms = parseDuration(text);
   if (ms !== undefined) return now - ms;
-  const at = ISO_TIMESTAMP.test(text) ? Date.parse(text) : Number.NaN;
+  const at = ISO_TIMESTAMP.test(text) && isCalendarDate(text) ? Date.parse(text) : Number.NaN;
   if (Number.isNaN(at)) throw new UsageError(`--since takes a duration such as 1h or an ISO 8601 timestamp such as 2026-01-31T12:00:00Z (got "${text}")`);
   return at;
 }
