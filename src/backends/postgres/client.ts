@@ -188,6 +188,11 @@ export class PgClient {
     const again = this.pools.get(database);
     if (again !== undefined) return this.use(again);
     const pool = new Pool({ ...this.clientConfig(database), max: this.config.poolSize, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
+    // Every client listens for errors its whole life. The pool's own listener is off while a client is
+    // checked out, and ours (runOn) is on only once our code runs: a server shutting down (57P01) in
+    // the very packet that made a new connection ready is parsed before then, and an 'error' event
+    // no one listens to ends the daemon. runOn's listener still marks the connection broken.
+    pool.on('connect', (client) => client.on('error', ignoreClientError));
     pool.on('error', (err) => {
       // An idle connection died (server restart, network). The pool drops it; the next query reconnects.
       this.log.warn({ database, code: (err as { code?: unknown }).code }, 'idle connection lost');
@@ -296,6 +301,9 @@ function isConnectionError(err: unknown): boolean {
  * aborts. A value that arrives after the abort goes to `late` (to release
  * a connection that nobody will use).
  */
+/** See `pool`: the error is the pool's (idle) or `runOn`'s (checked out) to act on; this one only keeps it from being unhandled. */
+function ignoreClientError(): void {}
+
 function abortable<T>(p: Promise<T>, signal: AbortSignal, late?: (value: T) => void, onAbort?: () => void): Promise<T> {
   if (signal.aborted) {
     void p.then(late, () => undefined);
