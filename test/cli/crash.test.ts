@@ -1,4 +1,4 @@
-import { readFileSync, rmSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -105,5 +105,8 @@ describe('crash safety: kill -9 at random moments', () => {
       expect(st.mode & 0o777, w.id).toBe(w.mode);
       if (w.content !== undefined) expect(readFileSync(abs, 'utf8'), w.id).toBe(w.content);
     }
+    // What a kill left half-written (a temp file of a dead writer) is gone: a later run wrote into its directory.
+    const debris = (readdirSync(p.root, { recursive: true }) as string[]).filter((f) => /\.ds-\d+-[0-9a-z]+\.tmp$/.test(f));
+    expect(debris, `seed ${seed}`).toEqual([]);
   }, 115_000);
 });

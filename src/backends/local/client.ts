@@ -2,9 +2,9 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, lstatSync, openSync, readFileSync, readlinkSync, readSync, watch } from 'node:fs';
 import type { FSWatcher, Stats } from 'node:fs';
-import { access, chmod, chown, constants, lchown, lstat, mkdir, open, readFile, readlink, rename, rmdir, symlink, unlink } from 'node:fs/promises';
+import { access, chmod, chown, constants, lchown, lstat, mkdir, open, readdir, readFile, readlink, rename, rmdir, symlink, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, parse, relative, sep } from 'node:path';
-import { FaultError, fault, forEachLimit, sha256 } from '../../runtime/index.ts';
+import { FaultError, fault, forEachLimit, isAlive, sha256 } from '../../runtime/index.ts';
 import type { ObservationMemo } from '../../runtime/index.ts';
 import { parseAccounts } from './accounts.ts';
 import type { AccountTable } from './accounts.ts';
@@ -355,6 +355,43 @@ function tempName(real: string): string {
   return join(dirname(real), `.${name}${suffix}`);
 }
 
+/** A `tempName`, with its writer's pid. */
+const TEMP_NAME = /^\..*\.ds-(\d+)-[0-9a-f]{8}[0-9a-z]+\.tmp$/s;
+
+/**
+ * Removes the temp files a writer that is gone (killed mid-write: `kill -9`,
+ * a crash, the power) left in `dir`: hidden debris a directory delete then
+ * found in its way for good. Only regular files and links named as
+ * `tempName` names them, of a pid that is not this process and not alive.
+ * Best effort: resolves with how many it removed, never rejects.
+ */
+export async function removeStaleTemps(dir: string): Promise<number> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return 0;
+  }
+  let removed = 0;
+  for (const name of names) {
+    const pid = Number(TEMP_NAME.exec(name)?.[1] ?? Number.NaN);
+    if (!Number.isSafeInteger(pid) || pid === process.pid || isAlive(pid)) continue;
+    const path = join(dir, name);
+    const st = lstatSync(path, { throwIfNoEntry: false });
+    if (st === undefined || !(st.isFile() || st.isSymbolicLink())) continue;
+    try {
+      await unlink(path);
+      removed++;
+    } catch {
+      // Gone meanwhile, or not ours to remove: left as it is.
+    }
+  }
+  return removed;
+}
+
+/** The directories this process has swept of stale temp files (`syncDirectory`): once each. */
+const swept = new Set<string>();
+
 /** fsync of a directory (its entries) or of a file written and closed earlier. */
 async function fsyncPath(dir: string): Promise<void> {
   const fh = await open(dir, 'r');
@@ -565,6 +602,12 @@ const directorySyncs = new Map<string, { running: Promise<void> | undefined; nex
  * rename is on disk.
  */
 export function syncDirectory(dir: string): Promise<void> {
+  // A directory written into is swept of what a writer killed mid-write left there, once a process:
+  // a restart after a crash writes again what the crash left unwritten, in the same directories.
+  if (!swept.has(dir)) {
+    swept.add(dir);
+    return removeStaleTemps(dir).then(() => syncDirectory(dir));
+  }
   let s = directorySyncs.get(dir);
   if (s === undefined) directorySyncs.set(dir, (s = { running: undefined, next: undefined }));
   const state = s;
@@ -674,6 +717,8 @@ export async function removeDirectory(real: string, signal: AbortSignal): Promis
     const code = errnoOf(err);
     if (code === 'ENOENT') return;
     if (code === 'ENOTEMPTY' || code === 'EEXIST') {
+      // What a writer killed mid-write left is no content of the directory's: removed, and rmdir again.
+      if ((await removeStaleTemps(real)) > 0) return removeDirectory(real, signal);
       throw new FaultError(
         fault('permanent', `directory ${real} is not empty; refusing to delete its contents`, {
           code: 'directory-not-empty',

@@ -1,9 +1,10 @@
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { inspect, inspectSync, SYNC_READ_LIMIT, syncDirectory, writeFileAtomic } from '../../../src/backends/local/client.ts';
+import { inspect, inspectSync, removeDirectory, removeStaleTemps, SYNC_READ_LIMIT, syncDirectory, writeFileAtomic } from '../../../src/backends/local/client.ts';
 import type { ReadPolicy } from '../../../src/backends/local/client.ts';
 
 let dir: string;
@@ -62,5 +63,51 @@ describe('syncDirectory (group commit)', () => {
     await Promise.all(Array.from({ length: 40 }, (_, i) => writeFileAtomic(join(dir, `f${i}`), { content: `file ${i}\n`, mode: 0o640 }, signal)));
     for (let i = 0; i < 40; i++) expect(inspectSync(join(dir, `f${i}`), policyFor(`file ${i}\n`))).toMatchObject({ kind: 'file', sha256: hash(`file ${i}\n`), mode: 0o100640 });
     expect((await readdir(dir)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  });
+});
+
+describe('temp files a writer killed mid-write left behind', () => {
+  /** The pid of a process that has exited (a child run and waited for). */
+  const deadPid = (): number => {
+    const r = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    return Number(r.stdout);
+  };
+  const temp = (pid: number, name = 'app.conf'): string => `.${name}.ds-${pid}-deadbeef0.tmp`;
+
+  it('a directory holding only such debris is deleted; a live writer\'s temp file, or real content, keeps it', async () => {
+    const d = join(dir, 'conf.d');
+    await mkdir(d);
+    await writeFile(join(d, temp(deadPid())), 'half writ');
+    await writeFile(join(d, temp(deadPid(), 'b.conf')), '');
+    await removeDirectory(d, new AbortController().signal);
+    await expect(readdir(dir)).resolves.toEqual([]);
+
+    // A temp file of a process that lives (this one, pid 1) is another writer's, at work.
+    await mkdir(d);
+    await writeFile(join(d, temp(process.pid)), 'x');
+    await writeFile(join(d, temp(1)), 'x');
+    await expect(removeDirectory(d, new AbortController().signal)).rejects.toMatchObject({ fault: { code: 'directory-not-empty' } });
+    expect((await readdir(d)).sort()).toEqual([temp(1), temp(process.pid)].sort());
+
+    // Real content: refused, as ever (the debris beside it is gone all the same).
+    await rm(d, { recursive: true });
+    await mkdir(d);
+    await writeFile(join(d, 'kept.txt'), 'data');
+    await writeFile(join(d, temp(deadPid())), 'x');
+    await expect(removeDirectory(d, new AbortController().signal)).rejects.toMatchObject({ fault: { code: 'directory-not-empty' } });
+    expect(await readdir(d)).toEqual(['kept.txt']);
+  });
+
+  it('a directory written into is swept of it; a directory, or a name with no pid, merely named like one is left', async () => {
+    const d = join(dir, 'swept');
+    await mkdir(d);
+    const dead = temp(deadPid());
+    const subdir = temp(deadPid(), 'sub');
+    await writeFile(join(d, dead), 'half');
+    await mkdir(join(d, subdir));
+    await writeFile(join(d, '.app.conf.ds-notapid.tmp'), 'not ours');
+    await writeFileAtomic(join(d, 'app.conf'), { content: 'new\n', mode: 0o644 }, new AbortController().signal);
+    expect((await readdir(d)).sort()).toEqual(['.app.conf.ds-notapid.tmp', 'app.conf', subdir].sort());
+    await expect(removeStaleTemps(d)).resolves.toBe(0);
   });
 });
