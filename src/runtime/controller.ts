@@ -16,7 +16,7 @@ import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, Operatio
 import type { ProvisionStep } from './reconciler.ts';
 import { emptySummary, runSteps, withoutIgnored } from './reconciler.ts';
 import type { NodeRecord, NodeStatus, PendingOperation, RunSummary, StateStore } from './state-store.ts';
-import { GOAL_ERRORS_META, GOALS_IDLE_META } from './state-store.ts';
+import { GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
 import { appliedAtSpec, carriedRecord, heldByPolicy, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDeps, storedGoalDigest } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
@@ -231,6 +231,11 @@ export class Controller<S extends NodeSpec> {
     return this.rejected;
   }
 
+  /** The goals running hold no nodes, over nodes managed before: those are kept, neither reconciled nor deleted. */
+  get emptyGoals(): boolean {
+    return this.graph?.size === 0 && this.records.size > 0;
+  }
+
   /** Status of every node, for the HTTP API. */
   nodes(): NodeRecord[] {
     return [...this.records.values()];
@@ -258,6 +263,10 @@ export class Controller<S extends NodeSpec> {
     this.runId = runId;
     this.o.store.setMeta(GOAL_ERRORS_META, null);
     this.o.store.setMeta(GOALS_IDLE_META, null);
+    // An empty goal set never deletes anything (removeMissing): said, not silent, while nodes are kept.
+    const kept = graph.size === 0 ? this.records.size : 0;
+    this.o.store.setMeta(GOALS_EMPTY_META, kept > 0 ? String(kept) : null);
+    if (kept > 0) this.o.log.warn({ kept }, 'the goals hold no nodes: the nodes managed so far are kept as they are, neither reconciled nor deleted');
     this.graph = graph;
     this.gates = options.gates ?? new Map();
     this.commit = commit;

@@ -123,6 +123,11 @@ export const GOAL_ERRORS_META = 'goal-errors';
 
 /** Meta key: set ('1') beside GOAL_ERRORS_META while the daemon has no graph at all to keep running (it started on a rejected revision, with no last good goals stored). */
 export const GOALS_IDLE_META = 'goal-errors.idle';
+/**
+ * Set (to how many) while the daemon runs goals that hold no nodes over nodes it managed: they are kept
+ * as they are, neither reconciled nor deleted (an empty goal set is taken for a mistake). `status` says so.
+ */
+export const GOALS_EMPTY_META = 'goals.empty';
 
 export interface StateStore {
   getNode(id: NodeId): NodeRecord | undefined;

@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
 import type { InfraBackend } from '../../src/infra/index.ts';
-import { DesiredGraph, SqliteStateStore } from '../../src/runtime/index.ts';
+import { DesiredGraph, GOALS_EMPTY_META, SqliteStateStore } from '../../src/runtime/index.ts';
 import type { Observation, ObservationMemo } from '../../src/runtime/index.ts';
 import type { InfraDesiredNodeSpec } from '../../src/infra/index.ts';
 import { compileYaml, fileNode, goalYaml, harness, wrapMemory } from '../support/controller-harness.ts';
@@ -731,6 +731,14 @@ describe('Controller: goal changes', () => {
     expect(h.calls.deleted).toEqual([]);
     expect(h.backend.snapshot().has('a')).toBe(true);
     expect(h.store.getNode('a')?.managed).toBe(true);
+    // Said, not silent: a warning with how many are kept, and the state says so for `status`.
+    expect(h.lines.find((l) => l.msg === 'the goals hold no nodes: the nodes managed so far are kept as they are, neither reconciled nor deleted')).toMatchObject({ kept: 1 });
+    expect(h.controller.emptyGoals).toBe(true);
+    expect(h.store.getMeta(GOALS_EMPTY_META)).toBe('1');
+    // Goals with nodes again: no longer said.
+    await h.controller.setGraph(compileYaml(goalYaml(fileNode('a', 'A', { deletionPolicy: 'Delete' }), { prune: true })).graph);
+    expect(h.controller.emptyGoals).toBe(false);
+    expect(h.store.getMeta(GOALS_EMPTY_META)).toBeUndefined();
   });
 
   it('a held node proceeds, with its dependents, once the gate goes (policy fixed), and again after a goal fix', async () => {

@@ -85,6 +85,7 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
       const forgetting = counts.orphan === 0 ? '' : ` ${counts.orphan} removed from the goals to forget, their resources left as they are.`;
       ctx.out(`Plan: ${counts.create} to create, ${counts.update} to update, ${deleting}, ${counts.drift} drifted, ${counts.none} unchanged, ${counts.blocked + counts.held} blocked or held, ${counts.error} errors.${forgetting}${needing}`);
     }
+    noteEmptyGoals(ctx, c.graph.size, store);
     if (counts.error > 0) return EXIT.failed;
     // Drift that is only reported (selfHeal: false) is nothing for apply to do: it would never reach 0. A
     // rotated secret shown with it is (it is applied whatever selfHeal says).
@@ -96,6 +97,20 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
     await p.close();
     store.close();
   }
+}
+
+/**
+ * Goals that hold no nodes over a state that holds some: an empty goal set never deletes or forgets
+ * anything (it is taken for a mistake: a bad checkout, the wrong directory), and plan and apply say so
+ * rather than a silent "0 to delete".
+ */
+function noteEmptyGoals(ctx: CliContext, nodes: number, store: SqliteStateStore): void {
+  if (nodes > 0) return;
+  const kept = store.listNodes().length;
+  if (kept === 0) return;
+  const note = `the goals hold no nodes: the ${kept} node(s) in the state are kept as they are, neither deleted nor forgotten (an empty goal set never deletes anything)`;
+  if (ctx.format === 'json') ctx.log.warn({ kept }, note);
+  else ctx.out(`Note: ${note}.`);
 }
 
 export async function apply(ctx: CliContext, options: { yes: boolean; allowMassDeletion: boolean; concurrency: number; history: number | undefined }): Promise<number> {
@@ -146,6 +161,7 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
       const forgotten = (s.orphaned ?? 0) === 0 ? '' : `, ${s.orphaned} forgotten`;
       ctx.out(`Apply: ${s.created} created, ${s.updated} updated, ${s.deleted} deleted${forgotten}, ${s.unchanged} unchanged, ${s.failed} failed, ${s.blocked} blocked, ${s.held} held${drift}.`);
     }
+    noteEmptyGoals(ctx, c.graph.size, store);
     pruneHistory(ctx, store, options.history);
     // Deletions left undone (declined, or no terminal to ask on) mean the goals are not reached: not converged.
     if (declined > 0 && ctx.format !== 'json') ctx.out(`  not converged: ${declined} deletion(s) not done`);

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { assertNever, DesiredStateError, ErrorCodes, errorMessage, GOAL_ERRORS_META, GOALS_IDLE_META, NODE_STATUSES, parseDuration, releaseAllStoredNodes, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
+import { assertNever, DesiredStateError, ErrorCodes, errorMessage, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META, NODE_STATUSES, parseDuration, releaseAllStoredNodes, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
 import type { OperatorRetryAnswer, RunRecord } from '../../runtime/index.ts';
 import { compileGoals, DAEMON_LISTEN, DAEMON_PID, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
@@ -39,17 +39,28 @@ export function runningDaemon(ctx: CliContext, store: SqliteStateStore): string 
 }
 
 export function status(ctx: CliContext): number {
-  const result = withStateStore(ctx, 'read', (store) => ({ nodes: store.listNodes(), goalErrors: store.getMeta(GOAL_ERRORS_META) ?? null, idle: store.getMeta(GOALS_IDLE_META) === '1', daemon: daemonMeta(store) }));
+  const result = withStateStore(ctx, 'read', (store) => ({
+    nodes: store.listNodes(),
+    goalErrors: store.getMeta(GOAL_ERRORS_META) ?? null,
+    idle: store.getMeta(GOALS_IDLE_META) === '1',
+    emptyGoals: store.getMeta(GOALS_EMPTY_META) !== undefined,
+    daemon: daemonMeta(store),
+  }));
   if (result === undefined) {
-    ctx.out(ctx.format === 'json' ? JSON.stringify({ nodes: [], goalErrors: null, daemon: { running: false } }, null, 2) : 'no state yet: run `desiredstate apply` or `desiredstate run`');
+    ctx.out(ctx.format === 'json' ? JSON.stringify({ nodes: [], goalErrors: null, emptyGoals: false, daemon: { running: false } }, null, 2) : 'no state yet: run `desiredstate apply` or `desiredstate run`');
     return EXIT.ok;
   }
   const daemon = daemonOf(ctx, result.daemon);
   if (ctx.format === 'json') {
-    ctx.out(JSON.stringify({ nodes: result.nodes.map(shownRecord), goalErrors: result.goalErrors === null ? null : JSON.parse(result.goalErrors), daemon }, null, 2));
+    ctx.out(JSON.stringify({ nodes: result.nodes.map(shownRecord), goalErrors: result.goalErrors === null ? null : JSON.parse(result.goalErrors), emptyGoals: result.emptyGoals, daemon }, null, 2));
     return EXIT.ok;
   }
   ctx.out(daemon.running ? `daemon: running (pid ${daemon.pid}, API on ${daemon.listen})` : 'daemon: not running');
+  if (result.emptyGoals) {
+    ctx.out(
+      `${daemon.running ? 'the goals hold no nodes' : 'the goals the daemon last loaded held no nodes'}: the nodes below are kept as they are, neither reconciled nor deleted (an empty goal set never deletes anything)`,
+    );
+  }
   if (result.goalErrors !== null) {
     if (!daemon.running) ctx.out('goal revision rejected when the daemon last loaded the goals (nothing of it was applied):');
     else if (result.idle) ctx.out('goal revision rejected; nothing is reconciled until a revision compiles (the daemon started on it, and no last good goals are stored):');
