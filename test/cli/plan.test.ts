@@ -102,7 +102,7 @@ spec:
   it('goals that hold no nodes over a state that holds some: plan and apply say the nodes are kept, and status says why they are not reconciled', async () => {
     const p = project(true);
     expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
-    p.write('goals.yaml', goal(true).replace(JSON.stringify('ROOT'), JSON.stringify(p.root)).replace(/  nodes:[\s\S]*$/, '  nodes: []\n'));
+    p.write('goals.yaml', goal(true).replace(JSON.stringify('ROOT'), JSON.stringify(p.root)).replace(/ {2}nodes:[\s\S]*$/, '  nodes: []\n'));
     const plan = await cli(['plan', ...p.args], { cwd: p.dir });
     expect(plan.code, plan.stdout + plan.stderr).toBe(0);
     expect(plan.stdout).toContain('Note: the goals hold no nodes: the 1 node(s) in the state are kept as they are, neither deleted nor forgotten (an empty goal set never deletes anything).');
