@@ -21,7 +21,7 @@ export async function loadGoalSet(options: {
   policy?: PolicyEngine | undefined;
 }): Promise<LoadedGoals> {
   const { documents, diagnostics, files } = await loadGoalDirectory(options.goalsDir, { displayRoot: options.cwd });
-  const factory = new InfraSpecFactory({ registry: options.registry, policy: options.policy });
+  const factory = new InfraSpecFactory({ registry: options.registry, policy: options.policy, cwd: options.cwd });
   const compiler = new GoalCompiler({ factory });
   const extra: Diagnostic[] = [];
   if (files.length === 0) {

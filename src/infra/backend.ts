@@ -178,6 +178,16 @@ export interface BackendFactory<C = unknown> {
    * says where.
    */
   location?(config: C, where: { readonly cwd: string }): string;
+  /**
+   * Where a node's resource lives, absolute, without I/O, where instances
+   * of this type can reach one resource (local: the file's path under the
+   * root resolved, so that two backends whose roots overlap, `out` and
+   * `out/sub`, are seen writing one file): two nodes of two instances with
+   * one place are a compile error, as two of one instance with one
+   * `resourceKey` are. Undefined when there is none or it is not known
+   * before running.
+   */
+  placeOf?(spec: InfraNodeSpec, config: C, where: { readonly cwd: string }): string | undefined;
   /** Builds an instance. Must not do I/O that can fail slowly; connect lazily. */
   create(config: C, ctx: BackendContext): InfraBackend;
   /** Short description, for `desiredstate schema` and `backends`. */

@@ -160,12 +160,17 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
   private readonly policy: PolicyEngine | undefined;
   /** Per backend id and resource key, the node that manages it first (see `BackendFactory.resourceKey`). */
   private readonly claims = new Map<string, { readonly id: string; readonly source: SourceLocation }>();
+  /** Per backend type and place, the node and backend that manage it first (see `BackendFactory.placeOf`). */
+  private readonly places = new Map<string, { readonly id: string; readonly backend: string; readonly source: SourceLocation }>();
+  /** Where relative backend places resolve from (the working directory); without it, places are not compared. */
+  private readonly cwd: string | undefined;
   /** Per type and path, whether a whole reference there is read as text (see `typedReferenceFields`). */
   private readonly textPlaces = new Map<string, boolean>();
 
-  constructor(options: { registry: BackendRegistry; policy?: PolicyEngine | undefined }) {
+  constructor(options: { registry: BackendRegistry; policy?: PolicyEngine | undefined; cwd?: string | undefined }) {
     this.registry = options.registry;
     this.policy = options.policy;
+    this.cwd = options.cwd;
   }
 
   /** The backends declared without errors (and the default `local`), by id, in declaration order: what is instantiated. */
@@ -301,6 +306,18 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       const at = `${first.source.file}:${first.source.line}:${first.source.col}`;
       const when = templated ? ' once its references resolve' : '';
       diag.error(source, 'duplicate-resource', `node "${decl.id}" manages ${named.key}${when}, as node "${first.id}" does (${at}); one of them must go`);
+      return templated ? undefined : named.key;
+    }
+    // Through another instance of the type: roots that overlap (out, out/sub) reach one file from two backends.
+    const place = templated || this.cwd === undefined ? undefined : factory.placeOf?.(spec, backend.config, { cwd: this.cwd });
+    if (place !== undefined) {
+      const slotOf = `${backend.type}\0${place}`;
+      const other = this.places.get(slotOf);
+      if (other === undefined) this.places.set(slotOf, { id: decl.id, backend: backend.id, source });
+      else if (other.backend !== backend.id) {
+        const at = `${other.source.file}:${other.source.line}:${other.source.col}`;
+        diag.error(source, 'duplicate-resource', `node "${decl.id}" manages ${place} through backend "${backend.id}", as node "${other.id}" does through backend "${other.backend}" (${at}): their backends reach one place; one of them must go`);
+      }
     }
     return templated ? undefined : named.key;
   }

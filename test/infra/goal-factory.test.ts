@@ -11,8 +11,8 @@ import { formatDiagnostic, GoalCompiler, parseGoalText } from '../../src/runtime
 
 const registry = new BackendRegistry(builtinBackendFactories);
 
-function compile(text: string): { factory: InfraSpecFactory; lines: string[] } {
-  const factory = new InfraSpecFactory({ registry });
+function compile(text: string, cwd = '/work/project'): { factory: InfraSpecFactory; lines: string[] } {
+  const factory = new InfraSpecFactory({ registry, cwd });
   const parsed = parseGoalText('goals/app.yaml', text);
   const result = new GoalCompiler({ factory }).compile(parsed.documents, parsed.diagnostics);
   return { factory, lines: result.diagnostics.map(formatDiagnostic) };
@@ -77,6 +77,32 @@ describe('InfraSpecFactory: one resource, one node', () => {
     const backends = `${api}kind: Backend\nmetadata: { name: other }\nspec: { type: local, config: { root: /tmp/other } }\n---\n${api}kind: Backend\nmetadata: { name: pg }\nspec: { type: postgres, config: { host: db, user: u, database: d } }\n---\n`;
     const { lines } = compile(backends + goal(nodes.map((n) => `    - ${n}\n`).join('')));
     expect(lines).toEqual([]);
+  });
+});
+
+// Two local backends whose roots overlap reach one file from two instances: each node "corrects" the
+// other's content on every pass. validate names both, wherever the roots resolve from.
+describe('InfraSpecFactory: one place, one node, across backends', () => {
+  const local = (name: string, root: string): string => `${api}kind: Backend\nmetadata: { name: ${name} }\nspec: { type: local, config: { root: ${JSON.stringify(root)} } }\n---\n`;
+  it('roots that overlap (out, out/sub, ./out/): every second node of one file is an error naming the first and both backends', () => {
+    const nodes = [
+      '{ id: a1, type: local.file, backend: outer, spec: { path: sub/f, content: one } }',
+      '{ id: a2, type: local.file, backend: inner, spec: { path: f, content: two } }',
+      '{ id: a3, type: local.file, backend: same, spec: { path: "./sub//f", content: three } }',
+    ];
+    const { lines } = compile(local('outer', 'out') + local('inner', 'out/sub') + local('same', './out/') + goal(nodes.map((n) => `    - ${n}\n`).join('')));
+    expect(lines).toEqual([
+      'goals/app.yaml:22:65: error duplicate-resource: node "a2" manages /work/project/out/sub/f through backend "inner", as node "a1" does through backend "outer" (goals/app.yaml:21:65): their backends reach one place; one of them must go',
+      'goals/app.yaml:23:64: error duplicate-resource: node "a3" manages /work/project/out/sub/f through backend "same", as node "a1" does through backend "outer" (goals/app.yaml:21:65): their backends reach one place; one of them must go',
+    ]);
+  });
+
+  it('an absolute root and a relative one that resolves to it', () => {
+    const nodes = ['{ id: a, type: local.file, backend: abs, spec: { path: x, content: one } }', '{ id: b, type: local.file, backend: rel, spec: { path: x, content: two } }'];
+    const { lines } = compile(local('abs', '/work/project/data') + local('rel', 'data') + goal(nodes.map((n) => `    - ${n}\n`).join('')));
+    expect(lines).toEqual([expect.stringContaining('error duplicate-resource: node "b" manages /work/project/data/x through backend "rel", as node "a" does through backend "abs"')]);
+    // From elsewhere, the relative root is another place.
+    expect(compile(local('abs', '/work/project/data') + local('rel', 'data') + goal(nodes.map((n) => `    - ${n}\n`).join('')), '/elsewhere').lines).toEqual([]);
   });
 });
 

@@ -79,6 +79,7 @@ export const localBackendFactory: BackendFactory<LocalConfig> = {
   outputs: { 'local.file': ['path', 'sha256'], 'local.directory': ['path'], 'local.symlink': ['path', 'target'] },
   description: 'Files, directories and symlinks under a root directory, with atomic writes and file watching.',
   location: (config, { cwd }) => resolve(cwd, config.root),
+  placeOf: (spec, config, { cwd }) => ('path' in spec && typeof spec.path === 'string' ? resolve(cwd, config.root, normalPath(spec.path)) : undefined),
   create: (config, ctx) => new LocalBackend(config, ctx),
 };
 
