@@ -254,11 +254,11 @@ function daemonHolding(path: string, pid: unknown): string | undefined {
 }
 
 /**
- * Meta key: a digest of each Backend declaration (its type and config), as of the goals last applied
+ * Meta key: a digest of each Backend declaration (its type and config, and where it acts: `location`), as of the goals last applied
  * (`apply`) or loaded (`run`). Named anew when what the digest covers changed, so that a state
  * written before reads as recording none (no backend counts as changed), not as every one changed.
  */
-export const BACKENDS_META = 'backends.declared.v2';
+export const BACKENDS_META = 'backends.declared.v3';
 
 /** A digest of each Backend document of `loaded`, by backend id. */
 export function backendDigests(loaded: LoadedGoals, cwd: string): Record<string, string> {

@@ -15,7 +15,8 @@ import type { NodeEventType } from './node-machine.ts';
 import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import type { ProvisionStep } from './reconciler.ts';
 import { emptySummary, runSteps, withoutIgnored } from './reconciler.ts';
-import type { NodeRecord, NodeStatus, PendingOperation, RunSummary, StateStore } from './state-store.ts';
+import type { SummaryCounts } from './reconciler.ts';
+import type { NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
 import { appliedAtSpec, carriedRecord, heldByPolicy, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDeps, storedGoalDigest } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
@@ -159,7 +160,7 @@ export class Controller<S extends NodeSpec> {
   private runId: number | null = null;
   /** Nodes put off because another worker was reconciling a dependency: woken when its batch is done. */
   private readonly waitingOn = new Map<NodeId, Set<NodeId>>();
-  private summary: { -readonly [K in keyof RunSummary]: RunSummary[K] } = emptySummary();
+  private summary: SummaryCounts = emptySummary();
   /** The nodes this run found unchanged: each counts once in its summary, however many passes find it so. */
   private readonly unchangedInRun = new Set<NodeId>();
   private stopWatching: (() => void) | undefined;
@@ -263,7 +264,8 @@ export class Controller<S extends NodeSpec> {
     this.runId = runId;
     this.o.store.setMeta(GOAL_ERRORS_META, null);
     this.o.store.setMeta(GOALS_IDLE_META, null);
-    // An empty goal set never deletes anything (removeMissing): said, not silent, while nodes are kept.
+    // An empty goal set never deletes anything (removeMissing): said, not silent, while nodes are kept
+    // (`emptyGoals` once the graph is in). The store first, as above.
     const kept = graph.size === 0 ? this.records.size : 0;
     this.o.store.setMeta(GOALS_EMPTY_META, kept > 0 ? String(kept) : null);
     if (kept > 0) this.o.log.warn({ kept }, 'the goals hold no nodes: the nodes managed so far are kept as they are, neither reconciled nor deleted');
@@ -1026,7 +1028,7 @@ export class Controller<S extends NodeSpec> {
   private orphan(records: readonly NodeRecord[], claimed: ReadonlyMap<NodeId, NodeId>): void {
     for (const r of records) {
       this.o.log.info({ node: r.id, managedBy: claimed.get(r.id) }, 'node orphaned: removed from the goals, resource left untouched');
-      this.summary.orphaned = (this.summary.orphaned ?? 0) + 1;
+      this.summary.orphaned++;
       this.queue.forget(r.id);
       this.records.delete(r.id);
       this.persisted.delete(r.id);

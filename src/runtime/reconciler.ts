@@ -80,7 +80,10 @@ export function withoutIgnored(diffs: readonly FieldDiff[], ignore: readonly str
 }
 
 /** A summary with every count at zero, to count a pass into. */
-export function emptySummary(): { -readonly [K in keyof RunSummary]: RunSummary[K] } {
+/** A run summary being counted into: every count there. */
+export type SummaryCounts = { -readonly [K in keyof RunSummary]-?: NonNullable<RunSummary[K]> };
+
+export function emptySummary(): SummaryCounts {
   return { created: 0, updated: 0, deleted: 0, unchanged: 0, failed: 0, blocked: 0, held: 0, drifted: 0, orphaned: 0 };
 }
 
@@ -563,7 +566,7 @@ function summarise(outcomes: ReadonlyMap<NodeId, NodeOutcome>): RunSummary {
       case 'deleted': s.deleted++; break;
       case 'unchanged': case 'adopted': s.unchanged++; break;
       // Forgotten: no longer a node of the goals, so neither unchanged nor anything else done to it.
-      case 'orphaned': s.orphaned = (s.orphaned ?? 0) + 1; break;
+      case 'orphaned': s.orphaned++; break;
       // Drift is counted by reports (corrected or not), not by outcome.
       case 'drift-reported': s.unchanged++; break;
       case 'failed': s.failed++; break;

@@ -1,4 +1,4 @@
-import { dirname, resolve } from 'node:path';
+import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type {
   BackendContext,
@@ -36,7 +36,7 @@ import {
 } from './client.ts';
 import type { FileWrite, NodePath, ReadPolicy, StagedWrite } from './client.ts';
 import type { LocalConfig } from './config.ts';
-import { OBSERVE_PARALLELISM, rereadEveryMs } from './config.ts';
+import { OBSERVE_PARALLELISM, rereadEveryMs, rootOf } from './config.ts';
 import { aborted, fsFault, wrongKind } from './errors.ts';
 import { kindName, observeDirectory, observeFile, observeSymlink } from './observe.ts';
 import type { FileExpectation } from './observe.ts';
@@ -115,7 +115,7 @@ export class LocalBackend implements InfraBackend {
   /** `config` as parsed by `localConfigSchema`; `rereadEvery` may be left out (tests, benchmarks). */
   constructor(config: Pick<LocalConfig, 'root'> & Partial<LocalConfig>, ctx: Pick<BackendContext, 'id' | 'cwd' | 'log'>) {
     this.id = ctx.id;
-    this.root = resolve(ctx.cwd, config.root);
+    this.root = rootOf(config, ctx.cwd);
     this.rereadEveryMs = rereadEveryMs(config);
     this.log = ctx.log;
   }

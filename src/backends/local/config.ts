@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { z } from 'zod';
 import { durationSchema, once, parseDuration } from '../../runtime/index.ts';
 
@@ -17,6 +18,11 @@ export const localConfigSchema = once(() =>
   }));
 
 export type LocalConfig = z.output<ReturnType<typeof localConfigSchema>>;
+
+/** The root directory, absolute: `root` resolved from the working directory. */
+export function rootOf(config: Pick<LocalConfig, 'root'>, cwd: string): string {
+  return resolve(cwd, config.root);
+}
 
 /** `rereadEvery` in milliseconds, the default when not given; undefined for `always`. */
 export function rereadEveryMs(config: Pick<Partial<LocalConfig>, 'rereadEvery'>): number | undefined {

@@ -3,7 +3,7 @@ import type { BackendFactory, ImpliedDependency, ImpliedDependencyNode, InfraNod
 import { hasReferences } from '../../runtime/index.ts';
 import type { NodeId } from '../../runtime/index.ts';
 import { LOCAL_KINDS, LocalBackend } from './backend.ts';
-import { localConfigSchema } from './config.ts';
+import { localConfigSchema, rootOf } from './config.ts';
 import type { LocalConfig } from './config.ts';
 import { escapesRootFault } from './errors.ts';
 import { lexicalEscape } from './paths.ts';
@@ -78,8 +78,8 @@ export const localBackendFactory: BackendFactory<LocalConfig> = {
   // As ensureFile/ensureDirectory/ensureSymlink and observe.ts make them.
   outputs: { 'local.file': ['path', 'sha256'], 'local.directory': ['path'], 'local.symlink': ['path', 'target'] },
   description: 'Files, directories and symlinks under a root directory, with atomic writes and file watching.',
-  location: (config, { cwd }) => resolve(cwd, config.root),
-  placeOf: (spec, config, { cwd }) => ('path' in spec && typeof spec.path === 'string' ? resolve(cwd, config.root, normalPath(spec.path)) : undefined),
+  location: (config, { cwd }) => rootOf(config, cwd),
+  placeOf: (spec, config, { cwd }) => ('path' in spec && typeof spec.path === 'string' ? resolve(rootOf(config, cwd), normalPath(spec.path)) : undefined),
   create: (config, ctx) => new LocalBackend(config, ctx),
 };
 

@@ -296,14 +296,14 @@ function isConnectionError(err: unknown): boolean {
   return state === undefined || state.startsWith('08') || state.startsWith('57');
 }
 
+/** See `pool`: the error is the pool's (idle) or `runOn`'s (checked out) to act on; this one only keeps it from being unhandled. */
+function ignoreClientError(): void {}
+
 /**
  * Resolves with `p`, or rejects with an AbortError as soon as `signal`
  * aborts. A value that arrives after the abort goes to `late` (to release
  * a connection that nobody will use).
  */
-/** See `pool`: the error is the pool's (idle) or `runOn`'s (checked out) to act on; this one only keeps it from being unhandled. */
-function ignoreClientError(): void {}
-
 function abortable<T>(p: Promise<T>, signal: AbortSignal, late?: (value: T) => void, onAbort?: () => void): Promise<T> {
   if (signal.aborted) {
     void p.then(late, () => undefined);

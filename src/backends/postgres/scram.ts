@@ -41,7 +41,7 @@ export function parseScramVerifier(text: string): ScramVerifier | undefined {
  * library) after: they disagree only on characters whose NFKC form is
  * allowed where they were not (U+0340, U+0341), or the reverse.
  */
-export function preparePassword(password: string): string {
+function saslPrepared(password: string): string {
   // eslint-disable-next-line no-control-regex
   if (/^[\x00-\x7f]*$/.test(password)) return password;
   try {
@@ -54,7 +54,7 @@ export function preparePassword(password: string): string {
 
 /** The forms to try against a stored verifier: the prepared one, and the one given (a client that skips SASLprep, as node-postgres does). */
 function candidates(password: string): string[] {
-  const prepared = preparePassword(password);
+  const prepared = saslPrepared(password);
   return prepared === password ? [password] : [prepared, password];
 }
 

@@ -374,9 +374,7 @@ FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extnam
 export const GRANTS_QUERY = `WITH want AS (
   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS w(target, schema, role, for_role, idx)
 )
-SELECT w.idx::int AS idx, o.object, COALESCE(o.owned, false) AS owned,
-  ARRAY(SELECT DISTINCT a.privilege_type FROM aclexplode(o.acl) a WHERE a.grantee = r.oid ORDER BY 1) AS privileges,
-  ARRAY(SELECT DISTINCT a.privilege_type FROM aclexplode(o.acl) a WHERE a.grantee = r.oid AND a.is_grantable ORDER BY 1) AS grantable,
+SELECT w.idx::int AS idx, o.object, COALESCE(o.owned, false) AS owned, h.privileges, h.grantable,
   ARRAY(SELECT a.privilege_type FROM aclexplode(acldefault(o.kind, 10::oid)) a WHERE a.grantee = 10::oid ORDER BY 1) AS all_privileges
 FROM want w
 LEFT JOIN pg_roles r ON r.rolname = w.role
@@ -401,4 +399,10 @@ CROSS JOIN LATERAL (
         AND da.defaclobjtype = CASE w.target WHEN 'defaultTables' THEN 'r' ELSE 'S' END::"char")
   WHERE w.target IN ('defaultTables', 'defaultSequences')
     AND (w.schema IS NULL OR EXISTS (SELECT 1 FROM pg_namespace s WHERE s.nspname = w.schema))
-) o`;
+) o
+CROSS JOIN LATERAL (
+  -- One pass over the object's ACL for both: held, and held with the grant option.
+  SELECT COALESCE(array_agg(DISTINCT a.privilege_type ORDER BY a.privilege_type), '{}') AS privileges,
+    COALESCE(array_agg(DISTINCT a.privilege_type ORDER BY a.privilege_type) FILTER (WHERE a.is_grantable), '{}') AS grantable
+  FROM aclexplode(o.acl) a WHERE a.grantee = r.oid
+) h`;
