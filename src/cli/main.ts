@@ -140,7 +140,7 @@ export const commands: Record<string, Command> = {
   status: {
     summary: 'nodes and their state, from the state store',
     usage: 'desiredstate status [--state DIR] [--format text|json]',
-    help: 'The first line says whether a daemon serves this state (its pid and API address), or that there is no state yet;\n--format json has it as `daemon`. A goal revision the daemon rejected is listed with its errors.\nExit status: 0.',
+    help: 'The first line says whether a daemon serves this state (its pid and API address), or that there is no state yet;\n--format json has it as `daemon`. A goal revision the daemon rejected is listed with its errors;\ngoals that hold no nodes are said to be so (`emptyGoals`): the nodes listed are kept as they are, not reconciled.\nExit status: 0.',
     async run(argv, io) {
       const { values } = parse(argv, {});
       formatFlag(values, ['text', 'json']);
