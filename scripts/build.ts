@@ -27,6 +27,21 @@ try {
   process.exit(0);
 }
 
+/**
+ * pino() collects the call sites of its caller on every call (lib/caller.js, and lib/transport.js
+ * for pino.transport()), to resolve the relative paths of a transport's targets. We give it no
+ * transport, so nothing reads them, yet collecting them makes V8 compute the line ends of every
+ * script on the stack: in the snapshot, the whole 1.2 MB bundle, ~5 ms of each one-shot command
+ * (bench/README.md). Both bundles take an empty list instead; the snapshot build checks that no
+ * call site collection is left.
+ */
+const pinoWithoutCallers: Rolldown.Plugin = {
+  name: 'pino-without-callers',
+  resolveId: (id, importer) =>
+    /^\.\/(lib\/)?caller$/.test(id) && importer !== undefined && /[\\/]node_modules[\\/]pino[\\/]/.test(importer) ? '\0pino-callers' : null,
+  load: (id) => (id === '\0pino-callers' ? 'module.exports = function getCallers() { return []; };' : null),
+};
+
 const digest = sourceDigest(root);
 rmSync(out, { recursive: true, force: true });
 await rolldown.build({
@@ -35,6 +50,7 @@ await rolldown.build({
   // A native addon: the package finds and loads it from its own directory (its lib/binding.js).
   external: ['better-sqlite3'],
   logLevel: 'warn',
+  plugins: [pinoWithoutCallers],
   output: { dir: out, format: 'esm', entryFileNames: 'main.js', chunkFileNames: '[name]-[hash].js', sourcemap: true },
 });
 mkdirSync(out, { recursive: true });
@@ -79,6 +95,7 @@ export default createDatabase((nativeBinding) => load(${JSON.stringify(join(sqli
     platform: 'node',
     logLevel: 'warn',
     plugins: [
+      pinoWithoutCallers,
       {
         name: 'snapshot-on-first-use',
         resolveId: (id, importer) => (id in onFirstUse && importer?.startsWith('\0') !== true ? `\0on-first-use:${id}` : null),
@@ -95,8 +112,10 @@ export default createDatabase((nativeBinding) => load(${JSON.stringify(join(sqli
     },
   });
   // A snapshot has no module loader for import(): every module it runs must be in the bundle.
-  const dynamicImport = /\bimport\s*\(\s*["'`]([^"'`]*)/.exec(readFileSync(entry, 'utf8'));
+  const bundled = readFileSync(entry, 'utf8');
+  const dynamicImport = /\bimport\s*\(\s*["'`]([^"'`]*)/.exec(bundled);
   if (dynamicImport !== null) throw new Error(`the snapshot bundle imports ${dynamicImport[1]} at run time (import() does not work in a snapshot; import it statically)`);
+  if (bundled.includes('getCallSite')) throw new Error("the snapshot bundle collects call sites (pino's lib/caller.js was not replaced: see pinoWithoutCallers)");
   const env = { ...process.env, NODE_OPTIONS: '' };
   const built = spawnSync(process.execPath, ['--snapshot-blob', SNAPSHOT, '--build-snapshot', entry], { cwd: root, env, encoding: 'utf8' });
   if (built.status !== 0) throw new Error(`node --build-snapshot exited ${built.status ?? built.signal}: ${built.stderr.trim().split('\n').slice(-3).join(' ')}`);
