@@ -102,6 +102,21 @@ export interface ImpliedDependency {
 }
 
 /**
+ * Two nodes of one instance that reach one resource by different names (see
+ * `BackendFactory.sharedResources`): `node`, and `other`, declared before it.
+ */
+export interface SharedResource {
+  readonly node: NodeId;
+  /** What `node` manages and how it gets there, in words: `path current/app.conf, which is releases/v2/app.conf through symlink node "current"`. */
+  readonly what: string;
+  readonly other: NodeId;
+  /** The same of `other`. */
+  readonly otherWhat: string;
+  /** The field of `node`'s spec that names it, where the error points. */
+  readonly path: readonly string[];
+}
+
+/**
  * A backend implementation, registered by type. Its static half (`kinds`,
  * `configSchema`) is enough to validate goals without connecting.
  */
@@ -161,7 +176,15 @@ export interface BackendFactory<C = unknown> {
    * words; `path` is the field of `from`'s spec that implies it, where a
    * cycle diagnostic points. Given every built node of the instance.
    */
-  impliedDependencies?(nodes: readonly ImpliedDependencyNode[], config: C): readonly ImpliedDependency[];
+  impliedDependencies?(nodes: readonly ImpliedDependencyNode[], config: C, where?: { readonly cwd: string }): readonly ImpliedDependency[];
+  /**
+   * Nodes of one instance that reach one resource by different names, which
+   * `resourceKey` cannot see (local: a file under a managed symlink, and the
+   * same file under the link's target), without I/O: each pair is a compile
+   * error, as two nodes with one key are. Given every built node of the
+   * instance, and the working directory where it is known (`location`).
+   */
+  sharedResources?(nodes: readonly ImpliedDependencyNode[], config: C, where?: { readonly cwd: string }): readonly SharedResource[];
   /**
    * The output keys this implementation gives each kind's resources: what a
    * `${nodes.<id>.outputs.<key>}` may read, checked at compile time.

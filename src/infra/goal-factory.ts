@@ -260,25 +260,36 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
   /**
    * The edges each backend instance implies among its own nodes (never
    * across instances: two roots are two namespaces), asked of its
-   * implementation with the instance's config.
+   * implementation with the instance's config; and, from the same nodes,
+   * the resources two of them reach by different names (`sharedResources`),
+   * each a `duplicate-resource` error at the later node.
    */
-  impliedEdges(nodes: readonly BuiltNode<InfraDesiredNodeSpec>[]): readonly ImpliedEdge[] {
+  impliedEdges(nodes: readonly BuiltNode<InfraDesiredNodeSpec>[], diag: DiagnosticBag): readonly ImpliedEdge[] {
     const byBackend = new Map<string, BuiltNode<InfraDesiredNodeSpec>[]>();
     for (const n of nodes) {
       const group = byBackend.get(n.spec.backendId);
       if (group === undefined) byBackend.set(n.spec.backendId, [n]);
       else group.push(n);
     }
+    const where = this.cwd === undefined ? undefined : { cwd: this.cwd };
     const edges: ImpliedEdge[] = [];
     for (const [backendId, group] of byBackend) {
       const declared = this.declared.get(backendId);
       if (declared?.status !== 'ok') continue;
-      const imply = this.registry.get(declared.decl.type)?.impliedDependencies;
-      if (imply === undefined) continue;
+      const factory = this.registry.get(declared.decl.type);
+      if (factory === undefined) continue;
+      const specs = group.map((n) => ({ id: n.id, spec: n.spec.spec }));
       const byId = new Map(group.map((n) => [n.id, n]));
-      for (const d of imply(group.map((n) => ({ id: n.id, spec: n.spec.spec })), declared.decl.config)) {
+      for (const d of factory.impliedDependencies?.(specs, declared.decl.config, where) ?? []) {
         const from = byId.get(d.from);
         if (from !== undefined && byId.has(d.on)) edges.push({ from: d.from, on: d.on, why: d.why, source: from.locate(['spec', ...d.path]) });
+      }
+      for (const s of factory.sharedResources?.(specs, declared.decl.config, where) ?? []) {
+        const node = byId.get(s.node);
+        const other = byId.get(s.other);
+        if (node === undefined || other === undefined) continue;
+        const at = other.locate(['spec', ...s.path]);
+        diag.error(node.locate(['spec', ...s.path]), 'duplicate-resource', `node "${s.node}" manages ${s.what}, and node "${s.other}" manages ${s.otherWhat} (${at.file}:${at.line}:${at.col}): one place; one of them must go`);
       }
     }
     return edges;

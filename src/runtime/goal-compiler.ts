@@ -307,8 +307,10 @@ export interface NodeSpecFactory<S extends NodeSpec> {
    * node is built: only the domain knows that one resource lies inside
    * another. Each becomes an implicit edge, unless the edge is already
    * there or the goal has `on` depend on `from` (see `addImpliedEdges`).
+   * What the same view shows wrong (two nodes reaching one resource by
+   * different names) goes in `diag`.
    */
-  impliedEdges?(nodes: readonly BuiltNode<S>[]): readonly ImpliedEdge[];
+  impliedEdges?(nodes: readonly BuiltNode<S>[], diag: DiagnosticBag): readonly ImpliedEdge[];
 }
 
 export interface CompileResult<S extends NodeSpec> {
@@ -570,7 +572,7 @@ export class GoalCompiler<S extends NodeSpec> {
         builtNodes.push({ id: p.id, spec: p.built.spec, locate: p.locate });
       }
     }
-    if (this.factory.impliedEdges !== undefined) addImpliedEdges(this.factory.impliedEdges(builtNodes), edgesOf);
+    if (this.factory.impliedEdges !== undefined) addImpliedEdges(this.factory.impliedEdges(builtNodes, diag), edgesOf);
 
     let graph: DesiredGraph<S> | undefined;
     if (!diag.hasErrors) {

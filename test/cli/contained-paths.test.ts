@@ -1,4 +1,4 @@
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, goalHead, localBackend, tempProject } from '../support/cli.ts';
@@ -96,5 +96,38 @@ spec:
     const r = await cli(['graph', ...p.args, '--format', 'dot'], { cwd: p.dir });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.split('\n').filter((l) => l.includes('->'))).toEqual(['  "marker" -> "site";']);
+  });
+
+  it('a file written through a symlink node comes after the link, in the directory it leads to; a second node on that file is refused', async () => {
+    const p = tempProject('ds-contained-link-');
+    p.write('backend.yaml', localBackend(p.root));
+    // The file first: in declaration order its parent directory "current" would take the link's place.
+    const nodes = `    - id: conf
+      type: local.file
+      spec: { path: current/app.conf, content: "v2" }
+    - id: release
+      type: local.directory
+      spec: { path: releases/v2 }
+    - id: current
+      type: local.symlink
+      spec: { path: current, target: releases/v2 }
+`;
+    p.write('app.yaml', goalWith(nodes));
+    const made = await cli(['apply', ...p.args, '--yes'], { cwd: p.dir });
+    expect(made.code, made.stdout + made.stderr).toBe(0);
+    expect(acted(made.stdout)).toEqual(['+ release: created', '+ current: created', '+ conf: created']);
+    expect(lstatSync(join(p.root, 'current')).isSymbolicLink()).toBe(true);
+    expect(readFileSync(join(p.root, 'releases/v2/app.conf'), 'utf8')).toBe('v2');
+    const again = await cli(['apply', ...p.args, '--yes'], { cwd: p.dir });
+    expect(again.stdout).toContain('0 created, 0 updated, 0 deleted, 3 unchanged');
+
+    p.write('app.yaml', goalWith(`${nodes}    - id: direct
+      type: local.file
+      spec: { path: releases/v2/app.conf, content: "other" }
+`));
+    const refused = await cli(['validate', ...p.args], { cwd: p.dir });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr + refused.stdout).toMatch(/app\.yaml:\d+:\d+: error duplicate-resource: node "direct" manages path releases\/v2\/app\.conf, and node "conf" manages path current\/app\.conf, which is releases\/v2\/app\.conf through symlink node "current"/);
+    expect(readFileSync(join(p.root, 'releases/v2/app.conf'), 'utf8')).toBe('v2');
   });
 });

@@ -106,6 +106,51 @@ describe('InfraSpecFactory: one place, one node, across backends', () => {
   });
 });
 
+// A file written through a managed symlink is the file under the link's target: two nodes reaching it,
+// each by its own path, rewrite it in turn on every pass. validate names both and how each gets there.
+describe('InfraSpecFactory: one place, one node, through symlink nodes', () => {
+  const local = (root: string): string => `${api}kind: Backend\nmetadata: { name: local }\nspec: { type: local, config: { root: ${JSON.stringify(root)} } }\n---\n`;
+  const lines = (nodes: readonly string[], root = '/srv/app', cwd?: string): string[] => compile(local(root) + goal(nodes.map((n) => `    - ${n}\n`).join('')), cwd).lines;
+
+  it('a file through a link and the same file under its target, in either order', () => {
+    const link = '{ id: current, type: local.symlink, spec: { path: current, target: releases/v2 } }';
+    const through = '{ id: via, type: local.file, spec: { path: current/app.conf, content: one } }';
+    const direct = '{ id: direct, type: local.file, spec: { path: releases/v2/app.conf, content: two } }';
+    expect(lines([link, through, direct])).toEqual([
+      'goals/app.yaml:13:53: error duplicate-resource: node "direct" manages path releases/v2/app.conf, and node "via" manages path current/app.conf, which is releases/v2/app.conf through symlink node "current" (goals/app.yaml:12:50): one place; one of them must go',
+    ]);
+    expect(lines([direct, link, through])).toEqual([
+      'goals/app.yaml:13:50: error duplicate-resource: node "via" manages path current/app.conf, which is releases/v2/app.conf through symlink node "current", and node "direct" manages path releases/v2/app.conf (goals/app.yaml:11:53): one place; one of them must go',
+    ]);
+  });
+
+  it('two links to one directory, a chain of links, an absolute target inside the root, and directories', () => {
+    expect(
+      lines([
+        '{ id: a, type: local.symlink, spec: { path: a, target: ./data/ } }',
+        '{ id: b, type: local.symlink, spec: { path: b, target: a } }',
+        '{ id: c, type: local.symlink, spec: { path: c, target: /srv/app/data } }',
+        '{ id: fa, type: local.file, spec: { path: a/f, content: x } }',
+        '{ id: fb, type: local.file, spec: { path: b/f, content: y } }',
+        '{ id: dc, type: local.directory, spec: { path: c/f } }',
+      ]),
+    ).toEqual([
+      'goals/app.yaml:15:49: error duplicate-resource: node "fb" manages path b/f, which is data/f through symlink nodes "b", "a", and node "fa" manages path a/f, which is data/f through symlink node "a" (goals/app.yaml:14:49): one place; one of them must go',
+      'goals/app.yaml:16:54: error duplicate-resource: node "dc" manages path c/f, which is data/f through symlink node "c", and node "fa" manages path a/f, which is data/f through symlink node "a" (goals/app.yaml:14:49): one place; one of them must go',
+    ]);
+  });
+
+  it.each([
+    { name: 'one path written twice is the resource key\'s one error', nodes: ['{ id: l, type: local.symlink, spec: { path: l, target: d } }', '{ id: f1, type: local.file, spec: { path: l/f, content: x } }', '{ id: f2, type: local.file, spec: { path: "./l//f", content: y } }'], want: 1 },
+    { name: 'the link and its target are two resources', nodes: ['{ id: d, type: local.directory, spec: { path: d } }', '{ id: l, type: local.symlink, spec: { path: l, target: d } }'], want: 0 },
+    { name: 'a target outside the root is not followed', nodes: ['{ id: l, type: local.symlink, spec: { path: l, target: ../other } }', '{ id: f1, type: local.file, spec: { path: l/f, content: x } }', '{ id: f2, type: local.file, spec: { path: other/f, content: y } }'], want: 0 },
+    { name: 'an absolute target under a relative root is not followed without the working directory', nodes: ['{ id: l, type: local.symlink, spec: { path: l, target: /work/project/out/d } }', '{ id: f1, type: local.file, spec: { path: l/f, content: x } }', '{ id: f2, type: local.file, spec: { path: d/f, content: y } }'], root: 'out', want: 1 },
+    { name: 'a loop of links compiles (the filesystem refuses it when it runs)', nodes: ['{ id: a, type: local.symlink, spec: { path: a, target: b/x } }', '{ id: b, type: local.symlink, spec: { path: b, target: a/y } }', '{ id: f, type: local.file, spec: { path: a/f, content: x } }'], want: 0 },
+  ])('$name', ({ nodes, root, want }) => {
+    expect(lines(nodes, root).filter((l) => l.includes('duplicate-resource'))).toHaveLength(want);
+  });
+});
+
 describe("a backend's config", () => {
   it.each([
     { type: 'exec', owner: "an exec backend's config" },

@@ -1,11 +1,13 @@
-import { posix, resolve } from 'node:path';
-import type { BackendFactory, ImpliedDependency, ImpliedDependencyNode, InfraNodeSpec, SpecIssue } from '../../infra/index.ts';
+import { isAbsolute, posix, resolve } from 'node:path';
+import type { BackendFactory, ImpliedDependency, ImpliedDependencyNode, InfraNodeSpec, SharedResource, SpecIssue } from '../../infra/index.ts';
 import { hasReferences } from '../../runtime/index.ts';
 import type { NodeId } from '../../runtime/index.ts';
 import { LOCAL_KINDS, LocalBackend } from './backend.ts';
 import { localConfigSchema, rootOf } from './config.ts';
 import type { LocalConfig } from './config.ts';
 import { escapesRootFault } from './errors.ts';
+import { linkTarget, throughLinks } from './links.ts';
+import type { ManagedLink } from './links.ts';
 import { lexicalEscape } from './paths.ts';
 
 /**
@@ -33,6 +35,19 @@ function localResourceKey(spec: InfraNodeSpec): { key: string; path: string[] } 
   return { key: `path ${normalPath(spec.path)}`, path: ['path'] };
 }
 
+/** The nodes of one instance whose path is known before running (no `${nodes…}` reference), and the links they manage. */
+function pathNodes(nodes: readonly ImpliedDependencyNode[], config: LocalConfig, where: { readonly cwd: string } | undefined) {
+  const known = nodes.flatMap(({ id, spec }) => ('path' in spec && typeof spec.path === 'string' && !hasReferences(spec.path) ? [{ id, spec, path: normalPath(spec.path) }] : []));
+  const root = isAbsolute(config.root) ? posix.normalize(config.root) : where === undefined ? undefined : rootOf(config, where.cwd);
+  const links = new Map<string, ManagedLink>();
+  for (const n of known) {
+    if (n.spec.type !== 'local.symlink' || hasReferences(n.spec.target) || links.has(n.path)) continue;
+    const target = linkTarget(n.path, n.spec.target, root);
+    if (target !== undefined) links.set(n.path, { id: n.id, target });
+  }
+  return { known, links };
+}
+
 /**
  * A node whose path lies inside a directory node's path depends on the
  * nearest such directory (Puppet's autorequire): made after it, under its
@@ -40,27 +55,61 @@ function localResourceKey(spec: InfraNodeSpec): { key: string; path: string[] } 
  * not refused as not empty. The nearest is enough: that directory, inside
  * another, depends on it in turn. Paths compare in normal form, as the
  * resource key has them; a path with a `${nodes…}` reference is known only
- * at run time, and takes no part. A symlink node is never a parent: what
- * lies "under" it is reached through the link, wherever that leads.
+ * at run time, and takes no part. A path that goes through a managed
+ * symlink (`current/app.conf`) depends on the link node, made first (else
+ * the file's parent directory would take the link's place), and lies in
+ * the directory the link leads to; where a link the goals do not manage
+ * leads, only the filesystem says.
  */
-function localImpliedDependencies(nodes: readonly ImpliedDependencyNode[]): ImpliedDependency[] {
-  const known = nodes.flatMap(({ id, spec }) => ('path' in spec && typeof spec.path === 'string' && !hasReferences(spec.path) ? [{ id, type: spec.type, path: normalPath(spec.path) }] : []));
+function localImpliedDependencies(nodes: readonly ImpliedDependencyNode[], config: LocalConfig, where?: { readonly cwd: string }): ImpliedDependency[] {
+  const { known, links } = pathNodes(nodes, config, where);
   const directories = new Map<string, NodeId>();
   // Two nodes with one path are a compile error (`duplicate-resource`): the first is as good as any.
-  for (const n of known) if (n.type === 'local.directory' && !directories.has(n.path)) directories.set(n.path, n.id);
+  for (const n of known) if (n.spec.type === 'local.directory' && !directories.has(n.path)) directories.set(n.path, n.id);
   const edges: ImpliedDependency[] = [];
   for (const n of known) {
+    const through = throughLinks(n.path, links);
+    if (through === undefined) continue; // a loop of links: the filesystem refuses it when it runs
+    for (const on of new Set(through.via)) {
+      if (on !== n.id) edges.push({ from: n.id, on, why: `its path ${n.path} goes through symlink node "${on}"`, path: ['path'] });
+    }
     // Up the path, one level at a time, to the root (`.`, or `/` for a path the compiler refuses anyway).
-    for (let parent = posix.dirname(n.path); ; parent = posix.dirname(parent)) {
+    for (let parent = posix.dirname(through.path); ; parent = posix.dirname(parent)) {
       const on = directories.get(parent);
       if (on !== undefined && on !== n.id) {
-        edges.push({ from: n.id, on, why: `its path ${n.path} is inside ${parent}, which directory node "${on}" manages`, path: ['path'] });
+        const inside = through.via.length === 0 ? `its path ${n.path} is inside ${parent}` : `its path ${n.path} leads inside ${parent}`;
+        edges.push({ from: n.id, on, why: `${inside}, which directory node "${on}" manages`, path: ['path'] });
         break;
       }
       if (posix.dirname(parent) === parent) break;
     }
   }
   return edges;
+}
+
+/**
+ * Two nodes that reach one path, one of them (or both) through a managed
+ * symlink (`current/app.conf` and `releases/v2/app.conf`, `current` leading
+ * to `releases/v2`): each would undo the other's work on every pass.
+ */
+function localSharedResources(nodes: readonly ImpliedDependencyNode[], config: LocalConfig, where?: { readonly cwd: string }): SharedResource[] {
+  const { known, links } = pathNodes(nodes, config, where);
+  if (links.size === 0) return [];
+  const reached = new Map<string, { id: NodeId; path: string; via: readonly NodeId[] }>();
+  const shared: SharedResource[] = [];
+  const how = (path: string, via: readonly NodeId[], leads: string): string =>
+    via.length === 0 ? `path ${path}` : `path ${path}, which is ${leads} through symlink node${new Set(via).size > 1 ? 's' : ''} ${[...new Set(via)].map((v) => `"${v}"`).join(', ')}`;
+  for (const n of known) {
+    const through = throughLinks(n.path, links);
+    if (through === undefined) continue;
+    const first = reached.get(through.path);
+    if (first === undefined) reached.set(through.path, { id: n.id, path: n.path, via: through.via });
+    // One path written twice is `resourceKey`'s error already.
+    else if (first.path !== n.path) {
+      shared.push({ node: n.id, what: how(n.path, through.via, through.path), other: first.id, otherWhat: how(first.path, first.via, through.path), path: ['path'] });
+    }
+  }
+  return shared;
 }
 
 /** `type: local`: files, directories and symlinks confined to one root directory. */
@@ -75,6 +124,7 @@ export const localBackendFactory: BackendFactory<LocalConfig> = {
   // What checkSpec and resourceKey read: they still run when another field of the spec has an error.
   specFields: ['path'],
   impliedDependencies: localImpliedDependencies,
+  sharedResources: localSharedResources,
   // As ensureFile/ensureDirectory/ensureSymlink and observe.ts make them.
   outputs: { 'local.file': ['path', 'sha256'], 'local.directory': ['path'], 'local.symlink': ['path', 'target'] },
   description: 'Files, directories and symlinks under a root directory, with atomic writes and file watching.',

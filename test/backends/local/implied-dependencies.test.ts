@@ -5,8 +5,8 @@ import { compileText } from '../../support/compile.ts';
 /**
  * A local node whose path lies inside a `local.directory` node's path (the
  * same backend) depends on the nearest such directory: compared in the
- * resource key's normal form, through no symlink node, and only where the
- * path is known before running.
+ * resource key's normal form, after the symlink nodes on the way (which it
+ * depends on too), and only where the path is known before running.
  */
 
 const goal = (nodes: string): string => `${localBackend('/tmp/ds-implied')}---\n${goalHead()}${nodes}`;
@@ -30,13 +30,49 @@ describe('local backend: implied dependencies on directory nodes', () => {
     ).toEqual(['b -> a (implicit)', 'f -> b (implicit)']);
   });
 
-  it('files and symlinks lie in directories; nothing lies "under" a symlink node, which the link resolves at run time', () => {
+  it('a path through a symlink node depends on the link, and lies in the directory the link leads to', () => {
     expect(
       edges(`    - { id: d, type: local.directory, spec: { path: d } }
     - { id: link, type: local.symlink, spec: { path: d/link, target: elsewhere } }
     - { id: through, type: local.file, spec: { path: d/link/f.txt, content: x } }
 `),
-    ).toEqual(['link -> d (implicit)', 'through -> d (implicit)']);
+    ).toEqual(['link -> d (implicit)', 'through -> link (implicit)', 'through -> d (implicit)']);
+    // Declared first, the file still comes after the link (else its parent directory would take the link's place).
+    expect(
+      edges(`    - { id: conf, type: local.file, spec: { path: current/app.conf, content: x } }
+    - { id: site, type: local.directory, spec: { path: site } }
+    - { id: v2, type: local.directory, spec: { path: releases/v2 } }
+    - { id: current, type: local.symlink, spec: { path: current, target: releases/v2 } }
+`),
+    ).toEqual(['conf -> current (implicit)', 'conf -> v2 (implicit)']);
+  });
+
+  it('follows links in chains, absolute targets inside the root, and the target relative to the link', () => {
+    expect(
+      edges(`    - { id: v2, type: local.directory, spec: { path: releases/v2 } }
+    - { id: rel, type: local.symlink, spec: { path: releases/current, target: ./v2/ } }
+    - { id: top, type: local.symlink, spec: { path: app, target: releases/current } }
+    - { id: f, type: local.file, spec: { path: app/f.txt, content: x } }
+    - { id: abs, type: local.symlink, spec: { path: abs, target: /tmp/ds-implied/releases/v2 } }
+    - { id: g, type: local.file, spec: { path: abs/g.txt, content: x } }
+`),
+    ).toEqual(['f -> top (implicit)', 'f -> rel (implicit)', 'f -> v2 (implicit)', 'g -> abs (implicit)', 'g -> v2 (implicit)']);
+  });
+
+  it('leaves to the filesystem a target outside the root, one a reference fills in, and a loop of links', () => {
+    expect(
+      edges(`    - { id: d, type: local.directory, spec: { path: d } }
+    - { id: out, type: local.symlink, spec: { path: out, target: ../elsewhere } }
+    - { id: etc, type: local.symlink, spec: { path: etc, target: /etc } }
+    - { id: named, type: local.symlink, spec: { path: named, target: "\${nodes.d.outputs.path}" } }
+    - { id: a, type: local.symlink, spec: { path: a, target: b/x } }
+    - { id: b, type: local.symlink, spec: { path: b, target: a/y } }
+    - { id: f1, type: local.file, spec: { path: out/f.txt, content: x } }
+    - { id: f2, type: local.file, spec: { path: etc/f.txt, content: x } }
+    - { id: f3, type: local.file, spec: { path: named/f.txt, content: x } }
+    - { id: f4, type: local.file, spec: { path: a/f.txt, content: x } }
+`),
+    ).toEqual(['named -> d (implicit)']);
   });
 
   it('a path a reference fills in takes no part: where it leads is known only once resolved', () => {
