@@ -4,6 +4,41 @@ import { dirname, join, resolve } from 'node:path';
 
 const COMMIT = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
 
+/** What follows HEAD's commit when the goal files differ from it, as `git describe --dirty` marks it. */
+export const DIRTY = '-dirty';
+
+/**
+ * The goals' provenance: HEAD's commit when `dir` is inside a git work tree,
+ * else null, marked `<commit>-dirty` when a goal file under `dir` (`*.yaml`,
+ * `*.yml`, tracked or not, ignored ones aside) differs from that commit:
+ * goals edited and not committed are not the commit's. Never throws; where
+ * git cannot say (not installed), the commit alone.
+ */
+export async function goalsCommit(dir: string): Promise<string | null> {
+  const head = await headCommit(dir);
+  if (head === null) return null;
+  return (await goalsDiffer(dir)) ? `${head}${DIRTY}` : head;
+}
+
+/** `commit` as the text views show it: its first 12 digits, and the dirty mark. */
+export function shortCommit(commit: string): string {
+  return commit.endsWith(DIRTY) ? `${commit.slice(0, 12)}${DIRTY}` : commit.slice(0, 12);
+}
+
+/** Whether git sees a goal file under `dir` changed, added, deleted or untracked against HEAD. Takes no lock on the index (a user's git command beside us never fails on it). */
+async function goalsDiffer(dir: string): Promise<boolean> {
+  const cwd = await realpath(resolve(dir)).catch(() => undefined);
+  if (cwd === undefined) return false;
+  return new Promise((done) => {
+    execFile(
+      'git',
+      ['--no-optional-locks', 'status', '--porcelain', '-z', '--untracked-files=all', '--', ':(glob)**/*.yaml', ':(glob)**/*.yml'],
+      { cwd, timeout: 5000 },
+      (err, stdout) => done(err === null && stdout.length > 0),
+    );
+  });
+}
+
 /**
  * HEAD's commit when `dir` is inside a git work tree, else null. Never
  * throws. Reads the repository's files (HEAD, the loose ref, packed-refs)
@@ -11,7 +46,7 @@ const COMMIT = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
  * (8 ms on every one-shot command); anything else — `$GIT_DIR`, a reftable
  * repository, a symbolic ref it cannot follow — asks `git rev-parse HEAD`.
  */
-export async function goalsCommit(dir: string): Promise<string | null> {
+export async function headCommit(dir: string): Promise<string | null> {
   if (process.env.GIT_DIR !== undefined || process.env.GIT_WORK_TREE !== undefined) return gitRevParse(dir);
   try {
     // Where the directory really is, as git finds it: a goal directory reached through a symlink

@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { goalsCommit } from '../../src/cli/git.ts';
+import { DIRTY, goalsCommit, headCommit, shortCommit } from '../../src/cli/git.ts';
 import { cli, oneFileGoal } from '../support/cli.ts';
 import { trackDaemons } from '../support/daemon.ts';
 
@@ -77,6 +77,31 @@ describe('goalsCommit', () => {
     expect(await goalsCommit(join(wt, 'goals'))).not.toBe(await goalsCommit(dir));
   });
 
+  it('marks the commit -dirty while a goal file under the directory differs from it, and only then', async () => {
+    const dir = repo('dirty');
+    const goals = join(dir, 'goals');
+    const head = git(dir, 'rev-parse', 'HEAD');
+    const dirty = `${head}${DIRTY}`;
+    // Other files, in the goal directory or beside it, are not goals.
+    writeFileSync(join(goals, 'README.md'), 'docs\n');
+    writeFileSync(join(dir, 'other.yaml'), 'x\n');
+    expect(await goalsCommit(goals)).toBe(head);
+    writeFileSync(join(goals, 'a.yaml'), 'edited\n');
+    expect(await goalsCommit(goals)).toBe(dirty);
+    git(dir, 'checkout', '-q', '--', 'goals/a.yaml');
+    mkdirSync(join(goals, 'sub'));
+    writeFileSync(join(goals, 'sub/new.yml'), 'untracked\n');
+    expect(await goalsCommit(goals)).toBe(dirty);
+    git(dir, 'add', 'goals/sub/new.yml'); // staged is not committed
+    expect(await goalsCommit(goals)).toBe(dirty);
+    expect(await headCommit(goals)).toBe(head);
+    git(dir, 'commit', '-qm', 'new goal');
+    expect(await goalsCommit(goals)).toBe(git(dir, 'rev-parse', 'HEAD'));
+    // Asked without taking the index lock: a user's git command running beside it does not fail on it.
+    expect(existsSync(join(dir, '.git/index.lock'))).toBe(false);
+    expect(shortCommit(dirty)).toBe(`${head.slice(0, 12)}${DIRTY}`);
+  });
+
   it('is null in a repository without a commit and outside any repository', async () => {
     const fresh = join(base, 'fresh');
     mkdirSync(fresh);
@@ -117,6 +142,44 @@ describe('provenance, end to end', () => {
     expect((await json('history')).runs!.map((run) => run.commit)).toEqual([second, first]);
     expect((await json('drift')).reports!.map((d) => d.commit)).toEqual([second]);
   });
+
+  it('goals edited and not committed are recorded as the commit -dirty, in JSON and in the text views', async () => {
+    const { dir, root } = goalsRepo('dirty-project');
+    const args = ['--goals', join(dir, 'goals'), '--state', join(base, 'dirty-project-state')];
+    const head = git(dir, 'rev-parse', 'HEAD');
+    writeFileSync(join(dir, 'goals/app.yaml'), oneFileGoal(root, 'v2\n'));
+    expect((await cli(['apply', '--yes', ...args])).code).toBe(0);
+    writeFileSync(join(root, 'app.conf'), 'edited by hand\n');
+    expect((await cli(['apply', '--yes', ...args])).code).toBe(0);
+    const history = await cli(['history', ...args, '--format', 'json']);
+    expect((JSON.parse(history.stdout) as { runs: { commit: string }[] }).runs.map((r) => r.commit)).toEqual([`${head}${DIRTY}`, `${head}${DIRTY}`]);
+    expect((await cli(['history', ...args])).stdout).toContain(`${head.slice(0, 12)}${DIRTY}`);
+    expect((await cli(['drift', ...args])).stdout).toContain(`commit ${head.slice(0, 12)}${DIRTY}`);
+    git(dir, 'commit', '-qam', 'v2');
+    expect((await cli(['apply', '--yes', ...args])).code).toBe(0);
+    const last = JSON.parse((await cli(['history', ...args, '--format', 'json', '--limit', '1'])).stdout) as { runs: { commit: string }[] };
+    expect(last.runs[0]!.commit).toBe(git(dir, 'rev-parse', 'HEAD'));
+  });
+
+  it('a daemon reports drift under the commit -dirty while its goals are edited, and under the new commit once they are committed', async () => {
+    const { dir, root } = goalsRepo('daemon-dirty');
+    const d = daemons.start(['--goals', join(dir, 'goals'), '--state', join(base, 'daemon-dirty-state'), '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: dir });
+    await d.waitFor((l) => l.msg === 'node created');
+    const head = git(dir, 'rev-parse', 'HEAD');
+    writeFileSync(join(dir, 'goals/app.yaml'), oneFileGoal(root, 'v2\n'));
+    await d.waitFor((l) => l.msg === 'node updated');
+    let mark = d.lines.length;
+    writeFileSync(join(root, 'app.conf'), 'edited by hand\n');
+    expect((await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark)).commit).toBe(`${head}${DIRTY}`);
+    git(dir, 'commit', '-qam', 'v2');
+    // Noticed within a goal poll (every 5 s).
+    await new Promise((resolve) => setTimeout(resolve, 6_000));
+    mark = d.lines.length;
+    writeFileSync(join(root, 'app.conf'), 'edited again\n');
+    expect((await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark)).commit).toBe(git(dir, 'rev-parse', 'HEAD'));
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+  }, 30_000);
 
   it('a daemon reports drift under the commit checked out now, when HEAD moved but its goals did not', async () => {
     const { dir, root } = goalsRepo('daemon-project');

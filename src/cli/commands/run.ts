@@ -10,7 +10,7 @@ import type { DaemonProbe } from '../../server/http.ts';
 import { BACKENDS_META, backendDigests, changedBackends as changedFrom, compileGoalsCached, DAEMON_LISTEN, DAEMON_PID, lastGoodGoals, openStore, printDiagnostics, pruneHistory, registry, requireGoalsDir, requireStateDir } from '../context.ts';
 import { loadFaultPolicyFile } from '../fault-policy-file.ts';
 import type { CliContext } from '../context.ts';
-import { goalsCommit } from '../git.ts';
+import { goalsCommit, headCommit } from '../git.ts';
 import { goalTreeFingerprint, watchGoalTree } from '../goal-watch.ts';
 import type { GoalWatch } from '../goal-watch.ts';
 import type { LoadedGoals } from '../load.ts';
@@ -279,11 +279,17 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       pruneHistory(ctx, opened, options.history);
       pruning = setInterval(() => pruneHistory(ctx, opened, options.history), PRUNE_EVERY_MS);
       pruning.unref();
-      // HEAD moves without the goal files changing (a commit elsewhere in the repository): drift is
-      // reported under the commit checked out now. A few small file reads each time.
+      // HEAD moves without the goal files changing (a commit elsewhere in the repository, or of the
+      // edited goals): drift is reported under the commit checked out now. A few small file reads each
+      // time; git is asked whether the goals differ from it only when HEAD has moved (a goal edit
+      // reloads the goals, which asks it too).
+      let head = await headCommit(ctx.goalsDir);
       commitWatch = setInterval(() => {
         if (!runningGoals) return;
-        void goalsCommit(ctx.goalsDir).then((commit) => {
+        void headCommit(ctx.goalsDir).then(async (now) => {
+          if (now === head) return;
+          head = now;
+          const commit = await goalsCommit(ctx.goalsDir);
           if (runningGoals) c.setCommit(commit);
         });
       }, GOAL_POLL_MS);

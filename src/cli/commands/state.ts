@@ -5,6 +5,7 @@ import { compileGoals, DAEMON_LISTEN, DAEMON_PID, withStateStore } from '../cont
 import type { CliContext } from '../context.ts';
 import { formatDiff, table } from '../format.ts';
 import { EXIT, UsageError } from '../usage.ts';
+import { shortCommit } from '../git.ts';
 
 const iso = (ms: number | null): string => (ms === null ? '-' : new Date(ms).toISOString());
 
@@ -85,7 +86,7 @@ export function drift(ctx: CliContext, options: { since: string | undefined; nod
   }
   if (reports.length === 0) ctx.out('no drift recorded');
   for (const r of reports) {
-    ctx.out(`${iso(r.detectedAt)}  ${r.node} (${r.goal}, ${r.backendId})  ${r.action}${r.flapping ? ', flapping' : ''}${r.commit === null ? '' : `  commit ${r.commit.slice(0, 12)}`}`);
+    ctx.out(`${iso(r.detectedAt)}  ${r.node} (${r.goal}, ${r.backendId})  ${r.action}${r.flapping ? ', flapping' : ''}${r.commit === null ? '' : `  commit ${shortCommit(r.commit)}`}`);
     for (const d of r.diffs) for (const l of formatDiff(d)) ctx.out(l);
   }
   return EXIT.ok;
@@ -133,7 +134,7 @@ export function history(ctx: CliContext, options: { limit: number } = { limit: 5
     const s = r.summary;
     const counts = s === null ? '' : `+${s.created} ~${s.updated} -${s.deleted}${(s.orphaned ?? 0) === 0 ? '' : ` ○${s.orphaned}`} !${s.drifted} x${s.failed} ⊘${s.blocked + s.held}`;
     const unfinished = ongoing(r) ? (s === null ? 'running, nothing done yet' : ' so far') : s === null ? 'interrupted' : ' (interrupted)';
-    rows.push([String(r.id), iso(r.startedAt), r.trigger, r.commit?.slice(0, 12) ?? '-', r.finishedAt === null ? `${counts}${unfinished}` : counts]);
+    rows.push([String(r.id), iso(r.startedAt), r.trigger, r.commit === null ? '-' : shortCommit(r.commit), r.finishedAt === null ? `${counts}${unfinished}` : counts]);
   }
   for (const l of table(rows)) ctx.out(l);
   return EXIT.ok;
