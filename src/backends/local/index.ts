@@ -8,7 +8,7 @@ import type { LocalConfig } from './config.ts';
 import { escapesRootFault } from './errors.ts';
 import { linkTarget, throughLinks } from './links.ts';
 import type { ManagedLink } from './links.ts';
-import { lexicalEscape } from './paths.ts';
+import { lexicalEscape, normalPath } from './paths.ts';
 
 /**
  * A node path that leaves the root, refused at compile time with the fault
@@ -22,11 +22,6 @@ function checkLocalSpec(spec: InfraNodeSpec): SpecIssue[] {
   if (why === undefined) return [];
   const { message, code } = escapesRootFault(spec.path, why);
   return [{ path: ['path'], message, code }];
-}
-
-/** A node path in normal form (`./a//b/` is `a/b`): one resource, one text. */
-function normalPath(path: string): string {
-  return posix.normalize(path).replace(/(.)\/+$/, '$1');
 }
 
 /** Files, directories and symlinks share one namespace: the path, in normal form. */

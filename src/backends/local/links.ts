@@ -1,5 +1,6 @@
 import { isAbsolute, posix } from 'node:path';
 import type { NodeId } from '../../runtime/index.ts';
+import { normalPath } from './paths.ts';
 
 /**
  * What the goals say of the symlinks they manage, before anything runs: a
@@ -39,7 +40,7 @@ export function linkTarget(linkPath: string, target: string, root: string | unde
   } else {
     rel = posix.join(posix.dirname(linkPath), target);
   }
-  rel = posix.normalize(rel).replace(/(.)\/+$/, '$1');
+  rel = normalPath(rel);
   return rel === '..' || rel.startsWith('../') ? undefined : rel;
 }
 

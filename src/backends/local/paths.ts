@@ -1,4 +1,4 @@
-import { isAbsolute, normalize, resolve, sep } from 'node:path';
+import { isAbsolute, normalize, posix, resolve, sep } from 'node:path';
 import { escapesRoot } from './errors.ts';
 
 /** True when `p` is `root` or below it (both absolute and normalised). */
@@ -14,6 +14,11 @@ export function isWithin(root: string, p: string): boolean {
  * skipped for it; most node paths are like this.
  */
 export const PLAIN_PATH = /^(?!\.\.?(?:\/|$))[^/]+(?:\/(?!\.\.?(?:\/|$))[^/]+)*$/;
+
+/** A node path in normal form (`./a//b/` is `a/b`): one resource, one text. */
+export function normalPath(path: string): string {
+  return posix.normalize(path).replace(/(.)\/+$/, '$1');
+}
 
 /**
  * Why a node path leaves the backend root (or names the root itself), from
