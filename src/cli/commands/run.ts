@@ -282,8 +282,9 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       // HEAD moves without the goal files changing (a commit elsewhere in the repository, or of the
       // edited goals): drift is reported under the commit checked out now. A few small file reads each
       // time; git is asked whether the goals differ from it only when HEAD has moved (a goal edit
-      // reloads the goals, which asks it too).
-      let head = await headCommit(ctx.goalsDir);
+      // reloads the goals, which asks it too). Unknown at first: the first poll asks, so a commit made
+      // while the goals loaded is not missed.
+      let head: string | null | undefined;
       commitWatch = setInterval(() => {
         if (!runningGoals) return;
         void headCommit(ctx.goalsDir).then(async (now) => {
