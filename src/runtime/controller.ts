@@ -608,6 +608,10 @@ export class Controller<S extends NodeSpec> {
     const batch = new Set(ids);
     for (const node of toObserve) {
       const obs: Observation = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
+      // The backend answered, whatever this node does next (waits for a dependency, is held): its
+      // circuit closes. A probe's answer left uncounted kept it half-open for another cool-down, every
+      // node of the backend waiting. A failed observation is counted where it is decided (`fail`).
+      if (obs.status !== 'failed') this.backendAnswered(node.spec.backendId);
       // About to create or correct it while another worker reconciles one of its dependencies
       // (which may be about to re-create it): look again once that worker is done, rather than
       // race it. Only for a node that needs work: a steady pass is never held up.
@@ -663,13 +667,16 @@ export class Controller<S extends NodeSpec> {
     if (obs.status === 'upToDate' && rec !== undefined && this.isSteady(node, rec, obs)) {
       // The hot path of a steady-state pass: ready -> observing -> ready is no change at all,
       // so nothing is written and no transition needs recording.
-      this.backendAnswered(node.spec.backendId);
       this.countUnchanged(node.id);
       this.scheduleNext(node);
       return undefined;
     }
     // A dependency decided just before it in this batch is being created or corrected: wait for it.
-    if (this.blockedOnDependency(node, rec)) return undefined;
+    if (this.blockedOnDependency(node, rec)) {
+      // Its failed observation still counts against the backend (a probe's included).
+      if (obs.status === 'failed') this.circuitChanged(node.spec.backendId, this.breakers.for(node.spec.backendId).recordFailure(obs.fault), obs.fault);
+      return undefined;
+    }
     const log = this.o.log.child({ node: node.id, backend: node.spec.backendId });
     if (rec?.status === 'blocked') this.transition(node, 'DEPENDENCIES_READY', { reason: null });
     if (this.records.get(node.id)?.status === 'failed') this.transition(node, 'RETRY_DUE', {});
@@ -694,14 +701,12 @@ export class Controller<S extends NodeSpec> {
       }
       case 'upToDate':
         this.adoptPending(node.id);
-        this.backendAnswered(node.spec.backendId);
         this.driftGone(node.id);
         this.succeed(node, 'OBSERVED_UP_TO_DATE', obs.outputs, obs.memo ?? null);
         this.countUnchanged(node.id);
         return undefined;
       case 'drifted': {
         this.adoptPending(node.id);
-        this.backendAnswered(node.spec.backendId);
         const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
         if (diffs.length === 0) {
           this.driftGone(node.id);

@@ -503,6 +503,43 @@ describe('Controller: fault policy', () => {
     expect(h.calls.observed).toHaveLength(7);
   });
 
+  // Any answer from the backend closes its circuit, whatever the node does next: a probe answered but
+  // not counted left it half-open for another whole cool-down, every node of the backend waiting.
+  it.each([
+    { name: 'cannot tell whether it exists (held)', answer: { status: 'indeterminate', reason: 'cannot tell' } as Observation },
+    { name: 'is absent (and created)', answer: undefined },
+  ])('a probe whose node $name closes the circuit at once', async ({ answer }) => {
+    const ids = ['n1', 'n2', 'n3', 'n4', 'n5', 'n6'];
+    let phase: 'down' | 'back' = 'down';
+    let probe: string | undefined;
+    const h = await converged(goalYaml(ids.map((id) => fileNode(id, id)).join('')), {
+      wrap: (b) =>
+        wrapMemory(b, 'memory', {
+          observe: async (list, ctx) => {
+            if (phase === 'down') return new Map(list.map((n) => [n.id, { status: 'failed', fault: { class: 'transient', message: 'connection refused' } } as Observation]));
+            const out = new Map(await b.observe(list, ctx));
+            // The first node observed once the backend is back is the probe: it answers as the case says.
+            if (phase === 'back' && probe === undefined) {
+              probe = list[0]!.id;
+              if (answer !== undefined) out.set(probe, answer);
+            }
+            return out;
+          },
+        }),
+    });
+    // From the start every observation fails, and the circuit opens.
+    expect(h.lines.filter((l) => l.msg === 'backend circuit open')).toHaveLength(1);
+    phase = 'back';
+    h.calls.reset();
+    await h.advance(35_000, 500); // past the 30 s cool-down: the probe, then every other node
+    expect(probe).toBeDefined();
+    expect(h.lines.filter((l) => l.msg === 'backend circuit closed')).toHaveLength(1);
+    for (const id of ids.filter((i) => i !== probe)) {
+      expect(h.calls.observed, id).toContain(id);
+      expect(statusOf(h, id), id).toBe('ready');
+    }
+  });
+
   it('says once when a backend circuit opens and once when it closes again', async () => {
     const nodes = ['n1', 'n2', 'n3', 'n4', 'n5', 'n6'].map((id) => fileNode(id, id)).join('');
     const h = await converged(goalYaml(nodes), { memory: { faults: [{ op: 'observe', class: 'transient', times: 6 }] } });
