@@ -31,7 +31,7 @@ try {
  * pino() collects the call sites of its caller on every call (lib/caller.js, and lib/transport.js
  * for pino.transport()), to resolve the relative paths of a transport's targets. We give it no
  * transport, so nothing reads them, yet collecting them makes V8 compute the line ends of every
- * script on the stack: in the snapshot, the whole 1.2 MB bundle, ~5 ms of each one-shot command
+ * script on the stack: in the snapshot, the whole 1.2 MB bundle, ~3 ms of each one-shot command
  * (bench/README.md). Both bundles take an empty list instead; the snapshot build checks that no
  * call site collection is left.
  */

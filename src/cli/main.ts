@@ -10,6 +10,9 @@ import { VERSION } from './version.ts';
 
 // Each command's module is imported when that command runs: `apply` does not load the daemon's
 // HTTP server, `--help` loads no command at all.
+/** A bad invocation with no command at all: the list is one --help away. */
+const NO_COMMAND = 'desiredstate: no command given; run desiredstate --help for the commands\n';
+
 const COMMON_HELP = `Options for every command (before or after it):
   --goals DIR        goal directory (default goals/, or $DESIREDSTATE_GOALS)
   --state DIR        state directory holding state.db (default .desiredstate/, or $DESIREDSTATE_STATE)
@@ -229,7 +232,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
   const [name, ...rest] = commandFirst(argv);
   if (name === undefined) {
     // A bad invocation: a one-line reason (CLI.md), the list is one --help away.
-    process.stderr.write('desiredstate: no command given; run desiredstate --help for the commands\n');
+    process.stderr.write(NO_COMMAND);
     return EXIT.usage;
   }
   if (name === '--help' || name === '-h' || name === 'help') {
@@ -260,7 +263,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     }
     process.stderr.write(
       problem === 'none'
-        ? 'desiredstate: no command given; run desiredstate --help for the commands\n'
+        ? NO_COMMAND
         : `desiredstate: ${oneLine(problem.option)} cannot come before the command (only --goals, --state, --format and --log-level can); run desiredstate --help\n`,
     );
     return EXIT.usage;

@@ -26,7 +26,6 @@ export function rethrowAsUsage(err: unknown, doing: string, reasons: Readonly<Re
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
-
 export function parse<O extends Options>(argv: readonly string[], options: O, allowPositionals = 0) {
   const all = { ...commonOptions, ...options };
   let parsed;

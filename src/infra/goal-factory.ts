@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { fieldPathProblem, hasReferences, MISSING_RESOURCE, once, pendingIssue, reportZodIssues, suggestion, valueAtPath } from '../runtime/index.ts';
+import { fieldPathProblem, formatLocation, hasReferences, MISSING_RESOURCE, once, pendingIssue, reportZodIssues, suggestion, valueAtPath } from '../runtime/index.ts';
 import type { BuiltNode, BuiltSpec, DiagnosticBag, GoalInfo, ImpliedEdge, NodeDeclaration, NodeSpecFactory, PathKey, PendingValue, RawDocument, SourceLocation } from '../runtime/index.ts';
 import type { BackendFactory } from './backend.ts';
 import { desiredNodeSpec } from './desired.ts';
@@ -288,8 +288,8 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
         const node = byId.get(s.node);
         const other = byId.get(s.other);
         if (node === undefined || other === undefined) continue;
-        const at = other.locate(['spec', ...s.path]);
-        diag.error(node.locate(['spec', ...s.path]), 'duplicate-resource', `node "${s.node}" manages ${s.what}, and node "${s.other}" manages ${s.otherWhat} (${at.file}:${at.line}:${at.col}): one place; one of them must go`);
+        const at = formatLocation(other.locate(['spec', ...s.path]));
+        diag.error(node.locate(['spec', ...s.path]), 'duplicate-resource', `node "${s.node}" manages ${s.what}, and node "${s.other}" manages ${s.otherWhat} (${at}): one place; one of them must go`);
       }
     }
     return edges;
@@ -314,7 +314,7 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     const first = this.claims.get(slot);
     if (first === undefined) this.claims.set(slot, { id: decl.id, source });
     else {
-      const at = `${first.source.file}:${first.source.line}:${first.source.col}`;
+      const at = formatLocation(first.source);
       const when = templated ? ' once its references resolve' : '';
       diag.error(source, 'duplicate-resource', `node "${decl.id}" manages ${named.key}${when}, as node "${first.id}" does (${at}); one of them must go`);
       return templated ? undefined : named.key;
@@ -326,7 +326,7 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       const other = this.places.get(slotOf);
       if (other === undefined) this.places.set(slotOf, { id: decl.id, backend: backend.id, source });
       else if (other.backend !== backend.id) {
-        const at = `${other.source.file}:${other.source.line}:${other.source.col}`;
+        const at = formatLocation(other.source);
         diag.error(source, 'duplicate-resource', `node "${decl.id}" manages ${place} through backend "${backend.id}", as node "${other.id}" does through backend "${other.backend}" (${at}): their backends reach one place; one of them must go`);
       }
     }

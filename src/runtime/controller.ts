@@ -674,7 +674,7 @@ export class Controller<S extends NodeSpec> {
     // A dependency decided just before it in this batch is being created or corrected: wait for it.
     if (this.blockedOnDependency(node, rec)) {
       // Its failed observation still counts against the backend (a probe's included).
-      if (obs.status === 'failed') this.circuitChanged(node.spec.backendId, this.breakers.for(node.spec.backendId).recordFailure(obs.fault), obs.fault);
+      if (obs.status === 'failed') this.backendFailed(node.spec.backendId, obs.fault);
       return undefined;
     }
     const log = this.o.log.child({ node: node.id, backend: node.spec.backendId });
@@ -773,6 +773,11 @@ export class Controller<S extends NodeSpec> {
     this.circuitChanged(backendId, this.breakers.for(backendId).recordSuccess());
   }
 
+  /** The backend failed: counted by its circuit breaker (which may open). */
+  private backendFailed(backendId: string, f: Fault): void {
+    this.circuitChanged(backendId, this.breakers.for(backendId).recordFailure(f), f);
+  }
+
   /** An outage's start and end, each said once: while a circuit stays open its nodes wait silently for the probe. */
   private circuitChanged(backendId: string, change: BreakerChange, f?: Fault): void {
     if (change === 'closed') this.o.log.info({ backend: backendId }, 'backend circuit closed');
@@ -848,7 +853,7 @@ export class Controller<S extends NodeSpec> {
 
   /** A failed operation, counted against its backend's breaker and the run: the attempt it was, and what the fault policy decides. */
   private failure(backendId: string, f: Fault, previousAttempts: number): { attempts: number; decision: ReturnType<typeof decide> } {
-    this.circuitChanged(backendId, this.breakers.for(backendId).recordFailure(f), f);
+    this.backendFailed(backendId, f);
     const attempts = previousAttempts + 1;
     this.summary.failed++;
     return { attempts, decision: decide(f, attempts, this.o.rng, this.o.faultPolicy) };

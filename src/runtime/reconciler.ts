@@ -79,10 +79,10 @@ export function withoutIgnored(diffs: readonly FieldDiff[], ignore: readonly str
   return diffs.filter((d) => !ignore.some((f) => d.path === f || d.path.startsWith(`${f}.`) || d.path.startsWith(`${f}[`)));
 }
 
-/** A summary with every count at zero, to count a pass into. */
 /** A run summary being counted into: every count there. */
 export type SummaryCounts = { -readonly [K in keyof RunSummary]-?: NonNullable<RunSummary[K]> };
 
+/** A summary with every count at zero, to count a pass into. */
 export function emptySummary(): SummaryCounts {
   return { created: 0, updated: 0, deleted: 0, unchanged: 0, failed: 0, blocked: 0, held: 0, drifted: 0, orphaned: 0 };
 }

@@ -261,8 +261,10 @@ function grantTarget(spec: GrantSpec): { prefix: string; object: string } {
   }
 }
 
-/** `GRANT <privileges> ON <target> TO <role>` (or its default-privileges form); privileges already canonical. */
-/** The grant of `privileges`, with the grant option when the spec says `withGrantOption`. */
+/**
+ * `GRANT <privileges> ON <target> TO <role>` (or its default-privileges form), `WITH GRANT OPTION`
+ * when the spec says `withGrantOption`; privileges already canonical.
+ */
 export function grantSql(spec: GrantSpec, privileges: readonly string[]): Statement {
   const t = grantTarget(spec);
   return { text: `${t.prefix}GRANT ${privileges.join(', ')} ON ${t.object} TO ${quoteIdent(spec.role)}${spec.withGrantOption ? ' WITH GRANT OPTION' : ''}` };

@@ -95,10 +95,6 @@ export function drift(ctx: CliContext, options: { since: string | undefined; nod
 /** An ISO 8601 date or date-time (`2026-11-23`, `2026-11-23T02:00:00Z`, `…T02:00+01:00`; without a zone, local time). */
 const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/i;
 
-/**
- * `--since`: a duration back from `now` (`1h`, `30m`, `2d`, `1h30m`) or an ISO 8601 timestamp, in epoch ms.
- * Date.parse alone takes almost anything (`5` is 1 May 2001, `Nov 23` is in 2001): only ISO 8601 is let through to it.
- */
 /** Whether the timestamp's date is one of the calendar: Date.parse rolls `2026-11-31` over to 1 December. */
 function isCalendarDate(text: string): boolean {
   const [y, m, d] = text.slice(0, 10).split('-').map(Number) as [number, number, number];
@@ -106,6 +102,10 @@ function isCalendarDate(text: string): boolean {
   return m >= 1 && m <= 12 && date.getUTCMonth() === m - 1 && date.getUTCDate() === d;
 }
 
+/**
+ * `--since`: a duration back from `now` (`1h`, `30m`, `2d`, `1h30m`) or an ISO 8601 timestamp, in epoch ms.
+ * Date.parse alone takes almost anything (`5` is 1 May 2001, `Nov 23` is in 2001): only ISO 8601 is let through to it.
+ */
 export function parseSince(text: string, now: number): number {
   const ms = parseDuration(text);
   if (ms !== undefined) return now - ms;
