@@ -1,6 +1,7 @@
 import { createHash, createHmac, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
-import { saslprep } from '@mongodb-js/saslprep';
+import type Saslprep from '@mongodb-js/saslprep';
 
 /**
  * SCRAM-SHA-256 verifiers as PostgreSQL stores them (RFC 5802 / 7677):
@@ -11,6 +12,17 @@ import { saslprep } from '@mongodb-js/saslprep';
  */
 
 const pbkdf2Async = promisify(pbkdf2);
+
+let saslprepModule: typeof Saslprep | undefined;
+
+/**
+ * SASLprep, loaded the first time a password is not ASCII: the library builds its Unicode tables
+ * as it loads (~2 MB of heap), which every start-up snapshot would otherwise carry and every
+ * one-shot command deserialize (bench/postgres/README.md).
+ */
+function loadSaslprep(): typeof Saslprep {
+  return (saslprepModule ??= createRequire(import.meta.url)('@mongodb-js/saslprep') as typeof Saslprep);
+}
 
 /** PostgreSQL's default `scram_iterations`. */
 export const SCRAM_ITERATIONS = 4096;
@@ -44,6 +56,7 @@ export function parseScramVerifier(text: string): ScramVerifier | undefined {
 function saslPrepared(password: string): string {
   // eslint-disable-next-line no-control-regex
   if (/^[\x00-\x7f]*$/.test(password)) return password;
+  const saslprep = loadSaslprep(); // outside the try: a library that does not load is an error, not a refusal
   try {
     const prepared = saslprep(password);
     return prepared === '' ? password : prepared;
