@@ -8,11 +8,11 @@ import type { SignalStop } from './signals.ts';
 import { EXIT, MAX_CONCURRENCY, oneOf, parse, parseCount, UsageError } from './usage.ts';
 import { VERSION } from './version.ts';
 
-// Each command's module is imported when that command runs: `apply` does not load the daemon's
-// HTTP server, `--help` loads no command at all.
 /** A bad invocation with no command at all: the list is one --help away. */
 const NO_COMMAND = 'desiredstate: no command given; run desiredstate --help for the commands\n';
 
+// Each command's module is imported when that command runs: `apply` does not load the daemon's
+// HTTP server, `--help` loads no command at all.
 const COMMON_HELP = `Options for every command (before or after it):
   --goals DIR        goal directory (default goals/, or $DESIREDSTATE_GOALS)
   --state DIR        state directory holding state.db (default .desiredstate/, or $DESIREDSTATE_STATE)

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { assertNever, DesiredStateError, ErrorCodes, errorMessage, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META, NODE_STATUSES, parseDuration, releaseAllStoredNodes, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
-import type { OperatorRetryAnswer, RunRecord } from '../../runtime/index.ts';
+import type { NodeRecord, OperatorRetryAnswer, RunRecord } from '../../runtime/index.ts';
 import { compileGoals, DAEMON_LISTEN, DAEMON_PID, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { formatDiff, table } from '../format.ts';
@@ -39,6 +39,11 @@ export function runningDaemon(ctx: CliContext, store: SqliteStateStore): string 
   return daemonOf(ctx, daemonMeta(store)).listen;
 }
 
+/** `status --format json`: the one document, with a state or before there is one. */
+function statusDocument(nodes: readonly NodeRecord[], goalErrors: string | null, emptyGoals: boolean, daemon: ReturnType<typeof daemonOf>): string {
+  return JSON.stringify({ nodes: nodes.map(shownRecord), goalErrors: goalErrors === null ? null : JSON.parse(goalErrors), emptyGoals, daemon }, null, 2);
+}
+
 export function status(ctx: CliContext): number {
   const result = withStateStore(ctx, 'read', (store) => ({
     nodes: store.listNodes(),
@@ -48,12 +53,12 @@ export function status(ctx: CliContext): number {
     daemon: daemonMeta(store),
   }));
   if (result === undefined) {
-    ctx.out(ctx.format === 'json' ? JSON.stringify({ nodes: [], goalErrors: null, emptyGoals: false, daemon: { running: false } }, null, 2) : 'no state yet: run `desiredstate apply` or `desiredstate run`');
+    ctx.out(ctx.format === 'json' ? statusDocument([], null, false, { running: false }) : 'no state yet: run `desiredstate apply` or `desiredstate run`');
     return EXIT.ok;
   }
   const daemon = daemonOf(ctx, result.daemon);
   if (ctx.format === 'json') {
-    ctx.out(JSON.stringify({ nodes: result.nodes.map(shownRecord), goalErrors: result.goalErrors === null ? null : JSON.parse(result.goalErrors), emptyGoals: result.emptyGoals, daemon }, null, 2));
+    ctx.out(statusDocument(result.nodes, result.goalErrors, result.emptyGoals, daemon));
     return EXIT.ok;
   }
   ctx.out(daemon.running ? `daemon: running (pid ${daemon.pid}, API on ${daemon.listen})` : 'daemon: not running');
