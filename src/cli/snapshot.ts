@@ -48,8 +48,8 @@ startupSnapshot.setDeserializeMainFunction(() => {
   // bin/desiredstate passes its install's root, then the command line.
   const [root = '', ...argv] = process.argv.slice(1);
   if (argv[0] === '--snapshot-self-test') {
-    // What must differ from one process to the next, for the build's check.
-    process.stdout.write(`${JSON.stringify({ uuid: randomUUID(), boot: bootId() ?? null, pid: process.pid })}\n`);
+    // What must differ from one process to the next, for the build's check; and the flags the launcher started Node with.
+    process.stdout.write(`${JSON.stringify({ uuid: randomUUID(), boot: bootId() ?? null, pid: process.pid, execArgv: process.execArgv })}\n`);
     return;
   }
   const build = DESIREDSTATE_BUILD;

@@ -49,6 +49,21 @@ describe('bin/desiredstate (the start-up snapshot)', () => {
     expect(x.boot).toBe(boot);
   });
 
+  it('skips the rehash of the snapshot for a one-shot command, never for the daemon', () => {
+    // The snapshot is built on this machine under its own random hash seed; `run`, which lives long and answers HTTP, draws a fresh one.
+    const flags = (args: string[]): string[] => {
+      const r = run(launcher, ['--snapshot-self-test', ...args]);
+      expect(r.code, r.stderr).toBe(0);
+      return (JSON.parse(r.stdout) as { execArgv: string[] }).execArgv;
+    };
+    expect(flags([])).toContain('--no-rehash-snapshot');
+    expect(flags(['apply', '--goals', 'goals'])).toContain('--no-rehash-snapshot');
+    for (const daemon of [['run'], ['--goals', 'goals', 'run', '--interval', '30s']]) {
+      expect(flags(daemon)).toContain('--rehash-snapshot');
+      expect(flags(daemon)).not.toContain('--no-rehash-snapshot');
+    }
+  });
+
   it('runs commands as the JavaScript launcher does', () => {
     const viaSnapshot = run(launcher, ['validate', '--goals', join(repoRoot, 'goals')]);
     const viaJs = run(process.execPath, [join(repoRoot, 'bin/desiredstate.js'), 'validate', '--goals', join(repoRoot, 'goals')]);
