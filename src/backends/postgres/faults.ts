@@ -216,14 +216,26 @@ export function classifyPgError(err: unknown, phase: Phase = 'query', options: C
     // sslmode require or verify-full against a server without TLS: retrying changes nothing.
     return fault('permanent', `${server}: ${messageOf(err)}`, { code: 'tls-not-offered', hint: 'the server does not offer TLS: turn ssl on in the server, or set sslmode to prefer or disable' });
   }
-  if (err instanceof Error && !(err instanceof TypeError) && !(err instanceof RangeError) && !(err instanceof SyntaxError) && !(err instanceof ReferenceError)) {
-    // pg's own connection errors ("timeout expired", "Connection terminated
-    // unexpectedly") carry no code; they are connection failures.
+  const code = shape(err).code;
+  if (isConnectionError(err, code)) {
     return fault('transient', phase === 'connect' ? `cannot connect to ${server}: ${messageOf(err)}` : `connection to ${server} lost: ${messageOf(err)}`, {
       code: phase === 'connect' ? 'connect-failed' : 'connection-lost',
     });
   }
-  return fault('unknown', messageOf(err));
+  // Anything else is ours or Node's (a module that does not load, a descriptor limit): said as it is, never as a lost connection.
+  return fault('unknown', messageOf(err), typeof code === 'string' ? { code } : {});
+}
+
+/**
+ * pg's own connection errors ("timeout expired", "Connection terminated
+ * unexpectedly") carry no code; a socket written after it closed throws
+ * Node's ERR_STREAM_* or ERR_SOCKET_*. A coded error of any other kind
+ * (MODULE_NOT_FOUND, EMFILE) or a bug (TypeError and kin) is not a
+ * connection failure.
+ */
+function isConnectionError(err: unknown, code: unknown): boolean {
+  if (!(err instanceof Error) || err instanceof TypeError || err instanceof RangeError || err instanceof SyntaxError || err instanceof ReferenceError) return false;
+  return code === undefined || (typeof code === 'string' && (code.startsWith('ERR_STREAM_') || code.startsWith('ERR_SOCKET_')));
 }
 
 /** The most dependents a fault names; the server's log has them all. */

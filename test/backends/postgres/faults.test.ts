@@ -41,6 +41,9 @@ describe('classifyPgError', () => {
     { name: 'TLS required, server offers none', err: new Error('The server does not support SSL connections'), phase: 'connect' as const, cls: 'permanent', code: 'tls-not-offered' },
     { name: 'missing secret', err: new DesiredStateError(ErrorCodes.SecretUnavailable, 'secret environment variable X is not set'), cls: 'permanent', code: ErrorCodes.SecretUnavailable },
     { name: 'abort', err: Object.assign(new Error('aborted'), { name: 'AbortError' }), cls: 'transient', code: 'aborted' },
+    { name: 'written after the socket closed', err: Object.assign(new Error('Cannot call write after a stream was destroyed'), { code: 'ERR_STREAM_DESTROYED' }), cls: 'transient', code: 'connection-lost' },
+    { name: 'a module that does not load', err: Object.assign(new Error("Cannot find module '@mongodb-js/saslprep'"), { code: 'MODULE_NOT_FOUND' }), cls: 'unknown', code: 'MODULE_NOT_FOUND' },
+    { name: 'out of file descriptors', err: Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE', syscall: 'open' }), cls: 'unknown', code: 'EMFILE' },
     { name: 'a bug of ours', err: new TypeError('x is undefined'), cls: 'unknown', code: undefined },
     { name: 'a thrown string', err: 'boom', cls: 'unknown', code: undefined },
   ])('$name → $cls', ({ err, phase, cls, code }) => {
