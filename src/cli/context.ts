@@ -27,6 +27,8 @@ export interface CliContext {
   readonly format: string | undefined;
   readonly log: Logger;
   readonly out: (text: string) => void;
+  /** Lines written with one write (a listing of 10,000 lines: 10,000 write calls cost ~20 ms); none, nothing. */
+  readonly outLines: (lines: Iterable<string>) => void;
   readonly env: NodeJS.ProcessEnv;
   /** The program's digest, when the launcher computed one (see `compileGoalsCached`). */
   readonly program: string | undefined;
@@ -65,7 +67,12 @@ export function createContext(
     goals: nameOf('--goals', values.goals, 'DESIREDSTATE_GOALS', goalsFromEnv, 'goal directory goals'),
     state: nameOf('--state', values.state, 'DESIREDSTATE_STATE', stateFromEnv, 'state directory .desiredstate'),
   };
-  return { cwd, goalsDir, stateDir, stateDirGiven, named, format: values.format, log, out: (text) => io.out(terminalSafe(text)), env: io.env, program: io.program };
+  const out = (text: string): void => io.out(terminalSafe(text));
+  const outLines = (lines: Iterable<string>): void => {
+    const all = [...lines];
+    if (all.length > 0) out(all.join('\n'));
+  };
+  return { cwd, goalsDir, stateDir, stateDirGiven, named, format: values.format, log, out, outLines, env: io.env, program: io.program };
 }
 
 /** The CLI's logger: JSON lines (pino) at `level`, written to `destination`. */

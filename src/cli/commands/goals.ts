@@ -78,7 +78,7 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
       });
       ctx.out(JSON.stringify({ entries: entries.map(entry), counts, diagnostics: c.loaded.result.diagnostics }, null, 2));
     } else {
-      for (const l of formatPlan(entries, { showUnchanged: options.showUnchanged, policyDefaults: c.loaded.factory.policyDefaults, desired, unreadableSecrets: (id) => unreadable.get(id) })) ctx.out(l);
+      ctx.outLines(formatPlan(entries, { showUnchanged: options.showUnchanged, policyDefaults: c.loaded.factory.policyDefaults, desired, unreadableSecrets: (id) => unreadable.get(id) }));
       const needing = unreadable.size > 0 ? ` ${unreadable.size} create(s) need secrets that cannot be read here: apply would fail on them.` : '';
       const refused = entries.filter((e) => e.planned.action === 'delete' && e.planned.refused !== undefined).length;
       const deleting = refused === 0 ? `${counts.delete} to delete` : `${counts.delete} to delete (${refused} refused by the mass-deletion guard without --allow-mass-deletion)`;
@@ -147,11 +147,13 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     if (ctx.format === 'json') {
       ctx.out(JSON.stringify({ runId: result.runId, summary: s, outcomes: Object.fromEntries(result.outcomes), refusedDeletions: result.refusedDeletions ?? null, declinedDeletions: declined, diagnostics: c.loaded.result.diagnostics }, null, 2));
     } else {
+      const listed: string[] = [];
       for (const [id, o] of result.outcomes) {
-        if (o.status === 'failed') ctx.out(`  x ${id}: ${o.fault.class}: ${o.fault.message}${o.fault.hint === undefined ? '' : ` (hint: ${o.fault.hint})`}`);
-        else if (o.status === 'blocked' || o.status === 'held') ctx.out(`  ⊘ ${id}: ${o.status}: ${o.reason}`);
-        else if (o.status !== 'unchanged') ctx.out(`  ${APPLY_SYMBOL[o.status]} ${id}: ${o.status}`);
+        if (o.status === 'failed') listed.push(`  x ${id}: ${o.fault.class}: ${o.fault.message}${o.fault.hint === undefined ? '' : ` (hint: ${o.fault.hint})`}`);
+        else if (o.status === 'blocked' || o.status === 'held') listed.push(`  ⊘ ${id}: ${o.status}: ${o.reason}`);
+        else if (o.status !== 'unchanged') listed.push(`  ${APPLY_SYMBOL[o.status]} ${id}: ${o.status}`);
       }
+      ctx.outLines(listed);
       if (result.refusedDeletions !== undefined) {
         ctx.out(`  refused to delete ${result.refusedDeletions.count} nodes (limit ${result.refusedDeletions.limit}); rerun with --allow-mass-deletion if that is intended`);
       }
@@ -223,7 +225,7 @@ export async function graph(ctx: CliContext): Promise<number> {
   } else {
     throw new UsageError(`--format must be dot, mermaid or json for graph (got "${format}")`);
   }
-  for (const l of lines) ctx.out(l);
+  ctx.outLines(lines);
   return EXIT.ok;
 }
 

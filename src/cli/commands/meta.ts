@@ -24,7 +24,7 @@ export async function backends(ctx: CliContext): Promise<number> {
       rows.push({ id, type: backend.type, health: h.status, ...(h.status === 'unhealthy' ? { message: h.message } : {}) });
     }
     if (ctx.format === 'json') ctx.out(JSON.stringify({ backends: rows, types: registry().types(), diagnostics: errors }, null, 2));
-    else for (const l of table([['BACKEND', 'TYPE', 'HEALTH'], ...rows.map((r) => [r.id, r.type, r.message === undefined ? r.health : `${r.health}: ${r.message}`])])) ctx.out(l);
+    else ctx.outLines(table([['BACKEND', 'TYPE', 'HEALTH'], ...rows.map((r) => [r.id, r.type, r.message === undefined ? r.health : `${r.health}: ${r.message}`])]));
     return errors.length > 0 || rows.some((r) => r.health !== 'healthy') ? EXIT.failed : EXIT.ok;
   } finally {
     await p.close();

@@ -235,7 +235,7 @@ function print(ctx: CliContext, value: unknown): number {
 }
 
 function lines(ctx: CliContext, out: readonly string[]): number {
-  for (const l of out) ctx.out(l);
+  ctx.outLines(out);
   return EXIT.ok;
 }
 

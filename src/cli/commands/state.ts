@@ -71,11 +71,11 @@ export function status(ctx: CliContext): number {
     if (!daemon.running) ctx.out('goal revision rejected when the daemon last loaded the goals (nothing of it was applied):');
     else if (result.idle) ctx.out('goal revision rejected; nothing is reconciled until a revision compiles (the daemon started on it, and no last good goals are stored):');
     else ctx.out('goal revision rejected; the last good graph keeps running:');
-    for (const l of JSON.parse(result.goalErrors) as string[]) ctx.out(`  ${l}`);
+    ctx.outLines((JSON.parse(result.goalErrors) as string[]).map((l) => `  ${l}`));
   }
   const rows = [['NODE', 'TYPE', 'BACKEND', 'STATUS', 'UPDATED', 'REASON']];
   for (const r of result.nodes) rows.push([r.id, r.type, r.backendId, r.status, iso(r.updatedAt), r.reason ?? '']);
-  for (const l of table(rows)) ctx.out(l);
+  ctx.outLines(table(rows));
   const counts = new Map<string, number>();
   for (const r of result.nodes) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
   ctx.out(`${result.nodes.length} node(s): ${[...counts].map(([s, n]) => `${n} ${s}`).join(', ')}`);
@@ -90,10 +90,12 @@ export function drift(ctx: CliContext, options: { since: string | undefined; nod
     return EXIT.ok;
   }
   if (reports.length === 0) ctx.out('no drift recorded');
+  const listed: string[] = [];
   for (const r of reports) {
-    ctx.out(`${iso(r.detectedAt)}  ${r.node} (${r.goal}, ${r.backendId})  ${r.action}${r.flapping ? ', flapping' : ''}${r.commit === null ? '' : `  commit ${shortCommit(r.commit)}`}`);
-    for (const d of r.diffs) for (const l of formatDiff(d)) ctx.out(l);
+    listed.push(`${iso(r.detectedAt)}  ${r.node} (${r.goal}, ${r.backendId})  ${r.action}${r.flapping ? ', flapping' : ''}${r.commit === null ? '' : `  commit ${shortCommit(r.commit)}`}`);
+    for (const d of r.diffs) listed.push(...formatDiff(d));
   }
+  ctx.outLines(listed);
   return EXIT.ok;
 }
 
@@ -141,7 +143,7 @@ export function history(ctx: CliContext, options: { limit: number } = { limit: 5
     const unfinished = ongoing(r) ? (s === null ? 'running, nothing done yet' : ' so far') : s === null ? 'interrupted' : ' (interrupted)';
     rows.push([String(r.id), iso(r.startedAt), r.trigger, r.commit === null ? '-' : shortCommit(r.commit), r.finishedAt === null ? `${counts}${unfinished}` : counts]);
   }
-  for (const l of table(rows)) ctx.out(l);
+  ctx.outLines(table(rows));
   return EXIT.ok;
 }
 
@@ -203,7 +205,7 @@ async function retryAll(ctx: CliContext): Promise<number> {
   }
   if (ctx.format === 'json') ctx.out(JSON.stringify({ released, via }, null, 2));
   else {
-    for (const id of released) ctx.out(releasedLine(id, via));
+    ctx.outLines(released.map((id) => releasedLine(id, via)));
     ctx.out(released.length === 0 ? 'no node is held; nothing to do' : `released ${released.length} node(s)`);
   }
   return EXIT.ok;
