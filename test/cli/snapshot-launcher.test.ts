@@ -51,8 +51,8 @@ describe('bin/desiredstate (the start-up snapshot)', () => {
 
   it('skips the rehash of the snapshot for a one-shot command, never for the daemon', () => {
     // The snapshot is built on this machine under its own random hash seed; `run`, which lives long and answers HTTP, draws a fresh one.
-    const flags = (args: string[]): string[] => {
-      const r = run(launcher, ['--snapshot-self-test', ...args]);
+    const flags = (args: string[], env: NodeJS.ProcessEnv = {}): string[] => {
+      const r = run(launcher, ['--snapshot-self-test', ...args], env);
       expect(r.code, r.stderr).toBe(0);
       return (JSON.parse(r.stdout) as { execArgv: string[] }).execArgv;
     };
@@ -62,6 +62,9 @@ describe('bin/desiredstate (the start-up snapshot)', () => {
       expect(flags(daemon)).toContain('--rehash-snapshot');
       expect(flags(daemon)).not.toContain('--no-rehash-snapshot');
     }
+    // An install copied to many machines shares its seed: this draws a fresh one for every command.
+    expect(flags(['apply'], { DESIREDSTATE_REHASH_SNAPSHOT: '1' })).toContain('--rehash-snapshot');
+    expect(flags(['apply'], { DESIREDSTATE_REHASH_SNAPSHOT: '1' })).not.toContain('--no-rehash-snapshot');
   });
 
   it('runs commands as the JavaScript launcher does', () => {
