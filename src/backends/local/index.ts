@@ -7,7 +7,7 @@ import { localConfigSchema, rootOf } from './config.ts';
 import type { LocalConfig } from './config.ts';
 import { escapesRootFault } from './errors.ts';
 import { linkTarget, throughLinks } from './links.ts';
-import type { ManagedLink } from './links.ts';
+import type { ManagedLink, ThroughLinks } from './links.ts';
 import { lexicalEscape, normalPath } from './paths.ts';
 
 /**
@@ -30,17 +30,35 @@ function localResourceKey(spec: InfraNodeSpec): { key: string; path: string[] } 
   return { key: `path ${normalPath(spec.path)}`, path: ['path'] };
 }
 
-/** The nodes of one instance whose path is known before running (no `${nodes…}` reference), and the links they manage. */
-function pathNodes(nodes: readonly ImpliedDependencyNode[], config: LocalConfig, where: { readonly cwd: string } | undefined) {
-  const known = nodes.flatMap(({ id, spec }) => ('path' in spec && typeof spec.path === 'string' && !hasReferences(spec.path) ? [{ id, spec, path: normalPath(spec.path) }] : []));
+/** A node whose path is known before running, and where that path leads through the managed links (undefined: a loop of links). */
+interface PathNode {
+  readonly id: NodeId;
+  readonly spec: InfraNodeSpec;
+  readonly path: string;
+  readonly through: ThroughLinks | undefined;
+}
+
+/**
+ * `pathNodes` of the last instance asked, by its node list: the compiler asks `impliedDependencies`
+ * and `sharedResources` of the same list, with the same config, one after the other.
+ */
+const lastPathNodes = new WeakMap<readonly ImpliedDependencyNode[], { readonly config: LocalConfig; readonly cwd: string | undefined; readonly known: readonly PathNode[] }>();
+
+/** The nodes of one instance whose path is known before running (no `${nodes…}` reference), each with where its path leads through the links they manage. */
+function pathNodes(nodes: readonly ImpliedDependencyNode[], config: LocalConfig, where: { readonly cwd: string } | undefined): readonly PathNode[] {
+  const cached = lastPathNodes.get(nodes);
+  if (cached !== undefined && cached.config === config && cached.cwd === where?.cwd) return cached.known;
+  const paths = nodes.flatMap(({ id, spec }) => ('path' in spec && typeof spec.path === 'string' && !hasReferences(spec.path) ? [{ id, spec, path: normalPath(spec.path) }] : []));
   const root = isAbsolute(config.root) ? posix.normalize(config.root) : where === undefined ? undefined : rootOf(config, where.cwd);
   const links = new Map<string, ManagedLink>();
-  for (const n of known) {
+  for (const n of paths) {
     if (n.spec.type !== 'local.symlink' || hasReferences(n.spec.target) || links.has(n.path)) continue;
     const target = linkTarget(n.path, n.spec.target, root);
     if (target !== undefined) links.set(n.path, { id: n.id, target });
   }
-  return { known, links };
+  const known = paths.map((n) => ({ ...n, through: throughLinks(n.path, links) }));
+  lastPathNodes.set(nodes, { config, cwd: where?.cwd, known });
+  return known;
 }
 
 /**
@@ -57,13 +75,13 @@ function pathNodes(nodes: readonly ImpliedDependencyNode[], config: LocalConfig,
  * leads, only the filesystem says.
  */
 function localImpliedDependencies(nodes: readonly ImpliedDependencyNode[], config: LocalConfig, where?: { readonly cwd: string }): ImpliedDependency[] {
-  const { known, links } = pathNodes(nodes, config, where);
+  const known = pathNodes(nodes, config, where);
   const directories = new Map<string, NodeId>();
   // Two nodes with one path are a compile error (`duplicate-resource`): the first is as good as any.
   for (const n of known) if (n.spec.type === 'local.directory' && !directories.has(n.path)) directories.set(n.path, n.id);
   const edges: ImpliedDependency[] = [];
   for (const n of known) {
-    const through = throughLinks(n.path, links);
+    const through = n.through;
     if (through === undefined) continue; // a loop of links: the filesystem refuses it when it runs
     for (const on of new Set(through.via)) {
       if (on !== n.id) edges.push({ from: n.id, on, why: `its path ${n.path} goes through symlink node "${on}"`, path: ['path'] });
@@ -88,14 +106,15 @@ function localImpliedDependencies(nodes: readonly ImpliedDependencyNode[], confi
  * to `releases/v2`): each would undo the other's work on every pass.
  */
 function localSharedResources(nodes: readonly ImpliedDependencyNode[], config: LocalConfig, where?: { readonly cwd: string }): SharedResource[] {
-  const { known, links } = pathNodes(nodes, config, where);
-  if (links.size === 0) return [];
+  const known = pathNodes(nodes, config, where);
+  // No managed link followed: every node reaches its path by its one name.
+  if (known.every((n) => n.through?.via.length === 0)) return [];
   const reached = new Map<string, { id: NodeId; path: string; via: readonly NodeId[] }>();
   const shared: SharedResource[] = [];
   const how = (path: string, via: readonly NodeId[], leads: string): string =>
     via.length === 0 ? `path ${path}` : `path ${path}, which is ${leads} through symlink node${new Set(via).size > 1 ? 's' : ''} ${[...new Set(via)].map((v) => `"${v}"`).join(', ')}`;
   for (const n of known) {
-    const through = throughLinks(n.path, links);
+    const through = n.through;
     if (through === undefined) continue;
     const first = reached.get(through.path);
     if (first === undefined) reached.set(through.path, { id: n.id, path: n.path, via: through.via });

@@ -217,7 +217,7 @@ export function classifyPgError(err: unknown, phase: Phase = 'query', options: C
     return fault('permanent', `${server}: ${messageOf(err)}`, { code: 'tls-not-offered', hint: 'the server does not offer TLS: turn ssl on in the server, or set sslmode to prefer or disable' });
   }
   const code = shape(err).code;
-  if (isConnectionError(err, code)) {
+  if (reportsLostConnection(err, code)) {
     return fault('transient', phase === 'connect' ? `cannot connect to ${server}: ${messageOf(err)}` : `connection to ${server} lost: ${messageOf(err)}`, {
       code: phase === 'connect' ? 'connect-failed' : 'connection-lost',
     });
@@ -233,7 +233,7 @@ export function classifyPgError(err: unknown, phase: Phase = 'query', options: C
  * (MODULE_NOT_FOUND, EMFILE) or a bug (TypeError and kin) is not a
  * connection failure.
  */
-function isConnectionError(err: unknown, code: unknown): boolean {
+function reportsLostConnection(err: unknown, code: unknown): boolean {
   if (!(err instanceof Error) || err instanceof TypeError || err instanceof RangeError || err instanceof SyntaxError || err instanceof ReferenceError) return false;
   return code === undefined || (typeof code === 'string' && (code.startsWith('ERR_STREAM_') || code.startsWith('ERR_SOCKET_')));
 }
