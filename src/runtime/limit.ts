@@ -1,3 +1,5 @@
+import { flushMicrotasks } from './clock.ts';
+
 /** Runs `fn` over `items` with at most `limit` calls in flight; results keep the input order. */
 export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const results = new Array<R>(items.length);
@@ -33,5 +35,35 @@ export class KeyedSerializer {
       if (this.tails.get(key) === tail) this.tails.delete(key);
     });
     return result;
+  }
+}
+
+/** How long a slice of synchronous work runs before `Pacer` lets the event loop turn. */
+export const PACE_SLICE_MS = 4;
+
+/**
+ * Cooperative slicing of synchronous work (many small filesystem calls, say):
+ * `pace()` is undefined while the current slice has run less than `sliceMs`,
+ * and otherwise a promise that resolves after one turn of the event loop
+ * (timers, I/O callbacks, signals), the same promise for every caller that
+ * asks meanwhile. Awaited before each item, it keeps a batch of any size from
+ * holding the loop longer than a slice and one item.
+ */
+export class Pacer {
+  readonly #sliceMs: number;
+  #since = performance.now();
+  #turn: Promise<void> | undefined;
+
+  constructor(sliceMs = PACE_SLICE_MS) {
+    this.#sliceMs = sliceMs;
+  }
+
+  pace(): Promise<void> | undefined {
+    if (this.#turn !== undefined || performance.now() - this.#since < this.#sliceMs) return this.#turn;
+    this.#turn = flushMicrotasks().then(() => {
+      this.#turn = undefined;
+      this.#since = performance.now();
+    });
+    return this.#turn;
   }
 }

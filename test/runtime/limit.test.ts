@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { forEachLimit, KeyedSerializer, mapLimit } from '../../src/runtime/index.ts';
+import { forEachLimit, KeyedSerializer, mapLimit, Pacer } from '../../src/runtime/index.ts';
 
 const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 1));
 
@@ -47,5 +47,28 @@ describe('KeyedSerializer', () => {
     // a2 starts only after a1 ended; b1 ran alongside a1.
     expect(log.indexOf('start a2')).toBeGreaterThan(log.indexOf('end a1'));
     expect(log.indexOf('start b1')).toBeLessThan(log.indexOf('end a1'));
+  });
+});
+
+describe('Pacer', () => {
+  it('lets the event loop turn once a slice has run, one turn for every caller that asks meanwhile', async () => {
+    const pacer = new Pacer(0);
+    let turned = false;
+    setImmediate(() => (turned = true));
+    const first = pacer.pace();
+    expect(first).toBeInstanceOf(Promise);
+    expect(pacer.pace()).toBe(first);
+    expect(turned).toBe(false);
+    await first;
+    expect(turned).toBe(true);
+  });
+
+  it('asks for no turn within a slice, and starts the next slice after a turn', async () => {
+    const pacer = new Pacer(60_000);
+    expect(pacer.pace()).toBeUndefined();
+    const busy = new Pacer(0);
+    await busy.pace();
+    // Right after its turn, a slice of 0 ms has already run out again: the next call turns again.
+    expect(busy.pace()).toBeInstanceOf(Promise);
   });
 });

@@ -11,7 +11,7 @@ import type {
   LocalFileSpec,
   LocalSymlinkSpec,
 } from '../../infra/index.ts';
-import { FaultError, assertNever, fault, flushMicrotasks, forEachLimit, mapLimit, sha256, toFault } from '../../runtime/index.ts';
+import { FaultError, Pacer, assertNever, fault, flushMicrotasks, forEachLimit, mapLimit, sha256, toFault } from '../../runtime/index.ts';
 import type { FieldDiff, NodeId, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import type { AccountTable } from './accounts.ts';
 import { lookupId } from './accounts.ts';
@@ -78,14 +78,19 @@ function desiredContent(spec: LocalFileSpec): DesiredContent {
   return d;
 }
 
-/** Nodes in flight at once in `createMany`/`updateMany` (the thread pool runs four fs calls at a time; the rest queue). */
+/**
+ * Nodes in flight at once in `createMany`/`updateMany`. A file's temp file, rename and chmod are
+ * synchronous calls, paced; what still goes through the thread pool (mkdir, a directory or a
+ * symlink, a file too large to read at once) runs four calls at a time there, the rest queue.
+ */
 const WRITE_PARALLELISM = 16;
 
-/** What the nodes of one `createMany`/`updateMany` share: confinement memo, the parents already made, the staged file writes. */
+/** What the nodes of one `createMany`/`updateMany` share: confinement memo, the parents already made, the staged file writes, the pace of its synchronous calls. */
 interface WriteBatch {
   readonly confiner: Confiner;
   readonly parents: Map<string, Promise<void>>;
   readonly staged: Map<NodeId, StagedWrite>;
+  readonly pacer: Pacer;
 }
 
 function failedResult(err: unknown, action: string, id: NodeId): ProvisionResult {
@@ -300,9 +305,11 @@ export class LocalBackend implements InfraBackend {
    * failure is that node's `failed` result.
    */
   private async ensureMany(nodes: readonly BackendNode[], ctx: OperationContext, done: 'created' | 'updated'): Promise<ReadonlyMap<NodeId, ProvisionResult>> {
-    const batch: WriteBatch = { confiner: new Confiner(this.root), parents: new Map(), staged: new Map() };
+    const pacer = new Pacer();
+    const batch: WriteBatch = { confiner: new Confiner(this.root), parents: new Map(), staged: new Map(), pacer };
     const results = new Map<NodeId, ProvisionResult>();
     await forEachLimit(nodes, WRITE_PARALLELISM, async (node) => {
+      await pacer.pace();
       if (ctx.signal.aborted) results.set(node.id, { status: 'failed', fault: fault('transient', 'operation aborted before it started') });
       else results.set(node.id, await this.ensure(node, ctx, batch));
     });
@@ -313,17 +320,18 @@ export class LocalBackend implements InfraBackend {
     );
     // Every rename first, then one fsync per directory for all of them.
     const renamed = new Set<string>();
-    await forEachLimit(staged, WRITE_PARALLELISM, async ([id, s]) => {
+    for (const [id, s] of staged) {
+      await pacer.pace();
       try {
         const failure = unflushed.get(s) ?? (ctx.signal.aborted ? aborted('write') : undefined);
         if (failure !== undefined) throw failure;
-        await renameStaged(s);
+        renameStaged(s);
         renamed.add(dirname(s.real));
       } catch (err) {
-        await discardStaged(s);
+        discardStaged(s);
         results.set(id, failedResult(err, 'write', id));
       }
-    });
+    }
     const unsynced = new Map<string, unknown>();
     await forEachLimit([...renamed], WRITE_PARALLELISM, async (dir) => {
       try {
@@ -356,7 +364,7 @@ export class LocalBackend implements InfraBackend {
       };
       const write = async (file: FileWrite): Promise<void> => {
         if (batch === undefined) await writeFileAtomic(at.real, file, ctx.signal);
-        else batch.staged.set(node.id, await stageFile(at.real, file, ctx.signal));
+        else batch.staged.set(node.id, stageFile(at.real, file, ctx.signal));
       };
       switch (spec.type) {
         case 'local.file':
@@ -413,7 +421,7 @@ export class LocalBackend implements InfraBackend {
     }
     const ownerDiffers = (uid !== undefined && actual.uid !== uid) || (gid !== undefined && actual.gid !== gid);
     // A chown is always followed by the chmod, which puts back the setuid and setgid it clears.
-    if (ownerDiffers || modeDiffers(actual.mode, mode)) await setAttributes(at.real, { mode, ...(ownerDiffers ? { uid, gid } : {}) }, signal);
+    if (ownerDiffers || modeDiffers(actual.mode, mode)) setAttributes(at.real, { mode, ...(ownerDiffers ? { uid, gid } : {}) }, signal);
     return { path: at.abs, sha256: contentDiffers ? (actual.sha256 ?? null) : expect.sha256 };
   }
 
@@ -422,7 +430,7 @@ export class LocalBackend implements InfraBackend {
     const actual = await inspect(at.real);
     if (actual.kind === 'missing') await makeDirectory(at.real, mode, signal);
     else if (actual.kind !== 'directory') throw wrongKind(at.abs, kindName(actual), 'directory');
-    else if (modeDiffers(actual.mode, mode)) await setAttributes(at.real, { mode }, signal);
+    else if (modeDiffers(actual.mode, mode)) setAttributes(at.real, { mode }, signal);
     return { path: at.abs };
   }
 

@@ -1,3 +1,4 @@
+import { readdirSync } from 'node:fs';
 import { chmod, chown, lchown, lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -495,6 +496,27 @@ describe('local backend createMany', () => {
     expect((await listAll(sb.root)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
     const obs = await sb.backend.observe(nodes.filter((n) => !failed.includes(n.id)), opCtx());
     expect([...obs.values()].every((o) => o.status === 'upToDate')).toBe(true);
+  });
+
+  it('lets the event loop turn while it writes a large batch (its synchronous calls are paced)', async () => {
+    // 3,000 files in one directory: after the first mkdir, every call of the batch is synchronous.
+    // Were they not paced, the loop would turn only before the first temp file and after the last.
+    const nodes = Array.from({ length: 3000 }, (_, i) => fileNode(`f${i}`, `d/f${i}`, `file ${i}\n`));
+    const seen: number[] = [];
+    let running = true;
+    const look = (): void => {
+      if (!running) return;
+      const names = readdirSync(join(sb.root, 'd'));
+      seen.push(names.filter((n) => n.endsWith('.tmp')).length);
+      setImmediate(look);
+    };
+    await mkdir(join(sb.root, 'd'), { recursive: true });
+    setImmediate(look);
+    const results = await sb.backend.createMany(nodes, opCtx());
+    running = false;
+    expect([...results.values()].every((r) => r.status === 'done')).toBe(true);
+    expect(seen.some((n) => n > 0 && n < nodes.length)).toBe(true);
+    expect((await listAll(sb.root)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
   });
 
   it('an aborted batch writes nothing and fails every node', async () => {
