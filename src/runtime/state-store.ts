@@ -143,7 +143,7 @@ export interface StateStore {
   finishOperation(id: number, outcome: OperationOutcome, detail?: string): void;
   /** Operations begun and never finished (a crash happened). */
   pendingOperations(): PendingOperation[];
-  /** How many operations of a kind were ever begun for a node (duplicate-create checks). */
+  /** How many operations of a kind were ever begun for a node (duplicate-create checks in tests: a scan, not indexed). */
   countOperations(node: NodeId, op: PendingOperation['op']): number;
 
   /** Records a run as started (at `startedAt`, epoch ms, default now); returns its id. */
