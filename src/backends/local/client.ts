@@ -516,7 +516,7 @@ async function renameIntoPlace(tmp: string, real: string, signal: AbortSignal, a
  * a goal's string (bounded by the goal file's size), and open, write, fchmod
  * and close of it take microseconds where the same four calls through the
  * thread pool cost ~35 µs more each file on this 2-core machine (a converge of
- * 10,000 files: 1.11 s against 0.77 s, bench/README.md). Callers that write
+ * 10,000 files: 1.17 s against 0.81 s, bench/README.md). Callers that write
  * many files pace them (`Pacer`), so that the event loop still turns every
  * few milliseconds.
  */
