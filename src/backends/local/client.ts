@@ -526,9 +526,10 @@ function writeTemp(real: string, file: FileWrite): string {
     const fd = openSync(tmp, 'wx', 0o600);
     try {
       writeFileSync(fd, file.content);
-      if (file.keep !== undefined) keepOwner((uid, gid) => fchownSync(fd, uid, gid), file.keep);
+      const target = onFd(fd);
+      if (file.keep !== undefined) keepOwner(target.chown, file.keep);
       // After the write, which clears setuid and setgid too.
-      applyAttributes({ chown: (uid, gid) => fchownSync(fd, uid, gid), chmod: (mode) => fchmodSync(fd, mode) }, file);
+      applyAttributes(target, file);
     } finally {
       closeSync(fd);
     }
@@ -661,6 +662,11 @@ export function syncDirectory(dir: string): Promise<void> {
  */
 export function setAttributes(real: string, attrs: Attributes, signal: AbortSignal): void {
   applyAttributes(onPath(real, signal), attrs);
+}
+
+/** An open file's chown and chmod; their errors are the caller's to classify. */
+function onFd(fd: number): AttributeTarget {
+  return { chown: (uid, gid) => fchownSync(fd, uid, gid), chmod: (mode) => fchmodSync(fd, mode) };
 }
 
 function onPath(real: string, signal: AbortSignal): AttributeTarget {
