@@ -87,13 +87,13 @@ export interface SpecIssue {
   readonly code?: string | undefined;
 }
 
-/** A node as `BackendFactory.impliedDependencies` sees it: its id and its spec (references left in place). */
+/** A node as `BackendFactory.relations` sees it: its id and its spec (references left in place). */
 export interface ImpliedDependencyNode {
   readonly id: NodeId;
   readonly spec: InfraNodeSpec;
 }
 
-/** An edge a backend implies: `from` depends on `on` (see `BackendFactory.impliedDependencies`). */
+/** An edge a backend implies: `from` depends on `on` (see `BackendFactory.relations`). */
 export interface ImpliedDependency {
   readonly from: NodeId;
   readonly on: NodeId;
@@ -103,7 +103,7 @@ export interface ImpliedDependency {
 
 /**
  * Two nodes of one instance that reach one resource by different names (see
- * `BackendFactory.sharedResources`): `node`, and `other`, declared before it.
+ * `BackendFactory.relations`): `node`, and `other`, declared before it.
  */
 export interface SharedResource {
   readonly node: NodeId;
@@ -114,6 +114,25 @@ export interface SharedResource {
   readonly otherWhat: string;
   /** The field of `node`'s spec that names it, where the error points. */
   readonly path: readonly string[];
+}
+
+/** What a backend sees among the nodes of one instance, without I/O (`BackendFactory.relations`). */
+export interface NodeRelations {
+  /**
+   * Orderings the resources themselves imply (a file inside a directory
+   * another node manages is made after it, and deleted before it): each
+   * becomes an implicit edge, `from` depending on `on`. `why` says so in
+   * words; `path` is the field of `from`'s spec that implies it, where a
+   * cycle diagnostic points.
+   */
+  readonly implied: readonly ImpliedDependency[];
+  /**
+   * Nodes that reach one resource by different names, which `resourceKey`
+   * cannot see (local: a file under a managed symlink, and the same file
+   * under the link's target): each pair is a compile error, as two nodes
+   * with one key are.
+   */
+  readonly shared: readonly SharedResource[];
 }
 
 /**
@@ -169,22 +188,14 @@ export interface BackendFactory<C = unknown> {
    */
   readonly specFields?: readonly string[];
   /**
-   * Orderings among the nodes of one instance of this backend that the
-   * resources themselves imply, without I/O (a file inside a directory
-   * another node manages is made after it, and deleted before it): each
-   * becomes an implicit edge, `from` depending on `on`. `why` says so in
-   * words; `path` is the field of `from`'s spec that implies it, where a
-   * cycle diagnostic points. Given every built node of the instance.
-   */
-  impliedDependencies?(nodes: readonly ImpliedDependencyNode[], config: C, where?: { readonly cwd: string }): readonly ImpliedDependency[];
-  /**
-   * Nodes of one instance that reach one resource by different names, which
-   * `resourceKey` cannot see (local: a file under a managed symlink, and the
-   * same file under the link's target), without I/O: each pair is a compile
-   * error, as two nodes with one key are. Given every built node of the
+   * What the resources of one instance of this backend imply among its
+   * nodes, without I/O: the orderings (implicit edges) and the resources two
+   * nodes reach by different names (see `NodeRelations`). One call, so that
+   * what both read (the local backend: each path, through the links the
+   * goals manage) is worked out once. Given every built node of the
    * instance, and the working directory where it is known (`location`).
    */
-  sharedResources?(nodes: readonly ImpliedDependencyNode[], config: C, where?: { readonly cwd: string }): readonly SharedResource[];
+  relations?(nodes: readonly ImpliedDependencyNode[], config: C, where?: { readonly cwd: string }): NodeRelations;
   /**
    * The output keys this implementation gives each kind's resources: what a
    * `${nodes.<id>.outputs.<key>}` may read, checked at compile time.

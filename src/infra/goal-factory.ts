@@ -260,9 +260,9 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
   /**
    * The edges each backend instance implies among its own nodes (never
    * across instances: two roots are two namespaces), asked of its
-   * implementation with the instance's config; and, from the same nodes,
-   * the resources two of them reach by different names (`sharedResources`),
-   * each a `duplicate-resource` error at the later node.
+   * implementation with the instance's config (`relations`); and, from the
+   * same call, the resources two of them reach by different names, each a
+   * `duplicate-resource` error at the later node.
    */
   impliedEdges(nodes: readonly BuiltNode<InfraDesiredNodeSpec>[], diag: DiagnosticBag): readonly ImpliedEdge[] {
     const byBackend = new Map<string, BuiltNode<InfraDesiredNodeSpec>[]>();
@@ -277,14 +277,18 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       const declared = this.declared.get(backendId);
       if (declared?.status !== 'ok') continue;
       const factory = this.registry.get(declared.decl.type);
-      if (factory === undefined) continue;
-      const specs = group.map((n) => ({ id: n.id, spec: n.spec.spec }));
+      const relations = factory?.relations?.(
+        group.map((n) => ({ id: n.id, spec: n.spec.spec })),
+        declared.decl.config,
+        where,
+      );
+      if (relations === undefined) continue;
       const byId = new Map(group.map((n) => [n.id, n]));
-      for (const d of factory.impliedDependencies?.(specs, declared.decl.config, where) ?? []) {
+      for (const d of relations.implied) {
         const from = byId.get(d.from);
         if (from !== undefined && byId.has(d.on)) edges.push({ from: d.from, on: d.on, why: d.why, source: from.locate(['spec', ...d.path]) });
       }
-      for (const s of factory.sharedResources?.(specs, declared.decl.config, where) ?? []) {
+      for (const s of relations.shared) {
         const node = byId.get(s.node);
         const other = byId.get(s.other);
         if (node === undefined || other === undefined) continue;

@@ -1,5 +1,5 @@
 import { isAbsolute, posix, resolve } from 'node:path';
-import type { BackendFactory, ImpliedDependency, ImpliedDependencyNode, InfraNodeSpec, SharedResource, SpecIssue } from '../../infra/index.ts';
+import type { BackendFactory, ImpliedDependency, ImpliedDependencyNode, InfraNodeSpec, NodeRelations, SharedResource, SpecIssue } from '../../infra/index.ts';
 import { hasReferences } from '../../runtime/index.ts';
 import type { NodeId } from '../../runtime/index.ts';
 import { LOCAL_KINDS, LocalBackend } from './backend.ts';
@@ -38,16 +38,8 @@ interface PathNode {
   readonly through: ThroughLinks | undefined;
 }
 
-/**
- * `pathNodes` of the last instance asked, by its node list: the compiler asks `impliedDependencies`
- * and `sharedResources` of the same list, with the same config, one after the other.
- */
-const lastPathNodes = new WeakMap<readonly ImpliedDependencyNode[], { readonly config: LocalConfig; readonly cwd: string | undefined; readonly known: readonly PathNode[] }>();
-
 /** The nodes of one instance whose path is known before running (no `${nodes…}` reference), each with where its path leads through the links they manage. */
 function pathNodes(nodes: readonly ImpliedDependencyNode[], config: LocalConfig, where: { readonly cwd: string } | undefined): readonly PathNode[] {
-  const cached = lastPathNodes.get(nodes);
-  if (cached !== undefined && cached.config === config && cached.cwd === where?.cwd) return cached.known;
   const paths = nodes.flatMap(({ id, spec }) => ('path' in spec && typeof spec.path === 'string' && !hasReferences(spec.path) ? [{ id, spec, path: normalPath(spec.path) }] : []));
   const root = isAbsolute(config.root) ? posix.normalize(config.root) : where === undefined ? undefined : rootOf(config, where.cwd);
   const links = new Map<string, ManagedLink>();
@@ -56,9 +48,13 @@ function pathNodes(nodes: readonly ImpliedDependencyNode[], config: LocalConfig,
     const target = linkTarget(n.path, n.spec.target, root);
     if (target !== undefined) links.set(n.path, { id: n.id, target });
   }
-  const known = paths.map((n) => ({ ...n, through: throughLinks(n.path, links) }));
-  lastPathNodes.set(nodes, { config, cwd: where?.cwd, known });
-  return known;
+  return paths.map((n) => ({ ...n, through: throughLinks(n.path, links) }));
+}
+
+/** The implied dependencies and the shared resources of one instance's nodes, from one reading of their paths. */
+function localRelations(nodes: readonly ImpliedDependencyNode[], config: LocalConfig, where?: { readonly cwd: string }): NodeRelations {
+  const known = pathNodes(nodes, config, where);
+  return { implied: impliedDependencies(known), shared: sharedResources(known) };
 }
 
 /**
@@ -74,8 +70,7 @@ function pathNodes(nodes: readonly ImpliedDependencyNode[], config: LocalConfig,
  * the directory the link leads to; where a link the goals do not manage
  * leads, only the filesystem says.
  */
-function localImpliedDependencies(nodes: readonly ImpliedDependencyNode[], config: LocalConfig, where?: { readonly cwd: string }): ImpliedDependency[] {
-  const known = pathNodes(nodes, config, where);
+function impliedDependencies(known: readonly PathNode[]): ImpliedDependency[] {
   const directories = new Map<string, NodeId>();
   // Two nodes with one path are a compile error (`duplicate-resource`): the first is as good as any.
   for (const n of known) if (n.spec.type === 'local.directory' && !directories.has(n.path)) directories.set(n.path, n.id);
@@ -105,8 +100,7 @@ function localImpliedDependencies(nodes: readonly ImpliedDependencyNode[], confi
  * symlink (`current/app.conf` and `releases/v2/app.conf`, `current` leading
  * to `releases/v2`): each would undo the other's work on every pass.
  */
-function localSharedResources(nodes: readonly ImpliedDependencyNode[], config: LocalConfig, where?: { readonly cwd: string }): SharedResource[] {
-  const known = pathNodes(nodes, config, where);
+function sharedResources(known: readonly PathNode[]): SharedResource[] {
   // No managed link followed: every node reaches its path by its one name.
   if (known.every((n) => n.through?.via.length === 0)) return [];
   const reached = new Map<string, { id: NodeId; path: string; via: readonly NodeId[] }>();
@@ -137,8 +131,7 @@ export const localBackendFactory: BackendFactory<LocalConfig> = {
   resourceKey: localResourceKey,
   // What checkSpec and resourceKey read: they still run when another field of the spec has an error.
   specFields: ['path'],
-  impliedDependencies: localImpliedDependencies,
-  sharedResources: localSharedResources,
+  relations: localRelations,
   // As ensureFile/ensureDirectory/ensureSymlink and observe.ts make them.
   outputs: { 'local.file': ['path', 'sha256'], 'local.directory': ['path'], 'local.symlink': ['path', 'target'] },
   description: 'Files, directories and symlinks under a root directory, with atomic writes and file watching.',
