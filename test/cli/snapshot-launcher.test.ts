@@ -49,7 +49,7 @@ describe('bin/desiredstate (the start-up snapshot)', () => {
     expect(x.boot).toBe(boot);
   });
 
-  it('skips the rehash of the snapshot and keeps the young generation small for a one-shot command, never for the daemon', () => {
+  it('skips the rehash of the snapshot and sizes the heap for a one-shot command, never for the daemon', () => {
     // The snapshot is built on this machine under its own random hash seed; `run`, which lives long and answers HTTP, draws a fresh one.
     const flags = (args: string[], env: NodeJS.ProcessEnv = {}): string[] => {
       const r = run(launcher, ['--snapshot-self-test', ...args], env);
@@ -60,10 +60,12 @@ describe('bin/desiredstate (the start-up snapshot)', () => {
     expect(flags(['apply', '--goals', 'goals'])).toContain('--no-rehash-snapshot');
     // A one-shot command's young generation stays small (what it loads lives until it exits); the daemon's is V8's.
     expect(flags(['apply', '--goals', 'goals'])).toContain('--max-semi-space-size=2');
+    // …and its old generation starts large enough that loading them starts no full collection.
+    expect(flags(['apply', '--goals', 'goals'])).toContain('--initial-old-space-size=128');
     for (const daemon of [['run'], ['--goals', 'goals', 'run', '--interval', '30s']]) {
       expect(flags(daemon)).toContain('--rehash-snapshot');
       expect(flags(daemon)).not.toContain('--no-rehash-snapshot');
-      expect(flags(daemon).some((f) => f.startsWith('--max-semi-space-size'))).toBe(false);
+      expect(flags(daemon).some((f) => f.startsWith('--max-semi-space-size') || f.startsWith('--initial-old-space-size'))).toBe(false);
     }
     // An install copied to many machines shares its seed: this draws a fresh one for every command.
     expect(flags(['apply'], { DESIREDSTATE_REHASH_SNAPSHOT: '1' })).toContain('--rehash-snapshot');
