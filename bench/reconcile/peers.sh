@@ -10,7 +10,8 @@
 # scratch (converge from nothing), steady (nothing to do), drift (repair 10 % content edits + 5 % chmods).
 # Ansible checks a file in ~0.5 s (78 min projected for one pass over 10k files), so it runs on
 # ANSIBLE_N files with one run per phase and no warm-up; compare it per file, not by wall time.
-# Prints the harness's table (bin/report.sh) for this session only, then desiredstate's ratios to cf-agent.
+# Prints the harness's table (bin/report.sh) for this session only, then desiredstate's ratios to cf-agent,
+# then what the filesystem alone charges for the same creates and rewrites (bench/reconcile/fs-floor.ts).
 # Needs root once for bin/install.sh (Debian packages); everything generated goes to $BENCH_ROOT.
 set -euo pipefail
 
@@ -79,3 +80,8 @@ END {
     printf "| %s | %.2f | %.2f | %.2fx | %.2f | %.2f | %.2fx | %dx |\n", p, dw, cw, cw / dw, dc, cc, cc / dc, (p == "scratch") ? 3 : 5
   }
 }' "$SESSION_CSV"
+
+# What the filesystem alone charges for the same work, in the same place and session: the floor
+# under every tool's converge and repair above (bench/reconcile/fs-floor.ts says how it is measured).
+echo
+"$REPO/node_modules/.bin/node" "$REPO/bench/reconcile/fs-floor.ts" --n "$N" "$BENCH_ROOT/fs-floor"
