@@ -5,6 +5,9 @@
  *   npx node bench/reconcile/fs-floor.ts                  # 10,000 files under /tmp and under /dev/shm
  *   npx node bench/reconcile/fs-floor.ts --n 1000 DIR...  # other sizes or places
  *
+ * Each DIR is a scratch place: its subdirectory `nN` is deleted and rewritten, and removed at the
+ * end with DIR itself if that leaves DIR empty; nothing else in DIR is touched.
+ *
  * In each directory, a warm-up round and then three timed rounds of what the harness does around a
  * tool's runs, with plain synchronous calls from this process:
  *   1. untimed: `rm -rf` of the previous round's N files, `sync` (the harness's preparation);
@@ -18,7 +21,7 @@
  * of one; no tool can converge faster than this line.
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, constants, existsSync, mkdirSync, openSync, renameSync, rmSync, statfsSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, mkdirSync, openSync, renameSync, rmdirSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -87,7 +90,7 @@ const fsName = (dir: string): string => {
   return ({ 0xef53: 'ext4', 0x01021994: 'tmpfs', 0x58465342: 'xfs', 0x9123683e: 'btrfs' } as Record<number, string>)[type] ?? `fs 0x${type.toString(16)}`;
 };
 
-console.log(`the filesystem's own cost of the peers' work: ${N} files, ${ROUNDS} rounds each, medians (wall / CPU, ms)`);
+console.log(`the filesystem's own cost of the peers' work: ${N} files, ${ROUNDS} round${ROUNDS === 1 ? '' : 's'} each, medians (wall / CPU, ms)`);
 console.log('| place | fs | create N after rm -rf + sync | rewrite 10 % in place | replace 10 % atomically |');
 console.log('|---|---|---:|---:|---:|');
 for (const place of places) {
@@ -97,5 +100,10 @@ for (const place of places) {
   const cell = (pick: (x: (typeof rounds)[number]) => Cost): string =>
     `${median(rounds.map((x) => pick(x).wallMs)).toFixed(0)} / ${median(rounds.map((x) => pick(x).cpuMs)).toFixed(0)}`;
   console.log(`| ${place} | ${fsName(place)} | ${cell((x) => x.create)} | ${cell((x) => x.inPlace)} | ${cell((x) => x.atomic)} |`);
-  rmSync(place, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true });
+  try {
+    rmdirSync(place);
+  } catch {
+    // Not empty (the caller's own files) or already gone: left as it is.
+  }
 }
