@@ -11,8 +11,6 @@ import { VERSION } from './version.ts';
 /** A bad invocation with no command at all: the list is one --help away. */
 const NO_COMMAND = 'desiredstate: no command given; run desiredstate --help for the commands\n';
 
-// Each command's module is imported when that command runs: `apply` does not load the daemon's
-// HTTP server, `--help` loads no command at all.
 const COMMON_HELP = `Options for every command (before or after it):
   --goals DIR        goal directory (default goals/, or $DESIREDSTATE_GOALS)
   --state DIR        state directory holding state.db (default .desiredstate/, or $DESIREDSTATE_STATE)
@@ -50,7 +48,10 @@ const formatFlag = (values: { format?: string | undefined }, allowed: readonly s
   if (values.format !== undefined) oneOf('format', values.format, allowed, allowed[0]!);
 };
 
-/** The command table: one entry per command, dispatched by name. */
+/**
+ * The command table: one entry per command, dispatched by name. Each command's module is imported
+ * when that command runs: `apply` does not load the daemon's HTTP server, `--help` loads no command.
+ */
 export const commands: Record<string, Command> = {
   validate: {
     summary: 'compile the goals and check types, references and policies; touches nothing',

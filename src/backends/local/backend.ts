@@ -85,12 +85,11 @@ function desiredContent(spec: LocalFileSpec): DesiredContent {
  */
 const WRITE_PARALLELISM = 16;
 
-/** What the nodes of one `createMany`/`updateMany` share: confinement memo, the parents already made, the staged file writes, the pace of its synchronous calls. */
+/** What the nodes of one `createMany`/`updateMany` share: confinement memo, the parents already made, the staged file writes. */
 interface WriteBatch {
   readonly confiner: Confiner;
   readonly parents: Map<string, Promise<void>>;
   readonly staged: Map<NodeId, StagedWrite>;
-  readonly pacer: Pacer;
 }
 
 function failedResult(err: unknown, action: string, id: NodeId): ProvisionResult {
@@ -305,8 +304,9 @@ export class LocalBackend implements InfraBackend {
    * failure is that node's `failed` result.
    */
   private async ensureMany(nodes: readonly BackendNode[], ctx: OperationContext, done: 'created' | 'updated'): Promise<ReadonlyMap<NodeId, ProvisionResult>> {
+    // Its synchronous calls (temp files, renames, chmods) let the event loop turn every few milliseconds.
     const pacer = new Pacer();
-    const batch: WriteBatch = { confiner: new Confiner(this.root), parents: new Map(), staged: new Map(), pacer };
+    const batch: WriteBatch = { confiner: new Confiner(this.root), parents: new Map(), staged: new Map() };
     const results = new Map<NodeId, ProvisionResult>();
     await forEachLimit(nodes, WRITE_PARALLELISM, async (node) => {
       await pacer.pace();

@@ -402,15 +402,8 @@ async function fsyncPath(dir: string): Promise<void> {
   }
 }
 
-async function removeQuietly(path: string): Promise<void> {
-  try {
-    await unlink(path);
-  } catch {
-    // Best effort: the temp file may never have been created.
-  }
-}
-
-function removeQuietlySync(path: string): void {
+/** Unlinks a temp file that will not be used; synchronous, as `writeTemp` (one metadata call). */
+function removeQuietly(path: string): void {
   try {
     unlinkSync(path);
   } catch {
@@ -484,7 +477,7 @@ export async function writeFileAtomic(real: string, file: FileWrite, signal: Abo
   try {
     await fsyncPath(tmp);
   } catch (err) {
-    await removeQuietly(tmp);
+    removeQuietly(tmp);
     throw fsFault(err, 'fsync', real);
   }
   await renameIntoPlace(tmp, real, signal, 'write');
@@ -500,7 +493,7 @@ async function renameIntoPlace(tmp: string, real: string, signal: AbortSignal, a
     if (signal.aborted) throw aborted(action);
     await rename(tmp, real);
   } catch (err) {
-    await removeQuietly(tmp);
+    removeQuietly(tmp);
     throw fsFault(err, action, real);
   }
   try {
@@ -534,7 +527,7 @@ function writeTemp(real: string, file: FileWrite): string {
       closeSync(fd);
     }
   } catch (err) {
-    removeQuietlySync(tmp);
+    removeQuietly(tmp);
     throw fsFault(err, 'write', real);
   }
   return tmp;
@@ -611,7 +604,7 @@ export function renameStaged(s: StagedWrite): void {
 
 /** Removes a staged temp file that will not be committed. */
 export function discardStaged(s: StagedWrite): void {
-  removeQuietlySync(s.tmp);
+  removeQuietly(s.tmp);
 }
 
 /** Per directory: the fsync running now and the one that will run after it. */
@@ -722,7 +715,7 @@ export async function writeSymlinkAtomic(real: string, target: string, signal: A
     await symlink(target, tmp);
     if (keep !== undefined) keepOwner((uid, gid) => lchownSync(tmp, uid, gid), keep);
   } catch (err) {
-    await removeQuietly(tmp);
+    removeQuietly(tmp);
     throw fsFault(err, 'symlink', real);
   }
   await renameIntoPlace(tmp, real, signal, 'symlink');
