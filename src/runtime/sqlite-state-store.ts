@@ -659,6 +659,11 @@ export class SqliteStateStore implements StateStore {
     return (this.#stmt('SELECT * FROM nodes ORDER BY id').all() as NodeRow[]).map(toNode);
   }
 
+  /** How many nodes the state holds, without reading them. */
+  countNodes(): number {
+    return (this.#stmt('SELECT count(*) AS n FROM nodes').get() as { n: number }).n;
+  }
+
   /** Inserts or replaces many records in one transaction. */
   putNodes(records: readonly NodeRecord[]): void {
     if (records.length === 0) return;

@@ -338,7 +338,9 @@ describe('nodes', () => {
       node('a'),
       node('b', { status: 'failed', lastFault: { class: 'throttled', message: 'slow down', retryAfterMs: 500 }, attempts: 2, retryAt: 5000, outputs: null, snapshot: null, memo: null, managed: false, deletionPolicy: 'Orphan', reason: 'backoff' }),
     ];
+    expect(s.countNodes()).toBe(0);
     s.putNodes(records);
+    expect(s.countNodes()).toBe(2);
     expect(s.getNode('a')).toEqual(records[0]);
     expect(s.getNode('b')).toEqual(records[1]);
     expect(s.getNode('missing')).toBeUndefined();
@@ -346,6 +348,7 @@ describe('nodes', () => {
     expect(s.getNode('a')?.status).toBe('drifted');
     s.removeNodes(['a']);
     expect(s.listNodes().map((n) => n.id)).toEqual(['b']);
+    expect(s.countNodes()).toBe(1);
   });
 
   it('writes and reads back 100k records in one transaction', () => {

@@ -106,7 +106,7 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
  */
 function noteEmptyGoals(ctx: CliContext, nodes: number, store: SqliteStateStore): void {
   if (nodes > 0) return;
-  const kept = store.listNodes().length;
+  const kept = store.countNodes();
   if (kept === 0) return;
   const note = `the goals hold no nodes: the ${kept} node(s) in the state are kept as they are, neither deleted nor forgotten (an empty goal set never deletes anything)`;
   if (ctx.format === 'json') ctx.log.warn({ kept }, note);
