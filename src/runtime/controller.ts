@@ -18,7 +18,7 @@ import { emptySummary, runSteps, withoutIgnored } from './reconciler.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
-import { appliedAtSpec, carriedRecord, heldByPolicy, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDeps, storedGoalDigest } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, heldByPolicy, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDeps, storedGoalDigest } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 import { corrected, driftReport, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
@@ -1096,7 +1096,7 @@ export class Controller<S extends NodeSpec> {
     const prev = this.records.get(node.id);
     const rec: NodeRecord = { ...carriedRecord(node, status, prev, this.o.clock.now()), ...patch };
     const deps = this.graph?.dependencies(node.id) ?? [];
-    if (prev !== undefined && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps)) return; // steady state writes nothing
+    if (prev !== undefined && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps, node.settings.deletionPolicy)) return; // steady state writes nothing
     this.records.set(node.id, { ...rec, updatedAt: this.o.clock.now(), snapshot: recordSnapshot(node, deps, prev, rec, this.o.codec) });
     this.dirty.add(node.id);
   }
@@ -1110,7 +1110,7 @@ export class Controller<S extends NodeSpec> {
       if (r === undefined) continue;
       const stored = this.persisted.get(id);
       // Back where it was stored (ready → observing → ready): nothing to write, and updatedAt keeps its meaning.
-      if (stored !== undefined && sameRecord(stored, r) && sameSnapshot(stored, storedGoalDigest(r), storedDeps(r))) {
+      if (stored !== undefined && sameRecord(stored, r) && sameSnapshot(stored, storedGoalDigest(r), storedDeps(r), declaredDeletionPolicy(r))) {
         this.records.set(id, stored);
         continue;
       }

@@ -44,6 +44,11 @@ export interface RecordSnapshot {
   readonly deps?: readonly string[];
   /** Digest of the goal's spec the node was last reconciled toward: a different one is a goal change. */
   readonly goal?: string;
+  /**
+   * The node's own `deletionPolicy`, when `Delete` (absent for `Orphan`): the record's is `Delete` only
+   * when its goal pruned too, and a goal that turns prune on in the revision that removes the node deletes it.
+   */
+  readonly deletionPolicy?: 'Delete';
 }
 
 function snapshotOf(r: NodeRecord): RecordSnapshot {
@@ -106,13 +111,21 @@ export function heldByPolicy(r: NodeRecord): boolean {
 export function recordSnapshot<S extends NodeSpec>(node: DesiredNode<S>, deps: readonly string[], prev: NodeRecord | undefined, rec: NodeRecord, codec: NodeSpecCodec<S>): RecordSnapshot {
   const kept = prev === undefined ? undefined : storedSpec(prev);
   const spec = kept !== undefined && prev?.appliedDigest === rec.appliedDigest ? kept : codec.encode(node.spec);
-  return { spec, deps, goal: node.spec.digest };
+  return node.settings.deletionPolicy === 'Delete' ? { spec, deps, goal: node.spec.digest, deletionPolicy: 'Delete' } : { spec, deps, goal: node.spec.digest };
 }
 
-/** Whether a stored record's snapshot already has this goal digest and these dependencies, and a spec (which follows the applied digest, compared by `sameRecord`). */
-export function sameSnapshot(r: NodeRecord, goal: string | null, deps: readonly string[]): boolean {
+/** The node's own deletion policy as its record last kept it (records written before it was kept: the record's). */
+export function declaredDeletionPolicy(r: NodeRecord): NodeRecord['deletionPolicy'] {
+  return snapshotOf(r).deletionPolicy ?? r.deletionPolicy;
+}
+
+/**
+ * Whether a stored record's snapshot already has this goal digest, these dependencies and this declared
+ * deletion policy, and a spec (which follows the applied digest, compared by `sameRecord`).
+ */
+export function sameSnapshot(r: NodeRecord, goal: string | null, deps: readonly string[], deletionPolicy: NodeRecord['deletionPolicy']): boolean {
   const s = snapshotOf(r);
-  return s.spec !== undefined && s.goal === goal && sameDeps(s.deps, deps);
+  return s.spec !== undefined && s.goal === goal && sameDeps(s.deps, deps) && declaredDeletionPolicy(r) === deletionPolicy;
 }
 
 /** A record as users see it (`state --format json`, the daemon's `/status`): without the internal snapshot and the backend's memo. */
@@ -252,9 +265,14 @@ export function splitRemoved<S extends NodeSpec>(
     if (r.managed) managed++;
     if (!graph.has(r.id) && r.status !== 'orphaned' && r.status !== 'deleted') removed.push(r);
   }
-  // A goal still in the revision decides by its prune now: turned off in the revision that removes
-  // the node, nothing is deleted. The record's policy is for a goal removed whole.
-  const candidates = removed.filter((r) => r.deletionPolicy === 'Delete' && graph.prunes(r.goal) !== false && r.managed && !heldByPolicy(r));
+  // A goal still in the revision decides by its prune now, with the node's own policy as last kept: prune
+  // turned off in the revision that removes the node deletes nothing, turned on there deletes a node that
+  // said Delete. For a goal removed whole, the record's policy decides (Delete only if it pruned then).
+  const deletes = (r: NodeRecord): boolean => {
+    const prunes = graph.prunes(r.goal);
+    return prunes === undefined ? r.deletionPolicy === 'Delete' : prunes && declaredDeletionPolicy(r) === 'Delete';
+  };
+  const candidates = removed.filter((r) => r.managed && !heldByPolicy(r) && deletes(r));
   const claimed = claimedByGoals(graph, candidates, codec);
   const toDelete = candidates.filter((r) => !claimed.has(r.id));
   const deleting = new Set(toDelete);

@@ -268,7 +268,7 @@ export class Reconciler<S extends NodeSpec> {
         ...patch,
       };
       // A node observed as it was recorded writes nothing: a steady pass costs no store write.
-      if (prev !== undefined && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps)) return;
+      if (prev !== undefined && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps, node.settings.deletionPolicy)) return;
       records.set(node.id, { ...rec, snapshot: recordSnapshot(node, deps, prev, rec, this.codec) });
       updates.push(records.get(node.id)!);
     };

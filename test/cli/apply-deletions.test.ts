@@ -54,6 +54,19 @@ describe('apply and deletions (CLI.md: apply exits 0 only when converged)', () =
     expect(status.nodes.map((n) => n.id)).toEqual(['a']);
   });
 
+  it('prune turned on in the revision that removes a node that says Delete: the node is deleted', async () => {
+    p.write('app.yaml', goal(['a', 'e'], false));
+    expect((await cli(['apply', ...p.args, '--yes'])).code).toBe(0);
+    p.write('app.yaml', goal(['a'], true));
+    const plan = await cli(['plan', ...p.args, '--format', 'json']);
+    expect(JSON.parse(plan.stdout)).toMatchObject({ counts: { delete: 1, orphan: 0 } });
+    const r = await cli(['apply', ...p.args, '--yes']);
+    expect(r.code, r.stdout).toBe(0);
+    expect(existsSync(join(p.root, 'e.txt'))).toBe(false);
+    const status = JSON.parse((await cli(['status', ...p.args, '--format', 'json'])).stdout) as { nodes: { id: string }[] };
+    expect(status.nodes.map((n) => n.id)).toEqual(['a']);
+  });
+
   it('past the mass-deletion guard: plan shows the deletions refused, apply deletes none and exits 1, --allow-mass-deletion deletes them', async () => {
     const files = Array.from({ length: 12 }, (_, i) => `m${i}`);
     p.write('app.yaml', goal(files));
