@@ -85,6 +85,8 @@ export interface SpecIssue {
   readonly message: string;
   /** The diagnostic's code, where the backend has a more precise one than `unsupported-spec` (the code of the fault it would raise). */
   readonly code?: string | undefined;
+  /** `warning` for what may still work (the filesystem decides); an error otherwise. */
+  readonly severity?: 'warning' | undefined;
 }
 
 /** A node as `BackendFactory.relations` sees it: its id and its spec (references left in place). */
@@ -150,7 +152,7 @@ export interface BackendFactory<C = unknown> {
    * time, without I/O. Each issue becomes a goal error; absent means any
    * valid spec of a supported kind is fine.
    */
-  checkSpec?(spec: InfraNodeSpec, config: C): readonly SpecIssue[];
+  checkSpec?(spec: InfraNodeSpec, config: C, where?: { readonly cwd: string }): readonly SpecIssue[];
   /**
    * Why this implementation can never delete a node of this spec (a playbook
    * cannot be un-run; a resource without a delete command), without I/O;

@@ -344,13 +344,14 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
    */
   private backendChecks(decl: NodeDeclaration, spec: InfraNodeSpec, backend: BackendDeclaration, factory: BackendFactory, diag: DiagnosticBag): boolean {
     const where = `(backend "${backend.id}", type ${backend.type})`;
-    const issues = factory.checkSpec?.(spec, backend.config) ?? [];
-    for (const issue of issues) diag.error(decl.locate(['spec', ...issue.path]), issue.code ?? 'unsupported-spec', `${issue.message} ${where}`);
+    const issues = factory.checkSpec?.(spec, backend.config, this.cwd === undefined ? undefined : { cwd: this.cwd }) ?? [];
+    for (const issue of issues) diag.add(decl.locate(['spec', ...issue.path]), issue.severity ?? 'error', issue.code ?? 'unsupported-spec', `${issue.message} ${where}`);
+    const errors = issues.filter((i) => i.severity !== 'warning');
     const cannotDelete = decl.deletionPolicy === 'Delete' ? factory.cannotDelete?.(spec, backend.config) : undefined;
     if (cannotDelete !== undefined) {
       diag.error(decl.locate(['deletionPolicy']), 'not-deletable', `deletionPolicy: Delete, but ${cannotDelete}: removed under prune, its delete would fail on every pass; use deletionPolicy: Orphan ${where}`);
     }
-    return issues.length === 0 && cannotDelete === undefined;
+    return errors.length === 0 && cannotDelete === undefined;
   }
 
   build(decl: NodeDeclaration, diag: DiagnosticBag): BuiltSpec<InfraDesiredNodeSpec> | undefined {

@@ -16,7 +16,7 @@ import type { BackendFactory, InfraNodeSpec, InfraNodeType } from '../../src/inf
 const samples: Partial<Record<InfraNodeType, readonly Record<string, unknown>[]>> = {
   'local.file': [{ path: 'conf/a', content: 'x', mode: '0600' }, { path: '../out', content: 'x' }],
   'local.directory': [{ path: 'srv/web/' }],
-  'local.symlink': [{ path: 'current', target: 'releases/v1' }],
+  'local.symlink': [{ path: 'current', target: 'releases/v1' }, { path: 'up', target: '../elsewhere' }],
   'postgres.database': [{ name: 'app', owner: 'o', connectionLimit: 5 }],
   'postgres.role': [{ name: 'app', login: true, connectionLimit: 5 }],
   'postgres.schema': [{ name: 's', database: 'app', owner: 'o' }],
@@ -44,7 +44,12 @@ function recording(spec: InfraNodeSpec): { spec: InfraNodeSpec; read: Set<string
   return { spec: proxy, read };
 }
 
-const hooks = (factory: BackendFactory, spec: InfraNodeSpec): unknown[] => [factory.checkSpec?.(spec, {}), factory.cannotDelete?.(spec, {}), factory.resourceKey?.(spec, {})];
+// The backend's config with its defaults, where it has one without any field set (the local backend's root); `{}` otherwise.
+const configOf = (factory: BackendFactory): unknown => factory.configSchema.safeParse({}).data ?? {};
+const hooks = (factory: BackendFactory, spec: InfraNodeSpec): unknown[] => {
+  const config = configOf(factory);
+  return [factory.checkSpec?.(spec, config), factory.cannotDelete?.(spec, config), factory.resourceKey?.(spec, config)];
+};
 
 const declaring = (builtinBackendFactories as readonly BackendFactory[]).filter((f) => f.specFields !== undefined);
 const cases = declaring.flatMap((factory) => factory.kinds.flatMap((kind) => (samples[kind] ?? []).map((input, i) => ({ backend: factory.type, kind, i, factory, input }))));

@@ -13,15 +13,36 @@ import { lexicalEscape, normalPath } from './paths.ts';
 /**
  * A node path that leaves the root, refused at compile time with the fault
  * every operation would raise. Only what the text shows: a path that holds a
- * `${nodes…}` reference is known once resolved, and where a symlink leads
- * (a directory on the way, a link's target) only the filesystem can say.
+ * `${nodes…}` reference is known once resolved, and where a symlink on the
+ * way leads only the filesystem can say. So with a link's target: one that
+ * leaves the root by its text alone is refused (an absolute target outside
+ * the root; from a link in the root itself, a `..` that climbs out), one
+ * that does so through the link's parent directories only warned of, as
+ * a directory on the way may be a symlink deeper into the root.
  */
-function checkLocalSpec(spec: InfraNodeSpec): SpecIssue[] {
+function checkLocalSpec(spec: InfraNodeSpec, config: LocalConfig, where?: { readonly cwd: string }): SpecIssue[] {
   if (!('path' in spec) || typeof spec.path !== 'string' || hasReferences(spec.path)) return [];
   const why = lexicalEscape(spec.path);
-  if (why === undefined) return [];
-  const { message, code } = escapesRootFault(spec.path, why);
-  return [{ path: ['path'], message, code }];
+  if (why !== undefined) return [{ path: ['path'], ...escapesRootFault(spec.path, why) }];
+  if (spec.type !== 'local.symlink' || typeof spec.target !== 'string' || hasReferences(spec.target)) return [];
+  const root = isAbsolute(config.root) ? posix.normalize(config.root) : where === undefined ? undefined : rootOf(config, where.cwd);
+  if (root === '/') return [];
+  const target = spec.target;
+  if (isAbsolute(target)) {
+    if (root === undefined || linkTarget(spec.path, target, root) !== undefined) return [];
+    return [{ path: ['target'], ...escapesRootFault(target, 'the symlink target is outside the root') }];
+  }
+  if (linkTarget(normalPath(spec.path), target, root) !== undefined) return [];
+  const inRoot = posix.dirname(normalPath(spec.path)) === '.';
+  if (inRoot) return [{ path: ['target'], ...escapesRootFault(target, 'the symlink target climbs out of the root') }];
+  return [
+    {
+      path: ['target'],
+      severity: 'warning',
+      message: `symlink target ${target} climbs out of the backend root from ${posix.dirname(normalPath(spec.path))}: refused when applied, unless a directory on the way is a symlink deeper into the root`,
+      code: 'path-escapes-root',
+    },
+  ];
 }
 
 /** Files, directories and symlinks share one namespace: the path, in normal form. */
@@ -130,7 +151,7 @@ export const localBackendFactory: BackendFactory<LocalConfig> = {
   checkSpec: checkLocalSpec,
   resourceKey: localResourceKey,
   // What checkSpec and resourceKey read: they still run when another field of the spec has an error.
-  specFields: ['path'],
+  specFields: ['path', 'target'],
   relations: localRelations,
   // As ensureFile/ensureDirectory/ensureSymlink and observe.ts make them.
   outputs: { 'local.file': ['path', 'sha256'], 'local.directory': ['path'], 'local.symlink': ['path', 'target'] },

@@ -111,11 +111,47 @@ describe('validate refuses a local path that leaves the root, at the path', () =
 
   it.each([
     { name: 'a path with .. that stays inside', nodes: node('local.file', 'path: "a/../b.txt", content: x') },
-    { name: 'a symlink target outside the root (only the filesystem can tell where it leads)', nodes: node('local.symlink', 'path: l, target: ../../elsewhere') },
-    { name: 'an absolute symlink target', nodes: node('local.symlink', 'path: l, target: /srv/app/current') },
+    { name: 'a symlink target that climbs out through its directories (only the filesystem can tell where they lead)', nodes: node('local.symlink', 'path: a/l, target: ../b') },
+    { name: 'an absolute symlink target where the root is not known (relative, and no working directory)', nodes: node('local.symlink', 'path: l, target: /srv/app/current') },
     { name: 'a path that holds a reference (known once resolved)', nodes: `${node('local.directory', 'path: d')}    - id: f\n      type: local.file\n      spec: { path: "\${nodes.n.outputs.path}/../x", content: x }\n` },
     { name: 'an absolute path on a backend without a root', nodes: node('local.file', 'path: /etc/x, content: x', '\n      backend: mem') },
   ])('accepts $name', ({ nodes }) => {
     expect(validate(nodes)).toEqual([]);
+  });
+});
+
+describe('validate and a symlink target that leaves the root', () => {
+  const goal = (link: string): string => `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: local }
+spec: { type: local, config: { root: /srv/app } }
+---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app }
+spec:
+  nodes:
+    - { id: l, type: local.symlink, spec: { ${link} } }
+`;
+  const check = (link: string): string[] => {
+    const parsed = parseGoalText('goals/app.yaml', goal(link));
+    return new GoalCompiler({ factory: new InfraSpecFactory({ registry }) }).compile(parsed.documents, parsed.diagnostics).diagnostics.map(formatDiagnostic);
+  };
+  const at = (col: number, severity: string, message: string): string => `goals/app.yaml:11:${col}: ${severity} path-escapes-root: ${message} (backend "local", type local)`;
+
+  it('refuses an absolute target outside the root, and one that climbs out from a link in the root itself', () => {
+    expect(check('path: l, target: /etc/passwd')).toEqual([at(62, 'error', 'path /etc/passwd escapes the backend root: the symlink target is outside the root')]);
+    expect(check('path: l, target: /srv/application')).toEqual([at(62, 'error', 'path /srv/application escapes the backend root: the symlink target is outside the root')]);
+    expect(check('path: l, target: ../../etc')).toEqual([at(62, 'error', 'path ../../etc escapes the backend root: the symlink target climbs out of the root')]);
+  });
+
+  it('warns of one that climbs out through the link\'s directories, which may be symlinks deeper into the root', () => {
+    expect(check('path: a/b/l, target: ../../../x')).toEqual([
+      at(66, 'warning', 'symlink target ../../../x climbs out of the backend root from a/b: refused when applied, unless a directory on the way is a symlink deeper into the root'),
+    ]);
+  });
+
+  it('accepts targets inside the root, absolute or relative, and one known only at run time', () => {
+    for (const link of ['path: l, target: /srv/app/releases/v2', 'path: l, target: releases/v2', 'path: a/b/l, target: ../../c', 'path: l, target: "${goal.name}"']) expect(check(link), link).toEqual([]);
   });
 });
