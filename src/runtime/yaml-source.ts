@@ -2,7 +2,7 @@ import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { createRequire } from 'node:module';
-import type { Document, Node as YamlNode, Pair } from 'yaml';
+import type { Alias, Document, Node as YamlNode, Pair } from 'yaml';
 import type * as Yaml from 'yaml';
 import type { Diagnostic } from './diagnostics.ts';
 import type { SourceLocation } from './node-spec.ts';
@@ -163,8 +163,15 @@ export function parseGoalText(
     let value: unknown;
     try {
       value = doc.toJS({ maxAliasCount: limits.maxAliasCount });
-    } catch {
-      problem(at(firstAliasOffset(doc.contents) ?? doc.contents.range?.[0] ?? 0), 'alias-bomb', `aliases expand to too many nodes (more than ${limits.maxAliasCount}); write the values out`);
+    } catch (err) {
+      // An alias with no anchor set before it (`*name`), or too many expansions.
+      const unresolved = err instanceof ReferenceError ? firstAliasOffset(doc.contents, (a) => a.resolve(doc) === undefined) : undefined;
+      if (unresolved !== undefined) {
+        const name = /^\*([^\s,\]}]*)/.exec(text.slice(unresolved))?.[1] ?? '';
+        problem(at(unresolved), 'unknown-alias', `alias *${name} names no anchor (&${name}) set before it in this document`);
+      } else {
+        problem(at(firstAliasOffset(doc.contents) ?? doc.contents.range?.[0] ?? 0), 'alias-bomb', `aliases expand to too many nodes (more than ${limits.maxAliasCount}); write the values out`);
+      }
       return;
     }
     const contents = doc.contents;
@@ -726,12 +733,14 @@ function keySource(text: string, pos: readonly [number, number]): string {
   return JSON.stringify(key.length > 60 ? `${key.slice(0, 60)}…` : key);
 }
 
-function firstAliasOffset(root: YamlNode): number | undefined {
+/** Offset of the first alias (of those `which` picks) in the document's values, in source order. */
+function firstAliasOffset(root: YamlNode, which: (alias: Alias) => boolean = () => true): number | undefined {
   const stack: YamlNode[] = [root];
   let first: number | undefined;
   while (stack.length > 0) {
     const node = stack.pop()!;
     if (yaml().isAlias(node)) {
+      if (!which(node)) continue;
       const o = node.range?.[0];
       if (o !== undefined && (first === undefined || o < first)) first = o;
     } else if (yaml().isMap(node)) {
