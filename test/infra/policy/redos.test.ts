@@ -44,4 +44,17 @@ describe('regular expressions in policies run in linear time', () => {
     expect(bad.map((d) => `${d.file}:${d.line}:${d.col}`)).toEqual([line]);
     expect(bad[0]!.message).toContain('linear time');
   });
+
+  it.each([
+    { pattern: '(?<=x)y', refused: true },
+    { pattern: '^a(?<!b)c', refused: true },
+    { pattern: '^(?<name>a)b$', refused: false },
+    { pattern: '^\\(?<=x\\)$', refused: false },
+    { pattern: '^[(?<=]+$', refused: false },
+  ])('a lookbehind, which RE2 refuses, is refused too: $pattern ($refused)', ({ pattern, refused }) => {
+    const entry = { key: 'team', pattern, severity: { default: 'low' } };
+    const { result } = compileTexts({ 'p.yaml': policyYaml({ requiredLabels: [entry] }), 'g.yaml': goalYaml({ environment: 'dev', nodes: [] }) });
+    const bad = result.diagnostics.filter((d) => d.code === 'bad-pattern');
+    expect(bad.map((d) => d.message)).toEqual(refused ? [expect.stringContaining('lookbehinds ((?<=…), (?<!…)) are not available, as in RE2')] : []);
+  });
 });
