@@ -203,10 +203,10 @@ describe('exit status at the edges', () => {
     expect(await code(['plan'])).toBe(2);
   });
 
-  it('only blocked nodes: plan 0 (nothing apply would do), apply 1 (not converged), check 1, validate 1', async () => {
+  it('only blocked nodes: plan 1 (apply cannot converge them: not "nothing to do"), apply 1 (not converged), check 1, validate 1', async () => {
     p.write('policy.yaml', policy('high'));
     const plan = await cli(['plan', '--format', 'json', ...p.args], { cwd: p.dir });
-    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.code, plan.stderr).toBe(1);
     expect(doc(plan.stdout).counts).toMatchObject({ blocked: 1, create: 0 });
     const apply = await cli(['apply', '--yes', '--format', 'json', ...p.args], { cwd: p.dir });
     expect(apply.code, apply.stderr).toBe(1);

@@ -86,7 +86,9 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
       ctx.out(`Plan: ${counts.create} to create, ${counts.update} to update, ${deleting}, ${counts.drift} drifted, ${counts.none} unchanged, ${counts.blocked + counts.held} blocked or held, ${counts.error} errors.${forgetting}${needing}`);
     }
     noteEmptyGoals(ctx, c.graph.size, store);
-    if (counts.error > 0) return EXIT.failed;
+    // As apply would exit: a node blocked (by a policy, an approval, a dependency) or held is one apply
+    // cannot converge, so 1 rather than a "nothing to do" that a CI gate would take for converged.
+    if (counts.error > 0 || counts.blocked + counts.held > 0) return EXIT.failed;
     // Drift that is only reported (selfHeal: false) is nothing for apply to do: it would never reach 0. A
     // rotated secret shown with it is (it is applied whatever selfHeal says).
     const corrections = entries.filter((e) => e.planned.action === 'drift' && (e.planned.correct || e.planned.diffs.some((d) => d.cause !== undefined))).length;
