@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { goalDocumentSchema, nodeDeclarationSchema, REFERENCE_PATTERNS } from '../runtime/index.ts';
-import { backendDocumentSchema, INFRA_NODE_TYPES, policyDocumentSchema, specSchemas } from '../infra/index.ts';
+import { backendDocumentSchema, BUILTIN_PACKS, INFRA_NODE_TYPES, policyDocumentSchema, policySpecSchema, specSchemas } from '../infra/index.ts';
 import type { BackendRegistry } from '../infra/index.ts';
 import { registry } from './context.ts';
 
@@ -15,6 +15,14 @@ export interface GoalJsonSchemaOptions {
 const apiVersion = goalDocumentSchema().shape.apiVersion.describe('The goal format version.');
 
 /**
+ * A document's `metadata` with the name the compiler's envelope checks for
+ * every kind (the Backend and Policy schemas leave that check to it).
+ */
+function namedMetadata<T extends z.ZodObject>(metadata: T, description: string): z.ZodObject {
+  return metadata.extend({ name: goalDocumentSchema().shape.metadata.shape.name.describe(description) }).describe(metadata.description ?? '');
+}
+
+/**
  * The goal format as JSON Schema, generated from the same zod definitions the
  * compiler uses, so editors autocomplete and check goal files: node specs by
  * `type`, Backend configs by `spec.type` (each implementation's own
@@ -25,7 +33,8 @@ export function goalJsonSchema(options: GoalJsonSchemaOptions = {}): Record<stri
     INFRA_NODE_TYPES.map((t) =>
       nodeDeclarationSchema().extend({
         type: z.literal(t).describe(`The resource type: ${t}.`),
-        spec: specSchemas[t].describe(`Spec of a ${t} node.`),
+        // Left out, a spec is `{}`: optional where that is a valid spec of the type.
+        spec: (specSchemas[t].safeParse({}).success ? specSchemas[t].optional() : specSchemas[t]).describe(`Spec of a ${t} node.`),
       }),
     ) as unknown as [z.ZodType, z.ZodType, ...z.ZodType[]],
   );
@@ -35,9 +44,18 @@ export function goalJsonSchema(options: GoalJsonSchemaOptions = {}): Record<stri
       .describe(goalDocumentSchema().shape.spec.description ?? ''),
   }).describe('A Goal: the nodes a team wants to exist.');
   const backend = backendJsonSchema(registry()).describe('A Backend: a configured backend instance.');
+  const policyDoc = policyDocumentSchema();
   const policy =
     options.policySchema ??
-    policyDocumentSchema().extend({ apiVersion }).describe('A Policy: constraints enforced on every node before anything is provisioned.');
+    policyDoc
+      .extend({
+        apiVersion,
+        metadata: namedMetadata(policyDoc.shape.metadata, policyDoc.shape.metadata.shape.name.description ?? ''),
+        spec: policySpecSchema()
+          .extend({ include: z.array(z.enum(Object.keys(BUILTIN_PACKS) as [string, ...string[]])).default([]).describe(policySpecSchema().shape.include.description ?? '') })
+          .describe(policyDoc.shape.spec.description ?? ''),
+      })
+      .describe('A Policy: constraints enforced on every node before anything is provisioned.');
   const document = z.union([goal, backend, policy]);
   const schema = z.toJSONSchema(document, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' });
   const nodes = ((schema.anyOf?.[0]?.properties?.spec as JsonSchema | undefined)?.properties?.nodes as JsonSchema | undefined)?.items as JsonSchema | undefined;
@@ -70,7 +88,12 @@ function acceptReferences(s: JsonSchema | undefined): void {
   const { description, default: dflt, ...own } = s;
   for (const k of Object.keys(s)) delete (s as Record<string, unknown>)[k];
   Object.assign(s, {
-    anyOf: [own, { type: 'string', pattern: typed ? REFERENCE_PATTERNS.whole : REFERENCE_PATTERNS.some, description: 'A ${nodes.<id>.outputs.<key>} reference, checked once the output is known.' }],
+    anyOf: [
+      own,
+      typed
+        ? { type: 'string', pattern: REFERENCE_PATTERNS.whole, description: 'A ${nodes.<id>.outputs.<key>} reference, checked once the output is known.' }
+        : { type: 'string', pattern: REFERENCE_PATTERNS.some, description: 'A ${nodes.<id>.outputs.<key>} reference, or ${goal.name}, ${goal.environment}, ${goal.labels.<key>}: checked once resolved.' },
+    ],
     ...(description === undefined ? {} : { description }),
     ...(dflt === undefined ? {} : { default: dflt }),
   });
@@ -84,6 +107,7 @@ function backendJsonSchema(registry: BackendRegistry): z.ZodType {
     const config = factory.configSchema.safeParse({}).success ? factory.configSchema.optional() : factory.configSchema;
     return backendDocumentSchema.extend({
       apiVersion,
+      metadata: namedMetadata(backendDocumentSchema.shape.metadata, backendDocumentSchema.shape.metadata.shape.name.description ?? ''),
       spec: backendDocumentSchema.shape.spec.extend({
         type: z.literal(type).describe(`${factory.description} Provisions ${factory.kinds.join(', ')}.`),
         config: config.describe(`Config of a ${type} backend.`),

@@ -3,10 +3,14 @@ import { MAX_TIMER_MS } from './clock.ts';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
+/** What `parseDuration` reads, spaces around included (the JSON Schema's pattern for a duration). */
+export const DURATION_PATTERN = '^\\s*(\\d+(\\.\\d+)?(ms|s|m|h|d))+\\s*$';
+const DURATION = new RegExp(DURATION_PATTERN);
+
 /** Parses `500ms`, `30s`, `5m`, `1h`, `1d` (or a combination such as `1m30s`) to milliseconds. */
 export function parseDuration(text: string): number | undefined {
+  if (!DURATION.test(text)) return undefined;
   const s = text.trim();
-  if (!/^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(s)) return undefined;
   let total = 0;
   for (const m of s.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) total += Number(m[1]) * UNITS[m[2]!]!;
   return Math.round(total);
@@ -22,6 +26,7 @@ export function formatDuration(ms: number): string {
 /** A zod schema for a duration string, yielding milliseconds. */
 export const durationSchema = z
   .string({ error: 'expected a duration such as "500ms", "30s" or "5m"' })
+  .meta({ pattern: DURATION_PATTERN })
   .transform((s, ctx) => {
     const ms = parseDuration(s);
     if (ms === undefined || ms <= 0) {

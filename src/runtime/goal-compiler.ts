@@ -39,7 +39,7 @@ const schemas = once(() => {
     dependsOn: z.array(z.string()).default([]).describe('Ids of nodes that must be ready first.'),
     deletionPolicy: deletionPolicySchema.optional().describe('Orphan (default): forget the resource when the node is removed; Delete: deprovision it (with prune).'),
     ignoreFields: z
-      .array(z.string())
+      .array(z.string().meta({ pattern: '\\S' }))
       .default([])
       .describe('Fields whose drift is neither reported nor corrected: paths inside spec as drift reports show them ("mode", "input.retentionDays"). A resource deleted out of band ("exists") is always reported.'),
     labels: labelsSchema.default({}).describe('Labels merged over the goal\'s metadata.labels.'),

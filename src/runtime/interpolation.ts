@@ -57,11 +57,12 @@ const NODE_REF = new RegExp(`^nodes\\.(${REF_ID})\\.outputs\\.(${REF_KEY})$`);
 /**
  * Patterns (ECMAScript, as JSON Schema's `pattern` reads them) of a string
  * that is one `${nodes.<id>.outputs.<key>}` and nothing else (`wholeReference`),
- * and of a string that holds one somewhere (not after `$`: `$${` is a literal `${`).
+ * and of a string that holds one, or a `${goal.name}`, `${goal.environment}`,
+ * `${goal.labels.<key>}`, somewhere (not after `$`: `$${` is a literal `${`).
  */
 export const REFERENCE_PATTERNS = {
   whole: `^\\$\\{\\s*nodes\\.${REF_ID}\\.outputs\\.${REF_KEY}\\s*\\}$`,
-  some: `(^|[^$])\\$\\{\\s*nodes\\.${REF_ID}\\.outputs\\.${REF_KEY}\\s*\\}`,
+  some: `(^|[^$])\\$\\{\\s*(nodes\\.${REF_ID}\\.outputs\\.${REF_KEY}|goal\\.(name|environment|labels\\.[^}\\s]+))\\s*\\}`,
 } as const;
 
 const ONE_EXPR = /^\$\{([^}]*)\}$/;

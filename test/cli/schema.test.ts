@@ -74,6 +74,20 @@ describe('JSON Schema of goal files', () => {
     { name: 'text around a reference in a number field', doc: nodeDoc('postgres.role', { name: 'app', connectionLimit: 'x${nodes.cfg.outputs.limit}' }), valid: false },
     { name: 'a string without a reference in a number field', doc: nodeDoc('postgres.role', { name: 'app', connectionLimit: '10' }), valid: false },
     { name: 'a reference where a secret reference belongs', doc: nodeDoc('postgres.role', { name: 'app', password: { fromEnv: '${nodes.cfg.outputs.v}' } }), valid: false },
+    // What the compiler accepts and refuses, the schema too (the audit of 2026-11-24 found these apart).
+    { name: 'a goal label in a patterned text field', doc: nodeDoc('local.file', { path: 'f', content: '', mode: '${goal.labels.mode}' }), valid: true },
+    { name: 'a node without a spec, where {} is a valid spec of its type', doc: { apiVersion: 'desiredstate/v1', kind: 'Goal', metadata: { name: 'g' }, spec: { nodes: [{ id: 'n', type: 'generic.resource' }] } }, valid: true },
+    { name: 'a node without a spec, where its type needs fields', doc: { apiVersion: 'desiredstate/v1', kind: 'Goal', metadata: { name: 'g' }, spec: { nodes: [{ id: 'n', type: 'local.file' }] } }, valid: false },
+    { name: 'a Backend name the compiler refuses', doc: { ...(backendDoc('local', {}) as object), metadata: { name: 'Local_Files' } }, valid: false },
+    { name: 'a Policy name the compiler refuses', doc: { apiVersion: 'desiredstate/v1', kind: 'Policy', metadata: { name: 'Acme Standards' }, spec: {} }, valid: false },
+    { name: 'a goal interval that is no duration', doc: { apiVersion: 'desiredstate/v1', kind: 'Goal', metadata: { name: 'g' }, spec: { interval: '5x' } }, valid: false },
+    { name: 'a goal interval', doc: { apiVersion: 'desiredstate/v1', kind: 'Goal', metadata: { name: 'g' }, spec: { interval: '1m30s' } }, valid: true },
+    { name: 'a backend timeout that is no duration', doc: backendDoc('exec', { timeout: 'banana' }), valid: false },
+    { name: 'an unknown rule pack', doc: { apiVersion: 'desiredstate/v1', kind: 'Policy', metadata: { name: 'p' }, spec: { include: ['baselin'] } }, valid: false },
+    { name: 'the baseline pack', doc: { apiVersion: 'desiredstate/v1', kind: 'Policy', metadata: { name: 'p' }, spec: { include: ['baseline'] } }, valid: true },
+    { name: 'an empty severity map', doc: { apiVersion: 'desiredstate/v1', kind: 'Policy', metadata: { name: 'p' }, spec: { requiredLabels: [{ key: 'team', severity: {} }] } }, valid: false },
+    { name: 'policy defaults that set nothing', doc: { apiVersion: 'desiredstate/v1', kind: 'Policy', metadata: { name: 'p' }, spec: { defaults: [{ types: ['local.file'], set: {} }] } }, valid: false },
+    { name: 'a blank ignoreFields entry', doc: { apiVersion: 'desiredstate/v1', kind: 'Goal', metadata: { name: 'g' }, spec: { nodes: [{ id: 'n', type: 'local.file', ignoreFields: [' '], spec: { path: 'f', content: '' } }] } }, valid: false },
   ])('documents: $name → valid $valid', ({ doc, valid }) => {
     expect(validator()(doc)).toBe(valid);
   });

@@ -46,6 +46,7 @@ const schemas = once(() => {
   const severitySchema = z
     .record(z.string(), levelOrNoneSchema)
     .refine((m) => Object.keys(m).length > 0, 'name a level for "default" or for an environment')
+    .meta({ minProperties: 1 })
     .describe('Environment (or "default") to level: info, low, medium, high, critical, or none (off).');
 
   const frameworksSchema = z.array(z.enum(FRAMEWORKS)).default([]).describe('Compliance frameworks this rule is evidence for.');
@@ -89,6 +90,7 @@ const schemas = once(() => {
     set: z
       .record(z.string(), z.unknown())
       .refine((m) => Object.keys(m).length > 0, 'set at least one field')
+      .meta({ minProperties: 1 })
       .describe('Spec fields set where the goal leaves them unset.'),
   });
 
