@@ -266,7 +266,9 @@ export interface ImpliedEdge {
   readonly source: SourceLocation;
 }
 
+/** A policy's hold on a node: never provisioned nor deleted while the goals say what they say. */
 export interface NodeGate {
+  /** Which rules hold it, in words (`naming:name (high, org)`); shown after `held by policy: `. */
   readonly reason: string;
   readonly details?: unknown;
 }

@@ -88,9 +88,13 @@ export function storedGoalDigest(r: NodeRecord): string | null {
   return snapshotOf(r).goal ?? r.appliedDigest;
 }
 
-/** The reason stored for a node a policy gate holds: `policy: <the gate's reason>`. */
+const POLICY_HOLD = 'held by policy: ';
+/** As records written before 2026-11-24 have it (`policy: held by policy: …`). */
+const LEGACY_POLICY_HOLD = 'policy: ';
+
+/** The reason plan, apply and status give a node a policy gate holds: `held by policy: <the gate's reason>`. */
 export function policyHoldReason(gateReason: string): string {
-  return `policy: ${gateReason}`;
+  return `${POLICY_HOLD}${gateReason}`;
 }
 
 /**
@@ -99,7 +103,7 @@ export function policyHoldReason(gateReason: string): string {
  * as no policy can judge a node that is no longer declared.
  */
 export function heldByPolicy(r: NodeRecord): boolean {
-  return r.status === 'held' && r.reason?.startsWith(policyHoldReason('')) === true;
+  return r.status === 'held' && (r.reason?.startsWith(POLICY_HOLD) === true || r.reason?.startsWith(LEGACY_POLICY_HOLD) === true);
 }
 
 /**

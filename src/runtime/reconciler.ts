@@ -144,7 +144,7 @@ export class Reconciler<S extends NodeSpec> {
         const gate = options.gates?.get(node.id);
         const record = byId.get(node.id);
         const badDep = graph.dependencies(node.id).find((d) => notReady.has(d));
-        if (gate !== undefined) entry({ action: 'blocked', reason: gate.reason });
+        if (gate !== undefined) entry({ action: 'blocked', reason: policyHoldReason(gate.reason) });
         else if (record !== undefined && heldForGoal(record, node, options)) entry({ action: 'held', reason: record.reason ?? 'held by the fault policy' });
         else if (badDep !== undefined) entry({ action: 'blocked', reason: `dependency ${badDep} is not ready` });
         else observable.push(node);
@@ -289,7 +289,7 @@ export class Reconciler<S extends NodeSpec> {
         for (const node of level) {
           const gate = options.gates?.get(node.id);
           if (gate !== undefined) {
-            outcomes.set(node.id, { status: 'held', reason: gate.reason });
+            outcomes.set(node.id, { status: 'held', reason: policyHoldReason(gate.reason) });
             put(node, 'held', { reason: policyHoldReason(gate.reason) });
             continue;
           }

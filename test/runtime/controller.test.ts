@@ -781,7 +781,7 @@ describe('Controller: goal changes', () => {
   it('a held node proceeds, with its dependents, once the gate goes (policy fixed), and again after a goal fix', async () => {
     const two = (mode: string): string => goalYaml(fileNode('a', 'A', { mode }) + fileNode('b', 'B', { dependsOn: ['a'] }));
     const h = start();
-    const gated = new Map([['a', { reason: 'held by policy: private (high, org)' }]]);
+    const gated = new Map([['a', { reason: 'private (high, org)' }]]);
     await h.controller.setGraph(compileYaml(two('0644')).graph, { gates: gated });
     await h.settle();
     expect([statusOf(h, 'a'), statusOf(h, 'b')]).toEqual(['held', 'blocked']);
@@ -808,7 +808,7 @@ describe('Controller: goal changes', () => {
     await h.settle();
     await h.advance(5 * MIN, 30_000);
     expect(h.calls.created).not.toContain('a');
-    expect(h.store.getNode('a')).toMatchObject({ status: 'held', reason: 'policy: naming: a is not a good name' });
+    expect(h.store.getNode('a')).toMatchObject({ status: 'held', reason: 'held by policy: naming: a is not a good name' });
     expect(statusOf(h, 'b')).toBe('blocked');
     expect(statusOf(h, 'c')).toBe('ready');
     // Now c is gated, then removed with prune + Delete: it stays.

@@ -440,9 +440,9 @@ describe('Reconciler: plan says what apply will do', () => {
 
   it('the dependents of a node a policy blocks are blocked, not planned for create', async () => {
     const s = setup();
-    const gates = new Map<NodeId, NodeGate>([['a', { reason: 'policy says no' }]]);
+    const gates = new Map<NodeId, NodeGate>([['a', { reason: 'says no' }]]);
     const p = await planned(s, abc, { gates });
-    expect(p).toMatchObject({ a: { action: 'blocked', reason: 'policy says no' }, b: { action: 'blocked', reason: 'dependency a is not ready' }, c: { action: 'create' } });
+    expect(p).toMatchObject({ a: { action: 'blocked', reason: 'held by policy: says no' }, b: { action: 'blocked', reason: 'dependency a is not ready' }, c: { action: 'create' } });
     const applied = await s.reconciler.apply(abc, { ...pass, gates });
     expect(applied.outcomes.get('b')).toEqual({ status: 'blocked', reason: 'dependency a is not ready' });
   });
@@ -453,7 +453,7 @@ describe('Reconciler: plan says what apply will do', () => {
     const calls: string[] = [];
     const s = setup({ beforeCall: (node, op) => calls.push(`${node.id}:${op}`) });
     await s.reconciler.apply(pruned(two), pass);
-    await s.reconciler.apply(pruned(two), { ...pass, gates: new Map([['b', { reason: 'held by policy: file-owned (high, org)' }]]) });
+    await s.reconciler.apply(pruned(two), { ...pass, gates: new Map([['b', { reason: 'file-owned (high, org)' }]]) });
     expect(s.sqlite.getNode('b')).toMatchObject({ status: 'held' });
     calls.length = 0;
     // Shown as forgotten, never as a delete.

@@ -291,7 +291,7 @@ export class CelPolicyEngine implements PolicyEngine {
     let gate: NodeGate | undefined;
     if (blocking.length > 0) {
       gate = {
-        reason: `held by policy: ${blocking.map((f) => `${f.rule} (${f.severity}, ${f.policy})`).join(', ')}`,
+        reason: blocking.map((f) => `${f.rule} (${f.severity}, ${f.policy})`).join(', '),
         details: { findings: blocking },
       };
     }
