@@ -300,6 +300,9 @@ export function changedBackends(stored: string | undefined, now: Readonly<Record
 export const DAEMON_LISTEN = 'daemon.listen';
 export const DAEMON_PID = 'daemon.pid';
 
+/** The commands already told that their state directory is missing: once is enough (retry looks twice). */
+const toldMissing = new WeakSet<CliContext>();
+
 /**
  * Runs `fn` on the state store without the daemon's lock (status, drift,
  * retry and scripts work while it runs); undefined when there is no state yet.
@@ -314,7 +317,8 @@ export function withStateStore<T>(ctx: CliContext, mode: 'read' | 'write' | 'loc
   // CLI.md has them (a script asking `status --state S` before the first apply gets its document). One
   // named (--state, $DESIREDSTATE_STATE) is said to be missing, for the typo it may be.
   if (!existsSync(ctx.stateDir)) {
-    if (ctx.stateDirGiven) ctx.log.warn({ stateDir: ctx.stateDir }, `state directory ${ctx.stateDir} does not exist: nothing has run with it yet`);
+    if (ctx.stateDirGiven && !toldMissing.has(ctx)) ctx.log.warn({ stateDir: ctx.stateDir }, `state directory ${ctx.stateDir} does not exist: nothing has run with it yet`);
+    toldMissing.add(ctx);
     return undefined;
   }
   requireStateDir(ctx);

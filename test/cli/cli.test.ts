@@ -169,6 +169,7 @@ describe.concurrent('desiredstate CLI: invocations', () => {
     { name: 'options and no command', args: ['--goals', 'goals', '--format=json'], stderr: /^desiredstate: no command given; run desiredstate --help/ },
     { name: 'an unknown command after options', args: ['--goals', 'goals', 'bogus'], stderr: /^desiredstate: unknown command "bogus"; run desiredstate --help\n$/ },
     { name: 'a bad option of the command after options', args: ['--state', 'x', 'plan', '--bogus'], stderr: /^desiredstate plan: unknown option --bogus\n$/ },
+    { name: 'an empty --node', args: ['drift', '--node', ''], stderr: /^desiredstate drift: --node takes a node id \(got an empty one\)\n$/ },
   ])('exit 64 on a bad invocation: $name', async ({ args, stderr }) => {
     const r = await cli(args, { cwd: p.dir });
     expect(r.code).toBe(64);
@@ -206,6 +207,13 @@ describe.concurrent('desiredstate CLI: invocations', () => {
     expect(JSON.parse(r.stdout)).toEqual(empty);
     expect(r.stderr).toContain(`state directory ${join(p.dir, 'not-yet')} does not exist: nothing has run with it yet`);
     expect(existsSync(join(p.dir, 'not-yet'))).toBe(false);
+  });
+
+  it('retry on a state directory nothing has run with yet: an unknown node (exit 1), the missing directory said once', async () => {
+    const r = await cli(['retry', 'some-node', '--state', join(p.dir, 'not-yet')], { cwd: p.dir });
+    expect(r.code).toBe(1);
+    expect(r.stdout + r.stderr).toContain('unknown node "some-node"');
+    expect(r.stderr.split('does not exist: nothing has run with it yet').length - 1).toBe(1);
   });
 
   it('--help among options given before any command shows the main help', async () => {

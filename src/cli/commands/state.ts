@@ -73,6 +73,10 @@ export function status(ctx: CliContext): number {
     else ctx.out('goal revision rejected; the last good graph keeps running:');
     ctx.outLines((JSON.parse(result.goalErrors) as string[]).map((l) => `  ${l}`));
   }
+  if (result.nodes.length === 0) {
+    ctx.out('no nodes recorded');
+    return EXIT.ok;
+  }
   const rows = [['NODE', 'TYPE', 'BACKEND', 'STATUS', 'UPDATED', 'REASON']];
   for (const r of result.nodes) rows.push([r.id, r.type, r.backendId, r.status, iso(r.updatedAt), r.reason ?? '']);
   ctx.outLines(table(rows));
@@ -83,6 +87,7 @@ export function status(ctx: CliContext): number {
 }
 
 export function drift(ctx: CliContext, options: { since: string | undefined; node: string | undefined; limit?: number | undefined }): number {
+  if (options.node?.trim() === '') throw new UsageError('--node takes a node id (got an empty one)');
   const since = options.since === undefined ? undefined : parseSince(options.since, Date.now());
   const reports = withStateStore(ctx, 'read', (store) => store.listDrift({ since, node: options.node, limit: options.limit })) ?? [];
   if (ctx.format === 'json') {
