@@ -250,11 +250,12 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     if (!this.declared.has(backend)) this.notConfigured(backend, source, diag);
   }
 
-  /** The output keys the node's backend declares for its kind; undefined (any key) when it declares none. */
-  outputKeys(spec: InfraDesiredNodeSpec): readonly string[] | undefined {
-    const declared = this.declared.get(spec.backendId);
-    const keys = declared?.status === 'ok' ? this.registry.get(declared.decl.type)?.outputs?.[spec.spec.type] : undefined;
-    return keys === 'any' ? undefined : keys;
+  /** The output keys the node's backend declares for its kind (the node's spec need not be valid); undefined (any key) when it declares none. */
+  outputKeys(node: { readonly type: string; readonly backend: string | undefined }): { readonly keys: readonly string[]; readonly where: string } | undefined {
+    const backendId = node.backend ?? DEFAULT_LOCAL_BACKEND.id;
+    const declared = this.declared.get(backendId);
+    const keys = declared?.status === 'ok' && isInfraNodeType(node.type) ? this.registry.get(declared.decl.type)?.outputs?.[node.type] : undefined;
+    return keys === undefined || keys === 'any' ? undefined : { keys, where: `${node.type}, backend "${backendId}"` };
   }
 
   /**

@@ -298,12 +298,15 @@ export interface NodeSpecFactory<S extends NodeSpec> {
   /** Validates one node's spec and builds its branded spec. */
   build(decl: NodeDeclaration, diag: DiagnosticBag): BuiltSpec<S> | undefined;
   /**
-   * The output keys a node with this spec will have, so that a
-   * `${nodes.<id>.outputs.<key>}` naming another is a compile error rather
-   * than a node waiting for ever; undefined when they are open-ended (a
-   * script prints them) or not known. Absent: every key is accepted.
+   * The output keys a node of this type on this backend (undefined: the
+   * domain's default) will have, so that a `${nodes.<id>.outputs.<key>}`
+   * naming another is a compile error rather than a node waiting for ever,
+   * with the node's type and backend in words (`where`); undefined when they
+   * are open-ended (a script prints them) or not known. Asked of a node
+   * whose spec is wrong too: its type and backend say what it will output.
+   * Absent: every key is accepted.
    */
-  outputKeys?(spec: S): readonly string[] | undefined;
+  outputKeys?(node: { readonly type: string; readonly backend: string | undefined }): { readonly keys: readonly string[]; readonly where: string } | undefined;
   /**
    * Edges implied by what the nodes' specs say of one another, once every
    * node is built: only the domain knows that one resource lies inside
@@ -434,6 +437,8 @@ export class GoalCompiler<S extends NodeSpec> {
       depsValid: boolean;
       goal: string;
       built: BuiltSpec<S> | undefined;
+      /** The type and backend as declared, where both are valid: what its outputs will be. */
+      kind: { readonly type: string; readonly backend: string | undefined } | undefined;
       settings: NodeSettings;
       source: SourceLocation;
       locate: (path: readonly PathKey[], part?: 'key' | 'value') => SourceLocation;
@@ -519,6 +524,7 @@ export class GoalCompiler<S extends NodeSpec> {
           depsValid: !invalid.has('dependsOn'),
           goal: goal.name,
           built,
+          kind: invalid.has('type') || invalid.has('backend') || (backendFromDefault && defaultBackendUnknown) ? undefined : { type: n.type, backend: n.backend ?? value.spec.defaults.backend },
           settings: {
             selfHeal: n.selfHeal ?? goal.selfHeal,
             prune: goal.prune,
@@ -536,38 +542,36 @@ export class GoalCompiler<S extends NodeSpec> {
 
     // Edges, once every id is known: unknown ids get a "did you mean".
     const nodes: DesiredNode<S>[] = [];
-    // Nodes whose every edge is right: a cycle among them is no echo of another error.
+    // Nodes whose dependencies could be read, with the edges that are right (not those to an unknown node
+    // or to itself, each reported as such): a cycle among them is no echo of another error.
     const sound: { id: NodeId; dependsOn: Dependency[] }[] = [];
     let allIds: string[] | undefined;
-    // A reference to a node whose spec is wrong is not checked: what it will output is unknown.
-    const builtSpecs = new Map<NodeId, S>();
-    for (const p of pending) if (p.declared && p.built !== undefined) builtSpecs.set(p.id, p.built.spec);
+    // What each node will output follows from its type and backend, even where its spec is wrong.
+    const declaredKinds = new Map<NodeId, { readonly type: string; readonly backend: string | undefined }>();
+    for (const p of pending) if (p.declared && p.kind !== undefined) declaredKinds.set(p.id, p.kind);
     // Each built node, and its edges, for the domain's implied edges to join.
     const edgesOf = new Map<NodeId, Dependency[]>();
     const builtNodes: BuiltNode<S>[] = [];
     for (const p of pending) {
       const edges: Dependency[] = [];
       const seen = new Set<NodeId>();
-      let edgesOk = p.depsValid;
       for (const d of p.deps) {
         if (d.on === p.id) {
           if (p.declared) diag.error(d.source, 'self-dependency', `${formatPath(d.path)}: node "${p.id}" depends on itself`);
-          edgesOk = false;
           continue;
         }
         if (!declared.has(d.on)) {
-          edgesOk = false;
           if (brokenIds.has(d.on)) continue;
           allIds ??= [...declared.keys()];
           diag.error(d.source, 'unknown-node', `${formatPath(d.path)}: node "${p.id}" refers to unknown node "${d.on}"${suggestion(d.on, allIds)}`);
           continue;
         }
-        if (d.key !== undefined) this.checkOutputKey(d, d.key, builtSpecs.get(d.on), diag);
+        if (d.key !== undefined) this.checkOutputKey(d, d.key, declaredKinds.get(d.on), diag);
         if (seen.has(d.on)) continue;
         seen.add(d.on);
         edges.push({ on: d.on, source: d.source, implicit: d.implicit });
       }
-      if (p.declared && edgesOk) sound.push({ id: p.id, dependsOn: edges });
+      if (p.declared && p.depsValid) sound.push({ id: p.id, dependsOn: edges });
       if (p.built !== undefined && p.declared) {
         nodes.push({ id: p.id, goal: p.goal, spec: p.built.spec, dependsOn: edges, settings: p.settings, source: p.source });
         edgesOf.set(p.id, edges);
@@ -593,16 +597,18 @@ export class GoalCompiler<S extends NodeSpec> {
    * referring to it would otherwise wait for it for ever. The reference
    * stays an edge all the same (its node exists), so no cycle error hides.
    */
-  private checkOutputKey(ref: { on: NodeId; source: SourceLocation; path: readonly PathKey[] }, key: string, target: S | undefined, diag: DiagnosticBag): void {
+  private checkOutputKey(
+    ref: { on: NodeId; source: SourceLocation; path: readonly PathKey[] },
+    key: string,
+    target: { readonly type: string; readonly backend: string | undefined } | undefined,
+    diag: DiagnosticBag,
+  ): void {
     if (target === undefined) return;
-    const keys = this.factory.outputKeys?.(target);
-    if (keys === undefined || keys.includes(key)) return;
+    const known = this.factory.outputKeys?.(target);
+    if (known === undefined || known.keys.includes(key)) return;
+    const { keys, where } = known;
     const has = keys.length === 0 ? 'it has no outputs' : `its outputs are ${keys.join(', ')}`;
-    diag.error(
-      ref.source,
-      'unknown-field',
-      `${formatPath(ref.path)}: node "${ref.on}" (${target.type}, backend "${target.backendId}") has no output "${key}"; ${has}${suggestion(key, keys)}`,
-    );
+    diag.error(ref.source, 'unknown-field', `${formatPath(ref.path)}: node "${ref.on}" (${where}) has no output "${key}"; ${has}${suggestion(key, keys)}`);
   }
 
   /**

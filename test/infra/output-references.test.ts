@@ -109,9 +109,16 @@ describe('a reference to an output the node never has is an error at the referen
     expect(r.lines[1]).toContain('has no output "sha265"; its outputs are path, sha256 (did you mean "sha256"?)');
   });
 
-  it('says nothing of the outputs of a node whose own spec is wrong (its error is enough)', () => {
+  it('checks the outputs of a node whose own spec is wrong too: its type and backend say what they will be', () => {
     const r = compile(refGoal('      type: local.file\n      spec: { path: f.txt, contnet: x }', 'pth'));
-    expect(r.lines).toEqual(['goals/refs.yaml:41:28: error unknown-field: spec.contnet is not a field of local.file (did you mean "content"?)']);
+    expect(r.lines[0]).toContain('node "t" (local.file, backend "local") has no output "pth"; its outputs are path, sha256 (did you mean "path"?)');
+    expect(r.lines[1]).toBe('goals/refs.yaml:41:28: error unknown-field: spec.contnet is not a field of local.file (did you mean "content"?)');
+    expect(r.lines).toHaveLength(2);
+  });
+
+  it('says nothing of the outputs of a node whose type is wrong (what it will output is unknown)', () => {
+    const r = compile(refGoal('      type: local.fiel\n      spec: { path: f.txt, content: x }', 'pth'));
+    expect(r.diagnostics.map((d) => d.code)).toEqual(['unknown-type']);
   });
 
   it('says nothing of the outputs of an unknown node (unknown-node is enough)', () => {
