@@ -53,11 +53,15 @@ export async function resolveSecret(ref: SecretRef, options: { env?: NodeJS.Proc
     return v;
   }
   let bytes: Buffer | undefined;
+  // Relative to the working directory, as --goals, --state and a backend's root are.
+  const path = resolve(options.cwd ?? process.cwd(), ref.fromFile);
   try {
     // In chunks, up to a limit: it may be a pipe, or a device such as /dev/zero that never ends.
-    bytes = await readAtMost(resolve(options.cwd ?? process.cwd(), ref.fromFile), MAX_SECRET_FILE_BYTES);
+    bytes = await readAtMost(path, MAX_SECRET_FILE_BYTES);
   } catch (cause) {
-    throw new DesiredStateError(ErrorCodes.SecretUnavailable, `secret file ${ref.fromFile} cannot be read`, { cause, context: { ref: describeSecretRef(ref) } });
+    const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+    const where = path === ref.fromFile ? '' : ` (${path}: relative paths are to the working directory)`;
+    throw new DesiredStateError(ErrorCodes.SecretUnavailable, `secret file ${ref.fromFile}${where} cannot be read${code === undefined ? '' : `: ${code}`}`, { cause, context: { ref: describeSecretRef(ref) } });
   }
   if (bytes === undefined) {
     throw new DesiredStateError(ErrorCodes.SecretUnavailable, `secret file ${ref.fromFile} holds more than ${MAX_SECRET_FILE_BYTES} bytes`, { context: { ref: describeSecretRef(ref) } });

@@ -563,7 +563,7 @@ export class GoalCompiler<S extends NodeSpec> {
         if (!declared.has(d.on)) {
           if (brokenIds.has(d.on)) continue;
           allIds ??= [...declared.keys()];
-          diag.error(d.source, 'unknown-node', `${formatPath(d.path)}: node "${p.id}" refers to unknown node "${d.on}"${suggestion(d.on, allIds)}`);
+          diag.error(d.source, 'unknown-node', `${formatPath(d.path)}: node "${p.id}" refers to unknown node "${d.on}"${suggestion(d.on, allIds.filter((id) => id !== p.id))}`);
           continue;
         }
         if (d.key !== undefined) this.checkOutputKey(d, d.key, declaredKinds.get(d.on), diag);

@@ -53,8 +53,10 @@ describe('resolveSecret', () => {
   });
 
   it('refuses a missing file, a directory and a device that never ends, naming the file and never a value', async () => {
-    expect((await failure(resolveSecret({ fromFile: 'nope' }, { cwd: dir }))).message).toBe('secret file nope cannot be read');
-    expect((await failure(resolveSecret({ fromFile: '.' }, { cwd: dir }))).message).toBe('secret file . cannot be read');
+    // A relative path is to the working directory (not the goal file's): said, with the path it came to and why.
+    expect((await failure(resolveSecret({ fromFile: 'nope' }, { cwd: dir }))).message).toBe(`secret file nope (${join(dir, 'nope')}: relative paths are to the working directory) cannot be read: ENOENT`);
+    expect((await failure(resolveSecret({ fromFile: '.' }, { cwd: dir }))).message).toBe(`secret file . (${dir}: relative paths are to the working directory) cannot be read: EISDIR`);
+    expect((await failure(resolveSecret({ fromFile: join(dir, 'nope') }))).message).toBe(`secret file ${join(dir, 'nope')} cannot be read: ENOENT`);
     expect((await failure(resolveSecret({ fromFile: '/dev/zero' }))).message).toBe(`secret file /dev/zero holds more than ${MAX_SECRET_FILE_BYTES} bytes`);
   });
 });
@@ -73,7 +75,7 @@ describe('unreadableSecretRefs', () => {
     const found = await unreadableSecretRefs(spec, { env: { SET_PW: 'env-secret-value', EMPTY_PW: '' }, cwd: dir });
     expect(found).toEqual([
       { ref: 'env:UNSET_PW', reason: 'secret environment variable UNSET_PW is not set' },
-      { ref: 'file:absent', reason: 'secret file absent cannot be read' },
+      { ref: 'file:absent', reason: `secret file absent (${join(dir, 'absent')}: relative paths are to the working directory) cannot be read: ENOENT` },
       { ref: 'env:EMPTY_PW', reason: 'secret environment variable EMPTY_PW is empty' },
     ]);
     expect(JSON.stringify(found)).not.toMatch(/secret-value/);
