@@ -95,6 +95,14 @@ describe('every error of a node, not only the first', () => {
     ]);
   });
 
+  it('an unknown node is never taken for the node that names it ("did you mean" another, or none)', () => {
+    const r = compile(goal('    - { id: alpha, type: local.file, dependsOn: [alphx], spec: { path: a, content: x } }\n    - { id: beta, type: local.file, dependsOn: [alpa], spec: { path: b, content: x } }\n'));
+    expect(r.lines).toEqual([
+      'g0.yaml:6:50: error unknown-node: dependsOn[0]: node "alpha" refers to unknown node "alphx"',
+      'g0.yaml:7:49: error unknown-node: dependsOn[0]: node "beta" refers to unknown node "alpa" (did you mean "alpha"?)',
+    ]);
+  });
+
   it('a bad id does not hide a bad type, and an edge to the bad id is not "unknown"', () => {
     const r = compile(goal(`    - id: BadId
       type: local.fiel
