@@ -38,6 +38,6 @@ export const durationSchema = z
 
 /** A duration string ("30s") or a whole number of milliseconds, yielding milliseconds: for config timeouts. */
 export const durationOrMsSchema = z
-  .union([durationSchema, z.number().int().positive()])
+  .union([durationSchema, z.number().int().positive()], { error: 'expected a duration such as "500ms", "30s" or "5m", or a whole number of milliseconds' })
   // A timeout is one platform timer, which fires at once past its limit: a longer one would kill every command.
   .refine((ms) => ms <= MAX_TIMER_MS, `a timeout is at most 24 days (${MAX_TIMER_MS} ms)`);

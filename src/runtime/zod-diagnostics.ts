@@ -154,10 +154,11 @@ function describeValue(v: unknown, path: readonly PathKey[] = []): string {
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'a map';
   if (typeof v === 'string') {
+    if (v === '') return 'an empty string';
     if (path.some((p) => typeof p === 'string' && SECRET_LOOKING.test(p))) return 'a string';
     return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
   }
-  if (typeof v === 'number') return `the number ${String(v)}`;
+  if (typeof v === 'number') return Number.isFinite(v) ? `the number ${String(v)}` : `${String(v)} (not a finite number)`;
   return `${typeof v} ${String(v)}`;
 }
 

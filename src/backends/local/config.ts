@@ -10,7 +10,7 @@ export const localConfigSchema = once(() =>
   z.strictObject({
     root: z.string().min(1).default('.desiredstate/local').describe('Directory every node path is relative to (itself relative to the working directory).'),
     rereadEvery: z
-      .union([z.literal('always'), durationSchema])
+      .union([z.literal('always'), durationSchema], { error: 'expected "always" or a duration such as "30m" or "1h"' })
       .prefault(DEFAULT_REREAD_EVERY)
       .describe(
         'How long a file found exactly as last read (same device, inode, size, mtime and ctime, last changed well before that read) is taken to still hold what was read, without reading it again ("30m", "1h"); "always" reads every file on every observation.',
