@@ -164,13 +164,16 @@ export const commands: Record<string, Command> = {
   },
   history: {
     summary: 'past runs: when, goals commit, what changed',
-    usage: 'desiredstate history [--state DIR] [--limit 50] [--format text|json]',
-    help: 'The last --limit runs (default 50), newest first.\nExit status: 0.',
+    usage: 'desiredstate history [RUN] [--state DIR] [--limit 50] [--format text|json]',
+    help: 'The last --limit runs (default 50), newest first. With RUN (its number), that run and what it did to each node:\nthe creates, updates and deletes it made, in order, with their outcome (the first --limit).\nExit status: 0.',
     async run(argv, io) {
-      const { values } = parse(argv, { limit: { type: 'string' } });
+      const { values, positionals } = parse(argv, { limit: { type: 'string' } }, 1);
       formatFlag(values, ['text', 'json']);
       const limit = parseCount('limit', values.limit, 1_000_000, 50);
-      return (await import('./commands/state.ts')).history(context(values, io), { limit });
+      const runText = positionals[0];
+      if (runText !== undefined && !/^[1-9][0-9]{0,14}$/.test(runText)) throw new UsageError(`history takes a run number such as 12, as history lists them (got "${runText}")`);
+      const run = runText === undefined ? undefined : Number(runText);
+      return (await import('./commands/state.ts')).history(context(values, io), { limit, run });
     },
   },
   retry: {

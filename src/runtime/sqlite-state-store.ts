@@ -21,6 +21,7 @@ import type {
   NodeRecord,
   NodeStatus,
   OperationOutcome,
+  OperationRecord,
   PendingOperation,
   RunRecord,
   RunSummary,
@@ -417,6 +418,12 @@ interface OperationRow {
   started_at: number;
 }
 
+interface FinishedOperationRow extends OperationRow {
+  finished_at: number | null;
+  outcome: OperationOutcome | null;
+  detail: string | null;
+}
+
 interface RunRow {
   id: number;
   trigger: string;
@@ -469,6 +476,10 @@ function toNode(r: NodeRow): NodeRecord {
     deletionPolicy: r.deletion_policy as NodeRecord['deletionPolicy'],
     updatedAt: r.updated_at,
   };
+}
+
+function toRun(r: RunRow): RunRecord {
+  return { id: r.id, startedAt: r.started_at, finishedAt: r.finished_at, trigger: r.trigger, commit: r.goals_commit, summary: parse<RunSummary>(r.summary) };
 }
 
 function toDrift(r: DriftRow): DriftReport {
@@ -723,14 +734,20 @@ export class SqliteStateStore implements StateStore {
     const rows = (
       limit === undefined ? this.#stmt('SELECT * FROM runs ORDER BY id DESC').all() : this.#stmt('SELECT * FROM runs ORDER BY id DESC LIMIT ?').all(limit)
     ) as RunRow[];
-    return rows.map((r) => ({
-      id: r.id,
-      startedAt: r.started_at,
-      finishedAt: r.finished_at,
-      trigger: r.trigger,
-      commit: r.goals_commit,
-      summary: parse<RunSummary>(r.summary),
-    }));
+    return rows.map(toRun);
+  }
+
+  getRun(id: number): RunRecord | undefined {
+    const row = this.#stmt('SELECT * FROM runs WHERE id = ?').get(id) as RunRow | undefined;
+    return row === undefined ? undefined : toRun(row);
+  }
+
+  /** The operations of a run, in the order they started (the first `limit`), and how many it has. */
+  runOperations(runId: number, limit: number): { operations: OperationRecord[]; total: number } {
+    const rows = this.#stmt('SELECT * FROM operations WHERE run_id = ? ORDER BY id LIMIT ?').all(runId, limit) as FinishedOperationRow[];
+    const total = rows.length < limit ? rows.length : (this.#stmt('SELECT count(*) AS n FROM operations WHERE run_id = ?').get(runId) as { n: number }).n;
+    const operations = rows.map((r) => ({ id: r.id, node: r.node, op: r.op as OperationRecord['op'], runId: r.run_id, startedAt: r.started_at, finishedAt: r.finished_at, outcome: r.outcome, detail: r.detail }));
+    return { operations, total };
   }
 
   // -- history

@@ -53,6 +53,13 @@ export interface PendingOperation {
 
 export type OperationOutcome = 'done' | 'failed' | 'adopted' | 'abandoned';
 
+/** A create, update or delete as the audit trail keeps it: pending until it has an outcome. */
+export interface OperationRecord extends PendingOperation {
+  readonly finishedAt: number | null;
+  readonly outcome: OperationOutcome | null;
+  readonly detail: string | null;
+}
+
 export interface RunRecord {
   readonly id: number;
   readonly startedAt: number;

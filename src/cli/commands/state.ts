@@ -126,7 +126,8 @@ export function parseSince(text: string, now: number): number {
   return at;
 }
 
-export function history(ctx: CliContext, options: { limit: number } = { limit: 50 }): number {
+export function history(ctx: CliContext, options: { limit: number; run?: number | undefined } = { limit: 50 }): number {
+  if (options.run !== undefined) return runDetail(ctx, options.run, options.limit);
   const runs = withStateStore(ctx, 'read', (store) => store.listRuns(options.limit)) ?? [];
   if (ctx.format === 'json') {
     ctx.out(JSON.stringify({ runs }, null, 2));
@@ -138,17 +139,55 @@ export function history(ctx: CliContext, options: { limit: number } = { limit: 5
   }
   // A run not finished is going on only if the process holding the state now started it: one whose
   // process was killed (SIGKILL, a crash, a power cut) never finishes, and is shown as interrupted.
+  const ongoing = runOngoing(ctx);
+  const rows = [['RUN', 'STARTED', 'TRIGGER', 'COMMIT', 'CHANGES']];
+  for (const r of runs) rows.push([String(r.id), iso(r.startedAt), r.trigger, r.commit === null ? '-' : shortCommit(r.commit), runChanges(r, ongoing(r))]);
+  ctx.outLines(table(rows));
+  return EXIT.ok;
+}
+
+/**
+ * Whether a run not finished is going on: only if the process holding the state now started it. One whose
+ * process was killed (SIGKILL, a crash, a power cut) never finishes, and is shown as interrupted.
+ */
+function runOngoing(ctx: CliContext): (r: RunRecord) => boolean {
   const holder = SqliteStateStore.lockHolder(join(ctx.stateDir, 'state.db'));
   const heldSince = holder === undefined || holder.alive === false ? undefined : holder.since;
-  const ongoing = (r: RunRecord): boolean => heldSince !== undefined && r.startedAt >= heldSince;
-  const rows = [['RUN', 'STARTED', 'TRIGGER', 'COMMIT', 'CHANGES']];
-  for (const r of runs) {
-    const s = r.summary;
-    const counts = s === null ? '' : `+${s.created} ~${s.updated} -${s.deleted}${(s.orphaned ?? 0) === 0 ? '' : ` ○${s.orphaned}`} !${s.drifted} x${s.failed} ⊘${s.blocked + s.held}`;
-    const unfinished = ongoing(r) ? (s === null ? 'running, nothing done yet' : ' so far') : s === null ? 'interrupted' : ' (interrupted)';
-    rows.push([String(r.id), iso(r.startedAt), r.trigger, r.commit === null ? '-' : shortCommit(r.commit), r.finishedAt === null ? `${counts}${unfinished}` : counts]);
+  return (r) => heldSince !== undefined && r.startedAt >= heldSince;
+}
+
+/** A run's counts (`+2 ~1 -0 !1 x0 ⊘0`), and whether it is still going on or was cut short. */
+function runChanges(r: RunRecord, ongoing: boolean): string {
+  const s = r.summary;
+  const counts = s === null ? '' : `+${s.created} ~${s.updated} -${s.deleted}${(s.orphaned ?? 0) === 0 ? '' : ` ○${s.orphaned}`} !${s.drifted} x${s.failed} ⊘${s.blocked + s.held}`;
+  if (r.finishedAt !== null) return counts;
+  return `${counts}${ongoing ? (s === null ? 'running, nothing done yet' : ' so far') : s === null ? 'interrupted' : ' (interrupted)'}`;
+}
+
+/** `history RUN`: the run, and the creates, updates and deletes it made (the first `limit`), in order. */
+function runDetail(ctx: CliContext, id: number, limit: number): number {
+  const found = withStateStore(ctx, 'read', (store) => {
+    const run = store.getRun(id);
+    return run === undefined ? undefined : { run, ...store.runOperations(id, limit) };
+  });
+  if (ctx.format === 'json') {
+    ctx.out(JSON.stringify(found === undefined ? { run: null, operations: [], total: 0 } : found, null, 2));
+    return EXIT.ok;
   }
+  if (found === undefined) {
+    ctx.out(`no run ${id} recorded (desiredstate history lists the runs kept)`);
+    return EXIT.ok;
+  }
+  const { run, operations, total } = found;
+  ctx.out(`run ${run.id}  ${iso(run.startedAt)}  ${run.trigger}  commit ${run.commit === null ? '-' : shortCommit(run.commit)}  ${runChanges(run, runOngoing(ctx)(run))}`);
+  if (total === 0) {
+    ctx.out('no creates, updates or deletes');
+    return EXIT.ok;
+  }
+  const rows = [['STARTED', 'OP', 'NODE', 'OUTCOME', 'DETAIL']];
+  for (const o of operations) rows.push([iso(o.startedAt), o.op, o.node, o.outcome ?? 'pending', o.detail ?? '']);
   ctx.outLines(table(rows));
+  if (total > operations.length) ctx.out(`… and ${total - operations.length} more (--limit ${total} shows them all)`);
   return EXIT.ok;
 }
 
