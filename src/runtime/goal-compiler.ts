@@ -540,7 +540,10 @@ export class GoalCompiler<S extends NodeSpec> {
       });
     });
 
-    // Edges, once every id is known: unknown ids get a "did you mean".
+    // Edges, once every id is known: unknown ids get a "did you mean", and the files that could not be
+    // read (a YAML error drops the document) named, as one may declare the node.
+    const unreadFiles = [...new Set(loadDiagnostics.filter((d) => d.severity === 'error' && d.code !== 'duplicate-key').map((d) => d.file))];
+    const unread = unreadFiles.length === 0 ? '' : `; ${unreadFiles.join(', ')}, which could not be read, may declare it`;
     const nodes: DesiredNode<S>[] = [];
     // Nodes whose dependencies could be read, with the edges that are right (not those to an unknown node
     // or to itself, each reported as such): a cycle among them is no echo of another error.
@@ -563,7 +566,7 @@ export class GoalCompiler<S extends NodeSpec> {
         if (!declared.has(d.on)) {
           if (brokenIds.has(d.on)) continue;
           allIds ??= [...declared.keys()];
-          diag.error(d.source, 'unknown-node', `${formatPath(d.path)}: node "${p.id}" refers to unknown node "${d.on}"${suggestion(d.on, allIds.filter((id) => id !== p.id))}`);
+          diag.error(d.source, 'unknown-node', `${formatPath(d.path)}: node "${p.id}" refers to unknown node "${d.on}"${suggestion(d.on, allIds.filter((id) => id !== p.id))}${unread}`);
           continue;
         }
         if (d.key !== undefined) this.checkOutputKey(d, d.key, declaredKinds.get(d.on), diag);
