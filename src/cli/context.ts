@@ -1,10 +1,10 @@
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import pino from 'pino';
 import type PinoPretty from 'pino-pretty';
 import type { Logger } from 'pino';
-import { DesiredStateError, ErrorCodes, errorMessage, formatDiagnostic, parseDuration, sha256, SqliteStateStore, stableStringify } from '../runtime/index.ts';
+import { DesiredStateError, ErrorCodes, errorMessage, formatDiagnostic, makeDirectories, parseDuration, sha256, SqliteStateStore, stableStringify } from '../runtime/index.ts';
 import type { Diagnostic } from '../runtime/index.ts';
 import { BackendRegistry, CelPolicyEngine, InfraNodeProvisioner } from '../infra/index.ts';
 import type { InfraBackend } from '../infra/index.ts';
@@ -109,13 +109,15 @@ const MKDIR_FAILURES: Readonly<Record<string, string>> = {
   EEXIST: 'something that is not a directory is in the way',
   EACCES: 'permission denied',
   EROFS: 'read-only file system',
+  // Under /proc or /sys: a directory there cannot be made.
+  ENOENT: 'a directory above it cannot be made there',
 };
 
 /** Creates the state directory if need be; a UsageError when the path given cannot be one. */
 function makeStateDir(ctx: CliContext): void {
   requireStateDir(ctx);
   try {
-    mkdirSync(ctx.stateDir, { recursive: true });
+    makeDirectories(ctx.stateDir);
   } catch (err) {
     rethrowAsUsage(err, `cannot create ${ctx.named.state}`, MKDIR_FAILURES);
   }

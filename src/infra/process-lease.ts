@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { setTimeout as wait } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { bootId, errorMessage, inAnotherBoot, isAlive, processStat } from '../runtime/index.ts';
+import { bootId, errorMessage, inAnotherBoot, isAlive, makeDirectories, processStat } from '../runtime/index.ts';
 import type { ProcessStat } from '../runtime/index.ts';
 
 /**
@@ -93,7 +93,7 @@ export function leaseToken(): string {
  * could not be recorded is not left to run).
  */
 export function writeLease(options: ProcessLeaseOptions, run: { token: string; pid: number; program: string; timeoutMs: number }): string {
-  mkdirSync(options.dir, { recursive: true, mode: 0o700 });
+  makeDirectories(options.dir, 0o700);
   const startedAt = Date.now();
   const lease: ProcessLease = {
     version: 1,

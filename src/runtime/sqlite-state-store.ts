@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { hostname } from 'node:os';
 import Database from 'better-sqlite3';
@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { ArtifactLedger, ARTIFACT_LEDGER_SQL } from './artifact-ledger.ts';
 import type { Clock } from './clock.ts';
 import { specialFileKind } from './read-bounded.ts';
+import { makeDirectories } from './make-directories.ts';
 import { systemClock } from './clock.ts';
 import { DesiredStateError, ErrorCodes, errorMessage } from './errors.ts';
 import type { Fault } from './fault.ts';
@@ -609,7 +610,7 @@ export class SqliteStateStore implements StateStore {
     const mustExist = readonly || options.lineage === 'must-exist';
     // Checked before the lock: a status command on a fresh checkout must say "no state", not "cannot lock".
     if (mustExist && !existsSync(path)) throw storeError(`no state file at ${path}`, path);
-    if (!mustExist) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    if (!mustExist) makeDirectories(dirname(path), 0o700);
     // Never handed to SQLite: a directory gives "disk I/O error", a FIFO an open that waits forever.
     const existing = statSync(path, { throwIfNoEntry: false });
     if (existing !== undefined && !existing.isFile()) throw storeError(`state file ${path} is ${specialFileKind(existing)}, not a regular file`, path);

@@ -4,7 +4,7 @@ import { chmodSync, chownSync, closeSync, fchmodSync, fchownSync, lchownSync, ls
 import type { FSWatcher, Stats } from 'node:fs';
 import { access, chmod, constants, lstat, mkdir, open, readdir, readFile, readlink, rename, rmdir, symlink, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, parse, relative, sep } from 'node:path';
-import { FaultError, fault, forEachLimit, isAlive, sha256 } from '../../runtime/index.ts';
+import { FaultError, fault, forEachLimit, isAlive, makeDirectories, sha256 } from '../../runtime/index.ts';
 import type { ObservationMemo } from '../../runtime/index.ts';
 import { parseAccounts } from './accounts.ts';
 import type { AccountTable } from './accounts.ts';
@@ -415,7 +415,7 @@ function removeQuietly(path: string): void {
 export async function ensureParent(real: string, signal: AbortSignal): Promise<void> {
   if (signal.aborted) throw aborted('mkdir');
   try {
-    await mkdir(dirname(real), { recursive: true });
+    makeDirectories(dirname(real));
   } catch (err) {
     throw fsFault(err, 'mkdir', dirname(real));
   }
@@ -692,7 +692,7 @@ function onPath(real: string, signal: AbortSignal): AttributeTarget {
 export async function makeDirectory(real: string, mode: number, signal: AbortSignal): Promise<void> {
   if (signal.aborted) throw aborted('mkdir');
   try {
-    await mkdir(dirname(real), { recursive: true });
+    makeDirectories(dirname(real));
     await mkdir(real, { mode }).catch(async (err: NodeJS.ErrnoException) => {
       if (err.code !== 'EEXIST' || !(await lstat(real)).isDirectory()) throw err;
     });

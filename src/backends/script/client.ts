@@ -1,8 +1,8 @@
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { requestLine, runProcess } from '../../infra/index.ts';
 import type { ExecRequest, ProcessOutcome } from '../../infra/index.ts';
-import { artifactHash } from '../../runtime/index.ts';
+import { artifactHash, makeDirectories } from '../../runtime/index.ts';
 import type { ScriptVerb } from './gate.ts';
 
 /**
@@ -27,7 +27,7 @@ export class ScriptClient {
       current = undefined;
     }
     if (current === undefined || artifactHash(current) !== hash) {
-      mkdirSync(this.options.scriptDir, { recursive: true, mode: 0o700 });
+      makeDirectories(this.options.scriptDir, 0o700);
       const tmp = `${path}.${process.pid}.tmp`;
       writeFileSync(tmp, content, { mode: 0o700 });
       renameSync(tmp, path);
@@ -39,7 +39,7 @@ export class ScriptClient {
   /** Runs one verb; never rejects. */
   run(hash: string, content: string, verb: ScriptVerb, request: ExecRequest, signal: AbortSignal): Promise<ProcessOutcome> {
     const path = this.materialize(hash, content);
-    mkdirSync(this.options.root, { recursive: true });
+    makeDirectories(this.options.root);
     return runProcess({
       argv: [path, verb],
       cwd: this.options.root,
