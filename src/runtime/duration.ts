@@ -36,6 +36,15 @@ export const durationSchema = z
     return ms;
   });
 
+/**
+ * The shortest re-observe interval (`--interval`, a goal's or a node's `interval`): every node read
+ * again every millisecond is a busy loop, not reconciliation.
+ */
+export const MIN_INTERVAL_MS = 100;
+
+/** A re-observe interval: a duration of at least `MIN_INTERVAL_MS`. */
+export const intervalSchema = durationSchema.refine((ms) => ms >= MIN_INTERVAL_MS, `an interval is at least ${MIN_INTERVAL_MS}ms ("500ms", "30s", "5m")`);
+
 /** A duration string ("30s") or a whole number of milliseconds, yielding milliseconds: for config timeouts. */
 export const durationOrMsSchema = z
   .union([durationSchema, z.number().int().positive()], { error: 'expected a duration such as "500ms", "30s" or "5m", or a whole number of milliseconds' })

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { DiagnosticBag, sortDiagnostics, suggestion } from './diagnostics.ts';
 import type { Diagnostic } from './diagnostics.ts';
-import { durationSchema } from './duration.ts';
+import { intervalSchema } from './duration.ts';
 import { once } from './lazy.ts';
 import { DesiredGraph, dependencyCycles } from './graph.ts';
 import { interpolateGoal } from './interpolation.ts';
@@ -44,7 +44,7 @@ const schemas = once(() => {
       .describe('Fields whose drift is neither reported nor corrected: paths inside spec as drift reports show them ("mode", "input.retentionDays"). A resource deleted out of band ("exists") is always reported.'),
     labels: labelsSchema.default({}).describe('Labels merged over the goal\'s metadata.labels.'),
     selfHeal: z.boolean().optional().describe('Override the goal\'s selfHeal for this node.'),
-    interval: durationSchema.optional().describe('Re-observe interval for this node ("30s", "5m").'),
+    interval: intervalSchema.optional().describe('Re-observe interval for this node ("30s", "5m"; at least 100ms).'),
     spec: z.record(z.string(), z.unknown()).default({}).describe('The resource spec, validated against the type\'s schema.'),
   });
 
@@ -62,7 +62,7 @@ const schemas = once(() => {
     spec: z.strictObject({
       selfHeal: z.boolean().default(true).describe('Correct drift (true) or only report it (false).'),
       prune: z.boolean().default(false).describe('Deprovision nodes removed from this goal (with deletionPolicy: Delete).'),
-      interval: durationSchema.optional().describe('Re-observe interval for this goal\'s nodes.'),
+      interval: intervalSchema.optional().describe('Re-observe interval for this goal\'s nodes (at least 100ms).'),
       defaults: z
         .strictObject({
           backend: z.string().optional().describe('backendId used by nodes that name none.'),

@@ -169,6 +169,7 @@ describe.concurrent('desiredstate CLI: invocations', () => {
     { name: 'options and no command', args: ['--goals', 'goals', '--format=json'], stderr: /^desiredstate: no command given; run desiredstate --help/ },
     { name: 'an unknown command after options', args: ['--goals', 'goals', 'bogus'], stderr: /^desiredstate: unknown command "bogus"; run desiredstate --help\n$/ },
     { name: 'a bad option of the command after options', args: ['--state', 'x', 'plan', '--bogus'], stderr: /^desiredstate plan: unknown option --bogus\n$/ },
+    { name: 'an --interval under 100ms', args: ['run', '--interval', '1ms'], stderr: /^desiredstate run: --interval is at least 100ms: every node read again sooner is a busy loop \(got "1ms"\)\n$/ },
     { name: 'an empty --node', args: ['drift', '--node', ''], stderr: /^desiredstate drift: --node takes a node id \(got an empty one\)\n$/ },
   ])('exit 64 on a bad invocation: $name', async ({ args, stderr }) => {
     const r = await cli(args, { cwd: p.dir });

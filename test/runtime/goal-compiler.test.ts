@@ -176,6 +176,11 @@ describe('GoalCompiler: every problem at once', () => {
       files: { 'a.yaml': goal(`  nodes:\n    - id: f\n      type: local.file\n      interval: soon\n      spec: { path: f, content: "" }\n`) },
       codes: ['invalid-value'],
     },
+    {
+      name: 'an interval under 100ms (every node read again sooner is a busy loop)',
+      files: { 'a.yaml': goal(`  interval: 50ms\n  nodes:\n    - id: f\n      type: local.file\n      interval: 1ms\n      spec: { path: f, content: "" }\n`) },
+      codes: ['invalid-value', 'invalid-value'],
+    },
   ])('$name', ({ files, codes }) => {
     const r = compile(files);
     expect(r.graph).toBeUndefined();
