@@ -18,7 +18,7 @@ import { emptySummary, runSteps, withoutIgnored } from './reconciler.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
-import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, heldByPolicy, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDeps, storedGoalDigest } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, heldByPolicy, heldReason, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDeps, storedGoalDigest } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 import { corrected, driftReport, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
@@ -732,12 +732,9 @@ export class Controller<S extends NodeSpec> {
         return wait === undefined ? { node, op: 'update', diffs } : { node, op: 'update', diffs: changes, leftDrift: wait };
       }
       case 'indeterminate':
-        this.transition(node, 'OBSERVED_INDETERMINATE', {
-          reason: `cannot tell whether it exists: ${obs.reason}; check it and run \`desiredstate retry ${node.id}\``,
-          lastFault: fault('permanent', obs.reason),
-        });
+        this.transition(node, 'OBSERVED_INDETERMINATE', { reason: heldReason(node.id, obs), lastFault: fault('permanent', obs.reason) });
         this.summary.held++;
-        log.warn({ reason: obs.reason }, 'node held: existence indeterminate');
+        log.warn({ reason: obs.reason }, obs.waiting === true ? 'node held: waiting' : 'node held: existence indeterminate');
         return undefined;
       case 'failed':
         this.transition(node, 'OBSERVE_FAILED', {});

@@ -1,6 +1,6 @@
 import type { DesiredGraph } from './graph.ts';
 import type { DesiredNode, NodeId, NodeSettings, NodeSpec, NodeSpecCodec } from './node-spec.ts';
-import type { ObservationMemo, Outputs } from './provisioner.ts';
+import type { Observation, ObservationMemo, Outputs } from './provisioner.ts';
 import type { NodeRecord, NodeStatus } from './state-store.ts';
 
 /**
@@ -91,6 +91,14 @@ export function storedGoalDigest(r: NodeRecord): string | null {
 const POLICY_HOLD = 'held by policy: ';
 /** As records written before 2026-11-24 have it (`policy: held by policy: …`). */
 const LEGACY_POLICY_HOLD = 'policy: ';
+
+/**
+ * Why a node whose observation was `indeterminate` is held, and what releases it: a check by an operator
+ * and `desiredstate retry`, or, for one that waits (a script's review), what the backend said.
+ */
+export function heldReason(id: NodeId, obs: Extract<Observation, { status: 'indeterminate' }>): string {
+  return obs.waiting === true ? obs.reason : `cannot tell whether it exists: ${obs.reason}; check it and run \`desiredstate retry ${id}\``;
+}
 
 /** The reason plan, apply and status give a node a policy gate holds: `held by policy: <the gate's reason>`. */
 export function policyHoldReason(gateReason: string): string {

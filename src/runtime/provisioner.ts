@@ -42,8 +42,12 @@ export type Observation =
   | { readonly status: 'absent' }
   | { readonly status: 'upToDate'; readonly outputs: Outputs; readonly memo?: ObservationMemo | undefined }
   | { readonly status: 'drifted'; readonly diffs: readonly FieldDiff[]; readonly outputs: Outputs; readonly memo?: ObservationMemo | undefined }
-  /** The backend cannot tell whether the resource exists (for example after a crash mid-create). */
-  | { readonly status: 'indeterminate'; readonly reason: string }
+  /**
+   * The backend cannot tell whether the resource exists (for example after a crash mid-create): held
+   * until an operator has checked and runs `desiredstate retry`. `waiting`: nothing is unknown, the node
+   * waits for what `reason` names (a script's review or approval), which releases it.
+   */
+  | { readonly status: 'indeterminate'; readonly reason: string; readonly waiting?: true | undefined }
   | { readonly status: 'failed'; readonly fault: Fault };
 
 /**

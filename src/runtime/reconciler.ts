@@ -11,7 +11,7 @@ import { DeferredWrites } from './deferred-writes.ts';
 import { corrected, driftReport, isDesiredChange, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
-import { appliedAtSpec, carriedRecord, LET_GO, policyHoldReason, recordSnapshot, removedNode, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, splitRemoved, storedGoalDigest } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, heldReason, LET_GO, policyHoldReason, recordSnapshot, removedNode, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, splitRemoved, storedGoalDigest } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -370,10 +370,10 @@ export class Reconciler<S extends NodeSpec> {
               break;
             }
             case 'indeterminate': {
-              const reason = `cannot tell whether it exists: ${obs.reason}; resolve it and run \`desiredstate retry ${node.id}\``;
+              const reason = heldReason(node.id, obs);
               outcomes.set(node.id, { status: 'held', reason });
               put(node, 'held', { reason, lastFault: fault('permanent', obs.reason) });
-              log().warn({ reason: obs.reason }, 'node held: existence indeterminate');
+              log().warn({ reason: obs.reason }, obs.waiting === true ? 'node held: waiting' : 'node held: existence indeterminate');
               break;
             }
             case 'failed':

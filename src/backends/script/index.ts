@@ -101,13 +101,13 @@ export class ScriptProvisioner implements ResourceProvisioner {
 
   async observe(node: BackendNode, ctx: OperationContext): Promise<Observation> {
     const resolved = await this.resolve(node, ctx);
-    if ('held' in resolved) return { status: 'indeterminate', reason: resolved.held };
+    if ('held' in resolved) return { status: 'indeterminate', reason: resolved.held, waiting: true };
     const { script } = resolved;
     const standing = this.standing(script.hash);
     const readGate = gateFor(standing, 'read', this.gateContext(script.hash, node));
     if (readGate.gate !== 'open') {
       ctx.log.info({ node: node.id, script: script.hash, standing: standing.standing }, 'script held');
-      return { status: 'indeterminate', reason: readGate.reason };
+      return { status: 'indeterminate', reason: readGate.reason, waiting: true };
     }
     const stdout = await this.run(script, node, 'read', null, ctx);
     const obs = toObservation(inputOf(node.spec.spec), parseRead(stdout), ctx.outputsOf(node.id));
@@ -117,7 +117,7 @@ export class ScriptProvisioner implements ResourceProvisioner {
       const gate = gateFor(standing, obs.status === 'absent' ? 'create' : 'update', this.gateContext(script.hash, node));
       if (gate.gate === 'approval' && this.ledger().openGrant(script.hash, node.id) === undefined) {
         ctx.log.info({ node: node.id, script: script.hash, trust: standing.trust.lower }, 'script awaits a per-run approval');
-        return { status: 'indeterminate', reason: gate.reason };
+        return { status: 'indeterminate', reason: gate.reason, waiting: true };
       }
     }
     return obs;
