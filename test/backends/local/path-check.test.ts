@@ -90,6 +90,11 @@ metadata: { name: app }
 spec:
   nodes:
 ${nodes}`;
+  return diagnosticsOf(text);
+}
+
+/** What `validate` prints for `goals/app.yaml` holding `text`. */
+function diagnosticsOf(text: string): string[] {
   const parsed = parseGoalText('goals/app.yaml', text);
   return new GoalCompiler({ factory: new InfraSpecFactory({ registry }) }).compile(parsed.documents, parsed.diagnostics).diagnostics.map(formatDiagnostic);
 }
@@ -133,10 +138,7 @@ spec:
   nodes:
     - { id: l, type: local.symlink, spec: { ${link} } }
 `;
-  const check = (link: string): string[] => {
-    const parsed = parseGoalText('goals/app.yaml', goal(link));
-    return new GoalCompiler({ factory: new InfraSpecFactory({ registry }) }).compile(parsed.documents, parsed.diagnostics).diagnostics.map(formatDiagnostic);
-  };
+  const check = (link: string): string[] => diagnosticsOf(goal(link));
   const at = (col: number, severity: string, message: string): string => `goals/app.yaml:11:${col}: ${severity} path-escapes-root: ${message} (backend "local", type local)`;
 
   it('refuses an absolute target outside the root, and one that climbs out from a link in the root itself', () => {
