@@ -23,18 +23,18 @@ import { lexicalEscape, normalPath } from './paths.ts';
 function checkLocalSpec(spec: InfraNodeSpec, config: LocalConfig, where?: { readonly cwd: string }): SpecIssue[] {
   if (!('path' in spec) || typeof spec.path !== 'string' || hasReferences(spec.path)) return [];
   const why = lexicalEscape(spec.path);
-  if (why !== undefined) return [{ path: ['path'], ...escapesRootFault(spec.path, why) }];
+  if (why !== undefined) return [escapeIssue('path', spec.path, why)];
   if (spec.type !== 'local.symlink' || typeof spec.target !== 'string' || hasReferences(spec.target)) return [];
   const root = isAbsolute(config.root) ? posix.normalize(config.root) : where === undefined ? undefined : rootOf(config, where.cwd);
   if (root === '/') return [];
   const target = spec.target;
   if (isAbsolute(target)) {
     if (root === undefined || linkTarget(spec.path, target, root) !== undefined) return [];
-    return [{ path: ['target'], ...escapesRootFault(target, 'the symlink target is outside the root') }];
+    return [escapeIssue('target', target, 'the symlink target is outside the root')];
   }
   if (linkTarget(normalPath(spec.path), target, root) !== undefined) return [];
   const inRoot = posix.dirname(normalPath(spec.path)) === '.';
-  if (inRoot) return [{ path: ['target'], ...escapesRootFault(target, 'the symlink target climbs out of the root') }];
+  if (inRoot) return [escapeIssue('target', target, 'the symlink target climbs out of the root')];
   return [
     {
       path: ['target'],
@@ -43,6 +43,12 @@ function checkLocalSpec(spec: InfraNodeSpec, config: LocalConfig, where?: { read
       code: 'path-escapes-root',
     },
   ];
+}
+
+/** The issue at `field` that every operation would raise as a fault (`path-escapes-root`). */
+function escapeIssue(field: 'path' | 'target', path: string, why: string): SpecIssue {
+  const { message, code } = escapesRootFault(path, why);
+  return { path: [field], message, code };
 }
 
 /** Files, directories and symlinks share one namespace: the path, in normal form. */

@@ -137,8 +137,6 @@ export function history(ctx: CliContext, options: { limit: number; run?: number 
     ctx.out('no runs recorded');
     return EXIT.ok;
   }
-  // A run not finished is going on only if the process holding the state now started it: one whose
-  // process was killed (SIGKILL, a crash, a power cut) never finishes, and is shown as interrupted.
   const ongoing = runOngoing(ctx);
   const rows = [['RUN', 'STARTED', 'TRIGGER', 'COMMIT', 'CHANGES']];
   for (const r of runs) rows.push([String(r.id), iso(r.startedAt), r.trigger, r.commit === null ? '-' : shortCommit(r.commit), runChanges(r, ongoing(r))]);
