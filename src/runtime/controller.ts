@@ -15,6 +15,7 @@ import type { NodeEventType } from './node-machine.ts';
 import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import type { ProvisionStep } from './reconciler.ts';
 import { emptySummary, runSteps, withoutIgnored } from './reconciler.ts';
+import { Semaphore } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
@@ -166,6 +167,8 @@ export class Controller<S extends NodeSpec> {
   private stopWatching: (() => void) | undefined;
   private readonly abort = new AbortController();
   private loops: Promise<void>[] = [];
+  /** The operations in flight across every worker loop: at most `concurrency`, as `--concurrency` says. */
+  private readonly slots: Semaphore;
   /** Operations left pending by a crash, by node: resolved by observing, never repeated blindly. */
   private readonly pending = new Map<NodeId, PendingOperation[]>();
   private firstRoundLeft = new Set<NodeId>();
@@ -202,6 +205,7 @@ export class Controller<S extends NodeSpec> {
       watch: options.watch,
     };
     this.queue = new WorkQueue<NodeId>({ clock: this.o.clock });
+    this.slots = new Semaphore(this.o.concurrency);
     this.deferred = new DeferredWrites(this.o.store);
     this.breakers = new CircuitBreakers({ clock: this.o.clock, config: this.o.circuitBreaker });
     for (const r of this.o.store.listNodes()) {
@@ -646,7 +650,7 @@ export class Controller<S extends NodeSpec> {
       return;
     }
     for (const step of steps) this.pending.delete(step.node.id);
-    const results = await runSteps(this.o.provisioner, steps, ctx, this.o.concurrency);
+    const results = await runSteps(this.o.provisioner, steps, ctx, this.o.concurrency, this.slots);
     steps.forEach((step, i) => {
       const result = results[i]!;
       if (createCutShort(step.op, result)) {
@@ -1051,7 +1055,7 @@ export class Controller<S extends NodeSpec> {
       log.error('delete refused: the stored spec cannot be read');
       return;
     }
-    const result = await this.provision(node, 'delete', () => this.o.provisioner.delete(node, this.context()));
+    const result = await this.provision(node, 'delete', () => this.slots.run(() => this.o.provisioner.delete(node, this.context())));
     if (result.status === 'done') {
       this.backendAnswered(r.backendId);
       this.deleting.delete(r.id);

@@ -20,6 +20,43 @@ export async function forEachLimit<T>(items: readonly T[], limit: number, fn: (i
 }
 
 /**
+ * At most `size` units of work in flight across every caller (the daemon's
+ * `--concurrency`, shared by its worker loops). A task takes `weight` units
+ * (a batch call that runs that many operations at once), at most `size`;
+ * tasks start in the order they asked, so a heavy one is never starved.
+ */
+export class Semaphore {
+  readonly size: number;
+  #free: number;
+  readonly #waiting: { weight: number; start: () => void }[] = [];
+
+  constructor(size: number) {
+    this.size = Math.max(1, size);
+    this.#free = this.size;
+  }
+
+  async run<T>(task: () => Promise<T>, weight = 1): Promise<T> {
+    const w = Math.min(Math.max(1, weight), this.size);
+    if (this.#waiting.length === 0 && this.#free >= w) this.#free -= w;
+    else await new Promise<void>((start) => this.#waiting.push({ weight: w, start }));
+    try {
+      return await task();
+    } finally {
+      this.#free += w;
+      this.#startWaiting();
+    }
+  }
+
+  #startWaiting(): void {
+    for (let next = this.#waiting[0]; next !== undefined && this.#free >= next.weight; next = this.#waiting[0]) {
+      this.#waiting.shift();
+      this.#free -= next.weight;
+      next.start();
+    }
+  }
+}
+
+/**
  * Runs tasks that share a key one after another, and tasks with different
  * keys in parallel (for example statements that update the same catalog row).
  */

@@ -11,6 +11,7 @@ import { DeferredWrites } from './deferred-writes.ts';
 import { corrected, driftReport, isDesiredChange, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
+import type { Semaphore } from './limit.ts';
 import { appliedAtSpec, carriedRecord, heldReason, LET_GO, policyHoldReason, recordSnapshot, removedNode, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, splitRemoved, storedGoalDigest } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
@@ -603,7 +604,11 @@ export async function runSteps<S extends NodeSpec>(
   steps: readonly ProvisionStep<S>[],
   ctx: OperationContext,
   concurrency: number,
+  slots?: Semaphore,
 ): Promise<ProvisionResult[]> {
+  // Without shared slots (apply: one pass), these alone bound it; with them (the daemon's worker loops), every
+  // operation in flight, single or in a batch, also holds a slot of the daemon's one --concurrency.
+  const held = <T>(task: () => Promise<T>, weight = 1): Promise<T> => (slots === undefined ? task() : slots.run(task, weight));
   const results = new Array<ProvisionResult>(steps.length);
   const indexes = (op: ProvisionStep<S>['op']): number[] => steps.flatMap((st, i) => (st.op === op ? [i] : []));
   const creates = indexes('create');
@@ -615,7 +620,7 @@ export async function runSteps<S extends NodeSpec>(
     concurrency,
     async (i) => {
       const st = steps[i]!;
-      results[i] = st.op === 'create' ? await provisioner.create(st.node, ctx) : await provisioner.update(st.node, st.diffs, ctx);
+      results[i] = await held(() => (st.op === 'create' ? provisioner.create(st.node, ctx) : provisioner.update(st.node, st.diffs, ctx)));
     },
   );
   const many = async (which: readonly number[], call: () => Promise<ReadonlyMap<NodeId, ProvisionResult>>): Promise<void> => {
@@ -624,8 +629,9 @@ export async function runSteps<S extends NodeSpec>(
   };
   await Promise.all([
     one,
-    batchCreates && many(creates, () => provisioner.createMany!(creates.map((i) => steps[i]!.node), ctx, concurrency)),
-    batchUpdates && many(updates, () => provisioner.updateMany!(updates.map((i) => ({ node: steps[i]!.node, diffs: steps[i]!.diffs })), ctx, concurrency)),
+    batchCreates && many(creates, () => held(() => provisioner.createMany!(creates.map((i) => steps[i]!.node), ctx, concurrency), Math.min(concurrency, creates.length))),
+    batchUpdates &&
+      many(updates, () => held(() => provisioner.updateMany!(updates.map((i) => ({ node: steps[i]!.node, diffs: steps[i]!.diffs })), ctx, concurrency), Math.min(concurrency, updates.length))),
   ]);
   return results;
 }

@@ -143,6 +143,26 @@ describe('Controller: a rotated secret is a change to apply, not drift', () => {
   });
 });
 
+describe('Controller: bounded concurrency', () => {
+  it.each([3, 10, 20])('never has more operations in flight than its concurrency (%i), across all its worker loops', async (concurrency) => {
+    let inFlight = 0;
+    let most = 0;
+    const slow = (b: MemoryBackend): InfraBackend =>
+      wrapMemory(b, 'memory', {
+        create: async (n, ctx) => {
+          most = Math.max(most, ++inFlight);
+          for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+          inFlight--;
+          return b.create(n, ctx);
+        },
+      });
+    const h = await converged(goalYaml(Array.from({ length: 60 }, (_, i) => fileNode(`n${i}`, 'x')).join('')), { wrap: slow, extra: { concurrency } });
+    expect(h.backend.snapshot().size).toBe(60);
+    // As many as it may, and no more: the worker loops (up to 4) share the one bound.
+    expect(most).toBe(concurrency);
+  });
+});
+
 describe('Controller: drift', () => {
   it('a batch commits to the store twice however many nodes drifted: drift reports with the pending operations, then the rest', async () => {
     let commits: ReturnType<typeof counted> | undefined;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { forEachLimit, KeyedSerializer, mapLimit, Pacer } from '../../src/runtime/index.ts';
+import { forEachLimit, KeyedSerializer, mapLimit, Pacer, Semaphore } from '../../src/runtime/index.ts';
 
 const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 1));
 
@@ -70,5 +70,34 @@ describe('Pacer', () => {
     await busy.pace();
     // Right after its turn, a slice of 0 ms has already run out again: the next call turns again.
     expect(busy.pace()).toBeInstanceOf(Promise);
+  });
+});
+
+describe('Semaphore', () => {
+  it('holds at most its size in flight, a weighted task taking that many, in the order they asked', async () => {
+    const slots = new Semaphore(3);
+    let inFlight = 0;
+    let most = 0;
+    const order: string[] = [];
+    const task = (name: string, weight: number) =>
+      slots.run(async () => {
+        inFlight += Math.min(weight, 3); // a weight past the size takes all of it
+        most = Math.max(most, inFlight);
+        order.push(name);
+        for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+        inFlight -= Math.min(weight, 3);
+        return name;
+      }, weight);
+    const names = await Promise.all([task('a', 1), task('b', 1), task('heavy', 3), task('c', 1), task('huge', 99)]);
+    expect(names).toEqual(['a', 'b', 'heavy', 'c', 'huge']);
+    expect(most).toBe(3);
+    // The heavy task waited for a and b, and c waited for it: none overtook one that asked before.
+    expect(order).toEqual(['a', 'b', 'heavy', 'c', 'huge']);
+  });
+
+  it('frees its slots when a task throws', async () => {
+    const slots = new Semaphore(1);
+    await expect(slots.run(() => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
+    expect(await slots.run(() => Promise.resolve('next'))).toBe('next');
   });
 });
