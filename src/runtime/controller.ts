@@ -328,7 +328,8 @@ export class Controller<S extends NodeSpec> {
 
   /**
    * The goals' commit moved while their files stayed the same (a commit elsewhere in the repository,
-   * a fast-forward): drift found from now on is reported under the new one, and the journal says when.
+   * a fast-forward), or back to the commit of the goals running once a newer revision was refused:
+   * drift found from now on is reported under it, and the journal says when.
    */
   setCommit(commit: string | null): void {
     if (this.graph === undefined || commit === this.commit) return;

@@ -199,4 +199,21 @@ describe('provenance, end to end', () => {
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
   }, 30_000);
+
+  it('a daemon whose new commit of the goals is refused reports drift under the commit of the goals it still runs', async () => {
+    const { dir, root } = goalsRepo('daemon-refused');
+    const d = daemons.start(['--goals', join(dir, 'goals'), '--state', join(base, 'daemon-refused-state'), '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: dir });
+    await d.waitFor((l) => l.msg === 'node created');
+    const good = git(dir, 'rev-parse', 'HEAD');
+    writeFileSync(join(dir, 'goals/app.yaml'), 'apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: [broken\n');
+    git(dir, 'commit', '-qam', 'broken');
+    await d.waitFor((l) => l.msg === 'goal revision rejected; the last good graph keeps running');
+    // Past a goal poll (every 5 s), which sees HEAD move to the refused commit.
+    await new Promise((resolve) => setTimeout(resolve, 6_000));
+    const mark = d.lines.length;
+    writeFileSync(join(root, 'app.conf'), 'edited by hand\n');
+    expect((await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark)).commit).toBe(good);
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+  }, 30_000);
 });

@@ -157,6 +157,10 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
         log.error(fields, `${what}; nothing is reconciled until a revision compiles (no last good goals are stored for them)`);
       } else {
         log.error(fields, `${what}; the last good graph keeps running`);
+        // Its drift is reported under the commit of the goals it runs, not the one refused (which the
+        // commit watch may have seen first, the revision's files being read a debounce later).
+        runningGoals = false;
+        c.setCommit(runningCommit);
       }
       c.rejectRevision(errors);
     };
@@ -236,8 +240,11 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
         backendKey = key;
         await Promise.allSettled([...old.values()].map((b) => b.close()));
       }
+      runningCommit = commit;
       log.info({ nodes: graph.size, commit, reason: why }, 'goals loaded');
     };
+    /** The goals' commit when the graph running was loaded. */
+    let runningCommit: string | null = null;
     /** Whether the graph running is the goal files' own (not the last good goals stored, run in place of a rejected revision). */
     let runningGoals = false;
     /** A load failed because the state store refused it, and none has worked since. */
