@@ -32,6 +32,34 @@ const ALWAYS_MASKED_LENGTH = 8;
  */
 const SETTING_WORD = /^(true|false|yes|off|none|null)$/i;
 
+/** `NAME=value`, `name: value`, `export NAME="value"`: a setting in a file, its name and its value. */
+const ASSIGNMENT = /^(\s*(?:export\s+)?([A-Za-z_][\w.-]*)\s*[:=]\s*)(\S.*)$/;
+
+/** The armour of a PEM private key: the lines between are the key. */
+const PEM_PRIVATE_BEGIN = /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
+const PEM_END = /-----END [A-Z ]*-----/;
+
+/**
+ * Lines of a file as a drift report may show them (a line diff), with what
+ * looks like a secret masked: the value of a setting whose name says it is
+ * one (`DB_PASSWORD=…`, `api_key: …`) and the body of a PEM private key.
+ * A managed file's lines come from the goals, but a hand edit may add a
+ * secret, and a report is logged and stored. Pure; the rest is unchanged.
+ */
+export function maskSecretLines(lines: readonly string[]): string[] {
+  let inKey = false;
+  return lines.map((line) => {
+    if (inKey) {
+      if (!PEM_END.test(line)) return SECRET_MASK;
+      inKey = false;
+    } else if (PEM_PRIVATE_BEGIN.test(line)) {
+      inKey = true;
+    }
+    const m = ASSIGNMENT.exec(line);
+    return m !== null && SECRET_ENV_NAME.test(m[2]!) && !SETTING_WORD.test(m[3]!.trim()) ? `${m[1]!}${SECRET_MASK}` : line;
+  });
+}
+
 /** Drift values and outputs nested deeper than this are masked whole. */
 const MAX_MASK_DEPTH = 100;
 

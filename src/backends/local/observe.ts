@@ -1,4 +1,4 @@
-import { lineOps } from '../../infra/index.ts';
+import { lineOps, maskSecretLines } from '../../infra/index.ts';
 import { assertNever } from '../../runtime/index.ts';
 import type { FieldDiff, Observation, ObservationMemo, Outputs } from '../../runtime/index.ts';
 import { wrongKind } from './errors.ts';
@@ -159,6 +159,9 @@ export function lineDiff(actual: string, desired: string): string {
   const am = a.slice(head, a.length - tail);
   const dm = d.slice(head, d.length - tail);
   // Aligned by LCS over the differing middle only; both texts are under DETAIL_LIMIT bytes.
-  const lines = ['--- actual', '+++ desired', `@@ line ${head + 1} @@`, ...lineOps(am, dm).map((op) => `${op.kind}${op.line}`)];
-  return lines.join('\n');
+  const ops = lineOps(am, dm);
+  // A secret a hand edit wrote in (`DB_PASSWORD=…`) is not logged and stored with the report; read
+  // from the top, so that the body of a private key whose armour is in the common head is masked too.
+  const shown = maskSecretLines([...a.slice(0, head), ...ops.map((op) => op.line)]).slice(head);
+  return ['--- actual', '+++ desired', `@@ line ${head + 1} @@`, ...ops.map((op, i) => `${op.kind}${shown[i]!}`)].join('\n');
 }
