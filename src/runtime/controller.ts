@@ -161,6 +161,8 @@ export class Controller<S extends NodeSpec> {
   private runId: number | null = null;
   /** Nodes put off because another worker was reconciling a dependency: woken when its batch is done. */
   private readonly waitingOn = new Map<NodeId, Set<NodeId>>();
+  /** Nodes found deleted out of band whose dependencies were looked at again first (see `reconcileBatch`). */
+  private readonly depsLookedAt = new Set<NodeId>();
   private summary: SummaryCounts = emptySummary();
   /** The nodes this run found unchanged: each counts once in its summary, however many passes find it so. */
   private readonly unchangedInRun = new Set<NodeId>();
@@ -539,6 +541,18 @@ export class Controller<S extends NodeSpec> {
     }
   }
 
+  /** Whether `id` waits for another node to be done with (see `waitFor`). */
+  private isWaiting(id: NodeId): boolean {
+    for (const waiting of this.waitingOn.values()) if (waiting.has(id)) return true;
+    return false;
+  }
+
+  /** Looks at `id` again once the worker that has `on` (or will have it: it is due) is done with it. */
+  private waitFor(on: NodeId, id: NodeId): void {
+    const waiting = this.waitingOn.get(on) ?? new Set<NodeId>();
+    this.waitingOn.set(on, waiting.add(id));
+  }
+
   private async reconcileBatch(ids: readonly NodeId[]): Promise<void> {
     const graph = this.graph;
     if (graph === undefined) return;
@@ -611,21 +625,45 @@ export class Controller<S extends NodeSpec> {
     // correct waits for it (blocked, woken when it is ready) instead of racing it.
     if (toObserve.length > 1) toObserve.sort((a, b) => graph.position(a.id) - graph.position(b.id));
     const batch = new Set(ids);
+    // This batch's nodes decided so far (just observed: what they are is known), and those put off.
+    const decided = new Set<NodeId>();
+    const putOff = new Set<NodeId>();
     for (const node of toObserve) {
       const obs: Observation = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
       // The backend answered, whatever this node does next (waits for a dependency, is held): its
       // circuit closes. A probe's answer left uncounted kept it half-open for another cool-down, every
       // node of the backend waiting. A failed observation is counted where it is decided (`fail`).
       if (obs.status !== 'failed') this.backendAnswered(node.spec.backendId);
-      // About to create or correct it while another worker reconciles one of its dependencies
-      // (which may be about to re-create it): look again once that worker is done, rather than
-      // race it. Only for a node that needs work: a steady pass is never held up.
-      const busy = obs.status === 'absent' || obs.status === 'drifted' ? node.dependsOn.find((d) => this.queue.isProcessing(d.on) && !batch.has(d.on))?.on : undefined;
+      // About to create or correct it while one of its dependencies is being reconciled (by another
+      // worker, or put off in this batch) or is due to be (which may re-create it): look again once
+      // that is done, rather than race it. Only for a node that needs work: a steady pass is never held up.
+      const needsWork = obs.status === 'absent' || obs.status === 'drifted';
+      const pending = (on: NodeId): boolean =>
+        putOff.has(on) || (!decided.has(on) && (this.queue.isDue(on) || (this.queue.isProcessing(on) && !batch.has(on)) || this.isWaiting(on)));
+      const busy = needsWork ? node.dependsOn.find((d) => pending(d.on))?.on : undefined;
       if (busy !== undefined) {
-        const waiting = this.waitingOn.get(busy) ?? new Set<NodeId>();
-        this.waitingOn.set(busy, waiting.add(node.id));
+        this.waitFor(busy, node.id);
+        putOff.add(node.id);
         continue;
       }
+      // Deleted out of band: what it depends on may be gone with it (`rm -rf` of a tree), though no
+      // change was heard of it and its record says ready. It is looked at first, once, and made again
+      // if need be (a directory with its own mode), then this node: never a file made in a directory
+      // the backend made for it in passing.
+      if (obs.status === 'absent' && appliedAtSpec(this.records.get(node.id), node) && !this.depsLookedAt.has(node.id)) {
+        const deps = node.dependsOn.filter((d) => !decided.has(d.on) && graph.has(d.on));
+        if (deps.length > 0) {
+          this.depsLookedAt.add(node.id);
+          for (const d of deps) {
+            this.waitFor(d.on, node.id);
+            this.queue.add(d.on);
+          }
+          putOff.add(node.id);
+          continue;
+        }
+      }
+      this.depsLookedAt.delete(node.id);
+      decided.add(node.id);
       const step = this.decide(node, obs);
       if (step === undefined) this.roundDone(node.id);
       else steps.push(step);

@@ -199,6 +199,11 @@ export class WorkQueue<K = NodeId> {
     return this.#processing.has(id);
   }
 
+  /** Whether `id` is due now: waiting to be handed out, or to be handed out again once `done()`. */
+  isDue(id: K): boolean {
+    return this.#dirty.has(id);
+  }
+
   /** Marks an id due now. Ignored after shutdown. */
   add(id: K): void {
     if (this.#shutDown) return;

@@ -168,3 +168,37 @@ describe('desiredstate run: the real daemon', () => {
     expect(await d.exited).toEqual({ code: 0, signal: null });
   }, 90_000);
 });
+
+describe('desiredstate run: a tree deleted by hand', () => {
+  const q = tempProject('ds-daemon-tree-');
+  q.write('backend.yaml', localBackend(q.root));
+  q.write('tree.yaml', `apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: tree }
+spec:
+  nodes:
+    - { id: srv, type: local.directory, spec: { path: srv, mode: "0755" } }
+    - { id: conf, type: local.directory, spec: { path: srv/conf, mode: "0750" } }
+    - { id: app, type: local.file, spec: { path: srv/conf/app.toml, mode: "0640", content: "port = 8080\\n" } }
+    - { id: env, type: local.file, spec: { path: srv/conf/app.env, mode: "0600", content: "A=1\\n" } }
+`);
+  const qd = trackDaemons(q.dir);
+
+  it('rm -rf: each directory is made again with its own mode before the files in it, every node reported as gone', async () => {
+    const d = qd.start(['--listen', '127.0.0.1:0', '--interval', '1h', ...q.args], { cwd: q.dir });
+    await d.waitFor((l) => l.msg === 'node created' && l.node === 'env', 20_000);
+    await eventually(() => existsSync(join(q.root, 'srv/conf/app.env')), 5_000, 'converged');
+    const mark = d.lines.length;
+    rmSync(join(q.root, 'srv'), { recursive: true });
+    await eventually(() => d.lines.slice(mark).filter((l) => l.msg === 'node created').length === 4, 10_000, 'all four made again');
+    expect(statSync(join(q.root, 'srv/conf')).mode & 0o7777).toBe(0o750);
+    const created = d.lines.slice(mark).filter((l) => l.msg === 'node created').map((l) => l.node);
+    expect(created.indexOf('srv')).toBeLessThan(created.indexOf('conf'));
+    expect(created.indexOf('conf')).toBeLessThan(Math.min(created.indexOf('app'), created.indexOf('env')));
+    // Each reported as deleted out of band, none as a directory made for a file with the wrong mode.
+    const drift = d.lines.slice(mark).filter((l) => l.msg === 'drift detected') as unknown as { node: string; diffs: { path: string }[] }[];
+    expect(drift.map((l) => `${l.node} ${l.diffs.map((x) => x.path).join(',')}`).sort()).toEqual(['app exists', 'conf exists', 'env exists', 'srv exists']);
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+  }, 40_000);
+});

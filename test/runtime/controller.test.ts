@@ -401,6 +401,34 @@ describe('Controller: drift', () => {
     expect([statusOf(h, 'a'), statusOf(h, 'b')]).toEqual(['ready', 'ready']);
   });
 
+  it('a node deleted out of band has its dependencies looked at first, though no change was heard of them (rm -rf of a tree)', async () => {
+    // `gone`: deleted behind the backend's watch (no change event), as a directory removed with the files in it may be.
+    const gone = new Set<string>();
+    const silent = (b: MemoryBackend): InfraBackend =>
+      wrapMemory(b, 'memory', {
+        observe: async (nodes, ctx) => {
+          const seen = await b.observe(nodes, ctx);
+          return new Map([...seen].map(([id, obs]) => [id, gone.has(id) ? ({ status: 'absent' } as Observation) : obs]));
+        },
+        create: (n, ctx) => {
+          gone.delete(n.id);
+          return b.create(n, ctx);
+        },
+      });
+    const h = await converged(abc, { wrap: silent });
+    h.calls.reset();
+    gone.add('a');
+    h.backend.remove('b');
+    await h.settle();
+    // a made again first (a directory with its own mode, say), then b inside it.
+    expect(h.calls.created).toEqual(['a', 'b']);
+    expect([statusOf(h, 'a'), statusOf(h, 'b')]).toEqual(['ready', 'ready']);
+    // Looked at once for this absence: a second one looks again, a steady pass never does.
+    h.calls.reset();
+    await h.advance(5 * MIN, 10_000);
+    expect(h.calls.created).toEqual([]);
+  });
+
   it('a resource deleted again and again is flapping drift: re-created with a growing delay', async () => {
     const h = await converged(goalYaml(fileNode('a', 'A')));
     h.calls.reset();
