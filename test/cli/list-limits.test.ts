@@ -26,5 +26,7 @@ describe('--limit', () => {
       expect(r).toMatchObject({ code: 64, stderr: `desiredstate history: --limit takes a whole number from 1 to 1000000 (got "${bad}")\n` });
     }
     expect(await cli(['drift', '--limit', 'all', ...p.args])).toMatchObject({ code: 64 });
+    // A node the state has no record of (a typo): said so, exit 0 as CLI.md has drift.
+    expect(await cli(['drift', '--node', 'nosuch', ...p.args])).toMatchObject({ code: 0, stdout: 'no drift recorded for nosuch, which the state has no node of\n' });
   });
 });

@@ -89,12 +89,17 @@ export function status(ctx: CliContext): number {
 export function drift(ctx: CliContext, options: { since: string | undefined; node: string | undefined; limit?: number | undefined }): number {
   if (options.node?.trim() === '') throw new UsageError('--node takes a node id (got an empty one)');
   const since = options.since === undefined ? undefined : parseSince(options.since, Date.now());
-  const reports = withStateStore(ctx, 'read', (store) => store.listDrift({ since, node: options.node, limit: options.limit })) ?? [];
+  const found = withStateStore(ctx, 'read', (store) => ({
+    reports: store.listDrift({ since, node: options.node, limit: options.limit }),
+    // A node asked after that the state has no record of: a typo, or one removed from the goals since.
+    unknown: options.node !== undefined && store.getNode(options.node) === undefined,
+  }));
+  const reports = found?.reports ?? [];
   if (ctx.format === 'json') {
     ctx.out(JSON.stringify({ reports }, null, 2));
     return EXIT.ok;
   }
-  if (reports.length === 0) ctx.out('no drift recorded');
+  if (reports.length === 0) ctx.out(found?.unknown === true ? `no drift recorded for ${options.node!}, which the state has no node of` : 'no drift recorded');
   const listed: string[] = [];
   for (const r of reports) {
     listed.push(`${iso(r.detectedAt)}  ${r.node} (${r.goal}, ${r.backendId})  ${r.action}${r.flapping ? ', flapping' : ''}${r.commit === null ? '' : `  commit ${shortCommit(r.commit)}`}`);
