@@ -1,4 +1,4 @@
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import pino from 'pino';
@@ -233,9 +233,22 @@ export function printDiagnostics(ctx: CliContext, diagnostics: readonly Diagnost
 export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: boolean }): SqliteStateStore {
   if (!options.readonly) makeStateDir(ctx);
   const path = join(ctx.stateDir, 'state.db');
+  // The lineage the state directory's state.db was made with, kept beside it: a state.db copied in
+  // from another deployment (a backup of the wrong host) is refused by what writes (apply, run),
+  // rather than its nodes taken for this one's and orphaned. Only while there is a state.db to check.
+  const lineageFile = join(ctx.stateDir, LINEAGE_FILE);
+  const expected = options.lock && existsSync(path) && existsSync(lineageFile) ? readFileSync(lineageFile, 'utf8').trim() : undefined;
   try {
-    return SqliteStateStore.open({ path, lock: options.lock, readonly: options.readonly ?? false });
+    const store = SqliteStateStore.open({ path, lock: options.lock, readonly: options.readonly ?? false, expectedLineage: expected === '' ? undefined : expected });
+    if (options.lock && expected !== store.lineage) recordLineage(lineageFile, store.lineage, ctx);
+    return store;
   } catch (err) {
+    if (err instanceof DesiredStateError && err.code === ErrorCodes.StateStore && err.context.expectedLineage !== undefined) {
+      throw new DesiredStateError(ErrorCodes.StateStore, `${err.message}; its directory was made with lineage ${String(err.context.expectedLineage)} (${lineageFile}): put that state.db back, or delete ${lineageFile} to adopt this one`, {
+        cause: err,
+        context: err.context,
+      });
+    }
     if (!(err instanceof DesiredStateError) || err.code !== ErrorCodes.StateLocked) throw err;
     const daemon = daemonHolding(path, err.context.pid);
     if (daemon === undefined) throw err;
@@ -244,6 +257,20 @@ export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: 
       `state ${path} is locked by process ${String(err.context.pid)}, the daemon serving it (API on ${daemon}); stop it first (SIGTERM), or use status, drift, history and retry, which work beside it`,
       { cause: err, context: { ...err.context, listen: daemon } },
     );
+  }
+}
+
+/** The file beside state.db that keeps the lineage it was made with (see `openStore`). */
+export const LINEAGE_FILE = 'lineage';
+
+/** Writes the lineage file (a temp file renamed over it); a failure is logged, never fatal: it only guards. */
+function recordLineage(file: string, lineage: string, ctx: CliContext): void {
+  try {
+    const tmp = `${file}.${process.pid}.tmp`;
+    writeFileSync(tmp, `${lineage}\n`);
+    renameSync(tmp, file);
+  } catch (err) {
+    ctx.log.debug({ err, file }, 'lineage not recorded');
   }
 }
 

@@ -96,7 +96,7 @@ describe('drift --since and --node', () => {
     expect(await count('--node', 'conf')).toBe(1);
     expect(await count('--node', 'nope')).toBe(0);
     const text = await cli(['drift', '--node', 'nope', ...p.args]);
-    expect(text).toMatchObject({ code: 0, stdout: 'no drift recorded\n' });
+    expect(text).toMatchObject({ code: 0, stdout: 'no drift recorded for nope, which the state has no node of\n' });
   });
 });
 
