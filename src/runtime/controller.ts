@@ -541,6 +541,14 @@ export class Controller<S extends NodeSpec> {
     }
   }
 
+  /** A node of the backend, other than `except`, that was ready when last looked at: the probe a circuit tries first. */
+  private readyNodeOf(backendId: string, except: NodeId): NodeId | undefined {
+    for (const r of this.records.values()) {
+      if (r.backendId === backendId && r.id !== except && r.status === 'ready' && this.graph?.has(r.id) === true && !this.holds.has(r.id)) return r.id;
+    }
+    return undefined;
+  }
+
   /** Whether `id` waits for another node to be done with (see `waitFor`). */
   private isWaiting(id: NodeId): boolean {
     for (const waiting of this.waitingOn.values()) if (waiting.has(id)) return true;
@@ -604,11 +612,24 @@ export class Controller<S extends NodeSpec> {
         this.roundDone(id);
         continue; // re-queued when the dependency becomes ready
       }
-      const permit = this.breakers.for(node.spec.backendId).acquire();
+      const breaker = this.breakers.for(node.spec.backendId);
+      const permit = breaker.acquire();
       if (permit.verdict === 'reject') {
         // The backend's circuit is open: try again when it lets a probe through.
         this.queue.addAfter(id, Math.max(1, permit.retryAt - now));
         continue;
+      }
+      if (permit.verdict === 'probe' && rec?.status === 'failed') {
+        // A node failing on its own (its resource's fault, not the backend's) would fail the probe and
+        // keep the circuit open for another cool-down, every healthy node of the backend waiting: the
+        // probe goes to one that was ready, if there is one, and this node comes after it.
+        const healthy = this.readyNodeOf(node.spec.backendId, id);
+        if (healthy !== undefined) {
+          breaker.cancelProbe();
+          this.queue.add(healthy);
+          this.queue.addAfter(id, this.o.circuitBreaker.probeWaitMs);
+          continue;
+        }
       }
       toObserve.push(node);
     }

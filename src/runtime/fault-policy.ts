@@ -248,6 +248,17 @@ export class CircuitBreaker {
     }
   }
 
+  /**
+   * Gives a probe permit back unused: the circuit is open again, its probe due now, for another
+   * caller (a node that answered before the circuit opened tells more of the backend than one that
+   * was failing on its own).
+   */
+  cancelProbe(): void {
+    if (this.#state.state !== 'half-open') return;
+    const now = this.#clock.now();
+    this.#state = { state: 'open', openedAt: now, probeAt: now };
+  }
+
   /** The backend answered: closes the circuit. Says `closed` when that ended an outage. */
   recordSuccess(): BreakerChange {
     const was = this.#state.state;

@@ -588,6 +588,30 @@ describe('Controller: fault policy', () => {
     }
   });
 
+  it('a circuit opened by nodes failing on their own probes with a node that was ready: the healthy ones wait one cool-down, not more', async () => {
+    const failing = new Set(['f1', 'f2', 'f3', 'f4']);
+    const ids = ['f1', 'f2', 'f3', 'f4', 'ok1', 'ok2'];
+    const h = await converged(goalYaml(ids.map((id) => fileNode(id, id)).join('')), {
+      wrap: (b) =>
+        wrapMemory(b, 'memory', {
+          observe: async (list, ctx) => {
+            const out = new Map(await b.observe(list, ctx));
+            for (const n of list) if (failing.has(n.id)) out.set(n.id, { status: 'failed', fault: { class: 'transient', message: 'this resource times out' } });
+            return out;
+          },
+        }),
+    });
+    // The failing nodes' retries open the circuit within seconds.
+    await h.advance(10_000, 500);
+    expect(h.lines.filter((l) => l.msg === 'backend circuit open').length).toBeGreaterThanOrEqual(1);
+    h.backend.tamper('ok1', { content: 'evil' });
+    // One cool-down (30 s) and a little: the probe goes to a ready node, answers, and closes the circuit.
+    await h.advance(33_000, 500);
+    expect(contentOf(h, 'ok1')).toBe('ok1');
+    expect(h.lines.filter((l) => l.msg === 'backend circuit closed').length).toBeGreaterThanOrEqual(1);
+    for (const id of failing) expect(statusOf(h, id), id).toBe('failed');
+  });
+
   it('says once when a backend circuit opens and once when it closes again', async () => {
     const nodes = ['n1', 'n2', 'n3', 'n4', 'n5', 'n6'].map((id) => fileNode(id, id)).join('');
     const h = await converged(goalYaml(nodes), { memory: { faults: [{ op: 'observe', class: 'transient', times: 6 }] } });

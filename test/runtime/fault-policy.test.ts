@@ -146,6 +146,20 @@ describe('CircuitBreaker', () => {
     expect(b.acquire()).toEqual({ verdict: 'allow' });
   });
 
+  it('a probe given back leaves the circuit open with its probe due now, for the next caller; outside half-open it does nothing', () => {
+    const clock = new FakeClock(0);
+    const b = new CircuitBreaker({ clock });
+    b.cancelProbe();
+    expect(b.state).toEqual({ state: 'closed', consecutiveFailures: 0 });
+    for (let i = 0; i < 5; i++) b.recordFailure(failure);
+    clock.advance(30_000);
+    expect(b.acquire()).toEqual({ verdict: 'probe' });
+    clock.advance(10);
+    b.cancelProbe();
+    expect(b.state).toEqual({ state: 'open', openedAt: 30_010, probeAt: 30_010 });
+    expect(b.acquire()).toEqual({ verdict: 'probe' });
+  });
+
   it.each([
     { name: 'a failed probe re-opens for a full cool-down', outcome: 'failure' as const, expected: { state: 'open', openedAt: 30_000, probeAt: 60_000 } },
     { name: 'a successful probe closes', outcome: 'success' as const, expected: { state: 'closed', consecutiveFailures: 0 } },
