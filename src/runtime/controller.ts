@@ -1047,7 +1047,11 @@ export class Controller<S extends NodeSpec> {
   private blockedOnDependency(node: DesiredNode<S>, rec: NodeRecord | undefined): boolean {
     const notReady = node.dependsOn.find((d) => !this.isReady(d.on))?.on;
     if (notReady === undefined) return false;
-    if (rec?.status !== 'blocked') this.transition(node, 'DEPENDENCY_BLOCKED', { reason: `waiting for ${notReady}` });
+    if (rec?.status !== 'blocked') {
+      this.transition(node, 'DEPENDENCY_BLOCKED', { reason: `waiting for ${notReady}` });
+      // Counted in the run's summary (history's ⊘) each time it comes to wait, as apply counts it once a pass.
+      this.summary.blocked++;
+    }
     return true;
   }
 

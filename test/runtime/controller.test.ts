@@ -538,6 +538,8 @@ describe('Controller: fault policy', () => {
     expect(h.calls.created).not.toContain('b');
     expect(h.calls.created).not.toContain('c');
     expect(h.calls.deleted).toEqual([]);
+    // The run says so (history's ⊘): the held node and its two blocked dependents.
+    expect(h.store.listRuns(1)[0]?.summary).toMatchObject({ held: 1, blocked: 2 });
   });
 
   it('the circuit breaker opens after K consecutive failures and lets one probe through after its cool-down', async () => {
