@@ -225,6 +225,9 @@ export function printDiagnostics(ctx: CliContext, diagnostics: readonly Diagnost
   for (const d of diagnostics) write(formatDiagnostic(d));
 }
 
+/** The file beside state.db that keeps the lineage it was made with (see `openStore`). */
+const LINEAGE_FILE = 'lineage';
+
 /**
  * Opens state.db, creating the state directory first unless `readonly` (then the caller, `withStateStore`, has checked it).
  * Refused with DS_STATE_LOCKED while another process holds the lock; when that process is the daemon serving this state,
@@ -259,9 +262,6 @@ export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: 
     );
   }
 }
-
-/** The file beside state.db that keeps the lineage it was made with (see `openStore`). */
-export const LINEAGE_FILE = 'lineage';
 
 /** Writes the lineage file (a temp file renamed over it); a failure is logged, never fatal: it only guards. */
 function recordLineage(file: string, lineage: string, ctx: CliContext): void {

@@ -649,6 +649,9 @@ export class Controller<S extends NodeSpec> {
     // This batch's nodes decided so far (just observed: what they are is known), and those put off.
     const decided = new Set<NodeId>();
     const putOff = new Set<NodeId>();
+    // A dependency being reconciled (by another worker, or put off in this batch) or due to be.
+    const pending = (on: NodeId): boolean =>
+      putOff.has(on) || (!decided.has(on) && (this.queue.isDue(on) || (this.queue.isProcessing(on) && !batch.has(on)) || this.isWaiting(on)));
     for (const node of toObserve) {
       const obs: Observation = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
       // The backend answered, whatever this node does next (waits for a dependency, is held): its
@@ -658,10 +661,7 @@ export class Controller<S extends NodeSpec> {
       // About to create or correct it while one of its dependencies is being reconciled (by another
       // worker, or put off in this batch) or is due to be (which may re-create it): look again once
       // that is done, rather than race it. Only for a node that needs work: a steady pass is never held up.
-      const needsWork = obs.status === 'absent' || obs.status === 'drifted';
-      const pending = (on: NodeId): boolean =>
-        putOff.has(on) || (!decided.has(on) && (this.queue.isDue(on) || (this.queue.isProcessing(on) && !batch.has(on)) || this.isWaiting(on)));
-      const busy = needsWork ? node.dependsOn.find((d) => pending(d.on))?.on : undefined;
+      const busy = obs.status === 'absent' || obs.status === 'drifted' ? node.dependsOn.find((d) => pending(d.on))?.on : undefined;
       if (busy !== undefined) {
         this.waitFor(busy, node.id);
         putOff.add(node.id);

@@ -123,7 +123,7 @@ export function heldByPolicy(r: NodeRecord): boolean {
 export function recordSnapshot<S extends NodeSpec>(node: DesiredNode<S>, deps: readonly string[], prev: NodeRecord | undefined, rec: NodeRecord, codec: NodeSpecCodec<S>): RecordSnapshot {
   const kept = prev === undefined ? undefined : storedSpec(prev);
   const spec = kept !== undefined && prev?.appliedDigest === rec.appliedDigest ? kept : codec.encode(node.spec);
-  return node.settings.deletionPolicy === 'Delete' ? { spec, deps, goal: node.spec.digest, deletionPolicy: 'Delete' } : { spec, deps, goal: node.spec.digest };
+  return { spec, deps, goal: node.spec.digest, ...(node.settings.deletionPolicy === 'Delete' ? { deletionPolicy: 'Delete' as const } : {}) };
 }
 
 /** The node's own deletion policy as its record last kept it (records written before it was kept: the record's). */

@@ -290,8 +290,9 @@ export class Reconciler<S extends NodeSpec> {
         for (const node of level) {
           const gate = options.gates?.get(node.id);
           if (gate !== undefined) {
-            outcomes.set(node.id, { status: 'held', reason: policyHoldReason(gate.reason) });
-            put(node, 'held', { reason: policyHoldReason(gate.reason) });
+            const reason = policyHoldReason(gate.reason);
+            outcomes.set(node.id, { status: 'held', reason });
+            put(node, 'held', { reason });
             continue;
           }
           const prev = records.get(node.id);

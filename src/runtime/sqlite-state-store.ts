@@ -479,6 +479,10 @@ function toNode(r: NodeRow): NodeRecord {
   };
 }
 
+function toOperation(r: OperationRow): PendingOperation {
+  return { id: r.id, node: r.node, op: r.op as PendingOperation['op'], runId: r.run_id, startedAt: r.started_at };
+}
+
 function toRun(r: RunRow): RunRecord {
   return { id: r.id, startedAt: r.started_at, finishedAt: r.finished_at, trigger: r.trigger, commit: r.goals_commit, summary: parse<RunSummary>(r.summary) };
 }
@@ -707,7 +711,7 @@ export class SqliteStateStore implements StateStore {
   /** Pending operations, oldest first. */
   pendingOperations(): PendingOperation[] {
     const rows = this.#stmt('SELECT id, node, op, run_id, started_at FROM operations WHERE finished_at IS NULL ORDER BY id').all() as OperationRow[];
-    return rows.map((r) => ({ id: r.id, node: r.node, op: r.op as PendingOperation['op'], runId: r.run_id, startedAt: r.started_at }));
+    return rows.map(toOperation);
   }
 
   countOperations(node: NodeId, op: PendingOperation['op']): number {
@@ -747,7 +751,7 @@ export class SqliteStateStore implements StateStore {
   runOperations(runId: number, limit: number): { operations: OperationRecord[]; total: number } {
     const rows = this.#stmt('SELECT * FROM operations WHERE run_id = ? ORDER BY id LIMIT ?').all(runId, limit) as FinishedOperationRow[];
     const total = rows.length < limit ? rows.length : (this.#stmt('SELECT count(*) AS n FROM operations WHERE run_id = ?').get(runId) as { n: number }).n;
-    const operations = rows.map((r) => ({ id: r.id, node: r.node, op: r.op as OperationRecord['op'], runId: r.run_id, startedAt: r.started_at, finishedAt: r.finished_at, outcome: r.outcome, detail: r.detail }));
+    const operations = rows.map((r) => ({ ...toOperation(r), finishedAt: r.finished_at, outcome: r.outcome, detail: r.detail }));
     return { operations, total };
   }
 

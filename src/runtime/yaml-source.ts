@@ -165,12 +165,11 @@ export function parseGoalText(
       value = doc.toJS({ maxAliasCount: limits.maxAliasCount });
     } catch (err) {
       // An alias with no anchor set before it (`*name`), or too many expansions.
-      const unresolved = err instanceof ReferenceError ? firstAliasOffset(doc.contents, (a) => a.resolve(doc) === undefined) : undefined;
+      const unresolved = err instanceof ReferenceError ? firstAlias(doc.contents, (a) => a.resolve(doc) === undefined) : undefined;
       if (unresolved !== undefined) {
-        const name = /^\*([^\s,\]}]*)/.exec(text.slice(unresolved))?.[1] ?? '';
-        problem(at(unresolved), 'unknown-alias', `alias *${name} names no anchor (&${name}) set before it in this document`);
+        problem(at(unresolved.range?.[0] ?? 0), 'unknown-alias', `alias *${unresolved.source} names no anchor (&${unresolved.source}) set before it in this document`);
       } else {
-        problem(at(firstAliasOffset(doc.contents) ?? doc.contents.range?.[0] ?? 0), 'alias-bomb', `aliases expand to too many nodes (more than ${limits.maxAliasCount}); write the values out`);
+        problem(at(firstAlias(doc.contents)?.range?.[0] ?? doc.contents.range?.[0] ?? 0), 'alias-bomb', `aliases expand to too many nodes (more than ${limits.maxAliasCount}); write the values out`);
       }
       return;
     }
@@ -733,16 +732,15 @@ function keySource(text: string, pos: readonly [number, number]): string {
   return JSON.stringify(key.length > 60 ? `${key.slice(0, 60)}…` : key);
 }
 
-/** Offset of the first alias (of those `which` picks) in the document's values, in source order. */
-function firstAliasOffset(root: YamlNode, which: (alias: Alias) => boolean = () => true): number | undefined {
+/** The first alias (of those `which` picks) in the document's values, in source order. */
+function firstAlias(root: YamlNode, which: (alias: Alias) => boolean = () => true): Alias | undefined {
   const stack: YamlNode[] = [root];
-  let first: number | undefined;
+  let first: Alias | undefined;
   while (stack.length > 0) {
     const node = stack.pop()!;
     if (yaml().isAlias(node)) {
-      if (!which(node)) continue;
       const o = node.range?.[0];
-      if (o !== undefined && (first === undefined || o < first)) first = o;
+      if (o !== undefined && which(node) && (first === undefined || o < first.range![0])) first = node;
     } else if (yaml().isMap(node)) {
       for (const p of node.items as Pair<YamlNode, YamlNode>[]) if (p.value !== null && p.value !== undefined) stack.push(p.value);
     } else if (yaml().isSeq(node)) {

@@ -25,24 +25,28 @@ function checkLocalSpec(spec: InfraNodeSpec, config: LocalConfig, where?: { read
   const why = lexicalEscape(spec.path);
   if (why !== undefined) return [escapeIssue('path', spec.path, why)];
   if (spec.type !== 'local.symlink' || typeof spec.target !== 'string' || hasReferences(spec.target)) return [];
-  const root = isAbsolute(config.root) ? posix.normalize(config.root) : where === undefined ? undefined : rootOf(config, where.cwd);
-  if (root === '/') return [];
+  const root = knownRoot(config, where);
   const target = spec.target;
-  if (isAbsolute(target)) {
-    if (root === undefined || linkTarget(spec.path, target, root) !== undefined) return [];
-    return [escapeIssue('target', target, 'the symlink target is outside the root')];
-  }
-  if (linkTarget(normalPath(spec.path), target, root) !== undefined) return [];
-  const inRoot = posix.dirname(normalPath(spec.path)) === '.';
-  if (inRoot) return [escapeIssue('target', target, 'the symlink target climbs out of the root')];
+  // An absolute target needs the root to be judged; under a root of `/`, nothing leaves it.
+  if ((isAbsolute(target) && root === undefined) || root === '/') return [];
+  const link = normalPath(spec.path);
+  if (linkTarget(link, target, root) !== undefined) return [];
+  if (isAbsolute(target)) return [escapeIssue('target', target, 'the symlink target is outside the root')];
+  const from = posix.dirname(link);
+  if (from === '.') return [escapeIssue('target', target, 'the symlink target climbs out of the root')];
   return [
     {
       path: ['target'],
       severity: 'warning',
-      message: `symlink target ${target} climbs out of the backend root from ${posix.dirname(normalPath(spec.path))}: refused when applied, unless a directory on the way is a symlink deeper into the root`,
+      message: `symlink target ${target} climbs out of the backend root from ${from}: refused when applied, unless a directory on the way is a symlink deeper into the root`,
       code: 'path-escapes-root',
     },
   ];
+}
+
+/** The backend's root, absolute and in normal form, where it is known before running (relative: with the working directory). */
+function knownRoot(config: LocalConfig, where: { readonly cwd: string } | undefined): string | undefined {
+  return isAbsolute(config.root) ? posix.normalize(config.root) : where === undefined ? undefined : rootOf(config, where.cwd);
 }
 
 /** The issue at `field` that every operation would raise as a fault (`path-escapes-root`). */
@@ -68,7 +72,7 @@ interface PathNode {
 /** The nodes of one instance whose path is known before running (no `${nodes…}` reference), each with where its path leads through the links they manage. */
 function pathNodes(nodes: readonly ImpliedDependencyNode[], config: LocalConfig, where: { readonly cwd: string } | undefined): readonly PathNode[] {
   const paths = nodes.flatMap(({ id, spec }) => ('path' in spec && typeof spec.path === 'string' && !hasReferences(spec.path) ? [{ id, spec, path: normalPath(spec.path) }] : []));
-  const root = isAbsolute(config.root) ? posix.normalize(config.root) : where === undefined ? undefined : rootOf(config, where.cwd);
+  const root = knownRoot(config, where);
   const links = new Map<string, ManagedLink>();
   for (const n of paths) {
     if (n.spec.type !== 'local.symlink' || hasReferences(n.spec.target) || links.has(n.path)) continue;

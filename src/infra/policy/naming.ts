@@ -120,13 +120,12 @@ export function compileRegex(source: string): { readonly ok: true; readonly rege
   } catch (err) {
     return { ok: false, message: `not a valid regular expression: ${errorMessage(err)}` };
   }
-  const refused = 'the pattern cannot be matched in linear time: backreferences (\\1) and lookarounds ((?=…), (?!…), (?<=…), (?<!…)) are not available';
   // V8's engine runs a lookbehind in linear time, RE2 (and CEL's matches) refuse it: refused here too, so that a pattern means the same there.
   if (hasLookbehind(source)) return { ok: false, message: 'lookbehinds ((?<=…), (?<!…)) are not available, as in RE2 and CEL\'s matches(): match the part before with the pattern itself' };
   try {
     return { ok: true, regex: new RegExp(source, LINEAR) };
   } catch {
-    return { ok: false, message: refused };
+    return { ok: false, message: 'the pattern cannot be matched in linear time: backreferences (\\1) and lookarounds ((?=…), (?!…), (?<=…), (?<!…)) are not available' };
   }
 }
 

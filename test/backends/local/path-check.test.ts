@@ -78,11 +78,11 @@ describe('lexicalEscape: what a path shows by itself, whatever the root', () => 
 
 const registry = new BackendRegistry(builtinBackendFactories);
 
-function validate(nodes: string): string[] {
-  const text = `apiVersion: desiredstate/v1
+/** A goal file of one Backend (its name and `spec`) and one Goal of `nodes`. */
+const goalFile = (backend: string, backendSpec: string, nodes: string): string => `apiVersion: desiredstate/v1
 kind: Backend
-metadata: { name: mem }
-spec: { type: memory }
+metadata: { name: ${backend} }
+spec: ${backendSpec}
 ---
 apiVersion: desiredstate/v1
 kind: Goal
@@ -90,7 +90,9 @@ metadata: { name: app }
 spec:
   nodes:
 ${nodes}`;
-  return diagnosticsOf(text);
+
+function validate(nodes: string): string[] {
+  return diagnosticsOf(goalFile('mem', '{ type: memory }', nodes));
 }
 
 /** What `validate` prints for `goals/app.yaml` holding `text`. */
@@ -126,19 +128,7 @@ describe('validate refuses a local path that leaves the root, at the path', () =
 });
 
 describe('validate and a symlink target that leaves the root', () => {
-  const goal = (link: string): string => `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: local }
-spec: { type: local, config: { root: /srv/app } }
----
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: app }
-spec:
-  nodes:
-    - { id: l, type: local.symlink, spec: { ${link} } }
-`;
-  const check = (link: string): string[] => diagnosticsOf(goal(link));
+  const check = (link: string): string[] => diagnosticsOf(goalFile('local', '{ type: local, config: { root: /srv/app } }', `    - { id: l, type: local.symlink, spec: { ${link} } }\n`));
   const at = (col: number, severity: string, message: string): string => `goals/app.yaml:11:${col}: ${severity} path-escapes-root: ${message} (backend "local", type local)`;
 
   it('refuses an absolute target outside the root, and one that climbs out from a link in the root itself', () => {
