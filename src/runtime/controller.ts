@@ -17,8 +17,8 @@ import type { ProvisionStep } from './reconciler.ts';
 import { emptySummary, runSteps, withoutIgnored } from './reconciler.ts';
 import { Semaphore } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
-import type { NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
-import { GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
+import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
+import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
 import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, heldByPolicy, heldReason, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDeps, storedGoalDigest } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
@@ -191,6 +191,8 @@ export class Controller<S extends NodeSpec> {
   private storeFailing = false;
   /** Nodes the caller holds back (`hold`), by id: the holds not released yet, each with its reason. */
   private readonly holds = new Map<NodeId, Set<{ readonly reason: string }>>();
+  /** The failure that opened each backend's circuit, while it is not closed. */
+  private readonly circuitFaults = new Map<string, Fault>();
 
   constructor(options: ControllerOptions<S>) {
     this.o = {
@@ -222,6 +224,8 @@ export class Controller<S extends NodeSpec> {
       list.push(op);
       this.pending.set(op.node, list);
     }
+    // Circuits start closed: what a daemon that died with one open left said is no longer true.
+    this.deferred.defer(() => this.o.store.setMeta(CIRCUITS_META, null));
   }
 
   /** True once every node of the current graph has been reconciled at least once. */
@@ -246,6 +250,23 @@ export class Controller<S extends NodeSpec> {
   /** Status of every node, for the HTTP API. */
   nodes(): NodeRecord[] {
     return [...this.records.values()];
+  }
+
+  /** The backends whose circuit is open or probing, for `status` and the HTTP API. */
+  circuits(): CircuitStatus[] {
+    const out: CircuitStatus[] = [];
+    for (const [backend, s] of this.breakers.states()) {
+      if (s.state === 'closed') continue;
+      const f = this.circuitFaults.get(backend);
+      out.push({
+        backend,
+        state: s.state,
+        since: s.state === 'open' ? s.openedAt : s.probeStartedAt,
+        probeAt: s.state === 'open' ? s.probeAt : null,
+        fault: f === undefined ? null : { class: f.class, message: f.message },
+      });
+    }
+    return out;
   }
 
   queueStats(): ReturnType<WorkQueue<NodeId>['stats']> {
@@ -738,7 +759,7 @@ export class Controller<S extends NodeSpec> {
     // A dependency decided just before it in this batch is being created or corrected: wait for it.
     if (this.blockedOnDependency(node, rec)) {
       // Its failed observation still counts against the backend (a probe's included).
-      if (obs.status === 'failed') this.backendFailed(node.spec.backendId, obs.fault);
+      if (obs.status === 'failed') this.backendFailed(node.spec.backendId, obs.fault, node.id);
       return undefined;
     }
     const log = this.o.log.child({ node: node.id, backend: node.spec.backendId });
@@ -834,18 +855,30 @@ export class Controller<S extends NodeSpec> {
     this.circuitChanged(backendId, this.breakers.for(backendId).recordSuccess());
   }
 
-  /** The backend failed: counted by its circuit breaker (which may open). */
-  private backendFailed(backendId: string, f: Fault): void {
-    this.circuitChanged(backendId, this.breakers.for(backendId).recordFailure(f), f);
+  /** The backend failed for a node: counted by its circuit breaker (which may open), once a node until the backend answers. */
+  private backendFailed(backendId: string, f: Fault, id: NodeId): void {
+    this.circuitChanged(backendId, this.breakers.for(backendId).recordFailure(f, id), f);
   }
 
   /** An outage's start and end, each said once: while a circuit stays open its nodes wait silently for the probe. */
   private circuitChanged(backendId: string, change: BreakerChange, f?: Fault): void {
-    if (change === 'closed') this.o.log.info({ backend: backendId }, 'backend circuit closed');
-    if (change !== 'opened') return;
-    const state = this.breakers.for(backendId).state;
-    const probeInMs = state.state === 'open' ? state.probeAt - this.o.clock.now() : 0;
-    this.o.log.warn({ backend: backendId, fault: f, probeInMs }, 'backend circuit open');
+    if (change === undefined) return;
+    const at = this.o.clock.now();
+    if (change === 'closed') {
+      this.circuitFaults.delete(backendId);
+      this.o.log.info({ backend: backendId }, 'backend circuit closed');
+    } else {
+      if (f !== undefined) this.circuitFaults.set(backendId, f);
+      const state = this.breakers.for(backendId).state;
+      const probeInMs = state.state === 'open' ? state.probeAt - at : 0;
+      this.o.log.warn({ backend: backendId, fault: f, probeInMs }, 'backend circuit open');
+    }
+    // For `status` from another process, and the journal: with the batch's other writes.
+    const circuits = this.circuits();
+    this.deferred.defer(() => {
+      this.o.store.setMeta(CIRCUITS_META, circuits.length === 0 ? null : JSON.stringify(circuits));
+      this.o.store.appendEvent({ at, node: null, kind: change === 'opened' ? 'circuit-opened' : 'circuit-closed', data: { backend: backendId, ...(f === undefined ? {} : { fault: f.message }) } });
+    });
   }
 
   /** Ready, applied at this digest, same outputs and memo, nothing pending or remembered: observing it changed nothing. */
@@ -913,15 +946,15 @@ export class Controller<S extends NodeSpec> {
   }
 
   /** A failed operation, counted against its backend's breaker and the run: the attempt it was, and what the fault policy decides. */
-  private failure(backendId: string, f: Fault, previousAttempts: number): { attempts: number; decision: ReturnType<typeof decide> } {
-    this.backendFailed(backendId, f);
+  private failure(backendId: string, id: NodeId, f: Fault, previousAttempts: number): { attempts: number; decision: ReturnType<typeof decide> } {
+    this.backendFailed(backendId, f, id);
     const attempts = previousAttempts + 1;
     this.summary.failed++;
     return { attempts, decision: decide(f, attempts, this.o.rng, this.o.faultPolicy) };
   }
 
   private fail(node: DesiredNode<S>, f: Fault, log: Logger, message: string): void {
-    const { attempts, decision } = this.failure(node.spec.backendId, f, this.records.get(node.id)?.attempts ?? 0);
+    const { attempts, decision } = this.failure(node.spec.backendId, node.id, f, this.records.get(node.id)?.attempts ?? 0);
     switch (decision.action) {
       case 'retry': {
         const retryAt = this.o.clock.now() + decision.delayMs;
@@ -1136,7 +1169,7 @@ export class Controller<S extends NodeSpec> {
     // As for any node: the fault policy says when to try again (a server outage must not leave the
     // delete undone until the next reload), or to leave it to the next reload or restart.
     const f = result.fault;
-    const { attempts, decision } = this.failure(r.backendId, f, this.records.get(r.id)?.attempts ?? r.attempts);
+    const { attempts, decision } = this.failure(r.backendId, r.id, f, this.records.get(r.id)?.attempts ?? r.attempts);
     const now = this.o.clock.now();
     // Not through `put`: the node is no longer in the graph. Given up on, it is held as any node is,
     // with the cause first (`status`, `retry NODE`).

@@ -156,7 +156,11 @@ export function seededRng(seed: number): Rng {
 
 /** A circuit breaker's settings: data, validated once. */
 export interface CircuitBreakerConfig {
-  /** Consecutive counted failures that open the circuit. */
+  /**
+   * Consecutive counted failures that open the circuit, each of another node (one node failing again
+   * and again is that node's fault, which its own backoff deals with, not the backend's). A backend
+   * with fewer nodes never opens its circuit: each node's backoff is enough.
+   */
   readonly failureThreshold: number;
   /** How long the circuit stays open before one probe is let through. */
   readonly coolDownMs: number;
@@ -201,19 +205,22 @@ export type BreakerPermit =
   | { readonly verdict: 'probe' }
   | { readonly verdict: 'reject'; readonly retryAt: number };
 
-/**
- * A per-backend circuit breaker: closed → open after `failureThreshold`
- * consecutive counted failures → half-open after `coolDownMs`, letting one
- * probe through → closed on its success, open again on its failure.
- * It decides nothing about nodes; callers requeue rejected work at `retryAt`.
- */
 /** What a recorded outcome did to a circuit: opened it, closed it, or nothing worth saying. */
 export type BreakerChange = 'opened' | 'closed' | undefined;
 
+/**
+ * A per-backend circuit breaker: closed → open after `failureThreshold`
+ * consecutive counted failures of as many callers (nodes) → half-open after
+ * `coolDownMs`, letting one probe through → closed on its success, open again
+ * on its failure. It decides nothing about nodes; callers requeue rejected
+ * work at `retryAt`.
+ */
 export class CircuitBreaker {
   readonly config: CircuitBreakerConfig;
   readonly #clock: Clock;
   #state: BreakerState = { state: 'closed', consecutiveFailures: 0 };
+  /** The callers of the failures counted since the last success (a failure given none counts each time). */
+  readonly #streak = new Set<string>();
 
   constructor(options: { config?: CircuitBreakerConfig; clock?: Clock } = {}) {
     this.config = options.config ?? DEFAULT_CIRCUIT_BREAKER;
@@ -263,19 +270,27 @@ export class CircuitBreaker {
   recordSuccess(): BreakerChange {
     const was = this.#state.state;
     this.#state = { state: 'closed', consecutiveFailures: 0 };
+    this.#streak.clear();
     return was === 'closed' ? undefined : 'closed';
   }
 
   /**
    * The backend failed. Faults of uncounted classes prove the backend answered, so they count as
-   * success. Says `opened` when this failure opened the circuit (again, after a failed probe).
+   * success. A failure of a caller (`source`: a node) already counted since the last success is not
+   * counted again: a few nodes failing on their own, retried on their backoff, never add up to an
+   * outage of the backend. Says `opened` when this failure opened the circuit (again, after a failed
+   * probe).
    */
-  recordFailure(fault: Fault): BreakerChange {
+  recordFailure(fault: Fault, source?: string): BreakerChange {
     if (!this.config.countedClasses.includes(fault.class)) return this.recordSuccess();
     const now = this.#clock.now();
     const s = this.#state;
     switch (s.state) {
       case 'closed': {
+        if (source !== undefined) {
+          if (this.#streak.has(source)) return undefined;
+          this.#streak.add(source);
+        }
         const failures = s.consecutiveFailures + 1;
         if (failures < this.config.failureThreshold) {
           this.#state = { state: 'closed', consecutiveFailures: failures };
@@ -296,6 +311,7 @@ export class CircuitBreaker {
   }
 
   #open(now: number): BreakerState {
+    this.#streak.clear();
     return { state: 'open', openedAt: now, probeAt: now + this.config.coolDownMs };
   }
 }

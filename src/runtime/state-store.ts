@@ -136,6 +136,25 @@ export const GOALS_IDLE_META = 'goal-errors.idle';
  */
 export const GOALS_EMPTY_META = 'goals.empty';
 
+/**
+ * Meta key: the backends whose circuit breaker a running daemon has open (or half-open, probing), as a
+ * JSON list of `CircuitStatus`; unset while every circuit is closed. Written when a circuit opens or
+ * closes, cleared when a daemon starts (its circuits start closed).
+ */
+export const CIRCUITS_META = 'circuits';
+
+/** A backend circuit that is not closed: its nodes wait for the probe. */
+export interface CircuitStatus {
+  readonly backend: string;
+  readonly state: 'open' | 'half-open';
+  /** When it opened (epoch ms); for half-open, when its probe started. */
+  readonly since: number;
+  /** When its probe is let through (epoch ms); null while one is in flight. */
+  readonly probeAt: number | null;
+  /** The failure that opened it. */
+  readonly fault: { readonly class: string; readonly message: string } | null;
+}
+
 export interface StateStore {
   getNode(id: NodeId): NodeRecord | undefined;
   listNodes(): NodeRecord[];

@@ -197,7 +197,7 @@ describe.concurrent('desiredstate CLI: invocations', () => {
   });
 
   it.each([
-    { command: 'status', empty: { nodes: [], goalErrors: null, emptyGoals: false, daemon: { running: false } } },
+    { command: 'status', empty: { nodes: [], goalErrors: null, emptyGoals: false, daemon: { running: false }, circuits: [] } },
     { command: 'drift', empty: { reports: [] } },
     { command: 'history', empty: { runs: [] } },
   ])('$command on a state directory nothing has run with yet: exit 0, the empty document, the missing directory said on stderr', async ({ command, empty }) => {

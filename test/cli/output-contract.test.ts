@@ -162,7 +162,7 @@ describe('--format json on every command that takes it', () => {
     try {
       const [empty, full] = await Promise.all([cli(['status', '--format', 'json', ...q.args.slice(0, 2)], { cwd: q.dir }), cli(['status', '--format', 'json', ...p.args])]);
       expect(empty.code, empty.stderr).toBe(0);
-      expect(doc(empty.stdout)).toEqual({ nodes: [], goalErrors: null, emptyGoals: false, daemon: { running: false } });
+      expect(doc(empty.stdout)).toEqual({ nodes: [], goalErrors: null, emptyGoals: false, daemon: { running: false }, circuits: [] });
       expect(Object.keys(doc(empty.stdout))).toEqual(Object.keys(doc(full.stdout)));
       // Indented as every other document (jq does not mind, a human reading a CI log does).
       expect(empty.stdout).toBe(`${JSON.stringify(doc(empty.stdout), null, 2)}\n`);

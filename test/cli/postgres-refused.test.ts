@@ -18,8 +18,9 @@ let server: TestPostgres;
 const daemons = trackDaemons();
 const faults = (p: ReturnType<typeof tempProject>): string => {
   const file = join(p.dir, 'faults.yaml');
-  // A short cool-down so that a recovery shows within the test.
-  writeFileSync(file, 'retry:\n  transient: { baseMs: 200, maxMs: 1000 }\n  auth: { baseMs: 100, maxMs: 500 }\ncircuitBreaker: { coolDownMs: 1000 }\n');
+  // A short cool-down so that a recovery shows within the test; a circuit that opens at the first node
+  // failing (the goal's other node waits for it: one node alone would never open the default's).
+  writeFileSync(file, 'retry:\n  transient: { baseMs: 200, maxMs: 1000 }\n  auth: { baseMs: 100, maxMs: 500 }\ncircuitBreaker: { coolDownMs: 1000, failureThreshold: 1 }\n');
   return file;
 };
 
@@ -99,6 +100,10 @@ describe('a server that is up but refuses the daemon', () => {
     expect(first.fault).toMatchObject({ class: 'transient', code: '3D000', message: `the PostgreSQL server at 127.0.0.1:${server.port}: database "rd_maint" does not exist` });
     expect(String((first.fault as { hint: string }).hint)).toContain('config.database');
     await d.waitFor((l) => l.msg === 'backend circuit open' && l.backend === 'pg', 15_000);
+    // `status` shows the open circuit, what opened it and when its nodes are tried again.
+    await eventually(async () => /^backend pg: circuit open since \S+, its nodes wait; its probe (is due at \S+|is under way); opened by transient: .*database "rd_maint" does not exist/m.test((await cli(['status', ...p.args], { cwd: p.dir })).stdout), 5_000, 'status shows the open circuit');
+    const shown = JSON.parse((await cli(['status', '--format', 'json', ...p.args], { cwd: p.dir })).stdout) as { circuits: unknown[] };
+    expect(shown.circuits).toEqual([expect.objectContaining({ backend: 'pg', state: 'open', fault: expect.objectContaining({ class: 'transient' }) })]);
     await new Promise((r) => setTimeout(r, 2000));
     // Backing off: a handful of attempts in ~2 s, not hundreds.
     expect(d.lines.filter((l) => l.msg === 'observe failed' && l.node === 'owner').length).toBeLessThan(15);
@@ -107,6 +112,7 @@ describe('a server that is up but refuses the daemon', () => {
     await server.sql('CREATE DATABASE rd_maint');
     await eventually(async () => (await exists('SELECT 1 FROM pg_database WHERE datname = $1', 'rd_db')), 20_000, 'rd_db created');
     await d.waitFor((l) => l.msg === 'backend circuit closed' && l.backend === 'pg', 5_000);
+    await eventually(async () => !(await cli(['status', ...p.args], { cwd: p.dir })).stdout.includes('circuit open'), 5_000, 'status no longer shows the circuit');
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
   }, 60_000);

@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
 import type { InfraBackend } from '../../src/infra/index.ts';
-import { DesiredGraph, GOALS_EMPTY_META, SqliteStateStore } from '../../src/runtime/index.ts';
+import { CIRCUITS_META, DesiredGraph, GOALS_EMPTY_META, SqliteStateStore } from '../../src/runtime/index.ts';
 import type { Observation, ObservationMemo } from '../../src/runtime/index.ts';
 import type { InfraDesiredNodeSpec } from '../../src/infra/index.ts';
 import { compileYaml, fileNode, goalYaml, harness, wrapMemory } from '../support/controller-harness.ts';
@@ -590,10 +590,9 @@ describe('Controller: fault policy', () => {
     }
   });
 
-  it('a circuit opened by nodes failing on their own probes with a node that was ready: the healthy ones wait one cool-down, not more', async () => {
-    const failing = new Set(['f1', 'f2', 'f3', 'f4']);
-    const ids = ['f1', 'f2', 'f3', 'f4', 'ok1', 'ok2'];
-    const h = await converged(goalYaml(ids.map((id) => fileNode(id, id)).join('')), {
+  /** A converged harness whose nodes in `failing` time out on every observation from now on (their resource's fault, not the backend's). */
+  const withFailingNodes = (failing: ReadonlySet<string>, ids: readonly string[]): ReturnType<typeof converged> =>
+    converged(goalYaml(ids.map((id) => fileNode(id, id)).join('')), {
       wrap: (b) =>
         wrapMemory(b, 'memory', {
           observe: async (list, ctx) => {
@@ -603,6 +602,22 @@ describe('Controller: fault policy', () => {
           },
         }),
     });
+
+  it('fewer nodes than the threshold failing on their own, however often, never open the circuit: a hand edit of a healthy node is repaired at once', async () => {
+    const failing = new Set(['f1', 'f2', 'f3', 'f4']);
+    const h = await withFailingNodes(failing, [...failing, 'ok1', 'ok2']);
+    // Four nodes retried on their backoff, some twenty failures in all.
+    await h.advance(60_000, 500);
+    expect(h.lines.filter((l) => l.msg === 'backend circuit open')).toEqual([]);
+    h.backend.tamper('ok1', { content: 'evil' });
+    await h.advance(1_000, 100);
+    expect(contentOf(h, 'ok1')).toBe('ok1');
+    for (const id of failing) expect(statusOf(h, id), id).toBe('failed');
+  });
+
+  it('a circuit opened by nodes failing on their own probes with a node that was ready: the healthy ones wait one cool-down, not more', async () => {
+    const failing = new Set(['f1', 'f2', 'f3', 'f4', 'f5', 'f6']);
+    const h = await withFailingNodes(failing, [...failing, 'ok1', 'ok2']);
     // The failing nodes' retries open the circuit within seconds.
     await h.advance(10_000, 500);
     expect(h.lines.filter((l) => l.msg === 'backend circuit open').length).toBeGreaterThanOrEqual(1);
@@ -612,6 +627,46 @@ describe('Controller: fault policy', () => {
     expect(contentOf(h, 'ok1')).toBe('ok1');
     expect(h.lines.filter((l) => l.msg === 'backend circuit closed').length).toBeGreaterThanOrEqual(1);
     for (const id of failing) expect(statusOf(h, id), id).toBe('failed');
+  });
+
+  it('an open circuit is shown (status, the journal) while it is open, with what opened it and when its probe is due; gone once closed', async () => {
+    const ids = ['n1', 'n2', 'n3', 'n4', 'n5', 'n6'];
+    let down = true;
+    const h = await converged(goalYaml(ids.map((id) => fileNode(id, id)).join('')), {
+      wrap: (b) =>
+        wrapMemory(b, 'memory', {
+          observe: async (list, ctx) =>
+            down ? new Map(list.map((n) => [n.id, { status: 'failed', fault: { class: 'transient', message: 'connection refused' } } as Observation])) : b.observe(list, ctx),
+        }),
+    });
+    const open = h.lines.find((l) => l.msg === 'backend circuit open')!;
+    const shown = [{ backend: 'mem', state: 'open', since: expect.any(Number), probeAt: expect.any(Number), fault: { class: 'transient', message: 'connection refused' } }];
+    expect(h.controller.circuits()).toEqual(shown);
+    const [circuit] = h.controller.circuits();
+    expect(circuit!.probeAt! - circuit!.since).toBe(30_000);
+    expect(circuit!.probeAt! - h.clock.now()).toBe(Number(open.probeInMs));
+    // What another process (`desiredstate status`) reads: the same.
+    expect(JSON.parse(h.store.getMeta(CIRCUITS_META)!)).toEqual(shown);
+    expect(h.store.listEvents().filter((e) => e.kind.startsWith('circuit-'))).toEqual([expect.objectContaining({ kind: 'circuit-opened', data: { backend: 'mem', fault: 'connection refused' } })]);
+    down = false;
+    await h.advance(35_000, 500);
+    expect(h.controller.circuits()).toEqual([]);
+    expect(h.store.getMeta(CIRCUITS_META)).toBeUndefined();
+    expect(h.store.listEvents().filter((e) => e.kind.startsWith('circuit-')).map((e) => e.kind)).toEqual(expect.arrayContaining(['circuit-opened', 'circuit-closed']));
+  });
+
+  it('a circuit a daemon left open when it died is not shown by the next one, whose circuits start closed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-controller-circuits-'));
+    try {
+      const yaml = goalYaml(fileNode('n1', 'n1'));
+      const first = await converged(yaml, { dir });
+      first.store.setMeta(CIRCUITS_META, JSON.stringify([{ backend: 'mem', state: 'open', since: 0, probeAt: 30_000, fault: null }]));
+      await first.close();
+      const second = await converged(yaml, { dir, backend: first.backend });
+      expect(second.store.getMeta(CIRCUITS_META)).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('says once when a backend circuit opens and once when it closes again', async () => {

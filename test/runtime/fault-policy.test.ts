@@ -184,6 +184,26 @@ describe('CircuitBreaker', () => {
     expect(b.state.state).toBe('closed');
   });
 
+  it('counts a failure once a caller until the backend answers: one node failing again and again never opens the circuit, five nodes do', () => {
+    const b = new CircuitBreaker({ clock: new FakeClock(0) });
+    for (let i = 0; i < 20; i++) b.recordFailure(failure, 'n1');
+    for (const id of ['n2', 'n3', 'n4']) b.recordFailure(failure, id);
+    expect(b.state).toEqual({ state: 'closed', consecutiveFailures: 4 });
+    // A success starts the count over, for the same nodes too.
+    b.recordSuccess();
+    for (const id of ['n1', 'n2', 'n3', 'n4']) b.recordFailure(failure, id);
+    expect(b.state).toEqual({ state: 'closed', consecutiveFailures: 4 });
+    expect(b.recordFailure(failure, 'n5')).toBe('opened');
+    // Once open and probed, the count starts over: a failed probe by a node counted before re-opens it.
+    const clock = new FakeClock(0);
+    const c = new CircuitBreaker({ clock, config: parseCircuitBreakerConfig({ failureThreshold: 2 }) });
+    c.recordFailure(failure, 'a');
+    c.recordFailure(failure, 'b');
+    clock.advance(30_000);
+    expect(c.acquire().verdict).toBe('probe');
+    expect(c.recordFailure(failure, 'a')).toBe('opened');
+  });
+
   it('lets a new probe through when the previous one never reported', () => {
     const clock = new FakeClock(0);
     const b = new CircuitBreaker({ clock, config: parseCircuitBreakerConfig({ failureThreshold: 1 }) });

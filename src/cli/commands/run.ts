@@ -112,7 +112,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
   const http = await listenOn(listen, listenText, {
     ready: () =>
       controller?.ready === true ? { ready: true } : { ready: false, reason: controller?.currentGraph === undefined ? 'no valid goals loaded' : 'first reconcile round in progress' },
-    status: () => ({ nodes: controller?.nodes().map(shownRecord) ?? [], goalErrors: controller?.goalErrors ?? null, emptyGoals: controller?.emptyGoals ?? false, queue: controller?.queueStats() ?? null }),
+    status: () => ({ nodes: controller?.nodes().map(shownRecord) ?? [], goalErrors: controller?.goalErrors ?? null, emptyGoals: controller?.emptyGoals ?? false, queue: controller?.queueStats() ?? null, circuits: controller?.circuits() ?? [] }),
     retry: (node) => controller?.operatorRetry(node) ?? { status: 'unknown' },
     retryAll: () => controller?.operatorRetryAll() ?? [],
   });

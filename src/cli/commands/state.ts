@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { assertNever, DesiredStateError, ErrorCodes, errorMessage, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META, NODE_STATUSES, parseDuration, releaseAllStoredNodes, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
-import type { NodeRecord, OperatorRetryAnswer, RunRecord } from '../../runtime/index.ts';
+import { assertNever, CIRCUITS_META, DesiredStateError, ErrorCodes, errorMessage, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META, NODE_STATUSES, parseDuration, releaseAllStoredNodes, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
+import type { CircuitStatus, NodeRecord, OperatorRetryAnswer, RunRecord } from '../../runtime/index.ts';
 import { compileGoals, DAEMON_LISTEN, DAEMON_PID, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { formatDiff, table } from '../format.ts';
@@ -40,8 +40,26 @@ export function runningDaemon(ctx: CliContext, store: SqliteStateStore): string 
 }
 
 /** `status --format json`: the one document, with a state or before there is one. */
-function statusDocument(nodes: readonly NodeRecord[], goalErrors: string | null, emptyGoals: boolean, daemon: ReturnType<typeof daemonOf>): string {
-  return JSON.stringify({ nodes: nodes.map(shownRecord), goalErrors: goalErrors === null ? null : JSON.parse(goalErrors), emptyGoals, daemon }, null, 2);
+function statusDocument(nodes: readonly NodeRecord[], goalErrors: string | null, emptyGoals: boolean, daemon: ReturnType<typeof daemonOf>, circuits: readonly CircuitStatus[]): string {
+  return JSON.stringify({ nodes: nodes.map(shownRecord), goalErrors: goalErrors === null ? null : JSON.parse(goalErrors), emptyGoals, daemon, circuits }, null, 2);
+}
+
+/** The circuits a running daemon has open; none when no daemon runs (what a killed one left is no longer true). */
+function openCircuits(stored: string | undefined, running: boolean): CircuitStatus[] {
+  if (!running || stored === undefined) return [];
+  try {
+    const parsed: unknown = JSON.parse(stored);
+    return Array.isArray(parsed) ? (parsed as CircuitStatus[]) : [];
+  } catch {
+    return [];
+  }
+}
+
+/** One line for an open circuit: since when, when its probe is due, what opened it. */
+function circuitLine(c: CircuitStatus, now: number): string {
+  const probe = c.probeAt === null || c.probeAt <= now ? 'its probe is under way' : `its probe is due at ${iso(c.probeAt)}`;
+  const why = c.fault === null ? '' : `; opened by ${c.fault.class}: ${c.fault.message}`;
+  return `backend ${c.backend}: circuit ${c.state} since ${iso(c.since)}, its nodes wait; ${probe}${why}`;
 }
 
 export function status(ctx: CliContext): number {
@@ -51,17 +69,21 @@ export function status(ctx: CliContext): number {
     idle: store.getMeta(GOALS_IDLE_META) === '1',
     emptyGoals: store.getMeta(GOALS_EMPTY_META) !== undefined,
     daemon: daemonMeta(store),
+    circuits: store.getMeta(CIRCUITS_META),
   }));
   if (result === undefined) {
-    ctx.out(ctx.format === 'json' ? statusDocument([], null, false, { running: false }) : 'no state yet: run `desiredstate apply` or `desiredstate run`');
+    ctx.out(ctx.format === 'json' ? statusDocument([], null, false, { running: false }, []) : 'no state yet: run `desiredstate apply` or `desiredstate run`');
     return EXIT.ok;
   }
   const daemon = daemonOf(ctx, result.daemon);
+  const circuits = openCircuits(result.circuits, daemon.running);
   if (ctx.format === 'json') {
-    ctx.out(statusDocument(result.nodes, result.goalErrors, result.emptyGoals, daemon));
+    ctx.out(statusDocument(result.nodes, result.goalErrors, result.emptyGoals, daemon, circuits));
     return EXIT.ok;
   }
   ctx.out(daemon.running ? `daemon: running (pid ${daemon.pid}, API on ${daemon.listen})` : 'daemon: not running');
+  const now = Date.now();
+  for (const c of circuits) ctx.out(circuitLine(c, now));
   if (result.emptyGoals) {
     ctx.out(
       `${daemon.running ? 'the goals hold no nodes' : 'the goals the daemon last loaded held no nodes'}: the nodes below are kept as they are, neither reconciled nor deleted (an empty goal set never deletes anything)`,
