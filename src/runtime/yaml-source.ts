@@ -987,7 +987,8 @@ export async function readGoalFile(
   }
   if (!info.isFile()) {
     // Never opened: a FIFO would wait for a writer forever.
-    return { documents: [], diagnostics: [{ file: shown, line: 1, col: 1, severity: 'error', code: 'not-a-file', message: `goal file is ${specialFileKind(info)}, not a regular file` }] };
+    const hint = info.isDirectory() ? ' (a directory named *.yaml or *.yml is not read as goals: rename it)' : '';
+    return { documents: [], diagnostics: [{ file: shown, line: 1, col: 1, severity: 'error', code: 'not-a-file', message: `goal file is ${specialFileKind(info)}, not a regular file${hint}` }] };
   }
   if (info.size > limits.maxFileBytes) {
     return {
@@ -1095,8 +1096,9 @@ const GOAL_FILE = /\.ya?ml$/i;
  * Walks the tree under `dir` once, skipping entries whose name starts with a
  * dot (editors' swap files, `.git`), each directory's entries in name order.
  * Symbolic links are followed; a directory reached again through one (a
- * loop) is walked once. Anything else named `*.yaml` / `*.yml` — a link to
- * nothing, a FIFO — is listed, for the loader to refuse at that file.
+ * loop) is walked once. Anything named `*.yaml` / `*.yml` that is not a
+ * regular file — a directory, a link to nothing, a FIFO — is listed, for the
+ * loader to refuse at that file.
  * Throws when a directory in it cannot be read. The one rule for which files
  * are goals: the loader, the compiled-goal cache and the daemon's goal watch
  * all go through here.
@@ -1115,9 +1117,14 @@ export async function walkGoalTree(dir: string): Promise<GoalTree> {
     for (const e of entries) {
       if (e.name.startsWith('.')) continue;
       const p = join(d, e.name);
+      // Named as a goal file, it is one, whatever it is: a directory put in a goal file's place is
+      // refused at that name, never read as the goal removed (its nodes would be let go, or deleted).
+      if (GOAL_FILE.test(e.name)) {
+        files.push(p);
+        continue;
+      }
       const target = e.isSymbolicLink() ? await stat(p).catch(() => undefined) : e;
       if (target?.isDirectory() === true) await walk(p);
-      else if (GOAL_FILE.test(e.name)) files.push(p);
     }
   };
   await walk(dir);

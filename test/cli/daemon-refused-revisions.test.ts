@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, goalHead, localBackend, tempProject } from '../support/cli.ts';
@@ -52,6 +52,36 @@ describe('a daemon that starts on a goal revision that does not compile', () => 
     p.write('app.yaml', goals('next\n'));
     await d.waitFor((l) => l.msg === 'node created' && l.node === 'conf', 10_000, mark);
     expect((await cli(['status', ...p.args], { cwd: p.dir })).stdout).not.toContain('goal revision rejected');
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+  });
+});
+
+// "An empty or unreadable goal set never deletes anything": a goal file replaced by a directory of
+// the same name (a bad checkout, a mistaken `mkdir`) was read as the goal removed, and with prune its
+// nodes were deleted. It is a goal file that cannot be read: the revision is refused.
+describe('a goal file replaced by a directory of the same name', () => {
+  it('is refused as a revision that does not compile: nothing of the goal is deleted, and it is reconciled on', async () => {
+    const p = tempProject('ds-goal-file-dir-');
+    daemons.removeAfter(p.dir);
+    p.write('backend.yaml', localBackend(p.root));
+    const pruned = `${goalHead().replace('spec:\n', 'spec:\n  prune: true\n')}    - { id: conf, type: local.file, deletionPolicy: Delete, spec: { path: app.conf, content: "good\\n" } }\n`;
+    p.write('app.yaml', pruned);
+    const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
+    await d.waitFor((l) => l.msg === 'node created' && l.node === 'conf');
+    const mark = d.lines.length;
+    rmSync(join(p.dir, 'goals', 'app.yaml'));
+    mkdirSync(join(p.dir, 'goals', 'app.yaml'));
+    const refused = await d.waitFor((l) => l.msg.startsWith('goal revision rejected'), 10_000, mark);
+    expect(refused.errors).toBe(1);
+    expect(d.lines.slice(mark)).toContainEqual(expect.objectContaining({ msg: 'goal error', file: 'goals/app.yaml', line: 1, col: 1, code: 'not-a-file', text: expect.stringContaining('goal file is a directory, not a regular file') }));
+    expect(readFileSync(join(p.root, 'app.conf'), 'utf8')).toBe('good\n');
+    // Still reconciled under the last good graph.
+    writeFileSync(join(p.root, 'app.conf'), 'edited by hand\n');
+    await eventually(() => readFileSync(join(p.root, 'app.conf'), 'utf8') === 'good\n', 5_000, 'the hand edit repaired');
+    expect(d.lines.slice(mark).some((l) => l.msg === 'node deleted' || l.msg === 'node orphaned')).toBe(false);
+    const status = await cli(['status', ...p.args], { cwd: p.dir });
+    expect(status.stdout).toMatch(/app\.yaml:1:1: error not-a-file/);
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
   });

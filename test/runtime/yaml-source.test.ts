@@ -284,4 +284,25 @@ describe.skipIf(process.platform === 'win32')('loadGoalDirectory: links and spec
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('a directory named *.yaml or *.yml (or a link to one) in a goal file\'s place is an error at that name, not walked: never a goal removed', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ds-dir-named-goal-'));
+    try {
+      await writeFile(join(dir, 'a.yaml'), 'n: a\n');
+      await mkdir(join(dir, 'web.yaml'));
+      await writeFile(join(dir, 'web.yaml', 'inner.yaml'), 'n: inner\n');
+      await mkdir(join(dir, 'elsewhere'));
+      await symlink(join(dir, 'elsewhere'), join(dir, 'db.YML'));
+      const { documents, diagnostics, files } = await loadGoalDirectory(dir, { displayRoot: dir });
+      expect(files.map((f) => f.slice(dir.length + 1))).toEqual(['a.yaml', 'db.YML', 'web.yaml']);
+      expect(documents.map((d) => d.file)).toEqual(['a.yaml']);
+      const hint = ' (a directory named *.yaml or *.yml is not read as goals: rename it)';
+      expect(diagnostics).toEqual([
+        { file: 'db.YML', line: 1, col: 1, severity: 'error', code: 'not-a-file', message: `goal file is a directory, not a regular file${hint}` },
+        { file: 'web.yaml', line: 1, col: 1, severity: 'error', code: 'not-a-file', message: `goal file is a directory, not a regular file${hint}` },
+      ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
