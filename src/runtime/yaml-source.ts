@@ -145,13 +145,11 @@ export function parseGoalText(
       else problem(at(e.pos[0]), 'yaml-syntax', firstLine(e.message));
     }
     for (const w of doc.warnings) {
+      // A custom tag is reported by `checkTree`, every one of them, and the document compiled around
+      // it (its value read as if untagged): as for a duplicate key, its other problems show in the same run.
+      if (w.code === 'TAG_RESOLVE_FAILED') continue;
       bad = true;
-      if (w.code === 'TAG_RESOLVE_FAILED') {
-        const tag = /Unresolved tag: (.*)/.exec(w.message)?.[1] ?? text.slice(w.pos[0], w.pos[1]);
-        problem(at(w.pos[0]), 'custom-tag', `custom tag ${showTag(tag)} is not allowed in ${notIn(kind)}`);
-      } else {
-        problem(at(w.pos[0]), 'yaml-warning', firstLine(w.message));
-      }
+      problem(at(w.pos[0]), 'yaml-warning', firstLine(w.message));
     }
     if (bad) return;
     if (doc.contents === null || (yaml().isScalar(doc.contents) && doc.contents.value === null && doc.contents.source === '')) {
@@ -794,8 +792,19 @@ function tagStart(text: string, offset: number): number {
   let i = offset;
   while (i > 0 && (text[i - 1] === ' ' || text[i - 1] === '\t')) i--;
   let j = i;
-  while (j > 0 && !/\s/.test(text[j - 1]!)) j--;
+  // Back over the tag's characters, to a space, a line's start or a flow collection's `[`, `{`, `,`.
+  while (j > 0 && !/[\s[{,]/.test(text[j - 1]!)) j--;
   return j < i && text[j] === '!' ? j : offset;
+}
+
+/**
+ * Reads a node with a custom tag (reported) as if it had none, so that the rest of its document is
+ * compiled: a scalar as the text written (`!!timestamp 2001-12-14` is the string, not a Date), a
+ * collection as it is.
+ */
+function untag(node: YamlNode): void {
+  node.tag = undefined;
+  if (yaml().isScalar(node) && typeof node.source === 'string') node.value = node.source;
 }
 
 /** Spells a resolved tag as the user wrote it: `!!python/object`, `!foo`. */
@@ -868,7 +877,10 @@ export function nestingGuard(text: string, maxDepth: number): number | undefined
   return undefined;
 }
 
-/** Structural checks the parser does not make; false if the document must be refused. */
+/**
+ * Structural checks the parser does not make; false if the document must be refused. A custom tag is an
+ * error that leaves the document whole (the value is read as if untagged), so it does not refuse it.
+ */
 function checkTree(
   root: YamlNode,
   text: string,
@@ -889,7 +901,7 @@ function checkTree(
     if (yaml().isAlias(node)) continue;
     if (node.tag !== undefined && !CORE_TAGS.has(node.tag)) {
       problem(at(tagStart(text, offset)), 'custom-tag', `custom tag ${showTag(node.tag)} is not allowed in ${where}`);
-      ok = false;
+      untag(node);
     }
     if (yaml().isMap(node)) {
       for (const item of node.items as Pair<YamlNode, YamlNode>[]) {
@@ -904,8 +916,8 @@ function checkTree(
             ok = false;
           }
           if (key.tag !== undefined && !CORE_TAGS.has(key.tag)) {
-            problem(at(key.range?.[0] ?? offset), 'custom-tag', `custom tag ${showTag(key.tag)} is not allowed in ${where}`);
-            ok = false;
+            problem(at(tagStart(text, key.range?.[0] ?? offset)), 'custom-tag', `custom tag ${showTag(key.tag)} is not allowed in ${where}`);
+            untag(key);
           }
         } else if (key !== null && key !== undefined) {
           problem(at(key.range?.[0] ?? offset), 'complex-key', 'map keys must be plain strings');

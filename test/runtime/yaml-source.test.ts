@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeUtf8, defaultLoadLimits, loadGoalDirectory, nestingGuard, parseGoalText, scalarOffset, walkGoalTree } from '../../src/runtime/index.ts';
+import { decodeUtf8, sortDiagnostics, defaultLoadLimits, loadGoalDirectory, nestingGuard, parseGoalText, scalarOffset, walkGoalTree } from '../../src/runtime/index.ts';
 
 describe('parseGoalText: line endings', () => {
   const goal = ['apiVersion: desiredstate/v1', 'kind: Goal', 'metadata: { name: app }', 'spec:', '  nodes:', '    - id: a', '      type: local.file', '      spec: { path: a, content: "x" }', ''];
@@ -68,9 +68,6 @@ describe('parseGoalText', () => {
     { name: 'a merge key', text: 'a: &x {b: 1}\nc:\n  <<: *x\n', code: 'merge-key', at: '3:3' },
     { name: 'a __proto__ key', text: 'a:\n  __proto__: {x: 1}\n', code: 'forbidden-key', at: '2:3' },
     { name: 'a constructor key', text: 'constructor: 1\n', code: 'forbidden-key', at: '1:1' },
-    { name: 'a python tag', text: 'a: !!python/object/apply:os.system ["ls"]\n', code: 'custom-tag', at: '1:4' },
-    { name: 'a local tag', text: 'a:\n  - !foo bar\n', code: 'custom-tag', at: '2:5' },
-    { name: 'a YAML 1.1 timestamp tag', text: 'a: !!timestamp 2001-12-14\n', code: 'custom-tag', at: '1:4' },
     { name: 'a map as a key', text: '? {a: 1}\n: 2\n', code: 'complex-key', at: '1:3' },
     { name: 'a syntax error', text: 'a: [1, 2\nb: 3\n', code: 'yaml-syntax', at: '' },
     { name: 'nesting just past the limit, precisely located', text: `a: ${'['.repeat(65)}${']'.repeat(65)}\n`, code: 'too-deep', at: '1:68' },
@@ -80,6 +77,27 @@ describe('parseGoalText', () => {
     expect(diagnostics.map((d) => d.code)).toContain(code);
     const d = diagnostics.find((x) => x.code === code)!;
     if (at !== '') expect(`${d.line}:${d.col}`).toBe(at);
+  });
+
+  it.each([
+    { name: 'a python tag', text: 'a: !!python/object/apply:os.system ["ls"]\n', at: '1:4', value: { a: ['ls'] } },
+    { name: 'a local tag', text: 'a:\n  - !foo bar\n', at: '2:5', value: { a: ['bar'] } },
+    { name: 'a YAML 1.1 timestamp tag', text: 'a: !!timestamp 2001-12-14\n', at: '1:4', value: { a: '2001-12-14' } },
+    { name: 'a tag on a key', text: '!foo a: 1\n', at: '1:1', value: { a: 1 } },
+  ])('$name is an error at the tag, yet the document is kept (read as if untagged) so that its other problems are reported too', ({ text, at, value }) => {
+    const { documents, diagnostics } = parseGoalText('f.yaml', text);
+    expect(diagnostics).toEqual([expect.objectContaining({ code: 'custom-tag', severity: 'error' })]);
+    expect(`${diagnostics[0]!.line}:${diagnostics[0]!.col}`).toBe(at);
+    expect(documents.map((d) => d.value)).toEqual([value]);
+  });
+
+  it('every custom tag of a document is reported, each once', () => {
+    const { diagnostics } = parseGoalText('f.yaml', 'a: !x 1\nb:\n  c: !y 2\n  d: [!z 3]\n');
+    expect(sortDiagnostics(diagnostics).map((d) => [d.code, `${d.line}:${d.col}`, d.message])).toEqual([
+      ['custom-tag', '1:4', 'custom tag !x is not allowed in goal files'],
+      ['custom-tag', '3:6', 'custom tag !y is not allowed in goal files'],
+      ['custom-tag', '4:7', 'custom tag !z is not allowed in goal files'],
+    ]);
   });
 
   it('a duplicate key is an error, yet the document is kept (its later value taken) so that its other problems are reported too', () => {
