@@ -749,12 +749,33 @@ function firstAlias(root: YamlNode, which: (alias: Alias) => boolean = () => tru
 }
 
 /**
- * Offset in a scalar's source of character `index` of its value, where the
- * mapping is exact: plain and quoted scalars on one line, literal block
- * scalars. Undefined otherwise (the caller points at the scalar's start).
+ * Offset in a scalar's source of character `index` of its value: exact for
+ * plain and quoted scalars on one line and literal block scalars; in any
+ * other (folded, a quoted scalar over several lines, escapes) for the start
+ * of a `${…}` reference written whole on one line, found as the same
+ * occurrence of that text in the source. Undefined otherwise (the caller
+ * points at the scalar's start).
  */
 export function scalarOffset(raw: string, type: string | undefined, value: string, index: number): number | undefined {
   if (index < 0 || index > value.length) return undefined;
+  return exactScalarOffset(raw, type, value, index) ?? referenceOffset(raw, value, index);
+}
+
+/** Where the `${…}` starting at `index` of the value is in the source: its text, at the same occurrence. */
+function referenceOffset(raw: string, value: string, index: number): number | undefined {
+  if (!value.startsWith('${', index)) return undefined;
+  const end = value.indexOf('}', index);
+  if (end === -1) return undefined;
+  const reference = value.slice(index, end + 1);
+  let nth = 0;
+  for (let i = value.indexOf('${'); i !== -1 && i < index; i = value.indexOf('${', i + 2)) nth++;
+  let at = raw.indexOf('${');
+  for (; at !== -1 && nth > 0; nth--) at = raw.indexOf('${', at + 2);
+  // Written otherwise in the source (an escape in it, folded across a line): no place to point at.
+  return at !== -1 && raw.startsWith(reference, at) ? at : undefined;
+}
+
+function exactScalarOffset(raw: string, type: string | undefined, value: string, index: number): number | undefined {
   switch (type) {
     case 'PLAIN':
       return raw.slice(0, index) === value.slice(0, index) ? index : undefined;

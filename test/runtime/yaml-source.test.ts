@@ -157,15 +157,27 @@ describe('locateIn: positions inside a string', () => {
     '  two ${x}',
     'folded: >',
     '  one ${x}',
+    'foldedTwo: >',
+    '  one ${x} and',
+    '  two ${y}',
+    'quotedLines: "one',
+    '  two ${x}"',
+    'split: >',
+    '  ${x} one ${goal.',
+    '  name}',
   ].join('\n');
   const doc = parseGoalText('f.yaml', `${text}\n`).documents[0]!;
   it.each([
     { name: 'a plain scalar', key: 'plain', index: 4, at: '1:12' },
     { name: 'a double-quoted scalar', key: 'double', index: 4, at: '2:14' },
     { name: "a single-quoted scalar with ''", key: 'single', index: 5, at: '3:16' },
-    { name: 'an escape: falls back to the start', key: 'escaped', index: 4, at: '4:10' },
+    { name: 'an escape before a reference: the reference', key: 'escaped', index: 4, at: '4:16' },
+    { name: 'an escape, not at a reference: falls back to the start', key: 'escaped', index: 2, at: '4:10' },
     { name: 'a literal block scalar', key: 'block', index: 13, at: '7:7' },
-    { name: 'a folded scalar: falls back to the start', key: 'folded', index: 4, at: '8:9' },
+    { name: 'a folded scalar: the reference', key: 'folded', index: 4, at: '9:7' },
+    { name: 'a folded scalar, a reference on its second line: that one, not the first', key: 'foldedTwo', index: 17, at: '12:7' },
+    { name: 'a double-quoted scalar over two lines: the reference on the second', key: 'quotedLines', index: 8, at: '14:7' },
+    { name: 'a reference folded across two lines: falls back to the start', key: 'split', index: 9, at: '15:8' },
   ])('$name', ({ key, index, at }) => {
     const loc = doc.locateIn!([key], index);
     expect(`${loc.line}:${loc.col}`).toBe(at);
