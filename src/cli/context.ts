@@ -247,7 +247,7 @@ export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: 
     return store;
   } catch (err) {
     if (err instanceof DesiredStateError && err.code === ErrorCodes.StateStore && err.context.expectedLineage !== undefined) {
-      throw new DesiredStateError(ErrorCodes.StateStore, `${err.message}; its directory was made with lineage ${String(err.context.expectedLineage)} (${lineageFile}): put that state.db back, or delete ${lineageFile} to adopt this one`, {
+      throw new DesiredStateError(ErrorCodes.StateStore, `${err.message}; the directory keeps the lineage it was made with in ${lineageFile}: put its own state.db back, or delete ${lineageFile} to adopt this one`, {
         cause: err,
         context: err.context,
       });

@@ -25,7 +25,9 @@ describe('state lineage', () => {
       const r = await cli([...args, '--goals', p.goals, '--state', here], { cwd: p.dir });
       expect(r.code, args[0]).toBe(1);
       expect(r.stderr).toContain(`belongs to lineage`);
-      expect(r.stderr).toContain(`its directory was made with lineage ${lineage} (${join(here, 'lineage')}): put that state.db back, or delete ${join(here, 'lineage')} to adopt this one`);
+      expect(r.stderr).toContain(`not the expected ${lineage}`);
+      expect(r.stderr).toContain(`; the directory keeps the lineage it was made with in ${join(here, 'lineage')}: put its own state.db back, or delete ${join(here, 'lineage')} to adopt this one`);
+      expect(r.stderr.split(lineage).length - 1).toBe(1);
     }
     // Reading it is harmless: status still shows what it holds.
     expect((await cli(['status', '--state', here], { cwd: p.dir })).code).toBe(0);
