@@ -13,7 +13,7 @@ import { systemClock } from './clock.ts';
 import { DesiredStateError, ErrorCodes, errorMessage } from './errors.ts';
 import type { Fault } from './fault.ts';
 import type { NodeId } from './node-spec.ts';
-import { bootId, inAnotherBoot, isAlive, isZombie } from './process-alive.ts';
+import { bootId, inAnotherBoot, isAlive, isZombie, processStat } from './process-alive.ts';
 import type { FieldDiff, ObservationMemo, Outputs } from './provisioner.ts';
 import type {
   DriftReport,
@@ -255,6 +255,8 @@ interface LockHolder {
   readonly token: string;
   /** The boot it was written in (Linux's boot id), or '' (not known, or an older lock file). */
   readonly boot: string;
+  /** When its process started, in clock ticks since boot (Linux), or '' (not known, or an older lock file). */
+  readonly start: string;
 }
 
 function readLock(lockPath: string): { readonly text: string; readonly holder: LockHolder | undefined } | undefined {
@@ -265,20 +267,28 @@ function readLock(lockPath: string): { readonly text: string; readonly holder: L
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-  const [pidLine, host, token, boot] = text.split('\n');
+  const [pidLine, host, token, boot, start] = text.split('\n');
   const pid = Number(pidLine);
-  return { text, holder: Number.isSafeInteger(pid) && pid > 0 ? { pid, host: host ?? '', token: token ?? '', boot: boot ?? '' } : undefined };
+  return { text, holder: Number.isSafeInteger(pid) && pid > 0 ? { pid, host: host ?? '', token: token ?? '', boot: boot ?? '', start: start ?? '' } : undefined };
 }
 
 /**
  * Whether the process that wrote a lock as `holder` still runs: its pid exists and is not a zombie,
  * and, on this host, the lock was written in this boot (a lock left by a power cut names a pid that, after the
- * reboot, may well be running something else). A lock without a boot id (written by a release
- * before there was one) is judged by its pid alone. Start times are not compared: a wall clock
- * stepped after boot (no RTC, NTP late) would make a live holder look younger than its lock.
+ * reboot, may well be running something else) by the process that runs under that pid now: its start,
+ * in clock ticks since boot (not the wall clock, which may be stepped), is the one written. A daemon
+ * killed as pid 1 of a container, restarted in it as pid 1 again, found its own pid "alive" in the
+ * lock for ever. A lock without a boot id or start (written by a release before there was one) is
+ * judged by its pid alone.
  */
 function holderAlive(holder: LockHolder): boolean {
-  if (holder.host === hostname() && inAnotherBoot(holder.boot)) return false;
+  if (holder.host === hostname()) {
+    if (inAnotherBoot(holder.boot)) return false;
+    if (holder.start !== '' && holder.boot !== '') {
+      const now = processStat(holder.pid);
+      if (now !== undefined && now.start !== holder.start) return false;
+    }
+  }
   return isAlive(holder.pid) && !isZombie(holder.pid);
 }
 
@@ -329,8 +339,8 @@ function ownerOnly(path: string, create: boolean): void {
  * within the microseconds between re-reading and unlinking it.
  */
 function acquireLock(lockPath: string, dbPath: string): LockHolder {
-  const me: LockHolder = { pid: process.pid, host: hostname(), token: randomUUID(), boot: bootId() ?? '' };
-  const content = `${me.pid}\n${me.host}\n${me.token}\n${me.boot}\n`;
+  const me: LockHolder = { pid: process.pid, host: hostname(), token: randomUUID(), boot: bootId() ?? '', start: processStat(process.pid)?.start ?? '' };
+  const content = `${me.pid}\n${me.host}\n${me.token}\n${me.boot}\n${me.start}\n`;
   for (let tries = 0; tries < 5; tries++) {
     try {
       const fd = openSync(lockPath, 'wx', STATE_FILE_MODE);

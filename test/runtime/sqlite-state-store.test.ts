@@ -292,12 +292,36 @@ describe('the lock', () => {
       writeFileSync(`${dbPath}.lock`, `${other.pid}\n${hostname()}\nsome-token\n00000000-0000-0000-0000-000000000000\n`);
       expect(SqliteStateStore.lockHolder(dbPath)).toMatchObject({ pid: other.pid, alive: false });
       const s = openStore();
-      expect(readFileSync(`${dbPath}.lock`, 'utf8').split('\n')).toEqual([String(process.pid), hostname(), expect.any(String), boot, '']);
+      const myStart = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ')[19];
+      expect(readFileSync(`${dbPath}.lock`, 'utf8').split('\n')).toEqual([String(process.pid), hostname(), expect.any(String), boot, myStart, '']);
       s.close();
       // Written in this boot, or by a release that wrote no boot id: the pid's process holds it.
       for (const line of [`${boot}\n`, '']) {
         writeFileSync(`${dbPath}.lock`, `${other.pid}\n${hostname()}\nsome-token\n${line}`);
         expect(codeOf(() => openStore())).toBe(ErrorCodes.StateLocked);
+      }
+    } finally {
+      other.kill('SIGKILL');
+    }
+  });
+
+  // A daemon killed as pid 1 of a container and restarted there as pid 1 again found its own pid in
+  // the lock, alive, for ever. The pid's process now is told apart by when it started.
+  it.skipIf(process.platform !== 'linux')('takes over a lock whose pid now names a process started after it was written (pid 1 again in a restarted container, a pid reused)', () => {
+    openStore().close();
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    const other = spawn('sleep', ['30']);
+    try {
+      const start = readFileSync(`/proc/${other.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19]!;
+      // Written by the process running under that pid: held.
+      writeFileSync(`${dbPath}.lock`, `${other.pid}\n${hostname()}\nsome-token\n${boot}\n${start}\n`);
+      expect(SqliteStateStore.lockHolder(dbPath)).toMatchObject({ pid: other.pid, alive: true });
+      expect(codeOf(() => openStore())).toBe(ErrorCodes.StateLocked);
+      // Written by an earlier process under the same pid (ours, here, as pid 1 restarted would be): stale.
+      for (const pid of [other.pid!, process.pid]) {
+        writeFileSync(`${dbPath}.lock`, `${pid}\n${hostname()}\nsome-token\n${boot}\n${Number(start) - 1}\n`);
+        expect(SqliteStateStore.lockHolder(dbPath)).toMatchObject({ pid, alive: false });
+        openStore().close();
       }
     } finally {
       other.kill('SIGKILL');
