@@ -240,9 +240,15 @@ export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: 
   // from another deployment (a backup of the wrong host) is refused by what writes (apply, run),
   // rather than its nodes taken for this one's and orphaned. Only while there is a state.db to check.
   const lineageFile = join(ctx.stateDir, LINEAGE_FILE);
-  const expected = options.lock && existsSync(path) && existsSync(lineageFile) ? readFileSync(lineageFile, 'utf8').trim() : undefined;
+  const kept = existsSync(path) && existsSync(lineageFile) ? readFileSync(lineageFile, 'utf8').trim() : '';
+  const expected = kept === '' ? undefined : kept;
   try {
-    const store = SqliteStateStore.open({ path, lock: options.lock, readonly: options.readonly ?? false, expectedLineage: expected === '' ? undefined : expected });
+    // What only reads (status, drift, history) shows another lineage's state, with a warning: reading
+    // it is harmless, and it may be how one finds out. What writes, or plans from it, refuses it.
+    const store = SqliteStateStore.open({ path, lock: options.lock, readonly: options.readonly ?? false, expectedLineage: options.readonly === true ? undefined : expected });
+    if (options.readonly === true && expected !== undefined && store.lineage !== expected) {
+      ctx.log.warn({ lineage: store.lineage, expected, lineageFile }, `state file ${path} belongs to lineage ${store.lineage}, not the one its directory was made with (${lineageFile}): it was copied in from another deployment, or replaced; apply, run and plan refuse it`);
+    }
     if (options.lock && expected !== store.lineage) recordLineage(lineageFile, store.lineage, ctx);
     return store;
   } catch (err) {
@@ -267,7 +273,8 @@ export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: 
 function recordLineage(file: string, lineage: string, ctx: CliContext): void {
   try {
     const tmp = `${file}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${lineage}\n`);
+    // The owner's only, as state.db and its lock are.
+    writeFileSync(tmp, `${lineage}\n`, { mode: 0o600 });
     renameSync(tmp, file);
   } catch (err) {
     ctx.log.debug({ err, file }, 'lineage not recorded');

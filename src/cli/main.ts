@@ -301,6 +301,14 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       process.stderr.write(`desiredstate ${name}: ${err.code === ErrorCodes.StateLocked ? '' : `${err.code}: `}${err.message}\n`);
       return EXIT.failed;
     }
+    const sqlite = (err as { code?: unknown }).code;
+    if (typeof sqlite === 'string' && (sqlite.startsWith('SQLITE_CORRUPT') || sqlite === 'SQLITE_NOTADB')) {
+      // Damage the open did not see (a page past the first ones): the state file's, not a defect of ours.
+      const message = `the state file is damaged (${sqlite}: ${errorMessage(err)}); restore it from a backup (\`PRAGMA integrity_check\` in sqlite3 tells what is damaged)`;
+      errorDocument(ErrorCodes.StateStore, message);
+      process.stderr.write(`desiredstate ${name}: ${ErrorCodes.StateStore}: ${message}\n`);
+      return EXIT.failed;
+    }
     errorDocument(ErrorCodes.Internal, errorMessage(err));
     process.stderr.write(`desiredstate ${name}: internal error: ${errorMessage(err)}\n${err instanceof Error ? (err.stack ?? '') : ''}\n`);
     return 70;

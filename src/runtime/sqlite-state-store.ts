@@ -628,6 +628,12 @@ export class SqliteStateStore implements StateStore {
     // Never handed to SQLite: a directory gives "disk I/O error", a FIFO an open that waits forever.
     const existing = statSync(path, { throwIfNoEntry: false });
     if (existing !== undefined && !existing.isFile()) throw storeError(`state file ${path} is ${specialFileKind(existing)}, not a regular file`, path);
+    // An empty file where a state was (its lineage is known) or is to be read: a truncation, never taken
+    // for a new state (written over with a new lineage, then refused as another deployment's).
+    if (existing?.size === 0 && (readonly || options.expectedLineage !== undefined)) {
+      const made = options.expectedLineage === undefined ? '' : `, though its directory was made with lineage ${options.expectedLineage}`;
+      throw storeError(`state file ${path} is empty (0 bytes)${made}: truncated, or emptied? Restore it from a backup; to start a new state instead, delete it${made === '' ? '' : ' and the lineage file beside it'}`, path);
+    }
     const lockPath = `${path}.lock`;
     const lock = options.lock ? { path: lockPath, holder: acquireLock(lockPath, path) } : undefined;
     let db: Database.Database | undefined;

@@ -1,5 +1,6 @@
-import { copyFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cli, oneFileGoal, tempProject } from '../support/cli.ts';
 
@@ -29,8 +30,16 @@ describe('state lineage', () => {
       expect(r.stderr).toContain(`; the directory keeps the lineage it was made with in ${join(here, 'lineage')}: put its own state.db back, or delete ${join(here, 'lineage')} to adopt this one`);
       expect(r.stderr.split(lineage).length - 1).toBe(1);
     }
-    // Reading it is harmless: status still shows what it holds.
-    expect((await cli(['status', '--state', here], { cwd: p.dir })).code).toBe(0);
+    // plan would list the other deployment's nodes as removed from the goals: refused as apply refuses.
+    const plan = await cli(['plan', '--goals', p.goals, '--state', here], { cwd: p.dir });
+    expect(plan.code).toBe(1);
+    expect(plan.stderr).toContain(`not the expected ${lineage}`);
+    // Reading it is harmless: status, drift and history still show what it holds, with a warning.
+    for (const command of ['status', 'drift', 'history']) {
+      const r = await cli([command, '--state', here], { cwd: p.dir });
+      expect(r.code, command).toBe(0);
+      expect(r.stderr, command).toContain(`not the one its directory was made with (${join(here, 'lineage')})`);
+    }
 
     rmSync(join(here, 'lineage'));
     expect((await cli(['apply', '--yes', '--goals', p.goals, '--state', here], { cwd: p.dir })).code).toBe(0);
@@ -43,7 +52,49 @@ describe('state lineage', () => {
     rmSync(join(dir, 'lineage'));
     expect((await cli(['apply', '--yes', '--goals', p.goals, '--state', dir], { cwd: p.dir })).code).toBe(0);
     expect(existsSync(join(dir, 'lineage'))).toBe(true);
+    expect(statSync(join(dir, 'lineage')).mode & 0o777).toBe(0o600);
     for (const f of ['state.db', 'state.db-wal', 'state.db-shm']) rmSync(join(dir, f), { force: true });
+    expect((await cli(['apply', '--yes', '--goals', p.goals, '--state', dir], { cwd: p.dir })).code).toBe(0);
+  });
+
+  // A damaged page past those the open reads was an "internal error" (exit 70, a stack trace).
+  it('a state.db damaged inside (a data page overwritten) is said to be damaged, exit 1, never an internal error', async () => {
+    const dir = join(p.dir, 'damaged');
+    expect((await cli(['apply', '--yes', '--goals', p.goals, '--state', dir], { cwd: p.dir })).code).toBe(0);
+    for (const f of ['state.db-wal', 'state.db-shm']) rmSync(join(dir, f), { force: true });
+    const db = join(dir, 'state.db');
+    // The nodes table's root page, found as SQLite finds it, overwritten with garbage.
+    const reader = new Database(db, { readonly: true });
+    const root = reader.prepare("SELECT rootpage FROM sqlite_master WHERE name = 'nodes'").pluck().get() as number;
+    const pageSize = reader.pragma('page_size', { simple: true }) as number;
+    reader.close();
+    const fd = openSync(db, 'r+');
+    writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, (root - 1) * pageSize);
+    closeSync(fd);
+    for (const command of ['status', 'plan']) {
+      const r = await cli([command, '--goals', p.goals, '--state', dir], { cwd: p.dir });
+      expect(r.code, command).toBe(1);
+      expect(r.stderr, command).toMatch(/DS_STATE_STORE: .*damaged \(SQLITE_CORRUPT/);
+      expect(r.stderr, command).not.toContain('internal error');
+    }
+  });
+
+  it('an emptied state.db (0 bytes) is refused as a truncation, by what reads and what writes, and left as it is; deleted with its lineage file, it starts anew', async () => {
+    const dir = join(p.dir, 'emptied');
+    expect((await cli(['apply', '--yes', '--goals', p.goals, '--state', dir], { cwd: p.dir })).code).toBe(0);
+    const lineage = readFileSync(join(dir, 'lineage'), 'utf8').trim();
+    for (const f of ['state.db-wal', 'state.db-shm']) rmSync(join(dir, f), { force: true });
+    writeFileSync(join(dir, 'state.db'), '');
+    for (const args of [['status'], ['plan', '--goals', p.goals], ['apply', '--yes', '--goals', p.goals]]) {
+      const r = await cli([...args, '--state', dir], { cwd: p.dir });
+      expect(r.code, args[0]).toBe(1);
+      expect(r.stderr, args[0]).toContain(`state file ${join(dir, 'state.db')} is empty (0 bytes)`);
+      expect(statSync(join(dir, 'state.db')).size, args[0]).toBe(0);
+    }
+    const apply = await cli(['apply', '--yes', '--goals', p.goals, '--state', dir], { cwd: p.dir });
+    expect(apply.stderr).toContain(`though its directory was made with lineage ${lineage}: truncated, or emptied? Restore it from a backup; to start a new state instead, delete it and the lineage file beside it`);
+    rmSync(join(dir, 'state.db'));
+    rmSync(join(dir, 'lineage'));
     expect((await cli(['apply', '--yes', '--goals', p.goals, '--state', dir], { cwd: p.dir })).code).toBe(0);
   });
 });
