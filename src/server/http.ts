@@ -1,6 +1,8 @@
 import { createServer } from 'node:http';
-import type { Server } from 'node:http';
+import type { IncomingHttpHeaders, Server } from 'node:http';
+import { isIP } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import { assertNever } from '../runtime/index.ts';
 import type { OperatorRetryAnswer } from '../runtime/index.ts';
 
@@ -48,10 +50,30 @@ export function fromThisMachine(remote: string | undefined, local: string | unde
 }
 
 /**
+ * Whether a request comes from a web page (a browser sends `Origin` on a cross-site POST and
+ * `Sec-Fetch-Site` on every request), or names a host the daemon is not (`Host: evil.example`, as a page
+ * whose name was rebound to this address sends). Either way a page in the operator's browser, not
+ * a tool of theirs: it may not read the state nor release held nodes. The names a tool uses pass: an
+ * address, `localhost`, the machine's name, the `--listen` host.
+ */
+export function fromWebPage(headers: IncomingHttpHeaders, listenHost: string): string | undefined {
+  // Not Sec-Fetch-Mode: Node's own fetch sends that one (`cors`); no browser leaves out Sec-Fetch-Site.
+  if (headers.origin !== undefined || headers['sec-fetch-site'] !== undefined) return 'a request from a web page (an Origin or Sec-Fetch-Site header)';
+  const host = headers.host;
+  if (host === undefined) return undefined;
+  const name = (host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '')).toLowerCase();
+  const machine = hostname().toLowerCase();
+  const known =
+    isIP(name) !== 0 || name === 'localhost' || name.endsWith('.localhost') || name === listenHost.toLowerCase() || name === machine || name.startsWith(`${machine}.`);
+  return known ? undefined : `a request for host ${JSON.stringify(host)}, which is not this daemon's`;
+}
+
+/**
  * Serves /healthz (the process is alive), /readyz (first round done), /status (JSON), POST /retry/NODE
  * (200 released, 404 unknown, 409 not held, 403 from another machine) and POST /retry (every held node:
  * 200 `{released: [ids]}`, 403 from another machine). A known path asked with another method is 405 with an Allow
- * header; any other path is 404 whatever the method.
+ * header; any other path is 404 whatever the method. /status and POST are refused (403) to a web page
+ * (`fromWebPage`); the probes answer anyone.
  */
 export function startHttpServer(listen: { host: string; port: number }, probe: DaemonProbe, timeouts: HttpTimeouts = {}): Promise<{ server: Server; address: AddressInfo }> {
   const headersTimeout = timeouts.headersTimeoutMs ?? 10_000;
@@ -69,6 +91,10 @@ export function startHttpServer(listen: { host: string; port: number }, probe: D
     const methods = path === RETRY_ALL || path.startsWith(RETRY_PREFIX) ? RETRY : path === '/healthz' || path === '/readyz' || path === '/status' ? READ : undefined;
     if (methods === undefined) return send(404, { error: 'not found', paths: ['/healthz', '/readyz', '/status', 'POST /retry/NODE', 'POST /retry'] });
     if (!(methods as readonly string[]).includes(req.method ?? '')) return send(405, { error: `method not allowed; ${path} takes ${methods.join(', ')}` }, { allow: methods.join(', ') });
+    if (methods === RETRY || path === '/status') {
+      const refused = fromWebPage(req.headers, listen.host);
+      if (refused !== undefined) return send(403, { error: `${refused} is refused: this API is for the command line and tools on this machine` });
+    }
     if (methods === RETRY) {
       // Only from this machine, whatever address the daemon listens on (0.0.0.0 for a load balancer's
       // probes, or one of the machine's addresses): this changes state, and the API has no other authentication.

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request, type Server } from 'node:http';
 import { connect } from 'node:net';
-import { networkInterfaces } from 'node:os';
+import { hostname, networkInterfaces } from 'node:os';
 import { fromThisMachine, isLoopback, parseListen, startHttpServer } from '../../src/server/http.ts';
 
 describe('parseListen', () => {
@@ -123,6 +123,64 @@ describe('the daemon HTTP API', () => {
     expect(await head.text()).toBe('');
   });
 });
+
+describe('the daemon HTTP API against web pages', () => {
+  let released = 0;
+  const probe = { ready: () => ({ ready: true }), status: () => ({ nodes: [] }), retry: () => ({ status: 'unknown' as const }), retryAll: () => ((released++, ['a'])) };
+
+  // A page in the operator's browser could POST /retry (a cross-site "simple" request needs no
+  // preflight), and one whose name was rebound to 127.0.0.1 could read /status.
+  it.each([
+    { name: 'a cross-site POST (Origin)', method: 'POST', path: '/retry', headers: { origin: 'http://evil.example', 'content-type': 'text/plain' } },
+    { name: 'a browser\'s request (Sec-Fetch-Site)', method: 'POST', path: '/retry', headers: { 'sec-fetch-site': 'same-origin' } },
+    { name: 'a rebound name reading /status (Host)', method: 'GET', path: '/status', headers: { host: 'evil.example:7474' } },
+    { name: 'a rebound name releasing (Host)', method: 'POST', path: '/retry', headers: { host: 'evil.example' } },
+  ])('refuses $name with 403, changing nothing', async ({ method, path, headers }) => {
+    const { server, address } = await startHttpServer({ host: '127.0.0.1', port: 0 }, probe);
+    try {
+      const before = released;
+      const r = await rawRequest(address.port, method, path, headers);
+      expect(r.status).toBe(403);
+      expect(r.body).toContain('this API is for the command line and tools on this machine');
+      expect(released).toBe(before);
+    } finally {
+      server.close();
+    }
+  });
+
+  it.each([
+    { name: 'an address', host: '127.0.0.1:1' },
+    { name: 'an IPv6 address', host: '[::1]:1' },
+    { name: 'localhost', host: 'localhost:1' },
+    { name: 'the machine\'s name', host: `${hostname()}:1` },
+    { name: 'no Host (HTTP/1.0)', host: undefined },
+  ])('answers a tool naming $name; the probes answer any Host', async ({ host }) => {
+    const { server, address } = await startHttpServer({ host: '127.0.0.1', port: 0 }, probe);
+    try {
+      expect((await rawRequest(address.port, 'GET', '/status', host === undefined ? {} : { host })).status).toBe(200);
+      expect((await rawRequest(address.port, 'POST', '/retry', host === undefined ? {} : { host })).status).toBe(200);
+      expect((await rawRequest(address.port, 'GET', '/healthz', { host: 'lb.internal.example' })).status).toBe(200);
+      // Node's fetch, as the CLI's retry uses it (it sends Sec-Fetch-Mode, never Sec-Fetch-Site).
+      expect((await fetch(`http://127.0.0.1:${address.port}/retry`, { method: 'POST' })).status).toBe(200);
+    } finally {
+      server.close();
+    }
+  });
+});
+
+/** One HTTP/1.1 request with exactly these headers (fetch would set Host and others itself); no Host header at all when none is given. */
+function rawRequest(port: number, method: string, path: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => {
+      const lines = [`${method} ${path} HTTP/${headers.host === undefined ? '1.0' : '1.1'}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), 'connection: close', 'content-length: 0', '', ''];
+      socket.write(lines.join('\r\n'));
+    });
+    let data = '';
+    socket.on('data', (d: Buffer) => (data += d.toString()));
+    socket.on('end', () => resolve({ status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(data)?.[1]), body: data.slice(data.indexOf('\r\n\r\n') + 4) }));
+    socket.on('error', reject);
+  });
+}
 
 describe('the daemon HTTP API against slow clients', () => {
   const probe = { ready: () => ({ ready: true }), status: () => ({ nodes: [] }), retry: () => ({ status: 'unknown' as const }), retryAll: () => [] };
