@@ -153,24 +153,28 @@ export async function compileGoals(ctx: CliContext, mode: PolicyMode = 'hold'): 
  * parsing and compilation. No cache without the launcher's program digest,
  * or with DESIREDSTATE_GOAL_CACHE=off.
  */
-export async function compileGoalsCached(ctx: CliContext): Promise<LoadedGoals> {
+export async function compileGoalsCached(ctx: CliContext, options: { applied: boolean }): Promise<LoadedGoals> {
   requireGoalsDir(ctx);
   requireStateDir(ctx);
   const scope = cacheScope(ctx);
   if (scope === undefined) return compileGoals(ctx, 'hold');
-  const { goalSetKey, goalSetScope, readCompiledGoals, writeCompiledGoals } = await import('./goal-cache.ts');
+  const { goalSetKey, goalSetScope, keepAsLastGood, readCompiledGoals, writeCompiledGoals } = await import('./goal-cache.ts');
   // The key before the compile, which reads the files again: bytes changed in between are compiled
   // under the old key (a miss once they are read anew), never the old compile under the new key.
   const key = await goalSetKey(scope);
   const cached = key === undefined ? undefined : readCompiledGoals(ctx.stateDir, key);
+  // Goals about to be applied (apply, run) are the last good ones, for a daemon that starts on a revision
+  // that does not compile; a plan's (of a branch, say) are not.
   if (cached !== undefined) {
     ctx.log.debug({ nodes: cached.result.graph?.size }, 'compiled goals unchanged; taken from the cache');
+    if (options.applied) keepAsLastGood(ctx.stateDir);
     return cached;
   }
   const loaded = await compileGoals(ctx, 'hold');
   if (key !== undefined && loaded.result.graph !== undefined) {
     makeStateDir(ctx);
     if (!writeCompiledGoals(ctx.stateDir, key, goalSetScope(scope), loaded)) ctx.log.debug('could not store the compiled goals (the next command compiles again)');
+    else if (options.applied) keepAsLastGood(ctx.stateDir);
   }
   return loaded;
 }
@@ -182,9 +186,9 @@ function cacheScope(ctx: CliContext): GoalSetScope | undefined {
 }
 
 /**
- * The goal set the cache holds for this goal directory and program (`compileGoalsCached`), whatever
- * goal files it was compiled from: the last good goals, for a daemon that starts on a revision that
- * does not compile. Undefined when there is none.
+ * The goal set last applied (by apply or run, `compileGoalsCached`) for this goal directory and program,
+ * whatever goal files it was compiled from: the last good goals, for a daemon that starts on a revision
+ * that does not compile. Undefined when there is none.
  */
 export async function lastGoodGoals(ctx: CliContext): Promise<LoadedGoals | undefined> {
   const scope = cacheScope(ctx);

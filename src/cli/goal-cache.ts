@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { defaultLoadLimits, DesiredGraph, listGoalFiles } from '../runtime/index.ts';
@@ -24,6 +24,12 @@ import type { LoadedGoals } from './load.ts';
 
 const FORMAT = 5;
 const FILE = 'compiled-goals.json';
+/**
+ * The entry of the goals last applied (by `apply` or `run`): a second name of FILE's file as it was
+ * then (a hard link), so that a `plan` of other goals (a branch's work tree against the real state),
+ * which replaces FILE, does not take the daemon's fallback away.
+ */
+const LAST_GOOD = 'last-good-goals.json';
 
 /**
  * A node as stored, positionally: id, goal, spec, backend id, labels,
@@ -129,21 +135,40 @@ export async function goalSetKey(options: GoalSetScope): Promise<string | undefi
 
 /** The compiled goal set stored under `key`, or undefined (none, another key, unreadable, or a graph that does not build). */
 export function readCompiledGoals(stateDir: string, key: string): LoadedGoals | undefined {
-  return readStored(stateDir, (stored) => stored.key === key);
+  return readStored(join(stateDir, FILE), (stored) => stored.key === key);
 }
 
 /**
- * The goal set stored last within `scope`, whatever goal files it was compiled from: the last good
- * revision, for a daemon that starts on one that does not compile. Undefined when there is none.
+ * The goal set last applied within `scope` (`keepAsLastGood`), whatever goal files it was compiled
+ * from: the last good revision, for a daemon that starts on one that does not compile. Undefined
+ * when there is none. A state directory from before there was one has the compiled goals' entry.
  */
 export function readLastGoodGoals(stateDir: string, scope: string): LoadedGoals | undefined {
-  return readStored(stateDir, (stored) => stored.scope === scope);
+  const last = join(stateDir, LAST_GOOD);
+  return readStored(existsSync(last) ? last : join(stateDir, FILE), (stored) => stored.scope === scope);
 }
 
-function readStored(stateDir: string, wanted: (stored: Stored) => boolean): LoadedGoals | undefined {
+/** Keeps the entry stored now (`writeCompiledGoals`, or the one a cache hit read) as the goals last applied. Best effort: false when it could not. */
+export function keepAsLastGood(stateDir: string): boolean {
+  const tmp = join(stateDir, `${LAST_GOOD}.${process.pid}.tmp`);
+  try {
+    linkSync(join(stateDir, FILE), tmp);
+    renameSync(tmp, join(stateDir, LAST_GOOD));
+    return true;
+  } catch {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // Nothing was made.
+    }
+    return false;
+  }
+}
+
+function readStored(file: string, wanted: (stored: Stored) => boolean): LoadedGoals | undefined {
   let stored: Stored;
   try {
-    stored = JSON.parse(readFileSync(join(stateDir, FILE), 'utf8')) as Stored;
+    stored = JSON.parse(readFileSync(file, 'utf8')) as Stored;
   } catch {
     return undefined;
   }

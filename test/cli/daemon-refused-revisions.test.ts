@@ -37,6 +37,30 @@ describe('a daemon that starts on a goal revision that does not compile', () => 
     expect((await d.exited).code).toBe(0);
   });
 
+  // A plan of other goals against the same state (a branch's work tree) replaced the stored goals,
+  // and the daemon started on a broken revision then had none to fall back on.
+  it('a plan of other goals in between does not take the last good goals away: they are the goals last applied', async () => {
+    const p = tempProject('ds-broken-start-after-plan-');
+    daemons.removeAfter(p.dir);
+    p.write('backend.yaml', localBackend(p.root));
+    p.write('app.yaml', goals('good\n'));
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+    const branch = join(p.dir, 'branch');
+    mkdirSync(branch);
+    writeFileSync(join(branch, 'backend.yaml'), localBackend(p.root));
+    writeFileSync(join(branch, 'app.yaml'), goals('from a branch\n'));
+    expect((await cli(['plan', '--goals', branch, '--state', join(p.dir, 'state')], { cwd: p.dir })).code).toBe(2);
+
+    p.write('app.yaml', goals('next\n').replace('content:', 'contnet:'));
+    writeFileSync(join(p.root, 'app.conf'), 'edited by hand\n');
+    const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
+    const rejected = await d.waitFor((l) => l.msg.startsWith('goal revision rejected'));
+    expect(rejected.msg).toBe('goal revision rejected; the last good goals, stored when they last compiled, run instead');
+    await eventually(() => readFileSync(join(p.root, 'app.conf'), 'utf8') === 'good\n', 5_000, 'the hand edit repaired to the applied goals');
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+  });
+
   it('with none stored, says that nothing is reconciled until a revision compiles, in the log and in status', async () => {
     const p = tempProject('ds-broken-start-none-');
     daemons.removeAfter(p.dir);

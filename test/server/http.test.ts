@@ -135,7 +135,7 @@ describe('the daemon HTTP API against web pages', () => {
     { name: 'a browser\'s request (Sec-Fetch-Site)', method: 'POST', path: '/retry', headers: { 'sec-fetch-site': 'same-origin' } },
     { name: 'a rebound name reading /status (Host)', method: 'GET', path: '/status', headers: { host: 'evil.example:7474' } },
     { name: 'a rebound name releasing (Host)', method: 'POST', path: '/retry', headers: { host: 'evil.example' } },
-  ])('refuses $name with 403, changing nothing', async ({ method, path, headers }) => {
+  ] as { name: string; method: string; path: string; headers: Record<string, string> }[])('refuses $name with 403, changing nothing', async ({ method, path, headers }) => {
     const { server, address } = await startHttpServer({ host: '127.0.0.1', port: 0 }, probe);
     try {
       const before = released;

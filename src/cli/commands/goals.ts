@@ -12,8 +12,8 @@ import type { LoadedGoals } from '../load.ts';
 import { EXIT, UsageError } from '../usage.ts';
 
 /** Compiles (through the compiled-goal cache for plan and apply) and prints diagnostics; the graph when there is no error. */
-async function compiled(ctx: CliContext, cached = false): Promise<{ loaded: LoadedGoals; graph: DesiredGraph<InfraDesiredNodeSpec> } | undefined> {
-  const loaded = cached ? await compileGoalsCached(ctx) : await compileGoals(ctx);
+async function compiled(ctx: CliContext, cached?: { applied: boolean }): Promise<{ loaded: LoadedGoals; graph: DesiredGraph<InfraDesiredNodeSpec> } | undefined> {
+  const loaded = cached !== undefined ? await compileGoalsCached(ctx, cached) : await compileGoals(ctx);
   const { diagnostics, graph } = loaded.result;
   if (graph === undefined) {
     printDiagnostics(ctx, diagnostics);
@@ -43,7 +43,7 @@ export async function validate(ctx: CliContext): Promise<number> {
 }
 
 export async function plan(ctx: CliContext, options: { showUnchanged: boolean }): Promise<number> {
-  const c = await compiled(ctx, true);
+  const c = await compiled(ctx, { applied: false });
   if (c === undefined) return EXIT.failed;
   const store = openStore(ctx, { lock: false });
   const p = provisioner(ctx, c.loaded);
@@ -118,7 +118,7 @@ function noteEmptyGoals(ctx: CliContext, nodes: number, store: SqliteStateStore)
 export async function apply(ctx: CliContext, options: { yes: boolean; allowMassDeletion: boolean; concurrency: number; history: number | undefined }): Promise<number> {
   // Looked up while the goals load (a few file reads on the thread pool; it never throws).
   const commitLookup = goalsCommit(ctx.goalsDir);
-  const c = await compiled(ctx, true);
+  const c = await compiled(ctx, { applied: true });
   if (c === undefined) return EXIT.failed;
   const store = openStore(ctx, { lock: true });
   const p = provisioner(ctx, c.loaded);

@@ -172,7 +172,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       let unreadable: string | undefined;
       // Through the compiled-goal cache, as plan and apply: unchanged goals skip compiling, and what
       // compiles is stored (the last good goals for a later start on a revision that does not).
-      const loaded = await compileGoalsCached(ctx).catch((err: unknown) => {
+      const loaded = await compileGoalsCached(ctx, { applied: true }).catch((err: unknown) => {
         unreadable = errorMessage(err);
         return undefined;
       });
