@@ -72,7 +72,9 @@ describe('desiredstate CLI, end to end on a temp directory', () => {
       expect.objectContaining({ node: 'app-config', diffs: [expect.objectContaining({ path: 'content' })] }),
     ]);
     const driftText = await cli(['drift', '--node', 'motd', ...p.args]);
-    expect(driftText.stdout.trim()).toBe('no drift recorded');
+    expect(driftText.stdout.trim()).toBe('no drift recorded for motd');
+    // Drift there is, but not since then: said so, not "no drift recorded".
+    expect((await cli(['drift', '--since', '2099-01-01', ...p.args])).stdout.trim()).toBe('no drift recorded since 2099-01-01');
     const history = await cli(['history', ...p.args]);
     expect(history.code).toBe(0);
     expect(history.stdout.split('\n').filter((l) => /\bapply\b/.test(l))).toHaveLength(2);
@@ -171,6 +173,7 @@ describe.concurrent('desiredstate CLI: invocations', () => {
     { name: 'a bad option of the command after options', args: ['--state', 'x', 'plan', '--bogus'], stderr: /^desiredstate plan: unknown option --bogus\n$/ },
     { name: 'an --interval under 100ms', args: ['run', '--interval', '1ms'], stderr: /^desiredstate run: --interval is at least 100ms: every node read again sooner is a busy loop \(got "1ms"\)\n$/ },
     { name: 'an empty --node', args: ['drift', '--node', ''], stderr: /^desiredstate drift: --node takes a node id \(got an empty one\)\n$/ },
+    { name: 'an empty node to retry', args: ['retry', ''], stderr: /^desiredstate retry: retry takes a node id \(got an empty one\)\n$/ },
   ])('exit 64 on a bad invocation: $name', async ({ args, stderr }) => {
     const r = await cli(args, { cwd: p.dir });
     expect(r.code).toBe(64);

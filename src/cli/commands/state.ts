@@ -121,7 +121,10 @@ export function drift(ctx: CliContext, options: { since: string | undefined; nod
     ctx.out(JSON.stringify({ reports }, null, 2));
     return EXIT.ok;
   }
-  if (reports.length === 0) ctx.out(found?.unknown === true ? `no drift recorded for ${options.node!}, which the state has no node of` : 'no drift recorded');
+  if (reports.length === 0) {
+    const since = options.since === undefined ? '' : ` since ${options.since}`;
+    ctx.out(found?.unknown === true ? `no drift recorded for ${options.node!}, which the state has no node of` : `no drift recorded${options.node === undefined ? '' : ` for ${options.node}`}${since}`);
+  }
   const listed: string[] = [];
   for (const r of reports) {
     listed.push(`${iso(r.detectedAt)}  ${r.node} (${r.goal}, ${r.backendId})  ${r.action}${r.flapping ? ', flapping' : ''}${r.commit === null ? '' : `  commit ${shortCommit(r.commit)}`}`);
@@ -227,6 +230,7 @@ export async function retry(ctx: CliContext, node: string | undefined, options: 
     return retryAll(ctx);
   }
   if (node === undefined) throw new UsageError('retry needs a node id (or --all): desiredstate retry NODE');
+  if (node.trim() === '') throw new UsageError('retry takes a node id (got an empty one)');
   const daemon = withStateStore(ctx, 'read', (store) => runningDaemon(ctx, store)) ?? null;
   const { answer, via } = await releaseNode(ctx, node, daemon);
   // Not in the state, yet in the goals (added since the last pass): a node, not held, not unknown.
