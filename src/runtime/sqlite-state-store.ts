@@ -643,7 +643,7 @@ export class SqliteStateStore implements StateStore {
         db = new Database(path, { readonly, fileMustExist: mustExist, timeout: tuning.data.busyTimeoutMs });
       } catch (err) {
         throw storeError(
-          mustExist && (err as { code?: string }).code === 'SQLITE_CANTOPEN' ? `no state file at ${path}` : `cannot open state file ${path}: ${errorMessage(err)}`,
+          mustExist && (err as { code?: string }).code === 'SQLITE_CANTOPEN' && !existsSync(path) ? `no state file at ${path}` : `cannot open state file ${path}: ${errorMessage(err)}`,
           path,
           { cause: err },
         );
@@ -675,6 +675,14 @@ export class SqliteStateStore implements StateStore {
       // SQLite opens any file lazily and finds out at the first read that it is none of its own.
       const code = (err as { code?: unknown }).code;
       if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') throw storeError(`state file ${path} is not a database, or is damaged (${code})`, path, { cause: err });
+      if (readonly && code === 'SQLITE_CANTOPEN') {
+        // Reading a WAL database makes its -shm file: a read-only mount (a backup, a snapshot) refuses it.
+        throw storeError(
+          `cannot read state file ${path} (SQLITE_CANTOPEN): reading it needs ${path}-shm beside it (the state is kept in WAL mode), and its directory is not writable (a read-only mount?); copy the state directory somewhere writable to read it`,
+          path,
+          { cause: err },
+        );
+      }
       throw writeFailure(err, path);
     }
   }

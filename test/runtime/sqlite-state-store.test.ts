@@ -174,6 +174,27 @@ describe('opening', () => {
     }
   });
 
+  // A state on a read-only mount (a backup, a snapshot) was refused as "cannot write the state file …
+  // nothing of this write was recorded", for a command that writes nothing.
+  const canMount = process.platform === 'linux' && spawnSync('unshare', ['-m', 'true']).status === 0;
+  if (!canMount) console.warn('SKIPPED: the read-only mount test needs `unshare -m` (Linux, root)');
+  it.skipIf(!canMount)('on a read-only mount, a read says why it cannot read (the WAL needs its -shm file), not that a write failed', () => {
+    openStore({ lock: false }).close();
+    const script = `
+      import { SqliteStateStore } from ${JSON.stringify(join(process.cwd(), 'src/runtime/sqlite-state-store.ts'))};
+      try { SqliteStateStore.open({ path: ${JSON.stringify(dbPath)}, lock: false, readonly: true }).listNodes(); console.log('READ'); }
+      catch (err) { console.log(err.code, err.message); }
+    `;
+    const child = spawnSync(
+      'unshare',
+      ['-m', 'sh', '-c', `mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" && exec "$1" --input-type=module -e "$2"`, dir, process.execPath, script],
+      { encoding: 'utf8', cwd: process.cwd() },
+    );
+    expect(child.stdout).toContain(ErrorCodes.StateStore);
+    expect(child.stdout).toContain(`cannot read state file ${dbPath} (SQLITE_CANTOPEN): reading it needs ${dbPath}-shm beside it`);
+    expect(child.stdout).not.toContain('write');
+  });
+
   it('opens read-only for status commands while the daemon holds the lock', () => {
     const w = openStore();
     w.putNodes([node('a')]);
