@@ -166,6 +166,8 @@ export class Controller<S extends NodeSpec> {
   private summary: SummaryCounts = emptySummary();
   /** The nodes this run found unchanged: each counts once in its summary, however many passes find it so. */
   private readonly unchangedInRun = new Set<NodeId>();
+  /** The nodes this run found blocked behind a failed or held dependency: each counts once in its summary. */
+  private readonly blockedInRun = new Set<NodeId>();
   private stopWatching: (() => void) | undefined;
   private readonly abort = new AbortController();
   private loops: Promise<void>[] = [];
@@ -1082,10 +1084,23 @@ export class Controller<S extends NodeSpec> {
     if (notReady === undefined) return false;
     if (rec?.status !== 'blocked') {
       this.transition(node, 'DEPENDENCY_BLOCKED', { reason: `waiting for ${notReady}` });
-      // Counted in the run's summary (history's ⊘) each time it comes to wait, as apply counts it once a pass.
-      this.summary.blocked++;
+      // Counted in the run's summary (history's ⊘) when it waits behind a dependency that failed or is
+      // held (`countBlockedBehind` counts those already waiting when it fails), once a run, as apply
+      // counts it once a pass; not while its dependency is simply being made (a converge from nothing
+      // would count most of its nodes blocked).
+      if (this.stuck(notReady, new Set())) this.countBlocked(node.id);
     }
     return true;
+  }
+
+  /** Whether `id` is failed or held, or blocked behind a dependency that is (not one being made). */
+  private stuck(id: NodeId, seen: Set<NodeId>): boolean {
+    if (seen.has(id)) return false;
+    seen.add(id);
+    const status = this.records.get(id)?.status;
+    if (status === 'failed' || status === 'held') return true;
+    if (status !== 'blocked') return false;
+    return this.graph?.get(id)?.dependsOn.some((d) => !this.isReady(d.on) && this.stuck(d.on, seen)) === true;
   }
 
   private isReady(id: NodeId): boolean {
@@ -1197,6 +1212,7 @@ export class Controller<S extends NodeSpec> {
     if (prev !== undefined && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps, node.settings.deletionPolicy)) return; // steady state writes nothing
     this.records.set(node.id, { ...rec, updatedAt: this.o.clock.now(), snapshot: recordSnapshot(node, deps, prev, rec, this.o.codec) });
     this.dirty.add(node.id);
+    if ((status === 'failed' || status === 'held') && prev?.status !== status) this.countBlockedBehind(node.id);
   }
 
   /** Writes the records that changed, with the deferred writes, in one transaction. */
@@ -1251,6 +1267,26 @@ export class Controller<S extends NodeSpec> {
     this.runId = null;
     this.summary = emptySummary();
     this.unchangedInRun.clear();
+    this.blockedInRun.clear();
+  }
+
+  /** A node that waited behind a failed or held dependency: counted once a run (history's ⊘). */
+  private countBlocked(id: NodeId): void {
+    if (this.blockedInRun.has(id)) return;
+    this.blockedInRun.add(id);
+    this.summary.blocked++;
+  }
+
+  /** `id` failed or is held: the nodes already waiting behind it (directly or through others waiting) are blocked by it. */
+  private countBlockedBehind(id: NodeId): void {
+    const stack = [...(this.graph?.dependents(id) ?? [])];
+    const seen = new Set<NodeId>();
+    for (let d = stack.pop(); d !== undefined; d = stack.pop()) {
+      if (seen.has(d) || this.records.get(d)?.status !== 'blocked') continue;
+      seen.add(d);
+      this.countBlocked(d);
+      stack.push(...(this.graph?.dependents(d) ?? []));
+    }
   }
 
   /**

@@ -52,6 +52,13 @@ describe('Controller: convergence and steady state', () => {
     expect(h.controller.ready).toBe(true);
   });
 
+  it("a converge from nothing counts no node blocked in its run (history's ⊘): waiting for a dependency being made is not being blocked", async () => {
+    const chain = goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { dependsOn: ['a'] }) + fileNode('c', 'C', { dependsOn: ['b'] }) + fileNode('d', 'D', { dependsOn: ['c'] }));
+    const h = await converged(chain);
+    expect(h.calls.created).toEqual(['a', 'b', 'c', 'd']);
+    expect(h.store.listRuns(1)[0]?.summary).toMatchObject({ created: 4, blocked: 0 });
+  });
+
   it('steady state re-observes on the interval and writes nothing to the store', async () => {
     const h = await converged();
     const before = h.store.listNodes();
