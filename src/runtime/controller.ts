@@ -656,11 +656,7 @@ export class Controller<S extends NodeSpec> {
       }
       toObserve.push(node);
     }
-    for (const r of reverseDependencyOrder(toDelete)) {
-      const permit = this.breakers.for(r.backendId).acquire();
-      if (permit.verdict === 'reject') this.queue.addAfter(r.id, Math.max(1, permit.retryAt - now));
-      else await this.deleteRecord(r);
-    }
+    await this.deleteInOrder(toDelete);
     if (toObserve.length === 0) return;
     const ctx = this.context();
     const observed = await this.o.provisioner.observe(toObserve, ctx);
@@ -1140,9 +1136,27 @@ export class Controller<S extends NodeSpec> {
     // Only what this graph approves is deleted (a failed delete retried later included).
     this.deleting = new Set(deleteNow.map((r) => r.id));
     this.orphan(orphan.filter((r) => !inFlight(r)), claimed);
-    for (const r of deleteNow) {
-      // Held back (`hold`): approved all the same, and deleted once released (it stays in `deleting`).
-      if (this.holds.has(r.id)) this.o.log.info({ node: r.id }, 'delete put off while the node is held back');
+    // Held back (`hold`): approved all the same, and deleted once released (it stays in `deleting`).
+    for (const r of deleteNow) if (this.holds.has(r.id)) this.o.log.info({ node: r.id }, 'delete put off while the node is held back');
+    await this.deleteInOrder(deleteNow.filter((r) => !this.holds.has(r.id)));
+  }
+
+  /**
+   * Deletes removed nodes, dependents first. A node removed with one that depends on it waits for that
+   * one's delete: deleted first, a group role would be dropped under a member whose own delete then
+   * fails (Terraform stops there too).
+   */
+  private async deleteInOrder(records: readonly NodeRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    const removedDependents = this.removedDependents();
+    for (const r of reverseDependencyOrder(records)) {
+      const dependent = [...(removedDependents.get(r.id) ?? [])].find((d) => this.records.has(d));
+      if (dependent !== undefined) {
+        this.waitForDelete(r, dependent);
+        continue;
+      }
+      const permit = this.breakers.for(r.backendId).acquire();
+      if (permit.verdict === 'reject') this.queue.addAfter(r.id, Math.max(1, permit.retryAt - this.o.clock.now()));
       else await this.deleteRecord(r);
     }
   }
@@ -1158,6 +1172,31 @@ export class Controller<S extends NodeSpec> {
       this.drift.delete(r.id);
     }
     this.o.store.removeNodes(records.map((r) => r.id));
+  }
+
+  /** For each node, the nodes removed from the goals and still recorded (not deleted yet, or their delete failed or was given up on) that depend on it: one pass over the records. */
+  private removedDependents(): Map<NodeId, Set<NodeId>> {
+    const out = new Map<NodeId, Set<NodeId>>();
+    for (const r of this.records.values()) {
+      if (this.graph?.has(r.id) === true) continue;
+      for (const d of storedDeps(r)) {
+        const set = out.get(d) ?? new Set<NodeId>();
+        out.set(d, set.add(r.id));
+      }
+    }
+    return out;
+  }
+
+  /** `r` waits, undeleted, for `dependent`'s delete; woken when it is done (`deleteRecord`). */
+  private waitForDelete(r: NodeRecord, dependent: NodeId): void {
+    const waiting = this.waitingOn.get(dependent) ?? new Set<NodeId>();
+    waiting.add(r.id);
+    this.waitingOn.set(dependent, waiting);
+    const reason = `not deleted while ${dependent}, which depends on it, is not: ${this.records.get(dependent)?.reason ?? 'its delete comes first'}`;
+    if (r.reason !== reason) {
+      this.records.set(r.id, { ...r, reason, updatedAt: this.o.clock.now() });
+      this.dirty.add(r.id);
+    }
   }
 
   private async deleteRecord(r: NodeRecord): Promise<void> {
@@ -1179,6 +1218,10 @@ export class Controller<S extends NodeSpec> {
       this.deferred.commit(() => this.o.store.removeNodes([r.id]));
       this.summary.deleted++;
       log.info('node deleted');
+      // The nodes it depended on that waited for it (`waitForDelete`): their turn.
+      const waiting = this.waitingOn.get(r.id);
+      this.waitingOn.delete(r.id);
+      for (const w of waiting ?? []) this.queue.add(w);
       return;
     }
     // As for any node: the fault policy says when to try again (a server outage must not leave the

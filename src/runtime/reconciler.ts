@@ -12,7 +12,7 @@ import { corrected, driftReport, isDesiredChange, logDesiredChanges, logDrift, M
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
 import type { Semaphore } from './limit.ts';
-import { appliedAtSpec, carriedRecord, heldReason, LET_GO, policyHoldReason, recordSnapshot, removedNode, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, splitRemoved, storedGoalDigest } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, heldReason, LET_GO, policyHoldReason, recordSnapshot, removedNode, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, splitRemoved, storedDeps, storedGoalDigest } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -462,12 +462,34 @@ export class Reconciler<S extends NodeSpec> {
     };
     const outputs = new Map<NodeId, Outputs>();
     const done: NodeId[] = [];
+    // The removed nodes that depend on each (records come dependents first), and those left undeleted:
+    // a node is not deleted while one that depends on it is left (a group role dropped under a member
+    // whose own delete failed; Terraform stops there too).
+    const dependents = new Map<NodeId, NodeId[]>();
     for (const r of records) {
+      for (const d of storedDeps(r)) {
+        const list = dependents.get(d) ?? [];
+        dependents.set(d, list);
+        list.push(r.id);
+      }
+    }
+    const left = new Set<NodeId>();
+    for (const r of records) {
+      const waitsFor = dependents.get(r.id)?.find((d) => left.has(d));
+      if (waitsFor !== undefined) {
+        const reason = `not deleted while ${waitsFor}, which depends on it, is not`;
+        left.add(r.id);
+        outcomes.set(r.id, { status: 'blocked', reason });
+        updates.push({ ...r, reason, updatedAt: this.now() });
+        this.log.warn({ node: r.id, waitsFor }, 'delete put off: a node that depends on it was not deleted');
+        continue;
+      }
       const node = removedNode(r, this.codec);
       if (node === undefined) {
         const f = fault('permanent', 'the stored spec cannot be read; delete it by hand');
         outcomes.set(r.id, { status: 'failed', fault: f });
         failed(r, f);
+        left.add(r.id);
         continue;
       }
       if (r.outputs !== null) outputs.set(r.id, r.outputs);
@@ -481,6 +503,7 @@ export class Reconciler<S extends NodeSpec> {
       } else {
         outcomes.set(r.id, { status: 'failed', fault: result.fault });
         failed(r, result.fault);
+        left.add(r.id);
         this.log.warn({ node: r.id, fault: result.fault }, 'delete failed');
       }
     }

@@ -773,6 +773,26 @@ describe('Controller: goal changes', () => {
     }
   });
 
+  it('a removed node whose dependent removed with it failed to delete waits for that delete: never deleted first, deleted once it is', async () => {
+    const keep = fileNode('k', 'K');
+    const chain = fileNode('x', 'X', { deletionPolicy: 'Delete' }) + fileNode('y', 'Y', { dependsOn: ['x'], deletionPolicy: 'Delete' });
+    const h = await converged(goalYaml(chain + keep, { prune: true }), { memory: { faults: [{ node: 'y', op: 'delete', class: 'transient', times: 3 }] } });
+    await h.controller.setGraph(compileYaml(goalYaml(keep, { prune: true })).graph);
+    await h.settle();
+    expect(h.calls.deleted).toEqual(['y']);
+    expect(h.backend.snapshot().has('x')).toBe(true);
+    expect(h.store.getNode('x')?.reason).toMatch(/^not deleted while y, which depends on it, is not: /);
+    // y's retries, on its backoff: x only after y is gone.
+    await h.advance(2 * MIN, 1_000);
+    expect(h.calls.deleted.filter((id) => id === 'y').length).toBe(4);
+    expect(h.calls.deleted.at(-1)).toBe('x');
+    expect(h.calls.deleted.indexOf('x')).toBeGreaterThan(h.calls.deleted.lastIndexOf('y'));
+    for (const id of ['x', 'y']) {
+      expect(h.backend.snapshot().has(id), id).toBe(false);
+      expect(h.store.getNode(id), id).toBeUndefined();
+    }
+  });
+
   it('a backend declared otherwise is a goal change for its nodes: held ones are released, and what they find is converged, not reported as drift', async () => {
     const yaml = goalYaml(fileNode('a', 'A') + fileNode('b', 'B'), { selfHeal: false });
     const h = await converged(yaml, { memory: { faults: [{ node: 'a', op: 'create', class: 'auth', times: 3 }] } });

@@ -213,6 +213,28 @@ describe('Reconciler: store writes per pass', () => {
     expect(pendingOnDisk(s.path)).toEqual([]);
   });
 
+  // A group role dropped under a member whose own delete failed: the member silently lost its membership.
+  it('does not delete a node while a removed node that depends on it is left undeleted (its delete failed): put off, said why, done once that one is', async () => {
+    const pruned = (nodes: string): ReturnType<typeof compileYaml>['graph'] => compileYaml(goalYaml(nodes, { prune: true })).graph;
+    const chain = fileNode('keep', 'K') + fileNode('x', 'X', { deletionPolicy: 'Delete' }) + fileNode('y', 'Y', { dependsOn: ['x'], deletionPolicy: 'Delete' }) + fileNode('z', 'Z', { dependsOn: ['y'], deletionPolicy: 'Delete' });
+    const calls: string[] = [];
+    const s = setup({ beforeCall: (node, op) => calls.push(`${node.id}:${op}`) }, Date.now, { faults: [{ node: 'z', op: 'delete', class: 'permanent', times: 1 }] });
+    await s.reconciler.apply(pruned(chain), pass);
+    calls.length = 0;
+    const first = await s.reconciler.apply(pruned(fileNode('keep', 'K')), pass);
+    expect(calls).toEqual(['z:delete']);
+    expect(first.outcomes.get('z')).toMatchObject({ status: 'failed' });
+    expect(first.outcomes.get('y')).toEqual({ status: 'blocked', reason: 'not deleted while z, which depends on it, is not' });
+    expect(first.outcomes.get('x')).toEqual({ status: 'blocked', reason: 'not deleted while y, which depends on it, is not' });
+    for (const id of ['x', 'y', 'z']) expect(s.backend.snapshot().has(id), id).toBe(true);
+    expect(s.sqlite.getNode('y')?.reason).toBe('not deleted while z, which depends on it, is not');
+    // z's fault gone: all three go, in order.
+    calls.length = 0;
+    const second = await s.reconciler.apply(pruned(fileNode('keep', 'K')), pass);
+    expect(calls).toEqual(['z:delete', 'y:delete', 'x:delete']);
+    for (const id of ['x', 'y', 'z']) expect(second.outcomes.get(id), id).toEqual({ status: 'deleted' });
+  });
+
   it('keeps, for a later delete, the spec last applied: a failed update leaves it, a successful one replaces it', async () => {
     const s = setup({}, Date.now, { faults: [{ node: 'b', op: 'update', class: 'permanent', times: 1 }] });
     await s.reconciler.apply(abc, pass);
