@@ -59,6 +59,7 @@ const roleRow = {
   bypassrls: false,
   member_of: [],
   verifier: null,
+  memberships: [],
 };
 const grantSpec: GrantSpec = { type: 'postgres.grant', role: 'app', database: 'app', on: 'schema', schema: 's', privileges: ['USAGE'], withGrantOption: false };
 const report = { plays: [], stats: { web1: { ok: 3, changed: 1, failures: 0, unreachable: 0, skipped: 0 } } } as unknown as PlaybookReport;

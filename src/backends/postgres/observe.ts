@@ -30,6 +30,16 @@ export interface RoleRow {
   readonly member_of: readonly string[];
   /** The stored verifier, only read for roles with a managed password. Never leaves the backend. */
   readonly verifier: string | null;
+  /** Each grant of a membership (one per grantor from PostgreSQL 16) with its options; `inherit` and `set` null before 16. */
+  readonly memberships: readonly MembershipGrant[];
+}
+
+/** A grant of membership in `group`, with its options. */
+export interface MembershipGrant {
+  readonly group: string;
+  readonly admin: boolean;
+  readonly inherit: boolean | null;
+  readonly set: boolean | null;
 }
 
 /**
@@ -40,8 +50,8 @@ export interface RoleRow {
 export function roleRows(json: unknown): RoleRow[] {
   if (!Array.isArray(json)) throw new TypeError(`the roles query returned ${typeof json}, not a JSON array`);
   return json.map((r: unknown): RoleRow => {
-    if (!Array.isArray(r) || r.length !== 13 || typeof r[1] !== 'string') throw new TypeError(`the roles query returned a row that is not a role: ${JSON.stringify(r)}`);
-    const [oid, name, superuser, inherit, createrole, createdb, login, replication, bypassrls, connection_limit, validUntil, member_of, verifier] = r as [
+    if (!Array.isArray(r) || r.length !== 14 || typeof r[1] !== 'string') throw new TypeError(`the roles query returned a row that is not a role: ${JSON.stringify(r)}`);
+    const [oid, name, superuser, inherit, createrole, createdb, login, replication, bypassrls, connection_limit, validUntil, member_of, verifier, options] = r as [
       number,
       string,
       boolean,
@@ -55,9 +65,11 @@ export function roleRows(json: unknown): RoleRow[] {
       number | string | null,
       string[],
       string | null,
+      [string, boolean, boolean | null, boolean | null][],
     ];
     const valid_until_ms = typeof validUntil === 'string' ? Number(validUntil) : validUntil;
-    return { oid, name, superuser, inherit, createrole, createdb, login, replication, bypassrls, connection_limit, valid_until_ms, member_of, verifier };
+    const memberships = options.map(([group, admin, inheritOption, set]) => ({ group, admin, inherit: inheritOption, set }));
+    return { oid, name, superuser, inherit, createrole, createdb, login, replication, bypassrls, connection_limit, valid_until_ms, member_of, verifier, memberships };
   });
 }
 
@@ -138,6 +150,27 @@ function validUntilText(ms: number | null): string | null {
   return new Date(ms).toISOString();
 }
 
+/**
+ * The options of the memberships the goal declares, as a membership made from it has them: no ADMIN
+ * OPTION (the member could grant the group to anyone), and from PostgreSQL 16, where each grant
+ * carries its own, INHERIT as the role's `inherit` (the group's privileges used without SET ROLE, or
+ * not; ALTER ROLE … INHERIT does not change grants made before) and SET (SET ROLE to the group). A
+ * grant made by hand `WITH ADMIN OPTION` or `WITH INHERIT FALSE` changed what the role may do while
+ * its membership list stayed the same. One diff per group and option (`memberOf.<group>.admin`).
+ */
+export function membershipOptionDiffs(spec: RoleSpec, row: RoleRow): FieldDiff[] {
+  const out: FieldDiff[] = [];
+  for (const group of [...spec.memberOf].sort()) {
+    const grants = row.memberships.filter((m) => m.group === group);
+    const admin = grants.some((m) => m.admin);
+    if (admin) out.push(diff(`memberOf.${group}.admin`, false, true));
+    const inherit = grants.find((m) => m.inherit !== null && m.inherit !== spec.inherit);
+    if (inherit !== undefined) out.push(diff(`memberOf.${group}.inherit`, spec.inherit, inherit.inherit));
+    if (grants.some((m) => m.set === false)) out.push(diff(`memberOf.${group}.set`, true, false));
+  }
+  return out;
+}
+
 export function observeRole(spec: RoleSpec, row: RoleRow | undefined, password: PasswordState): Observation {
   if (row === undefined) return { status: 'absent' };
   const diffs: FieldDiff[] = [];
@@ -158,6 +191,7 @@ export function observeRole(spec: RoleSpec, row: RoleRow | undefined, password: 
     diffs.push(diff('validUntil', spec.validUntil, validUntilText(row.valid_until_ms)));
   }
   if (!sameSet(spec.memberOf, row.member_of)) diffs.push(diff('memberOf', [...spec.memberOf].sort(), [...row.member_of].sort()));
+  diffs.push(...membershipOptionDiffs(spec, row));
   const outputs: Outputs = { name: row.name, oid: Number(row.oid) };
   // The digest goes in the memo, never in outputs: outputs are shown (`status`, the daemon's
   // `/status`) and referenceable, and a salted SHA-256 of a password is open to guessing.

@@ -187,6 +187,14 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
       const leave = actual.filter((g) => !node.spec.memberOf.includes(g));
       if (leave.length > 0) statements.push(...(await revokeMemberships(node.spec.name, leave, ctx)));
     }
+    // A membership whose options differ (ADMIN, INHERIT, SET: `membershipOptionDiffs`) is granted anew, in
+    // the same transaction: every grant of it revoked, then one made as a create makes it (after the
+    // ALTER ROLE above, so from PostgreSQL 16 it takes the role's INHERIT as the goal has it).
+    const regrant = node.spec.memberOf.filter((g) => ['admin', 'inherit', 'set'].some((o) => diffs.some((d) => d.path === `memberOf.${g}.${o}`)));
+    if (regrant.length > 0) {
+      statements.push(...(await revokeMemberships(node.spec.name, regrant, ctx)));
+      for (const g of regrant) statements.push(grantMembershipSql(node.spec.name, g));
+    }
     return { statements, pwd };
   };
 

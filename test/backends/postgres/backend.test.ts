@@ -153,6 +153,41 @@ describe('postgres backend against a real server', () => {
     expect((await observeOne(reader)).status).toBe('upToDate');
   });
 
+  // A grant made by hand WITH ADMIN OPTION (the member may grant the group to anyone) or, from
+  // PostgreSQL 16, WITH INHERIT FALSE (the member loses the group's privileges) left the membership
+  // list as declared, and nothing was reported; nor was a role made NOINHERIT whose grant still inherits.
+  it('manages the options of the memberships it declares: ADMIN, and INHERIT and SET per grant (PostgreSQL 16), as drift corrected', async () => {
+    const pg16 = Number((await server.sql(`SELECT current_setting('server_version_num') AS v`))[0]!.v) >= 160000;
+    await server.sql(`GRANT app_ro TO app_reader WITH ADMIN OPTION`);
+    if (pg16) await server.sql(`GRANT app_ro TO app_reader WITH INHERIT FALSE, SET FALSE`);
+    const obs = await observeOne(reader);
+    expect(obs).toMatchObject({
+      status: 'drifted',
+      diffs: [
+        { path: 'memberOf.app_ro.admin', desired: false, actual: true },
+        ...(pg16 ? [{ path: 'memberOf.app_ro.inherit', desired: true, actual: false }, { path: 'memberOf.app_ro.set', desired: true, actual: false }] : []),
+      ],
+    });
+    done(await backend.update(reader, obs.status === 'drifted' ? obs.diffs : [], ctx));
+    expect((await observeOne(reader)).status).toBe('upToDate');
+    const grants = await server.sql(`SELECT m.admin_option FROM pg_auth_members m WHERE m.member = 'app_reader'::regrole AND m.roleid = 'app_ro'::regrole`);
+    expect(grants).toEqual([{ admin_option: false }]);
+    if (!pg16) return;
+    expect(await server.sql(`SELECT pg_has_role('app_reader', 'app_ro', 'USAGE') AS uses`)).toEqual([{ uses: true }]);
+    // The goal makes the role NOINHERIT: its existing grant is made anew to match, not only the role.
+    const noinherit = pgNode('app-reader', 'postgres.role', { name: 'app_reader', login: true, inherit: false, memberOf: ['app_ro'], validUntil: '2099-01-01' });
+    const changed = await observeOne(noinherit);
+    expect(changed).toMatchObject({ status: 'drifted', diffs: [{ path: 'inherit', desired: false, actual: true }, { path: 'memberOf.app_ro.inherit', desired: false, actual: true }] });
+    done(await backend.update(noinherit, changed.status === 'drifted' ? changed.diffs : [], ctx));
+    expect(await server.sql(`SELECT pg_has_role('app_reader', 'app_ro', 'USAGE') AS uses`)).toEqual([{ uses: false }]);
+    expect((await observeOne(noinherit)).status).toBe('upToDate');
+    // And back.
+    const back = await observeOne(reader);
+    done(await backend.update(reader, back.status === 'drifted' ? back.diffs : [], ctx));
+    expect(await server.sql(`SELECT pg_has_role('app_reader', 'app_ro', 'USAGE') AS uses`)).toEqual([{ uses: true }]);
+    expect((await observeOne(reader)).status).toBe('upToDate');
+  });
+
   it("reads validUntil 'infinity' and '-infinity' (JSON has none: the server writes them as strings)", async () => {
     const forever = pgNode('forever', 'postgres.role', { name: 'forever', login: true, validUntil: 'infinity' });
     const dated = pgNode('dated', 'postgres.role', { name: 'dated', login: true, validUntil: '2099-01-01' });

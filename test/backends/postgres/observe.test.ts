@@ -6,7 +6,7 @@ import { specSchemas } from '../../../src/infra/index.ts';
 const role = (spec: Record<string, unknown>) => ({ type: 'postgres.role' as const, ...specSchemas['postgres.role'].parse({ name: 'app', ...spec }) });
 const row = (over: Partial<RoleRow> = {}): RoleRow => ({
   oid: '16384', name: 'app', superuser: false, inherit: true, createrole: false, createdb: false, login: true, replication: false, bypassrls: false,
-  connection_limit: 10, valid_until_ms: null, member_of: [], verifier: null, ...over,
+  connection_limit: 10, valid_until_ms: null, member_of: [], verifier: null, memberships: [], ...over,
 });
 const unmanaged: PasswordState = { status: 'unmanaged' };
 
@@ -20,6 +20,34 @@ describe('observeRole', () => {
     { name: 'superuser only when stated', spec: { login: true }, row: row({ superuser: true }), pw: unmanaged, status: 'drifted', diffs: [{ path: 'superuser', desired: false, actual: true }] },
     { name: 'membership order does not matter', spec: { login: true, memberOf: ['b', 'a'] }, row: row({ member_of: ['a', 'b'] }), pw: unmanaged, status: 'upToDate', diffs: undefined },
     { name: 'extra membership', spec: { login: true, memberOf: ['a'] }, row: row({ member_of: ['a', 'admin'] }), pw: unmanaged, status: 'drifted', diffs: [{ path: 'memberOf', desired: ['a'], actual: ['a', 'admin'] }] },
+    {
+      name: 'a membership granted WITH ADMIN OPTION, INHERIT FALSE, SET FALSE (PostgreSQL 16): one diff per option',
+      spec: { login: true, memberOf: ['g'] },
+      row: row({ member_of: ['g'], memberships: [{ group: 'g', admin: false, inherit: true, set: true }, { group: 'g', admin: true, inherit: false, set: false }] }),
+      pw: unmanaged,
+      status: 'drifted',
+      diffs: [
+        { path: 'memberOf.g.admin', desired: false, actual: true },
+        { path: 'memberOf.g.inherit', desired: true, actual: false },
+        { path: 'memberOf.g.set', desired: true, actual: false },
+      ],
+    },
+    {
+      name: 'a role made NOINHERIT whose grant still inherits (ALTER ROLE does not change grants)',
+      spec: { login: true, inherit: false, memberOf: ['g'] },
+      row: row({ inherit: false, member_of: ['g'], memberships: [{ group: 'g', admin: false, inherit: true, set: true }] }),
+      pw: unmanaged,
+      status: 'drifted',
+      diffs: [{ path: 'memberOf.g.inherit', desired: false, actual: true }],
+    },
+    {
+      name: 'before PostgreSQL 16 (no INHERIT or SET on a grant): only ADMIN is compared',
+      spec: { login: true, inherit: false, memberOf: ['g'] },
+      row: row({ inherit: false, member_of: ['g'], memberships: [{ group: 'g', admin: false, inherit: null, set: null }] }),
+      pw: unmanaged,
+      status: 'upToDate',
+      diffs: undefined,
+    },
     { name: 'valid until infinity', spec: { login: true, validUntil: 'infinity' }, row: row({ valid_until_ms: Infinity }), pw: unmanaged, status: 'upToDate', diffs: undefined },
     { name: 'valid until moved', spec: { login: true, validUntil: '2030-01-01' }, row: row({ valid_until_ms: Date.UTC(2031, 0, 1) }), pw: unmanaged, status: 'drifted', diffs: [{ path: 'validUntil', desired: '2030-01-01', actual: '2031-01-01T00:00:00.000Z' }] },
     { name: 'password differs: masked', spec: { login: true }, row: row(), pw: { status: 'differs', rotated: false } as PasswordState, status: 'drifted', diffs: [{ path: 'password', desired: '<secret>', actual: '<secret>', masked: true }] },
@@ -109,8 +137,13 @@ describe('observeGrant on a server without a privilege the grant lists', () => {
 
 describe('roleRows', () => {
   it("reads the roles query's JSON arrays as rows, 'Infinity' strings as numbers", () => {
-    expect(roleRows([[16384, 'app', false, true, false, false, true, false, false, 10, 'Infinity', ['a'], null], [16385, 'old', false, true, false, false, true, false, false, -1, '-Infinity', [], 'SCRAM-SHA-256$…']])).toEqual([
-      row({ oid: 16384, valid_until_ms: Infinity, member_of: ['a'] }),
+    expect(
+      roleRows([
+        [16384, 'app', false, true, false, false, true, false, false, 10, 'Infinity', ['a'], null, [['a', false, true, null]]],
+        [16385, 'old', false, true, false, false, true, false, false, -1, '-Infinity', [], 'SCRAM-SHA-256$…', []],
+      ]),
+    ).toEqual([
+      row({ oid: 16384, valid_until_ms: Infinity, member_of: ['a'], memberships: [{ group: 'a', admin: false, inherit: true, set: null }] }),
       row({ oid: 16385, name: 'old', connection_limit: -1, valid_until_ms: -Infinity, verifier: 'SCRAM-SHA-256$…' }),
     ]);
     expect(roleRows([])).toEqual([]);
