@@ -151,8 +151,8 @@ class RecordedServer extends Duplex {
       else if (type === 'B') answers.push(message('2'));
       else if (type === 'E') {
         const roles = [
-          [16384, 'warm_a', false, true, false, false, true, false, false, 5, null, [], null],
-          [16385, 'warm_b', false, true, false, false, true, false, false, 7, null, [], null],
+          [16384, 'warm_a', false, true, false, false, true, false, false, 5, null, [], null, []],
+          [16385, 'warm_b', false, true, false, false, true, false, false, 7, null, [], null, []],
         ];
         answers.push(result([['roles', JSON_OID]], [JSON.stringify(roles)], 'SELECT 1'));
       } else if (type === 'S') answers.push(READY);

@@ -19,8 +19,16 @@ export interface Template {
   readonly script: string;
 }
 
+// By its text first, then where it leads: a symbolic link under the root (to a directory
+// elsewhere) must not carry a write out of it. realpath -m resolves the links of the part that
+// exists and keeps the rest as written.
 const PATH_GUARD = (variable: string): string => `case "$${variable}" in
   ''|/*|..|../*|*/..|*/../*) echo "${variable} must be a relative path that stays under the root: $${variable}" >&2; exit 64 ;;
+esac
+root=$(pwd -P)
+case "$(realpath -m -- "$${variable}")" in
+  "$root"/*) ;;
+  *) echo "${variable} leaves the root through a symbolic link: $${variable}" >&2; exit 64 ;;
 esac`;
 
 const FILE_SCRIPT = `#!/bin/sh

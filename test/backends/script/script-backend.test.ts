@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import Database from 'better-sqlite3';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CircuitBreaker, decide } from '../../../src/runtime/index.ts';
@@ -280,6 +280,28 @@ describe.skipIf(!hasJq)('the built-in templates', () => {
     p.store.artifacts.review(onlyScript(p), 'approved', 'ana', null);
     expect(faultOf(await observe(b, n))).toMatchObject({ class: 'permanent', code: 'exit-64' });
     expect(existsSync(join(p.dir, 'outside'))).toBe(false);
+  });
+
+  // Checked as text only, a path through a link under the root to a directory elsewhere was written.
+  it('refuses a path that leaves the root through a symbolic link (exit 64: permanent), writing nothing there', async () => {
+    const p = project();
+    const b = p.backend();
+    const outside = join(p.dir, 'outside');
+    mkdirSync(outside);
+    mkdirSync(join(p.dir, 'root/etc'), { recursive: true });
+    symlinkSync(outside, join(p.dir, 'root/etc/link'));
+    const n = node('escape', { path: 'etc/link/owned', content: 'x' });
+    await observe(b, n);
+    p.store.artifacts.review(onlyScript(p), 'approved', 'ana', null);
+    expect(faultOf(await observe(b, n))).toMatchObject({ class: 'permanent', code: 'exit-64', message: expect.stringContaining('path leaves the root through a symbolic link: etc/link/owned') });
+    expect(faultOf(await b.create(n, opContext()))).toMatchObject({ class: 'permanent', code: 'exit-64' });
+    expect(existsSync(join(outside, 'owned'))).toBe(false);
+    // A link that stays under the root is followed as any directory.
+    mkdirSync(join(p.dir, 'root/real'));
+    symlinkSync('../real', join(p.dir, 'root/etc/inside'));
+    const ok = node('inside', { path: 'etc/inside/motd', content: 'y' });
+    expect((await b.create(ok, opContext())).status).toBe('done');
+    expect(readFileSync(join(p.dir, 'root/real/motd'), 'utf8')).toBe('y');
   });
 
   it('a hand-edited script file is replaced before it runs, never run', async () => {
