@@ -1,4 +1,4 @@
-import { lineOps, tailLines } from '../../infra/index.ts';
+import { lineOps, maskSecretLines, tailLines } from '../../infra/index.ts';
 import type { ProcessOutcome } from '../../infra/index.ts';
 import { assertNever, fault, FaultError } from '../../runtime/index.ts';
 import type { Fault, FieldDiff, Outputs } from '../../runtime/index.ts';
@@ -294,16 +294,34 @@ export function renderResultDiff(r: HostResult): string | undefined {
   return bounded(parts.join('\n'), MAX_DIFF_CHARS);
 }
 
+/**
+ * A module's diff as shown, with what looks like a secret masked (`maskSecretLines`: a setting named
+ * as one, `DB_PASSWORD=…`, and a private key's body), as the local backend masks its line diffs: a hand
+ * edit may write one into a file the playbook keeps, and a drift report is logged and stored.
+ */
 function renderDiffEntry(entry: unknown): string | undefined {
   if (!isObject(entry)) return undefined;
-  if (typeof entry.prepared === 'string') return entry.prepared.trimEnd();
+  if (typeof entry.prepared === 'string') return maskDiffLines(entry.prepared.trimEnd().split('\n')).join('\n');
   if (!('before' in entry) && !('after' in entry)) return undefined;
-  const before = asText(entry.before);
-  const after = asText(entry.after);
+  const before = maskedText(asText(entry.before));
+  const after = maskedText(asText(entry.after));
   if (before === after) return undefined;
   const beforeHeader = header(entry.before_header, 'before');
   const afterHeader = header(entry.after_header, 'after');
   return [`--- ${beforeHeader}`, `+++ ${afterHeader}`, ...lineDiff(before, after)].join('\n');
+}
+
+/** A text's lines with secrets masked (`maskSecretLines`). */
+function maskedText(text: string): string {
+  return maskSecretLines(text.split('\n')).join('\n');
+}
+
+/** The lines of a diff a module prepared (`+line`, `-line`, ` line`, headers), the text after each marker masked. */
+function maskDiffLines(lines: readonly string[]): string[] {
+  const markers = lines.map((line) => (/^[-+ ]/.test(line) && !/^(---|\+\+\+) /.test(line) ? line[0]! : ''));
+  // Masked as one text (a private key's body spans lines), each line's marker put back.
+  const masked = maskSecretLines(lines.map((line, i) => line.slice(markers[i]!.length)));
+  return masked.map((line, i) => `${markers[i]!}${line}`);
 }
 
 /** A diff header; Ansible's own temp files (the rendered source of a copy) become a fixed word, so a diff is stable across runs. */

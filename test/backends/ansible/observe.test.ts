@@ -92,6 +92,18 @@ describe('taskChanges and changesToDiffs', () => {
     expect(d?.detail).toBe('--- /etc/app.conf\n+++ after (rendered)\n-a\n+b');
   });
 
+  // A hand edit of a file the playbook keeps wrote a password into it: the drift report showed it.
+  it.each([
+    { name: 'before/after', diff: { before: 'MODE=dev\nDB_PASSWORD=handsecret99\n', after: 'MODE=dev\n' }, shown: ['-DB_PASSWORD=<secret>', ' MODE=dev'] },
+    { name: 'a prepared diff', diff: { prepared: '--- before\n+++ after\n-api_key: handsecret99\n+api_key: other-secret-1\n context' }, shown: ['-api_key: <secret>', '+api_key: <secret>', ' context', '--- before'] },
+    { name: 'a private key', diff: { before: '', after: '-----BEGIN RSA PRIVATE KEY-----\nhandsecret99\n-----END RSA PRIVATE KEY-----\n' }, shown: ['+-----BEGIN RSA PRIVATE KEY-----', '+<secret>'] },
+  ])('masks what looks like a secret in $name', ({ diff, shown }) => {
+    const [d] = changesToDiffs(taskChanges(report([{ name: 't', hosts: { h: { changed: true, diff } } }], { h: stats() })));
+    expect(d?.detail).not.toContain('handsecret99');
+    expect(d?.detail).not.toContain('other-secret-1');
+    for (const line of shown) expect(d?.detail?.split('\n')).toContain(line);
+  });
+
   it('collects the diffs of loop items', () => {
     const rep = report([{ name: 'loop', hosts: { h: { changed: true, results: [{ changed: true, diff: { before: 'a', after: 'b' } }, { changed: false, diff: { before: 'c', after: 'd' } }] } } }], { h: stats() });
     const detail = changesToDiffs(taskChanges(rep))[0]?.detail ?? '';
