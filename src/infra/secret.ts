@@ -118,6 +118,29 @@ function isRefShaped(value: unknown): value is SecretRef {
   return keys.length === 1 && (keys[0] === 'fromEnv' || keys[0] === 'fromFile') && isSecretRef(value);
 }
 
+/**
+ * Where `value` holds a map that looks meant as a secret reference (it has a `fromEnv` or `fromFile`
+ * key) but is not one (another key beside it, both, an empty path, an env name with a space): such
+ * a map would be sent as plain data, the secret never read. Each with the path to it.
+ */
+export function malformedSecretRefs(value: unknown, path: readonly (string | number)[] = []): { path: (string | number)[]; message: string }[] {
+  if (Array.isArray(value)) return value.flatMap((v, i) => malformedSecretRefs(v, [...path, i]));
+  if (typeof value !== 'object' || value === null) return [];
+  if ('fromEnv' in value || 'fromFile' in value) {
+    if (isRefShaped(value)) return [];
+    const keys = Object.keys(value);
+    const [key] = keys;
+    const why =
+      keys.length > 1
+        ? `a secret reference has one key, fromEnv or fromFile; this map has ${keys.join(', ')}`
+        : key === 'fromEnv'
+          ? `fromEnv names an environment variable (letters, digits and _, not starting with a digit), not ${JSON.stringify((value as { fromEnv: unknown }).fromEnv)}`
+          : `fromFile is the path of the file holding the secret, not ${JSON.stringify((value as { fromFile: unknown }).fromFile)}`;
+    return [{ path: [...path], message: `${why}: as it is, the map would be sent as data and no secret read` }];
+  }
+  return Object.entries(value).flatMap(([k, v]) => malformedSecretRefs(v, [...path, k]));
+}
+
 /** The secret references in `value`, at any depth, in the order they are written. */
 export function secretRefsIn(value: unknown): SecretRef[] {
   if (Array.isArray(value)) return value.flatMap(secretRefsIn);

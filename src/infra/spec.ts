@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { lazyRecord, once } from '../runtime/index.ts';
-import { secretRefSchema } from './secret.ts';
+import { malformedSecretRefs, secretRefSchema } from './secret.ts';
 
 /**
  * The sealed union of infrastructure resource specs (WHAT), defined once, with
@@ -211,6 +211,7 @@ const specSchemaBuilders = {
       extraVars: z
         .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an Ansible variable name ([A-Za-z_][A-Za-z0-9_]*)'), z.unknown())
         .default({})
+        .superRefine(refuseMalformedSecretRefs)
         .describe('Extra variables, passed as a file with every string marked !unsafe: never templated. A value { fromEnv: NAME } or { fromFile: path } is a secret reference: read at run time, never logged or stored.'),
       limit: z.string().min(1).optional().describe('Host pattern passed as --limit.'),
       tags: z.array(z.string().min(1)).default([]).describe('Only tasks with these tags (--tags).'),
@@ -226,9 +227,14 @@ const specSchemaBuilders = {
       })
         .optional()
         .describe('The exec backend needs them; a script backend generates its own script and refuses them.'),
-      input: z.record(z.string(), z.unknown()).default({}).describe('Any JSON object, sent on stdin; drift compares each key with the read state. A value { fromEnv: NAME } or { fromFile: path }, at any depth, is a secret read at run time (never shown: its drift is masked).'),
+      input: z.record(z.string(), z.unknown()).default({}).superRefine(refuseMalformedSecretRefs).describe('Any JSON object, sent on stdin; drift compares each key with the read state. A value { fromEnv: NAME } or { fromFile: path }, at any depth, is a secret read at run time (never shown: its drift is masked).'),
     }),
 };
+
+/** A map meant as a secret reference that is not one is an error where it is written, never data sent as it is. */
+function refuseMalformedSecretRefs(value: unknown, ctx: z.RefinementCtx): void {
+  for (const bad of malformedSecretRefs(value)) ctx.addIssue({ code: 'custom', path: bad.path, message: bad.message });
+}
 
 /** Each type's spec schema, built when first read (see `lazyRecord`). */
 export const specSchemas = lazyRecord(specSchemaBuilders);

@@ -321,4 +321,32 @@ spec:
     expect(all).toMatch(/more\.yaml:\d+:\d+: error unsupported-spec: a script backend generates its own script: remove commands/);
     expect(all).toMatch(/error unsupported-spec: no built-in template fits input \{"colour":"string"\}; templates: file \{path, content\}, json-key \{file, key, value\}/);
   });
+
+  // A reference reached the script as the map itself, and the resource was set to it.
+  it('validate refuses a secret reference in a script node\'s input, and a map meant as one that is not one anywhere', async () => {
+    const dir = projectIn('dev');
+    writeFileSync(
+      join(dir, 'goals/more.yaml'),
+      `apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: more }
+spec:
+  defaults: { backend: scripts }
+  nodes:
+    - id: secretive
+      type: generic.resource
+      spec:
+        input: { path: etc/pw, content: { fromEnv: MY_SECRET } }
+    - id: malformed
+      type: generic.resource
+      spec:
+        input: { path: etc/x, content: { fromEnv: "lower case" } }
+`,
+    );
+    const r = await cli(dir, ['validate']);
+    const all = r.stdout + r.stderr;
+    expect(r.code).toBe(1);
+    expect(all).toMatch(/more\.yaml:10:16: error unsupported-spec: a script backend reads no secrets: a \{ fromEnv \} or \{ fromFile \} reference would reach the script as the map itself/);
+    expect(all).toMatch(/more\.yaml:14:40: error invalid-value: spec\.input\.content: fromEnv names an environment variable \(letters, digits and _, not starting with a digit\), not "lower case": as it is, the map would be sent as data and no secret read/);
+  });
 });

@@ -3,6 +3,7 @@ import {
   allowlistedEnv,
   checkDelete,
   execRequest,
+  holdsSecretRef,
   INFRA_NODE_TYPES,
   parseApply,
   parseRead,
@@ -280,6 +281,11 @@ function checkSpec(spec: Parameters<NonNullable<BackendFactory<ScriptConfig>['ch
   const issues: SpecIssue[] = [];
   if (spec.type === 'generic.resource' && spec.commands !== undefined) {
     issues.push({ path: ['commands'], message: 'a script backend generates its own script: remove commands (or use an exec backend)' });
+  }
+  // A script never sees secret values (it is reviewed as text, and its input arrives as written): a
+  // reference would reach it as the literal map, and the resource be set to that.
+  if (holdsSecretRef(inputOf(spec))) {
+    issues.push({ path: spec.type === 'generic.resource' ? ['input'] : [], message: 'a script backend reads no secrets: a { fromEnv } or { fromFile } reference would reach the script as the map itself; use an exec backend for a resource that needs a secret' });
   }
   // Only the template generator can tell without running anything.
   const generator = generatorFrom(config.generator, { cwd: '.', env: {} });
