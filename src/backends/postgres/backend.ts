@@ -31,8 +31,9 @@ export class PostgresBackend implements InfraBackend {
   private readonly roles = roleHandler();
   private readonly handlers: Handlers;
   private readonly privileges = new KeyedSerializer();
-  /** The role the backend connects as. */
+  /** The role the backend connects as, and the password it connects with. */
   private readonly user: string;
+  private readonly userPassword: PostgresConfig['password'];
 
   /** `client`: where the backend's queries go (by default a `PgClient` on `config`'s server). */
   constructor(config: PostgresConfig, ctx: BackendContext, client = new PgClient({ config, env: ctx.env, cwd: ctx.cwd, log: ctx.log })) {
@@ -40,6 +41,7 @@ export class PostgresBackend implements InfraBackend {
     this.ctx = ctx;
     this.client = client;
     this.user = config.user;
+    this.userPassword = config.password;
     this.handlers = {
       'postgres.database': databaseHandler,
       'postgres.role': this.roles,
@@ -243,6 +245,8 @@ export class PostgresBackend implements InfraBackend {
       outputsOf: ctx.outputsOf,
       memoOf: (id) => ctx.memoOf?.(id),
       user: this.user,
+      userPassword: this.userPassword,
+      now: Date.now,
       secret: (ref) => resolveSecret(ref, { env: this.ctx.env, cwd: this.ctx.cwd }),
     };
   }

@@ -32,6 +32,10 @@ export interface KindContext {
   readonly secret: (ref: SecretRef) => Promise<string>;
   /** The role the backend connects as (`config.user`). */
   readonly user: string;
+  /** The password it connects with (`config.password`), if one: a goal setting that role another one shuts the backend out. */
+  readonly userPassword?: SecretRef | undefined;
+  /** Now, epoch ms: a `validUntil` before it shuts the role out. */
+  readonly now?: () => number;
 }
 
 /** What a create or update made: the runtime's `done` result without its status (outputs, and the private memo; none clears it). */

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { saltedDigestMatches, saltedSecretDigest, secretUnavailableFault } from '../../infra/index.ts';
+import { describeSecretRef, saltedDigestMatches, saltedSecretDigest, secretUnavailableFault } from '../../infra/index.ts';
 import { fault } from '../../runtime/index.ts';
 import type { Fault, FieldDiff, NodeId, Observation, Outputs } from '../../runtime/index.ts';
 import { dropped } from './kind.ts';
@@ -18,6 +18,7 @@ import {
   revokeMembershipSql,
   ROLE_ATTRIBUTE_FIELDS,
   rolesQuery,
+  timestampMs,
 } from './sql.ts';
 import type { Statement } from './sql.ts';
 
@@ -37,19 +38,33 @@ const SELF_LOCKING = ['superuser', 'login', 'createrole'] as const;
  * the role by hand. The goal is to state them, or leave the role to another
  * backend.
  */
-function refuseSelfLockout(obs: Observation, node: RoleNode, backendUser: string): Observation {
-  if (obs.status !== 'drifted' || node.spec.name !== backendUser) return obs;
+function refuseSelfLockout(obs: Observation, node: RoleNode, ctx: Pick<KindContext, 'user' | 'userPassword' | 'now'>): Observation {
+  if (obs.status !== 'drifted' || node.spec.name !== ctx.user) return obs;
+  const lockout = (what: string, hint: string): Observation => ({
+    status: 'failed',
+    fault: fault('permanent', `correcting ${node.spec.name} would ${what} the role this backend connects as: it would shut itself out of the server`, { code: 'self-lockout', hint }),
+  });
   // CREATEROLE is moot for a superuser.
   const lost = SELF_LOCKING.filter((f) => !(f === 'createrole' && node.spec.superuser) && obs.diffs.some((d) => d.path === f && d.desired === false && d.actual === true));
-  if (lost.length === 0) return obs;
-  const names = lost.map((f) => f.toUpperCase()).join(', ');
-  return {
-    status: 'failed',
-    fault: fault('permanent', `correcting ${node.spec.name} would take ${names} from the role this backend connects as: it would shut itself out of the server`, {
-      code: 'self-lockout',
-      hint: `state ${lost.map((f) => `${f}: true`).join(', ')} for this role in the goal, or manage it through a backend that connects as another role`,
-    }),
-  };
+  if (lost.length > 0) {
+    return lockout(`take ${lost.map((f) => f.toUpperCase()).join(', ')} from`, `state ${lost.map((f) => `${f}: true`).join(', ')} for this role in the goal, or manage it through a backend that connects as another role`);
+  }
+  // An expiry already past: the password the backend connects with is refused from the next connection.
+  const until = node.spec.validUntil === undefined ? undefined : timestampMs(node.spec.validUntil);
+  if (until !== undefined && until <= (ctx.now ?? Date.now)() && obs.diffs.some((d) => d.path === 'validUntil')) {
+    return lockout(`set a validUntil already past (${node.spec.validUntil}) on`, 'give this role a validUntil in the future (or infinity), or manage it through a backend that connects as another role');
+  }
+  // Another password than the one the backend connects with (the stored one differs from the goal's, and
+  // the backend got in with its own): the next connection is refused. The same reference for both is
+  // the backend's own password, whatever the server holds now (trust or peer authentication).
+  const password = node.spec.password;
+  if (ctx.userPassword !== undefined && password !== undefined && obs.diffs.some((d) => d.path === 'password') && describeSecretRef(password) !== describeSecretRef(ctx.userPassword)) {
+    return lockout(
+      `set another password (${describeSecretRef(password)}) than the one it connects with (${describeSecretRef(ctx.userPassword)}) on`,
+      "give this role's password and the backend's the same secret reference, or manage the role through a backend that connects as another role",
+    );
+  }
+  return obs;
 }
 
 /** Verification results by (verifier, password) hash, so steady passes do not repeat PBKDF2. */
@@ -230,7 +245,7 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
         else checks.push(passwordState(n, row, readVerifiers, ctx).then((password) => void (observed[i] = password.status === 'unreadable' ? { status: 'failed', fault: password.fault } : observeRole(n.spec, row, password))));
       }
       await Promise.all(checks);
-      return new Map(nodes.map((n, i) => [n.id, refuseSelfLockout(observed[i]!, n, ctx.user)]));
+      return new Map(nodes.map((n, i) => [n.id, refuseSelfLockout(observed[i]!, n, ctx)]));
     },
 
     async create(node, ctx) {

@@ -415,6 +415,22 @@ describe('postgres backend against a real server', () => {
     }
   });
 
+  // Applied, each shut the backend out: every command then failed with "password authentication failed".
+  it("refuses to give the backend's own role an expiry already past, or another password than the one it connects with", async () => {
+    const all = { login: true, superuser: true, createrole: true, createdb: true, replication: true, bypassRls: true };
+    const expired = await observeOne(pgNode('self', 'postgres.role', { name: server.user, ...all, validUntil: '2001-01-01' }));
+    expect(expired).toMatchObject({ status: 'failed', fault: { class: 'permanent', code: 'self-lockout', message: expect.stringContaining('would set a validUntil already past (2001-01-01) on the role this backend connects as') } });
+    // In the future it is a change like any other.
+    expect(await observeOne(pgNode('self', 'postgres.role', { name: server.user, ...all, validUntil: '2999-01-01' }))).toMatchObject({ status: 'drifted', diffs: [{ path: 'validUntil' }] });
+
+    env.OTHER_ADMIN_PASSWORD = 'not-the-one-it-connects-with';
+    const other = await observeOne(pgNode('self', 'postgres.role', { name: server.user, ...all, password: { fromEnv: 'OTHER_ADMIN_PASSWORD' } }));
+    expect(other).toMatchObject({ status: 'failed', fault: { code: 'self-lockout', message: expect.stringContaining('would set another password (env:OTHER_ADMIN_PASSWORD) than the one it connects with (env:PG_ADMIN_PASSWORD)') } });
+    // Its own reference: the password it connects with, up to date.
+    expect((await observeOne(pgNode('self', 'postgres.role', { name: server.user, ...all, password: { fromEnv: 'PG_ADMIN_PASSWORD' } }))).status).toBe('upToDate');
+    expect(JSON.stringify(other)).not.toContain('not-the-one-it-connects-with');
+  });
+
   it('maps insufficient privilege to an auth fault', async () => {
     const limited = makeBackend({ host: server.host, port: server.port, user: 'limited_admin', password: { fromEnv: 'LIMITED_PASSWORD' }, sslmode: 'disable' }, 'pg-limited2');
     try {
