@@ -154,6 +154,11 @@ const specSchemaBuilders = {
             ctx.addIssue({ code: 'custom', path: ['privileges', i], message: `"${p}" is not a privilege on ${g.on}; use one of ${allowed.join(', ')}` });
           }
         });
+        // GRANT ALL, USAGE is a syntax error: it failed on every pass, after validate and plan said nothing.
+        const all = g.privileges.findIndex((p) => canonicalPrivilege(p) === 'ALL');
+        if (all !== -1 && g.privileges.length > 1) {
+          ctx.addIssue({ code: 'custom', path: ['privileges', all], message: `ALL is every privilege on ${g.on}: list it alone, or list the privileges without it` });
+        }
         // PostgreSQL reads the grantee "public" (quoted or not) as PUBLIC, which no catalog lists as a role:
         // the grant was made, then never found, and made again on every pass.
         if (g.role === 'public') {
