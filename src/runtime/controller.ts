@@ -19,7 +19,7 @@ import { Semaphore } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
-import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, heldByPolicy, heldReason, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDeps, storedGoalDigest } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, heldByPolicy, heldFault, heldReason, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDeps, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 import { corrected, driftReport, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
@@ -331,7 +331,7 @@ export class Controller<S extends NodeSpec> {
         // First graph of this process (or a node back in the goals): look at it, unless it waits for a backoff or an operator.
         this.put(node, rec.status, {});
         if (gate !== undefined) lookNow(node.id);
-        else if (rec.status === 'held') continue;
+        else if (rec.status === 'held' && !waitsOnItsOwn(rec)) continue;
         else if (rec.retryAt !== null && rec.retryAt > now) this.queue.addAfter(node.id, rec.retryAt - now);
         else lookNow(node.id);
       } else {
@@ -616,7 +616,7 @@ export class Controller<S extends NodeSpec> {
         this.roundDone(id);
         continue;
       }
-      if (rec?.status === 'held') {
+      if (rec?.status === 'held' && !waitsOnItsOwn(rec)) {
         this.roundDone(id);
         continue;
       }
@@ -763,6 +763,9 @@ export class Controller<S extends NodeSpec> {
     const log = this.o.log.child({ node: node.id, backend: node.spec.backendId });
     if (rec?.status === 'blocked') this.transition(node, 'DEPENDENCIES_READY', { reason: null });
     if (this.records.get(node.id)?.status === 'failed') this.transition(node, 'RETRY_DUE', {});
+    // Held waiting for what may come on its own (`waitsOnItsOwn`): looked at again, as it is now.
+    const current = this.records.get(node.id);
+    if (current !== undefined && waitsOnItsOwn(current)) this.transition(node, 'RECHECK', {});
     this.transition(node, 'OBSERVE', {});
     switch (obs.status) {
       case 'absent': {
@@ -815,9 +818,12 @@ export class Controller<S extends NodeSpec> {
         return wait === undefined ? { node, op: 'update', diffs } : { node, op: 'update', diffs: changes, leftDrift: wait };
       }
       case 'indeterminate':
-        this.transition(node, 'OBSERVED_INDETERMINATE', { reason: heldReason(node.id, obs), lastFault: fault('permanent', obs.reason) });
+        this.transition(node, 'OBSERVED_INDETERMINATE', { reason: heldReason(node.id, obs), lastFault: heldFault(obs) });
         this.summary.held++;
         log.warn({ reason: obs.reason }, obs.waiting === true ? 'node held: waiting' : 'node held: existence indeterminate');
+        // What it waits for may come on its own (a script's trust, earned by other nodes' runs): looked at
+        // again on its interval. One that cannot tell whether its resource exists waits for `retry`.
+        if (obs.waiting === true) this.scheduleNext(node);
         return undefined;
       case 'failed':
         this.transition(node, 'OBSERVE_FAILED', {});

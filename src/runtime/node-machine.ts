@@ -47,6 +47,8 @@ export const NODE_EVENT_TYPES = [
   'GOAL_CHANGED',
   /** The fault policy decided to hold the node for an operator. */
   'HOLD',
+  /** A node held waiting for what may come on its own (a script's trust) is looked at again. */
+  'RECHECK',
 ] as const;
 export type NodeEventType = (typeof NODE_EVENT_TYPES)[number];
 export type NodeEvent = { readonly type: NodeEventType };
@@ -100,7 +102,7 @@ export const nodeMachine = setup({
       on: { RETRY_DUE: 'pending', OPERATOR_RETRY: 'pending', HOLD: 'held', ...block, ...restart, ...leave },
     },
     blocked: { on: { DEPENDENCIES_READY: 'pending', OBSERVE: 'observing', ...restart, ...leave } },
-    held: { on: { OPERATOR_RETRY: 'pending', ...restart, ...leave } },
+    held: { on: { OPERATOR_RETRY: 'pending', RECHECK: 'pending', ...restart, ...leave } },
     // A node re-added to the goals starts over.
     orphaned: { on: { ...restart } },
     deleted: { on: { ...restart } },

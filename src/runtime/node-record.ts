@@ -1,3 +1,5 @@
+import { fault } from './fault.ts';
+import type { Fault } from './fault.ts';
 import type { DesiredGraph } from './graph.ts';
 import type { DesiredNode, NodeId, NodeSettings, NodeSpec, NodeSpecCodec } from './node-spec.ts';
 import type { Observation, ObservationMemo, Outputs } from './provisioner.ts';
@@ -98,6 +100,23 @@ const LEGACY_POLICY_HOLD = 'policy: ';
  */
 export function heldReason(id: NodeId, obs: Extract<Observation, { status: 'indeterminate' }>): string {
   return obs.waiting === true ? obs.reason : `cannot tell whether it exists: ${obs.reason}; check it and run \`desiredstate retry ${id}\``;
+}
+
+/** The code of the fault kept on a node held by an `indeterminate` observation that waits (`waiting`): see `waitsOnItsOwn`. */
+const WAITING_CODE = 'waiting';
+
+/** The fault a node held by an `indeterminate` observation keeps: one that waits is marked so (`waitsOnItsOwn`). */
+export function heldFault(obs: Extract<Observation, { status: 'indeterminate' }>): Fault {
+  return fault('permanent', obs.reason, obs.waiting === true ? { code: WAITING_CODE } : {});
+}
+
+/**
+ * Whether a held node waits for something outside that may come without an operator's `retry` (a
+ * script's trust earned by other nodes' runs, a review): looked at again each pass and interval,
+ * never held for good. A node that cannot tell whether its resource exists is held until `retry`.
+ */
+export function waitsOnItsOwn(rec: NodeRecord): boolean {
+  return rec.status === 'held' && rec.lastFault?.code === WAITING_CODE;
 }
 
 /** The reason plan, apply and status give a node a policy gate holds: `held by policy: <the gate's reason>`. */

@@ -12,7 +12,7 @@ import { corrected, driftReport, isDesiredChange, logDesiredChanges, logDrift, M
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
 import type { Semaphore } from './limit.ts';
-import { appliedAtSpec, carriedRecord, heldReason, LET_GO, policyHoldReason, recordSnapshot, removedNode, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, splitRemoved, storedDeps, storedGoalDigest } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, heldFault, heldReason, LET_GO, policyHoldReason, recordSnapshot, removedNode, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, splitRemoved, storedDeps, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -374,7 +374,7 @@ export class Reconciler<S extends NodeSpec> {
             case 'indeterminate': {
               const reason = heldReason(node.id, obs);
               outcomes.set(node.id, { status: 'held', reason });
-              put(node, 'held', { reason, lastFault: fault('permanent', obs.reason) });
+              put(node, 'held', { reason, lastFault: heldFault(obs) });
               log().warn({ reason: obs.reason }, obs.waiting === true ? 'node held: waiting' : 'node held: existence indeterminate');
               break;
             }
@@ -560,7 +560,8 @@ function isReady(o: NodeOutcome | undefined): boolean {
  * node held by a policy gate is not: the gate is decided afresh each pass.
  */
 function heldForGoal<S extends NodeSpec>(record: NodeRecord, node: DesiredNode<S>, options: PassOptions): boolean {
-  return record.status === 'held' && record.lastFault !== null && storedGoalDigest(record) === node.spec.digest && options.changedBackends?.has(node.spec.backendId) !== true;
+  // One that waits for what may come on its own (`waitsOnItsOwn`) is looked at again.
+  return record.status === 'held' && record.lastFault !== null && !waitsOnItsOwn(record) && storedGoalDigest(record) === node.spec.digest && options.changedBackends?.has(node.spec.backendId) !== true;
 }
 
 /** `appliedAtSpec`, unless the node's backend is declared otherwise since: then what it finds is to converge, not drift. */

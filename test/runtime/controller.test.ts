@@ -1187,6 +1187,30 @@ describe('Controller: crash recovery and uncertainty', () => {
     expect(h.calls.created).toEqual([]);
     expect(h.store.getNode('a')).toMatchObject({ status: 'held', reason: expect.stringContaining('desiredstate retry a') });
     expect(statusOf(h, 'b')).toBe('blocked');
+    // Held until an operator's retry: never looked at again on its own.
+    h.calls.reset();
+    await h.advance(5 * MIN, 30_000);
+    expect(h.calls.observed).not.toContain('a');
+  });
+
+  // A prod node held for a per-run approval stayed held once its script had earned the trust to run
+  // alone: nothing looked at it again without `retry`.
+  it('a node held by an observation that waits (a script awaiting trust) is looked at again on its interval, and goes on once it may', async () => {
+    let mayRun = false;
+    const gated = (b: MemoryBackend): InfraBackend =>
+      wrapMemory(b, 'gated', {
+        observe: async (nodes, ctx) => {
+          const inner = await b.observe(nodes, ctx);
+          return new Map([...inner].map(([id, obs]) => [id, id === 'a' && !mayRun ? { status: 'indeterminate', reason: 'script needs a per-run approval', waiting: true } : obs]));
+        },
+      });
+    const h = await converged(goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { dependsOn: ['a'] })), { wrap: gated });
+    expect(h.store.getNode('a')).toMatchObject({ status: 'held', reason: 'script needs a per-run approval' });
+    mayRun = true;
+    await h.advance(2 * MIN, 10_000);
+    expect(h.calls.created).toEqual(['a', 'b']);
+    expect(statusOf(h, 'a')).toBe('ready');
+    expect(statusOf(h, 'b')).toBe('ready');
   });
 });
 

@@ -192,6 +192,20 @@ describe('Reconciler: store writes per pass', () => {
     expect(calls).toEqual(['b:update']);
   });
 
+  it('a node held by an observation that waits (a script awaiting trust or review) is looked at again by the next pass, never held for good', async () => {
+    const calls: string[] = [];
+    const s = setup({ beforeCall: (node, op) => calls.push(`${node.id}:${op}`) });
+    await s.reconciler.apply(abc, pass);
+    const b = s.sqlite.getNode('b')!;
+    s.backend.remove('b');
+    const reason = 'script 0123456789ab needs a per-run approval in prod (trust 0.0500 < 0.94)';
+    s.sqlite.putNodes([{ ...b, status: 'held', lastFault: { class: 'permanent', message: reason, code: 'waiting' }, reason }]);
+    calls.length = 0;
+    const again = await s.reconciler.apply(abc, pass);
+    expect(calls).toEqual(['b:create']);
+    expect(again.outcomes.get('b')).toEqual({ status: 'created' });
+  });
+
   it('deletes nodes removed from the goals (prune, Delete) from their stored spec, and refuses one whose stored spec cannot be read', async () => {
     const pruned = (nodes: string): ReturnType<typeof compileYaml>['graph'] => compileYaml(goalYaml(nodes, { prune: true })).graph;
     const three = fileNode('a', 'A') + fileNode('b', 'B', { deletionPolicy: 'Delete' }) + fileNode('c', 'C', { deletionPolicy: 'Delete' });
