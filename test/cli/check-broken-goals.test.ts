@@ -28,6 +28,29 @@ describe('check on goals that do not compile', () => {
     expect(doc).toEqual(JSON.parse(run('validate', 'json').stdout));
   });
 
+  // A blocking finding was an error in validate but a warning in check's document (check compiled in
+  // the mode apply holds nodes in), and check's text showed only the errors.
+  it('a blocking policy finding beside the error: the same severity, and the same lines, as validate', () => {
+    const policy = join(dir, 'goals', 'p.yaml');
+    const other = join(dir, 'goals', 'h.yaml');
+    writeFileSync(
+      policy,
+      'apiVersion: desiredstate/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  requiredLabels:\n    - { key: owner, severity: { default: high } }\n',
+    );
+    writeFileSync(other, 'apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: api }\nspec:\n  nodes:\n    - { id: b, type: local.file, spec: { path: y, content: "" } }\n');
+    try {
+      const check = JSON.parse(run('check', 'json').stdout) as { diagnostics: { code: string; severity: string }[] };
+      expect(check.diagnostics).toContainEqual(expect.objectContaining({ code: 'policy-violation', severity: 'error' }));
+      expect(check).toEqual(JSON.parse(run('validate', 'json').stdout));
+      const text = run('check', 'text');
+      expect(text.stderr).toMatch(/error policy-violation: \[high\]/);
+      expect(text.stderr).toMatch(/error unknown-type/);
+    } finally {
+      rmSync(policy);
+      rmSync(other);
+    }
+  });
+
   it('text: nothing on stdout, file:line:col diagnostics on stderr, exit 1', () => {
     const check = run('check', 'text');
     expect(check.status).toBe(1);

@@ -16,17 +16,20 @@ export async function check(ctx: CliContext, format: CheckFormat): Promise<numbe
   const loaded = await compileGoals(ctx, 'hold');
   const { diagnostics } = loaded.result;
   if (diagnostics.some((d) => d.severity === 'error')) {
-    // Goals that do not compile cannot be judged: report why, as validate does. The machine formats
-    // still write a document to stdout, so that a CI job uploading it gets one exactly when the goals break.
+    // Goals that do not compile cannot be judged: report why, exactly as validate does (compiled as
+    // validate compiles them: a blocking finding is an error there, not the warning hold mode makes it).
+    // The machine formats still write a document to stdout, so that a CI job uploading it gets one
+    // exactly when the goals break.
+    const strict = (await compileGoals(ctx, 'refuse')).result;
     switch (format) {
       case 'sarif':
-        ctx.out(formatSarifDiagnostics(diagnostics, { toolVersion: VERSION }).trimEnd());
+        ctx.out(formatSarifDiagnostics(strict.diagnostics, { toolVersion: VERSION }).trimEnd());
         break;
       case 'json':
-        ctx.out(validationDocument(loaded.result));
+        ctx.out(validationDocument(strict));
         break;
       case 'text':
-        printDiagnostics({ ...ctx, format: 'text' }, diagnostics.filter((d) => d.severity === 'error'));
+        printDiagnostics({ ...ctx, format: 'text' }, strict.diagnostics);
         break;
       default:
         return assertNever(format, 'check format');
