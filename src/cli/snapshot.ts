@@ -45,6 +45,12 @@ warmUp().catch((err: unknown) => {
 declare const DESIREDSTATE_BUILD: { readonly root: string; readonly digest: string; readonly fingerprint: string };
 
 startupSnapshot.setDeserializeMainFunction(() => {
+  // Node's timer lists are kept in the heap: the warm-up's (the pg pool's 5 s connect and 30 s idle
+  // timers, cleared but their lists not yet dropped) come back with the expiry of the build's clock,
+  // and no platform timer armed for them. A timer of such a duration, or one due after the earliest
+  // of them, then never fired: a command's 5 s or 60 s timeout waited for ever. One timer due at
+  // once makes Node walk its lists, drop or re-time the stale ones and arm the platform timer anew.
+  setTimeout(() => undefined, 1).unref();
   // bin/desiredstate passes its install's root, then the command line.
   const [root = '', ...argv] = process.argv.slice(1);
   if (argv[0] === '--snapshot-self-test') {

@@ -92,6 +92,35 @@ describe('bin/desiredstate (the start-up snapshot)', () => {
     expect(readFileSync(join(p.root, 'f19'), 'utf8')).toBe('file 19\n');
   });
 
+  // The snapshot held the warm-up's timer lists (the pg pool's 5 s and 30 s), timed by the build's
+  // clock and armed for no platform timer: a timer of 5 s or more in a command from the snapshot
+  // never fired, and a plan waited for ever on a command past its timeout.
+  it('fires a command\'s timeout of 5 s and more (timers after the warm-up\'s), as from source', () => {
+    const p = tempProject('ds-snapshot-timer-');
+    p.write(
+      'goals.yaml',
+      [
+        'apiVersion: desiredstate/v1',
+        'kind: Backend',
+        'metadata: { name: exec }',
+        'spec: { type: exec, config: { timeout: 6s } }',
+        '---',
+        'apiVersion: desiredstate/v1',
+        'kind: Goal',
+        'metadata: { name: slow }',
+        'spec:',
+        '  nodes:',
+        '    - { id: slow, type: generic.resource, backend: exec, spec: { commands: { read: [sleep, "60"], create: ["true"] } } }',
+      ].join('\n'),
+    );
+    const started = Date.now();
+    const r = spawnSync(launcher, ['plan', ...p.args], { encoding: 'utf8', env: cleanEnv({}), timeout: 30_000 });
+    expect(r.signal, 'plan was still waiting after 30 s').toBeNull();
+    expect(r.status).toBe(1);
+    expect(r.stdout).toContain('read command timed out after 6000 ms');
+    expect(Date.now() - started).toBeLessThan(20_000);
+  }, 40_000);
+
   it('starts Node with the huge-page tunable, and passes on neither it nor its marker; a caller\'s own GLIBC_TUNABLES is kept', () => {
     const p = tempProject('ds-snapshot-tunables-');
     // The command records its own environment (allowlisted: what the daemon's has), and Node's as it started.
