@@ -194,6 +194,11 @@ export function classifyPgError(err: unknown, phase: Phase = 'query', options: C
     let message = options.redact === true && state === '42601' ? 'syntax error in a statement that carries a password (message withheld)' : messageOf(err);
     if (options.server !== undefined && aboutServer(state, phase)) message = `the PostgreSQL server at ${options.server}: ${message}`;
     if (state === '2BP01') message += dependents(shape(err).detail);
+    if (state === '42704' && /is not a valid encoding name/.test(messageOf(err))) {
+      // Not an object that is not made yet: a name no server knows, which no retry mends.
+      entry.class = 'permanent';
+      entry.hint = 'a database encoding PostgreSQL knows: UTF8, SQL_ASCII, LATIN1 … (SELECT pg_encoding_to_char(i) FROM generate_series(0, 41) i)';
+    }
     if (state === '3D000' && phase === 'connect' && options.maintenance === true) {
       // Not a node's database that is not made yet: the one the backend itself connects to.
       entry.hint = 'the backend connects to this database (config.database): create it, or set config.database to one that exists';

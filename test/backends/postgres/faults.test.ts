@@ -34,6 +34,8 @@ describe('classifyPgError', () => {
     { name: 'feature not supported', err: pgError('0A000'), cls: 'permanent', code: '0A000' },
     { name: 'missing database (dependency not ready)', err: pgError('3D000'), cls: 'transient', code: '3D000' },
     { name: 'missing role (dependency not ready)', err: pgError('42704'), cls: 'transient', code: '42704' },
+    // Retried for ever, with the hint to declare a dependency: no retry mends a name no server knows.
+    { name: 'an encoding no server knows', err: pgError('42704', 'FOO is not a valid encoding name'), cls: 'permanent', code: '42704' },
     { name: 'database in use', err: pgError('55006'), cls: 'transient', code: '55006' },
     { name: 'internal error', err: pgError('XX000'), cls: 'unknown', code: 'XX000' },
     { name: 'unknown SQLSTATE class', err: pgError('HV000'), cls: 'unknown', code: 'HV000' },
