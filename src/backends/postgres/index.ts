@@ -1,4 +1,5 @@
-import type { BackendFactory, InfraNodeSpec } from '../../infra/index.ts';
+import type { BackendFactory, ImpliedDependency, ImpliedDependencyNode, InfraNodeSpec, NodeRelations } from '../../infra/index.ts';
+import type { NodeId } from '../../runtime/index.ts';
 import { PostgresBackend } from './backend.ts';
 import { postgresConfigSchema } from './config.ts';
 import type { PostgresConfig } from './config.ts';
@@ -27,6 +28,60 @@ function postgresResourceKey(spec: InfraNodeSpec): { key: string; path: string[]
   }
 }
 
+/**
+ * The orderings names imply among one server's nodes, as Terraform infers them from references: a
+ * database, schema or grant after the role that owns it or receives it, a role after the roles it is
+ * a member of, a schema, grant or extension after its database, a grant or extension after its
+ * schema. Each becomes an implicit edge (created after, deleted before, in one pass), so that goals
+ * that name each other need no `dependsOn`. A name a `${nodes…}` reference fills in takes no part.
+ */
+export function postgresRelations(nodes: readonly ImpliedDependencyNode[]): NodeRelations {
+  const roles = new Map<string, NodeId>();
+  const databases = new Map<string, NodeId>();
+  const schemas = new Map<string, NodeId>();
+  const literal = (v: string | undefined): v is string => v !== undefined && !v.includes('${');
+  for (const n of nodes) {
+    const s = n.spec;
+    if (s.type === 'postgres.role' && literal(s.name)) roles.set(s.name, n.id);
+    else if (s.type === 'postgres.database' && literal(s.name)) databases.set(s.name, n.id);
+    else if (s.type === 'postgres.schema' && literal(s.name) && literal(s.database)) schemas.set(`${s.database}\0${s.name}`, n.id);
+  }
+  const implied: ImpliedDependency[] = [];
+  const on = (from: NodeId, index: ReadonlyMap<string, NodeId>, key: string | undefined, what: string, path: string[]): void => {
+    if (!literal(key)) return;
+    const target = index.get(key);
+    if (target !== undefined && target !== from) implied.push({ from, on: target, why: `${what} ${key.split('\0').at(-1)!}`, path });
+  };
+  for (const n of nodes) {
+    const s = n.spec;
+    switch (s.type) {
+      case 'postgres.role':
+        s.memberOf.forEach((g) => on(n.id, roles, g, 'a member of role', ['memberOf']));
+        break;
+      case 'postgres.database':
+        on(n.id, roles, s.owner, 'owned by role', ['owner']);
+        break;
+      case 'postgres.schema':
+        on(n.id, databases, s.database, 'in database', ['database']);
+        on(n.id, roles, s.owner, 'owned by role', ['owner']);
+        break;
+      case 'postgres.grant':
+        on(n.id, roles, s.role, 'granted to role', ['role']);
+        on(n.id, databases, s.database, 'on database', ['database']);
+        if (literal(s.schema)) on(n.id, schemas, `${s.database}\0${s.schema}`, 'in schema', ['schema']);
+        on(n.id, roles, s.forRole, 'for objects of role', ['forRole']);
+        break;
+      case 'postgres.extension':
+        on(n.id, databases, s.database, 'in database', ['database']);
+        if (literal(s.schema)) on(n.id, schemas, `${s.database}\0${s.schema}`, 'in schema', ['schema']);
+        break;
+      default:
+        break;
+    }
+  }
+  return { implied, shared: [] };
+}
+
 /** `type: postgres`: databases, roles, schemas, grants and extensions on one PostgreSQL server, through `pg`. Connects lazily. */
 export const postgresBackendFactory: BackendFactory<PostgresConfig> = {
   type: 'postgres',
@@ -35,6 +90,7 @@ export const postgresBackendFactory: BackendFactory<PostgresConfig> = {
     return postgresConfigSchema();
   },
   resourceKey: postgresResourceKey,
+  relations: postgresRelations,
   // What resourceKey reads: it still runs when another field of the spec has an error.
   specFields: ['name', 'database', 'on', 'schema', 'role', 'forRole'],
   // As observe.ts and each kind's create/update make them (test/backends/output-declarations.test.ts holds them to it).

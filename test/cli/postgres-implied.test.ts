@@ -1,0 +1,68 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli, tempProject } from '../support/cli.ts';
+import { startTestPostgres } from '../support/postgres.ts';
+import type { TestPostgres } from '../support/postgres.ts';
+
+/*
+ * Nodes of one server that name each other (a database's owner, a role's groups, a grant's role,
+ * database and schema) with no dependsOn: the first apply failed on every node made before what it
+ * names ("database i_db does not exist … declare it in dependsOn"), and converged only on the third.
+ * The names imply the order, as Terraform's references do.
+ */
+let server: TestPostgres;
+const p = tempProject('ds-pg-implied-');
+const env = (): NodeJS.ProcessEnv => ({ PGPASSWORD_TEST: server.password });
+
+// Declared in the worst order: every node before what it names.
+const nodes = (prune: boolean, list: string): string => `apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: implied }
+spec:
+  defaults: { backend: pg }
+${prune ? '  prune: true\n' : ''}  nodes:
+${list}`;
+const all = `    - { id: grant, type: postgres.grant, deletionPolicy: Delete, spec: { role: i_member, database: i_db, schema: i_schema, on: schema, privileges: [USAGE] } }
+    - { id: schema, type: postgres.schema, deletionPolicy: Delete, spec: { name: i_schema, database: i_db, owner: i_owner } }
+    - { id: db, type: postgres.database, deletionPolicy: Delete, spec: { name: i_db, owner: i_owner } }
+    - { id: member, type: postgres.role, deletionPolicy: Delete, spec: { name: i_member, memberOf: [i_owner] } }
+    - { id: owner, type: postgres.role, deletionPolicy: Delete, spec: { name: i_owner } }
+`;
+
+beforeAll(async () => {
+  server = await startTestPostgres();
+  p.write(
+    'backend.yaml',
+    `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: pg }
+spec:
+  type: postgres
+  config: { host: 127.0.0.1, port: ${server.port}, user: ${server.user}, password: { fromEnv: PGPASSWORD_TEST }, sslmode: disable }
+`,
+  );
+}, 120_000);
+afterAll(async () => {
+  await server?.destroy();
+});
+
+describe('postgres nodes that name each other', () => {
+  it('are ordered by those names: one apply converges, graph draws the edges, and removed they are deleted dependents first', async () => {
+    p.write('app.yaml', nodes(false, all));
+    const graph = await cli(['graph', ...p.args], { env: env() });
+    for (const edge of ['"owner" -> "db" [style=dashed]', '"owner" -> "member" [style=dashed]', '"db" -> "schema" [style=dashed]', '"schema" -> "grant" [style=dashed]', '"member" -> "grant" [style=dashed]']) {
+      expect(graph.stdout).toContain(edge);
+    }
+    const apply = await cli(['apply', '--yes', ...p.args], { env: env() });
+    expect(apply.code, apply.stdout + apply.stderr).toBe(0);
+    expect(apply.stdout).toContain('5 created');
+    expect((await cli(['plan', ...p.args], { env: env() })).code).toBe(0);
+    expect(await server.sql(`SELECT has_schema_privilege('i_member', 'i_schema', 'USAGE') AS usage`, [], 'i_db')).toEqual([{ usage: true }]);
+
+    // Removed, all five: each deleted after what names it, in one pass.
+    p.write('app.yaml', nodes(true, '    - { id: keep, type: postgres.role, spec: { name: i_keep } }\n'));
+    const removed = await cli(['apply', '--yes', '--allow-mass-deletion', ...p.args], { env: env() });
+    expect(removed.code, removed.stdout + removed.stderr).toBe(0);
+    expect(removed.stdout).toContain('5 deleted');
+    expect(await server.sql(`SELECT rolname FROM pg_roles WHERE rolname LIKE 'i\\_%' ORDER BY 1`)).toEqual([{ rolname: 'i_keep' }]);
+  }, 60_000);
+});
