@@ -418,6 +418,8 @@ function runCheck(check: CompiledCheck, spec: InfraNodeSpec, decl: NodeDeclarati
     case 'required-label': {
       const value = decl.labels[body.key];
       if (value === undefined) return { status: 'fail', kind: 'required-label', message: `label "${body.key}" is missing`, path: ['labels'] };
+      // `team: ""` names no team: a label required is one with a value.
+      if (value.trim() === '') return { status: 'fail', kind: 'required-label', message: `label "${body.key}" is empty`, path: ['labels', body.key] };
       if (body.pattern === undefined || body.pattern.test(value)) return { status: 'pass' };
       return { status: 'fail', kind: 'required-label', message: `label "${body.key}" is "${value}", which does not match ${body.pattern.source}`, path: ['labels', body.key] };
     }

@@ -62,6 +62,9 @@ describe('required labels', () => {
     { name: 'every label present and well-formed', env: 'prod', goalLabels: { team: 't', 'cost-center': 'CC-1234' }, node: file({}), want: [] },
     { name: 'labels merge: node labels complete the goal labels', env: 'prod', goalLabels: { team: 't' }, node: file({ 'cost-center': 'CC-0001' }), want: [] },
     { name: 'a missing label blocks', env: 'prod', goalLabels: { 'cost-center': 'CC-1234' }, node: file({}), want: ['error policy-violation'] },
+    // `team: ""` passed as present: it names no team.
+    { name: 'an empty label blocks as a missing one', env: 'prod', goalLabels: { team: '', 'cost-center': 'CC-1234' }, node: file({}), want: ['error policy-violation'] },
+    { name: 'a label of spaces blocks as a missing one', env: 'prod', goalLabels: { team: 't', 'cost-center': 'CC-1234' }, node: file({ team: '  ' }), want: ['error policy-violation'] },
     { name: 'a value off the pattern blocks in prod', env: 'prod', goalLabels: { team: 't', 'cost-center': 'CC-12' }, node: file({}), want: ['error policy-violation'] },
     { name: 'the same value in dev is medium: a warning', env: 'dev', goalLabels: { team: 't', 'cost-center': 'CC-12' }, node: file({}), want: ['warning policy-finding'] },
     { name: 'a node label overrides the goal label it breaks', env: 'prod', goalLabels: { team: 't', 'cost-center': 'CC-12' }, node: file({ 'cost-center': 'CC-9999' }), want: [] },
