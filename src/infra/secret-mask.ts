@@ -89,10 +89,17 @@ export class SecretMask {
   private readonly secrets: readonly string[];
   /** The forms (as `forms`) of `secrets` only. */
   private readonly secretForms: readonly string[];
+  /**
+   * Secrets too short to mask inside a text (a word would lose every "abc" in it): masked only where a
+   * value is exactly one (an output, a drift value), so that none is stored as it is.
+   */
+  private readonly shortSecrets: ReadonlySet<string>;
 
   /** `secrets` are hidden everywhere; `suspects`, values that may be secrets, in messages only. */
   constructor(secrets: Iterable<string>, suspects: Iterable<string> = []) {
-    this.secrets = maskable(secrets);
+    const all = [...secrets];
+    this.secrets = maskable(all);
+    this.shortSecrets = new Set(all.filter((v) => v.length > 0 && v.length < MIN_MASKED_SECRET_LENGTH));
     this.values = [...new Set([...this.secrets, ...maskable(suspects)])];
     this.forms = formsOf(this.values);
     this.secretForms = formsOf(this.secrets);
@@ -118,11 +125,16 @@ export class SecretMask {
   /** This mask with more secrets (values resolved for a run: hidden everywhere, outputs too). */
   with(secrets: Iterable<string>): SecretMask {
     const known = new Set(this.secrets);
-    return new SecretMask([...this.secrets, ...secrets], this.values.filter((v) => !known.has(v)));
+    return new SecretMask([...this.secrets, ...this.shortSecrets, ...secrets], this.values.filter((v) => !known.has(v)));
   }
 
   get empty(): boolean {
-    return this.values.length === 0;
+    return this.values.length === 0 && this.shortSecrets.size === 0;
+  }
+
+  /** A whole value that is a short secret, masked; any other as `mask` makes it. */
+  private whole(mask: (t: string) => string): (t: string) => string {
+    return (t) => (this.shortSecrets.has(t) ? SECRET_MASK : mask(t));
   }
 
   text(text: string): string {
@@ -200,13 +212,13 @@ export class SecretMask {
    * masked again on the next pass equal those recorded (no record rewritten, no flapping).
    */
   outputs(outputs: Outputs): Outputs {
-    if (this.secretForms.length === 0) return outputs;
+    if (this.secretForms.length === 0 && this.shortSecrets.size === 0) return outputs;
     // Two keys masked alike would be one; the later wins, which is no loss: both named a secret.
-    return this.deep(outputs, (t) => replaceForms(t, this.secretForms)) as Outputs;
+    return this.deep(outputs, this.whole((t) => replaceForms(t, this.secretForms))) as Outputs;
   }
 
   private diff(d: FieldDiff): FieldDiff {
-    const text = (t: string): string => this.text(t);
+    const text = this.whole((t: string): string => this.text(t));
     return {
       ...d,
       desired: this.deep(d.desired, text),
