@@ -66,7 +66,7 @@ export const databaseHandler: KindHandler<'postgres.database'> = {
       throw new FaultError(
         fault('permanent', `database ${JSON.stringify(name)} still holds ${objects} object(s) of its own (tables, views, sequences, functions, types or large objects); not dropped`, {
           code: 'database-not-empty',
-          hint: 'to drop it with its data set force: true on the node (with deletionPolicy: Delete), or empty it first',
+          hint: 'to drop it with its data, set force: true on the node (with deletionPolicy: Delete): a node already removed from the goals is declared again with it and applied, then removed; or empty the database first',
         }),
       );
     }

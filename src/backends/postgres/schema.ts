@@ -52,7 +52,7 @@ export const schemaHandler: KindHandler<'postgres.schema'> = {
         throw new FaultError(
           fault('permanent', `schema ${JSON.stringify(node.spec.name)} still holds objects; not dropped`, {
             code,
-            hint: 'to drop it with its objects set force: true on the node (DROP SCHEMA … CASCADE), or move or drop them first',
+            hint: 'to drop it with its objects, set force: true on the node (DROP SCHEMA … CASCADE): a node already removed from the goals is declared again with it and applied, then removed; or move or drop them first',
           }),
           { cause: err },
         );
