@@ -150,10 +150,15 @@ export function readLastGoodGoals(stateDir: string, scope: string): LoadedGoals 
 
 /** Keeps the entry stored now (`writeCompiledGoals`, or the one a cache hit read) as the goals last applied. Best effort: false when it could not. */
 export function keepAsLastGood(stateDir: string): boolean {
-  const tmp = join(stateDir, `${LAST_GOOD}.${process.pid}.tmp`);
+  return replaceAtomically(join(stateDir, LAST_GOOD), (tmp) => linkSync(join(stateDir, FILE), tmp));
+}
+
+/** Makes `path` anew: `make` writes a temp file beside it, renamed over it. Best effort: false (and no temp file left) when it could not. */
+function replaceAtomically(path: string, make: (tmp: string) => void): boolean {
+  const tmp = `${path}.${process.pid}.tmp`;
   try {
-    linkSync(join(stateDir, FILE), tmp);
-    renameSync(tmp, join(stateDir, LAST_GOOD));
+    make(tmp);
+    renameSync(tmp, path);
     return true;
   } catch {
     try {
@@ -236,18 +241,5 @@ export function writeCompiledGoals(stateDir: string, key: string, scope: string,
     settings: settings.values,
     nodes,
   };
-  const path = join(stateDir, FILE);
-  const tmp = `${path}.${process.pid}.tmp`;
-  try {
-    writeFileSync(tmp, JSON.stringify(stored), { mode: 0o600 });
-    renameSync(tmp, path);
-    return true;
-  } catch {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // Nothing was written.
-    }
-    return false;
-  }
+  return replaceAtomically(join(stateDir, FILE), (tmp) => writeFileSync(tmp, JSON.stringify(stored), { mode: 0o600 }));
 }

@@ -298,42 +298,29 @@ ${ids.map((id) => `    - { id: ${id}, type: generic.resource, spec: { input: { p
     if (err !== undefined) expect(r.stderr).toMatch(err);
   });
 
-  it('validate refuses commands on a script node and an input no template fits', async () => {
+  /** `validate` over the project of `projectIn('dev')` with goals/more.yaml holding `nodes` (a Goal's node list, on the scripts backend): exit 1, stdout and stderr together. */
+  const validateMore = async (nodes: string): Promise<string> => {
     const dir = projectIn('dev');
-    writeFileSync(
-      join(dir, 'goals/more.yaml'),
-      `apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: more }
-spec:
-  defaults: { backend: scripts }
-  nodes:
-    - id: odd
+    writeFileSync(join(dir, 'goals/more.yaml'), `apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: more }\nspec:\n  defaults: { backend: scripts }\n  nodes:\n${nodes}`);
+    const r = await cli(dir, ['validate']);
+    expect(r.code).toBe(1);
+    return r.stdout + r.stderr;
+  };
+
+  it('validate refuses commands on a script node and an input no template fits', async () => {
+    const all = await validateMore(`    - id: odd
       type: generic.resource
       spec:
         commands: { read: [x], create: [x] }
         input: { colour: blue }
-`,
-    );
-    const r = await cli(dir, ['validate']);
-    const all = r.stdout + r.stderr;
-    expect(r.code).toBe(1);
+`);
     expect(all).toMatch(/more\.yaml:\d+:\d+: error unsupported-spec: a script backend generates its own script: remove commands/);
     expect(all).toMatch(/error unsupported-spec: no built-in template fits input \{"colour":"string"\}; templates: file \{path, content\}, json-key \{file, key, value\}/);
   });
 
   // A reference reached the script as the map itself, and the resource was set to it.
   it('validate refuses a secret reference in a script node\'s input, and a map meant as one that is not one anywhere', async () => {
-    const dir = projectIn('dev');
-    writeFileSync(
-      join(dir, 'goals/more.yaml'),
-      `apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: more }
-spec:
-  defaults: { backend: scripts }
-  nodes:
-    - id: secretive
+    const all = await validateMore(`    - id: secretive
       type: generic.resource
       spec:
         input: { path: etc/pw, content: { fromEnv: MY_SECRET } }
@@ -341,11 +328,7 @@ spec:
       type: generic.resource
       spec:
         input: { path: etc/x, content: { fromEnv: "lower case" } }
-`,
-    );
-    const r = await cli(dir, ['validate']);
-    const all = r.stdout + r.stderr;
-    expect(r.code).toBe(1);
+`);
     expect(all).toMatch(/more\.yaml:10:16: error unsupported-spec: a script backend reads no secrets: a \{ fromEnv \} or \{ fromFile \} reference would reach the script as the map itself/);
     expect(all).toMatch(/more\.yaml:14:40: error invalid-value: spec\.input\.content: fromEnv names an environment variable \(letters, digits and _, not starting with a digit\), not "lower case": as it is, the map would be sent as data and no secret read/);
   });

@@ -74,7 +74,7 @@ describe('SecretMask', () => {
   // masked where a value is exactly it.
   it('masks a secret too short to mask inside a text where a value is exactly it (an output, a drift value), and leaves the words that hold it', () => {
     const run = new SecretMask([]).with(['zq9']);
-    expect(run.outputs({ pw: 'zq9', note: 'zq9 is in this word', nested: ['zq9'] })).toEqual({ pw: '<secret>', note: 'zq9 is in this word', nested: ['<secret>'] });
+    expect(run.outputs({ pw: 'zq9', note: 'zq9 is in this word', nested: ['zq9'] } as unknown as Outputs)).toEqual({ pw: '<secret>', note: 'zq9 is in this word', nested: ['<secret>'] });
     expect(run.observation({ status: 'drifted', diffs: [{ path: 'input.pw', desired: 'zq9', actual: 'old' }], outputs: {} })).toEqual({ status: 'drifted', diffs: [{ path: 'input.pw', desired: '<secret>', actual: 'old' }], outputs: {} });
     expect(run.with(['longer-secret']).outputs({ pw: 'zq9' })).toEqual({ pw: '<secret>' });
     expect(run.text('abc zq9')).toBe('abc zq9');
