@@ -1090,19 +1090,18 @@ export class Controller<S extends NodeSpec> {
       // held (`countBlockedBehind` counts those already waiting when it fails), once a run, as apply
       // counts it once a pass; not while its dependency is simply being made (a converge from nothing
       // would count most of its nodes blocked).
-      if (this.stuck(notReady, new Set())) this.countBlocked(node.id);
+      if (this.stuck(notReady)) this.countBlocked(node.id);
     }
     return true;
   }
 
-  /** Whether `id` is failed or held, or blocked behind a dependency that is (not one being made). */
-  private stuck(id: NodeId, seen: Set<NodeId>): boolean {
-    if (seen.has(id)) return false;
-    seen.add(id);
+  /**
+   * Whether `id` is failed or held, or blocked behind one that is: counted so this run (`countBlocked`),
+   * which says it in O(1) where walking its dependencies would cost a wide graph's converge O(n²).
+   */
+  private stuck(id: NodeId): boolean {
     const status = this.records.get(id)?.status;
-    if (status === 'failed' || status === 'held') return true;
-    if (status !== 'blocked') return false;
-    return this.graph?.get(id)?.dependsOn.some((d) => !this.isReady(d.on) && this.stuck(d.on, seen)) === true;
+    return status === 'failed' || status === 'held' || (status === 'blocked' && this.blockedInRun.has(id));
   }
 
   private isReady(id: NodeId): boolean {
@@ -1326,13 +1325,15 @@ export class Controller<S extends NodeSpec> {
     this.summary.blocked++;
   }
 
-  /** `id` failed or is held: the nodes already waiting behind it (directly or through others waiting) are blocked by it. */
+  /**
+   * `id` failed or is held: the nodes already waiting behind it (directly or through others waiting)
+   * are blocked by it. One counted already this run is not walked again (its dependents were, or
+   * come to wait behind it later and are counted then): each node is walked once a run.
+   */
   private countBlockedBehind(id: NodeId): void {
     const stack = [...(this.graph?.dependents(id) ?? [])];
-    const seen = new Set<NodeId>();
     for (let d = stack.pop(); d !== undefined; d = stack.pop()) {
-      if (seen.has(d) || this.records.get(d)?.status !== 'blocked') continue;
-      seen.add(d);
+      if (this.blockedInRun.has(d) || this.records.get(d)?.status !== 'blocked') continue;
       this.countBlocked(d);
       stack.push(...(this.graph?.dependents(d) ?? []));
     }
