@@ -1,10 +1,10 @@
-import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import pino from 'pino';
 import type PinoPretty from 'pino-pretty';
 import type { Logger } from 'pino';
-import { DesiredStateError, ErrorCodes, errorMessage, formatDiagnostic, makeDirectories, parseDuration, sha256, SqliteStateStore, stableStringify } from '../runtime/index.ts';
+import { DesiredStateError, ErrorCodes, errorMessage, formatDiagnostic, makeDirectories, parseDuration, replaceFile, sha256, SqliteStateStore, stableStringify } from '../runtime/index.ts';
 import type { Diagnostic } from '../runtime/index.ts';
 import { BackendRegistry, CelPolicyEngine, InfraNodeProvisioner } from '../infra/index.ts';
 import type { InfraBackend } from '../infra/index.ts';
@@ -276,10 +276,8 @@ export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: 
 /** Writes the lineage file (a temp file renamed over it); a failure is logged, never fatal: it only guards. */
 function recordLineage(file: string, lineage: string, ctx: CliContext): void {
   try {
-    const tmp = `${file}.${process.pid}.tmp`;
     // The owner's only, as state.db and its lock are.
-    writeFileSync(tmp, `${lineage}\n`, { mode: 0o600 });
-    renameSync(tmp, file);
+    replaceFile(file, (tmp) => writeFileSync(tmp, `${lineage}\n`, { mode: 0o600 }));
   } catch (err) {
     ctx.log.debug({ err, file }, 'lineage not recorded');
   }

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { existsSync, linkSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { defaultLoadLimits, DesiredGraph, listGoalFiles } from '../runtime/index.ts';
+import { defaultLoadLimits, DesiredGraph, listGoalFiles, replaceFile } from '../runtime/index.ts';
 import type { Diagnostic, GoalInfo, NodeGate, NodeId, NodeSettings } from '../runtime/index.ts';
 import { desiredNodeSpec } from '../infra/index.ts';
 import type { BackendDeclaration, InfraNodeSpec, PolicyDefault } from '../infra/index.ts';
@@ -150,22 +150,15 @@ export function readLastGoodGoals(stateDir: string, scope: string): LoadedGoals 
 
 /** Keeps the entry stored now (`writeCompiledGoals`, or the one a cache hit read) as the goals last applied. Best effort: false when it could not. */
 export function keepAsLastGood(stateDir: string): boolean {
-  return replaceAtomically(join(stateDir, LAST_GOOD), (tmp) => linkSync(join(stateDir, FILE), tmp));
+  return bestEffort(() => replaceFile(join(stateDir, LAST_GOOD), (tmp) => linkSync(join(stateDir, FILE), tmp)));
 }
 
-/** Makes `path` anew: `make` writes a temp file beside it, renamed over it. Best effort: false (and no temp file left) when it could not. */
-function replaceAtomically(path: string, make: (tmp: string) => void): boolean {
-  const tmp = `${path}.${process.pid}.tmp`;
+/** Whether `fn` ran without throwing: the cache is an optimisation, never a failure of the command. */
+function bestEffort(fn: () => void): boolean {
   try {
-    make(tmp);
-    renameSync(tmp, path);
+    fn();
     return true;
   } catch {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // Nothing was made.
-    }
     return false;
   }
 }
@@ -241,5 +234,5 @@ export function writeCompiledGoals(stateDir: string, key: string, scope: string,
     settings: settings.values,
     nodes,
   };
-  return replaceAtomically(join(stateDir, FILE), (tmp) => writeFileSync(tmp, JSON.stringify(stored), { mode: 0o600 }));
+  return bestEffort(() => replaceFile(join(stateDir, FILE), (tmp) => writeFileSync(tmp, JSON.stringify(stored), { mode: 0o600 })));
 }

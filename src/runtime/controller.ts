@@ -19,7 +19,7 @@ import { Semaphore } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
-import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, heldByPolicy, heldFault, heldReason, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDeps, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, heldByPolicy, heldFault, heldReason, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDependents, storedDeps, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 import { corrected, driftReport, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
@@ -555,10 +555,7 @@ export class Controller<S extends NodeSpec> {
         this.flush();
         for (const id of batch) {
           this.queue.done(id);
-          const waiting = this.waitingOn.get(id);
-          if (waiting === undefined) continue;
-          this.waitingOn.delete(id);
-          for (const w of waiting) this.queue.add(w);
+          this.wake(id);
         }
       }
     }
@@ -578,10 +575,18 @@ export class Controller<S extends NodeSpec> {
     return false;
   }
 
-  /** Looks at `id` again once the worker that has `on` (or will have it: it is due) is done with it. */
+  /** Looks at `id` again once the worker that has `on` (or will have it: it is due) is done with it (`wake`). */
   private waitFor(on: NodeId, id: NodeId): void {
     const waiting = this.waitingOn.get(on) ?? new Set<NodeId>();
     this.waitingOn.set(on, waiting.add(id));
+  }
+
+  /** `id` is done with (reconciled, deleted): the nodes that wait for it (`waitFor`) are due. */
+  private wake(id: NodeId): void {
+    const waiting = this.waitingOn.get(id);
+    if (waiting === undefined) return;
+    this.waitingOn.delete(id);
+    for (const w of waiting) this.queue.add(w);
   }
 
   private async reconcileBatch(ids: readonly NodeId[]): Promise<void> {
@@ -1153,9 +1158,10 @@ export class Controller<S extends NodeSpec> {
    */
   private async deleteInOrder(records: readonly NodeRecord[]): Promise<void> {
     if (records.length === 0) return;
-    const removedDependents = this.removedDependents();
+    // Of the nodes removed from the goals and still recorded (not deleted yet, or their delete failed or was given up on).
+    const removedDependents = storedDependents([...this.records.values()].filter((r) => this.graph?.has(r.id) !== true));
     for (const r of reverseDependencyOrder(records)) {
-      const dependent = [...(removedDependents.get(r.id) ?? [])].find((d) => this.records.has(d));
+      const dependent = removedDependents.get(r.id)?.find((d) => this.records.has(d));
       if (dependent !== undefined) {
         this.waitForDelete(r, dependent);
         continue;
@@ -1179,24 +1185,9 @@ export class Controller<S extends NodeSpec> {
     this.o.store.removeNodes(records.map((r) => r.id));
   }
 
-  /** For each node, the nodes removed from the goals and still recorded (not deleted yet, or their delete failed or was given up on) that depend on it: one pass over the records. */
-  private removedDependents(): Map<NodeId, Set<NodeId>> {
-    const out = new Map<NodeId, Set<NodeId>>();
-    for (const r of this.records.values()) {
-      if (this.graph?.has(r.id) === true) continue;
-      for (const d of storedDeps(r)) {
-        const set = out.get(d) ?? new Set<NodeId>();
-        out.set(d, set.add(r.id));
-      }
-    }
-    return out;
-  }
-
   /** `r` waits, undeleted, for `dependent`'s delete; woken when it is done (`deleteRecord`). */
   private waitForDelete(r: NodeRecord, dependent: NodeId): void {
-    const waiting = this.waitingOn.get(dependent) ?? new Set<NodeId>();
-    waiting.add(r.id);
-    this.waitingOn.set(dependent, waiting);
+    this.waitFor(dependent, r.id);
     const reason = `not deleted while ${dependent}, which depends on it, is not: ${this.records.get(dependent)?.reason ?? 'its delete comes first'}`;
     if (r.reason !== reason) {
       this.records.set(r.id, { ...r, reason, updatedAt: this.o.clock.now() });
@@ -1224,9 +1215,7 @@ export class Controller<S extends NodeSpec> {
       this.summary.deleted++;
       log.info('node deleted');
       // The nodes it depended on that waited for it (`waitForDelete`): their turn.
-      const waiting = this.waitingOn.get(r.id);
-      this.waitingOn.delete(r.id);
-      for (const w of waiting ?? []) this.queue.add(w);
+      this.wake(r.id);
       return;
     }
     // As for any node: the fault policy says when to try again (a server outage must not leave the

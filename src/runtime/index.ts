@@ -9,6 +9,7 @@ export * from './interpolation.ts';
 export * from './yaml-source.ts';
 export * from './read-bounded.ts';
 export * from './make-directories.ts';
+export * from './replace-file.ts';
 export * from './zod-diagnostics.ts';
 export * from './goal-compiler.ts';
 export * from './digest.ts';

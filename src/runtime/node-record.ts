@@ -316,6 +316,22 @@ export function splitRemoved<S extends NodeSpec>(
 }
 
 /** Dependents before their dependencies, from the dependency lists stored with each record. */
+/**
+ * For each node, the records among `records` whose stored dependencies name it: what must be gone
+ * before it is deleted (a removed node is never deleted while one that depends on it is left).
+ */
+export function storedDependents(records: Iterable<NodeRecord>): Map<NodeId, NodeId[]> {
+  const out = new Map<NodeId, NodeId[]>();
+  for (const r of records) {
+    for (const d of storedDeps(r)) {
+      const list = out.get(d);
+      if (list === undefined) out.set(d, [r.id]);
+      else list.push(r.id);
+    }
+  }
+  return out;
+}
+
 export function reverseDependencyOrder(records: readonly NodeRecord[]): NodeRecord[] {
   const ids = new Set(records.map((r) => r.id));
   const byId = new Map(records.map((r) => [r.id, r]));

@@ -78,8 +78,3 @@ export function parseProcessStat(pid: number, text: string): ProcessStat | undef
   if (state === undefined || state === '' || !Number.isSafeInteger(pgrp) || start === undefined || !/^\d+$/.test(start)) return undefined;
   return { pid, state, pgrp, start };
 }
-
-/** Whether process `pid` is a zombie (Linux): killed, not yet reaped by its parent; it holds nothing. */
-export function isZombie(pid: number): boolean {
-  return processStat(pid)?.state === 'Z';
-}

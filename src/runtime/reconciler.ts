@@ -12,7 +12,7 @@ import { corrected, driftReport, isDesiredChange, logDesiredChanges, logDrift, M
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
 import type { Semaphore } from './limit.ts';
-import { appliedAtSpec, carriedRecord, heldFault, heldReason, LET_GO, policyHoldReason, recordSnapshot, removedNode, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, splitRemoved, storedDeps, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, heldFault, heldReason, LET_GO, policyHoldReason, recordSnapshot, removedNode, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, splitRemoved, storedDependents, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -465,14 +465,7 @@ export class Reconciler<S extends NodeSpec> {
     // The removed nodes that depend on each (records come dependents first), and those left undeleted:
     // a node is not deleted while one that depends on it is left (a group role dropped under a member
     // whose own delete failed; Terraform stops there too).
-    const dependents = new Map<NodeId, NodeId[]>();
-    for (const r of records) {
-      for (const d of storedDeps(r)) {
-        const list = dependents.get(d) ?? [];
-        dependents.set(d, list);
-        list.push(r.id);
-      }
-    }
+    const dependents = storedDependents(records);
     const left = new Set<NodeId>();
     for (const r of records) {
       const waitsFor = dependents.get(r.id)?.find((d) => left.has(d));

@@ -13,7 +13,7 @@ import { systemClock } from './clock.ts';
 import { DesiredStateError, ErrorCodes, errorMessage } from './errors.ts';
 import type { Fault } from './fault.ts';
 import type { NodeId } from './node-spec.ts';
-import { bootId, inAnotherBoot, isAlive, isZombie, processStat } from './process-alive.ts';
+import { bootId, inAnotherBoot, isAlive, processStat } from './process-alive.ts';
 import type { FieldDiff, ObservationMemo, Outputs } from './provisioner.ts';
 import type {
   DriftReport,
@@ -282,14 +282,13 @@ function readLock(lockPath: string): { readonly text: string; readonly holder: L
  * judged by its pid alone.
  */
 function holderAlive(holder: LockHolder): boolean {
+  // What runs under the pid now, read once (Linux): its start, and whether it is a zombie.
+  const running = processStat(holder.pid);
   if (holder.host === hostname()) {
     if (inAnotherBoot(holder.boot)) return false;
-    if (holder.start !== '' && holder.boot !== '') {
-      const now = processStat(holder.pid);
-      if (now !== undefined && now.start !== holder.start) return false;
-    }
+    if (holder.start !== '' && holder.boot !== '' && running !== undefined && running.start !== holder.start) return false;
   }
-  return isAlive(holder.pid) && !isZombie(holder.pid);
+  return isAlive(holder.pid) && running?.state !== 'Z';
 }
 
 /** The state file, its WAL and shared-memory files and the lock: the owner's only. */

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, tempProject } from '../support/cli.ts';
-import { startTestPostgres } from '../support/postgres.ts';
+import { postgresBackendDoc, startTestPostgres } from '../support/postgres.ts';
 import type { TestPostgres } from '../support/postgres.ts';
 
 /*
@@ -11,7 +11,7 @@ import type { TestPostgres } from '../support/postgres.ts';
  */
 let server: TestPostgres;
 const p = tempProject('ds-pg-implied-');
-const env = (): NodeJS.ProcessEnv => ({ PGPASSWORD_TEST: server.password });
+const env = (): NodeJS.ProcessEnv => ({ PG_ADMIN_PW: server.password });
 
 // Declared in the worst order: every node before what it names.
 const nodes = (prune: boolean, list: string): string => `apiVersion: desiredstate/v1
@@ -30,16 +30,7 @@ const all = `    - { id: grant, type: postgres.grant, deletionPolicy: Delete, sp
 
 beforeAll(async () => {
   server = await startTestPostgres();
-  p.write(
-    'backend.yaml',
-    `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: pg }
-spec:
-  type: postgres
-  config: { host: 127.0.0.1, port: ${server.port}, user: ${server.user}, password: { fromEnv: PGPASSWORD_TEST }, sslmode: disable }
-`,
-  );
+  p.write('backend.yaml', postgresBackendDoc(server, server.user));
 }, 120_000);
 afterAll(async () => {
   await server?.destroy();

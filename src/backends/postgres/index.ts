@@ -1,4 +1,5 @@
 import type { BackendFactory, ImpliedDependency, ImpliedDependencyNode, InfraNodeSpec, NodeRelations } from '../../infra/index.ts';
+import { hasReferences } from '../../runtime/index.ts';
 import type { NodeId } from '../../runtime/index.ts';
 import { PostgresBackend } from './backend.ts';
 import { postgresConfigSchema } from './config.ts';
@@ -39,7 +40,7 @@ export function postgresRelations(nodes: readonly ImpliedDependencyNode[]): Node
   const roles = new Map<string, NodeId>();
   const databases = new Map<string, NodeId>();
   const schemas = new Map<string, NodeId>();
-  const literal = (v: string | undefined): v is string => v !== undefined && !v.includes('${');
+  const literal = (v: string | undefined): v is string => v !== undefined && !hasReferences(v);
   for (const n of nodes) {
     const s = n.spec;
     if (s.type === 'postgres.role' && literal(s.name)) roles.set(s.name, n.id);

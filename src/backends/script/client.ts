@@ -1,8 +1,8 @@
-import { chmodSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { requestLine, runProcess } from '../../infra/index.ts';
 import type { ExecRequest, ProcessOutcome } from '../../infra/index.ts';
-import { artifactHash, makeDirectories } from '../../runtime/index.ts';
+import { artifactHash, makeDirectories, replaceFile } from '../../runtime/index.ts';
 import type { ScriptVerb } from './gate.ts';
 
 /**
@@ -28,9 +28,7 @@ export class ScriptClient {
     }
     if (current === undefined || artifactHash(current) !== hash) {
       makeDirectories(this.options.scriptDir, 0o700);
-      const tmp = `${path}.${process.pid}.tmp`;
-      writeFileSync(tmp, content, { mode: 0o700 });
-      renameSync(tmp, path);
+      replaceFile(path, (tmp) => writeFileSync(tmp, content, { mode: 0o700 }));
     }
     chmodSync(path, 0o700);
     return path;
