@@ -32,8 +32,18 @@ const ALWAYS_MASKED_LENGTH = 8;
  */
 const SETTING_WORD = /^(true|false|yes|off|none|null)$/i;
 
-/** `NAME=value`, `name: value`, `export NAME="value"`: a setting in a file, its name and its value. */
-const ASSIGNMENT = /^(\s*(?:export\s+)?([A-Za-z_][\w.-]*)\s*[:=]\s*)(\S.*)$/;
+/**
+ * `NAME=value`, `name: value`, `export NAME="value"`, `"name": value`: a setting in a file, its
+ * name (group 3) and its value (group 4), up to a CR a CRLF file leaves at the line's end (group 5).
+ */
+const ASSIGNMENT = /^(\s*(?:export\s+)?(["']?)([A-Za-z_][\w.-]*)\2\s*[:=]\s*)(\S[^\r\n]*?)(\r?)$/;
+
+/** `"name": "value"` anywhere in a line (JSON, one or more pairs): the quoted name (group 2) and value (group 3). */
+const JSON_PAIR = /("([A-Za-z_][\w.-]*)"\s*:\s*)"((?:[^"\\]|\\.)*)"/g;
+
+function secretSetting(name: string, value: string): boolean {
+  return SECRET_ENV_NAME.test(name) && !SETTING_WORD.test(value.trim());
+}
 
 /** The armour of a PEM private key: the lines between are the key. */
 const PEM_PRIVATE_BEGIN = /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
@@ -56,7 +66,8 @@ export function maskSecretLines(lines: readonly string[]): string[] {
       inKey = true;
     }
     const m = ASSIGNMENT.exec(line);
-    return m !== null && SECRET_ENV_NAME.test(m[2]!) && !SETTING_WORD.test(m[3]!.trim()) ? `${m[1]!}${SECRET_MASK}` : line;
+    if (m !== null && secretSetting(m[3]!, m[4]!)) return `${m[1]!}${SECRET_MASK}${m[5]!}`;
+    return line.includes('"') ? line.replace(JSON_PAIR, (pair, head: string, name: string, value: string) => (secretSetting(name, value) ? `${head}"${SECRET_MASK}"` : pair)) : line;
   });
 }
 

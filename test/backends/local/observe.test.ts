@@ -96,6 +96,12 @@ describe('lineDiff', () => {
       out: '--- actual\n+++ desired\n@@ line 2 @@\n-DB_PASSWORD=<secret>\n-export API_TOKEN=<secret>\n-api_key: <secret>\n-DEBUG_AUTH=false\n-MONKEY=<secret>',
     },
     {
+      name: 'secrets in a CRLF file (its CR kept) and under quoted names (JSON, one or more pairs a line)',
+      actual: 'a\r\nDB_PASSWORD=hunter2secret\r\n{"password": "jsonsecret123", "db_password":"x2secret\\"value", "user": "ana"}\r\n"api_key": k3y-value\r\n{"debug_auth": "false"}',
+      desired: 'a\r',
+      out: '--- actual\n+++ desired\n@@ line 2 @@\n-DB_PASSWORD=<secret>\r\n-{"password": "<secret>", "db_password":"<secret>", "user": "ana"}\r\n-"api_key": <secret>\r\n-{"debug_auth": "false"}',
+    },
+    {
       name: 'the body of a private key, its armour in the common head',
       actual: '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQ\n-----END PRIVATE KEY-----',
       desired: '-----BEGIN PRIVATE KEY-----\nMIIEvgIBADANBgkqhkiG9w0BAQ\n-----END PRIVATE KEY-----',
