@@ -152,6 +152,8 @@ export class Controller<S extends NodeSpec> {
   /** What the store holds for each node: a flush writes only records that differ (steady state writes nothing). */
   private readonly persisted = new Map<NodeId, NodeRecord>();
   private readonly dirty = new Set<NodeId>();
+  /** Nodes a create or update changed since the last flush: written even when the record reads as it was stored (`updatedAt` is when the resource was last changed). */
+  private readonly operated = new Set<NodeId>();
   /** Drift reports and operation outcomes, committed with a batch's pending operations (a drift is on disk before its correction) or by `flush`. */
   private readonly deferred: DeferredWrites;
   private readonly drift = new Map<NodeId, DriftMemory>();
@@ -931,6 +933,7 @@ export class Controller<S extends NodeSpec> {
       // Drift left as it is (only the desired changes were applied) is still the same outstanding occurrence.
       if (step.leftDrift === undefined) this.driftGone(node.id);
       // The memo the operation returned, if any: an earlier observation's no longer describes what is there.
+      this.operated.add(node.id);
       this.succeed(node, 'PROVISION_DONE', result.outputs, result.memo ?? null);
       if (step.leftDrift !== undefined) this.put(node, 'drifted', { reason: step.leftDrift });
       this.summary[what]++;
@@ -1261,7 +1264,7 @@ export class Controller<S extends NodeSpec> {
       if (r === undefined) continue;
       const stored = this.persisted.get(id);
       // Back where it was stored (ready → observing → ready): nothing to write, and updatedAt keeps its meaning.
-      if (stored !== undefined && sameRecord(stored, r) && sameSnapshot(stored, storedGoalDigest(r), storedDeps(r), declaredDeletionPolicy(r))) {
+      if (stored !== undefined && !this.operated.has(id) && sameRecord(stored, r) && sameSnapshot(stored, storedGoalDigest(r), storedDeps(r), declaredDeletionPolicy(r))) {
         this.records.set(id, stored);
         continue;
       }
@@ -1290,6 +1293,7 @@ export class Controller<S extends NodeSpec> {
     this.storeFailing = false;
     for (const r of batch) this.persisted.set(r.id, r);
     this.dirty.clear();
+    this.operated.clear();
   }
 
   /** Says once per outage that the store refuses writes; `flush` says when it works again. */

@@ -253,7 +253,8 @@ export class Reconciler<S extends NodeSpec> {
       else deferred.finish(op.id, 'abandoned', 'interrupted; the node is observed again');
     }
     const updates: NodeRecord[] = [];
-    const put = (node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord> = {}): void => {
+    /** `operated`: a create or update changed the resource, so the record is written (its `updatedAt` too) even if it reads as before. */
+    const put = (node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord> = {}, operated = false): void => {
       const prev = records.get(node.id);
       const deps = graph.dependencies(node.id);
       // A pass starts each node afresh (faults, retries and reasons come from this pass), keeping what it knows.
@@ -269,7 +270,7 @@ export class Reconciler<S extends NodeSpec> {
         ...patch,
       };
       // A node observed as it was recorded writes nothing: a steady pass costs no store write.
-      if (prev !== undefined && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps, node.settings.deletionPolicy)) return;
+      if (prev !== undefined && !operated && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps, node.settings.deletionPolicy)) return;
       records.set(node.id, { ...rec, snapshot: recordSnapshot(node, deps, prev, rec, this.codec) });
       updates.push(records.get(node.id)!);
     };
@@ -509,7 +510,7 @@ export class Reconciler<S extends NodeSpec> {
     outcomes: Map<NodeId, NodeOutcome>,
     outputs: Map<NodeId, Outputs>,
     memos: Map<NodeId, ObservationMemo | undefined>,
-    put: (node: DesiredNode<S>, status: NodeStatus, patch?: Partial<NodeRecord>) => void,
+    put: (node: DesiredNode<S>, status: NodeStatus, patch?: Partial<NodeRecord>, operated?: boolean) => void,
     log: Logger,
   ): void {
     const node = step.node;
@@ -520,8 +521,8 @@ export class Reconciler<S extends NodeSpec> {
       outcomes.set(node.id, { status: success });
       // The memo the operation returned, if any: an earlier observation's no longer describes what is there.
       const applied = { managed: true, appliedDigest: node.spec.digest, outputs: result.outputs, memo: result.memo ?? null };
-      if (step.leftDrift === undefined) put(node, 'ready', applied);
-      else put(node, 'drifted', { ...applied, reason: step.leftDrift });
+      if (step.leftDrift === undefined) put(node, 'ready', applied, true);
+      else put(node, 'drifted', { ...applied, reason: step.leftDrift }, true);
       log.info({ type: node.spec.type }, success === 'created' ? 'node created' : 'node updated');
     } else {
       const prev = this.store.getNode(node.id);

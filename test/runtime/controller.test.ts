@@ -113,6 +113,21 @@ const rotatingContent = (b: MemoryBackend): InfraBackend =>
     },
   });
 
+describe('Controller: a record\'s updatedAt', () => {
+  it('moves when a drift is corrected, though the record reads as before, and not on a steady pass', async () => {
+    const h = await converged(goalYaml(fileNode('a', 'A')));
+    const created = h.store.getNode('a')!.updatedAt;
+    await h.advance(120_000, 10_000);
+    expect(h.store.getNode('a')!.updatedAt).toBe(created);
+    h.backend.tamper('a', { content: 'evil' });
+    await h.advance(10_000, 1000);
+    expect(h.calls.updated).toEqual(['a']);
+    expect(h.store.getNode('a')).toMatchObject({ status: 'ready' });
+    expect(h.store.getNode('a')!.updatedAt).toBeGreaterThanOrEqual(created + 120_000);
+    await h.close();
+  });
+});
+
 describe('Controller: a rotated secret is a change to apply, not drift', () => {
   it.each([{ selfHeal: false }, { selfHeal: true }])('selfHeal: $selfHeal: rotations in a row are each applied, never reported, never a flap', async ({ selfHeal }) => {
     const h = await converged(goalYaml(fileNode('a', 'A'), { selfHeal }), { wrap: rotatingContent });

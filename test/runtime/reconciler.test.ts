@@ -129,6 +129,22 @@ describe('Reconciler: store writes per pass', () => {
     expect(drift[0]).toMatchObject({ backend: 'mem', goal: 'app', action: 'corrected', flapping: false, commit: null, firstSeen: expect.any(String), diffs: [expect.objectContaining({ path: 'content', actual: 'evil' })] });
   });
 
+  it('a repaired node\'s record is written with the time of its update, though it reads as before; a steady pass writes none', async () => {
+    let t = 1_000_000;
+    const s = setup({}, () => t);
+    await s.reconciler.apply(abc, pass);
+    expect(s.sqlite.getNode('a')?.updatedAt).toBe(1_000_000);
+    t += 5_000;
+    await s.reconciler.apply(abc, pass);
+    expect(s.sqlite.getNode('a')?.updatedAt).toBe(1_000_000);
+    t += 5_000;
+    s.backend.tamper('a', { content: 'evil' });
+    const repair = await s.reconciler.apply(abc, pass);
+    expect(repair.summary).toMatchObject({ updated: 1 });
+    expect(s.sqlite.getNode('a')).toMatchObject({ status: 'ready', updatedAt: 1_010_000 });
+    expect(s.sqlite.getNode('c')?.updatedAt).toBe(1_000_000);
+  });
+
   it('leaves nothing pending, and records every run with its summary and the time it started', async () => {
     let t = 1_000_000;
     const s = setup({}, () => t);
