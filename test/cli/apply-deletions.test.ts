@@ -67,13 +67,13 @@ describe('apply and deletions (CLI.md: apply exits 0 only when converged)', () =
     expect(status.nodes.map((n) => n.id)).toEqual(['a']);
   });
 
-  it('past the mass-deletion guard: plan shows the deletions refused, apply deletes none and exits 1, --allow-mass-deletion deletes them', async () => {
+  it('past the mass-deletion guard: plan shows the deletions refused and exits 1 as apply will, apply deletes none and exits 1, --allow-mass-deletion deletes them', async () => {
     const files = Array.from({ length: 12 }, (_, i) => `m${i}`);
     p.write('app.yaml', goal(files));
     expect((await cli(['apply', ...p.args, '--yes'])).code).toBe(0);
     p.write('app.yaml', goal(files.slice(0, 6)));
     const plan = await cli(['plan', ...p.args]);
-    expect(plan.code).toBe(2);
+    expect(plan.code).toBe(1);
     expect(plan.stdout).toContain('6 to delete (6 refused by the mass-deletion guard without --allow-mass-deletion)');
     expect(plan.stdout).toContain('refused: mass deletion: 6 nodes removed from the goals, over the limit of 5');
     const refused = await cli(['apply', ...p.args, '--yes']);

@@ -55,6 +55,7 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
     const changed = changedBackends(store.getMeta(BACKENDS_META), backendDigests(c.loaded, ctx.cwd));
     const entries = await reconciler.plan(c.graph, { signal: AbortSignal.timeout(10 * 60_000), gates: c.loaded.result.gates, othersRunning, changedBackends: changed });
     const counts = planCounts(entries);
+    const refused = entries.filter((e) => e.planned.action === 'delete' && e.planned.refused !== undefined).length;
     const desired = (id: string): Readonly<Record<string, unknown>> | undefined => c.graph.get(id)?.spec.spec;
     // A create reads its secrets only when it runs (a role's password), so its observation said nothing
     // of one missing here: said now, rather than by the apply that would fail on it.
@@ -80,15 +81,15 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
     } else {
       ctx.outLines(formatPlan(entries, { showUnchanged: options.showUnchanged, policyDefaults: c.loaded.factory.policyDefaults, desired, unreadableSecrets: (id) => unreadable.get(id) }));
       const needing = unreadable.size > 0 ? ` ${unreadable.size} create(s) need secrets that cannot be read here: apply would fail on them.` : '';
-      const refused = entries.filter((e) => e.planned.action === 'delete' && e.planned.refused !== undefined).length;
       const deleting = refused === 0 ? `${counts.delete} to delete` : `${counts.delete} to delete (${refused} refused by the mass-deletion guard without --allow-mass-deletion)`;
       const forgetting = counts.orphan === 0 ? '' : ` ${counts.orphan} removed from the goals to forget, their resources left as they are.`;
       ctx.out(`Plan: ${counts.create} to create, ${counts.update} to update, ${deleting}, ${counts.drift} drifted, ${counts.none} unchanged, ${counts.blocked + counts.held} blocked or held, ${counts.error} errors.${forgetting}${needing}`);
     }
     noteEmptyGoals(ctx, c.graph.size, store);
     // As apply would exit: a node blocked (by a policy, an approval, a dependency) or held is one apply
-    // cannot converge, so 1 rather than a "nothing to do" that a CI gate would take for converged.
-    if (counts.error > 0 || counts.blocked + counts.held > 0) return EXIT.failed;
+    // cannot converge, so 1 rather than a "nothing to do" that a CI gate would take for converged; so is
+    // a mass deletion apply refuses (without --allow-mass-deletion).
+    if (counts.error > 0 || counts.blocked + counts.held > 0 || refused > 0) return EXIT.failed;
     // Drift that is only reported (selfHeal: false) is nothing for apply to do: it would never reach 0. A
     // rotated secret shown with it is (it is applied whatever selfHeal says).
     const corrections = entries.filter((e) => e.planned.action === 'drift' && (e.planned.correct || e.planned.diffs.some((d) => d.cause !== undefined))).length;
