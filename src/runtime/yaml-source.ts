@@ -113,15 +113,7 @@ export function parseGoalText(
 
   let docs: Document.Parsed[];
   try {
-    docs = yaml().parseAllDocuments(text, {
-      version: '1.2',
-      schema: 'core',
-      merge: false,
-      uniqueKeys: true,
-      strict: true,
-      prettyErrors: false,
-      keepSourceTokens: false,
-    }) as Document.Parsed[];
+    docs = yaml().parseAllDocuments(text, PARSE_OPTIONS) as Document.Parsed[];
   } catch (err) {
     // The guard above should make this unreachable; a stack overflow is still hostile input, not a crash.
     problem({ file, line: 1, col: 1 }, err instanceof RangeError ? 'too-deep' : 'yaml-syntax', err instanceof RangeError ? `nesting deeper than ${limits.maxDepth} levels` : firstLine(String(err)));
@@ -157,10 +149,11 @@ export function parseGoalText(
       emptyDocuments++;
       return;
     }
-    if (!checkTree(doc.contents, text, limits, at, problem, notIn(kind))) return;
+    const merges = { found: false };
+    if (!checkTree(doc.contents, text, limits, at, problem, notIn(kind), merges)) return;
     let value: unknown;
     try {
-      value = doc.toJS({ maxAliasCount: limits.maxAliasCount });
+      value = (merges.found ? mergedValue(text, index, limits) : undefined) ?? doc.toJS({ maxAliasCount: limits.maxAliasCount });
     } catch (err) {
       // An alias with no anchor set before it (`*name`), or too many expansions.
       const unresolved = err instanceof ReferenceError ? firstAlias(doc.contents, (a) => a.resolve(doc) === undefined) : undefined;
@@ -898,9 +891,37 @@ export function nestingGuard(text: string, maxDepth: number): number | undefined
   return undefined;
 }
 
+/** How goal text is parsed: YAML 1.2's core schema, no merge keys, a duplicate key an error. */
+const PARSE_OPTIONS = {
+  version: '1.2',
+  schema: 'core',
+  merge: false,
+  uniqueKeys: true,
+  strict: true,
+  prettyErrors: false,
+  keepSourceTokens: false,
+} as const;
+
+/**
+ * The value of document `index` of `text` with its merge keys merged as YAML 1.1 would, or undefined if
+ * they cannot be: what the rest of a document refused for its merge keys is checked on, so that its
+ * other problems are reported with them and no problem the merge would have solved (a field it brings).
+ */
+function mergedValue(text: string, index: number, limits: LoadLimits): unknown {
+  try {
+    const doc = (yaml().parseAllDocuments(text, { ...PARSE_OPTIONS, merge: true }) as Document.Parsed[])[index];
+    if (doc === undefined || doc.errors.length > 0) return undefined;
+    return doc.toJS({ maxAliasCount: limits.maxAliasCount });
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Structural checks the parser does not make; false if the document must be refused. A custom tag is an
- * error that leaves the document whole (the value is read as if untagged), so it does not refuse it.
+ * error that leaves the document whole (the value is read as if untagged), so it does not refuse it; nor
+ * does a merge key (`merges.found`), taken out of the tree, so that the document's other problems are
+ * reported with it, as every problem is (on its value merged, `mergedValue`, or else without the key).
  */
 function checkTree(
   root: YamlNode,
@@ -909,6 +930,7 @@ function checkTree(
   at: (offset: number) => SourceLocation,
   problem: (loc: SourceLocation, code: string, message: string) => void,
   where: string,
+  merges: { found: boolean },
 ): boolean {
   let ok = true;
   const stack: { node: YamlNode; depth: number }[] = [{ node: root, depth: 1 }];
@@ -925,13 +947,15 @@ function checkTree(
       untag(node);
     }
     if (yaml().isMap(node)) {
+      let merged = false;
       for (const item of node.items as Pair<YamlNode, YamlNode>[]) {
         const key = item.key;
         if (yaml().isScalar(key)) {
           const k = String(key.value);
           if (k === '<<') {
             problem(at(key.range?.[0] ?? offset), 'merge-key', `merge keys (<<) are not allowed in ${where}; write the fields out`);
-            ok = false;
+            merged = merges.found = true;
+            continue;
           } else if (FORBIDDEN_KEYS.has(k)) {
             problem(at(key.range?.[0] ?? offset), 'forbidden-key', `key "${k}" is not allowed`);
             ok = false;
@@ -946,6 +970,7 @@ function checkTree(
         }
         if (item.value !== null && item.value !== undefined) stack.push({ node: item.value, depth: depth + 1 });
       }
+      if (merged) node.items = (node.items as Pair<YamlNode, YamlNode>[]).filter((item) => !(yaml().isScalar(item.key) && String(item.key.value) === '<<'));
     } else if (yaml().isSeq(node)) {
       for (const item of node.items as YamlNode[]) if (item !== null) stack.push({ node: item, depth: depth + 1 });
     }

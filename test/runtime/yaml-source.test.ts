@@ -65,7 +65,6 @@ describe('parseGoalText', () => {
     { name: 'whitespace only', text: '  \n\n', code: 'empty-file', at: '1:1' },
     { name: 'comments only', text: '# nothing\n', code: 'empty-file', at: '1:1' },
     { name: 'separators only', text: '---\n---\n', code: 'empty-file', at: '1:1' },
-    { name: 'a merge key', text: 'a: &x {b: 1}\nc:\n  <<: *x\n', code: 'merge-key', at: '3:3' },
     { name: 'a __proto__ key', text: 'a:\n  __proto__: {x: 1}\n', code: 'forbidden-key', at: '2:3' },
     { name: 'a constructor key', text: 'constructor: 1\n', code: 'forbidden-key', at: '1:1' },
     { name: 'a map as a key', text: '? {a: 1}\n: 2\n', code: 'complex-key', at: '1:3' },
@@ -88,6 +87,21 @@ describe('parseGoalText', () => {
     const { documents, diagnostics } = parseGoalText('f.yaml', text);
     expect(diagnostics).toEqual([expect.objectContaining({ code: 'custom-tag', severity: 'error' })]);
     expect(`${diagnostics[0]!.line}:${diagnostics[0]!.col}`).toBe(at);
+    expect(documents.map((d) => d.value)).toEqual([value]);
+  });
+
+  it.each([
+    // Its value merged as YAML 1.1 would: no error for a field the merge brings.
+    { name: 'a merge key', text: 'a: &x {b: 1, e: 3}\nc:\n  <<: *x\n  e: 4\n  d: !t x\n', value: { a: { b: 1, e: 3 }, c: { b: 1, e: 4, d: 'x' } } },
+    { name: 'a merge key that cannot be merged', text: 'c:\n  <<: 5\n  d: !t x\n', value: { c: { d: 'x' } } },
+  ])('$name is an error at the key, yet the document is kept so that its other problems are reported too', ({ text, value }) => {
+    const { documents, diagnostics } = parseGoalText('f.yaml', text);
+    const lines = text.split('\n');
+    const line = (s: string): number => lines.findIndex((l) => l.includes(s)) + 1;
+    expect(sortDiagnostics(diagnostics).map((d) => [d.code, `${d.line}:${d.col}`])).toEqual([
+      ['merge-key', `${line('<<')}:3`],
+      ['custom-tag', `${line('!t')}:6`],
+    ]);
     expect(documents.map((d) => d.value)).toEqual([value]);
   });
 
