@@ -983,7 +983,8 @@ function nodeAt(root: YamlNode, path: readonly PathKey[]): { key?: YamlNode; val
   let key: YamlNode | undefined;
   for (const step of path) {
     if (yaml().isMap(current)) {
-      const pair = (current.items as Pair<YamlNode, YamlNode>[]).find(
+      // The last of duplicate keys (an error of its own): its value is the one compiled.
+      const pair = (current.items as Pair<YamlNode, YamlNode>[]).findLast(
         (p) => yaml().isPair(p) && yaml().isScalar(p.key) && String(p.key.value) === String(step),
       );
       if (pair === undefined) return key === undefined ? { value: current } : { key, value: current };

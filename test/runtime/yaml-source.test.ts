@@ -118,6 +118,8 @@ describe('parseGoalText', () => {
     const { documents, diagnostics } = parseGoalText('f.yaml', 'a: 1\nb: 2\na: 3\n');
     expect(diagnostics).toEqual([expect.objectContaining({ code: 'duplicate-key', severity: 'error', line: 3, col: 1 })]);
     expect(documents.map((d) => d.value)).toEqual([{ a: 3, b: 2 }]);
+    // Located where the value taken is.
+    expect(documents[0]!.locate(['a'])).toMatchObject({ line: 3, col: 4 });
   });
 
   it('names the duplicated key and the custom tag as written', () => {
