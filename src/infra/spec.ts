@@ -23,6 +23,16 @@ const fileMode = once(() =>
 const noNul = (s: string): boolean => !s.includes('\0');
 const relPath = once(() =>
   z.string().min(1).refine(noNul, 'a path cannot contain a NUL character').describe('A path relative to the backend root.'));
+/** The largest uid or gid: (uid_t)-1, one more, means "leave unchanged" to chown. */
+const MAX_ACCOUNT_ID = 4294967294;
+/** A user or group: a name, or a numeric id that chown can set. */
+const account = (what: 'user' | 'group', id: 'uid' | 'gid') =>
+  z
+    .string()
+    .min(1, `${what} cannot be empty: a ${what} name or a numeric ${id}`)
+    .refine(noNul, `a ${what} name cannot contain a NUL character`)
+    .refine((s) => !s.startsWith('-'), `a ${what} is a name or a numeric ${id} (0 to ${MAX_ACCOUNT_ID}); it cannot start with "-"`)
+    .refine((s) => !/^\d+$/.test(s) || Number(s) <= MAX_ACCOUNT_ID, `a numeric ${id} is at most ${MAX_ACCOUNT_ID} (${MAX_ACCOUNT_ID + 1}, (uid_t)-1, means "no change" to chown)`);
 const pgIdent = once(() =>
   z
     .string()
@@ -84,8 +94,8 @@ const specSchemaBuilders = {
       path: relPath(),
       content: z.string().describe('The whole file content.'),
       mode: fileMode().default('0644'),
-      owner: z.string().optional().describe('User name or numeric uid (needs privileges to change).'),
-      group: z.string().optional().describe('Group name or numeric gid.'),
+      owner: account('user', 'uid').optional().describe('User name or numeric uid (needs privileges to change).'),
+      group: account('group', 'gid').optional().describe('Group name or numeric gid.'),
     }),
   'local.directory': () =>
     z.strictObject({

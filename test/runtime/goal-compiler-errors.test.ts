@@ -64,6 +64,23 @@ describe('ignoreFields: each entry is a path of the type\'s spec', () => {
   });
 });
 
+describe('owner and group', () => {
+  it('a name or a numeric id chown can set: not empty, not negative, not (uid_t)-1 ("no change") or past it', () => {
+    const r = compile(goal(`    - { id: a, type: local.file, spec: { path: a, content: x, owner: "4294967295" } }
+    - { id: b, type: local.file, spec: { path: b, content: x, owner: "" } }
+    - { id: c, type: local.file, spec: { path: c, content: x, group: "-1" } }
+    - { id: d, type: local.file, spec: { path: d, content: x, owner: "99999999999" } }
+    - { id: e, type: local.file, spec: { path: e, content: x, owner: "4294967294", group: www-data } }
+`));
+    expect(r.lines).toEqual([
+      'g0.yaml:6:70: error invalid-value: spec.owner: a numeric uid is at most 4294967294 (4294967295, (uid_t)-1, means "no change" to chown)',
+      'g0.yaml:7:70: error invalid-value: spec.owner must not be empty',
+      'g0.yaml:8:70: error invalid-value: spec.group: a group is a name or a numeric gid (0 to 4294967294); it cannot start with "-"',
+      'g0.yaml:9:70: error invalid-value: spec.owner: a numeric uid is at most 4294967294 (4294967295, (uid_t)-1, means "no change" to chown)',
+    ]);
+  });
+});
+
 describe('every error of a node, not only the first', () => {
   it('a duplicate key does not hide the other errors of its file', () => {
     const r = compile(goal(`    - id: a

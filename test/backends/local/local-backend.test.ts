@@ -604,6 +604,10 @@ describe('errno classification', () => {
     { code: 'EISDIR', cls: 'permanent' },
     { code: 'ELOOP', cls: 'permanent' },
     { code: 'ENAMETOOLONG', cls: 'permanent' },
+    { code: 'EROFS', cls: 'permanent' },
+    { code: 'EFBIG', cls: 'permanent' },
+    { code: 'EDQUOT', cls: 'transient' },
+    { code: 'ETXTBSY', cls: 'transient' },
     { code: 'EXDEV', cls: 'unknown' },
     { code: undefined, cls: 'unknown' },
   ])('$code is $cls', ({ code, cls }) => {
