@@ -7,7 +7,7 @@ import type { InfraDesiredNodeSpec } from './desired.ts';
 import type { PolicyDefault, PolicyEngine } from './policy.ts';
 import type { BackendDeclaration, BackendRegistry } from './registry.ts';
 import { wantsString } from './resolved-spec.ts';
-import { INFRA_NODE_TYPES, isInfraNodeType, specSchemas, statefulTypes } from './spec.ts';
+import { identityFields, INFRA_NODE_TYPES, isInfraNodeType, specSchemas, statefulTypes } from './spec.ts';
 import type { InfraNodeSpec, InfraNodeType } from './spec.ts';
 
 export const backendDocumentSchema = z.strictObject({
@@ -366,6 +366,10 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       if (field.trim() === '') return; // reported by the compiler
       const problem = ignoreFieldProblem(schema, field, decl.type);
       if (problem !== undefined) diag.error(decl.locate(['ignoreFields', i]), 'unknown-field', `ignoreFields: ${problem}`);
+      else if (identityFields[decl.type]?.includes(field) === true) {
+        const why = `"${field}" names the resource of a ${decl.type} (another ${field} is another resource, never drift of this one), so there is nothing to ignore`;
+        diag.error(decl.locate(['ignoreFields', i]), 'invalid-value', `ignoreFields: ${why}`);
+      }
     });
     const parsed = invalid?.has('spec') === true ? undefined : schema.safeParse(decl.spec);
     const backendId = decl.backend ?? 'local';

@@ -262,6 +262,24 @@ export const secretFields: { readonly [T in InfraNodeType]?: readonly string[] }
   'postgres.role': ['password'],
 };
 
+/**
+ * Fields that name the resource, per type: another value names another resource, never drift of this
+ * one (no drift report holds them), so `ignoreFields` cannot take them.
+ */
+export const identityFields: { readonly [T in InfraNodeType]?: readonly string[] } = {
+  'local.file': ['path'],
+  'local.directory': ['path'],
+  'local.symlink': ['path'],
+  'postgres.database': ['name'],
+  'postgres.role': ['name'],
+  'postgres.schema': ['name', 'database'],
+  'postgres.extension': ['name', 'database'],
+  'postgres.grant': ['role', 'database', 'schema', 'on', 'forRole'],
+  'k8s.namespace': ['name'],
+  'k8s.configmap': ['name', 'namespace'],
+  'aws.s3.bucket': ['name'],
+};
+
 /** Types whose resources hold data: they default to `Orphan` and policies treat them as stateful. */
 export const statefulTypes: ReadonlySet<InfraNodeType> = new Set(['postgres.database', 'postgres.schema', 'aws.s3.bucket', 'terraform.workspace']);
 

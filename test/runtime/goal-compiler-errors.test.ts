@@ -58,6 +58,11 @@ describe('ignoreFields: each entry is a path of the type\'s spec', () => {
     expect(r.lines).toEqual(['g1.yaml:9:22: error unknown-field: ignoreFields: "commands.reed" is not a field of generic.resource (did you mean "commands.read"?)']);
   });
 
+  it('a field that names the resource (a path, a role\'s name) cannot be ignored: another value is another resource, never drift', () => {
+    const r = compile(goal('    - { id: n, type: local.file, ignoreFields: [path, mode], spec: { path: f, content: x } }\n'));
+    expect(r.lines).toEqual(['g0.yaml:6:49: error invalid-value: ignoreFields: "path" names the resource of a local.file (another path is another resource, never drift of this one), so there is nothing to ignore']);
+  });
+
   it('reports every bad entry of one list, each where it is', () => {
     const r = compile(goal('    - id: n\n      type: local.file\n      ignoreFields: [spec.mode, moed]\n      spec: { path: f, content: x }\n'));
     expect(at(r)).toEqual(['g0.yaml:8:22 unknown-field', 'g0.yaml:8:33 unknown-field']);
