@@ -366,7 +366,7 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       if (field.trim() === '') return; // reported by the compiler
       const problem = ignoreFieldProblem(schema, field, decl.type);
       if (problem !== undefined) diag.error(decl.locate(['ignoreFields', i]), 'unknown-field', `ignoreFields: ${problem}`);
-      else if (identityFields[decl.type]?.includes(field) === true) {
+      else if (identityFields[decl.type as InfraNodeType]?.includes(field) === true) {
         const why = `"${field}" names the resource of a ${decl.type} (another ${field} is another resource, never drift of this one), so there is nothing to ignore`;
         diag.error(decl.locate(['ignoreFields', i]), 'invalid-value', `ignoreFields: ${why}`);
       }
