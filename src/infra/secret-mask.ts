@@ -1,6 +1,8 @@
 import { assertNever, FaultError, toFault } from '../runtime/index.ts';
 import type { Fault, FieldDiff, Observation, Outputs } from '../runtime/index.ts';
 import { SECRET_MASK } from './secret.ts';
+import { isInfraNodeType, textFields } from './spec.ts';
+import type { InfraNodeType } from './spec.ts';
 
 /**
  * Masks secret values in what a wrapped program said. A program that is
@@ -69,6 +71,21 @@ export function maskSecretLines(lines: readonly string[]): string[] {
     if (m !== null && secretSetting(m[3]!, m[4]!)) return `${m[1]!}${SECRET_MASK}${m[5]!}`;
     return line.includes('"') ? line.replace(JSON_PAIR, (pair, head: string, name: string, value: string) => (secretSetting(name, value) ? `${head}"${SECRET_MASK}"` : pair)) : line;
   });
+}
+
+/**
+ * A desired spec as `plan` shows a create: the text a file will hold with what looks like a secret in it
+ * masked, as a drift report of that file would show it (`maskSecretLines`). Pure; the spec is not changed.
+ */
+export function shownSpec(spec: Readonly<Record<string, unknown>>): Readonly<Record<string, unknown>> {
+  const fields = isInfraNodeType(String(spec.type)) ? textFields[spec.type as InfraNodeType] : undefined;
+  if (fields === undefined) return spec;
+  const shown: Record<string, unknown> = { ...spec };
+  for (const f of fields) {
+    const text = shown[f];
+    if (typeof text === 'string') shown[f] = maskSecretLines(text.split('\n')).join('\n');
+  }
+  return shown;
 }
 
 /** Drift values and outputs nested deeper than this are masked whole. */

@@ -262,6 +262,11 @@ export const secretFields: { readonly [T in InfraNodeType]?: readonly string[] }
   'postgres.role': ['password'],
 };
 
+/** Fields that hold a file's text, per type: shown (a create in `plan`) with what looks like a secret in them masked (`maskSecretLines`). */
+export const textFields: { readonly [T in InfraNodeType]?: readonly string[] } = {
+  'local.file': ['content'],
+};
+
 /**
  * Fields that name the resource, per type: another value names another resource, never drift of this
  * one (no drift report holds them), so `ignoreFields` cannot take them.

@@ -37,6 +37,23 @@ describe('desiredstate plan', () => {
     expect(json.entries.find((e) => e.id === 'conf')?.desired).toMatchObject({ type: 'local.file', path: 'app.conf', content: 'port = 8080\n', mode: '0640' });
   });
 
+  it('a new file\'s text is listed with what looks like a secret in it masked, as its drift would be, in text and JSON', async () => {
+    const p = project(true);
+    const content = 'port = 8080\\nDB_PASSWORD=supersecret1\\n-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBg\\n-----END PRIVATE KEY-----\\n';
+    p.write('goals.yaml', goal(true).replace(JSON.stringify('ROOT'), JSON.stringify(p.root)).replace('"port = 8080\\n"', `"${content}"`));
+    const text = await cli(['plan', ...p.args], { cwd: p.dir });
+    expect(text.code).toBe(2);
+    expect(text.stdout).not.toContain('supersecret1');
+    expect(text.stdout).not.toContain('MIIEvQ');
+    // Cut short in text (the JSON plan has all of it).
+    expect(text.stdout).toContain('content = "port = 8080\\nDB_PASSWORD=<secret>\\n');
+    const json = (await cli(['plan', '--format', 'json', ...p.args], { cwd: p.dir })).stdout;
+    expect(json).not.toContain('supersecret1');
+    expect((JSON.parse(json) as { entries: { id: string; desired?: { content?: string } }[] }).entries.find((e) => e.id === 'conf')?.desired?.content).toBe(
+      'port = 8080\nDB_PASSWORD=<secret>\n-----BEGIN PRIVATE KEY-----\n<secret>\n-----END PRIVATE KEY-----\n',
+    );
+  });
+
   it('lists a field a policy default set once, on its own line, saying which policy set it', async () => {
     const p = project(true);
     p.write('goals.yaml', goal(true).replace(JSON.stringify('ROOT'), JSON.stringify(p.root)).replace(', mode: "0640" }', ' }'));

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { Reconciler, SqliteStateStore } from '../../runtime/index.ts';
 import type { CompileResult, DesiredGraph, NodeOutcome } from '../../runtime/index.ts';
-import { infraSpecCodec, processLeaseDir, settleLeftoverProcesses, unreadableSecretRefs } from '../../infra/index.ts';
+import { infraSpecCodec, processLeaseDir, settleLeftoverProcesses, shownSpec, unreadableSecretRefs } from '../../infra/index.ts';
 import type { InfraDesiredNodeSpec, PolicyDefault } from '../../infra/index.ts';
 import { BACKENDS_META, backendDigests, changedBackends, compileGoals, compileGoalsCached, openStore, printDiagnostics, provisioner, pruneHistory } from '../context.ts';
 import type { CliContext } from '../context.ts';
@@ -56,13 +56,18 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
     const entries = await reconciler.plan(c.graph, { signal: AbortSignal.timeout(10 * 60_000), gates: c.loaded.result.gates, othersRunning, changedBackends: changed });
     const counts = planCounts(entries);
     const refused = entries.filter((e) => e.planned.action === 'delete' && e.planned.refused !== undefined).length;
-    const desired = (id: string): Readonly<Record<string, unknown>> | undefined => c.graph.get(id)?.spec.spec;
+    const spec = (id: string): Readonly<Record<string, unknown>> | undefined => c.graph.get(id)?.spec.spec;
+    // As shown: what looks like a secret in a file's text masked, as its drift would be.
+    const desired = (id: string): Readonly<Record<string, unknown>> | undefined => {
+      const s = spec(id);
+      return s === undefined ? undefined : shownSpec(s);
+    };
     // A create reads its secrets only when it runs (a role's password), so its observation said nothing
     // of one missing here: said now, rather than by the apply that would fail on it.
     const unreadable = new Map<string, { ref: string; reason: string }[]>();
     for (const e of entries) {
       if (e.planned.action !== 'create') continue;
-      const missing = await unreadableSecretRefs(desired(e.id), { env: ctx.env, cwd: ctx.cwd });
+      const missing = await unreadableSecretRefs(spec(e.id), { env: ctx.env, cwd: ctx.cwd });
       if (missing.length > 0) unreadable.set(e.id, missing);
     }
     if (ctx.format === 'json') {
