@@ -196,27 +196,32 @@ export class LocalBackend implements InfraBackend {
   /** file and symlink: unlink; directory: rmdir when empty, else a permanent fault. Absent is success. */
   async delete(node: BackendNode, ctx: OperationContext): Promise<ProvisionResult> {
     const spec = localSpec(node);
-    const at = new Confiner(this.root).node(spec.path);
-    const actual = await inspect(at.real);
-    if (actual.kind === 'missing') return { status: 'done', outputs: {} };
-    switch (spec.type) {
-      case 'local.file':
-        if (actual.kind !== 'file') throw wrongKind(at.abs, kindName(actual), 'file');
-        await removeEntry(at.real, ctx.signal);
-        break;
-      case 'local.directory':
-        if (actual.kind !== 'directory') throw wrongKind(at.abs, kindName(actual), 'directory');
-        await removeDirectory(at.real, ctx.signal);
-        break;
-      case 'local.symlink':
-        if (actual.kind !== 'symlink') throw wrongKind(at.abs, kindName(actual), 'symlink');
-        await removeEntry(at.real, ctx.signal);
-        break;
-      default:
-        return assertNever(spec, 'spec');
+    const confiner = new Confiner(this.root, { pin: true });
+    try {
+      const at = confiner.node(spec.path);
+      const actual = await inspect(at.real);
+      if (actual.kind === 'missing') return { status: 'done', outputs: {} };
+      switch (spec.type) {
+        case 'local.file':
+          if (actual.kind !== 'file') throw wrongKind(at.abs, kindName(actual), 'file');
+          await removeEntry(confiner.io(at), ctx.signal);
+          break;
+        case 'local.directory':
+          if (actual.kind !== 'directory') throw wrongKind(at.abs, kindName(actual), 'directory');
+          await removeDirectory(confiner.io(at), () => confiner.directory(at.real), ctx.signal);
+          break;
+        case 'local.symlink':
+          if (actual.kind !== 'symlink') throw wrongKind(at.abs, kindName(actual), 'symlink');
+          await removeEntry(confiner.io(at), ctx.signal);
+          break;
+        default:
+          return assertNever(spec, 'spec');
+      }
+      ctx.log.info({ node: node.id, path: at.abs }, 'local resource deleted');
+      return { status: 'done', outputs: {} };
+    } finally {
+      confiner.close();
     }
-    ctx.log.info({ node: node.id, path: at.abs }, 'local resource deleted');
-    return { status: 'done', outputs: {} };
   }
 
   /** Healthy when the root is writable, or does not exist yet and can be created. */
@@ -304,9 +309,18 @@ export class LocalBackend implements InfraBackend {
    * failure is that node's `failed` result.
    */
   private async ensureMany(nodes: readonly BackendNode[], ctx: OperationContext, done: 'created' | 'updated'): Promise<ReadonlyMap<NodeId, ProvisionResult>> {
+    const batch: WriteBatch = { confiner: new Confiner(this.root, { pin: true }), parents: new Map(), staged: new Map() };
+    try {
+      return await this.ensureBatch(nodes, ctx, done, batch);
+    } finally {
+      // Every call through the batch's pinned directories has finished.
+      batch.confiner.close();
+    }
+  }
+
+  private async ensureBatch(nodes: readonly BackendNode[], ctx: OperationContext, done: 'created' | 'updated', batch: WriteBatch): Promise<ReadonlyMap<NodeId, ProvisionResult>> {
     // Its synchronous calls (temp files, renames, chmods) let the event loop turn every few milliseconds.
     const pacer = new Pacer();
-    const batch: WriteBatch = { confiner: new Confiner(this.root), parents: new Map(), staged: new Map() };
     const results = new Map<NodeId, ProvisionResult>();
     await forEachLimit(nodes, WRITE_PARALLELISM, async (node) => {
       await pacer.pace();
@@ -350,35 +364,39 @@ export class LocalBackend implements InfraBackend {
 
   /** The node made as desired; what cannot be done is its `failed` result. With a batch, new file content is staged in it. */
   private async ensure(node: BackendNode, ctx: OperationContext, batch?: WriteBatch): Promise<ProvisionResult> {
+    // Alone, a confiner of its own, closed once its calls have finished; in a batch, the batch's.
+    const confiner = batch?.confiner ?? new Confiner(this.root, { pin: true });
     try {
       const spec = localSpec(node);
-      const { confiner, parents } = batch ?? { confiner: new Confiner(this.root), parents: undefined };
+      const parents = batch?.parents;
       const at = confiner.node(spec.path);
       // `mkdir -p` of a parent once per batch (the first caller's promise is shared).
       const parent = (): Promise<void> => {
-        if (parents === undefined) return ensureParent(at.real, ctx.signal);
+        if (parents === undefined) return ensureParent(confiner, at.real, ctx.signal);
         const dir = dirname(at.real);
         let p = parents.get(dir);
-        if (p === undefined) parents.set(dir, (p = ensureParent(at.real, ctx.signal)));
+        if (p === undefined) parents.set(dir, (p = ensureParent(confiner, at.real, ctx.signal)));
         return p;
       };
       const write = async (file: FileWrite): Promise<void> => {
-        if (batch === undefined) await writeFileAtomic(at.real, file, ctx.signal);
-        else batch.staged.set(node.id, stageFile(at.real, file, ctx.signal));
+        if (batch === undefined) await writeFileAtomic(confiner.io(at), file, ctx.signal);
+        else batch.staged.set(node.id, stageFile(confiner.io(at), file, ctx.signal));
       };
       switch (spec.type) {
         case 'local.file':
-          return { status: 'done', outputs: await this.ensureFile(spec, at, ctx.signal, parent, write, new Set(node.settings.ignoreFields)) };
+          return { status: 'done', outputs: await this.ensureFile(spec, at, confiner, ctx.signal, parent, write, new Set(node.settings.ignoreFields)) };
         case 'local.directory':
-          return { status: 'done', outputs: await this.ensureDirectory(spec, at, ctx.signal) };
+          return { status: 'done', outputs: await this.ensureDirectory(spec, at, confiner, ctx.signal) };
         case 'local.symlink':
           confiner.target(at.real, spec.target);
-          return { status: 'done', outputs: await this.ensureSymlink(spec, at, ctx.signal, parent) };
+          return { status: 'done', outputs: await this.ensureSymlink(spec, at, confiner, ctx.signal, parent) };
         default:
           return assertNever(spec, 'spec');
       }
     } catch (err) {
       return failedResult(err, 'provision', node.id);
+    } finally {
+      if (batch === undefined) confiner.close();
     }
   }
 
@@ -395,6 +413,7 @@ export class LocalBackend implements InfraBackend {
   private async ensureFile(
     spec: LocalFileSpec,
     at: NodePath,
+    confiner: Confiner,
     signal: AbortSignal,
     parent: () => Promise<void>,
     write: (file: FileWrite) => Promise<void>,
@@ -421,28 +440,28 @@ export class LocalBackend implements InfraBackend {
     }
     const ownerDiffers = (uid !== undefined && actual.uid !== uid) || (gid !== undefined && actual.gid !== gid);
     // A chown is always followed by the chmod, which puts back the setuid and setgid it clears.
-    if (ownerDiffers || modeDiffers(actual.mode, mode)) setAttributes(at.real, { mode, ...(ownerDiffers ? { uid, gid } : {}) }, signal);
+    if (ownerDiffers || modeDiffers(actual.mode, mode)) setAttributes(confiner.io(at), { mode, ...(ownerDiffers ? { uid, gid } : {}) }, signal, 'file');
     return { path: at.abs, sha256: contentDiffers ? (actual.sha256 ?? null) : expect.sha256 };
   }
 
-  private async ensureDirectory(spec: LocalDirectorySpec, at: NodePath, signal: AbortSignal): Promise<Outputs> {
+  private async ensureDirectory(spec: LocalDirectorySpec, at: NodePath, confiner: Confiner, signal: AbortSignal): Promise<Outputs> {
     const mode = parseMode(spec.mode);
     const actual = await inspect(at.real);
-    if (actual.kind === 'missing') await makeDirectory(at.real, mode, signal);
+    if (actual.kind === 'missing') await makeDirectory(confiner, at, mode, signal);
     else if (actual.kind !== 'directory') throw wrongKind(at.abs, kindName(actual), 'directory');
-    else if (modeDiffers(actual.mode, mode)) setAttributes(at.real, { mode }, signal);
+    else if (modeDiffers(actual.mode, mode)) setAttributes(confiner.io(at), { mode }, signal, 'directory');
     return { path: at.abs };
   }
 
-  private async ensureSymlink(spec: LocalSymlinkSpec, at: NodePath, signal: AbortSignal, parent: () => Promise<void>): Promise<Outputs> {
+  private async ensureSymlink(spec: LocalSymlinkSpec, at: NodePath, confiner: Confiner, signal: AbortSignal, parent: () => Promise<void>): Promise<Outputs> {
     const actual = await inspect(at.real);
     if (actual.kind === 'missing') {
       await parent();
-      await writeSymlinkAtomic(at.real, spec.target, signal);
+      await writeSymlinkAtomic(confiner.io(at), spec.target, signal);
     } else if (actual.kind !== 'symlink') {
       throw wrongKind(at.abs, kindName(actual), 'symlink');
     } else if (actual.target !== spec.target) {
-      await writeSymlinkAtomic(at.real, spec.target, signal, { uid: actual.uid, gid: actual.gid });
+      await writeSymlinkAtomic(confiner.io(at), spec.target, signal, { uid: actual.uid, gid: actual.gid });
     }
     return { path: at.abs, target: spec.target };
   }

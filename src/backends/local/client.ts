@@ -1,14 +1,14 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, closeSync, fchmodSync, fchownSync, lchownSync, lstatSync, openSync, readFileSync, readlinkSync, readSync, renameSync, unlinkSync, watch, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, constants as fsConstants, existsSync, fchmodSync, fchownSync, fstatSync, lchownSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, renameSync, unlinkSync, watch, writeFileSync } from 'node:fs';
 import type { FSWatcher, Stats } from 'node:fs';
-import { access, chmod, constants, lstat, mkdir, open, readdir, readFile, readlink, rename, rmdir, symlink, unlink } from 'node:fs/promises';
+import { access, constants, lstat, mkdir, open, readdir, readFile, readlink, rename, rmdir, symlink, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, parse, relative, sep } from 'node:path';
 import { FaultError, fault, forEachLimit, isAlive, makeDirectories, sha256 } from '../../runtime/index.ts';
 import type { ObservationMemo } from '../../runtime/index.ts';
 import { parseAccounts } from './accounts.ts';
 import type { AccountTable } from './accounts.ts';
-import { aborted, errnoOf, escapesRoot, fsFault } from './errors.ts';
+import { aborted, errnoOf, escapesRoot, fsFault, wrongKind } from './errors.ts';
 import type { ActualEntry } from './observe.ts';
 import { DETAIL_LIMIT } from './observe.ts';
 import { isWithin, lexicalPath, PLAIN_PATH } from './paths.ts';
@@ -93,6 +93,45 @@ export interface NodePath {
 }
 
 /**
+ * A path to change something at: `real` for messages and keys, `io` for the calls themselves. With a
+ * pinning `Confiner`, `io` reaches `real`'s directory through an fd held on it (`Confiner.io`), so that
+ * a symlink swapped in for one of its directories after the check cannot send a write, a chmod or a
+ * chown out of the root; otherwise it is `real`.
+ */
+export interface IoPath {
+  readonly real: string;
+  readonly io: string;
+  /** Whether `io` goes through a pinned directory (then a chmod or chown goes through the entry's own O_PATH fd too). */
+  readonly pinned: boolean;
+}
+
+/** Linux's O_PATH (Node's constants lack it): an fd that names a file or directory without opening it for reading or writing. */
+const O_PATH = 0o10000000;
+const PIN_FLAGS = O_PATH | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW;
+
+/** Whether this system can pin directories (Linux, with /proc): asked once, at the first pinning confiner. */
+let pinningWorks: boolean | undefined;
+function canPin(): boolean {
+  return (pinningWorks ??= process.platform === 'linux' && existsSync(`/proc/${process.pid}/fd`));
+}
+
+/** The path through which an fd this process holds reaches what it names (any later rename or swap of the path it was opened by notwithstanding). */
+function fdPath(fd: number): string {
+  return `/proc/${process.pid}/fd/${fd}`;
+}
+
+/** A directory that was checked and then changed kind (a symlink or a file put in its place): nothing is done there. */
+function changedUnder(dir: string, err: unknown): FaultError {
+  return new FaultError(
+    fault('transient', `${dir} is no longer the directory that was checked (a symlink or a file took its place); nothing was written there`, {
+      code: 'path-changed',
+      hint: 'something else changes this path meanwhile; the next pass checks it again, and refuses a symlink that leads out of the root',
+    }),
+    { cause: err },
+  );
+}
+
+/**
  * Confinement for one batch of operations. The real directory of each
  * parent is resolved once and memoised, so 10k files in a few directories
  * cost a few dozen lstat calls, not 10k walks.
@@ -101,9 +140,88 @@ export class Confiner {
   readonly root: string;
   private rootResolved: Resolved | undefined;
   private readonly dirs = new Map<string, Resolved>();
+  /** With `pin`: the real directories reached so far, an O_PATH fd each (closed by `close`). */
+  private readonly pins: Map<string, number> | undefined;
 
-  constructor(root: string) {
+  /**
+   * `pin`: for a batch that changes things; its calls go through `io` and `makeDirectories`, and
+   * `close` must be called once they have all finished (the fds are reused by the system after).
+   */
+  constructor(root: string, options: { readonly pin?: boolean } = {}) {
     this.root = root;
+    this.pins = options.pin === true && canPin() ? new Map() : undefined;
+  }
+
+  /**
+   * Where to make a change to the node: its real path, reached (when this confiner pins) through
+   * its directory's fd, `/proc/PID/fd/N/NAME`. The fd is opened from the root down, one directory
+   * at a time and never through a symlink: a directory replaced after the check (by a symlink out
+   * of the root, say, by a user who may write in the root) is refused here rather than followed,
+   * and one replaced after this call is not where the change lands. The directory must exist.
+   */
+  io(at: NodePath): IoPath {
+    if (this.pins === undefined) return { real: at.real, io: at.real, pinned: false };
+    return { real: at.real, io: `${this.pinned(dirname(at.real))}${sep}${basename(at.real)}`, pinned: true };
+  }
+
+  /** The real directory `dir` (in the root) itself, reached through its own fd when this confiner pins (to list it). */
+  directory(dir: string): string {
+    return this.pins === undefined ? dir : this.pinned(dir);
+  }
+
+  /**
+   * `mkdir -p` of a real directory in the root (default mode), each directory made through its
+   * parent's fd and then pinned itself: a symlink put where one is made is refused, not followed.
+   */
+  makeDirectories(dir: string): void {
+    const root = this.realRoot().real;
+    if (this.pins === undefined || dir === root || !isWithin(root, dir)) {
+      makeDirectories(dir);
+      return;
+    }
+    if (this.pins.has(dir)) return;
+    this.makeDirectories(dirname(dir));
+    try {
+      mkdirSync(`${this.pinned(dirname(dir))}${sep}${basename(dir)}`);
+    } catch (err) {
+      if (errnoOf(err) !== 'EEXIST') throw fsFault(err, 'mkdir', dir);
+    }
+    this.pinned(dir);
+  }
+
+  /** Closes the pinned directories' fds. Every call made through `io` must have finished. */
+  close(): void {
+    if (this.pins === undefined) return;
+    for (const fd of this.pins.values()) closeSync(fd);
+    this.pins.clear();
+  }
+
+  private pinned(dir: string): string {
+    const pins = this.pins!;
+    let fd = pins.get(dir);
+    if (fd === undefined) {
+      const root = this.realRoot().real;
+      if (dir === root) {
+        // The root's own path (its ancestors may be links, as the operator set them up) is trusted.
+        try {
+          if (!this.realRoot().exists) makeDirectories(root);
+          fd = openSync(root, O_PATH | fsConstants.O_DIRECTORY);
+        } catch (err) {
+          throw fsFault(err, 'open', root);
+        }
+      } else {
+        if (!isWithin(root, dir)) throw escapesRoot(dir, 'it is not in the root');
+        const parent = this.pinned(dirname(dir));
+        try {
+          fd = openSync(`${parent}${sep}${basename(dir)}`, PIN_FLAGS);
+        } catch (err) {
+          const code = errnoOf(err);
+          throw code === 'ENOTDIR' || code === 'ELOOP' ? changedUnder(dir, err) : fsFault(err, 'open', dir);
+        }
+      }
+      pins.set(dir, fd);
+    }
+    return fdPath(fd);
   }
 
   /** The root's real path (it may not exist yet; its ancestors may legitimately be links). */
@@ -411,11 +529,11 @@ function removeQuietly(path: string): void {
   }
 }
 
-/** `mkdir -p` (default mode for the directories it creates). */
-export async function ensureParent(real: string, signal: AbortSignal): Promise<void> {
+/** `mkdir -p` of `real`'s directory (default mode for the directories it creates), through `confiner` (`Confiner.makeDirectories`). */
+export async function ensureParent(confiner: Confiner, real: string, signal: AbortSignal): Promise<void> {
   if (signal.aborted) throw aborted('mkdir');
   try {
-    makeDirectories(dirname(real));
+    confiner.makeDirectories(dirname(real));
   } catch (err) {
     throw fsFault(err, 'mkdir', dirname(real));
   }
@@ -471,16 +589,16 @@ function keepOwner(chownTo: (uid: number, gid: number) => void, keep: { readonly
  * the rename go through the thread pool. The directory fsync is shared by
  * the writes into that directory that finish together (`syncDirectory`).
  */
-export async function writeFileAtomic(real: string, file: FileWrite, signal: AbortSignal): Promise<void> {
+export async function writeFileAtomic(p: IoPath, file: FileWrite, signal: AbortSignal): Promise<void> {
   if (signal.aborted) throw aborted('write');
-  const tmp = writeTemp(real, file);
+  const tmp = writeTemp(p, file);
   try {
     await fsyncPath(tmp);
   } catch (err) {
     removeQuietly(tmp);
-    throw fsFault(err, 'fsync', real);
+    throw fsFault(err, 'fsync', p.real);
   }
-  await renameIntoPlace(tmp, real, signal, 'write');
+  await renameIntoPlace(tmp, p, signal, 'write');
 }
 
 /**
@@ -488,18 +606,18 @@ export async function writeFileAtomic(real: string, file: FileWrite, signal: Abo
  * aborted meanwhile, and makes the rename durable (the directory fsync is
  * shared, `syncDirectory`). The temp file never survives a failure.
  */
-async function renameIntoPlace(tmp: string, real: string, signal: AbortSignal, action: 'write' | 'symlink'): Promise<void> {
+async function renameIntoPlace(tmp: string, p: IoPath, signal: AbortSignal, action: 'write' | 'symlink'): Promise<void> {
   try {
     if (signal.aborted) throw aborted(action);
-    await rename(tmp, real);
+    await rename(tmp, p.io);
   } catch (err) {
     removeQuietly(tmp);
-    throw fsFault(err, action, real);
+    throw fsFault(err, action, p.real);
   }
   try {
-    await syncDirectory(dirname(real));
+    await syncDirectory(dirname(p.real));
   } catch (err) {
-    throw fsFault(err, 'fsync', dirname(real));
+    throw fsFault(err, 'fsync', dirname(p.real));
   }
 }
 
@@ -513,8 +631,8 @@ async function renameIntoPlace(tmp: string, real: string, signal: AbortSignal, a
  * many files pace them (`Pacer`), so that the event loop still turns every
  * few milliseconds.
  */
-function writeTemp(real: string, file: FileWrite): string {
-  const tmp = tempName(real);
+function writeTemp(p: IoPath, file: FileWrite): string {
+  const tmp = tempName(p.io);
   try {
     const fd = openSync(tmp, 'wx', 0o600);
     try {
@@ -528,14 +646,13 @@ function writeTemp(real: string, file: FileWrite): string {
     }
   } catch (err) {
     removeQuietly(tmp);
-    throw fsFault(err, 'write', real);
+    throw fsFault(err, 'write', p.real);
   }
   return tmp;
 }
 
 /** A file's new content in a temp file beside it: written and closed, not yet flushed nor renamed over the path. */
-export interface StagedWrite {
-  readonly real: string;
+export interface StagedWrite extends IoPath {
   readonly tmp: string;
 }
 
@@ -544,9 +661,9 @@ export interface StagedWrite {
  * mode and owner, closed without an fsync (`flushStaged` makes a whole
  * batch durable at once, `renameStaged` puts it in place).
  */
-export function stageFile(real: string, file: FileWrite, signal: AbortSignal): StagedWrite {
+export function stageFile(p: IoPath, file: FileWrite, signal: AbortSignal): StagedWrite {
   if (signal.aborted) throw aborted('write');
-  return { real, tmp: writeTemp(real, file) };
+  return { ...p, tmp: writeTemp(p, file) };
 }
 
 /** Below this many staged files, one fsync each costs less than a filesystem-wide flush. */
@@ -584,7 +701,7 @@ const FSYNC_PARALLELISM = 16;
 /** `syncfs` on every filesystem holding a staged file; false when `sync -f` is not there or fails (the caller falls back to fsync). */
 async function syncFilesystems(staged: readonly StagedWrite[]): Promise<boolean> {
   const byDevice = new Map<number, string>();
-  for (const dir of new Set(staged.map((s) => dirname(s.tmp)))) {
+  for (const dir of new Set(staged.map((s) => dirname(s.real)))) {
     const st = lstatSync(dir, { throwIfNoEntry: false });
     if (st !== undefined && !byDevice.has(st.dev)) byDevice.set(st.dev, dir);
   }
@@ -596,7 +713,7 @@ async function syncFilesystems(staged: readonly StagedWrite[]): Promise<boolean>
 /** Second half: the flushed temp file renamed over the path (`syncDirectory` then makes the renames durable). Synchronous, as `writeTemp`. */
 export function renameStaged(s: StagedWrite): void {
   try {
-    renameSync(s.tmp, s.real);
+    renameSync(s.tmp, s.io);
   } catch (err) {
     throw fsFault(err, 'write', s.real);
   }
@@ -653,8 +770,26 @@ export function syncDirectory(dir: string): Promise<void> {
  * checks the signal first; a failure is classified as that step's.
  * Synchronous, as `writeTemp`: a chown or a chmod is one metadata call.
  */
-export function setAttributes(real: string, attrs: Attributes, signal: AbortSignal): void {
-  applyAttributes(onPath(real, signal), attrs);
+export function setAttributes(p: IoPath, attrs: Attributes, signal: AbortSignal, kind: 'file' | 'directory'): void {
+  if (!p.pinned) {
+    applyAttributes(onPath(p.real, signal), attrs);
+    return;
+  }
+  // The entry's own O_PATH fd, opened without following a symlink: a chmod or chown through it changes
+  // what was opened, never what a symlink put there since the check points to.
+  let fd: number;
+  try {
+    fd = openSync(p.io, O_PATH | fsConstants.O_NOFOLLOW);
+  } catch (err) {
+    throw fsFault(err, 'open', p.real);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (kind === 'file' ? !st.isFile() : !st.isDirectory()) throw wrongKind(p.real, st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'directory' : 'special file', kind);
+    applyAttributes(onPath(fdPath(fd), signal, p.real), attrs);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** An open file's chown and chmod; their errors are the caller's to classify. */
@@ -662,22 +797,23 @@ function onFd(fd: number): AttributeTarget {
   return { chown: (uid, gid) => fchownSync(fd, uid, gid), chmod: (mode) => fchmodSync(fd, mode) };
 }
 
-function onPath(real: string, signal: AbortSignal): AttributeTarget {
+/** Chown and chmod by a path (`shown` in messages). */
+function onPath(path: string, signal: AbortSignal, shown = path): AttributeTarget {
   return {
     chown: (uid, gid) => {
       if (signal.aborted) throw aborted('chown');
       try {
-        chownSync(real, uid, gid);
+        chownSync(path, uid, gid);
       } catch (err) {
-        throw fsFault(err, 'chown', real);
+        throw fsFault(err, 'chown', shown);
       }
     },
     chmod: (mode) => {
       if (signal.aborted) throw aborted('chmod');
       try {
-        chmodSync(real, mode);
+        chmodSync(path, mode);
       } catch (err) {
-        throw fsFault(err, 'chmod', real);
+        throw fsFault(err, 'chmod', shown);
       }
     },
   };
@@ -689,17 +825,19 @@ function onPath(real: string, signal: AbortSignal): AttributeTarget {
  * not a node's `1777` or `0700` (which could lock others out of the tree). A directory already there
  * is kept; anything else there (a file, a symlink) is refused, never followed.
  */
-export async function makeDirectory(real: string, mode: number, signal: AbortSignal): Promise<void> {
+export async function makeDirectory(confiner: Confiner, at: NodePath, mode: number, signal: AbortSignal): Promise<void> {
   if (signal.aborted) throw aborted('mkdir');
+  let p: IoPath;
   try {
-    makeDirectories(dirname(real));
-    await mkdir(real, { mode }).catch(async (err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EEXIST' || !(await lstat(real)).isDirectory()) throw err;
+    confiner.makeDirectories(dirname(at.real));
+    p = confiner.io(at);
+    await mkdir(p.io, { mode }).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST' || !(await lstat(p.io)).isDirectory()) throw err;
     });
-    await chmod(real, mode);
   } catch (err) {
-    throw fsFault(err, 'mkdir', real);
+    throw fsFault(err, 'mkdir', at.real);
   }
+  setAttributes(p, { mode }, signal, 'directory');
 }
 
 /**
@@ -708,40 +846,44 @@ export async function makeDirectory(real: string, mode: number, signal: AbortSig
  * a link's owner is what the kernel checks in a sticky directory (`fs.protected_symlinks`), so a link
  * that was the application user's must not become root's because its target changed.
  */
-export async function writeSymlinkAtomic(real: string, target: string, signal: AbortSignal, keep?: { readonly uid: number; readonly gid: number }): Promise<void> {
+export async function writeSymlinkAtomic(p: IoPath, target: string, signal: AbortSignal, keep?: { readonly uid: number; readonly gid: number }): Promise<void> {
   if (signal.aborted) throw aborted('symlink');
-  const tmp = tempName(real);
+  const tmp = tempName(p.io);
   try {
     await symlink(target, tmp);
     if (keep !== undefined) keepOwner((uid, gid) => lchownSync(tmp, uid, gid), keep);
   } catch (err) {
     removeQuietly(tmp);
-    throw fsFault(err, 'symlink', real);
+    throw fsFault(err, 'symlink', p.real);
   }
-  await renameIntoPlace(tmp, real, signal, 'symlink');
+  await renameIntoPlace(tmp, p, signal, 'symlink');
 }
 
 /** Unlinks a file or a symlink; absent is success. */
-export async function removeEntry(real: string, signal: AbortSignal): Promise<void> {
+export async function removeEntry(p: IoPath, signal: AbortSignal): Promise<void> {
   if (signal.aborted) throw aborted('unlink');
   try {
-    await unlink(real);
+    await unlink(p.io);
   } catch (err) {
-    if (!isMissing(err)) throw fsFault(err, 'unlink', real);
+    if (!isMissing(err)) throw fsFault(err, 'unlink', p.real);
   }
 }
 
-/** Removes an empty directory; absent is success; a non-empty one is a permanent fault. */
-export async function removeDirectory(real: string, signal: AbortSignal): Promise<void> {
+/**
+ * Removes an empty directory; absent is success; a non-empty one is a permanent fault. `listing`: the
+ * directory itself, to sweep of stale temp files (`Confiner.directory`).
+ */
+export async function removeDirectory(p: IoPath, listing: () => string, signal: AbortSignal): Promise<void> {
   if (signal.aborted) throw aborted('rmdir');
+  const real = p.real;
   try {
-    await rmdir(real);
+    await rmdir(p.io);
   } catch (err) {
     const code = errnoOf(err);
     if (code === 'ENOENT') return;
     if (code === 'ENOTEMPTY' || code === 'EEXIST') {
       // What a writer killed mid-write left is no content of the directory's: removed, and rmdir again.
-      if ((await removeStaleTemps(real)) > 0) return removeDirectory(real, signal);
+      if ((await removeStaleTemps(listing())) > 0) return removeDirectory(p, listing, signal);
       throw new FaultError(
         fault('permanent', `directory ${real} is not empty; refusing to delete its contents`, {
           code: 'directory-not-empty',

@@ -4,8 +4,8 @@ import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { inspect, inspectSync, removeDirectory, removeStaleTemps, SYNC_READ_LIMIT, syncDirectory, writeFileAtomic } from '../../../src/backends/local/client.ts';
-import type { ReadPolicy } from '../../../src/backends/local/client.ts';
+import { Confiner, inspect, inspectSync, removeDirectory, removeStaleTemps, SYNC_READ_LIMIT, syncDirectory, writeFileAtomic } from '../../../src/backends/local/client.ts';
+import type { IoPath, ReadPolicy } from '../../../src/backends/local/client.ts';
 
 let dir: string;
 beforeEach(async () => {
@@ -15,6 +15,8 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** A path acted on by itself, not through a pinned directory. */
+const unpinned = (real: string): IoPath => ({ real, io: real, pinned: false });
 const hash = (s: string | Buffer): string => createHash('sha256').update(s).digest('hex');
 const policyFor = (desired: string): ReadPolicy => ({ desiredSize: Buffer.byteLength(desired), desired: { bytes: Buffer.from(desired), sha256: hash(desired) }, now: Date.now() });
 
@@ -60,7 +62,9 @@ describe('syncDirectory (group commit)', () => {
 
   it('concurrent atomic writes into one directory all land, with no temp file left', async () => {
     const signal = new AbortController().signal;
-    await Promise.all(Array.from({ length: 40 }, (_, i) => writeFileAtomic(join(dir, `f${i}`), { content: `file ${i}\n`, mode: 0o640 }, signal)));
+    const confiner = new Confiner(dir, { pin: true });
+    await Promise.all(Array.from({ length: 40 }, (_, i) => writeFileAtomic(confiner.io(confiner.node(`f${i}`)), { content: `file ${i}\n`, mode: 0o640 }, signal)));
+    confiner.close();
     for (let i = 0; i < 40; i++) expect(inspectSync(join(dir, `f${i}`), policyFor(`file ${i}\n`))).toMatchObject({ kind: 'file', sha256: hash(`file ${i}\n`), mode: 0o100640 });
     expect((await readdir(dir)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
   });
@@ -79,14 +83,14 @@ describe('temp files a writer killed mid-write left behind', () => {
     await mkdir(d);
     await writeFile(join(d, temp(deadPid())), 'half writ');
     await writeFile(join(d, temp(deadPid(), 'b.conf')), '');
-    await removeDirectory(d, new AbortController().signal);
+    await removeDirectory(unpinned(d), () => d, new AbortController().signal);
     await expect(readdir(dir)).resolves.toEqual([]);
 
     // A temp file of a process that lives (this one, pid 1) is another writer's, at work.
     await mkdir(d);
     await writeFile(join(d, temp(process.pid)), 'x');
     await writeFile(join(d, temp(1)), 'x');
-    await expect(removeDirectory(d, new AbortController().signal)).rejects.toMatchObject({ fault: { code: 'directory-not-empty' } });
+    await expect(removeDirectory(unpinned(d), () => d, new AbortController().signal)).rejects.toMatchObject({ fault: { code: 'directory-not-empty' } });
     expect((await readdir(d)).sort()).toEqual([temp(1), temp(process.pid)].sort());
 
     // Real content: refused, as ever (the debris beside it is gone all the same).
@@ -94,7 +98,7 @@ describe('temp files a writer killed mid-write left behind', () => {
     await mkdir(d);
     await writeFile(join(d, 'kept.txt'), 'data');
     await writeFile(join(d, temp(deadPid())), 'x');
-    await expect(removeDirectory(d, new AbortController().signal)).rejects.toMatchObject({ fault: { code: 'directory-not-empty' } });
+    await expect(removeDirectory(unpinned(d), () => d, new AbortController().signal)).rejects.toMatchObject({ fault: { code: 'directory-not-empty' } });
     expect(await readdir(d)).toEqual(['kept.txt']);
   });
 
@@ -106,7 +110,7 @@ describe('temp files a writer killed mid-write left behind', () => {
     await writeFile(join(d, dead), 'half');
     await mkdir(join(d, subdir));
     await writeFile(join(d, '.app.conf.ds-notapid.tmp'), 'not ours');
-    await writeFileAtomic(join(d, 'app.conf'), { content: 'new\n', mode: 0o644 }, new AbortController().signal);
+    await writeFileAtomic(unpinned(join(d, 'app.conf')), { content: 'new\n', mode: 0o644 }, new AbortController().signal);
     expect((await readdir(d)).sort()).toEqual(['.app.conf.ds-notapid.tmp', 'app.conf', subdir].sort());
     await expect(removeStaleTemps(d)).resolves.toBe(0);
   });

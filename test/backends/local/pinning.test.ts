@@ -1,0 +1,109 @@
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Confiner, ensureParent, removeEntry, setAttributes, writeFileAtomic, writeSymlinkAtomic } from '../../../src/backends/local/client.ts';
+
+// A user who may write a directory inside the root swaps it for a symlink out of the root between the
+// backend's confinement check and its write, chmod or chown (a root daemon's classic race: the
+// audit reproduced a file written and a chmod made outside the root). Here the swap is made at that
+// very moment, by the test, rather than won by a racing process now and then.
+describe.skipIf(process.platform !== 'linux')('a pinning confiner: calls reach the directories that were checked, or nothing', () => {
+  let base: string;
+  let root: string;
+  let outside: string;
+  const signal = new AbortController().signal;
+  beforeEach(() => {
+    base = mkdtempSync(join(tmpdir(), 'ds-pinning-'));
+    root = join(base, 'root');
+    outside = join(base, 'outside');
+    mkdirSync(join(root, 'user', 'sub'), { recursive: true });
+    mkdirSync(outside);
+  });
+  afterEach(() => rmSync(base, { recursive: true, force: true }));
+
+  /** `root/user/sub` replaced by a symlink to `outside`, the directory itself moved aside. */
+  const swap = (): void => {
+    renameSync(join(root, 'user', 'sub'), join(root, 'user', 'sub.moved'));
+    symlinkSync(outside, join(root, 'user', 'sub'));
+  };
+
+  it('a directory swapped for a symlink after the check is refused: nothing is written out of the root', async () => {
+    const confiner = new Confiner(root, { pin: true });
+    const at = confiner.node('user/sub/config');
+    swap();
+    expect(() => confiner.io(at)).toThrow(expect.objectContaining({ fault: expect.objectContaining({ code: 'path-changed', class: 'transient' }) }));
+    await expect(ensureParent(confiner, at.real, signal)).rejects.toMatchObject({ fault: { code: 'path-changed' } });
+    confiner.close();
+    expect(readdirSync(outside)).toEqual([]);
+  });
+
+  it('one swapped after the call was pinned: the write lands in the directory that was checked, wherever it went', async () => {
+    const confiner = new Confiner(root, { pin: true });
+    const at = confiner.node('user/sub/config');
+    const io = confiner.io(at);
+    swap();
+    await writeFileAtomic(io, { content: 'written by the daemon\n', mode: 0o644 }, signal);
+    await writeSymlinkAtomic(confiner.io(confiner.node('user/sub/link')), 'config', signal);
+    confiner.close();
+    expect(readdirSync(outside)).toEqual([]);
+    expect(readFileSync(join(root, 'user', 'sub.moved', 'config'), 'utf8')).toBe('written by the daemon\n');
+    expect(readdirSync(join(root, 'user', 'sub.moved')).sort()).toEqual(['config', 'link']);
+  });
+
+  it('a file swapped for a symlink to a file out of the root: its chmod and chown are refused, the target untouched', () => {
+    const victim = join(outside, 'victim');
+    writeFileSync(victim, 'secret');
+    chmodSync(victim, 0o600);
+    writeFileSync(join(root, 'user', 'sub', 'f'), 'x');
+    const confiner = new Confiner(root, { pin: true });
+    const io = confiner.io(confiner.node('user/sub/f'));
+    rmSync(join(root, 'user', 'sub', 'f'));
+    symlinkSync(victim, join(root, 'user', 'sub', 'f'));
+    expect(() => setAttributes(io, { mode: 0o777, uid: 0, gid: 0 }, signal, 'file')).toThrow(expect.objectContaining({ fault: expect.objectContaining({ code: 'wrong-kind' }) }));
+    // Nor a directory's chmod through a symlink put in its place.
+    mkdirSync(join(root, 'user', 'd'));
+    const dir = confiner.io(confiner.node('user/d'));
+    rmSync(join(root, 'user', 'd'), { recursive: true });
+    symlinkSync(outside, join(root, 'user', 'd'));
+    expect(() => setAttributes(dir, { mode: 0o777 }, signal, 'directory')).toThrow(expect.objectContaining({ fault: expect.objectContaining({ code: 'wrong-kind' }) }));
+    confiner.close();
+    expect(statSync(victim).mode & 0o7777).toBe(0o600);
+    expect(statSync(outside).mode & 0o7777).not.toBe(0o777);
+  });
+
+  it('mkdir -p through a symlink made where a directory is made is refused', async () => {
+    const confiner = new Confiner(root, { pin: true });
+    const at = confiner.node('user/new/deeper/f');
+    symlinkSync(outside, join(root, 'user', 'new'));
+    await expect(ensureParent(confiner, at.real, signal)).rejects.toMatchObject({ fault: { code: 'path-changed' } });
+    confiner.close();
+    expect(readdirSync(outside)).toEqual([]);
+  });
+
+  it('an unlink goes to the directory that was checked', async () => {
+    writeFileSync(join(root, 'user', 'sub', 'gone'), 'x');
+    writeFileSync(join(outside, 'gone'), 'keep me');
+    const confiner = new Confiner(root, { pin: true });
+    const io = confiner.io(confiner.node('user/sub/gone'));
+    swap();
+    await removeEntry(io, signal);
+    confiner.close();
+    expect(existsSync(join(outside, 'gone'))).toBe(true);
+    expect(existsSync(join(root, 'user', 'sub.moved', 'gone'))).toBe(false);
+  });
+
+  it('a missing root is made; calls through it work as through any directory, and leave no fd open', async () => {
+    const fresh = join(base, 'fresh', 'root');
+    const fds = (): number => readdirSync('/proc/self/fd').length;
+    const before = fds();
+    const confiner = new Confiner(fresh, { pin: true });
+    const at = confiner.node('a/b/c');
+    await ensureParent(confiner, at.real, signal);
+    await writeFileAtomic(confiner.io(at), { content: 'c\n', mode: 0o640 }, signal);
+    confiner.close();
+    expect(fds()).toBe(before);
+    expect(readFileSync(join(fresh, 'a', 'b', 'c'), 'utf8')).toBe('c\n');
+    expect(statSync(join(fresh, 'a', 'b', 'c')).mode & 0o7777).toBe(0o640);
+  });
+});
