@@ -18,6 +18,9 @@ describe.skipIf(process.platform !== 'linux')('a pinning confiner: calls reach t
     root = join(base, 'root');
     outside = join(base, 'outside');
     mkdirSync(join(root, 'user', 'sub'), { recursive: true });
+    // Directories whose entries others may change (as a user's own directory in the root is to a root daemon).
+    chmodSync(join(root, 'user'), 0o777);
+    chmodSync(join(root, 'user', 'sub'), 0o777);
     mkdirSync(outside);
   });
   afterEach(() => rmSync(base, { recursive: true, force: true }));
@@ -91,6 +94,19 @@ describe.skipIf(process.platform !== 'linux')('a pinning confiner: calls reach t
     confiner.close();
     expect(existsSync(join(outside, 'gone'))).toBe(true);
     expect(existsSync(join(root, 'user', 'sub.moved', 'gone'))).toBe(false);
+  });
+
+  it('goes by path, at no cost, where only root and the daemon\'s user can change the directories on the way; through fds elsewhere', () => {
+    mkdirSync(join(root, 'mine'));
+    chmodSync(join(root, 'mine'), 0o755);
+    const confiner = new Confiner(root, { pin: true });
+    expect(confiner.io(confiner.node('mine/f'))).toEqual({ real: join(root, 'mine', 'f'), io: join(root, 'mine', 'f'), pinned: false });
+    expect(confiner.io(confiner.node('user/sub/f'))).toMatchObject({ real: join(root, 'user', 'sub', 'f'), io: expect.stringMatching(/^\/proc\/\d+\/fd\/\d+\/f$/), pinned: true });
+    // Below a directory others may write in, even a directory of the daemon's own is not sealed: its entry may be swapped.
+    mkdirSync(join(root, 'user', 'sub', 'own'));
+    chmodSync(join(root, 'user', 'sub', 'own'), 0o755);
+    expect(confiner.io(confiner.node('user/sub/own/f')).pinned).toBe(true);
+    confiner.close();
   });
 
   it('a missing root is made; calls through it work as through any directory, and leave no fd open', async () => {
