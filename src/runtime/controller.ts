@@ -548,17 +548,23 @@ export class Controller<S extends NodeSpec> {
         if (next === undefined) break;
         batch.push(next);
       }
+      // A node is given back as soon as this batch is done with it, not when all of it is: one slow
+      // operation (a 20 s playbook) must not keep a batch-mate's hand edit, or its dependents, waiting.
+      const released = new Set<NodeId>();
+      const release = (id: NodeId): void => {
+        if (released.has(id)) return;
+        released.add(id);
+        this.queue.done(id);
+        this.wake(id);
+      };
       try {
-        await this.reconcileBatch(batch);
+        await this.reconcileBatch(batch, release);
       } catch (err) {
         this.o.log.error({ err }, 'reconcile batch failed');
-        for (const id of batch) this.queue.addAfter(id, FAILED_BATCH_RETRY_MS);
+        for (const id of batch) if (!released.has(id)) this.queue.addAfter(id, FAILED_BATCH_RETRY_MS);
       } finally {
         this.flush();
-        for (const id of batch) {
-          this.queue.done(id);
-          this.wake(id);
-        }
+        for (const id of batch) release(id);
       }
     }
   }
@@ -591,7 +597,8 @@ export class Controller<S extends NodeSpec> {
     for (const w of waiting) this.queue.add(w);
   }
 
-  private async reconcileBatch(ids: readonly NodeId[]): Promise<void> {
+  /** `release`: gives a node of the batch back to the queue once the batch is done with it (see `loop`). */
+  private async reconcileBatch(ids: readonly NodeId[], release: (id: NodeId) => void): Promise<void> {
     const graph = this.graph;
     if (graph === undefined) return;
     const toObserve: DesiredNode<S>[] = [];
@@ -663,7 +670,11 @@ export class Controller<S extends NodeSpec> {
       }
       toObserve.push(node);
     }
+    // What goes no further than this is done with: given back before the backend calls below.
+    const further = new Set<NodeId>([...toDelete.map((r) => r.id), ...toObserve.map((n) => n.id)]);
+    for (const id of ids) if (!further.has(id)) release(id);
     await this.deleteInOrder(toDelete);
+    for (const r of toDelete) release(r.id);
     if (toObserve.length === 0) return;
     const ctx = this.context();
     const observed = await this.o.provisioner.observe(toObserve, ctx);
@@ -715,6 +726,8 @@ export class Controller<S extends NodeSpec> {
       if (step === undefined) this.roundDone(node.id);
       else steps.push(step);
     }
+    const operated = new Set(steps.map((st) => st.node.id));
+    for (const node of toObserve) if (!operated.has(node.id)) release(node.id);
     if (steps.length === 0) return;
     // Crash safety: every operation of the batch is on disk as pending before any backend call,
     // in one transaction (one fsync, not one per node).
@@ -736,9 +749,8 @@ export class Controller<S extends NodeSpec> {
       return;
     }
     for (const step of steps) this.pending.delete(step.node.id);
-    const results = await runSteps(this.o.provisioner, steps, ctx, this.o.concurrency, this.slots);
-    steps.forEach((step, i) => {
-      const result = results[i]!;
+    await runSteps(this.o.provisioner, steps, ctx, this.o.concurrency, this.slots, (i, result) => {
+      const step = steps[i]!;
       if (createCutShort(step.op, result)) {
         // Stopped mid-way (its timeout, a signal): it may have made something, as after a crash. Left
         // pending, the next read is told so, and may say it cannot tell rather than invite a second create.
@@ -748,6 +760,7 @@ export class Controller<S extends NodeSpec> {
       }
       this.settle(step, result, this.o.log.child({ node: step.node.id, backend: step.node.spec.backendId }));
       this.roundDone(step.node.id);
+      release(step.node.id);
     });
   }
 

@@ -624,11 +624,17 @@ export async function runSteps<S extends NodeSpec>(
   ctx: OperationContext,
   concurrency: number,
   slots?: Semaphore,
+  /** Told each step's result as soon as it is known (a batch call's, when the call returns), before the others finish. */
+  onResult?: (index: number, result: ProvisionResult) => void,
 ): Promise<ProvisionResult[]> {
   // Without shared slots (apply: one pass), these alone bound it; with them (the daemon's worker loops), every
   // operation in flight, single or in a batch, also holds a slot of the daemon's one --concurrency.
   const held = <T>(task: () => Promise<T>, weight = 1): Promise<T> => (slots === undefined ? task() : slots.run(task, weight));
   const results = new Array<ProvisionResult>(steps.length);
+  const settled = (i: number, r: ProvisionResult): void => {
+    results[i] = r;
+    onResult?.(i, r);
+  };
   const indexes = (op: ProvisionStep<S>['op']): number[] => steps.flatMap((st, i) => (st.op === op ? [i] : []));
   const creates = indexes('create');
   const updates = indexes('update');
@@ -639,12 +645,12 @@ export async function runSteps<S extends NodeSpec>(
     concurrency,
     async (i) => {
       const st = steps[i]!;
-      results[i] = await held(() => (st.op === 'create' ? provisioner.create(st.node, ctx) : provisioner.update(st.node, st.diffs, ctx)));
+      settled(i, await held(() => (st.op === 'create' ? provisioner.create(st.node, ctx) : provisioner.update(st.node, st.diffs, ctx))));
     },
   );
   const many = async (which: readonly number[], call: () => Promise<ReadonlyMap<NodeId, ProvisionResult>>): Promise<void> => {
     const done = await call();
-    for (const i of which) results[i] = done.get(steps[i]!.node.id) ?? { status: 'failed', fault: fault('unknown', 'no result from a batch call') };
+    for (const i of which) settled(i, done.get(steps[i]!.node.id) ?? { status: 'failed', fault: fault('unknown', 'no result from a batch call') });
   };
   await Promise.all([
     one,

@@ -113,6 +113,44 @@ const rotatingContent = (b: MemoryBackend): InfraBackend =>
     },
   });
 
+describe('Controller: a slow operation holds up only its own node', () => {
+  it('a batch-mate done with is given back at once: its dependent is made while the slow create still runs, and a hand edit corrected', async () => {
+    let releaseSlow: () => void = () => undefined;
+    const slowGate = new Promise<void>((resolve) => (releaseSlow = resolve));
+    const wrap = (b: MemoryBackend): InfraBackend =>
+      wrapMemory(b, 'memory', {
+        create: async (n, ctx) => {
+          if (n.id === 'slow') await slowGate;
+          return b.create(n, ctx);
+        },
+      });
+    const h = start({ wrap });
+    // One batch at the start: slow and fast are made together; dep waits for fast.
+    const { graph, gates } = compileYaml(goalYaml(fileNode('slow', 'S') + fileNode('fast', 'F') + fileNode('dep', 'D', { dependsOn: ['fast'] })));
+    await h.controller.setGraph(graph, { gates });
+    const turn = async (): Promise<void> => {
+      await h.clock.advanceAsync(100);
+      await new Promise((r) => setImmediate(r));
+    };
+    try {
+      for (let i = 0; i < 30 && contentOf(h, 'dep') !== 'D'; i++) await turn();
+      expect(contentOf(h, 'fast')).toBe('F');
+      expect(contentOf(h, 'dep')).toBe('D');
+      expect(contentOf(h, 'slow')).toBeUndefined();
+      // A hand edit meanwhile, the slow create still running: corrected now, not after it.
+      h.backend.tamper('fast', { content: 'hand' });
+      for (let i = 0; i < 30 && contentOf(h, 'fast') !== 'F'; i++) await turn();
+      expect(contentOf(h, 'fast')).toBe('F');
+    } finally {
+      releaseSlow();
+    }
+    await h.settle();
+    expect(contentOf(h, 'slow')).toBe('S');
+    expect(h.calls.created.sort()).toEqual(['dep', 'fast', 'slow']);
+    expect(h.calls.updated).toEqual(['fast']);
+  });
+});
+
 describe('Controller: a record\'s updatedAt', () => {
   it('moves when a drift is corrected, though the record reads as before, and not on a steady pass', async () => {
     const h = await converged(goalYaml(fileNode('a', 'A')));
