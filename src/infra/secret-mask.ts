@@ -43,6 +43,28 @@ const ASSIGNMENT = /^(\s*(?:export\s+)?(["']?)([A-Za-z_][\w.-]*)\2\s*[:=]\s*)(\S
 /** `"name": "value"` anywhere in a line (JSON, one or more pairs): the quoted name (group 2) and value (group 3). */
 const JSON_PAIR = /("([A-Za-z_][\w.-]*)"\s*:\s*)"((?:[^"\\]|\\.)*)"/g;
 
+/** A URL's password (`postgres://app:PASSWORD@db/app`, `redis://:PASSWORD@cache`): what comes before it (group 1) and it (group 2). */
+const URL_PASSWORD = /(\b[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s:@/]*:)([^\s@/]+)(?=@)/g;
+
+/** `<password>value</password>`: an XML element's name (group 2) and its text (group 3). */
+const XML_ELEMENT = /(<([A-Za-z_][\w.:-]*)(?:\s[^>]*)?>)([^<]+)(?=<\/\2>)/g;
+
+/** `--password=value`, `--api-key value`: a command-line option's name (group 2) and its value (group 3). */
+const OPTION = /((?:^|\s)--?([A-Za-z][\w-]*)(?:=|\s+))("[^"]*"|'[^']*'|[^\s"']+)/g;
+
+/**
+ * A line with what looks like a secret in it masked where it is not a whole setting: a JSON pair,
+ * a URL's password, an XML element, a command-line option.
+ */
+function maskInLine(line: string): string {
+  let out = line;
+  if (out.includes('"')) out = out.replace(JSON_PAIR, (pair, head: string, name: string, value: string) => (secretSetting(name, value) ? `${head}"${SECRET_MASK}"` : pair));
+  if (out.includes('://')) out = out.replace(URL_PASSWORD, `$1${SECRET_MASK}`);
+  if (out.includes('</')) out = out.replace(XML_ELEMENT, (all, head: string, name: string, text: string) => (secretSetting(name, text) ? `${head}${SECRET_MASK}` : all));
+  if (out.includes('-')) out = out.replace(OPTION, (all, head: string, name: string, value: string) => (secretSetting(name, value) && value !== SECRET_MASK ? `${head}${SECRET_MASK}` : all));
+  return out;
+}
+
 function secretSetting(name: string, value: string): boolean {
   return SECRET_ENV_NAME.test(name) && !SETTING_WORD.test(value.trim());
 }
@@ -54,7 +76,9 @@ const PEM_END = /-----END [A-Z ]*-----/;
 /**
  * Lines of a file as a drift report may show them (a line diff), with what
  * looks like a secret masked: the value of a setting whose name says it is
- * one (`DB_PASSWORD=…`, `api_key: …`) and the body of a PEM private key.
+ * one (`DB_PASSWORD=…`, `api_key: …`, `"password": "…"`, `<password>…`,
+ * `--password=…`), a URL's password (`postgres://app:…@db`) and the body of
+ * a PEM private key.
  * A managed file's lines come from the goals, but a hand edit may add a
  * secret, and a report is logged and stored. Pure; the rest is unchanged.
  */
@@ -69,7 +93,7 @@ export function maskSecretLines(lines: readonly string[]): string[] {
     }
     const m = ASSIGNMENT.exec(line);
     if (m !== null && secretSetting(m[3]!, m[4]!)) return `${m[1]!}${SECRET_MASK}${m[5]!}`;
-    return line.includes('"') ? line.replace(JSON_PAIR, (pair, head: string, name: string, value: string) => (secretSetting(name, value) ? `${head}"${SECRET_MASK}"` : pair)) : line;
+    return maskInLine(line);
   });
 }
 

@@ -102,6 +102,14 @@ describe('lineDiff', () => {
       out: '--- actual\n+++ desired\n@@ line 2 @@\n-DB_PASSWORD=<secret>\r\n-{"password": "<secret>", "db_password":"<secret>", "user": "ana"}\r\n-"api_key": <secret>\r\n-{"debug_auth": "false"}',
     },
     {
+      name: 'secrets inside a line: a URL\'s password, an XML element, a command-line option',
+      actual:
+        'a\nDATABASE_URL=postgres://app:urlpass123@db:5432/app\nredis_url: redis://:redispw777@cache:6379/0 and https://example.com/x@y\n<db><password>xmlpw123</password><user>ana</user></db>\nExecStart=/usr/bin/app --password=clipw1234 --api-key "k y" --port 80 --no-password-prompt',
+      desired: 'a',
+      out:
+        '--- actual\n+++ desired\n@@ line 2 @@\n-DATABASE_URL=postgres://app:<secret>@db:5432/app\n-redis_url: redis://:<secret>@cache:6379/0 and https://example.com/x@y\n-<db><password><secret></password><user>ana</user></db>\n-ExecStart=/usr/bin/app --password=<secret> --api-key <secret> --port 80 --no-password-prompt',
+    },
+    {
       name: 'the body of a private key, its armour in the common head',
       actual: '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQ\n-----END PRIVATE KEY-----',
       desired: '-----BEGIN PRIVATE KEY-----\nMIIEvgIBADANBgkqhkiG9w0BAQ\n-----END PRIVATE KEY-----',
