@@ -10,7 +10,7 @@ export const DIRTY = '-dirty';
 /**
  * The goals' provenance: HEAD's commit when `dir` is inside a git work tree,
  * else null, marked `<commit>-dirty` when a goal file under `dir` (`*.yaml`,
- * `*.yml`, tracked or not, ignored ones aside) differs from that commit:
+ * `*.yml`, tracked or not, ignored ones and dot files aside) differs from that commit:
  * goals edited and not committed are not the commit's. Never throws; where
  * git cannot say (not installed), the commit alone.
  */
@@ -32,7 +32,8 @@ async function goalsDiffer(dir: string): Promise<boolean> {
   return new Promise((done) => {
     execFile(
       'git',
-      ['--no-optional-locks', 'status', '--porcelain', '-z', '--untracked-files=all', '--', ':(glob)**/*.yaml', ':(glob)**/*.yml'],
+      // Dot files and what dot directories hold are never goals (`listGoalFiles`): a draft `.next.yaml` or a `.github/` workflow does not make them dirty.
+      ['--no-optional-locks', 'status', '--porcelain', '-z', '--untracked-files=all', '--', ':(glob)**/*.yaml', ':(glob)**/*.yml', ':(glob,exclude)**/.*', ':(glob,exclude)**/.*/**'],
       { cwd, timeout: 5000 },
       (err, stdout) => done(err === null && stdout.length > 0),
     );

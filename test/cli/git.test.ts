@@ -85,6 +85,10 @@ describe('goalsCommit', () => {
     // Other files, in the goal directory or beside it, are not goals.
     writeFileSync(join(goals, 'README.md'), 'docs\n');
     writeFileSync(join(dir, 'other.yaml'), 'x\n');
+    // Nor dot files and what dot directories hold, which are never applied (a draft, a CI workflow).
+    writeFileSync(join(goals, '.next.yaml'), 'draft: 1\n');
+    mkdirSync(join(goals, '.github', 'workflows'), { recursive: true });
+    writeFileSync(join(goals, '.github', 'workflows', 'ci.yml'), 'on: push\n');
     expect(await goalsCommit(goals)).toBe(head);
     writeFileSync(join(goals, 'a.yaml'), 'edited\n');
     expect(await goalsCommit(goals)).toBe(dirty);

@@ -10,7 +10,7 @@ import type { DaemonProbe } from '../../server/http.ts';
 import { BACKENDS_META, backendDigests, changedBackends as changedFrom, compileGoalsCached, DAEMON_LISTEN, DAEMON_PID, lastGoodGoals, openStore, printDiagnostics, pruneHistory, registry, requireGoalsDir, requireStateDir } from '../context.ts';
 import { loadFaultPolicyFile } from '../fault-policy-file.ts';
 import type { CliContext } from '../context.ts';
-import { goalsCommit, headCommit } from '../git.ts';
+import { DIRTY, goalsCommit, headCommit } from '../git.ts';
 import { goalTreeFingerprint, watchGoalTree } from '../goal-watch.ts';
 import type { GoalWatch } from '../goal-watch.ts';
 import type { LoadedGoals } from '../load.ts';
@@ -292,13 +292,17 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       // time; git is asked whether the goals differ from it only when HEAD has moved (a goal edit
       // reloads the goals, which asks it too). Unknown at first: the first poll asks, so a commit made
       // while the goals loaded is not missed.
+      // While the goals differ from HEAD, git is asked at every poll: they may be made equal to it again
+      // (an edit undone, `git checkout -- goals`) without a goal file left changed to reload them.
       let head: string | null | undefined;
+      let dirty = false;
       commitWatch = setInterval(() => {
         if (!runningGoals) return;
         void headCommit(ctx.goalsDir).then(async (now) => {
-          if (now === head) return;
+          if (now === head && !dirty) return;
           head = now;
           const commit = await goalsCommit(ctx.goalsDir);
+          dirty = commit?.endsWith(DIRTY) === true;
           if (runningGoals) c.setCommit(commit);
         });
       }, GOAL_POLL_MS);
