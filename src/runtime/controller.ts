@@ -751,6 +751,15 @@ export class Controller<S extends NodeSpec> {
     for (const step of steps) this.pending.delete(step.node.id);
     await runSteps(this.o.provisioner, steps, ctx, this.o.concurrency, this.slots, (i, result) => {
       const step = steps[i]!;
+      if (result.status === 'failed' && this.abort.signal.aborted) {
+        // Cut off by the shutdown, its grace over: not a failure of the node. Left pending, as after a
+        // crash, and resolved by observing at the next start (a create's next read is told so).
+        this.put(step.node, 'pending', { reason: `${step.op} cut off by the shutdown; observed again at the next start` });
+        this.o.log.warn({ node: step.node.id, backend: step.node.spec.backendId, op: step.op, fault: result.fault }, 'operation cut off by the shutdown; left pending');
+        this.roundDone(step.node.id);
+        release(step.node.id);
+        return;
+      }
       if (createCutShort(step.op, result)) {
         // Stopped mid-way (its timeout, a signal): it may have made something, as after a crash. Left
         // pending, the next read is told so, and may say it cannot tell rather than invite a second create.

@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
 import type { InfraBackend } from '../../src/infra/index.ts';
-import { CIRCUITS_META, DesiredGraph, GOALS_EMPTY_META, SqliteStateStore } from '../../src/runtime/index.ts';
+import { CIRCUITS_META, DesiredGraph, fault, GOALS_EMPTY_META, SqliteStateStore } from '../../src/runtime/index.ts';
 import type { Observation, ObservationMemo } from '../../src/runtime/index.ts';
 import type { InfraDesiredNodeSpec } from '../../src/infra/index.ts';
 import { compileYaml, fileNode, goalYaml, harness, wrapMemory } from '../support/controller-harness.ts';
@@ -148,6 +148,29 @@ describe('Controller: a slow operation holds up only its own node', () => {
     expect(contentOf(h, 'slow')).toBe('S');
     expect(h.calls.created.sort()).toEqual(['dep', 'fast', 'slow']);
     expect(h.calls.updated).toEqual(['fast']);
+  });
+});
+
+describe('Controller: an operation the shutdown cuts off', () => {
+  it('is left pending, as after a crash, and the node is not recorded as failed', async () => {
+    const wrap = (b: MemoryBackend): InfraBackend =>
+      wrapMemory(b, 'memory', {
+        // Runs until it is told to stop (an update past the shutdown's grace).
+        update: (_n, _diffs, ctx) =>
+          new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve({ status: 'failed', fault: fault('transient', 'update command aborted', { code: 'aborted' }) }), { once: true })),
+      });
+    const h = await converged(goalYaml(fileNode('a', 'A')), { wrap });
+    h.backend.tamper('a', { content: 'hand' });
+    await h.clock.advanceAsync(100);
+    await new Promise((r) => setImmediate(r));
+    expect(h.store.pendingOperations().map((o) => `${o.node}:${o.op}`)).toEqual(['a:update']);
+    const stopping = h.controller.stop(1000);
+    await h.clock.advanceAsync(1000);
+    await stopping;
+    expect(h.store.pendingOperations().map((o) => `${o.node}:${o.op}`)).toEqual(['a:update']);
+    expect(h.store.getNode('a')).toMatchObject({ status: 'pending', reason: 'update cut off by the shutdown; observed again at the next start', lastFault: null });
+    expect(h.lines.filter((l) => l.msg === 'update failed')).toEqual([]);
+    expect(h.lines.filter((l) => l.msg === 'operation cut off by the shutdown; left pending')).toHaveLength(1);
   });
 });
 
