@@ -40,7 +40,7 @@ export function show(value: unknown): string {
 }
 
 export function formatDiff(d: FieldDiff): string[] {
-  const notes = [...(d.masked === true ? ['secret'] : []), ...(d.cause === 'secret-rotated' ? ['rotated'] : [])];
+  const notes = [...(d.masked === true ? ['secret'] : []), ...(d.cause === 'secret-rotated' ? ['rotated'] : []), ...(d.cannotCorrect !== undefined ? [`not corrected: ${d.cannotCorrect}`] : [])];
   const lines = [`      ${d.path}: ${show(d.actual)} → ${show(d.desired)}${notes.length > 0 ? ` (${notes.join(', ')})` : ''}`];
   if (d.detail !== undefined) for (const l of d.detail.split('\n').slice(0, 40)) lines.push(`        ${l}`);
   return lines;

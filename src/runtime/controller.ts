@@ -8,7 +8,6 @@ import { CircuitBreakers, DEFAULT_CIRCUIT_BREAKER, DEFAULT_FAULT_POLICY, decide 
 import type { BreakerChange, CircuitBreakerConfig, FaultPolicy, Rng } from './fault-policy.ts';
 import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredGraph } from './graph.ts';
-import { correctsDrift } from './node-spec.ts';
 import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.ts';
 import { nextStatus, releasable } from './node-machine.ts';
 import type { NodeEventType } from './node-machine.ts';
@@ -22,7 +21,7 @@ import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } fr
 import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, heldByPolicy, heldFault, heldReason, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDependents, storedDeps, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
-import { corrected, driftReport, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
+import { correctable, corrected, driftReport, uncorrectableFault, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 
 /** Watches what the nodes manage; calls `onChange` with the ids whose resources changed. Returns a stop function. */
 export type ChangeWatcher<S extends NodeSpec> = (nodes: readonly DesiredNode<S>[], onChange: (ids: readonly NodeId[]) => void) => () => void;
@@ -830,8 +829,15 @@ export class Controller<S extends NodeSpec> {
         }
         this.transition(node, 'OBSERVED_DRIFTED', { outputs: obs.outputs, memo: obs.memo ?? null });
         if (!appliedAtSpec(rec, node)) {
-          // The goal changed (or an existing resource is adopted): converge it.
+          // The goal changed (or an existing resource is adopted): converge it; it fails, naming the
+          // field, without a backend call where the goal asks for what no update can make.
+          const cannot = uncorrectableFault(diffs);
           this.transition(node, 'UPDATE', {});
+          if (cannot !== undefined) {
+            this.transition(node, 'PROVISION_FAILED', {});
+            this.fail(node, cannot, log, 'update failed');
+            return undefined;
+          }
           return { node, op: 'update', diffs };
         }
         // Changes of the desired side (a rotated secret) are applied whatever selfHeal says, and are neither
@@ -844,7 +850,10 @@ export class Controller<S extends NodeSpec> {
           return undefined;
         }
         this.transition(node, 'UPDATE', {});
-        return wait === undefined ? { node, op: 'update', diffs } : { node, op: 'update', diffs: changes, leftDrift: wait };
+        if (wait !== undefined) return { node, op: 'update', diffs: changes, leftDrift: wait };
+        // What no update can correct is left as it is, and reported; the rest corrected.
+        const fix = correctable(diffs);
+        return fix.leftDrift === undefined ? { node, op: 'update', diffs } : { node, op: 'update', diffs: fix.diffs, leftDrift: fix.leftDrift };
       }
       case 'indeterminate':
         this.transition(node, 'OBSERVED_INDETERMINATE', { reason: heldReason(node.id, obs), lastFault: heldFault(obs) });
@@ -1041,7 +1050,7 @@ export class Controller<S extends NodeSpec> {
       memory.outstanding = true;
       memory.flapping = flapping;
       memory.firstSeen = now;
-    } else if (key === memory.lastKey || (paths === memory.lastPaths && (memory.flapping || this.reportedRecently(node, memory, now)))) {
+    } else if (key === memory.lastKey || (paths === memory.lastPaths && (memory.flapping || this.reportedRecently(node, memory, now, diffs)))) {
       // The same occurrence, already reported. While the same fields keep changing value (a counter, a
       // timestamp) it stays the same occurrence: a flapping one until its correction, a report-only one
       // (selfHeal: false, never corrected) for an interval, after which the new values are reported
@@ -1082,8 +1091,8 @@ export class Controller<S extends NodeSpec> {
   }
 
   /** A report-only drift reported less than an interval ago (see `noteDrift`). */
-  private reportedRecently(node: DesiredNode<S>, memory: DriftMemory, now: number): boolean {
-    return !correctsDrift(node.settings) && now - memory.lastReportAt < (node.settings.intervalMs ?? this.o.intervalMs);
+  private reportedRecently(node: DesiredNode<S>, memory: DriftMemory, now: number, diffs: readonly FieldDiff[]): boolean {
+    return !corrected(node.settings, diffs) && now - memory.lastReportAt < (node.settings.intervalMs ?? this.o.intervalMs);
   }
 
   /**

@@ -1,4 +1,6 @@
 import type { Logger } from 'pino';
+import { fault } from './fault.ts';
+import type { Fault } from './fault.ts';
 import { correctsDrift, reportOnlyReason } from './node-spec.ts';
 import type { DesiredNode, NodeSettings, NodeSpec } from './node-spec.ts';
 import type { FieldDiff } from './provisioner.ts';
@@ -37,14 +39,45 @@ export function logDesiredChanges(log: Logger, changes: readonly FieldDiff[]): v
   if (changes.length > 0) log.info({ fields: changes.map((d) => d.path), cause: 'secret-rotated' }, 'secret rotated; applying');
 }
 
-/** Whether drift of these `diffs` is corrected: a deleted resource is made again under selfHeal (a create), other drift only where the backend can also update it (`correctsDrift`). */
+/**
+ * Whether drift of these `diffs` is corrected: a deleted resource is made again under selfHeal (a
+ * create), other drift only where the backend can also update it (`correctsDrift`) and some of it can
+ * be corrected at all (`FieldDiff.cannotCorrect`).
+ */
 export function corrected(settings: NodeSettings, diffs: readonly FieldDiff[]): boolean {
-  return isMissing(diffs) ? settings.selfHeal : correctsDrift(settings);
+  return isMissing(diffs) ? settings.selfHeal : correctsDrift(settings) && diffs.some((d) => d.cannotCorrect === undefined);
 }
 
 /** Why drift of these `diffs` is only reported (see `corrected`). */
 export function reportOnly(settings: NodeSettings, diffs: readonly FieldDiff[]): string {
-  return isMissing(diffs) ? 'selfHeal: false' : reportOnlyReason(settings);
+  if (isMissing(diffs)) return 'selfHeal: false';
+  return correctsDrift(settings) ? (uncorrectable(diffs)[0]?.cannotCorrect ?? reportOnlyReason(settings)) : reportOnlyReason(settings);
+}
+
+/** The diffs no update can correct (`FieldDiff.cannotCorrect`). */
+export function uncorrectable(diffs: readonly FieldDiff[]): FieldDiff[] {
+  return diffs.filter((d) => d.cannotCorrect !== undefined);
+}
+
+/**
+ * The fault of a goal (a new node, a changed one, a resource adopted) that asks for what no update can
+ * make (`FieldDiff.cannotCorrect`): permanent, naming the field; undefined when every diff can be made.
+ */
+export function uncorrectableFault(diffs: readonly FieldDiff[]): Fault | undefined {
+  const d = uncorrectable(diffs)[0];
+  if (d === undefined) return undefined;
+  const shown = (v: unknown): string => JSON.stringify(v) ?? String(v);
+  return fault('permanent', `${d.path} is ${shown(d.actual)}, not ${shown(d.desired)}, and no update can change it: ${d.cannotCorrect!}`, { code: 'cannot-correct' });
+}
+
+/**
+ * The update that corrects `diffs` of a node applied at its spec, where some cannot be (`cannotCorrect`):
+ * the others, and why the node stays drifted after it (`leftDrift`); all of them when every one can be.
+ */
+export function correctable(diffs: readonly FieldDiff[]): { readonly diffs: readonly FieldDiff[]; readonly leftDrift?: string } {
+  const fixed = uncorrectable(diffs);
+  if (fixed.length === 0) return { diffs };
+  return { diffs: diffs.filter((d) => d.cannotCorrect === undefined), leftDrift: `drift reported (${fixed[0]!.cannotCorrect!})` };
 }
 
 /** The report of one drift occurrence of `node`, detected `at` (epoch ms). */

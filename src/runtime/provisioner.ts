@@ -35,6 +35,13 @@ export interface FieldDiff {
    * that did not change, which is drift once the node was applied.
    */
   readonly cause?: 'secret-rotated' | undefined;
+  /**
+   * Set when no update can make this field as desired, with why (a database's encoding, fixed at its
+   * creation; a directory where a file should be, which the backend never deletes to make room): the
+   * difference is drift reported, never corrected, and never handed to `update`; the node's other
+   * differences are corrected as ever.
+   */
+  readonly cannotCorrect?: string | undefined;
 }
 
 /** What exists, compared with what is desired. Failure is a state, not a throw. */

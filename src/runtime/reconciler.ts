@@ -8,7 +8,7 @@ import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, Operatio
 import type { NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
 import { GOAL_ERRORS_META } from './state-store.ts';
 import { DeferredWrites } from './deferred-writes.ts';
-import { corrected, driftReport, isDesiredChange, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
+import { correctable, corrected, driftReport, uncorrectableFault, isDesiredChange, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
 import type { Semaphore } from './limit.ts';
@@ -189,7 +189,13 @@ export class Reconciler<S extends NodeSpec> {
               if (correct && record.outputs !== null) outputs.set(node.id, record.outputs);
               entry({ action: 'drift', diffs, correct, reportOnly: correct ? undefined : reportOnly(node.settings, drift) });
             } else {
-              // A changed goal, or only desired changes (a rotated secret): an update, as apply makes it.
+              // A changed goal, or only desired changes (a rotated secret): an update, as apply makes it;
+              // an error where the goal asks for what no update can make.
+              const cannot = uncorrectableFault(diffs);
+              if (cannot !== undefined) {
+                entry({ action: 'error', fault: cannot });
+                break;
+              }
               willChange.add(node.id);
               entry({ action: 'update', diffs });
             }
@@ -356,6 +362,14 @@ export class Reconciler<S extends NodeSpec> {
                 break;
               }
               if (!appliedAt(prev, node, options)) {
+                // A goal that asks for what no update can make fails, naming the field, without a backend call.
+                const cannot = uncorrectableFault(diffs);
+                if (cannot !== undefined) {
+                  outcomes.set(node.id, { status: 'failed', fault: cannot });
+                  put(node, 'failed', { lastFault: cannot, attempts: (prev?.attempts ?? 0) + 1, reason: cannot.message, managed: prev?.managed ?? false });
+                  log().warn({ fault: cannot }, 'update failed');
+                  break;
+                }
                 steps.push({ node, op: 'update', diffs });
                 break;
               }
@@ -369,7 +383,13 @@ export class Reconciler<S extends NodeSpec> {
                 put(node, 'drifted', { managed: true, outputs: obs.outputs, memo: obs.memo ?? null, reason: leftDrift });
                 break;
               }
-              steps.push(leftDrift === undefined ? { node, op: 'update', diffs } : { node, op: 'update', diffs: changes, leftDrift });
+              if (leftDrift !== undefined) {
+                steps.push({ node, op: 'update', diffs: changes, leftDrift });
+                break;
+              }
+              // What no update can correct is left as it is, and reported; the rest corrected.
+              const fix = correctable(diffs);
+              steps.push(fix.leftDrift === undefined ? { node, op: 'update', diffs } : { node, op: 'update', diffs: fix.diffs, leftDrift: fix.leftDrift });
               break;
             }
             case 'indeterminate': {

@@ -151,6 +151,49 @@ describe('Controller: a slow operation holds up only its own node', () => {
   });
 });
 
+describe('Controller: drift no update can correct (FieldDiff.cannotCorrect)', () => {
+  /** The memory backend, its `mode` diffs marked as no update can correct. */
+  const fixedMode = (b: MemoryBackend): InfraBackend =>
+    wrapMemory(b, 'memory', {
+      observe: async (list, ctx) => {
+        const out = new Map(await b.observe(list, ctx));
+        for (const [id, obs] of out) {
+          if (obs.status === 'drifted') out.set(id, { ...obs, diffs: obs.diffs.map((d) => (d.path === 'mode' ? { ...d, cannotCorrect: 'fixed at creation' } : d)) });
+        }
+        return out;
+      },
+    });
+
+  it('alone: reported once, never handed to update, the node drifted with why', async () => {
+    const h = await converged(goalYaml(fileNode('a', 'A')), { wrap: fixedMode });
+    h.backend.tamper('a', { mode: '0600' });
+    await h.advance(3 * MIN, 10_000);
+    expect(h.calls.updated).toEqual([]);
+    expect(h.store.listDrift()).toEqual([expect.objectContaining({ node: 'a', action: 'reported', diffs: [expect.objectContaining({ path: 'mode', cannotCorrect: 'fixed at creation' })] })]);
+    expect(h.lines.filter((l) => l.msg === 'drift detected')).toHaveLength(1);
+    expect(h.store.getNode('a')).toMatchObject({ status: 'drifted', reason: 'drift reported (fixed at creation)' });
+  });
+
+  it('beside drift it can correct: the update gets only that, and the node stays drifted with why', async () => {
+    const h = await converged(goalYaml(fileNode('a', 'A')), { wrap: fixedMode });
+    h.backend.tamper('a', { mode: '0600', content: 'hand' });
+    await h.settle();
+    expect(h.calls.updated).toEqual(['a']);
+    expect(contentOf(h, 'a')).toBe('A');
+    expect(h.store.listDrift()).toEqual([expect.objectContaining({ node: 'a', action: 'corrected' })]);
+    expect(h.store.getNode('a')).toMatchObject({ status: 'drifted', reason: 'drift reported (fixed at creation)' });
+  });
+
+  it('asked for by a changed goal: the node fails, permanently, naming the field, with no backend call', async () => {
+    const h = await converged(goalYaml(fileNode('a', 'A')), { wrap: fixedMode });
+    const { graph, gates } = compileYaml(goalYaml(fileNode('a', 'A', { mode: '0600' })));
+    await h.controller.setGraph(graph, { gates });
+    await h.settle();
+    expect(h.calls.updated).toEqual([]);
+    expect(h.store.getNode('a')?.lastFault).toMatchObject({ class: 'permanent', code: 'cannot-correct', message: 'mode is "0644", not "0600", and no update can change it: fixed at creation' });
+  });
+});
+
 describe('Controller: an operation the shutdown cuts off', () => {
   it('is left pending, as after a crash, and the node is not recorded as failed', async () => {
     const wrap = (b: MemoryBackend): InfraBackend =>

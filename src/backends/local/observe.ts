@@ -66,8 +66,19 @@ export function kindName(actual: ActualEntry): string {
   return actual.kind === 'other' ? actual.what : kindNames[actual.kind];
 }
 
+/**
+ * Something of another kind where the node's resource should be: drift on `kind`, which the backend
+ * never corrects (it deletes nothing to make room), so it is reported, and a goal that asks for it
+ * fails, naming it (`FieldDiff.cannotCorrect`).
+ */
 function wrongKindObservation(absPath: string, actual: ActualEntry, wanted: string): Observation {
-  return { status: 'failed', fault: wrongKind(absPath, kindName(actual), wanted).fault };
+  const found = kindName(actual);
+  const why = wrongKind(absPath, found, wanted).fault;
+  return {
+    status: 'drifted',
+    diffs: [{ path: 'kind', desired: wanted, actual: found, cannotCorrect: `${why.message}; ${why.hint ?? ''}`.replace(/; $/, '') }],
+    outputs: { path: absPath },
+  };
 }
 
 /** `sha256:ab12cd34ef56… (120 bytes)`, or only the size when the content was not hashed. */

@@ -226,7 +226,7 @@ export function observeDatabase(spec: DatabaseSpec, row: DatabaseRow | undefined
   const diffs: FieldDiff[] = [];
   if (spec.owner !== undefined && spec.owner !== row.owner) diffs.push(diff('owner', spec.owner, row.owner));
   if (normalizeEncoding(spec.encoding) !== normalizeEncoding(row.encoding)) {
-    diffs.push({ path: 'encoding', desired: spec.encoding, actual: row.encoding, detail: 'fixed at creation: recreate the database to change it' });
+    diffs.push({ path: 'encoding', desired: spec.encoding, actual: row.encoding, cannotCorrect: 'a database\'s encoding is fixed at its creation: recreate the database (dump, drop, create, restore) or set encoding to the actual value' });
   }
   if (spec.connectionLimit !== undefined && connLimit(spec.connectionLimit) !== connLimit(row.connection_limit)) {
     diffs.push(diff('connectionLimit', spec.connectionLimit, row.connection_limit));

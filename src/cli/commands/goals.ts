@@ -95,6 +95,9 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
     // cannot converge, so 1 rather than a "nothing to do" that a CI gate would take for converged; so is
     // a mass deletion apply refuses (without --allow-mass-deletion).
     if (counts.error > 0 || counts.blocked + counts.held > 0 || refused > 0) return EXIT.failed;
+    // Drift no update can correct, where the goal asks for correction, is one apply cannot converge either.
+    const stuck = entries.some((e) => e.planned.action === 'drift' && !e.planned.correct && c.graph.get(e.id)?.settings.selfHeal !== false && e.planned.diffs.some((d) => d.cannotCorrect !== undefined));
+    if (stuck) return EXIT.failed;
     // Drift that is only reported (selfHeal: false) is nothing for apply to do: it would never reach 0. A
     // rotated secret shown with it is (it is applied whatever selfHeal says).
     const corrections = entries.filter((e) => e.planned.action === 'drift' && (e.planned.correct || e.planned.diffs.some((d) => d.cause !== undefined))).length;
@@ -150,6 +153,11 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     const changed = changedBackends(store.getMeta(BACKENDS_META), declared);
     const result = await reconciler.apply(c.graph, { signal: abort.signal, gates: c.loaded.result.gates, commit, trigger: 'apply', allowDeletions, allowMassDeletion: options.allowMassDeletion, changedBackends: changed });
     const s = result.summary;
+    // Drift no update can correct (something of another kind at a file's path), where the goal asks for it
+    // to be corrected: reported and left, and not converged, as a failed node is not.
+    const stuck = [...result.outcomes].flatMap(([id, o]) =>
+      o.status === 'drift-reported' && c.graph.get(id)?.settings.selfHeal !== false ? o.diffs.filter((d) => d.cannotCorrect !== undefined).map((d) => ({ id, why: d.cannotCorrect! })) : [],
+    );
     // The backends as applied, once every node reached them: until then, a changed one stays changed for the next apply.
     if (s.failed === 0 && s.blocked === 0 && s.held === 0 && !abort.signal.aborted) store.setMeta(BACKENDS_META, JSON.stringify(declared));
     if (ctx.format === 'json') {
@@ -159,7 +167,7 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
       for (const [id, o] of result.outcomes) {
         if (o.status === 'failed') listed.push(`  x ${id}: ${o.fault.class}: ${o.fault.message}${o.fault.hint === undefined ? '' : ` (hint: ${o.fault.hint})`}`);
         else if (o.status === 'blocked' || o.status === 'held') listed.push(`  ⊘ ${id}: ${o.status}: ${o.reason}`);
-        else if (o.status !== 'unchanged') listed.push(`  ${APPLY_SYMBOL[o.status]} ${id}: ${o.status}`);
+        else if (o.status !== 'unchanged') listed.push(`  ${APPLY_SYMBOL[o.status]} ${id}: ${o.status}${stuck.find((x) => x.id === id) === undefined ? '' : `: ${stuck.find((x) => x.id === id)!.why}`}`);
       }
       ctx.outLines(listed);
       if (result.refusedDeletions !== undefined) {
@@ -175,7 +183,8 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     pruneHistory(ctx, store, options.history);
     // Deletions left undone (declined, or no terminal to ask on) mean the goals are not reached: not converged.
     if (declined > 0 && ctx.format !== 'json') ctx.out(`  not converged: ${declined} deletion(s) not done`);
-    const ok = s.failed === 0 && s.blocked === 0 && s.held === 0 && result.refusedDeletions === undefined && declined === 0 && !abort.signal.aborted;
+    if (stuck.length > 0 && ctx.format !== 'json') ctx.out(`  not converged: ${stuck.length} drift(s) no update can correct, left as found`);
+    const ok = s.failed === 0 && s.blocked === 0 && s.held === 0 && result.refusedDeletions === undefined && declined === 0 && stuck.length === 0 && !abort.signal.aborted;
     return ok ? EXIT.ok : EXIT.failed;
   } finally {
     process.off('SIGINT', onSignal);

@@ -276,7 +276,8 @@ describe('local backend refuses, never deletes, the wrong kind', () => {
     const path = join(sb.root, 'x');
     await prepare(path);
     const kindBefore = await lstat(path);
-    expect(await observe(node)).toMatchObject({ status: 'failed', fault: { class: 'permanent', code: 'wrong-kind' } });
+    // Drift of its kind, which no update corrects (`cannotCorrect`): reported, never made right by deleting.
+    expect(await observe(node)).toMatchObject({ status: 'drifted', diffs: [{ path: 'kind', cannotCorrect: expect.stringContaining('refusing to replace it') }] });
     for (const op of [() => sb.backend.create(node, opCtx()), () => sb.backend.update(node, [], opCtx()), () => sb.backend.delete(node, opCtx())]) {
       expect(await faultOf(op)).toMatchObject({ class: 'permanent', code: 'wrong-kind' });
     }

@@ -28,14 +28,28 @@ describe('observeFile', () => {
     { name: 'owner checked only when desired', expect: expectFile, actual: file({ uid: 0, owner: 'root' }), status: 'upToDate', paths: [] },
     { name: 'owner drift', expect: { ...expectFile, owner: { name: 'app', id: 1000 } }, actual: file({ uid: 0, owner: 'root' }), status: 'drifted', paths: ['owner'] },
     { name: 'group drift', expect: { ...expectFile, group: { name: '1000', id: 1000 } }, actual: file({ gid: 5, group: 'tty' }), status: 'drifted', paths: ['group'] },
-    { name: 'a directory is a wrong kind, not drift', expect: expectFile, actual: { kind: 'directory', mode: 0o40755 } as ActualEntry, status: 'failed', paths: [] },
-    { name: 'a symlink is a wrong kind', expect: expectFile, actual: { kind: 'symlink', target: 'x' } as ActualEntry, status: 'failed', paths: [] },
-    { name: 'a fifo is a wrong kind', expect: expectFile, actual: { kind: 'other', what: 'fifo' } as ActualEntry, status: 'failed', paths: [] },
+    { name: 'a directory is drift of its kind, which no update corrects', expect: expectFile, actual: { kind: 'directory', mode: 0o40755 } as ActualEntry, status: 'drifted', paths: ['kind'] },
+    { name: 'a symlink is drift of its kind', expect: expectFile, actual: { kind: 'symlink', target: 'x' } as ActualEntry, status: 'drifted', paths: ['kind'] },
+    { name: 'a fifo is drift of its kind', expect: expectFile, actual: { kind: 'other', what: 'fifo' } as ActualEntry, status: 'drifted', paths: ['kind'] },
   ])('$name', ({ expect: e, actual, status, paths }) => {
     const obs = observeFile(e, actual);
     expect(obs.status).toBe(status);
     expect(obs.status === 'drifted' ? obs.diffs.map((d) => d.path) : []).toEqual(paths);
-    if (obs.status === 'failed') expect(obs.fault).toMatchObject({ class: 'permanent', code: 'wrong-kind' });
+  });
+
+  it('says what stands in the way of a kind drift, and that it is never corrected', () => {
+    expect(observeFile(expectFile, { kind: 'directory', mode: 0o40755 })).toEqual({
+      status: 'drifted',
+      diffs: [
+        {
+          path: 'kind',
+          desired: 'file',
+          actual: 'directory',
+          cannotCorrect: '/r/app.toml is a directory, not a file; refusing to replace it; remove or move the directory by hand if the file should take its place',
+        },
+      ],
+      outputs: { path: '/r/app.toml' },
+    });
   });
 
   it('describes content by short hash and shows a line diff for small text', () => {
@@ -59,7 +73,7 @@ describe('observeDirectory', () => {
     { name: 'missing is absent', actual: { kind: 'missing' } as ActualEntry, status: 'absent' },
     { name: 'same mode is up to date', actual: { kind: 'directory', mode: 0o40755 } as ActualEntry, status: 'upToDate' },
     { name: 'other mode is drift', actual: { kind: 'directory', mode: 0o40700 } as ActualEntry, status: 'drifted' },
-    { name: 'a file is a wrong kind', actual: file(), status: 'failed' },
+    { name: 'a file is drift of its kind', actual: file(), status: 'drifted' },
   ])('$name', ({ actual, status }) => {
     expect(observeDirectory({ absPath: '/r/d', mode: 0o755 }, actual).status).toBe(status);
   });
@@ -75,7 +89,7 @@ describe('observeSymlink', () => {
     { name: 'missing is absent', actual: { kind: 'missing' } as ActualEntry, status: 'absent' },
     { name: 'same target is up to date', actual: { kind: 'symlink', target: 'a/b' } as ActualEntry, status: 'upToDate' },
     { name: 'other target is drift', actual: { kind: 'symlink', target: 'a/c' } as ActualEntry, status: 'drifted' },
-    { name: 'a directory is a wrong kind', actual: { kind: 'directory', mode: 0o40755 } as ActualEntry, status: 'failed' },
+    { name: 'a directory is drift of its kind', actual: { kind: 'directory', mode: 0o40755 } as ActualEntry, status: 'drifted' },
   ])('$name', ({ actual, status }) => {
     expect(observeSymlink({ absPath: '/r/l', target: 'a/b' }, actual).status).toBe(status);
   });

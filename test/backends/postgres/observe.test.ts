@@ -87,6 +87,14 @@ describe('observeDatabase', () => {
   ])('$name', ({ row: r, status }) => {
     expect(observeDatabase(spec, r).status).toBe(status);
   });
+
+  it('an encoding that differs is drift no update corrects (reported; a goal asking for it fails), beside what can be', () => {
+    const obs = observeDatabase(spec, { oid: 1, name: 'app', owner: 'postgres', encoding: 'LATIN1', connection_limit: -1 });
+    expect(obs.status === 'drifted' ? obs.diffs : []).toEqual([
+      expect.objectContaining({ path: 'owner' }),
+      expect.objectContaining({ path: 'encoding', desired: 'utf-8', actual: 'LATIN1', cannotCorrect: expect.stringContaining('fixed at its creation') }),
+    ]);
+  });
 });
 
 describe('observeGrant', () => {

@@ -1,0 +1,52 @@
+import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cli, oneFileGoal, tempProject } from '../support/cli.ts';
+
+// A managed file replaced by hand with a directory: drift of its kind, which the local backend never
+// corrects (it deletes nothing to make room). Reported like any drift, with why; left as found; and
+// not converged, so apply and plan exit 1, as they do for a node that fails.
+describe('something of another kind at a managed path', () => {
+  it('is a drift report naming it, never a correction; apply and plan exit 1; put right by hand, it converges', async () => {
+    const p = tempProject('ds-wrong-kind-');
+    p.write('app.yaml', oneFileGoal(p.root, 'port = 1\n'));
+    expect((await cli(['apply', ...p.args])).code).toBe(0);
+    rmSync(join(p.root, 'app.conf'));
+    mkdirSync(join(p.root, 'app.conf'));
+    writeFileSync(join(p.root, 'app.conf', 'data'), 'kept');
+
+    const plan = await cli(['plan', ...p.args]);
+    expect(plan.code).toBe(1);
+    expect(plan.stdout).toContain('kind: "directory" → "file" (not corrected: ');
+
+    const apply = await cli(['apply', ...p.args]);
+    expect(apply.code).toBe(1);
+    expect(apply.stdout).toMatch(/! conf: drift-reported: .*app\.conf is a directory, not a file; refusing to replace it/);
+    expect(apply.stdout).toContain('not converged: 1 drift(s) no update can correct, left as found');
+    expect(statSync(join(p.root, 'app.conf')).isDirectory()).toBe(true);
+    expect(readdirSync(join(p.root, 'app.conf'))).toEqual(['data']);
+
+    const drift = JSON.parse((await cli(['drift', ...p.args, '--format', 'json'])).stdout) as { reports: { node: string; action: string; diffs: { path: string; desired: unknown; actual: unknown }[] }[] };
+    expect(drift.reports).toEqual([expect.objectContaining({ node: 'conf', action: 'reported', diffs: [expect.objectContaining({ path: 'kind', desired: 'file', actual: 'directory' })] })]);
+    const status = JSON.parse((await cli(['status', ...p.args, '--format', 'json'])).stdout) as { nodes: { id: string; status: string; reason: string }[] };
+    expect(status.nodes.find((n) => n.id === 'conf')).toMatchObject({ status: 'drifted', reason: expect.stringContaining('refusing to replace it') });
+
+    // The operator moves it away: the file is made again (drift of a missing resource), and all is well.
+    rmSync(join(p.root, 'app.conf'), { recursive: true });
+    expect((await cli(['apply', ...p.args])).code).toBe(0);
+    expect(statSync(join(p.root, 'app.conf')).isFile()).toBe(true);
+  });
+
+  it('a goal whose path something of another kind already holds fails at plan and apply, naming it', async () => {
+    const p = tempProject('ds-wrong-kind-new-');
+    mkdirSync(join(p.root, 'app.conf'), { recursive: true });
+    p.write('app.yaml', oneFileGoal(p.root, 'port = 1\n'));
+    const plan = await cli(['plan', ...p.args]);
+    expect(plan.code).toBe(1);
+    expect(plan.stdout).toContain('x conf (local.file via local) error (permanent): kind is "directory", not "file", and no update can change it: ');
+    const apply = await cli(['apply', ...p.args]);
+    expect(apply.code).toBe(1);
+    expect(apply.stdout).toContain('x conf: permanent: kind is "directory", not "file", and no update can change it');
+    expect(statSync(join(p.root, 'app.conf')).isDirectory()).toBe(true);
+  });
+});
