@@ -167,6 +167,8 @@ export class Controller<S extends NodeSpec> {
   private summary: SummaryCounts = emptySummary();
   /** The nodes this run found unchanged: each counts once in its summary, however many passes find it so. */
   private readonly unchangedInRun = new Set<NodeId>();
+  /** Nodes this run has counted as failed: a node failing again and again (each retry) counts once, as `history`'s other columns count nodes. */
+  private readonly failedInRun = new Set<NodeId>();
   /** The nodes this run found blocked behind a failed or held dependency: each counts once in its summary. */
   private readonly blockedInRun = new Set<NodeId>();
   private stopWatching: (() => void) | undefined;
@@ -992,7 +994,10 @@ export class Controller<S extends NodeSpec> {
   private failure(backendId: string, id: NodeId, f: Fault, previousAttempts: number): { attempts: number; decision: ReturnType<typeof decide> } {
     this.backendFailed(backendId, f, id);
     const attempts = previousAttempts + 1;
-    this.summary.failed++;
+    if (!this.failedInRun.has(id)) {
+      this.failedInRun.add(id);
+      this.summary.failed++;
+    }
     return { attempts, decision: decide(f, attempts, this.o.rng, this.o.faultPolicy) };
   }
 
@@ -1339,6 +1344,7 @@ export class Controller<S extends NodeSpec> {
     this.runId = null;
     this.summary = emptySummary();
     this.unchangedInRun.clear();
+    this.failedInRun.clear();
     this.blockedInRun.clear();
   }
 

@@ -194,6 +194,18 @@ describe('Controller: drift no update can correct (FieldDiff.cannotCorrect)', ()
   });
 });
 
+describe('Controller: the run counts nodes', () => {
+  it('a node failing at every retry counts once as failed, as the other columns count nodes', async () => {
+    const wrap = (b: MemoryBackend): InfraBackend =>
+      wrapMemory(b, 'memory', { create: async (n, ctx) => (n.id === 'a' ? { status: 'failed', fault: fault('transient', 'down') } : b.create(n, ctx)) });
+    const h = await converged(goalYaml(fileNode('a', 'A') + fileNode('b', 'B')), { wrap });
+    await h.advance(10 * MIN, 10_000);
+    expect(h.calls.created.filter((id) => id === 'a').length).toBeGreaterThanOrEqual(3);
+    await h.controller.stop(1000);
+    expect(h.store.listRuns(10).at(-1)?.summary).toMatchObject({ created: 1, failed: 1 });
+  });
+});
+
 describe('Controller: an operation the shutdown cuts off', () => {
   it('is left pending, as after a crash, and the node is not recorded as failed', async () => {
     const wrap = (b: MemoryBackend): InfraBackend =>
