@@ -144,28 +144,48 @@ export class LocalBackend implements InfraBackend {
     // Taken before any lstat: what a memo records as the time of its reading.
     const now = Date.now();
     const memoOf = (id: NodeId): ObservationMemo | undefined => ctx.memoOf?.(id);
-    const large: BackendNode[] = [];
+    const large: { node: BackendNode; at: NodePath }[] = [];
+    // Each real path and the first node at it: two nodes reaching one file by different paths (through a
+    // symlink the goals do not manage) would overwrite each other for ever, each pass "converged".
+    const byReal = new Map<string, NodeId>();
+    const shared: [NodeId, NodeId, string][] = [];
     for (let start = 0; start < nodes.length; start += OBSERVE_CHUNK) {
       if (start > 0) await flushMicrotasks();
       if (ctx.signal.aborted) break;
       for (const node of nodes.slice(start, start + OBSERVE_CHUNK)) {
         try {
-          const obs = this.observeSync(localSpec(node), confiner, accounts, memoOf(node.id), now);
-          if (obs === undefined) large.push(node);
+          const spec = localSpec(node);
+          const at = confiner.node(spec.path);
+          const first = byReal.get(at.real);
+          if (first === undefined) byReal.set(at.real, node.id);
+          else shared.push([node.id, first, at.real]);
+          const obs = this.observeSync(spec, at, confiner, accounts, memoOf(node.id), now);
+          if (obs === undefined) large.push({ node, at });
           else results.set(node.id, obs);
         } catch (err) {
           results.set(node.id, failed(node, err));
         }
       }
     }
-    const rest = await mapLimit(large, OBSERVE_PARALLELISM, async (node): Promise<Observation> => {
+    const rest = await mapLimit(large, OBSERVE_PARALLELISM, async ({ node, at }): Promise<Observation> => {
       try {
-        return await this.observeOne(localSpec(node), confiner, memoOf(node.id), now);
+        return await this.observeOne(localSpec(node), at, confiner, memoOf(node.id), now);
       } catch (err) {
         return failed(node, err);
       }
     });
-    large.forEach((node, i) => results.set(node.id, rest[i] as Observation));
+    large.forEach(({ node }, i) => results.set(node.id, rest[i] as Observation));
+    for (const [id, first, real] of shared) {
+      const why = (other: NodeId): Observation => ({
+        status: 'failed',
+        fault: fault('permanent', `${real} is managed by node ${JSON.stringify(other)} too: their paths lead to one file through a symlink the goals do not manage`, {
+          code: 'duplicate-resource',
+          hint: 'one node per file: remove one of them from the goals, or manage the symlink so that validate sees the two paths are one',
+        }),
+      });
+      results.set(id, why(first));
+      results.set(first, why(id));
+    }
     return results;
   }
 
@@ -260,8 +280,7 @@ export class LocalBackend implements InfraBackend {
   // ---- internals ----
 
   /** One node with synchronous calls; `undefined` when its file is too large to read that way. */
-  private observeSync(spec: LocalSpec, confiner: Confiner, accounts: Accounts | undefined, memo: ObservationMemo | undefined, now: number): Observation | undefined {
-    const at = confiner.node(spec.path);
+  private observeSync(spec: LocalSpec, at: NodePath, confiner: Confiner, accounts: Accounts | undefined, memo: ObservationMemo | undefined, now: number): Observation | undefined {
     switch (spec.type) {
       case 'local.file': {
         const expect = this.fileExpectationSync(spec, at, accounts);
@@ -278,8 +297,7 @@ export class LocalBackend implements InfraBackend {
     }
   }
 
-  private async observeOne(spec: LocalSpec, confiner: Confiner, memo: ObservationMemo | undefined, now: number): Promise<Observation> {
-    const at = confiner.node(spec.path);
+  private async observeOne(spec: LocalSpec, at: NodePath, confiner: Confiner, memo: ObservationMemo | undefined, now: number): Promise<Observation> {
     switch (spec.type) {
       case 'local.file': {
         const expect = await this.fileExpectation(spec, at);

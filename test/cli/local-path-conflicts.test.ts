@@ -1,7 +1,7 @@
-import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, oneFileGoal, tempProject } from '../support/cli.ts';
+import { cli, localBackend, oneFileGoal, tempProject } from '../support/cli.ts';
 
 // A managed file replaced by hand with a directory: drift of its kind, which the local backend never
 // corrects (it deletes nothing to make room). Reported like any drift, with why; left as found; and
@@ -48,5 +48,27 @@ describe('something of another kind at a managed path', () => {
     expect(apply.code).toBe(1);
     expect(apply.stdout).toContain('x conf: permanent: kind is "directory", not "file", and no update can change it');
     expect(statSync(join(p.root, 'app.conf')).isDirectory()).toBe(true);
+  });
+});
+
+describe('two nodes reaching one file by different paths', () => {
+  it('through a symlink the goals do not manage: both fail, naming each other, and neither writes it', async () => {
+    const p = tempProject('ds-shared-file-');
+    mkdirSync(join(p.root, 'realdir'), { recursive: true });
+    symlinkSync('realdir', join(p.root, 'alias'));
+    p.write('app.yaml', `${localBackend(p.root)}---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app }
+spec:
+  nodes:
+    - { id: a, type: local.file, spec: { path: realdir/f, content: "A\\n" } }
+    - { id: b, type: local.file, spec: { path: alias/f, content: "B\\n" } }
+`);
+    const apply = await cli(['apply', ...p.args]);
+    expect(apply.code).toBe(1);
+    expect(apply.stdout).toContain(`x a: permanent: ${join(p.root, 'realdir', 'f')} is managed by node "b" too`);
+    expect(apply.stdout).toContain(`x b: permanent: ${join(p.root, 'realdir', 'f')} is managed by node "a" too`);
+    expect(existsSync(join(p.root, 'realdir', 'f'))).toBe(false);
   });
 });
