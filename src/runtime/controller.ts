@@ -672,8 +672,10 @@ export class Controller<S extends NodeSpec> {
       toObserve.push(node);
     }
     // What goes no further than this is done with: given back before the backend calls below.
-    const further = new Set<NodeId>([...toDelete.map((r) => r.id), ...toObserve.map((n) => n.id)]);
-    for (const id of ids) if (!further.has(id)) release(id);
+    if (toDelete.length + toObserve.length < ids.length) {
+      const further = new Set<NodeId>([...toDelete.map((r) => r.id), ...toObserve.map((n) => n.id)]);
+      for (const id of ids) if (!further.has(id)) release(id);
+    }
     await this.deleteInOrder(toDelete);
     for (const r of toDelete) release(r.id);
     if (toObserve.length === 0) return;

@@ -145,10 +145,12 @@ export class LocalBackend implements InfraBackend {
     const now = Date.now();
     const memoOf = (id: NodeId): ObservationMemo | undefined => ctx.memoOf?.(id);
     const large: { node: BackendNode; at: NodePath }[] = [];
-    // Each real path and the first node at it: two nodes reaching one file by different paths (through a
-    // symlink the goals do not manage) would overwrite each other for ever, each pass "converged".
-    const byReal = new Map<string, NodeId>();
-    const shared: [NodeId, NodeId, string][] = [];
+    // Two nodes reaching one file by different paths (through a symlink the goals do not manage) would
+    // overwrite each other for ever, each pass "converged". Only a path through a symlink can meet
+    // another (`validate` refuses two equal ones), so the real paths are compared only if there is one.
+    const ids: NodeId[] = [];
+    const reals: string[] = [];
+    let throughLink = false;
     for (let start = 0; start < nodes.length; start += OBSERVE_CHUNK) {
       if (start > 0) await flushMicrotasks();
       if (ctx.signal.aborted) break;
@@ -156,9 +158,9 @@ export class LocalBackend implements InfraBackend {
         try {
           const spec = localSpec(node);
           const at = confiner.node(spec.path);
-          const first = byReal.get(at.real);
-          if (first === undefined) byReal.set(at.real, node.id);
-          else shared.push([node.id, first, at.real]);
+          ids.push(node.id);
+          reals.push(at.real);
+          if (at.real !== at.abs) throughLink = true;
           const obs = this.observeSync(spec, at, confiner, accounts, memoOf(node.id), now);
           if (obs === undefined) large.push({ node, at });
           else results.set(node.id, obs);
@@ -175,6 +177,20 @@ export class LocalBackend implements InfraBackend {
       }
     });
     large.forEach(({ node }, i) => results.set(node.id, rest[i] as Observation));
+    if (throughLink) this.sharedFiles(ids, reals, results);
+    return results;
+  }
+
+  /** Nodes whose paths lead to one file (`reals[i]` is where `ids[i]` leads): each fails, naming the other. */
+  private sharedFiles(ids: readonly NodeId[], reals: readonly string[], results: Map<NodeId, Observation>): void {
+    const byReal = new Map<string, NodeId>();
+    const shared: [NodeId, NodeId, string][] = [];
+    reals.forEach((real, i) => {
+      const id = ids[i]!;
+      const first = byReal.get(real);
+      if (first === undefined) byReal.set(real, id);
+      else shared.push([id, first, real]);
+    });
     for (const [id, first, real] of shared) {
       const why = (other: NodeId): Observation => ({
         status: 'failed',
@@ -186,7 +202,6 @@ export class LocalBackend implements InfraBackend {
       results.set(id, why(first));
       results.set(first, why(id));
     }
-    return results;
   }
 
   /** Makes the resource exist as desired; an existing one is corrected (already exists is success). */
