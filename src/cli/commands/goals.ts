@@ -155,9 +155,12 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     const s = result.summary;
     // Drift no update can correct (something of another kind at a file's path), where the goal asks for it
     // to be corrected: reported and left, and not converged, as a failed node is not.
-    const stuck = [...result.outcomes].flatMap(([id, o]) =>
-      o.status === 'drift-reported' && c.graph.get(id)?.settings.selfHeal !== false ? o.diffs.filter((d) => d.cannotCorrect !== undefined).map((d) => ({ id, why: d.cannotCorrect! })) : [],
-    );
+    const stuck = new Map<string, string>();
+    for (const [id, o] of result.outcomes) {
+      if (o.status !== 'drift-reported' || c.graph.get(id)?.settings.selfHeal === false) continue;
+      const why = o.diffs.find((d) => d.cannotCorrect !== undefined)?.cannotCorrect;
+      if (why !== undefined) stuck.set(id, why);
+    }
     // The backends as applied, once every node reached them: until then, a changed one stays changed for the next apply.
     if (s.failed === 0 && s.blocked === 0 && s.held === 0 && !abort.signal.aborted) store.setMeta(BACKENDS_META, JSON.stringify(declared));
     if (ctx.format === 'json') {
@@ -167,7 +170,7 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
       for (const [id, o] of result.outcomes) {
         if (o.status === 'failed') listed.push(`  x ${id}: ${o.fault.class}: ${o.fault.message}${o.fault.hint === undefined ? '' : ` (hint: ${o.fault.hint})`}`);
         else if (o.status === 'blocked' || o.status === 'held') listed.push(`  ⊘ ${id}: ${o.status}: ${o.reason}`);
-        else if (o.status !== 'unchanged') listed.push(`  ${APPLY_SYMBOL[o.status]} ${id}: ${o.status}${stuck.find((x) => x.id === id) === undefined ? '' : `: ${stuck.find((x) => x.id === id)!.why}`}`);
+        else if (o.status !== 'unchanged') listed.push(`  ${APPLY_SYMBOL[o.status]} ${id}: ${o.status}${stuck.has(id) ? `: ${stuck.get(id)!}` : ''}`);
       }
       ctx.outLines(listed);
       if (result.refusedDeletions !== undefined) {
@@ -183,8 +186,8 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     pruneHistory(ctx, store, options.history);
     // Deletions left undone (declined, or no terminal to ask on) mean the goals are not reached: not converged.
     if (declined > 0 && ctx.format !== 'json') ctx.out(`  not converged: ${declined} deletion(s) not done`);
-    if (stuck.length > 0 && ctx.format !== 'json') ctx.out(`  not converged: ${stuck.length} drift(s) no update can correct, left as found`);
-    const ok = s.failed === 0 && s.blocked === 0 && s.held === 0 && result.refusedDeletions === undefined && declined === 0 && stuck.length === 0 && !abort.signal.aborted;
+    if (stuck.size > 0 && ctx.format !== 'json') ctx.out(`  not converged: ${stuck.size} drift(s) no update can correct, left as found`);
+    const ok = s.failed === 0 && s.blocked === 0 && s.held === 0 && result.refusedDeletions === undefined && declined === 0 && stuck.size === 0 && !abort.signal.aborted;
     return ok ? EXIT.ok : EXIT.failed;
   } finally {
     process.off('SIGINT', onSignal);
