@@ -44,10 +44,10 @@ const ASSIGNMENT = /^(\s*(?:export\s+)?(["']?)([A-Za-z_][\w.-]*)\2\s*[:=]\s*)(\S
 const JSON_PAIR = /("([A-Za-z_][\w.-]*)"\s*:\s*)"((?:[^"\\]|\\.)*)"/g;
 
 /** A URL's password (`postgres://app:PASSWORD@db/app`, `redis://:PASSWORD@cache`): what comes before it (group 1) and it (group 2). */
-const URL_PASSWORD = /(\b[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s:@/]*:)([^\s@/]+)(?=@)/g;
+const URL_PASSWORD = /((?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s:@/]*:)([^\s@/]+)(?=@)/g;
 
 /** `<password>value</password>`: an XML element's name (group 2) and its text (group 3). */
-const XML_ELEMENT = /(<([A-Za-z_][\w.:-]*)(?:\s[^>]*)?>)([^<]+)(?=<\/\2>)/g;
+const XML_ELEMENT = /(<([A-Za-z_][\w.:-]*)(?:\s[^<>]*)?>)([^<]+)(?=<\/\2>)/g;
 
 /** `--password=value`, `--api-key value`: a command-line option's name (group 2) and its value (group 3). */
 const OPTION = /((?:^|\s)--?([A-Za-z][\w-]*)(?:=|\s+))("[^"]*"|'[^']*'|[^\s"']+)/g;

@@ -559,7 +559,7 @@ export class Controller<S extends NodeSpec> {
         this.wake(id);
       };
       try {
-        await this.reconcileBatch(batch, release);
+        await this.reconcileBatch(batch, release, (id) => released.has(id));
       } catch (err) {
         this.o.log.error({ err }, 'reconcile batch failed');
         for (const id of batch) if (!released.has(id)) this.queue.addAfter(id, FAILED_BATCH_RETRY_MS);
@@ -599,7 +599,7 @@ export class Controller<S extends NodeSpec> {
   }
 
   /** `release`: gives a node of the batch back to the queue once the batch is done with it (see `loop`). */
-  private async reconcileBatch(ids: readonly NodeId[], release: (id: NodeId) => void): Promise<void> {
+  private async reconcileBatch(ids: readonly NodeId[], release: (id: NodeId) => void, isReleased: (id: NodeId) => boolean = () => false): Promise<void> {
     const graph = this.graph;
     if (graph === undefined) return;
     const toObserve: DesiredNode<S>[] = [];
@@ -690,8 +690,9 @@ export class Controller<S extends NodeSpec> {
     const decided = new Set<NodeId>();
     const putOff = new Set<NodeId>();
     // A dependency being reconciled (by another worker, or put off in this batch) or due to be.
+    // A batch-mate given back already (held, blocked) may be another worker's by now.
     const pending = (on: NodeId): boolean =>
-      putOff.has(on) || (!decided.has(on) && (this.queue.isDue(on) || (this.queue.isProcessing(on) && !batch.has(on)) || this.isWaiting(on)));
+      putOff.has(on) || (!decided.has(on) && (this.queue.isDue(on) || (this.queue.isProcessing(on) && (!batch.has(on) || isReleased(on))) || this.isWaiting(on)));
     for (const node of toObserve) {
       const obs: Observation = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
       // The backend answered, whatever this node does next (waits for a dependency, is held): its
@@ -754,9 +755,11 @@ export class Controller<S extends NodeSpec> {
     for (const step of steps) this.pending.delete(step.node.id);
     await runSteps(this.o.provisioner, steps, ctx, this.o.concurrency, this.slots, (i, result) => {
       const step = steps[i]!;
-      if (result.status === 'failed' && this.abort.signal.aborted) {
+      if (result.status === 'failed' && this.abort.signal.aborted && step.op === 'update') {
         // Cut off by the shutdown, its grace over: not a failure of the node. Left pending, as after a
-        // crash, and resolved by observing at the next start (a create's next read is told so).
+        // crash, and resolved by observing at the next start. (A create is left pending only when it
+        // was cut short, `createCutShort`: one that never started must not make its next read be told
+        // it was interrupted, which may hold the node for an operator.)
         this.put(step.node, 'pending', { reason: `${step.op} cut off by the shutdown; observed again at the next start` });
         this.o.log.warn({ node: step.node.id, backend: step.node.spec.backendId, op: step.op, fault: result.fault }, 'operation cut off by the shutdown; left pending');
         this.roundDone(step.node.id);

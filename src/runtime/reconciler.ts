@@ -40,7 +40,7 @@ export interface PlanEntry {
 
 /** The outcome of one node in an apply pass. */
 export type NodeOutcome =
-  | { readonly status: 'created' | 'updated' | 'deleted' | 'unchanged' | 'adopted' | 'orphaned' }
+  | { readonly status: 'created' | 'updated' | 'deleted' | 'unchanged' | 'adopted' | 'orphaned'; readonly uncorrectable?: string | undefined }
   | { readonly status: 'drift-reported'; readonly diffs: readonly FieldDiff[] }
   | { readonly status: 'failed'; readonly fault: Fault }
   | { readonly status: 'blocked'; readonly reason: string }
@@ -389,7 +389,7 @@ export class Reconciler<S extends NodeSpec> {
               }
               // What no update can correct is left as it is, and reported; the rest corrected.
               const fix = correctable(diffs);
-              steps.push(fix.leftDrift === undefined ? { node, op: 'update', diffs } : { node, op: 'update', diffs: fix.diffs, leftDrift: fix.leftDrift });
+              steps.push(fix.leftDrift === undefined ? { node, op: 'update', diffs } : { node, op: 'update', diffs: fix.diffs, leftDrift: fix.leftDrift, uncorrectable: fix.why });
               break;
             }
             case 'indeterminate': {
@@ -538,7 +538,7 @@ export class Reconciler<S extends NodeSpec> {
     if (result.status === 'done') {
       outputs.set(node.id, result.outputs);
       memos.set(node.id, result.memo);
-      outcomes.set(node.id, { status: success });
+      outcomes.set(node.id, step.uncorrectable === undefined ? { status: success } : { status: success, uncorrectable: step.uncorrectable });
       // The memo the operation returned, if any: an earlier observation's no longer describes what is there.
       const applied = { managed: true, appliedDigest: node.spec.digest, outputs: result.outputs, memo: result.memo ?? null };
       if (step.leftDrift === undefined) put(node, 'ready', applied, true);
@@ -628,6 +628,8 @@ export interface ProvisionStep<S extends NodeSpec> {
    * (`selfHeal: false`, a flap's backoff): why, said by the node once the update is done.
    */
   readonly leftDrift?: string | undefined;
+  /** Why drift left as it is (`leftDrift`) is so: no update can correct it (`FieldDiff.cannotCorrect`). */
+  readonly uncorrectable?: string | undefined;
 }
 
 /**

@@ -955,6 +955,8 @@ function checkTree(
           if (k === '<<') {
             problem(at(key.range?.[0] ?? offset), 'merge-key', `merge keys (<<) are not allowed in ${where}; write the fields out`);
             merged = merges.found = true;
+            // Its value is checked all the same (a forbidden key in it, its depth).
+            if (item.value !== null && item.value !== undefined) stack.push({ node: item.value, depth: depth + 1 });
             continue;
           } else if (FORBIDDEN_KEYS.has(k)) {
             problem(at(key.range?.[0] ?? offset), 'forbidden-key', `key "${k}" is not allowed`);

@@ -443,6 +443,52 @@ describe('Reconciler: a rotated secret is a change to apply, not drift', () => {
   });
 });
 
+/** Marks the diffs at `paths` as no update can correct (`FieldDiff.cannotCorrect`), and records what each update is handed. */
+class Fixed implements NodeProvisioner<InfraDesiredNodeSpec> {
+  readonly updates: (readonly FieldDiff[])[] = [];
+  readonly #inner: NodeProvisioner<InfraDesiredNodeSpec>;
+  constructor(inner: NodeProvisioner<InfraDesiredNodeSpec>) {
+    this.#inner = inner;
+  }
+  async observe(nodes: readonly InfraNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, Observation>> {
+    const out = new Map(await this.#inner.observe(nodes, ctx));
+    for (const [id, obs] of out) {
+      if (obs.status === 'drifted') out.set(id, { ...obs, diffs: obs.diffs.map((d) => (d.path === 'mode' ? { ...d, cannotCorrect: 'fixed at creation' } : d)) });
+    }
+    return out;
+  }
+  create(node: InfraNode, ctx: OperationContext): Promise<ProvisionResult> {
+    return this.#inner.create(node, ctx);
+  }
+  update(node: InfraNode, diffs: readonly FieldDiff[], ctx: OperationContext): Promise<ProvisionResult> {
+    this.updates.push(diffs);
+    return this.#inner.update(node, diffs, ctx);
+  }
+  delete(node: InfraNode, ctx: OperationContext): Promise<ProvisionResult> {
+    return this.#inner.delete(node, ctx);
+  }
+}
+
+describe('Reconciler: drift no update can correct', () => {
+  it('beside drift it can: plan shows both, apply hands update only the rest, and its outcome says what is left and why', async () => {
+    let fixed: Fixed | undefined;
+    const s = setup({ wrap: (inner) => (fixed = new Fixed(inner)) });
+    await s.reconciler.apply(abc, pass);
+    s.backend.tamper('a', { content: 'evil', mode: '0600' });
+    const plan = await s.reconciler.plan(abc, pass);
+    expect(plan.find((e) => e.id === 'a')?.planned).toMatchObject({ action: 'drift', correct: true, diffs: expect.arrayContaining([expect.objectContaining({ path: 'mode', cannotCorrect: 'fixed at creation' })]) });
+    const r = await s.reconciler.apply(abc, pass);
+    expect(fixed!.updates.map((d) => d.map((x) => x.path))).toEqual([['content']]);
+    expect(r.outcomes.get('a')).toEqual({ status: 'updated', uncorrectable: 'fixed at creation' });
+    expect(s.sqlite.getNode('a')).toMatchObject({ status: 'drifted', reason: 'drift reported (fixed at creation)' });
+    // Alone, it is reported, never handed to update.
+    s.backend.tamper('c', { mode: '0600' });
+    const alone = await s.reconciler.apply(abc, pass);
+    expect(alone.outcomes.get('c')).toMatchObject({ status: 'drift-reported' });
+    expect(fixed!.updates).toHaveLength(1);
+  });
+});
+
 describe('Reconciler: a resource deleted out of band', () => {
   it('is drift, not a first create: planned as `!`, reported and stored as a diff on `exists` (desired true, actual false), counted, then re-created', async () => {
     const s = setup();

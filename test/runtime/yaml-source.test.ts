@@ -105,6 +105,12 @@ describe('parseGoalText', () => {
     expect(documents.map((d) => d.value)).toEqual([value]);
   });
 
+  it('a merge key\'s own value is checked too: a forbidden key in it refuses the document', () => {
+    const { documents, diagnostics } = parseGoalText('f.yaml', 'c:\n  <<: { __proto__: { x: 1 } }\n  d: 1\n');
+    expect(documents).toEqual([]);
+    expect(sortDiagnostics(diagnostics).map((d) => d.code)).toEqual(['merge-key', 'forbidden-key']);
+  });
+
   it('every custom tag of a document is reported, each once', () => {
     const { diagnostics } = parseGoalText('f.yaml', 'a: !x 1\nb:\n  c: !y 2\n  d: [!z 3]\n');
     expect(sortDiagnostics(diagnostics).map((d) => [d.code, `${d.line}:${d.col}`, d.message])).toEqual([

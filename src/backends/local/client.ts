@@ -112,12 +112,16 @@ const PIN_FLAGS = O_PATH | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW;
 /** Whether this system can pin directories (Linux, with /proc): asked once, at the first pinning confiner. */
 let pinningWorks: boolean | undefined;
 function canPin(): boolean {
-  return (pinningWorks ??= process.platform === 'linux' && existsSync(`/proc/${process.pid}/fd`));
+  return (pinningWorks ??= process.platform === 'linux' && existsSync('/proc/self/fd'));
 }
 
-/** The path through which an fd this process holds reaches what it names (any later rename or swap of the path it was opened by notwithstanding). */
+/**
+ * The path through which an fd this process holds reaches what it names (any later rename or swap of
+ * the path it was opened by notwithstanding). `self`, not the pid: in a pid namespace without a /proc
+ * of its own, the pid this process sees names another process there.
+ */
 function fdPath(fd: number): string {
-  return `/proc/${process.pid}/fd/${fd}`;
+  return `/proc/self/fd/${fd}`;
 }
 
 /** A directory that was checked and then changed kind (a symlink or a file put in its place): nothing is done there. */
@@ -538,9 +542,12 @@ export async function removeStaleTemps(dir: string): Promise<number> {
 /** The directories this process has swept of stale temp files (`syncDirectory`): once each. */
 const swept = new Set<string>();
 
-/** fsync of a directory (its entries) or of a file written and closed earlier. */
+/**
+ * fsync of a directory (its entries) or of a file written and closed earlier. Never waits to open: a
+ * FIFO put in a directory's place would hold a thread of the pool, and the batch, for ever.
+ */
 async function fsyncPath(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
+  const fh = await open(dir, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
     await fh.sync();
   } finally {

@@ -96,7 +96,7 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
     // a mass deletion apply refuses (without --allow-mass-deletion).
     if (counts.error > 0 || counts.blocked + counts.held > 0 || refused > 0) return EXIT.failed;
     // Drift no update can correct, where the goal asks for correction, is one apply cannot converge either.
-    const stuck = entries.some((e) => e.planned.action === 'drift' && !e.planned.correct && c.graph.get(e.id)?.settings.selfHeal !== false && e.planned.diffs.some((d) => d.cannotCorrect !== undefined));
+    const stuck = entries.some((e) => e.planned.action === 'drift' && c.graph.get(e.id)?.settings.selfHeal !== false && e.planned.diffs.some((d) => d.cannotCorrect !== undefined));
     if (stuck) return EXIT.failed;
     // Drift that is only reported (selfHeal: false) is nothing for apply to do: it would never reach 0. A
     // rotated secret shown with it is (it is applied whatever selfHeal says).
@@ -157,6 +157,8 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     // to be corrected: reported and left, and not converged, as a failed node is not.
     const stuck = new Map<string, string>();
     for (const [id, o] of result.outcomes) {
+      // Left beside a correction (the node updated), or alone (reported).
+      if (o.status === 'updated' && o.uncorrectable !== undefined) stuck.set(id, o.uncorrectable);
       if (o.status !== 'drift-reported' || c.graph.get(id)?.settings.selfHeal === false) continue;
       const why = o.diffs.find((d) => d.cannotCorrect !== undefined)?.cannotCorrect;
       if (why !== undefined) stuck.set(id, why);
