@@ -457,7 +457,7 @@ export class LocalBackend implements InfraBackend {
     const actual = inspectSync(at.real, policy) ?? (await inspect(at.real, policy));
     if (actual.kind === 'missing') {
       await parent();
-      await write({ content: spec.content, mode: expect.mode, uid: expect.owner?.id, gid: expect.group?.id });
+      await write({ content: spec.content, mode: expect.mode, uid: expect.owner?.id, gid: expect.group?.id, found: { missing: true } });
       return { path: at.abs, sha256: expect.sha256 };
     }
     if (actual.kind !== 'file') throw wrongKind(at.abs, kindName(actual), 'file');
@@ -468,7 +468,8 @@ export class LocalBackend implements InfraBackend {
     if (contentDiffers && !ignored.has('content')) {
       // A new file replaces this one: an owner or group the node does not manage is carried over.
       const keep = uid === undefined || gid === undefined ? { uid: actual.uid, gid: actual.gid } : undefined;
-      await write({ content: spec.content, mode, uid, gid, keep });
+      const found = actual.ino === undefined || actual.ctimeMs === undefined ? undefined : { ino: actual.ino, size: actual.size, ctimeMs: actual.ctimeMs };
+      await write({ content: spec.content, mode, uid, gid, keep, found });
       return { path: at.abs, sha256: expect.sha256 };
     }
     const ownerDiffers = (uid !== undefined && actual.uid !== uid) || (gid !== undefined && actual.gid !== gid);

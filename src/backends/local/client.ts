@@ -382,7 +382,7 @@ function classify(st: Stat, policy: ReadPolicy | undefined): Exclude<ActualEntry
   if (!st.isFile()) return { kind: 'other', what: st.isSocket() ? 'socket' : st.isFIFO() ? 'fifo' : 'device' };
   const owner = policy?.accounts?.users.byId.get(st.uid) ?? String(st.uid);
   const group = policy?.accounts?.groups.byId.get(st.gid) ?? String(st.gid);
-  const base: FileEntry = { kind: 'file', size: st.size, mode: st.mode, uid: st.uid, gid: st.gid, owner, group };
+  const base: FileEntry = { kind: 'file', size: st.size, mode: st.mode, uid: st.uid, gid: st.gid, owner, group, ino: st.ino, ctimeMs: st.ctimeMs };
   if (policy === undefined) return base;
   // Read before, and nothing about the file changed since: it still holds the desired content.
   if (policy.desired !== undefined && memoHolds(policy.memo, st, policy.desired.sha256, policy.now, policy.rereadEveryMs)) {
@@ -590,6 +590,29 @@ export interface FileWrite extends Attributes {
    * chown the daemon may not make (EPERM) leaves the daemon's.
    */
   readonly keep?: { readonly uid: number; readonly gid: number } | undefined;
+  /**
+   * What was found at the path when the write was decided: nothing, or this very file (inode, size,
+   * ctime). Checked again just before the rename: a hand edit made meanwhile is not written over
+   * unseen; the write is given up (`changed-meanwhile`) and the next observation reports it.
+   */
+  readonly found?: Found | undefined;
+}
+
+/** What a write expects at its path (`FileWrite.found`). */
+export type Found = { readonly missing: true } | { readonly ino: number; readonly size: number; readonly ctimeMs: number };
+
+/** Throws if the path no longer holds what a write was decided on (`FileWrite.found`). */
+function stillAsFound(p: IoPath, found: Found | undefined): void {
+  if (found === undefined) return;
+  const st = lstatSync(p.io, { throwIfNoEntry: false });
+  const same = 'missing' in found ? st === undefined : st !== undefined && st.ino === found.ino && st.size === found.size && st.ctimeMs === found.ctimeMs;
+  if (same) return;
+  throw new FaultError(
+    fault('transient', `${p.real} changed while its correction was being written; not written over, it is observed again`, {
+      code: 'changed-meanwhile',
+      hint: 'something else writes this file too; the next pass reports what it holds now',
+    }),
+  );
 }
 
 /** What takes a chown and a chmod: an open file (`onFd`), or a path (`onPath`). */
@@ -633,7 +656,7 @@ export async function writeFileAtomic(p: IoPath, file: FileWrite, signal: AbortS
     removeQuietly(tmp);
     throw fsFault(err, 'fsync', p.real);
   }
-  await renameIntoPlace(tmp, p, signal, 'write');
+  await renameIntoPlace(tmp, p, signal, 'write', file.found);
 }
 
 /**
@@ -641,9 +664,10 @@ export async function writeFileAtomic(p: IoPath, file: FileWrite, signal: AbortS
  * aborted meanwhile, and makes the rename durable (the directory fsync is
  * shared, `syncDirectory`). The temp file never survives a failure.
  */
-async function renameIntoPlace(tmp: string, p: IoPath, signal: AbortSignal, action: 'write' | 'symlink'): Promise<void> {
+async function renameIntoPlace(tmp: string, p: IoPath, signal: AbortSignal, action: 'write' | 'symlink', found?: Found): Promise<void> {
   try {
     if (signal.aborted) throw aborted(action);
+    stillAsFound(p, found);
     await rename(tmp, p.io);
   } catch (err) {
     removeQuietly(tmp);
@@ -689,6 +713,7 @@ function writeTemp(p: IoPath, file: FileWrite): string {
 /** A file's new content in a temp file beside it: written and closed, not yet flushed nor renamed over the path. */
 export interface StagedWrite extends IoPath {
   readonly tmp: string;
+  readonly found?: Found | undefined;
 }
 
 /**
@@ -698,7 +723,7 @@ export interface StagedWrite extends IoPath {
  */
 export function stageFile(p: IoPath, file: FileWrite, signal: AbortSignal): StagedWrite {
   if (signal.aborted) throw aborted('write');
-  return { ...p, tmp: writeTemp(p, file) };
+  return { ...p, tmp: writeTemp(p, file), found: file.found };
 }
 
 /** Below this many staged files, one fsync each costs less than a filesystem-wide flush. */
@@ -747,6 +772,7 @@ async function syncFilesystems(staged: readonly StagedWrite[]): Promise<boolean>
 
 /** Second half: the flushed temp file renamed over the path (`syncDirectory` then makes the renames durable). Synchronous, as `writeTemp`. */
 export function renameStaged(s: StagedWrite): void {
+  stillAsFound(s, s.found);
   try {
     renameSync(s.tmp, s.io);
   } catch (err) {

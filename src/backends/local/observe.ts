@@ -25,6 +25,9 @@ export type ActualEntry =
       readonly text?: string | undefined;
       /** What to remember of this reading (a memo still holding, or a new one for content just read). */
       readonly memo?: ObservationMemo | undefined;
+      /** The inode and ctime it was found with: what a correction checks it still is before replacing it (`FileWrite.found`). */
+      readonly ino?: number | undefined;
+      readonly ctimeMs?: number | undefined;
     }
   | { readonly kind: 'directory'; readonly mode: number }
   | { readonly kind: 'symlink'; readonly target: string; readonly uid: number; readonly gid: number }

@@ -1,10 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { appendFile, lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Confiner, inspect, inspectSync, removeDirectory, removeStaleTemps, SYNC_READ_LIMIT, syncDirectory, writeFileAtomic } from '../../../src/backends/local/client.ts';
+import { Confiner, discardStaged, inspect, inspectSync, removeDirectory, removeStaleTemps, renameStaged, stageFile, SYNC_READ_LIMIT, syncDirectory, writeFileAtomic } from '../../../src/backends/local/client.ts';
 import type { IoPath, ReadPolicy } from '../../../src/backends/local/client.ts';
 
 let dir: string;
@@ -113,5 +113,45 @@ describe('temp files a writer killed mid-write left behind', () => {
     await writeFileAtomic(unpinned(join(d, 'app.conf')), { content: 'new\n', mode: 0o644 }, new AbortController().signal);
     expect((await readdir(d)).sort()).toEqual(['.app.conf.ds-notapid.tmp', 'app.conf', subdir].sort());
     await expect(removeStaleTemps(d)).resolves.toBe(0);
+  });
+});
+
+describe('a correction written over a hand edit made meanwhile', () => {
+  const signal = new AbortController().signal;
+  const foundAt = async (p: string): Promise<{ ino: number; size: number; ctimeMs: number }> => {
+    const st = await lstat(p);
+    return { ino: st.ino, size: st.size, ctimeMs: st.ctimeMs };
+  };
+
+  it('is given up, the edit kept and no temp file left, when the file changed after it was read', async () => {
+    const p = join(dir, 'app.conf');
+    await writeFile(p, '');
+    const found = await foundAt(p);
+    await appendFile(p, 'HANDEDIT\n');
+    await expect(writeFileAtomic(unpinned(p), { content: 'desired\n', mode: 0o644, found }, signal)).rejects.toMatchObject({ fault: { class: 'transient', code: 'changed-meanwhile' } });
+    expect(await readFile(p, 'utf8')).toBe('HANDEDIT\n');
+    expect(await readdir(dir)).toEqual(['app.conf']);
+  });
+
+  it('in a batch: the staged rename is refused the same way', async () => {
+    const p = join(dir, 'b.conf');
+    await writeFile(p, 'old\n');
+    const staged = stageFile(unpinned(p), { content: 'desired\n', mode: 0o644, found: await foundAt(p) }, signal);
+    await writeFile(p, 'hand\n');
+    expect(() => renameStaged(staged)).toThrow(expect.objectContaining({ fault: expect.objectContaining({ code: 'changed-meanwhile' }) }));
+    discardStaged(staged);
+    expect(await readFile(p, 'utf8')).toBe('hand\n');
+    expect(await readdir(dir)).toEqual(['b.conf']);
+  });
+
+  it('a file made by hand where there was none is not written over either; an unchanged one is replaced', async () => {
+    const p = join(dir, 'new.conf');
+    const staged = stageFile(unpinned(p), { content: 'desired\n', mode: 0o644, found: { missing: true } }, signal);
+    await writeFile(p, 'made by hand\n');
+    expect(() => renameStaged(staged)).toThrow(expect.objectContaining({ fault: expect.objectContaining({ code: 'changed-meanwhile' }) }));
+    discardStaged(staged);
+    expect(await readFile(p, 'utf8')).toBe('made by hand\n');
+    await writeFileAtomic(unpinned(p), { content: 'desired\n', mode: 0o644, found: await foundAt(p) }, signal);
+    expect(await readFile(p, 'utf8')).toBe('desired\n');
   });
 });
