@@ -66,7 +66,7 @@ export const commands: Record<string, Command> = {
   plan: {
     summary: 'observe every node and print what apply would do',
     usage: 'desiredstate plan [--goals DIR] [--state DIR] [--all] [--format text|json]',
-    help: 'Symbols: + create (a create lists its fields, and a resource the node managed before, left in place), ~ update, - delete, ○ forget (removed from the goals, not deleted: the resource is left as it is), ! drift, = unchanged (with --all), ⊘ blocked by policy or held, x error.\nExit status: 0 nothing for apply to do (also when the only drift is report-only, selfHeal: false), 2 changes pending (a node to forget among them), 1 an error, a node blocked or held (apply would not converge it), or a mass deletion apply refuses without --allow-mass-deletion.',
+    help: 'Symbols: + create (a create lists its fields, and a resource the node managed before, left in place), ~ update, - delete, ○ forget (removed from the goals, not deleted: the resource is left as it is), ! drift, = unchanged (with --all), ⊘ blocked by policy or held, x error.\nExit status: 0 nothing for apply to do (also when the only drift is report-only, selfHeal: false), 2 changes pending (a node to forget among them), 1 an error, a node blocked or held, drift no update can correct (apply would not converge them), or a mass deletion apply refuses without --allow-mass-deletion.',
     async run(argv, io) {
       const { values } = parse(argv, { all: { type: 'boolean' } });
       formatFlag(values, ['text', 'json']);
@@ -76,7 +76,7 @@ export const commands: Record<string, Command> = {
   apply: {
     summary: 'one reconcile pass in dependency order',
     usage: 'desiredstate apply [--goals DIR] [--state DIR] [--yes] [--allow-mass-deletion] [--concurrency N] [--history 30d] [--format text|json]',
-    help: 'Asks before deleting anything unless --yes (without a terminal to ask on, deletes nothing). Dependents of a failed node are blocked, never removed.\n--history keeps finished runs, operations, drift reports and events this long (default 30d; forever keeps all).\nExit status: 0 converged, 1 some node failed, is blocked or is held, or a deletion was declined or refused.',
+    help: 'Asks before deleting anything unless --yes (without a terminal to ask on, deletes nothing). Dependents of a failed node are blocked, never removed.\n--history keeps finished runs, operations, drift reports and events this long (default 30d; forever keeps all).\nExit status: 0 converged, 1 some node failed, is blocked or is held, has drift no update can correct, or a deletion was declined or refused.',
     async run(argv, io) {
       const { values } = parse(argv, { yes: { type: 'boolean', short: 'y' }, 'allow-mass-deletion': { type: 'boolean' }, concurrency: { type: 'string' }, history: { type: 'string' } });
       formatFlag(values, ['text', 'json']);

@@ -13,7 +13,7 @@ import { nextStatus, releasable } from './node-machine.ts';
 import type { NodeEventType } from './node-machine.ts';
 import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import type { ProvisionStep } from './reconciler.ts';
-import { emptySummary, runSteps, withoutIgnored } from './reconciler.ts';
+import { correctionStep, emptySummary, runSteps, withoutIgnored } from './reconciler.ts';
 import { Semaphore } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
@@ -21,7 +21,7 @@ import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } fr
 import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, heldByPolicy, heldFault, heldReason, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDependents, storedDeps, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
-import { correctable, corrected, driftReport, uncorrectableFault, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
+import { corrected, driftReport, uncorrectableFault, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 
 /** Watches what the nodes manage; calls `onChange` with the ids whose resources changed. Returns a stop function. */
 export type ChangeWatcher<S extends NodeSpec> = (nodes: readonly DesiredNode<S>[], onChange: (ids: readonly NodeId[]) => void) => () => void;
@@ -840,12 +840,9 @@ export class Controller<S extends NodeSpec> {
           // field, without a backend call where the goal asks for what no update can make.
           const cannot = uncorrectableFault(diffs);
           this.transition(node, 'UPDATE', {});
-          if (cannot !== undefined) {
-            this.transition(node, 'PROVISION_FAILED', {});
-            this.fail(node, cannot, log, 'update failed');
-            return undefined;
-          }
-          return { node, op: 'update', diffs };
+          if (cannot === undefined) return { node, op: 'update', diffs };
+          this.settle({ node, op: 'update', diffs }, { status: 'failed', fault: cannot }, log);
+          return undefined;
         }
         // Changes of the desired side (a rotated secret) are applied whatever selfHeal says, and are neither
         // reported as drift nor counted as flaps; drift of the same node keeps its own course.
@@ -857,10 +854,7 @@ export class Controller<S extends NodeSpec> {
           return undefined;
         }
         this.transition(node, 'UPDATE', {});
-        if (wait !== undefined) return { node, op: 'update', diffs: changes, leftDrift: wait };
-        // What no update can correct is left as it is, and reported; the rest corrected.
-        const fix = correctable(diffs);
-        return fix.leftDrift === undefined ? { node, op: 'update', diffs } : { node, op: 'update', diffs: fix.diffs, leftDrift: fix.leftDrift };
+        return wait === undefined ? correctionStep(node, diffs) : { node, op: 'update', diffs: changes, leftDrift: wait };
       }
       case 'indeterminate':
         this.transition(node, 'OBSERVED_INDETERMINATE', { reason: heldReason(node.id, obs), lastFault: heldFault(obs) });

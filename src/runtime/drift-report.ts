@@ -70,15 +70,6 @@ export function uncorrectableFault(diffs: readonly FieldDiff[]): Fault | undefin
   return fault('permanent', `${d.path} is ${shown(d.actual)}, not ${shown(d.desired)}, and no update can change it: ${d.cannotCorrect!}`, { code: 'cannot-correct' });
 }
 
-/**
- * The update that corrects `diffs` of a node applied at its spec, where some cannot be (`cannotCorrect`):
- * the others, and why the node stays drifted after it (`leftDrift`); all of them when every one can be.
- */
-export function correctable(diffs: readonly FieldDiff[]): { readonly diffs: readonly FieldDiff[]; readonly leftDrift?: string; readonly why?: string } {
-  const why = uncorrectable(diffs)[0]?.cannotCorrect;
-  if (why === undefined) return { diffs };
-  return { diffs: diffs.filter((d) => d.cannotCorrect === undefined), leftDrift: `drift reported (${why})`, why };
-}
 
 /** The report of one drift occurrence of `node`, detected `at` (epoch ms). */
 export function driftReport<S extends NodeSpec>(

@@ -8,7 +8,7 @@ import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, Operatio
 import type { NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
 import { GOAL_ERRORS_META } from './state-store.ts';
 import { DeferredWrites } from './deferred-writes.ts';
-import { correctable, corrected, driftReport, uncorrectableFault, isDesiredChange, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
+import { corrected, driftReport, uncorrectable, uncorrectableFault, isDesiredChange, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
 import type { Semaphore } from './limit.ts';
@@ -364,13 +364,8 @@ export class Reconciler<S extends NodeSpec> {
               if (!appliedAt(prev, node, options)) {
                 // A goal that asks for what no update can make fails, naming the field, without a backend call.
                 const cannot = uncorrectableFault(diffs);
-                if (cannot !== undefined) {
-                  outcomes.set(node.id, { status: 'failed', fault: cannot });
-                  put(node, 'failed', { lastFault: cannot, attempts: (prev?.attempts ?? 0) + 1, reason: cannot.message, managed: prev?.managed ?? false });
-                  log().warn({ fault: cannot }, 'update failed');
-                  break;
-                }
-                steps.push({ node, op: 'update', diffs });
+                if (cannot !== undefined) this.record({ node, op: 'update', diffs }, { status: 'failed', fault: cannot }, outcomes, outputs, memos, put, log());
+                else steps.push({ node, op: 'update', diffs });
                 break;
               }
               // Applied at this spec: what differs is drift, but for changes of the desired side (a rotated secret), applied whatever selfHeal says.
@@ -387,9 +382,7 @@ export class Reconciler<S extends NodeSpec> {
                 steps.push({ node, op: 'update', diffs: changes, leftDrift });
                 break;
               }
-              // What no update can correct is left as it is, and reported; the rest corrected.
-              const fix = correctable(diffs);
-              steps.push(fix.leftDrift === undefined ? { node, op: 'update', diffs } : { node, op: 'update', diffs: fix.diffs, leftDrift: fix.leftDrift, uncorrectable: fix.why });
+              steps.push(correctionStep(node, diffs));
               break;
             }
             case 'indeterminate': {
@@ -630,6 +623,16 @@ export interface ProvisionStep<S extends NodeSpec> {
   readonly leftDrift?: string | undefined;
   /** Why drift left as it is (`leftDrift`) is so: no update can correct it (`FieldDiff.cannotCorrect`). */
   readonly uncorrectable?: string | undefined;
+}
+
+/**
+ * The update that corrects the `diffs` of a node applied at its spec (apply's and the daemon's): all of
+ * them, or, where some cannot be (`FieldDiff.cannotCorrect`), the others, the node left drifted with why.
+ */
+export function correctionStep<S extends NodeSpec>(node: DesiredNode<S>, diffs: readonly FieldDiff[]): ProvisionStep<S> {
+  const why = uncorrectable(diffs)[0]?.cannotCorrect;
+  if (why === undefined) return { node, op: 'update', diffs };
+  return { node, op: 'update', diffs: diffs.filter((d) => d.cannotCorrect === undefined), leftDrift: `drift reported (${why})`, uncorrectable: why };
 }
 
 /**

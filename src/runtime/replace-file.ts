@@ -23,10 +23,11 @@ export function replaceFile(path: string, write: (tmp: string) => void): void {
   }
 }
 
-function removeQuietly(path: string): void {
+/** Unlinks `path` if it is there (a temp file that will not be used); never throws. */
+export function removeQuietly(path: string): void {
   try {
     unlinkSync(path);
   } catch {
-    // Nothing there.
+    // Nothing there, or not ours to remove.
   }
 }

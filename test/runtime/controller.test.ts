@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
 import type { InfraBackend } from '../../src/infra/index.ts';
 import { CIRCUITS_META, DesiredGraph, fault, GOALS_EMPTY_META, SqliteStateStore } from '../../src/runtime/index.ts';
-import type { Observation, ObservationMemo } from '../../src/runtime/index.ts';
+import type { FieldDiff, Observation, ObservationMemo } from '../../src/runtime/index.ts';
 import type { InfraDesiredNodeSpec } from '../../src/infra/index.ts';
 import { compileYaml, fileNode, goalYaml, harness, wrapMemory } from '../support/controller-harness.ts';
 import { counted } from '../support/store-commits.ts';
@@ -101,17 +101,20 @@ describe('Controller: convergence and steady state', () => {
   });
 });
 
+/** The memory backend, each diff of a drifted node it observes changed by `mark`. */
+const markingDiffs =
+  (mark: (d: FieldDiff) => FieldDiff) =>
+  (b: MemoryBackend): InfraBackend =>
+    wrapMemory(b, 'memory', {
+      observe: async (list, ctx) => {
+        const out = new Map(await b.observe(list, ctx));
+        for (const [id, obs] of out) if (obs.status === 'drifted') out.set(id, { ...obs, diffs: obs.diffs.map(mark) });
+        return out;
+      },
+    });
+
 /** The memory backend, its diffs of `content` marked as a rotated secret (as a backend keeping a digest of the secret it last set says). */
-const rotatingContent = (b: MemoryBackend): InfraBackend =>
-  wrapMemory(b, 'memory', {
-    observe: async (list, ctx) => {
-      const out = new Map(await b.observe(list, ctx));
-      for (const [id, obs] of out) {
-        if (obs.status === 'drifted') out.set(id, { ...obs, diffs: obs.diffs.map((d) => (d.path === 'content' ? { ...d, cause: 'secret-rotated' as const } : d)) });
-      }
-      return out;
-    },
-  });
+const rotatingContent = markingDiffs((d) => (d.path === 'content' ? { ...d, cause: 'secret-rotated' as const } : d));
 
 describe('Controller: a slow operation holds up only its own node', () => {
   it('a batch-mate done with is given back at once: its dependent is made while the slow create still runs, and a hand edit corrected', async () => {
@@ -153,16 +156,7 @@ describe('Controller: a slow operation holds up only its own node', () => {
 
 describe('Controller: drift no update can correct (FieldDiff.cannotCorrect)', () => {
   /** The memory backend, its `mode` diffs marked as no update can correct. */
-  const fixedMode = (b: MemoryBackend): InfraBackend =>
-    wrapMemory(b, 'memory', {
-      observe: async (list, ctx) => {
-        const out = new Map(await b.observe(list, ctx));
-        for (const [id, obs] of out) {
-          if (obs.status === 'drifted') out.set(id, { ...obs, diffs: obs.diffs.map((d) => (d.path === 'mode' ? { ...d, cannotCorrect: 'fixed at creation' } : d)) });
-        }
-        return out;
-      },
-    });
+  const fixedMode = markingDiffs((d) => (d.path === 'mode' ? { ...d, cannotCorrect: 'fixed at creation' } : d));
 
   it('alone: reported once, never handed to update, the node drifted with why', async () => {
     const h = await converged(goalYaml(fileNode('a', 'A')), { wrap: fixedMode });

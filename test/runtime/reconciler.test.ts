@@ -362,23 +362,18 @@ describe('Reconciler: observation memos', () => {
   });
 });
 
-/**
- * The dispatcher, with the diffs of `paths` marked as a rotated secret (what a backend that keeps a
- * digest of the secret it last set says), and the diffs each update is handed.
- */
-class Rotating implements NodeProvisioner<InfraDesiredNodeSpec> {
+/** The real dispatcher, with what it observes changed by `mark` (each diff of a drifted node), and each update's diffs recorded. */
+class Marking implements NodeProvisioner<InfraDesiredNodeSpec> {
   readonly updates: (readonly FieldDiff[])[] = [];
   readonly #inner: NodeProvisioner<InfraDesiredNodeSpec>;
-  readonly #paths: ReadonlySet<string>;
-  constructor(inner: NodeProvisioner<InfraDesiredNodeSpec>, paths: readonly string[]) {
+  readonly #mark: (d: FieldDiff) => FieldDiff;
+  constructor(inner: NodeProvisioner<InfraDesiredNodeSpec>, mark: (d: FieldDiff) => FieldDiff) {
     this.#inner = inner;
-    this.#paths = new Set(paths);
+    this.#mark = mark;
   }
   async observe(nodes: readonly InfraNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, Observation>> {
     const out = new Map(await this.#inner.observe(nodes, ctx));
-    for (const [id, obs] of out) {
-      if (obs.status === 'drifted') out.set(id, { ...obs, diffs: obs.diffs.map((d) => (this.#paths.has(d.path) ? { ...d, cause: 'secret-rotated' as const } : d)) });
-    }
+    for (const [id, obs] of out) if (obs.status === 'drifted') out.set(id, { ...obs, diffs: obs.diffs.map(this.#mark) });
     return out;
   }
   create(node: InfraNode, ctx: OperationContext): Promise<ProvisionResult> {
@@ -393,12 +388,17 @@ class Rotating implements NodeProvisioner<InfraDesiredNodeSpec> {
   }
 }
 
+/** Diffs of `content` marked as a rotated secret (as a backend keeping a digest of the secret it last set says). */
+const markRotated = (d: FieldDiff): FieldDiff => (d.path === 'content' ? { ...d, cause: 'secret-rotated' as const } : d);
+/** Diffs of `mode` marked as no update can correct (`FieldDiff.cannotCorrect`). */
+const markFixed = (d: FieldDiff): FieldDiff => (d.path === 'mode' ? { ...d, cannotCorrect: 'fixed at creation' } : d);
+
 describe('Reconciler: a rotated secret is a change to apply, not drift', () => {
   const rotatedContent = { path: 'content', desired: 'A', actual: 'old', cause: 'secret-rotated' };
 
   it.each([{ selfHeal: false }, { selfHeal: true }])('selfHeal: $selfHeal: plan shows an update; apply makes it, with no drift report', async ({ selfHeal }) => {
-    let rotating: Rotating | undefined;
-    const s = setup({ wrap: (inner) => (rotating = new Rotating(inner, ['content'])) });
+    let rotating: Marking | undefined;
+    const s = setup({ wrap: (inner) => (rotating = new Marking(inner, markRotated)) });
     const graph = compileYaml(goalYaml(fileNode('a', 'A'), { selfHeal })).graph;
     await s.reconciler.apply(graph, pass);
     s.backend.tamper('a', { content: 'old' });
@@ -414,8 +414,8 @@ describe('Reconciler: a rotated secret is a change to apply, not drift', () => {
   });
 
   it('with drift beside it under selfHeal: false: the rotation alone is applied, the drift reported and left, the node drifted', async () => {
-    let rotating: Rotating | undefined;
-    const s = setup({ wrap: (inner) => (rotating = new Rotating(inner, ['content'])) });
+    let rotating: Marking | undefined;
+    const s = setup({ wrap: (inner) => (rotating = new Marking(inner, markRotated)) });
     const graph = compileYaml(goalYaml(fileNode('a', 'A'), { selfHeal: false })).graph;
     await s.reconciler.apply(graph, pass);
     s.backend.tamper('a', { content: 'old', mode: '0600' });
@@ -430,8 +430,8 @@ describe('Reconciler: a rotated secret is a change to apply, not drift', () => {
   });
 
   it('with drift beside it under selfHeal: true: both applied in one update, the drift alone reported', async () => {
-    let rotating: Rotating | undefined;
-    const s = setup({ wrap: (inner) => (rotating = new Rotating(inner, ['content'])) });
+    let rotating: Marking | undefined;
+    const s = setup({ wrap: (inner) => (rotating = new Marking(inner, markRotated)) });
     const graph = compileYaml(goalYaml(fileNode('a', 'A'))).graph;
     await s.reconciler.apply(graph, pass);
     s.backend.tamper('a', { content: 'old', mode: '0600' });
@@ -443,36 +443,10 @@ describe('Reconciler: a rotated secret is a change to apply, not drift', () => {
   });
 });
 
-/** Marks the diffs at `paths` as no update can correct (`FieldDiff.cannotCorrect`), and records what each update is handed. */
-class Fixed implements NodeProvisioner<InfraDesiredNodeSpec> {
-  readonly updates: (readonly FieldDiff[])[] = [];
-  readonly #inner: NodeProvisioner<InfraDesiredNodeSpec>;
-  constructor(inner: NodeProvisioner<InfraDesiredNodeSpec>) {
-    this.#inner = inner;
-  }
-  async observe(nodes: readonly InfraNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, Observation>> {
-    const out = new Map(await this.#inner.observe(nodes, ctx));
-    for (const [id, obs] of out) {
-      if (obs.status === 'drifted') out.set(id, { ...obs, diffs: obs.diffs.map((d) => (d.path === 'mode' ? { ...d, cannotCorrect: 'fixed at creation' } : d)) });
-    }
-    return out;
-  }
-  create(node: InfraNode, ctx: OperationContext): Promise<ProvisionResult> {
-    return this.#inner.create(node, ctx);
-  }
-  update(node: InfraNode, diffs: readonly FieldDiff[], ctx: OperationContext): Promise<ProvisionResult> {
-    this.updates.push(diffs);
-    return this.#inner.update(node, diffs, ctx);
-  }
-  delete(node: InfraNode, ctx: OperationContext): Promise<ProvisionResult> {
-    return this.#inner.delete(node, ctx);
-  }
-}
-
 describe('Reconciler: drift no update can correct', () => {
   it('beside drift it can: plan shows both, apply hands update only the rest, and its outcome says what is left and why', async () => {
-    let fixed: Fixed | undefined;
-    const s = setup({ wrap: (inner) => (fixed = new Fixed(inner)) });
+    let fixed: Marking | undefined;
+    const s = setup({ wrap: (inner) => (fixed = new Marking(inner, markFixed)) });
     await s.reconciler.apply(abc, pass);
     s.backend.tamper('a', { content: 'evil', mode: '0600' });
     const plan = await s.reconciler.plan(abc, pass);

@@ -147,9 +147,7 @@ export class LocalBackend implements InfraBackend {
     const large: { node: BackendNode; at: NodePath }[] = [];
     // Two nodes reaching one file by different paths (through a symlink the goals do not manage) would
     // overwrite each other for ever, each pass "converged". Only a path through a symlink can meet
-    // another (`validate` refuses two equal ones), so the real paths are compared only if there is one.
-    const ids: NodeId[] = [];
-    const reals: string[] = [];
+    // another (`validate` refuses two equal ones): such nodes are noted, and compared after, if any.
     let throughLink = false;
     for (let start = 0; start < nodes.length; start += OBSERVE_CHUNK) {
       if (start > 0) await flushMicrotasks();
@@ -158,8 +156,6 @@ export class LocalBackend implements InfraBackend {
         try {
           const spec = localSpec(node);
           const at = confiner.node(spec.path);
-          ids.push(node.id);
-          reals.push(at.real);
           if (at.real !== at.abs) throughLink = true;
           const obs = this.observeSync(spec, at, confiner, accounts, memoOf(node.id), now);
           if (obs === undefined) large.push({ node, at });
@@ -177,20 +173,25 @@ export class LocalBackend implements InfraBackend {
       }
     });
     large.forEach(({ node }, i) => results.set(node.id, rest[i] as Observation));
-    if (throughLink) this.sharedFiles(ids, reals, results);
+    if (throughLink) this.sharedFiles(nodes, confiner, results);
     return results;
   }
 
-  /** Nodes whose paths lead to one file (`reals[i]` is where `ids[i]` leads): each fails, naming the other. */
-  private sharedFiles(ids: readonly NodeId[], reals: readonly string[], results: Map<NodeId, Observation>): void {
+  /** Nodes whose paths lead to one file (`confiner` has resolved them all): each fails, naming the other. */
+  private sharedFiles(nodes: readonly BackendNode[], confiner: Confiner, results: Map<NodeId, Observation>): void {
     const byReal = new Map<string, NodeId>();
     const shared: [NodeId, NodeId, string][] = [];
-    reals.forEach((real, i) => {
-      const id = ids[i]!;
+    for (const node of nodes) {
+      let real: string;
+      try {
+        real = confiner.node(localSpec(node).path).real;
+      } catch {
+        continue; // its own failure is its observation already
+      }
       const first = byReal.get(real);
-      if (first === undefined) byReal.set(real, id);
-      else shared.push([id, first, real]);
-    });
+      if (first === undefined) byReal.set(real, node.id);
+      else shared.push([node.id, first, real]);
+    }
     for (const [id, first, real] of shared) {
       const why = (other: NodeId): Observation => ({
         status: 'failed',

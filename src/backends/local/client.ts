@@ -1,10 +1,10 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, closeSync, constants as fsConstants, existsSync, fchmodSync, fchownSync, fstatSync, lchownSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, renameSync, unlinkSync, watch, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, constants as fsConstants, existsSync, fchmodSync, fchownSync, fstatSync, lchownSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, renameSync, watch, writeFileSync } from 'node:fs';
 import type { FSWatcher, Stats } from 'node:fs';
 import { access, constants, lstat, mkdir, open, readdir, readFile, readlink, rename, rmdir, symlink, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, parse, relative, sep } from 'node:path';
-import { FaultError, fault, forEachLimit, isAlive, makeDirectories, sha256 } from '../../runtime/index.ts';
+import { FaultError, fault, forEachLimit, isAlive, makeDirectories, removeQuietly, sha256 } from '../../runtime/index.ts';
 import type { ObservationMemo } from '../../runtime/index.ts';
 import { parseAccounts } from './accounts.ts';
 import type { AccountTable } from './accounts.ts';
@@ -552,15 +552,6 @@ async function fsyncPath(dir: string): Promise<void> {
     await fh.sync();
   } finally {
     await fh.close();
-  }
-}
-
-/** Unlinks a temp file that will not be used; synchronous, as `writeTemp` (one metadata call). */
-function removeQuietly(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    // Best effort: the temp file may never have been created.
   }
 }
 

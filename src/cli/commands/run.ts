@@ -295,14 +295,13 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       // While the goals differ from HEAD, git is asked at every poll: they may be made equal to it again
       // (an edit undone, `git checkout -- goals`) without a goal file left changed to reload them.
       let head: string | null | undefined;
-      let dirty = false;
+      let commit: string | null = null;
       commitWatch = setInterval(() => {
         if (!runningGoals) return;
         void headCommit(ctx.goalsDir).then(async (now) => {
-          if (now === head && !dirty) return;
+          if (now === head && commit?.endsWith(DIRTY) !== true) return;
           head = now;
-          const commit = await goalsCommit(ctx.goalsDir);
-          dirty = commit?.endsWith(DIRTY) === true;
+          commit = await goalsCommit(ctx.goalsDir);
           if (runningGoals) c.setCommit(commit);
         });
       }, GOAL_POLL_MS);
