@@ -22,8 +22,8 @@ import {
   flushStaged,
   renameStaged,
   syncDirectory,
-  inspect,
-  inspectSync,
+  inspectNode,
+  inspectNodeSync,
   makeDirectory,
   readAccounts,
   removeDirectory,
@@ -131,7 +131,17 @@ export class LocalBackend implements InfraBackend {
    * that are read with bounded parallelism.
    */
   async observe(nodes: readonly BackendNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, Observation>> {
-    const confiner = new Confiner(this.root);
+    // Pinning: reads go where writes would (`Confiner.reading`), never through a directory swapped since.
+    const confiner = new Confiner(this.root, { pin: true });
+    try {
+      return await this.observeWith(nodes, ctx, confiner);
+    } finally {
+      // Every read through its pinned directories has finished.
+      confiner.close();
+    }
+  }
+
+  private async observeWith(nodes: readonly BackendNode[], ctx: OperationContext, confiner: Confiner): Promise<ReadonlyMap<NodeId, Observation>> {
     const results = new Map<NodeId, Observation>();
     const failed = (node: BackendNode, err: unknown): Observation => ({
       status: 'failed',
@@ -235,7 +245,7 @@ export class LocalBackend implements InfraBackend {
     const confiner = new Confiner(this.root, { pin: true });
     try {
       const at = confiner.node(spec.path);
-      const actual = await inspect(at.real);
+      const actual = await inspectNode(confiner, at);
       if (actual.kind === 'missing') return { status: 'done', outputs: {} };
       switch (spec.type) {
         case 'local.file':
@@ -300,14 +310,14 @@ export class LocalBackend implements InfraBackend {
     switch (spec.type) {
       case 'local.file': {
         const expect = this.fileExpectationSync(spec, at, accounts);
-        const actual = inspectSync(at.real, this.readPolicy(spec, expect, accounts, memo, now));
+        const actual = inspectNodeSync(confiner, at, this.readPolicy(spec, expect, accounts, memo, now));
         return actual === undefined ? undefined : observeFile(expect, actual);
       }
       case 'local.directory':
-        return observeDirectory({ absPath: at.abs, mode: parseMode(spec.mode) }, inspectSync(at.real)!);
+        return observeDirectory({ absPath: at.abs, mode: parseMode(spec.mode) }, inspectNodeSync(confiner, at)!);
       case 'local.symlink':
         confiner.target(at.real, spec.target);
-        return observeSymlink({ absPath: at.abs, target: spec.target }, inspectSync(at.real)!);
+        return observeSymlink({ absPath: at.abs, target: spec.target }, inspectNodeSync(confiner, at)!);
       default:
         return assertNever(spec, 'spec');
     }
@@ -318,13 +328,13 @@ export class LocalBackend implements InfraBackend {
       case 'local.file': {
         const expect = await this.fileExpectation(spec, at);
         const accounts = expect.owner !== undefined || expect.group !== undefined ? await this.loadAccounts() : undefined;
-        return observeFile(expect, await inspect(at.real, this.readPolicy(spec, expect, accounts, memo, now)));
+        return observeFile(expect, await inspectNode(confiner, at, this.readPolicy(spec, expect, accounts, memo, now)));
       }
       case 'local.directory':
-        return observeDirectory({ absPath: at.abs, mode: parseMode(spec.mode) }, await inspect(at.real));
+        return observeDirectory({ absPath: at.abs, mode: parseMode(spec.mode) }, await inspectNode(confiner, at));
       case 'local.symlink':
         confiner.target(at.real, spec.target);
-        return observeSymlink({ absPath: at.abs, target: spec.target }, await inspect(at.real));
+        return observeSymlink({ absPath: at.abs, target: spec.target }, await inspectNode(confiner, at));
       default:
         return assertNever(spec, 'spec');
     }
@@ -455,7 +465,7 @@ export class LocalBackend implements InfraBackend {
   ): Promise<Outputs> {
     const expect = await this.fileExpectation(spec, at);
     const policy = this.readPolicy(spec, expect, undefined, undefined, Date.now());
-    const actual = inspectSync(at.real, policy) ?? (await inspect(at.real, policy));
+    const actual = inspectNodeSync(confiner, at, policy) ?? (await inspectNode(confiner, at, policy));
     if (actual.kind === 'missing') {
       await parent();
       await write({ content: spec.content, mode: expect.mode, uid: expect.owner?.id, gid: expect.group?.id, found: { missing: true } });
@@ -481,7 +491,7 @@ export class LocalBackend implements InfraBackend {
 
   private async ensureDirectory(spec: LocalDirectorySpec, at: NodePath, confiner: Confiner, signal: AbortSignal): Promise<Outputs> {
     const mode = parseMode(spec.mode);
-    const actual = await inspect(at.real);
+    const actual = await inspectNode(confiner, at);
     if (actual.kind === 'missing') await makeDirectory(confiner, at, mode, signal);
     else if (actual.kind !== 'directory') throw wrongKind(at.abs, kindName(actual), 'directory');
     else if (modeDiffers(actual.mode, mode)) setAttributes(confiner.io(at), { mode }, signal, 'directory');
@@ -489,7 +499,7 @@ export class LocalBackend implements InfraBackend {
   }
 
   private async ensureSymlink(spec: LocalSymlinkSpec, at: NodePath, confiner: Confiner, signal: AbortSignal, parent: () => Promise<void>): Promise<Outputs> {
-    const actual = await inspect(at.real);
+    const actual = await inspectNode(confiner, at);
     if (actual.kind === 'missing') {
       await parent();
       await writeSymlinkAtomic(confiner.io(at), spec.target, signal);

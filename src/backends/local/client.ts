@@ -72,11 +72,11 @@ function resolvePhysical(base: string, target: string, hops = 0): Resolved {
   return { real: current, exists: true };
 }
 
-function readLink(path: string): string {
+function readLink(path: string, shown = path): string {
   try {
     return readlinkSync(path);
   } catch (err) {
-    throw fsFault(err, 'readlink', path);
+    throw fsFault(err, 'readlink', shown);
   }
 }
 
@@ -124,10 +124,21 @@ function fdPath(fd: number): string {
   return `/proc/self/fd/${fd}`;
 }
 
+/** A file found regular and a symlink by the time it was opened to be read: not followed, read again at the next pass. */
+function becameLink(real: string, err: unknown): FaultError {
+  return new FaultError(
+    fault('transient', `${real} became a symlink while it was being read; it was not followed`, {
+      code: 'path-changed',
+      hint: 'something else changes this path meanwhile; the next pass reads it again',
+    }),
+    { cause: err },
+  );
+}
+
 /** A directory that was checked and then changed kind (a symlink or a file put in its place): nothing is done there. */
 function changedUnder(dir: string, err: unknown): FaultError {
   return new FaultError(
-    fault('transient', `${dir} is no longer the directory that was checked (a symlink or a file took its place); nothing was written there`, {
+    fault('transient', `${dir} is no longer the directory that was checked (a symlink or a file took its place); nothing was read or written there`, {
       code: 'path-changed',
       hint: 'something else changes this path meanwhile; the next pass checks it again, and refuses a symlink that leads out of the root',
     }),
@@ -169,6 +180,19 @@ export class Confiner {
     const dir = dirname(at.real);
     if (this.pins === undefined || this.sealed(dir)) return { real: at.real, io: at.real, pinned: false };
     return { real: at.real, io: `${this.pinned(dir)}${sep}${basename(at.real)}`, pinned: true };
+  }
+
+  /**
+   * Where to read the node: `io`'s path, or `undefined` when its directory is not there (nothing is
+   * at the path then). A pinning confiner reads the way it writes, so that a directory swapped for a
+   * symlink out of the root after the check cannot make an observation read a file outside it, and
+   * show its lines in a drift report, which is logged and stored.
+   */
+  reading(at: NodePath): IoPath | undefined {
+    const dir = dirname(at.real);
+    if (this.pins === undefined || this.sealed(dir)) return { real: at.real, io: at.real, pinned: false };
+    if (lstatSync(dir, { throwIfNoEntry: false }) === undefined) return undefined;
+    return this.io(at);
   }
 
   /** The real directory `dir` (in the root) itself, reached through its own fd when this confiner pins (to list it). */
@@ -408,24 +432,44 @@ function withContent(base: FileEntry, data: Buffer, policy: ReadPolicy, st: Stat
   return { ...base, size: data.length, sha256: hash, text, memo };
 }
 
-/** Reads what is at `real` without following a final symlink. */
-export async function inspect(real: string, policy?: ReadPolicy): Promise<ActualEntry> {
+const MISSING: ActualEntry = { kind: 'missing' };
+
+/** What is at the node's path, read through `confiner` (`Confiner.reading`), without following a final symlink. */
+export async function inspectNode(confiner: Confiner, at: NodePath, policy?: ReadPolicy): Promise<ActualEntry> {
+  const where = confiner.reading(at);
+  return where === undefined ? MISSING : inspect(where.real, policy, where.io);
+}
+
+/** `inspectNode` with synchronous calls (see `inspectSync`). */
+export function inspectNodeSync(confiner: Confiner, at: NodePath, policy?: ReadPolicy): ActualEntry | undefined {
+  const where = confiner.reading(at);
+  return where === undefined ? MISSING : inspectSync(where.real, policy, where.io);
+}
+
+/** Reads what is at `real` (through `io`, `Confiner.reading`'s path to it) without following a final symlink. */
+export async function inspect(real: string, policy?: ReadPolicy, io = real): Promise<ActualEntry> {
   let st;
   try {
-    st = await lstat(real);
+    st = await lstat(io);
   } catch (err) {
-    if (isMissing(err)) return { kind: 'missing' };
+    if (isMissing(err)) return MISSING;
     throw fsFault(err, 'lstat', real);
   }
   const c = classify(st, policy);
-  if (c.kind === 'link') return { kind: 'symlink', target: await readlink(real), uid: c.uid, gid: c.gid };
+  if (c.kind === 'link') {
+    const target = await readlink(io).catch((err: unknown) => {
+      throw fsFault(err, 'readlink', real);
+    });
+    return { kind: 'symlink', target, uid: c.uid, gid: c.gid };
+  }
   if (c.kind !== 'read') return c;
   let data;
   try {
-    data = await readFile(real);
+    // Not through a symlink swapped in since the lstat (ELOOP).
+    data = await readFile(io, { flag: constants.O_RDONLY | constants.O_NOFOLLOW });
   } catch (err) {
-    if (isMissing(err)) return { kind: 'missing' };
-    throw fsFault(err, 'read', real);
+    if (isMissing(err)) return MISSING;
+    throw errnoOf(err) === 'ELOOP' ? becameLink(real, err) : fsFault(err, 'read', real);
   }
   return withContent(c.base, data, policy!, st);
 }
@@ -436,24 +480,24 @@ export async function inspect(real: string, policy?: ReadPolicy): Promise<Actual
  * thread-pool round trip each. Returns `undefined` when a file larger than
  * `SYNC_READ_LIMIT` must be read: use `inspect` for that one.
  */
-export function inspectSync(real: string, policy?: ReadPolicy): ActualEntry | undefined {
+export function inspectSync(real: string, policy?: ReadPolicy, io = real): ActualEntry | undefined {
   let st;
   try {
-    st = lstatSync(real, { throwIfNoEntry: false });
+    st = lstatSync(io, { throwIfNoEntry: false });
   } catch (err) {
     throw fsFault(err, 'lstat', real);
   }
-  if (st === undefined) return { kind: 'missing' };
+  if (st === undefined) return MISSING;
   const c = classify(st, policy);
-  if (c.kind === 'link') return { kind: 'symlink', target: readLink(real), uid: c.uid, gid: c.gid };
+  if (c.kind === 'link') return { kind: 'symlink', target: readLink(io, real), uid: c.uid, gid: c.gid };
   if (c.kind !== 'read') return c;
   if (c.base.size > SYNC_READ_LIMIT) return undefined;
   let data;
   try {
-    data = readSmallFileSync(real, c.base.size);
+    data = readSmallFileSync(io, c.base.size);
   } catch (err) {
-    if (isMissing(err)) return { kind: 'missing' };
-    throw fsFault(err, 'read', real);
+    if (isMissing(err)) return MISSING;
+    throw errnoOf(err) === 'ELOOP' ? becameLink(real, err) : fsFault(err, 'read', real);
   }
   return withContent(c.base, data, policy!, st);
 }

@@ -2,7 +2,9 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Confiner, ensureParent, removeEntry, setAttributes, writeFileAtomic, writeSymlinkAtomic } from '../../../src/backends/local/client.ts';
+import { Confiner, ensureParent, inspectNode, inspectNodeSync, removeEntry, setAttributes, writeFileAtomic, writeSymlinkAtomic } from '../../../src/backends/local/client.ts';
+import type { ReadPolicy } from '../../../src/backends/local/client.ts';
+import { sha256 } from '../../../src/runtime/index.ts';
 
 // A user who may write a directory inside the root swaps it for a symlink out of the root between the
 // backend's confinement check and its write, chmod or chown (a root daemon's classic race: the
@@ -121,5 +123,39 @@ describe.skipIf(process.platform !== 'linux')('a pinning confiner: calls reach t
     expect(fds()).toBe(before);
     expect(readFileSync(join(fresh, 'a', 'b', 'c'), 'utf8')).toBe('c\n');
     expect(statSync(join(fresh, 'a', 'b', 'c')).mode & 0o7777).toBe(0o640);
+  });
+
+  // Reads too: an observation that followed the swap would read a file out of the root (say a copy of
+  // /etc/shadow's lines) and put them in a drift report, which is logged and stored.
+  const policy = (desired: string): ReadPolicy => {
+    const bytes = Buffer.from(desired);
+    return { desiredSize: bytes.length, desired: { bytes, sha256: sha256(bytes) }, accounts: undefined, memo: undefined, rereadEveryMs: undefined, now: Date.now() };
+  };
+
+  it('a read through a directory swapped after the check is refused: nothing out of the root is read', async () => {
+    writeFileSync(join(outside, 'config'), 'root:$6$secret-hash:19000:0:99999:7:::\n');
+    writeFileSync(join(root, 'user', 'sub', 'config'), 'mine\n');
+    const confiner = new Confiner(root, { pin: true });
+    const at = confiner.node('user/sub/config');
+    swap();
+    const refused = expect.objectContaining({ fault: expect.objectContaining({ code: 'path-changed', class: 'transient' }) });
+    expect(() => inspectNodeSync(confiner, at, policy('desired\n'))).toThrow(refused);
+    await expect(inspectNode(confiner, at, policy('desired\n'))).rejects.toThrow(refused);
+    confiner.close();
+  });
+
+  it('a read pinned before the swap reads the directory that was checked; a missing directory is nothing at the path', async () => {
+    writeFileSync(join(outside, 'config'), 'outside\n');
+    writeFileSync(join(root, 'user', 'sub', 'config'), 'inside\n');
+    const confiner = new Confiner(root, { pin: true });
+    const at = confiner.node('user/sub/config');
+    expect(confiner.reading(at)).toMatchObject({ pinned: true });
+    swap();
+    expect(inspectNodeSync(confiner, at, policy('desired\n'))).toMatchObject({ kind: 'file', text: 'inside\n' });
+    expect(await inspectNode(confiner, at, policy('desired\n'))).toMatchObject({ kind: 'file', text: 'inside\n' });
+    const gone = confiner.node('user/none/config');
+    expect(confiner.reading(gone)).toBeUndefined();
+    expect(inspectNodeSync(confiner, gone)).toEqual({ kind: 'missing' });
+    confiner.close();
   });
 });
