@@ -428,7 +428,7 @@ export class LocalBackend implements InfraBackend {
       };
       switch (spec.type) {
         case 'local.file':
-          return { status: 'done', outputs: await this.ensureFile(spec, at, confiner, ctx.signal, parent, write, new Set(node.settings.ignoreFields)) };
+          return { status: 'done', outputs: await this.ensureFile(node.id, spec, at, confiner, ctx, parent, write, new Set(node.settings.ignoreFields)) };
         case 'local.directory':
           return { status: 'done', outputs: await this.ensureDirectory(spec, at, confiner, ctx.signal) };
         case 'local.symlink':
@@ -455,10 +455,11 @@ export class LocalBackend implements InfraBackend {
    * content replaces the file, an ignored `content` is not written when the mode is corrected.
    */
   private async ensureFile(
+    id: NodeId,
     spec: LocalFileSpec,
     at: NodePath,
     confiner: Confiner,
-    signal: AbortSignal,
+    ctx: OperationContext,
     parent: () => Promise<void>,
     write: (file: FileWrite) => Promise<void>,
     ignored: ReadonlySet<string>,
@@ -480,12 +481,19 @@ export class LocalBackend implements InfraBackend {
       // A new file replaces this one: an owner or group the node does not manage is carried over.
       const keep = uid === undefined || gid === undefined ? { uid: actual.uid, gid: actual.gid } : undefined;
       const found = actual.ino === undefined || actual.ctimeMs === undefined ? undefined : { ino: actual.ino, size: actual.size, ctimeMs: actual.ctimeMs };
+      if (actual.links !== undefined && actual.links > 1) {
+        // Said at the time, not only in the README: whoever made the links may rely on them.
+        ctx.log.warn(
+          { node: id, path: at.abs, links: actual.links },
+          `${at.abs} has ${actual.links} hard links: the new content is a new file at this path only, the other ${actual.links - 1} keep the old content`,
+        );
+      }
       await write({ content: spec.content, mode, uid, gid, keep, found });
       return { path: at.abs, sha256: expect.sha256 };
     }
     const ownerDiffers = (uid !== undefined && actual.uid !== uid) || (gid !== undefined && actual.gid !== gid);
     // A chown is always followed by the chmod, which puts back the setuid and setgid it clears.
-    if (ownerDiffers || modeDiffers(actual.mode, mode)) setAttributes(confiner.io(at), { mode, ...(ownerDiffers ? { uid, gid } : {}) }, signal, 'file');
+    if (ownerDiffers || modeDiffers(actual.mode, mode)) setAttributes(confiner.io(at), { mode, ...(ownerDiffers ? { uid, gid } : {}) }, ctx.signal, 'file');
     return { path: at.abs, sha256: contentDiffers ? (actual.sha256 ?? null) : expect.sha256 };
   }
 

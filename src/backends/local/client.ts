@@ -406,7 +406,7 @@ function classify(st: Stat, policy: ReadPolicy | undefined): Exclude<ActualEntry
   if (!st.isFile()) return { kind: 'other', what: st.isSocket() ? 'socket' : st.isFIFO() ? 'fifo' : 'device' };
   const owner = policy?.accounts?.users.byId.get(st.uid) ?? String(st.uid);
   const group = policy?.accounts?.groups.byId.get(st.gid) ?? String(st.gid);
-  const base: FileEntry = { kind: 'file', size: st.size, mode: st.mode, uid: st.uid, gid: st.gid, owner, group, ino: st.ino, ctimeMs: st.ctimeMs };
+  const base: FileEntry = { kind: 'file', size: st.size, mode: st.mode, uid: st.uid, gid: st.gid, owner, group, ino: st.ino, ctimeMs: st.ctimeMs, links: st.nlink };
   if (policy === undefined) return base;
   // Read before, and nothing about the file changed since: it still holds the desired content.
   if (policy.desired !== undefined && memoHolds(policy.memo, st, policy.desired.sha256, policy.now, policy.rereadEveryMs)) {

@@ -28,6 +28,8 @@ export type ActualEntry =
       /** The inode and ctime it was found with: what a correction checks it still is before replacing it (`FileWrite.found`). */
       readonly ino?: number | undefined;
       readonly ctimeMs?: number | undefined;
+      /** Its hard links (names) in all: new content, a new file, goes to this one name only. */
+      readonly links?: number | undefined;
     }
   | { readonly kind: 'directory'; readonly mode: number }
   | { readonly kind: 'symlink'; readonly target: string; readonly uid: number; readonly gid: number }

@@ -1,5 +1,5 @@
 import { readdirSync } from 'node:fs';
-import { chmod, chown, lchown, lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, lchown, link, lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -9,6 +9,7 @@ import { classifyErrno, fsFault } from '../../../src/backends/local/errors.ts';
 import type { InfraNode } from '../../../src/infra/index.ts';
 import { FaultError, sha256 } from '../../../src/runtime/index.ts';
 import type { Fault, Observation, ObservationMemo, ProvisionResult } from '../../../src/runtime/index.ts';
+import { captureLogger } from '../../support/backend.ts';
 import { dirNode, fileNode, linkNode, log, observeOne, opCtx, useSandbox } from './helpers.ts';
 import type { Sandbox } from './helpers.ts';
 
@@ -362,6 +363,28 @@ describe('local backend writes', () => {
     expect(await readFile(join(sb.root, 'd', names[1]!), 'utf8')).toBe('two again');
     expect(await readlink(join(sb.root, 'd', names[2]!))).toBe(names[0]);
     expect(await listAll(join(sb.root, 'd'))).toEqual([...names].sort());
+  });
+
+  it('new content for a file with hard links: a warning names the path and the links left with the old content', async () => {
+    const node = fileNode('f', 'd/f.txt', 'one\n');
+    await sb.backend.create(node, opCtx());
+    await mkdir(sb.outside, { recursive: true });
+    await link(join(sb.root, 'd/f.txt'), join(sb.outside, 'other-name'));
+    const { log: captured, lines } = captureLogger();
+    const ctx = { ...opCtx(), log: captured };
+    expect(await sb.backend.update(fileNode('f', 'd/f.txt', 'two\n'), [], ctx)).toMatchObject({ status: 'done' });
+    expect(await readFile(join(sb.root, 'd/f.txt'), 'utf8')).toBe('two\n');
+    expect(await readFile(join(sb.outside, 'other-name'), 'utf8')).toBe('one\n');
+    const warned = lines.map((l) => JSON.parse(l) as { level: number; node?: string; links?: number; msg: string }).filter((l) => l.level === 40);
+    expect(warned).toEqual([expect.objectContaining({ node: 'f', links: 2, msg: expect.stringContaining('has 2 hard links') })]);
+    // A mode correction keeps the inode (and its links): nothing to warn of; nor for a file with one name.
+    lines.length = 0;
+    await chmod(join(sb.root, 'd/f.txt'), 0o600);
+    await sb.backend.update(fileNode('f', 'd/f.txt', 'two\n'), [], ctx);
+    await sb.backend.update(fileNode('g', 'd/g.txt', 'g\n'), [], ctx);
+    await writeFile(join(sb.root, 'd/g.txt'), 'edited\n');
+    await sb.backend.update(fileNode('g', 'd/g.txt', 'g\n'), [], ctx);
+    expect(lines.filter((l) => l.includes('"level":40'))).toEqual([]);
   });
 
   it('writes nothing once the signal is aborted', async () => {
