@@ -417,7 +417,7 @@ export class LocalBackend implements InfraBackend {
       // `mkdir -p` of a parent once per batch (the first caller's promise is shared).
       const parent = (): Promise<void> => {
         if (parents === undefined) return ensureParent(confiner, at.real, ctx.signal);
-        const dir = dirname(at.real);
+        const dir = at.dir;
         let p = parents.get(dir);
         if (p === undefined) parents.set(dir, (p = ensureParent(confiner, at.real, ctx.signal)));
         return p;

@@ -90,6 +90,8 @@ export interface NodePath {
   readonly abs: string;
   /** The real parent directory joined with the base name: no symlink between it and the real root. */
   readonly real: string;
+  /** That real parent directory (`dirname(real)`). */
+  readonly dir: string;
 }
 
 /**
@@ -177,7 +179,7 @@ export class Confiner {
    * and one replaced after this call is not where the change lands. The directory must exist.
    */
   io(at: NodePath): IoPath {
-    const dir = dirname(at.real);
+    const dir = at.dir;
     if (this.pins === undefined || this.sealed(dir)) return { real: at.real, io: at.real, pinned: false };
     return { real: at.real, io: `${this.pinned(dir)}${sep}${basename(at.real)}`, pinned: true };
   }
@@ -189,7 +191,7 @@ export class Confiner {
    * show its lines in a drift report, which is logged and stored.
    */
   reading(at: NodePath): IoPath | undefined {
-    const dir = dirname(at.real);
+    const dir = at.dir;
     if (this.pins === undefined || this.sealed(dir)) return { real: at.real, io: at.real, pinned: false };
     if (lstatSync(dir, { throwIfNoEntry: false }) === undefined) return undefined;
     return this.io(at);
@@ -292,7 +294,7 @@ export class Confiner {
     const rel = PLAIN_PATH.test(relPath) ? relPath : relative(this.root, lexicalPath(this.root, relPath));
     const slash = rel.lastIndexOf(sep);
     const parent = this.dir(slash < 0 ? '.' : rel.slice(0, slash), relPath);
-    return { abs: joinPlain(this.root, rel), real: joinPlain(parent.real, rel.slice(slash + 1)) };
+    return { abs: joinPlain(this.root, rel), real: joinPlain(parent.real, rel.slice(slash + 1)), dir: parent.real };
   }
 
   /** Checks that a link target, resolved from the link's real directory, stays inside the root. */
@@ -925,7 +927,7 @@ export async function makeDirectory(confiner: Confiner, at: NodePath, mode: numb
   if (signal.aborted) throw aborted('mkdir');
   let p: IoPath;
   try {
-    confiner.makeDirectories(dirname(at.real));
+    confiner.makeDirectories(at.dir);
     p = confiner.io(at);
     await mkdir(p.io, { mode }).catch(async (err: NodeJS.ErrnoException) => {
       if (err.code !== 'EEXIST' || !(await lstat(p.io)).isDirectory()) throw err;
