@@ -85,6 +85,13 @@ function desiredContent(spec: LocalFileSpec): DesiredContent {
  */
 const WRITE_PARALLELISM = 16;
 
+/**
+ * Pinned directory fds a batch holds at most before it lets them go (observe: after each chunk of
+ * OBSERVE_CHUNK nodes; writes: between waves, `ensureBatch`), well under the open-files limit a
+ * service is commonly given (1,024).
+ */
+const PINS_HELD = 128;
+
 /** What the nodes of one `createMany`/`updateMany` share: confinement memo, the parents already made, the staged file writes. */
 interface WriteBatch {
   readonly confiner: Confiner;
@@ -160,7 +167,13 @@ export class LocalBackend implements InfraBackend {
     // another (`validate` refuses two equal ones): such nodes are noted, and compared after, if any.
     let throughLink = false;
     for (let start = 0; start < nodes.length; start += OBSERVE_CHUNK) {
-      if (start > 0) await flushMicrotasks();
+      if (start > 0) {
+        // The chunk's reads are done (synchronous calls): its pinned directories are let go, so that a
+        // pass over files in thousands of directories others may write in (users' homes, to a root
+        // daemon) holds the fds of one chunk's, not all of them.
+        confiner.close();
+        await flushMicrotasks();
+      }
       if (ctx.signal.aborted) break;
       for (const node of nodes.slice(start, start + OBSERVE_CHUNK)) {
         try {
@@ -366,22 +379,43 @@ export class LocalBackend implements InfraBackend {
     // Its synchronous calls (temp files, renames, chmods) let the event loop turn every few milliseconds.
     const pacer = new Pacer();
     const results = new Map<NodeId, ProvisionResult>();
-    await forEachLimit(nodes, WRITE_PARALLELISM, async (node) => {
-      await pacer.pace();
-      if (ctx.signal.aborted) results.set(node.id, { status: 'failed', fault: fault('transient', 'operation aborted before it started') });
-      else results.set(node.id, await this.ensure(node, ctx, batch));
-    });
+    // In waves: once PINS_HELD directories are pinned, the nodes not yet begun wait until what is
+    // staged is in place and the fds are let go (a batch of files in thousands of directories others
+    // may write in would otherwise hold one fd each until its end). A tree only root and the daemon's
+    // user can change pins nothing: one wave.
+    let todo = nodes;
+    while (todo.length > 0) {
+      const later: BackendNode[] = [];
+      await forEachLimit(todo, WRITE_PARALLELISM, async (node) => {
+        if (later.length > 0 || batch.confiner.pinCount >= PINS_HELD) {
+          later.push(node);
+          return;
+        }
+        await pacer.pace();
+        if (ctx.signal.aborted) results.set(node.id, { status: 'failed', fault: fault('transient', 'operation aborted before it started') });
+        else results.set(node.id, await this.ensure(node, ctx, batch));
+      });
+      await this.putInPlace(batch, ctx.signal, pacer, results);
+      todo = later;
+    }
+    for (const node of nodes) this.logged(node, ctx, done, results.get(node.id)!);
+    return results;
+  }
+
+  /** The batch's staged files made durable, renamed into place and their directories synced; then its pinned fds let go. */
+  private async putInPlace(batch: WriteBatch, signal: AbortSignal, pacer: Pacer, results: Map<NodeId, ProvisionResult>): Promise<void> {
     const staged = [...batch.staged];
+    batch.staged.clear();
     const unflushed = await flushStaged(
       staged.map(([, s]) => s),
-      ctx.signal,
+      signal,
     );
     // Every rename first, then one fsync per directory for all of them.
     const renamed = new Set<string>();
     for (const [id, s] of staged) {
       await pacer.pace();
       try {
-        const failure = unflushed.get(s) ?? (ctx.signal.aborted ? aborted('write') : undefined);
+        const failure = unflushed.get(s) ?? (signal.aborted ? aborted('write') : undefined);
         if (failure !== undefined) throw failure;
         renameStaged(s);
         renamed.add(dirname(s.real));
@@ -402,8 +436,8 @@ export class LocalBackend implements InfraBackend {
       const err = unsynced.get(dirname(s.real));
       if (err !== undefined && results.get(id)?.status === 'done') results.set(id, failedResult(fsFault(err, 'fsync', dirname(s.real)), 'fsync', id));
     }
-    for (const node of nodes) this.logged(node, ctx, done, results.get(node.id)!);
-    return results;
+    // Every call through the pinned directories has finished; the next wave pins again what it needs.
+    batch.confiner.close();
   }
 
   /** The node made as desired; what cannot be done is its `failed` result. With a batch, new file content is staged in it. */

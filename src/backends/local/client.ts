@@ -247,7 +247,15 @@ export class Confiner {
     return v;
   }
 
-  /** Closes the pinned directories' fds. Every call made through `io` must have finished. */
+  /** How many directory fds are held (`close` lets them go). */
+  get pinCount(): number {
+    return this.pins?.size ?? 0;
+  }
+
+  /**
+   * Closes the pinned directories' fds. Every call made through `io` or `reading` must have
+   * finished. The confiner may go on: a directory is pinned again, from the root down, when next needed.
+   */
   close(): void {
     if (this.pins === undefined) return;
     for (const fd of this.pins.values()) closeSync(fd);
