@@ -97,6 +97,11 @@ export function maskSecretLines(lines: readonly string[]): string[] {
   });
 }
 
+/** A text of one or more lines with what looks like a secret in it masked, line by line (`maskSecretLines`). */
+function maskSecretText(text: string): string {
+  return text.includes('\n') ? maskSecretLines(text.split('\n')).join('\n') : maskSecretLines([text])[0]!;
+}
+
 /**
  * A desired spec as `plan` shows a create: the text a file will hold with what looks like a secret in it
  * masked, as a drift report of that file would show it (`maskSecretLines`). Pure; the spec is not changed.
@@ -266,13 +271,18 @@ export class SecretMask {
   outputs(outputs: Outputs): Outputs {
     if (this.secretForms.length === 0 && this.shortSecrets.size === 0) return outputs;
     // Two keys masked alike would be one; the later wins, which is no loss: both named a secret.
-    return this.deep(outputs, this.whole((t) => replaceForms(t, this.secretForms))) as Outputs;
+    // What looks like a secret is masked too (a URL's password, `password=…`): a call handed a secret
+    // may print an earlier one, which no mask knows (a resource still holding the value a rotated
+    // secret had: `postgres://app:OLD@db`), and outputs are stored and handed to dependents.
+    return this.deep(outputs, this.whole((t) => maskSecretText(replaceForms(t, this.secretForms)))) as Outputs;
   }
 
   private diff(d: FieldDiff): FieldDiff {
     const text = this.whole((t: string): string => this.text(t));
     return {
       ...d,
+      // A path may quote a secret too: an Ansible task's name is templated (`task:configure db with {{ dbpw }}`).
+      path: this.text(d.path),
       desired: this.deep(d.desired, text),
       actual: this.deep(d.actual, text),
       ...(d.detail === undefined ? {} : { detail: this.text(d.detail) }),

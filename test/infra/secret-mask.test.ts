@@ -52,14 +52,31 @@ describe('SecretMask', () => {
   // Outputs are stored, shown and handed to dependents: a secret never stays in them, but only secrets
   // are masked there, not every long allowlisted value (a region, a URL), which dependents read as data.
   it.each<{ name: string; outputs: Record<string, unknown>; out: Record<string, unknown> }>([
-    { name: 'a value under a secret\'s name, however short, in a string value', outputs: { a: 'hunter', b: 'token=tok-123456;' }, out: { a: '<secret>', b: 'token=<secret>;' } },
+    { name: 'a value under a secret\'s name, however short, in a string value', outputs: { a: 'hunter', b: 'token=tok-123456;' }, out: { a: '<secret>', b: 'token=<secret>' } },
     { name: 'a secret at any depth, in keys too', outputs: { deep: { list: [{ x: 'tok-123456' }], 'tok-123456': 1 } }, out: { deep: { list: [{ x: '<secret>' }], '<secret>': 1 } } },
-    { name: 'a long value under an ordinary name stays (masked in messages only)', outputs: { url: 'postgres://app:pw@db/app', longer: 'tok-123456-extra' }, out: { url: 'postgres://app:pw@db/app', longer: '<secret>-extra' } },
+    { name: 'a long value under an ordinary name stays (masked in messages only), but for what looks like a secret in it (a URL\'s password)', outputs: { url: 'postgres://app:pw@db/app', region: 'eu-west-1-prod-zone', longer: 'tok-123456-extra' }, out: { url: 'postgres://app:<secret>@db/app', region: 'eu-west-1-prod-zone', longer: '<secret>-extra' } },
     { name: 'public values, setting words and other types stay', outputs: { home: '/home/ana', check: 'False', n: 10, on: true, none: null }, out: { home: '/home/ana', check: 'False', n: 10, on: true, none: null } },
   ])('masks the secrets in outputs: $name', ({ outputs, out }) => {
     // Nested values are what a backend other than exec may return; exec's own outputs are flat.
     expect(mask.outputs(outputs as Outputs)).toEqual(out);
     expect(mask.text(JSON.stringify(outputs))).not.toContain('tok-123456');
+  });
+
+  // A secret rotated in the environment: the resource still holds the old value until the update, and a
+  // read prints it (a connection URL). No mask knows the old value; it was stored and handed on as it was.
+  it('masks what looks like a secret in the outputs of a call handed secrets: an old value no mask knows', () => {
+    const run = new SecretMask([]).with(['new-pw-2']);
+    const outputs = { conn: 'postgres://app:old-pw-1@db/x', dsn: 'host=db\npassword=old-pw-1\n', json: '{"user":"app","password":"old-pw-1"}', plain: 'app@db' };
+    expect(run.outputs(outputs)).toEqual({ conn: 'postgres://app:<secret>@db/x', dsn: 'host=db\npassword=<secret>\n', json: '{"user":"app","password":"<secret>"}', plain: 'app@db' });
+    expect(run.outputs(run.outputs(outputs))).toEqual(run.outputs(outputs));
+    // A call handed no secret: outputs are data, left as they are.
+    expect(new SecretMask([]).outputs(outputs)).toEqual(outputs);
+  });
+
+  it('masks a secret in a drift path (an Ansible task name is templated)', () => {
+    const run = new SecretMask([]).with(['Hunter2SuperSecret']);
+    const obs = run.observation({ status: 'drifted', diffs: [{ path: 'task:configure db with Hunter2SuperSecret', desired: 'unchanged', actual: 'changed' }], outputs: {} });
+    expect(obs).toMatchObject({ diffs: [{ path: 'task:configure db with <secret>' }] });
   });
 
   it('masks values added for a run (resolved secret references) in outputs, whatever their length or name', () => {
