@@ -5,7 +5,9 @@ import type { PolicySpecInput } from './schema.ts';
  * Built-in rule packs, written as data in exactly the shape of a Policy's
  * `spec` and compiled by the same code as a user's policy. A policy pulls
  * one in with `include: [baseline]`; the pack's findings carry the including
- * policy's name and are judged against its `blockAt`.
+ * policy's name and are judged against its `blockAt`. A pack included by
+ * several policies is evaluated once, under the strictest of them: the
+ * lowest `blockAt`, then the first name (see `strictest` in engine.ts).
  *
  * `baseline`:
  *

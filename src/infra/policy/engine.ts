@@ -54,6 +54,31 @@ export interface CelPolicyEngineOptions {
   readonly blockingDiagnostic?: 'error' | 'warning' | undefined;
 }
 
+/** A policy that includes a pack, and its `blockAt`. */
+interface PackJudge {
+  readonly policy: string;
+  readonly blockAt: Level;
+}
+
+/** A pack included by one policy or more (see `CelPolicyEngine.include`). */
+interface IncludedPack {
+  readonly checks: readonly CompiledCheck[];
+  readonly judges: readonly PackJudge[];
+}
+
+/**
+ * Of the policies that include a pack, the one its findings are judged and
+ * reported under: the lowest `blockAt` (a finding that any of them would
+ * block, blocks); among equals, the first name in code-point order, never
+ * the first file read.
+ */
+function strictest(judges: readonly PackJudge[]): PackJudge {
+  return judges.reduce((a, b) => {
+    const c = compareLevels(b.blockAt, a.blockAt);
+    return c < 0 || (c === 0 && b.policy < a.policy) ? b : a;
+  });
+}
+
 /** A check with its level resolved for one environment. */
 interface ActiveCheck {
   readonly check: CompiledCheck;
@@ -86,7 +111,8 @@ export class CelPolicyEngine implements PolicyEngine {
   private readonly checks: CompiledCheck[] = [];
   private readonly defaultsList: CompiledDefault[] = [];
   private readonly environmentRefs: EnvironmentReference[] = [];
-  private readonly includedPacks = new Set<string>();
+  /** Each pack included so far: its checks (as they stand in `checks`) and the policies that include it. */
+  private readonly includedPacks = new Map<string, IncludedPack>();
   private readonly plans = new Map<string, ReadonlyMap<InfraNodeType, TypePlan>>();
   private readonly goalActivations = new Map<string, CelActivation['goal']>();
   private readonly found: Finding[] = [];
@@ -111,13 +137,7 @@ export class CelPolicyEngine implements PolicyEngine {
     const policy = doc.name;
     spec.include.forEach((name, i) => {
       const pack = this.pack(name, doc.locate(['spec', 'include', i]), diag);
-      if (pack === undefined) return;
-      // A pack included by several policies is judged once, under the first.
-      if (this.includedPacks.has(name)) return;
-      this.includedPacks.add(name);
-      const packSpec = policySpecSchema().parse({ ...pack, blockAt: spec.blockAt });
-      const builtin: SourceLocation = { file: `builtin:${name}`, line: 1, col: 1 };
-      this.add(compilePolicySpec({ policy, spec: packSpec, at: () => builtin, diag, celLimits: this.celLimits }), false, diag);
+      if (pack !== undefined) this.include(name, pack, { policy, blockAt: spec.blockAt }, diag);
     });
     const compiled = compilePolicySpec({
       policy,
@@ -127,6 +147,38 @@ export class CelPolicyEngine implements PolicyEngine {
       celLimits: this.celLimits,
     });
     this.add(compiled, true, diag);
+  }
+
+  /**
+   * Includes a pack for one more policy. A pack is compiled and evaluated
+   * once, however many policies include it, and judged under the strictest
+   * of them (`strictest`): a finding blocks when any policy that includes the
+   * pack would block it, so that a policy added beside another (by anyone
+   * who may add a file to the goals) can make the pack's gate stricter,
+   * never weaker, and the outcome does not depend on the order files are read in.
+   */
+  private include(name: string, pack: PolicySpecInput, judge: PackJudge, diag: DiagnosticBag): void {
+    const included = this.includedPacks.get(name);
+    if (included === undefined) {
+      const packSpec = policySpecSchema().parse({ ...pack, blockAt: judge.blockAt });
+      const builtin: SourceLocation = { file: `builtin:${name}`, line: 1, col: 1 };
+      const compiled = compilePolicySpec({ policy: judge.policy, spec: packSpec, at: () => builtin, diag, celLimits: this.celLimits });
+      this.includedPacks.set(name, { checks: compiled.checks, judges: [judge] });
+      this.add(compiled, false, diag);
+      return;
+    }
+    const judges = [...included.judges, judge];
+    const before = strictest(included.judges);
+    const after = strictest(judges);
+    let checks = included.checks;
+    if (after.policy !== before.policy || after.blockAt !== before.blockAt) {
+      // Re-judged in place: the pack's checks keep their place among the others (and so their findings' order).
+      const replaced = new Map(included.checks.map((c) => [c, { ...c, policy: after.policy, blockAt: after.blockAt }]));
+      for (const [i, c] of this.checks.entries()) this.checks[i] = replaced.get(c) ?? c;
+      checks = [...replaced.values()];
+      this.plans.clear();
+    }
+    this.includedPacks.set(name, { checks, judges });
   }
 
   /** The built-in pack of this name; an unknown name is an error at `at`. */

@@ -58,3 +58,45 @@ describe('the baseline pack', () => {
     expect(engine.findings().map((f) => f.rule)).toEqual(['baseline.encryption-at-rest']);
   });
 });
+
+// Audit finding 2: the pack was judged under the first including policy read, so a goal author's
+// file sorting first (`app-extras.yaml`, `blockAt: critical`) turned the platform's blocking
+// baseline findings into warnings, and renaming a policy file flipped the verdict.
+describe('the baseline pack included by several policies', () => {
+  const platform = policyYaml({ blockAt: 'high', include: ['baseline'] }, 'platform');
+  const lax = policyYaml({ blockAt: 'critical', include: ['baseline'] }, 'app-extras');
+  const orphanless = { ...bucket(), deletionPolicy: 'Delete' as const };
+
+  function judge(files: Record<string, string>): string[] {
+    const { engine } = compileTexts(files);
+    return engine.findings().map((f) => `${f.rule} ${f.severity} ${f.blocking ? 'blocks' : 'warns'} (${f.policy})`);
+  }
+
+  it.each<{ name: string; files: Record<string, string> }>([
+    { name: 'the lax policy read first', files: { 'a-extras.yaml': lax, 'b-platform.yaml': platform } },
+    { name: 'the lax policy read last', files: { 'a-platform.yaml': platform, 'b-extras.yaml': lax } },
+  ])('$name: a finding blocks when any including policy would block it, under that policy', ({ files }) => {
+    const goal = goalYaml({ environment: 'prod', nodes: [orphanless] });
+    expect(judge({ ...files, 'g.yaml': goal })).toEqual([
+      'baseline.required-label:team high blocks (platform)',
+      'baseline.required-label:owner high blocks (platform)',
+      'baseline.orphan-stateful-in-prod high blocks (platform)',
+    ]);
+  });
+
+  it.each([
+    { name: 'the strict one first', order: ['strict', 'lax'] },
+    { name: 'the lax one first', order: ['lax', 'strict'] },
+  ])('a dev finding at low blocks under a policy with blockAt: low, whichever file is read first ($name)', ({ order }) => {
+    const texts: Record<string, string> = { strict: policyYaml({ blockAt: 'low', include: ['baseline'] }, 'strict'), lax: policyYaml({ blockAt: 'critical', include: ['baseline'] }, 'lax') };
+    const files = Object.fromEntries(order.map((k, i) => [`${i}-${k}.yaml`, texts[k]!]));
+    const goal = goalYaml({ environment: 'dev', labels: tagged, nodes: [bucket({ publicAccess: true })] });
+    expect(judge({ ...files, 'g.yaml': goal })).toEqual(['baseline.no-public-access low blocks (strict)']);
+  });
+
+  it('among policies with the same blockAt, findings name the first by name, not the first file read', () => {
+    const goal = goalYaml({ environment: 'prod', labels: tagged, nodes: [bucket({ encryption: 'none' })] });
+    const files = { 'a.yaml': policyYaml({ include: ['baseline'] }, 'zeta'), 'b.yaml': policyYaml({ include: ['baseline'] }, 'alpha'), 'g.yaml': goal };
+    expect(judge(files)).toEqual(['baseline.encryption-at-rest critical blocks (alpha)']);
+  });
+});
