@@ -1,10 +1,10 @@
 import { z } from 'zod';
-import { fieldPathProblem, formatLocation, hasReferences, MISSING_RESOURCE, once, pendingIssue, reportZodIssues, suggestion, valueAtPath } from '../runtime/index.ts';
-import type { BuiltNode, BuiltSpec, DiagnosticBag, GoalInfo, ImpliedEdge, NodeDeclaration, NodeSpecFactory, PathKey, PendingValue, RawDocument, SourceLocation } from '../runtime/index.ts';
-import type { BackendFactory } from './backend.ts';
+import { DiagnosticBag, fieldPathProblem, formatLocation, formatPath, hasReferences, MISSING_RESOURCE, once, pendingIssue, reportZodIssues, suggestion, valueAtPath } from '../runtime/index.ts';
+import type { BuiltNode, BuiltSpec, GoalInfo, ImpliedEdge, NodeDeclaration, NodeSpecFactory, PathKey, PendingValue, RawDocument, SourceLocation } from '../runtime/index.ts';
+import type { BackendFactory, SpecIssue } from './backend.ts';
 import { desiredNodeSpec } from './desired.ts';
 import type { InfraDesiredNodeSpec } from './desired.ts';
-import type { PolicyDefault, PolicyEngine } from './policy.ts';
+import type { AppliedDefault, PolicyDefault, PolicyEngine } from './policy.ts';
 import type { BackendDeclaration, BackendRegistry } from './registry.ts';
 import { wantsString } from './resolved-spec.ts';
 import { identityFields, INFRA_NODE_TYPES, isInfraNodeType, specSchemas, statefulTypes } from './spec.ts';
@@ -139,6 +139,63 @@ function typedReferenceFields(
  * configured, and is checked only as far as the type allows.
  */
 type DeclaredBackend = { readonly status: 'ok'; readonly decl: BackendDeclaration } | { readonly status: 'broken'; readonly type: string | undefined };
+
+/** The policy defaults a node's spec was validated with, and the spec without them where that is valid (for the backend's checks). */
+interface SpecDefaults {
+  readonly applied: readonly AppliedDefault[];
+  readonly withoutThem: () => InfraNodeSpec | undefined;
+}
+
+const NO_DEFAULTS: SpecDefaults = { applied: [], withoutThem: () => undefined };
+
+/** The node's spec as its goal writes it, without policy defaults, parsed; undefined when it is not valid so. */
+function specWithout(decl: NodeDeclaration, schema: (typeof specSchemas)[keyof typeof specSchemas]): InfraNodeSpec | undefined {
+  const parsed = schema.safeParse(decl.spec);
+  return parsed.success ? ({ type: decl.type, ...parsed.data } as InfraNodeSpec) : undefined;
+}
+
+/**
+ * What an error owes to policy defaults, said after its message: the
+ * default of the field it is at, or all of them where it is at another
+ * field (a rule across fields), each with where its policy sets it.
+ */
+function defaultsNote(decl: NodeDeclaration, applied: readonly AppliedDefault[], field: PropertyKey | undefined): string {
+  const own = applied.filter((d) => d.field === field);
+  const named = own.length > 0 ? own : applied;
+  return ` (with policy defaults on node "${decl.id}": ${named.map((d) => `${formatPath(['spec', d.field])} from policy ${d.policy} at ${formatLocation(d.location)}`).join(', ')})`;
+}
+
+/**
+ * Reports the issues of a node's spec validated with its policy defaults
+ * (`applied`) in place, at their place in the goal: those the spec as
+ * written has too as they are, the others (which a default brings about)
+ * naming the defaults (`defaultsNote`).
+ */
+function reportSpecIssues(
+  decl: NodeDeclaration,
+  schema: (typeof specSchemas)[keyof typeof specSchemas],
+  input: Record<string, unknown>,
+  issues: readonly z.core.$ZodIssue[],
+  applied: readonly AppliedDefault[],
+  diag: DiagnosticBag,
+): void {
+  const options = { schema, input, prefix: ['spec'], owner: decl.type, locate: decl.locate } as const;
+  if (applied.length === 0 || issues.length === 0) {
+    reportZodIssues(issues, { ...options, diag });
+    return;
+  }
+  const key = (i: z.core.$ZodIssue): string => JSON.stringify([i.code, i.path, i.message]);
+  const written = schema.safeParse(decl.spec);
+  const ownKeys = new Set(written.success ? [] : written.error.issues.map(key));
+  reportZodIssues(issues.filter((i) => ownKeys.has(key(i))), { ...options, diag });
+  const byField = Map.groupBy(issues.filter((i) => !ownKeys.has(key(i))), (i) => i.path[0]);
+  for (const [field, group] of byField) {
+    const bag = new DiagnosticBag();
+    reportZodIssues(group, { ...options, diag: bag });
+    const note = defaultsNote(decl, applied, field);
+    for (const d of bag.items) diag.add(d, d.severity, d.code, `${d.message}${note}`);
+  }
+}
 
 /** Node fields that policies read (with the spec): a policy finding on a node where one is invalid would be an echo. */
 const POLICY_INPUTS = ['id', 'labels', 'deletionPolicy', 'goal.name', 'goal.environment', 'goal.labels'];
@@ -343,10 +400,18 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
    * (`BackendFactory.checkSpec`, and `cannotDelete` under
    * `deletionPolicy: Delete`): true when it passes them; each problem reported.
    */
-  private backendChecks(decl: NodeDeclaration, spec: InfraNodeSpec, backend: BackendDeclaration, factory: BackendFactory, diag: DiagnosticBag): boolean {
+  private backendChecks(decl: NodeDeclaration, spec: InfraNodeSpec, backend: BackendDeclaration, factory: BackendFactory, diag: DiagnosticBag, defaults: SpecDefaults = NO_DEFAULTS): boolean {
     const where = `(backend "${backend.id}", type ${backend.type})`;
-    const issues = factory.checkSpec?.(spec, backend.config, this.cwd === undefined ? undefined : { cwd: this.cwd }) ?? [];
-    for (const issue of issues) diag.add(decl.locate(['spec', ...issue.path]), issue.severity ?? 'error', issue.code ?? 'unsupported-spec', `${issue.message} ${where}`);
+    const check = (s: InfraNodeSpec): readonly SpecIssue[] => factory.checkSpec?.(s, backend.config, this.cwd === undefined ? undefined : { cwd: this.cwd }) ?? [];
+    const issues = check(spec);
+    // The issues the goal's own spec has too are its own; the others follow from a policy default.
+    const withoutThem = issues.length === 0 || defaults.applied.length === 0 ? undefined : defaults.withoutThem();
+    const own = issues.length === 0 || defaults.applied.length === 0 ? undefined : withoutThem === undefined ? [] : check(withoutThem);
+    const ownKeys = new Set(own?.map((i) => JSON.stringify([i.path, i.message])));
+    for (const issue of issues) {
+      const note = own === undefined || ownKeys.has(JSON.stringify([issue.path, issue.message])) ? '' : defaultsNote(decl, defaults.applied, issue.path[0]);
+      diag.add(decl.locate(['spec', ...issue.path]), issue.severity ?? 'error', issue.code ?? 'unsupported-spec', `${issue.message} ${where}${note}`);
+    }
     const errors = issues.filter((i) => i.severity !== 'warning');
     const cannotDelete = decl.deletionPolicy === 'Delete' ? factory.cannotDelete?.(spec, backend.config) : undefined;
     if (cannotDelete !== undefined) {
@@ -371,7 +436,12 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
         diag.error(decl.locate(['ignoreFields', i]), 'invalid-value', `ignoreFields: ${why}`);
       }
     });
-    const parsed = invalid?.has('spec') === true ? undefined : schema.safeParse(decl.spec);
+    // Policy defaults go in first, and the spec is validated with them, whole: a default may fill a required
+    // field, and one that breaks a rule across fields (or a backend's check) is an error, as it is written in the goal.
+    const applied = this.policy === undefined || invalid?.has('spec') === true || invalid?.has('goal.environment') === true ? [] : this.policy.defaultsFor(decl, decl.type);
+    const input = applied.length === 0 ? decl.spec : { ...decl.spec, ...Object.fromEntries(applied.map((d) => [d.field, d.value])) };
+    const parsed = invalid?.has('spec') === true ? undefined : schema.safeParse(input);
+    const report = (list: readonly z.core.$ZodIssue[]): void => reportSpecIssues(decl, schema, input, list, applied, diag);
     const backendId = decl.backend ?? 'local';
     // An invalid `backend` (or an unreadable default) is already reported: which backend is meant is unknown.
     const backendKnown = invalid?.has('backend') !== true;
@@ -403,15 +473,15 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       // that field's error; one that holds a reference is checked once resolved, by the dispatcher.
       const pending = decl.pending;
       const issues = pending === undefined ? parsed.error.issues : parsed.error.issues.filter((i) => !pendingIssue(i, pending));
-      reportZodIssues(issues, { schema, input: decl.spec, prefix: ['spec'], owner: decl.type, locate: decl.locate, diag });
+      report(issues);
       if (issues.length === 0) {
-        const template = parseTemplate(schema, decl.spec, parsed.error.issues);
+        const template = parseTemplate(schema, input, parsed.error.issues);
         data = template?.data;
         runtimeFields = template?.asWritten;
         // Never a node dropped in silence: should the template fail too, its issues are the spec's errors.
-        if (template === undefined) reportZodIssues(parsed.error.issues, { schema, input: decl.spec, prefix: ['spec'], owner: decl.type, locate: decl.locate, diag });
+        if (template === undefined) report(parsed.error.issues);
       } else if (factory?.specFields !== undefined) {
-        checkable = checkableSpec(decl.type, schema, decl.spec, issues, factory.specFields);
+        checkable = checkableSpec(decl.type, schema, input, issues, factory.specFields);
       }
     }
     // `factory` is the backend's own below: `backend` is defined only for a declaration without errors.
@@ -423,8 +493,9 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       }
       return undefined;
     }
-    let spec = { type: decl.type, ...data } as InfraNodeSpec;
-    if (backend !== undefined && factory !== undefined && !this.backendChecks(decl, spec, backend, factory, diag)) {
+    const spec = { type: decl.type, ...data } as InfraNodeSpec;
+    const defaults: SpecDefaults = { applied, withoutThem: () => specWithout(decl, schema) };
+    if (backend !== undefined && factory !== undefined && !this.backendChecks(decl, spec, backend, factory, diag, defaults)) {
       this.claimResource(decl, spec, backend, factory, diag);
       return undefined;
     }
@@ -433,11 +504,9 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       // Only a policy reads what is known at run time only.
       const typed = typedReferenceFields(decl.type, schema, decl.spec, decl.pending, this.textPlaces);
       if (typed.length > 0) runtimeFields = new Set([...(runtimeFields ?? []), ...typed]);
-      const verdict = this.policy.evaluate(decl, spec, diag, { runtimeFields });
-      spec = verdict.spec;
-      gate = verdict.gate;
-      if (verdict.defaults.length > 0) this.policyDefaults.set(decl.id, verdict.defaults);
+      gate = this.policy.evaluate(decl, spec, diag, { runtimeFields }).gate;
     }
+    if (applied.length > 0) this.policyDefaults.set(decl.id, applied.map(({ field, value, policy }) => ({ field, value, policy })));
     const resource = backend === undefined || factory === undefined ? undefined : this.claimResource(decl, spec, backend, factory, diag);
     return {
       spec: desiredNodeSpec(spec, backendId, decl.labels, decl.goal.environment, { resource }),

@@ -1,5 +1,5 @@
-import type { DiagnosticBag, GoalInfo, NodeDeclaration, NodeGate, RawDocument } from '../runtime/index.ts';
-import type { InfraNodeSpec } from './spec.ts';
+import type { DiagnosticBag, GoalInfo, NodeDeclaration, NodeGate, RawDocument, SourceLocation } from '../runtime/index.ts';
+import type { InfraNodeSpec, InfraNodeType } from './spec.ts';
 
 /** A field value set by a policy's environment-aware defaults (shown in plans as policy-set). */
 export interface PolicyDefault {
@@ -8,11 +8,13 @@ export interface PolicyDefault {
   readonly policy: string;
 }
 
+/** A policy default that applies to one node, with where the policy sets it (for errors the value causes). */
+export interface AppliedDefault extends PolicyDefault {
+  readonly location: SourceLocation;
+}
+
 /** What a policy engine says of one node. */
 export interface PolicyVerdict {
-  /** The spec with policy defaults applied (where the goal did not set the field). */
-  readonly spec: InfraNodeSpec;
-  readonly defaults: readonly PolicyDefault[];
   /** Set when a finding at or above the blocking severity holds the node. */
   readonly gate?: NodeGate | undefined;
 }
@@ -27,8 +29,17 @@ export interface PolicyEngine {
   /** Called once all documents are read. */
   prepare?(goals: readonly GoalInfo[], diag: DiagnosticBag): void;
   /**
-   * Applies defaults and checks the rules for one node; reports findings as
-   * diagnostics at the node. `runtimeFields` names the spec's top-level
+   * The environment-aware defaults for the fields of `decl`'s spec that its
+   * goal leaves unset, one per field. Asked before the spec is validated:
+   * the spec with them merged in is validated whole, by the type's schema
+   * and the backend's checks, so that a default can fill a required field
+   * and cannot get past a rule across fields that the same value written
+   * in the goal would break.
+   */
+  defaultsFor(decl: NodeDeclaration, type: InfraNodeType): readonly AppliedDefault[];
+  /**
+   * Checks the rules for one node, whose `spec` has its defaults
+   * (`defaultsFor`) in place; reports findings as diagnostics at the node. `runtimeFields` names the spec's top-level
    * fields that hold a `${nodes…}` reference where the type wants no text:
    * their value is known only at run time, so a check that reads one fails
    * closed.

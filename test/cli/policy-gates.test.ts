@@ -45,3 +45,45 @@ describe('a built-in pack included by several policies', () => {
     expect(apply.stdout).not.toContain('+ assets');
   });
 });
+
+describe('policy defaults, validated with the spec they go into', () => {
+  const grantDefaults = policy('p', '  defaults:\n    - types: [postgres.grant]\n      environments: [prod]\n      set: { schema: public, forRole: owner }\n');
+  const grant = '    - { id: g-db, type: postgres.grant, spec: { role: app, database: appdb, on: database, privileges: [CONNECT] } }\n';
+
+  // Finding 3: written in the goal, `schema` on a database grant is an error; set by a default, it was planned and applied.
+  it('a default that breaks a rule across fields is refused by validate and apply, at the node, naming the default', async () => {
+    const p = tempProject('ds-default-refine-');
+    p.write('policy.yaml', grantDefaults);
+    p.write('app.yaml', `${goalHead('prod')}${grant}`);
+    const validate = await cli(['validate', ...p.args], { cwd: p.dir });
+    expect(validate.code).toBe(1);
+    expect(validate.stdout).toContain(
+      'goals/app.yaml:12:47: error invalid-value: spec.schema: schema is not allowed for on: database (with policy defaults on node "g-db": spec.schema from policy p at goals/policy.yaml:8:14)\n',
+    );
+    expect(validate.stdout).toContain('spec.forRole: forRole applies to default privileges only (on: defaultTables or defaultSequences) (with policy defaults on node "g-db": spec.forRole from policy p at goals/policy.yaml:8:30)\n');
+    const apply = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    expect(apply.code).not.toBe(0);
+    expect(apply.stdout).not.toContain('g-db: created');
+    // In dev, where the defaults do not apply, the same grant is fine.
+    p.write('app.yaml', `${goalHead('dev')}${grant}`);
+    expect((await cli(['validate', ...p.args], { cwd: p.dir })).code).toBe(0);
+  });
+
+  // Finding 7: the goal was checked before defaults went in, so `region` defaulted for prod buckets was still "required".
+  it('a default fills a required field: validate passes, the plan says the policy set it, apply creates the node', async () => {
+    const p = tempProject('ds-default-required-');
+    p.write('policy.yaml', policy('p', '  defaults:\n    - types: [aws.s3.bucket]\n      environments: [prod]\n      set: { region: eu-west-1 }\n'));
+    p.write('app.yaml', `${goalHead('prod')}    - { id: assets, type: aws.s3.bucket, spec: { name: acme-assets } }\n`);
+    expect(await cli(['validate', ...p.args], { cwd: p.dir })).toMatchObject({ code: 0 });
+    const plan = await cli(['plan', ...p.args], { cwd: p.dir });
+    expect(plan.stdout).toContain('      region = "eu-west-1" (set by policy p)\n');
+    const apply = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    expect(apply.code).toBe(0);
+    expect(apply.stdout).toContain('+ assets: created');
+    // Without the default (dev), the field is missing, at the node's spec in the goal.
+    p.write('app.yaml', `${goalHead('dev')}    - { id: assets, type: aws.s3.bucket, spec: { name: acme-assets } }\n`);
+    const dev = await cli(['validate', ...p.args], { cwd: p.dir });
+    expect(dev.code).toBe(1);
+    expect(dev.stdout).toBe('goals/app.yaml:12:42: error missing-field: spec.region is required by aws.s3.bucket\n');
+  });
+});

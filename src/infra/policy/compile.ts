@@ -28,14 +28,18 @@ export interface CompiledCheck {
   readonly body: CheckBody;
 }
 
-/** An environment-aware default, validated against each type's field schema. */
+/**
+ * An environment-aware default, each value validated against its field's
+ * schema in each type here, at load; a node's spec with its defaults is
+ * validated whole where the node is built (rules across fields, the backend's checks).
+ */
 export interface CompiledDefault {
   readonly policy: string;
   readonly types: ReadonlySet<InfraNodeType>;
   /** Undefined: every environment. */
   readonly environments: ReadonlySet<string> | undefined;
   readonly set: readonly (readonly [field: string, value: unknown])[];
-  /** Where each field of `set` is written, for conflicts between defaults. */
+  /** Where each field of `set` is written, for conflicts between defaults and for errors a value causes in a node. */
   readonly locations: ReadonlyMap<string, SourceLocation>;
 }
 

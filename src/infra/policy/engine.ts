@@ -2,7 +2,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { z } from 'zod';
 import { assertNever, didYouMean, formatPath, reportZodIssues, suggestion } from '../../runtime/index.ts';
 import type { DiagnosticBag, GoalInfo, NodeDeclaration, NodeGate, PathKey, RawDocument, SourceLocation } from '../../runtime/index.ts';
-import type { PolicyDefault, PolicyEngine, PolicyVerdict } from '../policy.ts';
+import type { AppliedDefault, PolicyEngine, PolicyVerdict } from '../policy.ts';
 import { INFRA_NODE_TYPES } from '../spec.ts';
 import type { InfraNodeSpec, InfraNodeType } from '../spec.ts';
 import { BUILTIN_PACKS } from './baseline.ts';
@@ -291,34 +291,34 @@ export class CelPolicyEngine implements PolicyEngine {
     }
   }
 
-  /** Applies defaults where the goal left a field unset, then runs every applicable check. */
+  /** The defaults for the fields `decl`'s goal leaves unset: for each, the one of its environment if any, else the one for every environment. */
+  defaultsFor(decl: NodeDeclaration, type: InfraNodeType): readonly AppliedDefault[] {
+    const plan = this.planFor(decl.goal.environment).get(type);
+    if (plan === undefined || plan.defaults.length === 0) return NO_DEFAULTS;
+    const applied: AppliedDefault[] = [];
+    for (const d of plan.defaults) {
+      for (const [field, value] of d.set) {
+        // What the user wrote: a field left unset, not one set to its schema's default.
+        if (Object.hasOwn(decl.spec, field) || applied.some((a) => a.field === field)) continue;
+        applied.push({ field, value, policy: d.policy, location: d.locations.get(field)! });
+      }
+    }
+    return applied;
+  }
+
+  /** Runs every check that applies to the node (its spec with the defaults in place). */
   evaluate(decl: NodeDeclaration, spec: InfraNodeSpec, diag: DiagnosticBag, options: { readonly runtimeFields?: ReadonlySet<string> | undefined } = {}): PolicyVerdict {
     const runtimeFields = options.runtimeFields ?? NO_FIELDS;
     const environment = decl.goal.environment;
     this.evaluated.push({ id: decl.id, type: spec.type, goal: decl.goal.name, environment, location: decl.source });
     const plan = this.planFor(environment).get(spec.type) ?? EMPTY_PLAN;
 
-    let out = spec;
-    let applied: PolicyDefault[] | undefined;
-    for (const d of plan.defaults) {
-      for (const [field, value] of d.set) {
-        // The raw spec says what the user wrote; the parsed one has zod defaults filled in.
-        if (Object.hasOwn(decl.spec, field) || applied?.some((a) => a.field === field) === true) continue;
-        (applied ??= []).push({ field, value, policy: d.policy });
-      }
-    }
-    if (applied !== undefined) {
-      const patch: Record<string, unknown> = {};
-      for (const a of applied) patch[a.field] = a.value;
-      out = { ...spec, ...patch } as InfraNodeSpec;
-    }
-
     let activation: CelActivation | undefined;
-    const activationFor = (): CelActivation => (activation ??= new NodeActivation(decl, out, this.goalActivation(decl.goal)));
+    const activationFor = (): CelActivation => (activation ??= new NodeActivation(decl, spec, this.goalActivation(decl.goal)));
 
     const blocking: Finding[] = [];
     for (const { check, level } of plan.checks) {
-      const outcome = runCheck(check, out, decl, activationFor, runtimeFields);
+      const outcome = runCheck(check, spec, decl, activationFor, runtimeFields);
       if (outcome.status === 'pass') continue;
       const finding: Finding = {
         policy: check.policy,
@@ -347,7 +347,7 @@ export class CelPolicyEngine implements PolicyEngine {
         details: { findings: blocking },
       };
     }
-    return { spec: out, defaults: applied ?? [], gate };
+    return { gate };
   }
 
   private report(f: Finding, diag: DiagnosticBag): void {
@@ -447,6 +447,7 @@ class NodeActivation implements CelActivation {
 }
 
 const NO_FIELDS: ReadonlySet<string> = new Set();
+const NO_DEFAULTS: readonly AppliedDefault[] = [];
 
 function runCheck(check: CompiledCheck, spec: InfraNodeSpec, decl: NodeDeclaration, activation: () => CelActivation, runtimeFields: ReadonlySet<string>): CheckOutcome {
   const body = check.body;
