@@ -339,12 +339,12 @@ export class Controller<S extends NodeSpec> {
         else lookNow(node.id);
       } else {
         // Unchanged: keep its schedule (it is already queued, delayed, held or waiting on a dependency);
-        // refresh the stored graph context. A gate that appeared or went away is looked at now, and so
+        // refresh the stored graph context. A gate that appeared, went away or changed is looked at now, and so
         // is a node whose reconcile settings or dependencies changed: its schedule was made under the
         // old ones (an interval of an hour, a wait for a dependency no longer declared).
         this.put(node, rec.status, {});
-        const wasGated = previousGates.has(node.id);
-        if (wasGated !== (gate !== undefined) || !sameReconcileInputs(previous, node, graph)) lookNow(node.id);
+        // A gate whose reason changed (a policy edited, the goal not) is looked at now too: its hold says the new reason.
+        if (previousGates.get(node.id)?.reason !== gate?.reason || !sameReconcileInputs(previous, node, graph)) lookNow(node.id);
       }
     }
     await this.removeMissing(graph);
@@ -623,10 +623,12 @@ export class Controller<S extends NodeSpec> {
       const rec = this.records.get(id);
       const gate = this.gates.get(id);
       if (gate !== undefined) {
-        if (rec?.status !== 'held') {
-          // A gate is part of the goals: a node at rest (ready, drifted, failed, blocked) restarts, then is held.
+        const reason = policyHoldReason(gate.reason);
+        // A gate is part of the goals: a node at rest (ready, drifted, failed, blocked) restarts, then is held.
+        // One held by an older gate (the policy changed, not the goal) takes the reason of the gate now in force.
+        if (rec?.status !== 'held' || (heldByPolicy(rec) && rec.reason !== reason)) {
           this.transition(node, 'GOAL_CHANGED', {});
-          this.transition(node, 'HOLD', { reason: policyHoldReason(gate.reason), retryAt: null });
+          this.transition(node, 'HOLD', { reason, retryAt: null });
         }
         this.roundDone(id);
         continue;

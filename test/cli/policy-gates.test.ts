@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { cli, tempProject } from '../support/cli.ts';
+import { cli, goalHead as localGoalHead, localBackend, tempProject } from '../support/cli.ts';
+import { eventually, trackDaemons } from '../support/daemon.ts';
 
 // Policy gates end to end, as a goal author and a platform team meet them: the audit of the policy
 // feature reproduced these through the CLI.
@@ -85,5 +86,41 @@ describe('policy defaults, validated with the spec they go into', () => {
     const dev = await cli(['validate', ...p.args], { cwd: p.dir });
     expect(dev.code).toBe(1);
     expect(dev.stdout).toBe('goals/app.yaml:12:42: error missing-field: spec.region is required by aws.s3.bucket\n');
+  });
+});
+
+describe('the daemon, after a change to the policy alone', () => {
+  const daemons = trackDaemons();
+  const rule = (id: string, level: string): string =>
+    policy('acme', `  rules:\n    - id: ${id}\n      description: No forbidden words.\n      types: [local.file]\n      require: "!spec.content.contains('forbidden')"\n      severity: { default: ${level} }\n`);
+
+  // Finding 5: plan said the new rule, while status and /status kept the old one, even after a restart.
+  it('status and /status give the reason of the gate in force, running and after a restart', async () => {
+    const p = tempProject('ds-gate-reason-');
+    daemons.removeAfter(p.dir);
+    p.write('backend.yaml', localBackend(p.root));
+    p.write('policy.yaml', rule('no-forbidden', 'high'));
+    p.write('app.yaml', `${localGoalHead()}    - { id: f1, type: local.file, spec: { path: f1.txt, content: "forbidden\\n" } }\n`);
+    const reasonIn = async (text: string): Promise<boolean> => (await cli(['status', ...p.args], { cwd: p.dir })).stdout.includes(text);
+    const first = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
+    await first.port();
+    await eventually(() => reasonIn('held by policy: no-forbidden (high, acme)'), 10_000, 'the first hold in status');
+
+    const mark = first.lines.length;
+    p.write('policy.yaml', rule('renamed-rule', 'critical'));
+    await first.waitFor((l) => l.msg === 'goals loaded', 10_000, mark);
+    await eventually(() => reasonIn('held by policy: renamed-rule (critical, acme)'), 10_000, 'the new reason in status');
+    first.kill('SIGTERM');
+    expect((await first.exited).code).toBe(0);
+
+    p.write('policy.yaml', rule('third-rule', 'critical'));
+    const second = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
+    const port = await second.port();
+    await eventually(() => reasonIn('held by policy: third-rule (critical, acme)'), 10_000, 'the reason after a restart in status');
+    const api = await (await fetch(`http://127.0.0.1:${port}/status`)).text();
+    expect(api).toContain('"reason":"held by policy: third-rule (critical, acme)"');
+    expect(api).not.toContain('renamed-rule');
+    second.kill('SIGTERM');
+    expect((await second.exited).code).toBe(0);
   });
 });

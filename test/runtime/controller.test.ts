@@ -1081,6 +1081,33 @@ describe('Controller: goal changes', () => {
     expect((h.backend.snapshot().get('a')?.spec as { mode?: string } | undefined)?.mode).toBe('0600');
   });
 
+  // Audit finding 5: after a policy-only change (the goal's spec the same), status kept the old rule as the reason, even across a restart.
+  it('a held node takes the reason of the gate now in force when only the policy changed, running and after a restart', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-controller-gate-reason-'));
+    try {
+      const yaml = goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { dependsOn: ['a'] }));
+      const first = await converged(yaml, { dir });
+      await first.controller.setGraph(compileYaml(yaml).graph, { gates: new Map([['a', { reason: 'no-forbidden (high, acme)' }]]) });
+      await first.settle();
+      expect(first.store.getNode('a')).toMatchObject({ status: 'held', reason: 'held by policy: no-forbidden (high, acme)' });
+      // The policy renames the rule and raises it: the same goal, another gate.
+      await first.controller.setGraph(compileYaml(yaml).graph, { gates: new Map([['a', { reason: 'renamed-rule (critical, acme)' }]]) });
+      await first.settle();
+      expect(first.store.getNode('a')).toMatchObject({ status: 'held', reason: 'held by policy: renamed-rule (critical, acme)' });
+      await first.close();
+
+      // Edited again while the daemon was down: its next start says the new reason.
+      const second = start({ dir, backend: first.backend });
+      await second.controller.setGraph(compileYaml(yaml).graph, { gates: new Map([['a', { reason: 'third-rule (critical, acme)' }]]) });
+      await second.settle();
+      expect(second.store.getNode('a')).toMatchObject({ status: 'held', reason: 'held by policy: third-rule (critical, acme)' });
+      expect(second.calls.updated).toEqual([]);
+      expect(second.calls.deleted).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a node held by a policy gate is never created, and never deleted', async () => {
     const yaml = goalYaml(fileNode('a', 'A', { deletionPolicy: 'Delete' }) + fileNode('b', 'B', { dependsOn: ['a'] }) + fileNode('c', 'C', { deletionPolicy: 'Delete' }), { prune: true });
     const h = start();
