@@ -9,7 +9,7 @@ import type { ProcessStat } from '../runtime/index.ts';
 
 /**
  * Process leases: what a desiredstate process records of each command it
- * runs (exec commands, ansible-playbook), so that the next one to hold the
+ * runs (exec commands, generated scripts, ansible-playbook), so that the next one to hold the
  * state after a crash can deal with the commands it left running.
  *
  * A command runs in its own process group, which a timeout or an abort

@@ -5,15 +5,28 @@ import type { ExecRequest, ProcessOutcome } from '../../infra/index.ts';
 import { artifactHash, makeDirectories, replaceFile } from '../../runtime/index.ts';
 import type { ScriptVerb } from './gate.ts';
 
+/** Where scripts are kept and how they run. */
+export interface ScriptClientOptions {
+  readonly scriptDir: string;
+  /** The scripts' working directory. */
+  readonly root: string;
+  /** The whole environment of the scripts (already filtered by the allowlist). */
+  readonly env: Readonly<Record<string, string>>;
+  readonly timeoutMs: number;
+  readonly maxOutputBytes: number;
+  /** Where each run is recorded while it runs (`processLeaseDir`), for the next start after a crash. */
+  readonly leaseDir: string;
+}
+
 /**
  * The script backend's only I/O besides the ledger: writes a script to a
  * file named by its hash (checked before every run, so a hand-edited file is
  * replaced, never run) and runs it with the verb as its one argument.
  */
 export class ScriptClient {
-  private readonly options: { scriptDir: string; root: string; env: Readonly<Record<string, string>>; timeoutMs: number; maxOutputBytes: number };
+  private readonly options: ScriptClientOptions;
 
-  constructor(options: { scriptDir: string; root: string; env: Readonly<Record<string, string>>; timeoutMs: number; maxOutputBytes: number }) {
+  constructor(options: ScriptClientOptions) {
     this.options = options;
   }
 
@@ -34,7 +47,11 @@ export class ScriptClient {
     return path;
   }
 
-  /** Runs one verb; never rejects. */
+  /**
+   * Runs one verb; never rejects. Leased as exec commands are: a create left running by a daemon
+   * killed -9 is waited for (or killed at its timeout) by the next `run` or `apply` before the node is
+   * observed, never observed absent and started again beside itself.
+   */
   run(hash: string, content: string, verb: ScriptVerb, request: ExecRequest, signal: AbortSignal): Promise<ProcessOutcome> {
     const path = this.materialize(hash, content);
     makeDirectories(this.options.root);
@@ -46,6 +63,7 @@ export class ScriptClient {
       timeoutMs: this.options.timeoutMs,
       maxOutputBytes: this.options.maxOutputBytes,
       signal,
+      lease: { dir: this.options.leaseDir, node: request.id, operation: verb },
     });
   }
 }

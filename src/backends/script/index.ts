@@ -7,6 +7,7 @@ import {
   INFRA_NODE_TYPES,
   parseApply,
   parseRead,
+  processLeaseDir,
   resourceBackend,
   runProcess,
   SecretMask,
@@ -95,6 +96,7 @@ export class ScriptProvisioner implements ResourceProvisioner {
       env: this.env,
       timeoutMs: config.timeout,
       maxOutputBytes: config.maxOutputBytes,
+      leaseDir: processLeaseDir(ctx.stateDir),
     });
     this.generator = generatorFrom(config.generator, { cwd: ctx.cwd, env: this.env });
     this.injectedLedger = options.ledger;
