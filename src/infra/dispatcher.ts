@@ -49,7 +49,7 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
       [...groups].map(async ([backendId, group]) => {
         const backend = this.backends.get(backendId);
         if (backend === undefined) {
-          for (const n of group) out.set(n.id, { status: 'failed', fault: fault('permanent', `backend "${backendId}" is not configured`) });
+          for (const n of group) out.set(n.id, { status: 'failed', fault: notCalled('permanent', `backend "${backendId}" is not configured`) });
           return;
         }
         try {
@@ -137,7 +137,7 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
       for (const i of group) out.set(i.node.id, { status: 'failed', fault: f });
     };
     const batch = async ([backend, { call, group }]: [InfraBackend, Batch]): Promise<void> => {
-      if (ctx.signal.aborted) return failAll(group, fault('transient', 'operation aborted before it started'));
+      if (ctx.signal.aborted) return failAll(group, notCalled('transient', 'operation aborted before it started'));
       try {
         const done = await call(group);
         for (const i of group) out.set(i.node.id, done.get(i.node.id) ?? { status: 'failed', fault: fault('unknown', `backend "${backend.id}" returned no result`) });
@@ -169,11 +169,11 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
     op: (backend: InfraBackend, node: InfraNode) => Promise<ProvisionResult>,
   ): Promise<ProvisionResult> {
     const backend = this.backends.get(node.spec.backendId);
-    if (backend === undefined) return { status: 'failed', fault: fault('permanent', `backend "${node.spec.backendId}" is not configured`) };
+    if (backend === undefined) return { status: 'failed', fault: notCalled('permanent', `backend "${node.spec.backendId}" is not configured`) };
     const resolved = this.resolve(node, ctx);
     if ('fault' in resolved) return { status: 'failed', fault: resolved.fault };
     try {
-      if (ctx.signal.aborted) return { status: 'failed', fault: fault('transient', 'operation aborted before it started') };
+      if (ctx.signal.aborted) return { status: 'failed', fault: notCalled('transient', 'operation aborted before it started') };
       return await op(backend, resolved.node);
     } catch (err) {
       return { status: 'failed', fault: toFault(err) };
@@ -194,13 +194,21 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
     if (cached !== undefined && cached.used.every(([id, key, v]) => ctx.outputsOf(id)?.[key] === v)) return cached.result;
     const { value, missing, used, references } = resolveReferences(node.spec.spec, ctx.outputsOf);
     if (missing.length > 0) {
-      return { fault: fault('transient', `waiting for outputs ${missing.join(', ')}`, { code: 'outputs-missing' }) };
+      return { fault: notCalled('transient', `waiting for outputs ${missing.join(', ')}`, { code: 'outputs-missing' }) };
     }
     const checked = checkResolvedSpec(node.id, value, references);
-    const result = 'fault' in checked ? checked : { node: { ...node, spec: { ...node.spec, spec: checked.spec } } };
+    const result = 'fault' in checked ? { fault: { ...checked.fault, beforeCall: true as const } } : { node: { ...node, spec: { ...node.spec, spec: checked.spec } } };
     resolvedCache.set(node, { used, result });
     return result;
   }
+}
+
+/**
+ * A fault of the dispatcher's own, raised before any backend call (`Fault.beforeCall`): a circuit
+ * breaker, which guards a backend that fails, does not count it.
+ */
+function notCalled(cls: Fault['class'], message: string, extra: Omit<Fault, 'class' | 'message' | 'beforeCall'> = {}): Fault {
+  return fault(cls, message, { ...extra, beforeCall: true });
 }
 
 type BatchCall = (group: BackendUpdate[]) => Promise<ReadonlyMap<NodeId, ProvisionResult>>;

@@ -285,9 +285,15 @@ export class CircuitBreaker {
    * success. A failure of a caller (`source`: a node) already counted since the last success is not
    * counted again: a few nodes failing on their own, retried on their backoff, never add up to an
    * outage of the backend. Says `opened` when this failure opened the circuit (again, after a failed
-   * probe).
+   * probe). A fault raised before the backend was called (`Fault.beforeCall`: a reference still
+   * waiting for a dependency's output) says nothing of it either way: not counted, and a probe let
+   * through for it, unused, is given back.
    */
   recordFailure(fault: Fault, source?: string): BreakerChange {
+    if (fault.beforeCall === true) {
+      this.cancelProbe();
+      return undefined;
+    }
     if (!this.config.countedClasses.includes(fault.class)) return this.recordSuccess();
     const now = this.#clock.now();
     const s = this.#state;

@@ -22,6 +22,12 @@ export interface Fault {
    * so the next observation is told the create was interrupted (`OperationContext.interrupted`).
    */
   readonly cutShort?: true | undefined;
+  /**
+   * Set on a fault raised before any backend was called for the operation (a `${nodes…}` reference
+   * whose value is not there yet, a backend that is not configured, a pass stopped before the call):
+   * it says nothing of the backend, so no circuit breaker counts it, whatever its class.
+   */
+  readonly beforeCall?: true | undefined;
 }
 
 /** Whether a create's result leaves it cut short (see `Fault.cutShort`): its operation then stays pending. */

@@ -722,6 +722,33 @@ describe('Controller: fault policy', () => {
     }
   });
 
+  it('nodes waiting for an output their producer never gives do not open the circuit: they never called the backend, and an unrelated node is repaired at once', async () => {
+    // The producer's outputs lack `path` (as an exec command that never prints a key a reference names).
+    const strip = (obs: Observation): Observation => (obs.status === 'upToDate' ? { ...obs, outputs: { id: 'p' } } : obs);
+    const consumers = ['c1', 'c2', 'c3', 'c4', 'c5', 'c6'];
+    const nodes = fileNode('p', 'P') + fileNode('ok', 'ok') + consumers.map((id) => fileNode(id, '${nodes.p.outputs.path}')).join('');
+    const h = await converged(goalYaml(nodes), {
+      wrap: (b) =>
+        wrapMemory(b, 'memory', {
+          observe: async (list, ctx) => new Map([...(await b.observe(list, ctx))].map(([id, obs]) => [id, id === 'p' ? strip(obs) : obs])),
+          create: async (n, ctx) => {
+            const r = await b.create(n, ctx);
+            return n.id === 'p' && r.status === 'done' ? { ...r, outputs: { id: 'p' } } : r;
+          },
+        }),
+    });
+    await h.advance(60_000, 500);
+    expect(h.lines.filter((l) => l.msg === 'backend circuit open')).toEqual([]);
+    expect(h.controller.circuits()).toEqual([]);
+    h.backend.tamper('ok', { content: 'evil' });
+    await h.advance(1_000, 100);
+    expect(contentOf(h, 'ok')).toBe('ok');
+    for (const id of consumers) {
+      expect(h.calls.created, id).not.toContain(id);
+      expect(h.store.getNode(id)?.lastFault, id).toMatchObject({ code: 'outputs-missing', beforeCall: true });
+    }
+  });
+
   /** A converged harness whose nodes in `failing` time out on every observation from now on (their resource's fault, not the backend's). */
   const withFailingNodes = (failing: ReadonlySet<string>, ids: readonly string[]): ReturnType<typeof converged> =>
     converged(goalYaml(ids.map((id) => fileNode(id, id)).join('')), {

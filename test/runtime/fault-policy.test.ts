@@ -204,6 +204,26 @@ describe('CircuitBreaker', () => {
     expect(c.recordFailure(failure, 'a')).toBe('opened');
   });
 
+  // Six nodes referring to an output their producer never printed opened the exec backend's circuit,
+  // though none of them called it, and an unrelated node's repair waited out the cool-down.
+  it('a fault raised before the backend was called (beforeCall) counts neither way, and gives back a probe it was let through on', () => {
+    const clock = new FakeClock(0);
+    const b = new CircuitBreaker({ clock });
+    const waiting = fault('transient', 'waiting for outputs producer.name', { code: 'outputs-missing', beforeCall: true });
+    for (const id of ['n1', 'n2', 'n3', 'n4', 'n5', 'n6']) expect(b.recordFailure(waiting, id)).toBeUndefined();
+    expect(b.state).toEqual({ state: 'closed', consecutiveFailures: 0 });
+    // Nor does it close a circuit the backend's own failures opened: it says nothing of the backend.
+    for (const id of ['n1', 'n2', 'n3', 'n4', 'n5']) b.recordFailure(failure, id);
+    expect(b.state).toEqual({ state: 'open', openedAt: 0, probeAt: 30_000 });
+    expect(b.recordFailure(waiting, 'n6')).toBeUndefined();
+    expect(b.state.state).toBe('open');
+    clock.advance(30_000);
+    expect(b.acquire()).toEqual({ verdict: 'probe' });
+    b.recordFailure(waiting, 'n6');
+    expect(b.state).toEqual({ state: 'open', openedAt: 30_000, probeAt: 30_000 });
+    expect(b.acquire()).toEqual({ verdict: 'probe' });
+  });
+
   it('lets a new probe through when the previous one never reported', () => {
     const clock = new FakeClock(0);
     const b = new CircuitBreaker({ clock, config: parseCircuitBreakerConfig({ failureThreshold: 1 }) });
