@@ -192,6 +192,44 @@ describe.skipIf(!hasJq)('desiredstate scripts', () => {
     }
   });
 
+  // An update that exited 0 and changed nothing was reported "updated" on every apply, and its 51
+  // "successes" made the script run alone in prod.
+  it('a script whose update exits 0 but leaves the drift: apply reports the node failed, and the script earns no trust', async () => {
+    const dir = projectIn('dev');
+    const script = join(dir, 'lazy.sh');
+    writeFileSync(script, `#!/bin/sh\ncat > /dev/null\ncase "$1" in read) echo '{"exists": true, "state": {"name": "WRONG"}}';; update) echo '{"outputs": {}}';; esac\n`);
+    writeFileSync(
+      join(dir, 'goals/app.yaml'),
+      `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: scripts }
+spec:
+  type: script
+  config: { root: root, generator: { type: command, command: [sh, -c, 'cat > /dev/null; cat "$0"', ${JSON.stringify(script)}] } }
+---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app, environment: dev }
+spec:
+  defaults: { backend: scripts }
+  nodes:
+    - { id: devnode, type: generic.resource, spec: { input: { name: right } } }
+`,
+    );
+    await cli(dir, ['plan']);
+    const hash = (json((await cli(dir, ['scripts', 'list', '--format', 'json'])).stdout) as { scripts: { hash: string }[] }).scripts[0]!.hash;
+    expect((await cli(dir, ['scripts', 'approve', hash])).code).toBe(0);
+    for (let i = 0; i < 3; i++) {
+      const apply = await cli(dir, ['apply', '--yes']);
+      expect(apply.code).toBe(1);
+      expect(apply.stdout).not.toMatch(/~ devnode/);
+      expect(apply.stdout).toContain('0 updated');
+      expect(apply.stdout).toMatch(/x devnode: permanent: script [0-9a-f]{12}: update exited 0 but did not do it: its read afterwards still finds input\.name "WRONG", not "right"/);
+    }
+    const trust = json((await cli(dir, ['scripts', 'trust', '--format', 'json'])).stdout) as { scripts: { successes: number; failures: number; gate: string }[] };
+    expect(trust.scripts[0]).toMatchObject({ successes: 0, failures: 3 });
+  });
+
   it('scripts trust shows the bar the goals configure on their script backend', async () => {
     const dir = projectIn('dev', '{ root: root, trust: { bar: 0.5, quantile: 0.05 } }');
     await cli(dir, ['plan']);

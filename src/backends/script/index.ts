@@ -22,6 +22,7 @@ import type {
   BackendFactory,
   BackendHealth,
   BackendNode,
+  ExecRequest,
   InfraNodeType,
   ProcessOutcome,
   ProvisionIntent,
@@ -29,8 +30,8 @@ import type {
   ScriptStanding,
   SpecIssue,
 } from '../../infra/index.ts';
-import { artifactHash, assertNever, fault, FaultError, SqliteStateStore } from '../../runtime/index.ts';
-import type { ArtifactLedger, ArtifactRecord, Observation, OperationContext, ProvisionResult } from '../../runtime/index.ts';
+import { artifactHash, assertNever, fault, FaultError, SqliteStateStore, withoutIgnored } from '../../runtime/index.ts';
+import type { ArtifactLedger, ArtifactRecord, Fault, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import { ScriptClient } from './client.ts';
 import { scriptConfigSchema } from './config.ts';
 import type { ScriptConfig } from './config.ts';
@@ -69,7 +70,8 @@ export interface ScriptProvisionerOptions {
  * reviewed one below the trust bar needs a per-run approval for create,
  * update and delete in the environments that require it. Every run goes to
  * the ledger; create, update and delete outcomes are the trials of its
- * Beta(1 + successes, 1 + failures) trust.
+ * Beta(1 + successes, 1 + failures) trust, each a success only when the
+ * script's own read right after it finds it done.
  */
 export class ScriptProvisioner implements ResourceProvisioner {
   readonly kinds = SCRIPT_KINDS;
@@ -152,18 +154,7 @@ export class ScriptProvisioner implements ResourceProvisioner {
         return assertNever(gate, 'run gate');
     }
     if (intent.verb === 'update') ctx.log.debug({ node: node.id, paths: intent.diffs.map((d) => d.path) }, 'script update');
-    const stdout = await this.run(script, node, intent.verb, grantId, ctx);
-    switch (intent.verb) {
-      case 'create':
-        return { status: 'done', outputs: parseApply('create', stdout) };
-      case 'update':
-        return { status: 'done', outputs: updatedOutputs(parseApply('update', stdout), ctx.outputsOf(node.id)) };
-      case 'delete':
-        checkDelete(stdout);
-        return { status: 'done', outputs: {} };
-      default:
-        return assertNever(intent, 'provision intent');
-    }
+    return { status: 'done', outputs: await this.write(script, node, intent, grantId, ctx) };
   }
 
   async health(ctx: { signal: AbortSignal }): Promise<BackendHealth> {
@@ -227,9 +218,67 @@ export class ScriptProvisioner implements ResourceProvisioner {
     return { script };
   }
 
-  /** Runs one verb, records it in the ledger, and returns its stdout or throws its classified fault. */
-  private async run(script: ArtifactRecord, node: BackendNode, verb: ScriptVerb, grantId: number | null, ctx: OperationContext): Promise<string> {
-    const request = execRequest(node.id, inputOf(node.spec.spec), ctx);
+  /** Runs `read`, records it in the ledger, and returns its stdout or throws its classified fault. */
+  private async run(script: ArtifactRecord, node: BackendNode, verb: 'read', grantId: number | null, ctx: OperationContext): Promise<string> {
+    const outcome = await this.execute(script, node, verb, execRequest(node.id, inputOf(node.spec.spec), ctx), ctx);
+    let stdout: string;
+    try {
+      // Malformed output is the script's failure too: successOutput checks it, before a success is recorded.
+      stdout = successOutput(verb, outcome);
+    } catch (err) {
+      // resourceBackend masks what the call answers; the ledger is written here, so this masks on its own.
+      const masked = this.mask.thrown(err);
+      this.record(script, node, verb, outcome, grantId, { failure: masked.fault.message }, ctx);
+      throw masked;
+    }
+    this.record(script, node, verb, outcome, grantId, { counted: false }, ctx);
+    return stdout;
+  }
+
+  /**
+   * Runs a create, update or delete, then the script's own `read`: the run is a success (a trial that
+   * earns trust) only when that read finds what was asked (the input's state; after a delete, nothing).
+   * Its exit status alone proves nothing: a script whose update exits 0 and changes nothing was
+   * "corrected" again each pass, earned a success each time, and ran alone in prod once over the bar.
+   * One read per change. Returns the outputs to record, or throws the classified fault.
+   */
+  private async write(script: ArtifactRecord, node: BackendNode, intent: ProvisionIntent, grantId: number | null, ctx: OperationContext): Promise<Outputs> {
+    const verb = intent.verb;
+    const input = inputOf(node.spec.spec);
+    const outcome = await this.execute(script, node, verb, execRequest(node.id, input, ctx), ctx);
+    let outputs: Outputs;
+    try {
+      outputs = answered(intent, successOutput(verb, outcome), ctx.outputsOf(node.id));
+    } catch (err) {
+      const masked = this.mask.thrown(err);
+      this.record(script, node, verb, outcome, grantId, { failure: masked.fault.message }, ctx);
+      throw masked;
+    }
+    // Read as the next pass would, with the outputs this run gave (a read may find its resource by them).
+    const after = { outputsOf: (id: string) => (id === node.id && verb !== 'delete' ? outputs : ctx.outputsOf(id)) };
+    const read = await this.execute(script, node, 'read', execRequest(node.id, input, after), ctx);
+    let seen: Observation;
+    try {
+      seen = this.mask.observation(toObservation(input, parseRead(successOutput('read', read)), after.outputsOf(node.id)));
+    } catch (err) {
+      seen = { status: 'failed', fault: this.mask.thrown(err).fault };
+    }
+    const readRun = seen.status === 'failed' ? { failure: seen.fault.message } : { counted: false };
+    if (read.status === 'aborted') {
+      // Stopped (shutdown) before it could tell: it ran to exit 0, and the next pass observes it. No trial.
+      this.record(script, node, verb, outcome, grantId, { counted: false, note: 'not checked: the read after it was aborted' }, ctx);
+      this.record(script, node, 'read', read, null, readRun, ctx);
+      return outputs;
+    }
+    const shortfall = shortfallOf(shortHash(script.hash), verb, seen, node.settings.ignoreFields);
+    this.record(script, node, verb, outcome, grantId, shortfall === undefined ? { counted: true } : { failure: shortfall.message }, ctx);
+    this.record(script, node, 'read', read, null, readRun, ctx);
+    if (shortfall !== undefined) throw new FaultError(shortfall);
+    return outputs;
+  }
+
+  /** Runs one verb (the stored text checked against its hash first). */
+  private execute(script: ArtifactRecord, node: BackendNode, verb: ScriptVerb, request: ExecRequest, ctx: OperationContext): Promise<ProcessOutcome> {
     if (artifactHash(script.content) !== script.hash) {
       // The review and the trust are for the text with this hash; other text under its name was never
       // reviewed (state.db edited by hand or by something else). Not a trial: nothing ran.
@@ -241,23 +290,24 @@ export class ScriptProvisioner implements ResourceProvisioner {
         }),
       );
     }
-    const outcome = await this.client.run(script.hash, script.content, verb, request, ctx.signal);
-    let stdout: string;
-    try {
-      // Malformed output is the script's failure too: successOutput checks it, before a success is recorded.
-      stdout = successOutput(verb, outcome);
-    } catch (err) {
-      // resourceBackend masks what the call answers; the ledger is written here, so this masks on its own.
-      const masked = this.mask.thrown(err);
-      this.record(script, node, verb, outcome, grantId, masked.fault.message, ctx);
-      throw masked;
-    }
-    this.record(script, node, verb, outcome, grantId, null, ctx);
-    return stdout;
+    return this.client.run(script.hash, script.content, verb, request, ctx.signal);
   }
 
-  private record(script: ArtifactRecord, node: BackendNode, verb: ScriptVerb, outcome: ProcessOutcome, grantId: number | null, failure: string | null, ctx: OperationContext): void {
+  /**
+   * Writes one run to the ledger: a success (`counted`: whether it is a trial of the script; `note`
+   * says why not) or a failure (counted for a create, update or delete). An aborted run is never a trial.
+   */
+  private record(
+    script: ArtifactRecord,
+    node: BackendNode,
+    verb: ScriptVerb,
+    outcome: ProcessOutcome,
+    grantId: number | null,
+    how: { readonly counted: boolean; readonly note?: string } | { readonly failure: string },
+    ctx: OperationContext,
+  ): void {
     const aborted = outcome.status === 'aborted';
+    const failure = 'failure' in how ? how.failure : null;
     const result = aborted ? 'aborted' : failure === null ? 'success' : 'failure';
     const exitCode = outcome.status === 'exited' ? outcome.exitCode : null;
     this.ledger().recordRun({
@@ -266,9 +316,9 @@ export class ScriptProvisioner implements ResourceProvisioner {
       action: verb,
       outcome: result,
       // Reads change nothing and run freely once reviewed: they must not earn trust for the changes.
-      counted: verb !== 'read' && !aborted,
+      counted: !aborted && verb !== 'read' && ('failure' in how || how.counted),
       exitCode,
-      detail: failure,
+      detail: failure ?? ('note' in how ? (how.note ?? null) : null),
       durationMs: outcome.durationMs,
       grantId,
     });
@@ -276,6 +326,65 @@ export class ScriptProvisioner implements ResourceProvisioner {
     if (result === 'failure') ctx.log.warn({ ...fields, failure }, 'script run failed');
     else ctx.log.info(fields, 'script run');
   }
+}
+
+/** The outputs to record for what a create, update or delete printed (its output checked). */
+function answered(intent: ProvisionIntent, stdout: string, recorded: Outputs | undefined): Outputs {
+  switch (intent.verb) {
+    case 'create':
+      return parseApply('create', stdout);
+    case 'update':
+      return updatedOutputs(parseApply('update', stdout), recorded);
+    case 'delete':
+      checkDelete(stdout);
+      return {};
+    default:
+      return assertNever(intent, 'provision intent');
+  }
+}
+
+/**
+ * The fault of a create, update or delete that exited 0, by what the script's read right after it
+ * found (`seen`); undefined when that shows it done. A read that fails keeps its class (a timeout is
+ * transient); one that finds it not done is `permanent` (`script-not-achieved`).
+ */
+function shortfallOf(h: string, verb: 'create' | 'update' | 'delete', seen: Observation, ignoreFields: readonly string[]): Fault | undefined {
+  if (seen.status === 'failed') {
+    const f = seen.fault;
+    return fault(f.class, `script ${h}: ${verb} exited 0, but its read afterwards failed, so it did not show that it did it: ${f.message}`, { code: f.code, hint: f.hint });
+  }
+  const missed = unachieved(verb, seen, ignoreFields);
+  if (missed === undefined) return undefined;
+  return fault('permanent', `script ${h}: ${verb} exited 0 but did not do it: its read afterwards ${missed}`, {
+    code: 'script-not-achieved',
+    hint: `a run that does not do what it is asked counts against the script's trust; read it (desiredstate scripts show ${h}) and reject it for a new one`,
+  });
+}
+
+/** What a read right after a create, update or delete found that falls short of it (words after "its read afterwards"); undefined when it shows it done. */
+function unachieved(verb: 'create' | 'update' | 'delete', seen: Exclude<Observation, { status: 'failed' }>, ignoreFields: readonly string[]): string | undefined {
+  if (verb === 'delete') return seen.status === 'absent' ? undefined : 'still finds the resource';
+  switch (seen.status) {
+    case 'upToDate':
+      return undefined;
+    case 'absent':
+      return 'finds no resource';
+    case 'drifted': {
+      const diffs = withoutIgnored(seen.diffs, ignoreFields);
+      if (diffs.length === 0) return undefined;
+      return `still finds ${diffs.map((d) => `${d.path} ${excerpt(d.actual)}, not ${excerpt(d.desired)}`).join('; ')}`;
+    }
+    case 'indeterminate':
+      return `cannot tell whether it exists (${seen.reason})`;
+    default:
+      return assertNever(seen, 'observation');
+  }
+}
+
+/** A value as JSON, cut to a length a message can hold. */
+function excerpt(value: unknown): string {
+  const text = value === undefined ? 'nothing' : JSON.stringify(value);
+  return text.length > 80 ? `${text.slice(0, 79)}…` : text;
 }
 
 /** Compile-time checks: no `commands` (the script is generated), and a generator that can serve the kind and shape. */

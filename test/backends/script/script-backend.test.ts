@@ -48,9 +48,11 @@ describe.skipIf(!hasJq)('gating', () => {
     expect(await b.create(n, opContext())).toEqual({ status: 'done', outputs: { path: 'etc/motd' } });
     expect(readFileSync(join(p.dir, 'root/etc/motd'), 'utf8')).toBe('hello\n');
     expect(p.store.artifacts.tally(hash)).toEqual({ successes: 1, failures: 0 });
+    // The create is a success once its own read, right after it, finds the file as asked.
     expect(p.store.artifacts.runs(hash).map((r) => [r.action, r.outcome, r.counted])).toEqual([
       ['read', 'success', false],
       ['create', 'success', true],
+      ['read', 'success', false],
     ]);
   });
 
@@ -67,7 +69,7 @@ describe.skipIf(!hasJq)('gating', () => {
     const grant = p.store.artifacts.grant(hash, 'motd', 'ana', 'change 42');
     expect(await observe(b, n)).toEqual({ status: 'absent' });
     expect((await b.create(n, opContext())).status).toBe('done');
-    expect(p.store.artifacts.runs(hash).at(-1)).toMatchObject({ action: 'create', outcome: 'success', grantId: grant.id });
+    expect(p.store.artifacts.runs(hash).findLast((r) => r.action === 'create')).toMatchObject({ outcome: 'success', grantId: grant.id });
     // One-shot: the next change needs another approval; an up-to-date node needs none.
     expect(await observe(b, n)).toMatchObject({ status: 'upToDate' });
     expect(faultOf(await b.delete(n, opContext()))).toMatchObject({ code: 'script-needs-approval' });
@@ -92,7 +94,10 @@ describe.skipIf(!hasJq)('gating', () => {
 
   it('above the bar it runs alone in prod; a failure lowers the posterior and re-gates it', async () => {
     const p = project();
-    const script = p.file('flaky.sh', '#!/bin/sh\ncat > /dev/null\nif [ -e "$PWD/broken" ]; then echo boom >&2; exit 3; fi\ncase "$1" in read) echo \'{"exists": false}\';; create|update) echo \'{"outputs": {}}\';; esac\n');
+    const script = p.file(
+      'flaky.sh',
+      '#!/bin/sh\ncat > /dev/null\nif [ -e "$PWD/broken" ]; then echo boom >&2; exit 3; fi\ncase "$1" in read) if [ -e "$PWD/made" ]; then echo \'{"exists": true, "state": {"name": "a"}}\'; else echo \'{"exists": false}\'; fi;; create|update) touch "$PWD/made"; echo \'{"outputs": {}}\';; esac\n',
+    );
     const b = p.backend({ generator: printing(script) });
     const n = node('thing', { name: 'a' }, 'prod');
     await observe(b, n);
@@ -209,7 +214,11 @@ describe('a misbehaving generated script is recorded and surfaces as a classifie
 
   it('an update that prints no outputs keeps those create recorded (the id the next read finds the resource by)', async () => {
     const p = project();
-    const script = p.file('by-id.sh', `#!/bin/sh\ncat > /dev/null\ncase "$1" in create) echo '{"outputs": {"id": "r-1"}}';; update) echo '{"outputs": {}}';; read) echo '{"exists": false}';; esac\n`);
+    // Its read finds the resource only by the id create printed: the read right after each run is given it too.
+    const script = p.file(
+      'by-id.sh',
+      `#!/bin/sh\nreq=$(cat)\ncase "$1" in create) echo '{"outputs": {"id": "r-1"}}';; update) echo '{"outputs": {}}';; read) case "$req" in *'"id":"r-1"'*) echo '{"exists": true, "state": {"name": "a"}}';; *) echo '{"exists": false}';; esac;; esac\n`,
+    );
     const b = p.backend({ generator: printing(script) });
     const n = node('thing', { name: 'a' }, 'dev');
     await observe(b, n);
@@ -218,6 +227,71 @@ describe('a misbehaving generated script is recorded and surfaces as a classifie
     expect(created).toEqual({ status: 'done', outputs: { id: 'r-1' } });
     const recorded = created.status === 'done' ? created.outputs : {};
     expect(await b.update(n, [], { ...opContext(), outputsOf: () => recorded })).toEqual({ status: 'done', outputs: { id: 'r-1' } });
+  });
+
+  // Trust was earned by exit status alone: a script whose update exited 0 and changed nothing reached
+  // 51 "successes" and runs-alone in dev, then updated a prod node without a per-run approval.
+  const SHORT_OF_IT = [
+    {
+      name: 'an update that changes nothing (its read still finds the drift)',
+      verb: 'update' as const,
+      read: `echo '{"exists": true, "state": {"name": "WRONG"}}'`,
+      want: { class: 'permanent', code: 'script-not-achieved' },
+      message: /^script [0-9a-f]{12}: update exited 0 but did not do it: its read afterwards still finds input\.name "WRONG", not "right"$/,
+    },
+    {
+      name: 'a create that makes nothing',
+      verb: 'create' as const,
+      read: `echo '{"exists": false}'`,
+      want: { class: 'permanent', code: 'script-not-achieved' },
+      message: /: create exited 0 but did not do it: its read afterwards finds no resource$/,
+    },
+    {
+      name: 'a delete that removes nothing',
+      verb: 'delete' as const,
+      read: `echo '{"exists": true, "state": {"name": "right"}}'`,
+      want: { class: 'permanent', code: 'script-not-achieved' },
+      message: /: delete exited 0 but did not do it: its read afterwards still finds the resource$/,
+    },
+    {
+      name: 'a create whose read then fails',
+      verb: 'create' as const,
+      read: 'echo "no such table" >&2; exit 3',
+      want: { class: 'permanent', code: 'exit-3' },
+      message: /: create exited 0, but its read afterwards failed, so it did not show that it did it: no such table$/,
+    },
+  ];
+  it.each(SHORT_OF_IT)('$name: a failure of the script, not a success, whatever its exit status', async ({ verb, read, want, message }) => {
+    const p = project();
+    const script = p.file('lazy.sh', `#!/bin/sh\ncat > /dev/null\ncase "$1" in read) ${read};; create|update) echo '{"outputs": {}}';; delete) ;; esac\n`);
+    const b = p.backend({ generator: printing(script) });
+    const n = node('thing', { name: 'right' }, 'dev');
+    await observe(b, n);
+    const hash = onlyScript(p);
+    p.store.artifacts.review(hash, 'approved', 'ana', null);
+    for (let i = 0; i < 3; i++) {
+      const r = verb === 'create' ? await b.create(n, opContext()) : verb === 'update' ? await b.update(n, [], opContext()) : await b.delete(n, opContext());
+      const f = faultOf(r);
+      expect(f).toMatchObject(want);
+      expect(f.message).toMatch(message);
+      expect(p.store.artifacts.runs(hash).findLast((run) => run.action === verb)).toMatchObject({ outcome: 'failure', counted: true, exitCode: 0, detail: f.message });
+    }
+    expect(p.store.artifacts.tally(hash)).toEqual({ successes: 0, failures: 3 });
+  });
+
+  it('an update whose read afterwards differs only in a field the node ignores is a success', async () => {
+    const p = project();
+    const script = p.file('partial.sh', `#!/bin/sh\ncat > /dev/null\ncase "$1" in read) echo '{"exists": true, "state": {"name": "right", "size": 1}}';; update) echo '{"outputs": {}}';; esac\n`);
+    const b = p.backend({ generator: printing(script) });
+    const n = node('thing', { name: 'right', size: 2 }, 'dev');
+    const ignoring = { ...n, settings: { ...n.settings, ignoreFields: ['input.size'] } };
+    await observe(b, ignoring);
+    const hash = onlyScript(p);
+    p.store.artifacts.review(hash, 'approved', 'ana', null);
+    expect(await b.update(ignoring, [], opContext())).toEqual({ status: 'done', outputs: {} });
+    expect(p.store.artifacts.tally(hash)).toEqual({ successes: 1, failures: 0 });
+    // Not ignored, the same answer falls short.
+    expect(faultOf(await b.update(n, [], opContext()))).toMatchObject({ code: 'script-not-achieved', message: expect.stringContaining('input.size 1, not 2') });
   });
 
   it('an aborted run is recorded but is not a trial', async () => {
