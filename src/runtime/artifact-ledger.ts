@@ -5,7 +5,8 @@ import type { Clock } from './clock.ts';
 /**
  * A ledger of generated artifacts (for example provisioning scripts): stored
  * content-addressed, looked up by a (kind, shape) key, reviewed by humans,
- * granted one-shot permissions, and every use recorded. Domain-free: the
+ * granted one-shot permissions for the uses that wait for one, and every
+ * use recorded. Domain-free: the
  * runtime neither knows what an artifact is nor how trust is computed from
  * its runs; the tables live in the state file (migration 2).
  */
@@ -37,16 +38,31 @@ export interface ArtifactReview {
   readonly note: string | null;
 }
 
-/** A one-shot permission to use an artifact for one subject (a node id). */
+/**
+ * A one-shot permission to use an artifact for one action on one subject (a node id), given in
+ * answer to its request: consumed by that use, or void once the subject no longer waits for it.
+ */
 export interface ArtifactGrant {
   readonly id: number;
   readonly hash: string;
   readonly subject: string;
+  /** The action it permits (a verb such as `update`); null for a grant from before grants named one, which permits none. */
+  readonly action: string | null;
   readonly by: string;
   readonly at: number;
   readonly note: string | null;
   /** When a run consumed it; null while it is open. */
   readonly usedAt: number | null;
+  /** When it was made void unused (its subject no longer waited for it); null otherwise. */
+  readonly voidedAt: number | null;
+}
+
+/** A use of an artifact waiting for a permission: at most one per (artifact, subject), the latest. */
+export interface ArtifactRequest {
+  readonly hash: string;
+  readonly subject: string;
+  readonly action: string;
+  readonly at: number;
 }
 
 /** How one use ended. `aborted` (shutdown) says nothing about the artifact. */
@@ -133,6 +149,23 @@ export const ARTIFACT_LEDGER_SQL = `
   CREATE INDEX artifact_runs_by_hash ON artifact_runs (hash, id);
 `;
 
+/**
+ * The schema step that ties grants to the use they answer (a later migration than the ledger's own):
+ * a grant names its action and may be voided; a request records what a subject waits for.
+ */
+export const ARTIFACT_REQUESTS_SQL = `
+  ALTER TABLE artifact_grants ADD COLUMN action TEXT;
+  ALTER TABLE artifact_grants ADD COLUMN voided_at INTEGER;
+
+  CREATE TABLE artifact_requests (
+    hash    TEXT NOT NULL REFERENCES artifacts(hash),
+    subject TEXT NOT NULL,
+    action  TEXT NOT NULL,
+    at      INTEGER NOT NULL,
+    PRIMARY KEY (hash, subject)
+  ) STRICT, WITHOUT ROWID;
+`;
+
 interface ArtifactRow {
   hash: string;
   origin: string;
@@ -151,10 +184,12 @@ interface GrantRow {
   id: number;
   hash: string;
   subject: string;
+  action: string | null;
   actor: string;
   at: number;
   note: string | null;
   used_at: number | null;
+  voided_at: number | null;
 }
 interface RunRow {
   id: number;
@@ -171,7 +206,17 @@ interface RunRow {
 }
 
 const toReview = (r: ReviewRow): ArtifactReview => ({ id: r.id, hash: r.hash, verdict: r.verdict as ArtifactVerdict, by: r.actor, at: r.at, note: r.note });
-const toGrant = (r: GrantRow): ArtifactGrant => ({ id: r.id, hash: r.hash, subject: r.subject, by: r.actor, at: r.at, note: r.note, usedAt: r.used_at });
+const toGrant = (r: GrantRow): ArtifactGrant => ({
+  id: r.id,
+  hash: r.hash,
+  subject: r.subject,
+  action: r.action,
+  by: r.actor,
+  at: r.at,
+  note: r.note,
+  usedAt: r.used_at,
+  voidedAt: r.voided_at,
+});
 const toRun = (r: RunRow): ArtifactRun => ({
   id: r.id,
   hash: r.hash,
@@ -261,27 +306,73 @@ export class ArtifactLedger {
     return (this.#stmt('SELECT * FROM artifact_reviews WHERE hash = ? ORDER BY id').all(hash) as ReviewRow[]).map(toReview);
   }
 
-  /** Grants one use of `hash` for `subject`. */
-  grant(hash: string, subject: string, by: string, note: string | null): ArtifactGrant {
+  /**
+   * Records that `subject` waits for a permission to use `hash` for `action` (replacing what it
+   * waited for before). Writes only when that changes: a node held for it asks again each pass.
+   */
+  request(hash: string, subject: string, action: string): ArtifactRequest {
+    const open = this.openRequest(hash, subject);
+    if (open?.action === action) return open;
     const at = this.#clock.now();
-    const r = this.#transaction(() => this.#stmt('INSERT INTO artifact_grants (hash, subject, actor, at, note) VALUES (?, ?, ?, ?, ?)').run(hash, subject, by, at, note));
-    return { id: Number(r.lastInsertRowid), hash, subject, by, at, note, usedAt: null };
+    this.#transaction(() =>
+      this.#stmt('INSERT INTO artifact_requests (hash, subject, action, at) VALUES (?, ?, ?, ?) ON CONFLICT (hash, subject) DO UPDATE SET action = excluded.action, at = excluded.at').run(
+        hash,
+        subject,
+        action,
+        at,
+      ),
+    );
+    return { hash, subject, action, at };
   }
 
-  /** The oldest open grant for (hash, subject), without consuming it. */
-  openGrant(hash: string, subject: string): ArtifactGrant | undefined {
-    const row = this.#stmt('SELECT * FROM artifact_grants WHERE hash = ? AND subject = ? AND used_at IS NULL ORDER BY id LIMIT 1').get(hash, subject) as GrantRow | undefined;
+  /** What `subject` waits for a permission to use `hash` for, if anything. */
+  openRequest(hash: string, subject: string): ArtifactRequest | undefined {
+    return this.#stmt('SELECT hash, subject, action, at FROM artifact_requests WHERE hash = ? AND subject = ?').get(hash, subject) as ArtifactRequest | undefined;
+  }
+
+  /** Grants one use of `hash` for `action` on `subject`, answering its request (which it closes). */
+  grant(hash: string, subject: string, action: string, by: string, note: string | null): ArtifactGrant {
+    const at = this.#clock.now();
+    const r = this.#transaction(() => {
+      this.#stmt('DELETE FROM artifact_requests WHERE hash = ? AND subject = ?').run(hash, subject);
+      return this.#stmt('INSERT INTO artifact_grants (hash, subject, action, actor, at, note) VALUES (?, ?, ?, ?, ?, ?)').run(hash, subject, action, by, at, note);
+    });
+    return { id: Number(r.lastInsertRowid), hash, subject, action, by, at, note, usedAt: null, voidedAt: null };
+  }
+
+  /** The oldest open grant for `action` of (hash, subject), without consuming it. */
+  openGrant(hash: string, subject: string, action: string): ArtifactGrant | undefined {
+    const row = this.#stmt('SELECT * FROM artifact_grants WHERE hash = ? AND subject = ? AND action = ? AND used_at IS NULL AND voided_at IS NULL ORDER BY id LIMIT 1').get(hash, subject, action) as
+      | GrantRow
+      | undefined;
     return row === undefined ? undefined : toGrant(row);
   }
 
-  /** Consumes the oldest open grant for (hash, subject) atomically; undefined when there is none. */
-  takeGrant(hash: string, subject: string): ArtifactGrant | undefined {
+  /** Consumes the oldest open grant for `action` of (hash, subject) atomically; undefined when there is none. */
+  takeGrant(hash: string, subject: string, action: string): ArtifactGrant | undefined {
     return this.#transaction(() => {
-      const open = this.openGrant(hash, subject);
+      const open = this.openGrant(hash, subject, action);
       if (open === undefined) return undefined;
       const usedAt = this.#clock.now();
       this.#stmt('UPDATE artifact_grants SET used_at = ? WHERE id = ? AND used_at IS NULL').run(usedAt, open.id);
       return { ...open, usedAt };
+    });
+  }
+
+  /**
+   * `subject` waits for nothing of `hash` any more (what it waited for is done, or no longer needed):
+   * its request is dropped and its open grants are made void, so that none is taken, unasked, by a
+   * use that comes later. Writes only when there is something to settle; returns the grants voided.
+   */
+  settle(hash: string, subject: string): number {
+    const pending = this.#stmt(
+      'SELECT EXISTS (SELECT 1 FROM artifact_requests WHERE hash = ? AND subject = ?) OR EXISTS (SELECT 1 FROM artifact_grants WHERE hash = ? AND subject = ? AND used_at IS NULL AND voided_at IS NULL) AS n',
+    ).get(hash, subject, hash, subject) as { n: number };
+    if (pending.n === 0) return 0;
+    const at = this.#clock.now();
+    return this.#transaction(() => {
+      this.#stmt('DELETE FROM artifact_requests WHERE hash = ? AND subject = ?').run(hash, subject);
+      return this.#stmt('UPDATE artifact_grants SET voided_at = ? WHERE hash = ? AND subject = ? AND used_at IS NULL AND voided_at IS NULL').run(at, hash, subject).changes;
     });
   }
 

@@ -5,7 +5,7 @@ import { hostname } from 'node:os';
 import Database from 'better-sqlite3';
 import type { Statement } from 'better-sqlite3';
 import { z } from 'zod';
-import { ArtifactLedger, ARTIFACT_LEDGER_SQL } from './artifact-ledger.ts';
+import { ArtifactLedger, ARTIFACT_LEDGER_SQL, ARTIFACT_REQUESTS_SQL } from './artifact-ledger.ts';
 import type { Clock } from './clock.ts';
 import { specialFileKind } from './read-bounded.ts';
 import { makeDirectories } from './make-directories.ts';
@@ -139,6 +139,12 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
     // it, only the per-node count tests make (`countOperations`, a scan of the audit trail).
     description: 'the operations of a node are no longer indexed by node: nothing but a test looks them up that way',
     sql: `DROP INDEX operations_by_node;`,
+  },
+  {
+    // A grant waited, open, for whatever use of its node came next (any verb, days later) and was
+    // taken by it unasked: a grant now answers a request (what a held node waits for) and names its action.
+    description: 'artifact grants name the action they permit and can be voided; artifact requests record what a subject waits for',
+    sql: ARTIFACT_REQUESTS_SQL,
   },
 ]);
 

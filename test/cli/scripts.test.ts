@@ -249,11 +249,12 @@ spec:
     expect((await cli(dir, ['scripts', 'approve', hash.slice(0, 12)])).code).toBe(0);
     const held = await cli(dir, ['apply', '--yes']);
     expect(held.code).toBe(1);
-    expect(held.stdout).toContain(`needs a per-run approval in prod`);
+    expect(held.stdout).toContain(`needs a per-run approval to create motd in prod`);
     expect(held.stdout).toContain(`desiredstate scripts approve-run ${hash.slice(0, 12)} --node motd`);
 
     const grant = await cli(dir, ['scripts', 'approve-run', hash.slice(0, 12), '--node', 'motd']);
     expect(grant.code).toBe(0);
+    expect(grant.stdout).toContain(`one create of motd by script ${hash.slice(0, 12)} approved by ana`);
     expect(grant.stdout).toContain('released motd');
     expect((await cli(dir, ['apply', '--yes'])).code).toBe(0);
     expect(readFileSync(join(dir, 'root/etc/motd'), 'utf8')).toBe('hello\n');
@@ -304,6 +305,27 @@ ${ids.map((id) => `    - { id: ${id}, type: generic.resource, spec: { input: { p
     await d.waitFor((l) => l.msg === 'node deleted' && l.node === 'motd');
     expect(existsSync(join(dir, 'root/etc/motd'))).toBe(false);
   }, 60_000);
+
+  // Accepted for a node that was ready, the grant stayed open, and days later a drift was "corrected" with it, no one asked.
+  it('approve-run for a node that waits for no approval exits 1 and grants nothing: a later drift still waits for one', async () => {
+    const dir = projectIn('prod');
+    await cli(dir, ['plan']);
+    const hash = (json((await cli(dir, ['scripts', 'list', '--format', 'json'])).stdout) as { scripts: { hash: string }[] }).scripts[0]!.hash.slice(0, 12);
+    expect((await cli(dir, ['scripts', 'approve', hash])).code).toBe(0);
+    expect((await cli(dir, ['apply', '--yes'])).code).toBe(1);
+    expect((await cli(dir, ['scripts', 'approve-run', hash, '--node', 'motd'])).code).toBe(0);
+    expect((await cli(dir, ['apply', '--yes'])).code).toBe(0);
+
+    const again = await cli(dir, ['scripts', 'approve-run', hash, '--node', 'motd']);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/^desiredstate scripts: DS_REFUSED: motd is not waiting for a per-run approval of script [0-9a-f]{12} \(it is ready\): nothing to approve/);
+    expect((json((await cli(dir, ['scripts', 'show', hash, '--format', 'json'])).stdout) as { grants: { usedAt: number | null; voidedAt: number | null }[] }).grants.filter((g) => g.usedAt === null && g.voidedAt === null)).toEqual([]);
+    writeFileSync(join(dir, 'root/etc/motd'), '{"name":"tampered"}');
+    expect((await cli(dir, ['plan'])).stdout).toContain('needs a per-run approval to update motd in prod');
+    const apply = await cli(dir, ['apply', '--yes']);
+    expect(apply.code).toBe(1);
+    expect(readFileSync(join(dir, 'root/etc/motd'), 'utf8')).toBe('{"name":"tampered"}');
+  });
 
   it('approve-run for a node the state does not know (a typo) exits 1 and grants nothing', async () => {
     const dir = projectIn('prod');

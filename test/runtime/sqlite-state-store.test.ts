@@ -97,7 +97,7 @@ describe('opening', () => {
     expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
     expect(raw.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length);
     const tables = (raw.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
-    expect(tables).toEqual(['artifact_grants', 'artifact_keys', 'artifact_reviews', 'artifact_runs', 'artifacts', 'drift', 'events', 'meta', 'nodes', 'operations', 'runs']);
+    expect(tables).toEqual(['artifact_grants', 'artifact_keys', 'artifact_requests', 'artifact_reviews', 'artifact_runs', 'artifacts', 'drift', 'events', 'meta', 'nodes', 'operations', 'runs']);
     raw.close();
   });
 
@@ -237,6 +237,20 @@ describe('migrations', () => {
     expect(s.getNode('a')).toMatchObject({ status: 'ready', appliedDigest: 'd1', outputs: { path: '/x' }, memo: null });
     s.putNodes([{ ...s.getNode('a')!, memo: { v: 1, seenAt: 7 } }]);
     expect(s.getNode('a')?.memo).toEqual({ v: 1, seenAt: 7 });
+  });
+
+  it('keeps the grants of a file made before grants named their action (schema 5): open ones permit no action, and are voided once settled', () => {
+    const s5 = openStore({ migrations: MIGRATIONS.slice(0, 5) });
+    const raw = new Database(dbPath);
+    raw.prepare("INSERT INTO artifacts (hash, origin, content, created_at) VALUES ('h', 'template/v1', 'x', 1)").run();
+    raw.prepare("INSERT INTO artifact_grants (hash, subject, actor, at, note) VALUES ('h', 'n1', 'ana', 2, NULL)").run();
+    raw.close();
+    s5.close();
+    const s = openStore();
+    expect(s.artifacts.grants('h')).toEqual([expect.objectContaining({ subject: 'n1', action: null, usedAt: null, voidedAt: null })]);
+    for (const verb of ['create', 'update', 'delete']) expect(s.artifacts.takeGrant('h', 'n1', verb), verb).toBeUndefined();
+    expect(s.artifacts.settle('h', 'n1')).toBe(1);
+    expect(s.artifacts.grants('h')[0]?.voidedAt).toEqual(expect.any(Number));
   });
 
   it('refuses a file of a newer schema with a clear message', () => {

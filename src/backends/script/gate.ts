@@ -41,7 +41,7 @@ export function gateFor(
       if (verb === 'read' || !context.requireApprovalIn.includes(context.environment)) return { gate: 'open' };
       return {
         gate: 'approval',
-        reason: `script ${h} needs a per-run approval in ${context.environment} (trust ${fixed(standing.trust.lower)} < ${context.policy.bar}): desiredstate scripts approve-run ${h} --node ${context.node}`,
+        reason: `script ${h} needs a per-run approval to ${verb} ${context.node} in ${context.environment} (trust ${fixed(standing.trust.lower)} < ${context.policy.bar}): desiredstate scripts approve-run ${h} --node ${context.node}`,
       };
     default:
       return assertNever(standing, 'standing');

@@ -117,13 +117,18 @@ export class ScriptProvisioner implements ResourceProvisioner {
     const stdout = await this.run(script, node, 'read', null, ctx);
     const obs = toObservation(inputOf(node.spec.spec), parseRead(stdout), ctx.outputsOf(node.id));
     // A change would follow: say now that it cannot run, so the node shows held (⊘) rather than failing later.
-    const mutates = obs.status === 'absent' || (obs.status === 'drifted' && node.settings.selfHeal);
-    if (mutates) {
-      const gate = gateFor(standing, obs.status === 'absent' ? 'create' : 'update', this.gateContext(script.hash, node));
-      if (gate.gate === 'approval' && this.ledger().openGrant(script.hash, node.id) === undefined) {
-        ctx.log.info({ node: node.id, script: script.hash, trust: standing.trust.lower }, 'script awaits a per-run approval');
+    const verb = obs.status === 'absent' ? 'create' : obs.status === 'drifted' && node.settings.selfHeal ? 'update' : undefined;
+    if (verb !== undefined) {
+      const gate = gateFor(standing, verb, this.gateContext(script.hash, node));
+      if (gate.gate === 'approval' && this.ledger().openGrant(script.hash, node.id, verb) === undefined) {
+        // What `scripts approve-run` answers, with a grant for this verb only.
+        this.ledger().request(script.hash, node.id, verb);
+        ctx.log.info({ node: node.id, script: script.hash, verb, trust: standing.trust.lower }, 'script awaits a per-run approval');
         return { status: 'indeterminate', reason: gate.reason, waiting: true };
       }
+    } else if (obs.status === 'upToDate') {
+      // Nothing to change: an approval it waited for is moot, and a grant left open would be taken, unasked, by a later change.
+      this.settle(script, node, ctx);
     }
     return obs;
   }
@@ -144,8 +149,13 @@ export class ScriptProvisioner implements ResourceProvisioner {
       case 'closed':
         throw new FaultError(fault('permanent', gate.reason, { code: gate.code, hint: `desiredstate scripts show ${shortHash(script.hash)}` }));
       case 'approval': {
-        const grant = this.ledger().takeGrant(script.hash, node.id);
-        if (grant === undefined) throw new FaultError(fault('permanent', gate.reason, { code: 'script-needs-approval' }));
+        const grant = this.ledger().takeGrant(script.hash, node.id, intent.verb);
+        if (grant === undefined) {
+          // A delete (of a node no longer in the goals, never observed) or an update of a changed goal
+          // where selfHeal is off: asked for here, as observe asks for a create or a correction.
+          this.ledger().request(script.hash, node.id, intent.verb);
+          throw new FaultError(fault('permanent', gate.reason, { code: 'script-needs-approval' }));
+        }
         grantId = grant.id;
         ctx.log.info({ node: node.id, script: script.hash, grant: grant.id, by: grant.by }, 'per-run approval used');
         break;
@@ -274,7 +284,15 @@ export class ScriptProvisioner implements ResourceProvisioner {
     this.record(script, node, verb, outcome, grantId, shortfall === undefined ? { counted: true } : { failure: shortfall.message }, ctx);
     this.record(script, node, 'read', read, null, readRun, ctx);
     if (shortfall !== undefined) throw new FaultError(shortfall);
+    // Done: no other approval of this node's is left open for a later change to take.
+    this.settle(script, node, ctx);
     return outputs;
+  }
+
+  /** The node waits for no approval of this script any more: its request dropped, its open grants voided. */
+  private settle(script: ArtifactRecord, node: BackendNode, ctx: OperationContext): void {
+    const voided = this.ledger().settle(script.hash, node.id);
+    if (voided > 0) ctx.log.info({ node: node.id, script: script.hash, grants: voided }, 'per-run approval no longer needed: voided');
   }
 
   /** Runs one verb (the stored text checked against its hash first). */

@@ -211,12 +211,25 @@ function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, op
       }
       // A mistyped --node granted a run to no node, said it was approved, and left the node held; the grant
       // then waited for whichever node would one day take that id.
-      if (store.getNode(options.node) === undefined) {
+      const rec = store.getNode(options.node);
+      if (rec === undefined) {
         throw notFound(`no node ${options.node} in the state: a per-run approval is for a node a pass has held (its reason names the command)`);
       }
-      const grant = ledger.grant(a.hash, options.node, reviewer(ctx, options.by), options.note ?? null);
-      store.appendEvent({ at: grant.at, node: options.node, kind: 'script-run-approved', data: { script: a.hash, by: grant.by, grant: grant.id } });
-      return releaseAndReport(ctx, store, heldFor(store, a.hash, options.node), a.hash, { json, doc: { grant }, head: `one run of script ${short(a.hash)} approved for ${options.node} by ${grant.by}` });
+      // A grant answers the run a pass held for it, and permits that verb only: given for a node that
+      // waited for nothing, it stayed open and was taken, unasked, by whatever change came next, days later.
+      const request = ledger.openRequest(a.hash, options.node);
+      if (request === undefined) {
+        throw refused(
+          `${options.node} is not waiting for a per-run approval of script ${short(a.hash)} (it is ${rec.status}): nothing to approve; approve-run answers a run a pass has held, whose reason names this command`,
+        );
+      }
+      const grant = ledger.grant(a.hash, options.node, request.action, reviewer(ctx, options.by), options.note ?? null);
+      store.appendEvent({ at: grant.at, node: options.node, kind: 'script-run-approved', data: { script: a.hash, by: grant.by, grant: grant.id, action: request.action } });
+      return releaseAndReport(ctx, store, heldFor(store, a.hash, options.node), a.hash, {
+        json,
+        doc: { grant },
+        head: `one ${request.action} of ${options.node} by script ${short(a.hash)} approved by ${grant.by}`,
+      });
     }
     case 'trust': {
       const all = ledger.list().map((a) => summary(ledger, a, policy));

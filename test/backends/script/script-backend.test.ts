@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import Database from 'better-sqlite3';
-import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CircuitBreaker, decide } from '../../../src/runtime/index.ts';
@@ -63,10 +63,13 @@ describe.skipIf(!hasJq)('gating', () => {
     await observe(b, n);
     const hash = onlyScript(p);
     p.store.artifacts.review(hash, 'approved', 'ana', null);
-    expect(heldReason(await observe(b, n))).toContain(`needs a per-run approval in prod (trust 0.0500 < 0.94): desiredstate scripts approve-run ${hash.slice(0, 12)} --node motd`);
+    expect(heldReason(await observe(b, n))).toContain(`needs a per-run approval to create motd in prod (trust 0.0500 < 0.94): desiredstate scripts approve-run ${hash.slice(0, 12)} --node motd`);
+    // What approve-run answers: the create the pass held.
+    expect(p.store.artifacts.openRequest(hash, 'motd')).toMatchObject({ action: 'create' });
     expect(faultOf(await b.create(n, opContext()))).toMatchObject({ class: 'permanent', code: 'script-needs-approval' });
 
-    const grant = p.store.artifacts.grant(hash, 'motd', 'ana', 'change 42');
+    const grant = p.store.artifacts.grant(hash, 'motd', 'create', 'ana', 'change 42');
+    expect(p.store.artifacts.openRequest(hash, 'motd')).toBeUndefined();
     expect(await observe(b, n)).toEqual({ status: 'absent' });
     expect((await b.create(n, opContext())).status).toBe('done');
     expect(p.store.artifacts.runs(hash).findLast((r) => r.action === 'create')).toMatchObject({ outcome: 'success', grantId: grant.id });
@@ -75,6 +78,35 @@ describe.skipIf(!hasJq)('gating', () => {
     expect(faultOf(await b.delete(n, opContext()))).toMatchObject({ code: 'script-needs-approval' });
     // A grant is for one node: another node of the same shape is still held.
     expect(heldReason(await observe(b, node('other', { path: 'x', content: '' }, 'prod')))).toContain('--node other');
+  });
+
+  // A grant given for a node that waited for nothing stayed open, and the next change of any kind took it, unasked.
+  it('a grant permits the verb it was given for only, and is voided once the node needs nothing', async () => {
+    const p = project();
+    const b = p.backend();
+    const n = node('motd', FILE_INPUT, 'prod');
+    await observe(b, n);
+    const hash = onlyScript(p);
+    p.store.artifacts.review(hash, 'approved', 'ana', null);
+    // Granted for a create the node does not need (made meanwhile by hand): neither an update nor a delete takes it.
+    await observe(b, n);
+    const unused = p.store.artifacts.grant(hash, 'motd', 'create', 'ana', null);
+    mkdirSync(join(p.dir, 'root/etc'), { recursive: true });
+    writeFileSync(join(p.dir, 'root/etc/motd'), 'edited');
+    expect(heldReason(await observe(b, n))).toContain('needs a per-run approval to update motd');
+    expect(p.store.artifacts.openRequest(hash, 'motd')).toMatchObject({ action: 'update' });
+    expect(faultOf(await b.update(n, [], opContext()))).toMatchObject({ code: 'script-needs-approval' });
+    expect(faultOf(await b.delete(n, opContext()))).toMatchObject({ code: 'script-needs-approval' });
+    expect(p.store.artifacts.openRequest(hash, 'motd')).toMatchObject({ action: 'delete' });
+    // Put right by hand: nothing waits, and the create grant is void: a later delete of the file does not take it.
+    writeFileSync(join(p.dir, 'root/etc/motd'), 'hello\n');
+    expect(await observe(b, n)).toMatchObject({ status: 'upToDate' });
+    expect(p.store.artifacts.openRequest(hash, 'motd')).toBeUndefined();
+    expect(p.store.artifacts.grants(hash)).toEqual([expect.objectContaining({ id: unused.id, action: 'create', usedAt: null, voidedAt: expect.any(Number) })]);
+    rmSync(join(p.dir, 'root/etc/motd'));
+    expect(heldReason(await observe(b, n))).toContain('needs a per-run approval to create motd');
+    expect(faultOf(await b.create(n, opContext()))).toMatchObject({ code: 'script-needs-approval' });
+    expect(existsSync(join(p.dir, 'root/etc/motd'))).toBe(false);
   });
 
   it('deletes awaiting a per-run approval do not open the circuit breaker that every node of the backend goes through', async () => {
