@@ -1,17 +1,30 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 
 /**
- * Whether process `pid` exists: one of another user's counts (EPERM), a zombie too (see
- * `SqliteStateStore.lockHolder` for telling those apart).
+ * Whether process `pid` runs: one of another user's counts (EPERM); a zombie does not. A zombie has
+ * exited and only waits for its parent to reap it, which may take a while (a parent that does not wait,
+ * a container's pid 1): whatever it held or was writing, it has let go. Where there is no /proc (not
+ * Linux), that the pid exists is all that can be told.
  */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     // EPERM: the process exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  const stat = processStat(pid);
+  if (stat !== undefined) return stat.state !== 'Z';
+  // No stat: gone since the signal (with a /proc), or nothing to read it from.
+  return !hasProc();
+}
+
+let procSeen: boolean | undefined;
+
+/** Whether this system has a Linux /proc: read on first use (see `bootId`). */
+function hasProc(): boolean {
+  procSeen ??= existsSync('/proc/self/stat');
+  return procSeen;
 }
 
 let bootIdRead: { readonly id: string | undefined } | undefined;

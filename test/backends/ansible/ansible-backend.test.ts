@@ -1,7 +1,9 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { basename, join } from 'node:path';
+import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ansibleBackendFactory, ansibleConfigSchema } from '../../../src/backends/ansible/index.ts';
 import { DIFF_HIDDEN } from '../../../src/backends/ansible/observe.ts';
@@ -9,6 +11,7 @@ import type { InfraBackend } from '../../../src/infra/index.ts';
 
 /** The ansible backend, which has a health check. */
 type AnsibleBackend = InfraBackend & Required<Pick<InfraBackend, 'health'>>;
+import { processStat } from '../../../src/runtime/index.ts';
 import type { Observation, Outputs, ProvisionResult } from '../../../src/runtime/index.ts';
 import { compileText } from '../../support/compile.ts';
 import { captureLogger } from '../../support/backend.ts';
@@ -84,6 +87,20 @@ async function observeOne(b: AnsibleBackend, n: ReturnType<typeof playbookNode>,
 function faultOf(r: ProvisionResult | Observation): { class: string; code: string | undefined; message: string } {
   if (r.status !== 'failed') throw new Error(`expected a failure, got ${JSON.stringify(r)}`);
   return { class: r.fault.class, code: r.fault.code, message: r.fault.message };
+}
+
+/**
+ * The pid of a zombie (Linux): a child that exited under a parent that never reaps it (sh become `sleep`).
+ * The parent is pushed to `parents`, to be killed. Undefined without /proc.
+ */
+async function zombiePid(parents: ChildProcess[]): Promise<number | undefined> {
+  if (!existsSync('/proc/self/stat')) return undefined;
+  const parent = spawn('sh', ['-c', 'sleep 0.3 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  parents.push(parent);
+  const [chunk] = (await once(parent.stdout, 'data')) as [Buffer];
+  const pid = Number(chunk.toString('utf8').trim());
+  expect(await eventually(() => processStat(pid)?.state === 'Z', 10_000)).toBe(true);
+  return pid;
 }
 
 beforeAll(() => {
@@ -397,6 +414,7 @@ describe('ansible backend without ansible', () => {
 
   it('the run dirs of a process killed mid-run are removed before the next run: they keep its extra-vars file, secrets included', async () => {
     const tmp = mkdtempSync(join(tmpdir(), 'ds-ansible-tmp-'));
+    const parents: ChildProcess[] = [];
     const saved = process.env.TMPDIR;
     process.env.TMPDIR = tmp;
     try {
@@ -404,6 +422,9 @@ describe('ansible backend without ansible', () => {
       const stale = join(tmp, `desiredstate-ansible-${gone}-aB3dEf`);
       mkdirSync(join(stale, 'local'), { recursive: true });
       writeFileSync(join(stale, 'extra-vars.yml'), 'token: !unsafe "s3cret"\n');
+      // A daemon killed -9 whose parent has not reaped it yet (a zombie): gone too.
+      const zombie = await zombiePid(parents);
+      if (zombie !== undefined) mkdirSync(join(tmp, `desiredstate-ansible-${zombie}-zOmBie`));
       // A run of a live process (another daemon, a plan), and a dir of unknown origin: left alone.
       const running = join(tmp, `desiredstate-ansible-${process.pid}-gH5iJk`);
       mkdirSync(running);
@@ -413,6 +434,7 @@ describe('ansible backend without ansible', () => {
       expect(r.status).toBe('failed');
       expect(readdirSync(tmp).sort()).toEqual([basename(running), basename(unnamed)].sort());
     } finally {
+      for (const parent of parents) parent.kill('SIGKILL');
       if (saved === undefined) delete process.env.TMPDIR;
       else process.env.TMPDIR = saved;
       rmSync(tmp, { recursive: true, force: true });
