@@ -174,6 +174,33 @@ describe.skipIf(!hasAnsible)('ansible backend against localhost', () => {
     expect(text).not.toContain('uid=');
   });
 
+  it('extra vars reach the playbook exactly as written: keys YAML 1.1 would re-type (on, yes, no, 12:30, a date) stay strings, numbers stay numbers', async () => {
+    const target = join(dir, 'echoed.json');
+    const vars = {
+      no: 'top-level-no',
+      features: { on: 1, yes: 2, off: 3, Y: 4, '0x10': 5, '1_000': 6, null: 7, '012': 8, '12:30': 'lunch', '0b101': 'x', '2024-01-01': 9, "{{ lookup('pipe','id') }}": 10 },
+      values: ['on', 'no', '12:30', '2024-01-01', '0x10', '~', '', "{{ lookup('pipe','id') }}", 1e21, 1e-7, 0.5, -3, 0, true, false, null],
+    };
+    const n = playbookNode('echo', {
+      playbook: playbook(
+        'echo.yml',
+        `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: echo the vars back
+      ansible.builtin.copy:
+        dest: ${JSON.stringify(target)}
+        content: "{{ {'no': vars['no'] | default('UNDEFINED'), 'features': features, 'values': values, 'keys': features | dict2items | map(attribute='key') | list} | to_json }}"
+`,
+      ),
+      ...local,
+      extraVars: vars,
+    });
+    expect(await backend().create(n, opContext())).toMatchObject({ status: 'done' });
+    expect(JSON.parse(readFileSync(target, 'utf8'))).toEqual({ ...vars, keys: Object.keys(vars.features) });
+  });
+
   it('a failing task is a permanent fault naming the task and its msg; an ignored failure is not', async () => {
     const n = playbookNode('failing', { playbook: playbook('failing.yml', FAILING), ...local });
     const f = faultOf(await backend().create(n, opContext()));

@@ -26,14 +26,26 @@ function faultFrom(f: () => unknown): unknown {
 }
 
 describe('unsafeVarsYaml', () => {
-  it('tags every string value !unsafe at any depth and keeps other scalars and keys as they are', () => {
+  it('tags every string value !unsafe at any depth and keeps other scalars as they are', () => {
     const text = unsafeVarsYaml({ a: "{{ lookup('pipe','id') }}", list: ['x', 1, true, null], deep: { k: 'v"\n' } });
-    expect(text).toContain(`a: !unsafe "{{ lookup('pipe','id') }}"`);
-    expect(text.match(/!unsafe/g)).toHaveLength(3);
-    expect(text).not.toMatch(/!unsafe "(list|deep|k)"/);
+    expect(text).toContain(`!unsafe "a": !unsafe "{{ lookup('pipe','id') }}"`);
+    expect(text.match(/!unsafe "(\{\{|x|v)/g)).toHaveLength(3);
     // Read back without Ansible's tag, the values are unchanged.
     const customTags = [{ tag: '!unsafe', resolve: (s: string) => s }];
     expect(parse(text, { customTags })).toEqual({ a: "{{ lookup('pipe','id') }}", list: ['x', 1, true, null], deep: { k: 'v"\n' } });
+  });
+
+  it('reads back unchanged with a YAML 1.1 loader, as Ansible reads it: no key or value re-typed', () => {
+    const vars = {
+      no: 'top-level',
+      features: { on: 1, yes: 2, off: 3, Y: 4, '0x10': 5, '1_000': 6, null: 7, '012': 8, '12:30': 'lunch', '0b101': 'x', '2024-01-01': 9, "{{ lookup('pipe','id') }}": 10 },
+      values: ['on', 'no', '12:30', '2024-01-01', '0x10', '~', '', 1e21, 1e-7, 0.5, -3, 0, true, false, null],
+    };
+    const text = unsafeVarsYaml(vars);
+    // Every key is quoted and tagged: none is a plain scalar for YAML 1.1 to resolve.
+    expect(text).not.toMatch(/^\s*[^!\s-]/m);
+    const customTags = [{ tag: '!unsafe', resolve: (s: string) => s }];
+    expect(parse(text, { version: '1.1', customTags })).toEqual(vars);
   });
 });
 
