@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { allowlistedEnv, holdsSecretRef, resolveSecretRefs, resourceBackend, SecretMask, tailLines } from '../../infra/index.ts';
 import type { BackendContext, BackendFactory, BackendHealth, BackendNode, ProvisionIntent, ResourceContext, ResourceProvisioner, SecretSource } from '../../infra/index.ts';
 import { assertNever, fault, FaultError, toFault } from '../../runtime/index.ts';
-import type { Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
+import type { FieldDiff, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import { AnsibleClient } from './client.ts';
 import type { AnsiblePlaybookSpec } from './client.ts';
 import { ansibleConfigSchema } from './config.ts';
@@ -53,38 +53,38 @@ export class AnsibleProvisioner implements ResourceProvisioner {
   }
 
   async observe(node: BackendNode, ctx: ResourceContext): Promise<Observation> {
-    const spec = specOf(node);
+    const written = specOf(node);
     // A playbook given secrets: its diffs are not shown. The values given now are masked in them, but
     // a file's old content in a diff holds the previous value of a rotated secret, which nothing masks.
-    const diffs = holdsSecretRef(spec.extraVars) ? 'hidden' : 'shown';
-    return this.observeWith({ ...spec, extraVars: await this.extraVars(spec, ctx) }, node, ctx, diffs);
-  }
-
-  private async observeWith(spec: AnsiblePlaybookSpec, node: BackendNode, ctx: OperationContext, diffs: 'shown' | 'hidden'): Promise<Observation> {
+    const diffs = holdsSecretRef(written.extraVars) ? 'hidden' : 'shown';
+    const { spec, mask } = await this.resolved(written, ctx);
     const recorded = ctx.outputsOf(node.id);
+    // Task names are templated, so one may quote an extra var (a secret too): never logged unmasked.
+    const tasks = (names: readonly string[]): string[] => names.map((name) => mask.text(name));
     try {
       const run = await this.run(spec, node, 'check', ctx);
-      if (run.changes.length === 0 && (recorded !== undefined || run.unsimulated.length === 0)) return { status: 'upToDate', outputs: recorded ?? run.outputs };
-      if (recorded === undefined && run.changes.length === 0) {
+      if (recorded !== undefined) {
+        return run.changes.length === 0 ? { status: 'upToDate', outputs: recorded } : { status: 'drifted', diffs: changesToDiffs(run.changes, diffs), outputs: recorded };
+      }
+      // Never applied by us (no outputs recorded): a playbook has no "exists", what check mode sees is all there is.
+      if (run.changes.length === 0 && run.unsimulated.length === 0) return { status: 'upToDate', outputs: run.outputs };
+      if (run.changes.length === 0) {
         // Check mode skipped tasks it cannot simulate (command, shell …): nothing says they ever ran, so
         // this is no converged playbook to adopt. Once applied, they are what check mode cannot see.
-        ctx.log.info({ node: node.id, tasks: run.unsimulated }, 'playbook not yet applied: check mode cannot simulate some tasks');
+        ctx.log.info({ node: node.id, tasks: tasks(run.unsimulated) }, 'playbook not yet applied: check mode cannot simulate some tasks');
         return { status: 'absent' };
       }
-      if (recorded === undefined) {
-        // Never applied by us and not already converged: a playbook has no "exists", so this is its absent.
-        ctx.log.info({ node: node.id, tasks: run.changes.map((c) => c.task) }, 'playbook not yet applied');
-        return { status: 'absent' };
-      }
-      return { status: 'drifted', diffs: changesToDiffs(run.changes, diffs), outputs: recorded };
+      // Not already converged: this is its absent.
+      ctx.log.info({ node: node.id, tasks: tasks(run.changes.map((c) => c.task)) }, 'playbook not yet applied');
+      return { status: 'absent' };
     } catch (err) {
       const f = toFault(err);
       if (recorded === undefined && f.code === 'task-failed') {
+        // Class and code only: the message may quote an extra-var secret, masked only in what the call returns.
+        ctx.log.info({ node: node.id, class: f.class, code: f.code }, 'playbook check failed before first apply');
         // Check mode cannot simulate a task that needs an earlier one's effect (a package before its
         // config file), so before the first apply a failing check means "not applied", not a fault;
         // the real run reports the failure if there is one.
-        // Class and code only: the message may quote an extra-var secret, masked only in what the call returns.
-        ctx.log.info({ node: node.id, class: f.class, code: f.code }, 'playbook check failed before first apply');
         return { status: 'absent' };
       }
       return { status: 'failed', fault: f };
@@ -94,8 +94,7 @@ export class AnsibleProvisioner implements ResourceProvisioner {
   async provision(node: BackendNode, intent: ProvisionIntent, ctx: ResourceContext): Promise<ProvisionResult> {
     switch (intent.verb) {
       case 'update':
-        ctx.log.debug({ node: node.id, paths: intent.diffs.map((d) => d.path) }, 'ansible update');
-        return { status: 'done', outputs: await this.apply(node, ctx) };
+        return { status: 'done', outputs: await this.apply(node, ctx, intent.diffs) };
       case 'create':
         return { status: 'done', outputs: await this.apply(node, ctx) };
       case 'delete':
@@ -119,19 +118,27 @@ export class AnsibleProvisioner implements ResourceProvisioner {
     return { status: 'unhealthy', message: message === '' ? 'ansible-playbook --version failed' : message };
   }
 
-  /** A real run. */
-  private async apply(node: BackendNode, ctx: ResourceContext): Promise<Outputs> {
-    const spec = specOf(node);
-    return (await this.run({ ...spec, extraVars: await this.extraVars(spec, ctx) }, node, 'apply', ctx)).outputs;
+  /** A real run; `diffs`: those an update corrects. */
+  private async apply(node: BackendNode, ctx: ResourceContext, diffs?: readonly FieldDiff[]): Promise<Outputs> {
+    const { spec, mask } = await this.resolved(specOf(node), ctx);
+    // The paths name tasks (`task:<name>`), which may quote a secret extra var.
+    if (diffs !== undefined) ctx.log.debug({ node: node.id, paths: diffs.map((d) => mask.text(d.path)) }, 'ansible update');
+    return (await this.run(spec, node, 'apply', ctx)).outputs;
   }
 
   /**
-   * Extra vars with every secret reference (`{ fromEnv }`, `{ fromFile }`, at any depth) replaced by its
-   * value, read now (never at validate or compile time). The values are added to the call's secrets, so
-   * that what the run answers hides them again.
+   * The spec with every secret reference in its extra vars (`{ fromEnv }`, `{ fromFile }`, at any depth)
+   * replaced by its value, read now (never at validate or compile time); and the mask of what this call
+   * logs: the backend's, with those values. The values are added to the call's secrets too, so that what
+   * the run answers hides them again.
    */
-  private async extraVars(spec: AnsiblePlaybookSpec, ctx: ResourceContext): Promise<Record<string, unknown>> {
-    return (await resolveSecretRefs(spec.extraVars, this.secretSource, ctx.addSecrets)) as Record<string, unknown>;
+  private async resolved(spec: AnsiblePlaybookSpec, ctx: ResourceContext): Promise<{ spec: AnsiblePlaybookSpec; mask: SecretMask }> {
+    const secrets: string[] = [];
+    const extraVars = (await resolveSecretRefs(spec.extraVars, this.secretSource, (values) => {
+      secrets.push(...values);
+      ctx.addSecrets(values);
+    })) as AnsiblePlaybookSpec['extraVars'];
+    return { spec: { ...spec, extraVars }, mask: secrets.length === 0 ? this.mask : this.mask.with(secrets) };
   }
 
   private async run(spec: AnsiblePlaybookSpec, node: BackendNode, mode: RunMode, ctx: OperationContext): Promise<PlaybookRun> {

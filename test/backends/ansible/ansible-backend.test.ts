@@ -362,6 +362,36 @@ describe.skipIf(!hasAnsible)('ansible backend against localhost', () => {
     expect(unset.message).toContain('DS_TEST_PW');
   });
 
+  it('a task name quoting a secret extra var is never logged unmasked: not before the first apply, not at an update', async () => {
+    const env = { ...process.env, DS_TEST_DBPW: 'dbpw-S3CRET-4711' };
+    const text = `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: "configure db with {{ dbpw }}"
+      ansible.builtin.copy: { dest: "{{ target }}", content: "password={{ dbpw }}\\n" }
+    - name: "migrate with {{ dbpw }}"
+      ansible.builtin.command: "true"
+`;
+    const target = join(dir, 'named-secret.conf');
+    const n = playbookNode('named-secret', { playbook: playbook('named-secret.yml', text), ...local, extraVars: { target, dbpw: { fromEnv: 'DS_TEST_DBPW' } } });
+    const b = backend({}, env);
+    const logs = captureLogger();
+    // Not converged: the tasks that would change are logged, masked.
+    expect((await b.observe([n], { ...opContext(), log: logs.log })).get(n.id)).toEqual({ status: 'absent' });
+    expect(logs.text()).toContain('configure db with <secret>');
+    const created = await b.create(n, { ...opContext(), log: logs.log });
+    expect(created.status).toBe('done');
+    // Converged, but check mode cannot simulate the command: the task it skips is logged, masked.
+    expect((await b.observe([n], { ...opContext(), log: logs.log })).get(n.id)).toEqual({ status: 'absent' });
+    expect(logs.text()).toContain('migrate with <secret>');
+    // An update logs the paths it corrects, which name tasks.
+    const diffs = [{ path: 'task:configure db with dbpw-S3CRET-4711', desired: 'unchanged', actual: 'changed' }];
+    expect(await b.update(n, diffs, { ...opContext(), log: logs.log })).toMatchObject({ status: 'done' });
+    expect(logs.text()).toContain('task:configure db with <secret>');
+    expect(logs.lines.filter((l) => l.includes('S3CRET'))).toEqual([]);
+  });
+
   it('a secret in an allowlisted variable that a task quotes never reaches the fault', async () => {
     const env = { ...process.env, DS_TEST_TOKEN: 'tok-S3CRET-4711' };
     const text = `
