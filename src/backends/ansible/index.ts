@@ -67,6 +67,11 @@ export class AnsibleProvisioner implements ResourceProvisioner {
         return run.changes.length === 0 ? { status: 'upToDate', outputs: recorded } : { status: 'drifted', diffs: changesToDiffs(run.changes, diffs), outputs: recorded };
       }
       // Never applied by us (no outputs recorded): a playbook has no "exists", what check mode sees is all there is.
+      if (run.unsimulated.length > 0 && ctx.interrupted?.(node.id) === true) {
+        // A run was begun and cut short (a crash, a timeout): it may have run these tasks, or all of the
+        // playbook. Check mode cannot say, and running them again (a shell task, a migration) is not safe.
+        return { status: 'indeterminate', reason: interruptedReason(`check mode cannot tell whether its tasks ${quoted(run.unsimulated)} (command, shell …) ran`) };
+      }
       if (run.changes.length === 0 && run.unsimulated.length === 0) return { status: 'upToDate', outputs: run.outputs };
       if (run.changes.length === 0) {
         // Check mode skipped tasks it cannot simulate (command, shell …): nothing says they ever ran, so
@@ -74,7 +79,8 @@ export class AnsibleProvisioner implements ResourceProvisioner {
         ctx.log.info({ node: node.id, tasks: tasks(run.unsimulated) }, 'playbook not yet applied: check mode cannot simulate some tasks');
         return { status: 'absent' };
       }
-      // Not already converged: this is its absent.
+      // Not already converged: this is its absent. (After an interrupted run too: every task can be checked, so
+      // the run that completes it is one Ansible makes idempotent.)
       ctx.log.info({ node: node.id, tasks: tasks(run.changes.map((c) => c.task)) }, 'playbook not yet applied');
       return { status: 'absent' };
     } catch (err) {
@@ -82,6 +88,9 @@ export class AnsibleProvisioner implements ResourceProvisioner {
       if (recorded === undefined && f.code === 'task-failed') {
         // Class and code only: the message may quote an extra-var secret, masked only in what the call returns.
         ctx.log.info({ node: node.id, class: f.class, code: f.code }, 'playbook check failed before first apply');
+        // After a run cut short, a failing check says nothing of what that run did (nor of the tasks after the
+        // one that fails, which check mode never reached): an operator looks.
+        if (ctx.interrupted?.(node.id) === true) return { status: 'indeterminate', reason: interruptedReason(`its check fails (${f.message}), so what that run did is unknown`) };
         // Check mode cannot simulate a task that needs an earlier one's effect (a package before its
         // config file), so before the first apply a failing check means "not applied", not a fault;
         // the real run reports the failure if there is one.
@@ -147,6 +156,15 @@ export class AnsibleProvisioner implements ResourceProvisioner {
     ctx.log.debug({ node: node.id, mode, status: outcome.status, exitCode, durationMs: outcome.durationMs }, 'ansible-playbook finished');
     return interpretRun(outcome, { tags: spec.tags });
   }
+}
+
+/** Why a playbook whose run was cut short is held (see `OperationContext.interrupted`). */
+function interruptedReason(why: string): string {
+  return `a run of the playbook was cut short (the daemon stopped or killed, or the run timed out), and ${why}; a retry runs the whole playbook again`;
+}
+
+function quoted(names: readonly string[]): string {
+  return names.map((n) => JSON.stringify(n)).join(', ');
 }
 
 function specOf(node: BackendNode): AnsiblePlaybookSpec {

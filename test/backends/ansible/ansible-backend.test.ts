@@ -290,6 +290,45 @@ describe.skipIf(!hasAnsible)('ansible backend against localhost', () => {
     expect(await observeOne(b, n, recorded)).toMatchObject({ status: 'upToDate' });
   });
 
+  it.each([
+    {
+      name: 'converged, every task checked: adopted',
+      text: MANAGED,
+      prepare: (target: string) => writeFileSync(target, 'x\n', { mode: 0o644 }),
+      expected: { status: 'upToDate' },
+    },
+    {
+      name: 'not converged, every task checked: absent, applied again (each task converges, none runs twice)',
+      text: MANAGED,
+      prepare: () => undefined,
+      expected: { status: 'absent' },
+    },
+    {
+      name: 'a task check mode cannot simulate (shell), the rest converged: held, never run again unasked',
+      text: `${MANAGED}    - name: initialise\n      ansible.builtin.shell: "true"\n`,
+      prepare: (target: string) => writeFileSync(target, 'x\n', { mode: 0o644 }),
+      expected: { status: 'indeterminate', reason: expect.stringContaining('check mode cannot tell whether its tasks "initialise" (command, shell …) ran') },
+    },
+    {
+      name: 'a failing check: held, since it tells nothing of what the run did',
+      text: FAILING,
+      prepare: () => undefined,
+      expected: { status: 'indeterminate', reason: expect.stringContaining('its check fails (task "break the build" failed on localhost: the disk is full)') },
+    },
+  ])('after a run cut short (a crash, a timeout), a playbook never applied: $name', async ({ text, prepare, expected }) => {
+    const target = join(dir, `interrupted-${expected.status}-${text.length}.txt`);
+    prepare(target);
+    const n = playbookNode('cut-short', { playbook: playbook(`interrupted-${text.length}.yml`, text), ...local, extraVars: { target, body: 'x' } });
+    const b = backend();
+    const obs = (await b.observe([n], { ...opContext(), interrupted: (id) => id === n.id })).get(n.id)!;
+    expect(obs).toMatchObject(expected);
+    if (obs.status === 'indeterminate') {
+      expect(obs.reason).toMatch(/^a run of the playbook was cut short .*; a retry runs the whole playbook again$/);
+      // Not cut short (or released by retry): not held.
+      expect((await b.observe([n], opContext())).get(n.id)).toMatchObject({ status: 'absent' });
+    }
+  });
+
   it('an inventory that does not exist is a permanent fault, never a run against the implicit localhost', async () => {
     const target = join(dir, 'implicit-localhost.txt');
     const n = playbookNode('typo', { playbook: playbook('implicit.yml', MANAGED.replace('hosts: all', 'hosts: localhost')), inventory: 'no-such-inventory.ini', extraVars: { target, body: 'x' } });

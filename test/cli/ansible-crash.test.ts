@@ -1,0 +1,151 @@
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { bin, cleanEnv, cli, stateRows, tempProject } from '../support/cli.ts';
+import { eventually, trackDaemons } from '../support/daemon.ts';
+import { hasAnsible } from '../backends/ansible/harness.ts';
+
+if (!hasAnsible) {
+  console.warn(
+    [
+      '',
+      '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
+      '!! SKIPPING the ansible apply-killed test: ansible-playbook is not on PATH.',
+      '!! Install it to run it:  apt-get install -y ansible-core ansible',
+      '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
+      '',
+    ].join('\n'),
+  );
+}
+
+/**
+ * An apply killed -9 during a playbook's shell task: the run it leaves goes on to the end. The next
+ * apply waits for it, then checks the playbook, which it cannot call converged (check mode skips the
+ * shell task) nor run again blindly (the shell task would run twice): the node is held for an
+ * operator; `retry` releases it, and the next apply runs the playbook again, once.
+ */
+/** A project whose playbook's shell task logs each run to runs.log, then sleeps unless `fast` exists. */
+function project(prefix: string): ReturnType<typeof tempProject> {
+  const p = tempProject(prefix);
+  writeFileSync(
+    join(p.dir, 'site.yml'),
+    `- hosts: all
+  gather_facts: false
+  tasks:
+    - name: initialise
+      ansible.builtin.shell: "echo run >> runs.log; [ -f fast ] || sleep 4"
+      args: { chdir: "{{ dir }}" }
+    - name: configure
+      ansible.builtin.copy: { dest: "{{ dir }}/app.conf", content: "ready\\n" }
+`,
+  );
+  p.write(
+    'goals.yaml',
+    `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: ansible }
+spec: { type: ansible, config: { timeout: 60s, cwd: ${JSON.stringify(p.dir)} } }
+---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: hosts }
+spec:
+  nodes:
+    - id: web
+      type: ansible.playbook
+      backend: ansible
+      spec: { playbook: site.yml, inventory: "localhost,", connection: local, extraVars: { dir: ${JSON.stringify(p.dir)} } }
+`,
+  );
+  return p;
+}
+
+const applyProject = project('ds-ansible-crash-apply-');
+const daemonProject = project('ds-ansible-crash-run-');
+afterAll(() => {
+  for (const p of [applyProject, daemonProject]) rmSync(p.dir, { recursive: true, force: true });
+});
+
+function runs(p: { dir: string }): string[] {
+  return existsSync(join(p.dir, 'runs.log')) ? readFileSync(join(p.dir, 'runs.log'), 'utf8').trim().split('\n') : [];
+}
+
+async function webStatus(p: ReturnType<typeof tempProject>): Promise<{ status: string; reason: string | null } | undefined> {
+  const status = await cli(['status', '--format', 'json', ...p.args], { cwd: p.dir });
+  return (JSON.parse(status.stdout) as { nodes: { id: string; status: string; reason: string | null }[] }).nodes.find((n) => n.id === 'web');
+}
+
+const daemons = trackDaemons();
+
+const HELD_REASON = /^cannot tell whether it exists: a run of the playbook was cut short.*"initialise".*desiredstate retry web/;
+
+describe.skipIf(!hasAnsible)('ansible playbook run cut short by kill -9', () => {
+  it('apply: is waited for, then held (never run a second time unasked); retry releases it to run once more', async () => {
+    const p = applyProject;
+    const child = spawn(process.execPath, [bin, 'apply', '--yes', ...p.args], { cwd: p.dir, env: cleanEnv(), stdio: 'ignore' });
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    try {
+      await eventually(() => runs(p).length > 0, 30_000, 'the shell task to start');
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+
+    const again = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    // The leftover run was waited for: it finished the playbook.
+    expect(again.stderr).toContain('waiting for a command left running');
+    expect(readFileSync(join(p.dir, 'app.conf'), 'utf8')).toBe('ready\n');
+    expect(again.code, again.stdout + again.stderr).toBe(1);
+    expect(again.stdout).toMatch(/1 held/);
+    expect(again.stdout + again.stderr).toContain('check mode cannot tell whether its tasks "initialise"');
+    expect(runs(p)).toEqual(['run']);
+    expect(await webStatus(p)).toMatchObject({ status: 'held', reason: expect.stringMatching(HELD_REASON) });
+    // Held: the next apply leaves it alone too.
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(1);
+    expect(runs(p)).toEqual(['run']);
+
+    // The operator has looked and wants the playbook run again.
+    writeFileSync(join(p.dir, 'fast'), '');
+    expect((await cli(['retry', 'web', ...p.args], { cwd: p.dir })).code).toBe(0);
+    const last = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    expect(last.code, last.stdout + last.stderr).toBe(0);
+    expect(runs(p)).toEqual(['run', 'run']);
+    expect(stateRows(p.state, "SELECT op, outcome, detail FROM operations WHERE node = 'web' ORDER BY id")).toEqual([
+      { op: 'create', outcome: 'abandoned', detail: 'released by operator' },
+      { op: 'create', outcome: 'done', detail: null },
+    ]);
+    expect((await cli(['plan', ...p.args], { cwd: p.dir })).code).toBe(0);
+  }, 120_000);
+
+  it('daemon: the restarted daemon waits for the run, then holds the node; retry releases it to run once more', async () => {
+    const p = daemonProject;
+    const args = [...p.args, '--listen', '127.0.0.1:0', '--interval', '60s'];
+    const first = daemons.start(args, { cwd: p.dir });
+    try {
+      await eventually(() => runs(p).length > 0, 30_000, 'the shell task to start');
+    } finally {
+      first.kill('SIGKILL');
+      await first.exited;
+    }
+
+    const second = daemons.start(args, { cwd: p.dir });
+    try {
+      const held = await second.waitFor((l) => l.msg === 'node held: existence indeterminate' && l.node === 'web', 40_000);
+      expect(String(held.reason)).toContain('check mode cannot tell whether its tasks "initialise"');
+      expect(second.lines.some((l) => l.msg === 'a command left running by a stopped desiredstate has ended')).toBe(true);
+      expect(readFileSync(join(p.dir, 'app.conf'), 'utf8')).toBe('ready\n');
+      expect(runs(p)).toEqual(['run']);
+      expect(await webStatus(p)).toMatchObject({ status: 'held', reason: expect.stringMatching(HELD_REASON) });
+
+      writeFileSync(join(p.dir, 'fast'), '');
+      const retry = await cli(['retry', 'web', ...p.args], { cwd: p.dir });
+      expect(retry.code, retry.stderr).toBe(0);
+      await eventually(async () => (await webStatus(p))?.status === 'ready', 30_000, 'web ready');
+    } finally {
+      second.kill('SIGTERM');
+      expect((await second.exited).code).toBe(0);
+    }
+    expect(runs(p)).toEqual(['run', 'run']);
+  }, 120_000);
+});
