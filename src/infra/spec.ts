@@ -224,9 +224,10 @@ const specSchemaBuilders = {
         .optional()
         .describe('Inventory path(s), or an inline host list such as "localhost," (each passed as -i).'),
       extraVars: z
-        .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an Ansible variable name ([A-Za-z_][A-Za-z0-9_]*)'), z.unknown())
+        // Each value checked on its own: a refinement of the whole map would be skipped once a key has an
+        // error, hiding a malformed secret reference under a good key until the bad key is fixed.
+        .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an Ansible variable name ([A-Za-z_][A-Za-z0-9_]*)'), z.unknown().superRefine(refuseMalformedSecretRefs))
         .default({})
-        .superRefine(refuseMalformedSecretRefs)
         .describe('Extra variables, passed as a file with every string marked !unsafe: never templated. A value { fromEnv: NAME } or { fromFile: path } is a secret reference: read at run time, never logged or stored.'),
       limit: z.string().min(1).optional().describe('Host pattern passed as --limit.'),
       tags: z.array(z.string().min(1)).default([]).describe('Only tasks with these tags (--tags).'),

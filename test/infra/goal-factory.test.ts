@@ -167,4 +167,12 @@ describe('InfraSpecFactory: map keys', () => {
     const { lines } = compile(backend('ans', 'ansible', api) + goal('    - { id: site, type: ansible.playbook, backend: ans, spec: { playbook: site.yml, extraVars: { ok: 1, "bad-name": 2 } } }\n'));
     expect(lines).toEqual(['goals/app.yaml:11:105: error invalid-value: spec.extraVars.bad-name: the key "bad-name" is not valid: an Ansible variable name ([A-Za-z_][A-Za-z0-9_]*)']);
   });
+
+  it('a bad extra-var name hides no malformed secret reference under another key', () => {
+    const { lines } = compile(backend('ans', 'ansible', api) + goal('    - { id: site, type: ansible.playbook, backend: ans, spec: { playbook: site.yml, extraVars: { "bad-name": 1, ok: { fromEnv: X, extra: 1 } } } }\n'));
+    expect(lines).toEqual([
+      'goals/app.yaml:11:98: error invalid-value: spec.extraVars.bad-name: the key "bad-name" is not valid: an Ansible variable name ([A-Za-z_][A-Za-z0-9_]*)',
+      'goals/app.yaml:11:117: error invalid-value: spec.extraVars.ok: a secret reference has one key, fromEnv or fromFile; this map has fromEnv, extra: as it is, the map would be sent as data and no secret read',
+    ]);
+  });
 });
