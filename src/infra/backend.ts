@@ -190,6 +190,15 @@ export interface BackendFactory<C = unknown> {
    */
   readonly specFields?: readonly string[];
   /**
+   * Set when `checkSpec` and `cannotDelete` read nothing of the config: they
+   * then also run for the nodes of a Backend document whose config has errors
+   * (given no config), so that a bad `timeout` does not hide a node's own
+   * problems (a `not-deletable`) until it is fixed. Unset, they run under a
+   * valid config only. (test/infra/spec-fields.test.ts holds each
+   * declaration to it.)
+   */
+  readonly checksReadNoConfig?: true;
+  /**
    * What the resources of one instance of this backend imply among its
    * nodes, without I/O: the orderings (implicit edges) and the resources two
    * nodes reach by different names (see `NodeRelations`). One call, so that

@@ -490,6 +490,10 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       if (ok && backend !== undefined && factory !== undefined && checkable !== undefined) {
         this.backendChecks(decl, checkable, backend, factory, diag);
         this.claimResource(decl, checkable, backend, factory, diag);
+      } else if (declared?.status === 'broken' && factory?.checksReadNoConfig === true && factory.kinds.includes(decl.type)) {
+        // Its Backend document has errors (reported there): checks that need no config still tell the node's own.
+        const spec = data === undefined ? checkable : ({ type: decl.type, ...data } as InfraNodeSpec);
+        if (spec !== undefined) this.backendChecks(decl, spec, { id: backendId, type: factory.type, config: undefined }, factory, diag);
       }
       return undefined;
     }

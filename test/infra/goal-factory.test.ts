@@ -176,3 +176,16 @@ describe('InfraSpecFactory: map keys', () => {
     ]);
   });
 });
+
+describe('InfraSpecFactory: a Backend whose config has errors', () => {
+  const broken = (type: string): string => `${api}kind: Backend\nmetadata: { name: b }\nspec: { type: ${type}, config: { timeout: -5 } }\n---\n`;
+  it.each([
+    { name: 'an ansible.playbook node under deletionPolicy: Delete is still not-deletable', type: 'ansible', node: '{ id: n, type: ansible.playbook, backend: b, deletionPolicy: Delete, spec: { playbook: site.yml } }', code: 'not-deletable' },
+    { name: 'the same with an error in its spec too', type: 'ansible', node: '{ id: n, type: ansible.playbook, backend: b, deletionPolicy: Delete, spec: { playbook: "" } }', code: 'not-deletable' },
+    { name: 'an exec node without commands is still told it needs them', type: 'exec', node: '{ id: n, type: generic.resource, backend: b, spec: { input: {} } }', code: 'unsupported-spec' },
+  ])('hides none of the checks that need no config: $name', ({ type, node, code }) => {
+    const { lines } = compile(broken(type) + goal(`    - ${node}\n`));
+    expect(lines[0]).toMatch(/^goals\/app\.yaml:4:\d+: error invalid-value: spec\.config\.timeout: /);
+    expect(lines.filter((l) => l.includes(`error ${code}:`))).toHaveLength(1);
+  });
+});

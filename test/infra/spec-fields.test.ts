@@ -76,3 +76,42 @@ describe('BackendFactory.specFields names every field its checks read', () => {
     expect([...read]).toEqual(['content']);
   });
 });
+
+/**
+ * `BackendFactory.checksReadNoConfig` lets `checkSpec` and `cannotDelete` run for the nodes of a Backend
+ * whose config has errors, given no config: each hook of a declaring backend runs on its samples with a
+ * config that throws when anything is read of it, and must answer as with its real config.
+ */
+describe('BackendFactory.checksReadNoConfig holds: the checks read nothing of the config', () => {
+  const untouchable = new Proxy(
+    {},
+    {
+      get: (_t, key) => {
+        throw new Error(`config.${String(key)} read`);
+      },
+      has: (_t, key) => {
+        throw new Error(`${String(key)} in config`);
+      },
+      ownKeys: () => {
+        throw new Error('config keys listed');
+      },
+    },
+  );
+  const noConfig = (builtinBackendFactories as readonly BackendFactory[]).filter((f) => f.checksReadNoConfig === true);
+  const configCases = noConfig.flatMap((factory) => factory.kinds.flatMap((kind) => (samples[kind] ?? []).map((input, i) => ({ backend: factory.type, kind, i, factory, input }))));
+
+  it('each backend that declares it has samples of each of its kinds', () => {
+    expect(noConfig.map((f) => f.type).sort()).toEqual(['ansible', 'exec']);
+    for (const factory of noConfig) for (const kind of factory.kinds) expect(samples[kind], `${factory.type} ${kind}`).toBeDefined();
+  });
+
+  it.each(configCases)('$backend, $kind #$i', ({ factory, kind, input }) => {
+    const spec = { type: kind, ...(specSchemas[kind].parse(input) as Record<string, unknown>) } as InfraNodeSpec;
+    const config = configOf(factory);
+    expect([factory.checkSpec?.(spec, untouchable), factory.cannotDelete?.(spec, untouchable)]).toEqual([factory.checkSpec?.(spec, config), factory.cannotDelete?.(spec, config)]);
+  });
+
+  it('the untouchable config throws when read (the check above can fail)', () => {
+    expect(() => (untouchable as { timeout?: number }).timeout).toThrow('config.timeout read');
+  });
+});

@@ -185,8 +185,9 @@ export const ansibleBackendFactory: BackendFactory<AnsibleConfig> = {
   // The play recap, as summaryOutputs makes it.
   outputs: { 'ansible.playbook': ['ok', 'changed', 'skipped', 'hosts'] },
   cannotDelete: () => 'a playbook run cannot be undone',
-  // cannotDelete reads no field: it still runs when the spec has errors.
+  // cannotDelete reads no field and no config: it still runs when the spec or the Backend's config has errors.
   specFields: [],
+  checksReadNoConfig: true,
   description: 'Ansible playbooks run with ansible-playbook: check mode with diff to observe, a real run to apply.',
   create: (config, ctx) => resourceBackend(ctx.id, 'ansible', new AnsibleProvisioner(config, ctx), { concurrency: OBSERVE_CONCURRENCY }),
 };
