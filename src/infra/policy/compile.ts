@@ -6,13 +6,13 @@ import type { InfraNodeType } from '../spec.ts';
 import { compileCel } from './cel.ts';
 import type { CelLimits, CelProgram } from './cel.ts';
 import { compileNamePattern, compileRegex } from './naming.ts';
-import type { NamePattern } from './naming.ts';
+import type { LinearRegex, NamePattern } from './naming.ts';
 import type { Framework, Level, PolicySpec, SeverityMap } from './schema.ts';
 
 /** What a check tests, by kind. */
 export type CheckBody =
   | { readonly kind: 'naming'; readonly field: string; readonly pattern: NamePattern }
-  | { readonly kind: 'required-label'; readonly key: string; readonly pattern: RegExp | undefined }
+  | { readonly kind: 'required-label'; readonly key: string; readonly pattern: LinearRegex | undefined }
   | { readonly kind: 'rule'; readonly when: CelProgram | undefined; readonly require: CelProgram };
 
 /** One rule of a policy, compiled: patterns and CEL programs built once. */
@@ -117,7 +117,7 @@ export function compilePolicySpec(
 
   spec.requiredLabels.forEach((r, i) => {
     const path = ['requiredLabels', i];
-    let regex: RegExp | undefined;
+    let regex: LinearRegex | undefined;
     let ok = true;
     if (r.pattern !== undefined) {
       const compiled = compileRegex(r.pattern);

@@ -465,6 +465,7 @@ function runCheck(check: CompiledCheck, spec: InfraNodeSpec, decl: NodeDeclarati
       if (m.status === 'missing-label') {
         return { status: 'fail', kind: 'naming', message: `the naming pattern ${body.pattern.source} needs label "${m.key}", which the node does not carry`, path: ['labels'] };
       }
+      if (m.status === 'unusable') return { status: 'fail', kind: 'naming', message: m.message, path: ['labels'] };
       if (m.regex.test(text)) return { status: 'pass' };
       return { status: 'fail', kind: 'naming', message: `${formatPath(['spec', body.field])} "${text}" does not match ${m.regex.source}`, path: ['spec', body.field] };
     }

@@ -1,17 +1,37 @@
-import { setFlagsFromString } from 'node:v8';
+import { createRequire } from 'node:module';
+import type * as Re2Module from '@bufbuild/re2';
 import { assertNever, didYouMean, errorMessage } from '../../runtime/index.ts';
 
 /**
- * Naming patterns: regular expressions with `{env}` (the goal environment)
- * and `{label.<key>}` (a merged node/goal label) placeholders. Substituted
- * values are regex-escaped, so a label `a.b` matches only "a.b". Regex
- * quantifiers such as `{4}` or `{1,3}` are left alone.
+ * Naming patterns: RE2 regular expressions with `{env}` (the goal
+ * environment) and `{label.<key>}` (a merged node/goal label) placeholders.
+ * A substituted value is matched literally, as one piece: its characters are
+ * escaped, and it is grouped where the text around it would otherwise make
+ * something else of it (`{{label.n}}` with n = "3" is the text "{3}", never
+ * the quantifier `{3}`; a quantifier after a placeholder repeats the whole
+ * value). Regex quantifiers such as `{4}` or `{1,3}` are left alone; `\{`
+ * is a literal brace, so `\{env}` is the text "{env}".
  */
 
 type Part = { readonly kind: 'text'; readonly text: string } | { readonly kind: 'env' } | { readonly kind: 'label'; readonly key: string };
 
-/** The regex for one node, or the label the pattern needs and the node lacks. */
-export type PatternMatcher = { readonly status: 'ok'; readonly regex: RegExp } | { readonly status: 'missing-label'; readonly key: string };
+/** A regular expression that matches in time linear in the text's length. */
+export interface LinearRegex {
+  /** The pattern, with any placeholders' values in it. */
+  readonly source: string;
+  /** Whether it matches somewhere in `text` (anchor with `^…$` for the whole text). */
+  test(text: string): boolean;
+}
+
+/**
+ * The regex for one node, the label the pattern needs and the node lacks,
+ * or why the pattern cannot be built with this node's values (too large an
+ * expression once they are in: a long label under a counted repeat).
+ */
+export type PatternMatcher =
+  | { readonly status: 'ok'; readonly regex: LinearRegex }
+  | { readonly status: 'missing-label'; readonly key: string }
+  | { readonly status: 'unusable'; readonly message: string };
 
 /** A compiled naming pattern; regexes are cached per distinct substitution. */
 export interface NamePattern {
@@ -25,40 +45,123 @@ export type PatternCompileResult = { readonly ok: true; readonly pattern: NamePa
 /** Names longer than this are not matched (a guard against slow patterns); they are findings. */
 export const MAX_MATCHED_LENGTH = 1024;
 
-const PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_.\-/]*)\}/g;
+/** `{name}` at a position (sticky). */
+const PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_.\-/]*)\}/y;
 const LABEL_PREFIX = 'label.';
 const CACHE_LIMIT = 1024;
 
-/** Escapes every regex metacharacter of `s`. */
+/** Escapes every RE2 metacharacter of `s` (as RE2's QuoteMeta). */
 export function escapeRegex(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+  return s.replace(/[\\.+*?()|[\]{}^$]/g, '\\$&');
+}
+
+/** Splits a pattern into text and placeholders; a placeholder that is unknown or inside a character class is an error. */
+function parsePattern(source: string): { readonly ok: true; readonly parts: Part[] } | { readonly ok: false; readonly message: string } {
+  const parts: Part[] = [];
+  let text = '';
+  let inClass = false;
+  let i = 0;
+  while (i < source.length) {
+    const c = source[i]!;
+    let end = i + 1;
+    if (c === '\\') {
+      const n = source[i + 1];
+      if (n === 'Q' && !inClass) {
+        // \Q…\E: literal text, up to \E or the end.
+        const close = source.indexOf('\\E', i + 2);
+        end = close === -1 ? source.length : close + 2;
+      } else if ((n === 'p' || n === 'P' || n === 'x') && source[i + 2] === '{') {
+        // \p{Greek}, \x{41}: their braces are no placeholder.
+        const close = source.indexOf('}', i + 3);
+        end = close === -1 ? source.length : close + 1;
+      } else {
+        end = Math.min(i + 2, source.length);
+      }
+    } else if (inClass) {
+      if (c === '[' && source[i + 1] === ':') {
+        const close = source.indexOf(':]', i + 2);
+        if (close !== -1) end = close + 2;
+      } else if (c === ']') {
+        inClass = false;
+      } else if (c === '{' && placeholderAt(source, i) !== undefined) {
+        return { ok: false, message: `placeholder ${placeholderAt(source, i)!.text} inside a character class [...]: a placeholder stands for a whole value, matched literally; write it outside the brackets` };
+      }
+    } else if (c === '[') {
+      inClass = true;
+      // `[]a]` and `[^]a]`: a first `]` is a character of the class.
+      if (source[end] === '^') end++;
+      if (source[end] === ']') end++;
+    } else if (c === '{') {
+      const p = placeholderAt(source, i);
+      if (p !== undefined) {
+        if (text !== '') parts.push({ kind: 'text', text });
+        text = '';
+        if (p.name === 'env') parts.push({ kind: 'env' });
+        else if (p.name.startsWith(LABEL_PREFIX) && p.name.length > LABEL_PREFIX.length) parts.push({ kind: 'label', key: p.name.slice(LABEL_PREFIX.length) });
+        else {
+          // Anything but a near-miss of {env} is most likely a label written without its prefix.
+          const near = didYouMean(p.name, ['env']) ?? (p.name.includes('.') ? undefined : `label.${p.name}`);
+          return { ok: false, message: `unknown placeholder ${p.text}: patterns know {env} and {label.<key>}${near === undefined ? '' : ` (did you mean "{${near}}"?)`}` };
+        }
+        i += p.text.length;
+        continue;
+      }
+    }
+    text += source.slice(i, end);
+    i = end;
+  }
+  if (text !== '') parts.push({ kind: 'text', text });
+  return { ok: true, parts };
+}
+
+function placeholderAt(source: string, i: number): { readonly name: string; readonly text: string } | undefined {
+  PLACEHOLDER.lastIndex = i;
+  const m = PLACEHOLDER.exec(source);
+  return m === null ? undefined : { name: m[1]!, text: m[0] };
+}
+
+/**
+ * `value` as literal regex text between `before` and `after`: escaped, and
+ * grouped where the text around it would take part of it (a quantifier
+ * after it, a `{` or `(?` before it left open), so that it is always one
+ * literal piece. Grouped only there, so that a message shows the pattern
+ * as it reads.
+ */
+function literal(value: string, before: string, after: string): string {
+  const escaped = escapeRegex(value);
+  return /^[*+?{]/.test(after) || /\{[0-9,]*$/.test(before) || /\(\?[^)]*$/.test(before) ? `(?:${escaped})` : escaped;
+}
+
+/** The pattern's text with `value` in each placeholder (the environment for {env}, the label for {label.k}). */
+function substitute(parts: readonly Part[], value: (p: Exclude<Part, { kind: 'text' }>) => string): string {
+  let out = '';
+  parts.forEach((p, i) => {
+    if (p.kind === 'text') {
+      out += p.text;
+      return;
+    }
+    const next = parts[i + 1];
+    out += literal(value(p), out, next?.kind === 'text' ? next.text : '');
+  });
+  return out;
 }
 
 /** Compiles a pattern once; an unknown placeholder or a bad regex is an error. */
 export function compileNamePattern(source: string): PatternCompileResult {
-  const parts: Part[] = [];
-  let last = 0;
-  for (const m of source.matchAll(PLACEHOLDER)) {
-    const name = m[1]!;
-    if (m.index > last) parts.push({ kind: 'text', text: source.slice(last, m.index) });
-    last = m.index + m[0].length;
-    if (name === 'env') parts.push({ kind: 'env' });
-    else if (name.startsWith(LABEL_PREFIX) && name.length > LABEL_PREFIX.length) parts.push({ kind: 'label', key: name.slice(LABEL_PREFIX.length) });
-    else {
-      // Anything but a near-miss of {env} is most likely a label written without its prefix.
-      const near = didYouMean(name, ['env']) ?? (name.includes('.') ? undefined : `label.${name}`);
-      return { ok: false, message: `unknown placeholder {${name}}: patterns know {env} and {label.<key>}${near === undefined ? '' : ` (did you mean "{${near}}"?)`}` };
-    }
-  }
-  if (last < source.length) parts.push({ kind: 'text', text: source.slice(last) });
-  // Check the regex once with a neutral value in every placeholder.
-  const sample = parts.map((p) => (p.kind === 'text' ? p.text : 'x')).join('');
-  const checked = compileRegex(sample);
-  if (!checked.ok) return checked;
-  // Keyed by the raw substituted values, so that a hit costs neither escaping nor building the source.
-  const cache = new Map<string, RegExp>();
+  const parsed = parsePattern(source);
+  if (!parsed.ok) return parsed;
+  const parts = parsed.parts;
   const hasPlaceholders = parts.some((p) => p.kind !== 'text');
-  const fixed = hasPlaceholders ? undefined : checked.regex;
+  // Checked once with sample values in every placeholder: a value is one literal piece, so any other compiles alike.
+  let fixed: LinearRegex | undefined;
+  for (const sample of hasPlaceholders ? ['x', ''] : ['']) {
+    const checked = compileRegex(substitute(parts, () => sample));
+    if (!checked.ok) return checked;
+    fixed = checked.regex;
+  }
+  if (hasPlaceholders) fixed = undefined;
+  // Keyed by the raw substituted values, so that a hit costs neither escaping nor building the source.
+  const cache = new Map<string, PatternMatcher>();
   const pattern: NamePattern = {
     source,
     matcherFor(environment, labels) {
@@ -81,63 +184,62 @@ export function compileNamePattern(source: string): PatternCompileResult {
             return assertNever(p, 'pattern part');
         }
       }
-      let regex = cache.get(key);
-      if (regex === undefined) {
-        let text = '';
-        for (const p of parts) text += p.kind === 'text' ? p.text : escapeRegex(p.kind === 'env' ? environment : labels[p.key]!);
-        // Escaped values add only literals: a pattern that compiled in linear time still does.
-        regex = new RegExp(text, LINEAR);
+      let matcher = cache.get(key);
+      if (matcher === undefined) {
+        const text = substitute(parts, (p) => (p.kind === 'env' ? environment : labels[p.key]!));
+        const compiled = compileRegex(text);
+        // Literal values cannot break a pattern that compiled; only make it too large (a long label under a counted repeat).
+        matcher = compiled.ok ? { status: 'ok', regex: compiled.regex } : { status: 'unusable', message: `the naming pattern ${source} cannot be matched with this node's values: ${compiled.message}` };
         if (cache.size >= CACHE_LIMIT) cache.clear();
-        cache.set(key, regex);
+        cache.set(key, matcher);
       }
-      return { status: 'ok', regex };
+      return matcher;
     },
   };
   return { ok: true, pattern };
 }
 
+type Re2 = typeof Re2Module;
+let re2: Re2 | undefined;
 /**
- * V8's linear-time engine (the `l` flag): a policy's pattern meets names
- * that other people write, and `^(a+)+$` on forty characters would
- * otherwise run for hours. It is behind a V8 flag, which only makes the
- * flag available; regexes without it are unaffected. It refuses what
- * cannot run in linear time (backreferences, lookarounds), as RE2 (and
- * CEL's `matches`) do.
+ * The RE2 engine CEL's `matches()` runs on (@bufbuild/re2, pure JavaScript):
+ * a policy's pattern meets names that other people write, and `^(a+)+$` on
+ * forty characters would otherwise run for hours. RE2 matches in linear
+ * time and refuses what cannot (backreferences, lookarounds), so a pattern
+ * means the same in a naming rule, a required label and a CEL rule. Loaded
+ * on first use, as CEL is: most goal sets have no pattern.
  */
-const LINEAR = 'l';
-let linearEnabled = false;
-function enableLinear(): void {
-  if (linearEnabled) return;
-  setFlagsFromString('--enable-experimental-regexp-engine');
-  linearEnabled = true;
+function engine(): Re2 {
+  return (re2 ??= createRequire(import.meta.url)('@bufbuild/re2') as Re2);
 }
 
-/** Compiles a plain regular expression (requiredLabels' `pattern`), for linear-time matching. */
-export function compileRegex(source: string): { readonly ok: true; readonly regex: RegExp } | { readonly ok: false; readonly message: string } {
-  enableLinear();
+/** Compiles an RE2 regular expression (a naming pattern, requiredLabels' `pattern`), for linear-time matching. */
+export function compileRegex(source: string): { readonly ok: true; readonly regex: LinearRegex } | { readonly ok: false; readonly message: string } {
+  const { RE2JS, RE2JSSyntaxException } = engine();
+  let compiled: InstanceType<typeof RE2JS>;
   try {
-    new RegExp(source);
+    compiled = RE2JS.compile(source);
   } catch (err) {
-    return { ok: false, message: `not a valid regular expression: ${errorMessage(err)}` };
+    if (!(err instanceof RE2JSSyntaxException)) return { ok: false, message: `not a valid regular expression: ${errorMessage(err)}` };
+    return { ok: false, message: refusal(err.error, err.input ?? '') };
   }
-  // V8's engine runs a lookbehind in linear time, RE2 (and CEL's matches) refuse it: refused here too, so that a pattern means the same there.
-  if (hasLookbehind(source)) return { ok: false, message: 'lookbehinds ((?<=…), (?<!…)) are not available, as in RE2 and CEL\'s matches(): match the part before with the pattern itself' };
-  try {
-    return { ok: true, regex: new RegExp(source, LINEAR) };
-  } catch {
-    return { ok: false, message: 'the pattern cannot be matched in linear time: backreferences (\\1) and lookarounds ((?=…), (?!…), (?<=…), (?<!…)) are not available' };
-  }
+  return { ok: true, regex: { source, test: (text) => compiled.test(text) } };
 }
 
-/** Whether a valid regex source holds a lookbehind, `(?<=` or `(?<!`, outside escapes and character classes. */
-function hasLookbehind(source: string): boolean {
-  let inClass = false;
-  for (let i = 0; i < source.length; i++) {
-    const c = source[i];
-    if (c === '\\') i++;
-    else if (inClass) inClass = c !== ']';
-    else if (c === '[') inClass = true;
-    else if (c === '(' && source.startsWith('?<', i + 1) && (source[i + 3] === '=' || source[i + 3] === '!')) return true;
+/** Why RE2 refused a pattern, in our words where RE2's would mislead (it calls a lookbehind a bad named group). */
+function refusal(error: string, input: string): string {
+  const where = input === '' ? '' : `: \`${input}\``;
+  if (/^\\[1-9]/.test(input)) {
+    return `backreferences (${input.slice(0, 2)}) cannot be matched in linear time and are not available, as in RE2 and CEL's matches(): repeat the group's pattern instead`;
   }
-  return false;
+  if (input.startsWith('(?=') || input.startsWith('(?!')) {
+    return 'lookaheads ((?=…), (?!…)) cannot be matched in linear time and are not available, as in RE2 and CEL\'s matches(): match the part after with the pattern itself';
+  }
+  if (input.startsWith('(?<=') || input.startsWith('(?<!')) {
+    return 'lookbehinds ((?<=…), (?<!…)) are not available, as in RE2 and CEL\'s matches(): match the part before with the pattern itself';
+  }
+  if (error === 'invalid repeat count') {
+    return `invalid repeat count${where}: RE2 allows counts up to 1000, and up to 1000 repeats in all where counted repeats are nested`;
+  }
+  return `not a valid regular expression (RE2 syntax, as in CEL's matches()): ${error}${where}`;
 }

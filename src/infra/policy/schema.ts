@@ -59,7 +59,7 @@ const schemas = once(() => {
     pattern: z
       .string()
       .min(1)
-      .describe('A regular expression; {env} is the goal environment, {label.<key>} a merged label (both regex-escaped).'),
+      .describe('An RE2 regular expression (as CEL\'s matches()); {env} is the goal environment, {label.<key>} a merged label (both matched literally).'),
     severity: severitySchema,
     frameworks: frameworksSchema,
   });
@@ -68,7 +68,7 @@ const schemas = once(() => {
     id: ruleIdSchema.optional().describe('Rule id in findings (default required-label:<key>).'),
     description: z.string().optional().describe('What the rule requires, shown with every finding.'),
     key: z.string().min(1).describe('The label every node must carry (merged node and goal labels).'),
-    pattern: z.string().min(1).optional().describe('A regular expression the value must match.'),
+    pattern: z.string().min(1).optional().describe('An RE2 regular expression the value must match.'),
     types: typesSchema.optional().describe('Restrict the requirement to these node types (default: all).'),
     severity: severitySchema,
     frameworks: frameworksSchema,

@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { cli, goalHead, localBackend, tempProject } from '../support/cli.ts';
+
+/**
+ * What `validate` (and the commands that compile the same way) say about
+ * policies, through the real CLI: the messages users read, at their places.
+ */
+
+/** A Policy document `acme` with `spec` (YAML lines, indented two spaces). */
+function policy(spec: string): string {
+  return `apiVersion: desiredstate/v1\nkind: Policy\nmetadata: { name: acme }\nspec:\n${spec}`;
+}
+
+/** A project with a local Backend and a Goal `app` (labels, environment) holding `nodes` (YAML lines, indented four spaces). */
+function project(prefix: string, options: { labels?: string; environment?: string; nodes: string }): ReturnType<typeof tempProject> {
+  const p = tempProject(prefix);
+  const head = goalHead('  defaults: { backend: local }\n').replace('metadata: { name: app }', `metadata: { name: app, environment: ${options.environment ?? 'dev'}, labels: { ${options.labels ?? ''} } }`);
+  p.write('goals.yaml', `${localBackend(p.root)}---\n${head}${options.nodes}`);
+  return p;
+}
+
+describe('naming patterns', () => {
+  it('a counted repeat above 16 (a DNS label, the S3 name rule) is accepted, and judges names', async () => {
+    const p = project('ds-pol-repeat-', { nodes: '    - { id: ok, type: local.file, spec: { path: dev-app.conf, content: "" } }\n    - { id: long, type: local.file, spec: { path: dev-a-name-that-is-far-too-long-for-the-rule-of-sixty-three-characters.conf, content: "" } }\n' });
+    p.write('policy.yaml', policy('  naming:\n    - { types: [local.file], field: path, pattern: "^{env}-[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", severity: { default: high } }\n'));
+    const v = await cli(['validate', ...p.args], { cwd: p.dir });
+    expect(v.stderr).toBe('');
+    expect(v.stdout).not.toContain('bad-pattern');
+    expect(v.stdout).toMatch(/goals\.yaml:\d+:\d+: error policy-violation: \[high\] naming:path: spec\.path "dev-a-name-that-is-far/);
+    expect(v.stdout).not.toContain('"dev-app.conf"');
+    expect(v.code).toBe(1);
+  });
+
+  it('a label "100" where a count could be is matched literally: a finding, not an internal error (exit 70)', async () => {
+    const p = project('ds-pol-label-', { labels: 'n: "100"', nodes: '    - { id: f, type: local.file, spec: { path: qqq, content: "" } }\n' });
+    p.write('policy.yaml', policy('  naming:\n    - { types: [local.file], field: path, pattern: "^q{{label.n}}$", severity: { default: high } }\n'));
+    const v = await cli(['validate', ...p.args], { cwd: p.dir });
+    expect(v.stderr).toBe('');
+    expect(v.stdout).not.toContain('internal error');
+    expect(v.stdout).toContain('error policy-violation: [high] naming:path: spec.path "qqq" does not match ^q{(?:100)}$');
+    expect(v.code).toBe(1);
+  });
+});
