@@ -56,13 +56,22 @@ const OPTION = /((?:^|\s)--?([A-Za-z][\w-]*)(?:=|\s+))("[^"]*"|'[^']*'|[^\s"']+)
  * A line with what looks like a secret in it masked where it is not a whole setting: a JSON pair,
  * a URL's password, an XML element, a command-line option.
  */
-function maskInLine(line: string): string {
+function maskInLine(line: string, found: string[] | undefined): string {
   let out = line;
-  if (out.includes('"')) out = out.replace(JSON_PAIR, (pair, head: string, name: string, value: string) => (secretSetting(name, value) ? `${head}"${SECRET_MASK}"` : pair));
-  if (out.includes('://')) out = out.replace(URL_PASSWORD, `$1${SECRET_MASK}`);
-  if (out.includes('</')) out = out.replace(XML_ELEMENT, (all, head: string, name: string, text: string) => (secretSetting(name, text) ? `${head}${SECRET_MASK}` : all));
-  if (out.includes('-')) out = out.replace(OPTION, (all, head: string, name: string, value: string) => (secretSetting(name, value) && value !== SECRET_MASK ? `${head}${SECRET_MASK}` : all));
+  const masked = (value: string, shown: string): string => {
+    found?.push(value);
+    return shown;
+  };
+  if (out.includes('"')) out = out.replace(JSON_PAIR, (pair, head: string, name: string, value: string) => (secretSetting(name, value) ? masked(value, `${head}"${SECRET_MASK}"`) : pair));
+  if (out.includes('://')) out = out.replace(URL_PASSWORD, (_all, head: string, password: string) => masked(password, `${head}${SECRET_MASK}`));
+  if (out.includes('</')) out = out.replace(XML_ELEMENT, (all, head: string, name: string, text: string) => (secretSetting(name, text) ? masked(text, `${head}${SECRET_MASK}`) : all));
+  if (out.includes('-')) out = out.replace(OPTION, (all, head: string, name: string, value: string) => (secretSetting(name, value) && value !== SECRET_MASK ? masked(unquoted(value), `${head}${SECRET_MASK}`) : all));
   return out;
+}
+
+/** An option's value without the quotes around it, if any. */
+function unquoted(value: string): string {
+  return /^(["']).*\1$/s.test(value) ? value.slice(1, -1) : value;
 }
 
 function secretSetting(name: string, value: string): boolean {
@@ -83,17 +92,28 @@ const PEM_END = /-----END [A-Z ]*-----/;
  * secret, and a report is logged and stored. Pure; the rest is unchanged.
  */
 export function maskSecretLines(lines: readonly string[]): string[] {
+  return maskLines(lines, undefined);
+}
+
+/** `maskSecretLines`, putting each value it masks in `found` too (when given). */
+function maskLines(lines: readonly string[], found: string[] | undefined): string[] {
   let inKey = false;
   return lines.map((line) => {
     if (inKey) {
-      if (!PEM_END.test(line)) return SECRET_MASK;
+      if (!PEM_END.test(line)) {
+        found?.push(line.trim());
+        return SECRET_MASK;
+      }
       inKey = false;
     } else if (PEM_PRIVATE_BEGIN.test(line)) {
       inKey = true;
     }
     const m = ASSIGNMENT.exec(line);
-    if (m !== null && secretSetting(m[3]!, m[4]!)) return `${m[1]!}${SECRET_MASK}${m[5]!}`;
-    return maskInLine(line);
+    if (m !== null && secretSetting(m[3]!, m[4]!)) {
+      found?.push(m[4]!, unquoted(m[4]!));
+      return `${m[1]!}${SECRET_MASK}${m[5]!}`;
+    }
+    return maskInLine(line, found);
   });
 }
 
@@ -115,6 +135,41 @@ export function shownSpec(spec: Readonly<Record<string, unknown>>): Readonly<Rec
     if (typeof text === 'string') shown[f] = maskSecretLines(text.split('\n')).join('\n');
   }
   return shown;
+}
+
+/**
+ * `message` with what `shownSpec` masks in `spec` masked alike, for a message that may quote the
+ * spec (a policy rule's evaluation error quotes the value it failed on), shown beside the plan that
+ * masks it. Where the message quotes a whole line of the text, as it is or as a JSON string has it,
+ * the line is shown as `shownSpec` shows it; where it quotes only a masked value, that value is
+ * masked (not one shorter than MIN_MASKED_SECRET_LENGTH, as in `SecretMask.text`). Pure.
+ */
+export function maskShownSecrets(spec: Readonly<Record<string, unknown>>, message: string): string {
+  const fields = isInfraNodeType(String(spec.type)) ? textFields[spec.type as InfraNodeType] : undefined;
+  if (fields === undefined) return message;
+  const shown = new Map<string, string>();
+  const put = (from: string, to: string): void => {
+    if (from === '' || from === to || shown.has(from)) return;
+    shown.set(from, to);
+    const quoted = JSON.stringify(from).slice(1, -1);
+    if (quoted !== from) shown.set(quoted, JSON.stringify(to).slice(1, -1));
+  };
+  for (const f of fields) {
+    const text = spec[f];
+    if (typeof text !== 'string') continue;
+    const found: string[] = [];
+    const lines = text.split('\n');
+    const masked = maskLines(lines, found);
+    lines.forEach((line, i) => put(line, masked[i]!));
+    for (const value of found) if (value.length >= MIN_MASKED_SECRET_LENGTH) put(value, SECRET_MASK);
+  }
+  if (shown.size === 0) return message;
+  // One pass, longest first: what is replaced is not looked at again. A mask already there is left whole (see replaceForms).
+  const forms = new RegExp([...shown.keys()].sort((a, b) => b.length - a.length).map((f) => f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'g');
+  return message
+    .split(SECRET_MASK)
+    .map((part) => part.replace(forms, (m) => shown.get(m)!))
+    .join(SECRET_MASK);
 }
 
 /** Drift values and outputs nested deeper than this are masked whole. */

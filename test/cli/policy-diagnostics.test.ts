@@ -41,3 +41,28 @@ describe('naming patterns', () => {
     expect(v.code).toBe(1);
   });
 });
+
+describe('secrets in a file the policy judges', () => {
+  // plan masked the text; the same command's warnings, its JSON diagnostics and SARIF quoted it whole.
+  it('are masked in every format, as plan shows the text', async () => {
+    const p = project('ds-pol-secret-', { nodes: '    - { id: f, type: local.file, spec: { path: app.env, content: "DB_PASSWORD=hunter2-supersecret\\n" } }\n' });
+    p.write(
+      'policy.yaml',
+      policy(`  naming:
+    - { types: [local.file], field: content, pattern: "^ok$", severity: { default: medium } }
+  rules:
+    - id: max-conn
+      description: The connection limit is a number.
+      types: [local.file]
+      require: "int(spec.content.split('=')[1].trim()) > 0"
+      severity: { default: medium }
+`),
+    );
+    for (const args of [['validate'], ['validate', '--format', 'json'], ['plan', '--format', 'json'], ['check', '--format', 'sarif']]) {
+      const r = await cli([...args, ...p.args], { cwd: p.dir });
+      expect(`${r.stdout}${r.stderr}`).not.toContain('hunter2');
+      expect(`${r.stdout}${r.stderr}`).toMatch(/spec\.content \\?"DB_PASSWORD=<secret>\\{1,2}n\\?" does not match \^ok\$/);
+      expect(`${r.stdout}${r.stderr}`).toContain('require could not be evaluated (Cannot convert <secret> to a BigInt)');
+    }
+  });
+});

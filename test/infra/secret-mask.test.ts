@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SecretMask } from '../../src/infra/index.ts';
+import { maskShownSecrets, SecretMask, shownSpec } from '../../src/infra/index.ts';
 import type { Outputs } from '../../src/runtime/index.ts';
 
 describe('SecretMask', () => {
@@ -119,5 +119,35 @@ describe('SecretMask', () => {
     const e = mask.thrown(new Error('boom tok-123456', { cause: 'tok-123456' }));
     expect(e.fault).toMatchObject({ class: 'unknown', message: 'boom <secret>' });
     expect(e.cause).toBeUndefined();
+  });
+});
+
+describe('maskShownSecrets: a message that may quote a spec, masked as plan shows the spec', () => {
+  const content = 'port = 8080\nDB_PASSWORD=hunter2-supersecret\napi_key: "k3y-abcdef"\nurl = postgres://app:pg-pass-123@db/app\n--token=tok-xyz9\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkq\n-----END PRIVATE KEY-----\nPASS=abc\n';
+  const spec = { type: 'local.file', path: 'app.env', content };
+  it.each([
+    { name: 'a setting\'s value', message: 'Cannot convert hunter2-supersecret to a BigInt', out: 'Cannot convert <secret> to a BigInt' },
+    { name: 'a whole line', message: 'no such key: DB_PASSWORD=hunter2-supersecret', out: 'no such key: DB_PASSWORD=<secret>' },
+    { name: 'a quoted value, with or without its quotes', message: 'got "k3y-abcdef" then k3y-abcdef', out: 'got <secret> then <secret>' },
+    { name: "a URL's password", message: 'bad url postgres://app:pg-pass-123@db/app', out: 'bad url postgres://app:<secret>@db/app' },
+    { name: "an option's value", message: 'value tok-xyz9', out: 'value <secret>' },
+    { name: 'a private key line', message: 'line MIIEvQIBADANBgkq', out: 'line <secret>' },
+    { name: 'the text as a JSON string quotes it', message: JSON.stringify(content.slice(12, 44)), out: '"DB_PASSWORD=<secret>\\n"' },
+    { name: 'what plan does not mask is left alone', message: 'port = 8080 in app.env', out: 'port = 8080 in app.env' },
+    { name: 'a line with a short secret, as plan shows it', message: 'no key PASS=abc', out: 'no key PASS=<secret>' },
+    { name: 'a value too short to mask inside any text, alone (as SecretMask)', message: 'PASS is abc', out: 'PASS is abc' },
+  ])('$name', ({ message, out }) => {
+    expect(maskShownSecrets(spec, message)).toBe(out);
+  });
+
+  it('masks what shownSpec masks: the shown text, quoted, comes back unchanged', () => {
+    const shown = shownSpec(spec).content as string;
+    expect(shown).not.toContain('hunter2');
+    expect(maskShownSecrets(spec, `content ${JSON.stringify(content)}`)).toBe(`content ${JSON.stringify(shown)}`);
+    expect(maskShownSecrets(spec, `content ${content}`)).toBe(`content ${shown}`);
+  });
+
+  it('a type without text fields: the message as it is', () => {
+    expect(maskShownSecrets({ type: 'postgres.role', name: 'DB_PASSWORD=hunter2-supersecret' }, 'hunter2-supersecret')).toBe('hunter2-supersecret');
   });
 });

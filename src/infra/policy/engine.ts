@@ -3,6 +3,7 @@ import type { z } from 'zod';
 import { assertNever, didYouMean, formatPath, reportZodIssues, suggestion } from '../../runtime/index.ts';
 import type { DiagnosticBag, GoalInfo, NodeDeclaration, NodeGate, PathKey, RawDocument, SourceLocation } from '../../runtime/index.ts';
 import type { AppliedDefault, PolicyEngine, PolicyVerdict } from '../policy.ts';
+import { maskShownSecrets, shownSpec } from '../secret-mask.ts';
 import { INFRA_NODE_TYPES } from '../spec.ts';
 import type { InfraNodeSpec, InfraNodeType } from '../spec.ts';
 import { BUILTIN_PACKS } from './baseline.ts';
@@ -449,7 +450,16 @@ class NodeActivation implements CelActivation {
 const NO_FIELDS: ReadonlySet<string> = new Set();
 const NO_DEFAULTS: readonly AppliedDefault[] = [];
 
+/**
+ * Runs one check. A finding's message is shown, logged and stored: what in it quotes the spec (a
+ * rule's evaluation error quotes the value it failed on) is masked as `plan` masks the spec.
+ */
 function runCheck(check: CompiledCheck, spec: InfraNodeSpec, decl: NodeDeclaration, activation: () => CelActivation, runtimeFields: ReadonlySet<string>): CheckOutcome {
+  const outcome = judge(check, spec, decl, activation, runtimeFields);
+  return outcome.status === 'pass' ? outcome : { ...outcome, message: maskShownSecrets(spec, outcome.message) };
+}
+
+function judge(check: CompiledCheck, spec: InfraNodeSpec, decl: NodeDeclaration, activation: () => CelActivation, runtimeFields: ReadonlySet<string>): CheckOutcome {
   const body = check.body;
   switch (body.kind) {
     case 'naming': {
@@ -467,7 +477,9 @@ function runCheck(check: CompiledCheck, spec: InfraNodeSpec, decl: NodeDeclarati
       }
       if (m.status === 'unusable') return { status: 'fail', kind: 'naming', message: m.message, path: ['labels'] };
       if (m.regex.test(text)) return { status: 'pass' };
-      return { status: 'fail', kind: 'naming', message: `${formatPath(['spec', body.field])} "${text}" does not match ${m.regex.source}`, path: ['spec', body.field] };
+      // The value as `plan` shows it: a secret in a file's text is masked.
+      const shown = shownSpec(spec)[body.field];
+      return { status: 'fail', kind: 'naming', message: `${formatPath(['spec', body.field])} "${typeof shown === 'string' ? shown : text}" does not match ${m.regex.source}`, path: ['spec', body.field] };
     }
     case 'required-label': {
       const value = decl.labels[body.key];
