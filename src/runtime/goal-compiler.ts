@@ -198,6 +198,8 @@ export interface RawDocument {
   readonly file: string;
   readonly value: Record<string, unknown>;
   locate(path: readonly PathKey[], part?: 'key' | 'value'): SourceLocation;
+  /** The position of character `index` of the string at `path`, where the source maps it (see `SourceDocument.locateIn`). */
+  locateIn?(path: readonly PathKey[], index: number): SourceLocation;
 }
 
 /** What the compiler hands the domain's factory for each node. */
@@ -407,7 +409,7 @@ export class GoalCompiler<S extends NodeSpec> {
         continue;
       }
       if (duplicate(doc, kind, name)) continue;
-      this.factory.acceptDocument({ kind, name, file: doc.file, value: doc.value, locate: doc.locate }, diag);
+      this.factory.acceptDocument({ kind, name, file: doc.file, value: doc.value, locate: doc.locate, locateIn: doc.locateIn }, diag);
     }
 
     const goals: GoalInfo[] = goalDocs.map(({ doc, value }) => ({

@@ -743,15 +743,188 @@ function firstAlias(root: YamlNode, which: (alias: Alias) => boolean = () => tru
 
 /**
  * Offset in a scalar's source of character `index` of its value: exact for
- * plain and quoted scalars on one line and literal block scalars; in any
- * other (folded, a quoted scalar over several lines, escapes) for the start
- * of a `${…}` reference written whole on one line, found as the same
- * occurrence of that text in the source. Undefined otherwise (the caller
- * points at the scalar's start).
+ * plain and quoted scalars on one line and literal block scalars; for the
+ * others (folded, a plain or quoted scalar over several lines, escapes) the
+ * source is decoded as YAML reads it, which is exact wherever that gives the
+ * value back; failing that, for the start of a `${…}` reference written
+ * whole on one line, found as the same occurrence of that text in the
+ * source. Undefined otherwise (the caller points at the scalar's start).
  */
 export function scalarOffset(raw: string, type: string | undefined, value: string, index: number): number | undefined {
   if (index < 0 || index > value.length) return undefined;
-  return exactScalarOffset(raw, type, value, index) ?? referenceOffset(raw, value, index);
+  return exactScalarOffset(raw, type, value, index) ?? decodedScalarOffset(raw, type, value, index) ?? referenceOffset(raw, value, index);
+}
+
+/** A scalar's value as decoded from its source, with the source offset of each character (and one past the last). */
+interface Decoded {
+  text: string;
+  readonly at: number[];
+}
+
+/**
+ * The offset of character `index` found by decoding the source (`decodeFlow`,
+ * `decodeBlock`), checked against the value the parser read: where the
+ * decoding does not give that value back (a construct it does not follow, an
+ * indentation indicator), undefined, never a wrong place. A block scalar's
+ * final line breaks (its chomping) are left out of the check: nothing
+ * points into them.
+ */
+function decodedScalarOffset(raw: string, type: string | undefined, value: string, index: number): number | undefined {
+  let decoded: Decoded | undefined;
+  let want = value;
+  switch (type) {
+    case 'PLAIN':
+    case 'QUOTE_SINGLE':
+    case 'QUOTE_DOUBLE':
+      decoded = decodeFlow(raw, type);
+      break;
+    case 'BLOCK_LITERAL':
+    case 'BLOCK_FOLDED':
+      decoded = decodeBlock(raw, type === 'BLOCK_FOLDED');
+      if (decoded !== undefined) {
+        decoded.text = decoded.text.replace(/\n+$/, '');
+        want = value.replace(/\n+$/, '');
+      }
+      break;
+    default:
+      return undefined;
+  }
+  if (decoded === undefined || decoded.text !== want || index > want.length) return undefined;
+  return decoded.at[index];
+}
+
+/** Double-quoted escapes of one character: what each stands for. */
+const ESCAPES: Readonly<Record<string, string>> = {
+  '0': '\0', a: '\x07', b: '\b', t: '\t', '\t': '\t', n: '\n', v: '\v', f: '\f', r: '\r', e: '\x1b',
+  ' ': ' ', '"': '"', '/': '/', '\\': '\\', N: '\x85', _: '\xa0', L: '\u2028', P: '\u2029',
+};
+const HEX_DIGITS: Readonly<Record<string, number>> = { x: 2, u: 4, U: 8 };
+
+/**
+ * A plain or quoted scalar's source decoded: escapes (double-quoted), `''`
+ * (single-quoted), and line folding (a line break and the white space
+ * around it read as one space, or as one newline per empty line between).
+ */
+function decodeFlow(raw: string, type: 'PLAIN' | 'QUOTE_SINGLE' | 'QUOTE_DOUBLE'): Decoded | undefined {
+  const quoted = type !== 'PLAIN';
+  if (quoted && (raw.length < 2 || raw[raw.length - 1] !== raw[0])) return undefined;
+  const end = quoted ? raw.length - 1 : raw.length;
+  const out: Decoded = { text: '', at: [] };
+  const emit = (s: string, offset: number): void => {
+    out.text += s;
+    for (let k = 0; k < s.length; k++) out.at.push(offset);
+  };
+  // Where trailing white space may be trimmed back to: not into escapes or a fold.
+  let kept = 0;
+  const isBreak = (c: string | undefined): boolean => c === '\n' || c === '\r';
+  const skipBreak = (j: number): number => j + (raw[j] === '\r' && raw[j + 1] === '\n' ? 2 : 1);
+  const skipBlanks = (j: number): number => {
+    let k = j;
+    while (k < end && (raw[k] === ' ' || raw[k] === '\t')) k++;
+    return k;
+  };
+  let i = quoted ? 1 : 0;
+  while (i < end) {
+    const c = raw[i]!;
+    if (isBreak(c)) {
+      while (out.text.length > kept && /[ \t]$/.test(out.text)) {
+        out.text = out.text.slice(0, -1);
+        out.at.pop();
+      }
+      let breaks = 0;
+      let j = skipBlanks(skipBreak(i));
+      while (j < end && isBreak(raw[j])) {
+        breaks++;
+        j = skipBlanks(skipBreak(j));
+      }
+      emit(breaks === 0 ? ' ' : '\n'.repeat(breaks), i);
+      kept = out.text.length;
+      i = j;
+    } else if (type === 'QUOTE_SINGLE' && c === "'") {
+      if (raw[i + 1] !== "'") return undefined;
+      emit("'", i);
+      i += 2;
+    } else if (type === 'QUOTE_DOUBLE' && c === '\\') {
+      const n = raw[i + 1];
+      if (isBreak(n)) {
+        // An escaped line break: nothing, and the next line's leading white space neither.
+        kept = out.text.length;
+        i = skipBlanks(skipBreak(i + 1));
+        continue;
+      }
+      const digits = n === undefined ? 0 : (HEX_DIGITS[n] ?? 0);
+      let ch: string | undefined;
+      if (digits > 0) {
+        const hex = raw.slice(i + 2, i + 2 + digits);
+        const code = /^[0-9a-fA-F]+$/.test(hex) && hex.length === digits ? Number.parseInt(hex, 16) : Number.NaN;
+        ch = code <= 0x10ffff ? String.fromCodePoint(code) : undefined;
+      } else if (n !== undefined && Object.hasOwn(ESCAPES, n)) {
+        ch = ESCAPES[n];
+      }
+      if (ch === undefined) return undefined;
+      emit(ch, i);
+      kept = out.text.length;
+      i += 2 + digits;
+    } else {
+      emit(c, i);
+      i++;
+    }
+  }
+  out.at.push(i);
+  return out;
+}
+
+/**
+ * A block scalar's source decoded (header, then lines at the indentation
+ * of the first one that is not empty): a literal one keeps its line breaks;
+ * a folded one reads a break between two lines of text as a space, keeps
+ * those around more-indented lines, and each empty line between as one.
+ */
+function decodeBlock(raw: string, folded: boolean): Decoded | undefined {
+  const header = raw.indexOf('\n');
+  if (header === -1) return undefined;
+  const lines: { readonly text: string; readonly offset: number }[] = [];
+  for (let offset = header + 1; offset <= raw.length; ) {
+    const next = raw.indexOf('\n', offset);
+    const line = raw.slice(offset, next === -1 ? raw.length : next);
+    lines.push({ text: line.endsWith('\r') ? line.slice(0, -1) : line, offset });
+    if (next === -1) break;
+    offset = next + 1;
+  }
+  const first = lines.find((l) => l.text.trim() !== '');
+  if (first === undefined) return undefined;
+  const indent = /^ */.exec(first.text)![0].length;
+  const out: Decoded = { text: '', at: [] };
+  const emit = (s: string, offset: number): void => {
+    out.text += s;
+    for (let k = 0; k < s.length; k++) out.at.push(offset);
+  };
+  let previous: 'none' | 'text' | 'more' = 'none';
+  let empty = 0;
+  let lastEnd = 0;
+  for (const { text, offset } of lines) {
+    if (text.length <= indent && text.trim() === '') {
+      if (!folded || previous === 'none') emit('\n', offset + text.length);
+      else empty++;
+      continue;
+    }
+    const content = text.slice(indent);
+    if (folded) {
+      const kind = content.startsWith(' ') || content.startsWith('\t') ? 'more' : 'text';
+      if (previous !== 'none') emit(previous === 'text' && kind === 'text' ? (empty === 0 ? ' ' : '\n'.repeat(empty)) : '\n'.repeat(empty + 1), lastEnd);
+      previous = kind;
+      empty = 0;
+    }
+    for (let k = 0; k < content.length; k++) emit(content[k]!, offset + indent + k);
+    lastEnd = offset + text.length;
+    if (!folded) emit('\n', lastEnd);
+  }
+  // One past the last character: the end of the last line of text (the decoded text's final breaks are left out).
+  const trimmed = out.text.replace(/\n+$/, '').length;
+  out.at.length = trimmed;
+  out.at.push(trimmed === 0 ? header + 1 : lastEnd);
+  out.text = out.text.slice(0, trimmed);
+  return out;
 }
 
 /** Where the `${…}` starting at `index` of the value is in the source: its text, at the same occurrence. */
@@ -770,8 +943,9 @@ function referenceOffset(raw: string, value: string, index: number): number | un
 
 function exactScalarOffset(raw: string, type: string | undefined, value: string, index: number): number | undefined {
   switch (type) {
+    // The character there must be the value's too: a line folded after trailing blanks has the same text before it.
     case 'PLAIN':
-      return raw.slice(0, index) === value.slice(0, index) ? index : undefined;
+      return raw.slice(0, index) === value.slice(0, index) && (index === value.length ? raw.length === index : raw[index] === value[index]) ? index : undefined;
     case 'QUOTE_DOUBLE':
     case 'QUOTE_SINGLE': {
       let i = 1;
@@ -780,7 +954,7 @@ function exactScalarOffset(raw: string, type: string | undefined, value: string,
         if (c === undefined || c === '\n' || (type === 'QUOTE_DOUBLE' && c === '\\')) return undefined;
         i += type === 'QUOTE_SINGLE' && c === "'" && raw[i + 1] === "'" ? 2 : 1;
       }
-      return i;
+      return (index === value.length ? i === raw.length - 1 : raw[i] === value[index]) ? i : undefined;
     }
     case 'BLOCK_LITERAL': {
       const header = raw.indexOf('\n');

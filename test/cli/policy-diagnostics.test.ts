@@ -66,3 +66,25 @@ describe('secrets in a file the policy judges', () => {
     }
   });
 });
+
+describe('a CEL error in a block scalar', () => {
+  // It was reported at the `|` line, which holds no expression text, with the place inside the expression in words.
+  it('is reported at its own line and column in the file', async () => {
+    const p = project('ds-pol-cel-', { nodes: '    - { id: f, type: local.file, spec: { path: a, content: "" } }\n' });
+    p.write(
+      'policy.yaml',
+      policy(`  rules:
+    - id: r2
+      description: Files are 0644.
+      types: [local.file]
+      require: |
+        spec.path == 'a' ||
+          spec.mode === '0644'
+      severity: { default: high }
+`),
+    );
+    const v = await cli(['validate', ...p.args], { cwd: p.dir });
+    expect(v.stdout).toContain("goals/policy.yaml:11:21: error bad-expression: rule r2: require: syntax error: found = but expecting end of input\n");
+    expect(v.code).toBe(1);
+  });
+});

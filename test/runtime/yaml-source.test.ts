@@ -2,7 +2,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Scalar, stringify } from 'yaml';
 import { decodeUtf8, sortDiagnostics, defaultLoadLimits, loadGoalDirectory, nestingGuard, parseGoalText, scalarOffset, walkGoalTree } from '../../src/runtime/index.ts';
 
 describe('parseGoalText: line endings', () => {
@@ -187,6 +189,23 @@ describe('locateIn: positions inside a string', () => {
     'split: >',
     '  ${x} one ${goal.',
     '  name}',
+    'multi: one two  ',
+    '  three',
+    '',
+    '  four',
+    'hex: "\\x41\\u00e9 z"',
+    'dqLines: "one  ',
+    '  two\\',
+    '    three"',
+    "singleLines: 'it''s",
+    "  next'",
+    'foldedMore: >',
+    '  one',
+    '',
+    '    more',
+    '  two',
+    'indicated: |2',
+    '    x',
   ].join('\n');
   const doc = parseGoalText('f.yaml', `${text}\n`).documents[0]!;
   it.each([
@@ -194,15 +213,50 @@ describe('locateIn: positions inside a string', () => {
     { name: 'a double-quoted scalar', key: 'double', index: 4, at: '2:14' },
     { name: "a single-quoted scalar with ''", key: 'single', index: 5, at: '3:16' },
     { name: 'an escape before a reference: the reference', key: 'escaped', index: 4, at: '4:16' },
-    { name: 'an escape, not at a reference: falls back to the start', key: 'escaped', index: 2, at: '4:10' },
+    { name: 'an escape, not at a reference: the character after it', key: 'escaped', index: 2, at: '4:14' },
+    { name: 'an escape itself', key: 'escaped', index: 1, at: '4:12' },
     { name: 'a literal block scalar', key: 'block', index: 13, at: '7:7' },
     { name: 'a folded scalar: the reference', key: 'folded', index: 4, at: '9:7' },
     { name: 'a folded scalar, a reference on its second line: that one, not the first', key: 'foldedTwo', index: 17, at: '12:7' },
     { name: 'a double-quoted scalar over two lines: the reference on the second', key: 'quotedLines', index: 8, at: '14:7' },
-    { name: 'a reference folded across two lines: falls back to the start', key: 'split', index: 9, at: '15:8' },
+    { name: 'a reference folded across two lines: where it starts', key: 'split', index: 9, at: '16:12' },
+    { name: 'a plain scalar over lines, after trailing blanks', key: 'multi', index: 8, at: '19:3' },
+    { name: 'a plain scalar over lines, after an empty line', key: 'multi', index: 14, at: '21:3' },
+    { name: 'hex escapes (\\x41, \\u00e9): the character after them', key: 'hex', index: 3, at: '22:18' },
+    { name: 'a double-quoted scalar over lines, after an escaped line break', key: 'dqLines', index: 7, at: '25:5' },
+    { name: "a single-quoted scalar over lines, after ''", key: 'singleLines', index: 5, at: '27:3' },
+    { name: 'a folded block scalar with a more-indented line', key: 'foldedMore', index: 7, at: '31:5' },
+    { name: 'a folded block scalar, the line after a more-indented one', key: 'foldedMore', index: 12, at: '32:3' },
+    { name: 'an indentation indicator the first line is indented past: falls back to the start', key: 'indicated', index: 2, at: '33:12' },
   ])('$name', ({ key, index, at }) => {
     const loc = doc.locateIn!([key], index);
     expect(`${loc.line}:${loc.col}`).toBe(at);
+  });
+
+  // Every style the yaml package writes a string in, folded at a short width: a position found is the
+  // character itself (or the escape that writes it), else the scalar's start, never another place.
+  it('points at the character itself, or at the start: never elsewhere', () => {
+    const styles: Scalar.Type[] = [Scalar.PLAIN, Scalar.QUOTE_DOUBLE, Scalar.QUOTE_SINGLE, Scalar.BLOCK_LITERAL, Scalar.BLOCK_FOLDED];
+    const chars = fc.constantFrom('a', 'b', ' ', ' ', '\n', '\t', '\\', '"', "'", 'é', '#', ':', '\u{1F600}');
+    fc.assert(
+      fc.property(fc.array(chars, { maxLength: 40 }).map((a) => a.join('')), fc.constantFrom(...styles), fc.integer({ min: 8, max: 30 }), (value, type, lineWidth) => {
+        const text = stringify({ k: value }, { defaultStringType: type, lineWidth, minContentWidth: 4 });
+        const doc = parseGoalText('f.yaml', text).documents[0];
+        if (doc === undefined || (doc.value as { k?: unknown }).k !== value) return;
+        const lines = text.split('\n');
+        const start = doc.locate(['k']);
+        for (let i = 0; i < value.length; i++) {
+          const at = doc.locateIn!(['k'], i);
+          if (at.line === start.line && at.col === start.col) continue;
+          const there = lines[at.line - 1]!.slice(at.col - 1);
+          const c = value[i]!;
+          // A blank or a line break may be read from a fold (a break, the blanks around it) or an escape.
+          if (/\s/.test(c)) expect(there, `${JSON.stringify(text)} at ${i}`).toMatch(/^(\s|\\|$)/);
+          else expect(there.startsWith(c) || there.startsWith('\\'), `${JSON.stringify(text)} at ${i}: ${JSON.stringify(there)}`).toBe(true);
+        }
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it('maps raw offsets with scalarOffset', () => {

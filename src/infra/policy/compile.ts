@@ -57,15 +57,30 @@ export interface CompiledPolicySpec {
 
 /** Where a policy's text is, for diagnostics: a path inside the document's `spec`. */
 export type SpecLocator = (path: readonly PathKey[], part?: 'key' | 'value') => SourceLocation;
+/** Where character `index` of the string at a path inside the document's `spec` is (its start where the source cannot say). */
+export type SpecTextLocator = (path: readonly PathKey[], index: number) => SourceLocation;
 
 /**
  * Compiles a parsed Policy `spec` (a user's or a built-in pack's). Every
  * problem is reported at its place; a broken entry is left out, the rest kept.
  */
 export function compilePolicySpec(
-  options: { policy: string; spec: PolicySpec; at: SpecLocator; diag: DiagnosticBag; celLimits?: CelLimits | undefined },
+  options: { policy: string; spec: PolicySpec; at: SpecLocator; atIn?: SpecTextLocator | undefined; diag: DiagnosticBag; celLimits?: CelLimits | undefined },
 ): CompiledPolicySpec {
   const { policy, spec, at, diag } = options;
+  /**
+   * An expression's error at its line and column inside the expression, as a place in the file (inside
+   * a block scalar, past escapes and folds); where the source cannot say, the expression's start, with
+   * the place inside it in the message.
+   */
+  const inExpression = (path: readonly PathKey[], source: string, line: number, col: number): { readonly loc: SourceLocation; readonly where: string } => {
+    const start = at(path);
+    if (line === 1 && col === 1) return { loc: start, where: '' };
+    const where = ` (at ${line}:${col} of the expression)`;
+    const index = indexOf(source, line, col);
+    const loc = index === undefined || options.atIn === undefined ? start : options.atIn(path, index);
+    return loc.line === start.line && loc.col === start.col ? { loc: start, where } : { loc, where: '' };
+  };
   const checks: CompiledCheck[] = [];
   const defaults: CompiledDefault[] = [];
   const environments: EnvironmentReference[] = [];
@@ -154,8 +169,8 @@ export function compilePolicySpec(
         const of = r.types === undefined ? 'any type' : r.types.join(', ');
         for (const read of result.program.specFields) {
           if (known.has(read.name)) continue;
-          const where = read.line === 1 && read.col === 1 ? '' : ` (at ${read.line}:${read.col} of the expression)`;
-          diag.error(at([...path, field]), 'bad-expression', `rule ${r.id}: ${field}: spec.${read.name} is not a field of ${of}${suggestion(read.name, fields)}${where}`);
+          const { loc, where } = inExpression([...path, field], source, read.line, read.col);
+          diag.error(loc, 'bad-expression', `rule ${r.id}: ${field}: spec.${read.name} is not a field of ${of}${suggestion(read.name, fields)}${where}`);
           ok = false;
         }
         // The whole expression one field that is no bool in any of the types: an error on every node, said once here.
@@ -168,8 +183,8 @@ export function compilePolicySpec(
         }
         return ok ? result.program : undefined;
       }
-      const where = result.line === 1 && result.col === 1 ? '' : ` (at ${result.line}:${result.col} of the expression)`;
-      diag.error(at([...path, field]), 'bad-expression', `rule ${r.id}: ${field}: ${result.message}${where}`);
+      const { loc, where } = inExpression([...path, field], source, result.line, result.col);
+      diag.error(loc, 'bad-expression', `rule ${r.id}: ${field}: ${result.message}${where}`);
       return undefined;
     };
     const when = r.when === undefined ? undefined : compile('when', r.when);
@@ -231,6 +246,18 @@ export function compilePolicySpec(
   });
 
   return { checks, defaults, environments };
+}
+
+/** The index in `source` of 1-based `line` and `col` (UTF-16 units, as the CEL parser counts), or undefined past its end. */
+function indexOf(source: string, line: number, col: number): number | undefined {
+  let start = 0;
+  for (let l = 1; l < line; l++) {
+    const next = source.indexOf('\n', start);
+    if (next === -1) return undefined;
+    start = next + 1;
+  }
+  const index = start + col - 1;
+  return index <= source.length ? index : undefined;
 }
 
 /** The path (inside `value`) of the first string holding "${", or undefined. */

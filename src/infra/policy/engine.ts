@@ -144,6 +144,7 @@ export class CelPolicyEngine implements PolicyEngine {
       policy,
       spec,
       at: (path, part) => doc.locate(['spec', ...path], part),
+      atIn: doc.locateIn === undefined ? undefined : (path, index) => doc.locateIn!(['spec', ...path], index),
       diag,
       celLimits: this.celLimits,
     });
@@ -231,6 +232,7 @@ export class CelPolicyEngine implements PolicyEngine {
       policy: doc.name,
       spec: spec.data,
       at: (path, part) => doc.locate(['spec', ...original(path)], part),
+      atIn: doc.locateIn === undefined ? undefined : (path, index) => doc.locateIn!(['spec', ...original(path)], index),
       diag,
       celLimits: this.celLimits,
     });

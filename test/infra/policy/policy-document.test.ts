@@ -94,20 +94,37 @@ describe('Policy documents are validated strictly, each error at its place', () 
 describe('CEL expressions are compiled at load; a bad one is an error at its file:line:col', () => {
   const rule = (require: string): string => `  rules:\n    - id: r\n      description: d\n      require: ${require}\n      severity: { default: high }\n`;
   it.each([
-    { name: 'a syntax error', require: '"spec.login = = true"', want: '8:16 error bad-expression: rule r: require: syntax error: found = but expecting end of input (at 1:12 of the expression)' },
+    { name: 'a syntax error, at its place in the expression', require: '"spec.login = = true"', want: '8:28 error bad-expression: rule r: require: syntax error: found = but expecting end of input' },
     { name: 'an unknown variable, with did-you-mean', require: '"lables.team == \'x\'"', want: '8:16 error bad-expression: rule r: require: unknown variable "lables"; expressions see id, type, spec, labels, goal, deletionPolicy (did you mean "labels"?)' },
-    { name: 'an unknown function, with did-you-mean', require: '"spec.name.startWith(\'x\')"', want: '8:16 error bad-expression: rule r: require: unknown function "startWith" (did you mean "startsWith"?) (at 1:10 of the expression)' },
-    { name: 'a plain scalar points at its own start', require: 'spec.login &&', want: '8:16 error bad-expression: rule r: require: syntax error: found & but expecting end of input (at 1:12 of the expression)' },
+    { name: 'an unknown function, with did-you-mean', require: '"spec.name.startWith(\'x\')"', want: '8:26 error bad-expression: rule r: require: unknown function "startWith" (did you mean "startsWith"?)' },
+    { name: 'a plain scalar', require: 'spec.login &&', want: '8:27 error bad-expression: rule r: require: syntax error: found & but expecting end of input' },
+    { name: 'a double-quoted scalar with escapes before the error', require: '"spec.name == \\"a\\" = 1"', want: '8:36 error bad-expression: rule r: require: syntax error: found = but expecting end of input' },
+    { name: 'an error on the start of the expression: at it', require: '"= 1"', want: '8:16 error bad-expression: rule r: require: syntax error' },
   ])('$name', ({ require, want }) => {
     const got = diagnose(rule(require));
     expect(got).toHaveLength(1);
     expect(got[0]).toContain(want);
   });
 
-  it('an error in a multi-line expression gives the line inside it', () => {
-    const got = diagnose('  rules:\n    - id: r\n      description: d\n      require: |-\n        has(spec.name) &&\n        spec.name ||| 1\n      severity: { default: high }\n');
+  // The audit's case: the `|` line was given, which holds no expression text.
+  it.each([
+    { name: 'a literal block scalar', style: '|-', want: '10:19' },
+    { name: 'a folded block scalar', style: '>', want: '10:19' },
+  ])('an error in an expression over several lines is at its line and column in the file: $name', ({ style, want }) => {
+    const got = diagnose(`  rules:\n    - id: r\n      description: d\n      require: ${style}\n        has(spec.name) &&\n        spec.name ||| 1\n      severity: { default: high }\n`);
+    expect(got).toEqual([`${want} error bad-expression: rule r: require: syntax error: found | but expecting end of input`]);
+  });
+
+  it('where the source cannot be mapped (an indentation indicator), the expression\'s start and the place inside it', () => {
+    const got = diagnose('  rules:\n    - id: r\n      description: d\n      require: |2\n          has(spec.name) &&\n        spec.name ||| 1\n      severity: { default: high }\n');
     expect(got).toHaveLength(1);
     expect(got[0]).toMatch(/^8:16 error bad-expression: rule r: require: syntax error: .* \(at 2:11 of the expression\)$/);
+  });
+
+  // A field read is placed where CEL places it: at its ".".
+  it('a field the rule\'s types lack is at its place too', () => {
+    const got = diagnose('  rules:\n    - id: r\n      description: d\n      types: [local.file]\n      require: |\n        has(spec.path) &&\n          spec.contnet == \'x\'\n      severity: { default: high }\n');
+    expect(got).toEqual([expect.stringMatching(/^11:15 error bad-expression: rule r: require: spec\.contnet is not a field of local\.file \(did you mean "content"\?\)$/)]);
   });
 
   it('when is checked too', () => {
@@ -130,7 +147,7 @@ describe('a Policy with a schema error still has its other entries checked', () 
     ].join('\n');
     expect(diagnose(spec).map((d) => d.split(' ').filter((_, i) => i !== 1).slice(0, 2).join(' '))).toEqual([
       '6:70 invalid-value:',
-      '7:41 bad-expression:',
+      '7:52 bad-expression:',
       '9:52 bad-pattern:',
     ]);
   });
@@ -139,8 +156,8 @@ describe('a Policy with a schema error still has its other entries checked', () 
 describe('an entry with errors only in what a finding says still has its checks run', () => {
   // description, severity and frameworks are read by no check: an error there does not hide the entry's CEL or pattern.
   it.each([
-    { name: 'a rule with a bad description and a bad expression', entry: '  rules:\n    - { id: r, description: 5, require: "spec.mode ==" , severity: { default: high } }\n', want: ['6:29 invalid-type', '6:41 bad-expression'] },
-    { name: 'a rule with a bad level and an unknown key, and a field its types lack', entry: '  rules:\n    - { id: r, description: d, require: "spec.nope", severity: { default: hgih }, bogus: 1 }\n', want: ['6:41 bad-expression', '6:75 invalid-value', '6:83 unknown-field'] },
+    { name: 'a rule with a bad description and a bad expression', entry: '  rules:\n    - { id: r, description: 5, require: "spec.mode ==" , severity: { default: high } }\n', want: ['6:29 invalid-type', '6:52 bad-expression'] },
+    { name: 'a rule with a bad level and an unknown key, and a field its types lack', entry: '  rules:\n    - { id: r, description: d, require: "spec.nope", severity: { default: hgih }, bogus: 1 }\n', want: ['6:46 bad-expression', '6:75 invalid-value', '6:83 unknown-field'] },
     { name: 'a naming entry with a bad framework and a bad pattern', entry: '  naming:\n    - { types: [local.file], field: path, pattern: "^[a-", severity: { default: low }, frameworks: [SOX] }\n', want: ['6:52 bad-pattern', '6:101 invalid-value'] },
     { name: 'a required label with a bad severity and a bad pattern', entry: '  requiredLabels:\n    - { key: team, pattern: "(", severity: 3 }\n', want: ['6:29 bad-pattern', '6:44 invalid-type'] },
   ])('$name', ({ entry, want }) => {
