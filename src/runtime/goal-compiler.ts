@@ -185,6 +185,8 @@ export type NodeDeclarationInput = z.input<Schemas['nodeDeclarationSchema']>;
 /** A goal's settings, as compiled. */
 export interface GoalInfo extends GoalContext {
   readonly file: string;
+  /** Where the goal's `metadata.environment` is written (the goal's own place when it is left out). */
+  readonly environmentAt?: SourceLocation | undefined;
   readonly selfHeal: boolean;
   readonly prune: boolean;
   readonly intervalMs?: number | undefined;
@@ -417,6 +419,7 @@ export class GoalCompiler<S extends NodeSpec> {
       environment: value.metadata.environment,
       labels: value.metadata.labels,
       file: doc.file,
+      environmentAt: doc.locate(['metadata', 'environment']),
       selfHeal: value.spec.selfHeal,
       prune: value.spec.prune,
       intervalMs: value.spec.interval,

@@ -88,3 +88,14 @@ describe('a CEL error in a block scalar', () => {
     expect(v.code).toBe(1);
   });
 });
+
+describe('an environment named production with the baseline pack', () => {
+  // The pack's prod levels are for "prod" only: "production" got warnings where prod blocks, and nothing said so.
+  it('validate warns at the goal\'s environment that the pack\'s prod levels do not apply', async () => {
+    const p = project('ds-pol-prod-', { environment: 'production', nodes: '    - { id: f, type: local.file, spec: { path: a, content: "" } }\n' });
+    p.write('policy.yaml', policy('  include: [baseline]\n'));
+    const v = await cli(['validate', ...p.args], { cwd: p.dir });
+    expect(v.stdout).toContain('goals/goals.yaml:10:37: warning pack-environment: goal app\'s environment "production" looks like production, but the included pack baseline sets levels for the environment "prod" only');
+    expect(v.code).toBe(0);
+  });
+});

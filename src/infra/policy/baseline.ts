@@ -20,8 +20,10 @@ import type { PolicySpecInput } from './schema.ts';
  * | baseline.required-label:team, :owner | taggable kinds | low | high | SOC2, ISO27001, NIST-800-53 |
  *
  * "prod" here is the environment named `prod`; every other environment gets
- * the `default` level. The pack sets no defaults: including it never
- * changes a spec, it only judges it.
+ * the `default` level, and one whose name reads as production (`production`,
+ * `prd`, `eu-prod`) gets a warning saying so (`warnUnmatchedProduction`).
+ * The pack sets no defaults: including it never changes a spec, it only
+ * judges it.
  */
 export const BASELINE_PACK = {
   requiredLabels: [

@@ -14,6 +14,7 @@ import type { CompiledCheck, CompiledDefault, EnvironmentReference } from './com
 import { findingText } from './finding.ts';
 import type { Finding, FindingKind } from './finding.ts';
 import { MAX_MATCHED_LENGTH } from './naming.ts';
+import { warnUnmatchedProduction } from './pack-environments.ts';
 import { checkReport } from './report.ts';
 import type { CheckReport, EvaluatedNode, RuleInfo } from './report.ts';
 import { compareLevels, levelFor, policyDocumentSchema, policySpecSchema } from './schema.ts';
@@ -284,6 +285,7 @@ export class CelPolicyEngine implements PolicyEngine {
     this.goalList = goals;
     const environments = [...new Set(goals.map((g) => g.environment))];
     for (const env of environments) this.planFor(env);
+    warnUnmatchedProduction(goals, new Map([...this.includedPacks.keys()].map((name) => [name, this.packs[name]!])), diag);
     if (environments.length === 0) return;
     for (const ref of this.environmentRefs) {
       if (environments.includes(ref.name)) continue;

@@ -100,3 +100,37 @@ describe('the baseline pack included by several policies', () => {
     expect(judge(files)).toEqual(['baseline.encryption-at-rest critical blocks (alpha)']);
   });
 });
+
+describe('an environment that reads as production but is not the pack\'s "prod"', () => {
+  // The pack's prod levels apply to the environment named "prod" only; "production" silently got warnings.
+  const diagnostics = (environment: string, included = true): string[] => {
+    const { result } = compileTexts({ 'p.yaml': included ? policy : policyYaml({ requiredLabels: [{ key: 'team', severity: { default: 'low' } }] }), 'g.yaml': goalYaml({ environment, labels: tagged, nodes: [bucket()] }) });
+    return result.diagnostics.map((d) => `${d.file}:${d.line}:${d.col} ${d.severity} ${d.code}: ${d.message}`);
+  };
+
+  it('is a warning at the goal\'s environment, naming the pack and the environment it knows', () => {
+    expect(diagnostics('production')).toEqual([
+      'g.yaml:5:16 warning pack-environment: goal app-production\'s environment "production" looks like production, but the included pack baseline sets levels for the environment "prod" only, so this goal gets the pack\'s default levels; name the environment "prod" to get the levels set for it',
+    ]);
+  });
+
+  it.each([
+    { env: 'production', warned: true },
+    { env: 'PROD', warned: true },
+    { env: 'prd', warned: true },
+    { env: 'eu-prod', warned: true },
+    { env: 'prod-2', warned: true },
+    { env: 'prod', warned: false },
+    { env: 'pre-prod', warned: false },
+    { env: 'nonprod', warned: false },
+    { env: 'non-prod', warned: false },
+    { env: 'staging', warned: false },
+    { env: 'product-dev', warned: false },
+  ])('$env: warned $warned', ({ env, warned }) => {
+    expect(diagnostics(env).some((d) => d.includes('pack-environment'))).toBe(warned);
+  });
+
+  it('nothing is said without a pack included', () => {
+    expect(diagnostics('production', false)).toEqual([]);
+  });
+});
