@@ -4,7 +4,7 @@ import { dropped, observeByDatabase } from './kind.ts';
 import type { KindContext, KindHandler, PgNode } from './kind.ts';
 import { grantOutputs, observeGrant } from './observe.ts';
 import type { GrantRow } from './observe.ts';
-import { GRANTS_QUERY, grantPrivileges, grantSql, revokeOnObjectsSql, revokeSql, SCHEMA_OBJECTS_OWNED_QUERY } from './sql.ts';
+import { GRANTS_QUERY, grantPrivileges, grantSql, revokeOnObjectsSql, revokeSql, SCHEMA_OBJECTS_OWNED_QUERY, TARGET_OWNED_QUERY } from './sql.ts';
 import type { RevokeWhat, Statement } from './sql.ts';
 
 type GrantNode = PgNode<'postgres.grant'>;
@@ -24,6 +24,10 @@ function knownPrivileges(node: GrantNode, values: unknown): string[] {
 async function revokeStatements(node: GrantNode, privileges: readonly string[], ctx: KindContext, what: RevokeWhat = 'privileges'): Promise<Statement[]> {
   const { spec } = node;
   if (privileges.length === 0) return [];
+  if (spec.on === 'database' || spec.on === 'schema') {
+    const [row] = await ctx.client.query<{ owned: boolean }>(TARGET_OWNED_QUERY, [spec.on, spec.schema ?? null, spec.role], { database: spec.database, signal: ctx.signal });
+    return row?.owned === true ? [] : [revokeSql(spec, privileges, what)];
+  }
   if (spec.on !== 'tables' && spec.on !== 'sequences') return [revokeSql(spec, privileges, what)];
   const rows = await ctx.client.query<{ name: string; owned: boolean }>(SCHEMA_OBJECTS_OWNED_QUERY, [spec.schema, spec.role, spec.on === 'tables' ? ['r', 'p', 'v', 'm', 'f'] : ['S']], {
     database: spec.database,

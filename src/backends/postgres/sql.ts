@@ -295,6 +295,14 @@ export const SCHEMA_OBJECTS_OWNED_QUERY = `SELECT c.relname AS name, COALESCE(c.
 FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid LEFT JOIN pg_roles r ON r.rolname = $2
 WHERE n.nspname = $1 AND c.relkind = ANY($3::"char"[])`;
 
+/**
+ * Whether role `$3` owns the target of a grant `on` (`$1`) database (the connected one) or schema
+ * (`$2`): an owner's privileges there are its own, which a revoke must not take.
+ */
+export const TARGET_OWNED_QUERY = `SELECT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = $3 AND r.oid = CASE $1::text
+    WHEN 'database' THEN (SELECT d.datdba FROM pg_database d WHERE d.datname = current_database())
+    WHEN 'schema' THEN (SELECT n.nspowner FROM pg_namespace n WHERE n.nspname = $2) END) AS owned`;
+
 // ------------------------------------------------------ catalog queries
 
 /**

@@ -480,6 +480,33 @@ describe('postgres backend against a real server', () => {
     }
   });
 
+  // The delete revoked on a database or schema whatever its owner: pruning a grant to the owner took
+  // its own USAGE on its schema (its tables unreadable) and CREATE on its database.
+  it("deleting a grant to the owner of its database or schema leaves the owner's own privileges there", async () => {
+    const role = pgNode('own-owner', 'postgres.role', { name: 'own_owner', login: true });
+    const ownDb = pgNode('own-db', 'postgres.database', { name: 'own_db', owner: 'own_owner', force: true });
+    const ownSchema = pgNode('own-schema', 'postgres.schema', { name: 'app', database: 'own_db', owner: 'own_owner' });
+    const onSchema = pgNode('own-g-schema', 'postgres.grant', { role: 'own_owner', database: 'own_db', schema: 'app', on: 'schema', privileges: ['USAGE'] });
+    const onDb = pgNode('own-g-db', 'postgres.grant', { role: 'own_owner', database: 'own_db', on: 'database', privileges: ['ALL'] });
+    await converge([role, ownDb, ownSchema, onSchema, onDb]);
+    for (const n of [onSchema, onDb]) expect((await observeOne(n)).status, n.id).toBe('upToDate');
+    await server.sql('SET ROLE own_owner; CREATE TABLE app.t (id int); INSERT INTO app.t VALUES (1)', [], 'own_db');
+    done(await backend.delete(onSchema, ctx));
+    done(await backend.delete(onDb, ctx));
+    // As the owner, on a connection of its own: its schema and its database are still usable.
+    await server.sql("ALTER ROLE own_owner PASSWORD 'own-owner-pw'");
+    const c = new pg.Client({ host: server.host, port: server.port, user: 'own_owner', password: 'own-owner-pw', database: 'own_db' });
+    await c.connect();
+    try {
+      expect((await c.query('SELECT id FROM app.t')).rows).toEqual([{ id: 1 }]);
+      await c.query('CREATE SCHEMA s2; CREATE TEMP TABLE scratch (x int)');
+    } finally {
+      await c.end();
+    }
+    done(await backend.delete(ownDb, ctx));
+    await server.sql('DROP ROLE own_owner');
+  });
+
   it('a grant option is managed: one given by hand is drift and revoked; withGrantOption gives it and restores it', async () => {
     const option = async (sql: string): Promise<boolean> => (await server.sql<{ ok: boolean }>(`SELECT ${sql} AS ok`, [], 'app'))[0]!.ok;
     // On one table of three, by hand: drift on that one, revoked there; SELECT stays.
