@@ -112,7 +112,7 @@ export class PgClient {
     return (last?.rows ?? []) as Record<string, unknown>[];
   }
 
-  /** Closes the pool of one database (before dropping it, so our own sessions do not block the drop). */
+  /** Closes the pool of one database (before dropping it or copying it as a template: PostgreSQL does neither while it has other sessions, ours included). */
   async closeDatabase(database: string): Promise<void> {
     const pool = this.pools.get(database);
     if (pool === undefined) return;

@@ -4,7 +4,7 @@ import { dropped, faultCode } from './kind.ts';
 import type { KindContext, KindHandler, PgNode } from './kind.ts';
 import { observeDatabase } from './observe.ts';
 import type { DatabaseRow } from './observe.ts';
-import { alterDatabaseSql, createDatabaseSql, DATABASES_QUERY, dropDatabaseSql, USER_OBJECTS_QUERY } from './sql.ts';
+import { alterDatabaseSql, createDatabaseSql, DATABASES_QUERY, dropDatabaseSql, quoteLiteral, USER_OBJECTS_QUERY } from './sql.ts';
 
 type DatabaseNode = PgNode<'postgres.database'>;
 
@@ -31,7 +31,22 @@ export const databaseHandler: KindHandler<'postgres.database'> = {
   observe: observeAll,
 
   async create(node, ctx) {
-    await ctx.client.execute([createDatabaseSql(node.spec)], { signal: ctx.signal });
+    const { template } = node.spec;
+    // PostgreSQL copies no database that has other sessions, and ours count: the pool opened by
+    // observing the template's own extension or schema nodes stays open (idle) for a while.
+    if (template !== undefined) await ctx.client.closeDatabase(template);
+    try {
+      await ctx.client.execute([createDatabaseSql(node.spec)], { signal: ctx.signal });
+    } catch (err) {
+      if (template === undefined || faultCode(err) !== '55006') throw err;
+      throw new FaultError(
+        fault('transient', `template database ${JSON.stringify(template)} is in use by other sessions (not ours: those were closed first), so it cannot be copied`, {
+          code: '55006',
+          hint: `PostgreSQL copies a template only while nobody is connected to it: see who is (SELECT pid, usename, application_name, client_addr FROM pg_stat_activity WHERE datname = ${quoteLiteral(template)})`,
+        }),
+        { cause: err },
+      );
+    }
     return { outputs: await outputsAfter(node, ctx) };
   },
 

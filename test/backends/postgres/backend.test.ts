@@ -571,6 +571,32 @@ describe('postgres backend against a real server', () => {
     }
   });
 
+  // Observing the template's extension left our own idle pool on it, and PostgreSQL copies no database
+  // that has other sessions: "source database is being accessed by other users", on every retry.
+  it('creates a database from a template the backend works in; another session on the template is a transient fault naming pg_stat_activity', async () => {
+    const tmpl = pgNode('tmpl', 'postgres.database', { name: 'tmpl_db', force: true });
+    const tmplExt = pgNode('tmpl-ext', 'postgres.extension', { name: 'citext', database: 'tmpl_db' });
+    const child = pgNode('child', 'postgres.database', { name: 'child_db', template: 'tmpl_db', force: true });
+    const other = pgNode('child-2', 'postgres.database', { name: 'child2_db', template: 'tmpl_db', force: true });
+    await converge([tmpl, tmplExt]);
+    expect((await observeOne(tmplExt)).status).toBe('upToDate');
+    try {
+      done(await backend.create(child, ctx));
+      expect((await observeOne(pgNode('child-ext', 'postgres.extension', { name: 'citext', database: 'child_db' }))).status).toBe('upToDate');
+      const someoneElse = await server.client('tmpl_db');
+      try {
+        expect(await backend.create(other, ctx)).toMatchObject({
+          status: 'failed',
+          fault: { class: 'transient', code: '55006', message: expect.stringContaining('"tmpl_db"'), hint: expect.stringContaining("pg_stat_activity WHERE datname = 'tmpl_db'") },
+        });
+      } finally {
+        await someoneElse.end();
+      }
+    } finally {
+      for (const n of [other, child, tmpl]) done(await backend.delete(n, ctx));
+    }
+  });
+
   it("drops without force a database that holds only an extension's objects", async () => {
     await server.sql('CREATE DATABASE ext_only');
     await server.sql('CREATE EXTENSION citext', [], 'ext_only');
