@@ -1,4 +1,5 @@
 export * from './spec.ts';
+export * from './pg-encoding.ts';
 export * from './secret.ts';
 export * from './secret-mask.ts';
 export * from './desired.ts';

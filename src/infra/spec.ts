@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { lazyRecord, once } from '../runtime/index.ts';
+import { pgEncoding } from './pg-encoding.ts';
 import { malformedSecretRefs, secretRefSchema } from './secret.ts';
 
 /**
@@ -113,9 +114,16 @@ const specSchemaBuilders = {
       owner: pgIdent().optional().describe('The owning role (managed when set).'),
       encoding: z
         .string()
-        .regex(/^[A-Za-z0-9_-]+$/, 'an encoding name such as UTF8')
+        .superRefine((e, ctx) => {
+          const known = pgEncoding(e);
+          if (known === undefined) {
+            ctx.addIssue({ code: 'custom', message: `"${e}" is not an encoding PostgreSQL knows: UTF8, LATIN1 … SQL_ASCII, or an alias of one (unicode, ISO-8859-1 …)` });
+          } else if (!known.server) {
+            ctx.addIssue({ code: 'custom', message: `${known.name} is an encoding only a client may use: a database cannot have it (UTF8 holds every character)` });
+          }
+        })
         .default('UTF8')
-        .describe('Character set; fixed at creation (a difference is reported, never corrected).'),
+        .describe('Character set, by any name PostgreSQL knows (UTF8, unicode, LATIN1, ISO-8859-1 …); fixed at creation (a difference is reported, never corrected).'),
       template: pgIdent().optional().describe('The template database, used only at creation.'),
       connectionLimit: pgConnectionLimit().optional(),
       force: z.boolean().default(false).describe('Allow dropping a database that still holds tables (with deletionPolicy: Delete).'),

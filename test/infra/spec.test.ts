@@ -38,6 +38,28 @@ spec: { type: postgres, config: { host: db, user: u, database: d } }
   });
 });
 
+// The encoding was checked against a pattern only: a name no server knows validated and failed at
+// every apply, and a client-only one (SJIS) too, which CREATE DATABASE refuses as "not a valid encoding name".
+describe('infra specs: database encodings', () => {
+  const pg = `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: pg }
+spec: { type: postgres, config: { host: db, user: u, database: d } }
+---
+`;
+  const node = (encoding: string): string => `    - { id: d, type: postgres.database, backend: pg, spec: { name: d, encoding: "${encoding}" } }\n`;
+  it.each([
+    { encoding: 'UTF-9', line: 'goals/test.yaml:11:81: error invalid-value: spec.encoding: "UTF-9" is not an encoding PostgreSQL knows: UTF8, LATIN1 … SQL_ASCII, or an alias of one (unicode, ISO-8859-1 …)' },
+    { encoding: 'shift_jis', line: 'goals/test.yaml:11:81: error invalid-value: spec.encoding: SJIS is an encoding only a client may use: a database cannot have it (UTF8 holds every character)' },
+  ])('$encoding is refused at its position', ({ encoding, line }) => {
+    expect(compileText(pg + goal(node(encoding))).lines).toEqual([line]);
+  });
+
+  it.each(['unicode', 'ISO-8859-1', 'latin1', 'utf_8', 'Windows-1252', 'sql_ascii'])('%s, a name PostgreSQL knows, is valid', (encoding) => {
+    expect(compileText(pg + goal(node(encoding))).lines).toEqual([]);
+  });
+});
+
 // An empty program name or a NUL in an argument validated, then failed at every run (spawn refuses both).
 describe('infra specs: exec commands that cannot run', () => {
   const exec = `apiVersion: desiredstate/v1

@@ -218,7 +218,7 @@ describe('a reference in a field that is not free text', () => {
   });
 
   it('a real error beside a reference is still reported, and the reference is not', () => {
-    const compiled = compileText(goal('    - id: n\n      type: postgres.database\n      spec: { name: app, connectionLimit: "${nodes.cfg.outputs.limit}", encoding: "UTF 8" }\n'));
-    expect(compiled.diagnostics.map((d) => d.message)).toEqual(['spec.encoding: the string "UTF 8" is not valid: an encoding name such as UTF8']);
+    const compiled = compileText(goal('    - id: n\n      type: postgres.database\n      spec: { name: app, connectionLimit: "${nodes.cfg.outputs.limit}", encoding: "UTF 9" }\n'));
+    expect(compiled.diagnostics.map((d) => d.message)).toEqual(['spec.encoding: "UTF 9" is not an encoding PostgreSQL knows: UTF8, LATIN1 … SQL_ASCII, or an alias of one (unicode, ISO-8859-1 …)']);
   });
 });

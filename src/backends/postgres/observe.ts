@@ -1,4 +1,4 @@
-import { SECRET_MASK } from '../../infra/index.ts';
+import { pgEncoding, SECRET_MASK } from '../../infra/index.ts';
 import { fault } from '../../runtime/index.ts';
 import type { FieldDiff, Observation, ObservationMemo, Outputs } from '../../runtime/index.ts';
 import { grantPrivileges, timestampMs } from './sql.ts';
@@ -216,9 +216,12 @@ export function observeRole(spec: RoleSpec, row: RoleRow | undefined, password: 
   return settle(diffs, outputs, digest === undefined ? undefined : { [PASSWORD_DIGEST]: digest });
 }
 
-/** `utf-8`, `UTF8` and `utf_8` name the same encoding. */
+/**
+ * An encoding by PostgreSQL's canonical name: `utf-8`, `UTF8` and its alias `unicode` are one
+ * encoding, as are `LATIN1` and `ISO-8859-1` (a name it does not know stays itself, upper case).
+ */
 export function normalizeEncoding(e: string): string {
-  return e.toUpperCase().replace(/[-_]/g, '');
+  return pgEncoding(e)?.name ?? e.toUpperCase();
 }
 
 export function observeDatabase(spec: DatabaseSpec, row: DatabaseRow | undefined): Observation {

@@ -1,4 +1,4 @@
-import { canonicalPrivilege, PG_GRANT_PRIVILEGES } from '../../infra/index.ts';
+import { canonicalPrivilege, pgEncoding, PG_GRANT_PRIVILEGES } from '../../infra/index.ts';
 import type { InfraNodeSpecOf, PgGrantTarget } from '../../infra/index.ts';
 
 /**
@@ -159,7 +159,8 @@ export function dropRoleSql(name: string): Statement {
 export function createDatabaseSql(spec: DatabaseSpec): Statement {
   const parts = [`CREATE DATABASE ${quoteIdent(spec.name)}`];
   if (spec.owner !== undefined) parts.push(`OWNER ${quoteIdent(spec.owner)}`);
-  parts.push(`ENCODING ${quoteLiteral(spec.encoding)}`);
+  // By its canonical name: the one the server reports, whatever alias the goal wrote.
+  parts.push(`ENCODING ${quoteLiteral(pgEncoding(spec.encoding)?.name ?? spec.encoding)}`);
   if (spec.template !== undefined) parts.push(`TEMPLATE ${quoteIdent(spec.template)}`);
   if (spec.connectionLimit !== undefined) parts.push(`CONNECTION LIMIT ${sqlInteger(spec.connectionLimit)}`);
   return { text: parts.join(' ') };

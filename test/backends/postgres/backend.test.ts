@@ -597,6 +597,18 @@ describe('postgres backend against a real server', () => {
     }
   });
 
+  // PostgreSQL reads `unicode` as UTF8 and reports UTF8: the alias was drift no update corrects, for ever.
+  it('a database created with an encoding alias PostgreSQL knows (unicode) is then up to date', async () => {
+    const aliased = pgNode('enc-alias', 'postgres.database', { name: 'enc_unicode', encoding: 'unicode' });
+    try {
+      done(await backend.create(aliased, ctx));
+      expect(await server.sql("SELECT pg_encoding_to_char(encoding) AS encoding FROM pg_database WHERE datname = 'enc_unicode'")).toEqual([{ encoding: 'UTF8' }]);
+      expect((await observeOne(aliased)).status).toBe('upToDate');
+    } finally {
+      done(await backend.delete(aliased, ctx));
+    }
+  });
+
   it("drops without force a database that holds only an extension's objects", async () => {
     await server.sql('CREATE DATABASE ext_only');
     await server.sql('CREATE EXTENSION citext', [], 'ext_only');
