@@ -2,9 +2,9 @@ import { PG_GRANT_PRIVILEGES } from '../../infra/index.ts';
 import type { NodeId, Observation } from '../../runtime/index.ts';
 import { dropped, observeByDatabase } from './kind.ts';
 import type { KindContext, KindHandler, PgNode } from './kind.ts';
-import { grantOutputs, observeGrant } from './observe.ts';
+import { desiredPrivileges, grantOutputs, observeGrant } from './observe.ts';
 import type { GrantRow } from './observe.ts';
-import { GRANTS_QUERY, grantPrivileges, grantSql, revokeOnObjectsSql, revokeSql, SCHEMA_OBJECTS_OWNED_QUERY, TARGET_OWNED_QUERY } from './sql.ts';
+import { GRANTS_QUERY, grantOnObjectsSql, grantPrivileges, grantSql, revokeOnObjectsSql, revokeSql, SCHEMA_OBJECTS_OWNED_QUERY, TARGET_OWNED_QUERY } from './sql.ts';
 import type { RevokeWhat, Statement } from './sql.ts';
 
 type GrantNode = PgNode<'postgres.grant'>;
@@ -38,6 +38,39 @@ async function revokeStatements(node: GrantNode, privileges: readonly string[], 
   return others.length === 0 ? [] : [revokeOnObjectsSql(spec, privileges, others, what)];
 }
 
+/** The catalog rows of one grant node (one per object it covers), as `observe` reads them for many. */
+async function grantRows(node: GrantNode, ctx: KindContext): Promise<GrantRow[]> {
+  const { spec } = node;
+  return ctx.client.query<GrantRow>(GRANTS_QUERY, [[spec.on], [spec.schema ?? null], [spec.role], [spec.forRole ?? null]], { database: spec.database, signal: ctx.signal });
+}
+
+/**
+ * The grant option given back on the listed privileges the role holds, and on those alone: with
+ * `privileges` ignored, a privilege taken away by hand stays taken (a GRANT of the list would give it
+ * back). Objects the role owns hold it already.
+ */
+async function grantOptionStatements(node: GrantNode, ctx: KindContext): Promise<Statement[]> {
+  const rows = await grantRows(node, ctx);
+  if (rows.length === 0) return [];
+  const want = desiredPrivileges(node.spec, rows[0]!.all_privileges);
+  const objects = new Map<string, string[]>();
+  const out: Statement[] = [];
+  for (const r of rows) {
+    const missing = want.filter((p) => r.privileges.includes(p) && !r.grantable.includes(p));
+    if (r.owned || missing.length === 0) continue;
+    if (node.spec.on !== 'tables' && node.spec.on !== 'sequences') out.push(grantSql(node.spec, missing));
+    else if (r.object !== null) {
+      // Objects lacking the same privileges' option share a statement.
+      const key = missing.join(',');
+      let list = objects.get(key);
+      if (list === undefined) objects.set(key, (list = []));
+      list.push(r.object);
+    }
+  }
+  for (const [key, names] of objects) out.push(grantOnObjectsSql(node.spec, key.split(','), names));
+  return out;
+}
+
 /**
  * `postgres.grant`: exact privileges of one role on one target (a database,
  * a schema, all tables or sequences of a schema, or default privileges).
@@ -69,14 +102,22 @@ export const grantHandler: KindHandler<'postgres.grant'> = {
 
   async update(node, diffs, ctx) {
     const want = grantPrivileges(node.spec.on, node.spec.privileges);
-    const statements: Statement[] = [grantSql(node.spec, want)];
+    // Only the fields that differ: one the node ignores (diffs leave it out) is left as found.
+    const statements: Statement[] = [];
     const d = diffs.find((x) => x.path === 'privileges');
-    if (d !== undefined && !want.includes('ALL')) {
-      const extra = knownPrivileges(node, d.actual).filter((p) => !want.includes(p));
-      statements.push(...(await revokeStatements(node, extra, ctx)));
+    const option = diffs.some((x) => x.path === 'withGrantOption');
+    if (d !== undefined) {
+      // With withGrantOption, this GRANT gives the option too.
+      statements.push(grantSql(node.spec, want));
+      if (!want.includes('ALL')) {
+        const extra = knownPrivileges(node, d.actual).filter((p) => !want.includes(p));
+        statements.push(...(await revokeStatements(node, extra, ctx)));
+      }
+    } else if (option && node.spec.withGrantOption) {
+      statements.push(...(await grantOptionStatements(node, ctx)));
     }
-    // A grant option given by hand: taken back from the listed privileges (the GRANT above gives it when wanted).
-    if (!node.spec.withGrantOption && diffs.some((x) => x.path === 'withGrantOption')) statements.push(...(await revokeStatements(node, want, ctx, 'grantOption')));
+    // A grant option given by hand: taken back from the listed privileges.
+    if (!node.spec.withGrantOption && option) statements.push(...(await revokeStatements(node, want, ctx, 'grantOption')));
     await ctx.client.execute(statements, { database: node.spec.database, signal: ctx.signal });
     return { outputs: grantOutputs(node.spec) };
   },

@@ -281,6 +281,13 @@ export function revokeSql(spec: GrantSpec, privileges: readonly string[], what: 
   return { text: `${t.prefix}${revokeKeyword(what)} ${privileges.join(', ')} ON ${t.object} FROM ${quoteIdent(spec.role)}` };
 }
 
+/** `GRANT <privileges> ON TABLE|SEQUENCE s.a, s.b TO <role>` (`WITH GRANT OPTION` when the spec says so): a tables or sequences grant on the objects named. */
+export function grantOnObjectsSql(spec: GrantSpec, privileges: readonly string[], objects: readonly string[]): Statement {
+  const schema = quoteIdent(spec.schema ?? '');
+  const list = objects.map((o) => `${schema}.${quoteIdent(o)}`).join(', ');
+  return { text: `GRANT ${privileges.join(', ')} ON ${spec.on === 'sequences' ? 'SEQUENCE' : 'TABLE'} ${list} TO ${quoteIdent(spec.role)}${spec.withGrantOption ? ' WITH GRANT OPTION' : ''}` };
+}
+
 /** `REVOKE <privileges> ON TABLE|SEQUENCE s.a, s.b FROM <role>`: a tables or sequences grant's revoke on the objects named. */
 export function revokeOnObjectsSql(spec: GrantSpec, privileges: readonly string[], objects: readonly string[], what: RevokeWhat = 'privileges'): Statement {
   const schema = quoteIdent(spec.schema ?? '');

@@ -539,6 +539,46 @@ describe('postgres backend against a real server', () => {
     expect(await option(`EXISTS (SELECT 1 FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = 'app' AND a.grantee = 'app_reader'::regrole)`)).toBe(false);
   });
 
+  // The update granted the whole list whatever differed: with `ignoreFields: [privileges]`, correcting
+  // the grant option put back a privilege taken away by hand (the runtime hands the update no
+  // privileges diff then, as here).
+  it('a grant whose privileges are ignored: a correction of its grant option leaves the privileges as found', async () => {
+    const privilege = async (sql: string): Promise<boolean> => (await server.sql<{ ok: boolean }>(`SELECT ${sql} AS ok`, [], 'app'))[0]!.ok;
+    const optionOnly = async (n: BackendNode): Promise<void> => {
+      const obs = await observeOne(n);
+      expect(obs.status === 'drifted' && obs.diffs.map((x) => x.path)).toEqual(['privileges', 'withGrantOption']);
+      done(await backend.update(n, obs.status === 'drifted' ? obs.diffs.filter((x) => x.path !== 'privileges') : [], ctx));
+    };
+    await server.sql('CREATE ROLE ign_m');
+    const onDb = pgNode('ign-db', 'postgres.grant', { role: 'ign_m', database: 'app', on: 'database', privileges: ['CONNECT', 'TEMPORARY'] });
+    const passOn = pgNode('ign-db', 'postgres.grant', { role: 'ign_m', database: 'app', on: 'database', privileges: ['CONNECT', 'TEMPORARY'], withGrantOption: true });
+    const onTables = pgNode('ign-tables', 'postgres.grant', { role: 'ign_m', database: 'app', schema: 'app', on: 'tables', privileges: ['INSERT', 'SELECT'], withGrantOption: true });
+    try {
+      await converge([onDb]);
+      // withGrantOption false: the option given by hand is taken back, TEMPORARY stays revoked.
+      await server.sql('REVOKE TEMPORARY ON DATABASE app FROM ign_m; GRANT CONNECT ON DATABASE app TO ign_m WITH GRANT OPTION', [], 'app');
+      await optionOnly(onDb);
+      expect(await privilege(`has_database_privilege('ign_m', 'app', 'CONNECT WITH GRANT OPTION')`)).toBe(false);
+      expect(await privilege(`has_database_privilege('ign_m', 'app', 'CONNECT')`)).toBe(true);
+      expect(await privilege(`EXISTS (SELECT 1 FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = 'app' AND a.grantee = 'ign_m'::regrole AND a.privilege_type = 'TEMPORARY')`)).toBe(false);
+      // withGrantOption true: the option is given on what the role holds, and TEMPORARY still not granted.
+      await optionOnly(passOn);
+      expect(await privilege(`has_database_privilege('ign_m', 'app', 'CONNECT WITH GRANT OPTION')`)).toBe(true);
+      expect(await privilege(`EXISTS (SELECT 1 FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = 'app' AND a.grantee = 'ign_m'::regrole AND a.privilege_type = 'TEMPORARY')`)).toBe(false);
+      // Per table: INSERT taken from t2 by hand stays taken; the option comes back on what is held.
+      await converge([onTables]);
+      await server.sql('REVOKE INSERT ON app.t2 FROM ign_m; REVOKE GRANT OPTION FOR SELECT ON app.t1 FROM ign_m', [], 'app');
+      await optionOnly(onTables);
+      expect(await privilege(`has_table_privilege('ign_m', 'app.t1', 'SELECT WITH GRANT OPTION')`)).toBe(true);
+      expect(await privilege(`has_table_privilege('ign_m', 'app.t2', 'SELECT WITH GRANT OPTION')`)).toBe(true);
+      expect(await privilege(`has_table_privilege('ign_m', 'app.t2', 'INSERT')`)).toBe(false);
+      const after = await observeOne(onTables);
+      expect(after.status === 'drifted' && after.diffs.map((x) => x.path)).toEqual(['privileges']);
+    } finally {
+      await server.sql('DROP OWNED BY ign_m; DROP ROLE ign_m', [], 'app');
+    }
+  });
+
   it('refuses to drop a database that holds a table without force, with a hint; drops it with force', async () => {
     await server.sql('CREATE DATABASE keep_data');
     await server.sql('CREATE TABLE precious (id int)', [], 'keep_data');
