@@ -142,6 +142,14 @@ const specSchemaBuilders = {
       validUntil: pgTimestamp().optional(),
       memberOf: z.array(pgIdent()).default([]).describe('The exact set of roles this role is a member of.'),
       password: secretRefSchema.optional(),
+    }).superRefine((r, ctx) => {
+      // Memberships PostgreSQL never grants: they validated, then failed on every pass, retried without end.
+      r.memberOf.forEach((group, i) => {
+        if (group === r.name) ctx.addIssue({ code: 'custom', path: ['memberOf', i], message: `a role cannot be a member of itself ("${group}")` });
+        else if (group === 'public') {
+          ctx.addIssue({ code: 'custom', path: ['memberOf', i], message: 'PUBLIC is not a role one can be a member of: every role holds what is granted to PUBLIC already' });
+        }
+      });
     }),
   'postgres.schema': () =>
     z.strictObject({

@@ -60,6 +60,24 @@ spec: { type: postgres, config: { host: db, user: u, database: d } }
   });
 });
 
+// Memberships PostgreSQL never grants validated, then failed on every pass (one as "unknown", one
+// as a dependency not ready), retried without end.
+describe('infra specs: memberships PostgreSQL refuses', () => {
+  const pg = `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: pg }
+spec: { type: postgres, config: { host: db, user: u, database: d } }
+---
+`;
+  it.each([
+    { name: 'the role itself', memberOf: '[readers, selfish]', line: 'goals/test.yaml:11:93: error invalid-value: spec.memberOf[1]: a role cannot be a member of itself ("selfish")' },
+    { name: 'PUBLIC', memberOf: '[public]', line: 'goals/test.yaml:11:84: error invalid-value: spec.memberOf[0]: PUBLIC is not a role one can be a member of: every role holds what is granted to PUBLIC already' },
+  ])('$name is refused at its position', ({ memberOf, line }) => {
+    const node = `    - { id: r, type: postgres.role, backend: pg, spec: { name: selfish, memberOf: ${memberOf} } }\n`;
+    expect(compileText(pg + goal(node)).lines).toEqual([line]);
+  });
+});
+
 // An empty program name or a NUL in an argument validated, then failed at every run (spawn refuses both).
 describe('infra specs: exec commands that cannot run', () => {
   const exec = `apiVersion: desiredstate/v1

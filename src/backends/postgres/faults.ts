@@ -56,6 +56,7 @@ const BY_CODE: Readonly<Record<string, Entry>> = {
   '3F000': { class: 'transient', hint: 'the schema does not exist (yet): declare it in dependsOn' },
   '42704': { class: 'transient', hint: 'a referenced object (role, owner, extension) does not exist (yet): declare it in dependsOn' },
   '0A000': { class: 'permanent', hint: 'not supported by this PostgreSQL server' },
+  '0LP01': { class: 'permanent', hint: 'memberships cannot form a circle: a role cannot be a member of itself, directly or through the roles it is a member of' },
   XX000: { class: 'unknown' },
 };
 
@@ -72,6 +73,8 @@ const BY_CLASS: Readonly<Record<string, Entry>> = {
   '2B': { class: 'permanent', hint: DEPENDENT_HINT },
   '42': { class: 'permanent' },
   '0A': { class: 'permanent' },
+  // Invalid grantor or grant operation: the same grant is refused again on every try.
+  '0L': { class: 'permanent' },
   '55': { class: 'transient' },
   XX: { class: 'unknown' },
 };

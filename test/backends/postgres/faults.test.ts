@@ -37,6 +37,9 @@ describe('classifyPgError', () => {
     // Retried for ever, with the hint to declare a dependency: no retry mends a name no server knows.
     { name: 'an encoding no server knows', err: pgError('42704', 'FOO is not a valid encoding name'), cls: 'permanent', code: '42704' },
     { name: 'database in use', err: pgError('55006'), cls: 'transient', code: '55006' },
+    // Unknown, so retried without end: PostgreSQL refuses the same membership every time.
+    { name: 'a circle of memberships', err: pgError('0LP01', 'role "a" is a member of role "b"'), cls: 'permanent', code: '0LP01' },
+    { name: 'an invalid grantor', err: pgError('0L000'), cls: 'permanent', code: '0L000' },
     { name: 'internal error', err: pgError('XX000'), cls: 'unknown', code: 'XX000' },
     { name: 'unknown SQLSTATE class', err: pgError('HV000'), cls: 'unknown', code: 'HV000' },
     { name: 'TLS certificate rejected', err: Object.assign(new Error('self-signed certificate'), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' }), cls: 'permanent', code: 'DEPTH_ZERO_SELF_SIGNED_CERT' },
