@@ -68,6 +68,28 @@ export function canonicalPrivilege(p: string): string {
   return u === 'ALL PRIVILEGES' ? 'ALL' : u;
 }
 
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/**
+ * Why a timestamp of `pgTimestamp`'s shape names no instant PostgreSQL accepts, or undefined. The
+ * calendar is checked here: JavaScript's Date rolls "2030-02-30" over to 2 March, PostgreSQL refuses it.
+ */
+function timestampProblem(s: string): string | undefined {
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?(?:Z|[+-](\d{2})(?::?(\d{2}))?)?)?$/.exec(s);
+  if (m === null) return undefined;
+  const [year, month, day, hour, minute, second, fraction, offsetHours, offsetMinutes] = m.slice(1).map((v) => (v === undefined ? 0 : Number(v))) as number[];
+  if (year! < 1) return 'there is no year 0000 (the year before 0001 is 1 BC)';
+  if (month! < 1 || month! > 12) return `there is no month ${m[2]!}`;
+  const leap = year! % 4 === 0 && (year! % 100 !== 0 || year! % 400 === 0);
+  const days = month === 2 && leap ? 29 : DAYS_IN_MONTH[month! - 1]!;
+  if (day! < 1 || day! > days) return `${m[1]!}-${m[2]!} has ${days} days`;
+  if (hour! > 24 || (hour === 24 && (minute! > 0 || second! > 0 || fraction! > 0))) return 'an hour is 00 to 23 (24:00:00 is the end of the day)';
+  if (minute! > 59) return 'minutes are 00 to 59';
+  if (second! > 59) return 'seconds are 00 to 59';
+  if (offsetHours! > 15 || offsetMinutes! > 59) return 'a time zone offset is at most 15:59 either way';
+  return undefined;
+}
+
 /** `validUntil`: "infinity", a date, or a date-time (an offset-less time is UTC). */
 const pgTimestamp = once(() =>
   z
@@ -76,7 +98,12 @@ const pgTimestamp = once(() =>
       /^(infinity|\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?)$/,
       'validUntil is "infinity" or an ISO 8601 date or date-time, e.g. "2030-01-01" or "2030-01-01T00:00:00Z"',
     )
-    .refine((s) => s === 'infinity' || !Number.isNaN(Date.parse(s.replace(' ', 'T'))), 'validUntil is not a valid date')
+    .superRefine((s, ctx) => {
+      if (s === 'infinity') return;
+      const problem = timestampProblem(s);
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `validUntil is not a valid date: ${problem}` });
+      else if (Number.isNaN(Date.parse(s.replace(' ', 'T')))) ctx.addIssue({ code: 'custom', message: 'validUntil is not a valid date' });
+    })
     .describe('When the password stops being valid: "infinity" or an ISO 8601 date-time (UTC when no offset is given).'));
 
 const labelMap = once(() =>

@@ -78,6 +78,41 @@ spec: { type: postgres, config: { host: db, user: u, database: d } }
   });
 });
 
+// JavaScript's Date rolls 2030-02-30 over to 2 March: it validated, and the role expired on another day
+// than the one written, where PostgreSQL itself refuses the date.
+describe('infra specs: validUntil on the calendar', () => {
+  const pg = `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: pg }
+spec: { type: postgres, config: { host: db, user: u, database: d } }
+---
+`;
+  const node = (validUntil: string): string => `    - { id: r, type: postgres.role, backend: pg, spec: { name: r, validUntil: "${validUntil}" } }\n`;
+  const at = 'goals/test.yaml:11:79: error invalid-value: spec.validUntil: validUntil is not a valid date';
+  it.each([
+    { validUntil: '2030-02-30', why: '2030-02 has 28 days' },
+    { validUntil: '2030-02-29', why: '2030-02 has 28 days' },
+    { validUntil: '2100-02-29T10:00:00Z', why: '2100-02 has 28 days' },
+    { validUntil: '2030-04-31', why: '2030-04 has 30 days' },
+    { validUntil: '2030-13-01', why: 'there is no month 13' },
+    { validUntil: '2030-00-10', why: 'there is no month 00' },
+    { validUntil: '2030-01-00', why: '2030-01 has 31 days' },
+    { validUntil: '0000-01-01', why: 'there is no year 0000 (the year before 0001 is 1 BC)' },
+    { validUntil: '2030-01-01T24:00:01Z', why: 'an hour is 00 to 23 (24:00:00 is the end of the day)' },
+    { validUntil: '2030-01-01T10:60', why: 'minutes are 00 to 59' },
+    { validUntil: '2030-01-01T10:00:00+16:00', why: 'a time zone offset is at most 15:59 either way' },
+  ])('$validUntil is refused at its position: $why', ({ validUntil, why }) => {
+    expect(compileText(pg + goal(node(validUntil))).lines).toEqual([`${at}: ${why}`]);
+  });
+
+  it.each(['2028-02-29', '2000-02-29', '2030-12-31 23:59:59.999999', '2030-01-01T24:00:00Z', '2030-01-01T10:00:00+15:59', '2030-01-01T10:00+0530', 'infinity'])(
+    '%s, which PostgreSQL accepts, is valid',
+    (validUntil) => {
+      expect(compileText(pg + goal(node(validUntil))).lines).toEqual([]);
+    },
+  );
+});
+
 // An empty program name or a NUL in an argument validated, then failed at every run (spawn refuses both).
 describe('infra specs: exec commands that cannot run', () => {
   const exec = `apiVersion: desiredstate/v1
