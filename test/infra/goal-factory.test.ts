@@ -73,6 +73,16 @@ describe('InfraSpecFactory: one resource, one node', () => {
     { name: 'templates that differ as written', nodes: ['{ id: d, type: local.directory, spec: { path: conf } }', '{ id: e, type: local.directory, spec: { path: etc/x } }', '{ id: f1, type: local.file, spec: { path: "${nodes.d.outputs.path}/../a", content: x } }', '{ id: f2, type: local.file, spec: { path: "${nodes.e.outputs.path}/../a", content: x } }'] },
     { name: 'two different references', nodes: ['{ id: d, type: local.directory, spec: { path: conf } }', '{ id: e, type: local.directory, spec: { path: etc } }', '{ id: f1, type: local.file, spec: { path: "${nodes.d.outputs.path}/a", content: x } }', '{ id: f2, type: local.file, spec: { path: "${nodes.e.outputs.path}/a", content: x } }'] },
     { name: 'a role and a database of one name', nodes: ['{ id: r, type: postgres.role, backend: pg, spec: { name: app } }', '{ id: d, type: postgres.database, backend: pg, spec: { name: app } }'] },
+    // Keys joined names with words: these pairs, four resources, were said to be two.
+    {
+      name: 'grants whose names hold the words of another grant\'s key',
+      nodes: [
+        '{ id: a, type: postgres.grant, backend: pg, spec: { role: "x for objects of role y", database: g, on: defaultTables, privileges: [SELECT] } }',
+        '{ id: b, type: postgres.grant, backend: pg, spec: { role: x, database: g, on: defaultTables, forRole: y, privileges: [SELECT] } }',
+        '{ id: c, type: postgres.grant, backend: pg, spec: { role: x, database: g, schema: "(all)", on: defaultSequences, privileges: [SELECT] } }',
+        '{ id: d, type: postgres.grant, backend: pg, spec: { role: x, database: g, on: defaultSequences, privileges: [SELECT] } }',
+      ],
+    },
   ])('$name is fine', ({ nodes }) => {
     const backends = `${api}kind: Backend\nmetadata: { name: other }\nspec: { type: local, config: { root: /tmp/other } }\n---\n${api}kind: Backend\nmetadata: { name: pg }\nspec: { type: postgres, config: { host: db, user: u, database: d } }\n---\n`;
     const { lines } = compile(backends + goal(nodes.map((n) => `    - ${n}\n`).join('')));

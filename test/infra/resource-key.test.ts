@@ -42,8 +42,21 @@ describe('resourceKey', () => {
     { name: 'a database and a role of one name', a: () => pg('postgres.database', { name: 'x' }), b: () => pg('postgres.role', { name: 'x' }) },
     { name: 'grants to two roles', a: () => pg('postgres.grant', { role: 'r1', database: 'd', on: 'database', privileges: ['CONNECT'] }), b: () => pg('postgres.grant', { role: 'r2', database: 'd', on: 'database', privileges: ['CONNECT'] }) },
     { name: 'grants on tables of two schemas', a: () => pg('postgres.grant', { role: 'r', database: 'd', schema: 's1', on: 'tables', privileges: ['SELECT'] }), b: () => pg('postgres.grant', { role: 'r', database: 'd', schema: 's2', on: 'tables', privileges: ['SELECT'] }) },
+    // Keys were names joined by words: names holding those words met other nodes' keys (a duplicate-resource error on legal goals).
+    { name: 'a role named "x for objects of role y", and role x for objects of role y', a: () => pg('postgres.grant', { role: 'x for objects of role y', database: 'd', on: 'defaultTables', privileges: ['SELECT'] }), b: () => pg('postgres.grant', { role: 'x', database: 'd', on: 'defaultTables', forRole: 'y', privileges: ['SELECT'] }) },
+    { name: 'a schema named "(all)", and every schema', a: () => pg('postgres.grant', { role: 'x', database: 'd', schema: '(all)', on: 'defaultSequences', privileges: ['SELECT'] }), b: () => pg('postgres.grant', { role: 'x', database: 'd', on: 'defaultSequences', privileges: ['SELECT'] }) },
+    { name: 'schema "a in database b" of database c, and schema a of database "b in database c"', a: () => pg('postgres.schema', { name: 'a in database b', database: 'c' }), b: () => pg('postgres.schema', { name: 'a', database: 'b in database c' }) },
+    { name: 'a schema named "(all)" with its quotes, and one named (all)', a: () => pg('postgres.schema', { name: '"(all)"', database: 'd' }), b: () => pg('postgres.schema', { name: '(all)', database: 'd' }) },
   ])('different resources: $name', ({ a, b }) => {
     expect(a()).not.toBe(b());
+  });
+
+  // Stored with every spec applied: a key of plain names written otherwise would no longer find its renamed node.
+  it('keys of plain names read as before', () => {
+    expect(pg('postgres.schema', { name: 's', database: 'd' })).toBe('schema s in database d on backend b');
+    expect(pg('postgres.grant', { role: 'r', database: 'd', on: 'defaultTables', forRole: 'o', privileges: ['SELECT'] })).toBe('grant on defaultTables in schema (all) of database d to role r for objects of role o on backend b');
+    expect(pg('postgres.grant', { role: 'r', database: 'd', schema: 'Ünïcode', on: 'tables', privileges: ['SELECT'] })).toBe('grant on tables in schema Ünïcode of database d to role r on backend b');
+    expect(pg('postgres.grant', { role: 'my app', database: 'd', on: 'database', privileges: ['CONNECT'] })).toBe('grant on database d to role "my app" on backend b');
   });
 
   it('says nothing where the backend cannot name the resource: a generic resource (its commands get the node id), a memory resource (keyed by node id)', () => {

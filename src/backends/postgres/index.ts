@@ -7,7 +7,17 @@ import type { PostgresConfig } from './config.ts';
 import { POSTGRES_KINDS } from './kind.ts';
 import { GRANT_OUTPUT_KEYS } from './observe.ts';
 
-/** Roles and databases are the server's, schemas and extensions their database's (names are quoted: case counts). */
+/**
+ * A name within a key of several names: as written when it holds no space or quote (and is not
+ * `(all)`, the word for every schema), else as a JSON string. Each key then reads one way only (role
+ * `x for objects of role y` met role `x` for objects of role `y`, schema `(all)` met every schema),
+ * while the keys of plain names, stored with the specs applied before, stay what they were.
+ */
+function keyName(name: string): string {
+  return /[\s"]/.test(name) || name === '(all)' ? JSON.stringify(name) : name;
+}
+
+/** Roles and databases are the server's, schemas and extensions their database's (case counts). */
 function postgresResourceKey(spec: InfraNodeSpec): { key: string; path: string[] } | undefined {
   switch (spec.type) {
     case 'postgres.role':
@@ -15,14 +25,15 @@ function postgresResourceKey(spec: InfraNodeSpec): { key: string; path: string[]
     case 'postgres.database':
       return { key: `database ${spec.name}`, path: ['name'] };
     case 'postgres.schema':
-      return { key: `schema ${spec.name} in database ${spec.database}`, path: ['name'] };
+      return { key: `schema ${keyName(spec.name)} in database ${keyName(spec.database)}`, path: ['name'] };
     case 'postgres.extension':
-      return { key: `extension ${spec.name} in database ${spec.database}`, path: ['name'] };
+      return { key: `extension ${keyName(spec.name)} in database ${keyName(spec.database)}`, path: ['name'] };
     case 'postgres.grant': {
       // A grant holds the exact privileges of its role on its target (others are revoked): two nodes
       // on one target would revoke each other's.
-      const target = spec.on === 'database' ? `database ${spec.database}` : `${spec.on} in schema ${spec.schema ?? '(all)'} of database ${spec.database}`;
-      return { key: `grant on ${target} to role ${spec.role}${spec.forRole === undefined ? '' : ` for objects of role ${spec.forRole}`}`, path: ['role'] };
+      const database = keyName(spec.database);
+      const target = spec.on === 'database' ? `database ${database}` : `${spec.on} in schema ${spec.schema === undefined ? '(all)' : keyName(spec.schema)} of database ${database}`;
+      return { key: `grant on ${target} to role ${keyName(spec.role)}${spec.forRole === undefined ? '' : ` for objects of role ${keyName(spec.forRole)}`}`, path: ['role'] };
     }
     default:
       return undefined;
