@@ -299,6 +299,7 @@ export function observeGrant(spec: GrantSpec, rows: readonly GrantRow[]): Observ
     objects.filter((r) => !sameSet(want, held(r))),
     objects,
     held,
+    want,
   );
   if (privileges !== undefined) diffs.push({ path: 'privileges', desired: want, ...privileges });
   // The grant option, on what the role holds and does not own (an owner holds it implicitly): none
@@ -312,17 +313,26 @@ export function observeGrant(spec: GrantSpec, rows: readonly GrantRow[]): Observ
 
 /**
  * What differs across a grant's objects, when some (`wrong`) do: the value
- * (`pick`) they share, or the union over every object; with more than one
- * object and no shared value, a detail naming the first five that differ.
+ * (`pick`) they share, or else what is held on the objects that differ, so
+ * that `actual` is never `desired` when something differs (the union over
+ * every object, right ones included, showed the desired list, as "2 of 3
+ * objects differ" beside it). That is their union, which holds every
+ * privilege held beyond the list (the update revokes those); where it is
+ * the list itself (each object lacks another one, none holds more), what
+ * they all hold. With more than one object and no shared value, a detail
+ * names the first five that differ.
  */
 function objectsDiff(
   wrong: readonly GrantRow[],
   objects: readonly GrantRow[],
   pick: (r: GrantRow) => readonly string[],
+  desired: readonly string[] = [],
 ): { actual: string[]; detail?: string } | undefined {
   if (wrong.length === 0) return undefined;
   const uniform = wrong.length === objects.length && wrong.every((r) => sameSet(pick(r), pick(wrong[0]!)));
-  const actual = uniform ? [...pick(wrong[0]!)].sort() : [...new Set(objects.flatMap((r) => pick(r)))].sort();
+  const union = [...new Set(wrong.flatMap((r) => pick(r)))].sort();
+  const common = union.filter((p) => wrong.every((r) => pick(r).includes(p)));
+  const actual = uniform ? [...pick(wrong[0]!)].sort() : sameSet(union, desired) ? common : union;
   if (objects.length === 1 || uniform) return { actual };
   const named = wrong.slice(0, 5).map((r) => `${r.object ?? '?'} [${[...pick(r)].sort().join(', ')}]`);
   return { actual, detail: `${wrong.length} of ${objects.length} objects differ: ${named.join('; ')}${wrong.length > 5 ? '; …' : ''}` };

@@ -128,12 +128,34 @@ describe('observeGrant', () => {
     { name: 'empty schema: nothing to grant on', spec: tables, rows: [r(null, [])], status: 'upToDate', diff: undefined },
     { name: 'no privilege anywhere', spec: tables, rows: [r('t1', []), r('t2', [])], status: 'absent', diff: undefined },
     { name: 'every table granted', spec: tables, rows: [r('t1', ['SELECT']), r('t2', ['SELECT'])], status: 'upToDate', diff: undefined },
-    { name: 'one table revoked', spec: tables, rows: [r('t1', ['SELECT']), r('t2', [])], status: 'drifted', diff: { path: 'privileges', desired: ['SELECT'], actual: ['SELECT'], detail: '1 of 2 objects differ: t2 []' } },
+    // The union over every object showed the desired list as actual beside "objects differ": what differs is shown.
+    { name: 'one table revoked', spec: tables, rows: [r('t1', ['SELECT']), r('t2', [])], status: 'drifted', diff: { path: 'privileges', desired: ['SELECT'], actual: [], detail: '1 of 2 objects differ: t2 []' } },
+    {
+      name: 'new tables granted nothing, beside one the role owns',
+      spec: { ...tables, privileges: ['SELECT', 'INSERT'] },
+      rows: [r('a', []), r('b', []), r('mine', ALL, true)],
+      status: 'drifted',
+      diff: { path: 'privileges', desired: ['INSERT', 'SELECT'], actual: [], detail: '2 of 3 objects differ: a []; b []' },
+    },
+    {
+      name: 'each table lacks another privilege: what they all hold',
+      spec: { ...tables, privileges: ['SELECT', 'INSERT'] },
+      rows: [r('a', ['SELECT']), r('b', ['INSERT']), r('c', ['INSERT', 'SELECT'])],
+      status: 'drifted',
+      diff: { path: 'privileges', desired: ['INSERT', 'SELECT'], actual: [], detail: '2 of 3 objects differ: a [SELECT]; b [INSERT]' },
+    },
+    {
+      name: 'one table lacks a privilege, another holds one more: every privilege held there, so the update revokes the extra',
+      spec: { ...tables, privileges: ['SELECT', 'INSERT'] },
+      rows: [r('a', ['SELECT']), r('b', ['DELETE', 'INSERT', 'SELECT']), r('c', ['INSERT', 'SELECT'])],
+      status: 'drifted',
+      diff: { path: 'privileges', desired: ['INSERT', 'SELECT'], actual: ['DELETE', 'INSERT', 'SELECT'], detail: '2 of 3 objects differ: a [SELECT]; b [DELETE, INSERT, SELECT]' },
+    },
     { name: 'extra privilege everywhere', spec: tables, rows: [r('t1', ['INSERT', 'SELECT'])], status: 'drifted', diff: { path: 'privileges', desired: ['SELECT'], actual: ['INSERT', 'SELECT'] } },
     { name: 'ALL expands to the server set', spec: allTables, rows: [r('t1', ALL)], status: 'upToDate', diff: undefined },
     // An owner holds every privilege on its own objects: only a listed one missing is drift there, never the rest.
     { name: 'a table the role owns, beside one it was granted', spec: tables, rows: [r('mine', ALL, true), r('t1', ['SELECT'])], status: 'upToDate', diff: undefined },
-    { name: 'a listed privilege an owner took from itself', spec: tables, rows: [r('mine', ['INSERT'], true), r('t1', ['SELECT'])], status: 'drifted', diff: { path: 'privileges', desired: ['SELECT'], actual: ['SELECT'], detail: '1 of 2 objects differ: mine []' } },
+    { name: 'a listed privilege an owner took from itself', spec: tables, rows: [r('mine', ['INSERT'], true), r('t1', ['SELECT'])], status: 'drifted', diff: { path: 'privileges', desired: ['SELECT'], actual: [], detail: '1 of 2 objects differ: mine []' } },
     { name: 'extra on a table it does not own, beside its own', spec: tables, rows: [r('mine', ALL, true), r('t1', ['INSERT', 'SELECT'])], status: 'drifted', diff: { path: 'privileges', desired: ['SELECT'], actual: ['INSERT', 'SELECT'], detail: '1 of 2 objects differ: t1 [INSERT, SELECT]' } },
     // The grant option: none unless withGrantOption; an owner's own is implicit, never drift.
     { name: 'a grant option given by hand', spec: tables, rows: [r('t1', ['SELECT'], false, ['SELECT'])], status: 'drifted', diff: { path: 'withGrantOption', desired: false, actual: true } },
@@ -146,6 +168,8 @@ describe('observeGrant', () => {
     const obs = observeGrant(spec, rows);
     expect(obs.status).toBe(status);
     if (diff !== undefined) expect(obs.status === 'drifted' && obs.diffs).toEqual([diff]);
+    // An alert keyed on the values sees the difference.
+    if (diff?.path === 'privileges') expect(diff.actual).not.toEqual(diff.desired);
   });
 });
 
