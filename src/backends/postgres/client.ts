@@ -240,6 +240,10 @@ export class PgClient {
       // Resolved at each new connection, never kept by us.
       ...(ref === undefined ? {} : { password: () => resolveSecret(ref, { env: this.env, cwd: this.cwd }) }),
       connectionTimeoutMillis: this.config.connectTimeout,
+      // The server ends a statement stuck behind another session's lock, or running on: a one-shot apply
+      // waited for ever behind an open ALTER ROLE, and its statement stayed waiting after it was killed.
+      lock_timeout: this.config.lockTimeout,
+      statement_timeout: this.config.statementTimeout,
       keepAlive: true,
       application_name: 'desiredstate',
       // A commit lost in a server crash is found absent by the next observe and made again.

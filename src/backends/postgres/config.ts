@@ -27,6 +27,14 @@ export const postgresConfigSchema = once(() =>
     connectTimeout: durationOrMsSchema
       .default(5_000)
       .describe('How long to wait for a connection: a duration such as "5s", or milliseconds.'),
+    lockTimeout: durationOrMsSchema
+      .default(10_000)
+      .describe(
+        "How long a statement waits for a lock another session holds (an open transaction that altered the role) before the server gives up on it: a transient fault, retried. A duration such as \"10s\", or milliseconds.",
+      ),
+    statementTimeout: durationOrMsSchema
+      .default(600_000)
+      .describe('How long one statement may run before the server cancels it (a CREATE DATABASE copying a large template takes a while): a duration such as "10m", or milliseconds.'),
     poolSize: z.number().int().min(1).max(100).default(5).describe('Connections per database pool.'),
     synchronousCommit: z
       .boolean()

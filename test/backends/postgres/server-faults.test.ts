@@ -166,3 +166,33 @@ describe('a create racing the same create still in flight (a session of a proces
     }
   });
 });
+
+// No lock or statement timeout: a one-shot apply waited for ever behind another session's open ALTER
+// ROLE (killed, its statement stayed waiting on the server, and committed later).
+describe("a statement behind another session's lock", () => {
+  it('gives up after lockTimeout, or is cancelled after statementTimeout: transient faults whose hints name the setting; once the lock is let go it goes through', async () => {
+    await server.sql('CREATE ROLE sf_locked NOLOGIN');
+    const node = pgNode('locked', 'postgres.role', { name: 'sf_locked', login: true });
+    const diffs = [{ path: 'login', desired: true, actual: false }];
+    // Without the timeouts the update waits until this signal ends it ("operation aborted").
+    const ctx = (): ReturnType<typeof opContext> => ({ ...opContext(captureLogger().log), signal: AbortSignal.timeout(30_000) });
+    const other = await server.client();
+    try {
+      await other.query('BEGIN');
+      await other.query('ALTER ROLE sf_locked CONNECTION LIMIT 3');
+      expect(await backend({ lockTimeout: '1s' }).update(node, diffs, ctx())).toMatchObject({
+        status: 'failed',
+        fault: { class: 'transient', code: '55P03', hint: expect.stringContaining("the backend's lockTimeout") },
+      });
+      expect(await backend({ statementTimeout: '1s' }).update(node, diffs, ctx())).toMatchObject({
+        status: 'failed',
+        fault: { class: 'transient', code: '57014', hint: expect.stringContaining("the backend's statementTimeout") },
+      });
+    } finally {
+      await other.query('ROLLBACK');
+      await other.end();
+    }
+    expect(await backend({ lockTimeout: '1s' }).update(node, diffs, ctx())).toMatchObject({ status: 'done' });
+    expect(await server.sql("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'sf_locked'")).toEqual([{ rolcanlogin: true }]);
+  }, 90_000);
+});
