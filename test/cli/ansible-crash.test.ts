@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { bin, cleanEnv, cli, stateRows, tempProject } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
-import { hasAnsible } from '../backends/ansible/harness.ts';
+import { hasAnsible, oneLocalPlaybook } from '../backends/ansible/harness.ts';
 
 if (!hasAnsible) {
   console.warn(
@@ -40,24 +40,7 @@ function project(prefix: string): ReturnType<typeof tempProject> {
       ansible.builtin.copy: { dest: "{{ dir }}/app.conf", content: "ready\\n" }
 `,
   );
-  p.write(
-    'goals.yaml',
-    `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: ansible }
-spec: { type: ansible, config: { timeout: 60s, cwd: ${JSON.stringify(p.dir)} } }
----
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: hosts }
-spec:
-  nodes:
-    - id: web
-      type: ansible.playbook
-      backend: ansible
-      spec: { playbook: site.yml, inventory: "localhost,", connection: local, extraVars: { dir: ${JSON.stringify(p.dir)} } }
-`,
-  );
+  p.write('goals.yaml', oneLocalPlaybook(p.dir));
   return p;
 }
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tempProject } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
-import { hasAnsible } from '../backends/ansible/harness.ts';
+import { hasAnsible, oneLocalPlaybook } from '../backends/ansible/harness.ts';
 
 if (!hasAnsible) {
   console.warn(
@@ -40,24 +40,7 @@ describe.skipIf(!hasAnsible)('ansible-playbook left running by a daemon killed -
       args: { chdir: "{{ dir }}", creates: "{{ dir }}/marker" }
 `,
     );
-    p.write(
-      'goals.yaml',
-      `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: ansible }
-spec: { type: ansible, config: { timeout: 60s, cwd: ${JSON.stringify(p.dir)} } }
----
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: hosts }
-spec:
-  nodes:
-    - id: web
-      type: ansible.playbook
-      backend: ansible
-      spec: { playbook: site.yml, inventory: "localhost,", connection: local, extraVars: { dir: ${JSON.stringify(p.dir)} } }
-`,
-    );
+    p.write('goals.yaml', oneLocalPlaybook(p.dir));
     const runs = (): string[] => (existsSync(join(p.dir, 'runs.log')) ? readFileSync(join(p.dir, 'runs.log'), 'utf8').trim().split('\n') : []);
     const args = [...p.args, '--listen', '127.0.0.1:0', '--interval', '60s'];
 

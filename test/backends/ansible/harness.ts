@@ -24,3 +24,22 @@ export function backendContext(cwd: string, env: NodeJS.ProcessEnv = process.env
 }
 
 export { holdsWithin as eventually, isAlive, opContext, silentLog } from '../../support/backend.ts';
+
+/** Goals with one `ansible.playbook` node `web` running `site.yml` on localhost in `dir` (its cwd, and the extra var `dir`). */
+export function oneLocalPlaybook(dir: string): string {
+  return `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: ansible }
+spec: { type: ansible, config: { timeout: 60s, cwd: ${JSON.stringify(dir)} } }
+---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: hosts }
+spec:
+  nodes:
+    - id: web
+      type: ansible.playbook
+      backend: ansible
+      spec: { playbook: site.yml, inventory: "localhost,", connection: local, extraVars: { dir: ${JSON.stringify(dir)} } }
+`;
+}
