@@ -2,14 +2,18 @@ import { createRequire } from 'node:module';
 import type * as CelModule from '@bufbuild/cel';
 import type { CelEnv, CelInput } from '@bufbuild/cel';
 import type * as CelExt from '@bufbuild/cel/ext';
+import type * as Re2 from '@bufbuild/re2';
 import { didYouMean, errorMessage } from '../../runtime/index.ts';
+import { APPEND, MAX_EVALUATION_MS, RANGE, STEP, budgetedFunctions, startMeter, stopMeter } from './cel-budget.ts';
+import type { Overrun } from './cel-budget.ts';
 import type { PathKey } from '../../runtime/index.ts';
 
 /**
  * CEL for policy rules: compiled once at load (parse, static checks, plan),
  * evaluated many times. @bufbuild/cel 0.6 has no cost budget and does not
  * export its type checker, so cost is bounded statically here (length,
- * AST size, depth, comprehension nesting) and every evaluation error is
+ * AST size, depth, comprehension nesting), each evaluation has a budget of
+ * loop steps and of cost (cel-budget.ts), and every evaluation error is
  * caught and returned as a value, never thrown.
  */
 
@@ -36,15 +40,15 @@ export interface CelLimits {
    * no static bound can see.
    */
   readonly maxLoopSteps: number;
+  /**
+   * Most cost of one evaluation, in units of about a nanosecond of work:
+   * every call, loop step and list element, and text by its length
+   * (cel-budget.ts). It bounds time and memory alike.
+   */
+  readonly maxCost: number;
 }
 
-export const defaultCelLimits: CelLimits = { maxLength: 2048, maxNodes: 400, maxDepth: 32, maxComprehensionNesting: 2, maxLoopSteps: 100_000 };
-
-/** The function every comprehension's loop condition is wrapped in (a name no expression can write): counts steps. */
-const STEP = '@step';
-/** Loop steps left in the evaluation under way; evaluation is synchronous, so one counter serves every program. */
-let stepsLeft = Number.POSITIVE_INFINITY;
-let stepLimit = 0;
+export const defaultCelLimits: CelLimits = { maxLength: 2048, maxNodes: 400, maxDepth: 32, maxComprehensionNesting: 2, maxLoopSteps: 100_000, maxCost: 100_000_000 };
 
 /** A compiled expression: plan once, run per node. */
 export interface CelProgram {
@@ -94,14 +98,11 @@ function cel(): Cel {
   const require = createRequire(import.meta.url);
   const lib = require('@bufbuild/cel') as CelLib;
   const { strings } = require('@bufbuild/cel/ext') as typeof CelExt;
-  const { celEnv, celFunc, CelScalar, mapType } = lib;
+  const re2 = require('@bufbuild/re2') as typeof Re2;
+  const { celEnv, CelScalar, mapType } = lib;
   const dynMap = mapType(CelScalar.STRING, CelScalar.DYN);
-  const step = celFunc(STEP, [CelScalar.BOOL], CelScalar.BOOL, (cond: boolean) => {
-    if (--stepsLeft < 0) throw new Error(`evaluation stopped after more than ${stepLimit} loop steps (the limit)`);
-    return cond;
-  });
   const env = celEnv({
-    funcs: [...strings, step],
+    funcs: budgetedFunctions(lib, strings, re2),
     variables: {
       id: CelScalar.STRING,
       type: CelScalar.STRING,
@@ -114,6 +115,12 @@ function cel(): Cel {
   loaded = { lib, env, functionNames: new Set([...env.funcs].map((f) => f.name)) };
   return loaded;
 }
+const OVERRUN: Readonly<Record<Overrun['kind'], (limits: CelLimits) => string>> = {
+  steps: (limits) => `evaluation stopped after more than ${limits.maxLoopSteps} loop steps (the limit)`,
+  cost: (limits) => `evaluation stopped at its cost budget (${limits.maxCost} units, about ${limits.maxCost / 1e9} s of work)`,
+  time: () => `evaluation stopped after ${MAX_EVALUATION_MS / 1000} s (the time limit)`,
+};
+
 /** Type names that CEL lets an expression use as values, for `type(x) == int`. */
 const TYPE_IDENTS: ReadonlySet<string> = new Set(['int', 'uint', 'double', 'bool', 'string', 'bytes', 'list', 'map', 'null_type', 'type', 'dyn']);
 const VARIABLES: ReadonlySet<string> = new Set(CEL_VARIABLES);
@@ -159,7 +166,7 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
   }
   const notBool = visibleNonBool(parsed.expr);
   if (notBool !== undefined) return { ok: false, message: `expression yields ${notBool}, not a bool`, ...at(parsed.expr.id) };
-  countLoopSteps(parsed.expr);
+  instrument(parsed.expr);
   let evaluate: (ctx: CelActivation) => unknown;
   try {
     evaluate = cel().lib.plan(cel().env, parsed) as (ctx: CelActivation) => unknown;
@@ -175,15 +182,21 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
     wholeSpecField: wholeSpecField(parsed.expr),
     run(activation) {
       let value: unknown;
-      stepsLeft = limits.maxLoopSteps;
-      stepLimit = limits.maxLoopSteps;
+      let thrown: unknown;
+      startMeter(limits.maxCost, limits.maxLoopSteps);
       try {
         value = evaluate(activation);
       } catch (err) {
-        return { status: 'error', message: errorMessage(err) };
-      } finally {
-        stepsLeft = Number.POSITIVE_INFINITY;
+        thrown = err;
       }
+      // Over budget, the value does not count, whatever it is: `||` may have absorbed the error.
+      const overrun = stopMeter();
+      if (overrun !== undefined) {
+        const where = overrun.exprId === undefined ? undefined : positions[overrun.exprId.toString()];
+        const place = where === undefined ? '' : (({ line, col }) => ` at ${line}:${col} of the expression`)(lineCol(source, where));
+        return { status: 'error', message: `${OVERRUN[overrun.kind](limits)}${place}` };
+      }
+      if (thrown !== undefined) return { status: 'error', message: errorMessage(thrown) };
       if (cel().lib.isCelError(value)) return { status: 'error', message: value.message };
       if (typeof value !== 'boolean') return { status: 'error', message: `expression yields ${describe(value)}, not a bool` };
       return { status: 'value', value };
@@ -193,43 +206,63 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
 }
 
 /**
- * Wraps every comprehension's loop condition in {@link STEP}, which counts
- * one step per iteration and fails the evaluation past the budget
- * (@bufbuild/cel has no cost budget of its own). Done on the parsed tree,
- * after the static checks and before planning.
+ * Instruments comprehensions for the evaluation budget (cel-budget.ts), on
+ * the parsed tree, after the static checks and before planning: the loop
+ * condition is wrapped in {@link STEP} (one step per iteration), the range
+ * in {@link RANGE} (iterating copies it), and the `@result + [x]` of `map`
+ * and `filter` becomes {@link APPEND}. The planner reads only id and
+ * exprKind: plain objects of that shape are enough.
  */
-function countLoopSteps(e: Expr | undefined): void {
+function instrument(e: Expr | undefined): void {
   if (e === undefined) return;
   const kind = e.exprKind;
   switch (kind.case) {
     case 'selectExpr':
-      countLoopSteps(kind.value.operand);
+      instrument(kind.value.operand);
       return;
-    case 'callExpr':
-      countLoopSteps(kind.value.target);
-      for (const a of kind.value.args) countLoopSteps(a);
+    case 'callExpr': {
+      const call = kind.value;
+      instrument(call.target);
+      for (const a of call.args) instrument(a);
       return;
+    }
     case 'listExpr':
-      for (const el of kind.value.elements) countLoopSteps(el);
+      for (const el of kind.value.elements) instrument(el);
       return;
     case 'structExpr':
       for (const entry of kind.value.entries) {
-        if (entry.keyKind.case === 'mapKey') countLoopSteps(entry.keyKind.value);
-        countLoopSteps(entry.value);
+        if (entry.keyKind.case === 'mapKey') instrument(entry.keyKind.value);
+        instrument(entry.value);
       }
       return;
     case 'comprehensionExpr': {
       const c = kind.value;
-      for (const part of [c.iterRange, c.accuInit, c.loopCondition, c.loopStep, c.result]) countLoopSteps(part);
-      const cond = c.loopCondition;
-      if (cond !== undefined) {
-        // The planner reads only id and exprKind: a plain object of that shape is enough.
-        c.loopCondition = { id: cond.id, exprKind: { case: 'callExpr', value: { function: STEP, args: [cond], target: undefined } } } as unknown as Expr;
-      }
+      for (const part of [c.iterRange, c.accuInit, c.loopCondition, c.loopStep, c.result]) instrument(part);
+      if (c.loopCondition !== undefined) c.loopCondition = callOf(STEP, c.loopCondition);
+      if (c.iterRange !== undefined) c.iterRange = callOf(RANGE, c.iterRange);
+      appendInPlace(c.loopStep, c.accuVar);
       return;
     }
     default:
       return;
+  }
+}
+
+function callOf(fn: string, arg: Expr): Expr {
+  return { id: arg.id, exprKind: { case: 'callExpr', value: { function: fn, args: [arg], target: undefined } } } as unknown as Expr;
+}
+
+/** `accu + [x]` (map) or `cond ? accu + [x] : accu` (filter, map with a filter): the append becomes {@link APPEND}. */
+function appendInPlace(step: Expr | undefined, accu: string): void {
+  if (step?.exprKind.case !== 'callExpr') return;
+  const call = step.exprKind.value;
+  if (call.function === '_?_:_') {
+    appendInPlace(call.args[1], accu);
+    return;
+  }
+  const [left, right] = call.args;
+  if (call.function === '_+_' && left?.exprKind.case === 'identExpr' && left.exprKind.value.name === accu && right?.exprKind.case === 'listExpr') {
+    call.function = APPEND;
   }
 }
 
