@@ -13,7 +13,13 @@ import type { Framework, Level, PolicySpec, SeverityMap } from './schema.ts';
 export type CheckBody =
   | { readonly kind: 'naming'; readonly field: string; readonly pattern: NamePattern }
   | { readonly kind: 'required-label'; readonly key: string; readonly pattern: LinearRegex | undefined }
-  | { readonly kind: 'rule'; readonly when: CelProgram | undefined; readonly require: CelProgram };
+  | {
+      readonly kind: 'rule';
+      readonly when: CelProgram | undefined;
+      readonly require: CelProgram;
+      /** Where each expression is written, for an error in evaluating it. */
+      readonly at: { readonly when: SourceLocation; readonly require: SourceLocation };
+    };
 
 /** One rule of a policy, compiled: patterns and CEL programs built once. */
 export interface CompiledCheck {
@@ -199,7 +205,7 @@ export function compilePolicySpec(
       types: r.types === undefined ? undefined : new Set(r.types),
       severity: r.severity,
       frameworks: r.frameworks,
-      body: { kind: 'rule', when, require },
+      body: { kind: 'rule', when, require, at: { when: at([...path, 'when']), require: at([...path, 'require']) } },
     });
   });
 

@@ -498,13 +498,13 @@ function judge(check: CompiledCheck, spec: InfraNodeSpec, decl: NodeDeclaration,
         const unknown = runtimeFieldRead(body.when, runtimeFields);
         if (unknown !== undefined) return atRunTime('when', unknown);
         const w = body.when.run(activation());
-        if (w.status === 'error') return ruleError('when', body.when, w.message);
+        if (w.status === 'error') return ruleError('when', body.when, body.at.when, w.message);
         if (!w.value) return { status: 'pass' };
       }
       const unknown = runtimeFieldRead(body.require, runtimeFields);
       if (unknown !== undefined) return atRunTime('require', unknown);
       const r = body.require.run(activation());
-      if (r.status === 'error') return ruleError('require', body.require, r.message);
+      if (r.status === 'error') return ruleError('require', body.require, body.at.require, r.message);
       if (r.value) return { status: 'pass' };
       return { status: 'fail', kind: 'rule', message: `${check.description} (require: ${body.require.source})`, path: body.require.focus };
     }
@@ -531,7 +531,12 @@ function atRunTime(what: string, field: string): CheckOutcome {
   return { status: 'fail', kind: 'rule-error', message: `${what} cannot be evaluated: ${formatPath(path)} is set by a reference, known only at run time; the rule counts as broken`, path };
 }
 
-/** A rule that cannot be evaluated fails closed: it counts as broken, at its own level. */
-function ruleError(field: 'when' | 'require', program: CelProgram, message: string): CheckOutcome {
-  return { status: 'fail', kind: 'rule-error', message: `${field} could not be evaluated (${message}); the rule counts as broken`, path: program.focus };
+/**
+ * A rule that cannot be evaluated fails closed: it counts as broken, at its
+ * own level. The finding is at the node; the message says where the
+ * expression is written.
+ */
+function ruleError(field: 'when' | 'require', program: CelProgram, at: SourceLocation, message: string): CheckOutcome {
+  const where = `${at.file}:${at.line}:${at.col}`;
+  return { status: 'fail', kind: 'rule-error', message: `${field} (${where}) could not be evaluated (${message}); the rule counts as broken`, path: program.focus };
 }

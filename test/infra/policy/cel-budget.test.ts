@@ -6,6 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { compileCel, defaultCelLimits, toCelValue } from '../../../src/infra/policy/index.ts';
 import type { CelActivation, CelOutcome } from '../../../src/infra/policy/index.ts';
 import { lastCost } from '../../../src/infra/policy/cel-budget.ts';
+import { compileTexts, goalYaml, policyYaml } from './helpers.ts';
+import type { NodeInput } from './helpers.ts';
 
 // Issue 6: "evaluation cost is bounded". The only bound was a count of loop steps, and @bufbuild/cel's
 // functions are not bounded at all: its `replace` rebuilds the string for every match, so five chained
@@ -82,6 +84,48 @@ describe('the audit’s rules stop at the cost budget: an error, not a hang or a
     const keys = Object.fromEntries(Array.from({ length: 200_000 }, (_, i) => [`k${i}`, i]));
     const out = evaluate('spec.list.all(x, spec.keys[x] == 1)', { list: Array.from({ length: 100_000 }, (_, i) => i), keys });
     expect(out).toEqual({ status: 'error', message: expect.stringContaining('evaluation stopped after 1 s (the time limit)') });
+  });
+});
+
+describe('in the engine, a rule over its budget is a rule error at the node, naming the rule and where it is written', () => {
+  // The audit's three rules, each on its own node: fail closed at the rule's level (high in prod:
+  // the node is held), the other nodes judged as ever.
+  const policy = policyYaml({
+    blockAt: 'high',
+    rules: [
+      { id: 'chained-replace', description: 'Chained replaces.', types: ['local.file'], when: "spec.path == 'a.conf'", require: chained(6), severity: { default: 'medium', prod: 'high' } },
+      {
+        id: 'split-map',
+        description: 'A split in a map.',
+        types: ['local.file'],
+        when: "spec.path == 'b.conf'",
+        require: `'${a250}'.replace('a','${a100}').split('').map(c, '${a250}'.replace('a','${a100}').split('')).size() > 0`,
+        severity: { default: 'medium', prod: 'high' },
+      },
+      { id: 'no-password', description: 'No password in files.', types: ['local.file'], require: "!spec.content.replace(' ', '').lowerAscii().contains('password=')", severity: { default: 'medium', prod: 'high' } },
+    ],
+  });
+  const file = (id: string, content: string): NodeInput => ({ id, type: 'local.file', spec: { path: `${id}.conf`, content } });
+  const nodes = [file('a', 'x'), file('b', 'x'), file('c', spaces(4_000_000)), file('d', 'fine')];
+
+  it.each([
+    { env: 'prod', severity: 'error', gated: ['a', 'b', 'c'] },
+    { env: 'dev', severity: 'warning', gated: [] },
+  ])('in $env', ({ env, severity, gated }) => {
+    const { result, engine } = compileTexts({ 'policy.yaml': policy, 'goal.yaml': goalYaml({ environment: env, nodes }) });
+    expect(result.diagnostics.filter((d) => d.code !== 'rule-error')).toEqual([]);
+    const where = { 'chained-replace': 'policy.yaml:13:16', 'split-map': 'policy.yaml:24:16', 'no-password': 'policy.yaml:43:16' } as const;
+    expect(engine.findings().map((f) => [f.node, f.rule, f.kind])).toEqual([
+      ['a', 'chained-replace', 'rule-error'],
+      ['b', 'split-map', 'rule-error'],
+      ['c', 'no-password', 'rule-error'],
+    ]);
+    for (const f of engine.findings()) {
+      expect(f.message).toContain(`require (${where[f.rule as keyof typeof where]}) could not be evaluated (evaluation stopped at its cost budget`);
+    }
+    // At the node: the goal file's line of each.
+    expect(result.diagnostics.map((d) => `${d.file} ${d.severity} ${d.code}`)).toEqual(Array(3).fill(`goal.yaml ${severity} rule-error`));
+    expect([...result.gates.keys()]).toEqual(gated);
   });
 });
 
