@@ -115,6 +115,14 @@ function cel(): Cel {
   loaded = { lib, env, functionNames: new Set([...env.funcs].map((f) => f.name)) };
   return loaded;
 }
+/**
+ * Overruns of one expression in one compile after which it is no longer evaluated there, failing
+ * closed at once for the remaining nodes: each evaluation is bounded (about 0.1 s, 1 s at most), but
+ * a rule that overruns on every node of thousands would still hold a compile, or a daemon's reload,
+ * for minutes.
+ */
+const OVERRUNS_PER_COMPILE = 3;
+
 const OVERRUN: Readonly<Record<Overrun['kind'], (limits: CelLimits) => string>> = {
   steps: (limits) => `evaluation stopped after more than ${limits.maxLoopSteps} loop steps (the limit)`,
   cost: (limits) => `evaluation stopped at its cost budget (${limits.maxCost} units, about ${limits.maxCost / 1e9} s of work)`,
@@ -174,6 +182,8 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
     return { ok: false, message: errorMessage(err), line: 1, col: 1 };
   }
   const only = focus.size === 1 ? [...focus][0]! : undefined;
+  // A program lives for one compile of the goal set: past OVERRUNS_PER_COMPILE overruns, it is not run again in it.
+  let overruns = 0;
   const program: CelProgram = {
     source,
     focus: only === undefined ? undefined : (JSON.parse(only) as PathKey[]),
@@ -181,6 +191,9 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
     readsWholeSpec: specReads.whole,
     wholeSpecField: wholeSpecField(parsed.expr),
     run(activation) {
+      if (overruns >= OVERRUNS_PER_COMPILE) {
+        return { status: 'error', message: `not evaluated: it went over its budget on ${OVERRUNS_PER_COMPILE} nodes already in this compile` };
+      }
       let value: unknown;
       let thrown: unknown;
       startMeter(limits.maxCost, limits.maxLoopSteps);
@@ -192,6 +205,7 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
       // Over budget, the value does not count, whatever it is: `||` may have absorbed the error.
       const overrun = stopMeter();
       if (overrun !== undefined) {
+        overruns++;
         const where = overrun.exprId === undefined ? undefined : positions[overrun.exprId.toString()];
         const place = where === undefined ? '' : (({ line, col }) => ` at ${line}:${col} of the expression`)(lineCol(source, where));
         return { status: 'error', message: `${OVERRUN[overrun.kind](limits)}${place}` };

@@ -75,6 +75,24 @@ describe('the audit’s rules stop at the cost budget: an error, not a hang or a
     expect(r.program.run(activation({ content: 'PASSWORD = x' }))).toEqual({ status: 'value', value: false });
   });
 
+  // Each evaluation is bounded, but a rule over its budget on each of thousands of nodes would still
+  // hold a compile (a daemon's reload) for minutes: after three overruns it is no longer run in that compile.
+  it('a program over its budget three times is not run again: the rest fail closed at once', () => {
+    const source = "!spec.content.replace(' ', '').lowerAscii().contains('password=')";
+    const r = compileCel(source);
+    if (!r.ok) throw new Error(r.message);
+    const heavy = activation({ content: spaces(4_000_000) });
+    for (let i = 0; i < 3; i++) expect(r.program.run(heavy)).toEqual(overBudget);
+    const skipped = { status: 'error', message: 'not evaluated: it went over its budget on 3 nodes already in this compile' };
+    expect(r.program.run(heavy)).toEqual(skipped);
+    // Even on a node it could have judged: a broken rule fails closed.
+    expect(r.program.run(activation({ content: 'fine' }))).toEqual(skipped);
+    // The next compile (a reload of the goals) evaluates it afresh.
+    const again = compileCel(source);
+    if (!again.ok) throw new Error(again.message);
+    expect(again.program.run(activation({ content: 'fine' }))).toEqual({ status: 'value', value: true });
+  });
+
   it('an error that `||` would absorb still stops the evaluation: its value does not count', () => {
     expect(evaluate(`true || ${chained(6)}`)).toEqual({ status: 'value', value: true });
     expect(evaluate(`${chained(6)} || true`)).toEqual(overBudget);
