@@ -90,7 +90,7 @@ const WRITE_PARALLELISM = 16;
  * OBSERVE_CHUNK nodes; writes: between waves, `ensureBatch`), well under the open-files limit a
  * service is commonly given (1,024).
  */
-const PINS_HELD = 128;
+export const PINS_HELD = 128;
 
 /** What the nodes of one `createMany`/`updateMany` share: confinement memo, the parents already made, the staged file writes. */
 interface WriteBatch {
@@ -188,14 +188,19 @@ export class LocalBackend implements InfraBackend {
         }
       }
     }
-    const rest = await mapLimit(large, OBSERVE_PARALLELISM, async ({ node, at }): Promise<Observation> => {
-      try {
-        return await this.observeOne(localSpec(node), at, confiner, memoOf(node.id), now);
-      } catch (err) {
-        return failed(node, err);
-      }
-    });
-    large.forEach(({ node }, i) => results.set(node.id, rest[i] as Observation));
+    // The large files, read through the thread pool, in slices of PINS_HELD: each slice's pins let go after it.
+    for (let start = 0; start < large.length; start += PINS_HELD) {
+      confiner.close();
+      const slice = large.slice(start, start + PINS_HELD);
+      const rest = await mapLimit(slice, OBSERVE_PARALLELISM, async ({ node, at }): Promise<Observation> => {
+        try {
+          return await this.observeOne(localSpec(node), at, confiner, memoOf(node.id), now);
+        } catch (err) {
+          return failed(node, err);
+        }
+      });
+      slice.forEach(({ node }, i) => results.set(node.id, rest[i] as Observation));
+    }
     if (throughLink) this.sharedFiles(nodes, confiner, results);
     return results;
   }

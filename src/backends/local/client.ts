@@ -193,7 +193,8 @@ export class Confiner {
   reading(at: NodePath): IoPath | undefined {
     const dir = at.dir;
     if (this.pins === undefined || this.sealed(dir)) return { real: at.real, io: at.real, pinned: false };
-    if (lstatSync(dir, { throwIfNoEntry: false }) === undefined) return undefined;
+    // Pinned already: there (the fd holds it, wherever it went). Else an lstat tells a missing directory from one to pin.
+    if (!this.pins.has(dir) && lstatSync(dir, { throwIfNoEntry: false }) === undefined) return undefined;
     return this.io(at);
   }
 

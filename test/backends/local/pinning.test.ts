@@ -2,7 +2,10 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Confiner, ensureParent, inspectNode, inspectNodeSync, removeEntry, setAttributes, writeFileAtomic, writeSymlinkAtomic } from '../../../src/backends/local/client.ts';
+import { PINS_HELD } from '../../../src/backends/local/backend.ts';
+import { Confiner, ensureParent, inspectNode, inspectNodeSync, removeEntry, setAttributes, SYNC_READ_LIMIT, writeFileAtomic, writeSymlinkAtomic } from '../../../src/backends/local/client.ts';
+import { OBSERVE_PARALLELISM } from '../../../src/backends/local/config.ts';
+import { fileNode, opCtx, useSandbox } from './helpers.ts';
 import type { ReadPolicy } from '../../../src/backends/local/client.ts';
 import { sha256 } from '../../../src/runtime/index.ts';
 
@@ -157,5 +160,35 @@ describe.skipIf(process.platform !== 'linux')('a pinning confiner: calls reach t
     expect(confiner.reading(gone)).toBeUndefined();
     expect(inspectNodeSync(confiner, gone)).toEqual({ kind: 'missing' });
     confiner.close();
+  });
+});
+
+// Files too large to read synchronously are read through the thread pool after the chunks: their
+// directories were pinned until the observation ended, one fd each (EMFILE under a service's limit).
+describe.skipIf(process.platform !== 'linux')('an observation of large files in directories others may write in', () => {
+  const sb = useSandbox();
+
+  it('holds no more pinned fds than a slice of them at a time', async () => {
+    const content = 'x'.repeat(SYNC_READ_LIMIT + 1024);
+    const nodes = Array.from({ length: 300 }, (_, i) => fileNode(`f${i}`, `home${i}/big`, content));
+    for (let i = 0; i < nodes.length; i++) {
+      mkdirSync(join(sb.root, `home${i}`), { recursive: true });
+      chmodSync(join(sb.root, `home${i}`), 0o777);
+      writeFileSync(join(sb.root, `home${i}`, 'big'), content);
+    }
+    const fds = (): number => readdirSync('/proc/self/fd').length;
+    const before = fds();
+    let most = before;
+    const sampler = setInterval(() => (most = Math.max(most, fds())), 0);
+    let observed;
+    try {
+      observed = await sb.backend.observe(nodes, opCtx());
+    } finally {
+      clearInterval(sampler);
+    }
+    expect([...observed.values()].filter((o) => o.status !== 'upToDate')).toEqual([]);
+    // A slice's pins and the reads in flight; 300 pins (and more) without the slices.
+    expect(most - before).toBeLessThan(PINS_HELD + OBSERVE_PARALLELISM + 16);
+    expect(fds()).toBe(before);
   });
 });
