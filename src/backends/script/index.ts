@@ -283,7 +283,10 @@ export class ScriptProvisioner implements ResourceProvisioner {
     const shortfall = shortfallOf(shortHash(script.hash), verb, seen, node.settings.ignoreFields);
     this.record(script, node, verb, outcome, grantId, shortfall === undefined ? { counted: true } : { failure: shortfall.message }, ctx);
     this.record(script, node, 'read', read, null, readRun, ctx);
-    if (shortfall !== undefined) throw new FaultError(shortfall);
+    // A create that exited 0 may have made its resource, found by outputs that are not recorded with a
+    // failure: it stays pending (`cutShort`), and the next read is told it was interrupted, never
+    // answered "absent" and created a second time.
+    if (shortfall !== undefined) throw new FaultError(verb === 'create' ? { ...shortfall, cutShort: true } : shortfall);
     // Done: no other approval of this node's is left open for a later change to take.
     this.settle(script, node, ctx);
     return outputs;

@@ -64,9 +64,9 @@ export async function observe(b: InfraBackend, n: BackendNode): Promise<Observat
   return (await b.observe([n], opContext())).get(n.id)!;
 }
 
-export function faultOf(r: ProvisionResult | Observation): { class: string; code: string | undefined; message: string } {
+export function faultOf(r: ProvisionResult | Observation): { class: string; code: string | undefined; message: string; cutShort: true | undefined } {
   if (r.status !== 'failed') throw new Error(`expected a failure, got ${JSON.stringify(r)}`);
-  return { class: r.fault.class, code: r.fault.code, message: r.fault.message };
+  return { class: r.fault.class, code: r.fault.code, message: r.fault.message, cutShort: r.fault.cutShort };
 }
 
 export function heldReason(r: Observation): string {

@@ -306,6 +306,8 @@ describe('a misbehaving generated script is recorded and surfaces as a classifie
       const f = faultOf(r);
       expect(f).toMatchObject(want);
       expect(f.message).toMatch(message);
+      // A create that exited 0 stays pending: the next read is told it was interrupted (never a second create).
+      expect(f.cutShort).toBe(verb === 'create' ? true : undefined);
       expect(p.store.artifacts.runs(hash).findLast((run) => run.action === verb)).toMatchObject({ outcome: 'failure', counted: true, exitCode: 0, detail: f.message });
     }
     expect(p.store.artifacts.tally(hash)).toEqual({ successes: 0, failures: 3 });
