@@ -4,19 +4,26 @@ import { existsSync, readFileSync } from 'node:fs';
  * Whether process `pid` runs: one of another user's counts (EPERM); a zombie does not. A zombie has
  * exited and only waits for its parent to reap it, which may take a while (a parent that does not wait,
  * a container's pid 1): whatever it held or was writing, it has let go. Where there is no /proc (not
- * Linux), that the pid exists is all that can be told.
+ * Linux), or /proc hides the process (another user's, under hidepid), that the pid exists is all that
+ * can be told.
  */
 export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    // EPERM: the process exists but belongs to someone else.
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
+  if (!exists(pid)) return false;
   const stat = processStat(pid);
   if (stat !== undefined) return stat.state !== 'Z';
-  // No stat: gone since the signal (with a /proc), or nothing to read it from.
-  return !hasProc();
+  // No stat: nothing to read it from (no /proc), or another user's process that /proc hides from us
+  // (mounted hidepid=1 or 2), or gone since the signal. Only the last is not alive: asked again.
+  return !hasProc() || exists(pid);
+}
+
+/** Whether a process `pid` exists, zombies included: one of another user's does (EPERM). */
+function exists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 let procSeen: boolean | undefined;
