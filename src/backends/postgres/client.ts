@@ -242,8 +242,9 @@ export class PgClient {
       connectionTimeoutMillis: this.config.connectTimeout,
       // The server ends a statement stuck behind another session's lock, or running on: a one-shot apply
       // waited for ever behind an open ALTER ROLE, and its statement stayed waiting after it was killed.
-      lock_timeout: this.config.lockTimeout,
-      statement_timeout: this.config.statementTimeout,
+      // Startup parameters: 0 sends none (a pooler such as PgBouncer refuses them unless told to ignore them).
+      ...(this.config.lockTimeout > 0 ? { lock_timeout: this.config.lockTimeout } : {}),
+      ...(this.config.statementTimeout > 0 ? { statement_timeout: this.config.statementTimeout } : {}),
       keepAlive: true,
       application_name: 'desiredstate',
       // A commit lost in a server crash is found absent by the next observe and made again.

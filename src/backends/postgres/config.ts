@@ -2,6 +2,9 @@ import { z } from 'zod';
 import { secretRefSchema } from '../../infra/index.ts';
 import { durationOrMsSchema, once } from '../../runtime/index.ts';
 
+/** A server-side timeout: a duration or milliseconds, or 0 (the server's own setting: nothing is sent). */
+const serverTimeoutSchema = z.union([z.literal(0), durationOrMsSchema]);
+
 export const SSL_MODES = ['disable', 'prefer', 'require', 'verify-full'] as const;
 export type SslMode = (typeof SSL_MODES)[number];
 
@@ -27,14 +30,16 @@ export const postgresConfigSchema = once(() =>
     connectTimeout: durationOrMsSchema
       .default(5_000)
       .describe('How long to wait for a connection: a duration such as "5s", or milliseconds.'),
-    lockTimeout: durationOrMsSchema
+    lockTimeout: serverTimeoutSchema
       .default(10_000)
       .describe(
-        "How long a statement waits for a lock another session holds (an open transaction that altered the role) before the server gives up on it: a transient fault, retried. A duration such as \"10s\", or milliseconds.",
+        "How long a statement waits for a lock another session holds (an open transaction that altered the role) before the server gives up on it: a transient fault, retried. A duration such as \"10s\", or milliseconds; 0 sends none (a pooler such as PgBouncer refuses it as a startup parameter unless told to ignore it).",
       ),
-    statementTimeout: durationOrMsSchema
+    statementTimeout: serverTimeoutSchema
       .default(600_000)
-      .describe('How long one statement may run before the server cancels it (a CREATE DATABASE copying a large template takes a while): a duration such as "10m", or milliseconds.'),
+      .describe(
+        'How long one statement may run before the server cancels it (a CREATE DATABASE copying a large template takes a while): a duration such as "10m", or milliseconds; 0 sends none (as lockTimeout).',
+      ),
     poolSize: z.number().int().min(1).max(100).default(5).describe('Connections per database pool.'),
     synchronousCommit: z
       .boolean()

@@ -195,4 +195,27 @@ describe("a statement behind another session's lock", () => {
     expect(await backend({ lockTimeout: '1s' }).update(node, diffs, ctx())).toMatchObject({ status: 'done' });
     expect(await server.sql("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'sf_locked'")).toEqual([{ rolcanlogin: true }]);
   }, 90_000);
+
+  // A pooler such as PgBouncer refuses lock_timeout and statement_timeout as startup parameters unless
+  // told to ignore them: 0 sends none, and the server's own setting (here the role's) applies.
+  it('0 sends no timeout: the setting the server has for the role applies', async () => {
+    await server.sql('CREATE ROLE sf_locked0 NOLOGIN');
+    const node = pgNode('locked0', 'postgres.role', { name: 'sf_locked0', login: true });
+    const diffs = [{ path: 'login', desired: true, actual: false }];
+    const other = await server.client();
+    await server.sql(`ALTER ROLE ${server.user} SET lock_timeout = '1500ms'`);
+    try {
+      await other.query('BEGIN');
+      await other.query('ALTER ROLE sf_locked0 CONNECTION LIMIT 3');
+      const ctx = { ...opContext(captureLogger().log), signal: AbortSignal.timeout(6_000) };
+      // The role's 1.5 s, not the default lockTimeout's 10 s (which the signal would end first, "aborted").
+      expect(await backend({ lockTimeout: 0, statementTimeout: 0 }).update(node, diffs, ctx)).toMatchObject({ status: 'failed', fault: { code: '55P03' } });
+    } finally {
+      await other.query('ROLLBACK');
+      await other.end();
+      await server.sql(`ALTER ROLE ${server.user} RESET lock_timeout`);
+    }
+    expect(postgresConfigSchema().parse({ host: 'h', lockTimeout: 0, statementTimeout: 0 })).toMatchObject({ lockTimeout: 0, statementTimeout: 0 });
+    expect(() => postgresConfigSchema().parse({ host: 'h', lockTimeout: -1 })).toThrow();
+  }, 60_000);
 });
