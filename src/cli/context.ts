@@ -6,7 +6,7 @@ import type PinoPretty from 'pino-pretty';
 import type { Logger } from 'pino';
 import { DesiredStateError, ErrorCodes, errorMessage, formatDiagnostic, makeDirectories, parseDuration, replaceFile, sha256, SqliteStateStore, stableStringify } from '../runtime/index.ts';
 import type { Diagnostic } from '../runtime/index.ts';
-import { BackendRegistry, CelPolicyEngine, InfraNodeProvisioner } from '../infra/index.ts';
+import { BackendRegistry, CelPolicyEngine, evaluationTimeouts, InfraNodeProvisioner } from '../infra/index.ts';
 import type { InfraBackend } from '../infra/index.ts';
 import { builtinBackendFactories } from '../backends/index.ts';
 import { loadGoalSet } from './load.ts';
@@ -170,8 +170,12 @@ export async function compileGoalsCached(ctx: CliContext, options: { applied: bo
     if (options.applied) keepAsLastGood(ctx.stateDir);
     return cached;
   }
+  const timeouts = evaluationTimeouts();
   const loaded = await compileGoals(ctx, 'hold');
-  if (key !== undefined && loaded.result.graph !== undefined) {
+  // A policy rule stopped by its time limit (not its cost) gave a verdict of this hour's load: not kept.
+  const settled = evaluationTimeouts() === timeouts;
+  if (!settled) ctx.log.debug('a policy rule reached its time limit: the compiled goals are not stored (the next command compiles again)');
+  if (key !== undefined && loaded.result.graph !== undefined && settled) {
     makeStateDir(ctx);
     if (!writeCompiledGoals(ctx.stateDir, key, goalSetScope(scope), loaded)) ctx.log.debug('could not store the compiled goals (the next command compiles again)');
     else if (options.applied) keepAsLastGood(ctx.stateDir);

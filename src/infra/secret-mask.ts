@@ -316,8 +316,9 @@ export class SecretMask {
    * stored, shown by `status` and handed to dependents, and a secret is never stored; a command may
    * well print one (the password it was handed, a URL holding it, its token). Only secrets, not the
    * values that may be (`fromEnv`'s long values under ordinary names): outputs are data that
-   * dependents read, and blotting a region or a URL out of them because an allowlisted variable
-   * happens to hold it would break them, where in a message it only hides a word. Whole values only,
+   * dependents read, and blotting a region or a whole URL out of them because an allowlisted variable
+   * happens to hold it would break them, where in a message it only hides a word (what looks like a
+   * secret inside one is masked, though: a URL's password, `password=…`; see below). Whole values only,
    * not what is left of one at a `…` (`text`'s `cutShort`): an output is not an excerpt we cut, and
    * a `…` in it is the program's own. A dependent that references a masked output gets the mask: one
    * that needs the secret takes it from a secret reference of its own. Deterministic, so outputs

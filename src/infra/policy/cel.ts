@@ -123,6 +123,17 @@ function cel(): Cel {
  */
 const OVERRUNS_PER_COMPILE = 3;
 
+let timeOverruns = 0;
+
+/**
+ * How many evaluations in this process so far were stopped by the time limit, not by their cost: a
+ * compile during which this grew depends on the machine's load, not only on its goals, and is not
+ * kept in the compiled-goal cache (the next command compiles again).
+ */
+export function evaluationTimeouts(): number {
+  return timeOverruns;
+}
+
 const OVERRUN: Readonly<Record<Overrun['kind'], (limits: CelLimits) => string>> = {
   steps: (limits) => `evaluation stopped after more than ${limits.maxLoopSteps} loop steps (the limit)`,
   cost: (limits) => `evaluation stopped at its cost budget (${limits.maxCost} units, about ${limits.maxCost / 1e9} s of work)`,
@@ -182,7 +193,7 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
     return { ok: false, message: errorMessage(err), line: 1, col: 1 };
   }
   const only = focus.size === 1 ? [...focus][0]! : undefined;
-  // A program lives for one compile of the goal set: past OVERRUNS_PER_COMPILE overruns, it is not run again in it.
+  // A program lives for one compile of the goal set: past OVERRUNS_PER_COMPILE overruns of its cost or steps, it is not run again in it.
   let overruns = 0;
   const program: CelProgram = {
     source,
@@ -205,7 +216,9 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
       // Over budget, the value does not count, whatever it is: `||` may have absorbed the error.
       const overrun = stopMeter();
       if (overrun !== undefined) {
-        overruns++;
+        // Only what the goals decide counts towards the cut-off: a time overrun may be the machine's load.
+        if (overrun.kind === 'time') timeOverruns++;
+        else overruns++;
         const where = overrun.exprId === undefined ? undefined : positions[overrun.exprId.toString()];
         const place = where === undefined ? '' : (({ line, col }) => ` at ${line}:${col} of the expression`)(lineCol(source, where));
         return { status: 'error', message: `${OVERRUN[overrun.kind](limits)}${place}` };

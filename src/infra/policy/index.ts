@@ -8,7 +8,7 @@ export type { CelPolicyEngineOptions } from './engine.ts';
 export type { Finding, FindingKind } from './finding.ts';
 export { findingText } from './finding.ts';
 export { BASELINE_PACK, BUILTIN_PACKS } from './baseline.ts';
-export { CEL_VARIABLES, compileCel, defaultCelLimits, toCelValue } from './cel.ts';
+export { CEL_VARIABLES, compileCel, defaultCelLimits, evaluationTimeouts, toCelValue } from './cel.ts';
 export type { CelActivation, CelCompileResult, CelLimits, CelOutcome, CelProgram } from './cel.ts';
 export { compileNamePattern, escapeRegex, MAX_MATCHED_LENGTH } from './naming.ts';
 export type { LinearRegex, NamePattern, PatternMatcher } from './naming.ts';
