@@ -231,18 +231,24 @@ export class ScriptProvisioner implements ResourceProvisioner {
   /** Runs `read`, records it in the ledger, and returns its stdout or throws its classified fault. */
   private async run(script: ArtifactRecord, node: BackendNode, verb: 'read', grantId: number | null, ctx: OperationContext): Promise<string> {
     const outcome = await this.execute(script, node, verb, execRequest(node.id, inputOf(node.spec.spec), ctx), ctx);
-    let stdout: string;
+    const stdout = this.answer(script, node, verb, outcome, grantId, ctx, () => successOutput(verb, outcome));
+    this.record(script, node, verb, outcome, grantId, { counted: false }, ctx);
+    return stdout;
+  }
+
+  /**
+   * What a run answered, as `parse` reads it; where it cannot (a failed run, malformed output: the
+   * script's failure too, checked before a success is recorded), the failure is recorded and thrown.
+   */
+  private answer<T>(script: ArtifactRecord, node: BackendNode, verb: ScriptVerb, outcome: ProcessOutcome, grantId: number | null, ctx: OperationContext, parse: () => T): T {
     try {
-      // Malformed output is the script's failure too: successOutput checks it, before a success is recorded.
-      stdout = successOutput(verb, outcome);
+      return parse();
     } catch (err) {
       // resourceBackend masks what the call answers; the ledger is written here, so this masks on its own.
       const masked = this.mask.thrown(err);
       this.record(script, node, verb, outcome, grantId, { failure: masked.fault.message }, ctx);
       throw masked;
     }
-    this.record(script, node, verb, outcome, grantId, { counted: false }, ctx);
-    return stdout;
   }
 
   /**
@@ -256,14 +262,7 @@ export class ScriptProvisioner implements ResourceProvisioner {
     const verb = intent.verb;
     const input = inputOf(node.spec.spec);
     const outcome = await this.execute(script, node, verb, execRequest(node.id, input, ctx), ctx);
-    let outputs: Outputs;
-    try {
-      outputs = answered(intent, successOutput(verb, outcome), ctx.outputsOf(node.id));
-    } catch (err) {
-      const masked = this.mask.thrown(err);
-      this.record(script, node, verb, outcome, grantId, { failure: masked.fault.message }, ctx);
-      throw masked;
-    }
+    const outputs = this.answer(script, node, verb, outcome, grantId, ctx, () => answered(intent, successOutput(verb, outcome), ctx.outputsOf(node.id)));
     // Read as the next pass would, with the outputs this run gave (a read may find its resource by them).
     const after = { outputsOf: (id: string) => (id === node.id && verb !== 'delete' ? outputs : ctx.outputsOf(id)) };
     const read = await this.execute(script, node, 'read', execRequest(node.id, input, after), ctx);
