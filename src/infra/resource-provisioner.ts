@@ -24,6 +24,8 @@ export interface ResourceContext extends OperationContext {
    * call returns or throws, outputs included. They are forgotten when the call ends.
    */
   readonly addSecrets: (values: Iterable<string>) => void;
+  /** The call's mask so far (the provisioner's, with what it added): for what the provisioner logs itself. */
+  readonly mask: () => SecretMask;
 }
 
 /**
@@ -113,13 +115,15 @@ export function resourceBackend(id: string, type: string, provisioner: ResourceP
 /** One call's context, and its mask: the provisioner's with the values the call added (read once it has answered). */
 function callContext(ctx: OperationContext, base: SecretMask): { call: ResourceContext; mask: () => SecretMask } {
   const added: string[] = [];
+  const mask = (): SecretMask => (added.length === 0 ? base : base.with(added));
   return {
     call: {
       ...ctx,
       addSecrets: (values) => {
         added.push(...values);
       },
+      mask,
     },
-    mask: () => (added.length === 0 ? base : base.with(added)),
+    mask,
   };
 }

@@ -132,7 +132,7 @@ export function shownSpec(spec: Readonly<Record<string, unknown>>): Readonly<Rec
   const shown: Record<string, unknown> = { ...spec };
   for (const f of fields) {
     const text = shown[f];
-    if (typeof text === 'string') shown[f] = maskSecretLines(text.split('\n')).join('\n');
+    if (typeof text === 'string') shown[f] = maskSecretText(text);
   }
   return shown;
 }

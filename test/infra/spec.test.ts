@@ -22,14 +22,16 @@ describe('infra specs: paths the system cannot name', () => {
   });
 });
 
-// PostgreSQL's CONNECTION LIMIT is a 32-bit integer: a larger one validated and failed at every apply.
-describe('infra specs: numbers PostgreSQL takes', () => {
-  const pg = `apiVersion: desiredstate/v1
+/** A postgres Backend document `pg`, for the goal after it. */
+const pg = `apiVersion: desiredstate/v1
 kind: Backend
 metadata: { name: pg }
 spec: { type: postgres, config: { host: db, user: u, database: d } }
 ---
 `;
+
+// PostgreSQL's CONNECTION LIMIT is a 32-bit integer: a larger one validated and failed at every apply.
+describe('infra specs: numbers PostgreSQL takes', () => {
   it.each([
     { name: 'a role', node: '    - { id: r, type: postgres.role, backend: pg, spec: { name: r, connectionLimit: 3000000000 } }', line: 'goals/test.yaml:11:84: error invalid-value: spec.connectionLimit: a connection limit is at most 2147483647 (-1 for no limit)' },
     { name: 'a database', node: '    - { id: d, type: postgres.database, backend: pg, spec: { name: d, connectionLimit: 2147483648 } }', line: 'goals/test.yaml:11:88: error invalid-value: spec.connectionLimit: a connection limit is at most 2147483647 (-1 for no limit)' },
@@ -41,12 +43,6 @@ spec: { type: postgres, config: { host: db, user: u, database: d } }
 // The encoding was checked against a pattern only: a name no server knows validated and failed at
 // every apply, and a client-only one (SJIS) too, which CREATE DATABASE refuses as "not a valid encoding name".
 describe('infra specs: database encodings', () => {
-  const pg = `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: pg }
-spec: { type: postgres, config: { host: db, user: u, database: d } }
----
-`;
   const node = (encoding: string): string => `    - { id: d, type: postgres.database, backend: pg, spec: { name: d, encoding: "${encoding}" } }\n`;
   it.each([
     { encoding: 'UTF-9', line: 'goals/test.yaml:11:81: error invalid-value: spec.encoding: "UTF-9" is not an encoding PostgreSQL knows: UTF8, LATIN1 … SQL_ASCII, or an alias of one (unicode, ISO-8859-1 …)' },
@@ -63,12 +59,6 @@ spec: { type: postgres, config: { host: db, user: u, database: d } }
 // Memberships PostgreSQL never grants validated, then failed on every pass (one as "unknown", one
 // as a dependency not ready), retried without end.
 describe('infra specs: memberships PostgreSQL refuses', () => {
-  const pg = `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: pg }
-spec: { type: postgres, config: { host: db, user: u, database: d } }
----
-`;
   it.each([
     { name: 'the role itself', memberOf: '[readers, selfish]', line: 'goals/test.yaml:11:93: error invalid-value: spec.memberOf[1]: a role cannot be a member of itself ("selfish")' },
     { name: 'PUBLIC', memberOf: '[public]', line: 'goals/test.yaml:11:84: error invalid-value: spec.memberOf[0]: PUBLIC is not a role one can be a member of: every role holds what is granted to PUBLIC already' },
@@ -81,12 +71,6 @@ spec: { type: postgres, config: { host: db, user: u, database: d } }
 // JavaScript's Date rolls 2030-02-30 over to 2 March: it validated, and the role expired on another day
 // than the one written, where PostgreSQL itself refuses the date.
 describe('infra specs: validUntil on the calendar', () => {
-  const pg = `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: pg }
-spec: { type: postgres, config: { host: db, user: u, database: d } }
----
-`;
   const node = (validUntil: string): string => `    - { id: r, type: postgres.role, backend: pg, spec: { name: r, validUntil: "${validUntil}" } }\n`;
   const at = 'goals/test.yaml:11:79: error invalid-value: spec.validUntil: validUntil is not a valid date';
   it.each([

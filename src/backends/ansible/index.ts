@@ -57,10 +57,10 @@ export class AnsibleProvisioner implements ResourceProvisioner {
     // A playbook given secrets: its diffs are not shown. The values given now are masked in them, but
     // a file's old content in a diff holds the previous value of a rotated secret, which nothing masks.
     const diffs = holdsSecretRef(written.extraVars) ? 'hidden' : 'shown';
-    const { spec, mask } = await this.resolved(written, ctx);
+    const spec = await this.resolved(written, ctx);
     const recorded = ctx.outputsOf(node.id);
     // Task names are templated, so one may quote an extra var (a secret too): never logged unmasked.
-    const tasks = (names: readonly string[]): string[] => names.map((name) => mask.text(name));
+    const tasks = (names: readonly string[]): string[] => names.map((name) => ctx.mask().text(name));
     try {
       const run = await this.run(spec, node, 'check', ctx);
       if (recorded !== undefined) {
@@ -129,25 +129,20 @@ export class AnsibleProvisioner implements ResourceProvisioner {
 
   /** A real run; `diffs`: those an update corrects. */
   private async apply(node: BackendNode, ctx: ResourceContext, diffs?: readonly FieldDiff[]): Promise<Outputs> {
-    const { spec, mask } = await this.resolved(specOf(node), ctx);
+    const spec = await this.resolved(specOf(node), ctx);
     // The paths name tasks (`task:<name>`), which may quote a secret extra var.
-    if (diffs !== undefined) ctx.log.debug({ node: node.id, paths: diffs.map((d) => mask.text(d.path)) }, 'ansible update');
+    if (diffs !== undefined) ctx.log.debug({ node: node.id, paths: diffs.map((d) => ctx.mask().text(d.path)) }, 'ansible update');
     return (await this.run(spec, node, 'apply', ctx)).outputs;
   }
 
   /**
    * The spec with every secret reference in its extra vars (`{ fromEnv }`, `{ fromFile }`, at any depth)
-   * replaced by its value, read now (never at validate or compile time); and the mask of what this call
-   * logs: the backend's, with those values. The values are added to the call's secrets too, so that what
-   * the run answers hides them again.
+   * replaced by its value, read now (never at validate or compile time). The values are added to the
+   * call's secrets, so that what the run answers, and what this logs (`ctx.mask`), hides them again.
    */
-  private async resolved(spec: AnsiblePlaybookSpec, ctx: ResourceContext): Promise<{ spec: AnsiblePlaybookSpec; mask: SecretMask }> {
-    const secrets: string[] = [];
-    const extraVars = (await resolveSecretRefs(spec.extraVars, this.secretSource, (values) => {
-      secrets.push(...values);
-      ctx.addSecrets(values);
-    })) as AnsiblePlaybookSpec['extraVars'];
-    return { spec: { ...spec, extraVars }, mask: secrets.length === 0 ? this.mask : this.mask.with(secrets) };
+  private async resolved(spec: AnsiblePlaybookSpec, ctx: ResourceContext): Promise<AnsiblePlaybookSpec> {
+    const extraVars = (await resolveSecretRefs(spec.extraVars, this.secretSource, ctx.addSecrets)) as AnsiblePlaybookSpec['extraVars'];
+    return { ...spec, extraVars };
   }
 
   private async run(spec: AnsiblePlaybookSpec, node: BackendNode, mode: RunMode, ctx: OperationContext): Promise<PlaybookRun> {

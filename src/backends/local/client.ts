@@ -196,7 +196,7 @@ export class Confiner {
     if (this.pins === undefined || this.sealed(dir)) return at.real;
     // Pinned already: there (the fd holds it, wherever it went). Else an lstat tells a missing directory from one to pin.
     if (!this.pins.has(dir) && lstatSync(dir, { throwIfNoEntry: false }) === undefined) return undefined;
-    return `${this.pinned(dir)}${sep}${basename(at.real)}`;
+    return this.io(at).io;
   }
 
   /** The real directory `dir` (in the root) itself, reached through its own fd when this confiner pins (to list it). */

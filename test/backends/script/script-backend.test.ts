@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CircuitBreaker, decide } from '../../../src/runtime/index.ts';
+import type { BackendNode, InfraBackend } from '../../../src/infra/index.ts';
 import type { Fault } from '../../../src/runtime/index.ts';
 import { faultOf, heldReason, node, observe, opContext, printing, project } from './harness.ts';
 
@@ -17,6 +18,14 @@ function onlyScript(p: ReturnType<typeof project>): string {
   const all = p.store.artifacts.list();
   expect(all).toHaveLength(1);
   return all[0]!.hash;
+}
+
+/** The script `b` generates for `n` (asked by observing it), approved by a reviewer: its hash. */
+async function approvedScript(p: ReturnType<typeof project>, b: InfraBackend, n: BackendNode): Promise<string> {
+  await observe(b, n);
+  const hash = onlyScript(p);
+  p.store.artifacts.review(hash, 'approved', 'ana', null);
+  return hash;
 }
 
 /** Seeds counted successes, as if the script had run that often. */
@@ -41,9 +50,7 @@ describe.skipIf(!hasJq)('gating', () => {
     const p = project();
     const b = p.backend();
     const n = node('motd', FILE_INPUT, 'dev');
-    await observe(b, n);
-    const hash = onlyScript(p);
-    p.store.artifacts.review(hash, 'approved', 'ana', null);
+    const hash = await approvedScript(p, b, n);
     expect(await observe(b, n)).toEqual({ status: 'absent' });
     expect(await b.create(n, opContext())).toEqual({ status: 'done', outputs: { path: 'etc/motd' } });
     expect(readFileSync(join(p.dir, 'root/etc/motd'), 'utf8')).toBe('hello\n');
@@ -60,9 +67,7 @@ describe.skipIf(!hasJq)('gating', () => {
     const p = project();
     const b = p.backend();
     const n = node('motd', FILE_INPUT, 'prod');
-    await observe(b, n);
-    const hash = onlyScript(p);
-    p.store.artifacts.review(hash, 'approved', 'ana', null);
+    const hash = await approvedScript(p, b, n);
     expect(heldReason(await observe(b, n))).toContain(`needs a per-run approval to create motd in prod (trust 0.0500 < 0.94): desiredstate scripts approve-run ${hash.slice(0, 12)} --node motd`);
     // What approve-run answers: the create the pass held.
     expect(p.store.artifacts.openRequest(hash, 'motd')).toMatchObject({ action: 'create' });
@@ -85,9 +90,7 @@ describe.skipIf(!hasJq)('gating', () => {
     const p = project();
     const b = p.backend();
     const n = node('motd', FILE_INPUT, 'prod');
-    await observe(b, n);
-    const hash = onlyScript(p);
-    p.store.artifacts.review(hash, 'approved', 'ana', null);
+    const hash = await approvedScript(p, b, n);
     // Granted for a create the node does not need (made meanwhile by hand): neither an update nor a delete takes it.
     await observe(b, n);
     const unused = p.store.artifacts.grant(hash, 'motd', 'create', 'ana', null);
@@ -132,9 +135,7 @@ describe.skipIf(!hasJq)('gating', () => {
     );
     const b = p.backend({ generator: printing(script) });
     const n = node('thing', { name: 'a' }, 'prod');
-    await observe(b, n);
-    const hash = onlyScript(p);
-    p.store.artifacts.review(hash, 'approved', 'ana', null);
+    const hash = await approvedScript(p, b, n);
     seedSuccesses(p, hash, 48);
     expect(await observe(b, n)).toEqual({ status: 'absent' });
     expect((await b.create(n, opContext())).status).toBe('done');
@@ -207,9 +208,7 @@ describe('a misbehaving generated script is recorded and surfaces as a classifie
     const script = p.file('bad.sh', `#!/bin/sh\ncat > /dev/null\nif [ "$1" = read ]; then echo '{"exists": false}'; exit 0; fi\n${body}\n`);
     const b = p.backend({ generator: printing(script), ...(timeout === undefined ? {} : { timeout }) });
     const n = node('thing', { name: 'a' }, 'dev');
-    await observe(b, n);
-    const hash = onlyScript(p);
-    p.store.artifacts.review(hash, 'approved', 'ana', null);
+    const hash = await approvedScript(p, b, n);
     const f = faultOf(await b.create(n, opContext()));
     expect(f).toMatchObject(want);
     const last = p.store.artifacts.runs(hash).at(-1)!;
@@ -228,9 +227,7 @@ describe('a misbehaving generated script is recorded and surfaces as a classifie
       const script = p.file('quote.sh', `#!/bin/sh\ncat > /dev/null\nif [ "$1" = read ]; then echo '{"exists": false}'; exit 0; fi\necho "token $DS_TEST_TOKEN refused" >&2; exit 77\n`);
       const b = p.backend({ generator: printing(script), env: ['PATH', 'DS_TEST_TOKEN'] });
       const n = node('thing', { name: 'a' }, 'dev');
-      await observe(b, n);
-      const hash = onlyScript(p);
-      p.store.artifacts.review(hash, 'approved', 'ana', null);
+      const hash = await approvedScript(p, b, n);
       const f = faultOf(await b.create(n, opContext()));
       expect(f).toMatchObject({ class: 'auth', message: 'token <secret> refused' });
       expect(p.store.artifacts.runs(hash).at(-1)!.detail).toBe('token <secret> refused');
@@ -298,9 +295,7 @@ describe('a misbehaving generated script is recorded and surfaces as a classifie
     const script = p.file('lazy.sh', `#!/bin/sh\ncat > /dev/null\ncase "$1" in read) ${read};; create|update) echo '{"outputs": {}}';; delete) ;; esac\n`);
     const b = p.backend({ generator: printing(script) });
     const n = node('thing', { name: 'right' }, 'dev');
-    await observe(b, n);
-    const hash = onlyScript(p);
-    p.store.artifacts.review(hash, 'approved', 'ana', null);
+    const hash = await approvedScript(p, b, n);
     for (let i = 0; i < 3; i++) {
       const r = verb === 'create' ? await b.create(n, opContext()) : verb === 'update' ? await b.update(n, [], opContext()) : await b.delete(n, opContext());
       const f = faultOf(r);
@@ -333,9 +328,7 @@ describe('a misbehaving generated script is recorded and surfaces as a classifie
     const script = p.file('slow.sh', '#!/bin/sh\ncat > /dev/null\nif [ "$1" = read ]; then echo \'{"exists": false}\'; exit 0; fi\nsleep 5\n');
     const b = p.backend({ generator: printing(script) });
     const n = node('thing', { name: 'a' });
-    await observe(b, n);
-    const hash = onlyScript(p);
-    p.store.artifacts.review(hash, 'approved', 'ana', null);
+    const hash = await approvedScript(p, b, n);
     const abort = new AbortController();
     setTimeout(() => abort.abort(), 200);
     expect(faultOf(await b.create(n, opContext(abort.signal)))).toMatchObject({ class: 'transient', code: 'aborted' });
@@ -416,9 +409,7 @@ describe.skipIf(!hasJq)('the built-in templates', () => {
     const p = project();
     const b = p.backend();
     const n = node('motd', FILE_INPUT);
-    await observe(b, n);
-    const hash = onlyScript(p);
-    p.store.artifacts.review(hash, 'approved', 'ana', null);
+    const hash = await approvedScript(p, b, n);
     await observe(b, n);
     writeFileSync(join(p.dir, 'scripts', hash), '#!/bin/sh\necho pwned > "$PWD/pwned"\n');
     expect(await observe(b, n)).toEqual({ status: 'absent' });
@@ -429,9 +420,7 @@ describe.skipIf(!hasJq)('the built-in templates', () => {
     const p = project();
     const b = p.backend();
     const n = node('motd', FILE_INPUT);
-    await observe(b, n);
-    const hash = onlyScript(p);
-    p.store.artifacts.review(hash, 'approved', 'ana', null);
+    const hash = await approvedScript(p, b, n);
     // Someone with write access to state.db swaps the reviewed text before its first run.
     const db = new Database(join(p.dir, 'state.db'));
     db.prepare('UPDATE artifacts SET content = ? WHERE hash = ?').run('#!/bin/sh\necho pwned > "$PWD/pwned"\necho \'{"exists":false}\'\n', hash);
