@@ -54,6 +54,8 @@ interface Sample {
   readonly db: number;
   readonly wal: number;
   readonly lines: number;
+  /** Nodes the daemon reconciled since its start (`/status` queue.handedOut). */
+  readonly handedOut: number;
 }
 
 const sizeOf = (p: string): number => {
@@ -64,7 +66,8 @@ const sizeOf = (p: string): number => {
   }
 };
 
-function sample(pid: number, state: string, t: number, lines: number): Sample {
+async function sample(pid: number, port: number, state: string, t: number, lines: number): Promise<Sample> {
+  const handedOut = ((await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { queue: { handedOut: number } }).queue.handedOut;
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
   // Fields 14 and 15 of /proc/PID/stat (after the parenthesised command name).
@@ -82,7 +85,7 @@ function sample(pid: number, state: string, t: number, lines: number): Sample {
       // closed meanwhile
     }
   }
-  return { t, rssKiB, cpuS, fds, watches, db: sizeOf(join(state, 'state.db')), wal: sizeOf(join(state, 'state.db-wal')), lines };
+  return { t, rssKiB, cpuS, fds, watches, db: sizeOf(join(state, 'state.db')), wal: sizeOf(join(state, 'state.db-wal')), lines, handedOut };
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'ds-soak-'));
@@ -154,7 +157,7 @@ try {
     })();
   }
   while (Date.now() - start <= durationMs) {
-    const s = sample(pid, state, Math.round((Date.now() - start) / 1000), lines - linesAtReady);
+    const s = await sample(pid, port, state, Math.round((Date.now() - start) / 1000), lines - linesAtReady);
     samples.push(s);
     console.log(`${String(s.t).padStart(4)}  ${(s.rssKiB / 1024).toFixed(1).padStart(7)}  ${s.cpuS.toFixed(2).padStart(5)}  ${String(s.fds).padStart(3)}  ${String(s.watches).padStart(7)}  ${String(Math.round(s.db / 1024)).padStart(6)}  ${String(Math.round(s.wal / 1024)).padStart(7)}  ${String(s.lines).padStart(9)}`);
     await sleep(sampleMs);
@@ -162,9 +165,16 @@ try {
   await flapper;
   const first = samples[0]!;
   const last = samples.at(-1)!;
-  const passes = (last.t - first.t) / (intervalMs / 1000);
+  // Passes counted from the nodes the daemon says it reconciled, not from the clock: a daemon that
+  // stopped reconciling would otherwise show an excellent CPU per pass.
+  const nominal = (last.t - first.t) / (intervalMs / 1000);
+  const passes = (last.handedOut - first.handedOut) / N;
+  if (passes < nominal * 0.5) {
+    console.error(`the daemon reconciled ${last.handedOut - first.handedOut} nodes: ${passes.toFixed(1)} passes over ${N} files, where --interval ${args.interval} makes ${nominal.toFixed(1)}`);
+    process.exitCode = 1;
+  }
   console.log(
-    `over ${passes.toFixed(0)} passes: CPU ${(((last.cpuS - first.cpuS) / passes) * 1000).toFixed(1)} ms/pass (${((last.cpuS - first.cpuS) / (last.t - first.t)).toFixed(4)} CPU-s/s); ` +
+    `over ${passes.toFixed(1)} passes (${nominal.toFixed(0)} by the interval): CPU ${(((last.cpuS - first.cpuS) / passes) * 1000).toFixed(1)} ms/pass (${((last.cpuS - first.cpuS) / (last.t - first.t)).toFixed(4)} CPU-s/s); ` +
       `RSS ${(first.rssKiB / 1024).toFixed(1)} → ${(last.rssKiB / 1024).toFixed(1)} MiB (max ${(Math.max(...samples.map((s) => s.rssKiB)) / 1024).toFixed(1)}); ` +
       `fds ${first.fds} → ${last.fds}; watches ${first.watches} → ${last.watches}; WAL ${Math.round(first.wal / 1024)} → ${Math.round(last.wal / 1024)} KiB (max ${Math.round(Math.max(...samples.map((s) => s.wal)) / 1024)}); ` +
       `log lines ${last.lines} (${(last.lines / passes).toFixed(2)}/pass)`,

@@ -51,10 +51,19 @@ export function buildGraph(n: number): DesiredGraph<InfraDesiredNodeSpec> {
 }
 
 async function one(n: number): Promise<Record<string, number>> {
-  const bench = benchController('ds-bench-', 'mem', (_dir, log) => new MemoryBackend({ latencyMs: 0, faults: [], seed: 1 }, { id: 'mem', log }));
+  let backend: MemoryBackend | undefined;
+  const bench = benchController('ds-bench-', 'mem', (_dir, log) => (backend = new MemoryBackend({ latencyMs: 0, faults: [], seed: 1 }, { id: 'mem', log })));
   const converge = await bench.converge(buildGraph(n));
   const passes: number[] = [];
-  for (let i = 0; i < 5; i++) passes.push(await bench.pass());
+  for (let i = 0; i < 5; i++) {
+    const observedBefore = backend!.observedNodes;
+    const writesBefore = backend!.calls.create + backend!.calls.update + backend!.calls.delete;
+    passes.push(await bench.pass());
+    // A pass that skipped nodes, or wrote any, would be timing other work than the steady state's.
+    const observed = backend!.observedNodes - observedBefore;
+    const writes = backend!.calls.create + backend!.calls.update + backend!.calls.delete - writesBefore;
+    if (observed !== n || writes !== 0) throw new Error(`pass ${i + 1} observed ${observed} of ${n} nodes and made ${writes} writes`);
+  }
   await bench.close();
   passes.sort((a, b) => a - b);
   return { nodes: n, convergeMs: converge, passMinMs: passes[0]!, passMedianMs: passes[2]!, peakRssMiB: process.resourceUsage().maxRSS / 1024 };

@@ -10,6 +10,8 @@ export interface WorkQueueStats {
   readonly processing: number;
   /** Scheduled for later by `addAfter`. */
   readonly delayed: number;
+  /** Handed out since the queue was made: the work done so far (in the daemon, one per node reconciled). */
+  readonly handedOut: number;
 }
 
 interface DelayedEntry<K> {
@@ -174,6 +176,7 @@ export class WorkQueue<K = NodeId> {
   /** Ids waiting in `#ready` (or to be re-queued at `done()` when processing). */
   readonly #dirty = new Set<K>();
   readonly #processing = new Set<K>();
+  #handedOut = 0;
   readonly #delayed = new DelayHeap<K>();
   #seq = 0;
   #waiters: ((id: K | undefined) => void)[] = [];
@@ -191,7 +194,7 @@ export class WorkQueue<K = NodeId> {
   }
 
   stats(): WorkQueueStats {
-    return { ready: this.#ready.size, processing: this.#processing.size, delayed: this.#delayed.size };
+    return { ready: this.#ready.size, processing: this.#processing.size, delayed: this.#delayed.size, handedOut: this.#handedOut };
   }
 
   /** Whether `id` was handed out and is not `done()` yet. */
@@ -290,6 +293,7 @@ export class WorkQueue<K = NodeId> {
     if (waiter !== undefined) {
       this.#dirty.delete(id);
       this.#processing.add(id);
+      this.#handedOut++;
       waiter(id);
     } else {
       this.#ready.push(id);
@@ -301,6 +305,7 @@ export class WorkQueue<K = NodeId> {
     if (id === undefined) return undefined;
     this.#dirty.delete(id);
     this.#processing.add(id);
+    this.#handedOut++;
     return id;
   }
 

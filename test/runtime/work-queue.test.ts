@@ -56,7 +56,7 @@ describe('WorkQueue', () => {
     expect(first).toBe('a');
     q.add('a');
     q.add('a');
-    expect(q.stats()).toEqual({ ready: 0, processing: 1, delayed: 0 });
+    expect(q.stats()).toEqual({ ready: 0, processing: 1, delayed: 0, handedOut: 1 });
     let second: string | undefined;
     void q.get().then((id) => (second = id));
     await flushMicrotasks();
@@ -65,7 +65,7 @@ describe('WorkQueue', () => {
     await flushMicrotasks();
     expect(second).toBe('a');
     q.done('a');
-    expect(q.stats()).toEqual({ ready: 0, processing: 0, delayed: 0 });
+    expect(q.stats()).toEqual({ ready: 0, processing: 0, delayed: 0, handedOut: 2 }); // the two adds while processing made one more
   });
 
   it('a delayed entry that falls due while processing is re-queued after done', async () => {
@@ -75,7 +75,7 @@ describe('WorkQueue', () => {
     const id = await q.get();
     q.addAfter('a', 100);
     clock.advance(100);
-    expect(q.stats()).toEqual({ ready: 0, processing: 1, delayed: 0 });
+    expect(q.stats()).toEqual({ ready: 0, processing: 1, delayed: 0, handedOut: 1 });
     q.done(id!);
     expect(await drain(q)).toEqual(['a']);
   });
@@ -101,7 +101,7 @@ describe('WorkQueue', () => {
     expect(await Promise.all(waiting)).toEqual([undefined, undefined]);
     expect(await q.get()).toBeUndefined();
     q.add('ignored');
-    expect(q.stats()).toEqual({ ready: 0, processing: 0, delayed: 0 });
+    expect(q.stats()).toEqual({ ready: 0, processing: 0, delayed: 0, handedOut: 0 });
     expect(clock.pendingTimers()).toBe(0);
   });
 

@@ -28,7 +28,9 @@ describe('the daemon API on its --listen address', () => {
     await eventually(async () => (await fetch(`${base}/readyz`)).status === 200, 15_000, 'ready');
     expect((await fetch(`${base}/healthz`, { method: 'HEAD' })).status).toBe(200);
     const status = (await (await fetch(`${base}/status`)).json()) as Record<string, unknown>;
-    expect(status).toEqual({ nodes: [expect.objectContaining({ id: 'conf', status: 'ready', updatedAt: expect.any(Number) })], goalErrors: null, emptyGoals: false, queue: expect.any(Object), circuits: [] });
+    expect(status).toEqual({ nodes: [expect.objectContaining({ id: 'conf', status: 'ready', updatedAt: expect.any(Number) })], goalErrors: null, emptyGoals: false, queue: expect.objectContaining({ handedOut: expect.any(Number) }), circuits: [] });
+    // The one node, reconciled at least once before /readyz said so.
+    expect((status.queue as { handedOut: number }).handedOut).toBeGreaterThanOrEqual(1);
 
     const s = await cli(['status', '--format', 'json', ...p.args], { cwd: p.dir });
     expect((JSON.parse(s.stdout) as { daemon: unknown }).daemon).toEqual({ running: true, pid: d.child.pid, listen: `${listen.replace(/:0$/, '')}:${port}` });

@@ -63,6 +63,7 @@ export class MemoryBackend implements InfraBackend {
   readonly id: string;
   readonly type = 'memory';
   private readonly counts: { -readonly [K in MemoryOp]: number } = { observe: 0, create: 0, update: 0, delete: 0 };
+  private observed = 0;
 
   private readonly resources = new Map<NodeId, Stored>();
   private readonly createCounts = new Map<NodeId, number>();
@@ -83,6 +84,7 @@ export class MemoryBackend implements InfraBackend {
   /** Compares each stored spec with the desired one: canonical JSON first, field by field only when they differ. */
   async observe(nodes: readonly BackendNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, Observation>> {
     this.counts.observe++;
+    this.observed += nodes.length;
     await this.delay(ctx.signal);
     const checkFaults = this.injector.targets('observe');
     const out = new Map<NodeId, Observation>();
@@ -165,6 +167,11 @@ export class MemoryBackend implements InfraBackend {
     return this.counts;
   }
 
+  /** Nodes handed to observe so far, over all its batches (faulted ones included). */
+  get observedNodes(): number {
+    return this.observed;
+  }
+
   /** Shallow-merges `patch` into a stored spec behind the reconciler's back. Throws if the node is not stored. */
   tamper(nodeId: NodeId, patch: Readonly<Record<string, unknown>>): void {
     const stored = this.resources.get(nodeId);
@@ -199,6 +206,7 @@ export class MemoryBackend implements InfraBackend {
   /** Resets the call counters and the per-node create counts. */
   resetCounters(): void {
     for (const op of Object.keys(this.counts) as MemoryOp[]) this.counts[op] = 0;
+    this.observed = 0;
     this.createCounts.clear();
   }
 
