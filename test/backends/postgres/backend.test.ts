@@ -5,71 +5,73 @@ import { parseScramVerifier, PgClient, postgresBackendFactory, scramVerifier, ve
 import type { PostgresBackend } from '../../../src/backends/postgres/index.ts';
 import type { BackendNode, InfraBackend } from '../../../src/infra/index.ts';
 import type { NodeId, Observation, ObservationMemo, Outputs, ProvisionResult } from '../../../src/runtime/index.ts';
-import { startTestPostgres } from '../../support/postgres.ts';
+import { PG_VERSIONS, startTestPostgres } from '../../support/postgres.ts';
 import type { TestPostgres } from '../../support/postgres.ts';
 import { captureLogger, opContext, pgNode } from './helpers.ts';
 
-// One real server for the whole file. Secrets live in this env object, which
-// the backend reads through its context, so a test can "rotate" one.
-const APP_PASSWORD = `s3cr'et\\pa"ss; --DROP-${Date.now()}`;
-const env: NodeJS.ProcessEnv = { APP_PASSWORD };
-const serverLog: string[] = [];
-const logs = captureLogger();
-let server: TestPostgres;
-let backend: PostgresBackend;
-const outputs = new Map<NodeId, Outputs>();
-const memos = new Map<NodeId, ObservationMemo>();
-const ctx = opContext(logs.log, outputs, undefined, memos);
+// Every test runs against each PostgreSQL version the backend treats differently (PG_VERSIONS): one
+// real server per version, for the whole of its block.
+describe.each(PG_VERSIONS)('postgres backend against a real PostgreSQL %i', (version) => {
+  // Secrets live in this env object, which the backend reads through its context, so a test can
+  // "rotate" one.
+  const APP_PASSWORD = `s3cr'et\\pa"ss; --DROP-${Date.now()}`;
+  const env: NodeJS.ProcessEnv = { APP_PASSWORD };
+  const serverLog: string[] = [];
+  const logs = captureLogger();
+  let server: TestPostgres;
+  let backend: PostgresBackend;
+  const outputs = new Map<NodeId, Outputs>();
+  const memos = new Map<NodeId, ObservationMemo>();
+  const ctx = opContext(logs.log, outputs, undefined, memos);
 
-function makeBackend(config: Record<string, unknown>, id = 'pg'): PostgresBackend {
-  const parsed = postgresBackendFactory.configSchema.parse(config);
-  return postgresBackendFactory.create(parsed, { id, cwd: tmpdir(), stateDir: tmpdir(), log: logs.log, env }) as PostgresBackend;
-}
-
-async function observeOne(node: BackendNode, b: InfraBackend = backend): Promise<Observation> {
-  return (await b.observe([node], ctx)).get(node.id)!;
-}
-
-function done(result: ProvisionResult): Outputs {
-  if (result.status !== 'done') throw new Error(`expected done, got ${JSON.stringify(result)}`);
-  return result.outputs;
-}
-
-/** One reconcile pass as the reconciler does it: observe all, create the absent, update the drifted; outputs and memos recorded (an operation's memo replaces the observation's; none clears it). */
-async function converge(nodes: readonly BackendNode[], b: InfraBackend = backend): Promise<Map<NodeId, ProvisionResult | Observation>> {
-  const out = new Map<NodeId, ProvisionResult | Observation>();
-  for (const n of nodes) {
-    // Dependencies first: the nodes are given in dependency order.
-    const obs = await observeOne(n, b);
-    let r: ProvisionResult | Observation = obs;
-    if (obs.status === 'absent') r = await b.create(n, ctx);
-    else if (obs.status === 'drifted') r = await b.update(n, obs.diffs, ctx);
-    if ((r.status === 'done' || r.status === 'upToDate' || r.status === 'drifted') && 'outputs' in r) outputs.set(n.id, r.outputs);
-    if (r.status === 'done' || r.status === 'upToDate' || r.status === 'drifted') {
-      if (r.memo === undefined) memos.delete(n.id);
-      else memos.set(n.id, r.memo);
-    }
-    out.set(n.id, r);
+  function makeBackend(config: Record<string, unknown>, id = 'pg'): PostgresBackend {
+    const parsed = postgresBackendFactory.configSchema.parse(config);
+    return postgresBackendFactory.create(parsed, { id, cwd: tmpdir(), stateDir: tmpdir(), log: logs.log, env }) as PostgresBackend;
   }
-  return out;
-}
 
-async function roleNames(): Promise<string[]> {
-  return (await server.sql<{ rolname: string }>('SELECT rolname FROM pg_roles ORDER BY 1')).map((r) => r.rolname);
-}
+  async function observeOne(node: BackendNode, b: InfraBackend = backend): Promise<Observation> {
+    return (await b.observe([node], ctx)).get(node.id)!;
+  }
 
-beforeAll(async () => {
-  server = await startTestPostgres({ log: (l) => serverLog.push(l) });
-  env.PG_ADMIN_PASSWORD = server.password;
-  backend = makeBackend({ host: server.host, port: server.port, user: server.user, password: { fromEnv: 'PG_ADMIN_PASSWORD' }, connectTimeout: '2s' });
-});
+  function done(result: ProvisionResult): Outputs {
+    if (result.status !== 'done') throw new Error(`expected done, got ${JSON.stringify(result)}`);
+    return result.outputs;
+  }
 
-afterAll(async () => {
-  await backend?.close();
-  await server?.destroy();
-});
+  /** One reconcile pass as the reconciler does it: observe all, create the absent, update the drifted; outputs and memos recorded (an operation's memo replaces the observation's; none clears it). */
+  async function converge(nodes: readonly BackendNode[], b: InfraBackend = backend): Promise<Map<NodeId, ProvisionResult | Observation>> {
+    const out = new Map<NodeId, ProvisionResult | Observation>();
+    for (const n of nodes) {
+      // Dependencies first: the nodes are given in dependency order.
+      const obs = await observeOne(n, b);
+      let r: ProvisionResult | Observation = obs;
+      if (obs.status === 'absent') r = await b.create(n, ctx);
+      else if (obs.status === 'drifted') r = await b.update(n, obs.diffs, ctx);
+      if ((r.status === 'done' || r.status === 'upToDate' || r.status === 'drifted') && 'outputs' in r) outputs.set(n.id, r.outputs);
+      if (r.status === 'done' || r.status === 'upToDate' || r.status === 'drifted') {
+        if (r.memo === undefined) memos.delete(n.id);
+        else memos.set(n.id, r.memo);
+      }
+      out.set(n.id, r);
+    }
+    return out;
+  }
 
-describe('postgres backend against a real server', () => {
+  async function roleNames(): Promise<string[]> {
+    return (await server.sql<{ rolname: string }>('SELECT rolname FROM pg_roles ORDER BY 1')).map((r) => r.rolname);
+  }
+
+  beforeAll(async () => {
+    server = await startTestPostgres({ version, log: (l) => serverLog.push(l) });
+    env.PG_ADMIN_PASSWORD = server.password;
+    backend = makeBackend({ host: server.host, port: server.port, user: server.user, password: { fromEnv: 'PG_ADMIN_PASSWORD' }, connectTimeout: '2s' });
+  });
+
+  afterAll(async () => {
+    await backend?.close();
+    await server?.destroy();
+  });
+
   const owner = pgNode('app-owner', 'postgres.role', { name: 'app_owner', login: true, connectionLimit: 10, password: { fromEnv: 'APP_PASSWORD' } });
   const readonly = pgNode('app-ro', 'postgres.role', { name: 'app_ro', memberOf: [] });
   const reader = pgNode('app-reader', 'postgres.role', { name: 'app_reader', login: true, memberOf: ['app_ro'], validUntil: '2099-01-01' });
@@ -156,8 +158,9 @@ describe('postgres backend against a real server', () => {
   // A grant made by hand WITH ADMIN OPTION (the member may grant the group to anyone) or, from
   // PostgreSQL 16, WITH INHERIT FALSE (the member loses the group's privileges) left the membership
   // list as declared, and nothing was reported; nor was a role made NOINHERIT whose grant still inherits.
-  it('manages the options of the memberships it declares: ADMIN, and INHERIT and SET per grant (PostgreSQL 16), as drift corrected', async () => {
-    const pg16 = Number((await server.sql(`SELECT current_setting('server_version_num') AS v`))[0]!.v) >= 160000;
+  // Before 16 a membership has ADMIN alone (INHERIT is the role's, SET does not exist): only that is read.
+  it(`manages the options of the memberships it declares: ADMIN, and INHERIT and SET per grant from PostgreSQL 16, as drift corrected`, async () => {
+    const pg16 = server.version >= 16;
     await server.sql(`GRANT app_ro TO app_reader WITH ADMIN OPTION`);
     if (pg16) await server.sql(`GRANT app_ro TO app_reader WITH INHERIT FALSE, SET FALSE`);
     const obs = await observeOne(reader);
@@ -168,16 +171,18 @@ describe('postgres backend against a real server', () => {
         ...(pg16 ? [{ path: 'memberOf.app_ro.inherit', desired: true, actual: false }, { path: 'memberOf.app_ro.set', desired: true, actual: false }] : []),
       ],
     });
+    expect(obs.status === 'drifted' && obs.diffs).toHaveLength(pg16 ? 3 : 1);
     done(await backend.update(reader, obs.status === 'drifted' ? obs.diffs : [], ctx));
     expect((await observeOne(reader)).status).toBe('upToDate');
     const grants = await server.sql(`SELECT m.admin_option FROM pg_auth_members m WHERE m.member = 'app_reader'::regrole AND m.roleid = 'app_ro'::regrole`);
     expect(grants).toEqual([{ admin_option: false }]);
-    if (!pg16) return;
     expect(await server.sql(`SELECT pg_has_role('app_reader', 'app_ro', 'USAGE') AS uses`)).toEqual([{ uses: true }]);
-    // The goal makes the role NOINHERIT: its existing grant is made anew to match, not only the role.
+    // The goal makes the role NOINHERIT. From 16 its existing grant is made anew to match, not only the
+    // role (the grant's INHERIT decides); before, the role's attribute is all there is.
     const noinherit = pgNode('app-reader', 'postgres.role', { name: 'app_reader', login: true, inherit: false, memberOf: ['app_ro'], validUntil: '2099-01-01' });
     const changed = await observeOne(noinherit);
-    expect(changed).toMatchObject({ status: 'drifted', diffs: [{ path: 'inherit', desired: false, actual: true }, { path: 'memberOf.app_ro.inherit', desired: false, actual: true }] });
+    expect(changed).toMatchObject({ status: 'drifted', diffs: [{ path: 'inherit', desired: false, actual: true }, ...(pg16 ? [{ path: 'memberOf.app_ro.inherit', desired: false, actual: true }] : [])] });
+    expect(changed.status === 'drifted' && changed.diffs).toHaveLength(pg16 ? 2 : 1);
     done(await backend.update(noinherit, changed.status === 'drifted' ? changed.diffs : [], ctx));
     expect(await server.sql(`SELECT pg_has_role('app_reader', 'app_ro', 'USAGE') AS uses`)).toEqual([{ uses: false }]);
     expect((await observeOne(noinherit)).status).toBe('upToDate');
@@ -527,6 +532,51 @@ describe('postgres backend against a real server', () => {
       expect((await observeOne(onTables)).status).toBe('upToDate');
     } finally {
       await server.sql('DROP SCHEMA mig CASCADE; DROP OWNED BY g_mig; DROP ROLE g_mig', [], 'app');
+    }
+  });
+
+  // MAINTAIN (VACUUM, ANALYZE, REINDEX, … of a table) is a privilege from PostgreSQL 17: before, a grant
+  // listing it would fail its GRANT on every pass, so its observation fails first, naming what the server
+  // has; ALL is the server's own set either way.
+  it("a grant of MAINTAIN is made from PostgreSQL 17 and refused before with the server's privileges; ALL is the server's set", async () => {
+    const pg17 = server.version >= 17;
+    const held = async (table: string): Promise<string[]> =>
+      (await server.sql<{ p: string[] }>(`SELECT COALESCE(array_agg(a.privilege_type::text ORDER BY a.privilege_type::text), '{}') AS p FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = $1::regclass AND a.grantee = 'g_maint'::regrole`, [table], 'app'))[0]!.p;
+    const maintain = pgNode('maint-tables', 'postgres.grant', { role: 'g_maint', database: 'app', schema: 'app', on: 'tables', privileges: ['SELECT', 'maintain'] });
+    const byDefault = pgNode('maint-default', 'postgres.grant', { role: 'g_maint', database: 'app', schema: 'app', on: 'defaultTables', privileges: ['MAINTAIN'], forRole: 'app_owner' });
+    const allTables = pgNode('maint-all', 'postgres.grant', { role: 'g_maint', database: 'app', schema: 'app', on: 'tables', privileges: ['ALL'] });
+    await server.sql('CREATE ROLE g_maint');
+    try {
+      if (pg17) {
+        for (const [id, r] of await converge([maintain, byDefault])) expect(r.status, id).toBe('done');
+        expect(await held('app.t1')).toEqual(['MAINTAIN', 'SELECT']);
+        for (const n of [maintain, byDefault]) expect((await observeOne(n)).status, n.id).toBe('upToDate');
+        await server.sql('SET ROLE app_owner; CREATE TABLE app.t_later (x int)', [], 'app');
+        expect(await held('app.t_later')).toEqual(['MAINTAIN']);
+        for (const n of [maintain, byDefault]) done(await backend.delete(n, ctx));
+        await server.sql('DROP TABLE app.t_later', [], 'app');
+      } else {
+        for (const [n, on] of [[maintain, 'tables'], [byDefault, 'defaultTables']] as const) {
+          expect(await observeOne(n)).toMatchObject({
+            status: 'failed',
+            fault: {
+              class: 'permanent',
+              code: 'unsupported-privilege',
+              message: `MAINTAIN is not a privilege on ${on} on this PostgreSQL server`,
+              hint: "this server's privileges there: DELETE, INSERT, REFERENCES, SELECT, TRIGGER, TRUNCATE, UPDATE (MAINTAIN came with PostgreSQL 17)",
+            },
+          });
+        }
+        expect(await held('app.t1')).toEqual([]);
+      }
+      expect((await converge([allTables])).get(allTables.id)?.status).toBe('done');
+      const serverAll = ['DELETE', 'INSERT', ...(pg17 ? ['MAINTAIN'] : []), 'REFERENCES', 'SELECT', 'TRIGGER', 'TRUNCATE', 'UPDATE'];
+      expect(await held('app.t1')).toEqual(serverAll);
+      expect(await observeOne(allTables)).toMatchObject({ status: 'upToDate' });
+      done(await backend.delete(allTables, ctx));
+      expect(await held('app.t1')).toEqual([]);
+    } finally {
+      await server.sql('DROP OWNED BY g_maint; DROP ROLE g_maint', [], 'app');
     }
   });
 
