@@ -357,10 +357,11 @@ export class Controller<S extends NodeSpec> {
   /**
    * The goals' commit moved while their files stayed the same (a commit elsewhere in the repository,
    * a fast-forward), or back to the commit of the goals running once a newer revision was refused:
-   * drift found from now on is reported under it, and the journal says when.
+   * drift found from now on is reported under it; the log and the journal say when.
    */
   setCommit(commit: string | null): void {
     if (this.graph === undefined || commit === this.commit) return;
+    this.o.log.info({ from: this.commit, to: commit }, 'goals commit changed');
     this.commit = commit;
     this.o.store.appendEvent({ at: this.o.clock.now(), node: null, kind: 'goals-commit', data: { commit } });
   }

@@ -127,6 +127,9 @@ function goalsRepo(name: string): { dir: string; root: string } {
   return { dir, root };
 }
 
+/** A goal poll comes every 5 s: a generous bound for one to have run and said what it saw. */
+const POLL_WAIT_MS = 20_000;
+
 describe('provenance, end to end', () => {
   it('apply records HEAD on its run and on the drift it reports; a new commit is the next run\'s', async () => {
     const { dir, root } = goalsRepo('project');
@@ -176,17 +179,19 @@ describe('provenance, end to end', () => {
     writeFileSync(join(root, 'app.conf'), 'edited by hand\n');
     expect((await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark)).commit).toBe(`${head}${DIRTY}`);
     git(dir, 'commit', '-qam', 'v2');
-    // Noticed within a goal poll (every 5 s).
-    await new Promise((resolve) => setTimeout(resolve, 6_000));
+    const committed = git(dir, 'rev-parse', 'HEAD');
+    // Noticed at the next goal poll (every 5 s).
+    expect(await d.waitFor((l) => l.msg === 'goals commit changed' && l.to === committed, POLL_WAIT_MS, mark)).toMatchObject({ from: `${head}${DIRTY}` });
     mark = d.lines.length;
     writeFileSync(join(root, 'app.conf'), 'edited again\n');
-    expect((await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark)).commit).toBe(git(dir, 'rev-parse', 'HEAD'));
+    expect((await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark)).commit).toBe(committed);
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
-  }, 30_000);
+  }, 60_000);
 
   it('a daemon reports drift under the commit checked out now, when HEAD moved but its goals did not', async () => {
     const { dir, root } = goalsRepo('daemon-project');
+    const first = git(dir, 'rev-parse', 'HEAD');
     const d = daemons.start(['--goals', join(dir, 'goals'), '--state', join(base, 'daemon-state'), '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: dir });
     await d.waitFor((l) => l.msg === 'node created');
     // A commit outside the goal directory.
@@ -194,30 +199,32 @@ describe('provenance, end to end', () => {
     git(dir, 'add', '.');
     git(dir, 'commit', '-qm', 'docs');
     const moved = git(dir, 'rev-parse', 'HEAD');
-    // Noticed within a goal poll (every 5 s); a hand edit after it is reported under the new commit.
-    await new Promise((resolve) => setTimeout(resolve, 6_000));
+    // Noticed at the next goal poll (every 5 s); a hand edit after it is reported under the new commit.
+    expect(await d.waitFor((l) => l.msg === 'goals commit changed' && l.to === moved, POLL_WAIT_MS)).toMatchObject({ from: first });
     const mark = d.lines.length;
     writeFileSync(join(root, 'app.conf'), 'edited by hand\n');
     const drift = await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark);
     expect(drift.commit).toBe(moved);
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
-  }, 30_000);
+  }, 60_000);
 
   it('a daemon whose new commit of the goals is refused reports drift under the commit of the goals it still runs', async () => {
     const { dir, root } = goalsRepo('daemon-refused');
-    const d = daemons.start(['--goals', join(dir, 'goals'), '--state', join(base, 'daemon-refused-state'), '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: dir });
+    const d = daemons.start(['--goals', join(dir, 'goals'), '--state', join(base, 'daemon-refused-state'), '--listen', '127.0.0.1:0', '--interval', '1h', '--log-level', 'debug'], { cwd: dir });
     await d.waitFor((l) => l.msg === 'node created');
     const good = git(dir, 'rev-parse', 'HEAD');
     writeFileSync(join(dir, 'goals/app.yaml'), 'apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: [broken\n');
     git(dir, 'commit', '-qam', 'broken');
+    const broken = git(dir, 'rev-parse', 'HEAD');
     await d.waitFor((l) => l.msg === 'goal revision rejected; the last good graph keeps running');
-    // Past a goal poll (every 5 s), which sees HEAD move to the refused commit.
-    await new Promise((resolve) => setTimeout(resolve, 6_000));
+    // Past the goal poll (every 5 s) that sees HEAD move to the refused commit: before the refusal it
+    // recorded it (and the refusal put the good one back), after it it leaves it unrecorded.
+    await d.waitFor((l) => (l.msg === 'goals commit changed' && l.to === broken) || (l.msg === 'goals commit not recorded: the goals running are not its' && l.commit === broken), POLL_WAIT_MS);
     const mark = d.lines.length;
     writeFileSync(join(root, 'app.conf'), 'edited by hand\n');
     expect((await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark)).commit).toBe(good);
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
-  }, 30_000);
+  }, 60_000);
 });

@@ -294,15 +294,20 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       // while the goals loaded is not missed.
       // While the goals differ from HEAD, git is asked at every poll: they may be made equal to it again
       // (an edit undone, `git checkout -- goals`) without a goal file left changed to reload them.
+      // The controller logs each commit it records ('goals commit changed'). None is while the goals
+      // running are not the files' (a revision refused): their drift keeps the commit of the goals that
+      // run, and a debug line says HEAD was seen to move.
       let head: string | null | undefined;
       let commit: string | null = null;
       commitWatch = setInterval(() => {
-        if (!runningGoals) return;
         void headCommit(ctx.goalsDir).then(async (now) => {
           if (now === head && commit?.endsWith(DIRTY) !== true) return;
           head = now;
-          commit = await goalsCommit(ctx.goalsDir);
+          const read = await goalsCommit(ctx.goalsDir);
+          const moved = read !== commit;
+          commit = read;
           if (runningGoals) c.setCommit(commit);
+          else if (moved) log.debug({ commit, running: runningCommit }, 'goals commit not recorded: the goals running are not its');
         });
       }, GOAL_POLL_MS);
       commitWatch.unref();
