@@ -6,6 +6,12 @@ import type { GoalTree } from '../runtime/index.ts';
 
 /** A running goal watch (`watchGoalTree`). */
 export interface GoalWatch {
+  /**
+   * Resolves once the directories of the tree (or the goal directory alone, when it cannot be walked)
+   * are watched, or found unwatchable and given to `onError`: an edit made after it is seen at once,
+   * one made before it may wait for the poll.
+   */
+  readonly ready: Promise<void>;
   /** Marks `fingerprint` (taken before the goals were read, as at start or on SIGHUP) as the loaded one. */
   accept(fingerprint: string | undefined): void;
   close(): void;
@@ -122,10 +128,12 @@ export function watchGoalTree(dir: string, options: GoalWatchOptions): GoalWatch
     (tree) => syncWatches(tree.directories),
     () => syncWatches([dir]),
   );
+  const ready = checking;
   const poll = setInterval(() => void check(), options.pollMs);
   poll.unref();
 
   return {
+    ready,
     accept(fingerprint) {
       accepted = fingerprint;
     },

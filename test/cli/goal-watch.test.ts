@@ -13,25 +13,35 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function setup(pollMs = 60_000): { dir: string; changes: () => number; watch: GoalWatch } {
+/**
+ * A goal watch on `<tmp>/goals`, started once `prepare` has made what it should find there (nothing:
+ * the directory is missing), and watching it once `ready` resolves.
+ */
+async function setup(options: { pollMs?: number; prepare?: (dir: string) => void } = {}): Promise<{ dir: string; changes: () => number; watch: GoalWatch }> {
   const base = mkdtempSync(join(tmpdir(), 'ds-goal-watch-'));
   dirs.push(base);
   const dir = join(base, 'goals');
+  options.prepare?.(dir);
+  const loaded = await goalTreeFingerprint(dir);
   let n = 0;
-  const watch = watchGoalTree(dir, { pollMs, debounceMs: 20, onChange: () => n++, onError: (err) => { throw err; } });
+  const watch = watchGoalTree(dir, { pollMs: options.pollMs ?? 60_000, debounceMs: 20, onChange: () => n++, onError: (err) => { throw err; } });
   watches.push(watch);
+  watch.accept(loaded);
+  await watch.ready;
   return { dir, changes: () => n, watch };
 }
 
-const settle = (ms = 200): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** Lets time pass, for what must not happen in it. */
+const idle = (ms = 300): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('watchGoalTree', () => {
   it('sees a goal file replaced by a rename every time, not only the first', async () => {
-    const { dir, changes, watch } = setup();
-    mkdirSync(dir);
-    writeFileSync(join(dir, 'a.yaml'), 'v0');
-    watch.accept(await goalTreeFingerprint(dir));
-    await settle();
+    const { dir, changes } = await setup({
+      prepare: (d) => {
+        mkdirSync(d);
+        writeFileSync(join(d, 'a.yaml'), 'v0');
+      },
+    });
     for (let v = 1; v <= 3; v++) {
       writeFileSync(join(dir, '.a.yaml.tmp'), `v${v}`);
       renameSync(join(dir, '.a.yaml.tmp'), join(dir, 'a.yaml'));
@@ -40,26 +50,25 @@ describe('watchGoalTree', () => {
   });
 
   it('follows new subdirectories and ignores files that are not goal files', async () => {
-    const { dir, changes, watch } = setup();
-    mkdirSync(dir);
-    watch.accept(await goalTreeFingerprint(dir));
-    await settle();
+    const { dir, changes } = await setup({ prepare: (d) => mkdirSync(d) });
+    const before = await goalTreeFingerprint(dir);
     writeFileSync(join(dir, 'notes.txt'), 'x');
     writeFileSync(join(dir, '.hidden.yaml'), 'x');
-    await settle(300);
+    // Not in the fingerprint, so no check they cause reports a change.
+    expect(await goalTreeFingerprint(dir)).toBe(before);
+    await idle();
     expect(changes()).toBe(0);
     mkdirSync(join(dir, 'sub'));
+    // The check that reports the new directory has watched it first.
     await eventually(() => changes() === 1, 3_000, 'the new (empty) directory');
-    await settle();
     writeFileSync(join(dir, 'sub', 'b.yml'), 'x');
     await eventually(() => changes() === 2, 3_000, 'a goal file in the new directory');
   });
 
   it('polls: a goal directory that could not be watched (missing at first) is noticed once it appears', async () => {
-    const { dir, changes, watch } = setup(100);
-    watch.accept(await goalTreeFingerprint(dir));
+    const { dir, changes } = await setup({ pollMs: 100 });
     expect(await goalTreeFingerprint(dir)).toBeUndefined();
-    await settle(300);
+    await idle();
     expect(changes()).toBe(0);
     mkdirSync(dir);
     writeFileSync(join(dir, 'a.yaml'), 'v0');
@@ -67,38 +76,38 @@ describe('watchGoalTree', () => {
     // Then watched: a later edit is seen again, once.
     writeFileSync(join(dir, 'a.yaml'), 'v1');
     await eventually(() => changes() === 2, 3_000, 'the edit');
-    await settle(300);
+    await idle();
     expect(changes()).toBe(2);
   });
 
   it('a goal directory reached through a symlink flipped to another directory: edits in the new one are seen at once, not left to the poll', async () => {
     // What a release-directory deploy does: goals -> releases/1, then goals -> releases/2, and the old one removed.
-    const { dir, changes, watch } = setup();
+    const { dir, changes } = await setup({
+      prepare: (d) => {
+        const releases = join(d, '..', 'releases');
+        mkdirSync(join(releases, '1'), { recursive: true });
+        writeFileSync(join(releases, '1', 'a.yaml'), 'v1');
+        symlinkSync(join(releases, '1'), d);
+      },
+    });
     const releases = join(dir, '..', 'releases');
-    mkdirSync(join(releases, '1'), { recursive: true });
-    writeFileSync(join(releases, '1', 'a.yaml'), 'v1');
-    symlinkSync(join(releases, '1'), dir);
-    watch.accept(await goalTreeFingerprint(dir));
-    await settle();
     mkdirSync(join(releases, '2'));
     writeFileSync(join(releases, '2', 'a.yaml'), 'v2');
     symlinkSync(join(releases, '2'), `${dir}.tmp`);
     renameSync(`${dir}.tmp`, dir);
     rmSync(join(releases, '1'), { recursive: true });
+    // The check that reports the flip has watched the new directory first.
     await eventually(() => changes() === 1, 3_000, 'the flip');
-    await settle();
     // The watch on the removed directory saw nothing of this: only a watch on the new one does.
     writeFileSync(join(releases, '2', 'a.yaml'), 'v3');
     await eventually(() => changes() === 2, 3_000, 'an edit in the new directory');
   });
 
   it('reports nothing after close', async () => {
-    const { dir, changes, watch } = setup(50);
-    mkdirSync(dir);
-    watch.accept(await goalTreeFingerprint(dir));
+    const { dir, changes, watch } = await setup({ pollMs: 50, prepare: (d) => mkdirSync(d) });
     watch.close();
     writeFileSync(join(dir, 'a.yaml'), 'v0');
-    await settle(300);
+    await idle();
     expect(changes()).toBe(0);
   });
 });

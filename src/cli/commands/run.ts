@@ -279,6 +279,9 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       onChange: () => void reload('goals changed'),
       onError: (err) => log.warn({ text: errorMessage(err) }, 'cannot watch a goal directory; changes there are noticed by polling'),
     });
+    // Watched before the first load takes its fingerprint: an edit after that is seen at once, not at
+    // the poll. A SIGHUP meanwhile has nothing to reload: the first read is to come.
+    await goalWatch.ready;
     onHup(() => void reload('SIGHUP'));
     await reload('start');
     // A signal during the first load: the graph is installed, nothing has been reconciled; stop here.
