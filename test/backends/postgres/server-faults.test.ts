@@ -49,6 +49,16 @@ function backend(config: Record<string, unknown>, env: NodeJS.ProcessEnv = { PGP
 
 const role = pgNode('r', 'postgres.role', { name: 'sf_role' });
 
+/** Polls pg_stat_activity until a session of the backend's (application_name 'desiredstate') matches `where`; fails after 10 s. */
+async function waitForSession(where: string, what: string): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const rows = await server.sql(`SELECT pid FROM pg_stat_activity WHERE application_name = 'desiredstate' AND ${where}`);
+    if (rows.length > 0) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`no session of the backend's ${what} within 10 s`);
+}
+
 async function observeFault(b: PostgresBackend): Promise<Fault> {
   const obs = (await b.observe([role], opContext(captureLogger().log))).get(role.id);
   expect(obs?.status).toBe('failed');
@@ -96,11 +106,7 @@ describe('faults of a server that answers but refuses', () => {
         (err: unknown) => err,
       );
       // Wait until the statement runs, then end its session.
-      for (let i = 0; i < 100; i++) {
-        const rows = await server.sql("SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(10)%' AND application_name = 'desiredstate'");
-        if (rows.length > 0) break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await waitForSession("query LIKE 'SELECT pg_sleep(10)%' AND state = 'active'", 'running the sleep');
       await server.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(10)%' AND application_name = 'desiredstate'");
       const err = await slow;
       expect(err).toBeInstanceOf(FaultError);
@@ -156,7 +162,9 @@ describe('a create racing the same create still in flight (a session of a proces
       const n = node();
       expect((await b.observe([n], opContext(captureLogger().log))).get(n.id)?.status).toBe('absent');
       const ours = b.create(n, opContext(captureLogger().log));
-      await new Promise((r) => setTimeout(r, 300));
+      // Committed only once ours waits on the other's row: the unique violation (23505) path. Sent after
+      // the commit, ours would meet the plain "already exists" (42710) instead, and test nothing new.
+      await waitForSession("wait_event_type = 'Lock'", 'waiting on a lock');
       await other.query('COMMIT');
       const r = await ours;
       expect(r, JSON.stringify(r)).toMatchObject({ status: 'done' });
