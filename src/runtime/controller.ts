@@ -753,6 +753,8 @@ export class Controller<S extends NodeSpec> {
       for (const step of steps) this.put(step.node, 'pending', {});
       this.storeRefused(err);
       for (const step of steps) this.queue.addAfter(step.node.id, FAILED_BATCH_RETRY_MS);
+      // Each time, not once an outage as the error: which nodes wait, and that they are tried again.
+      this.o.log.debug({ nodes: steps.map((st) => st.node.id), retryInMs: FAILED_BATCH_RETRY_MS }, 'operations not started: they cannot be recorded as pending');
       return;
     }
     for (const step of steps) this.pending.delete(step.node.id);

@@ -108,7 +108,7 @@ describe.skipIf(!canMount)('a full state filesystem', () => {
   it('run: the daemon stays up, says why, sends nothing it cannot record, and catches up when there is room', async () => {
     const p = project('run');
     p.goal(['a']);
-    const d = daemons.start([...p.args, '--interval', '1s', '--listen', '127.0.0.1:0'], { cwd: base });
+    const d = daemons.start([...p.args, '--interval', '1s', '--listen', '127.0.0.1:0', '--log-level', 'debug'], { cwd: base });
     await d.waitFor((l) => l.msg === 'node created' && l.node === 'a');
     p.fill();
     const a = join(p.root, 'a.conf');
@@ -116,22 +116,24 @@ describe.skipIf(!canMount)('a full state filesystem', () => {
     writeFileSync(a, 'edited by hand');
     const storeError = (l: LogLine): boolean => l.level === 50 && (l.err as { code?: unknown } | undefined)?.code === 'DS_STATE_STORE';
     await d.waitFor(storeError);
-    const outageFrom = Date.now();
     // A goal revision while full: rejected for now, not fatal.
     const mark = d.lines.length;
     p.goal(['a', 'b']);
     d.kill('SIGHUP');
     await d.waitFor(storeError, 10_000, mark);
-    // Loads that keep failing (the goal poll retries every few seconds) are said once, not each time.
+    // Loads that keep failing (the goal poll retries every few seconds) are said once, not each time:
+    // once both SIGHUPs' loads have failed, one error line, the rest at debug level.
     d.kill('SIGHUP');
-    await new Promise((r) => setTimeout(r, 1000));
+    const failedLoad = (l: LogLine): boolean => l.reason === 'SIGHUP' && (l.msg.startsWith('goals cannot be loaded') || l.msg === 'goals still cannot be loaded');
+    await eventually(() => d.lines.slice(mark).filter(failedLoad).length === 2, 10_000, 'both SIGHUPs to have been tried');
     expect(d.lines.slice(mark).filter((l) => l.msg.startsWith('goals cannot be loaded'))).toHaveLength(1);
     expect(readFileSync(a, 'utf8')).toBe('edited by hand');
     expect(existsSync(join(p.root, 'b.conf'))).toBe(false);
     expect(d.child.exitCode).toBeNull();
     // Past the failed batch's back-off (5 s), its update has been tried again and refused again:
     // still one line for the whole outage, and the refusal is not taken for a failed batch.
-    await new Promise((r) => setTimeout(r, Math.max(0, outageFrom + 6500 - Date.now())));
+    const notStarted = (l: LogLine): boolean => l.msg === 'operations not started: they cannot be recorded as pending' && (l.nodes as string[]).includes('a');
+    await eventually(() => d.lines.filter(notStarted).length >= 2, 15_000, "a's update to have been refused twice");
     expect(d.lines.filter((l) => l.msg.startsWith('state store write failed'))).toHaveLength(1);
     expect(d.lines.filter((l) => l.msg === 'reconcile batch failed')).toEqual([]);
     // Put back by hand meanwhile: once there is room the node is ready, not stuck mid-update.
