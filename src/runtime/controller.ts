@@ -357,13 +357,17 @@ export class Controller<S extends NodeSpec> {
   /**
    * The goals' commit moved while their files stayed the same (a commit elsewhere in the repository,
    * a fast-forward), or back to the commit of the goals running once a newer revision was refused:
-   * drift found from now on is reported under it; the log and the journal say when.
+   * drift found from now on is reported under it; the log and the journal say when. The journal's
+   * line goes with the records' writes: a store that refuses them (a full disk) has it written with
+   * them later, and nothing is thrown into the daemon's commit watch.
    */
   setCommit(commit: string | null): void {
     if (this.graph === undefined || commit === this.commit) return;
     this.o.log.info({ from: this.commit, to: commit }, 'goals commit changed');
     this.commit = commit;
-    this.o.store.appendEvent({ at: this.o.clock.now(), node: null, kind: 'goals-commit', data: { commit } });
+    const at = this.o.clock.now();
+    this.deferred.defer(() => this.o.store.appendEvent({ at, node: null, kind: 'goals-commit', data: { commit } }));
+    this.flush();
   }
 
   /** Records a rejected goal revision: the last good graph keeps running (if there is one: `GOALS_IDLE_META`). */

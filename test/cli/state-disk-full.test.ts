@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cli, localBackend } from '../support/cli.ts';
+import { cli, localBackend, stateRows } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
 import type { LogLine } from '../support/daemon.ts';
 
@@ -151,4 +151,36 @@ describe.skipIf(!canMount)('a full state filesystem', () => {
     expect((await d.exited).code).toBe(0);
     expect(integrity(p.state)).toBe('ok');
   }, 30_000);
+
+  it('run: a git commit while the disk is full is the commit drift is reported under, and is journalled once there is room', async () => {
+    const p = project('commit');
+    p.goal(['a']);
+    const dir = join(p.goals, '..');
+    const git = (...args: string[]): string =>
+      execFileSync('git', args, { cwd: dir, encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@example.com', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@example.com' } }).trim();
+    writeFileSync(join(dir, '.gitignore'), 'state/\nroot/\n');
+    git('init', '-q', '-b', 'main');
+    git('add', '.');
+    git('commit', '-qm', 'goals');
+    const d = daemons.start([...p.args, '--interval', '1h', '--listen', '127.0.0.1:0'], { cwd: dir });
+    await d.waitFor((l) => l.msg === 'node created' && l.node === 'a');
+    p.fill();
+    // A commit beside the goals: the commit watch (every 5 s) records it, and the journal cannot be written.
+    writeFileSync(join(dir, 'README'), 'docs\n');
+    git('add', 'README');
+    git('commit', '-qm', 'docs');
+    const moved = git('rev-parse', 'HEAD');
+    await d.waitFor((l) => l.msg === 'goals commit changed' && l.to === moved, 20_000);
+    const mark = d.lines.length;
+    writeFileSync(join(p.root, 'a.conf'), 'edited by hand');
+    expect((await d.waitFor((l) => l.msg === 'drift detected', 10_000, mark)).commit).toBe(moved);
+    expect(d.child.exitCode).toBeNull();
+    p.free();
+    // The next write (a reload's) has the journal's line with it.
+    d.kill('SIGHUP');
+    await d.waitFor((l) => l.msg === 'state store writable again; the records kept meanwhile are written', 10_000, mark);
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+    expect(stateRows(p.state, "SELECT data FROM events WHERE kind = 'goals-commit'")).toEqual([{ data: JSON.stringify({ commit: moved }) }]);
+  }, 60_000);
 });
