@@ -2,6 +2,7 @@ import { readdirSync } from 'node:fs';
 import { chmod, chown, lchown, link, lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { LOCAL_KINDS, LocalBackend, localBackendFactory, localConfigSchema } from '../../../src/backends/local/index.ts';
 import { COARSE_RACY_MARGIN_MS, RACY_MARGIN_MS, racyMarginMs } from '../../../src/backends/local/client.ts';
@@ -10,10 +11,15 @@ import type { InfraNode } from '../../../src/infra/index.ts';
 import { FaultError, sha256 } from '../../../src/runtime/index.ts';
 import type { Fault, Observation, ObservationMemo, ProvisionResult } from '../../../src/runtime/index.ts';
 import { captureLogger } from '../../support/backend.ts';
+import { canRunAsNobody, isRoot, NOBODY, runUnprivileged } from '../../support/privileges.ts';
+import { warnSkipped } from '../../support/skip.ts';
 import { dirNode, fileNode, linkNode, log, observeOne, opCtx, useSandbox } from './helpers.ts';
 import type { Sandbox } from './helpers.ts';
 
 const sb = useSandbox();
+const refusedChownChild = fileURLToPath(new URL('./refused-chown.child.ts', import.meta.url));
+if (!isRoot) warnSkipped(['SKIPPING the local backend tests that give a file or a link to another user:', 'only root can do that. CI runs them as root.']);
+else if (!canRunAsNobody()) warnSkipped(['SKIPPING the local backend test of a refused chown: as root every chown succeeds,', `and a child process cannot run this checkout as nobody (uid ${NOBODY.uid}) here:`, 'make the checkout readable to others, or run the tests as a non-root user.']);
 const observe = (node: InfraNode): Promise<Observation> => observeOne(sb.backend, node);
 
 /** The fault of an operation (thrown as FaultError or returned as failed), or undefined on success. */
@@ -401,8 +407,7 @@ describe('local backend writes', () => {
     expect((await observe(node)).status).toBe('upToDate');
   });
 
-  it('a content change keeps an owner and group the node does not manage (the new file replaces the old one)', async () => {
-    if (userInfo().uid !== 0) return; // only root can give a file to another owner to begin with.
+  it.skipIf(!isRoot)('a content change keeps an owner and group the node does not manage (the new file replaces the old one) (root only: a file given to another user)', async () => {
     const p = join(sb.root, 'f.txt');
     await sb.backend.create(fileNode('f', 'f.txt', 'one'), opCtx());
     await chown(p, 1, 1);
@@ -415,7 +420,7 @@ describe('local backend writes', () => {
     expect(await readFile(p, 'utf8')).toBe('three');
   });
 
-  it.skipIf(process.getuid?.() !== 0)('a retargeted symlink keeps its owner and group (root only: a link given to another user)', async () => {
+  it.skipIf(!isRoot)('a retargeted symlink keeps its owner and group (root only: a link given to another user)', async () => {
     const p = join(sb.root, 'current');
     await sb.backend.create(linkNode('current', 'current', 'releases/v1'), opCtx());
     await lchown(p, 1, 2);
@@ -457,8 +462,7 @@ describe('local backend writes', () => {
     expect((await stat(p)).mode & 0o7777).toBe(0o640);
   });
 
-  it('an update leaves an ignored owner as it is found when new content replaces the file', async () => {
-    if (userInfo().uid !== 0) return; // only root can give a file to another owner to begin with.
+  it.skipIf(!isRoot)('an update leaves an ignored owner as it is found when new content replaces the file (root only: a file given to another user)', async () => {
     const p = join(sb.root, 'f.txt');
     await sb.backend.create(fileNode('f', 'f.txt', 'one', { owner: '0', group: '0' }), opCtx());
     await chown(p, 1, 1);
@@ -468,12 +472,16 @@ describe('local backend writes', () => {
     expect(await stat(p)).toMatchObject({ uid: 1, gid: 0 });
   });
 
-  it('classifies a refused chown as auth', async () => {
-    const me = userInfo();
-    if (me.uid === 0) return; // root may chown anything: nothing to refuse.
-    const node = fileNode('f', 'f.txt', 'x', { owner: '0' });
-    expect(await faultOf(() => sb.backend.create(node, opCtx()))).toMatchObject({ class: 'auth', code: 'EPERM' });
-    expect(await listAll(sb.root)).toEqual([]);
+  // Root may chown anything: the refusal is what a daemon run as another user meets. The create runs
+  // in a child process as an unprivileged user (nobody, when the tests run as root), in a sandbox it owns.
+  it.skipIf(isRoot && !canRunAsNobody())('classifies a refused chown as auth, and writes nothing', async () => {
+    if (isRoot) await chown(sb.base, NOBODY.uid, NOBODY.gid);
+    const r = runUnprivileged(refusedChownChild, [sb.base]);
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { uid: number; fault: Fault | null; entries: string[] };
+    expect(out.uid).not.toBe(0);
+    expect(out.fault).toMatchObject({ class: 'auth', code: 'EPERM' });
+    expect(out.entries).toEqual([]);
   });
 
   it('refuses an unknown user name', async () => {
