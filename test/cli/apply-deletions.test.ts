@@ -3,6 +3,11 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cleanEnv, cli, launcher, localBackend, tempProject } from '../support/cli.ts';
+import { warnSkipped } from '../support/skip.ts';
+
+// A terminal to ask on comes from util-linux's script(1).
+const hasScript = spawnSync('script', ['--version']).status === 0;
+if (!hasScript) warnSkipped(['SKIPPING the apply test that asks on a terminal: `script` (util-linux) is not on PATH.', 'Install util-linux to run it.']);
 
 const p = tempProject('ds-apply-deletions-');
 afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
@@ -88,7 +93,7 @@ describe('apply and deletions (CLI.md: apply exits 0 only when converged)', () =
   });
 
   // A terminal to ask on, from util-linux's script(1): the answer typed there, stdout to a file.
-  it.skipIf(spawnSync('script', ['--version']).status !== 0)('asks on a terminal; with --format json the question goes to stderr and stdout holds the JSON alone', async () => {
+  it.skipIf(!hasScript)('asks on a terminal; with --format json the question goes to stderr and stdout holds the JSON alone', async () => {
     p.write('app.yaml', goal(['a', 'c']));
     expect((await cli(['apply', ...p.args, '--yes'])).code).toBe(0);
     p.write('app.yaml', goal(['a']));

@@ -9,6 +9,7 @@ import { holdsWithin, isAlive } from '../support/backend.ts';
 import { cleanEnv, oneFileGoal, repoRoot, tempProject } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
 import type { Daemon } from '../support/daemon.ts';
+import { warnSkipped } from '../support/skip.ts';
 
 // `desiredstate run` starts and stops as CLI.md says: exit 0 on SIGTERM/SIGINT whenever they come,
 // and a bad --listen is a bad invocation (exit 64) that changes nothing.
@@ -74,9 +75,11 @@ describe('desiredstate run: signals', () => {
   });
 });
 
+const hasNpm = spawnSync('npm', ['--version'], { stdio: 'ignore' }).status === 0;
+if (!hasNpm) warnSkipped(['SKIPPING the `npm start` test (the daemon under npm, as the README runs it):', 'npm is not on PATH.']);
+
 describe('npm start: the daemon under npm, as the README runs it', () => {
-  const npm = spawnSync('npm', ['--version'], { stdio: 'ignore' }).status === 0;
-  it.skipIf(!npm || process.platform === 'win32')('a SIGTERM to npm alone (a service manager, kill PID) stops the daemon and npm exits 0, leaving no process behind', async () => {
+  it.skipIf(!hasNpm || process.platform === 'win32')('a SIGTERM to npm alone (a service manager, kill PID) stops the daemon and npm exits 0, leaving no process behind', async () => {
     const p = project();
     // npm runs the script through sh: without exec the shell died of the SIGTERM npm forwards, npm
     // exited 143, and the daemon went on running as an orphan, holding the state's lock.
