@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { normalizeTimestamp, quoteIdent, quoteLiteral } from '../../../src/backends/postgres/index.ts';
-import { alterRoleSql, createRoleSql, grantSql } from '../../../src/backends/postgres/sql.ts';
+import { alterRoleSql, createRoleSql, grantPrivileges, grantSql } from '../../../src/backends/postgres/sql.ts';
 import { specSchemas } from '../../../src/infra/index.ts';
 import type { InfraNodeSpecOf } from '../../../src/infra/index.ts';
 
@@ -72,7 +72,21 @@ describe('statements', () => {
     },
   ])('grant: $text', ({ spec, text }) => {
     const g = grant(spec);
-    expect(grantSql(g, g.privileges.map((p) => p.toUpperCase().replace('ALL PRIVILEGES', 'ALL').replace(/^TEMP$/, 'TEMPORARY')).sort()).text).toBe(text);
+    // The privileges as create and update pass them: canonicalised by grantPrivileges.
+    expect(grantSql(g, grantPrivileges(g.on, g.privileges)).text).toBe(text);
+  });
+
+  it.each([
+    { on: 'database' as const, privileges: ['temp', 'connect'], want: ['CONNECT', 'TEMPORARY'] },
+    { on: 'database' as const, privileges: ['TEMP', 'temporary', ' Connect '], want: ['CONNECT', 'TEMPORARY'] },
+    { on: 'tables' as const, privileges: ['all  privileges'], want: ['ALL'] },
+    { on: 'tables' as const, privileges: ['update', 'Select', 'SELECT'], want: ['SELECT', 'UPDATE'] },
+  ])('grantPrivileges($on, $privileges): upper case, TEMP as TEMPORARY, ALL PRIVILEGES as ALL, once each, sorted', ({ on, privileges, want }) => {
+    expect(grantPrivileges(on, privileges)).toEqual(want);
+  });
+
+  it('grantPrivileges refuses a privilege its object kind does not have', () => {
+    expect(() => grantPrivileges('database', ['SELECT'])).toThrow('"SELECT" is not a privilege on database');
   });
 });
 
