@@ -14,10 +14,16 @@ afterEach(() => {
   for (const stop of stops) stop();
 });
 
-/** Starts a watch and returns a function that waits for the next report naming `id`, with its delay in ms. */
-function watchFor(nodes: readonly InfraNode[]): { next: (id: string, timeoutMs?: number) => Promise<number>; reports: string[][] } {
+/** How long a test waits for a change to be reported before it fails: a hang guard. */
+const WAIT_MS = 10_000;
+
+/**
+ * Starts a watch and returns a function that waits for the next report naming `id`. Its timeout is a
+ * hang guard, not a speed bar: how soon a change is reported is measured by bench/reconcile/files.ts.
+ */
+function watchFor(nodes: readonly InfraNode[]): { next: (id: string) => Promise<void>; reports: string[][] } {
   const reports: string[][] = [];
-  const waiters: { id: string; resolve: (ms: number) => void; since: number }[] = [];
+  const waiters: { id: string; resolve: () => void }[] = [];
   stops.push(
     sb.backend.watch(
       nodes,
@@ -26,7 +32,7 @@ function watchFor(nodes: readonly InfraNode[]): { next: (id: string, timeoutMs?:
         for (const w of [...waiters]) {
           if (ids.includes(w.id)) {
             waiters.splice(waiters.indexOf(w), 1);
-            w.resolve(performance.now() - w.since);
+            w.resolve();
           }
         }
       },
@@ -35,11 +41,10 @@ function watchFor(nodes: readonly InfraNode[]): { next: (id: string, timeoutMs?:
   );
   return {
     reports,
-    next: (id, timeoutMs = 1000) =>
+    next: (id) =>
       new Promise((resolve, reject) => {
-        const since = performance.now();
-        const timer = setTimeout(() => reject(new Error(`no change reported for ${id} within ${timeoutMs} ms`)), timeoutMs);
-        waiters.push({ id, since, resolve: (ms) => (clearTimeout(timer), resolve(ms)) });
+        const timer = setTimeout(() => reject(new Error(`no change reported for ${id} within ${WAIT_MS} ms`)), WAIT_MS);
+        waiters.push({ id, resolve: () => (clearTimeout(timer), resolve()) });
       }),
   };
 }
@@ -51,7 +56,7 @@ describe('local backend watch', () => {
     { name: 'a hand edit of the content', change: (p: string) => writeFile(p, 'edited by hand') },
     { name: 'a deletion', change: (p: string) => rm(p) },
     { name: 'a replacement by rename', change: async (p: string) => (await writeFile(`${p}.new`, 'x'), rename(`${p}.new`, p)) },
-  ])('reports $name within a second', async ({ change }) => {
+  ])('reports $name, and only for the node changed', async ({ change }) => {
     const node = fileNode('cfg', 'app/app.toml', 'port = 8080\n');
     const other = fileNode('other', 'app/other.toml', 'x');
     await sb.backend.create(node, opCtx());
@@ -60,7 +65,7 @@ describe('local backend watch', () => {
     await settle();
     const waiting = w.next('cfg');
     await change(join(sb.root, 'app/app.toml'));
-    expect(await waiting).toBeLessThan(1000);
+    await waiting;
     expect(w.reports.flat()).not.toContain('other');
   });
 
@@ -83,9 +88,9 @@ describe('local backend watch', () => {
     await settle();
     await mkdir(join(sb.root, 'later/deeper'), { recursive: true });
     await settle();
-    const waiting = w.next('late', 2000);
+    const waiting = w.next('late');
     await writeFile(join(sb.root, 'later/deeper/file.txt'), 'by hand');
-    expect(await waiting).toBeLessThan(2000);
+    await waiting;
   });
 
   it('notices a directory removed and recreated, then edits inside it', async () => {
@@ -100,9 +105,9 @@ describe('local backend watch', () => {
     await gone;
     await mkdir(join(sb.root, 'conf'));
     await settle(300);
-    const edited = w.next('file', 2000);
+    const edited = w.next('file');
     await writeFile(join(sb.root, 'conf/a.txt'), 'by hand');
-    expect(await edited).toBeLessThan(2000);
+    await edited;
   });
 
   it('stops reporting once stopped, and close() stops every watch', async () => {
