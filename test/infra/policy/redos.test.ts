@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { compileTexts, goalYaml, policyYaml } from './helpers.ts';
 
 /**
@@ -10,6 +10,14 @@ import { compileTexts, goalYaml, policyYaml } from './helpers.ts';
 const slow = Array.from({ length: 40 }, () => 'a').join('');
 
 describe('regular expressions in policies run in linear time', () => {
+  // The first compile loads the CEL and RE2 modules: done here, so that the time below is the match's alone.
+  beforeAll(() => {
+    compileTexts({
+      'p.yaml': policyYaml({ naming: [{ types: ['local.file'], field: 'path', pattern: '^a+$', severity: { default: 'low' } }], requiredLabels: [{ key: 'team', pattern: '^x+$', severity: { default: 'low' } }] }),
+      'g.yaml': goalYaml({ environment: 'dev', labels: { team: 'x' }, nodes: [{ id: 'f', type: 'local.file', spec: { path: 'a', content: '' } }] }),
+    });
+  });
+
   it.each([
     {
       name: 'a naming pattern with nested quantifiers on a long name',
@@ -25,13 +33,14 @@ describe('regular expressions in policies run in linear time', () => {
       path: 'a',
       want: 'required-label:team',
     },
-  ])('$name: a finding, quickly', ({ policy, labels, path, want }) => {
+  ])('$name: a finding, without the exponential backtracking', ({ policy, labels, path, want }) => {
     const started = performance.now();
     const { engine } = compileTexts({
       'p.yaml': policyYaml(policy),
       'g.yaml': goalYaml({ environment: 'dev', labels, nodes: [{ id: 'f', type: 'local.file', spec: { path, content: '' } }] }),
     });
-    expect(performance.now() - started).toBeLessThan(2000);
+    // A hang guard, not a speed bar: a backtracking match of these patterns takes some 2^40 steps (hours).
+    expect(performance.now() - started).toBeLessThan(15_000);
     expect(engine.findings().map((f) => f.rule)).toEqual([want]);
   });
 
