@@ -27,10 +27,6 @@ function daemon(p: ReturnType<typeof tempProject>, args: readonly string[]): Dae
 }
 
 /** The daemon's exit, or 'still running' after `ms`. */
-function exitWithin(d: Daemon, ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null } | 'still running'> {
-  return Promise.race([d.exited, new Promise<'still running'>((r) => setTimeout(() => r('still running'), ms).unref())]);
-}
-
 describe('desiredstate run: signals', () => {
   it.each([
     { name: 'SIGTERM twice, 5 ms apart (timeout, systemd)', signal: 'SIGTERM' as const },
@@ -42,7 +38,7 @@ describe('desiredstate run: signals', () => {
     d.kill(signal);
     await new Promise((r) => setTimeout(r, 5));
     d.kill(signal);
-    expect(await exitWithin(d, 15_000)).toEqual({ code: 0, signal: null });
+    expect(await d.exitedWithin(15_000)).toEqual({ code: 0, signal: null });
   });
 
   it.skipIf(process.platform === 'win32')('exits 0 on a SIGTERM that comes while it starts, before it listens, and touches nothing', async () => {
@@ -59,7 +55,7 @@ describe('desiredstate run: signals', () => {
     await new Promise((r) => setTimeout(r, 200));
     await writer.writeFile('retry: { transient: { baseMs: 500, maxMs: 60000 } }\n');
     await writer.close();
-    expect(await exitWithin(d, 15_000)).toEqual({ code: 0, signal: null });
+    expect(await d.exitedWithin(15_000)).toEqual({ code: 0, signal: null });
     expect(d.lines.map((l) => l.msg)).not.toContain('listening');
     expect(existsSync(p.state)).toBe(false);
     expect(existsSync(p.root)).toBe(false);
@@ -71,7 +67,7 @@ describe('desiredstate run: signals', () => {
     await d.port();
     await eventually(() => existsSync(join(p.root, 'app.conf')) && readFileSync(join(p.root, 'app.conf'), 'utf8') === 'hello\n', 15_000, 'app.conf written');
     d.kill('SIGTERM');
-    expect(await exitWithin(d, 15_000)).toEqual({ code: 0, signal: null });
+    expect(await d.exitedWithin(15_000)).toEqual({ code: 0, signal: null });
   });
 });
 
@@ -118,7 +114,7 @@ describe('desiredstate run --listen', () => {
     const port = await new Promise<number>((resolve) => taken!.listen(0, '127.0.0.1', () => resolve((taken!.address() as AddressInfo).port)));
     const p = project();
     const d = daemon(p, ['--listen', `127.0.0.1:${port}`]);
-    expect(await exitWithin(d, 10_000)).toEqual({ code: 64, signal: null });
+    expect(await d.exitedWithin(10_000)).toEqual({ code: 64, signal: null });
     expect(d.stderr.trim()).toBe(`desiredstate run: cannot listen on 127.0.0.1:${port}: the address is already in use (another desiredstate running?)`);
     // Nothing provisioned, no state opened.
     expect(existsSync(join(p.root, 'app.conf'))).toBe(false);
@@ -128,7 +124,7 @@ describe('desiredstate run --listen', () => {
   it('exits 64 with a one-line reason for a host that does not resolve', async () => {
     const p = project();
     const d = daemon(p, ['--listen', 'no-such-host.invalid:7474']);
-    expect(await exitWithin(d, 15_000)).toEqual({ code: 64, signal: null });
+    expect(await d.exitedWithin(15_000)).toEqual({ code: 64, signal: null });
     expect(d.stderr.trim()).toMatch(/^desiredstate run: cannot listen on no-such-host\.invalid:7474: (unknown host|the host name cannot be resolved)$/);
     expect(existsSync(p.state)).toBe(false);
   });
@@ -138,7 +134,7 @@ describe('desiredstate run --fault-policy', () => {
   it('exits 64 with a one-line reason, changing nothing, when the path is a directory', async () => {
     const p = project();
     const d = daemon(p, ['--listen', '127.0.0.1:0', '--fault-policy', p.goals]);
-    expect(await exitWithin(d, 10_000)).toEqual({ code: 64, signal: null });
+    expect(await d.exitedWithin(10_000)).toEqual({ code: 64, signal: null });
     expect(d.stderr.trim()).toBe(`desiredstate run: fault policy file ${p.goals} is a directory`);
     expect(existsSync(p.state)).toBe(false);
     expect(existsSync(p.root)).toBe(false);

@@ -65,6 +65,11 @@ export class Daemon {
     return Number(String(l.address).split(':').at(-1));
   }
 
+  /** How it exited, or 'still running' after `ms`: a hang guard, never a measure of speed. */
+  exitedWithin(ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null } | 'still running'> {
+    return Promise.race([this.exited, new Promise<'still running'>((r) => setTimeout(() => r('still running'), ms).unref())]);
+  }
+
   kill(signal: NodeJS.Signals): void {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
   }
