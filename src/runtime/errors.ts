@@ -5,16 +5,10 @@
 export const ErrorCodes = {
   /** A backend id is configured twice. */
   DuplicateBackend: 'DS_DUPLICATE_BACKEND',
-  /** A node names a backend id that is not configured. */
-  UnknownBackend: 'DS_UNKNOWN_BACKEND',
   /** A Backend document names an implementation that does not exist. */
   UnknownBackendType: 'DS_UNKNOWN_BACKEND_TYPE',
-  /** A backend's configuration failed validation. */
-  InvalidBackendConfig: 'DS_INVALID_BACKEND_CONFIG',
   /** A backend does not support a node's type. */
   UnsupportedType: 'DS_UNSUPPORTED_TYPE',
-  /** The goal set does not compile. */
-  GoalErrors: 'DS_GOAL_ERRORS',
   /** A secret reference could not be resolved. */
   SecretUnavailable: 'DS_SECRET_UNAVAILABLE',
   /** The state store cannot be opened (lock, lineage, schema). */
@@ -23,8 +17,6 @@ export const ErrorCodes = {
   StateLocked: 'DS_STATE_LOCKED',
   /** Command-line usage error (exit 64). */
   Usage: 'DS_USAGE',
-  /** A path escapes the backend's root. */
-  PathEscapesRoot: 'DS_PATH_ESCAPES_ROOT',
   /** A fault policy or circuit-breaker configuration failed validation. */
   InvalidPolicy: 'DS_INVALID_POLICY',
   /** A persisted node-machine snapshot is not one this program knows. */
