@@ -1,6 +1,8 @@
 import { isUtf8 } from 'node:buffer';
 import { spawn } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { constants, statSync } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { z } from 'zod';
 import { errorMessage } from '../runtime/index.ts';
 import { LEASE_TOKEN_ENV, leaseToken, removeLease, writeLease } from './process-lease.ts';
@@ -207,6 +209,44 @@ function isDirectory(path: string): boolean {
     return statSync(path).isDirectory();
   } catch {
     return false;
+  }
+}
+
+/** The search path of a spawn whose environment has no PATH (execvp's default, as Node's spawn uses). */
+const DEFAULT_SEARCH_PATH = '/usr/bin:/bin';
+
+/**
+ * Where `runProcess` would find `program`, or why it could not start it, without running anything
+ * (a backend's health check): a program with a slash resolves against `cwd`, any other is looked up
+ * on `env.PATH` (/usr/bin:/bin when the environment has none); the first executable regular file wins.
+ */
+export async function locateProgram(program: string, where: { readonly cwd: string; readonly env: Readonly<Record<string, string>> }): Promise<{ readonly found: string } | { readonly missing: string }> {
+  if (program === '') return { missing: 'the command is empty' };
+  if (program.includes('/')) {
+    const path = resolve(where.cwd, program);
+    const why = await notRunnable(path);
+    return why === undefined ? { found: path } : { missing: `${path} ${why}` };
+  }
+  const searchPath = where.env.PATH ?? DEFAULT_SEARCH_PATH;
+  for (const dir of searchPath.split(':')) {
+    // An empty entry is the working directory, as for execvp.
+    const path = resolve(where.cwd, dir, program);
+    if ((await notRunnable(path)) === undefined) return { found: path };
+  }
+  return { missing: `${program} is not found on PATH (${searchPath === '' ? 'empty' : searchPath})` };
+}
+
+/** Why `path` cannot be run as a program, or undefined when it can. */
+async function notRunnable(path: string): Promise<string | undefined> {
+  try {
+    if (!(await stat(path)).isFile()) return 'is not a file';
+    await access(path, constants.X_OK);
+    return undefined;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return 'does not exist';
+    if (code === 'EACCES') return 'is not executable';
+    return `cannot be run (${code ?? errorMessage(err)})`;
   }
 }
 

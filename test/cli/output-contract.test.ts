@@ -1,4 +1,5 @@
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyWithEdits, cli, oneFileGoal, tempProject } from '../support/cli.ts';
 import { trackDaemons } from '../support/daemon.ts';
@@ -241,6 +242,34 @@ describe('exit status at the edges', () => {
     } finally {
       rmSync(`${p.goals}/pg.yaml`);
     }
+  });
+});
+
+// A script backend's command generator is looked for, never run, by `backends`: one that cannot be
+// started was reported healthy, and every node of the backend then failed on its first generation.
+describe('backends with a script backend whose generator is a command', () => {
+  const p = tempProject('ds-out-generator-');
+  afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
+  p.write('app.yaml', oneFileGoal(p.root, 'v1\n'));
+  writeFileSync(join(p.dir, 'gen.sh'), '#!/bin/sh\ncat >/dev/null\n', { mode: 0o755 });
+  writeFileSync(join(p.dir, 'gen.txt'), '#!/bin/sh\n', { mode: 0o644 });
+  const scriptBackend = (command: string): string =>
+    `apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: gen }\nspec:\n  type: script\n  config: { root: scripts, generator: { type: command, command: ${command} } }\n`;
+
+  it.each([
+    { name: 'a program on PATH', command: '[sh, -c, cat]', health: 'healthy', message: undefined },
+    { name: 'an executable file by its path', command: '[./gen.sh]', health: 'healthy', message: undefined },
+    { name: 'a program on no PATH directory', command: '[no-such-generator-ds, --model, x]', health: 'unhealthy', message: 'the generator command cannot be run: no-such-generator-ds is not found on PATH' },
+    { name: 'a path to nothing', command: '[./missing/gen]', health: 'unhealthy', message: `the generator command cannot be run: ${join(p.dir, 'missing/gen')} does not exist` },
+    { name: 'a file that is not executable', command: '[./gen.txt]', health: 'unhealthy', message: `the generator command cannot be run: ${join(p.dir, 'gen.txt')} is not executable` },
+    { name: 'a directory', command: '[./scripts-dir/]', health: 'unhealthy', message: `the generator command cannot be run: ${join(p.dir, 'scripts-dir')} is not a file` },
+  ])('$name: $health', async ({ command, health, message }) => {
+    mkdirSync(join(p.dir, 'scripts-dir'), { recursive: true });
+    p.write('gen.yaml', scriptBackend(command));
+    const r = await cli(['backends', '--format', 'json', ...p.args], { cwd: p.dir });
+    expect(r.code, r.stderr).toBe(health === 'healthy' ? 0 : 1);
+    const gen = (doc(r.stdout).backends as { id: string }[]).find((b) => b.id === 'gen');
+    expect(gen).toEqual({ id: 'gen', type: 'script', health, ...(message === undefined ? {} : { message: expect.stringContaining(message) }) });
   });
 });
 

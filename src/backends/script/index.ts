@@ -5,6 +5,7 @@ import {
   execRequest,
   holdsSecretRef,
   INFRA_NODE_TYPES,
+  locateProgram,
   parseApply,
   parseRead,
   processLeaseDir,
@@ -168,10 +169,23 @@ export class ScriptProvisioner implements ResourceProvisioner {
   }
 
   async health(ctx: { signal: AbortSignal }): Promise<BackendHealth> {
-    if (this.config.generator.type !== 'template') return { status: 'healthy' };
-    // The built-in templates are sh + jq: say so before the first node fails.
-    const r = await runProcess({ argv: ['jq', '--version'], cwd: this.ctx.cwd, env: this.env, timeoutMs: 5000, maxOutputBytes: 4096, signal: ctx.signal });
-    return r.status === 'exited' && r.exitCode === 0 ? { status: 'healthy' } : { status: 'unhealthy', message: 'jq is not on PATH; the built-in script templates need it' };
+    const generator = this.config.generator;
+    switch (generator.type) {
+      case 'command': {
+        // Say so before the first node fails: a generator that cannot start generates nothing. Only
+        // looked for, never run (it would be asked for a script).
+        const where = await locateProgram(generator.command[0]!, { cwd: this.ctx.cwd, env: this.env });
+        if ('found' in where) return { status: 'healthy' };
+        return { status: 'unhealthy', message: `the generator command cannot be run: ${where.missing}; check generator.command, and that PATH is in the env allowlist` };
+      }
+      case 'template': {
+        // The built-in templates are sh + jq: say so before the first node fails.
+        const r = await runProcess({ argv: ['jq', '--version'], cwd: this.ctx.cwd, env: this.env, timeoutMs: 5000, maxOutputBytes: 4096, signal: ctx.signal });
+        return r.status === 'exited' && r.exitCode === 0 ? { status: 'healthy' } : { status: 'unhealthy', message: 'jq is not on PATH; the built-in script templates need it' };
+      }
+      default:
+        return assertNever(generator, 'generator config');
+    }
   }
 
   close(): Promise<void> {
