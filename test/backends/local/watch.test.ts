@@ -49,7 +49,7 @@ function watchFor(nodes: readonly InfraNode[]): { next: (id: string) => Promise<
   };
 }
 
-const settle = (ms = 150): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const settle = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('local backend watch', () => {
   it.each([
@@ -61,8 +61,7 @@ describe('local backend watch', () => {
     const other = fileNode('other', 'app/other.toml', 'x');
     await sb.backend.create(node, opCtx());
     await sb.backend.create(other, opCtx());
-    const w = watchFor([node, other]);
-    await settle();
+    const w = watchFor([node, other]); // armed when it returns: fs.watch adds its inotify watch synchronously
     const waiting = w.next('cfg');
     await change(join(sb.root, 'app/app.toml'));
     await waiting;
@@ -73,11 +72,9 @@ describe('local backend watch', () => {
     const nodes = Array.from({ length: 20 }, (_, i) => fileNode(`f${i}`, `d/f${i}.txt`, 'x'));
     for (const n of nodes) await sb.backend.create(n, opCtx());
     const w = watchFor(nodes);
-    await settle();
-    const waiting = w.next('f19');
+    const waiting = Promise.all(nodes.map((n) => w.next(n.id)));
     for (let i = 0; i < 20; i++) await writeFile(join(sb.root, `d/f${i}.txt`), 'y');
     await waiting;
-    await settle();
     expect(new Set(w.reports.flat())).toEqual(new Set(nodes.map((n) => n.id)));
     expect(w.reports.length).toBeLessThan(10);
   });
@@ -85,9 +82,11 @@ describe('local backend watch', () => {
   it('notices a file whose directory did not exist when the watch started', async () => {
     const node = fileNode('late', 'later/deeper/file.txt', 'x');
     const w = watchFor([node]);
-    await settle();
+    // The new directories are reported as a change of the node, once its nearest existing ancestor's
+    // watch has been moved down to them (the report comes after the re-arming).
+    const rearmed = w.next('late');
     await mkdir(join(sb.root, 'later/deeper'), { recursive: true });
-    await settle();
+    await rearmed;
     const waiting = w.next('late');
     await writeFile(join(sb.root, 'later/deeper/file.txt'), 'by hand');
     await waiting;
@@ -99,12 +98,13 @@ describe('local backend watch', () => {
     await sb.backend.create(dir, opCtx());
     await sb.backend.create(file, opCtx());
     const w = watchFor([dir, file]);
-    await settle();
     const gone = w.next('dir');
     await rm(join(sb.root, 'conf'), { recursive: true });
     await gone;
+    // Recreated: reported for the file too, after its parent's watch is armed again.
+    const rearmed = w.next('file');
     await mkdir(join(sb.root, 'conf'));
-    await settle(300);
+    await rearmed;
     const edited = w.next('file');
     await writeFile(join(sb.root, 'conf/a.txt'), 'by hand');
     await edited;
@@ -114,10 +114,9 @@ describe('local backend watch', () => {
     const node = fileNode('f', 'f.txt', 'x');
     await sb.backend.create(node, opCtx());
     const w = watchFor([node]);
-    await settle();
     await sb.backend.close();
     await writeFile(join(sb.root, 'f.txt'), 'after close');
-    await settle(200);
+    await settle(200); // time for a report that must not come
     expect(w.reports).toEqual([]);
   });
 });
