@@ -1,4 +1,4 @@
-import { fault, forEachLimit, hasReferences, resolveReferences, toFault } from '../runtime/index.ts';
+import { fault, forEachLimit, hasReferences, jsonEqual, resolveReferences, toFault } from '../runtime/index.ts';
 import type { Fault, FieldDiff, NodeId, NodeProvisioner, Observation, OperationContext, ProvisionResult, UpdateRequest } from '../runtime/index.ts';
 import type { BackendUpdate, InfraBackend } from './backend.ts';
 import type { InfraDesiredNodeSpec, InfraNode } from './desired.ts';
@@ -191,12 +191,13 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
     // The same outputs resolve to the same node object (or the same fault): backends cache work per spec
     // object (content hashes, fingerprints), and a pass resolves a node for observe and again to provision it.
     const cached = resolvedCache.get(node);
-    if (cached !== undefined && cached.used.every(([id, key, v]) => ctx.outputsOf(id)?.[key] === v)) return cached.result;
-    const { value, missing, used, references } = resolveReferences(node.spec.spec, ctx.outputsOf);
+    // A list or map output is read anew each pass: equal, not the same object.
+    if (cached !== undefined && cached.used.every(([id, key, v]) => jsonEqual(ctx.outputsOf(id)?.[key], v))) return cached.result;
+    const { value, missing, used, references, embedded } = resolveReferences(node.spec.spec, ctx.outputsOf);
     if (missing.length > 0) {
       return { fault: notCalled('transient', `waiting for outputs ${missing.join(', ')}`, { code: 'outputs-missing' }) };
     }
-    const checked = checkResolvedSpec(node.id, value, references);
+    const checked = checkResolvedSpec(node.id, value, references, embedded);
     const result = 'fault' in checked ? { fault: { ...checked.fault, beforeCall: true as const } } : { node: { ...node, spec: { ...node.spec, spec: checked.spec } } };
     resolvedCache.set(node, { used, result });
     return result;

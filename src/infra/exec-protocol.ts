@@ -1,4 +1,4 @@
-import { assertNever, defaultLoadLimits, fault, FaultError } from '../runtime/index.ts';
+import { assertNever, defaultLoadLimits, fault, FaultError, jsonEqual } from '../runtime/index.ts';
 import type { Fault, FieldDiff, Observation, OperationContext, Outputs } from '../runtime/index.ts';
 import { tailLines } from './process.ts';
 import type { ProcessOutcome } from './process.ts';
@@ -187,14 +187,14 @@ function jsonDepth(root: unknown): number {
   return max;
 }
 
+/**
+ * The outputs a command printed: an object whose values are any JSON (a list of addresses, a map of
+ * endpoints), recorded and handed back on stdin as printed. Its size and depth are bounded where the
+ * whole output is (maxOutputBytes, MAX_JSON_DEPTH).
+ */
 function parseOutputs(command: ExecCommand, value: unknown): Outputs {
   if (value === undefined) return {};
   if (!isPlainObject(value)) throw new FaultError(badOutput(command, '"outputs" that is not an object'));
-  for (const [key, v] of Object.entries(value)) {
-    if (v !== null && typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
-      throw new FaultError(badOutput(command, `output "${key}" that is not a string, number, boolean or null`));
-    }
-  }
   return value as Outputs;
 }
 
@@ -275,19 +275,6 @@ export function toObservation(input: Readonly<Record<string, unknown>>, read: Re
   const outputs = recorded === undefined ? read.outputs : { ...recorded, ...read.outputs };
   const diffs = inputDiffs(input, read.state ?? {});
   return diffs.length === 0 ? { status: 'upToDate', outputs } : { status: 'drifted', diffs, outputs };
-}
-
-/** Deep equality of JSON values: key order does not matter, array order does. */
-export function jsonEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (Array.isArray(a)) return Array.isArray(b) && a.length === b.length && a.every((x, i) => jsonEqual(x, b[i]));
-  if (isPlainObject(a)) {
-    if (!isPlainObject(b) || Array.isArray(b)) return false;
-    const ka = Object.keys(a).filter((k) => a[k] !== undefined);
-    const kb = Object.keys(b).filter((k) => b[k] !== undefined);
-    return ka.length === kb.length && ka.every((k) => Object.hasOwn(b, k) && jsonEqual(a[k], b[k]));
-  }
-  return false;
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

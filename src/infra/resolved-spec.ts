@@ -1,6 +1,6 @@
 import type { z } from 'zod';
-import { fault, valueAtPath, zodIssueMessages } from '../runtime/index.ts';
-import type { Fault, NodeId, OutputReference, PathKey } from '../runtime/index.ts';
+import { fault, formatPath, jsonTypeName, valueAtPath, zodIssueMessages } from '../runtime/index.ts';
+import type { EmbeddedStructure, Fault, NodeId, OutputReference, PathKey } from '../runtime/index.ts';
 import { specSchemas } from './spec.ts';
 import type { InfraNodeSpec } from './spec.ts';
 
@@ -13,7 +13,8 @@ import type { InfraNodeSpec } from './spec.ts';
  * made it: the goal is wrong for what its dependency outputs, and trying
  * again soon would change nothing.
  */
-export function checkResolvedSpec(id: NodeId, spec: InfraNodeSpec, references: readonly OutputReference[]): { spec: InfraNodeSpec } | { fault: Fault } {
+export function checkResolvedSpec(id: NodeId, spec: InfraNodeSpec, references: readonly OutputReference[], embedded: readonly EmbeddedStructure[] = []): { spec: InfraNodeSpec } | { fault: Fault } {
+  if (embedded.length > 0) return { fault: embeddedFault(id, embedded) };
   const { type, ...rest } = spec;
   const schema = specSchemas[type];
   let fields: Record<string, unknown> = rest;
@@ -34,6 +35,19 @@ export function checkResolvedSpec(id: NodeId, spec: InfraNodeSpec, references: r
       hint: 'the goal does not fit what its dependencies output: change the goal, or what they output',
     }),
   };
+}
+
+/**
+ * The fault of a spec with a list or map output referenced inside a longer string: no text stands
+ * for one ("a,b" would be a guess, "[object Object]" garbage), and this node is the one to change
+ * (its goal), not the node that printed the output. Naming each reference, the field and the type.
+ */
+function embeddedFault(id: NodeId, embedded: readonly EmbeddedStructure[]): Fault {
+  const problems = embedded.map((r) => `${formatPath(['spec', ...r.path])}: \${nodes.${r.node}.outputs.${r.key}} is ${jsonTypeName(r.value)}, which cannot be inserted into text`);
+  return fault('permanent', `node "${id}": ${[...new Set(problems)].join('; ')}`, {
+    code: 'invalid-resolved-spec',
+    hint: 'a list or map output fills a field only as a whole reference (the string "${nodes.<id>.outputs.<key>}" and nothing else) where the field takes one, such as a generic.resource input key; or have the node output the text you need',
+  });
 }
 
 /**

@@ -2,6 +2,7 @@ export * from './errors.ts';
 export * from './node-spec.ts';
 export * from './fault.ts';
 export * from './provisioner.ts';
+export * from './json.ts';
 export * from './diagnostics.ts';
 export * from './graph.ts';
 export * from './duration.ts';

@@ -197,21 +197,25 @@ export function hasReferences(value: unknown): boolean {
  * Replaces `${nodes.<id>.outputs.<key>}` with recorded outputs and every
  * `$${` with `${` (once: an output value is inserted verbatim). A string
  * that is one reference and nothing else (`wholeReference`) becomes the
- * output's value itself, a number or boolean keeping its type; in any other
+ * output's value itself, a number or boolean keeping its type, a list or a
+ * map (an exec command's output may be any JSON) put in whole; in any other
  * string the output is inserted as text. Returns the
  * references that have no value yet (the node must wait for them), every
  * (node, key, value) read, so that a caller can tell when the same outputs
  * would resolve the same way again, and where each reference was, so that
  * a value that turns out wrong can be traced to the reference that put it
- * there.
+ * there; and `embedded`, the references inside a longer string whose output
+ * is a list or a map: no text stands for one (not "a,b", not
+ * "[object Object]"), so the caller refuses the spec, naming them.
  */
 export function resolveReferences<T>(
   value: T,
   outputsOf: (id: NodeId) => Outputs | undefined,
-): { value: T; missing: string[]; used: [NodeId, string, Outputs[string] | undefined][]; references: OutputReference[] } {
+): { value: T; missing: string[]; used: [NodeId, string, Outputs[string] | undefined][]; references: OutputReference[]; embedded: EmbeddedStructure[] } {
   const missing: string[] = [];
   const used: [NodeId, string, Outputs[string] | undefined][] = [];
   const references: OutputReference[] = [];
+  const embedded: EmbeddedStructure[] = [];
   const resolved = mapStrings(value, (v, path) => {
     if (!v.includes('${')) return v;
     const one = wholeReference(v);
@@ -222,15 +226,23 @@ export function resolveReferences<T>(
       if (ref === null) return whole;
       const out = outputsOf(ref[1]!)?.[ref[2]!];
       used.push([ref[1]!, ref[2]!, out]);
-      references.push({ node: ref[1]!, key: ref[2]!, path: [...path], index, whole: one });
+      const reference = { node: ref[1]!, key: ref[2]!, path: [...path], index, whole: one };
+      references.push(reference);
       if (out === undefined || out === null) {
         missing.push(`${ref[1]}.${ref[2]}`);
         return whole;
       }
       typed = out;
-      return String(out);
+      if (typeof out !== 'object') return String(out);
+      if (!one) embedded.push({ ...reference, value: out });
+      return whole;
     });
     return one && typed !== undefined ? typed : text;
   });
-  return { value: resolved as T, missing, used, references };
+  return { value: resolved as T, missing, used, references, embedded };
+}
+
+/** A reference inside a longer string to an output that is a list or a map (see `resolveReferences`). */
+export interface EmbeddedStructure extends OutputReference {
+  readonly value: Outputs[string];
 }

@@ -1,6 +1,7 @@
 import { fault } from './fault.ts';
 import type { Fault } from './fault.ts';
 import type { DesiredGraph } from './graph.ts';
+import { jsonEqual } from './json.ts';
 import type { DesiredNode, NodeId, NodeSettings, NodeSpec, NodeSpecCodec } from './node-spec.ts';
 import type { Observation, ObservationMemo, Outputs } from './provisioner.ts';
 import type { NodeRecord, NodeStatus } from './state-store.ts';
@@ -191,13 +192,20 @@ function sameDeps(a: unknown, b: unknown): boolean {
   return true;
 }
 
-/** Equal flat maps (outputs, or observation memos). */
+/**
+ * Equal outputs, or observation memos: the same keys with equal values, a list or a map compared
+ * deep (an output may be any JSON: read again each pass, it is a new object equal to the recorded one).
+ */
 export function sameOutputs(a: Outputs | ObservationMemo | null, b: Outputs | ObservationMemo | null): boolean {
   if (a === b) return true;
   if (a === null || b === null) return false;
   const ka = Object.keys(a);
   if (ka.length !== Object.keys(b).length) return false;
-  for (const k of ka) if (a[k] !== b[k]) return false;
+  for (const k of ka) {
+    const x = a[k];
+    const y = b[k];
+    if (x !== y && (typeof x !== 'object' || x === null || !Object.hasOwn(b, k) || !jsonEqual(x, y))) return false;
+  }
   return true;
 }
 

@@ -2,8 +2,14 @@ import type { Logger } from 'pino';
 import type { Fault } from './fault.ts';
 import type { DesiredNode, NodeId, NodeSpec } from './node-spec.ts';
 
+/**
+ * One output's value: any JSON value. Most backends output scalars (a path, an oid); the exec
+ * protocol's commands print whatever JSON they like (a list of addresses, a map of endpoints).
+ */
+export type OutputValue = string | number | boolean | null | readonly OutputValue[] | { readonly [key: string]: OutputValue };
+
 /** Outputs a node exposes to its dependents (`${nodes.<id>.outputs.<key>}`). */
-export type Outputs = Readonly<Record<string, string | number | boolean | null>>;
+export type Outputs = Readonly<Record<string, OutputValue>>;
 
 /**
  * A backend's own note about what it saw at an observation (for example a

@@ -342,7 +342,11 @@ export function reportZodIssues(
   }
 }
 
-/** What a pending value can turn out to be, as zod's `invalid_type` names it: text, or any output (a scalar). */
+/**
+ * What a pending value can turn out to be, as zod's `invalid_type` names it: text, or an output. An exec
+ * output may be a list or a map too, but which node a reference names is not known here, and most
+ * print scalars only: where a typed field takes a list or a map, a reference stays an error.
+ */
 const PENDING_TYPES: Readonly<Record<PendingValue['type'], ReadonlySet<string>>> = {
   string: new Set(['string']),
   any: new Set(['string', 'number', 'int', 'boolean']),

@@ -209,7 +209,7 @@ describe('a reference in a field that is not free text', () => {
   // What no output can make right is still a compile error, at the reference.
   it.each([
     { name: 'text around a reference in a number field', spec: '{ name: app, connectionLimit: "1${nodes.cfg.outputs.limit}" }', type: 'postgres.database', message: 'spec.connectionLimit: expected a number, got the string "1${nodes.cfg.outputs.limit}"' },
-    { name: 'a reference where a list belongs (outputs are single values)', spec: '{ name: app, memberOf: "${nodes.cfg.outputs.roles}" }', type: 'postgres.role', message: 'spec.memberOf: expected a list, got the string "${nodes.cfg.outputs.roles}"' },
+    { name: 'a reference where a typed field takes a list (only the free-form maps take a list output)', spec: '{ name: app, memberOf: "${nodes.cfg.outputs.roles}" }', type: 'postgres.role', message: 'spec.memberOf: expected a list, got the string "${nodes.cfg.outputs.roles}"' },
     { name: 'a reference where a secret reference belongs', spec: '{ name: app, password: "${nodes.cfg.outputs.pw}" }', type: 'postgres.role', message: 'spec.password: a secret must not be written inline: use { fromEnv: NAME } or { fromFile: path }' },
   ])('$name is a compile error', ({ spec, type, message }) => {
     const compiled = compileText(goal(`    - id: n\n      type: ${type}\n      spec: ${spec}\n`));

@@ -100,6 +100,22 @@ describe('resolveReferences', () => {
     expect(r.missing).toEqual([]);
   });
 
+  // An exec command's output may be any JSON: whole, a list or a map takes the string's place as it is;
+  // inside text there is none to insert (not "a,b", not "[object Object]"), and the caller is told which.
+  it('a list or map output: its own value for a whole reference, named in embedded (text left) inside a longer string', () => {
+    const structured: Record<string, Outputs> = { a: { tags: ['x', 'y'], ep: { host: 'h', ports: [80] }, rid: 'r-1' } };
+    const r = resolveReferences(
+      { tags: '${nodes.a.outputs.tags}', ep: ['${ nodes.a.outputs.ep }'], label: 'rid=${nodes.a.outputs.rid} tags=${nodes.a.outputs.tags}', url: 'http://${nodes.a.outputs.ep}' },
+      (id) => structured[id],
+    );
+    expect(r.value).toEqual({ tags: ['x', 'y'], ep: [{ host: 'h', ports: [80] }], label: 'rid=r-1 tags=${nodes.a.outputs.tags}', url: 'http://${nodes.a.outputs.ep}' });
+    expect(r.missing).toEqual([]);
+    expect(r.embedded).toEqual([
+      { node: 'a', key: 'tags', path: ['label'], index: 32, whole: false, value: ['x', 'y'] },
+      { node: 'a', key: 'ep', path: ['url'], index: 7, whole: false, value: { host: 'h', ports: [80] } },
+    ]);
+  });
+
   it('says where each reference sat, and whether it was the whole string', () => {
     const r = resolveReferences({ a: '${nodes.db.outputs.port}', b: ['x${nodes.db.outputs.host}'] }, (id) => typed[id]);
     expect(r.references).toEqual([

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { heldByPolicy, policyHoldReason } from '../../src/runtime/node-record.ts';
+import { heldByPolicy, policyHoldReason, sameOutputs } from '../../src/runtime/node-record.ts';
 import type { NodeRecord } from '../../src/runtime/state-store.ts';
 
 const record = (status: NodeRecord['status'], reason: string | null): NodeRecord => ({
@@ -32,5 +32,18 @@ describe('a node held by a policy gate', () => {
     expect(heldByPolicy(record('held', 'auth: password authentication failed (budget spent)'))).toBe(false);
     expect(heldByPolicy(record('ready', policyHoldReason('naming:name (high, org)')))).toBe(false);
     expect(heldByPolicy(record('held', null))).toBe(false);
+  });
+});
+
+// A list or map output is read anew at every observation: a new object equal to the one recorded. Compared
+// by identity, the node never looked steady, and its record was written again on every pass.
+describe('sameOutputs', () => {
+  it('compares lists and maps by value, key order aside', () => {
+    expect(sameOutputs({ tags: ['a', 'b'], ep: { host: 'h', port: 5 } }, { ep: { port: 5, host: 'h' }, tags: ['a', 'b'] })).toBe(true);
+    expect(sameOutputs({ tags: ['a', 'b'] }, { tags: ['b', 'a'] })).toBe(false);
+    expect(sameOutputs({ ep: { host: 'h' } }, { ep: { host: 'h', port: 5 } })).toBe(false);
+    expect(sameOutputs({ tags: [] }, { other: [] })).toBe(false);
+    expect(sameOutputs({ n: 1, s: 'x' }, { n: 1, s: 'x' })).toBe(true);
+    expect(sameOutputs({ n: 1 }, { n: '1' })).toBe(false);
   });
 });

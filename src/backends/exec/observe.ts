@@ -8,10 +8,10 @@ export {
   EX_NOPERM,
   EX_TEMPFAIL,
   inputDiffs,
-  jsonEqual,
   parseApply,
   parseRead,
   successOutput,
   toObservation,
 } from '../../infra/index.ts';
 export type { ExecCommand, ReadResult } from '../../infra/index.ts';
+export { jsonEqual } from '../../runtime/index.ts';

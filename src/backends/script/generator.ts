@@ -29,7 +29,7 @@ export const PROTOCOL_INSTRUCTIONS = [
   'It is run as `script VERB` with VERB one of read, create, update, delete, and receives on stdin',
   'one JSON object {"id": node id, "input": the node input (of the given shape), "outputs": recorded outputs or null}.',
   'read prints {"exists": false} or {"exists": true, "state": {...}, "outputs": {...}}; drift is every input key whose value differs in state.',
-  'create and update print {"outputs": {...}} (string, number, boolean or null values); delete prints nothing.',
+  'create and update print {"outputs": {...}} (any JSON values); delete prints nothing.',
   'Exit 0 on success, 75 for a transient failure, 77 for a permission failure, anything else for a permanent one; explain on stderr.',
   'Every call must be idempotent; the working directory is the backend root.',
 ].join(' ');

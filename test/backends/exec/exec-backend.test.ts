@@ -177,6 +177,48 @@ if (op === 'read') {
   });
 });
 
+// GOAL-FORMAT.md: create and update print {"outputs": {…}}, with no limit on the values' types. A
+// list or map was refused as bad output: the create had made its resource, and the read that prints
+// the same outputs failed the same way on every pass, the node stuck for ever.
+describe('exec backend: outputs that are lists and maps', () => {
+  /** Creates a file; prints outputs with a list, a map and the allowlisted token inside a list; logs each request. */
+  const STRUCTURED = `
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+const [file, op] = process.argv.slice(2);
+const req = JSON.parse(readFileSync(0, 'utf8'));
+appendFileSync(file + '.log', JSON.stringify({ op, req }) + '\\n');
+const outputs = { rid: 'r-1', tags: ['a', 'b'], ep: { host: 'h', ports: [80, 443] }, keys: ['plain', process.env.DS_TEST_TOKEN] };
+if (op === 'read') console.log(JSON.stringify(existsSync(file) ? { exists: true, state: JSON.parse(readFileSync(file, 'utf8')), outputs } : { exists: false }));
+else { writeFileSync(file, JSON.stringify(req.input)); console.log(JSON.stringify({ outputs })); }
+`;
+  const TOKEN = 'tok-4711-secret';
+  const expected = { rid: 'r-1', tags: ['a', 'b'], ep: { host: 'h', ports: [80, 443] }, keys: ['plain', '<secret>'] };
+
+  it('are recorded as printed (a secret inside a list masked) and handed back on stdin to read and update', async () => {
+    const structured = script('structured.mjs', STRUCTURED);
+    const state = join(dir, 'structured.json');
+    const cmd = (op: string): string[] => [node, structured, state, op];
+    const n = genericNode('lists', { commands: { read: cmd('read'), create: cmd('create'), update: cmd('update') }, input: { size: 1 } });
+    const b = backend({ env: ['DS_TEST_TOKEN'] }, { ...process.env, DS_TEST_TOKEN: TOKEN });
+    const recorded = new Map<string, Outputs>();
+
+    const created = await b.create(n, opContext(recorded));
+    expect(created).toEqual({ status: 'done', outputs: expected });
+    if (created.status === 'done') recorded.set(n.id, created.outputs);
+    expect(await observeOne(b, n, recorded)).toEqual({ status: 'upToDate', outputs: expected });
+
+    writeFileSync(state, JSON.stringify({ size: 2 }));
+    const drifted = await observeOne(b, n, recorded);
+    expect(drifted).toEqual({ status: 'drifted', diffs: [{ path: 'input.size', desired: 1, actual: 2 }], outputs: expected });
+    expect(await b.update(n, drifted.status === 'drifted' ? drifted.diffs : [], opContext(recorded))).toEqual({ status: 'done', outputs: expected });
+
+    const requests = readFileSync(`${state}.log`, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { op: string; req: { outputs: unknown } });
+    expect(requests.map((r) => r.op)).toEqual(['create', 'read', 'read', 'update']);
+    for (const r of requests.slice(1)) expect(r.req.outputs).toEqual(expected);
+    expect(JSON.stringify(requests)).not.toContain(TOKEN);
+  });
+});
+
 // GOAL-FORMAT.md: a secret field takes { fromEnv } or { fromFile }. In an exec input the reference was
 // handed to the command as it is written ({"fromEnv": "DB_PASSWORD"} on stdin), as if a password.
 describe('exec backend: secret references in the input', () => {
@@ -356,7 +398,7 @@ describe('exec backend: output that is not the protocol JSON is a bad-output fau
     { name: 'read: a JSON array', op: 'read', out: '[1,2]' },
     { name: 'read: exists is not a boolean', op: 'read', out: '{"exists":"yes"}' },
     { name: 'read: state is not an object', op: 'read', out: '{"exists":true,"state":5}' },
-    { name: 'read: an output value that is an object', op: 'read', out: '{"exists":true,"state":{},"outputs":{"a":{"b":1}}}' },
+    { name: 'read: outputs that are a list, not an object', op: 'read', out: '{"exists":true,"state":{},"outputs":[{"a":1}]}' },
     { name: 'create: nothing at all', op: 'create', out: '' },
     { name: 'create: outputs is a string', op: 'create', out: '{"outputs":"x"}' },
     { name: 'create: truncated JSON', op: 'create', out: '{"outputs":{"a":' },
@@ -370,6 +412,8 @@ describe('exec backend: output that is not the protocol JSON is a bad-output fau
     // Nesting that deep overflows the stack of whatever walks it next (drift comparison, plan output).
     { name: 'read: a state nested 50,000 levels deep', op: 'read', out: `{"exists":true,"state":{"a":${'['.repeat(50_000)}${']'.repeat(50_000)}}}` },
     { name: 'read: JSON nested deeper than 64 levels (the goal files\' limit)', op: 'read', out: `{"exists":true,"state":${'{"a":'.repeat(64)}1${'}'.repeat(64)}}` },
+    // Outputs may be lists and maps, within the same bounds: maxOutputBytes (below) and this depth.
+    { name: 'create: outputs nested deeper than 64 levels', op: 'create', out: `{"outputs":{"a":${'['.repeat(64)}1${']'.repeat(64)}}}` },
   ])('$name', async ({ op, out }) => {
     const commands = { read: printing(out), create: printing(out), update: printing(out), delete: printing(out) };
     const n = genericNode('x', { commands });
