@@ -141,6 +141,55 @@ describe('a field that is one reference and nothing else', () => {
   });
 });
 
+// An exec command's output may be any JSON: a whole reference puts a list or a map in place where the
+// type takes it; inside text, or where the type wants text, the dependent fails before its backend is called.
+describe('an output that is a list or a map', () => {
+  const outputs: Outputs = { hosts: ['a.local', 'b.local'], ep: { host: 'db.local', ports: [5432] }, port: 5432 };
+
+  it.each([
+    {
+      name: 'a generic.resource input key takes it as it is',
+      nodes: '    - id: n\n      type: generic.resource\n      spec: { input: { hosts: "${nodes.cfg.outputs.hosts}", ep: "${nodes.cfg.outputs.ep}", port: "${nodes.cfg.outputs.port}" } }\n',
+      expected: { input: { hosts: ['a.local', 'b.local'], ep: { host: 'db.local', ports: [5432] }, port: 5432 } },
+    },
+    {
+      name: 'an ansible extra var too',
+      nodes: '    - id: n\n      type: ansible.playbook\n      spec: { playbook: site.yml, extraVars: { ep: "${nodes.cfg.outputs.ep}" } }\n',
+      expected: { extraVars: { ep: { host: 'db.local', ports: [5432] } } },
+    },
+    {
+      name: 'a field that takes a string or a list takes the list',
+      nodes: '    - id: n\n      type: ansible.playbook\n      spec: { playbook: site.yml, inventory: "${nodes.cfg.outputs.hosts}" }\n',
+      expected: { inventory: ['a.local', 'b.local'] },
+    },
+  ])('whole: $name', async ({ nodes, expected }) => {
+    const { memory, provisioner, ctx, node } = setup(nodes, outputs);
+    expect(await provisioner.create(node('n'), ctx)).toMatchObject({ status: 'done' });
+    expect(memory.snapshot().get('n')!.spec).toMatchObject(expected);
+    // Outputs read again are new objects: the same resolved spec, no drift.
+    const again = opContext(new Map([['cfg', structuredClone(outputs)]]));
+    expect((await provisioner.observe([node('n')], again)).get('n')).toMatchObject({ status: 'upToDate' });
+  });
+
+  it.each([
+    {
+      name: 'inside text: named with its type, every one',
+      nodes: '    - id: n\n      type: generic.resource\n      spec: { input: { url: "http://${nodes.cfg.outputs.ep}/", list: ["hosts=${nodes.cfg.outputs.hosts}"] } }\n',
+      message: 'node "n": spec.input.url: ${nodes.cfg.outputs.ep} is a map (a JSON object), which cannot be inserted into text; spec.input.list[0]: ${nodes.cfg.outputs.hosts} is a list (a JSON array), which cannot be inserted into text',
+    },
+    {
+      name: 'whole, where the type wants text',
+      nodes: '    - id: n\n      type: local.file\n      spec: { path: f, content: "${nodes.cfg.outputs.hosts}" }\n',
+      message: 'node "n": spec.content: expected a string, got a list (from ${nodes.cfg.outputs.hosts})',
+    },
+  ])('fails the dependent, permanently, before its backend: $name', async ({ nodes, message }) => {
+    const { memory, provisioner, ctx, node } = setup(nodes, outputs);
+    const created = await provisioner.create(node('n'), ctx);
+    expect(created).toMatchObject({ status: 'failed', fault: { class: 'permanent', code: 'invalid-resolved-spec', message } });
+    expect(memory.calls).toEqual({ observe: 0, create: 0, update: 0, delete: 0 });
+  });
+});
+
 describe('a reference in a field that is not free text', () => {
   // Compile sees "${nodes…}" where a number, a boolean, an enum or a pattern belongs: the value is known only once resolved.
   it.each([
