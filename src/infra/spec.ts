@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { lazyRecord, once } from '../runtime/index.ts';
+import { inexactNumbers, lazyRecord, once } from '../runtime/index.ts';
 import { pgEncoding } from './pg-encoding.ts';
 import { malformedSecretRefs, secretRefSchema } from './secret.ts';
 
@@ -257,7 +257,7 @@ const specSchemaBuilders = {
     z.strictObject({
       module: z.string().min(1).describe('Path to the Terraform module.'),
       workspace: z.string().default('default').describe('The Terraform workspace.'),
-      vars: z.record(z.string(), z.unknown()).default({}).describe('Input variables passed to the module.'),
+      vars: z.record(z.string(), z.unknown()).default({}).superRefine(refuseInexactNumbers).describe('Input variables passed to the module.'),
     }),
   'ansible.playbook': () =>
     z.strictObject({
@@ -269,7 +269,7 @@ const specSchemaBuilders = {
       extraVars: z
         // Each value checked on its own: a refinement of the whole map would be skipped once a key has an
         // error, hiding a malformed secret reference under a good key until the bad key is fixed.
-        .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an Ansible variable name ([A-Za-z_][A-Za-z0-9_]*)'), z.unknown().superRefine(refuseMalformedSecretRefs))
+        .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an Ansible variable name ([A-Za-z_][A-Za-z0-9_]*)'), z.unknown().superRefine(refuseBadFreeForm))
         .default({})
         .describe('Extra variables, passed as a file with every string marked !unsafe: never templated. A value { fromEnv: NAME } or { fromFile: path } is a secret reference: read at run time, never logged or stored.'),
       limit: z.string().min(1).optional().describe('Host pattern passed as --limit.'),
@@ -286,13 +286,27 @@ const specSchemaBuilders = {
       })
         .optional()
         .describe('The exec backend needs them; a script backend generates its own script and refuses them.'),
-      input: z.record(z.string(), z.unknown()).default({}).superRefine(refuseMalformedSecretRefs).describe('Any JSON object, sent on stdin; drift compares each key with the read state. A value { fromEnv: NAME } or { fromFile: path }, at any depth, is a secret read at run time (never shown: its drift is masked).'),
+      input: z.record(z.string(), z.unknown()).default({}).superRefine(refuseBadFreeForm).describe('Any JSON object, sent on stdin; drift compares each key with the read state. A value { fromEnv: NAME } or { fromFile: path }, at any depth, is a secret read at run time (never shown: its drift is masked).'),
     }),
 };
 
 /** A map meant as a secret reference that is not one is an error where it is written, never data sent as it is. */
 function refuseMalformedSecretRefs(value: unknown, ctx: z.RefinementCtx): void {
   for (const bad of malformedSecretRefs(value)) ctx.addIssue({ code: 'custom', path: bad.path, message: bad.message });
+}
+
+/**
+ * A number in a free-form value (an exec input, extra vars) that JSON cannot carry as written (`.inf`,
+ * a 19-digit id: `inexactNumbers`) is an error where it is written, never sent, stored and shown changed.
+ */
+function refuseInexactNumbers(value: unknown, ctx: z.RefinementCtx): void {
+  for (const bad of inexactNumbers(value)) ctx.addIssue({ code: 'custom', path: bad.path, message: bad.message });
+}
+
+/** Both checks of a free-form value that may hold secret references. */
+function refuseBadFreeForm(value: unknown, ctx: z.RefinementCtx): void {
+  refuseMalformedSecretRefs(value, ctx);
+  refuseInexactNumbers(value, ctx);
 }
 
 /** Each type's spec schema, built when first read (see `lazyRecord`). */

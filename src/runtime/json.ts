@@ -26,3 +26,52 @@ function isJsonObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/**
+ * Where a free-form value (an exec `input`, ansible `extraVars`) holds a number that JSON cannot
+ * carry as written, each with the path to it and why: one that is not finite (`.inf`, `.nan`, or a
+ * literal too large for a double, `1e400`), which JSON has no form for (it would be sent, stored and
+ * shown as `null`); and a whole number beyond ±(2^53−1), which has no exact double (a 19-digit id,
+ * 12345678901234567890, is read as 12345678901234567000 and sent so; any 64-bit integer is below
+ * 1e21, where JSON turns to exponents: see `inexactNumber`). Either is changed in silence
+ * on its way to the command; quoted, it goes as the string written. Recursive: a goal file's values
+ * are at most 64 levels deep, an output put in by a reference as deep again. The path is one stack,
+ * copied only for what is found (this runs on every node's free-form maps at each compile).
+ */
+export function inexactNumbers(value: unknown): { path: (string | number)[]; message: string }[] {
+  const found: { path: (string | number)[]; message: string }[] = [];
+  const path: (string | number)[] = [];
+  const visit = (v: unknown): void => {
+    if (typeof v === 'number') {
+      const message = inexactNumber(v);
+      if (message !== undefined) found.push({ path: [...path], message });
+    } else if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        path.push(i);
+        visit(v[i]);
+        path.pop();
+      }
+    } else if (typeof v === 'object' && v !== null) {
+      for (const k in v) {
+        path.push(k);
+        visit((v as Record<string, unknown>)[k]);
+        path.pop();
+      }
+    }
+  };
+  visit(value);
+  return found;
+}
+
+function inexactNumber(v: number): string | undefined {
+  if (Number.isNaN(v)) return '.nan is no number JSON can carry (written as JSON it is null: on stdin, in plan, in the state): quote it to send it as a string';
+  if (!Number.isFinite(v)) {
+    const sign = v > 0 ? '' : '-';
+    return `${sign}.inf (or a number too large for a double, such as ${sign}1e400) is no number JSON can carry (written as JSON it is null: on stdin, in plan, in the state): quote it to send it as a string`;
+  }
+  // From 1e21 on, JSON writes a number with an exponent (1e+21), a float to whoever reads it, as the
+  // same double: refused there, a float written so (1e21, 1.5e300) could not be passed at all.
+  if (Number.isInteger(v) && !Number.isSafeInteger(v) && Math.abs(v) < 1e21) {
+    return `a whole number beyond ±9007199254740991 (2^53−1) is not carried digit for digit (this one would be sent as ${JSON.stringify(v)}): quote it ("…") to send it as a string, as written`;
+  }
+  return undefined;
+}

@@ -136,3 +136,21 @@ spec: { type: postgres, config: { host: db, password: ${password} } }
     expect(compileText(text).lines).toEqual([line]);
   });
 });
+
+// GOAL-FORMAT.md: exec input is any JSON, and ansible extraVars are free-form too. A number JSON cannot
+// carry as written (a 19-digit id, .inf) was sent changed in silence; the one check of both refuses it
+// where it is written.
+describe('infra specs: numbers in free-form maps that JSON cannot carry', () => {
+  it('an ansible extra var, at its position', () => {
+    const r = compileText(`apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: ans }
+spec: { type: ansible }
+---
+${goal('    - id: p\n      type: ansible.playbook\n      backend: ans\n      spec: { playbook: site.yml, extraVars: { ok: 1, ids: [12345678901234567890], ratio: .inf } }\n')}`);
+    expect(r.lines).toEqual([
+      'goals/test.yaml:14:61: error invalid-value: spec.extraVars.ids[0]: a whole number beyond ±9007199254740991 (2^53−1) is not carried digit for digit (this one would be sent as 12345678901234567000): quote it ("…") to send it as a string, as written',
+      'goals/test.yaml:14:91: error invalid-value: spec.extraVars.ratio: .inf (or a number too large for a double, such as 1e400) is no number JSON can carry (written as JSON it is null: on stdin, in plan, in the state): quote it to send it as a string',
+    ]);
+  });
+});

@@ -190,6 +190,23 @@ describe('an output that is a list or a map', () => {
   });
 });
 
+// A command printed an id of 20 digits as a number: JSON.parse has already rounded it (as here). Put whole into an
+// input, it is refused as a number written so is at validate, naming the reference, not sent rounded.
+describe('an output number JSON cannot carry exactly, in a free-form map', () => {
+  it('fails the dependent before its backend, naming the reference', async () => {
+    const { memory, provisioner, ctx, node } = setup('    - id: n\n      type: generic.resource\n      spec: { input: { id: "${nodes.cfg.outputs.id}" } }\n', { id: JSON.parse('12345678901234567890') as number });
+    expect(await provisioner.create(node('n'), ctx)).toMatchObject({
+      status: 'failed',
+      fault: {
+        class: 'permanent',
+        code: 'invalid-resolved-spec',
+        message: 'node "n": spec.input.id: a whole number beyond ±9007199254740991 (2^53−1) is not carried digit for digit (this one would be sent as 12345678901234567000): quote it ("…") to send it as a string, as written (from ${nodes.cfg.outputs.id})',
+      },
+    });
+    expect(memory.calls.create).toBe(0);
+  });
+});
+
 describe('a reference in a field that is not free text', () => {
   // Compile sees "${nodes…}" where a number, a boolean, an enum or a pattern belongs: the value is known only once resolved.
   it.each([
