@@ -246,3 +246,11 @@ export function resolveReferences<T>(
 export interface EmbeddedStructure extends OutputReference {
   readonly value: Outputs[string];
 }
+
+/**
+ * `value` as a backend is handed it, for showing (a plan): every `$${` the literal `${` it stands
+ * for; a `${nodes…}` reference, whose value is known only when the node runs, left as written.
+ */
+export function shownTemplate<T>(value: T): T {
+  return hasReferences(value) ? resolveReferences(value, () => undefined).value : value;
+}

@@ -74,6 +74,20 @@ spec:
     expect(json.entries.find((e) => e.id === 'conf')?.policySet).toEqual([{ field: 'mode', value: '0600', policy: 'acme' }]);
   });
 
+  it('shows a value as apply writes it: a `$${` escape as the `${` it stands for, in the listing and the JSON plan', async () => {
+    const p = project(true);
+    p.write('goals.yaml', goal(true).replace(JSON.stringify('ROOT'), JSON.stringify(p.root)).replace('"port = 8080\\n"', () => '"cost $${HOME} ok"'));
+    const text = await cli(['plan', ...p.args], { cwd: p.dir });
+    expect(text.code, text.stderr).toBe(2);
+    expect(text.stdout).toContain('      content = "cost ${HOME} ok"\n');
+    expect(text.stdout).not.toContain('$$');
+    const json = JSON.parse((await cli(['plan', '--format', 'json', ...p.args], { cwd: p.dir })).stdout) as { entries: { id: string; desired?: { content?: string } }[] };
+    expect(json.entries.find((e) => e.id === 'conf')?.desired?.content).toBe('cost ${HOME} ok');
+    // What apply writes is what the plan showed.
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+    expect(readFileSync(join(p.root, 'app.conf'), 'utf8')).toBe('cost ${HOME} ok');
+  });
+
   it('exits 0 when the only drift is report-only (selfHeal: false): apply has nothing to do, so plan → apply → plan reaches 0', async () => {
     const p = project(false);
     expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);

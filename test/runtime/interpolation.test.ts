@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { hasReferences, interpolateGoal, resolveReferences } from '../../src/runtime/index.ts';
+import { hasReferences, interpolateGoal, resolveReferences, shownTemplate } from '../../src/runtime/index.ts';
 import type { Outputs } from '../../src/runtime/index.ts';
 
 const goal = { name: 'app-dev', environment: 'dev', labels: { team: 'data', tricky: 'a${nodes.x.outputs.y}' } };
@@ -134,5 +134,14 @@ describe('hasReferences', () => {
     { name: 'plain strings and other values', value: { a: 'cost: $5 {x}', b: 1, c: [true, null] }, expected: false },
   ])('$name', ({ value, expected }) => {
     expect(hasReferences(value)).toBe(expected);
+  });
+});
+
+describe('shownTemplate', () => {
+  it('shows an escape as the `${` a backend gets, and a reference (known only when the node runs) as written', () => {
+    const spec = { content: 'cost $${HOME} ok', url: 'http://${nodes.db.outputs.host}/', n: 3, list: ['$${a}'] };
+    expect(shownTemplate(spec)).toEqual({ content: 'cost ${HOME} ok', url: 'http://${nodes.db.outputs.host}/', n: 3, list: ['${a}'] });
+    const plain = { content: 'no template' };
+    expect(shownTemplate(plain)).toBe(plain);
   });
 });

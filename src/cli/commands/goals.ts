@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
-import { Reconciler, SqliteStateStore } from '../../runtime/index.ts';
+import { Reconciler, shownTemplate, SqliteStateStore } from '../../runtime/index.ts';
 import type { CompileResult, DesiredGraph, NodeOutcome } from '../../runtime/index.ts';
 import { infraSpecCodec, processLeaseDir, settleLeftoverProcesses, shownSpec, unreadableSecretRefs } from '../../infra/index.ts';
 import type { InfraDesiredNodeSpec, PolicyDefault } from '../../infra/index.ts';
@@ -57,10 +57,11 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
     const counts = planCounts(entries);
     const refused = entries.filter((e) => e.planned.action === 'delete' && e.planned.refused !== undefined).length;
     const spec = (id: string): Readonly<Record<string, unknown>> | undefined => c.graph.get(id)?.spec.spec;
-    // As shown: what looks like a secret in a file's text masked, as its drift would be.
+    // As shown: as it will be written (a `$${` escape the `${` it stands for), and what looks like a
+    // secret in a file's text masked, as its drift would be.
     const desired = (id: string): Readonly<Record<string, unknown>> | undefined => {
       const s = spec(id);
-      return s === undefined ? undefined : shownSpec(s);
+      return s === undefined ? undefined : shownSpec(shownTemplate(s));
     };
     // A create reads its secrets only when it runs (a role's password), so its observation said nothing
     // of one missing here: said now, rather than by the apply that would fail on it.
