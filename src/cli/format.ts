@@ -29,14 +29,37 @@ export function oneLine(text: string): string {
   return terminalSafe(text).replaceAll('\n', '\\n');
 }
 
+/** The most characters `show` prints of one value. */
+const SHOWN_CHARS = 60;
+
+/**
+ * A spec value on one line, cut at `SHOWN_CHARS` characters (a plan's or a drift listing's line is
+ * read, not parsed: `--format json` has every value whole). A string is quoted; anything else is its
+ * JSON (an exec node's `input`, a list), cut the same way.
+ */
 export function show(value: unknown): string {
+  // One line either way (JSON escapes newlines); the ellipsis only where something was cut.
   if (typeof value === 'string') {
-    // One line either way (JSON escapes newlines); the ellipsis only where something was cut, and
-    // the cut between characters, never inside one (half an emoji printed as `\ud83c`).
-    const chars = Array.from(value);
-    return chars.length > 60 ? `${JSON.stringify(chars.slice(0, 57).join(''))}…` : JSON.stringify(value);
+    const head = firstChars(value, SHOWN_CHARS - 3);
+    return head === undefined ? JSON.stringify(value) : `${JSON.stringify(head)}…`;
   }
-  return JSON.stringify(value) ?? 'absent';
+  const json = JSON.stringify(value);
+  if (json === undefined) return 'absent';
+  const head = firstChars(json, SHOWN_CHARS - 1);
+  return head === undefined ? json : `${head}…`;
+}
+
+/**
+ * The first `keep` characters of `text` when it has more than `SHOWN_CHARS` of them, else undefined:
+ * cut between characters, never inside one (half an emoji printed as `\ud83c`), and without making an
+ * array of a 600 KB text's characters to count them.
+ */
+function firstChars(text: string, keep: number): string | undefined {
+  if (text.length <= SHOWN_CHARS) return undefined;
+  // At most two UTF-16 units a character: past 2·SHOWN_CHARS + 1 units, there are more than SHOWN_CHARS characters.
+  const head = Array.from(text.slice(0, 2 * SHOWN_CHARS + 2));
+  if (text.length <= 2 * SHOWN_CHARS + 2 && head.length <= SHOWN_CHARS) return undefined;
+  return head.slice(0, keep).join('');
 }
 
 export function formatDiff(d: FieldDiff): string[] {

@@ -14,6 +14,10 @@ describe('show', () => {
     { name: 'absent', value: undefined, shown: 'absent' },
     { name: 'a number', value: 42, shown: '42' },
     { name: 'an object', value: { fromEnv: 'X' }, shown: '{"fromEnv":"X"}' },
+    // An exec node's `input` of 600 KB was printed whole, one line of it, where a file's text is cut.
+    { name: 'a long object, its JSON cut at 59 characters with an ellipsis', value: { data: 'z'.repeat(600_000) }, shown: `{"data":"${'z'.repeat(50)}…` },
+    { name: 'an object of exactly 60 characters, whole', value: { d: 'w'.repeat(52) }, shown: `{"d":"${'w'.repeat(52)}"}` },
+    { name: 'a long list of emoji, cut between characters', value: ['🎉'.repeat(70)], shown: `["${'🎉'.repeat(57)}…` },
   ])('$name', ({ value, shown }) => {
     expect(show(value)).toBe(shown);
     expect(show(value)).not.toMatch(/\\ud[89ab]/i);

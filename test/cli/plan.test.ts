@@ -1,7 +1,7 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cli, localBackend, tempProject } from '../support/cli.ts';
+import { cli, execGoalHead, localBackend, tempProject } from '../support/cli.ts';
 
 const goal = (selfHeal: boolean): string => `${localBackend('ROOT')}---
 apiVersion: desiredstate/v1
@@ -86,6 +86,27 @@ spec:
     // What apply writes is what the plan showed.
     expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
     expect(readFileSync(join(p.root, 'app.conf'), 'utf8')).toBe('cost ${HOME} ok');
+  });
+
+  it('cuts a long value that is no string (an exec node\'s input) in the listing as it cuts a file\'s text; the JSON plan has it whole', async () => {
+    const p = tempProject('ds-plan-long-');
+    projects.push(p.dir);
+    const blob = 'x'.repeat(200_000);
+    p.write('goals.yaml', `${execGoalHead()}    - id: big
+      type: generic.resource
+      spec:
+        commands:
+          read: [/bin/sh, -c, 'cat > /dev/null; echo "{\\"exists\\":false}"']
+          create: [/bin/sh, -c, 'cat > /dev/null; echo "{\\"outputs\\":{}}"']
+        input: { blob: ${blob} }
+`);
+    const text = await cli(['plan', ...p.args], { cwd: p.dir });
+    expect(text.code, text.stderr).toBe(2);
+    const input = text.stdout.split('\n').find((l) => l.startsWith('      input = '));
+    expect(input).toBe(`      input = {"blob":"${'x'.repeat(50)}…`);
+    expect(text.stdout.length).toBeLessThan(2000);
+    const json = JSON.parse((await cli(['plan', '--format', 'json', ...p.args], { cwd: p.dir })).stdout) as { entries: { id: string; desired?: { input?: { blob?: string } } }[] };
+    expect(json.entries.find((e) => e.id === 'big')?.desired?.input?.blob).toBe(blob);
   });
 
   it('exits 0 when the only drift is report-only (selfHeal: false): apply has nothing to do, so plan → apply → plan reaches 0', async () => {
