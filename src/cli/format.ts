@@ -144,6 +144,18 @@ export function planCounts(entries: readonly PlanEntry[]): Record<PlanEntry['pla
   return c;
 }
 
+/**
+ * A message for one table cell (status's REASON, a run's DETAIL): one line. A multi-line one (a
+ * command's last lines of stderr) is shown by its last non-empty line, where a program conventionally
+ * writes its error, with how many lines there are; `--format json` has the message whole.
+ */
+export function cellLine(text: string): string {
+  if (!text.includes('\n')) return text;
+  const lines = text.split('\n').map((l) => l.trimEnd()).filter((l) => l.trim() !== '');
+  if (lines.length <= 1) return lines[0] ?? '';
+  return `${lines[lines.length - 1]!} (last of ${lines.length} lines)`;
+}
+
 export function table(rows: readonly (readonly string[])[]): string[] {
   const widths: number[] = [];
   for (const r of rows) r.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatDiff, show, table } from '../../src/cli/format.ts';
+import { cellLine, formatDiff, show, table } from '../../src/cli/format.ts';
 
 // The human plan and drift lines: one line per value, cut where long, secrets never shown.
 describe('show', () => {
@@ -49,5 +49,16 @@ describe('table', () => {
       'a-long-node  ready',
       'b            held    held by policy: ⊘ naming',
     ]);
+  });
+});
+
+describe('cellLine', () => {
+  it.each([
+    { name: 'one line, as it is', text: 'held by policy: naming:name (high, org)', shown: 'held by policy: naming:name (high, org)' },
+    { name: 'several lines: the last non-empty one, with how many', text: 'noise 1\nnoise 2\nREAL REASON\n\n', shown: 'REAL REASON (last of 3 lines)' },
+    { name: 'one line and blank ones: that line', text: '\nonly this  \n', shown: 'only this' },
+    { name: 'empty', text: '', shown: '' },
+  ])('$name', ({ text, shown }) => {
+    expect(cellLine(text)).toBe(shown);
   });
 });

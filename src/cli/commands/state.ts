@@ -3,7 +3,7 @@ import { assertNever, CIRCUITS_META, DesiredStateError, ErrorCodes, errorMessage
 import type { CircuitStatus, NodeRecord, OperatorRetryAnswer, RunRecord } from '../../runtime/index.ts';
 import { compileGoals, DAEMON_LISTEN, DAEMON_PID, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
-import { formatDiff, table } from '../format.ts';
+import { cellLine, formatDiff, table } from '../format.ts';
 import { EXIT, UsageError } from '../usage.ts';
 import { shortCommit } from '../git.ts';
 
@@ -100,7 +100,7 @@ export function status(ctx: CliContext): number {
     return EXIT.ok;
   }
   const rows = [['NODE', 'TYPE', 'BACKEND', 'STATUS', 'UPDATED', 'REASON']];
-  for (const r of result.nodes) rows.push([r.id, r.type, r.backendId, r.status, iso(r.updatedAt), r.reason ?? '']);
+  for (const r of result.nodes) rows.push([r.id, r.type, r.backendId, r.status, iso(r.updatedAt), cellLine(r.reason ?? '')]);
   ctx.outLines(table(rows));
   const counts = new Map<string, number>();
   for (const r of result.nodes) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
@@ -213,7 +213,7 @@ function runDetail(ctx: CliContext, id: number, limit: number): number {
     return EXIT.ok;
   }
   const rows = [['STARTED', 'OP', 'NODE', 'OUTCOME', 'DETAIL']];
-  for (const o of operations) rows.push([iso(o.startedAt), o.op, o.node, o.outcome ?? 'pending', o.detail ?? '']);
+  for (const o of operations) rows.push([iso(o.startedAt), o.op, o.node, o.outcome ?? 'pending', cellLine(o.detail ?? '')]);
   ctx.outLines(table(rows));
   if (total > operations.length) ctx.out(`… and ${total - operations.length} more (--limit ${total} shows them all)`);
   return EXIT.ok;
