@@ -22,6 +22,8 @@ export interface CliContext {
   readonly stateDir: string;
   /** Whether the state directory was named (--state or $DESIREDSTATE_STATE) rather than the default. */
   readonly stateDirGiven: boolean;
+  /** Whether the goal directory was named (--goals or $DESIREDSTATE_GOALS) rather than the default. */
+  readonly goalsDirGiven: boolean;
   /** How the goal and state directories were named, for messages: `--state ./x`, `$DESIREDSTATE_STATE x`, `state directory .desiredstate`. */
   readonly named: { readonly goals: string; readonly state: string };
   readonly format: string | undefined;
@@ -63,6 +65,7 @@ export function createContext(
   const colorize = process.stderr.isTTY === true && (io.env.NO_COLOR ?? '') === '';
   const log = logger(level, logFormat === 'json' ? pino.destination({ fd: 2, sync: true }) : prettyStream(colorize));
   const stateDirGiven = values.state !== undefined || stateFromEnv !== undefined;
+  const goalsDirGiven = values.goals !== undefined || goalsFromEnv !== undefined;
   const named = {
     goals: nameOf('--goals', values.goals, 'DESIREDSTATE_GOALS', goalsFromEnv, 'goal directory goals'),
     state: nameOf('--state', values.state, 'DESIREDSTATE_STATE', stateFromEnv, 'state directory .desiredstate'),
@@ -72,7 +75,7 @@ export function createContext(
     const all = [...lines];
     if (all.length > 0) out(all.join('\n'));
   };
-  return { cwd, goalsDir, stateDir, stateDirGiven, named, format: values.format, log, out, outLines, env: io.env, program: io.program };
+  return { cwd, goalsDir, stateDir, stateDirGiven, goalsDirGiven, named, format: values.format, log, out, outLines, env: io.env, program: io.program };
 }
 
 /** The CLI's logger: JSON lines (pino) at `level`, written to `destination`. */
@@ -96,6 +99,19 @@ function prettyStream(colorize: boolean): NodeJS.WritableStream {
 export function requireGoalsDir(ctx: CliContext): void {
   if (!existsSync(ctx.goalsDir)) throw new UsageError(`goal directory ${ctx.goalsDir} does not exist`);
   if (!statSync(ctx.goalsDir).isDirectory()) throw new UsageError(`${ctx.named.goals} is not a directory`);
+}
+
+/**
+ * For a command that can do without goals and reads them when they are there (retry, for a node the
+ * state does not know; scripts, for the trust bar): whether there is a goal directory to read. One
+ * named (--goals, $DESIREDSTATE_GOALS) that does not exist, or anything but a directory, is a bad
+ * invocation (exit 64) all the same, as for every command that reads the goals; the default `goals/`
+ * missing is no goals.
+ */
+export function optionalGoalsDir(ctx: CliContext): boolean {
+  if (!ctx.goalsDirGiven && !existsSync(ctx.goalsDir)) return false;
+  requireGoalsDir(ctx);
+  return true;
 }
 
 /** A file (or anything but a directory) named as the state directory is a bad invocation (exit 64); a missing one is created when needed. */

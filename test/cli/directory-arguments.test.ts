@@ -74,3 +74,42 @@ describe.concurrent('an empty directory name', () => {
     }
   });
 });
+
+// retry and scripts read the goals only at times (retry: for a node the state does not know; scripts:
+// for the trust bar) and do without them: a missing goal directory named on the command line was passed
+// over, retry of a node the state knows exiting 0. Named, it is a bad invocation, as for every command
+// that reads the goals; the default goals/ missing is still no goals.
+describe('a goal directory named that is not there, for retry and scripts', () => {
+  const q = tempProject('ds-dirargs-goals-');
+  q.write('backend.yaml', localBackend(q.root));
+  q.write('app.yaml', ONE_DIRECTORY_GOAL);
+  const state = ['--state', q.state];
+  const missing = join(q.dir, 'nope');
+  const known = (): Promise<unknown> => cli(['status', '--format', 'json', ...state], { cwd: q.dir }).then((r) => JSON.parse(r.stdout));
+
+  it('exits 64 with one line, and releases nothing', async () => {
+    expect((await cli(['apply', '--yes', ...q.args], { cwd: q.dir })).code).toBe(0);
+    const before = await known();
+    for (const { args, env } of [
+      { args: ['retry', 'web-root', '--goals', './nope'] },
+      { args: ['retry', 'not-in-state', '--goals', './nope'] },
+      { args: ['retry', '--all', '--goals', './nope'] },
+      { args: ['retry', 'web-root'], env: { DESIREDSTATE_GOALS: 'nope' } },
+      { args: ['scripts', 'list', '--goals', './nope'] },
+    ]) {
+      const r = await cli([...args, ...state], { cwd: q.dir, env });
+      expect(r, args.join(' ')).toMatchObject({ code: 64, stdout: '', stderr: `desiredstate ${args[0]}: goal directory ${missing} does not exist\n` });
+    }
+    const file = await cli(['retry', 'web-root', '--goals', './backend.yaml', ...state], { cwd: join(q.dir, 'goals') });
+    expect(file).toMatchObject({ code: 64, stderr: 'desiredstate retry: --goals ./backend.yaml is not a directory\n' });
+    expect(await known()).toEqual(before);
+  });
+
+  it('the default goals/ missing is no goals: retry answers from the state, scripts lists', async () => {
+    const elsewhere = join(q.dir, 'fine');
+    mkdirSync(elsewhere, { recursive: true });
+    expect(await cli(['retry', 'web-root', ...state], { cwd: elsewhere })).toMatchObject({ code: 0, stdout: 'web-root is not held (status ready); nothing to do\n' });
+    expect(await cli(['retry', 'nope', ...state], { cwd: elsewhere })).toMatchObject({ code: 1, stderr: 'unknown node "nope"\n' });
+    expect((await cli(['scripts', 'list', ...state], { cwd: elsewhere })).code).toBe(0);
+  });
+});

@@ -1,10 +1,9 @@
-import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { DEFAULT_TRUST_POLICY, gateLabel, standingOf } from '../../infra/index.ts';
 import type { ScriptStanding, TrustPolicy } from '../../infra/index.ts';
 import { artifactHash, DesiredStateError, ErrorCodes, suggestion } from '../../runtime/index.ts';
 import type { ArtifactLedger, ArtifactRecord, NodeRecord, SqliteStateStore } from '../../runtime/index.ts';
-import { compileGoals, withStateStore } from '../context.ts';
+import { compileGoals, optionalGoalsDir, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { table } from '../format.ts';
 import { EXIT, UsageError } from '../usage.ts';
@@ -142,7 +141,9 @@ export async function scripts(ctx: CliContext, sub: string | undefined, options:
   if (!(SCRIPT_SUBCOMMANDS as readonly string[]).includes(sub)) {
     throw new UsageError(`unknown subcommand "${sub}" of scripts; it has ${SCRIPT_SUBCOMMANDS.join(', ')}${suggestion(sub, SCRIPT_SUBCOMMANDS)}`);
   }
-  const policy = options.policy ?? (await configuredTrust(ctx)) ?? DEFAULT_TRUST_POLICY;
+  // Read for the trust bar when there are goals; a goal directory named that is not there is a bad invocation.
+  const goals = optionalGoalsDir(ctx);
+  const policy = options.policy ?? (goals ? await configuredTrust(ctx) : undefined) ?? DEFAULT_TRUST_POLICY;
   const json = ctx.format === 'json';
   const mode = sub === 'approve' || sub === 'reject' || sub === 'approve-run' ? 'write' : 'read';
   const result = withStateStore(ctx, mode, (store) => run(ctx, store, sub as ScriptSubcommand, options, policy, json));
@@ -258,7 +259,6 @@ function lines(ctx: CliContext, out: readonly string[]): number {
  * the strictest; without goals (or when they do not compile), none.
  */
 async function configuredTrust(ctx: CliContext): Promise<TrustPolicy | undefined> {
-  if (!existsSync(ctx.goalsDir)) return undefined;
   const loaded = await compileGoals(ctx).catch(() => undefined);
   const bars = [...(loaded?.factory.backends.values() ?? [])]
     .filter((b) => b.type === 'script')

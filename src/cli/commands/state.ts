@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { assertNever, CIRCUITS_META, DesiredStateError, ErrorCodes, errorMessage, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META, NODE_STATUSES, parseDuration, releaseAllStoredNodes, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
 import type { CircuitStatus, NodeRecord, OperatorRetryAnswer, RunRecord } from '../../runtime/index.ts';
-import { compileGoals, DAEMON_LISTEN, DAEMON_PID, withStateStore } from '../context.ts';
+import { compileGoals, DAEMON_LISTEN, DAEMON_PID, optionalGoalsDir, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { cellLine, formatDiff, table } from '../format.ts';
 import { EXIT, UsageError } from '../usage.ts';
@@ -225,22 +225,23 @@ function runDetail(ctx: CliContext, id: number, limit: number): number {
  * that is not held is left as it is.
  */
 export async function retry(ctx: CliContext, node: string | undefined, options: { all?: boolean } = {}): Promise<number> {
-  if (options.all === true) {
-    if (node !== undefined) throw new UsageError('retry takes a node id or --all, not both');
-    return retryAll(ctx);
-  }
-  if (node === undefined) throw new UsageError('retry needs a node id (or --all): desiredstate retry NODE');
-  if (node.trim() === '') throw new UsageError('retry takes a node id (got an empty one)');
+  if (options.all === true && node !== undefined) throw new UsageError('retry takes a node id or --all, not both');
+  if (options.all !== true && node === undefined) throw new UsageError('retry needs a node id (or --all): desiredstate retry NODE');
+  if (node?.trim() === '') throw new UsageError('retry takes a node id (got an empty one)');
+  // Before anything is released: a goal directory named that is not there is a bad invocation.
+  const goals = optionalGoalsDir(ctx);
+  if (node === undefined) return retryAll(ctx);
   const daemon = withStateStore(ctx, 'read', (store) => runningDaemon(ctx, store)) ?? null;
   const { answer, via } = await releaseNode(ctx, node, daemon);
   // Not in the state, yet in the goals (added since the last pass): a node, not held, not unknown.
-  if (answer.status === 'unknown' && (await declaredInGoals(ctx, node))) return answered(ctx, node, { status: 'not-held', current: 'pending' }, via);
+  if (answer.status === 'unknown' && goals && (await declaredInGoals(ctx, node))) return answered(ctx, node, { status: 'not-held', current: 'pending' }, via);
   return answered(ctx, node, answer, via);
 }
 
 /**
- * Whether the goals declare `node`: asked only of a node the state does not know. Goals that do not
- * compile (or no goal directory: retry needs none) declare nothing here, and the node stays unknown.
+ * Whether the goals declare `node`: asked only of a node the state does not know, and only where
+ * there is a goal directory (retry needs none). Goals that do not compile declare nothing here, and
+ * the node stays unknown.
  */
 async function declaredInGoals(ctx: CliContext, node: string): Promise<boolean> {
   try {
