@@ -66,7 +66,7 @@ export const commands: Record<string, Command> = {
   plan: {
     summary: 'observe every node and print what apply would do',
     usage: 'desiredstate plan [--goals DIR] [--state DIR] [--all] [--format text|json]',
-    help: 'Symbols: + create (a create lists its fields, and a resource the node managed before, left in place), ~ update, - delete, ○ forget (removed from the goals, not deleted: the resource is left as it is), ! drift, = unchanged (with --all), ⊘ blocked by policy or held, x error.\nExit status: 0 nothing for apply to do (also when the only drift is report-only, selfHeal: false), 2 changes pending (a node to forget among them), 1 an error, a node blocked or held, drift no update can correct (apply would not converge them), or a mass deletion apply refuses without --allow-mass-deletion.',
+    help: 'Symbols: + create (a create lists its fields, and a resource the node managed before, left in place), ~ update, - delete, ○ forget (removed from the goals, not deleted: the resource is left as it is), ! drift, = unchanged (with --all), ⊘ held (by a policy, the fault policy or a review) or blocked (behind a dependency not ready), x error.\nExit status: 0 nothing for apply to do (also when the only drift is report-only, selfHeal: false), 2 changes pending (a node to forget among them), 1 an error, a node blocked or held, drift no update can correct (apply would not converge them), or a mass deletion apply refuses without --allow-mass-deletion.',
     async run(argv, io) {
       const { values } = parse(argv, { all: { type: 'boolean' } });
       formatFlag(values, ['text', 'json']);

@@ -145,7 +145,8 @@ export class Reconciler<S extends NodeSpec> {
         const gate = options.gates?.get(node.id);
         const record = byId.get(node.id);
         const badDep = graph.dependencies(node.id).find((d) => notReady.has(d));
-        if (gate !== undefined) entry({ action: 'blocked', reason: policyHoldReason(gate.reason) });
+        // Held, as apply, the daemon and status have it (the node's record says `held`): `blocked` is for a dependency not ready.
+        if (gate !== undefined) entry({ action: 'held', reason: policyHoldReason(gate.reason) });
         else if (record !== undefined && heldForGoal(record, node, options)) entry({ action: 'held', reason: record.reason ?? 'held by the fault policy' });
         else if (badDep !== undefined) entry({ action: 'blocked', reason: `dependency ${badDep} is not ready` });
         else observable.push(node);

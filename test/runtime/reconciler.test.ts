@@ -510,12 +510,14 @@ describe('Reconciler: plan says what apply will do', () => {
     expect(applied.outcomes.get('b')).toEqual({ status: 'blocked', reason: 'dependency a is not ready' });
   });
 
-  it('the dependents of a node a policy blocks are blocked, not planned for create', async () => {
+  it('a node a policy holds is planned held, as the pass holds it; its dependents are blocked, not planned for create', async () => {
     const s = setup();
     const gates = new Map<NodeId, NodeGate>([['a', { reason: 'says no' }]]);
     const p = await planned(s, abc, { gates });
-    expect(p).toMatchObject({ a: { action: 'blocked', reason: 'held by policy: says no' }, b: { action: 'blocked', reason: 'dependency a is not ready' }, c: { action: 'create' } });
+    expect(p).toMatchObject({ a: { action: 'held', reason: 'held by policy: says no' }, b: { action: 'blocked', reason: 'dependency a is not ready' }, c: { action: 'create' } });
     const applied = await s.reconciler.apply(abc, { ...pass, gates });
+    // Held in the plan as in the pass (the plan had it `blocked`, counted apart from apply's `held`).
+    expect(applied.outcomes.get('a')).toEqual({ status: 'held', reason: 'held by policy: says no' });
     expect(applied.outcomes.get('b')).toEqual({ status: 'blocked', reason: 'dependency a is not ready' });
   });
 
