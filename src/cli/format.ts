@@ -108,9 +108,14 @@ export function formatPlan(
       case 'delete':
         lines.push(p.refused === undefined ? head : `${head} refused: ${p.refused}`);
         break;
-      case 'orphan':
-        lines.push(`${head} removed from the goals: forgotten, ${p.claimedBy === undefined ? 'its resource left as it is (deleted only under prune: true with deletionPolicy: Delete)' : `its resource now managed by ${p.claimedBy}`}`);
+      case 'orphan': {
+        const why =
+          p.policyHold !== undefined
+            ? `not deleted: it is ${p.policyHold}, and a node a policy holds is never deleted, not even under prune: true with deletionPolicy: Delete`
+            : 'deleted only under prune: true with deletionPolicy: Delete';
+        lines.push(`${head} removed from the goals: forgotten, ${p.claimedBy === undefined ? `its resource left as it is (${why})` : `its resource now managed by ${p.claimedBy}`}`);
         break;
+      }
       case 'update':
         lines.push(head);
         for (const d of p.diffs) lines.push(...formatDiff(d));

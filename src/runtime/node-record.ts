@@ -278,6 +278,11 @@ export interface RemovedSplit {
   readonly toOrphan: NodeRecord[];
   /** Removed ids whose resource a declared node still manages, each with that node's id. */
   readonly claimed: ReadonlyMap<NodeId, NodeId>;
+  /**
+   * Orphaned ids that their goal would delete (prune with `Delete`) but that a policy held when last
+   * seen, each with the hold's reason: the hold, not the goal, is why they are not deleted.
+   */
+  readonly keptByPolicy?: ReadonlyMap<NodeId, string>;
   /** Set when the mass-deletion guard refused: `nodes` are those it would have deleted, dependents first. */
   readonly refused?: { readonly count: number; readonly limit: number; readonly nodes: NodeRecord[] };
 }
@@ -316,11 +321,13 @@ export function splitRemoved<S extends NodeSpec>(
   const toDelete = candidates.filter((r) => !claimed.has(r.id));
   const deleting = new Set(toDelete);
   const toOrphan = removed.filter((r) => !deleting.has(r));
+  const keptByPolicy = new Map<NodeId, string>();
+  for (const r of toOrphan) if (r.managed && heldByPolicy(r) && deletes(r)) keptByPolicy.set(r.id, r.reason!);
   const limit = massDeletionLimit(managed);
   if (toDelete.length > limit && !allowMassDeletion) {
-    return { toDelete: [], toOrphan, claimed, refused: { count: toDelete.length, limit, nodes: reverseDependencyOrder(toDelete) } };
+    return { toDelete: [], toOrphan, claimed, keptByPolicy, refused: { count: toDelete.length, limit, nodes: reverseDependencyOrder(toDelete) } };
   }
-  return { toDelete: reverseDependencyOrder(toDelete), toOrphan, claimed };
+  return { toDelete: reverseDependencyOrder(toDelete), toOrphan, claimed, keptByPolicy };
 }
 
 /** Dependents before their dependencies, from the dependency lists stored with each record. */

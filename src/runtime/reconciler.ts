@@ -24,8 +24,12 @@ export type PlannedAction =
   | { readonly action: 'none' }
   /** `refused`: over the mass-deletion limit, so `apply` refuses it (without --allow-mass-deletion). */
   | { readonly action: 'delete'; readonly refused?: string }
-  /** Removed from the goals and not deleted (no prune with Delete, held by a policy, or its resource now another node's, `claimedBy`): forgotten, the resource left as it is. */
-  | { readonly action: 'orphan'; readonly claimedBy?: NodeId }
+  /**
+   * Removed from the goals and not deleted (no prune with Delete, held by a policy, or its resource now
+   * another node's, `claimedBy`): forgotten, the resource left as it is. `policyHold`: its goal would
+   * delete it, but a policy held it when last seen (the hold's reason), and a node a policy holds is never deleted.
+   */
+  | { readonly action: 'orphan'; readonly claimedBy?: NodeId; readonly policyHold?: string }
   | { readonly action: 'blocked'; readonly reason: string }
   | { readonly action: 'held'; readonly reason: string }
   | { readonly action: 'error'; readonly fault: Fault };
@@ -221,7 +225,9 @@ export class Reconciler<S extends NodeSpec> {
     for (const r of deletions.toDelete) entries.set(r.id, { id: r.id, type: r.type, backendId: r.backendId, goal: r.goal, planned: { action: 'delete' } });
     for (const r of deletions.toOrphan) {
       const claimedBy = deletions.claimed.get(r.id);
-      entries.set(r.id, { id: r.id, type: r.type, backendId: r.backendId, goal: r.goal, planned: claimedBy === undefined ? { action: 'orphan' } : { action: 'orphan', claimedBy } });
+      const policyHold = deletions.keptByPolicy?.get(r.id);
+      const planned: PlannedAction = { action: 'orphan', ...(claimedBy === undefined ? {} : { claimedBy }), ...(policyHold === undefined ? {} : { policyHold }) };
+      entries.set(r.id, { id: r.id, type: r.type, backendId: r.backendId, goal: r.goal, planned });
     }
     const refused = deletions.refused;
     if (refused !== undefined) {

@@ -151,6 +151,34 @@ spec:
     expect((await cli(['plan', ...p.args], { cwd: p.dir })).code).toBe(0);
   });
 
+  it('a node a policy holds, removed from a goal that prunes with Delete: plan says the hold is why it is not deleted, as apply then forgets it', async () => {
+    const p = tempProject('ds-plan-held-removed-');
+    projects.push(p.dir);
+    p.write('backend.yaml', localBackend(p.root));
+    p.write('policy.yaml', 'apiVersion: desiredstate/v1\nkind: Policy\nmetadata: { name: std }\nspec:\n  requiredLabels:\n    - key: team\n      severity: { default: high }\n');
+    const keep = '    - { id: keep, type: local.file, labels: { team: a }, spec: { path: keep, content: "k" } }\n';
+    const victim = (labels: string): string => `    - { id: victim, type: local.file, deletionPolicy: Delete, labels: { ${labels} }, spec: { path: victim, content: "v" } }\n`;
+    const goal = (nodes: string): string => `apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: app }\nspec:\n  prune: true\n  defaults: { backend: local }\n  nodes:\n${nodes}`;
+    // Made, then held by the policy (its label gone), then removed from the goals.
+    p.write('app.yaml', goal(keep + victim('team: a')));
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+    p.write('app.yaml', goal(keep + victim('')));
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).stdout).toContain('  ⊘ victim: held: held by policy: required-label:team (high, std)\n');
+    p.write('app.yaml', goal(keep));
+    const plan = await cli(['plan', ...p.args], { cwd: p.dir });
+    expect(plan.code, plan.stderr).toBe(2);
+    expect(plan.stdout).toContain(
+      '  ○ victim (local.file via local) removed from the goals: forgotten, its resource left as it is (not deleted: it is held by policy: required-label:team (high, std), and a node a policy holds is never deleted, not even under prune: true with deletionPolicy: Delete)\n',
+    );
+    const json = JSON.parse((await cli(['plan', '--format', 'json', ...p.args], { cwd: p.dir })).stdout) as { entries: { id: string; planned: unknown }[] };
+    expect(json.entries.find((e) => e.id === 'victim')?.planned).toEqual({ action: 'orphan', policyHold: 'held by policy: required-label:team (high, std)' });
+    // What apply does: forgets it, its file left, nothing deleted.
+    const apply = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    expect(apply.stdout).toContain('  ○ victim: orphaned\n');
+    expect(apply.stdout).toContain(' 0 deleted, 1 forgotten,');
+    expect(readFileSync(join(p.root, 'victim'), 'utf8')).toBe('v');
+  });
+
   it('goals that hold no nodes over a state that holds some: plan and apply say the nodes are kept, and status says why they are not reconciled', async () => {
     const p = project(true);
     expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);

@@ -530,8 +530,8 @@ describe('Reconciler: plan says what apply will do', () => {
     await s.reconciler.apply(pruned(two), { ...pass, gates: new Map([['b', { reason: 'file-owned (high, org)' }]]) });
     expect(s.sqlite.getNode('b')).toMatchObject({ status: 'held' });
     calls.length = 0;
-    // Shown as forgotten, never as a delete.
-    expect((await planned(s, pruned(fileNode('a', 'A'))))['b']).toEqual({ action: 'orphan' });
+    // Shown as forgotten, never as a delete, with the hold that keeps it from being deleted.
+    expect((await planned(s, pruned(fileNode('a', 'A'))))['b']).toEqual({ action: 'orphan', policyHold: 'held by policy: file-owned (high, org)' });
     const result = await s.reconciler.apply(pruned(fileNode('a', 'A')), pass);
     expect(calls.filter((c) => c.endsWith(':delete'))).toEqual([]);
     expect(result.outcomes.get('b')).toEqual({ status: 'orphaned' });
