@@ -18,7 +18,7 @@ import { Semaphore } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
-import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, heldByPolicy, heldFault, heldReason, LET_GO, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDependents, storedDeps, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, heldByPolicy, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_RELEASED, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDependents, storedDeps, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 import { corrected, driftReport, uncorrectableFault, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
@@ -196,6 +196,8 @@ export class Controller<S extends NodeSpec> {
   private storeFailing = false;
   /** Nodes the caller holds back (`hold`), by id: the holds not released yet, each with its reason. */
   private readonly holds = new Map<NodeId, Set<{ readonly reason: string }>>();
+  /** The nodes a policy holds whose hold this process has logged (`POLICY_HELD`), each with the reason it logged. */
+  private readonly policyHoldsLogged = new Map<NodeId, string>();
   /** The failure that opened each backend's circuit, while it is not closed. */
   private readonly circuitFaults = new Map<string, Fault>();
 
@@ -324,7 +326,9 @@ export class Controller<S extends NodeSpec> {
       // Its backend declared otherwise (another root, another server): what it finds there is to
       // converge, as for a changed spec, not drift to report.
       const backendChanged = options.changedBackends?.has(node.spec.backendId) === true;
-      const specChanged = storedGoalDigest(rec) !== node.spec.digest || (heldByPolicy(rec) && gate === undefined) || backendChanged;
+      const released = heldByPolicy(rec) && gate === undefined;
+      if (released) this.o.log.info({ node: node.id, goal: node.goal, backend: node.spec.backendId, type: node.spec.type, was: rec.reason }, POLICY_RELEASED);
+      const specChanged = storedGoalDigest(rec) !== node.spec.digest || released || backendChanged;
       if (specChanged || rec.status === 'orphaned' || rec.status === 'deleted') {
         // A goal change releases a held node and restarts its lifecycle.
         this.transition(node, 'GOAL_CHANGED', { attempts: 0, retryAt: null, lastFault: null, reason: null, ...(backendChanged ? { appliedDigest: null } : {}) });
@@ -347,6 +351,8 @@ export class Controller<S extends NodeSpec> {
         if (previousGates.get(node.id)?.reason !== gate?.reason || !sameReconcileInputs(previous, node, graph)) lookNow(node.id);
       }
     }
+    // A hold that ended (the gate gone, the node removed) is logged anew if it comes back.
+    for (const id of this.policyHoldsLogged.keys()) if (!this.gates.has(id)) this.policyHoldsLogged.delete(id);
     await this.removeMissing(graph);
     this.flush();
 
@@ -634,6 +640,11 @@ export class Controller<S extends NodeSpec> {
         if (rec?.status !== 'held' || (heldByPolicy(rec) && rec.reason !== reason)) {
           this.transition(node, 'GOAL_CHANGED', {});
           this.transition(node, 'HOLD', { reason, retryAt: null });
+        }
+        // Said once a hold (and again when its reason changes), not on every pass that finds it held.
+        if (this.policyHoldsLogged.get(id) !== reason) {
+          this.policyHoldsLogged.set(id, reason);
+          this.o.log.warn(policyHoldFields(node, gate), POLICY_HELD);
         }
         this.roundDone(id);
         continue;

@@ -274,7 +274,19 @@ export interface ImpliedEdge {
 export interface NodeGate {
   /** Which rules hold it, in words (`naming:name (high, org)`); shown after `held by policy: `. */
   readonly reason: string;
-  readonly details?: unknown;
+  /** The findings that hold it, each where it is in the goals: what the logs say of the hold. */
+  readonly findings?: readonly GateFinding[] | undefined;
+}
+
+/** One finding at or above its policy's `blockAt`, as a hold's log line names it. */
+export interface GateFinding {
+  readonly rule: string;
+  readonly severity: string;
+  readonly policy: string;
+  /** What is wrong with the node, in one sentence. */
+  readonly message: string;
+  /** The node, or the offending field inside it. */
+  readonly location: SourceLocation;
 }
 
 /**

@@ -1,7 +1,9 @@
 import { fault } from './fault.ts';
 import type { Fault } from './fault.ts';
+import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredGraph } from './graph.ts';
 import { jsonEqual } from './json.ts';
+import { formatLocation } from './node-spec.ts';
 import type { DesiredNode, NodeId, NodeSettings, NodeSpec, NodeSpecCodec } from './node-spec.ts';
 import type { Observation, ObservationMemo, Outputs } from './provisioner.ts';
 import type { NodeRecord, NodeStatus } from './state-store.ts';
@@ -118,6 +120,28 @@ export function heldFault(obs: Extract<Observation, { status: 'indeterminate' }>
  */
 export function waitsOnItsOwn(rec: NodeRecord): boolean {
   return rec.status === 'held' && rec.lastFault?.code === WAITING_CODE;
+}
+
+/** The stable message of the log line for a node a policy holds (warn), from apply and the daemon. */
+export const POLICY_HELD = 'node held by policy';
+/** The stable message of the daemon's log line for a node a policy held and holds no longer (info). */
+export const POLICY_RELEASED = 'node no longer held by policy';
+
+/**
+ * The fields of `POLICY_HELD`'s line: the node, its goal, backend and type, the reason status shows,
+ * and each finding that holds it with where it is (`file:line:col`).
+ */
+export function policyHoldFields(node: DesiredNode<NodeSpec>, gate: NodeGate): Record<string, unknown> {
+  return {
+    node: node.id,
+    goal: node.goal,
+    backend: node.spec.backendId,
+    type: node.spec.type,
+    reason: policyHoldReason(gate.reason),
+    ...(gate.findings === undefined || gate.findings.length === 0
+      ? {}
+      : { findings: gate.findings.map((f) => ({ rule: f.rule, severity: f.severity, policy: f.policy, message: f.message, at: formatLocation(f.location) })) }),
+  };
 }
 
 /** The reason plan, apply and status give a node a policy gate holds: `held by policy: <the gate's reason>`. */

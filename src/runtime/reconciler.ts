@@ -12,7 +12,7 @@ import { corrected, driftReport, uncorrectable, uncorrectableFault, isDesiredCha
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
 import type { Semaphore } from './limit.ts';
-import { appliedAtSpec, carriedRecord, heldFault, heldReason, LET_GO, policyHoldReason, recordSnapshot, removedNode, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, splitRemoved, storedDependents, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, heldFault, heldReason, LET_GO, POLICY_HELD, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, splitRemoved, storedDependents, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -307,6 +307,7 @@ export class Reconciler<S extends NodeSpec> {
             const reason = policyHoldReason(gate.reason);
             outcomes.set(node.id, { status: 'held', reason });
             put(node, 'held', { reason });
+            this.log.warn(policyHoldFields(node, gate), POLICY_HELD);
             continue;
           }
           const prev = records.get(node.id);

@@ -1,6 +1,9 @@
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, goalHead as localGoalHead, localBackend, tempProject } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
+import type { LogLine } from '../support/daemon.ts';
 
 // Policy gates end to end, as a goal author and a platform team meet them: the audit of the policy
 // feature reproduced these through the CLI.
@@ -122,5 +125,68 @@ describe('the daemon, after a change to the policy alone', () => {
     expect(api).not.toContain('renamed-rule');
     second.kill('SIGTERM');
     expect((await second.exited).code).toBe(0);
+  });
+});
+
+// "A finding at or above blockAt holds the node … with the reason shown by validate, plan, check, status
+// and the logs" (GOAL-FORMAT.md). The logs had only the findings as "goal warning" lines (file, line,
+// rule): none named the node or said it was held, from apply or the daemon.
+describe('the logs, for a node a policy holds', () => {
+  const daemons = trackDaemons();
+  const rule = (id: string, level: string): string =>
+    policy('acme', `  rules:\n    - id: ${id}\n      description: No forbidden words.\n      types: [local.file]\n      require: "!spec.content.contains('forbidden')"\n      severity: { default: ${level} }\n`);
+  const lines = (stderr: string): LogLine[] => stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as LogLine);
+  const heldLine = (ruleId: string, level: string): unknown =>
+    expect.objectContaining({
+      level: 40,
+      msg: 'node held by policy',
+      node: 'f1',
+      goal: 'app',
+      backend: 'local',
+      type: 'local.file',
+      reason: `held by policy: ${ruleId} (${level}, acme)`,
+      findings: [{ rule: ruleId, severity: level, policy: 'acme', message: expect.any(String), at: 'goals/app.yaml:6:66' }],
+    });
+
+  it('apply logs it once (warn), naming the node, goal, backend, rule and where; the daemon once a hold, again when its reason changes, and its end', async () => {
+    const p = tempProject('ds-gate-logs-');
+    daemons.removeAfter(p.dir);
+    p.write('backend.yaml', localBackend(p.root));
+    p.write('policy.yaml', rule('no-forbidden', 'high'));
+    p.write('app.yaml', `${localGoalHead()}    - { id: f1, type: local.file, spec: { path: f1.txt, content: "forbidden\\n" } }\n    - { id: ok, type: local.file, spec: { path: ok.txt, content: "fine\\n" } }\n`);
+
+    const apply = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    expect(apply.code).toBe(1);
+    expect(lines(apply.stderr).filter((l) => l.msg === 'node held by policy')).toEqual([heldLine('no-forbidden', 'high')]);
+    // Where the finding's warning points (the offending field).
+    expect(apply.stderr).toContain('goals/app.yaml:6:66: warning policy-violation: [high] no-forbidden:');
+
+    // A daemon started on the state apply left (the node held there already) says so too, once.
+    const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
+    const port = await d.port();
+    await d.waitFor((l) => l.msg === 'node held by policy', 10_000);
+    const held = (): LogLine[] => d.lines.filter((l) => l.msg === 'node held by policy');
+    expect(held()).toEqual([heldLine('no-forbidden', 'high')]);
+    // Looked at again (its file written by hand: the backend's watch queues it), still held: nothing more is logged.
+    const handedOut = async (): Promise<number> => ((await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { queue: { handedOut: number } }).queue.handedOut;
+    await eventually(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).ok, 10_000, 'ready');
+    const before = await handedOut();
+    writeFileSync(join(p.root, 'f1.txt'), 'by hand\n');
+    await eventually(async () => (await handedOut()) > before, 10_000, 'f1 looked at again');
+    expect(held()).toHaveLength(1);
+
+    // The policy alone changes the reason: logged again, with the new one.
+    p.write('policy.yaml', rule('renamed-rule', 'critical'));
+    await d.waitFor((l) => l.msg === 'node held by policy' && l.reason === 'held by policy: renamed-rule (critical, acme)', 10_000);
+    expect(held()).toEqual([heldLine('no-forbidden', 'high'), heldLine('renamed-rule', 'critical')]);
+
+    // The policy gone: the end of the hold is logged, and the node is reconciled.
+    rmSync(join(p.goals, 'policy.yaml'));
+    const released = await d.waitFor((l) => l.msg === 'node no longer held by policy', 10_000);
+    expect(released).toMatchObject({ level: 30, node: 'f1', goal: 'app', backend: 'local', was: 'held by policy: renamed-rule (critical, acme)' });
+    await d.waitFor((l) => l.msg === 'node updated' && l.node === 'f1', 10_000);
+    expect(held()).toHaveLength(2);
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
   });
 });

@@ -349,7 +349,7 @@ export class CelPolicyEngine implements PolicyEngine {
     if (blocking.length > 0) {
       gate = {
         reason: blocking.map((f) => `${f.rule} (${f.severity}, ${f.policy})`).join(', '),
-        details: { findings: blocking },
+        findings: blocking.map((f) => ({ rule: f.rule, severity: f.severity, policy: f.policy, message: f.message, location: f.location })),
       };
     }
     return { gate };
