@@ -3,12 +3,12 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, closeSync, constants as fsConstants, existsSync, fchmodSync, fchownSync, fstatSync, lchownSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, renameSync, watch, writeFileSync } from 'node:fs';
 import type { FSWatcher, Stats } from 'node:fs';
 import { access, constants, lstat, mkdir, open, readdir, readFile, readlink, rename, rmdir, symlink, unlink } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, parse, relative, sep } from 'node:path';
+import { basename, dirname, isAbsolute, join, normalize, parse, relative, sep } from 'node:path';
 import { FaultError, fault, forEachLimit, isAlive, makeDirectories, removeQuietly, sha256 } from '../../runtime/index.ts';
 import type { ObservationMemo } from '../../runtime/index.ts';
 import { parseAccounts } from './accounts.ts';
 import type { AccountTable } from './accounts.ts';
-import { aborted, errnoOf, escapesRoot, fsFault, wrongKind } from './errors.ts';
+import { aborted, errnoOf, escapesRoot, fsFault, leadsOutOfRoot, wrongKind } from './errors.ts';
 import type { ActualEntry } from './observe.ts';
 import { DETAIL_LIMIT } from './observe.ts';
 import { isWithin, lexicalPath, PLAIN_PATH } from './paths.ts';
@@ -307,11 +307,19 @@ export class Confiner {
     return { abs: joinPlain(this.root, rel), real: joinPlain(parent.real, rel.slice(slash + 1)), dir: parent.real };
   }
 
-  /** Checks that a link target, resolved from the link's real directory, stays inside the root. */
+  /**
+   * Checks that a link target, resolved from the link's real directory, stays inside the root: refused as
+   * an escape (permanent) when its text leads out from there, as a changed path (transient) when only a
+   * symlink on the way does.
+   */
   target(linkReal: string, target: string): void {
     const root = this.realRoot();
-    const resolved = resolvePhysical(dirname(linkReal), target);
-    if (!isWithin(root.real, resolved.real)) throw escapesRoot(target, 'the symlink target resolves outside the root');
+    const from = dirname(linkReal);
+    const resolved = resolvePhysical(from, target);
+    if (isWithin(root.real, resolved.real)) return;
+    const text = isAbsolute(target) ? normalize(target) : join(from, target);
+    if (isWithin(root.real, text) || isWithin(this.root, text)) throw leadsOutOfRoot(target, 'the symlink target resolves outside the root through a symlink on the way');
+    throw escapesRoot(target, 'the symlink target resolves outside the root');
   }
 
   private dir(relDir: string, forPath: string): Resolved {
@@ -330,7 +338,8 @@ export class Confiner {
     if (!parent.exists) return { real: next, exists: false };
     const resolved = resolvePhysical(parent.real, basename(relDir));
     const root = this.realRoot();
-    if (!isWithin(root.real, resolved.real)) throw escapesRoot(forPath, `${relDir} is a symlink that leads out of the root`);
+    // Its text stays in the root (checked before): a symlink found there, not the goal, leads out.
+    if (!isWithin(root.real, resolved.real)) throw leadsOutOfRoot(forPath, `${relDir} is a symlink that leads out of the root`);
     return resolved;
   }
 }

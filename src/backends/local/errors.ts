@@ -75,6 +75,22 @@ export function escapesRoot(path: string, why: string): FaultError {
   return new FaultError(escapesRootFault(path, why));
 }
 
+/**
+ * A path whose text stays in the root but that leads out of it through a symlink found on the way (one the
+ * goals do not manage: made by hand, or a directory swapped for one): refused as an escape is, nothing read
+ * or written there, but transient, since what the filesystem holds changes (the link removed, the
+ * directory made again) and the next pass checks again. `path-escapes-root`, permanent, is for what the
+ * goal's own text says.
+ */
+export function leadsOutOfRoot(path: string, why: string): FaultError {
+  return new FaultError(
+    fault('transient', `path ${path} leads out of the backend root: ${why}; nothing was read or written there`, {
+      code: 'path-changed',
+      hint: 'a symlink the goals do not manage leads out of the root: remove it (or point it inside the root); the next pass checks the path again',
+    }),
+  );
+}
+
 /** Something of another kind sits where the node's resource should be. Never deleted to make room. */
 export function wrongKind(path: string, found: string, wanted: string): FaultError {
   return new FaultError(

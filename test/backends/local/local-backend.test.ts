@@ -1,5 +1,5 @@
 import { readdirSync } from 'node:fs';
-import { chmod, chown, lchown, link, lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, lchown, link, lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -303,7 +303,10 @@ describe('local backend refuses, never deletes, the wrong kind', () => {
 
 describe('local backend confinement', () => {
   // A symlink node whose *target* escapes is refused on create and update; deleting the link itself stays inside the root.
-  type Case = { name: string; node: (sb: Sandbox) => InfraNode; prepare?: (sb: Sandbox) => Promise<void>; targetOnly?: boolean };
+  // What the goal's text says (`..` out, an absolute path, a target that climbs out) is a permanent escape; a path
+  // whose text stays in the root but that a symlink found there (made by hand) leads out of is a changed path,
+  // transient: refused all the same, and checked again at the next pass (the link may be removed).
+  type Case = { name: string; node: (sb: Sandbox) => InfraNode; prepare?: (sb: Sandbox) => Promise<void>; targetOnly?: boolean; byLink?: boolean };
   const linkOut = async (s: Sandbox): Promise<void> => {
     await mkdir(s.root, { recursive: true });
     await symlink(s.outside, join(s.root, 'link'));
@@ -315,29 +318,46 @@ describe('local backend confinement', () => {
     { name: 'a path climbing out and back in', node: () => fileNode('f', '../root/escape', 'x') },
     { name: 'an absolute path', node: (s) => fileNode('f', join(s.outside, 'abs.txt'), 'x') },
     { name: 'a directory climbing out', node: () => dirNode('d', 'a/../../outside/dir') },
-    { name: 'a file through a symlink in the root that points outside', node: () => fileNode('f', 'link/x', 'x'), prepare: linkOut },
-    { name: 'a directory through a symlink that points outside', node: () => dirNode('d', 'link/sub/deeper'), prepare: linkOut },
-    { name: 'a symlink placed through an escaping symlink', node: () => linkNode('l', 'link/l', 'x'), prepare: linkOut },
+    { name: 'a file through a symlink in the root that points outside', node: () => fileNode('f', 'link/x', 'x'), prepare: linkOut, byLink: true },
+    { name: 'a directory through a symlink that points outside', node: () => dirNode('d', 'link/sub/deeper'), prepare: linkOut, byLink: true },
+    { name: 'a symlink placed through an escaping symlink', node: () => linkNode('l', 'link/l', 'x'), prepare: linkOut, byLink: true },
     { name: 'a symlink whose relative target climbs out', node: () => linkNode('l', 'a/l', '../../outside/x'), targetOnly: true },
     { name: 'a symlink whose absolute target is outside', node: (s) => linkNode('l', 'l', join(s.outside, 'x')), targetOnly: true },
-    { name: 'a symlink whose target goes through an escaping symlink', node: () => linkNode('l', 'l', 'link/x'), prepare: linkOut, targetOnly: true },
+    { name: 'a symlink whose target goes through an escaping symlink', node: () => linkNode('l', 'l', 'link/x'), prepare: linkOut, targetOnly: true, byLink: true },
   ];
 
-  it.each(cases)('refuses $name and writes nothing', async ({ node, prepare, targetOnly }) => {
+  it.each(cases)('refuses $name and writes nothing', async ({ node, prepare, targetOnly, byLink }) => {
     await mkdir(sb.outside, { recursive: true });
     await prepare?.(sb);
     const n = node(sb);
     const rootBefore = await listAll(sb.root);
-    expect(await observe(n)).toMatchObject({ status: 'failed', fault: { class: 'permanent', code: 'path-escapes-root' } });
+    const refused = byLink === true ? { class: 'transient', code: 'path-changed' } : { class: 'permanent', code: 'path-escapes-root' };
+    expect(await observe(n)).toMatchObject({ status: 'failed', fault: refused });
     const ops = [() => sb.backend.create(n, opCtx()), () => sb.backend.update(n, [], opCtx())];
     if (targetOnly !== true) ops.push(() => sb.backend.delete(n, opCtx()));
     for (const op of ops) {
-      expect(await faultOf(op)).toMatchObject({ class: 'permanent', code: 'path-escapes-root' });
+      expect(await faultOf(op)).toMatchObject(refused);
     }
     if (targetOnly === true) expect(await faultOf(() => sb.backend.delete(n, opCtx()))).toBeUndefined();
     expect(await listAll(sb.outside)).toEqual([]);
     expect(await listAll(sb.root)).toEqual(rootBefore);
     expect(await listAll(sb.base)).toEqual([...new Set(['outside', ...rootBefore.map((p) => join('root', p)), ...(rootBefore.length > 0 ? ['root'] : [])])].sort());
+  });
+
+  it('a file under a directory made a symlink out of the root by hand is refused until the link goes, then made', async () => {
+    const dir = dirNode('d', 'srv/config');
+    const file = fileNode('f', 'srv/config/app.toml', 'x');
+    expect((await sb.backend.create(dir, opCtx())).status).toBe('done');
+    await mkdir(sb.outside, { recursive: true });
+    await rm(join(sb.root, 'srv/config'), { recursive: true });
+    await symlink(sb.outside, join(sb.root, 'srv/config'));
+    expect(await observe(file)).toMatchObject({ status: 'failed', fault: { class: 'transient', code: 'path-changed', message: `path srv/config/app.toml leads out of the backend root: srv/config is a symlink that leads out of the root; nothing was read or written there` } });
+    await unlink(join(sb.root, 'srv/config'));
+    expect((await sb.backend.create(dir, opCtx())).status).toBe('done');
+    expect(await observe(file)).toMatchObject({ status: 'absent' });
+    expect((await sb.backend.create(file, opCtx())).status).toBe('done');
+    expect(await readFile(join(sb.root, 'srv/config/app.toml'), 'utf8')).toBe('x');
+    expect(await listAll(sb.outside)).toEqual([]);
   });
 
   it('allows a symlink inside the root that points to another place inside it', async () => {
