@@ -21,7 +21,7 @@ import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } fr
 import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, heldByPolicy, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_RELEASED, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDependents, storedDeps, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
-import { corrected, driftReport, uncorrectableFault, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
+import { corrected, driftBlocksDependents, driftReport, uncorrectableFault, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 
 /** Watches what the nodes manage; calls `onChange` with the ids whose resources changed. Returns a stop function. */
 export type ChangeWatcher<S extends NodeSpec> = (nodes: readonly DesiredNode<S>[], onChange: (ids: readonly NodeId[]) => void) => () => void;
@@ -132,7 +132,6 @@ const SCHEDULE_SLOTS = 50;
 /** How long a batch that failed (or whose operations the store would not record) waits to be tried again. */
 const FAILED_BATCH_RETRY_MS = 5000;
 
-const READY_STATUSES: ReadonlySet<NodeStatus> = new Set(['ready', 'drifted']);
 const IN_FLIGHT: ReadonlySet<NodeStatus> = new Set(['observing', 'creating', 'updating', 'deleting']);
 
 /**
@@ -156,6 +155,12 @@ export class Controller<S extends NodeSpec> {
   /** Drift reports and operation outcomes, committed with a batch's pending operations (a drift is on disk before its correction) or by `flush`. */
   private readonly deferred: DeferredWrites;
   private readonly drift = new Map<NodeId, DriftMemory>();
+  /**
+   * The drifted nodes whose drift keeps their dependents waiting (`driftBlocksDependents`: drift the goal
+   * asks to correct, corrected later or not at all); a drifted node not in it (drift only reported) counts
+   * as ready for its dependents. Only read for a node whose status is `drifted`.
+   */
+  private readonly blockingDrift = new Set<NodeId>();
   private graph: DesiredGraph<S> | undefined;
   private gates: ReadonlyMap<NodeId, NodeGate> = new Map();
   private commit: string | null = null;
@@ -816,6 +821,8 @@ export class Controller<S extends NodeSpec> {
       return undefined;
     }
     const log = this.o.log.child({ node: node.id, backend: node.spec.backendId });
+    // Whether its dependents could go on before this observation (see `succeed`).
+    const wasReady = this.isReady(node.id);
     if (rec?.status === 'blocked') this.transition(node, 'DEPENDENCIES_READY', { reason: null });
     if (this.records.get(node.id)?.status === 'failed') this.transition(node, 'RETRY_DUE', {});
     // Held waiting for what may come on its own (`waitsOnItsOwn`): looked at again, as it is now.
@@ -834,7 +841,7 @@ export class Controller<S extends NodeSpec> {
         const wait = this.uncorrected(node, memory, diffs);
         if (wait !== undefined) {
           this.transition(node, 'OBSERVED_DRIFTED', {});
-          this.put(node, 'drifted', { reason: `resource missing; ${wait}`, managed: true });
+          this.putDrifted(node, diffs, { reason: `resource missing; ${wait}`, managed: true });
           return undefined;
         }
         this.transition(node, 'OBSERVED_ABSENT', {});
@@ -843,7 +850,7 @@ export class Controller<S extends NodeSpec> {
       case 'upToDate':
         this.adoptPending(node.id);
         this.driftGone(node.id);
-        this.succeed(node, 'OBSERVED_UP_TO_DATE', obs.outputs, obs.memo ?? null);
+        this.succeed(node, 'OBSERVED_UP_TO_DATE', obs.outputs, obs.memo ?? null, wasReady);
         this.countUnchanged(node.id);
         return undefined;
       case 'drifted': {
@@ -851,7 +858,7 @@ export class Controller<S extends NodeSpec> {
         const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
         if (diffs.length === 0) {
           this.driftGone(node.id);
-          this.succeed(node, 'OBSERVED_UP_TO_DATE', obs.outputs, obs.memo ?? null);
+          this.succeed(node, 'OBSERVED_UP_TO_DATE', obs.outputs, obs.memo ?? null, wasReady);
           return undefined;
         }
         this.transition(node, 'OBSERVED_DRIFTED', { outputs: obs.outputs, memo: obs.memo ?? null });
@@ -870,7 +877,7 @@ export class Controller<S extends NodeSpec> {
         logDesiredChanges(log, changes);
         const wait = drift.length === 0 ? undefined : this.uncorrected(node, this.noteDrift(node, drift, log), drift);
         if (wait !== undefined && changes.length === 0) {
-          this.put(node, 'drifted', { reason: wait, managed: true });
+          this.putDrifted(node, drift, { reason: wait, managed: true });
           return undefined;
         }
         this.transition(node, 'UPDATE', {});
@@ -986,8 +993,9 @@ export class Controller<S extends NodeSpec> {
       if (step.leftDrift === undefined) this.driftGone(node.id);
       // The memo the operation returned, if any: an earlier observation's no longer describes what is there.
       this.operated.add(node.id);
-      this.succeed(node, 'PROVISION_DONE', result.outputs, result.memo ?? null);
-      if (step.leftDrift !== undefined) this.put(node, 'drifted', { reason: step.leftDrift });
+      // Changed by the operation: what failed against it before may not now (see `succeed`).
+      this.succeed(node, 'PROVISION_DONE', result.outputs, result.memo ?? null, false);
+      if (step.leftDrift !== undefined) this.putDrifted(node, step.diffs, { reason: step.leftDrift });
       this.summary[what]++;
       log.info({ type: node.spec.type }, what === 'created' ? 'node created' : 'node updated');
       return;
@@ -1001,12 +1009,33 @@ export class Controller<S extends NodeSpec> {
    * are woken. Every caller reaches here from observing, creating or
    * updating, never from ready (a steady node takes `isSteady`'s fast path),
    * so the wake-up is unconditional: a dependent blocked meanwhile is never
-   * left waiting.
+   * left waiting. `wasReady` false (it was not ready, or an operation just changed it): a dependent
+   * that failed meanwhile, its failure maybe this node's doing (a file under a directory that was a
+   * symlink), is looked at now too rather than after its backoff.
    */
-  private succeed(node: DesiredNode<S>, event: NodeEventType, outputs: Outputs, memo: ObservationMemo | null): void {
+  private succeed(node: DesiredNode<S>, event: NodeEventType, outputs: Outputs, memo: ObservationMemo | null, wasReady: boolean): void {
     this.transition(node, event, { outputs, memo, managed: true, appliedDigest: node.spec.digest, attempts: 0, retryAt: null, lastFault: null, reason: null });
     this.scheduleNext(node);
-    for (const d of this.graph?.dependents(node.id) ?? []) this.queue.add(d);
+    for (const d of this.graph?.dependents(node.id) ?? []) {
+      const dep = wasReady ? undefined : this.records.get(d);
+      const dependent = dep?.retryAt != null && (dep.status === 'failed' || dep.status === 'blocked') ? this.graph?.get(d) : undefined;
+      if (dependent !== undefined) this.put(dependent, dep!.status, { retryAt: null });
+      this.queue.add(d);
+    }
+  }
+
+  /**
+   * Leaves the node drifted with `diffs` (its drift, or what an update of it applied): a drift its goal
+   * asks to correct keeps its dependents waiting (`driftBlocksDependents`); one only reported lets them
+   * go on, and those that waited on it are woken.
+   */
+  private putDrifted(node: DesiredNode<S>, diffs: readonly FieldDiff[], patch: Partial<NodeRecord>): void {
+    const blocks = driftBlocksDependents(node.settings, diffs);
+    if (blocks) this.blockingDrift.add(node.id);
+    else this.blockingDrift.delete(node.id);
+    this.put(node, 'drifted', patch);
+    if (blocks) this.countBlockedBehind(node.id);
+    else for (const d of this.graph?.dependents(node.id) ?? []) if (this.records.get(d)?.status === 'blocked') this.queue.add(d);
   }
 
   /** A failed operation, counted against its backend's breaker and the run: the attempt it was, and what the fault policy decides. */
@@ -1148,7 +1177,8 @@ export class Controller<S extends NodeSpec> {
     const notReady = node.dependsOn.find((d) => !this.isReady(d.on))?.on;
     if (notReady === undefined) return false;
     if (rec?.status !== 'blocked') {
-      this.transition(node, 'DEPENDENCY_BLOCKED', { reason: `waiting for ${notReady}` });
+      // Its backoff, if it failed meanwhile, is over: it is looked at once the dependency is ready (`succeed`).
+      this.transition(node, 'DEPENDENCY_BLOCKED', { reason: `waiting for ${notReady}`, retryAt: null });
       // Counted in the run's summary (history's ⊘) when it waits behind a dependency that failed or is
       // held (`countBlockedBehind` counts those already waiting when it fails), once a run, as apply
       // counts it once a pass; not while its dependency is simply being made (a converge from nothing
@@ -1159,16 +1189,19 @@ export class Controller<S extends NodeSpec> {
   }
 
   /**
-   * Whether `id` is failed or held, or blocked behind one that is: counted so this run (`countBlocked`),
-   * which says it in O(1) where walking its dependencies would cost a wide graph's converge O(n²).
+   * Whether `id` is failed, held or drifted in a way that blocks (`blockingDrift`), or blocked behind one
+   * that is: counted so this run (`countBlocked`), which says it in O(1) where walking its dependencies
+   * would cost a wide graph's converge O(n²).
    */
   private stuck(id: NodeId): boolean {
     const status = this.records.get(id)?.status;
-    return status === 'failed' || status === 'held' || (status === 'blocked' && this.blockedInRun.has(id));
+    return status === 'failed' || status === 'held' || (status === 'drifted' && this.blockingDrift.has(id)) || (status === 'blocked' && this.blockedInRun.has(id));
   }
 
+  /** Ready for its dependents: ready, or drifted with drift only reported (`blockingDrift`). */
   private isReady(id: NodeId): boolean {
-    return READY_STATUSES.has(this.records.get(id)?.status ?? 'pending');
+    const status = this.records.get(id)?.status;
+    return status === 'ready' || (status === 'drifted' && !this.blockingDrift.has(id));
   }
 
   private roundDone(id: NodeId): void {
@@ -1239,6 +1272,7 @@ export class Controller<S extends NodeSpec> {
       this.records.delete(r.id);
       this.persisted.delete(r.id);
       this.drift.delete(r.id);
+      this.blockingDrift.delete(r.id);
     }
     this.o.store.removeNodes(records.map((r) => r.id));
   }
@@ -1269,6 +1303,7 @@ export class Controller<S extends NodeSpec> {
       this.persisted.delete(r.id);
       // Forgotten like an orphan: a node declared again under this id is new, not a flap of the old one.
       this.drift.delete(r.id);
+      this.blockingDrift.delete(r.id);
       this.deferred.commit(() => this.o.store.removeNodes([r.id]));
       this.summary.deleted++;
       log.info('node deleted');
@@ -1307,6 +1342,7 @@ export class Controller<S extends NodeSpec> {
     if (prev !== undefined && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps, node.settings.deletionPolicy)) return; // steady state writes nothing
     this.records.set(node.id, { ...rec, updatedAt: this.o.clock.now(), snapshot: recordSnapshot(node, deps, prev, rec, this.o.codec) });
     this.dirty.add(node.id);
+    if (status !== 'drifted') this.blockingDrift.delete(node.id);
     if ((status === 'failed' || status === 'held') && prev?.status !== status) this.countBlockedBehind(node.id);
   }
 

@@ -48,6 +48,17 @@ export function corrected(settings: NodeSettings, diffs: readonly FieldDiff[]): 
   return isMissing(diffs) ? settings.selfHeal : correctsDrift(settings) && diffs.some((d) => d.cannotCorrect === undefined);
 }
 
+/**
+ * Whether a node left drifted with these `diffs` keeps its dependents waiting (blocked) until it is
+ * ready again: where the goal asks for the drift to be corrected (a deleted resource under selfHeal,
+ * other drift where the backend can update), whether it is corrected later (a flap's backoff) or cannot
+ * be (`FieldDiff.cannotCorrect`: a symlink where a directory should be). Drift only reported by the
+ * goal's choice (`selfHeal: false`, no update command) does not: the actual state is accepted as it is.
+ */
+export function driftBlocksDependents(settings: NodeSettings, diffs: readonly FieldDiff[]): boolean {
+  return isMissing(diffs) ? settings.selfHeal : correctsDrift(settings);
+}
+
 /** Why drift of these `diffs` is only reported (see `corrected`). */
 export function reportOnly(settings: NodeSettings, diffs: readonly FieldDiff[]): string {
   if (isMissing(diffs)) return 'selfHeal: false';

@@ -8,7 +8,7 @@ import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, Operatio
 import type { NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
 import { GOAL_ERRORS_META } from './state-store.ts';
 import { DeferredWrites } from './deferred-writes.ts';
-import { corrected, driftReport, uncorrectable, uncorrectableFault, isDesiredChange, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
+import { corrected, driftBlocksDependents, driftReport, uncorrectable, uncorrectableFault, isDesiredChange, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
 import type { Semaphore } from './limit.ts';
@@ -190,6 +190,8 @@ export class Reconciler<S extends NodeSpec> {
               const drift = splitDrift(diffs).drift;
               const correct = corrected(node.settings, drift);
               if (correct || drift.length < diffs.length) willChange.add(node.id);
+              // Left drifted in a way that keeps its dependents waiting, as apply leaves it (`isReady`).
+              if ((!correct || uncorrectable(drift).length > 0) && driftBlocksDependents(node.settings, drift)) notReady.add(node.id);
               // Corrected first, as apply does: its dependents see the outputs it had when applied, not the drifted ones.
               if (correct && record.outputs !== null) outputs.set(node.id, record.outputs);
               entry({ action: 'drift', diffs, correct, reportOnly: correct ? undefined : reportOnly(node.settings, drift) });
@@ -315,7 +317,7 @@ export class Reconciler<S extends NodeSpec> {
             outcomes.set(node.id, { status: 'held', reason: prev.reason ?? 'held' });
             continue;
           }
-          const badDep = graph.dependencies(node.id).find((d) => !isReady(outcomes.get(d)));
+          const badDep = graph.dependencies(node.id).find((d) => !isReady(outcomes.get(d), graph.get(d)));
           if (badDep !== undefined) {
             const reason = `dependency ${badDep} is not ready`;
             outcomes.set(node.id, { status: 'blocked', reason });
@@ -564,9 +566,16 @@ export class Reconciler<S extends NodeSpec> {
   }
 }
 
-function isReady(o: NodeOutcome | undefined): boolean {
+/**
+ * Whether a dependency's outcome lets its dependents go on: done, or drift left as it is that does not
+ * block them (`driftBlocksDependents`: drift only reported by the goal's choice; not drift the goal asks
+ * to correct and no update can, a symlink where a directory should be), as the daemon decides.
+ */
+function isReady<S extends NodeSpec>(o: NodeOutcome | undefined, node: DesiredNode<S> | undefined): boolean {
   if (o === undefined) return false;
-  return o.status === 'created' || o.status === 'updated' || o.status === 'unchanged' || o.status === 'adopted' || o.status === 'drift-reported';
+  if (o.status === 'drift-reported') return node === undefined || !driftBlocksDependents(node.settings, o.diffs);
+  if ((o.status === 'created' || o.status === 'updated') && o.uncorrectable !== undefined) return false;
+  return o.status === 'created' || o.status === 'updated' || o.status === 'unchanged' || o.status === 'adopted';
 }
 
 /**

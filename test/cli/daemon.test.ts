@@ -1,4 +1,4 @@
-import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, localBackend, tempProject } from '../support/cli.ts';
@@ -201,4 +201,52 @@ spec:
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
   }, 40_000);
+});
+
+describe('desiredstate run: a managed directory made a symlink out of the root by hand', () => {
+  const q = tempProject('ds-daemon-link-');
+  q.write('backend.yaml', localBackend(q.root));
+  q.write('tree.yaml', `apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: tree }
+spec:
+  nodes:
+    - { id: conf, type: local.directory, spec: { path: srv/conf, mode: "0750" } }
+    - { id: app, type: local.file, spec: { path: srv/conf/app.toml, mode: "0640", content: "port = 8080\\n" } }
+    - { id: env, type: local.file, spec: { path: srv/conf/app.env, mode: "0600", content: "A=1\\n" } }
+`);
+  const qd = trackDaemons(q.dir);
+
+  it('blocks the files in it (never held) while the link is there, and makes them again at once when it goes', async () => {
+    const d = qd.start(['--listen', '127.0.0.1:0', '--interval', '1h', ...q.args], { cwd: q.dir });
+    const port = await d.port();
+    await eventually(() => existsSync(join(q.root, 'srv/conf/app.env')) && existsSync(join(q.root, 'srv/conf/app.toml')), 20_000, 'converged');
+    const statusOf = async (): Promise<Record<string, string>> => {
+      const nodes = ((await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { nodes: { id: string; status: string }[] }).nodes;
+      return Object.fromEntries(nodes.map((n) => [n.id, n.status]));
+    };
+    const outside = join(q.dir, 'elsewhere');
+    mkdirSync(outside);
+    const mark = d.lines.length;
+    rmSync(join(q.root, 'srv/conf'), { recursive: true });
+    symlinkSync(outside, join(q.root, 'srv/conf'));
+    const drift = await d.waitFor((l) => l.msg === 'drift detected' && l.node === 'conf', 10_000, mark);
+    expect(drift.diffs).toEqual([expect.objectContaining({ path: 'kind', desired: 'directory', actual: 'symlink' })]);
+    // Its files wait for it: blocked, not failing until held.
+    await eventually(async () => {
+      const s = await statusOf();
+      return s.app === 'blocked' && s.env === 'blocked';
+    }, 20_000, 'app and env blocked');
+    unlinkSync(join(q.root, 'srv/conf'));
+    await eventually(() => existsSync(join(q.root, 'srv/conf/app.env')) && existsSync(join(q.root, 'srv/conf/app.toml')), 10_000, 'the files made again');
+    expect(readFileSync(join(q.root, 'srv/conf/app.toml'), 'utf8')).toBe('port = 8080\n');
+    expect(statSync(join(q.root, 'srv/conf')).isDirectory()).toBe(true);
+    await eventually(async () => Object.values(await statusOf()).every((s) => s === 'ready'), 10_000, 'all ready');
+    const after = d.lines.slice(mark);
+    expect(after.filter((l) => l.msg === 'node held')).toEqual([]);
+    expect(after.filter((l) => (l.fault as { code?: string } | undefined)?.code === 'path-escapes-root')).toEqual([]);
+    expect(readdirSync(outside)).toEqual([]);
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+  }, 60_000);
 });

@@ -51,6 +51,41 @@ describe('something of another kind at a managed path', () => {
   });
 });
 
+describe('a managed directory made a symlink by hand', () => {
+  // The directory's drift (its kind) cannot be corrected: what lies in it waits for it, blocked, as the
+  // daemon has it; nothing is read or written through the link, even one that leads inside the root.
+  it('blocks the files in it at plan and apply until the link goes; then they are made', async () => {
+    const p = tempProject('ds-dir-link-');
+    p.write('app.yaml', `${localBackend(p.root)}---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app }
+spec:
+  defaults: { backend: local }
+  nodes:
+    - { id: dir, type: local.directory, spec: { path: conf, mode: "0755" } }
+    - { id: file, type: local.file, spec: { path: conf/app.toml, content: "a = 1\\n", mode: "0644" } }
+`);
+    expect((await cli(['apply', ...p.args])).code).toBe(0);
+    rmSync(join(p.root, 'conf'), { recursive: true });
+    mkdirSync(join(p.root, 'other'));
+    symlinkSync('other', join(p.root, 'conf'));
+
+    const plan = await cli(['plan', ...p.args]);
+    expect(plan.code).toBe(1);
+    expect(plan.stdout).toMatch(/⊘ file .*dependency dir is not ready/);
+    const apply = await cli(['apply', ...p.args]);
+    expect(apply.code).toBe(1);
+    expect(apply.stdout).toMatch(/⊘ file: .*dependency dir is not ready/);
+    expect(readdirSync(join(p.root, 'other'))).toEqual([]);
+
+    rmSync(join(p.root, 'conf'));
+    expect((await cli(['apply', ...p.args])).code).toBe(0);
+    expect(statSync(join(p.root, 'conf')).isDirectory()).toBe(true);
+    expect(existsSync(join(p.root, 'conf/app.toml'))).toBe(true);
+  });
+});
+
 describe('two nodes reaching one file by different paths', () => {
   it('through a symlink the goals do not manage: both fail, naming each other, and neither writes it', async () => {
     const p = tempProject('ds-shared-file-');

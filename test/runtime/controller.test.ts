@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
 import type { InfraBackend } from '../../src/infra/index.ts';
-import { CIRCUITS_META, DesiredGraph, fault, GOALS_EMPTY_META, SqliteStateStore } from '../../src/runtime/index.ts';
+import { CIRCUITS_META, DEFAULT_FAULT_POLICY, DesiredGraph, fault, GOALS_EMPTY_META, SqliteStateStore } from '../../src/runtime/index.ts';
 import type { FieldDiff, Observation, ObservationMemo } from '../../src/runtime/index.ts';
 import type { InfraDesiredNodeSpec } from '../../src/infra/index.ts';
 import { compileYaml, fileNode, goalYaml, harness, wrapMemory } from '../support/controller-harness.ts';
@@ -185,6 +185,78 @@ describe('Controller: drift no update can correct (FieldDiff.cannotCorrect)', ()
     await h.settle();
     expect(h.calls.updated).toEqual([]);
     expect(h.store.getNode('a')?.lastFault).toMatchObject({ class: 'permanent', code: 'cannot-correct', message: 'mode is "0644", not "0600", and no update can change it: fixed at creation' });
+  });
+});
+
+describe('Controller: a drifted dependency and its dependents', () => {
+  /**
+   * The memory backend, its `mode` diffs marked as no update can correct, and `b` failing permanently to be
+   * observed while `a`'s mode is not 0644 (a file under a directory that is a symlink now) or `failing.always`.
+   */
+  const brokenUnder =
+    (failing: { always: boolean } = { always: false }) =>
+    (b: MemoryBackend): InfraBackend =>
+      wrapMemory(b, 'memory', {
+        observe: async (list, ctx) => {
+          const out = new Map(await b.observe(list, ctx));
+          for (const [id, obs] of out) if (obs.status === 'drifted') out.set(id, { ...obs, diffs: obs.diffs.map((d) => (d.path === 'mode' ? { ...d, cannotCorrect: 'fixed at creation' } : d)) });
+          const aMode = (b.snapshot().get('a')?.spec as { mode?: string } | undefined)?.mode;
+          if ((failing.always || aMode !== '0644') && out.has('b')) out.set('b', { status: 'failed', fault: fault('permanent', 'a is broken') });
+          return out;
+        },
+      });
+  const ab = (extra = ''): string => goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { dependsOn: ['a'] }) + extra);
+
+  it('drift no update can correct blocks its dependents (no attempt spent) until it is put right; then they are looked at at once', async () => {
+    const h = await converged(ab(), { wrap: brokenUnder() });
+    h.backend.tamper('a', { mode: '0600' });
+    h.backend.tamper('b', { content: 'hand' });
+    await h.advance(5 * MIN, 10_000);
+    expect(h.store.getNode('a')).toMatchObject({ status: 'drifted', reason: 'drift reported (fixed at creation)' });
+    expect(h.store.getNode('b')).toMatchObject({ status: 'blocked', reason: 'waiting for a', attempts: 0 });
+    expect(h.calls.updated).toEqual([]);
+    // Put right by hand: its dependent goes on at once, not on its interval.
+    h.calls.reset();
+    h.backend.tamper('a', { mode: '0644' });
+    await h.settle();
+    expect(h.store.getNode('a')?.status).toBe('ready');
+    expect(h.store.getNode('b')).toMatchObject({ status: 'ready', attempts: 0 });
+    expect(h.calls.updated).toEqual(['b']);
+    expect(contentOf(h, 'b')).toBe('B');
+    await h.controller.stop(1000);
+    expect(h.store.listRuns(1)[0]?.summary).toMatchObject({ blocked: 1 });
+  });
+
+  it('drift only reported (selfHeal: false) blocks nothing: the dependent is reconciled as usual', async () => {
+    const h = await converged(goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { dependsOn: ['a'] }), { selfHeal: false }));
+    h.backend.tamper('a', { content: 'hand' });
+    await h.settle();
+    expect(h.store.getNode('a')?.status).toBe('drifted');
+    h.backend.tamper('b', { content: 'other' });
+    await h.settle();
+    expect(h.store.getNode('b')).toMatchObject({ status: 'drifted', reason: 'drift reported (selfHeal: false)' });
+    expect(h.store.listDrift().map((r) => r.node)).toEqual(['a', 'b']);
+  });
+
+  it('a dependent that failed while its dependency was not ready is looked at as soon as the dependency is ready, not after its backoff', async () => {
+    const failing = { always: false };
+    // Its failure waits long (10 min at the harness's mid-range jitter) before its retry.
+    const slow = { baseMs: 20 * MIN, maxMs: 20 * MIN, retryBudget: Number.POSITIVE_INFINITY, holdAfterBudget: false };
+    const h = await converged(ab(), { wrap: brokenUnder(failing), faultPolicy: { ...DEFAULT_FAULT_POLICY, permanent: slow }, intervalMs: 60 * MIN });
+    // b is looked at alone and fails, then a is found drifted.
+    failing.always = true;
+    h.controller.notifyChanged(['b']);
+    await h.settle();
+    expect(h.store.getNode('b')).toMatchObject({ status: 'failed', retryAt: h.clock.now() + 10 * MIN });
+    h.backend.tamper('a', { mode: '0600' });
+    await h.settle();
+    expect(h.store.getNode('a')?.status).toBe('drifted');
+    // a put right: b goes on now.
+    failing.always = false;
+    h.backend.tamper('a', { mode: '0644' });
+    await h.settle();
+    expect(h.store.getNode('a')?.status).toBe('ready');
+    expect(h.store.getNode('b')).toMatchObject({ status: 'ready', retryAt: null, attempts: 0 });
   });
 });
 
