@@ -1274,7 +1274,12 @@ export class Controller<S extends NodeSpec> {
       this.drift.delete(r.id);
       this.blockingDrift.delete(r.id);
     }
-    this.o.store.removeNodes(records.map((r) => r.id));
+    if (records.length === 0) return;
+    // With the run's counts so far, as a delete (`deleteRecord`).
+    this.o.store.transaction(() => {
+      this.o.store.removeNodes(records.map((r) => r.id));
+      this.recordProgress();
+    });
   }
 
   /** `r` waits, undeleted, for `dependent`'s delete; woken when it is done (`deleteRecord`). */
@@ -1304,8 +1309,13 @@ export class Controller<S extends NodeSpec> {
       // Forgotten like an orphan: a node declared again under this id is new, not a flap of the old one.
       this.drift.delete(r.id);
       this.blockingDrift.delete(r.id);
-      this.deferred.commit(() => this.o.store.removeNodes([r.id]));
       this.summary.deleted++;
+      // The run's counts so far with it, as `flush` writes them with any change it commits: a run whose only
+      // changes are deletes (a goal cut down under prune) showed nothing done until some other change.
+      this.deferred.commit(() => {
+        this.o.store.removeNodes([r.id]);
+        this.recordProgress();
+      });
       log.info('node deleted');
       // The nodes it depended on that waited for it (`waitForDelete`): their turn.
       this.wake(r.id);
@@ -1370,7 +1380,7 @@ export class Controller<S extends NodeSpec> {
         this.o.store.putNodes(batch);
         // With a commit that happens anyway (something changed), the run's counts so far: `history` on a
         // live daemon shows what it has done, and a crash keeps it. A steady pass commits nothing, so writes nothing.
-        if (this.runId !== null) this.o.store.recordRunProgress(this.runId, this.summary);
+        this.recordProgress();
       });
     } catch (err) {
       // The store refused the write (a full or read-only disk): the daemon keeps running on what it
@@ -1385,6 +1395,11 @@ export class Controller<S extends NodeSpec> {
     for (const r of batch) this.persisted.set(r.id, r);
     this.dirty.clear();
     this.operated.clear();
+  }
+
+  /** The run's counts so far, in the transaction of a change it commits (`flush`, a delete, an orphan). */
+  private recordProgress(): void {
+    if (this.runId !== null) this.o.store.recordRunProgress(this.runId, this.summary);
   }
 
   /** Says once per outage that the store refuses writes; `flush` says when it works again. */

@@ -560,6 +560,21 @@ describe('Controller: drift', () => {
     expect(h.store.listRuns(1)[0]).toEqual(run);
   });
 
+  it.each([
+    { what: 'deleted (prune, Delete)', prune: true, counts: { deleted: 4, orphaned: 0 } },
+    { what: 'forgotten (no prune)', prune: false, counts: { deleted: 0, orphaned: 4 } },
+  ])("a running daemon's run whose only changes are nodes $what shows them so far", async ({ prune, counts }) => {
+    const nodes = (n: number): string => Array.from({ length: n }, (_, i) => fileNode(`n${i}`, 'x', { deletionPolicy: 'Delete' })).join('');
+    const h = await converged(goalYaml(nodes(6), { prune }), { extra: { allowMassDeletion: true } });
+    await h.controller.setGraph(compileYaml(goalYaml(nodes(2), { prune })).graph);
+    await h.settle();
+    expect(h.calls.deleted.length).toBe(counts.deleted);
+    // Still running, and no other change: the counts are on disk all the same (history, and a crash keeps them).
+    const run = h.store.listRuns(1)[0]!;
+    expect(run).toMatchObject({ trigger: 'daemon-reload', finishedAt: null });
+    expect(run.summary).toMatchObject(counts);
+  });
+
   it("a daemon's run counts each node found unchanged once, however many passes find it so", async () => {
     // b and c in sync from the start; a created by this run, then in sync.
     const h = start();
