@@ -169,7 +169,11 @@ export async function compileGoals(ctx: CliContext, mode: PolicyMode = 'hold'): 
  * parsing and compilation. No cache without the launcher's program digest,
  * or with DESIREDSTATE_GOAL_CACHE=off.
  */
-export async function compileGoalsCached(ctx: CliContext, options: { applied: boolean }): Promise<LoadedGoals> {
+/**
+ * `applied`: the goals are about to be applied (apply, run), and kept as the last good goals, with
+ * `commit`, the goals' commit (`goalsCommit`), looked up meanwhile.
+ */
+export async function compileGoalsCached(ctx: CliContext, options: { applied: boolean; commit?: Promise<string | null> | string | null }): Promise<LoadedGoals> {
   requireGoalsDir(ctx);
   requireStateDir(ctx);
   const scope = cacheScope(ctx);
@@ -183,7 +187,7 @@ export async function compileGoalsCached(ctx: CliContext, options: { applied: bo
   // that does not compile; a plan's (of a branch, say) are not.
   if (cached !== undefined) {
     ctx.log.debug({ nodes: cached.result.graph?.size }, 'compiled goals unchanged; taken from the cache');
-    if (options.applied) keepAsLastGood(ctx.stateDir);
+    if (options.applied) keepAsLastGood(ctx.stateDir, key!, (await options.commit) ?? null);
     return cached;
   }
   const timeouts = evaluationTimeouts();
@@ -194,7 +198,7 @@ export async function compileGoalsCached(ctx: CliContext, options: { applied: bo
   if (key !== undefined && loaded.result.graph !== undefined && settled) {
     makeStateDir(ctx);
     if (!writeCompiledGoals(ctx.stateDir, key, goalSetScope(scope), loaded)) ctx.log.debug('could not store the compiled goals (the next command compiles again)');
-    else if (options.applied) keepAsLastGood(ctx.stateDir);
+    else if (options.applied) keepAsLastGood(ctx.stateDir, key, (await options.commit) ?? null);
   }
   return loaded;
 }
@@ -207,10 +211,10 @@ function cacheScope(ctx: CliContext): GoalSetScope | undefined {
 
 /**
  * The goal set last applied (by apply or run, `compileGoalsCached`) for this goal directory and program,
- * whatever goal files it was compiled from: the last good goals, for a daemon that starts on a revision
- * that does not compile. Undefined when there is none.
+ * whatever goal files it was compiled from, with the goals' commit then (null: not known): the last good
+ * goals, for a daemon that starts on a revision that does not compile. Undefined when there is none.
  */
-export async function lastGoodGoals(ctx: CliContext): Promise<LoadedGoals | undefined> {
+export async function lastGoodGoals(ctx: CliContext): Promise<{ readonly loaded: LoadedGoals; readonly commit: string | null } | undefined> {
   const scope = cacheScope(ctx);
   if (scope === undefined) return undefined;
   const { goalSetScope, readLastGoodGoals } = await import('./goal-cache.ts');

@@ -30,6 +30,12 @@ const FILE = 'compiled-goals.json';
  * which replaces FILE, does not take the daemon's fallback away.
  */
 const LAST_GOOD = 'last-good-goals.json';
+/**
+ * The goals' commit when they were last applied (`goalsCommit`: HEAD, or HEAD-dirty), with the key of the
+ * entry it is for: `{key, commit}`. Written after LAST_GOOD is linked; one whose key is not that entry's
+ * (a crash between the two) says nothing.
+ */
+const LAST_GOOD_COMMIT = 'last-good-goals.commit.json';
 
 /**
  * A node as stored, positionally: id, goal, spec, backend id, labels,
@@ -140,17 +146,38 @@ export function readCompiledGoals(stateDir: string, key: string): LoadedGoals | 
 
 /**
  * The goal set last applied within `scope` (`keepAsLastGood`), whatever goal files it was compiled
- * from: the last good revision, for a daemon that starts on one that does not compile. Undefined
- * when there is none. A state directory from before there was one has the compiled goals' entry.
+ * from, with the goals' commit then (null where it is not known: not in a git work tree, or kept by a
+ * version that did not record it): the last good revision, for a daemon that starts on one that does
+ * not compile. Undefined when there is none. A state directory from before there was one has the
+ * compiled goals' entry.
  */
-export function readLastGoodGoals(stateDir: string, scope: string): LoadedGoals | undefined {
+export function readLastGoodGoals(stateDir: string, scope: string): { readonly loaded: LoadedGoals; readonly commit: string | null } | undefined {
   const last = join(stateDir, LAST_GOOD);
-  return readStored(existsSync(last) ? last : join(stateDir, FILE), (stored) => stored.scope === scope);
+  let key: string | undefined;
+  const loaded = readStored(existsSync(last) ? last : join(stateDir, FILE), (stored) => {
+    key = stored.key;
+    return stored.scope === scope;
+  });
+  if (loaded === undefined) return undefined;
+  let commit: string | null = null;
+  try {
+    const kept = JSON.parse(readFileSync(join(stateDir, LAST_GOOD_COMMIT), 'utf8')) as { key?: unknown; commit?: unknown };
+    if (kept.key === key && typeof kept.commit === 'string') commit = kept.commit;
+  } catch {
+    // None kept (or unreadable): the commit is not known.
+  }
+  return { loaded, commit };
 }
 
-/** Keeps the entry stored now (`writeCompiledGoals`, or the one a cache hit read) as the goals last applied. Best effort: false when it could not. */
-export function keepAsLastGood(stateDir: string): boolean {
-  return bestEffort(() => replaceFile(join(stateDir, LAST_GOOD), (tmp) => linkSync(join(stateDir, FILE), tmp)));
+/**
+ * Keeps the entry stored now under `key` (`writeCompiledGoals`, or the one a cache hit read) as the goals
+ * last applied, with their `commit`. Best effort: false when it could not.
+ */
+export function keepAsLastGood(stateDir: string, key: string, commit: string | null): boolean {
+  return (
+    bestEffort(() => replaceFile(join(stateDir, LAST_GOOD), (tmp) => linkSync(join(stateDir, FILE), tmp))) &&
+    bestEffort(() => replaceFile(join(stateDir, LAST_GOOD_COMMIT), (tmp) => writeFileSync(tmp, JSON.stringify({ key, commit }), { mode: 0o600 })))
+  );
 }
 
 /** Whether `fn` ran without throwing: the cache is an optimisation, never a failure of the command. */

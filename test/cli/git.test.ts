@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -208,6 +208,48 @@ describe('provenance, end to end', () => {
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
   }, 60_000);
+
+  it('a daemon that starts on a refused commit runs the last good goals under the commit they were applied at: its run, its log and its drift say it', async () => {
+    const { dir, root } = goalsRepo('daemon-broken-start');
+    const args = ['--goals', join(dir, 'goals'), '--state', join(base, 'daemon-broken-start-state')];
+    const good = git(dir, 'rev-parse', 'HEAD');
+    // From the directory the daemon starts in: the last good goals are kept for goals read from there.
+    expect((await cli(['apply', '--yes', ...args], { cwd: dir })).code).toBe(0);
+    writeFileSync(join(dir, 'goals/app.yaml'), `${readFileSync(join(dir, 'goals/app.yaml'), 'utf8')}bad: [\n`);
+    git(dir, 'commit', '-qam', 'broken');
+    const broken = git(dir, 'rev-parse', 'HEAD');
+    const d = daemons.start([...args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: dir });
+    expect((await d.waitFor((l) => l.msg.startsWith('goal revision rejected'))).commit).toBe(broken);
+    expect((await d.waitFor((l) => l.msg === 'goals loaded')).commit).toBe(good);
+    await d.waitFor((l) => l.msg === 'listening');
+    const mark = d.lines.length;
+    writeFileSync(join(root, 'app.conf'), 'edited by hand\n');
+    expect((await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark)).commit).toBe(good);
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+    const history = JSON.parse((await cli(['history', ...args, '--format', 'json'], { cwd: dir })).stdout) as { runs: { trigger: string; commit: string | null }[] };
+    expect(history.runs.map((r) => `${r.trigger} ${r.commit}`)).toEqual([`daemon-start ${good}`, `apply ${good}`]);
+  }, 30_000);
+
+  it('a daemon whose goals were committed elsewhere since they loaded, then refused, reports drift under the newer commit of the goals it runs', async () => {
+    const { dir, root } = goalsRepo('daemon-moved-refused');
+    const d = daemons.start(['--goals', join(dir, 'goals'), '--state', join(base, 'daemon-moved-refused-state'), '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: dir });
+    await d.waitFor((l) => l.msg === 'node created');
+    // A commit outside the goal directory: the goals running are this commit's too.
+    writeFileSync(join(dir, 'README'), 'docs\n');
+    git(dir, 'add', '.');
+    git(dir, 'commit', '-qm', 'docs');
+    const moved = git(dir, 'rev-parse', 'HEAD');
+    expect((await d.waitFor((l) => l.msg === 'goals commit changed', 10_000)).commit).toBe(moved);
+    writeFileSync(join(dir, 'goals/app.yaml'), 'apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: [broken\n');
+    git(dir, 'commit', '-qam', 'broken');
+    await d.waitFor((l) => l.msg === 'goal revision rejected; the last good graph keeps running');
+    const mark = d.lines.length;
+    writeFileSync(join(root, 'app.conf'), 'edited by hand\n');
+    expect((await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark)).commit).toBe(moved);
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+  }, 30_000);
 
   it('a daemon whose new commit of the goals is refused reports drift under the commit of the goals it still runs', async () => {
     const { dir, root } = goalsRepo('daemon-refused');

@@ -7,7 +7,7 @@ import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { compileGoals, createContext } from '../../src/cli/context.ts';
 import type { CliContext } from '../../src/cli/context.ts';
-import { goalSetKey, goalSetScope, readCompiledGoals, readLastGoodGoals, writeCompiledGoals } from '../../src/cli/goal-cache.ts';
+import { goalSetKey, goalSetScope, keepAsLastGood, readCompiledGoals, readLastGoodGoals, writeCompiledGoals } from '../../src/cli/goal-cache.ts';
 import type { LoadedGoals } from '../../src/cli/load.ts';
 import { cli, goalHead, localBackend, oneFileGoal, repoRoot, tempProject } from '../support/cli.ts';
 
@@ -100,10 +100,27 @@ ${goalHead()}    - { id: index, type: local.file, spec: { path: www/index.html, 
     const fresh = await compileGoals(ctx, 'hold');
     const scope = { goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: 'p1' };
     writeCompiledGoals(state, 'files as they were', goalSetScope(scope), fresh);
-    expect(comparable(readLastGoodGoals(state, goalSetScope(scope))!)).toEqual(comparable(fresh));
+    expect(comparable(readLastGoodGoals(state, goalSetScope(scope))!.loaded)).toEqual(comparable(fresh));
     for (const other of [{ program: 'p2' }, { goalsDir: '/elsewhere' }, { mode: 'refuse' }, { cwd: '/' }]) {
       expect(readLastGoodGoals(state, goalSetScope({ ...scope, ...other }))).toBeUndefined();
     }
+  });
+
+  it('the last good set comes with the commit kept for it, and none kept for another entry', async () => {
+    const state = mkdtempSync(join(tmpdir(), 'ds-goal-cache-'));
+    dirs.push(state);
+    const ctx = context(join(repoRoot, 'goals'), state);
+    const fresh = await compileGoals(ctx, 'hold');
+    const scope = goalSetScope({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: 'p1' });
+    writeCompiledGoals(state, 'k1', scope, fresh);
+    expect(readLastGoodGoals(state, scope)?.commit).toBeNull();
+    expect(keepAsLastGood(state, 'k1', 'c1')).toBe(true);
+    expect(readLastGoodGoals(state, scope)?.commit).toBe('c1');
+    // Another entry kept, its commit not written (a crash between the two): not known, never the older one.
+    writeCompiledGoals(state, 'k2', scope, fresh);
+    expect(keepAsLastGood(state, 'k2', 'c2')).toBe(true);
+    writeFileSync(join(state, 'last-good-goals.commit.json'), JSON.stringify({ key: 'k1', commit: 'c1' }));
+    expect(readLastGoodGoals(state, scope)?.commit).toBeNull();
   });
 
   it('anything but an intact entry under the same key is a miss', async () => {

@@ -12,7 +12,7 @@ import type { LoadedGoals } from '../load.ts';
 import { EXIT, UsageError } from '../usage.ts';
 
 /** Compiles (through the compiled-goal cache for plan and apply) and prints diagnostics; the graph when there is no error. */
-async function compiled(ctx: CliContext, cached?: { applied: boolean }): Promise<{ loaded: LoadedGoals; graph: DesiredGraph<InfraDesiredNodeSpec> } | undefined> {
+async function compiled(ctx: CliContext, cached?: { applied: boolean; commit?: Promise<string | null> }): Promise<{ loaded: LoadedGoals; graph: DesiredGraph<InfraDesiredNodeSpec> } | undefined> {
   const loaded = cached !== undefined ? await compileGoalsCached(ctx, cached) : await compileGoals(ctx);
   const { diagnostics, graph } = loaded.result;
   if (graph === undefined) {
@@ -128,7 +128,8 @@ function noteEmptyGoals(ctx: CliContext, nodes: number, store: SqliteStateStore)
 export async function apply(ctx: CliContext, options: { yes: boolean; allowMassDeletion: boolean; concurrency: number; history: number | undefined }): Promise<number> {
   // Looked up while the goals load (a few file reads on the thread pool; it never throws).
   const commitLookup = goalsCommit(ctx.goalsDir);
-  const c = await compiled(ctx, { applied: true });
+  // Kept with the goals as the last good ones, for a daemon that starts on a revision that does not compile.
+  const c = await compiled(ctx, { applied: true, commit: commitLookup });
   if (c === undefined) return EXIT.failed;
   const store = openStore(ctx, { lock: true });
   const p = provisioner(ctx, c.loaded);

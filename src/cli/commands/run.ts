@@ -149,9 +149,10 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
      */
     const reject = async (why: LoadReason, errors: readonly string[], fields: Record<string, unknown>, what: string): Promise<void> => {
       const last = c.currentGraph === undefined ? await lastGoodGoals(ctx) : undefined;
-      if (last?.result.graph !== undefined) {
-        log.error({ ...fields, nodes: last.result.graph.size }, `${what}; the last good goals, stored when they last compiled, run instead`);
-        await use(last, null, why);
+      if (last?.loaded.result.graph !== undefined) {
+        log.error({ ...fields, nodes: last.loaded.result.graph.size }, `${what}; the last good goals, stored when they last compiled, run instead`);
+        // Under the commit they were applied at, as their runs and drift were then: not HEAD's, which is refused.
+        await use(last.loaded, last.commit, why);
         runningGoals = false;
       } else if (c.currentGraph === undefined) {
         log.error(fields, `${what}; nothing is reconciled until a revision compiles (no last good goals are stored for them)`);
@@ -167,12 +168,15 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
 
     /** Loads the goals. For 'goals changed' the goal watch has taken the files' fingerprint already; otherwise it is taken here, before reading. */
     const load = async (why: LoadReason): Promise<void> => {
-      if (why !== 'goals changed') goalWatch?.accept(await goalTreeFingerprint(ctx.goalsDir));
+      // Taken before reading (for 'goals changed' the goal watch has one too, maybe older): the files the
+      // graph is compiled from, which the commit watch compares with.
+      const fingerprint = await goalTreeFingerprint(ctx.goalsDir);
+      if (why !== 'goals changed') goalWatch?.accept(fingerprint);
       const commit = await goalsCommit(ctx.goalsDir);
       let unreadable: string | undefined;
       // Through the compiled-goal cache, as plan and apply: unchanged goals skip compiling, and what
-      // compiles is stored (the last good goals for a later start on a revision that does not).
-      const loaded = await compileGoalsCached(ctx, { applied: true }).catch((err: unknown) => {
+      // compiles is stored (the last good goals, with their commit, for a later start on a revision that does not).
+      const loaded = await compileGoalsCached(ctx, { applied: true, commit }).catch((err: unknown) => {
         unreadable = errorMessage(err);
         return undefined;
       });
@@ -200,6 +204,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       }
       await use(loaded, commit, why);
       runningGoals = true;
+      runningFingerprint = fingerprint;
     };
 
     /** Runs a goal set that compiled: its backends, then its graph. */
@@ -243,8 +248,14 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       runningCommit = commit;
       log.info({ nodes: graph.size, commit, reason: why }, 'goals loaded');
     };
-    /** The goals' commit when the graph running was loaded. */
+    /**
+     * The commit of the goals running: when they were loaded (for the last good goals, when they were
+     * applied), or since, a commit the commit watch found them unchanged at (a commit elsewhere in the
+     * repository). Drift is reported under it while a newer revision is refused.
+     */
     let runningCommit: string | null = null;
+    /** The goal files' fingerprint when the graph running was loaded from them. */
+    let runningFingerprint: string | undefined;
     /** Whether the graph running is the goal files' own (not the last good goals stored, run in place of a rejected revision). */
     let runningGoals = false;
     /** A load failed because the state store refused it, and none has worked since. */
@@ -297,20 +308,29 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       // while the goals loaded is not missed.
       // While the goals differ from HEAD, git is asked at every poll: they may be made equal to it again
       // (an edit undone, `git checkout -- goals`) without a goal file left changed to reload them.
-      // The controller logs each commit it records ('goals commit changed'). None is while the goals
-      // running are not the files' (a revision refused): their drift keeps the commit of the goals that
-      // run, and a debug line says HEAD was seen to move.
+      // The controller logs each commit it records ('goals commit changed'). Only while the goal files are
+      // those the graph running was loaded from: files changed since are the next load's to judge (a broken
+      // revision committed is refused, and its commit is not the running goals'), and a debug line says HEAD
+      // was seen to move.
       let head: string | null | undefined;
       let commit: string | null = null;
+      const unchanged = async (): Promise<boolean> => runningGoals && (await goalTreeFingerprint(ctx.goalsDir)) === runningFingerprint;
       commitWatch = setInterval(() => {
         void headCommit(ctx.goalsDir).then(async (now) => {
           if (now === head && commit?.endsWith(DIRTY) !== true) return;
           head = now;
-          const read = await goalsCommit(ctx.goalsDir);
-          const moved = read !== commit;
-          commit = read;
-          if (runningGoals) c.setCommit(commit);
-          else if (moved) log.debug({ commit, running: runningCommit }, 'goals commit not recorded: the goals running are not its');
+          const found = await goalsCommit(ctx.goalsDir);
+          const moved = found !== commit;
+          commit = found;
+          // Asked after git answered: a load may have begun meanwhile.
+          if (await unchanged()) {
+            runningCommit = found;
+            c.setCommit(found);
+          } else {
+            // Looked at again at the next poll (the load meanwhile decides).
+            head = undefined;
+            if (moved) log.debug({ commit: found, running: runningCommit }, 'goals commit not recorded: the goals running are not its');
+          }
         });
       }, GOAL_POLL_MS);
       commitWatch.unref();
