@@ -240,7 +240,7 @@ describe('provenance, end to end', () => {
     git(dir, 'add', '.');
     git(dir, 'commit', '-qm', 'docs');
     const moved = git(dir, 'rev-parse', 'HEAD');
-    expect((await d.waitFor((l) => l.msg === 'goals commit changed', 10_000)).commit).toBe(moved);
+    expect((await d.waitFor((l) => l.msg === 'goals commit changed', 10_000)).to).toBe(moved);
     writeFileSync(join(dir, 'goals/app.yaml'), 'apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: [broken\n');
     git(dir, 'commit', '-qam', 'broken');
     await d.waitFor((l) => l.msg === 'goal revision rejected; the last good graph keeps running');
