@@ -874,6 +874,9 @@ function decodeFlow(raw: string, type: 'PLAIN' | 'QUOTE_SINGLE' | 'QUOTE_DOUBLE'
   return out;
 }
 
+/** A block scalar's empty line: spaces alone (a `\r` of a CRLF file aside). */
+const SPACES_ONLY = /^ *\r?$/;
+
 /**
  * A block scalar's source decoded (header, then lines at the indentation
  * of the first one that is not empty): a literal one keeps its line breaks;
@@ -891,7 +894,8 @@ function decodeBlock(raw: string, folded: boolean): Decoded | undefined {
     if (next === -1) break;
     offset = next + 1;
   }
-  const first = lines.find((l) => l.text.trim() !== '');
+  // Empty: spaces alone. A tab is never indentation, so a line of spaces and a tab is text (a tab).
+  const first = lines.find((l) => !SPACES_ONLY.test(l.text));
   if (first === undefined) return undefined;
   const indent = /^ */.exec(first.text)![0].length;
   const out: Decoded = { text: '', at: [] };
@@ -903,7 +907,7 @@ function decodeBlock(raw: string, folded: boolean): Decoded | undefined {
   let empty = 0;
   let lastEnd = 0;
   for (const { text, offset } of lines) {
-    if (text.length <= indent && text.trim() === '') {
+    if (text.length <= indent && SPACES_ONLY.test(text)) {
       if (!folded || previous === 'none') emit('\n', offset + text.length);
       else empty++;
       continue;
@@ -960,7 +964,7 @@ function exactScalarOffset(raw: string, type: string | undefined, value: string,
       const header = raw.indexOf('\n');
       if (header === -1 || /[1-9]/.test(raw.slice(0, header))) return undefined;
       const lines = raw.slice(header + 1).split('\n');
-      const indent = /^ */.exec(lines.find((l) => l.trim() !== '') ?? '')![0].length;
+      const indent = /^ */.exec(lines.find((l) => !SPACES_ONLY.test(l)) ?? '')![0].length;
       const before = value.slice(0, index).split('\n');
       const line = before.length - 1;
       // Past the last content line (after the final newline) there is no character to point at.

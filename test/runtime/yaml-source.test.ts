@@ -259,6 +259,17 @@ describe('locateIn: positions inside a string', () => {
     );
   });
 
+  it('a block scalar whose first line holds a tab: the tab is text, not indentation (found by the property above)', () => {
+    const text = 'k: |-\n  \t\n   a\n';
+    const doc = parseGoalText('f.yaml', text).documents[0]!;
+    expect((doc.value as { k: string }).k).toBe('\t\n a');
+    const at = (i: number): string => {
+      const l = doc.locateIn!(['k'], i);
+      return `${l.line}:${l.col}`;
+    };
+    expect([at(0), at(2), at(3)]).toEqual(['2:3', '3:3', '3:4']);
+  });
+
   it('maps raw offsets with scalarOffset', () => {
     expect(scalarOffset('"a${b}"', 'QUOTE_DOUBLE', 'a${b}', 1)).toBe(2);
     expect(scalarOffset('abc', 'PLAIN', 'abc', 9)).toBeUndefined();
