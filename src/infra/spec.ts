@@ -94,10 +94,11 @@ function timestampProblem(s: string): string | undefined {
 const pgTimestamp = once(() =>
   z
     .string()
-    .regex(
-      /^(infinity|\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?)$/,
-      'validUntil is "infinity" or an ISO 8601 date or date-time, e.g. "2030-01-01" or "2030-01-01T00:00:00Z"',
-    )
+    .regex(/^(infinity|\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?)$/, {
+      error: 'validUntil is "infinity" or an ISO 8601 date or date-time, e.g. "2030-01-01" or "2030-01-01T00:00:00Z"',
+      // Not a date at all: the calendar below would only say it again.
+      abort: true,
+    })
     .superRefine((s, ctx) => {
       if (s === 'infinity') return;
       const problem = timestampProblem(s);

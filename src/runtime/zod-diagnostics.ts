@@ -190,6 +190,43 @@ function invalidTypeMessage(issue: z.core.$ZodIssueInvalidType, shown: string, a
   return `${shown}: expected ${expected}, got ${describeValue(actual, path)}${hint}`;
 }
 
+/** The words of a bound, by what zod says is bounded. */
+const BOUNDED: Readonly<Record<string, (n: string) => string>> = {
+  number: (n) => n,
+  int: (n) => n,
+  bigint: (n) => n,
+  string: (n) => `${n} character${n === '1' ? '' : 's'} long`,
+  array: (n) => `${n} item${n === '1' ? '' : 's'}`,
+  set: (n) => `${n} item${n === '1' ? '' : 's'}`,
+};
+
+/** A value past a bound, in the project's words (`port must be at most 65535, not …`), or the schema's own message. */
+function boundMessage(issue: z.core.$ZodIssueTooBig | z.core.$ZodIssueTooSmall, shown: string, actual: unknown, path: readonly PathKey[]): string {
+  const big = issue.code === 'too_big';
+  const words = BOUNDED[issue.origin];
+  // A schema's own message says it best; zod's says "Too big: expected number to be <=65535".
+  if (!/^Too (big|small)\b/.test(issue.message) || words === undefined) return `${shown}: ${lowerFirst(issue.message)}`;
+  const bound = String(big ? (issue as z.core.$ZodIssueTooBig).maximum : (issue as z.core.$ZodIssueTooSmall).minimum);
+  const inclusive = issue.inclusive !== false;
+  const limit = big ? (inclusive ? 'at most' : 'less than') : inclusive ? 'at least' : 'more than';
+  const got = typeof actual === 'number' || typeof actual === 'bigint' ? describeValue(actual, path) : Array.isArray(actual) ? `${actual.length} item${actual.length === 1 ? '' : 's'}` : typeof actual === 'string' ? `${actual.length} character${actual.length === 1 ? '' : 's'}` : describeValue(actual, path);
+  return `${shown} must be ${limit} ${words(bound)}, not ${got}`;
+}
+
+/**
+ * The issues worth a message: an integer past the safe range (zod's own
+ * bound of every `.int()`, `<=9007199254740991`) is left out where the
+ * schema's own bound at the same value says it too (a port past 65535).
+ */
+function withoutEchoes(list: readonly z.core.$ZodIssue[]): readonly z.core.$ZodIssue[] {
+  const bounded = (i: z.core.$ZodIssue): boolean => i.code === 'too_big' || i.code === 'too_small';
+  const safeRange = (i: z.core.$ZodIssue): boolean => bounded(i) && (i as z.core.$ZodIssueTooBig).origin === 'int';
+  if (!list.some(safeRange)) return list;
+  const key = (i: z.core.$ZodIssue): string => JSON.stringify([i.code, i.path]);
+  const own = new Set(list.filter((i) => bounded(i) && !safeRange(i)).map(key));
+  return list.filter((i) => !safeRange(i) || !own.has(key(i)));
+}
+
 /** One zod issue, said for a user: where (`path` inside the validated value; `part` key or value) and what. */
 export interface IssueMessage {
   readonly path: readonly PathKey[];
@@ -243,7 +280,7 @@ export function zodIssueMessages(
     return meant;
   };
   const walk = (list: readonly z.core.$ZodIssue[]): void => {
-    for (const issue of list) {
+    for (const issue of withoutEchoes(list)) {
       const path = issue.path as PathKey[];
       const shown = formatPath([...prefix, ...path]);
       const actual = valueAtPath(input, path);
@@ -297,10 +334,10 @@ export function zodIssueMessages(
         case 'too_small':
           if (issue.origin === 'string' && Number(issue.minimum) === 1) emit(path, 'value', 'invalid-value', `${shown} must not be empty`);
           else if (issue.origin === 'array' && Number(issue.minimum) === 1) emit(path, 'value', 'invalid-value', `${shown} must not be an empty list`);
-          else emit(path, 'value', 'invalid-value', `${shown}: ${lowerFirst(issue.message)}`);
+          else emit(path, 'value', 'invalid-value', boundMessage(issue, shown, actual, path));
           break;
         case 'too_big':
-          emit(path, 'value', 'invalid-value', `${shown}: ${lowerFirst(issue.message)}`);
+          emit(path, 'value', 'invalid-value', boundMessage(issue, shown, actual, path));
           break;
         case 'invalid_key':
           // A map key its schema refuses (an extra var that is no Ansible variable name): the key's own check says why.

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { formatDiagnostic } from '../../src/runtime/index.ts';
 import { compileText } from '../support/compile.ts';
+import { compileTexts } from './policy/helpers.ts';
 
 /**
  * What a wrong value is told, in words a user acts on: the forms a field
@@ -36,6 +38,56 @@ spec:
     expect(messages(goal)).toEqual([
       'error invalid-type: spec.connectionLimit: expected a number, got Infinity (not a finite number)',
       'error invalid-value: spec.password.fromEnv: an empty string is not valid: an environment variable name',
+    ]);
+  });
+});
+
+/**
+ * One error per wrong value, in the project's words: an integer field with a bound of its own said only
+ * that bound (zod's `.int()` added "too big: expected int to be <=9007199254740991" at the same place), and
+ * a date that is not one was said not to be a date twice.
+ */
+describe('one error per wrong value', () => {
+  const withRole = (config: string, role: string): string => `${backend('postgres', config)}---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app }
+spec:
+  nodes:
+    - { id: a, type: postgres.role, backend: b, spec: ${role} }
+`;
+  const lines = (text: string): string[] => compileText(text).lines;
+
+  it.each([
+    {
+      name: 'a port past the largest number',
+      text: withRole('{ host: db, port: 99999999999999999999999 }', '{ name: a }'),
+      want: ['goals/test.yaml:4:51: error invalid-value: spec.config.port must be at most 65535, not the number 1e+23'],
+    },
+    {
+      name: 'a connection limit past the largest number',
+      text: withRole('{ host: db }', '{ name: a, connectionLimit: 99999999999999999999999 }'),
+      want: ['goals/test.yaml:11:83: error invalid-value: spec.connectionLimit: a connection limit is at most 2147483647 (-1 for no limit)'],
+    },
+    {
+      name: 'a connection limit below -1',
+      text: withRole('{ host: db }', '{ name: a, connectionLimit: -5 }'),
+      want: ['goals/test.yaml:11:83: error invalid-value: spec.connectionLimit must be at least -1, not the number -5'],
+    },
+    {
+      name: 'a validUntil that is no date',
+      text: withRole('{ host: db }', '{ name: a, validUntil: notadate }'),
+      want: ['goals/test.yaml:11:78: error invalid-value: spec.validUntil: the string "notadate" is not valid: validUntil is "infinity" or an ISO 8601 date or date-time, e.g. "2030-01-01" or "2030-01-01T00:00:00Z"'],
+    },
+  ])('$name', ({ text, want }) => {
+    expect(lines(text)).toEqual(want);
+  });
+
+  it('a policy default past a bound is said as a goal value is', () => {
+    const policy = 'apiVersion: desiredstate/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  defaults:\n    - { types: [postgres.role], set: { connectionLimit: 99999999999999999999999, validUntil: notadate } }\n';
+    expect(compileTexts({ 'goals/test.yaml': policy }).result.diagnostics.map(formatDiagnostic)).toEqual([
+      'goals/test.yaml:6:57: error invalid-value: connectionLimit of postgres.role: a connection limit is at most 2147483647 (-1 for no limit)',
+      'goals/test.yaml:6:94: error invalid-value: validUntil of postgres.role: the string "notadate" is not valid: validUntil is "infinity" or an ISO 8601 date or date-time, e.g. "2030-01-01" or "2030-01-01T00:00:00Z"',
     ]);
   });
 });

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { formatPath, suggestion } from '../../runtime/index.ts';
+import { formatPath, suggestion, zodIssueMessages } from '../../runtime/index.ts';
 import type { DiagnosticBag, PathKey, SourceLocation } from '../../runtime/index.ts';
 import { INFRA_NODE_TYPES, secretFields, specSchemas } from '../spec.ts';
 import type { InfraNodeType } from '../spec.ts';
@@ -228,7 +228,11 @@ export function compilePolicySpec(
         }
         const parsed = schema.safeParse(value);
         if (!parsed.success) {
-          diag.error(at([...path, 'set', field]), 'invalid-value', `${field} of ${t}: ${parsed.error.issues[0]?.message ?? 'invalid value'}`);
+          // Said as a goal's own value would be (not zod's "Too big: expected int to be <=…"), naming the type.
+          const said = zodIssueMessages(parsed.error.issues, { schema, input: value, prefix: [field], owner: t })[0];
+          const shown = said === undefined ? field : formatPath([field, ...said.path]);
+          const message = said === undefined ? `${field}: invalid value` : said.message.startsWith(shown) ? said.message.slice(shown.length) : `: ${said.message}`;
+          diag.error(at([...path, 'set', field]), 'invalid-value', `${shown} of ${t}${message}`);
           ok = false;
         }
       }
