@@ -126,7 +126,7 @@ export function parseGoalText(
   let emptyDocuments = 0;
   docs.forEach((doc, index) => {
     let bad = false;
-    for (const e of doc.errors) {
+    for (const e of syntaxErrors(doc, text)) {
       // A duplicate key is an error, but the document around it is whole: it is still compiled (its
       // later value taken), so that its other problems are reported in the same run. The error keeps
       // the revision from being used. A syntax error leaves no document to speak of.
@@ -134,7 +134,7 @@ export function parseGoalText(
       // After the first few, syntax errors are mostly echoes of the first.
       if (++yamlErrors > MAX_SYNTAX_ERRORS) continue;
       if (e.code === 'DUPLICATE_KEY') problem(at(e.pos[0]), 'duplicate-key', `duplicate key ${keySource(text, e.pos)}: each key may appear once in a map`);
-      else problem(at(e.pos[0]), 'yaml-syntax', firstLine(e.message));
+      else problem(at(e.at), 'yaml-syntax', e.message);
     }
     for (const w of doc.warnings) {
       // A custom tag is reported by `checkTree`, every one of them, and the document compiled around
@@ -222,6 +222,97 @@ function firstLine(s: string): string {
 }
 
 const MAX_SYNTAX_ERRORS = 20;
+
+/** A YAML error as reported: at `at`, the place the user must look, in words of ours where the parser's mislead. */
+interface SyntaxError {
+  readonly code: string;
+  readonly pos: readonly [number, number];
+  readonly at: number;
+  readonly message: string;
+  /** An unclosed quote or a tab in indentation: the parser's errors past it are echoes of it. */
+  readonly cause?: true;
+}
+
+/**
+ * A document's YAML errors, each where the user must look, and without the
+ * echoes of one cause. The parser reports an unclosed quote or bracket where
+ * it gave up (past the end of the file, the next line), a misindented key at
+ * the start of its line, and a tab in indentation as four errors, the first
+ * of them about block sequences: here an unclosed `"` or `{` is reported at
+ * itself (found among the nodes the parser made: the scalar or collection
+ * that ends where the error is), a misindented key at the key, and a tab
+ * once, at the tab, with nothing it throws off after it.
+ */
+function syntaxErrors(doc: Document.Parsed, text: string): SyntaxError[] {
+  if (doc.errors.length === 0) return [];
+  let nodes: YamlNode[] | undefined;
+  const allNodes = (): YamlNode[] => {
+    if (nodes === undefined) {
+      const found: YamlNode[] = [];
+      yaml().visit(doc, { Node: (_key, node) => void found.push(node) });
+      nodes = found;
+    }
+    return nodes;
+  };
+  const start = (n: YamlNode): number => n.range?.[0] ?? -1;
+  const end = (n: YamlNode): number => n.range?.[1] ?? -1;
+  const out: SyntaxError[] = [];
+  // Where the parser found a key nested in a value (`Nested mappings are not allowed in compact mappings`, at the value).
+  const nested = new Set(doc.errors.filter((e) => e.code === 'BLOCK_AS_IMPLICIT_KEY').map((e) => e.pos[0]));
+  // Where the rest of the document stops being what the user wrote (an unclosed quote takes it all in).
+  let cutAt = Infinity;
+  for (const e of doc.errors) {
+    const pos = e.pos;
+    const said = (at: number, message: string, cause = false): void => void out.push({ code: e.code, pos, at, message, ...(cause ? { cause } : {}) });
+    const quote = e.code === 'MISSING_CHAR' ? /^Missing closing (["'])quote/.exec(e.message)?.[1] : undefined;
+    const flow = /^Flow (map|sequence)\b.*end with an? ([}\]])/.exec(e.message);
+    if (quote !== undefined) {
+      const scalar = allNodes().find((n) => yaml().isScalar(n) && (n.type === 'QUOTE_DOUBLE' || n.type === 'QUOTE_SINGLE') && end(n) === pos[0]);
+      const opened = scalar === undefined ? pos[0] : start(scalar);
+      said(opened, `this ${quote} is never closed: the string runs on to the end of the document (add the closing ${quote})`, true);
+      cutAt = Math.min(cutAt, opened);
+    } else if (flow !== null && (e.code === 'BAD_INDENT' || e.code === 'MISSING_CHAR')) {
+      const collection = allNodes().find((n) => (yaml().isMap(n) || yaml().isSeq(n)) && n.flow === true && end(n) === pos[0]);
+      const [open, close] = flow[2] === '}' ? ['{', '}'] : ['[', ']'];
+      said(
+        collection === undefined ? pos[0] : start(collection),
+        `this ${open} is never closed: a flow ${flow[1]} ends with ${close} (each line it spans indented more than the line it starts on)`,
+      );
+    } else if (e.code === 'BAD_INDENT' && e.message.startsWith('All mapping items must start at the same column')) {
+      // Reported at the start of the key's line (or the blank line before it): the key is the first node after.
+      const key = allNodes().filter((n) => start(n) >= pos[0]).reduce<YamlNode | undefined>((a, n) => (a === undefined || start(n) < start(a) ? n : a), undefined);
+      const at = key === undefined ? pos[0] : start(key);
+      const name = key !== undefined && yaml().isScalar(key) && typeof key.value === 'string' ? `key "${key.value}"` : 'this key';
+      said(at, `${name} is in line with no key above it: the keys of one map start at the same column`);
+    } else if (e.code === 'MULTILINE_IMPLICIT_KEY' && nested.has(pos[0]) && text.slice(pos[0], pos[1]).includes('\n')) {
+      // `type: local.file` then `   spec: …` one column deeper: read as a key "local.file spec" nested in a value.
+      const lineStart = text.lastIndexOf('\n', pos[1] - 1) + 1;
+      let at = lineStart;
+      while (text[at] === ' ') at++;
+      said(at, `this key is indented more than the line above it, which already has its value: the keys of one map start at the same column`);
+    } else if (e.code === 'TAB_AS_INDENT' || (text[pos[0]] === '\t' && /^[ \t]*$/.test(text.slice(text.lastIndexOf('\n', pos[0] - 1) + 1, pos[0])))) {
+      said(pos[0], 'a tab in indentation: YAML indents with spaces', true);
+      // What the tab throws off starts at the line break before it.
+      cutAt = Math.min(cutAt, text.lastIndexOf('\n', pos[0]));
+    } else {
+      said(pos[0], firstLine(e.message));
+    }
+  }
+  // The parser's other words for a key nested in a value, said at the key above.
+  const multiline = new Set(out.filter((e) => e.code === 'MULTILINE_IMPLICIT_KEY' && e.at !== e.pos[0]).map((e) => e.pos[0]));
+  const seen = new Set<string>();
+  return out.filter((e) => {
+    if (e.code === 'BLOCK_AS_IMPLICIT_KEY' && multiline.has(e.pos[0])) return false;
+    // Past an unclosed quote or a tab, the parser reads another document than the user's: its errors are echoes.
+    if (e.cause !== true && e.pos[1] > cutAt) return false;
+    // One tab per line is enough.
+    const key = e.cause === true && text[e.at] === '\t' ? `tab:${text.lastIndexOf('\n', e.at)}` : `${e.at}:${e.message}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
 
 // ---------------------------------------------------------------------------
 // Fast path. The `yaml` package builds a full CST and AST with ranges for

@@ -170,6 +170,71 @@ describe('parseGoalText', () => {
   });
 });
 
+/**
+ * A YAML error is reported where the user must look, once: the parser gives up elsewhere (past the end
+ * of the file for an unclosed quote, the next line for an unclosed brace, the start of the line for a
+ * misindented key) and says one tab in the indentation as four errors.
+ */
+describe('parseGoalText: YAML syntax errors, at their cause', () => {
+  const goal = (nodeLines: string): string => `apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: g }\nspec:\n  nodes:\n    - id: a\n${nodeLines}`;
+  const said = (text: string): string[] => sortDiagnostics(parseGoalText('f.yaml', text).diagnostics).map((d) => `${d.line}:${d.col} ${d.code}: ${d.message}`);
+
+  it.each([
+    {
+      name: 'an unclosed double quote, at the quote (not past the end), and not also the brace it swallows',
+      text: goal('      type: local.file\n      spec: { path: "x, content: x }\n'),
+      want: ['8:21 yaml-syntax: this " is never closed: the string runs on to the end of the document (add the closing ")'],
+    },
+    {
+      name: 'an unclosed single quote',
+      text: "a: 'it\nb: 1\n",
+      want: ["1:4 yaml-syntax: this ' is never closed: the string runs on to the end of the document (add the closing ')"],
+    },
+    {
+      name: 'a brace never closed, at the brace (not the next line)',
+      text: 'apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: g\nspec:\n  nodes: []\n',
+      want: ['3:11 yaml-syntax: this { is never closed: a flow map ends with } (each line it spans indented more than the line it starts on)'],
+    },
+    {
+      name: 'a bracket never closed',
+      text: 'a: [1, 2\nb: 3\n',
+      want: ['1:4 yaml-syntax: this [ is never closed: a flow sequence ends with ] (each line it spans indented more than the line it starts on)'],
+    },
+    {
+      name: 'a key in line with no key above it, at the key (not column 1)',
+      text: goal('      type: local.file\n      spec:\n        path: x\n       content: y\n'),
+      want: ['10:8 yaml-syntax: key "content" is in line with no key above it: the keys of one map start at the same column'],
+    },
+    {
+      name: 'a key one column deeper than the key above it, at the key, once',
+      text: goal('      type: local.file\n       spec: { path: c, content: x }\n'),
+      want: ['8:8 yaml-syntax: this key is indented more than the line above it, which already has its value: the keys of one map start at the same column'],
+    },
+    {
+      name: 'a tab in the indentation, once, at the tab, with nothing it throws off',
+      text: 'apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: g }\nspec:\n  nodes:\n\t- id: d\n    type: local.file\n',
+      want: ['6:1 yaml-syntax: a tab in indentation: YAML indents with spaces'],
+    },
+    {
+      name: 'a tab on each of two lines: each line once',
+      text: 'a:\n\tb: 1\n\tc: 2\n',
+      want: ['2:1 yaml-syntax: a tab in indentation: YAML indents with spaces', '3:1 yaml-syntax: a tab in indentation: YAML indents with spaces'],
+    },
+    {
+      name: 'a tab indenting a block scalar',
+      text: 'a: |\n\tliteral\nb: 1\n',
+      want: ['2:1 yaml-syntax: a tab in indentation: YAML indents with spaces'],
+    },
+    {
+      name: 'an error before a tab is still reported',
+      text: 'a: 1\na: 2\nb:\n\t- c\n',
+      want: ['2:1 duplicate-key: duplicate key "a": each key may appear once in a map', '4:1 yaml-syntax: a tab in indentation: YAML indents with spaces'],
+    },
+  ])('$name', ({ text, want }) => {
+    expect(said(text)).toEqual(want);
+  });
+});
+
 describe('locateIn: positions inside a string', () => {
   const text = [
     'plain: abc ${x}',
