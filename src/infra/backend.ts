@@ -190,14 +190,18 @@ export interface BackendFactory<C = unknown> {
    */
   readonly specFields?: readonly string[];
   /**
-   * Set when `checkSpec` and `cannotDelete` read nothing of the config: they
-   * then also run for the nodes of a Backend document whose config has errors
-   * (given no config), so that a bad `timeout` does not hide a node's own
-   * problems (a `not-deletable`) until it is fixed. Unset, they run under a
-   * valid config only. (test/infra/spec-fields.test.ts holds each
-   * declaration to it.)
+   * The config fields that `checkSpec`, `cannotDelete`, `resourceKey`,
+   * `relations` and `placeOf` read (`[]`: none). Declared, they also run for
+   * the nodes of a Backend document with errors, given a config of these
+   * fields alone (each parsed on its own, its default in place), so that a
+   * bad or misspelt `rereadEvery` does not hide a path that escapes the root,
+   * or a second node on one path, until it is fixed: every problem at once.
+   * They do not run when one of these fields has an error itself, or is
+   * absent where an unknown key may stand for it. Undeclared, they run under
+   * a valid config only. (test/infra/spec-fields.test.ts holds each
+   * declaration to what they read.)
    */
-  readonly checksReadNoConfig?: true;
+  readonly configFields?: readonly string[];
   /**
    * What the resources of one instance of this backend imply among its
    * nodes, without I/O: the orderings (implicit edges) and the resources two

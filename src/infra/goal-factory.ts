@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DiagnosticBag, fieldPathProblem, formatLocation, formatPath, hasReferences, MISSING_RESOURCE, once, pendingIssue, reportZodIssues, suggestion, valueAtPath } from '../runtime/index.ts';
+import { DiagnosticBag, fieldPathProblem, fieldSchema, formatLocation, formatPath, hasReferences, meantInput, MISSING_RESOURCE, once, pendingIssue, reportZodIssues, suggestion, valueAtPath } from '../runtime/index.ts';
 import type { BuiltNode, BuiltSpec, GoalInfo, ImpliedEdge, NodeDeclaration, NodeSpecFactory, PathKey, PendingValue, RawDocument, SourceLocation } from '../runtime/index.ts';
 import type { BackendFactory, SpecIssue } from './backend.ts';
 import { desiredNodeSpec } from './desired.ts';
@@ -136,9 +136,54 @@ function typedReferenceFields(
  * What a Backend document declared under its name: a backend to build, or
  * one declared with errors (already reported), with its type where it is
  * known: a node naming a broken one is not also told that it is not
- * configured, and is checked only as far as the type allows.
+ * configured, and is checked as far as the type and what can be read of
+ * the config allow (it is built, but a goal set with errors changes nothing).
  */
-type DeclaredBackend = { readonly status: 'ok'; readonly decl: BackendDeclaration } | { readonly status: 'broken'; readonly type: string | undefined };
+type DeclaredBackend =
+  | { readonly status: 'ok'; readonly decl: BackendDeclaration }
+  | {
+      readonly status: 'broken';
+      readonly type: string | undefined;
+      /** What of its config its nodes' checks may use (see `configForChecks`); absent when they cannot run. */
+      readonly forChecks?: { readonly config: unknown } | undefined;
+    };
+
+/**
+ * What of a Backend's config with errors (`issues`, undefined where the
+ * config is not even a map) its nodes' checks may still use, so that an
+ * error in a field they do not read hides none of theirs: the config as
+ * meant (a misspelt key read as the field it is near, `meantInput`) where
+ * that is valid; else the fields the checks read (`configFields`), each
+ * parsed on its own, where none of them has an error or is absent where an
+ * unknown key may stand for it. Undefined when they cannot run without a
+ * guess at the config, which could make up errors.
+ */
+function configForChecks(factory: BackendFactory, config: unknown, issues: readonly z.core.$ZodIssue[] | undefined): { readonly config: unknown } | undefined {
+  const fields = factory.configFields;
+  if (fields?.length === 0) return { config: {} };
+  if (issues === undefined) return undefined;
+  const meant = meantInput(factory.configSchema, config, issues);
+  const again = factory.configSchema.safeParse(meant.value);
+  if (again.success && !meant.unsure) return { config: again.data };
+  if (fields === undefined || meant.value === null || typeof meant.value !== 'object') return undefined;
+  const invalid = new Set<PropertyKey>();
+  for (const issue of again.success ? [] : again.error.issues) {
+    const [field] = issue.path;
+    // A rule across fields: which of them it is about, only its message says.
+    if (field === undefined) return undefined;
+    invalid.add(field);
+  }
+  const value = meant.value as Record<string, unknown>;
+  const partial: Record<string, unknown> = {};
+  for (const field of fields) {
+    if (invalid.has(field) || meant.unsureAt([field])) return undefined;
+    const schema = fieldSchema(factory.configSchema, field) as z.ZodType | undefined;
+    const parsed = schema?.safeParse(value[field]);
+    if (parsed?.success !== true) return undefined;
+    if (parsed.data !== undefined) partial[field] = parsed.data;
+  }
+  return { config: partial };
+}
 
 /** The policy defaults a node's spec was validated with, and the spec without them where that is valid (for the backend's checks). */
 interface SpecDefaults {
@@ -237,8 +282,19 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     return out;
   }
 
-  private broken(name: string, type: string | undefined): void {
-    this.declared.set(name, { status: 'broken', type });
+  private broken(name: string, type: string | undefined, forChecks?: { readonly config: unknown }): void {
+    this.declared.set(name, { status: 'broken', type, forChecks: type === undefined ? undefined : forChecks });
+  }
+
+  /**
+   * The backend `id` as its nodes' checks see it: its declaration, or, for a
+   * Backend declared with errors, its type and what its nodes' checks may
+   * use of its config (see `configForChecks`); undefined when they cannot run.
+   */
+  private checkedBackend(id: string, declared: DeclaredBackend | undefined): BackendDeclaration | undefined {
+    if (declared?.status === 'ok') return declared.decl;
+    if (declared?.type === undefined || declared.forChecks === undefined) return undefined;
+    return { id, type: declared.type, config: declared.forChecks.config };
   }
 
   /** A backend id that no Backend document declares, with the nearest configured one. */
@@ -255,39 +311,55 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     const parsed = backendDocumentSchema.safeParse(doc.value);
     if (!parsed.success) {
       reportZodIssues(parsed.error.issues, { schema: backendDocumentSchema, input: doc.value, prefix: [], owner: 'a Backend', locate: doc.locate, diag });
-      const spec = doc.value.spec;
-      const type = spec !== null && typeof spec === 'object' ? (spec as { type?: unknown }).type : undefined;
-      this.broken(doc.name, typeof type === 'string' && this.registry.get(type) !== undefined ? type : undefined);
+      // The rest as meant: a misspelt key (reported above) read as the field it is near.
+      const meant = meantInput(backendDocumentSchema, doc.value, parsed.error.issues);
+      const locate: RawDocument['locate'] = (path, part) => doc.locate(meant.written(path), part);
+      const spec = valueAtPath(meant.value, ['spec']);
+      const type = valueAtPath(spec, ['type']);
+      const factory = typeof type === 'string' ? this.registry.get(type) : undefined;
       // Every problem at once: a valid type and config are still checked by their implementation, so an
-      // unknown key beside them (or a bad name) does not hide a config error until it is fixed.
+      // unknown key beside them (or a bad name) does not hide a config error until it is fixed; nor, where
+      // the config can be read, the checks of the backend's nodes.
       const core = backendCoreSchema().safeParse(spec);
-      if (core.success) this.checkImplementation(doc, core.data.type, core.data.config, diag);
+      const checked = core.success ? this.checkImplementation(doc, core.data.type, core.data.config, diag, locate) : undefined;
+      const forChecks = checked === undefined ? (factory === undefined ? undefined : configForChecks(factory, undefined, undefined)) : checked.valid ? { config: checked.config } : checked.forChecks;
+      this.broken(doc.name, factory === undefined ? undefined : factory.type, forChecks);
       return;
     }
     const { type, config } = parsed.data.spec;
     const checked = this.checkImplementation(doc, type, config, diag);
-    if (checked === undefined) {
-      this.broken(doc.name, this.registry.get(type) === undefined ? undefined : type);
+    if (checked === undefined || !checked.valid) {
+      this.broken(doc.name, this.registry.get(type) === undefined ? undefined : type, checked?.forChecks);
       return;
     }
     // Deleted first: placed where it is declared, even after a rejected document of the same name.
     this.declared.delete(doc.name);
-    this.declared.set(doc.name, { status: 'ok', decl: { id: doc.name, type, config: checked, source: doc.locate(['metadata', 'name']) } });
+    this.declared.set(doc.name, { status: 'ok', decl: { id: doc.name, type, config: checked.config, source: doc.locate(['metadata', 'name']) } });
   }
 
-  /** A Backend's `spec.type` and `spec.config` checked against the implementation: the parsed config, or undefined (reported). */
-  private checkImplementation(doc: RawDocument, type: string, config: Record<string, unknown>, diag: DiagnosticBag): unknown {
+  /**
+   * A Backend's `spec.type` and `spec.config` checked against the implementation, errors reported at
+   * `locate`: the parsed config, or, where it has errors, what of it its nodes' checks may use; undefined
+   * for an unknown type.
+   */
+  private checkImplementation(
+    doc: RawDocument,
+    type: string,
+    config: Record<string, unknown>,
+    diag: DiagnosticBag,
+    locate: RawDocument['locate'] = doc.locate,
+  ): { readonly valid: true; readonly config: unknown } | { readonly valid: false; readonly forChecks: { readonly config: unknown } | undefined } | undefined {
     const factory = this.registry.get(type);
     if (factory === undefined) {
-      diag.error(doc.locate(['spec', 'type']), 'unknown-backend-type', `backend type "${type}" is not one of ${this.registry.types().join(', ')}${suggestion(type, this.registry.types())}`);
+      diag.error(locate(['spec', 'type']), 'unknown-backend-type', `backend type "${type}" is not one of ${this.registry.types().join(', ')}${suggestion(type, this.registry.types())}`);
       return undefined;
     }
     const cfg = factory.configSchema.safeParse(config);
     if (!cfg.success) {
-      reportZodIssues(cfg.error.issues, { schema: factory.configSchema, input: config, prefix: ['spec', 'config'], owner: `${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type} backend's config`, locate: doc.locate, diag });
-      return undefined;
+      reportZodIssues(cfg.error.issues, { schema: factory.configSchema, input: config, prefix: ['spec', 'config'], owner: `${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type} backend's config`, locate, diag });
+      return { valid: false, forChecks: configForChecks(factory, config, cfg.error.issues) };
     }
-    return cfg.data;
+    return { valid: true, config: cfg.data };
   }
 
   rejectDocument(kind: string, name: string): void {
@@ -311,7 +383,9 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
   outputKeys(node: { readonly type: string; readonly backend: string | undefined }): { readonly keys: readonly string[]; readonly where: string } | undefined {
     const backendId = node.backend ?? DEFAULT_LOCAL_BACKEND.id;
     const declared = this.declared.get(backendId);
-    const keys = declared?.status === 'ok' && isInfraNodeType(node.type) ? this.registry.get(declared.decl.type)?.outputs?.[node.type] : undefined;
+    // Its type says them, whatever its config: a Backend declared with errors, of a known type, too.
+    const type = declared?.status === 'ok' ? declared.decl.type : declared?.type;
+    const keys = type !== undefined && isInfraNodeType(node.type) ? this.registry.get(type)?.outputs?.[node.type] : undefined;
     return keys === undefined || keys === 'any' ? undefined : { keys, where: `${node.type}, backend "${backendId}"` };
   }
 
@@ -332,12 +406,12 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     const where = this.cwd === undefined ? undefined : { cwd: this.cwd };
     const edges: ImpliedEdge[] = [];
     for (const [backendId, group] of byBackend) {
-      const declared = this.declared.get(backendId);
-      if (declared?.status !== 'ok') continue;
-      const factory = this.registry.get(declared.decl.type);
+      const backend = this.checkedBackend(backendId, this.declared.get(backendId));
+      if (backend === undefined) continue;
+      const factory = this.registry.get(backend.type);
       const relations = factory?.relations?.(
         group.map((n) => ({ id: n.id, spec: n.spec.spec })),
-        declared.decl.config,
+        backend.config,
         where,
       );
       if (relations === undefined) continue;
@@ -446,8 +520,8 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     // An invalid `backend` (or an unreadable default) is already reported: which backend is meant is unknown.
     const backendKnown = invalid?.has('backend') !== true;
     const declared = backendKnown ? this.declared.get(backendId) : undefined;
-    const backend = declared?.status === 'ok' ? declared.decl : undefined;
-    // A backend declared with errors is known by name, and maybe by type.
+    // A backend declared with errors is known by name, and maybe by type; its nodes are checked as far as its config can be read.
+    const backend = this.checkedBackend(backendId, declared);
     const backendType = declared?.status === 'ok' ? declared.decl.type : declared?.type;
     const factory = backendType === undefined ? undefined : this.registry.get(backendType);
     let ok = backendKnown;
@@ -484,16 +558,12 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
         checkable = checkableSpec(decl.type, schema, input, issues, factory.specFields);
       }
     }
-    // `factory` is the backend's own below: `backend` is defined only for a declaration without errors.
+    // `factory` is the backend's own below, and `backend` its declaration, or what its nodes' checks may use of one with errors.
     if (!ok || data === undefined) {
       // Not built, but every problem is reported at once: the backend's checks of the fields without errors too.
       if (ok && backend !== undefined && factory !== undefined && checkable !== undefined) {
         this.backendChecks(decl, checkable, backend, factory, diag);
         this.claimResource(decl, checkable, backend, factory, diag);
-      } else if (declared?.status === 'broken' && factory?.checksReadNoConfig === true && factory.kinds.includes(decl.type)) {
-        // Its Backend document has errors (reported there): checks that need no config still tell the node's own.
-        const spec = data === undefined ? checkable : ({ type: decl.type, ...data } as InfraNodeSpec);
-        if (spec !== undefined) this.backendChecks(decl, spec, { id: backendId, type: factory.type, config: undefined }, factory, diag);
       }
       return undefined;
     }
@@ -516,7 +586,7 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       spec: desiredNodeSpec(spec, backendId, decl.labels, decl.goal.environment, { resource }),
       gate,
       deletionPolicy: statefulTypes.has(decl.type) ? 'Orphan' : undefined,
-      cannotUpdate: backend === undefined ? undefined : factory?.cannotUpdate?.(spec, backend.config),
+      cannotUpdate: backend === undefined || declared?.status !== 'ok' ? undefined : factory?.cannotUpdate?.(spec, backend.config),
     };
   }
 }

@@ -9,7 +9,9 @@ import type { GoalContext, GoalField, PendingValue } from './interpolation.ts';
 import { formatLocation, NODE_ID_PATTERN } from './node-spec.ts';
 import type { DeletionPolicy, Dependency, DesiredNode, NodeId, NodeSettings, NodeSpec, SourceLocation } from './node-spec.ts';
 import type { PathKey, SourceDocument } from './yaml-source.ts';
-import { formatPath, reportZodIssues } from './zod-diagnostics.ts';
+import { valueAtPath } from './yaml-source.ts';
+import { formatPath, meantInput, reportZodIssues } from './zod-diagnostics.ts';
+import type { MeantInput } from './zod-diagnostics.ts';
 
 export const API_VERSION = 'desiredstate/v1';
 
@@ -89,6 +91,9 @@ type GoalDocument = z.output<Schemas['goalDocumentSchema']>;
 /** A Goal as compiled, and what of it could not be read. */
 interface ReadGoal {
   readonly doc: SourceDocument;
+  /** Where a path of `value` is written (a misspelt key read as the field it is near: see `meantInput`). */
+  readonly locate: SourceDocument['locate'];
+  readonly locateIn: SourceDocument['locateIn'];
   readonly value: GoalDocument;
   /** Goal fields that were invalid (their errors reported): nothing that depends on them is reported too. */
   readonly unknown: ReadonlySet<GoalField>;
@@ -101,50 +106,55 @@ const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof
 /**
  * The parts of an invalid Goal that are still valid, so that its nodes are
  * checked as the user meant them (with their defaults and labels) rather than
- * drowning the real error in echoes of it. What cannot be read (an invalid
- * or misspelt name, environment, labels or defaults) is said to be unknown.
+ * drowning the real error in echoes of it. `meant` is the Goal as meant (a
+ * misspelt key read as its field); what cannot be read (an invalid name,
+ * environment, labels or defaults, or one absent where an unknown key may
+ * stand for it) is said to be unknown. An unknown key hides nothing more than
+ * an invalid value does.
  */
-function salvageGoal(raw: Record<string, unknown>, nodes: unknown[]): Omit<ReadGoal, 'doc'> {
+function salvageGoal(meant: MeantInput, nodes: unknown[]): Omit<ReadGoal, 'doc' | 'locate' | 'locateIn'> {
+  const raw = isMap(meant.value) ? meant.value : {};
   const meta = isMap(raw.metadata) ? raw.metadata : {};
   const spec = isMap(raw.spec) ? raw.spec : {};
   const unknown = new Set<GoalField>();
   const shape = goalDocumentSchema().shape;
-  const metaKeys = new Set(Object.keys(shape.metadata.shape));
-  const specKeys = new Set(Object.keys(shape.spec.shape));
-  // A misspelt key (`enviroment:`) may be meant for a field that is then absent.
-  const metaMisspelt = Object.keys(meta).some((k) => !metaKeys.has(k));
-  const specMisspelt = Object.keys(spec).some((k) => !specKeys.has(k));
-  const pick = <T extends z.ZodType>(schema: T, value: unknown, fallback: z.output<T>, field?: GoalField, misspelt = false): z.output<T> => {
+  const pick = <T extends z.ZodType>(schema: T, path: readonly PathKey[], fallback: z.output<T>, field?: GoalField): z.output<T> => {
+    const value = valueAtPath(raw, path);
     const r = schema.safeParse(value);
-    if (r.success && !(value === undefined && misspelt)) return r.data;
+    if (r.success && !meant.unsureAt(path)) return r.data;
     if (field !== undefined) unknown.add(field);
     return r.success ? r.data : fallback;
   };
-  const name = pick(schemas().nameSchema, meta.name, typeof meta.name === 'string' ? meta.name : '', 'name');
-  const environment = pick(shape.metadata.shape.environment, meta.environment, 'default', 'environment', metaMisspelt);
-  const labels = pick(shape.metadata.shape.labels, meta.labels, {}, 'labels', metaMisspelt);
+  const name = pick(schemas().nameSchema, ['metadata', 'name'], typeof meta.name === 'string' ? meta.name : '', 'name');
+  const environment = pick(shape.metadata.shape.environment, ['metadata', 'environment'], 'default', 'environment');
+  const labels = pick(shape.metadata.shape.labels, ['metadata', 'labels'], {}, 'labels');
   const defaultsRead = shape.spec.shape.defaults.safeParse(spec.defaults);
   const rawDefaults = isMap(spec.defaults) ? spec.defaults : {};
   const backend = typeof rawDefaults.backend === 'string' ? rawDefaults.backend : undefined;
   const defaults = defaultsRead.success
     ? defaultsRead.data
-    : { backend, deletionPolicy: pick(schemas().deletionPolicySchema.optional(), rawDefaults.deletionPolicy, undefined) };
+    : { backend, deletionPolicy: pick(schemas().deletionPolicySchema.optional(), ['spec', 'defaults', 'deletionPolicy'], undefined) };
+  // Nodes that name no backend get the default: if it cannot be read, which backend they use is unknown.
+  const defaultBackendUnknown =
+    backend === undefined &&
+    ((spec.defaults !== undefined && !isMap(spec.defaults)) ||
+      rawDefaults.backend !== undefined ||
+      meant.unsureAt(spec.defaults === undefined ? ['spec', 'defaults'] : ['spec', 'defaults', 'backend']));
   return {
     value: {
       apiVersion: API_VERSION,
       kind: 'Goal',
       metadata: { name, environment, labels },
       spec: {
-        selfHeal: pick(shape.spec.shape.selfHeal, spec.selfHeal, true),
-        prune: pick(shape.spec.shape.prune, spec.prune, false),
-        interval: pick(shape.spec.shape.interval, spec.interval, undefined),
+        selfHeal: pick(shape.spec.shape.selfHeal, ['spec', 'selfHeal'], true),
+        prune: pick(shape.spec.shape.prune, ['spec', 'prune'], false),
+        interval: pick(shape.spec.shape.interval, ['spec', 'interval'], undefined),
         defaults,
         nodes,
       },
     },
     unknown,
-    // Nodes that name no backend get the default: if it cannot be read, which backend they use is unknown.
-    defaultBackendUnknown: backend === undefined && (!defaultsRead.success || (spec.defaults === undefined && specMisspelt)),
+    defaultBackendUnknown,
   };
 }
 
@@ -154,15 +164,18 @@ type NodeFields = z.output<Schemas['nodeDeclarationSchema']>;
  * A node declaration's fields, each read on its own: an invalid one is
  * replaced by its default (or its valid entries, for lists and maps) and
  * named in `invalid`, so that the node's other fields are still checked.
+ * `raw` is the declaration as meant (`meantInput`): a misspelt key is read
+ * as its field.
  */
-function salvageNode(raw: Record<string, unknown>): { fields: NodeFields; invalid: Set<keyof NodeFields> } {
+function salvageNode(raw: Record<string, unknown>, meant: MeantInput): { fields: NodeFields; invalid: Set<keyof NodeFields> } {
   const invalid = new Set<keyof NodeFields>();
   const shape = nodeDeclarationSchema().shape;
   const pick = <K extends keyof NodeFields>(key: K, fallback: () => NodeFields[K]): NodeFields[K] => {
     const r = (shape[key] as unknown as z.ZodType<NodeFields[K]>).safeParse(raw[key]);
-    if (r.success) return r.data;
+    // Absent where an unknown key near no field may stand for it (`bckend: pg` is near; `be: pg` is not): unknown too.
+    if (r.success && !meant.unsureAt([key])) return r.data;
     invalid.add(key);
-    return fallback();
+    return r.success ? r.data : fallback();
   };
   const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
   const fields: NodeFields = {
@@ -426,21 +439,21 @@ export class GoalCompiler<S extends NodeSpec> {
       this.factory.acceptDocument({ kind, name, file: doc.file, value: doc.value, locate: doc.locate, locateIn: doc.locateIn }, diag);
     }
 
-    const goals: GoalInfo[] = goalDocs.map(({ doc, value }) => ({
+    const goals: GoalInfo[] = goalDocs.map(({ doc, locate, value }) => ({
       name: value.metadata.name,
       environment: value.metadata.environment,
       labels: value.metadata.labels,
       file: doc.file,
-      environmentAt: doc.locate(['metadata', 'environment']),
+      environmentAt: locate(['metadata', 'environment']),
       selfHeal: value.spec.selfHeal,
       prune: value.spec.prune,
       intervalMs: value.spec.interval,
       nodeCount: value.spec.nodes.length,
     }));
     this.factory.beforeNodes?.(goals, diag);
-    for (const { doc, value } of goalDocs) {
+    for (const { locate, value } of goalDocs) {
       const backend = value.spec.defaults.backend;
-      if (backend !== undefined) this.factory.checkDefaultBackend?.(backend, doc.locate(['spec', 'defaults', 'backend']), diag);
+      if (backend !== undefined) this.factory.checkDefaultBackend?.(backend, locate(['spec', 'defaults', 'backend']), diag);
     }
 
     const declared = new Map<NodeId, SourceLocation>();
@@ -464,16 +477,20 @@ export class GoalCompiler<S extends NodeSpec> {
     }[] = [];
     const gates = new Map<NodeId, NodeGate>();
 
-    goalDocs.forEach(({ doc, value, unknown, defaultBackendUnknown }, gi) => {
+    goalDocs.forEach(({ locate: goalLocate, locateIn: goalLocateIn, value, unknown, defaultBackendUnknown }, gi) => {
       const goal = goals[gi]!;
-      value.spec.nodes.forEach((raw, ni) => {
+      value.spec.nodes.forEach((written, ni) => {
         const base: PathKey[] = ['spec', 'nodes', ni];
-        const locate = (path: readonly PathKey[], part?: 'key' | 'value'): SourceLocation => doc.locate([...base, ...path], part);
-        const parsed = nodeDeclarationSchema().safeParse(raw);
-        if (!parsed.success) reportZodIssues(parsed.error.issues, { schema: nodeDeclarationSchema(), input: raw, prefix: base, owner: 'a node', locate: doc.locate, diag });
-        if (!isMap(raw)) return;
-        // Each field on its own, so that one bad field does not hide the node's other errors.
-        const { fields: n, invalid } = parsed.success ? { fields: parsed.data, invalid: new Set<keyof NodeFields>() } : salvageNode(raw);
+        const parsed = nodeDeclarationSchema().safeParse(written);
+        if (!parsed.success) reportZodIssues(parsed.error.issues, { schema: nodeDeclarationSchema(), input: written, prefix: base, owner: 'a node', locate: goalLocate, diag });
+        if (!isMap(written)) return;
+        // The rest as meant (a misspelt key read as its field), each field on its own, so that one bad field
+        // (or key) does not hide the node's other errors.
+        const meant = parsed.success ? undefined : meantInput(nodeDeclarationSchema(), written, parsed.error.issues);
+        const raw = meant === undefined ? written : (meant.value as Record<string, unknown>);
+        const at = (path: readonly PathKey[]): PathKey[] => [...base, ...(meant === undefined ? path : meant.written(path))];
+        const locate = (path: readonly PathKey[], part?: 'key' | 'value'): SourceLocation => goalLocate(at(path), part);
+        const { fields: n, invalid } = meant === undefined ? { fields: parsed.data!, invalid: new Set<keyof NodeFields>() } : salvageNode(raw, meant);
         const source = locate(['id']);
         let isDeclared = false;
         if (invalid.has('id')) {
@@ -492,7 +509,7 @@ export class GoalCompiler<S extends NodeSpec> {
         // `${goal.labels.k}` reads the goal's own labels (GOAL-FORMAT.md); a node's labels only tag its resource.
         const labels = { ...goal.labels, ...n.labels };
         const locateIn = (path: readonly PathKey[], index: number | undefined): SourceLocation =>
-          index !== undefined && doc.locateIn !== undefined ? doc.locateIn([...base, ...path], index) : locate(path);
+          index !== undefined && goalLocateIn !== undefined ? goalLocateIn(at(path), index) : locate(path);
         const { value: spec, references, pending: pendingValues } = interpolateGoal(
           n.spec,
           goal,
@@ -646,10 +663,17 @@ export class GoalCompiler<S extends NodeSpec> {
     // A second Goal of the same name is reported, and its nodes are checked all the same.
     if (schemas().nameSchema.safeParse(name).success) duplicate(doc, 'Goal', name as string);
     const parsed = goalDocumentSchema().safeParse(raw);
-    if (parsed.success) return { doc, value: parsed.data, unknown: new Set(), defaultBackendUnknown: false };
+    if (parsed.success) return { doc, locate: doc.locate, locateIn: doc.locateIn, value: parsed.data, unknown: new Set(), defaultBackendUnknown: false };
     reportZodIssues(parsed.error.issues, { schema: goalDocumentSchema(), input: raw, prefix: [], owner: 'a Goal', locate: doc.locate, diag });
-    const nodes = isMap(raw.spec) ? raw.spec.nodes : undefined;
+    // The rest as meant: a misspelt key (reported above) read as the field it is near.
+    const meant = meantInput(goalDocumentSchema(), raw, parsed.error.issues);
+    const nodes = valueAtPath(meant.value, ['spec', 'nodes']);
     if (!Array.isArray(nodes)) return undefined;
-    return { doc, ...salvageGoal(raw, nodes) };
+    return {
+      doc,
+      locate: (path, part) => doc.locate(meant.written(path), part),
+      locateIn: doc.locateIn === undefined ? undefined : (path, index) => doc.locateIn!(meant.written(path), index),
+      ...salvageGoal(meant, nodes),
+    };
   }
 }

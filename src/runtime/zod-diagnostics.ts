@@ -85,6 +85,18 @@ export function keysAt(schema: AnySchema, path: readonly PathKey[]): string[] {
   return [...found];
 }
 
+/** The schema of field `name` of an object schema (through optional, default, refinements …), or undefined. */
+export function fieldSchema(schema: AnySchema, name: string): AnySchema | undefined {
+  let s = schema;
+  for (let budget = 16; budget > 0; budget--) {
+    const def = defOf(s);
+    const inner = unwrapped(def);
+    if (inner === undefined) return def.type === 'object' && Object.hasOwn(def.shape as object, name) ? (def.shape as Record<string, AnySchema>)[name] : undefined;
+    s = inner;
+  }
+  return undefined;
+}
+
 /**
  * Why `path` names no field of `schema`, or undefined when it names one.
  * Paths are written as drift reports show them: dotted field names, `[n]`
@@ -144,6 +156,80 @@ export function fieldPathProblem(schema: AnySchema, path: string, owner: string)
     }
   };
   return walk(schema, 0, '', 256);
+}
+
+/**
+ * An input as its author meant it, for what is checked after its schema's
+ * errors (those are reported on the input as written): every problem at
+ * once, as if each misspelling were already put right. An unknown key near
+ * a field the object lacks (`selfheal`, `bakend`: the "did you mean" of its
+ * error) is read as that field. Any other unknown key is left out; as it may
+ * stand for any field left out (`env: prod`, a key one level off), its object
+ * is unsure (`unsureAt`), and what depends on a field absent there is not
+ * judged, so that no error is made up from a guess.
+ */
+export interface MeantInput {
+  readonly value: unknown;
+  /** Whether any object holds an unknown key near no field. */
+  readonly unsure: boolean;
+  /** Whether the field at `path` is absent where an unknown key near no field may stand for it. */
+  unsureAt(path: readonly PathKey[]): boolean;
+  /** A path in `value` as written in the input (a misspelt key in place of the field it is read as), for positions. */
+  written(path: readonly PathKey[]): PathKey[];
+}
+
+const isPlainMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/** `root` with `value` at `path` (a copy of every container on the way; `root` is left as it is). */
+function withValueAt(root: unknown, path: readonly PathKey[], value: unknown): unknown {
+  if (path.length === 0) return value;
+  const [head, ...rest] = path;
+  if (Array.isArray(root)) {
+    const copy = [...root];
+    copy[head as number] = withValueAt(root[head as number], rest, value);
+    return copy;
+  }
+  const map = root as Record<string, unknown>;
+  return { ...map, [head!]: withValueAt(map[head as string], rest, value) };
+}
+
+/** See `MeantInput`: `issues` are those of `schema` on `input`; only their unknown keys are put right. */
+export function meantInput(schema: AnySchema, input: unknown, issues: readonly z.core.$ZodIssue[]): MeantInput {
+  let value = input;
+  const unsure = new Set<string>();
+  // Per object (its path, which holds no misspelt key: nothing under an unknown key is validated), the keys read as another.
+  const renamed = new Map<string, Map<string, string>>();
+  for (const issue of issues) {
+    if (issue.code !== 'unrecognized_keys') continue;
+    const at = issue.path as PathKey[];
+    const object = valueAtPath(value, at);
+    if (!isPlainMap(object)) continue;
+    const copy = { ...object };
+    const candidates = keysAt(schema, at);
+    const names = renamed.get(JSON.stringify(at)) ?? new Map<string, string>();
+    for (const key of issue.keys) {
+      const near = didYouMean(key, candidates);
+      const written = copy[key];
+      delete copy[key];
+      // A field that is there too (or that another misspelling is read as) is not what this key means: it is placed nowhere.
+      if (near === undefined || Object.hasOwn(copy, near)) unsure.add(JSON.stringify(at));
+      else {
+        copy[near] = written;
+        names.set(near, key);
+      }
+    }
+    if (names.size > 0) renamed.set(JSON.stringify(at), names);
+    value = withValueAt(value, at, copy);
+  }
+  return {
+    value,
+    unsure: unsure.size > 0,
+    unsureAt: (path) => path.length > 0 && unsure.has(JSON.stringify(path.slice(0, -1))) && valueAtPath(value, path) === undefined,
+    written(path) {
+      if (renamed.size === 0) return [...path];
+      return path.map((key, i) => renamed.get(JSON.stringify(path.slice(0, i)))?.get(String(key)) ?? key);
+    },
+  };
 }
 
 /** Field names whose values are never echoed in a message, whatever their schema says. */

@@ -78,40 +78,72 @@ describe('BackendFactory.specFields names every field its checks read', () => {
 });
 
 /**
- * `BackendFactory.checksReadNoConfig` lets `checkSpec` and `cannotDelete` run for the nodes of a Backend
- * whose config has errors, given no config: each hook of a declaring backend runs on its samples with a
- * config that throws when anything is read of it, and must answer as with its real config.
+ * `BackendFactory.configFields` lets `checkSpec`, `cannotDelete`, `resourceKey`, `relations` and `placeOf`
+ * run for the nodes of a Backend whose config has errors in other fields, given those fields alone: each
+ * hook of a declaring backend runs on its samples, once with a config that records what is read of it,
+ * once with the config cut down to the declared fields, which must answer as the whole config does.
  */
-describe('BackendFactory.checksReadNoConfig holds: the checks read nothing of the config', () => {
-  const untouchable = new Proxy(
-    {},
-    {
-      get: (_t, key) => {
-        throw new Error(`config.${String(key)} read`);
-      },
-      has: (_t, key) => {
-        throw new Error(`${String(key)} in config`);
-      },
-      ownKeys: () => {
-        throw new Error('config keys listed');
-      },
-    },
+describe('BackendFactory.configFields names every config field its checks read', () => {
+  /** A config that records each top-level field read. */
+  const recordingConfig = (config: object): { config: object; read: Set<string> } => {
+    const read = new Set<string>();
+    const note = (key: string | symbol): void => {
+      if (typeof key === 'string') read.add(key);
+    };
+    const proxy = new Proxy(config, {
+      get: (target, key, receiver) => (note(key), Reflect.get(target, key, receiver)),
+      has: (target, key) => (note(key), Reflect.has(target, key)),
+      ownKeys: (target) => (read.add('*every field*'), Reflect.ownKeys(target)),
+    });
+    return { config: proxy, read };
+  };
+  // Configs whose answers differ, where the checks read any (a relative root and an absolute one).
+  const configs: Partial<Record<string, readonly Record<string, unknown>[]>> = {
+    local: [{}, { root: '/srv/out' }, { root: 'out', rereadEvery: 'always' }],
+    script: [{ root: 'scripts' }, { root: 'scripts', generator: { type: 'command', command: ['gen'] } }],
+    postgres: [{ host: 'db' }],
+  };
+  const moreSamples: Partial<Record<InfraNodeType, readonly Record<string, unknown>[]>> = {
+    'k8s.namespace': [{ name: 'ns' }],
+    'k8s.configmap': [{ name: 'cm', namespace: 'ns', data: { a: 'b' } }],
+    'aws.s3.bucket': [{ name: 'logs', region: 'eu-west-1' }],
+    'terraform.workspace': [{ module: 'mod' }],
+  };
+  const where = { cwd: '/work/app' };
+  const allHooks = (factory: BackendFactory, spec: InfraNodeSpec, config: unknown): unknown[] => [
+    factory.checkSpec?.(spec, config, where),
+    factory.cannotDelete?.(spec, config),
+    factory.resourceKey?.(spec, config),
+    factory.relations?.([{ id: 'n', spec }], config, where),
+    factory.placeOf?.(spec, config, where),
+  ];
+  const declaring = (builtinBackendFactories as readonly BackendFactory[]).filter((f) => f.configFields !== undefined);
+  const configCases = declaring.flatMap((factory) =>
+    factory.kinds.flatMap((kind) =>
+      [...(samples[kind] ?? []), ...(moreSamples[kind] ?? [])].flatMap((input, i) =>
+        (configs[factory.type] ?? [{}]).map((config, c) => ({ backend: factory.type, kind, i, c, factory, input, config: factory.configSchema.parse(config) as object })),
+      ),
+    ),
   );
-  const noConfig = (builtinBackendFactories as readonly BackendFactory[]).filter((f) => f.checksReadNoConfig === true);
-  const configCases = noConfig.flatMap((factory) => factory.kinds.flatMap((kind) => (samples[kind] ?? []).map((input, i) => ({ backend: factory.type, kind, i, factory, input }))));
 
-  it('each backend that declares it has samples of each of its kinds', () => {
-    expect(noConfig.map((f) => f.type).sort()).toEqual(['ansible', 'exec']);
-    for (const factory of noConfig) for (const kind of factory.kinds) expect(samples[kind], `${factory.type} ${kind}`).toBeDefined();
+  it('each backend that declares them has samples of each of its kinds', () => {
+    expect(declaring.map((f) => f.type).sort()).toEqual(['ansible', 'exec', 'local', 'postgres', 'script']);
+    for (const factory of declaring) for (const kind of factory.kinds) expect([...(samples[kind] ?? []), ...(moreSamples[kind] ?? [])].length, `${factory.type} ${kind}`).toBeGreaterThan(0);
   });
 
-  it.each(configCases)('$backend, $kind #$i', ({ factory, kind, input }) => {
+  it.each(configCases)('$backend, $kind #$i, config #$c', ({ factory, kind, input, config }) => {
     const spec = { type: kind, ...(specSchemas[kind].parse(input) as Record<string, unknown>) } as InfraNodeSpec;
-    const config = configOf(factory);
-    expect([factory.checkSpec?.(spec, untouchable), factory.cannotDelete?.(spec, untouchable)]).toEqual([factory.checkSpec?.(spec, config), factory.cannotDelete?.(spec, config)]);
+    const fields = new Set(factory.configFields);
+    const { config: watched, read } = recordingConfig(config);
+    const whole = allHooks(factory, spec, watched);
+    expect([...read].filter((f) => !fields.has(f))).toEqual([]);
+    const cut = Object.fromEntries(Object.entries(config).filter(([k]) => fields.has(k)));
+    expect(allHooks(factory, spec, cut)).toEqual(whole);
   });
 
-  it('the untouchable config throws when read (the check above can fail)', () => {
-    expect(() => (untouchable as { timeout?: number }).timeout).toThrow('config.timeout read');
+  it('the recording config sees a field read (the check above can fail)', () => {
+    const { config, read } = recordingConfig({ root: 'out' });
+    void ('rereadEvery' in config);
+    expect([...read]).toEqual(['rereadEvery']);
   });
 });

@@ -437,3 +437,94 @@ describe('a misspelt top-level key of a Backend or Policy document', () => {
     expect(r.codes).toEqual(['unknown-field']);
   });
 });
+
+/**
+ * An unknown key is an error, but the rest of its document is still judged: it hides nothing that a
+ * wrongly typed value there would not (GOAL-FORMAT.md, Errors: every problem, not only the first). A
+ * misspelt key is read as the field it is near; a key near no field leaves what it may stand for unknown.
+ */
+describe('an unknown key hides no other error', () => {
+  // An escaping path, a second node on one path, and a reference to an output the node will not have.
+  const nodes = `    - id: a
+      type: local.file
+      spec: { path: ../x, content: x }
+    - id: b
+      type: local.file
+      spec: { path: y, content: "\${nodes.c.outputs.nope}" }
+    - id: c
+      type: local.file
+      spec: { path: y, content: x }
+`;
+  // Their diagnostics, the goal's spec starting on line 4 and `extra` lines before its nodes.
+  const nodeErrors = (file: string, extra: number): string[] => [
+    `${file}:${8 + extra}:21 path-escapes-root`,
+    `${file}:${11 + extra}:34 unknown-field`,
+    `${file}:${14 + extra}:21 duplicate-resource`,
+  ];
+
+  it.each([
+    { name: 'a misspelt goal setting (selfheal)', spec: '  selfheal: true\n', first: 'g0.yaml:5:3 unknown-field' },
+    { name: 'a misspelt default (bakend)', spec: '  defaults: { bakend: local }\n', first: 'g0.yaml:5:15 unknown-field' },
+    { name: 'a wrongly typed setting, as before', spec: '  selfHeal: 1\n', first: 'g0.yaml:5:13 invalid-type' },
+  ])('$name: the nodes are all checked', ({ spec, first }) => {
+    const r = compile(goal(nodes, 'metadata: { name: app }', spec));
+    expect(r.graph).toBeUndefined();
+    expect(at(r)).toEqual([first, ...nodeErrors('g0.yaml', 1)]);
+  });
+
+  it('the misspelt default is read as meant: the nodes are checked against the backend it names', () => {
+    const r = compile(mem, goal('    - { id: db, type: postgres.database, spec: { name: app } }\n', 'metadata: { name: app }', '  defaults: { bakend: mme }\n'));
+    expect(r.lines).toEqual([
+      'g1.yaml:5:15: error unknown-field: spec.defaults.bakend is not a field of a Goal (did you mean "backend"?)',
+      'g1.yaml:5:23: error unknown-backend: backend "mme" is not configured (did you mean "mem"?)',
+    ]);
+  });
+
+  it('a key near no field may stand for one left out: nodes are not checked against a backend the goal may not mean', () => {
+    // `defaultBackend: mem` put at the wrong level: checking the database against local would invent an error.
+    const r = compile(mem, goal('    - { id: db, type: postgres.database, spec: { name: app } }\n', 'metadata: { name: app }', '  defaultBackend: mem\n'));
+    expect(r.codes).toEqual(['unknown-field']);
+  });
+
+  it('in a node: a misspelt backend is read as meant, a key near no field invents no unsupported-type', () => {
+    const r = compile(mem, goal(`    - id: r
+      type: postgres.role
+      bakend: mem
+      spec: { name: r, connectionLimit: -5 }
+    - id: s
+      type: postgres.role
+      be: mem
+      spec: { name: s }
+`, 'metadata: { name: app }'));
+    expect(at(r)).toEqual(['g1.yaml:8:7 unknown-field', 'g1.yaml:9:41 invalid-value', 'g1.yaml:12:7 unknown-field']);
+  });
+
+  it('a value read from a misspelt key is reported where it is written', () => {
+    const r = compile(goal('    - id: a\n      type: local.file\n      sepc: { path: ../x, content: x }\n', 'metadata: { name: app }'));
+    expect(at(r)).toEqual(['g0.yaml:8:7 unknown-field', 'g0.yaml:8:21 path-escapes-root']);
+  });
+
+  const files = (config: string): string => `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: files }
+spec:
+  type: local
+  config: ${config}
+`;
+  const onFiles = goal(nodes, 'metadata: { name: app }', '  defaults: { backend: files }\n');
+
+  it.each([
+    { name: 'a misspelt field', config: '{ root: out, rereadEvry: 1h }', first: 'g0.yaml:6:24 unknown-field' },
+    { name: 'a wrongly typed field', config: '{ root: out, rereadEvery: 5 }', first: 'g0.yaml:6:37 invalid-value' },
+    { name: 'a misspelt root, read as meant', config: '{ rot: out }', first: 'g0.yaml:6:13 unknown-field' },
+  ])("a Backend's config with $name: its nodes' checks that do not read it still run", ({ config, first }) => {
+    const r = compile(files(config), onFiles);
+    expect(r.graph).toBeUndefined();
+    expect(at(r)).toEqual([first, ...nodeErrors('g1.yaml', 1)]);
+  });
+
+  it("a Backend's config whose root is wrong: the checks that read the root do not run on a guess; the output reference is still checked", () => {
+    const r = compile(files('{ root: 5 }'), onFiles);
+    expect(at(r)).toEqual(['g0.yaml:6:19 invalid-type', 'g1.yaml:12:34 unknown-field']);
+  });
+});

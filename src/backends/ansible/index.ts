@@ -182,7 +182,7 @@ export const ansibleBackendFactory: BackendFactory<AnsibleConfig> = {
   cannotDelete: () => 'a playbook run cannot be undone',
   // cannotDelete reads no field and no config: it still runs when the spec or the Backend's config has errors.
   specFields: [],
-  checksReadNoConfig: true,
+  configFields: [],
   description: 'Ansible playbooks run with ansible-playbook: check mode with diff to observe, a real run to apply.',
   create: (config, ctx) => resourceBackend(ctx.id, 'ansible', new AnsibleProvisioner(config, ctx), { concurrency: OBSERVE_CONCURRENCY }),
 };

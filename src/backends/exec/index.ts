@@ -187,7 +187,7 @@ export const execBackendFactory: BackendFactory<ExecConfig> = {
   // What checkSpec and cannotDelete read: they still run when another field of the spec has an error.
   specFields: ['commands'],
   // Nor do they read the config: they still run when the Backend's config has errors.
-  checksReadNoConfig: true,
+  configFields: [],
   checkSpec: (spec) => (spec.type === 'generic.resource' && spec.commands === undefined ? [{ path: ['commands'], message: 'the exec backend needs commands (read and create at least)' }] : []),
   cannotUpdate: (spec) => (spec.type === 'generic.resource' && spec.commands !== undefined && spec.commands.update === undefined ? 'no update command' : undefined),
   cannotDelete: (spec) => (spec.type === 'generic.resource' && spec.commands !== undefined && spec.commands.delete === undefined ? 'it has no commands.delete (add one)' : undefined),

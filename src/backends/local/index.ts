@@ -162,6 +162,8 @@ export const localBackendFactory: BackendFactory<LocalConfig> = {
   resourceKey: localResourceKey,
   // What checkSpec and resourceKey read: they still run when another field of the spec has an error.
   specFields: ['path', 'target'],
+  // What checkSpec, relations and placeOf read of the config: they still run when another field of it has an error.
+  configFields: ['root'],
   relations: localRelations,
   // As ensureFile/ensureDirectory/ensureSymlink and observe.ts make them.
   outputs: { 'local.file': ['path', 'sha256'], 'local.directory': ['path'], 'local.symlink': ['path', 'target'] },

@@ -105,6 +105,8 @@ export const postgresBackendFactory: BackendFactory<PostgresConfig> = {
   relations: postgresRelations,
   // What resourceKey reads: it still runs when another field of the spec has an error.
   specFields: ['name', 'database', 'on', 'schema', 'role', 'forRole'],
+  // Neither reads the config: they still run when the Backend's config has errors.
+  configFields: [],
   // As observe.ts and each kind's create/update make them (test/backends/output-declarations.test.ts holds them to it).
   outputs: {
     'postgres.database': ['name', 'oid', 'owner'],

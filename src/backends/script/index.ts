@@ -447,6 +447,8 @@ export const scriptBackendFactory: BackendFactory<ScriptConfig> = {
     return scriptConfigSchema();
   },
   checkSpec,
+  // What checkSpec reads of the config: it still runs when another field of it has an error.
+  configFields: ['generator'],
   outputs: Object.fromEntries(SCRIPT_KINDS.map((k) => [k, 'any'])),
   description: 'Resources provisioned by generated scripts (built-in templates or any generator command), run only once reviewed and trusted.',
   create: (config, ctx) => resourceBackend(ctx.id, 'script', new ScriptProvisioner(config, ctx)),

@@ -61,6 +61,19 @@ export interface CompiledPolicySpec {
   readonly environments: EnvironmentReference[];
 }
 
+/**
+ * An entry of a Policy with errors that cannot be compiled (see
+ * `CelPolicyEngine.checkSalvage`), whose id is still claimed where the entry
+ * stands, so that a second entry of that id is reported now: before kept
+ * entry `before` of `list`.
+ */
+export interface UncheckedEntry {
+  readonly list: 'naming' | 'requiredLabels' | 'rules';
+  readonly before: number;
+  readonly id: string;
+  readonly location: SourceLocation;
+}
+
 /** Where a policy's text is, for diagnostics: a path inside the document's `spec`. */
 export type SpecLocator = (path: readonly PathKey[], part?: 'key' | 'value') => SourceLocation;
 /** Where character `index` of the string at a path inside the document's `spec` is (its start where the source cannot say). */
@@ -71,7 +84,15 @@ export type SpecTextLocator = (path: readonly PathKey[], index: number) => Sourc
  * problem is reported at its place; a broken entry is left out, the rest kept.
  */
 export function compilePolicySpec(
-  options: { policy: string; spec: PolicySpec; at: SpecLocator; atIn?: SpecTextLocator | undefined; diag: DiagnosticBag; celLimits?: CelLimits | undefined },
+  options: {
+    policy: string;
+    spec: PolicySpec;
+    at: SpecLocator;
+    atIn?: SpecTextLocator | undefined;
+    diag: DiagnosticBag;
+    celLimits?: CelLimits | undefined;
+    unchecked?: readonly UncheckedEntry[] | undefined;
+  },
 ): CompiledPolicySpec {
   const { policy, spec, at, diag } = options;
   /**
@@ -92,8 +113,7 @@ export function compilePolicySpec(
   const environments: EnvironmentReference[] = [];
   const ids = new Map<string, SourceLocation>();
 
-  const claimId = (id: string, path: readonly PathKey[]): boolean => {
-    const loc = at(path);
+  const claimAt = (id: string, loc: SourceLocation): boolean => {
     const earlier = ids.get(id);
     if (earlier !== undefined) {
       diag.error(loc, 'duplicate-rule', `rule id "${id}" is already used in policy ${policy} at ${earlier.file}:${earlier.line}:${earlier.col}; give this entry an id`);
@@ -101,6 +121,19 @@ export function compilePolicySpec(
     }
     ids.set(id, loc);
     return true;
+  };
+  const unchecked = [...(options.unchecked ?? [])];
+  /** Claims the ids of the unchecked entries of `list` that stand before its kept entry `before`. */
+  const claimUnchecked = (list: UncheckedEntry['list'], before: number): void => {
+    for (const u of unchecked.filter((e) => e.list === list && e.before <= before)) {
+      claimAt(u.id, u.location);
+      unchecked.splice(unchecked.indexOf(u), 1);
+    }
+  };
+  const claimId = (id: string, path: readonly PathKey[]): boolean => {
+    const [list, index] = path;
+    if (typeof index === 'number') claimUnchecked(list as UncheckedEntry['list'], index);
+    return claimAt(id, at(path));
   };
   const noteEnvironments = (severity: SeverityMap, path: readonly PathKey[]): void => {
     for (const name of Object.keys(severity)) if (name !== 'default') environments.push({ name, location: at([...path, name], 'key') });
@@ -136,6 +169,8 @@ export function compilePolicySpec(
     });
   });
 
+  claimUnchecked('naming', Infinity);
+
   spec.requiredLabels.forEach((r, i) => {
     const path = ['requiredLabels', i];
     let regex: LinearRegex | undefined;
@@ -161,6 +196,8 @@ export function compilePolicySpec(
       body: { kind: 'required-label', key: r.key, pattern: regex },
     });
   });
+
+  claimUnchecked('requiredLabels', Infinity);
 
   spec.rules.forEach((r, i) => {
     const path = ['rules', i];
@@ -208,6 +245,8 @@ export function compilePolicySpec(
       body: { kind: 'rule', when, require, at: { when: at([...path, 'when']), require: at([...path, 'require']) } },
     });
   });
+
+  claimUnchecked('rules', Infinity);
 
   spec.defaults.forEach((d, i) => {
     const path = ['defaults', i];

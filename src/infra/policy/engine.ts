@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { z } from 'zod';
-import { assertNever, didYouMean, formatPath, reportZodIssues, suggestion } from '../../runtime/index.ts';
-import type { DiagnosticBag, GoalInfo, NodeDeclaration, NodeGate, PathKey, RawDocument, SourceLocation } from '../../runtime/index.ts';
+import { assertNever, didYouMean, formatPath, meantInput, reportZodIssues, suggestion, valueAtPath } from '../../runtime/index.ts';
+import type { DiagnosticBag, GoalInfo, MeantInput, NodeDeclaration, NodeGate, PathKey, RawDocument, SourceLocation } from '../../runtime/index.ts';
 import type { AppliedDefault, PolicyEngine, PolicyVerdict } from '../policy.ts';
 import { maskShownSecrets, shownSpec } from '../secret-mask.ts';
 import { INFRA_NODE_TYPES } from '../spec.ts';
@@ -10,14 +10,14 @@ import { BUILTIN_PACKS } from './baseline.ts';
 import { toCelValue } from './cel.ts';
 import type { CelActivation, CelLimits, CelProgram } from './cel.ts';
 import { compilePolicySpec } from './compile.ts';
-import type { CompiledCheck, CompiledDefault, EnvironmentReference } from './compile.ts';
+import type { CompiledCheck, CompiledDefault, EnvironmentReference, UncheckedEntry } from './compile.ts';
 import { findingText } from './finding.ts';
 import type { Finding, FindingKind } from './finding.ts';
 import { MAX_MATCHED_LENGTH } from './naming.ts';
 import { warnUnmatchedProduction } from './pack-environments.ts';
 import { checkReport } from './report.ts';
 import type { CheckReport, EvaluatedNode, RuleInfo } from './report.ts';
-import { compareLevels, levelFor, policyDocumentSchema, policySpecSchema } from './schema.ts';
+import { compareLevels, levelFor, policyDocumentSchema, policySpecSchema, RULE_ID_PATTERN } from './schema.ts';
 import type { Level, PolicySpecInput } from './schema.ts';
 
 /**
@@ -40,6 +40,22 @@ function checkableEntry(schema: z.ZodType, entry: unknown): unknown {
     else return undefined;
   }
   return schema.safeParse(copy).success ? copy : undefined;
+}
+
+/**
+ * The id an entry of a Policy's list claims, where it can be read whatever the entry's other errors, and
+ * the field that says it: its `id`, or the one made of the field it names (`naming:<field>`,
+ * `required-label:<key>`) when it has none.
+ */
+function entryId(list: 'naming' | 'requiredLabels' | 'rules', entry: unknown): { readonly id: string; readonly field: string } | undefined {
+  if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) return undefined;
+  const { id } = entry as Record<string, unknown>;
+  if (id !== undefined) return typeof id === 'string' && RULE_ID_PATTERN.test(id) ? { id, field: 'id' } : undefined;
+  if (list === 'rules') return undefined;
+  const field = list === 'naming' ? 'field' : 'key';
+  const named = (entry as Record<string, unknown>)[field];
+  if (typeof named !== 'string' || named === '') return undefined;
+  return { id: list === 'naming' ? `naming:${named}` : `required-label:${named}`, field };
 }
 
 export interface CelPolicyEngineOptions {
@@ -132,7 +148,7 @@ export class CelPolicyEngine implements PolicyEngine {
     const parsed = policyDocumentSchema().safeParse(doc.value);
     if (!parsed.success) {
       reportZodIssues(parsed.error.issues, { schema: policyDocumentSchema(), input: doc.value, prefix: [], owner: 'a Policy', locate: doc.locate, diag });
-      this.checkSalvage(doc, diag);
+      this.checkSalvage(doc, meantInput(policyDocumentSchema(), doc.value, parsed.error.issues), diag);
       return;
     }
     const spec = parsed.data.spec;
@@ -198,24 +214,37 @@ export class CelPolicyEngine implements PolicyEngine {
    * A Policy whose document does not validate is not used, but what does
    * validate on its own is still checked, for its diagnostics only: every
    * problem is reported at once, not a second round once the first is
-   * fixed. That is the pack names, and each entry, with any error only in a
-   * field no check reads (`description`, `severity`, `frameworks`, an
-   * unknown key) set aside.
+   * fixed. That is the document as meant (`meant`: a misspelt key read as
+   * the field it is near), its pack names, and each entry, with any error
+   * only in a field no check reads (`description`, `severity`, `frameworks`,
+   * an unknown key) set aside; an entry that cannot be checked still claims
+   * its id, so that a second entry of that id is reported too.
    */
-  private checkSalvage(doc: RawDocument, diag: DiagnosticBag): void {
-    const raw = doc.value.spec;
+  private checkSalvage(doc: RawDocument, meant: MeantInput, diag: DiagnosticBag): void {
+    const raw = valueAtPath(meant.value, ['spec']);
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return;
+    const locate = (path: readonly PathKey[], part?: 'key' | 'value'): SourceLocation => doc.locate(meant.written(['spec', ...path]), part);
     const entries = raw as Readonly<Record<string, unknown>>;
     const shape = policySpecSchema().shape;
     const include = shape.include.safeParse(entries['include']);
-    if (include.success) include.data.forEach((name, i) => this.pack(name, doc.locate(['spec', 'include', i]), diag));
+    if (include.success) include.data.forEach((name, i) => this.pack(name, locate(['include', i]), diag));
     const salvaged: Record<string, unknown[]> = {};
+    const unchecked: UncheckedEntry[] = [];
     for (const key of ['naming', 'requiredLabels', 'rules', 'defaults'] as const) {
       const list = entries[key];
       if (!Array.isArray(list)) continue;
       const entry = shape[key].unwrap().element;
       // Entries that cannot be checked are left as holes, so that the others keep their index (and place).
       salvaged[key] = list.map((e) => checkableEntry(entry, e));
+      if (key === 'defaults') continue;
+      let kept = 0;
+      salvaged[key].forEach((e, i) => {
+        if (e !== undefined) kept++;
+        else {
+          const claim = entryId(key, list[i]);
+          if (claim !== undefined) unchecked.push({ list: key, before: kept, id: claim.id, location: locate([key, i, claim.field]) });
+        }
+      });
     }
     const kept = Object.fromEntries(Object.entries(salvaged).map(([k, list]) => [k, list.filter((e) => e !== undefined)]));
     const spec = policySpecSchema().safeParse(kept);
@@ -232,10 +261,11 @@ export class CelPolicyEngine implements PolicyEngine {
     compilePolicySpec({
       policy: doc.name,
       spec: spec.data,
-      at: (path, part) => doc.locate(['spec', ...original(path)], part),
-      atIn: doc.locateIn === undefined ? undefined : (path, index) => doc.locateIn!(['spec', ...original(path)], index),
+      at: (path, part) => locate(original(path), part),
+      atIn: doc.locateIn === undefined ? undefined : (path, index) => doc.locateIn!(meant.written(['spec', ...original(path)]), index),
       diag,
       celLimits: this.celLimits,
+      unchecked,
     });
   }
 

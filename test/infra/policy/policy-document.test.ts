@@ -172,3 +172,24 @@ describe('an entry with errors only in what a finding says still has its checks 
     expect(diagnose('  blockAt: extreme\n  include: [baselin]\n').map((d) => d.split(' ').filter((_, i) => i !== 1).slice(0, 2).join(' '))).toEqual(['5:12 invalid-value:', '6:13 unknown-pack:']);
   });
 });
+
+describe('an entry that cannot be checked hides no other error', () => {
+  const codes = (spec: string): string[] => diagnose(spec).map((d) => d.split(' ').filter((_, i) => i !== 1).slice(0, 2).join(' ').replace(/:$/, ''));
+  const rule = (id: string, extra = ''): string => `    - { id: ${id}, description: d, require: "true", severity: { default: low }${extra} }\n`;
+
+  it.each([
+    { name: 'the first', spec: `  rules:\n${rule('r1', ', types: [local.fil]')}${rule('r1')}`, want: ['6:86 invalid-value', '7:13 duplicate-rule'] },
+    { name: 'the second', spec: `  rules:\n${rule('r1')}${rule('r1', ', types: [local.fil]')}`, want: ['7:13 duplicate-rule', '7:86 invalid-value'] },
+  ])('an unknown type in $name of two rules of one id: the duplicate is reported too', ({ spec, want }) => {
+    expect(codes(spec)).toEqual(want);
+  });
+
+  it('a naming entry with a bad type still claims its id (naming:<field>)', () => {
+    const naming = (type: string): string => `    - { types: [${type}], field: name, pattern: "^a", severity: { default: low } }\n`;
+    expect(codes(`  naming:\n${naming('postgres.rol')}${naming('postgres.role')}`)).toEqual(['6:17 invalid-value', '7:40 duplicate-rule']);
+  });
+
+  it('a misspelt key is read as the field it is near: its expression is checked where it is written', () => {
+    expect(codes('  rules:\n    - { id: r, description: d, reqire: "spec.nme == 1", severity: { default: low } }\n')).toEqual(['6:32 unknown-field', '6:45 bad-expression']);
+  });
+});
