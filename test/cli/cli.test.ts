@@ -2,6 +2,8 @@ import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync 
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cli, localBackend, repoRoot, tempProject } from '../support/cli.ts';
+import { formatDiagnostic } from '../../src/runtime/index.ts';
+import type { Diagnostic } from '../../src/runtime/index.ts';
 
 const GOAL = `apiVersion: desiredstate/v1
 kind: Goal
@@ -240,7 +242,7 @@ describe.concurrent('desiredstate CLI: invocations', () => {
 const badRoot = join(repoRoot, 'test/fixtures/bad');
 // A handful through the real binary (the whole corpus runs in process in test/runtime/bad-fixtures.test.ts):
 // one per family of mistake, so that the CLI's printing and exit status are covered without 31 process starts.
-const HANDFUL = ['unknown-field', 'many-errors', 'dependency-cycle', 'one-bad-file', 'mode-unquoted', 'non-utf8', 'alias-bomb', 'inline-secret', 'unknown-backend-type'];
+const HANDFUL = ['unknown-field', 'many-errors', 'dependency-cycle', 'one-bad-file', 'mode-unquoted', 'non-utf8', 'alias-bomb', 'inline-secret', 'unknown-backend-type', 'unknown-keys-hide-nothing'];
 const badCases = readdirSync(badRoot, { withFileTypes: true })
   .filter((e) => e.isDirectory() && HANDFUL.includes(e.name))
   .map((e) => ({ name: e.name }));
@@ -255,5 +257,16 @@ describe.concurrent('desiredstate validate on the bad-goal fixtures', () => {
     const r = await cli(['validate', '--goals', `test/fixtures/bad/${name}`]);
     expect(r.stdout.split('\n').filter((l) => l !== '')).toEqual(expected.split('\n').filter((l) => l !== ''));
     expect(r.code).toBe(1);
+  });
+
+  // GOAL-FORMAT.md, Errors: "--format json gives the same as JSON": every diagnostic the text prints, each field for field.
+  it('--format json gives the same diagnostics as the text', async () => {
+    const name = 'unknown-keys-hide-nothing';
+    const expected = readFileSync(join(badRoot, name, 'expected.txt'), 'utf8').split('\n').filter((l) => l !== '');
+    const r = await cli(['validate', '--format', 'json', '--goals', `test/fixtures/bad/${name}`]);
+    expect(r.code).toBe(1);
+    const json = JSON.parse(r.stdout) as { valid: boolean; diagnostics: Diagnostic[] };
+    expect(json.valid).toBe(false);
+    expect(json.diagnostics.map(formatDiagnostic)).toEqual(expected);
   });
 });

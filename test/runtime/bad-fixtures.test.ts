@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { builtinBackendFactories } from '../../src/backends/index.ts';
 import { loadGoalSet } from '../../src/cli/load.ts';
-import { BackendRegistry } from '../../src/infra/index.ts';
+import { BackendRegistry, CelPolicyEngine } from '../../src/infra/index.ts';
 import { defaultLoadLimits, formatDiagnostic } from '../../src/runtime/index.ts';
 
 // `validate` runs from the repo root, so paths in expected.txt are relative to it.
@@ -16,7 +16,8 @@ const registry = new BackendRegistry(builtinBackendFactories);
 const cases = (await readdir(badDir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => ({ name: e.name }));
 
 async function validate(goalsDir: string): Promise<{ lines: string[]; hasGraph: boolean }> {
-  const { result } = await loadGoalSet({ goalsDir, cwd: repoRoot, registry });
+  // With the policy engine, as `validate` compiles (a Policy document's errors are the engine's to report).
+  const { result } = await loadGoalSet({ goalsDir, cwd: repoRoot, registry, policy: new CelPolicyEngine({ blockingDiagnostic: 'error' }) });
   return { lines: result.diagnostics.map(formatDiagnostic), hasGraph: result.graph !== undefined };
 }
 
