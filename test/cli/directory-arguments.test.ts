@@ -76,9 +76,11 @@ describe.concurrent('an empty directory name', () => {
 });
 
 // retry and scripts read the goals only at times (retry: for a node the state does not know; scripts:
-// for the trust bar) and do without them: a missing goal directory named on the command line was passed
-// over, retry of a node the state knows exiting 0. Named, it is a bad invocation, as for every command
-// that reads the goals; the default goals/ missing is still no goals.
+// for the trust bar of list, show, trust and approve-run) and do without them: a missing goal directory
+// named on the command line was passed over. Named, it is a bad invocation where the goals are read, as
+// for every command that reads them; where they are not (retry of a node the state knows, retry --all,
+// scripts approve and reject, a bar given with --bar), it is not looked at; the default goals/ missing is
+// still no goals.
 describe('a goal directory named that is not there, for retry and scripts', () => {
   const q = tempProject('ds-dirargs-goals-');
   q.write('backend.yaml', localBackend(q.root));
@@ -87,22 +89,36 @@ describe('a goal directory named that is not there, for retry and scripts', () =
   const missing = join(q.dir, 'nope');
   const known = (): Promise<unknown> => cli(['status', '--format', 'json', ...state], { cwd: q.dir }).then((r) => JSON.parse(r.stdout));
 
-  it('exits 64 with one line, and releases nothing', async () => {
+  it('where the goals are read: exits 64 with one line, and releases nothing', async () => {
     expect((await cli(['apply', '--yes', ...q.args], { cwd: q.dir })).code).toBe(0);
     const before = await known();
     for (const { args, env } of [
-      { args: ['retry', 'web-root', '--goals', './nope'] },
       { args: ['retry', 'not-in-state', '--goals', './nope'] },
-      { args: ['retry', '--all', '--goals', './nope'] },
-      { args: ['retry', 'web-root'], env: { DESIREDSTATE_GOALS: 'nope' } },
+      { args: ['retry', 'not-in-state'], env: { DESIREDSTATE_GOALS: 'nope' } },
       { args: ['scripts', 'list', '--goals', './nope'] },
+      { args: ['scripts', 'trust', '--goals', './nope'] },
+      { args: ['scripts', 'show', 'abcdef12', '--goals', './nope'] },
+      { args: ['scripts', 'approve-run', 'abcdef12', '--node', 'web-root', '--goals', './nope'] },
     ]) {
       const r = await cli([...args, ...state], { cwd: q.dir, env });
       expect(r, args.join(' ')).toMatchObject({ code: 64, stdout: '', stderr: `desiredstate ${args[0]}: goal directory ${missing} does not exist\n` });
     }
-    const file = await cli(['retry', 'web-root', '--goals', './backend.yaml', ...state], { cwd: join(q.dir, 'goals') });
+    const file = await cli(['retry', 'not-in-state', '--goals', './backend.yaml', ...state], { cwd: join(q.dir, 'goals') });
     expect(file).toMatchObject({ code: 64, stderr: 'desiredstate retry: --goals ./backend.yaml is not a directory\n' });
     expect(await known()).toEqual(before);
+  });
+
+  it('where they are not read, it is not looked at', async () => {
+    expect((await cli(['apply', '--yes', ...q.args], { cwd: q.dir })).code).toBe(0);
+    const nope = ['--goals', './nope'];
+    expect(await cli(['retry', 'web-root', ...nope, ...state], { cwd: q.dir })).toMatchObject({ code: 0, stdout: 'web-root is not held (status ready); nothing to do\n' });
+    expect(await cli(['retry', 'web-root', ...state], { cwd: q.dir, env: { DESIREDSTATE_GOALS: 'nope' } })).toMatchObject({ code: 0, stdout: 'web-root is not held (status ready); nothing to do\n' });
+    expect(await cli(['retry', '--all', ...nope, ...state], { cwd: q.dir })).toMatchObject({ code: 0, stdout: 'no node is held; nothing to do\n' });
+    // An unknown script (exit 1), not a bad invocation: approve and reject judge no trust.
+    for (const sub of ['approve', 'reject']) {
+      expect(await cli(['scripts', sub, 'abcdef12', ...nope, ...state], { cwd: q.dir }), sub).toMatchObject({ code: 1, stderr: 'desiredstate scripts: DS_NOT_FOUND: no script abcdef12\n' });
+    }
+    expect(await cli(['scripts', 'trust', '--bar', '0.5', '--format', 'json', ...nope, ...state], { cwd: q.dir })).toMatchObject({ code: 0, stdout: `${JSON.stringify({ bar: 0.5, quantile: 0.05, scripts: [] }, null, 2)}\n` });
   });
 
   it('the default goals/ missing is no goals: retry answers from the state, scripts lists', async () => {

@@ -141,9 +141,10 @@ export async function scripts(ctx: CliContext, sub: string | undefined, options:
   if (!(SCRIPT_SUBCOMMANDS as readonly string[]).includes(sub)) {
     throw new UsageError(`unknown subcommand "${sub}" of scripts; it has ${SCRIPT_SUBCOMMANDS.join(', ')}${suggestion(sub, SCRIPT_SUBCOMMANDS)}`);
   }
-  // Read for the trust bar when there are goals; a goal directory named that is not there is a bad invocation.
-  const goals = optionalGoalsDir(ctx);
-  const policy = options.policy ?? (goals ? await configuredTrust(ctx) : undefined) ?? DEFAULT_TRUST_POLICY;
+  // The goals are read for the trust bar (when there are goals and --bar does not give it), which approve
+  // and reject do not judge: a goal directory named that is not there is a bad invocation where it is read.
+  const judged = sub !== 'approve' && sub !== 'reject';
+  const policy = options.policy ?? (judged && optionalGoalsDir(ctx) ? await configuredTrust(ctx) : undefined) ?? DEFAULT_TRUST_POLICY;
   const json = ctx.format === 'json';
   const mode = sub === 'approve' || sub === 'reject' || sub === 'approve-run' ? 'write' : 'read';
   const result = withStateStore(ctx, mode, (store) => run(ctx, store, sub as ScriptSubcommand, options, policy, json));

@@ -228,22 +228,23 @@ export async function retry(ctx: CliContext, node: string | undefined, options: 
   if (options.all === true && node !== undefined) throw new UsageError('retry takes a node id or --all, not both');
   if (options.all !== true && node === undefined) throw new UsageError('retry needs a node id (or --all): desiredstate retry NODE');
   if (node?.trim() === '') throw new UsageError('retry takes a node id (got an empty one)');
-  // Before anything is released: a goal directory named that is not there is a bad invocation.
-  const goals = optionalGoalsDir(ctx);
   if (node === undefined) return retryAll(ctx);
   const daemon = withStateStore(ctx, 'read', (store) => runningDaemon(ctx, store)) ?? null;
   const { answer, via } = await releaseNode(ctx, node, daemon);
   // Not in the state, yet in the goals (added since the last pass): a node, not held, not unknown.
-  if (answer.status === 'unknown' && goals && (await declaredInGoals(ctx, node))) return answered(ctx, node, { status: 'not-held', current: 'pending' }, via);
+  if (answer.status === 'unknown' && (await declaredInGoals(ctx, node))) return answered(ctx, node, { status: 'not-held', current: 'pending' }, via);
   return answered(ctx, node, answer, via);
 }
 
 /**
- * Whether the goals declare `node`: asked only of a node the state does not know, and only where
- * there is a goal directory (retry needs none). Goals that do not compile declare nothing here, and
- * the node stays unknown.
+ * Whether the goals declare `node`: asked only of a node the state does not know (nothing was
+ * released), the one time retry reads the goals. Where there is no goal directory (retry needs none)
+ * or the goals do not compile, they declare nothing here, and the node stays unknown; a goal directory
+ * named (--goals, $DESIREDSTATE_GOALS) that is not there is a bad invocation (exit 64), as for every
+ * command that reads the goals.
  */
 async function declaredInGoals(ctx: CliContext, node: string): Promise<boolean> {
+  if (!optionalGoalsDir(ctx)) return false;
   try {
     return (await compileGoals(ctx)).result.graph?.has(node) === true;
   } catch {
