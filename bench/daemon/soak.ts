@@ -54,7 +54,11 @@ interface Sample {
   readonly db: number;
   readonly wal: number;
   readonly lines: number;
-  /** Nodes the daemon reconciled since its start (`/status` queue.handedOut). */
+  /**
+   * Nodes the daemon took from its queue since its start (`/status` queue.handedOut): a node passed over
+   * counts too (held, blocked, in its backoff), but these files are ready, so one per observation (the
+   * --flap file's edits, which wake it in its backoff, add a few).
+   */
   readonly handedOut: number;
 }
 

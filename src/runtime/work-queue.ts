@@ -10,7 +10,10 @@ export interface WorkQueueStats {
   readonly processing: number;
   /** Scheduled for later by `addAfter`. */
   readonly delayed: number;
-  /** Handed out since the queue was made: the work done so far (in the daemon, one per node reconciled). */
+  /**
+   * Handed out since the queue was made: in the daemon, one each time a worker takes a node, whatever it
+   * does with it (observes it, deletes it, or passes it over: held, blocked, in its backoff, circuit open).
+   */
   readonly handedOut: number;
 }
 
