@@ -30,10 +30,11 @@ function isJsonObject(v: unknown): v is Record<string, unknown> {
  * Where a free-form value (an exec `input`, ansible `extraVars`) holds a number that JSON cannot
  * carry as written, each with the path to it and why: one that is not finite (`.inf`, `.nan`, or a
  * literal too large for a double, `1e400`), which JSON has no form for (it would be sent, stored and
- * shown as `null`); and a whole number beyond ±(2^53−1), which has no exact double (a 19-digit id,
- * 12345678901234567890, is read as 12345678901234567000 and sent so; any 64-bit integer is below
- * 1e21, where JSON turns to exponents: see `inexactNumber`). Either is changed in silence
- * on its way to the command; quoted, it goes as the string written. Recursive: a goal file's values
+ * shown as `null`); and a whole number beyond ±(2^53−1), read as the nearest double, which may not be
+ * the number written (a 19-digit id, 12345678901234567890, is read as 12345678901234567000 and sent so)
+ * and cannot tell whether it is: each is refused, one that happens to be exact (2^53, 1e20) too; any
+ * 64-bit integer is below 1e21, where JSON turns to exponents: see `inexactNumber`. Either would be
+ * changed in silence on its way to the command; quoted, it goes as the string written. Recursive: a goal file's values
  * are at most 64 levels deep, an output put in by a reference as deep again. The path is one stack,
  * copied only for what is found (this runs on every node's free-form maps at each compile).
  */
@@ -70,8 +71,11 @@ function inexactNumber(v: number): string | undefined {
   }
   // From 1e21 on, JSON writes a number with an exponent (1e+21), a float to whoever reads it, as the
   // same double: refused there, a float written so (1e21, 1.5e300) could not be passed at all.
+  // Past 2^53−1 a number is read as the nearest double, and the double cannot tell which number was
+  // written: 9007199254740993 and 9007199254740992 are one. Each is refused, an exact one (2^53, 1e20)
+  // too, and the message says only what is true of all of them.
   if (Number.isInteger(v) && !Number.isSafeInteger(v) && Math.abs(v) < 1e21) {
-    return `a whole number beyond ±9007199254740991 (2^53−1) is not carried digit for digit (this one would be sent as ${JSON.stringify(v)}): quote it ("…") to send it as a string, as written`;
+    return `a whole number beyond ±9007199254740991 (2^53−1) may not be the one written: past there a number is read as the nearest double (9007199254740993 as 9007199254740992), so its digits are not sure to reach the command; this one is read as ${JSON.stringify(v)}; quote it ("…") to send it as a string, as written`;
   }
   return undefined;
 }

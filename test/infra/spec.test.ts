@@ -149,7 +149,7 @@ spec: { type: ansible }
 ---
 ${goal('    - id: p\n      type: ansible.playbook\n      backend: ans\n      spec: { playbook: site.yml, extraVars: { ok: 1, ids: [12345678901234567890], ratio: .inf } }\n')}`);
     expect(r.lines).toEqual([
-      'goals/test.yaml:14:61: error invalid-value: spec.extraVars.ids[0]: a whole number beyond ±9007199254740991 (2^53−1) is not carried digit for digit (this one would be sent as 12345678901234567000): quote it ("…") to send it as a string, as written',
+      'goals/test.yaml:14:61: error invalid-value: spec.extraVars.ids[0]: a whole number beyond ±9007199254740991 (2^53−1) may not be the one written: past there a number is read as the nearest double (9007199254740993 as 9007199254740992), so its digits are not sure to reach the command; this one is read as 12345678901234567000; quote it ("…") to send it as a string, as written',
       'goals/test.yaml:14:91: error invalid-value: spec.extraVars.ratio: .inf (or a number too large for a double, such as 1e400) is no number JSON can carry (written as JSON it is null: on stdin, in plan, in the state): quote it to send it as a string',
     ]);
   });

@@ -200,7 +200,7 @@ describe('an output number JSON cannot carry exactly, in a free-form map', () =>
       fault: {
         class: 'permanent',
         code: 'invalid-resolved-spec',
-        message: 'node "n": spec.input.id: a whole number beyond ±9007199254740991 (2^53−1) is not carried digit for digit (this one would be sent as 12345678901234567000): quote it ("…") to send it as a string, as written (from ${nodes.cfg.outputs.id})',
+        message: 'node "n": spec.input.id: a whole number beyond ±9007199254740991 (2^53−1) may not be the one written: past there a number is read as the nearest double (9007199254740993 as 9007199254740992), so its digits are not sure to reach the command; this one is read as 12345678901234567000; quote it ("…") to send it as a string, as written (from ${nodes.cfg.outputs.id})',
       },
     });
     expect(memory.calls.create).toBe(0);
