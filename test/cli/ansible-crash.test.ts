@@ -5,18 +5,13 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { bin, cleanEnv, cli, stateRows, tempProject } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
 import { hasAnsible, oneLocalPlaybook } from '../backends/ansible/harness.ts';
+import { warnSkipped } from '../support/skip.ts';
 
 if (!hasAnsible) {
-  console.warn(
-    [
-      '',
-      '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
-      '!! SKIPPING the ansible apply-killed test: ansible-playbook is not on PATH.',
-      '!! Install it to run it:  apt-get install -y ansible-core ansible',
-      '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
-      '',
-    ].join('\n'),
-  );
+  warnSkipped([
+    'SKIPPING the ansible apply-killed test: ansible-playbook is not on PATH.',
+    'Install it to run it:  apt-get install -y ansible-core ansible',
+  ]);
 }
 
 /**

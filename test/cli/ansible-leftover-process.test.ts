@@ -4,18 +4,13 @@ import { describe, expect, it } from 'vitest';
 import { tempProject } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
 import { hasAnsible, oneLocalPlaybook } from '../backends/ansible/harness.ts';
+import { warnSkipped } from '../support/skip.ts';
 
 if (!hasAnsible) {
-  console.warn(
-    [
-      '',
-      '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
-      '!! SKIPPING the ansible-playbook-left-running test: ansible-playbook is not',
-      '!! on PATH. Install it to run it:  apt-get install -y ansible-core ansible',
-      '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
-      '',
-    ].join('\n'),
-  );
+  warnSkipped([
+    'SKIPPING the ansible-playbook-left-running test: ansible-playbook is not',
+    'on PATH. Install it to run it:  apt-get install -y ansible-core ansible',
+  ]);
 }
 
 /**

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { bin, cleanEnv, cli, oneFileGoal, tempProject } from '../support/cli.ts';
+import { warnSkipped } from '../support/skip.ts';
 
 // CLI.md: human output on a terminal, structured JSON log lines (pino) when not on one.
 const p = tempProject('ds-log-format-');
@@ -11,7 +12,7 @@ const args = ['apply', ...p.args, '--yes', '--log-level', 'debug'];
 
 // `script` (util-linux) runs a command on a pseudo-terminal.
 const hasScript = spawnSync('script', ['--version']).status === 0;
-if (!hasScript) console.warn('\n*** `script` (util-linux) is not on PATH: the terminal log-format test is SKIPPED ***\n');
+if (!hasScript) warnSkipped(['SKIPPING the terminal log-format test: `script` (util-linux) is not on PATH.']);
 
 describe('log format', () => {
   it('a pipe gets one JSON object per line', async () => {

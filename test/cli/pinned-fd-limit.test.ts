@@ -3,6 +3,7 @@ import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from '
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cleanEnv, goalHead, launcher, localBackend, tempProject } from '../support/cli.ts';
+import { warnSkipped } from '../support/skip.ts';
 
 /**
  * Reads and writes in a directory that others may change go through an fd held on it (README, local
@@ -12,7 +13,7 @@ import { cleanEnv, goalHead, launcher, localBackend, tempProject } from '../supp
  * chunk by chunk.
  */
 const hasPrlimit = spawnSync('prlimit', ['--version']).status === 0;
-if (!hasPrlimit) console.warn('SKIPPED: prlimit (util-linux) is missing: the open-files limit test of pinned directories does not run');
+if (!hasPrlimit) warnSkipped(['SKIPPING the open-files limit test of pinned directories: prlimit (util-linux) is not on PATH.']);
 
 describe.skipIf(process.platform !== 'linux' || !hasPrlimit)('pinned directories under a low open-files limit', () => {
   it('plan and apply observe and correct 600 files in 600 directories others may write in, with at most 200 files open', () => {

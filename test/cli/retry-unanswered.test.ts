@@ -6,6 +6,7 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { cli, memoryGoalHead, tempProject } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
+import { warnSkipped } from '../support/skip.ts';
 
 // `retry` asks the daemon serving the state; when the daemon did not release the node (its API
 // refused the request, or did not answer), it wrote the release to the store instead, and said
@@ -80,7 +81,7 @@ describe('retry when the daemon holding the state does not release the node', ()
   const external = Object.values(networkInterfaces())
     .flat()
     .find((a) => a !== undefined && !a.internal && a.family === 'IPv4')?.address;
-  if (external === undefined) console.warn('SKIPPED: no non-loopback IPv4 address on this machine for the daemon to listen on');
+  if (external === undefined) warnSkipped(['SKIPPING the retry test through a daemon on a non-loopback address: this machine has none (IPv4).']);
   it.skipIf(external === undefined)('releases through a daemon listening only on a non-loopback address of this machine', async () => {
     const p = project('ds-retry-external-');
     // One fault: released, `bad` is created the second time.

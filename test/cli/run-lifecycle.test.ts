@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { holdsWithin, isAlive } from '../support/backend.ts';
 import { cleanEnv, oneFileGoal, repoRoot, tempProject } from '../support/cli.ts';
-import { eventually, trackDaemons } from '../support/daemon.ts';
-import type { Daemon } from '../support/daemon.ts';
+import { eventually, exitedWithin, trackDaemons } from '../support/daemon.ts';
+import type { Daemon, Exit } from '../support/daemon.ts';
 import { warnSkipped } from '../support/skip.ts';
 
 // `desiredstate run` starts and stops as CLI.md says: exit 0 on SIGTERM/SIGINT whenever they come,
@@ -26,7 +26,6 @@ function daemon(p: ReturnType<typeof tempProject>, args: readonly string[]): Dae
   return daemons.start([...args, ...p.args], { cwd: p.dir });
 }
 
-/** The daemon's exit, or 'still running' after `ms`. */
 describe('desiredstate run: signals', () => {
   it.each([
     { name: 'SIGTERM twice, 5 ms apart (timeout, systemd)', signal: 'SIGTERM' as const },
@@ -80,7 +79,7 @@ describe('npm start: the daemon under npm, as the README runs it', () => {
     // npm runs the script through sh: without exec the shell died of the SIGTERM npm forwards, npm
     // exited 143, and the daemon went on running as an orphan, holding the state's lock.
     const child = spawn('npm', ['start', '--', '--listen', '127.0.0.1:0', ...p.args], { cwd: repoRoot, env: cleanEnv({ DESIREDSTATE_LOG_FORMAT: 'json' }), stdio: ['ignore', 'ignore', 'pipe'] });
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
+    const exited = new Promise<Exit>((r) => child.on('exit', (code, signal) => r({ code, signal })));
     let stderr = '';
     const listening = new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no "listening" line in 30 s: ${stderr}`)), 30_000);
@@ -95,8 +94,7 @@ describe('npm start: the daemon under npm, as the README runs it', () => {
     const pid = await listening;
     try {
       child.kill('SIGTERM');
-      const exit = await Promise.race([exited, new Promise<'still running'>((r) => setTimeout(() => r('still running'), 15_000).unref())]);
-      expect(exit).toEqual({ code: 0, signal: null });
+      expect(await exitedWithin(exited, 15_000)).toEqual({ code: 0, signal: null });
       await holdsWithin(() => !isAlive(pid), 5_000);
       expect(isAlive(pid)).toBe(false);
     } finally {

@@ -10,10 +10,11 @@ import { cli as runCli } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
 import type { Daemon } from '../support/daemon.ts';
 import type { CliResult } from '../support/cli.ts';
+import { warnSkipped } from '../support/skip.ts';
 
 // The real CLI (this Node 24) against a temp goal set and state directory.
 const hasJq = spawnSync('jq', ['--version']).status === 0;
-if (!hasJq) console.warn('\n*** jq is not on PATH: the scripts CLI tests are SKIPPED (install jq to run them) ***\n');
+if (!hasJq) warnSkipped(['SKIPPING the scripts CLI tests: jq is not on PATH (install jq to run them).']);
 
 /** The CLI in `cwd`'s project, as user ana (approvals record who). */
 function cli(cwd: string, args: readonly string[]): Promise<CliResult> {

@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { cli, localBackend, stateRows } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
 import type { LogLine } from '../support/daemon.ts';
+import { warnSkipped } from '../support/skip.ts';
 
 // A real full filesystem under the state directory: a small tmpfs, filled up. Mounting needs root
 // (the CI machine runs the tests as root); elsewhere these tests are skipped, and say why.
@@ -16,7 +17,7 @@ mkdirSync(probe);
 const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe]);
 const canMount = mounted.status === 0;
 if (canMount) execFileSync('umount', [probe]);
-else console.warn(`SKIPPED state-disk-full tests: cannot mount a tmpfs here (${mounted.stderr.toString().trim() || mounted.error?.message}); they need root`);
+else warnSkipped(['SKIPPING the state-disk-full tests: they need root, to mount a tmpfs, and this mount failed:', `${mounted.stderr.toString().trim() || mounted.error?.message}`]);
 
 
 /** A project whose state directory is a 2 MiB tmpfs, unmounted (and removed) after the file's tests. */

@@ -9,6 +9,7 @@ import { DesiredStateError, ErrorCodes } from '../../src/runtime/errors.ts';
 import type { Migration, SqliteStateStoreOptions } from '../../src/runtime/sqlite-state-store.ts';
 import { MIGRATIONS, SqliteStateStore } from '../../src/runtime/sqlite-state-store.ts';
 import type { DriftReport, NodeRecord } from '../../src/runtime/state-store.ts';
+import { warnSkipped } from '../support/skip.ts';
 
 let dir: string;
 let dbPath: string;
@@ -177,7 +178,7 @@ describe('opening', () => {
   // A state on a read-only mount (a backup, a snapshot) was refused as "cannot write the state file …
   // nothing of this write was recorded", for a command that writes nothing.
   const canMount = process.platform === 'linux' && spawnSync('unshare', ['-m', 'true']).status === 0;
-  if (!canMount) console.warn('SKIPPED: the read-only mount test needs `unshare -m` (Linux, root)');
+  if (!canMount) warnSkipped(['SKIPPING the read-only mount test of the state store: it needs `unshare -m` (Linux, root).']);
   it.skipIf(!canMount)('on a read-only mount, a read says why it cannot read (the WAL needs its -shm file), not that a write failed', () => {
     openStore({ lock: false }).close();
     const script = `

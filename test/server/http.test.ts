@@ -3,6 +3,7 @@ import { request, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { hostname, networkInterfaces } from 'node:os';
 import { fromThisMachine, isLoopback, parseListen, startHttpServer } from '../../src/server/http.ts';
+import { warnSkipped } from '../support/skip.ts';
 
 describe('parseListen', () => {
   it.each([
@@ -251,7 +252,7 @@ describe('POST /retry from another machine', () => {
   const external = Object.values(networkInterfaces())
     .flat()
     .find((a) => a !== undefined && !a.internal && a.family === 'IPv4')?.address;
-  if (external === undefined) console.warn('SKIPPED: no non-loopback IPv4 address on this machine to ask POST /retry from');
+  if (external === undefined) warnSkipped(['SKIPPING the POST /retry test from another address: this machine has no non-loopback IPv4 address to ask from.']);
   it.skipIf(external === undefined)('is 403 from another address, while the probes answer it; accepted from this machine at any of its addresses', async () => {
     let asked = 0;
     const s = await startHttpServer(

@@ -11,7 +11,7 @@ export class Daemon {
   readonly child: ChildProcessWithoutNullStreams;
   readonly lines: LogLine[] = [];
   stderr = '';
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  readonly exited: Promise<Exit>;
   private buffer = '';
   private waiters = new Set<() => void>();
 
@@ -66,13 +66,24 @@ export class Daemon {
   }
 
   /** How it exited, or 'still running' after `ms`: a hang guard, never a measure of speed. */
-  exitedWithin(ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null } | 'still running'> {
-    return Promise.race([this.exited, new Promise<'still running'>((r) => setTimeout(() => r('still running'), ms).unref())]);
+  exitedWithin(ms: number): Promise<Exit | 'still running'> {
+    return exitedWithin(this.exited, ms);
   }
 
   kill(signal: NodeJS.Signals): void {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
   }
+}
+
+/** How a process exited. */
+export interface Exit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+/** `exited` (a process's exit), or 'still running' after `ms`: a hang guard, never a measure of speed. */
+export function exitedWithin(exited: Promise<Exit>, ms: number): Promise<Exit | 'still running'> {
+  return Promise.race([exited, new Promise<'still running'>((r) => setTimeout(() => r('still running'), ms).unref())]);
 }
 
 /** The daemons a test file starts, and the directories they work in: see `trackDaemons`. */

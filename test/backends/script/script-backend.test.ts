@@ -7,10 +7,11 @@ import { CircuitBreaker, decide } from '../../../src/runtime/index.ts';
 import type { BackendNode, InfraBackend } from '../../../src/infra/index.ts';
 import type { Fault } from '../../../src/runtime/index.ts';
 import { faultOf, heldReason, node, observe, opContext, printing, project } from './harness.ts';
+import { warnSkipped } from '../../support/skip.ts';
 
 // Real processes (sh, jq), a real SQLite state file shared by the backend and the test.
 const hasJq = spawnSync('jq', ['--version']).status === 0;
-if (!hasJq) console.warn('\n*** jq is not on PATH: the built-in template tests are SKIPPED (install jq to run them) ***\n');
+if (!hasJq) warnSkipped(['SKIPPING the built-in template tests: jq is not on PATH (install jq to run them).']);
 
 const FILE_INPUT = { path: 'etc/motd', content: 'hello\n' };
 
