@@ -1,4 +1,4 @@
-import { assertNever, defaultLoadLimits, fault, FaultError, jsonEqual } from '../runtime/index.ts';
+import { assertNever, defaultLoadLimits, fault, FaultError, isJsonObject, jsonEqual } from '../runtime/index.ts';
 import type { Fault, FieldDiff, Observation, OperationContext, Outputs } from '../runtime/index.ts';
 import { tailLines } from './process.ts';
 import type { ProcessOutcome } from './process.ts';
@@ -168,7 +168,7 @@ function parseJsonObject(command: ExecCommand, stdout: string): Record<string, u
   } catch {
     throw new FaultError(badOutput(command, `output that is not JSON: ${excerpt(stdout)}`));
   }
-  if (!isPlainObject(value)) throw new FaultError(badOutput(command, `JSON that is not an object: ${excerpt(stdout)}`));
+  if (!isJsonObject(value)) throw new FaultError(badOutput(command, `JSON that is not an object: ${excerpt(stdout)}`));
   if (jsonDepth(value) > MAX_JSON_DEPTH) throw new FaultError(badOutput(command, `JSON nested more than ${MAX_JSON_DEPTH} levels deep`));
   return value;
 }
@@ -194,7 +194,7 @@ function jsonDepth(root: unknown): number {
  */
 function parseOutputs(command: ExecCommand, value: unknown): Outputs {
   if (value === undefined) return {};
-  if (!isPlainObject(value)) throw new FaultError(badOutput(command, '"outputs" that is not an object'));
+  if (!isJsonObject(value)) throw new FaultError(badOutput(command, '"outputs" that is not an object'));
   return value as Outputs;
 }
 
@@ -212,7 +212,7 @@ export function parseRead(stdout: string): ReadResult {
   }
   if (obj.exists !== true) throw new FaultError(badOutput('read', 'an object without "exists" true, false or "unknown"'));
   const state = obj.state;
-  if (state !== undefined && !isPlainObject(state)) throw new FaultError(badOutput('read', '"state" that is not an object'));
+  if (state !== undefined && !isJsonObject(state)) throw new FaultError(badOutput('read', '"state" that is not an object'));
   return { exists: true, state, outputs: parseOutputs('read', obj.outputs) };
 }
 
@@ -275,10 +275,6 @@ export function toObservation(input: Readonly<Record<string, unknown>>, read: Re
   const outputs = recorded === undefined ? read.outputs : { ...recorded, ...read.outputs };
   const diffs = inputDiffs(input, read.state ?? {});
   return diffs.length === 0 ? { status: 'upToDate', outputs } : { status: 'drifted', diffs, outputs };
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function excerpt(text: string, max = 200): string {

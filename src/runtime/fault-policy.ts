@@ -4,6 +4,7 @@ import { systemClock } from './clock.ts';
 import { DesiredStateError, ErrorCodes, assertNever } from './errors.ts';
 import type { Fault, FaultClass } from './fault.ts';
 import { FAULT_CLASSES } from './fault.ts';
+import { isJsonObject } from './json.ts';
 import { formatPath } from './zod-diagnostics.ts';
 
 /**
@@ -186,7 +187,7 @@ export const DEFAULT_CIRCUIT_BREAKER: CircuitBreakerConfig = Object.freeze({
 
 /** Validates breaker settings; partial input is completed from the defaults. */
 export function parseCircuitBreakerConfig(input: unknown): CircuitBreakerConfig {
-  const merged = input !== null && typeof input === 'object' && !Array.isArray(input) ? { ...DEFAULT_CIRCUIT_BREAKER, ...input } : input;
+  const merged = isJsonObject(input) ? { ...DEFAULT_CIRCUIT_BREAKER, ...input } : input;
   const parsed = circuitBreakerSchema.safeParse(merged);
   if (!parsed.success) throw invalid('circuit breaker config', parsed.error.issues, input);
   return Object.freeze({ ...parsed.data, countedClasses: Object.freeze([...parsed.data.countedClasses]) });

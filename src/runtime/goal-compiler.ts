@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DiagnosticBag, sortDiagnostics, suggestion } from './diagnostics.ts';
 import type { Diagnostic } from './diagnostics.ts';
 import { intervalSchema } from './duration.ts';
+import { isJsonObject } from './json.ts';
 import { once } from './lazy.ts';
 import { DesiredGraph, dependencyCycles } from './graph.ts';
 import { interpolateGoal } from './interpolation.ts';
@@ -101,8 +102,6 @@ interface ReadGoal {
   readonly defaultBackendUnknown: boolean;
 }
 
-const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
-
 /**
  * The parts of an invalid Goal that are still valid, so that its nodes are
  * checked as the user meant them (with their defaults and labels) rather than
@@ -113,9 +112,9 @@ const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof
  * an invalid value does.
  */
 function salvageGoal(meant: MeantInput, nodes: unknown[]): Omit<ReadGoal, 'doc' | 'locate' | 'locateIn'> {
-  const raw = isMap(meant.value) ? meant.value : {};
-  const meta = isMap(raw.metadata) ? raw.metadata : {};
-  const spec = isMap(raw.spec) ? raw.spec : {};
+  const raw = isJsonObject(meant.value) ? meant.value : {};
+  const meta = isJsonObject(raw.metadata) ? raw.metadata : {};
+  const spec = isJsonObject(raw.spec) ? raw.spec : {};
   const unknown = new Set<GoalField>();
   const shape = goalDocumentSchema().shape;
   const pick = <T extends z.ZodType>(schema: T, path: readonly PathKey[], fallback: z.output<T>, field?: GoalField): z.output<T> => {
@@ -129,7 +128,7 @@ function salvageGoal(meant: MeantInput, nodes: unknown[]): Omit<ReadGoal, 'doc' 
   const environment = pick(shape.metadata.shape.environment, ['metadata', 'environment'], 'default', 'environment');
   const labels = pick(shape.metadata.shape.labels, ['metadata', 'labels'], {}, 'labels');
   const defaultsRead = shape.spec.shape.defaults.safeParse(spec.defaults);
-  const rawDefaults = isMap(spec.defaults) ? spec.defaults : {};
+  const rawDefaults = isJsonObject(spec.defaults) ? spec.defaults : {};
   const backend = typeof rawDefaults.backend === 'string' ? rawDefaults.backend : undefined;
   const defaults = defaultsRead.success
     ? defaultsRead.data
@@ -137,7 +136,7 @@ function salvageGoal(meant: MeantInput, nodes: unknown[]): Omit<ReadGoal, 'doc' 
   // Nodes that name no backend get the default: if it cannot be read, which backend they use is unknown.
   const defaultBackendUnknown =
     backend === undefined &&
-    ((spec.defaults !== undefined && !isMap(spec.defaults)) ||
+    ((spec.defaults !== undefined && !isJsonObject(spec.defaults)) ||
       rawDefaults.backend !== undefined ||
       meant.unsureAt(spec.defaults === undefined ? ['spec', 'defaults'] : ['spec', 'defaults', 'backend']));
   return {
@@ -185,7 +184,7 @@ function salvageNode(raw: Record<string, unknown>, meant: MeantInput): { fields:
     dependsOn: pick('dependsOn', () => strings(raw.dependsOn)),
     deletionPolicy: pick('deletionPolicy', () => undefined),
     ignoreFields: pick('ignoreFields', () => []),
-    labels: pick('labels', () => (isMap(raw.labels) ? Object.fromEntries(Object.entries(raw.labels).filter((e): e is [string, string] => typeof e[1] === 'string')) : {})),
+    labels: pick('labels', () => (isJsonObject(raw.labels) ? Object.fromEntries(Object.entries(raw.labels).filter((e): e is [string, string] => typeof e[1] === 'string')) : {})),
     selfHeal: pick('selfHeal', () => undefined),
     interval: pick('interval', () => undefined),
     spec: pick('spec', () => ({})),
@@ -406,7 +405,7 @@ export class GoalCompiler<S extends NodeSpec> {
     };
 
     for (const doc of documents) {
-      if (!isMap(doc.value)) {
+      if (!isJsonObject(doc.value)) {
         diag.error(doc.locate([]), 'not-a-document', 'a goal document is a map with apiVersion, kind, metadata and spec');
         continue;
       }
@@ -425,7 +424,7 @@ export class GoalCompiler<S extends NodeSpec> {
         const owner = typeof kind === 'string' && kinds.includes(kind) ? `a ${kind}` : 'a document';
         reportZodIssues(issues, { schema: strict, input: doc.value, prefix: [], owner, locate: doc.locate, diag });
         if (typeof kind === 'string' && !kinds.includes(kind)) unknownKind(doc, kind);
-        const name = isMap(doc.value.metadata) ? doc.value.metadata.name : undefined;
+        const name = isJsonObject(doc.value.metadata) ? doc.value.metadata.name : undefined;
         if (typeof kind === 'string' && this.factory.documentKinds.includes(kind) && typeof name === 'string') this.factory.rejectDocument?.(kind, name);
         continue;
       }
@@ -483,7 +482,7 @@ export class GoalCompiler<S extends NodeSpec> {
         const base: PathKey[] = ['spec', 'nodes', ni];
         const parsed = nodeDeclarationSchema().safeParse(written);
         if (!parsed.success) reportZodIssues(parsed.error.issues, { schema: nodeDeclarationSchema(), input: written, prefix: base, owner: 'a node', locate: goalLocate, diag });
-        if (!isMap(written)) return;
+        if (!isJsonObject(written)) return;
         // The rest as meant (a misspelt key read as its field), each field on its own, so that one bad field
         // (or key) does not hide the node's other errors.
         const meant = parsed.success ? undefined : meantInput(nodeDeclarationSchema(), written, parsed.error.issues);
@@ -659,7 +658,7 @@ export class GoalCompiler<S extends NodeSpec> {
     duplicate: (doc: SourceDocument, kind: string, name: string) => boolean,
     diag: DiagnosticBag,
   ): ReadGoal | undefined {
-    const name = isMap(raw.metadata) ? raw.metadata.name : undefined;
+    const name = isJsonObject(raw.metadata) ? raw.metadata.name : undefined;
     // A second Goal of the same name is reported, and its nodes are checked all the same.
     if (schemas().nameSchema.safeParse(name).success) duplicate(doc, 'Goal', name as string);
     const parsed = goalDocumentSchema().safeParse(raw);

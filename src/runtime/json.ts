@@ -22,7 +22,12 @@ export function jsonTypeName(v: unknown): string {
   return typeof v;
 }
 
-function isJsonObject(v: unknown): v is Record<string, unknown> {
+/**
+ * Whether `v` is a map (a JSON object): any non-null object but an array. The one check of it for
+ * parsed goals, JSON a command printed and values built from them, none of which holds a class
+ * instance; it does not look at the prototype, so a Date or a Map would pass too.
+ */
+export function isJsonObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 

@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import type { DiagnosticBag } from './diagnostics.ts';
 import type { PendingValue } from './interpolation.ts';
 import { didYouMean, suggestion } from './diagnostics.ts';
+import { isJsonObject } from './json.ts';
 import type { SourceLocation } from './node-spec.ts';
 import type { PathKey } from './yaml-source.ts';
 import { valueAtPath } from './yaml-source.ts';
@@ -178,8 +179,6 @@ export interface MeantInput {
   written(path: readonly PathKey[]): PathKey[];
 }
 
-const isPlainMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
-
 /** `root` with `value` at `path` (a copy of every container on the way; `root` is left as it is). */
 function withValueAt(root: unknown, path: readonly PathKey[], value: unknown): unknown {
   if (path.length === 0) return value;
@@ -203,7 +202,7 @@ export function meantInput(schema: AnySchema, input: unknown, issues: readonly z
     if (issue.code !== 'unrecognized_keys') continue;
     const at = issue.path as PathKey[];
     const object = valueAtPath(value, at);
-    if (!isPlainMap(object)) continue;
+    if (!isJsonObject(object)) continue;
     const copy = { ...object };
     const candidates = keysAt(schema, at);
     const names = renamed.get(JSON.stringify(at)) ?? new Map<string, string>();

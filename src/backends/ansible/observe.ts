@@ -1,6 +1,6 @@
 import { lineOps, maskSecretLines, tailLines } from '../../infra/index.ts';
 import type { ProcessOutcome } from '../../infra/index.ts';
-import { assertNever, fault, FaultError } from '../../runtime/index.ts';
+import { assertNever, fault, FaultError, isJsonObject } from '../../runtime/index.ts';
 import type { Fault, FieldDiff, Outputs } from '../../runtime/index.ts';
 
 /**
@@ -164,7 +164,7 @@ export function parseReport(stdout: string): PlaybookReport | undefined {
       return undefined;
     }
   }
-  if (!isObject(value) || !Array.isArray(value.plays) || !isObject(value.stats)) return undefined;
+  if (!isJsonObject(value) || !Array.isArray(value.plays) || !isJsonObject(value.stats)) return undefined;
   return value as unknown as PlaybookReport;
 }
 
@@ -300,7 +300,7 @@ export function renderResultDiff(r: HostResult): string | undefined {
  * edit may write one into a file the playbook keeps, and a drift report is logged and stored.
  */
 function renderDiffEntry(entry: unknown): string | undefined {
-  if (!isObject(entry)) return undefined;
+  if (!isJsonObject(entry)) return undefined;
   if (typeof entry.prepared === 'string') return maskDiffLines(entry.prepared.trimEnd().split('\n')).join('\n');
   if (!('before' in entry) && !('after' in entry)) return undefined;
   const before = maskedText(asText(entry.before));
@@ -390,8 +390,4 @@ function badOutput(stdout: string): Fault {
 
 function bounded(text: string, max = 2000): string {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

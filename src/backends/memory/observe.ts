@@ -1,8 +1,5 @@
+import { isJsonObject } from '../../runtime/index.ts';
 import type { FieldDiff } from '../../runtime/index.ts';
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function childPath(parent: string, key: string): string {
   return parent === '' ? key : `${parent}.${key}`;
@@ -27,7 +24,7 @@ function collect(desired: unknown, actual: unknown, path: string, out: FieldDiff
     for (let i = 0; i < n; i++) collect(desired[i], actual[i], `${path}[${i}]`, out);
     return;
   }
-  if (isRecord(desired) && isRecord(actual)) {
+  if (isJsonObject(desired) && isJsonObject(actual)) {
     const keys = new Set([...Object.keys(desired), ...Object.keys(actual)]);
     for (const key of [...keys].sort()) {
       collect(desired[key], actual[key], childPath(path, key), out);
