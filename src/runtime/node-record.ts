@@ -124,6 +124,14 @@ export function waitsOnItsOwn(rec: NodeRecord): boolean {
 
 /** The stable message of the log line for a node a policy holds (warn), from apply and the daemon. */
 export const POLICY_HELD = 'node held by policy';
+/**
+ * How many `POLICY_HELD` lines one apply writes; the nodes held past them are one line, `POLICY_HELD_MORE`
+ * (warn, with `more` and the `held` in all): 10k nodes held by a policy made 10k lines on every apply.
+ * `desiredstate status` lists each. The daemon logs a hold once, when it starts, so it has no cap.
+ */
+export const POLICY_HELD_LINES = 20;
+/** The stable message of apply's line for the nodes held by policy past the first `POLICY_HELD_LINES`. */
+export const POLICY_HELD_MORE = 'more nodes held by policy';
 /** The stable message of the daemon's log line for a node a policy held and holds no longer (info). */
 export const POLICY_RELEASED = 'node no longer held by policy';
 

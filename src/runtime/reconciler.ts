@@ -12,7 +12,7 @@ import { corrected, driftBlocksDependents, driftReport, uncorrectable, uncorrect
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
 import type { Semaphore } from './limit.ts';
-import { appliedAtSpec, carriedRecord, heldFault, heldReason, LET_GO, POLICY_HELD, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, splitRemoved, storedDependents, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, splitRemoved, storedDependents, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -291,6 +291,8 @@ export class Reconciler<S extends NodeSpec> {
     };
 
     let drifts = 0;
+    // Nodes a policy holds, each a line up to POLICY_HELD_LINES, the rest one line after the levels.
+    let policyHolds = 0;
     const reportDrift = (node: DesiredNode<S>, diffs: readonly FieldDiff[], log: Logger): void => {
       const now = this.now();
       const report = driftReport(node, diffs, now, { firstSeen: now, flapping: false, commit: options.commit ?? null });
@@ -309,7 +311,7 @@ export class Reconciler<S extends NodeSpec> {
             const reason = policyHoldReason(gate.reason);
             outcomes.set(node.id, { status: 'held', reason });
             put(node, 'held', { reason });
-            this.log.warn(policyHoldFields(node, gate), POLICY_HELD);
+            if (++policyHolds <= POLICY_HELD_LINES) this.log.warn(policyHoldFields(node, gate), POLICY_HELD);
             continue;
           }
           const prev = records.get(node.id);
@@ -422,6 +424,9 @@ export class Reconciler<S extends NodeSpec> {
           if (!createCutShort(st.op, r)) deferred.finished(opIds[i]!, r);
           this.record(st, r, outcomes, outputs, memos, put, this.log.child({ node: st.node.id, backend: st.node.spec.backendId }));
         });
+      }
+      if (policyHolds > POLICY_HELD_LINES) {
+        this.log.warn({ more: policyHolds - POLICY_HELD_LINES, held: policyHolds }, POLICY_HELD_MORE);
       }
 
       // Deletions of nodes removed from the goals, in reverse dependency order.

@@ -189,4 +189,28 @@ describe('the logs, for a node a policy holds', () => {
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
   });
+
+  // A line per node held on every apply: 10k nodes a policy holds were 10k warn lines each run.
+  it('apply names the first 20 nodes held, then says how many more in one line', async () => {
+    const p = tempProject('ds-gate-logs-many-');
+    p.write('backend.yaml', localBackend(p.root));
+    p.write('policy.yaml', rule('no-forbidden', 'high'));
+    const files = Array.from({ length: 23 }, (_, i) => `    - { id: f${i}, type: local.file, spec: { path: f${i}.txt, content: "forbidden\\n" } }\n`);
+    p.write('app.yaml', `${localGoalHead()}${files.join('')}    - { id: ok, type: local.file, spec: { path: ok.txt, content: "fine\\n" } }\n`);
+    const apply = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    expect(apply.code).toBe(1);
+    const logged = lines(apply.stderr);
+    const held = logged.filter((l) => l.msg === 'node held by policy');
+    expect(held).toHaveLength(20);
+    expect(held.every((l) => l.level === 40 && typeof l.node === 'string' && /^f\d+$/.test(l.node))).toBe(true);
+    expect(logged.filter((l) => l.msg === 'more nodes held by policy')).toEqual([expect.objectContaining({ level: 40, more: 3, held: 23 })]);
+    // Each is held all the same, as status lists them.
+    const status = JSON.parse((await cli(['status', '--format', 'json', ...p.args], { cwd: p.dir })).stdout) as { nodes: { id: string; status: string }[] };
+    expect(status.nodes.filter((n) => n.status === 'held')).toHaveLength(23);
+    // At the cap, no summary line.
+    p.write('app.yaml', `${localGoalHead()}${files.slice(0, 20).join('')}`);
+    const twenty = lines((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).stderr);
+    expect(twenty.filter((l) => l.msg === 'node held by policy')).toHaveLength(20);
+    expect(twenty.filter((l) => l.msg === 'more nodes held by policy')).toEqual([]);
+  });
 });
