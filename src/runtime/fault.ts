@@ -28,6 +28,14 @@ export interface Fault {
    * it says nothing of the backend, so no circuit breaker counts it, whatever its class.
    */
   readonly beforeCall?: true | undefined;
+  /**
+   * Set by a backend on a fault about this node's own resource alone, not about the backend (local: its
+   * path leads out of the root through a symlink made by hand, or changed kind while it was being used):
+   * it says nothing of the backend's health, so, like `beforeCall`, no circuit breaker counts it, whatever
+   * its class. Many nodes under one such path fail together, each on its own backoff, and must not take
+   * the backend's other nodes down with them.
+   */
+  readonly nodeOnly?: true | undefined;
 }
 
 /** Whether a create's result leaves it cut short (see `Fault.cutShort`): its operation then stays pending. */

@@ -250,3 +250,46 @@ spec:
     expect((await d.exited).code).toBe(0);
   }, 60_000);
 });
+
+describe('desiredstate run: a plain subdirectory made a symlink out of the root by hand', () => {
+  // No directory node manages srv/sub: nothing drifts to block on, and each file under it fails on its own backoff.
+  const files = ['f1', 'f2', 'f3', 'f4', 'f5', 'f6'];
+  const q = tempProject('ds-daemon-sublink-');
+  q.write('backend.yaml', localBackend(q.root));
+  q.write('tree.yaml', `apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: tree }
+spec:
+  nodes:
+${files.map((f) => `    - { id: ${f}, type: local.file, spec: { path: srv/sub/${f}.txt, mode: "0644", content: "${f}\\n" } }`).join('\n')}
+    - { id: other, type: local.file, spec: { path: other.txt, mode: "0644", content: "other\\n" } }
+`);
+  const qd = trackDaemons(q.dir);
+
+  it('its files fail on their own (a changed path), the backend circuit stays closed, and an unrelated file is still corrected at once', async () => {
+    const d = qd.start(['--listen', '127.0.0.1:0', '--interval', '1h', ...q.args], { cwd: q.dir });
+    const port = await d.port();
+    await eventually(() => files.every((f) => existsSync(join(q.root, `srv/sub/${f}.txt`))) && existsSync(join(q.root, 'other.txt')), 20_000, 'converged');
+    const outside = join(q.dir, 'elsewhere');
+    mkdirSync(outside);
+    const mark = d.lines.length;
+    rmSync(join(q.root, 'srv/sub'), { recursive: true });
+    symlinkSync(outside, join(q.root, 'srv/sub'));
+    // Every file under it has failed at least once, as a changed path of its own.
+    await eventually(
+      () => files.every((f) => d.lines.slice(mark).some((l) => l.node === f && (l.fault as { code?: string } | undefined)?.code === 'path-changed')),
+      20_000,
+      'each file failed on the link',
+    );
+    const edit = d.lines.length;
+    writeFileSync(join(q.root, 'other.txt'), 'hand\n');
+    await d.waitFor((l) => l.msg === 'drift detected' && l.node === 'other', 10_000, edit);
+    await eventually(() => readFileSync(join(q.root, 'other.txt'), 'utf8') === 'other\n', 10_000, 'other.txt corrected');
+    expect(d.lines.slice(mark).filter((l) => l.msg === 'backend circuit open')).toEqual([]);
+    const status = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { circuits?: unknown[] };
+    expect(status.circuits ?? []).toEqual([]);
+    expect(readdirSync(outside)).toEqual([]);
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+  }, 60_000);
+});

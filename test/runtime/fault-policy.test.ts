@@ -224,6 +224,20 @@ describe('CircuitBreaker', () => {
     expect(b.acquire()).toEqual({ verdict: 'probe' });
   });
 
+  // Six files under a subdirectory someone replaced with a symlink out of the root each failed, transient,
+  // and opened the local backend's circuit: every other file of it waited for probes.
+  it("a fault about the node's own resource alone (nodeOnly) counts neither way either, whatever its class", () => {
+    const clock = new FakeClock(0);
+    const b = new CircuitBreaker({ clock });
+    const changed = fault('transient', 'path srv/sub/f.txt leads out of the backend root', { code: 'path-changed', nodeOnly: true });
+    for (const id of ['n1', 'n2', 'n3', 'n4', 'n5', 'n6']) expect(b.recordFailure(changed, id)).toBeUndefined();
+    expect(b.state).toEqual({ state: 'closed', consecutiveFailures: 0 });
+    // Nor does it break a streak of the backend's own failures.
+    for (const id of ['n1', 'n2', 'n3', 'n4']) b.recordFailure(failure, id);
+    b.recordFailure(changed, 'n7');
+    expect(b.recordFailure(failure, 'n5')).toBe('opened');
+  });
+
   it('lets a new probe through when the previous one never reported', () => {
     const clock = new FakeClock(0);
     const b = new CircuitBreaker({ clock, config: parseCircuitBreakerConfig({ failureThreshold: 1 }) });

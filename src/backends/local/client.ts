@@ -8,7 +8,7 @@ import { FaultError, fault, forEachLimit, isAlive, makeDirectories, removeQuietl
 import type { ObservationMemo } from '../../runtime/index.ts';
 import { parseAccounts } from './accounts.ts';
 import type { AccountTable } from './accounts.ts';
-import { aborted, errnoOf, escapesRoot, fsFault, leadsOutOfRoot, wrongKind } from './errors.ts';
+import { aborted, errnoOf, escapesRoot, fsFault, leadsOutOfRoot, pathChanged, wrongKind } from './errors.ts';
 import type { ActualEntry } from './observe.ts';
 import { DETAIL_LIMIT } from './observe.ts';
 import { isWithin, lexicalPath, PLAIN_PATH } from './paths.ts';
@@ -128,23 +128,15 @@ function fdPath(fd: number): string {
 
 /** A file found regular and a symlink by the time it was opened to be read: not followed, read again at the next pass. */
 function becameLink(real: string, err: unknown): FaultError {
-  return new FaultError(
-    fault('transient', `${real} became a symlink while it was being read; it was not followed`, {
-      code: 'path-changed',
-      hint: 'something else changes this path meanwhile; the next pass reads it again',
-    }),
-    { cause: err },
-  );
+  return pathChanged(`${real} became a symlink while it was being read; it was not followed`, 'something else changes this path meanwhile; the next pass reads it again', err);
 }
 
 /** A directory that was checked and then changed kind (a symlink or a file put in its place): nothing is done there. */
 function changedUnder(dir: string, err: unknown): FaultError {
-  return new FaultError(
-    fault('transient', `${dir} is no longer the directory that was checked (a symlink or a file took its place); nothing was read or written there`, {
-      code: 'path-changed',
-      hint: 'something else changes this path meanwhile; the next pass checks it again, and refuses a symlink that leads out of the root',
-    }),
-    { cause: err },
+  return pathChanged(
+    `${dir} is no longer the directory that was checked (a symlink or a file took its place); nothing was read or written there`,
+    'something else changes this path meanwhile; the next pass checks it again, and refuses a symlink that leads out of the root',
+    err,
   );
 }
 

@@ -83,12 +83,19 @@ export function escapesRoot(path: string, why: string): FaultError {
  * goal's own text says.
  */
 export function leadsOutOfRoot(path: string, why: string): FaultError {
-  return new FaultError(
-    fault('transient', `path ${path} leads out of the backend root: ${why}; nothing was read or written there`, {
-      code: 'path-changed',
-      hint: 'a symlink the goals do not manage leads out of the root: remove it (or point it inside the root); the next pass checks the path again',
-    }),
+  return pathChanged(
+    `path ${path} leads out of the backend root: ${why}; nothing was read or written there`,
+    'a symlink the goals do not manage leads out of the root: remove it (or point it inside the root); the next pass checks the path again',
   );
+}
+
+/**
+ * The fault of a node's path that something else changed (`path-changed`): transient, looked at again
+ * next pass, and about that path alone (`Fault.nodeOnly`): however many nodes lie under it, no circuit
+ * breaker counts it against the backend, whose other nodes go on.
+ */
+export function pathChanged(message: string, hint: string, cause?: unknown): FaultError {
+  return new FaultError(fault('transient', message, { code: 'path-changed', hint, nodeOnly: true }), cause === undefined ? {} : { cause });
 }
 
 /** Something of another kind sits where the node's resource should be. Never deleted to make room. */
