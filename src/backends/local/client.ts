@@ -72,6 +72,46 @@ function resolvePhysical(base: string, target: string, hops = 0): Resolved {
   return { real: current, exists: true };
 }
 
+/**
+ * Whether `target`, resolved from the real directory `from` as `resolvePhysical` does, leaves the real
+ * root `rootReal` at one of its own `..` (a `..` of the target climbing above the root from where the
+ * links on the way led it, the goal's text: `m/../..` beside a link `m` to `..`), rather than by following
+ * a symlink on the way that itself leads out (made by hand: the goals make none that does). Asked only of
+ * a target that resolves outside the root.
+ */
+function climbsOutByItsText(rootReal: string, from: string, target: string): boolean {
+  let current = isAbsolute(target) ? parse(target).root : from;
+  const parts = target.split(sep).filter((p) => p !== '' && p !== '.');
+  // Only what happens inside the root counts: an absolute target's way down to it is the operator's setup.
+  const outside = (p: string): boolean => !isWithin(rootReal, p);
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i] as string;
+    if (part === '..') {
+      if (!outside(current) && outside(dirname(current))) return true;
+      current = dirname(current);
+      continue;
+    }
+    const next = join(current, part);
+    let st;
+    try {
+      st = lstatSync(next, { throwIfNoEntry: false });
+    } catch (err) {
+      throw fsFault(err, 'lstat', next);
+    }
+    // Nothing there: the rest, lexically, is the target's text alone.
+    if (st === undefined) return !outside(current) && outside(join(next, ...parts.slice(i + 1)));
+    if (st.isSymbolicLink()) {
+      const resolved = resolvePhysical(current, readLink(next), 1);
+      if (!outside(current) && outside(resolved.real)) return false;
+      if (!resolved.exists) return !outside(resolved.real) && outside(join(resolved.real, ...parts.slice(i + 1)));
+      current = resolved.real;
+    } else {
+      current = next;
+    }
+  }
+  return false;
+}
+
 function readLink(path: string, shown = path): string {
   try {
     return readlinkSync(path);
@@ -301,8 +341,10 @@ export class Confiner {
 
   /**
    * Checks that a link target, resolved from the link's real directory, stays inside the root: refused as
-   * an escape (permanent) when its text leads out from there, as a changed path (transient) when only a
-   * symlink on the way does.
+   * an escape (permanent) when its text leads out from there, or its own `..` climbs out from where the
+   * links on the way lead (`climbsOutByItsText`: the goal's links, `m/../..` beside a link `m` to `..`, as
+   * much as its text); as a changed path (transient) when a symlink on the way leads out itself, which
+   * the goals never make.
    */
   target(linkReal: string, target: string): void {
     const root = this.realRoot();
@@ -310,8 +352,9 @@ export class Confiner {
     const resolved = resolvePhysical(from, target);
     if (isWithin(root.real, resolved.real)) return;
     const text = isAbsolute(target) ? normalize(target) : join(from, target);
-    if (isWithin(root.real, text) || isWithin(this.root, text)) throw leadsOutOfRoot(target, 'the symlink target resolves outside the root through a symlink on the way');
-    throw escapesRoot(target, 'the symlink target resolves outside the root');
+    if (!isWithin(root.real, text) && !isWithin(this.root, text)) throw escapesRoot(target, 'the symlink target resolves outside the root');
+    if (climbsOutByItsText(root.real, from, target)) throw escapesRoot(target, 'its ".." climbs out of the root from where the symlinks on the way lead');
+    throw leadsOutOfRoot(target, 'the symlink target resolves outside the root through a symlink on the way');
   }
 
   private dir(relDir: string, forPath: string): Resolved {

@@ -324,6 +324,17 @@ describe('local backend confinement', () => {
     { name: 'a symlink whose relative target climbs out', node: () => linkNode('l', 'a/l', '../../outside/x'), targetOnly: true },
     { name: 'a symlink whose absolute target is outside', node: (s) => linkNode('l', 'l', join(s.outside, 'x')), targetOnly: true },
     { name: 'a symlink whose target goes through an escaping symlink', node: () => linkNode('l', 'l', 'link/x'), prepare: linkOut, targetOnly: true, byLink: true },
+    // Its text stays in the root read as text (`sub/m/../..` is the root), but its own `..` climbs out from where `m`, a
+    // link to the root (the goals' as much as anyone's: inside the root), leads: the goal's doing, not a changed path.
+    {
+      name: "a symlink whose target's own .. climbs out from where a link inside the root leads",
+      node: () => linkNode('l', 'sub/l', 'm/../..'),
+      prepare: async (s) => {
+        await mkdir(join(s.root, 'sub'), { recursive: true });
+        await symlink('..', join(s.root, 'sub/m'));
+      },
+      targetOnly: true,
+    },
   ];
 
   it.each(cases)('refuses $name and writes nothing', async ({ node, prepare, targetOnly, byLink }) => {
