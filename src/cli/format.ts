@@ -63,7 +63,7 @@ function firstChars(text: string, keep: number): string | undefined {
 }
 
 export function formatDiff(d: FieldDiff): string[] {
-  const notes = [...(d.masked === true ? ['secret'] : []), ...(d.cause === 'secret-rotated' ? ['rotated'] : []), ...(d.cannotCorrect !== undefined ? [`not corrected: ${d.cannotCorrect}`] : [])];
+  const notes = [...(d.masked === true ? ['secret'] : []), ...(d.cause === 'secret-rotated' ? ['rotated'] : []), ...(d.cannotCorrect !== undefined ? [`not corrected: ${d.cannotCorrect}`] : []), ...(d.blocksDependents === true ? ['its dependents wait for it'] : [])];
   const lines = [`      ${d.path}: ${show(d.actual)} → ${show(d.desired)}${notes.length > 0 ? ` (${notes.join(', ')})` : ''}`];
   if (d.detail !== undefined) for (const l of d.detail.split('\n').slice(0, 40)) lines.push(`        ${l}`);
   return lines;

@@ -13,7 +13,7 @@ import { nextStatus, releasable } from './node-machine.ts';
 import type { NodeEventType } from './node-machine.ts';
 import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import type { ProvisionStep } from './reconciler.ts';
-import { correctionStep, emptySummary, runSteps, withoutIgnored } from './reconciler.ts';
+import { correctionStep, emptySummary, leavingDrift, runSteps, withoutIgnored } from './reconciler.ts';
 import { Semaphore } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
@@ -156,9 +156,9 @@ export class Controller<S extends NodeSpec> {
   private readonly deferred: DeferredWrites;
   private readonly drift = new Map<NodeId, DriftMemory>();
   /**
-   * The drifted nodes whose drift keeps their dependents waiting (`driftBlocksDependents`: drift the goal
-   * asks to correct, corrected later or not at all); a drifted node not in it (drift only reported) counts
-   * as ready for its dependents. Only read for a node whose status is `drifted`.
+   * The drifted nodes whose drift keeps their dependents waiting (`driftBlocksDependents`: drift the
+   * backend says makes the resource unusable to them, a symlink where a managed directory should be); a
+   * drifted node not in it counts as ready for its dependents. Only read for a node whose status is `drifted`.
    */
   private readonly blockingDrift = new Set<NodeId>();
   private graph: DesiredGraph<S> | undefined;
@@ -876,12 +876,13 @@ export class Controller<S extends NodeSpec> {
         const { changes, drift } = splitDrift(diffs);
         logDesiredChanges(log, changes);
         const wait = drift.length === 0 ? undefined : this.uncorrected(node, this.noteDrift(node, drift, log), drift);
+        // Left as it is (only reported, or waiting for a flap's backoff): all of the drift stands.
         if (wait !== undefined && changes.length === 0) {
           this.putDrifted(node, drift, { reason: wait, managed: true });
           return undefined;
         }
         this.transition(node, 'UPDATE', {});
-        return wait === undefined ? correctionStep(node, diffs) : { node, op: 'update', diffs: changes, leftDrift: wait };
+        return wait === undefined ? correctionStep(node, diffs) : leavingDrift(node, changes, drift, wait);
       }
       case 'indeterminate':
         this.transition(node, 'OBSERVED_INDETERMINATE', { reason: heldReason(node.id, obs), lastFault: heldFault(obs) });
@@ -995,7 +996,8 @@ export class Controller<S extends NodeSpec> {
       this.operated.add(node.id);
       // Changed by the operation: what failed against it before may not now (see `succeed`).
       this.succeed(node, 'PROVISION_DONE', result.outputs, result.memo ?? null, false);
-      if (step.leftDrift !== undefined) this.putDrifted(node, step.diffs, { reason: step.leftDrift });
+      // What the update left (not what it applied) says whether its dependents wait.
+      if (step.leftDrift !== undefined) this.putDrifted(node, step.leftDrift.diffs, { reason: step.leftDrift.reason });
       this.summary[what]++;
       log.info({ type: node.spec.type }, what === 'created' ? 'node created' : 'node updated');
       return;
@@ -1025,12 +1027,12 @@ export class Controller<S extends NodeSpec> {
   }
 
   /**
-   * Leaves the node drifted with `diffs` (its drift, or what an update of it applied): a drift its goal
-   * asks to correct keeps its dependents waiting (`driftBlocksDependents`); one only reported lets them
-   * go on, and those that waited on it are woken.
+   * Leaves the node drifted, `left` the drift that stands (`driftLeft`): drift that makes it unusable to
+   * its dependents keeps them waiting (`driftBlocksDependents`); any other lets them go on, and those that
+   * waited on it are woken.
    */
-  private putDrifted(node: DesiredNode<S>, diffs: readonly FieldDiff[], patch: Partial<NodeRecord>): void {
-    const blocks = driftBlocksDependents(node.settings, diffs);
+  private putDrifted(node: DesiredNode<S>, left: readonly FieldDiff[], patch: Partial<NodeRecord>): void {
+    const blocks = driftBlocksDependents(left);
     if (blocks) this.blockingDrift.add(node.id);
     else this.blockingDrift.delete(node.id);
     this.put(node, 'drifted', patch);
@@ -1198,7 +1200,7 @@ export class Controller<S extends NodeSpec> {
     return status === 'failed' || status === 'held' || (status === 'drifted' && this.blockingDrift.has(id)) || (status === 'blocked' && this.blockedInRun.has(id));
   }
 
-  /** Ready for its dependents: ready, or drifted with drift only reported (`blockingDrift`). */
+  /** Ready for its dependents: ready, or drifted with drift that does not block them (`blockingDrift`). */
   private isReady(id: NodeId): boolean {
     const status = this.records.get(id)?.status;
     return status === 'ready' || (status === 'drifted' && !this.blockingDrift.has(id));

@@ -49,14 +49,22 @@ export function corrected(settings: NodeSettings, diffs: readonly FieldDiff[]): 
 }
 
 /**
- * Whether a node left drifted with these `diffs` keeps its dependents waiting (blocked) until it is
- * ready again: where the goal asks for the drift to be corrected (a deleted resource under selfHeal,
- * other drift where the backend can update), whether it is corrected later (a flap's backoff) or cannot
- * be (`FieldDiff.cannotCorrect`: a symlink where a directory should be). Drift only reported by the
- * goal's choice (`selfHeal: false`, no update command) does not: the actual state is accepted as it is.
+ * Whether a node left with this drift keeps its dependents waiting (blocked) until it is gone: where the
+ * backend says the resource cannot serve them meanwhile (`FieldDiff.blocksDependents`: a symlink where a
+ * managed directory should be). `left` is the drift that stands once the node is done with (`driftLeft`):
+ * drift about to be corrected blocks nothing. The one rule of the daemon, `plan` and `apply`.
  */
-export function driftBlocksDependents(settings: NodeSettings, diffs: readonly FieldDiff[]): boolean {
-  return isMissing(diffs) ? settings.selfHeal : correctsDrift(settings);
+export function driftBlocksDependents(left: readonly FieldDiff[]): boolean {
+  return left.some((d) => d.blocksDependents === true);
+}
+
+/**
+ * The drift that stands once a node applied at its spec is done with: all of `drift` where it is left as
+ * it is (`correctedNow` false: only reported, or waiting for a flap's backoff), else what no update can
+ * correct (`FieldDiff.cannotCorrect`), which an update leaves.
+ */
+export function driftLeft(drift: readonly FieldDiff[], correctedNow: boolean): readonly FieldDiff[] {
+  return correctedNow ? uncorrectable(drift) : drift;
 }
 
 /** Why drift of these `diffs` is only reported (see `corrected`). */

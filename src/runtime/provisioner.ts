@@ -48,6 +48,15 @@ export interface FieldDiff {
    * differences are corrected as ever.
    */
   readonly cannotCorrect?: string | undefined;
+  /**
+   * Set by a backend when, while this difference stands, the resource cannot serve what depends on it,
+   * so that its dependents would act through something else (local: a symlink or a file where a managed
+   * directory should be, whose files would be read or written through it, or fail against it). The
+   * node's dependents are blocked (not observed, created or updated, no retry spent) until it is gone, and
+   * looked at at once then. Any other drift, corrected or not (a database's encoding, a flap waiting
+   * for its backoff, drift only reported), blocks nothing: the resource still serves its dependents.
+   */
+  readonly blocksDependents?: true | undefined;
 }
 
 /** What exists, compared with what is desired. Failure is a state, not a throw. */

@@ -8,7 +8,7 @@ import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, Operatio
 import type { NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
 import { GOAL_ERRORS_META } from './state-store.ts';
 import { DeferredWrites } from './deferred-writes.ts';
-import { corrected, driftBlocksDependents, driftReport, uncorrectable, uncorrectableFault, isDesiredChange, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
+import { corrected, driftBlocksDependents, driftLeft, driftReport, uncorrectable, uncorrectableFault, isDesiredChange, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { forEachLimit } from './limit.ts';
 import type { Semaphore } from './limit.ts';
@@ -190,8 +190,8 @@ export class Reconciler<S extends NodeSpec> {
               const drift = splitDrift(diffs).drift;
               const correct = corrected(node.settings, drift);
               if (correct || drift.length < diffs.length) willChange.add(node.id);
-              // Left drifted in a way that keeps its dependents waiting, as apply leaves it (`isReady`).
-              if ((!correct || uncorrectable(drift).length > 0) && driftBlocksDependents(node.settings, drift)) notReady.add(node.id);
+              // Left with drift that keeps its dependents waiting, as apply and the daemon leave it.
+              if (driftBlocksDependents(driftLeft(drift, correct))) notReady.add(node.id);
               // Corrected first, as apply does: its dependents see the outputs it had when applied, not the drifted ones.
               if (correct && record.outputs !== null) outputs.set(node.id, record.outputs);
               entry({ action: 'drift', diffs, correct, reportOnly: correct ? undefined : reportOnly(node.settings, drift) });
@@ -249,6 +249,8 @@ export class Reconciler<S extends NodeSpec> {
     const run = (): number => (runId ??= this.store.startRun(options.trigger ?? 'apply', options.commit ?? null, startedAt));
     const deferred = new DeferredWrites(this.store);
     const outcomes = new Map<NodeId, NodeOutcome>();
+    // The drift each node is left with this pass (`driftLeft`), where any: what its dependents' `isReady` reads.
+    const left = new Map<NodeId, readonly FieldDiff[]>();
     const outputs = new Map<NodeId, Outputs>();
     const records = new Map<NodeId, NodeRecord>();
     // Each node's memo as of its latest observation or operation in this pass (as the daemon's records
@@ -319,7 +321,7 @@ export class Reconciler<S extends NodeSpec> {
             outcomes.set(node.id, { status: 'held', reason: prev.reason ?? 'held' });
             continue;
           }
-          const badDep = graph.dependencies(node.id).find((d) => !isReady(outcomes.get(d), graph.get(d)));
+          const badDep = graph.dependencies(node.id).find((d) => !isReady(outcomes.get(d), left.get(d)));
           if (badDep !== undefined) {
             const reason = `dependency ${badDep} is not ready`;
             outcomes.set(node.id, { status: 'blocked', reason });
@@ -350,6 +352,7 @@ export class Reconciler<S extends NodeSpec> {
               reportDrift(node, diffs, log());
               if (!corrected(node.settings, diffs)) {
                 outcomes.set(node.id, { status: 'drift-reported', diffs });
+                left.set(node.id, diffs);
                 put(node, 'drifted', { managed: true, reason: `resource missing; drift reported (${reportOnly(node.settings, diffs)})` });
                 break;
               }
@@ -387,11 +390,12 @@ export class Reconciler<S extends NodeSpec> {
               const leftDrift = drift.length > 0 && !corrected(node.settings, drift) ? `drift reported (${reportOnly(node.settings, drift)})` : undefined;
               if (leftDrift !== undefined && changes.length === 0) {
                 outcomes.set(node.id, { status: 'drift-reported', diffs });
+                left.set(node.id, drift);
                 put(node, 'drifted', { managed: true, outputs: obs.outputs, memo: obs.memo ?? null, reason: leftDrift });
                 break;
               }
               if (leftDrift !== undefined) {
-                steps.push({ node, op: 'update', diffs: changes, leftDrift });
+                steps.push(leavingDrift(node, changes, drift, leftDrift));
                 break;
               }
               steps.push(correctionStep(node, diffs));
@@ -423,6 +427,7 @@ export class Reconciler<S extends NodeSpec> {
           // pending, and the next run's read is told it was interrupted, as after a crash.
           if (!createCutShort(st.op, r)) deferred.finished(opIds[i]!, r);
           this.record(st, r, outcomes, outputs, memos, put, this.log.child({ node: st.node.id, backend: st.node.spec.backendId }));
+          if (r.status === 'done' && st.leftDrift !== undefined) left.set(st.node.id, st.leftDrift.diffs);
         });
       }
       if (policyHolds > POLICY_HELD_LINES) {
@@ -550,7 +555,7 @@ export class Reconciler<S extends NodeSpec> {
       // The memo the operation returned, if any: an earlier observation's no longer describes what is there.
       const applied = { managed: true, appliedDigest: node.spec.digest, outputs: result.outputs, memo: result.memo ?? null };
       if (step.leftDrift === undefined) put(node, 'ready', applied, true);
-      else put(node, 'drifted', { ...applied, reason: step.leftDrift }, true);
+      else put(node, 'drifted', { ...applied, reason: step.leftDrift.reason }, true);
       log.info({ type: node.spec.type }, success === 'created' ? 'node created' : 'node updated');
     } else {
       const prev = this.store.getNode(node.id);
@@ -572,15 +577,13 @@ export class Reconciler<S extends NodeSpec> {
 }
 
 /**
- * Whether a dependency's outcome lets its dependents go on: done, or drift left as it is that does not
- * block them (`driftBlocksDependents`: drift only reported by the goal's choice; not drift the goal asks
- * to correct and no update can, a symlink where a directory should be), as the daemon decides.
+ * Whether a dependency's outcome lets its dependents go on: done, drift left as it is or not, unless the
+ * drift it is left with (`left`) keeps them waiting (`driftBlocksDependents`), as the daemon and plan decide.
  */
-function isReady<S extends NodeSpec>(o: NodeOutcome | undefined, node: DesiredNode<S> | undefined): boolean {
+function isReady(o: NodeOutcome | undefined, left: readonly FieldDiff[] | undefined): boolean {
   if (o === undefined) return false;
-  if (o.status === 'drift-reported') return node === undefined || !driftBlocksDependents(node.settings, o.diffs);
-  if ((o.status === 'created' || o.status === 'updated') && o.uncorrectable !== undefined) return false;
-  return o.status === 'created' || o.status === 'updated' || o.status === 'unchanged' || o.status === 'adopted';
+  const done = o.status === 'created' || o.status === 'updated' || o.status === 'unchanged' || o.status === 'adopted' || o.status === 'drift-reported';
+  return done && (left === undefined || !driftBlocksDependents(left));
 }
 
 /**
@@ -639,11 +642,15 @@ export interface ProvisionStep<S extends NodeSpec> {
   readonly op: 'create' | 'update';
   readonly diffs: readonly FieldDiff[];
   /**
-   * An update of only the desired changes (`splitDrift`) of a node whose drift is left as it is
-   * (`selfHeal: false`, a flap's backoff): why, said by the node once the update is done.
+   * Drift an update leaves as it is beside what it applies (the desired changes alone, `splitDrift`, under
+   * `selfHeal: false` or a flap's backoff; what no update can correct): why, said by the node once the
+   * update is done, and the diffs that stand then (`driftLeft`), which may keep its dependents waiting.
    */
-  readonly leftDrift?: string | undefined;
-  /** Why drift left as it is (`leftDrift`) is so: no update can correct it (`FieldDiff.cannotCorrect`). */
+  readonly leftDrift?: { readonly reason: string; readonly diffs: readonly FieldDiff[] } | undefined;
+  /**
+   * Why drift left as it is (`leftDrift`) is so where the goal asks for it to be corrected (`selfHeal`): no
+   * update can correct it (`FieldDiff.cannotCorrect`). `apply` says the node is not converged.
+   */
   readonly uncorrectable?: string | undefined;
 }
 
@@ -652,9 +659,19 @@ export interface ProvisionStep<S extends NodeSpec> {
  * them, or, where some cannot be (`FieldDiff.cannotCorrect`), the others, the node left drifted with why.
  */
 export function correctionStep<S extends NodeSpec>(node: DesiredNode<S>, diffs: readonly FieldDiff[]): ProvisionStep<S> {
-  const why = uncorrectable(diffs)[0]?.cannotCorrect;
-  if (why === undefined) return { node, op: 'update', diffs };
-  return { node, op: 'update', diffs: diffs.filter((d) => d.cannotCorrect === undefined), leftDrift: `drift reported (${why})`, uncorrectable: why };
+  const stays = uncorrectable(diffs);
+  if (stays.length === 0) return { node, op: 'update', diffs };
+  return leavingDrift(node, diffs.filter((d) => d.cannotCorrect === undefined), stays, `drift reported (${stays[0]!.cannotCorrect!})`);
+}
+
+/**
+ * The update of `diffs` alone (apply's and the daemon's), the drift `left` standing beside them for
+ * `reason`: what no update can correct, or drift left as it is (the desired changes of a node whose drift
+ * is only reported or waits for a flap's backoff).
+ */
+export function leavingDrift<S extends NodeSpec>(node: DesiredNode<S>, diffs: readonly FieldDiff[], left: readonly FieldDiff[], reason: string): ProvisionStep<S> {
+  const why = node.settings.selfHeal ? uncorrectable(left)[0]?.cannotCorrect : undefined;
+  return { node, op: 'update', diffs, leftDrift: { reason, diffs: left }, ...(why === undefined ? {} : { uncorrectable: why }) };
 }
 
 /**

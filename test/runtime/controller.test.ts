@@ -190,16 +190,19 @@ describe('Controller: drift no update can correct (FieldDiff.cannotCorrect)', ()
 
 describe('Controller: a drifted dependency and its dependents', () => {
   /**
-   * The memory backend, its `mode` diffs marked as no update can correct, and `b` failing permanently to be
-   * observed while `a`'s mode is not 0644 (a file under a directory that is a symlink now) or `failing.always`.
+   * The memory backend, its `mode` diffs marked as no update can correct and as making the resource unusable to
+   * its dependents (as the local backend marks a symlink where a managed directory should be), and `b` failing
+   * permanently to be observed while `a`'s mode is not 0644 (a file under a directory that is a symlink now) or
+   * `failing.always`.
    */
+  const unusable = (d: FieldDiff): FieldDiff => (d.path === 'mode' ? { ...d, cannotCorrect: 'fixed at creation', blocksDependents: true } : d);
   const brokenUnder =
     (failing: { always: boolean } = { always: false }) =>
     (b: MemoryBackend): InfraBackend =>
       wrapMemory(b, 'memory', {
         observe: async (list, ctx) => {
           const out = new Map(await b.observe(list, ctx));
-          for (const [id, obs] of out) if (obs.status === 'drifted') out.set(id, { ...obs, diffs: obs.diffs.map((d) => (d.path === 'mode' ? { ...d, cannotCorrect: 'fixed at creation' } : d)) });
+          for (const [id, obs] of out) if (obs.status === 'drifted') out.set(id, { ...obs, diffs: obs.diffs.map(unusable) });
           const aMode = (b.snapshot().get('a')?.spec as { mode?: string } | undefined)?.mode;
           if ((failing.always || aMode !== '0644') && out.has('b')) out.set('b', { status: 'failed', fault: fault('permanent', 'a is broken') });
           return out;
@@ -207,7 +210,7 @@ describe('Controller: a drifted dependency and its dependents', () => {
       });
   const ab = (extra = ''): string => goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { dependsOn: ['a'] }) + extra);
 
-  it('drift no update can correct blocks its dependents (no attempt spent) until it is put right; then they are looked at at once', async () => {
+  it('drift that makes it unusable to them (blocksDependents) blocks its dependents (no attempt spent) until it is put right; then they are looked at at once', async () => {
     const h = await converged(ab(), { wrap: brokenUnder() });
     h.backend.tamper('a', { mode: '0600' });
     h.backend.tamper('b', { content: 'hand' });
@@ -225,6 +228,53 @@ describe('Controller: a drifted dependency and its dependents', () => {
     expect(contentOf(h, 'b')).toBe('B');
     await h.controller.stop(1000);
     expect(h.store.listRuns(1)[0]?.summary).toMatchObject({ blocked: 1 });
+  });
+
+  it('drift no update can correct that leaves it usable (a database\'s encoding) blocks nothing: its dependent\'s drift is corrected, a new dependent made', async () => {
+    // As the postgres backend marks a database's encoding: cannotCorrect, and the schemas in it work as ever.
+    const h = await converged(ab(), { wrap: markingDiffs((d) => (d.path === 'mode' ? { ...d, cannotCorrect: 'fixed at creation' } : d)) });
+    h.backend.tamper('a', { mode: '0600' });
+    await h.settle();
+    expect(h.store.getNode('a')).toMatchObject({ status: 'drifted', reason: 'drift reported (fixed at creation)' });
+    h.backend.tamper('b', { content: 'hand' });
+    await h.settle();
+    expect(h.calls.updated).toEqual(['b']);
+    expect(h.store.getNode('b')).toMatchObject({ status: 'ready', attempts: 0 });
+    expect(contentOf(h, 'b')).toBe('B');
+    const { graph, gates } = compileYaml(ab(fileNode('c', 'C', { dependsOn: ['a'] })));
+    await h.controller.setGraph(graph, { gates });
+    await h.settle();
+    expect(h.store.getNode('c')?.status).toBe('ready');
+    expect(contentOf(h, 'c')).toBe('C');
+    await h.controller.stop(1000);
+    expect(h.store.listRuns(1)[0]?.summary).toMatchObject({ blocked: 0 });
+  });
+
+  it('a flapping dependency waiting out its backoff blocks nothing: its dependent\'s drift is corrected meanwhile', async () => {
+    const h = await converged(ab());
+    h.backend.tamper('a', { content: 'theirs' });
+    await h.settle();
+    h.backend.tamper('a', { content: 'theirs' });
+    await h.settle();
+    expect(h.store.getNode('a')).toMatchObject({ status: 'drifted', reason: expect.stringMatching(/^flapping drift; next correction in/) });
+    h.calls.reset();
+    h.backend.tamper('b', { content: 'hand' });
+    await h.settle();
+    expect(h.calls.updated).toEqual(['b']);
+    expect(h.store.getNode('b')).toMatchObject({ status: 'ready' });
+    expect(h.store.getNode('a')?.status).toBe('drifted');
+  });
+
+  it('a desired change applied beside drift that blocks (a rotated secret): the drift left, not what was applied, keeps the dependents waiting', async () => {
+    const h = await converged(ab(), { wrap: markingDiffs((d) => (d.path === 'content' ? { ...d, cause: 'secret-rotated' as const } : unusable(d))) });
+    h.backend.tamper('a', { content: 'old', mode: '0600' });
+    h.backend.tamper('b', { content: 'hand' });
+    await h.settle();
+    expect(h.calls.updated).toEqual(['a']);
+    expect(contentOf(h, 'a')).toBe('A');
+    expect(h.store.getNode('a')).toMatchObject({ status: 'drifted', reason: 'drift reported (fixed at creation)' });
+    expect(h.store.getNode('b')).toMatchObject({ status: 'blocked', reason: 'waiting for a' });
+    expect(contentOf(h, 'b')).toBe('hand');
   });
 
   it('drift only reported (selfHeal: false) blocks nothing: the dependent is reconciled as usual', async () => {

@@ -463,6 +463,38 @@ describe('Reconciler: drift no update can correct', () => {
   });
 });
 
+describe('Reconciler: a drifted dependency and its dependents, at plan and at apply alike', () => {
+  /** `mode` no update can correct; `unusable`: and the resource unusable to its dependents meanwhile (`blocksDependents`). */
+  const markMode = (unusable: boolean) => (d: FieldDiff): FieldDiff => (d.path === 'mode' ? { ...markFixed(d), ...(unusable ? { blocksDependents: true as const } : {}) } : d);
+  const planned = async (s: Setup): Promise<Record<string, unknown>> => Object.fromEntries((await s.reconciler.plan(abc, pass)).map((e) => [e.id, e.planned]));
+
+  it.each([
+    { name: 'alone', tamper: { mode: '0600' }, a: { status: 'drift-reported' } },
+    // The rotation applied beside it: the outcome is `updated`, and what stays is what blocks (or not), and what
+    // `apply` says is not converged (its exit code reads it), as `plan` does.
+    { name: 'beside a rotated secret', tamper: { content: 'old', mode: '0600' }, a: { status: 'updated', uncorrectable: 'fixed at creation' } },
+  ])('drift no update can correct, $name: blocks the dependents where it makes the resource unusable to them, else lets them converge', async ({ tamper, a }) => {
+    for (const unusable of [true, false]) {
+      const s = setup({ wrap: (inner) => new Marking(inner, (d) => markMode(unusable)(markRotated(d))) });
+      await s.reconciler.apply(abc, pass);
+      s.backend.tamper('a', tamper);
+      s.backend.tamper('b', { content: 'hand' });
+      const plan = await planned(s);
+      const r = await s.reconciler.apply(abc, pass);
+      if (unusable) {
+        expect(plan['b']).toEqual({ action: 'blocked', reason: 'dependency a is not ready' });
+        expect(r.outcomes.get('b')).toEqual({ status: 'blocked', reason: 'dependency a is not ready' });
+        expect((s.backend.snapshot().get('b')?.spec as { content?: string }).content).toBe('hand');
+      } else {
+        expect(plan['b']).toMatchObject({ action: 'update' });
+        expect(r.outcomes.get('b')).toEqual({ status: 'updated' });
+        expect((s.backend.snapshot().get('b')?.spec as { content?: string }).content).toBe('B');
+      }
+      expect(r.outcomes.get('a')).toMatchObject(a);
+    }
+  });
+});
+
 describe('Reconciler: a resource deleted out of band', () => {
   it('is drift, not a first create: planned as `!`, reported and stored as a diff on `exists` (desired true, actual false), counted, then re-created', async () => {
     const s = setup();

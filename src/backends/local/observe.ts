@@ -74,14 +74,17 @@ export function kindName(actual: ActualEntry): string {
 /**
  * Something of another kind where the node's resource should be: drift on `kind`, which the backend
  * never corrects (it deletes nothing to make room), so it is reported, and a goal that asks for it
- * fails, naming it (`FieldDiff.cannotCorrect`).
+ * fails, naming it (`FieldDiff.cannotCorrect`). Where a directory should be, what lies in it cannot be
+ * managed meanwhile (it would be read and written through a symlink, or fail on a file): its dependents
+ * wait for it (`FieldDiff.blocksDependents`).
  */
-function wrongKindObservation(absPath: string, actual: ActualEntry, wanted: string): Observation {
+function wrongKindObservation(absPath: string, actual: ActualEntry, wanted: 'file' | 'directory' | 'symlink'): Observation {
   const found = kindName(actual);
   const why = wrongKind(absPath, found, wanted).fault;
+  const cannotCorrect = `${why.message}; ${why.hint ?? ''}`.replace(/; $/, '');
   return {
     status: 'drifted',
-    diffs: [{ path: 'kind', desired: wanted, actual: found, cannotCorrect: `${why.message}; ${why.hint ?? ''}`.replace(/; $/, '') }],
+    diffs: [{ path: 'kind', desired: wanted, actual: found, cannotCorrect, ...(wanted === 'directory' ? { blocksDependents: true as const } : {}) }],
     outputs: { path: absPath },
   };
 }

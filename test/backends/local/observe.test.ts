@@ -82,6 +82,16 @@ describe('observeDirectory', () => {
     const obs = observeDirectory({ absPath: '/r/d', mode: 0o755 }, { kind: 'directory', mode: 0o40700 });
     expect(obs).toEqual({ status: 'drifted', diffs: [{ path: 'mode', desired: '0755', actual: '0700' }], outputs: { path: '/r/d' } });
   });
+
+  it('something else where it should be keeps what lies in it waiting (blocksDependents); other drift of a directory, or of a file, does not', () => {
+    const kind = (obs: ReturnType<typeof observeDirectory>): unknown => (obs.status === 'drifted' ? obs.diffs[0] : undefined);
+    for (const actual of [{ kind: 'symlink', target: '/elsewhere' }, file(), { kind: 'other', what: 'fifo' }] as ActualEntry[]) {
+      expect(kind(observeDirectory({ absPath: '/r/d', mode: 0o755 }, actual))).toMatchObject({ path: 'kind', desired: 'directory', cannotCorrect: expect.any(String), blocksDependents: true });
+    }
+    expect(kind(observeDirectory({ absPath: '/r/d', mode: 0o755 }, { kind: 'directory', mode: 0o40700 }))).not.toHaveProperty('blocksDependents');
+    expect(kind(observeFile(expectFile, { kind: 'symlink', target: 'x' } as ActualEntry))).not.toHaveProperty('blocksDependents');
+    expect(kind(observeSymlink({ absPath: '/r/l', target: 'a/b' }, { kind: 'directory', mode: 0o40755 }))).not.toHaveProperty('blocksDependents');
+  });
 });
 
 describe('observeSymlink', () => {
