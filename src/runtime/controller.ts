@@ -159,6 +159,14 @@ export class Controller<S extends NodeSpec> {
    * The drifted nodes whose drift keeps their dependents waiting (`driftBlocksDependents`: drift the
    * backend says makes the resource unusable to them, a symlink where a managed directory should be); a
    * drifted node not in it counts as ready for its dependents. Only read for a node whose status is `drifted`.
+   *
+   * In memory only: a process started over a node stored `drifted` learns it again at its first look,
+   * before any dependent acts on it. At a start every node is looked at now unless it waits out a backoff
+   * or is held (`setGraph`; a drifted node has no backoff), in dependency order, and a dependent about to be
+   * created or corrected while its dependency is due or being looked at waits for it (`pending` in
+   * `reconcileBatch`), then finds it blocking. At most it is observed first, nothing written: a failed
+   * observation (a path through the link) costs it one attempt, which no circuit breaker counts
+   * (`Fault.nodeOnly`).
    */
   private readonly blockingDrift = new Set<NodeId>();
   private graph: DesiredGraph<S> | undefined;

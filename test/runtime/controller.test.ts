@@ -8,7 +8,7 @@ import type { InfraBackend } from '../../src/infra/index.ts';
 import { CIRCUITS_META, DEFAULT_FAULT_POLICY, DesiredGraph, fault, GOALS_EMPTY_META, SqliteStateStore } from '../../src/runtime/index.ts';
 import type { FieldDiff, Observation, ObservationMemo } from '../../src/runtime/index.ts';
 import type { InfraDesiredNodeSpec } from '../../src/infra/index.ts';
-import { compileYaml, fileNode, goalYaml, harness, wrapMemory } from '../support/controller-harness.ts';
+import { capturingLogger, compileYaml, fileNode, goalYaml, harness, wrapMemory } from '../support/controller-harness.ts';
 import { counted } from '../support/store-commits.ts';
 import type { Harness, HarnessOptions } from '../support/controller-harness.ts';
 
@@ -275,6 +275,35 @@ describe('Controller: a drifted dependency and its dependents', () => {
     expect(h.store.getNode('a')).toMatchObject({ status: 'drifted', reason: 'drift reported (fixed at creation)' });
     expect(h.store.getNode('b')).toMatchObject({ status: 'blocked', reason: 'waiting for a' });
     expect(contentOf(h, 'b')).toBe('hand');
+  });
+
+  it('after a restart, a dependency stored drifted is looked at before its dependents act: they are blocked again, nothing done to them', async () => {
+    // What blocks is known in memory only (`blockingDrift`): the first look at the dependency says it again.
+    const dir = mkdtempSync(join(tmpdir(), 'ds-controller-restart-'));
+    const backend = new MemoryBackend(memoryConfigSchema().parse({}), { id: 'mem', log: capturingLogger().log });
+    const { graph, gates } = compileYaml(ab());
+    const first = harness({ dir, backend, wrap: brokenUnder() });
+    let second: Harness | undefined;
+    try {
+      await first.controller.setGraph(graph, { gates });
+      await first.settle();
+      backend.tamper('a', { mode: '0600' });
+      await first.advance(2 * MIN, 10_000);
+      expect(first.store.getNode('b')?.status).toBe('blocked');
+      await first.close();
+      // Meanwhile b is edited by hand, and is observed without failing (a file under a symlink that leads inside the root).
+      backend.tamper('b', { content: 'hand' });
+      second = harness({ dir, backend, wrap: markingDiffs(unusable) });
+      await second.controller.setGraph(graph, { gates });
+      await second.settle();
+      expect(second.calls.updated).toEqual([]);
+      expect(second.store.getNode('a')?.status).toBe('drifted');
+      expect(second.store.getNode('b')).toMatchObject({ status: 'blocked', reason: 'waiting for a' });
+      expect(contentOf(second, 'b')).toBe('hand');
+    } finally {
+      await second?.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('drift only reported (selfHeal: false) blocks nothing: the dependent is reconciled as usual', async () => {
