@@ -163,32 +163,42 @@ export async function compileGoals(ctx: CliContext, mode: PolicyMode = 'hold'): 
   return { ...loaded, policy };
 }
 
+/** Compiled goals (`compileGoalsCached`), and how to keep them as the last good goals once they are applied. */
+export interface CachedGoals {
+  readonly loaded: LoadedGoals;
+  /**
+   * Keeps them as the last good goals (for a daemon that starts on a revision that does not compile),
+   * with `commit`, the goals' commit (`goalsCommit`): called once they are applied (apply, run), never for a
+   * revision refused. Best effort; nothing where they were not stored (no cache, no graph).
+   */
+  keepAsLastGood(commit: string | null): void;
+}
+
 /**
  * `compileGoals` for plan, apply and run, through the compiled-goal cache in the
  * state directory (`goal-cache.ts`): unchanged goals and program skip YAML
  * parsing and compilation. No cache without the launcher's program digest,
  * or with DESIREDSTATE_GOAL_CACHE=off.
  */
-/**
- * `applied`: the goals are about to be applied (apply, run), and kept as the last good goals, with
- * `commit`, the goals' commit (`goalsCommit`), looked up meanwhile.
- */
-export async function compileGoalsCached(ctx: CliContext, options: { applied: boolean; commit?: Promise<string | null> | string | null }): Promise<LoadedGoals> {
+export async function compileGoalsCached(ctx: CliContext): Promise<CachedGoals> {
   requireGoalsDir(ctx);
   requireStateDir(ctx);
   const scope = cacheScope(ctx);
-  if (scope === undefined) return compileGoals(ctx, 'hold');
-  const { goalSetKey, goalSetScope, keepAsLastGood, readCompiledGoals, writeCompiledGoals } = await import('./goal-cache.ts');
+  if (scope === undefined) return { loaded: await compileGoals(ctx, 'hold'), keepAsLastGood: () => undefined };
+  const { entryIdentity, goalSetKey, goalSetScope, keepAsLastGood, readCompiledGoals, writeCompiledGoals } = await import('./goal-cache.ts');
   // The key before the compile, which reads the files again: bytes changed in between are compiled
   // under the old key (a miss once they are read anew), never the old compile under the new key.
   const key = await goalSetKey(scope);
   const cached = key === undefined ? undefined : readCompiledGoals(ctx.stateDir, key);
-  // Goals about to be applied (apply, run) are the last good ones, for a daemon that starts on a revision
-  // that does not compile; a plan's (of a branch, say) are not.
+  // Kept as the last good goals only once applied: a plan's (of a branch, say) are not, nor a revision
+  // the daemon refuses (a mass deletion) or an apply that could not run (the state locked).
+  const keeper = (loaded: LoadedGoals): CachedGoals => {
+    const entry = { key: key!, scope: goalSetScope(scope), loaded, identity: entryIdentity(ctx.stateDir) };
+    return { loaded, keepAsLastGood: (commit) => void keepAsLastGood(ctx.stateDir, entry.key, commit, entry) };
+  };
   if (cached !== undefined) {
     ctx.log.debug({ nodes: cached.result.graph?.size }, 'compiled goals unchanged; taken from the cache');
-    if (options.applied) keepAsLastGood(ctx.stateDir, key!, (await options.commit) ?? null);
-    return cached;
+    return keeper(cached);
   }
   const timeouts = evaluationTimeouts();
   const loaded = await compileGoals(ctx, 'hold');
@@ -197,10 +207,10 @@ export async function compileGoalsCached(ctx: CliContext, options: { applied: bo
   if (!settled) ctx.log.debug('a policy rule reached its time limit: the compiled goals are not stored (the next command compiles again)');
   if (key !== undefined && loaded.result.graph !== undefined && settled) {
     makeStateDir(ctx);
-    if (!writeCompiledGoals(ctx.stateDir, key, goalSetScope(scope), loaded)) ctx.log.debug('could not store the compiled goals (the next command compiles again)');
-    else if (options.applied) keepAsLastGood(ctx.stateDir, key, (await options.commit) ?? null);
+    if (writeCompiledGoals(ctx.stateDir, key, goalSetScope(scope), loaded)) return keeper(loaded);
+    ctx.log.debug('could not store the compiled goals (the next command compiles again)');
   }
-  return loaded;
+  return { loaded, keepAsLastGood: () => undefined };
 }
 
 /** What the compiled-goal cache keys this command's goal sets by besides their files; undefined for no cache (no program digest, or DESIREDSTATE_GOAL_CACHE=off). */

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, linkSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { defaultLoadLimits, DesiredGraph, listGoalFiles, replaceFile } from '../runtime/index.ts';
+import { defaultLoadLimits, DesiredGraph, listGoalFiles, removeQuietly, replaceFile } from '../runtime/index.ts';
 import type { Diagnostic, GoalInfo, NodeGate, NodeId, NodeSettings } from '../runtime/index.ts';
 import { desiredNodeSpec } from '../infra/index.ts';
 import type { BackendDeclaration, InfraNodeSpec, PolicyDefault } from '../infra/index.ts';
@@ -170,12 +170,49 @@ export function readLastGoodGoals(stateDir: string, scope: string): { readonly l
 }
 
 /**
- * Keeps the entry stored now under `key` (`writeCompiledGoals`, or the one a cache hit read) as the goals
- * last applied, with their `commit`. Best effort: false when it could not.
+ * The compiled goal set stored under `key` within `scope` (written, or read on a cache hit), to be kept as
+ * the last good goals once applied (`keepAsLastGood`), and `identity`: which file FILE was then
+ * (`entryIdentity`), so that one a `plan` of other goals put there meanwhile is not kept in its place.
  */
-export function keepAsLastGood(stateDir: string, key: string, commit: string | null): boolean {
+export interface StoredEntry {
+  readonly key: string;
+  readonly scope: string;
+  readonly loaded: LoadedGoals;
+  readonly identity: string | undefined;
+}
+
+/** Which file holds the compiled goal set stored now (device and inode: FILE is replaced whole, never written in place); undefined for none. */
+export function entryIdentity(stateDir: string): string | undefined {
+  return identityOf(join(stateDir, FILE));
+}
+
+function identityOf(path: string): string | undefined {
+  const s = statSync(path, { bigint: true, throwIfNoEntry: false });
+  return s === undefined ? undefined : `${s.dev}:${s.ino}`;
+}
+
+/**
+ * Keeps the entry stored now under `key` (`writeCompiledGoals`, or the one a cache hit read) as the goals
+ * last applied, with their `commit`. Best effort: false when it could not. With `entry` (the goals as
+ * they were stored, kept once they are applied, which may be a while later): should FILE no longer be
+ * that entry (a `plan` of other goals replaced it meanwhile), the entry is written out again, never
+ * the other goals kept under its key.
+ */
+export function keepAsLastGood(stateDir: string, key: string, commit: string | null, entry?: StoredEntry): boolean {
+  const keep = (tmp: string): void => {
+    try {
+      linkSync(join(stateDir, FILE), tmp);
+    } catch (err) {
+      if (entry === undefined) throw err;
+    }
+    if (entry === undefined || (entry.identity !== undefined && identityOf(tmp) === entry.identity)) return;
+    removeQuietly(tmp);
+    const text = storedText(key, entry.scope, entry.loaded);
+    if (text === undefined) throw new Error('no graph to keep');
+    writeFileSync(tmp, text, { mode: 0o600 });
+  };
   return (
-    bestEffort(() => replaceFile(join(stateDir, LAST_GOOD), (tmp) => linkSync(join(stateDir, FILE), tmp))) &&
+    bestEffort(() => replaceFile(join(stateDir, LAST_GOOD), keep)) &&
     bestEffort(() => replaceFile(join(stateDir, LAST_GOOD_COMMIT), (tmp) => writeFileSync(tmp, JSON.stringify({ key, commit }), { mode: 0o600 })))
   );
 }
@@ -230,8 +267,14 @@ function readStored(file: string, wanted: (stored: Stored) => boolean): LoadedGo
 
 /** Stores a compiled goal set under `key`, within `scope` (atomically; a graph-less result is not stored). Best effort: returns false when it could not. */
 export function writeCompiledGoals(stateDir: string, key: string, scope: string, loaded: LoadedGoals): boolean {
+  const text = storedText(key, scope, loaded);
+  return text !== undefined && bestEffort(() => replaceFile(join(stateDir, FILE), (tmp) => writeFileSync(tmp, text, { mode: 0o600 })));
+}
+
+/** A compiled goal set as stored (`Stored`'s JSON); undefined for a result without a graph. */
+function storedText(key: string, scope: string, loaded: LoadedGoals): string | undefined {
   const { graph, goals, diagnostics, gates } = loaded.result;
-  if (graph === undefined) return false;
+  if (graph === undefined) return undefined;
   const strings = new Table<string>((v) => v);
   const labels = new Table<Readonly<Record<string, string>>>((v) => JSON.stringify(v));
   const settings = new Table<NodeSettings>((v) => JSON.stringify(v));
@@ -261,5 +304,5 @@ export function writeCompiledGoals(stateDir: string, key: string, scope: string,
     settings: settings.values,
     nodes,
   };
-  return bestEffort(() => replaceFile(join(stateDir, FILE), (tmp) => writeFileSync(tmp, JSON.stringify(stored), { mode: 0o600 })));
+  return JSON.stringify(stored);
 }

@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { SqliteStateStore } from '../../src/runtime/index.ts';
 import { cli, goalHead, localBackend, tempProject } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
 
@@ -136,6 +137,45 @@ describe('a revision past the mass-deletion guard, in the daemon', () => {
     writeFileSync(join(p.root, 'f19'), 'edited by hand\n');
     await d.waitFor((l) => l.msg === 'drift detected' && l.node === 'f19', 10_000, mark);
     await eventually(() => readFileSync(join(p.root, 'f19'), 'utf8') === '19\n', 5_000, 'f19 repaired');
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+
+    // The refused revision is not the last good goals: a daemon started on a broken one runs the 20 nodes
+    // last running, not the 14 refused (f19, not in those, was no longer reconciled).
+    p.write('app.yaml', files(14, ' v3').replace('content:', 'contnet:'));
+    writeFileSync(join(p.root, 'f19'), 'edited by hand again\n');
+    const again = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
+    expect(await again.waitFor((l) => l.msg.startsWith('goal revision rejected'))).toMatchObject({ msg: 'goal revision rejected; the last good goals, stored when they last compiled, run instead', nodes: 20 });
+    await eventually(() => readFileSync(join(p.root, 'f19'), 'utf8') === '19\n', 5_000, 'f19 repaired under the last good goals');
+    expect(readFileSync(join(p.root, 'f0'), 'utf8')).toBe('0\n');
+    again.kill('SIGTERM');
+    expect((await again.exited).code).toBe(0);
+  });
+});
+
+// The last good goals are the goals last applied: an apply that applied nothing kept its goals as them
+// before it ran, and a daemon started on a broken revision then ran goals never applied.
+describe('an apply refused (the state locked by another process)', () => {
+  it('does not make its goals the last good ones', async () => {
+    const p = tempProject('ds-locked-apply-');
+    daemons.removeAfter(p.dir);
+    p.write('backend.yaml', localBackend(p.root));
+    p.write('app.yaml', goals('good\n'));
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+    const holder = SqliteStateStore.open({ path: join(p.state, 'state.db'), lock: true });
+    try {
+      p.write('app.yaml', goals('never applied\n'));
+      const refused = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain('is locked by process');
+    } finally {
+      holder.close();
+    }
+    p.write('app.yaml', goals('next\n').replace('content:', 'contnet:'));
+    writeFileSync(join(p.root, 'app.conf'), 'edited by hand\n');
+    const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
+    expect((await d.waitFor((l) => l.msg.startsWith('goal revision rejected'))).msg).toBe('goal revision rejected; the last good goals, stored when they last compiled, run instead');
+    await eventually(() => readFileSync(join(p.root, 'app.conf'), 'utf8') === 'good\n', 5_000, 'the hand edit repaired to the goals applied');
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
   });

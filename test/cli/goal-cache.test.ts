@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +7,7 @@ import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { compileGoals, createContext } from '../../src/cli/context.ts';
 import type { CliContext } from '../../src/cli/context.ts';
-import { goalSetKey, goalSetScope, keepAsLastGood, readCompiledGoals, readLastGoodGoals, writeCompiledGoals } from '../../src/cli/goal-cache.ts';
+import { entryIdentity, goalSetKey, goalSetScope, keepAsLastGood, readCompiledGoals, readLastGoodGoals, writeCompiledGoals } from '../../src/cli/goal-cache.ts';
 import type { LoadedGoals } from '../../src/cli/load.ts';
 import { cli, goalHead, localBackend, oneFileGoal, repoRoot, tempProject } from '../support/cli.ts';
 
@@ -121,6 +121,28 @@ ${goalHead()}    - { id: index, type: local.file, spec: { path: www/index.html, 
     expect(keepAsLastGood(state, 'k2', 'c2')).toBe(true);
     writeFileSync(join(state, 'last-good-goals.commit.json'), JSON.stringify({ key: 'k1', commit: 'c1' }));
     expect(readLastGoodGoals(state, scope)?.commit).toBeNull();
+  });
+
+  it('keeps the entry it was given once applied: a second name of it, or written out again when a plan of other goals has replaced it meanwhile', async () => {
+    const state = mkdtempSync(join(tmpdir(), 'ds-goal-cache-'));
+    dirs.push(state);
+    const ctx = context(join(repoRoot, 'goals'), state);
+    const fresh = await compileGoals(ctx, 'hold');
+    const scope = goalSetScope({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: 'p1' });
+    const branch = goalSetScope({ goalsDir: '/a/branch/work/tree', cwd: ctx.cwd, mode: 'hold', program: 'p1' });
+    writeCompiledGoals(state, 'k1', scope, fresh);
+    const entry = { key: 'k1', scope, loaded: fresh, identity: entryIdentity(state) };
+    expect(keepAsLastGood(state, 'k1', 'c1', entry)).toBe(true);
+    expect(statSync(join(state, 'last-good-goals.json')).ino).toBe(statSync(join(state, 'compiled-goals.json')).ino);
+    // Applied a while after it was stored: a plan of a branch's goals has replaced the stored entry since.
+    writeCompiledGoals(state, 'k2', scope, fresh);
+    const later = { key: 'k2', scope, loaded: fresh, identity: entryIdentity(state) };
+    writeCompiledGoals(state, 'from a plan', branch, fresh);
+    expect(keepAsLastGood(state, 'k2', 'c2', later)).toBe(true);
+    expect(readLastGoodGoals(state, branch)).toBeUndefined();
+    const kept = readLastGoodGoals(state, scope)!;
+    expect(kept.commit).toBe('c2');
+    expect(comparable(kept.loaded)).toEqual(comparable(fresh));
   });
 
   it('anything but an intact entry under the same key is a miss', async () => {

@@ -79,8 +79,9 @@ describe.skipIf(!canMount)('a full state filesystem', () => {
     const p = project('apply');
     p.goal(['a']);
     expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
-    // Room for the lock file, not for the pending create in the WAL (SQLite reports it as an I/O error).
-    p.fill(4096);
+    // Room for the compiled goals (written before the state is opened) and the lock file, not for the
+    // pending create in the WAL (SQLite reports it as an I/O error).
+    p.fill(2 * 4096);
     p.goal(['a', 'b']);
     const r = await cli(['apply', '--yes', ...p.args]);
     expect(r.code).toBe(1);

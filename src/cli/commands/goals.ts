@@ -11,9 +11,12 @@ import { goalsCommit } from '../git.ts';
 import type { LoadedGoals } from '../load.ts';
 import { EXIT, UsageError } from '../usage.ts';
 
-/** Compiles (through the compiled-goal cache for plan and apply) and prints diagnostics; the graph when there is no error. */
-async function compiled(ctx: CliContext, cached?: { applied: boolean; commit?: Promise<string | null> }): Promise<{ loaded: LoadedGoals; graph: DesiredGraph<InfraDesiredNodeSpec> } | undefined> {
-  const loaded = cached !== undefined ? await compileGoalsCached(ctx, cached) : await compileGoals(ctx);
+/**
+ * Compiles (through the compiled-goal cache for plan and apply: `cached`) and prints diagnostics; the graph
+ * when there is no error, and how to keep the goals as the last good ones once applied.
+ */
+async function compiled(ctx: CliContext, cached = false): Promise<{ loaded: LoadedGoals; graph: DesiredGraph<InfraDesiredNodeSpec>; keepAsLastGood: (commit: string | null) => void } | undefined> {
+  const { loaded, keepAsLastGood } = cached ? await compileGoalsCached(ctx) : { loaded: await compileGoals(ctx), keepAsLastGood: () => undefined };
   const { diagnostics, graph } = loaded.result;
   if (graph === undefined) {
     printDiagnostics(ctx, diagnostics);
@@ -21,7 +24,7 @@ async function compiled(ctx: CliContext, cached?: { applied: boolean; commit?: P
   }
   // With --format json the warnings go into the command's document (as `diagnostics`, validate's name for them).
   if (diagnostics.length > 0 && ctx.format !== 'json') printDiagnostics(ctx, diagnostics);
-  return { loaded, graph };
+  return { loaded, graph, keepAsLastGood };
 }
 
 /** `validate --format json`'s document (check writes it too, for goals that do not compile): valid when there is a graph. */
@@ -43,7 +46,7 @@ export async function validate(ctx: CliContext): Promise<number> {
 }
 
 export async function plan(ctx: CliContext, options: { showUnchanged: boolean }): Promise<number> {
-  const c = await compiled(ctx, { applied: false });
+  const c = await compiled(ctx, true);
   if (c === undefined) return EXIT.failed;
   const store = openStore(ctx, { lock: false });
   const p = provisioner(ctx, c.loaded);
@@ -128,8 +131,7 @@ function noteEmptyGoals(ctx: CliContext, nodes: number, store: SqliteStateStore)
 export async function apply(ctx: CliContext, options: { yes: boolean; allowMassDeletion: boolean; concurrency: number; history: number | undefined }): Promise<number> {
   // Looked up while the goals load (a few file reads on the thread pool; it never throws).
   const commitLookup = goalsCommit(ctx.goalsDir);
-  // Kept with the goals as the last good ones, for a daemon that starts on a revision that does not compile.
-  const c = await compiled(ctx, { applied: true, commit: commitLookup });
+  const c = await compiled(ctx, true);
   if (c === undefined) return EXIT.failed;
   const store = openStore(ctx, { lock: true });
   const p = provisioner(ctx, c.loaded);
@@ -154,6 +156,11 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     const declared = backendDigests(c.loaded, ctx.cwd);
     const changed = changedBackends(store.getMeta(BACKENDS_META), declared);
     const result = await reconciler.apply(c.graph, { signal: abort.signal, gates: c.loaded.result.gates, commit, trigger: 'apply', allowDeletions, allowMassDeletion: options.allowMassDeletion, changedBackends: changed });
+    // Applied, so the last good goals, with their commit, for a daemon that starts on a revision that does not
+    // compile: not before (an apply refused, the state locked by the daemon, applied nothing). A mass deletion
+    // refused here leaves them so all the same: the rest of them is applied, and the daemon's guard refuses
+    // those deletions again.
+    c.keepAsLastGood(commit);
     const s = result.summary;
     // Drift no update can correct (something of another kind at a file's path), where the goal asks for it
     // to be corrected: reported and left, and not converged, as a failed node is not.

@@ -174,18 +174,18 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       if (why !== 'goals changed') goalWatch?.accept(fingerprint);
       const commit = await goalsCommit(ctx.goalsDir);
       let unreadable: string | undefined;
-      // Through the compiled-goal cache, as plan and apply: unchanged goals skip compiling, and what
-      // compiles is stored (the last good goals, with their commit, for a later start on a revision that does not).
-      const loaded = await compileGoalsCached(ctx, { applied: true, commit }).catch((err: unknown) => {
+      // Through the compiled-goal cache, as plan and apply: unchanged goals skip compiling.
+      const cached = await compileGoalsCached(ctx).catch((err: unknown) => {
         unreadable = errorMessage(err);
         return undefined;
       });
-      if (loaded === undefined) {
+      if (cached === undefined) {
         // A missing or unreadable goal directory is a rejected revision like any other: nothing changes.
         const message = unreadable ?? 'the goals cannot be read';
         await reject(why, [message], { text: message, commit, reason: why }, 'goals cannot be read');
         return;
       }
+      const { loaded } = cached;
       const { graph, diagnostics } = loaded.result;
       if (graph === undefined) {
         for (const d of diagnostics) log.error({ file: d.file, line: d.line, col: d.col, code: d.code, severity: d.severity, text: d.message }, 'goal error');
@@ -205,6 +205,9 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       await use(loaded, commit, why);
       runningGoals = true;
       runningFingerprint = fingerprint;
+      // Running: the last good goals, with their commit, for a later start on a revision that does not
+      // compile. Not before: a revision refused (a mass deletion) never becomes them.
+      cached.keepAsLastGood(commit);
     };
 
     /** Runs a goal set that compiled: its backends, then its graph. */
