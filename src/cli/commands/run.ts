@@ -10,7 +10,8 @@ import type { DaemonProbe } from '../../server/http.ts';
 import { BACKENDS_META, backendDigests, changedBackends as changedFrom, compileGoalsCached, DAEMON_LISTEN, DAEMON_PID, lastGoodGoals, openStore, printDiagnostics, pruneHistory, registry, requireGoalsDir, requireStateDir } from '../context.ts';
 import { loadFaultPolicyFile } from '../fault-policy-file.ts';
 import type { CliContext } from '../context.ts';
-import { DIRTY, goalsCommit, headCommit } from '../git.ts';
+import { GoalsCommitWatch } from '../commit-watch.ts';
+import { goalsCommit } from '../git.ts';
 import { goalTreeFingerprint, watchGoalTree } from '../goal-watch.ts';
 import type { GoalWatch } from '../goal-watch.ts';
 import type { LoadedGoals } from '../load.ts';
@@ -120,7 +121,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
   let store: SqliteStateStore | undefined;
   let goalWatch: GoalWatch | undefined;
   let pruning: NodeJS.Timeout | undefined;
-  let commitWatch: NodeJS.Timeout | undefined;
+  let commitWatch: GoalsCommitWatch | undefined;
   let loading: Promise<void> = Promise.resolve();
   let backendMap: ReadonlyMap<string, InfraBackend> = new Map();
   let listening = false;
@@ -141,6 +142,9 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       watch: (nodes, onChange) => watchBackends(backendMap, nodes, onChange, log),
     }));
     leftovers = holdLeftovers(ctx, c, stop);
+    // The commit of the goals running, which drift is reported under: told of every load, and (once the
+    // daemon runs) watching HEAD move without the goal files changing.
+    const commits = (commitWatch = new GoalsCommitWatch(ctx.goalsDir, { log, record: (commit) => c.setCommit(commit) }));
 
     /**
      * A revision that cannot be used (it does not compile, or cannot be read): nothing changes. The
@@ -152,16 +156,16 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       if (last?.loaded.result.graph !== undefined) {
         log.error({ ...fields, nodes: last.loaded.result.graph.size }, `${what}; the last good goals, stored when they last compiled, run instead`);
         // Under the commit they were applied at, as their runs and drift were then: not HEAD's, which is refused.
-        await use(last.loaded, last.commit, why);
-        runningGoals = false;
+        await use(last.loaded, last.commit, why, undefined);
       } else if (c.currentGraph === undefined) {
         log.error(fields, `${what}; nothing is reconciled until a revision compiles (no last good goals are stored for them)`);
+        commits.refused();
       } else {
         log.error(fields, `${what}; the last good graph keeps running`);
         // Its drift is reported under the commit of the goals it runs, not the one refused (which the
         // commit watch may have seen first, the revision's files being read a debounce later).
-        runningGoals = false;
-        c.setCommit(runningCommit);
+        commits.refused();
+        c.setCommit(commits.commit);
       }
       c.rejectRevision(errors);
     };
@@ -202,16 +206,17 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
         await reject(why, [message], { count: mass.count, limit: mass.limit, nodes: mass.ids, commit, reason: why }, 'goal revision rejected (mass deletion)');
         return;
       }
-      await use(loaded, commit, why);
-      runningGoals = true;
-      runningFingerprint = fingerprint;
+      await use(loaded, commit, why, fingerprint);
       // Running: the last good goals, with their commit, for a later start on a revision that does not
       // compile. Not before: a revision refused (a mass deletion) never becomes them.
       cached.keepAsLastGood(commit);
     };
 
-    /** Runs a goal set that compiled: its backends, then its graph. */
-    const use = async (loaded: LoadedGoals, commit: string | null, why: LoadReason): Promise<void> => {
+    /**
+     * Runs a goal set that compiled: its backends, then its graph, under `commit`. `fingerprint`: the goal
+     * files' when the set was read from them; undefined for the last good goals stored.
+     */
+    const use = async (loaded: LoadedGoals, commit: string | null, why: LoadReason, fingerprint: string | undefined): Promise<void> => {
       const { graph, gates } = loaded.result;
       if (graph === undefined) return;
       const declarations = [...loaded.factory.backends.values()];
@@ -228,6 +233,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       const old = fresh === undefined ? undefined : provisioner.replaceBackends(fresh);
       try {
         await c.setGraph(graph, { gates, commit, changedBackends });
+        commits.loaded(commit, fingerprint);
       } catch (err) {
         if (fresh !== undefined && old !== undefined) {
           provisioner.replaceBackends(old);
@@ -248,19 +254,8 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
         backendKey = key;
         await Promise.allSettled([...old.values()].map((b) => b.close()));
       }
-      runningCommit = commit;
       log.info({ nodes: graph.size, commit, reason: why }, 'goals loaded');
     };
-    /**
-     * The commit of the goals running: when they were loaded (for the last good goals, when they were
-     * applied), or since, a commit the commit watch found them unchanged at (a commit elsewhere in the
-     * repository). Drift is reported under it while a newer revision is refused.
-     */
-    let runningCommit: string | null = null;
-    /** The goal files' fingerprint when the graph running was loaded from them. */
-    let runningFingerprint: string | undefined;
-    /** Whether the graph running is the goal files' own (not the last good goals stored, run in place of a rejected revision). */
-    let runningGoals = false;
     /** A load failed because the state store refused it, and none has worked since. */
     let storeRefusing = false;
     /** Queues a load behind the one in progress; one that fails is logged, and never leaves the queue rejected. */
@@ -305,38 +300,9 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       pruning = setInterval(() => pruneHistory(ctx, opened, options.history), PRUNE_EVERY_MS);
       pruning.unref();
       // HEAD moves without the goal files changing (a commit elsewhere in the repository, or of the
-      // edited goals): drift is reported under the commit checked out now. A few small file reads each
-      // time; git is asked whether the goals differ from it only when HEAD has moved (a goal edit
-      // reloads the goals, which asks it too). Unknown at first: the first poll asks, so a commit made
-      // while the goals loaded is not missed.
-      // While the goals differ from HEAD, git is asked at every poll: they may be made equal to it again
-      // (an edit undone, `git checkout -- goals`) without a goal file left changed to reload them.
-      // The controller logs each commit it records ('goals commit changed'). Only while the goal files are
-      // those the graph running was loaded from: files changed since are the next load's to judge (a broken
-      // revision committed is refused, and its commit is not the running goals'), and a debug line says HEAD
-      // was seen to move.
-      let head: string | null | undefined;
-      let commit: string | null = null;
-      const unchanged = async (): Promise<boolean> => runningGoals && (await goalTreeFingerprint(ctx.goalsDir)) === runningFingerprint;
-      commitWatch = setInterval(() => {
-        void headCommit(ctx.goalsDir).then(async (now) => {
-          if (now === head && commit?.endsWith(DIRTY) !== true) return;
-          head = now;
-          const found = await goalsCommit(ctx.goalsDir);
-          const moved = found !== commit;
-          commit = found;
-          // Asked after git answered: a load may have begun meanwhile.
-          if (await unchanged()) {
-            runningCommit = found;
-            c.setCommit(found);
-          } else {
-            // Looked at again at the next poll (the load meanwhile decides).
-            head = undefined;
-            if (moved) log.debug({ commit: found, running: runningCommit }, 'goals commit not recorded: the goals running are not its');
-          }
-        });
-      }, GOAL_POLL_MS);
-      commitWatch.unref();
+      // edited goals): drift is reported under the commit checked out now. Unknown at first: the first
+      // poll asks, so a commit made while the goals loaded is not missed.
+      commits.start(GOAL_POLL_MS);
       // `desiredstate retry` finds the running daemon here and asks it to release the node at once. Its
       // pid goes with it: a lock held by another process (an apply after this daemon was killed) is not it.
       opened.transaction(() => {
@@ -350,7 +316,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     log.info({ signal: stop.reason }, 'shutting down');
   } finally {
     clearInterval(pruning);
-    clearInterval(commitWatch);
+    commitWatch?.close();
     goalWatch?.close();
     http.server.close();
     http.server.closeAllConnections();
