@@ -51,11 +51,6 @@ export class GoalsCommitWatch {
     this.goalsCommit = options.goalsCommit ?? gitGoalsCommit;
   }
 
-  /** The commit of the goals running. */
-  get commit(): string | null {
-    return this.running;
-  }
-
   /**
    * Goals were loaded and run under `commit`: the goal files' own, taken at `fingerprint` before they
    * were read, or (`fingerprint` undefined) the last good goals stored, run in place of a refused revision.

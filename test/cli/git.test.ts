@@ -260,9 +260,10 @@ describe('provenance, end to end', () => {
     git(dir, 'commit', '-qam', 'broken');
     const broken = git(dir, 'rev-parse', 'HEAD');
     await d.waitFor((l) => l.msg === 'goal revision rejected; the last good graph keeps running');
-    // Past the goal poll (every 5 s) that sees HEAD move to the refused commit: before the refusal it
-    // recorded it (and the refusal put the good one back), after it it leaves it unrecorded.
-    await d.waitFor((l) => (l.msg === 'goals commit changed' && l.to === broken) || (l.msg === 'goals commit not recorded: the goals running are not its' && l.commit === broken), POLL_WAIT_MS);
+    // The goal poll (every 5 s) that sees HEAD move to the refused commit leaves it unrecorded: the goal
+    // files are not those of the goals running, before the refusal as after it.
+    await d.waitFor((l) => l.msg === 'goals commit not recorded: the goals running are not its' && l.commit === broken, POLL_WAIT_MS);
+    expect(d.lines.filter((l) => l.msg === 'goals commit changed')).toEqual([]);
     const mark = d.lines.length;
     writeFileSync(join(root, 'app.conf'), 'edited by hand\n');
     expect((await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark)).commit).toBe(good);

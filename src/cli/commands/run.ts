@@ -157,15 +157,12 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
         log.error({ ...fields, nodes: last.loaded.result.graph.size }, `${what}; the last good goals, stored when they last compiled, run instead`);
         // Under the commit they were applied at, as their runs and drift were then: not HEAD's, which is refused.
         await use(last.loaded, last.commit, why, undefined);
-      } else if (c.currentGraph === undefined) {
-        log.error(fields, `${what}; nothing is reconciled until a revision compiles (no last good goals are stored for them)`);
-        commits.refused();
       } else {
-        log.error(fields, `${what}; the last good graph keeps running`);
-        // Its drift is reported under the commit of the goals it runs, not the one refused (which the
-        // commit watch may have seen first, the revision's files being read a debounce later).
+        // The graph running keeps its commit: the commit watch records none while the goal files are not
+        // those it was loaded from, so the refused revision's never became it.
+        if (c.currentGraph === undefined) log.error(fields, `${what}; nothing is reconciled until a revision compiles (no last good goals are stored for them)`);
+        else log.error(fields, `${what}; the last good graph keeps running`);
         commits.refused();
-        c.setCommit(commits.commit);
       }
       c.rejectRevision(errors);
     };
