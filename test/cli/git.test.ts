@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIRTY, goalsCommit, headCommit, shortCommit } from '../../src/cli/git.ts';
 import { cli, oneFileGoal } from '../support/cli.ts';
 import { trackDaemons } from '../support/daemon.ts';
+import type { Daemon } from '../support/daemon.ts';
 
 // Provenance is read from the repository's files; every answer is checked against git itself.
 let base: string;
@@ -130,6 +131,31 @@ function goalsRepo(name: string): { dir: string; root: string } {
 /** A goal poll comes every 5 s: a generous bound for one to have run and said what it saw. */
 const POLL_WAIT_MS = 20_000;
 
+/** A daemon on `dir`'s goals (`goalsRepo(name)`), its state in `<base>/<name>-state`, reconciling hourly: what it does here is what it is told by its watches. */
+function daemonOn(dir: string, name: string, ...extra: string[]): Daemon {
+  return daemons.start(['--goals', join(dir, 'goals'), '--state', join(base, `${name}-state`), '--listen', '127.0.0.1:0', '--interval', '1h', ...extra], { cwd: dir });
+}
+
+/** A commit outside the goal directory (HEAD moves, the goal files do not); its hash. */
+function commitElsewhere(dir: string, file = 'README'): string {
+  writeFileSync(join(dir, file), `${file}\n`);
+  git(dir, 'add', '--', file);
+  git(dir, 'commit', '-qm', file);
+  return git(dir, 'rev-parse', 'HEAD');
+}
+
+/** Edits the managed file under `root` by hand; the commit the daemon's drift line reports it under. */
+async function driftCommit(d: Daemon, root: string, text: string): Promise<unknown> {
+  const mark = d.lines.length;
+  writeFileSync(join(root, 'app.conf'), text);
+  return (await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark)).commit;
+}
+
+async function stop(d: Daemon): Promise<void> {
+  d.kill('SIGTERM');
+  expect((await d.exited).code).toBe(0);
+}
+
 describe('provenance, end to end', () => {
   it('apply records HEAD on its run and on the drift it reports; a new commit is the next run\'s', async () => {
     const { dir, root } = goalsRepo('project');
@@ -170,43 +196,31 @@ describe('provenance, end to end', () => {
 
   it('a daemon reports drift under the commit -dirty while its goals are edited, and under the new commit once they are committed', async () => {
     const { dir, root } = goalsRepo('daemon-dirty');
-    const d = daemons.start(['--goals', join(dir, 'goals'), '--state', join(base, 'daemon-dirty-state'), '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: dir });
+    const d = daemonOn(dir, 'daemon-dirty');
     await d.waitFor((l) => l.msg === 'node created');
     const head = git(dir, 'rev-parse', 'HEAD');
     writeFileSync(join(dir, 'goals/app.yaml'), oneFileGoal(root, 'v2\n'));
     await d.waitFor((l) => l.msg === 'node updated');
-    let mark = d.lines.length;
-    writeFileSync(join(root, 'app.conf'), 'edited by hand\n');
-    expect((await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark)).commit).toBe(`${head}${DIRTY}`);
+    const mark = d.lines.length;
+    expect(await driftCommit(d, root, 'edited by hand\n')).toBe(`${head}${DIRTY}`);
     git(dir, 'commit', '-qam', 'v2');
     const committed = git(dir, 'rev-parse', 'HEAD');
     // Noticed at the next goal poll (every 5 s).
     expect(await d.waitFor((l) => l.msg === 'goals commit changed' && l.to === committed, POLL_WAIT_MS, mark)).toMatchObject({ from: `${head}${DIRTY}` });
-    mark = d.lines.length;
-    writeFileSync(join(root, 'app.conf'), 'edited again\n');
-    expect((await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark)).commit).toBe(committed);
-    d.kill('SIGTERM');
-    expect((await d.exited).code).toBe(0);
+    expect(await driftCommit(d, root, 'edited again\n')).toBe(committed);
+    await stop(d);
   }, 60_000);
 
   it('a daemon reports drift under the commit checked out now, when HEAD moved but its goals did not', async () => {
     const { dir, root } = goalsRepo('daemon-project');
     const first = git(dir, 'rev-parse', 'HEAD');
-    const d = daemons.start(['--goals', join(dir, 'goals'), '--state', join(base, 'daemon-state'), '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: dir });
+    const d = daemonOn(dir, 'daemon-project');
     await d.waitFor((l) => l.msg === 'node created');
-    // A commit outside the goal directory.
-    writeFileSync(join(dir, 'README'), 'docs\n');
-    git(dir, 'add', '.');
-    git(dir, 'commit', '-qm', 'docs');
-    const moved = git(dir, 'rev-parse', 'HEAD');
+    const moved = commitElsewhere(dir);
     // Noticed at the next goal poll (every 5 s); a hand edit after it is reported under the new commit.
     expect(await d.waitFor((l) => l.msg === 'goals commit changed' && l.to === moved, POLL_WAIT_MS)).toMatchObject({ from: first });
-    const mark = d.lines.length;
-    writeFileSync(join(root, 'app.conf'), 'edited by hand\n');
-    const drift = await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark);
-    expect(drift.commit).toBe(moved);
-    d.kill('SIGTERM');
-    expect((await d.exited).code).toBe(0);
+    expect(await driftCommit(d, root, 'edited by hand\n')).toBe(moved);
+    await stop(d);
   }, 60_000);
 
   it('a daemon that starts on a refused commit runs the last good goals under the commit they were applied at: its run, its log and its drift say it', async () => {
@@ -218,56 +232,51 @@ describe('provenance, end to end', () => {
     writeFileSync(join(dir, 'goals/app.yaml'), `${readFileSync(join(dir, 'goals/app.yaml'), 'utf8')}bad: [\n`);
     git(dir, 'commit', '-qam', 'broken');
     const broken = git(dir, 'rev-parse', 'HEAD');
-    const d = daemons.start([...args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: dir });
+    const d = daemonOn(dir, 'daemon-broken-start');
     expect((await d.waitFor((l) => l.msg.startsWith('goal revision rejected'))).commit).toBe(broken);
     expect((await d.waitFor((l) => l.msg === 'goals loaded')).commit).toBe(good);
     await d.waitFor((l) => l.msg === 'listening');
-    const mark = d.lines.length;
-    writeFileSync(join(root, 'app.conf'), 'edited by hand\n');
-    expect((await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark)).commit).toBe(good);
-    d.kill('SIGTERM');
-    expect((await d.exited).code).toBe(0);
+    expect(await driftCommit(d, root, 'edited by hand\n')).toBe(good);
+    await stop(d);
     const history = JSON.parse((await cli(['history', ...args, '--format', 'json'], { cwd: dir })).stdout) as { runs: { trigger: string; commit: string | null }[] };
     expect(history.runs.map((r) => `${r.trigger} ${r.commit}`)).toEqual([`daemon-start ${good}`, `apply ${good}`]);
   }, 30_000);
 
   it('a daemon whose goals were committed elsewhere since they loaded, then refused, reports drift under the newer commit of the goals it runs', async () => {
     const { dir, root } = goalsRepo('daemon-moved-refused');
-    const d = daemons.start(['--goals', join(dir, 'goals'), '--state', join(base, 'daemon-moved-refused-state'), '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: dir });
+    const d = daemonOn(dir, 'daemon-moved-refused');
     await d.waitFor((l) => l.msg === 'node created');
     // A commit outside the goal directory: the goals running are this commit's too.
-    writeFileSync(join(dir, 'README'), 'docs\n');
-    git(dir, 'add', '.');
-    git(dir, 'commit', '-qm', 'docs');
-    const moved = git(dir, 'rev-parse', 'HEAD');
-    expect((await d.waitFor((l) => l.msg === 'goals commit changed', 10_000)).to).toBe(moved);
+    const moved = commitElsewhere(dir);
+    expect((await d.waitFor((l) => l.msg === 'goals commit changed', POLL_WAIT_MS)).to).toBe(moved);
     writeFileSync(join(dir, 'goals/app.yaml'), 'apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: [broken\n');
     git(dir, 'commit', '-qam', 'broken');
     await d.waitFor((l) => l.msg === 'goal revision rejected; the last good graph keeps running');
-    const mark = d.lines.length;
-    writeFileSync(join(root, 'app.conf'), 'edited by hand\n');
-    expect((await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark)).commit).toBe(moved);
-    d.kill('SIGTERM');
-    expect((await d.exited).code).toBe(0);
-  }, 30_000);
+    expect(await driftCommit(d, root, 'edited by hand\n')).toBe(moved);
+    await stop(d);
+  }, 60_000);
 
-  it('a daemon whose new commit of the goals is refused reports drift under the commit of the goals it still runs', async () => {
+  it('a daemon whose new commit of the goals is refused reports drift under the commit of the goals it still runs, and says each HEAD it does not record once', async () => {
     const { dir, root } = goalsRepo('daemon-refused');
-    const d = daemons.start(['--goals', join(dir, 'goals'), '--state', join(base, 'daemon-refused-state'), '--listen', '127.0.0.1:0', '--interval', '1h', '--log-level', 'debug'], { cwd: dir });
+    const d = daemonOn(dir, 'daemon-refused', '--log-level', 'debug');
     await d.waitFor((l) => l.msg === 'node created');
     const good = git(dir, 'rev-parse', 'HEAD');
+    const mark = d.lines.length;
     writeFileSync(join(dir, 'goals/app.yaml'), 'apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: [broken\n');
     git(dir, 'commit', '-qam', 'broken');
     const broken = git(dir, 'rev-parse', 'HEAD');
     await d.waitFor((l) => l.msg === 'goal revision rejected; the last good graph keeps running');
     // The goal poll (every 5 s) that sees HEAD move to the refused commit leaves it unrecorded: the goal
     // files are not those of the goals running, before the refusal as after it.
-    await d.waitFor((l) => l.msg === 'goals commit not recorded: the goals running are not its' && l.commit === broken, POLL_WAIT_MS);
-    expect(d.lines.filter((l) => l.msg === 'goals commit changed')).toEqual([]);
-    const mark = d.lines.length;
-    writeFileSync(join(root, 'app.conf'), 'edited by hand\n');
-    expect((await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark)).commit).toBe(good);
-    d.kill('SIGTERM');
-    expect((await d.exited).code).toBe(0);
+    const notRecorded = (): unknown[] => d.lines.slice(mark).filter((l) => l.msg === 'goals commit not recorded: the goals running are not its').map((l) => l.commit);
+    await d.waitFor((l) => l.msg === 'goals commit not recorded: the goals running are not its' && l.commit === broken, POLL_WAIT_MS, mark);
+    expect(await driftCommit(d, root, 'edited by hand\n')).toBe(good);
+    // HEAD moves again, a poll or more later: said once more, and the refused commit was said once, not at every poll.
+    const next = commitElsewhere(dir);
+    await d.waitFor((l) => l.msg === 'goals commit not recorded: the goals running are not its' && l.commit === next, POLL_WAIT_MS, mark);
+    expect(notRecorded()).toEqual([broken, next]);
+    expect(d.lines.slice(mark).filter((l) => l.msg === 'goals commit changed')).toEqual([]);
+    expect(await driftCommit(d, root, 'edited again\n')).toBe(good);
+    await stop(d);
   }, 60_000);
 });
