@@ -169,19 +169,28 @@ describe('desiredstate run: the real daemon', () => {
   }, 90_000);
 });
 
-describe('desiredstate run: a tree deleted by hand', () => {
-  const q = tempProject('ds-daemon-tree-');
+/**
+ * A project whose goal `tree` manages the directory srv/conf (0750) and app.toml and app.env in it, and
+ * with `srv` the directory srv (0755) too.
+ */
+function confTreeProject(prefix: string, options: { srv: boolean }): ReturnType<typeof tempProject> {
+  const q = tempProject(prefix);
   q.write('backend.yaml', localBackend(q.root));
+  const srv = options.srv ? '    - { id: srv, type: local.directory, spec: { path: srv, mode: "0755" } }\n' : '';
   q.write('tree.yaml', `apiVersion: desiredstate/v1
 kind: Goal
 metadata: { name: tree }
 spec:
   nodes:
-    - { id: srv, type: local.directory, spec: { path: srv, mode: "0755" } }
-    - { id: conf, type: local.directory, spec: { path: srv/conf, mode: "0750" } }
+${srv}    - { id: conf, type: local.directory, spec: { path: srv/conf, mode: "0750" } }
     - { id: app, type: local.file, spec: { path: srv/conf/app.toml, mode: "0640", content: "port = 8080\\n" } }
     - { id: env, type: local.file, spec: { path: srv/conf/app.env, mode: "0600", content: "A=1\\n" } }
 `);
+  return q;
+}
+
+describe('desiredstate run: a tree deleted by hand', () => {
+  const q = confTreeProject('ds-daemon-tree-', { srv: true });
   const qd = trackDaemons(q.dir);
 
   it('rm -rf: each directory is made again with its own mode before the files in it, every node reported as gone', async () => {
@@ -204,17 +213,7 @@ spec:
 });
 
 describe('desiredstate run: a managed directory made a symlink out of the root by hand', () => {
-  const q = tempProject('ds-daemon-link-');
-  q.write('backend.yaml', localBackend(q.root));
-  q.write('tree.yaml', `apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: tree }
-spec:
-  nodes:
-    - { id: conf, type: local.directory, spec: { path: srv/conf, mode: "0750" } }
-    - { id: app, type: local.file, spec: { path: srv/conf/app.toml, mode: "0640", content: "port = 8080\\n" } }
-    - { id: env, type: local.file, spec: { path: srv/conf/app.env, mode: "0600", content: "A=1\\n" } }
-`);
+  const q = confTreeProject('ds-daemon-link-', { srv: false });
   const qd = trackDaemons(q.dir);
 
   it('blocks the files in it (never held) while the link is there, and makes them again at once when it goes', async () => {

@@ -173,6 +173,11 @@ describe('the logs, for a node a policy holds', () => {
     const before = await handedOut();
     writeFileSync(join(p.root, 'f1.txt'), 'by hand\n');
     await eventually(async () => (await handedOut()) > before, 10_000, 'f1 looked at again');
+    // The API's answer and the log come over two pipes in no fixed order: a line f1's look logged may be
+    // still on its way. A hand edit of the node beside it, after that look, is logged after it.
+    const mark = d.lines.length;
+    writeFileSync(join(p.root, 'ok.txt'), 'by hand\n');
+    await d.waitFor((l) => l.msg === 'drift detected' && l.node === 'ok', 10_000, mark);
     expect(held()).toHaveLength(1);
 
     // The policy alone changes the reason: logged again, with the new one.
