@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,17 +6,12 @@ import { GoalsCommitWatch } from '../../src/cli/commit-watch.ts';
 import { goalsCommit } from '../../src/cli/git.ts';
 import { goalTreeFingerprint } from '../../src/cli/goal-watch.ts';
 import { capturingLogger } from '../support/controller-harness.ts';
+import { git } from '../support/git.ts';
 
 // The daemon's goals-commit watch, polled by hand (the daemon polls it every 5 s) over a real repository.
 const base = mkdtempSync(join(tmpdir(), 'ds-commit-watch-'));
 afterAll(() => rmSync(base, { recursive: true, force: true }));
 
-const git = (cwd: string, ...args: string[]): string =>
-  execFileSync('git', args, {
-    cwd,
-    encoding: 'utf8',
-    env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@example.com', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@example.com' },
-  }).trim();
 
 const NOT_RECORDED = 'goals commit not recorded: the goals running are not its';
 

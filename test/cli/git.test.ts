@@ -1,21 +1,15 @@
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIRTY, goalsCommit, headCommit, shortCommit } from '../../src/cli/git.ts';
 import { cli, oneFileGoal } from '../support/cli.ts';
+import { git } from '../support/git.ts';
 import { trackDaemons } from '../support/daemon.ts';
 import type { Daemon } from '../support/daemon.ts';
 
 // Provenance is read from the repository's files; every answer is checked against git itself.
 let base: string;
-const git = (cwd: string, ...args: string[]): string =>
-  execFileSync('git', args, {
-    cwd,
-    encoding: 'utf8',
-    env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@example.com', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@example.com' },
-  }).trim();
 
 function repo(name: string): string {
   const dir = join(base, name);

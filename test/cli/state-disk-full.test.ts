@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
+import { git as gitIn } from '../support/git.ts';
 import { cli, localBackend, stateRows } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
 import type { LogLine } from '../support/daemon.ts';
@@ -158,8 +159,7 @@ describe.skipIf(!canMount)('a full state filesystem', () => {
     const p = project('commit');
     p.goal(['a']);
     const dir = join(p.goals, '..');
-    const git = (...args: string[]): string =>
-      execFileSync('git', args, { cwd: dir, encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@example.com', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@example.com' } }).trim();
+    const git = (...args: string[]): string => gitIn(dir, ...args);
     writeFileSync(join(dir, '.gitignore'), 'state/\nroot/\n');
     git('init', '-q', '-b', 'main');
     git('add', '.');
