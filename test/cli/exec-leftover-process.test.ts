@@ -1,7 +1,7 @@
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, execGoalHead, logLines, shellResource, stateRows, tempProject } from '../support/cli.ts';
+import { cli, execGoalHead, logLines, slowCreateResource, stateRows, tempProject } from '../support/cli.ts';
 import { killDuringCreate, trackDaemons } from '../support/daemon.ts';
 import type { Daemon } from '../support/daemon.ts';
 import { isAlive } from '../support/backend.ts';
@@ -18,24 +18,7 @@ const daemons = trackDaemons();
 /** A project with one exec resource whose create takes `slow` seconds (unless `<dir>/fast` exists), its commands given `timeout`. */
 function project(prefix: string, slow: number, timeout: string): ReturnType<typeof tempProject> & { log: () => string[] } {
   const p = tempProject(prefix);
-  // A resource kept in a JSON file; every create's start and end are logged with the create's pid.
-  const script = shellResource(
-    p.dir,
-    `state="$dir/resource.json"
-req=$(cat)
-case "$1" in
-  read)
-    if [ -f "$state" ]; then printf '{"exists":true,"state":%s,"outputs":{"id":"r-1"}}\\n' "$(cat "$state")"; else echo '{"exists":false}'; fi ;;
-  create)
-    echo "start $$" >> "$dir/creates.log"
-    # A slow cloud API: nothing exists until it answers. The sleep is a child of the script, in its group.
-    if [ ! -f "$dir/fast" ]; then sleep ${slow} & echo $! > "$dir/sleep.pid"; wait; fi
-    printf '{"size":"large"}' > "$state"
-    echo "done $$" >> "$dir/creates.log"
-    echo '{"outputs":{"id":"r-1"}}' ;;
-esac
-`,
-  );
+  const script = slowCreateResource(p.dir, slow, '{"id":"r-1"}');
   p.write(
     'goals.yaml',
     `${execGoalHead({ config: `{ timeout: ${timeout} }` })}    - id: big-resource

@@ -1,7 +1,7 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, logLines, shellResource, stateRows, tempProject } from '../support/cli.ts';
+import { cli, logLines, slowCreateResource, stateRows, tempProject } from '../support/cli.ts';
 import { killDuringCreate, trackDaemons } from '../support/daemon.ts';
 import { isAlive } from '../support/backend.ts';
 
@@ -15,25 +15,8 @@ const daemons = trackDaemons();
 
 function project(): ReturnType<typeof tempProject> & { log: () => string[] } {
   const p = tempProject('ds-script-leftover-');
-  // The generated script (a generator command prints it): a resource kept in a JSON file, every
-  // create's start and end logged with the create's pid.
-  const script = shellResource(
-    p.dir,
-    `state="$dir/resource.json"
-req=$(cat)
-case "$1" in
-  read)
-    if [ -f "$state" ]; then printf '{"exists":true,"state":%s}\\n' "$(cat "$state")"; else echo '{"exists":false}'; fi ;;
-  create)
-    echo "start $$" >> "$dir/creates.log"
-    # A slow API: nothing exists until it answers. The sleep is a child of the script, in its group.
-    sleep 3 & echo $! > "$dir/sleep.pid"; wait
-    printf '{"size":"large"}' > "$state"
-    echo "done $$" >> "$dir/creates.log"
-    echo '{"outputs":{}}' ;;
-esac
-`,
-  );
+  // The generated script (a generator command prints it): a slow create, logged.
+  const script = slowCreateResource(p.dir, 3, '{}');
   p.write(
     'goals.yaml',
     `apiVersion: desiredstate/v1

@@ -28,7 +28,14 @@ afterAll(() => {
 // Registered after the removal above, so it runs first (hooks unwind as a stack): the daemons are gone before their directories.
 const daemons = trackDaemons();
 
-function projectIn(environment: string, config = '{ root: root }'): string {
+const MOTD = `    - id: motd
+      type: generic.resource
+      spec:
+        input: { path: etc/motd, content: "hello\\n" }
+`;
+
+/** A project with one script Backend (`config`) and a goal in `environment` holding `nodes` (YAML list items). */
+function projectIn(environment: string, config = '{ root: root }', nodes = MOTD): string {
   const dir = mkdtempSync(join(tmpdir(), 'ds-scripts-cli-'));
   made.push(dir);
   mkdirSync(join(dir, 'goals'));
@@ -47,11 +54,7 @@ metadata: { name: app, environment: ${environment} }
 spec:
   defaults: { backend: scripts }
   nodes:
-    - id: motd
-      type: generic.resource
-      spec:
-        input: { path: etc/motd, content: "hello\\n" }
-`,
+${nodes}`,
   );
   return dir;
 }
@@ -196,26 +199,14 @@ describe.skipIf(!hasJq)('desiredstate scripts', () => {
   // An update that exited 0 and changed nothing was reported "updated" on every apply, and its 51
   // "successes" made the script run alone in prod.
   it('a script whose update exits 0 but leaves the drift: apply reports the node failed, and the script earns no trust', async () => {
-    const dir = projectIn('dev');
-    const script = join(dir, 'lazy.sh');
+    const scripts = mkdtempSync(join(tmpdir(), 'ds-scripts-lazy-'));
+    made.push(scripts);
+    const script = join(scripts, 'lazy.sh');
     writeFileSync(script, `#!/bin/sh\ncat > /dev/null\ncase "$1" in read) echo '{"exists": true, "state": {"name": "WRONG"}}';; update) echo '{"outputs": {}}';; esac\n`);
-    writeFileSync(
-      join(dir, 'goals/app.yaml'),
-      `apiVersion: desiredstate/v1
-kind: Backend
-metadata: { name: scripts }
-spec:
-  type: script
-  config: { root: root, generator: { type: command, command: [sh, -c, 'cat > /dev/null; cat "$0"', ${JSON.stringify(script)}] } }
----
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: app, environment: dev }
-spec:
-  defaults: { backend: scripts }
-  nodes:
-    - { id: devnode, type: generic.resource, spec: { input: { name: right } } }
-`,
+    const dir = projectIn(
+      'dev',
+      `{ root: root, generator: { type: command, command: [sh, -c, 'cat > /dev/null; cat "$0"', ${JSON.stringify(script)}] } }`,
+      '    - { id: devnode, type: generic.resource, spec: { input: { name: right } } }\n',
     );
     await cli(dir, ['plan']);
     const hash = (json((await cli(dir, ['scripts', 'list', '--format', 'json'])).stdout) as { scripts: { hash: string }[] }).scripts[0]!.hash;

@@ -129,6 +129,32 @@ export function shellResource(dir: string, body: string): string {
   return script;
 }
 
+/**
+ * A `shellResource` whose create is slow: a resource kept in `$dir/resource.json`, every create's start
+ * and end logged with its pid in `$dir/creates.log`, and between them a `sleep` of `slow` seconds (unless
+ * `$dir/fast` exists), a child of the script in its process group, its pid in `$dir/sleep.pid`. `outputs`:
+ * the JSON object read and create print as outputs. Its path.
+ */
+export function slowCreateResource(dir: string, slow: number, outputs: string): string {
+  return shellResource(
+    dir,
+    `state="$dir/resource.json"
+req=$(cat)
+case "$1" in
+  read)
+    if [ -f "$state" ]; then printf '{"exists":true,"state":%s,"outputs":${outputs}}\\n' "$(cat "$state")"; else echo '{"exists":false}'; fi ;;
+  create)
+    echo "start $$" >> "$dir/creates.log"
+    # A slow API: nothing exists until it answers.
+    if [ ! -f "$dir/fast" ]; then sleep ${slow} & echo $! > "$dir/sleep.pid"; wait; fi
+    printf '{"size":"large"}' > "$state"
+    echo "done $$" >> "$dir/creates.log"
+    echo '{"outputs":${outputs}}' ;;
+esac
+`,
+  );
+}
+
 /** The lines a test's script appended to `file` (none while it does not exist). */
 export function logLines(file: string): string[] {
   return existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n') : [];
