@@ -31,7 +31,6 @@ export class GoalsCommitWatch {
   private running: string | null = null;
   /** The goal files' fingerprint when the goals running were loaded from them; undefined when they are not the files' own. */
   private fingerprint: string | undefined;
-  private own = false;
   /** Counts the loads told (`loaded`, `refused`): a poll that sees it move looks again. */
   private loads = 0;
   /** HEAD and `loads` when the last poll looked (undefined: never). */
@@ -58,13 +57,11 @@ export class GoalsCommitWatch {
   loaded(commit: string | null, fingerprint: string | undefined): void {
     this.running = commit;
     this.fingerprint = fingerprint;
-    this.own = fingerprint !== undefined;
     this.loads++;
   }
 
   /** A revision was refused: the graph running (if any) keeps its commit, and is no longer the goal files' own. */
   refused(): void {
-    this.own = false;
     this.fingerprint = undefined;
     this.loads++;
   }
@@ -100,11 +97,11 @@ export class GoalsCommitWatch {
   private async look(): Promise<void> {
     const now = await headCommit(this.dir);
     const loads = this.loads;
-    const dirty = this.own && this.running?.endsWith(DIRTY) === true;
+    const dirty = this.fingerprint !== undefined && this.running?.endsWith(DIRTY) === true;
     if (now === this.head && loads === this.seen && !dirty) return;
     this.head = now;
     this.seen = loads;
-    if (!this.own) {
+    if (this.fingerprint === undefined) {
       this.notRecorded(now, now);
       return;
     }
@@ -119,7 +116,7 @@ export class GoalsCommitWatch {
     const fingerprint = await goalTreeFingerprint(this.dir);
     // A load finished meanwhile (its commit may be older than `found`): the next poll looks again.
     if (this.loads !== loads) return;
-    if (this.own && fingerprint === this.fingerprint) {
+    if (fingerprint === this.fingerprint) {
       this.options.record(found);
       this.running = found;
       this.told = now;

@@ -1,4 +1,4 @@
-import { assertNever, FaultError, toFault } from '../runtime/index.ts';
+import { assertNever, escapeRegex, FaultError, toFault } from '../runtime/index.ts';
 import type { Fault, FieldDiff, Observation, Outputs } from '../runtime/index.ts';
 import { SECRET_MASK } from './secret.ts';
 import { isInfraNodeType, textFields } from './spec.ts';
@@ -118,7 +118,7 @@ function maskLines(lines: readonly string[], found: string[] | undefined): strin
 }
 
 /** A text of one or more lines with what looks like a secret in it masked, line by line (`maskSecretLines`). */
-function maskSecretText(text: string): string {
+export function maskSecretText(text: string): string {
   return text.includes('\n') ? maskSecretLines(text.split('\n')).join('\n') : maskSecretLines([text])[0]!;
 }
 
@@ -165,7 +165,7 @@ export function maskShownSecrets(spec: Readonly<Record<string, unknown>>, messag
   }
   if (shown.size === 0) return message;
   // One pass, longest first: what is replaced is not looked at again. A mask already there is left whole (see replaceForms).
-  const forms = new RegExp([...shown.keys()].sort((a, b) => b.length - a.length).map((f) => f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'g');
+  const forms = new RegExp([...shown.keys()].sort((a, b) => b.length - a.length).map(escapeRegex).join('|'), 'g');
   return message
     .split(SECRET_MASK)
     .map((part) => part.replace(forms, (m) => shown.get(m)!))

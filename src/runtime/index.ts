@@ -28,3 +28,4 @@ export * from './node-record.ts';
 export * from './limit.ts';
 export * from './lazy.ts';
 export { MISSING_RESOURCE } from './drift-report.ts';
+export * from './regex.ts';

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { once } from './lazy.ts';
 
 /**
  * Whether process `pid` runs: one of another user's counts (EPERM); a zombie does not. A zombie has
@@ -26,13 +27,8 @@ function exists(pid: number): boolean {
   }
 }
 
-let procSeen: boolean | undefined;
-
 /** Whether this system has a Linux /proc: read on first use (see `bootId`). */
-function hasProc(): boolean {
-  procSeen ??= existsSync('/proc/self/stat');
-  return procSeen;
-}
+const hasProc = once(() => existsSync('/proc/self/stat'));
 
 let bootIdRead: { readonly id: string | undefined } | undefined;
 

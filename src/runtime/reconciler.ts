@@ -249,8 +249,12 @@ export class Reconciler<S extends NodeSpec> {
     const run = (): number => (runId ??= this.store.startRun(options.trigger ?? 'apply', options.commit ?? null, startedAt));
     const deferred = new DeferredWrites(this.store);
     const outcomes = new Map<NodeId, NodeOutcome>();
-    // The drift each node is left with this pass (`driftLeft`), where any: what its dependents' `isReady` reads.
-    const left = new Map<NodeId, readonly FieldDiff[]>();
+    // The nodes whose drift left this pass (`driftLeft`) keeps their dependents waiting (`driftBlocksDependents`).
+    const blocking = new Set<NodeId>();
+    const leaves = (id: NodeId, drift: readonly FieldDiff[]): void => {
+      if (driftBlocksDependents(drift)) blocking.add(id);
+      else blocking.delete(id);
+    };
     const outputs = new Map<NodeId, Outputs>();
     const records = new Map<NodeId, NodeRecord>();
     // Each node's memo as of its latest observation or operation in this pass (as the daemon's records
@@ -321,7 +325,7 @@ export class Reconciler<S extends NodeSpec> {
             outcomes.set(node.id, { status: 'held', reason: prev.reason ?? 'held' });
             continue;
           }
-          const badDep = graph.dependencies(node.id).find((d) => !isReady(outcomes.get(d), left.get(d)));
+          const badDep = graph.dependencies(node.id).find((d) => !isReady(outcomes.get(d), blocking.has(d)));
           if (badDep !== undefined) {
             const reason = `dependency ${badDep} is not ready`;
             outcomes.set(node.id, { status: 'blocked', reason });
@@ -352,7 +356,7 @@ export class Reconciler<S extends NodeSpec> {
               reportDrift(node, diffs, log());
               if (!corrected(node.settings, diffs)) {
                 outcomes.set(node.id, { status: 'drift-reported', diffs });
-                left.set(node.id, diffs);
+                leaves(node.id, diffs);
                 put(node, 'drifted', { managed: true, reason: `resource missing; drift reported (${reportOnly(node.settings, diffs)})` });
                 break;
               }
@@ -390,7 +394,7 @@ export class Reconciler<S extends NodeSpec> {
               const leftDrift = drift.length > 0 && !corrected(node.settings, drift) ? `drift reported (${reportOnly(node.settings, drift)})` : undefined;
               if (leftDrift !== undefined && changes.length === 0) {
                 outcomes.set(node.id, { status: 'drift-reported', diffs });
-                left.set(node.id, drift);
+                leaves(node.id, drift);
                 put(node, 'drifted', { managed: true, outputs: obs.outputs, memo: obs.memo ?? null, reason: leftDrift });
                 break;
               }
@@ -427,7 +431,7 @@ export class Reconciler<S extends NodeSpec> {
           // pending, and the next run's read is told it was interrupted, as after a crash.
           if (!createCutShort(st.op, r)) deferred.finished(opIds[i]!, r);
           this.record(st, r, outcomes, outputs, memos, put, this.log.child({ node: st.node.id, backend: st.node.spec.backendId }));
-          if (r.status === 'done' && st.leftDrift !== undefined) left.set(st.node.id, st.leftDrift.diffs);
+          if (r.status === 'done' && st.leftDrift !== undefined) leaves(st.node.id, st.leftDrift.diffs);
         });
       }
       if (policyHolds > POLICY_HELD_LINES) {
@@ -578,12 +582,12 @@ export class Reconciler<S extends NodeSpec> {
 
 /**
  * Whether a dependency's outcome lets its dependents go on: done, drift left as it is or not, unless the
- * drift it is left with (`left`) keeps them waiting (`driftBlocksDependents`), as the daemon and plan decide.
+ * drift it is left with keeps them waiting (`blocking`: `driftBlocksDependents`), as the daemon and plan decide.
  */
-function isReady(o: NodeOutcome | undefined, left: readonly FieldDiff[] | undefined): boolean {
+function isReady(o: NodeOutcome | undefined, blocking: boolean): boolean {
   if (o === undefined) return false;
   const done = o.status === 'created' || o.status === 'updated' || o.status === 'unchanged' || o.status === 'adopted' || o.status === 'drift-reported';
-  return done && (left === undefined || !driftBlocksDependents(left));
+  return done && !blocking;
 }
 
 /**

@@ -288,13 +288,13 @@ function readLock(lockPath: string): { readonly text: string; readonly holder: L
  * judged by its pid alone.
  */
 function holderAlive(holder: LockHolder): boolean {
-  // What runs under the pid now, read once (Linux): its start, and whether it is a zombie.
+  // What runs under the pid now (Linux): its start. isAlive says no to a zombie.
   const running = processStat(holder.pid);
   if (holder.host === hostname()) {
     if (inAnotherBoot(holder.boot)) return false;
     if (holder.start !== '' && holder.boot !== '' && running !== undefined && running.start !== holder.start) return false;
   }
-  return isAlive(holder.pid) && running?.state !== 'Z';
+  return isAlive(holder.pid);
 }
 
 /** The state file, its WAL and shared-memory files and the lock: the owner's only. */

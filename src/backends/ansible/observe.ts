@@ -1,4 +1,4 @@
-import { lineOps, maskSecretLines, tailLines } from '../../infra/index.ts';
+import { lineOps, maskSecretLines, maskSecretText, tailLines } from '../../infra/index.ts';
 import type { ProcessOutcome } from '../../infra/index.ts';
 import { assertNever, fault, FaultError, isJsonObject } from '../../runtime/index.ts';
 import type { Fault, FieldDiff, Outputs } from '../../runtime/index.ts';
@@ -303,17 +303,12 @@ function renderDiffEntry(entry: unknown): string | undefined {
   if (!isJsonObject(entry)) return undefined;
   if (typeof entry.prepared === 'string') return maskDiffLines(entry.prepared.trimEnd().split('\n')).join('\n');
   if (!('before' in entry) && !('after' in entry)) return undefined;
-  const before = maskedText(asText(entry.before));
-  const after = maskedText(asText(entry.after));
+  const before = maskSecretText(asText(entry.before));
+  const after = maskSecretText(asText(entry.after));
   if (before === after) return undefined;
   const beforeHeader = header(entry.before_header, 'before');
   const afterHeader = header(entry.after_header, 'after');
   return [`--- ${beforeHeader}`, `+++ ${afterHeader}`, ...lineDiff(before, after)].join('\n');
-}
-
-/** A text's lines with secrets masked (`maskSecretLines`). */
-function maskedText(text: string): string {
-  return maskSecretLines(text.split('\n')).join('\n');
 }
 
 /** The lines of a diff a module prepared (`+line`, `-line`, ` line`, headers), the text after each marker masked. */

@@ -115,7 +115,7 @@ export class ScriptProvisioner implements ResourceProvisioner {
       ctx.log.info({ node: node.id, script: script.hash, standing: standing.standing }, 'script held');
       return { status: 'indeterminate', reason: readGate.reason, waiting: true };
     }
-    const stdout = await this.run(script, node, 'read', null, ctx);
+    const stdout = await this.read(script, node, ctx);
     const obs = toObservation(inputOf(node.spec.spec), parseRead(stdout), ctx.outputsOf(node.id));
     // A change would follow: say now that it cannot run, so the node shows held (⊘) rather than failing later.
     const verb = obs.status === 'absent' ? 'create' : obs.status === 'drifted' && node.settings.selfHeal ? 'update' : undefined;
@@ -243,10 +243,10 @@ export class ScriptProvisioner implements ResourceProvisioner {
   }
 
   /** Runs `read`, records it in the ledger, and returns its stdout or throws its classified fault. */
-  private async run(script: ArtifactRecord, node: BackendNode, verb: 'read', grantId: number | null, ctx: OperationContext): Promise<string> {
-    const outcome = await this.execute(script, node, verb, execRequest(node.id, inputOf(node.spec.spec), ctx), ctx);
-    const stdout = this.answer(script, node, verb, outcome, grantId, ctx, () => successOutput(verb, outcome));
-    this.record(script, node, verb, outcome, grantId, { counted: false }, ctx);
+  private async read(script: ArtifactRecord, node: BackendNode, ctx: OperationContext): Promise<string> {
+    const outcome = await this.execute(script, node, 'read', execRequest(node.id, inputOf(node.spec.spec), ctx), ctx);
+    const stdout = this.answer(script, node, 'read', outcome, null, ctx, () => successOutput('read', outcome));
+    this.record(script, node, 'read', outcome, null, { counted: false }, ctx);
     return stdout;
   }
 

@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { z } from 'zod';
-import { assertNever, didYouMean, formatPath, meantInput, reportZodIssues, suggestion, valueAtPath } from '../../runtime/index.ts';
+import { assertNever, didYouMean, formatLocation, formatPath, isJsonObject, meantInput, reportZodIssues, suggestion, valueAtPath } from '../../runtime/index.ts';
 import type { DiagnosticBag, GoalInfo, MeantInput, NodeDeclaration, NodeGate, PathKey, RawDocument, SourceLocation } from '../../runtime/index.ts';
 import type { AppliedDefault, PolicyEngine, PolicyVerdict } from '../policy.ts';
 import { maskShownSecrets, shownSpec } from '../secret-mask.ts';
@@ -48,8 +48,8 @@ function checkableEntry(schema: z.ZodType, entry: unknown): unknown {
  * `required-label:<key>`) when it has none.
  */
 function entryId(list: 'naming' | 'requiredLabels' | 'rules', entry: unknown): { readonly id: string; readonly field: string } | undefined {
-  if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) return undefined;
-  const { id } = entry as Record<string, unknown>;
+  if (!isJsonObject(entry)) return undefined;
+  const { id } = entry;
   if (id !== undefined) return typeof id === 'string' && RULE_ID_PATTERN.test(id) ? { id, field: 'id' } : undefined;
   if (list === 'rules') return undefined;
   const field = list === 'naming' ? 'field' : 'key';
@@ -222,7 +222,7 @@ export class CelPolicyEngine implements PolicyEngine {
    */
   private checkSalvage(doc: RawDocument, meant: MeantInput, diag: DiagnosticBag): void {
     const raw = valueAtPath(meant.value, ['spec']);
-    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return;
+    if (!isJsonObject(raw)) return;
     const locate = (path: readonly PathKey[], part?: 'key' | 'value'): SourceLocation => doc.locate(meant.written(['spec', ...path]), part);
     const entries = raw as Readonly<Record<string, unknown>>;
     const shape = policySpecSchema().shape;
@@ -567,6 +567,6 @@ function atRunTime(what: string, field: string): CheckOutcome {
  * expression is written.
  */
 function ruleError(field: 'when' | 'require', program: CelProgram, at: SourceLocation, message: string): CheckOutcome {
-  const where = `${at.file}:${at.line}:${at.col}`;
+  const where = formatLocation(at);
   return { status: 'fail', kind: 'rule-error', message: `${field} (${where}) could not be evaluated (${message}); the rule counts as broken`, path: program.focus };
 }

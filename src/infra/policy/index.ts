@@ -10,7 +10,7 @@ export { findingText } from './finding.ts';
 export { BASELINE_PACK, BUILTIN_PACKS } from './baseline.ts';
 export { CEL_VARIABLES, compileCel, defaultCelLimits, evaluationTimeouts, toCelValue } from './cel.ts';
 export type { CelActivation, CelCompileResult, CelLimits, CelOutcome, CelProgram } from './cel.ts';
-export { compileNamePattern, escapeRegex, MAX_MATCHED_LENGTH } from './naming.ts';
+export { compileNamePattern, MAX_MATCHED_LENGTH } from './naming.ts';
 export type { LinearRegex, NamePattern, PatternMatcher } from './naming.ts';
 export { CHECK_FORMATS, checkReport, formatCheck, formatCheckJson, formatCheckText, verdictOf } from './report.ts';
 export type { CheckFormat, CheckReport, EvaluatedNode, FrameworkReport, GoalReport, NodeReport, RuleInfo, Verdict } from './report.ts';

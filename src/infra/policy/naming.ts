@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import type * as Re2Module from '@bufbuild/re2';
-import { assertNever, didYouMean, errorMessage } from '../../runtime/index.ts';
+import { assertNever, didYouMean, errorMessage, escapeRegex } from '../../runtime/index.ts';
 
 /**
  * Naming patterns: RE2 regular expressions with `{env}` (the goal
@@ -50,10 +50,6 @@ const PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_.\-/]*)\}/y;
 const LABEL_PREFIX = 'label.';
 const CACHE_LIMIT = 1024;
 
-/** Escapes every RE2 metacharacter of `s` (as RE2's QuoteMeta). */
-export function escapeRegex(s: string): string {
-  return s.replace(/[\\.+*?()|[\]{}^$]/g, '\\$&');
-}
 
 /** Splits a pattern into text and placeholders; a placeholder that is unknown or inside a character class is an error. */
 function parsePattern(source: string): { readonly ok: true; readonly parts: Part[] } | { readonly ok: false; readonly message: string } {
