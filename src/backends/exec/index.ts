@@ -12,7 +12,7 @@ import type { ExecCommand } from './observe.ts';
 
 export { execConfigSchema } from './config.ts';
 export type { ExecConfig } from './config.ts';
-export { inputDiffs, jsonEqual, parseApply, parseRead, EX_NOPERM, EX_TEMPFAIL } from './observe.ts';
+export { inputDiffs, parseApply, parseRead, EX_NOPERM, EX_TEMPFAIL } from './observe.ts';
 
 type GenericResourceSpec = InfraNodeSpecOf<'generic.resource'>;
 type Commands = NonNullable<GenericResourceSpec['commands']>;

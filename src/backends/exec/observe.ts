@@ -14,4 +14,3 @@ export {
   toObservation,
 } from '../../infra/index.ts';
 export type { ExecCommand, ReadResult } from '../../infra/index.ts';
-export { jsonEqual } from '../../runtime/index.ts';

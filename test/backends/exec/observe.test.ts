@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { inputDiffs, jsonEqual, parseRead } from '../../../src/backends/exec/index.ts';
+import { jsonEqual } from '../../../src/runtime/index.ts';
+import { inputDiffs, parseRead } from '../../../src/backends/exec/index.ts';
 import { toObservation } from '../../../src/infra/index.ts';
 
 describe('jsonEqual', () => {
