@@ -211,6 +211,24 @@ function defaultsNote(decl: NodeDeclaration, applied: readonly AppliedDefault[],
 }
 
 /**
+ * Issues found with a node's policy defaults in place (`applied`), grouped by what is said after their
+ * message: nothing for those the spec as the goal writes it has too (`written`: its issues, found
+ * alike; asked only where there are defaults and issues), else the defaults that bring them about
+ * (`defaultsNote`).
+ */
+function byDefaultsNote<I extends { readonly code?: string | undefined; readonly path: readonly PropertyKey[]; readonly message: string }>(
+  decl: NodeDeclaration,
+  applied: readonly AppliedDefault[],
+  issues: readonly I[],
+  written: () => readonly I[],
+): ReadonlyMap<string, readonly I[]> {
+  if (applied.length === 0 || issues.length === 0) return new Map([['', issues]]);
+  const key = (i: I): string => JSON.stringify([i.code, i.path, i.message]);
+  const own = new Set(written().map(key));
+  return Map.groupBy(issues, (i) => (own.has(key(i)) ? '' : defaultsNote(decl, applied, i.path[0])));
+}
+
+/**
  * Reports the issues of a node's spec validated with its policy defaults
  * (`applied`) in place, at their place in the goal: those the spec as
  * written has too as they are, the others (which a default brings about)
@@ -225,20 +243,17 @@ function reportSpecIssues(
   diag: DiagnosticBag,
 ): void {
   const options = { schema, input, prefix: ['spec'], owner: decl.type, locate: decl.locate } as const;
-  if (applied.length === 0 || issues.length === 0) {
-    reportZodIssues(issues, { ...options, diag });
-    return;
-  }
-  const key = (i: z.core.$ZodIssue): string => JSON.stringify([i.code, i.path, i.message]);
-  const written = schema.safeParse(decl.spec);
-  const ownKeys = new Set(written.success ? [] : written.error.issues.map(key));
-  reportZodIssues(issues.filter((i) => ownKeys.has(key(i))), { ...options, diag });
-  const byField = Map.groupBy(issues.filter((i) => !ownKeys.has(key(i))), (i) => i.path[0]);
-  for (const [field, group] of byField) {
-    const bag = new DiagnosticBag();
-    reportZodIssues(group, { ...options, diag: bag });
-    const note = defaultsNote(decl, applied, field);
-    for (const d of bag.items) diag.add(d, d.severity, d.code, `${d.message}${note}`);
+  const written = (): readonly z.core.$ZodIssue[] => {
+    const parsed = schema.safeParse(decl.spec);
+    return parsed.success ? [] : parsed.error.issues;
+  };
+  for (const [note, group] of byDefaultsNote(decl, applied, issues, written)) {
+    if (note === '') reportZodIssues(group, { ...options, diag });
+    else {
+      const bag = new DiagnosticBag();
+      reportZodIssues(group, { ...options, diag: bag });
+      for (const d of bag.items) diag.add(d, d.severity, d.code, `${d.message}${note}`);
+    }
   }
 }
 
@@ -478,13 +493,12 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     const where = `(backend "${backend.id}", type ${backend.type})`;
     const check = (s: InfraNodeSpec): readonly SpecIssue[] => factory.checkSpec?.(s, backend.config, this.cwd === undefined ? undefined : { cwd: this.cwd }) ?? [];
     const issues = check(spec);
-    // The issues the goal's own spec has too are its own; the others follow from a policy default.
-    const withoutThem = issues.length === 0 || defaults.applied.length === 0 ? undefined : defaults.withoutThem();
-    const own = issues.length === 0 || defaults.applied.length === 0 ? undefined : withoutThem === undefined ? [] : check(withoutThem);
-    const ownKeys = new Set(own?.map((i) => JSON.stringify([i.path, i.message])));
-    for (const issue of issues) {
-      const note = own === undefined || ownKeys.has(JSON.stringify([issue.path, issue.message])) ? '' : defaultsNote(decl, defaults.applied, issue.path[0]);
-      diag.add(decl.locate(['spec', ...issue.path]), issue.severity ?? 'error', issue.code ?? 'unsupported-spec', `${issue.message} ${where}${note}`);
+    const written = (): readonly SpecIssue[] => {
+      const own = defaults.withoutThem();
+      return own === undefined ? [] : check(own);
+    };
+    for (const [note, group] of byDefaultsNote(decl, defaults.applied, issues, written)) {
+      for (const issue of group) diag.add(decl.locate(['spec', ...issue.path]), issue.severity ?? 'error', issue.code ?? 'unsupported-spec', `${issue.message} ${where}${note}`);
     }
     const errors = issues.filter((i) => i.severity !== 'warning');
     const cannotDelete = decl.deletionPolicy === 'Delete' ? factory.cannotDelete?.(spec, backend.config) : undefined;

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { BackendRegistry, InfraSpecFactory } from '../../../src/infra/index.ts';
-import type { BackendFactory, InfraNodeSpec } from '../../../src/infra/index.ts';
+import type { BackendFactory, InfraDesiredNodeSpec, InfraNodeSpec } from '../../../src/infra/index.ts';
 import { CelPolicyEngine } from '../../../src/infra/policy/index.ts';
 import { GoalCompiler } from '../../../src/runtime/index.ts';
-import type { Diagnostic } from '../../../src/runtime/index.ts';
+import type { CompileResult, Diagnostic } from '../../../src/runtime/index.ts';
 import { parseFiles } from '../../support/compile.ts';
 import { anyTypeBackend, compileTexts, goalYaml, policyYaml } from './helpers.ts';
 
@@ -57,21 +57,48 @@ describe('a policy default that breaks a rule across fields of its type', () => 
     ]);
   });
 
-  it("a default the backend's own checks refuse is an error at the node, naming the default", () => {
-    // A backend that refuses world-writable files (as a real one refuses what it cannot do).
-    const strict: BackendFactory<Record<string, unknown>> = {
-      ...anyTypeBackend,
-      checkSpec: (spec: InfraNodeSpec) => (spec.type === 'local.file' && spec.mode === '0777' ? [{ path: ['mode'], message: 'a world-writable file is refused' }] : []),
-    };
-    const policy = policyYaml({ defaults: [{ types: ['local.file'], set: { mode: '0777' } }] }, 'lax');
-    const goal = goalYaml({ environment: 'dev', nodes: [{ id: 'f', type: 'local.file', spec: { path: 'a', content: '' } }] });
-    const { documents, diagnostics } = parseFiles({ 'p.yaml': policy, 'g.yaml': goal });
+  it("the goal's own error beside the errors a default brings about is said without the default", () => {
+    const goal = databaseGrant('prod', { privileges: ['USAGE'] });
+    const { result } = compileTexts({ 'p.yaml': grantDefaults, 'g.yaml': goal });
+    const note = (field: string): string => ` (with policy defaults on node "g-db": spec.${field} from policy p at p.yaml:${lineOf(grantDefaults, `${field}:`)}:9)`;
+    expect(result.diagnostics.map((d) => d.message)).toEqual([
+      `spec.schema: schema is not allowed for on: database${note('schema')}`,
+      `spec.forRole: forRole applies to default privileges only (on: defaultTables or defaultSequences)${note('forRole')}`,
+      'spec.privileges[0]: "USAGE" is not a privilege on database; use one of CREATE, CONNECT, TEMPORARY, TEMP, ALL',
+    ]);
+  });
+
+  // A backend that refuses world-writable files and paths in /etc (as a real one refuses what it cannot do).
+  const strict: BackendFactory<Record<string, unknown>> = {
+    ...anyTypeBackend,
+    checkSpec: (spec: InfraNodeSpec) => [
+      ...(spec.type === 'local.file' && spec.mode === '0777' ? [{ path: ['mode'], message: 'a world-writable file is refused' }] : []),
+      ...(spec.type === 'local.file' && spec.path.startsWith('/etc/') ? [{ path: ['path'], message: 'a path in /etc is refused' }] : []),
+    ],
+  };
+  const strictCompile = (files: Record<string, string>): CompileResult<InfraDesiredNodeSpec> => {
+    const { documents, diagnostics } = parseFiles(files);
     const factory = new InfraSpecFactory({ registry: new BackendRegistry().register(strict), policy: new CelPolicyEngine() });
-    const result = new GoalCompiler({ factory }).compile(documents, diagnostics);
+    return new GoalCompiler({ factory }).compile(documents, diagnostics);
+  };
+  const lax = policyYaml({ defaults: [{ types: ['local.file'], set: { mode: '0777' } }] }, 'lax');
+
+  it("a default the backend's own checks refuse is an error at the node, naming the default", () => {
+    const goal = goalYaml({ environment: 'dev', nodes: [{ id: 'f', type: 'local.file', spec: { path: 'a', content: '' } }] });
+    const result = strictCompile({ 'p.yaml': lax, 'g.yaml': goal });
     expect(brief(result.diagnostics)).toEqual([
-      `g.yaml:${lineOf(goal, 'path: a')} error unsupported-spec: a world-writable file is refused (backend "local", type local) (with policy defaults on node "f": spec.mode from policy lax at p.yaml:${lineOf(policy, 'mode:')}:9)`,
+      `g.yaml:${lineOf(goal, 'path: a')} error unsupported-spec: a world-writable file is refused (backend "local", type local) (with policy defaults on node "f": spec.mode from policy lax at p.yaml:${lineOf(lax, 'mode:')}:9)`,
     ]);
     expect(result.graph).toBeUndefined();
+  });
+
+  it("the goal's own error beside it, in the backend's checks, is said without the default", () => {
+    const goal = goalYaml({ environment: 'dev', nodes: [{ id: 'f', type: 'local.file', spec: { path: '/etc/a', content: '' } }] });
+    const result = strictCompile({ 'p.yaml': lax, 'g.yaml': goal });
+    expect(result.diagnostics.map((d) => d.message)).toEqual([
+      `a world-writable file is refused (backend "local", type local) (with policy defaults on node "f": spec.mode from policy lax at p.yaml:${lineOf(lax, 'mode:')}:9)`,
+      'a path in /etc is refused (backend "local", type local)',
+    ]);
   });
 });
 
