@@ -54,3 +54,12 @@ export function pgEncoding(name: string): { readonly name: string; readonly serv
   if (Buffer.byteLength(name, 'utf8') >= 64) return undefined;
   return BY_CLEAN_NAME.get(cleanName(name));
 }
+
+/**
+ * An encoding by the name PostgreSQL answers for it (`pg_encoding_to_char`): `utf-8`, `UTF8` and its
+ * alias `unicode` are one encoding, as are `LATIN1` and `ISO-8859-1`; a name it does not know stays
+ * itself, upper case. What a database is created with and compared by.
+ */
+export function canonicalEncoding(name: string): string {
+  return pgEncoding(name)?.name ?? name.toUpperCase();
+}

@@ -1,4 +1,4 @@
-import { pgEncoding, SECRET_MASK } from '../../infra/index.ts';
+import { canonicalEncoding, SECRET_MASK } from '../../infra/index.ts';
 import { fault } from '../../runtime/index.ts';
 import type { FieldDiff, Observation, ObservationMemo, Outputs } from '../../runtime/index.ts';
 import { grantPrivileges, timestampMs } from './sql.ts';
@@ -216,19 +216,11 @@ export function observeRole(spec: RoleSpec, row: RoleRow | undefined, password: 
   return settle(diffs, outputs, digest === undefined ? undefined : { [PASSWORD_DIGEST]: digest });
 }
 
-/**
- * An encoding by PostgreSQL's canonical name: `utf-8`, `UTF8` and its alias `unicode` are one
- * encoding, as are `LATIN1` and `ISO-8859-1` (a name it does not know stays itself, upper case).
- */
-export function normalizeEncoding(e: string): string {
-  return pgEncoding(e)?.name ?? e.toUpperCase();
-}
-
 export function observeDatabase(spec: DatabaseSpec, row: DatabaseRow | undefined): Observation {
   if (row === undefined) return { status: 'absent' };
   const diffs: FieldDiff[] = [];
   if (spec.owner !== undefined && spec.owner !== row.owner) diffs.push(diff('owner', spec.owner, row.owner));
-  if (normalizeEncoding(spec.encoding) !== normalizeEncoding(row.encoding)) {
+  if (canonicalEncoding(spec.encoding) !== canonicalEncoding(row.encoding)) {
     diffs.push({ path: 'encoding', desired: spec.encoding, actual: row.encoding, cannotCorrect: 'a database\'s encoding is fixed at its creation: recreate the database (dump, drop, create, restore) or set encoding to the actual value' });
   }
   if (spec.connectionLimit !== undefined && connLimit(spec.connectionLimit) !== connLimit(row.connection_limit)) {

@@ -1,4 +1,4 @@
-import { canonicalPrivilege, pgEncoding, PG_GRANT_PRIVILEGES } from '../../infra/index.ts';
+import { canonicalEncoding, canonicalPrivilege, PG_GRANT_PRIVILEGES } from '../../infra/index.ts';
 import type { InfraNodeSpecOf, PgGrantTarget } from '../../infra/index.ts';
 
 /**
@@ -160,7 +160,7 @@ export function createDatabaseSql(spec: DatabaseSpec): Statement {
   const parts = [`CREATE DATABASE ${quoteIdent(spec.name)}`];
   if (spec.owner !== undefined) parts.push(`OWNER ${quoteIdent(spec.owner)}`);
   // By its canonical name: the one the server reports, whatever alias the goal wrote.
-  parts.push(`ENCODING ${quoteLiteral(pgEncoding(spec.encoding)?.name ?? spec.encoding)}`);
+  parts.push(`ENCODING ${quoteLiteral(canonicalEncoding(spec.encoding))}`);
   if (spec.template !== undefined) parts.push(`TEMPLATE ${quoteIdent(spec.template)}`);
   if (spec.connectionLimit !== undefined) parts.push(`CONNECTION LIMIT ${sqlInteger(spec.connectionLimit)}`);
   return { text: parts.join(' ') };
