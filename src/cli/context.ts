@@ -194,7 +194,7 @@ export async function compileGoalsCached(ctx: CliContext): Promise<CachedGoals> 
   // the daemon refuses (a mass deletion) or an apply that could not run (the state locked).
   const keeper = (loaded: LoadedGoals): CachedGoals => {
     const entry = { key: key!, scope: goalSetScope(scope), loaded, identity: entryIdentity(ctx.stateDir) };
-    return { loaded, keepAsLastGood: (commit) => void keepAsLastGood(ctx.stateDir, entry.key, commit, entry) };
+    return { loaded, keepAsLastGood: (commit) => void keepAsLastGood(ctx.stateDir, entry, commit) };
   };
   if (cached !== undefined) {
     ctx.log.debug({ nodes: cached.result.graph?.size }, 'compiled goals unchanged; taken from the cache');

@@ -192,28 +192,27 @@ function identityOf(path: string): string | undefined {
 }
 
 /**
- * Keeps the entry stored now under `key` (`writeCompiledGoals`, or the one a cache hit read) as the goals
- * last applied, with their `commit`. Best effort: false when it could not. With `entry` (the goals as
- * they were stored, kept once they are applied, which may be a while later): should FILE no longer be
- * that entry (a `plan` of other goals replaced it meanwhile), the entry is written out again, never
- * the other goals kept under its key.
+ * Keeps `entry` (the goals as they were stored, kept once they are applied, which may be a while later)
+ * as the goals last applied, with their `commit`: a second name of FILE while it is still that entry;
+ * should it no longer be (a `plan` of other goals replaced it meanwhile), the entry written out again,
+ * never the other goals kept under its key. Best effort: false when it could not.
  */
-export function keepAsLastGood(stateDir: string, key: string, commit: string | null, entry?: StoredEntry): boolean {
+export function keepAsLastGood(stateDir: string, entry: StoredEntry, commit: string | null): boolean {
   const keep = (tmp: string): void => {
     try {
       linkSync(join(stateDir, FILE), tmp);
-    } catch (err) {
-      if (entry === undefined) throw err;
+    } catch {
+      // FILE gone (or not to be linked): the entry is written out below.
     }
-    if (entry === undefined || (entry.identity !== undefined && identityOf(tmp) === entry.identity)) return;
+    if (entry.identity !== undefined && identityOf(tmp) === entry.identity) return;
     removeQuietly(tmp);
-    const text = storedText(key, entry.scope, entry.loaded);
+    const text = storedText(entry.key, entry.scope, entry.loaded);
     if (text === undefined) throw new Error('no graph to keep');
     writeFileSync(tmp, text, { mode: 0o600 });
   };
   return (
     bestEffort(() => replaceFile(join(stateDir, LAST_GOOD), keep)) &&
-    bestEffort(() => replaceFile(join(stateDir, LAST_GOOD_COMMIT), (tmp) => writeFileSync(tmp, JSON.stringify({ key, commit }), { mode: 0o600 })))
+    bestEffort(() => replaceFile(join(stateDir, LAST_GOOD_COMMIT), (tmp) => writeFileSync(tmp, JSON.stringify({ key: entry.key, commit }), { mode: 0o600 })))
   );
 }
 

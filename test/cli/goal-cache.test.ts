@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { compileGoals, createContext } from '../../src/cli/context.ts';
 import type { CliContext } from '../../src/cli/context.ts';
 import { entryIdentity, goalSetKey, goalSetScope, keepAsLastGood, readCompiledGoals, readLastGoodGoals, writeCompiledGoals } from '../../src/cli/goal-cache.ts';
+import type { StoredEntry } from '../../src/cli/goal-cache.ts';
 import type { LoadedGoals } from '../../src/cli/load.ts';
 import { cli, goalHead, localBackend, oneFileGoal, repoRoot, tempProject } from '../support/cli.ts';
 
@@ -19,6 +20,11 @@ afterAll(() => {
 function context(goals: string, state: string): CliContext {
   const ctx = createContext({ goals, state, 'log-level': 'silent' }, { out: () => undefined, env: {}, cwd: repoRoot, program: 'test-program' });
   return { ...ctx, log: pino({ level: 'silent' }) };
+}
+
+/** The entry stored now under `key` (just written), as `compileGoalsCached` keeps it to hand to `keepAsLastGood`. */
+function storedEntry(state: string, key: string, scope: string, loaded: LoadedGoals): StoredEntry {
+  return { key, scope, loaded, identity: entryIdentity(state) };
 }
 
 /** Everything a command reads of a compiled goal set, in comparable form (the spec brand and digest included). */
@@ -114,11 +120,11 @@ ${goalHead()}    - { id: index, type: local.file, spec: { path: www/index.html, 
     const scope = goalSetScope({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: 'p1' });
     writeCompiledGoals(state, 'k1', scope, fresh);
     expect(readLastGoodGoals(state, scope)?.commit).toBeNull();
-    expect(keepAsLastGood(state, 'k1', 'c1')).toBe(true);
+    expect(keepAsLastGood(state, storedEntry(state, 'k1', scope, fresh), 'c1')).toBe(true);
     expect(readLastGoodGoals(state, scope)?.commit).toBe('c1');
     // Another entry kept, its commit not written (a crash between the two): not known, never the older one.
     writeCompiledGoals(state, 'k2', scope, fresh);
-    expect(keepAsLastGood(state, 'k2', 'c2')).toBe(true);
+    expect(keepAsLastGood(state, storedEntry(state, 'k2', scope, fresh), 'c2')).toBe(true);
     writeFileSync(join(state, 'last-good-goals.commit.json'), JSON.stringify({ key: 'k1', commit: 'c1' }));
     expect(readLastGoodGoals(state, scope)?.commit).toBeNull();
   });
@@ -131,14 +137,13 @@ ${goalHead()}    - { id: index, type: local.file, spec: { path: www/index.html, 
     const scope = goalSetScope({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: 'p1' });
     const branch = goalSetScope({ goalsDir: '/a/branch/work/tree', cwd: ctx.cwd, mode: 'hold', program: 'p1' });
     writeCompiledGoals(state, 'k1', scope, fresh);
-    const entry = { key: 'k1', scope, loaded: fresh, identity: entryIdentity(state) };
-    expect(keepAsLastGood(state, 'k1', 'c1', entry)).toBe(true);
+    expect(keepAsLastGood(state, storedEntry(state, 'k1', scope, fresh), 'c1')).toBe(true);
     expect(statSync(join(state, 'last-good-goals.json')).ino).toBe(statSync(join(state, 'compiled-goals.json')).ino);
     // Applied a while after it was stored: a plan of a branch's goals has replaced the stored entry since.
     writeCompiledGoals(state, 'k2', scope, fresh);
-    const later = { key: 'k2', scope, loaded: fresh, identity: entryIdentity(state) };
+    const later = storedEntry(state, 'k2', scope, fresh);
     writeCompiledGoals(state, 'from a plan', branch, fresh);
-    expect(keepAsLastGood(state, 'k2', 'c2', later)).toBe(true);
+    expect(keepAsLastGood(state, later, 'c2')).toBe(true);
     expect(readLastGoodGoals(state, branch)).toBeUndefined();
     const kept = readLastGoodGoals(state, scope)!;
     expect(kept.commit).toBe('c2');
