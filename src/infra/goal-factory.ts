@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DiagnosticBag, fieldPathProblem, fieldSchema, formatLocation, formatPath, hasReferences, meantInput, MISSING_RESOURCE, once, pendingIssue, reportZodIssues, suggestion, valueAtPath } from '../runtime/index.ts';
+import { DiagnosticBag, fieldPathProblem, fieldSchema, formatLocation, formatPath, hasReferences, isJsonObject, meantInput, MISSING_RESOURCE, once, pendingIssue, reportZodIssues, suggestion, valueAtPath } from '../runtime/index.ts';
 import type { BuiltNode, BuiltSpec, GoalInfo, ImpliedEdge, NodeDeclaration, NodeSpecFactory, PathKey, PendingValue, RawDocument, SourceLocation } from '../runtime/index.ts';
 import type { BackendFactory, SpecIssue } from './backend.ts';
 import { desiredNodeSpec } from './desired.ts';
@@ -149,8 +149,9 @@ type DeclaredBackend =
     };
 
 /**
- * What of a Backend's config with errors (`issues`, undefined where the
- * config is not even a map) its nodes' checks may still use, so that an
+ * What of a Backend's config with errors (a map, with its `issues`;
+ * undefined where the config is not even a map: a list, say, whose error
+ * is the one said of it) its nodes' checks may still use, so that an
  * error in a field they do not read hides none of theirs: the config as
  * meant (a misspelt key read as the field it is near, `meantInput`) where
  * that is valid; else the fields the checks read (`configFields`), each
@@ -158,14 +159,17 @@ type DeclaredBackend =
  * unknown key may stand for it. Undefined when they cannot run without a
  * guess at the config, which could make up errors.
  */
-function configForChecks(factory: BackendFactory, config: unknown, issues: readonly z.core.$ZodIssue[] | undefined): { readonly config: unknown } | undefined {
+function configForChecks(
+  factory: BackendFactory,
+  config: { readonly value: Readonly<Record<string, unknown>>; readonly issues: readonly z.core.$ZodIssue[] } | undefined,
+): { readonly config: unknown } | undefined {
   const fields = factory.configFields;
   if (fields?.length === 0) return { config: {} };
-  if (issues === undefined) return undefined;
-  const meant = meantInput(factory.configSchema, config, issues);
+  if (config === undefined) return undefined;
+  const meant = meantInput(factory.configSchema, config.value, config.issues);
   const again = factory.configSchema.safeParse(meant.value);
   if (again.success && !meant.unsure) return { config: again.data };
-  if (fields === undefined || meant.value === null || typeof meant.value !== 'object') return undefined;
+  if (fields === undefined || !isJsonObject(meant.value)) return undefined;
   const invalid = new Set<PropertyKey>();
   for (const issue of again.success ? [] : again.error.issues) {
     const [field] = issue.path;
@@ -173,7 +177,7 @@ function configForChecks(factory: BackendFactory, config: unknown, issues: reado
     if (field === undefined) return undefined;
     invalid.add(field);
   }
-  const value = meant.value as Record<string, unknown>;
+  const value = meant.value;
   const partial: Record<string, unknown> = {};
   for (const field of fields) {
     if (invalid.has(field) || meant.unsureAt([field])) return undefined;
@@ -337,7 +341,7 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       // the config can be read, the checks of the backend's nodes.
       const core = backendCoreSchema().safeParse(spec);
       const checked = core.success ? this.checkImplementation(doc, core.data.type, core.data.config, diag, locate) : undefined;
-      const forChecks = checked === undefined ? (factory === undefined ? undefined : configForChecks(factory, undefined, undefined)) : checked.valid ? { config: checked.config } : checked.forChecks;
+      const forChecks = checked === undefined ? (factory === undefined ? undefined : configForChecks(factory, undefined)) : checked.valid ? { config: checked.config } : checked.forChecks;
       this.broken(doc.name, factory === undefined ? undefined : factory.type, forChecks);
       return;
     }
@@ -372,7 +376,7 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     const cfg = factory.configSchema.safeParse(config);
     if (!cfg.success) {
       reportZodIssues(cfg.error.issues, { schema: factory.configSchema, input: config, prefix: ['spec', 'config'], owner: `${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type} backend's config`, locate, diag });
-      return { valid: false, forChecks: configForChecks(factory, config, cfg.error.issues) };
+      return { valid: false, forChecks: configForChecks(factory, { value: config, issues: cfg.error.issues }) };
     }
     return { valid: true, config: cfg.data };
   }

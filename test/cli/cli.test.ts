@@ -242,7 +242,7 @@ describe.concurrent('desiredstate CLI: invocations', () => {
 const badRoot = join(repoRoot, 'test/fixtures/bad');
 // A handful through the real binary (the whole corpus runs in process in test/runtime/bad-fixtures.test.ts):
 // one per family of mistake, so that the CLI's printing and exit status are covered without 31 process starts.
-const HANDFUL = ['unknown-field', 'many-errors', 'dependency-cycle', 'one-bad-file', 'mode-unquoted', 'non-utf8', 'alias-bomb', 'inline-secret', 'unknown-backend-type', 'unknown-keys-hide-nothing'];
+const HANDFUL = ['unknown-field', 'many-errors', 'dependency-cycle', 'one-bad-file', 'mode-unquoted', 'non-utf8', 'alias-bomb', 'inline-secret', 'unknown-backend-type', 'unknown-keys-hide-nothing', 'backend-config-list'];
 const badCases = readdirSync(badRoot, { withFileTypes: true })
   .filter((e) => e.isDirectory() && HANDFUL.includes(e.name))
   .map((e) => ({ name: e.name }));
