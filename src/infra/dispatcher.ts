@@ -198,18 +198,18 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
       return { fault: notCalled('transient', `waiting for outputs ${missing.join(', ')}`, { code: 'outputs-missing' }) };
     }
     const checked = checkResolvedSpec(node.id, value, references, embedded);
-    const result = 'fault' in checked ? { fault: { ...checked.fault, beforeCall: true as const } } : { node: { ...node, spec: { ...node.spec, spec: checked.spec } } };
+    const result = 'fault' in checked ? { fault: { ...checked.fault, notTheBackend: 'before-call' as const } } : { node: { ...node, spec: { ...node.spec, spec: checked.spec } } };
     resolvedCache.set(node, { used, result });
     return result;
   }
 }
 
 /**
- * A fault of the dispatcher's own, raised before any backend call (`Fault.beforeCall`): a circuit
- * breaker, which guards a backend that fails, does not count it.
+ * A fault of the dispatcher's own, raised before any backend call (`Fault.notTheBackend`: `before-call`):
+ * a circuit breaker, which guards a backend that fails, does not count it.
  */
-function notCalled(cls: Fault['class'], message: string, extra: Omit<Fault, 'class' | 'message' | 'beforeCall'> = {}): Fault {
-  return fault(cls, message, { ...extra, beforeCall: true });
+function notCalled(cls: Fault['class'], message: string, extra: Omit<Fault, 'class' | 'message' | 'notTheBackend'> = {}): Fault {
+  return fault(cls, message, { ...extra, notTheBackend: 'before-call' });
 }
 
 type BatchCall = (group: BackendUpdate[]) => Promise<ReadonlyMap<NodeId, ProvisionResult>>;

@@ -166,7 +166,7 @@ export class Controller<S extends NodeSpec> {
    * created or corrected while its dependency is due or being looked at waits for it (`pending` in
    * `reconcileBatch`), then finds it blocking. At most it is observed first, nothing written: a failed
    * observation (a path through the link) costs it one attempt, which no circuit breaker counts
-   * (`Fault.nodeOnly`).
+   * (`Fault.notTheBackend`).
    */
   private readonly blockingDrift = new Set<NodeId>();
   private graph: DesiredGraph<S> | undefined;

@@ -286,13 +286,13 @@ export class CircuitBreaker {
    * success. A failure of a caller (`source`: a node) already counted since the last success is not
    * counted again: a few nodes failing on their own, retried on their backoff, never add up to an
    * outage of the backend. Says `opened` when this failure opened the circuit (again, after a failed
-   * probe). A fault raised before the backend was called (`Fault.beforeCall`: a reference still
-   * waiting for a dependency's output), or about the node's own resource alone (`Fault.nodeOnly`: a
-   * path a symlink made by hand leads out of the root), says nothing of it either way: not counted,
-   * and a probe let through for it, unused, is given back.
+   * probe). A fault that says nothing of the backend (`Fault.notTheBackend`: raised before it was
+   * called, a reference still waiting for a dependency's output; or about the node's own resource
+   * alone, a path a symlink made by hand leads out of the root) counts neither way: not counted, and
+   * a probe let through for it, unused, is given back.
    */
   recordFailure(fault: Fault, source?: string): BreakerChange {
-    if (fault.beforeCall === true || fault.nodeOnly === true) {
+    if (fault.notTheBackend !== undefined) {
       this.cancelProbe();
       return undefined;
     }

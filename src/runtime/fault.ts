@@ -23,20 +23,21 @@ export interface Fault {
    */
   readonly cutShort?: true | undefined;
   /**
-   * Set on a fault raised before any backend was called for the operation (a `${nodes…}` reference
-   * whose value is not there yet, a backend that is not configured, a pass stopped before the call):
-   * it says nothing of the backend, so no circuit breaker counts it, whatever its class.
+   * Set on a fault that says nothing of the backend's health, so that no circuit breaker counts it,
+   * whatever its class; the value says why (`NotTheBackend`).
    */
-  readonly beforeCall?: true | undefined;
-  /**
-   * Set by a backend on a fault about this node's own resource alone, not about the backend (local: its
-   * path leads out of the root through a symlink made by hand, or changed kind while it was being used):
-   * it says nothing of the backend's health, so, like `beforeCall`, no circuit breaker counts it, whatever
-   * its class. Many nodes under one such path fail together, each on its own backoff, and must not take
-   * the backend's other nodes down with them.
-   */
-  readonly nodeOnly?: true | undefined;
+  readonly notTheBackend?: NotTheBackend | undefined;
 }
+
+/**
+ * Why a fault says nothing of the backend (`Fault.notTheBackend`). `before-call`: raised before any
+ * backend was called for the operation (a `${nodes…}` reference whose value is not there yet, a backend
+ * that is not configured, a pass stopped before the call). `node-only`: set by a backend on a fault about
+ * this node's own resource alone (local: its path leads out of the root through a symlink made by hand,
+ * or changed kind while it was being used); many nodes under one such path fail together, each on its
+ * own backoff, and must not take the backend's other nodes down with them.
+ */
+export type NotTheBackend = 'before-call' | 'node-only';
 
 /** Whether a create's result leaves it cut short (see `Fault.cutShort`): its operation then stays pending. */
 export function createCutShort(op: 'create' | 'update' | 'delete', result: { readonly status: string; readonly fault?: Fault }): boolean {

@@ -473,6 +473,17 @@ interface EventRow {
 const json = (v: unknown): string | null => (v === undefined || v === null ? null : JSON.stringify(v));
 const parse = <T>(text: string | null): T | null => (text === null ? null : (JSON.parse(text) as T));
 
+/** A fault as a previous release stored it: it said `notTheBackend` with one flag or the other. */
+type StoredFault = Fault & { readonly beforeCall?: true; readonly nodeOnly?: true };
+
+/** A stored fault as `Fault` says it now: a row written by a previous release reads as it meant. */
+function storedFault(text: string | null): Fault | null {
+  const stored = parse<StoredFault>(text);
+  if (stored?.beforeCall !== true && stored?.nodeOnly !== true) return stored;
+  const { beforeCall, nodeOnly: _nodeOnly, ...fault } = stored;
+  return { ...fault, notTheBackend: beforeCall === true ? 'before-call' : 'node-only' };
+}
+
 function toNode(r: NodeRow): NodeRecord {
   return {
     id: r.id,
@@ -483,7 +494,7 @@ function toNode(r: NodeRow): NodeRecord {
     appliedDigest: r.applied_digest,
     outputs: parse<Outputs>(r.outputs),
     managed: r.managed === 1,
-    lastFault: parse<Fault>(r.last_fault),
+    lastFault: storedFault(r.last_fault),
     attempts: r.attempts,
     retryAt: r.retry_at,
     reason: r.reason,

@@ -911,7 +911,7 @@ describe('Controller: fault policy', () => {
     expect(contentOf(h, 'ok')).toBe('ok');
     for (const id of consumers) {
       expect(h.calls.created, id).not.toContain(id);
-      expect(h.store.getNode(id)?.lastFault, id).toMatchObject({ code: 'outputs-missing', beforeCall: true });
+      expect(h.store.getNode(id)?.lastFault, id).toMatchObject({ code: 'outputs-missing', notTheBackend: 'before-call' });
     }
   });
 

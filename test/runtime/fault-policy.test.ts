@@ -206,10 +206,10 @@ describe('CircuitBreaker', () => {
 
   // Six nodes referring to an output their producer never printed opened the exec backend's circuit,
   // though none of them called it, and an unrelated node's repair waited out the cool-down.
-  it('a fault raised before the backend was called (beforeCall) counts neither way, and gives back a probe it was let through on', () => {
+  it('a fault raised before the backend was called (notTheBackend: before-call) counts neither way, and gives back a probe it was let through on', () => {
     const clock = new FakeClock(0);
     const b = new CircuitBreaker({ clock });
-    const waiting = fault('transient', 'waiting for outputs producer.name', { code: 'outputs-missing', beforeCall: true });
+    const waiting = fault('transient', 'waiting for outputs producer.name', { code: 'outputs-missing', notTheBackend: 'before-call' });
     for (const id of ['n1', 'n2', 'n3', 'n4', 'n5', 'n6']) expect(b.recordFailure(waiting, id)).toBeUndefined();
     expect(b.state).toEqual({ state: 'closed', consecutiveFailures: 0 });
     // Nor does it close a circuit the backend's own failures opened: it says nothing of the backend.
@@ -226,10 +226,10 @@ describe('CircuitBreaker', () => {
 
   // Six files under a subdirectory someone replaced with a symlink out of the root each failed, transient,
   // and opened the local backend's circuit: every other file of it waited for probes.
-  it("a fault about the node's own resource alone (nodeOnly) counts neither way either, whatever its class", () => {
+  it("a fault about the node's own resource alone (notTheBackend: node-only) counts neither way either, whatever its class", () => {
     const clock = new FakeClock(0);
     const b = new CircuitBreaker({ clock });
-    const changed = fault('transient', 'path srv/sub/f.txt leads out of the backend root', { code: 'path-changed', nodeOnly: true });
+    const changed = fault('transient', 'path srv/sub/f.txt leads out of the backend root', { code: 'path-changed', notTheBackend: 'node-only' });
     for (const id of ['n1', 'n2', 'n3', 'n4', 'n5', 'n6']) expect(b.recordFailure(changed, id)).toBeUndefined();
     expect(b.state).toEqual({ state: 'closed', consecutiveFailures: 0 });
     // Nor does it break a streak of the backend's own failures.

@@ -411,6 +411,24 @@ describe('nodes', () => {
     expect(s.countNodes()).toBe(1);
   });
 
+  // A previous release said "no circuit breaker counts this fault" with one of two flags; a state file
+  // it wrote is read (by status, too, which opens it read-only) as `notTheBackend` says it now.
+  it('reads a fault a previous release stored with beforeCall or nodeOnly as notTheBackend says it', () => {
+    const w = openStore();
+    w.putNodes([node('waiting', { status: 'failed' }), node('changed', { status: 'failed' }), node('plain', { status: 'failed' })]);
+    const raw = new Database(dbPath);
+    const setFault = raw.prepare('UPDATE nodes SET last_fault = ? WHERE id = ?');
+    setFault.run('{"class":"transient","message":"waiting for outputs p.name","code":"outputs-missing","beforeCall":true}', 'waiting');
+    setFault.run('{"class":"transient","message":"path a leads out of the backend root","code":"path-changed","hint":"remove it","nodeOnly":true}', 'changed');
+    setFault.run('{"class":"auth","message":"permission denied"}', 'plain');
+    raw.close();
+    for (const s of [w, openStore({ readonly: true, lock: false })]) {
+      expect(s.getNode('waiting')?.lastFault).toStrictEqual({ class: 'transient', message: 'waiting for outputs p.name', code: 'outputs-missing', notTheBackend: 'before-call' });
+      expect(s.listNodes().find((n) => n.id === 'changed')?.lastFault).toStrictEqual({ class: 'transient', message: 'path a leads out of the backend root', code: 'path-changed', hint: 'remove it', notTheBackend: 'node-only' });
+      expect(s.getNode('plain')?.lastFault).toStrictEqual({ class: 'auth', message: 'permission denied' });
+    }
+  });
+
   it('writes and reads back 100k records in one transaction', () => {
     // Speed is measured in bench/, not here: this checks that a large batch is one write that round-trips.
     const s = openStore();

@@ -91,11 +91,11 @@ export function leadsOutOfRoot(path: string, why: string): FaultError {
 
 /**
  * The fault of a node's path that something else changed (`path-changed`): transient, looked at again
- * next pass, and about that path alone (`Fault.nodeOnly`): however many nodes lie under it, no circuit
+ * next pass, and about that path alone (`Fault.notTheBackend`: `node-only`): however many nodes lie under it, no circuit
  * breaker counts it against the backend, whose other nodes go on.
  */
 export function pathChanged(message: string, hint: string, cause?: unknown): FaultError {
-  return new FaultError(fault('transient', message, { code: 'path-changed', hint, nodeOnly: true }), cause === undefined ? {} : { cause });
+  return new FaultError(fault('transient', message, { code: 'path-changed', hint, notTheBackend: 'node-only' }), cause === undefined ? {} : { cause });
 }
 
 /** Something of another kind sits where the node's resource should be. Never deleted to make room. */

@@ -342,8 +342,8 @@ describe('local backend confinement', () => {
     await prepare?.(sb);
     const n = node(sb);
     const rootBefore = await listAll(sb.root);
-    // A changed path is about that path alone: no circuit breaker counts it (`Fault.nodeOnly`).
-    const refused = byLink === true ? { class: 'transient', code: 'path-changed', nodeOnly: true } : { class: 'permanent', code: 'path-escapes-root' };
+    // A changed path is about that path alone: no circuit breaker counts it (`Fault.notTheBackend`).
+    const refused = byLink === true ? { class: 'transient', code: 'path-changed', notTheBackend: 'node-only' } : { class: 'permanent', code: 'path-escapes-root' };
     expect(await observe(n)).toMatchObject({ status: 'failed', fault: refused });
     const ops = [() => sb.backend.create(n, opCtx()), () => sb.backend.update(n, [], opCtx())];
     if (targetOnly !== true) ops.push(() => sb.backend.delete(n, opCtx()));
