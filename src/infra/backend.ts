@@ -139,7 +139,12 @@ export interface NodeRelations {
 
 /**
  * A backend implementation, registered by type. Its static half (`kinds`,
- * `configSchema`) is enough to validate goals without connecting.
+ * `configSchema`) is enough to validate goals without connecting. Its
+ * compile-time checks (`checkSpec`, `cannotDelete`, `cannotUpdate`,
+ * `resourceKey`, `relations`, `placeOf`) see a spec as its goal writes it,
+ * `${nodes…}` references in place: a whole one (`isWholeReference`) even
+ * where the type takes a number, a list or a map, whose value, checked
+ * against the type, comes only at run time.
  */
 export interface BackendFactory<C = unknown> {
   readonly type: string;

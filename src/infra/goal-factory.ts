@@ -7,7 +7,7 @@ import type { InfraDesiredNodeSpec } from './desired.ts';
 import type { AppliedDefault, PolicyDefault, PolicyEngine } from './policy.ts';
 import type { BackendDeclaration, BackendRegistry } from './registry.ts';
 import { wantsString } from './resolved-spec.ts';
-import { identityFields, INFRA_NODE_TYPES, isInfraNodeType, specSchemas, statefulTypes } from './spec.ts';
+import { identityFields, INFRA_NODE_TYPES, isInfraNodeType, secretFields, specSchemas, statefulTypes } from './spec.ts';
 import type { InfraNodeSpec, InfraNodeType } from './spec.ts';
 
 export const backendDocumentSchema = z.strictObject({
@@ -564,7 +564,9 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       // Matched by the issue's path. A string that reads an invalid goal field fails on what it says only because of
       // that field's error; one that holds a reference is checked once resolved, by the dispatcher.
       const pending = decl.pending;
-      const issues = pending === undefined ? parsed.error.issues : parsed.error.issues.filter((i) => !pendingIssue(i, pending));
+      // A secret is never an output (outputs are stored and shown, a secret among them as `<secret>`): a reference stays an error there.
+      const secret = secretFields[decl.type] ?? [];
+      const issues = pending === undefined ? parsed.error.issues : parsed.error.issues.filter((i) => !pendingIssue(i, pending) || secret.includes(String(i.path[0])));
       report(issues);
       if (issues.length === 0) {
         const template = parseTemplate(schema, input, parsed.error.issues);

@@ -24,8 +24,9 @@ export function checkResolvedSpec(id: NodeId, spec: InfraNodeSpec, references: r
     if (converted !== undefined) parsed = schema.safeParse((fields = converted));
   }
   if (parsed.success) return { spec: { type, ...parsed.data } as InfraNodeSpec };
-  const problems = zodIssueMessages(parsed.error.issues, { schema, input: fields, prefix: ['spec'], owner: type }).map((m) => {
-    const near = references.filter((r) => within(r.path, m.path));
+  const problems = zodIssueMessages(parsed.error.issues, { schema, input: fields, prefix: ['spec'], owner: type, written: false }).map((m) => {
+    // The references in the field, or the one that put in the list or map it lies in (an item of memberOf).
+    const near = references.filter((r) => within(r.path, m.path) || within(m.path, r.path));
     const named = [...new Set((near.length > 0 ? near : references).map((r) => `\${nodes.${r.node}.outputs.${r.key}}`))];
     return `${m.message} (from ${named.join(', ')})`;
   });
@@ -46,7 +47,7 @@ function embeddedFault(id: NodeId, embedded: readonly EmbeddedStructure[]): Faul
   const problems = embedded.map((r) => `${formatPath(['spec', ...r.path])}: \${nodes.${r.node}.outputs.${r.key}} is ${jsonTypeName(r.value)}, which cannot be inserted into text`);
   return fault('permanent', `node "${id}": ${[...new Set(problems)].join('; ')}`, {
     code: 'invalid-resolved-spec',
-    hint: 'a list or map output fills a field only as a whole reference (the string "${nodes.<id>.outputs.<key>}" and nothing else) where the field takes one, such as a generic.resource input key; or have the node output the text you need',
+    hint: 'a list or map output fills a field only as a whole reference (the string "${nodes.<id>.outputs.<key>}" and nothing else) where the field takes one, such as a role\'s memberOf or a generic.resource input key; or have the node output the text you need',
   });
 }
 

@@ -80,6 +80,16 @@ export function wholeReference(s: string): boolean {
 }
 
 /**
+ * Whether `value` is a whole reference (`wholeReference`). In a compiled
+ * template one may stand where the type takes a number, a boolean, a list
+ * or a map: a check at compile time that reads such a field takes it for
+ * a value known only at run time, not for the value itself.
+ */
+export function isWholeReference(value: unknown): value is string {
+  return typeof value === 'string' && wholeReference(value);
+}
+
+/**
  * Replaces `${goal.*}` in every string of `value` and collects
  * `${nodes.<id>.outputs.<key>}` references. Unknown expressions are reported.
  *

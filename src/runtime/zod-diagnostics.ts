@@ -262,17 +262,20 @@ const EXPECTED: Record<string, string> = {
 /** YAML 1.1 wrote booleans many ways; goal files are YAML 1.2, where these are strings. */
 const YAML11_BOOLEAN = /^(y|yes|n|no|on|off|true|false)$/i;
 
-function invalidTypeMessage(issue: z.core.$ZodIssueInvalidType, shown: string, actual: unknown, path: readonly PathKey[]): string {
+function invalidTypeMessage(issue: z.core.$ZodIssueInvalidType, shown: string, actual: unknown, path: readonly PathKey[], written: boolean): string {
   // A schema's own message (not zod's "Invalid input: …") says it best.
   if (!issue.message.startsWith('Invalid input')) return `${shown}: ${issue.message}`;
   const expected = EXPECTED[issue.expected] ?? issue.expected;
-  let hint = '';
+  return `${shown}: expected ${expected}, got ${describeValue(actual, path)}${written ? writingHint(issue, actual) : ''}`;
+}
+
+/** How to write in YAML the value an invalid-type issue is about: no help for one an output gave. */
+function writingHint(issue: z.core.$ZodIssueInvalidType, actual: unknown): string {
   if (issue.expected === 'boolean' && typeof actual === 'string' && YAML11_BOOLEAN.test(actual)) {
-    hint = ` (goal files are YAML 1.2: only true and false are booleans; ${JSON.stringify(actual)} is a string)`;
-  } else if (issue.expected === 'string' && (typeof actual === 'number' || typeof actual === 'boolean')) {
-    hint = ' (quote it to make it a string)';
+    return ` (goal files are YAML 1.2: only true and false are booleans; ${JSON.stringify(actual)} is a string)`;
   }
-  return `${shown}: expected ${expected}, got ${describeValue(actual, path)}${hint}`;
+  if (issue.expected === 'string' && (typeof actual === 'number' || typeof actual === 'boolean')) return ' (quote it to make it a string)';
+  return '';
 }
 
 /** The words of a bound, by what zod says is bounded. */
@@ -325,11 +328,13 @@ export interface IssueMessage {
  * Says each zod issue for a user: `prefix` is where the validated value
  * sits (its path in messages), `owner` names what was validated
  * ("local.file", "Goal"). A misspelt required field is one message, at the
- * misspelling; a union says its nearest form.
+ * misspelling; a union says its nearest form. `written: false` for a value
+ * that is not as a file writes it (references resolved to outputs): no
+ * advice on how to write it then.
  */
 export function zodIssueMessages(
   issues: readonly z.core.$ZodIssue[],
-  options: { schema: AnySchema; input: unknown; prefix: readonly PathKey[]; owner: string },
+  options: { schema: AnySchema; input: unknown; prefix: readonly PathKey[]; owner: string; written?: boolean },
 ): IssueMessage[] {
   const { schema, input, prefix, owner } = options;
   const out: IssueMessage[] = [];
@@ -381,7 +386,7 @@ export function zodIssueMessages(
           }
           break;
         case 'invalid_type':
-          emit(path, 'value', 'invalid-type', invalidTypeMessage(issue, shown, actual, path));
+          emit(path, 'value', 'invalid-type', invalidTypeMessage(issue, shown, actual, path, options.written ?? true));
           break;
         case 'invalid_union': {
           // Report the branch that got furthest, or a summary when none did.
@@ -465,20 +470,20 @@ export function reportZodIssues(
 }
 
 /**
- * What a pending value can turn out to be, as zod's `invalid_type` names it: text, or an output. An exec
- * output may be a list or a map too, but which node a reference names is not known here, and most
- * print scalars only: where a typed field takes a list or a map, a reference stays an error.
+ * What a pending value can turn out to be, as zod's `invalid_type` names it: text, or an output, which
+ * may be any JSON (an exec command's may be a list or a map), so a whole reference may stand for a
+ * list or a map field too; which one it is, only the output tells (the dispatcher checks it then).
  */
 const PENDING_TYPES: Readonly<Record<PendingValue['type'], ReadonlySet<string>>> = {
   string: new Set(['string']),
-  any: new Set(['string', 'number', 'int', 'boolean']),
+  any: new Set(['string', 'number', 'int', 'boolean', 'array', 'object', 'record']),
 };
 
 /**
  * Whether a spec's `issue` follows only from a value compile cannot know
  * (see `PendingValue`), matched by the issue's own path, not by where it is
  * reported: any issue at that value except one that no value of its type
- * could escape (a string, or an output, where a list or a map belongs).
+ * could escape (text, where a number, a list or a map belongs).
  */
 export function pendingIssue(issue: z.core.$ZodIssue, pending: readonly PendingValue[]): boolean {
   const p = pending.find((v) => v.path.length === issue.path.length && v.path.every((k, i) => k === issue.path[i]));

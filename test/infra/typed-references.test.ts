@@ -13,9 +13,12 @@ import { compileText } from '../support/compile.ts';
  * node, permanently, before any backend call.
  */
 
-/** `cfg` prints whatever outputs its script likes (an exec backend declares none); the nodes under test live in memory. */
-function goal(nodes: string): string {
-  return `apiVersion: desiredstate/v1
+/**
+ * `cfg` prints whatever outputs its script likes (an exec backend declares none); the nodes under test live in
+ * memory, or name one of `backends` (Backend documents, each followed by `---`).
+ */
+function goal(nodes: string, backends = ''): string {
+  return `${backends}apiVersion: desiredstate/v1
 kind: Backend
 metadata: { name: run }
 spec: { type: exec }
@@ -144,7 +147,17 @@ describe('a field that is one reference and nothing else', () => {
 // An exec command's output may be any JSON: a whole reference puts a list or a map in place where the
 // type takes it; inside text, or where the type wants text, the dependent fails before its backend is called.
 describe('an output that is a list or a map', () => {
-  const outputs: Outputs = { hosts: ['a.local', 'b.local'], ep: { host: 'db.local', ports: [5432] }, port: 5432 };
+  const outputs: Outputs = {
+    hosts: ['a.local', 'b.local'],
+    ep: { host: 'db.local', ports: [5432] },
+    port: 5432,
+    ports: [5432, 5433],
+    groups: ['readers', 'writers'],
+    privileges: ['CONNECT', 'TEMP'],
+    labels: { team: 'data' },
+    commands: { read: ['./r'], create: ['./c'] },
+    yes: 'yes',
+  };
 
   it.each([
     {
@@ -161,6 +174,36 @@ describe('an output that is a list or a map', () => {
       name: 'a field that takes a string or a list takes the list',
       nodes: '    - id: n\n      type: ansible.playbook\n      spec: { playbook: site.yml, inventory: "${nodes.cfg.outputs.hosts}" }\n',
       expected: { inventory: ['a.local', 'b.local'] },
+    },
+    {
+      name: 'a typed list field (a role\'s memberOf) takes the list',
+      nodes: '    - id: n\n      type: postgres.role\n      spec: { name: app, memberOf: "${nodes.cfg.outputs.groups}" }\n',
+      expected: { name: 'app', memberOf: ['readers', 'writers'] },
+    },
+    {
+      name: 'a typed list field with rules of its own (a grant\'s privileges)',
+      nodes: '    - id: n\n      type: postgres.grant\n      spec: { role: app, database: app, on: database, privileges: "${nodes.cfg.outputs.privileges}" }\n',
+      expected: { privileges: ['CONNECT', 'TEMP'] },
+    },
+    {
+      name: 'a typed map field (a namespace\'s labels) takes the map',
+      nodes: '    - id: n\n      type: k8s.namespace\n      spec: { name: app, labels: "${nodes.cfg.outputs.labels}" }\n',
+      expected: { labels: { team: 'data' }, annotations: {} },
+    },
+    {
+      name: 'a generic.resource input as a whole',
+      nodes: '    - id: n\n      type: generic.resource\n      spec: { input: "${nodes.cfg.outputs.ep}" }\n',
+      expected: { input: { host: 'db.local', ports: [5432] } },
+    },
+    {
+      name: 'a map of lists (a generic.resource\'s commands)',
+      nodes: '    - id: n\n      type: generic.resource\n      spec: { commands: "${nodes.cfg.outputs.commands}" }\n',
+      expected: { commands: { read: ['./r'], create: ['./c'] } },
+    },
+    {
+      name: 'a list field of another backend (an ansible.playbook\'s tags)',
+      nodes: '    - id: n\n      type: ansible.playbook\n      spec: { playbook: site.yml, tags: "${nodes.cfg.outputs.hosts}" }\n',
+      expected: { tags: ['a.local', 'b.local'] },
     },
   ])('whole: $name', async ({ nodes, expected }) => {
     const { memory, provisioner, ctx, node } = setup(nodes, outputs);
@@ -181,6 +224,31 @@ describe('an output that is a list or a map', () => {
       name: 'whole, where the type wants text',
       nodes: '    - id: n\n      type: local.file\n      spec: { path: f, content: "${nodes.cfg.outputs.hosts}" }\n',
       message: 'node "n": spec.content: expected a string, got a list (from ${nodes.cfg.outputs.hosts})',
+    },
+    {
+      name: 'whole, a list of items the field\'s type refuses: each named, with the reference that put it there (no advice on quoting: no one wrote it)',
+      nodes: '    - id: n\n      type: postgres.role\n      spec: { name: app, memberOf: "${nodes.cfg.outputs.ports}" }\n',
+      message: 'node "n": spec.memberOf[0]: expected a string, got the number 5432 (from ${nodes.cfg.outputs.ports}); spec.memberOf[1]: expected a string, got the number 5433 (from ${nodes.cfg.outputs.ports})',
+    },
+    {
+      name: 'whole, a string in a boolean field: no advice on YAML 1.2 either',
+      nodes: '    - id: n\n      type: postgres.role\n      spec: { name: app, login: "${nodes.cfg.outputs.yes}" }\n',
+      message: 'node "n": spec.login: expected true or false, got the string "yes" (from ${nodes.cfg.outputs.yes})',
+    },
+    {
+      name: 'whole, a map where the field takes a list',
+      nodes: '    - id: n\n      type: postgres.role\n      spec: { name: app, memberOf: "${nodes.cfg.outputs.ep}" }\n',
+      message: 'node "n": spec.memberOf: expected a list, got a map (from ${nodes.cfg.outputs.ep})',
+    },
+    {
+      name: 'whole, a list the type\'s rules refuse (a role a member of itself)',
+      nodes: '    - id: n\n      type: postgres.role\n      spec: { name: readers, memberOf: "${nodes.cfg.outputs.groups}" }\n',
+      message: 'node "n": spec.memberOf[0]: a role cannot be a member of itself ("readers") (from ${nodes.cfg.outputs.groups})',
+    },
+    {
+      name: 'whole, a privilege the grant\'s target does not have',
+      nodes: '    - id: n\n      type: postgres.grant\n      spec: { role: app, database: app, on: database, privileges: "${nodes.cfg.outputs.hosts}" }\n',
+      message: 'node "n": spec.privileges[0]: "a.local" is not a privilege on database; use one of CREATE, CONNECT, TEMPORARY, TEMP, ALL (from ${nodes.cfg.outputs.hosts}); spec.privileges[1]: "b.local" is not a privilege on database; use one of CREATE, CONNECT, TEMPORARY, TEMP, ALL (from ${nodes.cfg.outputs.hosts})',
     },
   ])('fails the dependent, permanently, before its backend: $name', async ({ nodes, message }) => {
     const { memory, provisioner, ctx, node } = setup(nodes, outputs);
@@ -275,7 +343,9 @@ describe('a reference in a field that is not free text', () => {
   // What no output can make right is still a compile error, at the reference.
   it.each([
     { name: 'text around a reference in a number field', spec: '{ name: app, connectionLimit: "1${nodes.cfg.outputs.limit}" }', type: 'postgres.database', message: 'spec.connectionLimit: expected a number, got the string "1${nodes.cfg.outputs.limit}"' },
-    { name: 'a reference where a typed field takes a list (only the free-form maps take a list output)', spec: '{ name: app, memberOf: "${nodes.cfg.outputs.roles}" }', type: 'postgres.role', message: 'spec.memberOf: expected a list, got the string "${nodes.cfg.outputs.roles}"' },
+    { name: 'text around a reference in a list field', spec: '{ name: app, memberOf: "x${nodes.cfg.outputs.roles}" }', type: 'postgres.role', message: 'spec.memberOf: expected a list, got the string "x${nodes.cfg.outputs.roles}"' },
+    { name: 'two references in a map field', spec: '{ name: app, labels: "${nodes.cfg.outputs.a}${nodes.cfg.outputs.b}" }', type: 'k8s.namespace', message: 'spec.labels: expected a map, got the string "${nodes.cfg.outputs.a}${nodes.cfg.output…"' },
+    { name: 'a literal of another type in a list field', spec: '{ name: app, memberOf: 5 }', type: 'postgres.role', message: 'spec.memberOf: expected a list, got the number 5' },
     { name: 'a reference where a secret reference belongs', spec: '{ name: app, password: "${nodes.cfg.outputs.pw}" }', type: 'postgres.role', message: 'spec.password: a secret must not be written inline: use { fromEnv: NAME } or { fromFile: path }' },
   ])('$name is a compile error', ({ spec, type, message }) => {
     const compiled = compileText(goal(`    - id: n\n      type: ${type}\n      spec: ${spec}\n`));
@@ -286,5 +356,60 @@ describe('a reference in a field that is not free text', () => {
   it('a real error beside a reference is still reported, and the reference is not', () => {
     const compiled = compileText(goal('    - id: n\n      type: postgres.database\n      spec: { name: app, connectionLimit: "${nodes.cfg.outputs.limit}", encoding: "UTF 9" }\n'));
     expect(compiled.diagnostics.map((d) => d.message)).toEqual(['spec.encoding: "UTF 9" is not an encoding PostgreSQL knows: UTF8, LATIN1 … SQL_ASCII, or an alias of one (unicode, ISO-8859-1 …)']);
+  });
+});
+
+// The backends' own compile-time checks read a spec as written: where a list or map field is one reference, they
+// see its text, and its value comes at run time. They crashed on it (`memberOf.forEach`) or misread it.
+describe('a list or map field one reference fills, read by a backend\'s compile-time checks', () => {
+  const backends = `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: pg }
+spec: { type: postgres, config: { host: 127.0.0.1 } }
+---
+apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: gen }
+spec: { type: script, config: { root: scripts } }
+---
+`;
+
+  it('postgres: a role whose memberOf is one reference is ordered after that reference\'s node only; a listed group still orders', () => {
+    const compiled = compileText(
+      goal(
+        `    - { id: readers, type: postgres.role, backend: pg, spec: { name: readers } }
+    - { id: member, type: postgres.role, backend: pg, spec: { name: app, memberOf: "\${nodes.cfg.outputs.groups}" } }
+    - { id: listed, type: postgres.role, backend: pg, spec: { name: listed, memberOf: [readers] } }
+`,
+        backends,
+      ),
+    );
+    expect(compiled.lines).toEqual([]);
+    expect(compiled.graph!.get('member')!.dependsOn.map((d) => d.on)).toEqual(['cfg']);
+    expect(compiled.graph!.get('listed')!.dependsOn.map((d) => d.on)).toEqual(['readers']);
+  });
+
+  it('exec: commands that are one reference are not taken for commands without update or delete', () => {
+    const compiled = compileText(
+      goal(`    - { id: n, type: generic.resource, backend: run, deletionPolicy: Delete, spec: { commands: "\${nodes.cfg.outputs.commands}" } }
+    - { id: written, type: generic.resource, backend: run, spec: { commands: { read: [r], create: [c] } } }
+`),
+    );
+    expect(compiled.lines).toEqual([]);
+    expect(compiled.graph!.get('n')!.settings.cannotUpdate).toBeUndefined();
+    // Commands written out still say what they lack.
+    expect(compiled.graph!.get('written')!.settings.cannotUpdate).toBe('no update command');
+  });
+
+  it('script: an input that is one reference is not refused for its shape, which only the output gives', () => {
+    const compiled = compileText(
+      goal(
+        `    - { id: n, type: generic.resource, backend: gen, spec: { input: "\${nodes.cfg.outputs.file}" } }
+    - { id: written, type: generic.resource, backend: gen, spec: { input: { file: f } } }
+`,
+        backends,
+      ),
+    );
+    expect(compiled.lines).toEqual(['goals/test.yaml:32:75: error unsupported-spec: no built-in template fits input {"file":"string"}; templates: file {path, content}, json-key {file, key, value} (backend "gen", type script)']);
   });
 });

@@ -1,8 +1,8 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { allowlistedEnv, execRequest, holdsSecretRef, processLeaseDir, resolveSecretRefs, resourceBackend, saltedDigestMatches, saltedSecretDigest, SECRET_MASK, SecretMask, updatedOutputs } from '../../infra/index.ts';
-import type { BackendContext, BackendFactory, BackendHealth, BackendNode, InfraNodeSpecOf, ProvisionIntent, ResourceContext, ResourceProvisioner, SecretSource } from '../../infra/index.ts';
-import { assertNever, errorMessage, fault, FaultError, stableStringify } from '../../runtime/index.ts';
+import type { BackendContext, BackendFactory, BackendHealth, BackendNode, InfraNodeSpec, InfraNodeSpecOf, ProvisionIntent, ResourceContext, ResourceProvisioner, SecretSource } from '../../infra/index.ts';
+import { assertNever, errorMessage, fault, FaultError, isWholeReference, stableStringify } from '../../runtime/index.ts';
 import type { FieldDiff, Observation, ObservationMemo, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import { ExecClient } from './client.ts';
 import { execConfigSchema } from './config.ts';
@@ -176,6 +176,15 @@ function withSecrets(obs: Observation, keys: readonly string[], input: ExecSpec[
   return { ...withMemo, diffs: withMemo.diffs.map((d) => (secret.has(d.path) ? masked(d) : d)) };
 }
 
+/**
+ * Whether a node's commands, as its goal writes them, have no `command`. False where that is not
+ * known at compile time: no commands (checkSpec's error), or one whole reference, whose value comes
+ * at run time (a command it lacks is then that operation's own permanent fault).
+ */
+function lacks(spec: InfraNodeSpec, command: 'update' | 'delete'): boolean {
+  return spec.type === 'generic.resource' && spec.commands !== undefined && !isWholeReference(spec.commands) && spec.commands[command] === undefined;
+}
+
 /** The `exec` backend implementation: `generic.resource` through user commands. */
 export const execBackendFactory: BackendFactory<ExecConfig> = {
   type: 'exec',
@@ -189,8 +198,8 @@ export const execBackendFactory: BackendFactory<ExecConfig> = {
   // Nor do they read the config: they still run when the Backend's config has errors.
   configFields: [],
   checkSpec: (spec) => (spec.type === 'generic.resource' && spec.commands === undefined ? [{ path: ['commands'], message: 'the exec backend needs commands (read and create at least)' }] : []),
-  cannotUpdate: (spec) => (spec.type === 'generic.resource' && spec.commands !== undefined && spec.commands.update === undefined ? 'no update command' : undefined),
-  cannotDelete: (spec) => (spec.type === 'generic.resource' && spec.commands !== undefined && spec.commands.delete === undefined ? 'it has no commands.delete (add one)' : undefined),
+  cannotUpdate: (spec) => (lacks(spec, 'update') ? 'no update command' : undefined),
+  cannotDelete: (spec) => (lacks(spec, 'delete') ? 'it has no commands.delete (add one)' : undefined),
   description: 'Resources managed by user-supplied read/create/update/delete commands speaking JSON (the exec protocol).',
   create: (config, ctx) => resourceBackend(ctx.id, 'exec', new ExecProvisioner(config, ctx)),
 };

@@ -1,5 +1,5 @@
 import type { BackendFactory, ImpliedDependency, ImpliedDependencyNode, InfraNodeSpec, NodeRelations } from '../../infra/index.ts';
-import { hasReferences } from '../../runtime/index.ts';
+import { hasReferences, isWholeReference } from '../../runtime/index.ts';
 import type { NodeId } from '../../runtime/index.ts';
 import { PostgresBackend } from './backend.ts';
 import { postgresConfigSchema } from './config.ts';
@@ -45,7 +45,8 @@ function postgresResourceKey(spec: InfraNodeSpec): { key: string; path: string[]
  * database, schema or grant after the role that owns it or receives it, a role after the roles it is
  * a member of, a schema, grant or extension after its database, a grant or extension after its
  * schema. Each becomes an implicit edge (created after, deleted before, in one pass), so that goals
- * that name each other need no `dependsOn`. A name a `${nodes…}` reference fills in takes no part.
+ * that name each other need no `dependsOn`. A name a `${nodes…}` reference fills in takes no part,
+ * nor do the groups of a `memberOf` that is one reference as a whole.
  */
 export function postgresRelations(nodes: readonly ImpliedDependencyNode[]): NodeRelations {
   const roles = new Map<string, NodeId>();
@@ -68,7 +69,8 @@ export function postgresRelations(nodes: readonly ImpliedDependencyNode[]): Node
     const s = n.spec;
     switch (s.type) {
       case 'postgres.role':
-        s.memberOf.forEach((g) => on(n.id, roles, g, 'a member of role', ['memberOf']));
+        // A whole reference (`memberOf: "${nodes.x.outputs.groups}"`) names its roles at run time only.
+        if (!isWholeReference(s.memberOf)) s.memberOf.forEach((g) => on(n.id, roles, g, 'a member of role', ['memberOf']));
         break;
       case 'postgres.database':
         on(n.id, roles, s.owner, 'owned by role', ['owner']);

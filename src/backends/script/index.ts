@@ -31,7 +31,7 @@ import type {
   ScriptStanding,
   SpecIssue,
 } from '../../infra/index.ts';
-import { artifactHash, assertNever, fault, FaultError, SqliteStateStore, withoutIgnored } from '../../runtime/index.ts';
+import { artifactHash, assertNever, fault, FaultError, isWholeReference, SqliteStateStore, withoutIgnored } from '../../runtime/index.ts';
 import type { ArtifactLedger, ArtifactRecord, Fault, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import { ScriptClient } from './client.ts';
 import { scriptConfigSchema } from './config.ts';
@@ -424,17 +424,20 @@ function excerpt(value: unknown): string {
 /** Compile-time checks: no `commands` (the script is generated), and a generator that can serve the kind and shape. */
 function checkSpec(spec: Parameters<NonNullable<BackendFactory<ScriptConfig>['checkSpec']>>[0], config: ScriptConfig): SpecIssue[] {
   const issues: SpecIssue[] = [];
+  const input = inputOf(spec);
   if (spec.type === 'generic.resource' && spec.commands !== undefined) {
     issues.push({ path: ['commands'], message: 'a script backend generates its own script: remove commands (or use an exec backend)' });
   }
   // A script never sees secret values (it is reviewed as text, and its input arrives as written): a
   // reference would reach it as the literal map, and the resource be set to that.
-  if (holdsSecretRef(inputOf(spec))) {
+  if (holdsSecretRef(input)) {
     issues.push({ path: spec.type === 'generic.resource' ? ['input'] : [], message: 'a script backend reads no secrets: a { fromEnv } or { fromFile } reference would reach the script as the map itself; use an exec backend for a resource that needs a secret' });
   }
-  // Only the template generator can tell without running anything.
+  // Only the template generator can tell without running anything; and only from an input written out, not one
+  // whole reference (its shape is the output's, known at run time, when the generator refuses it or not).
+  if (isWholeReference(input)) return issues;
   const generator = generatorFrom(config.generator, { cwd: '.', env: {} });
-  const why = generator.refuses({ kind: spec.type, shape: shapeOf(inputOf(spec)) });
+  const why = generator.refuses({ kind: spec.type, shape: shapeOf(input) });
   if (why !== undefined) issues.push({ path: spec.type === 'generic.resource' ? ['input'] : [], message: why });
   return issues;
 }
