@@ -59,7 +59,8 @@ export function goalJsonSchema(options: GoalJsonSchemaOptions = {}): Record<stri
   const document = z.union([goal, backend, policy]);
   const schema = z.toJSONSchema(document, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' });
   const nodes = ((schema.anyOf?.[0]?.properties?.spec as JsonSchema | undefined)?.properties?.nodes as JsonSchema | undefined)?.items as JsonSchema | undefined;
-  for (const n of nodes?.anyOf ?? []) acceptReferences((n as JsonSchema).properties?.spec as JsonSchema | undefined);
+  // The fields of each spec, not the spec itself: a spec is never one reference.
+  for (const n of nodes?.anyOf ?? []) for (const field of Object.values(((n as JsonSchema).properties?.spec as JsonSchema | undefined)?.properties ?? {})) acceptReferences(field as JsonSchema);
   return {
     ...schema,
     $id: 'urn:desiredstate:schema:goal:v1',
@@ -70,11 +71,11 @@ export function goalJsonSchema(options: GoalJsonSchemaOptions = {}): Record<stri
 type JsonSchema = z.core.JSONSchema.JSONSchema;
 
 /**
- * Lets a node spec's schema take a reference where `validate` does (README,
- * "References between nodes"): one whole reference in a number, boolean or
- * enum field, a reference anywhere in a text field whose pattern or values
- * only the output can meet; their check waits for the output. Never in a
- * secret reference. In place.
+ * Lets a field of a node spec's schema take a reference where `validate`
+ * does (README, "References between nodes"): one whole reference in a
+ * number, boolean, enum, list or map field, a reference anywhere in a text
+ * field whose pattern or values only the output can meet; their check waits
+ * for the output. Never in a secret reference. In place.
  */
 function acceptReferences(s: JsonSchema | undefined): void {
   if (s === undefined || (s as Record<string, unknown>).secret === true) return;
@@ -82,7 +83,7 @@ function acceptReferences(s: JsonSchema | undefined): void {
   if (typeof s.additionalProperties === 'object') acceptReferences(s.additionalProperties);
   if (typeof s.items === 'object' && !Array.isArray(s.items)) acceptReferences(s.items);
   for (const form of s.anyOf ?? []) acceptReferences(form as JsonSchema);
-  const typed = s.type === 'integer' || s.type === 'number' || s.type === 'boolean';
+  const typed = s.type === 'integer' || s.type === 'number' || s.type === 'boolean' || s.type === 'array' || s.type === 'object';
   const checkedText = s.type === 'string' && (s.pattern !== undefined || s.enum !== undefined || s.const !== undefined || s.maxLength !== undefined || s.format !== undefined);
   if (!typed && !checkedText) return;
   const { description, default: dflt, ...own } = s;
