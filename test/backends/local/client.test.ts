@@ -2,10 +2,11 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { appendFile, lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Confiner, discardStaged, inspect, inspectSync, removeDirectory, removeStaleTemps, renameStaged, stageFile, SYNC_READ_LIMIT, syncDirectory, writeFileAtomic } from '../../../src/backends/local/client.ts';
 import type { IoPath, ReadPolicy } from '../../../src/backends/local/client.ts';
+import { FaultError } from '../../../src/runtime/index.ts';
 
 let dir: string;
 beforeEach(async () => {
@@ -153,5 +154,131 @@ describe('a correction written over a hand edit made meanwhile', () => {
     expect(await readFile(p, 'utf8')).toBe('made by hand\n');
     await writeFileAtomic(unpinned(p), { content: 'desired\n', mode: 0o644, found: await foundAt(p) }, signal);
     expect(await readFile(p, 'utf8')).toBe('desired\n');
+  });
+});
+
+describe('Confiner: where a path leads, on a real tree of symlinks', () => {
+  // `dir` holds `root/` and `outside/` beside it. A node path or a link target either lands inside
+  // the root (its real path given here relative to `dir`), or is refused: as an escape when the
+  // goal's text leads out (permanent), as a changed path when a symlink found on the way leads out
+  // (made by hand: the goals make none that does; transient), or as a loop of links.
+  const ESCAPES = 'path-escapes-root, permanent';
+  const LEADS_OUT = 'path-changed, transient';
+  const LOOP = 'ELOOP, permanent';
+  const NOT_DIR = 'ENOTDIR, permanent';
+  /** The links of the tree, by path in `dir`: a target starting `@` is absolute, `@` standing for `dir`. */
+  const links: Record<string, string> = {
+    'root/a/in-abs': '@/root/b',
+    'root/a/in-rel': '../b',
+    'root/out-abs': '@/outside',
+    'root/out-rel': '../outside',
+    // A chain that ends outside, and one that stays in.
+    'root/chain': 'chain2',
+    'root/chain2': 'a/chain3',
+    'root/a/chain3': '../../outside',
+    'root/chain-in': 'a/chain-in2',
+    'root/a/chain-in2': 'in-rel',
+    // `m` leads to the root: `sub/m/..` is the root's parent, though `sub/m/..` read as text is `sub`.
+    'root/sub/m': '..',
+    'root/loop': 'loop2',
+    'root/loop2': 'loop',
+    'root/dangling': 'nowhere',
+    'root/dangling-out': '../outside/nowhere',
+    rootlink: 'root',
+  };
+  // As many links in a chain as Linux follows (40), and one more.
+  for (let i = 1; i <= 41; i++) links[`root/hop${i}`] = i === 41 ? 'b' : `hop${i + 1}`;
+  beforeEach(async () => {
+    for (const d of ['root/a', 'root/b', 'root/sub', 'outside']) await mkdir(join(dir, d), { recursive: true });
+    await writeFile(join(dir, 'root/file'), '');
+    for (const [path, target] of Object.entries(links)) await symlink(target.replace(/^@/, dir), join(dir, path));
+  });
+
+  /** What `f` gives: the real path it returns (relative to `dir`; 'inside' for none), or the code and class of its fault. */
+  const outcome = (f: () => string | void): string => {
+    try {
+      const real = f();
+      return real === undefined ? 'inside' : relative(dir, real);
+    } catch (err) {
+      if (!(err instanceof FaultError)) throw err;
+      return `${err.fault.code ?? '?'}, ${err.fault.class}`;
+    }
+  };
+
+  it.each([
+    { name: 'a plain path', path: 'a/x', leads: 'root/a/x' },
+    { name: 'a path in a directory not made yet', path: 'new/deeper/x', leads: 'root/new/deeper/x' },
+    { name: '.. that stays inside', path: 'a/../b/x', leads: 'root/b/x' },
+    { name: '.. that leaves the root', path: 'a/../../outside/x', leads: ESCAPES },
+    { name: '.. that leaves the root and comes back', path: '../root/x', leads: ESCAPES },
+    { name: 'an absolute path', path: '@/root/x', leads: ESCAPES },
+    { name: 'a link to inside, absolute', path: 'a/in-abs/x', leads: 'root/b/x' },
+    { name: 'a link to inside, relative', path: 'a/in-rel/x', leads: 'root/b/x' },
+    { name: 'a link to outside, absolute', path: 'out-abs/x', leads: LEADS_OUT },
+    { name: 'a link to outside, relative', path: 'out-rel/x', leads: LEADS_OUT },
+    { name: 'a chain of links that ends outside', path: 'chain/x', leads: LEADS_OUT },
+    { name: 'a chain of links that stays inside', path: 'chain-in/x', leads: 'root/b/x' },
+    { name: 'as many links in a chain as Linux follows', path: 'hop2/x', leads: 'root/b/x' },
+    { name: 'one more link in the chain', path: 'hop1/x', leads: LOOP },
+    { name: 'a link to the root', path: 'sub/m/x', leads: 'root/x' },
+    // Node paths are read as text first (one resource, one text): `sub/m/..` is `sub`, whatever `m` is.
+    { name: 'm/.. beside a link m to ..', path: 'sub/m/../x', leads: 'root/sub/x' },
+    { name: 'a loop of links', path: 'loop/x', leads: LOOP },
+    { name: 'a dangling link to inside', path: 'dangling/x', leads: 'root/nowhere/x' },
+    { name: 'a dangling link to outside', path: 'dangling-out/x', leads: LEADS_OUT },
+    // Inside: the call made there fails (ENOTDIR).
+    { name: 'a file on the way', path: 'file/x', leads: 'root/file/x' },
+    // The last component is the node's own: a link there is what a link node manages, not followed.
+    { name: 'a link to outside as the last component', path: 'out-abs', leads: 'root/out-abs' },
+    { name: 'a looping link as the last component', path: 'loop', leads: 'root/loop' },
+  ])('node path: $name ($path)', ({ path, leads }) => {
+    const confiner = new Confiner(join(dir, 'root'));
+    expect(outcome(() => confiner.node(path.replace(/^@/, dir)).real)).toBe(leads);
+  });
+
+  it.each([
+    { name: 'a plain target', from: '.', target: 'b', leads: 'inside' },
+    { name: 'a target not there (yet)', from: 'a', target: 'nowhere/x', leads: 'inside' },
+    { name: '.. that stays inside', from: 'a', target: '../b', leads: 'inside' },
+    { name: '.. that leaves the root', from: 'a', target: '../../outside', leads: ESCAPES },
+    { name: '.. to the root\'s parent', from: '.', target: '..', leads: ESCAPES },
+    { name: 'an absolute target inside', from: 'a', target: '@/root/b', leads: 'inside' },
+    { name: 'an absolute target outside', from: 'a', target: '@/outside', leads: ESCAPES },
+    { name: 'through a link to inside, absolute', from: '.', target: 'a/in-abs/x', leads: 'inside' },
+    { name: 'through a link to inside, relative', from: 'a', target: 'in-rel/x', leads: 'inside' },
+    { name: 'through a link to outside, absolute', from: '.', target: 'out-abs/x', leads: LEADS_OUT },
+    { name: 'through a link to outside, relative', from: '.', target: 'out-rel', leads: LEADS_OUT },
+    { name: 'a chain of links that ends outside', from: '.', target: 'chain', leads: LEADS_OUT },
+    { name: 'a chain of links that stays inside', from: 'sub', target: '../chain-in', leads: 'inside' },
+    { name: 'one more link in a chain than Linux follows', from: '.', target: 'hop1', leads: LOOP },
+    // The case the text alone cannot tell: `m` (anyone's, inside the root) leads to the root, and the
+    // target's own `..` climbs out from there. The goal's doing: an escape, not a changed path.
+    { name: 'm/../.. beside a link m to ..', from: 'sub', target: 'm/../..', leads: ESCAPES },
+    { name: 'm/.. beside a link m to ..', from: 'sub', target: 'm/..', leads: ESCAPES },
+    { name: 'm/../root beside a link m to .. (out and back in)', from: 'sub', target: 'm/../root/b', leads: 'inside' },
+    { name: 'climbing out past a missing directory reached through m', from: 'sub', target: 'm/nowhere/../..', leads: ESCAPES },
+    { name: 'through m, then a link to outside', from: 'sub', target: 'm/out-abs', leads: LEADS_OUT },
+    { name: 'a loop of links', from: '.', target: 'loop', leads: LOOP },
+    { name: 'into a loop of links', from: 'a', target: '../loop/x', leads: LOOP },
+    { name: 'a dangling link to inside', from: '.', target: 'dangling', leads: 'inside' },
+    { name: 'a dangling link to outside', from: '.', target: 'dangling-out', leads: LEADS_OUT },
+    { name: 'a file on the way', from: '.', target: 'file/x', leads: NOT_DIR },
+    { name: 'the root through a link to it, absolute', from: 'a', target: '@/rootlink/b', leads: 'inside' },
+    { name: 'the root\'s parent through a link to the root', from: 'a', target: '@/rootlink/..', leads: ESCAPES },
+  ])('link target: $name ($target in $from)', ({ from, target, leads }) => {
+    const confiner = new Confiner(join(dir, 'root'));
+    expect(outcome(() => confiner.target(confiner.node(join(from, 'l')).real, target.replace(/^@/, dir)))).toBe(leads);
+  });
+
+  it('a root reached through a symlink: paths and targets resolve in the real root, by its name and by the link\'s', () => {
+    const confiner = new Confiner(join(dir, 'rootlink'));
+    expect(confiner.realRoot()).toMatchObject({ real: join(dir, 'root'), exists: true });
+    expect(confiner.node('a/in-rel/x')).toEqual({ abs: join(dir, 'rootlink/a/in-rel/x'), real: join(dir, 'root/b/x'), dir: join(dir, 'root/b') });
+    const link = confiner.node('a/l').real;
+    expect(link).toBe(join(dir, 'root/a/l'));
+    for (const target of ['../b', join(dir, 'rootlink/b'), join(dir, 'root/b'), '../../rootlink/b']) expect(outcome(() => confiner.target(link, target)), target).toBe('inside');
+    for (const target of ['../../outside', join(dir, 'outside'), join(dir, 'rootlink/../outside')]) expect(outcome(() => confiner.target(link, target)), target).toBe(ESCAPES);
+    expect(outcome(() => confiner.node('out-rel/x').real)).toBe(LEADS_OUT);
+    expect(outcome(() => confiner.target(link, '../out-rel'))).toBe(LEADS_OUT);
   });
 });

@@ -381,6 +381,58 @@ describe('local backend confinement', () => {
   });
 });
 
+describe('local backend: paths through links the goals manage and links made by hand', () => {
+  // The links a goal manages (local.symlink nodes) can only point inside the root (their targets are
+  // checked); one made by hand may point anywhere. A node path through either lands where the link
+  // leads, if that is inside the root; one that a link made by hand leads out of is a changed path.
+  const ESCAPES = { class: 'permanent', code: 'path-escapes-root' };
+  const LEADS_OUT = { class: 'transient', code: 'path-changed', notTheBackend: 'node-only' };
+  type Case = { name: string; managed?: InfraNode[]; byHand?: Record<string, string>; node: InfraNode; lands?: string; refused?: object };
+  const cases: Case[] = [
+    { name: 'a file through a managed link to inside', managed: [linkNode('cur', 'cur', 'releases/v2')], node: fileNode('f', 'cur/app.conf', 'x'), lands: 'releases/v2/app.conf' },
+    { name: 'a file through a link made by hand to inside', byHand: { cur: 'releases/v2' }, node: fileNode('f', 'cur/app.conf', 'x'), lands: 'releases/v2/app.conf' },
+    { name: 'a file through a managed link to the root', managed: [linkNode('m', 'sub/m', '..')], node: fileNode('f', 'sub/m/x', 'x'), lands: 'x' },
+    { name: 'a link through a managed link to .. that climbs out from there', managed: [linkNode('m', 'sub/m', '..')], node: linkNode('l', 'sub/l', 'm/../..'), refused: ESCAPES },
+    { name: 'a link through a link made by hand to .. that climbs out from there', byHand: { 'sub/m': '..' }, node: linkNode('l', 'sub/l', 'm/../..'), refused: ESCAPES },
+    { name: 'a managed link to outside (never made)', node: linkNode('out', 'out', '../outside'), refused: ESCAPES },
+    { name: 'a file through a link made by hand to outside', byHand: { out: '../outside' }, node: fileNode('f', 'out/x', 'x'), refused: LEADS_OUT },
+    { name: 'a link through a link made by hand to outside', byHand: { out: '../outside' }, node: linkNode('l', 'l', 'out/x'), refused: LEADS_OUT },
+  ];
+
+  it.each(cases)('$name', async ({ managed = [], byHand = {}, node, lands, refused }) => {
+    await mkdir(join(sb.root, 'releases/v2'), { recursive: true });
+    await mkdir(join(sb.root, 'sub'));
+    await mkdir(sb.outside);
+    for (const link of managed) expect(await sb.backend.create(link, opCtx())).toMatchObject({ status: 'done' });
+    for (const [path, target] of Object.entries(byHand)) await symlink(target, join(sb.root, path));
+    if (lands !== undefined) {
+      expect(await sb.backend.create(node, opCtx())).toMatchObject({ status: 'done' });
+      expect(await readFile(join(sb.root, lands), 'utf8')).toBe('x');
+    } else {
+      expect(await observe(node)).toMatchObject({ status: 'failed', fault: refused });
+      expect(await faultOf(() => sb.backend.create(node, opCtx()))).toMatchObject(refused!);
+    }
+    expect(await listAll(sb.outside)).toEqual([]);
+  });
+
+  it('a managed link pointed out of the root by hand: paths through it are refused until the link is put back', async () => {
+    const link = linkNode('cur', 'cur', 'releases/v2');
+    const file = fileNode('f', 'cur/app.conf', 'x');
+    await mkdir(join(sb.root, 'releases/v2'), { recursive: true });
+    await mkdir(sb.outside);
+    expect(await sb.backend.create(link, opCtx())).toMatchObject({ status: 'done' });
+    await unlink(join(sb.root, 'cur'));
+    await symlink(sb.outside, join(sb.root, 'cur'));
+    expect(await observe(file)).toMatchObject({ status: 'failed', fault: LEADS_OUT });
+    expect(await faultOf(() => sb.backend.create(file, opCtx()))).toMatchObject(LEADS_OUT);
+    expect(await observe(link)).toMatchObject({ status: 'drifted' });
+    expect(await sb.backend.update(link, [], opCtx())).toMatchObject({ status: 'done' });
+    expect(await sb.backend.create(file, opCtx())).toMatchObject({ status: 'done' });
+    expect(await readFile(join(sb.root, 'releases/v2/app.conf'), 'utf8')).toBe('x');
+    expect(await listAll(sb.outside)).toEqual([]);
+  });
+});
+
 describe('local backend writes', () => {
   it('leaves no temp file behind after creates and updates', async () => {
     for (let i = 0; i < 5; i++) await sb.backend.create(fileNode('f', 'd/f.txt', `v${i}`.repeat(i + 1)), opCtx());
