@@ -21,11 +21,23 @@ import { isWithin, lexicalPath, PLAIN_PATH } from './paths.ts';
 /** Linux's limit on symlinks followed while resolving one path. */
 const MAX_SYMLINK_HOPS = 40;
 
+/**
+ * How a walk first went from inside the root to outside it: by the target's own text (one of its
+ * `..`, or its missing rest read lexically: the goal's doing, `m/../..` beside a link `m` to `..`),
+ * or by following a symlink on the way that itself leads out (made by hand: the goals make none that does).
+ */
+type Departure = 'text' | 'link';
+
 /** A physically resolved path: symlinks followed, `..` applied to real directories. */
 interface Resolved {
   readonly real: string;
   /** False when some component does not exist (the rest is appended lexically: nothing there can be a link). */
   readonly exists: boolean;
+  /**
+   * With a root to watch (`resolvePhysical`'s `within`): how the walk first left it, if it did. Only a
+   * step from inside to outside counts: an absolute target's way down to the root is the operator's setup.
+   */
+  readonly left?: Departure | undefined;
 }
 
 function isMissing(err: unknown): boolean {
@@ -36,16 +48,22 @@ function isMissing(err: unknown): boolean {
 /**
  * Resolves `target` against the real directory `base` the way the kernel
  * would: component by component, following symlinks and applying `..` to
- * the directory actually reached. Synchronous on purpose: these are a few
- * metadata lookups the kernel answers from its dentry cache, far cheaper
- * than a thread-pool round trip each.
+ * the directory actually reached; with `within`, noting how the walk first
+ * left that real root. Synchronous on purpose: these are a few metadata
+ * lookups the kernel answers from its dentry cache, far cheaper than a
+ * thread-pool round trip each.
  */
-function resolvePhysical(base: string, target: string, hops = 0): Resolved {
+function resolvePhysical(base: string, target: string, within?: string, hops = 0): Resolved {
   let current = isAbsolute(target) ? parse(target).root : base;
+  let left: Departure | undefined;
+  const leaves = (from: string, to: string, by: Departure): void => {
+    if (within !== undefined && left === undefined && isWithin(within, from) && !isWithin(within, to)) left = by;
+  };
   const parts = target.split(sep).filter((p) => p !== '' && p !== '.');
   for (let i = 0; i < parts.length; i++) {
     const part = parts[i] as string;
     if (part === '..') {
+      leaves(current, dirname(current), 'text');
       current = dirname(current);
       continue;
     }
@@ -57,11 +75,21 @@ function resolvePhysical(base: string, target: string, hops = 0): Resolved {
       throw fsFault(err, 'lstat', next);
     }
     // Nothing exists from here on, so the rest cannot hold links: resolve it lexically.
-    if (st === undefined) return { real: join(next, ...parts.slice(i + 1)), exists: false };
+    if (st === undefined) {
+      const real = join(next, ...parts.slice(i + 1));
+      leaves(current, real, 'text');
+      return { real, exists: false, left };
+    }
     if (st.isSymbolicLink()) {
       if (hops >= MAX_SYMLINK_HOPS) throw new FaultError(fault('permanent', `too many symlinks resolving ${next}`, { code: 'ELOOP' }));
-      const resolved = resolvePhysical(current, readLink(next), hops + 1);
-      if (!resolved.exists) return { real: join(resolved.real, ...parts.slice(i + 1)), exists: false };
+      // The link's own text is not the target's: where it leads is all that counts here.
+      const resolved = resolvePhysical(current, readLink(next), undefined, hops + 1);
+      leaves(current, resolved.real, 'link');
+      if (!resolved.exists) {
+        const real = join(resolved.real, ...parts.slice(i + 1));
+        leaves(resolved.real, real, 'text');
+        return { real, exists: false, left };
+      }
       current = resolved.real;
     } else if (!st.isDirectory() && i < parts.length - 1) {
       throw new FaultError(fault('permanent', `${next} is not a directory`, { code: 'ENOTDIR', hint: 'a path component is a file, not a directory' }));
@@ -69,47 +97,7 @@ function resolvePhysical(base: string, target: string, hops = 0): Resolved {
       current = next;
     }
   }
-  return { real: current, exists: true };
-}
-
-/**
- * Whether `target`, resolved from the real directory `from` as `resolvePhysical` does, leaves the real
- * root `rootReal` at one of its own `..` (a `..` of the target climbing above the root from where the
- * links on the way led it, the goal's text: `m/../..` beside a link `m` to `..`), rather than by following
- * a symlink on the way that itself leads out (made by hand: the goals make none that does). Asked only of
- * a target that resolves outside the root.
- */
-function climbsOutByItsText(rootReal: string, from: string, target: string): boolean {
-  let current = isAbsolute(target) ? parse(target).root : from;
-  const parts = target.split(sep).filter((p) => p !== '' && p !== '.');
-  // Only what happens inside the root counts: an absolute target's way down to it is the operator's setup.
-  const outside = (p: string): boolean => !isWithin(rootReal, p);
-  for (let i = 0; i < parts.length; i++) {
-    const part = parts[i] as string;
-    if (part === '..') {
-      if (!outside(current) && outside(dirname(current))) return true;
-      current = dirname(current);
-      continue;
-    }
-    const next = join(current, part);
-    let st;
-    try {
-      st = lstatSync(next, { throwIfNoEntry: false });
-    } catch (err) {
-      throw fsFault(err, 'lstat', next);
-    }
-    // Nothing there: the rest, lexically, is the target's text alone.
-    if (st === undefined) return !outside(current) && outside(join(next, ...parts.slice(i + 1)));
-    if (st.isSymbolicLink()) {
-      const resolved = resolvePhysical(current, readLink(next), 1);
-      if (!outside(current) && outside(resolved.real)) return false;
-      if (!resolved.exists) return !outside(resolved.real) && outside(join(resolved.real, ...parts.slice(i + 1)));
-      current = resolved.real;
-    } else {
-      current = next;
-    }
-  }
-  return false;
+  return { real: current, exists: true, left };
 }
 
 function readLink(path: string, shown = path): string {
@@ -342,18 +330,18 @@ export class Confiner {
   /**
    * Checks that a link target, resolved from the link's real directory, stays inside the root: refused as
    * an escape (permanent) when its text leads out from there, or its own `..` climbs out from where the
-   * links on the way lead (`climbsOutByItsText`: the goal's links, `m/../..` beside a link `m` to `..`, as
+   * links on the way lead (`Resolved.left`: the goal's links, `m/../..` beside a link `m` to `..`, as
    * much as its text); as a changed path (transient) when a symlink on the way leads out itself, which
    * the goals never make.
    */
   target(linkReal: string, target: string): void {
     const root = this.realRoot();
     const from = dirname(linkReal);
-    const resolved = resolvePhysical(from, target);
+    const resolved = resolvePhysical(from, target, root.real);
     if (isWithin(root.real, resolved.real)) return;
     const text = isAbsolute(target) ? normalize(target) : join(from, target);
     if (!isWithin(root.real, text) && !isWithin(this.root, text)) throw escapesRoot(target, 'the symlink target resolves outside the root');
-    if (climbsOutByItsText(root.real, from, target)) throw escapesRoot(target, 'its ".." climbs out of the root from where the symlinks on the way lead');
+    if (resolved.left === 'text') throw escapesRoot(target, 'its ".." climbs out of the root from where the symlinks on the way lead');
     throw leadsOutOfRoot(target, 'the symlink target resolves outside the root through a symlink on the way');
   }
 
