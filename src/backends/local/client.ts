@@ -22,6 +22,16 @@ import { isWithin, lexicalPath, PLAIN_PATH } from './paths.ts';
 const MAX_SYMLINK_HOPS = 40;
 
 /**
+ * The symlinks one resolution has followed, nested or one after the other: counted all together, as
+ * Linux counts them. Counted by depth alone, links each naming the next several times (`b -> a/a/a/a`,
+ * `c -> b/b/b/b`, …), which anyone who may write in the root can make, would cost lstats exponential
+ * in their number, the event loop blocked meanwhile.
+ */
+interface Hops {
+  followed: number;
+}
+
+/**
  * How a walk first went from inside the root to outside it: by the target's own text (one of its
  * `..`, or its missing rest read lexically: the goal's doing, `m/../..` beside a link `m` to `..`),
  * or by following a symlink on the way that itself leads out (made by hand: the goals make none that does).
@@ -53,7 +63,7 @@ function isMissing(err: unknown): boolean {
  * lookups the kernel answers from its dentry cache, far cheaper than a
  * thread-pool round trip each.
  */
-function resolvePhysical(base: string, target: string, within?: string, hops = 0): Resolved {
+function resolvePhysical(base: string, target: string, within?: string, hops: Hops = { followed: 0 }): Resolved {
   let current = isAbsolute(target) ? parse(target).root : base;
   let left: Departure | undefined;
   const leaves = (from: string, to: string, by: Departure): void => {
@@ -81,9 +91,9 @@ function resolvePhysical(base: string, target: string, within?: string, hops = 0
       return { real, exists: false, left };
     }
     if (st.isSymbolicLink()) {
-      if (hops >= MAX_SYMLINK_HOPS) throw new FaultError(fault('permanent', `too many symlinks resolving ${next}`, { code: 'ELOOP' }));
+      if (++hops.followed > MAX_SYMLINK_HOPS) throw new FaultError(fault('permanent', `too many symlinks resolving ${next}`, { code: 'ELOOP' }));
       // The link's own text is not the target's: where it leads is all that counts here.
-      const resolved = resolvePhysical(current, readLink(next), undefined, hops + 1);
+      const resolved = resolvePhysical(current, readLink(next), undefined, hops);
       leaves(current, resolved.real, 'link');
       if (!resolved.exists) {
         const real = join(resolved.real, ...parts.slice(i + 1));

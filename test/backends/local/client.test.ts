@@ -166,6 +166,8 @@ describe('Confiner: where a path leads, on a real tree of symlinks', () => {
   const LEADS_OUT = 'path-changed, transient';
   const LOOP = 'ELOOP, permanent';
   const NOT_DIR = 'ENOTDIR, permanent';
+  /** `l/l/…/l`, `n` times (`l` is a link to `.`). */
+  const lLinks = (n: number): string => Array.from({ length: n }, () => 'l').join('/');
   /** The links of the tree, by path in `dir`: a target starting `@` is absolute, `@` standing for `dir`. */
   const links: Record<string, string> = {
     'root/a/in-abs': '@/root/b',
@@ -188,6 +190,10 @@ describe('Confiner: where a path leads, on a real tree of symlinks', () => {
   };
   // As many links in a chain as Linux follows (40), and one more.
   for (let i = 1; i <= 41; i++) links[`root/hop${i}`] = i === 41 ? 'b' : `hop${i + 1}`;
+  // Links one after the other rather than nested: Linux counts them all the same (`l/l/…/l`, 41 of them, is ELOOP).
+  links['root/l'] = '.';
+  links['root/seq39'] = lLinks(39);
+  links['root/seq40'] = lLinks(40);
   beforeEach(async () => {
     for (const d of ['root/a', 'root/b', 'root/sub', 'outside']) await mkdir(join(dir, d), { recursive: true });
     await writeFile(join(dir, 'root/file'), '');
@@ -220,6 +226,8 @@ describe('Confiner: where a path leads, on a real tree of symlinks', () => {
     { name: 'a chain of links that stays inside', path: 'chain-in/x', leads: 'root/b/x' },
     { name: 'as many links in a chain as Linux follows', path: 'hop2/x', leads: 'root/b/x' },
     { name: 'one more link in the chain', path: 'hop1/x', leads: LOOP },
+    { name: 'a link to 39 links, one after the other (40 in all)', path: 'seq39/x', leads: 'root/x' },
+    { name: 'a link to 40 links, one after the other (41 in all)', path: 'seq40/x', leads: LOOP },
     { name: 'a link to the root', path: 'sub/m/x', leads: 'root/x' },
     // Node paths are read as text first (one resource, one text): `sub/m/..` is `sub`, whatever `m` is.
     { name: 'm/.. beside a link m to ..', path: 'sub/m/../x', leads: 'root/sub/x' },
@@ -251,6 +259,8 @@ describe('Confiner: where a path leads, on a real tree of symlinks', () => {
     { name: 'a chain of links that ends outside', from: '.', target: 'chain', leads: LEADS_OUT },
     { name: 'a chain of links that stays inside', from: 'sub', target: '../chain-in', leads: 'inside' },
     { name: 'one more link in a chain than Linux follows', from: '.', target: 'hop1', leads: LOOP },
+    { name: 'as many links one after the other as Linux follows', from: '.', target: lLinks(40), leads: 'inside' },
+    { name: 'one more link one after the other', from: '.', target: lLinks(41), leads: LOOP },
     // The case the text alone cannot tell: `m` (anyone's, inside the root) leads to the root, and the
     // target's own `..` climbs out from there. The goal's doing: an escape, not a changed path.
     { name: 'm/../.. beside a link m to ..', from: 'sub', target: 'm/../..', leads: ESCAPES },
