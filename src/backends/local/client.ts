@@ -48,6 +48,8 @@ interface Resolved {
    * step from inside to outside counts: an absolute target's way down to the root is the operator's setup.
    */
   readonly left?: Departure | undefined;
+  /** The lstat of `real`, when the walk's last step took one (not when it ended at a `..`): `Confiner.sealed` needs no other. */
+  readonly stat?: Stats | undefined;
 }
 
 function isMissing(err: unknown): boolean {
@@ -65,6 +67,7 @@ function isMissing(err: unknown): boolean {
  */
 function resolvePhysical(base: string, target: string, within?: string, hops: Hops = { followed: 0 }): Resolved {
   let current = isAbsolute(target) ? parse(target).root : base;
+  let stat: Stats | undefined;
   let left: Departure | undefined;
   const leaves = (from: string, to: string, by: Departure): void => {
     if (within !== undefined && left === undefined && isWithin(within, from) && !isWithin(within, to)) left = by;
@@ -75,6 +78,7 @@ function resolvePhysical(base: string, target: string, within?: string, hops: Ho
     if (part === '..') {
       leaves(current, dirname(current), 'text');
       current = dirname(current);
+      stat = undefined;
       continue;
     }
     const next = join(current, part);
@@ -101,13 +105,15 @@ function resolvePhysical(base: string, target: string, within?: string, hops: Ho
         return { real, exists: false, left };
       }
       current = resolved.real;
+      stat = resolved.stat;
     } else if (!st.isDirectory() && i < parts.length - 1) {
       throw new FaultError(fault('permanent', `${next} is not a directory`, { code: 'ENOTDIR', hint: 'a path component is a file, not a directory' }));
     } else {
       current = next;
+      stat = st;
     }
   }
-  return { real: current, exists: true, left };
+  return { real: current, exists: true, left, stat };
 }
 
 function readLink(path: string, shown = path): string {
@@ -264,13 +270,15 @@ export class Confiner {
    * and calls go by path, which costs nothing (through /proc, each path lookup costs about 2 µs
    * more: 10,000 files written, some 60 ms). Read once per batch: a mode a node of the same batch
    * gives a directory counts from the next (a directory is made in an earlier dependency level
-   * than what it holds). A directory that is not there is not sealed.
+   * than what it holds). A directory that is not there is not sealed. `known`: an lstat of `dir`
+   * taken already (by the walk that resolved it): as good as a fresh one, since once it shows `dir`
+   * sealed, only root or this user can make it otherwise.
    */
-  private sealed(dir: string): boolean {
+  private sealed(dir: string, known?: Stats): boolean {
     let v = this.sealedDirs.get(dir);
     if (v === undefined) {
       const root = this.realRoot().real;
-      const st = lstatSync(dir, { throwIfNoEntry: false });
+      const st = known ?? lstatSync(dir, { throwIfNoEntry: false });
       const uid = process.getuid?.();
       const own = st !== undefined && st.isDirectory() && (st.uid === 0 || st.uid === uid) && (st.mode & 0o022) === 0;
       v = own && (dir === root || (isWithin(root, dir) && this.sealed(dirname(dir))));
@@ -360,6 +368,8 @@ export class Confiner {
     if (r === undefined) {
       r = this.resolveDir(relDir, forPath);
       this.dirs.set(relDir, r);
+      // The walk's lstat of the directory is the one `sealed` needs: not taken twice.
+      if (this.pins !== undefined && r.stat !== undefined) this.sealed(r.real, r.stat);
     }
     return r;
   }

@@ -6,7 +6,7 @@ import { PINS_HELD } from '../../../src/backends/local/backend.ts';
 import { Confiner, ensureParent, inspectNode, inspectNodeSync, removeEntry, setAttributes, SYNC_READ_LIMIT, writeFileAtomic, writeSymlinkAtomic } from '../../../src/backends/local/client.ts';
 import { OBSERVE_PARALLELISM } from '../../../src/backends/local/config.ts';
 import { fileNode, opCtx, useSandbox } from './helpers.ts';
-import type { ReadPolicy } from '../../../src/backends/local/client.ts';
+import type { IoPath, ReadPolicy } from '../../../src/backends/local/client.ts';
 import { sha256 } from '../../../src/runtime/index.ts';
 
 // A user who may write a directory inside the root swaps it for a symlink out of the root between the
@@ -112,6 +112,27 @@ describe.skipIf(process.platform !== 'linux')('a pinning confiner: calls reach t
     chmodSync(join(root, 'user', 'sub', 'own'), 0o755);
     expect(confiner.io(confiner.node('user/sub/own/f')).pinned).toBe(true);
     confiner.close();
+  });
+
+  it('a directory reached through a symlink is judged by the directory the link leads to, not by the link or what it names on the way', () => {
+    mkdirSync(join(root, 'mine'));
+    chmodSync(join(root, 'mine'), 0o755);
+    mkdirSync(join(root, 'user', 'own'));
+    chmodSync(join(root, 'user', 'own'), 0o755);
+    symlinkSync('mine', join(root, 'alias'));
+    symlinkSync('user', join(root, 'shared'));
+    // Names a directory of the daemon's own on the way, and ends in `user`, which others may write in.
+    symlinkSync('user/own/..', join(root, 'up'));
+    // A confiner each: one directory's verdict, once given, holds for the batch.
+    const io = (path: string): IoPath => {
+      const confiner = new Confiner(root, { pin: true });
+      const p = confiner.io(confiner.node(path));
+      confiner.close();
+      return p;
+    };
+    expect(io('alias/f')).toEqual({ real: join(root, 'mine', 'f'), io: join(root, 'mine', 'f'), pinned: false });
+    expect(io('shared/f')).toMatchObject({ real: join(root, 'user', 'f'), pinned: true });
+    expect(io('up/f')).toMatchObject({ real: join(root, 'user', 'f'), pinned: true });
   });
 
   it('a missing root is made; calls through it work as through any directory, and leave no fd open', async () => {
