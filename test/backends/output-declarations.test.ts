@@ -84,6 +84,9 @@ const cases: Case[] = [
       ),
     ),
   },
+  // Something of another kind in its place: each key still given (null), so that a reference to one waits.
+  { backend: 'local', kind: 'local.file', via: 'observeFile, a directory in its place', outputs: outputsOf(observeFile({ absPath: '/r/f', content: 'x', size: 1, sha256: 'h', mode: 0o644 }, { kind: 'directory', mode: 0o40755 })) },
+  { backend: 'local', kind: 'local.symlink', via: 'observeSymlink, a fifo in its place', outputs: outputsOf(observeSymlink({ absPath: '/r/l', target: 'f' }, { kind: 'other', what: 'fifo' })) },
   { backend: 'local', kind: 'local.directory', via: 'observeDirectory', outputs: outputsOf(observeDirectory({ absPath: '/r/d', mode: 0o755 }, { kind: 'directory', mode: 0o40755 })) },
   { backend: 'local', kind: 'local.symlink', via: 'observeSymlink', outputs: outputsOf(observeSymlink({ absPath: '/r/l', target: 'f' }, { kind: 'symlink', target: 'f', uid: 0, gid: 0 })) },
   {

@@ -72,6 +72,13 @@ export function kindName(actual: ActualEntry): string {
 }
 
 /**
+ * The outputs a kind declares besides `path` that something of another kind in its place has not: each
+ * one still given, null. A reference to it waits for the resource (`outputs-missing`); a key left out
+ * would be an output the node does not give, a permanent fault of the node referring to it.
+ */
+const UNKNOWN_OUTPUTS: Readonly<Record<'file' | 'directory' | 'symlink', Outputs>> = { file: { sha256: null }, directory: {}, symlink: { target: null } };
+
+/**
  * Something of another kind where the node's resource should be: drift on `kind`, which the backend
  * never corrects (it deletes nothing to make room), so it is reported, and a goal that asks for it
  * fails, naming it (`FieldDiff.cannotCorrect`). Where a directory should be, what lies in it cannot be
@@ -85,7 +92,7 @@ function wrongKindObservation(absPath: string, actual: ActualEntry, wanted: 'fil
   return {
     status: 'drifted',
     diffs: [{ path: 'kind', desired: wanted, actual: found, cannotCorrect, ...(wanted === 'directory' ? { blocksDependents: true as const } : {}) }],
-    outputs: { path: absPath },
+    outputs: { path: absPath, ...UNKNOWN_OUTPUTS[wanted] },
   };
 }
 

@@ -48,7 +48,7 @@ describe('observeFile', () => {
           cannotCorrect: '/r/app.toml is a directory, not a file; refusing to replace it; remove or move the directory by hand if the file should take its place',
         },
       ],
-      outputs: { path: '/r/app.toml' },
+      outputs: { path: '/r/app.toml', sha256: null },
     });
   });
 
