@@ -1,5 +1,5 @@
-import { fault, forEachLimit, hasReferences, jsonEqual, resolveReferences, toFault } from '../runtime/index.ts';
-import type { Fault, FieldDiff, NodeId, NodeProvisioner, Observation, OperationContext, ProvisionResult, UpdateRequest } from '../runtime/index.ts';
+import { fault, forEachLimit, formatPath, hasReferences, jsonEqual, OUTPUT_UNKNOWN, OUTPUTS_MISSING, resolveReferences, suggestion, toFault } from '../runtime/index.ts';
+import type { Fault, FieldDiff, NodeId, NodeProvisioner, Observation, OperationContext, ProvisionResult, UnknownOutput, UpdateRequest } from '../runtime/index.ts';
 import type { BackendUpdate, InfraBackend } from './backend.ts';
 import type { InfraDesiredNodeSpec, InfraNode } from './desired.ts';
 import { checkResolvedSpec } from './resolved-spec.ts';
@@ -183,8 +183,9 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
   /**
    * The node with `${nodes.<id>.outputs.<key>}` replaced and checked
    * against its type's schema; a transient fault while an output is
-   * missing, a permanent one when the resolved spec is not one the type
-   * allows (the backend is never called with it).
+   * missing (its node has given no outputs yet), a permanent one when its
+   * node gave outputs without the key, or when the resolved spec is not one
+   * the type allows (the backend is never called with it).
    */
   private resolve(node: InfraNode, ctx: OperationContext): { node: InfraNode } | { fault: Fault } {
     if (!hasReferencesCached(node.spec.spec)) return { node };
@@ -193,9 +194,11 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
     const cached = resolvedCache.get(node);
     // A list or map output is read anew each pass: equal, not the same object.
     if (cached !== undefined && cached.used.every(([id, key, v]) => jsonEqual(ctx.outputsOf(id)?.[key], v))) return cached.result;
-    const { value, missing, used, references, embedded } = resolveReferences(node.spec.spec, ctx.outputsOf);
+    const { value, missing, unknown, used, references, embedded } = resolveReferences(node.spec.spec, ctx.outputsOf);
+    // Not cached: the producer's next outputs may have the key.
+    if (unknown.length > 0) return { fault: unknownOutputFault(node.id, unknown) };
     if (missing.length > 0) {
-      return { fault: notCalled('transient', `waiting for outputs ${missing.join(', ')}`, { code: 'outputs-missing' }) };
+      return { fault: notCalled('transient', `waiting for outputs ${missing.join(', ')}`, { code: OUTPUTS_MISSING }) };
     }
     const checked = checkResolvedSpec(node.id, value, references, embedded);
     const result = 'fault' in checked ? { fault: { ...checked.fault, notTheBackend: 'before-call' as const } } : { node: { ...node, spec: { ...node.spec, spec: checked.spec } } };
@@ -210,6 +213,27 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
  */
 function notCalled(cls: Fault['class'], message: string, extra: Omit<Fault, 'class' | 'message' | 'notTheBackend'> = {}): Fault {
   return fault(cls, message, { ...extra, notTheBackend: 'before-call' });
+}
+
+/** How many of a producer's output keys a fault lists: an exec command may print hundreds. */
+const LISTED_KEYS = 20;
+
+/**
+ * The fault of a node with references to keys their producer's outputs lack, as Terraform says of an
+ * attribute a resource does not have: the producer gave its outputs, so waiting changes nothing until
+ * the goal or the producer does. Permanent (held once its budget is spent), and raised before any call.
+ */
+function unknownOutputFault(id: NodeId, unknown: readonly UnknownOutput[]): Fault {
+  const problems = unknown.map((r) => {
+    const listed = r.keys.slice(0, LISTED_KEYS).join(', ') + (r.keys.length > LISTED_KEYS ? ` … (${r.keys.length - LISTED_KEYS} more)` : '');
+    const has = r.keys.length === 0 ? 'it gives no outputs' : `it gives: ${listed}`;
+    return `${formatPath(['spec', ...r.path])}: \${nodes.${r.node}.outputs.${r.key}}: node "${r.node}" gives no output "${r.key}" (${has})${suggestion(r.key, r.keys)}`;
+  });
+  const producers = [...new Set(unknown.map((r) => r.node))];
+  return notCalled('permanent', `node "${id}": ${[...new Set(problems)].join('; ')}`, {
+    code: OUTPUT_UNKNOWN,
+    hint: `fix the reference, or have ${producers.map((p) => `node "${p}"`).join(', ')} output the key (an exec command prints it, as null until it has a value); then run \`desiredstate retry ${id}\` (a change of the goal releases it too)`,
+  });
 }
 
 type BatchCall = (group: BackendUpdate[]) => Promise<ReadonlyMap<NodeId, ProvisionResult>>;

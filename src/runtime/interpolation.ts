@@ -1,4 +1,5 @@
 import { suggestion } from './diagnostics.ts';
+import type { Fault } from './fault.ts';
 import type { Outputs } from './provisioner.ts';
 import { NODE_ID_PATTERN } from './node-spec.ts';
 import type { NodeId } from './node-spec.ts';
@@ -210,7 +211,10 @@ export function hasReferences(value: unknown): boolean {
  * output's value itself, a number or boolean keeping its type, a list or a
  * map (an exec command's output may be any JSON) put in whole; in any other
  * string the output is inserted as text. Returns the
- * references that have no value yet (the node must wait for them), every
+ * references that have no value yet (the node must wait for them: their
+ * node has given no outputs yet, or gives the key as null), those whose node
+ * gave outputs without the key (`unknown`: nothing changes that until the
+ * goal or that node does), every
  * (node, key, value) read, so that a caller can tell when the same outputs
  * would resolve the same way again, and where each reference was, so that
  * a value that turns out wrong can be traced to the reference that put it
@@ -221,8 +225,16 @@ export function hasReferences(value: unknown): boolean {
 export function resolveReferences<T>(
   value: T,
   outputsOf: (id: NodeId) => Outputs | undefined,
-): { value: T; missing: string[]; used: [NodeId, string, Outputs[string] | undefined][]; references: OutputReference[]; embedded: EmbeddedStructure[] } {
+): {
+  value: T;
+  missing: string[];
+  unknown: UnknownOutput[];
+  used: [NodeId, string, Outputs[string] | undefined][];
+  references: OutputReference[];
+  embedded: EmbeddedStructure[];
+} {
   const missing: string[] = [];
+  const unknown: UnknownOutput[] = [];
   const used: [NodeId, string, Outputs[string] | undefined][] = [];
   const references: OutputReference[] = [];
   const embedded: EmbeddedStructure[] = [];
@@ -234,10 +246,17 @@ export function resolveReferences<T>(
       if (expr === undefined) return '${';
       const ref = NODE_REF.exec(expr.trim());
       if (ref === null) return whole;
-      const out = outputsOf(ref[1]!)?.[ref[2]!];
+      const given = outputsOf(ref[1]!);
+      // Own keys only: an output named `constructor` is not the prototype's.
+      const has = given !== undefined && Object.hasOwn(given, ref[2]!);
+      const out = has ? given[ref[2]!] : undefined;
       used.push([ref[1]!, ref[2]!, out]);
       const reference = { node: ref[1]!, key: ref[2]!, path: [...path], index, whole: one };
       references.push(reference);
+      if (given !== undefined && !has) {
+        unknown.push({ ...reference, keys: Object.keys(given) });
+        return whole;
+      }
       if (out === undefined || out === null) {
         missing.push(`${ref[1]}.${ref[2]}`);
         return whole;
@@ -249,7 +268,28 @@ export function resolveReferences<T>(
     });
     return one && typed !== undefined ? typed : text;
   });
-  return { value: resolved as T, missing, used, references, embedded };
+  return { value: resolved as T, missing, unknown, used, references, embedded };
+}
+
+/**
+ * Codes of the fault of a node with a reference that has no value, raised before its backend is
+ * called: `outputs-missing` (transient), its node has given no outputs yet or gives the key as null,
+ * a wait; `output-unknown` (permanent), its node gave outputs without the key.
+ */
+export const OUTPUTS_MISSING = 'outputs-missing';
+export const OUTPUT_UNKNOWN = 'output-unknown';
+
+/**
+ * Whether `f` is the fault of a reference without a value (either code above): judged on the
+ * producer's outputs as they were, so a producer created or changed in the same pass may still give it.
+ */
+export function awaitsOutput(f: Fault): boolean {
+  return f.code === OUTPUTS_MISSING || f.code === OUTPUT_UNKNOWN;
+}
+
+/** A reference to a key its node's outputs lack, with the keys they have (see `resolveReferences`). */
+export interface UnknownOutput extends OutputReference {
+  readonly keys: readonly string[];
 }
 
 /** A reference inside a longer string to an output that is a list or a map (see `resolveReferences`). */

@@ -10,6 +10,7 @@ import { GOAL_ERRORS_META } from './state-store.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 import { corrected, driftBlocksDependents, driftLeft, driftReport, uncorrectable, uncorrectableFault, isDesiredChange, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
+import { awaitsOutput } from './interpolation.ts';
 import { forEachLimit } from './limit.ts';
 import type { Semaphore } from './limit.ts';
 import { appliedAtSpec, carriedRecord, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, splitRemoved, storedDependents, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
@@ -212,8 +213,9 @@ export class Reconciler<S extends NodeSpec> {
             entry({ action: 'held', reason: obs.reason });
             break;
           case 'failed':
-            // A node waiting for outputs of a dependency that the plan creates will be created after it.
-            if (obs.fault.code === 'outputs-missing' && depsChanging) {
+            // A node waiting for outputs of a dependency that the plan creates or updates will be created after it
+            // (what the dependency gives then is not known yet: its outputs so far may lack the key).
+            if (awaitsOutput(obs.fault) && depsChanging) {
               willChange.add(node.id);
               entry(create(node.id));
             } else entry({ action: 'error', fault: obs.fault });

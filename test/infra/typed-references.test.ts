@@ -413,3 +413,56 @@ spec: { type: script, config: { root: scripts } }
     expect(compiled.lines).toEqual(['goals/test.yaml:32:75: error unsupported-spec: no built-in template fits input {"file":"string"}; templates: file {path, content}, json-key {file, key, value} (backend "gen", type script)']);
   });
 });
+
+// A reference to a key its producer's outputs lack (an exec command that never prints it) waited as for an
+// output not given yet: the node was retried for ever, every five minutes, while nothing could change until
+// the goal or the producer did. It is an error now, as Terraform's "unsupported attribute"; what is not
+// there yet (no outputs recorded, or the key printed as null) is still a wait.
+describe('a reference to an output its producer has not given', () => {
+  const nodes = '    - id: n\n      type: generic.resource\n      spec: { input: { id: "${nodes.cfg.outputs.rid}", at: "${nodes.cfg.outputs.host}:1" } }\n';
+  const permanent = (message: string) => ({ class: 'permanent', code: 'output-unknown', notTheBackend: 'before-call', message });
+
+  it.each([
+    { name: 'no outputs recorded yet (not created, or not known since a restart)', recorded: undefined, fault: { class: 'transient', code: 'outputs-missing', notTheBackend: 'before-call', message: 'waiting for outputs cfg.rid, cfg.host' } },
+    { name: 'the keys printed as null (no value yet)', recorded: { rid: null, host: null }, fault: { class: 'transient', code: 'outputs-missing', notTheBackend: 'before-call' } },
+    {
+      name: 'outputs without the keys',
+      recorded: { id: 'r-1', hosts: ['h'], port: 1 },
+      fault: permanent(
+        'node "n": spec.input.id: ${nodes.cfg.outputs.rid}: node "cfg" gives no output "rid" (it gives: id, hosts, port) (did you mean "id"?); spec.input.at: ${nodes.cfg.outputs.host}: node "cfg" gives no output "host" (it gives: id, hosts, port) (did you mean "hosts"?)',
+      ),
+    },
+    {
+      name: 'no outputs at all',
+      recorded: {},
+      fault: permanent('node "n": spec.input.id: ${nodes.cfg.outputs.rid}: node "cfg" gives no output "rid" (it gives no outputs); spec.input.at: ${nodes.cfg.outputs.host}: node "cfg" gives no output "host" (it gives no outputs)'),
+    },
+  ])('$name: $fault.class, before any backend call', async ({ recorded, fault }) => {
+    const { memory, provisioner, node } = setup(nodes, {});
+    const ctx = opContext(recorded === undefined ? new Map() : new Map([['cfg', recorded as Outputs]]));
+    for (const r of [await provisioner.create(node('n'), ctx), (await provisioner.observe([node('n')], ctx)).get('n')!]) expect(r).toEqual({ status: 'failed', fault: expect.objectContaining(fault) });
+    expect(memory.calls).toEqual({ observe: 0, create: 0, update: 0, delete: 0 });
+  });
+
+  it('says how to get out of it: fix the reference or the producer, then retry', async () => {
+    const { provisioner, node } = setup(nodes, {});
+    const r = await provisioner.create(node('n'), opContext(new Map([['cfg', { rid: 'r-1' }]])));
+    expect(r).toMatchObject({ status: 'failed', fault: { code: 'output-unknown' } });
+    expect(r.status === 'failed' && r.fault.hint).toBe(
+      'fix the reference, or have node "cfg" output the key (an exec command prints it, as null until it has a value); then run `desiredstate retry n` (a change of the goal releases it too)',
+    );
+  });
+
+  it('an output named like a property every object has (constructor, toString) is no output', async () => {
+    const { provisioner, node } = setup('    - id: n\n      type: generic.resource\n      spec: { input: { c: "${nodes.cfg.outputs.constructor}" } }\n', {});
+    const r = await provisioner.create(node('n'), opContext(new Map([['cfg', { id: 'r-1' }]])));
+    expect(r).toMatchObject({ status: 'failed', fault: { code: 'output-unknown', message: 'node "n": spec.input.c: ${nodes.cfg.outputs.constructor}: node "cfg" gives no output "constructor" (it gives: id)' } });
+  });
+
+  it('lists at most 20 of the keys it gives', async () => {
+    const { provisioner, node } = setup('    - id: n\n      type: generic.resource\n      spec: { input: { c: "${nodes.cfg.outputs.zzz}" } }\n', {});
+    const many = Object.fromEntries(Array.from({ length: 25 }, (_, i) => [`k${i}`, i]));
+    const r = await provisioner.create(node('n'), opContext(new Map([['cfg', many]])));
+    expect(r.status === 'failed' && r.fault.message).toContain(`(it gives: ${Object.keys(many).slice(0, 20).join(', ')} … (5 more))`);
+  });
+});

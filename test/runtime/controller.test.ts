@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
 import type { InfraBackend } from '../../src/infra/index.ts';
 import { CIRCUITS_META, DEFAULT_FAULT_POLICY, DesiredGraph, fault, GOALS_EMPTY_META, SqliteStateStore } from '../../src/runtime/index.ts';
-import type { FieldDiff, Observation, ObservationMemo } from '../../src/runtime/index.ts';
+import type { FieldDiff, Observation, ObservationMemo, ProvisionResult } from '../../src/runtime/index.ts';
 import type { InfraDesiredNodeSpec } from '../../src/infra/index.ts';
 import { capturingLogger, compileYaml, fileNode, goalYaml, harness, wrapMemory } from '../support/controller-harness.ts';
 import { counted } from '../support/store-commits.ts';
@@ -888,21 +888,27 @@ describe('Controller: fault policy', () => {
     }
   });
 
-  it('nodes waiting for an output their producer never gives do not open the circuit: they never called the backend, and an unrelated node is repaired at once', async () => {
-    // The producer's outputs lack `path` (as an exec command that never prints a key a reference names).
-    const strip = (obs: Observation): Observation => (obs.status === 'upToDate' ? { ...obs, outputs: { id: 'p' } } : obs);
-    const consumers = ['c1', 'c2', 'c3', 'c4', 'c5', 'c6'];
+  /**
+   * A converged harness whose node `p` gives outputs without `path` (as an exec command that never prints a
+   * key a reference names) while `gives.path` is false, and each of `consumers` refers to `${nodes.p.outputs.path}`.
+   */
+  const withoutPath = (consumers: readonly string[], gives = { path: false }): ReturnType<typeof converged> => {
+    const strip = <T extends Observation | ProvisionResult>(id: string, r: T): T => (id === 'p' && !gives.path && 'outputs' in r ? { ...r, outputs: { id: 'p' } } : r);
     const nodes = fileNode('p', 'P') + fileNode('ok', 'ok') + consumers.map((id) => fileNode(id, '${nodes.p.outputs.path}')).join('');
-    const h = await converged(goalYaml(nodes), {
+    return converged(goalYaml(nodes), {
       wrap: (b) =>
         wrapMemory(b, 'memory', {
-          observe: async (list, ctx) => new Map([...(await b.observe(list, ctx))].map(([id, obs]) => [id, id === 'p' ? strip(obs) : obs])),
-          create: async (n, ctx) => {
-            const r = await b.create(n, ctx);
-            return n.id === 'p' && r.status === 'done' ? { ...r, outputs: { id: 'p' } } : r;
-          },
+          observe: async (list, ctx) => new Map([...(await b.observe(list, ctx))].map(([id, obs]) => [id, strip(id, obs)])),
+          create: async (n, ctx) => strip(n.id, await b.create(n, ctx)),
         }),
     });
+  };
+
+  // They waited as for an output not given yet: retried for ever, every five minutes at most, though nothing
+  // could change until the goal or the producer did.
+  it('nodes referring to an output their producer does not give fail permanently and are held once their budget is spent; they never called the backend, nor open the circuit, and an unrelated node is repaired at once', async () => {
+    const consumers = ['c1', 'c2', 'c3', 'c4', 'c5', 'c6'];
+    const h = await withoutPath(consumers);
     await h.advance(60_000, 500);
     expect(h.lines.filter((l) => l.msg === 'backend circuit open')).toEqual([]);
     expect(h.controller.circuits()).toEqual([]);
@@ -911,8 +917,22 @@ describe('Controller: fault policy', () => {
     expect(contentOf(h, 'ok')).toBe('ok');
     for (const id of consumers) {
       expect(h.calls.created, id).not.toContain(id);
-      expect(h.store.getNode(id)?.lastFault, id).toMatchObject({ code: 'outputs-missing', notTheBackend: 'before-call' });
+      expect(h.store.getNode(id), id).toMatchObject({
+        status: 'held',
+        attempts: 3,
+        lastFault: {
+          class: 'permanent',
+          code: 'output-unknown',
+          notTheBackend: 'before-call',
+          message: `node "${id}": spec.content: \${nodes.p.outputs.path}: node "p" gives no output "path" (it gives: id)`,
+          hint: expect.stringContaining(`desiredstate retry ${id}`),
+        },
+      });
     }
+    // Held: looked at no more, however long it is left.
+    h.calls.reset();
+    await h.advance(30 * 60_000, 60_000);
+    for (const id of consumers) expect(h.calls.observed, id).not.toContain(id);
   });
 
   /** A converged harness whose nodes in `failing` time out on every observation from now on (their resource's fault, not the backend's). */

@@ -64,19 +64,29 @@ describe('interpolateGoal', () => {
 });
 
 describe('resolveReferences', () => {
-  const outputs: Record<string, Outputs> = { db: { host: 'db.local', port: 5432 } };
+  // `nil` gave its key as null: no value yet.
+  const outputs: Record<string, Outputs> = { db: { host: 'db.local', port: 5432 }, nil: { url: null } };
   const outputsOf = (id: string): Outputs | undefined => outputs[id];
 
   it.each([
     { name: 'replaces references with outputs', input: { url: '${nodes.db.outputs.host}:${nodes.db.outputs.port}' }, value: { url: 'db.local:5432' }, missing: [] },
     { name: 'unescapes $${', input: { s: 'cost $${5}' }, value: { s: 'cost ${5}' }, missing: [] },
     { name: 'an escaped reference stays literal', input: { s: '$${nodes.db.outputs.host}' }, value: { s: '${nodes.db.outputs.host}' }, missing: [] },
-    { name: 'reports missing outputs and leaves them', input: { s: '${nodes.db.outputs.user}', t: ['${nodes.cache.outputs.url}'] }, value: { s: '${nodes.db.outputs.user}', t: ['${nodes.cache.outputs.url}'] }, missing: ['db.user', 'cache.url'] },
+    { name: 'reports missing outputs and leaves them', input: { s: '${nodes.cache.outputs.url}', t: ['${nodes.nil.outputs.url}'] }, value: { s: '${nodes.cache.outputs.url}', t: ['${nodes.nil.outputs.url}'] }, missing: ['cache.url', 'nil.url'] },
+    // Its node gave outputs, without the key: nothing will change that until the goal or the node does.
+    {
+      name: 'reports a key its node gave no output for apart, with the keys it gave',
+      input: { s: '${nodes.db.outputs.user}', t: ['${nodes.cache.outputs.url}'] },
+      value: { s: '${nodes.db.outputs.user}', t: ['${nodes.cache.outputs.url}'] },
+      missing: ['cache.url'],
+      unknown: [{ node: 'db', key: 'user', path: ['s'], index: 0, whole: true, keys: ['host', 'port'] }],
+    },
     { name: 'leaves non-strings alone', input: { n: 3, b: false, z: null }, value: { n: 3, b: false, z: null }, missing: [] },
-  ])('$name', ({ input, value, missing }) => {
+  ])('$name', ({ input, value, missing, unknown = [] }) => {
     const r = resolveReferences(input, outputsOf);
     expect(r.value).toEqual(value);
     expect(r.missing).toEqual(missing);
+    expect(r.unknown).toEqual(unknown);
   });
 
   // As Terraform reads "${var.x}": a string that is one reference and nothing else is the value itself.

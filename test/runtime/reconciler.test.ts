@@ -526,9 +526,39 @@ describe('Reconciler: a resource deleted out of band', () => {
   });
 });
 
+/** The real dispatcher, with `path` taken out of node `id`'s outputs as observed and created: a producer whose command printed no such key, until an update. */
+function withoutPath(inner: NodeProvisioner<InfraDesiredNodeSpec>, id: NodeId): NodeProvisioner<InfraDesiredNodeSpec> {
+  const strip = <T extends Observation | ProvisionResult>(of: NodeId, r: T): T => {
+    if (of !== id || !('outputs' in r)) return r;
+    const { path: _, ...rest } = r.outputs;
+    return { ...r, outputs: rest };
+  };
+  return {
+    observe: async (nodes, ctx) => new Map([...(await inner.observe(nodes, ctx))].map(([of, obs]) => [of, strip(of, obs)])),
+    create: async (node, ctx) => strip(node.id, await inner.create(node, ctx)),
+    update: (node, diffs, ctx) => inner.update(node, diffs, ctx),
+    delete: (node, ctx) => inner.delete(node, ctx),
+  };
+}
+
 describe('Reconciler: plan says what apply will do', () => {
   const planned = async (s: Setup, graph: typeof abc, options: Partial<Parameters<Setup['reconciler']['plan']>[1]> = {}): Promise<Record<string, unknown>> =>
     Object.fromEntries((await s.reconciler.plan(graph, { ...pass, ...options })).map((e) => [e.id, e.planned]));
+
+  // Its outputs so far lack the key: judged on them alone, the dependent would be an error (`output-unknown`),
+  // though the update that comes first in the same pass may give it. Planned as apply makes it: after it.
+  it('a node referring to an output its producer lacks so far, the producer updated in the same pass, is created after it', async () => {
+    const s = setup({ wrap: (inner) => withoutPath(inner, 'p') });
+    await s.reconciler.apply(compileYaml(goalYaml(fileNode('p', 'one'))).graph, pass);
+    expect(s.sqlite.getNode('p')?.outputs).not.toHaveProperty('path');
+    const two = compileYaml(goalYaml(fileNode('p', 'two') + fileNode('c', '${nodes.p.outputs.path}'))).graph;
+    expect(await planned(s, two)).toMatchObject({ p: { action: 'update' }, c: { action: 'create' } });
+    const applied = await s.reconciler.apply(two, pass);
+    expect(applied.outcomes.get('c')).toEqual({ status: 'created' });
+    expect(s.backend.snapshot().get('c')).toMatchObject({ spec: { content: 'p.txt' } });
+    // Steady now, p's outputs as observed lacking the key: the dependent is refused, naming it (with its producer's keys).
+    expect((await planned(s, two))['c']).toMatchObject({ action: 'error', fault: { class: 'permanent', code: 'output-unknown' } });
+  });
 
   it('a node held by the fault policy for its goal, even one never applied, is held; its dependents are blocked', async () => {
     const s = setup();
