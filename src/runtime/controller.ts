@@ -5,6 +5,7 @@ import { assertNever } from './errors.ts';
 import type { Fault } from './fault.ts';
 import { createCutShort, fault } from './fault.ts';
 import { CircuitBreakers, DEFAULT_CIRCUIT_BREAKER, DEFAULT_FAULT_POLICY, decide } from './fault-policy.ts';
+import { OUTPUT_UNKNOWN } from './interpolation.ts';
 import type { BreakerChange, CircuitBreakerConfig, FaultPolicy, Rng } from './fault-policy.ts';
 import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredGraph } from './graph.ts';
@@ -175,7 +176,7 @@ export class Controller<S extends NodeSpec> {
   private runId: number | null = null;
   /** Nodes put off because another worker was reconciling a dependency: woken when its batch is done. */
   private readonly waitingOn = new Map<NodeId, Set<NodeId>>();
-  /** Nodes found deleted out of band whose dependencies were looked at again first (see `reconcileBatch`). */
+  /** Nodes found deleted out of band, or referring to an output not given, whose dependencies were looked at again first (see `reconcileBatch`). */
   private readonly depsLookedAt = new Set<NodeId>();
   private summary: SummaryCounts = emptySummary();
   /** The nodes this run found unchanged: each counts once in its summary, however many passes find it so. */
@@ -742,14 +743,18 @@ export class Controller<S extends NodeSpec> {
       // Deleted out of band: what it depends on may be gone with it (`rm -rf` of a tree), though no
       // change was heard of it and its record says ready. It is looked at first, once, and made again
       // if need be (a directory with its own mode), then this node: never a file made in a directory
-      // the backend made for it in passing.
-      if (obs.status === 'absent' && appliedAtSpec(this.records.get(node.id), node) && !this.depsLookedAt.has(node.id)) {
-        const deps = node.dependsOn.filter((d) => !decided.has(d.on) && graph.has(d.on));
+      // the backend made for it in passing. So too for a reference to an output its dependency's
+      // outputs as recorded lack (`OUTPUT_UNKNOWN`): the dependency's read may give it now (its command
+      // fixed, then `retry`), or its observation in this batch just did, newer than what this node was
+      // resolved against (waited for, not looked at again). Only then is the node failed, permanently.
+      const unknownOutput = obs.status === 'failed' && obs.fault.code === OUTPUT_UNKNOWN;
+      if (((obs.status === 'absent' && appliedAtSpec(this.records.get(node.id), node)) || unknownOutput) && !this.depsLookedAt.has(node.id)) {
+        const deps = node.dependsOn.filter((d) => graph.has(d.on) && (unknownOutput || !decided.has(d.on)));
         if (deps.length > 0) {
           this.depsLookedAt.add(node.id);
           for (const d of deps) {
             this.waitFor(d.on, node.id);
-            this.queue.add(d.on);
+            if (!decided.has(d.on)) this.queue.add(d.on);
           }
           putOff.add(node.id);
           continue;

@@ -935,6 +935,26 @@ describe('Controller: fault policy', () => {
     for (const id of consumers) expect(h.calls.observed, id).not.toContain(id);
   });
 
+  // The producer's outputs as recorded are those of its last observation, up to an interval old: the node
+  // released was refused again on them, and held again within seconds, before its producer was next read.
+  it('the producer fixed, retry releases a held node, which looks at its producer first and converges at once; one not released stays held', async () => {
+    const gives = { path: false };
+    const h = await withoutPath(['c1', 'c2'], gives);
+    await h.advance(60_000, 500);
+    expect([statusOf(h, 'c1'), statusOf(h, 'c2')]).toEqual(['held', 'held']);
+    // Its command fixed: the producer gives the key from its next read on, not yet recorded.
+    gives.path = true;
+    expect(h.store.getNode('p')?.outputs).not.toHaveProperty('path');
+    h.calls.reset();
+    expect(h.controller.operatorRetry('c1')).toEqual({ status: 'released' });
+    await h.settle();
+    // Refused on the outputs recorded, it waited for its producer to be read again, then was looked at anew.
+    expect(h.calls.observed.slice(0, 3)).toEqual(['c1', 'p', 'c1']);
+    expect(h.store.getNode('c1')).toMatchObject({ status: 'ready', attempts: 0 });
+    expect(contentOf(h, 'c1')).toBe('p.txt');
+    expect(statusOf(h, 'c2')).toBe('held');
+  });
+
   /** A converged harness whose nodes in `failing` time out on every observation from now on (their resource's fault, not the backend's). */
   const withFailingNodes = (failing: ReadonlySet<string>, ids: readonly string[]): ReturnType<typeof converged> =>
     converged(goalYaml(ids.map((id) => fileNode(id, id)).join('')), {
