@@ -615,6 +615,10 @@ export class GoalCompiler<S extends NodeSpec> {
       }
     }
     if (this.factory.impliedEdges !== undefined) addImpliedEdges(this.factory.impliedEdges(builtNodes, diag), edgesOf);
+    // A whole number the parser read as another (`SourceDocument.inexactNumbers`), where nothing else refused it.
+    for (const doc of documents) {
+      for (const d of doc.inexactNumbers ?? []) if (!diag.items.some((o) => o.file === d.file && o.line === d.line && o.col === d.col)) diag.items.push(d);
+    }
 
     let graph: DesiredGraph<S> | undefined;
     if (!diag.hasErrors) {

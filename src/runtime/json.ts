@@ -1,3 +1,5 @@
+import { assertNever } from './errors.ts';
+
 /** Deep equality of JSON values: key order does not matter, array order does; a key whose value is undefined is no key. */
 export function jsonEqual(a: unknown, b: unknown): boolean {
   if (a === b) return true;
@@ -33,23 +35,19 @@ export function isJsonObject(v: unknown): v is Record<string, unknown> {
 
 /**
  * Where a free-form value (an exec `input`, ansible `extraVars`) holds a number that JSON cannot
- * carry as written, each with the path to it and why: one that is not finite (`.inf`, `.nan`, or a
- * literal too large for a double, `1e400`), which JSON has no form for (it would be sent, stored and
- * shown as `null`); and a whole number beyond ±(2^53−1), read as the nearest double, which may not be
- * the number written (a 19-digit id, 12345678901234567890, is read as 12345678901234567000 and sent so)
- * and cannot tell whether it is: each is refused, one that happens to be exact (2^53, 1e20) too; any
- * 64-bit integer is below 1e21, where JSON turns to exponents: see `inexactNumber`. Either would be
- * changed in silence on its way to the command; quoted, it goes as the string written. Recursive: a goal file's values
- * are at most 64 levels deep, an output put in by a reference as deep again. The path is one stack,
- * copied only for what is found (this runs on every node's free-form maps at each compile).
+ * carry as written (`inexactNumber`), each with the path to it and why, in the words of a goal: it
+ * would be changed in silence on its way to the command; quoted, it goes as the string written.
+ * Recursive: a goal file's values are at most 64 levels deep, an output put in by a reference as deep
+ * again. The path is one stack, copied only for what is found (this runs on every node's free-form
+ * maps at each compile).
  */
 export function inexactNumbers(value: unknown): { path: (string | number)[]; message: string }[] {
   const found: { path: (string | number)[]; message: string }[] = [];
   const path: (string | number)[] = [];
   const visit = (v: unknown): void => {
     if (typeof v === 'number') {
-      const message = inexactNumber(v);
-      if (message !== undefined) found.push({ path: [...path], message });
+      const problem = inexactNumber(v);
+      if (problem !== undefined) found.push({ path: [...path], message: goalMessage(v, problem) });
     } else if (Array.isArray(v)) {
       for (let i = 0; i < v.length; i++) {
         path.push(i);
@@ -68,19 +66,43 @@ export function inexactNumbers(value: unknown): { path: (string | number)[]; mes
   return found;
 }
 
-function inexactNumber(v: number): string | undefined {
-  if (Number.isNaN(v)) return '.nan is no number JSON can carry (written as JSON it is null: on stdin, in plan, in the state): quote it to send it as a string';
-  if (!Number.isFinite(v)) {
-    const sign = v > 0 ? '' : '-';
-    return `${sign}.inf (or a number too large for a double, such as ${sign}1e400) is no number JSON can carry (written as JSON it is null: on stdin, in plan, in the state): quote it to send it as a string`;
-  }
-  // From 1e21 on, JSON writes a number with an exponent (1e+21), a float to whoever reads it, as the
-  // same double: refused there, a float written so (1e21, 1.5e300) could not be passed at all.
-  // Past 2^53−1 a number is read as the nearest double, and the double cannot tell which number was
-  // written: 9007199254740993 and 9007199254740992 are one. Each is refused, an exact one (2^53, 1e20)
-  // too, and the message says only what is true of all of them.
-  if (Number.isInteger(v) && !Number.isSafeInteger(v) && Math.abs(v) < 1e21) {
-    return `a whole number beyond ±9007199254740991 (2^53−1) may not be the one written: past there a number is read as the nearest double (9007199254740993 as 9007199254740992), so its digits are not sure to reach the command; this one is read as ${JSON.stringify(v)}; quote it ("…") to send it as a string, as written`;
-  }
+/** Why JSON cannot carry a number as written (see `inexactNumber`). */
+export type InexactNumber = 'nan' | 'infinite' | 'beyond-2^53';
+
+/** A whole number written in digits: a JSON integer, or a YAML 1.2 core `int` (decimal, `0o…`, `0x…`). */
+const WHOLE_LITERAL = /^[-+]?(?:[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$/;
+
+/**
+ * Why JSON cannot carry the number `v` as written, if it cannot: `nan` and `infinite` (`.inf`, or a
+ * literal too large for a double, `1e400`), which JSON has no form for (written as JSON, `null`); and
+ * `beyond-2^53`, a whole number past ±(2^53−1), read as the nearest double, which may not be the number
+ * written (a 19-digit id, 12345678901234567890, is read as 12345678901234567000) and cannot tell
+ * whether it is: each is refused, one that happens to be exact (2^53, 1e20) too. From 1e21 on, JSON
+ * writes a number with an exponent (1e+21), a float to whoever reads it, as the same double: a float
+ * written so (1e21, 1.5e300) passes, and so does any number there, unless `literal`, the text it was
+ * read from (a goal's scalar, a command's JSON), says it was written as a whole number in digits (a
+ * 22-digit id), which the double alone cannot tell from such a float.
+ */
+export function inexactNumber(v: number, literal?: string): InexactNumber | undefined {
+  if (Number.isNaN(v)) return 'nan';
+  if (!Number.isFinite(v)) return 'infinite';
+  if (Number.isInteger(v) && !Number.isSafeInteger(v) && (Math.abs(v) < 1e21 || (literal !== undefined && WHOLE_LITERAL.test(literal)))) return 'beyond-2^53';
   return undefined;
+}
+
+/** `inexactNumber`'s answer for a number written in a goal, with what to do about it. */
+function goalMessage(v: number, problem: InexactNumber): string {
+  switch (problem) {
+    case 'nan':
+      return '.nan is no number JSON can carry (written as JSON it is null: on stdin, in plan, in the state): quote it to send it as a string';
+    case 'infinite': {
+      const sign = v > 0 ? '' : '-';
+      return `${sign}.inf (or a number too large for a double, such as ${sign}1e400) is no number JSON can carry (written as JSON it is null: on stdin, in plan, in the state): quote it to send it as a string`;
+    }
+    case 'beyond-2^53':
+      // The message says only what is true of all of them: an exact one (2^53, 1e20) is refused too.
+      return `a whole number beyond ±9007199254740991 (2^53−1) may not be the one written: past there a number is read as the nearest double (9007199254740993 as 9007199254740992), so its digits are not sure to reach the command; this one is read as ${JSON.stringify(v)}; quote it ("…") to send it as a string, as written`;
+    default:
+      return assertNever(problem, 'inexact number');
+  }
 }

@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import type { Alias, Document, Node as YamlNode, Pair } from 'yaml';
 import type * as Yaml from 'yaml';
 import type { Diagnostic } from './diagnostics.ts';
+import { inexactNumber } from './json.ts';
 import type { SourceLocation } from './node-spec.ts';
 import { specialFileKind } from './read-bounded.ts';
 
@@ -37,6 +38,12 @@ export interface SourceDocument {
   readonly value: unknown;
   /** The position of the value (or of the key) at `path`; the nearest existing ancestor if the path is absent. */
   locate(path: readonly PathKey[], part?: 'key' | 'value'): SourceLocation;
+  /**
+   * Each whole number written in digits from 1e21 on, which its value read cannot tell from a float
+   * (`inexactNumber`), as an error where it is written: the compiler says it unless the field already
+   * refuses the value there (a port's range), one error per wrong value.
+   */
+  readonly inexactNumbers?: readonly Diagnostic[];
   /**
    * The position of character `index` of the string at `path` (for example
    * a `${` inside it), or of the string's start where the source cannot be
@@ -149,11 +156,11 @@ export function parseGoalText(
       emptyDocuments++;
       return;
     }
-    const merges = { found: false };
-    if (!checkTree(doc.contents, text, limits, at, problem, notIn(kind), merges)) return;
+    const found = { merges: false, inexact: [] as Diagnostic[] };
+    if (!checkTree(doc.contents, text, limits, at, problem, notIn(kind), found)) return;
     let value: unknown;
     try {
-      value = (merges.found ? mergedValue(text, index, limits) : undefined) ?? doc.toJS({ maxAliasCount: limits.maxAliasCount });
+      value = (found.merges ? mergedValue(text, index, limits) : undefined) ?? doc.toJS({ maxAliasCount: limits.maxAliasCount });
     } catch (err) {
       // An alias with no anchor set before it (`*name`), or too many expansions.
       const unresolved = err instanceof ReferenceError ? firstAlias(doc.contents, (a) => a.resolve(doc) === undefined) : undefined;
@@ -169,6 +176,7 @@ export function parseGoalText(
       file,
       index,
       value,
+      ...(found.inexact.length === 0 ? {} : { inexactNumbers: found.inexact }),
       locate(path, part = 'value') {
         const hit = nodeAt(contents, path);
         const node = part === 'key' && hit.key !== undefined ? hit.key : hit.value;
@@ -1189,8 +1197,9 @@ function mergedValue(text: string, index: number, limits: LoadLimits): unknown {
 /**
  * Structural checks the parser does not make; false if the document must be refused. A custom tag is an
  * error that leaves the document whole (the value is read as if untagged), so it does not refuse it; nor
- * does a merge key (`merges.found`), taken out of the tree, so that the document's other problems are
+ * does a merge key (`found.merges`), taken out of the tree, so that the document's other problems are
  * reported with it, as every problem is (on its value merged, `mergedValue`, or else without the key).
+ * A whole number written past what its value tells goes to `found.inexact` (`SourceDocument.inexactNumbers`).
  */
 function checkTree(
   root: YamlNode,
@@ -1199,7 +1208,7 @@ function checkTree(
   at: (offset: number) => SourceLocation,
   problem: (loc: SourceLocation, code: string, message: string) => void,
   where: string,
-  merges: { found: boolean },
+  found: { merges: boolean; readonly inexact: Diagnostic[] },
 ): boolean {
   let ok = true;
   const stack: { node: YamlNode; depth: number }[] = [{ node: root, depth: 1 }];
@@ -1223,7 +1232,7 @@ function checkTree(
           const k = String(key.value);
           if (k === '<<') {
             problem(at(key.range?.[0] ?? offset), 'merge-key', `merge keys (<<) are not allowed in ${where}; write the fields out`);
-            merged = merges.found = true;
+            merged = found.merges = true;
             // Its value is checked all the same (a forbidden key in it, its depth).
             if (item.value !== null && item.value !== undefined) stack.push({ node: item.value, depth: depth + 1 });
             continue;
@@ -1244,6 +1253,21 @@ function checkTree(
       if (merged) node.items = (node.items as Pair<YamlNode, YamlNode>[]).filter((item) => !(yaml().isScalar(item.key) && String(item.key.value) === '<<'));
     } else if (yaml().isSeq(node)) {
       for (const item of node.items as YamlNode[]) if (item !== null) stack.push({ node: item, depth: depth + 1 });
+    } else if (yaml().isScalar(node) && typeof node.value === 'number') {
+      // A whole number written in digits from 1e21 on: the double it is read as cannot say so
+      // (`inexactNumber`), and it would go on as a float, maybe another number (1234567890123456789012
+      // as 1.2345678901234568e+21). Below, the value says it, and the field's own check names it.
+      // Said by the compiler (`SourceDocument.inexactNumbers`), unless the field refuses the value itself.
+      const v = node.value;
+      const written = node.source ?? String(v);
+      if (inexactNumber(v) === undefined && inexactNumber(v, written) !== undefined) {
+        found.inexact.push({
+          ...at(offset),
+          severity: 'error',
+          code: 'invalid-value',
+          message: `${written} is a whole number beyond ±9007199254740991 (2^53−1), read as the nearest double, ${JSON.stringify(v)}, which may not be the number written: a string ("${written}") keeps it as written`,
+        });
+      }
     }
   }
   return ok;

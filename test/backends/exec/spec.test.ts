@@ -82,10 +82,32 @@ describe('generic.resource input numbers', () => {
     expect(r.spec).toBeUndefined();
   });
 
+  // From 1e21 on the double read cannot tell a whole number written in digits from a float written with an
+  // exponent (1e21, taken as one): 1234567890123456789012 went to the command as 1.2345678901234568e+21.
+  // The text it was written as can: refused where it is written, by the parser (in any field: no field path).
+  it.each([
+    { name: 'a 22-digit id', input: '{ id: 1234567890123456789012 }', col: 22, written: '1234567890123456789012', read: '1.2345678901234568e+21' },
+    { name: '10^21 written in digits, exact as a double', input: '{ id: 1000000000000000000000 }', col: 22, written: '1000000000000000000000', read: '1e+21' },
+    { name: 'a negative one, in a list', input: '{ ids: [1, -1000000000000000000000] }', col: 27, written: '-1000000000000000000000', read: '-1e+21' },
+    { name: 'one written in hexadecimal', input: '{ id: 0x3635C9ADC5DEA00000 }', col: 22, written: '0x3635C9ADC5DEA00000', read: '1e+21' },
+    { name: 'one tagged !!int', input: '{ id: !!int 1000000000000000000000 }', col: 28, written: '1000000000000000000000', read: '1e+21' },
+  ])('refuses a whole number written in digits from 1e21 on: $name', ({ input, col, written, read }) => {
+    const r = compile(input);
+    expect(r.lines).toEqual([
+      `g.yaml:16:${col}: error invalid-value: ${written} is a whole number beyond ±9007199254740991 (2^53−1), read as the nearest double, ${read}, which may not be the number written: a string ("${written}") keeps it as written`,
+    ]);
+    expect(r.spec).toBeUndefined();
+  });
+
   it('takes the same values quoted, and numbers JSON carries exactly', () => {
     // From 1e21 on, JSON writes an exponent (1e+21): the same double, read as a float.
-    const r = compile('{ id: "12345678901234567890", inf: ".inf", max: 9007199254740991, min: -9007199254740991, f: 2.5e15, tiny: 5e-324, frac: 4503599627370495.5, e21: 1e21, e300: -1.5e300 }');
+    // Written as a float (an exponent, a fraction), it is taken as one.
+    const r = compile(
+      '{ id: "12345678901234567890", big: "1234567890123456789012", inf: ".inf", max: 9007199254740991, min: -9007199254740991, f: 2.5e15, tiny: 5e-324, frac: 4503599627370495.5, e21: 1e21, e300: -1.5e300, f21: 1000000000000000000000.0 }',
+    );
     expect(r.lines).toEqual([]);
-    expect(r.spec).toMatchObject({ input: { id: '12345678901234567890', inf: '.inf', max: 9007199254740991, min: -9007199254740991, f: 2.5e15, tiny: 5e-324, frac: 4503599627370495.5, e21: 1e21, e300: -1.5e300 } });
+    expect(r.spec).toMatchObject({
+      input: { id: '12345678901234567890', big: '1234567890123456789012', inf: '.inf', max: 9007199254740991, min: -9007199254740991, f: 2.5e15, tiny: 5e-324, frac: 4503599627370495.5, e21: 1e21, e300: -1.5e300, f21: 1e21 },
+    });
   });
 });
