@@ -1,5 +1,5 @@
-import { assertNever, defaultLoadLimits, fault, FaultError, isJsonObject, jsonEqual } from '../runtime/index.ts';
-import type { Fault, FieldDiff, Observation, OperationContext, Outputs } from '../runtime/index.ts';
+import { assertNever, defaultLoadLimits, fault, FaultError, formatPath, inexactNumber, isJsonObject, jsonEqual } from '../runtime/index.ts';
+import type { Fault, FieldDiff, Observation, OperationContext, Outputs, PathKey } from '../runtime/index.ts';
 import { tailLines } from './process.ts';
 import type { ProcessOutcome } from './process.ts';
 
@@ -161,10 +161,17 @@ export function badOutput(command: ExecCommand, why: string): Fault {
 /** The deepest nesting accepted in a command's JSON, as in goal files: what walks it later (drift, plan output) recurses. */
 const MAX_JSON_DEPTH = defaultLoadLimits.maxDepth;
 
-function parseJsonObject(command: ExecCommand, stdout: string): Record<string, unknown> {
+/**
+ * The numbers a parse found that JSON cannot carry as printed (`inexactNumber`, judged on the text
+ * printed, which the double read cannot tell): by the object or array holding each, by its key, the
+ * text. JSON.parse's reviver is handed that text (`source`); the value it gives back is the double.
+ */
+type Inexact = Map<object, Map<string, string>>;
+
+function parseJsonObject(command: ExecCommand, stdout: string, inexact?: Inexact): Record<string, unknown> {
   let value: unknown;
   try {
-    value = JSON.parse(stdout);
+    value = inexact === undefined ? JSON.parse(stdout) : JSON.parse(stdout, noting(inexact));
   } catch {
     throw new FaultError(badOutput(command, `output that is not JSON: ${excerpt(stdout)}`));
   }
@@ -187,15 +194,57 @@ function jsonDepth(root: unknown): number {
   return max;
 }
 
+/** A JSON.parse reviver that notes in `inexact` each number it reads as another. */
+function noting(inexact: Inexact): (this: object, key: string, value: unknown, context?: { readonly source?: string }) => unknown {
+  return function (key, value, context) {
+    const printed = context?.source;
+    if (typeof value === 'number' && printed !== undefined && inexactNumber(value, printed) !== undefined) {
+      let keys = inexact.get(this);
+      if (keys === undefined) inexact.set(this, (keys = new Map()));
+      keys.set(key, printed);
+    }
+    return value;
+  };
+}
+
 /**
  * The outputs a command printed: an object whose values are any JSON (a list of addresses, a map of
  * endpoints), recorded and handed back on stdin as printed. Its size and depth are bounded where the
- * whole output is (maxOutputBytes, MAX_JSON_DEPTH).
+ * whole output is (maxOutputBytes, MAX_JSON_DEPTH). A number in it that JSON cannot carry as printed
+ * (`inexact`: a 20-digit id, read as another number, or one too large for a double, read as Infinity
+ * and written as null) is bad output: stored, it would reach the nodes that refer to it changed.
  */
-function parseOutputs(command: ExecCommand, value: unknown): Outputs {
+function parseOutputs(command: ExecCommand, value: unknown, inexact: Inexact): Outputs {
   if (value === undefined) return {};
   if (!isJsonObject(value)) throw new FaultError(badOutput(command, '"outputs" that is not an object'));
+  if (inexact.size > 0) {
+    const found = inexactOutputs(value, inexact);
+    if (found.length > 0) {
+      const listed = found.map(({ path, printed, read }) => `${formatPath(['outputs', ...path])}: ${printed} (${Number.isFinite(read) ? `read as ${JSON.stringify(read)}` : 'too large for a double'})`);
+      throw new FaultError({
+        ...badOutput(command, `numbers that JSON cannot carry as printed, a whole number beyond ±9007199254740991 (2^53−1) or one too large for a double: ${listed.join('; ')}`),
+        hint: `print each as a string (${JSON.stringify(found[0]!.printed)}): a node that refers to it would get another number`,
+      });
+    }
+  }
   return value as Outputs;
+}
+
+/** Where in `outputs` the numbers `inexact` noted are, in order, with the text printed and the double read. */
+function inexactOutputs(outputs: Readonly<Record<string, unknown>>, inexact: Inexact): { path: PathKey[]; printed: string; read: number }[] {
+  const found: { path: PathKey[]; printed: string; read: number }[] = [];
+  // Bounded by MAX_JSON_DEPTH, checked before.
+  const visit = (holder: object, path: PathKey[]): void => {
+    const keys = inexact.get(holder);
+    for (const [k, v] of Object.entries(holder)) {
+      const at = [...path, Array.isArray(holder) ? Number(k) : k];
+      const printed = keys?.get(k);
+      if (printed !== undefined && typeof v === 'number') found.push({ path: at, printed, read: v });
+      else if (typeof v === 'object' && v !== null) visit(v, at);
+    }
+  };
+  visit(outputs, []);
+  return found;
 }
 
 /**
@@ -203,7 +252,8 @@ function parseOutputs(command: ExecCommand, value: unknown): Outputs {
  * or `{"exists":"unknown","reason":"…"}` when it cannot tell (the reason is optional).
  */
 export function parseRead(stdout: string): ReadResult {
-  const obj = parseJsonObject('read', stdout);
+  const inexact: Inexact = new Map();
+  const obj = parseJsonObject('read', stdout, inexact);
   if (obj.exists === false) return { exists: false };
   if (obj.exists === 'unknown') {
     if (obj.reason !== undefined && typeof obj.reason !== 'string') throw new FaultError(badOutput('read', '"reason" that is not a string'));
@@ -213,7 +263,7 @@ export function parseRead(stdout: string): ReadResult {
   if (obj.exists !== true) throw new FaultError(badOutput('read', 'an object without "exists" true, false or "unknown"'));
   const state = obj.state;
   if (state !== undefined && !isJsonObject(state)) throw new FaultError(badOutput('read', '"state" that is not an object'));
-  return { exists: true, state, outputs: parseOutputs('read', obj.outputs) };
+  return { exists: true, state, outputs: parseOutputs('read', obj.outputs, inexact) };
 }
 
 /**
@@ -223,9 +273,10 @@ export function parseRead(stdout: string): ReadResult {
  */
 export function parseApply(command: 'create' | 'update', stdout: string): Outputs {
   if (stdout.trim() === '') throw new FaultError(badOutput(command, 'nothing (expected {"outputs":{…}})'));
-  const obj = parseJsonObject(command, stdout);
+  const inexact: Inexact = new Map();
+  const obj = parseJsonObject(command, stdout, inexact);
   if (!('outputs' in obj)) throw new FaultError(badOutput(command, `an object without "outputs" (expected {"outputs":{…}}): ${excerpt(stdout)}`));
-  return parseOutputs(command, obj.outputs);
+  return parseOutputs(command, obj.outputs, inexact);
 }
 
 /**

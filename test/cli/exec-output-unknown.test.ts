@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, execGoalHead, shellResource, tempProject } from '../support/cli.ts';
+import { cli, execGoalHead, execNode, shellResource, tempProject } from '../support/cli.ts';
 
 /**
  * A reference to a key its producer's outputs lack (`${nodes.p.outputs.address}`, where p's command
@@ -26,11 +26,7 @@ case "$1" in
 esac
 `,
     );
-    const node = (id: string, input: string): string => `    - id: ${id}
-      type: generic.resource
-      spec: { commands: { read: [${script}, read, ${id}], create: [${script}, create, ${id}] }, input: ${input} }
-`;
-    p.write('goals.yaml', `${execGoalHead()}${node('p', '{}')}${node('c', '{ ip: "${nodes.p.outputs.address}" }')}`);
+    p.write('goals.yaml', `${execGoalHead()}${execNode('p', script, '{}')}${execNode('c', script, '{ ip: "${nodes.p.outputs.address}" }')}`);
 
     const first = await cli(['apply', '--yes', ...p.args], { env });
     expect(first.code).toBe(1);

@@ -129,6 +129,14 @@ export function shellResource(dir: string, body: string): string {
   return script;
 }
 
+/** An exec node `id` (after `execGoalHead`) whose read and create run `script read <id>` and `script create <id>`, with `input` (inline YAML). */
+export function execNode(id: string, script: string, input: string): string {
+  return `    - id: ${id}
+      type: generic.resource
+      spec: { commands: { read: [${script}, read, ${id}], create: [${script}, create, ${id}] }, input: ${input} }
+`;
+}
+
 /**
  * A `shellResource` whose create is slow: a resource kept in `$dir/resource.json`, every create's start
  * and end logged with its pid in `$dir/creates.log`, and between them a `sleep` of `slow` seconds (unless

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { jsonEqual } from '../../../src/runtime/index.ts';
-import { inputDiffs, parseRead } from '../../../src/backends/exec/index.ts';
+import { FaultError, jsonEqual } from '../../../src/runtime/index.ts';
+import { inputDiffs, parseApply, parseRead } from '../../../src/backends/exec/index.ts';
 import { toObservation } from '../../../src/infra/index.ts';
 
 describe('jsonEqual', () => {
@@ -67,5 +67,55 @@ describe('parseRead', () => {
 
   it('"unknown" is an indeterminate observation: the node is held, never created blindly', () => {
     expect(toObservation({ a: 1 }, parseRead('{"exists":"unknown","reason":"id lost"}'))).toEqual({ status: 'indeterminate', reason: 'read: id lost' });
+  });
+});
+
+// JSON.parse reads a number of 20 digits as the nearest double: an id a command printed so was recorded, and
+// handed to the nodes that refer to it, as another number, without a word. The text printed says which it was.
+describe('output numbers JSON cannot carry as printed', () => {
+  const FAULT = 'numbers that JSON cannot carry as printed, a whole number beyond ±9007199254740991 (2^53−1) or one too large for a double';
+  it.each([
+    { name: 'a 20-digit id', outputs: '{"id":12345678901234567890}', found: 'outputs.id: 12345678901234567890 (read as 12345678901234567000)' },
+    { name: '2^53, exact but not to be told from 2^53 + 1', outputs: '{"n":9007199254740992}', found: 'outputs.n: 9007199254740992 (read as 9007199254740992)' },
+    { name: 'a 22-digit id, past 1e21', outputs: '{"id":-1234567890123456789012}', found: 'outputs.id: -1234567890123456789012 (read as -1.2345678901234568e+21)' },
+    { name: '1e20, a whole number written with an exponent', outputs: '{"n":1e20}', found: 'outputs.n: 1e20 (read as 100000000000000000000)' },
+    { name: 'one too large for a double', outputs: '{"n":1E400}', found: 'outputs.n: 1E400 (too large for a double)' },
+    {
+      name: 'at any depth, each named',
+      outputs: '{"ok":1,"ids":[1,23456789012345678901],"ep":{"port":443,"serial":98765432109876543210}}',
+      found: 'outputs.ids[1]: 23456789012345678901 (read as 23456789012345680000); outputs.ep.serial: 98765432109876543210 (read as 98765432109876540000)',
+    },
+  ])('$name: bad output, from read, create and update alike', ({ outputs, found }) => {
+    const cases = [
+      { command: 'read', parse: () => parseRead(`{"exists":true,"state":{},"outputs":${outputs}}`) },
+      { command: 'create', parse: () => parseApply('create', `{"outputs":${outputs}}`) },
+      { command: 'update', parse: () => parseApply('update', `{"outputs":${outputs}}`) },
+    ];
+    for (const { command, parse } of cases) {
+      let thrown: unknown;
+      try {
+        parse();
+      } catch (err) {
+        thrown = err;
+      }
+      expect(thrown, command).toBeInstanceOf(FaultError);
+      const f = (thrown as FaultError).fault;
+      expect(f, command).toMatchObject({
+        class: 'permanent',
+        code: 'bad-output',
+        message: `${command} command printed ${FAULT}: ${found}`,
+        hint: expect.stringMatching(/^print each as a string \("[^"]+"\): a node that refers to it would get another number$/),
+      });
+      // A create that printed them has made its resource: the next read is told it was interrupted.
+      expect(f.cutShort, command).toBe(command === 'create' ? true : undefined);
+    }
+  });
+
+  it('takes every number JSON carries as printed, and those elsewhere than in the outputs', () => {
+    const outputs = { max: 9007199254740991, min: -9007199254740991, f: 0.1, e21: 1e21, e300: -1.5e300, tiny: 5e-324, id: '12345678901234567890' };
+    const text = '{"max":9007199254740991,"min":-9007199254740991,"f":0.1,"e21":1e21,"e300":-1.5e300,"tiny":5e-324,"id":"12345678901234567890"}';
+    expect(parseApply('create', `{"outputs":${text}}`)).toEqual(outputs);
+    // A state is compared with the input, which holds no such number (validate refuses it), and is not handed on.
+    expect(parseRead(`{"exists":true,"state":{"big":12345678901234567890},"outputs":${text}}`)).toEqual({ exists: true, state: { big: JSON.parse('12345678901234567890') as number }, outputs });
   });
 });
