@@ -94,7 +94,11 @@ export interface OperationContext {
   /** Aborted on shutdown or timeout: implementations stop promptly and leave no half-written state. */
   readonly signal: AbortSignal;
   readonly log: Logger;
-  /** Outputs recorded for a node (dependencies and the node itself), if any. */
+  /**
+   * Outputs recorded for a node (dependencies and the node itself): undefined while it has given none
+   * (not created, or none recorded), which a reference to it waits for; else what it gave, in which a
+   * missing key is an output it does not give (`OUTPUT_UNKNOWN`).
+   */
   readonly outputsOf: (id: NodeId) => Outputs | undefined;
   /** The node's memo as last recorded: from its last observation, or a create or update since (see `ObservationMemo`). */
   readonly memoOf?: ((id: NodeId) => ObservationMemo | undefined) | undefined;
