@@ -52,7 +52,11 @@ export interface InfraBackend {
   delete(node: BackendNode, ctx: OperationContext): Promise<ProvisionResult>;
   /** Cheap reachability check. */
   health?(ctx: { signal: AbortSignal; log: Logger }): Promise<BackendHealth>;
-  /** Starts watching the given nodes' resources; returns a function that stops watching. */
+  /**
+   * Starts watching the given nodes' resources; returns a function that stops watching. The daemon
+   * gives every node of the instance in the goals, anew with each graph (the previous watch stopped
+   * first), which a backend may take as the nodes it manages now; `apply` watches nothing.
+   */
   watch?(nodes: readonly BackendNode[], onChange: ChangeListener, log: Logger): () => void;
   /** Releases connections and watchers. */
   close(): Promise<void>;

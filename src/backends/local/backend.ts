@@ -38,6 +38,8 @@ import type { FileWrite, NodePath, ReadPolicy, StagedWrite } from './client.ts';
 import type { LocalConfig } from './config.ts';
 import { OBSERVE_PARALLELISM, rereadEveryMs, rootOf } from './config.ts';
 import { aborted, fsFault, wrongKind } from './errors.ts';
+import { FileClaims } from './file-claims.ts';
+import type { SharedFile } from './file-claims.ts';
 import { kindName, observeDirectory, observeFile, observeSymlink } from './observe.ts';
 import type { FileExpectation } from './observe.ts';
 import { lexicalPath, MODE_BITS, modeDiffers, parseMode } from './paths.ts';
@@ -121,7 +123,10 @@ export class LocalBackend implements InfraBackend {
   /** `rereadEvery` in ms; undefined for `always`. */
   private readonly rereadEveryMs: number | undefined;
   private accounts: Promise<Accounts> | undefined;
-  private readonly watches = new Set<DirectoryWatch>();
+  /** Each watch's stop. */
+  private readonly watches = new Set<() => void>();
+  /** Which file each node reaches, across observe calls. */
+  private readonly claims = new FileClaims();
 
   /** `config` as parsed by `localConfigSchema`; `rereadEvery` may be left out (tests, benchmarks). */
   constructor(config: Pick<LocalConfig, 'root'> & Partial<LocalConfig>, ctx: Pick<BackendContext, 'id' | 'cwd' | 'log'>) {
@@ -162,10 +167,8 @@ export class LocalBackend implements InfraBackend {
     const now = Date.now();
     const memoOf = (id: NodeId): ObservationMemo | undefined => ctx.memoOf?.(id);
     const large: { node: BackendNode; at: NodePath }[] = [];
-    // Two nodes reaching one file by different paths (through a symlink the goals do not manage) would
-    // overwrite each other for ever, each pass "converged". Only a path through a symlink can meet
-    // another (`validate` refuses two equal ones): such nodes are noted, and compared after, if any.
-    let throughLink = false;
+    // Nodes found reaching a file another node reaches, of this call or of another (`FileClaims`).
+    const shared: SharedFile[] = [];
     for (let start = 0; start < nodes.length; start += OBSERVE_CHUNK) {
       if (start > 0) {
         // The chunk's reads are done (synchronous calls): its pinned directories are let go, so that a
@@ -179,7 +182,8 @@ export class LocalBackend implements InfraBackend {
         try {
           const spec = localSpec(node);
           const at = confiner.node(spec.path);
-          if (at.real !== at.abs) throughLink = true;
+          const other = this.claims.reach(node.id, spec.path, at, confiner);
+          if (other !== undefined) shared.push({ node: node.id, other, file: at.real });
           const obs = this.observeSync(spec, at, confiner, accounts, memoOf(node.id), now);
           if (obs === undefined) large.push({ node, at });
           else results.set(node.id, obs);
@@ -201,36 +205,8 @@ export class LocalBackend implements InfraBackend {
       });
       slice.forEach(({ node }, i) => results.set(node.id, rest[i] as Observation));
     }
-    if (throughLink) this.sharedFiles(nodes, confiner, results);
+    this.claims.settle(shared, results);
     return results;
-  }
-
-  /** Nodes whose paths lead to one file (`confiner` has resolved them all): each fails, naming the other. */
-  private sharedFiles(nodes: readonly BackendNode[], confiner: Confiner, results: Map<NodeId, Observation>): void {
-    const byReal = new Map<string, NodeId>();
-    const shared: [NodeId, NodeId, string][] = [];
-    for (const node of nodes) {
-      let real: string;
-      try {
-        real = confiner.node(localSpec(node).path).real;
-      } catch {
-        continue; // its own failure is its observation already
-      }
-      const first = byReal.get(real);
-      if (first === undefined) byReal.set(real, node.id);
-      else shared.push([node.id, first, real]);
-    }
-    for (const [id, first, real] of shared) {
-      const why = (other: NodeId): Observation => ({
-        status: 'failed',
-        fault: fault('permanent', `${real} is managed by node ${JSON.stringify(other)} too: their paths lead to one file through a symlink the goals do not manage`, {
-          code: 'duplicate-resource',
-          hint: 'one node per file: remove one of them from the goals, or manage the symlink so that validate sees the two paths are one',
-        }),
-      });
-      results.set(id, why(first));
-      results.set(first, why(id));
-    }
   }
 
   /** Makes the resource exist as desired; an existing one is corrected (already exists is success). */
@@ -294,7 +270,10 @@ export class LocalBackend implements InfraBackend {
     return r.ok ? { status: 'healthy' } : { status: 'unhealthy', message: r.message };
   }
 
-  /** Watches the parent directories of the nodes' paths; reports changed node ids in batches (~50 ms). */
+  /**
+   * Watches the parent directories of the nodes' paths; reports changed node ids in batches (~50 ms).
+   * The nodes are the goals' (`InfraBackend.watch`): what `FileClaims` compares each observation with.
+   */
   watch(nodes: readonly BackendNode[], onChange: ChangeListener, log: Logger): () => void {
     const paths: { id: NodeId; abs: string }[] = [];
     for (const node of nodes) {
@@ -306,18 +285,20 @@ export class LocalBackend implements InfraBackend {
         // A path that escapes the root is refused by every operation; there is nothing to watch.
       }
     }
+    const untrack = this.claims.track(paths, onChange);
     const w = new DirectoryWatch({ paths, onChange, log });
-    this.watches.add(w);
-    return () => {
+    const stop = (): void => {
       w.stop();
-      this.watches.delete(w);
+      untrack();
+      this.watches.delete(stop);
     };
+    this.watches.add(stop);
+    return stop;
   }
 
   /** Stops every watcher. */
   close(): Promise<void> {
-    for (const w of this.watches) w.stop();
-    this.watches.clear();
+    for (const stop of this.watches) stop();
     return Promise.resolve();
   }
 

@@ -1,0 +1,144 @@
+import type { ChangeListener } from '../../infra/index.ts';
+import { fault } from '../../runtime/index.ts';
+import type { NodeId, Observation } from '../../runtime/index.ts';
+import type { Confiner, NodePath } from './client.ts';
+
+/** A node last observed reaching its file through a symlink: its path (to resolve it again), its own absolute path, and that file. */
+interface Linked {
+  readonly path: string;
+  readonly abs: string;
+  readonly real: string;
+}
+
+/** A node of an observe call found reaching `file`, which `other` reaches too. */
+export interface SharedFile {
+  readonly node: NodeId;
+  readonly other: NodeId;
+  readonly file: string;
+}
+
+/**
+ * Which file each node reaches, kept across observe calls. Two nodes whose paths lead to one file
+ * (through a symlink the goals do not manage: `validate` refuses two equal paths) would overwrite
+ * each other for ever, each pass "converged"; the daemon observes the nodes due, a few at a time, so
+ * the two are seldom in one call. Cheap enough for a steady pass over 100k files: one lookup of each
+ * node's own path, and more only for the few nodes whose path leads through a symlink.
+ */
+export class FileClaims {
+  /** Each node's own path (the root joined with its path): every node of the goals (`track`), and each observed since. */
+  private own = new Map<string, NodeId>();
+  /** The nodes whose path led through a symlink when last observed. */
+  private readonly linked = new Map<NodeId, Linked>();
+  /** The files of `linked`, each with the nodes that reached it. */
+  private readonly byReal = new Map<string, NodeId[]>();
+  /** Nodes whose last observation failed for a shared file: one of them found again by its other needs no telling. */
+  private failing = new Set<NodeId>();
+  /** Told of a node to observe now (the watch's listener); none without a watch (`apply`). */
+  private listener: { readonly onChange: ChangeListener } | undefined;
+
+  /**
+   * The nodes of the goals now (a new graph's, given to `watch`): their own paths replace those
+   * noted, and what was noted of a node removed, or whose path changed, goes (no false claim is left
+   * behind). `onChange` is told of a node found sharing its file with one observed in another call.
+   * Returns what stops telling it.
+   */
+  track(paths: readonly { readonly id: NodeId; readonly abs: string }[], onChange: ChangeListener): () => void {
+    const own = new Map<string, NodeId>();
+    for (const { id, abs } of paths) if (!own.has(abs)) own.set(abs, id);
+    this.own = own;
+    for (const [id, l] of this.linked) if (own.get(l.abs) !== id) this.unlink(id, l);
+    this.failing = new Set();
+    const listener = { onChange };
+    this.listener = listener;
+    return () => {
+      if (this.listener === listener) this.listener = undefined;
+    };
+  }
+
+  /**
+   * Notes that node `id` (its path `path`) reaches `at` now, and answers another node that reaches
+   * the same file, if any: one whose own path it is, or one last observed reaching it through a
+   * symlink (resolved again through `confiner`: a link removed or changed since is forgotten).
+   */
+  reach(id: NodeId, path: string, at: NodePath, confiner: Confiner): NodeId | undefined {
+    if (!this.own.has(at.abs)) this.own.set(at.abs, id);
+    const was = this.linked.get(id);
+    if (at.real === at.abs) {
+      // The steady pass over plain paths ends here: no symlink on anyone's way.
+      if (this.linked.size === 0) return undefined;
+      if (was !== undefined) this.unlink(id, was);
+      return this.linkedTo(at.real, id, confiner);
+    }
+    const owner = this.own.get(at.real);
+    const other = owner !== undefined && owner !== id ? owner : this.linkedTo(at.real, id, confiner);
+    if (was?.real !== at.real) {
+      if (was !== undefined) this.unlink(id, was);
+      this.linked.set(id, { path, abs: at.abs, real: at.real });
+      const ids = this.byReal.get(at.real);
+      if (ids === undefined) this.byReal.set(at.real, [id]);
+      else ids.push(id);
+    }
+    return other;
+  }
+
+  /**
+   * Fails both nodes of each shared file, each naming the other: in `results` (one observe call's)
+   * when the other is of the call too; when it is not, and did not fail so when last observed, the
+   * watch tells it to look now rather than at its next interval (observed, it finds this node).
+   */
+  settle(shared: readonly SharedFile[], results: Map<NodeId, Observation>): void {
+    const failed = new Set<NodeId>();
+    const told: NodeId[] = [];
+    for (const { node, other, file } of shared) {
+      results.set(node, sharedFile(file, other));
+      failed.add(node);
+      if (results.has(other)) {
+        results.set(other, sharedFile(file, node));
+        failed.add(other);
+      } else if (!this.failing.has(other)) {
+        told.push(other);
+      }
+    }
+    for (const id of this.failing) if (results.has(id) && !failed.has(id)) this.failing.delete(id);
+    for (const id of failed) this.failing.add(id);
+    if (told.length > 0) this.listener?.onChange(told);
+  }
+
+  /** A node other than `id` last observed reaching `file` through a symlink, and reaching it still. */
+  private linkedTo(file: string, id: NodeId, confiner: Confiner): NodeId | undefined {
+    const ids = this.byReal.get(file);
+    if (ids === undefined) return undefined;
+    // `unlink` replaces the list, never changes it: safe to go on through it.
+    for (const other of ids) {
+      if (other === id) continue;
+      const l = this.linked.get(other)!;
+      let real: string | undefined;
+      try {
+        real = confiner.node(l.path).real;
+      } catch {
+        // Its path is refused now: it reaches no file, and its own observation says why.
+      }
+      if (real === file) return other;
+      this.unlink(other, l);
+    }
+    return undefined;
+  }
+
+  private unlink(id: NodeId, l: Linked): void {
+    this.linked.delete(id);
+    const ids = this.byReal.get(l.real)?.filter((x) => x !== id) ?? [];
+    if (ids.length > 0) this.byReal.set(l.real, ids);
+    else this.byReal.delete(l.real);
+  }
+}
+
+/** `node` fails: `file` is managed by node `other` too. */
+function sharedFile(file: string, other: NodeId): Observation {
+  return {
+    status: 'failed',
+    fault: fault('permanent', `${file} is managed by node ${JSON.stringify(other)} too: their paths lead to one file through a symlink the goals do not manage`, {
+      code: 'duplicate-resource',
+      hint: 'one node per file: remove one of them from the goals, or manage the symlink so that validate sees the two paths are one',
+    }),
+  };
+}

@@ -1,0 +1,136 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, rm, symlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { InfraNode } from '../../../src/infra/index.ts';
+import type { Observation } from '../../../src/runtime/index.ts';
+import { LocalBackend } from '../../../src/backends/local/index.ts';
+import { fileNode, log, opCtx, useSandbox } from './helpers.ts';
+
+// Two nodes whose paths lead to one file through a symlink made by hand (the goals do not manage it,
+// so `validate` cannot see it) would overwrite each other for ever. The daemon observes the nodes due,
+// a few at a time: the two are seldom in one observe call, and each must still find the other.
+// Its cleanup closes the backend, which stops the watches.
+const sb = useSandbox();
+
+/** `realdir/` and, made by hand, `alias` and `other` leading to it. */
+async function linkedDirs(): Promise<void> {
+  await mkdir(join(sb.root, 'realdir'), { recursive: true });
+  await symlink('realdir', join(sb.root, 'alias'));
+  await symlink('realdir', join(sb.root, 'other'));
+}
+
+/** What `watch` told of, call by call (the daemon's controller: observe those nodes now). */
+function watchAll(nodes: readonly InfraNode[]): { told: string[][]; stop: () => void } {
+  const told: string[][] = [];
+  return { told, stop: sb.backend.watch(nodes, (ids) => told.push([...ids]), log) };
+}
+
+async function observeAlone(node: InfraNode): Promise<Observation> {
+  const observed = await sb.backend.observe([node], opCtx());
+  expect([...observed.keys()]).toEqual([node.id]);
+  return observed.get(node.id)!;
+}
+
+/** The duplicate-resource failure naming `other`, at the real file `realdir/f`. */
+const sharedWith = (other: string): Record<string, unknown> => ({
+  status: 'failed',
+  fault: {
+    class: 'permanent',
+    code: 'duplicate-resource',
+    message: `${join(sb.root, 'realdir', 'f')} is managed by node ${JSON.stringify(other)} too: their paths lead to one file through a symlink the goals do not manage`,
+  },
+});
+
+describe('two nodes reaching one file, observed in separate calls', () => {
+  const cases = [
+    { name: 'a plain path, then one through a symlink (daemon: watched)', first: ['a', 'realdir/f'], second: ['b', 'alias/f'], watched: true },
+    { name: 'a path through a symlink, then a plain one (daemon: watched)', first: ['b', 'alias/f'], second: ['a', 'realdir/f'], watched: true },
+    { name: 'two paths through two symlinks (daemon: watched)', first: ['b', 'alias/f'], second: ['c', 'other/f'], watched: true },
+    { name: 'a plain path, then one through a symlink (apply, levels apart: no watch)', first: ['a', 'realdir/f'], second: ['b', 'alias/f'], watched: false },
+    { name: 'a path through a symlink, then a plain one (apply, levels apart: no watch)', first: ['b', 'alias/f'], second: ['a', 'realdir/f'], watched: false },
+  ] as const;
+
+  it.each(cases)('$name: both fail naming each other, and only the first ever writes the file', async ({ first: [firstId, firstPath], second: [secondId, secondPath], watched }) => {
+    await linkedDirs();
+    const first = fileNode(firstId, firstPath, `${firstId}\n`);
+    const second = fileNode(secondId, secondPath, `${secondId}\n`);
+    const watch = watched ? watchAll([first, second]) : undefined;
+
+    // The first, alone: unless the watch has told its other's path already, it is made as the daemon would.
+    const alone = await observeAlone(first);
+    if (alone.status === 'absent') expect(await sb.backend.create(first, opCtx())).toMatchObject({ status: 'done' });
+    else expect(alone).toMatchObject(sharedWith(secondId));
+
+    expect(await observeAlone(second)).toMatchObject(sharedWith(firstId));
+    expect(await observeAlone(first)).toMatchObject(sharedWith(secondId));
+    expect(await observeAlone(second)).toMatchObject(sharedWith(firstId));
+    // Watched, the node not observed when the other was found is told to look now, rather than at its
+    // next interval; once: each failure after finds the other failing already.
+    if (watch !== undefined) expect(watch.told).toEqual([[alone.status === 'absent' ? firstId : secondId]]);
+
+    const f = join(sb.root, 'realdir', 'f');
+    if (alone.status === 'absent') expect(readFileSync(f, 'utf8')).toBe(`${firstId}\n`);
+    else expect(existsSync(f)).toBe(false);
+  });
+
+  it('in one call, as before: both fail naming each other', async () => {
+    await linkedDirs();
+    const a = fileNode('a', 'realdir/f', 'a\n');
+    const b = fileNode('b', 'alias/f', 'b\n');
+    const observed = await sb.backend.observe([a, b], opCtx());
+    expect(observed.get('a')).toMatchObject(sharedWith('b'));
+    expect(observed.get('b')).toMatchObject(sharedWith('a'));
+  });
+});
+
+describe('a root given through a symlink', () => {
+  it('every path leads through it: only the two that reach one file fail', async () => {
+    await linkedDirs();
+    await symlink('root', join(sb.base, 'rootlink'));
+    const backend = new LocalBackend({ root: 'rootlink' }, { id: 'local', cwd: sb.base, log });
+    try {
+      const a = fileNode('a', 'realdir/f', 'a\n');
+      const b = fileNode('b', 'alias/f', 'b\n');
+      const c = fileNode('c', 'realdir/g', 'c\n');
+      backend.watch([a, b, c], () => undefined, log);
+      expect((await backend.observe([a, c], opCtx())).get('c')).toEqual({ status: 'absent' });
+      // Named by its real path: under `root`, where the root's link leads.
+      const file = join(sb.base, 'root', 'realdir', 'f');
+      const shared = (other: string): Record<string, unknown> => ({ status: 'failed', fault: { code: 'duplicate-resource', message: expect.stringContaining(`${file} is managed by node "${other}" too`) } });
+      expect((await backend.observe([b], opCtx())).get('b')).toMatchObject(shared('a'));
+      const again = await backend.observe([c, a], opCtx());
+      expect(again.get('a')).toMatchObject(shared('b'));
+      expect(again.get('c')).toEqual({ status: 'absent' });
+    } finally {
+      await backend.close();
+    }
+  });
+});
+
+describe('what releases two nodes found reaching one file', () => {
+  it('one removed from the goals (a new watch without it) leaves no claim behind: the other is observed as it is', async () => {
+    await linkedDirs();
+    const a = fileNode('a', 'realdir/f', 'a\n');
+    const b = fileNode('b', 'alias/f', 'b\n');
+    const before = watchAll([a, b]);
+    expect(await observeAlone(b)).toMatchObject(sharedWith('a'));
+    expect(await observeAlone(a)).toMatchObject(sharedWith('b'));
+    // The daemon's controller stops the old watch and watches the new graph's nodes.
+    before.stop();
+    watchAll([a]);
+    expect(await observeAlone(a)).toEqual({ status: 'absent' });
+  });
+
+  it('the symlink removed by hand: each is observed as it is, the other not observed again meanwhile', async () => {
+    await linkedDirs();
+    const a = fileNode('a', 'realdir/f', 'a\n');
+    const b = fileNode('b', 'alias/f', 'b\n');
+    watchAll([a, b]);
+    expect(await observeAlone(b)).toMatchObject(sharedWith('a'));
+    expect(await observeAlone(a)).toMatchObject(sharedWith('b'));
+    await rm(join(sb.root, 'alias'));
+    expect(await observeAlone(a)).toEqual({ status: 'absent' });
+    expect(await observeAlone(b)).toEqual({ status: 'absent' });
+  });
+});
