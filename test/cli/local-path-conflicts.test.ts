@@ -1,7 +1,8 @@
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, localBackend, oneFileGoal, tempProject } from '../support/cli.ts';
+import { cli, goalHead, localBackend, oneFileGoal, tempProject } from '../support/cli.ts';
+import { eventually, trackDaemons } from '../support/daemon.ts';
 
 // A managed file replaced by hand with a directory: drift of its kind, which the local backend never
 // corrects (it deletes nothing to make room). Reported like any drift, with why; left as found; and
@@ -86,18 +87,19 @@ spec:
   });
 });
 
+/** A project whose root holds `realdir/` and, made by hand, `alias`: a symlink to it that the goals do not manage. */
+function linkedProject(prefix: string): ReturnType<typeof tempProject> {
+  const p = tempProject(prefix);
+  mkdirSync(join(p.root, 'realdir'), { recursive: true });
+  symlinkSync('realdir', join(p.root, 'alias'));
+  return p;
+}
+
 describe('two nodes reaching one file by different paths', () => {
   it('through a symlink the goals do not manage: both fail, naming each other, and neither writes it', async () => {
-    const p = tempProject('ds-shared-file-');
-    mkdirSync(join(p.root, 'realdir'), { recursive: true });
-    symlinkSync('realdir', join(p.root, 'alias'));
+    const p = linkedProject('ds-shared-file-');
     p.write('app.yaml', `${localBackend(p.root)}---
-apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: app }
-spec:
-  nodes:
-    - { id: a, type: local.file, spec: { path: realdir/f, content: "A\\n" } }
+${goalHead()}    - { id: a, type: local.file, spec: { path: realdir/f, content: "A\\n" } }
     - { id: b, type: local.file, spec: { path: alias/f, content: "B\\n" } }
 `);
     const apply = await cli(['apply', ...p.args]);
@@ -106,4 +108,93 @@ spec:
     expect(apply.stdout).toContain(`x b: permanent: ${join(p.root, 'realdir', 'f')} is managed by node "a" too`);
     expect(existsSync(join(p.root, 'realdir', 'f'))).toBe(false);
   });
+
+  it('a level apart (apply observes a level at a time): the later fails naming the earlier, and only the earlier writes it, on every apply', async () => {
+    const p = linkedProject('ds-shared-file-levels-');
+    // a lies in the directory node d, a level after it; b, through the link, is of the first level.
+    p.write('app.yaml', `${localBackend(p.root)}---
+${goalHead()}    - { id: d, type: local.directory, spec: { path: realdir } }
+    - { id: a, type: local.file, spec: { path: realdir/f, content: "A\\n" } }
+    - { id: b, type: local.file, spec: { path: alias/f, content: "B\\n" } }
+`);
+    const first = await cli(['apply', ...p.args]);
+    expect(first.code).toBe(1);
+    expect(first.stdout).toContain('+ b: created');
+    expect(first.stdout).toContain(`x a: permanent: ${join(p.root, 'realdir', 'f')} is managed by node "b" too`);
+    const again = await cli(['apply', ...p.args]);
+    expect(again.code).toBe(1);
+    expect(again.stdout).toContain(`x a: permanent: ${join(p.root, 'realdir', 'f')} is managed by node "b" too`);
+    expect(again.stdout).toContain('0 created, 0 updated');
+    expect(readFileSync(join(p.root, 'realdir', 'f'), 'utf8')).toBe('B\n');
+  });
+});
+
+describe('desiredstate run: two nodes reaching one file by different paths', () => {
+  // The daemon observes the nodes due, a few at a time: a node added to the goals is observed alone,
+  // never in one call with the node it shares a file with. Each must find the other all the same.
+  const p = linkedProject('ds-daemon-shared-file-');
+  p.write('backend.yaml', localBackend(p.root));
+  const goal = (id: string, path: string): string => `apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: ${id} }
+spec:
+  nodes:
+    - { id: ${id}, type: local.file, spec: { path: ${path}, content: "${id}\\n" } }
+`;
+  p.write('a.yaml', goal('a', 'realdir/f'));
+  // Held at the first failure: what the daemon does next waits for the test, not for a backoff.
+  const faults = join(p.dir, 'faults.yaml');
+  writeFileSync(faults, 'retry: { permanent: { retryBudget: 1 } }\n');
+  const daemons = trackDaemons(p.dir);
+  const file = join(p.root, 'realdir', 'f');
+
+  it('both are held naming each other, the file is not rewritten; either removed from the goals, or the symlink removed by hand, releases them', async () => {
+    const d = daemons.start(['--listen', '127.0.0.1:0', '--interval', '1h', '--fault-policy', faults, ...p.args], { cwd: p.dir });
+    const port = await d.port();
+    const statusOf = async (): Promise<Record<string, { status: string; reason: string | null }>> => {
+      const nodes = ((await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { nodes: { id: string; status: string; reason: string | null }[] }).nodes;
+      return Object.fromEntries(nodes.map((n) => [n.id, n]));
+    };
+    const heldSharing = async (): Promise<boolean> => {
+      const s = await statusOf();
+      return s.a?.status === 'held' && s.b?.status === 'held';
+    };
+    const sharing = (id: string, other: string) => (l: { msg: string; node?: unknown; fault?: unknown }): boolean =>
+      l.msg === 'node held' && l.node === id && (l.fault as { code?: string; message?: string } | undefined)?.code === 'duplicate-resource' && (l.fault as { message: string }).message === `${file} is managed by node "${other}" too: their paths lead to one file through a symlink the goals do not manage`;
+    await eventually(() => existsSync(file) && readFileSync(file, 'utf8') === 'a\n', 20_000, 'a converged');
+
+    // b comes with a revision of its own: observed alone, it finds a; a is told, and finds b.
+    let mark = d.lines.length;
+    p.write('b.yaml', goal('b', 'alias/f'));
+    await d.waitFor(sharing('b', 'a'), 10_000, mark);
+    await d.waitFor(sharing('a', 'b'), 10_000, mark);
+    await eventually(heldSharing, 10_000, 'a and b held');
+    expect(readFileSync(file, 'utf8')).toBe('a\n');
+    const written = (from: number): unknown[] => d.lines.slice(from).filter((l) => l.msg === 'drift detected' || l.msg === 'node updated' || l.msg === 'node created');
+    expect(written(mark)).toEqual([]);
+
+    // b removed from the goals: its claim goes with it, and a, released, is as it should be.
+    mark = d.lines.length;
+    rmSync(join(p.goals, 'b.yaml'));
+    await d.waitFor((l) => l.msg === 'goals loaded' && l.reason === 'goals changed', 10_000, mark);
+    expect(await cli(['retry', 'a', ...p.args], { cwd: p.dir })).toMatchObject({ code: 0 });
+    await eventually(async () => (await statusOf()).a?.status === 'ready', 10_000, 'a ready');
+
+    // b back: held again, each naming the other.
+    mark = d.lines.length;
+    p.write('b.yaml', goal('b', 'alias/f'));
+    await d.waitFor(sharing('a', 'b'), 10_000, mark);
+    await eventually(heldSharing, 10_000, 'a and b held again');
+    // The symlink removed by hand: a, released alone, finds b's path leads elsewhere now; then b is made at its own.
+    unlinkSync(join(p.root, 'alias'));
+    expect(await cli(['retry', 'a', ...p.args], { cwd: p.dir })).toMatchObject({ code: 0 });
+    await eventually(async () => (await statusOf()).a?.status === 'ready', 10_000, 'a ready');
+    expect(await cli(['retry', 'b', ...p.args], { cwd: p.dir })).toMatchObject({ code: 0 });
+    await eventually(async () => (await statusOf()).b?.status === 'ready', 10_000, 'b ready');
+    expect(readFileSync(file, 'utf8')).toBe('a\n');
+    expect(readFileSync(join(p.root, 'alias', 'f'), 'utf8')).toBe('b\n');
+    expect(written(mark).map((l) => (l as { node: string }).node)).toEqual(['b']);
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+  }, 90_000);
 });
