@@ -42,7 +42,7 @@ import { FileClaims } from './file-claims.ts';
 import type { SharedFile } from './file-claims.ts';
 import { kindName, observeDirectory, observeFile, observeSymlink } from './observe.ts';
 import type { FileExpectation } from './observe.ts';
-import { lexicalPath, MODE_BITS, modeDiffers, parseMode } from './paths.ts';
+import { lexicalPath, MODE_BITS, modeDiffers, parseMode, rootRelative } from './paths.ts';
 import { DirectoryWatch } from './watch.ts';
 
 /** The node types this backend provisions. */
@@ -182,7 +182,7 @@ export class LocalBackend implements InfraBackend {
         try {
           const spec = localSpec(node);
           const at = confiner.node(spec.path);
-          const other = this.claims.reach(node.id, spec.path, at, confiner);
+          const other = this.claims.reach(node.id, at, confiner);
           if (other !== undefined) shared.push({ node: node.id, other, file: at.real });
           const obs = this.observeSync(spec, at, confiner, accounts, memoOf(node.id), now);
           if (obs === undefined) large.push({ node, at });
@@ -275,12 +275,12 @@ export class LocalBackend implements InfraBackend {
    * The nodes are the goals' (`InfraBackend.watch`): what `FileClaims` compares each observation with.
    */
   watch(nodes: readonly BackendNode[], onChange: ChangeListener, log: Logger): () => void {
-    const paths: { id: NodeId; abs: string }[] = [];
+    const paths: { id: NodeId; abs: string; rel: string }[] = [];
     for (const node of nodes) {
       const spec = node.spec.spec;
       if (spec.type !== 'local.file' && spec.type !== 'local.directory' && spec.type !== 'local.symlink') continue;
       try {
-        paths.push({ id: node.id, abs: lexicalPath(this.root, spec.path) });
+        paths.push({ id: node.id, abs: lexicalPath(this.root, spec.path), rel: rootRelative(this.root, spec.path) });
       } catch {
         // A path that escapes the root is refused by every operation; there is nothing to watch.
       }

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, closeSync, constants as fsConstants, existsSync, fchmodSync, fchownSync, fstatSync, lchownSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, renameSync, watch, writeFileSync } from 'node:fs';
 import type { FSWatcher, Stats } from 'node:fs';
 import { access, constants, lstat, mkdir, open, readdir, readFile, readlink, rename, rmdir, symlink, unlink } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, normalize, parse, relative, sep } from 'node:path';
+import { basename, dirname, isAbsolute, join, normalize, parse, sep } from 'node:path';
 import { FaultError, fault, forEachLimit, isAlive, makeDirectories, removeQuietly, sha256 } from '../../runtime/index.ts';
 import type { ObservationMemo } from '../../runtime/index.ts';
 import { parseAccounts } from './accounts.ts';
@@ -11,7 +11,7 @@ import type { AccountTable } from './accounts.ts';
 import { aborted, errnoOf, escapesRoot, fsFault, leadsOutOfRoot, pathChanged, wrongKind } from './errors.ts';
 import type { ActualEntry } from './observe.ts';
 import { DETAIL_LIMIT } from './observe.ts';
-import { isWithin, lexicalPath, PLAIN_PATH } from './paths.ts';
+import { isWithin, rootRelative } from './paths.ts';
 
 /**
  * The local backend's only I/O: every filesystem call lives here. Paths that
@@ -130,6 +130,8 @@ function joinPlain(dir: string, rel: string): string {
 
 /** Where a node lives: the path the user sees, and the real path every call uses. */
 export interface NodePath {
+  /** The node's path in normal form, relative to the root (`rootRelative`). */
+  readonly rel: string;
   /** `root` joined with the node's relative path (shown in outputs and messages). */
   readonly abs: string;
   /** The real parent directory joined with the base name: no symlink between it and the real root. */
@@ -337,12 +339,10 @@ export class Confiner {
 
   /** Confines a node path: refuses absolute paths, `..` escapes and symlinked directories that lead out of the root. */
   node(relPath: string): NodePath {
-    // Most paths are already plain (`a/b/c`: no `.`, `..`, empty or leading `/` segment): they are
-    // their own normal form, and the string work of `resolve` and `relative` can be skipped.
-    const rel = PLAIN_PATH.test(relPath) ? relPath : relative(this.root, lexicalPath(this.root, relPath));
+    const rel = rootRelative(this.root, relPath);
     const slash = rel.lastIndexOf(sep);
     const parent = this.dir(slash < 0 ? '.' : rel.slice(0, slash), relPath);
-    return { abs: joinPlain(this.root, rel), real: joinPlain(parent.real, rel.slice(slash + 1)), dir: parent.real };
+    return { rel, abs: joinPlain(this.root, rel), real: joinPlain(parent.real, rel.slice(slash + 1)), dir: parent.real };
   }
 
   /**

@@ -1,12 +1,12 @@
+import { relative } from 'node:path';
 import type { ChangeListener } from '../../infra/index.ts';
 import { fault } from '../../runtime/index.ts';
 import type { NodeId, Observation } from '../../runtime/index.ts';
 import type { Confiner, NodePath } from './client.ts';
 
-/** A node last observed reaching its file through a symlink: its path (to resolve it again), its own absolute path, and that file. */
+/** A node last observed reaching its file through a symlink: its path (normal form, relative to the root: to resolve it again), and that file. */
 interface Linked {
-  readonly path: string;
-  readonly abs: string;
+  readonly rel: string;
   readonly real: string;
 }
 
@@ -22,10 +22,11 @@ export interface SharedFile {
  * (through a symlink the goals do not manage: `validate` refuses two equal paths) would overwrite
  * each other for ever, each pass "converged"; the daemon observes the nodes due, a few at a time, so
  * the two are seldom in one call. Cheap enough for a steady pass over 100k files: one lookup of each
- * node's own path, and more only for the few nodes whose path leads through a symlink.
+ * node's own path, by the string its spec holds (hashed once, not pass after pass), and more only for
+ * the few nodes whose path leads through a symlink.
  */
 export class FileClaims {
-  /** Each node's own path (the root joined with its path): every node of the goals (`track`), and each observed since. */
+  /** Each node's own path (normal form, relative to the root): every node of the goals (`track`), and each observed since. */
   private own = new Map<string, NodeId>();
   /** The nodes whose path led through a symlink when last observed. */
   private readonly linked = new Map<NodeId, Linked>();
@@ -42,11 +43,11 @@ export class FileClaims {
    * behind). `onChange` is told of a node found sharing its file with one observed in another call.
    * Returns what stops telling it.
    */
-  track(paths: readonly { readonly id: NodeId; readonly abs: string }[], onChange: ChangeListener): () => void {
+  track(paths: readonly { readonly id: NodeId; readonly rel: string }[], onChange: ChangeListener): () => void {
     const own = new Map<string, NodeId>();
-    for (const { id, abs } of paths) if (!own.has(abs)) own.set(abs, id);
+    for (const { id, rel } of paths) if (!own.has(rel)) own.set(rel, id);
     this.own = own;
-    for (const [id, l] of this.linked) if (own.get(l.abs) !== id) this.unlink(id, l);
+    for (const [id, l] of this.linked) if (own.get(l.rel) !== id) this.unlink(id, l);
     this.failing = new Set();
     const listener = { onChange };
     this.listener = listener;
@@ -56,24 +57,25 @@ export class FileClaims {
   }
 
   /**
-   * Notes that node `id` (its path `path`) reaches `at` now, and answers another node that reaches
-   * the same file, if any: one whose own path it is, or one last observed reaching it through a
-   * symlink (resolved again through `confiner`: a link removed or changed since is forgotten).
+   * Notes that node `id` reaches `at` now, and answers another node that reaches the same file, if
+   * any: one whose own path it is, or one last observed reaching it through a symlink (resolved
+   * again through `confiner`: a link removed or changed since is forgotten).
    */
-  reach(id: NodeId, path: string, at: NodePath, confiner: Confiner): NodeId | undefined {
-    if (!this.own.has(at.abs)) this.own.set(at.abs, id);
+  reach(id: NodeId, at: NodePath, confiner: Confiner): NodeId | undefined {
+    if (!this.own.has(at.rel)) this.own.set(at.rel, id);
+    // The steady pass over plain paths ends here: no symlink on anyone's way.
+    if (at.real === at.abs && this.linked.size === 0) return undefined;
     const was = this.linked.get(id);
     if (at.real === at.abs) {
-      // The steady pass over plain paths ends here: no symlink on anyone's way.
-      if (this.linked.size === 0) return undefined;
       if (was !== undefined) this.unlink(id, was);
       return this.linkedTo(at.real, id, confiner);
     }
-    const owner = this.own.get(at.real);
+    // A real path has no symlink on its way: a node whose own path it is (under the real root) reaches it.
+    const owner = this.own.get(relative(confiner.realRoot().real, at.real));
     const other = owner !== undefined && owner !== id ? owner : this.linkedTo(at.real, id, confiner);
     if (was?.real !== at.real) {
       if (was !== undefined) this.unlink(id, was);
-      this.linked.set(id, { path, abs: at.abs, real: at.real });
+      this.linked.set(id, { rel: at.rel, real: at.real });
       const ids = this.byReal.get(at.real);
       if (ids === undefined) this.byReal.set(at.real, [id]);
       else ids.push(id);
@@ -114,7 +116,7 @@ export class FileClaims {
       const l = this.linked.get(other)!;
       let real: string | undefined;
       try {
-        real = confiner.node(l.path).real;
+        real = confiner.node(l.rel).real;
       } catch {
         // Its path is refused now: it reaches no file, and its own observation says why.
       }

@@ -1,4 +1,4 @@
-import { isAbsolute, normalize, posix, resolve, sep } from 'node:path';
+import { isAbsolute, normalize, posix, relative, resolve, sep } from 'node:path';
 import { escapesRoot } from './errors.ts';
 
 /** True when `p` is `root` or below it (both absolute and normalised). */
@@ -45,6 +45,14 @@ export function lexicalPath(root: string, relPath: string): string {
   const why = lexicalEscape(relPath);
   if (why !== undefined) throw escapesRoot(relPath, why);
   return resolve(root, relPath);
+}
+
+/**
+ * A node path in normal form relative to `root` (`lexicalPath`'s refusals included): most are plain
+ * already, and are then the very string given (no string work, and one object pass after pass).
+ */
+export function rootRelative(root: string, relPath: string): string {
+  return PLAIN_PATH.test(relPath) ? relPath : relative(root, lexicalPath(root, relPath));
 }
 
 /** The bits a node's `mode` manages: permissions, and setuid, setgid and sticky. */

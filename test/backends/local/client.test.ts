@@ -283,7 +283,7 @@ describe('Confiner: where a path leads, on a real tree of symlinks', () => {
   it('a root reached through a symlink: paths and targets resolve in the real root, by its name and by the link\'s', () => {
     const confiner = new Confiner(join(dir, 'rootlink'));
     expect(confiner.realRoot()).toMatchObject({ real: join(dir, 'root'), exists: true });
-    expect(confiner.node('a/in-rel/x')).toEqual({ abs: join(dir, 'rootlink/a/in-rel/x'), real: join(dir, 'root/b/x'), dir: join(dir, 'root/b') });
+    expect(confiner.node('a/in-rel/x')).toEqual({ rel: 'a/in-rel/x', abs: join(dir, 'rootlink/a/in-rel/x'), real: join(dir, 'root/b/x'), dir: join(dir, 'root/b') });
     const link = confiner.node('a/l').real;
     expect(link).toBe(join(dir, 'root/a/l'));
     for (const target of ['../b', join(dir, 'rootlink/b'), join(dir, 'root/b'), '../../rootlink/b']) expect(outcome(() => confiner.target(link, target)), target).toBe('inside');
