@@ -241,7 +241,7 @@ describe.concurrent('desiredstate CLI: invocations', () => {
 // `validate` runs from the repo root, so the paths in expected.txt are relative to it.
 const badRoot = join(repoRoot, 'test/fixtures/bad');
 // A handful through the real binary (the whole corpus runs in process in test/runtime/bad-fixtures.test.ts):
-// one per family of mistake, so that the CLI's printing and exit status are covered without 31 process starts.
+// one per family of mistake, so that the CLI's printing and exit status are covered without a process start per case.
 const HANDFUL = ['unknown-field', 'many-errors', 'dependency-cycle', 'one-bad-file', 'mode-unquoted', 'non-utf8', 'alias-bomb', 'inline-secret', 'unknown-backend-type', 'unknown-keys-hide-nothing', 'backend-config-list'];
 const badCases = readdirSync(badRoot, { withFileTypes: true })
   .filter((e) => e.isDirectory() && HANDFUL.includes(e.name))
