@@ -118,27 +118,38 @@ function isRefShaped(value: unknown): value is SecretRef {
   return keys.length === 1 && (keys[0] === 'fromEnv' || keys[0] === 'fromFile') && isSecretRef(value);
 }
 
-/**
- * Where `value` holds a map that looks meant as a secret reference (it has a `fromEnv` or `fromFile`
- * key) but is not one (another key beside it, both, an empty path, an env name with a space): such
- * a map would be sent as plain data, the secret never read. Each with the path to it.
- */
-export function malformedSecretRefs(value: unknown, path: readonly (string | number)[] = []): { path: (string | number)[]; message: string }[] {
-  if (Array.isArray(value)) return value.flatMap((v, i) => malformedSecretRefs(v, [...path, i]));
+/** A map that looks meant as a secret reference (it has a `fromEnv` or `fromFile` key), whether or not it is one, and the path to it. */
+export interface SecretRefLookalike {
+  readonly path: (string | number)[];
+  readonly map: object;
+}
+
+/** Each map in `value` that looks meant as a secret reference, at any depth, with the path to it (not looking inside it). */
+export function secretRefLookalikes(value: unknown, path: readonly (string | number)[] = []): SecretRefLookalike[] {
+  if (Array.isArray(value)) return value.flatMap((v, i) => secretRefLookalikes(v, [...path, i]));
   if (typeof value !== 'object' || value === null) return [];
-  if ('fromEnv' in value || 'fromFile' in value) {
-    if (isRefShaped(value)) return [];
-    const keys = Object.keys(value);
+  if ('fromEnv' in value || 'fromFile' in value) return [{ path: [...path], map: value }];
+  return Object.entries(value).flatMap(([k, v]) => secretRefLookalikes(v, [...path, k]));
+}
+
+/**
+ * Where `value` holds a map that looks meant as a secret reference but is not one (another key beside
+ * `fromEnv` or `fromFile`, both, an empty path, an env name with a space): such a map would be sent as
+ * plain data, the secret never read. Each with the path to it.
+ */
+export function malformedSecretRefs(value: unknown): { path: (string | number)[]; message: string }[] {
+  return secretRefLookalikes(value).flatMap(({ path, map }) => {
+    if (isRefShaped(map)) return [];
+    const keys = Object.keys(map);
     const [key] = keys;
     const why =
       keys.length > 1
         ? `a secret reference has one key, fromEnv or fromFile; this map has ${keys.join(', ')}`
         : key === 'fromEnv'
-          ? `fromEnv names an environment variable (letters, digits and _, not starting with a digit), not ${JSON.stringify((value as { fromEnv: unknown }).fromEnv)}`
-          : `fromFile is the path of the file holding the secret, not ${JSON.stringify((value as { fromFile: unknown }).fromFile)}`;
-    return [{ path: [...path], message: `${why}: as it is, the map would be sent as data and no secret read` }];
-  }
-  return Object.entries(value).flatMap(([k, v]) => malformedSecretRefs(v, [...path, k]));
+          ? `fromEnv names an environment variable (letters, digits and _, not starting with a digit), not ${JSON.stringify((map as { fromEnv: unknown }).fromEnv)}`
+          : `fromFile is the path of the file holding the secret, not ${JSON.stringify((map as { fromFile: unknown }).fromFile)}`;
+    return [{ path, message: `${why}: as it is, the map would be sent as data and no secret read` }];
+  });
 }
 
 /** The secret references in `value`, at any depth, in the order they are written. */
