@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import { fault, formatPath, jsonTypeName, valueAtPath, zodIssueMessages } from '../runtime/index.ts';
 import type { EmbeddedStructure, Fault, NodeId, OutputReference, PathKey } from '../runtime/index.ts';
+import { secretRefLookalikes } from './secret.ts';
 import { specSchemas } from './spec.ts';
 import type { InfraNodeSpec } from './spec.ts';
 
@@ -11,10 +12,14 @@ import type { InfraNodeSpec } from './spec.ts';
  * the schema gives back (defaults in place), or a permanent fault that
  * names the node, each field the schema refuses and the references that
  * made it: the goal is wrong for what its dependency outputs, and trying
- * again soon would change nothing.
+ * again soon would change nothing. An output is data, never a secret
+ * reference: a spec where one would become or choose a secret reference is
+ * refused before the schema is asked (`outputSecretRefFault`).
  */
 export function checkResolvedSpec(id: NodeId, spec: InfraNodeSpec, references: readonly OutputReference[], embedded: readonly EmbeddedStructure[] = []): { spec: InfraNodeSpec } | { fault: Fault } {
   if (embedded.length > 0) return { fault: embeddedFault(id, embedded) };
+  const smuggled = outputSecretRefFault(id, spec, references);
+  if (smuggled !== undefined) return { fault: smuggled };
   const { type, ...rest } = spec;
   const schema = specSchemas[type];
   let fields: Record<string, unknown> = rest;
@@ -48,6 +53,35 @@ function embeddedFault(id: NodeId, embedded: readonly EmbeddedStructure[]): Faul
   return fault('permanent', `node "${id}": ${[...new Set(problems)].join('; ')}`, {
     code: 'invalid-resolved-spec',
     hint: 'a list or map output fills a field only as a whole reference (the string "${nodes.<id>.outputs.<key>}" and nothing else) where the field takes one, such as a role\'s memberOf or a generic.resource input key; or have the node output the text you need',
+  });
+}
+
+/**
+ * The fault of a spec in which a reference put a map that looks meant as a secret reference
+ * (`{ fromEnv }`, `{ fromFile }`, well-formed or not, at any depth of the output), or filled in the
+ * name or path of one the goal writes; undefined if none did. A backend reads a secret reference
+ * wherever it finds one in a free-form field (an exec input, extra vars), with the daemon's own
+ * environment and files: taken from an output, which a command prints or a resource holds, it would
+ * have the daemon read whatever secret that output names and hand it to the node's command.
+ */
+function outputSecretRefFault(id: NodeId, spec: InfraNodeSpec, references: readonly OutputReference[]): Fault | undefined {
+  const problems: string[] = [];
+  const producers = new Set<NodeId>();
+  for (const { path, map } of secretRefLookalikes(spec)) {
+    for (const r of references) {
+      const ref = `\${nodes.${r.node}.outputs.${r.key}}`;
+      if (within(path, r.path)) {
+        problems.push(`${formatPath(['spec', ...path])}: ${ref} puts a secret reference ({ ${'fromEnv' in map ? 'fromEnv' : 'fromFile'}: … }) here: an output is data, never read as a secret reference`);
+      } else if (within(r.path, path)) {
+        problems.push(`${formatPath(['spec', ...r.path])}: ${ref} would choose which secret the reference at ${formatPath(['spec', ...path])} reads: an output never names a secret`);
+      } else continue;
+      producers.add(r.node);
+    }
+  }
+  if (problems.length === 0) return undefined;
+  return fault('permanent', `node "${id}": ${[...new Set(problems)].join('; ')}`, {
+    code: 'output-secret-reference',
+    hint: `a secret is read only where the goal names it: write the { fromEnv: NAME } or { fromFile: path } in the goal of node "${id}", its name or path spelled out, or have ${[...producers].map((p) => `node "${p}"`).join(', ')} output other data; then run \`desiredstate retry ${id}\` (a change of the goal releases it too)`,
   });
 }
 

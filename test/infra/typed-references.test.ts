@@ -466,3 +466,48 @@ describe('a reference to an output its producer has not given', () => {
     expect(r.status === 'failed' && r.fault.message).toContain(`(it gives: ${Object.keys(many).slice(0, 20).join(', ')} … (5 more))`);
   });
 });
+
+// An exec input and ansible extra vars read every `{ fromEnv }` / `{ fromFile }` in them as a secret, from the
+// daemon's own environment and files. An output is data a command prints: were it read so, a producer printing
+// `{"fromEnv":"AWS_SECRET_ACCESS_KEY"}` would have the daemon hand that secret to the consumer's command.
+describe('an output that would become or choose a secret reference', () => {
+  const outputs: Outputs = {
+    env: { fromEnv: 'AWS_SECRET_ACCESS_KEY' },
+    nested: { a: [{ b: { fromFile: '/etc/shadow' } }] },
+    all: { user: 'app', pw: { fromEnv: 'DB_PW' } },
+    odd: { fromFile: '', note: 1 },
+    path: '/etc/shadow',
+    host: 'db.local',
+  };
+  const puts = 'puts a secret reference';
+  const chooses = 'would choose which secret the reference at';
+
+  it.each([
+    { name: 'a whole reference in an input key', spec: '{ input: { key: "${nodes.cfg.outputs.env}" } }', field: 'spec.input.key', ref: 'env', says: puts },
+    { name: 'one deep in the output', spec: '{ input: { deep: "${nodes.cfg.outputs.nested}" } }', field: 'spec.input.deep.a[0].b', ref: 'nested', says: puts },
+    { name: 'one in an output that is the whole input', spec: '{ input: "${nodes.cfg.outputs.all}" }', field: 'spec.input.pw', ref: 'all', says: puts },
+    { name: 'an item of a list', spec: '{ input: { list: [x, "${nodes.cfg.outputs.env}"] } }', field: 'spec.input.list[1]', ref: 'env', says: puts },
+    { name: 'a malformed one (data, yet no output may pass for a secret reference)', spec: '{ input: { key: "${nodes.cfg.outputs.odd}" } }', field: 'spec.input.key', ref: 'odd', says: puts },
+    { name: 'the path of one the goal writes', spec: '{ input: { pw: { fromFile: "${nodes.cfg.outputs.path}" } } }', field: 'spec.input.pw.fromFile', ref: 'path', says: chooses },
+    { name: 'part of that path', spec: '{ input: { pw: { fromFile: "/run/${nodes.cfg.outputs.host}" } } }', field: 'spec.input.pw.fromFile', ref: 'host', says: chooses },
+    { name: 'an ansible extra var', spec: '{ playbook: site.yml, extraVars: { v: "${nodes.cfg.outputs.env}" } }', type: 'ansible.playbook', field: 'spec.extraVars.v', ref: 'env', says: puts },
+  ])('$name fails the node, permanently, naming node, field and reference, and reaches no backend', async ({ spec, type, field, ref, says }) => {
+    const { memory, provisioner, ctx, node } = setup(`    - id: n\n      type: ${type ?? 'generic.resource'}\n      spec: ${spec}\n`, outputs);
+    const created = await provisioner.create(node('n'), ctx);
+    const observed = (await provisioner.observe([node('n')], ctx)).get('n')!;
+    for (const r of [created, observed]) {
+      expect(r.status).toBe('failed');
+      if (r.status !== 'failed') continue;
+      expect(r.fault).toMatchObject({ class: 'permanent', code: 'output-secret-reference', notTheBackend: 'before-call' });
+      expect(r.fault.message).toContain(`node "n": ${field}: \${nodes.cfg.outputs.${ref}} ${says}`);
+      expect(r.fault.hint).toContain('write the { fromEnv: NAME } or { fromFile: path } in the goal of node "n"');
+    }
+    expect(memory.calls).toEqual({ observe: 0, create: 0, update: 0, delete: 0 });
+  });
+
+  it('leaves a secret reference the goal writes beside a reference, and an output that is data, as they are', async () => {
+    const { memory, provisioner, ctx, node } = setup('    - id: n\n      type: generic.resource\n      spec: { input: { pw: { fromEnv: DB_PW }, host: "${nodes.cfg.outputs.host}", p: "${nodes.cfg.outputs.path}" } }\n', outputs);
+    expect(await provisioner.create(node('n'), ctx)).toMatchObject({ status: 'done' });
+    expect(memory.snapshot().get('n')!.spec).toMatchObject({ input: { pw: { fromEnv: 'DB_PW' }, host: 'db.local', p: '/etc/shadow' } });
+  });
+});
