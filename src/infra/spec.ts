@@ -272,7 +272,7 @@ const specSchemaBuilders = {
         // error, hiding a malformed secret reference under a good key until the bad key is fixed.
         .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an Ansible variable name ([A-Za-z_][A-Za-z0-9_]*)'), z.unknown().superRefine(refuseBadFreeForm))
         .default({})
-        .describe('Extra variables, passed as a file with every string marked !unsafe: never templated. A value { fromEnv: NAME } or { fromFile: path } is a secret reference: read at run time, never logged or stored.'),
+        .describe('Extra variables, passed as a file with every string marked !unsafe: never templated. A value { fromEnv: NAME } or { fromFile: path } written here is a secret reference: read at run time, never logged or stored (one an output puts here fails the node: outputs are data).'),
       limit: z.string().min(1).optional().describe('Host pattern passed as --limit.'),
       tags: z.array(z.string().min(1)).default([]).describe('Only tasks with these tags (--tags).'),
       connection: z.string().min(1).optional().describe('Connection plugin (-c), for example "local".'),
@@ -287,7 +287,7 @@ const specSchemaBuilders = {
       })
         .optional()
         .describe('The exec backend needs them; a script backend generates its own script and refuses them.'),
-      input: z.record(z.string(), z.unknown()).default({}).superRefine(refuseBadFreeForm).describe('Any JSON object, sent on stdin; drift compares each key with the read state. A value { fromEnv: NAME } or { fromFile: path }, at any depth, is a secret read at run time (never shown: its drift is masked).'),
+      input: z.record(z.string(), z.unknown()).default({}).superRefine(refuseBadFreeForm).describe('Any JSON object, sent on stdin; drift compares each key with the read state. A value { fromEnv: NAME } or { fromFile: path }, at any depth, written here is a secret read at run time (never shown: its drift is masked); one an output puts here fails the node: outputs are data.'),
     }),
 };
 
