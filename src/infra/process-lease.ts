@@ -51,6 +51,11 @@ export interface ProcessLeaseOptions {
   readonly node?: string | undefined;
   /** What the command does for it: `create`, `read`, `check` … */
   readonly operation: string;
+  /**
+   * The run's token (`leaseToken()`), for a caller that names something of the run by it beforehand (the
+   * ansible backend's run dir: swept only once no process carries it). A new one when not given.
+   */
+  readonly token?: string | undefined;
 }
 
 const processIdentity = z.object({ pid: z.number().int().positive(), start: z.string().nullable() });
@@ -158,6 +163,14 @@ export const procTable: ProcessTable = {
     }
   },
 };
+
+/**
+ * Whether some process still carries `token` (a run whose leader is gone may live on in what it forked).
+ * False without /proc: there, what a run names by its token is told apart by its maker's pid alone.
+ */
+export function tokenCarried(token: string, table: ProcessTable = procTable): boolean {
+  return table.list().some((p) => table.carries(p.pid, token));
+}
 
 /** What is left of a leased group. */
 export type Leftover =

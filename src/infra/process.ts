@@ -71,7 +71,7 @@ export function runProcess(options: RunProcessOptions): Promise<ProcessOutcome> 
   if (options.signal?.aborted === true) return Promise.resolve({ status: 'aborted', stderr: '', durationMs: 0 });
 
   return new Promise<ProcessOutcome>((resolve) => {
-    const token = options.lease === undefined ? undefined : leaseToken();
+    const token = options.lease === undefined ? undefined : (options.lease.token ?? leaseToken());
     let child;
     try {
       child = spawn(program, args, {

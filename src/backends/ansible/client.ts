@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { processLeaseDir, runProcess } from '../../infra/index.ts';
+import { leaseToken, processLeaseDir, runProcess, tokenCarried } from '../../infra/index.ts';
 import type { InfraNodeSpecOf, ProcessOutcome } from '../../infra/index.ts';
 import { isAlive } from '../../runtime/index.ts';
 import { playbookArgs } from './observe.ts';
@@ -38,9 +38,13 @@ function hostKeyCheckingEnv(setting: boolean | undefined): Record<string, string
   return Object.fromEntries(HOST_KEY_CHECKING_VARS.map((name) => [name, String(setting)]));
 }
 
-/** A run's temp dir is named for the process that made it, so that one left by a process now gone can be told apart. */
+/**
+ * A run's temp dir is named for the process that made it and for the run's lease token: one left by a
+ * process now gone is told apart, and is still in use while its playbook runs on (the process was killed
+ * -9, not its run, which goes on in its own process group and carries the token).
+ */
 const RUN_DIR_PREFIX = `desiredstate-ansible-`;
-const RUN_DIR_OF = /^desiredstate-ansible-(\d+)-/;
+const RUN_DIR_OF = /^desiredstate-ansible-(\d+)-(?:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-)?/;
 
 
 /**
@@ -61,8 +65,9 @@ export class AnsibleClient {
   async run(spec: AnsiblePlaybookSpec, mode: RunMode, node: string, signal: AbortSignal): Promise<ProcessOutcome> {
     this.swept ??= sweepRunDirs();
     await this.swept;
+    const token = leaseToken();
     // mkdtemp creates the directory 0700: the vars file and Ansible's temp files stay private.
-    const dir = await mkdtemp(join(tmpdir(), `${RUN_DIR_PREFIX}${process.pid}-`));
+    const dir = await mkdtemp(join(tmpdir(), `${RUN_DIR_PREFIX}${process.pid}-${token}-`));
     try {
       let varsFile: string | undefined;
       if (Object.keys(spec.extraVars).length > 0) {
@@ -83,7 +88,7 @@ export class AnsibleClient {
         signal,
         // Two runs against the same hosts at once (one left by a daemon killed -9, one of its successor)
         // are what the lease prevents.
-        lease: { dir: processLeaseDir(this.options.stateDir), node, operation: mode },
+        lease: { dir: processLeaseDir(this.options.stateDir), node, operation: mode, token },
       });
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -117,16 +122,19 @@ export class AnsibleClient {
 
 /**
  * Removes the run dirs left by processes that are gone: a daemon killed -9 (or by the OOM killer) during a
- * run never reached its cleanup, and its dir keeps the extra-vars file, secrets included, for good.
+ * run never reached its cleanup, and its dir keeps the extra-vars file, secrets included, for good. Not
+ * while the run itself goes on without it (its Ansible temp files are there): another daemon's first run,
+ * or a test's beside it, would pull them from under the playbook, which its successor waits for to finish.
  */
 async function sweepRunDirs(): Promise<void> {
   const root = tmpdir();
   const names = await readdir(root).catch(() => [] as string[]);
   await Promise.all(
     names.map(async (name) => {
-      const pid = RUN_DIR_OF.exec(name)?.[1];
+      const [, pid, token] = RUN_DIR_OF.exec(name) ?? [];
       // Alive, or another user's: its dirs are not ours to remove.
       if (pid === undefined || isAlive(Number(pid))) return;
+      if (token !== undefined && tokenCarried(token)) return;
       // Best effort: a dir another user owns (sticky /tmp) stays where it is.
       await rm(join(root, name), { recursive: true, force: true }).catch(() => undefined);
     }),

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { spawn, spawnSync } from 'node:child_process';
@@ -7,6 +8,7 @@ import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ansibleBackendFactory, ansibleConfigSchema } from '../../../src/backends/ansible/index.ts';
 import { DIFF_HIDDEN } from '../../../src/backends/ansible/observe.ts';
+import { LEASE_TOKEN_ENV } from '../../../src/infra/index.ts';
 import type { InfraBackend } from '../../../src/infra/index.ts';
 
 /** The ansible backend, which has a health check. */
@@ -525,9 +527,18 @@ describe('ansible backend without ansible', () => {
       mkdirSync(running);
       const unnamed = join(tmp, 'desiredstate-ansible-lM7nOp');
       mkdirSync(unnamed);
+      // A run that goes on without the process killed -9 that started it (its successor waits for it):
+      // its Ansible temp files are in use. One whose run is over too is removed.
+      const token = randomUUID();
+      const goesOn = join(tmp, `desiredstate-ansible-${gone}-${token}-qR8sTu`);
+      mkdirSync(join(goesOn, 'local'), { recursive: true });
+      const over = join(tmp, `desiredstate-ansible-${gone}-${randomUUID()}-vW9xYz`);
+      mkdirSync(join(over, 'local'), { recursive: true });
+      const run = spawn('sleep', ['60'], { env: { ...process.env, [LEASE_TOKEN_ENV]: token }, stdio: 'ignore' });
+      parents.push(run);
       const r = await backend({ ansiblePlaybook: join(dir, 'no-such-ansible-playbook') }).create(playbookNode('x', { playbook: 'site.yml' }), opContext());
       expect(r.status).toBe('failed');
-      expect(readdirSync(tmp).sort()).toEqual([basename(running), basename(unnamed)].sort());
+      expect(readdirSync(tmp).sort()).toEqual([basename(running), basename(unnamed), basename(goesOn)].sort());
     } finally {
       for (const parent of parents) parent.kill('SIGKILL');
       if (saved === undefined) delete process.env.TMPDIR;
