@@ -4,7 +4,18 @@ import type { PlaybookReport } from '../../src/backends/ansible/observe.ts';
 import { builtinBackendFactories } from '../../src/backends/index.ts';
 import { observeDirectory, observeFile, observeSymlink } from '../../src/backends/local/observe.ts';
 import { outputsFor } from '../../src/backends/memory/index.ts';
-import { grantOutputs, observeDatabase, observeExtension, observeGrant, observeRole, observeSchema } from '../../src/backends/postgres/index.ts';
+import {
+  databaseOutputs,
+  extensionOutputs,
+  grantOutputs,
+  observeDatabase,
+  observeExtension,
+  observeGrant,
+  observeRole,
+  observeSchema,
+  roleOutputs,
+  schemaOutputs,
+} from '../../src/backends/postgres/index.ts';
 import { INFRA_NODE_TYPES } from '../../src/infra/index.ts';
 import type { InfraNodeSpecOf, InfraNodeType } from '../../src/infra/index.ts';
 import type { Observation, Outputs } from '../../src/runtime/index.ts';
@@ -128,6 +139,19 @@ const cases: Case[] = [
     outputs: outputsOf(observeGrant(grantSpec, [{ idx: 1, object: 's', owned: false, privileges: ['USAGE'], grantable: [], all_privileges: ['CREATE', 'USAGE'] }])),
   },
   { backend: 'postgres', kind: 'postgres.grant', via: 'grantOutputs (create, update)', outputs: grantOutputs(grantSpec) },
+  // A create or update that cannot read its object back (dropped again at once): each key still given (null).
+  { backend: 'postgres', kind: 'postgres.database', via: 'databaseOutputs, no row', outputs: databaseOutputs({ type: 'postgres.database', name: 'app', encoding: 'UTF8', force: false }, undefined) },
+  {
+    backend: 'postgres',
+    kind: 'postgres.role',
+    via: 'roleOutputs, no row',
+    outputs: roleOutputs(
+      { type: 'postgres.role', name: 'app', login: false, superuser: false, createdb: false, createrole: false, inherit: true, replication: false, bypassRls: false, memberOf: [] },
+      undefined,
+    ),
+  },
+  { backend: 'postgres', kind: 'postgres.schema', via: 'schemaOutputs, no row', outputs: schemaOutputs({ type: 'postgres.schema', name: 's', database: 'app', force: false }, undefined) },
+  { backend: 'postgres', kind: 'postgres.extension', via: 'extensionOutputs, no row', outputs: extensionOutputs({ type: 'postgres.extension', name: 'citext', database: 'app' }, undefined) },
   { backend: 'ansible', kind: 'ansible.playbook', via: 'summaryOutputs', outputs: summaryOutputs(report) },
   ...INFRA_NODE_TYPES.map((kind): Case => ({ backend: 'memory', kind, via: 'outputsFor', outputs: outputsFor('n', specOf(kind, memorySamples[kind])) })),
 ];

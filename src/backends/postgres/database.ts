@@ -2,7 +2,7 @@ import { fault, FaultError } from '../../runtime/index.ts';
 import type { NodeId, Observation, Outputs } from '../../runtime/index.ts';
 import { dropped, faultCode } from './kind.ts';
 import type { KindContext, KindHandler, PgNode } from './kind.ts';
-import { observeDatabase } from './observe.ts';
+import { databaseOutputs, observeDatabase } from './observe.ts';
 import type { DatabaseRow } from './observe.ts';
 import { alterDatabaseSql, createDatabaseSql, DATABASES_QUERY, dropDatabaseSql, quoteLiteral, USER_OBJECTS_QUERY } from './sql.ts';
 
@@ -19,7 +19,7 @@ async function observeAll(nodes: readonly DatabaseNode[], ctx: KindContext): Pro
 async function outputsAfter(node: DatabaseNode, ctx: KindContext): Promise<Outputs> {
   const obs = (await observeAll([node], ctx)).get(node.id);
   if (obs !== undefined && (obs.status === 'upToDate' || obs.status === 'drifted')) return obs.outputs;
-  return { name: node.spec.name };
+  return databaseOutputs(node.spec, undefined);
 }
 
 /**

@@ -1,8 +1,8 @@
 import { FaultError, toFault } from '../../runtime/index.ts';
-import type { NodeId, Observation, Outputs } from '../../runtime/index.ts';
+import type { NodeId, Observation } from '../../runtime/index.ts';
 import { dropped, faultCode, observeByDatabase } from './kind.ts';
 import type { KindHandler, PgNode } from './kind.ts';
-import { observeExtension } from './observe.ts';
+import { extensionOutputs, observeExtension } from './observe.ts';
 import type { ExtensionRow } from './observe.ts';
 import { alterExtensionSql, createExtensionSql, dropExtensionSql, EXTENSIONS_QUERY, quoteLiteral } from './sql.ts';
 import type { Statement } from './sql.ts';
@@ -15,14 +15,8 @@ function rowQuery(name: string): Statement {
   };
 }
 
-function outputs(node: ExtensionNode, rows: readonly Record<string, unknown>[]): Outputs {
-  const row = rows[0];
-  return {
-    name: node.spec.name,
-    database: node.spec.database,
-    ...(row === undefined ? {} : { oid: Number(row.oid), version: String(row.version), schema: String(row.schema) }),
-  };
-}
+/** What `rowQuery` read, after the statements before it. */
+type ReadBack = Pick<ExtensionRow, 'oid' | 'version' | 'schema'>;
 
 /**
  * Runs `run`; a version the server cannot install or update to (22023, "has no installation script
@@ -50,7 +44,7 @@ export const extensionHandler: KindHandler<'postgres.extension'> = {
 
   async create(node, ctx) {
     const rows = await withVersionHint(node, () => ctx.client.execute([createExtensionSql(node.spec), rowQuery(node.spec.name)], { database: node.spec.database, signal: ctx.signal }));
-    return { outputs: outputs(node, rows) };
+    return { outputs: extensionOutputs(node.spec, rows[0] as ReadBack | undefined) };
   },
 
   async update(node, diffs, ctx) {
@@ -61,7 +55,7 @@ export const extensionHandler: KindHandler<'postgres.extension'> = {
         signal: ctx.signal,
       }),
     );
-    return { outputs: outputs(node, rows) };
+    return { outputs: extensionOutputs(node.spec, rows[0] as ReadBack | undefined) };
   },
 
   async delete(node, ctx) {

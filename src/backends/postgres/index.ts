@@ -128,7 +128,20 @@ export type { PostgresConfig, SslMode } from './config.ts';
 export { classifyPgError, isDuplicate, sqlState, DUPLICATE_OBJECT_CODES, THROTTLE_RETRY_MS } from './faults.ts';
 export { POSTGRES_KINDS } from './kind.ts';
 export type { PostgresKind } from './kind.ts';
-export { GRANT_OUTPUT_KEYS, grantOutputs, observeDatabase, observeExtension, observeGrant, observeRole, observeSchema, roleRows } from './observe.ts';
+export {
+  databaseOutputs,
+  extensionOutputs,
+  GRANT_OUTPUT_KEYS,
+  grantOutputs,
+  observeDatabase,
+  observeExtension,
+  observeGrant,
+  observeRole,
+  observeSchema,
+  roleOutputs,
+  roleRows,
+  schemaOutputs,
+} from './observe.ts';
 export type { DatabaseRow, ExtensionRow, GrantRow, PasswordState, RoleRow, SchemaRow } from './observe.ts';
 export { parseScramVerifier, scramVerifier, verifyPassword, SCRAM_ITERATIONS } from './scram.ts';
 export { quoteIdent, quoteLiteral, normalizeTimestamp, UnsafeSqlValueError } from './sql.ts';

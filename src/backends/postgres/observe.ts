@@ -122,6 +122,32 @@ export interface GrantRow {
   readonly all_privileges: readonly string[];
 }
 
+/**
+ * Each kind's outputs (the postgres factory declares their keys), from its spec and its row; the row
+ * `undefined` where a create or update could not read it back (dropped again at once by someone else).
+ * Every declared key is given even then, null: a reference to one waits for the object
+ * (`outputs-missing`), where a key left out would be an output the node does not give, a permanent
+ * fault of the node that refers to it (`output-unknown`).
+ */
+export function databaseOutputs(spec: DatabaseSpec, row: Pick<DatabaseRow, 'oid' | 'owner'> | undefined): Outputs {
+  return { name: spec.name, oid: row === undefined ? null : Number(row.oid), owner: row?.owner ?? null };
+}
+
+/** A role's outputs (see `databaseOutputs`). */
+export function roleOutputs(spec: RoleSpec, row: Pick<RoleRow, 'oid'> | undefined): Outputs {
+  return { name: spec.name, oid: row === undefined ? null : Number(row.oid) };
+}
+
+/** A schema's outputs (see `databaseOutputs`). */
+export function schemaOutputs(spec: SchemaSpec, row: Pick<SchemaRow, 'oid' | 'owner'> | undefined): Outputs {
+  return { name: spec.name, database: spec.database, oid: row === undefined ? null : Number(row.oid), owner: row?.owner ?? null };
+}
+
+/** An extension's outputs (see `databaseOutputs`). */
+export function extensionOutputs(spec: ExtensionSpec, row: Pick<ExtensionRow, 'oid' | 'version' | 'schema'> | undefined): Outputs {
+  return { name: spec.name, database: spec.database, oid: row === undefined ? null : Number(row.oid), version: row?.version ?? null, schema: row?.schema ?? null };
+}
+
 function diff(path: string, desired: unknown, actual: unknown): FieldDiff {
   return { path, desired, actual };
 }
@@ -192,7 +218,7 @@ export function observeRole(spec: RoleSpec, row: RoleRow | undefined, password: 
   }
   if (!sameSet(spec.memberOf, row.member_of)) diffs.push(diff('memberOf', [...spec.memberOf].sort(), [...row.member_of].sort()));
   diffs.push(...membershipOptionDiffs(spec, row));
-  const outputs: Outputs = { name: row.name, oid: Number(row.oid) };
+  const outputs = roleOutputs(spec, row);
   // The digest goes in the memo, never in outputs: outputs are shown (`status`, the daemon's
   // `/status`) and referenceable, and a salted SHA-256 of a password is open to guessing.
   let digest: string | undefined;
@@ -226,14 +252,14 @@ export function observeDatabase(spec: DatabaseSpec, row: DatabaseRow | undefined
   if (spec.connectionLimit !== undefined && connLimit(spec.connectionLimit) !== connLimit(row.connection_limit)) {
     diffs.push(diff('connectionLimit', spec.connectionLimit, row.connection_limit));
   }
-  return settle(diffs, { name: row.name, oid: Number(row.oid), owner: row.owner });
+  return settle(diffs, databaseOutputs(spec, row));
 }
 
 export function observeSchema(spec: SchemaSpec, row: SchemaRow | undefined): Observation {
   if (row === undefined) return { status: 'absent' };
   const diffs: FieldDiff[] = [];
   if (spec.owner !== undefined && spec.owner !== row.owner) diffs.push(diff('owner', spec.owner, row.owner));
-  return settle(diffs, { name: row.name, database: spec.database, oid: Number(row.oid), owner: row.owner });
+  return settle(diffs, schemaOutputs(spec, row));
 }
 
 export function observeExtension(spec: ExtensionSpec, row: ExtensionRow | undefined): Observation {
@@ -241,7 +267,7 @@ export function observeExtension(spec: ExtensionSpec, row: ExtensionRow | undefi
   const diffs: FieldDiff[] = [];
   if (spec.version !== undefined && spec.version !== row.version) diffs.push(diff('version', spec.version, row.version));
   if (spec.schema !== undefined && spec.schema !== row.schema) diffs.push(diff('schema', spec.schema, row.schema));
-  return settle(diffs, { name: row.name, database: spec.database, oid: Number(row.oid), version: row.version, schema: row.schema });
+  return settle(diffs, extensionOutputs(spec, row));
 }
 
 /** The privileges a grant wants, with `ALL` expanded to this server's full set for the object kind. */

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { describeSecretRef, saltedDigestMatches, saltedSecretDigest, secretUnavailableFault } from '../../infra/index.ts';
 import { fault } from '../../runtime/index.ts';
-import type { Fault, FieldDiff, NodeId, Observation, Outputs } from '../../runtime/index.ts';
+import type { Fault, FieldDiff, NodeId, Observation } from '../../runtime/index.ts';
 import { dropped } from './kind.ts';
 import type { KindContext, KindHandler, PgNode, Provisioned } from './kind.ts';
-import { observeRole, PASSWORD_DIGEST, roleRows } from './observe.ts';
+import { observeRole, PASSWORD_DIGEST, roleOutputs, roleRows } from './observe.ts';
 import type { PasswordState, RoleRow } from './observe.ts';
 import { scramVerifier, verifyPassword } from './scram.ts';
 import {
@@ -168,9 +168,8 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
    * one carried over (a repair of another field must not lose it: the
    * runtime replaces the memo with the one an operation returns).
    */
-  const provisioned = (node: RoleNode, rows: readonly { oid?: unknown }[], pwd: { digest: string } | undefined, ctx: KindContext): Provisioned => {
-    const oid = rows[0]?.oid;
-    const outputs: Outputs = { name: node.spec.name, ...(oid === undefined ? {} : { oid: Number(oid) }) };
+  const provisioned = (node: RoleNode, row: Pick<RoleRow, 'oid'> | undefined, pwd: { digest: string } | undefined, ctx: KindContext): Provisioned => {
+    const outputs = roleOutputs(node.spec, row);
     const digest = node.spec.password === undefined ? undefined : (pwd?.digest ?? recordedDigest(node.id, ctx));
     return digest === undefined ? { outputs } : { outputs, memo: { [PASSWORD_DIGEST]: digest } };
   };
@@ -222,9 +221,9 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
     const names = [...new Set(prepared.map((p) => quoteLiteral(p.node.spec.name)))];
     statements.push({ text: `SELECT rolname AS name, oid::int8 AS oid FROM pg_roles WHERE rolname IN (${names.join(', ')})` });
     const rows = await ctx.client.execute(statements, { signal: ctx.signal });
-    const oids = new Map((rows as { name: string; oid: unknown }[]).map((r) => [r.name, r.oid]));
+    const byName = new Map((rows as Pick<RoleRow, 'name' | 'oid'>[]).map((r) => [r.name, r]));
     const out = new Map<NodeId, Provisioned>();
-    for (const { node, pwd } of prepared) out.set(node.id, provisioned(node, [{ oid: oids.get(node.spec.name) }], pwd, ctx));
+    for (const { node, pwd } of prepared) out.set(node.id, provisioned(node, byName.get(node.spec.name), pwd, ctx));
     return out;
   };
 
@@ -251,14 +250,14 @@ export function roleHandler(): KindHandler<'postgres.role'> & {
     async create(node, ctx) {
       const pwd = await preparePassword(node, ctx);
       const rows = await ctx.client.execute([createRoleSql(node.spec, pwd?.verifier), oidQuery(node.spec.name)], { signal: ctx.signal });
-      return provisioned(node, rows, pwd, ctx);
+      return provisioned(node, rows[0] as Pick<RoleRow, 'oid'> | undefined, pwd, ctx);
     },
 
     async update(node, diffs, ctx) {
       const { statements, pwd } = await updateStatements(node, diffs, ctx);
       // One round trip, one implicit transaction.
       const rows = await ctx.client.execute([...statements, oidQuery(node.spec.name)], { signal: ctx.signal });
-      return provisioned(node, rows, pwd, ctx);
+      return provisioned(node, rows[0] as Pick<RoleRow, 'oid'> | undefined, pwd, ctx);
     },
 
     async delete(node, ctx) {

@@ -1,26 +1,18 @@
 import { fault, FaultError } from '../../runtime/index.ts';
-import type { NodeId, Observation, Outputs } from '../../runtime/index.ts';
+import type { NodeId, Observation } from '../../runtime/index.ts';
 import { faultCode, observeByDatabase } from './kind.ts';
-import type { KindHandler, PgNode } from './kind.ts';
-import { observeSchema } from './observe.ts';
+import type { KindHandler } from './kind.ts';
+import { observeSchema, schemaOutputs } from './observe.ts';
 import type { SchemaRow } from './observe.ts';
 import { alterSchemaSql, createSchemaSql, dropSchemaSql, quoteLiteral, SCHEMAS_QUERY } from './sql.ts';
 import type { Statement } from './sql.ts';
-
-type SchemaNode = PgNode<'postgres.schema'>;
 
 function oidQuery(name: string): Statement {
   return { text: `SELECT oid::int8 AS oid, pg_get_userbyid(nspowner) AS owner FROM pg_namespace WHERE nspname = ${quoteLiteral(name)}` };
 }
 
-function outputs(node: SchemaNode, rows: readonly Record<string, unknown>[]): Outputs {
-  const row = rows[0];
-  return {
-    name: node.spec.name,
-    database: node.spec.database,
-    ...(row === undefined ? {} : { oid: Number(row.oid), owner: String(row.owner) }),
-  };
-}
+/** What `oidQuery` read, after the statements before it. */
+type OidRow = Pick<SchemaRow, 'oid' | 'owner'>;
 
 /** `postgres.schema`, in its database: stateful; a drop of a schema that holds objects requires `force: true` (CASCADE). */
 export const schemaHandler: KindHandler<'postgres.schema'> = {
@@ -34,12 +26,12 @@ export const schemaHandler: KindHandler<'postgres.schema'> = {
 
   async create(node, ctx) {
     const rows = await ctx.client.execute([createSchemaSql(node.spec), oidQuery(node.spec.name)], { database: node.spec.database, signal: ctx.signal });
-    return { outputs: outputs(node, rows) };
+    return { outputs: schemaOutputs(node.spec, rows[0] as OidRow | undefined) };
   },
 
   async update(node, _diffs, ctx) {
     const rows = await ctx.client.execute([...alterSchemaSql(node.spec), oidQuery(node.spec.name)], { database: node.spec.database, signal: ctx.signal });
-    return { outputs: outputs(node, rows) };
+    return { outputs: schemaOutputs(node.spec, rows[0] as OidRow | undefined) };
   },
 
   async delete(node, ctx) {

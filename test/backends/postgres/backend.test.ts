@@ -259,6 +259,22 @@ describe.each(PG_VERSIONS)('postgres backend against a real PostgreSQL %i', (ver
     expect(done(await backend.create(ext, ctx))).toMatchObject({ name: 'citext' });
   });
 
+  it('an update that cannot read its object back (dropped out of band, nothing left to alter) still gives every declared output, null', async () => {
+    // A key left out would be one the node does not give: a reference to it a permanent fault, where null waits.
+    const gone = [
+      { node: pgNode('gone-role', 'postgres.role', { name: 'gone_role' }), outputs: { name: 'gone_role', oid: null } },
+      { node: pgNode('gone-db', 'postgres.database', { name: 'gone_db' }), outputs: { name: 'gone_db', oid: null, owner: null } },
+      { node: pgNode('gone-schema', 'postgres.schema', { name: 'gone_schema', database: 'postgres' }), outputs: { name: 'gone_schema', database: 'postgres', oid: null, owner: null } },
+      { node: pgNode('gone-ext', 'postgres.extension', { name: 'citext', database: 'postgres' }), outputs: { name: 'citext', database: 'postgres', oid: null, version: null, schema: null } },
+    ];
+    for (const { node } of gone) expect((await observeOne(node)).status, node.id).toBe('absent');
+    const given = await Promise.all(gone.map(async ({ node }) => done(await backend.update(node, [], ctx))));
+    expect(given).toEqual(gone.map((g) => g.outputs));
+    // Roles in one transaction read their oids back together.
+    const [role] = gone;
+    expect(done((await backend.updateMany([{ node: role!.node, diffs: [] }], ctx)).get(role!.node.id)!)).toEqual(role!.outputs);
+  });
+
   it.each([
     { kind: 'role', hostile: 'x"; DROP ROLE admin;--' },
     { kind: 'role', hostile: "y'; DROP ROLE admin; SELECT '" },
