@@ -615,9 +615,10 @@ export class GoalCompiler<S extends NodeSpec> {
       }
     }
     if (this.factory.impliedEdges !== undefined) addImpliedEdges(this.factory.impliedEdges(builtNodes, diag), edgesOf);
-    // A whole number the parser read as another (`SourceDocument.inexactNumbers`), where nothing else refused it.
+    // A whole number the parser read as another (`SourceDocument.inexactNumbers`), where no error already
+    // refuses it: a warning or a note there (a policy finding) lets the number through, so it hides nothing.
     for (const doc of documents) {
-      for (const d of doc.inexactNumbers ?? []) if (!diag.items.some((o) => o.file === d.file && o.line === d.line && o.col === d.col)) diag.items.push(d);
+      for (const d of doc.inexactNumbers ?? []) if (!diag.items.some((o) => o.severity === 'error' && o.file === d.file && o.line === d.line && o.col === d.col)) diag.items.push(d);
     }
 
     let graph: DesiredGraph<S> | undefined;
