@@ -62,7 +62,9 @@ function embeddedFault(id: NodeId, embedded: readonly EmbeddedStructure[]): Faul
  * name or path of one the goal writes; undefined if none did. A backend reads a secret reference
  * wherever it finds one in a free-form field (an exec input, extra vars), with the daemon's own
  * environment and files: taken from an output, which a command prints or a resource holds, it would
- * have the daemon read whatever secret that output names and hand it to the node's command.
+ * have the daemon read whatever secret that output names and hand it to the node's command. (`validate`
+ * refuses a reference in the name or path of one the goal writes; a spec compiled before it did, restored
+ * from the state, still meets this check.)
  */
 function outputSecretRefFault(id: NodeId, spec: InfraNodeSpec, references: readonly OutputReference[]): Fault | undefined {
   const problems: string[] = [];

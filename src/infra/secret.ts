@@ -1,9 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { DesiredStateError, ErrorCodes, fault, FaultError, readAtMost } from '../runtime/index.ts';
+import { DesiredStateError, ErrorCodes, fault, FaultError, holdsNodeReference, readAtMost } from '../runtime/index.ts';
 import type { Fault } from '../runtime/index.ts';
 import { envNameSchema } from './process.ts';
+
+/**
+ * Why a `fromFile` path that holds a `${nodes…}` reference is refused: an output would choose which
+ * file the daemon reads a secret from (the name in `fromEnv` is refused by its pattern already).
+ */
+function fromFileReference(path: string): string {
+  return `fromFile ${JSON.stringify(path)} takes its path from a reference: a secret is read only where the goal names it, the path of its file spelled out, never one an output gives`;
+}
 
 /**
  * A secret is never written inline: it names where the value lives. The
@@ -13,7 +21,13 @@ import { envNameSchema } from './process.ts';
 export const secretRefSchema = z.union(
   [
     z.strictObject({ fromEnv: envNameSchema.describe('Name of the environment variable holding the secret.') }),
-    z.strictObject({ fromFile: z.string().min(1).describe('File holding the secret, relative to the working directory.') }),
+    z.strictObject({
+      fromFile: z
+        .string()
+        .min(1)
+        .refine((path) => !holdsNodeReference(path), { error: (iss) => fromFileReference(String(iss.input)) })
+        .describe('File holding the secret, relative to the working directory, its path spelled out (never a ${nodes…} reference).'),
+    }),
   ],
   {
     error: (iss) =>
@@ -142,6 +156,8 @@ export function malformedSecretRefs(value: unknown): { path: (string | number)[]
     if (isRefShaped(map)) return [];
     const keys = Object.keys(map);
     const [key] = keys;
+    const fromFile = (map as { fromFile?: unknown }).fromFile;
+    if (keys.length === 1 && typeof fromFile === 'string' && holdsNodeReference(fromFile)) return [{ path, message: fromFileReference(fromFile) }];
     const why =
       keys.length > 1
         ? `a secret reference has one key, fromEnv or fromFile; this map has ${keys.join(', ')}`

@@ -81,6 +81,15 @@ export function wholeReference(s: string): boolean {
 }
 
 /**
+ * Whether the template string `s` holds a `${nodes.<id>.outputs.<key>}` reference, read as
+ * `resolveReferences` reads it: `$${` is a literal `${`, never the start of one.
+ */
+export function holdsNodeReference(s: string): boolean {
+  for (const m of s.matchAll(EXPR)) if (m[1] !== undefined && NODE_REF.test(m[1].trim())) return true;
+  return false;
+}
+
+/**
  * Whether `value` is a whole reference (`wholeReference`). In a compiled
  * template one may stand where the type takes a number, a boolean, a list
  * or a map: a check at compile time that reads such a field takes it for

@@ -10,6 +10,9 @@ describe('maps meant as secret references that are not one', () => {
     { name: 'another key beside one', value: { fromFile: 'pw', mode: 'raw' }, message: /this map has fromFile, mode/ },
     { name: 'an empty path', value: { fromFile: '' }, message: /^fromFile is the path of the file holding the secret, not ""/ },
     { name: 'a number for a name', value: { fromEnv: 5 }, message: /not 5/ },
+    // An output would choose which file the daemon reads a secret from (the name in fromEnv: its pattern).
+    { name: 'a path from a reference', value: { fromFile: '${nodes.p.outputs.path}' }, message: /^fromFile "\$\{nodes\.p\.outputs\.path\}" takes its path from a reference: a secret is read only where the goal names it/ },
+    { name: 'a path with a reference in it', value: { fromFile: '/run/${ nodes.p.outputs.host }/pw' }, message: /takes its path from a reference/ },
   ])('$name is an error at its path', ({ value, message }) => {
     const found = malformedSecretRefs({ deep: [{ v: value }] });
     expect(found).toEqual([{ path: ['deep', 0, 'v'], message: expect.stringMatching(message) }]);
@@ -17,6 +20,17 @@ describe('maps meant as secret references that are not one', () => {
 
   it('valid references and plain data pass', () => {
     expect(malformedSecretRefs({ a: { fromEnv: 'DB_PASSWORD' }, b: [{ fromFile: 'secrets/pw' }], c: { name: 'x', env: 'fromEnv' } })).toEqual([]);
+  });
+
+  it('a path with a literal ${ (written $${) is spelled out', () => {
+    expect(malformedSecretRefs({ a: { fromFile: '/run/$${nodes.p.outputs.path}' }, b: { fromFile: '/run/$${HOME}/pw' } })).toEqual([]);
+  });
+
+  it('a role\'s password names its file spelled out, as the postgres backend\'s does: refused at fromFile', () => {
+    const role = specSchemas['postgres.role'].safeParse({ name: 'app', password: { fromFile: '/run/${nodes.p.outputs.id}' } });
+    expect(role.error?.issues.map((i) => [i.path, i.message])).toEqual([
+      [['password', 'fromFile'], expect.stringMatching(/^fromFile "\/run\/\$\{nodes\.p\.outputs\.id\}" takes its path from a reference/)],
+    ]);
   });
 
   it('an exec input and an ansible extra var are refused by their schemas, each at the map', () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
 import { InfraNodeProvisioner } from '../../src/infra/index.ts';
 import type { InfraNode } from '../../src/infra/index.ts';
-import type { Outputs } from '../../src/runtime/index.ts';
+import type { OperationContext, Outputs } from '../../src/runtime/index.ts';
 import { opContext, silentLog } from '../support/backend.ts';
 import { compileText } from '../support/compile.ts';
 
@@ -467,6 +467,19 @@ describe('a reference to an output its producer has not given', () => {
   });
 });
 
+/** Both a create and an observe of `node` fail with the permanent `output-secret-reference`, its message holding `says`. */
+async function expectRefused(provisioner: InfraNodeProvisioner, ctx: OperationContext, node: InfraNode, says: string): Promise<void> {
+  const created = await provisioner.create(node, ctx);
+  const observed = (await provisioner.observe([node], ctx)).get(node.id)!;
+  for (const r of [created, observed]) {
+    expect(r.status).toBe('failed');
+    if (r.status !== 'failed') continue;
+    expect(r.fault).toMatchObject({ class: 'permanent', code: 'output-secret-reference', notTheBackend: 'before-call' });
+    expect(r.fault.message).toContain(says);
+    expect(r.fault.hint).toContain(`write the { fromEnv: NAME } or { fromFile: path } in the goal of node "${node.id}"`);
+  }
+}
+
 // An exec input and ansible extra vars read every `{ fromEnv }` / `{ fromFile }` in them as a secret, from the
 // daemon's own environment and files. An output is data a command prints: were it read so, a producer printing
 // `{"fromEnv":"AWS_SECRET_ACCESS_KEY"}` would have the daemon hand that secret to the consumer's command.
@@ -488,20 +501,23 @@ describe('an output that would become or choose a secret reference', () => {
     { name: 'one in an output that is the whole input', spec: '{ input: "${nodes.cfg.outputs.all}" }', field: 'spec.input.pw', ref: 'all', says: puts },
     { name: 'an item of a list', spec: '{ input: { list: [x, "${nodes.cfg.outputs.env}"] } }', field: 'spec.input.list[1]', ref: 'env', says: puts },
     { name: 'a malformed one (data, yet no output may pass for a secret reference)', spec: '{ input: { key: "${nodes.cfg.outputs.odd}" } }', field: 'spec.input.key', ref: 'odd', says: puts },
-    { name: 'the path of one the goal writes', spec: '{ input: { pw: { fromFile: "${nodes.cfg.outputs.path}" } } }', field: 'spec.input.pw.fromFile', ref: 'path', says: chooses },
-    { name: 'part of that path', spec: '{ input: { pw: { fromFile: "/run/${nodes.cfg.outputs.host}" } } }', field: 'spec.input.pw.fromFile', ref: 'host', says: chooses },
     { name: 'an ansible extra var', spec: '{ playbook: site.yml, extraVars: { v: "${nodes.cfg.outputs.env}" } }', type: 'ansible.playbook', field: 'spec.extraVars.v', ref: 'env', says: puts },
   ])('$name fails the node, permanently, naming node, field and reference, and reaches no backend', async ({ spec, type, field, ref, says }) => {
     const { memory, provisioner, ctx, node } = setup(`    - id: n\n      type: ${type ?? 'generic.resource'}\n      spec: ${spec}\n`, outputs);
-    const created = await provisioner.create(node('n'), ctx);
-    const observed = (await provisioner.observe([node('n')], ctx)).get('n')!;
-    for (const r of [created, observed]) {
-      expect(r.status).toBe('failed');
-      if (r.status !== 'failed') continue;
-      expect(r.fault).toMatchObject({ class: 'permanent', code: 'output-secret-reference', notTheBackend: 'before-call' });
-      expect(r.fault.message).toContain(`node "n": ${field}: \${nodes.cfg.outputs.${ref}} ${says}`);
-      expect(r.fault.hint).toContain('write the { fromEnv: NAME } or { fromFile: path } in the goal of node "n"');
-    }
+    await expectRefused(provisioner, ctx, node('n'), `node "n": ${field}: \${nodes.cfg.outputs.${ref}} ${says}`);
+    expect(memory.calls).toEqual({ observe: 0, create: 0, update: 0, delete: 0 });
+  });
+
+  // `validate` refuses a reference in a `fromFile` path (test/fixtures/bad/secret-file-reference): a spec
+  // compiled before it did, restored from the state, still meets this check before any backend call.
+  it.each([
+    { name: 'the path of one the goal writes', path: '${nodes.cfg.outputs.path}', ref: 'path' },
+    { name: 'part of that path', path: '/run/${nodes.cfg.outputs.host}', ref: 'host' },
+  ])('$name, in a spec restored from the state, fails the node the same way and reaches no backend', async ({ path, ref }) => {
+    const { memory, provisioner, ctx, node } = setup('    - id: n\n      type: generic.resource\n      spec: { input: { pw: { fromFile: /run/pw } } }\n', outputs);
+    const written = node('n');
+    const restored = { ...written, spec: { ...written.spec, spec: { ...written.spec.spec, input: { pw: { fromFile: path } } } } } as InfraNode;
+    await expectRefused(provisioner, ctx, restored, `node "n": spec.input.pw.fromFile: \${nodes.cfg.outputs.${ref}} ${chooses}`);
     expect(memory.calls).toEqual({ observe: 0, create: 0, update: 0, delete: 0 });
   });
 
