@@ -138,6 +138,11 @@ export interface NodePath {
   readonly real: string;
   /** That real parent directory (`dirname(real)`). */
   readonly dir: string;
+  /**
+   * Whether a symlink in the root lies on the way to `dir` (`real` is not the real root joined with
+   * `rel`): only such a path can lead to another node's file. The way to the root itself is the operator's setup.
+   */
+  readonly linked: boolean;
 }
 
 /**
@@ -186,6 +191,11 @@ function changedUnder(dir: string, err: unknown): FaultError {
   );
 }
 
+/** A directory of the root, resolved, and whether a symlink in the root lies on its way (`NodePath.linked`). */
+interface RootDirectory extends Resolved {
+  readonly linked: boolean;
+}
+
 /**
  * Confinement for one batch of operations. The real directory of each
  * parent is resolved once and memoised, so 10k files in a few directories
@@ -194,7 +204,7 @@ function changedUnder(dir: string, err: unknown): FaultError {
 export class Confiner {
   readonly root: string;
   private rootResolved: Resolved | undefined;
-  private readonly dirs = new Map<string, Resolved>();
+  private readonly dirs = new Map<string, RootDirectory>();
   /** With `pin`: the real directories reached so far, an O_PATH fd each (closed by `close`). */
   private readonly pins: Map<string, number> | undefined;
   /** With `pin`: per real directory, whether it and every directory above it up to the root are `sealed`. */
@@ -342,7 +352,7 @@ export class Confiner {
     const rel = rootRelative(this.root, relPath);
     const slash = rel.lastIndexOf(sep);
     const parent = this.dir(slash < 0 ? '.' : rel.slice(0, slash), relPath);
-    return { rel, abs: joinPlain(this.root, rel), real: joinPlain(parent.real, rel.slice(slash + 1)), dir: parent.real };
+    return { rel, abs: joinPlain(this.root, rel), real: joinPlain(parent.real, rel.slice(slash + 1)), dir: parent.real, linked: parent.linked };
   }
 
   /**
@@ -363,7 +373,7 @@ export class Confiner {
     throw leadsOutOfRoot(target, 'the symlink target resolves outside the root through a symlink on the way');
   }
 
-  private dir(relDir: string, forPath: string): Resolved {
+  private dir(relDir: string, forPath: string): RootDirectory {
     let r = this.dirs.get(relDir);
     if (r === undefined) {
       r = this.resolveDir(relDir, forPath);
@@ -374,16 +384,16 @@ export class Confiner {
     return r;
   }
 
-  private resolveDir(relDir: string, forPath: string): Resolved {
-    if (relDir === '.' || relDir === '') return this.realRoot();
+  private resolveDir(relDir: string, forPath: string): RootDirectory {
+    if (relDir === '.' || relDir === '') return { ...this.realRoot(), linked: false };
     const parent = this.dir(dirname(relDir), forPath);
     const next = join(parent.real, basename(relDir));
-    if (!parent.exists) return { real: next, exists: false };
+    if (!parent.exists) return { real: next, exists: false, linked: parent.linked };
     const resolved = resolvePhysical(parent.real, basename(relDir));
     const root = this.realRoot();
     // Its text stays in the root (checked before): a symlink found there, not the goal, leads out.
     if (!isWithin(root.real, resolved.real)) throw leadsOutOfRoot(forPath, `${relDir} is a symlink that leads out of the root`);
-    return resolved;
+    return { ...resolved, linked: parent.linked || resolved.real !== next };
   }
 }
 

@@ -21,12 +21,13 @@ export interface SharedFile {
  * Which file each node reaches, kept across observe calls. Two nodes whose paths lead to one file
  * (through a symlink the goals do not manage: `validate` refuses two equal paths) would overwrite
  * each other for ever, each pass "converged"; the daemon observes the nodes due, a few at a time, so
- * the two are seldom in one call. Cheap enough for a steady pass over 100k files: one lookup of each
- * node's own path, by the string its spec holds (hashed once, not pass after pass), and more only for
- * the few nodes whose path leads through a symlink.
+ * the two are seldom in one call. Cheap enough for a steady pass over 100k files: nothing for a node
+ * whose path leads through no symlink in the root (`NodePath.linked`; a root given through one costs
+ * what a plain root does) but, without a watch, one lookup of its own path, by the string its spec
+ * holds (hashed once, not pass after pass); more only for the few nodes whose path leads through a symlink.
  */
 export class FileClaims {
-  /** Each node's own path (normal form, relative to the root): every node of the goals (`track`), and each observed since. */
+  /** Each node's own path (normal form, relative to the root): every node of the goals (`track`) or, without a watch, each observed. */
   private own = new Map<string, NodeId>();
   /** The nodes whose path led through a symlink when last observed. */
   private readonly linked = new Map<NodeId, Linked>();
@@ -56,17 +57,23 @@ export class FileClaims {
     };
   }
 
+  /** How many nodes are noted reaching their file through a symlink: what is kept, and looked at, beyond each node's own path. */
+  get linkedNodes(): number {
+    return this.linked.size;
+  }
+
   /**
    * Notes that node `id` reaches `at` now, and answers another node that reaches the same file, if
    * any: one whose own path it is, or one last observed reaching it through a symlink (resolved
    * again through `confiner`: a link removed or changed since is forgotten).
    */
   reach(id: NodeId, at: NodePath, confiner: Confiner): NodeId | undefined {
-    if (!this.own.has(at.rel)) this.own.set(at.rel, id);
+    // Watched (the daemon), every node of the goals is noted already (`track`); without a watch (`apply`), each as observed.
+    if (this.listener === undefined && !this.own.has(at.rel)) this.own.set(at.rel, id);
     // The steady pass over plain paths ends here: no symlink on anyone's way.
-    if (at.real === at.abs && this.linked.size === 0) return undefined;
+    if (!at.linked && this.linked.size === 0) return undefined;
     const was = this.linked.get(id);
-    if (at.real === at.abs) {
+    if (!at.linked) {
       if (was !== undefined) this.unlink(id, was);
       return this.linkedTo(at.real, id, confiner);
     }

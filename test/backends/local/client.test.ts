@@ -280,10 +280,23 @@ describe('Confiner: where a path leads, on a real tree of symlinks', () => {
     expect(outcome(() => confiner.target(confiner.node(join(from, 'l')).real, target.replace(/^@/, dir)))).toBe(leads);
   });
 
+  // Only a symlink in the root can lead two nodes to one file (`FileClaims`): the root's own way to its
+  // real path (`/home` a link to `/data/home`) is the operator's setup, and counts for none.
+  it.each([
+    { name: 'a plain path', path: 'a/x', linked: false },
+    { name: 'a path in a directory not made yet', path: 'new/deeper/x', linked: false },
+    { name: 'a link on the way', path: 'a/in-rel/x', linked: true },
+    { name: 'a directory not made yet past a link', path: 'a/in-rel/new/x', linked: true },
+    { name: 'a link to the root on the way', path: 'sub/m/x', linked: true },
+    { name: 'a link as the last component (the node\'s own)', path: 'out-abs', linked: false },
+  ])('whether a node path leads through a symlink in the root: $name ($path), under the root and under a link to it', ({ path, linked }) => {
+    for (const root of ['root', 'rootlink']) expect(new Confiner(join(dir, root)).node(path).linked, root).toBe(linked);
+  });
+
   it('a root reached through a symlink: paths and targets resolve in the real root, by its name and by the link\'s', () => {
     const confiner = new Confiner(join(dir, 'rootlink'));
     expect(confiner.realRoot()).toMatchObject({ real: join(dir, 'root'), exists: true });
-    expect(confiner.node('a/in-rel/x')).toEqual({ rel: 'a/in-rel/x', abs: join(dir, 'rootlink/a/in-rel/x'), real: join(dir, 'root/b/x'), dir: join(dir, 'root/b') });
+    expect(confiner.node('a/in-rel/x')).toEqual({ rel: 'a/in-rel/x', abs: join(dir, 'rootlink/a/in-rel/x'), real: join(dir, 'root/b/x'), dir: join(dir, 'root/b'), linked: true });
     const link = confiner.node('a/l').real;
     expect(link).toBe(join(dir, 'root/a/l'));
     for (const target of ['../b', join(dir, 'rootlink/b'), join(dir, 'root/b'), '../../rootlink/b']) expect(outcome(() => confiner.target(link, target)), target).toBe('inside');

@@ -5,6 +5,8 @@ import { describe, expect, it } from 'vitest';
 import type { InfraNode } from '../../../src/infra/index.ts';
 import type { Observation } from '../../../src/runtime/index.ts';
 import { LocalBackend } from '../../../src/backends/local/index.ts';
+import { Confiner } from '../../../src/backends/local/client.ts';
+import { FileClaims } from '../../../src/backends/local/file-claims.ts';
 import { fileNode, log, opCtx, useSandbox } from './helpers.ts';
 
 // Two nodes whose paths lead to one file through a symlink made by hand (the goals do not manage it,
@@ -110,6 +112,32 @@ describe('a root given through a symlink', () => {
     } finally {
       await backend.close();
     }
+  });
+});
+
+describe('FileClaims under a root given through a symlink', () => {
+  // The root's own way to its real path (`/home` a link to `/data/home`) leads no two nodes to one file:
+  // its plain nodes are kept and looked at as under a plain root, pass after pass, not as linked nodes each.
+  it.each([
+    { name: 'watched (daemon: the goals tracked)', watched: true },
+    { name: 'not watched (apply)', watched: false },
+  ])('$name: no plain node is noted as linked, and one through a link in the root still finds the other', async ({ watched }) => {
+    await linkedDirs();
+    await symlink('root', join(sb.base, 'rootlink'));
+    // `a` and plain nodes in the real directory, in a plain one not made yet, and at the root.
+    const plain = [{ id: 'a', rel: 'realdir/f' }, ...Array.from({ length: 30 }, (_, i) => ({ id: `n${i}`, rel: [`realdir/n${i}`, `new/n${i}`, `n${i}`][i % 3]! }))];
+    const b = { id: 'b', rel: 'alias/f' };
+    const claims = new FileClaims();
+    if (watched) claims.track([...plain, b], () => undefined);
+    const confiner = new Confiner(join(sb.base, 'rootlink'));
+    const reach = ({ id, rel }: { id: string; rel: string }): string | undefined => claims.reach(id, confiner.node(rel), confiner);
+    for (let pass = 0; pass < 2; pass++) {
+      expect(plain.map(reach).filter((other) => other !== undefined)).toEqual([]);
+      expect(claims.linkedNodes).toBe(0);
+    }
+    expect(reach(b)).toBe('a');
+    expect(reach(plain[0]!)).toBe('b');
+    expect(claims.linkedNodes).toBe(1);
   });
 });
 
