@@ -321,6 +321,11 @@ export class Controller<S extends NodeSpec> {
     this.gates = options.gates ?? new Map();
     this.commit = commit;
     this.rejected = null;
+    // The new graph's watch before any of its nodes is queued: the batch loop observes them while
+    // removed nodes are deleted (`removeMissing`, seconds for a command), and a backend takes the nodes
+    // it is given as those it manages now (a removed node's path no longer claims a file).
+    this.stopWatching?.();
+    this.stopWatching = this.o.watch?.(graph.order, (ids) => this.notifyChanged(ids));
     const now = this.o.clock.now();
     // Readiness waits only for the nodes looked at now; nodes that keep their schedule count as done.
     this.firstRoundLeft = new Set();
@@ -369,9 +374,6 @@ export class Controller<S extends NodeSpec> {
     for (const id of this.policyHoldsLogged.keys()) if (!this.gates.has(id)) this.policyHoldsLogged.delete(id);
     await this.removeMissing(graph);
     this.flush();
-
-    this.stopWatching?.();
-    this.stopWatching = this.o.watch?.(graph.order, (ids) => this.notifyChanged(ids));
   }
 
   /**

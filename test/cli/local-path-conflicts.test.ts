@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, goalHead, localBackend, oneFileGoal, tempProject } from '../support/cli.ts';
+import { cli, execGoalHead, goalHead, localBackend, oneFileGoal, tempProject } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
 
 // A managed file replaced by hand with a directory: drift of its kind, which the local backend never
@@ -129,19 +129,21 @@ ${goalHead()}    - { id: d, type: local.directory, spec: { path: realdir } }
   });
 });
 
-describe('desiredstate run: two nodes reaching one file by different paths', () => {
-  // The daemon observes the nodes due, a few at a time: a node added to the goals is observed alone,
-  // never in one call with the node it shares a file with. Each must find the other all the same.
-  const p = linkedProject('ds-daemon-shared-file-');
-  p.write('backend.yaml', localBackend(p.root));
-  const goal = (id: string, path: string): string => `apiVersion: desiredstate/v1
+/** A Goal named `id` whose one node `id` is a local file at `path`, holding `id`. */
+const fileGoal = (id: string, path: string): string => `apiVersion: desiredstate/v1
 kind: Goal
 metadata: { name: ${id} }
 spec:
   nodes:
     - { id: ${id}, type: local.file, spec: { path: ${path}, content: "${id}\\n" } }
 `;
-  p.write('a.yaml', goal('a', 'realdir/f'));
+
+describe('desiredstate run: two nodes reaching one file by different paths', () => {
+  // The daemon observes the nodes due, a few at a time: a node added to the goals is observed alone,
+  // never in one call with the node it shares a file with. Each must find the other all the same.
+  const p = linkedProject('ds-daemon-shared-file-');
+  p.write('backend.yaml', localBackend(p.root));
+  p.write('a.yaml', fileGoal('a', 'realdir/f'));
   // Held at the first failure: what the daemon does next waits for the test, not for a backoff.
   const faults = join(p.dir, 'faults.yaml');
   writeFileSync(faults, 'retry: { permanent: { retryBudget: 1 } }\n');
@@ -165,7 +167,7 @@ spec:
 
     // b comes with a revision of its own: observed alone, it finds a; a is told, and finds b.
     let mark = d.lines.length;
-    p.write('b.yaml', goal('b', 'alias/f'));
+    p.write('b.yaml', fileGoal('b', 'alias/f'));
     await d.waitFor(sharing('b', 'a'), 10_000, mark);
     await d.waitFor(sharing('a', 'b'), 10_000, mark);
     await eventually(heldSharing, 10_000, 'a and b held');
@@ -182,7 +184,7 @@ spec:
 
     // b back: held again, each naming the other.
     mark = d.lines.length;
-    p.write('b.yaml', goal('b', 'alias/f'));
+    p.write('b.yaml', fileGoal('b', 'alias/f'));
     await d.waitFor(sharing('a', 'b'), 10_000, mark);
     await eventually(heldSharing, 10_000, 'a and b held again');
     // The symlink removed by hand: a, released alone, finds b's path leads elsewhere now; then b is made at its own.
@@ -197,4 +199,57 @@ spec:
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
   }, 90_000);
+});
+
+describe('desiredstate run: a file passed from a removed node to a new one through a symlink', () => {
+  // The new graph's nodes are observed while removed ones are still being deleted (a command can take
+  // seconds): by then the backend must know the removed node is gone, or the new one is held for ever,
+  // named as sharing its file with a node no longer in the goals.
+  const p = linkedProject('ds-daemon-file-passed-');
+  const started = join(p.dir, 'delete-started');
+  const release = join(p.dir, 'delete-release');
+  // A delete that waits for the test (bounded: a test that fails leaves no loop behind for long).
+  const slow = `${execGoalHead({ prune: true })}    - id: slow
+      type: generic.resource
+      deletionPolicy: Delete
+      spec:
+        commands:
+          read: [/bin/sh, -c, 'cat > /dev/null; echo "{\\"exists\\":true,\\"state\\":{}}"']
+          create: [/bin/sh, -c, 'cat > /dev/null; echo "{\\"outputs\\":{}}"']
+          delete: [/bin/sh, -c, 'cat > /dev/null; touch ${started}; i=0; while [ ! -e ${release} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done']
+`;
+  /** The exec Backend alone: declared as before, so that the daemon keeps its backend instances (and what they know). */
+  const execBackend = slow.slice(0, slow.indexOf('---\n') + 4);
+  p.write('goals.yaml', `${localBackend(p.root)}---\n${slow}---\n${fileGoal('x', 'realdir/f')}`);
+  const faults = join(p.dir, 'faults.yaml');
+  writeFileSync(faults, 'retry: { permanent: { retryBudget: 1 } }\n');
+  const daemons = trackDaemons(p.dir);
+  const file = join(p.root, 'realdir', 'f');
+
+  it('the new node is not held naming the removed one while another removed node\'s delete is under way; it takes the file over', async () => {
+    const d = daemons.start(['--listen', '127.0.0.1:0', '--interval', '1h', '--fault-policy', faults, ...p.args], { cwd: p.dir });
+    try {
+      const port = await d.port();
+      const ready = async (): Promise<boolean> => {
+        const nodes = ((await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { nodes: { id: string; status: string }[] }).nodes;
+        return nodes.length === 2 && nodes.every((n) => n.status === 'ready');
+      };
+      await eventually(ready, 20_000, 'x and slow ready');
+      expect(readFileSync(file, 'utf8')).toBe('x\n');
+      const mark = d.lines.length;
+      // x and slow removed in one revision; b reaches x's file through the link.
+      p.write('goals.yaml', `${localBackend(p.root)}---\n${execBackend}${fileGoal('b', 'alias/f')}`);
+      await eventually(() => existsSync(started), 10_000, 'slow\'s delete under way');
+      const outcome = await d.waitFor((l) => l.node === 'b' && ['node held', 'node created', 'node updated'].includes(l.msg), 10_000, mark);
+      // Still under way: b was observed meanwhile.
+      expect(d.lines.slice(mark).filter((l) => l.node === 'slow' && l.msg === 'node deleted')).toEqual([]);
+      expect({ msg: outcome.msg, fault: outcome.fault }).toEqual({ msg: expect.stringMatching(/^node (created|updated)$/), fault: undefined });
+      expect(readFileSync(file, 'utf8')).toBe('b\n');
+    } finally {
+      writeFileSync(release, '');
+    }
+    await d.waitFor((l) => l.msg === 'node deleted' && l.node === 'slow', 10_000);
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+  }, 60_000);
 });
