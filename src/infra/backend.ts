@@ -54,8 +54,9 @@ export interface InfraBackend {
   health?(ctx: { signal: AbortSignal; log: Logger }): Promise<BackendHealth>;
   /**
    * Starts watching the given nodes' resources; returns a function that stops watching. The daemon
-   * gives every node of the instance in the goals, anew with each graph (the previous watch stopped
-   * first), which a backend may take as the nodes it manages now; `apply` watches nothing.
+   * gives every node of the instance in the goals, anew with each graph and before observing any of
+   * them (the previous watch stopped first; none when none is left), which a backend may take as the
+   * nodes it manages now; `apply` watches nothing.
    */
   watch?(nodes: readonly BackendNode[], onChange: ChangeListener, log: Logger): () => void;
   /** Releases connections and watchers. */

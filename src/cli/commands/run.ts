@@ -383,8 +383,11 @@ async function listenOn(listen: { host: string; port: number }, text: string, pr
   }
 }
 
-/** Starts each backend's own change watch over its nodes. */
-function watchBackends(
+/**
+ * Starts each backend's own change watch over its nodes: every instance that watches, one whose nodes
+ * are all gone from the goals with none (it forgets them, `InfraBackend.watch`).
+ */
+export function watchBackends(
   backends: ReadonlyMap<string, InfraBackend>,
   nodes: readonly DesiredNode<InfraDesiredNodeSpec>[],
   onChange: (ids: readonly NodeId[]) => void,
@@ -397,10 +400,7 @@ function watchBackends(
     list.push(n);
   }
   const stops: (() => void)[] = [];
-  for (const [id, list] of byBackend) {
-    const b = backends.get(id);
-    if (b?.watch !== undefined) stops.push(b.watch(list, onChange, log.child({ backend: id })));
-  }
+  for (const [id, b] of backends) if (b.watch !== undefined) stops.push(b.watch(byBackend.get(id) ?? [], onChange, log.child({ backend: id })));
   return () => {
     for (const s of stops) s();
   };
