@@ -1240,7 +1240,8 @@ export class Controller<S extends NodeSpec> {
     if (refused !== undefined) {
       // Refused: those nodes stay recorded and untouched until a revision that is not a mass deletion.
       this.o.log.error({ count: refused.count, limit: refused.limit }, 'mass deletion refused');
-      this.o.store.appendEvent({ at: this.o.clock.now(), node: null, kind: 'mass-deletion-refused', data: { count: refused.count, limit: refused.limit } });
+      const at = this.o.clock.now();
+      this.deferred.defer(() => this.o.store.appendEvent({ at, node: null, kind: 'mass-deletion-refused', data: { count: refused.count, limit: refused.limit } }));
     }
     // A node whose operation is still running is left to its end (`removedInFlight`): re-queued, it
     // comes back to the batch loop once that operation is over.
@@ -1292,11 +1293,11 @@ export class Controller<S extends NodeSpec> {
       this.blockingDrift.delete(r.id);
     }
     if (records.length === 0) return;
-    // With the run's counts so far, as a delete (`deleteRecord`).
-    this.o.store.transaction(() => {
-      this.o.store.removeNodes(records.map((r) => r.id));
-      this.recordProgress();
-    });
+    // With the run's counts so far (`flush`). A store that refuses it (a full disk) has it written with
+    // the next commit: nothing is thrown into setGraph, whose graph is in already.
+    const ids = records.map((r) => r.id);
+    this.deferred.defer(() => this.o.store.removeNodes(ids));
+    this.flush();
   }
 
   /** `r` waits, undeleted, for `dependent`'s delete; woken when it is done (`deleteRecord`). */
@@ -1327,12 +1328,12 @@ export class Controller<S extends NodeSpec> {
       this.drift.delete(r.id);
       this.blockingDrift.delete(r.id);
       this.summary.deleted++;
-      // The run's counts so far with it, as `flush` writes them with any change it commits: a run whose only
-      // changes are deletes (a goal cut down under prune) showed nothing done until some other change.
-      this.deferred.commit(() => {
-        this.o.store.removeNodes([r.id]);
-        this.recordProgress();
-      });
+      // Written now, with the run's counts so far (`flush`): a run whose only changes are deletes (a goal
+      // cut down under prune) showed nothing done until some other change. A store that refuses it (a full
+      // disk) has it written with the next commit; a crash before then deletes it once more at the restart,
+      // and a delete finds it gone.
+      this.deferred.defer(() => this.o.store.removeNodes([r.id]));
+      this.flush();
       log.info('node deleted');
       // The nodes it depended on that waited for it (`waitForDelete`): their turn.
       this.wake(r.id);

@@ -654,6 +654,41 @@ describe('Controller: drift', () => {
     expect(run.summary).toMatchObject(counts);
   });
 
+  it.each([
+    { what: 'deleted (prune, Delete)', prune: true },
+    { what: 'forgotten (no prune)', prune: false },
+  ])('nodes $what while the store refuses writes (a full disk): the new graph runs, and they leave the store once it writes again', async ({ prune }) => {
+    let refuse = false;
+    const wrapStore = (store: SqliteStateStore): SqliteStateStore =>
+      new Proxy(store, {
+        get(target, prop, receiver) {
+          const value = Reflect.get(target, prop, receiver) as unknown;
+          if (typeof value !== 'function') return value;
+          const method = (value as (...a: unknown[]) => unknown).bind(target);
+          if (prop !== 'removeNodes') return method;
+          return (...args: unknown[]) => {
+            if (refuse) throw new Error('database or disk is full');
+            return method(...args);
+          };
+        },
+      });
+    const nodes = (ids: readonly string[]): string => ids.map((id) => fileNode(id, 'x', { deletionPolicy: 'Delete' })).join('');
+    const h = await converged(goalYaml(nodes(['a', 'b', 'c']), { prune }), { wrapStore });
+    refuse = true;
+    // Before: the refused write was thrown out of setGraph, its graph in already, and the daemon's
+    // loader then put the previous backends back under it.
+    await h.controller.setGraph(compileYaml(goalYaml(nodes(['a', 'b']), { prune })).graph);
+    await h.settle();
+    expect(h.calls.deleted).toEqual(prune ? ['c'] : []);
+    expect(h.store.getNode('c')).toBeDefined();
+    expect(h.controller.nodes().map((n) => n.id).sort()).toEqual(['a', 'b']);
+    refuse = false;
+    await h.advance(2 * MIN, 10_000);
+    expect(h.store.getNode('c')).toBeUndefined();
+    expect(h.store.listNodes().map((n) => n.id).sort()).toEqual(['a', 'b']);
+    expect(h.calls.deleted).toEqual(prune ? ['c'] : []);
+  });
+
   it("a daemon's run counts each node found unchanged once, however many passes find it so", async () => {
     // b and c in sync from the start; a created by this run, then in sync.
     const h = start();
