@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcessByStdio } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -120,7 +120,13 @@ describe('postgres end to end: the example goal through the CLI and the daemon',
   }, 30_000);
 
   it('the daemon reports the drift as a JSON line and repairs it within the interval, rides out a server outage, recovers, and exits 0 on SIGTERM', async () => {
-    const d = new Daemon(['run', '--interval', '1s', '--listen', '127.0.0.1:0', ...p.args], env());
+    // The example's three roles are its only nodes that depend on none: once one fails, the nodes that
+    // depend on it are blocked, not observed. How many different nodes fail before that is up to the order
+    // the jittered interval brings them in, and the circuit opens on failures of 5 different nodes by
+    // default (fewer is left to each node's backoff): 3, the roles alone, opens it whatever that order.
+    const policy = join(p.dir, 'fault-policy.yaml');
+    writeFileSync(policy, 'circuitBreaker: { failureThreshold: 3 }\n');
+    const d = new Daemon(['run', '--interval', '1s', '--listen', '127.0.0.1:0', '--fault-policy', policy, ...p.args], env());
     try {
       const listening = await d.waitFor((l) => l.msg === 'listening');
       const address = String(listening.address);
