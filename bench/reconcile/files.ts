@@ -211,12 +211,16 @@ async function driftLatency(n: number, edits: number): Promise<void> {
   }
 }
 
+/** How many more of the process's own reads (not of the files) one mode's median pass may make than the other's. */
+const OTHER_READS_SLACK = 16;
 if (!['both', 'default', 'always'].includes(args.reread)) throw new Error(`--reread: default, always or both, not ${args.reread}`);
 if (!args['latency-only']) {
   const reads = new Map<string, number>();
   for (const reread of ['default', 'always'] as const) if (args.reread === 'both' || args.reread === reread) reads.set(reread, await steadyInDaemon(N, Number(args.passes), reread));
-  // Every file read once more a pass than with the trusted memos: the `always` figures are of reads.
+  // Every file read once more a pass than with the trusted memos: the `always` figures are of reads. The
+  // process's other reads (SQLite, the thread pool's wake-ups) differ by a few between the two medians:
+  // at 500 files, 502 against 3 failed the exact bound about one run in two.
   const more = (reads.get('always') ?? 0) - (reads.get('default') ?? 0);
-  if (reads.size === 2 && more < N) throw new Error(`rereadEvery: always made only ${more} read calls a pass more than the default, for ${N} files`);
+  if (reads.size === 2 && more < N - OTHER_READS_SLACK) throw new Error(`rereadEvery: always made only ${more} read calls a pass more than the default, for ${N} files`);
 }
 if (!args['steady-only']) await driftLatency(Number(args['latency-files'] ?? N), Number(args.edits));
