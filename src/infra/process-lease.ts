@@ -37,6 +37,7 @@ import type { ProcessStat } from '../runtime/index.ts';
 
 /** The variable a leased command's environment carries its lease's token in, for its children too. */
 export const LEASE_TOKEN_ENV = 'DESIREDSTATE_PROCESS_LEASE';
+const TOKEN_ENTRY = `${LEASE_TOKEN_ENV}=`;
 
 /** Where the leases of the commands run on a state directory's behalf are kept. */
 export function processLeaseDir(stateDir: string): string {
@@ -132,8 +133,8 @@ export interface ProcessTable {
   stat(pid: number): ProcessStat | undefined;
   /** Every process (empty without /proc). */
   list(): readonly ProcessStat[];
-  /** Whether process `pid`'s environment holds `LEASE_TOKEN_ENV=token` (false when it cannot be read). */
-  carries(pid: number, token: string): boolean;
+  /** The lease token process `pid`'s environment carries (`LEASE_TOKEN_ENV`); undefined for none, or when it cannot be read. */
+  token(pid: number): string | undefined;
 }
 
 /** The process table of this machine, through /proc. */
@@ -154,22 +155,31 @@ export const procTable: ProcessTable = {
     }
     return out;
   },
-  carries(pid, token) {
+  token(pid) {
+    let environ: string;
     try {
-      return readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes(`${LEASE_TOKEN_ENV}=${token}`);
+      environ = readFileSync(`/proc/${pid}/environ`, 'latin1');
     } catch {
       // Gone, or another user's (a sudo in the group): not known to be ours.
-      return false;
+      return undefined;
     }
+    const entry = environ.split('\0').find((e) => e.startsWith(TOKEN_ENTRY));
+    return entry?.slice(TOKEN_ENTRY.length);
   },
 };
 
 /**
- * Whether some process still carries `token` (a run whose leader is gone may live on in what it forked).
- * False without /proc: there, what a run names by its token is told apart by its maker's pid alone.
+ * The lease tokens some running process carries: the runs that go on, a leader gone or not (what it forked
+ * carries its token too). Empty without /proc: there, what a run names by its token is told apart by its
+ * maker's pid alone.
  */
-export function tokenCarried(token: string, table: ProcessTable = procTable): boolean {
-  return table.list().some((p) => table.carries(p.pid, token));
+export function carriedTokens(table: ProcessTable = procTable): Set<string> {
+  const tokens = new Set<string>();
+  for (const p of table.list()) {
+    const token = table.token(p.pid);
+    if (token !== undefined) tokens.add(token);
+  }
+  return tokens;
 }
 
 /** What is left of a leased group. */
@@ -200,7 +210,7 @@ export function leaseLeftover(lease: ProcessLease, table: ProcessTable, boot: st
   const leader = table.stat(pid);
   if (leader !== undefined && leader.start !== lease.leader.start) return { status: 'reused' };
   const leaderRuns = leader !== undefined && leader.state !== 'Z';
-  const members = table.list().filter((p) => p.pgrp === pid && p.pid !== pid && p.state !== 'Z' && (leaderRuns || table.carries(p.pid, lease.token)));
+  const members = table.list().filter((p) => p.pgrp === pid && p.pid !== pid && p.state !== 'Z' && (leaderRuns || table.token(p.pid) === lease.token));
   const pids = [...(leaderRuns ? [pid] : []), ...members.map((p) => p.pid)];
   if (pids.length === 0) return { status: 'gone' };
   return { status: 'running', pids, group: leaderRuns && leader.pgrp === pid };

@@ -45,7 +45,7 @@ function table(procs: readonly ProcessStat[], tokens: Readonly<Record<number, st
   return {
     stat: (pid) => procs.find((p) => p.pid === pid),
     list: () => procs,
-    carries: (pid, token) => tokens[pid] === token,
+    token: (pid) => tokens[pid],
   };
 }
 

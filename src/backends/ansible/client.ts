@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { leaseToken, processLeaseDir, runProcess, tokenCarried } from '../../infra/index.ts';
+import { carriedTokens, leaseToken, processLeaseDir, runProcess } from '../../infra/index.ts';
 import type { InfraNodeSpecOf, ProcessOutcome } from '../../infra/index.ts';
 import { isAlive } from '../../runtime/index.ts';
 import { playbookArgs } from './observe.ts';
@@ -51,11 +51,13 @@ const RUN_DIR_OF = /^desiredstate-ansible-(\d+)-(?:([0-9a-f]{8}-[0-9a-f]{4}-[0-9
  * The ansible backend's only I/O: one ansible-playbook run in a private
  * temp dir (extra vars file, Ansible's local and remote temp), removed
  * afterwards whatever happened; and, before the first run, the dirs of runs
- * whose process was killed before it could remove them.
+ * whose process was killed before it could remove them (before later runs
+ * too, while one was kept for a run that went on without its process).
  */
 export class AnsibleClient {
   private readonly options: AnsibleClientOptions;
-  private swept: Promise<void> | undefined;
+  /** The last sweep: how many dirs it kept for runs that go on. */
+  private swept: Promise<number> | undefined;
 
   constructor(options: AnsibleClientOptions) {
     this.options = options;
@@ -63,7 +65,9 @@ export class AnsibleClient {
 
   /** Runs the playbook for node `node` (`check`: with --check --diff); never rejects for the run's own failures. */
   async run(spec: AnsiblePlaybookSpec, mode: RunMode, node: string, signal: AbortSignal): Promise<ProcessOutcome> {
-    this.swept ??= sweepRunDirs();
+    // Once; then again while a dir was kept for a run going on: its end, or its successor's kill at its
+    // timeout, leaves the dir, secrets included, to be removed.
+    if (this.swept === undefined || (await this.swept) > 0) this.swept = sweepRunDirs();
     await this.swept;
     const token = leaseToken();
     // mkdtemp creates the directory 0700: the vars file and Ansible's temp files stay private.
@@ -126,17 +130,22 @@ export class AnsibleClient {
  * while the run itself goes on without it (its Ansible temp files are there): another daemon's first run,
  * or a test's beside it, would pull them from under the playbook, which its successor waits for to finish.
  */
-async function sweepRunDirs(): Promise<void> {
+async function sweepRunDirs(): Promise<number> {
   const root = tmpdir();
   const names = await readdir(root).catch(() => [] as string[]);
+  const left = names.flatMap((name) => {
+    const [, pid, token] = RUN_DIR_OF.exec(name) ?? [];
+    // Alive, or another user's: its dirs are not ours to remove.
+    return pid === undefined || isAlive(Number(pid)) ? [] : [{ name, token }];
+  });
+  // The process table read once, and only when some dir was left by a run that may go on.
+  const goingOn = left.some((d) => d.token !== undefined) ? carriedTokens() : new Set<string>();
+  const kept = left.filter((d) => d.token !== undefined && goingOn.has(d.token));
   await Promise.all(
-    names.map(async (name) => {
-      const [, pid, token] = RUN_DIR_OF.exec(name) ?? [];
-      // Alive, or another user's: its dirs are not ours to remove.
-      if (pid === undefined || isAlive(Number(pid))) return;
-      if (token !== undefined && tokenCarried(token)) return;
+    left
+      .filter((d) => !kept.includes(d))
       // Best effort: a dir another user owns (sticky /tmp) stays where it is.
-      await rm(join(root, name), { recursive: true, force: true }).catch(() => undefined);
-    }),
+      .map((d) => rm(join(root, d.name), { recursive: true, force: true }).catch(() => undefined)),
   );
+  return kept.length;
 }

@@ -536,9 +536,16 @@ describe('ansible backend without ansible', () => {
       mkdirSync(join(over, 'local'), { recursive: true });
       const run = spawn('sleep', ['60'], { env: { ...process.env, [LEASE_TOKEN_ENV]: token }, stdio: 'ignore' });
       parents.push(run);
-      const r = await backend({ ansiblePlaybook: join(dir, 'no-such-ansible-playbook') }).create(playbookNode('x', { playbook: 'site.yml' }), opContext());
+      const b = backend({ ansiblePlaybook: join(dir, 'no-such-ansible-playbook') });
+      const r = await b.create(playbookNode('x', { playbook: 'site.yml' }), opContext());
       expect(r.status).toBe('failed');
       expect(readdirSync(tmp).sort()).toEqual([basename(running), basename(unnamed), basename(goesOn)].sort());
+      // That run over, the next run of the same process removes its dir: it is not kept for good.
+      const ended = once(run, 'exit');
+      run.kill('SIGKILL');
+      await ended;
+      await b.create(playbookNode('x', { playbook: 'site.yml' }), opContext());
+      expect(readdirSync(tmp).sort()).toEqual([basename(running), basename(unnamed)].sort());
     } finally {
       for (const parent of parents) parent.kill('SIGKILL');
       if (saved === undefined) delete process.env.TMPDIR;
