@@ -301,6 +301,8 @@ export class Controller<S extends NodeSpec> {
    * mass-deletion guard. An empty graph never deletes anything. The nodes of
    * `changedBackends` (declared otherwise than for the previous graph) count as
    * changed: released if held, and converged where their backend now points.
+   * A store that refuses writes (a full disk) makes it throw only before the
+   * graph is changed: the caller may then put back what it changed for it.
    */
   async setGraph(graph: DesiredGraph<S>, options: { gates?: ReadonlyMap<NodeId, NodeGate>; commit?: string | null; changedBackends?: ReadonlySet<string> } = {}): Promise<void> {
     const previous = this.graph;
@@ -372,6 +374,8 @@ export class Controller<S extends NodeSpec> {
     }
     // A hold that ended (the gate gone, the node removed) is logged anew if it comes back.
     for (const id of this.policyHoldsLogged.keys()) if (!this.gates.has(id)) this.policyHoldsLogged.delete(id);
+    // Nothing is thrown from here, the graph being in: a write the store refuses waits for the next
+    // commit, and a delete it will not record as pending is not sent, but tried again (`notStarted`).
     await this.removeMissing(graph);
     this.flush();
   }
@@ -783,13 +787,9 @@ export class Controller<S extends NodeSpec> {
       );
     } catch (err) {
       // Not recorded, so not sent: the nodes are not being created or updated. Back to pending (as a
-      // restart would put them), else a node left `creating` ignores every later observation; tried
-      // again later, like any batch that failed.
+      // restart would put them), else a node left `creating` ignores every later observation.
       for (const step of steps) this.put(step.node, 'pending', {});
-      this.storeRefused(err);
-      for (const step of steps) this.queue.addAfter(step.node.id, FAILED_BATCH_RETRY_MS);
-      // Each time, not once an outage as the error: which nodes wait, and that they are tried again.
-      this.o.log.debug({ nodes: steps.map((st) => st.node.id), retryInMs: FAILED_BATCH_RETRY_MS }, 'operations not started: they cannot be recorded as pending');
+      this.notStarted(steps.map((st) => st.node.id), err);
       return;
     }
     for (const step of steps) this.pending.delete(step.node.id);
@@ -991,9 +991,18 @@ export class Controller<S extends NodeSpec> {
     this.o.log.info({ node: id }, 'interrupted operation resolved by observation: adopted');
   }
 
-  /** Records a delete as pending before the backend call and finished after it. */
-  private async provision(node: DesiredNode<S>, op: 'delete', call: () => Promise<ProvisionResult>): Promise<ProvisionResult> {
-    const opId = this.deferred.commit(() => this.o.store.beginOperation(node.id, op, this.runId));
+  /**
+   * Records a delete as pending before the backend call and finished after it. Undefined when the store
+   * would not record it (a full disk): not sent, and tried again later (`notStarted`).
+   */
+  private async provision(node: DesiredNode<S>, op: 'delete', call: () => Promise<ProvisionResult>): Promise<ProvisionResult | undefined> {
+    let opId: number;
+    try {
+      opId = this.deferred.commit(() => this.o.store.beginOperation(node.id, op, this.runId));
+    } catch (err) {
+      this.notStarted([node.id], err);
+      return undefined;
+    }
     const result = await call();
     this.deferred.finished(opId, result);
     return result;
@@ -1310,14 +1319,20 @@ export class Controller<S extends NodeSpec> {
     }
   }
 
-  private async deleteRecord(r: NodeRecord): Promise<void> {
+  /**
+   * Deletes a removed node's resource, and forgets the node once that is done. Returns whether the
+   * backend was asked. A delete the store would not record as pending (a full disk) is not sent: the
+   * node stays in `deleting`, and the batch loop tries its delete again until the store records it.
+   */
+  private async deleteRecord(r: NodeRecord): Promise<boolean> {
     const node = removedNode(r, this.o.codec);
     const log = this.o.log.child({ node: r.id, backend: r.backendId });
     if (node === undefined) {
       log.error('delete refused: the stored spec cannot be read');
-      return;
+      return false;
     }
     const result = await this.provision(node, 'delete', () => this.slots.run(() => this.o.provisioner.delete(node, this.context())));
+    if (result === undefined) return false;
     if (result.status === 'done') {
       this.backendAnswered(r.backendId);
       this.deleting.delete(r.id);
@@ -1337,7 +1352,7 @@ export class Controller<S extends NodeSpec> {
       log.info('node deleted');
       // The nodes it depended on that waited for it (`waitForDelete`): their turn.
       this.wake(r.id);
-      return;
+      return true;
     }
     // As for any node: the fault policy says when to try again (a server outage must not leave the
     // delete undone until the next reload), or to leave it to the next reload or restart.
@@ -1357,6 +1372,7 @@ export class Controller<S extends NodeSpec> {
       log.error({ fault: f, attempts, reason: decision.reason }, 'delete failed');
     }
     this.dirty.add(r.id);
+    return true;
   }
 
   private transition(node: DesiredNode<S>, event: NodeEventType, patch: Partial<NodeRecord>): void {
@@ -1418,6 +1434,17 @@ export class Controller<S extends NodeSpec> {
   /** The run's counts so far, in the transaction of a change it commits (`flush`, a delete, an orphan). */
   private recordProgress(): void {
     if (this.runId !== null) this.o.store.recordRunProgress(this.runId, this.summary);
+  }
+
+  /**
+   * Operations the store would not record as pending (a full disk), so not sent: tried again after a
+   * failed batch's wait, once it may write again. Nothing is thrown (into `setGraph`, whose graph is in).
+   */
+  private notStarted(ids: readonly NodeId[], err: unknown): void {
+    this.storeRefused(err);
+    for (const id of ids) this.queue.addAfter(id, FAILED_BATCH_RETRY_MS);
+    // Each time, not once an outage as the error: which nodes wait, and that they are tried again.
+    this.o.log.debug({ nodes: ids, retryInMs: FAILED_BATCH_RETRY_MS }, 'operations not started: they cannot be recorded as pending');
   }
 
   /** Says once per outage that the store refuses writes; `flush` says when it works again. */

@@ -9,7 +9,7 @@ import { CIRCUITS_META, DEFAULT_FAULT_POLICY, DesiredGraph, fault, GOALS_EMPTY_M
 import type { FieldDiff, Observation, ObservationMemo, ProvisionResult } from '../../src/runtime/index.ts';
 import type { InfraDesiredNodeSpec } from '../../src/infra/index.ts';
 import { capturingLogger, compileYaml, fileNode, goalYaml, harness, wrapMemory } from '../support/controller-harness.ts';
-import { counted } from '../support/store-commits.ts';
+import { counted, refusing } from '../support/store-commits.ts';
 import type { Harness, HarnessOptions } from '../support/controller-harness.ts';
 
 const open: Harness[] = [];
@@ -657,36 +657,52 @@ describe('Controller: drift', () => {
   it.each([
     { what: 'deleted (prune, Delete)', prune: true },
     { what: 'forgotten (no prune)', prune: false },
-  ])('nodes $what while the store refuses writes (a full disk): the new graph runs, and they leave the store once it writes again', async ({ prune }) => {
+  ])('nodes $what while the store refuses every write (a full disk): the new graph runs, nothing is deleted unrecorded, and they leave the store once it writes again', async ({ prune }) => {
     let refuse = false;
-    const wrapStore = (store: SqliteStateStore): SqliteStateStore =>
-      new Proxy(store, {
-        get(target, prop, receiver) {
-          const value = Reflect.get(target, prop, receiver) as unknown;
-          if (typeof value !== 'function') return value;
-          const method = (value as (...a: unknown[]) => unknown).bind(target);
-          if (prop !== 'removeNodes') return method;
-          return (...args: unknown[]) => {
-            if (refuse) throw new Error('database or disk is full');
-            return method(...args);
-          };
-        },
-      });
+    let fillOnWatch = false;
     const nodes = (ids: readonly string[]): string => ids.map((id) => fileNode(id, 'x', { deletionPolicy: 'Delete' })).join('');
-    const h = await converged(goalYaml(nodes(['a', 'b', 'c']), { prune }), { wrapStore });
+    const h = await converged(goalYaml(nodes(['a', 'b', 'c']), { prune }), {
+      wrapStore: (store) => refusing(store, () => refuse),
+      // The disk fills as the new graph goes in: once its watch starts, every write is refused.
+      extra: {
+        watch: () => {
+          refuse ||= fillOnWatch;
+          return () => undefined;
+        },
+      },
+    });
+    const old = h.controller.currentGraph;
+    const next = compileYaml(goalYaml(nodes(['a', 'b']), { prune })).graph;
+    // Full before it starts: setGraph throws before anything changes (its caller then puts back what it changed for it).
     refuse = true;
-    // Before: the refused write was thrown out of setGraph, its graph in already, and the daemon's
-    // loader then put the previous backends back under it.
-    await h.controller.setGraph(compileYaml(goalYaml(nodes(['a', 'b']), { prune })).graph);
-    await h.settle();
-    expect(h.calls.deleted).toEqual(prune ? ['c'] : []);
-    expect(h.store.getNode('c')).toBeDefined();
-    expect(h.controller.nodes().map((n) => n.id).sort()).toEqual(['a', 'b']);
+    await expect(h.controller.setGraph(next)).rejects.toThrow('database or disk is full');
+    expect(h.controller.currentGraph).toBe(old);
     refuse = false;
-    await h.advance(2 * MIN, 10_000);
+    // Full once its graph is in: nothing is thrown. Before, the delete's pending record, refused, was
+    // thrown out of setGraph, and the daemon's loader put the previous backends back under the new graph.
+    fillOnWatch = true;
+    await h.controller.setGraph(next);
+    expect(refuse).toBe(true);
+    expect(h.controller.currentGraph).toBe(next);
+    await h.settle();
+    // Never a delete sent without its pending record: tried again (by the batch loop) while refused, and not sent.
+    await h.advance(MIN, 5000);
+    expect(h.calls.deleted).toEqual([]);
+    expect(h.backend.snapshot().has('c')).toBe(true);
+    const notStarted = h.lines.filter((l) => l.msg === 'operations not started: they cannot be recorded as pending' && (l.nodes as string[]).includes('c'));
+    // In setGraph, then from the batch loop.
+    expect(Math.min(notStarted.length, 2)).toBe(prune ? 2 : 0);
+    expect(h.lines.filter((l) => l.msg === 'reconcile batch failed')).toEqual([]);
+    expect(h.store.getNode('c')).toBeDefined();
+    expect(h.controller.nodes().map((n) => n.id).sort()).toEqual(prune ? ['a', 'b', 'c'] : ['a', 'b']);
+    refuse = false;
+    await h.advance(MIN, 5000);
+    expect(h.calls.deleted).toEqual(prune ? ['c'] : []);
+    expect(h.backend.snapshot().has('c')).toBe(!prune);
     expect(h.store.getNode('c')).toBeUndefined();
     expect(h.store.listNodes().map((n) => n.id).sort()).toEqual(['a', 'b']);
-    expect(h.calls.deleted).toEqual(prune ? ['c'] : []);
+    expect(h.store.pendingOperations()).toEqual([]);
+    expect(h.controller.nodes().map((n) => n.id).sort()).toEqual(['a', 'b']);
   });
 
   it("a daemon's run counts each node found unchanged once, however many passes find it so", async () => {

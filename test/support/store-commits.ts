@@ -40,3 +40,23 @@ export function counted(store: SqliteStateStore): { store: StateStore; commits: 
   });
   return { store: proxy, commits: () => commits, reset: () => (commits = 0) };
 }
+
+/**
+ * The store as a full disk leaves it: while `refuse()` says so, every write (each write method, and
+ * any transaction) throws, and nothing of it is recorded; reads still answer.
+ */
+export function refusing(store: SqliteStateStore, refuse: () => boolean): StateStore {
+  return new Proxy(store, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      // Bound to the store itself: its #private fields are not the proxy's.
+      const method = (value as (...a: unknown[]) => unknown).bind(target);
+      if (prop !== 'transaction' && !(typeof prop === 'string' && WRITES.has(prop))) return method;
+      return (...args: unknown[]) => {
+        if (refuse()) throw new Error('database or disk is full');
+        return method(...args);
+      };
+    },
+  });
+}

@@ -224,6 +224,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       const changedBackends = changedFrom(opened.getMeta(BACKENDS_META), declared);
       // New backends go in before the graph (setGraph starts watching through them) and are
       // taken out again if the store refuses the revision: the last good graph keeps its own.
+      // setGraph throws only before its graph is in; after, a refused write waits for the store.
       const previous = backendMap;
       const fresh = key === backendKey ? undefined : registry().instantiate(declarations, { cwd: ctx.cwd, log, stateDir: ctx.stateDir, env: ctx.env });
       if (fresh !== undefined) backendMap = fresh;
