@@ -1284,9 +1284,12 @@ export class Controller<S extends NodeSpec> {
         this.waitForDelete(r, dependent);
         continue;
       }
-      const permit = this.breakers.for(r.backendId).acquire();
+      const breaker = this.breakers.for(r.backendId);
+      const permit = breaker.acquire();
       if (permit.verdict === 'reject') this.queue.addAfter(r.id, Math.max(1, permit.retryAt - this.o.clock.now()));
-      else await this.deleteRecord(r);
+      // A probe not sent (the delete not recorded, its spec unreadable) is given back: the circuit waited
+      // for its answer until the next cool-down, every node of the backend with it.
+      else if (!(await this.deleteRecord(r)) && permit.verdict === 'probe') breaker.cancelProbe();
     }
   }
 

@@ -939,6 +939,45 @@ describe('Controller: fault policy', () => {
     }
   });
 
+  it("a delete that is an open circuit's probe, not sent because the store will not record it (a full disk), gives the probe back: the backend's other nodes wait no other cool-down", async () => {
+    const ids = ['n1', 'n2', 'n3', 'n4', 'n5'];
+    const nodes = (list: readonly string[]): string => list.map((id) => fileNode(id, id, { deletionPolicy: 'Delete' })).join('');
+    let down = false;
+    let refuse = false;
+    let fillOnWatch = false;
+    const h = await converged(goalYaml(nodes([...ids, 'c']), { prune: true }), {
+      wrap: (b) =>
+        wrapMemory(b, 'memory', {
+          observe: async (list, ctx) => (down ? new Map(list.map((n) => [n.id, { status: 'failed', fault: { class: 'transient', message: 'connection refused' } } as Observation])) : b.observe(list, ctx)),
+        }),
+      wrapStore: (store) => refusing(store, () => refuse),
+      extra: {
+        watch: () => {
+          refuse ||= fillOnWatch;
+          return () => undefined;
+        },
+      },
+    });
+    down = true;
+    h.controller.notifyChanged([...ids, 'c']);
+    await h.settle();
+    expect(h.controller.circuits()).toEqual([expect.objectContaining({ state: 'open' })]);
+    // Held back, the other nodes leave c's delete to be the probe once the cool-down (30 s) is over.
+    const holds = ids.map((id) => h.controller.hold(id, 'kept off the backend'));
+    down = false;
+    fillOnWatch = true;
+    await h.controller.setGraph(compileYaml(goalYaml(nodes(ids), { prune: true })).graph);
+    await h.advance(31_000, 500);
+    expect(h.lines.filter((l) => l.msg === 'operations not started: they cannot be recorded as pending' && (l.nodes as string[]).includes('c'))).not.toEqual([]);
+    h.calls.reset();
+    for (const release of holds) release();
+    await h.advance(2000, 500);
+    // Before: the probe was left unanswered, and the circuit let none through for another 30 s.
+    expect(h.calls.observed).toEqual(expect.arrayContaining(ids));
+    expect(h.controller.circuits()).toEqual([]);
+    expect(h.calls.deleted).toEqual([]);
+  });
+
   /**
    * A converged harness whose node `p` gives outputs without `path` (as an exec command that never prints a
    * key a reference names) while `gives.path` is false, and each of `consumers` refers to `${nodes.p.outputs.path}`.
