@@ -11,7 +11,7 @@ import type {
   LocalFileSpec,
   LocalSymlinkSpec,
 } from '../../infra/index.ts';
-import { FaultError, Pacer, assertNever, fault, flushMicrotasks, forEachLimit, mapLimit, sha256, toFault } from '../../runtime/index.ts';
+import { FaultError, Pacer, assertNever, fault, flushMicrotasks, forEachLimit, hasReferences, mapLimit, sha256, toFault } from '../../runtime/index.ts';
 import type { FieldDiff, NodeId, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import type { AccountTable } from './accounts.ts';
 import { lookupId } from './accounts.ts';
@@ -275,12 +275,12 @@ export class LocalBackend implements InfraBackend {
    * The nodes are the goals' (`InfraBackend.watch`): what `FileClaims` compares each observation with.
    */
   watch(nodes: readonly BackendNode[], onChange: ChangeListener, log: Logger): () => void {
-    const paths: { id: NodeId; abs: string; rel: string }[] = [];
+    const paths: { id: NodeId; abs: string; rel: string; template: boolean }[] = [];
     for (const node of nodes) {
       const spec = node.spec.spec;
       if (spec.type !== 'local.file' && spec.type !== 'local.directory' && spec.type !== 'local.symlink') continue;
       try {
-        paths.push({ id: node.id, abs: lexicalPath(this.root, spec.path), rel: rootRelative(this.root, spec.path) });
+        paths.push({ id: node.id, abs: lexicalPath(this.root, spec.path), rel: rootRelative(this.root, spec.path), template: hasReferences(spec.path) });
       } catch {
         // A path that escapes the root is refused by every operation; there is nothing to watch.
       }

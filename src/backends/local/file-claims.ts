@@ -24,11 +24,19 @@ export interface SharedFile {
  * the two are seldom in one call. Cheap enough for a steady pass over 100k files: nothing for a node
  * whose path leads through no symlink in the root (`NodePath.linked`; a root given through one costs
  * what a plain root does) but, without a watch, one lookup of its own path, by the string its spec
- * holds (hashed once, not pass after pass); more only for the few nodes whose path leads through a symlink.
+ * holds (hashed once, not pass after pass), and, watched, one of its id when some path of the goals is
+ * a template; more only for the few nodes whose path leads through a symlink.
  */
 export class FileClaims {
-  /** Each node's own path (normal form, relative to the root): every node of the goals (`track`) or, without a watch, each observed. */
+  /**
+   * Each node's own path (normal form, relative to the root): every node of the goals (`track`) whose
+   * path is plain text, and each template node as last observed (`resolved`); without a watch, each observed.
+   */
   private own = new Map<string, NodeId>();
+  /** The nodes of the goals whose path is a template (`${nodes…}`, `$${`), each with it as written: `own` has it only as last resolved. */
+  private templated = new Map<NodeId, string>();
+  /** Where each template node's path last led (its key in `own`): a changed output leads it elsewhere, and the old file is let go. */
+  private readonly resolved = new Map<NodeId, string>();
   /** The nodes whose path led through a symlink when last observed. */
   private readonly linked = new Map<NodeId, Linked>();
   /** The files of `linked`, each with the nodes that reached it. */
@@ -41,13 +49,24 @@ export class FileClaims {
   /**
    * The nodes of the goals now (a new graph's, given to `watch`): their own paths replace those
    * noted, and what was noted of a node removed, or whose path changed, goes (no false claim is left
-   * behind). `onChange` is told of a node found sharing its file with one observed in another call.
-   * Returns what stops telling it.
+   * behind). A path that is a `template` (as `hasReferences` tells) leads where it resolves to, known
+   * when the node is observed: a node written as before keeps where it last led. `onChange` is told of
+   * a node found sharing its file with one observed in another call. Returns what stops telling it.
    */
-  track(paths: readonly { readonly id: NodeId; readonly rel: string }[], onChange: ChangeListener): () => void {
+  track(paths: readonly { readonly id: NodeId; readonly rel: string; readonly template?: boolean }[], onChange: ChangeListener): () => void {
     const own = new Map<string, NodeId>();
-    for (const { id, rel } of paths) if (!own.has(rel)) own.set(rel, id);
+    const templated = new Map<NodeId, string>();
+    for (const { id, rel, template } of paths) {
+      if (template === true) templated.set(id, rel);
+      else if (!own.has(rel)) own.set(rel, id);
+    }
+    for (const [id, rel] of this.resolved) {
+      const as = templated.get(id);
+      if (as !== undefined && as === this.templated.get(id) && !own.has(rel)) own.set(rel, id);
+      else this.resolved.delete(id);
+    }
     this.own = own;
+    this.templated = templated;
     for (const [id, l] of this.linked) if (own.get(l.rel) !== id) this.unlink(id, l);
     this.failing = new Set();
     const listener = { onChange };
@@ -68,8 +87,13 @@ export class FileClaims {
    * again through `confiner`: a link removed or changed since is forgotten).
    */
   reach(id: NodeId, at: NodePath, confiner: Confiner): NodeId | undefined {
-    // Watched (the daemon), every node of the goals is noted already (`track`); without a watch (`apply`), each as observed.
-    if (this.listener === undefined && !this.own.has(at.rel)) this.own.set(at.rel, id);
+    // Watched (the daemon), every node of the goals is noted already (`track`) but one whose path is a
+    // template, noted where it leads now; without a watch (`apply`), each as observed.
+    if (this.listener === undefined) {
+      if (!this.own.has(at.rel)) this.own.set(at.rel, id);
+    } else if (this.templated.size > 0 && this.templated.has(id)) {
+      this.resolve(id, at.rel);
+    }
     // The steady pass over plain paths ends here: no symlink on anyone's way.
     if (!at.linked && this.linked.size === 0) return undefined;
     const was = this.linked.get(id);
@@ -131,6 +155,15 @@ export class FileClaims {
       this.unlink(other, l);
     }
     return undefined;
+  }
+
+  /** Notes template node `id`'s path leading to `rel` now in `own`, in place of where it led before. */
+  private resolve(id: NodeId, rel: string): void {
+    const was = this.resolved.get(id);
+    if (was === rel) return;
+    if (was !== undefined && this.own.get(was) === id) this.own.delete(was);
+    this.resolved.set(id, rel);
+    if (!this.own.has(rel)) this.own.set(rel, id);
   }
 
   private unlink(id: NodeId, l: Linked): void {

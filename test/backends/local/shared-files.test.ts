@@ -34,13 +34,13 @@ async function observeAlone(node: InfraNode): Promise<Observation> {
   return observed.get(node.id)!;
 }
 
-/** The duplicate-resource failure naming `other`, at the real file `realdir/f`. */
-const sharedWith = (other: string): Record<string, unknown> => ({
+/** The duplicate-resource failure naming `other`, at the real file `realdir/<name>`. */
+const sharedWith = (other: string, name = 'f'): Record<string, unknown> => ({
   status: 'failed',
   fault: {
     class: 'permanent',
     code: 'duplicate-resource',
-    message: `${join(sb.root, 'realdir', 'f')} is managed by node ${JSON.stringify(other)} too: their paths lead to one file through a symlink the goals do not manage`,
+    message: `${join(sb.root, 'realdir', name)} is managed by node ${JSON.stringify(other)} too: their paths lead to one file through a symlink the goals do not manage`,
   },
 });
 
@@ -88,6 +88,70 @@ describe('two nodes reaching one file, observed in separate calls', () => {
     const observed = await sb.backend.observe([a, b], opCtx());
     expect(observed.get('a')).toMatchObject(sharedWith('b'));
     expect(observed.get('b')).toMatchObject(sharedWith('a'));
+  });
+});
+
+describe('a node whose path is a template, watched as the daemon has it', () => {
+  // The daemon watches the goals' nodes as written (`${nodes.p.outputs.dir}/f`) and observes each as
+  // resolved (`realdir/f`): the file a template node reaches is known only once it is observed.
+  /** Node `id` as the goals hold it (`template`) and as observed (`resolved`). */
+  const templateNode = (id: string, template: string, resolved: string): { goals: InfraNode; resolved: (path?: string) => InfraNode } => ({
+    goals: fileNode(id, template, `${id}\n`),
+    resolved: (path = resolved) => fileNode(id, path, `${id}\n`),
+  });
+  const cases = [
+    { name: 'a reference to an output', a: ['${nodes.p.outputs.dir}/f', 'realdir/f'], b: ['alias/f', 'alias/f'], file: 'f' },
+    { name: 'an escaped "${" (both)', a: ['realdir/$${f}', 'realdir/${f}'], b: ['alias/$${f}', 'alias/${f}'], file: '${f}' },
+  ] as const;
+
+  it.each(cases)('$name: observed first, it is found by the other through a symlink; both fail naming each other', async ({ a: [aTemplate, aPath], b: [bTemplate, bPath], file }) => {
+    await linkedDirs();
+    const a = templateNode('a', aTemplate, aPath);
+    const b = templateNode('b', bTemplate, bPath);
+    const watch = watchAll([a.goals, b.goals]);
+    expect(await observeAlone(a.resolved())).toEqual({ status: 'absent' });
+    expect(await sb.backend.create(a.resolved(), opCtx())).toMatchObject({ status: 'done' });
+    expect(await observeAlone(b.resolved())).toMatchObject(sharedWith('a', file));
+    expect(await observeAlone(a.resolved())).toMatchObject(sharedWith('b', file));
+    expect(watch.told).toEqual([['a']]);
+    expect(readFileSync(join(sb.root, 'realdir', file), 'utf8')).toBe('a\n');
+  });
+
+  it('its output changed, it leads to another file: the one it reached before is no longer claimed', async () => {
+    await linkedDirs();
+    const a = templateNode('a', '${nodes.p.outputs.dir}/f', 'realdir/f');
+    const b = fileNode('b', 'alias/f', 'b\n');
+    watchAll([a.goals, b]);
+    expect(await observeAlone(a.resolved())).toEqual({ status: 'absent' });
+    expect(await observeAlone(b)).toMatchObject(sharedWith('a'));
+    // p's `dir` is `elsewhere` now.
+    expect(await observeAlone(a.resolved('elsewhere/f'))).toEqual({ status: 'absent' });
+    expect(await observeAlone(b)).toEqual({ status: 'absent' });
+    // Back where it was: the two find each other again.
+    expect(await observeAlone(a.resolved())).toMatchObject(sharedWith('b'));
+    expect(await observeAlone(b)).toMatchObject(sharedWith('a'));
+  });
+
+  it('a new graph keeps its claim while it is written as before; written otherwise, or removed from the goals, it leaves none', async () => {
+    await linkedDirs();
+    const a = templateNode('a', '${nodes.p.outputs.dir}/f', 'realdir/f');
+    const b = fileNode('b', 'alias/f', 'b\n');
+    let watch = watchAll([a.goals, b]);
+    expect(await observeAlone(a.resolved())).toEqual({ status: 'absent' });
+    /** The daemon's controller stops the old watch and watches the new graph's nodes. */
+    const newGraph = (nodes: readonly InfraNode[]): void => {
+      watch.stop();
+      watch = watchAll(nodes);
+    };
+    // Each time b, observed before a, finds what a reached when last observed, or nothing.
+    newGraph([a.goals, b]);
+    expect(await observeAlone(b)).toMatchObject(sharedWith('a'));
+    newGraph([fileNode('a', '${nodes.p.outputs.dir}/g', 'a\n'), b]);
+    expect(await observeAlone(b)).toEqual({ status: 'absent' });
+    newGraph([a.goals, b]);
+    expect(await observeAlone(a.resolved())).toMatchObject(sharedWith('b'));
+    newGraph([b]);
+    expect(await observeAlone(b)).toEqual({ status: 'absent' });
   });
 });
 
