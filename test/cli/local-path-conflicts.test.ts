@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, execGoalHead, goalHead, localBackend, oneFileGoal, tempProject } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
+import type { Daemon, LogLine } from '../support/daemon.ts';
 
 // A managed file replaced by hand with a directory: drift of its kind, which the local backend never
 // corrects (it deletes nothing to make room). Reported like any drift, with why; left as found; and
@@ -138,20 +139,34 @@ spec:
     - { id: ${id}, type: local.file, spec: { path: ${path}, content: "${id}\\n" } }
 `;
 
-describe('desiredstate run: two nodes reaching one file by different paths', () => {
-  // The daemon observes the nodes due, a few at a time: a node added to the goals is observed alone,
-  // never in one call with the node it shares a file with. Each must find the other all the same.
-  const p = linkedProject('ds-daemon-shared-file-');
-  p.write('backend.yaml', localBackend(p.root));
-  p.write('a.yaml', fileGoal('a', 'realdir/f'));
-  // Held at the first failure: what the daemon does next waits for the test, not for a backoff.
+/**
+ * A daemon over a `linkedProject` (its goals written by the caller before `start`), each node held at its
+ * first permanent failure: what the daemon does next waits for the test, not for a backoff. `file` is `realdir/f`.
+ */
+function linkedDaemon(prefix: string): { p: ReturnType<typeof linkedProject>; file: string; start: () => Daemon } {
+  const p = linkedProject(prefix);
   const faults = join(p.dir, 'faults.yaml');
   writeFileSync(faults, 'retry: { permanent: { retryBudget: 1 } }\n');
   const daemons = trackDaemons(p.dir);
-  const file = join(p.root, 'realdir', 'f');
+  return { p, file: join(p.root, 'realdir', 'f'), start: () => daemons.start(['--listen', '127.0.0.1:0', '--interval', '1h', '--fault-policy', faults, ...p.args], { cwd: p.dir }) };
+}
+
+/** The daemon's line for node `id` held for sharing `file` with node `other`. */
+const heldSharingLine = (file: string, id: string, other: string) => (l: LogLine): boolean =>
+  l.msg === 'node held' && l.node === id && (l.fault as { code?: string; message?: string } | undefined)?.code === 'duplicate-resource' && (l.fault as { message: string }).message === `${file} is managed by node "${other}" too: their paths lead to one file through a symlink the goals do not manage`;
+
+/** The daemon's lines from `from` on that tell of a file written, or about to be. */
+const writes = (d: Daemon, from: number): LogLine[] => d.lines.slice(from).filter((l) => l.msg === 'drift detected' || l.msg === 'node updated' || l.msg === 'node created');
+
+describe('desiredstate run: two nodes reaching one file by different paths', () => {
+  // The daemon observes the nodes due, a few at a time: a node added to the goals is observed alone,
+  // never in one call with the node it shares a file with. Each must find the other all the same.
+  const { p, file, start } = linkedDaemon('ds-daemon-shared-file-');
+  p.write('backend.yaml', localBackend(p.root));
+  p.write('a.yaml', fileGoal('a', 'realdir/f'));
 
   it('both are held naming each other, the file is not rewritten; either removed from the goals, or the symlink removed by hand, releases them', async () => {
-    const d = daemons.start(['--listen', '127.0.0.1:0', '--interval', '1h', '--fault-policy', faults, ...p.args], { cwd: p.dir });
+    const d = start();
     const port = await d.port();
     const statusOf = async (): Promise<Record<string, { status: string; reason: string | null }>> => {
       const nodes = ((await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { nodes: { id: string; status: string; reason: string | null }[] }).nodes;
@@ -161,8 +176,7 @@ describe('desiredstate run: two nodes reaching one file by different paths', () 
       const s = await statusOf();
       return s.a?.status === 'held' && s.b?.status === 'held';
     };
-    const sharing = (id: string, other: string) => (l: { msg: string; node?: unknown; fault?: unknown }): boolean =>
-      l.msg === 'node held' && l.node === id && (l.fault as { code?: string; message?: string } | undefined)?.code === 'duplicate-resource' && (l.fault as { message: string }).message === `${file} is managed by node "${other}" too: their paths lead to one file through a symlink the goals do not manage`;
+    const sharing = (id: string, other: string): ((l: LogLine) => boolean) => heldSharingLine(file, id, other);
     await eventually(() => existsSync(file) && readFileSync(file, 'utf8') === 'a\n', 20_000, 'a converged');
 
     // b comes with a revision of its own: observed alone, it finds a; a is told, and finds b.
@@ -172,8 +186,7 @@ describe('desiredstate run: two nodes reaching one file by different paths', () 
     await d.waitFor(sharing('a', 'b'), 10_000, mark);
     await eventually(heldSharing, 10_000, 'a and b held');
     expect(readFileSync(file, 'utf8')).toBe('a\n');
-    const written = (from: number): unknown[] => d.lines.slice(from).filter((l) => l.msg === 'drift detected' || l.msg === 'node updated' || l.msg === 'node created');
-    expect(written(mark)).toEqual([]);
+    expect(writes(d, mark)).toEqual([]);
 
     // b removed from the goals: its claim goes with it, and a, released, is as it should be.
     mark = d.lines.length;
@@ -195,7 +208,7 @@ describe('desiredstate run: two nodes reaching one file by different paths', () 
     await eventually(async () => (await statusOf()).b?.status === 'ready', 10_000, 'b ready');
     expect(readFileSync(file, 'utf8')).toBe('a\n');
     expect(readFileSync(join(p.root, 'alias', 'f'), 'utf8')).toBe('b\n');
-    expect(written(mark).map((l) => (l as { node: string }).node)).toEqual(['b']);
+    expect(writes(d, mark).map((l) => l.node)).toEqual(['b']);
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
   }, 90_000);
@@ -205,7 +218,7 @@ describe('desiredstate run: a file passed from a removed node to a new one throu
   // The new graph's nodes are observed while removed ones are still being deleted (a command can take
   // seconds): by then the backend must know the removed node is gone, or the new one is held for ever,
   // named as sharing its file with a node no longer in the goals.
-  const p = linkedProject('ds-daemon-file-passed-');
+  const { p, file, start } = linkedDaemon('ds-daemon-file-passed-');
   const started = join(p.dir, 'delete-started');
   const release = join(p.dir, 'delete-release');
   // A delete that waits for the test (bounded: a test that fails leaves no loop behind for long).
@@ -221,13 +234,9 @@ describe('desiredstate run: a file passed from a removed node to a new one throu
   /** The exec Backend alone: declared as before, so that the daemon keeps its backend instances (and what they know). */
   const execBackend = slow.slice(0, slow.indexOf('---\n') + 4);
   p.write('goals.yaml', `${localBackend(p.root)}---\n${slow}---\n${fileGoal('x', 'realdir/f')}`);
-  const faults = join(p.dir, 'faults.yaml');
-  writeFileSync(faults, 'retry: { permanent: { retryBudget: 1 } }\n');
-  const daemons = trackDaemons(p.dir);
-  const file = join(p.root, 'realdir', 'f');
 
   it('the new node is not held naming the removed one while another removed node\'s delete is under way; it takes the file over', async () => {
-    const d = daemons.start(['--listen', '127.0.0.1:0', '--interval', '1h', '--fault-policy', faults, ...p.args], { cwd: p.dir });
+    const d = start();
     try {
       const port = await d.port();
       const ready = async (): Promise<boolean> => {
@@ -249,6 +258,33 @@ describe('desiredstate run: a file passed from a removed node to a new one throu
       writeFileSync(release, '');
     }
     await d.waitFor((l) => l.msg === 'node deleted' && l.node === 'slow', 10_000);
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+  }, 60_000);
+});
+
+describe('desiredstate run: a node whose path is a template, and one reaching its file through a symlink', () => {
+  // The daemon watches the goals' nodes as written (`${nodes.p.outputs.dir}/f`) and observes each as
+  // resolved (`realdir/f`): a, observed, must claim the file it reaches, and keep it in the next graph.
+  const { p, file, start } = linkedDaemon('ds-daemon-shared-template-');
+  const dir = `[/bin/sh, -c, 'cat > /dev/null; echo "{\\"exists\\":true,\\"state\\":{},\\"outputs\\":{\\"dir\\":\\"realdir\\"}}"']`;
+  p.write('backend.yaml', localBackend(p.root));
+  p.write('a.yaml', `${execGoalHead({ name: 'a' })}    - { id: p, type: generic.resource, spec: { commands: { read: ${dir}, create: ${dir} } } }
+    - { id: a, type: local.file, backend: local, spec: { path: "\${nodes.p.outputs.dir}/f", content: "a\\n" } }
+`);
+
+  it('both are held naming each other, and the file is not rewritten', async () => {
+    const d = start();
+    const port = await d.port();
+    await eventually(() => existsSync(file) && readFileSync(file, 'utf8') === 'a\n', 20_000, 'a converged');
+    const mark = d.lines.length;
+    p.write('b.yaml', fileGoal('b', 'alias/f'));
+    await d.waitFor(heldSharingLine(file, 'b', 'a'), 10_000, mark);
+    await d.waitFor(heldSharingLine(file, 'a', 'b'), 10_000, mark);
+    const nodes = ((await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { nodes: { id: string; status: string }[] }).nodes;
+    expect(Object.fromEntries(nodes.map((n) => [n.id, n.status]))).toEqual({ p: 'ready', a: 'held', b: 'held' });
+    expect(writes(d, mark)).toEqual([]);
+    expect(readFileSync(file, 'utf8')).toBe('a\n');
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
   }, 60_000);
