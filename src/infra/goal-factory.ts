@@ -7,6 +7,7 @@ import type { InfraDesiredNodeSpec } from './desired.ts';
 import type { AppliedDefault, PolicyDefault, PolicyEngine } from './policy.ts';
 import type { BackendDeclaration, BackendRegistry } from './registry.ts';
 import { wantsString } from './resolved-spec.ts';
+import { referencedSecretPaths } from './secret.ts';
 import { identityFields, INFRA_NODE_TYPES, isInfraNodeType, secretFields, specSchemas, statefulTypes } from './spec.ts';
 import type { InfraNodeSpec, InfraNodeType } from './spec.ts';
 
@@ -197,6 +198,15 @@ interface SpecDefaults {
 
 const NO_DEFAULTS: SpecDefaults = { applied: [], withoutThem: () => undefined };
 
+/**
+ * The issues of a node's spec as its goal writes it that its schema does not see, as that judges the
+ * spec once resolved too (a `$${` there is a `${`): a `${nodes…}` reference in the path of a secret
+ * reference (`referencedSecretPaths`). Policy defaults hold no `${`, so the spec without them has them all.
+ */
+function writtenOnlyIssues(spec: unknown): z.core.$ZodIssue[] {
+  return referencedSecretPaths(spec).map(({ path, message }) => ({ code: 'custom', path, message, input: valueAtPath(spec, path) }));
+}
+
 /** The node's spec as its goal writes it, without policy defaults, parsed; undefined when it is not valid so. */
 function specWithout(decl: NodeDeclaration, schema: (typeof specSchemas)[keyof typeof specSchemas]): InfraNodeSpec | undefined {
   const parsed = schema.safeParse(decl.spec);
@@ -249,7 +259,7 @@ function reportSpecIssues(
   const options = { schema, input, prefix: ['spec'], owner: decl.type, locate: decl.locate } as const;
   const written = (): readonly z.core.$ZodIssue[] => {
     const parsed = schema.safeParse(decl.spec);
-    return parsed.success ? [] : parsed.error.issues;
+    return [...(parsed.success ? [] : parsed.error.issues), ...writtenOnlyIssues(decl.spec)];
   };
   for (const [note, group] of byDefaultsNote(decl, applied, issues, written)) {
     if (note === '') reportZodIssues(group, { ...options, diag });
@@ -533,6 +543,7 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     const applied = this.policy === undefined || invalid?.has('spec') === true || invalid?.has('goal.environment') === true ? [] : this.policy.defaultsFor(decl, decl.type);
     const input = applied.length === 0 ? decl.spec : { ...decl.spec, ...Object.fromEntries(applied.map((d) => [d.field, d.value])) };
     const parsed = invalid?.has('spec') === true ? undefined : schema.safeParse(input);
+    const writtenOnly = parsed === undefined ? [] : writtenOnlyIssues(decl.spec);
     const report = (list: readonly z.core.$ZodIssue[]): void => reportSpecIssues(decl, schema, input, list, applied, diag);
     const backendId = decl.backend ?? 'local';
     // An invalid `backend` (or an unreadable default) is already reported: which backend is meant is unknown.
@@ -555,25 +566,27 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
         ok = false;
       }
     }
-    let data: Record<string, unknown> | undefined = parsed?.success === true ? parsed.data : undefined;
+    let data: Record<string, unknown> | undefined = parsed?.success === true && writtenOnly.length === 0 ? parsed.data : undefined;
     // Fields kept as written in a template: what a reference will make of them is known only at run time.
     let runtimeFields: ReadonlySet<string> | undefined;
     // Set when the spec has errors: its fields without one, as far as the backend's checks read them.
     let checkable: InfraNodeSpec | undefined;
-    if (parsed !== undefined && !parsed.success) {
+    if (parsed !== undefined && (!parsed.success || writtenOnly.length > 0)) {
+      const found = parsed.success ? [] : parsed.error.issues;
       // Matched by the issue's path. A string that reads an invalid goal field fails on what it says only because of
       // that field's error; one that holds a reference is checked once resolved, by the dispatcher.
       const pending = decl.pending;
       // A secret is never an output (outputs are stored and shown, a secret among them as `<secret>`): a reference stays an error there.
       const secret = secretFields[decl.type] ?? [];
-      const issues = pending === undefined ? parsed.error.issues : parsed.error.issues.filter((i) => !pendingIssue(i, pending) || secret.includes(String(i.path[0])));
+      // Those of the spec as written lie at a string that holds a reference: past the filter, which would take them to wait for it.
+      const issues = [...(pending === undefined ? found : found.filter((i) => !pendingIssue(i, pending) || secret.includes(String(i.path[0])))), ...writtenOnly];
       report(issues);
       if (issues.length === 0) {
-        const template = parseTemplate(schema, input, parsed.error.issues);
+        const template = parseTemplate(schema, input, found);
         data = template?.data;
         runtimeFields = template?.asWritten;
         // Never a node dropped in silence: should the template fail too, its issues are the spec's errors.
-        if (template === undefined) report(parsed.error.issues);
+        if (template === undefined) report(found);
       } else if (factory?.specFields !== undefined) {
         checkable = checkableSpec(decl.type, schema, input, issues, factory.specFields);
       }

@@ -6,14 +6,6 @@ import type { Fault } from '../runtime/index.ts';
 import { envNameSchema } from './process.ts';
 
 /**
- * Why a `fromFile` path that holds a `${nodes…}` reference is refused: an output would choose which
- * file the daemon reads a secret from (the name in `fromEnv` is refused by its pattern already).
- */
-function fromFileReference(path: string): string {
-  return `fromFile ${JSON.stringify(path)} takes its path from a reference: a secret is read only where the goal names it, the path of its file spelled out, never one an output gives`;
-}
-
-/**
  * A secret is never written inline: it names where the value lives. The
  * value is read only when an operation needs it and is never logged, printed
  * or stored (a hash may be stored to notice a change).
@@ -21,13 +13,9 @@ function fromFileReference(path: string): string {
 export const secretRefSchema = z.union(
   [
     z.strictObject({ fromEnv: envNameSchema.describe('Name of the environment variable holding the secret.') }),
-    z.strictObject({
-      fromFile: z
-        .string()
-        .min(1)
-        .refine((path) => !holdsNodeReference(path), { error: (iss) => fromFileReference(String(iss.input)) })
-        .describe('File holding the secret, relative to the working directory, its path spelled out (never a ${nodes…} reference).'),
-    }),
+    // A reference in the path is refused where the goal writes it (`referencedSecretPaths`), not here: this
+    // schema judges resolved specs too, where a `$${` written in the goal is a plain `${`.
+    z.strictObject({ fromFile: z.string().min(1).describe('File holding the secret, relative to the working directory, its path spelled out (never a ${nodes…} reference).') }),
   ],
   {
     error: (iss) =>
@@ -156,8 +144,6 @@ export function malformedSecretRefs(value: unknown): { path: (string | number)[]
     if (isRefShaped(map)) return [];
     const keys = Object.keys(map);
     const [key] = keys;
-    const fromFile = (map as { fromFile?: unknown }).fromFile;
-    if (keys.length === 1 && typeof fromFile === 'string' && holdsNodeReference(fromFile)) return [{ path, message: fromFileReference(fromFile) }];
     const why =
       keys.length > 1
         ? `a secret reference has one key, fromEnv or fromFile; this map has ${keys.join(', ')}`
@@ -166,6 +152,21 @@ export function malformedSecretRefs(value: unknown): { path: (string | number)[]
           : `fromFile is the path of the file holding the secret, not ${JSON.stringify((map as { fromFile: unknown }).fromFile)}`;
     return [{ path, message: `${why}: as it is, the map would be sent as data and no secret read` }];
   });
+}
+
+/**
+ * Each `{ fromFile }` secret reference in `value` (at any depth) whose path holds a `${nodes…}` reference,
+ * with the path to that path and why it is refused: an output would choose which file the daemon reads a
+ * secret from (the name in `fromEnv` is refused by its pattern already). A rule of the goal as written,
+ * checked where it is compiled, never by a schema a resolved spec meets: resolved, the `$${` of a literal
+ * `${` is one (a spec compiled before the rule, restored from the state, meets `outputSecretRefFault`).
+ */
+export function referencedSecretPaths(value: unknown): { path: (string | number)[]; message: string }[] {
+  return secretRefLookalikes(value).flatMap(({ path, map }) =>
+    isRefShaped(map) && 'fromFile' in map && holdsNodeReference(map.fromFile)
+      ? [{ path: [...path, 'fromFile'], message: `fromFile ${JSON.stringify(map.fromFile)} takes its path from a reference: a secret is read only where the goal names it, the path of its file spelled out, never one an output gives` }]
+      : [],
+  );
 }
 
 /** The secret references in `value`, at any depth, in the order they are written. */

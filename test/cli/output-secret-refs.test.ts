@@ -92,6 +92,26 @@ describe('an output shaped like a secret reference, put into an exec input by a 
   });
 });
 
+// `$${` writes a literal `${`: a fromFile path written `<dir>/$${nodes.p.outputs.id}` names the file
+// `<dir>/${nodes.p.outputs.id}`, spelled out. `validate` took it, but the rule that refuses a reference in
+// the path (test/fixtures/bad/secret-file-reference) was in the secret reference's schema, which judges the
+// resolved spec too: there the literal `${` read as a reference, and the node failed as `invalid-resolved-spec`.
+describe('a literal ${ in the path of a secret reference an exec input writes', () => {
+  it('passes validate, and the command is given the secret of the file so named, masked in what apply prints', async () => {
+    const { p, script } = project('ds-literal-secret-path-');
+    writeFileSync(join(p.dir, '${nodes.p.outputs.id}'), `${FILE_CANARY}\n`);
+    p.write('goals.yaml', `${execGoalHead()}${execNode('p', script, '{}')}${execNode('e', script, `{ pw: { fromFile: ${JSON.stringify(`${p.dir}/$\${nodes.p.outputs.id}`)} } }`)}`);
+
+    const validate = await cli(['validate', ...p.args]);
+    expect(validate.code, validate.stdout + validate.stderr).toBe(0);
+    const apply = await cli(['apply', '--yes', ...p.args], { env });
+    expect(apply.code, apply.stdout + apply.stderr).toBe(0);
+    expect(apply.stdout).toContain('2 created, 0 updated, 0 deleted, 0 unchanged, 0 failed');
+    expect(readFileSync(join(p.dir, 'e.stdin'), 'utf8')).toContain(`"input":{"pw":"${FILE_CANARY}"}`);
+    for (const text of [apply.stdout, apply.stderr, stateBytes(p.state)]) expect(text).not.toContain(FILE_CANARY);
+  });
+});
+
 describe('the daemon, given the same goals', () => {
   it('fails the consumer the same way: no command of it runs, no secret is read', async () => {
     const { p, script } = project('ds-output-secret-daemon-');

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
 import { InfraNodeProvisioner } from '../../src/infra/index.ts';
 import type { InfraNode } from '../../src/infra/index.ts';
+import { valueAtPath } from '../../src/runtime/index.ts';
 import type { OperationContext, Outputs } from '../../src/runtime/index.ts';
 import { opContext, silentLog } from '../support/backend.ts';
 import { compileText } from '../support/compile.ts';
@@ -510,14 +511,22 @@ describe('an output that would become or choose a secret reference', () => {
 
   // `validate` refuses a reference in a `fromFile` path (test/fixtures/bad/secret-file-reference): a spec
   // compiled before it did, restored from the state, still meets this check before any backend call.
+  const exec = 'type: generic.resource\n      spec: { input: { pw: { fromFile: /run/pw } } }';
   it.each([
-    { name: 'the path of one the goal writes', path: '${nodes.cfg.outputs.path}', ref: 'path' },
-    { name: 'part of that path', path: '/run/${nodes.cfg.outputs.host}', ref: 'host' },
-  ])('$name, in a spec restored from the state, fails the node the same way and reaches no backend', async ({ path, ref }) => {
-    const { memory, provisioner, ctx, node } = setup('    - id: n\n      type: generic.resource\n      spec: { input: { pw: { fromFile: /run/pw } } }\n', outputs);
-    const written = node('n');
-    const restored = { ...written, spec: { ...written.spec, spec: { ...written.spec.spec, input: { pw: { fromFile: path } } } } } as InfraNode;
-    await expectRefused(provisioner, ctx, restored, `node "n": spec.input.pw.fromFile: \${nodes.cfg.outputs.${ref}} ${chooses}`);
+    { name: 'the path of one the goal writes', node: exec, fields: { input: { pw: { fromFile: '${nodes.cfg.outputs.path}' } } }, at: 'spec.input.pw.fromFile', ref: 'path' },
+    { name: 'part of that path', node: exec, fields: { input: { pw: { fromFile: '/run/${nodes.cfg.outputs.host}' } } }, at: 'spec.input.pw.fromFile', ref: 'host' },
+    {
+      name: 'the path of a role\'s password',
+      node: 'type: postgres.role\n      spec: { name: app, password: { fromFile: /run/pw } }',
+      fields: { password: { fromFile: '${nodes.cfg.outputs.path}' } },
+      at: 'spec.password.fromFile',
+      ref: 'path',
+    },
+  ])('$name, in a spec restored from the state, fails the node the same way and reaches no backend', async ({ node: written, fields, at, ref }) => {
+    const { memory, provisioner, ctx, node } = setup(`    - id: n\n      ${written}\n`, outputs);
+    const compiled = node('n');
+    const restored = { ...compiled, spec: { ...compiled.spec, spec: { ...compiled.spec.spec, ...fields } } } as InfraNode;
+    await expectRefused(provisioner, ctx, restored, `node "n": ${at}: \${nodes.cfg.outputs.${ref}} ${chooses}`);
     expect(memory.calls).toEqual({ observe: 0, create: 0, update: 0, delete: 0 });
   });
 
@@ -525,5 +534,20 @@ describe('an output that would become or choose a secret reference', () => {
     const { memory, provisioner, ctx, node } = setup('    - id: n\n      type: generic.resource\n      spec: { input: { pw: { fromEnv: DB_PW }, host: "${nodes.cfg.outputs.host}", p: "${nodes.cfg.outputs.path}" } }\n', outputs);
     expect(await provisioner.create(node('n'), ctx)).toMatchObject({ status: 'done' });
     expect(memory.snapshot().get('n')!.spec).toMatchObject({ input: { pw: { fromEnv: 'DB_PW' }, host: 'db.local', p: '/etc/shadow' } });
+  });
+});
+
+// `$${` writes a literal `${` (README): `/run/$${nodes.cfg.outputs.path}` names the file `/run/${nodes.cfg.outputs.path}`,
+// spelled out. The rule refusing a reference in a fromFile path was in the secret reference's schema, which judges
+// the resolved spec too: there the literal `${` read as one, and the node failed as `invalid-resolved-spec`.
+describe('a literal ${ in the path of a secret reference the goal writes', () => {
+  it.each([
+    { name: 'a role\'s password', type: 'postgres.role', spec: '{ name: app, password: { fromFile: "/run/$${nodes.cfg.outputs.path}" } }', field: 'password' },
+    { name: 'an exec input', type: 'generic.resource', spec: '{ input: { pw: { fromFile: "/run/$${nodes.cfg.outputs.path}" } } }', field: 'input.pw' },
+    { name: 'an ansible extra var', type: 'ansible.playbook', spec: '{ playbook: site.yml, extraVars: { pw: { fromFile: "/run/$${nodes.cfg.outputs.path}" } } }', field: 'extraVars.pw' },
+  ])('in $name, is compiled, and reaches the backend as that path', async ({ type, spec, field }) => {
+    const { memory, provisioner, ctx, node } = setup(`    - id: n\n      type: ${type}\n      spec: ${spec}\n`, { path: '/etc/shadow' });
+    expect(await provisioner.create(node('n'), ctx)).toMatchObject({ status: 'done' });
+    expect(valueAtPath(memory.snapshot().get('n')!.spec, field.split('.'))).toEqual({ fromFile: '/run/${nodes.cfg.outputs.path}' });
   });
 });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { secretRefSchema } from '../../infra/index.ts';
+import { referencedSecretPaths, secretRefSchema } from '../../infra/index.ts';
 import { durationOrMsSchema, once } from '../../runtime/index.ts';
 
 /** A server-side timeout: a duration or milliseconds, or 0 (the server's own setting: nothing is sent). */
@@ -15,7 +15,13 @@ export const postgresConfigSchema = once(() =>
     port: z.number().int().min(1).max(65_535).default(5432).describe('Server port (with a socket directory as host, it names the socket file .s.PGSQL.<port>, as in libpq).'),
     user: z.string().min(1).default('postgres').describe('The role the backend connects as (a superuser can also verify password drift).'),
     database: z.string().min(1).default('postgres').describe('The maintenance database: roles and databases are managed through it.'),
-    password: secretRefSchema.optional().describe('The connecting user\'s password, as a secret reference.'),
+    password: secretRefSchema
+      .optional()
+      // A config is never resolved: judged only as written, a reference in the path is refused here.
+      .superRefine((ref, ctx) => {
+        for (const { path, message } of referencedSecretPaths(ref)) ctx.addIssue({ code: 'custom', path, message });
+      })
+      .describe('The connecting user\'s password, as a secret reference.'),
     sslmode: z
       .enum(SSL_MODES)
       .default('prefer')
