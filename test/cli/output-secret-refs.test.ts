@@ -97,13 +97,17 @@ describe('an output shaped like a secret reference, put into an exec input by a 
 // the path (test/fixtures/bad/secret-file-reference) was in the secret reference's schema, which judges the
 // resolved spec too: there the literal `${` read as a reference, and the node failed as `invalid-resolved-spec`.
 describe('a literal ${ in the path of a secret reference an exec input writes', () => {
-  it('passes validate, and the command is given the secret of the file so named, masked in what apply prints', async () => {
+  it('passes validate and plan, and the command is given the secret of the file so named, masked in what apply prints', async () => {
     const { p, script } = project('ds-literal-secret-path-');
     writeFileSync(join(p.dir, '${nodes.p.outputs.id}'), `${FILE_CANARY}\n`);
     p.write('goals.yaml', `${execGoalHead()}${execNode('p', script, '{}')}${execNode('e', script, `{ pw: { fromFile: ${JSON.stringify(`${p.dir}/$\${nodes.p.outputs.id}`)} } }`)}`);
 
     const validate = await cli(['validate', ...p.args]);
     expect(validate.code, validate.stdout + validate.stderr).toBe(0);
+    // `plan` looks for the secret where the apply reads it: it warned of `<dir>/$${nodes.p.outputs.id}`, which is no file.
+    const plan = await cli(['plan', ...p.args], { env });
+    expect(plan.stdout).toContain('Plan: 2 to create');
+    expect(plan.stdout).not.toContain('cannot be read');
     const apply = await cli(['apply', '--yes', ...p.args], { env });
     expect(apply.code, apply.stdout + apply.stderr).toBe(0);
     expect(apply.stdout).toContain('2 created, 0 updated, 0 deleted, 0 unchanged, 0 failed');

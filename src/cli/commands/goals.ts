@@ -67,11 +67,12 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
       return s === undefined ? undefined : shownSpec(shownTemplate(s));
     };
     // A create reads its secrets only when it runs (a role's password), so its observation said nothing
-    // of one missing here: said now, rather than by the apply that would fail on it.
+    // of one missing here: said now, rather than by the apply that would fail on it. Read where the apply
+    // reads them: a fromFile path written `$${` names a file with `${` in its name.
     const unreadable = new Map<string, { ref: string; reason: string }[]>();
     for (const e of entries) {
       if (e.planned.action !== 'create') continue;
-      const missing = await unreadableSecretRefs(spec(e.id), { env: ctx.env, cwd: ctx.cwd });
+      const missing = await unreadableSecretRefs(shownTemplate(spec(e.id)), { env: ctx.env, cwd: ctx.cwd });
       if (missing.length > 0) unreadable.set(e.id, missing);
     }
     if (ctx.format === 'json') {
