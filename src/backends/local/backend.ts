@@ -1,4 +1,4 @@
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import type {
   BackendContext,
@@ -11,7 +11,7 @@ import type {
   LocalFileSpec,
   LocalSymlinkSpec,
 } from '../../infra/index.ts';
-import { FaultError, Pacer, assertNever, fault, flushMicrotasks, forEachLimit, hasReferences, mapLimit, sha256, toFault } from '../../runtime/index.ts';
+import { FaultError, Pacer, assertNever, fault, flushMicrotasks, forEachLimit, hasReferences, holdsNodeReference, mapLimit, shownTemplate, sha256, toFault } from '../../runtime/index.ts';
 import type { FieldDiff, NodeId, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import type { AccountTable } from './accounts.ts';
 import { lookupId } from './accounts.ts';
@@ -182,8 +182,8 @@ export class LocalBackend implements InfraBackend {
         try {
           const spec = localSpec(node);
           const at = confiner.node(spec.path);
-          const other = this.claims.reach(node.id, at, confiner);
-          if (other !== undefined) shared.push({ node: node.id, other, file: at.real });
+          const sharing = this.claims.reach(node.id, at, confiner);
+          if (sharing !== undefined) shared.push(sharing);
           const obs = this.observeSync(spec, at, confiner, accounts, memoOf(node.id), now);
           if (obs === undefined) large.push({ node, at });
           else results.set(node.id, obs);
@@ -273,20 +273,24 @@ export class LocalBackend implements InfraBackend {
   /**
    * Watches the parent directories of the nodes' paths; reports changed node ids in batches (~50 ms).
    * The nodes are the goals' (`InfraBackend.watch`): what `FileClaims` compares each observation with.
+   * A path with a `${nodes…}` reference leads where it resolves to, known when the node is observed
+   * (`FileClaims` tells the watch); one with only `$${` escapes is the literal path it stands for.
    */
   watch(nodes: readonly BackendNode[], onChange: ChangeListener, log: Logger): () => void {
     const paths: { id: NodeId; abs: string; rel: string; template: boolean }[] = [];
     for (const node of nodes) {
       const spec = node.spec.spec;
       if (spec.type !== 'local.file' && spec.type !== 'local.directory' && spec.type !== 'local.symlink') continue;
+      const template = hasReferences(spec.path) && holdsNodeReference(spec.path);
+      const path = template ? spec.path : shownTemplate(spec.path);
       try {
-        paths.push({ id: node.id, abs: lexicalPath(this.root, spec.path), rel: rootRelative(this.root, spec.path), template: hasReferences(spec.path) });
+        paths.push({ id: node.id, abs: lexicalPath(this.root, path), rel: rootRelative(this.root, path), template });
       } catch {
         // A path that escapes the root is refused by every operation; there is nothing to watch.
       }
     }
-    const untrack = this.claims.track(paths, onChange);
-    const w = new DirectoryWatch({ paths, onChange, log });
+    const w = new DirectoryWatch({ paths: paths.filter((p) => !p.template), onChange, log });
+    const untrack = this.claims.track(paths, onChange, (id, rel) => w.follow(id, join(this.root, rel)));
     const stop = (): void => {
       w.stop();
       untrack();

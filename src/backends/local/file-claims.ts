@@ -10,22 +10,30 @@ interface Linked {
   readonly real: string;
 }
 
-/** A node of an observe call found reaching `file`, which `other` reaches too. */
+/** A node of an observe call found reaching `file`, which `other` reaches too: by the same path (`samePath`), or through a symlink. */
 export interface SharedFile {
   readonly node: NodeId;
   readonly other: NodeId;
   readonly file: string;
+  readonly samePath: boolean;
+}
+
+/** What a watch is told (`track`): nodes to observe now, and where a template node's path leads now (normal form, relative to the root). */
+export interface ClaimsListener {
+  readonly onChange: ChangeListener;
+  readonly follow?: (id: NodeId, rel: string) => void;
 }
 
 /**
  * Which file each node reaches, kept across observe calls. Two nodes whose paths lead to one file
- * (through a symlink the goals do not manage: `validate` refuses two equal paths) would overwrite
- * each other for ever, each pass "converged"; the daemon observes the nodes due, a few at a time, so
- * the two are seldom in one call. Cheap enough for a steady pass over 100k files: nothing for a node
- * whose path leads through no symlink in the root (`NodePath.linked`; a root given through one costs
- * what a plain root does) but, without a watch, one lookup of its own path, by the string its spec
- * holds (hashed once, not pass after pass), and, watched, one of its id when some path of the goals is
- * a template; more only for the few nodes whose path leads through a symlink.
+ * (through a symlink the goals do not manage, or, one a template, by resolving to the same path:
+ * `validate` refuses two equal paths written out) would overwrite each other for ever, each pass
+ * "converged"; the daemon observes the nodes due, a few at a time, so the two are seldom in one call.
+ * Cheap enough for a steady pass over 100k files: nothing for a node whose path leads through no
+ * symlink in the root (`NodePath.linked`; a root given through one costs what a plain root does) but,
+ * without a watch, one lookup of its own path, by the string its spec holds (hashed once, not pass
+ * after pass), and, watched, one of its id when some path of the goals is a template; more only for
+ * the few nodes whose path leads through a symlink, or to a path another node's reaches.
  */
 export class FileClaims {
   /**
@@ -33,9 +41,11 @@ export class FileClaims {
    * path is plain text, and each template node as last observed (`resolved`); without a watch, each observed.
    */
   private own = new Map<string, NodeId>();
-  /** The nodes of the goals whose path is a template (`${nodes…}`, `$${`), each with it as written: `own` has it only as last resolved. */
+  /** The other nodes noted at a path of `own` (a template node resolved to it, or, without a watch, one observed there): few, and each fails. */
+  private more = new Map<string, NodeId[]>();
+  /** The nodes of the goals whose path holds a `${nodes…}` reference, each with it as written: `own` (or `more`) has it only as last resolved. */
   private templated = new Map<NodeId, string>();
-  /** Where each template node's path last led (its key in `own`): a changed output leads it elsewhere, and the old file is let go. */
+  /** Where each template node's path last led (its key in `own` or `more`): a changed output leads it elsewhere, and the old file is let go. */
   private readonly resolved = new Map<NodeId, string>();
   /** The nodes whose path led through a symlink when last observed. */
   private readonly linked = new Map<NodeId, Linked>();
@@ -43,34 +53,38 @@ export class FileClaims {
   private readonly byReal = new Map<string, NodeId[]>();
   /** Nodes whose last observation failed for a shared file: one of them found again by its other needs no telling. */
   private failing = new Set<NodeId>();
-  /** Told of a node to observe now (the watch's listener); none without a watch (`apply`). */
-  private listener: { readonly onChange: ChangeListener } | undefined;
+  /** The watch's listener; none without a watch (`apply`). */
+  private listener: ClaimsListener | undefined;
 
   /**
    * The nodes of the goals now (a new graph's, given to `watch`): their own paths replace those
    * noted, and what was noted of a node removed, or whose path changed, goes (no false claim is left
-   * behind). A path that is a `template` (as `hasReferences` tells) leads where it resolves to, known
+   * behind). A path that is a `template` (a `${nodes…}` reference in it) leads where it resolves to, known
    * when the node is observed: a node written as before keeps where it last led. `onChange` is told of
-   * a node found sharing its file with one observed in another call. Returns what stops telling it.
+   * a node found sharing its file with one observed in another call; `follow` of where a template
+   * node leads, each time that changes (and now, for those kept). Returns what stops telling them.
    */
-  track(paths: readonly { readonly id: NodeId; readonly rel: string; readonly template?: boolean }[], onChange: ChangeListener): () => void {
+  track(paths: readonly { readonly id: NodeId; readonly rel: string; readonly template?: boolean }[], onChange: ChangeListener, follow?: ClaimsListener['follow']): () => void {
     const own = new Map<string, NodeId>();
     const templated = new Map<NodeId, string>();
     for (const { id, rel, template } of paths) {
       if (template === true) templated.set(id, rel);
       else if (!own.has(rel)) own.set(rel, id);
     }
+    const was = this.templated;
+    this.own = own;
+    this.more = new Map();
+    this.templated = templated;
     for (const [id, rel] of this.resolved) {
       const as = templated.get(id);
-      if (as !== undefined && as === this.templated.get(id) && !own.has(rel)) own.set(rel, id);
+      if (as !== undefined && as === was.get(id)) this.claim(id, rel);
       else this.resolved.delete(id);
     }
-    this.own = own;
-    this.templated = templated;
     for (const [id, l] of this.linked) if (own.get(l.rel) !== id) this.unlink(id, l);
     this.failing = new Set();
-    const listener = { onChange };
+    const listener = { onChange, follow };
     this.listener = listener;
+    if (follow !== undefined) for (const [id, rel] of this.resolved) follow(id, rel);
     return () => {
       if (this.listener === listener) this.listener = undefined;
     };
@@ -82,20 +96,25 @@ export class FileClaims {
   }
 
   /**
-   * Notes that node `id` reaches `at` now, and answers another node that reaches the same file, if
-   * any: one whose own path it is, or one last observed reaching it through a symlink (resolved
-   * again through `confiner`: a link removed or changed since is forgotten).
+   * Notes that node `id` reaches `at` now, and answers how another node reaches the same file, if
+   * any: one whose own path it is too, or whose own path it leads to, or one last observed reaching
+   * it through a symlink (resolved again through `confiner`: a link removed or changed since is forgotten).
    */
-  reach(id: NodeId, at: NodePath, confiner: Confiner): NodeId | undefined {
+  reach(id: NodeId, at: NodePath, confiner: Confiner): SharedFile | undefined {
     // Watched (the daemon), every node of the goals is noted already (`track`) but one whose path is a
     // template, noted where it leads now; without a watch (`apply`), each as observed.
-    if (this.listener === undefined) {
-      if (!this.own.has(at.rel)) this.own.set(at.rel, id);
-    } else if (this.templated.size > 0 && this.templated.has(id)) {
-      this.resolve(id, at.rel);
-    }
+    let same: NodeId | undefined;
+    if (this.listener === undefined) same = this.claim(id, at.rel);
+    else if (this.templated.size > 0 && this.templated.has(id)) same = this.resolve(id, at.rel);
+    else if (this.more.size > 0) same = this.sharer(at.rel, id);
     // The steady pass over plain paths ends here: no symlink on anyone's way.
-    if (!at.linked && this.linked.size === 0) return undefined;
+    const other = !at.linked && this.linked.size === 0 ? undefined : this.linkedOther(id, at, confiner);
+    if (same !== undefined) return { node: id, other: same, file: at.real, samePath: true };
+    return other === undefined ? undefined : { node: id, other, file: at.real, samePath: false };
+  }
+
+  /** A node other than `id` reaching `at`'s file by another path, through a symlink. */
+  private linkedOther(id: NodeId, at: NodePath, confiner: Confiner): NodeId | undefined {
     const was = this.linked.get(id);
     if (!at.linked) {
       if (was !== undefined) this.unlink(id, was);
@@ -122,11 +141,11 @@ export class FileClaims {
   settle(shared: readonly SharedFile[], results: Map<NodeId, Observation>): void {
     const failed = new Set<NodeId>();
     const told: NodeId[] = [];
-    for (const { node, other, file } of shared) {
-      results.set(node, sharedFile(file, other));
+    for (const { node, other, file, samePath } of shared) {
+      results.set(node, sharedFile(file, other, samePath));
       failed.add(node);
       if (results.has(other)) {
-        results.set(other, sharedFile(file, node));
+        results.set(other, sharedFile(file, node, samePath));
         failed.add(other);
       } else if (!this.failing.has(other)) {
         told.push(other);
@@ -157,13 +176,50 @@ export class FileClaims {
     return undefined;
   }
 
-  /** Notes template node `id`'s path leading to `rel` now in `own`, in place of where it led before. */
-  private resolve(id: NodeId, rel: string): void {
+  /**
+   * Notes template node `id`'s path leading to `rel` now, in place of where it led before (the watch
+   * follows it there); answers another node noted there.
+   */
+  private resolve(id: NodeId, rel: string): NodeId | undefined {
     const was = this.resolved.get(id);
-    if (was === rel) return;
-    if (was !== undefined && this.own.get(was) === id) this.own.delete(was);
+    if (was === rel) return this.sharer(rel, id);
+    if (was !== undefined) this.release(id, was);
     this.resolved.set(id, rel);
-    if (!this.own.has(rel)) this.own.set(rel, id);
+    this.listener?.follow?.(id, rel);
+    return this.claim(id, rel);
+  }
+
+  /** Notes node `id` at path `rel` (in `own`, or in `more` when another has it); answers another node noted there. */
+  private claim(id: NodeId, rel: string): NodeId | undefined {
+    const owner = this.own.get(rel);
+    if (owner === undefined) {
+      this.own.set(rel, id);
+      return undefined;
+    }
+    if (owner === id) return this.more.size > 0 ? this.sharer(rel, id) : undefined;
+    const ids = this.more.get(rel);
+    if (ids === undefined) this.more.set(rel, [id]);
+    else if (!ids.includes(id)) ids.push(id);
+    return owner;
+  }
+
+  /** Lets go of node `id` at path `rel`: another noted there, if any, has it in `own` now. */
+  private release(id: NodeId, rel: string): void {
+    const ids = this.more.get(rel)?.filter((x) => x !== id) ?? [];
+    if (this.own.get(rel) === id) {
+      const next = ids.shift();
+      if (next === undefined) this.own.delete(rel);
+      else this.own.set(rel, next);
+    }
+    if (ids.length > 0) this.more.set(rel, ids);
+    else this.more.delete(rel);
+  }
+
+  /** A node other than `id` noted at path `rel`. */
+  private sharer(rel: string, id: NodeId): NodeId | undefined {
+    const owner = this.own.get(rel);
+    if (owner !== undefined && owner !== id) return owner;
+    return this.more.get(rel)?.find((x) => x !== id);
   }
 
   private unlink(id: NodeId, l: Linked): void {
@@ -174,13 +230,18 @@ export class FileClaims {
   }
 }
 
-/** `node` fails: `file` is managed by node `other` too. */
-function sharedFile(file: string, other: NodeId): Observation {
+/** `node` fails: `file` is managed by node `other` too, reached by the same path or through a symlink. */
+function sharedFile(file: string, other: NodeId, samePath: boolean): Observation {
+  const why = samePath
+    ? 'their paths resolve to the same path (one written with a ${nodes…} reference, known only when it runs: validate cannot compare it)'
+    : 'their paths lead to one file through a symlink the goals do not manage';
   return {
     status: 'failed',
-    fault: fault('permanent', `${file} is managed by node ${JSON.stringify(other)} too: their paths lead to one file through a symlink the goals do not manage`, {
+    fault: fault('permanent', `${file} is managed by node ${JSON.stringify(other)} too: ${why}`, {
       code: 'duplicate-resource',
-      hint: 'one node per file: remove one of them from the goals, or manage the symlink so that validate sees the two paths are one',
+      hint: samePath
+        ? 'one node per file: remove one of them from the goals, or change a path (or the output it reads) so that they lead to different files'
+        : 'one node per file: remove one of them from the goals, or manage the symlink so that validate sees the two paths are one',
     }),
   };
 }

@@ -35,6 +35,8 @@ export class DirectoryWatch {
   private readonly byParent = new Map<string, Map<string, NodeId[]>>();
   private readonly watchers = new Map<string, { close(): void }>();
   private readonly changed = new Set<NodeId>();
+  /** Where each node given to `follow` leads now. */
+  private readonly followed = new Map<NodeId, string>();
   private readonly onChange: ChangeListener;
   private readonly log: Logger;
   private readonly debounceMs: number;
@@ -46,14 +48,35 @@ export class DirectoryWatch {
     this.onChange = options.onChange;
     this.log = options.log;
     this.debounceMs = options.debounceMs ?? 50;
-    for (const p of options.paths) {
-      const dir = dirname(p.abs);
-      let entries = this.byParent.get(dir);
-      if (entries === undefined) this.byParent.set(dir, (entries = new Map()));
-      const ids = entries.get(basename(p.abs));
-      if (ids === undefined) entries.set(basename(p.abs), [p.id]);
-      else ids.push(p.id);
+    for (const p of options.paths) this.add(p.id, p.abs);
+    this.arm();
+  }
+
+  /**
+   * Node `id`'s path leads to `abs` now, in place of where it led before: a path that is a template
+   * (`${nodes.p.outputs.dir}/f`) is known only resolved, when the node is observed, and an output
+   * changed leads it elsewhere. A directory no other path needs is no longer watched (an ancestor
+   * watched in place of a missing one stays until the watch stops: outputs seldom change).
+   */
+  follow(id: NodeId, abs: string): void {
+    if (this.stopped) return;
+    const was = this.followed.get(id);
+    if (was === abs) return;
+    this.followed.set(id, abs);
+    if (was !== undefined) {
+      const dir = dirname(was);
+      const entries = this.byParent.get(dir)!;
+      const ids = entries.get(basename(was))!.filter((x) => x !== id);
+      if (ids.length > 0) entries.set(basename(was), ids);
+      else entries.delete(basename(was));
+      if (entries.size === 0) {
+        this.byParent.delete(dir);
+        // It may have stood for a missing parent too: `arm` watches what is still needed again.
+        this.watchers.get(dir)?.close();
+        this.watchers.delete(dir);
+      }
     }
+    this.add(id, abs);
     this.arm();
   }
 
@@ -63,6 +86,15 @@ export class DirectoryWatch {
     if (this.timer !== undefined) clearTimeout(this.timer);
     for (const w of this.watchers.values()) w.close();
     this.watchers.clear();
+  }
+
+  private add(id: NodeId, abs: string): void {
+    const dir = dirname(abs);
+    let entries = this.byParent.get(dir);
+    if (entries === undefined) this.byParent.set(dir, (entries = new Map()));
+    const ids = entries.get(basename(abs));
+    if (ids === undefined) entries.set(basename(abs), [id]);
+    else ids.push(id);
   }
 
   /** Watches every needed parent; a missing one falls back to its nearest existing ancestor. */

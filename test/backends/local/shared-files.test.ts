@@ -155,6 +155,86 @@ describe('a node whose path is a template, watched as the daemon has it', () => 
   });
 });
 
+describe('a node whose path is a template resolving to the path another node has', () => {
+  // `validate` refuses two equal paths written out, but not one known only when its node runs: the
+  // two would overwrite each other for ever, one node's content, then the other's.
+  /** The duplicate-resource failure naming `other`, at `realdir/f`, reached by the same path. */
+  const samePathAs = (other: string): Record<string, unknown> => ({
+    status: 'failed',
+    fault: {
+      class: 'permanent',
+      code: 'duplicate-resource',
+      message: `${join(sb.root, 'realdir', 'f')} is managed by node ${JSON.stringify(other)} too: their paths resolve to the same path (one written with a \${nodes…} reference, known only when it runs: validate cannot compare it)`,
+    },
+  });
+  const template = (id: string): InfraNode => fileNode(id, '${nodes.p.outputs.dir}/f', `${id}\n`);
+  const resolved = (id: string, dir = 'realdir'): InfraNode => fileNode(id, `${dir}/f`, `${id}\n`);
+  // `alone`: what the first, a, finds observed alone. Shared only when the other's path is plain text,
+  // which the watch has noted from the goals; otherwise nothing tells it of the other yet.
+  const cases = [
+    { name: 'a template, then a plain path (daemon: watched)', goals: [template('a'), resolved('b')], watched: true, alone: 'shared' },
+    { name: 'a plain path, then a template (daemon: watched)', goals: [resolved('a'), template('b')], watched: true, alone: 'absent' },
+    { name: 'two templates (daemon: watched)', goals: [template('a'), template('b')], watched: true, alone: 'absent' },
+    { name: 'a template, then a plain path (apply, levels apart: no watch)', goals: [template('a'), resolved('b')], watched: false, alone: 'absent' },
+    { name: 'two templates (apply, levels apart: no watch)', goals: [template('a'), template('b')], watched: false, alone: 'absent' },
+  ] as const;
+
+  it.each(cases)('$name: observed in separate calls, both fail naming each other, and only the first ever writes the file', async ({ goals, watched, alone }) => {
+    await mkdir(join(sb.root, 'realdir'), { recursive: true });
+    const watch = watched ? watchAll(goals) : undefined;
+    if (alone === 'absent') {
+      expect(await observeAlone(resolved('a'))).toEqual({ status: 'absent' });
+      expect(await sb.backend.create(resolved('a'), opCtx())).toMatchObject({ status: 'done' });
+    } else {
+      expect(await observeAlone(resolved('a'))).toMatchObject(samePathAs('b'));
+    }
+    expect(await observeAlone(resolved('b'))).toMatchObject(samePathAs('a'));
+    expect(await observeAlone(resolved('a'))).toMatchObject(samePathAs('b'));
+    expect(await observeAlone(resolved('b'))).toMatchObject(samePathAs('a'));
+    // Watched, the node not observed when the other was found is told to look now; once.
+    if (watch !== undefined) expect(watch.told).toEqual([[alone === 'absent' ? 'a' : 'b']]);
+    const f = join(sb.root, 'realdir', 'f');
+    if (alone === 'absent') expect(readFileSync(f, 'utf8')).toBe('a\n');
+    else expect(existsSync(f)).toBe(false);
+  });
+
+  it('in one call: both fail naming each other', async () => {
+    const observed = await sb.backend.observe([resolved('a'), resolved('b')], opCtx());
+    expect(observed.get('a')).toMatchObject(samePathAs('b'));
+    expect(observed.get('b')).toMatchObject(samePathAs('a'));
+  });
+
+  it('its output changed, it leads elsewhere: the other is observed as it is; back, the two find each other again', async () => {
+    watchAll([template('a'), resolved('b')]);
+    expect(await observeAlone(resolved('a'))).toMatchObject(samePathAs('b'));
+    expect(await observeAlone(resolved('a', 'elsewhere'))).toEqual({ status: 'absent' });
+    expect(await observeAlone(resolved('b'))).toEqual({ status: 'absent' });
+    expect(await observeAlone(resolved('a'))).toMatchObject(samePathAs('b'));
+    expect(await observeAlone(resolved('b'))).toMatchObject(samePathAs('a'));
+  });
+
+  it('two templates, one led elsewhere: the one left has the path, and a node through a symlink to it still finds it', async () => {
+    await linkedDirs();
+    watchAll([template('a'), template('b'), fileNode('c', 'alias/f', 'c\n')]);
+    expect(await observeAlone(resolved('a'))).toEqual({ status: 'absent' });
+    expect(await observeAlone(resolved('b'))).toMatchObject(samePathAs('a'));
+    expect(await observeAlone(resolved('a', 'elsewhere'))).toEqual({ status: 'absent' });
+    expect(await observeAlone(resolved('b'))).toEqual({ status: 'absent' });
+    expect(await observeAlone(fileNode('c', 'alias/f', 'c\n'))).toMatchObject(sharedWith('b'));
+  });
+
+  it('a new graph keeps the claim of a template written as before, beside the plain node with its path', async () => {
+    let watch = watchAll([template('a'), resolved('b')]);
+    expect(await observeAlone(resolved('a'))).toMatchObject(samePathAs('b'));
+    watch.stop();
+    watch = watchAll([template('a'), resolved('b')]);
+    expect(await observeAlone(resolved('b'))).toMatchObject(samePathAs('a'));
+    watch.stop();
+    watchAll([resolved('b')]);
+    expect(await observeAlone(resolved('b'))).toEqual({ status: 'absent' });
+  });
+});
+
 describe('a root given through a symlink', () => {
   it('every path leads through it: only the two that reach one file fail', async () => {
     await linkedDirs();
@@ -194,7 +274,7 @@ describe('FileClaims under a root given through a symlink', () => {
     const claims = new FileClaims();
     if (watched) claims.track([...plain, b], () => undefined);
     const confiner = new Confiner(join(sb.base, 'rootlink'));
-    const reach = ({ id, rel }: { id: string; rel: string }): string | undefined => claims.reach(id, confiner.node(rel), confiner);
+    const reach = ({ id, rel }: { id: string; rel: string }): string | undefined => claims.reach(id, confiner.node(rel), confiner)?.other;
     for (let pass = 0; pass < 2; pass++) {
       expect(plain.map(reach).filter((other) => other !== undefined)).toEqual([]);
       expect(claims.linkedNodes).toBe(0);

@@ -110,6 +110,41 @@ describe('local backend watch', () => {
     await edited;
   });
 
+  // The daemon watches the goals' nodes as written (`${nodes.p.outputs.dir}/f`, `$${f}`) and observes each
+  // as resolved: the watch must wait on the file a template node reaches, not on its text.
+  it('notices a hand edit of the file a node whose path is an escaped "${" reaches, as watched', async () => {
+    const node = fileNode('esc', 'd/$${f}', 'x');
+    await sb.backend.create(fileNode('esc', 'd/${f}', 'x'), opCtx());
+    const w = watchFor([node]);
+    const edited = w.next('esc');
+    await writeFile(join(sb.root, 'd/${f}'), 'by hand');
+    await edited;
+  });
+
+  it('notices a hand edit of the file a node whose path holds a reference reaches, once observed; an output changed, where it leads now', async () => {
+    const resolved = (dir: string): InfraNode => fileNode('a', `${dir}/f`, 'x');
+    const other = fileNode('other', 'd/other', 'x');
+    for (const n of [resolved('d'), resolved('e'), other]) await sb.backend.create(n, opCtx());
+    const w = watchFor([fileNode('a', '${nodes.p.outputs.dir}/f', 'x'), other]);
+    await sb.backend.observe([resolved('d')], opCtx());
+    const edited = w.next('a');
+    await writeFile(join(sb.root, 'd/f'), 'by hand');
+    await edited;
+
+    // p's `dir` is `e` now: a's file there is watched, the one in `d` no longer is.
+    await sb.backend.observe([resolved('e')], opCtx());
+    const moved = w.next('a');
+    await writeFile(join(sb.root, 'e/f'), 'by hand');
+    await moved;
+    const mark = w.reports.length;
+    // One directory's events come in order: a report of d/f would come no later than d/other's.
+    const otherEdited = w.next('other');
+    await writeFile(join(sb.root, 'd/f'), 'by hand again');
+    await writeFile(join(sb.root, 'd/other'), 'by hand');
+    await otherEdited;
+    expect(w.reports.slice(mark).flat()).not.toContain('a');
+  });
+
   it('stops reporting once stopped, and close() stops every watch', async () => {
     const node = fileNode('f', 'f.txt', 'x');
     await sb.backend.create(node, opCtx());
