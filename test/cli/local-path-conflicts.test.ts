@@ -88,6 +88,13 @@ spec:
   });
 });
 
+/** An exec command giving `realdir` as output `dir` (for a path `${nodes.p.outputs.dir}/f`). */
+const giveRealdir = `[/bin/sh, -c, 'cat > /dev/null; echo "{\\"exists\\":true,\\"state\\":{},\\"outputs\\":{\\"dir\\":\\"realdir\\"}}"']`;
+
+/** Why two nodes reaching one file fail: through a symlink, or by the same path. */
+const THROUGH_SYMLINK = 'their paths lead to one file through a symlink the goals do not manage';
+const SAME_PATH = 'their paths resolve to the same path (one written with a ${nodes…} reference, known only when it runs: validate cannot compare it)';
+
 /** A project whose root holds `realdir/` and, made by hand, `alias`: a symlink to it that the goals do not manage. */
 function linkedProject(prefix: string): ReturnType<typeof tempProject> {
   const p = tempProject(prefix);
@@ -128,6 +135,20 @@ ${goalHead()}    - { id: d, type: local.directory, spec: { path: realdir } }
     expect(again.stdout).toContain('0 created, 0 updated');
     expect(readFileSync(join(p.root, 'realdir', 'f'), 'utf8')).toBe('B\n');
   });
+
+  it('one by a path with a reference that resolves to the other\'s, written out (a level apart): the later fails naming the earlier, and only the earlier writes it', async () => {
+    const p = linkedProject('ds-same-path-template-');
+    p.write('app.yaml', `${localBackend(p.root)}---
+${execGoalHead()}    - { id: p, type: generic.resource, spec: { commands: { read: ${giveRealdir}, create: ${giveRealdir} } } }
+    - { id: a, type: local.file, backend: local, spec: { path: "\${nodes.p.outputs.dir}/f", content: "A\\n" } }
+    - { id: b, type: local.file, backend: local, spec: { path: realdir/f, content: "B\\n" } }
+`);
+    const apply = await cli(['apply', ...p.args]);
+    expect(apply.code).toBe(1);
+    expect(apply.stdout).toContain('+ b: created');
+    expect(apply.stdout).toContain(`x a: permanent: ${join(p.root, 'realdir', 'f')} is managed by node "b" too: ${SAME_PATH}`);
+    expect(readFileSync(join(p.root, 'realdir', 'f'), 'utf8')).toBe('B\n');
+  });
 });
 
 /** A Goal named `id` whose one node `id` is a local file at `path`, holding `id`. */
@@ -151,9 +172,9 @@ function linkedDaemon(prefix: string): { p: ReturnType<typeof linkedProject>; fi
   return { p, file: join(p.root, 'realdir', 'f'), start: () => daemons.start(['--listen', '127.0.0.1:0', '--interval', '1h', '--fault-policy', faults, ...p.args], { cwd: p.dir }) };
 }
 
-/** The daemon's line for node `id` held for sharing `file` with node `other`. */
-const heldSharingLine = (file: string, id: string, other: string) => (l: LogLine): boolean =>
-  l.msg === 'node held' && l.node === id && (l.fault as { code?: string; message?: string } | undefined)?.code === 'duplicate-resource' && (l.fault as { message: string }).message === `${file} is managed by node "${other}" too: their paths lead to one file through a symlink the goals do not manage`;
+/** The daemon's line for node `id` held for sharing `file` with node `other` (through a symlink, or by the same path). */
+const heldSharingLine = (file: string, id: string, other: string, why = THROUGH_SYMLINK) => (l: LogLine): boolean =>
+  l.msg === 'node held' && l.node === id && (l.fault as { code?: string; message?: string } | undefined)?.code === 'duplicate-resource' && (l.fault as { message: string }).message === `${file} is managed by node "${other}" too: ${why}`;
 
 /** The daemon's lines from `from` on that tell of a file written, or about to be. */
 const writes = (d: Daemon, from: number): LogLine[] => d.lines.slice(from).filter((l) => l.msg === 'drift detected' || l.msg === 'node updated' || l.msg === 'node created');
@@ -263,28 +284,49 @@ describe('desiredstate run: a file passed from a removed node to a new one throu
   }, 60_000);
 });
 
-describe('desiredstate run: a node whose path is a template, and one reaching its file through a symlink', () => {
+describe('desiredstate run: a node whose path is a template, and another reaching its file', () => {
   // The daemon watches the goals' nodes as written (`${nodes.p.outputs.dir}/f`) and observes each as
   // resolved (`realdir/f`): a, observed, must claim the file it reaches, and keep it in the next graph.
-  const { p, file, start } = linkedDaemon('ds-daemon-shared-template-');
-  const dir = `[/bin/sh, -c, 'cat > /dev/null; echo "{\\"exists\\":true,\\"state\\":{},\\"outputs\\":{\\"dir\\":\\"realdir\\"}}"']`;
-  p.write('backend.yaml', localBackend(p.root));
-  p.write('a.yaml', `${execGoalHead({ name: 'a' })}    - { id: p, type: generic.resource, spec: { commands: { read: ${dir}, create: ${dir} } } }
+  /** A daemon over a `linkedDaemon` whose goals hold exec node p, giving `realdir` as its output `dir`, and a at `${nodes.p.outputs.dir}/f`. */
+  const templateDaemon = (prefix: string): ReturnType<typeof linkedDaemon> => {
+    const daemon = linkedDaemon(prefix);
+    daemon.p.write('backend.yaml', localBackend(daemon.p.root));
+    daemon.p.write('a.yaml', `${execGoalHead({ name: 'a' })}    - { id: p, type: generic.resource, spec: { commands: { read: ${giveRealdir}, create: ${giveRealdir} } } }
     - { id: a, type: local.file, backend: local, spec: { path: "\${nodes.p.outputs.dir}/f", content: "a\\n" } }
 `);
+    return daemon;
+  };
+  const linked = templateDaemon('ds-daemon-shared-template-');
+  const same = templateDaemon('ds-daemon-same-template-');
+  const edited = templateDaemon('ds-daemon-template-edited-');
 
-  it('both are held naming each other, and the file is not rewritten', async () => {
+  it.each([
+    { name: 'through a symlink', daemon: linked, path: 'alias/f', why: THROUGH_SYMLINK },
+    { name: 'by the path it resolves to, written out', daemon: same, path: 'realdir/f', why: SAME_PATH },
+  ])('$name: both are held naming each other, and the file is not rewritten', async ({ daemon: { p, file, start }, path, why }) => {
     const d = start();
     const port = await d.port();
     await eventually(() => existsSync(file) && readFileSync(file, 'utf8') === 'a\n', 20_000, 'a converged');
     const mark = d.lines.length;
-    p.write('b.yaml', fileGoal('b', 'alias/f'));
-    await d.waitFor(heldSharingLine(file, 'b', 'a'), 10_000, mark);
-    await d.waitFor(heldSharingLine(file, 'a', 'b'), 10_000, mark);
+    p.write('b.yaml', fileGoal('b', path));
+    await d.waitFor(heldSharingLine(file, 'b', 'a', why), 10_000, mark);
+    await d.waitFor(heldSharingLine(file, 'a', 'b', why), 10_000, mark);
     const nodes = ((await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { nodes: { id: string; status: string }[] }).nodes;
     expect(Object.fromEntries(nodes.map((n) => [n.id, n.status]))).toEqual({ p: 'ready', a: 'held', b: 'held' });
     expect(writes(d, mark)).toEqual([]);
     expect(readFileSync(file, 'utf8')).toBe('a\n');
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+  }, 60_000);
+
+  it('its file edited by hand is noticed by the watch and put right, the interval an hour away', async () => {
+    const { file, start } = edited;
+    const d = start();
+    await eventually(() => existsSync(file) && readFileSync(file, 'utf8') === 'a\n', 20_000, 'a converged');
+    const mark = d.lines.length;
+    writeFileSync(file, 'by hand\n');
+    await d.waitFor((l) => l.msg === 'drift detected' && l.node === 'a', 10_000, mark);
+    await eventually(() => readFileSync(file, 'utf8') === 'a\n', 10_000, 'a put right');
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
   }, 60_000);
