@@ -69,15 +69,21 @@ export class DirectoryWatch {
       const ids = entries.get(basename(was))!.filter((x) => x !== id);
       if (ids.length > 0) entries.set(basename(was), ids);
       else entries.delete(basename(was));
-      if (entries.size === 0) {
-        this.byParent.delete(dir);
+      const watcher = entries.size === 0 ? this.watchers.get(dir) : undefined;
+      if (entries.size === 0) this.byParent.delete(dir);
+      if (watcher !== undefined) {
         // It may have stood for a missing parent too: `arm` watches what is still needed again.
-        this.watchers.get(dir)?.close();
+        watcher.close();
         this.watchers.delete(dir);
+        this.add(id, abs);
+        this.arm();
+        return;
       }
     }
     this.add(id, abs);
-    this.arm();
+    // Its own parent only: every parent looked at again (a failed fs.watch for each one missing) made
+    // each node's first observation cost as much as all the watch's directories.
+    this.armDir(dirname(abs));
   }
 
   /** Closes every watcher and drops pending reports. */
@@ -99,12 +105,15 @@ export class DirectoryWatch {
 
   /** Watches every needed parent; a missing one falls back to its nearest existing ancestor. */
   private arm(): void {
-    for (const dir of this.byParent.keys()) {
-      if (this.watchers.has(dir)) continue;
-      for (let d = dir; ; d = dirname(d)) {
-        if (this.watchers.has(d) || this.tryWatch(d)) break;
-        if (dirname(d) === d) break;
-      }
+    for (const dir of this.byParent.keys()) this.armDir(dir);
+  }
+
+  /** Watches `dir`, or, missing, its nearest existing ancestor. */
+  private armDir(dir: string): void {
+    if (this.watchers.has(dir)) return;
+    for (let d = dir; ; d = dirname(d)) {
+      if (this.watchers.has(d) || this.tryWatch(d)) break;
+      if (dirname(d) === d) break;
     }
   }
 
