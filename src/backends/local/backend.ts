@@ -44,6 +44,7 @@ import { kindName, observeDirectory, observeFile, observeSymlink } from './obser
 import type { FileExpectation } from './observe.ts';
 import { lexicalPath, MODE_BITS, modeDiffers, parseMode, rootRelative } from './paths.ts';
 import { DirectoryWatch } from './watch.ts';
+import type { WatchedPath } from './watch.ts';
 
 /** The node types this backend provisions. */
 export const LOCAL_KINDS = ['local.file', 'local.directory', 'local.symlink'] as const;
@@ -277,20 +278,28 @@ export class LocalBackend implements InfraBackend {
    * (`FileClaims` tells the watch); one with only `$${` escapes is the literal path it stands for.
    */
   watch(nodes: readonly BackendNode[], onChange: ChangeListener, log: Logger): () => void {
-    const paths: { id: NodeId; abs: string; rel: string; template: boolean }[] = [];
+    const tracked: { id: NodeId; rel: string; template?: boolean }[] = [];
+    const watched: WatchedPath[] = [];
     for (const node of nodes) {
       const spec = node.spec.spec;
       if (spec.type !== 'local.file' && spec.type !== 'local.directory' && spec.type !== 'local.symlink') continue;
-      const template = hasReferences(spec.path) && holdsNodeReference(spec.path);
-      const path = template ? spec.path : shownTemplate(spec.path);
+      if (hasReferences(spec.path) && holdsNodeReference(spec.path)) {
+        // Its text only, compared as written (`FileClaims.track`): not normalised, as `${nodes.p.outputs.dir}/../../f`
+        // would be to a path out of the root, where it may well lead inside once resolved.
+        tracked.push({ id: node.id, rel: spec.path, template: true });
+        continue;
+      }
+      const path = shownTemplate(spec.path);
       try {
-        paths.push({ id: node.id, abs: lexicalPath(this.root, path), rel: rootRelative(this.root, path), template });
+        const at = { id: node.id, abs: lexicalPath(this.root, path), rel: rootRelative(this.root, path) };
+        tracked.push(at);
+        watched.push(at);
       } catch {
         // A path that escapes the root is refused by every operation; there is nothing to watch.
       }
     }
-    const w = new DirectoryWatch({ paths: paths.filter((p) => !p.template), onChange, log });
-    const untrack = this.claims.track(paths, onChange, (id, rel) => w.follow(id, join(this.root, rel)));
+    const w = new DirectoryWatch({ paths: watched, onChange, log });
+    const untrack = this.claims.track(tracked, onChange, (id, rel) => w.follow(id, join(this.root, rel)));
     const stop = (): void => {
       w.stop();
       untrack();

@@ -175,6 +175,8 @@ describe('a node whose path is a template resolving to the path another node has
     { name: 'a template, then a plain path (daemon: watched)', goals: [template('a'), resolved('b')], watched: true, alone: 'shared' },
     { name: 'a plain path, then a template (daemon: watched)', goals: [resolved('a'), template('b')], watched: true, alone: 'absent' },
     { name: 'two templates (daemon: watched)', goals: [template('a'), template('b')], watched: true, alone: 'absent' },
+    // Out of the root as written, `../realdir/f` once normalised; inside once resolved (dir: realdir/x).
+    { name: 'a template that climbs, then a plain path (daemon: watched)', goals: [fileNode('a', '${nodes.p.outputs.dir}/../../realdir/f', 'a\n'), resolved('b')], watched: true, alone: 'shared' },
     { name: 'a template, then a plain path (apply, levels apart: no watch)', goals: [template('a'), resolved('b')], watched: false, alone: 'absent' },
     { name: 'two templates (apply, levels apart: no watch)', goals: [template('a'), template('b')], watched: false, alone: 'absent' },
   ] as const;
