@@ -1,7 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { cli, tempProject } from '../support/cli.ts';
-import { postgresBackendDoc, startTestPostgres } from '../support/postgres.ts';
-import type { TestPostgres } from '../support/postgres.ts';
+import { postgresForProject } from '../support/postgres.ts';
 
 /*
  * Nodes of one server that name each other (a database's owner, a role's groups, a grant's role,
@@ -9,9 +8,9 @@ import type { TestPostgres } from '../support/postgres.ts';
  * names ("database i_db does not exist … declare it in dependsOn"), and converged only on the third.
  * The names imply the order, as Terraform's references do.
  */
-let server: TestPostgres;
 const p = tempProject('ds-pg-implied-');
-const env = (): NodeJS.ProcessEnv => ({ PG_ADMIN_PW: server.password });
+const pgServer = postgresForProject(p);
+const env = (): NodeJS.ProcessEnv => ({ PG_ADMIN_PW: pgServer().password });
 
 // Declared in the worst order: every node before what it names.
 const nodes = (prune: boolean, list: string): string => `apiVersion: desiredstate/v1
@@ -28,13 +27,6 @@ const all = `    - { id: grant, type: postgres.grant, deletionPolicy: Delete, sp
     - { id: owner, type: postgres.role, deletionPolicy: Delete, spec: { name: i_owner } }
 `;
 
-beforeAll(async () => {
-  server = await startTestPostgres();
-  p.write('backend.yaml', postgresBackendDoc(server, server.user));
-}, 120_000);
-afterAll(async () => {
-  await server?.destroy();
-});
 
 describe('postgres nodes that name each other', () => {
   it('are ordered by those names: one apply converges, graph draws the edges, and removed they are deleted dependents first', async () => {
@@ -47,13 +39,13 @@ describe('postgres nodes that name each other', () => {
     expect(apply.code, apply.stdout + apply.stderr).toBe(0);
     expect(apply.stdout).toContain('5 created');
     expect((await cli(['plan', ...p.args], { env: env() })).code).toBe(0);
-    expect(await server.sql(`SELECT has_schema_privilege('i_member', 'i_schema', 'USAGE') AS usage`, [], 'i_db')).toEqual([{ usage: true }]);
+    expect(await pgServer().sql(`SELECT has_schema_privilege('i_member', 'i_schema', 'USAGE') AS usage`, [], 'i_db')).toEqual([{ usage: true }]);
 
     // Removed, all five: each deleted after what names it, in one pass.
     p.write('app.yaml', nodes(true, '    - { id: keep, type: postgres.role, spec: { name: i_keep } }\n'));
     const removed = await cli(['apply', '--yes', '--allow-mass-deletion', ...p.args], { env: env() });
     expect(removed.code, removed.stdout + removed.stderr).toBe(0);
     expect(removed.stdout).toContain('5 deleted');
-    expect(await server.sql(`SELECT rolname FROM pg_roles WHERE rolname LIKE 'i\\_%' ORDER BY 1`)).toEqual([{ rolname: 'i_keep' }]);
+    expect(await pgServer().sql(`SELECT rolname FROM pg_roles WHERE rolname LIKE 'i\\_%' ORDER BY 1`)).toEqual([{ rolname: 'i_keep' }]);
   }, 60_000);
 });

@@ -1,9 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { cli, goalHead, shellResource, tempProject } from '../support/cli.ts';
-import { postgresBackendDoc, startTestPostgres } from '../support/postgres.ts';
-import type { TestPostgres } from '../support/postgres.ts';
+import { postgresForProject } from '../support/postgres.ts';
 
 /*
  * A typed list field takes a whole reference to a list output: a role's memberOf from the names an
@@ -12,9 +11,9 @@ import type { TestPostgres } from '../support/postgres.ts';
  * list goes in whole, is checked against the field's type once the output is known, and a list the
  * type refuses fails the node that references it, before PostgreSQL is asked anything.
  */
-let server: TestPostgres;
 const p = tempProject('ds-pg-whole-ref-');
-const env = (): NodeJS.ProcessEnv => ({ PG_ADMIN_PW: server.password, DESIREDSTATE_LOG_LEVEL: 'silent' });
+const pgServer = postgresForProject(p);
+const env = (): NodeJS.ProcessEnv => ({ PG_ADMIN_PW: pgServer().password, DESIREDSTATE_LOG_LEVEL: 'silent' });
 
 // `groups` prints what `outputs.json` holds, at create and at every read.
 const script = shellResource(
@@ -46,20 +45,13 @@ ${goalHead('  defaults: { backend: pg }\n')}    - id: groups
 ${extra}`;
 
 async function memberships(role: string): Promise<string[]> {
-  const rows = await server.sql<{ group: string }>(
+  const rows = await pgServer().sql<{ group: string }>(
     `SELECT g.rolname AS group FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = $1 ORDER BY 1`,
     [role],
   );
   return rows.map((r) => r.group);
 }
 
-beforeAll(async () => {
-  server = await startTestPostgres();
-  p.write('backend.yaml', postgresBackendDoc(server, server.user));
-}, 120_000);
-afterAll(async () => {
-  await server?.destroy();
-});
 
 describe('a role whose memberOf is one reference to a list output', () => {
   it('validates; apply grants the memberships the output names, a second apply does nothing, and a changed output revokes', async () => {
@@ -97,7 +89,7 @@ describe('a role whose memberOf is one reference to a list output', () => {
       class: 'permanent',
       message: 'node "bad": spec.memberOf[0]: expected a string, got the number 1 (from ${nodes.groups.outputs.ids}); spec.memberOf[1]: expected a string, got the number 2 (from ${nodes.groups.outputs.ids})',
     });
-    expect(await server.sql(`SELECT rolname FROM pg_roles WHERE rolname = 'wr_bad'`)).toEqual([]);
+    expect(await pgServer().sql(`SELECT rolname FROM pg_roles WHERE rolname = 'wr_bad'`)).toEqual([]);
     // The others are as they were.
     expect(nodes.filter((n) => n.id !== 'bad').map((n) => n.status)).toEqual(['ready', 'ready', 'ready', 'ready']);
   }, 60_000);

