@@ -543,7 +543,8 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     const applied = this.policy === undefined || invalid?.has('spec') === true || invalid?.has('goal.environment') === true ? [] : this.policy.defaultsFor(decl, decl.type);
     const input = applied.length === 0 ? decl.spec : { ...decl.spec, ...Object.fromEntries(applied.map((d) => [d.field, d.value])) };
     const parsed = invalid?.has('spec') === true ? undefined : schema.safeParse(input);
-    const writtenOnly = parsed === undefined ? [] : writtenOnlyIssues(decl.spec);
+    // Only a spec with a reference can have them (`decl.pending`: its strings that hold one).
+    const writtenOnly = parsed === undefined || decl.pending === undefined ? [] : writtenOnlyIssues(decl.spec);
     const report = (list: readonly z.core.$ZodIssue[]): void => reportSpecIssues(decl, schema, input, list, applied, diag);
     const backendId = decl.backend ?? 'local';
     // An invalid `backend` (or an unreadable default) is already reported: which backend is meant is unknown.

@@ -126,12 +126,34 @@ export interface SecretRefLookalike {
   readonly map: object;
 }
 
-/** Each map in `value` that looks meant as a secret reference, at any depth, with the path to it (not looking inside it). */
-export function secretRefLookalikes(value: unknown, path: readonly (string | number)[] = []): SecretRefLookalike[] {
-  if (Array.isArray(value)) return value.flatMap((v, i) => secretRefLookalikes(v, [...path, i]));
-  if (typeof value !== 'object' || value === null) return [];
-  if ('fromEnv' in value || 'fromFile' in value) return [{ path: [...path], map: value }];
-  return Object.entries(value).flatMap(([k, v]) => secretRefLookalikes(v, [...path, k]));
+/**
+ * Each map in `value` that looks meant as a secret reference, at any depth, with the path to it (not
+ * looking inside it). One path, walked down and back up, copied only for what is found: every spec
+ * with a reference meets this each time it is resolved, and most hold none.
+ */
+export function secretRefLookalikes(value: unknown): SecretRefLookalike[] {
+  const found: SecretRefLookalike[] = [];
+  const path: (string | number)[] = [];
+  const walk = (v: unknown): void => {
+    if (typeof v !== 'object' || v === null) return;
+    if (Array.isArray(v)) {
+      v.forEach((item, i) => {
+        path.push(i);
+        walk(item);
+        path.pop();
+      });
+    } else if ('fromEnv' in v || 'fromFile' in v) {
+      found.push({ path: [...path], map: v });
+    } else {
+      for (const [k, item] of Object.entries(v)) {
+        path.push(k);
+        walk(item);
+        path.pop();
+      }
+    }
+  };
+  walk(value);
+  return found;
 }
 
 /**

@@ -11,7 +11,7 @@ import type {
   LocalFileSpec,
   LocalSymlinkSpec,
 } from '../../infra/index.ts';
-import { FaultError, Pacer, assertNever, fault, flushMicrotasks, forEachLimit, hasReferences, holdsNodeReference, mapLimit, shownTemplate, sha256, toFault } from '../../runtime/index.ts';
+import { FaultError, Pacer, assertNever, fault, flushMicrotasks, forEachLimit, holdsNodeReference, mapLimit, shownTemplate, sha256, toFault } from '../../runtime/index.ts';
 import type { FieldDiff, NodeId, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import type { AccountTable } from './accounts.ts';
 import { lookupId } from './accounts.ts';
@@ -283,7 +283,7 @@ export class LocalBackend implements InfraBackend {
     for (const node of nodes) {
       const spec = node.spec.spec;
       if (spec.type !== 'local.file' && spec.type !== 'local.directory' && spec.type !== 'local.symlink') continue;
-      if (hasReferences(spec.path) && holdsNodeReference(spec.path)) {
+      if (holdsNodeReference(spec.path)) {
         // Its text only, compared as written (`FileClaims.track`): not normalised, as `${nodes.p.outputs.dir}/../../f`
         // would be to a path out of the root, where it may well lead inside once resolved.
         tracked.push({ id: node.id, rel: spec.path, template: true });

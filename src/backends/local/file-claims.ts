@@ -3,6 +3,7 @@ import type { ChangeListener } from '../../infra/index.ts';
 import { fault } from '../../runtime/index.ts';
 import type { NodeId, Observation } from '../../runtime/index.ts';
 import type { Confiner, NodePath } from './client.ts';
+import { addId, removeId } from './id-lists.ts';
 
 /** A node last observed reaching its file through a symlink: its path (normal form, relative to the root: to resolve it again), and that file. */
 interface Linked {
@@ -126,9 +127,7 @@ export class FileClaims {
     if (was?.real !== at.real) {
       if (was !== undefined) this.unlink(id, was);
       this.linked.set(id, { rel: at.rel, real: at.real });
-      const ids = this.byReal.get(at.real);
-      if (ids === undefined) this.byReal.set(at.real, [id]);
-      else ids.push(id);
+      addId(this.byReal, at.real, id);
     }
     return other;
   }
@@ -197,22 +196,20 @@ export class FileClaims {
       return undefined;
     }
     if (owner === id) return this.more.size > 0 ? this.sharer(rel, id) : undefined;
-    const ids = this.more.get(rel);
-    if (ids === undefined) this.more.set(rel, [id]);
-    else if (!ids.includes(id)) ids.push(id);
+    addId(this.more, rel, id);
     return owner;
   }
 
   /** Lets go of node `id` at path `rel`: another noted there, if any, has it in `own` now. */
   private release(id: NodeId, rel: string): void {
-    const ids = this.more.get(rel)?.filter((x) => x !== id) ?? [];
-    if (this.own.get(rel) === id) {
-      const next = ids.shift();
-      if (next === undefined) this.own.delete(rel);
-      else this.own.set(rel, next);
+    const [next] = removeId(this.more, rel, id);
+    if (this.own.get(rel) !== id) return;
+    if (next === undefined) {
+      this.own.delete(rel);
+    } else {
+      this.own.set(rel, next);
+      removeId(this.more, rel, next);
     }
-    if (ids.length > 0) this.more.set(rel, ids);
-    else this.more.delete(rel);
   }
 
   /** A node other than `id` noted at path `rel`. */
@@ -224,9 +221,7 @@ export class FileClaims {
 
   private unlink(id: NodeId, l: Linked): void {
     this.linked.delete(id);
-    const ids = this.byReal.get(l.real)?.filter((x) => x !== id) ?? [];
-    if (ids.length > 0) this.byReal.set(l.real, ids);
-    else this.byReal.delete(l.real);
+    removeId(this.byReal, l.real, id);
   }
 }
 

@@ -4,6 +4,7 @@ import type { ChangeListener } from '../../infra/index.ts';
 import type { NodeId } from '../../runtime/index.ts';
 import { errorMessage } from '../../runtime/index.ts';
 import { exists, watchDirectory } from './client.ts';
+import { addId, removeId } from './id-lists.ts';
 
 /** A managed path and the node that manages it. */
 export interface WatchedPath {
@@ -63,27 +64,25 @@ export class DirectoryWatch {
     const was = this.followed.get(id);
     if (was === abs) return;
     this.followed.set(id, abs);
+    let closed = false;
     if (was !== undefined) {
       const dir = dirname(was);
       const entries = this.byParent.get(dir)!;
-      const ids = entries.get(basename(was))!.filter((x) => x !== id);
-      if (ids.length > 0) entries.set(basename(was), ids);
-      else entries.delete(basename(was));
+      removeId(entries, basename(was), id);
       const watcher = entries.size === 0 ? this.watchers.get(dir) : undefined;
       if (entries.size === 0) this.byParent.delete(dir);
       if (watcher !== undefined) {
-        // It may have stood for a missing parent too: `arm` watches what is still needed again.
         watcher.close();
         this.watchers.delete(dir);
-        this.add(id, abs);
-        this.arm();
-        return;
+        closed = true;
       }
     }
     this.add(id, abs);
     // Its own parent only: every parent looked at again (a failed fs.watch for each one missing) made
-    // each node's first observation cost as much as all the watch's directories.
-    this.armDir(dirname(abs));
+    // each node's first observation cost as much as all the watch's directories. But for a watcher
+    // closed: it may have stood for a missing parent too, and `arm` watches what is still needed again.
+    if (closed) this.arm();
+    else this.armDir(dirname(abs));
   }
 
   /** Closes every watcher and drops pending reports. */
@@ -98,9 +97,7 @@ export class DirectoryWatch {
     const dir = dirname(abs);
     let entries = this.byParent.get(dir);
     if (entries === undefined) this.byParent.set(dir, (entries = new Map()));
-    const ids = entries.get(basename(abs));
-    if (ids === undefined) entries.set(basename(abs), [id]);
-    else ids.push(id);
+    addId(entries, basename(abs), id);
   }
 
   /** Watches every needed parent; a missing one falls back to its nearest existing ancestor. */
