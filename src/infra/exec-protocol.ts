@@ -114,7 +114,9 @@ export function successOutput(command: ExecCommand, result: ProcessOutcome): str
               ? 'check the program path (relative to the backend cwd) or that PATH is in the env allowlist'
               : result.code === 'ENOTDIR'
                 ? 'check the backend config cwd (relative to the daemon\'s working directory)'
-                : undefined,
+                : result.code === 'ENOINTERPRETER'
+                  ? 'install that interpreter, or point the #! line at one that is installed (#!/usr/bin/env NAME looks it up on PATH)'
+                  : undefined,
         }),
       );
     default:

@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { spawn } from 'node:child_process';
-import { constants, statSync } from 'node:fs';
+import { closeSync, constants, openSync, readSync, statSync } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { z } from 'zod';
@@ -84,7 +84,7 @@ export function runProcess(options: RunProcessOptions): Promise<ProcessOutcome> 
         windowsHide: true,
       });
     } catch (err) {
-      resolve(spawnFailure(err, options.cwd, elapsed()));
+      resolve(spawnFailure(err, program, options.cwd, elapsed()));
       return;
     }
 
@@ -175,7 +175,7 @@ export function runProcess(options: RunProcessOptions): Promise<ProcessOutcome> 
 
     child.once('error', (err) => {
       // Emitted when spawning fails (no 'exit' follows) or, rarely, when killing fails.
-      if (child.pid === undefined || exit === undefined) finish(spawnFailure(err, options.cwd, elapsed()));
+      if (child.pid === undefined || exit === undefined) finish(spawnFailure(err, program, options.cwd, elapsed()));
     });
     child.once('exit', (code, signal) => {
       exit = { code, signal };
@@ -195,13 +195,31 @@ export function runProcess(options: RunProcessOptions): Promise<ProcessOutcome> 
   });
 }
 
-function spawnFailure(err: unknown, cwd: string, durationMs: number): ProcessOutcome {
+function spawnFailure(err: unknown, program: string, cwd: string, durationMs: number): ProcessOutcome {
   const code = typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : 'ESPAWN';
   // A working directory that is missing fails the spawn with the program's name and ENOENT ("spawn /bin/cat
   // ENOENT"), which sends the reader to look for a program that is there. Say which it is (not ENOENT: the
   // hints for a missing program would mislead too).
   if (code === 'ENOENT' && !isDirectory(cwd)) return { status: 'spawnFailed', code: 'ENOTDIR', message: `the working directory ${cwd} does not exist (or is not a directory)`, durationMs };
+  // So does a script whose `#!` names an interpreter that is not there: the program is found, its interpreter is not.
+  const interpreter = code === 'ENOENT' && program.includes('/') ? shebangInterpreter(resolve(cwd, program)) : undefined;
+  if (interpreter !== undefined) return { status: 'spawnFailed', code: 'ENOINTERPRETER', message: `${program} is there, but the interpreter its #! line names is not: ${interpreter}`, durationMs };
   return { status: 'spawnFailed', code, message: errorMessage(err), durationMs };
+}
+
+/** The interpreter a script's `#!` line names (its first word), or undefined when `path` cannot be read or has none. */
+function shebangInterpreter(path: string): string | undefined {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    const head = Buffer.alloc(256);
+    const line = head.subarray(0, readSync(fd, head, 0, head.length, 0)).toString('latin1').split('\n', 1)[0]!;
+    return line.startsWith('#!') ? line.slice(2).trim().split(/[ \t]/, 1)[0] || undefined : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }
 
 function isDirectory(path: string): boolean {

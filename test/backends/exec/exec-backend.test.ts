@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -379,6 +379,19 @@ describe('exec backend: exit status classification', () => {
     const obs = await observeOne(backend({ cwd: 'no-such-dir' }), n);
     expect(faultOf(obs)).toMatchObject({ class: 'permanent', code: 'spawn-failed', message: `read command could not be started: the working directory ${join(dir, 'no-such-dir')} does not exist (or is not a directory)` });
     expect(obs.status === 'failed' ? obs.fault.hint : undefined).toContain('backend config cwd');
+  });
+
+  it('a script whose #! interpreter is missing is named as such, not as a missing program', async () => {
+    // Node reports it as "spawn ./bin/res ENOENT", with the hint to check a program path that is right.
+    mkdirSync(join(dir, 'bin'), { recursive: true });
+    writeFileSync(join(dir, 'bin', 'res'), '#!/nonexistent/python9 -u\nprint("never")\n', { mode: 0o755 });
+    const obs = await observeOne(backend(), genericNode('x', { commands: { read: ['./bin/res', 'read'], create: ['./bin/res', 'create'] } }));
+    expect(faultOf(obs)).toMatchObject({ class: 'permanent', code: 'spawn-failed', message: 'read command could not be started: ./bin/res is there, but the interpreter its #! line names is not: /nonexistent/python9' });
+    expect(obs.status === 'failed' ? obs.fault.hint : undefined).toContain('install that interpreter');
+    // A program that is not there keeps its own message and hint.
+    const missing = await observeOne(backend(), genericNode('y', { commands: { read: ['./bin/none', 'read'], create: ['./bin/none', 'create'] } }));
+    expect(faultOf(missing)).toMatchObject({ message: expect.stringContaining('spawn ./bin/none ENOENT') });
+    expect(missing.status === 'failed' ? missing.fault.hint : undefined).toContain('check the program path');
   });
 
   // `desiredstate backends` (and /readyz) said healthy while no command of the backend could start.
