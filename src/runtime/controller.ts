@@ -19,7 +19,7 @@ import { Semaphore } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
-import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, heldByPolicy, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_RELEASED, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedDependents, storedDeps, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, heldByPolicy, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_RELEASED, policyHoldFields, policyHoldReason, recordSnapshot, refsCurrent, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedDependents, storedDeps, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 import { corrected, driftBlocksDependents, driftReport, uncorrectableFault, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
@@ -148,6 +148,8 @@ export class Controller<S extends NodeSpec> {
   private readonly queue: WorkQueue<NodeId>;
   private readonly breakers: CircuitBreakers;
   private readonly records = new Map<NodeId, NodeRecord>();
+  /** The outputs recorded for a node: what references to it read. */
+  private readonly outputsOf = (id: NodeId): Outputs | undefined => this.records.get(id)?.outputs ?? undefined;
   /** What the store holds for each node: a flush writes only records that differ (steady state writes nothing). */
   private readonly persisted = new Map<NodeId, NodeRecord>();
   private readonly dirty = new Set<NodeId>();
@@ -978,7 +980,8 @@ export class Controller<S extends NodeSpec> {
       // A past drift that is over keeps its memory (for flap detection) but no longer leaves the fast path.
       this.drift.get(node.id)?.outstanding !== true &&
       sameOutputs(rec.outputs, obs.outputs) &&
-      sameOutputs(rec.memo, obs.memo ?? null)
+      sameOutputs(rec.memo, obs.memo ?? null) &&
+      refsCurrent(rec, node, this.o.codec, this.outputsOf)
     );
   }
 
@@ -1334,7 +1337,8 @@ export class Controller<S extends NodeSpec> {
       log.error('delete refused: the stored spec cannot be read');
       return false;
     }
-    const result = await this.provision(node, 'delete', () => this.slots.run(() => this.o.provisioner.delete(node, this.context())));
+    const ctx = { ...this.context(), outputsOf: removedOutputsOf(r, this.outputsOf) };
+    const result = await this.provision(node, 'delete', () => this.slots.run(() => this.o.provisioner.delete(node, ctx)));
     if (result === undefined) return false;
     if (result.status === 'done') {
       this.backendAnswered(r.backendId);
@@ -1386,8 +1390,9 @@ export class Controller<S extends NodeSpec> {
     const prev = this.records.get(node.id);
     const rec: NodeRecord = { ...carriedRecord(node, status, prev, this.o.clock.now()), ...patch };
     const deps = this.graph?.dependencies(node.id) ?? [];
-    if (prev !== undefined && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps, node.settings.deletionPolicy)) return; // steady state writes nothing
-    this.records.set(node.id, { ...rec, updatedAt: this.o.clock.now(), snapshot: recordSnapshot(node, deps, prev, rec, this.o.codec) });
+    const refs = snapshotRefs(node, prev, rec, this.o.codec, patch.appliedDigest === node.spec.digest ? this.outputsOf : undefined);
+    if (prev !== undefined && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps, node.settings.deletionPolicy, refs)) return; // steady state writes nothing
+    this.records.set(node.id, { ...rec, updatedAt: this.o.clock.now(), snapshot: recordSnapshot(node, deps, prev, rec, this.o.codec, refs) });
     this.dirty.add(node.id);
     if (status !== 'drifted') this.blockingDrift.delete(node.id);
     if ((status === 'failed' || status === 'held') && prev?.status !== status) this.countBlockedBehind(node.id);
@@ -1402,7 +1407,7 @@ export class Controller<S extends NodeSpec> {
       if (r === undefined) continue;
       const stored = this.persisted.get(id);
       // Back where it was stored (ready → observing → ready): nothing to write, and updatedAt keeps its meaning.
-      if (stored !== undefined && !this.operated.has(id) && sameRecord(stored, r) && sameSnapshot(stored, storedGoalDigest(r), storedDeps(r), declaredDeletionPolicy(r))) {
+      if (stored !== undefined && !this.operated.has(id) && sameRecord(stored, r) && sameSnapshot(stored, storedGoalDigest(r), storedDeps(r), declaredDeletionPolicy(r), storedRefs(r))) {
         this.records.set(id, stored);
         continue;
       }
@@ -1502,7 +1507,7 @@ export class Controller<S extends NodeSpec> {
     return {
       signal: this.abort.signal,
       log: this.o.log,
-      outputsOf: (id) => this.records.get(id)?.outputs ?? undefined,
+      outputsOf: this.outputsOf,
       memoOf: (id) => this.records.get(id)?.memo ?? undefined,
       interrupted: (id) => this.pending.get(id)?.some((op) => op.op === 'create') === true,
     };

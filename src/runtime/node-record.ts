@@ -2,10 +2,11 @@ import { fault } from './fault.ts';
 import type { Fault } from './fault.ts';
 import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredGraph } from './graph.ts';
+import { hasReferences, resolveReferences } from './interpolation.ts';
 import { jsonEqual } from './json.ts';
 import { formatLocation } from './node-spec.ts';
 import type { DesiredNode, NodeId, NodeSettings, NodeSpec, NodeSpecCodec } from './node-spec.ts';
-import type { Observation, ObservationMemo, Outputs } from './provisioner.ts';
+import type { Observation, ObservationMemo, Outputs, OutputValue } from './provisioner.ts';
 import type { NodeRecord, NodeStatus } from './state-store.ts';
 
 /**
@@ -54,7 +55,17 @@ export interface RecordSnapshot {
    * when its goal pruned too, and a goal that turns prune on in the revision that removes the node deletes it.
    */
   readonly deletionPolicy?: 'Delete';
+  /**
+   * What the spec's `${nodes…}` references read when the node was last applied or found in sync at its
+   * goal, per node and key (outputs as stored: a secret is `<secret>`); absent when it has none, and in
+   * records written before they were kept. Its delete, once it leaves the goals, resolves them so, as
+   * Terraform destroys from its state: the nodes they name may be changed, removed or forgotten by then.
+   */
+  readonly refs?: ReferencedOutputs;
 }
+
+/** Per node, the outputs a spec's references read (`RecordSnapshot.refs`). */
+export type ReferencedOutputs = Readonly<Record<NodeId, Outputs>>;
 
 function snapshotOf(r: NodeRecord): RecordSnapshot {
   return (r.snapshot ?? {}) as RecordSnapshot;
@@ -63,6 +74,11 @@ function snapshotOf(r: NodeRecord): RecordSnapshot {
 /** The dependency ids stored with a record, for ordering deletions. */
 export function storedDeps(r: NodeRecord): readonly string[] {
   return snapshotOf(r).deps ?? [];
+}
+
+/** The referenced outputs stored with a record (`RecordSnapshot.refs`). */
+export function storedRefs(r: NodeRecord): ReferencedOutputs | undefined {
+  return snapshotOf(r).refs;
 }
 
 /** The encoded spec stored with a record, needed to delete it once it leaves the goals. */
@@ -172,10 +188,101 @@ export function heldByPolicy(r: NodeRecord): boolean {
  * follows the applied digest: the one kept while that does not change (a
  * failed update leaves the resource as last applied), the goal's otherwise.
  */
-export function recordSnapshot<S extends NodeSpec>(node: DesiredNode<S>, deps: readonly string[], prev: NodeRecord | undefined, rec: NodeRecord, codec: NodeSpecCodec<S>): RecordSnapshot {
-  const kept = prev === undefined ? undefined : storedSpec(prev);
-  const spec = kept !== undefined && prev?.appliedDigest === rec.appliedDigest ? kept : codec.encode(node.spec);
-  return { spec, deps, goal: node.spec.digest, ...(node.settings.deletionPolicy === 'Delete' ? { deletionPolicy: 'Delete' as const } : {}) };
+export function recordSnapshot<S extends NodeSpec>(
+  node: DesiredNode<S>,
+  deps: readonly string[],
+  prev: NodeRecord | undefined,
+  rec: NodeRecord,
+  codec: NodeSpecCodec<S>,
+  refs: ReferencedOutputs | undefined,
+): RecordSnapshot {
+  const spec = prev !== undefined && keepsSpec(prev, rec) ? storedSpec(prev) : codec.encode(node.spec);
+  return {
+    spec,
+    deps,
+    goal: node.spec.digest,
+    ...(node.settings.deletionPolicy === 'Delete' ? { deletionPolicy: 'Delete' as const } : {}),
+    ...(refs === undefined ? {} : { refs }),
+  };
+}
+
+/** Whether `rec` keeps the spec `prev` stored: one is stored, and the applied digest it follows did not change. */
+function keepsSpec(prev: NodeRecord, rec: NodeRecord): boolean {
+  return storedSpec(prev) !== undefined && prev.appliedDigest === rec.appliedDigest;
+}
+
+/**
+ * The referenced outputs (`RecordSnapshot.refs`) that `rec`, the record `node` is about to get, keeps:
+ * read now from `appliedWith` when the node was just applied or found in sync at its goal (its patch sets
+ * the applied digest), the outputs its references were resolved with; else those kept with the spec the
+ * record keeps (`recordSnapshot`), none once that spec is the goal's, not applied yet.
+ */
+export function snapshotRefs<S extends NodeSpec>(
+  node: DesiredNode<S>,
+  prev: NodeRecord | undefined,
+  rec: NodeRecord,
+  codec: NodeSpecCodec<S>,
+  appliedWith: ((id: NodeId) => Outputs | undefined) | undefined,
+): ReferencedOutputs | undefined {
+  if (appliedWith !== undefined) return referencedOutputs(node, codec, appliedWith);
+  return prev !== undefined && keepsSpec(prev, rec) ? storedRefs(prev) : undefined;
+}
+
+/**
+ * Whether the referenced outputs `r` keeps are those `node`'s references read from `outputsOf` now: a
+ * node found in sync again keeps no stale ones (the daemon's steady path writes nothing otherwise).
+ */
+export function refsCurrent<S extends NodeSpec>(r: NodeRecord, node: DesiredNode<S>, codec: NodeSpecCodec<S>, outputsOf: (id: NodeId) => Outputs | undefined): boolean {
+  return sameRefs(storedRefs(r), referencedOutputs(node, codec, outputsOf));
+}
+
+/** The output values `node`'s references read from `outputsOf`, per node; undefined when it has no reference. */
+function referencedOutputs<S extends NodeSpec>(node: DesiredNode<S>, codec: NodeSpecCodec<S>, outputsOf: (id: NodeId) => Outputs | undefined): ReferencedOutputs | undefined {
+  const refs = outputReferences(node.spec, codec);
+  if (refs.length === 0) return undefined;
+  const read = new Map<NodeId, [string, OutputValue][]>();
+  for (const [id, key] of refs) {
+    const given = outputsOf(id);
+    // Own keys only, as `resolveReferences` reads them (an id or a key may be `constructor`).
+    if (given === undefined || !Object.hasOwn(given, key)) continue;
+    const values = read.get(id);
+    if (values === undefined) read.set(id, [[key, given[key]!]]);
+    else values.push([key, given[key]!]);
+  }
+  return Object.fromEntries([...read].map(([id, values]) => [id, Object.fromEntries(values)]));
+}
+
+/** Per spec object (a compiled spec is frozen): the distinct (node, key) pairs its `${nodes…}` references name. */
+const referencesOf = new WeakMap<object, readonly (readonly [NodeId, string])[]>();
+
+function outputReferences<S extends NodeSpec>(spec: S, codec: NodeSpecCodec<S>): readonly (readonly [NodeId, string])[] {
+  let refs = referencesOf.get(spec);
+  if (refs === undefined) {
+    const encoded = codec.encode(spec);
+    const found = hasReferences(encoded) ? resolveReferences(encoded, () => undefined).references : [];
+    // Keyed by node and key apart: both may hold dots (`a.b` `c`, `a` `b.c`), neither a space.
+    refs = [...new Map(found.map((r) => [`${r.node} ${r.key}`, [r.node, r.key] as const])).values()];
+    referencesOf.set(spec, refs);
+  }
+  return refs;
+}
+
+function sameRefs(a: ReferencedOutputs | undefined, b: ReferencedOutputs | undefined): boolean {
+  if (a === b) return true;
+  const ka = Object.keys(a ?? {});
+  if (ka.length !== Object.keys(b ?? {}).length) return false;
+  return ka.every((id) => b !== undefined && Object.hasOwn(b, id) && sameOutputs(a![id]!, b[id]!));
+}
+
+/**
+ * Outputs as the delete of `r`, a node removed from the goals, reads them: its own as recorded, and for
+ * the nodes its references name, what they read when it was last applied (`RecordSnapshot.refs`), so that
+ * it is deleted as it was made, whatever became of those nodes since; for a record that kept none
+ * (written before they were kept), what the state holds now (`current`).
+ */
+export function removedOutputsOf(r: NodeRecord, current: (id: NodeId) => Outputs | undefined): (id: NodeId) => Outputs | undefined {
+  const refs = storedRefs(r);
+  return (id) => (id === r.id ? (r.outputs ?? undefined) : refs !== undefined && Object.hasOwn(refs, id) ? refs[id] : current(id));
 }
 
 /** The node's own deletion policy as its record last kept it (records written before it was kept: the record's). */
@@ -184,12 +291,13 @@ export function declaredDeletionPolicy(r: NodeRecord): NodeRecord['deletionPolic
 }
 
 /**
- * Whether a stored record's snapshot already has this goal digest, these dependencies and this declared
- * deletion policy, and a spec (which follows the applied digest, compared by `sameRecord`).
+ * Whether a stored record's snapshot already has this goal digest, these dependencies, this declared
+ * deletion policy and these referenced outputs (`snapshotRefs`), and a spec (which follows the applied
+ * digest, compared by `sameRecord`).
  */
-export function sameSnapshot(r: NodeRecord, goal: string | null, deps: readonly string[], deletionPolicy: NodeRecord['deletionPolicy']): boolean {
+export function sameSnapshot(r: NodeRecord, goal: string | null, deps: readonly string[], deletionPolicy: NodeRecord['deletionPolicy'], refs: ReferencedOutputs | undefined): boolean {
   const s = snapshotOf(r);
-  return s.spec !== undefined && s.goal === goal && sameDeps(s.deps, deps) && declaredDeletionPolicy(r) === deletionPolicy;
+  return s.spec !== undefined && s.goal === goal && sameDeps(s.deps, deps) && declaredDeletionPolicy(r) === deletionPolicy && sameRefs(s.refs, refs);
 }
 
 /** A record as users see it (`state --format json`, the daemon's `/status`): without the internal snapshot and the backend's memo. */

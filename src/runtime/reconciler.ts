@@ -13,7 +13,7 @@ import { assertNever, errorMessage } from './errors.ts';
 import { awaitsOutput } from './interpolation.ts';
 import { forEachLimit } from './limit.ts';
 import type { Semaphore } from './limit.ts';
-import { appliedAtSpec, carriedRecord, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, splitRemoved, storedDependents, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedDependents, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -156,7 +156,7 @@ export class Reconciler<S extends NodeSpec> {
         else if (badDep !== undefined) entry({ action: 'blocked', reason: `dependency ${badDep} is not ready` });
         else observable.push(node);
       }
-      const observed = await this.provisioner.observe(observable, this.context(options.signal, outputs, (id) => byId.get(id)?.memo ?? undefined, interrupted));
+      const observed = await this.provisioner.observe(observable, this.context(options.signal, (id) => outputs.get(id), (id) => byId.get(id)?.memo ?? undefined, interrupted));
       for (const node of observable) {
         const entry = (planned: PlannedAction): void => {
           entries.set(node.id, { id: node.id, type: node.spec.type, backendId: node.spec.backendId, goal: node.goal, planned });
@@ -262,6 +262,7 @@ export class Reconciler<S extends NodeSpec> {
     // Each node's memo as of its latest observation or operation in this pass (as the daemon's records
     // have it): an update is handed the memo of the observation that found the drift, not the last pass's.
     const memos = new Map<NodeId, ObservationMemo | undefined>();
+    const outputsOf = (id: NodeId): Outputs | undefined => outputs.get(id);
     const memoOf = (id: NodeId): ObservationMemo | undefined => (memos.has(id) ? memos.get(id) : (records.get(id)?.memo ?? undefined));
     // Read once: node records are written only at the end of the pass, so this is also what deletions see.
     const stored = this.store.listNodes();
@@ -292,9 +293,10 @@ export class Reconciler<S extends NodeSpec> {
         updatedAt: this.now(),
         ...patch,
       };
+      const refs = snapshotRefs(node, prev, rec, this.codec, patch.appliedDigest === node.spec.digest ? outputsOf : undefined);
       // A node observed as it was recorded writes nothing: a steady pass costs no store write.
-      if (prev !== undefined && !operated && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps, node.settings.deletionPolicy)) return;
-      records.set(node.id, { ...rec, snapshot: recordSnapshot(node, deps, prev, rec, this.codec) });
+      if (prev !== undefined && !operated && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps, node.settings.deletionPolicy, refs)) return;
+      records.set(node.id, { ...rec, snapshot: recordSnapshot(node, deps, prev, rec, this.codec, refs) });
       updates.push(records.get(node.id)!);
     };
 
@@ -337,7 +339,7 @@ export class Reconciler<S extends NodeSpec> {
           ready.push(node);
         }
         if (ready.length === 0) continue;
-        const ctx = this.context(options.signal, outputs, memoOf, pendingCreates);
+        const ctx = this.context(options.signal, outputsOf, memoOf, pendingCreates);
         const observed = await this.provisioner.observe(ready, ctx);
         const steps: ProvisionStep<S>[] = [];
         for (const node of ready) {
@@ -448,7 +450,7 @@ export class Reconciler<S extends NodeSpec> {
       if (refused === undefined && deletions.toDelete.length > 0 && options.allowDeletions === true) {
         // Each delete is on disk as pending before its backend call.
         const begin = (node: NodeId): number => deferred.commit(() => this.store.beginOperation(node, 'delete', run()));
-        deleted = await this.deleteRemoved(deletions.toDelete, begin, deferred, options, outcomes, updates);
+        deleted = await this.deleteRemoved(deletions.toDelete, begin, deferred, options, outcomes, updates, outputsOf);
       }
       for (const r of deletions.toOrphan) {
         outcomes.set(r.id, { status: 'orphaned' });
@@ -487,7 +489,10 @@ export class Reconciler<S extends NodeSpec> {
     return splitRemoved(graph, stored, this.codec, options.allowMassDeletion === true);
   }
 
-  /** Deletes in order; returns the ids deleted. Each operation is begun by `begin`; its outcome waits in `deferred`. */
+  /**
+   * Deletes in order; returns the ids deleted. Each operation is begun by `begin`; its outcome waits in
+   * `deferred`. `outputsOf`: the outputs the state holds now (`removedOutputsOf`).
+   */
   private async deleteRemoved(
     records: NodeRecord[],
     begin: (node: NodeId) => number,
@@ -495,12 +500,12 @@ export class Reconciler<S extends NodeSpec> {
     options: PassOptions,
     outcomes: Map<NodeId, NodeOutcome>,
     updates: NodeRecord[],
+    outputsOf: (id: NodeId) => Outputs | undefined,
   ): Promise<NodeId[]> {
     // A delete that failed stays on the record (as the daemon keeps it), so that `status` shows why the node lingers.
     const failed = (r: NodeRecord, f: Fault): void => {
       updates.push({ ...r, status: 'failed', lastFault: f, attempts: r.attempts + 1, reason: f.message, updatedAt: this.now() });
     };
-    const outputs = new Map<NodeId, Outputs>();
     const done: NodeId[] = [];
     // The removed nodes that depend on each (records come dependents first), and those left undeleted:
     // a node is not deleted while one that depends on it is left (a group role dropped under a member
@@ -525,9 +530,8 @@ export class Reconciler<S extends NodeSpec> {
         left.add(r.id);
         continue;
       }
-      if (r.outputs !== null) outputs.set(r.id, r.outputs);
       const opId = begin(node.id);
-      const result = await this.provisioner.delete(node, this.context(options.signal, outputs));
+      const result = await this.provisioner.delete(node, this.context(options.signal, removedOutputsOf(r, outputsOf)));
       deferred.finished(opId, result);
       if (result.status === 'done') {
         outcomes.set(r.id, { status: 'deleted' });
@@ -574,11 +578,11 @@ export class Reconciler<S extends NodeSpec> {
   /** `interrupted`: the nodes whose create a crash cut short (see `OperationContext.interrupted`). */
   private context(
     signal: AbortSignal,
-    outputs: ReadonlyMap<NodeId, Outputs>,
+    outputsOf: (id: NodeId) => Outputs | undefined,
     memoOf?: (id: NodeId) => ObservationMemo | undefined,
     interrupted?: { has(id: NodeId): boolean },
   ): OperationContext {
-    return { signal, log: this.log, outputsOf: (id) => outputs.get(id), memoOf, interrupted: interrupted && ((id) => interrupted.has(id)) };
+    return { signal, log: this.log, outputsOf, memoOf, interrupted: interrupted && ((id) => interrupted.has(id)) };
   }
 }
 

@@ -1,7 +1,7 @@
 import { chmodSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, execGoalHead, tempProject } from '../support/cli.ts';
+import { cli, execGoalHead, stateRows, tempProject } from '../support/cli.ts';
 
 /**
  * "Secret values are never logged, printed in plans, or stored" (GOAL-FORMAT.md) holds for the
@@ -96,6 +96,9 @@ describe('outputs a command prints that hold a secret', () => {
     // A dependent that references a masked output gets the mask; the others as they are.
     const sent = readFileSync(join(p.dir, 'app.requests'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { input: unknown }).input);
     expect(sent).toEqual([{ seen: '<secret>', region: REGION, id: 'cred-1' }]);
+    // Kept with its record, for its delete once it leaves the goals, as they read: masked.
+    const [app] = stateRows(p.state, "SELECT snapshot FROM nodes WHERE id = 'app'") as { snapshot: string }[];
+    expect((JSON.parse(app!.snapshot) as { refs: unknown }).refs).toEqual({ cred: { pw: '<secret>', region: REGION, id: 'cred-1' } });
 
     // The mask is the same on every pass: the read's outputs, masked, equal those recorded, so nothing
     // is updated and no record is rewritten.

@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
 import type { InfraBackend } from '../../src/infra/index.ts';
-import { CIRCUITS_META, DEFAULT_FAULT_POLICY, DesiredGraph, fault, GOALS_EMPTY_META, SqliteStateStore } from '../../src/runtime/index.ts';
+import { CIRCUITS_META, DEFAULT_FAULT_POLICY, DesiredGraph, fault, GOALS_EMPTY_META, SqliteStateStore, storedRefs } from '../../src/runtime/index.ts';
 import type { FieldDiff, Observation, ObservationMemo, ProvisionResult } from '../../src/runtime/index.ts';
 import type { InfraDesiredNodeSpec } from '../../src/infra/index.ts';
 import { capturingLogger, compileYaml, fileNode, goalYaml, harness, wrapMemory } from '../support/controller-harness.ts';
@@ -1218,6 +1218,38 @@ describe('Controller: goal changes', () => {
     for (const id of ['x', 'y', 'z']) {
       expect(h.backend.snapshot().has(id)).toBe(false);
       expect(h.store.getNode(id)).toBeUndefined();
+    }
+  });
+
+  // Its delete reads its references so once it leaves the goals (the node they name may be forgotten by then).
+  it('a record kept without what its references read (an older version\'s) gains it at its next observation, though steady; its delete reads it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-controller-refs-'));
+    try {
+      const nodes = fileNode('k', 'K') + fileNode('a', 'A') + fileNode('b', '${nodes.a.outputs.path}', { deletionPolicy: 'Delete' });
+      const first = await converged(goalYaml(nodes, { prune: true }), { dir });
+      expect(storedRefs(first.store.getNode('b')!)).toEqual({ a: { path: 'a.txt' } });
+      await first.close();
+      const db = new Database(join(dir, 'state.db'));
+      try {
+        const { snapshot } = db.prepare("SELECT snapshot FROM nodes WHERE id = 'b'").get() as { snapshot: string };
+        const { refs: _refs, ...older } = JSON.parse(snapshot) as Record<string, unknown>;
+        db.prepare("UPDATE nodes SET snapshot = ? WHERE id = 'b'").run(JSON.stringify(older));
+      } finally {
+        db.close();
+      }
+
+      const second = await converged(goalYaml(nodes, { prune: true }), { dir, backend: first.backend });
+      expect(second.calls.updated).toEqual([]);
+      expect(storedRefs(second.store.getNode('b')!)).toEqual({ a: { path: 'a.txt' } });
+      // a forgotten (Orphan) as b is removed: b's delete has what it needs all the same.
+      await second.controller.setGraph(compileYaml(goalYaml(fileNode('k', 'K'), { prune: true })).graph);
+      await second.settle();
+      expect(second.calls.deleted).toEqual(['b']);
+      expect(second.store.getNode('b')).toBeUndefined();
+      expect(second.backend.snapshot().has('a')).toBe(true);
+      await second.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

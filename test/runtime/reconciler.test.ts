@@ -278,6 +278,22 @@ describe('Reconciler: store writes per pass', () => {
     expect(specOf('b')).toBe('B2');
   });
 
+  // Its delete resolves its references so once it leaves the goals, whatever became of the nodes they name.
+  it('keeps, for a later delete, what its references read when last applied: a failed update leaves it, a successful one replaces it', async () => {
+    const s = setup({}, Date.now, { faults: [{ node: 'b', op: 'update', class: 'permanent', times: 1 }] });
+    const graph = (path: string): ReturnType<typeof compileYaml>['graph'] =>
+      compileYaml(goalYaml(`    - id: a\n      type: local.file\n      spec: { path: ${path}, content: A, mode: "0644" }\n${fileNode('b', '${nodes.a.outputs.path}')}`)).graph;
+    const refsOf = (): unknown => (s.sqlite.getNode('b')!.snapshot as { refs?: unknown }).refs;
+    await s.reconciler.apply(graph('a.txt'), pass);
+    expect(refsOf()).toEqual({ a: { path: 'a.txt' } });
+    const failed = await s.reconciler.apply(graph('a2.txt'), pass);
+    expect(failed.outcomes.get('b')).toMatchObject({ status: 'failed' });
+    expect(refsOf()).toEqual({ a: { path: 'a.txt' } });
+    const updated = await s.reconciler.apply(graph('a2.txt'), pass);
+    expect(updated.outcomes.get('b')).toEqual({ status: 'updated' });
+    expect(refsOf()).toEqual({ a: { path: 'a2.txt' } });
+  });
+
   it('a pass cut short by a throw still records the outcome of the calls it made', async () => {
     const s = setup({
       beforeObserve: (nodes) => {
