@@ -159,18 +159,20 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
     return out;
   }
 
+  /** A node removed from the goals: its references read what `ctx` gives them, and nothing comes by waiting (`undeletableFault`). */
   delete(node: InfraNode, ctx: OperationContext): Promise<ProvisionResult> {
-    return this.call(node, ctx, (b, n) => b.delete(n, ctx));
+    return this.call(node, ctx, (b, n) => b.delete(n, ctx), true);
   }
 
   private async call(
     node: InfraNode,
     ctx: OperationContext,
     op: (backend: InfraBackend, node: InfraNode) => Promise<ProvisionResult>,
+    deleting = false,
   ): Promise<ProvisionResult> {
     const backend = this.backends.get(node.spec.backendId);
     if (backend === undefined) return { status: 'failed', fault: notCalled('permanent', `backend "${node.spec.backendId}" is not configured`) };
-    const resolved = this.resolve(node, ctx);
+    const resolved = this.resolve(node, ctx, deleting);
     if ('fault' in resolved) return { status: 'failed', fault: resolved.fault };
     try {
       if (ctx.signal.aborted) return { status: 'failed', fault: notCalled('transient', 'operation aborted before it started') };
@@ -185,9 +187,10 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
    * against its type's schema; a transient fault while an output is
    * missing (its node has given no outputs yet), a permanent one when its
    * node gave outputs without the key, or when the resolved spec is not one
-   * the type allows (the backend is never called with it).
+   * the type allows (the backend is never called with it). `deleting`: any
+   * output without a value is a permanent fault (`undeletableFault`).
    */
-  private resolve(node: InfraNode, ctx: OperationContext): { node: InfraNode } | { fault: Fault } {
+  private resolve(node: InfraNode, ctx: OperationContext, deleting = false): { node: InfraNode } | { fault: Fault } {
     if (!hasReferencesCached(node.spec.spec)) return { node };
     // The same outputs resolve to the same node object (or the same fault): backends cache work per spec
     // object (content hashes, fingerprints), and a pass resolves a node for observe and again to provision it.
@@ -195,10 +198,11 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
     // A list or map output is read anew each pass: equal, not the same object.
     if (cached !== undefined && cached.used.every(([id, key, v]) => jsonEqual(ctx.outputsOf(id)?.[key], v))) return cached.result;
     const { value, missing, unknown, used, references, embedded } = resolveReferences(node.spec.spec, ctx.outputsOf);
+    if (deleting && unknown.length + missing.length > 0) return { fault: undeletableFault(node, used.filter(([, , v]) => v === undefined || v === null)) };
     // Not cached: the producer's next outputs may have the key.
     if (unknown.length > 0) return { fault: unknownOutputFault(node.id, unknown) };
     if (missing.length > 0) {
-      return { fault: notCalled('transient', `waiting for outputs ${missing.join(', ')}`, { code: OUTPUTS_MISSING }) };
+      return { fault: notCalled('transient', `waiting for outputs ${[...new Set(missing)].join(', ')}`, { code: OUTPUTS_MISSING }) };
     }
     const checked = checkResolvedSpec(node.id, value, references, embedded);
     const result = 'fault' in checked ? { fault: { ...checked.fault, notTheBackend: 'before-call' as const } } : { node: { ...node, spec: { ...node.spec, spec: checked.spec } } };
@@ -234,6 +238,28 @@ function unknownOutputFault(id: NodeId, unknown: readonly UnknownOutput[]): Faul
     code: OUTPUT_UNKNOWN,
     hint: `fix the reference, or have ${producers.map((p) => `node "${p}"`).join(', ')} output the key (an exec command prints it, as null until it has a value); then run \`desiredstate retry ${id}\` (a change of the goal releases it too)`,
   });
+}
+
+/** The code of `undeletableFault`. */
+const UNRESOLVED_DELETE = 'delete-outputs-unknown';
+
+/**
+ * The fault of a removed node whose references (each a node and key) have no value in the state: none
+ * kept with its record (one written before they were kept) and none held now by the nodes they name
+ * (forgotten, or without the key). Nothing comes by waiting, and no value is guessed: deleting with
+ * another than the one it was made with could delete something else. Permanent, with the ways out.
+ */
+function undeletableFault(node: InfraNode, unresolved: readonly (readonly [NodeId, string, unknown])[]): Fault {
+  const named = [...new Set(unresolved.map(([id, key]) => `\${nodes.${id}.outputs.${key}}`))].join(', ');
+  const producers = [...new Set(unresolved.map(([id]) => id))];
+  const nodes = `${producers.length === 1 ? 'node' : 'nodes'} ${producers.map((id) => `"${id}"`).join(', ')}`;
+  return notCalled(
+    'permanent',
+    `node "${node.id}" on backend "${node.spec.backendId}" cannot be deleted: the state keeps no value for ${named}, which its spec references ` +
+      `(none kept with its record, written before they were, and ${nodes} forgotten since or without that output): ` +
+      `declare ${nodes} again (apply records the outputs), or delete the resource by hand and apply once with prune: false on goal "${node.goal}" to forget node "${node.id}"`,
+    { code: UNRESOLVED_DELETE },
+  );
 }
 
 type BatchCall = (group: BackendUpdate[]) => Promise<ReadonlyMap<NodeId, ProvisionResult>>;

@@ -445,6 +445,35 @@ describe('a reference to an output its producer has not given', () => {
     expect(memory.calls).toEqual({ observe: 0, create: 0, update: 0, delete: 0 });
   });
 
+  it('names a reference waited for once, however often the spec holds it', async () => {
+    const { provisioner, node } = setup('    - id: n\n      type: generic.resource\n      spec: { input: { a: "${nodes.cfg.outputs.rid}", b: "${nodes.cfg.outputs.host}/${nodes.cfg.outputs.rid}" } }\n', {});
+    const r = await provisioner.create(node('n'), opContext(new Map()));
+    expect(r).toMatchObject({ status: 'failed', fault: { code: 'outputs-missing', message: 'waiting for outputs cfg.rid, cfg.host' } });
+  });
+
+  // A node removed from the goals is deleted with the outputs its references read when it was applied (kept
+  // with its record); where the state has none (a record from before they were kept, its producer forgotten),
+  // nothing comes by waiting: a permanent fault, naming the node, the backend and each reference, with the ways out.
+  it.each([
+    { name: 'no outputs in the state', recorded: undefined },
+    { name: 'the key as null', recorded: { rid: null, host: null } as Outputs },
+    { name: 'outputs without the keys', recorded: { id: 'r-1' } as Outputs },
+  ])('a delete whose references have no value ($name): permanent, before any backend call', async ({ recorded }) => {
+    const { memory, provisioner, node } = setup(nodes, {});
+    const r = await provisioner.delete(node('n'), opContext(recorded === undefined ? new Map() : new Map([['cfg', recorded]])));
+    expect(r).toEqual({
+      status: 'failed',
+      fault: {
+        class: 'permanent',
+        code: 'delete-outputs-unknown',
+        notTheBackend: 'before-call',
+        message:
+          'node "n" on backend "mem" cannot be deleted: the state keeps no value for ${nodes.cfg.outputs.rid}, ${nodes.cfg.outputs.host}, which its spec references (none kept with its record, written before they were, and node "cfg" forgotten since or without that output): declare node "cfg" again (apply records the outputs), or delete the resource by hand and apply once with prune: false on goal "app" to forget node "n"',
+      },
+    });
+    expect(memory.calls.delete).toBe(0);
+  });
+
   it('says how to get out of it: fix the reference or the producer, then retry', async () => {
     const { provisioner, node } = setup(nodes, {});
     const r = await provisioner.create(node('n'), opContext(new Map([['cfg', { rid: 'r-1' }]])));
