@@ -22,6 +22,8 @@ import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } fr
 import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, heldByPolicy, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_RELEASED, policyHoldFields, policyHoldReason, recordSnapshot, refsCurrent, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedDependents, storedDeps, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
+import { interruptedOutcome } from './interrupted-operation.ts';
+import type { FoundAfterInterruption } from './interrupted-operation.ts';
 import { corrected, driftBlocksDependents, driftReport, uncorrectableFault, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 
 /** Watches what the nodes manage; calls `onChange` with the ids whose resources changed. Returns a stop function. */
@@ -132,6 +134,12 @@ const SCHEDULE_SLOTS = 50;
 
 /** How long a batch that failed (or whose operations the store would not record) waits to be tried again. */
 const FAILED_BATCH_RETRY_MS = 5000;
+
+/** The log line of an interrupted operation resolved by observing its node (`resolvePending`), by outcome. */
+const RESOLVED = {
+  adopted: 'interrupted operation resolved by observation: adopted',
+  abandoned: 'interrupted operation resolved by observation: abandoned',
+} as const;
 
 const IN_FLIGHT: ReadonlySet<NodeStatus> = new Set(['observing', 'creating', 'updating', 'deleting']);
 
@@ -865,14 +873,14 @@ export class Controller<S extends NodeSpec> {
         return { node, op: 'create', diffs };
       }
       case 'upToDate':
-        this.adoptPending(node.id);
+        this.resolvePending(node.id, 'as-desired');
         this.driftGone(node.id);
         this.succeed(node, 'OBSERVED_UP_TO_DATE', obs.outputs, obs.memo ?? null, wasReady);
         this.countUnchanged(node.id);
         return undefined;
       case 'drifted': {
-        this.adoptPending(node.id);
         const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
+        this.resolvePending(node.id, diffs.length === 0 ? 'as-desired' : 'changes-left');
         if (diffs.length === 0) {
           this.driftGone(node.id);
           this.succeed(node, 'OBSERVED_UP_TO_DATE', obs.outputs, obs.memo ?? null, wasReady);
@@ -985,13 +993,20 @@ export class Controller<S extends NodeSpec> {
     );
   }
 
-  /** A create interrupted by a crash whose resource exists now: adopt it, never create it again. */
-  private adoptPending(id: NodeId): void {
+  /**
+   * The operations a crash left pending on a node found present, resolved by what was found
+   * (`interruptedOutcome`): a create's resource is adopted, never created again; an update with
+   * changes left is abandoned, not taken for done, and the node is updated from this observation.
+   */
+  private resolvePending(id: NodeId, found: Exclude<FoundAfterInterruption, 'absent'>): void {
     const ops = this.pending.get(id);
     if (ops === undefined) return;
     this.pending.delete(id);
-    for (const op of ops) this.deferred.finish(op.id, 'adopted', 'found after an interrupted operation');
-    this.o.log.info({ node: id }, 'interrupted operation resolved by observation: adopted');
+    for (const op of ops) {
+      const { outcome, detail } = interruptedOutcome(op.op, found);
+      this.deferred.finish(op.id, outcome, detail);
+      this.o.log.info({ node: id, op: op.op }, RESOLVED[outcome]);
+    }
   }
 
   /**

@@ -5,9 +5,11 @@ import type { DesiredGraph } from './graph.ts';
 import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.ts';
 import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
-import type { NodeRecord, NodeStatus, RunSummary, StateStore } from './state-store.ts';
+import type { NodeRecord, NodeStatus, PendingOperation, RunSummary, StateStore } from './state-store.ts';
 import { GOAL_ERRORS_META } from './state-store.ts';
 import { DeferredWrites } from './deferred-writes.ts';
+import { interruptedOutcome } from './interrupted-operation.ts';
+import type { FoundAfterInterruption } from './interrupted-operation.ts';
 import { corrected, driftBlocksDependents, driftLeft, driftReport, uncorrectable, uncorrectableFault, isDesiredChange, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { awaitsOutput } from './interpolation.ts';
@@ -271,11 +273,19 @@ export class Reconciler<S extends NodeSpec> {
       if (r.outputs !== null) outputs.set(r.id, r.outputs);
     }
     for (const [id, was] of resourcesLetGo(graph, stored, this.codec)) this.log.warn({ node: id, before: was }, LET_GO);
-    const pendingCreates = new Map<NodeId, number>();
+    // What a crash left pending is resolved by observing its node (`interruptedOutcome`), as the daemon does;
+    // a delete, or an update of a node no longer in the goals, is not looked at again: abandoned.
+    const interrupted = new Map<NodeId, PendingOperation>();
     for (const op of this.store.pendingOperations()) {
-      if (op.op === 'create') pendingCreates.set(op.node, op.id);
+      if (op.op === 'create' || (op.op === 'update' && graph.has(op.node))) interrupted.set(op.node, op);
       else deferred.finish(op.id, 'abandoned', 'interrupted; the node is observed again');
     }
+    const resolve = (id: NodeId, found: FoundAfterInterruption): void => {
+      const op = interrupted.get(id);
+      if (op === undefined) return;
+      const { outcome, detail } = interruptedOutcome(op.op, found);
+      deferred.finish(op.id, outcome, detail);
+    };
     const updates: NodeRecord[] = [];
     /** `operated`: a create or update changed the resource, so the record is written (its `updatedAt` too) even if it reads as before. */
     const put = (node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord> = {}, operated = false): void => {
@@ -339,18 +349,17 @@ export class Reconciler<S extends NodeSpec> {
           ready.push(node);
         }
         if (ready.length === 0) continue;
-        const ctx = this.context(options.signal, outputsOf, memoOf, pendingCreates);
+        const ctx = this.context(options.signal, outputsOf, memoOf, { has: (id) => interrupted.get(id)?.op === 'create' });
         const observed = await this.provisioner.observe(ready, ctx);
         const steps: ProvisionStep<S>[] = [];
         for (const node of ready) {
           const obs: Observation = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
           const prev = records.get(node.id);
-          const pendingCreate = pendingCreates.get(node.id);
           // Only the drift, indeterminate and failed cases log: no child logger for every ready node.
           const log = (): Logger => this.log.child({ node: node.id, backend: node.spec.backendId });
           switch (obs.status) {
             case 'absent': {
-              if (pendingCreate !== undefined) deferred.finish(pendingCreate, 'abandoned', 'observed absent after an interrupted create');
+              resolve(node.id, 'absent');
               if (!appliedAt(prev, node, options)) {
                 steps.push({ node, op: 'create', diffs: [] });
                 break;
@@ -368,17 +377,17 @@ export class Reconciler<S extends NodeSpec> {
               break;
             }
             case 'upToDate':
-              if (pendingCreate !== undefined) deferred.finish(pendingCreate, 'adopted', 'found after an interrupted create');
+              resolve(node.id, 'as-desired');
               outputs.set(node.id, obs.outputs);
               memos.set(node.id, obs.memo);
-              outcomes.set(node.id, { status: prev?.managed === true || pendingCreate === undefined ? 'unchanged' : 'adopted' });
+              outcomes.set(node.id, { status: prev?.managed === true || interrupted.get(node.id)?.op !== 'create' ? 'unchanged' : 'adopted' });
               put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: obs.outputs, memo: obs.memo ?? null });
               break;
             case 'drifted': {
-              if (pendingCreate !== undefined) deferred.finish(pendingCreate, 'adopted', 'found after an interrupted create');
               outputs.set(node.id, obs.outputs);
               memos.set(node.id, obs.memo);
               const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
+              resolve(node.id, diffs.length === 0 ? 'as-desired' : 'changes-left');
               if (diffs.length === 0) {
                 outcomes.set(node.id, { status: 'unchanged' });
                 put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: obs.outputs, memo: obs.memo ?? null });

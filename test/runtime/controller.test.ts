@@ -1579,6 +1579,43 @@ describe('Controller: crash recovery and uncertainty', () => {
     }
   });
 
+  it.each([
+    { name: 'found not done is abandoned, not taken for done, and done again', done: false, outcomes: ['abandoned', 'done'], updates: ['a'] },
+    { name: 'found done (as it was to write) is adopted, not done again', done: true, outcomes: ['adopted'], updates: [] },
+  ])('a pending update left by a crash: $name', async ({ done, outcomes, updates }) => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-crash-'));
+    try {
+      const before = compileYaml(goalYaml(fileNode('a', 'A'))).graph;
+      const after = compileYaml(goalYaml(fileNode('a', 'A2'))).graph;
+      const first = start({ dir });
+      await first.controller.setGraph(before);
+      await first.settle();
+      await first.close();
+      // The crashed process: the goal changed, the update was recorded as pending, maybe sent, never finished.
+      const crashed = SqliteStateStore.open({ path: join(dir, 'state.db'), lock: false });
+      crashed.beginOperation('a', 'update', null);
+      crashed.close();
+      const backend = new MemoryBackend(memoryConfigSchema().parse({}), { id: 'mem', log: (await import('pino')).default({ level: 'silent' }) });
+      backend.preload([(done ? after : before).get('a')!]);
+      const h = start({ dir, backend });
+      await h.controller.setGraph(after);
+      await h.settle();
+      expect(h.calls.updated).toEqual(updates);
+      expect(contentOf(h, 'a')).toBe('A2');
+      expect(statusOf(h, 'a')).toBe('ready');
+      expect(h.lines.filter((l) => l.msg.startsWith('interrupted operation resolved by observation')).map((l) => [l.msg, l.op])).toEqual([[`interrupted operation resolved by observation: ${outcomes[0]}`, 'update']]);
+      const db = new Database(join(dir, 'state.db'), { readonly: true });
+      try {
+        const ops = db.prepare("SELECT outcome FROM operations WHERE node = 'a' AND op = 'update' ORDER BY id").all();
+        expect(ops).toEqual(outcomes.map((outcome) => ({ outcome })));
+      } finally {
+        db.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a node stored mid-operation (`creating`) by a crashed process starts over and converges', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ds-crash-'));
     try {

@@ -169,6 +169,26 @@ describe('Reconciler: store writes per pass', () => {
     }
   });
 
+  it.each([
+    { name: 'found not done is abandoned and done again', done: false, outcomes: ['abandoned', 'done'], updated: 1 },
+    { name: 'found done is adopted, not done again', done: true, outcomes: ['adopted'], updated: 0 },
+  ])('an update a crash left pending, as the daemon resolves it: $name', async ({ done, outcomes, updated }) => {
+    const s = setup();
+    await s.reconciler.apply(abc, pass);
+    const changed = compileYaml(goalYaml(fileNode('a', 'A2') + fileNode('b', 'B', { dependsOn: ['a'] }) + fileNode('c', 'C'))).graph;
+    s.sqlite.beginOperation('a', 'update', null);
+    if (done) s.backend.tamper('a', { content: 'A2' });
+    const result = await s.reconciler.apply(changed, pass);
+    expect(result.summary).toMatchObject({ updated });
+    expect(s.sqlite.pendingOperations()).toEqual([]);
+    const db = new Database(s.path, { readonly: true });
+    try {
+      expect(db.prepare("SELECT outcome FROM operations WHERE node = 'a' AND op = 'update' ORDER BY id").all()).toEqual(outcomes.map((outcome) => ({ outcome })));
+    } finally {
+      db.close();
+    }
+  });
+
   it('has each operation on disk as pending, and the drift it corrects, before its backend call', async () => {
     const pendingAtCall: string[][] = [];
     const driftAtCall: number[] = [];
