@@ -107,7 +107,7 @@ function resolvePhysical(base: string, target: string, within?: string, hops: Ho
       current = resolved.real;
       stat = resolved.stat;
     } else if (!st.isDirectory() && i < parts.length - 1) {
-      throw new FaultError(fault('permanent', `${next} is not a directory`, { code: 'ENOTDIR', hint: 'a path component is a file, not a directory' }));
+      throw notADirectory(next);
     } else {
       current = next;
       stat = st;
@@ -182,6 +182,11 @@ function becameLink(real: string, err: unknown): FaultError {
   return pathChanged(`${real} became a symlink while it was being read; it was not followed`, 'something else changes this path meanwhile; the next pass reads it again', err);
 }
 
+/** Something other than a directory (a file) found where the path needs one: the goal cannot be met there until it is moved. */
+function notADirectory(path: string): FaultError {
+  return new FaultError(fault('permanent', `${path} is not a directory`, { code: 'ENOTDIR', hint: 'a path component is a file, not a directory' }));
+}
+
 /** A directory that was checked and then changed kind (a symlink or a file put in its place): nothing is done there. */
 function changedUnder(dir: string, err: unknown): FaultError {
   return pathChanged(
@@ -209,6 +214,8 @@ export class Confiner {
   private readonly pins: Map<string, number> | undefined;
   /** With `pin`: per real directory, whether it and every directory above it up to the root are `sealed`. */
   private readonly sealedDirs = new Map<string, boolean>();
+  /** The real paths of nodes' directories that the walk found to be something else (a file): not directories that changed since. */
+  private readonly notDirectories = new Set<string>();
 
   /**
    * `pin`: for a batch that changes things; its calls go through `io` and `makeDirectories`, and
@@ -334,6 +341,7 @@ export class Confiner {
           fd = openSync(`${parent}${sep}${basename(dir)}`, PIN_FLAGS);
         } catch (err) {
           const code = errnoOf(err);
+          if (code === 'ENOTDIR' && this.notDirectories.has(dir)) throw notADirectory(dir);
           throw code === 'ENOTDIR' || code === 'ELOOP' ? changedUnder(dir, err) : fsFault(err, 'open', dir);
         }
       }
@@ -380,6 +388,8 @@ export class Confiner {
       this.dirs.set(relDir, r);
       // The walk's lstat of the directory is the one `sealed` needs: not taken twice.
       if (this.pins !== undefined && r.stat !== undefined) this.sealed(r.real, r.stat);
+      // A file where the node's directory should be: the calls made there fail (`pinned`), never taken for a directory that changed.
+      if (r.stat?.isDirectory() === false) this.notDirectories.add(r.real);
     }
     return r;
   }

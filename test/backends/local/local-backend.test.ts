@@ -739,6 +739,16 @@ describe('errno classification', () => {
     }
   });
 
+  it('a file where a directory of the path should be is a permanent ENOTDIR fault, not a directory changed meanwhile (transient, retried for ever)', async () => {
+    await mkdir(sb.root, { recursive: true });
+    await writeFile(join(sb.root, 'f'), 'hi\n');
+    const node = fileNode('bad', 'f/x', 'x\n');
+    const expected = { class: 'permanent', code: 'ENOTDIR', message: `${join(sb.root, 'f')} is not a directory`, hint: 'a path component is a file, not a directory' };
+    expect(await observe(node)).toMatchObject({ status: 'failed', fault: expected });
+    expect(await faultOf(() => sb.backend.create(node, opCtx()))).toMatchObject(expected);
+    expect(await readFile(join(sb.root, 'f'), 'utf8')).toBe('hi\n');
+  });
+
   it.each([
     { code: 'ENOSPC', hint: 'free disk space' },
     { code: 'EMFILE', hint: 'the daemon has too many files open: raise its limit (ulimit -n, systemd LimitNOFILE) or lower --concurrency' },
