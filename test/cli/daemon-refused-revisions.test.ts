@@ -140,12 +140,25 @@ describe('a revision past the mass-deletion guard, in the daemon', () => {
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
 
+    // Started on the refused revision, the daemon refuses it too, naming the nodes as when it ran, and runs the 20 last good ones.
+    const restarted = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
+    expect(await restarted.waitFor((l) => l.msg.startsWith('goal revision rejected'))).toMatchObject({
+      msg: 'goal revision rejected (mass deletion); the last good goals, stored when they last compiled, run instead',
+      count: 6,
+      limit: 5,
+      nodes: ['f19', 'f18', 'f17', 'f16', 'f15', 'f14'],
+      lastGoodNodes: 20,
+    });
+    expect((await cli(['status', ...p.args], { cwd: p.dir })).stdout).toContain('mass deletion refused: the revision would delete 6 nodes (f19, f18, f17, f16, f15, f14)');
+    restarted.kill('SIGTERM');
+    expect((await restarted.exited).code).toBe(0);
+
     // The refused revision is not the last good goals: a daemon started on a broken one runs the 20 nodes
     // last running, not the 14 refused (f19, not in those, was no longer reconciled).
     p.write('app.yaml', files(14, ' v3').replace('content:', 'contnet:'));
     writeFileSync(join(p.root, 'f19'), 'edited by hand again\n');
     const again = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
-    expect(await again.waitFor((l) => l.msg.startsWith('goal revision rejected'))).toMatchObject({ msg: 'goal revision rejected; the last good goals, stored when they last compiled, run instead', nodes: 20 });
+    expect(await again.waitFor((l) => l.msg.startsWith('goal revision rejected'))).toMatchObject({ msg: 'goal revision rejected; the last good goals, stored when they last compiled, run instead', lastGoodNodes: 20 });
     await eventually(() => readFileSync(join(p.root, 'f19'), 'utf8') === '19\n', 5_000, 'f19 repaired under the last good goals');
     expect(readFileSync(join(p.root, 'f0'), 'utf8')).toBe('0\n');
     again.kill('SIGTERM');
