@@ -118,22 +118,21 @@ export function parseGoalText(
     return { documents: [], diagnostics };
   }
 
-  let docs: Document.Parsed[];
+  let docs: ParsedDocument[];
   try {
-    docs = yaml().parseAllDocuments(text, PARSE_OPTIONS) as Document.Parsed[];
+    docs = parseDocuments(text);
   } catch (err) {
     // The guard above should make this unreachable; a stack overflow is still hostile input, not a crash.
     problem({ file, line: 1, col: 1 }, err instanceof RangeError ? 'too-deep' : 'yaml-syntax', err instanceof RangeError ? `nesting deeper than ${limits.maxDepth} levels` : firstLine(String(err)));
     return { documents: [], diagnostics };
   }
-  if (!Array.isArray(docs)) docs = [docs];
 
   const documents: SourceDocument[] = [];
   let yamlErrors = 0;
   let emptyDocuments = 0;
-  docs.forEach((doc, index) => {
+  docs.forEach(({ doc, source, sourceIndex }, index) => {
     let bad = false;
-    for (const e of syntaxErrors(doc, text)) {
+    for (const e of syntaxErrors(doc, text, at)) {
       // A duplicate key is an error, but the document around it is whole: it is still compiled (its
       // later value taken), so that its other problems are reported in the same run. The error keeps
       // the revision from being used. A syntax error leaves no document to speak of.
@@ -160,7 +159,7 @@ export function parseGoalText(
     if (!checkTree(doc.contents, text, limits, at, problem, notIn(kind), found)) return;
     let value: unknown;
     try {
-      value = (found.merges ? mergedValue(text, index, limits) : undefined) ?? doc.toJS({ maxAliasCount: limits.maxAliasCount });
+      value = (found.merges ? mergedValue(source, sourceIndex, limits) : undefined) ?? doc.toJS({ maxAliasCount: limits.maxAliasCount });
     } catch (err) {
       // An alias with no anchor set before it (`*name`), or too many expansions.
       const unresolved = err instanceof ReferenceError ? firstAlias(doc.contents, (a) => a.resolve(doc) === undefined) : undefined;
@@ -198,6 +197,62 @@ export function parseGoalText(
     problem({ file, line: 1, col: 1 }, 'empty-file', emptyDocuments > 0 ? `${kind} holds only empty YAML documents` : `${kind} holds no YAML document`);
   }
   return { documents, diagnostics };
+}
+
+/** A document as parsed, with the text it was parsed from and its index there (for `mergedValue`). */
+interface ParsedDocument {
+  /** Its positions are offsets into the whole file's text, whatever it was parsed from. */
+  readonly doc: Document.Parsed;
+  readonly source: string;
+  readonly sourceIndex: number;
+}
+
+/**
+ * The documents of `text`. The parser reads an unclosed quote on past a `---` at column 0, where YAML
+ * ends the document, to the end of the file: every later document would go unchecked. The text from
+ * such a `---` on is parsed again, one document at a time (split at each `---`, so that another unclosed
+ * quote takes in no more than its own document), each moved to its offsets in the file.
+ */
+function parseDocuments(text: string): ParsedDocument[] {
+  const parse = (source: string): Document.Parsed[] => {
+    const docs = yaml().parseAllDocuments(source, PARSE_OPTIONS) as Document.Parsed[] | Document.Parsed;
+    return Array.isArray(docs) ? docs : [docs];
+  };
+  const out: ParsedDocument[] = [];
+  for (const [sourceIndex, doc] of parse(text).entries()) {
+    out.push({ doc, source: text, sourceIndex });
+    const swallowed = nextDocumentMarker(text, (doc.contents?.range?.[0] ?? doc.range[0]) + 1);
+    if (swallowed === undefined || swallowed >= doc.range[1]) continue;
+    for (let start = swallowed; start < text.length; ) {
+      const end = nextDocumentMarker(text, start + 1) ?? text.length;
+      const source = text.slice(start, end);
+      for (const [i, d] of parse(source).entries()) out.push({ doc: moved(d, start), source, sourceIndex: i });
+      start = end;
+    }
+    // The rest of the file was this document's.
+    break;
+  }
+  return out;
+}
+
+/** The offset of the first `---` document marker at column 0 at or after `from`. */
+function nextDocumentMarker(text: string, from: number): number | undefined {
+  const marker = /^---(?=[ \t\r\n]|$)/gm;
+  marker.lastIndex = from;
+  return marker.exec(text)?.index;
+}
+
+/** `doc`, parsed from a slice of the file that starts at `by`, with its positions made the file's. */
+function moved(doc: Document.Parsed, by: number): Document.Parsed {
+  const shift = (r: [number, number, number]): [number, number, number] => [r[0] + by, r[1] + by, r[2] + by];
+  yaml().visit(doc, {
+    Node(_key, node) {
+      if (node.range !== undefined && node.range !== null) node.range = shift(node.range);
+    },
+  });
+  doc.range = shift(doc.range);
+  for (const e of [...doc.errors, ...doc.warnings]) e.pos = [e.pos[0] + by, e.pos[1] + by];
+  return doc;
 }
 
 /** Offset -> 1-based line and column (UTF-16 units, as editors count them), from one pass over the text. */
@@ -251,7 +306,7 @@ interface SyntaxError {
  * that ends where the error is), a misindented key at the key, and a tab
  * once, at the tab, with nothing it throws off after it.
  */
-function syntaxErrors(doc: Document.Parsed, text: string): SyntaxError[] {
+function syntaxErrors(doc: Document.Parsed, text: string, position: (offset: number) => SourceLocation): SyntaxError[] {
   if (doc.errors.length === 0) return [];
   let nodes: YamlNode[] | undefined;
   const allNodes = (): YamlNode[] => {
@@ -277,7 +332,10 @@ function syntaxErrors(doc: Document.Parsed, text: string): SyntaxError[] {
     if (quote !== undefined) {
       const scalar = allNodes().find((n) => yaml().isScalar(n) && (n.type === 'QUOTE_DOUBLE' || n.type === 'QUOTE_SINGLE') && end(n) === pos[0]);
       const opened = scalar === undefined ? pos[0] : start(scalar);
-      said(opened, `this ${quote} is never closed: the string runs on to the end of the document (add the closing ${quote})`, true);
+      // Past a `---`, the next document is read on its own (`parseDocuments`).
+      const next = nextDocumentMarker(text, opened + 1);
+      const to = next === undefined ? 'the end of the file' : `the end of the document, at the --- on line ${position(next).line}`;
+      said(opened, `this ${quote} is never closed: the string runs on to ${to} (add the closing ${quote})`, true);
       cutAt = Math.min(cutAt, opened);
     } else if (flow !== null && (e.code === 'BAD_INDENT' || e.code === 'MISSING_CHAR')) {
       const collection = allNodes().find((n) => (yaml().isMap(n) || yaml().isSeq(n)) && n.flow === true && end(n) === pos[0]);

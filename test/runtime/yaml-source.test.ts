@@ -45,6 +45,20 @@ describe('parseGoalText', () => {
     expect(documents[1]!.locate(['d'])).toEqual({ file: 'f.yaml', line: 6, col: 4 });
   });
 
+  // The parser reads an unclosed quote on to the end of the file, past the `---` that ends its document.
+  it('reads the documents after one with an unclosed quote, each locating its own values', () => {
+    const text = "a: 1\n---\nb: 'x\n---\nc: [x, y]\n---\n# fourth\nd: \"q\"\n";
+    const { documents, diagnostics } = parseGoalText('f.yaml', text);
+    expect(diagnostics.map((d) => `${d.line}:${d.col} ${d.code}`)).toEqual(['3:4 yaml-syntax']);
+    expect(documents.map((d) => [d.index, d.value])).toEqual([
+      [0, { a: 1 }],
+      [2, { c: ['x', 'y'] }],
+      [3, { d: 'q' }],
+    ]);
+    expect(documents[1]!.locate(['c', 1])).toEqual({ file: 'f.yaml', line: 5, col: 8 });
+    expect(documents[2]!.locate(['d'], 'key')).toEqual({ file: 'f.yaml', line: 8, col: 1 });
+  });
+
   it.each([
     { name: 'YAML 1.2: NO is a string', text: 'a: NO\n', value: { a: 'NO' } },
     { name: 'YAML 1.2: 0644 is the decimal 644', text: 'a: 0644\n', value: { a: 644 } },
@@ -183,12 +197,23 @@ describe('parseGoalText: YAML syntax errors, at their cause', () => {
     {
       name: 'an unclosed double quote, at the quote (not past the end), and not also the brace it swallows',
       text: goal('      type: local.file\n      spec: { path: "x, content: x }\n'),
-      want: ['8:21 yaml-syntax: this " is never closed: the string runs on to the end of the document (add the closing ")'],
+      want: ['8:21 yaml-syntax: this " is never closed: the string runs on to the end of the file (add the closing ")'],
     },
     {
       name: 'an unclosed single quote',
       text: "a: 'it\nb: 1\n",
-      want: ["1:4 yaml-syntax: this ' is never closed: the string runs on to the end of the document (add the closing ')"],
+      want: ["1:4 yaml-syntax: this ' is never closed: the string runs on to the end of the file (add the closing ')"],
+    },
+    {
+      // The parser reads the quote on past the `---`, to the end of the file; YAML ends the document there.
+      name: 'an unclosed quote hides no later document, each read on its own',
+      text: "a: 'it\nb: 1\n---\nc: \"x\n---\nd: [1\n---\ne: 1\ne: 2\n",
+      want: [
+        "1:4 yaml-syntax: this ' is never closed: the string runs on to the end of the document, at the --- on line 3 (add the closing ')",
+        '4:4 yaml-syntax: this " is never closed: the string runs on to the end of the document, at the --- on line 5 (add the closing ")',
+        '6:4 yaml-syntax: this [ is never closed: a flow sequence ends with ] (each line it spans indented more than the line it starts on)',
+        '9:1 duplicate-key: duplicate key "e": each key may appear once in a map',
+      ],
     },
     {
       name: 'a brace never closed, at the brace (not the next line)',
