@@ -92,6 +92,11 @@ export function compilePolicySpec(
     diag: DiagnosticBag;
     celLimits?: CelLimits | undefined;
     unchecked?: readonly UncheckedEntry[] | undefined;
+    /**
+     * Whether the entry at a path (`['rules', 2]`) has `types` in error, reported already, every type
+     * standing in: what reads a type's fields is not checked for it, the rest is.
+     */
+    untyped?: ((entry: readonly PathKey[]) => boolean) | undefined;
   },
 ): CompiledPolicySpec {
   const { policy, spec, at, diag } = options;
@@ -143,7 +148,7 @@ export function compilePolicySpec(
   spec.naming.forEach((n, i) => {
     const path = ['naming', i];
     let ok = true;
-    for (const t of n.types) {
+    for (const t of options.untyped?.(path) === true ? [] : n.types) {
       const fields = stringFieldsOf(t);
       if (!fields.includes(n.field)) {
         diag.error(at([...path, 'field']), 'unknown-field', `naming field "${n.field}" is not a text field of ${t}${suggestion(n.field, fields)}`);
@@ -203,6 +208,7 @@ export function compilePolicySpec(
     const path = ['rules', i];
     const compile = (field: 'when' | 'require', source: string): CelProgram | undefined => {
       const result = compileCel(source, options.celLimits);
+      if (result.ok && options.untyped?.(path) === true) return result.program;
       if (result.ok) {
         // The loader knows every type's fields: a misspelt one is a compile error, not a rule error on every node.
         const types = r.types ?? INFRA_NODE_TYPES;
@@ -252,7 +258,7 @@ export function compilePolicySpec(
     const path = ['defaults', i];
     let ok = true;
     for (const [field, value] of Object.entries(d.set)) {
-      for (const t of d.types) {
+      for (const t of options.untyped?.(path) === true ? [] : d.types) {
         const shape = shapeOf(t);
         const schema = shape[field];
         if (schema === undefined) {

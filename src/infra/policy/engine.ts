@@ -27,19 +27,27 @@ import type { Level, PolicySpecInput } from './schema.ts';
  */
 const UNCHECKED_FIELDS: Readonly<Record<string, unknown>> = { description: 'unchecked', severity: { default: 'info' }, frameworks: [] };
 
-/** A Policy entry as far as it can be checked: itself, with its unchecked fields' errors set aside, or undefined. */
-function checkableEntry(schema: z.ZodType, entry: unknown): unknown {
+/**
+ * A Policy entry as far as it can be checked, or undefined: itself, with its unchecked fields' errors set
+ * aside, and its `types`, if in error (an unknown type), stood in for by every type, `untyped`: its CEL
+ * and pattern are still checked, not what reads a type's fields.
+ */
+function checkableEntry(schema: z.ZodType, entry: unknown): { readonly entry: unknown; readonly untyped: boolean } | undefined {
   const parsed = schema.safeParse(entry);
-  if (parsed.success) return entry;
+  if (parsed.success) return { entry, untyped: false };
   if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) return undefined;
   const copy: Record<string, unknown> = { ...entry };
+  let untyped = false;
   for (const issue of parsed.error.issues) {
     const [key] = issue.path;
     if (issue.code === 'unrecognized_keys' && key === undefined) for (const k of issue.keys) delete copy[k];
     else if (typeof key === 'string' && Object.hasOwn(UNCHECKED_FIELDS, key)) copy[key] = UNCHECKED_FIELDS[key];
-    else return undefined;
+    else if (key === 'types') {
+      copy[key] = INFRA_NODE_TYPES;
+      untyped = true;
+    } else return undefined;
   }
-  return schema.safeParse(copy).success ? copy : undefined;
+  return schema.safeParse(copy).success ? { entry: copy, untyped } : undefined;
 }
 
 /**
@@ -217,7 +225,8 @@ export class CelPolicyEngine implements PolicyEngine {
    * fixed. That is the document as meant (`meant`: a misspelt key read as
    * the field it is near), its pack names, and each entry, with any error
    * only in a field no check reads (`description`, `severity`, `frameworks`,
-   * an unknown key) set aside; an entry that cannot be checked still claims
+   * an unknown key) set aside, and with bad `types` checked for all but what
+   * reads a type's fields; an entry that cannot be checked still claims
    * its id, so that a second entry of that id is reported too.
    */
   private checkSalvage(doc: RawDocument, meant: MeantInput, diag: DiagnosticBag): void {
@@ -230,12 +239,18 @@ export class CelPolicyEngine implements PolicyEngine {
     if (include.success) include.data.forEach((name, i) => this.pack(name, locate(['include', i]), diag));
     const salvaged: Record<string, unknown[]> = {};
     const unchecked: UncheckedEntry[] = [];
+    /** The entries whose `types` are stood in for, as `list:index`. */
+    const untyped = new Set<string>();
     for (const key of ['naming', 'requiredLabels', 'rules', 'defaults'] as const) {
       const list = entries[key];
       if (!Array.isArray(list)) continue;
       const entry = shape[key].unwrap().element;
       // Entries that cannot be checked are left as holes, so that the others keep their index (and place).
-      salvaged[key] = list.map((e) => checkableEntry(entry, e));
+      salvaged[key] = list.map((e, i) => {
+        const checkable = checkableEntry(entry, e);
+        if (checkable?.untyped === true) untyped.add(`${key}:${i}`);
+        return checkable?.entry;
+      });
       if (key === 'defaults') continue;
       let kept = 0;
       salvaged[key].forEach((e, i) => {
@@ -266,6 +281,7 @@ export class CelPolicyEngine implements PolicyEngine {
       diag,
       celLimits: this.celLimits,
       unchecked,
+      untyped: (path) => untyped.has(original(path).join(':')),
     });
   }
 

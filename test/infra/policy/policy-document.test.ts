@@ -189,6 +189,16 @@ describe('an entry that cannot be checked hides no other error', () => {
     expect(codes(`  naming:\n${naming('postgres.rol')}${naming('postgres.role')}`)).toEqual(['6:17 invalid-value', '7:40 duplicate-rule']);
   });
 
+  // An unknown type leaves out only what reads a type's fields: a rule's CEL syntax, a pattern, a default's template.
+  it.each([
+    { name: 'a rule: its expressions', spec: '  rules:\n    - { id: r, description: d, types: [local.fiel], when: "spec.x ==", require: "spec.nope == 1", severity: { default: high } }\n', want: ['6:40 invalid-value', '6:67 bad-expression'] },
+    { name: 'a naming entry: its pattern', spec: '  naming:\n    - { types: [local.fiel], field: nope, pattern: "^[a-z", severity: { default: high } }\n', want: ['6:17 invalid-value', '6:52 bad-pattern'] },
+    { name: 'a required label: its pattern', spec: '  requiredLabels:\n    - { key: team, types: [], pattern: "(", severity: { default: high } }\n', want: ['6:27 invalid-value', '6:40 bad-pattern'] },
+    { name: 'a default: a template in it', spec: '  defaults:\n    - { types: [local.fiel], set: { nope: "${goal.name}" } }\n', want: ['6:17 invalid-value', '6:43 bad-interpolation'] },
+  ])('an unknown type in $name is checked all the same', ({ spec, want }) => {
+    expect(codes(spec)).toEqual(want);
+  });
+
   it('a misspelt key is read as the field it is near: its expression is checked where it is written', () => {
     expect(codes('  rules:\n    - { id: r, description: d, reqire: "spec.nme == 1", severity: { default: low } }\n')).toEqual(['6:32 unknown-field', '6:45 bad-expression']);
   });
