@@ -530,7 +530,7 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     const invalid = decl.invalidFields;
     const schema = specSchemas[decl.type];
     decl.ignoreFields?.forEach((field, i) => {
-      if (field.trim() === '') return; // reported by the compiler
+      if (field === undefined || field.trim() === '') return; // reported by the compiler
       const problem = ignoreFieldProblem(schema, field, decl.type);
       if (problem !== undefined) diag.error(decl.locate(['ignoreFields', i]), 'unknown-field', `ignoreFields: ${problem}`);
       else if (identityFields[decl.type as InfraNodeType]?.includes(field) === true) {

@@ -235,8 +235,8 @@ export interface NodeDeclaration {
    */
   readonly pending?: readonly PendingValue[] | undefined;
   readonly deletionPolicy: DeletionPolicy | undefined;
-  /** The node's `ignoreFields`, for the domain to check against the type's fields. */
-  readonly ignoreFields?: readonly string[] | undefined;
+  /** The node's `ignoreFields`, for the domain to check against the type's fields; undefined where an entry is not a string (reported). */
+  readonly ignoreFields?: readonly (string | undefined)[] | undefined;
   /**
    * Fields already reported as invalid and replaced by defaults: node fields
    * (`id`, `backend`, `labels`, `spec`, `ignoreFields` …) and goal fields
@@ -519,6 +519,8 @@ export class GoalCompiler<S extends NodeSpec> {
         const invalidFields = invalid.size === 0 && unknown.size === 0 ? new Set<string>() : new Set<string>([...invalid, ...[...unknown].map((f) => `goal.${f}`)]);
         const backendFromDefault = n.backend === undefined && !invalid.has('backend');
         if (backendFromDefault && defaultBackendUnknown) invalidFields.add('backend');
+        // A list with a bad entry (not a string) is checked as written, each entry on its own, as dependsOn is.
+        const ignoreFields = !invalid.has('ignoreFields') ? n.ignoreFields : Array.isArray(raw.ignoreFields) ? raw.ignoreFields.map((f) => (typeof f === 'string' ? f : undefined)) : [];
         let built: BuiltSpec<S> | undefined;
         if (!invalid.has('type')) {
           built = this.factory.build(
@@ -531,7 +533,7 @@ export class GoalCompiler<S extends NodeSpec> {
               spec: spec as Record<string, unknown>,
               pending: pendingValues.length === 0 ? undefined : pendingValues,
               deletionPolicy: n.deletionPolicy ?? value.spec.defaults.deletionPolicy,
-              ignoreFields: invalid.has('ignoreFields') ? undefined : n.ignoreFields,
+              ignoreFields,
               invalidFields: invalidFields.size === 0 ? undefined : invalidFields,
               goal,
               source,
@@ -541,8 +543,8 @@ export class GoalCompiler<S extends NodeSpec> {
           );
         }
         if (built?.gate !== undefined && isDeclared) gates.set(n.id, built.gate);
-        n.ignoreFields.forEach((f, i) => {
-          if (f.trim() === '') diag.error(locate(['ignoreFields', i]), 'invalid-value', 'ignoreFields entries are spec paths such as "content" or "input.retentionDays"');
+        ignoreFields.forEach((f, i) => {
+          if (f?.trim() === '') diag.error(locate(['ignoreFields', i]), 'invalid-value', 'ignoreFields entries are spec paths such as "content" or "input.retentionDays"');
         });
         // Edges are checked even when the spec is wrong, so that every problem is reported at once.
         const deps: (typeof pending)[number]['deps'] = [];

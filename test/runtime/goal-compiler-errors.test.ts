@@ -67,6 +67,11 @@ describe('ignoreFields: each entry is a path of the type\'s spec', () => {
     const r = compile(goal('    - id: n\n      type: local.file\n      ignoreFields: [spec.mode, moed]\n      spec: { path: f, content: x }\n'));
     expect(at(r)).toEqual(['g0.yaml:8:22 unknown-field', 'g0.yaml:8:33 unknown-field']);
   });
+
+  it('an entry that is not a string hides no error of the others', () => {
+    const r = compile(goal('    - id: n\n      type: local.file\n      ignoreFields: [contnet, 5, " "]\n      spec: { path: f, content: x }\n'));
+    expect(at(r)).toEqual(['g0.yaml:8:22 unknown-field', 'g0.yaml:8:31 invalid-type', 'g0.yaml:8:34 invalid-value']);
+  });
 });
 
 describe('owner and group', () => {
