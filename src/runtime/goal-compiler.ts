@@ -5,7 +5,7 @@ import { intervalSchema } from './duration.ts';
 import { isJsonObject } from './json.ts';
 import { once } from './lazy.ts';
 import { DesiredGraph, dependencyCycles } from './graph.ts';
-import { interpolateGoal } from './interpolation.ts';
+import { holdsExpression, interpolateGoal } from './interpolation.ts';
 import type { GoalContext, GoalField, PendingValue } from './interpolation.ts';
 import { formatLocation, NODE_ID_PATTERN } from './node-spec.ts';
 import type { DeletionPolicy, Dependency, DesiredNode, NodeId, NodeSettings, NodeSpec, SourceLocation } from './node-spec.ts';
@@ -155,6 +155,23 @@ function salvageGoal(meant: MeantInput, nodes: unknown[]): Omit<ReadGoal, 'doc' 
     unknown,
     defaultBackendUnknown,
   };
+}
+
+/**
+ * A `${` where nothing reads one (not a string in `spec`): a warning, as it is taken as written, unless
+ * written as the `$${` escape. A warning, not an error: a goal that works as written keeps working.
+ */
+function warnNotInterpolated(text: string, where: string, at: SourceLocation, diag: DiagnosticBag): void {
+  if (!holdsExpression(text)) return;
+  diag.warning(at, 'not-interpolated', `${JSON.stringify(text)} in ${where} is taken as written: interpolation and references apply to values in spec only`);
+}
+
+/** `warnNotInterpolated` for each key and value of the labels at `path`. */
+function warnLabelsNotInterpolated(labels: Readonly<Record<string, string>>, path: readonly PathKey[], locate: (path: readonly PathKey[], part?: 'key' | 'value') => SourceLocation, diag: DiagnosticBag): void {
+  for (const [key, value] of Object.entries(labels)) {
+    warnNotInterpolated(key, 'a label key', locate([...path, key], 'key'), diag);
+    warnNotInterpolated(value, 'a label', locate([...path, key]), diag);
+  }
 }
 
 type NodeFields = z.output<Schemas['nodeDeclarationSchema']>;
@@ -453,6 +470,8 @@ export class GoalCompiler<S extends NodeSpec> {
     for (const { locate, value } of goalDocs) {
       const backend = value.spec.defaults.backend;
       if (backend !== undefined) this.factory.checkDefaultBackend?.(backend, locate(['spec', 'defaults', 'backend']), diag);
+      warnNotInterpolated(value.metadata.environment, 'metadata.environment', locate(['metadata', 'environment']), diag);
+      warnLabelsNotInterpolated(value.metadata.labels, ['metadata', 'labels'], locate, diag);
     }
 
     const declared = new Map<NodeId, SourceLocation>();
@@ -509,12 +528,14 @@ export class GoalCompiler<S extends NodeSpec> {
         const labels = { ...goal.labels, ...n.labels };
         const locateIn = (path: readonly PathKey[], index: number | undefined): SourceLocation =>
           index !== undefined && goalLocateIn !== undefined ? goalLocateIn(at(path), index) : locate(path);
-        const { value: spec, references, pending: pendingValues } = interpolateGoal(
+        const { value: spec, references, pending: pendingValues, literalKeys } = interpolateGoal(
           n.spec,
           goal,
           (path, message, index) => diag.error(locateIn(['spec', ...path], index), 'bad-interpolation', message),
           { unknown },
         );
+        for (const path of literalKeys) warnNotInterpolated(String(path.at(-1)), 'a map key', locate(['spec', ...path], 'key'), diag);
+        warnLabelsNotInterpolated(n.labels, ['labels'], locate, diag);
         // Usually empty: built only for a node or goal with an invalid field.
         const invalidFields = invalid.size === 0 && unknown.size === 0 ? new Set<string>() : new Set<string>([...invalid, ...[...unknown].map((f) => `goal.${f}`)]);
         const backendFromDefault = n.backend === undefined && !invalid.has('backend');

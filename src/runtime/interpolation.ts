@@ -80,6 +80,13 @@ export function wholeReference(s: string): boolean {
   return m !== null && NODE_REF.test(m[1]!.trim());
 }
 
+/** Whether `s` holds a `${` that is not the `$${` escape: an expression, or one never closed. */
+export function holdsExpression(s: string): boolean {
+  if (!s.includes('${')) return false;
+  for (const m of s.matchAll(EXPR)) if (m[0] !== '$${') return true;
+  return false;
+}
+
 /**
  * Whether the template string `s` holds a `${nodes.<id>.outputs.<key>}` reference, read as
  * `resolveReferences` reads it: `$${` is a literal `${`, never the start of one.
@@ -114,15 +121,19 @@ export function isWholeReference(value: unknown): value is string {
  * and not reported again. Its string, like every string holding a
  * reference, is returned in `pending`: a check that fails on what such a
  * string says is an echo, or is for after resolution, not an error now.
+ *
+ * A map's keys are taken as written: `literalKeys` are the paths of those
+ * that hold an expression (`holdsExpression`), for a warning.
  */
 export function interpolateGoal(
   value: unknown,
   goal: GoalContext,
   report: (path: readonly PathKey[], message: string, index?: number) => void,
   options: { readonly unknown?: ReadonlySet<GoalField> | undefined } = {},
-): { value: unknown; references: OutputReference[]; pending: PendingValue[] } {
+): { value: unknown; references: OutputReference[]; pending: PendingValue[]; literalKeys: PathKey[][] } {
   const references: OutputReference[] = [];
   const pending: PendingValue[] = [];
+  const literalKeys: PathKey[][] = [];
   const unknown = options.unknown;
   // The walk's path, copied only when something is reported or referenced.
   const interpolated = mapStrings(value, (v, at) => {
@@ -163,16 +174,18 @@ export function interpolateGoal(
     // A goal field is text, and so is a string with more than one reference in it: only a whole reference may be any value.
     if (tainted || references.length > first) pending.push({ path, type: whole ? 'any' : 'string' });
     return out;
+  }, (key, at) => {
+    if (holdsExpression(key)) literalKeys.push([...at]);
   });
-  return { value: interpolated, references, pending };
+  return { value: interpolated, references, pending, literalKeys };
 }
 
 /**
  * A copy of `value` (JSON data) with every string `s` replaced by
- * `map(s, path)`. `path` is the walk's own stack, valid during the call
- * only: a mapper that keeps it copies it.
+ * `map(s, path)`, each map key holding a `${` shown to `key`. `path` is the
+ * walk's own stack, valid during the call only: a mapper that keeps it copies it.
  */
-function mapStrings(value: unknown, map: (s: string, path: readonly PathKey[]) => unknown): unknown {
+function mapStrings(value: unknown, map: (s: string, path: readonly PathKey[]) => unknown, key?: (k: string, path: readonly PathKey[]) => void): unknown {
   const stack: PathKey[] = [];
   const visit = (v: unknown): unknown => {
     if (typeof v === 'string') return map(v, stack);
@@ -189,6 +202,7 @@ function mapStrings(value: unknown, map: (s: string, path: readonly PathKey[]) =
       const out: Record<string, unknown> = {};
       for (const k in v) {
         stack.push(k);
+        if (key !== undefined && k.includes('${')) key(k, stack);
         out[k] = visit((v as Record<string, unknown>)[k]);
         stack.pop();
       }

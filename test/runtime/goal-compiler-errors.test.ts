@@ -533,3 +533,37 @@ spec:
     expect(at(r)).toEqual(['g0.yaml:6:19 invalid-type', 'g1.yaml:12:34 unknown-field']);
   });
 });
+
+/**
+ * Interpolation and references apply to strings in spec only: a `${` in a map key, a label or the
+ * environment is taken as written, with a warning where it stands (not an error: it compiles as before).
+ */
+describe('a ${ where nothing reads one is a warning', () => {
+  const said = (where: string, text: string): string => `warning not-interpolated: ${JSON.stringify(text)} in ${where} is taken as written: interpolation and references apply to values in spec only`;
+
+  it('in the keys of a free-form map, at each key, taken as written', () => {
+    const r = compile(mem, goal('    - id: n\n      type: generic.resource\n      backend: mem\n      spec:\n        input: { "${goal.name}": 1, "${nodes.qq.outputs.z}": 2, "$${esc}": 3, deep: { "a${x": 4 } }\n'));
+    expect(r.lines).toEqual([
+      `g1.yaml:10:18: ${said('a map key', '${goal.name}')}`,
+      `g1.yaml:10:37: ${said('a map key', '${nodes.qq.outputs.z}')}`,
+      `g1.yaml:10:87: ${said('a map key', 'a${x')}`,
+    ]);
+    // No dependency on a node that does not exist, and the keys reach the command as written.
+    expect(r.graph!.get('n')!.dependsOn).toEqual([]);
+    expect(Object.keys((r.graph!.get('n')!.spec.spec as { input: object }).input)).toEqual(['${goal.name}', '${nodes.qq.outputs.z}', '$${esc}', 'deep']);
+  });
+
+  it('in metadata.environment, metadata.labels and a node\'s labels', () => {
+    const r = compile(goal(
+      '    - { id: n, type: local.file, labels: { "${k}": v, o: "${nodes.m.outputs.x}" }, spec: { path: f, content: x } }\n',
+      'metadata: { name: app, environment: "${goal.name}", labels: { team: "${goal.name}", esc: "$${x}" } }',
+    ));
+    expect(r.lines).toEqual([
+      `g0.yaml:3:37: ${said('metadata.environment', '${goal.name}')}`,
+      `g0.yaml:3:69: ${said('a label', '${goal.name}')}`,
+      `g0.yaml:6:44: ${said('a label key', '${k}')}`,
+      `g0.yaml:6:58: ${said('a label', '${nodes.m.outputs.x}')}`,
+    ]);
+    expect(r.graph).toBeDefined();
+  });
+});
