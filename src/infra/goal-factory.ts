@@ -33,20 +33,20 @@ const backendCoreSchema = once(() => z.object({ type: backendDocumentSchema.shap
 export const DEFAULT_LOCAL_BACKEND = { id: 'local', type: 'local', config: { root: '.desiredstate/local' } } as const;
 
 /**
- * Why an `ignoreFields` entry matches no drift a node of this type can
- * have, or undefined. Entries are paths inside the node's `spec`, as drift
- * reports print them (`mode`, `input.retentionDays`).
+ * Why an `ignoreFields` entry matches no drift a node of this type, with
+ * this `spec`, can have, or undefined. Entries are paths inside the node's
+ * `spec`, as drift reports print them (`mode`, `input.retentionDays`).
  */
-function ignoreFieldProblem(schema: (typeof specSchemas)[keyof typeof specSchemas], field: string, type: string): string | undefined {
+function ignoreFieldProblem(schema: (typeof specSchemas)[keyof typeof specSchemas], field: string, type: string, spec: unknown): string | undefined {
   // A deletion out of band is always reported: `selfHeal: false` is how a goal says "report, do not re-create".
   if (field === MISSING_RESOURCE.path) {
     return `"${MISSING_RESOURCE.path}" (a resource deleted out of band) cannot be ignored: it is always reported; selfHeal: false reports it without re-creating the resource`;
   }
-  const problem = fieldPathProblem(schema, field, type);
+  const problem = fieldPathProblem(schema, field, type, spec);
   if (problem === undefined) return undefined;
   // `spec.mode` for `mode`: said plainly, as edit distance cannot see it.
   const inner = field.startsWith('spec.') ? field.slice('spec.'.length) : undefined;
-  if (inner !== undefined && fieldPathProblem(schema, inner, type) === undefined) {
+  if (inner !== undefined && fieldPathProblem(schema, inner, type, spec) === undefined) {
     return `"${field}" is not a field of ${type}: paths are relative to the node's spec (did you mean "${inner}"?)`;
   }
   return problem;
@@ -531,7 +531,7 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     const schema = specSchemas[decl.type];
     decl.ignoreFields?.forEach((field, i) => {
       if (field === undefined || field.trim() === '') return; // reported by the compiler
-      const problem = ignoreFieldProblem(schema, field, decl.type);
+      const problem = ignoreFieldProblem(schema, field, decl.type, decl.spec);
       if (problem !== undefined) diag.error(decl.locate(['ignoreFields', i]), 'unknown-field', `ignoreFields: ${problem}`);
       else if (identityFields[decl.type as InfraNodeType]?.includes(field) === true) {
         const why = `"${field}" names the resource of a ${decl.type} (another ${field} is another resource, never drift of this one), so there is nothing to ignore`;

@@ -102,12 +102,15 @@ export function fieldSchema(schema: AnySchema, name: string): AnySchema | undefi
  * Why `path` names no field of `schema`, or undefined when it names one.
  * Paths are written as drift reports show them: dotted field names, `[n]`
  * for a list item (`mode`, `commands.read`, `memberOf[0]`, `input.size`).
- * Any key of an open map (a record) is a field, and so is anything under it.
+ * An open map's (a record's) keys are those of `value` (the node's spec) where
+ * it writes the map out: a key it lacks is in no drift report. Where it does
+ * not (left out, a reference), any key is a field, and so is anything under it.
  * `owner` names the schema in the message ("local.file").
  */
-export function fieldPathProblem(schema: AnySchema, path: string, owner: string): string | undefined {
-  const walk = (start: AnySchema, at: number, done: string, budget: number): string | undefined => {
+export function fieldPathProblem(schema: AnySchema, path: string, owner: string, value?: unknown): string | undefined {
+  const walk = (start: AnySchema, at: number, done: string, budget: number, written: unknown): string | undefined => {
     let s = start;
+    let v = written;
     for (;;) {
       if (budget-- <= 0) return `"${path}" is nested too deeply`;
       const def = defOf(s);
@@ -120,18 +123,30 @@ export function fieldPathProblem(schema: AnySchema, path: string, owner: string)
       switch (def.type) {
         case 'record':
         case 'unknown':
-        case 'any':
-          // An open map: every key, and whatever it holds.
-          return undefined;
+        case 'any': {
+          // An open map: the keys the spec gives it, where it writes it out; else every key, and whatever it holds.
+          const name = path[at] === '.' ? /^[^.[\]]+/.exec(path.slice(at + 1))?.[0] : undefined;
+          if (!isJsonObject(v) || name === undefined) return undefined;
+          if (!Object.hasOwn(v, name)) {
+            const near = didYouMean(name, Object.keys(v));
+            return `"${path}" names no key of ${done} in this node's spec, so there is nothing to ignore${near === undefined ? '' : ` (did you mean "${done}.${near}"?)`}`;
+          }
+          done = `${done}.${name}`;
+          at += 1 + name.length;
+          v = v[name];
+          if (def.type === 'record') s = def.valueType as AnySchema;
+          continue;
+        }
         case 'union': {
-          const problems = (def.options as AnySchema[]).map((o) => walk(o, at, done, budget));
+          const problems = (def.options as AnySchema[]).map((o) => walk(o, at, done, budget, v));
           return problems.includes(undefined) ? undefined : problems[0];
         }
         case 'array': {
-          const m = /^\[\d+\]/.exec(path.slice(at));
+          const m = /^\[(\d+)\]/.exec(path.slice(at));
           if (m === null) return `"${path}": ${done} is a list; its items are ${done}[0], ${done}[1] …`;
           done += m[0];
           at += m[0].length;
+          v = Array.isArray(v) ? v[Number(m[1])] : undefined;
           s = def.element as AnySchema;
           continue;
         }
@@ -148,6 +163,7 @@ export function fieldPathProblem(schema: AnySchema, path: string, owner: string)
           }
           done = `${prefix}${name}`;
           at = from + name.length;
+          v = isJsonObject(v) ? v[name] : undefined;
           s = shape[name]!;
           continue;
         }
@@ -156,7 +172,7 @@ export function fieldPathProblem(schema: AnySchema, path: string, owner: string)
       }
     }
   };
-  return walk(schema, 0, '', 256);
+  return walk(schema, 0, '', 256, value);
 }
 
 /**

@@ -31,7 +31,7 @@ const at = (r: { diagnostics: readonly { file: string; line: number; col: number
 describe('ignoreFields: each entry is a path of the type\'s spec', () => {
   it.each([
     { name: 'top-level fields of local.file', type: 'local.file', spec: '{ path: f, content: x }', fields: '[content, mode, owner]' },
-    { name: 'any key under an open map (generic.resource input)', type: 'generic.resource', spec: '{ input: { a: 1 } }', fields: '[input, input.retentionDays, "input.any.depth"]' },
+    { name: 'a key the spec gives an open map (generic.resource input), and anything under it', type: 'generic.resource', spec: '{ input: { retentionDays: 30, any: { depth: 1 }, s: x } }', fields: '[input, input.retentionDays, "input.any.depth", input.s.t]' },
     { name: 'a field of a nested object', type: 'generic.resource', spec: '{ input: {} }', fields: '[commands, commands.read]' },
     { name: 'list fields and their items', type: 'postgres.role', spec: '{ name: r }', fields: '[memberOf, "memberOf[0]", password]' },
     { name: 'a field that takes a string or a list', type: 'ansible.playbook', spec: '{ playbook: p.yml }', fields: '[inventory, "inventory[1]", extraVars.region]' },
@@ -51,6 +51,22 @@ describe('ignoreFields: each entry is a path of the type\'s spec', () => {
     const r = compile(goal(`    - id: n\n      type: local.file\n      ignoreFields: [content, ${entry}]\n      spec: { path: f, content: x }\n`));
     expect(r.graph).toBeUndefined();
     expect(r.lines).toEqual([`g0.yaml:8:31: error unknown-field: ${message}`]);
+  });
+
+  it('accepts any key of an open map the spec gives by a reference (its keys known only at run time)', () => {
+    const node = (id: string, extra: string): string => `    - { id: ${id}, type: generic.resource, backend: mem${extra} }\n`;
+    const r = compile(mem, goal(node('m', ', spec: { input: {} }') + node('n', ', ignoreFields: [input.retentionDays], spec: { input: "${nodes.m.outputs.id}" }')));
+    expect(r.lines).toEqual([]);
+  });
+
+  // A key the node's spec does not give its open map is in no drift report: the entry would ignore nothing.
+  it.each([
+    { name: 'generic.resource input', type: 'generic.resource', spec: '{ input: { retentionDays: 30 } }', entry: 'input.retentionDay', message: '"input.retentionDay" names no key of input in this node\'s spec, so there is nothing to ignore (did you mean "input.retentionDays"?)' },
+    { name: 'a map inside it', type: 'generic.resource', spec: '{ input: { limits: { cpu: 1 } } }', entry: 'input.limits.cpus', message: '"input.limits.cpus" names no key of input.limits in this node\'s spec, so there is nothing to ignore (did you mean "input.limits.cpu"?)' },
+    { name: 'ansible extraVars', type: 'ansible.playbook', spec: '{ playbook: p.yml, extraVars: { region: eu } }', entry: 'extraVars.zone', message: '"extraVars.zone" names no key of extraVars in this node\'s spec, so there is nothing to ignore' },
+  ])('rejects a key $name does not have', ({ type, spec, entry, message }) => {
+    const r = compile(mem, goal(`    - id: n\n      type: ${type}\n      backend: mem\n      ignoreFields: [${entry}]\n      spec: ${spec}\n`));
+    expect(r.lines).toEqual([`g1.yaml:9:22: error unknown-field: ignoreFields: ${message}`]);
   });
 
   it('rejects a misspelt nested field with the whole path suggested', () => {
