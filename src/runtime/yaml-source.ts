@@ -139,7 +139,7 @@ export function parseGoalText(
       if (e.code !== 'DUPLICATE_KEY') bad = true;
       // After the first few, syntax errors are mostly echoes of the first.
       if (++yamlErrors > MAX_SYNTAX_ERRORS) continue;
-      if (e.code === 'DUPLICATE_KEY') problem(at(e.pos[0]), 'duplicate-key', `duplicate key ${keySource(text, e.pos)}: each key may appear once in a map`);
+      if (e.code === 'DUPLICATE_KEY') problem(at(e.pos[0]), 'duplicate-key', `duplicate key ${keyAt(doc, e.pos[0])}: each key may appear once in a map`);
       else problem(at(e.at), 'yaml-syntax', e.message);
     }
     for (const w of doc.warnings) {
@@ -874,9 +874,16 @@ function resolvePlain(raw: string): unknown {
   return raw;
 }
 
-function keySource(text: string, pos: readonly [number, number]): string {
-  const line = text.slice(pos[0], text.indexOf('\n', pos[0]) === -1 ? text.length : text.indexOf('\n', pos[0]));
-  const key = /^("(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|.*?)\s*:(\s|$)/.exec(line)?.[1] ?? line;
+/** The map key that starts at `offset` (a duplicate's), quoted for a message: as read, quotes and escapes undone, as the compiler sees it. */
+function keyAt(doc: Document.Parsed, offset: number): string {
+  let key = '';
+  yaml().visit(doc, {
+    Scalar(at, node) {
+      if (at !== 'key' || node.range?.[0] !== offset) return undefined;
+      key = String(node.value);
+      return yaml().visit.BREAK;
+    },
+  });
   return JSON.stringify(key.length > 60 ? `${key.slice(0, 60)}…` : key);
 }
 

@@ -144,6 +144,17 @@ describe('parseGoalText', () => {
     expect(documents[0]!.locate(['a'])).toMatchObject({ line: 3, col: 4 });
   });
 
+  // A quoted key is the same key as a plain one: named as read, not with its quotes and escapes.
+  it.each([
+    { name: 'plain', text: 'path: a\npath: b\n', key: '"path"' },
+    { name: 'double-quoted', text: 'path: a\n"path": b\n', key: '"path"' },
+    { name: 'with an escape', text: 'path: a\n"\\u0070ath": b\n', key: '"path"' },
+    { name: 'single-quoted, in a flow map', text: "a: { \"it's\": 1, 'it''s': 2 }\n", key: '"it\'s"' },
+    { name: 'explicit', text: 'a: 1\n? a\n: 2\n', key: '"a"' },
+  ])('names a duplicate key as read: $name', ({ text, key }) => {
+    expect(parseGoalText('f.yaml', text).diagnostics.map((d) => d.message)).toEqual([`duplicate key ${key}: each key may appear once in a map`]);
+  });
+
   it('names the duplicated key and the custom tag as written', () => {
     expect(parseGoalText('f.yaml', 'path: a\npath: b\n').diagnostics[0]!.message).toBe('duplicate key "path": each key may appear once in a map');
     expect(parseGoalText('f.yaml', 'a: !!python/object:x {}\n').diagnostics[0]!.message).toBe('custom tag !!python/object:x is not allowed in goal files');
