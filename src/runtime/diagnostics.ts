@@ -43,29 +43,38 @@ export class DiagnosticBag {
   }
 }
 
-/** Levenshtein distance, for "did you mean" suggestions. */
+/**
+ * Edit distance, for "did you mean" suggestions: insertions, deletions, substitutions and swaps of two
+ * neighbouring characters (`contnet`, `moed`) each count one (Levenshtein's, with the swap of optimal
+ * string alignment).
+ */
 export function editDistance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  let before: number[] = [];
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0]!;
-    prev[0] = i;
+    const row = [i];
     for (let j = 1; j <= b.length; j++) {
-      const tmp = prev[j]!;
-      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = tmp;
+      let d = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, before[j - 2]! + 1);
+      row.push(d);
     }
+    before = prev;
+    prev = row;
   }
   return prev[b.length]!;
 }
 
-/** The closest candidate within a small edit distance, if any. */
+/**
+ * The closest candidate, if one is close: within a third of the longer word's length (at least one
+ * edit), so that a short word is not "corrected" to an unrelated one (`xy` to `a`).
+ */
 export function didYouMean(word: string, candidates: Iterable<string>): string | undefined {
   let best: string | undefined;
   let bestDistance = Infinity;
-  const limit = Math.max(2, Math.floor(word.length / 3));
+  const w = word.toLowerCase();
   for (const c of candidates) {
-    const d = editDistance(word.toLowerCase(), c.toLowerCase());
-    if (d < bestDistance && d <= limit) {
+    const d = editDistance(w, c.toLowerCase());
+    if (d < bestDistance && d <= Math.max(1, Math.floor(Math.max(word.length, c.length) / 3))) {
       best = c;
       bestDistance = d;
     }

@@ -18,6 +18,12 @@ describe('didYouMean', () => {
     { name: 'types', word: 'postgres.databse', candidates: ['postgres.database', 'postgres.role'], expected: 'postgres.database' },
     { name: 'node ids', word: 'app-config-dri', candidates: ['app-config', 'app-config-dir'], expected: 'app-config-dir' },
     { name: 'the closest wins', word: 'locl', candidates: ['memory', 'local', 'exec'], expected: 'local' },
+    // Two edits in a two-letter word are a third word, not a typo of it.
+    { name: 'an unrelated short id', word: 'xy', candidates: ['a'], expected: undefined },
+    { name: 'a short id one edit away', word: 'ab', candidates: ['a', 'xyz'], expected: 'a' },
+    { name: 'a long word two edits away', word: 'retentionDay', candidates: ['retentionDays'], expected: 'retentionDays' },
+    { name: 'a word three edits off a nine-letter one', word: 'prttin', candidates: ['partition'], expected: 'partition' },
+    { name: 'a four-letter word two edits off', word: 'mxyz', candidates: ['mode'], expected: undefined },
   ])('picks among $name', ({ word, candidates, expected }) => {
     expect(didYouMean(word, candidates)).toBe(expected);
   });
@@ -31,6 +37,8 @@ describe('didYouMean', () => {
     { a: '', b: 'abc', d: 3 },
     { a: 'kitten', b: 'sitting', d: 3 },
     { a: 'same', b: 'same', d: 0 },
+    { a: 'moed', b: 'mode', d: 1 },
+    { a: 'contnet', b: 'content', d: 1 },
   ])('editDistance($a, $b) = $d', ({ a, b, d }) => {
     expect(editDistance(a, b)).toBe(d);
   });
