@@ -406,16 +406,18 @@ export function zodIssueMessages(
           break;
         case 'invalid_union': {
           // Report the branch that got furthest, or a summary when none did.
-          const branches = issue.errors.filter((b) => b.length > 0);
           // A branch's issues are placed relative to the union.
-          const meant = branches.map((b) => b.map((i) => ({ ...i, path: [...path, ...i.path] }) as z.core.$ZodIssue)).find(misspeltBranch);
+          const branches = issue.errors.filter((b) => b.length > 0).map((b) => b.map((i) => ({ ...i, path: [...path, ...i.path] }) as z.core.$ZodIssue));
+          const meant = branches.find(misspeltBranch);
           if (meant !== undefined) {
             walk(meant);
             break;
           }
           const best = branches.sort((a, b) => depthOf(b) - depthOf(a))[0];
           if (issue.message !== 'Invalid input' || best === undefined || depthOf(best) <= path.length) {
-            emit(path, 'value', 'invalid-value', `${shown}: ${issue.message === 'Invalid input' ? `${describeValue(actual, path)} does not match any accepted form` : issue.message}`);
+            const forms = issue.message === 'Invalid input' ? unionForms(branches, path.length) : undefined;
+            const message = issue.message !== 'Invalid input' ? issue.message : forms === undefined ? `${describeValue(actual, path)} does not match any accepted form` : `expected ${forms}, got ${describeValue(actual, path)}`;
+            emit(path, 'value', 'invalid-value', `${shown}: ${message}`);
           } else {
             walk(best);
           }
@@ -515,6 +517,21 @@ function wrongType(issue: z.core.$ZodIssue, can: ReadonlySet<string>): boolean {
 
 function lowerFirst(s: string): string {
   return s.charAt(0).toLowerCase() + s.slice(1);
+}
+
+/**
+ * The forms a union (at `depth`) takes, in words ("a string or a list"), where each of its branches
+ * refused the value for its type alone; else undefined.
+ */
+function unionForms(branches: readonly (readonly z.core.$ZodIssue[])[], depth: number): string | undefined {
+  const forms: string[] = [];
+  for (const branch of branches) {
+    const own = branch.find((i) => i.path.length === depth);
+    if (own?.code !== 'invalid_type' || !own.message.startsWith('Invalid input')) return undefined;
+    const form = EXPECTED[own.expected] ?? own.expected;
+    if (!forms.includes(form)) forms.push(form);
+  }
+  return forms.length === 0 ? undefined : forms.length === 1 ? forms[0] : `${forms.slice(0, -1).join(', ')} or ${forms.at(-1)!}`;
 }
 
 function depthOf(issues: readonly z.core.$ZodIssue[]): number {

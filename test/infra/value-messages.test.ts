@@ -26,6 +26,21 @@ describe('a wrong value is told what the field takes', () => {
     expect(messages(backend('exec', '{ timeout: 45s }'))).toEqual([]);
   });
 
+  it('a value of a type none of a field\'s forms takes is told the forms', () => {
+    const goal = (inventory: string): string => `${backend('memory', '{}')}---
+apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: app }
+spec:
+  nodes:
+    - { id: a, type: ansible.playbook, backend: b, spec: { playbook: p.yml, inventory: ${inventory} } }
+`;
+    expect(messages(goal('5'))).toEqual(['error invalid-value: spec.inventory: expected a string or a list, got the number 5']);
+    expect(messages(goal('{ a: 1 }'))).toEqual(['error invalid-value: spec.inventory: expected a string or a list, got a map']);
+    // A list of the wrong items is told what is wrong with them.
+    expect(messages(goal('[5]'))).toEqual(['error invalid-type: spec.inventory[0]: expected a string, got the number 5 (quote it to make it a string)']);
+  });
+
   it('an infinite number is said to be no finite number, and an empty string to be empty', () => {
     const goal = `${backend('postgres', '{ host: db }')}---
 apiVersion: desiredstate/v1
