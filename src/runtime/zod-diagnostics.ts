@@ -385,7 +385,8 @@ export function zodIssueMessages(
     if (meant) for (const p of near) misspelt.add(p);
     return meant;
   };
-  const walk = (list: readonly z.core.$ZodIssue[]): void => {
+  /** `union`: of a misspelt branch, where the union is and what it says it takes (a secret reference's forms), for an unknown key there. */
+  const walk = (list: readonly z.core.$ZodIssue[], union?: { readonly depth: number; readonly forms: string }): void => {
     for (const issue of withoutEchoes(list)) {
       const path = issue.path as PathKey[];
       const shown = formatPath([...prefix, ...path]);
@@ -398,7 +399,8 @@ export function zodIssueMessages(
         case 'unrecognized_keys':
           for (const k of issue.keys) {
             const candidates = keysAt(schema, path);
-            emit([...path, k], 'key', 'unknown-field', `${formatPath([...prefix, ...path, k])} is not a field of ${owner}${suggestion(k, candidates)}`);
+            const what = union?.depth === path.length ? `: ${union.forms}` : ` is not a field of ${owner}`;
+            emit([...path, k], 'key', 'unknown-field', `${formatPath([...prefix, ...path, k])}${what}${suggestion(k, candidates)}`);
           }
           break;
         case 'invalid_type':
@@ -410,7 +412,8 @@ export function zodIssueMessages(
           const branches = issue.errors.filter((b) => b.length > 0).map((b) => b.map((i) => ({ ...i, path: [...path, ...i.path] }) as z.core.$ZodIssue));
           const meant = branches.find(misspeltBranch);
           if (meant !== undefined) {
-            walk(meant);
+            // The union's own words for its forms, where it has them, not the owner's: the key is not the owner's field.
+            walk(meant, issue.message === 'Invalid input' ? undefined : { depth: path.length, forms: issue.message });
             break;
           }
           const best = branches.sort((a, b) => depthOf(b) - depthOf(a))[0];

@@ -116,7 +116,8 @@ spec: { type: exec }
 
 // A misspelt key of a secret reference was "a secret reference is { fromEnv: NAME } or { fromFile: path }",
 // at the reference: the key written and the one meant went unsaid, where every other misspelt field is
-// told with its suggestion (GOAL-FORMAT.md).
+// told with its suggestion (GOAL-FORMAT.md). It is a key of the secret reference, not of the node's type
+// or the backend's config: the reference's forms are said with it.
 describe('infra specs: a misspelt secret reference', () => {
   const pg = (password: string): string => `apiVersion: desiredstate/v1
 kind: Backend
@@ -126,9 +127,10 @@ spec: { type: postgres, config: { host: db, password: ${password} } }
 `;
   const role = (password: string): string => goal(`    - { id: r, type: postgres.role, backend: pg, spec: { name: r, password: ${password} } }\n`);
   it.each([
-    { name: 'fromFil in a node', text: pg('{ fromEnv: P }') + role('{ fromFil: pw }'), line: 'goals/test.yaml:11:79: error unknown-field: spec.password.fromFil is not a field of postgres.role (did you mean "fromFile"?)' },
-    { name: 'from_env in a node', text: pg('{ fromEnv: P }') + role('{ from_env: PW }'), line: 'goals/test.yaml:11:79: error unknown-field: spec.password.from_env is not a field of postgres.role (did you mean "fromEnv"?)' },
-    { name: 'FromEnv in a backend config', text: pg('{ FromEnv: P }') + role('{ fromEnv: PW }'), line: 'goals/test.yaml:4:57: error unknown-field: spec.config.password.FromEnv is not a field of a postgres backend\'s config (did you mean "fromEnv"?)' },
+    { name: 'fromFil in a node', text: pg('{ fromEnv: P }') + role('{ fromFil: pw }'), line: 'goals/test.yaml:11:79: error unknown-field: spec.password.fromFil: a secret reference is { fromEnv: NAME } or { fromFile: path } (did you mean "fromFile"?)' },
+    { name: 'fromEnvv in a node', text: pg('{ fromEnv: P }') + role('{ fromEnvv: A }'), line: 'goals/test.yaml:11:79: error unknown-field: spec.password.fromEnvv: a secret reference is { fromEnv: NAME } or { fromFile: path } (did you mean "fromEnv"?)' },
+    { name: 'from_env in a node', text: pg('{ fromEnv: P }') + role('{ from_env: PW }'), line: 'goals/test.yaml:11:79: error unknown-field: spec.password.from_env: a secret reference is { fromEnv: NAME } or { fromFile: path } (did you mean "fromEnv"?)' },
+    { name: 'FromEnv in a backend config', text: pg('{ FromEnv: P }') + role('{ fromEnv: PW }'), line: 'goals/test.yaml:4:57: error unknown-field: spec.config.password.FromEnv: a secret reference is { fromEnv: NAME } or { fromFile: path } (did you mean "fromEnv"?)' },
     // Nothing close, or both forms at once: the forms it takes.
     { name: 'no key close to either form', text: pg('{ fromEnv: P }') + role('{ value: PW }'), line: 'goals/test.yaml:11:77: error invalid-value: spec.password: a secret reference is { fromEnv: NAME } or { fromFile: path }' },
     { name: 'both forms', text: pg('{ fromEnv: P }') + role('{ fromEnv: PW, fromFile: pw }'), line: 'goals/test.yaml:11:77: error invalid-value: spec.password: a secret reference is { fromEnv: NAME } or { fromFile: path }' },
