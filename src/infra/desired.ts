@@ -49,6 +49,16 @@ export function desiredNodeSpec<T extends InfraNodeSpec>(
   });
 }
 
+/**
+ * `wrapper` with its spec replaced by `spec`, the same spec with its references to other nodes'
+ * outputs resolved, and the digest of that spec: the one the node is applied at (`ResolvedAt`), so
+ * that a changed output is a change of the goal, not drift. Hashed once per resolve (the dispatcher
+ * keeps the resolved node while the outputs it used stay the same), never per observation.
+ */
+export function resolvedNodeSpec<T extends InfraNodeSpec>(wrapper: InfraDesiredNodeSpec, spec: T): InfraDesiredNodeSpec<T> {
+  return { ...wrapper, spec, digest: specDigest(spec, wrapper.backendId, wrapper.labels) };
+}
+
 /** A node of the infrastructure graph. */
 export type InfraNode<T extends InfraNodeSpec = InfraNodeSpec> = DesiredNode<InfraDesiredNodeSpec<T>>;
 

@@ -1,6 +1,7 @@
 import { fault, forEachLimit, formatPath, hasReferences, jsonEqual, OUTPUT_UNKNOWN, OUTPUTS_MISSING, resolveReferences, suggestion, toFault } from '../runtime/index.ts';
 import type { Fault, FieldDiff, NodeId, NodeProvisioner, Observation, OperationContext, ProvisionResult, UnknownOutput, UpdateRequest } from '../runtime/index.ts';
 import type { BackendUpdate, InfraBackend } from './backend.ts';
+import { resolvedNodeSpec } from './desired.ts';
 import type { InfraDesiredNodeSpec, InfraNode } from './desired.ts';
 import { checkResolvedSpec } from './resolved-spec.ts';
 import { SECRET_MASK } from './secret.ts';
@@ -35,12 +36,15 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
   async observe(nodes: readonly InfraNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, Observation>> {
     const out = new Map<NodeId, Observation>();
     const groups = new Map<string, InfraNode[]>();
+    // The nodes whose references were resolved: their observation says at which spec (`ResolvedAt`).
+    const resolvedIds = new Set<NodeId>();
     for (const node of nodes) {
       const resolved = this.resolve(node, ctx);
       if ('fault' in resolved) {
         out.set(node.id, { status: 'failed', fault: resolved.fault });
         continue;
       }
+      if (resolved.node !== node) resolvedIds.add(node.id);
       let g = groups.get(node.spec.backendId);
       if (g === undefined) groups.set(node.spec.backendId, (g = []));
       g.push(resolved.node);
@@ -56,7 +60,8 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
           const observed = await backend.observe(group, ctx);
           for (const n of group) {
             const obs = observed.get(n.id) ?? { status: 'failed', fault: fault('unknown', `backend "${backendId}" returned no observation`) };
-            out.set(n.id, obs.status === 'drifted' ? { ...obs, diffs: maskDiffs(n.spec.spec, obs.diffs) } : obs);
+            const masked = obs.status === 'drifted' ? { ...obs, diffs: maskDiffs(n.spec.spec, obs.diffs) } : obs;
+            out.set(n.id, resolvedIds.has(n.id) ? resolvedAt(masked, n) : masked);
           }
         } catch (err) {
           const f = toFault(err);
@@ -117,6 +122,7 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
     const out = new Map<NodeId, ProvisionResult>();
     const batches = new Map<InfraBackend, Batch>();
     const singles: BackendUpdate[] = [];
+    const resolvedIds = new Set<NodeId>();
     for (const item of items) {
       const backend = this.backends.get(item.node.spec.backendId);
       const call = backend && batchOf(backend);
@@ -129,6 +135,7 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
         out.set(item.node.id, { status: 'failed', fault: resolved.fault });
         continue;
       }
+      if (resolved.node !== item.node) resolvedIds.add(item.node.id);
       let b = batches.get(backend);
       if (b === undefined) batches.set(backend, (b = { call, group: [] }));
       b.group.push({ node: resolved.node, diffs: item.diffs });
@@ -140,7 +147,10 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
       if (ctx.signal.aborted) return failAll(group, notCalled('transient', 'operation aborted before it started'));
       try {
         const done = await call(group);
-        for (const i of group) out.set(i.node.id, done.get(i.node.id) ?? { status: 'failed', fault: fault('unknown', `backend "${backend.id}" returned no result`) });
+        for (const i of group) {
+          const r = done.get(i.node.id) ?? { status: 'failed', fault: fault('unknown', `backend "${backend.id}" returned no result`) };
+          out.set(i.node.id, resolvedIds.has(i.node.id) ? resolvedAt(r, i.node) : r);
+        }
       } catch (err) {
         failAll(group, toFault(err));
       }
@@ -176,7 +186,8 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
     if ('fault' in resolved) return { status: 'failed', fault: resolved.fault };
     try {
       if (ctx.signal.aborted) return { status: 'failed', fault: notCalled('transient', 'operation aborted before it started') };
-      return await op(backend, resolved.node);
+      const result = await op(backend, resolved.node);
+      return resolved.node === node ? result : resolvedAt(result, resolved.node);
     } catch (err) {
       return { status: 'failed', fault: toFault(err) };
     }
@@ -205,10 +216,15 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
       return { fault: notCalled('transient', `waiting for outputs ${[...new Set(missing)].join(', ')}`, { code: OUTPUTS_MISSING }) };
     }
     const checked = checkResolvedSpec(node.id, value, references, embedded);
-    const result = 'fault' in checked ? { fault: { ...checked.fault, notTheBackend: 'before-call' as const } } : { node: { ...node, spec: { ...node.spec, spec: checked.spec } } };
+    const result = 'fault' in checked ? { fault: { ...checked.fault, notTheBackend: 'before-call' as const } } : { node: { ...node, spec: resolvedNodeSpec(node.spec, checked.spec) } };
     resolvedCache.set(node, { used, result });
     return result;
   }
+}
+
+/** An observation or result of a node whose references were resolved (`resolved`), with the digest of the spec it was made at (`ResolvedAt`). */
+function resolvedAt<T extends Observation | ProvisionResult>(r: T, resolved: InfraNode): T {
+  return r.status === 'failed' || r.status === 'indeterminate' ? r : { ...r, digest: resolved.spec.digest };
 }
 
 /**

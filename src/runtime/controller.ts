@@ -12,14 +12,14 @@ import type { DesiredGraph } from './graph.ts';
 import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.ts';
 import { nextStatus, releasable } from './node-machine.ts';
 import type { NodeEventType } from './node-machine.ts';
-import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
+import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult, ResolvedAt } from './provisioner.ts';
 import type { ProvisionStep } from './reconciler.ts';
 import { correctionStep, emptySummary, leavingDrift, runSteps, withoutIgnored } from './reconciler.ts';
 import { Semaphore } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
-import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, heldByPolicy, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_RELEASED, policyHoldFields, policyHoldReason, recordSnapshot, refsCurrent, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedDependents, storedDeps, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, digestAt, declaredDeletionPolicy, heldByPolicy, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_RELEASED, policyHoldFields, policyHoldReason, recordSnapshot, refsCurrent, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedDependents, storedDeps, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 import { interruptedOutcome } from './interrupted-operation.ts';
@@ -764,7 +764,7 @@ export class Controller<S extends NodeSpec> {
       // fixed, then `retry`), or its observation in this batch just did, newer than what this node was
       // resolved against (waited for, not looked at again). Only then is the node failed, permanently.
       const unknownOutput = obs.status === 'failed' && obs.fault.code === OUTPUT_UNKNOWN;
-      if (((obs.status === 'absent' && appliedAtSpec(this.records.get(node.id), node)) || unknownOutput) && !this.depsLookedAt.has(node.id)) {
+      if (((obs.status === 'absent' && appliedAtSpec(this.records.get(node.id), node, obs)) || unknownOutput) && !this.depsLookedAt.has(node.id)) {
         const deps = node.dependsOn.filter((d) => graph.has(d.on) && (unknownOutput || !decided.has(d.on)));
         if (deps.length > 0) {
           this.depsLookedAt.add(node.id);
@@ -856,7 +856,7 @@ export class Controller<S extends NodeSpec> {
     this.transition(node, 'OBSERVE', {});
     switch (obs.status) {
       case 'absent': {
-        if (!appliedAtSpec(rec, node)) {
+        if (!appliedAtSpec(rec, node, obs)) {
           this.transition(node, 'OBSERVED_ABSENT', {});
           return { node, op: 'create', diffs: [] };
         }
@@ -875,7 +875,7 @@ export class Controller<S extends NodeSpec> {
       case 'upToDate':
         this.resolvePending(node.id, 'as-desired');
         this.driftGone(node.id);
-        this.succeed(node, 'OBSERVED_UP_TO_DATE', obs.outputs, obs.memo ?? null, wasReady);
+        this.succeed(node, 'OBSERVED_UP_TO_DATE', obs, wasReady);
         this.countUnchanged(node.id);
         return undefined;
       case 'drifted': {
@@ -883,13 +883,13 @@ export class Controller<S extends NodeSpec> {
         this.resolvePending(node.id, diffs.length === 0 ? 'as-desired' : 'changes-left');
         if (diffs.length === 0) {
           this.driftGone(node.id);
-          this.succeed(node, 'OBSERVED_UP_TO_DATE', obs.outputs, obs.memo ?? null, wasReady);
+          this.succeed(node, 'OBSERVED_UP_TO_DATE', obs, wasReady);
           return undefined;
         }
         this.transition(node, 'OBSERVED_DRIFTED', { outputs: obs.outputs, memo: obs.memo ?? null });
-        if (!appliedAtSpec(rec, node)) {
-          // The goal changed (or an existing resource is adopted): converge it; it fails, naming the
-          // field, without a backend call where the goal asks for what no update can make.
+        if (!appliedAtSpec(rec, node, obs)) {
+          // The goal changed, or an output it references (or an existing resource is adopted): converge it;
+          // it fails, naming the field, without a backend call where the goal asks for what no update can make.
           const cannot = uncorrectableFault(diffs);
           this.transition(node, 'UPDATE', {});
           if (cannot === undefined) return { node, op: 'update', diffs };
@@ -977,11 +977,15 @@ export class Controller<S extends NodeSpec> {
     });
   }
 
-  /** Ready, applied at this digest, same outputs and memo, nothing pending or remembered: observing it changed nothing. */
+  /**
+   * Ready, applied at exactly the spec observed (`digestAt`: a record an older version wrote, with only the
+   * goal's digest where references were resolved, is written anew, see `appliedAtSpec`), same outputs and
+   * memo, nothing pending or remembered: observing it changed nothing.
+   */
   private isSteady(node: DesiredNode<S>, rec: NodeRecord, obs: Extract<Observation, { status: 'upToDate' }>): boolean {
     return (
       rec.status === 'ready' &&
-      appliedAtSpec(rec, node) &&
+      rec.appliedDigest === digestAt(node, obs) &&
       rec.attempts === 0 &&
       rec.retryAt === null &&
       !this.pending.has(node.id) &&
@@ -1037,7 +1041,7 @@ export class Controller<S extends NodeSpec> {
       // The memo the operation returned, if any: an earlier observation's no longer describes what is there.
       this.operated.add(node.id);
       // Changed by the operation: what failed against it before may not now (see `succeed`).
-      this.succeed(node, 'PROVISION_DONE', result.outputs, result.memo ?? null, false);
+      this.succeed(node, 'PROVISION_DONE', result, false);
       // What the update left (not what it applied) says whether its dependents wait.
       if (step.leftDrift !== undefined) this.putDrifted(node, step.leftDrift.diffs, { reason: step.leftDrift.reason });
       this.summary[what]++;
@@ -1057,8 +1061,8 @@ export class Controller<S extends NodeSpec> {
    * that failed meanwhile, its failure maybe this node's doing (a file under a directory that was a
    * symlink), is looked at now too rather than after its backoff.
    */
-  private succeed(node: DesiredNode<S>, event: NodeEventType, outputs: Outputs, memo: ObservationMemo | null, wasReady: boolean): void {
-    this.transition(node, event, { outputs, memo, managed: true, appliedDigest: node.spec.digest, attempts: 0, retryAt: null, lastFault: null, reason: null });
+  private succeed(node: DesiredNode<S>, event: NodeEventType, at: { readonly outputs: Outputs; readonly memo?: ObservationMemo | undefined } & ResolvedAt, wasReady: boolean): void {
+    this.transition(node, event, { outputs: at.outputs, memo: at.memo ?? null, managed: true, appliedDigest: digestAt(node, at), attempts: 0, retryAt: null, lastFault: null, reason: null });
     this.scheduleNext(node);
     for (const d of this.graph?.dependents(node.id) ?? []) {
       const dep = wasReady ? undefined : this.records.get(d);

@@ -6,7 +6,7 @@ import { hasReferences, resolveReferences } from './interpolation.ts';
 import { jsonEqual } from './json.ts';
 import { formatLocation } from './node-spec.ts';
 import type { DesiredNode, NodeId, NodeSettings, NodeSpec, NodeSpecCodec } from './node-spec.ts';
-import type { Observation, ObservationMemo, Outputs, OutputValue } from './provisioner.ts';
+import type { Observation, ObservationMemo, Outputs, OutputValue, ResolvedAt } from './provisioner.ts';
 import type { NodeRecord, NodeStatus } from './state-store.ts';
 
 /**
@@ -365,7 +365,7 @@ export function resourcesLetGo<S extends NodeSpec>(graph: DesiredGraph<S>, recor
   if (codec.resourceKey === undefined) return letGo;
   for (const r of records) {
     const node = graph.get(r.id);
-    if (node === undefined || !r.managed || r.appliedDigest === null || r.appliedDigest === node.spec.digest) continue;
+    if (node === undefined || !r.managed || r.appliedDigest === null || appliedAtGoal(r, node)) continue;
     const before = removedNode(r, codec);
     const was = before === undefined ? undefined : codec.resourceKey(before.spec);
     const now = codec.resourceKey(node.spec);
@@ -504,11 +504,30 @@ export function reverseDependencyOrder(records: readonly NodeRecord[]): NodeReco
 }
 
 /**
- * Whether `rec` says the node's resource was last applied at exactly the
- * node's current spec. Then whatever differs now — a field, or the resource
- * itself gone — is drift (reported; corrected only under selfHeal), not
- * convergence toward a changed goal.
+ * What a record keeps as applied for `node` observed against or provisioned at `at`: its goal's spec's
+ * digest and, where the provisioner resolved references (`ResolvedAt`), after a slash the digest of
+ * the spec so resolved, so that the goal it was applied at stays known (`appliedAtGoal`).
  */
-export function appliedAtSpec<S extends NodeSpec>(rec: NodeRecord | undefined, node: DesiredNode<S>): boolean {
-  return rec?.appliedDigest === node.spec.digest;
+export function digestAt<S extends NodeSpec>(node: DesiredNode<S>, at: ResolvedAt): string {
+  return at.digest === undefined ? node.spec.digest : `${node.spec.digest}/${at.digest}`;
+}
+
+/** Whether `r` was last applied at the node's goal spec, whatever its references resolved to: the spec its snapshot keeps is that one. */
+function appliedAtGoal<S extends NodeSpec>(r: NodeRecord, node: DesiredNode<S>): boolean {
+  return r.appliedDigest === node.spec.digest || r.appliedDigest?.startsWith(`${node.spec.digest}/`) === true;
+}
+
+/**
+ * Whether `rec` says the node's resource was last applied at exactly the
+ * spec it was just observed against (`at`: its references resolved, see
+ * `ResolvedAt`). Then whatever differs now — a field, or the resource
+ * itself gone — is drift (reported; corrected only under selfHeal), not
+ * convergence toward a changed goal or a changed output it references.
+ * A record written before the resolved spec's digest was kept holds the
+ * goal's: such a node is judged as it was then (a difference is drift,
+ * never an update the old version would not have made) until it is next
+ * applied or found in sync, which writes the resolved digest.
+ */
+export function appliedAtSpec<S extends NodeSpec>(rec: NodeRecord | undefined, node: DesiredNode<S>, at: ResolvedAt): boolean {
+  return rec?.appliedDigest === digestAt(node, at) || rec?.appliedDigest === node.spec.digest;
 }

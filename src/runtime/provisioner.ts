@@ -59,11 +59,23 @@ export interface FieldDiff {
   readonly blocksDependents?: true | undefined;
 }
 
+/**
+ * The spec a node was observed against or provisioned at, where the provisioner resolved it first
+ * (references to other nodes' outputs replaced): `digest`, that spec's digest, which differs from
+ * `NodeSpec.digest`; absent, the node's own. A node's record keeps the digest it was applied at, so
+ * that an output that changed is a change of what the goal asks of the nodes that reference it,
+ * converged as an edit of their goal is (whatever `selfHeal` says), while a resource that differs
+ * from the spec it was applied at is drift.
+ */
+export interface ResolvedAt {
+  readonly digest?: string | undefined;
+}
+
 /** What exists, compared with what is desired. Failure is a state, not a throw. */
 export type Observation =
-  | { readonly status: 'absent' }
-  | { readonly status: 'upToDate'; readonly outputs: Outputs; readonly memo?: ObservationMemo | undefined }
-  | { readonly status: 'drifted'; readonly diffs: readonly FieldDiff[]; readonly outputs: Outputs; readonly memo?: ObservationMemo | undefined }
+  | ({ readonly status: 'absent' } & ResolvedAt)
+  | ({ readonly status: 'upToDate'; readonly outputs: Outputs; readonly memo?: ObservationMemo | undefined } & ResolvedAt)
+  | ({ readonly status: 'drifted'; readonly diffs: readonly FieldDiff[]; readonly outputs: Outputs; readonly memo?: ObservationMemo | undefined } & ResolvedAt)
   /**
    * The backend cannot tell whether the resource exists (for example after a crash mid-create): held
    * until an operator has checked and runs `desiredstate retry`. `waiting`: nothing is unknown, the node
@@ -80,7 +92,7 @@ export type Observation =
  * operation no longer holds). A delete's memo is ignored.
  */
 export type ProvisionResult =
-  | { readonly status: 'done'; readonly outputs: Outputs; readonly memo?: ObservationMemo | undefined }
+  | ({ readonly status: 'done'; readonly outputs: Outputs; readonly memo?: ObservationMemo | undefined } & ResolvedAt)
   | { readonly status: 'failed'; readonly fault: Fault };
 
 /** One update of a batch: the node and the differences its observation found. */

@@ -4,7 +4,7 @@ import { createCutShort, fault } from './fault.ts';
 import type { DesiredGraph } from './graph.ts';
 import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.ts';
-import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
+import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult, ResolvedAt } from './provisioner.ts';
 import type { NodeRecord, NodeStatus, PendingOperation, RunSummary, StateStore } from './state-store.ts';
 import { GOAL_ERRORS_META } from './state-store.ts';
 import { DeferredWrites } from './deferred-writes.ts';
@@ -15,7 +15,7 @@ import { assertNever, errorMessage } from './errors.ts';
 import { awaitsOutput } from './interpolation.ts';
 import { forEachLimit } from './limit.ts';
 import type { Semaphore } from './limit.ts';
-import { appliedAtSpec, carriedRecord, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedDependents, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, digestAt, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedDependents, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -169,7 +169,7 @@ export class Reconciler<S extends NodeSpec> {
         const depsChanging = graph.dependencies(node.id).some((d) => willChange.has(d));
         switch (obs.status) {
           case 'absent':
-            if (appliedAt(record, node, options)) {
+            if (appliedAt(record, node, options, obs)) {
               // Applied at this spec and gone: deleted out of band, drift like any other.
               const diffs = [MISSING_RESOURCE];
               const correct = corrected(node.settings, diffs);
@@ -188,7 +188,7 @@ export class Reconciler<S extends NodeSpec> {
             outputs.set(node.id, obs.outputs);
             const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
             if (diffs.length === 0) entry({ action: 'none' });
-            else if (record !== undefined && appliedAt(record, node, options) && !diffs.every(isDesiredChange)) {
+            else if (record !== undefined && appliedAt(record, node, options, obs) && !diffs.every(isDesiredChange)) {
               // Drift, shown with any desired change (a rotated secret, marked) that apply makes with it whatever selfHeal says.
               const drift = splitDrift(diffs).drift;
               const correct = corrected(node.settings, drift);
@@ -199,7 +199,7 @@ export class Reconciler<S extends NodeSpec> {
               if (correct && record.outputs !== null) outputs.set(node.id, record.outputs);
               entry({ action: 'drift', diffs, correct, reportOnly: correct ? undefined : reportOnly(node.settings, drift) });
             } else {
-              // A changed goal, or only desired changes (a rotated secret): an update, as apply makes it;
+              // A changed goal (or output it references), or only desired changes (a rotated secret): an update, as apply makes it;
               // an error where the goal asks for what no update can make.
               const cannot = uncorrectableFault(diffs);
               if (cannot !== undefined) {
@@ -360,7 +360,7 @@ export class Reconciler<S extends NodeSpec> {
           switch (obs.status) {
             case 'absent': {
               resolve(node.id, 'absent');
-              if (!appliedAt(prev, node, options)) {
+              if (!appliedAt(prev, node, options, obs)) {
                 steps.push({ node, op: 'create', diffs: [] });
                 break;
               }
@@ -381,7 +381,7 @@ export class Reconciler<S extends NodeSpec> {
               outputs.set(node.id, obs.outputs);
               memos.set(node.id, obs.memo);
               outcomes.set(node.id, { status: prev?.managed === true || interrupted.get(node.id)?.op !== 'create' ? 'unchanged' : 'adopted' });
-              put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: obs.outputs, memo: obs.memo ?? null });
+              put(node, 'ready', { managed: true, appliedDigest: digestAt(node, obs), outputs: obs.outputs, memo: obs.memo ?? null });
               break;
             case 'drifted': {
               outputs.set(node.id, obs.outputs);
@@ -390,10 +390,10 @@ export class Reconciler<S extends NodeSpec> {
               resolve(node.id, diffs.length === 0 ? 'as-desired' : 'changes-left');
               if (diffs.length === 0) {
                 outcomes.set(node.id, { status: 'unchanged' });
-                put(node, 'ready', { managed: true, appliedDigest: node.spec.digest, outputs: obs.outputs, memo: obs.memo ?? null });
+                put(node, 'ready', { managed: true, appliedDigest: digestAt(node, obs), outputs: obs.outputs, memo: obs.memo ?? null });
                 break;
               }
-              if (!appliedAt(prev, node, options)) {
+              if (!appliedAt(prev, node, options, obs)) {
                 // A goal that asks for what no update can make fails, naming the field, without a backend call.
                 const cannot = uncorrectableFault(diffs);
                 if (cannot !== undefined) this.record({ node, op: 'update', diffs }, { status: 'failed', fault: cannot }, outcomes, outputs, memos, put, log());
@@ -572,7 +572,7 @@ export class Reconciler<S extends NodeSpec> {
       memos.set(node.id, result.memo);
       outcomes.set(node.id, step.uncorrectable === undefined ? { status: success } : { status: success, uncorrectable: step.uncorrectable });
       // The memo the operation returned, if any: an earlier observation's no longer describes what is there.
-      const applied = { managed: true, appliedDigest: node.spec.digest, outputs: result.outputs, memo: result.memo ?? null };
+      const applied = { managed: true, appliedDigest: digestAt(node, result), outputs: result.outputs, memo: result.memo ?? null };
       if (step.leftDrift === undefined) put(node, 'ready', applied, true);
       else put(node, 'drifted', { ...applied, reason: step.leftDrift.reason }, true);
       log.info({ type: node.spec.type }, success === 'created' ? 'node created' : 'node updated');
@@ -616,8 +616,8 @@ function heldForGoal<S extends NodeSpec>(record: NodeRecord, node: DesiredNode<S
 }
 
 /** `appliedAtSpec`, unless the node's backend is declared otherwise since: then what it finds is to converge, not drift. */
-function appliedAt<S extends NodeSpec>(record: NodeRecord | undefined, node: DesiredNode<S>, options: PassOptions): boolean {
-  return appliedAtSpec(record, node) && options.changedBackends?.has(node.spec.backendId) !== true;
+function appliedAt<S extends NodeSpec>(record: NodeRecord | undefined, node: DesiredNode<S>, options: PassOptions, at: ResolvedAt): boolean {
+  return appliedAtSpec(record, node, at) && options.changedBackends?.has(node.spec.backendId) !== true;
 }
 
 /** Nodes grouped by depth: a node's level is one more than its deepest dependency's. */

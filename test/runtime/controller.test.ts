@@ -389,6 +389,49 @@ describe('Controller: a record\'s updatedAt', () => {
   });
 });
 
+describe('Controller: an output that changes is a change of the goal of the nodes that reference it, not drift', () => {
+  /** `a` at `path`, and `b` whose content is `a`'s path output (the memory backend outputs a spec's path). */
+  const referencing = (path: string, selfHeal: boolean): string =>
+    goalYaml(
+      `    - id: a
+      type: local.file
+      spec: { path: ${path}, content: A, mode: "0644" }
+    - id: b
+      type: local.file
+      spec: { path: b.txt, content: "\${nodes.a.outputs.path}", mode: "0644" }
+`,
+      { selfHeal },
+    );
+
+  it.each([{ selfHeal: false }, { selfHeal: true }])('selfHeal: $selfHeal: the referencing node is updated, never reported as drift', async ({ selfHeal }) => {
+    const h = await converged(referencing('a.txt', selfHeal));
+    expect(contentOf(h, 'b')).toBe('a.txt');
+    h.calls.reset();
+    const { graph, gates } = compileYaml(referencing('a2.txt', selfHeal));
+    await h.controller.setGraph(graph, { gates });
+    await h.settle();
+    expect(contentOf(h, 'b')).toBe('a2.txt');
+    expect(h.calls.updated).toEqual(['a', 'b']);
+    expect(statusOf(h, 'b')).toBe('ready');
+    expect(h.store.listDrift()).toEqual([]);
+    expect(h.lines.filter((l) => l.msg === 'drift detected')).toEqual([]);
+    // Recorded at what it was applied at: the next passes are steady.
+    h.calls.reset();
+    await h.advance(2 * MIN, 10_000);
+    expect(h.calls.updated).toEqual([]);
+    expect(h.lines.filter((l) => l.msg === 'drift detected')).toEqual([]);
+  });
+
+  it('a hand edit of the referencing node is still drift (only reported under selfHeal: false)', async () => {
+    const h = await converged(referencing('a.txt', false));
+    h.backend.tamper('b', { content: 'hand' });
+    await h.advance(2 * MIN, 10_000);
+    expect(contentOf(h, 'b')).toBe('hand');
+    expect(statusOf(h, 'b')).toBe('drifted');
+    expect(h.store.listDrift()).toEqual([expect.objectContaining({ node: 'b', action: 'reported', diffs: [{ path: 'content', desired: 'a.txt', actual: 'hand' }] })]);
+  });
+});
+
 describe('Controller: a rotated secret is a change to apply, not drift', () => {
   it.each([{ selfHeal: false }, { selfHeal: true }])('selfHeal: $selfHeal: rotations in a row are each applied, never reported, never a flap', async ({ selfHeal }) => {
     const h = await converged(goalYaml(fileNode('a', 'A'), { selfHeal }), { wrap: rotatingContent });

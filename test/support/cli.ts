@@ -101,9 +101,9 @@ spec:
 
 /**
  * An exec Backend named `exec` and a Goal (`name`, default `infra`) whose nodes use it by default,
- * up to and including `nodes:`; the caller appends the node lines. `prune: true` when asked.
+ * up to and including `nodes:`; the caller appends the node lines. `prune: true` when asked; `selfHeal` when given.
  */
-export function execGoalHead(options: { name?: string; prune?: boolean; /** The Backend's config map, as YAML. */ config?: string } = {}): string {
+export function execGoalHead(options: { name?: string; prune?: boolean; selfHeal?: boolean; /** The Backend's config map, as YAML. */ config?: string } = {}): string {
   return `apiVersion: desiredstate/v1
 kind: Backend
 metadata: { name: exec }
@@ -114,7 +114,7 @@ kind: Goal
 metadata: { name: ${options.name ?? 'infra'} }
 spec:
   defaults: { backend: exec }
-${options.prune === true ? '  prune: true\n' : ''}  nodes:
+${options.prune === true ? '  prune: true\n' : ''}${options.selfHeal === undefined ? '' : `  selfHeal: ${options.selfHeal}\n`}  nodes:
 `;
 }
 
