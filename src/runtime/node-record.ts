@@ -514,7 +514,12 @@ export function digestAt<S extends NodeSpec>(node: DesiredNode<S>, at: ResolvedA
 
 /** Whether `r` was last applied at the node's goal spec, whatever its references resolved to: the spec its snapshot keeps is that one. */
 function appliedAtGoal<S extends NodeSpec>(r: NodeRecord, node: DesiredNode<S>): boolean {
-  return r.appliedDigest === node.spec.digest || r.appliedDigest?.startsWith(`${node.spec.digest}/`) === true;
+  return digestAtGoal(r.appliedDigest, node);
+}
+
+/** Whether an applied digest (`digestAt`) is one of the node's goal spec, whatever its references resolved to. */
+export function digestAtGoal<S extends NodeSpec>(digest: string | null | undefined, node: DesiredNode<S>): boolean {
+  return digest === node.spec.digest || digest?.startsWith(`${node.spec.digest}/`) === true;
 }
 
 /**

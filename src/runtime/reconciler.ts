@@ -15,7 +15,7 @@ import { assertNever, errorMessage } from './errors.ts';
 import { awaitsOutput } from './interpolation.ts';
 import { forEachLimit } from './limit.ts';
 import type { Semaphore } from './limit.ts';
-import { appliedAtSpec, carriedRecord, digestAt, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedDependents, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, digestAt, digestAtGoal, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedDependents, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -303,7 +303,7 @@ export class Reconciler<S extends NodeSpec> {
         updatedAt: this.now(),
         ...patch,
       };
-      const refs = snapshotRefs(node, prev, rec, this.codec, patch.appliedDigest === node.spec.digest ? outputsOf : undefined);
+      const refs = snapshotRefs(node, prev, rec, this.codec, digestAtGoal(patch.appliedDigest, node) ? outputsOf : undefined);
       // A node observed as it was recorded writes nothing: a steady pass costs no store write.
       if (prev !== undefined && !operated && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps, node.settings.deletionPolicy, refs)) return;
       records.set(node.id, { ...rec, snapshot: recordSnapshot(node, deps, prev, rec, this.codec, refs) });
