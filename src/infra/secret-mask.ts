@@ -49,12 +49,52 @@ const URL_PASSWORD = /((?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s:@/]*:
 /** `<password>value</password>`: an XML element's name (group 2) and its text (group 3). */
 const XML_ELEMENT = /(<([A-Za-z_][\w.:-]*)(?:\s[^<>]*)?>)([^<]+)(?=<\/\2>)/g;
 
+/** A command's argument: in quotes, or up to a blank. */
+const ARGUMENT = String.raw`"[^"]*"|'[^']*'|[^\s"']+`;
+
 /** `--password=value`, `--api-key value`: a command-line option's name (group 2) and its value (group 3). */
-const OPTION = /((?:^|\s)--?([A-Za-z][\w-]*)(?:=|\s+))("[^"]*"|'[^']*'|[^\s"']+)/g;
+const OPTION = new RegExp(String.raw`((?:^|\s)--?([A-Za-z][\w-]*)(?:=|\s+))(${ARGUMENT})`, 'g');
+
+/**
+ * `name=value` inside a line: a libpq connection string (`host=db password=…`), a URL's query
+ * (`?user=app&password=…`), an ODBC or JDBC one (`Server=x;Password=…;`), an XML attribute
+ * (`password="…"`). The name (group 1) stands alone: `--password=` is an option (OPTION). Not `==`
+ * nor `=~`. The value is read where the match ends (SETTING_VALUE). Linear: a name is tried only
+ * where one starts, and gives back at most its own length.
+ */
+const INLINE_SETTING = /(?<![\w.-])([A-Za-z_][\w.-]*)[ \t]*=(?![=~])[ \t]*/g;
+
+/**
+ * A setting's value where INLINE_SETTING leaves off: in quotes (`'x y'`, `"x"`; a backslash escapes
+ * a quote, as libpq reads it; a quote left open runs to the line's end), what is inside them in
+ * group 1 or 2; else up to a blank, a quote, or a `&` or `;` that begins another setting (`&page=2`,
+ * `;Database=x`) or ends the text: one inside a password (`pa;ss`) is kept in it. Linear: the look
+ * ahead after a `&` or `;` reads at most the value's next run of name characters.
+ */
+const SETTING_VALUE = /'((?:[^'\\\r\n]|\\.)*)'?|"((?:[^"\\\r\n]|\\.)*)"?|(?:[^\s"'&;]|[&;](?![A-Za-z_][\w.-]*=)(?=[^\s"']))+/y;
+
+/** `key="Password" value="…"`, `name="password" value="…"`: XML attributes naming the setting the next one holds. */
+const NAMING_ATTRIBUTE = /^(?:key|name)$/i;
+const VALUE_ATTRIBUTE = /\s+value\s*=\s*/y;
+
+/**
+ * Commands known to take a password in a short option (`command`: the command and the arguments
+ * it reads), and where the password is in them: what comes before it (group 1) and the argument
+ * (group 2), all of it or, for `user`, what follows `user:`. Only these: to most other programs
+ * `-p` is a port, a path or a flag. `mysql -p db` asks for the password and names a database, so
+ * only a glued `-pSECRET` is one; sshpass reads its options up to the program it runs
+ * (`sshpass -p SECRET ssh -p 2222 host`: 2222 is ssh's port).
+ */
+const PASSWORD_COMMANDS: readonly { command: RegExp; argument: RegExp; user: boolean }[] = [
+  { command: /(?<![\w.-])(?:mysql(?:dump|admin)?|mariadb(?:-dump|-admin)?)(?![\w.-])[^|;&\r\n]*/g, argument: new RegExp(String.raw`(\s-p)(${ARGUMENT})`, 'g'), user: false },
+  { command: new RegExp(String.raw`(?<![\w.-])sshpass(?:\s+(?:-[fdpP]\s*(?:${ARGUMENT})|-\S*))*`, 'g'), argument: new RegExp(String.raw`(\s-p\s*)(${ARGUMENT})`, 'g'), user: false },
+  { command: /(?<![\w.-])curl(?![\w.-])[^|;&\r\n]*/g, argument: new RegExp(String.raw`(\s(?:-[uU]\s*|--(?:proxy-)?user\s+))(${ARGUMENT})`, 'g'), user: true },
+];
 
 /**
  * A line with what looks like a secret in it masked where it is not a whole setting: a JSON pair,
- * a URL's password, an XML element, a command-line option.
+ * a URL's password, an XML element, a command-line option, a setting inside the line, a password
+ * given to a command known to take one.
  */
 function maskInLine(line: string, found: string[] | undefined): string {
   let out = line;
@@ -66,7 +106,65 @@ function maskInLine(line: string, found: string[] | undefined): string {
   if (out.includes('://')) out = out.replace(URL_PASSWORD, (_all, head: string, password: string) => masked(password, `${head}${SECRET_MASK}`));
   if (out.includes('</')) out = out.replace(XML_ELEMENT, (all, head: string, name: string, text: string) => (secretSetting(name, text) ? masked(text, `${head}${SECRET_MASK}`) : all));
   if (out.includes('-')) out = out.replace(OPTION, (all, head: string, name: string, value: string) => (secretSetting(name, value) && value !== SECRET_MASK ? masked(unquoted(value), `${head}${SECRET_MASK}`) : all));
+  if (out.includes('=')) out = maskInlineSettings(out, found);
+  for (const { command, argument, user } of PASSWORD_COMMANDS) {
+    out = out.replace(command, (args) =>
+      args.replace(argument, (arg, head: string, value: string) => {
+        const text = unquoted(value);
+        const quote = text === value ? '' : value[0]!;
+        // curl's is `user:password`: the user stays; without a password curl asks for one.
+        const from = user ? text.indexOf(':') + 1 : 0;
+        const password = text.slice(from);
+        if ((user && from === 0) || password === '' || password === SECRET_MASK) return arg;
+        return masked(password, `${head}${quote}${text.slice(0, from)}${SECRET_MASK}${quote}`);
+      }),
+    );
+  }
   return out;
+}
+
+/**
+ * `line` with the value of each setting INLINE_SETTING finds masked where its name says it is a
+ * secret, its quotes kept (`password="<secret>"`: an XML attribute stays well formed). A value
+ * not masked is read on: it may hold settings of its own (`connectionString="…;Password=…"`).
+ */
+function maskInlineSettings(line: string, found: string[] | undefined): string {
+  let out = '';
+  let copied = 0;
+  INLINE_SETTING.lastIndex = 0;
+  for (let m = INLINE_SETTING.exec(line); m !== null; m = INLINE_SETTING.exec(line)) {
+    let name = m[1]!;
+    const naming = NAMING_ATTRIBUTE.test(name);
+    // No value is read that cannot be masked: one read for each `a=` in `a=a=a=…` would make the pass quadratic.
+    if (!naming && !SECRET_ENV_NAME.test(name)) continue;
+    let at = INLINE_SETTING.lastIndex;
+    let value = settingValue(line, at);
+    if (naming && value?.open === 1) {
+      VALUE_ATTRIBUTE.lastIndex = at + value.text.length;
+      if (VALUE_ATTRIBUTE.test(line)) {
+        // The setting is the one the attribute names, which is no secret itself.
+        name = value.inner;
+        at = VALUE_ATTRIBUTE.lastIndex;
+        value = settingValue(line, at);
+        INLINE_SETTING.lastIndex = at;
+      }
+    }
+    if (value === undefined || value.inner === '' || value.inner === SECRET_MASK || !secretSetting(name, value.inner)) continue;
+    found?.push(value.inner);
+    out += `${line.slice(copied, at)}${value.text.slice(0, value.open)}${SECRET_MASK}${value.text.slice(value.open + value.inner.length)}`;
+    copied = at + value.text.length;
+    INLINE_SETTING.lastIndex = copied;
+  }
+  return out + line.slice(copied);
+}
+
+/** The value SETTING_VALUE reads at `at`: as written (`text`), what is inside its quotes (`inner`), and where that starts (`open`: 1 after a quote). */
+function settingValue(line: string, at: number): { text: string; inner: string; open: 0 | 1 } | undefined {
+  SETTING_VALUE.lastIndex = at;
+  const m = SETTING_VALUE.exec(line);
+  if (m === null) return undefined;
+  const inner = m[1] ?? m[2];
+  return inner === undefined ? { text: m[0], inner: m[0], open: 0 } : { text: m[0], inner, open: 1 };
 }
 
 /** An option's value without the quotes around it, if any. */
@@ -86,8 +184,10 @@ const PEM_END = /-----END [A-Z ]*-----/;
  * Lines of a file as a drift report may show them (a line diff), with what
  * looks like a secret masked: the value of a setting whose name says it is
  * one (`DB_PASSWORD=…`, `api_key: …`, `"password": "…"`, `<password>…`,
- * `--password=…`), a URL's password (`postgres://app:…@db`) and the body of
- * a PEM private key.
+ * `--password=…`, `host=db password=…`, `?password=…`, `<x password="…"/>`),
+ * a URL's password (`postgres://app:…@db`), a password given to a command
+ * known to take one (`mysql -p…`, `curl -u user:…`) and the body of a PEM
+ * private key.
  * A managed file's lines come from the goals, but a hand edit may add a
  * secret, and a report is logged and stored. Pure; the rest is unchanged.
  */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { maskShownSecrets, SecretMask, shownSpec } from '../../src/infra/index.ts';
+import { maskSecretLines, maskShownSecrets, SecretMask, shownSpec } from '../../src/infra/index.ts';
 import type { Outputs } from '../../src/runtime/index.ts';
 
 describe('SecretMask', () => {
@@ -122,8 +122,61 @@ describe('SecretMask', () => {
   });
 });
 
+// A hand edit may write a secret into a line that is no setting of its own: a drift report shows that
+// line, and is logged and stored.
+describe('maskSecretLines: a secret inside a line', () => {
+  it.each([
+    { name: 'a libpq connection string', line: 'dsn = host=db user=app password=RealProdPw1', out: 'dsn = host=db user=app password=<secret>' },
+    { name: 'a quoted value, a quote escaped in it, the quotes kept', line: "conninfo host=db password='it\\'s x' port=5432", out: "conninfo host=db password='<secret>' port=5432" },
+    { name: 'spaces around `=`, as libpq allows', line: 'psql "host=db password = pw-1234"', out: 'psql "host=db password = <secret>"' },
+    { name: "a URL's query", line: 'url https://h/x?user=app&password=s3cr%26t&sort=asc', out: 'url https://h/x?user=app&password=<secret>&sort=asc' },
+    { name: 'an ODBC connection string', line: 'Server=x;User Id=a;Password=odbc-pw;Database=d;', out: 'Server=x;User Id=a;Password=<secret>;Database=d;' },
+    { name: 'a `;` inside a password, not followed by a setting', line: 'Server=x;Password=pa;ss;Database=d', out: 'Server=x;Password=<secret>;Database=d' },
+    { name: 'a JDBC URL', line: 'url: jdbc:sqlserver://db;user=app;password=jdbc-pw;encrypt=true', out: 'url: jdbc:sqlserver://db;user=app;password=<secret>;encrypt=true' },
+    { name: 'a name holding a secret word, as at the start of a line', line: 'opts sslmode=require api_key=k-123 password_min_length = 8', out: 'opts sslmode=require api_key=<secret> password_min_length = <secret>' },
+    { name: 'an XML attribute', line: '<x password="attr-pw" other="1"/>', out: '<x password="<secret>" other="1"/>' },
+    { name: 'an XML setting named by its key', line: '<add key="Password" value="xml-pw"/>', out: '<add key="Password" value="<secret>"/>' },
+    { name: 'a Spring property named by its name', line: '<property name="db.password" value="spring-pw"/>', out: '<property name="db.password" value="<secret>"/>' },
+    { name: 'a connection string in an attribute', line: '<add name="Db" connectionString="Server=x;Password=cs-pw;"/>', out: '<add name="Db" connectionString="Server=x;Password=<secret>;"/>' },
+    { name: "mysql's glued -p", line: 'mysql -u root -pHunter2x db', out: 'mysql -u root -p<secret> db' },
+    { name: "mariadb-dump's, quoted", line: "/usr/bin/mariadb-dump -p'a b' db | gzip", out: "/usr/bin/mariadb-dump -p'<secret>' db | gzip" },
+    { name: "sshpass's -p, not the port of the ssh it runs", line: 'sshpass -p Hunter2x ssh -p 2222 host', out: 'sshpass -p <secret> ssh -p 2222 host' },
+    { name: "curl's -u user:password, the user kept", line: "curl -u admin:pw-1 https://x && curl --user 'admin:p w' x", out: "curl -u admin:<secret> https://x && curl --user 'admin:<secret>' x" },
+    { name: 'a CRLF line, its CR kept', line: "a password='open\r", out: "a password='<secret>\r" },
+  ])('masks $name', ({ line, out }) => {
+    expect(maskSecretLines([line])).toEqual([out]);
+  });
+
+  it.each([
+    { name: 'settings of other names', line: 'dsn = host=db user=app port=5432 sslmode=require' },
+    { name: 'a query of other names', line: 'https://h/search?q=password&sort=asc' },
+    { name: 'a setting word under a secret\'s name, an empty value, a value masked already', line: 'x auth=none password="" token=<secret>' },
+    { name: 'a comparison', line: 'if password == x or token =~ /y/' },
+    { name: 'a flag', line: 'app --no-password-prompt' },
+    { name: 'an XML setting of another name', line: '<add key="ApiBaseUrl" value="https://x"/>' },
+    { name: "mysql's -p asking for the password (db is a database)", line: 'mysql -u root -p db' },
+    { name: 'a -p of other commands (a port, a flag)', line: 'ssh -p 2222 host; tar -pcf x.tar x; mysql.service -pX' },
+    { name: 'curl -u without a password (curl asks)', line: 'curl -u admin https://x' },
+  ])('leaves $name', ({ line }) => {
+    expect(maskSecretLines([line])).toEqual([line]);
+  });
+
+  // Masking runs on every drifted line (and on outputs). Each pattern is tried only where a name or a command
+  // starts, and reads on at most to the end of its value or command, so a line costs time in its length:
+  // these finish as fast as any other line; a quadratic pass would take minutes at this size.
+  it.each([
+    { name: 'many settings not named as secrets', line: 'a='.repeat(500_000), out: 'a='.repeat(500_000) },
+    { name: 'many `&` in a secret', line: `x token=a${'&b'.repeat(500_000)}`, out: 'x token=<secret>' },
+    { name: 'a quote left open, many escaped quotes after it', line: `x password="${'\\"'.repeat(500_000)}`, out: 'x password="<secret>' },
+    { name: 'many passwords to one command', line: `mysql -u root${' -pX'.repeat(250_000)}`, out: `mysql -u root${' -p<secret>'.repeat(250_000)}` },
+    { name: 'many options to sshpass', line: `sshpass${' -v'.repeat(300_000)} -p pw ssh -p 22 h`, out: `sshpass${' -v'.repeat(300_000)} -p <secret> ssh -p 22 h` },
+  ])('masks a 1 MB line in one pass: $name', ({ line, out }) => {
+    expect(maskSecretLines([line])).toEqual([out]);
+  });
+});
+
 describe('maskShownSecrets: a message that may quote a spec, masked as plan shows the spec', () => {
-  const content = 'port = 8080\nDB_PASSWORD=hunter2-supersecret\napi_key: "k3y-abcdef"\nurl = postgres://app:pg-pass-123@db/app\n--token=tok-xyz9\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkq\n-----END PRIVATE KEY-----\nPASS=abc\n';
+  const content = 'port = 8080\nDB_PASSWORD=hunter2-supersecret\napi_key: "k3y-abcdef"\nurl = postgres://app:pg-pass-123@db/app\n--token=tok-xyz9\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkq\n-----END PRIVATE KEY-----\nPASS=abc\ndsn = host=db password=dsn-pw-4567\n';
   const spec = { type: 'local.file', path: 'app.env', content };
   it.each([
     { name: 'a setting\'s value', message: 'Cannot convert hunter2-supersecret to a BigInt', out: 'Cannot convert <secret> to a BigInt' },
@@ -132,6 +185,7 @@ describe('maskShownSecrets: a message that may quote a spec, masked as plan show
     { name: "a URL's password", message: 'bad url postgres://app:pg-pass-123@db/app', out: 'bad url postgres://app:<secret>@db/app' },
     { name: "an option's value", message: 'value tok-xyz9', out: 'value <secret>' },
     { name: 'a private key line', message: 'line MIIEvQIBADANBgkq', out: 'line <secret>' },
+    { name: 'a secret inside a line', message: 'bad value dsn-pw-4567', out: 'bad value <secret>' },
     { name: 'the text as a JSON string quotes it', message: JSON.stringify(content.slice(12, 44)), out: '"DB_PASSWORD=<secret>\\n"' },
     { name: 'what plan does not mask is left alone', message: 'port = 8080 in app.env', out: 'port = 8080 in app.env' },
     { name: 'a line with a short secret, as plan shows it', message: 'no key PASS=abc', out: 'no key PASS=<secret>' },
