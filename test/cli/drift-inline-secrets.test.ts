@@ -1,0 +1,42 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cli, oneFileGoal, tempProject } from '../support/cli.ts';
+import { eventually, trackDaemons } from '../support/daemon.ts';
+
+const p = tempProject('ds-drift-secrets-');
+p.write('app.yaml', oneFileGoal(p.root, 'dsn = host=db user=app password=CHANGEME\n'));
+const daemons = trackDaemons(p.dir);
+const conf = join(p.root, 'app.conf');
+const restored = (): boolean => existsSync(conf) && readFileSync(conf, 'utf8').includes('CHANGEME');
+
+// A password written by hand into a line that is no setting of its own (a libpq connection string, a
+// mysql command): the drift report is logged, stored and shown by plan, each with the line diff.
+describe('a secret a hand edit writes inside a line', () => {
+  it('is masked in the drift log line, the stored drift report and the plan', async () => {
+    const d = daemons.start(['--listen', '127.0.0.1:0', '--interval', '60s', ...p.args], { cwd: p.dir });
+    await d.port();
+    await eventually(restored, 20_000, 'converged');
+
+    const mark = d.lines.length;
+    writeFileSync(conf, 'dsn = host=db user=app password=RealProdPw1\nbackup: mysqldump -u app -pRealProdPw2 app\n');
+    const drift = await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark);
+    expect(JSON.stringify(drift)).toContain('-dsn = host=db user=app password=<secret>\\n-backup: mysqldump -u app -p<secret> app');
+    await eventually(restored, 5_000, 'the file restored');
+    d.kill('SIGTERM');
+    expect(await d.exited).toEqual({ code: 0, signal: null });
+    expect(d.stderr).not.toMatch(/RealProdPw/);
+
+    const stored = (await cli(['drift', '--format', 'json', ...p.args], { cwd: p.dir })).stdout;
+    expect(stored).toContain('password=<secret>');
+    expect(stored).not.toMatch(/RealProdPw/);
+
+    writeFileSync(conf, 'dsn = host=db user=app password=RealProdPw3\n');
+    for (const format of ['text', 'json']) {
+      const plan = await cli(['plan', '--format', format, ...p.args], { cwd: p.dir });
+      expect(plan.code).toBe(2);
+      expect(plan.stdout).toContain('-dsn = host=db user=app password=<secret>');
+      expect(plan.stdout).not.toMatch(/RealProdPw|CHANGEME/);
+    }
+  }, 60_000);
+});
