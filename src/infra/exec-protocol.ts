@@ -302,31 +302,68 @@ export function checkDelete(stdout: string): void {
   if (Object.keys(obj).length > 0) throw new FaultError(badOutput('delete', `${excerpt(stdout)} (expected nothing)`));
 }
 
-/** Drift: every key of `input` whose value differs (deep-equal) from the same key in `state`. */
-export function inputDiffs(input: Readonly<Record<string, unknown>>, state: Readonly<Record<string, unknown>>): FieldDiff[] {
+/**
+ * Drift: every key of `input` whose value differs (deep-equal) from the same key in `state`, one diff
+ * per key (`input.<key>`). `ignore` (the node's `ignoreFields`): a path inside a key (`input.nested.x`)
+ * is left out of both values before they are compared, so it makes no drift and shows in none; a path
+ * naming a key itself is the runtime's to drop (`withoutIgnored`), as for every backend.
+ */
+export function inputDiffs(input: Readonly<Record<string, unknown>>, state: Readonly<Record<string, unknown>>, ignore: readonly string[] = []): FieldDiff[] {
   const diffs: FieldDiff[] = [];
-  for (const [key, desired] of Object.entries(input)) {
-    const actual = state[key];
+  for (const [key, written] of Object.entries(input)) {
+    const path = `input.${key}`;
+    const inside = ignoredInside(path, ignore);
+    const desired = leftOut(written, inside);
+    const actual = leftOut(state[key], inside);
     // A key set to null asks for no value: a state that leaves the key out has none (else it would drift, and be "corrected", on every pass).
     if (desired === null && actual === undefined) continue;
-    if (!jsonEqual(desired, actual)) diffs.push({ path: `input.${key}`, desired, actual });
+    if (!jsonEqual(desired, actual)) diffs.push({ path, desired, actual });
   }
   return diffs;
+}
+
+/** A step of a path into a JSON value: a map key, or a list index. */
+type Step = string | number;
+
+/** The paths of `ignore` strictly inside `path`, as steps from it (`input.a.b[0]` inside `input.a`: `["b", 0]`); one that is no field path is left out. */
+function ignoredInside(path: string, ignore: readonly string[]): Step[][] {
+  const inside: Step[][] = [];
+  for (const field of ignore) {
+    if (!field.startsWith(`${path}.`) && !field.startsWith(`${path}[`)) continue;
+    const rest = field.slice(path.length);
+    const steps = [...rest.matchAll(/\.([^.[\]]+)|\[(\d+)\]/g)];
+    if (steps.map((m) => m[0]).join('') === rest) inside.push(steps.map((m) => m[1] ?? Number(m[2])));
+  }
+  return inside;
+}
+
+/** `value` without what `paths` name in it (a map key, a list item), as a copy; what it lacks is left as it is. */
+function leftOut(value: unknown, paths: readonly (readonly Step[])[]): unknown {
+  if (paths.length === 0) return value;
+  // What is kept of the item at `step`: nothing where a path ends there, else the item without what the paths go on to name.
+  const kept = (step: Step, item: unknown): unknown[] => {
+    const rest = paths.filter((p) => p[0] === step).map((p) => p.slice(1));
+    return rest.some((r) => r.length === 0) ? [] : [leftOut(item, rest)];
+  };
+  if (Array.isArray(value)) return value.flatMap((item: unknown, i) => kept(i, item));
+  if (isJsonObject(value)) return Object.fromEntries(Object.entries(value).flatMap(([k, item]) => kept(k, item).map((x) => [k, x])));
+  return value;
 }
 
 /**
  * The observation for a read result. `recorded`: the node's outputs so far. What the read prints
  * is laid over them, never in their place: the next request's `outputs` must still hold what create
  * and update recorded (a read that finds its resource by a server-assigned id may print no outputs).
+ * `ignore`: the node's `ignoreFields`, for the paths inside an input key (see `inputDiffs`).
  */
-export function toObservation(input: Readonly<Record<string, unknown>>, read: ReadResult, recorded?: Outputs): Observation {
+export function toObservation(input: Readonly<Record<string, unknown>>, read: ReadResult, recorded?: Outputs, ignore: readonly string[] = []): Observation {
   if (read.exists === 'unknown') return { status: 'indeterminate', reason: `read: ${read.reason}` };
   if (!read.exists) return { status: 'absent' };
   // Without a state there is nothing to compare an input with: every key would drift, and be
   // "corrected" on every pass. Bad output then, unless the input is empty (nothing to compare).
   if (read.state === undefined && Object.keys(input).length > 0) return { status: 'failed', fault: badOutput('read', '{"exists": true} without the "state" to compare the input with') };
   const outputs = recorded === undefined ? read.outputs : { ...recorded, ...read.outputs };
-  const diffs = inputDiffs(input, read.state ?? {});
+  const diffs = inputDiffs(input, read.state ?? {}, ignore);
   return diffs.length === 0 ? { status: 'upToDate', outputs } : { status: 'drifted', diffs, outputs };
 }
 

@@ -63,7 +63,7 @@ export class ExecProvisioner implements ResourceProvisioner {
     const written = specOf(node);
     const spec = await this.resolved(written, ctx);
     const stdout = await this.run('read', spec.commands.read, node, spec, ctx);
-    const obs = toObservation(spec.input, parseRead(stdout), ctx.outputsOf(node.id));
+    const obs = toObservation(spec.input, parseRead(stdout), ctx.outputsOf(node.id), node.settings.ignoreFields);
     const keys = secretKeys(written);
     return keys.length === 0 ? obs : withSecrets(obs, keys, spec.input, ctx.memoOf?.(node.id));
   }

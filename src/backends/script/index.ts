@@ -116,7 +116,7 @@ export class ScriptProvisioner implements ResourceProvisioner {
       return { status: 'indeterminate', reason: readGate.reason, waiting: true };
     }
     const stdout = await this.read(script, node, ctx);
-    const obs = toObservation(inputOf(node.spec.spec), parseRead(stdout), ctx.outputsOf(node.id));
+    const obs = toObservation(inputOf(node.spec.spec), parseRead(stdout), ctx.outputsOf(node.id), node.settings.ignoreFields);
     // A change would follow: say now that it cannot run, so the node shows held (⊘) rather than failing later.
     const verb = obs.status === 'absent' ? 'create' : obs.status === 'drifted' && node.settings.selfHeal ? 'update' : undefined;
     if (verb !== undefined) {
@@ -282,7 +282,7 @@ export class ScriptProvisioner implements ResourceProvisioner {
     const read = await this.execute(script, node, 'read', execRequest(node.id, input, after), ctx);
     let seen: Observation;
     try {
-      seen = this.mask.observation(toObservation(input, parseRead(successOutput('read', read)), after.outputsOf(node.id)));
+      seen = this.mask.observation(toObservation(input, parseRead(successOutput('read', read)), after.outputsOf(node.id), node.settings.ignoreFields));
     } catch (err) {
       seen = { status: 'failed', fault: this.mask.thrown(err).fault };
     }

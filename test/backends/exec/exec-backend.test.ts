@@ -324,6 +324,28 @@ describe('exec backend: a rotated secret in the input', () => {
   });
 });
 
+// A key holding a secret is masked whole in its drift, so the runtime cannot look into it: an ignored
+// path inside it is left out by the backend, before the values are masked.
+describe('exec backend: ignoreFields inside an input key that holds a secret', () => {
+  it('leaves the ignored key out before masking; the rest of the key is still compared', async () => {
+    const state = join(dir, 'ignored.json');
+    const cmd = (op: string): string[] => [node, './resource.mjs', state, op];
+    const written = genericNode('ign', {
+      commands: { read: cmd('read'), create: cmd('create'), update: cmd('update') },
+      input: { db: { host: 'db-1', password: { fromEnv: 'DS_EXEC_IGN_PW' } } },
+    });
+    const n = { ...written, settings: { ...written.settings, ignoreFields: ['input.db.host'] } };
+    const recorded = new Map<string, Outputs>();
+    const b = backend({}, { ...process.env, DS_EXEC_IGN_PW: 'env-ign-1' });
+    expect(await b.create(n, opContext(recorded))).toMatchObject({ status: 'done' });
+
+    writeFileSync(state, JSON.stringify({ db: { host: 'moved-by-hand', password: 'env-ign-1' } }));
+    expect(await observeOne(b, n, recorded)).toMatchObject({ status: 'upToDate' });
+    writeFileSync(state, JSON.stringify({ db: { host: 'moved-by-hand', password: 'changed-by-hand' } }));
+    expect(await observeOne(b, n, recorded)).toMatchObject({ status: 'drifted', diffs: [{ path: 'input.db', desired: '<secret>', actual: '<secret>', masked: true }] });
+  });
+});
+
 describe('exec backend: exit status classification', () => {
   it.each([
     { name: 'exit 75 (EX_TEMPFAIL) is transient', exit: 75, cls: 'transient' },

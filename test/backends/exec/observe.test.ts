@@ -31,6 +31,45 @@ describe('inputDiffs', () => {
     expect(inputDiffs({ tag: null }, { tag: 'x' })).toEqual([{ path: 'input.tag', desired: null, actual: 'x' }]);
     expect(inputDiffs({ tag: 'x' }, {})).toEqual([{ path: 'input.tag', desired: 'x', actual: undefined }]);
   });
+
+  // `ignoreFields: [input.nested.x]` never matched the one diff of the key, `input.nested`: a hand-set x was drift, and "corrected".
+  const input = { nested: { x: 1, y: 2, deep: { z: 'a' } }, list: [1, 2] };
+  it.each([
+    { name: 'only the ignored key differs: no drift', ignore: ['input.nested.x'], state: { nested: { x: 99, y: 2, deep: { z: 'a' } }, list: [1, 2] }, diffs: [] },
+    { name: 'the ignored key is missing from the state: no drift', ignore: ['input.nested.x'], state: { nested: { y: 2, deep: { z: 'a' } }, list: [1, 2] }, diffs: [] },
+    {
+      name: 'another key of it differs too: drift, shown without the ignored key on either side',
+      ignore: ['input.nested.x'],
+      state: { nested: { x: 99, y: 3, deep: { z: 'a' } }, list: [1, 2] },
+      diffs: [{ path: 'input.nested', desired: { y: 2, deep: { z: 'a' } }, actual: { y: 3, deep: { z: 'a' } } }],
+    },
+    { name: 'deeper, and a list item', ignore: ['input.nested.deep.z', 'input.list[1]'], state: { nested: { x: 1, y: 2, deep: { z: 'by hand' } }, list: [1, 7] }, diffs: [] },
+    {
+      name: 'a list item ignored: the others still compared',
+      ignore: ['input.list[1]'],
+      state: { nested: { x: 1, y: 2, deep: { z: 'a' } }, list: [5, 7] },
+      diffs: [{ path: 'input.list', desired: [1], actual: [5] }],
+    },
+    {
+      name: 'a path into another key leaves this one whole',
+      ignore: ['input.other.x', 'input.nestedx'],
+      state: { nested: { x: 99, y: 2, deep: { z: 'a' } }, list: [1, 2] },
+      diffs: [{ path: 'input.nested', desired: input.nested, actual: { x: 99, y: 2, deep: { z: 'a' } } }],
+    },
+    {
+      name: 'the key itself ignored: still reported here, for the runtime to drop as for any backend',
+      ignore: ['input.nested'],
+      state: { nested: { x: 99, y: 2, deep: { z: 'a' } }, list: [1, 2] },
+      diffs: [{ path: 'input.nested', desired: input.nested, actual: { x: 99, y: 2, deep: { z: 'a' } } }],
+    },
+  ])('ignoreFields inside a key: $name', ({ ignore, state, diffs }) => {
+    expect(inputDiffs(input, state, ignore)).toEqual(diffs);
+  });
+
+  it('a read that differs only in an ignored key inside the input is up to date', () => {
+    const read = parseRead('{"exists":true,"state":{"nested":{"x":99,"y":2}}}');
+    expect(toObservation({ nested: { x: 1, y: 2 } }, read, undefined, ['input.nested.x'])).toEqual({ status: 'upToDate', outputs: {} });
+  });
 });
 
 describe('parseRead', () => {
