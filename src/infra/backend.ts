@@ -177,6 +177,12 @@ export interface BackendFactory<C = unknown> {
    */
   cannotUpdate?(spec: InfraNodeSpec, config: C): string | undefined;
   /**
+   * Why `ignoreFields` can match none of this implementation's drift, in words after "reports drift"
+   * (ansible: one diff per changed task, never a field of the spec); undefined where each diff's path
+   * is a spec field. An entry on one of its nodes is then a goal error, not a silence that never comes.
+   */
+  readonly driftNotByField?: string;
+  /**
    * What names the real resource a node manages within one instance of this
    * backend, in words (`path conf/app.toml`, `role app`), without I/O: two
    * nodes of one instance with the same key are a compile error, as each

@@ -529,6 +529,8 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     }
     const invalid = decl.invalidFields;
     const schema = specSchemas[decl.type];
+    // The entries that name a field drift may have, for the backend to say whether its drift names fields.
+    const ignorable = new Map<number, string>();
     decl.ignoreFields?.forEach((field, i) => {
       if (field === undefined || field.trim() === '') return; // reported by the compiler
       const problem = ignoreFieldProblem(schema, field, decl.type, decl.spec);
@@ -536,7 +538,7 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       else if (identityFields[decl.type as InfraNodeType]?.includes(field) === true) {
         const why = `"${field}" names the resource of a ${decl.type} (another ${field} is another resource, never drift of this one), so there is nothing to ignore`;
         diag.error(decl.locate(['ignoreFields', i]), 'invalid-value', `ignoreFields: ${why}`);
-      }
+      } else ignorable.set(i, field);
     });
     // Policy defaults go in first, and the spec is validated with them, whole: a default may fill a required
     // field, and one that breaks a rule across fields (or a backend's check) is an error, as it is written in the goal.
@@ -565,6 +567,10 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       if (factory !== undefined && !factory.kinds.includes(decl.type)) {
         diag.error(where, 'unsupported-type', `backend "${backendId}" (type ${factory.type}) cannot provision ${decl.type}; it supports ${factory.kinds.join(', ')}`);
         ok = false;
+      } else if (factory?.driftNotByField !== undefined) {
+        for (const [i, field] of ignorable) {
+          diag.error(decl.locate(['ignoreFields', i]), 'invalid-value', `ignoreFields: backend "${backendId}" (type ${factory.type}) reports drift ${factory.driftNotByField}, so "${field}" matches none of it`);
+        }
       }
     }
     let data: Record<string, unknown> | undefined = parsed?.success === true && writtenOnly.length === 0 ? parsed.data : undefined;

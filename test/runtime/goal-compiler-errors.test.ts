@@ -69,6 +69,18 @@ describe('ignoreFields: each entry is a path of the type\'s spec', () => {
     expect(r.lines).toEqual([`g1.yaml:9:22: error unknown-field: ignoreFields: ${message}`]);
   });
 
+  // The ansible backend's drift is one diff per changed task (`task:NAME`): an entry passed, and ignored nothing.
+  it('rejects every entry on a node of a backend whose drift names no field (ansible), a misspelt one once', () => {
+    const ansible = 'apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: ans }\nspec: { type: ansible }\n';
+    const r = compile(ansible, goal('    - id: n\n      type: ansible.playbook\n      backend: ans\n      ignoreFields: [extraVars.region, tags, extraVars.zone]\n      spec: { playbook: p.yml, extraVars: { region: eu } }\n'));
+    const why = 'backend "ans" (type ansible) reports drift per changed task, never per field of the spec, so';
+    expect(r.lines).toEqual([
+      `g1.yaml:9:22: error invalid-value: ignoreFields: ${why} "extraVars.region" matches none of it`,
+      `g1.yaml:9:40: error invalid-value: ignoreFields: ${why} "tags" matches none of it`,
+      'g1.yaml:9:46: error unknown-field: ignoreFields: "extraVars.zone" names no key of extraVars in this node\'s spec, so there is nothing to ignore',
+    ]);
+  });
+
   it('rejects a misspelt nested field with the whole path suggested', () => {
     const r = compile(mem, goal('    - id: n\n      type: generic.resource\n      backend: mem\n      ignoreFields: [commands.reed]\n      spec: { input: {} }\n'));
     expect(r.lines).toEqual(['g1.yaml:9:22: error unknown-field: ignoreFields: "commands.reed" is not a field of generic.resource (did you mean "commands.read"?)']);

@@ -180,6 +180,7 @@ export const ansibleBackendFactory: BackendFactory<AnsibleConfig> = {
   // The play recap, as summaryOutputs makes it.
   outputs: { 'ansible.playbook': ['ok', 'changed', 'skipped', 'hosts'] },
   cannotDelete: () => 'a playbook run cannot be undone',
+  driftNotByField: 'per changed task, never per field of the spec',
   // cannotDelete reads no field and no config: it still runs when the spec or the Backend's config has errors.
   specFields: [],
   configFields: [],
