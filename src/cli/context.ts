@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import pino from 'pino';
@@ -95,10 +95,30 @@ function prettyStream(colorize: boolean): NodeJS.WritableStream {
   return pretty({ destination: 2, sync: true, colorize, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' });
 }
 
-/** A missing goal directory, or a file named as one, is a bad invocation (exit 64, CLI.md). */
+/** Why the goal directory cannot be read, for the failures that are the invocation's (exit 64), by error code. */
+const GOALS_DIR_FAILURES: Readonly<Record<string, string>> = {
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  ENOTDIR: 'a path above it is not a directory',
+  ELOOP: 'a loop of symbolic links',
+};
+
+/**
+ * A missing goal directory, a file named as one, or one this user may not read (nor look into) is a
+ * bad invocation (exit 64, CLI.md). A directory below it that cannot be read is the goals' error
+ * (`unreadable-directory`), as a goal file that cannot be read is.
+ */
 export function requireGoalsDir(ctx: CliContext): void {
-  if (!existsSync(ctx.goalsDir)) throw new UsageError(`goal directory ${ctx.goalsDir} does not exist`);
-  if (!statSync(ctx.goalsDir).isDirectory()) throw new UsageError(`${ctx.named.goals} is not a directory`);
+  const doing = `cannot read goal directory ${ctx.goalsDir}`;
+  let info;
+  try {
+    info = statSync(ctx.goalsDir, { throwIfNoEntry: false });
+    if (info?.isDirectory() === true) accessSync(ctx.goalsDir, constants.R_OK | constants.X_OK);
+  } catch (err) {
+    rethrowAsUsage(err, doing, GOALS_DIR_FAILURES);
+  }
+  if (info === undefined) throw new UsageError(`goal directory ${ctx.goalsDir} does not exist`);
+  if (!info.isDirectory()) throw new UsageError(`${ctx.named.goals} is not a directory`);
 }
 
 /**

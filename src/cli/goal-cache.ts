@@ -116,12 +116,12 @@ export function goalSetScope(scope: GoalSetScope): string {
 /**
  * The key of a goal directory as it is now, or undefined when it should not
  * be cached (more files or bigger files than the loader accepts, a goal file
- * that is not a regular file or cannot be read: those fail to load anyway,
- * and are not read here).
+ * that is not a regular file or cannot be read, a directory that cannot be
+ * read: those fail to load anyway, and are not read here).
  */
 export async function goalSetKey(options: GoalSetScope): Promise<string | undefined> {
-  const files = await listGoalFiles(options.goalsDir);
-  if (files.length === 0 || files.length > defaultLoadLimits.maxFiles) return undefined;
+  const { files, unreadable } = await listGoalFiles(options.goalsDir);
+  if (files.length === 0 || files.length > defaultLoadLimits.maxFiles || unreadable.length > 0) return undefined;
   const h = createHash('sha256').update(scopeText(options));
   for (const file of files) {
     // Only regular files are read: a FIFO would wait forever; the compile refuses what is not one.

@@ -40,9 +40,9 @@ async function directoryIdentity(d: string): Promise<string | undefined> {
   return s === undefined ? undefined : `${s.dev} ${s.ino} ${s.birthtimeNs}`;
 }
 
-/** Every directory, and every goal file's path, inode, size and times. */
+/** Every directory (and each that cannot be read, which refuses the revision), and every goal file's path, inode, size and times. */
 async function fingerprintOf(tree: GoalTree): Promise<string> {
-  const parts = tree.directories.map((d) => `d ${d}`);
+  const parts = [...tree.directories.map((d) => `d ${d}`), ...tree.unreadable.map((u) => `u ${u.path}`)];
   for (const p of tree.files) {
     const s = await stat(p, { bigint: true }).catch(() => undefined);
     parts.push(s === undefined ? `f ${p} gone` : `f ${p} ${s.ino} ${s.size} ${s.mtimeNs} ${s.ctimeNs}`);

@@ -24,7 +24,8 @@ export async function loadGoalSet(options: {
   const factory = new InfraSpecFactory({ registry: options.registry, policy: options.policy, cwd: options.cwd });
   const compiler = new GoalCompiler({ factory });
   const extra: Diagnostic[] = [];
-  if (files.length === 0) {
+  // Unless a directory could not be read: what it holds is not known.
+  if (files.length === 0 && diagnostics.length === 0) {
     // The directory itself, as other diagnostics show paths: no line or column to point at.
     extra.push({ file: displayPath(options.goalsDir, options.cwd), line: 0, col: 0, severity: 'error', code: 'no-goals', message: 'the goal directory holds no *.yaml or *.yml files' });
   }

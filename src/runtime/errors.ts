@@ -54,3 +54,20 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/** The words for system errors a user can put right, by code. */
+const SYSTEM_REASONS: Readonly<Record<string, string>> = {
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  ELOOP: 'a loop of symbolic links',
+};
+
+/**
+ * Why a file system call failed, in words with the system's code (`permission denied (EACCES)`),
+ * `words` first; the message of an error that has no code.
+ */
+export function systemReason(err: unknown, words: Readonly<Record<string, string>> = {}): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === undefined) return errorMessage(err);
+  return `${words[code] ?? SYSTEM_REASONS[code] ?? 'the system refused'} (${code})`;
+}

@@ -1,10 +1,11 @@
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+import type { Dirent, Stats } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { createRequire } from 'node:module';
 import type { Alias, Document, Node as YamlNode, Pair } from 'yaml';
 import type * as Yaml from 'yaml';
 import type { Diagnostic } from './diagnostics.ts';
+import { systemReason } from './errors.ts';
 import { inexactNumber } from './json.ts';
 import type { SourceLocation } from './node-spec.ts';
 import { specialFileKind } from './read-bounded.ts';
@@ -1373,9 +1374,18 @@ export async function loadGoalDirectory(
 ): Promise<{ documents: SourceDocument[]; diagnostics: Diagnostic[]; files: string[] }> {
   const limits = options.limits ?? defaultLoadLimits;
   const displayRoot = options.displayRoot ?? process.cwd();
-  const files = await listGoalFiles(dir);
+  const { files, unreadable } = await listGoalFiles(dir);
   const documents: SourceDocument[] = [];
-  const diagnostics: Diagnostic[] = [];
+  // A directory below `dir` that cannot be read may hold goals: an error at it (the revision refused, as
+  // one that does not compile), never its goals taken for removed (with prune, their nodes deleted).
+  const diagnostics: Diagnostic[] = unreadable.map((u) => ({
+    file: displayPath(u.path, displayRoot),
+    line: 0,
+    col: 0,
+    severity: 'error',
+    code: 'unreadable-directory',
+    message: `cannot read goal directory: ${whyUnreadable(u.error)}`,
+  }));
   if (files.length > limits.maxFiles) {
     diagnostics.push({ file: displayPath(dir, displayRoot), line: 0, col: 0, severity: 'error', code: 'too-many-files', message: `more than ${limits.maxFiles} goal files` });
     return { documents, diagnostics, files };
@@ -1431,15 +1441,7 @@ export async function readGoalFile(
 
 /** Why a goal file could not be read, in words, with the system's code. */
 function whyUnreadable(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException).code;
-  const why: Record<string, string> = {
-    ENOENT: 'it is a symbolic link to nothing',
-    ELOOP: 'it is a loop of symbolic links',
-    EACCES: 'permission denied',
-    EPERM: 'permission denied',
-    EISDIR: 'it is a directory',
-  };
-  return code === undefined ? String(err) : `${why[code] ?? 'the system refused'} (${code})`;
+  return systemReason(err, { ENOENT: 'it is a symbolic link to nothing', ELOOP: 'it is a loop of symbolic links', EISDIR: 'it is a directory' });
 }
 
 /** The text, or the line and column (in characters) of the first byte that is not UTF-8. */
@@ -1496,9 +1498,13 @@ export function displayPath(abs: string, root: string): string {
   return rel.startsWith('..') ? abs : rel.split(sep).join('/');
 }
 
-/** The goal files under `dir` (`*.yaml`, `*.yml`, recursively, dot entries skipped), sorted: what `loadGoalDirectory` reads. */
-export async function listGoalFiles(dir: string): Promise<string[]> {
-  return [...(await walkGoalTree(dir)).files].sort();
+/**
+ * The goal files under `dir` (`*.yaml`, `*.yml`, recursively, dot entries skipped), sorted: what
+ * `loadGoalDirectory` reads; and the directories below `dir` that could not be read (`GoalTree`).
+ */
+export async function listGoalFiles(dir: string): Promise<{ files: string[]; unreadable: GoalTree['unreadable'] }> {
+  const tree = await walkGoalTree(dir);
+  return { files: [...tree.files].sort(), unreadable: tree.unreadable };
 }
 
 /** A goal directory as one walk found it. */
@@ -1507,6 +1513,8 @@ export interface GoalTree {
   readonly files: readonly string[];
   /** The directories walked: `dir` itself first, then every one below it. */
   readonly directories: readonly string[];
+  /** The directories below `dir` (or links to one) that could not be read, with the error: what goal files they hold is not known. */
+  readonly unreadable: readonly { readonly path: string; readonly error: unknown }[];
 }
 
 const GOAL_FILE = /\.ya?ml$/i;
@@ -1518,20 +1526,29 @@ const GOAL_FILE = /\.ya?ml$/i;
  * loop) is walked once. Anything named `*.yaml` / `*.yml` that is not a
  * regular file — a directory, a link to nothing, a FIFO — is listed, for the
  * loader to refuse at that file.
- * Throws when a directory in it cannot be read. The one rule for which files
- * are goals: the loader, the compiled-goal cache and the daemon's goal watch
- * all go through here.
+ * Throws when `dir` itself cannot be read; a directory below it that cannot
+ * be read (a permission) is listed in `unreadable`. The one rule for which
+ * files are goals: the loader, the compiled-goal cache and the daemon's goal
+ * watch all go through here.
  */
 export async function walkGoalTree(dir: string): Promise<GoalTree> {
   const files: string[] = [];
   const directories: string[] = [];
+  const unreadable: { path: string; error: unknown }[] = [];
   const seen = new Set<string>();
   const walk = async (d: string): Promise<void> => {
-    const real = await realpath(d);
-    if (seen.has(real)) return;
-    seen.add(real);
+    let entries: Dirent[];
+    try {
+      const real = await realpath(d);
+      if (seen.has(real)) return;
+      seen.add(real);
+      entries = await readdir(d, { withFileTypes: true });
+    } catch (err) {
+      if (d === dir) throw err;
+      unreadable.push({ path: d, error: err });
+      return;
+    }
     directories.push(d);
-    const entries = await readdir(d, { withFileTypes: true });
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const e of entries) {
       if (e.name.startsWith('.')) continue;
@@ -1542,10 +1559,21 @@ export async function walkGoalTree(dir: string): Promise<GoalTree> {
         files.push(p);
         continue;
       }
-      const target = e.isSymbolicLink() ? await stat(p).catch(() => undefined) : e;
+      const target = e.isSymbolicLink() ? await stat(p).catch((err: unknown) => linkNotFollowed(p, err, unreadable)) : e;
       if (target?.isDirectory() === true) await walk(p);
     }
   };
   await walk(dir);
-  return { files, directories };
+  return { files, directories, unreadable };
+}
+
+/**
+ * A symbolic link `stat` could not follow: a link to nothing (or a loop) is no directory, and is passed
+ * over; one whose target may not be looked at (a permission) may be a directory of goals, and is listed
+ * in `unreadable`.
+ */
+function linkNotFollowed(path: string, err: unknown, unreadable: { path: string; error: unknown }[]): undefined {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code !== 'ENOENT' && code !== 'ELOOP' && code !== 'ENOTDIR') unreadable.push({ path, error: err });
+  return undefined;
 }

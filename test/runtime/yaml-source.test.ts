@@ -448,7 +448,7 @@ describe('loadGoalDirectory', () => {
     expect(rel(tree.directories)).toEqual(['', 'b', 'b/nested']);
   });
 
-  it('walkGoalTree: a directory that cannot be read is an error', async () => {
+  it('walkGoalTree: the goal directory itself that cannot be read is an error', async () => {
     await expect(walkGoalTree(join(dir, 'missing'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });

@@ -22,12 +22,13 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Runs the real CLI through `launcher` and collects its output. */
-export function cli(args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+/** Runs the real CLI through `launcher` and collects its output; as `user` when given (the tests must run as root). */
+export function cli(args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; user?: { uid: number; gid: number } | undefined } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(launcher, args, {
       cwd: options.cwd ?? repoRoot,
       env: cleanEnv(options.env),
+      ...options.user,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

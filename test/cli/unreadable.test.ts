@@ -1,0 +1,97 @@
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli, goalHead, localBackend, ONE_DIRECTORY_GOAL, tempProject } from '../support/cli.ts';
+import { canRunAsNobody, isRoot, NOBODY } from '../support/privileges.ts';
+import { warnSkipped } from '../support/skip.ts';
+
+// A goal or state directory the user may not read was an internal error (EACCES from a scandir, a
+// stat or a read, a stack trace, exit 70), or read as no state at all. Root reads anything: run as
+// root, the commands run as nobody in a project given to nobody; run as another user, as that user.
+// Either way what is chmod 000 cannot be read.
+const user = isRoot ? NOBODY : undefined;
+const cannotDrop = isRoot && !canRunAsNobody();
+if (cannotDrop) warnSkipped(['SKIPPING the tests of unreadable goal and state directories:', 'they run the CLI as nobody, who cannot load this checkout. CI runs them.']);
+
+/** A temp project (`tempProject`) with `files` in its goal directory, given to `user`. */
+function project(prefix: string, files: Readonly<Record<string, string>>): ReturnType<typeof tempProject> {
+  const p = tempProject(prefix);
+  for (const [file, text] of Object.entries(files)) {
+    mkdirSync(join(p.goals, file, '..'), { recursive: true });
+    p.write(file, text);
+  }
+  if (isRoot) execFileSync('chown', ['-R', `${NOBODY.uid}:${NOBODY.gid}`, p.dir]);
+  return p;
+}
+
+/** Runs `fn` with `path` at mode 000, then gives it back 0755 (so that the project can be removed). */
+async function unreadable<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  chmodSync(path, 0o000);
+  try {
+    return await fn();
+  } finally {
+    chmodSync(path, 0o755);
+  }
+}
+
+describe.skipIf(cannotDrop)('a goal directory that cannot be read', () => {
+  const p = project('ds-unreadable-goals-', { 'backend.yaml': localBackend('root'), 'app.yaml': ONE_DIRECTORY_GOAL });
+  // The goal directory beneath one that cannot be entered: it was said not to exist.
+  const closed = join(p.dir, 'closed');
+  beforeAll(() => {
+    mkdirSync(join(closed, 'goals'), { recursive: true });
+    mkdirSync(p.state); // retry: no state.db, so the goals are read for the node
+    chmodSync(p.goals, 0o000);
+    chmodSync(closed, 0o000);
+  });
+  afterAll(() => {
+    chmodSync(p.goals, 0o755);
+    chmodSync(closed, 0o755);
+  });
+
+  it.each([['validate'], ['plan'], ['apply', '--yes'], ['graph'], ['check'], ['backends'], ['validate', '--format', 'json'], ['retry', 'web-root']])(
+    '%s: a bad invocation, exit 64 with one line naming it',
+    async (...args) => {
+      const r = await cli([...args, ...p.args], { cwd: p.dir, user });
+      expect(r).toEqual({ code: 64, stdout: '', stderr: `desiredstate ${args[0]}: cannot read goal directory ${p.goals}: permission denied\n` });
+      const under = await cli([...args, '--goals', join(closed, 'goals'), '--state', p.state], { cwd: p.dir, user });
+      expect(under).toEqual({ code: 64, stdout: '', stderr: `desiredstate ${args[0]}: cannot read goal directory ${join(closed, 'goals')}: permission denied\n` });
+    },
+  );
+});
+
+describe.skipIf(cannotDrop)('a directory below the goal directory that cannot be read', () => {
+  // The goal in sub/ prunes: read as removed, its file would be deleted.
+  const pruned = `${goalHead('  prune: true\n  defaults: { backend: local, deletionPolicy: Delete }\n').replace('name: app', 'name: pruned')}    - { id: conf, type: local.file, spec: { path: app.conf, content: "x\\n" } }\n`;
+  const p = project('ds-unreadable-sub-', { 'backend.yaml': localBackend('root'), 'app.yaml': ONE_DIRECTORY_GOAL, 'sub/pruned.yaml': pruned });
+  const diagnostic = 'goals/sub: error unreadable-directory: cannot read goal directory: permission denied (EACCES)';
+
+  it('is an error at that directory: validate, plan and apply refuse the goals, and nothing is deleted', async () => {
+    const first = await cli(['apply', '--yes', ...p.args], { cwd: p.dir, user });
+    expect(first.code, first.stderr).toBe(0);
+    expect(existsSync(join(p.root, 'app.conf'))).toBe(true);
+    await unreadable(join(p.goals, 'sub'), async () => {
+      for (const command of ['validate', 'plan', 'apply']) {
+        const r = await cli([command, '--yes', ...p.args].filter((a) => command === 'apply' || a !== '--yes'), { cwd: p.dir, user });
+        expect(r.code, `${command}: ${r.stderr}`).toBe(1);
+        expect(`${r.stdout}${r.stderr}`, command).toContain(diagnostic);
+        expect(r.stderr, command).not.toContain('internal error');
+      }
+      const json = await cli(['validate', '--format', 'json', ...p.args], { cwd: p.dir, user });
+      expect(JSON.parse(json.stdout)).toMatchObject({ valid: false, diagnostics: [{ file: 'goals/sub', line: 0, col: 0, severity: 'error', code: 'unreadable-directory' }] });
+    });
+    expect(existsSync(join(p.root, 'app.conf'))).toBe(true);
+  });
+
+  it('a symbolic link to a directory that cannot be read is one too', async () => {
+    const q = project('ds-unreadable-link-', { 'app.yaml': ONE_DIRECTORY_GOAL });
+    mkdirSync(join(q.dir, 'elsewhere/inner'), { recursive: true });
+    writeFileSync(join(q.dir, 'elsewhere/inner/more.yaml'), ONE_DIRECTORY_GOAL);
+    symlinkSync(join(q.dir, 'elsewhere/inner'), join(q.goals, 'linked'));
+    await unreadable(join(q.dir, 'elsewhere'), async () => {
+      const r = await cli(['validate', ...q.args], { cwd: q.dir, user });
+      expect(r).toMatchObject({ code: 1, stdout: 'goals/linked: error unreadable-directory: cannot read goal directory: permission denied (EACCES)\n' });
+    });
+  });
+});
