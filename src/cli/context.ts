@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import pino from 'pino';
 import type PinoPretty from 'pino-pretty';
 import type { Logger } from 'pino';
-import { DesiredStateError, ErrorCodes, errorMessage, formatDiagnostic, makeDirectories, parseDuration, replaceFile, sha256, SqliteStateStore, stableStringify } from '../runtime/index.ts';
+import { DesiredStateError, ErrorCodes, errorMessage, formatDiagnostic, makeDirectories, parseDuration, replaceFile, sha256, SqliteStateStore, stableStringify, systemReason } from '../runtime/index.ts';
 import type { Diagnostic } from '../runtime/index.ts';
 import { BackendRegistry, CelPolicyEngine, evaluationTimeouts, InfraNodeProvisioner } from '../infra/index.ts';
 import type { InfraBackend } from '../infra/index.ts';
@@ -298,7 +298,7 @@ export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: 
   // from another deployment (a backup of the wrong host) is refused by what writes (apply, run),
   // rather than its nodes taken for this one's and orphaned. Only while there is a state.db to check.
   const lineageFile = join(ctx.stateDir, LINEAGE_FILE);
-  const kept = existsSync(path) && existsSync(lineageFile) ? readFileSync(lineageFile, 'utf8').trim() : '';
+  const kept = existsSync(path) ? keptLineage(lineageFile) : '';
   const expected = kept === '' ? undefined : kept;
   try {
     // What only reads (status, drift, history) shows another lineage's state, with a warning: reading
@@ -324,6 +324,16 @@ export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: 
       `state ${path} is locked by process ${String(err.context.pid)}, the daemon serving it (API on ${daemon}); stop it first (SIGTERM), or use status, drift, history and retry, which work beside it`,
       { cause: err, context: { ...err.context, listen: daemon } },
     );
+  }
+}
+
+/** The lineage the lineage file `file` records ('' for none); one that cannot be read (a permission) is a DS_STATE_STORE error naming it. */
+function keptLineage(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw new DesiredStateError(ErrorCodes.StateStore, `cannot read the lineage file ${file}: ${systemReason(err)}`, { cause: err, context: { path: file } });
   }
 }
 

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { accessSync, chmodSync, closeSync, constants, existsSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { hostname } from 'node:os';
 import Database from 'better-sqlite3';
@@ -10,7 +11,7 @@ import type { Clock } from './clock.ts';
 import { specialFileKind } from './read-bounded.ts';
 import { makeDirectories } from './make-directories.ts';
 import { systemClock } from './clock.ts';
-import { DesiredStateError, ErrorCodes, errorMessage } from './errors.ts';
+import { DesiredStateError, ErrorCodes, errorMessage, systemReason } from './errors.ts';
 import type { Fault } from './fault.ts';
 import type { NodeId } from './node-spec.ts';
 import { bootId, inAnotherBoot, isAlive, processStat } from './process-alive.ts';
@@ -245,6 +246,31 @@ function writeFailure(err: unknown, path: string): unknown {
   const why = WRITE_FAILURES[code.split('_', 2).join('_')];
   if (why === undefined) return err;
   return storeError(`cannot write the state file ${path}: ${why} (${code}); nothing of this write was recorded`, path, { cause: err, context: { sqliteCode: code } });
+}
+
+/**
+ * What is at `path`, a file of the state (undefined: nothing there); a DS_STATE_STORE error naming it
+ * when it cannot be looked at (a state directory this user may not enter), never taken for no state.
+ */
+export function stateFileInfo(path: string, what = 'state file'): Stats | undefined {
+  try {
+    return statSync(path, { throwIfNoEntry: false });
+  } catch (err) {
+    // A file where a directory on the way should be: nothing is there (the caller refuses that directory).
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    throw storeError(`cannot read ${what} ${path}: ${systemReason(err)}`, path, { cause: err });
+  }
+}
+
+/** Why SQLite could not open the state file: the permission this user lacks, said so, rather than its "unable to open database file". */
+function whyCannotOpen(path: string, readonly: boolean, err: unknown): string {
+  try {
+    accessSync(path, readonly ? constants.R_OK : constants.R_OK | constants.W_OK);
+  } catch (denied) {
+    const code = (denied as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') return systemReason(denied);
+  }
+  return errorMessage(err);
 }
 
 /** A state-store error about the file at `path` (code DS_STATE_STORE). */
@@ -642,7 +668,7 @@ export class SqliteStateStore implements StateStore {
     if (mustExist && !existsSync(path)) throw storeError(`no state file at ${path}`, path);
     if (!mustExist) makeDirectories(dirname(path), 0o700);
     // Never handed to SQLite: a directory gives "disk I/O error", a FIFO an open that waits forever.
-    const existing = statSync(path, { throwIfNoEntry: false });
+    const existing = stateFileInfo(path);
     if (existing !== undefined && !existing.isFile()) throw storeError(`state file ${path} is ${specialFileKind(existing)}, not a regular file`, path);
     // An empty file where a state was (its lineage is known) or is to be read: a truncation, never taken
     // for a new state (written over with a new lineage, then refused as another deployment's).
@@ -659,7 +685,7 @@ export class SqliteStateStore implements StateStore {
         db = new Database(path, { readonly, fileMustExist: mustExist, timeout: tuning.data.busyTimeoutMs });
       } catch (err) {
         throw storeError(
-          mustExist && (err as { code?: string }).code === 'SQLITE_CANTOPEN' && !existsSync(path) ? `no state file at ${path}` : `cannot open state file ${path}: ${errorMessage(err)}`,
+          mustExist && (err as { code?: string }).code === 'SQLITE_CANTOPEN' && !existsSync(path) ? `no state file at ${path}` : `cannot open state file ${path}: ${whyCannotOpen(path, readonly, err)}`,
           path,
           { cause: err },
         );

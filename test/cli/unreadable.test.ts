@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, goalHead, localBackend, ONE_DIRECTORY_GOAL, tempProject } from '../support/cli.ts';
@@ -25,13 +25,14 @@ function project(prefix: string, files: Readonly<Record<string, string>>): Retur
   return p;
 }
 
-/** Runs `fn` with `path` at mode 000, then gives it back 0755 (so that the project can be removed). */
+/** Runs `fn` with `path` at mode 000, then gives it back its mode (so that the project can be removed). */
 async function unreadable<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  const mode = statSync(path).mode & 0o7777;
   chmodSync(path, 0o000);
   try {
     return await fn();
   } finally {
-    chmodSync(path, 0o755);
+    chmodSync(path, mode);
   }
 }
 
@@ -92,6 +93,44 @@ describe.skipIf(cannotDrop)('a directory below the goal directory that cannot be
     await unreadable(join(q.dir, 'elsewhere'), async () => {
       const r = await cli(['validate', ...q.args], { cwd: q.dir, user });
       expect(r).toMatchObject({ code: 1, stdout: 'goals/linked: error unreadable-directory: cannot read goal directory: permission denied (EACCES)\n' });
+    });
+  });
+});
+
+// A state another user made (root's 0600 files, a 0700 directory) is the state store's failure: exit 1
+// with DS_STATE_STORE, as a state file that cannot be opened always was; never an internal error.
+describe.skipIf(cannotDrop)('a state that cannot be read', () => {
+  const p = project('ds-unreadable-state-', { 'backend.yaml': localBackend('root'), 'app.yaml': ONE_DIRECTORY_GOAL });
+  beforeAll(async () => {
+    const r = await cli(['apply', '--yes', ...p.args], { cwd: p.dir, user });
+    expect(r.code, r.stderr).toBe(0);
+  });
+  const commands = [['status'], ['history'], ['drift'], ['retry', 'web-root'], ['plan'], ['apply', '--yes'], ['run', '--listen', '127.0.0.1:0']];
+  const refused = async (reason: string): Promise<void> => {
+    for (const args of commands) {
+      const r = await cli([...args, ...p.args], { cwd: p.dir, user });
+      expect(r, args.join(' ')).toEqual({ code: 1, stdout: '', stderr: `desiredstate ${args[0]}: DS_STATE_STORE: ${reason}\n` });
+    }
+    const json = await cli(['status', '--format', 'json', ...p.args], { cwd: p.dir, user });
+    expect(JSON.parse(json.stdout)).toEqual({ error: { code: 'DS_STATE_STORE', message: reason } });
+  };
+
+  it('its lineage file', async () => {
+    const lineage = join(p.state, 'lineage');
+    await unreadable(lineage, () => refused(`cannot read the lineage file ${lineage}: permission denied (EACCES)`));
+  });
+
+  it('its state file', async () => {
+    const db = join(p.state, 'state.db');
+    await unreadable(db, () => refused(`cannot open state file ${db}: permission denied (EACCES)`));
+  });
+
+  it('its directory, for plan, apply and run', async () => {
+    await unreadable(p.state, async () => {
+      for (const args of commands.slice(4)) {
+        const r = await cli([...args, ...p.args], { cwd: p.dir, user });
+        expect(r, args.join(' ')).toEqual({ code: 1, stdout: '', stderr: `desiredstate ${args[0]}: DS_STATE_STORE: cannot read state file ${join(p.state, 'state.db')}: permission denied (EACCES)\n` });
+      }
     });
   });
 });
