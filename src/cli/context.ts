@@ -1,10 +1,11 @@
 import { accessSync, constants, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import pino from 'pino';
 import type PinoPretty from 'pino-pretty';
 import type { Logger } from 'pino';
-import { DesiredStateError, ErrorCodes, errorMessage, formatDiagnostic, makeDirectories, parseDuration, replaceFile, sha256, SqliteStateStore, stableStringify, systemReason } from '../runtime/index.ts';
+import { DesiredStateError, ErrorCodes, errorMessage, formatDiagnostic, makeDirectories, parseDuration, replaceFile, sha256, SqliteStateStore, stableStringify, stateFileInfo, systemReason } from '../runtime/index.ts';
 import type { Diagnostic } from '../runtime/index.ts';
 import { BackendRegistry, CelPolicyEngine, evaluationTimeouts, InfraNodeProvisioner } from '../infra/index.ts';
 import type { InfraBackend } from '../infra/index.ts';
@@ -95,8 +96,8 @@ function prettyStream(colorize: boolean): NodeJS.WritableStream {
   return pretty({ destination: 2, sync: true, colorize, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' });
 }
 
-/** Why the goal directory cannot be read, for the failures that are the invocation's (exit 64), by error code. */
-const GOALS_DIR_FAILURES: Readonly<Record<string, string>> = {
+/** Why a goal or state directory named cannot be read, for the failures that are the invocation's (exit 64), by error code. */
+const DIRECTORY_FAILURES: Readonly<Record<string, string>> = {
   EACCES: 'permission denied',
   EPERM: 'permission denied',
   ENOTDIR: 'a path above it is not a directory',
@@ -115,7 +116,7 @@ export function requireGoalsDir(ctx: CliContext): void {
     info = statSync(ctx.goalsDir, { throwIfNoEntry: false });
     if (info?.isDirectory() === true) accessSync(ctx.goalsDir, constants.R_OK | constants.X_OK);
   } catch (err) {
-    rethrowAsUsage(err, doing, GOALS_DIR_FAILURES);
+    rethrowAsUsage(err, doing, DIRECTORY_FAILURES);
   }
   if (info === undefined) throw new UsageError(`goal directory ${ctx.goalsDir} does not exist`);
   if (!info.isDirectory()) throw new UsageError(`${ctx.named.goals} is not a directory`);
@@ -136,7 +137,22 @@ export function optionalGoalsDir(ctx: CliContext): boolean {
 
 /** A file (or anything but a directory) named as the state directory is a bad invocation (exit 64); a missing one is created when needed. */
 export function requireStateDir(ctx: CliContext): void {
-  if (existsSync(ctx.stateDir) && !statSync(ctx.stateDir).isDirectory()) throw new UsageError(`${ctx.named.state} is not a directory`);
+  if (stateDirInfo(ctx)?.isDirectory() === false) throw new UsageError(`${ctx.named.state} is not a directory`);
+}
+
+/**
+ * What is at the state directory's path (undefined: nothing). One this user may not look at (under a
+ * directory it may not enter) is a bad invocation (exit 64), as one it may not create is; never taken
+ * for no state. What is in the state directory is the state store's to refuse (`stateFileInfo`).
+ */
+function stateDirInfo(ctx: CliContext): Stats | undefined {
+  try {
+    return statSync(ctx.stateDir, { throwIfNoEntry: false });
+  } catch (err) {
+    // A file above it: nothing is there (`makeStateDir` says why it cannot be made).
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    return rethrowAsUsage(err, `cannot read ${ctx.named.state}`, DIRECTORY_FAILURES);
+  }
 }
 
 /** Why the state directory cannot be created, for the failures that are the invocation's (exit 64), by error code. */
@@ -298,7 +314,7 @@ export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: 
   // from another deployment (a backup of the wrong host) is refused by what writes (apply, run),
   // rather than its nodes taken for this one's and orphaned. Only while there is a state.db to check.
   const lineageFile = join(ctx.stateDir, LINEAGE_FILE);
-  const kept = existsSync(path) ? keptLineage(lineageFile) : '';
+  const kept = stateFileInfo(path) === undefined ? '' : keptLineage(lineageFile);
   const expected = kept === '' ? undefined : kept;
   try {
     // What only reads (status, drift, history) shows another lineage's state, with a warning: reading
@@ -418,13 +434,14 @@ export function withStateStore<T>(ctx: CliContext, mode: 'read' | 'write' | 'loc
   // A state directory not there yet is one nothing has run with: empty, and these commands exit 0 as
   // CLI.md has them (a script asking `status --state S` before the first apply gets its document). One
   // named (--state, $DESIREDSTATE_STATE) is said to be missing, for the typo it may be.
-  if (!existsSync(ctx.stateDir)) {
+  if (stateDirInfo(ctx) === undefined) {
     if (ctx.stateDirGiven && !toldMissing.has(ctx)) ctx.log.warn({ stateDir: ctx.stateDir }, `state directory ${ctx.stateDir} does not exist: nothing has run with it yet`);
     toldMissing.add(ctx);
     return undefined;
   }
   requireStateDir(ctx);
-  if (!existsSync(join(ctx.stateDir, 'state.db'))) return undefined;
+  // A state directory this user may not enter is refused (DS_STATE_STORE), never read as "no state yet".
+  if (stateFileInfo(join(ctx.stateDir, 'state.db')) === undefined) return undefined;
   const store = openStore(ctx, { lock: mode === 'locked', readonly: mode === 'read' });
   try {
     return fn(store);

@@ -664,11 +664,12 @@ export class SqliteStateStore implements StateStore {
     if (readonly && options.lock) throw storeError('a read-only state store does not take the lock', path);
 
     const mustExist = readonly || options.lineage === 'must-exist';
-    // Checked before the lock: a status command on a fresh checkout must say "no state", not "cannot lock".
-    if (mustExist && !existsSync(path)) throw storeError(`no state file at ${path}`, path);
+    // Looked at before the lock: a status command on a fresh checkout must say "no state", not "cannot
+    // lock"; and one that may not enter the state directory must say that, not "no state".
+    const existing = stateFileInfo(path);
+    if (mustExist && existing === undefined) throw storeError(`no state file at ${path}`, path);
     if (!mustExist) makeDirectories(dirname(path), 0o700);
     // Never handed to SQLite: a directory gives "disk I/O error", a FIFO an open that waits forever.
-    const existing = stateFileInfo(path);
     if (existing !== undefined && !existing.isFile()) throw storeError(`state file ${path} is ${specialFileKind(existing)}, not a regular file`, path);
     // An empty file where a state was (its lineage is known) or is to be read: a truncation, never taken
     // for a new state (written over with a new lineage, then refused as another deployment's).

@@ -105,7 +105,7 @@ describe.skipIf(cannotDrop)('a state that cannot be read', () => {
     const r = await cli(['apply', '--yes', ...p.args], { cwd: p.dir, user });
     expect(r.code, r.stderr).toBe(0);
   });
-  const commands = [['status'], ['history'], ['drift'], ['retry', 'web-root'], ['plan'], ['apply', '--yes'], ['run', '--listen', '127.0.0.1:0']];
+  const commands = [['status'], ['history'], ['drift'], ['retry', 'web-root'], ['scripts', 'list'], ['plan'], ['apply', '--yes'], ['run', '--listen', '127.0.0.1:0']];
   const refused = async (reason: string): Promise<void> => {
     for (const args of commands) {
       const r = await cli([...args, ...p.args], { cwd: p.dir, user });
@@ -125,11 +125,17 @@ describe.skipIf(cannotDrop)('a state that cannot be read', () => {
     await unreadable(db, () => refused(`cannot open state file ${db}: permission denied (EACCES)`));
   });
 
-  it('its directory, for plan, apply and run', async () => {
-    await unreadable(p.state, async () => {
-      for (const args of commands.slice(4)) {
-        const r = await cli([...args, ...p.args], { cwd: p.dir, user });
-        expect(r, args.join(' ')).toEqual({ code: 1, stdout: '', stderr: `desiredstate ${args[0]}: DS_STATE_STORE: cannot read state file ${join(p.state, 'state.db')}: permission denied (EACCES)\n` });
+  // status, history and retry took a state directory they could not enter for none at all: "no state
+  // yet" (and no daemon, while one ran), "no runs recorded", an unknown node.
+  it('its directory', async () => {
+    await unreadable(p.state, () => refused(`cannot read state file ${join(p.state, 'state.db')}: permission denied (EACCES)`));
+  });
+
+  it('the directory it is in: a bad invocation, as a state directory that cannot be made there', async () => {
+    await unreadable(p.dir, async () => {
+      for (const args of [['status'], ['history'], ['drift']]) {
+        const r = await cli([...args, ...p.args], { cwd: '/', user });
+        expect(r, args.join(' ')).toEqual({ code: 64, stdout: '', stderr: `desiredstate ${args[0]}: cannot read --state ${p.state}: permission denied\n` });
       }
     });
   });
