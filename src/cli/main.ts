@@ -76,7 +76,7 @@ export const commands: Record<string, Command> = {
   apply: {
     summary: 'one reconcile pass in dependency order',
     usage: 'desiredstate apply [--goals DIR] [--state DIR] [--yes] [--allow-mass-deletion] [--concurrency N] [--history 30d] [--format text|json]',
-    help: 'Asks before deleting anything unless --yes (without a terminal to ask on, deletes nothing). Dependents of a failed node are blocked, never removed.\n--history keeps finished runs, operations, drift reports and events this long (default 30d; forever keeps all).\nExit status: 0 converged, 1 some node failed, is blocked or is held, has drift no update can correct, or a deletion was declined or refused.',
+    help: 'Asks before deleting anything unless --yes (without a terminal to ask on, deletes nothing; any answer but "yes", Ctrl-D too, declines). Dependents of a failed node are blocked, never removed.\n--history keeps finished runs, operations, drift reports and events this long (default 30d; forever keeps all).\nExit status: 0 converged, 1 some node failed, is blocked or is held, has drift no update can correct, or a deletion was declined or refused;\n130 interrupted (Ctrl-C) at the question, with nothing done.',
     async run(argv, io) {
       const { values } = parse(argv, { yes: { type: 'boolean', short: 'y' }, 'allow-mass-deletion': { type: 'boolean' }, concurrency: { type: 'string' }, history: { type: 'string' } });
       formatFlag(values, ['text', 'json']);
@@ -298,8 +298,9 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     }
     if (err instanceof DesiredStateError) {
       errorDocument(err.code, err.message);
-      process.stderr.write(`desiredstate ${name}: ${err.code === ErrorCodes.StateLocked ? '' : `${err.code}: `}${err.message}\n`);
-      return EXIT.failed;
+      const plain = err.code === ErrorCodes.StateLocked || err.code === ErrorCodes.Interrupted;
+      process.stderr.write(`desiredstate ${name}: ${plain ? '' : `${err.code}: `}${err.message}\n`);
+      return err.code === ErrorCodes.Interrupted ? EXIT.interrupted : EXIT.failed;
     }
     const sqlite = (err as { code?: unknown }).code;
     if (typeof sqlite === 'string' && (sqlite.startsWith('SQLITE_CORRUPT') || sqlite === 'SQLITE_NOTADB')) {

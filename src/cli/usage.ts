@@ -10,7 +10,8 @@ export class UsageError extends DesiredStateError {
   }
 }
 
-export const EXIT = { ok: 0, failed: 1, changes: 2, usage: 64 } as const;
+/** Exit statuses: `interrupted` is 128 + SIGINT, as a shell reports a command Ctrl-C stopped. */
+export const EXIT = { ok: 0, failed: 1, changes: 2, usage: 64, interrupted: 130 } as const;
 
 /**
  * Rethrows a system error whose code is one of `reasons` (a failure that is

@@ -25,6 +25,8 @@ export const ErrorCodes = {
   NotFound: 'DS_NOT_FOUND',
   /** What the command asks for is refused as things stand (a script not reviewed, or whose text does not match its hash). */
   Refused: 'DS_REFUSED',
+  /** The user interrupted the command (Ctrl-C at a question) before it changed anything: exit 130. */
+  Interrupted: 'DS_INTERRUPTED',
   /** A failure the program did not expect (a bug): exit 70. */
   Internal: 'DS_INTERNAL',
 } as const;

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,8 @@ const hasScript = spawnSync('script', ['--version']).status === 0;
 if (!hasScript) warnSkipped(['SKIPPING the apply test that asks on a terminal: `script` (util-linux) is not on PATH.', 'Install util-linux to run it.']);
 
 const p = tempProject('ds-apply-deletions-');
+/** `a` quoted for sh, for script(1)'s command line. */
+const quote = (a: string): string => `'${a.replaceAll("'", "'\\''")}'`;
 afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
 
 const goal = (files: string[], prune = true): string => `${localBackend(p.root)}---
@@ -92,12 +94,36 @@ describe('apply and deletions (CLI.md: apply exits 0 only when converged)', () =
     expect((await cli(['apply', ...p.args, '--yes', '--allow-mass-deletion'])).code).toBe(0);
   });
 
+  // Ctrl-C and Ctrl-D at the question were an internal error (readline's AbortError, a stack trace, exit 70).
+  it.skipIf(!hasScript)('Ctrl-D at the question is no (exit 1, nothing deleted); Ctrl-C interrupts: exit 130, one line, nothing done, no run', async () => {
+    p.write('app.yaml', goal(['a', 'k']));
+    expect((await cli(['apply', ...p.args, '--yes'])).code).toBe(0);
+    p.write('app.yaml', goal(['a']));
+    const runs = async (): Promise<unknown> => JSON.parse((await cli(['history', ...p.args, '--format', 'json'])).stdout);
+    const before = await runs();
+
+    const ctrlC = await keyOnTerminal(['apply', ...p.args], '\x03');
+    expect(ctrlC.code, ctrlC.screen).toBe(130);
+    expect(ctrlC.screen).toContain('desiredstate apply: interrupted at the delete question: nothing was applied\r\n');
+    expect(ctrlC.screen).not.toContain('Error');
+    expect(await runs()).toEqual(before);
+    const json = await keyOnTerminal(['apply', ...p.args, '--format', 'json'], '\x03');
+    expect(json.code, json.screen).toBe(130);
+    expect(json.screen).toContain('"code": "DS_INTERRUPTED"');
+
+    const ctrlD = await keyOnTerminal(['apply', ...p.args], '\x04');
+    expect(ctrlD.code, ctrlD.screen).toBe(1);
+    expect(ctrlD.screen).toContain('not converged: 1 deletion(s) not done');
+    expect(ctrlD.screen).not.toContain('Error');
+    expect(existsSync(join(p.root, 'k.txt'))).toBe(true);
+    expect((await cli(['apply', ...p.args, '--yes'])).code).toBe(0);
+  });
+
   // A terminal to ask on, from util-linux's script(1): the answer typed there, stdout to a file.
   it.skipIf(!hasScript)('asks on a terminal; with --format json the question goes to stderr and stdout holds the JSON alone', async () => {
     p.write('app.yaml', goal(['a', 'c']));
     expect((await cli(['apply', ...p.args, '--yes'])).code).toBe(0);
     p.write('app.yaml', goal(['a']));
-    const quote = (a: string): string => `'${a.replaceAll("'", "'\\''")}'`;
     const out = join(p.dir, 'out.json');
     const err = join(p.dir, 'err.txt');
     const command = [launcher, 'apply', ...p.args, '--format', 'json'].map(quote).join(' ') + ` >${quote(out)} 2>${quote(err)}`;
@@ -108,3 +134,21 @@ describe('apply and deletions (CLI.md: apply exits 0 only when converged)', () =
     expect(existsSync(join(p.root, 'c.txt'))).toBe(false);
   });
 });
+
+/** Runs the CLI with `args` on a terminal from script(1) and types `key` once it asks to delete: its exit status and what the terminal showed. */
+function keyOnTerminal(args: readonly string[], key: string): Promise<{ code: number | null; screen: string }> {
+  const child = spawn('script', ['-qec', [launcher, ...args].map(quote).join(' '), '/dev/null'], { env: cleanEnv(), stdio: ['pipe', 'pipe', 'ignore'] });
+  let screen = '';
+  let typed = false;
+  child.stdout.on('data', (d: Buffer) => {
+    screen += d.toString('utf8');
+    if (!typed && screen.includes('Type "yes" to confirm: ')) {
+      typed = true;
+      child.stdin.write(key);
+    }
+  });
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, screen }));
+  });
+}

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
-import { Reconciler, shownTemplate, SqliteStateStore } from '../../runtime/index.ts';
+import { DesiredStateError, ErrorCodes, Reconciler, shownTemplate, SqliteStateStore } from '../../runtime/index.ts';
 import type { CompileResult, DesiredGraph, NodeOutcome } from '../../runtime/index.ts';
 import { infraSpecCodec, processLeaseDir, settleLeftoverProcesses, shownSpec, unreadableSecretRefs } from '../../infra/index.ts';
 import type { InfraDesiredNodeSpec, PolicyDefault } from '../../infra/index.ts';
@@ -151,7 +151,10 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     if (!allowDeletions) {
       // What would be deleted is known from the store alone: no need to observe anything to ask.
       const planned = reconciler.plannedDeletions(c.graph, { signal: abort.signal, gates: c.loaded.result.gates, allowMassDeletion: options.allowMassDeletion });
-      if (planned.length > 0) allowDeletions = await confirmDeletes(ctx, planned);
+      const answer = planned.length > 0 ? await confirmDeletes(ctx, planned, abort.signal) : 'no';
+      // Interrupted at the question: nothing has been done yet (no run started), and nothing is.
+      if (answer === 'interrupted') throw new DesiredStateError(ErrorCodes.Interrupted, 'interrupted at the delete question: nothing was applied');
+      allowDeletions = answer === 'yes';
       if (!allowDeletions) declined = planned.length;
     }
     const declared = backendDigests(c.loaded, ctx.cwd);
@@ -219,18 +222,33 @@ const APPLY_SYMBOL = {
   'drift-reported': '!',
 } as const satisfies Record<Exclude<NodeOutcome['status'], 'unchanged' | 'failed' | 'blocked' | 'held'>, string>;
 
-async function confirmDeletes(ctx: CliContext, ids: readonly string[]): Promise<boolean> {
+/**
+ * Asks on the terminal before deleting `ids`: `yes` only for the answer "yes"; `interrupted` for Ctrl-C
+ * (or a SIGINT or SIGTERM, `signal`) while it asks; anything else, the end of the input (Ctrl-D) too, `no`.
+ */
+async function confirmDeletes(ctx: CliContext, ids: readonly string[], signal: AbortSignal): Promise<'yes' | 'no' | 'interrupted'> {
   // With --format json, stdout carries only the JSON result: the question goes to stderr.
   const say = ctx.format === 'json' ? (t: string): void => void process.stderr.write(`${t}\n`) : ctx.out;
   say(`apply would delete ${ids.length} node(s): ${ids.join(', ')}`);
   if (!process.stdin.isTTY) {
     say('not deleting: no terminal to ask on; pass --yes to allow deletions');
-    return false;
+    return 'no';
   }
-  const rl = createInterface({ input: process.stdin, output: ctx.format === 'json' ? process.stderr : process.stdout });
+  const output = ctx.format === 'json' ? process.stderr : process.stdout;
+  const rl = createInterface({ input: process.stdin, output });
+  // The terminal is raw while readline asks: Ctrl-C is a key, not a signal, and comes here.
+  const ctrlC = new AbortController();
+  rl.on('SIGINT', () => ctrlC.abort());
   try {
-    const answer = await rl.question('Delete them? Type "yes" to confirm: ');
-    return answer.trim() === 'yes';
+    const answer = await rl.question('Delete them? Type "yes" to confirm: ', { signal: AbortSignal.any([signal, ctrlC.signal]) });
+    return answer.trim() === 'yes' ? 'yes' : 'no';
+  } catch (err) {
+    // Ctrl-D ends the input (an AbortError too): no answer, so no.
+    if (!(err instanceof Error) || err.name !== 'AbortError') throw err;
+    // readline ends the line of a question its signal aborted; after Ctrl-D, what follows starts a line of its own.
+    if (signal.aborted || ctrlC.signal.aborted) return 'interrupted';
+    output.write('\n');
+    return 'no';
   } finally {
     rl.close();
   }
