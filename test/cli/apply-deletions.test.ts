@@ -33,7 +33,7 @@ describe('apply and deletions (CLI.md: apply exits 0 only when converged)', () =
 
     const asked = await cli(['apply', ...p.args]);
     expect(asked.code).toBe(1);
-    expect(asked.stdout).toContain('not deleting: no terminal to ask on; pass --yes to allow deletions');
+    expect(asked.stderr).toContain('apply would delete 1 node(s): b\nnot deleting: no terminal to ask on; pass --yes to allow deletions\n');
     expect(asked.stdout).toContain('not converged: 1 deletion(s) not done');
     expect(existsSync(join(p.root, 'b.txt'))).toBe(true);
 
@@ -117,6 +117,21 @@ describe('apply and deletions (CLI.md: apply exits 0 only when converged)', () =
     expect(ctrlD.screen).not.toContain('Error');
     expect(existsSync(join(p.root, 'k.txt'))).toBe(true);
     expect((await cli(['apply', ...p.args, '--yes'])).code).toBe(0);
+  });
+
+  // The question went to stdout: `apply > apply.log` waited for an answer to a question nobody saw.
+  it.skipIf(!hasScript)('asks on stderr: with stdout to a file, the question is on the terminal and the file holds the result alone', async () => {
+    p.write('app.yaml', goal(['a', 'q']));
+    expect((await cli(['apply', ...p.args, '--yes'])).code).toBe(0);
+    p.write('app.yaml', goal(['a']));
+    const out = join(p.dir, 'apply.log');
+    const command = [launcher, 'apply', ...p.args].map(quote).join(' ') + ` >${quote(out)}`;
+    const r = spawnSync('script', ['-qec', command, '/dev/null'], { input: 'yes\n', encoding: 'utf8', env: cleanEnv() });
+    expect(r.status, r.stdout).toBe(0);
+    expect(r.stdout).toContain('apply would delete 1 node(s): q');
+    expect(r.stdout).toContain('Delete them? Type "yes" to confirm:');
+    expect(readFileSync(out, 'utf8')).toBe('  - q: deleted\nApply: 0 created, 0 updated, 1 deleted, 1 unchanged, 0 failed, 0 blocked, 0 held.\n');
+    expect(existsSync(join(p.root, 'q.txt'))).toBe(false);
   });
 
   // A terminal to ask on, from util-linux's script(1): the answer typed there, stdout to a file.

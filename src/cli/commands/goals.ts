@@ -6,7 +6,7 @@ import { infraSpecCodec, processLeaseDir, settleLeftoverProcesses, shownSpec, un
 import type { InfraDesiredNodeSpec, PolicyDefault } from '../../infra/index.ts';
 import { BACKENDS_META, backendDigests, changedBackends, compileGoals, compileGoalsCached, openStore, printDiagnostics, provisioner, pruneHistory } from '../context.ts';
 import type { CliContext } from '../context.ts';
-import { formatPlan, planCounts } from '../format.ts';
+import { formatPlan, planCounts, terminalSafe } from '../format.ts';
 import { goalsCommit } from '../git.ts';
 import type { LoadedGoals } from '../load.ts';
 import { EXIT, UsageError } from '../usage.ts';
@@ -151,7 +151,7 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     if (!allowDeletions) {
       // What would be deleted is known from the store alone: no need to observe anything to ask.
       const planned = reconciler.plannedDeletions(c.graph, { signal: abort.signal, gates: c.loaded.result.gates, allowMassDeletion: options.allowMassDeletion });
-      const answer = planned.length > 0 ? await confirmDeletes(ctx, planned, abort.signal) : 'no';
+      const answer = planned.length > 0 ? await confirmDeletes(planned, abort.signal) : 'no';
       // Interrupted at the question: nothing has been done yet (no run started), and nothing is.
       if (answer === 'interrupted') throw new DesiredStateError(ErrorCodes.Interrupted, 'interrupted at the delete question: nothing was applied');
       allowDeletions = answer === 'yes';
@@ -226,15 +226,16 @@ const APPLY_SYMBOL = {
  * Asks on the terminal before deleting `ids`: `yes` only for the answer "yes"; `interrupted` for Ctrl-C
  * (or a SIGINT or SIGTERM, `signal`) while it asks; anything else, the end of the input (Ctrl-D) too, `no`.
  */
-async function confirmDeletes(ctx: CliContext, ids: readonly string[], signal: AbortSignal): Promise<'yes' | 'no' | 'interrupted'> {
-  // With --format json, stdout carries only the JSON result: the question goes to stderr.
-  const say = ctx.format === 'json' ? (t: string): void => void process.stderr.write(`${t}\n`) : ctx.out;
+async function confirmDeletes(ids: readonly string[], signal: AbortSignal): Promise<'yes' | 'no' | 'interrupted'> {
+  // On stderr, where the terminal is when stdout is not (`apply > apply.log`), and as --format json
+  // needs: stdout carries only the result.
+  const say = (t: string): void => void process.stderr.write(`${terminalSafe(t)}\n`);
   say(`apply would delete ${ids.length} node(s): ${ids.join(', ')}`);
   if (!process.stdin.isTTY) {
     say('not deleting: no terminal to ask on; pass --yes to allow deletions');
     return 'no';
   }
-  const output = ctx.format === 'json' ? process.stderr : process.stdout;
+  const output = process.stderr;
   const rl = createInterface({ input: process.stdin, output });
   // The terminal is raw while readline asks: Ctrl-C is a key, not a signal, and comes here.
   const ctrlC = new AbortController();
