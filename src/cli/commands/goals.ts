@@ -147,7 +147,8 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     await settleLeftoverProcesses(processLeaseDir(ctx.stateDir), { log: ctx.log, signal: abort.signal });
     const commit = await commitLookup;
     let allowDeletions = options.yes;
-    let declined = 0;
+    /** The nodes whose deletion was declined (the answer was not yes, or there was no terminal to ask on). */
+    let declined: readonly string[] = [];
     if (!allowDeletions) {
       // What would be deleted is known from the store alone: no need to observe anything to ask.
       const planned = reconciler.plannedDeletions(c.graph, { signal: abort.signal, gates: c.loaded.result.gates, allowMassDeletion: options.allowMassDeletion });
@@ -155,7 +156,7 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
       // Interrupted at the question: nothing has been done yet (no run started), and nothing is.
       if (answer === 'interrupted') throw new DesiredStateError(ErrorCodes.Interrupted, 'interrupted at the delete question: nothing was applied');
       allowDeletions = answer === 'yes';
-      if (!allowDeletions) declined = planned.length;
+      if (!allowDeletions) declined = planned;
     }
     const declared = backendDigests(c.loaded, ctx.cwd);
     const changed = changedBackends(store.getMeta(BACKENDS_META), declared);
@@ -200,9 +201,9 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     noteEmptyGoals(ctx, c.graph.size, store);
     pruneHistory(ctx, store, options.history);
     // Deletions left undone (declined, or no terminal to ask on) mean the goals are not reached: not converged.
-    if (declined > 0 && ctx.format !== 'json') ctx.out(`  not converged: ${declined} deletion(s) not done`);
+    if (declined.length > 0 && ctx.format !== 'json') ctx.out(`  not converged: ${declined.length} deletion(s) not done`);
     if (stuck.size > 0 && ctx.format !== 'json') ctx.out(`  not converged: ${stuck.size} drift(s) no update can correct, left as found`);
-    const ok = s.failed === 0 && s.blocked === 0 && s.held === 0 && result.refusedDeletions === undefined && declined === 0 && stuck.size === 0 && !abort.signal.aborted;
+    const ok = s.failed === 0 && s.blocked === 0 && s.held === 0 && result.refusedDeletions === undefined && declined.length === 0 && stuck.size === 0 && !abort.signal.aborted;
     return ok ? EXIT.ok : EXIT.failed;
   } finally {
     process.off('SIGINT', onSignal);
