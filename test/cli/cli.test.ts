@@ -176,6 +176,12 @@ describe.concurrent('desiredstate CLI: invocations', () => {
     { name: 'an --interval under 100ms', args: ['run', '--interval', '1ms'], stderr: /^desiredstate run: --interval is at least 100ms: every node read again sooner is a busy loop \(got "1ms"\)\n$/ },
     { name: 'an empty --node', args: ['drift', '--node', ''], stderr: /^desiredstate drift: --node takes a node id \(got an empty one\)\n$/ },
     { name: 'an empty node to retry', args: ['retry', ''], stderr: /^desiredstate retry: retry takes a node id \(got an empty one\)\n$/ },
+    // Every subcommand of scripts took two arguments and every option of scripts, and ignored what it had no use for.
+    { name: 'an argument scripts list does not take', args: ['scripts', 'list', 'extra'], stderr: /^desiredstate scripts: unexpected argument "extra"\n$/ },
+    { name: 'an argument scripts trust does not take', args: ['scripts', 'trust', 'extra'], stderr: /^desiredstate scripts: unexpected argument "extra"\n$/ },
+    { name: 'an option scripts list does not take', args: ['scripts', 'list', '--node', 'x'], stderr: /^desiredstate scripts: scripts list takes no --node\n$/ },
+    { name: 'an option scripts approve does not take', args: ['scripts', 'approve', 'abcdef', '--bar', '0.5'], stderr: /^desiredstate scripts: scripts approve takes no --bar\n$/ },
+    { name: 'an option scripts show does not take', args: ['scripts', 'show', 'abcdef', '--note', 'x'], stderr: /^desiredstate scripts: scripts show takes no --note\n$/ },
   ])('exit 64 on a bad invocation: $name', async ({ args, stderr }) => {
     const r = await cli(args, { cwd: p.dir });
     expect(r.code).toBe(64);

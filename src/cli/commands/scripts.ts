@@ -19,6 +19,19 @@ import { releasedLine, releaseInStore, releaseNode, runningDaemon } from './stat
 export const SCRIPT_SUBCOMMANDS = ['list', 'show', 'approve', 'reject', 'approve-run', 'trust'] as const;
 export type ScriptSubcommand = (typeof SCRIPT_SUBCOMMANDS)[number];
 
+/**
+ * What each subcommand takes besides every command's options: a HASH argument or none, and which of
+ * the options of `scripts` (the trust bar where it judges trust; the reviewer and a note where it records a verdict).
+ */
+const SUBCOMMAND_ARGUMENTS = {
+  list: { hash: false, options: ['bar'] },
+  trust: { hash: false, options: ['bar'] },
+  show: { hash: true, options: ['bar'] },
+  approve: { hash: true, options: ['note', 'by'] },
+  reject: { hash: true, options: ['note', 'by'] },
+  'approve-run': { hash: true, options: ['node', 'note', 'by', 'bar'] },
+} as const satisfies Record<ScriptSubcommand, { readonly hash: boolean; readonly options: readonly string[] }>;
+
 export interface ScriptsOptions {
   readonly hash?: string | undefined;
   readonly note?: string | undefined;
@@ -140,6 +153,13 @@ export async function scripts(ctx: CliContext, sub: string | undefined, options:
   if (sub === undefined) throw new UsageError(`scripts needs a subcommand: ${SCRIPT_SUBCOMMANDS.join(', ')}`);
   if (!(SCRIPT_SUBCOMMANDS as readonly string[]).includes(sub)) {
     throw new UsageError(`unknown subcommand "${sub}" of scripts; it has ${SCRIPT_SUBCOMMANDS.join(', ')}${suggestion(sub, SCRIPT_SUBCOMMANDS)}`);
+  }
+  // An argument or option the subcommand does not take is a bad invocation, as for every command, never ignored.
+  const takes: { readonly hash: boolean; readonly options: readonly string[] } = SUBCOMMAND_ARGUMENTS[sub as ScriptSubcommand];
+  if (!takes.hash && options.hash !== undefined) throw new UsageError(`unexpected argument "${options.hash}"`);
+  const given = { note: options.note, by: options.by, node: options.node, bar: options.policy };
+  for (const [option, value] of Object.entries(given)) {
+    if (value !== undefined && !takes.options.includes(option)) throw new UsageError(`scripts ${sub} takes no --${option}`);
   }
   // The goals are read for the trust bar (when there are goals and --bar does not give it), which approve
   // and reject do not judge: a goal directory named that is not there is a bad invocation where it is read.
