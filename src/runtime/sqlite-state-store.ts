@@ -252,13 +252,13 @@ function writeFailure(err: unknown, path: string): unknown {
  * What is at `path`, a file of the state (undefined: nothing there); a DS_STATE_STORE error naming it
  * when it cannot be looked at (a state directory this user may not enter), never taken for no state.
  */
-export function stateFileInfo(path: string, what = 'state file'): Stats | undefined {
+export function stateFileInfo(path: string): Stats | undefined {
   try {
     return statSync(path, { throwIfNoEntry: false });
   } catch (err) {
     // A file where a directory on the way should be: nothing is there (the caller refuses that directory).
     if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
-    throw storeError(`cannot read ${what} ${path}: ${systemReason(err)}`, path, { cause: err });
+    throw storeError(`cannot read state file ${path}: ${systemReason(err)}`, path, { cause: err });
   }
 }
 
