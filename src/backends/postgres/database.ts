@@ -1,10 +1,11 @@
 import { fault, FaultError } from '../../runtime/index.ts';
 import type { NodeId, Observation, Outputs } from '../../runtime/index.ts';
+import { borrowedRoles, executeAs } from './borrowed-roles.ts';
 import { dropped, faultCode } from './kind.ts';
 import type { KindContext, KindHandler, PgNode } from './kind.ts';
 import { databaseOutputs, observeDatabase } from './observe.ts';
 import type { DatabaseRow } from './observe.ts';
-import { alterDatabaseSql, createDatabaseSql, DATABASES_QUERY, dropDatabaseSql, quoteLiteral, USER_OBJECTS_QUERY } from './sql.ts';
+import { alterDatabaseSql, createDatabaseSql, DATABASES_QUERY, databaseOwnerSql, dropDatabaseSql, quoteLiteral, USER_OBJECTS_QUERY } from './sql.ts';
 
 type DatabaseNode = PgNode<'postgres.database'>;
 
@@ -31,12 +32,18 @@ export const databaseHandler: KindHandler<'postgres.database'> = {
   observe: observeAll,
 
   async create(node, ctx) {
-    const { template } = node.spec;
+    const { template, owner } = node.spec;
+    const borrowing = await borrowedRoles({ roles: [owner] }, ctx, undefined);
+    // CREATE DATABASE runs in no transaction, so not with a membership borrowed for one: an owner the
+    // backend user may act as only so gets the database in a second statement, in a transaction of its
+    // own. Interrupted between the two, the database is the user's; its next observation finds the
+    // owner differs, and the update gives it over.
+    const handOver = owner !== undefined && borrowing.roles.includes(owner);
     // PostgreSQL copies no database that has other sessions, and ours count: the pool opened by
     // observing the template's own extension or schema nodes stays open (idle) for a while.
     if (template !== undefined) await ctx.client.closeDatabase(template);
     try {
-      await ctx.client.execute([createDatabaseSql(node.spec)], { signal: ctx.signal });
+      await borrowing.explained(() => ctx.client.execute([createDatabaseSql(node.spec, { withOwner: !handOver })], { signal: ctx.signal }));
     } catch (err) {
       if (template === undefined || faultCode(err) !== '55006') throw err;
       throw new FaultError(
@@ -47,6 +54,7 @@ export const databaseHandler: KindHandler<'postgres.database'> = {
         { cause: err },
       );
     }
+    if (handOver) await ctx.client.execute(borrowing.around([databaseOwnerSql(node.spec.name, owner)]), { signal: ctx.signal });
     return { outputs: await outputsAfter(node, ctx) };
   },
 
@@ -62,8 +70,8 @@ export const databaseHandler: KindHandler<'postgres.database'> = {
     }
     // Only what differs: a field the node ignores (diffs leave it out) keeps its value, as for roles.
     const fields = { owner: diffs.some((d) => d.path === 'owner'), connectionLimit: diffs.some((d) => d.path === 'connectionLimit') };
-    const statements = alterDatabaseSql(node.spec, fields);
-    if (statements.length > 0) await ctx.client.execute(statements, { signal: ctx.signal });
+    // As the owner it has (to alter it) and the one it is given to.
+    await executeAs({ roles: [fields.owner ? node.spec.owner : undefined], databaseOwners: [node.spec.name] }, alterDatabaseSql(node.spec, fields), ctx, {});
     return { outputs: await outputsAfter(node, ctx) };
   },
 
@@ -85,9 +93,16 @@ export const databaseHandler: KindHandler<'postgres.database'> = {
         }),
       );
     }
+    // Only its owner may drop it, and DROP DATABASE runs in no transaction: an owner the backend user
+    // may act as only by borrowing it first gives the database to the user, in a transaction of its own.
+    const borrowing = await borrowedRoles({ databaseOwners: [name] }, ctx, undefined);
+    const drop = async (): Promise<void> => {
+      if (borrowing.roles.length > 0) await ctx.client.execute(borrowing.around([databaseOwnerSql(name, undefined)]), { signal: ctx.signal });
+      await borrowing.explained(() => ctx.client.execute([dropDatabaseSql(name, force)], { signal: ctx.signal }));
+    };
     // Our own idle sessions would block the drop.
     await ctx.client.closeDatabase(name);
-    if (!(await dropped(['3D000'], () => ctx.client.execute([dropDatabaseSql(name, force)], { signal: ctx.signal })))) return;
+    if (!(await dropped(['3D000'], drop))) return;
     ctx.log.info({ database: name, objects, force }, 'database dropped');
   },
 };

@@ -1,5 +1,6 @@
 import { FaultError, toFault } from '../../runtime/index.ts';
 import type { NodeId, Observation } from '../../runtime/index.ts';
+import { executeAs } from './borrowed-roles.ts';
 import { dropped, faultCode, observeByDatabase } from './kind.ts';
 import type { KindHandler, PgNode } from './kind.ts';
 import { extensionOutputs, observeExtension } from './observe.ts';
@@ -42,23 +43,26 @@ export const extensionHandler: KindHandler<'postgres.extension'> = {
       return new Map<NodeId, Observation>(group.map((n) => [n.id, observeExtension(n.spec, byName.get(n.spec.name))]));
     }),
 
+  // A trusted extension is made with CREATE on its database and schema: as their owners.
   async create(node, ctx) {
-    const rows = await withVersionHint(node, () => ctx.client.execute([createExtensionSql(node.spec), rowQuery(node.spec.name)], { database: node.spec.database, signal: ctx.signal }));
+    const { name, database, schema } = node.spec;
+    const rows = await withVersionHint(node, () =>
+      executeAs({ databaseOwners: [database], schemaOwners: [schema] }, [createExtensionSql(node.spec)], ctx, { database, readBack: rowQuery(name) }),
+    );
     return { outputs: extensionOutputs(node.spec, rows[0] as ReadBack | undefined) };
   },
 
   async update(node, diffs, ctx) {
+    const { name, database, schema } = node.spec;
     const fields = { version: diffs.some((d) => d.path === 'version'), schema: diffs.some((d) => d.path === 'schema') };
     const rows = await withVersionHint(node, () =>
-      ctx.client.execute([...alterExtensionSql(node.spec, fields), rowQuery(node.spec.name)], {
-        database: node.spec.database,
-        signal: ctx.signal,
-      }),
+      executeAs({ extensionOwners: [name], schemaOwners: [fields.schema ? schema : undefined] }, alterExtensionSql(node.spec, fields), ctx, { database, readBack: rowQuery(name) }),
     );
     return { outputs: extensionOutputs(node.spec, rows[0] as ReadBack | undefined) };
   },
 
   async delete(node, ctx) {
-    await dropped(['42704', '3D000'], () => ctx.client.execute([dropExtensionSql(node.spec.name)], { database: node.spec.database, signal: ctx.signal }));
+    const { name, database } = node.spec;
+    await dropped(['42704', '3D000'], () => executeAs({ extensionOwners: [name] }, [dropExtensionSql(name)], ctx, { database }));
   },
 };

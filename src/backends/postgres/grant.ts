@@ -1,5 +1,7 @@
 import { PG_GRANT_PRIVILEGES } from '../../infra/index.ts';
 import type { NodeId, Observation } from '../../runtime/index.ts';
+import { executeAs } from './borrowed-roles.ts';
+import type { ActingAs } from './borrowed-roles.ts';
 import { dropped, observeByDatabase } from './kind.ts';
 import type { KindContext, KindHandler, PgNode } from './kind.ts';
 import { desiredPrivileges, grantOutputs, observeGrant } from './observe.ts';
@@ -13,6 +15,11 @@ type GrantNode = PgNode<'postgres.grant'>;
 function knownPrivileges(node: GrantNode, values: unknown): string[] {
   const allowed: readonly string[] = PG_GRANT_PRIVILEGES[node.spec.on];
   return Array.isArray(values) ? values.filter((v): v is string => typeof v === 'string' && allowed.includes(v) && v !== 'ALL') : [];
+}
+
+/** The relation kinds (pg_class.relkind) a tables or sequences grant covers. */
+function relationKinds(on: 'tables' | 'sequences'): string[] {
+  return on === 'tables' ? ['r', 'p', 'v', 'm', 'f'] : ['S'];
 }
 
 /**
@@ -29,7 +36,7 @@ async function revokeStatements(node: GrantNode, privileges: readonly string[], 
     return row?.owned === true ? [] : [revokeSql(spec, privileges, what)];
   }
   if (spec.on !== 'tables' && spec.on !== 'sequences') return [revokeSql(spec, privileges, what)];
-  const rows = await ctx.client.query<{ name: string; owned: boolean }>(SCHEMA_OBJECTS_OWNED_QUERY, [spec.schema, spec.role, spec.on === 'tables' ? ['r', 'p', 'v', 'm', 'f'] : ['S']], {
+  const rows = await ctx.client.query<{ name: string; owned: boolean }>(SCHEMA_OBJECTS_OWNED_QUERY, [spec.schema, spec.role, relationKinds(spec.on)], {
     database: spec.database,
     signal: ctx.signal,
   });
@@ -72,6 +79,35 @@ async function grantOptionStatements(node: GrantNode, ctx: KindContext): Promise
 }
 
 /**
+ * Whom a grant's GRANTs and REVOKEs act as (see borrowed-roles.ts): the owners of what it is on (the
+ * grant options are theirs; a privilege granted by a member of the owner is recorded as the owner's),
+ * or the role whose default privileges it sets.
+ */
+function actingAs(node: GrantNode): ActingAs {
+  const { spec } = node;
+  switch (spec.on) {
+    case 'database':
+      return { databaseOwners: [spec.database] };
+    case 'schema':
+      return { schemaOwners: [spec.schema] };
+    case 'tables':
+    case 'sequences':
+      // The tables are found, and named, through their schema: USAGE on it too.
+      return spec.schema === undefined ? {} : { schemaOwners: [spec.schema], relationOwners: { schema: spec.schema, kinds: relationKinds(spec.on) } };
+    case 'defaultTables':
+    case 'defaultSequences':
+      return { roles: [spec.forRole] };
+    default:
+      return spec.on satisfies never;
+  }
+}
+
+/** Runs a grant's statements in its database, as `actingAs` says. */
+function run(node: GrantNode, statements: readonly Statement[], ctx: KindContext): Promise<unknown> {
+  return executeAs(actingAs(node), statements, ctx, { database: node.spec.database });
+}
+
+/**
  * `postgres.grant`: exact privileges of one role on one target (a database,
  * a schema, all tables or sequences of a schema, or default privileges).
  * Observed for all grants of a database in one query; extra privileges are
@@ -96,7 +132,7 @@ export const grantHandler: KindHandler<'postgres.grant'> = {
     }),
 
   async create(node, ctx) {
-    await ctx.client.execute([grantSql(node.spec, grantPrivileges(node.spec.on, node.spec.privileges))], { database: node.spec.database, signal: ctx.signal });
+    await run(node, [grantSql(node.spec, grantPrivileges(node.spec.on, node.spec.privileges))], ctx);
     return { outputs: grantOutputs(node.spec) };
   },
 
@@ -118,14 +154,12 @@ export const grantHandler: KindHandler<'postgres.grant'> = {
     }
     // A grant option given by hand: taken back from the listed privileges.
     if (!node.spec.withGrantOption && option) statements.push(...(await revokeStatements(node, want, ctx, 'grantOption')));
-    await ctx.client.execute(statements, { database: node.spec.database, signal: ctx.signal });
+    await run(node, statements, ctx);
     return { outputs: grantOutputs(node.spec) };
   },
 
   async delete(node, ctx) {
     // The role, schema or database gone means nothing is granted.
-    await dropped(['42704', '3F000', '3D000'], async () =>
-      ctx.client.execute(await revokeStatements(node, grantPrivileges(node.spec.on, node.spec.privileges), ctx), { database: node.spec.database, signal: ctx.signal }),
-    );
+    await dropped(['42704', '3F000', '3D000'], async () => run(node, await revokeStatements(node, grantPrivileges(node.spec.on, node.spec.privileges), ctx), ctx));
   },
 };

@@ -1,5 +1,6 @@
 import { fault, FaultError } from '../../runtime/index.ts';
 import type { NodeId, Observation } from '../../runtime/index.ts';
+import { executeAs } from './borrowed-roles.ts';
 import { faultCode, observeByDatabase } from './kind.ts';
 import type { KindHandler } from './kind.ts';
 import { observeSchema, schemaOutputs } from './observe.ts';
@@ -24,19 +25,22 @@ export const schemaHandler: KindHandler<'postgres.schema'> = {
       return new Map<NodeId, Observation>(group.map((n) => [n.id, observeSchema(n.spec, byName.get(n.spec.name))]));
     }),
 
+  // As its owner, and as the database's (whose CREATE privilege a schema is made or given over with).
   async create(node, ctx) {
-    const rows = await ctx.client.execute([createSchemaSql(node.spec), oidQuery(node.spec.name)], { database: node.spec.database, signal: ctx.signal });
+    const { name, owner, database } = node.spec;
+    const rows = await executeAs({ roles: [owner], databaseOwners: [database] }, [createSchemaSql(node.spec)], ctx, { database, readBack: oidQuery(name) });
     return { outputs: schemaOutputs(node.spec, rows[0] as OidRow | undefined) };
   },
 
   async update(node, _diffs, ctx) {
-    const rows = await ctx.client.execute([...alterSchemaSql(node.spec), oidQuery(node.spec.name)], { database: node.spec.database, signal: ctx.signal });
+    const { name, owner, database } = node.spec;
+    const rows = await executeAs({ roles: [owner], schemaOwners: [name], databaseOwners: [database] }, alterSchemaSql(node.spec), ctx, { database, readBack: oidQuery(name) });
     return { outputs: schemaOutputs(node.spec, rows[0] as OidRow | undefined) };
   },
 
   async delete(node, ctx) {
     try {
-      await ctx.client.execute([dropSchemaSql(node.spec.name, node.spec.force)], { database: node.spec.database, signal: ctx.signal });
+      await executeAs({ schemaOwners: [node.spec.name] }, [dropSchemaSql(node.spec.name, node.spec.force)], ctx, { database: node.spec.database });
     } catch (err) {
       const code = faultCode(err);
       if (code === '3F000' || code === '3D000') return;

@@ -154,11 +154,54 @@ export function dropRoleSql(name: string): Statement {
   return { text: `DROP ROLE ${quoteIdent(name)}` };
 }
 
+/**
+ * What `borrowedRoles` (borrowed-roles.ts) reads: of the roles named in `$1` and those owning the
+ * databases `$2`, the schemas `$3` (a schema of `pg_database_owner`: the connected database's owner),
+ * the relations of kinds `$5` in schema `$4` and the extensions `$6`, each one whose privileges the
+ * connected user lacks (it inherits from it, and from PostgreSQL 16 may SET ROLE to it); for each,
+ * whether it may grant itself the membership for a while: it may grant the role (ADMIN OPTION, or
+ * before 16 CREATEROLE on a role not a superuser) and holds no membership the grant would change and
+ * its revoke end (from 16, its own grant of the role to itself; before, any membership).
+ */
+export const BORROW_QUERY = `WITH wanted AS (
+  SELECT unnest($1::name[]) AS name
+  UNION SELECT pg_get_userbyid(d.datdba) FROM pg_database d WHERE d.datname = ANY($2::name[])
+  UNION SELECT pg_get_userbyid(CASE WHEN pg_get_userbyid(n.nspowner) = 'pg_database_owner'
+      THEN (SELECT d.datdba FROM pg_database d WHERE d.datname = current_database()) ELSE n.nspowner END)
+    FROM pg_namespace n WHERE n.nspname = ANY($3::name[])
+  UNION SELECT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $4 AND c.relkind = ANY($5::"char"[])
+  UNION SELECT pg_get_userbyid(e.extowner) FROM pg_extension e WHERE e.extname = ANY($6::name[])
+), me AS (SELECT oid, rolcreaterole FROM pg_roles WHERE rolname = current_user),
+v AS (SELECT current_setting('server_version_num')::int >= 160000 AS per_grant)
+SELECT r.rolname AS role, v.per_grant,
+  (EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = r.oid AND m.admin_option AND pg_has_role(current_user, m.member, 'MEMBER'))
+    OR (NOT v.per_grant AND me.rolcreaterole AND NOT r.rolsuper))
+  AND NOT CASE WHEN v.per_grant
+    THEN EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = r.oid AND m.member = me.oid AND m.grantor = me.oid)
+    ELSE pg_has_role(current_user, r.oid, 'MEMBER') END AS borrowable
+FROM wanted w JOIN pg_roles r ON r.rolname = w.name CROSS JOIN me CROSS JOIN v
+WHERE NOT pg_has_role(current_user, r.oid, 'USAGE') OR NOT pg_has_role(current_user, r.oid, CASE WHEN v.per_grant THEN 'SET' ELSE 'USAGE' END)
+ORDER BY 1`;
+
+/**
+ * Makes the connected user a member of `role` that inherits its privileges and (from PostgreSQL 16,
+ * `perGrant`) may SET ROLE to it, as its own grant (`GRANTED BY`: the one `returnRoleSql` ends).
+ */
+export function borrowRoleSql(role: string, perGrant: boolean): Statement {
+  return { text: `GRANT ${quoteIdent(role)} TO CURRENT_USER${perGrant ? ' WITH INHERIT TRUE, SET TRUE GRANTED BY CURRENT_USER' : ''}` };
+}
+
+/** Ends the membership `borrowRoleSql` made. */
+export function returnRoleSql(role: string, perGrant: boolean): Statement {
+  return { text: `REVOKE ${quoteIdent(role)} FROM CURRENT_USER${perGrant ? ' GRANTED BY CURRENT_USER' : ''}` };
+}
+
 // ------------------------------------------------------------ databases
 
-export function createDatabaseSql(spec: DatabaseSpec): Statement {
+/** `withOwner: false` leaves out the owner (the database is then the connected user's). */
+export function createDatabaseSql(spec: DatabaseSpec, options: { withOwner?: boolean } = {}): Statement {
   const parts = [`CREATE DATABASE ${quoteIdent(spec.name)}`];
-  if (spec.owner !== undefined) parts.push(`OWNER ${quoteIdent(spec.owner)}`);
+  if (spec.owner !== undefined && (options.withOwner ?? true)) parts.push(`OWNER ${quoteIdent(spec.owner)}`);
   // By its canonical name: the one the server reports, whatever alias the goal wrote.
   parts.push(`ENCODING ${quoteLiteral(canonicalEncoding(spec.encoding))}`);
   if (spec.template !== undefined) parts.push(`TEMPLATE ${quoteIdent(spec.template)}`);
@@ -166,11 +209,15 @@ export function createDatabaseSql(spec: DatabaseSpec): Statement {
   return { text: parts.join(' ') };
 }
 
-/** The statements that set the database's mutable managed fields (owner, connection limit). */
-/** The corrections of the fields that differ (`fields`): one the node ignores, or that is as desired, is left alone. */
+/** Gives database `name` to `owner` (absent: to the connected user). */
+export function databaseOwnerSql(name: string, owner: string | undefined): Statement {
+  return { text: `ALTER DATABASE ${quoteIdent(name)} OWNER TO ${owner === undefined ? 'CURRENT_USER' : quoteIdent(owner)}` };
+}
+
+/** The corrections of the database's mutable managed fields that differ (`fields`): one the node ignores, or that is as desired, is left alone. */
 export function alterDatabaseSql(spec: DatabaseSpec, fields: { owner: boolean; connectionLimit: boolean }): Statement[] {
   const out: Statement[] = [];
-  if (fields.owner && spec.owner !== undefined) out.push({ text: `ALTER DATABASE ${quoteIdent(spec.name)} OWNER TO ${quoteIdent(spec.owner)}` });
+  if (fields.owner && spec.owner !== undefined) out.push(databaseOwnerSql(spec.name, spec.owner));
   if (fields.connectionLimit && spec.connectionLimit !== undefined) {
     out.push({ text: `ALTER DATABASE ${quoteIdent(spec.name)} WITH CONNECTION LIMIT ${sqlInteger(spec.connectionLimit)}` });
   }

@@ -1,0 +1,108 @@
+import { FaultError, toFault } from '../../runtime/index.ts';
+import type { KindContext } from './kind.ts';
+import { faultCode } from './kind.ts';
+import { BORROW_QUERY, borrowRoleSql, quoteIdent, returnRoleSql } from './sql.ts';
+import type { Statement } from './sql.ts';
+
+/**
+ * The roles a statement acts as: those it names (an owner to give an object to, a `forRole`) and the
+ * owners of the objects it changes, whose privileges (ownership, grant options, CREATE on a database
+ * or schema) it needs.
+ */
+export interface ActingAs {
+  readonly roles?: readonly (string | undefined)[];
+  /** Databases, by name. */
+  readonly databaseOwners?: readonly string[];
+  /** Schemas of the connected database, by name. */
+  readonly schemaOwners?: readonly (string | undefined)[];
+  /** The relations of `kinds` (pg_class.relkind) in a schema of the connected database. */
+  readonly relationOwners?: { readonly schema: string; readonly kinds: readonly string[] };
+  /** Extensions of the connected database, by name. */
+  readonly extensionOwners?: readonly string[];
+}
+
+/** What `borrowedRoles` found. */
+export interface Borrowing {
+  /** Roles granted to the backend user for one transaction: `around` grants them first and revokes them last. */
+  readonly roles: readonly string[];
+  /** `statements` between the grants and their revokes, then `readBack` (read after, in the same transaction). */
+  around(statements: readonly Statement[], readBack?: Statement): Statement[];
+  /** Runs `run`; a refused privilege (42501) it throws gets a hint naming the memberships the backend user lacks and could not borrow. */
+  explained<T>(run: () => Promise<T>): Promise<T>;
+}
+
+interface BorrowRow {
+  readonly role: string;
+  readonly per_grant: boolean;
+  readonly borrowable: boolean;
+}
+
+/**
+ * The roles among `who` whose privileges the backend user lacks, and which of them it may borrow:
+ * a user with CREATEROLE and CREATEDB but not SUPERUSER may create a database or schema for an owner,
+ * grant on what that owner owns, or set its default privileges, only as a member of the owner
+ * (PostgreSQL 16 and later ask for INHERIT and SET), and such a user may grant itself a role it
+ * created (it holds ADMIN OPTION on it; before 16, CREATEROLE lets it grant any role but a
+ * superuser). As Terraform's provider does, the membership is granted for the operation only: in the
+ * same transaction as the statements, revoked before it commits, so that no other session (an
+ * observation of the backend's own role among them) ever sees it, and a failure rolls it back.
+ * Nothing is borrowed from a role the user already holds (a superuser holds them all), nor where the
+ * grant would change a membership it holds already (its revoke would then end that too): those are
+ * named by the hint of a refusal instead.
+ */
+export async function borrowedRoles(who: ActingAs, ctx: KindContext, database: string | undefined): Promise<Borrowing> {
+  const named = (xs: readonly (string | undefined)[] | undefined): string[] => (xs ?? []).filter((x): x is string => x !== undefined);
+  const rows = await ctx.client.query<BorrowRow>(
+    BORROW_QUERY,
+    [
+      named(who.roles),
+      who.databaseOwners ?? [],
+      named(who.schemaOwners),
+      who.relationOwners?.schema ?? null,
+      who.relationOwners?.kinds ?? [],
+      who.extensionOwners ?? [],
+    ],
+    { database, signal: ctx.signal },
+  );
+  const perGrant = rows[0]?.per_grant ?? true;
+  // Sorted (the query's order): two operations borrowing the same roles take their locks in one order.
+  const roles = rows.filter((r) => r.borrowable).map((r) => r.role);
+  const lacking = rows.filter((r) => !r.borrowable).map((r) => r.role);
+  return {
+    roles,
+    around: (statements, readBack) => [
+      ...roles.map((r) => borrowRoleSql(r, perGrant)),
+      ...statements,
+      ...roles.map((r) => returnRoleSql(r, perGrant)),
+      ...(readBack === undefined ? [] : [readBack]),
+    ],
+    async explained(run) {
+      try {
+        return await run();
+      } catch (err) {
+        if (lacking.length === 0 || faultCode(err) !== '42501') throw err;
+        const f = toFault(err);
+        const grants = lacking.map((r) => `GRANT ${quoteIdent(r)} TO ${quoteIdent(ctx.user)}${perGrant ? ' WITH INHERIT TRUE, SET TRUE' : ''}`).join('; ');
+        throw new FaultError(
+          { ...f, hint: `the backend user acts here as ${lacking.map((r) => JSON.stringify(r)).join(', ')} and may do so only as a member: ${grants} (or connect as a superuser)` },
+          { cause: err },
+        );
+      }
+    },
+  };
+}
+
+/**
+ * Runs `statements` (then `readBack`) in one transaction with the privileges of `who`, borrowed as
+ * `borrowedRoles` says; the rows of the last statement.
+ */
+export async function executeAs(
+  who: ActingAs,
+  statements: readonly Statement[],
+  ctx: KindContext,
+  options: { readonly database?: string | undefined; readonly readBack?: Statement },
+): Promise<Record<string, unknown>[]> {
+  if (statements.length === 0) return options.readBack === undefined ? [] : ctx.client.execute([options.readBack], { database: options.database, signal: ctx.signal });
+  const borrowing = await borrowedRoles(who, ctx, options.database);
+  return borrowing.explained(() => ctx.client.execute(borrowing.around(statements, options.readBack), { database: options.database, signal: ctx.signal }));
+}

@@ -1,0 +1,115 @@
+import { tmpdir } from 'node:os';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { postgresBackendFactory } from '../../../src/backends/postgres/index.ts';
+import type { PostgresBackend } from '../../../src/backends/postgres/index.ts';
+import type { BackendNode } from '../../../src/infra/index.ts';
+import type { Observation, ProvisionResult } from '../../../src/runtime/index.ts';
+import { PG_VERSIONS, startTestPostgres } from '../../support/postgres.ts';
+import type { TestPostgres } from '../../support/postgres.ts';
+import { captureLogger, opContext, pgNode } from './helpers.ts';
+
+// examples/postgres/README.md: the backend's user "must be a superuser, or hold CREATEROLE and
+// CREATEDB". Such a user may create a database or schema for an owner, grant on what the owner owns
+// or set its default privileges only as the owner's member (from PostgreSQL 16 with INHERIT and
+// SET): the database of a role it had just created failed with `must be able to SET ROLE` (before
+// 16, `must be member of role`). It borrows the membership for each operation's transaction only.
+describe.each(PG_VERSIONS)('a backend user with CREATEROLE and CREATEDB, not a superuser, on PostgreSQL %i', (version) => {
+  const env: NodeJS.ProcessEnv = { ADMIN_PASSWORD: 'createrole-admin-pw' };
+  const logs = captureLogger();
+  const ctx = opContext(logs.log);
+  let server: TestPostgres;
+  let backend: PostgresBackend;
+
+  /** One pass over `nodes`, in order: observe, then create the absent or update the drifted. */
+  async function pass(nodes: readonly BackendNode[]): Promise<Record<string, string>> {
+    const out: Record<string, string> = {};
+    for (const n of nodes) {
+      const obs = (await backend.observe([n], ctx)).get(n.id)!;
+      let r: ProvisionResult | Observation = obs;
+      if (obs.status === 'absent') r = await backend.create(n, ctx);
+      else if (obs.status === 'drifted') r = await backend.update(n, obs.diffs, ctx);
+      out[n.id] = r.status === 'failed' ? `failed: ${r.fault.message} (${r.fault.hint ?? ''})` : r.status;
+    }
+    return out;
+  }
+
+  async function statuses(nodes: readonly BackendNode[]): Promise<Record<string, string>> {
+    const observed = await backend.observe(nodes, ctx);
+    return Object.fromEntries(nodes.map((n) => [n.id, observed.get(n.id)!.status]));
+  }
+
+  /** The memberships the backend user holds beyond the ADMIN OPTION that PostgreSQL 16 gives it on each role it creates. */
+  async function borrowedLeft(): Promise<unknown[]> {
+    return server.sql(`SELECT roleid::regrole::text AS role, grantor::regrole::text AS grantor FROM pg_auth_members WHERE member = 'cr_admin'::regrole AND NOT admin_option`);
+  }
+
+  beforeAll(async () => {
+    server = await startTestPostgres({ version });
+    await server.sql(`CREATE ROLE cr_admin LOGIN CREATEROLE CREATEDB PASSWORD '${env.ADMIN_PASSWORD!}'`);
+    const config = postgresBackendFactory.configSchema.parse({ host: server.host, port: server.port, user: 'cr_admin', password: { fromEnv: 'ADMIN_PASSWORD' }, sslmode: 'disable' });
+    backend = postgresBackendFactory.create(config, { id: 'pg', cwd: tmpdir(), stateDir: tmpdir(), log: logs.log, env }) as PostgresBackend;
+  });
+
+  afterAll(async () => {
+    await backend?.close();
+    await server?.destroy();
+  });
+
+  const roles = [
+    pgNode('owner', 'postgres.role', { name: 'cr_owner' }),
+    pgNode('owner2', 'postgres.role', { name: 'cr_owner2' }),
+    pgNode('reader', 'postgres.role', { name: 'cr_reader' }),
+    pgNode('app', 'postgres.role', { name: 'cr_app', login: true, memberOf: ['cr_reader'] }),
+  ];
+  const objects = (owner: string): BackendNode[] => [
+    pgNode('db', 'postgres.database', { name: 'cr_db', owner }),
+    pgNode('schema', 'postgres.schema', { name: 'cr_schema', database: 'cr_db', owner }),
+    pgNode('ext', 'postgres.extension', { name: 'citext', database: 'cr_db', schema: 'cr_schema' }),
+    pgNode('connect', 'postgres.grant', { role: 'cr_reader', database: 'cr_db', on: 'database', privileges: ['CONNECT'] }),
+    pgNode('usage', 'postgres.grant', { role: 'cr_reader', database: 'cr_db', schema: 'cr_schema', on: 'schema', privileges: ['USAGE'] }),
+    pgNode('tables', 'postgres.grant', { role: 'cr_reader', database: 'cr_db', schema: 'cr_schema', on: 'tables', privileges: ['SELECT'] }),
+    pgNode('defaults', 'postgres.grant', { role: 'cr_reader', database: 'cr_db', schema: 'cr_schema', on: 'defaultTables', forRole: owner, privileges: ['SELECT'] }),
+  ];
+
+  it('creates a database, schema, extension and grants for roles it created, corrects their owners, and deletes them; it is left holding no membership', async () => {
+    const all = [...roles, ...objects('cr_owner')];
+    // The tables grant has no tables to cover yet: up to date as it is.
+    expect(await pass(all)).toEqual({ ...Object.fromEntries(all.map((n) => [n.id, 'done'])), tables: 'upToDate' });
+    expect(await server.sql(`SELECT datname, datdba::regrole::text AS owner FROM pg_database WHERE datname = 'cr_db'`)).toEqual([{ datname: 'cr_db', owner: 'cr_owner' }]);
+    // A table of another role: the tables grant has one to cover (granted as its owner). One the owner
+    // makes, the default privileges cover.
+    await server.sql('CREATE TABLE cr_schema.t1 (x int); ALTER TABLE cr_schema.t1 OWNER TO cr_owner2', [], 'cr_db');
+    expect((await pass(all)).tables).toBe('done');
+    await server.sql('SET ROLE cr_owner; CREATE TABLE cr_schema.t2 (x int)', [], 'cr_db');
+    expect(Object.values(await statuses(all)).every((s) => s === 'upToDate')).toBe(true);
+    expect(await server.sql(`SELECT has_table_privilege('cr_reader', 'cr_schema.t1', 'SELECT') AND has_table_privilege('cr_reader', 'cr_schema.t2', 'SELECT') AS reads`, [], 'cr_db')).toEqual([
+      { reads: true },
+    ]);
+
+    // Given to another owner: ALTER … OWNER as the owner it has and the one it gets.
+    const moved = objects('cr_owner2');
+    await server.sql('ALTER TABLE cr_schema.t2 OWNER TO cr_owner2', [], 'cr_db');
+    const again = await pass(moved);
+    expect([again.db, again.schema]).toEqual(['done', 'done']);
+    expect(Object.values(await statuses([...roles, ...moved])).every((s) => s === 'upToDate')).toBe(true);
+    expect(await server.sql(`SELECT datdba::regrole::text AS owner FROM pg_database WHERE datname = 'cr_db'`)).toEqual([{ owner: 'cr_owner2' }]);
+    expect(await borrowedLeft()).toEqual([]);
+
+    // Deleted, dependents first (the tables first: a database holding data is kept without force).
+    await server.sql('DROP TABLE cr_schema.t1, cr_schema.t2', [], 'cr_db');
+    for (const n of [...moved].reverse()) expect((await backend.delete(n, ctx)).status, n.id).toBe('done');
+    expect(await server.sql(`SELECT datname FROM pg_database WHERE datname = 'cr_db'`)).toEqual([]);
+    expect(await borrowedLeft()).toEqual([]);
+    for (const role of ['cr_owner', 'cr_owner2']) {
+      expect(await server.sql(`SELECT pg_has_role('cr_admin', $1, 'USAGE') AS usage`, [role])).toEqual([{ usage: false }]);
+    }
+  });
+
+  it('an owner it may not act as (a superuser) is refused with a hint that says what to grant', async () => {
+    await server.sql('CREATE ROLE cr_super SUPERUSER');
+    const r = await backend.create(pgNode('db-super', 'postgres.database', { name: 'cr_super_db', owner: 'cr_super' }), ctx);
+    const grant = `GRANT "cr_super" TO "cr_admin"${server.version >= 16 ? ' WITH INHERIT TRUE, SET TRUE' : ''}`;
+    expect(r).toMatchObject({ status: 'failed', fault: { class: 'auth', code: '42501', hint: expect.stringContaining(grant) } });
+    expect(await server.sql(`SELECT datname FROM pg_database WHERE datname = 'cr_super_db'`)).toEqual([]);
+  });
+});
