@@ -66,6 +66,15 @@ describe('infra specs: memberships PostgreSQL refuses', () => {
     const node = `    - { id: r, type: postgres.role, backend: pg, spec: { name: selfish, memberOf: ${memberOf} } }\n`;
     expect(compileText(pg + goal(node)).lines).toEqual([line]);
   });
+
+  // Validated, with only one of the two implied edges drawn: apply failed on one role and blocked the other.
+  it('two roles each a member of the other are a dependency cycle at spec.memberOf', () => {
+    const nodes = `    - { id: a, type: postgres.role, backend: pg, spec: { name: cyc_a, memberOf: [cyc_b] } }
+    - { id: b, type: postgres.role, backend: pg, spec: { name: cyc_b, memberOf: [cyc_a] } }\n`;
+    expect(compileText(pg + goal(nodes)).lines).toEqual([
+      'goals/test.yaml:11:81: error dependency-cycle: dependency cycle: a -> b (goals/test.yaml:11:81: a member of role cyc_b) -> a (goals/test.yaml:12:81: a member of role cyc_a)',
+    ]);
+  });
 });
 
 // JavaScript's Date rolls 2030-02-30 over to 2 March: it validated, and the role expired on another day

@@ -70,6 +70,14 @@ describe('GoalCompiler: edges the domain implies (NodeSpecFactory.impliedEdges)'
     ]);
   });
 
+  it('keeps two implied edges that oppose each other: the cycle they make is an error at the field, not the first edge alone', () => {
+    const r = compile(`    - { id: a, type: test.thing, spec: { inside: b } }
+    - { id: b, type: test.thing, spec: { inside: a } }
+`);
+    expect(r.graph).toBeUndefined();
+    expect(r.lines).toEqual(['g.yaml:6:50: error dependency-cycle: dependency cycle: a -> b (g.yaml:6:50: it lies inside "b") -> a (g.yaml:7:50: it lies inside "a")']);
+  });
+
   it('leaves out edges to or from nodes that are not built', () => {
     const r = compile(`    - { id: file, type: test.thing, spec: { inside: nowhere } }
 `);
