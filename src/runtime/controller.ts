@@ -19,7 +19,7 @@ import { Semaphore } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
-import { appliedAtSpec, carriedRecord, digestAt, digestAtGoal, declaredDeletionPolicy, heldByPolicy, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_RELEASED, policyHoldFields, policyHoldReason, recordSnapshot, refsCurrent, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedDependents, storedDeps, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, digestAt, digestAtGoal, declaredDeletionPolicy, depsToStore, heldByPolicy, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_RELEASED, policyHoldFields, policyHoldReason, recordSnapshot, refsCurrent, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedDependents, storedDeps, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 import { interruptedOutcome } from './interrupted-operation.ts';
@@ -1408,7 +1408,7 @@ export class Controller<S extends NodeSpec> {
   private put(node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord>): void {
     const prev = this.records.get(node.id);
     const rec: NodeRecord = { ...carriedRecord(node, status, prev, this.o.clock.now()), ...patch };
-    const deps = this.graph?.dependencies(node.id) ?? [];
+    const deps = depsToStore(this.graph?.dependencies(node.id) ?? [], prev, rec, (id) => this.graph?.has(id) !== true && this.records.has(id));
     const refs = snapshotRefs(node, prev, rec, this.o.codec, digestAtGoal(patch.appliedDigest, node) ? this.outputsOf : undefined);
     if (prev !== undefined && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps, node.settings.deletionPolicy, refs)) return; // steady state writes nothing
     this.records.set(node.id, { ...rec, updatedAt: this.o.clock.now(), snapshot: recordSnapshot(node, deps, prev, rec, this.o.codec, refs) });

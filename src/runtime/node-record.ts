@@ -206,6 +206,21 @@ export function recordSnapshot<S extends NodeSpec>(
   };
 }
 
+/**
+ * The dependencies `rec` stores (`RecordSnapshot.deps`): the graph's (`deps`), and, while it keeps the
+ * spec `prev` stored (`keepsSpec`), those `prev` stored on nodes that have left the goals but whose
+ * records remain (`lingers`: a delete that failed). An edge the domain implies between two nodes (a
+ * database after the role that owns it) goes from the graph with either of them: the role removed
+ * first, and its delete refused while it owns the database, a later revision that removed the database
+ * too deleted the role first, refused again, and took another apply. So the edges stay with the spec
+ * they were found for, as Terraform keeps each resource's dependencies in its state for its destroy.
+ */
+export function depsToStore(deps: readonly NodeId[], prev: NodeRecord | undefined, rec: NodeRecord, lingers: (id: NodeId) => boolean): readonly NodeId[] {
+  if (prev === undefined || !keepsSpec(prev, rec)) return deps;
+  const kept = storedDeps(prev).filter((d) => lingers(d) && !deps.includes(d));
+  return kept.length === 0 ? deps : [...deps, ...kept];
+}
+
 /** Whether `rec` keeps the spec `prev` stored: one is stored, and the applied digest it follows did not change. */
 function keepsSpec(prev: NodeRecord, rec: NodeRecord): boolean {
   return storedSpec(prev) !== undefined && prev.appliedDigest === rec.appliedDigest;

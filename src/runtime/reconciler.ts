@@ -15,7 +15,7 @@ import { assertNever, errorMessage } from './errors.ts';
 import { awaitsOutput } from './interpolation.ts';
 import { forEachLimit } from './limit.ts';
 import type { Semaphore } from './limit.ts';
-import { appliedAtSpec, carriedRecord, digestAt, digestAtGoal, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedDependents, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, digestAt, digestAtGoal, depsToStore, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedDependents, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -290,7 +290,6 @@ export class Reconciler<S extends NodeSpec> {
     /** `operated`: a create or update changed the resource, so the record is written (its `updatedAt` too) even if it reads as before. */
     const put = (node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord> = {}, operated = false): void => {
       const prev = records.get(node.id);
-      const deps = graph.dependencies(node.id);
       // A pass starts each node afresh (faults, retries and reasons come from this pass), keeping what it knows.
       const rec: NodeRecord = {
         ...carriedRecord(node, status, prev, this.now()),
@@ -303,6 +302,7 @@ export class Reconciler<S extends NodeSpec> {
         updatedAt: this.now(),
         ...patch,
       };
+      const deps = depsToStore(graph.dependencies(node.id), prev, rec, (id) => !graph.has(id) && records.has(id));
       const refs = snapshotRefs(node, prev, rec, this.codec, digestAtGoal(patch.appliedDigest, node) ? outputsOf : undefined);
       // A node observed as it was recorded writes nothing: a steady pass costs no store write.
       if (prev !== undefined && !operated && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps, node.settings.deletionPolicy, refs)) return;

@@ -48,4 +48,30 @@ describe('postgres nodes that name each other', () => {
     expect(removed.stdout).toContain('5 deleted');
     expect(await pgServer().sql(`SELECT rolname FROM pg_roles WHERE rolname LIKE 'i\\_%' ORDER BY 1`)).toEqual([{ rolname: 'i_keep' }]);
   }, 60_000);
+
+  // The owner's edge came from the graph alone: with the owner removed first (its delete refused while
+  // it owns the database), the revision in between stored the database's edges without it, and removing
+  // the database and schema too then dropped the role first (refused again), the rest after: exit 1,
+  // and one more apply.
+  it('removed after a refused delete of what they name, they are still deleted dependents first, in one pass', async () => {
+    const keep = '    - { id: keep, type: postgres.role, spec: { name: d_keep } }\n';
+    const owner = '    - { id: r-own, type: postgres.role, deletionPolicy: Delete, spec: { name: d_owner } }\n';
+    const db = `    - { id: db, type: postgres.database, deletionPolicy: Delete, spec: { name: d_db, owner: d_owner } }
+    - { id: sch, type: postgres.schema, deletionPolicy: Delete, spec: { name: s1, database: d_db, owner: d_owner } }
+`;
+    p.write('app.yaml', nodes(true, keep + owner + db));
+    const made = await cli(['apply', '--yes', ...p.args], { env: env() });
+    expect(made.code, made.stdout + made.stderr).toBe(0);
+
+    p.write('app.yaml', nodes(true, keep + db));
+    const refused = await cli(['apply', '--yes', ...p.args], { env: env() });
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toMatch(/x r-own: permanent: role "d_owner" cannot be dropped/);
+
+    p.write('app.yaml', nodes(true, keep));
+    const removed = await cli(['apply', '--yes', '--allow-mass-deletion', ...p.args], { env: env() });
+    expect(removed.code, removed.stdout + removed.stderr).toBe(0);
+    expect(removed.stdout).toContain('3 deleted');
+    expect(await pgServer().sql(`SELECT rolname FROM pg_roles WHERE rolname LIKE 'd\\_%' UNION ALL SELECT datname FROM pg_database WHERE datname = 'd_db'`)).toEqual([{ rolname: 'd_keep' }]);
+  }, 60_000);
 });

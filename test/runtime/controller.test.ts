@@ -1316,6 +1316,28 @@ describe('Controller: goal changes', () => {
     }
   });
 
+  // y's edge to x left the graph with x (y's dependsOn had to go with it); y, removed in turn, was deleted
+  // after x, whose delete failed again while y was there, as a role's is while a database it owns is.
+  it('a node removed after what it depended on, whose delete failed meanwhile, is still deleted first', async () => {
+    const keep = fileNode('k', 'K');
+    const x = fileNode('x', 'X', { deletionPolicy: 'Delete' });
+    // x cannot go while y is there (a role that owns a database).
+    const refusesX = (b: MemoryBackend): InfraBackend =>
+      wrapMemory(b, 'memory', {
+        delete: (n, ctx) => (n.id === 'x' && b.snapshot().has('y') ? Promise.resolve({ status: 'failed', fault: fault('permanent', 'y depends on x') }) : b.delete(n, ctx)),
+      });
+    const h = await converged(goalYaml(keep + x + fileNode('y', 'Y', { dependsOn: ['x'], deletionPolicy: 'Delete' }), { prune: true }), { wrap: refusesX });
+    await h.controller.setGraph(compileYaml(goalYaml(keep + fileNode('y', 'Y', { deletionPolicy: 'Delete' }), { prune: true })).graph);
+    await h.settle();
+    expect(h.calls.deleted).toEqual(['x']);
+    expect(h.backend.snapshot().has('x')).toBe(true);
+    h.calls.reset();
+    await h.controller.setGraph(compileYaml(goalYaml(keep, { prune: true })).graph);
+    await h.settle();
+    expect(h.calls.deleted).toEqual(['y', 'x']);
+    for (const id of ['x', 'y']) expect(h.store.getNode(id), id).toBeUndefined();
+  });
+
   it('a backend declared otherwise is a goal change for its nodes: held ones are released, and what they find is converged, not reported as drift', async () => {
     const yaml = goalYaml(fileNode('a', 'A') + fileNode('b', 'B'), { selfHeal: false });
     const h = await converged(yaml, { memory: { faults: [{ node: 'a', op: 'create', class: 'auth', times: 3 }] } });
