@@ -1,11 +1,13 @@
-import { fault, FaultError } from '../../runtime/index.ts';
+import { canonicalEncoding } from '../../infra/index.ts';
+import { fault, FaultError, toFault } from '../../runtime/index.ts';
 import type { NodeId, Observation, Outputs } from '../../runtime/index.ts';
 import { borrowedRoles, executeAs } from './borrowed-roles.ts';
 import { dropped, faultCode } from './kind.ts';
 import type { KindContext, KindHandler, PgNode } from './kind.ts';
 import { databaseOutputs, observeDatabase } from './observe.ts';
 import type { DatabaseRow } from './observe.ts';
-import { alterDatabaseSql, createDatabaseSql, DATABASES_QUERY, databaseOwnerSql, dropDatabaseSql, quoteLiteral, USER_OBJECTS_QUERY } from './sql.ts';
+import { alterDatabaseSql, createDatabaseSql, DATABASES_QUERY, databaseOwnerSql, dropDatabaseSql, quoteIdent, quoteLiteral, USER_OBJECTS_QUERY } from './sql.ts';
+import type { DatabaseSpec } from './sql.ts';
 
 type DatabaseNode = PgNode<'postgres.database'>;
 
@@ -21,6 +23,22 @@ async function outputsAfter(node: DatabaseNode, ctx: KindContext): Promise<Outpu
   const obs = (await observeAll([node], ctx)).get(node.id);
   if (obs !== undefined && (obs.status === 'upToDate' || obs.status === 'drifted')) return obs.outputs;
   return databaseOutputs(node.spec, undefined);
+}
+
+/**
+ * The hint of a CREATE DATABASE refused for its encoding (22023: one its locale cannot hold, or not its
+ * template's): the goal names no locale, so a database takes its template's, and the way out is a
+ * template of that encoding under a locale that allows it, which the message alone does not say.
+ */
+function encodingHint(spec: DatabaseSpec): string {
+  const encoding = canonicalEncoding(spec.encoding);
+  const template = quoteIdent(`${encoding.toLowerCase()}_template`);
+  return (
+    `a database is created with its template's locale (LC_COLLATE, LC_CTYPE), and from any template but template0 with its encoding too; ` +
+    `a UTF-8 locale (C.UTF-8, en_US.UTF-8) holds only UTF8, while C or POSIX allows any encoding: for ${encoding}, make a template of it by hand ` +
+    `(CREATE DATABASE ${template} TEMPLATE template0 ENCODING ${quoteLiteral(encoding)} LOCALE 'C') and name it in template, or use UTF8; ` +
+    `the server's: SELECT datname, pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database`
+  );
 }
 
 /**
@@ -45,6 +63,7 @@ export const databaseHandler: KindHandler<'postgres.database'> = {
     try {
       await borrowing.explained(() => ctx.client.execute([createDatabaseSql(node.spec, { withOwner: !handOver })], { signal: ctx.signal }));
     } catch (err) {
+      if (faultCode(err) === '22023') throw new FaultError({ ...toFault(err), hint: encodingHint(node.spec) }, { cause: err });
       if (template === undefined || faultCode(err) !== '55006') throw err;
       throw new FaultError(
         fault('transient', `template database ${JSON.stringify(template)} is in use by other sessions (not ours: those were closed first), so it cannot be copied`, {

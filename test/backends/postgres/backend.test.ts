@@ -738,6 +738,26 @@ describe.each(PG_VERSIONS)('postgres backend against a real PostgreSQL %i', (ver
     }
   });
 
+  // The goal names no locale: a database takes its template's, and a UTF-8 one holds only UTF8. The fault
+  // said only "encoding LATIN1 does not match locale C.UTF-8"; the hint says the way out, which works.
+  it('an encoding the template\'s locale cannot hold is refused with a hint that says how to make a template for it', async () => {
+    const latin1 = pgNode('enc-latin1', 'postgres.database', { name: 'enc_latin1', encoding: 'latin1' });
+    const r = await backend.create(latin1, ctx);
+    expect(r).toMatchObject({
+      status: 'failed',
+      fault: { class: 'permanent', code: '22023', hint: expect.stringContaining(`CREATE DATABASE "latin1_template" TEMPLATE template0 ENCODING 'LATIN1' LOCALE 'C') and name it in template`) },
+    });
+    await server.sql(`CREATE DATABASE "latin1_template" TEMPLATE template0 ENCODING 'LATIN1' LOCALE 'C'`);
+    const templated = pgNode('enc-latin1', 'postgres.database', { name: 'enc_latin1', encoding: 'latin1', template: 'latin1_template' });
+    try {
+      done(await backend.create(templated, ctx));
+      expect((await observeOne(templated)).status).toBe('upToDate');
+    } finally {
+      done(await backend.delete(templated, ctx));
+      await server.sql('DROP DATABASE latin1_template');
+    }
+  });
+
   it("drops without force a database that holds only an extension's objects", async () => {
     await server.sql('CREATE DATABASE ext_only');
     await server.sql('CREATE EXTENSION citext', [], 'ext_only');
