@@ -5,7 +5,7 @@ import { dropped, faultCode, observeByDatabase } from './kind.ts';
 import type { KindHandler, PgNode } from './kind.ts';
 import { extensionOutputs, observeExtension } from './observe.ts';
 import type { ExtensionRow } from './observe.ts';
-import { alterExtensionSql, createExtensionSql, dropExtensionSql, EXTENSIONS_QUERY, quoteLiteral } from './sql.ts';
+import { alterExtensionSql, createExtensionSql, dropExtensionSql, EXTENSIONS_QUERY, quoteIdent, quoteLiteral } from './sql.ts';
 import type { Statement } from './sql.ts';
 
 type ExtensionNode = PgNode<'postgres.extension'>;
@@ -63,6 +63,18 @@ export const extensionHandler: KindHandler<'postgres.extension'> = {
 
   async delete(node, ctx) {
     const { name, database } = node.spec;
-    await dropped(['42704', '3D000'], () => executeAs({ extensionOwners: [name] }, [dropExtensionSql(name)], ctx, { database }));
+    try {
+      await dropped(['42704', '3D000'], () => executeAs({ extensionOwners: [name] }, [dropExtensionSql(name)], ctx, { database }));
+    } catch (err) {
+      if (faultCode(err) !== '2BP01') throw err;
+      // Objects that use it (a citext column, a function over its type), named in the message: not the roles' REASSIGN OWNED.
+      throw new FaultError(
+        {
+          ...toFault(err),
+          hint: `objects in database ${JSON.stringify(database)} use the extension (named above): drop or change them first; to drop them with it, data and all, DROP EXTENSION ${quoteIdent(name)} CASCADE by hand`,
+        },
+        { cause: err },
+      );
+    }
   },
 };

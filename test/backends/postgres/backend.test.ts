@@ -775,6 +775,19 @@ describe.each(PG_VERSIONS)('postgres backend against a real PostgreSQL %i', (ver
     expect((await observeOne(owner)).status).toBe('upToDate');
   });
 
+  it('refuses to drop an extension a column uses, with a hint about those objects (not the roles\' REASSIGN OWNED)', async () => {
+    await server.sql('CREATE TABLE app.emails (address app.citext)', [], 'app');
+    try {
+      const r = await backend.delete(ext, ctx);
+      expect(r).toMatchObject({ status: 'failed', fault: { class: 'permanent', code: '2BP01', message: expect.stringContaining('column address of table app.emails') } });
+      const hint = r.status === 'failed' ? r.fault.hint : undefined;
+      expect(hint).toBe('objects in database "app" use the extension (named above): drop or change them first; to drop them with it, data and all, DROP EXTENSION "citext" CASCADE by hand');
+      expect((await observeOne(ext)).status).toBe('upToDate');
+    } finally {
+      await server.sql('DROP TABLE app.emails', [], 'app');
+    }
+  });
+
   it('deletes roles and grants; absent is success', async () => {
     const gone = pgNode('gone', 'postgres.role', { name: 'gone' });
     done(await backend.create(gone, ctx));
