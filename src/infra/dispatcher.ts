@@ -57,7 +57,7 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
           return;
         }
         try {
-          const observed = await backend.observe(group, ctx);
+          const observed = await backend.observe(group, forBackend(ctx, backendId));
           for (const n of group) {
             const obs = observed.get(n.id) ?? { status: 'failed', fault: fault('unknown', `backend "${backendId}" returned no observation`) };
             const masked = obs.status === 'drifted' ? { ...obs, diffs: maskDiffs(n.spec.spec, obs.diffs) } : obs;
@@ -73,7 +73,7 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
   }
 
   create(node: InfraNode, ctx: OperationContext): Promise<ProvisionResult> {
-    return this.call(node, ctx, (b, n) => b.create(n, ctx));
+    return this.call(node, ctx, (b, n, c) => b.create(n, c));
   }
 
   /**
@@ -86,13 +86,13 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
       nodes.map((node) => ({ node, diffs: [] })),
       ctx,
       concurrency,
-      (backend) => backend.createMany && ((items) => backend.createMany!(items.map((i) => i.node), ctx)),
+      (backend, c) => backend.createMany && ((items) => backend.createMany!(items.map((i) => i.node), c)),
       (item) => this.create(item.node, ctx),
     );
   }
 
   update(node: InfraNode, diffs: readonly FieldDiff[], ctx: OperationContext): Promise<ProvisionResult> {
-    return this.call(node, ctx, (b, n) => b.update(n, diffs, ctx));
+    return this.call(node, ctx, (b, n, c) => b.update(n, diffs, c));
   }
 
   /** `createMany`'s batching for updates: one `updateMany` call per backend that offers it. */
@@ -101,7 +101,7 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
       items,
       ctx,
       concurrency,
-      (backend) => backend.updateMany && ((group) => backend.updateMany!(group, ctx)),
+      (backend, c) => backend.updateMany && ((group) => backend.updateMany!(group, c)),
       (item) => this.update(item.node, item.diffs, ctx),
     );
   }
@@ -116,16 +116,22 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
     items: readonly BackendUpdate[],
     ctx: OperationContext,
     concurrency: number,
-    batchOf: (backend: InfraBackend) => BatchCall | undefined,
+    batchOf: (backend: InfraBackend, ctx: OperationContext) => BatchCall | undefined,
     single: (item: BackendUpdate) => Promise<ProvisionResult>,
   ): Promise<ReadonlyMap<NodeId, ProvisionResult>> {
     const out = new Map<NodeId, ProvisionResult>();
     const batches = new Map<InfraBackend, Batch>();
     const singles: BackendUpdate[] = [];
     const resolvedIds = new Set<NodeId>();
+    // Asked once per backend (with its own logger), not per item.
+    const calls = new Map<InfraBackend, BatchCall | undefined>();
+    const callOf = (backend: InfraBackend): BatchCall | undefined => {
+      if (!calls.has(backend)) calls.set(backend, batchOf(backend, forBackend(ctx, backend.id)));
+      return calls.get(backend);
+    };
     for (const item of items) {
       const backend = this.backends.get(item.node.spec.backendId);
-      const call = backend && batchOf(backend);
+      const call = backend && callOf(backend);
       if (backend === undefined || call === undefined) {
         singles.push(item);
         continue;
@@ -171,13 +177,13 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
 
   /** A node removed from the goals: its references read what `ctx` gives them, and nothing comes by waiting (`undeletableFault`). */
   delete(node: InfraNode, ctx: OperationContext): Promise<ProvisionResult> {
-    return this.call(node, ctx, (b, n) => b.delete(n, ctx), true);
+    return this.call(node, ctx, (b, n, c) => b.delete(n, c), true);
   }
 
   private async call(
     node: InfraNode,
     ctx: OperationContext,
-    op: (backend: InfraBackend, node: InfraNode) => Promise<ProvisionResult>,
+    op: (backend: InfraBackend, node: InfraNode, ctx: OperationContext) => Promise<ProvisionResult>,
     deleting = false,
   ): Promise<ProvisionResult> {
     const backend = this.backends.get(node.spec.backendId);
@@ -186,7 +192,7 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
     if ('fault' in resolved) return { status: 'failed', fault: resolved.fault };
     try {
       if (ctx.signal.aborted) return { status: 'failed', fault: notCalled('transient', 'operation aborted before it started') };
-      const result = await op(backend, resolved.node);
+      const result = await op(backend, resolved.node, forBackend(ctx, node.spec.backendId));
       return resolved.node === node ? result : resolvedAt(result, resolved.node);
     } catch (err) {
       return { status: 'failed', fault: toFault(err) };
@@ -276,6 +282,15 @@ function undeletableFault(node: InfraNode, unresolved: readonly (readonly [NodeI
       `declare ${nodes} again (apply records the outputs), or delete the resource by hand and apply once with prune: false on goal "${node.goal}" to forget node "${node.id}"`,
     { code: UNRESOLVED_DELETE },
   );
+}
+
+/**
+ * `ctx` as a backend instance gets it: its logger names the instance (`backend`, the Backend
+ * document's name), so that a backend's own lines about a node (`operation failed`, `observe failed`)
+ * say which server or root they are about, as the runtime's lines about the node do.
+ */
+function forBackend(ctx: OperationContext, backendId: string): OperationContext {
+  return { ...ctx, log: ctx.log.child({ backend: backendId }) };
 }
 
 type BatchCall = (group: BackendUpdate[]) => Promise<ReadonlyMap<NodeId, ProvisionResult>>;

@@ -1009,7 +1009,7 @@ export class Controller<S extends NodeSpec> {
     for (const op of ops) {
       const { outcome, detail } = interruptedOutcome(op.op, found);
       this.deferred.finish(op.id, outcome, detail);
-      this.o.log.info({ node: id, op: op.op }, RESOLVED[outcome]);
+      this.o.log.info({ node: id, backend: this.records.get(id)?.backendId, op: op.op }, RESOLVED[outcome]);
     }
   }
 
@@ -1266,7 +1266,7 @@ export class Controller<S extends NodeSpec> {
 
   private async removeMissing(graph: DesiredGraph<S>): Promise<void> {
     if (graph.size === 0) return; // an empty goal set never deletes anything
-    for (const [id, was] of resourcesLetGo(graph, this.records.values(), this.o.codec)) this.o.log.warn({ node: id, before: was }, LET_GO);
+    for (const [id, was] of resourcesLetGo(graph, this.records.values(), this.o.codec)) this.o.log.warn({ node: id, backend: graph.get(id)?.spec.backendId, before: was }, LET_GO);
     const { toDelete: deleting, toOrphan: orphan, claimed, refused } = splitRemoved(graph, this.records.values(), this.o.codec, this.o.allowMassDeletion);
     if (refused !== undefined) {
       // Refused: those nodes stay recorded and untouched until a revision that is not a mass deletion.
@@ -1287,7 +1287,7 @@ export class Controller<S extends NodeSpec> {
     this.deleting = new Set(deleteNow.map((r) => r.id));
     this.orphan(orphan.filter((r) => !inFlight(r)), claimed);
     // Held back (`hold`): approved all the same, and deleted once released (it stays in `deleting`).
-    for (const r of deleteNow) if (this.holds.has(r.id)) this.o.log.info({ node: r.id }, 'delete put off while the node is held back');
+    for (const r of deleteNow) if (this.holds.has(r.id)) this.o.log.info({ node: r.id, backend: r.backendId }, 'delete put off while the node is held back');
     await this.deleteInOrder(deleteNow.filter((r) => !this.holds.has(r.id)));
   }
 
@@ -1318,7 +1318,7 @@ export class Controller<S extends NodeSpec> {
   /** Forgets nodes removed from the goals, their resources left untouched. */
   private orphan(records: readonly NodeRecord[], claimed: ReadonlyMap<NodeId, NodeId>): void {
     for (const r of records) {
-      this.o.log.info({ node: r.id, managedBy: claimed.get(r.id) }, 'node orphaned: removed from the goals, resource left untouched');
+      this.o.log.info({ node: r.id, backend: r.backendId, managedBy: claimed.get(r.id) }, 'node orphaned: removed from the goals, resource left untouched');
       this.summary.orphaned++;
       this.queue.forget(r.id);
       this.records.delete(r.id);

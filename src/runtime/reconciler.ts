@@ -272,7 +272,7 @@ export class Reconciler<S extends NodeSpec> {
       records.set(r.id, r);
       if (r.outputs !== null) outputs.set(r.id, r.outputs);
     }
-    for (const [id, was] of resourcesLetGo(graph, stored, this.codec)) this.log.warn({ node: id, before: was }, LET_GO);
+    for (const [id, was] of resourcesLetGo(graph, stored, this.codec)) this.log.warn({ node: id, backend: graph.get(id)?.spec.backendId, before: was }, LET_GO);
     // What a crash left pending is resolved by observing its node (`interruptedOutcome`), as the daemon does;
     // a delete, or an update of a node no longer in the goals, is not looked at again: abandoned.
     const interrupted = new Map<NodeId, PendingOperation>();
@@ -463,7 +463,7 @@ export class Reconciler<S extends NodeSpec> {
       }
       for (const r of deletions.toOrphan) {
         outcomes.set(r.id, { status: 'orphaned' });
-        this.log.info({ node: r.id, managedBy: deletions.claimed.get(r.id) }, 'node orphaned: removed from the goals, resource left untouched');
+        this.log.info({ node: r.id, backend: r.backendId, managedBy: deletions.claimed.get(r.id) }, 'node orphaned: removed from the goals, resource left untouched');
       }
 
       const summary = { ...summarise(outcomes), drifted: drifts };
@@ -528,7 +528,7 @@ export class Reconciler<S extends NodeSpec> {
         left.add(r.id);
         outcomes.set(r.id, { status: 'blocked', reason });
         updates.push({ ...r, reason, updatedAt: this.now() });
-        this.log.warn({ node: r.id, waitsFor }, 'delete put off: a node that depends on it was not deleted');
+        this.log.warn({ node: r.id, backend: r.backendId, waitsFor }, 'delete put off: a node that depends on it was not deleted');
         continue;
       }
       const node = removedNode(r, this.codec);
@@ -550,7 +550,7 @@ export class Reconciler<S extends NodeSpec> {
         outcomes.set(r.id, { status: 'failed', fault: result.fault });
         failed(r, result.fault);
         left.add(r.id);
-        this.log.warn({ node: r.id, fault: result.fault }, 'delete failed');
+        this.log.warn({ node: r.id, backend: r.backendId, fault: result.fault }, 'delete failed');
       }
     }
     return done;

@@ -67,6 +67,9 @@ describe('postgres nodes that name each other', () => {
     const refused = await cli(['apply', '--yes', ...p.args], { env: env() });
     expect(refused.code).toBe(1);
     expect(refused.stdout).toMatch(/x r-own: permanent: role "d_owner" cannot be dropped/);
+    // Each line about the node names its backend: the runtime's, and the postgres backend's own.
+    const lines = refused.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    for (const msg of ['operation failed', 'delete failed']) expect(lines.find((l) => l.msg === msg), msg).toMatchObject({ node: 'r-own', backend: 'pg' });
 
     p.write('app.yaml', nodes(true, keep));
     const removed = await cli(['apply', '--yes', '--allow-mass-deletion', ...p.args], { env: env() });
