@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import pino from 'pino';
 import type PinoPretty from 'pino-pretty';
 import type { Logger } from 'pino';
-import { DesiredStateError, ErrorCodes, errorMessage, formatDiagnostic, makeDirectories, parseDuration, replaceFile, sha256, SqliteStateStore, stableStringify, stateFileInfo, systemReason } from '../runtime/index.ts';
+import { DesiredStateError, ErrorCodes, errorMessage, formatDiagnostic, makeDirectories, parseDuration, replaceFile, sha256, SqliteStateStore, stableStringify, stateFileInfo, SYSTEM_REASONS, systemReason } from '../runtime/index.ts';
 import type { Diagnostic } from '../runtime/index.ts';
 import { BackendRegistry, CelPolicyEngine, evaluationTimeouts, InfraNodeProvisioner } from '../infra/index.ts';
 import type { InfraBackend } from '../infra/index.ts';
@@ -98,10 +98,8 @@ function prettyStream(colorize: boolean): NodeJS.WritableStream {
 
 /** Why a goal or state directory named cannot be read, for the failures that are the invocation's (exit 64), by error code. */
 const DIRECTORY_FAILURES: Readonly<Record<string, string>> = {
-  EACCES: 'permission denied',
-  EPERM: 'permission denied',
+  ...SYSTEM_REASONS,
   ENOTDIR: 'a path above it is not a directory',
-  ELOOP: 'a loop of symbolic links',
 };
 
 /**

@@ -115,7 +115,7 @@ export function successOutput(command: ExecCommand, result: ProcessOutcome): str
               : result.code === 'ENOTDIR'
                 ? 'check the backend config cwd (relative to the daemon\'s working directory)'
                 : result.code === 'ENOINTERPRETER'
-                  ? 'install that interpreter, or point the #! line at one that is installed (#!/usr/bin/env NAME looks it up on PATH)'
+                  ? 'install that interpreter, or point the #! line at one that is installed (#!/usr/bin/env NAME looks it up on PATH); a script saved with Windows line endings needs them converted (dos2unix)'
                   : undefined,
         }),
       );

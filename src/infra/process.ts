@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { spawn } from 'node:child_process';
-import { closeSync, constants, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { z } from 'zod';
@@ -201,25 +201,32 @@ function spawnFailure(err: unknown, program: string, cwd: string, durationMs: nu
   // ENOENT"), which sends the reader to look for a program that is there. Say which it is (not ENOENT: the
   // hints for a missing program would mislead too).
   if (code === 'ENOENT' && !isDirectory(cwd)) return { status: 'spawnFailed', code: 'ENOTDIR', message: `the working directory ${cwd} does not exist (or is not a directory)`, durationMs };
-  // So does a script whose `#!` names an interpreter that is not there: the program is found, its interpreter is not.
-  const interpreter = code === 'ENOENT' && program.includes('/') ? shebangInterpreter(resolve(cwd, program)) : undefined;
-  if (interpreter !== undefined) return { status: 'spawnFailed', code: 'ENOINTERPRETER', message: `${program} is there, but the interpreter its #! line names is not: ${interpreter}`, durationMs };
+  // So does a script whose `#!` names an interpreter that is not there (the program is found, its
+  // interpreter is not), most often one saved with Windows line endings: the kernel looks for `/bin/sh\r`.
+  const interpreter = code === 'ENOENT' && program.includes('/') ? missingInterpreter(resolve(cwd, program)) : undefined;
+  if (interpreter !== undefined) return { status: 'spawnFailed', code: 'ENOINTERPRETER', message: `${program} is there, but ${interpreter}`, durationMs };
   return { status: 'spawnFailed', code, message: errorMessage(err), durationMs };
 }
 
-/** The interpreter a script's `#!` line names (its first word), or undefined when `path` cannot be read or has none. */
-function shebangInterpreter(path: string): string | undefined {
+/** Why the interpreter a script's `#!` line names cannot be found, or undefined when `path` has no such line or it is there. */
+function missingInterpreter(path: string): string | undefined {
   let fd: number | undefined;
+  let line: string;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
     const head = Buffer.alloc(256);
-    const line = head.subarray(0, readSync(fd, head, 0, head.length, 0)).toString('latin1').split('\n', 1)[0]!;
-    return line.startsWith('#!') ? line.slice(2).trim().split(/[ \t]/, 1)[0] || undefined : undefined;
+    line = head.subarray(0, readSync(fd, head, 0, head.length, 0)).toString('latin1').split('\n', 1)[0]!;
   } catch {
     return undefined;
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
+  if (!line.startsWith('#!')) return undefined;
+  // The kernel reads the interpreter up to a blank or the newline: a `\r` before it is part of its name.
+  const named = line.slice(2).replace(/^[ \t]+/, '').split(/[ \t]/, 1)[0]!;
+  if (named.endsWith('\r')) return `its #! line ends in a carriage return (Windows line endings): the interpreter looked for is ${JSON.stringify(named)}`;
+  if (named === '' || existsSync(named)) return undefined;
+  return `the interpreter its #! line names is not: ${named}`;
 }
 
 function isDirectory(path: string): boolean {

@@ -58,7 +58,7 @@ export function errorMessage(err: unknown): string {
 }
 
 /** The words for system errors a user can put right, by code. */
-const SYSTEM_REASONS: Readonly<Record<string, string>> = {
+export const SYSTEM_REASONS: Readonly<Record<string, string>> = {
   EACCES: 'permission denied',
   EPERM: 'permission denied',
   ELOOP: 'a loop of symbolic links',

@@ -40,7 +40,7 @@ describe('apply and deletions (CLI.md: apply exits 0 only when converged)', () =
     const json = await cli(['apply', ...p.args, '--format', 'json']);
     expect(json.code).toBe(1);
     // stdout is the JSON alone; the node whose deletion was declined is named (it was only counted)
-    expect(JSON.parse(json.stdout)).toMatchObject({ declinedDeletions: ['b'], refusedDeletions: null });
+    expect(JSON.parse(json.stdout)).toMatchObject({ declinedDeletions: 1, declinedNodes: ['b'], refusedDeletions: null });
 
     const yes = await cli(['apply', ...p.args, '--yes']);
     expect(yes.code, yes.stderr).toBe(0);
@@ -145,7 +145,7 @@ describe('apply and deletions (CLI.md: apply exits 0 only when converged)', () =
     const command = [launcher, 'apply', ...p.args, '--format', 'json'].map(quote).join(' ') + ` >${quote(out)} 2>${quote(err)}`;
     const r = spawnSync('script', ['-qec', command, '/dev/null'], { input: 'yes\n', encoding: 'utf8', env: cleanEnv() });
     expect(r.status, readFileSync(err, 'utf8')).toBe(0);
-    expect(JSON.parse(readFileSync(out, 'utf8'))).toMatchObject({ declinedDeletions: [], summary: { deleted: 1 } });
+    expect(JSON.parse(readFileSync(out, 'utf8'))).toMatchObject({ declinedDeletions: 0, declinedNodes: [], summary: { deleted: 1 } });
     expect(readFileSync(err, 'utf8')).toContain('Delete them? Type "yes" to confirm:');
     expect(existsSync(join(p.root, 'c.txt'))).toBe(false);
   });

@@ -180,7 +180,7 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     // The backends as applied, once every node reached them: until then, a changed one stays changed for the next apply.
     if (s.failed === 0 && s.blocked === 0 && s.held === 0 && !abort.signal.aborted) store.setMeta(BACKENDS_META, JSON.stringify(declared));
     if (ctx.format === 'json') {
-      ctx.out(JSON.stringify({ runId: result.runId, summary: s, outcomes: Object.fromEntries(result.outcomes), refusedDeletions: result.refusedDeletions ?? null, declinedDeletions: declined, diagnostics: c.loaded.result.diagnostics }, null, 2));
+      ctx.out(JSON.stringify({ runId: result.runId, summary: s, outcomes: Object.fromEntries(result.outcomes), refusedDeletions: result.refusedDeletions ?? null, declinedDeletions: declined.length, declinedNodes: declined, diagnostics: c.loaded.result.diagnostics }, null, 2));
     } else {
       const listed: string[] = [];
       for (const [id, o] of result.outcomes) {

@@ -410,6 +410,10 @@ describe('exec backend: exit status classification', () => {
     const obs = await observeOne(backend(), genericNode('x', { commands: { read: ['./bin/res', 'read'], create: ['./bin/res', 'create'] } }));
     expect(faultOf(obs)).toMatchObject({ class: 'permanent', code: 'spawn-failed', message: 'read command could not be started: ./bin/res is there, but the interpreter its #! line names is not: /nonexistent/python9' });
     expect(obs.status === 'failed' ? obs.fault.hint : undefined).toContain('install that interpreter');
+    // Saved with Windows line endings, the interpreter named is there: the carriage return is not.
+    writeFileSync(join(dir, 'bin', 'crlf'), '#!/bin/sh\r\necho never\r\n', { mode: 0o755 });
+    const crlf = await observeOne(backend(), genericNode('z', { commands: { read: ['./bin/crlf', 'read'], create: ['./bin/crlf', 'create'] } }));
+    expect(faultOf(crlf)).toMatchObject({ code: 'spawn-failed', message: 'read command could not be started: ./bin/crlf is there, but its #! line ends in a carriage return (Windows line endings): the interpreter looked for is "/bin/sh\\r"' });
     // A program that is not there keeps its own message and hint.
     const missing = await observeOne(backend(), genericNode('y', { commands: { read: ['./bin/none', 'read'], create: ['./bin/none', 'create'] } }));
     expect(faultOf(missing)).toMatchObject({ message: expect.stringContaining('spawn ./bin/none ENOENT') });
