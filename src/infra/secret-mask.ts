@@ -105,8 +105,7 @@ function maskInLine(line: string, found: string[] | undefined): string {
   if (out.includes('"')) out = out.replace(JSON_PAIR, (pair, head: string, name: string, value: string) => (secretSetting(name, value) ? masked(value, `${head}"${SECRET_MASK}"`) : pair));
   if (out.includes('://')) out = out.replace(URL_PASSWORD, (_all, head: string, password: string) => masked(password, `${head}${SECRET_MASK}`));
   if (out.includes('</')) out = out.replace(XML_ELEMENT, (all, head: string, name: string, text: string) => (secretSetting(name, text) ? masked(text, `${head}${SECRET_MASK}`) : all));
-  if (out.includes('-')) out = out.replace(OPTION, (all, head: string, name: string, value: string) => (secretSetting(name, value) && value !== SECRET_MASK ? masked(unquoted(value), `${head}${SECRET_MASK}`) : all));
-  if (out.includes('=')) out = maskInlineSettings(out, found);
+  // Before OPTION: a glued `-pSECRET` would read to it as an option of that name, and the database after it as its value.
   for (const { command, argument, user } of PASSWORD_COMMANDS) {
     out = out.replace(command, (args) =>
       args.replace(argument, (arg, head: string, value: string) => {
@@ -120,6 +119,8 @@ function maskInLine(line: string, found: string[] | undefined): string {
       }),
     );
   }
+  if (out.includes('-')) out = out.replace(OPTION, (all, head: string, name: string, value: string) => (secretSetting(name, value) && value !== SECRET_MASK ? masked(unquoted(value), `${head}${SECRET_MASK}`) : all));
+  if (out.includes('=')) out = maskInlineSettings(out, found);
   return out;
 }
 

@@ -139,6 +139,7 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'a Spring property named by its name', line: '<property name="db.password" value="spring-pw"/>', out: '<property name="db.password" value="<secret>"/>' },
     { name: 'a connection string in an attribute', line: '<add name="Db" connectionString="Server=x;Password=cs-pw;"/>', out: '<add name="Db" connectionString="Server=x;Password=<secret>;"/>' },
     { name: "mysql's glued -p", line: 'mysql -u root -pHunter2x db', out: 'mysql -u root -p<secret> db' },
+    { name: "mysql's glued -p, the database after it kept (no option named …secret…)", line: 'mysql -u root -psecret db', out: 'mysql -u root -p<secret> db' },
     { name: "mariadb-dump's, quoted", line: "/usr/bin/mariadb-dump -p'a b' db | gzip", out: "/usr/bin/mariadb-dump -p'<secret>' db | gzip" },
     { name: "sshpass's -p, not the port of the ssh it runs", line: 'sshpass -p Hunter2x ssh -p 2222 host', out: 'sshpass -p <secret> ssh -p 2222 host' },
     { name: "curl's -u user:password, the user kept", line: "curl -u admin:pw-1 https://x && curl --user 'admin:p w' x", out: "curl -u admin:<secret> https://x && curl --user 'admin:<secret>' x" },
