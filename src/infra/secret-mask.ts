@@ -35,6 +35,45 @@ const ALWAYS_MASKED_LENGTH = 8;
 const SETTING_WORD = /^(true|false|yes|off|none|null)$/i;
 
 /**
+ * A setting's name that says it holds a secret, read by its words (`nameWords`: `db_password`,
+ * `dbPassword` and `X-Api-Key` alike), not by what it contains: SECRET_ENV_NAME's KEY, PASS or AUTH
+ * are inside `sort_key`, `bypass` and `author`, whose values are data (an output holding one is
+ * handed on masked). Secret when a word is, or ends in (`PGPASSWORD`, `csrftoken`), one of the
+ * long secret words; when a word is one of the short ones, which end other words too (`bypass`,
+ * `OLDPWD`), or a password option of openssl (`-passin`) or keytool (`-storepass`); when the name
+ * ends in a word that names a secret only there (`REDISCLI_AUTH`, not `auth_url`; `Cookie`, not
+ * `cookie_domain`), in a key of a secret kind (`api_key`, not `api_key_id` nor `sort_key`), or in a
+ * session id (`PHPSESSID`). Linear: each alternative is a fixed run of letters.
+ */
+const SECRET_NAME = new RegExp(
+  [
+    String.raw`(?:password|passwd|passphrase|secrets?|token|credentials?|apikey|(?:store|key)pass)(?:_|$)`,
+    String.raw`(?:^|_)(?:pwd|pass(?:in|out)?|creds?)(?:_|$)`,
+    String.raw`(?:^|_)(?:auth|authorization|cookie)$`,
+    String.raw`(?:api|access|private|signing|encryption|master|auth|session)_?key$`,
+    String.raw`sess(?:ion)?_?id$`,
+  ].join('|'),
+);
+
+/**
+ * A setting's name as its words, lowercased and joined by `_`: split where anything but a letter
+ * is (`_`, `-`, `.`, a digit) and where camelCase starts a word (`dbPassword`, `APIKey`).
+ */
+function nameWords(name: string): string {
+  return name
+    .replace(/([a-z\d])(?=[A-Z])|([A-Z])(?=[A-Z][a-z])/g, '$1$2_')
+    .replace(/[^A-Za-z]+/g, '_')
+    .toLowerCase();
+}
+
+/**
+ * A setting on a line of its own is a secret's also when its name ends in the word key: an env
+ * file names a vendor's key so (`APP_KEY=`, `STRIPE_KEY=`). Not inside a line, where a key is more
+ * often a sort or map key (`?sort_key=name`).
+ */
+const LINE_KEY_NAME = /(?:^|_)key$/;
+
+/**
  * `NAME=value`, `name: value`, `export NAME="value"`, `"name": value`: a setting in a file, its
  * name (group 3) and its value (group 4), up to a CR a CRLF file leaves at the line's end (group 5).
  */
@@ -137,7 +176,7 @@ function maskInlineSettings(line: string, found: string[] | undefined): string {
     let name = m[1]!;
     const naming = NAMING_ATTRIBUTE.test(name);
     // No value is read that cannot be masked: one read for each `a=` in `a=a=a=…` would make the pass quadratic.
-    if (!naming && !SECRET_ENV_NAME.test(name)) continue;
+    if (!naming && !SECRET_NAME.test(nameWords(name))) continue;
     let at = INLINE_SETTING.lastIndex;
     let value = settingValue(line, at);
     if (naming && value?.open === 1) {
@@ -173,8 +212,10 @@ function unquoted(value: string): string {
   return /^(["']).*\1$/s.test(value) ? value.slice(1, -1) : value;
 }
 
-function secretSetting(name: string, value: string): boolean {
-  return SECRET_ENV_NAME.test(name) && !SETTING_WORD.test(value.trim());
+/** A setting whose name says it is a secret's (SECRET_NAME; LINE_KEY_NAME too for one on a line of its own), its value no setting word. */
+function secretSetting(name: string, value: string, ownLine = false): boolean {
+  const words = nameWords(name);
+  return (SECRET_NAME.test(words) || (ownLine && LINE_KEY_NAME.test(words))) && !SETTING_WORD.test(value.trim());
 }
 
 /** The armour of a PEM private key: the lines between are the key. */
@@ -184,7 +225,7 @@ const PEM_END = /-----END [A-Z ]*-----/;
 /**
  * Lines of a file as a drift report may show them (a line diff), with what
  * looks like a secret masked: the value of a setting whose name says it is
- * one (`DB_PASSWORD=…`, `api_key: …`, `"password": "…"`, `<password>…`,
+ * one by its words (SECRET_NAME; `DB_PASSWORD=…`, `api_key: …`, `"password": "…"`, `<password>…`,
  * `--password=…`, `host=db password=…`, `?password=…`, `<x password="…"/>`),
  * a URL's password (`postgres://app:…@db`), a password given to a command
  * known to take one (`mysql -p…`, `curl -u user:…`) and the body of a PEM
@@ -210,7 +251,7 @@ function maskLines(lines: readonly string[], found: string[] | undefined): strin
       inKey = true;
     }
     const m = ASSIGNMENT.exec(line);
-    if (m !== null && secretSetting(m[3]!, m[4]!)) {
+    if (m !== null && secretSetting(m[3]!, m[4]!, true)) {
       found?.push(m[4]!, unquoted(m[4]!));
       return `${m[1]!}${SECRET_MASK}${m[5]!}`;
     }
@@ -430,7 +471,8 @@ export class SecretMask {
     // Two keys masked alike would be one; the later wins, which is no loss: both named a secret.
     // What looks like a secret is masked too (a URL's password, `password=…`): a call handed a secret
     // may print an earlier one, which no mask knows (a resource still holding the value a rotated
-    // secret had: `postgres://app:OLD@db`), and outputs are stored and handed to dependents.
+    // secret had: `postgres://app:OLD@db`), and outputs are stored and handed to dependents. Only by a name that says
+    // secret (SECRET_NAME): a value masked changes what the dependents receive, and makes them update to the mask.
     return this.deep(outputs, this.whole((t) => maskSecretText(replaceForms(t, this.secretForms)))) as Outputs;
   }
 

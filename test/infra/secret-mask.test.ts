@@ -69,6 +69,9 @@ describe('SecretMask', () => {
     const outputs = { conn: 'postgres://app:old-pw-1@db/x', dsn: 'host=db\npassword=old-pw-1\n', json: '{"user":"app","password":"old-pw-1"}', plain: 'app@db' };
     expect(run.outputs(outputs)).toEqual({ conn: 'postgres://app:<secret>@db/x', dsn: 'host=db\npassword=<secret>\n', json: '{"user":"app","password":"<secret>"}', plain: 'app@db' });
     expect(run.outputs(run.outputs(outputs))).toEqual(run.outputs(outputs));
+    // Only names that say secret: the rest is data the nodes that reference it receive (a masked one would change their spec).
+    const data = { next: 'GET /search?sort_key=name&page=2', item: '/v1/items?api_key_id=12345&region=eu', opts: 'options: bypass=1', cmd: 'mysql -u root -psecret db' };
+    expect(run.outputs(data)).toEqual({ ...data, cmd: 'mysql -u root -p<secret> db' });
     // A call handed no secret: outputs are data, left as they are.
     expect(new SecretMask([]).outputs(outputs)).toEqual(outputs);
   });
@@ -139,11 +142,14 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'a Spring property named by its name', line: '<property name="db.password" value="spring-pw"/>', out: '<property name="db.password" value="<secret>"/>' },
     { name: 'a connection string in an attribute', line: '<add name="Db" connectionString="Server=x;Password=cs-pw;"/>', out: '<add name="Db" connectionString="Server=x;Password=<secret>;"/>' },
     { name: "mysql's glued -p", line: 'mysql -u root -pHunter2x db', out: 'mysql -u root -p<secret> db' },
-    { name: "mysql's glued -p, the database after it kept (no option named …secret…)", line: 'mysql -u root -psecret db', out: 'mysql -u root -p<secret> db' },
     { name: "mariadb-dump's, quoted", line: "/usr/bin/mariadb-dump -p'a b' db | gzip", out: "/usr/bin/mariadb-dump -p'<secret>' db | gzip" },
     { name: "sshpass's -p, not the port of the ssh it runs", line: 'sshpass -p Hunter2x ssh -p 2222 host', out: 'sshpass -p <secret> ssh -p 2222 host' },
     { name: "curl's -u user:password, the user kept", line: "curl -u admin:pw-1 https://x && curl --user 'admin:p w' x", out: "curl -u admin:<secret> https://x && curl --user 'admin:<secret>' x" },
     { name: 'a CRLF line, its CR kept', line: "a password='open\r", out: "a password='<secret>\r" },
+    { name: 'XML attributes named by their words', line: '<x sort_key="name" apiKey="k-1"/><entry key="timeout"/><add key="SortKey" value="name"/>', out: '<x sort_key="name" apiKey="<secret>"/><entry key="timeout"/><add key="SortKey" value="name"/>' },
+    { name: 'options named by their words, of keytool and openssl too', line: 'app --sort-key name --keyboard us --storepass ks-pw -passin pass:pw1', out: 'app --sort-key name --keyboard us --storepass <secret> -passin <secret>' },
+    { name: "mysql's glued -p, the database after it kept (no option named …secret…)", line: 'mysql -u root -psecret db', out: 'mysql -u root -p<secret> db' },
+    { name: "mysqldump's, a password ending in a secret word", line: 'mysqldump -pmytoken app > app.sql', out: 'mysqldump -p<secret> app > app.sql' },
   ])('masks $name', ({ line, out }) => {
     expect(maskSecretLines([line])).toEqual([out]);
   });
@@ -158,8 +164,46 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: "mysql's -p asking for the password (db is a database)", line: 'mysql -u root -p db' },
     { name: 'a -p of other commands (a port, a flag)', line: 'ssh -p 2222 host; tar -pcf x.tar x; mysql.service -pX' },
     { name: 'curl -u without a password (curl asks)', line: 'curl -u admin https://x' },
+    { name: "a URL's query with a key's id", line: '…/v1/items?api_key_id=12345&region=eu' },
+    { name: 'a request with a sort key', line: 'GET /search?sort_key=name&page=2' },
+    { name: 'a setting in a value whose name holds PASS', line: 'options: bypass=1' },
+    { name: 'an XML element and a JSON pair whose names hold KEY', line: '<monkey>m</monkey> {"sort_key": "name"}' },
   ])('leaves $name', ({ line }) => {
     expect(maskSecretLines([line])).toEqual([line]);
+  });
+
+  // A setting's name is read by its words, not by what it contains: KEY, PASS and AUTH are inside names of data
+  // too, and an output masked for one changes what the nodes that reference it receive.
+  it.each(['password', 'db_password', 'dbPassword', 'DB.PASSWORD', 'PGPASSWORD', 'pass', 'PWD', 'passphrase', 'client_secret', 'clientSecret', 'access_token', 'csrftoken', 'credentials', 'creds', 'passout', 'api_key', 'apiKey', 'APIKey', 'X-Api-Key', 'private_key', 'REDISCLI_AUTH', 'PHPSESSID', 'session_id', 'password_min_length'])(
+    'masks a setting inside a line whose name has a secret\'s words: %s',
+    (name) => {
+      expect(maskSecretLines([`x ${name}=s3cr3t-v y`])).toEqual([`x ${name}=<secret> y`]);
+    },
+  );
+
+  it.each(['api_key_id', 'sort_key', 'sortKey', 'bypass', 'keyboard', 'passenger', 'monkey', 'key', 'author', 'auth_url', 'max_tokens', 'session_timeout', 'cookie_domain', 'OLDPWD'])(
+    'leaves a setting inside a line whose name holds a secret word only inside another: %s',
+    (name) => {
+      expect(maskSecretLines([`x ${name}=value-1 y`])).toEqual([`x ${name}=value-1 y`]);
+    },
+  );
+
+  // A setting on a line of its own (an env file's) is read by the same words, and by a last word KEY too: an
+  // env file names a vendor's key so.
+  it.each([
+    { line: 'DB_PASSWORD=pw-1', out: 'DB_PASSWORD=<secret>' },
+    { line: 'export dbPassword="pw-1"', out: 'export dbPassword=<secret>' },
+    { line: 'password_min_length = 8', out: 'password_min_length = <secret>' },
+    { line: 'APP_KEY=base64:abc', out: 'APP_KEY=<secret>' },
+    { line: 'STRIPE_KEY: sk-1', out: 'STRIPE_KEY: <secret>' },
+    { line: 'sort_key: name', out: 'sort_key: <secret>' },
+    { line: 'AWS_ACCESS_KEY_ID=AKIA1', out: 'AWS_ACCESS_KEY_ID=AKIA1' },
+    { line: 'author: Ana', out: 'author: Ana' },
+    { line: '  "keywords": ["a"],', out: '  "keywords": ["a"],' },
+    { line: 'MONKEY=banana', out: 'MONKEY=banana' },
+    { line: 'max_tokens: 4096', out: 'max_tokens: 4096' },
+  ])('reads a setting on a line of its own by its words: $line', ({ line, out }) => {
+    expect(maskSecretLines([line])).toEqual([out]);
   });
 
   // Masking runs on every drifted line (and on outputs). Each pattern is tried only where a name or a command
@@ -170,6 +214,7 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'many `&` in a secret', line: `x token=a${'&b'.repeat(500_000)}`, out: 'x token=<secret>' },
     { name: 'a quote left open, many escaped quotes after it', line: `x password="${'\\"'.repeat(500_000)}`, out: 'x password="<secret>' },
     { name: 'many passwords to one command', line: `mysql -u root${' -pX'.repeat(250_000)}`, out: `mysql -u root${' -p<secret>'.repeat(250_000)}` },
+    { name: 'a name of many words', line: `x ${'sortKey_'.repeat(120_000)}api_key=pw`, out: `x ${'sortKey_'.repeat(120_000)}api_key=<secret>` },
     { name: 'many options to sshpass', line: `sshpass${' -v'.repeat(300_000)} -p pw ssh -p 22 h`, out: `sshpass${' -v'.repeat(300_000)} -p <secret> ssh -p 22 h` },
   ])('masks a 1 MB line in one pass: $name', ({ line, out }) => {
     expect(maskSecretLines([line])).toEqual([out]);
