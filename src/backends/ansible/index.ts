@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { allowlistedEnv, holdsSecretRef, resolveSecretRefs, resourceBackend, SecretMask, tailLines } from '../../infra/index.ts';
 import type { BackendContext, BackendFactory, BackendHealth, BackendNode, ProvisionIntent, ResourceContext, ResourceProvisioner, SecretSource } from '../../infra/index.ts';
 import { assertNever, fault, FaultError, toFault } from '../../runtime/index.ts';
-import type { FieldDiff, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
+import type { Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import { AnsibleClient } from './client.ts';
 import type { AnsiblePlaybookSpec } from './client.ts';
 import { ansibleConfigSchema } from './config.ts';
@@ -103,9 +103,8 @@ export class AnsibleProvisioner implements ResourceProvisioner {
   async provision(node: BackendNode, intent: ProvisionIntent, ctx: ResourceContext): Promise<ProvisionResult> {
     switch (intent.verb) {
       case 'update':
-        return { status: 'done', outputs: await this.apply(node, ctx, intent.diffs) };
       case 'create':
-        return { status: 'done', outputs: await this.apply(node, ctx) };
+        return { status: 'done', outputs: await this.apply(node, intent, ctx) };
       case 'delete':
         // A playbook run cannot be undone; there is nothing to delete.
         throw new FaultError(
@@ -127,12 +126,12 @@ export class AnsibleProvisioner implements ResourceProvisioner {
     return { status: 'unhealthy', message: message === '' ? 'ansible-playbook --version failed' : message };
   }
 
-  /** A real run; `diffs`: those an update corrects. */
-  private async apply(node: BackendNode, ctx: ResourceContext, diffs?: readonly FieldDiff[]): Promise<Outputs> {
+  /** A real run, for a create or for an update (with the diffs it corrects). */
+  private async apply(node: BackendNode, intent: Exclude<ProvisionIntent, { verb: 'delete' }>, ctx: ResourceContext): Promise<Outputs> {
     const spec = await this.resolved(specOf(node), ctx);
     // The paths name tasks (`task:<name>`), which may quote a secret extra var.
-    if (diffs !== undefined) ctx.log.debug({ node: node.id, paths: diffs.map((d) => ctx.mask().text(d.path)) }, 'ansible update');
-    return (await this.run(spec, node, 'apply', ctx)).outputs;
+    if (intent.verb === 'update') ctx.log.debug({ node: node.id, paths: intent.diffs.map((d) => ctx.mask().text(d.path)) }, 'ansible update');
+    return (await this.run(spec, node, intent.verb, ctx)).outputs;
   }
 
   /**
@@ -145,11 +144,13 @@ export class AnsibleProvisioner implements ResourceProvisioner {
     return { ...spec, extraVars };
   }
 
-  private async run(spec: AnsiblePlaybookSpec, node: BackendNode, mode: RunMode, ctx: OperationContext): Promise<PlaybookRun> {
+  /** A check run (observe), or the real run of a create or an update. */
+  private async run(spec: AnsiblePlaybookSpec, node: BackendNode, purpose: 'check' | 'create' | 'update', ctx: OperationContext): Promise<PlaybookRun> {
+    const mode: RunMode = purpose === 'check' ? 'check' : 'apply';
     const outcome = await this.client.run(spec, mode, node.id, ctx.signal);
     const exitCode = outcome.status === 'exited' ? outcome.exitCode : undefined;
     ctx.log.debug({ node: node.id, mode, status: outcome.status, exitCode, durationMs: outcome.durationMs }, 'ansible-playbook finished');
-    return interpretRun(outcome, { tags: spec.tags });
+    return interpretRun(outcome, { tags: spec.tags, create: purpose === 'create' });
   }
 }
 

@@ -90,9 +90,13 @@ export function playbookArgs(options: {
  * name and msg), an unreachable host transient (permanent when ssh refused
  * its host key), anything ansible-playbook
  * itself rejects (syntax, missing playbook, bad options) permanent, a timeout
- * transient. `tags`: the run's `--tags`, named when they may be why no host ran.
+ * transient. `tags`: the run's `--tags`, named when they may be why no host ran. `create`: the run
+ * is a create's, so one stopped after it began is cut short (`Fault.cutShort`).
  */
-export function interpretRun(outcome: ProcessOutcome, options: { readonly tags?: readonly string[] } = {}): PlaybookRun {
+export function interpretRun(outcome: ProcessOutcome, options: { readonly tags?: readonly string[]; readonly create?: boolean } = {}): PlaybookRun {
+  // A create's run stopped mid-way may have run tasks check mode cannot see (command, shell): the runtime
+  // keeps it pending, and the next check is told it was interrupted rather than run it all again unasked.
+  const stopped = options.create === true ? { cutShort: true as const } : {};
   switch (outcome.status) {
     case 'exited': {
       const report = parseReport(outcome.stdout);
@@ -118,18 +122,19 @@ export function interpretRun(outcome: ProcessOutcome, options: { readonly tags?:
       return { changes: taskChanges(report), unsimulated: unsimulatedTasks(report), outputs: summaryOutputs(report) };
     }
     case 'signaled':
-      throw new FaultError(fault('transient', `ansible-playbook was killed by ${outcome.signal}`, { code: `signal-${outcome.signal}` }));
+      throw new FaultError(fault('transient', `ansible-playbook was killed by ${outcome.signal}`, { code: `signal-${outcome.signal}`, ...stopped }));
     case 'timedOut':
       throw new FaultError(
         fault('transient', `ansible-playbook timed out after ${outcome.timeoutMs} ms; its process group was killed`, {
           code: 'timeout',
           hint: 'raise the backend timeout',
+          ...stopped,
         }),
       );
     case 'outputTooLarge':
-      throw new FaultError(fault('permanent', `ansible-playbook printed more than ${outcome.maxOutputBytes} bytes`, { code: 'bad-output', hint: 'raise maxOutputBytes' }));
+      throw new FaultError(fault('permanent', `ansible-playbook printed more than ${outcome.maxOutputBytes} bytes`, { code: 'bad-output', hint: 'raise maxOutputBytes', ...stopped }));
     case 'aborted':
-      throw new FaultError(fault('transient', 'ansible-playbook aborted', { code: 'aborted' }));
+      throw new FaultError(fault('transient', 'ansible-playbook aborted', { code: 'aborted', ...stopped }));
     case 'spawnFailed':
       throw new FaultError(
         fault('permanent', `ansible-playbook could not be started: ${outcome.message}`, {

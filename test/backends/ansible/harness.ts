@@ -25,12 +25,15 @@ export function backendContext(cwd: string, env: NodeJS.ProcessEnv = process.env
 
 export { holdsWithin as eventually, isAlive, opContext, silentLog } from '../../support/backend.ts';
 
-/** Goals with one `ansible.playbook` node `web` running `site.yml` on localhost in `dir` (its cwd, and the extra var `dir`). */
-export function oneLocalPlaybook(dir: string): string {
+/**
+ * Goals with one `ansible.playbook` node `web` running `site.yml` on localhost in `dir` (its cwd, and the
+ * extra var `dir`); `timeout`: the backend's, for each run.
+ */
+export function oneLocalPlaybook(dir: string, timeout = '60s'): string {
   return `apiVersion: desiredstate/v1
 kind: Backend
 metadata: { name: ansible }
-spec: { type: ansible, config: { timeout: 60s, cwd: ${JSON.stringify(dir)} } }
+spec: { type: ansible, config: { timeout: ${timeout}, cwd: ${JSON.stringify(dir)} } }
 ---
 apiVersion: desiredstate/v1
 kind: Goal

@@ -153,6 +153,23 @@ describe('interpretRun', () => {
     expect(faultFrom(() => interpretRun(out))).toMatchObject(fault);
   });
 
+  const stopped = [
+    { name: 'killed at its timeout', out: { status: 'timedOut', timeoutMs: 5, stderr: '', durationMs: 5 } },
+    { name: 'aborted (a stop)', out: { status: 'aborted', stderr: '', durationMs: 5 } },
+    { name: 'killed by a signal', out: { status: 'signaled', signal: 'SIGKILL', stdout: '', stderr: '', durationMs: 5 } },
+    { name: 'killed for printing too much', out: { status: 'outputTooLarge', maxOutputBytes: 5, stderr: '', durationMs: 5 } },
+  ] satisfies { name: string; out: ProcessOutcome }[];
+  it.each(stopped)("a create's run $name is cut short: it may have run tasks check mode cannot see", ({ out }) => {
+    expect(faultFrom(() => interpretRun(out, { create: true }))).toMatchObject({ cutShort: true });
+  });
+  it.each(stopped)('a check or update run $name is not: no create is left pending', ({ out }) => {
+    expect(faultFrom(() => interpretRun(out))).not.toHaveProperty('cutShort');
+  });
+  it("a create's run that failed a task is no cut-short run: it ended, and said how", () => {
+    const failed = exited(2, JSON.stringify(report([{ name: 'boom', hosts: { h: { failed: true, msg: 'x' } } }], { h: stats({ failures: 1 }) })));
+    expect(faultFrom(() => interpretRun(failed, { create: true }))).not.toHaveProperty('cutShort');
+  });
+
   it('a run on no host with tags says the tags may be why: no task has them reads the same as no host matched', () => {
     const f = faultFrom(() => interpretRun(exited(0, JSON.stringify(report([], {}))), { tags: ['deploy'] }));
     expect(f).toMatchObject({ code: 'no-hosts', message: expect.stringContaining('or no task has the tags deploy') as unknown, hint: expect.stringContaining('the tags') as unknown });
