@@ -1,4 +1,4 @@
-import { lineOps, maskSecretLines, maskSecretText, tailLines } from '../../infra/index.ts';
+import { lineOps, maskSecretLines, tailLines } from '../../infra/index.ts';
 import type { ProcessOutcome } from '../../infra/index.ts';
 import { assertNever, fault, FaultError, isJsonObject } from '../../runtime/index.ts';
 import type { Fault, FieldDiff, Outputs } from '../../runtime/index.ts';
@@ -308,8 +308,8 @@ function renderDiffEntry(entry: unknown): string | undefined {
   if (!isJsonObject(entry)) return undefined;
   if (typeof entry.prepared === 'string') return maskDiffLines(entry.prepared.trimEnd().split('\n')).join('\n');
   if (!('before' in entry) && !('after' in entry)) return undefined;
-  const before = maskSecretText(asText(entry.before));
-  const after = maskSecretText(asText(entry.after));
+  const before = asText(entry.before);
+  const after = asText(entry.after);
   if (before === after) return undefined;
   const beforeHeader = header(entry.before_header, 'before');
   const afterHeader = header(entry.after_header, 'after');
@@ -340,12 +340,27 @@ function asText(v: unknown): string {
 const MAX_LCS_LINES = 2000;
 const CONTEXT = 3;
 
-/** A unified-style line diff (no line numbers): changed lines with three lines of context. */
+/**
+ * A unified-style line diff (no line numbers): changed lines with three lines of context, what looks
+ * like a secret in them masked (`maskSecretLines`). Diffed as written and masked after, each line as
+ * its own text shows it (a private key's body by its armour, wherever the diff starts): a changed
+ * secret is a changed line (`-DB_PASSWORD=<secret>`, `+DB_PASSWORD=<secret>`), never unchanged context.
+ */
 export function lineDiff(before: string, after: string): string[] {
   const a = splitLines(before);
   const b = splitLines(after);
-  if (a.length > MAX_LCS_LINES || b.length > MAX_LCS_LINES) return [...a.map((l) => `-${l}`), ...b.map((l) => `+${l}`)];
-  const ops = lineOps(a, b);
+  const shownA = maskSecretLines(a);
+  const shownB = maskSecretLines(b);
+  if (a.length > MAX_LCS_LINES || b.length > MAX_LCS_LINES) return [...shownA.map((l) => `-${l}`), ...shownB.map((l) => `+${l}`)];
+  let i = 0;
+  let j = 0;
+  const ops = lineOps(a, b).map((op) => {
+    if (op.kind === '-') return { kind: op.kind, line: shownA[i++]! };
+    if (op.kind === '+') return { kind: op.kind, line: shownB[j++]! };
+    // Unchanged, but it may be masked on one side only (inside a key there): masked if either masks it.
+    const [inA, inB] = [shownA[i++]!, shownB[j++]!];
+    return { kind: op.kind, line: inA === op.line ? inB : inA };
+  });
   // Keep changed lines and their context; mark skipped stretches.
   const keep = ops.map((op, k) => op.kind !== ' ' || ops.slice(Math.max(0, k - CONTEXT), k + CONTEXT + 1).some((o) => o.kind !== ' '));
   const out: string[] = [];

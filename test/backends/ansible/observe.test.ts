@@ -116,6 +116,22 @@ describe('taskChanges and changesToDiffs', () => {
     for (const line of shown) expect(d?.detail?.split('\n')).toContain(line);
   });
 
+  // Masked before the diff, a changed secret read the same on both sides: it showed as unchanged
+  // context, or, alone in the change, no diff was shown at all.
+  it.each([
+    { name: 'alone', before: 'HOST=db\nDB_PASSWORD=handsecret99\n', after: 'HOST=db\nDB_PASSWORD=other-secret-1\n', lines: [' HOST=db', '-DB_PASSWORD=<secret>', '+DB_PASSWORD=<secret>'] },
+    { name: 'beside a changed line', before: 'HOST=db2\nDB_PASSWORD=handsecret99\n', after: 'HOST=db\nDB_PASSWORD=other-secret-1\n', lines: ['-HOST=db2', '-DB_PASSWORD=<secret>', '+HOST=db', '+DB_PASSWORD=<secret>'] },
+    {
+      name: "in a private key's body, its armour unchanged",
+      before: '-----BEGIN RSA PRIVATE KEY-----\nhandsecret99\n-----END RSA PRIVATE KEY-----\n',
+      after: '-----BEGIN RSA PRIVATE KEY-----\nother-secret-1\n-----END RSA PRIVATE KEY-----\n',
+      lines: [' -----BEGIN RSA PRIVATE KEY-----', '-<secret>', '+<secret>', ' -----END RSA PRIVATE KEY-----'],
+    },
+  ])('a changed secret is a changed line, masked on both sides: $name', ({ before, after, lines }) => {
+    const [d] = changesToDiffs(taskChanges(report([{ name: 't', hosts: { h: { changed: true, diff: { before, after } } } }], { h: stats() })));
+    expect(d?.detail).toBe(['--- before', '+++ after', ...lines].join('\n'));
+  });
+
   it('collects the diffs of loop items', () => {
     const rep = report([{ name: 'loop', hosts: { h: { changed: true, results: [{ changed: true, diff: { before: 'a', after: 'b' } }, { changed: false, diff: { before: 'c', after: 'd' } }] } } }], { h: stats() });
     const detail = changesToDiffs(taskChanges(rep))[0]?.detail ?? '';
