@@ -1,5 +1,5 @@
 import { fault, forEachLimit, formatPath, hasReferences, jsonEqual, OUTPUT_UNKNOWN, OUTPUTS_MISSING, resolveReferences, suggestion, toFault } from '../runtime/index.ts';
-import type { Fault, FieldDiff, NodeId, NodeProvisioner, Observation, OperationContext, ProvisionResult, UnknownOutput, UpdateRequest } from '../runtime/index.ts';
+import type { Fault, FieldDiff, NodeId, NodeProvisioner, Observation, OperationContext, OutputValue, ProvisionResult, ReferencedOutputs, ResolvedAt, UnknownOutput, UpdateRequest } from '../runtime/index.ts';
 import type { BackendUpdate, InfraBackend } from './backend.ts';
 import { resolvedNodeSpec } from './desired.ts';
 import type { InfraDesiredNodeSpec, InfraNode } from './desired.ts';
@@ -36,15 +36,12 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
   async observe(nodes: readonly InfraNode[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, Observation>> {
     const out = new Map<NodeId, Observation>();
     const groups = new Map<string, InfraNode[]>();
-    // The nodes whose references were resolved: their observation says at which spec (`ResolvedAt`).
-    const resolvedIds = new Set<NodeId>();
     for (const node of nodes) {
       const resolved = this.resolve(node, ctx);
       if ('fault' in resolved) {
         out.set(node.id, { status: 'failed', fault: resolved.fault });
         continue;
       }
-      if (resolved.node !== node) resolvedIds.add(node.id);
       let g = groups.get(node.spec.backendId);
       if (g === undefined) groups.set(node.spec.backendId, (g = []));
       g.push(resolved.node);
@@ -61,7 +58,7 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
           for (const n of group) {
             const obs = observed.get(n.id) ?? { status: 'failed', fault: fault('unknown', `backend "${backendId}" returned no observation`) };
             const masked = obs.status === 'drifted' ? { ...obs, diffs: maskDiffs(n.spec.spec, obs.diffs) } : obs;
-            out.set(n.id, resolvedIds.has(n.id) ? resolvedAt(masked, n) : masked);
+            out.set(n.id, resolvedAt(masked, n));
           }
         } catch (err) {
           const f = toFault(err);
@@ -122,7 +119,6 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
     const out = new Map<NodeId, ProvisionResult>();
     const batches = new Map<InfraBackend, Batch>();
     const singles: BackendUpdate[] = [];
-    const resolvedIds = new Set<NodeId>();
     // Asked once per backend (with its own logger), not per item.
     const calls = new Map<InfraBackend, BatchCall | undefined>();
     const callOf = (backend: InfraBackend): BatchCall | undefined => {
@@ -141,7 +137,6 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
         out.set(item.node.id, { status: 'failed', fault: resolved.fault });
         continue;
       }
-      if (resolved.node !== item.node) resolvedIds.add(item.node.id);
       let b = batches.get(backend);
       if (b === undefined) batches.set(backend, (b = { call, group: [] }));
       b.group.push({ node: resolved.node, diffs: item.diffs });
@@ -155,7 +150,7 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
         const done = await call(group);
         for (const i of group) {
           const r = done.get(i.node.id) ?? { status: 'failed', fault: fault('unknown', `backend "${backend.id}" returned no result`) };
-          out.set(i.node.id, resolvedIds.has(i.node.id) ? resolvedAt(r, i.node) : r);
+          out.set(i.node.id, resolvedAt(r, i.node));
         }
       } catch (err) {
         failAll(group, toFault(err));
@@ -193,7 +188,7 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
     try {
       if (ctx.signal.aborted) return { status: 'failed', fault: notCalled('transient', 'operation aborted before it started') };
       const result = await op(backend, resolved.node, forBackend(ctx, node.spec.backendId));
-      return resolved.node === node ? result : resolvedAt(result, resolved.node);
+      return resolvedAt(result, resolved.node);
     } catch (err) {
       return { status: 'failed', fault: toFault(err) };
     }
@@ -222,15 +217,48 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
       return { fault: notCalled('transient', `waiting for outputs ${[...new Set(missing)].join(', ')}`, { code: OUTPUTS_MISSING }) };
     }
     const checked = checkResolvedSpec(node.id, value, references, embedded);
-    const result = 'fault' in checked ? { fault: { ...checked.fault, notTheBackend: 'before-call' as const } } : { node: { ...node, spec: resolvedNodeSpec(node.spec, checked.spec) } };
+    const result = 'fault' in checked ? { fault: { ...checked.fault, notTheBackend: 'before-call' as const } } : { node: resolvedTo(node, checked.spec, used) };
     resolvedCache.set(node, { used, result });
     return result;
   }
 }
 
-/** An observation or result of a node whose references were resolved (`resolved`), with the digest of the spec it was made at (`ResolvedAt`). */
-function resolvedAt<T extends Observation | ProvisionResult>(r: T, resolved: InfraNode): T {
-  return r.status === 'failed' || r.status === 'indeterminate' ? r : { ...r, digest: resolved.spec.digest };
+/**
+ * Per node as `resolve` made it: the digest of its resolved spec and the values it was resolved with
+ * (`ResolvedAt`), for what the backend answers of it. Kept with the resolved node, so that every call
+ * path says it the same way and a node without references (sent as it is) has none.
+ */
+const resolutions = new WeakMap<InfraNode, ResolvedAt>();
+
+/** `node` with its spec resolved to `spec` from the (node, key, value) triples `used`, its resolution noted (`resolutions`). */
+function resolvedTo(node: InfraNode, spec: InfraNodeSpec, used: readonly (readonly [NodeId, string, OutputValue | undefined])[]): InfraNode {
+  const resolved = { ...node, spec: resolvedNodeSpec(node.spec, spec) };
+  resolutions.set(resolved, used.length === 0 ? { digest: resolved.spec.digest } : { digest: resolved.spec.digest, refs: referencedValues(used) });
+  return resolved;
+}
+
+/**
+ * The values a resolution read, per node and key (`ResolvedAt.refs`): every one has a value, else the
+ * node was not resolved. Built once per resolution (`resolvedCache`), not on every observation.
+ */
+function referencedValues(used: readonly (readonly [NodeId, string, OutputValue | undefined])[]): ReferencedOutputs {
+  const read = new Map<NodeId, [string, OutputValue][]>();
+  for (const [id, key, value] of used) {
+    const values = read.get(id);
+    if (values === undefined) read.set(id, [[key, value!]]);
+    else values.push([key, value!]);
+  }
+  // From entries: an id or a key may be `__proto__` or `constructor`, kept as its own property.
+  return Object.fromEntries([...read].map(([id, values]) => [id, Object.fromEntries(values)]));
+}
+
+/**
+ * The backend's observation or result of `sent`, the node as the backend got it: where `resolve` made
+ * it, with the digest of the spec it was made at and the values it was resolved with (`ResolvedAt`).
+ */
+function resolvedAt<T extends Observation | ProvisionResult>(r: T, sent: InfraNode): T {
+  const at = resolutions.get(sent);
+  return at === undefined || r.status === 'failed' || r.status === 'indeterminate' ? r : { ...r, ...at };
 }
 
 /**
@@ -301,7 +329,7 @@ interface Batch {
 }
 
 /** Per graph node: its resolved form (or why it has none) and the output values it was resolved with. */
-const resolvedCache = new WeakMap<InfraNode, { readonly used: readonly (readonly [NodeId, string, unknown])[]; readonly result: { node: InfraNode } | { fault: Fault } }>();
+const resolvedCache = new WeakMap<InfraNode, { readonly used: readonly (readonly [NodeId, string, OutputValue | undefined])[]; readonly result: { node: InfraNode } | { fault: Fault } }>();
 
 const referenceCache = new WeakMap<object, boolean>();
 

@@ -19,7 +19,7 @@ import { Semaphore } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
-import { appliedAtSpec, carriedRecord, digestAt, digestAtGoal, declaredDeletionPolicy, depsToStore, heldByPolicy, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_RELEASED, policyHoldFields, policyHoldReason, recordSnapshot, refsCurrent, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedDependents, storedDeps, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, digestAt, declaredDeletionPolicy, depsToStore, heldByPolicy, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_RELEASED, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedDependents, storedDeps, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 import { interruptedOutcome } from './interrupted-operation.ts';
@@ -980,7 +980,9 @@ export class Controller<S extends NodeSpec> {
   /**
    * Ready, applied at exactly the spec observed (`digestAt`: a record an older version wrote, with only the
    * goal's digest where references were resolved, is written anew, see `appliedAtSpec`), same outputs and
-   * memo, nothing pending or remembered: observing it changed nothing.
+   * memo, nothing pending or remembered: observing it changed nothing. The referenced outputs the record
+   * keeps are those of the same resolution as its digest (`put`), so an equal digest says they are current;
+   * a record written before they were kept gets them once, here.
    */
   private isSteady(node: DesiredNode<S>, rec: NodeRecord, obs: Extract<Observation, { status: 'upToDate' }>): boolean {
     return (
@@ -993,7 +995,7 @@ export class Controller<S extends NodeSpec> {
       this.drift.get(node.id)?.outstanding !== true &&
       sameOutputs(rec.outputs, obs.outputs) &&
       sameOutputs(rec.memo, obs.memo ?? null) &&
-      refsCurrent(rec, node, this.o.codec, this.outputsOf)
+      (obs.refs === undefined || storedRefs(rec) !== undefined)
     );
   }
 
@@ -1062,7 +1064,7 @@ export class Controller<S extends NodeSpec> {
    * symlink), is looked at now too rather than after its backoff.
    */
   private succeed(node: DesiredNode<S>, event: NodeEventType, at: { readonly outputs: Outputs; readonly memo?: ObservationMemo | undefined } & ResolvedAt, wasReady: boolean): void {
-    this.transition(node, event, { outputs: at.outputs, memo: at.memo ?? null, managed: true, appliedDigest: digestAt(node, at), attempts: 0, retryAt: null, lastFault: null, reason: null });
+    this.transition(node, event, { outputs: at.outputs, memo: at.memo ?? null, managed: true, attempts: 0, retryAt: null, lastFault: null, reason: null }, at);
     this.scheduleNext(node);
     for (const d of this.graph?.dependents(node.id) ?? []) {
       const dep = wasReady ? undefined : this.records.get(d);
@@ -1401,15 +1403,19 @@ export class Controller<S extends NodeSpec> {
     return true;
   }
 
-  private transition(node: DesiredNode<S>, event: NodeEventType, patch: Partial<NodeRecord>): void {
-    this.put(node, nextStatus(this.records.get(node.id)?.status ?? 'pending', event).status, patch);
+  private transition(node: DesiredNode<S>, event: NodeEventType, patch: Partial<NodeRecord>, applied?: ResolvedAt): void {
+    this.put(node, nextStatus(this.records.get(node.id)?.status ?? 'pending', event).status, patch, applied);
   }
 
-  private put(node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord>): void {
+  /**
+   * `applied`: the node was just applied or found in sync at the spec it was resolved to; its applied
+   * digest and the referenced outputs it keeps both come from that one resolution (`snapshotRefs`).
+   */
+  private put(node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord>, applied?: ResolvedAt): void {
     const prev = this.records.get(node.id);
-    const rec: NodeRecord = { ...carriedRecord(node, status, prev, this.o.clock.now()), ...patch };
+    const rec: NodeRecord = { ...carriedRecord(node, status, prev, this.o.clock.now()), ...patch, ...(applied === undefined ? {} : { appliedDigest: digestAt(node, applied) }) };
     const deps = depsToStore(this.graph?.dependencies(node.id) ?? [], prev, rec, (id) => this.graph?.has(id) !== true && this.records.has(id));
-    const refs = snapshotRefs(node, prev, rec, this.o.codec, digestAtGoal(patch.appliedDigest, node) ? this.outputsOf : undefined);
+    const refs = snapshotRefs(prev, rec, applied);
     if (prev !== undefined && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps, node.settings.deletionPolicy, refs)) return; // steady state writes nothing
     this.records.set(node.id, { ...rec, updatedAt: this.o.clock.now(), snapshot: recordSnapshot(node, deps, prev, rec, this.o.codec, refs) });
     this.dirty.add(node.id);

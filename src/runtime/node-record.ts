@@ -2,11 +2,10 @@ import { fault } from './fault.ts';
 import type { Fault } from './fault.ts';
 import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredGraph } from './graph.ts';
-import { hasReferences, resolveReferences } from './interpolation.ts';
 import { jsonEqual } from './json.ts';
 import { formatLocation } from './node-spec.ts';
 import type { DesiredNode, NodeId, NodeSettings, NodeSpec, NodeSpecCodec } from './node-spec.ts';
-import type { Observation, ObservationMemo, Outputs, OutputValue, ResolvedAt } from './provisioner.ts';
+import type { Observation, ObservationMemo, Outputs, ReferencedOutputs, ResolvedAt } from './provisioner.ts';
 import type { NodeRecord, NodeStatus } from './state-store.ts';
 
 /**
@@ -57,15 +56,13 @@ export interface RecordSnapshot {
   readonly deletionPolicy?: 'Delete';
   /**
    * What the spec's `${nodes…}` references read when the node was last applied or found in sync at its
-   * goal, per node and key (outputs as stored: a secret is `<secret>`); absent when it has none, and in
-   * records written before they were kept. Its delete, once it leaves the goals, resolves them so, as
-   * Terraform destroys from its state: the nodes they name may be changed, removed or forgotten by then.
+   * goal, per node and key (outputs as stored: a secret is `<secret>`): those its applied digest was
+   * resolved with (`ResolvedAt.refs`); absent when it has none, and in records written before they were
+   * kept. Its delete, once it leaves the goals, resolves them so, as Terraform destroys from its state:
+   * the nodes they name may be changed, removed or forgotten by then.
    */
   readonly refs?: ReferencedOutputs;
 }
-
-/** Per node, the outputs a spec's references read (`RecordSnapshot.refs`). */
-export type ReferencedOutputs = Readonly<Record<NodeId, Outputs>>;
 
 function snapshotOf(r: NodeRecord): RecordSnapshot {
   return (r.snapshot ?? {}) as RecordSnapshot;
@@ -227,59 +224,14 @@ function keepsSpec(prev: NodeRecord, rec: NodeRecord): boolean {
 }
 
 /**
- * The referenced outputs (`RecordSnapshot.refs`) that `rec`, the record `node` is about to get, keeps:
- * read now from `appliedWith` when the node was just applied or found in sync at its goal (its patch sets
- * the applied digest), the outputs its references were resolved with; else those kept with the spec the
- * record keeps (`recordSnapshot`), none once that spec is the goal's, not applied yet.
+ * The referenced outputs (`RecordSnapshot.refs`) that `rec` keeps (`prev` the record it had): when the
+ * node was just applied or found in sync at its goal (`applied`, the spec it was applied at, from which
+ * `put` takes the applied digest too), those that spec was resolved with; else those kept with the spec
+ * the record keeps (`recordSnapshot`), none once that spec is the goal's, not applied yet.
  */
-export function snapshotRefs<S extends NodeSpec>(
-  node: DesiredNode<S>,
-  prev: NodeRecord | undefined,
-  rec: NodeRecord,
-  codec: NodeSpecCodec<S>,
-  appliedWith: ((id: NodeId) => Outputs | undefined) | undefined,
-): ReferencedOutputs | undefined {
-  if (appliedWith !== undefined) return referencedOutputs(node, codec, appliedWith);
+export function snapshotRefs(prev: NodeRecord | undefined, rec: NodeRecord, applied: ResolvedAt | undefined): ReferencedOutputs | undefined {
+  if (applied !== undefined) return applied.refs;
   return prev !== undefined && keepsSpec(prev, rec) ? storedRefs(prev) : undefined;
-}
-
-/**
- * Whether the referenced outputs `r` keeps are those `node`'s references read from `outputsOf` now: a
- * node found in sync again keeps no stale ones (the daemon's steady path writes nothing otherwise).
- */
-export function refsCurrent<S extends NodeSpec>(r: NodeRecord, node: DesiredNode<S>, codec: NodeSpecCodec<S>, outputsOf: (id: NodeId) => Outputs | undefined): boolean {
-  return sameRefs(storedRefs(r), referencedOutputs(node, codec, outputsOf));
-}
-
-/** The output values `node`'s references read from `outputsOf`, per node; undefined when it has no reference. */
-function referencedOutputs<S extends NodeSpec>(node: DesiredNode<S>, codec: NodeSpecCodec<S>, outputsOf: (id: NodeId) => Outputs | undefined): ReferencedOutputs | undefined {
-  const refs = outputReferences(node.spec, codec);
-  if (refs.length === 0) return undefined;
-  const read = new Map<NodeId, [string, OutputValue][]>();
-  for (const [id, key] of refs) {
-    const given = outputsOf(id);
-    // Own keys only, as `resolveReferences` reads them (an id or a key may be `constructor`).
-    if (given === undefined || !Object.hasOwn(given, key)) continue;
-    const values = read.get(id);
-    if (values === undefined) read.set(id, [[key, given[key]!]]);
-    else values.push([key, given[key]!]);
-  }
-  return Object.fromEntries([...read].map(([id, values]) => [id, Object.fromEntries(values)]));
-}
-
-/** Per spec object (a compiled spec is frozen): the distinct (node, key) pairs its `${nodes…}` references name. */
-const referencesOf = new WeakMap<object, readonly (readonly [NodeId, string])[]>();
-
-function outputReferences<S extends NodeSpec>(spec: S, codec: NodeSpecCodec<S>): readonly (readonly [NodeId, string])[] {
-  let refs = referencesOf.get(spec);
-  if (refs === undefined) {
-    const encoded = codec.encode(spec);
-    const found = hasReferences(encoded) ? resolveReferences(encoded, () => undefined).references : [];
-    // Keyed by node and key apart: both may hold dots (`a.b` `c`, `a` `b.c`), neither a space.
-    refs = [...new Map(found.map((r) => [`${r.node} ${r.key}`, [r.node, r.key] as const])).values()];
-    referencesOf.set(spec, refs);
-  }
-  return refs;
 }
 
 function sameRefs(a: ReferencedOutputs | undefined, b: ReferencedOutputs | undefined): boolean {
@@ -527,14 +479,9 @@ export function digestAt<S extends NodeSpec>(node: DesiredNode<S>, at: ResolvedA
   return at.digest === undefined ? node.spec.digest : `${node.spec.digest}/${at.digest}`;
 }
 
-/** Whether `r` was last applied at the node's goal spec, whatever its references resolved to: the spec its snapshot keeps is that one. */
+/** Whether `r` was last applied at the node's goal spec, whatever its references resolved to (`digestAt`): the spec its snapshot keeps is that one. */
 function appliedAtGoal<S extends NodeSpec>(r: NodeRecord, node: DesiredNode<S>): boolean {
-  return digestAtGoal(r.appliedDigest, node);
-}
-
-/** Whether an applied digest (`digestAt`) is one of the node's goal spec, whatever its references resolved to. */
-export function digestAtGoal<S extends NodeSpec>(digest: string | null | undefined, node: DesiredNode<S>): boolean {
-  return digest === node.spec.digest || digest?.startsWith(`${node.spec.digest}/`) === true;
+  return r.appliedDigest === node.spec.digest || r.appliedDigest?.startsWith(`${node.spec.digest}/`) === true;
 }
 
 /**

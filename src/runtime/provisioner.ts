@@ -69,7 +69,17 @@ export interface FieldDiff {
  */
 export interface ResolvedAt {
   readonly digest?: string | undefined;
+  /**
+   * With `digest`: the output values the references were resolved with, per node and key, as
+   * `OperationContext.outputsOf` gave them (outputs as stored: a secret is masked); absent when the
+   * spec names none. A record keeps these with the digest, for the node's delete once it leaves the
+   * goals: taken from the one resolution, they can never be another moment's outputs.
+   */
+  readonly refs?: ReferencedOutputs | undefined;
 }
+
+/** Per node, output values that a spec's `${nodes…}` references read (`ResolvedAt.refs`). */
+export type ReferencedOutputs = Readonly<Record<NodeId, Outputs>>;
 
 /** What exists, compared with what is desired. Failure is a state, not a throw. */
 export type Observation =

@@ -15,7 +15,7 @@ import { assertNever, errorMessage } from './errors.ts';
 import { awaitsOutput } from './interpolation.ts';
 import { forEachLimit } from './limit.ts';
 import type { Semaphore } from './limit.ts';
-import { appliedAtSpec, carriedRecord, digestAt, digestAtGoal, depsToStore, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedDependents, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, digestAt, depsToStore, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedDependents, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -287,8 +287,12 @@ export class Reconciler<S extends NodeSpec> {
       deferred.finish(op.id, outcome, detail);
     };
     const updates: NodeRecord[] = [];
-    /** `operated`: a create or update changed the resource, so the record is written (its `updatedAt` too) even if it reads as before. */
-    const put = (node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord> = {}, operated = false): void => {
+    /**
+     * `applied`: the node was just applied or found in sync at the spec it was resolved to; its applied digest
+     * and the referenced outputs it keeps both come from that one resolution (`snapshotRefs`). `operated`: a
+     * create or update changed the resource, so the record is written (its `updatedAt` too) even if it reads as before.
+     */
+    const put = (node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord> = {}, applied?: ResolvedAt, operated = false): void => {
       const prev = records.get(node.id);
       // A pass starts each node afresh (faults, retries and reasons come from this pass), keeping what it knows.
       const rec: NodeRecord = {
@@ -301,9 +305,10 @@ export class Reconciler<S extends NodeSpec> {
         snapshot: null,
         updatedAt: this.now(),
         ...patch,
+        ...(applied === undefined ? {} : { appliedDigest: digestAt(node, applied) }),
       };
       const deps = depsToStore(graph.dependencies(node.id), prev, rec, (id) => !graph.has(id) && records.has(id));
-      const refs = snapshotRefs(node, prev, rec, this.codec, digestAtGoal(patch.appliedDigest, node) ? outputsOf : undefined);
+      const refs = snapshotRefs(prev, rec, applied);
       // A node observed as it was recorded writes nothing: a steady pass costs no store write.
       if (prev !== undefined && !operated && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps, node.settings.deletionPolicy, refs)) return;
       records.set(node.id, { ...rec, snapshot: recordSnapshot(node, deps, prev, rec, this.codec, refs) });
@@ -381,7 +386,7 @@ export class Reconciler<S extends NodeSpec> {
               outputs.set(node.id, obs.outputs);
               memos.set(node.id, obs.memo);
               outcomes.set(node.id, { status: prev?.managed === true || interrupted.get(node.id)?.op !== 'create' ? 'unchanged' : 'adopted' });
-              put(node, 'ready', { managed: true, appliedDigest: digestAt(node, obs), outputs: obs.outputs, memo: obs.memo ?? null });
+              put(node, 'ready', { managed: true, outputs: obs.outputs, memo: obs.memo ?? null }, obs);
               break;
             case 'drifted': {
               outputs.set(node.id, obs.outputs);
@@ -390,7 +395,7 @@ export class Reconciler<S extends NodeSpec> {
               resolve(node.id, diffs.length === 0 ? 'as-desired' : 'changes-left');
               if (diffs.length === 0) {
                 outcomes.set(node.id, { status: 'unchanged' });
-                put(node, 'ready', { managed: true, appliedDigest: digestAt(node, obs), outputs: obs.outputs, memo: obs.memo ?? null });
+                put(node, 'ready', { managed: true, outputs: obs.outputs, memo: obs.memo ?? null }, obs);
                 break;
               }
               if (!appliedAt(prev, node, options, obs)) {
@@ -562,7 +567,7 @@ export class Reconciler<S extends NodeSpec> {
     outcomes: Map<NodeId, NodeOutcome>,
     outputs: Map<NodeId, Outputs>,
     memos: Map<NodeId, ObservationMemo | undefined>,
-    put: (node: DesiredNode<S>, status: NodeStatus, patch?: Partial<NodeRecord>, operated?: boolean) => void,
+    put: (node: DesiredNode<S>, status: NodeStatus, patch?: Partial<NodeRecord>, applied?: ResolvedAt, operated?: boolean) => void,
     log: Logger,
   ): void {
     const node = step.node;
@@ -572,9 +577,9 @@ export class Reconciler<S extends NodeSpec> {
       memos.set(node.id, result.memo);
       outcomes.set(node.id, step.uncorrectable === undefined ? { status: success } : { status: success, uncorrectable: step.uncorrectable });
       // The memo the operation returned, if any: an earlier observation's no longer describes what is there.
-      const applied = { managed: true, appliedDigest: digestAt(node, result), outputs: result.outputs, memo: result.memo ?? null };
-      if (step.leftDrift === undefined) put(node, 'ready', applied, true);
-      else put(node, 'drifted', { ...applied, reason: step.leftDrift.reason }, true);
+      const made = { managed: true, outputs: result.outputs, memo: result.memo ?? null };
+      if (step.leftDrift === undefined) put(node, 'ready', made, result, true);
+      else put(node, 'drifted', { ...made, reason: step.leftDrift.reason }, result, true);
       log.info({ type: node.spec.type }, success === 'created' ? 'node created' : 'node updated');
     } else {
       const prev = this.store.getNode(node.id);

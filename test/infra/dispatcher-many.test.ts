@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { desiredNodeSpec, InfraNodeProvisioner } from '../../src/infra/index.ts';
 import type { BackendNode, BackendUpdate, InfraBackend, InfraNode } from '../../src/infra/index.ts';
 import { fault, FaultError } from '../../src/runtime/index.ts';
-import type { FieldDiff, NodeId, Observation, OperationContext, ProvisionResult } from '../../src/runtime/index.ts';
+import type { FieldDiff, NodeId, Observation, OperationContext, ProvisionResult, ResolvedAt } from '../../src/runtime/index.ts';
 
 const log = pino({ level: 'silent' });
 const ctx: OperationContext = { signal: new AbortController().signal, log, outputsOf: () => undefined };
@@ -146,6 +146,30 @@ describe.each(['create', 'update'] as const)('InfraNodeProvisioner.%sMany', (op)
 });
 
 describe('InfraNodeProvisioner reference resolution', () => {
+  // A record keeps both, from this one resolution: the values are never another moment's outputs.
+  it('says at what each call resolved a node: the digest of its spec so resolved, with the values read per node and key; nothing for a node without references', async () => {
+    const backend = new RecordingBackend('pg', 'ok');
+    backend.observe = (nodes?: readonly BackendNode[]) => Promise.resolve(new Map((nodes ?? []).map((n) => [n.id, { status: 'upToDate', outputs: {} } as const])));
+    const p = new InfraNodeProvisioner({ backends: new Map<string, InfraBackend>([['pg', backend]]) });
+    const outputs: Record<NodeId, Record<string, string>> = { z: { name: 'app', other: 'unread' }, y: { suffix: 'ro' } };
+    const c: OperationContext = { ...ctx, outputsOf: (id) => outputs[id] };
+    const nodes = [role('r1', 'pg', '${nodes.z.outputs.name}'), role('r2', 'pg', '${nodes.z.outputs.name}_${nodes.y.outputs.suffix}_${nodes.z.outputs.name}'), role('p', 'pg')];
+    const expected = {
+      r1: { digest: role('r1', 'pg', 'app').spec.digest, refs: { z: { name: 'app' } } },
+      r2: { digest: role('r2', 'pg', 'app_ro_app').spec.digest, refs: { z: { name: 'app' }, y: { suffix: 'ro' } } },
+      p: { digest: undefined, refs: undefined },
+    };
+    const at = (r: Observation | ProvisionResult | undefined): ResolvedAt => (r !== undefined && 'outputs' in r ? { digest: r.digest, refs: r.refs } : {});
+    const observed = await p.observe(nodes, c);
+    const batched = await p.createMany(nodes, c, 10);
+    expect(backend.batches).toEqual([['r1', 'r2', 'p']]);
+    for (const node of nodes) {
+      expect(at(observed.get(node.id)), `observe ${node.id}`).toEqual(expected[node.id as keyof typeof expected]);
+      expect(at(batched.get(node.id)), `createMany ${node.id}`).toEqual(expected[node.id as keyof typeof expected]);
+      expect(at(await p.create(node, c)), `create ${node.id}`).toEqual(expected[node.id as keyof typeof expected]);
+    }
+  });
+
   it('hands a backend the same resolved node while the referenced outputs are unchanged, a new one when they change', async () => {
     const seen: BackendNode[] = [];
     const done = (): Promise<ProvisionResult> => Promise.resolve({ status: 'done', outputs: {} });

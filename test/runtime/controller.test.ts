@@ -6,11 +6,23 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
 import type { InfraBackend } from '../../src/infra/index.ts';
 import { CIRCUITS_META, DEFAULT_FAULT_POLICY, DesiredGraph, fault, GOALS_EMPTY_META, SqliteStateStore, storedRefs } from '../../src/runtime/index.ts';
-import type { FieldDiff, Observation, ObservationMemo, ProvisionResult } from '../../src/runtime/index.ts';
+import type { FieldDiff, NodeRecord, Observation, ObservationMemo, ProvisionResult, StateStore } from '../../src/runtime/index.ts';
 import type { InfraDesiredNodeSpec } from '../../src/infra/index.ts';
 import { capturingLogger, compileYaml, fileNode, goalYaml, harness, wrapMemory } from '../support/controller-harness.ts';
 import { counted, refusing } from '../support/store-commits.ts';
 import type { Harness, HarnessOptions } from '../support/controller-harness.ts';
+
+/** Takes from node `id`'s record, in the state in `dir`, the referenced outputs kept with it (`RecordSnapshot.refs`). */
+function withoutRefs(dir: string, id: string): void {
+  const db = new Database(join(dir, 'state.db'));
+  try {
+    const { snapshot } = db.prepare('SELECT snapshot FROM nodes WHERE id = ?').get(id) as { snapshot: string };
+    const { refs: _refs, ...without } = JSON.parse(snapshot) as Record<string, unknown>;
+    db.prepare('UPDATE nodes SET snapshot = ? WHERE id = ?').run(JSON.stringify(without), id);
+  } finally {
+    db.close();
+  }
+}
 
 const open: Harness[] = [];
 function start(options: HarnessOptions = {}): Harness {
@@ -420,6 +432,76 @@ describe('Controller: an output that changes is a change of the goal of the node
     await h.advance(2 * MIN, 10_000);
     expect(h.calls.updated).toEqual([]);
     expect(h.lines.filter((l) => l.msg === 'drift detected')).toEqual([]);
+  });
+
+  // The daemon does not hold back an up-to-date node's success for a dependency in flight: the producer's
+  // new outputs may be recorded while the node's observation, resolved with the old ones, is under way.
+  it('a producer given new outputs while a referencing node is observed: the node never keeps them beside the digest of the old ones', async () => {
+    let path = 'a.txt';
+    let holdB = false;
+    let entered = (): void => undefined;
+    const bEntered = new Promise<void>((resolve) => (entered = resolve));
+    let release = (): void => undefined;
+    const bReleased = new Promise<void>((resolve) => (release = resolve));
+    // a's observations say its path output is `path`; b's first observation once `holdB` waits for `release`.
+    const wrap = (m: MemoryBackend): InfraBackend =>
+      wrapMemory(m, 'memory', {
+        observe: async (list, ctx) => {
+          if (holdB && list.some((n) => n.id === 'b')) {
+            holdB = false;
+            entered();
+            await bReleased;
+          }
+          const out = new Map(await m.observe(list, ctx));
+          const a = out.get('a');
+          if (a !== undefined && 'outputs' in a) out.set('a', { ...a, outputs: { ...a.outputs, path } });
+          return out;
+        },
+      });
+    // Every record of b the store is given.
+    const written: NodeRecord[] = [];
+    const wrapStore = (store: SqliteStateStore): StateStore =>
+      new Proxy(store, {
+        get(target, prop, receiver) {
+          const value = Reflect.get(target, prop, receiver) as unknown;
+          if (typeof value !== 'function') return value;
+          const method = (value as (...a: unknown[]) => unknown).bind(target);
+          if (prop !== 'putNodes') return method;
+          return (records: readonly NodeRecord[]) => {
+            written.push(...records.filter((r) => r.id === 'b'));
+            return method(records);
+          };
+        },
+      });
+    const h = await converged(goalYaml(fileNode('a', 'A', { interval: '1h' }) + fileNode('b', '${nodes.a.outputs.path}', { interval: '1m' })), { wrap, wrapStore });
+    const before = h.store.getNode('b')!.appliedDigest;
+    try {
+      holdB = true;
+      // b's interval comes (its due time rounded up to a schedule slot); a's is an hour.
+      await h.clock.advanceAsync(2 * MIN);
+      await bEntered;
+      // Meanwhile the other worker reads a, whose outputs changed.
+      path = 'a-new.txt';
+      const all = h.controller.reconcileAll();
+      await vi.waitFor(() => expect(h.store.getNode('a')?.outputs).toMatchObject({ path: 'a-new.txt' }));
+      release();
+      await all;
+      await h.settle();
+    } finally {
+      release();
+    }
+    // b is updated to the new output, recorded at its new digest with it.
+    expect(contentOf(h, 'b')).toBe('a-new.txt');
+    const after = h.store.getNode('b')!.appliedDigest;
+    expect(after).not.toBe(before);
+    const madeWith = new Map([
+      [before, 'a.txt'],
+      [after, 'a-new.txt'],
+    ]);
+    // Each record written pairs a digest with the output it was resolved with: the old digest never
+    // with the new output (its delete would be handed what it was not made with).
+    const applied = written.filter((r) => r.appliedDigest !== null);
+    expect(applied.map((r) => [r.appliedDigest, storedRefs(r)?.a?.path])).toEqual(applied.map((r) => [r.appliedDigest, madeWith.get(r.appliedDigest)]));
   });
 
   it('a hand edit of the referencing node is still drift (only reported under selfHeal: false)', async () => {
@@ -1264,6 +1346,32 @@ describe('Controller: goal changes', () => {
     }
   });
 
+  // A steady node is written only when something changed: one whose record lacks them must still get them.
+  it('a record with the resolved digest but without what its references read (as written before they were kept beside it) gains them once, though steady', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-controller-refs-'));
+    try {
+      const nodes = fileNode('a', 'A') + fileNode('b', '${nodes.a.outputs.path}');
+      const first = await converged(goalYaml(nodes), { dir });
+      const digest = first.store.getNode('b')!.appliedDigest;
+      expect(digest).toContain('/');
+      await first.close();
+      withoutRefs(dir, 'b');
+
+      const second = await converged(goalYaml(nodes), { dir, backend: first.backend });
+      expect(second.calls.updated).toEqual([]);
+      expect(second.store.getNode('b')).toMatchObject({ appliedDigest: digest });
+      expect(storedRefs(second.store.getNode('b')!)).toEqual({ a: { path: 'a.txt' } });
+      // Then steady: no later pass writes it again.
+      const written = second.store.listNodes();
+      await second.advance(3 * MIN, 10_000);
+      expect(second.calls.observed.filter((id) => id === 'b').length).toBeGreaterThanOrEqual(3);
+      expect(second.store.listNodes()).toEqual(written);
+      await second.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   // Its delete reads its references so once it leaves the goals (the node they name may be forgotten by then).
   it('a record kept without what its references read (an older version\'s) gains it at its next observation, though steady; its delete reads it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ds-controller-refs-'));
@@ -1272,14 +1380,7 @@ describe('Controller: goal changes', () => {
       const first = await converged(goalYaml(nodes, { prune: true }), { dir });
       expect(storedRefs(first.store.getNode('b')!)).toEqual({ a: { path: 'a.txt' } });
       await first.close();
-      const db = new Database(join(dir, 'state.db'));
-      try {
-        const { snapshot } = db.prepare("SELECT snapshot FROM nodes WHERE id = 'b'").get() as { snapshot: string };
-        const { refs: _refs, ...older } = JSON.parse(snapshot) as Record<string, unknown>;
-        db.prepare("UPDATE nodes SET snapshot = ? WHERE id = 'b'").run(JSON.stringify(older));
-      } finally {
-        db.close();
-      }
+      withoutRefs(dir, 'b');
 
       const second = await converged(goalYaml(nodes, { prune: true }), { dir, backend: first.backend });
       expect(second.calls.updated).toEqual([]);
