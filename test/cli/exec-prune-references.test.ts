@@ -51,14 +51,19 @@ function project(prefix: string, aPolicy: 'Orphan' | 'Delete') {
   return { p, goals, deletes, exists };
 }
 
-/** The state as an older version left it: no referenced outputs kept with b, and (`forgetA`) a forgotten since. */
+/**
+ * The state as an older version left it: b's record applied at its goal spec's digest alone (none of its
+ * spec as resolved after a slash) and without the referenced outputs, and (`forgetA`) a forgotten since.
+ */
 function asOlderVersionLeftIt(state: string, { forgetA }: { forgetA: boolean }): void {
   const db = new Database(join(state, 'state.db'));
   try {
-    const { snapshot } = db.prepare("SELECT snapshot FROM nodes WHERE id = 'b'").get() as { snapshot: string };
+    const { snapshot, applied_digest: digest } = db.prepare("SELECT snapshot, applied_digest FROM nodes WHERE id = 'b'").get() as { snapshot: string; applied_digest: string };
     const { refs, ...older } = JSON.parse(snapshot) as Record<string, unknown>;
     expect(refs).toEqual({ a: { rid: 'id-a' } });
-    db.prepare("UPDATE nodes SET snapshot = ? WHERE id = 'b'").run(JSON.stringify(older));
+    const [goal, resolved] = digest.split('/');
+    expect(resolved).toBeDefined();
+    db.prepare("UPDATE nodes SET snapshot = ?, applied_digest = ? WHERE id = 'b'").run(JSON.stringify(older), goal);
     if (forgetA) db.prepare("DELETE FROM nodes WHERE id = 'a'").run();
   } finally {
     db.close();
@@ -90,7 +95,7 @@ describe('apply deletes a removed node whose spec references another node', () =
     expect((await cli(['plan', ...p.args], { env })).code).toBe(0);
   });
 
-  it('a record that kept no referenced outputs (an older state) reads those the state holds now', async () => {
+  it('a record an older version wrote (its goal digest alone, no referenced outputs) reads those the state holds now', async () => {
     const { p, goals, deletes, exists } = project('ds-prune-refs-old-', 'Orphan');
     goals(['keep', 'a', 'b']);
     expect((await cli(['apply', '--yes', ...p.args], { env })).code).toBe(0);
@@ -102,7 +107,7 @@ describe('apply deletes a removed node whose spec references another node', () =
     expect(exists('b')).toBe(false);
   });
 
-  it('a record that kept no referenced outputs whose node is gone from the state: fails at once, saying why and the ways out', async () => {
+  it('a record an older version wrote, whose referenced node is gone from the state: fails at once, saying why and the ways out', async () => {
     const { p, goals, deletes, exists } = project('ds-prune-refs-gone-', 'Orphan');
     goals(['keep', 'a', 'b']);
     expect((await cli(['apply', '--yes', ...p.args], { env })).code).toBe(0);
@@ -142,7 +147,7 @@ describe('the daemon deletes a removed node whose spec references a node forgott
     expect((await d.exited).code).toBe(0);
   }, 60_000);
 
-  it('holds one it cannot resolve (an older state, its node gone), saying why, rather than trying for ever', async () => {
+  it('holds one it cannot resolve (an older version\'s record, its referenced node gone), saying why, rather than trying for ever', async () => {
     const { p, goals, exists } = project('ds-prune-refs-daemon-old-', 'Orphan');
     goals(['keep', 'a', 'b']);
     expect((await cli(['apply', '--yes', ...p.args], { env })).code).toBe(0);
