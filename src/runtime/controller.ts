@@ -790,10 +790,7 @@ export class Controller<S extends NodeSpec> {
     let opIds: number[];
     try {
       opIds = this.deferred.commit(() =>
-        steps.map((step) => {
-          for (const stale of this.pending.get(step.node.id) ?? []) this.o.store.finishOperation(stale.id, 'abandoned', 'observed again after an interruption');
-          return this.o.store.beginOperation(step.node.id, step.op, this.runId);
-        }),
+        steps.map((step) => this.o.store.beginOperation(step.node.id, step.op, this.runId)),
       );
     } catch (err) {
       // Not recorded, so not sent: the nodes are not being created or updated. Back to pending (as a
@@ -802,7 +799,6 @@ export class Controller<S extends NodeSpec> {
       this.notStarted(steps.map((st) => st.node.id), err);
       return;
     }
-    for (const step of steps) this.pending.delete(step.node.id);
     await runSteps(this.o.provisioner, steps, ctx, this.o.concurrency, this.slots, (i, result) => {
       const step = steps[i]!;
       if (result.status === 'failed' && this.abort.signal.aborted && step.op === 'update') {
@@ -856,6 +852,7 @@ export class Controller<S extends NodeSpec> {
     this.transition(node, 'OBSERVE', {});
     switch (obs.status) {
       case 'absent': {
+        this.resolvePending(node.id, 'absent');
         if (!appliedAtSpec(rec, node, obs)) {
           this.transition(node, 'OBSERVED_ABSENT', {});
           return { node, op: 'create', diffs: [] };
@@ -1000,11 +997,15 @@ export class Controller<S extends NodeSpec> {
   }
 
   /**
-   * The operations a crash left pending on a node found present, resolved by what was found
-   * (`interruptedOutcome`): a create's resource is adopted, never created again; an update with
-   * changes left is abandoned, not taken for done, and the node is updated from this observation.
+   * The operations a crash left pending on a node just observed, resolved by what was found
+   * (`interruptedOutcome`), as apply resolves them: a create's resource is adopted, never created again;
+   * an update with changes left, or of a resource found gone, is abandoned, not taken for done, and the
+   * node is reconciled from this observation (whatever selfHeal leaves of it: never left pending). Those
+   * of a node not observed (held, blocked, its observation failed or unable to tell) stay pending until it
+   * is: nothing takes a pending update for one in flight, and a pending create is what its next read must
+   * be told of (`OperationContext.interrupted`).
    */
-  private resolvePending(id: NodeId, found: Exclude<FoundAfterInterruption, 'absent'>): void {
+  private resolvePending(id: NodeId, found: FoundAfterInterruption): void {
     const ops = this.pending.get(id);
     if (ops === undefined) return;
     this.pending.delete(id);

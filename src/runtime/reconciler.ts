@@ -273,18 +273,22 @@ export class Reconciler<S extends NodeSpec> {
       if (r.outputs !== null) outputs.set(r.id, r.outputs);
     }
     for (const [id, was] of resourcesLetGo(graph, stored, this.codec)) this.log.warn({ node: id, backend: graph.get(id)?.spec.backendId, before: was }, LET_GO);
-    // What a crash left pending is resolved by observing its node (`interruptedOutcome`), as the daemon does;
-    // a delete, or an update of a node no longer in the goals, is not looked at again: abandoned.
-    const interrupted = new Map<NodeId, PendingOperation>();
+    // What a crash left pending is resolved by observing its node (`interruptedOutcome`), as the daemon does,
+    // each of a node's operations; a delete, or an update of a node no longer in the goals, is not looked at
+    // again: abandoned. Those of a node this pass does not observe (held, blocked) stay pending until a run
+    // observes it: nothing takes a pending update for one in flight, and a pending create is what the next
+    // read must be told of (`OperationContext.interrupted`).
+    const interrupted = new Map<NodeId, PendingOperation[]>();
     for (const op of this.store.pendingOperations()) {
-      if (op.op === 'create' || (op.op === 'update' && graph.has(op.node))) interrupted.set(op.node, op);
+      if (op.op === 'create' || (op.op === 'update' && graph.has(op.node))) interrupted.set(op.node, [...(interrupted.get(op.node) ?? []), op]);
       else deferred.finish(op.id, 'abandoned', 'interrupted; the node is observed again');
     }
+    const createInterrupted = (id: NodeId): boolean => interrupted.get(id)?.some((op) => op.op === 'create') === true;
     const resolve = (id: NodeId, found: FoundAfterInterruption): void => {
-      const op = interrupted.get(id);
-      if (op === undefined) return;
-      const { outcome, detail } = interruptedOutcome(op.op, found);
-      deferred.finish(op.id, outcome, detail);
+      for (const op of interrupted.get(id) ?? []) {
+        const { outcome, detail } = interruptedOutcome(op.op, found);
+        deferred.finish(op.id, outcome, detail);
+      }
     };
     const updates: NodeRecord[] = [];
     /**
@@ -354,7 +358,7 @@ export class Reconciler<S extends NodeSpec> {
           ready.push(node);
         }
         if (ready.length === 0) continue;
-        const ctx = this.context(options.signal, outputsOf, memoOf, { has: (id) => interrupted.get(id)?.op === 'create' });
+        const ctx = this.context(options.signal, outputsOf, memoOf, { has: createInterrupted });
         const observed = await this.provisioner.observe(ready, ctx);
         const steps: ProvisionStep<S>[] = [];
         for (const node of ready) {
@@ -385,7 +389,7 @@ export class Reconciler<S extends NodeSpec> {
               resolve(node.id, 'as-desired');
               outputs.set(node.id, obs.outputs);
               memos.set(node.id, obs.memo);
-              outcomes.set(node.id, { status: prev?.managed === true || interrupted.get(node.id)?.op !== 'create' ? 'unchanged' : 'adopted' });
+              outcomes.set(node.id, { status: prev?.managed === true || !createInterrupted(node.id) ? 'unchanged' : 'adopted' });
               put(node, 'ready', { managed: true, outputs: obs.outputs, memo: obs.memo ?? null }, obs);
               break;
             case 'drifted': {

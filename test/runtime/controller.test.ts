@@ -1788,6 +1788,37 @@ describe('Controller: crash recovery and uncertainty', () => {
     }
   });
 
+  // Drift only reported leaves the node as it is, but the operation is over: left pending, nothing would ever end it.
+  it('a pending update left by a crash, its resource found gone under selfHeal: false: abandoned, though nothing is made again', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-crash-'));
+    try {
+      const { graph } = compileYaml(goalYaml(fileNode('a', 'A'), { selfHeal: false }));
+      const first = start({ dir });
+      await first.controller.setGraph(graph);
+      await first.settle();
+      await first.close();
+      const crashed = SqliteStateStore.open({ path: join(dir, 'state.db'), lock: false });
+      crashed.beginOperation('a', 'update', null);
+      crashed.close();
+      // The resource is gone: a fresh backend holds nothing.
+      const h = start({ dir });
+      await h.controller.setGraph(graph);
+      await h.settle();
+      expect(statusOf(h, 'a')).toBe('drifted');
+      expect(h.backend.createCount('a')).toBe(0);
+      expect(h.store.pendingOperations()).toEqual([]);
+      expect(h.lines.filter((l) => l.msg.startsWith('interrupted operation resolved by observation')).map((l) => [l.msg, l.op])).toEqual([['interrupted operation resolved by observation: abandoned', 'update']]);
+      const db = new Database(join(dir, 'state.db'), { readonly: true });
+      try {
+        expect(db.prepare("SELECT outcome, detail FROM operations WHERE node = 'a' AND op = 'update'").all()).toEqual([{ outcome: 'abandoned', detail: 'not found done after an interrupted update; the node is observed again' }]);
+      } finally {
+        db.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a node stored mid-operation (`creating`) by a crashed process starts over and converges', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ds-crash-'));
     try {

@@ -189,6 +189,23 @@ describe('Reconciler: store writes per pass', () => {
     }
   });
 
+  it('two operations a crash left pending on one node: each is resolved by its observation, none left pending', async () => {
+    const s = setup();
+    await s.reconciler.apply(abc, pass);
+    const changed = compileYaml(goalYaml(fileNode('a', 'A2') + fileNode('b', 'B', { dependsOn: ['a'] }) + fileNode('c', 'C'))).graph;
+    s.sqlite.beginOperation('a', 'update', null);
+    s.sqlite.beginOperation('a', 'update', null);
+    const result = await s.reconciler.apply(changed, pass);
+    expect(result.summary).toMatchObject({ updated: 1 });
+    expect(s.sqlite.pendingOperations()).toEqual([]);
+    const db = new Database(s.path, { readonly: true });
+    try {
+      expect(db.prepare("SELECT outcome FROM operations WHERE node = 'a' AND op = 'update' ORDER BY id").all()).toEqual(['abandoned', 'abandoned', 'done'].map((outcome) => ({ outcome })));
+    } finally {
+      db.close();
+    }
+  });
+
   it('has each operation on disk as pending, and the drift it corrects, before its backend call', async () => {
     const pendingAtCall: string[][] = [];
     const driftAtCall: number[] = [];
