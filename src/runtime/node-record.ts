@@ -267,10 +267,14 @@ export function sameSnapshot(r: NodeRecord, goal: string | null, deps: readonly 
   return s.spec !== undefined && s.goal === goal && sameDeps(s.deps, deps) && declaredDeletionPolicy(r) === deletionPolicy && sameRefs(s.refs, refs);
 }
 
-/** A record as users see it (`state --format json`, the daemon's `/status`): without the internal snapshot and the backend's memo. */
+/**
+ * A record as users see it (`status --format json`, the daemon's `/status`): without the internal snapshot
+ * and the backend's memo, and with as `appliedDigest` the digest of the goal spec it was applied at alone,
+ * as before references were resolved: the spec as resolved (`digestAt`, after the slash) is the runtime's.
+ */
 export function shownRecord(r: NodeRecord): Omit<NodeRecord, 'snapshot' | 'memo'> {
   const { snapshot: _s, memo: _m, ...shown } = r;
-  return shown;
+  return r.appliedDigest === null ? shown : { ...shown, appliedDigest: r.appliedDigest.split('/', 1)[0]! };
 }
 
 /** Equal in everything `status` and the store show, and in the backend's memo (not `updatedAt`, not the snapshot). */

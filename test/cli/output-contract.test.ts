@@ -1,8 +1,8 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyWithEdits, cli, oneFileGoal, tempProject } from '../support/cli.ts';
-import { trackDaemons } from '../support/daemon.ts';
+import { applyWithEdits, cli, oneFileGoal, stateRows, tempProject } from '../support/cli.ts';
+import { eventually, trackDaemons } from '../support/daemon.ts';
 
 // What a script reads (CLI.md: `--format json` for machines, the exit status table): stdout holds
 // exactly one JSON document, whatever the outcome, and nothing a human needed to see is lost from it.
@@ -295,6 +295,44 @@ describe('graph --format mermaid with ids Mermaid would not take as its own', ()
     for (const l of lines.slice(1)) expect(l).toMatch(/^ {2}(?:n\d+\["[a-z0-9._-]+<br\/>[a-z0-9.]+"\]|n\d+ (?:-->|-\.->) n\d+)$/);
     for (const id of ['conf', 'web.v2-end', 'end']) expect(r.stdout).toContain(`["${id}<br/>`);
     expect(lines.filter((l) => l.includes('-->'))).toHaveLength(2);
+  });
+});
+
+// The resolved spec's digest that a record keeps after a slash, for a node with references, is the runtime's.
+describe('status and /status: appliedDigest is the digest of the goal spec the node was applied at', () => {
+  const p = tempProject('ds-out-digest-');
+  p.write(
+    'app.yaml',
+    `${oneFileGoal(p.root, 'v1\n')}    - id: copy
+      type: local.file
+      spec: { path: copy.conf, content: "\${nodes.conf.outputs.path}", mode: "0644" }
+`,
+  );
+  const daemons = trackDaemons(p.dir);
+
+  it('for a node whose spec references another node too, in status --format json and the daemon\'s /status', async () => {
+    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
+    const stored = Object.fromEntries(
+      (stateRows(p.state, 'SELECT id, applied_digest, snapshot FROM nodes') as { id: string; applied_digest: string; snapshot: string }[]).map((r) => [r.id, { applied: r.applied_digest, goal: (JSON.parse(r.snapshot) as { goal: string }).goal }]),
+    );
+    // The record keeps both digests for the referencing node, the goal spec's first.
+    expect(stored.copy!.applied).toBe(`${stored.copy!.goal}/${stored.copy!.applied.split('/')[1]}`);
+    expect(stored.conf!.applied).toBe(stored.conf!.goal);
+    const expected = [
+      ['conf', stored.conf!.goal],
+      ['copy', stored.copy!.goal],
+    ];
+    const shown = (nodes: { id: string; appliedDigest: string }[]): string[][] => nodes.map((n) => [n.id, n.appliedDigest]).sort();
+    const status = await cli(['status', '--format', 'json', ...p.args]);
+    expect(shown((doc(status.stdout) as { nodes: { id: string; appliedDigest: string }[] }).nodes)).toEqual(expected);
+
+    const d = daemons.start(['--listen', '127.0.0.1:0', '--interval', '1h', ...p.args], { cwd: p.dir });
+    const base = `http://127.0.0.1:${await d.port()}`;
+    await eventually(async () => (await fetch(`${base}/readyz`)).status === 200, 20_000, 'the daemon ready');
+    const live = (await (await fetch(`${base}/status`)).json()) as { nodes: { id: string; appliedDigest: string }[] };
+    expect(shown(live.nodes)).toEqual(expected);
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
   });
 });
 
