@@ -1022,12 +1022,19 @@ export class Controller<S extends NodeSpec> {
    */
   private async provision(node: DesiredNode<S>, op: 'delete', call: () => Promise<ProvisionResult>): Promise<ProvisionResult | undefined> {
     let opId: number;
+    // A removed node is never observed, so what a crash left pending on it (a delete cut short) is ended
+    // here, by the delete that takes its place, as apply ends it: else it stayed pending for good.
+    const stale = this.pending.get(node.id) ?? [];
     try {
-      opId = this.deferred.commit(() => this.o.store.beginOperation(node.id, op, this.runId));
+      opId = this.deferred.commit(() => {
+        for (const o of stale) this.o.store.finishOperation(o.id, 'abandoned', 'interrupted; deleted again');
+        return this.o.store.beginOperation(node.id, op, this.runId);
+      });
     } catch (err) {
       this.notStarted([node.id], err);
       return undefined;
     }
+    this.pending.delete(node.id);
     const result = await call();
     this.deferred.finished(opId, result);
     return result;

@@ -1788,6 +1788,36 @@ describe('Controller: crash recovery and uncertainty', () => {
     }
   });
 
+  // A removed node is never observed: its delete cut short stayed pending for good beside the one that replaced it.
+  it('a pending delete left by a crash, its node removed with Delete: abandoned when it is deleted again, not left pending', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-crash-'));
+    try {
+      const both = compileYaml(goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { deletionPolicy: 'Delete' }), { prune: true })).graph;
+      const first = start({ dir });
+      await first.controller.setGraph(both);
+      await first.settle();
+      await first.close();
+      const crashed = SqliteStateStore.open({ path: join(dir, 'state.db'), lock: false });
+      crashed.beginOperation('b', 'delete', null);
+      crashed.close();
+      const h = start({ dir });
+      await h.controller.setGraph(compileYaml(goalYaml(fileNode('a', 'A'), { prune: true })).graph);
+      await h.settle();
+      const db = new Database(join(dir, 'state.db'), { readonly: true });
+      try {
+        expect(db.prepare("SELECT op, outcome FROM operations WHERE node = 'b' AND op = 'delete' ORDER BY id").all()).toEqual([
+          { op: 'delete', outcome: 'abandoned' },
+          { op: 'delete', outcome: 'done' },
+        ]);
+        expect(db.prepare('SELECT count(*) AS n FROM operations WHERE outcome IS NULL').get()).toEqual({ n: 0 });
+      } finally {
+        db.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   // Drift only reported leaves the node as it is, but the operation is over: left pending, nothing would ever end it.
   it('a pending update left by a crash, its resource found gone under selfHeal: false: abandoned, though nothing is made again', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ds-crash-'));
