@@ -376,19 +376,20 @@ export interface CompileResult<S extends NodeSpec> {
  * arrays the graph and the cycle check are given), as implicit ones. An
  * edge the node already has is not added twice; nor is one against the
  * goal's own word: where `on` depends on `from` by an edge the goal
- * writes (a directory that `dependsOn` a file inside it), that order
- * stands, and a goal set that compiled before the domain implied anything
- * does not become a cycle. Two implied edges that oppose each other (two
- * roles each a member of the other) both stay: the goal says neither, and
- * the cycle they make is reported, where keeping the first would hide it
- * until the run.
+ * writes, a `dependsOn` or a `${nodes...}` reference (a directory that
+ * depends on, or reads an output of, a file inside it), that order stands,
+ * and a goal set that compiled before the domain implied anything does not
+ * become a cycle. Two implied edges that oppose each other (two roles each
+ * a member of the other) both stay: the goal says neither, and the cycle
+ * they make is reported, where keeping the first would hide it until the
+ * run. An implied edge is told by its `why` (a reference is implicit too).
  */
 function addImpliedEdges(implied: readonly ImpliedEdge[], edgesOf: ReadonlyMap<NodeId, Dependency[]>): void {
   for (const e of implied) {
     const from = edgesOf.get(e.from);
     const on = edgesOf.get(e.on);
     if (from === undefined || on === undefined || e.from === e.on) continue;
-    if (from.some((d) => d.on === e.on) || on.some((d) => d.on === e.from && !d.implicit)) continue;
+    if (from.some((d) => d.on === e.on) || on.some((d) => d.on === e.from && d.why === undefined)) continue;
     from.push({ on: e.on, source: e.source, implicit: true, why: e.why });
   }
 }

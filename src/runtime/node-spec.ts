@@ -75,7 +75,10 @@ export interface Dependency {
   /** Where the edge was declared (a `dependsOn` entry, a `${nodes...}` reference, or the field that implies it). */
   readonly source: SourceLocation;
   readonly implicit: boolean;
-  /** Why the domain implies the edge (see `NodeSpecFactory.impliedEdges`), for a cycle it closes; absent for a written one. */
+  /**
+   * Why the domain implies the edge (see `NodeSpecFactory.impliedEdges`), for a cycle it closes; absent for one
+   * the goal writes (a `dependsOn` or a reference), which is how an implied edge is told from those.
+   */
   readonly why?: string | undefined;
 }
 

@@ -59,6 +59,15 @@ describe('GoalCompiler: edges the domain implies (NodeSpecFactory.impliedEdges)'
     expect(r.graph!.order.map((n) => n.id)).toEqual(['file', 'dir']);
   });
 
+  it('skips one against a reference too: a node that reads an output of a node inside it was valid before, and is', () => {
+    const r = compile(`    - { id: file, type: test.thing, spec: { inside: dir } }
+    - { id: dir, type: test.thing, spec: { mode: "\${nodes.file.outputs.sha256}" } }
+`);
+    expect(r.lines).toEqual([]);
+    expect(r.graph!.get('file')!.dependsOn).toEqual([]);
+    expect(r.graph!.order.map((n) => n.id)).toEqual(['file', 'dir']);
+  });
+
   it('names a cycle it closes through another node with the field\'s file:line:col and why', () => {
     const r = compile(`    - { id: file, type: test.thing, spec: { inside: dir } }
     - { id: dir, type: test.thing, dependsOn: [x] }

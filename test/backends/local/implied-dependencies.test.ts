@@ -84,6 +84,15 @@ describe('local backend: implied dependencies on directory nodes', () => {
     ).toEqual(['named -> name (implicit)']);
   });
 
+  // The directory's reference to a file inside it was a dependency cycle: f -> d -> f.
+  it('a directory that references an output of a file inside it keeps that order, as before directories implied edges', () => {
+    expect(
+      edges(`    - { id: f, type: local.file, spec: { path: conf/a, content: x } }
+    - { id: d, type: local.directory, spec: { path: conf, mode: "\${nodes.f.outputs.sha256}" } }
+`),
+    ).toEqual(['d -> f (implicit)']);
+  });
+
   it('a written dependsOn on the directory is kept as the one edge', () => {
     expect(
       edges(`    - { id: d, type: local.directory, spec: { path: d } }
