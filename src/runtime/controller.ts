@@ -19,7 +19,7 @@ import { Semaphore } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
-import { appliedAtSpec, carriedRecord, digestAt, declaredDeletionPolicy, depsToStore, heldByPolicy, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_RELEASED, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedDependents, storedDeps, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, deleteCycleFault, deletionEdges, depsToStore, digestAt, heldByPolicy, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_RELEASED, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedEdges, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 import { interruptedOutcome } from './interrupted-operation.ts';
@@ -1304,14 +1304,20 @@ export class Controller<S extends NodeSpec> {
   /**
    * Deletes removed nodes, dependents first. A node removed with one that depends on it waits for that
    * one's delete: deleted first, a group role would be dropped under a member whose own delete then
-   * fails (Terraform stops there too).
+   * fails (Terraform stops there too). One on a cycle of them that cannot be broken (`deletionEdges`)
+   * is held with the cycle as its fault, not left waiting for ever.
    */
   private async deleteInOrder(records: readonly NodeRecord[]): Promise<void> {
     if (records.length === 0) return;
     // Of the nodes removed from the goals and still recorded (not deleted yet, or their delete failed or was given up on).
-    const removedDependents = storedDependents([...this.records.values()].filter((r) => this.graph?.has(r.id) !== true));
-    for (const r of reverseDependencyOrder(records)) {
-      const dependent = removedDependents.get(r.id)?.find((d) => this.records.has(d));
+    const edges = deletionEdges([...this.records.values()].filter((r) => this.graph?.has(r.id) !== true));
+    for (const r of reverseDependencyOrder(records, edges)) {
+      const cycle = edges.cycles.get(r.id);
+      if (cycle !== undefined) {
+        this.deleteFailed(r, deleteCycleFault(cycle), this.o.log.child({ node: r.id, backend: r.backendId }));
+        continue;
+      }
+      const dependent = edges.dependents.get(r.id)?.find((d) => this.records.has(d));
       if (dependent !== undefined) {
         this.waitForDelete(r, dependent);
         continue;
@@ -1390,9 +1396,16 @@ export class Controller<S extends NodeSpec> {
       this.wake(r.id);
       return true;
     }
-    // As for any node: the fault policy says when to try again (a server outage must not leave the
-    // delete undone until the next reload), or to leave it to the next reload or restart.
-    const f = result.fault;
+    this.deleteFailed(r, result.fault, log);
+    return true;
+  }
+
+  /**
+   * A removed node's delete failed with `f`. As for any node: the fault policy says when to try again
+   * (a server outage must not leave the delete undone until the next reload), or to leave it to the
+   * next reload or restart.
+   */
+  private deleteFailed(r: NodeRecord, f: Fault, log: Logger): void {
     const { attempts, decision } = this.failure(r.backendId, r.id, f, this.records.get(r.id)?.attempts ?? r.attempts);
     const now = this.o.clock.now();
     // Not through `put`: the node is no longer in the graph. Given up on, it is held as any node is,
@@ -1408,7 +1421,6 @@ export class Controller<S extends NodeSpec> {
       log.error({ fault: f, attempts, reason: decision.reason }, 'delete failed');
     }
     this.dirty.add(r.id);
-    return true;
   }
 
   private transition(node: DesiredNode<S>, event: NodeEventType, patch: Partial<NodeRecord>, applied?: ResolvedAt): void {
@@ -1440,7 +1452,7 @@ export class Controller<S extends NodeSpec> {
       if (r === undefined) continue;
       const stored = this.persisted.get(id);
       // Back where it was stored (ready → observing → ready): nothing to write, and updatedAt keeps its meaning.
-      if (stored !== undefined && !this.operated.has(id) && sameRecord(stored, r) && sameSnapshot(stored, storedGoalDigest(r), storedDeps(r), declaredDeletionPolicy(r), storedRefs(r))) {
+      if (stored !== undefined && !this.operated.has(id) && sameRecord(stored, r) && sameSnapshot(stored, storedGoalDigest(r), storedEdges(r), declaredDeletionPolicy(r), storedRefs(r))) {
         this.records.set(id, stored);
         continue;
       }

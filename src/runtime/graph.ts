@@ -221,17 +221,39 @@ function findCycles(nodes: readonly Edges[], indegree: Map<NodeId, number>): Dia
   const byId = new Map(nodes.map((n) => [n.id, n]));
   const remaining = new Set(nodes.filter((n) => indegree.get(n.id)! > 0).map((n) => n.id));
   const next = (id: NodeId): NodeId[] => byId.get(id)!.dependsOn.map((d) => d.on).filter((on) => remaining.has(on));
+  const order = new Map(nodes.map((n, i) => [n.id, i]));
+  const diagnostics: Diagnostic[] = [];
+  for (const component of cyclicComponents(remaining, next)) {
+    // Start at the component's first declared node.
+    const start = component.reduce((a, b) => (order.get(a)! <= order.get(b)! ? a : b));
+    const cycle = cycleThrough(start, new Set(component), next);
+    const edges = cycle.map((id, i) => byId.get(id)!.dependsOn.find((d) => d.on === cycle[(i + 1) % cycle.length])!);
+    const parts = [cycle[0]!, ...edges.map((e) => `-> ${e.on} (${formatLocation(e.source)}${e.why === undefined ? '' : `: ${e.why}`})`)];
+    diagnostics.push({
+      ...pickLocation(edges[0]!.source),
+      severity: 'error',
+      code: 'dependency-cycle',
+      message: `dependency cycle: ${parts.join(' ')}`,
+    });
+  }
+  return diagnostics;
+}
 
-  // Tarjan's algorithm, iterative so that a long chain cannot overflow the stack.
+/**
+ * The strongly connected components of `ids` and what they lead to (edges
+ * from `next`) that hold a cycle: more than one node, or a node on itself. Tarjan's algorithm, iterative so that a long chain cannot overflow
+ * the stack.
+ */
+export function cyclicComponents(ids: Iterable<NodeId>, next: (id: NodeId) => readonly NodeId[]): NodeId[][] {
   const index = new Map<NodeId, number>();
   const low = new Map<NodeId, number>();
   const onStack = new Set<NodeId>();
   const stack: NodeId[] = [];
   const components: NodeId[][] = [];
   let counter = 0;
-  for (const root of remaining) {
+  for (const root of ids) {
     if (index.has(root)) continue;
-    const work: { id: NodeId; succ: NodeId[]; i: number }[] = [];
+    const work: { id: NodeId; succ: readonly NodeId[]; i: number }[] = [];
     const enter = (id: NodeId): void => {
       index.set(id, counter);
       low.set(id, counter++);
@@ -264,33 +286,23 @@ function findCycles(nodes: readonly Edges[], indegree: Map<NodeId, number>): Dia
       }
     }
   }
+  return components;
+}
 
-  const order = new Map(nodes.map((n, i) => [n.id, i]));
-  const diagnostics: Diagnostic[] = [];
-  for (const component of components) {
-    // Start at the component's first declared node, and walk its edges inside
-    // the component until a node repeats: that closes one whole cycle.
-    const members = new Set(component);
-    const start = component.reduce((a, b) => (order.get(a)! <= order.get(b)! ? a : b));
-    const path: NodeId[] = [];
-    const at = new Map<NodeId, number>();
-    let current = start;
-    while (!at.has(current)) {
-      at.set(current, path.length);
-      path.push(current);
-      current = byId.get(current)!.dependsOn.find((d) => members.has(d.on))!.on;
-    }
-    const cycle = path.slice(at.get(current));
-    const edges = cycle.map((id, i) => byId.get(id)!.dependsOn.find((d) => d.on === cycle[(i + 1) % cycle.length])!);
-    const parts = [cycle[0]!, ...edges.map((e) => `-> ${e.on} (${formatLocation(e.source)}${e.why === undefined ? '' : `: ${e.why}`})`)];
-    diagnostics.push({
-      ...pickLocation(edges[0]!.source),
-      severity: 'error',
-      code: 'dependency-cycle',
-      message: `dependency cycle: ${parts.join(' ')}`,
-    });
+/**
+ * One whole cycle of a component (`cyclicComponents`), from `start`: its
+ * first edge inside `members` followed until a node repeats, which closes it.
+ */
+export function cycleThrough(start: NodeId, members: ReadonlySet<NodeId>, next: (id: NodeId) => readonly NodeId[]): NodeId[] {
+  const path: NodeId[] = [];
+  const at = new Map<NodeId, number>();
+  let current = start;
+  while (!at.has(current)) {
+    at.set(current, path.length);
+    path.push(current);
+    current = next(current).find((on) => members.has(on))!;
   }
-  return diagnostics;
+  return path.slice(at.get(current));
 }
 
 function pickLocation(loc: SourceLocation): SourceLocation {

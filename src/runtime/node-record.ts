@@ -1,6 +1,7 @@
 import { fault } from './fault.ts';
 import type { Fault } from './fault.ts';
 import type { NodeGate } from './goal-compiler.ts';
+import { cycleThrough, cyclicComponents } from './graph.ts';
 import type { DesiredGraph } from './graph.ts';
 import { jsonEqual } from './json.ts';
 import { formatLocation } from './node-spec.ts';
@@ -47,6 +48,11 @@ export interface RecordSnapshot {
   readonly spec?: unknown;
   /** The node's dependencies, to delete dependents first. */
   readonly deps?: readonly string[];
+  /**
+   * Those of `deps` kept for nodes that had left the goals (`depsToStore`): edges the graph no longer
+   * had when they were stored, the first a cycle among removed nodes is broken at (`deletionEdges`).
+   */
+  readonly kept?: readonly string[];
   /** Digest of the goal's spec the node was last reconciled toward: a different one is a goal change. */
   readonly goal?: string;
   /**
@@ -68,9 +74,16 @@ function snapshotOf(r: NodeRecord): RecordSnapshot {
   return (r.snapshot ?? {}) as RecordSnapshot;
 }
 
-/** The dependency ids stored with a record, for ordering deletions. */
-export function storedDeps(r: NodeRecord): readonly string[] {
-  return snapshotOf(r).deps ?? [];
+/** A record's dependencies as stored (`RecordSnapshot.deps`), and those of them kept (`RecordSnapshot.kept`). */
+export interface StoredEdges {
+  readonly deps: readonly NodeId[];
+  readonly kept?: readonly NodeId[] | undefined;
+}
+
+/** The dependencies stored with a record, for ordering deletions. */
+export function storedEdges(r: NodeRecord): StoredEdges {
+  const { deps = [], kept } = snapshotOf(r);
+  return { deps, kept };
 }
 
 /** The referenced outputs stored with a record (`RecordSnapshot.refs`). */
@@ -187,7 +200,7 @@ export function heldByPolicy(r: NodeRecord): boolean {
  */
 export function recordSnapshot<S extends NodeSpec>(
   node: DesiredNode<S>,
-  deps: readonly string[],
+  edges: StoredEdges,
   prev: NodeRecord | undefined,
   rec: NodeRecord,
   codec: NodeSpecCodec<S>,
@@ -196,7 +209,8 @@ export function recordSnapshot<S extends NodeSpec>(
   const spec = prev !== undefined && keepsSpec(prev, rec) ? storedSpec(prev) : codec.encode(node.spec);
   return {
     spec,
-    deps,
+    deps: edges.deps,
+    ...(edges.kept === undefined ? {} : { kept: edges.kept }),
     goal: node.spec.digest,
     ...(node.settings.deletionPolicy === 'Delete' ? { deletionPolicy: 'Delete' as const } : {}),
     ...(refs === undefined ? {} : { refs }),
@@ -211,11 +225,12 @@ export function recordSnapshot<S extends NodeSpec>(
  * first, and its delete refused while it owns the database, a later revision that removed the database
  * too deleted the role first, refused again, and took another apply. So the edges stay with the spec
  * they were found for, as Terraform keeps each resource's dependencies in its state for its destroy.
+ * Those kept are marked so (`RecordSnapshot.kept`): the graph never had them together with its own.
  */
-export function depsToStore(deps: readonly NodeId[], prev: NodeRecord | undefined, rec: NodeRecord, lingers: (id: NodeId) => boolean): readonly NodeId[] {
-  if (prev === undefined || !keepsSpec(prev, rec)) return deps;
-  const kept = storedDeps(prev).filter((d) => lingers(d) && !deps.includes(d));
-  return kept.length === 0 ? deps : [...deps, ...kept];
+export function depsToStore(deps: readonly NodeId[], prev: NodeRecord | undefined, rec: NodeRecord, lingers: (id: NodeId) => boolean): StoredEdges {
+  if (prev === undefined || !keepsSpec(prev, rec)) return { deps };
+  const kept = storedEdges(prev).deps.filter((d) => lingers(d) && !deps.includes(d));
+  return kept.length === 0 ? { deps } : { deps: [...deps, ...kept], kept };
 }
 
 /** Whether `rec` keeps the spec `prev` stored: one is stored, and the applied digest it follows did not change. */
@@ -258,13 +273,20 @@ export function declaredDeletionPolicy(r: NodeRecord): NodeRecord['deletionPolic
 }
 
 /**
- * Whether a stored record's snapshot already has this goal digest, these dependencies, this declared
- * deletion policy and these referenced outputs (`snapshotRefs`), and a spec (which follows the applied
- * digest, compared by `sameRecord`).
+ * Whether a stored record's snapshot already has this goal digest, these dependencies (those kept
+ * too), this declared deletion policy and these referenced outputs (`snapshotRefs`), and a spec
+ * (which follows the applied digest, compared by `sameRecord`).
  */
-export function sameSnapshot(r: NodeRecord, goal: string | null, deps: readonly string[], deletionPolicy: NodeRecord['deletionPolicy'], refs: ReferencedOutputs | undefined): boolean {
+export function sameSnapshot(r: NodeRecord, goal: string | null, edges: StoredEdges, deletionPolicy: NodeRecord['deletionPolicy'], refs: ReferencedOutputs | undefined): boolean {
   const s = snapshotOf(r);
-  return s.spec !== undefined && s.goal === goal && sameDeps(s.deps, deps) && declaredDeletionPolicy(r) === deletionPolicy && sameRefs(s.refs, refs);
+  return (
+    s.spec !== undefined &&
+    s.goal === goal &&
+    sameDeps(s.deps, edges.deps) &&
+    sameDeps(s.kept, edges.kept) &&
+    declaredDeletionPolicy(r) === deletionPolicy &&
+    sameRefs(s.refs, refs)
+  );
 }
 
 /**
@@ -441,33 +463,80 @@ export function splitRemoved<S extends NodeSpec>(
   return { toDelete: reverseDependencyOrder(toDelete), toOrphan, claimed, keptByPolicy };
 }
 
-/** Dependents before their dependencies, from the dependency lists stored with each record. */
 /**
- * For each node, the records among `records` whose stored dependencies name it: what must be gone
- * before it is deleted (a removed node is never deleted while one that depends on it is left).
+ * The edges removed records are deleted by: each one's stored dependencies among `records`, after
+ * any cycle among them is broken, and the cycles that could not be. Edges stored at different times
+ * can close a cycle no graph had: a removed role's edge to its group, kept while its delete failed,
+ * a later explicit edge from the group to a database, and the database's edge to the role, kept
+ * since the role left. Each waiting on another, none would ever be deleted. A cycle is broken at the
+ * edges kept for nodes that had left the goals (`RecordSnapshot.kept`), none of which the current
+ * graph had; one left among edges the graphs did have is reported (`deleteCycleFault`), not waited on.
  */
-export function storedDependents(records: Iterable<NodeRecord>): Map<NodeId, NodeId[]> {
-  const out = new Map<NodeId, NodeId[]>();
-  for (const r of records) {
-    for (const d of storedDeps(r)) {
-      const list = out.get(d);
-      if (list === undefined) out.set(d, [r.id]);
-      else list.push(r.id);
-    }
-  }
-  return out;
+export interface DeletionEdges {
+  /** Each record's dependencies among the records, but those a cycle was broken at. */
+  readonly depsOf: ReadonlyMap<NodeId, readonly NodeId[]>;
+  /** For each record, the records that depend on it: what must be gone before it is deleted. */
+  readonly dependents: ReadonlyMap<NodeId, readonly NodeId[]>;
+  /** Each record on a cycle that is left, with the cycle (its first node again at its end). */
+  readonly cycles: ReadonlyMap<NodeId, readonly NodeId[]>;
 }
 
-export function reverseDependencyOrder(records: readonly NodeRecord[]): NodeRecord[] {
-  const ids = new Set(records.map((r) => r.id));
+export function deletionEdges(records: Iterable<NodeRecord>): DeletionEdges {
+  const stored = new Map<NodeId, StoredEdges>();
+  for (const r of records) stored.set(r.id, storedEdges(r));
+  const depsOf = new Map<NodeId, NodeId[]>();
+  for (const [id, e] of stored) depsOf.set(id, [...new Set(e.deps)].filter((d) => stored.has(d)));
+  const next = (id: NodeId): readonly NodeId[] => depsOf.get(id)!;
+  // Within each cycle, the kept edges go first; what is left cyclic then is a cycle of the graphs'.
+  const cyclic = cyclicComponents(stored.keys(), next);
+  for (const component of cyclic) {
+    const members = new Set(component);
+    for (const id of component) {
+      const kept = stored.get(id)!.kept ?? [];
+      depsOf.set(id, depsOf.get(id)!.filter((d) => !(members.has(d) && kept.includes(d))));
+    }
+  }
+  const cycles = new Map<NodeId, readonly NodeId[]>();
+  for (const component of cyclicComponents(cyclic.flat(), next)) {
+    // One cycle for all its nodes, from the least id, whatever order the records came in.
+    const cycle = cycleThrough(component.reduce((a, b) => (a <= b ? a : b)), new Set(component), next);
+    for (const id of component) cycles.set(id, [...cycle, cycle[0]!]);
+  }
+  const dependents = new Map<NodeId, NodeId[]>();
+  for (const [id, deps] of depsOf) {
+    for (const d of deps) {
+      const list = dependents.get(d);
+      if (list === undefined) dependents.set(d, [id]);
+      else list.push(id);
+    }
+  }
+  return { depsOf, dependents, cycles };
+}
+
+/** The fault of a removed node on a cycle `deletionEdges` could not break: reported, as no order deletes it. */
+export function deleteCycleFault(cycle: readonly NodeId[]): Fault {
+  return fault('permanent', `not deleted: removed nodes depend on each other in a cycle, ${cycle.join(' -> ')}`, {
+    code: 'delete-cycle',
+    hint: 'declare one of them again with deletionPolicy: Orphan and remove it once more (it is let go, its resource left for you to delete by hand); the others are then deleted in order',
+    notTheBackend: 'before-call',
+  });
+}
+
+/**
+ * `records`, dependents before their dependencies, by `edges` (made of these records, or of a set
+ * holding them). A cycle left in `edges` is ordered as met: its nodes are reported, not deleted.
+ */
+export function reverseDependencyOrder(records: readonly NodeRecord[], edges: DeletionEdges = deletionEdges(records)): NodeRecord[] {
   const byId = new Map(records.map((r) => [r.id, r]));
-  const depsOf = (r: NodeRecord): string[] => storedDeps(r).filter((d) => ids.has(d));
   const seen = new Set<string>();
   const order: NodeRecord[] = [];
   const visit = (r: NodeRecord): void => {
     if (seen.has(r.id)) return;
     seen.add(r.id);
-    for (const d of depsOf(r)) visit(byId.get(d)!);
+    for (const d of edges.depsOf.get(r.id) ?? []) {
+      const dep = byId.get(d);
+      if (dep !== undefined) visit(dep);
+    }
     order.push(r);
   };
   for (const r of records) visit(r);

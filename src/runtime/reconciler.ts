@@ -15,7 +15,7 @@ import { assertNever, errorMessage } from './errors.ts';
 import { awaitsOutput } from './interpolation.ts';
 import { forEachLimit } from './limit.ts';
 import type { Semaphore } from './limit.ts';
-import { appliedAtSpec, carriedRecord, digestAt, depsToStore, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedDependents, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, deleteCycleFault, deletionEdges, depsToStore, digestAt, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -527,11 +527,21 @@ export class Reconciler<S extends NodeSpec> {
     const done: NodeId[] = [];
     // The removed nodes that depend on each (records come dependents first), and those left undeleted:
     // a node is not deleted while one that depends on it is left (a group role dropped under a member
-    // whose own delete failed; Terraform stops there too).
-    const dependents = storedDependents(records);
+    // whose own delete failed; Terraform stops there too). One on a cycle of them that cannot be broken
+    // (`deletionEdges`) fails with the cycle.
+    const edges = deletionEdges(records);
     const left = new Set<NodeId>();
     for (const r of records) {
-      const waitsFor = dependents.get(r.id)?.find((d) => left.has(d));
+      const cycle = edges.cycles.get(r.id);
+      if (cycle !== undefined) {
+        const f = deleteCycleFault(cycle);
+        outcomes.set(r.id, { status: 'failed', fault: f });
+        failed(r, f);
+        left.add(r.id);
+        this.log.warn({ node: r.id, backend: r.backendId, fault: f }, 'delete failed');
+        continue;
+      }
+      const waitsFor = edges.dependents.get(r.id)?.find((d) => left.has(d));
       if (waitsFor !== undefined) {
         const reason = `not deleted while ${waitsFor}, which depends on it, is not`;
         left.add(r.id);

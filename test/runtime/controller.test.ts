@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
 import type { InfraBackend } from '../../src/infra/index.ts';
-import { CIRCUITS_META, DEFAULT_FAULT_POLICY, DesiredGraph, fault, GOALS_EMPTY_META, SqliteStateStore, storedRefs } from '../../src/runtime/index.ts';
+import { CIRCUITS_META, DEFAULT_FAULT_POLICY, DesiredGraph, fault, GOALS_EMPTY_META, SqliteStateStore, storedEdges, storedRefs } from '../../src/runtime/index.ts';
 import type { FieldDiff, NodeRecord, Observation, ObservationMemo, ProvisionResult, StateStore } from '../../src/runtime/index.ts';
 import type { InfraDesiredNodeSpec } from '../../src/infra/index.ts';
 import { capturingLogger, compileYaml, fileNode, goalYaml, harness, wrapMemory } from '../support/controller-harness.ts';
@@ -1443,6 +1443,31 @@ describe('Controller: goal changes', () => {
     await h.settle();
     expect(h.calls.deleted).toEqual(['y', 'x']);
     for (const id of ['x', 'y']) expect(h.store.getNode(id), id).toBeUndefined();
+  });
+
+  // Edges stored at three revisions closed a cycle no graph had: r (its delete refused) kept its edge to g,
+  // d kept its edge to r once r left, and g then depended on d. Removed together, each waited on the next.
+  it('removed nodes whose stored edges close a cycle through a kept edge are all deleted, the kept edge given up', async () => {
+    let refuseR = true;
+    const refusing = (b: MemoryBackend): InfraBackend =>
+      wrapMemory(b, 'memory', {
+        delete: (n, ctx) => (n.id === 'r' && refuseR ? Promise.resolve({ status: 'failed', fault: fault('permanent', 'r is in use') }) : b.delete(n, ctx)),
+      });
+    const keep = fileNode('k', 'K');
+    const r = fileNode('r', 'R', { dependsOn: ['g'], deletionPolicy: 'Delete' });
+    const h = await converged(goalYaml(keep + r + fileNode('g', 'G', { deletionPolicy: 'Delete' }) + fileNode('d', 'D', { dependsOn: ['r'], deletionPolicy: 'Delete' }), { prune: true }), { wrap: refusing });
+    await h.controller.setGraph(compileYaml(goalYaml(keep + fileNode('g', 'G', { deletionPolicy: 'Delete' }) + fileNode('d', 'D', { deletionPolicy: 'Delete' }), { prune: true })).graph);
+    await h.settle();
+    await h.controller.setGraph(compileYaml(goalYaml(keep + fileNode('g', 'G', { dependsOn: ['d'], deletionPolicy: 'Delete' }) + fileNode('d', 'D', { deletionPolicy: 'Delete' }), { prune: true })).graph);
+    await h.settle();
+    expect(h.backend.snapshot().has('r')).toBe(true);
+    expect(['r', 'g', 'd'].map((id) => storedEdges(h.store.getNode(id)!))).toEqual([{ deps: ['g'] }, { deps: ['d'] }, { deps: ['r'], kept: ['r'] }]);
+    h.calls.reset();
+    refuseR = false;
+    await h.controller.setGraph(compileYaml(goalYaml(keep, { prune: true })).graph);
+    await h.settle();
+    expect(h.calls.deleted).toEqual(['r', 'g', 'd']);
+    for (const id of ['r', 'g', 'd']) expect(h.store.getNode(id), id).toBeUndefined();
   });
 
   it('a backend declared otherwise is a goal change for its nodes: held ones are released, and what they find is converged, not reported as drift', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { heldByPolicy, policyHoldReason, sameOutputs } from '../../src/runtime/node-record.ts';
+import { deleteCycleFault, deletionEdges, heldByPolicy, policyHoldReason, reverseDependencyOrder, sameOutputs } from '../../src/runtime/node-record.ts';
 import type { NodeRecord } from '../../src/runtime/state-store.ts';
 
 const record = (status: NodeRecord['status'], reason: string | null): NodeRecord => ({
@@ -45,5 +45,30 @@ describe('sameOutputs', () => {
     expect(sameOutputs({ tags: [] }, { other: [] })).toBe(false);
     expect(sameOutputs({ n: 1, s: 'x' }, { n: 1, s: 'x' })).toBe(true);
     expect(sameOutputs({ n: 1 }, { n: '1' })).toBe(false);
+  });
+});
+
+/** A removed node's record with the dependencies it stored (`kept`: those kept for nodes that had left the goals). */
+const removed = (id: string, deps: string[], kept?: string[]): NodeRecord => ({ ...record('failed', null), id, snapshot: { spec: {}, deps, ...(kept === undefined ? {} : { kept }) } });
+
+// Stored at three revisions: r's edge to g (r's delete refused since), d's to r (kept once r left), g's to d
+// (written after). Each waited on the next for ever.
+describe('deleting removed nodes whose stored edges close a cycle', () => {
+  it('breaks it at the kept edge: dependents first by the edges the graphs had', () => {
+    const records = [removed('d', ['r'], ['r']), removed('g', ['d']), removed('x', ['r']), removed('r', ['g'])];
+    const edges = deletionEdges(records);
+    expect(edges.cycles.size).toBe(0);
+    expect(edges.depsOf.get('d')).toEqual([]);
+    expect(edges.dependents.get('r')).toEqual(['x']);
+    expect(reverseDependencyOrder(records).map((r) => r.id)).toEqual(['x', 'r', 'g', 'd']);
+  });
+
+  it('reports one left among edges the graphs had, the same cycle for each of its nodes, and orders the rest', () => {
+    const records = [removed('d', ['r']), removed('g', ['d']), removed('x', ['r']), removed('r', ['g']), removed('e', [], [])];
+    const edges = deletionEdges(records);
+    expect([...edges.cycles.keys()].sort()).toEqual(['d', 'g', 'r']);
+    for (const id of ['d', 'g', 'r']) expect(edges.cycles.get(id)).toEqual(['d', 'r', 'g', 'd']);
+    expect(reverseDependencyOrder(records, edges).map((r) => r.id)).toEqual(['e', 'x', 'd', 'r', 'g']);
+    expect(deleteCycleFault(edges.cycles.get('d')!)).toMatchObject({ class: 'permanent', code: 'delete-cycle', message: 'not deleted: removed nodes depend on each other in a cycle, d -> r -> g -> d' });
   });
 });
