@@ -6,7 +6,7 @@ import { dropped, faultCode } from './kind.ts';
 import type { KindContext, KindHandler, PgNode } from './kind.ts';
 import { databaseOutputs, observeDatabase } from './observe.ts';
 import type { DatabaseRow } from './observe.ts';
-import { alterDatabaseSql, createDatabaseSql, DATABASES_QUERY, databaseOwnerSql, dropDatabaseSql, quoteIdent, quoteLiteral, USER_OBJECTS_QUERY } from './sql.ts';
+import { alterDatabaseSql, createDatabaseSql, DATABASES_QUERY, databaseOwnerSql, dropDatabaseReadySql, dropDatabaseSql, quoteIdent, quoteLiteral, USER_OBJECTS_QUERY } from './sql.ts';
 import type { DatabaseSpec } from './sql.ts';
 
 type DatabaseNode = PgNode<'postgres.database'>;
@@ -113,11 +113,27 @@ export const databaseHandler: KindHandler<'postgres.database'> = {
       );
     }
     // Only its owner may drop it, and DROP DATABASE runs in no transaction: an owner the backend user
-    // may act as only by borrowing it first gives the database to the user, in a transaction of its own.
+    // may act as only by borrowing it first gives the database to the user, in a transaction of its own,
+    // and only when nothing is on it that the drop could not end; if the drop fails all the same (a
+    // session came in meanwhile), the database goes back to that owner, with its privileges.
     const borrowing = await borrowedRoles({ databaseOwners: [name] }, ctx, undefined);
+    const [owner] = borrowing.roles; // the database's owner: the only role asked about
+    const dropIt = (): Promise<unknown> => borrowing.explained(() => ctx.client.execute([dropDatabaseSql(name, force)], { signal: ctx.signal }));
     const drop = async (): Promise<void> => {
-      if (borrowing.roles.length > 0) await ctx.client.execute(borrowing.around([databaseOwnerSql(name, undefined)]), { signal: ctx.signal });
-      await borrowing.explained(() => ctx.client.execute([dropDatabaseSql(name, force)], { signal: ctx.signal }));
+      if (owner === undefined) {
+        await dropIt();
+        return;
+      }
+      await ctx.client.execute(borrowing.around([dropDatabaseReadySql(name, force), databaseOwnerSql(name, undefined)]), { signal: ctx.signal });
+      try {
+        await dropIt();
+      } catch (err) {
+        if (faultCode(err) === '3D000') throw err;
+        await ctx.client.execute(borrowing.around([databaseOwnerSql(name, owner)]), { signal: ctx.signal }).catch((back: unknown) => {
+          ctx.log.error({ database: name, owner, fault: toFault(back) }, 'database not given back to its owner after its drop failed');
+        });
+        throw err;
+      }
     };
     // Our own idle sessions would block the drop.
     await ctx.client.closeDatabase(name);

@@ -224,6 +224,42 @@ export function alterDatabaseSql(spec: DatabaseSpec, fields: { owner: boolean; c
   return out;
 }
 
+/** An anonymous PL/pgSQL block: its body a string constant, so that the literals in it need no other quoting. */
+function doBlock(body: string): Statement {
+  return { text: `DO ${quoteLiteral(body)}` };
+}
+
+/**
+ * Run (as the owner of database `name`, borrowed) before the database is given to the backend user to be
+ * dropped: fails, as the drop would (55006), while sessions the drop cannot end are on it, so that it is
+ * not given over for a drop bound to fail (waiting, as the drop would, for those leaving). Without `force`, any other session; with it, those the user
+ * may not signal once the owner's membership is returned (superusers', and roles' it neither is a
+ * member of nor may signal as pg_signal_backend): it ends the others now, the owner's among them.
+ */
+export function dropDatabaseReadySql(name: string, force: boolean): Statement {
+  const db = quoteLiteral(name);
+  const others = `FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid WHERE a.datname = ${db} AND a.pid <> pg_backend_pid()`;
+  const endable = `NOT r.rolsuper AND (pg_has_role(a.usesysid, 'USAGE') OR pg_has_role('pg_signal_backend', 'USAGE'))`;
+  const body = [
+    'DECLARE n bigint;',
+    'BEGIN',
+    ...(force ? [`PERFORM pg_terminate_backend(a.pid, 10000) ${others} AND ${endable};`] : []),
+    // As DROP DATABASE itself, up to 5 s for sessions on their way out (a pool just closed: ours).
+    'FOR i IN 1..50 LOOP',
+    'PERFORM pg_stat_clear_snapshot();',
+    `SELECT count(*) INTO n ${others}${force ? ` AND NOT (${endable})` : ''};`,
+    'EXIT WHEN n = 0;',
+    'PERFORM pg_sleep(0.1);',
+    'END LOOP;',
+    'IF n > 0 THEN',
+    `RAISE EXCEPTION USING ERRCODE = '55006', MESSAGE = format('database "%s" is being accessed by other users', ${db}),`,
+    `DETAIL = format('There are %s other session(s) using the database${force ? ' that the backend user may not end' : ''}.', n);`,
+    'END IF;',
+    'END',
+  ].join('\n');
+  return doBlock(body);
+}
+
 /** `WITH (FORCE)` ends other sessions; used only when the spec says `force: true`. */
 export function dropDatabaseSql(name: string, force: boolean): Statement {
   return { text: `DROP DATABASE ${quoteIdent(name)}${force ? ' WITH (FORCE)' : ''}` };

@@ -1,4 +1,5 @@
 import { tmpdir } from 'node:os';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postgresBackendFactory } from '../../../src/backends/postgres/index.ts';
 import type { PostgresBackend } from '../../../src/backends/postgres/index.ts';
@@ -103,6 +104,39 @@ describe.each(PG_VERSIONS)('a backend user with CREATEROLE and CREATEDB, not a s
     for (const role of ['cr_owner', 'cr_owner2']) {
       expect(await server.sql(`SELECT pg_has_role('cr_admin', $1, 'USAGE') AS usage`, [role])).toEqual([{ usage: false }]);
     }
+  });
+
+  it('a database it may drop only as its owner is not given to it while sessions it cannot end are on it: the drop fails and the owner keeps it', async () => {
+    const dropper = pgNode('dropper', 'postgres.role', { name: 'cr_dropper', login: true });
+    const db = (force: boolean): BackendNode => pgNode('busy', 'postgres.database', { name: 'cr_busy', owner: 'cr_dropper', force });
+    expect(Object.values(await pass([dropper, db(false)])).every((s) => s === 'done' || s === 'upToDate')).toBe(true);
+    const owned = async (): Promise<unknown[]> =>
+      server.sql(`SELECT datdba::regrole::text AS owner, has_database_privilege('cr_dropper', 'cr_busy', 'CREATE') AS creates FROM pg_database WHERE datname = 'cr_busy'`);
+
+    // An application connected (here the superuser's session): PostgreSQL would refuse the drop.
+    const app = await server.client('cr_busy');
+    try {
+      for (const force of [false, true]) {
+        const r = await backend.delete(db(force), ctx);
+        expect(r, `force: ${force}`).toMatchObject({ status: 'failed', fault: { class: 'transient', code: '55006', message: 'database "cr_busy" is being accessed by other users' } });
+        expect(await owned()).toEqual([{ owner: 'cr_dropper', creates: true }]);
+      }
+    } finally {
+      await app.end();
+    }
+
+    // With force, a session of the owner is ended (as the owner, borrowed) and the database dropped.
+    await server.sql(`ALTER ROLE cr_dropper PASSWORD 'dropper-pw'`);
+    const ownerSession = new pg.Client({ host: server.host, port: server.port, user: 'cr_dropper', password: 'dropper-pw', database: 'cr_busy' });
+    ownerSession.on('error', () => undefined);
+    await ownerSession.connect();
+    try {
+      expect(await backend.delete(db(true), ctx)).toMatchObject({ status: 'done' });
+    } finally {
+      await ownerSession.end().catch(() => undefined);
+    }
+    expect(await owned()).toEqual([]);
+    expect(await borrowedLeft()).toEqual([]);
   });
 
   it('an owner it may not act as (a superuser) is refused with a hint that says what to grant', async () => {
