@@ -3,6 +3,7 @@ import { resolveSecret } from '../../infra/index.ts';
 import type { BackendContext, BackendHealth, BackendNode, BackendUpdate, InfraBackend } from '../../infra/index.ts';
 import { fault, FaultError, KeyedSerializer } from '../../runtime/index.ts';
 import type { FieldDiff, NodeId, Observation, OperationContext, ProvisionResult } from '../../runtime/index.ts';
+import { Borrower } from './borrowed-roles.ts';
 import { PgClient } from './client.ts';
 import type { PostgresConfig } from './config.ts';
 import { databaseHandler } from './database.ts';
@@ -31,6 +32,7 @@ export class PostgresBackend implements InfraBackend {
   private readonly roles = roleHandler();
   private readonly handlers: Handlers;
   private readonly privileges = new KeyedSerializer();
+  private readonly borrower = new Borrower();
   /** The role the backend connects as, and the password it connects with. */
   private readonly user: string;
   private readonly userPassword: PostgresConfig['password'];
@@ -240,6 +242,7 @@ export class PostgresBackend implements InfraBackend {
   private kindContext(ctx: OperationContext): KindContext {
     return {
       client: this.client,
+      borrower: this.borrower,
       signal: ctx.signal,
       log: ctx.log,
       outputsOf: ctx.outputsOf,

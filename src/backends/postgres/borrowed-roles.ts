@@ -1,7 +1,7 @@
 import { FaultError, toFault } from '../../runtime/index.ts';
 import type { KindContext } from './kind.ts';
 import { faultCode } from './kind.ts';
-import { BORROW_QUERY, borrowRoleSql, quoteIdent, returnRoleSql } from './sql.ts';
+import { BORROW_QUERY, borrowRoleSql, quoteIdent, returnRoleSql, SUPERUSER_QUERY } from './sql.ts';
 import type { Statement } from './sql.ts';
 
 /**
@@ -52,7 +52,14 @@ interface BorrowRow {
  */
 export async function borrowedRoles(who: ActingAs, ctx: KindContext, database: string | undefined): Promise<Borrowing> {
   const named = (xs: readonly (string | undefined)[] | undefined): string[] => (xs ?? []).filter((x): x is string => x !== undefined);
-  const rows = await ctx.client.query<BorrowRow>(
+  const asksNothing =
+    named(who.roles).length === 0 &&
+    (who.databaseOwners ?? []).length === 0 &&
+    named(who.schemaOwners).length === 0 &&
+    who.relationOwners === undefined &&
+    (who.extensionOwners ?? []).length === 0;
+  // A superuser holds every role: no round trip to find what it lacks.
+  const rows = asksNothing || (await ctx.borrower.superuser(ctx)) ? [] : await ctx.client.query<BorrowRow>(
     BORROW_QUERY,
     [
       named(who.roles),
@@ -80,7 +87,10 @@ export async function borrowedRoles(who: ActingAs, ctx: KindContext, database: s
       try {
         return await run();
       } catch (err) {
-        if (lacking.length === 0 || faultCode(err) !== '42501') throw err;
+        if (faultCode(err) !== '42501') throw err;
+        // Perhaps no longer a superuser: asked again next time.
+        ctx.borrower.forget();
+        if (lacking.length === 0) throw err;
         const f = toFault(err);
         const grants = lacking.map((r) => `GRANT ${quoteIdent(r)} TO ${quoteIdent(ctx.user)}${perGrant ? ' WITH INHERIT TRUE, SET TRUE' : ''}`).join('; ');
         throw new FaultError(
@@ -90,6 +100,27 @@ export async function borrowedRoles(who: ActingAs, ctx: KindContext, database: s
       }
     },
   };
+}
+
+/** What a backend keeps across its operations for `borrowedRoles`: whether its user is a superuser (who borrows nothing). */
+export class Borrower {
+  #superuser: Promise<boolean> | undefined;
+
+  /** Read once, and again after `forget` (a refused privilege: the user may have lost SUPERUSER). */
+  superuser(ctx: Pick<KindContext, 'client' | 'signal'>): Promise<boolean> {
+    this.#superuser ??= ctx.client
+      .query<{ rolsuper: boolean }>(SUPERUSER_QUERY, [], { signal: ctx.signal })
+      .then((rows) => rows[0]?.rolsuper === true)
+      .catch((err: unknown) => {
+        this.#superuser = undefined;
+        throw err;
+      });
+    return this.#superuser;
+  }
+
+  forget(): void {
+    this.#superuser = undefined;
+  }
 }
 
 /**

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { InfraNodeSpecOf, SecretRef } from '../../infra/index.ts';
 import { toFault } from '../../runtime/index.ts';
 import type { FieldDiff, NodeId, Observation, ObservationMemo, Outputs, ProvisionResult } from '../../runtime/index.ts';
+import type { Borrower } from './borrowed-roles.ts';
 import type { PgClient } from './client.ts';
 import { classifyPgError, sqlState } from './faults.ts';
 
@@ -30,6 +31,8 @@ export interface KindContext {
   readonly memoOf: (id: NodeId) => ObservationMemo | undefined;
   /** Reads a secret's value; throws a coded error naming the reference, never the value. */
   readonly secret: (ref: SecretRef) => Promise<string>;
+  /** The backend's state for borrowed roles (borrowed-roles.ts). */
+  readonly borrower: Borrower;
   /** The role the backend connects as (`config.user`). */
   readonly user: string;
   /** The password it connects with (`config.password`), if one: a goal setting that role another one shuts the backend out. */

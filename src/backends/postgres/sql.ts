@@ -183,6 +183,9 @@ FROM wanted w JOIN pg_roles r ON r.rolname = w.name CROSS JOIN me CROSS JOIN v
 WHERE NOT pg_has_role(current_user, r.oid, 'USAGE') OR NOT pg_has_role(current_user, r.oid, CASE WHEN v.per_grant THEN 'SET' ELSE 'USAGE' END)
 ORDER BY 1`;
 
+/** Whether the connected user is a superuser (who has every role's privileges, and borrows none). */
+export const SUPERUSER_QUERY = 'SELECT rolsuper FROM pg_roles WHERE rolname = current_user';
+
 /**
  * Makes the connected user a member of `role` that inherits its privileges and (from PostgreSQL 16,
  * `perGrant`) may SET ROLE to it, as its own grant (`GRANTED BY`: the one `returnRoleSql` ends).

@@ -119,6 +119,21 @@ describe.each(PG_VERSIONS)('postgres backend against a real PostgreSQL %i', (ver
     }
   });
 
+  it('as a superuser, creates a schema in one round trip: it has every role, and asks which it lacks only once, not per operation', async () => {
+    const schemaIn = (name: string): BackendNode => pgNode(name, 'postgres.schema', { name, database: 'postgres', owner: 'postgres' });
+    done(await backend.create(schemaIn('rt_first'), ctx));
+    const queries = vi.spyOn(PgClient.prototype, 'query');
+    const executes = vi.spyOn(PgClient.prototype, 'execute');
+    try {
+      done(await backend.create(schemaIn('rt_second'), ctx));
+      expect(queries.mock.calls.length + executes.mock.calls.length).toBe(1);
+    } finally {
+      queries.mockRestore();
+      executes.mockRestore();
+    }
+    for (const name of ['rt_first', 'rt_second']) expect((await backend.delete(schemaIn(name), ctx)).status).toBe('done');
+  });
+
   it('reports an out-of-band ALTER ROLE as a field diff and corrects it', async () => {
     await server.sql('ALTER ROLE app_owner CONNECTION LIMIT 50 CREATEDB');
     const obs = await observeOne(owner);
