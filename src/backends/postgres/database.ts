@@ -54,8 +54,8 @@ export const databaseHandler: KindHandler<'postgres.database'> = {
     const borrowing = await borrowedRoles({ roles: [owner] }, ctx, undefined);
     // CREATE DATABASE runs in no transaction, so not with a membership borrowed for one: an owner the
     // backend user may act as only so gets the database in a second statement, in a transaction of its
-    // own. Interrupted between the two, the database is the user's; its next observation finds the
-    // owner differs, and the update gives it over.
+    // own. Interrupted between the two (the process killed), the database is the user's; its next
+    // observation finds the owner differs, and the update gives it over (unless the node ignores owner).
     const handOver = owner !== undefined && borrowing.roles.includes(owner);
     // PostgreSQL copies no database that has other sessions, and ours count: the pool opened by
     // observing the template's own extension or schema nodes stays open (idle) for a while.
@@ -73,7 +73,18 @@ export const databaseHandler: KindHandler<'postgres.database'> = {
         { cause: err },
       );
     }
-    if (handOver) await ctx.client.execute(borrowing.around([databaseOwnerSql(node.spec.name, owner)]), { signal: ctx.signal });
+    if (handOver) {
+      try {
+        await ctx.client.execute(borrowing.around([databaseOwnerSql(node.spec.name, owner)]), { signal: ctx.signal });
+      } catch (err) {
+        // Not left the user's (a node that ignores its owner would take it as it is, for good): just
+        // made and empty, it is dropped, and made again by the retry.
+        await ctx.client.execute([dropDatabaseSql(node.spec.name, false)], { signal: ctx.signal }).catch((drop: unknown) => {
+          ctx.log.error({ database: node.spec.name, owner, fault: toFault(drop) }, 'database left to the backend user: its owner could not be given it, nor could it be dropped');
+        });
+        throw err;
+      }
+    }
     return { outputs: await outputsAfter(node, ctx) };
   },
 

@@ -1,7 +1,7 @@
 import { tmpdir } from 'node:os';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { postgresBackendFactory } from '../../../src/backends/postgres/index.ts';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { PgClient, postgresBackendFactory } from '../../../src/backends/postgres/index.ts';
 import type { PostgresBackend } from '../../../src/backends/postgres/index.ts';
 import type { BackendNode } from '../../../src/infra/index.ts';
 import type { Observation, ProvisionResult } from '../../../src/runtime/index.ts';
@@ -136,6 +136,24 @@ describe.each(PG_VERSIONS)('a backend user with CREATEROLE and CREATEDB, not a s
       await ownerSession.end().catch(() => undefined);
     }
     expect(await owned()).toEqual([]);
+    expect(await borrowedLeft()).toEqual([]);
+  });
+
+  it('a database whose hand-over to its owner fails (the owner dropped meanwhile) is dropped again, not left the backend user\'s', async () => {
+    expect(await pass([pgNode('gone', 'postgres.role', { name: 'cr_gone' })])).toEqual({ gone: 'done' });
+    // The owner dropped out of band between CREATE DATABASE and the hand-over: right before the latter.
+    const original = PgClient.prototype.execute;
+    const execute = vi.spyOn(PgClient.prototype, 'execute').mockImplementation(async function (this: PgClient, statements, options) {
+      if (statements.some((st) => st.text.startsWith('ALTER DATABASE "cr_gone_db" OWNER TO "cr_gone"'))) await server.sql('DROP ROLE cr_gone');
+      return original.call(this, statements, options);
+    });
+    try {
+      const r = await backend.create(pgNode('gone-db', 'postgres.database', { name: 'cr_gone_db', owner: 'cr_gone' }), ctx);
+      expect(r).toMatchObject({ status: 'failed', fault: { class: 'transient', code: '42704' } });
+    } finally {
+      execute.mockRestore();
+    }
+    expect(await server.sql(`SELECT datname FROM pg_database WHERE datname = 'cr_gone_db'`)).toEqual([]);
     expect(await borrowedLeft()).toEqual([]);
   });
 
