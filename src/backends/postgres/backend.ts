@@ -154,7 +154,10 @@ export class PostgresBackend implements InfraBackend {
     }
     if (roles.length > 0) {
       try {
-        const done = await batch(roles, this.kindContext(ctx));
+        const done = await this.ordered(
+          roles.map((r) => r.node.spec.name),
+          () => batch(roles, this.kindContext(ctx)),
+        );
         for (const [id, made] of done) out.set(id, { status: 'done', ...made });
         ctx.log.info({ kind: 'postgres.role', op, nodes: roles.length }, 'provisioned in one transaction');
       } catch (err) {
@@ -215,7 +218,7 @@ export class PostgresBackend implements InfraBackend {
       const go = (): Promise<Provisioned> => run(this.handler(pg.spec.type), pg, this.kindContext(ctx));
       // Two GRANTs on one object from two sessions update the same ACL row: PostgreSQL fails one
       // with "tuple concurrently updated". Privilege changes within a database go one at a time.
-      const made = pg.spec.type === 'postgres.grant' ? await this.privileges.run(pg.spec.database, go) : await go();
+      const made = await this.ordered(pg.spec.type === 'postgres.role' ? [pg.spec.name] : [], () => (pg.spec.type === 'postgres.grant' ? this.privileges.run(pg.spec.database, go) : go()));
       ctx.log.debug({ node: node.id, kind: pg.spec.type, op }, 'provisioned');
       return { status: 'done', ...made };
     } catch (err) {
@@ -223,6 +226,14 @@ export class PostgresBackend implements InfraBackend {
       ctx.log.warn({ node: node.id, kind: pg.spec.type, op, class: f.class, code: f.code }, 'operation failed');
       return { status: 'failed', fault: f };
     }
+  }
+
+  /**
+   * Runs an operation (on the roles `roles`, if any) in its order with borrowed roles (borrowed-roles.ts):
+   * alone when it may change the backend user's own memberships.
+   */
+  private ordered<T>(roles: readonly string[], run: () => Promise<T>): Promise<T> {
+    return roles.includes(this.user) ? this.borrower.changingMemberships(run) : this.borrower.borrowing(run);
   }
 
   /**

@@ -1,4 +1,4 @@
-import { FaultError, toFault } from '../../runtime/index.ts';
+import { FaultError, Semaphore, toFault } from '../../runtime/index.ts';
 import type { KindContext } from './kind.ts';
 import { faultCode } from './kind.ts';
 import { BORROW_QUERY, borrowRoleSql, quoteIdent, returnRoleSql, SUPERUSER_QUERY } from './sql.ts';
@@ -102,9 +102,28 @@ export async function borrowedRoles(who: ActingAs, ctx: KindContext, database: s
   };
 }
 
-/** What a backend keeps across its operations for `borrowedRoles`: whether its user is a superuser (who borrows nothing). */
+/**
+ * What a backend keeps across its operations for `borrowedRoles`: whether its user is a superuser (who
+ * borrows nothing), and the order of borrows and changes of the user's own memberships.
+ */
 export class Borrower {
   #superuser: Promise<boolean> | undefined;
+  /** Borrows share it; a change of the backend user's memberships takes all of it. */
+  readonly #memberships = new Semaphore(Number.MAX_SAFE_INTEGER);
+
+  /** Runs an operation that may borrow roles: alongside others, never alongside `changingMemberships`. */
+  borrowing<T>(run: () => Promise<T>): Promise<T> {
+    return this.#memberships.run(run, 1);
+  }
+
+  /**
+   * Runs a change of the backend user's own memberships (its role declared with memberOf) alone: a
+   * membership granted while a borrow of the same role is open would end with the borrow's revoke
+   * (the borrow's own check fails it instead, but only across processes is that needed).
+   */
+  changingMemberships<T>(run: () => Promise<T>): Promise<T> {
+    return this.#memberships.run(run, Number.MAX_SAFE_INTEGER);
+  }
 
   /** Read once, and again after `forget` (a refused privilege: the user may have lost SUPERUSER). */
   superuser(ctx: Pick<KindContext, 'client' | 'signal'>): Promise<boolean> {

@@ -45,6 +45,11 @@ export function quoteLiteral(value: string): string {
   return value.includes('\\') ? `E'${quoted.replaceAll('\\', '\\\\')}'` : `'${quoted}'`;
 }
 
+/** An anonymous PL/pgSQL block: its body a string constant, so that the literals in it need no other quoting. */
+function doBlock(body: string): Statement {
+  return { text: `DO ${quoteLiteral(body)}` };
+}
+
 /** An integer written into DDL, checked first (CONNECTION LIMIT takes no bind parameter). */
 export function sqlInteger(n: number): string {
   if (!Number.isSafeInteger(n)) throw new UnsafeSqlValueError('expected an integer');
@@ -188,10 +193,31 @@ export const SUPERUSER_QUERY = 'SELECT rolsuper FROM pg_roles WHERE rolname = cu
 
 /**
  * Makes the connected user a member of `role` that inherits its privileges and (from PostgreSQL 16,
- * `perGrant`) may SET ROLE to it, as its own grant (`GRANTED BY`: the one `returnRoleSql` ends).
+ * `perGrant`) may SET ROLE to it, as its own grant (`GRANTED BY`: the one `returnRoleSql` ends). What
+ * `BORROW_QUERY` found, a round trip earlier, is made sure of here, in the borrowing transaction: a
+ * membership the revoke would end (from 16, the user's own grant to itself; before, any) that exists
+ * before the grant, or was granted meanwhile so that the grant left it as it was (its row not this
+ * transaction's), fails the borrow (40001: retried) rather than being revoked with it. A grant not yet
+ * committed makes this one wait, then fail on its row.
  */
 export function borrowRoleSql(role: string, perGrant: boolean): Statement {
-  return { text: `GRANT ${quoteIdent(role)} TO CURRENT_USER${perGrant ? ' WITH INHERIT TRUE, SET TRUE GRANTED BY CURRENT_USER' : ''}` };
+  const held = `SELECT 1 FROM pg_auth_members m WHERE m.roleid = ${quoteLiteral(quoteIdent(role))}::regrole AND m.member = (SELECT oid FROM pg_roles WHERE rolname = current_user)${perGrant ? ' AND m.grantor = m.member' : ''}`;
+  const refuse = [
+    'THEN',
+    `RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = format('role "%s" was granted to "%s" meanwhile: not borrowed, lest the revoke that ends the borrowing end that membership', ${quoteLiteral(role)}, current_user);`,
+    'END IF;',
+  ];
+  return doBlock(
+    [
+      'BEGIN',
+      `IF EXISTS (${held})`,
+      ...refuse,
+      `GRANT ${quoteIdent(role)} TO CURRENT_USER${perGrant ? ' WITH INHERIT TRUE, SET TRUE GRANTED BY CURRENT_USER' : ''};`,
+      `IF NOT EXISTS (${held} AND m.xmin = pg_current_xact_id()::xid)`,
+      ...refuse,
+      'END',
+    ].join('\n'),
+  );
 }
 
 /** Ends the membership `borrowRoleSql` made. */
@@ -225,11 +251,6 @@ export function alterDatabaseSql(spec: DatabaseSpec, fields: { owner: boolean; c
     out.push({ text: `ALTER DATABASE ${quoteIdent(spec.name)} WITH CONNECTION LIMIT ${sqlInteger(spec.connectionLimit)}` });
   }
   return out;
-}
-
-/** An anonymous PL/pgSQL block: its body a string constant, so that the literals in it need no other quoting. */
-function doBlock(body: string): Statement {
-  return { text: `DO ${quoteLiteral(body)}` };
 }
 
 /**

@@ -3,6 +3,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PgClient, postgresBackendFactory } from '../../../src/backends/postgres/index.ts';
 import type { PostgresBackend } from '../../../src/backends/postgres/index.ts';
+import { BORROW_QUERY } from '../../../src/backends/postgres/sql.ts';
 import type { BackendNode } from '../../../src/infra/index.ts';
 import type { Observation, ProvisionResult } from '../../../src/runtime/index.ts';
 import { PG_VERSIONS, startTestPostgres } from '../../support/postgres.ts';
@@ -155,6 +156,39 @@ describe.each(PG_VERSIONS)('a backend user with CREATEROLE and CREATEDB, not a s
     }
     expect(await server.sql(`SELECT datname FROM pg_database WHERE datname = 'cr_gone_db'`)).toEqual([]);
     expect(await borrowedLeft()).toEqual([]);
+  });
+
+  it('a membership in the owner granted to it between the borrow query and the borrow fails the borrow (retried), and survives: the revoke does not end it', async () => {
+    expect(await pass([pgNode('lent', 'postgres.role', { name: 'cr_lent' })])).toEqual({ lent: 'done' });
+    const db = pgNode('lent-db', 'postgres.database', { name: 'cr_lent_db', owner: 'cr_lent' });
+    // From 16, the membership the borrow's revoke would end is the backend user's own grant (as the
+    // role handler makes for a backend user declared with memberOf); before, any.
+    const grant = `GRANT cr_lent TO cr_admin${server.version >= 16 ? ' GRANTED BY cr_admin' : ''}`;
+    const member = async (): Promise<string[]> => (await borrowedLeft()).map((r) => (r as { role: string }).role);
+    const original = PgClient.prototype.query;
+    let granted = false;
+    const query = vi.spyOn(PgClient.prototype, 'query').mockImplementation(async function (this: PgClient, text, values, options) {
+      const rows = await original.call(this, text, values, options);
+      if (text === BORROW_QUERY && !granted) {
+        granted = true;
+        await server.sql(grant);
+      }
+      return rows as never;
+    });
+    try {
+      expect(await backend.create(db, ctx)).toMatchObject({ status: 'failed', fault: { class: 'transient', code: '40001' } });
+    } finally {
+      query.mockRestore();
+    }
+    expect(granted).toBe(true);
+    expect(await member()).toEqual(['cr_lent']);
+    expect(await server.sql(`SELECT datname FROM pg_database WHERE datname = 'cr_lent_db'`)).toEqual([]);
+
+    // Once it is gone, the retry borrows it.
+    await server.sql(`REVOKE cr_lent FROM cr_admin${server.version >= 16 ? ' GRANTED BY cr_admin' : ''}`);
+    expect(await pass([db])).toEqual({ 'lent-db': 'done' });
+    expect(await server.sql(`SELECT datdba::regrole::text AS owner FROM pg_database WHERE datname = 'cr_lent_db'`)).toEqual([{ owner: 'cr_lent' }]);
+    expect(await member()).toEqual([]);
   });
 
   it('an owner it may not act as (a superuser) is refused with a hint that says what to grant', async () => {
