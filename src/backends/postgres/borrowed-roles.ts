@@ -33,6 +33,7 @@ export interface Borrowing {
 
 interface BorrowRow {
   readonly role: string;
+  readonly me: string;
   readonly per_grant: boolean;
   readonly borrowable: boolean;
 }
@@ -92,7 +93,7 @@ export async function borrowedRoles(who: ActingAs, ctx: KindContext, database: s
         ctx.borrower.forget();
         if (lacking.length === 0) throw err;
         const f = toFault(err);
-        const grants = lacking.map((r) => `GRANT ${quoteIdent(r)} TO ${quoteIdent(ctx.user)}${perGrant ? ' WITH INHERIT TRUE, SET TRUE' : ''}`).join('; ');
+        const grants = lacking.map((r) => `GRANT ${quoteIdent(r)} TO ${quoteIdent(rows[0]?.me ?? ctx.user)}${perGrant ? ' WITH INHERIT TRUE, SET TRUE' : ''}`).join('; ');
         throw new FaultError(
           { ...f, hint: `the backend user acts here as ${lacking.map((r) => JSON.stringify(r)).join(', ')} and may do so only as a member: ${grants} (or connect as a superuser)` },
           { cause: err },

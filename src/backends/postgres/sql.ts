@@ -166,7 +166,8 @@ export function dropRoleSql(name: string): Statement {
  * connected user lacks (it inherits from it, and from PostgreSQL 16 may SET ROLE to it); for each,
  * whether it may grant itself the membership for a while: it may grant the role (ADMIN OPTION, or
  * before 16 CREATEROLE on a role not a superuser) and holds no membership the grant would change and
- * its revoke end (from 16, its own grant of the role to itself; before, any membership).
+ * its revoke end (from 16, its own grant of the role to itself; before, any membership); and the
+ * connected user (`me`: the hint of a refusal names it as the grants do, `CURRENT_USER`).
  */
 export const BORROW_QUERY = `WITH wanted AS (
   SELECT unnest($1::name[]) AS name
@@ -178,7 +179,7 @@ export const BORROW_QUERY = `WITH wanted AS (
   UNION SELECT pg_get_userbyid(e.extowner) FROM pg_extension e WHERE e.extname = ANY($6::name[])
 ), me AS (SELECT oid, rolcreaterole FROM pg_roles WHERE rolname = current_user),
 v AS (SELECT current_setting('server_version_num')::int >= 160000 AS per_grant)
-SELECT r.rolname AS role, v.per_grant,
+SELECT r.rolname AS role, current_user AS me, v.per_grant,
   (EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = r.oid AND m.admin_option AND pg_has_role(current_user, m.member, 'MEMBER'))
     OR (NOT v.per_grant AND me.rolcreaterole AND NOT r.rolsuper))
   AND NOT CASE WHEN v.per_grant
