@@ -468,9 +468,10 @@ export function splitRemoved<S extends NodeSpec>(
  * any cycle among them is broken, and the cycles that could not be. Edges stored at different times
  * can close a cycle no graph had: a removed role's edge to its group, kept while its delete failed,
  * a later explicit edge from the group to a database, and the database's edge to the role, kept
- * since the role left. Each waiting on another, none would ever be deleted. A cycle is broken at the
+ * since the role left. Each waiting on another, none would ever be deleted. A cycle is broken at
  * edges kept for nodes that had left the goals (`RecordSnapshot.kept`), none of which the current
- * graph had; one left among edges the graphs did have is reported (`deleteCycleFault`), not waited on.
+ * graph had, one at a time until it is gone (`breakAtKept`); one left among edges the graphs did
+ * have is reported (`deleteCycleFault`), not waited on.
  */
 export interface DeletionEdges {
   /** Each record's dependencies among the records, but those a cycle was broken at. */
@@ -487,17 +488,8 @@ export function deletionEdges(records: Iterable<NodeRecord>): DeletionEdges {
   const depsOf = new Map<NodeId, NodeId[]>();
   for (const [id, e] of stored) depsOf.set(id, [...new Set(e.deps)].filter((d) => stored.has(d)));
   const next = (id: NodeId): readonly NodeId[] => depsOf.get(id)!;
-  // Within each cycle, the kept edges go first; what is left cyclic then is a cycle of the graphs'.
-  const cyclic = cyclicComponents(stored.keys(), next);
-  for (const component of cyclic) {
-    const members = new Set(component);
-    for (const id of component) {
-      const kept = stored.get(id)!.kept ?? [];
-      depsOf.set(id, depsOf.get(id)!.filter((d) => !(members.has(d) && kept.includes(d))));
-    }
-  }
   const cycles = new Map<NodeId, readonly NodeId[]>();
-  for (const component of cyclicComponents(cyclic.flat(), next)) {
+  for (const component of cyclicComponents(stored.keys(), next).flatMap((c) => breakAtKept(c, stored, depsOf))) {
     // One cycle for all its nodes, from the least id, whatever order the records came in.
     const cycle = cycleThrough(component.reduce((a, b) => (a <= b ? a : b)), new Set(component), next);
     for (const id of component) cycles.set(id, [...cycle, cycle[0]!]);
@@ -511,6 +503,36 @@ export function deletionEdges(records: Iterable<NodeRecord>): DeletionEdges {
     }
   }
   return { depsOf, dependents, cycles };
+}
+
+/**
+ * Breaks the cycles of `component` (a cyclic component of `depsOf`) at its kept edges, one at a time,
+ * the least by (from, to) id first, the components left cyclic found again after each: every kept
+ * edge is one an earlier graph had, and each given up beyond those a cycle needs lets a dependency
+ * go before its dependent (a role before the database it owns). Returns the components left cyclic,
+ * among edges the graphs had. `depsOf` loses the edges given up.
+ */
+function breakAtKept(component: readonly NodeId[], stored: ReadonlyMap<NodeId, StoredEdges>, depsOf: Map<NodeId, NodeId[]>): NodeId[][] {
+  const left: NodeId[][] = [];
+  const work = [component];
+  while (work.length > 0) {
+    const members = new Set(work.pop());
+    let least: readonly [NodeId, NodeId] | undefined;
+    for (const from of members) {
+      const kept = stored.get(from)!.kept ?? [];
+      for (const to of depsOf.get(from)!) {
+        if (members.has(to) && kept.includes(to) && (least === undefined || from < least[0] || (from === least[0] && to < least[1]))) least = [from, to];
+      }
+    }
+    if (least === undefined) {
+      left.push([...members]);
+      continue;
+    }
+    const [from, to] = least;
+    depsOf.set(from, depsOf.get(from)!.filter((d) => d !== to));
+    work.push(...cyclicComponents(members, (id) => depsOf.get(id)!.filter((d) => members.has(d))));
+  }
+  return left;
 }
 
 /** The fault of a removed node on a cycle `deletionEdges` could not break: reported, as no order deletes it. */

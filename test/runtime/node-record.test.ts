@@ -63,6 +63,26 @@ describe('deleting removed nodes whose stored edges close a cycle', () => {
     expect(reverseDependencyOrder(records).map((r) => r.id)).toEqual(['x', 'r', 'g', 'd']);
   });
 
+  // Every kept edge is one an earlier graph had: each given up beyond those the cycle needs let a dependency go
+  // before its dependent (a role dropped while it still owned a database).
+  it('gives up one of two kept edges that close a cycle between two nodes, and orders them by the other', () => {
+    const records = [removed('b', ['a'], ['a']), removed('a', ['b'], ['b'])];
+    const edges = deletionEdges(records);
+    expect(edges.cycles.size).toBe(0);
+    expect(edges.depsOf.get('a')).toEqual([]);
+    expect(edges.depsOf.get('b')).toEqual(['a']);
+    expect(reverseDependencyOrder(records, edges).map((r) => r.id)).toEqual(['b', 'a']);
+  });
+
+  it('gives up no more kept edges than the cycle needs: one that breaks it, the other still ordering its pair', () => {
+    const records = [removed('c', ['a']), removed('b', ['c'], ['c']), removed('a', ['b'], ['b'])];
+    const edges = deletionEdges(records);
+    expect(edges.cycles.size).toBe(0);
+    expect(edges.depsOf.get('a')).toEqual([]);
+    expect(edges.depsOf.get('b')).toEqual(['c']);
+    expect(reverseDependencyOrder(records, edges).map((r) => r.id)).toEqual(['b', 'c', 'a']);
+  });
+
   it('reports one left among edges the graphs had, the same cycle for each of its nodes, and orders the rest', () => {
     const records = [removed('d', ['r']), removed('g', ['d']), removed('x', ['r']), removed('r', ['g']), removed('e', [], [])];
     const edges = deletionEdges(records);
