@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { resolveSecret } from '../../infra/index.ts';
-import { fault, FaultError } from '../../runtime/index.ts';
+import { fault, FaultError, MAX_TIMER_MS } from '../../runtime/index.ts';
 import type { PostgresConfig } from './config.ts';
 import { classifyPgError, isSocketHost, serverAddress, sqlState } from './faults.ts';
 import { PreferTlsStream } from './prefer-tls.ts';
@@ -45,6 +45,9 @@ function loadPg(): Promise<typeof pg> {
   pgModule ??= import('pg').then((m) => m.default);
   return pgModule;
 }
+
+/** What `ownSignal` allows a statement beyond connecting, at least (the lockTimeout when longer). */
+const OWN_STATEMENT_MS = 5_000;
 
 class AbortError extends Error {
   constructor() {
@@ -89,6 +92,15 @@ export class PgClient {
   /** The database roles and databases are managed through. */
   get maintenanceDatabase(): string {
     return this.config.database;
+  }
+
+  /**
+   * A signal for a statement that must not end with the operation that asked for it (a clean-up after
+   * a failed step, which often failed because the operation's signal fired: its timeout, a shutdown):
+   * bounded by a connection and a lock wait instead, so that it cannot hang either.
+   */
+  ownSignal(): AbortSignal {
+    return AbortSignal.timeout(Math.min(MAX_TIMER_MS, this.config.connectTimeout + Math.max(this.config.lockTimeout, OWN_STATEMENT_MS)));
   }
 
   /** The rows of one parameterised statement. */

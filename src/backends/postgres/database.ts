@@ -78,8 +78,9 @@ export const databaseHandler: KindHandler<'postgres.database'> = {
         await ctx.client.execute(borrowing.around([databaseOwnerSql(node.spec.name, owner)]), { signal: ctx.signal });
       } catch (err) {
         // Not left the user's (a node that ignores its owner would take it as it is, for good): just
-        // made and empty, it is dropped, and made again by the retry.
-        await ctx.client.execute([dropDatabaseSql(node.spec.name, false)], { signal: ctx.signal }).catch((drop: unknown) => {
+        // made and empty, it is dropped, and made again by the retry; even when the operation was
+        // aborted (the reason the hand-over failed, perhaps).
+        await ctx.client.execute([dropDatabaseSql(node.spec.name, false)], { signal: ctx.client.ownSignal() }).catch((drop: unknown) => {
           ctx.log.error({ database: node.spec.name, owner, fault: toFault(drop) }, 'database left to the backend user: its owner could not be given it, nor could it be dropped');
         });
         throw err;
@@ -140,7 +141,8 @@ export const databaseHandler: KindHandler<'postgres.database'> = {
         await dropIt();
       } catch (err) {
         if (faultCode(err) === '3D000') throw err;
-        await ctx.client.execute(borrowing.around([databaseOwnerSql(name, owner)]), { signal: ctx.signal }).catch((back: unknown) => {
+        // Even when the operation was aborted (the reason the drop failed, perhaps).
+        await ctx.client.execute(borrowing.around([databaseOwnerSql(name, owner)]), { signal: ctx.client.ownSignal() }).catch((back: unknown) => {
           ctx.log.error({ database: name, owner, fault: toFault(back) }, 'database not given back to its owner after its drop failed');
         });
         throw err;

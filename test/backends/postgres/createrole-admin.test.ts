@@ -158,6 +158,45 @@ describe.each(PG_VERSIONS)('a backend user with CREATEROLE and CREATEDB, not a s
     expect(await borrowedLeft()).toEqual([]);
   });
 
+  /**
+   * Runs `run` with the operation's signal aborted as a statement starting with `at` is sent (the
+   * operation's timeout, a shutdown): that statement fails for it.
+   */
+  async function abortedAt<T>(at: string, run: (signalled: typeof ctx) => Promise<T>): Promise<T> {
+    const controller = new AbortController();
+    const original = PgClient.prototype.execute;
+    const execute = vi.spyOn(PgClient.prototype, 'execute').mockImplementation(async function (this: PgClient, statements, options) {
+      if (statements.some((st) => st.text.startsWith(at))) controller.abort();
+      return original.call(this, statements, options);
+    });
+    try {
+      return await run(opContext(logs.log, undefined, controller.signal));
+    } finally {
+      execute.mockRestore();
+    }
+  }
+
+  it('a database whose hand-over to its owner fails for the operation\'s abort is still dropped again', async () => {
+    expect(await pass([pgNode('late', 'postgres.role', { name: 'cr_late' })])).toEqual({ late: 'done' });
+    const r = await abortedAt('ALTER DATABASE "cr_late_db" OWNER TO "cr_late"', (signalled) =>
+      backend.create(pgNode('late-db', 'postgres.database', { name: 'cr_late_db', owner: 'cr_late' }), signalled),
+    );
+    expect(r).toMatchObject({ status: 'failed', fault: { class: 'transient', code: 'aborted' } });
+    expect(await server.sql(`SELECT datname FROM pg_database WHERE datname = 'cr_late_db'`)).toEqual([]);
+    expect(await borrowedLeft()).toEqual([]);
+  });
+
+  it('a database whose drop fails for the operation\'s abort still goes back to its owner', async () => {
+    const db = pgNode('kept-db', 'postgres.database', { name: 'cr_kept_db', owner: 'cr_kept' });
+    expect(await pass([pgNode('kept', 'postgres.role', { name: 'cr_kept' }), db])).toEqual({ kept: 'done', 'kept-db': 'done' });
+    const r = await abortedAt('DROP DATABASE "cr_kept_db"', (signalled) => backend.delete(db, signalled));
+    expect(r).toMatchObject({ status: 'failed', fault: { class: 'transient', code: 'aborted' } });
+    expect(await server.sql(`SELECT datdba::regrole::text AS owner, has_database_privilege('cr_kept', 'cr_kept_db', 'CREATE') AS creates FROM pg_database WHERE datname = 'cr_kept_db'`)).toEqual([
+      { owner: 'cr_kept', creates: true },
+    ]);
+    expect(await borrowedLeft()).toEqual([]);
+  });
+
   it('a membership in the owner granted to it between the borrow query and the borrow fails the borrow (retried), and survives: the revoke does not end it', async () => {
     expect(await pass([pgNode('lent', 'postgres.role', { name: 'cr_lent' })])).toEqual({ lent: 'done' });
     const db = pgNode('lent-db', 'postgres.database', { name: 'cr_lent_db', owner: 'cr_lent' });
