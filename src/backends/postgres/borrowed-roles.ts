@@ -126,16 +126,23 @@ export class Borrower {
     return this.#memberships.run(run, Number.MAX_SAFE_INTEGER);
   }
 
-  /** Read once, and again after `forget` (a refused privilege: the user may have lost SUPERUSER). */
-  superuser(ctx: Pick<KindContext, 'client' | 'signal'>): Promise<boolean> {
-    this.#superuser ??= ctx.client
-      .query<{ rolsuper: boolean }>(SUPERUSER_QUERY, [], { signal: ctx.signal })
+  /**
+   * Read once, and again after `forget` (a refused privilege: the user may have lost SUPERUSER) or a
+   * failure. Operations share the read, so it runs with a signal of its own: one caller's abort
+   * would fail every other with it.
+   */
+  superuser(ctx: Pick<KindContext, 'client'>): Promise<boolean> {
+    if (this.#superuser !== undefined) return this.#superuser;
+    const read = ctx.client
+      .query<{ rolsuper: boolean }>(SUPERUSER_QUERY, [], { signal: ctx.client.ownSignal() })
       .then((rows) => rows[0]?.rolsuper === true)
       .catch((err: unknown) => {
-        this.#superuser = undefined;
+        // Not a newer read (after `forget`) that this one's failure would discard.
+        if (this.#superuser === read) this.#superuser = undefined;
         throw err;
       });
-    return this.#superuser;
+    this.#superuser = read;
+    return read;
   }
 
   forget(): void {

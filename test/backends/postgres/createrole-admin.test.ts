@@ -2,7 +2,7 @@ import { tmpdir } from 'node:os';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PgClient, postgresBackendFactory } from '../../../src/backends/postgres/index.ts';
-import type { PostgresBackend } from '../../../src/backends/postgres/index.ts';
+import type { PostgresBackend, PostgresConfig } from '../../../src/backends/postgres/index.ts';
 import { BORROW_QUERY } from '../../../src/backends/postgres/sql.ts';
 import type { BackendNode } from '../../../src/infra/index.ts';
 import type { Observation, ProvisionResult } from '../../../src/runtime/index.ts';
@@ -21,6 +21,7 @@ describe.each(PG_VERSIONS)('a backend user with CREATEROLE and CREATEDB, not a s
   const ctx = opContext(logs.log);
   let server: TestPostgres;
   let backend: PostgresBackend;
+  let config: PostgresConfig;
 
   /** One pass over `nodes`, in order: observe, then create the absent or update the drifted. */
   async function pass(nodes: readonly BackendNode[]): Promise<Record<string, string>> {
@@ -48,7 +49,7 @@ describe.each(PG_VERSIONS)('a backend user with CREATEROLE and CREATEDB, not a s
   beforeAll(async () => {
     server = await startTestPostgres({ version });
     await server.sql(`CREATE ROLE cr_admin LOGIN CREATEROLE CREATEDB PASSWORD '${env.ADMIN_PASSWORD!}'`);
-    const config = postgresBackendFactory.configSchema.parse({ host: server.host, port: server.port, user: 'cr_admin', password: { fromEnv: 'ADMIN_PASSWORD' }, sslmode: 'disable' });
+    config = postgresBackendFactory.configSchema.parse({ host: server.host, port: server.port, user: 'cr_admin', password: { fromEnv: 'ADMIN_PASSWORD' }, sslmode: 'disable' });
     backend = postgresBackendFactory.create(config, { id: 'pg', cwd: tmpdir(), stateDir: tmpdir(), log: logs.log, env }) as PostgresBackend;
   });
 
@@ -195,6 +196,23 @@ describe.each(PG_VERSIONS)('a backend user with CREATEROLE and CREATEDB, not a s
       { owner: 'cr_kept', creates: true },
     ]);
     expect(await borrowedLeft()).toEqual([]);
+  });
+
+  it('an operation aborted while it asks whether the backend user is a superuser fails none of the operations asking at once', async () => {
+    expect(await pass([pgNode('asked', 'postgres.role', { name: 'cr_asked' })])).toEqual({ asked: 'done' });
+    // A backend of its own: one that has not read it yet.
+    const fresh = postgresBackendFactory.create(config, { id: 'pg', cwd: tmpdir(), stateDir: tmpdir(), log: logs.log, env }) as PostgresBackend;
+    try {
+      const aborted = new AbortController();
+      aborted.abort();
+      const db = (name: string): BackendNode => pgNode(name, 'postgres.database', { name: `cr_${name}`, owner: 'cr_asked' });
+      const [first, second] = await Promise.all([fresh.create(db('asked_a'), opContext(logs.log, undefined, aborted.signal)), fresh.create(db('asked_b'), ctx)]);
+      expect(first).toMatchObject({ status: 'failed', fault: { code: 'aborted' } });
+      expect(second).toMatchObject({ status: 'done' });
+    } finally {
+      await fresh.close();
+    }
+    expect(await server.sql(`SELECT datname, datdba::regrole::text AS owner FROM pg_database WHERE datname LIKE 'cr_asked%'`)).toEqual([{ datname: 'cr_asked_b', owner: 'cr_asked' }]);
   });
 
   it('a membership in the owner granted to it between the borrow query and the borrow fails the borrow (retried), and survives: the revoke does not end it', async () => {
