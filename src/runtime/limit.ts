@@ -1,4 +1,5 @@
 import { flushMicrotasks } from './clock.ts';
+import { fault, FaultError } from './fault.ts';
 
 /** Runs `fn` over `items` with at most `limit` calls in flight; results keep the input order. */
 export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
@@ -35,16 +36,42 @@ export class Semaphore {
     this.#free = this.size;
   }
 
-  async run<T>(task: () => Promise<T>, weight = 1): Promise<T> {
+  /** Runs `task` once `weight` units are free; `signal` aborted while it waits, it leaves the queue and rejects with a transient fault. */
+  async run<T>(task: () => Promise<T>, weight = 1, signal?: AbortSignal): Promise<T> {
     const w = Math.min(Math.max(1, weight), this.size);
     if (this.#waiting.length === 0 && this.#free >= w) this.#free -= w;
-    else await new Promise<void>((start) => this.#waiting.push({ weight: w, start }));
+    else await this.#wait(w, signal);
     try {
       return await task();
     } finally {
       this.#free += w;
       this.#startWaiting();
     }
+  }
+
+  #wait(weight: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const aborted = (): FaultError => new FaultError(fault('transient', 'operation aborted while waiting its turn', { code: 'aborted' }));
+      if (signal?.aborted === true) {
+        reject(aborted());
+        return;
+      }
+      const drop = (): void => {
+        this.#waiting.splice(this.#waiting.indexOf(waiter), 1);
+        reject(aborted());
+        // A heavy task dropped from the head of the queue no longer holds back the lighter ones behind it.
+        this.#startWaiting();
+      };
+      const waiter = {
+        weight,
+        start: (): void => {
+          signal?.removeEventListener('abort', drop);
+          resolve();
+        },
+      };
+      signal?.addEventListener('abort', drop, { once: true });
+      this.#waiting.push(waiter);
+    });
   }
 
   #startWaiting(): void {

@@ -116,6 +116,48 @@ describe('Semaphore', () => {
     expect(peak).toBe(Math.min(n, size));
   });
 
+  it('drops a waiter whose signal aborts: it rejects with a transient fault and never runs, the tasks behind it start, and one that started runs on', async () => {
+    const slots = new Semaphore(2);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const started: string[] = [];
+    const holder = new AbortController();
+    const holding = slots.run(async () => {
+      started.push('holder');
+      await gate;
+      return 'holder';
+    }, 1, holder.signal);
+    const heavy = new AbortController();
+    const waiting = slots.run(async () => void started.push('heavy'), 2, heavy.signal);
+    // One unit is free, but the light task asked after the heavy one: it waits behind it.
+    let light!: () => void;
+    const lightStarted = new Promise<void>((r) => (light = r));
+    const behind = slots.run(async () => {
+      started.push('light');
+      light();
+    });
+    expect(started).toEqual(['holder']);
+
+    heavy.abort();
+    await expect(waiting).rejects.toMatchObject({ fault: { class: 'transient', code: 'aborted' } });
+    // Started with the holder still in flight: the heavy task no longer holds it back.
+    await lightStarted;
+    await behind;
+    // The holder's signal, aborted after it started, leaves it running and the queue as it is.
+    holder.abort();
+    release();
+    expect(await holding).toBe('holder');
+    expect(started).toEqual(['holder', 'light']);
+
+    // A signal aborted before the task must wait rejects at once; with units free, the task runs.
+    const stop = new AbortController();
+    stop.abort();
+    const blocker = slots.run(() => gate.then(() => 'free'), 2);
+    await expect(slots.run(async () => 'queued', 1, stop.signal)).rejects.toMatchObject({ fault: { code: 'aborted' } });
+    expect(await blocker).toBe('free');
+    expect(await slots.run(async () => 'ran', 1, stop.signal)).toBe('ran');
+  });
+
   it('frees its slots when a task throws', async () => {
     const slots = new Semaphore(1);
     await expect(slots.run(() => Promise.reject(new Error('boom')))).rejects.toThrow('boom');

@@ -156,6 +156,7 @@ export class PostgresBackend implements InfraBackend {
       try {
         const done = await this.ordered(
           roles.map((r) => r.node.spec.name),
+          ctx.signal,
           () => batch(roles, this.kindContext(ctx)),
         );
         for (const [id, made] of done) out.set(id, { status: 'done', ...made });
@@ -218,7 +219,7 @@ export class PostgresBackend implements InfraBackend {
       const go = (): Promise<Provisioned> => run(this.handler(pg.spec.type), pg, this.kindContext(ctx));
       // Two GRANTs on one object from two sessions update the same ACL row: PostgreSQL fails one
       // with "tuple concurrently updated". Privilege changes within a database go one at a time.
-      const made = await this.ordered(pg.spec.type === 'postgres.role' ? [pg.spec.name] : [], () => (pg.spec.type === 'postgres.grant' ? this.privileges.run(pg.spec.database, go) : go()));
+      const made = await this.ordered(pg.spec.type === 'postgres.role' ? [pg.spec.name] : [], ctx.signal, () => (pg.spec.type === 'postgres.grant' ? this.privileges.run(pg.spec.database, go) : go()));
       ctx.log.debug({ node: node.id, kind: pg.spec.type, op }, 'provisioned');
       return { status: 'done', ...made };
     } catch (err) {
@@ -232,8 +233,8 @@ export class PostgresBackend implements InfraBackend {
    * Runs an operation (on the roles `roles`, if any) in its order with borrowed roles (borrowed-roles.ts):
    * alone when it may change the backend user's own memberships.
    */
-  private ordered<T>(roles: readonly string[], run: () => Promise<T>): Promise<T> {
-    return roles.includes(this.user) ? this.borrower.changingMemberships(run) : this.borrower.borrowing(run);
+  private ordered<T>(roles: readonly string[], signal: AbortSignal, run: () => Promise<T>): Promise<T> {
+    return roles.includes(this.user) ? this.borrower.changingMemberships(run, signal) : this.borrower.borrowing(run, signal);
   }
 
   /**

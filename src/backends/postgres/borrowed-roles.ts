@@ -112,9 +112,9 @@ export class Borrower {
   /** Borrows share it; a change of the backend user's memberships takes all of it. */
   readonly #memberships = new Semaphore(Number.MAX_SAFE_INTEGER);
 
-  /** Runs an operation that may borrow roles: alongside others, never alongside `changingMemberships`. */
-  borrowing<T>(run: () => Promise<T>): Promise<T> {
-    return this.#memberships.run(run, 1);
+  /** Runs an operation that may borrow roles: alongside others, never alongside `changingMemberships`; `signal` ends its wait. */
+  borrowing<T>(run: () => Promise<T>, signal: AbortSignal): Promise<T> {
+    return this.#memberships.run(run, 1, signal);
   }
 
   /**
@@ -122,8 +122,8 @@ export class Borrower {
    * membership granted while a borrow of the same role is open would end with the borrow's revoke
    * (the borrow's own check fails it instead, but only across processes is that needed).
    */
-  changingMemberships<T>(run: () => Promise<T>): Promise<T> {
-    return this.#memberships.run(run, Number.MAX_SAFE_INTEGER);
+  changingMemberships<T>(run: () => Promise<T>, signal: AbortSignal): Promise<T> {
+    return this.#memberships.run(run, Number.MAX_SAFE_INTEGER, signal);
   }
 
   /**
