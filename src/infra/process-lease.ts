@@ -93,6 +93,9 @@ export function leaseToken(): string {
   return randomUUID();
 }
 
+/** The source of a pattern matching a `leaseToken` (a UUID as randomUUID writes it), for names that carry one. */
+export const LEASE_TOKEN_PATTERN = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+
 /**
  * Records a run that has just started (its leader `pid` spawned with `LEASE_TOKEN_ENV=token`); returns
  * the lease file's path. Throws when it cannot be written (the caller kills the group: a command that

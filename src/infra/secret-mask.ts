@@ -145,18 +145,21 @@ function maskInLine(line: string, found: string[] | undefined): string {
   if (out.includes('://')) out = out.replace(URL_PASSWORD, (_all, head: string, password: string) => masked(password, `${head}${SECRET_MASK}`));
   if (out.includes('</')) out = out.replace(XML_ELEMENT, (all, head: string, name: string, text: string) => (secretSetting(name, text) ? masked(text, `${head}${SECRET_MASK}`) : all));
   // Before OPTION: a glued `-pSECRET` would read to it as an option of that name, and the database after it as its value.
-  for (const { command, argument, user } of PASSWORD_COMMANDS) {
-    out = out.replace(command, (args) =>
-      args.replace(argument, (arg, head: string, value: string) => {
-        const text = unquoted(value);
-        const quote = text === value ? '' : value[0]!;
-        // curl's is `user:password`: the user stays; without a password curl asks for one.
-        const from = user ? text.indexOf(':') + 1 : 0;
-        const password = text.slice(from);
-        if ((user && from === 0) || password === '' || password === SECRET_MASK) return arg;
-        return masked(password, `${head}${quote}${text.slice(0, from)}${SECRET_MASK}${quote}`);
-      }),
-    );
+  // Each argument a command takes its password in starts with a blank and a `-`.
+  if (/\s-/.test(out)) {
+    for (const { command, argument, user } of PASSWORD_COMMANDS) {
+      out = out.replace(command, (args) =>
+        args.replace(argument, (arg, head: string, value: string) => {
+          const text = unquoted(value);
+          const quote = text === value ? '' : value[0]!;
+          // curl's is `user:password`: the user stays; without a password curl asks for one.
+          const from = user ? text.indexOf(':') + 1 : 0;
+          const password = text.slice(from);
+          if ((user && from === 0) || password === '' || password === SECRET_MASK) return arg;
+          return masked(password, `${head}${quote}${text.slice(0, from)}${SECRET_MASK}${quote}`);
+        }),
+      );
+    }
   }
   if (out.includes('-')) out = out.replace(OPTION, (all, head: string, name: string, value: string) => (secretSetting(name, value) && value !== SECRET_MASK ? masked(unquoted(value), `${head}${SECRET_MASK}`) : all));
   if (out.includes('=')) out = maskInlineSettings(out, found);
@@ -189,7 +192,9 @@ function maskInlineSettings(line: string, found: string[] | undefined): string {
         INLINE_SETTING.lastIndex = at;
       }
     }
-    if (value === undefined || value.inner === '' || value.inner === SECRET_MASK || !secretSetting(name, value.inner)) continue;
+    if (value === undefined || value.inner === '' || value.inner === SECRET_MASK) continue;
+    // A name of its own was read above; only one an attribute named is left to read.
+    if (naming ? !secretSetting(name, value.inner) : settingWord(value.inner)) continue;
     found?.push(value.inner);
     out += `${line.slice(copied, at)}${value.text.slice(0, value.open)}${SECRET_MASK}${value.text.slice(value.open + value.inner.length)}`;
     copied = at + value.text.length;
@@ -215,7 +220,12 @@ function unquoted(value: string): string {
 /** A setting whose name says it is a secret's (SECRET_NAME; LINE_KEY_NAME too for one on a line of its own), its value no setting word. */
 function secretSetting(name: string, value: string, ownLine = false): boolean {
   const words = nameWords(name);
-  return (SECRET_NAME.test(words) || (ownLine && LINE_KEY_NAME.test(words))) && !SETTING_WORD.test(value.trim());
+  return (SECRET_NAME.test(words) || (ownLine && LINE_KEY_NAME.test(words))) && !settingWord(value);
+}
+
+/** A value that is a setting word (SETTING_WORD), blanks around it aside. */
+function settingWord(value: string): boolean {
+  return SETTING_WORD.test(value.trim());
 }
 
 /** The armour of a PEM private key: the lines between are the key. */

@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { carriedTokens, leaseToken, processLeaseDir, runProcess } from '../../infra/index.ts';
+import { carriedTokens, LEASE_TOKEN_PATTERN, leaseToken, processLeaseDir, runProcess } from '../../infra/index.ts';
 import type { InfraNodeSpecOf, ProcessOutcome } from '../../infra/index.ts';
 import { isAlive } from '../../runtime/index.ts';
 import { playbookArgs } from './observe.ts';
@@ -44,7 +44,7 @@ function hostKeyCheckingEnv(setting: boolean | undefined): Record<string, string
  * -9, not its run, which goes on in its own process group and carries the token).
  */
 const RUN_DIR_PREFIX = `desiredstate-ansible-`;
-const RUN_DIR_OF = /^desiredstate-ansible-(\d+)-(?:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-)?/;
+const RUN_DIR_OF = new RegExp(String.raw`^${RUN_DIR_PREFIX}(\d+)-(?:(${LEASE_TOKEN_PATTERN})-)?`);
 
 
 /**

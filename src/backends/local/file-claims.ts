@@ -20,7 +20,7 @@ export interface SharedFile {
 }
 
 /** What a watch is told (`track`): nodes to observe now, and where a template node's path leads now (normal form, relative to the root). */
-export interface ClaimsListener {
+interface ClaimsListener {
   readonly onChange: ChangeListener;
   readonly follow?: (id: NodeId, rel: string) => void;
 }

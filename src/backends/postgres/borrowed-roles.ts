@@ -1,7 +1,7 @@
 import { FaultError, Semaphore, toFault } from '../../runtime/index.ts';
 import type { KindContext } from './kind.ts';
 import { faultCode } from './kind.ts';
-import { BORROW_QUERY, borrowRoleSql, quoteIdent, returnRoleSql, SUPERUSER_QUERY } from './sql.ts';
+import { BORROW_QUERY, borrowRoleSql, grantMembershipSql, returnRoleSql, SUPERUSER_QUERY } from './sql.ts';
 import type { Statement } from './sql.ts';
 
 /**
@@ -22,7 +22,7 @@ export interface ActingAs {
 }
 
 /** What `borrowedRoles` found. */
-export interface Borrowing {
+interface Borrowing {
   /** Roles granted to the backend user for one transaction: `around` grants them first and revokes them last. */
   readonly roles: readonly string[];
   /** `statements` between the grants and their revokes, then `readBack` (read after, in the same transaction). */
@@ -53,23 +53,16 @@ interface BorrowRow {
  */
 export async function borrowedRoles(who: ActingAs, ctx: KindContext, database: string | undefined): Promise<Borrowing> {
   const named = (xs: readonly (string | undefined)[] | undefined): string[] => (xs ?? []).filter((x): x is string => x !== undefined);
+  const roleNames = named(who.roles);
+  const databaseOwners = who.databaseOwners ?? [];
+  const schemaOwners = named(who.schemaOwners);
+  const extensionOwners = who.extensionOwners ?? [];
   const asksNothing =
-    named(who.roles).length === 0 &&
-    (who.databaseOwners ?? []).length === 0 &&
-    named(who.schemaOwners).length === 0 &&
-    who.relationOwners === undefined &&
-    (who.extensionOwners ?? []).length === 0;
+    roleNames.length === 0 && databaseOwners.length === 0 && schemaOwners.length === 0 && who.relationOwners === undefined && extensionOwners.length === 0;
   // A superuser holds every role: no round trip to find what it lacks.
   const rows = asksNothing || (await ctx.borrower.superuser(ctx)) ? [] : await ctx.client.query<BorrowRow>(
     BORROW_QUERY,
-    [
-      named(who.roles),
-      who.databaseOwners ?? [],
-      named(who.schemaOwners),
-      who.relationOwners?.schema ?? null,
-      who.relationOwners?.kinds ?? [],
-      who.extensionOwners ?? [],
-    ],
+    [roleNames, databaseOwners, schemaOwners, who.relationOwners?.schema ?? null, who.relationOwners?.kinds ?? [], extensionOwners],
     { database, signal: ctx.signal },
   );
   const perGrant = rows[0]?.per_grant ?? true;
@@ -93,7 +86,7 @@ export async function borrowedRoles(who: ActingAs, ctx: KindContext, database: s
         ctx.borrower.forget();
         if (lacking.length === 0) throw err;
         const f = toFault(err);
-        const grants = lacking.map((r) => `GRANT ${quoteIdent(r)} TO ${quoteIdent(rows[0]?.me ?? ctx.user)}${perGrant ? ' WITH INHERIT TRUE, SET TRUE' : ''}`).join('; ');
+        const grants = lacking.map((r) => `${grantMembershipSql(rows[0]?.me ?? ctx.user, r).text}${perGrant ? ' WITH INHERIT TRUE, SET TRUE' : ''}`).join('; ');
         throw new FaultError(
           { ...f, hint: `the backend user acts here as ${lacking.map((r) => JSON.stringify(r)).join(', ')} and may do so only as a member: ${grants} (or connect as a superuser)` },
           { cause: err },
