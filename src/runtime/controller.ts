@@ -19,10 +19,10 @@ import { Semaphore } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
-import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, deleteCycleFault, deletionEdges, depsToStore, digestAt, heldByPolicy, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_RELEASED, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedEdges, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, deleteCycleFault, deletionEdges, heldByPolicy, heldFault, heldReason, isDigestAt, LET_GO, POLICY_HELD, POLICY_RELEASED, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedEdges, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
-import { interruptedOutcome } from './interrupted-operation.ts';
+import { finishInterrupted, hasInterruptedCreate } from './interrupted-operation.ts';
 import type { FoundAfterInterruption } from './interrupted-operation.ts';
 import { corrected, driftBlocksDependents, driftReport, uncorrectableFault, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 
@@ -984,7 +984,7 @@ export class Controller<S extends NodeSpec> {
   private isSteady(node: DesiredNode<S>, rec: NodeRecord, obs: Extract<Observation, { status: 'upToDate' }>): boolean {
     return (
       rec.status === 'ready' &&
-      rec.appliedDigest === digestAt(node, obs) &&
+      isDigestAt(rec.appliedDigest, node, obs) &&
       rec.attempts === 0 &&
       rec.retryAt === null &&
       !this.pending.has(node.id) &&
@@ -1009,11 +1009,10 @@ export class Controller<S extends NodeSpec> {
     const ops = this.pending.get(id);
     if (ops === undefined) return;
     this.pending.delete(id);
-    for (const op of ops) {
-      const { outcome, detail } = interruptedOutcome(op.op, found);
+    finishInterrupted(ops, found, (op, outcome, detail) => {
       this.deferred.finish(op.id, outcome, detail);
       this.o.log.info({ node: id, backend: this.records.get(id)?.backendId, op: op.op }, RESOLVED[outcome]);
-    }
+    });
   }
 
   /**
@@ -1427,17 +1426,14 @@ export class Controller<S extends NodeSpec> {
     this.put(node, nextStatus(this.records.get(node.id)?.status ?? 'pending', event).status, patch, applied);
   }
 
-  /**
-   * `applied`: the node was just applied or found in sync at the spec it was resolved to; its applied
-   * digest and the referenced outputs it keeps both come from that one resolution (`snapshotRefs`).
-   */
+  /** `applied`: the node was just applied or found in sync at the spec it was resolved to (`nextRecord`). */
   private put(node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord>, applied?: ResolvedAt): void {
     const prev = this.records.get(node.id);
-    const rec: NodeRecord = { ...carriedRecord(node, status, prev, this.o.clock.now()), ...patch, ...(applied === undefined ? {} : { appliedDigest: digestAt(node, applied) }) };
-    const deps = depsToStore(this.graph?.dependencies(node.id) ?? [], prev, rec, (id) => this.graph?.has(id) !== true && this.records.has(id));
-    const refs = snapshotRefs(prev, rec, applied);
-    if (prev !== undefined && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps, node.settings.deletionPolicy, refs)) return; // steady state writes nothing
-    this.records.set(node.id, { ...rec, updatedAt: this.o.clock.now(), snapshot: recordSnapshot(node, deps, prev, rec, this.o.codec, refs) });
+    const rec: NodeRecord = { ...carriedRecord(node, status, prev, this.o.clock.now()), ...patch };
+    const lingers = (id: NodeId): boolean => this.graph?.has(id) !== true && this.records.has(id);
+    const next = nextRecord(node, prev, rec, applied, this.graph?.dependencies(node.id) ?? [], lingers, this.o.codec);
+    if (next === undefined) return; // steady state writes nothing
+    this.records.set(node.id, { ...next, updatedAt: this.o.clock.now() });
     this.dirty.add(node.id);
     if (status !== 'drifted') this.blockingDrift.delete(node.id);
     if ((status === 'failed' || status === 'held') && prev?.status !== status) this.countBlockedBehind(node.id);
@@ -1554,7 +1550,7 @@ export class Controller<S extends NodeSpec> {
       log: this.o.log,
       outputsOf: this.outputsOf,
       memoOf: (id) => this.records.get(id)?.memo ?? undefined,
-      interrupted: (id) => this.pending.get(id)?.some((op) => op.op === 'create') === true,
+      interrupted: (id) => hasInterruptedCreate(this.pending.get(id)),
     };
   }
 }

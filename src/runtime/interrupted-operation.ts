@@ -18,3 +18,23 @@ export function interruptedOutcome(op: PendingOperation['op'], found: FoundAfter
   const done = op === 'create' ? found !== 'absent' : op === 'update' ? found === 'as-desired' : found === 'absent';
   return done ? { outcome: 'adopted', detail: `found done after an interrupted ${op}` } : { outcome: 'abandoned', detail: `not found done after an interrupted ${op}; the node is observed again` };
 }
+
+/**
+ * Ends each of `ops`, the operations a crash left pending on a node just observed, by what was found
+ * (`interruptedOutcome`): `finish` records each outcome. As apply and the daemon resolve them.
+ */
+export function finishInterrupted(
+  ops: readonly PendingOperation[] | undefined,
+  found: FoundAfterInterruption,
+  finish: (op: PendingOperation, outcome: ReturnType<typeof interruptedOutcome>['outcome'], detail: string) => void,
+): void {
+  for (const op of ops ?? []) {
+    const { outcome, detail } = interruptedOutcome(op.op, found);
+    finish(op, outcome, detail);
+  }
+}
+
+/** Whether a crash cut short a create among a node's pending operations `ops`: what its next read is told (`OperationContext.interrupted`). */
+export function hasInterruptedCreate(ops: readonly PendingOperation[] | undefined): boolean {
+  return ops?.some((op) => op.op === 'create') === true;
+}

@@ -193,20 +193,48 @@ export function heldByPolicy(r: NodeRecord): boolean {
 }
 
 /**
- * The snapshot of `rec`, the record `node` is about to get (`prev` the one
- * it had): its dependencies, the goal digest, and the spec to keep, which
- * follows the applied digest: the one kept while that does not change (a
- * failed update leaves the resource as last applied), the goal's otherwise.
+ * The record `node` is to have next, with its snapshot: `rec`, what it is about to be (`prev` what it
+ * had), at the applied digest of `applied` when the node was just applied or found in sync at the spec
+ * it was resolved to (`digestAt`), whose referenced outputs it keeps too (`snapshotRefs`): both come
+ * from that one resolution. Undefined when it reads as `prev` did (`sameRecord`, `sameSnapshot`): a
+ * steady state writes nothing, unless `operated` (a create or update changed the resource). `deps`: the
+ * graph's dependencies of the node; `lingers`: see `depsToStore`. The one step of the daemon's and
+ * apply's `put`.
  */
-export function recordSnapshot<S extends NodeSpec>(
+export function nextRecord<S extends NodeSpec>(
+  node: DesiredNode<S>,
+  prev: NodeRecord | undefined,
+  rec: NodeRecord,
+  applied: ResolvedAt | undefined,
+  deps: readonly NodeId[],
+  lingers: (id: NodeId) => boolean,
+  codec: NodeSpecCodec<S>,
+  operated = false,
+): NodeRecord | undefined {
+  const next = applied === undefined ? rec : { ...rec, appliedDigest: digestAt(node, applied) };
+  const keeps = prev !== undefined && keepsSpec(prev, next);
+  const edges = depsToStore(deps, prev, keeps, lingers);
+  const refs = snapshotRefs(prev, keeps, applied);
+  if (prev !== undefined && !operated && sameRecord(prev, next) && sameSnapshot(prev, node.spec.digest, edges, node.settings.deletionPolicy, refs)) return undefined;
+  return { ...next, snapshot: recordSnapshot(node, edges, prev, keeps, codec, refs) };
+}
+
+/**
+ * The snapshot of the record `node` is about to get (`prev` the one it
+ * had): its dependencies, the goal digest, and the spec to keep, which
+ * follows the applied digest: the one kept while that does not change (a
+ * failed update leaves the resource as last applied, `keeps`), the goal's
+ * otherwise.
+ */
+function recordSnapshot<S extends NodeSpec>(
   node: DesiredNode<S>,
   edges: StoredEdges,
   prev: NodeRecord | undefined,
-  rec: NodeRecord,
+  keeps: boolean,
   codec: NodeSpecCodec<S>,
   refs: ReferencedOutputs | undefined,
 ): RecordSnapshot {
-  const spec = prev !== undefined && keepsSpec(prev, rec) ? storedSpec(prev) : codec.encode(node.spec);
+  const spec = prev !== undefined && keeps ? storedSpec(prev) : codec.encode(node.spec);
   return {
     spec,
     deps: edges.deps,
@@ -218,8 +246,8 @@ export function recordSnapshot<S extends NodeSpec>(
 }
 
 /**
- * The dependencies `rec` stores (`RecordSnapshot.deps`): the graph's (`deps`), and, while it keeps the
- * spec `prev` stored (`keepsSpec`), those `prev` stored on nodes that have left the goals but whose
+ * The dependencies a record stores (`RecordSnapshot.deps`): the graph's (`deps`), and, while it keeps the
+ * spec `prev` stored (`keeps`: `keepsSpec`), those `prev` stored on nodes that have left the goals but whose
  * records remain (`lingers`: a delete that failed). An edge the domain implies between two nodes (a
  * database after the role that owns it) goes from the graph with either of them: the role removed
  * first, and its delete refused while it owns the database, a later revision that removed the database
@@ -227,8 +255,8 @@ export function recordSnapshot<S extends NodeSpec>(
  * they were found for, as Terraform keeps each resource's dependencies in its state for its destroy.
  * Those kept are marked so (`RecordSnapshot.kept`): the graph never had them together with its own.
  */
-export function depsToStore(deps: readonly NodeId[], prev: NodeRecord | undefined, rec: NodeRecord, lingers: (id: NodeId) => boolean): StoredEdges {
-  if (prev === undefined || !keepsSpec(prev, rec)) return { deps };
+function depsToStore(deps: readonly NodeId[], prev: NodeRecord | undefined, keeps: boolean, lingers: (id: NodeId) => boolean): StoredEdges {
+  if (prev === undefined || !keeps) return { deps };
   const kept = storedEdges(prev).deps.filter((d) => lingers(d) && !deps.includes(d));
   return kept.length === 0 ? { deps } : { deps: [...deps, ...kept], kept };
 }
@@ -239,14 +267,14 @@ function keepsSpec(prev: NodeRecord, rec: NodeRecord): boolean {
 }
 
 /**
- * The referenced outputs (`RecordSnapshot.refs`) that `rec` keeps (`prev` the record it had): when the
+ * The referenced outputs (`RecordSnapshot.refs`) a record keeps (`prev` the one it had): when the
  * node was just applied or found in sync at its goal (`applied`, the spec it was applied at, from which
- * `put` takes the applied digest too), those that spec was resolved with; else those kept with the spec
- * the record keeps (`recordSnapshot`), none once that spec is the goal's, not applied yet.
+ * `nextRecord` takes the applied digest too), those that spec was resolved with; else those kept with the
+ * spec the record keeps (`keeps`, see `recordSnapshot`), none once that spec is the goal's, not applied yet.
  */
-export function snapshotRefs(prev: NodeRecord | undefined, rec: NodeRecord, applied: ResolvedAt | undefined): ReferencedOutputs | undefined {
+function snapshotRefs(prev: NodeRecord | undefined, keeps: boolean, applied: ResolvedAt | undefined): ReferencedOutputs | undefined {
   if (applied !== undefined) return applied.refs;
-  return prev !== undefined && keepsSpec(prev, rec) ? storedRefs(prev) : undefined;
+  return prev !== undefined && keeps ? storedRefs(prev) : undefined;
 }
 
 function sameRefs(a: ReferencedOutputs | undefined, b: ReferencedOutputs | undefined): boolean {
@@ -296,7 +324,7 @@ export function sameSnapshot(r: NodeRecord, goal: string | null, edges: StoredEd
  */
 export function shownRecord(r: NodeRecord): Omit<NodeRecord, 'snapshot' | 'memo'> {
   const { snapshot: _s, memo: _m, ...shown } = r;
-  return r.appliedDigest === null ? shown : { ...shown, appliedDigest: r.appliedDigest.split('/', 1)[0]! };
+  return r.appliedDigest === null ? shown : { ...shown, appliedDigest: goalDigestOf(r.appliedDigest) };
 }
 
 /** Equal in everything `status` and the store show, and in the backend's memo (not `updatedAt`, not the snapshot). */
@@ -574,9 +602,25 @@ export function digestAt<S extends NodeSpec>(node: DesiredNode<S>, at: ResolvedA
   return at.digest === undefined ? node.spec.digest : `${node.spec.digest}/${at.digest}`;
 }
 
+/** The digest of the goal spec a record's applied digest (`digestAt`) was applied at: the part before the slash. */
+export function goalDigestOf(applied: string): string {
+  const slash = applied.indexOf('/');
+  return slash < 0 ? applied : applied.slice(0, slash);
+}
+
+/**
+ * Whether `applied` (a record's applied digest) is `digestAt(node, at)`, without making that string:
+ * asked of every node at every pass (`Controller.isSteady`).
+ */
+export function isDigestAt<S extends NodeSpec>(applied: string | null, node: DesiredNode<S>, at: ResolvedAt): boolean {
+  const goal = node.spec.digest;
+  if (applied === null || at.digest === undefined) return applied === goal;
+  return applied.length === goal.length + 1 + at.digest.length && applied.startsWith(goal) && applied[goal.length] === '/' && applied.endsWith(at.digest);
+}
+
 /** Whether `r` was last applied at the node's goal spec, whatever its references resolved to (`digestAt`): the spec its snapshot keeps is that one. */
 function appliedAtGoal<S extends NodeSpec>(r: NodeRecord, node: DesiredNode<S>): boolean {
-  return r.appliedDigest === node.spec.digest || r.appliedDigest?.startsWith(`${node.spec.digest}/`) === true;
+  return r.appliedDigest !== null && goalDigestOf(r.appliedDigest) === node.spec.digest;
 }
 
 /**
@@ -591,5 +635,5 @@ function appliedAtGoal<S extends NodeSpec>(r: NodeRecord, node: DesiredNode<S>):
  * applied or found in sync, which writes the resolved digest.
  */
 export function appliedAtSpec<S extends NodeSpec>(rec: NodeRecord | undefined, node: DesiredNode<S>, at: ResolvedAt): boolean {
-  return rec?.appliedDigest === digestAt(node, at) || rec?.appliedDigest === node.spec.digest;
+  return rec !== undefined && (isDigestAt(rec.appliedDigest, node, at) || rec.appliedDigest === node.spec.digest);
 }

@@ -8,14 +8,14 @@ import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, Operatio
 import type { NodeRecord, NodeStatus, PendingOperation, RunSummary, StateStore } from './state-store.ts';
 import { GOAL_ERRORS_META } from './state-store.ts';
 import { DeferredWrites } from './deferred-writes.ts';
-import { interruptedOutcome } from './interrupted-operation.ts';
+import { finishInterrupted, hasInterruptedCreate } from './interrupted-operation.ts';
 import type { FoundAfterInterruption } from './interrupted-operation.ts';
 import { corrected, driftBlocksDependents, driftLeft, driftReport, uncorrectable, uncorrectableFault, isDesiredChange, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { awaitsOutput } from './interpolation.ts';
 import { forEachLimit } from './limit.ts';
 import type { Semaphore } from './limit.ts';
-import { appliedAtSpec, carriedRecord, deleteCycleFault, deletionEdges, depsToStore, digestAt, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, policyHoldFields, policyHoldReason, recordSnapshot, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, sameRecord, sameSnapshot, snapshotRefs, splitRemoved, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, deleteCycleFault, deletionEdges, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -158,7 +158,7 @@ export class Reconciler<S extends NodeSpec> {
         else if (badDep !== undefined) entry({ action: 'blocked', reason: `dependency ${badDep} is not ready` });
         else observable.push(node);
       }
-      const observed = await this.provisioner.observe(observable, this.context(options.signal, (id) => outputs.get(id), (id) => byId.get(id)?.memo ?? undefined, interrupted));
+      const observed = await this.provisioner.observe(observable, this.context(options.signal, (id) => outputs.get(id), (id) => byId.get(id)?.memo ?? undefined, (id) => interrupted.has(id)));
       for (const node of observable) {
         const entry = (planned: PlannedAction): void => {
           entries.set(node.id, { id: node.id, type: node.spec.type, backendId: node.spec.backendId, goal: node.goal, planned });
@@ -283,18 +283,13 @@ export class Reconciler<S extends NodeSpec> {
       if (op.op === 'create' || (op.op === 'update' && graph.has(op.node))) interrupted.set(op.node, [...(interrupted.get(op.node) ?? []), op]);
       else deferred.finish(op.id, 'abandoned', 'interrupted; the node is observed again');
     }
-    const createInterrupted = (id: NodeId): boolean => interrupted.get(id)?.some((op) => op.op === 'create') === true;
-    const resolve = (id: NodeId, found: FoundAfterInterruption): void => {
-      for (const op of interrupted.get(id) ?? []) {
-        const { outcome, detail } = interruptedOutcome(op.op, found);
-        deferred.finish(op.id, outcome, detail);
-      }
-    };
+    const createInterrupted = (id: NodeId): boolean => hasInterruptedCreate(interrupted.get(id));
+    const resolve = (id: NodeId, found: FoundAfterInterruption): void => finishInterrupted(interrupted.get(id), found, (op, outcome, detail) => deferred.finish(op.id, outcome, detail));
     const updates: NodeRecord[] = [];
     /**
-     * `applied`: the node was just applied or found in sync at the spec it was resolved to; its applied digest
-     * and the referenced outputs it keeps both come from that one resolution (`snapshotRefs`). `operated`: a
-     * create or update changed the resource, so the record is written (its `updatedAt` too) even if it reads as before.
+     * `applied`: the node was just applied or found in sync at the spec it was resolved to (`nextRecord`).
+     * `operated`: a create or update changed the resource, so the record is written (its `updatedAt` too)
+     * even if it reads as before. A node observed as it was recorded writes nothing: a steady pass costs no store write.
      */
     const put = (node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord> = {}, applied?: ResolvedAt, operated = false): void => {
       const prev = records.get(node.id);
@@ -309,14 +304,11 @@ export class Reconciler<S extends NodeSpec> {
         snapshot: null,
         updatedAt: this.now(),
         ...patch,
-        ...(applied === undefined ? {} : { appliedDigest: digestAt(node, applied) }),
       };
-      const deps = depsToStore(graph.dependencies(node.id), prev, rec, (id) => !graph.has(id) && records.has(id));
-      const refs = snapshotRefs(prev, rec, applied);
-      // A node observed as it was recorded writes nothing: a steady pass costs no store write.
-      if (prev !== undefined && !operated && sameRecord(prev, rec) && sameSnapshot(prev, node.spec.digest, deps, node.settings.deletionPolicy, refs)) return;
-      records.set(node.id, { ...rec, snapshot: recordSnapshot(node, deps, prev, rec, this.codec, refs) });
-      updates.push(records.get(node.id)!);
+      const next = nextRecord(node, prev, rec, applied, graph.dependencies(node.id), (id) => !graph.has(id) && records.has(id), this.codec, operated);
+      if (next === undefined) return;
+      records.set(node.id, next);
+      updates.push(next);
     };
 
     let drifts = 0;
@@ -358,7 +350,7 @@ export class Reconciler<S extends NodeSpec> {
           ready.push(node);
         }
         if (ready.length === 0) continue;
-        const ctx = this.context(options.signal, outputsOf, memoOf, { has: createInterrupted });
+        const ctx = this.context(options.signal, outputsOf, memoOf, createInterrupted);
         const observed = await this.provisioner.observe(ready, ctx);
         const steps: ProvisionStep<S>[] = [];
         for (const node of ready) {
@@ -608,9 +600,9 @@ export class Reconciler<S extends NodeSpec> {
     signal: AbortSignal,
     outputsOf: (id: NodeId) => Outputs | undefined,
     memoOf?: (id: NodeId) => ObservationMemo | undefined,
-    interrupted?: { has(id: NodeId): boolean },
+    interrupted?: (id: NodeId) => boolean,
   ): OperationContext {
-    return { signal, log: this.log, outputsOf, memoOf, interrupted: interrupted && ((id) => interrupted.has(id)) };
+    return { signal, log: this.log, outputsOf, memoOf, interrupted };
   }
 }
 

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { deleteCycleFault, deletionEdges, heldByPolicy, policyHoldReason, reverseDependencyOrder, sameOutputs } from '../../src/runtime/node-record.ts';
+import { deleteCycleFault, deletionEdges, digestAt, goalDigestOf, heldByPolicy, isDigestAt, policyHoldReason, reverseDependencyOrder, sameOutputs } from '../../src/runtime/node-record.ts';
+import { NODE_SPEC } from '../../src/runtime/node-spec.ts';
+import type { DesiredNode } from '../../src/runtime/node-spec.ts';
 import type { NodeRecord } from '../../src/runtime/state-store.ts';
 
 const record = (status: NodeRecord['status'], reason: string | null): NodeRecord => ({
@@ -90,5 +92,29 @@ describe('deleting removed nodes whose stored edges close a cycle', () => {
     for (const id of ['d', 'g', 'r']) expect(edges.cycles.get(id)).toEqual(['d', 'r', 'g', 'd']);
     expect(reverseDependencyOrder(records, edges).map((r) => r.id)).toEqual(['e', 'x', 'd', 'r', 'g']);
     expect(deleteCycleFault(edges.cycles.get('d')!)).toMatchObject({ class: 'permanent', code: 'delete-cycle', message: 'not deleted: removed nodes depend on each other in a cycle, d -> r -> g -> d' });
+  });
+});
+
+// The applied digest is `<goal>/<resolved>` (`digestAt`); isDigestAt answers `=== digestAt(...)` without making the string.
+describe('applied digests', () => {
+  const node: DesiredNode = {
+    id: 'a',
+    goal: 'g',
+    spec: { [NODE_SPEC]: true, type: 'test.thing', backendId: 'b', digest: 'goal1' },
+    settings: { selfHeal: true, prune: false, deletionPolicy: 'Orphan', ignoreFields: [] },
+    source: { file: 'g.yaml', line: 1, col: 1 },
+    dependsOn: [],
+  };
+
+  it('isDigestAt agrees with digestAt, with and without a resolved digest', () => {
+    const ats = [{}, { digest: 'res1' }, { digest: 'res2' }, { digest: '' }];
+    const applied = [null, 'goal1', 'goal1/res1', 'goal1/res2', 'goal1/', 'goal2/res1', 'goal1/res1x', 'goal1xres1', 'goal1/res1/res1', 'goal'];
+    for (const at of ats) for (const a of applied) expect(isDigestAt(a, node, at)).toBe(a === digestAt(node, at));
+  });
+
+  it('goalDigestOf is the goal part, before the slash', () => {
+    expect(goalDigestOf('goal1')).toBe('goal1');
+    expect(goalDigestOf(digestAt(node, { digest: 'res1' }))).toBe('goal1');
+    expect(goalDigestOf('goal1/')).toBe('goal1');
   });
 });
