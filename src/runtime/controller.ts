@@ -572,6 +572,14 @@ export class Controller<S extends NodeSpec> {
     await Promise.allSettled(this.loops);
     this.o.clock.clearTimeout(timer);
     this.flush();
+    if (this.storeFailing) {
+      // The last chance to write them is gone: said, not dropped in silence. Operations left pending are
+      // resolved by observing at the next start, and a drift still there is reported again then.
+      this.o.log.error(
+        { records: this.dirty.size, writes: this.deferred.size },
+        'state store still refuses writes at shutdown: the records kept in memory are lost (operations left pending are resolved by observing at the next start; drift still there is reported again)',
+      );
+    }
     try {
       this.finishRun();
     } catch (err) {

@@ -155,6 +155,27 @@ describe.skipIf(!canMount)('a full state filesystem', () => {
     expect(integrity(p.state)).toBe('ok');
   }, 30_000);
 
+  it('run: stopped while the disk is still full, says that what it kept in memory is lost', async () => {
+    const p = project('stop-full');
+    p.goal(['a']);
+    const d = daemons.start([...p.args, '--interval', '1s', '--listen', '127.0.0.1:0'], { cwd: base });
+    await d.waitFor((l) => l.msg === 'node created' && l.node === 'a');
+    p.fill();
+    // A drift: its report waits in memory, as does the node's record, while the store refuses writes.
+    writeFileSync(join(p.root, 'a.conf'), 'edited by hand');
+    await d.waitFor((l) => l.msg === 'drift detected' && l.node === 'a');
+    await d.waitFor((l) => l.level === 50 && (l.err as { code?: unknown } | undefined)?.code === 'DS_STATE_STORE');
+    const mark = d.lines.length;
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+    const lost = d.lines.slice(mark).find((l) => l.msg.startsWith('state store still refuses writes at shutdown'));
+    expect(lost).toBeDefined();
+    expect(lost!.level).toBe(50);
+    expect(lost!.writes as number).toBeGreaterThan(0);
+    p.free();
+    expect(integrity(p.state)).toBe('ok');
+  }, 30_000);
+
   it('run: a git commit while the disk is full is the commit drift is reported under, and is journalled once there is room', async () => {
     const p = project('commit');
     p.goal(['a']);
