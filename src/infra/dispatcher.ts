@@ -1,4 +1,4 @@
-import { fault, forEachLimit, formatPath, hasReferences, jsonEqual, OUTPUT_UNKNOWN, OUTPUTS_MISSING, resolveReferences, suggestion, toFault } from '../runtime/index.ts';
+import { DELETE_OUTPUTS_UNKNOWN, fault, forEachLimit, formatPath, hasReferences, jsonEqual, OUTPUT_UNKNOWN, OUTPUTS_MISSING, resolveReferences, suggestion, toFault } from '../runtime/index.ts';
 import type { Fault, FieldDiff, NodeId, NodeProvisioner, Observation, OperationContext, OutputValue, ProvisionResult, ReferencedOutputs, ResolvedAt, UnknownOutput, UpdateRequest } from '../runtime/index.ts';
 import type { BackendUpdate, InfraBackend } from './backend.ts';
 import { resolvedNodeSpec } from './desired.ts';
@@ -175,23 +175,35 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
     return this.call(node, ctx, (b, n, c) => b.delete(n, c), true);
   }
 
+  /** What `delete` fails the node with before calling its backend, by `delete`'s own checks (`beforeCall`). */
+  refusedDelete(node: InfraNode, ctx: OperationContext): Promise<Fault | undefined> {
+    const ready = this.beforeCall(node, ctx, true);
+    return Promise.resolve('fault' in ready ? ready.fault : undefined);
+  }
+
   private async call(
     node: InfraNode,
     ctx: OperationContext,
     op: (backend: InfraBackend, node: InfraNode, ctx: OperationContext) => Promise<ProvisionResult>,
     deleting = false,
   ): Promise<ProvisionResult> {
-    const backend = this.backends.get(node.spec.backendId);
-    if (backend === undefined) return { status: 'failed', fault: notCalled('permanent', `backend "${node.spec.backendId}" is not configured`) };
-    const resolved = this.resolve(node, ctx, deleting);
-    if ('fault' in resolved) return { status: 'failed', fault: resolved.fault };
+    const ready = this.beforeCall(node, ctx, deleting);
+    if ('fault' in ready) return { status: 'failed', fault: ready.fault };
     try {
       if (ctx.signal.aborted) return { status: 'failed', fault: notCalled('transient', 'operation aborted before it started') };
-      const result = await op(backend, resolved.node, forBackend(ctx, node.spec.backendId));
-      return resolvedAt(result, resolved.node);
+      const result = await op(ready.backend, ready.node, forBackend(ctx, node.spec.backendId));
+      return resolvedAt(result, ready.node);
     } catch (err) {
       return { status: 'failed', fault: toFault(err) };
     }
+  }
+
+  /** The node's backend and the node as it is sent (`resolve`), or the fault it fails with before any call. */
+  private beforeCall(node: InfraNode, ctx: OperationContext, deleting: boolean): { backend: InfraBackend; node: InfraNode } | { fault: Fault } {
+    const backend = this.backends.get(node.spec.backendId);
+    if (backend === undefined) return { fault: notCalled('permanent', `backend "${node.spec.backendId}" is not configured`) };
+    const resolved = this.resolve(node, ctx, deleting);
+    return 'fault' in resolved ? resolved : { backend, node: resolved.node };
   }
 
   /**
@@ -290,9 +302,6 @@ function unknownOutputFault(id: NodeId, unknown: readonly UnknownOutput[]): Faul
   });
 }
 
-/** The code of `undeletableFault`. */
-const UNRESOLVED_DELETE = 'delete-outputs-unknown';
-
 /**
  * The fault of a removed node whose references (each a node and key) have no value in the state: none
  * kept with its record (one written before they were kept) and none held now by the nodes they name
@@ -308,7 +317,7 @@ function undeletableFault(node: InfraNode, unresolved: readonly (readonly [NodeI
     `node "${node.id}" on backend "${node.spec.backendId}" cannot be deleted: the state keeps no value for ${named}, which its spec references ` +
       `(none kept with its record, written before they were, and ${nodes} forgotten since or without that output): ` +
       `declare ${nodes} again (apply records the outputs), or delete the resource by hand and apply once with prune: false on goal "${node.goal}" to forget node "${node.id}"`,
-    { code: UNRESOLVED_DELETE },
+    { code: DELETE_OUTPUTS_UNKNOWN },
   );
 }
 

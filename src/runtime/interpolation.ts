@@ -297,17 +297,19 @@ export function resolveReferences<T>(
 /**
  * Codes of the fault of a node with a reference that has no value, raised before its backend is
  * called: `outputs-missing` (transient), its node has given no outputs yet or gives the key as null,
- * a wait; `output-unknown` (permanent), its node gave outputs without the key.
+ * a wait; `output-unknown` (permanent), its node gave outputs without the key; `delete-outputs-unknown`
+ * (permanent), the delete of a node removed from the goals, which nothing comes to by waiting.
  */
 export const OUTPUTS_MISSING = 'outputs-missing';
 export const OUTPUT_UNKNOWN = 'output-unknown';
+export const DELETE_OUTPUTS_UNKNOWN = 'delete-outputs-unknown';
 
 /**
- * Whether `f` is the fault of a reference without a value (either code above): judged on the
+ * Whether `f` is the fault of a reference without a value (any code above): judged on the
  * producer's outputs as they were, so a producer created or changed in the same pass may still give it.
  */
 export function awaitsOutput(f: Fault): boolean {
-  return f.code === OUTPUTS_MISSING || f.code === OUTPUT_UNKNOWN;
+  return f.code === OUTPUTS_MISSING || f.code === OUTPUT_UNKNOWN || f.code === DELETE_OUTPUTS_UNKNOWN;
 }
 
 /** A reference to a key its node's outputs lack, with the keys they have (see `resolveReferences`). */

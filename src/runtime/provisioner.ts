@@ -164,4 +164,11 @@ export interface NodeProvisioner<S extends NodeSpec = NodeSpec> {
   updateMany?(items: readonly UpdateRequest<S>[], ctx: OperationContext, concurrency: number): Promise<ReadonlyMap<NodeId, ProvisionResult>>;
   /** Deprovisions the node; absent already counts as success. */
   delete(node: DesiredNode<S>, ctx: OperationContext): Promise<ProvisionResult>;
+  /**
+   * Optional: the fault `delete` would fail the node with before any backend call (a reference with
+   * no value in `ctx`, its backend not configured), by the same checks, or undefined when it would
+   * call the backend. Calls nothing: `plan` shows such a delete as the error `apply` meets. Without
+   * it, every delete is planned as one the backend is asked for.
+   */
+  refusedDelete?(node: DesiredNode<S>, ctx: OperationContext): Promise<Fault | undefined>;
 }
