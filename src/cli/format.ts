@@ -129,7 +129,8 @@ export function formatPlan(
         lines.push(`${head} ${p.action}: ${p.reason}`);
         break;
       case 'error':
-        lines.push(`${head} error (${p.fault.class}): ${p.fault.message}`);
+        // With its hint, as apply lists the fault: what to do about it.
+        lines.push(`${head} error (${p.fault.class}): ${p.fault.message}${p.fault.hint === undefined ? '' : ` (hint: ${p.fault.hint})`}`);
         break;
       default:
         assertNever(p, 'planned action');

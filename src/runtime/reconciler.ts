@@ -15,7 +15,7 @@ import { assertNever, errorMessage } from './errors.ts';
 import { awaitsOutput } from './interpolation.ts';
 import { forEachLimit } from './limit.ts';
 import type { Semaphore } from './limit.ts';
-import { appliedAtSpec, carriedRecord, deleteCycleFault, deletionEdges, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, deleteCycleFault, type DeletionEdges, deletionEdges, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedEdges, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -52,6 +52,13 @@ export type NodeOutcome =
   | { readonly status: 'failed'; readonly fault: Fault }
   | { readonly status: 'blocked'; readonly reason: string }
   | { readonly status: 'held'; readonly reason: string };
+
+/** What became (apply), or would become (plan), of the delete of one node removed from the goals (`deleteInOrder`). */
+type DeleteOutcome =
+  | { readonly status: 'done' }
+  | { readonly status: 'failed'; readonly fault: Fault }
+  /** `waitsFor`: a node that depends on it, left undeleted. */
+  | { readonly status: 'blocked'; readonly reason: string; readonly waitsFor: NodeId };
 
 export interface ApplyResult {
   readonly runId: number | null;
@@ -228,7 +235,17 @@ export class Reconciler<S extends NodeSpec> {
       }
     }
     const deletions = this.deletions(graph, stored, options);
-    for (const r of deletions.toDelete) entries.set(r.id, { id: r.id, type: r.type, backendId: r.backendId, goal: r.goal, planned: { action: 'delete' } });
+    // What apply's deletes meet before any backend call, by its own decisions (`deleteInOrder`, the provisioner's
+    // `refusedDelete`): a cycle, a node that depends on one left, a reference with no value. One to an output of
+    // a node the plan creates or updates reads what that gives first, as apply deletes after it (see the create above).
+    const refusal = async (r: NodeRecord, node: DesiredNode<S>): Promise<Fault | undefined> => {
+      const f = await this.provisioner.refusedDelete?.(node, this.context(options.signal, removedOutputsOf(r, (id) => outputs.get(id))));
+      return f !== undefined && awaitsOutput(f) && storedEdges(r).deps.some((d) => willChange.has(d)) ? undefined : f;
+    };
+    await this.deleteInOrder(deletions.toDelete, refusal, (r, outcome) => {
+      const planned: PlannedAction = outcome.status === 'done' ? { action: 'delete' } : outcome.status === 'failed' ? { action: 'error', fault: outcome.fault } : { action: 'blocked', reason: outcome.reason };
+      entries.set(r.id, { id: r.id, type: r.type, backendId: r.backendId, goal: r.goal, planned });
+    });
     for (const r of deletions.toOrphan) {
       const claimedBy = deletions.claimed.get(r.id);
       const policyHold = deletions.keptByPolicy?.get(r.id);
@@ -512,59 +529,71 @@ export class Reconciler<S extends NodeSpec> {
     updates: NodeRecord[],
     outputsOf: (id: NodeId) => Outputs | undefined,
   ): Promise<NodeId[]> {
-    // A delete that failed stays on the record (as the daemon keeps it), so that `status` shows why the node lingers.
-    const failed = (r: NodeRecord, f: Fault): void => {
-      updates.push({ ...r, status: 'failed', lastFault: f, attempts: r.attempts + 1, reason: f.message, updatedAt: this.now() });
-    };
     const done: NodeId[] = [];
-    // The removed nodes that depend on each (records come dependents first), and those left undeleted:
-    // a node is not deleted while one that depends on it is left (a group role dropped under a member
-    // whose own delete failed; Terraform stops there too). One on a cycle of them that cannot be broken
-    // (`deletionEdges`) fails with the cycle.
-    const edges = deletionEdges(records);
-    const left = new Set<NodeId>();
-    for (const r of records) {
-      const cycle = edges.cycles.get(r.id);
-      if (cycle !== undefined) {
-        const f = deleteCycleFault(cycle);
-        outcomes.set(r.id, { status: 'failed', fault: f });
-        failed(r, f);
-        left.add(r.id);
-        this.log.warn({ node: r.id, backend: r.backendId, fault: f }, 'delete failed');
-        continue;
-      }
-      const waitsFor = edges.dependents.get(r.id)?.find((d) => left.has(d));
-      if (waitsFor !== undefined) {
-        const reason = `not deleted while ${waitsFor}, which depends on it, is not`;
-        left.add(r.id);
-        outcomes.set(r.id, { status: 'blocked', reason });
-        updates.push({ ...r, reason, updatedAt: this.now() });
-        this.log.warn({ node: r.id, backend: r.backendId, waitsFor }, 'delete put off: a node that depends on it was not deleted');
-        continue;
-      }
-      const node = removedNode(r, this.codec);
-      if (node === undefined) {
-        const f = fault('permanent', 'the stored spec cannot be read; delete it by hand');
-        outcomes.set(r.id, { status: 'failed', fault: f });
-        failed(r, f);
-        left.add(r.id);
-        continue;
-      }
+    const attempt = async (r: NodeRecord, node: DesiredNode<S>): Promise<Fault | undefined> => {
       const opId = begin(node.id);
       const result = await this.provisioner.delete(node, this.context(options.signal, removedOutputsOf(r, outputsOf)));
       deferred.finished(opId, result);
-      if (result.status === 'done') {
-        outcomes.set(r.id, { status: 'deleted' });
-        done.push(r.id);
-        this.log.info({ node: r.id, backend: r.backendId }, 'node deleted');
-      } else {
-        outcomes.set(r.id, { status: 'failed', fault: result.fault });
-        failed(r, result.fault);
-        left.add(r.id);
-        this.log.warn({ node: r.id, backend: r.backendId, fault: result.fault }, 'delete failed');
+      return result.status === 'done' ? undefined : result.fault;
+    };
+    await this.deleteInOrder(records, attempt, (r, outcome) => {
+      switch (outcome.status) {
+        case 'done':
+          outcomes.set(r.id, { status: 'deleted' });
+          done.push(r.id);
+          this.log.info({ node: r.id, backend: r.backendId }, 'node deleted');
+          break;
+        case 'failed': {
+          const f = outcome.fault;
+          outcomes.set(r.id, { status: 'failed', fault: f });
+          // A delete that failed stays on the record (as the daemon keeps it), so that `status` shows why the node lingers.
+          updates.push({ ...r, status: 'failed', lastFault: f, attempts: r.attempts + 1, reason: f.message, updatedAt: this.now() });
+          this.log.warn({ node: r.id, backend: r.backendId, fault: f }, 'delete failed');
+          break;
+        }
+        case 'blocked':
+          outcomes.set(r.id, { status: 'blocked', reason: outcome.reason });
+          updates.push({ ...r, reason: outcome.reason, updatedAt: this.now() });
+          this.log.warn({ node: r.id, backend: r.backendId, waitsFor: outcome.waitsFor }, 'delete put off: a node that depends on it was not deleted');
+          break;
+        default:
+          assertNever(outcome, 'delete outcome');
       }
-    }
+    });
     return done;
+  }
+
+  /**
+   * Goes through removed records in order (dependents first), as apply deletes them and plan foresees it,
+   * and tells `settle` what became of each. A node is not deleted while one that depends on it is left (a
+   * group role dropped under a member whose own delete failed; Terraform stops there too). One on a cycle
+   * of them that cannot be broken (`deletionEdges`) fails with the cycle, one whose stored spec cannot be
+   * read fails too; `attempt` deletes each other one (plan: says what its delete meets), undefined when done.
+   */
+  private async deleteInOrder(
+    records: readonly NodeRecord[],
+    attempt: (r: NodeRecord, node: DesiredNode<S>) => Promise<Fault | undefined>,
+    settle: (r: NodeRecord, outcome: DeleteOutcome) => void,
+  ): Promise<void> {
+    const edges = deletionEdges(records);
+    const left = new Set<NodeId>();
+    for (const r of records) {
+      const outcome = await this.deleteOne(r, edges, left, attempt);
+      if (outcome.status !== 'done') left.add(r.id);
+      settle(r, outcome);
+    }
+  }
+
+  /** One step of `deleteInOrder`: `left` holds the records not deleted before this one. */
+  private async deleteOne(r: NodeRecord, edges: DeletionEdges, left: ReadonlySet<NodeId>, attempt: (r: NodeRecord, node: DesiredNode<S>) => Promise<Fault | undefined>): Promise<DeleteOutcome> {
+    const cycle = edges.cycles.get(r.id);
+    if (cycle !== undefined) return { status: 'failed', fault: deleteCycleFault(cycle) };
+    const waitsFor = edges.dependents.get(r.id)?.find((d) => left.has(d));
+    if (waitsFor !== undefined) return { status: 'blocked', reason: `not deleted while ${waitsFor}, which depends on it, is not`, waitsFor };
+    const node = removedNode(r, this.codec);
+    if (node === undefined) return { status: 'failed', fault: fault('permanent', 'the stored spec cannot be read; delete it by hand') };
+    const f = await attempt(r, node);
+    return f === undefined ? { status: 'done' } : { status: 'failed', fault: f };
   }
 
   private record(

@@ -1,8 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { cli, execGoalHead, shellResource, tempProject } from '../support/cli.ts';
+import { cli, execGoalHead, planBoth, shellResource, tempProject } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
 
 /**
@@ -125,6 +125,47 @@ describe('apply deletes a removed node whose spec references another node', () =
     const forget = await cli(['apply', '--yes', ...p.args], { env });
     expect(forget.code, forget.stdout + forget.stderr).toBe(0);
     expect(forget.stdout).toContain('  ○ b: orphaned');
+  });
+});
+
+describe('plan shows such a delete as apply will make or refuse it', () => {
+  const refused =
+    'node "b" on backend "exec" cannot be deleted: the state keeps no value for ${nodes.a.outputs.rid}, which its spec references (none kept with its record, written before they were, and node "a" forgotten since or without that output): declare node "a" again (apply records the outputs), or delete the resource by hand and apply once with prune: false on goal "g" to forget node "b"';
+
+  it('a record an older version wrote, whose referenced node is gone from the state: an error with apply\'s reason, exit 1, not `-`', async () => {
+    const { p, goals, deletes } = project('ds-prune-refs-plan-', 'Orphan');
+    goals(['keep', 'a', 'b']);
+    expect((await cli(['apply', '--yes', ...p.args], { env })).code).toBe(0);
+    asOlderVersionLeftIt(p.state, { forgetA: true });
+    goals(['keep']);
+    const planned = await planBoth(p.args, env);
+    expect(planned.code, planned.text).toBe(1);
+    expect(planned.text).toContain(`  x b (generic.resource via exec) error (permanent): ${refused}\n`);
+    expect(planned.text).toContain('0 to delete, 0 drifted, 1 unchanged, 0 blocked or held, 1 errors.');
+    expect(planned.json.entries.find((e) => e.id === 'b')?.planned).toEqual({ action: 'error', fault: { class: 'permanent', message: refused, code: 'delete-outputs-unknown', notTheBackend: 'before-call' } });
+    expect(planned.json.counts).toMatchObject({ delete: 0, error: 1 });
+    expect(deletes()).toEqual([]);
+    // As apply then has it.
+    expect((await cli(['apply', '--yes', ...p.args], { env })).stdout).toContain(`  x b: permanent: ${refused}\n`);
+  });
+
+  it('the way out it names, the referenced node declared again: created first, so `-`, and apply deletes it with the output the create gives', async () => {
+    const { p, goals, deletes, exists } = project('ds-prune-refs-plan-again-', 'Orphan');
+    goals(['keep', 'a', 'b']);
+    expect((await cli(['apply', '--yes', ...p.args], { env })).code).toBe(0);
+    asOlderVersionLeftIt(p.state, { forgetA: true });
+    // Gone since too, so that declared again it is created (found, it would give no rid: the delete is refused then too).
+    rmSync(join(p.dir, 'a'));
+    goals(['keep', 'a']);
+    const planned = await planBoth(p.args, env);
+    expect(planned.code, planned.text).toBe(2);
+    expect(planned.text).toContain('  + a (generic.resource via exec)\n');
+    expect(planned.text).toContain('  - b (generic.resource via exec)\n');
+    expect(planned.json.entries.find((e) => e.id === 'b')?.planned).toEqual({ action: 'delete' });
+    const apply = await cli(['apply', '--yes', ...p.args], { env });
+    expect(apply.code, apply.stdout + apply.stderr).toBe(0);
+    expect(deletes()).toEqual([{ id: 'b', input: bInput }]);
+    expect(exists('b')).toBe(false);
   });
 });
 

@@ -40,6 +40,20 @@ export function cli(args: readonly string[], options: { cwd?: string; env?: Node
   });
 }
 
+/** What `plan` printed and how it exited, and its `--format json` document (which must exit the same). */
+export async function planBoth(args: readonly string[], env?: NodeJS.ProcessEnv): Promise<{ code: number | null; text: string; json: PlanDocument }> {
+  const text = await cli(['plan', ...args], { env });
+  const json = await cli(['plan', '--format', 'json', ...args], { env });
+  if (json.code !== text.code) throw new Error(`plan exited ${text.code}, plan --format json ${json.code}: ${json.stderr}`);
+  return { code: text.code, text: text.stdout, json: JSON.parse(json.stdout) as PlanDocument };
+}
+
+/** The parts of `plan --format json` tests read. */
+export interface PlanDocument {
+  readonly entries: readonly { readonly id: string; readonly planned: { readonly action: string } & Readonly<Record<string, unknown>> }[];
+  readonly counts: Readonly<Record<string, number>>;
+}
+
 // Every temp project of a test file is removed after its tests. Registered when this module is
 // first imported, so before any hook of the file: it runs after them (hooks unwind as a stack),
 // once `trackDaemons` has stopped the daemons that worked in them.
