@@ -91,8 +91,11 @@ const XML_ELEMENT = /(<([A-Za-z_][\w.:-]*)(?:\s[^<>]*)?>)([^<]+)(?=<\/\2>)/g;
 /** A command's argument: in quotes, or up to a blank. */
 const ARGUMENT = String.raw`"[^"]*"|'[^']*'|[^\s"']+`;
 
-/** `--password=value`, `--api-key value`: a command-line option's name (group 2) and its value (group 3). */
-const OPTION = new RegExp(String.raw`((?:^|\s)--?([A-Za-z][\w-]*)(?:=|\s+))(${ARGUMENT})`, 'g');
+/**
+ * `--password=value`, `--api-key value`: a command-line option's name (group 2) and its value (group 3).
+ * An option after a blank is none's value: the one before it is a flag (`curl -s -H …`, `-v --token=…`).
+ */
+const OPTION = new RegExp(String.raw`((?:^|\s)--?([A-Za-z][\w-]*)(?:=|\s+(?!--?[A-Za-z])))(${ARGUMENT})`, 'g');
 
 /**
  * `name=value` inside a line: a libpq connection string (`host=db password=…`), a URL's query
@@ -111,6 +114,12 @@ const INLINE_SETTING = /(?<![\w.-])([A-Za-z_][\w.-]*)[ \t]*=(?![=~])[ \t]*/g;
  * ahead after a `&` or `;` reads at most the value's next run of name characters.
  */
 const SETTING_VALUE = /'((?:[^'\\\r\n]|\\.)*)'?|"((?:[^"\\\r\n]|\\.)*)"?|(?:[^\s"'&;]|[&;](?![A-Za-z_][\w.-]*=)(?=[^\s"']))+/y;
+
+/** `-H`, `--header`: the options curl, wget and other HTTP clients take a request's header in. */
+const HEADER_OPTION = /^(?:H|header)$/;
+
+/** An HTTP header (`X-Api-Key: value`): its name (group 1), the colon (group 2) and its value (group 3). */
+const HEADER = /^([A-Za-z][\w-]*)(\s*:\s*)(\S.*)$/;
 
 /** `key="Password" value="…"`, `name="password" value="…"`: XML attributes naming the setting the next one holds. */
 const NAMING_ATTRIBUTE = /^(?:key|name)$/i;
@@ -132,8 +141,8 @@ const PASSWORD_COMMANDS: readonly { command: RegExp; argument: RegExp; user: boo
 
 /**
  * A line with what looks like a secret in it masked where it is not a whole setting: a JSON pair,
- * a URL's password, an XML element, a command-line option, a setting inside the line, a password
- * given to a command known to take one.
+ * a URL's password, an XML element, a command-line option, an HTTP header given in one, a setting
+ * inside the line, a password given to a command known to take one.
  */
 function maskInLine(line: string, found: string[] | undefined): string {
   let out = line;
@@ -150,8 +159,7 @@ function maskInLine(line: string, found: string[] | undefined): string {
     for (const { command, argument, user } of PASSWORD_COMMANDS) {
       out = out.replace(command, (args) =>
         args.replace(argument, (arg, head: string, value: string) => {
-          const text = unquoted(value);
-          const quote = text === value ? '' : value[0]!;
+          const [text, quote] = quoted(value);
           // curl's is `user:password`: the user stays; without a password curl asks for one.
           const from = user ? text.indexOf(':') + 1 : 0;
           const password = text.slice(from);
@@ -161,7 +169,18 @@ function maskInLine(line: string, found: string[] | undefined): string {
       );
     }
   }
-  if (out.includes('-')) out = out.replace(OPTION, (all, head: string, name: string, value: string) => (secretSetting(name, value) && value !== SECRET_MASK ? masked(unquoted(value), `${head}${SECRET_MASK}`) : all));
+  if (out.includes('-')) {
+    out = out.replace(OPTION, (all, head: string, name: string, value: string) => {
+      if (HEADER_OPTION.test(name)) {
+        // A header's name stays, and says which was masked (`-H "Authorization: <secret>"`).
+        const [text, quote] = quoted(value);
+        const header = HEADER.exec(text);
+        if (header === null || header[3] === SECRET_MASK || !secretSetting(header[1]!, header[3]!)) return all;
+        return masked(header[3]!, `${head}${quote}${header[1]!}${header[2]!}${SECRET_MASK}${quote}`);
+      }
+      return secretSetting(name, value) && value !== SECRET_MASK ? masked(unquoted(value), `${head}${SECRET_MASK}`) : all;
+    });
+  }
   if (out.includes('=')) out = maskInlineSettings(out, found);
   return out;
 }
@@ -217,6 +236,12 @@ function unquoted(value: string): string {
   return /^(["']).*\1$/s.test(value) ? value.slice(1, -1) : value;
 }
 
+/** An option's value without its quotes (`unquoted`), and the quote it was in (`''` for none). */
+function quoted(value: string): [text: string, quote: string] {
+  const text = unquoted(value);
+  return [text, text === value ? '' : value[0]!];
+}
+
 /** A setting whose name says it is a secret's (SECRET_NAME; LINE_KEY_NAME too for one on a line of its own), its value no setting word. */
 function secretSetting(name: string, value: string, ownLine = false): boolean {
   const words = nameWords(name);
@@ -236,7 +261,7 @@ const PEM_END = /-----END [A-Z ]*-----/;
  * Lines of a file as a drift report may show them (a line diff), with what
  * looks like a secret masked: the value of a setting whose name says it is
  * one by its words (SECRET_NAME; `DB_PASSWORD=…`, `api_key: …`, `"password": "…"`, `<password>…`,
- * `--password=…`, `host=db password=…`, `?password=…`, `<x password="…"/>`),
+ * `--password=…`, `-H "X-Api-Key: …"`, `host=db password=…`, `?password=…`, `<x password="…"/>`),
  * a URL's password (`postgres://app:…@db`), a password given to a command
  * known to take one (`mysql -p…`, `curl -u user:…`) and the body of a PEM
  * private key.

@@ -150,6 +150,7 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'options named by their words, of keytool and openssl too', line: 'app --sort-key name --keyboard us --storepass ks-pw -passin pass:pw1', out: 'app --sort-key name --keyboard us --storepass <secret> -passin <secret>' },
     { name: "mysql's glued -p, the database after it kept (no option named …secret…)", line: 'mysql -u root -psecret db', out: 'mysql -u root -p<secret> db' },
     { name: "mysqldump's, a password ending in a secret word", line: 'mysqldump -pmytoken app > app.sql', out: 'mysqldump -p<secret> app > app.sql' },
+    { name: 'an option after a flag, which is no value of the flag', line: 'app -v --token=tok-1 --verbose --password pw-1 --offset -5', out: 'app -v --token=<secret> --verbose --password <secret> --offset -5' },
   ])('masks $name', ({ line, out }) => {
     expect(maskSecretLines([line])).toEqual([out]);
   });
@@ -188,6 +189,19 @@ describe('maskSecretLines: a secret inside a line', () => {
     },
   );
 
+  // An HTTP header given to a command (curl, wget, ab): its value is masked where the header's name says secret.
+  it.each([
+    { line: 'curl -H "X-Api-Key: s3cr3tvalue123" https://x', out: 'curl -H "X-Api-Key: <secret>" https://x' },
+    { line: "curl -H 'Authorization: Bearer abcdef123456' https://x", out: "curl -H 'Authorization: <secret>' https://x" },
+    { line: 'curl --header "Cookie: sid=abc123; theme=dark" -H X-Auth-Token:tok-1 x', out: 'curl --header "Cookie: <secret>" -H X-Auth-Token:<secret> x' },
+    { line: "wget --header='Proxy-Authorization: Basic YWxhZGRpbg==' x", out: "wget --header='Proxy-Authorization: <secret>' x" },
+    { line: 'curl -sS -H "X-Api-Key: k-1" x', out: 'curl -sS -H "X-Api-Key: <secret>" x' },
+    { line: 'curl -H "Content-Type: application/json" -H "X-Api-Key-Id: 42" -H "Author: ana" -H @headers.txt x', out: 'curl -H "Content-Type: application/json" -H "X-Api-Key-Id: 42" -H "Author: ana" -H @headers.txt x' },
+    { line: 'curl -H "Authorization: <secret>" -H "X-Token: none" x', out: 'curl -H "Authorization: <secret>" -H "X-Token: none" x' },
+  ])('reads a header given to a command by its name: $line', ({ line, out }) => {
+    expect(maskSecretLines([line])).toEqual([out]);
+  });
+
   // A setting on a line of its own (an env file's) is read by the same words, and by a last word KEY too: an
   // env file names a vendor's key so.
   it.each([
@@ -216,6 +230,7 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'many passwords to one command', line: `mysql -u root${' -pX'.repeat(250_000)}`, out: `mysql -u root${' -p<secret>'.repeat(250_000)}` },
     { name: 'a name of many words', line: `x ${'sortKey_'.repeat(120_000)}api_key=pw`, out: `x ${'sortKey_'.repeat(120_000)}api_key=<secret>` },
     { name: 'many options to sshpass', line: `sshpass${' -v'.repeat(300_000)} -p pw ssh -p 22 h`, out: `sshpass${' -v'.repeat(300_000)} -p <secret> ssh -p 22 h` },
+    { name: 'many headers', line: `curl${' -H "X-Api-Key: k"'.repeat(50_000)}`, out: `curl${' -H "X-Api-Key: <secret>"'.repeat(50_000)}` },
   ])('masks a 1 MB line in one pass: $name', ({ line, out }) => {
     expect(maskSecretLines([line])).toEqual([out]);
   });
