@@ -88,6 +88,21 @@ const URL_PASSWORD = /((?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s:@/]*:
 /** `<password>value</password>`: an XML element's name (group 2) and its text (group 3). */
 const XML_ELEMENT = /(<([A-Za-z_][\w.:-]*)(?:\s[^<>]*)?>)([^<]+)(?=<\/\2>)/g;
 
+/**
+ * In a flow mapping (`{user: app, password: x}`, YAML's or JavaScript's), a key where a pair
+ * begins, after `{` or `,`: quoted (group 2) or plain (group 3; its `:` followed by a blank, as YAML
+ * reads one, so that `${PASSWORD:-x}` is no pair); else a brace, which opens or closes a mapping.
+ */
+const FLOW_TOKEN = /[{,]\s*(?:(["'])([A-Za-z_][\w.-]*)\1\s*:|([A-Za-z_][\w.-]*)\s*:(?!\S))\s*|[{}]/g;
+
+/**
+ * A flow mapping's value where FLOW_TOKEN leaves off: in quotes (`'it''s'`, `"a\"b"`; one left open
+ * runs to the line's end), what is inside them in group 1 or 2; else up to a `,`, a bracket or a
+ * brace, blanks at its end aside. None where a mapping or a list is the value. Linear: the words
+ * and the blanks between them are told apart by their first character.
+ */
+const FLOW_VALUE = /'((?:[^'\r\n]|'')*)'?|"((?:[^"\\\r\n]|\\.)*)"?|[^\s,{}[\]]+(?:[ \t]+[^\s,{}[\]]+)*/y;
+
 /** A command's argument: in quotes, or up to a blank. */
 const ARGUMENT = String.raw`"[^"]*"|'[^']*'|[^\s"']+`;
 
@@ -141,8 +156,8 @@ const PASSWORD_COMMANDS: readonly { command: RegExp; argument: RegExp; user: boo
 
 /**
  * A line with what looks like a secret in it masked where it is not a whole setting: a JSON pair,
- * a URL's password, an XML element, a command-line option, an HTTP header given in one, a setting
- * inside the line, a password given to a command known to take one.
+ * a URL's password, an XML element, a flow mapping's pair, a command-line option, an HTTP header
+ * given in one, a setting inside the line, a password given to a command known to take one.
  */
 function maskInLine(line: string, found: string[] | undefined): string {
   let out = line;
@@ -153,6 +168,7 @@ function maskInLine(line: string, found: string[] | undefined): string {
   if (out.includes('"')) out = out.replace(JSON_PAIR, (pair, head: string, name: string, value: string) => (secretSetting(name, value) ? masked(value, `${head}"${SECRET_MASK}"`) : pair));
   if (out.includes('://')) out = out.replace(URL_PASSWORD, (_all, head: string, password: string) => masked(password, `${head}${SECRET_MASK}`));
   if (out.includes('</')) out = out.replace(XML_ELEMENT, (all, head: string, name: string, text: string) => (secretSetting(name, text) ? masked(text, `${head}${SECRET_MASK}`) : all));
+  if (out.includes('{')) out = maskFlowPairs(out, found);
   // Before OPTION: a glued `-pSECRET` would read to it as an option of that name, and the database after it as its value.
   // Each argument a command takes its password in starts with a blank and a `-`.
   if (/\s-/.test(out)) {
@@ -215,20 +231,59 @@ function maskInlineSettings(line: string, found: string[] | undefined): string {
     // A name of its own was read above; only one an attribute named is left to read.
     if (naming ? !secretSetting(name, value.inner) : settingWord(value.inner)) continue;
     found?.push(value.inner);
-    out += `${line.slice(copied, at)}${value.text.slice(0, value.open)}${SECRET_MASK}${value.text.slice(value.open + value.inner.length)}`;
+    out += `${line.slice(copied, at)}${maskedValue(value)}`;
     copied = at + value.text.length;
     INLINE_SETTING.lastIndex = copied;
   }
   return out + line.slice(copied);
 }
 
-/** The value SETTING_VALUE reads at `at`: as written (`text`), what is inside its quotes (`inner`), and where that starts (`open`: 1 after a quote). */
-function settingValue(line: string, at: number): { text: string; inner: string; open: 0 | 1 } | undefined {
-  SETTING_VALUE.lastIndex = at;
-  const m = SETTING_VALUE.exec(line);
+/**
+ * `line` with the value of each pair of a flow mapping (FLOW_TOKEN) masked where its key says it is
+ * a secret's, its quotes kept. A pair is read only inside a mapping: `, password: x` in prose is none.
+ * Every value inside one is read past, so that a brace in it (`{name: 'a}'}`) is not taken for one.
+ */
+function maskFlowPairs(line: string, found: string[] | undefined): string {
+  let out = '';
+  let copied = 0;
+  let depth = 0;
+  FLOW_TOKEN.lastIndex = 0;
+  for (let m = FLOW_TOKEN.exec(line); m !== null; m = FLOW_TOKEN.exec(line)) {
+    if (m[0] === '}') depth = Math.max(0, depth - 1);
+    else if (m[0][0] === '{') depth++;
+    const name = m[2] ?? m[3];
+    if (name === undefined || depth === 0) continue;
+    const at = FLOW_TOKEN.lastIndex;
+    const value = settingValue(line, at, FLOW_VALUE);
+    if (value === undefined) continue;
+    FLOW_TOKEN.lastIndex = at + value.text.length;
+    if (value.inner === '' || value.inner === SECRET_MASK || !secretSetting(name, value.inner)) continue;
+    found?.push(value.inner);
+    out += `${line.slice(copied, at)}${maskedValue(value)}`;
+    copied = FLOW_TOKEN.lastIndex;
+  }
+  return out + line.slice(copied);
+}
+
+/** A setting's value as read in a line: as written (`text`), what is inside its quotes (`inner`), and where that starts (`open`: 1 after a quote). */
+interface SettingValue {
+  text: string;
+  inner: string;
+  open: 0 | 1;
+}
+
+/** The value `pattern` (SETTING_VALUE, FLOW_VALUE: sticky, what is inside quotes in group 1 or 2) reads at `at`. */
+function settingValue(line: string, at: number, pattern = SETTING_VALUE): SettingValue | undefined {
+  pattern.lastIndex = at;
+  const m = pattern.exec(line);
   if (m === null) return undefined;
   const inner = m[1] ?? m[2];
   return inner === undefined ? { text: m[0], inner: m[0], open: 0 } : { text: m[0], inner, open: 1 };
+}
+
+/** A value as written with what is inside its quotes masked, the quotes kept. */
+function maskedValue(value: SettingValue): string {
+  return `${value.text.slice(0, value.open)}${SECRET_MASK}${value.text.slice(value.open + value.inner.length)}`;
 }
 
 /** An option's value without the quotes around it, if any. */
@@ -261,7 +316,8 @@ const PEM_END = /-----END [A-Z ]*-----/;
  * Lines of a file as a drift report may show them (a line diff), with what
  * looks like a secret masked: the value of a setting whose name says it is
  * one by its words (SECRET_NAME; `DB_PASSWORD=…`, `api_key: …`, `"password": "…"`, `<password>…`,
- * `--password=…`, `-H "X-Api-Key: …"`, `host=db password=…`, `?password=…`, `<x password="…"/>`),
+ * `{user: app, password: …}`, `--password=…`, `-H "X-Api-Key: …"`, `host=db password=…`, `?password=…`,
+ * `<x password="…"/>`),
  * a URL's password (`postgres://app:…@db`), a password given to a command
  * known to take one (`mysql -p…`, `curl -u user:…`) and the body of a PEM
  * private key.

@@ -202,6 +202,19 @@ describe('maskSecretLines: a secret inside a line', () => {
     expect(maskSecretLines([line])).toEqual([out]);
   });
 
+  // A YAML (or JavaScript) flow mapping: a value ends at `,` or `}` unless quoted.
+  it.each([
+    { line: 'db: {user: app, password: hunter2pass}', out: 'db: {user: app, password: <secret>}' },
+    { line: "- { user: a, password: 'x y', port: 5432 }", out: "- { user: a, password: '<secret>', port: 5432 }" },
+    { line: `cfg = {db: {user: a, "apiKey": x y}, token: "t,1"}`, out: `cfg = {db: {user: a, "apiKey": <secret>}, token: "<secret>"}` },
+    { line: "{pass: 'it''s', n: 1}\r", out: "{pass: '<secret>', n: 1}\r" },
+    { line: '{user: app, sort_key: name, password: null, token: {a: b}, secret: [x]}', out: '{user: app, sort_key: name, password: null, token: {a: b}, secret: [x]}' },
+    { line: 'echo ${DB_PASSWORD:-changeme}, password: not-in-a-map', out: 'echo ${DB_PASSWORD:-changeme}, password: not-in-a-map' },
+    { line: '{"password": "<secret>"} {a: 1}, password: x', out: '{"password": "<secret>"} {a: 1}, password: x' },
+  ])('reads a flow mapping\'s keys by their words: $line', ({ line, out }) => {
+    expect(maskSecretLines([line])).toEqual([out]);
+  });
+
   // A setting on a line of its own (an env file's) is read by the same words, and by a last word KEY too: an
   // env file names a vendor's key so.
   it.each([
@@ -230,6 +243,9 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'many passwords to one command', line: `mysql -u root${' -pX'.repeat(250_000)}`, out: `mysql -u root${' -p<secret>'.repeat(250_000)}` },
     { name: 'a name of many words', line: `x ${'sortKey_'.repeat(120_000)}api_key=pw`, out: `x ${'sortKey_'.repeat(120_000)}api_key=<secret>` },
     { name: 'many options to sshpass', line: `sshpass${' -v'.repeat(300_000)} -p pw ssh -p 22 h`, out: `sshpass${' -v'.repeat(300_000)} -p <secret> ssh -p 22 h` },
+    { name: 'many pairs in a flow mapping', line: `{${'a: b, '.repeat(150_000)}password: pw}`, out: `{${'a: b, '.repeat(150_000)}password: <secret>}` },
+    { name: 'many braces', line: `${'{'.repeat(500_000)}password: pw${'}'.repeat(500_000)}`, out: `${'{'.repeat(500_000)}password: <secret>${'}'.repeat(500_000)}` },
+    { name: "a flow mapping's quote left open, many escaped quotes after it", line: `{token: 'a${"''".repeat(500_000)}`, out: "{token: '<secret>" },
     { name: 'many headers', line: `curl${' -H "X-Api-Key: k"'.repeat(50_000)}`, out: `curl${' -H "X-Api-Key: <secret>"'.repeat(50_000)}` },
   ])('masks a 1 MB line in one pass: $name', ({ line, out }) => {
     expect(maskSecretLines([line])).toEqual([out]);
