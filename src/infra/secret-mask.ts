@@ -136,6 +136,9 @@ const HEADER_OPTION = /^(?:H|header)$/;
 /** An HTTP header (`X-Api-Key: value`): its name (group 1), the colon (group 2) and its value (group 3). */
 const HEADER = /^([A-Za-z][\w-]*)(\s*:\s*)(\S.*)$/;
 
+/** An XML attribute in an element's start tag: its name (group 1) and its value, in double (group 2) or single quotes (group 3). */
+const XML_ATTRIBUTE = /\s([\w.:-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g;
+
 /** `key="Password" value="…"`, `name="password" value="…"`: XML attributes naming the setting the next one holds. */
 const NAMING_ATTRIBUTE = /^(?:key|name)$/i;
 const VALUE_ATTRIBUTE = /\s+value\s*=\s*/y;
@@ -167,7 +170,7 @@ function maskInLine(line: string, found: string[] | undefined): string {
   };
   if (out.includes('"')) out = out.replace(JSON_PAIR, (pair, head: string, name: string, value: string) => (secretSetting(name, value) ? masked(value, `${head}"${SECRET_MASK}"`) : pair));
   if (out.includes('://')) out = out.replace(URL_PASSWORD, (_all, head: string, password: string) => masked(password, `${head}${SECRET_MASK}`));
-  if (out.includes('</')) out = out.replace(XML_ELEMENT, (all, head: string, name: string, text: string) => (secretSetting(name, text) ? masked(text, `${head}${SECRET_MASK}`) : all));
+  if (out.includes('</')) out = out.replace(XML_ELEMENT, (all, head: string, name: string, text: string) => (secretSetting(name, text) || namedSecret(head, text) ? masked(text, `${head}${SECRET_MASK}`) : all));
   if (out.includes('{')) out = maskFlowPairs(out, found);
   // Before OPTION: a glued `-pSECRET` would read to it as an option of that name, and the database after it as its value.
   // Each argument a command takes its password in starts with a blank and a `-`.
@@ -265,6 +268,14 @@ function maskFlowPairs(line: string, found: string[] | undefined): string {
   return out + line.slice(copied);
 }
 
+/** Whether an XML element's start tag names what it holds a secret (`<entry key="password">`), by a naming attribute (NAMING_ATTRIBUTE). */
+function namedSecret(head: string, text: string): boolean {
+  for (const a of head.matchAll(XML_ATTRIBUTE)) {
+    if (NAMING_ATTRIBUTE.test(a[1]!) && secretSetting(a[2] ?? a[3]!, text)) return true;
+  }
+  return false;
+}
+
 /** A setting's value as read in a line: as written (`text`), what is inside its quotes (`inner`), and where that starts (`open`: 1 after a quote). */
 interface SettingValue {
   text: string;
@@ -316,8 +327,8 @@ const PEM_END = /-----END [A-Z ]*-----/;
  * Lines of a file as a drift report may show them (a line diff), with what
  * looks like a secret masked: the value of a setting whose name says it is
  * one by its words (SECRET_NAME; `DB_PASSWORD=…`, `api_key: …`, `"password": "…"`, `<password>…`,
- * `{user: app, password: …}`, `--password=…`, `-H "X-Api-Key: …"`, `host=db password=…`, `?password=…`,
- * `<x password="…"/>`),
+ * `<entry key="password">…`, `{user: app, password: …}`, `--password=…`, `-H "X-Api-Key: …"`,
+ * `host=db password=…`, `?password=…`, `<x password="…"/>`),
  * a URL's password (`postgres://app:…@db`), a password given to a command
  * known to take one (`mysql -p…`, `curl -u user:…`) and the body of a PEM
  * private key.

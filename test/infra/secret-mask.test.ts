@@ -215,6 +215,16 @@ describe('maskSecretLines: a secret inside a line', () => {
     expect(maskSecretLines([line])).toEqual([out]);
   });
 
+  // An XML element whose naming attribute says what it holds (Java's properties XML, Spring).
+  it.each([
+    { line: '<entry key="password">hunter2pass</entry>', out: '<entry key="password"><secret></entry>' },
+    { line: "<entry key='db.apiKey' >k-1</entry><property name=\"client_secret\">s-1</property>", out: "<entry key='db.apiKey' ><secret></entry><property name=\"client_secret\"><secret></property>" },
+    { line: '<entry key="timeout">30</entry><entry key="sort_key">name</entry><entry name="x" key="password"/><entry key="token">false</entry>', out: '<entry key="timeout">30</entry><entry key="sort_key">name</entry><entry name="x" key="password"/><entry key="token">false</entry>' },
+    { line: '<entry type="password">p</entry>', out: '<entry type="password">p</entry>' },
+  ])('reads an XML element by the name its key or name attribute gives: $line', ({ line, out }) => {
+    expect(maskSecretLines([line])).toEqual([out]);
+  });
+
   // A setting on a line of its own (an env file's) is read by the same words, and by a last word KEY too: an
   // env file names a vendor's key so.
   it.each([
@@ -247,6 +257,7 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'many braces', line: `${'{'.repeat(500_000)}password: pw${'}'.repeat(500_000)}`, out: `${'{'.repeat(500_000)}password: <secret>${'}'.repeat(500_000)}` },
     { name: "a flow mapping's quote left open, many escaped quotes after it", line: `{token: 'a${"''".repeat(500_000)}`, out: "{token: '<secret>" },
     { name: 'many headers', line: `curl${' -H "X-Api-Key: k"'.repeat(50_000)}`, out: `curl${' -H "X-Api-Key: <secret>"'.repeat(50_000)}` },
+    { name: 'an XML element of many attributes', line: `<entry${' a="1"'.repeat(150_000)} key="password">pw</entry>`, out: `<entry${' a="1"'.repeat(150_000)} key="password"><secret></entry>` },
   ])('masks a 1 MB line in one pass: $name', ({ line, out }) => {
     expect(maskSecretLines([line])).toEqual([out]);
   });
