@@ -125,10 +125,11 @@ const INLINE_SETTING = /(?<![\w.-])([A-Za-z_][\w.-]*)[ \t]*=(?![=~])[ \t]*/g;
  * A setting's value where INLINE_SETTING leaves off: in quotes (`'x y'`, `"x"`; a backslash escapes
  * a quote, as libpq reads it; a quote left open runs to the line's end), what is inside them in
  * group 1 or 2; else up to a blank, a quote, or a `&` or `;` that begins another setting (`&page=2`,
- * `;Database=x`) or ends the text: one inside a password (`pa;ss`) is kept in it. Linear: the look
- * ahead after a `&` or `;` reads at most the value's next run of name characters.
+ * `;Database=x`), that is HTML's `&amp;`, or ends the text: one inside a password (`pa;ss`) is
+ * kept in it. Linear: the look ahead after a `&` or `;` reads at most the value's next run of name
+ * characters.
  */
-const SETTING_VALUE = /'((?:[^'\\\r\n]|\\.)*)'?|"((?:[^"\\\r\n]|\\.)*)"?|(?:[^\s"'&;]|[&;](?![A-Za-z_][\w.-]*=)(?=[^\s"']))+/y;
+const SETTING_VALUE = /'((?:[^'\\\r\n]|\\.)*)'?|"((?:[^"\\\r\n]|\\.)*)"?|(?:[^\s"'&;]|[&;](?![A-Za-z_][\w.-]*=|amp;)(?=[^\s"']))+/y;
 
 /** `-H`, `--header`: the options curl, wget and other HTTP clients take a request's header in. */
 const HEADER_OPTION = /^(?:H|header)$/;
@@ -215,9 +216,11 @@ function maskInlineSettings(line: string, found: string[] | undefined): string {
   INLINE_SETTING.lastIndex = 0;
   for (let m = INLINE_SETTING.exec(line); m !== null; m = INLINE_SETTING.exec(line)) {
     let name = m[1]!;
-    const naming = NAMING_ATTRIBUTE.test(name);
+    // A query's `key` holds a key; `key=` elsewhere may name an XML setting (`<add key="Password" value="…"/>`).
+    const query = queryKey(line, m.index, name);
+    const naming = !query && NAMING_ATTRIBUTE.test(name);
     // No value is read that cannot be masked: one read for each `a=` in `a=a=a=…` would make the pass quadratic.
-    if (!naming && !SECRET_NAME.test(nameWords(name))) continue;
+    if (!naming && !query && !SECRET_NAME.test(nameWords(name))) continue;
     let at = INLINE_SETTING.lastIndex;
     let value = settingValue(line, at);
     if (naming && value?.open === 1) {
@@ -276,6 +279,17 @@ function namedSecret(head: string, text: string): boolean {
   return false;
 }
 
+/**
+ * Whether the setting `name` at `at` is a URL query's `key`: an API key so (Google Maps' `?key=AIza…`),
+ * where elsewhere inside a line `key` is data (`get key=user1`). A query's: after a `?` that ends a
+ * URL's path, or after an `&` (`&amp;` in HTML).
+ */
+function queryKey(line: string, at: number, name: string): boolean {
+  if (name.length !== 3 || name.toLowerCase() !== 'key') return false;
+  const before = line[at - 1];
+  return before === '&' || (before === '?' && at > 1 && /[^\s"']/.test(line[at - 2]!)) || line.endsWith('&amp;', at);
+}
+
 /** A setting's value as read in a line: as written (`text`), what is inside its quotes (`inner`), and where that starts (`open`: 1 after a quote). */
 interface SettingValue {
   text: string;
@@ -328,7 +342,7 @@ const PEM_END = /-----END [A-Z ]*-----/;
  * looks like a secret masked: the value of a setting whose name says it is
  * one by its words (SECRET_NAME; `DB_PASSWORD=…`, `api_key: …`, `"password": "…"`, `<password>…`,
  * `<entry key="password">…`, `{user: app, password: …}`, `--password=…`, `-H "X-Api-Key: …"`,
- * `host=db password=…`, `?password=…`, `<x password="…"/>`),
+ * `host=db password=…`, `?password=…`, `<x password="…"/>`), a URL query's `key` (`?key=…`),
  * a URL's password (`postgres://app:…@db`), a password given to a command
  * known to take one (`mysql -p…`, `curl -u user:…`) and the body of a PEM
  * private key.

@@ -225,6 +225,16 @@ describe('maskSecretLines: a secret inside a line', () => {
     expect(maskSecretLines([line])).toEqual([out]);
   });
 
+  // `key` alone is a URL query's API key (Google Maps' `?key=AIza…`); elsewhere inside a line it is data.
+  it.each([
+    { line: '<script src="https://maps.googleapis.com/maps/api/js?key=AIzaSyA1&callback=init">', out: '<script src="https://maps.googleapis.com/maps/api/js?key=<secret>&callback=init">' },
+    { line: 'url: /v1/items?region=eu&Key=k-2 and /x?v=3&amp;key=k-3&amp;cb=y', out: 'url: /v1/items?region=eu&Key=<secret> and /x?v=3&amp;key=<secret>&amp;cb=y' },
+    { line: 'GET /search?sort_key=name&api_key_id=1&keys=a&key_id=2', out: 'GET /search?sort_key=name&api_key_id=1&keys=a&key_id=2' },
+    { line: 'redis-cli get key=user1; echo ? key=x', out: 'redis-cli get key=user1; echo ? key=x' },
+  ])('masks a URL query\'s key: $line', ({ line, out }) => {
+    expect(maskSecretLines([line])).toEqual([out]);
+  });
+
   // A setting on a line of its own (an env file's) is read by the same words, and by a last word KEY too: an
   // env file names a vendor's key so.
   it.each([
@@ -256,6 +266,7 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'many pairs in a flow mapping', line: `{${'a: b, '.repeat(150_000)}password: pw}`, out: `{${'a: b, '.repeat(150_000)}password: <secret>}` },
     { name: 'many braces', line: `${'{'.repeat(500_000)}password: pw${'}'.repeat(500_000)}`, out: `${'{'.repeat(500_000)}password: <secret>${'}'.repeat(500_000)}` },
     { name: "a flow mapping's quote left open, many escaped quotes after it", line: `{token: 'a${"''".repeat(500_000)}`, out: "{token: '<secret>" },
+    { name: 'many keys in a query', line: `/x?key=a${'&key=a'.repeat(150_000)}`, out: `/x?key=<secret>${'&key=<secret>'.repeat(150_000)}` },
     { name: 'many headers', line: `curl${' -H "X-Api-Key: k"'.repeat(50_000)}`, out: `curl${' -H "X-Api-Key: <secret>"'.repeat(50_000)}` },
     { name: 'an XML element of many attributes', line: `<entry${' a="1"'.repeat(150_000)} key="password">pw</entry>`, out: `<entry${' a="1"'.repeat(150_000)} key="password"><secret></entry>` },
   ])('masks a 1 MB line in one pass: $name', ({ line, out }) => {
