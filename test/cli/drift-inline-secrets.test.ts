@@ -19,9 +19,29 @@ describe('a secret a hand edit writes inside a line', () => {
     await eventually(restored, 20_000, 'converged');
 
     const mark = d.lines.length;
-    writeFileSync(conf, 'dsn = host=db user=app password=RealProdPw1\nbackup: mysqldump -u app -pRealProdPw2 app\n');
+    writeFileSync(
+      conf,
+      [
+        'dsn = host=db user=app password=RealProdPw1',
+        'backup: mysqldump -u app -pRealProdPw2 app',
+        'probe: curl -s -H "X-Api-Key: RealProdPw4" https://x',
+        'db: {user: app, password: RealProdPw5}',
+        '<entry key="db.password">RealProdPw6</entry>',
+        'map: https://maps.googleapis.com/maps/api/js?key=RealProdPw7&callback=init',
+        '',
+      ].join('\n'),
+    );
     const drift = await d.waitFor((l) => l.msg === 'drift detected', 5_000, mark);
-    expect(JSON.stringify(drift)).toContain('-dsn = host=db user=app password=<secret>\\n-backup: mysqldump -u app -p<secret> app');
+    expect(JSON.stringify(drift)).toContain(
+      [
+        '-dsn = host=db user=app password=<secret>',
+        '-backup: mysqldump -u app -p<secret> app',
+        '-probe: curl -s -H \\"X-Api-Key: <secret>\\" https://x',
+        '-db: {user: app, password: <secret>}',
+        '-<entry key=\\"db.password\\"><secret></entry>',
+        '-map: https://maps.googleapis.com/maps/api/js?key=<secret>&callback=init',
+      ].join('\\n'),
+    );
     await eventually(restored, 5_000, 'the file restored');
     d.kill('SIGTERM');
     expect(await d.exited).toEqual({ code: 0, signal: null });
