@@ -9,9 +9,10 @@ export const DIRTY = '-dirty';
 
 /**
  * The goals' provenance: HEAD's commit when `dir` is inside a git work tree,
- * else null, marked `<commit>-dirty` when a goal file under `dir` (`*.yaml`,
- * `*.yml`, tracked or not, ignored ones and dot files aside) differs from that commit:
- * goals edited and not committed are not the commit's. Never throws; where
+ * else null, marked `<commit>-dirty` when a goal file under `dir` (what the
+ * loader reads: `*.yaml`, `*.yml`, any case, tracked, new or ignored, dot
+ * files aside) differs from that commit: goals edited and not committed are
+ * not the commit's. Never throws; where
  * git cannot say (not installed), the commit alone.
  */
 export async function goalsCommit(dir: string): Promise<string | null> {
@@ -25,15 +26,19 @@ export function shortCommit(commit: string): string {
   return commit.endsWith(DIRTY) ? `${commit.slice(0, 12)}${DIRTY}` : commit.slice(0, 12);
 }
 
-/** Whether git sees a goal file under `dir` changed, added, deleted or untracked against HEAD. Takes no lock on the index (a user's git command beside us never fails on it). */
+/** Whether git sees a goal file under `dir` changed, added, deleted, untracked or ignored against HEAD. Takes no lock on the index (a user's git command beside us never fails on it). */
 async function goalsDiffer(dir: string): Promise<boolean> {
   const cwd = await realpath(resolve(dir)).catch(() => undefined);
   if (cwd === undefined) return false;
   return new Promise((done) => {
     execFile(
       'git',
-      // Dot files and what dot directories hold are never goals (`listGoalFiles`): a draft `.next.yaml` or a `.github/` workflow does not make them dirty.
-      ['--no-optional-locks', 'status', '--porcelain', '-z', '--untracked-files=all', '--', ':(glob)**/*.yaml', ':(glob)**/*.yml', ':(glob,exclude)**/.*', ':(glob,exclude)**/.*/**'],
+      // The loader's rule (`listGoalFiles`): `*.yaml` and `*.yml` in any case, what .gitignore hides too (it is
+      // applied all the same, and no commit holds it), while dot files and what dot directories hold are never
+      // goals: a draft `.next.yaml`, a `.github/` workflow, an editor's `.a.yaml.swp` do not make them dirty.
+      // Ignored files are listed one by one (`--untracked-files=all`), so an ignored directory counts only for
+      // the goal files in it.
+      ['--no-optional-locks', 'status', '--porcelain', '-z', '--untracked-files=all', '--ignored', '--', ':(glob,icase)**/*.yaml', ':(glob,icase)**/*.yml', ':(glob,exclude)**/.*', ':(glob,exclude)**/.*/**'],
       { cwd, timeout: 5000 },
       (err, stdout) => done(err === null && stdout.length > 0),
     );

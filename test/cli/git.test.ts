@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIRTY, goalsCommit, headCommit, shortCommit } from '../../src/cli/git.ts';
 import { cli, oneFileGoal } from '../support/cli.ts';
@@ -101,6 +101,38 @@ describe('goalsCommit', () => {
     expect(shortCommit(dirty)).toBe(`${head.slice(0, 12)}${DIRTY}`);
   });
 
+  it('marks the commit -dirty for a goal file git ignores, which is applied all the same, and for no other ignored file', async () => {
+    const dir = repo('ignored');
+    const goals = join(dir, 'goals');
+    writeFileSync(join(dir, '.gitignore'), ['goals/local-*.yaml', '*.swp', '*~', '*.bak', 'build/', 'gen/', '.cache/', ''].join('\n'));
+    git(dir, 'add', '.');
+    git(dir, 'commit', '-qm', 'ignores');
+    const head = git(dir, 'rev-parse', 'HEAD');
+    // Ignored files the loader never reads: an editor's backups, a dot file, a dot directory, a directory without goals.
+    writeFileSync(join(goals, 'a.yaml.swp'), 'swap\n');
+    writeFileSync(join(goals, 'a.yaml~'), 'backup\n');
+    writeFileSync(join(goals, 'a.yaml.bak'), 'backup\n');
+    writeFileSync(join(goals, '.a.yaml.swp'), 'swap\n');
+    mkdirSync(join(goals, '.cache'));
+    writeFileSync(join(goals, '.cache', 'x.yaml'), 'cached: 1\n');
+    mkdirSync(join(goals, 'build'));
+    writeFileSync(join(goals, 'build', 'notes.txt'), 'notes\n');
+    expect(await goalsCommit(goals)).toBe(head);
+    // The goal files the loader reads, ignored or not: the commit does not hold them.
+    const cases = [
+      { name: 'an ignored goal file', path: 'local-x.yaml' },
+      { name: 'a goal file in an ignored directory', path: 'gen/x.yml' },
+      { name: 'a goal file named in capitals', path: 'B.YAML' },
+    ];
+    for (const c of cases) {
+      mkdirSync(join(goals, dirname(c.path)), { recursive: true });
+      writeFileSync(join(goals, c.path), 'b\n');
+      expect(await goalsCommit(goals), c.name).toBe(`${head}${DIRTY}`);
+      rmSync(join(goals, c.path));
+      expect(await goalsCommit(goals), c.name).toBe(head);
+    }
+  });
+
   it('is null in a repository without a commit and outside any repository', async () => {
     const fresh = join(base, 'fresh');
     mkdirSync(fresh);
@@ -186,6 +218,21 @@ describe('provenance, end to end', () => {
     expect((await cli(['apply', '--yes', ...args])).code).toBe(0);
     const last = JSON.parse((await cli(['history', ...args, '--format', 'json', '--limit', '1'])).stdout) as { runs: { commit: string }[] };
     expect(last.runs[0]!.commit).toBe(git(dir, 'rev-parse', 'HEAD'));
+  });
+
+  it('a goal file git ignores is applied, and the run recorded under the commit -dirty', async () => {
+    const { dir, root } = goalsRepo('ignored-project');
+    const args = ['--goals', join(dir, 'goals'), '--state', join(base, 'ignored-project-state')];
+    writeFileSync(join(dir, '.gitignore'), 'goals/local-*.yaml\n');
+    git(dir, 'add', '.');
+    git(dir, 'commit', '-qm', 'ignore local goals');
+    const head = git(dir, 'rev-parse', 'HEAD');
+    writeFileSync(join(dir, 'goals/local-x.yaml'), 'apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: local }\nspec:\n  defaults: { backend: local }\n  nodes:\n    - id: x\n      type: local.file\n      spec: { path: x.conf, content: "x\\n" }\n');
+    const r = await cli(['apply', '--yes', ...args]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(join(root, 'x.conf'), 'utf8')).toBe('x\n');
+    const history = JSON.parse((await cli(['history', ...args, '--format', 'json'])).stdout) as { runs: { commit: string }[] };
+    expect(history.runs.map((run) => run.commit)).toEqual([`${head}${DIRTY}`]);
   });
 
   it('a daemon reports drift under the commit -dirty while its goals are edited, and under the new commit once they are committed', async () => {
