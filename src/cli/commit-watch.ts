@@ -7,7 +7,7 @@ export interface GoalsCommitWatchOptions {
   /** Records `commit` as the goals running's (the controller's `setCommit`, which logs 'goals commit changed'). */
   readonly record: (commit: string | null) => void;
   /** `goalsCommit` (git.ts), which asks git whether the goals differ from HEAD. */
-  readonly goalsCommit?: (dir: string) => Promise<string | null>;
+  readonly goalsCommit?: (dir: string, log: Logger) => Promise<string | null>;
 }
 
 /**
@@ -26,7 +26,7 @@ export interface GoalsCommitWatchOptions {
  * and git is not asked at all. Each HEAD not recorded is said once, at debug level.
  */
 export class GoalsCommitWatch {
-  private readonly goalsCommit: (dir: string) => Promise<string | null>;
+  private readonly goalsCommit: (dir: string, log: Logger) => Promise<string | null>;
   /** The commit of the goals running: when they were loaded, or since, one the watch found them unchanged at. */
   private running: string | null = null;
   /** The goal files' fingerprint when the goals running were loaded from them; undefined when they are not the files' own. */
@@ -105,7 +105,7 @@ export class GoalsCommitWatch {
       this.notRecorded(now, now);
       return;
     }
-    const found = await this.goalsCommit(this.dir);
+    const found = await this.goalsCommit(this.dir, this.options.log);
     if (found === this.running) {
       this.told = now;
       return;

@@ -1,6 +1,7 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readFile, realpath, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import type { Logger } from 'pino';
 
 const COMMIT = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
 
@@ -12,13 +13,17 @@ export const DIRTY = '-dirty';
  * else null, marked `<commit>-dirty` when a goal file under `dir` (what the
  * loader reads: `*.yaml`, `*.yml`, any case, tracked, new or ignored, dot
  * files aside) differs from that commit: goals edited and not committed are
- * not the commit's. Never throws; where
- * git cannot say (not installed), the commit alone.
+ * not the commit's. Marked so too when git cannot tell (a repository another
+ * user owns, which git refuses to look into; a broken index): a clean tree is
+ * not vouched for. That is logged once a directory, with why. Never throws;
+ * where git is not installed, the commit alone.
  */
-export async function goalsCommit(dir: string): Promise<string | null> {
+export async function goalsCommit(dir: string, log: Logger): Promise<string | null> {
   const head = await headCommit(dir);
   if (head === null) return null;
-  return (await goalsDiffer(dir)) ? `${head}${DIRTY}` : head;
+  const verdict = await goalsDiffer(dir);
+  if (typeof verdict === 'object') warnUndetermined(dir, head, verdict.error, log);
+  return verdict === 'clean' || verdict === 'no-git' ? head : `${head}${DIRTY}`;
 }
 
 /** `commit` as the text views show it: its first 12 digits, and the dirty mark. */
@@ -26,23 +31,61 @@ export function shortCommit(commit: string): string {
   return commit.endsWith(DIRTY) ? `${commit.slice(0, 12)}${DIRTY}` : commit.slice(0, 12);
 }
 
-/** Whether git sees a goal file under `dir` changed, added, deleted, untracked or ignored against HEAD. Takes no lock on the index (a user's git command beside us never fails on it). */
-async function goalsDiffer(dir: string): Promise<boolean> {
+/** What git says of the goal files against HEAD: the same, not, not installed, or it could not tell (`error`, what it said). */
+type GoalsVerdict = 'clean' | 'dirty' | 'no-git' | { readonly error: string };
+
+/**
+ * Whether git sees a goal file under `dir` changed, added, deleted, untracked or ignored against HEAD.
+ * Takes no lock on the index (a user's git command beside us never fails on it), and reads git's
+ * output up to its first byte: one path is enough, however many differ.
+ */
+async function goalsDiffer(dir: string): Promise<GoalsVerdict> {
   const cwd = await realpath(resolve(dir)).catch(() => undefined);
-  if (cwd === undefined) return false;
+  if (cwd === undefined) return { error: `cannot resolve ${dir}` };
   return new Promise((done) => {
-    execFile(
+    // The loader's rule (`listGoalFiles`): `*.yaml` and `*.yml` in any case, what .gitignore hides too (it is
+    // applied all the same, and no commit holds it), while dot files and what dot directories hold are never
+    // goals: a draft `.next.yaml`, a `.github/` workflow, an editor's `.a.yaml.swp` do not make them dirty.
+    // Ignored files are listed one by one (`--untracked-files=all`), so an ignored directory counts only for
+    // the goal files in it. In English (LC_ALL=C), the language of the hint below.
+    const git = spawn(
       'git',
-      // The loader's rule (`listGoalFiles`): `*.yaml` and `*.yml` in any case, what .gitignore hides too (it is
-      // applied all the same, and no commit holds it), while dot files and what dot directories hold are never
-      // goals: a draft `.next.yaml`, a `.github/` workflow, an editor's `.a.yaml.swp` do not make them dirty.
-      // Ignored files are listed one by one (`--untracked-files=all`), so an ignored directory counts only for
-      // the goal files in it.
       ['--no-optional-locks', 'status', '--porcelain', '-z', '--untracked-files=all', '--ignored', '--', ':(glob,icase)**/*.yaml', ':(glob,icase)**/*.yml', ':(glob,exclude)**/.*', ':(glob,exclude)**/.*/**'],
-      { cwd, timeout: 5000 },
-      (err, stdout) => done(err === null && stdout.length > 0),
+      { cwd, timeout: 5000, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
     );
+    let dirty = false;
+    let stderr = '';
+    git.stdout.once('data', () => {
+      dirty = true;
+      git.kill();
+    });
+    git.stderr.on('data', (b: Buffer) => {
+      if (stderr.length < 4096) stderr += b.toString('utf8');
+    });
+    git.on('error', (err: NodeJS.ErrnoException) => done(err.code === 'ENOENT' ? 'no-git' : { error: err.message }));
+    git.on('close', (code, signal) => {
+      if (dirty) done('dirty');
+      else if (code === 0) done('clean');
+      else done({ error: stderr.split('\n')[0]!.trim() || `git status ended with ${code ?? signal}` });
+    });
   });
+}
+
+/** The directories whose undetermined state was logged: once each, where the daemon asks every 5 s. */
+const toldUndetermined = new Set<string>();
+
+/** Logs once for `dir` that git could not tell whether its goal files are `head`'s, and how to let it. */
+function warnUndetermined(dir: string, head: string, error: string, log: Logger): void {
+  if (toldUndetermined.has(dir)) return;
+  toldUndetermined.add(dir);
+  // Trusting a repository is for its owner to decide, not for us to bypass (`-c safe.directory=*`): git
+  // refuses one another user owns because its config could run that user's commands (hooks, fsmonitor) as ours.
+  const repository = /detected dubious ownership in repository at '(.+)'/.exec(error)?.[1];
+  const fix =
+    repository === undefined
+      ? 'run `git status` there to see why'
+      : `the repository belongs to another user; to trust it, run as this user: git config --global --add safe.directory ${repository}`;
+  log.warn({ goalsDir: dir, commit: `${head}${DIRTY}`, error, fix }, 'goals commit marked -dirty: git cannot tell whether the goal files differ from it');
 }
 
 /**

@@ -41,9 +41,9 @@ function setup(name: string, options: { record?: (commit: string | null) => void
       changes.push(commit);
       current = commit;
     },
-    goalsCommit: (d) => {
+    goalsCommit: (d, l) => {
       asked++;
-      return goalsCommit(d);
+      return goalsCommit(d, l);
     },
   });
   /** A commit outside the goal directory: HEAD moves, the goal files do not. */

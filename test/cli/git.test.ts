@@ -1,9 +1,10 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIRTY, goalsCommit, headCommit, shortCommit } from '../../src/cli/git.ts';
 import { cli, oneFileGoal } from '../support/cli.ts';
+import { capturingLogger } from '../support/controller-harness.ts';
 import { git } from '../support/git.ts';
 import { trackDaemons } from '../support/daemon.ts';
 import type { Daemon } from '../support/daemon.ts';
@@ -29,20 +30,33 @@ afterAll(() => {
   rmSync(base, { recursive: true, force: true });
 });
 
+/** Gives `path` and all it holds to nobody (65534): a checkout another user owns, as a deploy user's is to a daemon run as root. */
+function chownToNobody(path: string): void {
+  chownSync(path, 65534, 65534);
+  for (const e of readdirSync(path, { withFileTypes: true })) {
+    if (e.isDirectory()) chownToNobody(join(path, e.name));
+    else chownSync(join(path, e.name), 65534, 65534);
+  }
+}
+
+const UNDETERMINED = 'goals commit marked -dirty: git cannot tell whether the goal files differ from it';
+
 describe('goalsCommit', () => {
+  const { log, lines } = capturingLogger();
+
   it('reads HEAD through a loose branch ref, from a subdirectory of the work tree', async () => {
     const dir = repo('loose');
-    expect(await goalsCommit(join(dir, 'goals'))).toBe(git(dir, 'rev-parse', 'HEAD'));
+    expect(await goalsCommit(join(dir, 'goals'), log)).toBe(git(dir, 'rev-parse', 'HEAD'));
   });
 
   it('reads a packed ref, and follows a new commit', async () => {
     const dir = repo('packed');
     git(dir, 'pack-refs', '--all');
-    expect(await goalsCommit(join(dir, 'goals'))).toBe(git(dir, 'rev-parse', 'HEAD'));
+    expect(await goalsCommit(join(dir, 'goals'), log)).toBe(git(dir, 'rev-parse', 'HEAD'));
     writeFileSync(join(dir, 'goals/b.yaml'), 'b\n');
     git(dir, 'add', '.');
     git(dir, 'commit', '-qm', 'two');
-    expect(await goalsCommit(join(dir, 'goals'))).toBe(git(dir, 'rev-parse', 'HEAD'));
+    expect(await goalsCommit(join(dir, 'goals'), log)).toBe(git(dir, 'rev-parse', 'HEAD'));
   });
 
   it('reads the repository a symlinked goal directory points into (a git-sync checkout), as git does', async () => {
@@ -52,13 +66,13 @@ describe('goalsCommit', () => {
     symlinkSync(join(dir, 'goals'), join(outside, 'goals'));
     const head = git(dir, 'rev-parse', 'HEAD');
     expect(git(join(outside, 'goals'), 'rev-parse', 'HEAD')).toBe(head);
-    expect(await goalsCommit(join(outside, 'goals'))).toBe(head);
+    expect(await goalsCommit(join(outside, 'goals'), log)).toBe(head);
   });
 
   it('reads a detached HEAD', async () => {
     const dir = repo('detached');
     git(dir, 'checkout', '-q', '--detach');
-    expect(await goalsCommit(dir)).toBe(git(dir, 'rev-parse', 'HEAD'));
+    expect(await goalsCommit(dir, log)).toBe(git(dir, 'rev-parse', 'HEAD'));
   });
 
   it('reads a linked worktree on its own branch', async () => {
@@ -68,8 +82,8 @@ describe('goalsCommit', () => {
     git(dir, 'commit', '-qm', 'two');
     const wt = join(base, 'linked');
     git(dir, 'worktree', 'add', '-q', '-b', 'other', wt, 'HEAD~1');
-    expect(await goalsCommit(join(wt, 'goals'))).toBe(git(wt, 'rev-parse', 'HEAD'));
-    expect(await goalsCommit(join(wt, 'goals'))).not.toBe(await goalsCommit(dir));
+    expect(await goalsCommit(join(wt, 'goals'), log)).toBe(git(wt, 'rev-parse', 'HEAD'));
+    expect(await goalsCommit(join(wt, 'goals'), log)).not.toBe(await goalsCommit(dir, log));
   });
 
   it('marks the commit -dirty while a goal file under the directory differs from it, and only then', async () => {
@@ -84,21 +98,22 @@ describe('goalsCommit', () => {
     writeFileSync(join(goals, '.next.yaml'), 'draft: 1\n');
     mkdirSync(join(goals, '.github', 'workflows'), { recursive: true });
     writeFileSync(join(goals, '.github', 'workflows', 'ci.yml'), 'on: push\n');
-    expect(await goalsCommit(goals)).toBe(head);
+    expect(await goalsCommit(goals, log)).toBe(head);
     writeFileSync(join(goals, 'a.yaml'), 'edited\n');
-    expect(await goalsCommit(goals)).toBe(dirty);
+    expect(await goalsCommit(goals, log)).toBe(dirty);
     git(dir, 'checkout', '-q', '--', 'goals/a.yaml');
     mkdirSync(join(goals, 'sub'));
     writeFileSync(join(goals, 'sub/new.yml'), 'untracked\n');
-    expect(await goalsCommit(goals)).toBe(dirty);
+    expect(await goalsCommit(goals, log)).toBe(dirty);
     git(dir, 'add', 'goals/sub/new.yml'); // staged is not committed
-    expect(await goalsCommit(goals)).toBe(dirty);
+    expect(await goalsCommit(goals, log)).toBe(dirty);
     expect(await headCommit(goals)).toBe(head);
     git(dir, 'commit', '-qm', 'new goal');
-    expect(await goalsCommit(goals)).toBe(git(dir, 'rev-parse', 'HEAD'));
+    expect(await goalsCommit(goals, log)).toBe(git(dir, 'rev-parse', 'HEAD'));
     // Asked without taking the index lock: a user's git command running beside it does not fail on it.
     expect(existsSync(join(dir, '.git/index.lock'))).toBe(false);
     expect(shortCommit(dirty)).toBe(`${head.slice(0, 12)}${DIRTY}`);
+    expect(lines.filter((l) => l.goalsDir === goals)).toEqual([]);
   });
 
   it('marks the commit -dirty for a goal file git ignores, which is applied all the same, and for no other ignored file', async () => {
@@ -117,7 +132,7 @@ describe('goalsCommit', () => {
     writeFileSync(join(goals, '.cache', 'x.yaml'), 'cached: 1\n');
     mkdirSync(join(goals, 'build'));
     writeFileSync(join(goals, 'build', 'notes.txt'), 'notes\n');
-    expect(await goalsCommit(goals)).toBe(head);
+    expect(await goalsCommit(goals, log)).toBe(head);
     // The goal files the loader reads, ignored or not: the commit does not hold them.
     const cases = [
       { name: 'an ignored goal file', path: 'local-x.yaml' },
@@ -127,18 +142,44 @@ describe('goalsCommit', () => {
     for (const c of cases) {
       mkdirSync(join(goals, dirname(c.path)), { recursive: true });
       writeFileSync(join(goals, c.path), 'b\n');
-      expect(await goalsCommit(goals), c.name).toBe(`${head}${DIRTY}`);
+      expect(await goalsCommit(goals, log), c.name).toBe(`${head}${DIRTY}`);
       rmSync(join(goals, c.path));
-      expect(await goalsCommit(goals), c.name).toBe(head);
+      expect(await goalsCommit(goals, log), c.name).toBe(head);
     }
+  });
+
+  it('marks the commit -dirty where git cannot tell (a broken index), and says why once', async () => {
+    const dir = repo('broken-index');
+    const goals = join(dir, 'goals');
+    const head = git(dir, 'rev-parse', 'HEAD');
+    const index = readFileSync(join(dir, '.git/index'));
+    writeFileSync(join(dir, '.git/index'), 'not an index\n');
+    expect(await goalsCommit(goals, log)).toBe(`${head}${DIRTY}`);
+    expect(await goalsCommit(goals, log)).toBe(`${head}${DIRTY}`);
+    const told = lines.filter((l) => l.goalsDir === goals);
+    expect(told).toEqual([expect.objectContaining({ msg: UNDETERMINED, level: 40, commit: `${head}${DIRTY}`, error: expect.stringContaining('index') })]);
+    writeFileSync(join(dir, '.git/index'), index);
+    expect(await goalsCommit(goals, log)).toBe(head);
+  });
+
+  it('marks the commit -dirty in a repository another user owns, which git refuses to look into, and says how to trust it', async () => {
+    const dir = repo('owned');
+    const goals = join(dir, 'goals');
+    const head = git(dir, 'rev-parse', 'HEAD');
+    chownToNobody(dir);
+    expect(await headCommit(goals)).toBe(head);
+    expect(await goalsCommit(goals, log)).toBe(`${head}${DIRTY}`);
+    const told = lines.filter((l) => l.goalsDir === goals);
+    expect(told).toEqual([expect.objectContaining({ msg: UNDETERMINED, error: expect.stringContaining('dubious ownership') })]);
+    expect(told[0]!.fix).toContain(`git config --global --add safe.directory ${realpathSync(dir)}`);
   });
 
   it('is null in a repository without a commit and outside any repository', async () => {
     const fresh = join(base, 'fresh');
     mkdirSync(fresh);
     git(fresh, 'init', '-q');
-    expect(await goalsCommit(fresh)).toBeNull();
-    expect(await goalsCommit(tmpdir())).toBeNull();
+    expect(await goalsCommit(fresh, log)).toBeNull();
+    expect(await goalsCommit(tmpdir(), log)).toBeNull();
   });
 });
 
@@ -231,6 +272,20 @@ describe('provenance, end to end', () => {
     const r = await cli(['apply', '--yes', ...args]);
     expect(r.code, r.stderr).toBe(0);
     expect(readFileSync(join(root, 'x.conf'), 'utf8')).toBe('x\n');
+    const history = JSON.parse((await cli(['history', ...args, '--format', 'json'])).stdout) as { runs: { commit: string }[] };
+    expect(history.runs.map((run) => run.commit)).toEqual([`${head}${DIRTY}`]);
+  });
+
+  it('apply on a checkout another user owns records the commit -dirty, and says once how to let git look into it', async () => {
+    const { dir } = goalsRepo('owned-project');
+    const args = ['--goals', join(dir, 'goals'), '--state', join(base, 'owned-project-state')];
+    const head = git(dir, 'rev-parse', 'HEAD');
+    chownToNobody(dir);
+    const r = await cli(['apply', '--yes', ...args]);
+    expect(r.code, r.stderr).toBe(0);
+    const told = r.stderr.split('\n').filter((l) => l.includes(UNDETERMINED)).map((l) => JSON.parse(l) as { fix: string });
+    expect(told).toHaveLength(1);
+    expect(told[0]!.fix).toContain(`git config --global --add safe.directory ${realpathSync(dir)}`);
     const history = JSON.parse((await cli(['history', ...args, '--format', 'json'])).stdout) as { runs: { commit: string }[] };
     expect(history.runs.map((run) => run.commit)).toEqual([`${head}${DIRTY}`]);
   });

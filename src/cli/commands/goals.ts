@@ -131,7 +131,7 @@ function noteEmptyGoals(ctx: CliContext, nodes: number, store: SqliteStateStore)
 
 export async function apply(ctx: CliContext, options: { yes: boolean; allowMassDeletion: boolean; concurrency: number; history: number | undefined }): Promise<number> {
   // Looked up while the goals load (a few file reads on the thread pool; it never throws).
-  const commitLookup = goalsCommit(ctx.goalsDir);
+  const commitLookup = goalsCommit(ctx.goalsDir, ctx.log);
   const c = await compiled(ctx, true);
   if (c === undefined) return EXIT.failed;
   const store = openStore(ctx, { lock: true });

@@ -174,7 +174,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       // graph is compiled from, which the commit watch compares with.
       const fingerprint = await goalTreeFingerprint(ctx.goalsDir);
       if (why !== 'goals changed') goalWatch?.accept(fingerprint);
-      const commit = await goalsCommit(ctx.goalsDir);
+      const commit = await goalsCommit(ctx.goalsDir, log);
       let unreadable: string | undefined;
       // Through the compiled-goal cache, as plan and apply: unchanged goals skip compiling.
       const cached = await compileGoalsCached(ctx).catch((err: unknown) => {
