@@ -2,6 +2,7 @@ import { assertNever, defaultLoadLimits, fault, FaultError, formatPath, inexactN
 import type { Fault, FieldDiff, Observation, OperationContext, Outputs, PathKey } from '../runtime/index.ts';
 import { tailLines } from './process.ts';
 import type { ProcessOutcome } from './process.ts';
+import { maskSecretText } from './secret-mask.ts';
 
 /**
  * The exec protocol (GOAL-FORMAT.md, "generic.resource — the exec protocol"),
@@ -364,7 +365,19 @@ export function toObservation(input: Readonly<Record<string, unknown>>, read: Re
   if (read.state === undefined && Object.keys(input).length > 0) return { status: 'failed', fault: badOutput('read', '{"exists": true} without the "state" to compare the input with') };
   const outputs = recorded === undefined ? read.outputs : { ...recorded, ...read.outputs };
   const diffs = inputDiffs(input, read.state ?? {}, ignore);
-  return diffs.length === 0 ? { status: 'upToDate', outputs } : { status: 'drifted', diffs, outputs };
+  return diffs.length === 0 ? { status: 'upToDate', outputs } : { status: 'drifted', diffs: diffs.map(shownDiff), outputs };
+}
+
+/**
+ * A diff as `plan`, the drift log line and the stored report show it: what looks like a secret in a
+ * text value masked, as a local file's line diff masks it (`maskSecretText`: a hand edit may write
+ * `DB_PASSWORD=…` into a file a script manages). Only shown: the values were compared as read, and
+ * the outputs handed on are not these.
+ */
+function shownDiff(d: FieldDiff): FieldDiff {
+  const desired = typeof d.desired === 'string' ? maskSecretText(d.desired) : d.desired;
+  const actual = typeof d.actual === 'string' ? maskSecretText(d.actual) : d.actual;
+  return desired === d.desired && actual === d.actual ? d : { ...d, desired, actual };
 }
 
 function excerpt(text: string, max = 200): string {

@@ -104,6 +104,21 @@ describe('parseRead', () => {
     expect(toObservation({}, read)).toEqual({ status: 'upToDate', outputs: { rid: 'vm-1' } });
   });
 
+  it('masks what looks like a secret in a drifted text value, both sides, yet compares them as read', () => {
+    // Two passwords that mask alike still differ: the drift is found, only its values are shown masked.
+    const read = parseRead(JSON.stringify({ exists: true, state: { env: 'DB_PASSWORD=handwritten1\n', size: 2, note: 'hi' }, outputs: { env: 'DB_PASSWORD=handwritten1\n' } }));
+    expect(toObservation({ env: 'DB_PASSWORD=fromgoal22\n', size: 3, note: 'hello' }, read)).toEqual({
+      status: 'drifted',
+      diffs: [
+        { path: 'input.env', desired: 'DB_PASSWORD=<secret>\n', actual: 'DB_PASSWORD=<secret>\n' },
+        { path: 'input.size', desired: 3, actual: 2 },
+        { path: 'input.note', desired: 'hello', actual: 'hi' },
+      ],
+      // Outputs are data handed on, not a drift shown: left as printed (SecretMask.outputs masks known secrets in them).
+      outputs: { env: 'DB_PASSWORD=handwritten1\n' },
+    });
+  });
+
   it('"unknown" is an indeterminate observation: the node is held, never created blindly', () => {
     expect(toObservation({ a: 1 }, parseRead('{"exists":"unknown","reason":"id lost"}'))).toEqual({ status: 'indeterminate', reason: 'read: id lost' });
   });

@@ -1,0 +1,108 @@
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cli, execGoalHead, goalHead, planBoth, shellResource, tempProject } from '../support/cli.ts';
+import type { CliResult } from '../support/cli.ts';
+import { warnSkipped } from '../support/skip.ts';
+
+// A password written by hand into what an exec or script resource manages (a file the script backend's
+// `file` template writes): its read reports the text as a state value, and the drift, shown by plan,
+// logged and stored, showed it in clear where a local.file's line diff masks it.
+const hasJq = spawnSync('jq', ['--version']).status === 0;
+if (!hasJq) warnSkipped(['SKIPPING the script drift secrets test: jq is not on PATH (install jq to run it).']);
+
+const SECRET = 'hunter2-very-secret';
+
+/** `plan` in text and JSON: each shows the drift of `path` masked, the other side as it is, and never the secret. */
+async function expectPlanMasked(args: readonly string[], path: string, desired: string): Promise<void> {
+  const plan = await planBoth(args);
+  expect(plan.code).toBe(2);
+  expect(plan.text).toContain(`${path}: "DB_PASSWORD=<secret>\\n" → ${JSON.stringify(desired)}`);
+  expect(plan.json.entries[0]!.planned.diffs).toEqual([{ path, desired, actual: 'DB_PASSWORD=<secret>\n' }]);
+  expect(plan.text + JSON.stringify(plan.json)).not.toContain(SECRET);
+}
+
+/** An apply that corrects the drift: its `drift detected` line masked; the drift report stored masked. */
+async function expectCorrectedMasked(args: readonly string[], cwd: string, env?: NodeJS.ProcessEnv): Promise<void> {
+  const apply: CliResult = await cli(['apply', '--yes', ...args], { cwd, env });
+  expect(apply.code, apply.stderr).toBe(0);
+  expect(apply.stderr).toMatch(/"msg":"drift detected"/);
+  expect(apply.stderr).toContain('DB_PASSWORD=<secret>');
+  expect(apply.stdout + apply.stderr).not.toContain(SECRET);
+  const stored = (await cli(['drift', '--format', 'json', ...args], { cwd })).stdout;
+  expect(stored).toContain('DB_PASSWORD=<secret>');
+  expect(stored).not.toContain(SECRET);
+}
+
+describe.skipIf(!hasJq)('a secret a hand edit writes into a script-managed file', () => {
+  it('is masked in plan, the drift log line and the stored report, and the file is still corrected', async () => {
+    const p = tempProject('ds-script-drift-secrets-');
+    p.write(
+      'app.yaml',
+      `apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: scripts }
+spec: { type: script, config: { root: ${JSON.stringify(p.root)} } }
+---
+${goalHead('  defaults: { backend: scripts }\n')}    - id: motd
+      type: generic.resource
+      spec:
+        input: { path: etc/motd, content: "hello\\n" }
+`,
+    );
+    const env = { HOME: p.dir, USER: 'ana' };
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir, env })).code).toBe(1);
+    const hash = (JSON.parse((await cli(['scripts', 'list', '--format', 'json', ...p.args], { cwd: p.dir, env })).stdout) as { scripts: { hash: string }[] }).scripts[0]!.hash;
+    expect((await cli(['scripts', 'approve', hash, ...p.args], { cwd: p.dir, env })).code).toBe(0);
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir, env })).code).toBe(0);
+    const motd = join(p.root, 'etc/motd');
+
+    writeFileSync(motd, `DB_PASSWORD=${SECRET}\n`);
+    await expectPlanMasked(p.args, 'input.content', 'hello\n');
+    await expectCorrectedMasked(p.args, p.dir, env);
+    // Compared as read: the drift was corrected, not hidden.
+    expect(readFileSync(motd, 'utf8')).toBe('hello\n');
+
+    // Text with no secret in it is shown as it is.
+    writeFileSync(motd, 'greeting=hi there\n');
+    const plan = await cli(['plan', ...p.args], { cwd: p.dir, env });
+    expect(plan.code).toBe(2);
+    expect(plan.stdout).toContain('input.content: "greeting=hi there\\n" → "hello\\n"');
+  }, 60_000);
+});
+
+describe('a secret a hand edit writes into a value an exec read reports', () => {
+  it('is masked in plan, the drift log line and the stored report, and the value is still corrected', async () => {
+    const p = tempProject('ds-exec-drift-secrets-');
+    const state = join(p.dir, 'app.json');
+    const script = shellResource(
+      p.dir,
+      `cat > /dev/null
+case "$1" in
+  read) if [ -f "$dir/app.json" ]; then printf '{"exists":true,"state":%s}' "$(cat "$dir/app.json")"; else echo '{"exists":false}'; fi ;;
+  create|update) printf '{"env":"hello\\\\n"}' > "$dir/app.json"; echo '{"outputs":{}}' ;;
+esac
+`,
+    );
+    p.write(
+      'goals.yaml',
+      `${execGoalHead()}    - id: app
+      type: generic.resource
+      spec: { commands: { read: [${script}, read], create: [${script}, create], update: [${script}, update] }, input: { env: "hello\\n" } }
+`,
+    );
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+
+    writeFileSync(state, JSON.stringify({ env: `DB_PASSWORD=${SECRET}\n` }));
+    await expectPlanMasked(p.args, 'input.env', 'hello\n');
+    await expectCorrectedMasked(p.args, p.dir);
+    expect(JSON.parse(readFileSync(state, 'utf8'))).toEqual({ env: 'hello\n' });
+
+    // Text with no secret in it is shown as it is.
+    writeFileSync(state, JSON.stringify({ env: 'greeting=hi there\n' }));
+    const plan = await cli(['plan', ...p.args], { cwd: p.dir });
+    expect(plan.code).toBe(2);
+    expect(plan.stdout).toContain('input.env: "greeting=hi there\\n" → "hello\\n"');
+  }, 60_000);
+});
