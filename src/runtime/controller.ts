@@ -22,7 +22,7 @@ import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } fr
 import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, deleteCycleFault, deletionEdges, heldByPolicy, heldFault, heldReason, isDigestAt, LET_GO, POLICY_HELD, POLICY_RELEASED, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedEdges, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
-import { finishInterrupted, hasInterruptedCreate } from './interrupted-operation.ts';
+import { finishInterrupted, finishReleased, hasInterruptedCreate } from './interrupted-operation.ts';
 import type { FoundAfterInterruption } from './interrupted-operation.ts';
 import { corrected, driftBlocksDependents, driftReport, uncorrectableFault, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 
@@ -62,8 +62,8 @@ const RELEASED = { attempts: 0, retryAt: null, lastFault: null, reason: 'release
 
 /**
  * `Controller.operatorRetry` with no daemon running: the same release, written to the store (the node
- * machine's OPERATOR_RETRY, its pending operations abandoned, the event journalled); the next pass
- * reconciles the node.
+ * machine's OPERATOR_RETRY, the interruption of a node that could not tell ended: `finishReleased`, the
+ * event journalled); the next pass reconciles the node.
  */
 export function releaseStoredNode(store: StateStore, id: NodeId, at: number): OperatorRetryAnswer {
   const r = store.getNode(id);
@@ -83,10 +83,9 @@ export function releaseAllStoredNodes(store: StateStore, at: number): NodeId[] {
 
 function releaseRecords(store: StateStore, records: readonly NodeRecord[], at: number): void {
   if (records.length === 0) return;
-  const ids = new Set(records.map((r) => r.id));
   store.transaction(() => {
-    // What an interrupted operation left is resolved by the operator: it no longer counts as interrupted.
-    for (const op of store.pendingOperations()) if (ids.has(op.node)) store.finishOperation(op.id, 'abandoned', 'released by operator');
+    const pending = store.pendingOperations();
+    for (const r of records) finishReleased(r, pending.filter((op) => op.node === r.id), (op, outcome, detail) => store.finishOperation(op.id, outcome, detail));
     store.putNodes(records.map((r) => ({ ...r, ...RELEASED, status: nextStatus(r.status, 'OPERATOR_RETRY').status, updatedAt: at })));
     for (const r of records) store.appendEvent({ at, node: r.id, kind: 'operator-retry', data: { previous: r.status } });
   });
@@ -495,11 +494,9 @@ export class Controller<S extends NodeSpec> {
   }
 
   private release(node: DesiredNode<S>): void {
-    // The operator has resolved what an interrupted operation left (a node held because its backend
-    // could not tell whether a cut-short create made anything): it no longer counts as interrupted.
-    for (const op of this.pending.get(node.id) ?? []) this.deferred.finish(op.id, 'abandoned', 'released by operator');
-    this.pending.delete(node.id);
-    const previous = this.records.get(node.id)?.status ?? 'pending';
+    const rec = this.records.get(node.id);
+    if (finishReleased(rec, this.pending.get(node.id), (op, outcome, detail) => this.deferred.finish(op.id, outcome, detail))) this.pending.delete(node.id);
+    const previous = rec?.status ?? 'pending';
     const at = this.o.clock.now();
     this.deferred.defer(() => this.o.store.appendEvent({ at, node: node.id, kind: 'operator-retry', data: { previous } }));
     this.transition(node, 'OPERATOR_RETRY', RELEASED);

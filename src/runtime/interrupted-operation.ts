@@ -1,4 +1,5 @@
-import type { OperationOutcome, PendingOperation } from './state-store.ts';
+import { heldCannotTell } from './node-record.ts';
+import type { NodeRecord, OperationOutcome, PendingOperation } from './state-store.ts';
 
 /**
  * What observing a node found of the resource an interrupted operation worked on: nothing, something
@@ -37,4 +38,21 @@ export function finishInterrupted(
 /** Whether a crash cut short a create among a node's pending operations `ops`: what its next read is told (`OperationContext.interrupted`). */
 export function hasInterruptedCreate(ops: readonly PendingOperation[] | undefined): boolean {
   return ops?.some((op) => op.op === 'create') === true;
+}
+
+/**
+ * Ends `ops`, the operations pending on a node an operator released (`desiredstate retry`), as `finish`
+ * records them, when its record `rec` says a read could not tell what an interrupted create made
+ * (`heldCannotTell`): the operator has checked. Otherwise they stay pending: a failed node released from
+ * its backoff is observed as at its end, its next read still told the create was interrupted
+ * (`hasInterruptedCreate`), never invited to make a second resource. Whether they were ended.
+ */
+export function finishReleased(
+  rec: NodeRecord | undefined,
+  ops: readonly PendingOperation[] | undefined,
+  finish: (op: PendingOperation, outcome: Extract<OperationOutcome, 'abandoned'>, detail: string) => void,
+): boolean {
+  if (rec === undefined || !heldCannotTell(rec)) return false;
+  for (const op of ops ?? []) finish(op, 'abandoned', 'released by operator');
+  return true;
 }

@@ -123,12 +123,23 @@ const POLICY_HOLD = 'held by policy: ';
 /** As records written before 2026-11-24 have it (`policy: held by policy: …`). */
 const LEGACY_POLICY_HOLD = 'policy: ';
 
+/** How the reason of a node held because it cannot tell whether its resource exists begins (`heldReason`). */
+const CANNOT_TELL = 'cannot tell whether it exists: ';
+
 /**
  * Why a node whose observation was `indeterminate` is held, and what releases it: a check by an operator
  * and `desiredstate retry`, or, for one that waits (a script's review), what the backend said.
  */
 export function heldReason(id: NodeId, obs: Extract<Observation, { status: 'indeterminate' }>): string {
-  return obs.waiting === true ? obs.reason : `cannot tell whether it exists: ${obs.reason}; check it and run \`desiredstate retry ${id}\``;
+  return obs.waiting === true ? obs.reason : `${CANNOT_TELL}${obs.reason}; check it and run \`desiredstate retry ${id}\``;
+}
+
+/**
+ * Held because its read could not tell whether its resource exists (an `indeterminate` observation that
+ * does not wait): held until an operator has checked it and runs `retry`.
+ */
+export function heldCannotTell(rec: NodeRecord): boolean {
+  return rec.status === 'held' && rec.reason?.startsWith(CANNOT_TELL) === true;
 }
 
 /** The code of the fault kept on a node held by an `indeterminate` observation that waits (`waiting`): see `waitsOnItsOwn`. */

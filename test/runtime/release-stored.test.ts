@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { releaseAllStoredNodes, releaseStoredNode } from '../../src/runtime/controller.ts';
+import { heldReason } from '../../src/runtime/node-record.ts';
 import { SqliteStateStore } from '../../src/runtime/sqlite-state-store.ts';
 import type { NodeRecord } from '../../src/runtime/state-store.ts';
 
@@ -33,5 +34,31 @@ describe('a release in the store', () => {
     expect(releaseAllStoredNodes(store, 7000)).toEqual(['b']);
     expect(store.getNode('b')).toMatchObject({ status: 'pending', updatedAt: 7000 });
     expect(store.getNode('a')).toMatchObject({ updatedAt: 5000 });
+  });
+});
+
+describe('a release in the store of a node whose create was cut short', () => {
+  // `retry` of a node failed in its backoff after a create killed at its timeout ended the pending
+  // create: the next read was not told the create was interrupted, and made a second resource.
+  const cannotTell = (id: string): NodeRecord => ({ ...held(id), reason: heldReason(id, { status: 'indeterminate', reason: 'a create was interrupted' }) });
+  const backingOff = (id: string): NodeRecord => ({ ...held(id), status: 'failed', lastFault: { class: 'transient', message: 'create command timed out' }, attempts: 1, retryAt: 9000, reason: 'create command timed out' });
+  const pendingOf = (): string[] => store.pendingOperations().map((op) => `${op.node} ${op.op}`);
+
+  it('keeps it for a failed node, and for one the fault policy holds; ends it for one held because its read could not tell', () => {
+    store.putNodes([backingOff('failed'), held('permanent'), cannotTell('unsure')]);
+    for (const id of ['failed', 'permanent', 'unsure']) store.beginOperation(id, 'create', null);
+    expect(releaseStoredNode(store, 'failed', 5000)).toEqual({ status: 'released' });
+    expect(releaseStoredNode(store, 'permanent', 5000)).toEqual({ status: 'released' });
+    expect(pendingOf()).toEqual(['failed create', 'permanent create', 'unsure create']);
+    expect(releaseStoredNode(store, 'unsure', 5000)).toEqual({ status: 'released' });
+    expect(pendingOf()).toEqual(['failed create', 'permanent create']);
+  });
+
+  it('does the same with --all', () => {
+    store.putNodes([backingOff('failed'), cannotTell('unsure')]);
+    for (const id of ['failed', 'unsure']) store.beginOperation(id, 'create', null);
+    expect(releaseAllStoredNodes(store, 5000).sort()).toEqual(['failed', 'unsure']);
+    expect(pendingOf()).toEqual(['failed create']);
+    expect(store.getNode('failed')).toMatchObject({ status: 'pending', retryAt: null });
   });
 });
