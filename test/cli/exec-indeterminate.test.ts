@@ -79,8 +79,12 @@ const applyProject = project('ds-exec-unknown-apply-', '3s');
 // The create outlives its timeout (2 s): the daemon kills it mid-way, as a crash would have.
 const timeoutDaemonProject = project('ds-exec-timeout-run-', '2s');
 const timeoutApplyProject = project('ds-exec-timeout-apply-', '2s');
+// Released by `retry` while failed, waiting out the backoff that follows the timeout.
+const retryDaemonProject = project('ds-exec-timeout-retry-run-', '2s');
+const retryApplyProject = project('ds-exec-timeout-retry-apply-', '2s');
+const retryAllApplyProject = project('ds-exec-timeout-retry-all-', '2s');
 afterAll(() => {
-  for (const p of [daemonProject, applyProject, timeoutDaemonProject, timeoutApplyProject]) rmSync(p.dir, { recursive: true, force: true });
+  for (const p of [daemonProject, applyProject, timeoutDaemonProject, timeoutApplyProject, retryDaemonProject, retryApplyProject, retryAllApplyProject]) rmSync(p.dir, { recursive: true, force: true });
 });
 
 function creates(dir: string): string[] {
@@ -200,5 +204,68 @@ describe('exec resource whose create is killed at its timeout', () => {
     expect(again.stdout).toMatch(/1 held/);
     expect(again.stdout + again.stderr).toContain('a create was interrupted');
     expect(creates(p.dir)).toEqual(['create']);
+  }, 60_000);
+});
+
+// `retry` of a node failed in its backoff after its create was killed at its timeout ended the pending
+// create, as if an operator had checked what it made: the next read was not told the create was
+// interrupted, answered that nothing exists, and a second create ran beside the resource of the first.
+describe('exec resource released by retry in the backoff after its create is killed at its timeout', () => {
+  it.each([
+    { retry: 'vm', p: retryApplyProject },
+    { retry: '--all', p: retryAllApplyProject },
+  ])('retry $retry skips the backoff only: the next apply is told the create was interrupted and holds the node', async ({ retry, p }) => {
+    const first = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    expect(first.stdout).toContain('create command timed out after 2000 ms');
+    expect((await statusOf(p)).status).toBe('failed');
+    const released = await cli(['retry', retry, ...p.args], { cwd: p.dir });
+    expect(released.code, released.stderr).toBe(0);
+    writeFileSync(join(p.dir, 'fast'), '');
+
+    const again = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    expect(again.code, again.stdout + again.stderr).toBe(1);
+    expect(again.stdout).toMatch(/1 held/);
+    expect(again.stdout + again.stderr).toContain('a create was interrupted');
+    expect(creates(p.dir)).toEqual(['create']);
+
+    // Held because the read could not tell: the operator adopts the half-made resource, and retry ends the interruption.
+    writeFileSync(join(p.dir, 'adopt-id'), readFileSync(join(p.dir, 'last-id'), 'utf8'));
+    expect((await cli(['retry', retry, ...p.args], { cwd: p.dir })).code).toBe(0);
+    const last = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    expect(last.code, last.stdout + last.stderr).toBe(0);
+    expect(creates(p.dir)).toEqual(['create']);
+    expect(operations(p.state)).toEqual([{ op: 'create', outcome: 'abandoned', detail: 'released by operator' }]);
+  }, 60_000);
+
+  it('the daemon, released over its API, tells the next read the create was interrupted and holds the node', async () => {
+    const p = retryDaemonProject;
+    // A backoff no test outlasts: the node is observed again only once released.
+    const faults = join(p.dir, 'faults.yaml');
+    writeFileSync(faults, 'retry: { transient: { baseMs: 1000000000000, maxMs: 1000000000000 } }\n');
+    const daemon = new Daemon([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h', '--fault-policy', faults], { cwd: p.dir });
+    try {
+      await daemon.port();
+      await daemon.waitFor((l) => l.msg === 'create failed' && l.node === 'vm');
+      expect((await statusOf(p)).status).toBe('failed');
+      writeFileSync(join(p.dir, 'fast'), '');
+      const from = daemon.lines.length;
+      const released = await cli(['retry', 'vm', '--format', 'json', ...p.args], { cwd: p.dir });
+      expect(released.code, released.stderr).toBe(0);
+      expect(JSON.parse(released.stdout)).toMatchObject({ released: 'vm', via: 'daemon' });
+
+      const next = await daemon.waitFor((l) => l.node === 'vm' && (l.msg === 'node held: existence indeterminate' || l.msg === 'node created'), 10_000, from);
+      expect(next.msg).toBe('node held: existence indeterminate');
+      expect(creates(p.dir)).toEqual(['create']);
+
+      // Held because the read could not tell: retry ends the interruption once the operator adopted the resource.
+      writeFileSync(join(p.dir, 'adopt-id'), readFileSync(join(p.dir, 'last-id'), 'utf8'));
+      expect((await cli(['retry', 'vm', ...p.args], { cwd: p.dir })).code).toBe(0);
+      await eventually(async () => (await statusOf(p)).status === 'ready', 10_000, 'vm ready');
+    } finally {
+      daemon.kill('SIGTERM');
+      expect((await daemon.exited).code).toBe(0);
+    }
+    expect(creates(p.dir)).toEqual(['create']);
+    expect(operations(p.state)).toEqual([{ op: 'create', outcome: 'abandoned', detail: 'released by operator' }]);
   }, 60_000);
 });
