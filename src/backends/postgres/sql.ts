@@ -194,28 +194,26 @@ export const SUPERUSER_QUERY = 'SELECT rolsuper FROM pg_roles WHERE rolname = cu
 
 /**
  * Makes the connected user a member of `role` that inherits its privileges and (from PostgreSQL 16,
- * `perGrant`) may SET ROLE to it, as its own grant (`GRANTED BY`: the one `returnRoleSql` ends). What
- * `BORROW_QUERY` found, a round trip earlier, is made sure of here, in the borrowing transaction: a
- * membership the revoke would end (from 16, the user's own grant to itself; before, any) that exists
- * before the grant, or was granted meanwhile so that the grant left it as it was (its row not this
- * transaction's), fails the borrow (40001: retried) rather than being revoked with it. A grant not yet
- * committed makes this one wait, then fail on its row.
+ * `perGrant`) may SET ROLE to it, as its own grant (`GRANTED BY`: the one `returnRoleSql` ends), and
+ * makes sure, in the borrowing transaction, that this grant made the membership: one the revoke would
+ * end (from 16, the user's own grant to itself; before, any) that `BORROW_QUERY` did not find, a round
+ * trip earlier, but that was committed by the time of the grant fails the borrow (40001: retried)
+ * rather than being revoked with it (a grant not yet committed makes this one wait, then fail on it).
+ * Such a membership's row is not this transaction's (the grant left it as it was), except from 16 where
+ * the grant updates one with other INHERIT or SET options: its row is then this transaction's as an
+ * inserted one would be, but only an insert records the grantor's dependency (pg_shdepend) anew.
  */
 export function borrowRoleSql(role: string, perGrant: boolean): Statement {
-  const held = `SELECT 1 FROM pg_auth_members m WHERE m.roleid = ${quoteLiteral(quoteIdent(role))}::regrole AND m.member = (SELECT oid FROM pg_roles WHERE rolname = current_user)${perGrant ? ' AND m.grantor = m.member' : ''}`;
-  const refuse = [
-    'THEN',
-    `RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = format('role "%s" was granted to "%s" meanwhile: not borrowed, lest the revoke that ends the borrowing end that membership', ${quoteLiteral(role)}, current_user);`,
-    'END IF;',
-  ];
+  const mine = (alias: string): string => `${alias}.xmin = pg_current_xact_id()::xid`;
+  const dependency = `EXISTS (SELECT 1 FROM pg_shdepend d WHERE d.classid = 'pg_auth_members'::regclass AND d.objid = m.oid AND d.refobjid = m.grantor AND ${mine('d')})`;
+  const made = `SELECT 1 FROM pg_auth_members m WHERE m.roleid = ${quoteLiteral(quoteIdent(role))}::regrole AND m.member = (SELECT oid FROM pg_roles WHERE rolname = current_user) AND ${mine('m')}${perGrant ? ` AND m.grantor = m.member AND ${dependency}` : ''}`;
   return doBlock(
     [
       'BEGIN',
-      `IF EXISTS (${held})`,
-      ...refuse,
       `GRANT ${quoteIdent(role)} TO CURRENT_USER${perGrant ? ' WITH INHERIT TRUE, SET TRUE GRANTED BY CURRENT_USER' : ''};`,
-      `IF NOT EXISTS (${held} AND m.xmin = pg_current_xact_id()::xid)`,
-      ...refuse,
+      `IF NOT EXISTS (${made}) THEN`,
+      `RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = format('role "%s" was granted to "%s" meanwhile: not borrowed, lest the revoke that ends the borrowing end that membership', ${quoteLiteral(role)}, current_user);`,
+      'END IF;',
       'END',
     ].join('\n'),
   );

@@ -6,6 +6,7 @@ import type { PostgresBackend, PostgresConfig } from '../../../src/backends/post
 import { BORROW_QUERY } from '../../../src/backends/postgres/sql.ts';
 import type { BackendNode } from '../../../src/infra/index.ts';
 import type { Observation, ProvisionResult } from '../../../src/runtime/index.ts';
+import { eventually } from '../../support/daemon.ts';
 import { PG_VERSIONS, startTestPostgres } from '../../support/postgres.ts';
 import type { TestPostgres } from '../../support/postgres.ts';
 import { captureLogger, opContext, pgNode } from './helpers.ts';
@@ -246,6 +247,60 @@ describe.each(PG_VERSIONS)('a backend user with CREATEROLE and CREATEDB, not a s
     expect(await pass([db])).toEqual({ 'lent-db': 'done' });
     expect(await server.sql(`SELECT datdba::regrole::text AS owner FROM pg_database WHERE datname = 'cr_lent_db'`)).toEqual([{ owner: 'cr_lent' }]);
     expect(await member()).toEqual([]);
+  });
+
+  /** How many of the backend user's sessions wait for a lock (on the table `on`, if given). */
+  async function waiting(on?: string): Promise<number> {
+    const [row] = await server.sql<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+       WHERE NOT l.granted AND a.usename = 'cr_admin' AND ($1::text IS NULL OR l.relation = to_regclass($1))`,
+      [on ?? null],
+    );
+    return row!.n;
+  }
+
+  /**
+   * Creates a schema of `cr_taken` (borrowed) while the borrow's grant waits on a lock held by a session
+   * of the superuser, which then runs `grant` and commits: a membership granted after every read the
+   * borrow makes, as its own grant runs.
+   */
+  async function grantedAtTheGrant(grant: string): Promise<ProvisionResult> {
+    const db = 'cr_taken_db';
+    const made = await pass([pgNode('taken', 'postgres.role', { name: 'cr_taken' }), pgNode('taken-db', 'postgres.database', { name: db, owner: 'cr_taken' })]);
+    expect(Object.values(made).every((s) => s === 'done' || s === 'upToDate'), JSON.stringify(made)).toBe(true);
+    const locker = await server.client();
+    try {
+      await locker.query('BEGIN');
+      // Reads of the memberships go on; a GRANT (ROW EXCLUSIVE) waits.
+      await locker.query('LOCK TABLE pg_auth_members IN SHARE MODE');
+      const schema = backend.create(pgNode('taken-schema', 'postgres.schema', { name: 'cr_taken_schema', database: db, owner: 'cr_taken' }), ctx);
+      await eventually(async () => (await waiting('pg_auth_members')) === 1, 10_000, 'the borrow\'s grant waiting');
+      await locker.query(grant);
+      await locker.query('COMMIT');
+      const r = await schema;
+      expect(await server.sql(`SELECT nspname FROM pg_namespace WHERE nspname = 'cr_taken_schema'`, [], db)).toEqual([]);
+      return r;
+    } finally {
+      await locker.end();
+    }
+  }
+
+  const takenFault = { class: 'transient', code: '40001', message: 'role "cr_taken" was granted to "cr_admin" meanwhile: not borrowed, lest the revoke that ends the borrowing end that membership' };
+  const takenGrant = `SELECT roleid::regrole::text AS role, grantor::regrole::text AS grantor, to_jsonb(m) ->> 'inherit_option' AS inherit
+    FROM pg_auth_members m WHERE member = 'cr_admin'::regrole AND roleid = 'cr_taken'::regrole AND NOT admin_option`;
+
+  it('a membership in the owner granted to it as the borrow grants it (after the borrow\'s reads) fails the borrow, and survives: the revoke does not end it', async () => {
+    // From 16, the membership the borrow's revoke would end is the backend user's own grant; before, any.
+    const by = server.version >= 16 ? ' GRANTED BY cr_admin' : '';
+    expect(await grantedAtTheGrant(`GRANT cr_taken TO cr_admin${by}`)).toMatchObject({ status: 'failed', fault: takenFault });
+    expect(await server.sql(takenGrant)).toMatchObject([{ role: 'cr_taken', grantor: server.version >= 16 ? 'cr_admin' : server.user }]);
+    await server.sql(`REVOKE cr_taken FROM cr_admin${by}`);
+  });
+
+  it.skipIf(version < 16)('from PostgreSQL 16, one granted with other options as the borrow grants it is neither changed nor revoked: the borrow fails', async () => {
+    expect(await grantedAtTheGrant('GRANT cr_taken TO cr_admin WITH INHERIT FALSE GRANTED BY cr_admin')).toMatchObject({ status: 'failed', fault: takenFault });
+    expect(await server.sql(takenGrant)).toEqual([{ role: 'cr_taken', grantor: 'cr_admin', inherit: 'false' }]);
+    await server.sql('REVOKE cr_taken FROM cr_admin GRANTED BY cr_admin');
   });
 
   it('an owner it may not act as (a superuser) is refused with a hint that says what to grant', async () => {
