@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { tmpdir } from 'node:os';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -258,6 +259,72 @@ describe.each(PG_VERSIONS)('a backend user with CREATEROLE and CREATEDB, not a s
     );
     return row!.n;
   }
+
+  it('a change of its own memberships asked for while a borrow of the same role is under way waits its turn: both succeed, and the goal\'s membership is left', async () => {
+    expect(await pass([pgNode('mine', 'postgres.role', { name: 'cr_mine' })])).toEqual({ mine: 'done' });
+    // The backend user's own role, made a member of the owner.
+    const self = pgNode('self', 'postgres.role', { name: 'cr_admin', login: true, createdb: true, createrole: true, memberOf: ['cr_mine'] });
+    const own = new AbortController();
+    let change: Promise<ProvisionResult> | undefined;
+    let changed = false;
+    const sent = new Set<AbortSignal>();
+    const [query, execute] = [PgClient.prototype.query, PgClient.prototype.execute];
+    vi.spyOn(PgClient.prototype, 'execute').mockImplementation(async function (this: PgClient, statements, options) {
+      sent.add(options.signal);
+      return execute.call(this, statements, options);
+    });
+    // Right after the database's borrow query (the owner is not held: to be borrowed), the change is
+    // asked for, and has its way before the borrow goes on, unless it waits its turn: listening to its
+    // signal (which would drop it from the queue) before it has sent anything.
+    vi.spyOn(PgClient.prototype, 'query').mockImplementation(async function (this: PgClient, text, values, options) {
+      sent.add(options.signal);
+      const rows = await query.call(this, text, values, options);
+      if (text === BORROW_QUERY && change === undefined) {
+        change = backend.update(self, [{ path: 'memberOf', desired: ['cr_mine'], actual: [] }], opContext(logs.log, undefined, own.signal));
+        void change.finally(() => (changed = true));
+        await eventually(() => changed || (getEventListeners(own.signal, 'abort').length > 0 && !sent.has(own.signal)), 10_000, 'the change done, or waiting its turn');
+      }
+      return rows as never;
+    });
+    try {
+      const made = await backend.create(pgNode('mine-db', 'postgres.database', { name: 'cr_mine_db', owner: 'cr_mine' }), ctx);
+      expect(change).toBeDefined();
+      expect([made, await change]).toMatchObject([{ status: 'done' }, { status: 'done' }]);
+      expect(await server.sql(`SELECT datdba::regrole::text AS owner FROM pg_database WHERE datname = 'cr_mine_db'`)).toEqual([{ owner: 'cr_mine' }]);
+      // The goal's membership, granted by the backend user: not ended by the borrow's revoke.
+      expect(await borrowedLeft()).toEqual([{ role: 'cr_mine', grantor: 'cr_admin' }]);
+    } finally {
+      vi.restoreAllMocks();
+      await server.sql(`REVOKE cr_mine FROM cr_admin${server.version >= 16 ? ' GRANTED BY cr_admin' : ''}`);
+    }
+  });
+
+  it('two operations that borrow the same owner at once neither see nor end each other\'s membership: the second\'s grant waits for the first\'s transaction, and both succeed', async () => {
+    const db = 'cr_pair_db';
+    expect(await pass([pgNode('pair', 'postgres.role', { name: 'cr_pair' }), pgNode('pair-db', 'postgres.database', { name: db, owner: 'cr_pair' })])).toEqual({ pair: 'done', 'pair-db': 'done' });
+    const schema = (name: string): BackendNode => pgNode(name, 'postgres.schema', { name: `cr_${name}`, database: db, owner: 'cr_pair' });
+    // The first stops at its CREATE SCHEMA, its membership granted: a session of the superuser is
+    // creating that schema. The second's grant then waits for the first's transaction (on the row it
+    // wrote before 16; on the role, which a grant locks, from 16).
+    const blocker = await server.client(db);
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('CREATE SCHEMA cr_first');
+      const first = backend.create(schema('first'), ctx);
+      await eventually(async () => (await waiting()) === 1, 10_000, 'the first waiting at its CREATE SCHEMA');
+      const second = backend.create(schema('second'), ctx);
+      await eventually(async () => (await waiting()) === 2, 10_000, 'the second waiting for the first');
+      await blocker.query('ROLLBACK');
+      expect(await Promise.all([first, second])).toMatchObject([{ status: 'done' }, { status: 'done' }]);
+    } finally {
+      await blocker.end();
+    }
+    expect(await server.sql(`SELECT nspname, nspowner::regrole::text AS owner FROM pg_namespace WHERE nspname IN ('cr_first', 'cr_second') ORDER BY 1`, [], db)).toEqual([
+      { nspname: 'cr_first', owner: 'cr_pair' },
+      { nspname: 'cr_second', owner: 'cr_pair' },
+    ]);
+    expect(await borrowedLeft()).toEqual([]);
+  });
 
   /**
    * Creates a schema of `cr_taken` (borrowed) while the borrow's grant waits on a lock held by a session
