@@ -41,21 +41,23 @@ verb="\${1:-}"
 req=$(cat)
 path=$(printf '%s' "$req" | jq -r '.input.path')
 ${PATH_GUARD('path')}
+# Files are named ./path: a path that starts with - is no option to dirname, mv or rm.
+f="./$path"
 case "$verb" in
   read)
-    if [ -f "$path" ]; then
-      jq -Rs --arg path "$path" '{exists: true, state: {path: $path, content: .}, outputs: {path: $path}}' < "$path"
+    if [ -f "$f" ]; then
+      jq -Rs --arg path "$path" '{exists: true, state: {path: $path, content: .}, outputs: {path: $path}}' < "$f"
     else
       echo '{"exists": false}'
     fi ;;
   create|update)
-    mkdir -p "$(dirname "$path")"
-    tmp="$path.tmp.$$"
+    mkdir -p "$(dirname "$f")"
+    tmp="$f.tmp.$$"
     printf '%s' "$req" | jq -j '.input.content' > "$tmp"
-    mv "$tmp" "$path"
+    mv "$tmp" "$f"
     jq -n --arg path "$path" '{outputs: {path: $path}}' ;;
   delete)
-    rm -f "$path" ;;
+    rm -f "$f" ;;
   *)
     echo "unknown verb: $verb" >&2; exit 64 ;;
 esac
@@ -73,25 +75,27 @@ req=$(cat)
 file=$(printf '%s' "$req" | jq -r '.input.file')
 key=$(printf '%s' "$req" | jq -r '.input.key')
 ${PATH_GUARD('file')}
+# Files are named ./file: a file that starts with - is no option to dirname, mv or jq.
+f="./$file"
 case "$verb" in
   read)
-    if [ -f "$file" ] && jq -e --arg k "$key" 'type == "object" and has($k)' "$file" > /dev/null; then
-      jq --arg k "$key" --arg file "$file" '{exists: true, state: {file: $file, key: $k, value: .[$k]}, outputs: {file: $file, key: $k}}' "$file"
+    if [ -f "$f" ] && jq -e --arg k "$key" 'type == "object" and has($k)' "$f" > /dev/null; then
+      jq --arg k "$key" --arg file "$file" '{exists: true, state: {file: $file, key: $k, value: .[$k]}, outputs: {file: $file, key: $k}}' "$f"
     else
       echo '{"exists": false}'
     fi ;;
   create|update)
-    mkdir -p "$(dirname "$file")"
-    [ -f "$file" ] || echo '{}' > "$file"
-    tmp="$file.tmp.$$"
-    printf '%s' "$req" | jq --arg k "$key" --slurpfile cur "$file" '$cur[0] + {($k): .input.value}' > "$tmp"
-    mv "$tmp" "$file"
+    mkdir -p "$(dirname "$f")"
+    [ -f "$f" ] || echo '{}' > "$f"
+    tmp="$f.tmp.$$"
+    printf '%s' "$req" | jq --arg k "$key" --slurpfile cur "$f" '$cur[0] + {($k): .input.value}' > "$tmp"
+    mv "$tmp" "$f"
     jq -n --arg file "$file" --arg k "$key" '{outputs: {file: $file, key: $k}}' ;;
   delete)
-    if [ -f "$file" ]; then
-      tmp="$file.tmp.$$"
-      jq --arg k "$key" 'del(.[$k])' "$file" > "$tmp"
-      mv "$tmp" "$file"
+    if [ -f "$f" ]; then
+      tmp="$f.tmp.$$"
+      jq --arg k "$key" 'del(.[$k])' "$f" > "$tmp"
+      mv "$tmp" "$f"
     fi ;;
   *)
     echo "unknown verb: $verb" >&2; exit 64 ;;

@@ -374,6 +374,30 @@ describe.skipIf(!hasJq)('the built-in templates', () => {
     expect(JSON.parse(readFileSync(join(p.dir, 'root/app.json'), 'utf8'))).toEqual({ tags: ['a', 'b'] });
   });
 
+  // dirname, mv, rm and jq took a name starting with - for options: `dirname: invalid option -- 'm'`.
+  it.each([
+    { name: 'file: a file named -motd', input: { path: '-motd', content: 'hello\n' }, written: '-motd', outputs: { path: '-motd' } },
+    { name: 'file: under a directory named -etc', input: { path: '-etc/motd', content: 'hello\n' }, written: '-etc/motd', outputs: { path: '-etc/motd' } },
+    { name: 'json-key: a file named -app.json', input: { file: '-app.json', key: 'port', value: 8080 }, written: '-app.json', outputs: { file: '-app.json', key: 'port' } },
+  ])('$name is made, read, updated and deleted', async ({ input, written, outputs }) => {
+    const p = project();
+    const b = p.backend();
+    const n = node('dash', input);
+    await observe(b, n);
+    p.store.artifacts.review(onlyScript(p), 'approved', 'ana', null);
+    expect(await observe(b, n)).toEqual({ status: 'absent' });
+    expect(await b.create(n, opContext())).toEqual({ status: 'done', outputs });
+    const file = join(p.dir, 'root', written);
+    const made = readFileSync(file, 'utf8');
+    expect(await observe(b, n)).toEqual({ status: 'upToDate', outputs });
+    writeFileSync(file, 'path' in input ? 'edited' : '{"port": 1}');
+    expect((await observe(b, n)).status).toBe('drifted');
+    expect((await b.update(n, [], opContext())).status).toBe('done');
+    expect(readFileSync(file, 'utf8')).toBe(made);
+    expect((await b.delete(n, opContext())).status).toBe('done');
+    expect(await observe(b, n)).toEqual({ status: 'absent' });
+  });
+
   it('refuses a path that leaves the root (exit 64: permanent)', async () => {
     const p = project();
     const b = p.backend();
