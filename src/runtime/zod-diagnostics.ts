@@ -278,11 +278,13 @@ const EXPECTED: Record<string, string> = {
 /** YAML 1.1 wrote booleans many ways; goal files are YAML 1.2, where these are strings. */
 const YAML11_BOOLEAN = /^(y|yes|n|no|on|off|true|false)$/i;
 
-function invalidTypeMessage(issue: z.core.$ZodIssueInvalidType, shown: string, actual: unknown, path: readonly PathKey[], written: boolean): string {
+/** `shown` is empty for the whole value (a document that is a list): then the message names `owner`. */
+function invalidTypeMessage(issue: z.core.$ZodIssueInvalidType, shown: string, owner: string, actual: unknown, path: readonly PathKey[], written: boolean): string {
   // A schema's own message (not zod's "Invalid input: …") says it best.
-  if (!issue.message.startsWith('Invalid input')) return `${shown}: ${issue.message}`;
+  if (!issue.message.startsWith('Invalid input')) return `${shown || owner}: ${issue.message}`;
   const expected = EXPECTED[issue.expected] ?? issue.expected;
-  return `${shown}: expected ${expected}, got ${describeValue(actual, path)}${written ? writingHint(issue, actual) : ''}`;
+  const got = `got ${describeValue(actual, path)}${written ? writingHint(issue, actual) : ''}`;
+  return shown === '' ? `${owner} must be ${expected}, ${got}` : `${shown}: expected ${expected}, ${got}`;
 }
 
 /** How to write in YAML the value an invalid-type issue is about: no help for one an output gave. */
@@ -404,7 +406,7 @@ export function zodIssueMessages(
           }
           break;
         case 'invalid_type':
-          emit(path, 'value', 'invalid-type', invalidTypeMessage(issue, shown, actual, path, options.written ?? true));
+          emit(path, 'value', 'invalid-type', invalidTypeMessage(issue, shown, owner, actual, path, options.written ?? true));
           break;
         case 'invalid_union': {
           // Report the branch that got furthest, or a summary when none did.

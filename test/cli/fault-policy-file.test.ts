@@ -38,6 +38,9 @@ describe('fault policy file', () => {
     // It is no goal file: the message names what the user passed.
     { name: 'an empty file', text: '', lines: ['faults.yaml:1:1: error empty-file: fault policy file is empty'] },
     { name: 'a file of comments', text: '# nothing yet\n', lines: ['faults.yaml:1:1: error empty-file: fault policy file holds no YAML document'] },
+    // The whole file of the wrong type: the message named an empty field (`: expected a map, got a list`).
+    { name: 'a list', text: '- retry\n', lines: ['faults.yaml:1:1: error invalid-type: a fault policy must be a map, got a list'] },
+    { name: 'a number', text: '5\n', lines: ['faults.yaml:1:1: error invalid-type: a fault policy must be a map, got the number 5'] },
     { name: 'a custom tag', text: 'retry: !foo {}\n', lines: ['faults.yaml:1:8: error custom-tag: custom tag !foo is not allowed in a fault policy file'] },
   ])('$name is refused with its position', async ({ text, lines, code }) => {
     const r = await load(text);
