@@ -14,15 +14,16 @@ import {
   readAtMost,
   reportZodIssues,
 } from '../runtime/index.ts';
-import type { CircuitBreakerConfig, Diagnostic, FaultClass, FaultPolicy } from '../runtime/index.ts';
+import type { CircuitBreakerConfig, Diagnostic, FaultClass, FaultPolicy, FaultPolicyInput, SourceDocument } from '../runtime/index.ts';
 
 /**
  * The fault policy file (`run --fault-policy FILE`): per fault class, the
  * retry settings that differ from the defaults, and the circuit breaker's.
  *
  *   retry:
- *     transient: { baseMs: 500, maxMs: 60000 }
+ *     transient: { baseMs: 500, maxMs: 60000, retryBudget: 20 }   # held after 20 failed attempts
  *     permanent: { retryBudget: 5 }
+ *     auth: { holdAfterBudget: false }                            # never held: retried for ever
  *   circuitBreaker: { failureThreshold: 10, coolDownMs: 60000 }
  */
 export const faultPolicyFileSchema = z.strictObject({
@@ -34,6 +35,34 @@ export const faultPolicyFileSchema = z.strictObject({
     .optional(),
   circuitBreaker: circuitBreakerSchema.partial().optional(),
 });
+
+/** What the file writes for one fault class: any of its settings. */
+type ClassSettings = Partial<FaultPolicyInput[FaultClass]>;
+
+/**
+ * A class's settings over its defaults. A spent budget does nothing but hold the node, so a
+ * `retryBudget` written holds after it unless the file says `holdAfterBudget` itself: `transient:
+ * { retryBudget: 2 }` kept retrying for ever, as the default transient policy does not hold.
+ */
+function withDefaults(c: FaultClass, given: ClassSettings): Required<ClassSettings> {
+  const hold = given.retryBudget !== undefined && given.holdAfterBudget === undefined ? { holdAfterBudget: true } : {};
+  return { ...DEFAULT_FAULT_POLICY_INPUT[c], ...given, ...hold };
+}
+
+/** Settings written that would change nothing: a budget never acted on, or a hold after a budget never spent. */
+function checkBudget(c: FaultClass, given: ClassSettings, merged: Required<ClassSettings>, locate: SourceDocument['locate'], diag: DiagnosticBag): void {
+  const unlimited = merged.retryBudget === null || merged.retryBudget === Number.POSITIVE_INFINITY;
+  if (given.holdAfterBudget === false && given.retryBudget !== undefined && !unlimited) {
+    diag.error(
+      locate(['retry', c, 'retryBudget']),
+      'invalid-value',
+      `retry.${c}.retryBudget: ${merged.retryBudget} has no effect with holdAfterBudget: false (a spent budget only holds the node); drop holdAfterBudget: false to hold the node after ${merged.retryBudget} failed attempts, or write retryBudget: null to retry for ever`,
+    );
+  } else if (given.holdAfterBudget === true && unlimited) {
+    const budget = given.retryBudget === undefined ? 'unlimited (the default)' : 'unlimited';
+    diag.error(locate(['retry', c, 'holdAfterBudget']), 'invalid-value', `retry.${c}.holdAfterBudget: true has no effect: the retryBudget is ${budget}; give a retryBudget, the failed attempts after which the node is held`);
+  }
+}
 
 /** Reads and validates a fault policy file; every problem is a diagnostic at its `file:line:col`. */
 export async function loadFaultPolicyFile(
@@ -59,12 +88,13 @@ export async function loadFaultPolicyFile(
     reportZodIssues(checked.error.issues, { schema: faultPolicyFileSchema, input: doc.value, prefix: [], owner: 'a fault policy', locate: doc.locate, diag });
     return { diagnostics: diag.items };
   }
-  const retry = (checked.data.retry ?? {}) as Partial<Record<FaultClass, object | undefined>>;
-  const merged = Object.fromEntries(FAULT_CLASSES.map((c) => [c, { ...DEFAULT_FAULT_POLICY_INPUT[c], ...(retry[c] ?? {}) }]));
-  // The cross-field rule, at the field the file writes (one of the two is, or they would be the valid defaults).
+  const retry = (checked.data.retry ?? {}) as Partial<Record<FaultClass, ClassSettings | undefined>>;
+  const merged = Object.fromEntries(FAULT_CLASSES.map((c) => [c, withDefaults(c, retry[c] ?? {})]));
   for (const c of FAULT_CLASSES) {
-    const given = (retry[c] ?? {}) as { baseMs?: number; maxMs?: number };
-    const { baseMs, maxMs } = merged[c] as { baseMs: number; maxMs: number };
+    const given = retry[c] ?? {};
+    checkBudget(c, given, merged[c]!, doc.locate, diag);
+    // The cross-field rule, at the field the file writes (one of the two is, or they would be the valid defaults).
+    const { baseMs, maxMs } = merged[c]!;
     if (maxMs >= baseMs) continue;
     const field = given.maxMs !== undefined ? 'maxMs' : 'baseMs';
     const shown = (name: 'baseMs' | 'maxMs', v: number): string => `${v}${given[name] === undefined ? ', the default' : ''}`;

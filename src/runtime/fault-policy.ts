@@ -23,7 +23,10 @@ export interface ClassPolicy {
   readonly maxMs: number;
   /** Failed attempts allowed before the budget is spent; `Infinity` means unlimited. */
   readonly retryBudget: number;
-  /** When the budget is spent: hold the node for an operator (true) or keep retrying at `maxMs` caps (false). */
+  /**
+   * When the budget is spent: hold the node for an operator (true), or not (false: the budget then
+   * changes nothing, the node is retried on its backoff for ever).
+   */
   readonly holdAfterBudget: boolean;
 }
 

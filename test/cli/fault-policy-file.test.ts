@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { formatDiagnostic } from '../../src/runtime/index.ts';
+import { decide, formatDiagnostic } from '../../src/runtime/index.ts';
+import type { FaultClass } from '../../src/runtime/index.ts';
 import { loadFaultPolicyFile } from '../../src/cli/fault-policy-file.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ds-fault-policy-'));
@@ -24,6 +25,19 @@ describe('fault policy file', () => {
     expect(r.circuitBreaker).toMatchObject({ failureThreshold: 10, coolDownMs: 30000 });
   });
 
+  // A spent budget does nothing but hold: `transient: { retryBudget: 2 }` was accepted and the node retried for ever.
+  it.each([
+    { name: 'a budget written holds after it, whatever the class', text: 'retry: { transient: { retryBudget: 2 } }\n', cls: 'transient', attempts: 2, action: 'hold' },
+    { name: 'a budget written for a class that holds anyway', text: 'retry: { permanent: { retryBudget: 5 } }\n', cls: 'permanent', attempts: 5, action: 'hold' },
+    { name: 'not before it is spent', text: 'retry: { throttled: { retryBudget: 2 } }\n', cls: 'throttled', attempts: 1, action: 'retry' },
+    { name: 'holdAfterBudget: false never holds a class held by default', text: 'retry: { auth: { holdAfterBudget: false } }\n', cls: 'auth', attempts: 50, action: 'retry' },
+    { name: 'a class not written keeps retrying', text: 'retry: { transient: { retryBudget: 2 } }\n', cls: 'unknown', attempts: 50, action: 'retry' },
+  ] satisfies { name: string; text: string; cls: FaultClass; attempts: number; action: string }[])('$name', async ({ text, cls, attempts, action }) => {
+    const r = await load(text);
+    if ('diagnostics' in r) throw new Error(r.diagnostics.map(formatDiagnostic).join('\n'));
+    expect(decide({ class: cls, message: 'failed' }, attempts, () => 0.5, r.policy).action).toBe(action);
+  });
+
   it.each([
     { name: 'a misspelt class', text: 'retry:\n  permanant: { retryBudget: 2 }\n', lines: ['faults.yaml:2:3: error unknown-field: retry.permanant is not a field of a fault policy (did you mean "permanent"?)'] },
     { name: 'a negative delay', text: 'retry:\n  transient: { baseMs: -1 }\n', lines: ['faults.yaml:2:24: error invalid-value: retry.transient.baseMs must be more than 0, not the number -1'] },
@@ -35,6 +49,14 @@ describe('fault policy file', () => {
     { name: 'a base above a default cap', text: 'retry:\n  auth:\n    baseMs: 600000\n', lines: ['faults.yaml:3:13: error invalid-value: retry.auth.baseMs: maxMs (300000, the default) must be at least baseMs (600000)'] },
     // Once, not twice (zod's int() and max() both said "too big").
     { name: 'a delay past the largest whole number', text: 'circuitBreaker: { coolDownMs: 1e99 }\n', lines: ['faults.yaml:1:31: error invalid-value: circuitBreaker.coolDownMs must be at most 9007199254740991, not the number 1e+99'] },
+    // Settings that would change nothing: a budget never acted on, a hold after a budget never spent.
+    {
+      name: 'a budget with holdAfterBudget: false',
+      text: 'retry:\n  transient: { retryBudget: 2, holdAfterBudget: false }\n',
+      lines: ['faults.yaml:2:29: error invalid-value: retry.transient.retryBudget: 2 has no effect with holdAfterBudget: false (a spent budget only holds the node); drop holdAfterBudget: false to hold the node after 2 failed attempts, or write retryBudget: null to retry for ever'],
+    },
+    { name: 'a hold after the default unlimited budget', text: 'retry:\n  transient: { holdAfterBudget: true }\n', lines: ['faults.yaml:2:33: error invalid-value: retry.transient.holdAfterBudget: true has no effect: the retryBudget is unlimited (the default); give a retryBudget, the failed attempts after which the node is held'] },
+    { name: 'a hold after an unlimited budget', text: 'retry:\n  auth: { retryBudget: null, holdAfterBudget: true }\n', lines: ['faults.yaml:2:47: error invalid-value: retry.auth.holdAfterBudget: true has no effect: the retryBudget is unlimited; give a retryBudget, the failed attempts after which the node is held'] },
     // It is no goal file: the message names what the user passed.
     { name: 'an empty file', text: '', lines: ['faults.yaml:1:1: error empty-file: fault policy file is empty'] },
     { name: 'a file of comments', text: '# nothing yet\n', lines: ['faults.yaml:1:1: error empty-file: fault policy file holds no YAML document'] },
