@@ -51,11 +51,25 @@ export interface ControllerOptions<S extends NodeSpec> {
   readonly circuitBreaker?: CircuitBreakerConfig;
 }
 
-/** What `desiredstate retry NODE` gets from a running daemon (or from the store, with none running). */
+/**
+ * What `desiredstate retry NODE` gets from a running daemon (or from the store, with none running).
+ * `circuit`: its backend's, where that is open: the node waits for the circuit's probe, not tried now.
+ */
 export type OperatorRetryAnswer =
-  | { readonly status: 'released' }
+  | { readonly status: 'released'; readonly circuit?: CircuitStatus }
   | { readonly status: 'unknown' }
   | { readonly status: 'not-held'; readonly current: NodeStatus };
+
+/** An open backend circuit that nodes an operator released wait for (they are tried when it lets a probe through). */
+export interface CircuitWait extends CircuitStatus {
+  readonly nodes: readonly NodeId[];
+}
+
+/** What `desiredstate retry --all` gets from a running daemon: the nodes released, and the open circuits some of them wait for. */
+export interface OperatorRetryAllAnswer {
+  readonly released: readonly NodeId[];
+  readonly circuits: readonly CircuitWait[];
+}
 
 /** What an operator's release resets in a node's record: its retries, its last fault, and the reason. */
 const RELEASED = { attempts: 0, retryAt: null, lastFault: null, reason: 'released by operator' } as const;
@@ -426,7 +440,7 @@ export class Controller<S extends NodeSpec> {
       if (rec === undefined) return { status: 'unknown' };
       const answer = this.retryDelete(id, this.deletableRemoved());
       if (answer === 'released') this.flush();
-      return answer === 'released' ? { status: 'released' } : { status: 'not-held', current: rec.status };
+      return answer === 'released' ? this.released(rec.backendId) : { status: 'not-held', current: rec.status };
     }
     const record = this.records.get(id);
     const current = record?.status ?? 'pending';
@@ -434,29 +448,39 @@ export class Controller<S extends NodeSpec> {
     if (!releasable(current) || (record !== undefined && heldByPolicy(record))) return { status: 'not-held', current };
     this.release(node);
     this.flush();
-    return { status: 'released' };
+    return this.released(node.spec.backendId);
+  }
+
+  /** A release's answer: with its backend's circuit where that is open, as the node is not tried before its probe. */
+  private released(backendId: string): OperatorRetryAnswer {
+    const circuit = this.circuits().find((c) => c.backend === backendId);
+    return circuit === undefined ? { status: 'released' } : { status: 'released', circuit };
   }
 
   /**
    * An operator released every node the fault policy holds or a backoff keeps waiting
-   * (`desiredstate retry --all`), in one write; returns their ids. A node a policy holds is left to
-   * the policy: releasing it would only hold it again.
+   * (`desiredstate retry --all`), in one write; returns their ids, and the open circuits those of
+   * their backends wait for. A node a policy holds is left to the policy: releasing it would only hold
+   * it again.
    */
-  operatorRetryAll(): NodeId[] {
-    const released: NodeId[] = [];
+  operatorRetryAll(): OperatorRetryAllAnswer {
+    const released: { readonly id: NodeId; readonly backendId: string }[] = [];
     const deletable = this.deletableRemoved();
     for (const r of [...this.records.values()]) {
       const node = this.graph?.get(r.id);
       if (node === undefined) {
-        if (this.retryDelete(r.id, deletable) === 'released') released.push(r.id);
+        if (this.retryDelete(r.id, deletable) === 'released') released.push(r);
         continue;
       }
       if (!releasable(r.status) || heldByPolicy(r)) continue;
       this.release(node);
-      released.push(r.id);
+      released.push({ id: r.id, backendId: node.spec.backendId });
     }
     this.flush();
-    return released;
+    const circuits = this.circuits()
+      .map((c) => ({ ...c, nodes: released.filter((r) => r.backendId === c.backend).map((r) => r.id) }))
+      .filter((c) => c.nodes.length > 0);
+    return { released: released.map((r) => r.id), circuits };
   }
 
   /**

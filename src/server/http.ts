@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { assertNever } from '../runtime/index.ts';
-import type { OperatorRetryAnswer } from '../runtime/index.ts';
+import type { OperatorRetryAllAnswer, OperatorRetryAnswer } from '../runtime/index.ts';
 
 /** What the HTTP surface reads from the daemon. */
 export interface DaemonProbe {
@@ -13,8 +13,8 @@ export interface DaemonProbe {
   status(): unknown;
   /** Releases a node held by the fault policy (or failed, waiting out its backoff); changes nothing for an unknown node or any other. */
   retry(node: string): OperatorRetryAnswer;
-  /** Releases every node `retry` would release, but those a policy holds; returns their ids. */
-  retryAll(): readonly string[];
+  /** Releases every node `retry` would release, but those a policy holds; returns their ids and the open circuits they wait for. */
+  retryAll(): OperatorRetryAllAnswer;
 }
 
 /** How long a client may take over its request: a scanner or a stuck client must not keep a connection for Node's 60 s / 300 s. */
@@ -70,8 +70,9 @@ export function fromWebPage(headers: IncomingHttpHeaders, listenHost: string): s
 
 /**
  * Serves /healthz (the process is alive), /readyz (first round done), /status (JSON), POST /retry/NODE
- * (200 released, 404 unknown, 409 not held, 403 from another machine) and POST /retry (every held node:
- * 200 `{released: [ids]}`, 403 from another machine). A known path asked with another method is 405 with an Allow
+ * (200 `{released, circuit?}`, 404 unknown, 409 not held, 403 from another machine) and POST /retry (every
+ * held node: 200 `{released: [ids], circuits?}`, 403 from another machine); `circuit`, `circuits`: the open
+ * circuits released nodes wait for. A known path asked with another method is 405 with an Allow
  * header; any other path is 404 whatever the method. /status and POST are refused (403) to a web page
  * (`fromWebPage`); the probes answer anyone.
  */
@@ -99,7 +100,10 @@ export function startHttpServer(listen: { host: string; port: number }, probe: D
       // Only from this machine, whatever address the daemon listens on (0.0.0.0 for a load balancer's
       // probes, or one of the machine's addresses): this changes state, and the API has no other authentication.
       if (!fromThisMachine(req.socket.remoteAddress, req.socket.localAddress)) return send(403, { error: 'POST /retry is accepted only from this machine' });
-      if (path === RETRY_ALL) return send(200, { released: probe.retryAll() });
+      if (path === RETRY_ALL) {
+        const all = probe.retryAll();
+        return send(200, all.circuits.length === 0 ? { released: all.released } : all);
+      }
       let node: string;
       try {
         node = decodeURIComponent(path.slice(RETRY_PREFIX.length));
@@ -109,7 +113,7 @@ export function startHttpServer(listen: { host: string; port: number }, probe: D
       const answer = probe.retry(node);
       switch (answer.status) {
         case 'released':
-          return send(200, { released: node });
+          return send(200, answer.circuit === undefined ? { released: node } : { released: node, circuit: answer.circuit });
         case 'unknown':
           return send(404, { error: `unknown node "${node}"` });
         case 'not-held':

@@ -160,4 +160,38 @@ spec:
     expect(await cli(['retry', '--all', ...q.args], { cwd: q.dir })).toMatchObject({ code: 0, stdout: 'no node is held; nothing to do\n' });
     expect(await cli(['retry', 'bad1', '--all', ...q.args], { cwd: q.dir })).toMatchObject({ code: 64, stderr: 'desiredstate retry: retry takes a node id or --all, not both\n' });
   });
+
+  // While the backend's circuit is open, a released node is not tried before the circuit's probe: retry said
+  // "the daemon reconciles it now", and the node stayed pending for the cool-down.
+  it('says that a node released behind an open circuit waits for its probe, and when it is due', async () => {
+    const q = tempProject('ds-retry-circuit-');
+    const node = (id: string): string => `    - { id: ${id}, type: local.directory, spec: { path: ${id} } }\n`;
+    q.write('app.yaml', `${memoryGoalHead("    faults: [{ node: 'w*', op: create, class: transient }]\n")}${node('w1')}${node('w2')}${node('w3')}`);
+    // Each held after its first failure (the budget the file writes); the third opens the circuit for an hour.
+    const qFaults = join(q.dir, 'faults.yaml');
+    writeFileSync(qFaults, 'retry: { transient: { retryBudget: 1 } }\ncircuitBreaker: { failureThreshold: 3, coolDownMs: 3600000 }\n');
+    daemons.removeAfter(q.dir);
+    const d = daemons.start(['--listen', '127.0.0.1:0', '--fault-policy', qFaults, ...q.args], { cwd: q.dir });
+    await d.port();
+    const state = async (): Promise<{ nodes: Node[]; circuits: { backend: string; probeAt: number; fault: { class: string; message: string } }[] }> =>
+      JSON.parse((await cli(['status', '--format', 'json', ...q.args], { cwd: q.dir })).stdout) as never;
+    await eventually(async () => {
+      const s = await state();
+      return s.circuits.length === 1 && ['w1', 'w2', 'w3'].every((id) => s.nodes.find((n) => n.id === id)?.status === 'held');
+    }, 15_000, 'w1, w2 and w3 held, the circuit open');
+    const circuit = (await state()).circuits[0]!;
+    expect(circuit).toMatchObject({ backend: 'mem', state: 'open', fault: { class: 'transient' } });
+    const due = new Date(circuit.probeAt).toISOString();
+
+    const text = await cli(['retry', 'w1', ...q.args], { cwd: q.dir });
+    expect(text).toMatchObject({ code: 0, stdout: `released w1; backend mem's circuit is open (opened by transient: ${circuit.fault.message}): w1 waits for its probe, due at ${due}\n` });
+    const json = await cli(['retry', 'w2', '--format', 'json', ...q.args], { cwd: q.dir });
+    expect(JSON.parse(json.stdout)).toEqual({ released: 'w2', via: 'daemon', circuit });
+    const all = await cli(['retry', '--all', '--format', 'json', ...q.args], { cwd: q.dir });
+    expect(JSON.parse(all.stdout)).toEqual({ released: ['w3'], via: 'daemon', circuits: [{ ...circuit, nodes: ['w3'] }] });
+    // As said: released, and not tried.
+    expect((await state()).nodes.map((n) => n.status)).toEqual(['pending', 'pending', 'pending']);
+    d.kill('SIGTERM');
+    expect(await d.exited).toEqual({ code: 0, signal: null });
+  });
 });

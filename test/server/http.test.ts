@@ -42,7 +42,7 @@ describe('the daemon HTTP API', () => {
         },
         retryAll: () => {
           released.push('*');
-          return ['held node', 'failed node'];
+          return { released: ['held node', 'failed node'], circuits: [] };
         },
       },
     );
@@ -127,7 +127,7 @@ describe('the daemon HTTP API', () => {
 
 describe('the daemon HTTP API against web pages', () => {
   let released = 0;
-  const probe = { ready: () => ({ ready: true }), status: () => ({ nodes: [] }), retry: () => ({ status: 'unknown' as const }), retryAll: () => ((released++, ['a'])) };
+  const probe = { ready: () => ({ ready: true }), status: () => ({ nodes: [] }), retry: () => ({ status: 'unknown' as const }), retryAll: () => ((released++, { released: ['a'], circuits: [] })) };
 
   // A page in the operator's browser could POST /retry (a cross-site "simple" request needs no
   // preflight), and one whose name was rebound to 127.0.0.1 could read /status.
@@ -184,7 +184,7 @@ function rawRequest(port: number, method: string, path: string, headers: Record<
 }
 
 describe('the daemon HTTP API against slow clients', () => {
-  const probe = { ready: () => ({ ready: true }), status: () => ({ nodes: [] }), retry: () => ({ status: 'unknown' as const }), retryAll: () => [] };
+  const probe = { ready: () => ({ ready: true }), status: () => ({ nodes: [] }), retry: () => ({ status: 'unknown' as const }), retryAll: () => ({ released: [], circuits: [] }) };
 
   it('times out a request that never finishes its headers by default well before Node\'s 60 s', async () => {
     const { server } = await startHttpServer({ host: '127.0.0.1', port: 0 }, probe);
@@ -266,7 +266,7 @@ describe('POST /retry from another machine', () => {
         },
         retryAll: () => {
           asked++;
-          return [];
+          return { released: [], circuits: [] };
         },
       },
     );

@@ -115,7 +115,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       controller?.ready === true ? { ready: true } : { ready: false, reason: controller?.currentGraph === undefined ? 'no valid goals loaded' : 'first reconcile round in progress' },
     status: () => ({ nodes: controller?.nodes().map(shownRecord) ?? [], goalErrors: controller?.goalErrors ?? null, emptyGoals: controller?.emptyGoals ?? false, queue: controller?.queueStats() ?? null, circuits: controller?.circuits() ?? [] }),
     retry: (node) => controller?.operatorRetry(node) ?? { status: 'unknown' },
-    retryAll: () => controller?.operatorRetryAll() ?? [],
+    retryAll: () => controller?.operatorRetryAll() ?? { released: [], circuits: [] },
   });
   const address = `${http.address.family === 'IPv6' ? `[${http.address.address}]` : http.address.address}:${http.address.port}`;
   let store: SqliteStateStore | undefined;

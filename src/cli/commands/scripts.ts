@@ -2,7 +2,7 @@ import { userInfo } from 'node:os';
 import { DEFAULT_TRUST_POLICY, gateLabel, standingOf } from '../../infra/index.ts';
 import type { ScriptStanding, TrustPolicy } from '../../infra/index.ts';
 import { artifactHash, DesiredStateError, ErrorCodes, suggestion } from '../../runtime/index.ts';
-import type { ArtifactLedger, ArtifactRecord, NodeRecord, SqliteStateStore } from '../../runtime/index.ts';
+import type { ArtifactLedger, ArtifactRecord, CircuitStatus, NodeRecord, SqliteStateStore } from '../../runtime/index.ts';
 import { compileGoals, optionalGoalsDir, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { table } from '../format.ts';
@@ -93,14 +93,21 @@ function heldFor(store: SqliteStateStore, hash: string, only?: string): NodeReco
   return store.listNodes().filter((r) => (r.status === 'held' || r.status === 'failed') && r.reason?.includes(short(hash)) === true && (only === undefined || r.id === only));
 }
 
+/** A node released: how, and the open circuit of its backend that it waits for, if any. */
+interface Released {
+  readonly id: string;
+  readonly via: 'daemon' | 'store';
+  readonly circuit?: CircuitStatus | undefined;
+}
+
 /**
  * Releases `held` for the next pass: with a daemon serving this state, through it (it keeps node
  * state in memory, and reconciles them at once); otherwise in the store. Then reports, as `doc`
  * (JSON) or `head` and one line per node released.
  */
 function releaseAndReport(ctx: CliContext, store: SqliteStateStore, held: readonly NodeRecord[], hash: string, report: { json: boolean; doc: Record<string, unknown>; head: string }): number | Promise<number> {
-  const done = (released: readonly { id: string; via: 'daemon' | 'store' }[]): number =>
-    report.json ? print(ctx, { ...report.doc, released: released.map((r) => r.id) }) : lines(ctx, [report.head, ...released.map((r) => releasedLine(r.id, r.via))]);
+  const done = (released: readonly Released[]): number =>
+    report.json ? print(ctx, { ...report.doc, released: released.map((r) => r.id) }) : lines(ctx, [report.head, ...released.map((r) => releasedLine(r.id, r.via, r.circuit))]);
   const daemon = runningDaemon(ctx, store);
   if (daemon === undefined) {
     if (held.length === 0) return done([]);
@@ -124,11 +131,11 @@ function releaseAndReport(ctx: CliContext, store: SqliteStateStore, held: readon
   // Asked once this command's own writes (the review, the grant) are committed, for the daemon's
   // script backend reads them; `store` is closed by then, and not read below.
   return (async () => {
-    const released: { id: string; via: 'daemon' | 'store' }[] = [];
+    const released: Released[] = [];
     for (const r of held) {
       try {
         const { answer, via } = await releaseNode(ctx, r.id, daemon);
-        if (answer.status === 'released') released.push({ id: r.id, via });
+        if (answer.status === 'released') released.push({ id: r.id, via, circuit: answer.circuit });
       } catch (err) {
         // The daemon did not release it (refused, or no answer): what is recorded stays, and is said so.
         if (!(err instanceof DesiredStateError)) throw err;

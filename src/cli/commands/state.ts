@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { assertNever, CIRCUITS_META, DesiredStateError, ErrorCodes, errorMessage, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META, NODE_STATUSES, parseDuration, releaseAllStoredNodes, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
-import type { CircuitStatus, NodeRecord, OperatorRetryAnswer, RunRecord } from '../../runtime/index.ts';
+import type { CircuitStatus, CircuitWait, NodeRecord, OperatorRetryAnswer, RunRecord } from '../../runtime/index.ts';
 import { compileGoals, DAEMON_LISTEN, DAEMON_PID, optionalGoalsDir, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { cellLine, formatDiff, table } from '../format.ts';
@@ -260,15 +260,18 @@ async function declaredInGoals(ctx: CliContext, node: string): Promise<boolean> 
 async function retryAll(ctx: CliContext): Promise<number> {
   const daemon = withStateStore(ctx, 'read', (store) => runningDaemon(ctx, store)) ?? null;
   let released: string[] | undefined;
+  let circuits: readonly CircuitWait[] = [];
   let via: 'daemon' | 'store' = 'daemon';
   let why: string | undefined;
   if (daemon !== null) {
     try {
       const res = await fetch(`http://${daemon}/retry`, { method: 'POST', signal: AbortSignal.timeout(5000) });
-      const body = (await res.json().catch(() => undefined)) as { released?: unknown; error?: unknown } | undefined;
+      const body = (await res.json().catch(() => undefined)) as { released?: unknown; circuits?: unknown; error?: unknown } | undefined;
       // An answer that is not a list of ids is no answer: the store is asked below.
-      if (res.ok && Array.isArray(body?.released) && body.released.every((id) => typeof id === 'string')) released = body.released as string[];
-      else why = refusal(res.status, body);
+      if (res.ok && Array.isArray(body?.released) && body.released.every((id) => typeof id === 'string')) {
+        released = body.released as string[];
+        if (Array.isArray(body.circuits)) circuits = body.circuits as CircuitWait[];
+      } else why = refusal(res.status, body);
     } catch (err) {
       // No daemon answering at the recorded address (it was killed): the store is asked below.
       why = noAnswer(err);
@@ -278,9 +281,9 @@ async function retryAll(ctx: CliContext): Promise<number> {
     via = 'store';
     released = releaseInStore(ctx, daemon, why, (store) => releaseAllStoredNodes(store, Date.now())) ?? [];
   }
-  if (ctx.format === 'json') ctx.out(JSON.stringify({ released, via }, null, 2));
+  if (ctx.format === 'json') ctx.out(JSON.stringify({ released, via, ...(circuits.length === 0 ? {} : { circuits }) }, null, 2));
   else {
-    ctx.outLines(released.map((id) => releasedLine(id, via)));
+    ctx.outLines(released.map((id) => releasedLine(id, via, circuits.find((c) => c.nodes.includes(id)))));
     ctx.out(released.length === 0 ? 'no node is held; nothing to do' : `released ${released.length} node(s)`);
   }
   return EXIT.ok;
@@ -293,8 +296,8 @@ export async function releaseNode(ctx: CliContext, node: string, daemon: string 
     try {
       const res = await fetch(`http://${daemon}/retry/${encodeURIComponent(node)}`, { method: 'POST', signal: AbortSignal.timeout(5000) });
       if (res.status === 404) return { answer: { status: 'unknown' }, via: 'daemon' };
-      if (res.ok) return { answer: { status: 'released' }, via: 'daemon' };
-      const body = (await res.json().catch(() => undefined)) as { status?: unknown; error?: unknown } | undefined;
+      const body = (await res.json().catch(() => undefined)) as { status?: unknown; circuit?: CircuitStatus; error?: unknown } | undefined;
+      if (res.ok) return { answer: body?.circuit === undefined ? { status: 'released' } : { status: 'released', circuit: body.circuit }, via: 'daemon' };
       // An answer naming no status we know is no answer: the store is asked below.
       const current = res.status === 409 ? NODE_STATUSES.find((s) => s === body?.status) : undefined;
       if (current !== undefined) return { answer: { status: 'not-held', current }, via: 'daemon' };
@@ -353,14 +356,19 @@ function answered(ctx: CliContext, node: string, answer: OperatorRetryAnswer, vi
       else ctx.out(answer.current === 'held' ? `${node} is held by a policy, not the fault policy; nothing to do (see desiredstate status)` : `${node} is not held (status ${answer.current}); nothing to do`);
       return EXIT.ok;
     case 'released':
-      if (ctx.format === 'json') ctx.out(JSON.stringify({ released: node, via }, null, 2));
-      else ctx.out(releasedLine(node, via));
+      if (ctx.format === 'json') ctx.out(JSON.stringify({ released: node, via, ...(answer.circuit === undefined ? {} : { circuit: answer.circuit }) }, null, 2));
+      else ctx.out(releasedLine(node, via, answer.circuit));
       return EXIT.ok;
     default:
       return assertNever(answer);
   }
 }
 
-export function releasedLine(node: string, via: 'daemon' | 'store'): string {
-  return via === 'daemon' ? `released ${node}; the daemon reconciles it now` : `released ${node}; it is reconciled on the next pass`;
+/** What follows a release: now, at the next pass, or (its backend's circuit open) not before the circuit's probe. */
+export function releasedLine(node: string, via: 'daemon' | 'store', circuit?: CircuitStatus, now = Date.now()): string {
+  if (via === 'store') return `released ${node}; it is reconciled on the next pass`;
+  if (circuit === undefined) return `released ${node}; the daemon reconciles it now`;
+  const probe = circuit.probeAt === null || circuit.probeAt <= now ? 'its probe, under way' : `its probe, due at ${iso(circuit.probeAt)}`;
+  const why = circuit.fault === null ? '' : ` (opened by ${circuit.fault.class}: ${circuit.fault.message})`;
+  return `released ${node}; backend ${circuit.backend}'s circuit is ${circuit.state}${why}: ${node} waits for ${probe}`;
 }
