@@ -1,5 +1,5 @@
-import { displayPath, GoalCompiler, loadGoalDirectory } from '../runtime/index.ts';
-import type { CompileResult, Diagnostic } from '../runtime/index.ts';
+import { displayPath, GoalCompiler, parseGoalSources, readGoalSources } from '../runtime/index.ts';
+import type { CompileResult, Diagnostic, GoalSources } from '../runtime/index.ts';
 import { InfraSpecFactory } from '../infra/index.ts';
 import type { BackendRegistry, InfraDesiredNodeSpec, PolicyEngine } from '../infra/index.ts';
 
@@ -11,16 +11,19 @@ export interface LoadedGoals {
 }
 
 /**
- * Reads and compiles a goal directory. Touches nothing else: no backend
- * connection, no secret. Paths in diagnostics are shown relative to `cwd`.
+ * Reads and compiles a goal directory, or compiles its files as already read (`sources`, read with
+ * `cwd` as the display root). Touches nothing else: no backend connection, no secret. Paths in
+ * diagnostics are shown relative to `cwd`.
  */
 export async function loadGoalSet(options: {
   goalsDir: string;
   cwd: string;
   registry: BackendRegistry;
   policy?: PolicyEngine | undefined;
+  sources?: GoalSources | undefined;
 }): Promise<LoadedGoals> {
-  const { documents, diagnostics, files } = await loadGoalDirectory(options.goalsDir, { displayRoot: options.cwd });
+  const sources = options.sources ?? (await readGoalSources(options.goalsDir, { displayRoot: options.cwd }));
+  const { documents, diagnostics, files } = parseGoalSources(sources);
   const factory = new InfraSpecFactory({ registry: options.registry, policy: options.policy, cwd: options.cwd });
   const compiler = new GoalCompiler({ factory });
   const extra: Diagnostic[] = [];

@@ -1372,10 +1372,30 @@ export async function loadGoalDirectory(
   dir: string,
   options: { limits?: LoadLimits; displayRoot?: string } = {},
 ): Promise<{ documents: SourceDocument[]; diagnostics: Diagnostic[]; files: string[] }> {
+  return parseGoalSources(await readGoalSources(dir, options), options.limits);
+}
+
+/** A goal file as read: its bytes, or the errors that say why it cannot be read as goals. */
+export type GoalFileBytes = { readonly file: string; readonly shown: string } & ({ readonly bytes: Buffer } | { readonly diagnostics: Diagnostic[] });
+
+/**
+ * A goal directory read once, not yet parsed (`parseGoalSources`): the compiled-goal cache keys a
+ * compile by the very bytes it compiles, never by a second read that a file changed in between (an
+ * editor's save, a checkout) would make another revision's.
+ */
+export interface GoalSources {
+  readonly files: string[];
+  /** Each of `files`, in order, as read; none when there are more than the limit allows. */
+  readonly read: readonly GoalFileBytes[];
+  /** The directory's own errors: a directory below it that cannot be read, too many files. */
+  readonly diagnostics: readonly Diagnostic[];
+}
+
+/** Reads the goal files under `dir` (`listGoalFiles`), each once; paths in diagnostics are shown relative to `displayRoot`. */
+export async function readGoalSources(dir: string, options: { limits?: LoadLimits; displayRoot?: string } = {}): Promise<GoalSources> {
   const limits = options.limits ?? defaultLoadLimits;
   const displayRoot = options.displayRoot ?? process.cwd();
   const { files, unreadable } = await listGoalFiles(dir);
-  const documents: SourceDocument[] = [];
   // A directory below `dir` that cannot be read may hold goals: an error at it (the revision refused, as
   // one that does not compile), never its goals taken for removed (with prune, their nodes deleted).
   const diagnostics: Diagnostic[] = unreadable.map((u) => ({
@@ -1388,49 +1408,50 @@ export async function loadGoalDirectory(
   }));
   if (files.length > limits.maxFiles) {
     diagnostics.push({ file: displayPath(dir, displayRoot), line: 0, col: 0, severity: 'error', code: 'too-many-files', message: `more than ${limits.maxFiles} goal files` });
-    return { documents, diagnostics, files };
+    return { files, read: [], diagnostics };
   }
-  for (const abs of files) {
-    const shown = displayPath(abs, displayRoot);
-    const loaded = await readGoalFile(abs, shown, limits);
-    documents.push(...loaded.documents);
-    diagnostics.push(...loaded.diagnostics);
-  }
-  return { documents, diagnostics, files };
+  const read: GoalFileBytes[] = [];
+  for (const file of files) read.push(await readGoalBytes(file, displayPath(file, displayRoot), limits));
+  return { files, read, diagnostics };
 }
 
-export async function readGoalFile(
-  abs: string,
-  shown: string,
-  limits: LoadLimits = defaultLoadLimits,
-): Promise<{ documents: SourceDocument[]; diagnostics: Diagnostic[] }> {
-  const unreadable = (err: unknown): { documents: SourceDocument[]; diagnostics: Diagnostic[] } => ({
-    documents: [],
-    diagnostics: [{ file: shown, line: 1, col: 1, severity: 'error', code: 'unreadable-file', message: `cannot read goal file: ${whyUnreadable(err)}` }],
-  });
+/** Parses goal files as read (`readGoalSources`): their documents, and the errors of the directory and of each file. */
+export function parseGoalSources(sources: GoalSources, limits: LoadLimits = defaultLoadLimits): { documents: SourceDocument[]; diagnostics: Diagnostic[]; files: string[] } {
+  const documents: SourceDocument[] = [];
+  const diagnostics = [...sources.diagnostics];
+  for (const r of sources.read) {
+    const parsed = 'bytes' in r ? parseGoalBytes(r.shown, r.bytes, limits) : { documents: [], diagnostics: r.diagnostics };
+    documents.push(...parsed.documents);
+    diagnostics.push(...parsed.diagnostics);
+  }
+  return { documents, diagnostics, files: sources.files };
+}
+
+/** A goal file's bytes, or why they cannot be goals: what is not a regular file is never opened, one past the size limit never read. */
+async function readGoalBytes(file: string, shown: string, limits: LoadLimits): Promise<GoalFileBytes> {
+  const refused = (code: string, message: string): GoalFileBytes => ({ file, shown, diagnostics: [{ file: shown, line: 1, col: 1, severity: 'error', code, message }] });
+  const unreadable = (err: unknown): GoalFileBytes => refused('unreadable-file', `cannot read goal file: ${whyUnreadable(err)}`);
   let info: Stats;
   try {
-    info = await stat(abs);
+    info = await stat(file);
   } catch (err) {
     return unreadable(err);
   }
   if (!info.isFile()) {
     // Never opened: a FIFO would wait for a writer forever.
     const hint = info.isDirectory() ? ' (a directory named *.yaml or *.yml is not read as goals: rename it)' : '';
-    return { documents: [], diagnostics: [{ file: shown, line: 1, col: 1, severity: 'error', code: 'not-a-file', message: `goal file is ${specialFileKind(info)}, not a regular file${hint}` }] };
+    return refused('not-a-file', `goal file is ${specialFileKind(info)}, not a regular file${hint}`);
   }
-  if (info.size > limits.maxFileBytes) {
-    return {
-      documents: [],
-      diagnostics: [{ file: shown, line: 1, col: 1, severity: 'error', code: 'file-too-large', message: `goal file is ${info.size} bytes; the limit is ${limits.maxFileBytes}` }],
-    };
-  }
-  let bytes: Buffer;
+  if (info.size > limits.maxFileBytes) return refused('file-too-large', `goal file is ${info.size} bytes; the limit is ${limits.maxFileBytes}`);
   try {
-    bytes = await readFile(abs);
+    return { file, shown, bytes: await readFile(file) };
   } catch (err) {
     return unreadable(err);
   }
+}
+
+/** Parses a goal file's bytes, shown as `shown`: UTF-8 only. */
+function parseGoalBytes(shown: string, bytes: Buffer, limits: LoadLimits): { documents: SourceDocument[]; diagnostics: Diagnostic[] } {
   const text = decodeUtf8(bytes);
   if (typeof text !== 'string') {
     const byte = `0x${text.byte.toString(16).padStart(2, '0')}`;
