@@ -5,8 +5,8 @@ import { createRequire } from 'node:module';
 import pino from 'pino';
 import type PinoPretty from 'pino-pretty';
 import type { Logger } from 'pino';
-import { DesiredStateError, ErrorCodes, errorMessage, formatDiagnostic, makeDirectories, parseDuration, replaceFile, sha256, SqliteStateStore, stableStringify, stateFileInfo, SYSTEM_REASONS, systemReason } from '../runtime/index.ts';
-import type { Diagnostic } from '../runtime/index.ts';
+import { DesiredStateError, ErrorCodes, errorMessage, formatDiagnostic, makeDirectories, parseDuration, readGoalSources, replaceFile, sha256, SqliteStateStore, stableStringify, stateFileInfo, SYSTEM_REASONS, systemReason } from '../runtime/index.ts';
+import type { Diagnostic, GoalSources } from '../runtime/index.ts';
 import { BackendRegistry, CelPolicyEngine, evaluationTimeouts, InfraNodeProvisioner } from '../infra/index.ts';
 import type { InfraBackend } from '../infra/index.ts';
 import { builtinBackendFactories } from '../backends/index.ts';
@@ -189,11 +189,12 @@ export interface CompiledGoals extends LoadedGoals {
   readonly policy: CelPolicyEngine;
 }
 
-export async function compileGoals(ctx: CliContext, mode: PolicyMode = 'hold'): Promise<CompiledGoals> {
+/** Reads and compiles the goals, or compiles `sources`, the goal files as read already (`readGoalSources`, shown against `ctx.cwd`). */
+export async function compileGoals(ctx: CliContext, mode: PolicyMode = 'hold', sources?: GoalSources): Promise<CompiledGoals> {
   requireGoalsDir(ctx);
   // One engine per compile: it accumulates the policies and findings of this revision.
   const policy = new CelPolicyEngine({ blockingDiagnostic: mode === 'refuse' ? 'error' : 'warning' });
-  const loaded = await loadGoalSet({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, registry: registry(), policy });
+  const loaded = await loadGoalSet({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, registry: registry(), policy, sources });
   return { ...loaded, policy };
 }
 
@@ -217,12 +218,13 @@ export interface CachedGoals {
 export async function compileGoalsCached(ctx: CliContext): Promise<CachedGoals> {
   requireGoalsDir(ctx);
   requireStateDir(ctx);
+  // The files read once: keyed by the very bytes compiled. A file changed since is another key's, read
+  // anew by the next command, never compiled under this one.
+  const sources = await readGoalSources(ctx.goalsDir, { displayRoot: ctx.cwd });
   const scope = cacheScope(ctx);
-  if (scope === undefined) return { loaded: await compileGoals(ctx, 'hold'), keepAsLastGood: () => undefined };
+  if (scope === undefined) return { loaded: await compileGoals(ctx, 'hold', sources), keepAsLastGood: () => undefined };
   const { entryIdentity, goalSetKey, goalSetScope, keepAsLastGood, readCompiledGoals, writeCompiledGoals } = await import('./goal-cache.ts');
-  // The key before the compile, which reads the files again: bytes changed in between are compiled
-  // under the old key (a miss once they are read anew), never the old compile under the new key.
-  const key = await goalSetKey(scope);
+  const key = goalSetKey(scope, sources);
   const cached = key === undefined ? undefined : readCompiledGoals(ctx.stateDir, key);
   // Kept as the last good goals only once applied: a plan's (of a branch, say) are not, nor a revision
   // the daemon refuses (a mass deletion) or an apply that could not run (the state locked).
@@ -235,7 +237,7 @@ export async function compileGoalsCached(ctx: CliContext): Promise<CachedGoals> 
     return keeper(cached);
   }
   const timeouts = evaluationTimeouts();
-  const loaded = await compileGoals(ctx, 'hold');
+  const loaded = await compileGoals(ctx, 'hold', sources);
   // A policy rule stopped by its time limit (not its cost) gave a verdict of this hour's load: not kept.
   const settled = evaluationTimeouts() === timeouts;
   if (!settled) ctx.log.debug('a policy rule reached its time limit: the compiled goals are not stored (the next command compiles again)');

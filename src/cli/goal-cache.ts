@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
 import { existsSync, linkSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { defaultLoadLimits, DesiredGraph, listGoalFiles, removeQuietly, replaceFile } from '../runtime/index.ts';
-import type { Diagnostic, GoalInfo, NodeGate, NodeId, NodeSettings } from '../runtime/index.ts';
+import { DesiredGraph, removeQuietly, replaceFile } from '../runtime/index.ts';
+import type { Diagnostic, GoalInfo, GoalSources, NodeGate, NodeId, NodeSettings } from '../runtime/index.ts';
 import { desiredNodeSpec } from '../infra/index.ts';
 import type { BackendDeclaration, InfraNodeSpec, PolicyDefault } from '../infra/index.ts';
 import type { LoadedGoals } from './load.ts';
@@ -114,27 +113,17 @@ export function goalSetScope(scope: GoalSetScope): string {
 }
 
 /**
- * The key of a goal directory as it is now, or undefined when it should not
- * be cached (more files or bigger files than the loader accepts, a goal file
- * that is not a regular file or cannot be read, a directory that cannot be
- * read: those fail to load anyway, and are not read here).
+ * The key of a goal directory's files as read (`readGoalSources`: the bytes the compile is given, never
+ * read again), or undefined when they should not be cached: more files or bigger files than the loader
+ * accepts, a goal file that is not a regular file or cannot be read, a directory that cannot be read
+ * (those fail to load anyway).
  */
-export async function goalSetKey(options: GoalSetScope): Promise<string | undefined> {
-  const { files, unreadable } = await listGoalFiles(options.goalsDir);
-  if (files.length === 0 || files.length > defaultLoadLimits.maxFiles || unreadable.length > 0) return undefined;
-  const h = createHash('sha256').update(scopeText(options));
-  for (const file of files) {
-    // Only regular files are read: a FIFO would wait forever; the compile refuses what is not one.
-    let info;
-    try {
-      info = statSync(file, { throwIfNoEntry: false });
-    } catch {
-      return undefined; // a loop of links, a permission: the compile says which
-    }
-    if (info === undefined || !info.isFile() || info.size > defaultLoadLimits.maxFileBytes) return undefined;
-    const bytes = await readFile(file).catch(() => undefined);
-    if (bytes === undefined) return undefined;
-    h.update(`${file}\0`).update(bytes).update('\0');
+export function goalSetKey(scope: GoalSetScope, sources: GoalSources): string | undefined {
+  if (sources.read.length === 0 || sources.diagnostics.length > 0) return undefined;
+  const h = createHash('sha256').update(scopeText(scope));
+  for (const file of sources.read) {
+    if (!('bytes' in file)) return undefined;
+    h.update(`${file.file}\0`).update(file.bytes).update('\0');
   }
   return h.digest('hex');
 }

@@ -1,21 +1,47 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
+import type * as FsPromises from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterAll, describe, expect, it } from 'vitest';
-import { compileGoals, createContext } from '../../src/cli/context.ts';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { compileGoals, compileGoalsCached, createContext } from '../../src/cli/context.ts';
 import type { CliContext } from '../../src/cli/context.ts';
 import { entryIdentity, goalSetKey, goalSetScope, keepAsLastGood, readCompiledGoals, readLastGoodGoals, writeCompiledGoals } from '../../src/cli/goal-cache.ts';
-import type { StoredEntry } from '../../src/cli/goal-cache.ts';
+import type { GoalSetScope, StoredEntry } from '../../src/cli/goal-cache.ts';
+import { readGoalSources } from '../../src/runtime/index.ts';
 import type { LoadedGoals } from '../../src/cli/load.ts';
 import { cli, goalHead, localBackend, oneFileGoal, repoRoot, tempProject } from '../support/cli.ts';
+
+/**
+ * A goal file saved anew just after its next read (an editor's save, a checkout), armed by a test: the
+ * goal files' reads (`node:fs/promises` `readFile`) go to the file system as ever, and this one then writes.
+ */
+const saveAfterRead = vi.hoisted(() => ({ armed: undefined as { file: string; text: string } | undefined }));
+vi.mock('node:fs/promises', async (importOriginal) => {
+  const fs = await importOriginal<typeof FsPromises>();
+  const readFile = async (...args: Parameters<typeof fs.readFile>): Promise<string | Buffer> => {
+    const read = await fs.readFile(...args);
+    const armed = saveAfterRead.armed;
+    if (armed !== undefined && args[0] === armed.file) {
+      saveAfterRead.armed = undefined;
+      await fs.writeFile(armed.file, armed.text);
+    }
+    return read;
+  };
+  return { ...fs, readFile };
+});
 
 const dirs: string[] = [];
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
+
+/** The key of a goal directory's files as they are now, within `scope`. */
+async function keyOf(scope: GoalSetScope): Promise<string | undefined> {
+  return goalSetKey(scope, await readGoalSources(scope.goalsDir, { displayRoot: scope.cwd }));
+}
 
 function context(goals: string, state: string): CliContext {
   const ctx = createContext({ goals, state, 'log-level': 'silent' }, { out: () => undefined, env: {}, cwd: repoRoot, program: 'test-program' });
@@ -55,7 +81,7 @@ describe('compiled-goal cache', () => {
     const ctx = context(join(repoRoot, dir), state);
     const fresh = await compileGoals(ctx, 'hold');
     expect(fresh.result.graph).toBeDefined();
-    const key = (await goalSetKey({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: 'p' }))!;
+    const key = (await keyOf({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: 'p' }))!;
     expect(writeCompiledGoals(state, key, 's', fresh)).toBe(true);
     const cached = readCompiledGoals(state, key);
     expect(cached).toBeDefined();
@@ -73,7 +99,7 @@ ${goalHead()}    - { id: index, type: local.file, spec: { path: www/index.html, 
     const fresh = await compileGoals(ctx, 'hold');
     const implied = fresh.result.graph!.get('index')!.dependsOn;
     expect(implied).toEqual([expect.objectContaining({ on: 'www', implicit: true, why: expect.stringContaining('directory node "www"') })]);
-    const key = (await goalSetKey({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: 'p' }))!;
+    const key = (await keyOf({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: 'p' }))!;
     expect(writeCompiledGoals(p.state, key, 's', fresh)).toBe(true);
     const cached = readCompiledGoals(p.state, key);
     expect(cached!.result.graph!.get('index')!.dependsOn).toEqual(implied);
@@ -84,7 +110,7 @@ ${goalHead()}    - { id: index, type: local.file, spec: { path: www/index.html, 
     const p = tempProject('ds-goal-key-');
     dirs.push(p.dir);
     p.write('a.yaml', localBackend(p.root));
-    const key = (extra: Partial<Parameters<typeof goalSetKey>[0]> = {}) => goalSetKey({ goalsDir: p.goals, cwd: p.dir, mode: 'hold', program: 'p1', ...extra });
+    const key = (extra: Partial<GoalSetScope> = {}) => keyOf({ goalsDir: p.goals, cwd: p.dir, mode: 'hold', program: 'p1', ...extra });
     const k0 = await key();
     expect(await key()).toBe(k0);
     expect(await key({ program: 'p2' })).not.toBe(k0);
@@ -187,10 +213,10 @@ describe.skipIf(process.platform === 'win32')('compiled-goal cache: files it mus
     dirs.push(p.dir);
     p.write('a.yaml', oneFileGoal(p.root, 'x'));
     execFileSync('mkfifo', [join(p.goals, 'pipe.yaml')]);
-    expect(await goalSetKey({ goalsDir: p.goals, cwd: p.dir, mode: 'hold', program: 'p' })).toBeUndefined();
+    expect(await keyOf({ goalsDir: p.goals, cwd: p.dir, mode: 'hold', program: 'p' })).toBeUndefined();
     rmSync(join(p.goals, 'pipe.yaml'));
     symlinkSync(join(p.dir, 'missing.yaml'), join(p.goals, 'gone.yaml'));
-    expect(await goalSetKey({ goalsDir: p.goals, cwd: p.dir, mode: 'hold', program: 'p' })).toBeUndefined();
+    expect(await keyOf({ goalsDir: p.goals, cwd: p.dir, mode: 'hold', program: 'p' })).toBeUndefined();
   });
 });
 
@@ -223,5 +249,30 @@ describe('compiled-goal cache through the CLI', () => {
 
     const off = await cli(['apply', ...p.args, '--yes', '--log-level', 'debug'], { env: { DESIREDSTATE_GOAL_CACHE: 'off' } });
     expect(off.code).toBe(1);
+  });
+});
+
+describe('compiled-goal cache: a goal file saved while it is read', () => {
+  // The key was taken of the files' bytes, and the compile read them again: a file saved in between
+  // had its new revision compiled under the old bytes' key, and once the file was back to those bytes
+  // (a checkout back, an editor's two-step save) every plan, apply and run acted on the other revision.
+  it('stores the compile under the key of the bytes compiled: a file saved in between, then put back, gets its own graph', async () => {
+    const p = tempProject('ds-goal-cache-saved-');
+    const file = join(p.goals, 'app.yaml');
+    const revision = (content: string): string => oneFileGoal(p.root, content);
+    const ctx = context(p.goals, p.state);
+    const contentOf = (l: LoadedGoals): unknown => (l.result.graph!.get('conf')!.spec.spec as { content?: unknown }).content;
+    const content = async (): Promise<unknown> => contentOf((await compileGoalsCached(ctx)).loaded);
+    writeFileSync(file, revision('A\n'));
+    saveAfterRead.armed = { file, text: revision('B\n') };
+    expect(await content()).toBe('A\n'); // what was read, once
+    expect(saveAfterRead.armed).toBeUndefined(); // saved, after the read
+    // Back to the bytes compiled (a checkout back): their own graph, from the cache.
+    writeFileSync(file, revision('A\n'));
+    expect(await content()).toBe('A\n');
+    const keyA = (await keyOf({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: 'test-program' }))!;
+    expect(contentOf(readCompiledGoals(p.state, keyA)!)).toBe('A\n');
+    writeFileSync(file, revision('B\n'));
+    expect(await content()).toBe('B\n');
   });
 });
