@@ -202,18 +202,37 @@ export async function compileGoals(ctx: CliContext, mode: PolicyMode = 'hold', s
 export interface CachedGoals {
   readonly loaded: LoadedGoals;
   /**
+   * Records in `store`, before they are applied (apply, run), that these are the goals last applied
+   * (`GOALS_APPLIED_META`): from then on no other goal set is taken for the last good goals, whatever
+   * becomes of `keepAsLastGood` (a write that fails, a process killed first). Throws what the store throws.
+   */
+  applying(store: SqliteStateStore): void;
+  /**
    * Keeps them as the last good goals (for a daemon that starts on a revision that does not compile),
    * with `commit`, the goals' commit (`goalsCommit`): called once they are applied (apply, run), never for a
-   * revision refused. Best effort; nothing where they were not stored (no cache, no graph).
+   * revision refused. Best effort; nothing where there is no key to know them by (no program digest).
    */
   keepAsLastGood(commit: string | null): void;
 }
 
 /**
- * `compileGoals` for plan, apply and run, through the compiled-goal cache in the
- * state directory (`goal-cache.ts`): unchanged goals and program skip YAML
- * parsing and compilation. No cache without the launcher's program digest,
- * or with DESIREDSTATE_GOAL_CACHE=off.
+ * Meta key: the key (`goalSetKey`) of the goal set last applied by apply or run, recorded before it is
+ * applied; unset when it had none (no program digest). The last good goals are the entry stored under
+ * it, or none: an entry an apply since did not replace (it was killed first, its write failed) holds
+ * goals older than those applied, whose nodes a prune would delete.
+ */
+export const GOALS_APPLIED_META = 'goals.applied';
+
+/** Records `key` as the goals last applied (`GOALS_APPLIED_META`); written only when it changes (a steady apply writes nothing). */
+function recordApplied(store: SqliteStateStore, key: string | undefined): void {
+  if (store.getMeta(GOALS_APPLIED_META) !== key) store.setMeta(GOALS_APPLIED_META, key ?? null);
+}
+
+/**
+ * `compileGoals` for plan, apply and run, through the compiled-goal cache in the state directory
+ * (`goal-cache.ts`): unchanged goals and program skip YAML parsing and compilation. No cache without
+ * the launcher's program digest, or with DESIREDSTATE_GOAL_CACHE=off; the last good goals are kept
+ * whenever there is a digest, the cache or not.
  */
 export async function compileGoalsCached(ctx: CliContext): Promise<CachedGoals> {
   requireGoalsDir(ctx);
@@ -221,50 +240,56 @@ export async function compileGoalsCached(ctx: CliContext): Promise<CachedGoals> 
   // The files read once: keyed by the very bytes compiled. A file changed since is another key's, read
   // anew by the next command, never compiled under this one.
   const sources = await readGoalSources(ctx.goalsDir, { displayRoot: ctx.cwd });
-  const scope = cacheScope(ctx);
-  if (scope === undefined) return { loaded: await compileGoals(ctx, 'hold', sources), keepAsLastGood: () => undefined };
+  const scope = scopeOf(ctx);
+  // No key to know them by: none are the last applied once they are applied.
+  const unkept = (loaded: LoadedGoals): CachedGoals => ({ loaded, applying: (store) => recordApplied(store, undefined), keepAsLastGood: () => undefined });
+  if (scope === undefined) return unkept(await compileGoals(ctx, 'hold', sources));
   const { entryIdentity, goalSetKey, goalSetScope, keepAsLastGood, readCompiledGoals, writeCompiledGoals } = await import('./goal-cache.ts');
   const key = goalSetKey(scope, sources);
-  const cached = key === undefined ? undefined : readCompiledGoals(ctx.stateDir, key);
+  const caching = key !== undefined && ctx.env.DESIREDSTATE_GOAL_CACHE !== 'off';
   // Kept as the last good goals only once applied: a plan's (of a branch, say) are not, nor a revision
-  // the daemon refuses (a mass deletion) or an apply that could not run (the state locked).
-  const keeper = (loaded: LoadedGoals): CachedGoals => {
-    const entry = { key: key!, scope: goalSetScope(scope), loaded, identity: entryIdentity(ctx.stateDir) };
-    return { loaded, keepAsLastGood: (commit) => void keepAsLastGood(ctx.stateDir, entry, commit) };
+  // the daemon refuses (a mass deletion) or an apply that could not run (the state locked). `identity`:
+  // the cache's file holding them, linked to; undefined where they are not stored there, written out.
+  const keeper = (loaded: LoadedGoals, identity: string | undefined): CachedGoals => {
+    if (key === undefined) return unkept(loaded);
+    const entry = { key, scope: goalSetScope(scope), loaded, identity };
+    return { loaded, applying: (store) => recordApplied(store, key), keepAsLastGood: (commit) => void keepAsLastGood(ctx.stateDir, entry, commit) };
   };
+  const cached = caching ? readCompiledGoals(ctx.stateDir, key) : undefined;
   if (cached !== undefined) {
     ctx.log.debug({ nodes: cached.result.graph?.size }, 'compiled goals unchanged; taken from the cache');
-    return keeper(cached);
+    return keeper(cached, entryIdentity(ctx.stateDir));
   }
   const timeouts = evaluationTimeouts();
   const loaded = await compileGoals(ctx, 'hold', sources);
   // A policy rule stopped by its time limit (not its cost) gave a verdict of this hour's load: not kept.
   const settled = evaluationTimeouts() === timeouts;
   if (!settled) ctx.log.debug('a policy rule reached its time limit: the compiled goals are not stored (the next command compiles again)');
-  if (key !== undefined && loaded.result.graph !== undefined && settled) {
-    makeStateDir(ctx);
-    if (writeCompiledGoals(ctx.stateDir, key, goalSetScope(scope), loaded)) return keeper(loaded);
-    ctx.log.debug('could not store the compiled goals (the next command compiles again)');
-  }
-  return { loaded, keepAsLastGood: () => undefined };
+  if (!caching || loaded.result.graph === undefined || !settled) return keeper(loaded, undefined);
+  makeStateDir(ctx);
+  if (writeCompiledGoals(ctx.stateDir, key, goalSetScope(scope), loaded)) return keeper(loaded, entryIdentity(ctx.stateDir));
+  ctx.log.debug('could not store the compiled goals (the next command compiles again)');
+  return keeper(loaded, undefined);
 }
 
-/** What the compiled-goal cache keys this command's goal sets by besides their files; undefined for no cache (no program digest, or DESIREDSTATE_GOAL_CACHE=off). */
-function cacheScope(ctx: CliContext): GoalSetScope | undefined {
-  if (ctx.program === undefined || ctx.env.DESIREDSTATE_GOAL_CACHE === 'off') return undefined;
+/** What the goal sets of this command are keyed by besides their files (`goalSetKey`); undefined without the launcher's program digest. */
+function scopeOf(ctx: CliContext): GoalSetScope | undefined {
+  if (ctx.program === undefined) return undefined;
   return { goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: ctx.program };
 }
 
 /**
  * The goal set last applied (by apply or run, `compileGoalsCached`) for this goal directory and program,
  * whatever goal files it was compiled from, with the goals' commit then (null: not known): the last good
- * goals, for a daemon that starts on a revision that does not compile. Undefined when there is none.
+ * goals, for a daemon that starts on a revision that does not compile. Undefined when there is none, or
+ * none stored is the set `store` records as last applied (`GOALS_APPLIED_META`).
  */
-export async function lastGoodGoals(ctx: CliContext): Promise<{ readonly loaded: LoadedGoals; readonly commit: string | null } | undefined> {
-  const scope = cacheScope(ctx);
-  if (scope === undefined) return undefined;
+export async function lastGoodGoals(ctx: CliContext, store: SqliteStateStore): Promise<{ readonly loaded: LoadedGoals; readonly commit: string | null } | undefined> {
+  const scope = scopeOf(ctx);
+  const applied = store.getMeta(GOALS_APPLIED_META);
+  if (scope === undefined || applied === undefined) return undefined;
   const { goalSetScope, readLastGoodGoals } = await import('./goal-cache.ts');
-  return readLastGoodGoals(ctx.stateDir, goalSetScope(scope));
+  return readLastGoodGoals(ctx.stateDir, goalSetScope(scope), applied);
 }
 
 /** How long run and drift history is kept when `--history` is not given. */

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, linkSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DesiredGraph, removeQuietly, replaceFile } from '../runtime/index.ts';
 import type { Diagnostic, GoalInfo, GoalSources, NodeGate, NodeId, NodeSettings } from '../runtime/index.ts';
@@ -26,7 +26,9 @@ const FILE = 'compiled-goals.json';
 /**
  * The entry of the goals last applied (by `apply` or `run`): a second name of FILE's file as it was
  * then (a hard link), so that a `plan` of other goals (a branch's work tree against the real state),
- * which replaces FILE, does not take the daemon's fallback away.
+ * which replaces FILE, does not take the daemon's fallback away; written out where FILE does not hold
+ * them (the cache off, its write failed, a policy rule at its time limit). Taken only while the state
+ * records its key as the goals last applied (`GOALS_APPLIED_META` in context.ts).
  */
 const LAST_GOOD = 'last-good-goals.json';
 /**
@@ -134,24 +136,21 @@ export function readCompiledGoals(stateDir: string, key: string): LoadedGoals | 
 }
 
 /**
- * The goal set last applied within `scope` (`keepAsLastGood`), whatever goal files it was compiled
- * from, with the goals' commit then (null where it is not known: not in a git work tree, or kept by a
- * version that did not record it): the last good revision, for a daemon that starts on one that does
- * not compile. Undefined when there is none. A state directory from before there was one has the
- * compiled goals' entry.
+ * The goal set last applied within `scope`, `applied` its key as the state records it: kept as the last
+ * good goals (`keepAsLastGood`), or, where that was not written (the process killed first), the compiled
+ * goals' entry while it is still theirs; whatever goal files it was compiled from, with the goals' commit
+ * then (null where it is not known: not in a git work tree, or kept by a version that did not record
+ * it): the last good revision, for a daemon that starts on one that does not compile. Undefined when
+ * neither is: an entry of goals applied before them is never taken for them.
  */
-export function readLastGoodGoals(stateDir: string, scope: string): { readonly loaded: LoadedGoals; readonly commit: string | null } | undefined {
-  const last = join(stateDir, LAST_GOOD);
-  let key: string | undefined;
-  const loaded = readStored(existsSync(last) ? last : join(stateDir, FILE), (stored) => {
-    key = stored.key;
-    return stored.scope === scope;
-  });
+export function readLastGoodGoals(stateDir: string, scope: string, applied: string): { readonly loaded: LoadedGoals; readonly commit: string | null } | undefined {
+  const theirs = (stored: Stored): boolean => stored.key === applied && stored.scope === scope;
+  const loaded = readStored(join(stateDir, LAST_GOOD), theirs) ?? readStored(join(stateDir, FILE), theirs);
   if (loaded === undefined) return undefined;
   let commit: string | null = null;
   try {
     const kept = JSON.parse(readFileSync(join(stateDir, LAST_GOOD_COMMIT), 'utf8')) as { key?: unknown; commit?: unknown };
-    if (kept.key === key && typeof kept.commit === 'string') commit = kept.commit;
+    if (kept.key === applied && typeof kept.commit === 'string') commit = kept.commit;
   } catch {
     // None kept (or unreadable): the commit is not known.
   }
@@ -159,9 +158,10 @@ export function readLastGoodGoals(stateDir: string, scope: string): { readonly l
 }
 
 /**
- * The compiled goal set stored under `key` within `scope` (written, or read on a cache hit), to be kept as
- * the last good goals once applied (`keepAsLastGood`), and `identity`: which file FILE was then
- * (`entryIdentity`), so that one a `plan` of other goals put there meanwhile is not kept in its place.
+ * The compiled goal set keyed `key` within `scope`, to be kept as the last good goals once applied
+ * (`keepAsLastGood`), and `identity`: which file FILE was when it was stored there (written, or read on
+ * a cache hit; `entryIdentity`), so that one a `plan` of other goals put there meanwhile is not kept in
+ * its place; undefined when it was not stored.
  */
 export interface StoredEntry {
   readonly key: string;
@@ -183,8 +183,9 @@ function identityOf(path: string): string | undefined {
 /**
  * Keeps `entry` (the goals as they were stored, kept once they are applied, which may be a while later)
  * as the goals last applied, with their `commit`: a second name of FILE while it is still that entry;
- * should it no longer be (a `plan` of other goals replaced it meanwhile), the entry written out again,
- * never the other goals kept under its key. Best effort: false when it could not.
+ * should it no longer be (a `plan` of other goals replaced it meanwhile) or never have been (`identity`
+ * undefined: not stored), the entry written out, never the other goals kept under its key. Best effort:
+ * false when it could not.
  */
 export function keepAsLastGood(stateDir: string, entry: StoredEntry, commit: string | null): boolean {
   const keep = (tmp: string): void => {

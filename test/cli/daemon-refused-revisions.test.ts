@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SqliteStateStore } from '../../src/runtime/index.ts';
@@ -191,5 +191,65 @@ describe('an apply refused (the state locked by another process)', () => {
     await eventually(() => readFileSync(join(p.root, 'app.conf'), 'utf8') === 'good\n', 5_000, 'the hand edit repaired to the goals applied');
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
+  });
+});
+
+// The last good goals were refreshed only with the compiled-goal cache: an apply that did not write it
+// (the cache off, its write failed, a policy rule at its time limit) left older goals as the last good
+// ones, and a daemon started on a broken revision ran them, deleting (prune) the nodes added since.
+describe('a daemon started on a broken revision after an apply that did not store its compiled goals', () => {
+  const pruned = (extra = ''): string =>
+    `${goalHead().replace('spec:\n', 'spec:\n  prune: true\n')}    - { id: a, type: local.file, deletionPolicy: Delete, spec: { path: a.txt, content: "a" } }\n${extra}`;
+  const withB = pruned('    - { id: b, type: local.file, deletionPolicy: Delete, spec: { path: b.txt, content: "keep me" } }\n');
+  const b = (root: string): string | undefined => (existsSync(join(root, 'b.txt')) ? readFileSync(join(root, 'b.txt'), 'utf8') : undefined);
+
+  it('(the cache off) runs the goals last applied, not older ones: nothing they declare is deleted', async () => {
+    const p = tempProject('ds-last-good-cache-off-');
+    daemons.removeAfter(p.dir);
+    p.write('backend.yaml', localBackend(p.root));
+    p.write('app.yaml', pruned());
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+    p.write('app.yaml', withB);
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir, env: { DESIREDSTATE_GOAL_CACHE: 'off' } })).code).toBe(0);
+    expect(b(p.root)).toBe('keep me');
+
+    // A typo; b still declared.
+    p.write('app.yaml', `${withB}  oops: [\n`);
+    writeFileSync(join(p.root, 'b.txt'), 'edited by hand\n');
+    const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
+    expect(await d.waitFor((l) => l.msg.startsWith('goal revision rejected'))).toMatchObject({ msg: 'goal revision rejected; the last good goals, stored when they last compiled, run instead', lastGoodNodes: 2 });
+    await eventually(() => b(p.root) === 'keep me', 5_000, 'b repaired under the goals last applied');
+    expect(d.lines.filter((l) => l.msg === 'node deleted')).toEqual([]);
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+  });
+
+  it('(its entries not written) runs nothing rather than the older goals left stored: nothing is deleted', async () => {
+    const p = tempProject('ds-last-good-stale-');
+    daemons.removeAfter(p.dir);
+    p.write('backend.yaml', localBackend(p.root));
+    p.write('app.yaml', pruned());
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+    const entries = ['compiled-goals.json', 'last-good-goals.json', 'last-good-goals.commit.json'];
+    const older = new Map(entries.map((f) => [f, readFileSync(join(p.state, f))]));
+    p.write('app.yaml', withB);
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+    expect(b(p.root)).toBe('keep me');
+    // As though every write of them had failed (a full disk, an immutable file): the first apply's, still there.
+    for (const [f, bytes] of older) {
+      rmSync(join(p.state, f));
+      writeFileSync(join(p.state, f), bytes);
+    }
+
+    p.write('app.yaml', `${withB}  oops: [\n`);
+    const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
+    expect((await d.waitFor((l) => l.msg.startsWith('goal revision rejected'))).msg).toBe(
+      'goal revision rejected; nothing is reconciled until a revision compiles (no last good goals are stored for them)',
+    );
+    expect((await cli(['status', ...p.args], { cwd: p.dir })).stdout).toContain('goal revision rejected; nothing is reconciled until a revision compiles');
+    expect(b(p.root)).toBe('keep me');
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+    expect(d.lines.filter((l) => l.msg === 'node deleted' || l.msg === 'goals loaded')).toEqual([]);
   });
 });

@@ -132,9 +132,9 @@ ${goalHead()}    - { id: index, type: local.file, spec: { path: www/index.html, 
     const fresh = await compileGoals(ctx, 'hold');
     const scope = { goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: 'p1' };
     writeCompiledGoals(state, 'files as they were', goalSetScope(scope), fresh);
-    expect(comparable(readLastGoodGoals(state, goalSetScope(scope))!.loaded)).toEqual(comparable(fresh));
+    expect(comparable(readLastGoodGoals(state, goalSetScope(scope), 'files as they were')!.loaded)).toEqual(comparable(fresh));
     for (const other of [{ program: 'p2' }, { goalsDir: '/elsewhere' }, { mode: 'refuse' }, { cwd: '/' }]) {
-      expect(readLastGoodGoals(state, goalSetScope({ ...scope, ...other }))).toBeUndefined();
+      expect(readLastGoodGoals(state, goalSetScope({ ...scope, ...other }), 'files as they were')).toBeUndefined();
     }
   });
 
@@ -145,14 +145,32 @@ ${goalHead()}    - { id: index, type: local.file, spec: { path: www/index.html, 
     const fresh = await compileGoals(ctx, 'hold');
     const scope = goalSetScope({ goalsDir: ctx.goalsDir, cwd: ctx.cwd, mode: 'hold', program: 'p1' });
     writeCompiledGoals(state, 'k1', scope, fresh);
-    expect(readLastGoodGoals(state, scope)?.commit).toBeNull();
+    expect(readLastGoodGoals(state, scope, 'k1')?.commit).toBeNull();
     expect(keepAsLastGood(state, storedEntry(state, 'k1', scope, fresh), 'c1')).toBe(true);
-    expect(readLastGoodGoals(state, scope)?.commit).toBe('c1');
+    expect(readLastGoodGoals(state, scope, 'k1')?.commit).toBe('c1');
     // Another entry kept, its commit not written (a crash between the two): not known, never the older one.
     writeCompiledGoals(state, 'k2', scope, fresh);
     expect(keepAsLastGood(state, storedEntry(state, 'k2', scope, fresh), 'c2')).toBe(true);
     writeFileSync(join(state, 'last-good-goals.commit.json'), JSON.stringify({ key: 'k1', commit: 'c1' }));
-    expect(readLastGoodGoals(state, scope)?.commit).toBeNull();
+    expect(readLastGoodGoals(state, scope, 'k2')?.commit).toBeNull();
+  });
+
+  // The last good goals were whatever entry was kept last: an apply that kept none (the cache off, its
+  // write failed, killed first) left older goals there, and a daemon started on a broken revision ran them.
+  it('takes only the entry of the goals last applied: an older one left in place is never taken for them', async () => {
+    const state = mkdtempSync(join(tmpdir(), 'ds-goal-cache-'));
+    dirs.push(state);
+    const older = await compileGoals(context(join(repoRoot, 'goals'), state), 'hold');
+    const applied = await compileGoals(context(join(repoRoot, 'examples/postgres'), state), 'hold');
+    const scope = goalSetScope({ goalsDir: join(repoRoot, 'goals'), cwd: repoRoot, mode: 'hold', program: 'p1' });
+    writeCompiledGoals(state, 'k1', scope, older);
+    expect(keepAsLastGood(state, storedEntry(state, 'k1', scope, older), 'c1')).toBe(true);
+    expect(readLastGoodGoals(state, scope, 'k2')).toBeUndefined();
+    // Applied once stored, and killed before it was kept: the stored entry is theirs.
+    writeCompiledGoals(state, 'k2', scope, applied);
+    const kept = readLastGoodGoals(state, scope, 'k2')!;
+    expect(comparable(kept.loaded)).toEqual(comparable(applied));
+    expect(kept.commit).toBeNull(); // the commit kept is the older goals'
   });
 
   it('keeps the entry it was given once applied: a second name of it, or written out again when a plan of other goals has replaced it meanwhile', async () => {
@@ -170,8 +188,8 @@ ${goalHead()}    - { id: index, type: local.file, spec: { path: www/index.html, 
     const later = storedEntry(state, 'k2', scope, fresh);
     writeCompiledGoals(state, 'from a plan', branch, fresh);
     expect(keepAsLastGood(state, later, 'c2')).toBe(true);
-    expect(readLastGoodGoals(state, branch)).toBeUndefined();
-    const kept = readLastGoodGoals(state, scope)!;
+    expect(readLastGoodGoals(state, branch, 'k2')).toBeUndefined();
+    const kept = readLastGoodGoals(state, scope, 'k2')!;
     expect(kept.commit).toBe('c2');
     expect(comparable(kept.loaded)).toEqual(comparable(fresh));
   });

@@ -5,18 +5,18 @@ import type { CompileResult, DesiredGraph, NodeOutcome } from '../../runtime/ind
 import { infraSpecCodec, processLeaseDir, settleLeftoverProcesses, shownSpec, unreadableSecretRefs } from '../../infra/index.ts';
 import type { InfraDesiredNodeSpec, PolicyDefault } from '../../infra/index.ts';
 import { BACKENDS_META, backendDigests, changedBackends, compileGoals, compileGoalsCached, openStore, printDiagnostics, provisioner, pruneHistory } from '../context.ts';
-import type { CliContext } from '../context.ts';
+import type { CachedGoals, CliContext } from '../context.ts';
 import { formatPlan, planCounts, terminalSafe } from '../format.ts';
 import { goalsCommit } from '../git.ts';
-import type { LoadedGoals } from '../load.ts';
 import { EXIT, UsageError } from '../usage.ts';
 
 /**
  * Compiles (through the compiled-goal cache for plan and apply: `cached`) and prints diagnostics; the graph
  * when there is no error, and how to keep the goals as the last good ones once applied.
  */
-async function compiled(ctx: CliContext, cached = false): Promise<{ loaded: LoadedGoals; graph: DesiredGraph<InfraDesiredNodeSpec>; keepAsLastGood: (commit: string | null) => void } | undefined> {
-  const { loaded, keepAsLastGood } = cached ? await compileGoalsCached(ctx) : { loaded: await compileGoals(ctx), keepAsLastGood: () => undefined };
+async function compiled(ctx: CliContext, cached = false): Promise<(CachedGoals & { graph: DesiredGraph<InfraDesiredNodeSpec> }) | undefined> {
+  const c: CachedGoals = cached ? await compileGoalsCached(ctx) : { loaded: await compileGoals(ctx), applying: () => undefined, keepAsLastGood: () => undefined };
+  const { loaded } = c;
   const { diagnostics, graph } = loaded.result;
   if (graph === undefined) {
     printDiagnostics(ctx, diagnostics);
@@ -24,7 +24,7 @@ async function compiled(ctx: CliContext, cached = false): Promise<{ loaded: Load
   }
   // With --format json the warnings go into the command's document (as `diagnostics`, validate's name for them).
   if (diagnostics.length > 0 && ctx.format !== 'json') printDiagnostics(ctx, diagnostics);
-  return { loaded, graph, keepAsLastGood };
+  return { ...c, graph };
 }
 
 /** `validate --format json`'s document (check writes it too, for goals that do not compile): valid when there is a graph. */
@@ -160,6 +160,8 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     }
     const declared = backendDigests(c.loaded, ctx.cwd);
     const changed = changedBackends(store.getMeta(BACKENDS_META), declared);
+    // The goals last applied from here on, in the state, before anything of them is (see `applying`).
+    c.applying(store);
     const result = await reconciler.apply(c.graph, { signal: abort.signal, gates: c.loaded.result.gates, commit, trigger: 'apply', allowDeletions, allowMassDeletion: options.allowMassDeletion, changedBackends: changed });
     // Applied, so the last good goals, with their commit, for a daemon that starts on a revision that does not
     // compile: not before (an apply refused, the state locked by the daemon, applied nothing). A mass deletion

@@ -149,10 +149,10 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     /**
      * A revision that cannot be used (it does not compile, or cannot be read): nothing changes. The
      * last good graph keeps running; a daemon that has none yet (it starts on such a revision) runs
-     * the goals stored when last they compiled, for these goals and this program (`lastGoodGoals`).
+     * the goals last applied, for these goals and this program (`lastGoodGoals`).
      */
     const reject = async (why: LoadReason, errors: readonly string[], fields: Record<string, unknown>, what: string): Promise<void> => {
-      const last = c.currentGraph === undefined ? await lastGoodGoals(ctx) : undefined;
+      const last = c.currentGraph === undefined ? await lastGoodGoals(ctx, opened) : undefined;
       if (last?.loaded.result.graph !== undefined) {
         // Their size beside the refused revision's own fields (a mass deletion's `nodes` name what it would have deleted).
         log.error({ ...fields, lastGoodNodes: last.loaded.result.graph.size }, `${what}; the last good goals, stored when they last compiled, run instead`);
@@ -204,6 +204,8 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
         await reject(why, [message], { count: mass.count, limit: mass.limit, nodes: mass.ids, commit, reason: why }, 'goal revision rejected (mass deletion)');
         return;
       }
+      // The goals last applied from here on, in the state, before anything of them is (see `applying`).
+      cached.applying(opened);
       await use(loaded, commit, why, fingerprint);
       // Running: the last good goals, with their commit, for a later start on a revision that does not
       // compile. Not before: a revision refused (a mass deletion) never becomes them.
