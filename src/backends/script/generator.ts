@@ -32,6 +32,7 @@ export const PROTOCOL_INSTRUCTIONS = [
   'create and update print {"outputs": {...}} (any JSON values); delete prints nothing.',
   'Exit 0 on success, 75 for a transient failure, 77 for a permission failure, anything else for a permanent one; explain on stderr.',
   'Every call must be idempotent; the working directory is the backend root.',
+  'Runs for several nodes overlap: a script that reads and writes back something other nodes change too (one file) must lock it itself (flock).',
 ].join(' ');
 
 /** A generated script must be a non-empty executable text with an interpreter line, within the size limit. */

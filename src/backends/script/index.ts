@@ -1,4 +1,5 @@
-import { join, resolve } from 'node:path';
+import { realpath } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import {
   allowlistedEnv,
   checkDelete,
@@ -31,7 +32,7 @@ import type {
   ScriptStanding,
   SpecIssue,
 } from '../../infra/index.ts';
-import { artifactHash, assertNever, fault, FaultError, isWholeReference, SqliteStateStore, withoutIgnored } from '../../runtime/index.ts';
+import { artifactHash, assertNever, fault, FaultError, isWholeReference, KeyedSerializer, SqliteStateStore, withoutIgnored } from '../../runtime/index.ts';
 import type { ArtifactLedger, ArtifactRecord, Fault, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import { ScriptClient } from './client.ts';
 import { scriptConfigSchema } from './config.ts';
@@ -41,6 +42,7 @@ import type { ScriptVerb } from './gate.ts';
 import { generatorFrom } from './generator.ts';
 import type { ScriptGenerator } from './generator.ts';
 import { inputOf, shapeKey, shapeOf } from './shape.ts';
+import { templateFor } from './templates.ts';
 
 export { scriptConfigSchema, generatorConfigSchema } from './config.ts';
 export type { ScriptConfig, GeneratorConfig } from './config.ts';
@@ -54,6 +56,13 @@ export { TEMPLATES, templateFor } from './templates.ts';
 
 /** Kinds a script may provision: any without secret fields (a script never sees secret values). */
 const SCRIPT_KINDS: readonly InfraNodeType[] = INFRA_NODE_TYPES.filter((t) => (secretFields[t] ?? []).length === 0);
+
+/**
+ * Turns at the files the built-in templates rewrite, by real path: a change reads its file and writes
+ * it back whole, so two at once on one file lose one's key. Shared by every script backend in the
+ * process, whose roots may overlap.
+ */
+const fileTurns = new KeyedSerializer();
 
 /** The script a node uses, or why none may be used. */
 type Resolved = { readonly script: ArtifactRecord } | { readonly held: string; readonly code: 'script-rejected' };
@@ -78,6 +87,8 @@ export class ScriptProvisioner implements ResourceProvisioner {
   readonly kinds = SCRIPT_KINDS;
   private readonly config: ScriptConfig;
   private readonly ctx: BackendContext;
+  /** The scripts' working directory, absolute. */
+  private readonly root: string;
   private readonly client: ScriptClient;
   private readonly generator: ScriptGenerator;
   private readonly env: Readonly<Record<string, string>>;
@@ -93,9 +104,10 @@ export class ScriptProvisioner implements ResourceProvisioner {
     this.ctx = ctx;
     this.env = allowlistedEnv(ctx.env, config.env);
     this.mask = SecretMask.fromEnv(this.env);
+    this.root = resolve(ctx.cwd, config.root);
     this.client = new ScriptClient({
       scriptDir: join(ctx.stateDir, 'scripts'),
-      root: resolve(ctx.cwd, config.root),
+      root: this.root,
       env: this.env,
       timeoutMs: config.timeout,
       maxOutputBytes: config.maxOutputBytes,
@@ -165,7 +177,9 @@ export class ScriptProvisioner implements ResourceProvisioner {
         return assertNever(gate, 'run gate');
     }
     if (intent.verb === 'update') ctx.log.debug({ node: node.id, paths: intent.diffs.map((d) => d.path) }, 'script update');
-    return { status: 'done', outputs: await this.write(script, node, intent, grantId, ctx) };
+    const write = (): Promise<Outputs> => this.write(script, node, intent, grantId, ctx);
+    const target = await this.targetOf(node);
+    return { status: 'done', outputs: await (target === undefined ? write() : fileTurns.run(target, write)) };
   }
 
   async health(ctx: { signal: AbortSignal }): Promise<BackendHealth> {
@@ -208,6 +222,18 @@ export class ScriptProvisioner implements ResourceProvisioner {
 
   private gateContext(hash: string, node: BackendNode): Parameters<typeof gateFor>[2] {
     return { hash, node: node.id, environment: node.spec.environment, requireApprovalIn: this.config.requireApprovalBelowTrust, policy: this.config.trust };
+  }
+
+  /**
+   * The real path of the file a node's changes rewrite, where a built-in template names it; undefined
+   * for a command generator's scripts, which say nothing of what they touch.
+   */
+  private async targetOf(node: BackendNode): Promise<string | undefined> {
+    if (this.config.generator.type !== 'template') return undefined;
+    const input = inputOf(node.spec.spec);
+    const template = templateFor(node.spec.spec.type, shapeOf(input));
+    const path = template === undefined ? undefined : input[template.target];
+    return typeof path === 'string' ? realPathOf(resolve(this.root, path)) : undefined;
   }
 
   /** The newest script for the node's (kind, shape) that is not rejected, generating one when there is none. */
@@ -412,6 +438,19 @@ function unachieved(verb: 'create' | 'update' | 'delete', seen: Exclude<Observat
       return `cannot tell whether it exists (${seen.reason})`;
     default:
       return assertNever(seen, 'observation');
+  }
+}
+
+/** An absolute path as `realpath -m` gives it (as the templates check it): the links of the part that exists resolved, the rest as written. */
+async function realPathOf(path: string): Promise<string> {
+  const rest: string[] = [];
+  for (let head = path; ; head = dirname(head)) {
+    try {
+      return join(await realpath(head), ...rest);
+    } catch {
+      if (dirname(head) === head) return path;
+      rest.unshift(basename(head));
+    }
   }
 }
 

@@ -15,6 +15,11 @@ export interface Template {
   readonly kind: InfraNodeType;
   /** What the input must hold: key → required JSON type, or `any`. No other key is allowed. */
   readonly input: Readonly<Record<string, 'string' | 'any'>>;
+  /**
+   * The input key naming the file it changes, relative to the root. Its changes read the file and
+   * write it back whole, so the backend runs the changes of every node naming one file one at a time.
+   */
+  readonly target: string;
   readonly description: string;
   readonly script: string;
 }
@@ -103,11 +108,12 @@ esac
 `;
 
 export const TEMPLATES: readonly Template[] = [
-  { id: 'file', kind: 'generic.resource', input: { path: 'string', content: 'string' }, description: 'a file holding input.content', script: FILE_SCRIPT },
+  { id: 'file', kind: 'generic.resource', input: { path: 'string', content: 'string' }, target: 'path', description: 'a file holding input.content', script: FILE_SCRIPT },
   {
     id: 'json-key',
     kind: 'generic.resource',
     input: { file: 'string', key: 'string', value: 'any' },
+    target: 'file',
     description: 'one key of a JSON object file equal to input.value',
     script: JSON_KEY_SCRIPT,
   },

@@ -374,6 +374,31 @@ describe.skipIf(!hasJq)('the built-in templates', () => {
     expect(JSON.parse(readFileSync(join(p.dir, 'root/app.json'), 'utf8'))).toEqual({ tags: ['a', 'b'] });
   });
 
+  // Each change reads the file and writes it back whole: two at once on one file lost one's key, and
+  // the read right after the other's write failed a correct script (script-not-achieved).
+  it('json-key and file nodes naming one file, however spelled, change it one at a time', async () => {
+    const p = project();
+    const b = p.backend();
+    mkdirSync(join(p.dir, 'root'));
+    symlinkSync('.', join(p.dir, 'root/link'));
+    const spellings = ['app.json', './app.json', 'link/app.json', 'link//app.json'];
+    const keys = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
+    const keyNodes = (base: number): BackendNode[] => keys.map((k, i) => node(`key-${k}`, { file: spellings[i % spellings.length]!, key: k, value: base + i }));
+    const whole = node('whole', { path: 'link/./app.json', content: '{}' });
+    await observe(b, keyNodes(0)[0]!);
+    await observe(b, whole);
+    for (const script of p.store.artifacts.list()) p.store.artifacts.review(script.hash, 'approved', 'ana', null);
+
+    const created = await Promise.all(keyNodes(0).map((n) => b.create(n, opContext())));
+    expect(created.map((r) => r.status)).toEqual(keys.map(() => 'done'));
+    expect(JSON.parse(readFileSync(join(p.dir, 'root/app.json'), 'utf8'))).toEqual(Object.fromEntries(keys.map((k, i) => [k, i])));
+
+    // The file template's write too waits its turn: every run finds what it did by its read right after.
+    const changed = await Promise.all([b.create(whole, opContext()), ...keyNodes(10).map((n) => b.update(n, [], opContext()))]);
+    expect(changed.map((r) => r.status)).toEqual([whole, ...keys].map(() => 'done'));
+    expect(p.store.artifacts.list().map((s) => p.store.artifacts.tally(s.hash).failures)).toEqual([0, 0]);
+  });
+
   // dirname, mv, rm and jq took a name starting with - for options: `dirname: invalid option -- 'm'`.
   it.each([
     { name: 'file: a file named -motd', input: { path: '-motd', content: 'hello\n' }, written: '-motd', outputs: { path: '-motd' } },
