@@ -1,4 +1,5 @@
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { statSync } from 'node:fs';
 import type { Dirent, Stats } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { createRequire } from 'node:module';
@@ -1433,7 +1434,8 @@ async function readGoalBytes(file: string, shown: string, limits: LoadLimits): P
   const unreadable = (err: unknown): GoalFileBytes => refused('unreadable-file', `cannot read goal file: ${whyUnreadable(err)}`);
   let info: Stats;
   try {
-    info = await stat(file);
+    // Sync: an await per file is a thread-pool round trip, on every command over goals split in many files.
+    info = statSync(file);
   } catch (err) {
     return unreadable(err);
   }
