@@ -593,7 +593,7 @@ export class Controller<S extends NodeSpec> {
     await Promise.allSettled(this.loops);
     this.o.clock.clearTimeout(timer);
     this.flush();
-    if (this.storeFailing) {
+    if (this.dirty.size > 0 || this.deferred.size > 0) {
       // The last chance to write them is gone: said, not dropped in silence. Operations left pending are
       // resolved by observing at the next start, and a drift still there is reported again then.
       this.o.log.error(

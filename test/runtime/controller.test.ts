@@ -834,6 +834,28 @@ describe('Controller: drift', () => {
     expect(h.controller.nodes().map((n) => n.id).sort()).toEqual(['a', 'b']);
   });
 
+  it('a store that refused a pending write and writes again by the stop: nothing is said lost, since nothing is', async () => {
+    let refuse = false;
+    let fillOnWatch = false;
+    const nodes = (ids: readonly string[]): string => ids.map((id) => fileNode(id, 'x', { deletionPolicy: 'Delete' })).join('');
+    const h = await converged(goalYaml(nodes(['a', 'b', 'c']), { prune: true }), {
+      wrapStore: (store) => refusing(store, () => refuse),
+      extra: {
+        watch: () => {
+          refuse ||= fillOnWatch;
+          return () => undefined;
+        },
+      },
+    });
+    fillOnWatch = true;
+    await h.controller.setGraph(compileYaml(goalYaml(nodes(['a', 'b']), { prune: true })).graph);
+    expect(h.lines.some((l) => l.msg === 'operations not started: they cannot be recorded as pending')).toBe(true);
+    refuse = false;
+    await h.controller.stop();
+    expect(h.lines.filter((l) => l.msg.startsWith('state store still refuses writes at shutdown'))).toEqual([]);
+    expect(h.calls.deleted).toEqual([]);
+  });
+
   it("a daemon's run counts each node found unchanged once, however many passes find it so", async () => {
     // b and c in sync from the start; a created by this run, then in sync.
     const h = start();
