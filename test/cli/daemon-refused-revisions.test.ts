@@ -28,7 +28,7 @@ describe('a daemon that starts on a goal revision that does not compile', () => 
     writeFileSync(join(p.root, 'app.conf'), 'edited by hand\n');
     const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
     const rejected = await d.waitFor((l) => l.msg.startsWith('goal revision rejected'));
-    expect(rejected.msg).toBe('goal revision rejected; the last good goals, stored when they last compiled, run instead');
+    expect(rejected.msg).toBe('goal revision rejected; the goals last applied run instead');
     await d.waitFor((l) => l.msg === 'drift detected' && l.node === 'conf');
     await eventually(() => readFileSync(join(p.root, 'app.conf'), 'utf8') === 'good\n', 5_000, 'the hand edit repaired');
     const status = await cli(['status', ...p.args], { cwd: p.dir });
@@ -56,7 +56,7 @@ describe('a daemon that starts on a goal revision that does not compile', () => 
     writeFileSync(join(p.root, 'app.conf'), 'edited by hand\n');
     const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
     const rejected = await d.waitFor((l) => l.msg.startsWith('goal revision rejected'));
-    expect(rejected.msg).toBe('goal revision rejected; the last good goals, stored when they last compiled, run instead');
+    expect(rejected.msg).toBe('goal revision rejected; the goals last applied run instead');
     await eventually(() => readFileSync(join(p.root, 'app.conf'), 'utf8') === 'good\n', 5_000, 'the hand edit repaired to the applied goals');
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
@@ -143,7 +143,7 @@ describe('a revision past the mass-deletion guard, in the daemon', () => {
     // Started on the refused revision, the daemon refuses it too, naming the nodes as when it ran, and runs the 20 last good ones.
     const restarted = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
     expect(await restarted.waitFor((l) => l.msg.startsWith('goal revision rejected'))).toMatchObject({
-      msg: 'goal revision rejected (mass deletion); the last good goals, stored when they last compiled, run instead',
+      msg: 'goal revision rejected (mass deletion); the goals last applied run instead',
       count: 6,
       limit: 5,
       nodes: ['f19', 'f18', 'f17', 'f16', 'f15', 'f14'],
@@ -158,7 +158,7 @@ describe('a revision past the mass-deletion guard, in the daemon', () => {
     p.write('app.yaml', files(14, ' v3').replace('content:', 'contnet:'));
     writeFileSync(join(p.root, 'f19'), 'edited by hand again\n');
     const again = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
-    expect(await again.waitFor((l) => l.msg.startsWith('goal revision rejected'))).toMatchObject({ msg: 'goal revision rejected; the last good goals, stored when they last compiled, run instead', lastGoodNodes: 20 });
+    expect(await again.waitFor((l) => l.msg.startsWith('goal revision rejected'))).toMatchObject({ msg: 'goal revision rejected; the goals last applied run instead', lastGoodNodes: 20 });
     await eventually(() => readFileSync(join(p.root, 'f19'), 'utf8') === '19\n', 5_000, 'f19 repaired under the last good goals');
     expect(readFileSync(join(p.root, 'f0'), 'utf8')).toBe('0\n');
     again.kill('SIGTERM');
@@ -187,7 +187,7 @@ describe('an apply refused (the state locked by another process)', () => {
     p.write('app.yaml', goals('next\n').replace('content:', 'contnet:'));
     writeFileSync(join(p.root, 'app.conf'), 'edited by hand\n');
     const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
-    expect((await d.waitFor((l) => l.msg.startsWith('goal revision rejected'))).msg).toBe('goal revision rejected; the last good goals, stored when they last compiled, run instead');
+    expect((await d.waitFor((l) => l.msg.startsWith('goal revision rejected'))).msg).toBe('goal revision rejected; the goals last applied run instead');
     await eventually(() => readFileSync(join(p.root, 'app.conf'), 'utf8') === 'good\n', 5_000, 'the hand edit repaired to the goals applied');
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
@@ -217,7 +217,7 @@ describe('a daemon started on a broken revision after an apply that did not stor
     p.write('app.yaml', `${withB}  oops: [\n`);
     writeFileSync(join(p.root, 'b.txt'), 'edited by hand\n');
     const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
-    expect(await d.waitFor((l) => l.msg.startsWith('goal revision rejected'))).toMatchObject({ msg: 'goal revision rejected; the last good goals, stored when they last compiled, run instead', lastGoodNodes: 2 });
+    expect(await d.waitFor((l) => l.msg.startsWith('goal revision rejected'))).toMatchObject({ msg: 'goal revision rejected; the goals last applied run instead', lastGoodNodes: 2 });
     await eventually(() => b(p.root) === 'keep me', 5_000, 'b repaired under the goals last applied');
     expect(d.lines.filter((l) => l.msg === 'node deleted')).toEqual([]);
     d.kill('SIGTERM');

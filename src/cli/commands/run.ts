@@ -155,7 +155,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       const last = c.currentGraph === undefined ? await lastGoodGoals(ctx, opened) : undefined;
       if (last?.loaded.result.graph !== undefined) {
         // Their size beside the refused revision's own fields (a mass deletion's `nodes` name what it would have deleted).
-        log.error({ ...fields, lastGoodNodes: last.loaded.result.graph.size }, `${what}; the last good goals, stored when they last compiled, run instead`);
+        log.error({ ...fields, lastGoodNodes: last.loaded.result.graph.size }, `${what}; the goals last applied run instead`);
         // Under the commit they were applied at, as their runs and drift were then: not HEAD's, which is refused.
         await use(last.loaded, last.commit, why, undefined);
       } else {
