@@ -2,7 +2,7 @@ import { assertNever, defaultLoadLimits, fault, FaultError, formatPath, inexactN
 import type { Fault, FieldDiff, Observation, OperationContext, Outputs, PathKey } from '../runtime/index.ts';
 import { tailLines } from './process.ts';
 import type { ProcessOutcome } from './process.ts';
-import { maskSecretText } from './secret-mask.ts';
+import { maskSecretValue } from './secret-mask.ts';
 
 /**
  * The exec protocol (GOAL-FORMAT.md, "generic.resource — the exec protocol"),
@@ -369,15 +369,16 @@ export function toObservation(input: Readonly<Record<string, unknown>>, read: Re
 }
 
 /**
- * A diff as `plan`, the drift log line and the stored report show it: what looks like a secret in a
- * text value masked, as a local file's line diff masks it (`maskSecretText`: a hand edit may write
- * `DB_PASSWORD=…` into a file a script manages). Only shown: the values were compared as read, and
- * the outputs handed on are not these.
+ * A diff as `plan`, the drift log line and the stored report show it: each side walked
+ * (`maskSecretValue`), so that a value under a key that says secret is masked, at any depth
+ * (`db_password`, `db: {password: …}`), and what looks like a secret in any other text value
+ * (a hand edit may write `DB_PASSWORD=…` into a file a script manages). A diff's key is its path's
+ * (`input.<key>`, see `inputDiffs`). Only shown: the values were compared as read, and the outputs
+ * handed on are not these.
  */
 function shownDiff(d: FieldDiff): FieldDiff {
-  const desired = typeof d.desired === 'string' ? maskSecretText(d.desired) : d.desired;
-  const actual = typeof d.actual === 'string' ? maskSecretText(d.actual) : d.actual;
-  return desired === d.desired && actual === d.actual ? d : { ...d, desired, actual };
+  const key = d.path.slice('input.'.length);
+  return { ...d, desired: maskSecretValue(d.desired, key), actual: maskSecretValue(d.actual, key) };
 }
 
 function excerpt(text: string, max = 200): string {

@@ -381,6 +381,27 @@ export function maskSecretText(text: string): string {
 }
 
 /**
+ * A JSON value as a drift shows it (what an exec or script read reports, the input it is compared
+ * with), walked to its strings: under a key whose name says secret (read as a setting's name,
+ * SECRET_NAME) a value is masked whole, a number too (`pin: 1234`) and not a setting word; any other
+ * string as a line diff masks it (`maskSecretText`: `DB_PASSWORD=…` written into a file's text). A
+ * map's values are read under their keys, a list's items under the list's (`secrets: [a, b]`). `key`:
+ * the name the value is under. Pure; the keys are kept.
+ */
+export function maskSecretValue(value: unknown, key: string, depth = 0): unknown {
+  if (typeof value === 'string' || typeof value === 'number') {
+    const text = String(value);
+    if (text !== '' && text !== SECRET_MASK && secretSetting(key, text)) return SECRET_MASK;
+    return typeof value === 'string' ? maskSecretText(value) : value;
+  }
+  if (typeof value !== 'object' || value === null) return value;
+  // Deeper than any value a read should report: hidden whole rather than walked off the stack (as `SecretMask.deep`).
+  if (depth >= MAX_MASK_DEPTH) return SECRET_MASK;
+  if (Array.isArray(value)) return value.map((x) => maskSecretValue(x, key, depth + 1));
+  return Object.fromEntries(Object.entries(value).map(([k, x]) => [k, maskSecretValue(x, k, depth + 1)]));
+}
+
+/**
  * A desired spec as `plan` shows a create: the text a file will hold with what looks like a secret in it
  * masked, as a drift report of that file would show it (`maskSecretLines`). Pure; the spec is not changed.
  */

@@ -23,15 +23,18 @@ async function expectPlanMasked(args: readonly string[], path: string, desired: 
   expect(plan.text + JSON.stringify(plan.json)).not.toContain(SECRET);
 }
 
-/** An apply that corrects the drift: its `drift detected` line masked; the drift report stored masked. */
-async function expectCorrectedMasked(args: readonly string[], cwd: string, env?: NodeJS.ProcessEnv): Promise<void> {
+/**
+ * An apply that corrects the drift: its `drift detected` line masked; the drift report stored masked.
+ * `shown`: how the masked value reads in both.
+ */
+async function expectCorrectedMasked(args: readonly string[], cwd: string, env?: NodeJS.ProcessEnv, shown: string | RegExp = 'DB_PASSWORD=<secret>'): Promise<void> {
   const apply: CliResult = await cli(['apply', '--yes', ...args], { cwd, env });
   expect(apply.code, apply.stderr).toBe(0);
   expect(apply.stderr).toMatch(/"msg":"drift detected"/);
-  expect(apply.stderr).toContain('DB_PASSWORD=<secret>');
+  expect(apply.stderr).toMatch(shown);
   expect(apply.stdout + apply.stderr).not.toContain(SECRET);
   const stored = (await cli(['drift', '--format', 'json', ...args], { cwd })).stdout;
-  expect(stored).toContain('DB_PASSWORD=<secret>');
+  expect(stored).toMatch(shown);
   expect(stored).not.toContain(SECRET);
 }
 
@@ -104,5 +107,52 @@ esac
     const plan = await cli(['plan', ...p.args], { cwd: p.dir });
     expect(plan.code).toBe(2);
     expect(plan.stdout).toContain('input.env: "greeting=hi there\\n" → "hello\\n"');
+  }, 60_000);
+});
+
+describe('a secret a hand edit writes into a value an exec read reports under a key that says secret', () => {
+  it('is masked by its key, at any depth, in plan, the drift log line and the stored report, and the value is still corrected', async () => {
+    const p = tempProject('ds-exec-drift-secret-keys-');
+    const state = join(p.dir, 'app.json');
+    const applied = { db_password: 'fromgoal', db: { user: 'app', password: 'fromgoal' } };
+    const script = shellResource(
+      p.dir,
+      `cat > /dev/null
+case "$1" in
+  read) printf '{"exists":true,"state":%s}' "$(cat "$dir/app.json")" ;;
+  create|update) printf '%s' '${JSON.stringify(applied)}' > "$dir/app.json"; echo '{"outputs":{}}' ;;
+esac
+`,
+    );
+    writeFileSync(state, '{}');
+    p.write(
+      'goals.yaml',
+      `${execGoalHead()}    - id: app
+      type: generic.resource
+      spec: { commands: { read: [${script}, read], create: [${script}, create], update: [${script}, update] }, input: { db_password: fromgoal, db: { user: app, password: fromgoal } } }
+`,
+    );
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+
+    writeFileSync(state, JSON.stringify({ db_password: SECRET, db: { user: 'app', password: SECRET } }));
+    const plan = await planBoth(p.args);
+    expect(plan.code).toBe(2);
+    expect(plan.text).toContain('input.db_password: "<secret>" → "<secret>"');
+    expect(plan.text).toContain('input.db: {"user":"app","password":"<secret>"} → {"user":"app","password":"<secret>"}');
+    const masked = { db_password: '<secret>', db: { user: 'app', password: '<secret>' } };
+    expect(plan.json.entries[0]!.planned.diffs).toEqual([
+      { path: 'input.db_password', desired: '<secret>', actual: '<secret>' },
+      { path: 'input.db', desired: masked.db, actual: masked.db },
+    ]);
+    expect(plan.text + JSON.stringify(plan.json)).not.toContain(SECRET);
+    await expectCorrectedMasked(p.args, p.dir, undefined, /"input\.db_password",\s*"desired": ?"<secret>",\s*"actual": ?"<secret>".*"password": ?"<secret>"/s);
+    // Compared as read: the drift was corrected, not hidden.
+    expect(JSON.parse(readFileSync(state, 'utf8'))).toEqual(applied);
+
+    // A value under another key is shown as it is.
+    writeFileSync(state, JSON.stringify({ ...applied, db: { user: 'ops', password: 'fromgoal' } }));
+    const shown = await cli(['plan', ...p.args], { cwd: p.dir });
+    expect(shown.code).toBe(2);
+    expect(shown.stdout).toContain('input.db: {"user":"ops","password":"<secret>"} → {"user":"app","password":"<secret>"}');
   }, 60_000);
 });

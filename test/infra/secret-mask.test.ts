@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { maskSecretLines, maskShownSecrets, SecretMask, shownSpec } from '../../src/infra/index.ts';
+import { maskSecretLines, maskSecretValue, maskShownSecrets, SecretMask, shownSpec } from '../../src/infra/index.ts';
 import type { Outputs } from '../../src/runtime/index.ts';
 
 describe('SecretMask', () => {
@@ -271,6 +271,25 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'an XML element of many attributes', line: `<entry${' a="1"'.repeat(150_000)} key="password">pw</entry>`, out: `<entry${' a="1"'.repeat(150_000)} key="password"><secret></entry>` },
   ])('masks a 1 MB line in one pass: $name', ({ line, out }) => {
     expect(maskSecretLines([line])).toEqual([out]);
+  });
+});
+
+describe('maskSecretValue: a value a drift shows, walked by the keys it is under', () => {
+  it.each([
+    { name: 'a string and a number under a secret-named key, whole', value: { apiKey: 'k1 x', pin_code: 'ab', PASSWORD: 12345 }, key: 'x', out: { apiKey: '<secret>', pin_code: 'ab', PASSWORD: '<secret>' } },
+    { name: 'a setting word, a boolean, null and an empty text kept', value: { token: ['none', true, null, ''] }, key: 'x', out: { token: ['none', true, null, ''] } },
+    { name: "a list's items under the list's key", value: ['s-1', { password: 'p-1', host: 'db' }], key: 'secrets', out: ['<secret>', { password: '<secret>', host: 'db' }] },
+    { name: 'another text, as a line diff masks it', value: 'url postgres://app:pw-1@db', key: 'dsn', out: 'url postgres://app:<secret>@db' },
+  ])('$name', ({ value, key, out }) => {
+    expect(maskSecretValue(value, key)).toEqual(out);
+  });
+
+  it('walks no deeper than 100 levels: a deeper value is masked whole, never a stack overflow', () => {
+    let deep: unknown = 'x';
+    for (let i = 0; i < 100_000; i++) deep = { a: deep };
+    let shown = maskSecretValue(deep, 'x');
+    for (let i = 0; i < 100; i++) shown = (shown as { a: unknown }).a;
+    expect(shown).toBe('<secret>');
   });
 });
 

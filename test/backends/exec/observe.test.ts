@@ -119,6 +119,52 @@ describe('parseRead', () => {
     });
   });
 
+  // A hand edit may write a secret into any value a read reports, under a key that says what it is: shown masked
+  // by that key, at any depth; the values still compared as read.
+  it.each([
+    {
+      name: 'a top-level key that says secret, whole',
+      input: { db_password: 'fromgoal', port: 5432 },
+      state: { db_password: 'HANDWRITTEN-hunter2', port: 5433 },
+      diffs: [
+        { path: 'input.db_password', desired: '<secret>', actual: '<secret>' },
+        { path: 'input.port', desired: 5432, actual: 5433 },
+      ],
+    },
+    {
+      name: 'a nested map: its secret-named value masked, the others shown',
+      input: { db: { user: 'app', password: 'fromgoal' } },
+      state: { db: { user: 'app', password: 'HANDWRITTEN-hunter2' } },
+      diffs: [{ path: 'input.db', desired: { user: 'app', password: '<secret>' }, actual: { user: 'app', password: '<secret>' } }],
+    },
+    {
+      name: 'a list of maps, a non-secret nested value still shown',
+      input: { users: [{ name: 'ana', apiKey: 'k-fromgoal', pin: 1234 }] },
+      state: { users: [{ name: 'bob', apiKey: 'k-HANDWRITTEN', pin: 4321, admin: true }] },
+      diffs: [{ path: 'input.users', desired: [{ name: 'ana', apiKey: '<secret>', pin: 1234 }], actual: [{ name: 'bob', apiKey: '<secret>', pin: 4321, admin: true }] }],
+    },
+    {
+      name: "a list's items under its key; a setting word and null kept",
+      input: { secrets: ['s-fromgoal'], token: null, secret: 'none' },
+      state: { secrets: ['s-HANDWRITTEN', 's-2'], token: 'off', secret: 'HANDWRITTEN-s' },
+      diffs: [
+        { path: 'input.secrets', desired: ['<secret>'], actual: ['<secret>', '<secret>'] },
+        { path: 'input.token', desired: null, actual: 'off' },
+        { path: 'input.secret', desired: 'none', actual: '<secret>' },
+      ],
+    },
+    {
+      name: 'a text under another key, nested: what looks like a secret in it',
+      input: { files: { env: 'PORT=1\n' } },
+      state: { files: { env: 'PORT=1\nDB_PASSWORD=HANDWRITTEN-hunter2\n' } },
+      diffs: [{ path: 'input.files', desired: { env: 'PORT=1\n' }, actual: { env: 'PORT=1\nDB_PASSWORD=<secret>\n' } }],
+    },
+  ])('masks a drifted value by the key it is under: $name', ({ input, state, diffs }) => {
+    const obs = toObservation(input, parseRead(JSON.stringify({ exists: true, state, outputs: { db_password: 'HANDWRITTEN-hunter2' } })));
+    // Outputs are data handed on, not a drift shown: left as printed.
+    expect(obs).toEqual({ status: 'drifted', diffs, outputs: { db_password: 'HANDWRITTEN-hunter2' } });
+  });
+
   it('"unknown" is an indeterminate observation: the node is held, never created blindly', () => {
     expect(toObservation({ a: 1 }, parseRead('{"exists":"unknown","reason":"id lost"}'))).toEqual({ status: 'indeterminate', reason: 'read: id lost' });
   });
