@@ -106,11 +106,11 @@ const FLOW_VALUE = /'((?:[^'\r\n]|'')*)'?|"((?:[^"\\\r\n]|\\.)*)"?|[^\s,{}[\]]+(
 /** A command's argument: in quotes, or up to a blank. */
 const ARGUMENT = String.raw`"[^"]*"|'[^']*'|[^\s"']+`;
 
-/**
- * `--password=value`, `--api-key value`: a command-line option's name (group 2) and its value (group 3).
- * An option after a blank is none's value: the one before it is a flag (`curl -s -H …`, `-v --token=…`).
- */
-const OPTION = new RegExp(String.raw`((?:^|\s)--?([A-Za-z][\w-]*)(?:=|\s+(?!--?[A-Za-z])))(${ARGUMENT})`, 'g');
+/** `--password=value`, `--api-key value`: a command-line option as written (group 2), its name (group 3) and its value (group 4). */
+const OPTION = new RegExp(String.raw`((?:^|\s)(--?([A-Za-z][\w-]*))(?:=|\s+))(${ARGUMENT})`, 'g');
+
+/** An argument that is an option itself (`-H`, `--token=…`), or a value that looks like one (`-hunter2Token`). */
+const OPTION_LIKE = /^--?[A-Za-z]/;
 
 /**
  * `name=value` inside a line: a libpq connection string (`host=db password=…`), a URL's query
@@ -131,8 +131,11 @@ const INLINE_SETTING = /(?<![\w.-])([A-Za-z_][\w.-]*)[ \t]*=(?![=~])[ \t]*/g;
  */
 const SETTING_VALUE = /'((?:[^'\\\r\n]|\\.)*)'?|"((?:[^"\\\r\n]|\\.)*)"?|(?:[^\s"'&;]|[&;](?![A-Za-z_][\w.-]*=|amp;)(?=[^\s"']))+/y;
 
-/** `-H`, `--header`: the options curl, wget and other HTTP clients take a request's header in. */
-const HEADER_OPTION = /^(?:H|header)$/;
+/**
+ * `-H`, `--header`: the options curl, wget and other HTTP clients take a request's header in, as
+ * written; `-H` also last in a bundle of one-letter flags (`curl -sH …`).
+ */
+const HEADER_OPTION = /^(?:-[A-Za-z]*H|--header)$/;
 
 /** An HTTP header (`X-Api-Key: value`): its name (group 1), the colon (group 2) and its value (group 3). */
 const HEADER = /^([A-Za-z][\w-]*)(\s*:\s*)(\S.*)$/;
@@ -189,20 +192,46 @@ function maskInLine(line: string, found: string[] | undefined): string {
       );
     }
   }
-  if (out.includes('-')) {
-    out = out.replace(OPTION, (all, head: string, name: string, value: string) => {
-      if (HEADER_OPTION.test(name)) {
-        // A header's name stays, and says which was masked (`-H "Authorization: <secret>"`).
-        const [text, quote] = quoted(value);
-        const header = HEADER.exec(text);
-        if (header === null || header[3] === SECRET_MASK || !secretSetting(header[1]!, header[3]!)) return all;
-        return masked(header[3]!, `${head}${quote}${header[1]!}${header[2]!}${SECRET_MASK}${quote}`);
-      }
-      return secretSetting(name, value) && value !== SECRET_MASK ? masked(unquoted(value), `${head}${SECRET_MASK}`) : all;
-    });
-  }
+  if (out.includes('-')) out = maskOptions(out, found);
   if (out.includes('=')) out = maskInlineSettings(out, found);
   return out;
+}
+
+/**
+ * `line` with the value of each command-line option OPTION finds masked where the option's name says
+ * it is a secret's, or, for a header option, the header's name does (its name kept: `-H "Authorization: <secret>"`).
+ * An option after a blank is no value of the one before, a flag (`curl -s -H …`, `-v --token=…`),
+ * unless that one's name says secret: a password may start with `-` (`--token -hunter2Token`).
+ * Linear: where a flag was read, OPTION reads on from the option after it, never before it.
+ */
+function maskOptions(line: string, found: string[] | undefined): string {
+  let out = '';
+  let copied = 0;
+  OPTION.lastIndex = 0;
+  for (let m = OPTION.exec(line); m !== null; m = OPTION.exec(line)) {
+    const head = m[1]!;
+    const value = m[4]!;
+    if (!head.endsWith('=') && OPTION_LIKE.test(value) && !SECRET_NAME.test(nameWords(m[3]!))) {
+      // Back to the blank before it: it is read as an option of its own.
+      OPTION.lastIndex = m.index + head.length - 1;
+      continue;
+    }
+    const secret = optionSecret(m[2]!, m[3]!, value);
+    if (secret === undefined) continue;
+    found?.push(secret.value);
+    out += `${line.slice(copied, m.index)}${head}${secret.shown}`;
+    copied = OPTION.lastIndex;
+  }
+  return out + line.slice(copied);
+}
+
+/** The secret an option (as written, and its name) is given in `value`, and `value` as shown with it masked; none where neither name says secret. */
+function optionSecret(option: string, name: string, value: string): { value: string; shown: string } | undefined {
+  if (!HEADER_OPTION.test(option)) return value !== SECRET_MASK && secretSetting(name, value) ? { value: unquoted(value), shown: SECRET_MASK } : undefined;
+  const [text, quote] = quoted(value);
+  const header = HEADER.exec(text);
+  if (header === null || header[3] === SECRET_MASK || !secretSetting(header[1]!, header[3]!)) return undefined;
+  return { value: header[3]!, shown: `${quote}${header[1]!}${header[2]!}${SECRET_MASK}${quote}` };
 }
 
 /**

@@ -151,6 +151,10 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: "mysql's glued -p, the database after it kept (no option named …secret…)", line: 'mysql -u root -psecret db', out: 'mysql -u root -p<secret> db' },
     { name: "mysqldump's, a password ending in a secret word", line: 'mysqldump -pmytoken app > app.sql', out: 'mysqldump -p<secret> app > app.sql' },
     { name: 'an option after a flag, which is no value of the flag', line: 'app -v --token=tok-1 --verbose --password pw-1 --offset -5', out: 'app -v --token=<secret> --verbose --password <secret> --offset -5' },
+    { name: 'an option after a one-letter flag', line: 'app -v --token=x', out: 'app -v --token=<secret>' },
+    { name: "a secret option's value that starts with `-` and a letter", line: 'vault login --token -hunter2Token', out: 'vault login --token <secret>' },
+    { name: "mysqladmin's --password, a value that looks like an option", line: 'mysqladmin --password -Xhunter2abc', out: 'mysqladmin --password <secret>' },
+    { name: 'an API key that starts with `-`', line: 'app --api-key -AbCdEf123', out: 'app --api-key <secret>' },
   ])('masks $name', ({ line, out }) => {
     expect(maskSecretLines([line])).toEqual([out]);
   });
@@ -161,6 +165,7 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'a setting word under a secret\'s name, an empty value, a value masked already', line: 'x auth=none password="" token=<secret>' },
     { name: 'a comparison', line: 'if password == x or token =~ /y/' },
     { name: 'a flag', line: 'app --no-password-prompt' },
+    { name: 'options after flags, none of them secret', line: 'app -s -H -v --sort-key -k x' },
     { name: 'an XML setting of another name', line: '<add key="ApiBaseUrl" value="https://x"/>' },
     { name: "mysql's -p asking for the password (db is a database)", line: 'mysql -u root -p db' },
     { name: 'a -p of other commands (a port, a flag)', line: 'ssh -p 2222 host; tar -pcf x.tar x; mysql.service -pX' },
@@ -196,6 +201,9 @@ describe('maskSecretLines: a secret inside a line', () => {
     { line: 'curl --header "Cookie: sid=abc123; theme=dark" -H X-Auth-Token:tok-1 x', out: 'curl --header "Cookie: <secret>" -H X-Auth-Token:<secret> x' },
     { line: "wget --header='Proxy-Authorization: Basic YWxhZGRpbg==' x", out: "wget --header='Proxy-Authorization: <secret>' x" },
     { line: 'curl -sS -H "X-Api-Key: k-1" x', out: 'curl -sS -H "X-Api-Key: <secret>" x' },
+    { line: 'curl -s -H "X-Api-Key: k" x', out: 'curl -s -H "X-Api-Key: <secret>" x' },
+    { line: "curl -sH \"X-Api-Key: k-1\" -sSLH 'Authorization: Bearer t' x", out: "curl -sH \"X-Api-Key: <secret>\" -sSLH 'Authorization: <secret>' x" },
+    { line: 'curl -sH "Accept: text/plain" --xH "X-Api-Key: k" x', out: 'curl -sH "Accept: text/plain" --xH "X-Api-Key: k" x' },
     { line: 'curl -H "Content-Type: application/json" -H "X-Api-Key-Id: 42" -H "Author: ana" -H @headers.txt x', out: 'curl -H "Content-Type: application/json" -H "X-Api-Key-Id: 42" -H "Author: ana" -H @headers.txt x' },
     { line: 'curl -H "Authorization: <secret>" -H "X-Token: none" x', out: 'curl -H "Authorization: <secret>" -H "X-Token: none" x' },
   ])('reads a header given to a command by its name: $line', ({ line, out }) => {
@@ -268,6 +276,9 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: "a flow mapping's quote left open, many escaped quotes after it", line: `{token: 'a${"''".repeat(500_000)}`, out: "{token: '<secret>" },
     { name: 'many keys in a query', line: `/x?key=a${'&key=a'.repeat(150_000)}`, out: `/x?key=<secret>${'&key=<secret>'.repeat(150_000)}` },
     { name: 'many headers', line: `curl${' -H "X-Api-Key: k"'.repeat(50_000)}`, out: `curl${' -H "X-Api-Key: <secret>"'.repeat(50_000)}` },
+    { name: 'many headers after bundled flags', line: `curl${' -sH "X-Api-Key: k"'.repeat(50_000)}`, out: `curl${' -sH "X-Api-Key: <secret>"'.repeat(50_000)}` },
+    { name: 'many flags before a header', line: `curl${' -s'.repeat(300_000)} -H "X-Api-Key: k"`, out: `curl${' -s'.repeat(300_000)} -H "X-Api-Key: <secret>"` },
+    { name: 'many secret options, each value like an option', line: `app${' --token -x'.repeat(100_000)}`, out: `app${' --token <secret>'.repeat(100_000)}` },
     { name: 'an XML element of many attributes', line: `<entry${' a="1"'.repeat(150_000)} key="password">pw</entry>`, out: `<entry${' a="1"'.repeat(150_000)} key="password"><secret></entry>` },
   ])('masks a 1 MB line in one pass: $name', ({ line, out }) => {
     expect(maskSecretLines([line])).toEqual([out]);
