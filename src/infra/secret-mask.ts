@@ -91,9 +91,10 @@ const XML_ELEMENT = /(<([A-Za-z_][\w.:-]*)(?:\s[^<>]*)?>)([^<]+)(?=<\/\2>)/g;
 /**
  * In a flow mapping (`{user: app, password: x}`, YAML's or JavaScript's), a key where a pair
  * begins, after `{` or `,`: quoted (group 2) or plain (group 3; its `:` followed by a blank, as YAML
- * reads one, so that `${PASSWORD:-x}` is no pair); else a brace, which opens or closes a mapping.
+ * reads one, or by a quote, as JavaScript writes one: `{password:'x'}`; so that `${PASSWORD:-x}` is
+ * no pair); else a brace, which opens or closes a mapping.
  */
-const FLOW_TOKEN = /[{,]\s*(?:(["'])([A-Za-z_][\w.-]*)\1\s*:|([A-Za-z_][\w.-]*)\s*:(?!\S))\s*|[{}]/g;
+const FLOW_TOKEN = /[{,]\s*(?:(["'])([A-Za-z_][\w.-]*)\1\s*:|([A-Za-z_][\w.-]*)\s*:(?![^\s"']))\s*|[{}]/g;
 
 /**
  * A flow mapping's value where FLOW_TOKEN leaves off: in quotes (`'it''s'`, `"a\"b"`; one left open

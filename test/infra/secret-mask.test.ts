@@ -218,6 +218,9 @@ describe('maskSecretLines: a secret inside a line', () => {
     { line: "{pass: 'it''s', n: 1}\r", out: "{pass: '<secret>', n: 1}\r" },
     { line: '{user: app, sort_key: name, password: null, token: {a: b}, secret: [x]}', out: '{user: app, sort_key: name, password: null, token: {a: b}, secret: [x]}' },
     { line: 'echo ${DB_PASSWORD:-changeme}, password: not-in-a-map', out: 'echo ${DB_PASSWORD:-changeme}, password: not-in-a-map' },
+    { line: "{password:'hunter2', user: 'a'}", out: "{password:'<secret>', user: 'a'}" },
+    { line: `node -e 'connect({user:"app",password:"hunter2"})'`, out: `node -e 'connect({user:"app",password:"<secret>"})'` },
+    { line: 'echo {a: ${PASSWORD:-x}} {pass:-x, token:x}', out: 'echo {a: ${PASSWORD:-x}} {pass:-x, token:x}' },
     { line: '{"password": "<secret>"} {a: 1}, password: x', out: '{"password": "<secret>"} {a: 1}, password: x' },
   ])('reads a flow mapping\'s keys by their words: $line', ({ line, out }) => {
     expect(maskSecretLines([line])).toEqual([out]);
@@ -279,6 +282,7 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'many headers after bundled flags', line: `curl${' -sH "X-Api-Key: k"'.repeat(50_000)}`, out: `curl${' -sH "X-Api-Key: <secret>"'.repeat(50_000)}` },
     { name: 'many flags before a header', line: `curl${' -s'.repeat(300_000)} -H "X-Api-Key: k"`, out: `curl${' -s'.repeat(300_000)} -H "X-Api-Key: <secret>"` },
     { name: 'many secret options, each value like an option', line: `app${' --token -x'.repeat(100_000)}`, out: `app${' --token <secret>'.repeat(100_000)}` },
+    { name: 'many pairs in a JavaScript map, no blank after a colon', line: `{${'a:"b",'.repeat(150_000)}password:"pw"}`, out: `{${'a:"b",'.repeat(150_000)}password:"<secret>"}` },
     { name: 'an XML element of many attributes', line: `<entry${' a="1"'.repeat(150_000)} key="password">pw</entry>`, out: `<entry${' a="1"'.repeat(150_000)} key="password"><secret></entry>` },
   ])('masks a 1 MB line in one pass: $name', ({ line, out }) => {
     expect(maskSecretLines([line])).toEqual([out]);
