@@ -1,7 +1,8 @@
 import { execFile, spawn } from 'node:child_process';
 import { readFile, realpath, stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
+import { errorMessage, listGoalFiles } from '../runtime/index.ts';
 
 const COMMIT = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
 
@@ -36,27 +37,70 @@ type GoalsVerdict = 'clean' | 'dirty' | 'no-git' | { readonly error: string };
 
 /**
  * Whether git sees a goal file under `dir` changed, added, deleted, untracked or ignored against HEAD.
- * Takes no lock on the index (a user's git command beside us never fails on it), and reads git's
- * output up to its first byte: one path is enough, however many differ.
+ * Two questions, the second only when the first finds nothing: neither looks into an ignored directory
+ * (a `.terraform/` or `node_modules/` of many thousand files), which would cost a walk of it at every
+ * apply, every load, and every poll of a daemon whose goals differ.
  */
 async function goalsDiffer(dir: string): Promise<GoalsVerdict> {
   const cwd = await realpath(resolve(dir)).catch(() => undefined);
   if (cwd === undefined) return { error: `cannot resolve ${dir}` };
+  // The loader's rule (`listGoalFiles`): `*.yaml` and `*.yml` in any case, while dot files and what dot
+  // directories hold are never goals: a draft `.next.yaml`, a `.github/` workflow, an editor's
+  // `.a.yaml.swp` do not make them dirty. `--untracked-files` overrides a `status.showUntrackedFiles=no`
+  // that would hide a new goal file; `all` lists such files one by one, for the pathspecs to match.
+  const status = await gitListsAny(cwd, ['status', '--porcelain', '-z', '--untracked-files=all', '--', ':(glob,icase)**/*.yaml', ':(glob,icase)**/*.yml', ':(glob,exclude)**/.*', ':(glob,exclude)**/.*/**']);
+  if (status !== 'clean') return status;
+  // What .gitignore hides is applied all the same, and no commit holds it. Asked of the goal files the
+  // loader reads, not of a walk of the ignored directories: the loader never reads a dot directory, and
+  // reads every other one anyway. A tracked file is never reported ignored: its changes are status's.
+  let paths: string[];
+  try {
+    paths = await goalFilePaths(cwd);
+  } catch (err) {
+    return { error: errorMessage(err) };
+  }
+  if (paths.length === 0) return 'clean';
+  // `./` first: a file named `:(glob)x.yaml` is that file, not a pathspec's magic. Exit code 1: none is ignored.
+  return gitListsAny(cwd, ['check-ignore', '--stdin', '-z'], { input: paths.map((p) => `./${p}\0`).join(''), okCodes: [0, 1] });
+}
+
+/**
+ * The goal files the loader reads under `cwd` (a real path), as paths from it that git can be asked
+ * about: one reached through a symlinked directory by where it really is (git refuses a path beyond a
+ * symlink), none outside `cwd`, which the status pathspecs do not cover either.
+ */
+async function goalFilePaths(cwd: string): Promise<string[]> {
+  const { files } = await listGoalFiles(cwd);
+  const real = new Map<string, string | undefined>();
+  const paths = new Set<string>();
+  for (const file of files) {
+    const d = dirname(file);
+    // A directory gone since the walk holds nothing the loader will read.
+    if (!real.has(d)) real.set(d, await realpath(d).catch(() => undefined));
+    const at = real.get(d);
+    if (at === undefined) continue;
+    const path = relative(cwd, join(at, basename(file)));
+    if (path !== '..' && !path.startsWith(`..${sep}`) && !isAbsolute(path)) paths.add(path);
+  }
+  return [...paths];
+}
+
+/**
+ * Runs git in `cwd`, fed `input`: `dirty` when it lists any path, `clean` when it lists none and ends with
+ * one of `okCodes`, else an error with what it said. Takes no lock on the index (a user's git command beside
+ * us never fails on it), and reads the output up to its first byte: one path is enough, however many
+ * follow. In English (LC_ALL=C), the language `warnUndetermined` reads.
+ */
+function gitListsAny(cwd: string, args: readonly string[], options: { input?: string; okCodes?: readonly number[] } = {}): Promise<GoalsVerdict> {
   return new Promise((done) => {
-    // The loader's rule (`listGoalFiles`): `*.yaml` and `*.yml` in any case, what .gitignore hides too (it is
-    // applied all the same, and no commit holds it), while dot files and what dot directories hold are never
-    // goals: a draft `.next.yaml`, a `.github/` workflow, an editor's `.a.yaml.swp` do not make them dirty.
-    // Ignored files are listed one by one (`--untracked-files=all`), so an ignored directory counts only for
-    // the goal files in it. In English (LC_ALL=C), the language of the hint below.
-    const git = spawn(
-      'git',
-      ['--no-optional-locks', 'status', '--porcelain', '-z', '--untracked-files=all', '--ignored', '--', ':(glob,icase)**/*.yaml', ':(glob,icase)**/*.yml', ':(glob,exclude)**/.*', ':(glob,exclude)**/.*/**'],
-      { cwd, timeout: 5000, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
-    );
-    let dirty = false;
+    const git = spawn('git', ['--no-optional-locks', ...args], { cwd, timeout: 5000, env: { ...process.env, LC_ALL: 'C' } });
+    let listed = false;
     let stderr = '';
+    // Git may end before reading it all (it answered, or failed): what it said is the answer, not the broken pipe.
+    git.stdin.on('error', () => {});
+    git.stdin.end(options.input);
     git.stdout.once('data', () => {
-      dirty = true;
+      listed = true;
       git.kill();
     });
     git.stderr.on('data', (b: Buffer) => {
@@ -64,9 +108,9 @@ async function goalsDiffer(dir: string): Promise<GoalsVerdict> {
     });
     git.on('error', (err: NodeJS.ErrnoException) => done(err.code === 'ENOENT' ? 'no-git' : { error: err.message }));
     git.on('close', (code, signal) => {
-      if (dirty) done('dirty');
-      else if (code === 0) done('clean');
-      else done({ error: stderr.split('\n')[0]!.trim() || `git status ended with ${code ?? signal}` });
+      if (listed) done('dirty');
+      else if (code !== null && (options.okCodes ?? [0]).includes(code)) done('clean');
+      else done({ error: stderr.split('\n')[0]!.trim() || `git ${args[0]} ended with ${code ?? signal}` });
     });
   });
 }

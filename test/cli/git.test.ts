@@ -1,4 +1,4 @@
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,6 +8,7 @@ import { capturingLogger } from '../support/controller-harness.ts';
 import { git } from '../support/git.ts';
 import { trackDaemons } from '../support/daemon.ts';
 import type { Daemon } from '../support/daemon.ts';
+import { warnSkipped } from '../support/skip.ts';
 
 // Provenance is read from the repository's files; every answer is checked against git itself.
 let base: string;
@@ -40,6 +41,24 @@ function chownToNobody(path: string): void {
 }
 
 const UNDETERMINED = 'goals commit marked -dirty: git cannot tell whether the goal files differ from it';
+
+/** Sets `dir`'s access time to 1970: a read of it since (`readdir`) brings it up to now, where reads show in it. */
+function unread(dir: string): void {
+  utimesSync(dir, 0, statSync(dir).mtime);
+}
+
+/** Whether reading a directory shows in its access time here: not on a `noatime` mount (`relatime` updates one older than a day). */
+const readsShowInAtime = ((): boolean => {
+  const probe = mkdtempSync(join(tmpdir(), 'ds-atime-'));
+  try {
+    unread(probe);
+    readdirSync(probe);
+    return statSync(probe).atimeMs > 0;
+  } finally {
+    rmSync(probe, { recursive: true });
+  }
+})();
+if (!readsShowInAtime) warnSkipped(['SKIPPING the test that git does not look into ignored directories: reading a directory here does not change its access time (a noatime mount).']);
 
 describe('goalsCommit', () => {
   const { log, lines } = capturingLogger();
@@ -146,6 +165,51 @@ describe('goalsCommit', () => {
       rmSync(join(goals, c.path));
       expect(await goalsCommit(goals, log), c.name).toBe(head);
     }
+  });
+
+  it.skipIf(!readsShowInAtime)('never looks into an ignored directory the loader skips (.terraform/, .venv/), which may hold a great many files', async () => {
+    const dir = repo('ignored-dot-dir');
+    const goals = join(dir, 'goals');
+    writeFileSync(join(dir, '.gitignore'), ['.terraform/', 'goals/local-*.yaml', ''].join('\n'));
+    git(dir, 'add', '.');
+    git(dir, 'commit', '-qm', 'ignores');
+    const head = git(dir, 'rev-parse', 'HEAD');
+    const providers = join(goals, '.terraform', 'providers');
+    mkdirSync(providers, { recursive: true });
+    writeFileSync(join(providers, 'lock.yaml'), 'x: 1\n');
+    // Whether anything reads them, their access times say.
+    unread(providers);
+    unread(join(goals, '.terraform'));
+    expect(await goalsCommit(goals, log)).toBe(head);
+    // An ignored goal file is found all the same, still without looking in there.
+    writeFileSync(join(goals, 'local-x.yaml'), 'x: 1\n');
+    expect(await goalsCommit(goals, log)).toBe(`${head}${DIRTY}`);
+    expect(statSync(join(goals, '.terraform')).atimeMs).toBe(0);
+    expect(statSync(providers).atimeMs).toBe(0);
+  });
+
+  it('follows a symlinked directory as the loader does, to the goal files it leads to', async () => {
+    const dir = repo('linked-dirs');
+    const goals = join(dir, 'goals');
+    writeFileSync(join(dir, '.gitignore'), 'gen/\n');
+    mkdirSync(join(dir, 'shared'));
+    writeFileSync(join(dir, 'shared/s.yaml'), 's\n');
+    symlinkSync('../shared', join(goals, 'shared'));
+    git(dir, 'add', '.');
+    git(dir, 'commit', '-qm', 'links');
+    const head = git(dir, 'rev-parse', 'HEAD');
+    // Links to goal files elsewhere in the repository and outside it: git looks beyond no link, nor outside the goal directory.
+    const outside = join(base, 'linked-dirs-outside');
+    mkdirSync(outside);
+    writeFileSync(join(outside, 'o.yaml'), 'o\n');
+    symlinkSync(outside, join(goals, 'outside'));
+    expect(await goalsCommit(goals, log)).toBe(head);
+    // An ignored directory the loader reads through a link first (and once): its goal files are found where they are.
+    mkdirSync(join(goals, 'gen'));
+    writeFileSync(join(goals, 'gen/x.yml'), 'x\n');
+    symlinkSync('gen', join(goals, 'a-gen'));
+    expect(await goalsCommit(goals, log)).toBe(`${head}${DIRTY}`);
+    expect(lines.filter((l) => l.goalsDir === goals)).toEqual([]);
   });
 
   it('marks the commit -dirty where git cannot tell (a broken index), and says why once', async () => {
