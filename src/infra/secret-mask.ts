@@ -202,7 +202,9 @@ function maskInLine(line: string, found: string[] | undefined): string {
  * `line` with the value of each command-line option OPTION finds masked where the option's name says
  * it is a secret's, or, for a header option, the header's name does (its name kept: `-H "Authorization: <secret>"`).
  * An option after a blank is no value of the one before, a flag (`curl -s -H …`, `-v --token=…`),
- * unless that one's name says secret: a password may start with `-` (`--token -hunter2Token`).
+ * unless that one's name says secret and the value starts with a single `-`: a password may so
+ * (`--token -hunter2Token`), where a `--…` is the next option, after a flag whose name holds a
+ * secret word (`--pass-credentials --password …`, `--no-password`, `--with-token`).
  * Linear: where a flag was read, OPTION reads on from the option after it, never before it.
  */
 function maskOptions(line: string, found: string[] | undefined): string {
@@ -212,7 +214,7 @@ function maskOptions(line: string, found: string[] | undefined): string {
   for (let m = OPTION.exec(line); m !== null; m = OPTION.exec(line)) {
     const head = m[1]!;
     const value = m[4]!;
-    if (!head.endsWith('=') && OPTION_LIKE.test(value) && !SECRET_NAME.test(nameWords(m[3]!))) {
+    if (!head.endsWith('=') && OPTION_LIKE.test(value) && (value.startsWith('--') || !SECRET_NAME.test(nameWords(m[3]!)))) {
       // Back to the blank before it: it is read as an option of its own.
       OPTION.lastIndex = m.index + head.length - 1;
       continue;

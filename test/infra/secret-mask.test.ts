@@ -155,6 +155,10 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: "a secret option's value that starts with `-` and a letter", line: 'vault login --token -hunter2Token', out: 'vault login --token <secret>' },
     { name: "mysqladmin's --password, a value that looks like an option", line: 'mysqladmin --password -Xhunter2abc', out: 'mysqladmin --password <secret>' },
     { name: 'an API key that starts with `-`', line: 'app --api-key -AbCdEf123', out: 'app --api-key <secret>' },
+    { name: "an option after a flag whose name holds a secret word, which is no value of the flag (helm's --pass-credentials)", line: 'helm repo add r https://x --username u --pass-credentials --password hunter2', out: 'helm repo add r https://x --username u --pass-credentials --password <secret>' },
+    { name: "an option after psql's --no-password", line: 'psql --no-password --password hunter2', out: 'psql --no-password --password <secret>' },
+    { name: "an option after gh's --with-token", line: 'gh auth login --with-token --token abc', out: 'gh auth login --with-token --token <secret>' },
+    { name: 'an option after a secret-named option given no value', line: 'app --token --password pw', out: 'app --token --password <secret>' },
   ])('masks $name', ({ line, out }) => {
     expect(maskSecretLines([line])).toEqual([out]);
   });
@@ -282,6 +286,7 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'many headers after bundled flags', line: `curl${' -sH "X-Api-Key: k"'.repeat(50_000)}`, out: `curl${' -sH "X-Api-Key: <secret>"'.repeat(50_000)}` },
     { name: 'many flags before a header', line: `curl${' -s'.repeat(300_000)} -H "X-Api-Key: k"`, out: `curl${' -s'.repeat(300_000)} -H "X-Api-Key: <secret>"` },
     { name: 'many secret options, each value like an option', line: `app${' --token -x'.repeat(100_000)}`, out: `app${' --token <secret>'.repeat(100_000)}` },
+    { name: 'many secret-named flags, each before another', line: `app${' --token'.repeat(120_000)} pw`, out: `app${' --token'.repeat(119_999)} --token <secret>` },
     { name: 'many pairs in a JavaScript map, no blank after a colon', line: `{${'a:"b",'.repeat(150_000)}password:"pw"}`, out: `{${'a:"b",'.repeat(150_000)}password:"<secret>"}` },
     { name: 'an XML element of many attributes', line: `<entry${' a="1"'.repeat(150_000)} key="password">pw</entry>`, out: `<entry${' a="1"'.repeat(150_000)} key="password"><secret></entry>` },
   ])('masks a 1 MB line in one pass: $name', ({ line, out }) => {
