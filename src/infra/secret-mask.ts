@@ -354,10 +354,15 @@ function quoted(value: string): [text: string, quote: string] {
   return [text, text === value ? '' : value[0]!];
 }
 
-/** A setting whose name says it is a secret's (SECRET_NAME; LINE_KEY_NAME too for one on a line of its own), its value no setting word. */
+/** A setting whose name says it is a secret's (`secretName`), its value no setting word. */
 function secretSetting(name: string, value: string, ownLine = false): boolean {
+  return secretName(name, ownLine) && !settingWord(value);
+}
+
+/** A setting's name that says it holds a secret (SECRET_NAME; LINE_KEY_NAME too for one on a line of its own). */
+function secretName(name: string, ownLine: boolean): boolean {
   const words = nameWords(name);
-  return (SECRET_NAME.test(words) || (ownLine && LINE_KEY_NAME.test(words))) && !settingWord(value);
+  return SECRET_NAME.test(words) || (ownLine && LINE_KEY_NAME.test(words));
 }
 
 /** A value that is a setting word (SETTING_WORD), blanks around it aside. */
@@ -414,23 +419,38 @@ export function maskSecretText(text: string): string {
 
 /**
  * A JSON value as a drift shows it (what an exec or script read reports, the input it is compared
- * with), walked to its strings: under a key whose name says secret (read as a setting's name,
- * SECRET_NAME) a value is masked whole, a number too (`pin: 1234`) and not a setting word; any other
- * string as a line diff masks it (`maskSecretText`: `DB_PASSWORD=…` written into a file's text). A
- * map's values are read under their keys, a list's items under the list's (`secrets: [a, b]`). `key`:
- * the name the value is under. Pure; the keys are kept.
+ * with), walked to its strings: under a key whose name says secret (read as the name of a setting on
+ * a line of its own, `secretName`: `STRIPE_KEY` too) a value is masked whole, a number too (`pin:
+ * 1234`) and not a setting word nor an empty text, and so is every such value beneath it, a list's
+ * items and a map's values alike (`secrets: [a, b]`, `password: {value: …}`); any other string as a
+ * line diff masks it (`maskSecretText`: `DB_PASSWORD=…` written into a file's text). `key`: the
+ * name the value is under. Pure; the keys are kept.
  */
-export function maskSecretValue(value: unknown, key: string, depth = 0): unknown {
+export function maskSecretValue(value: unknown, key: string): unknown {
+  return maskValue(value, secretKey(key, value), 0);
+}
+
+/**
+ * Whether `value` is under a key that says secret (`maskSecretValue`); a map or a list also under
+ * the plural of one (`tokens`, `apiKeys`, `passwords`, docker's `auths`): it holds secrets, where a
+ * number under `max_tokens` is a count.
+ */
+function secretKey(key: string, value: unknown): boolean {
+  return secretName(key, true) || (typeof value === 'object' && value !== null && /s$/i.test(key) && secretName(key.slice(0, -1), true));
+}
+
+/** `maskSecretValue` of a value under a secret's name (`secret`) or not, `depth` levels down. */
+function maskValue(value: unknown, secret: boolean, depth: number): unknown {
   if (typeof value === 'string' || typeof value === 'number') {
     const text = String(value);
-    if (text !== '' && text !== SECRET_MASK && secretSetting(key, text)) return SECRET_MASK;
+    if (secret && text !== '' && text !== SECRET_MASK && !settingWord(text)) return SECRET_MASK;
     return typeof value === 'string' ? maskSecretText(value) : value;
   }
   if (typeof value !== 'object' || value === null) return value;
   // Deeper than any value a read should report: hidden whole rather than walked off the stack (as `SecretMask.deep`).
   if (depth >= MAX_MASK_DEPTH) return SECRET_MASK;
-  if (Array.isArray(value)) return value.map((x) => maskSecretValue(x, key, depth + 1));
-  return Object.fromEntries(Object.entries(value).map(([k, x]) => [k, maskSecretValue(x, k, depth + 1)]));
+  if (Array.isArray(value)) return value.map((x) => maskValue(x, secret, depth + 1));
+  return Object.fromEntries(Object.entries(value).map(([k, x]) => [k, maskValue(x, secret || secretKey(k, x), depth + 1)]));
 }
 
 /**

@@ -110,29 +110,38 @@ esac
   }, 60_000);
 });
 
-describe('a secret a hand edit writes into a value an exec read reports under a key that says secret', () => {
-  it('is masked by its key, at any depth, in plan, the drift log line and the stored report, and the value is still corrected', async () => {
-    const p = tempProject('ds-exec-drift-secret-keys-');
-    const state = join(p.dir, 'app.json');
-    const applied = { db_password: 'fromgoal', db: { user: 'app', password: 'fromgoal' } };
-    const script = shellResource(
-      p.dir,
-      `cat > /dev/null
+/**
+ * A project of one exec resource whose input is `applied`, which create and update write to the state
+ * file `state` and read reports, applied once: a hand edit of `state` is then drift.
+ */
+async function appliedStateProject(prefix: string, applied: Readonly<Record<string, unknown>>): Promise<{ p: ReturnType<typeof tempProject>; state: string }> {
+  const p = tempProject(prefix);
+  const state = join(p.dir, 'app.json');
+  const script = shellResource(
+    p.dir,
+    `cat > /dev/null
 case "$1" in
   read) printf '{"exists":true,"state":%s}' "$(cat "$dir/app.json")" ;;
   create|update) printf '%s' '${JSON.stringify(applied)}' > "$dir/app.json"; echo '{"outputs":{}}' ;;
 esac
 `,
-    );
-    writeFileSync(state, '{}');
-    p.write(
-      'goals.yaml',
-      `${execGoalHead()}    - id: app
+  );
+  writeFileSync(state, '{}');
+  p.write(
+    'goals.yaml',
+    `${execGoalHead()}    - id: app
       type: generic.resource
-      spec: { commands: { read: [${script}, read], create: [${script}, create], update: [${script}, update] }, input: { db_password: fromgoal, db: { user: app, password: fromgoal } } }
+      spec: { commands: { read: [${script}, read], create: [${script}, create], update: [${script}, update] }, input: ${JSON.stringify(applied)} }
 `,
-    );
-    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+  );
+  expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+  return { p, state };
+}
+
+describe('a secret a hand edit writes into a value an exec read reports under a key that says secret', () => {
+  it('is masked by its key, at any depth, in plan, the drift log line and the stored report, and the value is still corrected', async () => {
+    const applied = { db_password: 'fromgoal', db: { user: 'app', password: 'fromgoal' } };
+    const { p, state } = await appliedStateProject('ds-exec-drift-secret-keys-', applied);
 
     writeFileSync(state, JSON.stringify({ db_password: SECRET, db: { user: 'app', password: SECRET } }));
     const plan = await planBoth(p.args);
@@ -154,5 +163,22 @@ esac
     const shown = await cli(['plan', ...p.args], { cwd: p.dir });
     expect(shown.code).toBe(2);
     expect(shown.stdout).toContain('input.db: {"user":"ops","password":"<secret>"} → {"user":"app","password":"<secret>"}');
+  }, 60_000);
+});
+
+describe('a secret a hand edit writes into a map an exec read reports under a key that says secret', () => {
+  it('is masked under every key of the map (tokens: {github: …}) in plan, the drift log line and the stored report, and the value is still corrected', async () => {
+    const applied = { tokens: { github: 'fromgoal' } };
+    const { p, state } = await appliedStateProject('ds-exec-drift-secret-map-', applied);
+
+    writeFileSync(state, JSON.stringify({ tokens: { github: SECRET } }));
+    const plan = await planBoth(p.args);
+    expect(plan.code).toBe(2);
+    expect(plan.text).toContain('input.tokens: {"github":"<secret>"} → {"github":"<secret>"}');
+    expect(plan.json.entries[0]!.planned.diffs).toEqual([{ path: 'input.tokens', desired: { github: '<secret>' }, actual: { github: '<secret>' } }]);
+    expect(plan.text + JSON.stringify(plan.json)).not.toContain(SECRET);
+    await expectCorrectedMasked(p.args, p.dir, undefined, /"input\.tokens",\s*"desired": ?\{\s*"github": ?"<secret>"\s*\},\s*"actual": ?\{\s*"github": ?"<secret>"/);
+    // Compared as read: the drift was corrected, not hidden.
+    expect(JSON.parse(readFileSync(state, 'utf8'))).toEqual(applied);
   }, 60_000);
 });

@@ -298,7 +298,14 @@ describe('maskSecretValue: a value a drift shows, walked by the keys it is under
   it.each([
     { name: 'a string and a number under a secret-named key, whole', value: { apiKey: 'k1 x', pin_code: 'ab', PASSWORD: 12345 }, key: 'x', out: { apiKey: '<secret>', pin_code: 'ab', PASSWORD: '<secret>' } },
     { name: 'a setting word, a boolean, null and an empty text kept', value: { token: ['none', true, null, ''] }, key: 'x', out: { token: ['none', true, null, ''] } },
-    { name: "a list's items under the list's key", value: ['s-1', { password: 'p-1', host: 'db' }], key: 'secrets', out: ['<secret>', { password: '<secret>', host: 'db' }] },
+    { name: "a list's items under the list's key, a map in it too", value: ['s-1', { password: 'p-1', host: 'db' }], key: 'secrets', out: ['<secret>', { password: '<secret>', host: '<secret>' }] },
+    { name: "a map's values under a secret-named key, whatever their own keys", value: { password: { value: 'p-1' }, db: { credentials: { primary: 'c-1' } } }, key: 'x', out: { password: { value: '<secret>' }, db: { credentials: { primary: '<secret>' } } } },
+    { name: "a map's or a list's under the plural of one, not a count's", value: { tokens: { github: 'ghp_x1' }, apiKeys: { stripe: 'sk_live_x1' }, passwords: ['p-1'], auths: { 'ghcr.io': { username: 'ana', auth: 'YTpi' } }, max_tokens: 4096, sort_keys: 'name' }, key: 'x', out: { tokens: { github: '<secret>' }, apiKeys: { stripe: '<secret>' }, passwords: ['<secret>'], auths: { 'ghcr.io': { username: '<secret>', auth: '<secret>' } }, max_tokens: 4096, sort_keys: 'name' } },
+    { name: 'a map under such a key at the top', value: { github: 'ghp_x1' }, key: 'tokens', out: { github: '<secret>' } },
+    { name: 'every value at any depth beneath a secret-named key, a setting word, a boolean and an empty text kept', value: { primary: { user: 'app', pass: 'p-1', port: 5432, rotate: 'off', ttl: '', on: true }, backup: ['b-1'] }, key: 'credentials', out: { primary: { user: '<secret>', pass: '<secret>', port: '<secret>', rotate: 'off', ttl: '', on: true }, backup: ['<secret>'] } },
+    { name: 'a value under a key named as on a line of its own (STRIPE_KEY), not an identifier (AWS_ACCESS_KEY_ID)', value: { STRIPE_KEY: 'sk_live_x1', APP_KEY: 'base64:abc', AWS_ACCESS_KEY_ID: 'AKIA1', keyboard: 'us' }, key: 'env', out: { STRIPE_KEY: '<secret>', APP_KEY: '<secret>', AWS_ACCESS_KEY_ID: 'AKIA1', keyboard: 'us' } },
+    { name: 'a value under such a key at the top', value: 'sk_live_x1', key: 'STRIPE_KEY', out: '<secret>' },
+    { name: 'an identifier at the top', value: 'AKIA1', key: 'AWS_ACCESS_KEY_ID', out: 'AKIA1' },
     { name: 'another text, as a line diff masks it', value: 'url postgres://app:pw-1@db', key: 'dsn', out: 'url postgres://app:<secret>@db' },
   ])('$name', ({ value, key, out }) => {
     expect(maskSecretValue(value, key)).toEqual(out);
