@@ -51,14 +51,13 @@ export class Semaphore {
 
   #wait(weight: number, signal: AbortSignal | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const aborted = (): FaultError => new FaultError(fault('transient', 'operation aborted while waiting its turn', { code: 'aborted' }));
       if (signal?.aborted === true) {
-        reject(aborted());
+        reject(abortedWaiting());
         return;
       }
       const drop = (): void => {
         this.#waiting.splice(this.#waiting.indexOf(waiter), 1);
-        reject(aborted());
+        reject(abortedWaiting());
         // A heavy task dropped from the head of the queue no longer holds back the lighter ones behind it.
         this.#startWaiting();
       };
@@ -83,6 +82,11 @@ export class Semaphore {
   }
 }
 
+/** What a task waiting its turn (`Semaphore`, `KeyedSerializer`) rejects with when its signal aborts: transient, it never ran. */
+function abortedWaiting(): FaultError {
+  return new FaultError(fault('transient', 'operation aborted while waiting its turn', { code: 'aborted' }));
+}
+
 /**
  * Runs tasks that share a key one after another, and tasks with different
  * keys in parallel (for example statements that update the same catalog row).
@@ -90,10 +94,31 @@ export class Semaphore {
 export class KeyedSerializer {
   private readonly tails = new Map<string, Promise<unknown>>();
 
-  run<T>(key: string, task: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `task` once the tasks asked for before it under `key` are done; `signal` aborted while it waits,
+   * it leaves the queue (it never runs, and the next waits only for those before it) and rejects with a
+   * transient fault, as `Semaphore.run`'s tasks do.
+   */
+  run<T>(key: string, task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    if (signal?.aborted === true) return Promise.reject(abortedWaiting());
     const previous = this.tails.get(key) ?? Promise.resolve();
-    const result = previous.then(task);
-    const tail = result.catch(() => undefined);
+    let left = false;
+    let leave = (): void => undefined;
+    const turn = previous.then(() => {
+      if (left) return undefined;
+      signal?.removeEventListener('abort', leave);
+      return task();
+    });
+    const result = new Promise<T>((resolve, reject) => {
+      leave = (): void => {
+        left = true;
+        reject(abortedWaiting());
+      };
+      signal?.addEventListener('abort', leave, { once: true });
+      // Left, `turn` settles once those before it are done, and that answer is moot.
+      turn.then((value) => resolve(value as T), reject);
+    });
+    const tail = turn.catch(() => undefined);
     this.tails.set(key, tail);
     void tail.then(() => {
       if (this.tails.get(key) === tail) this.tails.delete(key);

@@ -49,6 +49,37 @@ describe('KeyedSerializer', () => {
     expect(log.indexOf('start a2')).toBeGreaterThan(log.indexOf('end a1'));
     expect(log.indexOf('start b1')).toBeLessThan(log.indexOf('end a1'));
   });
+
+  it('drops a waiter whose signal aborts: it rejects with a transient fault and never runs, the next waits only for the running one, and the key is forgotten once done', async () => {
+    const q = new KeyedSerializer();
+    const started: string[] = [];
+    let release = (): void => undefined;
+    const holding = q.run('a', () => {
+      started.push('holder');
+      return new Promise<string>((r) => (release = () => r('holder')));
+    });
+    const stop = new AbortController();
+    const left = q.run('a', () => {
+      started.push('left');
+      return Promise.resolve('left');
+    }, stop.signal);
+    const next = q.run('a', () => {
+      started.push('next');
+      return Promise.resolve('next');
+    });
+    await tick();
+    stop.abort();
+    // It leaves while the holder still runs: the reject does not wait for its turn.
+    await expect(left).rejects.toMatchObject({ fault: { class: 'transient', code: 'aborted' } });
+    expect(started).toEqual(['holder']);
+    release();
+    await expect(Promise.all([holding, next])).resolves.toEqual(['holder', 'next']);
+    expect(started).toEqual(['holder', 'next']);
+    // A signal aborted before the call rejects at once.
+    await expect(q.run('b', () => Promise.resolve('b'), stop.signal)).rejects.toMatchObject({ fault: { code: 'aborted' } });
+    await tick();
+    expect(q['tails'].size).toBe(0);
+  });
 });
 
 describe('Pacer', () => {

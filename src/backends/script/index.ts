@@ -179,7 +179,7 @@ export class ScriptProvisioner implements ResourceProvisioner {
     if (intent.verb === 'update') ctx.log.debug({ node: node.id, paths: intent.diffs.map((d) => d.path) }, 'script update');
     const write = (): Promise<Outputs> => this.write(script, node, intent, grantId, ctx);
     const target = await this.targetOf(node);
-    return { status: 'done', outputs: await (target === undefined ? write() : fileTurns.run(target, write)) };
+    return { status: 'done', outputs: await (target === undefined ? write() : fileTurns.run(target, write, ctx.signal)) };
   }
 
   async health(ctx: { signal: AbortSignal }): Promise<BackendHealth> {
