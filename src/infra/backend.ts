@@ -50,6 +50,8 @@ export interface InfraBackend {
   updateMany?(items: readonly BackendUpdate[], ctx: OperationContext): Promise<ReadonlyMap<NodeId, ProvisionResult>>;
   /** Deletes the resource; absent is success. */
   delete(node: BackendNode, ctx: OperationContext): Promise<ProvisionResult>;
+  /** Optional: what the node's changes rewrite that others' may too, which the backend runs one after another (`NodeProvisioner.serialKey`). */
+  serialKey?(node: BackendNode): Promise<string | undefined>;
   /** Cheap reachability check. */
   health?(ctx: { signal: AbortSignal; log: Logger }): Promise<BackendHealth>;
   /**

@@ -1,4 +1,4 @@
-import { DELETE_OUTPUTS_UNKNOWN, fault, forEachLimit, formatPath, hasReferences, jsonEqual, OUTPUT_UNKNOWN, OUTPUTS_MISSING, resolveReferences, suggestion, toFault } from '../runtime/index.ts';
+import { DELETE_OUTPUTS_UNKNOWN, fault, forEachKeyedLimit, formatPath, hasReferences, jsonEqual, OUTPUT_UNKNOWN, OUTPUTS_MISSING, resolveReferences, suggestion, toFault } from '../runtime/index.ts';
 import type { Fault, FieldDiff, NodeId, NodeProvisioner, Observation, OperationContext, OutputValue, ProvisionResult, ReferencedOutputs, ResolvedAt, UnknownOutput, UpdateRequest } from '../runtime/index.ts';
 import type { BackendUpdate, InfraBackend } from './backend.ts';
 import { resolvedNodeSpec } from './desired.ts';
@@ -161,9 +161,11 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
     for (const [backend] of unbatched) batches.delete(backend);
     const byId = new Map(items.map((i) => [i.node.id, i]));
     singles.push(...unbatched.map(([, b]) => byId.get(b.group[0]!.node.id)!));
+    // Changes that would wait for each other's turn in their backend wait here instead, as one of `concurrency`.
+    const keys = await Promise.all(singles.map((i) => this.serialKey(i.node, ctx)));
     await Promise.all([
       ...[...batches].map(batch),
-      forEachLimit(singles, concurrency, async (i) => {
+      forEachKeyedLimit(singles, concurrency, (_, i) => keys[i], async (i) => {
         out.set(i.node.id, await single(i));
       }),
     ]);
@@ -173,6 +175,12 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
   /** A node removed from the goals: its references read what `ctx` gives them, and nothing comes by waiting (`undeletableFault`). */
   delete(node: InfraNode, ctx: OperationContext): Promise<ProvisionResult> {
     return this.call(node, ctx, (b, n, c) => b.delete(n, c), true);
+  }
+
+  /** The backend's `serialKey` for the node as it is sent; undefined where it would fail before any call. */
+  async serialKey(node: InfraNode, ctx: OperationContext): Promise<string | undefined> {
+    const ready = this.beforeCall(node, ctx, false);
+    return 'fault' in ready ? undefined : ready.backend.serialKey?.(ready.node);
   }
 
   /** What `delete` fails the node with before calling its backend, by `delete`'s own checks (`beforeCall`). */

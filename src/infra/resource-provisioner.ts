@@ -53,6 +53,8 @@ export interface ResourceProvisioner {
   observe(node: BackendNode, ctx: ResourceContext): Promise<Observation>;
   /** Makes the node exist as desired (create, update: outputs and an optional memo, as `InfraBackend.create`) or not at all (delete). */
   provision(node: BackendNode, intent: ProvisionIntent, ctx: ResourceContext): Promise<ProvisionResult>;
+  /** Optional: what the node's changes rewrite that others' may too (`InfraBackend.serialKey`). */
+  serialKey?(node: BackendNode): Promise<string | undefined>;
   /** Cheap readiness check; absent means always healthy. */
   health?(ctx: { signal: AbortSignal; log: OperationContext['log'] }): Promise<BackendHealth>;
   /** Releases whatever it holds. */
@@ -109,7 +111,8 @@ export function resourceBackend(id: string, type: string, provisioner: ResourceP
     },
   };
   const health = provisioner.health?.bind(provisioner);
-  return health === undefined ? backend : { ...backend, health };
+  const serialKey = provisioner.serialKey?.bind(provisioner);
+  return { ...backend, ...(health === undefined ? {} : { health }), ...(serialKey === undefined ? {} : { serialKey }) };
 }
 
 /** One call's context, and its mask: the provisioner's with the values the call added (read once it has answered). */

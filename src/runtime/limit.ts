@@ -21,6 +21,31 @@ export async function forEachLimit<T>(items: readonly T[], limit: number, fn: (i
 }
 
 /**
+ * `forEachLimit` where the items that share a key (`keyOf`; undefined: none) run one after another, in
+ * input order, as one of the `limit` in flight: items that would wait for each other never take the
+ * places of those that need not.
+ */
+export async function forEachKeyedLimit<T>(
+  items: readonly T[],
+  limit: number,
+  keyOf: (item: T, index: number) => string | undefined,
+  fn: (item: T, index: number) => Promise<void>,
+): Promise<void> {
+  const groups: number[][] = [];
+  const byKey = new Map<string, number[]>();
+  items.forEach((item, i) => {
+    const key = keyOf(item, i);
+    const group = key === undefined ? undefined : byKey.get(key);
+    if (group !== undefined) return void group.push(i);
+    groups.push([i]);
+    if (key !== undefined) byKey.set(key, groups.at(-1)!);
+  });
+  await forEachLimit(groups, limit, async (group) => {
+    for (const i of group) await fn(items[i]!, i);
+  });
+}
+
+/**
  * At most `size` units of work in flight across every caller (the daemon's
  * `--concurrency`, shared by its worker loops). A task takes `weight` units
  * (a batch call that runs that many operations at once), at most `size`;

@@ -171,4 +171,11 @@ export interface NodeProvisioner<S extends NodeSpec = NodeSpec> {
    * it, every delete is planned as one the backend is asked for.
    */
   refusedDelete?(node: DesiredNode<S>, ctx: OperationContext): Promise<Fault | undefined>;
+  /**
+   * Optional: what the node's create, update or delete rewrites that other nodes' may rewrite too (a
+   * file several nodes edit: its real path), where the provisioner runs such changes one after another;
+   * undefined for most. The runtime runs a pass's changes that share a key one after another, as one of
+   * its `concurrency`, so that those waiting their turn never take the places of others. Calls nothing.
+   */
+  serialKey?(node: DesiredNode<S>, ctx: OperationContext): Promise<string | undefined>;
 }

@@ -13,7 +13,7 @@ import type { FoundAfterInterruption } from './interrupted-operation.ts';
 import { corrected, driftBlocksDependents, driftLeft, driftReport, uncorrectable, uncorrectableFault, isDesiredChange, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { awaitsOutput } from './interpolation.ts';
-import { forEachLimit } from './limit.ts';
+import { forEachKeyedLimit } from './limit.ts';
 import type { Semaphore } from './limit.ts';
 import { appliedAtSpec, carriedRecord, deleteCycleFault, type DeletionEdges, deletionEdges, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedEdges, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
@@ -738,7 +738,8 @@ export function leavingDrift<S extends NodeSpec>(node: DesiredNode<S>, diffs: re
  * creates go through `createMany` and the updates through `updateMany` when
  * the provisioner has them and there is more than one (a batching backend
  * makes them in one transaction or one filesystem flush), the rest one call
- * per node, at most `concurrency` in flight. The caller records every step
+ * per node, at most `concurrency` in flight, those that share a `serialKey`
+ * one after another as one of them. The caller records every step
  * as pending before and finished after, as for single calls.
  */
 export async function runSteps<S extends NodeSpec>(
@@ -763,9 +764,13 @@ export async function runSteps<S extends NodeSpec>(
   const updates = indexes('update');
   const batchCreates = provisioner.createMany !== undefined && creates.length > 1;
   const batchUpdates = provisioner.updateMany !== undefined && updates.length > 1;
-  const one = forEachLimit(
-    [...(batchCreates ? [] : creates), ...(batchUpdates ? [] : updates)].sort((a, b) => a - b),
+  const singles = [...(batchCreates ? [] : creates), ...(batchUpdates ? [] : updates)].sort((a, b) => a - b);
+  // The provisioner would run these one after another anyway: each waits its turn here, holding no slot.
+  const keys = provisioner.serialKey === undefined ? new Map<number, string | undefined>() : new Map(await Promise.all(singles.map(async (i) => [i, await provisioner.serialKey!(steps[i]!.node, ctx)] as const)));
+  const one = forEachKeyedLimit(
+    singles,
     concurrency,
+    (i) => keys.get(i),
     async (i) => {
       const st = steps[i]!;
       settled(i, await held(() => (st.op === 'create' ? provisioner.create(st.node, ctx) : provisioner.update(st.node, st.diffs, ctx))));

@@ -1,5 +1,6 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
+import { KeyedSerializer, Semaphore } from '../../src/runtime/index.ts';
 import { runSteps } from '../../src/runtime/reconciler.ts';
 import type { ProvisionStep } from '../../src/runtime/reconciler.ts';
 import type { DesiredNode, FieldDiff, NodeId, NodeProvisioner, NodeSpec, Observation, OperationContext, ProvisionResult, UpdateRequest } from '../../src/runtime/index.ts';
@@ -79,5 +80,38 @@ describe('runSteps', () => {
     const p = new Recorder(true, 'u2');
     const results = await runSteps(p, [update('u1'), update('u2'), create('c1'), create('c2')], ctx, 2);
     expect(via(results)).toEqual(['batch', 'unknown', 'batch', 'batch']);
+  });
+
+  it('steps that share a serialKey run one after another as one of the concurrency: the others never wait behind them', async () => {
+    // As the script backend does for a file's edits: one key's creates take turns in the provisioner itself.
+    const turns = new KeyedSerializer();
+    const log: string[] = [];
+    let otherStarted = (): void => undefined;
+    const other = new Promise<void>((r) => (otherStarted = r));
+    const p: NodeProvisioner<NodeSpec> = {
+      observe: () => Promise.resolve(new Map()),
+      update: () => Promise.resolve({ status: 'done', outputs: {} }),
+      delete: () => Promise.resolve({ status: 'done', outputs: {} }),
+      serialKey: (n) => Promise.resolve(n.id === 'other' ? undefined : 'app.json'),
+      create: async (n) => {
+        if (n.id === 'other') {
+          log.push('start other');
+          otherStarted();
+          return { status: 'done', outputs: {} };
+        }
+        return turns.run('app.json', async () => {
+          log.push(`start ${n.id}`);
+          // The first holds its turn until the other node starts, or a turn of the event loop has passed.
+          if (n.id === 'f1') await Promise.race([other, new Promise((r) => setImmediate(r))]);
+          log.push(`end ${n.id}`);
+          return { status: 'done', outputs: {} };
+        });
+      },
+    };
+    const files = ['f1', 'f2', 'f3', 'f4', 'f5', 'f6'];
+    const results = await runSteps(p, [...files.map(create), create('other')], ctx, 2, new Semaphore(2));
+    expect(results.every((r) => r.status === 'done')).toBe(true);
+    expect(log.indexOf('start other')).toBeLessThan(log.indexOf('end f1'));
+    expect(log.filter((l) => l !== 'start other')).toEqual(files.flatMap((f) => [`start ${f}`, `end ${f}`]));
   });
 });

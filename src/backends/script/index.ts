@@ -178,7 +178,7 @@ export class ScriptProvisioner implements ResourceProvisioner {
     }
     if (intent.verb === 'update') ctx.log.debug({ node: node.id, paths: intent.diffs.map((d) => d.path) }, 'script update');
     const write = (): Promise<Outputs> => this.write(script, node, intent, grantId, ctx);
-    const target = await this.targetOf(node);
+    const target = await this.serialKey(node);
     return { status: 'done', outputs: await (target === undefined ? write() : fileTurns.run(target, write, ctx.signal)) };
   }
 
@@ -226,9 +226,10 @@ export class ScriptProvisioner implements ResourceProvisioner {
 
   /**
    * The real path of the file a node's changes rewrite, where a built-in template names it; undefined
-   * for a command generator's scripts, which say nothing of what they touch.
+   * for a command generator's scripts, which say nothing of what they touch. Its changes take turns
+   * (`fileTurns`), which the runtime gives them without a slot held while they wait.
    */
-  private async targetOf(node: BackendNode): Promise<string | undefined> {
+  async serialKey(node: BackendNode): Promise<string | undefined> {
     if (this.config.generator.type !== 'template') return undefined;
     const input = inputOf(node.spec.spec);
     const template = templateFor(node.spec.spec.type, shapeOf(input));
