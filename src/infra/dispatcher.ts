@@ -180,7 +180,13 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
   /** The backend's `serialKey` for the node as it is sent; undefined where it would fail before any call. */
   async serialKey(node: InfraNode, ctx: OperationContext): Promise<string | undefined> {
     const ready = this.beforeCall(node, ctx, false);
-    return 'fault' in ready ? undefined : ready.backend.serialKey?.(ready.node);
+    if ('fault' in ready) return undefined;
+    try {
+      return await ready.backend.serialKey?.(ready.node);
+    } catch {
+      // No turn to take: the operation itself meets, and reports, what the backend could not name.
+      return undefined;
+    }
   }
 
   /** What `delete` fails the node with before calling its backend, by `delete`'s own checks (`beforeCall`). */
