@@ -1,8 +1,8 @@
 import { execFile, spawn } from 'node:child_process';
 import { readFile, realpath, stat } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
-import { errorMessage, listGoalFiles } from '../runtime/index.ts';
+import { errorMessage, isGoalFileName, listGoalFiles } from '../runtime/index.ts';
 
 const COMMIT = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
 
@@ -36,83 +36,152 @@ export function shortCommit(commit: string): string {
 type GoalsVerdict = 'clean' | 'dirty' | 'no-git' | { readonly error: string };
 
 /**
- * Whether git sees a goal file under `dir` changed, added, deleted, untracked or ignored against HEAD.
- * Two questions, the second only when the first finds nothing: neither looks into an ignored directory
- * (a `.terraform/` or `node_modules/` of many thousand files), which would cost a walk of it at every
- * apply, every load, and every poll of a daemon whose goals differ.
+ * Whether a goal file under `dir` (what the loader reads: `listGoalFiles`) is changed, added, deleted,
+ * untracked or ignored against HEAD. One `git status`, in the common case all that runs: with
+ * `--ignored=matching` it lists an ignored directory whole, never looking into it (a `.terraform/` or
+ * `node_modules/` of many thousand files, at every apply, load and 5-s poll), and each ignored file a
+ * pattern names. What it lists as a whole directory is walked by the loader's rule only where the loader
+ * reads it too; a submodule it says differs is asked in turn.
  */
 async function goalsDiffer(dir: string): Promise<GoalsVerdict> {
   const cwd = await realpath(resolve(dir)).catch(() => undefined);
   if (cwd === undefined) return { error: `cannot resolve ${dir}` };
-  // The loader's rule (`listGoalFiles`): `*.yaml` and `*.yml` in any case, while dot files and what dot
-  // directories hold are never goals: a draft `.next.yaml`, a `.github/` workflow, an editor's
-  // `.a.yaml.swp` do not make them dirty. `--untracked-files` overrides a `status.showUntrackedFiles=no`
-  // that would hide a new goal file; `all` lists such files one by one, for the pathspecs to match.
-  const status = await gitListsAny(cwd, ['status', '--porcelain', '-z', '--untracked-files=all', '--', ':(glob,icase)**/*.yaml', ':(glob,icase)**/*.yml', ':(glob,exclude)**/.*', ':(glob,exclude)**/.*/**']);
-  if (status !== 'clean') return status;
-  // What .gitignore hides is applied all the same, and no commit holds it. Asked of the goal files the
-  // loader reads, not of a walk of the ignored directories: the loader never reads a dot directory, and
-  // reads every other one anyway. A tracked file is never reported ignored: its changes are status's.
-  let paths: string[];
-  try {
-    paths = await goalFilePaths(cwd);
-  } catch (err) {
-    return { error: errorMessage(err) };
+  const prefix = await repositoryPrefix(cwd);
+  if (typeof prefix !== 'string') return prefix;
+  const status = await listGoalChanges(cwd, prefix);
+  if (typeof status !== 'object' || !('lookInto' in status)) return status;
+  for (const { path, submodule } of status.lookInto) {
+    const at = join(cwd, path);
+    const verdict = submodule ? await goalsDiffer(at) : await holdsGoalFile(at);
+    if (verdict !== 'clean') return verdict;
   }
-  if (paths.length === 0) return 'clean';
-  // `./` first: a file named `:(glob)x.yaml` is that file, not a pathspec's magic. Exit code 1: none is ignored.
-  return gitListsAny(cwd, ['check-ignore', '--stdin', '-z'], { input: paths.map((p) => `./${p}\0`).join(''), okCodes: [0, 1] });
+  return 'clean';
 }
 
 /**
- * The goal files the loader reads under `cwd` (a real path), as paths from it that git can be asked
- * about: one reached through a symlinked directory by where it really is (git refuses a path beyond a
- * symlink), none outside `cwd`, which the status pathspecs do not cover either.
+ * The goal directory `cwd` (a real path) as git's paths name it from the top of its work tree (`goals/`,
+ * or empty at the top): found as git finds the work tree, by the `.git` above it, or where the environment
+ * chooses the repository (`$GIT_DIR`, `$GIT_WORK_TREE`) or that cannot be read, asked of git.
  */
-async function goalFilePaths(cwd: string): Promise<string[]> {
-  const { files } = await listGoalFiles(cwd);
-  const real = new Map<string, string | undefined>();
-  const paths = new Set<string>();
-  for (const file of files) {
-    const d = dirname(file);
-    // A directory gone since the walk holds nothing the loader will read.
-    if (!real.has(d)) real.set(d, await realpath(d).catch(() => undefined));
-    const at = real.get(d);
-    if (at === undefined) continue;
-    const path = relative(cwd, join(at, basename(file)));
-    if (path !== '..' && !path.startsWith(`..${sep}`) && !isAbsolute(path)) paths.add(path);
+async function repositoryPrefix(cwd: string): Promise<string | Exclude<GoalsVerdict, 'clean' | 'dirty'>> {
+  if (process.env.GIT_DIR === undefined && process.env.GIT_WORK_TREE === undefined) {
+    const repository = await findRepository(cwd).catch(() => undefined);
+    if (repository !== undefined && repository !== null) {
+      const path = relative(repository.workTree, cwd);
+      return path === '' ? '' : `${path.split(sep).join('/')}/`;
+    }
   }
-  return [...paths];
-}
-
-/**
- * Runs git in `cwd`, fed `input`: `dirty` when it lists any path, `clean` when it lists none and ends with
- * one of `okCodes`, else an error with what it said. Takes no lock on the index (a user's git command beside
- * us never fails on it), and reads the output up to its first byte: one path is enough, however many
- * follow. In English (LC_ALL=C), the language `warnUndetermined` reads.
- */
-function gitListsAny(cwd: string, args: readonly string[], options: { input?: string; okCodes?: readonly number[] } = {}): Promise<GoalsVerdict> {
   return new Promise((done) => {
-    const git = spawn('git', ['--no-optional-locks', ...args], { cwd, timeout: 5000, env: { ...process.env, LC_ALL: 'C' } });
-    let listed = false;
-    let stderr = '';
-    // Git may end before reading it all (it answered, or failed): what it said is the answer, not the broken pipe.
-    git.stdin.on('error', () => {});
-    git.stdin.end(options.input);
-    git.stdout.once('data', () => {
-      listed = true;
-      git.kill();
+    execFile('git', ['rev-parse', '--show-prefix'], { cwd, timeout: 5000, env: { ...process.env, LC_ALL: 'C' } }, (err, stdout, stderr) => {
+      if (err === null) done(stdout.replace(/\n$/, ''));
+      else if ((err as NodeJS.ErrnoException).code === 'ENOENT') done('no-git');
+      else done({ error: stderr.split('\n')[0]!.trim() || err.message });
     });
+  });
+}
+
+/** A directory `git status` lists whole, which may hold goal files git did not look for: a path from the goal directory. */
+interface LookInto {
+  readonly path: string;
+  /** A submodule whose checkout differs from the commit's (tracked or untracked content); else a directory git did not look into. */
+  readonly submodule: boolean;
+}
+
+/**
+ * Runs `git status` over `cwd`, whose paths start with `prefix`: `dirty` at the first goal file it lists,
+ * else the directories to look into, else an error with what it said. Read as it comes, and ended at the
+ * first goal file: one is enough, however many follow. Takes no lock on the index (a user's git command
+ * beside us never fails on it); in English (LC_ALL=C), the language `warnUndetermined` reads.
+ */
+function listGoalChanges(cwd: string, prefix: string): Promise<Exclude<GoalsVerdict, 'clean'> | { readonly lookInto: readonly LookInto[] }> {
+  return new Promise((done) => {
+    // `--untracked-files=all` overrides a `status.showUntrackedFiles=no` that would hide a new goal file, and
+    // lists new files one by one (a directory only when it is a repository of its own). No pathspec but the
+    // goal directory: git's `icase` and `exclude` magic would still walk every ignored tree to match them.
+    const git = spawn('git', ['--no-optional-locks', 'status', '--porcelain=v2', '-z', '--untracked-files=all', '--ignored=matching', '--', '.'], {
+      cwd,
+      timeout: 5000,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, LC_ALL: 'C' },
+    });
+    const lookInto: LookInto[] = [];
+    let verdict: 'dirty' | { error: string } | undefined;
+    let pending = Buffer.alloc(0);
+    let renamedFrom = false;
+    const judge = (field: string): void => {
+      // A rename's second path is where it was, a path alone: a goal file moved away is one deleted.
+      const seen = goalChange(renamedFrom ? { kind: '2', path: field } : statusRecord(field), prefix);
+      renamedFrom = !renamedFrom && field.startsWith('2 ');
+      if (typeof seen === 'object' && 'path' in seen) lookInto.push(seen);
+      else if (seen !== 'none') {
+        verdict = seen;
+        git.kill();
+      }
+    };
+    git.stdout.on('data', (b: Buffer) => {
+      if (verdict !== undefined) return;
+      pending = Buffer.concat([pending, b]);
+      for (let end = pending.indexOf(0); end >= 0 && verdict === undefined; end = pending.indexOf(0)) {
+        judge(pending.subarray(0, end).toString('utf8'));
+        pending = pending.subarray(end + 1);
+      }
+    });
+    let stderr = '';
     git.stderr.on('data', (b: Buffer) => {
       if (stderr.length < 4096) stderr += b.toString('utf8');
     });
     git.on('error', (err: NodeJS.ErrnoException) => done(err.code === 'ENOENT' ? 'no-git' : { error: err.message }));
     git.on('close', (code, signal) => {
-      if (listed) done('dirty');
-      else if (code !== null && (options.okCodes ?? [0]).includes(code)) done('clean');
-      else done({ error: stderr.split('\n')[0]!.trim() || `git ${args[0]} ended with ${code ?? signal}` });
+      if (verdict !== undefined) done(verdict);
+      else if (code === 0) done({ lookInto });
+      else done({ error: stderr.split('\n')[0]!.trim() || `git status ended with ${code ?? signal}` });
     });
   });
+}
+
+/** One `git status --porcelain=v2` record: its kind (`1` changed, `2` renamed, `u` unmerged, `?` untracked, `!` ignored), a tracked path's submodule state, and the path. */
+interface StatusRecord {
+  readonly kind: string;
+  readonly submodule?: string;
+  readonly path: string;
+}
+
+/** How many space-separated fields precede the path in each kind of record. */
+const FIELDS_BEFORE_PATH: Readonly<Record<string, number>> = { '1': 8, '2': 9, u: 10 };
+
+function statusRecord(record: string): StatusRecord {
+  const kind = record[0]!;
+  const before = FIELDS_BEFORE_PATH[kind];
+  if (before === undefined) return { kind, path: record.slice(2) };
+  // The path is all that follows, spaces and all.
+  const fields = record.split(' ', before);
+  return { kind, submodule: fields[2], path: record.slice(fields.join(' ').length + 1) };
+}
+
+/**
+ * What one `git status --porcelain=v2` path means for the goals, by the loader's rule: a goal file is
+ * named `*.yaml` or `*.yml` in any case, and dot files and what dot directories hold are never read (a
+ * draft `.next.yaml`, a `.github/` workflow, a `.terraform/` tree). A directory listed whole (ignored, or a
+ * repository of its own) and a submodule that differs are to be looked into. Git looks beyond no link.
+ */
+function goalChange({ kind, submodule, path }: StatusRecord, prefix: string): 'dirty' | 'none' | LookInto | { error: string } {
+  if (!path.startsWith(prefix)) return { error: `git status listed ${path}, outside the goal directory ${prefix}` };
+  const names = path.slice(prefix.length).split('/').filter((name) => name !== '');
+  if (names.some((name) => name.startsWith('.'))) return 'none';
+  const at = names.join('/');
+  if (names.length > 0 && isGoalFileName(names.at(-1)!)) return 'dirty';
+  // A submodule's state: S, then C (a commit other than the one recorded), M (tracked content changed), U (untracked content).
+  if (submodule?.startsWith('S') === true) return submodule[1] === 'C' ? 'dirty' : { path: at, submodule: true };
+  return (kind === '?' || kind === '!') && (path.endsWith('/') || at === '') ? { path: at, submodule: false } : 'none';
+}
+
+/** Whether the loader finds a goal file under `dir`, which git did not look into: `dirty` if so; nothing there (gone since) is `clean`. */
+async function holdsGoalFile(dir: string): Promise<GoalsVerdict> {
+  try {
+    return (await listGoalFiles(dir)).files.length > 0 ? 'dirty' : 'clean';
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'clean' : { error: errorMessage(err) };
+  }
 }
 
 /** The directories whose undetermined state was logged: once each, where the daemon asks every 5 s. */
@@ -144,25 +213,25 @@ export async function headCommit(dir: string): Promise<string | null> {
   try {
     // Where the directory really is, as git finds it: a goal directory reached through a symlink
     // (a git-sync checkout) belongs to the repository the link points into.
-    const gitDir = await findGitDir(await realpath(resolve(dir)));
-    if (gitDir === null) return null;
-    const commit = await readHead(gitDir);
+    const repository = await findRepository(await realpath(resolve(dir)));
+    if (repository === null) return null;
+    const commit = await readHead(repository.gitDir);
     return commit === undefined ? gitRevParse(dir) : commit;
   } catch {
     return gitRevParse(dir);
   }
 }
 
-/** The `.git` directory of the work tree holding `dir` (following a worktree's `gitdir:` file), or null outside any. */
-async function findGitDir(dir: string): Promise<string | null> {
+/** The work tree holding `dir` and its `.git` directory (following a worktree's or submodule's `gitdir:` file), or null outside any. */
+async function findRepository(dir: string): Promise<{ workTree: string; gitDir: string } | null> {
   for (let d = dir; ; d = dirname(d)) {
     const dotGit = join(d, '.git');
     const st = await stat(dotGit).catch(() => undefined);
-    if (st?.isDirectory()) return dotGit;
+    if (st?.isDirectory()) return { workTree: d, gitDir: dotGit };
     if (st?.isFile()) {
       const m = /^gitdir: (.+)$/m.exec(await readFile(dotGit, 'utf8'));
       if (m === null) throw new Error('unreadable .git file');
-      return resolve(d, m[1]!.trim());
+      return { workTree: d, gitDir: resolve(d, m[1]!.trim()) };
     }
     if (dirname(d) === d) return null;
   }

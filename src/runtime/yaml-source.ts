@@ -1542,6 +1542,11 @@ export interface GoalTree {
 
 const GOAL_FILE = /\.ya?ml$/i;
 
+/** Whether an entry named `name` is a goal file to the loader (`*.yaml`, `*.yml`, any case), whatever it is; dot files aside. */
+export function isGoalFileName(name: string): boolean {
+  return GOAL_FILE.test(name) && !name.startsWith('.');
+}
+
 /**
  * Walks the tree under `dir` once, skipping entries whose name starts with a
  * dot (editors' swap files, `.git`), each directory's entries in name order.

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -210,6 +211,54 @@ describe('goalsCommit', () => {
     symlinkSync('gen', join(goals, 'a-gen'));
     expect(await goalsCommit(goals, log)).toBe(`${head}${DIRTY}`);
     expect(lines.filter((l) => l.goalsDir === goals)).toEqual([]);
+  });
+
+  it('reads a submodule under the goal directory as the commit records it: dirty only once its goal files differ', async () => {
+    const goalsRepo = repo('submodule-goals');
+    const dir = repo('superproject');
+    const goals = join(dir, 'goals');
+    git(dir, '-c', 'protocol.file.allow=always', 'submodule', 'add', '-q', goalsRepo, 'goals/sub');
+    git(dir, 'commit', '-qm', 'submodule');
+    const head = git(dir, 'rev-parse', 'HEAD');
+    const sub = join(goals, 'sub');
+    expect(await goalsCommit(goals, log)).toBe(head);
+    // A new file in it that is no goal leaves it the commit's; a new goal file, or a commit the superproject has not recorded, does not.
+    writeFileSync(join(sub, 'notes.txt'), 'notes\n');
+    expect(await goalsCommit(goals, log)).toBe(head);
+    writeFileSync(join(sub, 'goals/new.yaml'), 'new\n');
+    expect(await goalsCommit(goals, log)).toBe(`${head}${DIRTY}`);
+    rmSync(join(sub, 'goals/new.yaml'));
+    git(sub, 'add', 'notes.txt');
+    git(sub, 'commit', '-qm', 'notes');
+    expect(await goalsCommit(goals, log)).toBe(`${head}${DIRTY}`);
+    expect(lines.filter((l) => l.goalsDir === goals)).toEqual([]);
+  });
+
+  it('asks git once where the goal files are those of the commit, ignored directories beside them and all', async () => {
+    const dir = repo('one-question');
+    const goals = join(dir, 'goals');
+    writeFileSync(join(dir, '.gitignore'), ['.terraform/', 'node_modules/', ''].join('\n'));
+    git(dir, 'add', '.');
+    git(dir, 'commit', '-qm', 'ignores');
+    const head = git(dir, 'rev-parse', 'HEAD');
+    mkdirSync(join(goals, '.terraform'));
+    writeFileSync(join(goals, '.terraform/lock.yaml'), 'x: 1\n');
+    mkdirSync(join(goals, 'node_modules'));
+    writeFileSync(join(goals, 'node_modules/index.js'), '\n');
+    // A git first on PATH that writes down how it is run, then runs git.
+    const bin = join(base, 'logging-git');
+    mkdirSync(bin);
+    const calls = join(bin, 'calls');
+    const realGit = execFileSync('sh', ['-c', 'command -v git'], { encoding: 'utf8' }).trim();
+    writeFileSync(join(bin, 'git'), `#!/bin/sh\nprintf '%s\\n' "$*" >> '${calls}'\nexec '${realGit}' "$@"\n`, { mode: 0o755 });
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path}`;
+    try {
+      expect(await goalsCommit(goals, log)).toBe(head);
+    } finally {
+      process.env.PATH = path;
+    }
+    expect(readFileSync(calls, 'utf8').trim().split('\n')).toEqual([expect.stringMatching(/^--no-optional-locks status /)]);
   });
 
   it('marks the commit -dirty where git cannot tell (a broken index), and says why once', async () => {
