@@ -235,14 +235,10 @@ export class Reconciler<S extends NodeSpec> {
       }
     }
     const deletions = this.deletions(graph, stored, options);
-    // What apply's deletes meet before any backend call, by its own decisions (`deleteInOrder`, the provisioner's
-    // `refusedDelete`): a cycle, a node that depends on one left, a reference with no value. One to an output of
-    // a node the plan creates or updates reads what that gives first, as apply deletes after it (see the create above).
-    const refusal = async (r: NodeRecord, node: DesiredNode<S>): Promise<Fault | undefined> => {
-      const f = await this.provisioner.refusedDelete?.(node, this.context(options.signal, removedOutputsOf(r, (id) => outputs.get(id))));
-      return f !== undefined && awaitsOutput(f) && storedEdges(r).deps.some((d) => willChange.has(d)) ? undefined : f;
-    };
-    await this.deleteInOrder(deletions.toDelete, refusal, (r, outcome) => {
+    // A reference with no value to an output of a node the plan creates or updates reads what that gives first, as
+    // apply deletes after it (see the create above): not a refusal.
+    const unsure = (r: NodeRecord, f: Fault): boolean => awaitsOutput(f) && storedEdges(r).deps.some((d) => willChange.has(d));
+    await this.foreseeDeletes(deletions.toDelete, (id) => outputs.get(id), unsure, options.signal, (r, outcome) => {
       const planned: PlannedAction = outcome.status === 'done' ? { action: 'delete' } : outcome.status === 'failed' ? { action: 'error', fault: outcome.fault } : { action: 'blocked', reason: outcome.reason };
       entries.set(r.id, { id: r.id, type: r.type, backendId: r.backendId, goal: r.goal, planned });
     });
@@ -507,9 +503,22 @@ export class Reconciler<S extends NodeSpec> {
     }
   }
 
-  /** Ids `apply` would delete (removed from the goals, prune + Delete), without observing anything. */
-  plannedDeletions(graph: DesiredGraph<S>, options: PassOptions): NodeId[] {
-    return this.deletions(graph, this.store.listNodes(), options).toDelete.map((r) => r.id);
+  /**
+   * The nodes removed from the goals (prune + Delete) whose delete `apply` would attempt, and those it refuses
+   * before any backend call (as `plan` shows them: `x`, or `blocked` behind one), without observing anything:
+   * on the outputs the state holds. A refusal of a node that depends on one in the goals is not known without
+   * observing (apply may create or update that one first, and read what it gives): its node is counted as
+   * attempted, so that `attempted` holds every node apply may delete (it is asked about them).
+   */
+  async plannedDeletions(graph: DesiredGraph<S>, options: PassOptions): Promise<{ attempted: NodeId[]; refused: NodeId[] }> {
+    const stored = this.store.listNodes();
+    const byId = new Map(stored.map((r) => [r.id, r]));
+    const unsure = (r: NodeRecord): boolean => storedEdges(r).deps.some((d) => graph.has(d));
+    const planned = { attempted: [] as NodeId[], refused: [] as NodeId[] };
+    await this.foreseeDeletes(this.deletions(graph, stored, options).toDelete, (id) => byId.get(id)?.outputs ?? undefined, unsure, options.signal, (r, outcome) => {
+      (outcome.status === 'done' ? planned.attempted : planned.refused).push(r.id);
+    });
+    return planned;
   }
 
   private deletions(graph: DesiredGraph<S>, stored: readonly NodeRecord[], options: PassOptions): RemovedSplit {
@@ -561,6 +570,25 @@ export class Reconciler<S extends NodeSpec> {
       }
     });
     return done;
+  }
+
+  /**
+   * What apply's deletes meet before any backend call, by its own decisions (`deleteInOrder`, the provisioner's
+   * `refusedDelete`): a cycle, a node that depends on one left, a reference with no value; `done` for the others.
+   * `outputsOf`: the outputs as apply reads them; a refusal `unsure` says apply may not meet is taken for `done`.
+   */
+  private async foreseeDeletes(
+    records: readonly NodeRecord[],
+    outputsOf: (id: NodeId) => Outputs | undefined,
+    unsure: (r: NodeRecord, f: Fault) => boolean,
+    signal: AbortSignal,
+    settle: (r: NodeRecord, outcome: DeleteOutcome) => void,
+  ): Promise<void> {
+    const refusal = async (r: NodeRecord, node: DesiredNode<S>): Promise<Fault | undefined> => {
+      const f = await this.provisioner.refusedDelete?.(node, this.context(signal, removedOutputsOf(r, outputsOf)));
+      return f !== undefined && unsure(r, f) ? undefined : f;
+    };
+    await this.deleteInOrder(records, refusal, settle);
   }
 
   /**

@@ -168,3 +168,69 @@ function keyOnTerminal(args: readonly string[], key: string): Promise<{ code: nu
     child.on('close', (code) => resolve({ code, screen }));
   });
 }
+
+/**
+ * apply asks only about the deletes it will attempt. It asked about every node removed under prune + Delete,
+ * those it then refuses before any backend call too (plan's `x`: here a node whose Backend was removed with it;
+ * `⊘`: one that waits behind it), so the answer "yes" consented to deletes it never made.
+ */
+describe('the delete question names only the deletes apply attempts', () => {
+  /** A Goal under prune with Delete by default, on `backend`, of local files. */
+  const goalOf = (name: string, backend: string, nodes: readonly string[]): string => `apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: ${name} }
+spec:
+  prune: true
+  defaults: { backend: ${backend}, deletionPolicy: Delete }
+  nodes:
+${nodes.map((n) => `    - ${n}\n`).join('')}`;
+  const file = (id: string, deps = ''): string => `{ id: ${id}, type: local.file,${deps === '' ? '' : ` dependsOn: [${deps}],`} spec: { path: ${id}.txt, content: "${id}" } }`;
+  const a = (q: ReturnType<typeof tempProject>, nodes: readonly string[]): void => q.write('a.yaml', `${localBackend(q.root)}---\n${goalOf('g1', 'local', nodes)}`);
+  const question = 'apply would delete 1 node(s): gone1 (2 more removed node(s) cannot be deleted: see plan)\n';
+
+  it.skipIf(!hasScript)('asks about gone1 alone, not about b2 (its backend is gone) nor b1 (behind b2): without a terminal, in JSON, and on one', async () => {
+    const q = tempProject('ds-apply-refused-deletes-');
+    a(q, [file('keep'), file('gone1')]);
+    q.write('b.yaml', `${localBackend(join(q.dir, 'root2')).replace('name: local', 'name: loc2')}---\n${goalOf('g2', 'loc2', [file('b1'), file('b2', 'b1')])}`);
+    expect((await cli(['apply', ...q.args, '--yes'])).code).toBe(0);
+    a(q, [file('keep')]);
+    rmSync(join(q.goals, 'b.yaml'));
+    const plan = await cli(['plan', ...q.args]);
+    expect(plan.code).toBe(1);
+    expect(plan.stdout).toMatch(/- gone1[^]*x b2[^]*⊘ b1/);
+
+    const asked = await cli(['apply', ...q.args]);
+    expect(asked.code).toBe(1);
+    expect(asked.stderr).toContain(`${question}not deleting: no terminal to ask on; pass --yes to allow deletions\n`);
+    expect(asked.stdout).toContain('not converged: 1 deletion(s) not done');
+    const json = await cli(['apply', ...q.args, '--format', 'json']);
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ declinedDeletions: 1, declinedNodes: ['gone1'] });
+    expect(existsSync(join(q.root, 'gone1.txt'))).toBe(true);
+
+    const command = [launcher, 'apply', ...q.args].map(quote).join(' ');
+    const yes = spawnSync('script', ['-qec', command, '/dev/null'], { input: 'yes\n', encoding: 'utf8', env: cleanEnv() });
+    expect(yes.status, yes.stdout).toBe(1);
+    expect(yes.stdout).toContain(question.replace('\n', '\r\n'));
+    expect(yes.stdout).toMatch(/- gone1: deleted[^]*x b2: permanent: backend "loc2" is not configured[^]*⊘ b1: blocked/);
+    expect(existsSync(join(q.root, 'gone1.txt'))).toBe(false);
+
+    // Left with deletes it refuses alone: nothing to ask, and it says why they stay, as plan does.
+    const refused = await cli(['apply', ...q.args]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).not.toContain('apply would delete');
+    expect(refused.stdout).toMatch(/x b2: permanent: backend "loc2" is not configured[^]*⊘ b1: blocked/);
+  });
+
+  it.skipIf(!hasScript)('an ordinary prune asks about every node it removes, dependencies and all, and deletes them on yes', async () => {
+    const q = tempProject('ds-apply-prune-');
+    a(q, [file('keep'), file('p1'), file('p2', 'p1'), file('p3', 'p2')]);
+    expect((await cli(['apply', ...q.args, '--yes'])).code).toBe(0);
+    a(q, [file('keep')]);
+    const command = [launcher, 'apply', ...q.args].map(quote).join(' ');
+    const yes = spawnSync('script', ['-qec', command, '/dev/null'], { input: 'yes\n', encoding: 'utf8', env: cleanEnv() });
+    expect(yes.status, yes.stdout).toBe(0);
+    expect(yes.stdout).toContain('apply would delete 3 node(s): p3, p2, p1\r\n');
+    for (const id of ['p1', 'p2', 'p3']) expect(existsSync(join(q.root, `${id}.txt`))).toBe(false);
+  });
+});

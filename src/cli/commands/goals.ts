@@ -151,12 +151,14 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     let declined: readonly string[] = [];
     if (!allowDeletions) {
       // What would be deleted is known from the store alone: no need to observe anything to ask.
-      const planned = reconciler.plannedDeletions(c.graph, { signal: abort.signal, gates: c.loaded.result.gates, allowMassDeletion: options.allowMassDeletion });
-      const answer = planned.length > 0 ? await confirmDeletes(planned, abort.signal) : 'no';
+      // Only the deletes apply will attempt: those it refuses before any backend call (plan's `x`, and `⊘` behind them) are not asked about.
+      const planned = await reconciler.plannedDeletions(c.graph, { signal: abort.signal, gates: c.loaded.result.gates, allowMassDeletion: options.allowMassDeletion });
+      // None to attempt, nothing to consent to: apply goes through the refused ones and lists them (`x`, `⊘`), as plan does.
+      const answer = planned.attempted.length > 0 ? await confirmDeletes(planned.attempted, planned.refused.length, abort.signal) : 'yes';
       // Interrupted at the question: nothing has been done yet (no run started), and nothing is.
       if (answer === 'interrupted') throw new DesiredStateError(ErrorCodes.Interrupted, 'interrupted at the delete question: nothing was applied');
       allowDeletions = answer === 'yes';
-      if (!allowDeletions) declined = planned;
+      if (!allowDeletions) declined = planned.attempted;
     }
     const declared = backendDigests(c.loaded, ctx.cwd);
     const changed = changedBackends(store.getMeta(BACKENDS_META), declared);
@@ -228,12 +230,14 @@ const APPLY_SYMBOL = {
 /**
  * Asks on the terminal before deleting `ids`: `yes` only for the answer "yes"; `interrupted` for Ctrl-C
  * (or a SIGINT or SIGTERM, `signal`) while it asks; anything else, the end of the input (Ctrl-D) too, `no`.
+ * `refused`: how many more removed nodes apply will not delete (only counted: plan says why).
  */
-async function confirmDeletes(ids: readonly string[], signal: AbortSignal): Promise<'yes' | 'no' | 'interrupted'> {
+async function confirmDeletes(ids: readonly string[], refused: number, signal: AbortSignal): Promise<'yes' | 'no' | 'interrupted'> {
   // On stderr, where the terminal is when stdout is not (`apply > apply.log`), and as --format json
   // needs: stdout carries only the result.
   const say = (t: string): void => void process.stderr.write(`${terminalSafe(t)}\n`);
-  say(`apply would delete ${ids.length} node(s): ${ids.join(', ')}`);
+  const more = refused === 0 ? '' : ` (${refused} more removed node(s) cannot be deleted: see plan)`;
+  say(`apply would delete ${ids.length} node(s): ${ids.join(', ')}${more}`);
   if (!process.stdin.isTTY) {
     say('not deleting: no terminal to ask on; pass --yes to allow deletions');
     return 'no';
