@@ -418,9 +418,10 @@ export function zodIssueMessages(
             walk(meant, issue.message === 'Invalid input' ? undefined : { depth: path.length, forms: issue.message });
             break;
           }
+          // Every form refused the value as a whole (`retryBudget: 1.5` is no integer, no .inf, no null): say them all, not the last one tried.
+          const forms = issue.message === 'Invalid input' ? unionForms(branches, path.length) : undefined;
           const best = branches.sort((a, b) => depthOf(b) - depthOf(a))[0];
-          if (issue.message !== 'Invalid input' || best === undefined || depthOf(best) <= path.length) {
-            const forms = issue.message === 'Invalid input' ? unionForms(branches, path.length) : undefined;
+          if (issue.message !== 'Invalid input' || best === undefined || forms !== undefined || depthOf(best) <= path.length) {
             const message = issue.message !== 'Invalid input' ? issue.message : forms === undefined ? `${describeValue(actual, path)} does not match any accepted form` : `expected ${forms}, got ${describeValue(actual, path)}`;
             emit(path, 'value', 'invalid-value', `${shown}: ${message}`);
           } else {
@@ -429,7 +430,7 @@ export function zodIssueMessages(
           break;
         }
         case 'invalid_value': {
-          const values = issue.values.map((v) => JSON.stringify(v));
+          const values = issue.values.map(spelt);
           if (!issue.message.startsWith('Invalid input') && !issue.message.startsWith('Invalid option')) {
             emit(path, 'value', 'invalid-value', `${shown}: ${issue.message}`);
           } else if (values.length === 1) {
@@ -525,16 +526,24 @@ function lowerFirst(s: string): string {
 }
 
 /**
- * The forms a union (at `depth`) takes, in words ("a string or a list"), where each of its branches
- * refused the value for its type alone; else undefined.
+ * A value a schema allows, as a YAML file writes it: JSON has no spelling for infinities or NaN
+ * (`JSON.stringify(Infinity)` is `null`, which told users an unlimited budget must be null).
+ */
+function spelt(v: unknown): string {
+  if (typeof v === 'number' && !Number.isFinite(v)) return Number.isNaN(v) ? '.nan' : v > 0 ? '.inf' : '-.inf';
+  return JSON.stringify(v);
+}
+
+/**
+ * The forms a union (at `depth`) takes, in words ("a string or a list", "an integer, .inf or null"),
+ * where each of its branches refused the value for its type or its value alone; else undefined.
  */
 function unionForms(branches: readonly (readonly z.core.$ZodIssue[])[], depth: number): string | undefined {
   const forms: string[] = [];
   for (const branch of branches) {
     const own = branch.find((i) => i.path.length === depth);
-    if (own?.code !== 'invalid_type' || !own.message.startsWith('Invalid input')) return undefined;
-    const form = EXPECTED[own.expected] ?? own.expected;
-    if (!forms.includes(form)) forms.push(form);
+    if ((own?.code !== 'invalid_type' && own?.code !== 'invalid_value') || !own.message.startsWith('Invalid input')) return undefined;
+    for (const form of own.code === 'invalid_type' ? [EXPECTED[own.expected] ?? own.expected] : own.values.map(spelt)) if (!forms.includes(form)) forms.push(form);
   }
   return forms.length === 0 ? undefined : forms.length === 1 ? forms[0] : `${forms.slice(0, -1).join(', ')} or ${forms.at(-1)!}`;
 }

@@ -49,6 +49,10 @@ describe('fault policy file', () => {
     { name: 'a base above a default cap', text: 'retry:\n  auth:\n    baseMs: 600000\n', lines: ['faults.yaml:3:13: error invalid-value: retry.auth.baseMs: maxMs (300000, the default) must be at least baseMs (600000)'] },
     // Once, not twice (zod's int() and max() both said "too big").
     { name: 'a delay past the largest whole number', text: 'circuitBreaker: { coolDownMs: 1e99 }\n', lines: ['faults.yaml:1:31: error invalid-value: circuitBreaker.coolDownMs must be at most 9007199254740991, not the number 1e+99'] },
+    // A union named only the last form tried, and spelt .inf as JSON does: "retryBudget must be null, not the number 1.5".
+    { name: 'a fractional budget', text: 'retry: { transient: { retryBudget: 1.5 } }\n', lines: ['faults.yaml:1:36: error invalid-value: retry.transient.retryBudget: expected an integer, .inf or null, got the number 1.5'] },
+    { name: 'a budget as a string', text: 'retry: { transient: { retryBudget: "3" } }\n', lines: ['faults.yaml:1:36: error invalid-value: retry.transient.retryBudget: expected a number, .inf or null, got the string "3"'] },
+    { name: 'a budget as a boolean', text: 'retry: { auth: { retryBudget: true } }\n', lines: ['faults.yaml:1:31: error invalid-value: retry.auth.retryBudget: expected a number, .inf or null, got boolean true'] },
     // Settings that would change nothing: a budget never acted on, a hold after a budget never spent.
     {
       name: 'a budget with holdAfterBudget: false',
