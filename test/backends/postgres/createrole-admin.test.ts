@@ -370,6 +370,17 @@ describe.each(PG_VERSIONS)('a backend user with CREATEROLE and CREATEDB, not a s
     await server.sql('REVOKE cr_taken FROM cr_admin GRANTED BY cr_admin');
   });
 
+  it('its own role, made a member of a role it created, is steady: the ADMIN OPTION PostgreSQL 16 gives it as that role\'s creator is neither drift nor revoked', async () => {
+    const self = pgNode('self', 'postgres.role', { name: 'cr_admin', login: true, createdb: true, createrole: true, memberOf: ['cr_joined'] });
+    expect(await pass([pgNode('joined', 'postgres.role', { name: 'cr_joined' })])).toEqual({ joined: 'done' });
+    // Stated a member of nothing, it is as the goal has it: that ADMIN OPTION is no membership.
+    expect(await statuses([pgNode('self', 'postgres.role', { name: 'cr_admin', login: true, createdb: true, createrole: true })])).toEqual({ self: 'upToDate' });
+    expect(await pass([self])).toEqual({ self: 'done' });
+    expect(await backend.observe([self], ctx)).toEqual(new Map([['self', expect.objectContaining({ status: 'upToDate' })]]));
+    const grants = await server.sql(`SELECT grantor::regrole::text AS grantor, admin_option AS admin FROM pg_auth_members WHERE member = 'cr_admin'::regrole AND roleid = 'cr_joined'::regrole ORDER BY admin_option`);
+    expect(grants).toEqual(server.version >= 16 ? [{ grantor: 'cr_admin', admin: false }, { grantor: server.user, admin: true }] : [{ grantor: 'cr_admin', admin: false }]);
+  });
+
   it('an owner it may not act as (a superuser) is refused with a hint that says what to grant', async () => {
     await server.sql('CREATE ROLE cr_super SUPERUSER');
     const r = await backend.create(pgNode('db-super', 'postgres.database', { name: 'cr_super_db', owner: 'cr_super' }), ctx);
