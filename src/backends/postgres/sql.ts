@@ -149,12 +149,16 @@ export function revokeMembershipSql(role: string, group: string, grantor?: strin
  * Whether the pg_auth_members row `m` is the grant PostgreSQL 16 and later
  * give a role's creator (one not a superuser) on the role it creates: ADMIN
  * OPTION alone, neither INHERIT nor SET, granted by the bootstrap superuser
- * (oid 10). It lets the creator administer the role, not use it; it is no
- * membership a goal declares, and the creator may not revoke it. Never true
- * before 16 (no INHERIT or SET options there).
+ * (oid 10) to the connected user, not a superuser. It lets the creator
+ * administer the role, not use it; it is no membership a goal declares, and
+ * the creator may not revoke it. A superuser's grant of the same options is
+ * recorded alike, so only the connected user's own, which no other user made
+ * for it but a superuser, is taken for one. Never true before 16 (no INHERIT
+ * or SET options there).
  */
 const creatorGrant = (m: string): string =>
-  `(${m}.grantor = 10 AND ${m}.admin_option AND (to_jsonb(${m}) ->> 'inherit_option') = 'false' AND (to_jsonb(${m}) ->> 'set_option') = 'false') IS TRUE`;
+  `(${m}.grantor = 10 AND ${m}.admin_option AND (to_jsonb(${m}) ->> 'inherit_option') = 'false' AND (to_jsonb(${m}) ->> 'set_option') = 'false'
+    AND ${m}.member IN (SELECT oid FROM pg_roles WHERE rolname = current_user AND NOT rolsuper)) IS TRUE`;
 
 /**
  * `$1` a role, `$2` roles it is to leave: who granted each of those
