@@ -214,7 +214,7 @@ function maskOptions(line: string, found: string[] | undefined): string {
   for (let m = OPTION.exec(line); m !== null; m = OPTION.exec(line)) {
     const head = m[1]!;
     const value = m[4]!;
-    if (!head.endsWith('=') && OPTION_LIKE.test(value) && (value.startsWith('--') || !SECRET_NAME.test(nameWords(m[3]!)))) {
+    if (!head.endsWith('=') && OPTION_LIKE.test(value) && (value.startsWith('--') || !secretName(m[3]!, false))) {
       // Back to the blank before it: it is read as an option of its own.
       OPTION.lastIndex = m.index + head.length - 1;
       continue;
@@ -252,7 +252,7 @@ function maskInlineSettings(line: string, found: string[] | undefined): string {
     const query = queryKey(line, m.index, name);
     const naming = !query && NAMING_ATTRIBUTE.test(name);
     // No value is read that cannot be masked: one read for each `a=` in `a=a=a=…` would make the pass quadratic.
-    if (!naming && !query && !SECRET_NAME.test(nameWords(name))) continue;
+    if (!naming && !query && !secretName(name, false)) continue;
     let at = INLINE_SETTING.lastIndex;
     let value = settingValue(line, at);
     if (naming && value?.open === 1) {
