@@ -19,7 +19,7 @@ import { Semaphore } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
-import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, deleteCycleFault, deletionEdges, heldByPolicy, heldFault, heldReason, isDigestAt, LET_GO, POLICY_HELD, POLICY_RELEASED, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedEdges, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, deleteBar, deletionEdges, heldByPolicy, heldFault, heldReason, isDigestAt, LET_GO, POLICY_HELD, POLICY_RELEASED, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedEdges, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 import { finishInterrupted, finishReleased, hasInterruptedCreate } from './interrupted-operation.ts';
@@ -1340,14 +1340,13 @@ export class Controller<S extends NodeSpec> {
     // Of the nodes removed from the goals and still recorded (not deleted yet, or their delete failed or was given up on).
     const edges = deletionEdges([...this.records.values()].filter((r) => this.graph?.has(r.id) !== true));
     for (const r of reverseDependencyOrder(records, edges)) {
-      const cycle = edges.cycles.get(r.id);
-      if (cycle !== undefined) {
-        this.deleteFailed(r, deleteCycleFault(cycle), this.o.log.child({ node: r.id, backend: r.backendId }));
+      const bar = deleteBar(r.id, edges, (d) => this.records.has(d));
+      if (bar?.status === 'cycle') {
+        this.deleteFailed(r, bar.fault, this.o.log.child({ node: r.id, backend: r.backendId }));
         continue;
       }
-      const dependent = edges.dependents.get(r.id)?.find((d) => this.records.has(d));
-      if (dependent !== undefined) {
-        this.waitForDelete(r, dependent);
+      if (bar?.status === 'waits') {
+        this.waitForDelete(r, bar.waitsFor);
         continue;
       }
       const breaker = this.breakers.for(r.backendId);

@@ -584,6 +584,20 @@ export function deleteCycleFault(cycle: readonly NodeId[]): Fault {
 }
 
 /**
+ * What keeps a removed record from being deleted now, the one rule of apply, plan and the daemon: a
+ * cycle `edges` could not break (it fails with `deleteCycleFault`), else a record that depends on it
+ * and is not deleted yet (`left`), which it waits for. Undefined when nothing does.
+ */
+export type DeleteBar = { readonly status: 'cycle'; readonly fault: Fault } | { readonly status: 'waits'; readonly waitsFor: NodeId };
+
+export function deleteBar(id: NodeId, edges: DeletionEdges, left: (id: NodeId) => boolean): DeleteBar | undefined {
+  const cycle = edges.cycles.get(id);
+  if (cycle !== undefined) return { status: 'cycle', fault: deleteCycleFault(cycle) };
+  const waitsFor = edges.dependents.get(id)?.find((d) => left(d));
+  return waitsFor === undefined ? undefined : { status: 'waits', waitsFor };
+}
+
+/**
  * `records`, dependents before their dependencies, by `edges` (made of these records, or of a set
  * holding them). A cycle left in `edges` is ordered as met: its nodes are reported, not deleted.
  */

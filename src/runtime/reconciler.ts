@@ -15,7 +15,7 @@ import { assertNever, errorMessage } from './errors.ts';
 import { awaitsOutput } from './interpolation.ts';
 import { forEachKeyedLimit } from './limit.ts';
 import type { Semaphore } from './limit.ts';
-import { appliedAtSpec, carriedRecord, deleteCycleFault, type DeletionEdges, deletionEdges, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedEdges, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, deleteBar, type DeletionEdges, deletionEdges, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedEdges, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -614,10 +614,9 @@ export class Reconciler<S extends NodeSpec> {
 
   /** One step of `deleteInOrder`: `left` holds the records not deleted before this one. */
   private async deleteOne(r: NodeRecord, edges: DeletionEdges, left: ReadonlySet<NodeId>, attempt: (r: NodeRecord, node: DesiredNode<S>) => Promise<Fault | undefined>): Promise<DeleteOutcome> {
-    const cycle = edges.cycles.get(r.id);
-    if (cycle !== undefined) return { status: 'failed', fault: deleteCycleFault(cycle) };
-    const waitsFor = edges.dependents.get(r.id)?.find((d) => left.has(d));
-    if (waitsFor !== undefined) return { status: 'blocked', reason: `not deleted while ${waitsFor}, which depends on it, is not`, waitsFor };
+    const bar = deleteBar(r.id, edges, (d) => left.has(d));
+    if (bar?.status === 'cycle') return { status: 'failed', fault: bar.fault };
+    if (bar?.status === 'waits') return { status: 'blocked', reason: `not deleted while ${bar.waitsFor}, which depends on it, is not`, waitsFor: bar.waitsFor };
     const node = removedNode(r, this.codec);
     if (node === undefined) return { status: 'failed', fault: fault('permanent', 'the stored spec cannot be read; delete it by hand') };
     const f = await attempt(r, node);
