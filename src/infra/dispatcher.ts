@@ -179,10 +179,12 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
 
   /** The backend's `serialKey` for the node as it is sent; undefined where it would fail before any call. */
   async serialKey(node: InfraNode, ctx: OperationContext): Promise<string | undefined> {
+    // Most backends name none: no resolution of the node's references to learn it.
+    if (this.backends.get(node.spec.backendId)?.serialKey === undefined) return undefined;
     const ready = this.beforeCall(node, ctx, false);
     if ('fault' in ready) return undefined;
     try {
-      return await ready.backend.serialKey?.(ready.node);
+      return await ready.backend.serialKey!(ready.node);
     } catch {
       // No turn to take: the operation itself meets, and reports, what the backend could not name.
       return undefined;
