@@ -221,7 +221,7 @@ export interface CachedGoals {
  * it, or none: an entry an apply since did not replace (it was killed first, its write failed) holds
  * goals older than those applied, whose nodes a prune would delete.
  */
-export const GOALS_APPLIED_META = 'goals.applied';
+const GOALS_APPLIED_META = 'goals.applied';
 
 /** Records `key` as the goals last applied (`GOALS_APPLIED_META`); written only when it changes (a steady apply writes nothing). */
 function recordApplied(store: SqliteStateStore, key: string | undefined): void {
