@@ -24,6 +24,14 @@ function repo(name: string): string {
   return dir;
 }
 
+/** Commits a `.gitignore` of `patterns` at the top of `dir`'s work tree (with whatever else is new there); HEAD's hash. */
+function commitIgnores(dir: string, patterns: readonly string[]): string {
+  writeFileSync(join(dir, '.gitignore'), [...patterns, ''].join('\n'));
+  git(dir, 'add', '.');
+  git(dir, 'commit', '-qm', 'ignores');
+  return git(dir, 'rev-parse', 'HEAD');
+}
+
 beforeAll(() => {
   base = mkdtempSync(join(tmpdir(), 'ds-git-'));
 });
@@ -139,10 +147,7 @@ describe('goalsCommit', () => {
   it('marks the commit -dirty for a goal file git ignores, which is applied all the same, and for no other ignored file', async () => {
     const dir = repo('ignored');
     const goals = join(dir, 'goals');
-    writeFileSync(join(dir, '.gitignore'), ['goals/local-*.yaml', '*.swp', '*~', '*.bak', 'build/', 'gen/', '.cache/', ''].join('\n'));
-    git(dir, 'add', '.');
-    git(dir, 'commit', '-qm', 'ignores');
-    const head = git(dir, 'rev-parse', 'HEAD');
+    const head = commitIgnores(dir, ['goals/local-*.yaml', '*.swp', '*~', '*.bak', 'build/', 'gen/', '.cache/']);
     // Ignored files the loader never reads: an editor's backups, a dot file, a dot directory, a directory without goals.
     writeFileSync(join(goals, 'a.yaml.swp'), 'swap\n');
     writeFileSync(join(goals, 'a.yaml~'), 'backup\n');
@@ -171,10 +176,7 @@ describe('goalsCommit', () => {
   it.skipIf(!readsShowInAtime)('never looks into an ignored directory the loader skips (.terraform/, .venv/), which may hold a great many files', async () => {
     const dir = repo('ignored-dot-dir');
     const goals = join(dir, 'goals');
-    writeFileSync(join(dir, '.gitignore'), ['.terraform/', 'goals/local-*.yaml', ''].join('\n'));
-    git(dir, 'add', '.');
-    git(dir, 'commit', '-qm', 'ignores');
-    const head = git(dir, 'rev-parse', 'HEAD');
+    const head = commitIgnores(dir, ['.terraform/', 'goals/local-*.yaml']);
     const providers = join(goals, '.terraform', 'providers');
     mkdirSync(providers, { recursive: true });
     writeFileSync(join(providers, 'lock.yaml'), 'x: 1\n');
@@ -237,10 +239,7 @@ describe('goalsCommit', () => {
   it('asks git once where the goal files are those of the commit, ignored directories beside them and all', async () => {
     const dir = repo('one-question');
     const goals = join(dir, 'goals');
-    writeFileSync(join(dir, '.gitignore'), ['.terraform/', 'node_modules/', ''].join('\n'));
-    git(dir, 'add', '.');
-    git(dir, 'commit', '-qm', 'ignores');
-    const head = git(dir, 'rev-parse', 'HEAD');
+    const head = commitIgnores(dir, ['.terraform/', 'node_modules/']);
     mkdirSync(join(goals, '.terraform'));
     writeFileSync(join(goals, '.terraform/lock.yaml'), 'x: 1\n');
     mkdirSync(join(goals, 'node_modules'));
@@ -377,10 +376,7 @@ describe('provenance, end to end', () => {
   it('a goal file git ignores is applied, and the run recorded under the commit -dirty', async () => {
     const { dir, root } = goalsRepo('ignored-project');
     const args = ['--goals', join(dir, 'goals'), '--state', join(base, 'ignored-project-state')];
-    writeFileSync(join(dir, '.gitignore'), 'goals/local-*.yaml\n');
-    git(dir, 'add', '.');
-    git(dir, 'commit', '-qm', 'ignore local goals');
-    const head = git(dir, 'rev-parse', 'HEAD');
+    const head = commitIgnores(dir, ['goals/local-*.yaml']);
     writeFileSync(join(dir, 'goals/local-x.yaml'), 'apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: local }\nspec:\n  defaults: { backend: local }\n  nodes:\n    - id: x\n      type: local.file\n      spec: { path: x.conf, content: "x\\n" }\n');
     const r = await cli(['apply', '--yes', ...args]);
     expect(r.code, r.stderr).toBe(0);
