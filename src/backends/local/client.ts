@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, closeSync, constants as fsConstants, existsSync, fchmodSync, fchownSync, fstatSync, lchownSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, renameSync, watch, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, constants as fsConstants, existsSync, fchmodSync, fchownSync, fstatSync, lchownSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, renameSync, statfsSync, watch, writeFileSync } from 'node:fs';
 import type { FSWatcher, Stats } from 'node:fs';
 import { access, constants, lstat, mkdir, open, readdir, readFile, readlink, rename, rmdir, symlink, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, normalize, parse, sep } from 'node:path';
@@ -854,7 +854,8 @@ const SYNCFS_MIN_FILES = 16;
  * binding for it), which writes the whole batch back in one go where an
  * fsync per file would wait for a journal commit each (10,000 files: about
  * 0.15 s against 3–7 s here). A small batch, or a system without `sync -f`,
- * gets an fsync per file. Resolves with the error of each file that could
+ * gets an fsync per file, and one on a filesystem in memory none
+ * (`MEMORY_FILESYSTEMS`). Resolves with the error of each file that could
  * not be flushed (none when all are on disk).
  */
 export async function flushStaged(staged: readonly StagedWrite[], signal: AbortSignal): Promise<ReadonlyMap<StagedWrite, FaultError>> {
@@ -864,8 +865,10 @@ export async function flushStaged(staged: readonly StagedWrite[], signal: AbortS
     for (const s of staged) failures.set(s, aborted('fsync'));
     return failures;
   }
-  if (staged.length >= SYNCFS_MIN_FILES && (await syncFilesystems(staged))) return failures;
-  await forEachLimit(staged, FSYNC_PARALLELISM, async (s) => {
+  const seen = new Map<string, boolean>();
+  const onDisk = staged.filter((s) => !inMemory(dirname(s.real), seen));
+  if (onDisk.length >= SYNCFS_MIN_FILES && (await syncFilesystems(onDisk))) return failures;
+  await forEachLimit(onDisk, FSYNC_PARALLELISM, async (s) => {
     try {
       await fsyncPath(s.tmp);
     } catch (err) {
@@ -876,6 +879,32 @@ export async function flushStaged(staged: readonly StagedWrite[], signal: AbortS
 }
 
 const FSYNC_PARALLELISM = 16;
+
+/**
+ * statfs(2) types of the filesystems that live in memory (tmpfs, ramfs): what is written there is
+ * as durable as it will ever be once written, and a flush writes nothing back. A batch there is not
+ * flushed at all (10,000 files on tmpfs: the `sync -f` a batch would start, a fork of the whole
+ * process, was ~10 ms of a repair; bench/README.md). Anything else, an overlay on top of tmpfs
+ * included, is flushed.
+ */
+const MEMORY_FILESYSTEMS: ReadonlySet<number> = new Set([0x01021994, 0x858458f6]);
+
+/**
+ * Whether `dir` is on a filesystem in memory, asked once per directory of a batch (`seen`, the batch's:
+ * a directory may be mounted over between two batches).
+ */
+function inMemory(dir: string, seen: Map<string, boolean>): boolean {
+  let known = seen.get(dir);
+  if (known === undefined) {
+    try {
+      known = MEMORY_FILESYSTEMS.has(statfsSync(dir).type);
+    } catch {
+      known = false;
+    }
+    seen.set(dir, known);
+  }
+  return known;
+}
 
 /** `syncfs` on every filesystem holding a staged file; false when `sync -f` is not there or fails (the caller falls back to fsync). */
 async function syncFilesystems(staged: readonly StagedWrite[]): Promise<boolean> {

@@ -46,8 +46,9 @@ export interface Sandbox {
   cleanup(): Promise<void>;
 }
 
-export async function sandbox(): Promise<Sandbox> {
-  const base = await mkdtemp(join(tmpdir(), 'ds-local-'));
+/** `parent`: where the sandbox's directory is made (the system's temp directory unless said). */
+export async function sandbox(parent = tmpdir()): Promise<Sandbox> {
+  const base = await mkdtemp(join(parent, 'ds-local-'));
   const backend = new LocalBackend({ root: 'root' }, { id: 'local', cwd: base, log });
   return {
     base,

@@ -1,6 +1,6 @@
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statfsSync } from 'node:fs';
 import { chmod, chown, lchown, link, lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
-import { userInfo } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -13,7 +13,7 @@ import type { Fault, Observation, ObservationMemo, ProvisionResult } from '../..
 import { captureLogger } from '../../support/backend.ts';
 import { canRunAsNobody, isRoot, NOBODY, runUnprivileged } from '../../support/privileges.ts';
 import { warnSkipped } from '../../support/skip.ts';
-import { dirNode, fileNode, linkNode, log, observeOne, opCtx, useSandbox } from './helpers.ts';
+import { dirNode, fileNode, linkNode, log, observeOne, opCtx, sandbox, useSandbox } from './helpers.ts';
 import type { Sandbox } from './helpers.ts';
 
 const sb = useSandbox();
@@ -678,6 +678,48 @@ describe('local backend updateMany', () => {
     expect((await listAll(sb.root)).filter((n) => n.endsWith('.tmp'))).toEqual([]);
     const obs = await sb.backend.observe(nodes, opCtx());
     expect([...obs.values()].every((o) => o.status === 'upToDate')).toBe(true);
+  });
+
+  // A fake `sync` first on PATH tells whether a batch was flushed with `sync -f` (a filesystem on disk)
+  // or not at all (tmpfs: nothing to write back); either way the batch lands as desired.
+  const memoryFs = (dir: string): boolean => [0x01021994, 0x858458f6].includes(statfsSync(dir).type);
+  const onTmpfs = existsSync('/dev/shm') && memoryFs('/dev/shm');
+  const onDisk = !memoryFs(tmpdir());
+  if (!onTmpfs) warnSkipped(['SKIPPING the local backend test of a batch on tmpfs: /dev/shm is not a tmpfs here.']);
+  if (!onDisk) warnSkipped([`SKIPPING the local backend test of a batch flushed to disk: ${tmpdir()} is in memory here.`]);
+  async function repairBatchIn(parent: string): Promise<{ root: string; flushes: string[] }> {
+    const box = await sandbox(parent);
+    const path = process.env.PATH;
+    try {
+      const bin = join(box.base, 'bin');
+      await mkdir(bin);
+      const calls = join(box.base, 'sync-calls');
+      await writeFile(join(bin, 'sync'), `#!/bin/sh\necho "$*" >> '${calls}'\nexit 0\n`, { mode: 0o755 });
+      const nodes = Array.from({ length: 40 }, (_, i) => fileNode(`f${i}`, `f${i}`, `file ${i}\n`));
+      await box.backend.createMany(nodes, opCtx());
+      await rm(calls, { force: true });
+      for (let i = 0; i < 40; i++) await writeFile(join(box.root, `f${i}`), `edited ${i}\n`);
+      process.env.PATH = `${bin}:${path ?? ''}`;
+      const results = await box.backend.updateMany(
+        nodes.map((node) => ({ node, diffs: [] })),
+        opCtx(),
+      );
+      expect([...results.values()].every((r) => r.status === 'done')).toBe(true);
+      for (let i = 0; i < 40; i++) expect(await readFile(join(box.root, `f${i}`), 'utf8')).toBe(`file ${i}\n`);
+      return { root: box.root, flushes: existsSync(calls) ? (await readFile(calls, 'utf8')).trim().split('\n') : [] };
+    } finally {
+      process.env.PATH = path;
+      await box.cleanup();
+    }
+  }
+
+  it.skipIf(!onTmpfs)('a batch of 40 repairs on a tmpfs (/dev/shm) lands without a flush: there is nothing to write back', async () => {
+    expect((await repairBatchIn('/dev/shm')).flushes).toEqual([]);
+  });
+
+  it.skipIf(!onDisk)('a batch of 40 repairs on a filesystem on disk lands after one `sync -f` for the batch', async () => {
+    const { root, flushes } = await repairBatchIn(tmpdir());
+    expect(flushes).toEqual([`-f -- ${root}`]);
   });
 
   it('an aborted batch leaves the files as they were and no temp file', async () => {
