@@ -737,9 +737,15 @@ export class SqliteStateStore implements StateStore {
     return row === undefined ? undefined : toNode(row);
   }
 
-  /** Every node, by id. */
+  /**
+   * Every node, by id. Row by row: a row is garbage as soon as its record is made, where all rows at
+   * once (`all()`) lived, and were copied by every scavenge, until the last record was (10,000 file
+   * nodes: 7 MB less promoted, ~6 ms less; bench/README.md).
+   */
   listNodes(): NodeRecord[] {
-    return (this.#stmt('SELECT * FROM nodes ORDER BY id').all() as NodeRow[]).map(toNode);
+    const records: NodeRecord[] = [];
+    for (const row of this.#stmt('SELECT * FROM nodes ORDER BY id').iterate() as IterableIterator<NodeRow>) records.push(toNode(row));
+    return records;
   }
 
   /** How many nodes the state holds, without reading them. */
