@@ -225,7 +225,8 @@ function readStored(file: string, wanted: (stored: Stored) => boolean): LoadedGo
   }
   if (stored.format !== FORMAT || !wanted(stored) || !Array.isArray(stored.nodes)) return undefined;
   try {
-    const { strings, labels, settings } = stored;
+    const { strings, settings } = stored;
+    const labels = stored.labels.map((l) => Object.freeze(l));
     const built = DesiredGraph.build(
       stored.nodes.map(([id, goal, spec, backendId, label, environment, setting, file, line, col, digest, deps, resource]) => ({
         id,
