@@ -155,9 +155,10 @@ function stateDirInfo(ctx: CliContext): Stats | undefined {
 
 /** Why the state directory cannot be created, for the failures that are the invocation's (exit 64), by error code. */
 const MKDIR_FAILURES: Readonly<Record<string, string>> = {
+  // EPERM too: a directory above it made immutable (chattr +i), or on a filesystem that forbids it.
+  ...SYSTEM_REASONS,
   ENOTDIR: 'a path above it is not a directory',
   EEXIST: 'something that is not a directory is in the way',
-  EACCES: 'permission denied',
   EROFS: 'read-only file system',
   // Under /proc or /sys: a directory there cannot be made.
   ENOENT: 'a directory above it cannot be made there',
