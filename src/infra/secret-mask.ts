@@ -114,6 +114,16 @@ const OPTION = new RegExp(String.raw`((?:^|\s)(--?([A-Za-z][\w-]*))(?:=|\s+))(${
 const OPTION_LIKE = /^--?[A-Za-z]/;
 
 /**
+ * A URL query's parameter that holds a secret there, by its words (`nameWords`), where elsewhere
+ * inside a line such a name is data: an API's `key` (Google Maps' `?key=AIza…`; `get key=user1` is
+ * data), a pre-signed URL's signature (S3's `X-Amz-Signature`, Google Cloud Storage's
+ * `X-Goog-Signature`, CloudFront's `Signature`, an Azure SAS's `sig`; a package's signature is
+ * public), which lets whoever holds the URL do what it does until it expires. Not `signature_date`;
+ * `X-Amz-Credential`, an access key id and its scope, is no signature (its word credential masks it).
+ */
+const QUERY_SECRET_NAME = /^(?:key|sig)$|(?:^|_)signature$/;
+
+/**
  * `name=value` inside a line: a libpq connection string (`host=db password=…`), a URL's query
  * (`?user=app&password=…`), an ODBC or JDBC one (`Server=x;Password=…;`), an XML attribute
  * (`password="…"`). The name (group 1) stands alone: `--password=` is an option (OPTION). Not `==`
@@ -248,8 +258,8 @@ function maskInlineSettings(line: string, found: string[] | undefined): string {
   INLINE_SETTING.lastIndex = 0;
   for (let m = INLINE_SETTING.exec(line); m !== null; m = INLINE_SETTING.exec(line)) {
     let name = m[1]!;
-    // A query's `key` holds a key; `key=` elsewhere may name an XML setting (`<add key="Password" value="…"/>`).
-    const query = queryKey(line, m.index, name);
+    // A query's `key` holds a key, its `sig` a signature; `key=` elsewhere may name an XML setting (`<add key="Password" value="…"/>`).
+    const query = querySecret(line, m.index, name);
     const naming = !query && NAMING_ATTRIBUTE.test(name);
     // No value is read that cannot be masked: one read for each `a=` in `a=a=a=…` would make the pass quadratic.
     if (!naming && !query && !secretName(name, false)) continue;
@@ -312,14 +322,13 @@ function namedSecret(head: string, text: string): boolean {
 }
 
 /**
- * Whether the setting `name` at `at` is a URL query's `key`: an API key so (Google Maps' `?key=AIza…`),
- * where elsewhere inside a line `key` is data (`get key=user1`). A query's: after a `?` that ends a
- * URL's path, or after an `&` (`&amp;` in HTML).
+ * Whether the setting `name` at `at` is a URL query's parameter that holds a secret there
+ * (QUERY_SECRET_NAME). A query's: after a `?` that ends a URL's path, or after an `&` (`&amp;` in HTML).
  */
-function queryKey(line: string, at: number, name: string): boolean {
-  if (name.length !== 3 || name.toLowerCase() !== 'key') return false;
+function querySecret(line: string, at: number, name: string): boolean {
   const before = line[at - 1];
-  return before === '&' || (before === '?' && at > 1 && /[^\s"']/.test(line[at - 2]!)) || line.endsWith('&amp;', at);
+  const inQuery = before === '&' || (before === '?' && at > 1 && /[^\s"']/.test(line[at - 2]!)) || line.endsWith('&amp;', at);
+  return inQuery && QUERY_SECRET_NAME.test(nameWords(name));
 }
 
 /** A setting's value as read in a line: as written (`text`), what is inside its quotes (`inner`), and where that starts (`open`: 1 after a quote). */
@@ -379,7 +388,8 @@ const PEM_END = /-----END [A-Z ]*-----/;
  * looks like a secret masked: the value of a setting whose name says it is
  * one by its words (SECRET_NAME; `DB_PASSWORD=…`, `api_key: …`, `"password": "…"`, `<password>…`,
  * `<entry key="password">…`, `{user: app, password: …}`, `--password=…`, `-H "X-Api-Key: …"`,
- * `host=db password=…`, `?password=…`, `<x password="…"/>`), a URL query's `key` (`?key=…`),
+ * `host=db password=…`, `?password=…`, `<x password="…"/>`), a URL query's `key` and signature
+ * (`?key=…`, `&X-Amz-Signature=…`),
  * a URL's password (`postgres://app:…@db`), a password given to a command
  * known to take one (`mysql -p…`, `curl -u user:…`) and the body of a PEM
  * private key.

@@ -28,6 +28,7 @@ describe('a secret a hand edit writes inside a line', () => {
         'db: {user: app, password: RealProdPw5}',
         '<entry key="db.password">RealProdPw6</entry>',
         'map: https://maps.googleapis.com/maps/api/js?key=RealProdPw7&callback=init',
+        'object: https://b.s3.amazonaws.com/o?X-Amz-Signature=RealProdPw12',
         '',
       ].join('\n'),
     );
@@ -40,6 +41,7 @@ describe('a secret a hand edit writes inside a line', () => {
         '-db: {user: app, password: <secret>}',
         '-<entry key=\\"db.password\\"><secret></entry>',
         '-map: https://maps.googleapis.com/maps/api/js?key=<secret>&callback=init',
+        '-object: https://b.s3.amazonaws.com/o?X-Amz-Signature=<secret>',
       ].join('\\n'),
     );
     await eventually(restored, 5_000, 'the file restored');

@@ -246,7 +246,16 @@ describe('maskSecretLines: a secret inside a line', () => {
     { line: 'url: /v1/items?region=eu&Key=k-2 and /x?v=3&amp;key=k-3&amp;cb=y', out: 'url: /v1/items?region=eu&Key=<secret> and /x?v=3&amp;key=<secret>&amp;cb=y' },
     { line: 'GET /search?sort_key=name&api_key_id=1&keys=a&key_id=2', out: 'GET /search?sort_key=name&api_key_id=1&keys=a&key_id=2' },
     { line: 'redis-cli get key=user1; echo ? key=x', out: 'redis-cli get key=user1; echo ? key=x' },
-  ])('masks a URL query\'s key: $line', ({ line, out }) => {
+    // A pre-signed URL's signature; its session token is masked as a token, its credential (an access key id) as a credential.
+    {
+      line: 'https://b.s3.amazonaws.com/o?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA1%2F20240101&X-Amz-Signature=abcdef0123&X-Amz-Security-Token=FQoGZX',
+      out: 'https://b.s3.amazonaws.com/o?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=<secret>&X-Amz-Signature=<secret>&X-Amz-Security-Token=<secret>',
+    },
+    { line: 'url: https://storage.googleapis.com/b/o?X-Goog-Date=1&X-Goog-Signature=abcdef01', out: 'url: https://storage.googleapis.com/b/o?X-Goog-Date=1&X-Goog-Signature=<secret>' },
+    { line: '<a href="https://a.blob.core.windows.net/c/b?sv=2020&amp;sig=abc%2Bdef">', out: '<a href="https://a.blob.core.windows.net/c/b?sv=2020&amp;sig=<secret>">' },
+    { line: 'https://d.cloudfront.net/x?Expires=1&Signature=abc~def&Key-Pair-Id=K2 /y?signature=abc', out: 'https://d.cloudfront.net/x?Expires=1&Signature=<secret>&Key-Pair-Id=K2 /y?signature=<secret>' },
+    { line: 'GET /x?sort=signature_date&signature_date=1&signed=yes; gpg signature=abc', out: 'GET /x?sort=signature_date&signature_date=1&signed=yes; gpg signature=abc' },
+  ])('masks a URL query\'s key or signature: $line', ({ line, out }) => {
     expect(maskSecretLines([line])).toEqual([out]);
   });
 
@@ -288,6 +297,7 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'many secret options, each value like an option', line: `app${' --token -x'.repeat(100_000)}`, out: `app${' --token <secret>'.repeat(100_000)}` },
     { name: 'many secret-named flags, each before another', line: `app${' --token'.repeat(120_000)} pw`, out: `app${' --token'.repeat(119_999)} --token <secret>` },
     { name: 'many pairs in a JavaScript map, no blank after a colon', line: `{${'a:"b",'.repeat(150_000)}password:"pw"}`, out: `{${'a:"b",'.repeat(150_000)}password:"<secret>"}` },
+    { name: 'many signatures in a query', line: `/x?${'sig=a&'.repeat(150_000)}`, out: `/x?${'sig=<secret>&'.repeat(150_000)}` },
     { name: 'an XML element of many attributes', line: `<entry${' a="1"'.repeat(150_000)} key="password">pw</entry>`, out: `<entry${' a="1"'.repeat(150_000)} key="password"><secret></entry>` },
   ])('masks a 1 MB line in one pass: $name', ({ line, out }) => {
     expect(maskSecretLines([line])).toEqual([out]);
