@@ -164,12 +164,13 @@ const VALUE_ATTRIBUTE = /\s+value\s*=\s*/y;
  * (group 2), all of it or, for `user`, what follows `user:`. Only these: to most other programs
  * `-p` is a port, a path or a flag. `mysql -p db` asks for the password and names a database, so
  * only a glued `-pSECRET` is one; sshpass reads its options up to the program it runs
- * (`sshpass -p SECRET ssh -p 2222 host`: 2222 is ssh's port).
+ * (`sshpass -p SECRET ssh -p 2222 host`: 2222 is ssh's port); curl's `-u` may end a bundle of
+ * one-letter flags (`curl -fsSLu user:SECRET`), as its `-H` may (HEADER_OPTION).
  */
 const PASSWORD_COMMANDS: readonly { command: RegExp; argument: RegExp; user: boolean }[] = [
   { command: /(?<![\w.-])(?:mysql(?:dump|admin)?|mariadb(?:-dump|-admin)?)(?![\w.-])[^|;&\r\n]*/g, argument: new RegExp(String.raw`(\s-p)(${ARGUMENT})`, 'g'), user: false },
   { command: new RegExp(String.raw`(?<![\w.-])sshpass(?:\s+(?:-[fdpP]\s*(?:${ARGUMENT})|-\S*))*`, 'g'), argument: new RegExp(String.raw`(\s-p\s*)(${ARGUMENT})`, 'g'), user: false },
-  { command: /(?<![\w.-])curl(?![\w.-])[^|;&\r\n]*/g, argument: new RegExp(String.raw`(\s(?:-[uU]\s*|--(?:proxy-)?user\s+))(${ARGUMENT})`, 'g'), user: true },
+  { command: /(?<![\w.-])curl(?![\w.-])[^|;&\r\n]*/g, argument: new RegExp(String.raw`(\s(?:-[A-Za-z]*[uU]\s*|--(?:proxy-)?user\s+))(${ARGUMENT})`, 'g'), user: true },
 ];
 
 /**

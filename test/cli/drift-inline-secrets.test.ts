@@ -28,6 +28,7 @@ describe('a secret a hand edit writes inside a line', () => {
         'db: {user: app, password: RealProdPw5}',
         '<entry key="db.password">RealProdPw6</entry>',
         'map: https://maps.googleapis.com/maps/api/js?key=RealProdPw7&callback=init',
+        'fetch: curl -fsSLu app:RealProdPw11 https://x',
         'object: https://b.s3.amazonaws.com/o?X-Amz-Signature=RealProdPw12',
         '',
       ].join('\n'),
@@ -41,6 +42,7 @@ describe('a secret a hand edit writes inside a line', () => {
         '-db: {user: app, password: <secret>}',
         '-<entry key=\\"db.password\\"><secret></entry>',
         '-map: https://maps.googleapis.com/maps/api/js?key=<secret>&callback=init',
+        '-fetch: curl -fsSLu app:<secret> https://x',
         '-object: https://b.s3.amazonaws.com/o?X-Amz-Signature=<secret>',
       ].join('\\n'),
     );

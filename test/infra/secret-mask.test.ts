@@ -145,6 +145,7 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: "mariadb-dump's, quoted", line: "/usr/bin/mariadb-dump -p'a b' db | gzip", out: "/usr/bin/mariadb-dump -p'<secret>' db | gzip" },
     { name: "sshpass's -p, not the port of the ssh it runs", line: 'sshpass -p Hunter2x ssh -p 2222 host', out: 'sshpass -p <secret> ssh -p 2222 host' },
     { name: "curl's -u user:password, the user kept", line: "curl -u admin:pw-1 https://x && curl --user 'admin:p w' x", out: "curl -u admin:<secret> https://x && curl --user 'admin:<secret>' x" },
+    { name: "curl's -u last in a bundle of flags", line: 'curl -su user:s3cret https://x && curl -fsSLu user:s3cret https://y', out: 'curl -su user:<secret> https://x && curl -fsSLu user:<secret> https://y' },
     { name: 'a CRLF line, its CR kept', line: "a password='open\r", out: "a password='<secret>\r" },
     { name: 'XML attributes named by their words', line: '<x sort_key="name" apiKey="k-1"/><entry key="timeout"/><add key="SortKey" value="name"/>', out: '<x sort_key="name" apiKey="<secret>"/><entry key="timeout"/><add key="SortKey" value="name"/>' },
     { name: 'options named by their words, of keytool and openssl too', line: 'app --sort-key name --keyboard us --storepass ks-pw -passin pass:pw1', out: 'app --sort-key name --keyboard us --storepass <secret> -passin <secret>' },
@@ -174,6 +175,7 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: "mysql's -p asking for the password (db is a database)", line: 'mysql -u root -p db' },
     { name: 'a -p of other commands (a port, a flag)', line: 'ssh -p 2222 host; tar -pcf x.tar x; mysql.service -pX' },
     { name: 'curl -u without a password (curl asks)', line: 'curl -u admin https://x' },
+    { name: 'curl with a bundle of flags and no -u in it', line: 'curl -sL https://x && curl -fsSL -o /tmp/u https://y' },
     { name: "a URL's query with a key's id", line: '…/v1/items?api_key_id=12345&region=eu' },
     { name: 'a request with a sort key', line: 'GET /search?sort_key=name&page=2' },
     { name: 'a setting in a value whose name holds PASS', line: 'options: bypass=1' },
@@ -298,6 +300,7 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'many secret-named flags, each before another', line: `app${' --token'.repeat(120_000)} pw`, out: `app${' --token'.repeat(119_999)} --token <secret>` },
     { name: 'many pairs in a JavaScript map, no blank after a colon', line: `{${'a:"b",'.repeat(150_000)}password:"pw"}`, out: `{${'a:"b",'.repeat(150_000)}password:"<secret>"}` },
     { name: 'many signatures in a query', line: `/x?${'sig=a&'.repeat(150_000)}`, out: `/x?${'sig=<secret>&'.repeat(150_000)}` },
+    { name: 'a long bundle of flags before -u', line: `curl -${'s'.repeat(1_000_000)}u a:b`, out: `curl -${'s'.repeat(1_000_000)}u a:<secret>` },
     { name: 'an XML element of many attributes', line: `<entry${' a="1"'.repeat(150_000)} key="password">pw</entry>`, out: `<entry${' a="1"'.repeat(150_000)} key="password"><secret></entry>` },
   ])('masks a 1 MB line in one pass: $name', ({ line, out }) => {
     expect(maskSecretLines([line])).toEqual([out]);
