@@ -85,8 +85,18 @@ const JSON_PAIR = /("([A-Za-z_][\w.-]*)"\s*:\s*)"((?:[^"\\]|\\.)*)"/g;
 /** A URL's password (`postgres://app:PASSWORD@db/app`, `redis://:PASSWORD@cache`): what comes before it (group 1) and it (group 2). */
 const URL_PASSWORD = /((?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s:@/]*:)([^\s@/]+)(?=@)/g;
 
-/** `<password>value</password>`: an XML element's name (group 2) and its text (group 3). */
-const XML_ELEMENT = /(<([A-Za-z_][\w.:-]*)(?:\s[^<>]*)?>)([^<]+)(?=<\/\2>)/g;
+/**
+ * A start tag whose attributes name the `<value>` element that follows it (Spring's `<property
+ * name="password"><value>…</value>`, `<entry key="password"><value>…`), not one that closes itself:
+ * read with that element, so that its naming attribute (`namedSecret`) names the value's text.
+ */
+const XML_VALUE_PARENT = String.raw`<[A-Za-z_][\w.:-]*\s[^<>]*(?<!\/)>\s*(?=<value[\s>])`;
+
+/**
+ * `<password>value</password>`: an XML element's start tag, after the one that names it if it is a
+ * `<value>` (XML_VALUE_PARENT) (group 1), its name (group 2) and its text (group 3).
+ */
+const XML_ELEMENT = new RegExp(String.raw`((?:${XML_VALUE_PARENT})?<([A-Za-z_][\w.:-]*)(?:\s[^<>]*)?>)([^<]+)(?=<\/\2>)`, 'g');
 
 /**
  * In a flow mapping (`{user: app, password: x}`, YAML's or JavaScript's), a key where a pair
@@ -388,9 +398,9 @@ const PEM_END = /-----END [A-Z ]*-----/;
  * Lines of a file as a drift report may show them (a line diff), with what
  * looks like a secret masked: the value of a setting whose name says it is
  * one by its words (SECRET_NAME; `DB_PASSWORD=…`, `api_key: …`, `"password": "…"`, `<password>…`,
- * `<entry key="password">…`, `{user: app, password: …}`, `--password=…`, `-H "X-Api-Key: …"`,
- * `host=db password=…`, `?password=…`, `<x password="…"/>`), a URL query's `key` and signature
- * (`?key=…`, `&X-Amz-Signature=…`),
+ * `<entry key="password">…`, `<property name="password"><value>…`, `{user: app, password: …}`,
+ * `--password=…`, `-H "X-Api-Key: …"`, `host=db password=…`, `?password=…`, `<x password="…"/>`),
+ * a URL query's `key` and signature (`?key=…`, `&X-Amz-Signature=…`),
  * a URL's password (`postgres://app:…@db`), a password given to a command
  * known to take one (`mysql -p…`, `curl -u user:…`) and the body of a PEM
  * private key.

@@ -238,6 +238,12 @@ describe('maskSecretLines: a secret inside a line', () => {
     { line: "<entry key='db.apiKey' >k-1</entry><property name=\"client_secret\">s-1</property>", out: "<entry key='db.apiKey' ><secret></entry><property name=\"client_secret\"><secret></property>" },
     { line: '<entry key="timeout">30</entry><entry key="sort_key">name</entry><entry name="x" key="password"/><entry key="token">false</entry>', out: '<entry key="timeout">30</entry><entry key="sort_key">name</entry><entry name="x" key="password"/><entry key="token">false</entry>' },
     { line: '<entry type="password">p</entry>', out: '<entry type="password">p</entry>' },
+    // Spring's value as a child element.
+    { line: '<property name="password"><value>s3cret</value></property>', out: '<property name="password"><value><secret></value></property>' },
+    { line: '  <property name="db.password">  <value type="java.lang.String">s3cret</value></property>', out: '  <property name="db.password">  <value type="java.lang.String"><secret></value></property>' },
+    { line: '<entry key="password"><value>s3cret</value></entry>', out: '<entry key="password"><value><secret></value></entry>' },
+    { line: '<property name="username"><value>app</value></property><bean name="passwordEncoder"><description>d</description></bean>', out: '<property name="username"><value>app</value></property><bean name="passwordEncoder"><description>d</description></bean>' },
+    { line: '<entry key="password"/><value>v</value>', out: '<entry key="password"/><value>v</value>' },
   ])('reads an XML element by the name its key or name attribute gives: $line', ({ line, out }) => {
     expect(maskSecretLines([line])).toEqual([out]);
   });
@@ -300,6 +306,8 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'many secret-named flags, each before another', line: `app${' --token'.repeat(120_000)} pw`, out: `app${' --token'.repeat(119_999)} --token <secret>` },
     { name: 'many pairs in a JavaScript map, no blank after a colon', line: `{${'a:"b",'.repeat(150_000)}password:"pw"}`, out: `{${'a:"b",'.repeat(150_000)}password:"<secret>"}` },
     { name: 'many signatures in a query', line: `/x?${'sig=a&'.repeat(150_000)}`, out: `/x?${'sig=<secret>&'.repeat(150_000)}` },
+    { name: 'a Spring property of many attributes', line: `<property${' a="1"'.repeat(150_000)} name="password"><value>pw</value>`, out: `<property${' a="1"'.repeat(150_000)} name="password"><value><secret></value>` },
+    { name: 'many Spring values', line: '<property name="password"><value>x</value></property>'.repeat(20_000), out: '<property name="password"><value><secret></value></property>'.repeat(20_000) },
     { name: 'a long bundle of flags before -u', line: `curl -${'s'.repeat(1_000_000)}u a:b`, out: `curl -${'s'.repeat(1_000_000)}u a:<secret>` },
     { name: 'an XML element of many attributes', line: `<entry${' a="1"'.repeat(150_000)} key="password">pw</entry>`, out: `<entry${' a="1"'.repeat(150_000)} key="password"><secret></entry>` },
   ])('masks a 1 MB line in one pass: $name', ({ line, out }) => {
