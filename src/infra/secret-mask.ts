@@ -114,8 +114,19 @@ const FLOW_TOKEN = /[{,]\s*(?:(["'])([A-Za-z_][\w.-]*)\1\s*:|([A-Za-z_][\w.-]*)\
  */
 const FLOW_VALUE = /'((?:[^'\r\n]|'')*)'?|"((?:[^"\\\r\n]|\\.)*)"?|[^\s,{}[\]]+(?:[ \t]+[^\s,{}[\]]+)*/y;
 
-/** A command's argument: in quotes, or up to a blank. */
-const ARGUMENT = String.raw`"[^"]*"|'[^']*'|[^\s"']+`;
+/** A command's argument: in quotes, or up to a blank, a part in quotes glued at its end (`Authorization:'Bearer …'`, `user:'p w'`). */
+const ARGUMENT = String.raw`"[^"]*"|'[^']*'|[^\s"']+(?:"[^"]*"|'[^']*')?`;
+
+/** A command's argument (ARGUMENT) after a blank: the blank (group 1) and the argument (group 2). */
+const COMMAND_ARGUMENT = new RegExp(String.raw`(\s)(${ARGUMENT})`, 'g');
+
+/**
+ * The command line of HTTPie or xh (`http POST api.example.com Authorization:'Bearer …'`), up to
+ * where a shell ends it: their request items give a header as one argument, `Name:value` glued or
+ * `'Name: value'` in quotes. Only after such a command: elsewhere a `name:value` is a port, a time
+ * or a mapping's pair. The command is followed by a blank, so that a URL (`http://…`) is none.
+ */
+const HTTP_ITEMS_COMMAND = /(?<![\w.-])(?:https?|xhs?)(?=[ \t])[^|;&\r\n]*/g;
 
 /** `--password=value`, `--api-key value`: a command-line option as written (group 2), its name (group 3) and its value (group 4). */
 const OPTION = new RegExp(String.raw`((?:^|\s)(--?([A-Za-z][\w-]*))(?:=|\s+))(${ARGUMENT})`, 'g');
@@ -161,6 +172,20 @@ const HEADER_OPTION = /^(?:-[A-Za-z]*H|--header)$/;
 /** An HTTP header (`X-Api-Key: value`): its name (group 1), the colon (group 2) and its value (group 3). */
 const HEADER = /^([A-Za-z][\w-]*)(\s*:\s*)(\S.*)$/;
 
+/**
+ * A web server's directive that sets an HTTP request's or response's header: nginx's
+ * `proxy_set_header Authorization "Bearer …";`, `add_header X-Api-Key …;` (`grpc_set_header`,
+ * `add_trailer` too), Apache's `RequestHeader set Authorization "…"`, `Header always set …` (and
+ * add, append, merge, setifempty), HAProxy's `http-request set-header …`, as their manuals write
+ * them: what comes before the header's name (group 1), its name (group 2, read as HEADER's), the
+ * blanks after it (group 3) and its value (group 4: an argument, without the `;` that ends an nginx
+ * directive).
+ */
+const HEADER_DIRECTIVE = new RegExp(
+  String.raw`((?:^|[\s;{])(?:(?:proxy|grpc)_set_header|add_header|add_trailer|(?:RequestHeader|Header(?:\s+(?:always|onsuccess))?)\s+(?:set|add|append|merge|setifempty)|http-(?:request|response)\s+(?:set|add)-header)\s+)([A-Za-z][\w-]*)(\s+)("[^"]*"|'[^']*'|[^\s"']*[^\s"';])`,
+  'g',
+);
+
 /** An XML attribute in an element's start tag: its name (group 1) and its value, in double (group 2) or single quotes (group 3). */
 const XML_ATTRIBUTE = /\s([\w.:-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g;
 
@@ -185,8 +210,9 @@ const PASSWORD_COMMANDS: readonly { command: RegExp; argument: RegExp; user: boo
 
 /**
  * A line with what looks like a secret in it masked where it is not a whole setting: a JSON pair,
- * a URL's password, an XML element, a flow mapping's pair, a command-line option, an HTTP header
- * given in one, a setting inside the line, a password given to a command known to take one.
+ * a URL's password, an XML element, a flow mapping's pair, an HTTP header a web server's directive
+ * sets, a command-line option, an HTTP header given in one or as an HTTPie request item, a setting
+ * inside the line, a password given to a command known to take one.
  */
 function maskInLine(line: string, found: string[] | undefined): string {
   let out = line;
@@ -198,6 +224,20 @@ function maskInLine(line: string, found: string[] | undefined): string {
   if (out.includes('://')) out = out.replace(URL_PASSWORD, (_all, head: string, password: string) => masked(password, `${head}${SECRET_MASK}`));
   if (out.includes('</')) out = out.replace(XML_ELEMENT, (all, head: string, name: string, text: string) => (secretSetting(name, text) || namedSecret(head, text) ? masked(text, `${head}${SECRET_MASK}`) : all));
   if (out.includes('{')) out = maskFlowPairs(out, found);
+  if (/header/i.test(out)) {
+    out = out.replace(HEADER_DIRECTIVE, (all, head: string, name: string, blanks: string, value: string) => {
+      const secret = headerValueSecret(name, value);
+      return secret === undefined ? all : masked(secret.value, `${head}${name}${blanks}${secret.shown}`);
+    });
+  }
+  if (/(?:https?|xhs?)[ \t]/.test(out)) {
+    out = out.replace(HTTP_ITEMS_COMMAND, (args) =>
+      args.replace(COMMAND_ARGUMENT, (arg, blank: string, item: string) => {
+        const secret = headerArgumentSecret(item);
+        return secret === undefined ? arg : masked(secret.value, `${blank}${secret.shown}`);
+      }),
+    );
+  }
   // Before OPTION: a glued `-pSECRET` would read to it as an option of that name, and the database after it as its value.
   // Each argument a command takes its password in starts with a blank and a `-`.
   if (/\s-/.test(out)) {
@@ -205,11 +245,11 @@ function maskInLine(line: string, found: string[] | undefined): string {
       out = out.replace(command, (args) =>
         args.replace(argument, (arg, head: string, value: string) => {
           const [text, quote] = quoted(value);
-          // curl's is `user:password`: the user stays; without a password curl asks for one.
+          // curl's is `user:password`: the user stays; without a password curl asks for one. Its quotes are kept (`user:'p w'`).
           const from = user ? text.indexOf(':') + 1 : 0;
-          const password = text.slice(from);
+          const [password, inner] = quoted(text.slice(from));
           if ((user && from === 0) || password === '' || password === SECRET_MASK) return arg;
-          return masked(password, `${head}${quote}${text.slice(0, from)}${SECRET_MASK}${quote}`);
+          return masked(password, `${head}${quote}${text.slice(0, from)}${inner}${SECRET_MASK}${inner}${quote}`);
         }),
       );
     }
@@ -249,13 +289,35 @@ function maskOptions(line: string, found: string[] | undefined): string {
   return out + line.slice(copied);
 }
 
+/** A secret found in a line: the value, and what is shown in place of what held it. */
+interface FoundSecret {
+  value: string;
+  shown: string;
+}
+
 /** The secret an option (as written, and its name) is given in `value`, and `value` as shown with it masked; none where neither name says secret. */
-function optionSecret(option: string, name: string, value: string): { value: string; shown: string } | undefined {
+function optionSecret(option: string, name: string, value: string): FoundSecret | undefined {
   if (!HEADER_OPTION.test(option)) return value !== SECRET_MASK && secretSetting(name, value) ? { value: unquoted(value), shown: SECRET_MASK } : undefined;
-  const [text, quote] = quoted(value);
+  return headerArgumentSecret(value);
+}
+
+/**
+ * The secret an HTTP header given in one argument holds (`"X-Api-Key: …"`, `Authorization:'Bearer …'`),
+ * and the argument as shown with it masked, the header's name kept; none where the name says no secret.
+ */
+function headerArgumentSecret(argument: string): FoundSecret | undefined {
+  const [text, quote] = quoted(argument);
   const header = HEADER.exec(text);
-  if (header === null || header[3] === SECRET_MASK || !secretSetting(header[1]!, header[3]!)) return undefined;
-  return { value: header[3]!, shown: `${quote}${header[1]!}${header[2]!}${SECRET_MASK}${quote}` };
+  if (header === null) return undefined;
+  const secret = headerValueSecret(header[1]!, header[3]!);
+  return secret === undefined ? undefined : { value: secret.value, shown: `${quote}${header[1]!}${header[2]!}${secret.shown}${quote}` };
+}
+
+/** The secret in the value of the HTTP header `name` (in quotes or not), and the value as shown with it masked, its quotes kept; none where the name says no secret. */
+function headerValueSecret(name: string, value: string): FoundSecret | undefined {
+  const [text, quote] = quoted(value);
+  if (text === '' || text === SECRET_MASK || !secretSetting(name, text)) return undefined;
+  return { value: text, shown: `${quote}${SECRET_MASK}${quote}` };
 }
 
 /**
@@ -399,8 +461,9 @@ const PEM_END = /-----END [A-Z ]*-----/;
  * looks like a secret masked: the value of a setting whose name says it is
  * one by its words (SECRET_NAME; `DB_PASSWORD=…`, `api_key: …`, `"password": "…"`, `<password>…`,
  * `<entry key="password">…`, `<property name="password"><value>…`, `{user: app, password: …}`,
- * `--password=…`, `-H "X-Api-Key: …"`, `host=db password=…`, `?password=…`, `<x password="…"/>`),
- * a URL query's `key` and signature (`?key=…`, `&X-Amz-Signature=…`),
+ * `--password=…`, `-H "X-Api-Key: …"`, `http … X-Api-Key:…`, `proxy_set_header Authorization "…";`,
+ * `host=db password=…`, `?password=…`, `<x password="…"/>`), a URL query's `key` and signature
+ * (`?key=…`, `&X-Amz-Signature=…`),
  * a URL's password (`postgres://app:…@db`), a password given to a command
  * known to take one (`mysql -p…`, `curl -u user:…`) and the body of a PEM
  * private key.

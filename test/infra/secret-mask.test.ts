@@ -146,6 +146,8 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: "sshpass's -p, not the port of the ssh it runs", line: 'sshpass -p Hunter2x ssh -p 2222 host', out: 'sshpass -p <secret> ssh -p 2222 host' },
     { name: "curl's -u user:password, the user kept", line: "curl -u admin:pw-1 https://x && curl --user 'admin:p w' x", out: "curl -u admin:<secret> https://x && curl --user 'admin:<secret>' x" },
     { name: "curl's -u last in a bundle of flags", line: 'curl -su user:s3cret https://x && curl -fsSLu user:s3cret https://y', out: 'curl -su user:<secret> https://x && curl -fsSLu user:<secret> https://y' },
+    { name: "curl's -u, the password in quotes glued to the user (kept)", line: "curl -u admin:'p w' https://x", out: "curl -u admin:'<secret>' https://x" },
+    { name: 'an option whose value ends in a part in quotes, masked whole', line: "app --password=abc'd ef' -v", out: 'app --password=<secret> -v' },
     { name: 'a CRLF line, its CR kept', line: "a password='open\r", out: "a password='<secret>\r" },
     { name: 'XML attributes named by their words', line: '<x sort_key="name" apiKey="k-1"/><entry key="timeout"/><add key="SortKey" value="name"/>', out: '<x sort_key="name" apiKey="<secret>"/><entry key="timeout"/><add key="SortKey" value="name"/>' },
     { name: 'options named by their words, of keytool and openssl too', line: 'app --sort-key name --keyboard us --storepass ks-pw -passin pass:pw1', out: 'app --sort-key name --keyboard us --storepass <secret> -passin <secret>' },
@@ -212,7 +214,30 @@ describe('maskSecretLines: a secret inside a line', () => {
     { line: 'curl -sH "Accept: text/plain" --xH "X-Api-Key: k" x', out: 'curl -sH "Accept: text/plain" --xH "X-Api-Key: k" x' },
     { line: 'curl -H "Content-Type: application/json" -H "X-Api-Key-Id: 42" -H "Author: ana" -H @headers.txt x', out: 'curl -H "Content-Type: application/json" -H "X-Api-Key-Id: 42" -H "Author: ana" -H @headers.txt x' },
     { line: 'curl -H "Authorization: <secret>" -H "X-Token: none" x', out: 'curl -H "Authorization: <secret>" -H "X-Token: none" x' },
+    { line: "curl -H Authorization:'Bearer abc123' x", out: "curl -H Authorization:'<secret>' x" },
+    // HTTPie's and xh's request items: a header glued to its value, or the whole item in quotes.
+    { line: "http POST api.example.com Authorization:'Bearer abc123'", out: "http POST api.example.com Authorization:'<secret>'" },
+    { line: 'https api.example.com X-API-Key:abc123 Cookie:sid=abc', out: 'https api.example.com X-API-Key:<secret> Cookie:<secret>' },
+    { line: `/usr/bin/xh :3000/x 'X-Api-Key: abc123' | jq . && xhs x "Proxy-Authorization:Basic YWxh"`, out: `/usr/bin/xh :3000/x 'X-Api-Key: <secret>' | jq . && xhs x "Proxy-Authorization:<secret>"` },
+    { line: 'http GET example.com Accept:application/json localhost:8080 X-Api-Key-Id:42 Authorization:', out: 'http GET example.com Accept:application/json localhost:8080 X-Api-Key-Id:42 Authorization:' },
+    // Not after such a command: a URL, a time, a word of prose.
+    { line: 'echo http://x Authorization:abc123; at 12:30 Cookie:abc123; https', out: 'echo http://x Authorization:abc123; at 12:30 Cookie:abc123; https' },
   ])('reads a header given to a command by its name: $line', ({ line, out }) => {
+    expect(maskSecretLines([line])).toEqual([out]);
+  });
+
+  // A web server's directive that sets a header (nginx, Apache, HAProxy): its value is masked where the header's name says secret.
+  it.each([
+    { line: 'proxy_set_header Authorization "Bearer abc123";', out: 'proxy_set_header Authorization "<secret>";' },
+    { line: '  add_header X-Api-Key abc123;', out: '  add_header X-Api-Key <secret>;' },
+    { line: 'RequestHeader set Authorization "Bearer abc123"', out: 'RequestHeader set Authorization "<secret>"' },
+    { line: "Header always set Cookie 'sid=abc; theme=dark' env=x", out: "Header always set Cookie '<secret>' env=x" },
+    { line: 'http-request set-header Proxy-Authorization "Basic YWxh"', out: 'http-request set-header Proxy-Authorization "<secret>"' },
+    { line: 'location / { grpc_set_header X-Auth-Token tok-1; proxy_set_header Host $host; }', out: 'location / { grpc_set_header X-Auth-Token <secret>; proxy_set_header Host $host; }' },
+    { line: 'proxy_set_header Host $host;', out: 'proxy_set_header Host $host;' },
+    { line: 'add_header Cache-Control no-cache; add_header X-Api-Key-Id 42;', out: 'add_header Cache-Control no-cache; add_header X-Api-Key-Id 42;' },
+    { line: 'proxy_set_header Authorization ""; RequestHeader unset Authorization', out: 'proxy_set_header Authorization ""; RequestHeader unset Authorization' },
+  ])('reads a header a web server\'s directive sets by its name: $line', ({ line, out }) => {
     expect(maskSecretLines([line])).toEqual([out]);
   });
 
@@ -305,6 +330,9 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'many secret options, each value like an option', line: `app${' --token -x'.repeat(100_000)}`, out: `app${' --token <secret>'.repeat(100_000)}` },
     { name: 'many secret-named flags, each before another', line: `app${' --token'.repeat(120_000)} pw`, out: `app${' --token'.repeat(119_999)} --token <secret>` },
     { name: 'many pairs in a JavaScript map, no blank after a colon', line: `{${'a:"b",'.repeat(150_000)}password:"pw"}`, out: `{${'a:"b",'.repeat(150_000)}password:"<secret>"}` },
+    { name: 'many header directives', line: 'add_header X-Api-Key k; '.repeat(40_000), out: 'add_header X-Api-Key <secret>; '.repeat(40_000) },
+    { name: 'many header directives without a value', line: `x${' proxy_set_header'.repeat(60_000)}`, out: `x${' proxy_set_header'.repeat(60_000)}` },
+    { name: 'many request items of HTTPie', line: `http${" X-Api-Key:'k'".repeat(70_000)}`, out: `http${" X-Api-Key:'<secret>'".repeat(70_000)}` },
     { name: 'many signatures in a query', line: `/x?${'sig=a&'.repeat(150_000)}`, out: `/x?${'sig=<secret>&'.repeat(150_000)}` },
     { name: 'a Spring property of many attributes', line: `<property${' a="1"'.repeat(150_000)} name="password"><value>pw</value>`, out: `<property${' a="1"'.repeat(150_000)} name="password"><value><secret></value>` },
     { name: 'many Spring values', line: '<property name="password"><value>x</value></property>'.repeat(20_000), out: '<property name="password"><value><secret></value></property>'.repeat(20_000) },
