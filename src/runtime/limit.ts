@@ -152,6 +152,27 @@ export class KeyedSerializer {
   }
 }
 
+/**
+ * `Semaphore` slots that the tasks sharing a key take in turns (`KeyedSerializer`): such a task waits until
+ * those asked for before it under its key are done, holding no slot meanwhile, and only then takes one. The
+ * daemon's `--concurrency`, shared by its worker loops and its deletes: changes that would wait for each
+ * other's turn in their backend (`NodeProvisioner.serialKey`) wait here instead, never in a slot.
+ */
+export class KeyedSlots {
+  readonly #slots: Semaphore;
+  readonly #turns = new KeyedSerializer();
+
+  constructor(size: number) {
+    this.#slots = new Semaphore(size);
+  }
+
+  /** Runs `task` in `weight` slots (`Semaphore.run`), with a `key` once its turn under it has come. */
+  run<T>(task: () => Promise<T>, options: { readonly weight?: number; readonly key?: string | undefined } = {}): Promise<T> {
+    const slotted = (): Promise<T> => this.#slots.run(task, options.weight);
+    return options.key === undefined ? slotted() : this.#turns.run(options.key, slotted);
+  }
+}
+
 /** How long a slice of synchronous work runs before `Pacer` lets the event loop turn. */
 export const PACE_SLICE_MS = 4;
 

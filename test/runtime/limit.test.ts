@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { forEachLimit, KeyedSerializer, mapLimit, Pacer, Semaphore } from '../../src/runtime/index.ts';
+import { forEachLimit, KeyedSerializer, KeyedSlots, mapLimit, Pacer, Semaphore } from '../../src/runtime/index.ts';
 
 const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 1));
 
@@ -193,5 +193,27 @@ describe('Semaphore', () => {
     const slots = new Semaphore(1);
     await expect(slots.run(() => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
     expect(await slots.run(() => Promise.resolve('next'))).toBe('next');
+  });
+});
+
+describe('KeyedSlots', () => {
+  it('a task waiting for its key\'s turn holds no slot: one of another key, or of none, takes it meanwhile', async () => {
+    const slots = new KeyedSlots(2);
+    const started: string[] = [];
+    let release = (): void => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    const task = (name: string, wait?: Promise<void>) => async (): Promise<string> => {
+      started.push(name);
+      await wait;
+      return name;
+    };
+    const first = slots.run(task('a1', gate), { key: 'a' });
+    const second = slots.run(task('a2'), { key: 'a' });
+    // One slot is a1's; a2 waits for a1, in no slot: b1 and the one without a key take the other in turn.
+    expect(await Promise.all([slots.run(task('b1'), { key: 'b' }), slots.run(task('none'))])).toEqual(['b1', 'none']);
+    expect(started).not.toContain('a2');
+    release();
+    expect(await Promise.all([first, second])).toEqual(['a1', 'a2']);
+    expect(started.at(-1)).toBe('a2');
   });
 });
