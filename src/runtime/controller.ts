@@ -15,7 +15,7 @@ import type { NodeEventType } from './node-machine.ts';
 import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult, ResolvedAt } from './provisioner.ts';
 import type { ProvisionStep } from './reconciler.ts';
 import { correctionStep, emptySummary, leavingDrift, runSteps, withoutIgnored } from './reconciler.ts';
-import { Semaphore } from './limit.ts';
+import { KeyedSlots } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
@@ -211,8 +211,11 @@ export class Controller<S extends NodeSpec> {
   private stopWatching: (() => void) | undefined;
   private readonly abort = new AbortController();
   private loops: Promise<void>[] = [];
-  /** The operations in flight across every worker loop: at most `concurrency`, as `--concurrency` says. */
-  private readonly slots: Semaphore;
+  /**
+   * The operations in flight across every worker loop and delete: at most `concurrency`, as `--concurrency`
+   * says; those that share a `serialKey` take their turns before their slots (`KeyedSlots`).
+   */
+  private readonly slots: KeyedSlots;
   /** Operations left pending by a crash, by node: resolved by observing, never repeated blindly. */
   private readonly pending = new Map<NodeId, PendingOperation[]>();
   private firstRoundLeft = new Set<NodeId>();
@@ -253,7 +256,7 @@ export class Controller<S extends NodeSpec> {
       watch: options.watch,
     };
     this.queue = new WorkQueue<NodeId>({ clock: this.o.clock });
-    this.slots = new Semaphore(this.o.concurrency);
+    this.slots = new KeyedSlots(this.o.concurrency);
     this.deferred = new DeferredWrites(this.o.store);
     this.breakers = new CircuitBreakers({ clock: this.o.clock, config: this.o.circuitBreaker });
     for (const r of this.o.store.listNodes()) {
@@ -1400,7 +1403,9 @@ export class Controller<S extends NodeSpec> {
       return false;
     }
     const ctx = { ...this.context(), outputsOf: removedOutputsOf(r, this.outputsOf) };
-    const result = await this.provision(node, 'delete', () => this.slots.run(() => this.o.provisioner.delete(node, ctx)));
+    // Its turn at what it rewrites first, as a pass's creates and updates take theirs (`runSteps`): one waiting
+    // behind another change of its file holds no slot the other nodes could use.
+    const result = await this.provision(node, 'delete', async () => this.slots.run(() => this.o.provisioner.delete(node, ctx), { key: await this.o.provisioner.serialKey?.(node, ctx) }));
     if (result === undefined) return false;
     if (result.status === 'done') {
       this.backendAnswered(r.backendId);

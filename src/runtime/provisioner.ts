@@ -174,8 +174,9 @@ export interface NodeProvisioner<S extends NodeSpec = NodeSpec> {
   /**
    * Optional: what the node's create, update or delete rewrites that other nodes' may rewrite too (a
    * file several nodes edit: its real path), where the provisioner runs such changes one after another;
-   * undefined for most. The runtime runs a pass's changes that share a key one after another, as one of
-   * its `concurrency`, so that those waiting their turn never take the places of others. Calls nothing.
+   * undefined for most. The runtime runs the changes that share a key one after another (a pass's as one
+   * of its `concurrency`; the daemon's, of all its passes and deletes, each taking its slot once its turn
+   * has come), so that those waiting their turn never take the places of others. Calls nothing.
    */
   serialKey?(node: DesiredNode<S>, ctx: OperationContext): Promise<string | undefined>;
 }

@@ -14,7 +14,7 @@ import { corrected, driftBlocksDependents, driftLeft, driftReport, uncorrectable
 import { assertNever, errorMessage } from './errors.ts';
 import { awaitsOutput } from './interpolation.ts';
 import { forEachKeyedLimit } from './limit.ts';
-import type { Semaphore } from './limit.ts';
+import type { KeyedSlots } from './limit.ts';
 import { appliedAtSpec, carriedRecord, deleteBar, type DeletionEdges, deletionEdges, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedEdges, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
@@ -774,13 +774,13 @@ export async function runSteps<S extends NodeSpec>(
   steps: readonly ProvisionStep<S>[],
   ctx: OperationContext,
   concurrency: number,
-  slots?: Semaphore,
+  slots?: KeyedSlots,
   /** Told each step's result as soon as it is known (a batch call's, when the call returns), before the others finish. */
   onResult?: (index: number, result: ProvisionResult) => void,
 ): Promise<ProvisionResult[]> {
   // Without shared slots (apply: one pass), these alone bound it; with them (the daemon's worker loops), every
   // operation in flight, single or in a batch, also holds a slot of the daemon's one --concurrency.
-  const held = <T>(task: () => Promise<T>, weight = 1): Promise<T> => (slots === undefined ? task() : slots.run(task, weight));
+  const held = <T>(task: () => Promise<T>, weight = 1, key?: string): Promise<T> => (slots === undefined ? task() : slots.run(task, { weight, key }));
   const results = new Array<ProvisionResult>(steps.length);
   const settled = (i: number, r: ProvisionResult): void => {
     results[i] = r;
@@ -792,7 +792,8 @@ export async function runSteps<S extends NodeSpec>(
   const batchCreates = provisioner.createMany !== undefined && creates.length > 1;
   const batchUpdates = provisioner.updateMany !== undefined && updates.length > 1;
   const singles = [...(batchCreates ? [] : creates), ...(batchUpdates ? [] : updates)].sort((a, b) => a - b);
-  // The provisioner would run these one after another anyway: each waits its turn here, holding no slot.
+  // The provisioner would run these one after another anyway: each waits its turn here (and in `slots`, with the
+  // key's other changes, the daemon's deletes and other passes'), holding no slot.
   const keys = provisioner.serialKey === undefined ? new Map<number, string | undefined>() : new Map(await Promise.all(singles.map(async (i) => [i, await provisioner.serialKey!(steps[i]!.node, ctx)] as const)));
   const one = forEachKeyedLimit(
     singles,
@@ -800,7 +801,7 @@ export async function runSteps<S extends NodeSpec>(
     (i) => keys.get(i),
     async (i) => {
       const st = steps[i]!;
-      settled(i, await held(() => (st.op === 'create' ? provisioner.create(st.node, ctx) : provisioner.update(st.node, st.diffs, ctx))));
+      settled(i, await held(() => (st.op === 'create' ? provisioner.create(st.node, ctx) : provisioner.update(st.node, st.diffs, ctx)), 1, keys.get(i)));
     },
   );
   const many = async (which: readonly number[], call: () => Promise<ReadonlyMap<NodeId, ProvisionResult>>): Promise<void> => {

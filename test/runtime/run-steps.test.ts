@@ -1,6 +1,6 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { KeyedSerializer, Semaphore } from '../../src/runtime/index.ts';
+import { KeyedSerializer, KeyedSlots } from '../../src/runtime/index.ts';
 import { runSteps } from '../../src/runtime/reconciler.ts';
 import type { ProvisionStep } from '../../src/runtime/reconciler.ts';
 import type { DesiredNode, FieldDiff, NodeId, NodeProvisioner, NodeSpec, Observation, OperationContext, ProvisionResult, UpdateRequest } from '../../src/runtime/index.ts';
@@ -109,7 +109,7 @@ describe('runSteps', () => {
       },
     };
     const files = ['f1', 'f2', 'f3', 'f4', 'f5', 'f6'];
-    const results = await runSteps(p, [...files.map(create), create('other')], ctx, 2, new Semaphore(2));
+    const results = await runSteps(p, [...files.map(create), create('other')], ctx, 2, new KeyedSlots(2));
     expect(results.every((r) => r.status === 'done')).toBe(true);
     expect(log.indexOf('start other')).toBeLessThan(log.indexOf('end f1'));
     expect(log.filter((l) => l !== 'start other')).toEqual(files.flatMap((f) => [`start ${f}`, `end ${f}`]));
