@@ -766,8 +766,11 @@ export function leavingDrift<S extends NodeSpec>(node: DesiredNode<S>, diffs: re
  * the provisioner has them and there is more than one (a batching backend
  * makes them in one transaction or one filesystem flush), the rest one call
  * per node, at most `concurrency` in flight, those that share a `serialKey`
- * one after another as one of them. The caller records every step
- * as pending before and finished after, as for single calls.
+ * one after another as one of them. With `slots` (the daemon's), a step with
+ * a `serialKey` is never part of a batch call: it waits for its key's turn in
+ * `slots`, holding none, as the key's other changes do (the daemon's deletes
+ * and other passes'). The caller records every step as pending before and
+ * finished after, as for single calls.
  */
 export async function runSteps<S extends NodeSpec>(
   provisioner: NodeProvisioner<S>,
@@ -789,12 +792,21 @@ export async function runSteps<S extends NodeSpec>(
   const indexes = (op: ProvisionStep<S>['op']): number[] => steps.flatMap((st, i) => (st.op === op ? [i] : []));
   const creates = indexes('create');
   const updates = indexes('update');
-  const batchCreates = provisioner.createMany !== undefined && creates.length > 1;
-  const batchUpdates = provisioner.updateMany !== undefined && updates.length > 1;
-  const singles = [...(batchCreates ? [] : creates), ...(batchUpdates ? [] : updates)].sort((a, b) => a - b);
-  // The provisioner would run these one after another anyway: each waits its turn here (and in `slots`, with the
-  // key's other changes, the daemon's deletes and other passes'), holding no slot.
-  const keys = provisioner.serialKey === undefined ? new Map<number, string | undefined>() : new Map(await Promise.all(singles.map(async (i) => [i, await provisioner.serialKey!(steps[i]!.node, ctx)] as const)));
+  const batchable = (which: readonly number[], call: unknown): boolean => call !== undefined && which.length > 1;
+  // The provisioner would run the steps that share a key one after another anyway: each waits its turn here (and
+  // in `slots`, with the key's other changes, the daemon's deletes and other passes'), holding no slot. Asked of
+  // the steps that may go alone: with shared slots every one (a batch call would hold its slots while one of its
+  // steps waits for its turn), else those no batch call takes.
+  const alone = slots !== undefined ? [...creates, ...updates] : [...(batchable(creates, provisioner.createMany) ? [] : creates), ...(batchable(updates, provisioner.updateMany) ? [] : updates)];
+  const keys = provisioner.serialKey === undefined ? new Map<number, string | undefined>() : new Map(await Promise.all(alone.map(async (i) => [i, await provisioner.serialKey!(steps[i]!.node, ctx)] as const)));
+  const batched = (which: readonly number[], call: unknown): number[] => {
+    const unkeyed = which.filter((i) => keys.get(i) === undefined);
+    return batchable(unkeyed, call) ? unkeyed : [];
+  };
+  const batchedCreates = batched(creates, provisioner.createMany);
+  const batchedUpdates = batched(updates, provisioner.updateMany);
+  const inBatch = new Set([...batchedCreates, ...batchedUpdates]);
+  const singles = [...creates, ...updates].filter((i) => !inBatch.has(i)).sort((a, b) => a - b);
   const one = forEachKeyedLimit(
     singles,
     concurrency,
@@ -810,9 +822,11 @@ export async function runSteps<S extends NodeSpec>(
   };
   await Promise.all([
     one,
-    batchCreates && many(creates, () => held(() => provisioner.createMany!(creates.map((i) => steps[i]!.node), ctx, concurrency), Math.min(concurrency, creates.length))),
-    batchUpdates &&
-      many(updates, () => held(() => provisioner.updateMany!(updates.map((i) => ({ node: steps[i]!.node, diffs: steps[i]!.diffs })), ctx, concurrency), Math.min(concurrency, updates.length))),
+    batchedCreates.length > 0 && many(batchedCreates, () => held(() => provisioner.createMany!(batchedCreates.map((i) => steps[i]!.node), ctx, concurrency), Math.min(concurrency, batchedCreates.length))),
+    batchedUpdates.length > 0 &&
+      many(batchedUpdates, () =>
+        held(() => provisioner.updateMany!(batchedUpdates.map((i) => ({ node: steps[i]!.node, diffs: steps[i]!.diffs })), ctx, concurrency), Math.min(concurrency, batchedUpdates.length)),
+      ),
   ]);
   return results;
 }

@@ -130,4 +130,28 @@ describe('Controller: changes that take turns at one file hold no --concurrency 
     for (const id of ['k1', 'k2']) expect(s.h.backend.snapshot().get(id)?.spec).toMatchObject({ content: 'K' });
     expect(s.h.store.listNodes().every((r) => r.status === 'ready')).toBe(true);
   });
+
+  it('the corrections of one pass at the file take one slot between them, also where the pass batches them: a delete elsewhere goes on meanwhile', async () => {
+    const keys = ['k1', 'k2', 'k3', 'k4', 'k5'];
+    const kept = keys.map((id) => fileNode(id, 'K')).join('');
+    // Five slots: one worker loop, whose batch of five corrections would take them all as one batch call.
+    const s = await sharedFile(goalYaml(kept + deletable('x'), { prune: true }), 5);
+    s.close();
+    for (const id of keys) s.h.backend.tamper(id, { content: 'theirs' });
+    let reload: Promise<void> | undefined;
+    try {
+      await vi.waitFor(() => expect(s.events.filter((e) => e.endsWith(' in turn'))).toHaveLength(1));
+      reload = s.h.controller.setGraph(compileYaml(goalYaml(kept, { prune: true })).graph);
+      await vi.waitFor(() => expect(s.events).toContain('delete x asked'));
+      // The file's corrections still wait for the first: the delete did not wait for them.
+      expect(s.events.filter((e) => e.endsWith(' in turn'))).toHaveLength(1);
+    } finally {
+      s.open();
+    }
+    await reload;
+    await s.h.settle();
+    expect([...s.h.backend.snapshot().keys()].sort()).toEqual(keys);
+    for (const id of keys) expect(s.h.backend.snapshot().get(id)?.spec).toMatchObject({ content: 'K' });
+    expect(s.h.store.listNodes().map((r) => r.status)).toEqual(keys.map(() => 'ready'));
+  });
 });

@@ -18,6 +18,7 @@ class Recorder implements NodeProvisioner<NodeSpec> {
   readonly updateDiffs = new Map<NodeId, readonly FieldDiff[]>();
   createMany?: NodeProvisioner<NodeSpec>['createMany'];
   updateMany?: NodeProvisioner<NodeSpec>['updateMany'];
+  serialKey?: NodeProvisioner<NodeSpec>['serialKey'];
 
   constructor(batching: boolean, drop?: NodeId) {
     if (!batching) return;
@@ -80,6 +81,17 @@ describe('runSteps', () => {
     const p = new Recorder(true, 'u2');
     const results = await runSteps(p, [update('u1'), update('u2'), create('c1'), create('c2')], ctx, 2);
     expect(via(results)).toEqual(['batch', 'unknown', 'batch', 'batch']);
+  });
+
+  it.each([
+    { name: "with shared slots (the daemon's), a step with a serialKey goes alone: a batch call would hold its slots while it waits", slots: true, calls: ['create f1', 'create f2', 'createMany c1,c2', 'update f3'] },
+    { name: 'without (apply), the batch calls take every step', slots: false, calls: ['createMany f1,c1,f2,c2', 'update f3'] },
+  ])('$name', async ({ slots, calls }) => {
+    const p = new Recorder(true);
+    p.serialKey = (n) => Promise.resolve(n.id.startsWith('f') ? 'app.json' : undefined);
+    const results = await runSteps(p, [create('f1'), create('c1'), create('f2'), create('c2'), update('f3')], ctx, 4, slots ? new KeyedSlots(4) : undefined);
+    expect(p.calls.sort()).toEqual(calls);
+    expect(results.every((r) => r.status === 'done')).toBe(true);
   });
 
   it('steps that share a serialKey run one after another as one of the concurrency: the others never wait behind them', async () => {
