@@ -19,9 +19,12 @@ if (!hasJq) warnSkipped(['SKIPPING the script shared-file CLI tests: jq is not o
 const daemons = trackDaemons();
 const KEYS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
 
-/** A script backend (built-in templates) rooted at `root`, and a goal keeping each key of app.json equal to its index plus `base`. */
-function goals(base = 0): string {
-  const nodes = KEYS.map((k, i) => `    - { id: key-${k}, type: generic.resource, spec: { input: { file: app.json, key: ${k}, value: ${base + i} } } }\n`).join('');
+/**
+ * A script backend (built-in templates) rooted at `root`, and a goal keeping each key of app.json in `keys` equal to
+ * its index plus `base`; the others deleted (prune, Delete).
+ */
+function goals(base = 0, keys = KEYS): string {
+  const nodes = keys.map((k, i) => `    - { id: key-${k}, type: generic.resource, deletionPolicy: Delete, spec: { input: { file: app.json, key: ${k}, value: ${base + i} } } }\n`).join('');
   return `apiVersion: desiredstate/v1
 kind: Backend
 metadata: { name: scripts }
@@ -31,6 +34,7 @@ apiVersion: desiredstate/v1
 kind: Goal
 metadata: { name: g, environment: dev }
 spec:
+  prune: true
   defaults: { backend: scripts }
   nodes:
 ${nodes}`;
@@ -80,5 +84,24 @@ describe.skipIf(!hasJq)('json-key nodes on one file', () => {
     );
     expect(failures(p)).toEqual([]);
     expect(fileOf(p)).toEqual(keysFrom(0));
+  });
+
+  it('the daemon deletes the keys removed from the goals while it updates the others, none lost and no run failed', async () => {
+    const p = await approvedProject();
+    const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
+    await d.port();
+    const count = (where: string): number => (stateRows(p.state, `SELECT COUNT(*) AS n FROM nodes WHERE ${where}`) as { n: number }[])[0]!.n;
+    await eventually(() => count("status IN ('ready', 'failed', 'held')") === KEYS.length, 30_000, 'every node ready or failed');
+    // Half the keys go (as many as the mass-deletion guard lets a revision delete), the others change: the
+    // reload's deletes and a worker's updates take the file's turns.
+    const kept = KEYS.slice(0, 4);
+    p.write('g.yaml', goals(10, kept));
+    await eventually(
+      () => (count('1 = 1') === kept.length && count("status = 'ready'") === kept.length) || count("status IN ('failed', 'held')") > 0,
+      30_000,
+      'the removed nodes deleted and the others updated, or one failed',
+    );
+    expect(failures(p)).toEqual([]);
+    expect(fileOf(p)).toEqual(Object.fromEntries(kept.map((k, i) => [k, 10 + i])));
   });
 });
