@@ -173,18 +173,27 @@ const HEADER_OPTION = /^(?:-[A-Za-z]*H|--header)$/;
 const HEADER = /^([A-Za-z][\w-]*)(\s*:\s*)(\S.*)$/;
 
 /**
- * A web server's directive that sets an HTTP request's or response's header: nginx's
- * `proxy_set_header Authorization "Bearer …";`, `add_header X-Api-Key …;` (`grpc_set_header`,
- * `add_trailer` too), Apache's `RequestHeader set Authorization "…"`, `Header always set …` (and
- * add, append, merge, setifempty), HAProxy's `http-request set-header …`, as their manuals write
- * them: what comes before the header's name (group 1), its name (group 2, read as HEADER's), the
- * blanks after it (group 3) and its value (group 4: an argument, without the `;` that ends an nginx
- * directive).
+ * A web server's directive that sets an HTTP request's or response's header (`directive`: the
+ * directive's words), as its manual writes it: what comes before the header's name (group 1), its
+ * name (group 2, read as HEADER's), the blanks after it (group 3) and its value (group 4: in quotes,
+ * else as `value` reads one).
  */
-const HEADER_DIRECTIVE = new RegExp(
-  String.raw`((?:^|[\s;{])(?:(?:proxy|grpc)_set_header|add_header|add_trailer|(?:RequestHeader|Header(?:\s+(?:always|onsuccess))?)\s+(?:set|add|append|merge|setifempty)|http-(?:request|response)\s+(?:set|add)-header)\s+)([A-Za-z][\w-]*)(\s+)("[^"]*"|'[^']*'|[^\s"']*[^\s"';])`,
-  'g',
-);
+function headerDirective(directive: string, value: string): RegExp {
+  return new RegExp(String.raw`((?:^|[\s;{])(?:${directive})\s+)([A-Za-z][\w-]*)(\s+)("[^"]*"|'[^']*'|${value})`, 'g');
+}
+
+/**
+ * The web servers' directives that set a header (`headerDirective`): nginx's `proxy_set_header
+ * Authorization "Bearer …";`, `add_header X-Api-Key …;` (`grpc_set_header`, `add_trailer` too), whose
+ * value a `;` ends, the next directive maybe right after it (`add_header A a;add_header B b;`);
+ * Apache's `RequestHeader set Authorization "…"`, `Header always set …` (and add, append, merge,
+ * setifempty) and HAProxy's `http-request set-header …`, to which a `;` is part of a value
+ * (`sid=abc;theme=dark`).
+ */
+const HEADER_DIRECTIVES: readonly RegExp[] = [
+  headerDirective(String.raw`(?:proxy|grpc)_set_header|add_header|add_trailer`, String.raw`[^\s"';]+`),
+  headerDirective(String.raw`(?:RequestHeader|Header(?:\s+(?:always|onsuccess))?)\s+(?:set|add|append|merge|setifempty)|http-(?:request|response)\s+(?:set|add)-header`, String.raw`[^\s"']+`),
+];
 
 /** An XML attribute in an element's start tag: its name (group 1) and its value, in double (group 2) or single quotes (group 3). */
 const XML_ATTRIBUTE = /\s([\w.:-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g;
@@ -225,10 +234,12 @@ function maskInLine(line: string, found: string[] | undefined): string {
   if (out.includes('</')) out = out.replace(XML_ELEMENT, (all, head: string, name: string, text: string) => (secretSetting(name, text) || namedSecret(head, text) ? masked(text, `${head}${SECRET_MASK}`) : all));
   if (out.includes('{')) out = maskFlowPairs(out, found);
   if (/header/i.test(out)) {
-    out = out.replace(HEADER_DIRECTIVE, (all, head: string, name: string, blanks: string, value: string) => {
-      const secret = headerValueSecret(name, value);
-      return secret === undefined ? all : masked(secret.value, `${head}${name}${blanks}${secret.shown}`);
-    });
+    for (const directive of HEADER_DIRECTIVES) {
+      out = out.replace(directive, (all, head: string, name: string, blanks: string, value: string) => {
+        const secret = headerValueSecret(name, value);
+        return secret === undefined ? all : masked(secret.value, `${head}${name}${blanks}${secret.shown}`);
+      });
+    }
   }
   if (/(?:https?|xhs?)[ \t]/.test(out)) {
     out = out.replace(HTTP_ITEMS_COMMAND, (args) =>

@@ -237,6 +237,10 @@ describe('maskSecretLines: a secret inside a line', () => {
     { line: 'proxy_set_header Host $host;', out: 'proxy_set_header Host $host;' },
     { line: 'add_header Cache-Control no-cache; add_header X-Api-Key-Id 42;', out: 'add_header Cache-Control no-cache; add_header X-Api-Key-Id 42;' },
     { line: 'proxy_set_header Authorization ""; RequestHeader unset Authorization', out: 'proxy_set_header Authorization ""; RequestHeader unset Authorization' },
+    // A `;` ends nginx's directive, and the next may follow it without a blank; to Apache a `;` is part of a value.
+    { line: 'add_header X-Api-Key abc;add_header Cookie c;', out: 'add_header X-Api-Key <secret>;add_header Cookie <secret>;' },
+    { line: 'add_header Cache-Control no-cache;add_header X-Api-Key abc;', out: 'add_header Cache-Control no-cache;add_header X-Api-Key <secret>;' },
+    { line: 'Header set Cookie sid=abc;theme=dark', out: 'Header set Cookie <secret>' },
   ])('reads a header a web server\'s directive sets by its name: $line', ({ line, out }) => {
     expect(maskSecretLines([line])).toEqual([out]);
   });
@@ -331,6 +335,7 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'many secret-named flags, each before another', line: `app${' --token'.repeat(120_000)} pw`, out: `app${' --token'.repeat(119_999)} --token <secret>` },
     { name: 'many pairs in a JavaScript map, no blank after a colon', line: `{${'a:"b",'.repeat(150_000)}password:"pw"}`, out: `{${'a:"b",'.repeat(150_000)}password:"<secret>"}` },
     { name: 'many header directives', line: 'add_header X-Api-Key k; '.repeat(40_000), out: 'add_header X-Api-Key <secret>; '.repeat(40_000) },
+    { name: 'many nginx header directives, no blank after a `;`', line: 'add_header X-Api-Key k;'.repeat(40_000), out: 'add_header X-Api-Key <secret>;'.repeat(40_000) },
     { name: 'many header directives without a value', line: `x${' proxy_set_header'.repeat(60_000)}`, out: `x${' proxy_set_header'.repeat(60_000)}` },
     { name: 'many request items of HTTPie', line: `http${" X-Api-Key:'k'".repeat(70_000)}`, out: `http${" X-Api-Key:'<secret>'".repeat(70_000)}` },
     { name: 'many signatures in a query', line: `/x?${'sig=a&'.repeat(150_000)}`, out: `/x?${'sig=<secret>&'.repeat(150_000)}` },
