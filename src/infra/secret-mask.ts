@@ -195,6 +195,22 @@ const HEADER_DIRECTIVES: readonly RegExp[] = [
   headerDirective(String.raw`(?:RequestHeader|Header(?:\s+(?:always|onsuccess))?)\s+(?:set|add|append|merge|setifempty)|http-(?:request|response)\s+(?:set|add)-header`, String.raw`[^\s"']+`),
 ];
 
+/**
+ * nginx's headers-more directives, `more_set_headers 'Authorization: Bearer …';` and
+ * `more_set_input_headers`, up to the `;` that ends them (not one in quotes): each gives a header as
+ * one argument, as curl's `-H` does, after options of its own (`-s 404`, `-t text/html`).
+ */
+const MORE_HEADERS_DIRECTIVE = /(?<![\w.-])more_set(?:_input)?_headers(?=\s)(?:[^;"'\r\n]|"[^"]*"|'[^']*')*/g;
+
+/**
+ * Where each argument may be an HTTP header given in one (`headerArgumentSecret`), read as `item`
+ * reads one: after HTTPie or xh (HTTP_ITEMS_COMMAND), and in nginx's headers-more directives.
+ */
+const HEADER_ARGUMENTS: readonly { command: RegExp; item: RegExp }[] = [
+  { command: HTTP_ITEMS_COMMAND, item: HEADER },
+  { command: MORE_HEADERS_DIRECTIVE, item: HEADER },
+];
+
 /** An XML attribute in an element's start tag: its name (group 1) and its value, in double (group 2) or single quotes (group 3). */
 const XML_ATTRIBUTE = /\s([\w.:-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g;
 
@@ -220,8 +236,8 @@ const PASSWORD_COMMANDS: readonly { command: RegExp; argument: RegExp; user: boo
 /**
  * A line with what looks like a secret in it masked where it is not a whole setting: a JSON pair,
  * a URL's password, an XML element, a flow mapping's pair, an HTTP header a web server's directive
- * sets, a command-line option, an HTTP header given in one or as an HTTPie request item, a setting
- * inside the line, a password given to a command known to take one.
+ * sets, a command-line option, an HTTP header given in one (to curl, as an HTTPie request item, to
+ * nginx's `more_set_headers`), a setting inside the line, a password given to a command known to take one.
  */
 function maskInLine(line: string, found: string[] | undefined): string {
   let out = line;
@@ -241,13 +257,15 @@ function maskInLine(line: string, found: string[] | undefined): string {
       });
     }
   }
-  if (/(?:https?|xhs?)[ \t]/.test(out)) {
-    out = out.replace(HTTP_ITEMS_COMMAND, (args) =>
-      args.replace(COMMAND_ARGUMENT, (arg, blank: string, item: string) => {
-        const secret = headerArgumentSecret(item);
-        return secret === undefined ? arg : masked(secret.value, `${blank}${secret.shown}`);
-      }),
-    );
+  if (/(?:https?|xhs?)[ \t]|more_set/.test(out)) {
+    for (const { command, item } of HEADER_ARGUMENTS) {
+      out = out.replace(command, (args) =>
+        args.replace(COMMAND_ARGUMENT, (arg, blank: string, argument: string) => {
+          const secret = headerArgumentSecret(argument, item);
+          return secret === undefined ? arg : masked(secret.value, `${blank}${secret.shown}`);
+        }),
+      );
+    }
   }
   // Before OPTION: a glued `-pSECRET` would read to it as an option of that name, and the database after it as its value.
   // Each argument a command takes its password in starts with a blank and a `-`.
@@ -309,16 +327,17 @@ interface FoundSecret {
 /** The secret an option (as written, and its name) is given in `value`, and `value` as shown with it masked; none where neither name says secret. */
 function optionSecret(option: string, name: string, value: string): FoundSecret | undefined {
   if (!HEADER_OPTION.test(option)) return value !== SECRET_MASK && secretSetting(name, value) ? { value: unquoted(value), shown: SECRET_MASK } : undefined;
-  return headerArgumentSecret(value);
+  return headerArgumentSecret(value, HEADER);
 }
 
 /**
  * The secret an HTTP header given in one argument holds (`"X-Api-Key: …"`, `Authorization:'Bearer …'`),
- * and the argument as shown with it masked, the header's name kept; none where the name says no secret.
+ * read as `item` (HEADER) reads one, and the argument as shown with it masked, the header's name
+ * kept; none where the name says no secret.
  */
-function headerArgumentSecret(argument: string): FoundSecret | undefined {
+function headerArgumentSecret(argument: string, item: RegExp): FoundSecret | undefined {
   const [text, quote] = quoted(argument);
-  const header = HEADER.exec(text);
+  const header = item.exec(text);
   if (header === null) return undefined;
   const secret = headerValueSecret(header[1]!, header[3]!);
   return secret === undefined ? undefined : { value: secret.value, shown: `${quote}${header[1]!}${header[2]!}${secret.shown}${quote}` };

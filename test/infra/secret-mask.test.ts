@@ -237,6 +237,11 @@ describe('maskSecretLines: a secret inside a line', () => {
     { line: 'proxy_set_header Host $host;', out: 'proxy_set_header Host $host;' },
     { line: 'add_header Cache-Control no-cache; add_header X-Api-Key-Id 42;', out: 'add_header Cache-Control no-cache; add_header X-Api-Key-Id 42;' },
     { line: 'proxy_set_header Authorization ""; RequestHeader unset Authorization', out: 'proxy_set_header Authorization ""; RequestHeader unset Authorization' },
+    // nginx's headers-more module: a header as one argument, as curl's -H takes it, after the directive's own options.
+    { line: "more_set_headers 'Authorization: Bearer s3cret';", out: "more_set_headers 'Authorization: <secret>';" },
+    { line: 'location / { more_set_input_headers -r "X-Api-Key: s3cret" \'Cookie: a=1; b=2\'; }', out: 'location / { more_set_input_headers -r "X-Api-Key: <secret>" \'Cookie: <secret>\'; }' },
+    { line: "more_set_headers -s 404 -t 'text/html' 'Server: nginx' X-Auth-Token:tok-1;more_set_headers X-Api-Key:k;", out: "more_set_headers -s 404 -t 'text/html' 'Server: nginx' X-Auth-Token:<secret>;more_set_headers X-Api-Key:<secret>;" },
+    { line: "more_set_headers 'Server: nginx'; more_clear_headers 'X-Api-Key';", out: "more_set_headers 'Server: nginx'; more_clear_headers 'X-Api-Key';" },
     // A `;` ends nginx's directive, and the next may follow it without a blank; to Apache a `;` is part of a value.
     { line: 'add_header X-Api-Key abc;add_header Cookie c;', out: 'add_header X-Api-Key <secret>;add_header Cookie <secret>;' },
     { line: 'add_header Cache-Control no-cache;add_header X-Api-Key abc;', out: 'add_header Cache-Control no-cache;add_header X-Api-Key <secret>;' },
@@ -336,6 +341,8 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'many pairs in a JavaScript map, no blank after a colon', line: `{${'a:"b",'.repeat(150_000)}password:"pw"}`, out: `{${'a:"b",'.repeat(150_000)}password:"<secret>"}` },
     { name: 'many header directives', line: 'add_header X-Api-Key k; '.repeat(40_000), out: 'add_header X-Api-Key <secret>; '.repeat(40_000) },
     { name: 'many nginx header directives, no blank after a `;`', line: 'add_header X-Api-Key k;'.repeat(40_000), out: 'add_header X-Api-Key <secret>;'.repeat(40_000) },
+    { name: 'many headers in one headers-more directive', line: `more_set_headers${" 'X-Api-Key: k'".repeat(60_000)};`, out: `more_set_headers${" 'X-Api-Key: <secret>'".repeat(60_000)};` },
+    { name: 'many headers-more directives, each with a quote left open', line: `more_set_headers 'a ${'more_set_headers "b '.repeat(60_000)}`, out: `more_set_headers 'a ${'more_set_headers "b '.repeat(60_000)}` },
     { name: 'many header directives without a value', line: `x${' proxy_set_header'.repeat(60_000)}`, out: `x${' proxy_set_header'.repeat(60_000)}` },
     { name: 'many request items of HTTPie', line: `http${" X-Api-Key:'k'".repeat(70_000)}`, out: `http${" X-Api-Key:'<secret>'".repeat(70_000)}` },
     { name: 'many signatures in a query', line: `/x?${'sig=a&'.repeat(150_000)}`, out: `/x?${'sig=<secret>&'.repeat(150_000)}` },
