@@ -123,8 +123,9 @@ const COMMAND_ARGUMENT = new RegExp(String.raw`(\s)(${ARGUMENT})`, 'g');
 /**
  * The command line of HTTPie or xh (`http POST api.example.com Authorization:'Bearer …'`), up to
  * where a shell ends it: their request items give a header as one argument, `Name:value` glued or
- * `'Name: value'` in quotes. Only after such a command: elsewhere a `name:value` is a port, a time
- * or a mapping's pair. The command is followed by a blank, so that a URL (`http://…`) is none.
+ * `'Name: value'` in quotes, and a query's parameter or a JSON field so too (REQUEST_ITEM). Only
+ * after such a command: elsewhere a `name:value` is a port, a time or a mapping's pair. The command
+ * is followed by a blank, so that a URL (`http://…`) is none.
  */
 const HTTP_ITEMS_COMMAND = /(?<![\w.-])(?:https?|xhs?)(?=[ \t])[^|;&\r\n]*/g;
 
@@ -173,6 +174,13 @@ const HEADER_OPTION = /^(?:-[A-Za-z]*H|--header)$/;
 const HEADER = /^([A-Za-z][\w-]*)(\s*:\s*)(\S.*)$/;
 
 /**
+ * A request item of HTTPie or xh: its name (group 1), the separator that says what it is (group 2):
+ * `==` a URL query's parameter (`api_key==…`), `:=` a raw JSON field (`password:=…`), `=` a JSON
+ * string field, else a header as HEADER reads one; and its value (group 3).
+ */
+const REQUEST_ITEM = /^([A-Za-z][\w-]*)(==|:=|=|\s*:\s*)(\S.*)$/;
+
+/**
  * A web server's directive that sets an HTTP request's or response's header (`directive`: the
  * directive's words), as its manual writes it: what comes before the header's name (group 1), its
  * name (group 2, read as HEADER's), the blanks after it (group 3) and its value (group 4: in quotes,
@@ -204,10 +212,11 @@ const MORE_HEADERS_DIRECTIVE = /(?<![\w.-])more_set(?:_input)?_headers(?=\s)(?:[
 
 /**
  * Where each argument may be an HTTP header given in one (`headerArgumentSecret`), read as `item`
- * reads one: after HTTPie or xh (HTTP_ITEMS_COMMAND), and in nginx's headers-more directives.
+ * reads one: after HTTPie or xh (HTTP_ITEMS_COMMAND), a request item, and in nginx's headers-more
+ * directives.
  */
 const HEADER_ARGUMENTS: readonly { command: RegExp; item: RegExp }[] = [
-  { command: HTTP_ITEMS_COMMAND, item: HEADER },
+  { command: HTTP_ITEMS_COMMAND, item: REQUEST_ITEM },
   { command: MORE_HEADERS_DIRECTIVE, item: HEADER },
 ];
 
@@ -225,12 +234,14 @@ const VALUE_ATTRIBUTE = /\s+value\s*=\s*/y;
  * `-p` is a port, a path or a flag. `mysql -p db` asks for the password and names a database, so
  * only a glued `-pSECRET` is one; sshpass reads its options up to the program it runs
  * (`sshpass -p SECRET ssh -p 2222 host`: 2222 is ssh's port); curl's `-u` may end a bundle of
- * one-letter flags (`curl -fsSLu user:SECRET`), as its `-H` may (HEADER_OPTION).
+ * one-letter flags (`curl -fsSLu user:SECRET`), as its `-H` may (HEADER_OPTION); HTTPie's and
+ * xh's `-a user:SECRET` (`--auth`, `--auth=`) likewise.
  */
 const PASSWORD_COMMANDS: readonly { command: RegExp; argument: RegExp; user: boolean }[] = [
   { command: /(?<![\w.-])(?:mysql(?:dump|admin)?|mariadb(?:-dump|-admin)?)(?![\w.-])[^|;&\r\n]*/g, argument: new RegExp(String.raw`(\s-p)(${ARGUMENT})`, 'g'), user: false },
   { command: new RegExp(String.raw`(?<![\w.-])sshpass(?:\s+(?:-[fdpP]\s*(?:${ARGUMENT})|-\S*))*`, 'g'), argument: new RegExp(String.raw`(\s-p\s*)(${ARGUMENT})`, 'g'), user: false },
   { command: /(?<![\w.-])curl(?![\w.-])[^|;&\r\n]*/g, argument: new RegExp(String.raw`(\s(?:-[A-Za-z]*[uU]\s*|--(?:proxy-)?user\s+))(${ARGUMENT})`, 'g'), user: true },
+  { command: HTTP_ITEMS_COMMAND, argument: new RegExp(String.raw`(\s(?:-[A-Za-z]*a\s*|--auth(?:\s+|=)))(${ARGUMENT})`, 'g'), user: true },
 ];
 
 /**
@@ -326,27 +337,31 @@ interface FoundSecret {
 
 /** The secret an option (as written, and its name) is given in `value`, and `value` as shown with it masked; none where neither name says secret. */
 function optionSecret(option: string, name: string, value: string): FoundSecret | undefined {
-  if (!HEADER_OPTION.test(option)) return value !== SECRET_MASK && secretSetting(name, value) ? { value: unquoted(value), shown: SECRET_MASK } : undefined;
+  // A value masked already, or in part (HTTPie's `--auth user:<secret>`), is left as it is.
+  if (!HEADER_OPTION.test(option)) return !value.includes(SECRET_MASK) && secretSetting(name, value) ? { value: unquoted(value), shown: SECRET_MASK } : undefined;
   return headerArgumentSecret(value, HEADER);
 }
 
 /**
  * The secret an HTTP header given in one argument holds (`"X-Api-Key: …"`, `Authorization:'Bearer …'`),
- * read as `item` (HEADER) reads one, and the argument as shown with it masked, the header's name
- * kept; none where the name says no secret.
+ * read as `item` (HEADER, REQUEST_ITEM) reads one, and the argument as shown with it masked, the
+ * name and separator kept; none where the name says no secret (a query's parameter's as `querySetting`).
  */
 function headerArgumentSecret(argument: string, item: RegExp): FoundSecret | undefined {
   const [text, quote] = quoted(argument);
   const header = item.exec(text);
   if (header === null) return undefined;
-  const secret = headerValueSecret(header[1]!, header[3]!);
+  const secret = headerValueSecret(header[1]!, header[3]!, header[2] === '==' ? querySetting : secretSetting);
   return secret === undefined ? undefined : { value: secret.value, shown: `${quote}${header[1]!}${header[2]!}${secret.shown}${quote}` };
 }
 
-/** The secret in the value of the HTTP header `name` (in quotes or not), and the value as shown with it masked, its quotes kept; none where the name says no secret. */
-function headerValueSecret(name: string, value: string): FoundSecret | undefined {
+/**
+ * The secret in the value of the HTTP header (or request item) `name`, in quotes or not, and the
+ * value as shown with it masked, its quotes kept; none where `secret` says the setting is none.
+ */
+function headerValueSecret(name: string, value: string, secret = secretSetting): FoundSecret | undefined {
   const [text, quote] = quoted(value);
-  if (text === '' || text === SECRET_MASK || !secretSetting(name, text)) return undefined;
+  if (text === '' || text === SECRET_MASK || !secret(name, text)) return undefined;
   return { value: text, shown: `${quote}${SECRET_MASK}${quote}` };
 }
 
@@ -466,6 +481,11 @@ function quoted(value: string): [text: string, quote: string] {
   return [text, text === value ? '' : value[0]!];
 }
 
+/** A URL query's parameter that holds a secret: named as any setting that does (`secretSetting`), or as only a query's does (QUERY_SECRET_NAME). */
+function querySetting(name: string, value: string): boolean {
+  return (secretName(name, false) || QUERY_SECRET_NAME.test(nameWords(name))) && !settingWord(value);
+}
+
 /** A setting whose name says it is a secret's (`secretName`), its value no setting word. */
 function secretSetting(name: string, value: string, ownLine = false): boolean {
   return secretName(name, ownLine) && !settingWord(value);
@@ -491,11 +511,11 @@ const PEM_END = /-----END [A-Z ]*-----/;
  * looks like a secret masked: the value of a setting whose name says it is
  * one by its words (SECRET_NAME; `DB_PASSWORD=…`, `api_key: …`, `"password": "…"`, `<password>…`,
  * `<entry key="password">…`, `<property name="password"><value>…`, `{user: app, password: …}`,
- * `--password=…`, `-H "X-Api-Key: …"`, `http … X-Api-Key:…`, `proxy_set_header Authorization "…";`,
- * `host=db password=…`, `?password=…`, `<x password="…"/>`), a URL query's `key` and signature
- * (`?key=…`, `&X-Amz-Signature=…`),
- * a URL's password (`postgres://app:…@db`), a password given to a command
- * known to take one (`mysql -p…`, `curl -u user:…`) and the body of a PEM
+ * `--password=…`, `-H "X-Api-Key: …"`, `http … X-Api-Key:…`, `http … api_key==…`,
+ * `proxy_set_header Authorization "…";`, `more_set_headers 'X-Api-Key: …';`, `host=db password=…`,
+ * `?password=…`, `<x password="…"/>`), a URL query's `key` and signature (`?key=…`,
+ * `&X-Amz-Signature=…`), a URL's password (`postgres://app:…@db`), a password given to a command
+ * known to take one (`mysql -p…`, `curl -u user:…`, `http -a user:…`) and the body of a PEM
  * private key.
  * A managed file's lines come from the goals, but a hand edit may add a
  * secret, and a report is logged and stored. Pure; the rest is unchanged.

@@ -220,6 +220,12 @@ describe('maskSecretLines: a secret inside a line', () => {
     { line: 'https api.example.com X-API-Key:abc123 Cookie:sid=abc', out: 'https api.example.com X-API-Key:<secret> Cookie:<secret>' },
     { line: `/usr/bin/xh :3000/x 'X-Api-Key: abc123' | jq . && xhs x "Proxy-Authorization:Basic YWxh"`, out: `/usr/bin/xh :3000/x 'X-Api-Key: <secret>' | jq . && xhs x "Proxy-Authorization:<secret>"` },
     { line: 'http GET example.com Accept:application/json localhost:8080 X-Api-Key-Id:42 Authorization:', out: 'http GET example.com Accept:application/json localhost:8080 X-Api-Key-Id:42 Authorization:' },
+    // Their other request items: a query's parameter (`==`, a query's key too), a raw JSON field (`:=`), a JSON string field (`=`).
+    { line: `http example.com api_key==s3cret page==2 password:=s3cret count:=3 token:='"x"' 'secret:=1' key==AIza1`, out: `http example.com api_key==<secret> page==2 password:=<secret> count:=3 token:='<secret>' 'secret:=<secret>' key==<secret>` },
+    { line: 'xh POST example.com password=s3cret name=app token:=null sort_key==name X-Api-Key:=x', out: 'xh POST example.com password=<secret> name=app token:=null sort_key==name X-Api-Key:=<secret>' },
+    // Their -a user:password, as curl's -u: the user kept; without a password HTTPie asks for one.
+    { line: "http -a user:s3cret example.com && xh --auth user:'p w' x && http --auth=user:s3cret x && https -va admin:pw x", out: "http -a user:<secret> example.com && xh --auth user:'<secret>' x && http --auth=user:<secret> x && https -va admin:<secret> x" },
+    { line: 'http -a user example.com -A basic', out: 'http -a user example.com -A basic' },
     // Not after such a command: a URL, a time, a word of prose.
     { line: 'echo http://x Authorization:abc123; at 12:30 Cookie:abc123; https', out: 'echo http://x Authorization:abc123; at 12:30 Cookie:abc123; https' },
   ])('reads a header given to a command by its name: $line', ({ line, out }) => {
@@ -345,6 +351,8 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'many headers-more directives, each with a quote left open', line: `more_set_headers 'a ${'more_set_headers "b '.repeat(60_000)}`, out: `more_set_headers 'a ${'more_set_headers "b '.repeat(60_000)}` },
     { name: 'many header directives without a value', line: `x${' proxy_set_header'.repeat(60_000)}`, out: `x${' proxy_set_header'.repeat(60_000)}` },
     { name: 'many request items of HTTPie', line: `http${" X-Api-Key:'k'".repeat(70_000)}`, out: `http${" X-Api-Key:'<secret>'".repeat(70_000)}` },
+    { name: 'many request items of HTTPie, a query parameter each', line: `http${' api_key==k'.repeat(90_000)}`, out: `http${' api_key==<secret>'.repeat(90_000)}` },
+    { name: "many HTTPie's -a", line: `http${' -a u:p'.repeat(130_000)}`, out: `http${' -a u:<secret>'.repeat(130_000)}` },
     { name: 'many signatures in a query', line: `/x?${'sig=a&'.repeat(150_000)}`, out: `/x?${'sig=<secret>&'.repeat(150_000)}` },
     { name: 'a Spring property of many attributes', line: `<property${' a="1"'.repeat(150_000)} name="password"><value>pw</value>`, out: `<property${' a="1"'.repeat(150_000)} name="password"><value><secret></value>` },
     { name: 'many Spring values', line: '<property name="password"><value>x</value></property>'.repeat(20_000), out: '<property name="password"><value><secret></value></property>'.repeat(20_000) },
