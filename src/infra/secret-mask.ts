@@ -85,12 +85,23 @@ const JSON_PAIR = /("([A-Za-z_][\w.-]*)"\s*:\s*)"((?:[^"\\]|\\.)*)"/g;
 /** A URL's password (`postgres://app:PASSWORD@db/app`, `redis://:PASSWORD@cache`): what comes before it (group 1) and it (group 2). */
 const URL_PASSWORD = /((?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s:@/]*:)([^\s@/]+)(?=@)/g;
 
+/** An XML start tag with attributes, not one that closes itself. */
+const XML_START_TAG = String.raw`<[A-Za-z_][\w.:-]*\s[^<>]*(?<!\/)>`;
+
 /**
- * A start tag whose attributes name the `<value>` element that follows it (Spring's `<property
- * name="password"><value>…</value>`, `<entry key="password"><value>…`), not one that closes itself:
- * read with that element, so that its naming attribute (`namedSecret`) names the value's text.
+ * A start tag (XML_START_TAG) whose attributes name the `<value>` element that follows it (Spring's
+ * `<property name="password"><value>…</value>`, `<entry key="password"><value>…`): read with that
+ * element, so that its naming attribute (`namedSecret`) names the value's text.
  */
-const XML_VALUE_PARENT = String.raw`<[A-Za-z_][\w.:-]*\s[^<>]*(?<!\/)>\s*(?=<value[\s>])`;
+const XML_VALUE_PARENT = String.raw`${XML_START_TAG}\s*(?=<value[\s>])`;
+
+/**
+ * A line that ends in a start tag (XML_START_TAG, group 1), which names a `<value>` element that
+ * begins the next line not blank (XML_VALUE_LINE), as Spring's files are mostly laid out:
+ * `<property name="password">`, then `<value>…</value>` indented below it.
+ */
+const XML_VALUE_PARENT_LINE = new RegExp(String.raw`(${XML_START_TAG})\s*$`);
+const XML_VALUE_LINE = /^\s*<value[\s>]/;
 
 /**
  * `<password>value</password>`: an XML element's start tag, after the one that names it if it is a
@@ -249,8 +260,10 @@ const PASSWORD_COMMANDS: readonly { command: RegExp; argument: RegExp; user: boo
  * a URL's password, an XML element, a flow mapping's pair, an HTTP header a web server's directive
  * sets, a command-line option, an HTTP header given in one (to curl, as an HTTPie request item, to
  * nginx's `more_set_headers`), a setting inside the line, a password given to a command known to take one.
+ * `valueParent`: the start tag on the line before that names a `<value>` element beginning this one
+ * (see `maskLines`), or `''`.
  */
-function maskInLine(line: string, found: string[] | undefined): string {
+function maskInLine(line: string, found: string[] | undefined, valueParent: string): string {
   let out = line;
   const masked = (value: string, shown: string): string => {
     found?.push(value);
@@ -258,7 +271,13 @@ function maskInLine(line: string, found: string[] | undefined): string {
   };
   if (out.includes('"')) out = out.replace(JSON_PAIR, (pair, head: string, name: string, value: string) => (secretSetting(name, value) ? masked(value, `${head}"${SECRET_MASK}"`) : pair));
   if (out.includes('://')) out = out.replace(URL_PASSWORD, (_all, head: string, password: string) => masked(password, `${head}${SECRET_MASK}`));
-  if (out.includes('</')) out = out.replace(XML_ELEMENT, (all, head: string, name: string, text: string) => (secretSetting(name, text) || namedSecret(head, text) ? masked(text, `${head}${SECRET_MASK}`) : all));
+  if (out.includes('</')) {
+    // The `<value>` element that begins the line is named by the start tag that ended the line before.
+    const lead = valueParent === '' ? -1 : out.search(/\S/);
+    out = out.replace(XML_ELEMENT, (all, head: string, name: string, text: string, at: number) =>
+      secretSetting(name, text) || namedSecret(at === lead ? `${valueParent}${head}` : head, text) ? masked(text, `${head}${SECRET_MASK}`) : all,
+    );
+  }
   if (out.includes('{')) out = maskFlowPairs(out, found);
   if (/header/i.test(out)) {
     for (const directive of HEADER_DIRECTIVES) {
@@ -510,7 +529,8 @@ const PEM_END = /-----END [A-Z ]*-----/;
  * Lines of a file as a drift report may show them (a line diff), with what
  * looks like a secret masked: the value of a setting whose name says it is
  * one by its words (SECRET_NAME; `DB_PASSWORD=…`, `api_key: …`, `"password": "…"`, `<password>…`,
- * `<entry key="password">…`, `<property name="password"><value>…`, `{user: app, password: …}`,
+ * `<entry key="password">…`, `<property name="password"><value>…` (the `<value>` on the line
+ * after too), `{user: app, password: …}`,
  * `--password=…`, `-H "X-Api-Key: …"`, `http … X-Api-Key:…`, `http … api_key==…`,
  * `proxy_set_header Authorization "…";`, `more_set_headers 'X-Api-Key: …';`, `host=db password=…`,
  * `?password=…`, `<x password="…"/>`), a URL query's `key` and signature (`?key=…`,
@@ -527,7 +547,12 @@ export function maskSecretLines(lines: readonly string[]): string[] {
 /** `maskSecretLines`, putting each value it masks in `found` too (when given). */
 function maskLines(lines: readonly string[], found: string[] | undefined): string[] {
   let inKey = false;
+  // The start tag that ended the last line not blank (XML_VALUE_PARENT_LINE), naming a `<value>` that begins the next.
+  // A `<value>` line keeps it for the next: a line diff shows the line as it is and as it should be one after the other.
+  let parent = '';
   return lines.map((line) => {
+    const valueParent = XML_VALUE_LINE.test(line) ? parent : '';
+    if (/\S/.test(line)) parent = XML_VALUE_PARENT_LINE.exec(line)?.[1] ?? valueParent;
     if (inKey) {
       if (!PEM_END.test(line)) {
         found?.push(line.trim());
@@ -542,7 +567,7 @@ function maskLines(lines: readonly string[], found: string[] | undefined): strin
       found?.push(m[4]!, unquoted(m[4]!));
       return `${m[1]!}${SECRET_MASK}${m[5]!}`;
     }
-    return maskInLine(line, found);
+    return maskInLine(line, found, valueParent);
   });
 }
 

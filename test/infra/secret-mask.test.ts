@@ -288,6 +288,20 @@ describe('maskSecretLines: a secret inside a line', () => {
     expect(maskSecretLines([line])).toEqual([out]);
   });
 
+  // Spring's common layout: the `<value>` on a line of its own, named by the start tag on the nearest line not blank before it.
+  it.each([
+    { name: 'a property', lines: ['<property name="password">', '    <value>s3cret</value>', '</property>'], out: ['<property name="password">', '    <value><secret></value>', '</property>'] },
+    { name: 'an entry, a blank line and CRLFs between', lines: ['  <entry key="db.password">\r', '', '\t<value type="java.lang.String">s3cret</value>\r'], out: ['  <entry key="db.password">\r', '', '\t<value type="java.lang.String"><secret></value>\r'] },
+    { name: 'a start tag after others on its line', lines: ['<bean id="ds"><property name="token">', '<value>t-1</value>'], out: ['<bean id="ds"><property name="token">', '<value><secret></value>'] },
+    { name: 'as a line diff shows it, the value as it is and as it should be', lines: ['<property name="password">', '  <value>old-pw</value>', '  <value>new-pw</value>', '</property>', '<value>v</value>'], out: ['<property name="password">', '  <value><secret></value>', '  <value><secret></value>', '</property>', '<value>v</value>'] },
+    { name: 'a property of another name', lines: ['<property name="username">', '  <value>app</value>'], out: ['<property name="username">', '  <value>app</value>'] },
+    { name: 'a start tag that closes itself', lines: ['<entry key="password"/>', '<value>v</value>'], out: ['<entry key="password"/>', '<value>v</value>'] },
+    { name: 'a line between', lines: ['<property name="password">', '<description>d</description>', '<value>v</value>'], out: ['<property name="password">', '<description>d</description>', '<value>v</value>'] },
+    { name: 'another element than a value', lines: ['<bean name="passwordEncoder">', '  <description>d</description>', '  <ref>x</ref> <value>v</value>'], out: ['<bean name="passwordEncoder">', '  <description>d</description>', '  <ref>x</ref> <value>v</value>'] },
+  ])('reads a Spring value on a line of its own by the start tag before it: $name', ({ lines, out }) => {
+    expect(maskSecretLines(lines)).toEqual(out);
+  });
+
   // `key` alone is a URL query's API key (Google Maps' `?key=AIza…`); elsewhere inside a line it is data.
   it.each([
     { line: '<script src="https://maps.googleapis.com/maps/api/js?key=AIzaSyA1&callback=init">', out: '<script src="https://maps.googleapis.com/maps/api/js?key=<secret>&callback=init">' },
@@ -357,9 +371,13 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'a Spring property of many attributes', line: `<property${' a="1"'.repeat(150_000)} name="password"><value>pw</value>`, out: `<property${' a="1"'.repeat(150_000)} name="password"><value><secret></value>` },
     { name: 'many Spring values', line: '<property name="password"><value>x</value></property>'.repeat(20_000), out: '<property name="password"><value><secret></value></property>'.repeat(20_000) },
     { name: 'a long bundle of flags before -u', line: `curl -${'s'.repeat(1_000_000)}u a:b`, out: `curl -${'s'.repeat(1_000_000)}u a:<secret>` },
+    { name: 'a start tag of many attributes ending a line, its value on the next', line: `<property${' a="1"'.repeat(150_000)} name="password">\n<value>pw</value>`, out: `<property${' a="1"'.repeat(150_000)} name="password">\n<value><secret></value>` },
+    { name: 'many start tags, the last ending a line', line: `${'<a b="1">x'.repeat(100_000)}<entry key="password">\n<value>pw</value>`, out: `${'<a b="1">x'.repeat(100_000)}<entry key="password">\n<value><secret></value>` },
+    { name: 'many start tags never closed', line: '<a b'.repeat(250_000), out: '<a b'.repeat(250_000) },
+    { name: 'many start tags that close themselves', line: '<a b/>'.repeat(170_000), out: '<a b/>'.repeat(170_000) },
     { name: 'an XML element of many attributes', line: `<entry${' a="1"'.repeat(150_000)} key="password">pw</entry>`, out: `<entry${' a="1"'.repeat(150_000)} key="password"><secret></entry>` },
   ])('masks a 1 MB line in one pass: $name', ({ line, out }) => {
-    expect(maskSecretLines([line])).toEqual([out]);
+    expect(maskSecretLines(line.split('\n'))).toEqual(out.split('\n'));
   });
 });
 

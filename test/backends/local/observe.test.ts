@@ -134,6 +134,12 @@ describe('lineDiff', () => {
         '--- actual\n+++ desired\n@@ line 2 @@\n-DATABASE_URL=postgres://app:<secret>@db:5432/app\n-redis_url: redis://:<secret>@cache:6379/0 and https://example.com/x@y\n-<db><password><secret></password><user>ana</user></db>\n-ExecStart=/usr/bin/app --password=<secret> --api-key <secret> --port 80 --no-password-prompt',
     },
     {
+      name: 'a Spring value on a line of its own, the start tag that names it in the common head',
+      actual: '<property name="password">\n  <value>actual-pw</value>\n</property>',
+      desired: '<property name="password">\n  <value>desired-pw</value>\n</property>',
+      out: '--- actual\n+++ desired\n@@ line 2 @@\n-  <value><secret></value>\n+  <value><secret></value>',
+    },
+    {
       name: 'the body of a private key, its armour in the common head',
       actual: '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQ\n-----END PRIVATE KEY-----',
       desired: '-----BEGIN PRIVATE KEY-----\nMIIEvgIBADANBgkqhkiG9w0BAQ\n-----END PRIVATE KEY-----',
