@@ -33,6 +33,11 @@ describe('a secret a hand edit writes inside a line', () => {
         '<property name="password"><value>RealProdPw10</value></property>',
         'fetch: curl -fsSLu app:RealProdPw11 https://x',
         'object: https://b.s3.amazonaws.com/o?X-Amz-Signature=RealProdPw12',
+        '<property name="password">',
+        '  <value>RealProdPw13</value>',
+        'probe3: http -a app:RealProdPw14 api.example.com api_key==RealProdPw15 password:=RealProdPw16',
+        "more_set_headers 'Authorization: Bearer RealProdPw17';",
+        'add_header Cache-Control no-cache;add_header X-Api-Key RealProdPw18;',
         '',
       ].join('\n'),
     );
@@ -50,6 +55,11 @@ describe('a secret a hand edit writes inside a line', () => {
         '-<property name=\\"password\\"><value><secret></value></property>',
         '-fetch: curl -fsSLu app:<secret> https://x',
         '-object: https://b.s3.amazonaws.com/o?X-Amz-Signature=<secret>',
+        '-<property name=\\"password\\">',
+        '-  <value><secret></value>',
+        '-probe3: http -a app:<secret> api.example.com api_key==<secret> password:=<secret>',
+        "-more_set_headers 'Authorization: <secret>';",
+        '-add_header Cache-Control no-cache;add_header X-Api-Key <secret>;',
       ].join('\\n'),
     );
     await eventually(restored, 5_000, 'the file restored');
