@@ -55,6 +55,13 @@ describe('InfraSpecFactory: one resource, one node', () => {
       line: 'goals/app.yaml:12:66: error duplicate-resource: node "g2" manages grant on tables in schema s of database d to role app, as node "g1" does (goals/app.yaml:11:66); one of them must go',
       pg: true,
     },
+    // ALTER DEFAULT PRIVILEGES without FOR ROLE sets the backend user's (u): each node revoked the other's privileges on every pass.
+    {
+      name: 'default privileges without forRole, and with forRole naming the backend user',
+      nodes: ['{ id: g1, type: postgres.grant, backend: pg, spec: { role: app, database: d, schema: s, on: defaultTables, privileges: [SELECT] } }', '{ id: g2, type: postgres.grant, backend: pg, spec: { role: app, database: d, schema: s, on: defaultTables, forRole: u, privileges: [INSERT] } }'],
+      line: 'goals/app.yaml:12:66: error duplicate-resource: node "g2" manages grant on defaultTables in schema s of database d to role app, as node "g1" does (goals/app.yaml:11:66); one of them must go',
+      pg: true,
+    },
     {
       name: 'one path written with the same reference in two nodes (both resolve to one file)',
       nodes: ['{ id: d, type: local.directory, spec: { path: conf } }', '{ id: f1, type: local.file, spec: { path: "${nodes.d.outputs.path}/a", content: x } }', '{ id: f2, type: local.file, spec: { path: "${nodes.d.outputs.path}/a", content: y } }'],
@@ -83,6 +90,7 @@ describe('InfraSpecFactory: one resource, one node', () => {
         '{ id: d, type: postgres.grant, backend: pg, spec: { role: x, database: g, on: defaultSequences, privileges: [SELECT] } }',
       ],
     },
+    { name: 'default privileges without forRole, and for another role than the backend user', nodes: ['{ id: g1, type: postgres.grant, backend: pg, spec: { role: app, database: d, on: defaultTables, privileges: [SELECT] } }', '{ id: g2, type: postgres.grant, backend: pg, spec: { role: app, database: d, on: defaultTables, forRole: owner, privileges: [SELECT] } }'] },
   ])('$name is fine', ({ nodes }) => {
     const backends = `${api}kind: Backend\nmetadata: { name: other }\nspec: { type: local, config: { root: /tmp/other } }\n---\n${api}kind: Backend\nmetadata: { name: pg }\nspec: { type: postgres, config: { host: db, user: u, database: d } }\n---\n`;
     const { lines } = compile(backends + goal(nodes.map((n) => `    - ${n}\n`).join('')));
@@ -197,5 +205,17 @@ describe('InfraSpecFactory: a Backend whose config has errors', () => {
     const { lines } = compile(broken(type) + goal(`    - ${node}\n`));
     expect(lines[0]).toMatch(/^goals\/app\.yaml:4:\d+: error invalid-value: spec\.config\.timeout must be more than 0, not the number -5$/);
     expect(lines.filter((l) => l.includes(`error ${code}:`))).toHaveLength(1);
+  });
+
+  it('a bad port hides no duplicate-resource of default privileges keyed on the user it connects as', () => {
+    const pg = `${api}kind: Backend\nmetadata: { name: pg }\nspec: { type: postgres, config: { host: db, port: 0, user: u } }\n---\n`;
+    const nodes = [
+      '    - { id: g1, type: postgres.grant, backend: pg, spec: { role: app, database: d, on: defaultSequences, privileges: [USAGE] } }',
+      '    - { id: g2, type: postgres.grant, backend: pg, spec: { role: app, database: d, on: defaultSequences, forRole: u, privileges: [SELECT] } }',
+    ];
+    const { lines } = compile(pg + goal(`${nodes.join('\n')}\n`));
+    expect(lines.filter((l) => l.includes('error duplicate-resource:'))).toEqual([
+      'goals/app.yaml:12:66: error duplicate-resource: node "g2" manages grant on defaultSequences in schema (all) of database d to role app, as node "g1" does (goals/app.yaml:11:66); one of them must go',
+    ]);
   });
 });

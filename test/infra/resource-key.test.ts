@@ -10,11 +10,10 @@ import type { BackendFactory, InfraNodeSpec, InfraNodeType } from '../../src/inf
  * backend names the resource (`BackendFactory.resourceKey`, at compile time);
  * the key travels with the stored spec.
  */
-function key(backendType: string, type: InfraNodeType, spec: Record<string, unknown>, backendId = 'b'): string | undefined {
+function key(backendType: string, type: InfraNodeType, spec: Record<string, unknown>, backendId = 'b', config: Record<string, unknown> = {}): string | undefined {
   const factory = builtinBackendFactories.find((f) => f.type === backendType) as BackendFactory | undefined;
   const parsed = { type, ...(specSchemas[type].parse(spec) as Record<string, unknown>) } as InfraNodeSpec;
-  // No backend's key reads its config.
-  const d = desiredNodeSpec(parsed, backendId, {}, 'dev', { resource: factory?.resourceKey?.(parsed, {})?.key });
+  const d = desiredNodeSpec(parsed, backendId, {}, 'dev', { resource: factory?.resourceKey?.(parsed, factory.configSchema.parse(config))?.key });
   // As a removed node's spec comes back from the store: encoded, then decoded.
   const stored = infraSpecCodec.decode(JSON.parse(JSON.stringify(infraSpecCodec.encode(d))));
   expect(stored).toBeDefined();
@@ -22,13 +21,19 @@ function key(backendType: string, type: InfraNodeType, spec: Record<string, unkn
   return infraSpecCodec.resourceKey?.(d);
 }
 
-const pg = (type: InfraNodeType, spec: Record<string, unknown>, backendId?: string): string | undefined => key('postgres', type, spec, backendId);
+/** On a postgres backend that connects as `user` (the config's default: postgres). */
+const pg = (type: InfraNodeType, spec: Record<string, unknown>, backendId?: string, user?: string): string | undefined =>
+  key('postgres', type, spec, backendId, { host: 'db', ...(user === undefined ? {} : { user }) });
+const defaults = (forRole?: string): Record<string, unknown> => ({ role: 'r', database: 'd', schema: 's', on: 'defaultTables', privileges: ['SELECT'], ...(forRole === undefined ? {} : { forRole }) });
 
 describe('resourceKey', () => {
   it.each([
     { name: 'a role is its name, whatever its attributes', a: () => pg('postgres.role', { name: 'r', login: true }), b: () => pg('postgres.role', { name: 'r', connectionLimit: 3 }) },
     { name: 'a schema is its database and name, whatever its owner or force', a: () => pg('postgres.schema', { name: 's', database: 'd' }), b: () => pg('postgres.schema', { name: 's', database: 'd', owner: 'o', force: true }) },
     { name: 'a grant is its grantee and target, whatever its privileges', a: () => pg('postgres.grant', { role: 'r', database: 'd', on: 'database', privileges: ['CONNECT'] }), b: () => pg('postgres.grant', { role: 'r', database: 'd', on: 'database', privileges: ['CONNECT', 'TEMPORARY'] }) },
+    // ALTER DEFAULT PRIVILEGES without FOR ROLE sets the connected user's: two nodes each revoked the other's privileges on every pass.
+    { name: 'default privileges without forRole, and forRole naming the backend user', a: () => pg('postgres.grant', defaults()), b: () => pg('postgres.grant', defaults('postgres')) },
+    { name: 'default privileges without forRole, and forRole naming the user of a backend that connects as another', a: () => pg('postgres.grant', defaults(), 'b', 'admin'), b: () => pg('postgres.grant', defaults('admin'), 'b', 'admin') },
     { name: 'a file is its path, whatever its content', a: () => key('local', 'local.file', { path: 'a/b', content: 'x' }), b: () => key('local', 'local.file', { path: './a//b', content: 'y', mode: '0600' }) },
   ])('same resource: $name', ({ a, b }) => {
     expect(a()).toBeDefined();
@@ -41,6 +46,10 @@ describe('resourceKey', () => {
     { name: 'one role name on two backends (two servers)', a: () => pg('postgres.role', { name: 'r' }, 'pg1'), b: () => pg('postgres.role', { name: 'r' }, 'pg2') },
     { name: 'a database and a role of one name', a: () => pg('postgres.database', { name: 'x' }), b: () => pg('postgres.role', { name: 'x' }) },
     { name: 'grants to two roles', a: () => pg('postgres.grant', { role: 'r1', database: 'd', on: 'database', privileges: ['CONNECT'] }), b: () => pg('postgres.grant', { role: 'r2', database: 'd', on: 'database', privileges: ['CONNECT'] }) },
+    { name: 'default privileges without forRole, and for another role than the backend user', a: () => pg('postgres.grant', defaults()), b: () => pg('postgres.grant', defaults('app')) },
+    // The user a backend connects as is a role name as written, as forRole is: another case is another role.
+    { name: 'default privileges without forRole, and forRole naming the backend user in another case', a: () => pg('postgres.grant', defaults()), b: () => pg('postgres.grant', defaults('Postgres')) },
+    { name: 'default privileges without forRole on backends that connect as two users', a: () => pg('postgres.grant', defaults(), 'b', 'admin'), b: () => pg('postgres.grant', defaults('postgres'), 'b', 'admin') },
     { name: 'grants on tables of two schemas', a: () => pg('postgres.grant', { role: 'r', database: 'd', schema: 's1', on: 'tables', privileges: ['SELECT'] }), b: () => pg('postgres.grant', { role: 'r', database: 'd', schema: 's2', on: 'tables', privileges: ['SELECT'] }) },
     // Keys were names joined by words: names holding those words met other nodes' keys (a duplicate-resource error on legal goals).
     { name: 'a role named "x for objects of role y", and role x for objects of role y', a: () => pg('postgres.grant', { role: 'x for objects of role y', database: 'd', on: 'defaultTables', privileges: ['SELECT'] }), b: () => pg('postgres.grant', { role: 'x', database: 'd', on: 'defaultTables', forRole: 'y', privileges: ['SELECT'] }) },
@@ -55,6 +64,7 @@ describe('resourceKey', () => {
   it('keys of plain names read as before', () => {
     expect(pg('postgres.schema', { name: 's', database: 'd' })).toBe('schema s in database d on backend b');
     expect(pg('postgres.grant', { role: 'r', database: 'd', on: 'defaultTables', forRole: 'o', privileges: ['SELECT'] })).toBe('grant on defaultTables in schema (all) of database d to role r for objects of role o on backend b');
+    expect(pg('postgres.grant', { role: 'r', database: 'd', on: 'defaultTables', privileges: ['SELECT'] })).toBe('grant on defaultTables in schema (all) of database d to role r on backend b');
     expect(pg('postgres.grant', { role: 'r', database: 'd', schema: 'Ünïcode', on: 'tables', privileges: ['SELECT'] })).toBe('grant on tables in schema Ünïcode of database d to role r on backend b');
     expect(pg('postgres.grant', { role: 'my app', database: 'd', on: 'database', privileges: ['CONNECT'] })).toBe('grant on database d to role "my app" on backend b');
   });

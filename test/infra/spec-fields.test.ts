@@ -24,6 +24,7 @@ const samples: Partial<Record<InfraNodeType, readonly Record<string, unknown>[]>
     { role: 'r', database: 'app', on: 'database', privileges: ['CONNECT'] },
     { role: 'r', database: 'app', schema: 's', on: 'tables', privileges: ['SELECT'] },
     { role: 'r', database: 'app', on: 'defaultTables', forRole: 'o', privileges: ['SELECT'] },
+    { role: 'r', database: 'app', on: 'defaultTables', forRole: 'postgres', privileges: ['SELECT'] },
   ],
   'postgres.extension': [{ name: 'citext', database: 'app', schema: 'public', version: '1.6' }],
   'ansible.playbook': [{ playbook: 'site.yml' }],
@@ -101,7 +102,7 @@ describe('BackendFactory.configFields names every config field its checks read',
   const configs: Partial<Record<string, readonly Record<string, unknown>[]>> = {
     local: [{}, { root: '/srv/out' }, { root: 'out', rereadEvery: 'always' }],
     script: [{ root: 'scripts' }, { root: 'scripts', generator: { type: 'command', command: ['gen'] } }],
-    postgres: [{ host: 'db' }],
+    postgres: [{ host: 'db' }, { host: 'db', user: 'o' }],
   };
   const moreSamples: Partial<Record<InfraNodeType, readonly Record<string, unknown>[]>> = {
     'k8s.namespace': [{ name: 'ns' }],

@@ -18,7 +18,7 @@ function keyName(name: string): string {
 }
 
 /** Roles and databases are the server's, schemas and extensions their database's (case counts). */
-function postgresResourceKey(spec: InfraNodeSpec): { key: string; path: string[] } | undefined {
+function postgresResourceKey(spec: InfraNodeSpec, config: PostgresConfig): { key: string; path: string[] } | undefined {
   switch (spec.type) {
     case 'postgres.role':
       return { key: `role ${spec.name}`, path: ['name'] };
@@ -33,7 +33,11 @@ function postgresResourceKey(spec: InfraNodeSpec): { key: string; path: string[]
       // on one target would revoke each other's.
       const database = keyName(spec.database);
       const target = spec.on === 'database' ? `database ${database}` : `${spec.on} in schema ${spec.schema === undefined ? '(all)' : keyName(spec.schema)} of database ${database}`;
-      return { key: `grant on ${target} to role ${keyName(spec.role)}${spec.forRole === undefined ? '' : ` for objects of role ${keyName(spec.forRole)}`}`, path: ['role'] };
+      // Default privileges without forRole are the backend user's (ALTER DEFAULT PRIVILEGES without FOR
+      // ROLE, as it connects): forRole naming that user is the same resource, keyed as the one without,
+      // whose key, stored with the specs applied before, stays what it was.
+      const forRole = spec.forRole === config.user ? undefined : spec.forRole;
+      return { key: `grant on ${target} to role ${keyName(spec.role)}${forRole === undefined ? '' : ` for objects of role ${keyName(forRole)}`}`, path: ['role'] };
     }
     default:
       return undefined;
@@ -107,8 +111,8 @@ export const postgresBackendFactory: BackendFactory<PostgresConfig> = {
   relations: postgresRelations,
   // What resourceKey reads: it still runs when another field of the spec has an error.
   specFields: ['name', 'database', 'on', 'schema', 'role', 'forRole'],
-  // Neither reads the config: they still run when the Backend's config has errors.
-  configFields: [],
+  // What resourceKey reads of the config (whose default privileges a grant without forRole sets): it still runs when another field of it has an error.
+  configFields: ['user'],
   // As observe.ts and each kind's create/update make them (test/backends/output-declarations.test.ts holds them to it).
   outputs: {
     'postgres.database': ['name', 'oid', 'owner'],
