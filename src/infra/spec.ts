@@ -41,6 +41,48 @@ const pgIdent = once(() =>
     .refine((s) => Buffer.byteLength(s, 'utf8') <= 63, 'a PostgreSQL identifier is at most 63 bytes')
     .refine((s) => !s.includes('\0'), 'a PostgreSQL identifier cannot contain a NUL character')
     .describe('A PostgreSQL identifier (always quoted when used, so any characters are allowed).'));
+
+/*
+ * Names PostgreSQL refuses whoever asks: a spec that named one validated, then failed on every pass,
+ * retried without end. Each is compared as written, as the server compares it (the backend quotes
+ * every name): `PG_app`, `PUBLIC` and `NONE` are names like any other.
+ */
+
+/**
+ * A role a spec names (an owner, a group, a grantee, `forRole`): never "none", which PostgreSQL refuses
+ * wherever a role is named, nor "public", which it reads as PUBLIC, no role at all (`publicWhy` says
+ * what that means where it is named). A `pg_…` role is one of the server's own: named, it exists.
+ */
+const pgRoleRef = (publicWhy: string) =>
+  pgIdent()
+    .refine((s) => s !== 'none', '"none" is reserved: PostgreSQL refuses it wherever a role is named, so no role has that name')
+    .refine((s) => s !== 'public', publicWhy);
+
+/** Why CREATE ROLE refuses `name` ("role name … is reserved"), or undefined. */
+function reservedRoleName(name: string): string | undefined {
+  if (name.startsWith('pg_')) {
+    return 'role names beginning with "pg_" are reserved for PostgreSQL\'s own roles (pg_monitor, pg_read_all_data …): it creates none, and alters none of its own; grant one through memberOf';
+  }
+  if (name === 'public') return '"public" is reserved: PostgreSQL reads it as PUBLIC, every role';
+  if (name === 'none') return '"none" is reserved: PostgreSQL refuses it wherever a role is named';
+  return undefined;
+}
+
+/** The name of the role a postgres.role node creates: none CREATE ROLE refuses, nor one of PostgreSQL's own, which ALTER ROLE refuses. */
+const pgNewRoleName = once(() =>
+  pgIdent()
+    .superRefine((s, ctx) => {
+      const why = reservedRoleName(s);
+      if (why !== undefined) ctx.addIssue({ code: 'custom', message: why });
+    })
+    .describe('The role name (always quoted when used, so any characters are allowed). PostgreSQL reserves names beginning with pg_ for its own roles, and public and none: it creates no role so named.'));
+
+/** The schema a postgres.schema node creates: not one CREATE SCHEMA refuses ("unacceptable schema name"). */
+const pgNewSchemaName = once(() =>
+  pgIdent()
+    .refine((s) => !s.startsWith('pg_'), 'schema names beginning with "pg_" are reserved for PostgreSQL\'s own schemas (pg_catalog, pg_toast …): it creates none')
+    .describe('The schema name (always quoted when used, so any characters are allowed). PostgreSQL reserves names beginning with pg_ for its own schemas: it creates none so named.'));
+
 const pgConnectionLimit = once(() =>
   z
     .number()
@@ -139,7 +181,7 @@ const specSchemaBuilders = {
   'postgres.database': () =>
     z.strictObject({
       name: pgIdent(),
-      owner: pgIdent().optional().describe('The owning role (managed when set).'),
+      owner: pgRoleRef('PUBLIC (every role) cannot own a database: name a role').optional().describe('The owning role (managed when set).'),
       encoding: z
         .string()
         .superRefine((e, ctx) => {
@@ -158,7 +200,7 @@ const specSchemaBuilders = {
     }),
   'postgres.role': () =>
     z.strictObject({
-      name: pgIdent(),
+      name: pgNewRoleName(),
       login: z.boolean().default(false).describe('The role may log in (LOGIN).'),
       superuser: z.boolean().default(false).describe('Only when stated: a role is NOSUPERUSER unless this is true.'),
       createdb: z.boolean().default(false).describe('The role may create databases (CREATEDB).'),
@@ -168,33 +210,35 @@ const specSchemaBuilders = {
       bypassRls: z.boolean().default(false).describe('The role bypasses every row-level security policy (BYPASSRLS); always managed.'),
       connectionLimit: pgConnectionLimit().optional(),
       validUntil: pgTimestamp().optional(),
-      memberOf: z.array(pgIdent()).default([]).describe('The exact set of roles this role is a member of.'),
+      memberOf: z
+        .array(pgRoleRef('PUBLIC is not a role one can be a member of: every role holds what is granted to PUBLIC already'))
+        .default([])
+        .describe('The exact set of roles this role is a member of.'),
       password: secretRefSchema.optional(),
     }).superRefine((r, ctx) => {
-      // Memberships PostgreSQL never grants: they validated, then failed on every pass, retried without end.
+      // A membership PostgreSQL never grants: it validated, then failed on every pass, retried without end.
       r.memberOf.forEach((group, i) => {
         if (group === r.name) ctx.addIssue({ code: 'custom', path: ['memberOf', i], message: `a role cannot be a member of itself ("${group}")` });
-        else if (group === 'public') {
-          ctx.addIssue({ code: 'custom', path: ['memberOf', i], message: 'PUBLIC is not a role one can be a member of: every role holds what is granted to PUBLIC already' });
-        }
       });
     }),
   'postgres.schema': () =>
     z.strictObject({
-      name: pgIdent(),
+      name: pgNewSchemaName(),
       database: pgIdent(),
-      owner: pgIdent().optional(),
+      owner: pgRoleRef('PUBLIC (every role) cannot own a schema: name a role').optional(),
       force: z.boolean().default(false).describe('Allow dropping a schema that still holds objects (DROP SCHEMA … CASCADE, with deletionPolicy: Delete).'),
     }),
   'postgres.grant': () =>
     z
       .strictObject({
-        role: pgIdent().describe('The grantee.'),
+        // PostgreSQL reads the grantee "public" (quoted or not) as PUBLIC, which no catalog lists as a role:
+        // the grant was made, then never found, and made again on every pass.
+        role: pgRoleRef('PUBLIC (every role) cannot be the grantee of a postgres.grant: grant to a role, and manage what PUBLIC holds outside the goals').describe('The grantee.'),
         database: pgIdent(),
         schema: pgIdent().optional().describe('Required for on: schema, tables, sequences; optional for default privileges (absent: global defaults).'),
         on: z.enum(PG_GRANT_TARGETS).describe('database, schema, tables (all in the schema), sequences (all in the schema), defaultTables, defaultSequences.'),
         privileges: z.array(z.string().min(1)).min(1).describe('The exact privileges the role holds on the target (others are revoked); ALL for every one.'),
-        forRole: pgIdent().optional().describe('Default privileges only: for objects created by this role (absent: the backend user).'),
+        forRole: pgRoleRef('PUBLIC (every role) creates no objects: name the role whose new objects get these privileges').optional().describe('Default privileges only: for objects created by this role (absent: the backend user).'),
         withGrantOption: z
           .boolean()
           .default(false)
@@ -212,11 +256,6 @@ const specSchemaBuilders = {
         const all = g.privileges.findIndex((p) => canonicalPrivilege(p) === 'ALL');
         if (all !== -1 && g.privileges.length > 1) {
           ctx.addIssue({ code: 'custom', path: ['privileges', all], message: `ALL is every privilege on ${g.on}: list it alone, or list the privileges without it` });
-        }
-        // PostgreSQL reads the grantee "public" (quoted or not) as PUBLIC, which no catalog lists as a role:
-        // the grant was made, then never found, and made again on every pass.
-        if (g.role === 'public') {
-          ctx.addIssue({ code: 'custom', path: ['role'], message: 'PUBLIC (every role) cannot be the grantee of a postgres.grant: grant to a role, and manage what PUBLIC holds outside the goals' });
         }
         const needsSchema = g.on === 'schema' || g.on === 'tables' || g.on === 'sequences';
         if (needsSchema && g.schema === undefined) ctx.addIssue({ code: 'custom', path: ['schema'], message: `schema is required for on: ${g.on}` });

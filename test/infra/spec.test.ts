@@ -77,6 +77,46 @@ describe('infra specs: memberships PostgreSQL refuses', () => {
   });
 });
 
+// Names PostgreSQL 18 refuses whoever asks validated, then failed on every pass ('role name "pg_app" is
+// reserved', 'unacceptable schema name "pg_x"', 'role "public" does not exist'), retried without end.
+describe('infra specs: names PostgreSQL reserves', () => {
+  const at = (col: number, rest: string): string => `goals/test.yaml:11:${col}: error invalid-value: ${rest}`;
+  const pgPrefix = 'role names beginning with "pg_" are reserved for PostgreSQL\'s own roles (pg_monitor, pg_read_all_data …): it creates none, and alters none of its own; grant one through memberOf';
+  const none = '"none" is reserved: PostgreSQL refuses it wherever a role is named, so no role has that name';
+  it.each([
+    { name: 'a role named pg_…', node: '{ id: r, type: postgres.role, backend: pg, spec: { name: pg_app } }', line: at(64, `spec.name: ${pgPrefix}`) },
+    { name: 'a role named pg_ alone', node: '{ id: r, type: postgres.role, backend: pg, spec: { name: pg_ } }', line: at(64, `spec.name: ${pgPrefix}`) },
+    { name: 'a built-in role declared as a node (PostgreSQL alters none of them)', node: '{ id: r, type: postgres.role, backend: pg, spec: { name: pg_read_all_data } }', line: at(64, `spec.name: ${pgPrefix}`) },
+    { name: 'a role named pg_… through ${goal.name}', node: '{ id: r, type: postgres.role, backend: pg, spec: { name: "pg_${goal.name}" } }', line: at(64, `spec.name: ${pgPrefix}`) },
+    { name: 'a role named public', node: '{ id: r, type: postgres.role, backend: pg, spec: { name: public } }', line: at(64, 'spec.name: "public" is reserved: PostgreSQL reads it as PUBLIC, every role') },
+    { name: 'a role named none', node: '{ id: r, type: postgres.role, backend: pg, spec: { name: none } }', line: at(64, 'spec.name: "none" is reserved: PostgreSQL refuses it wherever a role is named') },
+    { name: 'a membership of none', node: '{ id: r, type: postgres.role, backend: pg, spec: { name: r, memberOf: [none] } }', line: at(78, `spec.memberOf[0]: ${none}`) },
+    { name: 'a grant to none', node: '{ id: g, type: postgres.grant, backend: pg, spec: { role: none, database: d, on: database, privileges: [CONNECT] } }', line: at(65, `spec.role: ${none}`) },
+    { name: 'default privileges for none', node: '{ id: g, type: postgres.grant, backend: pg, spec: { role: r, database: d, on: defaultTables, forRole: none, privileges: [SELECT] } }', line: at(109, `spec.forRole: ${none}`) },
+    { name: 'default privileges for public', node: '{ id: g, type: postgres.grant, backend: pg, spec: { role: r, database: d, on: defaultTables, forRole: public, privileges: [SELECT] } }', line: at(109, 'spec.forRole: PUBLIC (every role) creates no objects: name the role whose new objects get these privileges') },
+    { name: 'a database owned by none', node: '{ id: d, type: postgres.database, backend: pg, spec: { name: d, owner: none } }', line: at(78, `spec.owner: ${none}`) },
+    { name: 'a database owned by public', node: '{ id: d, type: postgres.database, backend: pg, spec: { name: d, owner: public } }', line: at(78, 'spec.owner: PUBLIC (every role) cannot own a database: name a role') },
+    { name: 'a schema owned by public', node: '{ id: s, type: postgres.schema, backend: pg, spec: { name: s, database: d, owner: public } }', line: at(89, 'spec.owner: PUBLIC (every role) cannot own a schema: name a role') },
+    { name: 'a schema named pg_…', node: '{ id: s, type: postgres.schema, backend: pg, spec: { name: pg_app, database: d } }', line: at(66, 'spec.name: schema names beginning with "pg_" are reserved for PostgreSQL\'s own schemas (pg_catalog, pg_toast …): it creates none') },
+  ])('$name is refused at its position', ({ node, line }) => {
+    expect(compileText(pg + goal(`    - ${node}\n`)).lines).toEqual([line]);
+  });
+
+  // What PostgreSQL takes: names compared as written (the backend quotes them), its own roles named
+  // by other nodes, and databases (CREATE DATABASE pg_x, public or none succeeds).
+  it.each([
+    { name: 'roles whose names only look reserved', node: '{ id: r, type: postgres.role, backend: pg, spec: { name: PG_app } }\n    - { id: r2, type: postgres.role, backend: pg, spec: { name: PUBLIC } }\n    - { id: r3, type: postgres.role, backend: pg, spec: { name: NONE } }\n    - { id: r4, type: postgres.role, backend: pg, spec: { name: pg } }' },
+    { name: 'roles named as SQL\'s special roles (quoted, they are names)', node: '{ id: r, type: postgres.role, backend: pg, spec: { name: current_user } }\n    - { id: r2, type: postgres.role, backend: pg, spec: { name: session_user } }\n    - { id: r3, type: postgres.role, backend: pg, spec: { name: user } }\n    - { id: r4, type: postgres.role, backend: pg, spec: { name: all } }\n    - { id: r5, type: postgres.role, backend: pg, spec: { name: current_role } }' },
+    { name: 'a membership of a built-in role', node: '{ id: r, type: postgres.role, backend: pg, spec: { name: reporting, memberOf: [pg_read_all_data, pg_monitor] } }' },
+    { name: 'built-in roles as owner, grantee and forRole', node: '{ id: d, type: postgres.database, backend: pg, spec: { name: d, owner: pg_database_owner } }\n    - { id: g, type: postgres.grant, backend: pg, spec: { role: pg_read_all_data, database: d, on: database, privileges: [CONNECT] } }\n    - { id: g2, type: postgres.grant, backend: pg, spec: { role: r, database: d, on: defaultTables, forRole: pg_database_owner, privileges: [SELECT] } }' },
+    { name: 'a schema whose name only looks reserved', node: '{ id: s, type: postgres.schema, backend: pg, spec: { name: PG_app, database: d } }' },
+    { name: 'a grant on, and an extension in, a schema of PostgreSQL\'s own', node: '{ id: g, type: postgres.grant, backend: pg, spec: { role: r, database: d, schema: pg_catalog, on: schema, privileges: [USAGE] } }\n    - { id: e, type: postgres.extension, backend: pg, spec: { name: plpgsql, database: d, schema: pg_catalog } }' },
+    { name: 'databases', node: '{ id: d1, type: postgres.database, backend: pg, spec: { name: pg_app } }\n    - { id: d2, type: postgres.database, backend: pg, spec: { name: public } }\n    - { id: d3, type: postgres.database, backend: pg, spec: { name: none } }\n    - { id: d4, type: postgres.database, backend: pg, spec: { name: template1 } }' },
+  ])('$name are valid', ({ node }) => {
+    expect(compileText(pg + goal(`    - ${node}\n`)).lines).toEqual([]);
+  });
+});
+
 // JavaScript's Date rolls 2030-02-30 over to 2 March: it validated, and the role expired on another day
 // than the one written, where PostgreSQL itself refuses the date.
 describe('infra specs: validUntil on the calendar', () => {
