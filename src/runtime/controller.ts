@@ -19,7 +19,8 @@ import { KeyedSlots } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
-import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, deleteBar, deletionEdges, heldByPolicy, heldFault, heldReason, isDigestAt, LET_GO, POLICY_HELD, POLICY_RELEASED, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedEdges, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, deleteBar, deletionEdges, heldByPolicy, heldFault, heldReason, isDigestAt, LET_GO, logOrphaned, POLICY_HELD, POLICY_RELEASED, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedEdges, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
+import type { RemovedSplit } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 import { finishInterrupted, finishReleased, hasInterruptedCreate } from './interrupted-operation.ts';
@@ -687,7 +688,7 @@ export class Controller<S extends NodeSpec> {
           // Its operation is over: decided now, on what it left (a create makes the node managed).
           const split = splitRemoved(graph, this.records.values(), this.o.codec, this.o.allowMassDeletion);
           if (split.toDelete.some((r) => r.id === id)) this.deleting.add(id);
-          else if (split.toOrphan.some((r) => r.id === id)) this.orphan([rec], split.claimed);
+          else if (split.toOrphan.some((r) => r.id === id)) this.orphan([rec], split);
         }
         // A removed node whose delete failed, due again (or put off by a hold: deleted once released).
         if (this.deleting.has(id) && !this.holds.has(id)) toDelete.push(rec);
@@ -1308,7 +1309,8 @@ export class Controller<S extends NodeSpec> {
   private async removeMissing(graph: DesiredGraph<S>): Promise<void> {
     if (graph.size === 0) return; // an empty goal set never deletes anything
     for (const [id, was] of resourcesLetGo(graph, this.records.values(), this.o.codec)) this.o.log.warn({ node: id, backend: graph.get(id)?.spec.backendId, before: was }, LET_GO);
-    const { toDelete: deleting, toOrphan: orphan, claimed, refused } = splitRemoved(graph, this.records.values(), this.o.codec, this.o.allowMassDeletion);
+    const split = splitRemoved(graph, this.records.values(), this.o.codec, this.o.allowMassDeletion);
+    const { toDelete: deleting, toOrphan: orphan, refused } = split;
     if (refused !== undefined) {
       // Refused: those nodes stay recorded and untouched until a revision that is not a mass deletion.
       this.o.log.error({ count: refused.count, limit: refused.limit }, 'mass deletion refused');
@@ -1326,7 +1328,7 @@ export class Controller<S extends NodeSpec> {
     const deleteNow = deleting.filter((r) => !inFlight(r));
     // Only what this graph approves is deleted (a failed delete retried later included).
     this.deleting = new Set(deleteNow.map((r) => r.id));
-    this.orphan(orphan.filter((r) => !inFlight(r)), claimed);
+    this.orphan(orphan.filter((r) => !inFlight(r)), split);
     // Held back (`hold`): approved all the same, and deleted once released (it stays in `deleting`).
     for (const r of deleteNow) if (this.holds.has(r.id)) this.o.log.info({ node: r.id, backend: r.backendId }, 'delete put off while the node is held back');
     await this.deleteInOrder(deleteNow.filter((r) => !this.holds.has(r.id)));
@@ -1361,10 +1363,10 @@ export class Controller<S extends NodeSpec> {
     }
   }
 
-  /** Forgets nodes removed from the goals, their resources left untouched. */
-  private orphan(records: readonly NodeRecord[], claimed: ReadonlyMap<NodeId, NodeId>): void {
+  /** Forgets nodes removed from the goals, their resources left untouched (`split`: why, for the log). */
+  private orphan(records: readonly NodeRecord[], split: RemovedSplit): void {
     for (const r of records) {
-      this.o.log.info({ node: r.id, backend: r.backendId, managedBy: claimed.get(r.id) }, 'node orphaned: removed from the goals, resource left untouched');
+      logOrphaned(this.o.log, r, split);
       this.summary.orphaned++;
       this.queue.forget(r.id);
       this.records.delete(r.id);

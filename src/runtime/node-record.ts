@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import { fault } from './fault.ts';
 import type { Fault } from './fault.ts';
 import type { NodeGate } from './goal-compiler.ts';
@@ -403,38 +404,60 @@ export function resourcesLetGo<S extends NodeSpec>(graph: DesiredGraph<S>, recor
     const now = codec.resourceKey(node.spec);
     if (was !== undefined && now !== undefined && was !== now) letGo.set(r.id, was);
   }
-  for (const id of nodesNaming(graph, letGo, codec).keys()) letGo.delete(id);
+  for (const id of nodesNaming(graph, letGo, (s) => codec.resourceKey?.(s)).keys()) letGo.delete(id);
   return letGo;
 }
 
-/** For each id of `keys` whose resource key a node of `graph` has: the first such node. Keys are computed for the graph only when there is one to find. */
-function nodesNaming<S extends NodeSpec>(graph: DesiredGraph<S>, keys: ReadonlyMap<NodeId, string>, codec: NodeSpecCodec<S>): Map<NodeId, NodeId> {
+/** For each id of `keys` whose key (`keyOf`) a node of `graph` has: the first such node. Keys are computed for the graph only when there is one to find. */
+function nodesNaming<S extends NodeSpec>(graph: DesiredGraph<S>, keys: ReadonlyMap<NodeId, string>, keyOf: (spec: S) => string | undefined): Map<NodeId, NodeId> {
   const named = new Map<NodeId, NodeId>();
-  if (keys.size === 0 || codec.resourceKey === undefined) return named;
+  if (keys.size === 0) return named;
   const wanted = new Map<string, NodeId[]>();
   for (const [id, key] of keys) wanted.set(key, [...(wanted.get(key) ?? []), id]);
   for (const node of graph.order) {
-    const key = codec.resourceKey(node.spec);
+    const key = keyOf(node.spec);
     for (const id of key === undefined ? [] : (wanted.get(key) ?? [])) if (!named.has(id)) named.set(id, node.id);
   }
   return named;
 }
 
+/** What of the removed records a node of `graph` manages, or may manage (`goalsHolding`): each removed id with that node's id. */
+interface HeldByGoals {
+  /** By `NodeSpecCodec.resourceKey`: a node whose id changed, its resource the same. */
+  readonly claimed: Map<NodeId, NodeId>;
+  /** Of the others, by `NodeSpecCodec.sameSpecKey`: a node whose backend and spec are theirs exactly. */
+  readonly sameSpec: Map<NodeId, NodeId>;
+}
+
 /**
- * The removed records whose resource a node of `graph` still manages (see
- * `NodeSpecCodec.resourceKey`: a node whose id changed, its resource the
- * same), each with that node's id. Deleting them would delete what the goals
- * declare. Keys are computed for the graph only when a removed record has one.
+ * The removed records whose resource a node of `graph` still manages, or
+ * may: deleting them would, or might, delete what the goals declare. Keys
+ * are computed for the graph only when a removed record has one.
  */
-export function claimedByGoals<S extends NodeSpec>(graph: DesiredGraph<S>, removed: readonly NodeRecord[], codec: NodeSpecCodec<S>): Map<NodeId, NodeId> {
-  const keys = new Map<NodeId, string>();
-  if (codec.resourceKey === undefined) return new Map();
+function goalsHolding<S extends NodeSpec>(graph: DesiredGraph<S>, removed: readonly NodeRecord[], codec: NodeSpecCodec<S>): HeldByGoals {
+  const resources = new Map<NodeId, string>();
+  const specs = new Map<NodeId, string>();
+  if (codec.resourceKey === undefined && codec.sameSpecKey === undefined) return { claimed: new Map(), sameSpec: new Map() };
   for (const r of removed) {
-    const node = removedNode(r, codec);
-    const key = node === undefined ? undefined : codec.resourceKey(node.spec);
-    if (key !== undefined) keys.set(r.id, key);
+    const spec = removedNode(r, codec)?.spec;
+    const key = spec === undefined ? undefined : codec.resourceKey?.(spec);
+    // A resource its backend names is that one, whatever the specs of other nodes.
+    const same = spec === undefined || key !== undefined ? undefined : codec.sameSpecKey?.(spec);
+    if (key !== undefined) resources.set(r.id, key);
+    if (same !== undefined) specs.set(r.id, same);
   }
-  return nodesNaming(graph, keys, codec);
+  return { claimed: nodesNaming(graph, resources, (s) => codec.resourceKey?.(s)), sameSpec: nodesNaming(graph, specs, (s) => codec.sameSpecKey?.(s)) };
+}
+
+/** The log message for each of `RemovedSplit.sameSpec` (apply and the daemon), with the node of the goals as `sameSpecAs`. */
+export const SAME_SPEC_KEPT =
+  'removed from the goals but not deleted: a node of the goals has its backend and spec exactly, and may manage the same resource; forgotten, its resource left in place (to delete it, remove it in a change where no node of the goals has its spec)';
+
+/** Logs a removed node forgotten (apply and the daemon): one whose spec a node of the goals has (`RemovedSplit.sameSpec`) with a warning first. */
+export function logOrphaned(log: Logger, r: NodeRecord, split: Pick<RemovedSplit, 'claimed' | 'sameSpec'>): void {
+  const sameSpecAs = split.sameSpec.get(r.id);
+  if (sameSpecAs !== undefined) log.warn({ node: r.id, backend: r.backendId, sameSpecAs }, SAME_SPEC_KEPT);
+  log.info({ node: r.id, backend: r.backendId, managedBy: split.claimed.get(r.id) }, 'node orphaned: removed from the goals, resource left untouched');
 }
 
 /** Mass-deletion guard: at most max(5, 10 %) of managed nodes in one revision. */
@@ -451,6 +474,12 @@ export interface RemovedSplit {
   /** Removed ids whose resource a declared node still manages, each with that node's id. */
   readonly claimed: ReadonlyMap<NodeId, NodeId>;
   /**
+   * Removed ids that their goal would delete but whose backend and spec a declared node has exactly
+   * (`NodeSpecCodec.sameSpecKey`), each with that node's id: one resource or two, no one can tell,
+   * so they are forgotten, not deleted, with a warning (`SAME_SPEC_KEPT`).
+   */
+  readonly sameSpec: ReadonlyMap<NodeId, NodeId>;
+  /**
    * Orphaned ids that their goal would delete (prune with `Delete`) but that a policy held when last
    * seen, each with the hold's reason: the hold, not the goal, is why they are not deleted.
    */
@@ -463,7 +492,7 @@ export interface RemovedSplit {
  * Splits the records `graph` no longer declares into what to delete and what
  * to orphan, for the one-shot pass and the daemon alike. Deleted are only
  * nodes whose goal prunes (still, where the revision has it) with `Delete`, that the daemon manages, that no
- * policy held, and whose resource no declared node claims; the rest are
+ * policy held, and whose resource no declared node claims, or may (`RemovedSplit.sameSpec`); the rest are
  * orphaned. An empty goal set deletes nothing: it is far more likely a
  * mistake than an intent. Past `massDeletionLimit`, nothing is deleted unless
  * `allowMassDeletion`.
@@ -474,7 +503,7 @@ export function splitRemoved<S extends NodeSpec>(
   codec: NodeSpecCodec<S>,
   allowMassDeletion: boolean,
 ): RemovedSplit {
-  if (graph.size === 0) return { toDelete: [], toOrphan: [], claimed: new Map() };
+  if (graph.size === 0) return { toDelete: [], toOrphan: [], claimed: new Map(), sameSpec: new Map() };
   const removed: NodeRecord[] = [];
   let managed = 0;
   for (const r of stored) {
@@ -489,17 +518,17 @@ export function splitRemoved<S extends NodeSpec>(
     return prunes === undefined ? r.deletionPolicy === 'Delete' : prunes && declaredDeletionPolicy(r) === 'Delete';
   };
   const candidates = removed.filter((r) => r.managed && !heldByPolicy(r) && deletes(r));
-  const claimed = claimedByGoals(graph, candidates, codec);
-  const toDelete = candidates.filter((r) => !claimed.has(r.id));
+  const { claimed, sameSpec } = goalsHolding(graph, candidates, codec);
+  const toDelete = candidates.filter((r) => !claimed.has(r.id) && !sameSpec.has(r.id));
   const deleting = new Set(toDelete);
   const toOrphan = removed.filter((r) => !deleting.has(r));
   const keptByPolicy = new Map<NodeId, string>();
   for (const r of toOrphan) if (r.managed && heldByPolicy(r) && deletes(r)) keptByPolicy.set(r.id, r.reason!);
   const limit = massDeletionLimit(managed);
   if (toDelete.length > limit && !allowMassDeletion) {
-    return { toDelete: [], toOrphan, claimed, keptByPolicy, refused: { count: toDelete.length, limit, nodes: reverseDependencyOrder(toDelete) } };
+    return { toDelete: [], toOrphan, claimed, sameSpec, keptByPolicy, refused: { count: toDelete.length, limit, nodes: reverseDependencyOrder(toDelete) } };
   }
-  return { toDelete: reverseDependencyOrder(toDelete), toOrphan, claimed, keptByPolicy };
+  return { toDelete: reverseDependencyOrder(toDelete), toOrphan, claimed, sameSpec, keptByPolicy };
 }
 
 /**

@@ -104,4 +104,15 @@ export interface NodeSpecCodec<S extends NodeSpec> {
    * let go, never deleted.
    */
   resourceKey?(spec: S): string | undefined;
+  /**
+   * Optional: where nothing but a spec and the node's id tells its resource
+   * from another (an exec command is handed both, and may key the resource
+   * on its input alone, or on the id), a key of the spec (with its backend);
+   * undefined otherwise. Unlike `resourceKey`, two specs with one key may
+   * manage one resource or two, so it is never a conflict, and a node whose
+   * key changed still manages its own. But a node removed from the goals
+   * whose key a node of the goals has is let go, never deleted: its delete
+   * may destroy what that node manages (see `splitRemoved`).
+   */
+  sameSpecKey?(spec: S): string | undefined;
 }

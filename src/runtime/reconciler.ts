@@ -15,7 +15,7 @@ import { assertNever, errorMessage } from './errors.ts';
 import { awaitsOutput } from './interpolation.ts';
 import { forEachKeyedLimit } from './limit.ts';
 import type { KeyedSlots } from './limit.ts';
-import { appliedAtSpec, carriedRecord, deleteBar, type DeletionEdges, deletionEdges, heldFault, heldReason, LET_GO, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedEdges, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, deleteBar, type DeletionEdges, deletionEdges, heldFault, heldReason, LET_GO, logOrphaned, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedEdges, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -28,11 +28,12 @@ export type PlannedAction =
   /** `refused`: over the mass-deletion limit, so `apply` refuses it (without --allow-mass-deletion). */
   | { readonly action: 'delete'; readonly refused?: string }
   /**
-   * Removed from the goals and not deleted (no prune with Delete, held by a policy, or its resource now
-   * another node's, `claimedBy`): forgotten, the resource left as it is. `policyHold`: its goal would
-   * delete it, but a policy held it when last seen (the hold's reason), and a node a policy holds is never deleted.
+   * Removed from the goals and not deleted (no prune with Delete, held by a policy, its resource now
+   * another node's, `claimedBy`, or maybe, that node having its backend and spec exactly, `sameSpecAs`):
+   * forgotten, the resource left as it is. `policyHold`: its goal would delete it, but a policy held it
+   * when last seen (the hold's reason), and a node a policy holds is never deleted.
    */
-  | { readonly action: 'orphan'; readonly claimedBy?: NodeId; readonly policyHold?: string }
+  | { readonly action: 'orphan'; readonly claimedBy?: NodeId; readonly sameSpecAs?: NodeId; readonly policyHold?: string }
   | { readonly action: 'blocked'; readonly reason: string }
   | { readonly action: 'held'; readonly reason: string }
   | { readonly action: 'error'; readonly fault: Fault };
@@ -244,8 +245,14 @@ export class Reconciler<S extends NodeSpec> {
     });
     for (const r of deletions.toOrphan) {
       const claimedBy = deletions.claimed.get(r.id);
+      const sameSpecAs = deletions.sameSpec.get(r.id);
       const policyHold = deletions.keptByPolicy?.get(r.id);
-      const planned: PlannedAction = { action: 'orphan', ...(claimedBy === undefined ? {} : { claimedBy }), ...(policyHold === undefined ? {} : { policyHold }) };
+      const planned: PlannedAction = {
+        action: 'orphan',
+        ...(claimedBy === undefined ? {} : { claimedBy }),
+        ...(sameSpecAs === undefined ? {} : { sameSpecAs }),
+        ...(policyHold === undefined ? {} : { policyHold }),
+      };
       entries.set(r.id, { id: r.id, type: r.type, backendId: r.backendId, goal: r.goal, planned });
     }
     const refused = deletions.refused;
@@ -477,7 +484,7 @@ export class Reconciler<S extends NodeSpec> {
       }
       for (const r of deletions.toOrphan) {
         outcomes.set(r.id, { status: 'orphaned' });
-        this.log.info({ node: r.id, backend: r.backendId, managedBy: deletions.claimed.get(r.id) }, 'node orphaned: removed from the goals, resource left untouched');
+        logOrphaned(this.log, r, deletions);
       }
 
       const summary = { ...summarise(outcomes), drifted: drifts };

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { deleteCycleFault, deletionEdges, digestAt, goalDigestOf, heldByPolicy, isDigestAt, policyHoldReason, reverseDependencyOrder, sameOutputs } from '../../src/runtime/node-record.ts';
+import { DesiredGraph } from '../../src/runtime/graph.ts';
+import { deleteCycleFault, deletionEdges, digestAt, goalDigestOf, heldByPolicy, isDigestAt, policyHoldReason, reverseDependencyOrder, sameOutputs, splitRemoved } from '../../src/runtime/node-record.ts';
 import { NODE_SPEC } from '../../src/runtime/node-spec.ts';
-import type { DesiredNode } from '../../src/runtime/node-spec.ts';
+import type { DesiredNode, NodeSpec, NodeSpecCodec } from '../../src/runtime/node-spec.ts';
 import type { NodeRecord } from '../../src/runtime/state-store.ts';
 
 const record = (status: NodeRecord['status'], reason: string | null): NodeRecord => ({
@@ -116,5 +117,94 @@ describe('applied digests', () => {
     expect(goalDigestOf('goal1')).toBe('goal1');
     expect(goalDigestOf(digestAt(node, { digest: 'res1' }))).toBe('goal1');
     expect(goalDigestOf('goal1/')).toBe('goal1');
+  });
+});
+
+/**
+ * A spec whose resource is named by its `path` (`resourceKey`), or, where its backend says nothing but
+ * the spec and the id tells it (`bySpec`), may be keyed on `input` alone (`sameSpecKey`). A spec read
+ * back from the store has a same-spec key whatever its backend, as the infra codec's does.
+ */
+interface ThingSpec extends NodeSpec {
+  readonly input: string;
+  readonly path?: string;
+  readonly sameSpec?: string;
+}
+const thing = (input: string, options: { path?: string; bySpec?: boolean } = {}): ThingSpec => ({
+  [NODE_SPEC]: true,
+  type: 'test.thing',
+  backendId: 'b',
+  digest: input,
+  input,
+  ...(options.path === undefined ? {} : { path: options.path }),
+  ...(options.bySpec === true ? { sameSpec: `b:${input}` } : {}),
+});
+const thingCodec: NodeSpecCodec<ThingSpec> = {
+  encode: (s) => ({ input: s.input, path: s.path }),
+  decode: (json) => {
+    const { input, path } = json as { input: string; path?: string };
+    return { ...thing(input, { path }), sameSpec: `b:${input}` };
+  },
+  resourceKey: (s) => s.path,
+  sameSpecKey: (s) => s.sameSpec,
+};
+/** A node of goal `g`, which prunes unless told otherwise. */
+const declared = (id: string, spec: ThingSpec, prune = true): DesiredNode<ThingSpec> => ({
+  id,
+  goal: 'g',
+  spec,
+  settings: { selfHeal: true, prune, deletionPolicy: 'Delete', ignoreFields: [] },
+  source: { file: 'g.yaml', line: 1, col: 7 },
+  dependsOn: [],
+});
+/** The record of a node applied at `spec` under `deletionPolicy: Delete`, removed from the goals since. */
+const applied = (id: string, spec: ThingSpec, deletionPolicy: NodeRecord['deletionPolicy'] = 'Delete'): NodeRecord => ({
+  ...record('ready', null),
+  id,
+  deletionPolicy,
+  snapshot: { spec: thingCodec.encode(spec), deps: [], ...(deletionPolicy === 'Delete' ? { deletionPolicy } : {}) },
+});
+const graphOf = (...nodes: DesiredNode<ThingSpec>[]): DesiredGraph<ThingSpec> => {
+  const r = DesiredGraph.build(nodes);
+  if (!r.ok) throw new Error('no graph');
+  return r.graph;
+};
+
+// An exec command may key its resource on its input alone: a node renamed, its commands and input the same,
+// adopts the resource under its new id, and deleting the old id deleted it. It may as well key it on the id,
+// so one such spec is no reason to refuse two nodes, and no proof that they share one resource: let go.
+describe('splitRemoved: a removed node whose backend and spec a node of the goals has', () => {
+  it('is forgotten, not deleted, with the node that has its spec; one that no node is like is deleted', () => {
+    const graph = graphOf(declared('logs-bucket', thing('logs', { bySpec: true })), declared('other', thing('other', { bySpec: true })));
+    const split = splitRemoved(graph, [applied('logs', thing('logs')), applied('tmp', thing('tmp'))], thingCodec, false);
+    expect(split.toDelete.map((r) => r.id)).toEqual(['tmp']);
+    expect(split.toOrphan.map((r) => r.id)).toEqual(['logs']);
+    expect([...split.sameSpec]).toEqual([['logs', 'logs-bucket']]);
+    expect(split.claimed.size).toBe(0);
+  });
+
+  it('is deleted where the node of the goals is on a backend that names its resources, or keys them by id', () => {
+    const graph = graphOf(declared('logs-bucket', thing('logs')));
+    const split = splitRemoved(graph, [applied('logs', thing('logs'))], thingCodec, false);
+    expect(split.toDelete.map((r) => r.id)).toEqual(['logs']);
+    expect(split.sameSpec.size).toBe(0);
+  });
+
+  it('whose resource is named is claimed by the node that names it, or deleted, whatever the specs', () => {
+    const graph = graphOf(declared('conf2', thing('x', { path: 'a.conf', bySpec: true })), declared('y', thing('y', { path: 'y.conf', bySpec: true })));
+    const split = splitRemoved(graph, [applied('conf', thing('x', { path: 'a.conf' })), applied('old', thing('y', { path: 'old.conf' }))], thingCodec, false);
+    expect([...split.claimed]).toEqual([['conf', 'conf2']]);
+    expect(split.sameSpec.size).toBe(0);
+    expect(split.toDelete.map((r) => r.id)).toEqual(['old']);
+  });
+
+  it('is not named where it would not be deleted anyway: its goal does not prune, or it said Orphan', () => {
+    const kept = (prune: boolean, deletionPolicy: NodeRecord['deletionPolicy']): ReturnType<typeof splitRemoved> =>
+      splitRemoved(graphOf(declared('logs-bucket', thing('logs', { bySpec: true }), prune)), [applied('logs', thing('logs'), deletionPolicy)], thingCodec, false);
+    for (const split of [kept(false, 'Delete'), kept(true, 'Orphan')]) {
+      expect(split.toDelete).toEqual([]);
+      expect(split.toOrphan.map((r) => r.id)).toEqual(['logs']);
+      expect(split.sameSpec.size).toBe(0);
+    }
   });
 });
