@@ -198,6 +198,16 @@ export interface BackendFactory<C = unknown> {
    */
   resourceKey?(spec: InfraNodeSpec, config: C): { readonly key: string; readonly path: readonly string[] } | undefined;
   /**
+   * Set where nothing but a node's spec and its id tells its resource from
+   * another, and `resourceKey` names none (exec: a command is handed the id
+   * and the input, and may key the resource on either). A node removed from
+   * the goals whose stored spec a node of the goals on the same backend has
+   * exactly may then manage that node's resource (its id was changed): it is
+   * let go, never deleted (`InfraDesiredNodeSpec.sameSpec`). Two such nodes
+   * in the goals are no error, as they may as well manage two resources.
+   */
+  readonly identifiedBySpecAndId?: boolean;
+  /**
    * The spec fields (besides `type`) that `checkSpec`, `cannotDelete` and
    * `resourceKey` read. Declared, those three also run on a spec with errors
    * in other fields, given `type` and these fields only, so that a bad `mode`

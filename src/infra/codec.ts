@@ -1,5 +1,5 @@
 import type { NodeSpecCodec } from '../runtime/index.ts';
-import { desiredNodeSpec } from './desired.ts';
+import { desiredNodeSpec, sameSpecKey } from './desired.ts';
 import type { InfraDesiredNodeSpec } from './desired.ts';
 import { infraNodeSpecSchema } from './spec.ts';
 import type { InfraNodeSpec } from './spec.ts';
@@ -14,8 +14,11 @@ export const infraSpecCodec: NodeSpecCodec<InfraDesiredNodeSpec> = {
     const { spec, backendId, labels, environment, resource } = json as { spec?: unknown; backendId?: unknown; labels?: unknown; environment?: unknown; resource?: unknown };
     const parsed = infraNodeSpecSchema().safeParse(spec);
     if (!parsed.success || typeof backendId !== 'string') return undefined;
-    return desiredNodeSpec(parsed.data as unknown as InfraNodeSpec, backendId, (labels ?? {}) as Record<string, string>, typeof environment === 'string' ? environment : undefined, {
+    const stored = parsed.data as unknown as InfraNodeSpec;
+    return desiredNodeSpec(stored, backendId, (labels ?? {}) as Record<string, string>, typeof environment === 'string' ? environment : undefined, {
       resource: typeof resource === 'string' ? resource : undefined,
+      // From the spec as stored, never stored itself: a record written before it was known has one too.
+      sameSpec: sameSpecKey(stored, backendId),
     });
   },
   /**
@@ -25,5 +28,9 @@ export const infraSpecCodec: NodeSpecCodec<InfraDesiredNodeSpec> = {
    */
   resourceKey(spec) {
     return spec.resource === undefined ? undefined : `${spec.resource} on backend ${spec.backendId}`;
+  },
+  /** `InfraDesiredNodeSpec.sameSpec`: its backend and spec, on a backend that tells resources by spec and id alone. */
+  sameSpecKey(spec) {
+    return spec.sameSpec;
   },
 };

@@ -23,6 +23,19 @@ export interface InfraDesiredNodeSpec<T extends InfraNodeSpec = InfraNodeSpec> e
    * names (its id was changed) is let go, never deleted.
    */
   readonly resource?: string | undefined;
+  /**
+   * Where nothing but the spec and the node's id tells its resource from another
+   * (`BackendFactory.identifiedBySpecAndId`), the key of its backend and spec (`sameSpecKey`);
+   * undefined otherwise. A spec read back from the state store always has one, as which backend type
+   * ran it is not stored: only a node of the goals whose backend says so can have that key too. A
+   * removed node whose key a node of the goals has is let go, never deleted.
+   */
+  readonly sameSpec?: string | undefined;
+}
+
+/** The key of a spec on a backend, whoever writes it (`InfraDesiredNodeSpec.sameSpec`): the same whatever the order of its keys. */
+export function sameSpecKey(spec: InfraNodeSpec, backendId: string): string {
+  return sha256(stableStringify([backendId, spec]));
 }
 
 /**
@@ -35,7 +48,7 @@ export function desiredNodeSpec<T extends InfraNodeSpec>(
   backendId: string,
   labels: Readonly<Record<string, string>> = {},
   environment = 'default',
-  extra: { readonly digest?: string | undefined; readonly resource?: string | undefined } = {},
+  extra: { readonly digest?: string | undefined; readonly resource?: string | undefined; readonly sameSpec?: string | undefined } = {},
 ): InfraDesiredNodeSpec<T> {
   return Object.freeze({
     [NODE_SPEC]: true as const,
@@ -47,6 +60,7 @@ export function desiredNodeSpec<T extends InfraNodeSpec>(
     labels: Object.isFrozen(labels) ? labels : Object.freeze({ ...labels }),
     environment,
     resource: extra.resource,
+    sameSpec: extra.sameSpec,
   });
 }
 

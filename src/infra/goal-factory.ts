@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { DiagnosticBag, fieldPathProblem, fieldSchema, formatLocation, formatPath, hasReferences, isJsonObject, meantInput, MISSING_RESOURCE, once, pendingIssue, reportZodIssues, suggestion, valueAtPath } from '../runtime/index.ts';
 import type { BuiltNode, BuiltSpec, GoalInfo, ImpliedEdge, NodeDeclaration, NodeSpecFactory, PathKey, PendingValue, RawDocument, SourceLocation } from '../runtime/index.ts';
 import type { BackendFactory, SpecIssue } from './backend.ts';
-import { desiredNodeSpec } from './desired.ts';
+import { desiredNodeSpec, sameSpecKey } from './desired.ts';
 import type { InfraDesiredNodeSpec } from './desired.ts';
 import type { AppliedDefault, PolicyDefault, PolicyEngine } from './policy.ts';
 import type { BackendDeclaration, BackendRegistry } from './registry.ts';
@@ -622,8 +622,9 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     }
     if (applied.length > 0) this.policyDefaults.set(decl.id, applied.map(({ field, value, policy }) => ({ field, value, policy })));
     const resource = backend === undefined || factory === undefined ? undefined : this.claimResource(decl, spec, backend, factory, diag);
+    const sameSpec = factory?.identifiedBySpecAndId === true ? sameSpecKey(spec, backendId) : undefined;
     return {
-      spec: desiredNodeSpec(spec, backendId, decl.labels, decl.goal.environment, { resource }),
+      spec: desiredNodeSpec(spec, backendId, decl.labels, decl.goal.environment, { resource, sameSpec }),
       gate,
       deletionPolicy: statefulTypes.has(decl.type) ? 'Orphan' : undefined,
       cannotUpdate: backend === undefined || declared?.status !== 'ok' ? undefined : factory?.cannotUpdate?.(spec, backend.config),

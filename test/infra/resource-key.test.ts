@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { builtinBackendFactories } from '../../src/backends/index.ts';
-import { desiredNodeSpec, infraSpecCodec, specSchemas } from '../../src/infra/index.ts';
-import type { BackendFactory, InfraNodeSpec, InfraNodeType } from '../../src/infra/index.ts';
+import { BackendRegistry, desiredNodeSpec, infraSpecCodec, InfraSpecFactory, specSchemas } from '../../src/infra/index.ts';
+import type { BackendFactory, InfraDesiredNodeSpec, InfraNodeSpec, InfraNodeType } from '../../src/infra/index.ts';
+import { formatDiagnostic, GoalCompiler, parseGoalText } from '../../src/runtime/index.ts';
 
 /**
  * The key that tells a renamed node (same resource, new id) from a removed
@@ -78,5 +79,60 @@ describe('resourceKey', () => {
     const d = infraSpecCodec.decode({ spec: { type: 'postgres.role', name: 'r' }, backendId: 'pg', labels: {}, environment: 'dev' });
     expect(d).toBeDefined();
     expect(infraSpecCodec.resourceKey?.(d!)).toBeUndefined();
+  });
+});
+
+/**
+ * The key that tells a removed node whose backend and spec a node of the goals has exactly, on a
+ * backend where nothing but the spec and the id tells resources apart (exec: a command may key its
+ * resource on the input alone, or on the id): one resource or two, so the removed one is let go, not
+ * deleted, and two such nodes are no error.
+ */
+describe('sameSpecKey', () => {
+  const commands = '{ read: [./bucket, read], create: [./bucket, create], delete: [./bucket, delete] }';
+  const node = (id: string, backend: string, input: string): string =>
+    `    - { id: ${id}, type: generic.resource, backend: ${backend}, deletionPolicy: Delete, spec: { commands: ${commands}, input: ${input} } }\n`;
+  const backend = (name: string, type: string): string => `apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: ${name} }\nspec: { type: ${type} }\n---\n`;
+
+  function compiled(nodes: string): { lines: string[]; spec: (id: string) => InfraDesiredNodeSpec } {
+    const text = `${backend('exec', 'exec')}${backend('exec2', 'exec')}${backend('mem', 'memory')}apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: app }\nspec:\n  nodes:\n${nodes}`;
+    const parsed = parseGoalText('goals/app.yaml', text);
+    const result = new GoalCompiler({ factory: new InfraSpecFactory({ registry: new BackendRegistry(builtinBackendFactories), cwd: '/work/project' }) }).compile(parsed.documents, parsed.diagnostics);
+    return { lines: result.diagnostics.map(formatDiagnostic), spec: (id) => result.graph!.get(id)!.spec };
+  }
+  // As a removed node's spec comes back from the store: encoded, then decoded.
+  const stored = (spec: InfraDesiredNodeSpec): InfraDesiredNodeSpec => infraSpecCodec.decode(JSON.parse(JSON.stringify(infraSpecCodec.encode(spec))))!;
+  const key = (spec: InfraDesiredNodeSpec): string | undefined => infraSpecCodec.sameSpecKey?.(spec);
+
+  it('exec nodes of one backend, commands and input have one key, whatever the order of the input, and are no duplicate', () => {
+    const { lines, spec } = compiled(node('logs', 'exec', '{ name: logs, retentionDays: 30 }') + node('logs-bucket', 'exec', '{ retentionDays: 30, name: logs }'));
+    expect(lines).toEqual([]);
+    expect(key(spec('logs'))).toBeDefined();
+    expect(key(spec('logs-bucket'))).toBe(key(spec('logs')));
+    expect(key(stored(spec('logs')))).toBe(key(spec('logs-bucket')));
+    // A key names no resource: nothing is let go for it, nothing is a conflict.
+    expect(infraSpecCodec.resourceKey?.(spec('logs'))).toBeUndefined();
+  });
+
+  it.each([
+    { name: 'another input', other: node('b', 'exec', '{ name: logs, retentionDays: 7 }') },
+    { name: 'another exec backend', other: node('b', 'exec2', '{ name: logs, retentionDays: 30 }') },
+  ])('differs for $name', ({ other }) => {
+    const { spec } = compiled(node('a', 'exec', '{ name: logs, retentionDays: 30 }') + other);
+    expect(key(stored(spec('a')))).not.toBe(key(spec('b')));
+  });
+
+  it('a node of the goals on any other backend has none: its resource is named, or keyed by its id', () => {
+    const { spec } = compiled(node('m', 'mem', '{ name: logs }') + '    - { id: f, type: local.file, spec: { path: a.conf, content: x } }\n');
+    expect(key(spec('m'))).toBeUndefined();
+    expect(key(spec('f'))).toBeUndefined();
+  });
+
+  // Which backend type stored it is not stored: only a node of the goals whose backend says so can match it.
+  it('a spec read back from the store has one, stored before the key existed too', () => {
+    const old = infraSpecCodec.decode({ spec: { type: 'generic.resource', commands: { read: ['./bucket', 'read'], create: ['./bucket', 'create'] }, input: { name: 'logs' } }, backendId: 'exec', labels: {}, environment: 'dev' });
+    const { spec } = compiled(`    - { id: n, type: generic.resource, backend: exec, spec: { commands: { create: [./bucket, create], read: [./bucket, read] }, input: { name: logs } } }\n`);
+    expect(key(old!)).toBeDefined();
+    expect(key(old!)).toBe(key(spec('n')));
   });
 });

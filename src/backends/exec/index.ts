@@ -200,6 +200,9 @@ export const execBackendFactory: BackendFactory<ExecConfig> = {
   checkSpec: (spec) => (spec.type === 'generic.resource' && spec.commands === undefined ? [{ path: ['commands'], message: 'the exec backend needs commands (read and create at least)' }] : []),
   cannotUpdate: (spec) => (lacks(spec, 'update') ? 'no update command' : undefined),
   cannotDelete: (spec) => (lacks(spec, 'delete') ? 'it has no commands.delete (add one)' : undefined),
+  // A command is handed the node's id with the input, and may key its resource on either: two nodes of one
+  // spec may be one resource or two, so a removed one whose spec a node of the goals has is let go, not deleted.
+  identifiedBySpecAndId: true,
   description: 'Resources managed by user-supplied read/create/update/delete commands speaking JSON (the exec protocol).',
   create: (config, ctx) => resourceBackend(ctx.id, 'exec', new ExecProvisioner(config, ctx)),
 };
