@@ -113,7 +113,7 @@ export function formatPlan(
           p.policyHold !== undefined
             ? `not deleted: it is ${p.policyHold}, and a node a policy holds is never deleted, not even under prune: true with deletionPolicy: Delete`
             : p.sameSpecAs !== undefined
-              ? `not deleted: node ${p.sameSpecAs} has its backend and spec exactly, and may manage the same resource; to delete it, remove it in a change where no node of the goals has its spec`
+              ? `not deleted: node ${p.sameSpecAs}, new to the goals, has its backend and spec exactly, and may manage the same resource; to delete it, remove it in a change that adds no node of its spec`
               : 'deleted only under prune: true with deletionPolicy: Delete';
         lines.push(`${head} removed from the goals: forgotten, ${p.claimedBy === undefined ? `its resource left as it is (${why})` : `its resource now managed by ${p.claimedBy}`}`);
         break;

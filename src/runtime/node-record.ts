@@ -404,18 +404,18 @@ export function resourcesLetGo<S extends NodeSpec>(graph: DesiredGraph<S>, recor
     const now = codec.resourceKey(node.spec);
     if (was !== undefined && now !== undefined && was !== now) letGo.set(r.id, was);
   }
-  for (const id of nodesNaming(graph, letGo, (s) => codec.resourceKey?.(s)).keys()) letGo.delete(id);
+  for (const id of nodesNaming(graph, letGo, (n) => codec.resourceKey?.(n.spec)).keys()) letGo.delete(id);
   return letGo;
 }
 
 /** For each id of `keys` whose key (`keyOf`) a node of `graph` has: the first such node. Keys are computed for the graph only when there is one to find. */
-function nodesNaming<S extends NodeSpec>(graph: DesiredGraph<S>, keys: ReadonlyMap<NodeId, string>, keyOf: (spec: S) => string | undefined): Map<NodeId, NodeId> {
+function nodesNaming<S extends NodeSpec>(graph: DesiredGraph<S>, keys: ReadonlyMap<NodeId, string>, keyOf: (node: DesiredNode<S>) => string | undefined): Map<NodeId, NodeId> {
   const named = new Map<NodeId, NodeId>();
   if (keys.size === 0) return named;
   const wanted = new Map<string, NodeId[]>();
   for (const [id, key] of keys) wanted.set(key, [...(wanted.get(key) ?? []), id]);
   for (const node of graph.order) {
-    const key = keyOf(node.spec);
+    const key = keyOf(node);
     for (const id of key === undefined ? [] : (wanted.get(key) ?? [])) if (!named.has(id)) named.set(id, node.id);
   }
   return named;
@@ -425,7 +425,12 @@ function nodesNaming<S extends NodeSpec>(graph: DesiredGraph<S>, keys: ReadonlyM
 interface HeldByGoals {
   /** By `NodeSpecCodec.resourceKey`: a node whose id changed, its resource the same. */
   readonly claimed: Map<NodeId, NodeId>;
-  /** Of the others, by `NodeSpecCodec.sameSpecKey`: a node whose backend and spec are theirs exactly. */
+  /**
+   * Of the others, by `NodeSpecCodec.sameSpecKey`: a node whose backend and spec are theirs exactly, that
+   * the state does not manage yet (new in the revision: the removed one's id changed). One managed already
+   * has a resource of its own, which the removed node's is not (nodes of one spec whose commands key
+   * their resources on the id: deleting one of them is what prune is for).
+   */
   readonly sameSpec: Map<NodeId, NodeId>;
 }
 
@@ -434,7 +439,7 @@ interface HeldByGoals {
  * may: deleting them would, or might, delete what the goals declare. Keys
  * are computed for the graph only when a removed record has one.
  */
-function goalsHolding<S extends NodeSpec>(graph: DesiredGraph<S>, removed: readonly NodeRecord[], codec: NodeSpecCodec<S>): HeldByGoals {
+function goalsHolding<S extends NodeSpec>(graph: DesiredGraph<S>, removed: readonly NodeRecord[], codec: NodeSpecCodec<S>, manages: (id: NodeId) => boolean): HeldByGoals {
   const resources = new Map<NodeId, string>();
   const specs = new Map<NodeId, string>();
   if (codec.resourceKey === undefined && codec.sameSpecKey === undefined) return { claimed: new Map(), sameSpec: new Map() };
@@ -446,12 +451,15 @@ function goalsHolding<S extends NodeSpec>(graph: DesiredGraph<S>, removed: reado
     if (key !== undefined) resources.set(r.id, key);
     if (same !== undefined) specs.set(r.id, same);
   }
-  return { claimed: nodesNaming(graph, resources, (s) => codec.resourceKey?.(s)), sameSpec: nodesNaming(graph, specs, (s) => codec.sameSpecKey?.(s)) };
+  return {
+    claimed: nodesNaming(graph, resources, (n) => codec.resourceKey?.(n.spec)),
+    sameSpec: nodesNaming(graph, specs, (n) => (manages(n.id) ? undefined : codec.sameSpecKey?.(n.spec))),
+  };
 }
 
 /** The log message for each of `RemovedSplit.sameSpec` (apply and the daemon), with the node of the goals as `sameSpecAs`. */
 export const SAME_SPEC_KEPT =
-  'removed from the goals but not deleted: a node of the goals has its backend and spec exactly, and may manage the same resource; forgotten, its resource left in place (to delete it, remove it in a change where no node of the goals has its spec)';
+  'removed from the goals but not deleted: a node new to the goals has its backend and spec exactly, and may manage the same resource; forgotten, its resource left in place (to delete it, remove it in a change that adds no node of its spec)';
 
 /** Logs a removed node forgotten (apply and the daemon): one whose spec a node of the goals has (`RemovedSplit.sameSpec`) with a warning first. */
 export function logOrphaned(log: Logger, r: NodeRecord, split: Pick<RemovedSplit, 'claimed' | 'sameSpec'>): void {
@@ -505,11 +513,12 @@ export function splitRemoved<S extends NodeSpec>(
 ): RemovedSplit {
   if (graph.size === 0) return { toDelete: [], toOrphan: [], claimed: new Map(), sameSpec: new Map() };
   const removed: NodeRecord[] = [];
-  let managed = 0;
+  const managedIds = new Set<NodeId>();
   for (const r of stored) {
-    if (r.managed) managed++;
+    if (r.managed) managedIds.add(r.id);
     if (!graph.has(r.id) && r.status !== 'orphaned' && r.status !== 'deleted') removed.push(r);
   }
+  const managed = managedIds.size;
   // A goal still in the revision decides by its prune now, with the node's own policy as last kept: prune
   // turned off in the revision that removes the node deletes nothing, turned on there deletes a node that
   // said Delete. For a goal removed whole, the record's policy decides (Delete only if it pruned then).
@@ -518,7 +527,7 @@ export function splitRemoved<S extends NodeSpec>(
     return prunes === undefined ? r.deletionPolicy === 'Delete' : prunes && declaredDeletionPolicy(r) === 'Delete';
   };
   const candidates = removed.filter((r) => r.managed && !heldByPolicy(r) && deletes(r));
-  const { claimed, sameSpec } = goalsHolding(graph, candidates, codec);
+  const { claimed, sameSpec } = goalsHolding(graph, candidates, codec, (id) => managedIds.has(id));
   const toDelete = candidates.filter((r) => !claimed.has(r.id) && !sameSpec.has(r.id));
   const deleting = new Set(toDelete);
   const toOrphan = removed.filter((r) => !deleting.has(r));

@@ -11,7 +11,7 @@ import { trackDaemons } from '../support/daemon.ts';
 // is let go, with a warning that names both; a removed node no node of the goals is like is deleted.
 const daemons = trackDaemons();
 const SAME_SPEC_KEPT =
-  'removed from the goals but not deleted: a node of the goals has its backend and spec exactly, and may manage the same resource; forgotten, its resource left in place (to delete it, remove it in a change where no node of the goals has its spec)';
+  'removed from the goals but not deleted: a node new to the goals has its backend and spec exactly, and may manage the same resource; forgotten, its resource left in place (to delete it, remove it in a change that adds no node of its spec)';
 
 /** A bucket API: each bucket a file `<name>.json` under `$dir/buckets` holding its settings; each delete logged in `$dir/deletes.log`. */
 function bucketScript(dir: string): string {
@@ -58,7 +58,7 @@ describe('an exec node renamed under prune + Delete', () => {
     expect(plan.code, plan.text).toBe(2);
     expect(plan.text).toContain('  = logs-bucket (generic.resource via exec)');
     expect(plan.text).toContain(
-      '  ○ logs (generic.resource via exec) removed from the goals: forgotten, its resource left as it is (not deleted: node logs-bucket has its backend and spec exactly, and may manage the same resource; to delete it, remove it in a change where no node of the goals has its spec)',
+      '  ○ logs (generic.resource via exec) removed from the goals: forgotten, its resource left as it is (not deleted: node logs-bucket, new to the goals, has its backend and spec exactly, and may manage the same resource; to delete it, remove it in a change that adds no node of its spec)',
     );
     expect(plan.text).toContain('  - tmp (generic.resource via exec)');
     expect(plan.text).not.toContain('  - logs ');

@@ -183,6 +183,15 @@ describe('splitRemoved: a removed node whose backend and spec a node of the goal
     expect(split.claimed.size).toBe(0);
   });
 
+  // Commands that key their resources on the node's id, one spec for all nodes: a node the state manages has a
+  // resource of its own, so pruning another of that spec deletes the other's, as prune says.
+  it('is deleted where the node of its spec is one the state manages already: only a new node may be it renamed', () => {
+    const graph = graphOf(declared('kept', thing('same', { bySpec: true })), declared('fresh', thing('fresh', { bySpec: true })));
+    const split = splitRemoved(graph, [applied('kept', thing('same')), applied('gone', thing('same')), applied('moved', thing('fresh'))], thingCodec, false);
+    expect(split.toDelete.map((r) => r.id)).toEqual(['gone']);
+    expect([...split.sameSpec]).toEqual([['moved', 'fresh']]);
+  });
+
   it('is deleted where the node of the goals is on a backend that names its resources, or keys them by id', () => {
     const graph = graphOf(declared('logs-bucket', thing('logs')));
     const split = splitRemoved(graph, [applied('logs', thing('logs'))], thingCodec, false);
