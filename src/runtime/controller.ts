@@ -1331,7 +1331,15 @@ export class Controller<S extends NodeSpec> {
     this.orphan(orphan.filter((r) => !inFlight(r)), split);
     // Held back (`hold`): approved all the same, and deleted once released (it stays in `deleting`).
     for (const r of deleteNow) if (this.holds.has(r.id)) this.o.log.info({ node: r.id, backend: r.backendId }, 'delete put off while the node is held back');
-    await this.deleteInOrder(deleteNow.filter((r) => !this.holds.has(r.id)));
+    // Each taken from the queue as a worker takes a node, until its delete is over: its interval's turn
+    // (or a retry, a release) never starts a second delete beside this one, which would fail on what this
+    // one removed and bring the node back. None once stopped: those stay recorded, deleted at the next start.
+    const mine = deleteNow.filter((r) => !this.holds.has(r.id) && this.queue.claim(r.id));
+    try {
+      await this.deleteInOrder(mine);
+    } finally {
+      for (const r of mine) this.queue.done(r.id);
+    }
   }
 
   /**

@@ -6,7 +6,7 @@ import type { NodeId } from './node-spec.ts';
 export interface WorkQueueStats {
   /** Due and waiting for a `get()`. */
   readonly ready: number;
-  /** Handed out by `get()` and not yet `done()`. */
+  /** Handed out by `get()` (or claimed) and not yet `done()`. */
   readonly processing: number;
   /** Scheduled for later by `addAfter`. */
   readonly delayed: number;
@@ -257,6 +257,19 @@ export class WorkQueue<K = NodeId> {
     const id = this.#take();
     if (id !== undefined) return Promise.resolve(id);
     return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  /**
+   * Takes `id` out of turn, as if `get()` had handed it out (whether it was due, delayed or not queued):
+   * no consumer is handed it until `done(id)`, and an `add` meanwhile hands it out after that. False,
+   * and nothing taken, when it is being processed already or the queue is shut down.
+   */
+  claim(id: K): boolean {
+    if (this.#shutDown || this.#processing.has(id)) return false;
+    if (this.#delayed.remove(id)) this.#rearm();
+    if (this.#dirty.delete(id)) this.#ready.delete(id);
+    this.#processing.add(id);
+    return true;
   }
 
   /** Ends the processing of an id; re-queues it if it was added meanwhile. */

@@ -1548,6 +1548,39 @@ describe('Controller: goal changes', () => {
     expect(h.store.getNode('x')).toBeUndefined();
   });
 
+  it('a node pruned by a reload is deleted once: its interval coming round while the delete runs starts no second one, and it never comes back', async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => (release = r));
+    const h = await converged(goalYaml(fileNode('k', 'K') + fileNode('a', 'A', { deletionPolicy: 'Delete' }), { prune: true }), {
+      wrap: (b) =>
+        wrapMemory(b, 'memory', {
+          // Slow, and fails on a resource already gone, as `sleep 10; rm` does.
+          delete: async (n, ctx) => {
+            await Promise.race([gate, new Promise((r) => ctx.signal.addEventListener('abort', r))]);
+            return b.snapshot().has(n.id) ? b.delete(n, ctx) : { status: 'failed', fault: fault('permanent', `rm: cannot remove ${n.id}`) };
+          },
+        }),
+    });
+    h.calls.reset();
+    const reload = h.controller.setGraph(compileYaml(goalYaml(fileNode('k', 'K'), { prune: true })).graph);
+    try {
+      // a's interval comes round (k's with it) while its delete waits: k is looked at, a is left to that delete.
+      await h.clock.advanceAsync(2 * MIN);
+      await vi.waitFor(() => expect(h.calls.observed.includes('k') || h.calls.deleted.length > 1).toBe(true));
+      expect(h.calls.deleted).toEqual(['a']);
+    } finally {
+      release();
+    }
+    await reload;
+    await h.advance(2 * MIN, 10_000);
+    expect(h.calls.deleted).toEqual(['a']);
+    expect(h.backend.snapshot().has('a')).toBe(false);
+    expect(h.store.getNode('a')).toBeUndefined();
+    expect(h.controller.nodes().map((r) => r.id)).toEqual(['k']);
+    expect(h.lines.filter((l) => l.msg === 'node deleted')).toHaveLength(1);
+    expect(h.lines.filter((l) => l.msg === 'delete failed')).toEqual([]);
+  });
+
   it('a node removed from the goals while its first create runs leaves no record behind: created, then deleted (prune + Delete) or let go', async () => {
     const keep = Array.from({ length: 10 }, (_, i) => fileNode(`k${i}`, 'K')).join('');
     for (const policy of ['Delete', 'Orphan'] as const) {

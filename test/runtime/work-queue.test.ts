@@ -80,6 +80,28 @@ describe('WorkQueue', () => {
     expect(await drain(q)).toEqual(['a']);
   });
 
+  it('claim takes an id out of turn, due or delayed: no get() has it until done, and an add meanwhile hands it out after', async () => {
+    const clock = new FakeClock(0);
+    const q = new WorkQueue<string>({ clock });
+    q.addAfter('a', 100);
+    q.add('b');
+    expect(q.claim('a')).toBe(true);
+    expect(q.claim('b')).toBe(true);
+    expect(q.claim('a')).toBe(false); // processing already
+    clock.advance(100);
+    expect(q.stats()).toEqual({ ready: 0, processing: 2, delayed: 0, handedOut: 0 });
+    let idle = false;
+    void q.whenIdle().then(() => (idle = true));
+    q.add('a');
+    expect(await drain(q)).toEqual([]);
+    q.done('b');
+    q.done('a');
+    expect(await drain(q)).toEqual(['a']);
+    expect(idle).toBe(true);
+    q.shutDown();
+    expect(q.claim('a')).toBe(false);
+  });
+
   it('wakes a waiting get() when an item falls due', async () => {
     const clock = new FakeClock(0);
     const q = new WorkQueue<string>({ clock });
