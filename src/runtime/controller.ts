@@ -587,14 +587,16 @@ export class Controller<S extends NodeSpec> {
 
   /**
    * Stops taking work, lets in-flight operations finish for up to `graceMs`,
-   * then aborts them; flushes state.
+   * then aborts them; flushes state. The deletes of removed nodes a `setGraph`
+   * runs (a goal load) are in-flight operations too, and no more of them start.
    */
   async stop(graceMs = 10_000): Promise<void> {
     this.stopWatching?.();
     this.stopWatching = undefined;
     this.queue.shutDown();
     const timer = this.o.clock.setTimeout(() => this.abort.abort(), graceMs);
-    await Promise.allSettled(this.loops);
+    // The queue is idle once the worker loops and `removeMissing`'s deletes (which claim their nodes) are done.
+    await Promise.allSettled([...this.loops, this.queue.whenIdle()]);
     this.o.clock.clearTimeout(timer);
     this.flush();
     if (this.dirty.size > 0 || this.deferred.size > 0) {
@@ -1049,8 +1051,9 @@ export class Controller<S extends NodeSpec> {
   }
 
   /**
-   * Records a delete as pending before the backend call and finished after it. Undefined when the store
-   * would not record it (a full disk): not sent, and tried again later (`notStarted`).
+   * Records a delete as pending before the backend call and finished after it (unless the shutdown cut it
+   * off: `cutOff`). Undefined when the store would not record it (a full disk): not sent, and tried again
+   * later (`notStarted`).
    */
   private async provision(node: DesiredNode<S>, op: 'delete', call: () => Promise<ProvisionResult>): Promise<ProvisionResult | undefined> {
     let opId: number;
@@ -1068,7 +1071,7 @@ export class Controller<S extends NodeSpec> {
     }
     this.pending.delete(node.id);
     const result = await call();
-    this.deferred.finished(opId, result);
+    if (!this.cutOff(result)) this.deferred.finished(opId, result);
     return result;
   }
 
@@ -1353,6 +1356,8 @@ export class Controller<S extends NodeSpec> {
     // Of the nodes removed from the goals and still recorded (not deleted yet, or their delete failed or was given up on).
     const edges = deletionEdges([...this.records.values()].filter((r) => this.graph?.has(r.id) !== true));
     for (const r of reverseDependencyOrder(records, edges)) {
+      // Stopped (`stop`): the rest stay recorded, not begun, and are deleted at the next start.
+      if (this.queue.isShutDown) return;
       const bar = deleteBar(r.id, edges, (d) => this.records.has(d));
       if (bar?.status === 'cycle') {
         this.deleteFailed(r, bar.fault, this.o.log.child({ node: r.id, backend: r.backendId }));
@@ -1438,8 +1443,21 @@ export class Controller<S extends NodeSpec> {
       this.wake(r.id);
       return true;
     }
+    if (this.cutOff(result)) {
+      // As an update cut off (`reconcileBatch`): not a failure of the delete; its operation left pending
+      // (`provision`), the node kept, and deleted again at the next start, which ends that operation.
+      this.records.set(r.id, { ...(this.records.get(r.id) ?? r), reason: 'delete cut off by the shutdown; deleted again at the next start', updatedAt: this.o.clock.now() });
+      this.dirty.add(r.id);
+      log.warn({ op: 'delete', fault: result.fault }, 'operation cut off by the shutdown; left pending');
+      return true;
+    }
     this.deleteFailed(r, result.fault, log);
     return true;
+  }
+
+  /** Whether `result` is an operation's that the shutdown cut off, its grace over: left pending, as after a crash. */
+  private cutOff(result: ProvisionResult): boolean {
+    return result.status === 'failed' && this.abort.signal.aborted;
   }
 
   /**

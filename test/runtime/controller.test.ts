@@ -388,6 +388,55 @@ describe('Controller: an operation the shutdown cuts off', () => {
     expect(h.lines.filter((l) => l.msg === 'update failed')).toEqual([]);
     expect(h.lines.filter((l) => l.msg === 'operation cut off by the shutdown; left pending')).toHaveLength(1);
   });
+
+  it('so is the delete of a removed node that a goal load runs (setGraph): within the grace, the node kept, and deleted at the next start', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-controller-cut-delete-'));
+    const backend = new MemoryBackend(memoryConfigSchema().parse({}), { id: 'mem', log: capturingLogger().log });
+    const pruned = compileYaml(goalYaml(fileNode('k', 'K'), { prune: true })).graph;
+    // Runs until it is told to stop (a delete past the shutdown's grace).
+    const endless = (b: MemoryBackend): InfraBackend =>
+      wrapMemory(b, 'memory', {
+        delete: (_n, ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve({ status: 'failed', fault: fault('transient', 'delete command aborted', { code: 'aborted' }) }), { once: true })),
+      });
+    const first = harness({ dir, backend, wrap: endless });
+    let second: Harness | undefined;
+    try {
+      await first.controller.setGraph(compileYaml(goalYaml(fileNode('k', 'K') + fileNode('a', 'A', { deletionPolicy: 'Delete' }), { prune: true })).graph);
+      await first.settle();
+      const loading = first.controller.setGraph(pruned);
+      expect(first.store.pendingOperations().map((o) => `${o.node}:${o.op}`)).toEqual(['a:delete']);
+      const stopping = first.controller.stop(1000);
+      await first.clock.advanceAsync(1000);
+      await stopping;
+      // Cut off and recorded by the stop itself, not whenever the load's delete would have ended.
+      expect(first.store.pendingOperations().map((o) => `${o.node}:${o.op}`)).toEqual(['a:delete']);
+      expect(first.store.getNode('a')).toMatchObject({ reason: 'delete cut off by the shutdown; deleted again at the next start', lastFault: null, attempts: 0 });
+      expect(first.lines.filter((l) => l.msg === 'delete failed')).toEqual([]);
+      expect(first.lines.filter((l) => l.msg === 'operation cut off by the shutdown; left pending')).toMatchObject([{ node: 'a', op: 'delete' }]);
+      await loading;
+      await first.close();
+
+      second = harness({ dir, backend });
+      await second.controller.setGraph(pruned);
+      await second.settle();
+      expect(second.calls.deleted).toEqual(['a']);
+      expect(backend.snapshot().has('a')).toBe(false);
+      expect(second.store.getNode('a')).toBeUndefined();
+      expect(second.store.pendingOperations()).toEqual([]);
+      const db = new Database(join(dir, 'state.db'), { readonly: true });
+      try {
+        expect(db.prepare("SELECT outcome, detail FROM operations WHERE node = 'a' AND op = 'delete' ORDER BY id").all()).toEqual([
+          { outcome: 'abandoned', detail: 'interrupted; deleted again' },
+          { outcome: 'done', detail: null },
+        ]);
+      } finally {
+        db.close();
+      }
+    } finally {
+      await second?.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('Controller: a record\'s updatedAt', () => {

@@ -125,6 +125,8 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
   let loading: Promise<void> = Promise.resolve();
   let backendMap: ReadonlyMap<string, InfraBackend> = new Map();
   let listening = false;
+  /** Set once the daemon stops: a load still reading the goals then installs nothing of them. */
+  let closing = false;
   let leftovers: readonly LeftoverProcess[] = [];
   try {
     const opened = (store = openStore(ctx, { lock: true }));
@@ -153,6 +155,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
      */
     const reject = async (why: LoadReason, errors: readonly string[], fields: Record<string, unknown>, what: string): Promise<void> => {
       const last = c.currentGraph === undefined ? await lastGoodGoals(ctx, opened) : undefined;
+      if (closing) return;
       if (last?.loaded.result.graph !== undefined) {
         // Their size beside the refused revision's own fields (a mass deletion's `nodes` name what it would have deleted).
         log.error({ ...fields, lastGoodNodes: last.loaded.result.graph.size }, `${what}; the goals last applied run instead`);
@@ -181,6 +184,8 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
         unreadable = errorMessage(err);
         return undefined;
       });
+      // Stopped while they were read: the controller is stopping, and the next start reads them again.
+      if (closing) return;
       if (cached === undefined) {
         // A missing or unreadable goal directory is a rejected revision like any other: nothing changes.
         const message = unreadable ?? 'the goals cannot be read';
@@ -293,8 +298,9 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     // the poll. A SIGHUP meanwhile has nothing to reload: the first read is to come.
     await goalWatch.ready;
     onHup(() => void reload('SIGHUP'));
-    await reload('start');
-    // A signal during the first load: the graph is installed, nothing has been reconciled; stop here.
+    // A signal during the first load stops it as any other work (the deletes of nodes removed from the
+    // goals included), within the same grace: nothing has been reconciled; stop here.
+    await Promise.race([reload('start'), aborted(stop)]);
     if (!stop.aborted) {
       c.start();
       pruneHistory(ctx, opened, options.history);
@@ -316,15 +322,19 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     }
     log.info({ signal: stop.reason }, 'shutting down');
   } finally {
+    closing = true;
     clearInterval(pruning);
     commitWatch?.close();
     goalWatch?.close();
     http.server.close();
     http.server.closeAllConnections();
+    // Before the load still running is waited for: its deletes are in-flight work, given the same 10 s
+    // as the rest, then cut off and left pending.
+    const stopped = controller?.stop(10_000);
     await loading; // never rejects: a failed load is logged in `reload`
     // Aborted with the daemon: they end at once, their leases kept for the next start.
     await Promise.allSettled(leftovers.map((l) => l.settled));
-    await controller?.stop(10_000);
+    await stopped;
     try {
       const s = store;
       if (listening && s !== undefined) {

@@ -1,0 +1,75 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cli, execGoalHead, logLines, shellResource, stateRows, tempProject } from '../support/cli.ts';
+import { eventually, trackDaemons } from '../support/daemon.ts';
+
+/*
+ * A daemon started on goals that prune a node (deletionPolicy: Delete) deletes it in its first load,
+ * before it listens. A delete that does not end (here: until `go` exists) is in-flight work like any
+ * other: SIGTERM cuts it off after the 10 s grace and the daemon exits 0, the delete left pending and
+ * the node kept, and the next start deletes it.
+ */
+const daemons = trackDaemons();
+
+function project(): ReturnType<typeof tempProject> & { goal(ids: readonly string[]): void; calls(): string[]; release(): void } {
+  const p = tempProject('ds-daemon-start-delete-');
+  daemons.removeAfter(p.dir);
+  const script = shellResource(
+    p.dir,
+    `id=$(cat | sed -n 's/.*"id":"\\([a-z]*\\)".*/\\1/p')
+echo "$1 $id" >> "$dir/calls.log"
+case "$1" in
+  read) if [ -f "$dir/res-$id" ]; then echo '{"exists":true,"state":{}}'; else echo '{"exists":false}'; fi ;;
+  create) touch "$dir/res-$id"; echo '{"outputs":{}}' ;;
+  delete)
+    while [ ! -e "$dir/go" ]; do sleep 0.1; done
+    rm "$dir/res-$id" ;;
+esac
+`,
+  );
+  const goal = (ids: readonly string[]): void =>
+    p.write(
+      'goals.yaml',
+      `${execGoalHead({ prune: true })}${ids.map((id) => `    - { id: ${id}, type: generic.resource, deletionPolicy: Delete, spec: { commands: { read: [${JSON.stringify(script)}, read], create: [${JSON.stringify(script)}, create], delete: [${JSON.stringify(script)}, delete] }, input: {} } }`).join('\n')}
+`,
+    );
+  return Object.assign(p, { goal, calls: () => logLines(join(p.dir, 'calls.log')), release: () => writeFileSync(join(p.dir, 'go'), '') });
+}
+
+const args = ['--listen', '127.0.0.1:0', '--interval', '60s'];
+
+describe('desiredstate run: SIGTERM while the first load deletes a pruned node', () => {
+  it('cuts the delete off within the grace and exits 0; the node is kept, its delete pending, and the next start deletes it', async () => {
+    const p = project();
+    p.goal(['k', 'a']);
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+    p.goal(['k']);
+    const d = daemons.start([...args, ...p.args], { cwd: p.dir });
+    try {
+      await eventually(() => p.calls().includes('delete a'), 20_000, 'the delete of a to begin');
+      d.kill('SIGTERM');
+      // A hang guard: the grace is 10 s, the delete would never end.
+      expect(await d.exitedWithin(40_000)).toEqual({ code: 0, signal: null });
+    } finally {
+      p.release();
+    }
+    expect(d.lines.filter((l) => l.msg === 'operation cut off by the shutdown; left pending')).toMatchObject([{ node: 'a', op: 'delete' }]);
+    expect(d.lines.map((l) => l.msg)).not.toContain('delete failed');
+    expect(p.calls().filter((c) => c === 'delete a')).toHaveLength(1);
+    expect(stateRows(p.state, 'SELECT node, op FROM operations WHERE finished_at IS NULL')).toEqual([{ node: 'a', op: 'delete' }]);
+    const status = JSON.parse((await cli(['status', '--format', 'json', ...p.args], { cwd: p.dir })).stdout) as { nodes: { id: string; reason: string | null }[] };
+    expect(status.nodes.find((n) => n.id === 'a')).toMatchObject({ reason: 'delete cut off by the shutdown; deleted again at the next start' });
+
+    const again = daemons.start([...args, ...p.args], { cwd: p.dir });
+    await again.port();
+    again.kill('SIGTERM');
+    expect(await again.exitedWithin(40_000)).toEqual({ code: 0, signal: null });
+    expect(p.calls().filter((c) => c === 'delete a')).toHaveLength(2);
+    expect(stateRows(p.state, 'SELECT id FROM nodes')).toEqual([{ id: 'k' }]);
+    expect(stateRows(p.state, "SELECT outcome, detail FROM operations WHERE node = 'a' AND op = 'delete' ORDER BY id")).toEqual([
+      { outcome: 'abandoned', detail: 'interrupted; deleted again' },
+      { outcome: 'done', detail: null },
+    ]);
+  }, 90_000);
+});
