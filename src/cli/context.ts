@@ -361,10 +361,13 @@ export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: 
     if (!(err instanceof DesiredStateError) || err.code !== ErrorCodes.StateLocked) throw err;
     const daemon = daemonHolding(path, err.context.pid);
     if (daemon === undefined) throw err;
+    const { listen } = daemon;
     throw new DesiredStateError(
       ErrorCodes.StateLocked,
-      `state ${path} is locked by process ${String(err.context.pid)}, the daemon serving it (API on ${daemon}); stop it first (SIGTERM), or use status, drift, history and retry, which work beside it`,
-      { cause: err, context: { ...err.context, listen: daemon } },
+      listen === undefined
+        ? `state ${path} is locked by process ${String(err.context.pid)}, the daemon serving it, still starting (loading the goals); stop it first (SIGTERM), or use status, drift and history, which work beside it (retry once it listens)`
+        : `state ${path} is locked by process ${String(err.context.pid)}, the daemon serving it (API on ${listen}); stop it first (SIGTERM), or use status, drift, history and retry, which work beside it`,
+      { cause: err, context: { ...err.context, ...daemon } },
     );
   }
 }
@@ -389,13 +392,17 @@ function recordLineage(file: string, lineage: string, ctx: CliContext): void {
   }
 }
 
-/** The API address of the daemon that recorded itself in the state at `path`, if it is process `pid`. */
-function daemonHolding(path: string, pid: unknown): string | undefined {
+/**
+ * The daemon that recorded itself in the state at `path`, if it is process `pid`: with its API address,
+ * none while it is still starting (it records its pid as it takes the lock, its address once it listens).
+ */
+function daemonHolding(path: string, pid: unknown): { readonly listen?: string } | undefined {
   try {
     const store = SqliteStateStore.open({ path, lock: false, readonly: true });
     try {
+      if (store.getMeta(DAEMON_PID) !== String(pid)) return undefined;
       const listen = store.getMeta(DAEMON_LISTEN);
-      return listen !== undefined && store.getMeta(DAEMON_PID) === String(pid) ? listen : undefined;
+      return listen === undefined ? {} : { listen };
     } finally {
       store.close();
     }
@@ -440,7 +447,7 @@ export function changedBackends(stored: string | undefined, now: Readonly<Record
   return new Set(Object.keys(now).filter((id) => typeof before[id] === 'string' && before[id] !== now[id]));
 }
 
-/** Meta keys a running daemon sets in its state (and clears when it stops): its API address and its pid. */
+/** Meta keys a running daemon sets in its state (and clears when it stops): its pid (as it takes the lock) and its API address (once it listens). */
 export const DAEMON_LISTEN = 'daemon.listen';
 export const DAEMON_PID = 'daemon.pid';
 

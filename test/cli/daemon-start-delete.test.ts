@@ -6,7 +6,8 @@ import { eventually, trackDaemons } from '../support/daemon.ts';
 
 /*
  * A daemon started on goals that prune a node (deletionPolicy: Delete) deletes it in its first load,
- * before it listens. A delete that does not end (here: until `go` exists) is in-flight work like any
+ * before it listens. Meanwhile it holds the state: `status` says it is starting, and an apply is told
+ * it is the daemon. A delete that does not end (here: until `go` exists) is in-flight work like any
  * other: SIGTERM cuts it off after the 10 s grace and the daemon exits 0, the delete left pending and
  * the node kept, and the next start deletes it.
  */
@@ -39,8 +40,14 @@ esac
 
 const args = ['--listen', '127.0.0.1:0', '--interval', '60s'];
 
-describe('desiredstate run: SIGTERM while the first load deletes a pruned node', () => {
-  it('cuts the delete off within the grace and exits 0; the node is kept, its delete pending, and the next start deletes it', async () => {
+async function daemonStatus(p: ReturnType<typeof tempProject>): Promise<{ json: unknown; line: string | undefined }> {
+  const json = (JSON.parse((await cli(['status', '--format', 'json', ...p.args], { cwd: p.dir })).stdout) as { daemon: unknown }).daemon;
+  const line = (await cli(['status', ...p.args], { cwd: p.dir })).stdout.split('\n')[0];
+  return { json, line };
+}
+
+describe('desiredstate run: a first load that deletes a pruned node', () => {
+  it('is starting for status meanwhile; SIGTERM cuts the delete off within the grace and exits 0; the node is kept, its delete pending, and the next start deletes it', async () => {
     const p = project();
     p.goal(['k', 'a']);
     expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
@@ -48,12 +55,17 @@ describe('desiredstate run: SIGTERM while the first load deletes a pruned node',
     const d = daemons.start([...args, ...p.args], { cwd: p.dir });
     try {
       await eventually(() => p.calls().includes('delete a'), 20_000, 'the delete of a to begin');
+      expect(await daemonStatus(p)).toEqual({ json: { running: true, starting: true, pid: d.child.pid }, line: `daemon: starting (pid ${d.child.pid}: loading the goals, not listening yet)` });
+      const apply = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+      expect(apply.code).toBe(1);
+      expect(apply.stderr).toContain(`is locked by process ${d.child.pid}, the daemon serving it, still starting (loading the goals)`);
       d.kill('SIGTERM');
       // A hang guard: the grace is 10 s, the delete would never end.
       expect(await d.exitedWithin(40_000)).toEqual({ code: 0, signal: null });
     } finally {
       p.release();
     }
+    expect(await daemonStatus(p)).toEqual({ json: { running: false }, line: 'daemon: not running' });
     expect(d.lines.filter((l) => l.msg === 'operation cut off by the shutdown; left pending')).toMatchObject([{ node: 'a', op: 'delete' }]);
     expect(d.lines.map((l) => l.msg)).not.toContain('delete failed');
     expect(p.calls().filter((c) => c === 'delete a')).toHaveLength(1);
@@ -62,7 +74,8 @@ describe('desiredstate run: SIGTERM while the first load deletes a pruned node',
     expect(status.nodes.find((n) => n.id === 'a')).toMatchObject({ reason: 'delete cut off by the shutdown; deleted again at the next start' });
 
     const again = daemons.start([...args, ...p.args], { cwd: p.dir });
-    await again.port();
+    const port = await again.port();
+    expect(await daemonStatus(p)).toEqual({ json: { running: true, pid: again.child.pid, listen: `127.0.0.1:${port}` }, line: `daemon: running (pid ${again.child.pid}, API on 127.0.0.1:${port})` });
     again.kill('SIGTERM');
     expect(await again.exitedWithin(40_000)).toEqual({ code: 0, signal: null });
     expect(p.calls().filter((c) => c === 'delete a')).toHaveLength(2);
@@ -72,4 +85,22 @@ describe('desiredstate run: SIGTERM while the first load deletes a pruned node',
       { outcome: 'done', detail: null },
     ]);
   }, 90_000);
+
+  it('killed -9 while it starts, is not running for status: the pid it left names no live lock holder', async () => {
+    const p = project();
+    p.goal(['k', 'a']);
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+    p.goal(['k']);
+    const d = daemons.start([...args, ...p.args], { cwd: p.dir });
+    try {
+      await eventually(() => p.calls().includes('delete a'), 20_000, 'the delete of a to begin');
+      expect((await daemonStatus(p)).json).toEqual({ running: true, starting: true, pid: d.child.pid });
+      d.kill('SIGKILL');
+      await d.exited;
+    } finally {
+      p.release();
+    }
+    expect(stateRows(p.state, "SELECT value FROM meta WHERE key = 'daemon.pid'")).toEqual([{ value: String(d.child.pid) }]);
+    expect(await daemonStatus(p)).toEqual({ json: { running: false }, line: 'daemon: not running' });
+  }, 60_000);
 });

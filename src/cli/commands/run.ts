@@ -124,12 +124,20 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
   let commitWatch: GoalsCommitWatch | undefined;
   let loading: Promise<void> = Promise.resolve();
   let backendMap: ReadonlyMap<string, InfraBackend> = new Map();
-  let listening = false;
+  /** Whether it recorded itself in the state (`DAEMON_PID`), to clear when it stops. */
+  let recorded = false;
   /** Set once the daemon stops: a load still reading the goals then installs nothing of them. */
   let closing = false;
   let leftovers: readonly LeftoverProcess[] = [];
   try {
     const opened = (store = openStore(ctx, { lock: true }));
+    // Its pid as soon as it holds the lock (an apply meanwhile is refused by it): `status` says it is starting
+    // until its first load is done and it records its address below. An address a killed daemon left goes.
+    opened.transaction(() => {
+      opened.setMeta(DAEMON_LISTEN, null);
+      opened.setMeta(DAEMON_PID, String(process.pid));
+    });
+    recorded = true;
     const provisioner = new InfraNodeProvisioner({ backends: new Map() });
     let backendKey = '';
     const c = (controller = new Controller<InfraDesiredNodeSpec>({
@@ -311,12 +319,9 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       // poll asks, so a commit made while the goals loaded is not missed.
       commits.start(GOAL_POLL_MS);
       // `desiredstate retry` finds the running daemon here and asks it to release the node at once. Its
-      // pid goes with it: a lock held by another process (an apply after this daemon was killed) is not it.
-      opened.transaction(() => {
-        opened.setMeta(DAEMON_LISTEN, address);
-        opened.setMeta(DAEMON_PID, String(process.pid));
-      });
-      listening = true;
+      // pid, recorded already, goes with it: a lock held by another process (an apply after this daemon was
+      // killed) is not it.
+      opened.setMeta(DAEMON_LISTEN, address);
       log.info({ address, intervalMs }, 'listening');
       await aborted(stop);
     }
@@ -337,7 +342,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     await stopped;
     try {
       const s = store;
-      if (listening && s !== undefined) {
+      if (recorded && s !== undefined) {
         s.transaction(() => {
           s.setMeta(DAEMON_LISTEN, null);
           s.setMeta(DAEMON_PID, null);

@@ -20,17 +20,19 @@ function daemonMeta(store: SqliteStateStore): DaemonMeta {
 }
 
 /**
- * Whether a daemon serves this state now: it recorded its API address and still holds the lock. A
- * daemon killed (SIGKILL, a crash) leaves its address behind; the lock may since have been taken by
- * another process (an apply, a daemon still starting), which is not the daemon at that address.
+ * Whether a daemon serves this state now: it recorded its pid (as it took the lock) and still holds the
+ * lock; `starting` until its first goal load is done and it records its API address. A daemon killed
+ * (SIGKILL, a crash) leaves its pid and address behind; the lock may since have been taken by another
+ * process (an apply, another daemon), which is not the daemon they name.
  */
-function daemonOf(ctx: CliContext, meta: DaemonMeta): { running: boolean; pid?: number; listen?: string } {
-  if (meta.listen === null) return { running: false };
+function daemonOf(ctx: CliContext, meta: DaemonMeta): { running: boolean; starting?: true; pid?: number; listen?: string } {
+  if (meta.listen === null && meta.pid === null) return { running: false };
   const holder = SqliteStateStore.lockHolder(join(ctx.stateDir, 'state.db'));
-  // Alive unknown (another host): trust the address it left.
+  // Alive unknown (another host): trust what it left.
   if (holder === undefined || holder.alive === false) return { running: false };
   // No pid recorded (a daemon of a release before the pid was): the lock holder is taken for it, as then.
   if (meta.pid !== null && meta.pid !== String(holder.pid)) return { running: false };
+  if (meta.listen === null) return { running: true, starting: true, pid: holder.pid };
   return { running: true, pid: holder.pid, listen: meta.listen };
 }
 
@@ -76,21 +78,23 @@ export function status(ctx: CliContext): number {
     return EXIT.ok;
   }
   const daemon = daemonOf(ctx, result.daemon);
-  const circuits = openCircuits(result.circuits, daemon.running);
+  // A daemon still starting has not loaded the goals yet: what the state says of them (and of circuits) is the last load's.
+  const serving = daemon.running && daemon.starting !== true;
+  const circuits = openCircuits(result.circuits, serving);
   if (ctx.format === 'json') {
     ctx.out(statusDocument(result.nodes, result.goalErrors, result.emptyGoals, daemon, circuits));
     return EXIT.ok;
   }
-  ctx.out(daemon.running ? `daemon: running (pid ${daemon.pid}, API on ${daemon.listen})` : 'daemon: not running');
+  ctx.out(!daemon.running ? 'daemon: not running' : daemon.starting === true ? `daemon: starting (pid ${daemon.pid}: loading the goals, not listening yet)` : `daemon: running (pid ${daemon.pid}, API on ${daemon.listen})`);
   const now = Date.now();
   for (const c of circuits) ctx.out(circuitLine(c, now));
   if (result.emptyGoals) {
     ctx.out(
-      `${daemon.running ? 'the goals hold no nodes' : 'the goals the daemon last loaded held no nodes'}: the nodes below are kept as they are, neither reconciled nor deleted (an empty goal set never deletes anything)`,
+      `${serving ? 'the goals hold no nodes' : 'the goals the daemon last loaded held no nodes'}: the nodes below are kept as they are, neither reconciled nor deleted (an empty goal set never deletes anything)`,
     );
   }
   if (result.goalErrors !== null) {
-    if (!daemon.running) ctx.out('goal revision rejected when the daemon last loaded the goals (nothing of it was applied):');
+    if (!serving) ctx.out('goal revision rejected when the daemon last loaded the goals (nothing of it was applied):');
     else if (result.idle) ctx.out('goal revision rejected; nothing is reconciled until a revision compiles (the daemon started on it, and no last good goals are stored):');
     else ctx.out('goal revision rejected; the last good graph keeps running:');
     ctx.outLines((JSON.parse(result.goalErrors) as string[]).map((l) => `  ${l}`));
