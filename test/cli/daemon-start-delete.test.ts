@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, execGoalHead, logLines, shellResource, stateRows, tempProject } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
+import type { Daemon } from '../support/daemon.ts';
 
 /*
  * A daemon started on goals that prune a node (deletionPolicy: Delete) deletes it in its first load,
@@ -46,15 +47,26 @@ async function daemonStatus(p: ReturnType<typeof tempProject>): Promise<{ json: 
   return { json, line };
 }
 
+/** Applies k and a, takes a out of the goals, and starts a daemon: resolves once its first load has begun a's delete. */
+async function daemonDeletingA(p: ReturnType<typeof project>): Promise<Daemon> {
+  p.goal(['k', 'a']);
+  expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+  p.goal(['k']);
+  const d = daemons.start([...args, ...p.args], { cwd: p.dir });
+  try {
+    await eventually(() => p.calls().includes('delete a'), 20_000, 'the delete of a to begin');
+  } catch (err) {
+    p.release();
+    throw err;
+  }
+  return d;
+}
+
 describe('desiredstate run: a first load that deletes a pruned node', () => {
   it('is starting for status meanwhile; SIGTERM cuts the delete off within the grace and exits 0; the node is kept, its delete pending, and the next start deletes it', async () => {
     const p = project();
-    p.goal(['k', 'a']);
-    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
-    p.goal(['k']);
-    const d = daemons.start([...args, ...p.args], { cwd: p.dir });
+    const d = await daemonDeletingA(p);
     try {
-      await eventually(() => p.calls().includes('delete a'), 20_000, 'the delete of a to begin');
       expect(await daemonStatus(p)).toEqual({ json: { running: true, starting: true, pid: d.child.pid }, line: `daemon: starting (pid ${d.child.pid}: loading the goals, not listening yet)` });
       const apply = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
       expect(apply.code).toBe(1);
@@ -88,12 +100,8 @@ describe('desiredstate run: a first load that deletes a pruned node', () => {
 
   it('killed -9 while it starts, is not running for status: the pid it left names no live lock holder', async () => {
     const p = project();
-    p.goal(['k', 'a']);
-    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
-    p.goal(['k']);
-    const d = daemons.start([...args, ...p.args], { cwd: p.dir });
+    const d = await daemonDeletingA(p);
     try {
-      await eventually(() => p.calls().includes('delete a'), 20_000, 'the delete of a to begin');
       expect((await daemonStatus(p)).json).toEqual({ running: true, starting: true, pid: d.child.pid });
       d.kill('SIGKILL');
       await d.exited;
