@@ -109,6 +109,10 @@ export function formatPlan(
         lines.push(p.refused === undefined ? head : `${head} refused: ${p.refused}`);
         break;
       case 'orphan': {
+        if (p.gone === true) {
+          lines.push(`${head} removed from the goals: forgotten, its resource gone already (its read finds nothing: no delete is sent)`);
+          break;
+        }
         const why =
           p.policyHold !== undefined
             ? `not deleted: it is ${p.policyHold}, and a node a policy holds is never deleted, not even under prune: true with deletionPolicy: Delete`

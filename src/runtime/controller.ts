@@ -20,10 +20,12 @@ import type { SummaryCounts } from './reconciler.ts';
 import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
 import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, deleteBar, deletionEdges, heldByPolicy, heldFault, heldReason, isDigestAt, LET_GO, logOrphaned, POLICY_HELD, POLICY_RELEASED, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedEdges, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
-import type { RemovedSplit } from './node-record.ts';
+import type { DeletionEdges, RemovedSplit } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
-import { finishInterrupted, finishReleased, hasInterruptedCreate } from './interrupted-operation.ts';
+import { finishInterrupted, finishReleased, finishReplacedByDelete, hasInterruptedCreate } from './interrupted-operation.ts';
+import { GONE_ALREADY, readRemoved } from './removed-read.ts';
+import type { RemovedItem } from './removed-read.ts';
 import type { FoundAfterInterruption } from './interrupted-operation.ts';
 import { corrected, driftBlocksDependents, driftReport, uncorrectableFault, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 
@@ -496,6 +498,8 @@ export class Controller<S extends NodeSpec> {
     const rec = this.records.get(id);
     // Only what the current goals approve is deleted (prune + Delete, under the mass-deletion limit).
     if (rec === undefined || !releasable(rec.status) || !deletable.has(id)) return 'not-held';
+    // Held because its read before the delete could not tell: the operator has checked, as for a node of the goals.
+    this.finishReleased(rec);
     const at = this.o.clock.now();
     this.deferred.defer(() => this.o.store.appendEvent({ at, node: id, kind: 'operator-retry', data: { previous: rec.status } }));
     this.records.set(id, { ...rec, ...RELEASED, updatedAt: at });
@@ -523,12 +527,17 @@ export class Controller<S extends NodeSpec> {
 
   private release(node: DesiredNode<S>): void {
     const rec = this.records.get(node.id);
-    if (finishReleased(rec, this.pending.get(node.id), (op, outcome, detail) => this.deferred.finish(op.id, outcome, detail))) this.pending.delete(node.id);
+    if (rec !== undefined) this.finishReleased(rec);
     const previous = rec?.status ?? 'pending';
     const at = this.o.clock.now();
     this.deferred.defer(() => this.o.store.appendEvent({ at, node: node.id, kind: 'operator-retry', data: { previous } }));
     this.transition(node, 'OPERATOR_RETRY', RELEASED);
     this.queue.add(node.id);
+  }
+
+  /** Ends what was pending on a node an operator released whose read could not tell (`finishReleased`). */
+  private finishReleased(rec: NodeRecord): void {
+    if (finishReleased(rec, this.pending.get(rec.id), (op, outcome, detail) => this.deferred.finish(op.id, outcome, detail))) this.pending.delete(rec.id);
   }
 
   /**
@@ -1057,12 +1066,12 @@ export class Controller<S extends NodeSpec> {
    */
   private async provision(node: DesiredNode<S>, op: 'delete', call: () => Promise<ProvisionResult>): Promise<ProvisionResult | undefined> {
     let opId: number;
-    // A removed node is never observed, so what a crash left pending on it (a delete cut short) is ended
-    // here, by the delete that takes its place, as apply ends it: else it stayed pending for good.
-    const stale = this.pending.get(node.id) ?? [];
+    // What a crash left pending on a removed node its read found there (a delete cut short before it did its
+    // work) is ended here, by the delete that takes its place, as apply ends it: else it stayed pending for good.
+    const stale = this.pending.get(node.id);
     try {
       opId = this.deferred.commit(() => {
-        for (const o of stale) this.o.store.finishOperation(o.id, 'abandoned', 'interrupted; deleted again');
+        finishReplacedByDelete(stale, (o, outcome, detail) => this.o.store.finishOperation(o.id, outcome, detail));
         return this.o.store.beginOperation(node.id, op, this.runId);
       });
     } catch (err) {
@@ -1349,15 +1358,20 @@ export class Controller<S extends NodeSpec> {
    * Deletes removed nodes, dependents first. A node removed with one that depends on it waits for that
    * one's delete: deleted first, a group role would be dropped under a member whose own delete then
    * fails (Terraform stops there too). One on a cycle of them that cannot be broken (`deletionEdges`)
-   * is held with the cycle as its fault, not left waiting for ever.
+   * is held with the cycle as its fault, not left waiting for ever. Each is read first, all at once
+   * (`readBeforeDelete`), and deleted only where its read finds it (`deleteFound`).
    */
   private async deleteInOrder(records: readonly NodeRecord[]): Promise<void> {
-    if (records.length === 0) return;
+    if (records.length === 0 || this.queue.isShutDown) return;
     // Of the nodes removed from the goals and still recorded (not deleted yet, or their delete failed or was given up on).
     const edges = deletionEdges([...this.records.values()].filter((r) => this.graph?.has(r.id) !== true));
-    for (const r of reverseDependencyOrder(records, edges)) {
-      // Stopped (`stop`): the rest stay recorded, not begun, and are deleted at the next start.
+    const ordered = reverseDependencyOrder(records, edges);
+    const found = await this.readBeforeDelete(ordered, edges);
+    for (const r of ordered) {
+      // Stopped (`stop`): the rest stay recorded, not begun, and are deleted at the next start (a read cut off too).
       if (this.queue.isShutDown) return;
+      // A goal load during the reads that no longer deletes it (declared again, let go) has the last word.
+      if (!this.deleting.has(r.id)) continue;
       const bar = deleteBar(r.id, edges, (d) => this.records.has(d));
       if (bar?.status === 'cycle') {
         this.deleteFailed(r, bar.fault, this.o.log.child({ node: r.id, backend: r.backendId }));
@@ -1367,12 +1381,96 @@ export class Controller<S extends NodeSpec> {
         this.waitForDelete(r, bar.waitsFor);
         continue;
       }
-      const breaker = this.breakers.for(r.backendId);
-      const permit = breaker.acquire();
+      const read = found.get(r.id);
+      if (read === 'refused') await this.deleteUnread(r);
+      else if (read !== undefined) await this.deleteFound(r, read);
+    }
+  }
+
+  /**
+   * Reads the nodes of `ordered` whose delete may be sent now (`readRemoved`: one observe call for most),
+   * each past its backend's circuit breaker: one rejected is tried again at its probe, and a read answers
+   * the probe. Not read: one on a cycle, one waiting for a dependent this call does not delete, one whose
+   * stored spec cannot be read (said so), and one its delete refuses before any backend call (`refused`:
+   * that delete fails at once, as it did before reads, `deleteUnread`).
+   */
+  private async readBeforeDelete(ordered: readonly NodeRecord[], edges: DeletionEdges): Promise<Map<NodeId, Observation | 'refused'>> {
+    const found = new Map<NodeId, Observation | 'refused'>();
+    const inCall = new Set(ordered.map((r) => r.id));
+    const ctx = this.context();
+    const toRead: RemovedItem<S>[] = [];
+    for (const r of ordered) {
+      if (deleteBar(r.id, edges, (d) => this.records.has(d) && !inCall.has(d)) !== undefined) continue;
+      const node = removedNode(r, this.o.codec);
+      if (node === undefined) {
+        this.o.log.error({ node: r.id, backend: r.backendId }, 'delete refused: the stored spec cannot be read');
+        continue;
+      }
+      if ((await this.o.provisioner.refusedDelete?.(node, { ...ctx, outputsOf: removedOutputsOf(r, this.outputsOf) })) !== undefined) {
+        found.set(r.id, 'refused');
+        continue;
+      }
+      const permit = this.breakers.for(r.backendId).acquire();
       if (permit.verdict === 'reject') this.queue.addAfter(r.id, Math.max(1, permit.retryAt - this.o.clock.now()));
-      // A probe not sent (the delete not recorded, its spec unreadable) is given back: the circuit waited
-      // for its answer until the next cool-down, every node of the backend with it.
-      else if (!(await this.deleteRecord(r)) && permit.verdict === 'probe') breaker.cancelProbe();
+      else toRead.push({ r, node });
+    }
+    if (toRead.length > 0) for (const [id, obs] of await readRemoved(this.o.provisioner, toRead, ctx, this.o.concurrency)) found.set(id, obs);
+    return found;
+  }
+
+  /**
+   * A removed node its delete refuses before any backend call (`readBeforeDelete`): the delete is sent, to
+   * fail at once, past the circuit breaker as any delete. A probe not sent (the delete not recorded) is
+   * given back: the circuit waited for its answer until the next cool-down, every node of the backend with it.
+   */
+  private async deleteUnread(r: NodeRecord): Promise<void> {
+    const breaker = this.breakers.for(r.backendId);
+    const permit = breaker.acquire();
+    if (permit.verdict === 'reject') this.queue.addAfter(r.id, Math.max(1, permit.retryAt - this.o.clock.now()));
+    else if (!(await this.deleteRecord(r)) && permit.verdict === 'probe') breaker.cancelProbe();
+  }
+
+  /**
+   * A removed node by what its read before the delete found (`readBeforeDelete`): there (drifted or not),
+   * deleted; gone already, forgotten with no delete sent, what was pending on it ended so (a delete cut
+   * short after it did its work is found done, `adopted`); a read that failed, as a failed delete (the
+   * fault policy retries or holds it); one that cannot tell whether it exists, or waits (a script's
+   * review), held as a node of the goals is: not deleted blindly.
+   */
+  private async deleteFound(r: NodeRecord, read: Observation): Promise<void> {
+    const log = this.o.log.child({ node: r.id, backend: r.backendId });
+    if (read.status !== 'failed') this.backendAnswered(r.backendId);
+    switch (read.status) {
+      case 'upToDate':
+      case 'drifted':
+        await this.deleteRecord(r);
+        return;
+      case 'absent':
+        this.resolvePending(r.id, 'absent');
+        this.forgetRemoved(r.id);
+        this.summary.orphaned++;
+        // Written now, as a delete is (`deleteRecord`).
+        this.deferred.defer(() => this.o.store.removeNodes([r.id]));
+        this.flush();
+        log.info(GONE_ALREADY);
+        this.wake(r.id);
+        return;
+      case 'failed':
+        this.deleteFailed(r, read.fault, log);
+        return;
+      case 'indeterminate': {
+        const held: NodeRecord = { ...r, status: 'held', lastFault: heldFault(read), retryAt: null, reason: heldReason(r.id, read), updatedAt: this.o.clock.now() };
+        this.records.set(r.id, held);
+        this.dirty.add(r.id);
+        this.summary.held++;
+        log.warn({ reason: read.reason }, read.waiting === true ? 'delete held: waiting' : 'delete held: existence indeterminate');
+        // What it waits for may come on its own: read again on the interval. One that cannot tell waits for `retry`.
+        if (waitsOnItsOwn(held)) this.queue.addAfter(r.id, this.o.intervalMs);
+        else this.deleting.delete(r.id);
+        return;
+      }
+      default:
+        assertNever(read, 'observation');
     }
   }
 
@@ -1381,11 +1479,7 @@ export class Controller<S extends NodeSpec> {
     for (const r of records) {
       logOrphaned(this.o.log, r, split);
       this.summary.orphaned++;
-      this.queue.forget(r.id);
-      this.records.delete(r.id);
-      this.persisted.delete(r.id);
-      this.drift.delete(r.id);
-      this.blockingDrift.delete(r.id);
+      this.forgetRemoved(r.id);
     }
     if (records.length === 0) return;
     // With the run's counts so far (`flush`). A store that refuses it (a full disk) has it written with
@@ -1393,6 +1487,19 @@ export class Controller<S extends NodeSpec> {
     const ids = records.map((r) => r.id);
     this.deferred.defer(() => this.o.store.removeNodes(ids));
     this.flush();
+  }
+
+  /**
+   * Drops a node removed from the goals (deleted, found gone, or let go) from what the daemon keeps of it:
+   * a node declared again under its id is new, not a flap of the old one.
+   */
+  private forgetRemoved(id: NodeId): void {
+    this.deleting.delete(id);
+    this.queue.forget(id);
+    this.records.delete(id);
+    this.persisted.delete(id);
+    this.drift.delete(id);
+    this.blockingDrift.delete(id);
   }
 
   /** `r` waits, undeleted, for `dependent`'s delete; woken when it is done (`deleteRecord`). */
@@ -1424,18 +1531,12 @@ export class Controller<S extends NodeSpec> {
     if (result === undefined) return false;
     if (result.status === 'done') {
       this.backendAnswered(r.backendId);
-      this.deleting.delete(r.id);
-      this.queue.forget(r.id);
-      this.records.delete(r.id);
-      this.persisted.delete(r.id);
-      // Forgotten like an orphan: a node declared again under this id is new, not a flap of the old one.
-      this.drift.delete(r.id);
-      this.blockingDrift.delete(r.id);
+      this.forgetRemoved(r.id);
       this.summary.deleted++;
       // Written now, with the run's counts so far (`flush`): a run whose only changes are deletes (a goal
       // cut down under prune) showed nothing done until some other change. A store that refuses it (a full
-      // disk) has it written with the next commit; a crash before then deletes it once more at the restart,
-      // and a delete finds it gone.
+      // disk) has it written with the next commit; a crash before then reads it once more at the restart,
+      // finds it gone and forgets it (`deleteFound`).
       this.deferred.defer(() => this.o.store.removeNodes([r.id]));
       this.flush();
       log.info('node deleted');
@@ -1445,8 +1546,8 @@ export class Controller<S extends NodeSpec> {
     }
     if (this.cutOff(result)) {
       // As an update cut off (`reconcileBatch`): not a failure of the delete; its operation left pending
-      // (`provision`), the node kept, and deleted again at the next start, which ends that operation.
-      this.records.set(r.id, { ...(this.records.get(r.id) ?? r), reason: 'delete cut off by the shutdown; deleted again at the next start', updatedAt: this.o.clock.now() });
+      // (`provision`), the node kept, and read again at the next start (`deleteFound`), which ends that operation.
+      this.records.set(r.id, { ...(this.records.get(r.id) ?? r), reason: 'delete cut off by the shutdown; read again at the next start, and deleted if still there', updatedAt: this.o.clock.now() });
       this.dirty.add(r.id);
       log.warn({ op: 'delete', fault: result.fault }, 'operation cut off by the shutdown; left pending');
       return true;

@@ -25,6 +25,7 @@ export * from './sqlite-state-store.ts';
 export * from './controller.ts';
 export * from './artifact-ledger.ts';
 export * from './node-record.ts';
+export * from './removed-read.ts';
 export * from './limit.ts';
 export * from './lazy.ts';
 export { MISSING_RESOURCE } from './drift-report.ts';

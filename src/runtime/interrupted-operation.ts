@@ -35,6 +35,15 @@ export function finishInterrupted(
   }
 }
 
+/**
+ * Ends `ops`, the operations a crash left pending on a node removed from the goals whose read before
+ * its delete found it there, as `finish` records them: the delete begun now takes their place. (Found
+ * gone, they end by `finishInterrupted`: a delete cut short is adopted, found done.)
+ */
+export function finishReplacedByDelete(ops: readonly PendingOperation[] | undefined, finish: (op: PendingOperation, outcome: Extract<OperationOutcome, 'abandoned'>, detail: string) => void): void {
+  for (const op of ops ?? []) finish(op, 'abandoned', 'interrupted; deleted again');
+}
+
 /** Whether a crash cut short a create among a node's pending operations `ops`: what its next read is told (`OperationContext.interrupted`). */
 export function hasInterruptedCreate(ops: readonly PendingOperation[] | undefined): boolean {
   return ops?.some((op) => op.op === 'create') === true;

@@ -132,6 +132,13 @@ export interface OperationContext {
    * held for an operator instead of being created a second time.
    */
   readonly interrupted?: ((id: NodeId) => boolean) | undefined;
+  /**
+   * Set on the read of nodes removed from the goals before their delete (`readRemoved`): one found
+   * present is deleted next, one found absent forgotten, and nothing else is done to them. Such a
+   * read neither asks for nor settles anything of a create or an update (a script's per-run approval),
+   * and no node of the goals shares a resource with them (a file another node reaches).
+   */
+  readonly beforeDelete?: true | undefined;
 }
 
 /**

@@ -5,16 +5,18 @@ import type { DesiredGraph } from './graph.ts';
 import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.ts';
 import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult, ResolvedAt } from './provisioner.ts';
-import type { NodeRecord, NodeStatus, PendingOperation, RunSummary, StateStore } from './state-store.ts';
+import type { NodeRecord, NodeStatus, OperationOutcome, PendingOperation, RunSummary, StateStore } from './state-store.ts';
 import { GOAL_ERRORS_META } from './state-store.ts';
 import { DeferredWrites } from './deferred-writes.ts';
-import { finishInterrupted, hasInterruptedCreate } from './interrupted-operation.ts';
+import { finishInterrupted, finishReplacedByDelete, hasInterruptedCreate } from './interrupted-operation.ts';
 import type { FoundAfterInterruption } from './interrupted-operation.ts';
 import { corrected, driftBlocksDependents, driftLeft, driftReport, uncorrectable, uncorrectableFault, isDesiredChange, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { awaitsOutput } from './interpolation.ts';
 import { forEachKeyedLimit } from './limit.ts';
 import type { KeyedSlots } from './limit.ts';
+import { readRemoved, GONE_ALREADY } from './removed-read.ts';
+import type { RemovedItem } from './removed-read.ts';
 import { appliedAtSpec, carriedRecord, deleteBar, type DeletionEdges, deletionEdges, heldFault, heldReason, LET_GO, logOrphaned, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedEdges, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
@@ -31,9 +33,10 @@ export type PlannedAction =
    * Removed from the goals and not deleted (no prune with Delete, held by a policy, its resource now
    * another node's, `claimedBy`, or maybe, that node having its backend and spec exactly, `sameSpecAs`):
    * forgotten, the resource left as it is. `policyHold`: its goal would delete it, but a policy held it
-   * when last seen (the hold's reason), and a node a policy holds is never deleted.
+   * when last seen (the hold's reason), and a node a policy holds is never deleted. `gone`: its goal
+   * deletes it, but its read before the delete finds nothing: forgotten, no delete sent.
    */
-  | { readonly action: 'orphan'; readonly claimedBy?: NodeId; readonly sameSpecAs?: NodeId; readonly policyHold?: string }
+  | { readonly action: 'orphan'; readonly claimedBy?: NodeId; readonly sameSpecAs?: NodeId; readonly policyHold?: string; readonly gone?: true }
   | { readonly action: 'blocked'; readonly reason: string }
   | { readonly action: 'held'; readonly reason: string }
   | { readonly action: 'error'; readonly fault: Fault };
@@ -57,7 +60,11 @@ export type NodeOutcome =
 /** What became (apply), or would become (plan), of the delete of one node removed from the goals (`deleteInOrder`). */
 type DeleteOutcome =
   | { readonly status: 'done' }
+  /** Its read before the delete found nothing: forgotten, no delete sent. */
+  | { readonly status: 'gone' }
   | { readonly status: 'failed'; readonly fault: Fault }
+  /** Its read before the delete could not tell whether it exists, or waits (`heldReason`): not deleted. */
+  | { readonly status: 'held'; readonly reason: string; readonly fault: Fault }
   /** `waitsFor`: a node that depends on it, left undeleted. */
   | { readonly status: 'blocked'; readonly reason: string; readonly waitsFor: NodeId };
 
@@ -239,9 +246,10 @@ export class Reconciler<S extends NodeSpec> {
     // A reference with no value to an output of a node the plan creates or updates reads what that gives first, as
     // apply deletes after it (see the create above): not a refusal.
     const unsure = (r: NodeRecord, f: Fault): boolean => awaitsOutput(f) && storedEdges(r).deps.some((d) => willChange.has(d));
-    await this.foreseeDeletes(deletions.toDelete, (id) => outputs.get(id), unsure, options.signal, (r, outcome) => {
-      const planned: PlannedAction = outcome.status === 'done' ? { action: 'delete' } : outcome.status === 'failed' ? { action: 'error', fault: outcome.fault } : { action: 'blocked', reason: outcome.reason };
-      entries.set(r.id, { id: r.id, type: r.type, backendId: r.backendId, goal: r.goal, planned });
+    // Read before its delete as apply reads it: on the outputs the plan has, told of a create cut short.
+    const reading = this.context(options.signal, (id) => outputs.get(id), (id) => byId.get(id)?.memo ?? undefined, (id) => interrupted.has(id));
+    await this.foreseeDeletes(deletions.toDelete, reading, unsure, true, (r, outcome) => {
+      entries.set(r.id, { id: r.id, type: r.type, backendId: r.backendId, goal: r.goal, planned: plannedDelete(outcome) });
     });
     for (const r of deletions.toOrphan) {
       const claimedBy = deletions.claimed.get(r.id);
@@ -294,13 +302,16 @@ export class Reconciler<S extends NodeSpec> {
     }
     for (const [id, was] of resourcesLetGo(graph, stored, this.codec)) this.log.warn({ node: id, backend: graph.get(id)?.spec.backendId, before: was }, LET_GO);
     // What a crash left pending is resolved by observing its node (`interruptedOutcome`), as the daemon does,
-    // each of a node's operations; a delete, or an update of a node no longer in the goals, is not looked at
-    // again: abandoned. Those of a node this pass does not observe (held, blocked) stay pending until a run
-    // observes it: nothing takes a pending update for one in flight, and a pending create is what the next
-    // read must be told of (`OperationContext.interrupted`).
+    // each of a node's operations; a delete of a node back in the goals is not looked at again: abandoned. Those
+    // of a node this pass does not observe (held, blocked) stay pending until a run observes it: nothing takes a
+    // pending update for one in flight, and a pending create is what the next read must be told of
+    // (`OperationContext.interrupted`). A node removed from the goals is observed by the read before its delete
+    // (`deleteRemoved`); its delete or update left pending and not so resolved is abandoned after the deletions.
     const interrupted = new Map<NodeId, PendingOperation[]>();
+    const removedOps = new Map<NodeId, PendingOperation[]>();
     for (const op of this.store.pendingOperations()) {
       if (op.op === 'create' || (op.op === 'update' && graph.has(op.node))) interrupted.set(op.node, [...(interrupted.get(op.node) ?? []), op]);
+      else if (!graph.has(op.node)) removedOps.set(op.node, [...(removedOps.get(op.node) ?? []), op]);
       else deferred.finish(op.id, 'abandoned', 'interrupted; the node is observed again');
     }
     const createInterrupted = (id: NodeId): boolean => hasInterruptedCreate(interrupted.get(id));
@@ -478,10 +489,25 @@ export class Reconciler<S extends NodeSpec> {
       if (refused !== undefined) this.log.error({ count: refused.count, limit: refused.limit }, 'mass deletion refused');
       let deleted: NodeId[] = [];
       if (refused === undefined && deletions.toDelete.length > 0 && options.allowDeletions === true) {
-        // Each delete is on disk as pending before its backend call.
-        const begin = (node: NodeId): number => deferred.commit(() => this.store.beginOperation(node, 'delete', run()));
-        deleted = await this.deleteRemoved(deletions.toDelete, begin, deferred, options, outcomes, updates, outputsOf);
+        // A removed node's operations a crash left pending: its create too (`interrupted`), which its read is told of.
+        const pendingOn = (id: NodeId): PendingOperation[] => {
+          const ops = [...(interrupted.get(id) ?? []), ...(removedOps.get(id) ?? [])];
+          interrupted.delete(id);
+          removedOps.delete(id);
+          return ops;
+        };
+        const finish = (op: PendingOperation, outcome: OperationOutcome, detail: string): void => deferred.finish(op.id, outcome, detail);
+        const removal: Removal = {
+          // Each delete is on disk as pending before its backend call, ending what it takes the place of.
+          begin: (node) => {
+            finishReplacedByDelete(pendingOn(node), finish);
+            return deferred.commit(() => this.store.beginOperation(node, 'delete', run()));
+          },
+          gone: (node) => finishInterrupted(pendingOn(node), 'absent', finish),
+        };
+        deleted = await this.deleteRemoved(deletions.toDelete, removal, this.context(options.signal, outputsOf, memoOf, createInterrupted), deferred, outcomes, updates);
       }
+      for (const ops of removedOps.values()) for (const op of ops) deferred.finish(op.id, 'abandoned', 'interrupted; the node is observed again');
       for (const r of deletions.toOrphan) {
         outcomes.set(r.id, { status: 'orphaned' });
         logOrphaned(this.log, r, deletions);
@@ -515,14 +541,16 @@ export class Reconciler<S extends NodeSpec> {
    * before any backend call (as `plan` shows them: `x`, or `blocked` behind one), without observing anything:
    * on the outputs the state holds. A refusal of a node that depends on one in the goals is not known without
    * observing (apply may create or update that one first, and read what it gives): its node is counted as
-   * attempted, so that `attempted` holds every node apply may delete (it is asked about them).
+   * attempted, so that `attempted` holds every node apply may delete (it is asked about them). So is one that
+   * apply's read before its delete may find gone already (then forgotten, not deleted).
    */
   async plannedDeletions(graph: DesiredGraph<S>, options: PassOptions): Promise<{ attempted: NodeId[]; refused: NodeId[] }> {
     const stored = this.store.listNodes();
     const byId = new Map(stored.map((r) => [r.id, r]));
     const unsure = (r: NodeRecord): boolean => storedEdges(r).deps.some((d) => graph.has(d));
     const planned = { attempted: [] as NodeId[], refused: [] as NodeId[] };
-    await this.foreseeDeletes(this.deletions(graph, stored, options).toDelete, (id) => byId.get(id)?.outputs ?? undefined, unsure, options.signal, (r, outcome) => {
+    const ctx = this.context(options.signal, (id) => byId.get(id)?.outputs ?? undefined);
+    await this.foreseeDeletes(this.deletions(graph, stored, options).toDelete, ctx, unsure, false, (r, outcome) => {
       (outcome.status === 'done' ? planned.attempted : planned.refused).push(r.id);
     });
     return planned;
@@ -533,32 +561,48 @@ export class Reconciler<S extends NodeSpec> {
   }
 
   /**
-   * Deletes in order; returns the ids deleted. Each operation is begun by `begin`; its outcome waits in
-   * `deferred`. `outputsOf`: the outputs the state holds now (`removedOutputsOf`).
+   * Deletes in order, each node read first (`deleteInOrder`); returns the ids deleted or found gone, to
+   * forget. Each operation is begun by `removal.begin`; its outcome waits in `deferred`. `ctx.outputsOf`: the
+   * outputs the state holds now (`removedOutputsOf`).
    */
   private async deleteRemoved(
     records: NodeRecord[],
-    begin: (node: NodeId) => number,
+    removal: Removal,
+    ctx: OperationContext,
     deferred: DeferredWrites,
-    options: PassOptions,
     outcomes: Map<NodeId, NodeOutcome>,
     updates: NodeRecord[],
-    outputsOf: (id: NodeId) => Outputs | undefined,
   ): Promise<NodeId[]> {
     const done: NodeId[] = [];
     const attempt = async (r: NodeRecord, node: DesiredNode<S>): Promise<Fault | undefined> => {
-      const opId = begin(node.id);
-      const result = await this.provisioner.delete(node, this.context(options.signal, removedOutputsOf(r, outputsOf)));
+      const opId = removal.begin(node.id);
+      const result = await this.provisioner.delete(node, { ...ctx, outputsOf: removedOutputsOf(r, ctx.outputsOf) });
       deferred.finished(opId, result);
       return result.status === 'done' ? undefined : result.fault;
     };
-    await this.deleteInOrder(records, attempt, (r, outcome) => {
+    const reads = async (r: NodeRecord, node: DesiredNode<S>): Promise<boolean> => (await this.refusedDelete(r, node, ctx)) === undefined;
+    await this.deleteInOrder(records, ctx, reads, attempt, (r, outcome) => {
       switch (outcome.status) {
         case 'done':
           outcomes.set(r.id, { status: 'deleted' });
           done.push(r.id);
           this.log.info({ node: r.id, backend: r.backendId }, 'node deleted');
           break;
+        case 'gone':
+          // Forgotten, as a node its goal orphans is: nothing was deleted, and nothing is left to.
+          outcomes.set(r.id, { status: 'orphaned' });
+          done.push(r.id);
+          removal.gone(r.id);
+          this.log.info({ node: r.id, backend: r.backendId }, GONE_ALREADY);
+          break;
+        case 'held': {
+          // As a node of the goals whose read cannot tell: held until `retry` (or, one that waits, looked at again).
+          const held: NodeRecord = { ...r, status: 'held', lastFault: outcome.fault, retryAt: null, reason: outcome.reason, updatedAt: this.now() };
+          outcomes.set(r.id, { status: 'held', reason: outcome.reason });
+          updates.push(held);
+          this.log.warn({ node: r.id, backend: r.backendId, reason: outcome.fault.message }, waitsOnItsOwn(held) ? 'delete held: waiting' : 'delete held: existence indeterminate');
+          break;
+        }
         case 'failed': {
           const f = outcome.fault;
           outcomes.set(r.id, { status: 'failed', fault: f });
@@ -580,22 +624,30 @@ export class Reconciler<S extends NodeSpec> {
   }
 
   /**
-   * What apply's deletes meet before any backend call, by its own decisions (`deleteInOrder`, the provisioner's
-   * `refusedDelete`): a cycle, a node that depends on one left, a reference with no value; `done` for the others.
-   * `outputsOf`: the outputs as apply reads them; a refusal `unsure` says apply may not meet is taken for `done`.
+   * What apply's deletes meet, by its own decisions (`deleteInOrder`, the provisioner's `refusedDelete`): a
+   * cycle, a node that depends on one left, a reference with no value, and, where `read`, what the read before
+   * the delete finds (as apply reads it: gone, unable to tell, failed); `done` for the others. `ctx.outputsOf`:
+   * the outputs as apply reads them; a refusal `unsure` says apply may not meet is taken for `done`.
    */
   private async foreseeDeletes(
     records: readonly NodeRecord[],
-    outputsOf: (id: NodeId) => Outputs | undefined,
+    ctx: OperationContext,
     unsure: (r: NodeRecord, f: Fault) => boolean,
-    signal: AbortSignal,
+    read: boolean,
     settle: (r: NodeRecord, outcome: DeleteOutcome) => void,
   ): Promise<void> {
     const refusal = async (r: NodeRecord, node: DesiredNode<S>): Promise<Fault | undefined> => {
-      const f = await this.provisioner.refusedDelete?.(node, this.context(signal, removedOutputsOf(r, outputsOf)));
+      const f = await this.refusedDelete(r, node, ctx);
       return f !== undefined && unsure(r, f) ? undefined : f;
     };
-    await this.deleteInOrder(records, refusal, settle);
+    // Apply reads each node whose delete it sends: not one refused before any call, nor one whose refusal it may not meet.
+    const reads = async (r: NodeRecord, node: DesiredNode<S>): Promise<boolean> => read && (await this.refusedDelete(r, node, ctx)) === undefined;
+    await this.deleteInOrder(records, ctx, reads, refusal, settle);
+  }
+
+  /** The provisioner's `refusedDelete` of removed record `r`, its references read as its delete reads them (`removedOutputsOf`). */
+  private async refusedDelete(r: NodeRecord, node: DesiredNode<S>, ctx: OperationContext): Promise<Fault | undefined> {
+    return this.provisioner.refusedDelete?.(node, { ...ctx, outputsOf: removedOutputsOf(r, ctx.outputsOf) });
   }
 
   /**
@@ -603,29 +655,61 @@ export class Reconciler<S extends NodeSpec> {
    * and tells `settle` what became of each. A node is not deleted while one that depends on it is left (a
    * group role dropped under a member whose own delete failed; Terraform stops there too). One on a cycle
    * of them that cannot be broken (`deletionEdges`) fails with the cycle, one whose stored spec cannot be
-   * read fails too; `attempt` deletes each other one (plan: says what its delete meets), undefined when done.
+   * read fails too. Each node `reads` says so of is read first, all of them at once (`readRemoved`, with
+   * `ctx`): one found gone is forgotten, never deleted (it leaves the way free, as a delete does); one whose
+   * read fails fails, one whose read cannot tell is held, and neither is deleted. `attempt` deletes each
+   * other one (plan: says what its delete meets), undefined when done.
    */
   private async deleteInOrder(
     records: readonly NodeRecord[],
+    ctx: OperationContext,
+    reads: (r: NodeRecord, node: DesiredNode<S>) => Promise<boolean>,
     attempt: (r: NodeRecord, node: DesiredNode<S>) => Promise<Fault | undefined>,
     settle: (r: NodeRecord, outcome: DeleteOutcome) => void,
   ): Promise<void> {
     const edges = deletionEdges(records);
+    const nodes = new Map(records.map((r) => [r.id, removedNode(r, this.codec)]));
+    const toRead: RemovedItem<S>[] = [];
+    for (const r of records) {
+      const node = nodes.get(r.id);
+      if (node !== undefined && !edges.cycles.has(r.id) && (await reads(r, node))) toRead.push({ r, node });
+    }
+    const found = toRead.length === 0 ? new Map<NodeId, Observation>() : await readRemoved(this.provisioner, toRead, ctx, this.concurrency);
     const left = new Set<NodeId>();
     for (const r of records) {
-      const outcome = await this.deleteOne(r, edges, left, attempt);
-      if (outcome.status !== 'done') left.add(r.id);
+      const outcome = await this.deleteOne(r, nodes.get(r.id), edges, left, found.get(r.id), attempt);
+      if (outcome.status !== 'done' && outcome.status !== 'gone') left.add(r.id);
       settle(r, outcome);
     }
   }
 
-  /** One step of `deleteInOrder`: `left` holds the records not deleted before this one. */
-  private async deleteOne(r: NodeRecord, edges: DeletionEdges, left: ReadonlySet<NodeId>, attempt: (r: NodeRecord, node: DesiredNode<S>) => Promise<Fault | undefined>): Promise<DeleteOutcome> {
+  /** One step of `deleteInOrder`: `left` holds the records not deleted before this one; `read`, what its read found, if it was read. */
+  private async deleteOne(
+    r: NodeRecord,
+    node: DesiredNode<S> | undefined,
+    edges: DeletionEdges,
+    left: ReadonlySet<NodeId>,
+    read: Observation | undefined,
+    attempt: (r: NodeRecord, node: DesiredNode<S>) => Promise<Fault | undefined>,
+  ): Promise<DeleteOutcome> {
     const bar = deleteBar(r.id, edges, (d) => left.has(d));
     if (bar?.status === 'cycle') return { status: 'failed', fault: bar.fault };
     if (bar?.status === 'waits') return { status: 'blocked', reason: `not deleted while ${bar.waitsFor}, which depends on it, is not`, waitsFor: bar.waitsFor };
-    const node = removedNode(r, this.codec);
     if (node === undefined) return { status: 'failed', fault: fault('permanent', 'the stored spec cannot be read; delete it by hand') };
+    switch (read?.status) {
+      case undefined:
+      case 'upToDate':
+      case 'drifted':
+        break;
+      case 'absent':
+        return { status: 'gone' };
+      case 'failed':
+        return { status: 'failed', fault: read.fault };
+      case 'indeterminate':
+        return { status: 'held', reason: heldReason(r.id, read), fault: heldFault(read) };
+      default:
+        return assertNever(read, 'observation');
+    }
     const f = await attempt(r, node);
     return f === undefined ? { status: 'done' } : { status: 'failed', fault: f };
   }
@@ -707,6 +791,30 @@ export function levels<S extends NodeSpec>(graph: DesiredGraph<S>): DesiredNode<
   return out;
 }
 
+/** What apply does to a removed node, by what its delete meets (`foreseeDeletes`), as plan shows it. */
+function plannedDelete(outcome: DeleteOutcome): PlannedAction {
+  switch (outcome.status) {
+    case 'done':
+      return { action: 'delete' };
+    case 'gone':
+      return { action: 'orphan', gone: true };
+    case 'failed':
+      return { action: 'error', fault: outcome.fault };
+    case 'held':
+    case 'blocked':
+      return { action: outcome.status, reason: outcome.reason };
+    default:
+      return assertNever(outcome, 'delete outcome');
+  }
+}
+
+/** How apply records the deletes of removed nodes (`deleteRemoved`), with what a crash left pending on them. */
+interface Removal {
+  /** Records a delete as pending (committed) before its backend call; its operation's id. */
+  readonly begin: (node: NodeId) => number;
+  /** The node's read found it gone: what was pending on it ends so (a delete cut short: found done). */
+  readonly gone: (node: NodeId) => void;
+}
 
 function summarise(outcomes: ReadonlyMap<NodeId, NodeOutcome>): RunSummary {
   const s = emptySummary();

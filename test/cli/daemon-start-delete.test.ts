@@ -1,7 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, execGoalHead, logLines, shellResource, stateRows, tempProject } from '../support/cli.ts';
+import { cli, filesProject, stateRows } from '../support/cli.ts';
+import type { FilesProject } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
 import type { Daemon } from '../support/daemon.ts';
 
@@ -14,34 +15,19 @@ import type { Daemon } from '../support/daemon.ts';
  */
 const daemons = trackDaemons();
 
-function project(): ReturnType<typeof tempProject> & { goal(ids: readonly string[]): void; calls(): string[]; release(): void } {
-  const p = tempProject('ds-daemon-start-delete-');
-  daemons.removeAfter(p.dir);
-  const script = shellResource(
-    p.dir,
-    `id=$(cat | sed -n 's/.*"id":"\\([a-z]*\\)".*/\\1/p')
-echo "$1 $id" >> "$dir/calls.log"
-case "$1" in
-  read) if [ -f "$dir/res-$id" ]; then echo '{"exists":true,"state":{}}'; else echo '{"exists":false}'; fi ;;
-  create) touch "$dir/res-$id"; echo '{"outputs":{}}' ;;
-  delete)
-    while [ ! -e "$dir/go" ]; do sleep 0.1; done
-    rm "$dir/res-$id" ;;
-esac
-`,
+function project(): FilesProject & { release(): void } {
+  const p = filesProject(
+    'ds-daemon-start-delete-',
+    `    while [ ! -e "$dir/go" ]; do sleep 0.1; done
+    rm "$dir/res-$id"`,
   );
-  const goal = (ids: readonly string[]): void =>
-    p.write(
-      'goals.yaml',
-      `${execGoalHead({ prune: true })}${ids.map((id) => `    - { id: ${id}, type: generic.resource, deletionPolicy: Delete, spec: { commands: { read: [${JSON.stringify(script)}, read], create: [${JSON.stringify(script)}, create], delete: [${JSON.stringify(script)}, delete] }, input: {} } }`).join('\n')}
-`,
-    );
-  return Object.assign(p, { goal, calls: () => logLines(join(p.dir, 'calls.log')), release: () => writeFileSync(join(p.dir, 'go'), '') });
+  daemons.removeAfter(p.dir);
+  return Object.assign(p, { release: () => writeFileSync(join(p.dir, 'go'), '') });
 }
 
 const args = ['--listen', '127.0.0.1:0', '--interval', '60s'];
 
-async function daemonStatus(p: ReturnType<typeof tempProject>): Promise<{ json: unknown; line: string | undefined }> {
+async function daemonStatus(p: FilesProject): Promise<{ json: unknown; line: string | undefined }> {
   const json = (JSON.parse((await cli(['status', '--format', 'json', ...p.args], { cwd: p.dir })).stdout) as { daemon: unknown }).daemon;
   const line = (await cli(['status', ...p.args], { cwd: p.dir })).stdout.split('\n')[0];
   return { json, line };
@@ -83,7 +69,7 @@ describe('desiredstate run: a first load that deletes a pruned node', () => {
     expect(p.calls().filter((c) => c === 'delete a')).toHaveLength(1);
     expect(stateRows(p.state, 'SELECT node, op FROM operations WHERE finished_at IS NULL')).toEqual([{ node: 'a', op: 'delete' }]);
     const status = JSON.parse((await cli(['status', '--format', 'json', ...p.args], { cwd: p.dir })).stdout) as { nodes: { id: string; reason: string | null }[] };
-    expect(status.nodes.find((n) => n.id === 'a')).toMatchObject({ reason: 'delete cut off by the shutdown; deleted again at the next start' });
+    expect(status.nodes.find((n) => n.id === 'a')).toMatchObject({ reason: 'delete cut off by the shutdown; read again at the next start, and deleted if still there' });
 
     const again = daemons.start([...args, ...p.args], { cwd: p.dir });
     const port = await again.port();

@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
 import type { InfraBackend } from '../../src/infra/index.ts';
-import { CIRCUITS_META, DEFAULT_FAULT_POLICY, DesiredGraph, fault, GOALS_EMPTY_META, SqliteStateStore, storedEdges, storedRefs } from '../../src/runtime/index.ts';
+import { CIRCUITS_META, DEFAULT_FAULT_POLICY, DesiredGraph, fault, GONE_ALREADY, GOALS_EMPTY_META, SqliteStateStore, storedEdges, storedRefs } from '../../src/runtime/index.ts';
 import type { FieldDiff, NodeRecord, Observation, ObservationMemo, ProvisionResult, StateStore } from '../../src/runtime/index.ts';
 import type { InfraDesiredNodeSpec } from '../../src/infra/index.ts';
 import { capturingLogger, compileYaml, fileNode, goalYaml, harness, wrapMemory } from '../support/controller-harness.ts';
@@ -404,13 +404,14 @@ describe('Controller: an operation the shutdown cuts off', () => {
       await first.controller.setGraph(compileYaml(goalYaml(fileNode('k', 'K') + fileNode('a', 'A', { deletionPolicy: 'Delete' }), { prune: true })).graph);
       await first.settle();
       const loading = first.controller.setGraph(pruned);
-      expect(first.store.pendingOperations().map((o) => `${o.node}:${o.op}`)).toEqual(['a:delete']);
+      // Begun once a's read before its delete has found it.
+      await vi.waitFor(() => expect(first.store.pendingOperations().map((o) => `${o.node}:${o.op}`)).toEqual(['a:delete']));
       const stopping = first.controller.stop(1000);
       await first.clock.advanceAsync(1000);
       await stopping;
       // Cut off and recorded by the stop itself, not whenever the load's delete would have ended.
       expect(first.store.pendingOperations().map((o) => `${o.node}:${o.op}`)).toEqual(['a:delete']);
-      expect(first.store.getNode('a')).toMatchObject({ reason: 'delete cut off by the shutdown; deleted again at the next start', lastFault: null, attempts: 0 });
+      expect(first.store.getNode('a')).toMatchObject({ reason: 'delete cut off by the shutdown; read again at the next start, and deleted if still there', lastFault: null, attempts: 0 });
       expect(first.lines.filter((l) => l.msg === 'delete failed')).toEqual([]);
       expect(first.lines.filter((l) => l.msg === 'operation cut off by the shutdown; left pending')).toMatchObject([{ node: 'a', op: 'delete' }]);
       await loading;
@@ -1848,6 +1849,95 @@ describe('Controller: nodes held back by the caller (a command left running on t
   });
 });
 
+// As Terraform refreshes before it destroys: a delete is sent only to what its read finds (an exec `delete`
+// command need not succeed on what is not there).
+describe('Controller: a node removed from the goals is read before its delete', () => {
+  const both = goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { deletionPolicy: 'Delete' }), { prune: true });
+  const onlyA = compileYaml(goalYaml(fileNode('a', 'A'), { prune: true })).graph;
+
+  /**
+   * A backend whose read of b before its delete (`OperationContext.beforeDelete`) answers `read()` while that
+   * is defined; each such read noted in `reads` (the ids of one call, and whether b's was told of a create cut short).
+   */
+  const readingB =
+    (read: () => Observation | undefined, reads: { ids: string[]; interrupted: boolean }[]) =>
+    (b: MemoryBackend): InfraBackend =>
+      wrapMemory(b, 'memory', {
+        observe: async (list, ctx) => {
+          if (ctx.beforeDelete !== true) return b.observe(list, ctx);
+          reads.push({ ids: list.map((n) => n.id), interrupted: ctx.interrupted?.('b') === true });
+          const observed = new Map(await b.observe(list, ctx));
+          const r = read();
+          if (r !== undefined) observed.set('b', r);
+          return observed;
+        },
+      });
+
+  it('found gone: forgotten with no delete sent, counted forgotten; a node found there is deleted, all read in one call', async () => {
+    const reads: { ids: string[]; interrupted: boolean }[] = [];
+    // Gone by hand (the backend's watch would not hear of it before the load).
+    const h = await converged(goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { deletionPolicy: 'Delete' }) + fileNode('c', 'C', { deletionPolicy: 'Delete' }), { prune: true }), { wrap: readingB(() => ({ status: 'absent' }), reads) });
+    h.calls.reset();
+    await h.controller.setGraph(onlyA);
+    await h.settle();
+    expect(reads.map((r) => [...r.ids].sort())).toEqual([['b', 'c']]);
+    expect(h.calls.deleted).toEqual(['c']);
+    expect(h.store.getNode('b')).toBeUndefined();
+    expect(h.store.getNode('c')).toBeUndefined();
+    expect(h.lines.filter((l) => l.msg === GONE_ALREADY)).toMatchObject([{ node: 'b', backend: 'mem' }]);
+    expect(h.store.listRuns(1)[0]?.summary).toMatchObject({ deleted: 1, orphaned: 1 });
+  });
+
+  it("a read that fails is a failed delete, retried on the fault policy's backoff, never a delete sent blindly; deleted once a read finds it", async () => {
+    let down = true;
+    const connectionRefused: Observation = { status: 'failed', fault: { class: 'transient', message: 'connection refused' } };
+    const h = await converged(both, { wrap: readingB(() => (down ? connectionRefused : undefined), []) });
+    h.calls.reset();
+    await h.controller.setGraph(onlyA);
+    await h.settle();
+    expect(h.calls.deleted).toEqual([]);
+    expect(h.store.getNode('b')).toMatchObject({ status: 'failed', reason: 'connection refused', attempts: 1 });
+    expect(h.lines.filter((l) => l.msg === 'delete failed')).toMatchObject([{ node: 'b', retryInMs: expect.any(Number) }]);
+    down = false;
+    await h.advance(2 * MIN, 5000);
+    expect(h.calls.deleted).toEqual(['b']);
+    expect(h.store.getNode('b')).toBeUndefined();
+  });
+
+  it('a read that cannot tell whether it exists holds it, not deleted, until `retry`, which ends the create cut short it was told of', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-controller-read-held-'));
+    const backend = new MemoryBackend(memoryConfigSchema().parse({}), { id: 'mem', log: capturingLogger().log });
+    try {
+      const first = harness({ dir, backend });
+      await first.controller.setGraph(compileYaml(both).graph);
+      await first.settle();
+      await first.close();
+      const crashed = SqliteStateStore.open({ path: join(dir, 'state.db'), lock: false });
+      crashed.beginOperation('b', 'create', null);
+      crashed.close();
+      const reads: { ids: string[]; interrupted: boolean }[] = [];
+      // What a read says of a resource a create cut short may have made and no one can find.
+      const h = start({ dir, backend, wrap: readingB(() => (reads.at(-1)?.interrupted === true ? { status: 'indeterminate', reason: 'a create was cut short' } : undefined), reads) });
+      await h.controller.setGraph(onlyA);
+      await h.settle();
+      expect(reads).toEqual([{ ids: ['b'], interrupted: true }]);
+      expect(h.calls.deleted).toEqual([]);
+      expect(h.store.getNode('b')).toMatchObject({ status: 'held', reason: 'cannot tell whether it exists: a create was cut short; check it and run `desiredstate retry b`' });
+      expect(h.lines.filter((l) => l.msg === 'delete held: existence indeterminate')).toMatchObject([{ node: 'b' }]);
+      await h.advance(2 * MIN, 10_000);
+      expect(reads).toHaveLength(1);
+      expect(h.controller.operatorRetry('b')).toEqual({ status: 'released' });
+      await h.settle();
+      expect(reads).toEqual([{ ids: ['b'], interrupted: true }, { ids: ['b'], interrupted: false }]);
+      expect(h.calls.deleted).toEqual(['b']);
+      expect(h.store.getNode('b')).toBeUndefined();
+      expect(h.store.pendingOperations()).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('Controller: crash recovery and uncertainty', () => {
   it.each([
     { name: 'a resource that exists is adopted, never created again', present: true, outcome: 'adopted', creates: 0 },
@@ -1917,27 +2007,35 @@ describe('Controller: crash recovery and uncertainty', () => {
     }
   });
 
-  // A removed node is never observed: its delete cut short stayed pending for good beside the one that replaced it.
-  it('a pending delete left by a crash, its node removed with Delete: abandoned when it is deleted again, not left pending', async () => {
+  // Its delete cut short stayed pending for good beside the one that replaced it; or, the crash after the delete
+  // did its work, was sent again to a resource gone (an exec command that fails on what is not there).
+  it.each([
+    { what: 'still there: abandoned when it is deleted again', there: true, deletes: ['b'], outcomes: ['abandoned', 'done'], orphaned: 0 },
+    { what: 'gone: found done (adopted) by the read before the delete, forgotten, no second delete sent', there: false, deletes: [], outcomes: ['adopted'], orphaned: 1 },
+  ])('a pending delete left by a crash, its node removed with Delete, its resource $what, never left pending', async ({ there, deletes, outcomes, orphaned }) => {
     const dir = mkdtempSync(join(tmpdir(), 'ds-crash-'));
     try {
+      const backend = new MemoryBackend(memoryConfigSchema().parse({}), { id: 'mem', log: capturingLogger().log });
       const both = compileYaml(goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { deletionPolicy: 'Delete' }), { prune: true })).graph;
-      const first = start({ dir });
+      const first = start({ dir, backend });
       await first.controller.setGraph(both);
       await first.settle();
       await first.close();
       const crashed = SqliteStateStore.open({ path: join(dir, 'state.db'), lock: false });
       crashed.beginOperation('b', 'delete', null);
       crashed.close();
-      const h = start({ dir });
+      if (!there) backend.remove('b');
+      const h = start({ dir, backend });
       await h.controller.setGraph(compileYaml(goalYaml(fileNode('a', 'A'), { prune: true })).graph);
       await h.settle();
+      expect(h.calls.deleted).toEqual(deletes);
+      expect(h.store.getNode('b')).toBeUndefined();
+      expect(h.lines.filter((l) => l.msg === GONE_ALREADY).map((l) => l.node)).toEqual(there ? [] : ['b']);
+      // Forgotten, as a node its goal no longer deletes is: counted so in the run (history's ○).
+      expect(h.store.listRuns(1)[0]?.summary).toMatchObject({ deleted: there ? 1 : 0, orphaned });
       const db = new Database(join(dir, 'state.db'), { readonly: true });
       try {
-        expect(db.prepare("SELECT op, outcome FROM operations WHERE node = 'b' AND op = 'delete' ORDER BY id").all()).toEqual([
-          { op: 'delete', outcome: 'abandoned' },
-          { op: 'delete', outcome: 'done' },
-        ]);
+        expect(db.prepare("SELECT outcome FROM operations WHERE node = 'b' AND op = 'delete' ORDER BY id").all()).toEqual(outcomes.map((outcome) => ({ outcome })));
         expect(db.prepare('SELECT count(*) AS n FROM operations WHERE outcome IS NULL').get()).toEqual({ n: 0 });
       } finally {
         db.close();

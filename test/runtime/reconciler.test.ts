@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
 import { InfraNodeProvisioner, infraSpecCodec } from '../../src/infra/index.ts';
 import type { InfraDesiredNodeSpec, InfraNode } from '../../src/infra/index.ts';
-import { Reconciler, SqliteStateStore } from '../../src/runtime/index.ts';
+import { GONE_ALREADY, Reconciler, SqliteStateStore } from '../../src/runtime/index.ts';
 import type { FieldDiff, NodeGate, NodeId, NodeProvisioner, Observation, ObservationMemo, OperationContext, ProvisionResult } from '../../src/runtime/index.ts';
 import { capturingLogger, compileYaml, fileNode, goalYaml } from '../support/controller-harness.ts';
 import type { LogLine } from '../support/controller-harness.ts';
@@ -576,6 +576,114 @@ describe('Reconciler: a resource deleted out of band', () => {
     expect(s.backend.snapshot().has('a')).toBe(false);
     expect(s.sqlite.getNode('a')).toMatchObject({ status: 'drifted', reason: expect.stringContaining('resource missing') });
     expect(s.sqlite.listDrift()).toEqual([expect.objectContaining({ node: 'a', action: 'reported' })]);
+  });
+});
+
+/**
+ * The real dispatcher, but node `id`'s read before its delete (`OperationContext.beforeDelete`) answers
+ * `read`, and each such read is noted in `reads` (the ids of one observe call).
+ */
+function readBeforeDeleteAs(inner: NodeProvisioner<InfraDesiredNodeSpec>, id: NodeId, read: Observation | undefined, reads: NodeId[][]): NodeProvisioner<InfraDesiredNodeSpec> {
+  return {
+    observe: async (nodes, ctx) => {
+      if (ctx.beforeDelete !== true) return inner.observe(nodes, ctx);
+      reads.push(nodes.map((n) => n.id));
+      const observed = new Map(await inner.observe(nodes, ctx));
+      if (read !== undefined && observed.has(id)) observed.set(id, read);
+      return observed;
+    },
+    create: (node, ctx) => inner.create(node, ctx),
+    update: (node, diffs, ctx) => inner.update(node, diffs, ctx),
+    delete: (node, ctx) => inner.delete(node, ctx),
+  };
+}
+
+// As Terraform refreshes before it destroys: a delete is sent only to what its read finds. An exec `delete`
+// command need not succeed on what is not there, and failed on every apply once its resource was gone.
+describe('Reconciler: a node removed from the goals is read before its delete', () => {
+  const pruned = (nodes: string): typeof abc => compileYaml(goalYaml(nodes, { prune: true })).graph;
+  const kept = fileNode('k', 'K');
+  const planned = async (s: Setup, graph: typeof abc): Promise<Record<string, unknown>> => Object.fromEntries((await s.reconciler.plan(graph, pass)).map((e) => [e.id, e.planned]));
+
+  it.each([
+    { found: 'there', change: (_: MemoryBackend) => undefined, read: undefined, plan: { action: 'delete' }, outcome: { status: 'deleted' }, deletes: ['b'], left: undefined },
+    { found: 'there, drifted', change: (m: MemoryBackend) => m.tamper('b', { content: 'by hand' }), read: undefined, plan: { action: 'delete' }, outcome: { status: 'deleted' }, deletes: ['b'], left: undefined },
+    { found: 'gone', change: (m: MemoryBackend) => void m.remove('b'), read: undefined, plan: { action: 'orphan', gone: true }, outcome: { status: 'orphaned' }, deletes: [], left: undefined },
+    {
+      found: 'unreadable (the read fails)',
+      change: (_: MemoryBackend) => undefined,
+      read: { status: 'failed', fault: { class: 'transient', message: 'connection refused' } } as Observation,
+      plan: { action: 'error', fault: { class: 'transient', message: 'connection refused' } },
+      outcome: { status: 'failed', fault: { class: 'transient', message: 'connection refused' } },
+      deletes: [],
+      left: { status: 'failed', reason: 'connection refused', attempts: 1 },
+    },
+    {
+      found: 'unknown (the read cannot tell)',
+      change: (_: MemoryBackend) => undefined,
+      read: { status: 'indeterminate', reason: 'a create was cut short' } as Observation,
+      plan: { action: 'held', reason: 'cannot tell whether it exists: a create was cut short; check it and run `desiredstate retry b`' },
+      outcome: { status: 'held', reason: 'cannot tell whether it exists: a create was cut short; check it and run `desiredstate retry b`' },
+      deletes: [],
+      left: { status: 'held', reason: 'cannot tell whether it exists: a create was cut short; check it and run `desiredstate retry b`' },
+    },
+  ])('found $found: plan says what apply does, and a delete is sent only to what is there', async ({ change, read, plan, outcome, deletes, left }) => {
+    const calls: string[] = [];
+    const reads: NodeId[][] = [];
+    const s = setup({ beforeCall: (node, op) => calls.push(`${node.id}:${op}`), wrap: (inner) => readBeforeDeleteAs(inner, 'b', read, reads) });
+    await s.reconciler.apply(pruned(kept + fileNode('b', 'B', { deletionPolicy: 'Delete' })), pass);
+    change(s.backend);
+    calls.length = 0;
+    expect((await planned(s, pruned(kept)))['b']).toEqual(plan);
+    const result = await s.reconciler.apply(pruned(kept), pass);
+    expect(result.outcomes.get('b')).toEqual(outcome);
+    // Read once by plan and once by apply, before any delete, with what its delete would be handed.
+    expect(reads).toEqual([['b'], ['b']]);
+    expect(calls.filter((c) => c.endsWith(':delete')).map((c) => c.split(':')[0])).toEqual(deletes);
+    if (left === undefined) expect(s.sqlite.getNode('b')).toBeUndefined();
+    else expect(s.sqlite.getNode('b')).toMatchObject(left);
+    expect(s.lines.filter((l) => l.msg === GONE_ALREADY).map((l) => l.node)).toEqual(outcome.status === 'orphaned' ? ['b'] : []);
+    expect(result.summary).toMatchObject({ deleted: deletes.length, orphaned: outcome.status === 'orphaned' ? 1 : 0 });
+    expect(pendingOnDisk(s.path)).toEqual([]);
+  });
+
+  it('reads the removed nodes it deletes in one observe call, and no other node; dependents are deleted first, a dependency found gone is no bar', async () => {
+    const reads: NodeId[][] = [];
+    const calls: string[] = [];
+    const s = setup({ beforeCall: (node, op) => calls.push(`${node.id}:${op}`), wrap: (inner) => readBeforeDeleteAs(inner, 'x', undefined, reads) });
+    const chain = fileNode('x', 'X', { deletionPolicy: 'Delete' }) + fileNode('y', 'Y', { dependsOn: ['x'], deletionPolicy: 'Delete' }) + fileNode('z', 'Z', { dependsOn: ['y'], deletionPolicy: 'Delete' });
+    // o: removed, but its goal keeps it (Orphan): forgotten, never read.
+    await s.reconciler.apply(pruned(kept + chain + fileNode('o', 'O')), pass);
+    s.backend.remove('y');
+    calls.length = 0;
+    const result = await s.reconciler.apply(pruned(kept), pass);
+    expect(reads.map((ids) => [...ids].sort())).toEqual([['x', 'y', 'z']]);
+    expect(calls).toEqual(['z:delete', 'x:delete']);
+    expect(Object.fromEntries(['o', 'x', 'y', 'z'].map((id) => [id, result.outcomes.get(id)?.status]))).toEqual({ o: 'orphaned', x: 'deleted', y: 'orphaned', z: 'deleted' });
+    expect(s.sqlite.listNodes().map((r) => r.id)).toEqual(['k']);
+  });
+
+  // A delete that did its work, the process killed before its outcome was on disk: sent again, it failed on what was gone.
+  it.each([
+    { what: 'gone: found done (adopted), no delete sent again', there: false, outcomes: [['adopted', 'found done after an interrupted delete']], deletes: [] },
+    { what: 'still there: deleted again, the one cut short abandoned', there: true, outcomes: [['abandoned', 'interrupted; deleted again'], ['done', null]], deletes: ['b'] },
+  ])('a delete a crash left pending, its resource $what', async ({ there, outcomes, deletes }) => {
+    const calls: string[] = [];
+    const s = setup({ beforeCall: (node, op) => calls.push(`${node.id}:${op}`) });
+    await s.reconciler.apply(pruned(kept + fileNode('b', 'B', { deletionPolicy: 'Delete' })), pass);
+    s.sqlite.beginOperation('b', 'delete', null);
+    if (!there) s.backend.remove('b');
+    calls.length = 0;
+    const result = await s.reconciler.apply(pruned(kept), pass);
+    expect(result.outcomes.get('b')).toEqual({ status: there ? 'deleted' : 'orphaned' });
+    expect(calls.filter((c) => c.endsWith(':delete')).map((c) => c.split(':')[0])).toEqual(deletes);
+    expect(s.sqlite.getNode('b')).toBeUndefined();
+    const db = new Database(s.path, { readonly: true });
+    try {
+      expect(db.prepare("SELECT outcome, detail FROM operations WHERE node = 'b' AND op = 'delete' ORDER BY id").all()).toEqual(outcomes.map(([outcome, detail]) => ({ outcome, detail })));
+    } finally {
+      db.close();
+    }
   });
 });
 

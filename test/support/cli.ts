@@ -144,6 +144,34 @@ export function shellResource(dir: string, body: string): string {
   return script;
 }
 
+/** A project of exec nodes that are files (`filesProject`): its goal, the calls its commands got, and whether a node's file is there. */
+export type FilesProject = ReturnType<typeof tempProject> & { goal(ids: readonly string[]): void; calls(): string[]; has(id: string): boolean };
+
+/**
+ * A project whose exec nodes (goal `infra`, prune, each `deletionPolicy: Delete`, input `{}`) are files `res-ID`
+ * in its directory, made by one `shellResource` that logs each call as `VERB ID` in `calls.log`; `deleteBody`:
+ * its delete (shell, `$id` the node's id). `goal` writes the goal with those node ids.
+ */
+export function filesProject(prefix: string, deleteBody: string): FilesProject {
+  const p = tempProject(prefix);
+  const script = shellResource(
+    p.dir,
+    `id=$(cat | sed -n 's/.*"id":"\\([a-z]*\\)".*/\\1/p')
+echo "$1 $id" >> "$dir/calls.log"
+case "$1" in
+  read) if [ -f "$dir/res-$id" ]; then echo '{"exists":true,"state":{}}'; else echo '{"exists":false}'; fi ;;
+  create) touch "$dir/res-$id"; echo '{"outputs":{}}' ;;
+  delete)
+${deleteBody} ;;
+esac
+`,
+  );
+  const commands = `{ read: [${JSON.stringify(script)}, read], create: [${JSON.stringify(script)}, create], delete: [${JSON.stringify(script)}, delete] }`;
+  const goal = (ids: readonly string[]): void =>
+    p.write('goals.yaml', `${execGoalHead({ prune: true })}${ids.map((id) => `    - { id: ${id}, type: generic.resource, deletionPolicy: Delete, spec: { commands: ${commands}, input: {} } }\n`).join('')}`);
+  return Object.assign(p, { goal, calls: () => logLines(join(p.dir, 'calls.log')), has: (id: string) => existsSync(join(p.dir, `res-${id}`)) });
+}
+
 /** An exec node `id` (after `execGoalHead`) whose read and create run `script read <id>` and `script create <id>`, with `input` (inline YAML). */
 export function execNode(id: string, script: string, input: string): string {
   return `    - id: ${id}

@@ -183,7 +183,8 @@ export class LocalBackend implements InfraBackend {
         try {
           const spec = localSpec(node);
           const at = confiner.node(spec.path);
-          const sharing = this.claims.reach(node.id, at, confiner);
+          // A node read before its delete (removed from the goals) claims no file: it shares none with the goals' nodes.
+          const sharing = ctx.beforeDelete === true ? undefined : this.claims.reach(node.id, at, confiner);
           if (sharing !== undefined) shared.push(sharing);
           const obs = this.observeSync(spec, at, confiner, accounts, memoOf(node.id), now);
           if (obs === undefined) large.push({ node, at });

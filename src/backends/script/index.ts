@@ -129,6 +129,8 @@ export class ScriptProvisioner implements ResourceProvisioner {
     }
     const stdout = await this.read(script, node, ctx);
     const obs = toObservation(inputOf(node.spec.spec), parseRead(stdout), ctx.outputsOf(node.id), node.settings.ignoreFields);
+    // Read before its delete (the node left the goals): no create or update follows, and a per-run approval of the delete is kept for it.
+    if (ctx.beforeDelete === true) return obs;
     // A change would follow: say now that it cannot run, so the node shows held (⊘) rather than failing later.
     const verb = obs.status === 'absent' ? 'create' : obs.status === 'drifted' && node.settings.selfHeal ? 'update' : undefined;
     if (verb !== undefined) {

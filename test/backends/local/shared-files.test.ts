@@ -313,3 +313,19 @@ describe('what releases two nodes found reaching one file', () => {
     expect(await observeAlone(b)).toEqual({ status: 'absent' });
   });
 });
+
+// A node removed from the goals is read before its delete (`OperationContext.beforeDelete`): it is no node of the
+// goals, and shares no file with one. Noted as one, it made a node of the goals that reaches its file by another
+// path fail as a duplicate, for good once it was forgotten.
+describe('a node read before its delete', () => {
+  it('claims no file: a node of the goals reaching it through another path is found as ever', async () => {
+    await linkedDirs();
+    const a = fileNode('a', 'realdir/f', 'a\n');
+    const removed = fileNode('old', 'alias/f', 'a\n');
+    const watch = watchAll([a]);
+    expect(await sb.backend.create(a, opCtx())).toMatchObject({ status: 'done' });
+    expect((await sb.backend.observe([removed], { ...opCtx(), beforeDelete: true })).get('old')).toMatchObject({ status: 'upToDate' });
+    expect(await observeAlone(a)).toMatchObject({ status: 'upToDate' });
+    expect(watch.told).toEqual([]);
+  });
+});

@@ -113,6 +113,28 @@ describe.skipIf(!hasJq)('gating', () => {
     expect(existsSync(join(p.dir, 'root/etc/motd'))).toBe(false);
   });
 
+  // The read of a node removed from the goals comes right before its delete: it neither asks for a create or an
+  // update, nor voids the approval given for that delete (it voided it, and the delete asked again, for ever).
+  it('the read before a delete (a node removed from the goals) keeps a grant for the delete, and asks for nothing', async () => {
+    const p = project();
+    const b = p.backend();
+    const n = node('motd', FILE_INPUT, 'prod');
+    const hash = await approvedScript(p, b, n);
+    await observe(b, n);
+    p.store.artifacts.grant(hash, 'motd', 'create', 'ana', null);
+    expect((await b.create(n, opContext())).status).toBe('done');
+    const beforeDelete = { ...opContext(), beforeDelete: true as const };
+    expect(faultOf(await b.delete(n, opContext()))).toMatchObject({ code: 'script-needs-approval' });
+    const grant = p.store.artifacts.grant(hash, 'motd', 'delete', 'ana', 'decommission');
+    expect((await b.observe([n], beforeDelete)).get('motd')).toMatchObject({ status: 'upToDate' });
+    expect(p.store.artifacts.grants(hash).find((g) => g.id === grant.id)).toMatchObject({ usedAt: null, voidedAt: null });
+    expect(await b.delete(n, opContext())).toEqual({ status: 'done', outputs: {} });
+    expect(p.store.artifacts.runs(hash).findLast((r) => r.action === 'delete')).toMatchObject({ outcome: 'success', grantId: grant.id });
+    // Found gone: absent, no create asked for.
+    expect((await b.observe([n], beforeDelete)).get('motd')).toEqual({ status: 'absent' });
+    expect(p.store.artifacts.openRequest(hash, 'motd')).toBeUndefined();
+  });
+
   it('deletes awaiting a per-run approval do not open the circuit breaker that every node of the backend goes through', async () => {
     // Five nodes removed from a prod goal under prune: each delete waits for a person, not for the backend.
     const p = project();
