@@ -92,10 +92,11 @@ describe('sameSpecKey', () => {
   const commands = '{ read: [./bucket, read], create: [./bucket, create], delete: [./bucket, delete] }';
   const node = (id: string, backend: string, input: string): string =>
     `    - { id: ${id}, type: generic.resource, backend: ${backend}, deletionPolicy: Delete, spec: { commands: ${commands}, input: ${input} } }\n`;
-  const backend = (name: string, type: string): string => `apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: ${name} }\nspec: { type: ${type} }\n---\n`;
+  const backend = (name: string, type: string, config?: string): string =>
+    `apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: ${name} }\nspec: { type: ${type}${config === undefined ? '' : `, config: ${config}`} }\n---\n`;
 
   function compiled(nodes: string): { lines: string[]; spec: (id: string) => InfraDesiredNodeSpec } {
-    const text = `${backend('exec', 'exec')}${backend('exec2', 'exec')}${backend('mem', 'memory')}apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: app }\nspec:\n  nodes:\n${nodes}`;
+    const text = `${backend('exec', 'exec')}${backend('exec2', 'exec')}${backend('mem', 'memory')}${backend('script', 'script', '{ root: out }')}apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: app }\nspec:\n  nodes:\n${nodes}`;
     const parsed = parseGoalText('goals/app.yaml', text);
     const result = new GoalCompiler({ factory: new InfraSpecFactory({ registry: new BackendRegistry(builtinBackendFactories), cwd: '/work/project' }) }).compile(parsed.documents, parsed.diagnostics);
     return { lines: result.diagnostics.map(formatDiagnostic), spec: (id) => result.graph!.get(id)!.spec };
@@ -120,6 +121,18 @@ describe('sameSpecKey', () => {
   ])('differs for $name', ({ other }) => {
     const { spec } = compiled(node('a', 'exec', '{ name: logs, retentionDays: 30 }') + other);
     expect(key(stored(spec('a')))).not.toBe(key(spec('b')));
+  });
+
+  // A generated script is handed `{id, input}` as an exec command is, and has no resource key either.
+  it('script nodes of one backend, kind and input have one key too, and are no duplicate; another input has another', () => {
+    const scripted = (id: string, content: string): string => `    - { id: ${id}, type: generic.resource, backend: script, deletionPolicy: Delete, spec: { input: { path: motd, content: ${content} } } }\n`;
+    const { lines, spec } = compiled(scripted('motd', 'hi') + scripted('banner', 'hi') + scripted('other', 'bye'));
+    expect(lines).toEqual([]);
+    expect(key(spec('motd'))).toBeDefined();
+    expect(key(spec('banner'))).toBe(key(spec('motd')));
+    expect(key(stored(spec('motd')))).toBe(key(spec('banner')));
+    expect(key(spec('other'))).not.toBe(key(spec('motd')));
+    expect(infraSpecCodec.resourceKey?.(spec('motd'))).toBeUndefined();
   });
 
   it('a node of the goals on any other backend has none: its resource is named, or keyed by its id', () => {

@@ -495,6 +495,10 @@ export const scriptBackendFactory: BackendFactory<ScriptConfig> = {
   // What checkSpec reads of the config: it still runs when another field of it has an error.
   configFields: ['generator'],
   outputs: Object.fromEntries(SCRIPT_KINDS.map((k) => [k, 'any'])),
+  // A script is handed the node's id with the input, as an exec command is, and may key its resource on either:
+  // two nodes of one kind and input may be one resource or two, so a removed one whose spec a node of the goals
+  // has is let go, not deleted.
+  identifiedBySpecAndId: true,
   description: 'Resources provisioned by generated scripts (built-in templates or any generator command), run only once reviewed and trusted.',
   create: (config, ctx) => resourceBackend(ctx.id, 'script', new ScriptProvisioner(config, ctx)),
 };
