@@ -3,7 +3,7 @@ import type { Clock } from './clock.ts';
 import { systemClock } from './clock.ts';
 import { assertNever } from './errors.ts';
 import type { Fault } from './fault.ts';
-import { createCutShort, fault } from './fault.ts';
+import { createCutShort } from './fault.ts';
 import { CircuitBreakers, DEFAULT_CIRCUIT_BREAKER, DEFAULT_FAULT_POLICY, decide } from './fault-policy.ts';
 import { OUTPUT_UNKNOWN } from './interpolation.ts';
 import type { BreakerChange, CircuitBreakerConfig, FaultPolicy, Rng } from './fault-policy.ts';
@@ -13,6 +13,7 @@ import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.t
 import { nextStatus, releasable } from './node-machine.ts';
 import type { NodeEventType } from './node-machine.ts';
 import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult, ResolvedAt } from './provisioner.ts';
+import { observationOf } from './provisioner.ts';
 import type { ProvisionStep } from './reconciler.ts';
 import { correctionStep, emptySummary, leavingDrift, runSteps, withoutIgnored } from './reconciler.ts';
 import { KeyedSlots } from './limit.ts';
@@ -786,7 +787,7 @@ export class Controller<S extends NodeSpec> {
     const pending = (on: NodeId): boolean =>
       putOff.has(on) || (!decided.has(on) && (this.queue.isDue(on) || (this.queue.isProcessing(on) && (!batch.has(on) || isReleased(on))) || this.isWaiting(on)));
     for (const node of toObserve) {
-      const obs: Observation = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
+      const obs = observationOf(observed, node.id);
       // The backend answered, whatever this node does next (waits for a dependency, is held): its
       // circuit closes. A probe's answer left uncounted kept it half-open for another cool-down, every
       // node of the backend waiting. A failed observation is counted where it is decided (`fail`).

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Fault } from './fault.ts';
+import { fault } from './fault.ts';
 import type { DesiredNode, NodeId, NodeSpec } from './node-spec.ts';
 
 /**
@@ -186,4 +187,9 @@ export interface NodeProvisioner<S extends NodeSpec = NodeSpec> {
    * has come), so that those waiting their turn never take the places of others. Calls nothing.
    */
   serialKey?(node: DesiredNode<S>, ctx: OperationContext): Promise<string | undefined>;
+}
+
+/** Node `id`'s observation in what an observe call returned: a failure where the provisioner gave none. */
+export function observationOf(observed: ReadonlyMap<NodeId, Observation>, id: NodeId): Observation {
+  return observed.get(id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
 }

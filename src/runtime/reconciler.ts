@@ -5,6 +5,7 @@ import type { DesiredGraph } from './graph.ts';
 import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.ts';
 import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult, ResolvedAt } from './provisioner.ts';
+import { observationOf } from './provisioner.ts';
 import type { NodeRecord, NodeStatus, OperationOutcome, PendingOperation, RunSummary, StateStore } from './state-store.ts';
 import { GOAL_ERRORS_META } from './state-store.ts';
 import { DeferredWrites } from './deferred-writes.ts';
@@ -180,7 +181,7 @@ export class Reconciler<S extends NodeSpec> {
           if (planned.action === 'error' || planned.action === 'held') notReady.add(node.id);
         };
         const record = byId.get(node.id);
-        const obs = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
+        const obs = observationOf(observed, node.id);
         const depsChanging = graph.dependencies(node.id).some((d) => willChange.has(d));
         switch (obs.status) {
           case 'absent':
@@ -385,7 +386,7 @@ export class Reconciler<S extends NodeSpec> {
         const observed = await this.provisioner.observe(ready, ctx);
         const steps: ProvisionStep<S>[] = [];
         for (const node of ready) {
-          const obs: Observation = observed.get(node.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') };
+          const obs = observationOf(observed, node.id);
           const prev = records.get(node.id);
           // Only the drift, indeterminate and failed cases log: no child logger for every ready node.
           const log = (): Logger => this.log.child({ node: node.id, backend: node.spec.backendId });

@@ -1,9 +1,9 @@
 import { stableStringify } from './digest.ts';
-import { fault } from './fault.ts';
 import { forEachLimit } from './limit.ts';
 import { removedOutputsOf, storedRefs } from './node-record.ts';
 import type { DesiredNode, NodeId, NodeSpec } from './node-spec.ts';
 import type { NodeProvisioner, Observation, OperationContext, Outputs } from './provisioner.ts';
+import { observationOf } from './provisioner.ts';
 import type { NodeRecord } from './state-store.ts';
 
 /**
@@ -54,7 +54,7 @@ export async function readRemoved<S extends NodeSpec>(
       group.map((i) => i.node),
       { ...ctx, outputsOf, beforeDelete: true },
     );
-    for (const { r } of group) found.set(r.id, observed.get(r.id) ?? { status: 'failed', fault: fault('unknown', 'no observation') });
+    for (const { r } of group) found.set(r.id, observationOf(observed, r.id));
   });
   return found;
 }
