@@ -390,6 +390,7 @@ export class Controller<S extends NodeSpec> {
         this.put(node, rec.status, {});
         if (gate !== undefined) lookNow(node.id);
         else if (rec.status === 'held' && !waitsOnItsOwn(rec)) continue;
+        else if (this.holdSpent(node, rec)) continue;
         else if (rec.retryAt !== null && rec.retryAt > now) this.queue.addAfter(node.id, rec.retryAt - now);
         else lookNow(node.id);
       } else {
@@ -1139,6 +1140,21 @@ export class Controller<S extends NodeSpec> {
     this.put(node, 'drifted', patch);
     if (blocks) this.countBlockedBehind(node.id);
     else for (const d of this.graph?.dependents(node.id) ?? []) if (this.records.get(d)?.status === 'blocked') this.queue.add(d);
+  }
+
+  /**
+   * Holds a node stored failed with its retry budget spent (by applies, which try again each run), as the
+   * fault policy would have at its last failure, without another attempt; true when it did.
+   */
+  private holdSpent(node: DesiredNode<S>, rec: NodeRecord): boolean {
+    if (rec.status !== 'failed' || rec.lastFault === null) return false;
+    // No jitter drawn from the rng: only whether the policy holds is asked.
+    const decision = decide(rec.lastFault, rec.attempts, () => 0, this.o.faultPolicy);
+    if (decision.action !== 'hold') return false;
+    this.transition(node, 'HOLD', { retryAt: null, reason: `${rec.lastFault.message} (${decision.reason})` });
+    this.summary.held++;
+    this.o.log.child({ node: node.id, backend: node.spec.backendId }).error({ fault: rec.lastFault, attempts: rec.attempts, reason: decision.reason }, 'node held');
+    return true;
   }
 
   /** A failed operation, counted against its backend's breaker and the run: the attempt it was, and what the fault policy decides. */

@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
+import { InfraNodeProvisioner, infraSpecCodec } from '../../src/infra/index.ts';
 import type { InfraBackend } from '../../src/infra/index.ts';
-import { CIRCUITS_META, DEFAULT_FAULT_POLICY, DesiredGraph, fault, GONE_ALREADY, GOALS_EMPTY_META, SqliteStateStore, storedEdges, storedRefs } from '../../src/runtime/index.ts';
+import { CIRCUITS_META, DEFAULT_FAULT_POLICY, DesiredGraph, fault, GONE_ALREADY, GOALS_EMPTY_META, Reconciler, SqliteStateStore, storedEdges, storedRefs } from '../../src/runtime/index.ts';
 import type { FieldDiff, NodeRecord, Observation, ObservationMemo, ProvisionResult, StateStore } from '../../src/runtime/index.ts';
 import type { InfraDesiredNodeSpec } from '../../src/infra/index.ts';
 import { capturingLogger, compileYaml, fileNode, goalYaml, harness, wrapMemory } from '../support/controller-harness.ts';
@@ -1071,6 +1072,38 @@ describe('Controller: fault policy', () => {
       expect(third.calls.created).toEqual(['a']);
       expect(statusOf(third, 'a')).toBe('ready');
       expect(first.backend.createCount('a')).toBe(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  // Applies try a failing node again each run; the daemon started after them made one attempt more before it
+  // held the node ("permanent fault after 4 attempts"), though the budget of 3 was spent.
+  it('a daemon started after applies spent a node\'s retry budget holds it without another attempt', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-controller-spent-'));
+    try {
+      const yaml = goalYaml(fileNode('a', 'A') + fileNode('z', 'Z'));
+      const { log } = capturingLogger();
+      const backend = new MemoryBackend(memoryConfigSchema().parse({ faults: [{ node: 'a', op: 'create', class: 'permanent' }] }), { id: 'mem', log });
+      const store = SqliteStateStore.open({ path: join(dir, 'state.db'), lock: false });
+      const reconciler = new Reconciler<InfraDesiredNodeSpec>({ provisioner: new InfraNodeProvisioner({ backends: new Map([['mem', backend]]) }), store, log, codec: infraSpecCodec });
+      const { graph } = compileYaml(yaml);
+      for (let run = 0; run < 3; run++) await reconciler.apply(graph, { signal: AbortSignal.timeout(30_000), allowDeletions: true });
+      expect(store.getNode('a')).toMatchObject({ status: 'failed', attempts: 3 });
+      store.close();
+
+      const h = await converged(yaml, { dir, backend });
+      expect(h.calls.created).toEqual([]);
+      expect(h.store.getNode('a')).toMatchObject({
+        status: 'held',
+        attempts: 3,
+        retryAt: null,
+        reason: expect.stringMatching(/\(permanent fault after 3 attempts; held until the goal changes or an operator runs retry\)$/),
+      });
+      expect(h.lines.filter((l) => l.msg === 'node held')).toEqual([expect.objectContaining({ node: 'a', attempts: 3 })]);
+      await h.advance(10 * MIN, 30_000);
+      expect(h.calls.created).toEqual([]);
+      expect(statusOf(h, 'z')).toBe('ready');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
