@@ -337,8 +337,11 @@ const STATE_FILE_MODE = 0o600;
  * beside it: it was never a choice to share it, and leaving the files of
  * every upgraded deployment world-readable would leave the defect in place.
  * Whoever wants others to read the state uses `status` or the HTTP API.
- * A file we do not own (EPERM) is left as it is: opening it is still ours
- * to try.
+ * The `-wal` and `-shm` are made the owner's to write too: a read-only
+ * command run while state.db was 0400 left them 0400, and every writing
+ * command after it failed with SQLITE_READONLY though state.db was
+ * writable again. A file we do not own (EPERM) is left as it is: opening
+ * it is still ours to try.
  */
 function ownerOnly(path: string, create: boolean): void {
   if (create) {
@@ -352,7 +355,8 @@ function ownerOnly(path: string, create: boolean): void {
   for (const file of [path, `${path}-wal`, `${path}-shm`]) {
     try {
       const mode = statSync(file).mode & 0o777;
-      if ((mode & 0o077) !== 0) chmodSync(file, mode & 0o700);
+      const wanted = file === path ? mode & 0o700 : (mode & 0o700) | 0o600;
+      if (wanted !== mode) chmodSync(file, wanted);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'ENOENT' && code !== 'EPERM') throw storeError(`cannot restrict the mode of ${file}: ${errorMessage(err)}`, path, { cause: err });
@@ -718,10 +722,11 @@ export class SqliteStateStore implements StateStore {
       // SQLite opens any file lazily and finds out at the first read that it is none of its own.
       const code = (err as { code?: unknown }).code;
       if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') throw storeError(`state file ${path} is not a database, or is damaged (${code})`, path, { cause: err });
-      if (readonly && code === 'SQLITE_CANTOPEN') {
+      // SQLITE_READONLY_DIRECTORY: a directory this user may read but not write (a state another user keeps).
+      if (readonly && (code === 'SQLITE_CANTOPEN' || code === 'SQLITE_READONLY_DIRECTORY')) {
         // Reading a WAL database makes its -shm file: a read-only mount (a backup, a snapshot) refuses it.
         throw storeError(
-          `cannot read state file ${path} (SQLITE_CANTOPEN): reading it needs ${path}-shm beside it (the state is kept in WAL mode), and its directory is not writable (a read-only mount?); copy the state directory somewhere writable to read it`,
+          `cannot read state file ${path} (${code}): reading it needs ${path}-shm beside it (the state is kept in WAL mode), and its directory is not writable (a read-only mount?); copy the state directory somewhere writable to read it`,
           path,
           { cause: err },
         );

@@ -140,3 +140,51 @@ describe.skipIf(cannotDrop)('a state that cannot be read', () => {
     });
   });
 });
+
+// A state this user may read but not write: what only reads it works, or says what it needs; what it leaves
+// behind never stops a writing command once the state is writable again.
+describe.skipIf(cannotDrop)('a state that can be read but not written', () => {
+  /** A project applied once: its state.db, closed (no -wal, no -shm beside it). */
+  const applied = async (prefix: string): Promise<{ p: ReturnType<typeof project>; db: string }> => {
+    const p = project(prefix, { 'backend.yaml': localBackend('root'), 'app.yaml': ONE_DIRECTORY_GOAL });
+    const r = await cli(['apply', '--yes', ...p.args], { cwd: p.dir, user });
+    expect(r.code, r.stderr).toBe(0);
+    return { p, db: join(p.state, 'state.db') };
+  };
+
+  // SQLite makes -wal and -shm with state.db's mode: status run while it was 0400 left them 0400, and apply and
+  // run failed after (SQLITE_READONLY on the -shm) though state.db was writable again.
+  it('a read-only command run while state.db was 0400 leaves nothing that stops apply once it is writable again', async () => {
+    const { p, db } = await applied('ds-readonly-db-');
+    chmodSync(db, 0o400);
+    try {
+      const status = await cli(['status', ...p.args], { cwd: p.dir, user });
+      expect(status.code, status.stderr).toBe(0);
+    } finally {
+      chmodSync(db, 0o600);
+    }
+    const apply = await cli(['apply', '--yes', ...p.args], { cwd: p.dir, user });
+    expect(apply.code, apply.stderr).toBe(0);
+    for (const f of [db, `${db}-wal`, `${db}-shm`]) if (existsSync(f)) expect((statSync(f).mode & 0o777).toString(8), f).toBe('600');
+  });
+
+  // It said "cannot write the state file …: read-only (SQLITE_READONLY_DIRECTORY); nothing of this write was
+  // recorded" for commands that write nothing.
+  it('in a directory this user may not write, status, drift and history say what reading needs, as on a read-only mount', async () => {
+    const { p, db } = await applied('ds-readonly-dir-');
+    const mode = statSync(p.state).mode & 0o7777;
+    chmodSync(p.state, 0o555);
+    try {
+      for (const command of ['status', 'drift', 'history']) {
+        const r = await cli([command, ...p.args], { cwd: p.dir, user });
+        expect(r, command).toEqual({
+          code: 1,
+          stdout: '',
+          stderr: `desiredstate ${command}: DS_STATE_STORE: cannot read state file ${db} (SQLITE_READONLY_DIRECTORY): reading it needs ${db}-shm beside it (the state is kept in WAL mode), and its directory is not writable (a read-only mount?); copy the state directory somewhere writable to read it\n`,
+        });
+      }
+    } finally {
+      chmodSync(p.state, mode);
+    }
+  });
+});
