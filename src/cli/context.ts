@@ -238,6 +238,8 @@ function recordApplied(store: SqliteStateStore, key: string | undefined): void {
 export async function compileGoalsCached(ctx: CliContext): Promise<CachedGoals> {
   requireGoalsDir(ctx);
   requireStateDir(ctx);
+  // Another program's file where state.db should be is refused before the cache is written beside it.
+  SqliteStateStore.refuseForeign(join(ctx.stateDir, 'state.db'));
   // The files read once: keyed by the very bytes compiled. A file changed since is another key's, read
   // anew by the next command, never compiled under this one.
   const sources = await readGoalSources(ctx.goalsDir, { displayRoot: ctx.cwd });

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { accessSync, chmodSync, closeSync, constants, existsSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { accessSync, chmodSync, closeSync, constants, existsSync, openSync, readFileSync, readSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import type { Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { hostname } from 'node:os';
@@ -273,9 +273,47 @@ function whyCannotOpen(path: string, readonly: boolean, err: unknown): string {
   return errorMessage(err);
 }
 
+/** The refusal of a file that is not a desiredstate state file, saying how that shows. */
+function notAStateFile(path: string, why: string): DesiredStateError {
+  return storeError(`${path} is not a desiredstate state file (${why})`, path);
+}
+
 /** A state-store error about the file at `path` (code DS_STATE_STORE). */
 function storeError(message: string, path: string, options: { cause?: unknown; context?: Record<string, unknown> } = {}): DesiredStateError {
   return new DesiredStateError(ErrorCodes.StateStore, message, { cause: options.cause, context: { path, ...options.context } });
+}
+
+/** SQLite's file header: its magic, then (at these offsets) the journal mode, user_version and application_id; page 1's b-tree header follows. */
+const SQLITE_MAGIC = 'SQLite format 3\0';
+const HEADER_BYTES = 108;
+
+/**
+ * Why the SQLite file at `path` is not a desiredstate state file, read from its header alone (nothing
+ * is opened for writing, nothing written beside it); undefined when the header does not tell (no
+ * file, no SQLite header, or a WAL beside it that may hold what the header does not show yet: SQLite
+ * then decides, in `migrate`). Another program's mark (application_id), or tables without a schema
+ * version: a desiredstate file always has its tables, version and mark written in one transaction.
+ */
+function foreignBy(path: string): string | undefined {
+  const header = Buffer.alloc(HEADER_BYTES);
+  let read: number;
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      read = readSync(fd, header, 0, HEADER_BYTES, 0);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined; // SQLite's open says why it cannot be read
+  }
+  if (read < HEADER_BYTES || header.toString('latin1', 0, 16) !== SQLITE_MAGIC) return undefined;
+  const appId = header.readInt32BE(68);
+  if (appId !== 0 && appId !== APPLICATION_ID) return `application_id ${appId}`;
+  const walMode = header[18] === 2;
+  if (appId !== 0 || header.readInt32BE(60) !== 0 || (walMode && (stateFileInfo(`${path}-wal`)?.size ?? 0) > 0)) return undefined;
+  // Page 1 is the schema table's root: an interior page (0x05), or a leaf (0x0d) with cells, holds tables.
+  return header[100] !== 0x0d || header.readUInt16BE(103) > 0 ? 'it has tables but no schema version' : undefined;
 }
 
 // ---------------------------------------------------------------------------
@@ -651,6 +689,16 @@ export class SqliteStateStore implements StateStore {
   }
 
   /**
+   * Refuses (DS_STATE_STORE) a file at `path` whose header says it is not a desiredstate state file,
+   * reading it only: `open` does before it changes anything, and so does a command that writes beside
+   * the state file before it opens it (the compiled-goal cache).
+   */
+  static refuseForeign(path: string): void {
+    const why = foreignBy(path);
+    if (why !== undefined) throw notAStateFile(path, why);
+  }
+
+  /**
    * Opens (creating if allowed) and migrates a state file. Refuses, with
    * `DS_STATE_LOCKED`, a file another live process holds; with
    * `DS_STATE_STORE`, a file of a newer schema, of another lineage, or that
@@ -681,6 +729,8 @@ export class SqliteStateStore implements StateStore {
       const made = options.expectedLineage === undefined ? '' : `, though its directory was made with lineage ${options.expectedLineage}`;
       throw storeError(`state file ${path} is empty (0 bytes)${made}: truncated, or emptied? Restore it from a backup; to start a new state instead, delete it${made === '' ? '' : ' and the lineage file beside it'}`, path);
     }
+    // Before the lock, the mode and the WAL: another program's file is left exactly as it was.
+    SqliteStateStore.refuseForeign(path);
     const lockPath = `${path}.lock`;
     const lock = options.lock ? { path: lockPath, holder: acquireLock(lockPath, path) } : undefined;
     let db: Database.Database | undefined;
@@ -994,7 +1044,7 @@ function migrate(db: Database.Database, path: string, migrations: readonly Migra
   const readVersion = (): number => db.pragma('user_version', { simple: true }) as number;
   const appId = db.pragma('application_id', { simple: true }) as number;
   const version = readVersion();
-  if (appId !== 0 && appId !== APPLICATION_ID) throw storeError(`${path} is not a desiredstate state file (application_id ${appId})`, path);
+  if (appId !== 0 && appId !== APPLICATION_ID) throw notAStateFile(path, `application_id ${appId}`);
   if (version > known) {
     throw storeError(
       `state file ${path} has schema version ${version}, newer than the ${known} this desiredstate knows: it was written by a newer release; upgrade desiredstate (or restore a backup) rather than downgrade the file`,
@@ -1006,6 +1056,11 @@ function migrate(db: Database.Database, path: string, migrations: readonly Migra
     if (appId !== APPLICATION_ID && known > 0) throw storeError(`${path} is not a desiredstate state file`, path);
     return version;
   }
+  // Said so to a read-only open too (status), rather than advice to migrate it with apply, which refuses it.
+  if (version === 0) {
+    const tables = db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").get() as { n: number };
+    if (tables.n > 0) throw notAStateFile(path, 'it has tables but no schema version');
+  }
   if (readonly) {
     throw storeError(
       `state file ${path} has schema version ${version}, older than ${known}; open it once with a writing command (apply or run) to migrate it`,
@@ -1016,10 +1071,6 @@ function migrate(db: Database.Database, path: string, migrations: readonly Migra
   const run = db.transaction(() => {
     // Re-read inside the write lock: another process may have migrated meanwhile.
     const from = readVersion();
-    if (from === 0) {
-      const tables = db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").get() as { n: number };
-      if (tables.n > 0) throw storeError(`${path} is not a desiredstate state file (it has tables but no schema version)`, path);
-    }
     for (let v = from; v < known; v++) {
       const step = migrations[v]!;
       try {

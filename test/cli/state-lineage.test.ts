@@ -1,4 +1,4 @@
-import { closeSync, copyFileSync, existsSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -55,6 +55,26 @@ describe('state lineage', () => {
     expect(statSync(join(dir, 'lineage')).mode & 0o777).toBe(0o600);
     for (const f of ['state.db', 'state.db-wal', 'state.db-shm']) rmSync(join(dir, f), { force: true });
     expect((await cli(['apply', '--yes', '--goals', p.goals, '--state', dir], { cwd: p.dir })).code).toBe(0);
+  });
+
+  // Another program's SQLite file: status advised migrating it with apply; apply refused it, but had made it
+  // 0600, switched it to WAL (its header rewritten) and written the compiled goals beside it first.
+  it("another program's SQLite file at state.db is refused untouched by status, plan and apply, nothing written beside it", async () => {
+    const dir = join(p.dir, 'foreign');
+    mkdirSync(dir);
+    const db = join(dir, 'state.db');
+    const other = new Database(db);
+    other.exec('CREATE TABLE t (x)');
+    other.close();
+    chmodSync(db, 0o644);
+    const bytes = readFileSync(db);
+    for (const args of [['status'], ['plan'], ['apply', '--yes']]) {
+      const r = await cli([...args, '--goals', p.goals, '--state', dir], { cwd: p.dir });
+      expect(r, args[0]).toMatchObject({ code: 1, stderr: `desiredstate ${args[0]}: DS_STATE_STORE: ${db} is not a desiredstate state file (it has tables but no schema version)\n` });
+    }
+    expect(readFileSync(db).equals(bytes)).toBe(true);
+    expect(statSync(db).mode & 0o777).toBe(0o644);
+    expect(readdirSync(dir)).toEqual(['state.db']);
   });
 
   // A damaged page past those the open reads was an "internal error" (exit 70, a stack trace).

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -143,6 +143,41 @@ describe('opening', () => {
     const err = errorOf(() => SqliteStateStore.open({ path: join(dir, 'other.db'), lock: false }));
     expect(err.code).toBe(ErrorCodes.StateStore);
     expect(err.message).toContain('not a desiredstate state file');
+  });
+
+  // Another program's SQLite file was made 0600 and switched to WAL (its header rewritten) before it was
+  // refused; a read-only open advised migrating it with apply, which then refused it.
+  it.each([
+    { name: 'with tables but no schema version', make: (db: Database.Database) => db.exec('CREATE TABLE t (x)'), why: 'it has tables but no schema version' },
+    { name: "marked as another program's", make: (db: Database.Database) => db.pragma('application_id = 42'), why: 'application_id 42' },
+  ])('refuses a SQLite file $name untouched, read-only too: its bytes, its mode, nothing beside it', ({ make, why }) => {
+    const stateDir = join(dir, 'foreign');
+    mkdirSync(stateDir);
+    const path = join(stateDir, 'state.db');
+    const db = new Database(path);
+    make(db);
+    db.close();
+    chmodSync(path, 0o644);
+    const bytes = readFileSync(path);
+    for (const options of [{ lock: true }, { lock: false, readonly: true }]) {
+      const err = errorOf(() => SqliteStateStore.open({ path, ...options }));
+      expect(err.code).toBe(ErrorCodes.StateStore);
+      expect(err.message).toBe(`${path} is not a desiredstate state file (${why})`);
+    }
+    expect(readFileSync(path).equals(bytes)).toBe(true);
+    expect((statSync(path).mode & 0o777).toString(8)).toBe('644');
+    expect(readdirSync(stateDir)).toEqual(['state.db']);
+  });
+
+  // What its header cannot tell (a WAL beside it may hold what it does not show yet) SQLite is asked, and says the same.
+  it('a read-only open of a WAL-mode SQLite file with tables but no schema version says it is not a state file, not to migrate it', () => {
+    const path = join(dir, 'foreign-wal.db');
+    const db = new Database(path);
+    db.pragma('journal_mode = WAL');
+    db.exec('CREATE TABLE t (x)');
+    const err = errorOf(() => SqliteStateStore.open({ path, lock: false, readonly: true }));
+    db.close();
+    expect(err.message).toBe(`${path} is not a desiredstate state file (it has tables but no schema version)`);
   });
 
   // A file that is no SQLite database at all (a copy gone wrong, another program's file) was an
