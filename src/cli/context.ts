@@ -349,7 +349,7 @@ export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: 
     // it is harmless, and it may be how one finds out. What writes, or plans from it, refuses it.
     const store = SqliteStateStore.open({ path, lock: options.lock, readonly: options.readonly ?? false, expectedLineage: options.readonly === true ? undefined : expected });
     if (options.readonly === true && expected !== undefined && store.lineage !== expected) {
-      ctx.log.warn({ lineage: store.lineage, expected, lineageFile }, `state file ${path} belongs to lineage ${store.lineage}, not the one its directory was made with (${lineageFile}): it was copied in from another deployment, or replaced; apply, run and plan refuse it`);
+      ctx.log.warn({ lineage: store.lineage, expected, lineageFile }, `state file ${path} belongs to lineage ${store.lineage}, not the one its directory was made with (${lineageFile}): it was copied in from another deployment, or replaced; every command that changes the state or plans from it refuses it`);
     }
     if (options.lock && expected !== store.lineage) recordLineage(lineageFile, store.lineage, ctx);
     return store;

@@ -30,15 +30,19 @@ describe('state lineage', () => {
       expect(r.stderr).toContain(`; the directory keeps the lineage it was made with in ${join(here, 'lineage')}: put its own state.db back, or delete ${join(here, 'lineage')} to adopt this one`);
       expect(r.stderr.split(lineage).length - 1).toBe(1);
     }
-    // plan would list the other deployment's nodes as removed from the goals: refused as apply refuses.
-    const plan = await cli(['plan', '--goals', p.goals, '--state', here], { cwd: p.dir });
-    expect(plan.code).toBe(1);
-    expect(plan.stderr).toContain(`not the expected ${lineage}`);
-    // Reading it is harmless: status, drift and history still show what it holds, with a warning.
+    // plan would list the other deployment's nodes as removed from the goals: refused as apply refuses; retry
+    // would release them.
+    for (const args of [['plan'], ['retry', 'conf'], ['retry', '--all']]) {
+      const r = await cli([...args, '--goals', p.goals, '--state', here], { cwd: p.dir });
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.stderr, args.join(' ')).toContain(`not the expected ${lineage}`);
+    }
+    // Reading it is harmless: status, drift and history still show what it holds, with a warning that names
+    // what refuses it (it said "apply, run and plan", and retry refused it too).
     for (const command of ['status', 'drift', 'history']) {
       const r = await cli([command, '--state', here], { cwd: p.dir });
       expect(r.code, command).toBe(0);
-      expect(r.stderr, command).toContain(`not the one its directory was made with (${join(here, 'lineage')})`);
+      expect(r.stderr, command).toContain(`not the one its directory was made with (${join(here, 'lineage')}): it was copied in from another deployment, or replaced; every command that changes the state or plans from it refuses it`);
     }
 
     rmSync(join(here, 'lineage'));
