@@ -21,6 +21,11 @@ export interface LoadLimits {
   readonly maxDepth: number;
   /** Most alias dereferences per document (alias bombs). */
   readonly maxAliasCount: number;
+  /**
+   * Most nodes and string characters the aliases of one file expand to, together: a few aliases of a
+   * large value multiply the file as surely as many of a small one.
+   */
+  readonly maxAliasExpansion: number;
   /** Most goal files in a goal set. */
   readonly maxFiles: number;
 }
@@ -29,6 +34,8 @@ export const defaultLoadLimits: LoadLimits = {
   maxFileBytes: 8 * 1024 * 1024,
   maxDepth: 64,
   maxAliasCount: 100,
+  // As much again as the largest file holds: what aliases add costs no more than a file could.
+  maxAliasExpansion: 8 * 1024 * 1024,
   maxFiles: 10_000,
 };
 
@@ -130,6 +137,8 @@ export function parseGoalText(
   }
 
   const documents: SourceDocument[] = [];
+  // Shared by the file's documents: the bound is on what the file expands to.
+  const aliasBudget = { left: limits.maxAliasExpansion };
   let yamlErrors = 0;
   let emptyDocuments = 0;
   docs.forEach(({ doc, source, sourceIndex }, index) => {
@@ -157,8 +166,17 @@ export function parseGoalText(
       emptyDocuments++;
       return;
     }
+    // Before `checkTree`, which takes merge keys (and their aliases) out of the tree.
+    const badAlias = expandingAlias(doc, aliasBudget);
     const found = { merges: false, inexact: [] as Diagnostic[] };
-    if (!checkTree(doc.contents, text, limits, at, problem, notIn(kind), found)) return;
+    const whole = checkTree(doc.contents, text, limits, at, problem, notIn(kind), found);
+    if (badAlias !== undefined) {
+      const { alias, size } = badAlias;
+      const name = alias.source;
+      if (size === undefined) problem(at(alias.range?.[0] ?? 0), 'alias-cycle', `alias *${name} is inside the value &${name} names: it would expand without end`);
+      else problem(at(alias.range?.[0] ?? 0), 'alias-bomb', `alias *${name} copies ${size} nodes and characters, which takes what the aliases of this file expand to past ${limits.maxAliasExpansion}; write the values out`);
+    }
+    if (!whole || badAlias !== undefined) return;
     let value: unknown;
     try {
       value = (found.merges ? mergedValue(source, sourceIndex, limits) : undefined) ?? doc.toJS({ maxAliasCount: limits.maxAliasCount });
@@ -887,6 +905,55 @@ function keyAt(doc: Document.Parsed, offset: number): string {
     },
   });
   return JSON.stringify(key.length > 60 ? `${key.slice(0, 60)}…` : key);
+}
+
+/**
+ * The first alias, in source order, inside the value its anchor names (`size` undefined: a value that
+ * holds itself), or past which the aliases expand to more than `budget.left` nodes and string
+ * characters (less each alias's size, an alias within an aliased value counted in it); undefined if
+ * none. One pass: each alias resolved as it is met, each anchored value sized once.
+ */
+function expandingAlias(doc: Document.Parsed, budget: { left: number }): { alias: Alias; size?: number } | undefined {
+  const anchors = new Map<string, YamlNode>();
+  const aliasSizes = new Map<Alias, number>();
+  const anchoredSizes = new Map<YamlNode, number>();
+  // An alias within is one met before (the value is set before the alias that copies it, and holds no
+  // alias of itself): its size is known.
+  const sizeOf = (node: YamlNode | null | undefined): number => {
+    if (node === null || node === undefined) return 0;
+    if (yaml().isAlias(node)) return aliasSizes.get(node) ?? 0;
+    const known = anchoredSizes.get(node);
+    if (known !== undefined) return known;
+    let size = 1;
+    if (yaml().isMap(node)) for (const p of node.items as Pair<YamlNode, YamlNode>[]) size += sizeOf(p.key) + sizeOf(p.value);
+    else if (yaml().isSeq(node)) for (const item of node.items as YamlNode[]) size += sizeOf(item);
+    else if (yaml().isScalar(node) && typeof node.value === 'string') size += node.value.length;
+    if (node.anchor !== undefined) anchoredSizes.set(node, size);
+    return size;
+  };
+  let found: { alias: Alias; size?: number } | undefined;
+  yaml().visit(doc, {
+    Node(_key, node, path) {
+      if (!yaml().isAlias(node)) {
+        if (node.anchor !== undefined) anchors.set(node.anchor, node);
+        return undefined;
+      }
+      const target = anchors.get(node.source);
+      // An alias of no anchor is `unknown-alias`, said when the value is read.
+      if (target === undefined) return undefined;
+      if (path.includes(target)) {
+        found = { alias: node };
+        return yaml().visit.BREAK;
+      }
+      const size = sizeOf(target);
+      aliasSizes.set(node, size);
+      budget.left -= size;
+      if (budget.left >= 0) return undefined;
+      found = { alias: node, size };
+      return yaml().visit.BREAK;
+    },
+  });
+  return found;
 }
 
 /** The first alias (of those `which` picks) in the document's values, in source order. */

@@ -174,12 +174,54 @@ describe('parseGoalText', () => {
     expect(diagnostics[0]!.line).toBeGreaterThan(0);
   });
 
-  it('refuses an alias bomb at the first alias, before expanding anything', () => {
+  it('refuses an alias bomb at the alias whose copies pass the bound, before expanding anything', () => {
     const levels = ['a: &a [x,x,x,x,x,x,x,x,x]'];
     for (let i = 1; i < 9; i++) levels.push(`${'abcdefghi'[i]}: &${'abcdefghi'[i]} [${Array(9).fill(`*${'abcdefghi'[i - 1]}`).join(',')}]`);
     const { documents, diagnostics } = parseGoalText('f.yaml', `${levels.join('\n')}\n`);
     expect(documents).toEqual([]);
-    expect(diagnostics.map((d) => [d.code, d.line, d.col])).toEqual([['alias-bomb', 2, 8]]);
+    // Each *f copies 1,130,338 nodes and characters: the total passes 8 MiB at the seventh.
+    expect(diagnostics.map((d) => [d.code, d.line, d.col])).toEqual([['alias-bomb', 7, 26]]);
+  });
+
+  // The count of aliases (`maxAliasCount`) let a large value be copied 99 times: a 5.5 MB string made
+  // 545 MB of input, and `validate` crashed on it (`Invalid string length`).
+  const copied = (value: string, copies: number): string => `big: &a ${value}\nmore: [${Array(copies).fill('*a').join(',')}]\n`;
+  const long = `"${'x'.repeat(1_000_000)}"`;
+  const wide = `[${Array(300_000).fill('1').join(',')}]`;
+  it.each([
+    // The ninth copy (each alias 3 columns on from the first, at 8).
+    { name: 'a long string', text: copied(long, 99), at: '2:32', size: 1_000_001, kept: 0 },
+    // The twenty-eighth.
+    { name: 'a long list', text: copied(wide, 99), at: '2:89', size: 300_001, kept: 0 },
+    // The file's fourth copy in its second document: its first document is read.
+    { name: 'a long string, over two documents', text: `${copied(long, 5)}---\n${copied(long, 5)}`, at: '5:17', size: 1_000_001, kept: 1 },
+  ])('refuses $name copied by aliases past what a file may expand to, at that alias, on both parsers', ({ text, at, size, kept }) => {
+    for (const forceFullParser of [false, true]) {
+      const { documents, diagnostics } = parseGoalText('f.yaml', text, defaultLoadLimits, { forceFullParser });
+      expect(diagnostics.map((d) => `${d.line}:${d.col} ${d.code}: ${d.message}`)).toEqual([
+        `${at} alias-bomb: alias *a copies ${size} nodes and characters, which takes what the aliases of this file expand to past 8388608; write the values out`,
+      ]);
+      expect(documents).toHaveLength(kept);
+    }
+  });
+
+  it.each([
+    { name: 'a map', text: 'a: &a\n  b: [1, *a]\n', at: '2:10' },
+    { name: 'a list, by a key of a map in it', text: 'a: &a [1, { ? *a : 2 }]\n', at: '1:15' },
+  ])('refuses an alias inside the value its anchor names ($name), which expands without end', ({ text, at }) => {
+    for (const forceFullParser of [false, true]) {
+      const { documents, diagnostics } = parseGoalText('f.yaml', text, defaultLoadLimits, { forceFullParser });
+      expect(documents).toEqual([]);
+      expect(diagnostics.map((d) => `${d.line}:${d.col} ${d.code}`)).toContain(`${at} alias-cycle`);
+    }
+  });
+
+  it('accepts a small map shared dozens of times, and a large value copied within the bound', () => {
+    const shared = `base: &base { image: app, replicas: 2, labels: { team: web } }\n${Array.from({ length: 60 }, (_, i) => `n${i}: *base`).join('\n')}\n`;
+    expect(parseGoalText('f.yaml', shared).diagnostics).toEqual([]);
+    const { documents, diagnostics } = parseGoalText('f.yaml', copied(long, 8));
+    expect(diagnostics).toEqual([]);
+    expect((documents[0]!.value as { more: string[] }).more).toHaveLength(8);
   });
 
   it('shows at most 20 syntax errors and says how many more there are', () => {
