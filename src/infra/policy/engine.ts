@@ -136,6 +136,8 @@ export class CelPolicyEngine implements PolicyEngine {
   private readonly blockingSeverity: 'error' | 'warning';
   private readonly checks: CompiledCheck[] = [];
   private readonly defaultsList: CompiledDefault[] = [];
+  /** The defaults of policies not used (`checkSalvage`): never applied, but a conflict with one is reported. */
+  private readonly salvagedDefaults: CompiledDefault[] = [];
   private readonly environmentRefs: EnvironmentReference[] = [];
   /** Each pack included so far: its checks (as they stand in `checks`) and the policies that include it. */
   private readonly includedPacks = new Map<string, IncludedPack>();
@@ -273,7 +275,7 @@ export class CelPolicyEngine implements PolicyEngine {
       const at = list.findIndex((e) => e !== undefined && ++seen === i);
       return [key!, at, ...rest];
     };
-    compilePolicySpec({
+    const compiled = compilePolicySpec({
       policy: doc.name,
       spec: spec.data,
       at: (path, part) => locate(original(path), part),
@@ -283,6 +285,7 @@ export class CelPolicyEngine implements PolicyEngine {
       unchecked,
       untyped: (path) => untyped.has(original(path).join(':')),
     });
+    for (const d of compiled.defaults) if (!this.conflicts(d, diag)) this.salvagedDefaults.push(d);
   }
 
   private add(compiled: ReturnType<typeof compilePolicySpec>, user: boolean, diag: DiagnosticBag): void {
@@ -301,10 +304,12 @@ export class CelPolicyEngine implements PolicyEngine {
    * every environment, or both for listed environments that overlap): an
    * error at the later one. A default for listed environments and one for
    * every environment do not conflict: the listed one wins where it applies.
+   * Those of a policy not used count too, so that the conflict is reported
+   * whichever of the two files is read first.
    */
   private conflicts(d: CompiledDefault, diag: DiagnosticBag): boolean {
     let found = false;
-    for (const e of this.defaultsList) {
+    for (const e of [...this.defaultsList, ...this.salvagedDefaults]) {
       if ((d.environments === undefined) !== (e.environments === undefined)) continue;
       if (d.environments !== undefined && e.environments !== undefined && ![...d.environments].some((env) => e.environments!.has(env))) continue;
       const types = [...d.types].filter((t) => e.types.has(t));

@@ -41,6 +41,29 @@ describe('policy defaults that disagree', () => {
     expect(conflicts[0]!.message).toContain('a.yaml:');
   });
 
+  // A Policy with a schema error is not used, but every problem in it is reported at once (`checkSalvage`):
+  // its conflicting defaults were not, only the schema error, and showed once that was fixed.
+  it.each<{ name: string; files: Record<string, string>; errors: string[] }>([
+    {
+      name: 'within a policy with another error',
+      files: { 'a.yaml': policyYaml({ blockAt: 'severe', defaults: [{ types: ['local.file'], set: { mode: '0600' } }, { types: ['local.file'], set: { mode: '0640' } }] }) },
+      errors: ['a.yaml:15 error conflicting-default', 'a.yaml:6 error invalid-value'],
+    },
+    {
+      name: 'a policy with another error, read after the one it conflicts with',
+      files: { 'a.yaml': everywhere, 'b.yaml': policyYaml({ blockAt: 'severe', defaults: [{ types: ['local.directory'], set: { mode: '0755' } }] }, 'other') },
+      errors: ['b.yaml:11 error conflicting-default', 'b.yaml:6 error invalid-value'],
+    },
+    {
+      name: 'a policy with another error, read before the one it conflicts with',
+      files: { 'a.yaml': policyYaml({ blockAt: 'severe', defaults: [{ types: ['local.directory'], set: { mode: '0755' } }] }, 'other'), 'b.yaml': everywhere },
+      errors: ['a.yaml:6 error invalid-value', 'b.yaml:10 error conflicting-default'],
+    },
+  ])('$name: the conflict is reported with the error', ({ files, errors }) => {
+    const { result } = compileTexts({ ...files, 'g.yaml': dir('prod') });
+    expect(result.diagnostics.map((d) => `${d.file}:${d.line} ${d.severity} ${d.code}`).sort()).toEqual(errors);
+  });
+
   it.each([
     { name: 'the same value twice', other: policyYaml({ defaults: [{ types: ['local.directory'], set: { mode: '0700' } }] }, 'other'), first: everywhere },
     { name: 'disjoint environments', other: policyYaml({ defaults: [{ types: ['local.directory'], environments: ['dev'], set: { mode: '0755' } }] }, 'other'), first: prodOnly },
