@@ -30,6 +30,7 @@ describe('check --format sarif', () => {
   it.each([
     { name: 'the bundled organisation policy (warnings only)', goals: 'examples/org-policy', exit: 0 },
     { name: 'a goal set with blocking findings', goals: 'test/fixtures/policy/sarif-block', exit: 1 },
+    { name: 'a finding and a compile warning', goals: 'test/fixtures/policy/check-warnings', exit: 0 },
   ])('$name: accepted by the SARIF validator', ({ goals, exit }) => {
     const r = spawnSync(process.execPath, [cli, 'check', '--goals', goals, '--format', 'sarif'], { cwd: repo, encoding: 'utf8', timeout: 60_000 });
     expect(r.status, r.stderr).toBe(exit);

@@ -36,7 +36,8 @@ export async function check(ctx: CliContext, format: CheckFormat): Promise<numbe
     }
     return EXIT.failed;
   }
-  const report = loaded.policy.checkReport();
+  // The compile's warnings with the findings (a rule's environment that no goal has), as validate shows them.
+  const report = loaded.policy.checkReport(diagnostics);
   ctx.out((format === 'sarif' ? formatSarif(report, { toolVersion: VERSION }) : formatCheck(report, format)).trimEnd());
   return report.verdict === 'block' ? EXIT.failed : EXIT.ok;
 }

@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { z } from 'zod';
 import { assertNever, didYouMean, formatLocation, formatPath, isJsonObject, meantInput, reportZodIssues, suggestion, valueAtPath } from '../../runtime/index.ts';
-import type { DiagnosticBag, GoalInfo, MeantInput, NodeDeclaration, NodeGate, PathKey, RawDocument, SourceLocation } from '../../runtime/index.ts';
+import type { Diagnostic, DiagnosticBag, GoalInfo, MeantInput, NodeDeclaration, NodeGate, PathKey, RawDocument, SourceLocation } from '../../runtime/index.ts';
 import type { AppliedDefault, PolicyEngine, PolicyVerdict } from '../policy.ts';
 import { maskShownSecrets, shownSpec } from '../secret-mask.ts';
 import { INFRA_NODE_TYPES } from '../spec.ts';
@@ -116,6 +116,9 @@ interface TypePlan {
   readonly checks: readonly ActiveCheck[];
   readonly defaults: readonly CompiledDefault[];
 }
+
+/** The codes a finding is reported under, and no other diagnostic. */
+const FINDING_CODES: ReadonlySet<string> = new Set(['rule-error', 'policy-violation', 'policy-finding']);
 
 /** Result of one check on one node. */
 type CheckOutcome =
@@ -432,9 +435,13 @@ export class CelPolicyEngine implements PolicyEngine {
     return this.checks.map((c) => ({ id: c.id, policy: c.policy, kind: c.body.kind, description: c.description, frameworks: c.frameworks }));
   }
 
-  /** The `check` report: verdicts per node and goal, grouped by framework. */
-  checkReport(): CheckReport {
-    return checkReport(this.found, { nodes: this.evaluated, goals: this.goalList, rules: this.rules() });
+  /**
+   * The `check` report: verdicts per node and goal, grouped by framework, and those of the compile's
+   * `diagnostics` that are no finding (the findings' own are in the report already).
+   */
+  checkReport(diagnostics: readonly Diagnostic[] = []): CheckReport {
+    const others = diagnostics.filter((d) => !FINDING_CODES.has(d.code));
+    return checkReport(this.found, { nodes: this.evaluated, goals: this.goalList, rules: this.rules(), diagnostics: others });
   }
 
   private goalActivation(goal: GoalInfo): CelActivation['goal'] {

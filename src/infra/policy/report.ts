@@ -1,5 +1,5 @@
-import { assertNever } from '../../runtime/index.ts';
-import type { GoalInfo, NodeId, SourceLocation } from '../../runtime/index.ts';
+import { assertNever, formatDiagnostic } from '../../runtime/index.ts';
+import type { Diagnostic, GoalInfo, NodeId, SourceLocation } from '../../runtime/index.ts';
 import type { Finding } from './finding.ts';
 import { compareLevels, FRAMEWORKS, LEVELS } from './schema.ts';
 import type { Framework, Level } from './schema.ts';
@@ -66,6 +66,8 @@ export interface CheckReport {
   readonly frameworks: readonly FrameworkReport[];
   readonly rules: readonly RuleInfo[];
   readonly findings: readonly Finding[];
+  /** The compile's diagnostics that are no finding (an environment a rule names that no goal has), as validate shows them. */
+  readonly diagnostics: readonly Diagnostic[];
 }
 
 /** The verdict a set of findings gives. */
@@ -85,7 +87,12 @@ function zeroLevels(): Record<Level, number> {
  */
 export function checkReport(
   findings: readonly Finding[],
-  scope: { readonly nodes: readonly EvaluatedNode[]; readonly goals: readonly Pick<GoalInfo, 'name' | 'environment' | 'file'>[]; readonly rules?: readonly RuleInfo[] },
+  scope: {
+    readonly nodes: readonly EvaluatedNode[];
+    readonly goals: readonly Pick<GoalInfo, 'name' | 'environment' | 'file'>[];
+    readonly rules?: readonly RuleInfo[];
+    readonly diagnostics?: readonly Diagnostic[];
+  },
 ): CheckReport {
   const byNode = new Map<NodeId, Finding[]>();
   for (const f of findings) {
@@ -144,6 +151,7 @@ export function checkReport(
     frameworks,
     rules: scope.rules ?? rulesFromFindings(findings),
     findings,
+    diagnostics: scope.diagnostics ?? [],
   };
 }
 
@@ -196,12 +204,13 @@ function severityCounts(counts: Readonly<Record<Level, number>>): string {
 }
 
 /**
- * Human text: a verdict per goal, then per node with findings (nodes that
- * pass are counted, not listed), each finding tagged with its severity;
- * then the findings grouped by framework.
+ * Human text: the compile's other diagnostics, as validate prints them; a
+ * verdict per goal, then per node with findings (nodes that pass are
+ * counted, not listed), each finding tagged with its severity; then the
+ * findings grouped by framework.
  */
 export function formatCheckText(report: CheckReport): string {
-  const lines: string[] = [];
+  const lines: string[] = report.diagnostics.map(formatDiagnostic);
   const s = report.summary;
   lines.push(
     `policy check: ${VERDICT_TAG[report.verdict]} (${s.goals} goals, ${s.nodes} nodes: ${s.verdicts.block} block, ${s.verdicts.warn} warn, ${s.verdicts.pass} pass; ${s.findings} findings)`,

@@ -133,6 +133,8 @@ export function toSarif(report: CheckReport, options: { toolVersion?: string } =
       },
     };
   });
+  // The compile's other warnings beside the findings, as when the goals do not compile.
+  results.push(...diagnosticResults(report.diagnostics, rules));
   return sarifLog(rules, results, options);
 }
 
@@ -152,13 +154,20 @@ function diagnosticLevel(severity: Severity): SarifLevel {
 
 /**
  * Builds the SARIF log of goals that do not compile: one result per
- * diagnostic, one rule per diagnostic code. A diagnostic on line 0 names a
- * whole file or directory, so its location has no region.
+ * diagnostic, one rule per diagnostic code.
  */
 export function diagnosticsToSarif(diagnostics: readonly Diagnostic[], options: { toolVersion?: string } = {}): SarifLog {
   const rules: SarifRule[] = [];
+  return sarifLog(rules, diagnosticResults(diagnostics, rules), options);
+}
+
+/**
+ * One result per diagnostic, its rule the diagnostic's code, added to `rules` the first time. A
+ * diagnostic on line 0 names a whole file or directory, so its location has no region.
+ */
+function diagnosticResults(diagnostics: readonly Diagnostic[], rules: SarifRule[]): SarifResult[] {
   const index = new Map<string, number>();
-  const results: SarifResult[] = diagnostics.map((d) => {
+  return diagnostics.map((d) => {
     let ruleIndex = index.get(d.code);
     if (ruleIndex === undefined) {
       ruleIndex = rules.length;
@@ -174,7 +183,6 @@ export function diagnosticsToSarif(diagnostics: readonly Diagnostic[], options: 
       properties: { severity: d.severity },
     };
   });
-  return sarifLog(rules, results, options);
 }
 
 function sarifLog(rules: readonly SarifRule[], results: readonly SarifResult[], options: { toolVersion?: string }): SarifLog {

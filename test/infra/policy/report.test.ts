@@ -75,7 +75,7 @@ describe('checkReport', () => {
       framework: keys(doc.frameworks[0]!),
       rule: keys(doc.rules[0]!),
     }).toEqual({
-      top: ['findings', 'frameworks', 'goals', 'rules', 'summary', 'verdict'],
+      top: ['diagnostics', 'findings', 'frameworks', 'goals', 'rules', 'summary', 'verdict'],
       summary: ['bySeverity', 'findings', 'goals', 'nodes', 'verdicts'],
       goal: ['counts', 'environment', 'file', 'name', 'nodes', 'verdict'],
       node: ['findings', 'id', 'location', 'type', 'verdict'],
