@@ -24,7 +24,8 @@ describe('check on goals that do not compile', () => {
     const check = run('check', 'json');
     expect(check.status, check.stderr).toBe(1);
     const doc = JSON.parse(check.stdout) as { valid: boolean; diagnostics: { code: string; line: number; col: number }[] };
-    expect(doc).toMatchObject({ valid: false, diagnostics: [{ file: 'goals/g.yaml', code: 'unknown-type', severity: 'error', line: 7, col: 13 }] });
+    // Its goal and node counted as read (`nodes` was 0 whenever the goals did not compile).
+    expect(doc).toMatchObject({ valid: false, goals: 1, nodes: 1, diagnostics: [{ file: 'goals/g.yaml', code: 'unknown-type', severity: 'error', line: 7, col: 13 }] });
     expect(doc).toEqual(JSON.parse(run('validate', 'json').stdout));
   });
 

@@ -30,7 +30,9 @@ async function compiled(ctx: CliContext, cached = false): Promise<(CachedGoals &
 /** `validate --format json`'s document (check writes it too, for goals that do not compile): valid when there is a graph. */
 export function validationDocument(result: Pick<CompileResult<InfraDesiredNodeSpec>, 'diagnostics' | 'graph' | 'goals'>): string {
   const { diagnostics, graph, goals } = result;
-  return JSON.stringify({ valid: graph !== undefined, goals: goals.length, nodes: graph?.size ?? 0, diagnostics }, null, 2);
+  // Goals that do not compile have no graph: their nodes are counted as read, as their goals are.
+  const nodes = graph?.size ?? goals.reduce((n, g) => n + g.nodeCount, 0);
+  return JSON.stringify({ valid: graph !== undefined, goals: goals.length, nodes, diagnostics }, null, 2);
 }
 
 export async function validate(ctx: CliContext): Promise<number> {
