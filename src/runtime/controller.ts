@@ -1376,7 +1376,9 @@ export class Controller<S extends NodeSpec> {
    * one's delete: deleted first, a group role would be dropped under a member whose own delete then
    * fails (Terraform stops there too). One on a cycle of them that cannot be broken (`deletionEdges`)
    * is held with the cycle as its fault, not left waiting for ever. Each is read first, all at once
-   * (`readBeforeDelete`), and deleted only where its read finds it (`deleteFound`).
+   * (`readBeforeDelete`), and deleted only where its read finds it (`deleteFound`). Each takes its turn
+   * once the nodes of `records` that depend on it have had theirs, so the deletes that wait for no other
+   * run side by side, up to `--concurrency` (`deleteInTurn`): fifty slow commands take five rounds, not fifty.
    */
   private async deleteInOrder(records: readonly NodeRecord[]): Promise<void> {
     if (records.length === 0 || this.queue.isShutDown) return;
@@ -1384,24 +1386,48 @@ export class Controller<S extends NodeSpec> {
     const edges = deletionEdges([...this.records.values()].filter((r) => this.graph?.has(r.id) !== true));
     const ordered = reverseDependencyOrder(records, edges);
     const found = await this.readBeforeDelete(ordered, edges);
+    const turns = new Map<NodeId, Promise<void>>();
     for (const r of ordered) {
-      // Stopped (`stop`): the rest stay recorded, not begun, and are deleted at the next start (a read cut off too).
-      if (this.queue.isShutDown) return;
-      // A goal load during the reads that no longer deletes it (declared again, let go) has the last word.
-      if (!this.deleting.has(r.id)) continue;
-      const bar = deleteBar(r.id, edges, (d) => this.records.has(d));
-      if (bar?.status === 'cycle') {
-        this.deleteFailed(r, bar.fault, this.o.log.child({ node: r.id, backend: r.backendId }));
-        continue;
-      }
-      if (bar?.status === 'waits') {
-        this.waitForDelete(r, bar.waitsFor);
-        continue;
-      }
-      const read = found.get(r.id);
-      if (read === 'refused') await this.deleteUnread(r);
-      else if (read !== undefined) await this.deleteFound(r, read);
+      // Its dependents come before it in `ordered` (those of a cycle excepted, whose nodes fail without a delete).
+      const after = edges.cycles.has(r.id) ? [] : (edges.dependents.get(r.id) ?? []).flatMap((d) => turns.get(d) ?? []);
+      turns.set(r.id, Promise.all(after).then(() => this.deleteInTurn(r, found.get(r.id), edges)));
     }
+    // Every turn over before the caller gives the nodes back to the queue (one still running must not be deleted twice).
+    const failed = (await Promise.allSettled(turns.values())).find((t) => t.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+  }
+
+  /**
+   * One node's turn in `deleteInOrder`, its dependents' over: what its read found, and its delete where
+   * one is sent, in a `--concurrency` slot shared with the worker loops, once its `serialKey`'s turn has
+   * come (`KeyedSlots`: one waiting behind another change of its file holds no slot). Decided in the slot,
+   * right before the delete: a stop (`stop`) or a goal load meanwhile has the last word.
+   */
+  private async deleteInTurn(r: NodeRecord, read: Observation | 'refused' | undefined, edges: DeletionEdges): Promise<void> {
+    const sends = read === 'refused' || read?.status === 'upToDate' || read?.status === 'drifted';
+    const node = sends ? removedNode(r, this.o.codec) : undefined;
+    if (node === undefined) return this.deleteStep(r, read, edges);
+    const key = await this.o.provisioner.serialKey?.(node, this.removedContext(r));
+    await this.slots.run(() => this.deleteStep(r, read, edges), { key });
+  }
+
+  /** What `deleteInTurn` does with a node: nothing once stopped, or if it is no longer to be deleted; else by its `deleteBar` and its read. */
+  private async deleteStep(r: NodeRecord, read: Observation | 'refused' | undefined, edges: DeletionEdges): Promise<void> {
+    // Stopped (`stop`): the rest stay recorded, not begun, and are deleted at the next start (a read cut off too).
+    if (this.queue.isShutDown) return;
+    // A goal load during the reads, or the deletes before it, that no longer deletes it (declared again, let go) has the last word.
+    if (!this.deleting.has(r.id)) return;
+    const bar = deleteBar(r.id, edges, (d) => this.records.has(d));
+    if (bar?.status === 'cycle') {
+      this.deleteFailed(r, bar.fault, this.o.log.child({ node: r.id, backend: r.backendId }));
+      return;
+    }
+    if (bar?.status === 'waits') {
+      this.waitForDelete(r, bar.waitsFor);
+      return;
+    }
+    if (read === 'refused') await this.deleteUnread(r);
+    else if (read !== undefined) await this.deleteFound(r, read);
   }
 
   /**
@@ -1423,7 +1449,7 @@ export class Controller<S extends NodeSpec> {
         this.o.log.error({ node: r.id, backend: r.backendId }, 'delete refused: the stored spec cannot be read');
         continue;
       }
-      if ((await this.o.provisioner.refusedDelete?.(node, { ...ctx, outputsOf: removedOutputsOf(r, this.outputsOf) })) !== undefined) {
+      if ((await this.o.provisioner.refusedDelete?.(node, this.removedContext(r))) !== undefined) {
         found.set(r.id, 'refused');
         continue;
       }
@@ -1541,10 +1567,8 @@ export class Controller<S extends NodeSpec> {
       log.error('delete refused: the stored spec cannot be read');
       return false;
     }
-    const ctx = { ...this.context(), outputsOf: removedOutputsOf(r, this.outputsOf) };
-    // Its turn at what it rewrites first, as a pass's creates and updates take theirs (`runSteps`): one waiting
-    // behind another change of its file holds no slot the other nodes could use.
-    const result = await this.provision(node, 'delete', async () => this.slots.run(() => this.o.provisioner.delete(node, ctx), { key: await this.o.provisioner.serialKey?.(node, ctx) }));
+    // In the slot its turn took (`deleteInTurn`).
+    const result = await this.provision(node, 'delete', () => this.o.provisioner.delete(node, this.removedContext(r)));
     if (result === undefined) return false;
     if (result.status === 'done') {
       this.backendAnswered(r.backendId);
@@ -1721,6 +1745,11 @@ export class Controller<S extends NodeSpec> {
     if (this.unchangedInRun.has(id)) return;
     this.unchangedInRun.add(id);
     this.summary.unchanged++;
+  }
+
+  /** The context of a call about removed node `r`: its references read what its record keeps (`removedOutputsOf`). */
+  private removedContext(r: NodeRecord): OperationContext {
+    return { ...this.context(), outputsOf: removedOutputsOf(r, this.outputsOf) };
   }
 
   private context(): OperationContext {

@@ -1,0 +1,202 @@
+import pino from 'pino';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
+import { InfraNodeProvisioner } from '../../src/infra/index.ts';
+import type { BackendNode } from '../../src/infra/index.ts';
+import { fault } from '../../src/runtime/index.ts';
+import type { ProvisionResult } from '../../src/runtime/index.ts';
+import { compileYaml, fileNode, goalYaml, harness, wrapMemory } from '../support/controller-harness.ts';
+import type { Harness } from '../support/controller-harness.ts';
+
+/**
+ * The daemon deleting nodes removed from the goals (prune + Delete) over a memory backend whose deletes
+ * each wait for the test to answer them (`finish`, `fail`), or for the shutdown's abort. The nodes whose
+ * id starts with `k` share a `serialKey` (one file several nodes rewrite): their changes take turns.
+ */
+interface GatedDeletes {
+  readonly h: Harness;
+  /** Every delete sent to the backend, in the order sent. */
+  readonly sent: string[];
+  /** The deletes sent and not answered yet. */
+  readonly inFlight: ReadonlySet<string>;
+  /** The deletes in flight as each was sent, itself included. */
+  readonly atSend: (readonly string[])[];
+  /** Answers `id`'s delete: done (the resource removed). */
+  finish(id: string): void;
+  /** Answers `id`'s delete: a transient failure. */
+  fail(id: string): void;
+}
+
+const open: Harness[] = [];
+/** Lets every delete through, those waiting and those to come: a test that failed half-way still closes its harness. */
+const unblock: (() => void)[] = [];
+afterEach(async () => {
+  for (const u of unblock.splice(0)) u();
+  for (const h of open.splice(0)) await h.close();
+});
+
+const KEEP = fileNode('stay', 'S');
+const deletable = (id: string, dependsOn?: string[]): string => fileNode(id, id.toUpperCase(), { deletionPolicy: 'Delete', ...(dependsOn === undefined ? {} : { dependsOn }) });
+const keepOnly = (): ReturnType<typeof compileYaml>['graph'] => compileYaml(goalYaml(KEEP, { prune: true })).graph;
+
+/** Converges `removed` (YAML of nodes) beside a kept node, with `concurrency` slots; the deletes then wait for the test. */
+async function gatedDeletes(removed: string, concurrency: number): Promise<GatedDeletes> {
+  const sent: string[] = [];
+  const inFlight = new Set<string>();
+  const answers = new Map<string, (result: 'done' | 'failed') => void>();
+  const atSend: string[][] = [];
+  let free = false;
+  const letThrough = (): void => {
+    free = true;
+    for (const a of answers.values()) a('done');
+  };
+  unblock.push(letThrough);
+  const backend = new MemoryBackend(memoryConfigSchema().parse({}), { id: 'mem', log: pino({ level: 'silent' }) });
+  const gated = {
+    ...wrapMemory(backend, 'memory', {
+      delete: async (n, ctx): Promise<ProvisionResult> => {
+        sent.push(n.id);
+        inFlight.add(n.id);
+        atSend.push([...inFlight].sort());
+        const answer = free ? 'done' : await new Promise<'done' | 'failed' | 'aborted'>((resolve) => {
+          answers.set(n.id, resolve);
+          ctx.signal.addEventListener('abort', () => resolve('aborted'), { once: true });
+        });
+        inFlight.delete(n.id);
+        answers.delete(n.id);
+        if (answer === 'done') return backend.delete(n, ctx);
+        return { status: 'failed', fault: fault('transient', answer === 'aborted' ? 'delete command aborted' : 'delete command failed', { code: answer }) };
+      },
+    }),
+    serialKey: (n: BackendNode) => Promise.resolve(n.id.startsWith('k') ? '/srv/shared.json' : undefined),
+  };
+  // The daemon's own provisioner, serial keys and all.
+  const provisioner = new InfraNodeProvisioner({ backends: new Map([['mem', gated]]) });
+  const h = harness({ backend, extra: { concurrency, provisioner } });
+  open.push(h);
+  await h.controller.setGraph(compileYaml(goalYaml(KEEP + removed, { prune: true })).graph);
+  await h.settle();
+  const answer = (id: string, result: 'done' | 'failed'): void => {
+    const a = answers.get(id);
+    if (a === undefined) throw new Error(`no delete of ${id} in flight`);
+    a(result);
+  };
+  return { h, sent, inFlight, atSend, finish: (id) => answer(id, 'done'), fail: (id) => answer(id, 'failed') };
+}
+
+/** Lets the event loop turn a few times: what would start on its own has started. */
+async function turns(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+}
+
+describe('Controller: the deletes of removed nodes run side by side, up to --concurrency', () => {
+  it('five independent nodes with three slots: three deletes in flight at once, never more; each slot freed starts the next', async () => {
+    const ids = ['d1', 'd2', 'd3', 'd4', 'd5'];
+    const d = await gatedDeletes(ids.map((id) => deletable(id)).join(''), 3);
+    const reload = d.h.controller.setGraph(keepOnly());
+    await vi.waitFor(() => expect(d.inFlight.size).toBe(3));
+    await turns();
+    expect(d.sent).toHaveLength(3);
+    for (let left = 5; left > 0; left--) {
+      const next = [...d.inFlight][0]!;
+      d.finish(next);
+      await vi.waitFor(() => expect(d.inFlight.has(next)).toBe(false));
+      await vi.waitFor(() => expect(d.inFlight.size).toBe(Math.min(3, left - 1)));
+    }
+    await reload;
+    expect(Math.max(...d.atSend.map((s) => s.length))).toBe(3);
+    expect([...d.sent].sort()).toEqual(ids);
+    expect([...d.h.backend.snapshot().keys()]).toEqual(['stay']);
+    expect(d.h.store.listNodes().map((r) => r.id)).toEqual(['stay']);
+  });
+
+  it('a node is deleted only once every removed node that depends on it is: its dependents side by side first, and one whose dependent fails waits for it', async () => {
+    // b and c depend on a, d on b: d and c go first, side by side; b once d is gone; a once b and c are.
+    const d = await gatedDeletes(deletable('a') + deletable('b', ['a']) + deletable('c', ['a']) + deletable('d', ['b']) + deletable('w'), 10);
+    const reload = d.h.controller.setGraph(keepOnly());
+    await vi.waitFor(() => expect([...d.inFlight].sort()).toEqual(['c', 'd', 'w']));
+    d.finish('w');
+    d.finish('d');
+    await vi.waitFor(() => expect([...d.inFlight].sort()).toEqual(['b', 'c']));
+    d.fail('c');
+    d.finish('b');
+    await reload;
+    // c's delete failed: a is not deleted while c is there, and waits for it.
+    expect(d.sent).not.toContain('a');
+    expect(d.h.store.getNode('a')?.reason).toMatch(/^not deleted while c, which depends on it, is not: /);
+    expect(d.h.store.getNode('c')).toMatchObject({ status: 'failed', attempts: 1 });
+    // c again on its backoff; a once it is gone.
+    const retried = d.h.advance(60_000, 1000);
+    await vi.waitFor(() => expect(d.inFlight).toEqual(new Set(['c'])));
+    d.finish('c');
+    await vi.waitFor(() => expect(d.inFlight).toEqual(new Set(['a'])));
+    d.finish('a');
+    await retried;
+    expect(d.sent.slice(0, 3).sort()).toEqual(['c', 'd', 'w']);
+    expect(d.sent.slice(3)).toEqual(['b', 'c', 'a']);
+    expect([...d.h.backend.snapshot().keys()]).toEqual(['stay']);
+    expect(d.h.store.listNodes().map((r) => r.id)).toEqual(['stay']);
+  });
+
+  it('deletes that share a serial key take their turns, one at a time, while the others run beside them', async () => {
+    const d = await gatedDeletes(deletable('k1') + deletable('k2') + deletable('k3') + deletable('x1') + deletable('x2'), 3);
+    const reload = d.h.controller.setGraph(keepOnly());
+    const shared = (): string[] => [...d.inFlight].filter((id) => id.startsWith('k'));
+    // One of the three k's, and both x's: the k's waiting their turn hold no slot.
+    await vi.waitFor(() => expect(d.inFlight.size).toBe(3));
+    expect(shared()).toHaveLength(1);
+    expect(d.inFlight.has('x1') && d.inFlight.has('x2')).toBe(true);
+    const answered: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      await vi.waitFor(() => expect(shared().filter((k) => !answered.includes(k))).toHaveLength(1));
+      const k = shared().find((id) => !answered.includes(id))!;
+      await turns();
+      expect(shared()).toEqual([k]);
+      d.finish(k);
+      answered.push(k);
+    }
+    d.finish('x1');
+    d.finish('x2');
+    await reload;
+    expect([...answered].sort()).toEqual(['k1', 'k2', 'k3']);
+    // Never two of them at once, whatever else ran beside them.
+    for (const s of d.atSend) expect(s.filter((id) => id.startsWith('k')).length).toBeLessThanOrEqual(1);
+    expect(d.sent.filter((id) => id.startsWith('k'))).toEqual(answered);
+    expect([...d.h.backend.snapshot().keys()]).toEqual(['stay']);
+  });
+
+  it('a goal load during the deletes has the last word: a node declared again is not deleted when a slot frees', async () => {
+    const d = await gatedDeletes(['d1', 'd2', 'd3', 'd4'].map((id) => deletable(id)).join(''), 2);
+    const reload = d.h.controller.setGraph(keepOnly());
+    await vi.waitFor(() => expect(d.inFlight.size).toBe(2));
+    const waiting = ['d1', 'd2', 'd3', 'd4'].filter((id) => !d.inFlight.has(id));
+    const running = [...d.inFlight];
+    // The nodes not begun declared again, as they were.
+    const again = d.h.controller.setGraph(compileYaml(goalYaml(KEEP + waiting.map((id) => deletable(id)).join(''), { prune: true })).graph);
+    for (const id of running) d.finish(id);
+    await reload;
+    await again;
+    await d.h.settle();
+    expect([...d.sent].sort()).toEqual([...running].sort());
+    expect([...d.h.backend.snapshot().keys()].sort()).toEqual(['stay', ...waiting].sort());
+    expect(d.h.store.listNodes().map((r) => [r.id, r.status]).sort()).toEqual(['stay', ...waiting].sort().map((id) => [id, 'ready']));
+  });
+
+  it('a stop starts no delete not begun, and cuts off those in flight after its grace, left pending', async () => {
+    const d = await gatedDeletes(['d1', 'd2', 'd3', 'd4', 'd5'].map((id) => deletable(id)).join(''), 3);
+    const reload = d.h.controller.setGraph(keepOnly());
+    await vi.waitFor(() => expect(d.inFlight.size).toBe(3));
+    const running = [...d.inFlight].sort();
+    const stopping = d.h.controller.stop(1000);
+    // One answered within the grace: its slot starts no other delete.
+    d.finish(running[0]!);
+    await turns();
+    await d.h.clock.advanceAsync(1000);
+    await stopping;
+    await reload;
+    expect([...d.sent].sort()).toEqual(running);
+    expect(d.h.store.pendingOperations().map((o) => `${o.node}:${o.op}`).sort()).toEqual(running.slice(1).map((id) => `${id}:delete`));
+    expect(d.h.store.listNodes().map((r) => r.id).sort()).toEqual(['d1', 'd2', 'd3', 'd4', 'd5', 'stay'].filter((id) => id !== running[0]));
+    expect(d.h.lines.filter((l) => l.msg === 'operation cut off by the shutdown; left pending')).toHaveLength(2);
+  });
+});
