@@ -697,14 +697,19 @@ export class Controller<S extends NodeSpec> {
       if (node === undefined) {
         const rec = this.records.get(id);
         if (rec === undefined) continue;
-        if (this.removedInFlight.delete(id)) {
-          // Its operation is over: decided now, on what it left (a create makes the node managed).
+        const removedMeanwhile = this.removedInFlight.delete(id);
+        if (removedMeanwhile) {
+          // Its operation is over: decided now, on what it left (a create makes the node managed), and deleted
+          // at once, as the goal load that removed it would have (`removeMissing`).
           const split = splitRemoved(graph, this.records.values(), this.o.codec, this.o.allowMassDeletion);
           if (split.toDelete.some((r) => r.id === id)) this.deleting.add(id);
           else if (split.toOrphan.some((r) => r.id === id)) this.orphan([rec], split);
         }
         // A removed node whose delete failed, due again (or put off by a hold: deleted once released).
-        if (this.deleting.has(id) && !this.holds.has(id)) toDelete.push(rec);
+        if (!this.deleting.has(id) || this.holds.has(id)) continue;
+        // Woken early (a hold released): the backoff of its failed delete still stands, as a node's of the goals does.
+        if (!removedMeanwhile && rec.retryAt !== null && rec.retryAt > now) this.queue.addAfter(id, rec.retryAt - now);
+        else toDelete.push(rec);
         continue;
       }
       const rec = this.records.get(id);

@@ -25,6 +25,8 @@ interface GatedDeletes {
   finish(id: string): void;
   /** Answers `id`'s delete: a transient failure. */
   fail(id: string): void;
+  /** From now on, every delete is done at once, those waiting included. */
+  letThrough(): void;
 }
 
 const open: Harness[] = [];
@@ -81,7 +83,7 @@ async function gatedDeletes(removed: string, concurrency: number): Promise<Gated
     if (a === undefined) throw new Error(`no delete of ${id} in flight`);
     a(result);
   };
-  return { h, sent, inFlight, atSend, finish: (id) => answer(id, 'done'), fail: (id) => answer(id, 'failed') };
+  return { h, sent, inFlight, atSend, finish: (id) => answer(id, 'done'), fail: (id) => answer(id, 'failed'), letThrough };
 }
 
 /** Lets the event loop turn a few times: what would start on its own has started. */
@@ -198,5 +200,27 @@ describe('Controller: the deletes of removed nodes run side by side, up to --con
     expect(d.h.store.pendingOperations().map((o) => `${o.node}:${o.op}`).sort()).toEqual(running.slice(1).map((id) => `${id}:delete`));
     expect(d.h.store.listNodes().map((r) => r.id).sort()).toEqual(['d1', 'd2', 'd3', 'd4', 'd5', 'stay'].filter((id) => id !== running[0]));
     expect(d.h.lines.filter((l) => l.msg === 'operation cut off by the shutdown; left pending')).toHaveLength(2);
+  });
+});
+
+describe('Controller: a removed node whose delete failed', () => {
+  it('queued again before its backoff (a hold on it released) waits that backoff out: no delete sent early', async () => {
+    const d = await gatedDeletes(deletable('x'), 10);
+    const reload = d.h.controller.setGraph(keepOnly());
+    await vi.waitFor(() => expect(d.inFlight).toEqual(new Set(['x'])));
+    d.fail('x');
+    await reload;
+    const { retryAt } = d.h.store.getNode('x')!;
+    expect(retryAt).toBeGreaterThan(d.h.clock.now() + 100);
+    d.letThrough();
+    d.h.controller.hold('x', 'test: a command left running on it')();
+    await d.h.settle();
+    expect(d.sent).toEqual(['x']);
+    await d.h.advance(retryAt! - d.h.clock.now() - 100, 100);
+    expect(d.sent).toEqual(['x']);
+    // Its backoff over: sent again.
+    await d.h.advance(100);
+    expect(d.sent).toEqual(['x', 'x']);
+    expect(d.h.store.getNode('x')).toBeUndefined();
   });
 });
