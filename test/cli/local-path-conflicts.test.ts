@@ -151,6 +151,36 @@ ${execGoalHead()}    - { id: p, type: generic.resource, spec: { commands: { read
   });
 });
 
+describe('one file through two local backends whose roots are one directory through a symlink', () => {
+  // validate compares the roots as written (`root`, `rootlink`): apply finds them one, and refuses the
+  // later node, on every apply, rather than the two writing the file in turn.
+  it('the later node fails naming the earlier and its backend, on every apply; the file keeps the earlier\'s content', async () => {
+    const p = tempProject('ds-shared-root-');
+    mkdirSync(p.root, { recursive: true });
+    symlinkSync('root', join(p.dir, 'rootlink'));
+    p.write('app.yaml', `${localBackend(p.root)}---
+apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: l3 }
+spec: { type: local, config: { root: ${JSON.stringify(join(p.dir, 'rootlink'))} } }
+---
+${goalHead()}    - { id: a, type: local.file, backend: local, spec: { path: sub/f, content: "1" } }
+    - { id: c, type: local.file, backend: l3, spec: { path: sub/f, content: "3" } }
+`);
+    expect((await cli(['validate', ...p.args])).code).toBe(0);
+    const file = join(p.root, 'sub', 'f');
+    const contents = new Set<string>();
+    for (let i = 0; i < 3; i++) {
+      const apply = await cli(['apply', ...p.args]);
+      expect(apply.code).toBe(1);
+      expect(apply.stdout).toMatch(/x [ac]: permanent: .* is managed by node "[ac]" of backend "(local|l3)" too: the roots of their backends lead to one directory/);
+      expect(apply.stdout).not.toMatch(/~ [ac]\b/);
+      contents.add(readFileSync(file, 'utf8'));
+    }
+    expect(contents.size).toBe(1);
+  });
+});
+
 /** A Goal named `id` whose one node `id` is a local file at `path`, holding `id`. */
 const fileGoal = (id: string, path: string): string => `apiVersion: desiredstate/v1
 kind: Goal

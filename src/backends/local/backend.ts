@@ -126,12 +126,13 @@ export class LocalBackend implements InfraBackend {
   private accounts: Promise<Accounts> | undefined;
   /** Each watch's stop. */
   private readonly watches = new Set<() => void>();
-  /** Which file each node reaches, across observe calls. */
-  private readonly claims = new FileClaims();
+  /** Which file each node reaches, across observe calls (and other local backends' observations). */
+  private readonly claims: FileClaims;
 
   /** `config` as parsed by `localConfigSchema`; `rereadEvery` may be left out (tests, benchmarks). */
   constructor(config: Pick<LocalConfig, 'root'> & Partial<LocalConfig>, ctx: Pick<BackendContext, 'id' | 'cwd' | 'log'>) {
     this.id = ctx.id;
+    this.claims = new FileClaims(ctx.id);
     this.root = rootOf(config, ctx.cwd);
     this.rereadEveryMs = rereadEveryMs(config);
     this.log = ctx.log;
@@ -310,9 +311,10 @@ export class LocalBackend implements InfraBackend {
     return stop;
   }
 
-  /** Stops every watcher. */
+  /** Stops every watcher; other local backends no longer find its claims. */
   close(): Promise<void> {
     for (const stop of this.watches) stop();
+    this.claims.leave();
     return Promise.resolve();
   }
 

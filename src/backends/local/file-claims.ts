@@ -1,8 +1,9 @@
-import { relative } from 'node:path';
+import { dirname, relative } from 'node:path';
 import type { ChangeListener } from '../../infra/index.ts';
 import { fault } from '../../runtime/index.ts';
 import type { NodeId, Observation } from '../../runtime/index.ts';
-import type { Confiner, NodePath } from './client.ts';
+import { Confiner } from './client.ts';
+import type { NodePath } from './client.ts';
 import { addId, removeId } from './id-lists.ts';
 
 /** A node last observed reaching its file through a symlink: its path (normal form, relative to the root: to resolve it again), and that file. */
@@ -11,13 +12,23 @@ interface Linked {
   readonly real: string;
 }
 
-/** A node of an observe call found reaching `file`, which `other` reaches too: by the same path (`samePath`), or through a symlink. */
-export interface SharedFile {
-  readonly node: NodeId;
-  readonly other: NodeId;
-  readonly file: string;
-  readonly samePath: boolean;
-}
+/**
+ * A node of an observe call found reaching `file`, which `other` reaches too: by the same path, through
+ * a symlink in the root, or through the root of another local backend (`elsewhere`: its claims).
+ */
+export type SharedFile = { readonly node: NodeId; readonly other: NodeId; readonly file: string } & (
+  | { readonly how: 'same-path' | 'linked' }
+  | { readonly how: 'other-root'; readonly elsewhere: FileClaims }
+);
+
+/**
+ * The claims of every local backend of the process that observes now, by the real path of its root
+ * (`FileClaims.enter`): two backends whose roots are one directory, or one inside the other, through
+ * a symlink (`root` and `rootlink`, which `validate` compares as written) reach one file by two roots.
+ */
+const byRealRoot = new Map<string, Set<FileClaims>>();
+/** How many claims are in `byRealRoot`: with one, no other root is looked at. */
+let entered = 0;
 
 /** What a watch is told (`track`): nodes to observe now, and where a template node's path leads now (normal form, relative to the root). */
 interface ClaimsListener {
@@ -56,6 +67,15 @@ export class FileClaims {
   private failing = new Set<NodeId>();
   /** The watch's listener; none without a watch (`apply`). */
   private listener: ClaimsListener | undefined;
+  /** The real path of the root, while in `byRealRoot` (from its first observation until `leave`). */
+  private realRoot: string | undefined;
+
+  /** The id of the backend whose claims these are, named to the node of another that reaches one of its files. */
+  readonly backend: string;
+
+  constructor(backend: string) {
+    this.backend = backend;
+  }
 
   /**
    * The nodes of the goals now (a new graph's, given to `watch`): their own paths replace those
@@ -87,8 +107,36 @@ export class FileClaims {
     this.listener = listener;
     if (follow !== undefined) for (const [id, rel] of this.resolved) follow(id, rel);
     return () => {
-      if (this.listener === listener) this.listener = undefined;
+      if (this.listener !== listener) return;
+      this.listener = undefined;
+      // Its watch stopped: a backend replaced (new goals) claims nothing against the one that replaces it.
+      this.leave();
     };
+  }
+
+  /**
+   * Notes the root's real path, where other backends look for what these claims hold (`byRealRoot`),
+   * in place of the one noted before (a root given through a symlink that has changed since).
+   */
+  private enter(realRoot: string): void {
+    if (this.realRoot === realRoot) return;
+    this.leave();
+    this.realRoot = realRoot;
+    let members = byRealRoot.get(realRoot);
+    if (members === undefined) byRealRoot.set(realRoot, (members = new Set()));
+    members.add(this);
+    entered++;
+  }
+
+  /** Leaves `byRealRoot` (the backend closed, or its watch stopped): no other backend finds these claims from now on. */
+  leave(): void {
+    const realRoot = this.realRoot;
+    if (realRoot === undefined) return;
+    this.realRoot = undefined;
+    const members = byRealRoot.get(realRoot);
+    members?.delete(this);
+    if (members?.size === 0) byRealRoot.delete(realRoot);
+    entered--;
   }
 
   /** How many nodes are noted reaching their file through a symlink: what is kept, and looked at, beyond each node's own path. */
@@ -102,6 +150,7 @@ export class FileClaims {
    * it through a symlink (resolved again through `confiner`: a link removed or changed since is forgotten).
    */
   reach(id: NodeId, at: NodePath, confiner: Confiner): SharedFile | undefined {
+    this.enter(confiner.realRoot().real);
     // Watched (the daemon), every node of the goals is noted already (`track`) but one whose path is a
     // template, noted where it leads now; without a watch (`apply`), each as observed.
     let same: NodeId | undefined;
@@ -110,8 +159,26 @@ export class FileClaims {
     else if (this.more.size > 0) same = this.sharer(at.rel, id);
     // The steady pass over plain paths ends here: no symlink on anyone's way.
     const other = !at.linked && this.linked.size === 0 ? undefined : this.linkedOther(id, at, confiner);
-    if (same !== undefined) return { node: id, other: same, file: at.real, samePath: true };
-    return other === undefined ? undefined : { node: id, other, file: at.real, samePath: false };
+    if (same !== undefined) return { node: id, other: same, file: at.real, how: 'same-path' };
+    if (other !== undefined) return { node: id, other, file: at.real, how: 'linked' };
+    // Another local backend of the process (the default one beside a declared one, say) is the exception.
+    return entered > 1 ? this.otherRoot(id, at.real) : undefined;
+  }
+
+  /**
+   * A node of another backend whose root is `file`'s directory or one above it (real paths), found
+   * there: by its own path (a real path has no symlink on its way: the node whose path it is, under
+   * that root, reaches it), or last observed reaching it through a symlink.
+   */
+  private otherRoot(id: NodeId, file: string): SharedFile | undefined {
+    for (let dir = dirname(file); ; dir = dirname(dir)) {
+      for (const elsewhere of byRealRoot.get(dir) ?? []) {
+        if (elsewhere === this) continue;
+        const other = elsewhere.sharer(relative(dir, file), id) ?? (elsewhere.byReal.has(file) ? elsewhere.linkedTo(file, id, new Confiner(dir)) : undefined);
+        if (other !== undefined) return { node: id, other, file, how: 'other-root', elsewhere };
+      }
+      if (dirname(dir) === dir) return undefined;
+    }
   }
 
   /** A node other than `id` reaching `at`'s file by another path, through a symlink. */
@@ -140,11 +207,15 @@ export class FileClaims {
   settle(shared: readonly SharedFile[], results: Map<NodeId, Observation>): void {
     const failed = new Set<NodeId>();
     const told: NodeId[] = [];
-    for (const { node, other, file, samePath } of shared) {
-      results.set(node, sharedFile(file, other, samePath));
+    for (const s of shared) {
+      const { node, other } = s;
+      results.set(node, sharedFile(s));
       failed.add(node);
-      if (results.has(other)) {
-        results.set(other, sharedFile(file, node, samePath));
+      if (s.how === 'other-root') {
+        // Of another backend: never of this call; its watch is told, as this one's is of its own.
+        if (!s.elsewhere.failing.has(other)) s.elsewhere.listener?.onChange([other]);
+      } else if (results.has(other)) {
+        results.set(other, sharedFile({ ...s, node: other, other: node }));
         failed.add(other);
       } else if (!this.failing.has(other)) {
         told.push(other);
@@ -225,18 +296,25 @@ export class FileClaims {
   }
 }
 
-/** `node` fails: `file` is managed by node `other` too, reached by the same path or through a symlink. */
-function sharedFile(file: string, other: NodeId, samePath: boolean): Observation {
-  const why = samePath
-    ? 'their paths resolve to the same path (one written with a ${nodes…} reference, known only when it runs: validate cannot compare it)'
-    : 'their paths lead to one file through a symlink the goals do not manage';
-  return {
-    status: 'failed',
-    fault: fault('permanent', `${file} is managed by node ${JSON.stringify(other)} too: ${why}`, {
-      code: 'duplicate-resource',
-      hint: samePath
-        ? 'one node per file: remove one of them from the goals, or change a path (or the output it reads) so that they lead to different files'
-        : 'one node per file: remove one of them from the goals, or manage the symlink so that validate sees the two paths are one',
-    }),
-  };
+/** Why two nodes reach one file, and what to do, by how they reach it (`SharedFile.how`). */
+const SHARED_HOW: Readonly<Record<SharedFile['how'], { readonly why: string; readonly hint: string }>> = {
+  'same-path': {
+    why: 'their paths resolve to the same path (one written with a ${nodes…} reference, known only when it runs: validate cannot compare it)',
+    hint: 'one node per file: remove one of them from the goals, or change a path (or the output it reads) so that they lead to different files',
+  },
+  linked: {
+    why: 'their paths lead to one file through a symlink the goals do not manage',
+    hint: 'one node per file: remove one of them from the goals, or manage the symlink so that validate sees the two paths are one',
+  },
+  'other-root': {
+    why: 'the roots of their backends lead to one directory, or one inside the other, through a symlink (validate compares roots as written)',
+    hint: 'one node per file: remove one of them from the goals, or root the two backends in directories apart (or declare one backend for both)',
+  },
+};
+
+/** `s.node` fails: its file is managed by `s.other` too, named with its backend when another's. */
+function sharedFile(s: SharedFile): Observation {
+  const { why, hint } = SHARED_HOW[s.how];
+  const other = s.how === 'other-root' ? `node ${JSON.stringify(s.other)} of backend ${JSON.stringify(s.elsewhere.backend)}` : `node ${JSON.stringify(s.other)}`;
+  return { status: 'failed', fault: fault('permanent', `${s.file} is managed by ${other} too: ${why}`, { code: 'duplicate-resource', hint }) };
 }

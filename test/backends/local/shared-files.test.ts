@@ -261,6 +261,53 @@ describe('a root given through a symlink', () => {
   });
 });
 
+describe('two backends whose roots are one directory, or one inside the other, through a symlink', () => {
+  // `validate` compares roots as written (`root`, `rootlink`): only the filesystem says they are one. Each
+  // backend keeps its own claims, and finds the other's node there, as two nodes of one backend find each other.
+  const otherRoot = (other: string, backend: string, file: string): Record<string, unknown> => ({
+    status: 'failed',
+    fault: { class: 'permanent', code: 'duplicate-resource', message: expect.stringContaining(`${file} is managed by node "${other}" of backend "${backend}" too: the roots of their backends lead to one directory`) },
+  });
+  const cases = [
+    { name: 'one directory (watched: the daemon)', root: 'rootlink', path: 'sub/f', watched: true },
+    { name: 'one directory (not watched: apply)', root: 'rootlink', path: 'sub/f', watched: false },
+    { name: 'one inside the other (watched: the daemon)', root: 'sublink', path: 'f', watched: true },
+  ] as const;
+
+  it.each(cases)('$name: the later node fails naming the earlier, which fails in turn; the file is written once', async ({ root, path, watched }) => {
+    await mkdir(join(sb.root, 'sub'), { recursive: true });
+    await symlink('root', join(sb.base, 'rootlink'));
+    await symlink(join('root', 'sub'), join(sb.base, 'sublink'));
+    const l3 = new LocalBackend({ root }, { id: 'l3', cwd: sb.base, log });
+    try {
+      const a = fileNode('a', 'sub/f', '1\n');
+      const c = fileNode('c', path, '3\n');
+      const told: string[] = [];
+      if (watched) {
+        sb.backend.watch([a], (ids) => told.push(...ids), log);
+        l3.watch([c], (ids) => told.push(...ids), log);
+      }
+      const file = join(sb.root, 'sub', 'f');
+      expect(await observeAlone(a)).toEqual({ status: 'absent' });
+      expect(await sb.backend.create(a, opCtx())).toMatchObject({ status: 'done' });
+      expect((await l3.observe([c], opCtx())).get('c')).toMatchObject(otherRoot('a', 'local', file));
+      if (watched) {
+        // a's backend is told to look at once, and a, observed, finds c: both fail, and neither writes.
+        expect(told).toEqual(['a']);
+        expect(await observeAlone(a)).toMatchObject(otherRoot('c', 'l3', file));
+        expect((await l3.observe([c], opCtx())).get('c')).toMatchObject(otherRoot('a', 'local', file));
+        expect(told).toEqual(['a']);
+      }
+      expect(readFileSync(file, 'utf8')).toBe('1\n');
+      // Closed, a backend's claims go: the other's node is observed as it is.
+      await l3.close();
+      expect(await observeAlone(a)).toMatchObject({ status: 'upToDate' });
+    } finally {
+      await l3.close();
+    }
+  });
+});
+
 describe('FileClaims under a root given through a symlink', () => {
   // The root's own way to its real path (`/home` a link to `/data/home`) leads no two nodes to one file:
   // its plain nodes are kept and looked at as under a plain root, pass after pass, not as linked nodes each.
@@ -273,7 +320,7 @@ describe('FileClaims under a root given through a symlink', () => {
     // `a` and plain nodes in the real directory, in a plain one not made yet, and at the root.
     const plain = [{ id: 'a', rel: 'realdir/f' }, ...Array.from({ length: 30 }, (_, i) => ({ id: `n${i}`, rel: [`realdir/n${i}`, `new/n${i}`, `n${i}`][i % 3]! }))];
     const b = { id: 'b', rel: 'alias/f' };
-    const claims = new FileClaims();
+    const claims = new FileClaims('local');
     if (watched) claims.track([...plain, b], () => undefined);
     const confiner = new Confiner(join(sb.base, 'rootlink'));
     const reach = ({ id, rel }: { id: string; rel: string }): string | undefined => claims.reach(id, confiner.node(rel), confiner)?.other;
