@@ -125,6 +125,24 @@ export interface SharedResource {
   readonly path: readonly string[];
 }
 
+/**
+ * A node of one instance that others of it, or its own spec, leave no way to make (local: a file where
+ * another node's path needs a directory; a symlink whose target leads round a loop of symlinks), which
+ * `resourceKey` cannot see (see `BackendFactory.relations`): a compile error at `node`.
+ */
+export interface NodeConflict {
+  readonly node: NodeId;
+  /** The diagnostic's code (`path-conflict`, `symlink-loop`). */
+  readonly code: string;
+  /** Why, in words, naming `other` where there is one: `its path x/y lies inside x, which node "parent" manages as a file`. */
+  readonly message: string;
+  /** The node it conflicts with, whose place in the goals the error names; none when its own spec is the whole story. */
+  readonly other?: NodeId | undefined;
+  /** The field of `node`'s spec the error points at, and of `other`'s spec the place it names. */
+  readonly path: readonly string[];
+  readonly otherPath?: readonly string[] | undefined;
+}
+
 /** What a backend sees among the nodes of one instance, without I/O (`BackendFactory.relations`). */
 export interface NodeRelations {
   /**
@@ -142,6 +160,8 @@ export interface NodeRelations {
    * with one key are.
    */
   readonly shared: readonly SharedResource[];
+  /** Nodes that cannot be made as the goals have them (see `NodeConflict`): each a compile error. */
+  readonly conflicts?: readonly NodeConflict[] | undefined;
 }
 
 /**

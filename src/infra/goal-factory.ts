@@ -423,7 +423,8 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
    * across instances: two roots are two namespaces), asked of its
    * implementation with the instance's config (`relations`); and, from the
    * same call, the resources two of them reach by different names, each a
-   * `duplicate-resource` error at the later node.
+   * `duplicate-resource` error at the later node, and the nodes that cannot be
+   * made as the goals have them (`NodeConflict`), each an error at the node.
    */
   impliedEdges(nodes: readonly BuiltNode<InfraDesiredNodeSpec>[], diag: DiagnosticBag): readonly ImpliedEdge[] {
     const byBackend = new Map<string, BuiltNode<InfraDesiredNodeSpec>[]>();
@@ -455,6 +456,13 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
         if (node === undefined || other === undefined) continue;
         const at = formatLocation(other.locate(['spec', ...s.path]));
         diag.error(node.locate(['spec', ...s.path]), 'duplicate-resource', `node "${s.node}" manages ${s.what}, and node "${s.other}" manages ${s.otherWhat} (${at}): one place; one of them must go`);
+      }
+      for (const c of relations.conflicts ?? []) {
+        const node = byId.get(c.node);
+        const other = c.other === undefined ? undefined : byId.get(c.other);
+        if (node === undefined) continue;
+        const at = other === undefined ? '' : ` (node "${other.id}": ${formatLocation(other.locate(['spec', ...(c.otherPath ?? c.path)]))})`;
+        diag.error(node.locate(['spec', ...c.path]), c.code, `node "${c.node}": ${c.message}${at}`);
       }
     }
     return edges;

@@ -181,6 +181,27 @@ ${goalHead()}    - { id: a, type: local.file, backend: local, spec: { path: sub/
   });
 });
 
+describe('nodes no apply can make as the goals have them', () => {
+  // validate passed them: apply made a loop of links that then failed every pass, or made x/y and then
+  // failed the file x for good. Refused at validate, pointing into the goal file; apply changes nothing.
+  it('a loop of links, and a file where another node\'s path needs a directory, are compile errors naming both nodes', async () => {
+    const p = tempProject('ds-unmakeable-');
+    p.write('app.yaml', `${localBackend(p.root)}---
+${goalHead()}    - { id: a, type: local.symlink, spec: { path: a, target: b } }
+    - { id: b, type: local.symlink, spec: { path: b, target: a } }
+    - { id: parent, type: local.file, spec: { path: x, content: "1" } }
+    - { id: child, type: local.file, spec: { path: x/y, content: "2" } }
+`);
+    const validate = await cli(['validate', ...p.args]);
+    expect(validate.code).toBe(1);
+    expect(validate.stdout).toContain('app.yaml:13:62: error symlink-loop: node "a": its target leads round a loop of symlinks back to it (nodes "a", "b")');
+    expect(validate.stdout).toContain('app.yaml:14:62: error symlink-loop: node "b"');
+    expect(validate.stdout).toMatch(/app\.yaml:16:52: error path-conflict: node "child": its path x\/y lies inside x, which node "parent" manages as a file: .* \(node "parent": .*app\.yaml:15:53\)/);
+    expect((await cli(['apply', ...p.args])).code).not.toBe(0);
+    expect(existsSync(p.root) ? readdirSync(p.root) : []).toEqual([]);
+  });
+});
+
 /** A Goal named `id` whose one node `id` is a local file at `path`, holding `id`. */
 const fileGoal = (id: string, path: string): string => `apiVersion: desiredstate/v1
 kind: Goal

@@ -1,12 +1,12 @@
 import { isAbsolute, posix, resolve } from 'node:path';
-import type { BackendFactory, ImpliedDependency, ImpliedDependencyNode, InfraNodeSpec, NodeRelations, SharedResource, SpecIssue } from '../../infra/index.ts';
+import type { BackendFactory, ImpliedDependency, ImpliedDependencyNode, InfraNodeSpec, NodeConflict, NodeRelations, SharedResource, SpecIssue } from '../../infra/index.ts';
 import { hasReferences } from '../../runtime/index.ts';
 import type { NodeId } from '../../runtime/index.ts';
 import { LOCAL_KINDS, LocalBackend } from './backend.ts';
 import { localConfigSchema, rootOf } from './config.ts';
 import type { LocalConfig } from './config.ts';
 import { escapesRootFault } from './errors.ts';
-import { linkTarget, throughLinks } from './links.ts';
+import { linkLoop, linkTarget, throughLinks } from './links.ts';
 import type { ManagedLink, ThroughLinks } from './links.ts';
 import { lexicalEscape, normalPath } from './paths.ts';
 
@@ -69,8 +69,15 @@ interface PathNode {
   readonly through: ThroughLinks | undefined;
 }
 
-/** The nodes of one instance whose path is known before running (no `${nodes…}` reference), each with where its path leads through the links they manage. */
-function pathNodes(nodes: readonly ImpliedDependencyNode[], config: LocalConfig, where: { readonly cwd: string } | undefined): readonly PathNode[] {
+/**
+ * The nodes of one instance whose path is known before running (no `${nodes…}` reference), each with
+ * where its path leads through the links they manage; and those links, by path.
+ */
+function pathNodes(
+  nodes: readonly ImpliedDependencyNode[],
+  config: LocalConfig,
+  where: { readonly cwd: string } | undefined,
+): { readonly known: readonly PathNode[]; readonly links: ReadonlyMap<string, ManagedLink> } {
   const paths = nodes.flatMap(({ id, spec }) => ('path' in spec && typeof spec.path === 'string' && !hasReferences(spec.path) ? [{ id, spec, path: normalPath(spec.path) }] : []));
   const root = knownRoot(config, where);
   const links = new Map<string, ManagedLink>();
@@ -79,13 +86,70 @@ function pathNodes(nodes: readonly ImpliedDependencyNode[], config: LocalConfig,
     const target = linkTarget(n.path, n.spec.target, root);
     if (target !== undefined) links.set(n.path, { id: n.id, target });
   }
-  return paths.map((n) => ({ ...n, through: throughLinks(n.path, links) }));
+  return { known: paths.map((n) => ({ ...n, through: throughLinks(n.path, links) })), links };
 }
 
-/** The implied dependencies and the shared resources of one instance's nodes, from one reading of their paths. */
+/** The implied dependencies, the shared resources and the conflicts of one instance's nodes, from one reading of their paths. */
 function localRelations(nodes: readonly ImpliedDependencyNode[], config: LocalConfig, where?: { readonly cwd: string }): NodeRelations {
-  const known = pathNodes(nodes, config, where);
-  return { implied: impliedDependencies(known), shared: sharedResources(known) };
+  const { known, links } = pathNodes(nodes, config, where);
+  return { implied: impliedDependencies(known), shared: sharedResources(known), conflicts: [...linkLoops(links), ...filesInTheWay(known)] };
+}
+
+/**
+ * A link node whose target leads round a loop of the links the goals manage (`a` to `b` and `b` to
+ * `a`, or `l` to itself): symlink() makes it all the same, and then nothing can be reached through
+ * it (ELOOP), its own observation included; one whose target leads into such a loop too.
+ */
+function linkLoops(links: ReadonlyMap<string, ManagedLink>): NodeConflict[] {
+  const conflicts: NodeConflict[] = [];
+  for (const [path, { id }] of links) {
+    const loop = linkLoop(path, links);
+    if (loop === undefined) continue;
+    // Back to itself, or into a loop of others.
+    const back = loop.indexOf(id, 1) !== -1;
+    const round = [...new Set(back ? loop : loop.slice(1))];
+    const named = `node${round.length > 1 ? 's' : ''} ${round.map((n) => `"${n}"`).join(', ')}`;
+    conflicts.push({
+      node: id,
+      code: 'symlink-loop',
+      message: `its target leads ${back ? 'round a loop of symlinks back to it' : 'into a loop of symlinks'} (${named}), which the kernel refuses to follow (ELOOP): nothing could be reached through it`,
+      other: round.find((n) => n !== id),
+      path: ['target'],
+    });
+  }
+  return conflicts;
+}
+
+/**
+ * A node whose path lies inside the path of a `local.file` node (`x/y` and `x`), through the managed
+ * links: one of the two cannot be made, as `x` must be a directory for `x/y` to be there. A symlink
+ * node's path on the way is no conflict: the path goes through the link (where it leads, when the
+ * goals say so: `through`).
+ */
+function filesInTheWay(known: readonly PathNode[]): NodeConflict[] {
+  const files = new Map<string, PathNode>();
+  for (const n of known) if (n.spec.type === 'local.file' && n.through !== undefined && !files.has(n.through.path)) files.set(n.through.path, n);
+  const conflicts: NodeConflict[] = [];
+  if (files.size === 0) return conflicts;
+  for (const n of known) {
+    const through = n.through;
+    if (through === undefined) continue;
+    for (let parent = posix.dirname(through.path); parent !== '.' && posix.dirname(parent) !== parent; parent = posix.dirname(parent)) {
+      const file = files.get(parent);
+      if (file === undefined) continue;
+      const leads = through.via.length === 0 ? 'lies' : 'leads';
+      const as = file.path === parent ? '' : ` (path ${file.path})`;
+      conflicts.push({
+        node: n.id,
+        code: 'path-conflict',
+        message: `its path ${n.path} ${leads} inside ${parent}, which node "${file.id}" manages as a file${as}: ${parent} would have to be a directory; one of them must go`,
+        other: file.id,
+        path: ['path'],
+      });
+      break;
+    }
+  }
+  return conflicts;
 }
 
 /**
@@ -108,7 +172,7 @@ function impliedDependencies(known: readonly PathNode[]): ImpliedDependency[] {
   const edges: ImpliedDependency[] = [];
   for (const n of known) {
     const through = n.through;
-    if (through === undefined) continue; // a loop of links: the filesystem refuses it when it runs
+    if (through === undefined) continue; // a loop of links: refused at the links themselves (`linkLoops`)
     for (const on of new Set(through.via)) {
       if (on !== n.id) edges.push({ from: n.id, on, why: `its path ${n.path} goes through symlink node "${on}"`, path: ['path'] });
     }

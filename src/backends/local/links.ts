@@ -54,18 +54,47 @@ export function throughLinks(path: string, links: ReadonlyMap<string, ManagedLin
   if (links.size === 0) return { path, via: [] };
   const via: NodeId[] = [];
   let p = path;
-  for (;;) {
-    let followed = false;
-    for (let slash = p.indexOf('/'); slash !== -1; slash = p.indexOf('/', slash + 1)) {
-      const link = links.get(p.slice(0, slash));
-      if (link === undefined) continue;
-      if (via.length === MAX_HOPS) return undefined;
-      const rest = p.slice(slash + 1);
-      p = link.target === '.' ? rest : `${link.target}/${rest}`;
-      via.push(link.id);
-      followed = true;
-      break;
+  for (let next = followFirst(p, links, false); next !== undefined; next = followFirst(p, links, false)) {
+    if (via.length === MAX_HOPS) return undefined;
+    via.push(next.id);
+    p = next.path;
+  }
+  return { path: p, via };
+}
+
+/**
+ * The managed links the link node at `linkPath` leads round without end, as the kernel would follow
+ * them from it, and refuse (ELOOP, after as many as it follows): its own id first, then each link met
+ * on the way (`a` to `b`, `b` to `a`: a, b, a, b …; `l` to itself: l, l …). Undefined when its way
+ * ends: at a path no managed link stands on, or at one whose target is not known here.
+ */
+export function linkLoop(linkPath: string, links: ReadonlyMap<string, ManagedLink>): readonly NodeId[] | undefined {
+  const link = links.get(linkPath);
+  if (link === undefined) return undefined;
+  const met: NodeId[] = [link.id];
+  // A link's target is followed to its end, its last component included.
+  for (let p = link.target; met.length <= MAX_HOPS; ) {
+    const next = followFirst(p, links, true);
+    if (next === undefined) return undefined;
+    met.push(next.id);
+    p = next.path;
+  }
+  return met;
+}
+
+/**
+ * The first managed link on `p`'s way, left to right (its last component only when `last`), and
+ * where `p` leads through it; undefined when there is none.
+ */
+function followFirst(p: string, links: ReadonlyMap<string, ManagedLink>, last: boolean): { readonly id: NodeId; readonly path: string } | undefined {
+  for (let slash = p.indexOf('/'); ; slash = p.indexOf('/', slash + 1)) {
+    if (slash === -1 && !last) return undefined;
+    const end = slash === -1 ? p.length : slash;
+    const link = links.get(p.slice(0, end));
+    if (link !== undefined) {
+      const rest = p.slice(end + 1);
+      return { id: link.id, path: rest === '' ? link.target : link.target === '.' ? rest : `${link.target}/${rest}` };
     }
-    if (!followed) return { path: p, via };
+    if (slash === -1) return undefined;
   }
 }
