@@ -331,7 +331,7 @@ export class LocalBackend implements InfraBackend {
       case 'local.directory':
         return observeDirectory({ absPath: at.abs, mode: parseMode(spec.mode) }, inspectNodeSync(confiner, at)!);
       case 'local.symlink':
-        confiner.target(at.real, spec.target);
+        confiner.target(at.real, spec.target, 'observe');
         return observeSymlink({ absPath: at.abs, target: spec.target }, inspectNodeSync(confiner, at)!);
       default:
         return assertNever(spec, 'spec');
@@ -348,7 +348,7 @@ export class LocalBackend implements InfraBackend {
       case 'local.directory':
         return observeDirectory({ absPath: at.abs, mode: parseMode(spec.mode) }, await inspectNode(confiner, at));
       case 'local.symlink':
-        confiner.target(at.real, spec.target);
+        confiner.target(at.real, spec.target, 'observe');
         return observeSymlink({ absPath: at.abs, target: spec.target }, await inspectNode(confiner, at));
       default:
         return assertNever(spec, 'spec');
@@ -468,7 +468,7 @@ export class LocalBackend implements InfraBackend {
         case 'local.directory':
           return { status: 'done', outputs: await this.ensureDirectory(spec, at, confiner, ctx.signal) };
         case 'local.symlink':
-          confiner.target(at.real, spec.target);
+          confiner.target(at.real, spec.target, 'make');
           return { status: 'done', outputs: await this.ensureSymlink(spec, at, confiner, ctx.signal, parent) };
         default:
           return assertNever(spec, 'spec');

@@ -8,7 +8,7 @@ import { FaultError, fault, forEachLimit, isAlive, makeDirectories, removeQuietl
 import type { ObservationMemo } from '../../runtime/index.ts';
 import { parseAccounts } from './accounts.ts';
 import type { AccountTable } from './accounts.ts';
-import { aborted, errnoOf, escapesRoot, fsFault, leadsOutOfRoot, pathChanged, wrongKind } from './errors.ts';
+import { aborted, errnoOf, escapesRoot, fsFault, leadsOutOfRoot, pathChanged, symlinkLoop, wrongKind } from './errors.ts';
 import type { ActualEntry } from './observe.ts';
 import { DETAIL_LIMIT } from './observe.ts';
 import { isWithin, rootRelative } from './paths.ts';
@@ -57,15 +57,22 @@ function isMissing(err: unknown): boolean {
   return code === 'ENOENT';
 }
 
+/** A symlink taken as it will be, whatever is at its path now (`resolvePhysical`): the one about to be made. */
+interface LinkToBe {
+  /** Its real path. */
+  readonly path: string;
+  readonly target: string;
+}
+
 /**
  * Resolves `target` against the real directory `base` the way the kernel
  * would: component by component, following symlinks and applying `..` to
  * the directory actually reached; with `within`, noting how the walk first
- * left that real root. Synchronous on purpose: these are a few metadata
- * lookups the kernel answers from its dentry cache, far cheaper than a
- * thread-pool round trip each.
+ * left that real root; with `toBe`, taking the link at its path as it will
+ * be. Synchronous on purpose: these are a few metadata lookups the kernel
+ * answers from its dentry cache, far cheaper than a thread-pool round trip each.
  */
-function resolvePhysical(base: string, target: string, within?: string, hops: Hops = { followed: 0 }): Resolved {
+function resolvePhysical(base: string, target: string, within?: string, hops: Hops = { followed: 0 }, toBe?: LinkToBe): Resolved {
   let current = isAbsolute(target) ? parse(target).root : base;
   let stat: Stats | undefined;
   let left: Departure | undefined;
@@ -82,22 +89,29 @@ function resolvePhysical(base: string, target: string, within?: string, hops: Ho
       continue;
     }
     const next = join(current, part);
-    let st;
-    try {
-      st = lstatSync(next, { throwIfNoEntry: false });
-    } catch (err) {
-      throw fsFault(err, 'lstat', next);
+    // A symlink's text: the link about to be made stands at its path already, as far as this walk goes.
+    let link: string | undefined;
+    let st: Stats | undefined;
+    if (next === toBe?.path) {
+      link = toBe.target;
+    } else {
+      try {
+        st = lstatSync(next, { throwIfNoEntry: false });
+      } catch (err) {
+        throw fsFault(err, 'lstat', next);
+      }
+      // Nothing exists from here on, so the rest cannot hold links: resolve it lexically.
+      if (st === undefined) {
+        const real = join(next, ...parts.slice(i + 1));
+        leaves(current, real, 'text');
+        return { real, exists: false, left };
+      }
+      if (st.isSymbolicLink()) link = readLink(next);
     }
-    // Nothing exists from here on, so the rest cannot hold links: resolve it lexically.
-    if (st === undefined) {
-      const real = join(next, ...parts.slice(i + 1));
-      leaves(current, real, 'text');
-      return { real, exists: false, left };
-    }
-    if (st.isSymbolicLink()) {
+    if (link !== undefined) {
       if (++hops.followed > MAX_SYMLINK_HOPS) throw new FaultError(fault('permanent', `too many symlinks resolving ${next}`, { code: 'ELOOP' }));
       // The link's own text is not the target's: where it leads is all that counts here.
-      const resolved = resolvePhysical(current, readLink(next), undefined, hops);
+      const resolved = resolvePhysical(current, link, undefined, hops, toBe);
       leaves(current, resolved.real, 'link');
       if (!resolved.exists) {
         const real = join(resolved.real, ...parts.slice(i + 1));
@@ -106,7 +120,7 @@ function resolvePhysical(base: string, target: string, within?: string, hops: Ho
       }
       current = resolved.real;
       stat = resolved.stat;
-    } else if (!st.isDirectory() && i < parts.length - 1) {
+    } else if (st !== undefined && !st.isDirectory() && i < parts.length - 1) {
       throw notADirectory(next);
     } else {
       current = next;
@@ -368,15 +382,27 @@ export class Confiner {
    * an escape (permanent) when its text leads out from there, or its own `..` climbs out from where the
    * links on the way lead (`Resolved.left`: the goal's links, `m/../..` beside a link `m` to `..`, as
    * much as its text); as a changed path (transient) when a symlink on the way leads out itself, which
-   * the goals never make.
+   * the goals never make. The link is taken as it will be: one whose target leads round a loop of
+   * symlinks (back to itself, `l` to `l`, or through links there already) reaches nothing, so nothing
+   * out of the root either, and is observed as it is; but it is not made (`make`), as symlink() would
+   * make it all the same, and nothing could be reached through it after.
    */
-  target(linkReal: string, target: string): void {
+  target(linkReal: string, target: string, purpose: 'make' | 'observe'): void {
     const root = this.realRoot();
     const from = dirname(linkReal);
-    const resolved = resolvePhysical(from, target, root.real);
-    if (isWithin(root.real, resolved.real)) return;
     const text = isAbsolute(target) ? normalize(target) : join(from, target);
-    if (!isWithin(root.real, text) && !isWithin(this.root, text)) throw escapesRoot(target, 'the symlink target resolves outside the root');
+    const textLeaves = !isWithin(root.real, text) && !isWithin(this.root, text);
+    let resolved: Resolved;
+    try {
+      resolved = resolvePhysical(from, target, root.real, undefined, { path: linkReal, target });
+    } catch (err) {
+      if (!(err instanceof FaultError) || err.fault.code !== 'ELOOP') throw err;
+      if (textLeaves) throw escapesRoot(target, 'the symlink target resolves outside the root');
+      if (purpose === 'make') throw symlinkLoop(target, err);
+      return;
+    }
+    if (isWithin(root.real, resolved.real)) return;
+    if (textLeaves) throw escapesRoot(target, 'the symlink target resolves outside the root');
     if (resolved.left === 'text') throw escapesRoot(target, 'its ".." climbs out of the root from where the symlinks on the way lead');
     throw leadsOutOfRoot(target, 'the symlink target resolves outside the root through a symlink on the way');
   }

@@ -98,6 +98,21 @@ export function pathChanged(message: string, hint: string, cause?: unknown): Fau
   return new FaultError(fault('transient', message, { code: 'path-changed', hint, notTheBackend: 'node-only' }), cause === undefined ? {} : { cause });
 }
 
+/**
+ * A link whose target leads round a loop of symlinks (back to the link itself, or through links there
+ * already), or through more than the kernel follows: symlink() would make it, and nothing could be
+ * reached through it. Not made; `validate` refuses such a loop among the goals' own links.
+ */
+export function symlinkLoop(target: string, cause: unknown): FaultError {
+  return new FaultError(
+    fault('permanent', `symlink target ${target} leads round a loop of symlinks (or through more than the kernel follows, ELOOP): nothing could be reached through it; not made`, {
+      code: 'symlink-loop',
+      hint: 'point the link at a path that does not lead back to it, or remove the link on the way that makes the loop',
+    }),
+    { cause },
+  );
+}
+
 /** Something of another kind sits where the node's resource should be. Never deleted to make room. */
 export function wrongKind(path: string, found: string, wanted: string): FaultError {
   return new FaultError(

@@ -161,10 +161,12 @@ describe('Confiner: where a path leads, on a real tree of symlinks', () => {
   // `dir` holds `root/` and `outside/` beside it. A node path or a link target either lands inside
   // the root (its real path given here relative to `dir`), or is refused: as an escape when the
   // goal's text leads out (permanent), as a changed path when a symlink found on the way leads out
-  // (made by hand: the goals make none that does; transient), or as a loop of links.
+  // (made by hand: the goals make none that does; transient), or as a loop of links: a link whose target
+  // leads round one is observed as it is (it reaches nothing, out of the root neither), but not made.
   const ESCAPES = 'path-escapes-root, permanent';
   const LEADS_OUT = 'path-changed, transient';
   const LOOP = 'ELOOP, permanent';
+  const MAKES_LOOP = 'symlink-loop, permanent';
   const NOT_DIR = 'ENOTDIR, permanent';
   /** `l/l/…/l`, `n` times (`l` is a link to `.`). */
   const lLinks = (n: number): string => Array.from({ length: n }, () => 'l').join('/');
@@ -186,6 +188,8 @@ describe('Confiner: where a path leads, on a real tree of symlinks', () => {
     'root/loop2': 'loop',
     'root/dangling': 'nowhere',
     'root/dangling-out': '../outside/nowhere',
+    // Dangling until the link checked, `made`, is there.
+    'root/back': 'made',
     rootlink: 'root',
   };
   // As many links in a chain as Linux follows (40), and one more.
@@ -258,9 +262,9 @@ describe('Confiner: where a path leads, on a real tree of symlinks', () => {
     { name: 'through a link to outside, relative', from: '.', target: 'out-rel', leads: LEADS_OUT },
     { name: 'a chain of links that ends outside', from: '.', target: 'chain', leads: LEADS_OUT },
     { name: 'a chain of links that stays inside', from: 'sub', target: '../chain-in', leads: 'inside' },
-    { name: 'one more link in a chain than Linux follows', from: '.', target: 'hop1', leads: LOOP },
+    { name: 'one more link in a chain than Linux follows', from: '.', target: 'hop1', leads: MAKES_LOOP },
     { name: 'as many links one after the other as Linux follows', from: '.', target: lLinks(40), leads: 'inside' },
-    { name: 'one more link one after the other', from: '.', target: lLinks(41), leads: LOOP },
+    { name: 'one more link one after the other', from: '.', target: lLinks(41), leads: MAKES_LOOP },
     // The case the text alone cannot tell: `m` (anyone's, inside the root) leads to the root, and the
     // target's own `..` climbs out from there. The goal's doing: an escape, not a changed path.
     { name: 'm/../.. beside a link m to ..', from: 'sub', target: 'm/../..', leads: ESCAPES },
@@ -268,8 +272,13 @@ describe('Confiner: where a path leads, on a real tree of symlinks', () => {
     { name: 'm/../root beside a link m to .. (out and back in)', from: 'sub', target: 'm/../root/b', leads: 'inside' },
     { name: 'climbing out past a missing directory reached through m', from: 'sub', target: 'm/nowhere/../..', leads: ESCAPES },
     { name: 'through m, then a link to outside', from: 'sub', target: 'm/out-abs', leads: LEADS_OUT },
-    { name: 'a loop of links', from: '.', target: 'loop', leads: LOOP },
-    { name: 'into a loop of links', from: 'a', target: '../loop/x', leads: LOOP },
+    { name: 'a loop of links', from: '.', target: 'loop', leads: MAKES_LOOP },
+    { name: 'into a loop of links', from: 'a', target: '../loop/x', leads: MAKES_LOOP },
+    // The link as it will be: symlink() makes a link to itself, and one that closes a loop, all the same.
+    { name: 'the link itself', from: '.', target: 'made', leads: MAKES_LOOP },
+    { name: 'the link itself, through its own directory', from: 'a', target: '../a/made', leads: MAKES_LOOP },
+    { name: 'a link back to the link', from: '.', target: 'back', leads: MAKES_LOOP },
+    { name: 'a link back to the link, reached through its directory', from: '.', target: 'back/x', leads: MAKES_LOOP },
     { name: 'a dangling link to inside', from: '.', target: 'dangling', leads: 'inside' },
     { name: 'a dangling link to outside', from: '.', target: 'dangling-out', leads: LEADS_OUT },
     { name: 'a file on the way', from: '.', target: 'file/x', leads: NOT_DIR },
@@ -277,7 +286,10 @@ describe('Confiner: where a path leads, on a real tree of symlinks', () => {
     { name: 'the root\'s parent through a link to the root', from: 'a', target: '@/rootlink/..', leads: ESCAPES },
   ])('link target: $name ($target in $from)', ({ from, target, leads }) => {
     const confiner = new Confiner(join(dir, 'root'));
-    expect(outcome(() => confiner.target(confiner.node(join(from, 'l')).real, target.replace(/^@/, dir)))).toBe(leads);
+    const link = confiner.node(join(from, 'made')).real;
+    expect(outcome(() => confiner.target(link, target.replace(/^@/, dir), 'make'))).toBe(leads);
+    // Observed, a link in a loop is as good as a dangling one: it reaches nothing.
+    expect(outcome(() => confiner.target(link, target.replace(/^@/, dir), 'observe'))).toBe(leads === MAKES_LOOP ? 'inside' : leads);
   });
 
   // Only a symlink in the root can lead two nodes to one file (`FileClaims`): the root's own way to its
@@ -299,9 +311,9 @@ describe('Confiner: where a path leads, on a real tree of symlinks', () => {
     expect(confiner.node('a/in-rel/x')).toEqual({ rel: 'a/in-rel/x', abs: join(dir, 'rootlink/a/in-rel/x'), real: join(dir, 'root/b/x'), dir: join(dir, 'root/b'), linked: true });
     const link = confiner.node('a/l').real;
     expect(link).toBe(join(dir, 'root/a/l'));
-    for (const target of ['../b', join(dir, 'rootlink/b'), join(dir, 'root/b'), '../../rootlink/b']) expect(outcome(() => confiner.target(link, target)), target).toBe('inside');
-    for (const target of ['../../outside', join(dir, 'outside'), join(dir, 'rootlink/../outside')]) expect(outcome(() => confiner.target(link, target)), target).toBe(ESCAPES);
+    for (const target of ['../b', join(dir, 'rootlink/b'), join(dir, 'root/b'), '../../rootlink/b']) expect(outcome(() => confiner.target(link, target, 'make')), target).toBe('inside');
+    for (const target of ['../../outside', join(dir, 'outside'), join(dir, 'rootlink/../outside')]) expect(outcome(() => confiner.target(link, target, 'make')), target).toBe(ESCAPES);
     expect(outcome(() => confiner.node('out-rel/x').real)).toBe(LEADS_OUT);
-    expect(outcome(() => confiner.target(link, '../out-rel'))).toBe(LEADS_OUT);
+    expect(outcome(() => confiner.target(link, '../out-rel', 'make'))).toBe(LEADS_OUT);
   });
 });

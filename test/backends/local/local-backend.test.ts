@@ -433,6 +433,37 @@ describe('local backend: paths through links the goals manage and links made by 
   });
 });
 
+describe('local backend: a symlink whose target leads round a loop of symlinks', () => {
+  // symlink() makes such a link all the same: made, it then failed every observation (ELOOP), for good.
+  // It is not made; one found in a loop (made by hand) reaches nothing, and is observed as it is.
+  const LOOP = { class: 'permanent', code: 'symlink-loop' };
+
+  it('a link to itself is not made', async () => {
+    const l5 = linkNode('l5', 'l5', 'l5');
+    expect(await observe(l5)).toEqual({ status: 'absent' });
+    expect(await faultOf(() => sb.backend.create(l5, opCtx()))).toMatchObject(LOOP);
+    expect(existsSync(join(sb.root, 'l5'))).toBe(false);
+    expect(await observe(l5)).toEqual({ status: 'absent' });
+  });
+
+  it('of two links each the other\'s target, the second is not made; made by hand, both are observed as they are, twice', async () => {
+    const a = linkNode('a', 'a', 'b');
+    const b = linkNode('b', 'b', 'a');
+    expect(await sb.backend.create(a, opCtx())).toMatchObject({ status: 'done' });
+    expect(await faultOf(() => sb.backend.create(b, opCtx()))).toMatchObject(LOOP);
+    expect(await readdir(sb.root)).toEqual(['a']);
+    for (let pass = 0; pass < 2; pass++) {
+      expect(await observe(a)).toMatchObject({ status: 'upToDate' });
+      expect(await observe(b)).toEqual({ status: 'absent' });
+    }
+    await symlink('a', join(sb.root, 'b'));
+    for (let pass = 0; pass < 2; pass++) {
+      expect(await observe(a)).toMatchObject({ status: 'upToDate' });
+      expect(await observe(b)).toMatchObject({ status: 'upToDate' });
+    }
+  });
+});
+
 describe('local backend writes', () => {
   it('leaves no temp file behind after creates and updates', async () => {
     for (let i = 0; i < 5; i++) await sb.backend.create(fileNode('f', 'd/f.txt', `v${i}`.repeat(i + 1)), opCtx());
