@@ -420,26 +420,36 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
 
   /**
    * The edges each backend instance implies among its own nodes (never
-   * across instances: two roots are two namespaces), asked of its
-   * implementation with the instance's config (`relations`); and, from the
-   * same call, the resources two of them reach by different names, each a
-   * `duplicate-resource` error at the later node, and the nodes that cannot be
-   * made as the goals have them (`NodeConflict`), each an error at the node.
+   * across instances of other places: two roots are two namespaces; those of
+   * one type whose `location` is one, two local backends with one root, are
+   * one), asked of its implementation with the instance's config
+   * (`relations`); and, from the same call, the resources two of them reach
+   * by different names, each a `duplicate-resource` error at the later node,
+   * and the nodes that cannot be made as the goals have them
+   * (`NodeConflict`), each an error at the node.
    */
   impliedEdges(nodes: readonly BuiltNode<InfraDesiredNodeSpec>[], diag: DiagnosticBag): readonly ImpliedEdge[] {
-    const byBackend = new Map<string, BuiltNode<InfraDesiredNodeSpec>[]>();
-    for (const n of nodes) {
-      const group = byBackend.get(n.spec.backendId);
-      if (group === undefined) byBackend.set(n.spec.backendId, [n]);
-      else group.push(n);
-    }
     const where = this.cwd === undefined ? undefined : { cwd: this.cwd };
-    const edges: ImpliedEdge[] = [];
-    for (const [backendId, group] of byBackend) {
+    type Place = { readonly backend: BackendDeclaration; readonly factory: BackendFactory; readonly nodes: BuiltNode<InfraDesiredNodeSpec>[] };
+    const places = new Map<string, Place>();
+    const byBackend = new Map<string, Place | undefined>();
+    const placeOf = (backendId: string): Place | undefined => {
+      if (byBackend.has(backendId)) return byBackend.get(backendId);
       const backend = this.checkedBackend(backendId, this.declared.get(backendId));
-      if (backend === undefined) continue;
-      const factory = this.registry.get(backend.type);
-      const relations = factory?.relations?.(
+      const factory = backend === undefined ? undefined : this.registry.get(backend.type);
+      let place: Place | undefined;
+      if (backend !== undefined && factory !== undefined) {
+        const key = factory.location === undefined || where === undefined ? `\0${backendId}` : `${backend.type}\0${factory.location(backend.config, where)}`;
+        place = places.get(key) ?? { backend, factory, nodes: [] };
+        places.set(key, place);
+      }
+      byBackend.set(backendId, place);
+      return place;
+    };
+    for (const n of nodes) placeOf(n.spec.backendId)?.nodes.push(n);
+    const edges: ImpliedEdge[] = [];
+    for (const { backend, factory, nodes: group } of places.values()) {
+      const relations = factory.relations?.(
         group.map((n) => ({ id: n.id, spec: n.spec.spec })),
         backend.config,
         where,

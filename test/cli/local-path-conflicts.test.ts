@@ -200,6 +200,28 @@ ${goalHead()}    - { id: a, type: local.symlink, spec: { path: a, target: b } }
     expect((await cli(['apply', ...p.args])).code).not.toBe(0);
     expect(existsSync(p.root) ? readdirSync(p.root) : []).toEqual([]);
   });
+
+  it('so through two backends with one root, written apart; a file inside a directory of the other depends on it', async () => {
+    const p = tempProject('ds-unmakeable-two-');
+    p.write('app.yaml', `${localBackend(p.root)}---
+apiVersion: desiredstate/v1
+kind: Backend
+metadata: { name: l2 }
+spec: { type: local, config: { root: ${JSON.stringify(`${p.root}/./`)} } }
+---
+${goalHead()}    - { id: parent, type: local.file, backend: local, spec: { path: x, content: "1" } }
+    - { id: child, type: local.file, backend: l2, spec: { path: x/y, content: "2" } }
+    - { id: d, type: local.directory, backend: l2, spec: { path: d } }
+    - { id: inside, type: local.file, backend: local, spec: { path: d/f, content: "3" } }
+`);
+    const validate = await cli(['validate', ...p.args]);
+    expect(validate.code).toBe(1);
+    expect(validate.stdout).toMatch(/app\.yaml:19:65: error path-conflict: node "child": its path x\/y lies inside x, which node "parent" manages as a file: .* \(node "parent": .*app\.yaml:18:69\)/);
+    p.write('app.yaml', readFileSync(join(p.goals, 'app.yaml'), 'utf8').replace(/.*id: child.*\n/, ''));
+    expect((await cli(['validate', ...p.args])).code).toBe(0);
+    const graph = JSON.parse((await cli(['graph', ...p.args, '--format', 'json'])).stdout) as { nodes: { id: string; dependsOn: string[] }[] };
+    expect(graph.nodes.find((n) => n.id === 'inside')?.dependsOn).toEqual(['d']);
+  });
 });
 
 /** A Goal named `id` whose one node `id` is a local file at `path`, holding `id`. */
