@@ -774,9 +774,30 @@ describe('local backend health', () => {
     { name: 'a root that can be created is healthy', prepare: async () => undefined, status: 'healthy' },
     { name: 'an existing writable root is healthy', prepare: (s: Sandbox) => mkdir(s.root), status: 'healthy' },
     { name: 'a file in place of the root is unhealthy', prepare: (s: Sandbox) => writeFile(s.root, ''), status: 'unhealthy' },
+    {
+      // /srv -> /data/srv: the backend writes through the link, so health looks through it too.
+      name: 'a root that is a symlink to a directory is healthy',
+      prepare: async (s: Sandbox) => {
+        await mkdir(s.outside);
+        await symlink(s.outside, s.root);
+      },
+      status: 'healthy',
+    },
+    { name: 'a root that is a dangling symlink is unhealthy', prepare: (s: Sandbox) => symlink(s.outside, s.root), status: 'unhealthy' },
   ])('$name', async ({ prepare, status }) => {
     await prepare(sb);
     expect((await sb.backend.health({ signal: new AbortController().signal, log })).status).toBe(status);
+  });
+
+  it('a missing root whose nearest existing ancestor is a symlink to a directory is healthy', async () => {
+    await mkdir(sb.outside);
+    await symlink(sb.outside, join(sb.base, 'link'));
+    const backend = new LocalBackend({ root: 'link/missing/root' }, { id: 'local', cwd: sb.base, log });
+    try {
+      expect(await backend.health({ signal: new AbortController().signal, log })).toEqual({ status: 'healthy' });
+    } finally {
+      await backend.close();
+    }
   });
 });
 
