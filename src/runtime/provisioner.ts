@@ -137,7 +137,10 @@ export interface OperationContext {
    * Set on the read of nodes removed from the goals before their delete (`readRemoved`): one found
    * present is deleted next, one found absent forgotten, and nothing else is done to them. Such a
    * read neither asks for nor settles anything of a create or an update (a script's per-run approval),
-   * and no node of the goals shares a resource with them (a file another node reaches).
+   * and no node of the goals shares a resource with them (a file another node reaches). One found
+   * present whose delete is bound to fail by what the read finds (a directory that holds what no delete
+   * of the call removes first) may be answered `failed` with that delete's fault: plan shows it as the
+   * error apply meets, and apply fails it with no delete sent.
    */
   readonly beforeDelete?: true | undefined;
 }

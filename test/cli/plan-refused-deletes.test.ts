@@ -1,4 +1,4 @@
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
@@ -138,5 +138,83 @@ describe('plan shows the deletes of removed nodes as apply will make or refuse t
     for (const id of ['d', 'r', 'g']) expect(apply.stdout).toContain(`  x ${id}: permanent: ${CYCLE} (hint: ${HINT})\n`);
     expect(apply.stdout).toContain('  ⊘ e: blocked: not deleted while r, which depends on it, is not\n');
     for (const f of ['d.txt', 'r', 'g', 'e.txt']) expect(existsSync(join(p.root, f)), f).toBe(true);
+  });
+});
+
+/**
+ * A delete the read before it finds bound to fail: a directory that holds what no delete of the pass
+ * removes (a file node still in the goals, a file made by hand), something of another kind where a
+ * removed node's file, directory or symlink was. Plan listed a clean `-` that apply then failed on
+ * every time; it shows the error apply meets, with a message written for a delete, and exits 1.
+ */
+describe('plan shows a delete the read before it finds bound to fail as the error apply meets', () => {
+  const dir = '{ id: dir, type: local.directory, spec: { path: conf } }';
+  const inside = '{ id: f, type: local.file, spec: { path: conf/app.toml, content: "port=1\\n" } }';
+
+  async function refused(p: ReturnType<typeof tempProject>, id: string, type: string, message: string, hint: string): Promise<void> {
+    const planned = await planBoth(p.args, env);
+    expect(planned.code, planned.text).toBe(1);
+    expect(planned.text).toContain(`  x ${id} (${type} via local) error (permanent): ${message} (hint: ${hint})\n`);
+    expect(planned.text).not.toMatch(/^ {2}- /m);
+    expect(planned.json.entries.find((e) => e.id === id)?.planned).toMatchObject({ action: 'error', fault: { class: 'permanent', message, hint } });
+    const apply = await cli(['apply', '--yes', ...p.args], { env });
+    expect(apply.code, apply.stdout).toBe(1);
+    expect(apply.stdout).toContain(`  x ${id}: permanent: ${message} (hint: ${hint})\n`);
+  }
+
+  const NOT_EMPTY_HINT = 'remove from the goals the nodes that manage what it holds too, or empty it by hand; to keep it, declare it again with deletionPolicy: Orphan and remove it once more';
+
+  it('a directory that holds a file node still in the goals', async () => {
+    const p = tempProject('ds-plan-dir-in-use-');
+    writeGoal(p, [dir, inside]);
+    expect((await cli(['apply', '--yes', ...p.args], { env })).code).toBe(0);
+    writeGoal(p, [inside]);
+    await refused(p, 'dir', 'local.directory', `directory ${join(p.root, 'conf')} is not empty (it holds app.toml); refusing to delete its contents`, NOT_EMPTY_HINT);
+    expect(existsSync(join(p.root, 'conf', 'app.toml'))).toBe(true);
+  });
+
+  it('a directory that holds a file made by hand', async () => {
+    const p = tempProject('ds-plan-dir-stray-');
+    writeGoal(p, [dir]);
+    expect((await cli(['apply', '--yes', ...p.args], { env })).code).toBe(0);
+    writeFileSync(join(p.root, 'conf', 'stray'), '');
+    writeGoal(p, []);
+    await refused(p, 'dir', 'local.directory', `directory ${join(p.root, 'conf')} is not empty (it holds stray); refusing to delete its contents`, NOT_EMPTY_HINT);
+  });
+
+  it('a directory removed with the file node in it: `-` both, and apply deletes both', async () => {
+    const p = tempProject('ds-plan-dir-with-file-');
+    writeGoal(p, [dir, inside]);
+    expect((await cli(['apply', '--yes', ...p.args], { env })).code).toBe(0);
+    writeGoal(p, []);
+    const planned = await planBoth(p.args, env);
+    expect(planned.code, planned.text).toBe(2);
+    expect(planned.text).toContain('  - dir (local.directory via local)\n');
+    expect(planned.text).toContain('  - f (local.file via local)\n');
+    const apply = await cli(['apply', '--yes', ...p.args], { env });
+    expect(apply.code, apply.stdout).toBe(0);
+    expect(existsSync(join(p.root, 'conf'))).toBe(false);
+  });
+
+  it.each([
+    { made: 'a directory', node: '{ id: gone, type: local.file, spec: { path: gone, content: "g" } }', type: 'local.file', found: 'directory', wanted: 'file', put: (at: string) => mkdirSync(at) },
+    { made: 'a symlink', node: '{ id: gone, type: local.file, spec: { path: gone, content: "g" } }', type: 'local.file', found: 'symlink', wanted: 'file', put: (at: string) => symlinkSync('keep', at) },
+    { made: 'a file', node: '{ id: gone, type: local.directory, spec: { path: gone } }', type: 'local.directory', found: 'file', wanted: 'directory', put: (at: string) => writeFileSync(at, '') },
+  ])('a removed $type whose path now holds $made made by hand', async ({ node, type, found, wanted, put }) => {
+    const p = tempProject('ds-plan-wrong-kind-');
+    writeGoal(p, [node]);
+    expect((await cli(['apply', '--yes', ...p.args], { env })).code).toBe(0);
+    const at = join(p.root, 'gone');
+    rmSync(at, { recursive: true });
+    put(at);
+    writeGoal(p, []);
+    await refused(
+      p,
+      'gone',
+      type,
+      `${at} is a ${found}, not the ${wanted} the node made; refusing to delete it`,
+      `the ${found} was put there since: remove it by hand if it should go; to leave it, declare the node again with deletionPolicy: Orphan and remove it once more`,
+    );
+    expect(lstatSync(at).isSymbolicLink() || existsSync(at)).toBe(true);
   });
 });

@@ -20,6 +20,7 @@ import {
   discardStaged,
   ensureParent,
   flushStaged,
+  heldEntries,
   renameStaged,
   syncDirectory,
   inspectNode,
@@ -37,11 +38,11 @@ import {
 import type { FileWrite, NodePath, ReadPolicy, StagedWrite } from './client.ts';
 import type { LocalConfig } from './config.ts';
 import { OBSERVE_PARALLELISM, rereadEveryMs, rootOf } from './config.ts';
-import { aborted, fsFault, wrongKind } from './errors.ts';
+import { aborted, directoryNotEmpty, fsFault, wrongKind, wrongKindToDelete } from './errors.ts';
 import { FileClaims } from './file-claims.ts';
 import type { SharedFile } from './file-claims.ts';
 import { kindName, observeDirectory, observeFile, observeSymlink } from './observe.ts';
-import type { FileExpectation } from './observe.ts';
+import type { ActualEntry, FileExpectation } from './observe.ts';
 import { lexicalPath, MODE_BITS, modeDiffers, parseMode, rootRelative } from './paths.ts';
 import { DirectoryWatch } from './watch.ts';
 import type { WatchedPath } from './watch.ts';
@@ -104,6 +105,15 @@ interface WriteBatch {
 
 function failedResult(err: unknown, action: string, id: NodeId): ProvisionResult {
   return { status: 'failed', fault: toFault(err instanceof FaultError ? err : fsFault(err, action, id)) };
+}
+
+/** The kind of what each node type makes. */
+const MADE: Readonly<Record<LocalSpec['type'], 'file' | 'directory' | 'symlink'>> = { 'local.file': 'file', 'local.directory': 'directory', 'local.symlink': 'symlink' };
+
+/** A delete's refusal of something of another kind than the node made at its path (put there by hand since): never deleted. */
+function misplaced(spec: LocalSpec, at: NodePath, actual: ActualEntry): FaultError | undefined {
+  const made = MADE[spec.type];
+  return actual.kind === 'missing' || actual.kind === made ? undefined : wrongKindToDelete(at.abs, kindName(actual), made);
 }
 
 /** Nodes observed with synchronous calls between two yields to the event loop (a few milliseconds of work). */
@@ -209,7 +219,39 @@ export class LocalBackend implements InfraBackend {
       slice.forEach(({ node }, i) => results.set(node.id, rest[i] as Observation));
     }
     this.claims.settle(shared, results);
+    if (ctx.beforeDelete === true) await this.foreseeDeletes(nodes, results, confiner);
     return results;
+  }
+
+  /**
+   * Of nodes read before their delete (`OperationContext.beforeDelete`), each found there whose delete would
+   * be refused by what is there now is answered as that delete's fault: plan shows it, and apply fails it
+   * with no delete sent. Something of another kind at its path (`wrongKindToDelete`), as `delete` refuses it;
+   * a directory that holds anything but what this call's other nodes' deletes remove first (they lie in it:
+   * deleted before it) and temp files of writers gone, which rmdir would refuse in `delete`.
+   */
+  private async foreseeDeletes(nodes: readonly BackendNode[], results: Map<NodeId, Observation>, confiner: Confiner): Promise<void> {
+    const found: { node: BackendNode; spec: LocalSpec; at: NodePath }[] = [];
+    for (const node of nodes) {
+      const status = results.get(node.id)?.status;
+      if (status !== 'upToDate' && status !== 'drifted') continue;
+      const spec = localSpec(node);
+      found.push({ node, spec, at: confiner.node(spec.path) });
+    }
+    const leaving = new Set(found.map(({ at }) => at.real));
+    await forEachLimit(found, OBSERVE_PARALLELISM, async ({ node, spec, at }) => {
+      try {
+        const actual = await inspectNode(confiner, at);
+        let refusal = misplaced(spec, at, actual);
+        if (refusal === undefined && actual.kind === 'directory') {
+          const held = await heldEntries(at.real, confiner.directory(at.real), leaving);
+          if (held.length > 0) refusal = directoryNotEmpty(at.real, held.sort());
+        }
+        if (refusal !== undefined) results.set(node.id, { status: 'failed', fault: refusal.fault });
+      } catch (err) {
+        results.set(node.id, { status: 'failed', fault: toFault(err instanceof FaultError ? err : fsFault(err, 'observe', node.id)) });
+      }
+    });
   }
 
   /** Makes the resource exist as desired; an existing one is corrected (already exists is success). */
@@ -244,22 +286,10 @@ export class LocalBackend implements InfraBackend {
       const at = confiner.node(spec.path);
       const actual = await inspectNode(confiner, at);
       if (actual.kind === 'missing') return { status: 'done', outputs: {} };
-      switch (spec.type) {
-        case 'local.file':
-          if (actual.kind !== 'file') throw wrongKind(at.abs, kindName(actual), 'file');
-          await removeEntry(confiner.io(at), ctx.signal);
-          break;
-        case 'local.directory':
-          if (actual.kind !== 'directory') throw wrongKind(at.abs, kindName(actual), 'directory');
-          await removeDirectory(confiner.io(at), () => confiner.directory(at.real), ctx.signal);
-          break;
-        case 'local.symlink':
-          if (actual.kind !== 'symlink') throw wrongKind(at.abs, kindName(actual), 'symlink');
-          await removeEntry(confiner.io(at), ctx.signal);
-          break;
-        default:
-          return assertNever(spec, 'spec');
-      }
+      const refusal = misplaced(spec, at, actual);
+      if (refusal !== undefined) throw refusal;
+      if (actual.kind === 'directory') await removeDirectory(confiner.io(at), () => confiner.directory(at.real), ctx.signal);
+      else await removeEntry(confiner.io(at), ctx.signal);
       ctx.log.info({ node: node.id, path: at.abs }, 'local resource deleted');
       return { status: 'done', outputs: {} };
     } finally {

@@ -8,7 +8,7 @@ import { FaultError, fault, forEachLimit, isAlive, makeDirectories, removeQuietl
 import type { ObservationMemo } from '../../runtime/index.ts';
 import { parseAccounts } from './accounts.ts';
 import type { AccountTable } from './accounts.ts';
-import { aborted, errnoOf, escapesRoot, fsFault, leadsOutOfRoot, pathChanged, symlinkLoop, wrongKind } from './errors.ts';
+import { aborted, directoryNotEmpty, errnoOf, escapesRoot, fsFault, leadsOutOfRoot, pathChanged, symlinkLoop, wrongKind } from './errors.ts';
 import type { ActualEntry } from './observe.ts';
 import { DETAIL_LIMIT } from './observe.ts';
 import { isWithin, rootRelative } from './paths.ts';
@@ -662,11 +662,17 @@ function tempName(real: string): string {
 /** A `tempName`, with its writer's pid. */
 const TEMP_NAME = /^\..*\.ds-(\d+)-[0-9a-f]{8}[0-9a-z]+\.tmp$/s;
 
+/** Whether `name` is a `tempName` whose writer is gone: a pid that is not this process and not alive. */
+function staleTempName(name: string): boolean {
+  const pid = Number(TEMP_NAME.exec(name)?.[1] ?? Number.NaN);
+  return Number.isSafeInteger(pid) && pid !== process.pid && !isAlive(pid);
+}
+
 /**
  * Removes the temp files a writer that is gone (killed mid-write: `kill -9`,
  * a crash, the power) left in `dir`: hidden debris a directory delete then
  * found in its way for good. Only regular files and links named as
- * `tempName` names them, of a pid that is not this process and not alive.
+ * `tempName` names them, of a writer gone (`staleTempName`).
  * Best effort: resolves with how many it removed, never rejects.
  */
 export async function removeStaleTemps(dir: string): Promise<number> {
@@ -678,8 +684,7 @@ export async function removeStaleTemps(dir: string): Promise<number> {
   }
   let removed = 0;
   for (const name of names) {
-    const pid = Number(TEMP_NAME.exec(name)?.[1] ?? Number.NaN);
-    if (!Number.isSafeInteger(pid) || pid === process.pid || isAlive(pid)) continue;
+    if (!staleTempName(name)) continue;
     const path = join(dir, name);
     const st = lstatSync(path, { throwIfNoEntry: false });
     if (st === undefined || !(st.isFile() || st.isSymbolicLink())) continue;
@@ -691,6 +696,19 @@ export async function removeStaleTemps(dir: string): Promise<number> {
     }
   }
   return removed;
+}
+
+/**
+ * What directory `real` (listed at `listing`: `Confiner.directory`) holds that its delete would refuse to
+ * delete: its names but `leaving` (real paths deleted before it) and the temp files of writers gone, which
+ * the delete removes (`removeDirectory`). None where it cannot be listed: the delete tells why.
+ */
+export async function heldEntries(real: string, listing: string, leaving: ReadonlySet<string>): Promise<string[]> {
+  try {
+    return (await readdir(listing)).filter((name) => !leaving.has(join(real, name)) && !staleTempName(name));
+  } catch {
+    return [];
+  }
 }
 
 /** The sweep of stale temp files of each directory this process writes into (`sweepStaleTemps`): once each. */
@@ -1135,13 +1153,7 @@ export async function removeDirectory(p: IoPath, listing: () => string, signal: 
     if (code === 'ENOTEMPTY' || code === 'EEXIST') {
       // What a writer killed mid-write left is no content of the directory's: removed, and rmdir again.
       if ((await removeStaleTemps(listing())) > 0) return removeDirectory(p, listing, signal);
-      throw new FaultError(
-        fault('permanent', `directory ${real} is not empty; refusing to delete its contents`, {
-          code: 'directory-not-empty',
-          hint: 'delete the nodes that manage its contents first, or empty it by hand',
-        }),
-        { cause: err },
-      );
+      throw directoryNotEmpty(real, undefined, err);
     }
     throw fsFault(err, 'rmdir', real);
   }

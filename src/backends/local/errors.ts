@@ -123,6 +123,31 @@ export function wrongKind(path: string, found: string, wanted: string): FaultErr
   );
 }
 
+/**
+ * What a removed node's delete finds at its path in place of what the node made (put there by hand
+ * since): never deleted, as nothing is to make room (`wrongKind`).
+ */
+export function wrongKindToDelete(path: string, found: string, made: string): FaultError {
+  return new FaultError(
+    fault('permanent', `${path} is a ${found}, not the ${made} the node made; refusing to delete it`, {
+      code: 'wrong-kind',
+      hint: `the ${found} was put there since: remove it by hand if it should go; to leave it, declare the node again with deletionPolicy: Orphan and remove it once more`,
+    }),
+  );
+}
+
+/** A directory whose delete finds it holding something (`holds`: a few of its names, where known): its contents are never deleted with it. */
+export function directoryNotEmpty(path: string, holds?: readonly string[], cause?: unknown): FaultError {
+  const shown = holds === undefined ? '' : ` (it holds ${holds.slice(0, 3).join(', ')}${holds.length > 3 ? ` and ${holds.length - 3} more` : ''})`;
+  return new FaultError(
+    fault('permanent', `directory ${path} is not empty${shown}; refusing to delete its contents`, {
+      code: 'directory-not-empty',
+      hint: 'remove from the goals the nodes that manage what it holds too, or empty it by hand; to keep it, declare it again with deletionPolicy: Orphan and remove it once more',
+    }),
+    cause === undefined ? {} : { cause },
+  );
+}
+
 /** Thrown before a write when the operation's signal was aborted. */
 export function aborted(action: string): FaultError {
   return new FaultError(fault('transient', `${action} aborted`, { code: 'aborted' }));

@@ -285,9 +285,11 @@ describe('local backend refuses, never deletes, the wrong kind', () => {
     const kindBefore = await lstat(path);
     // Drift of its kind, which no update corrects (`cannotCorrect`): reported, never made right by deleting.
     expect(await observe(node)).toMatchObject({ status: 'drifted', diffs: [{ path: 'kind', cannotCorrect: expect.stringContaining('refusing to replace it') }] });
-    for (const op of [() => sb.backend.create(node, opCtx()), () => sb.backend.update(node, [], opCtx()), () => sb.backend.delete(node, opCtx())]) {
-      expect(await faultOf(op)).toMatchObject({ class: 'permanent', code: 'wrong-kind' });
+    for (const op of [() => sb.backend.create(node, opCtx()), () => sb.backend.update(node, [], opCtx())]) {
+      expect(await faultOf(op)).toMatchObject({ class: 'permanent', code: 'wrong-kind', message: expect.stringContaining('refusing to replace it') });
     }
+    // Worded for a delete: nothing is to take the place of what is there.
+    expect(await faultOf(() => sb.backend.delete(node, opCtx()))).toMatchObject({ class: 'permanent', code: 'wrong-kind', message: expect.stringMatching(/the node made; refusing to delete it$/) });
     const kindAfter = await lstat(path);
     expect([kindAfter.isDirectory(), kindAfter.isFile(), kindAfter.isSymbolicLink()]).toEqual([kindBefore.isDirectory(), kindBefore.isFile(), kindBefore.isSymbolicLink()]);
   });
