@@ -17,6 +17,17 @@ export function isAlive(pid: number): boolean {
   return !hasProc() || exists(pid);
 }
 
+/**
+ * Whether process `pid`, which started at `start` (`ProcessStat.start`), still runs: a pid given to
+ * another process since (a container's pid 1, restarted) does not. Without a start (none could be
+ * read where it was written), or where /proc hides the process, the pid alone tells (`isAlive`).
+ */
+export function runsAsStarted(pid: number, start: string | undefined): boolean {
+  if (start === undefined) return isAlive(pid);
+  const stat = processStat(pid);
+  return stat === undefined ? isAlive(pid) : stat.state !== 'Z' && stat.start === start;
+}
+
 /** Whether a process `pid` exists, zombies included: one of another user's does (EPERM). */
 function exists(pid: number): boolean {
   try {

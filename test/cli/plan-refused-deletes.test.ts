@@ -196,6 +196,21 @@ describe('plan shows a delete the read before it finds bound to fail as the erro
     expect(existsSync(join(p.root, 'conf'))).toBe(false);
   });
 
+  it('a directory holding only temp files of writers gone (a pid given to another process since): `-`, and apply deletes it', async () => {
+    const p = tempProject('ds-plan-dir-debris-');
+    writeGoal(p, [dir]);
+    expect((await cli(['apply', '--yes', ...p.args], { env })).code).toBe(0);
+    // As a daemon that ran as a container's pid 1 left it, killed mid-write: pid 1 runs again, started at another time.
+    writeFileSync(join(p.root, 'conf', '.app.toml.ds-1-999999999999-deadbeef0.tmp'), 'half');
+    writeGoal(p, []);
+    const planned = await planBoth(p.args, env);
+    expect(planned.code, planned.text).toBe(2);
+    expect(planned.text).toContain('  - dir (local.directory via local)\n');
+    const apply = await cli(['apply', '--yes', ...p.args], { env });
+    expect(apply.code, apply.stdout).toBe(0);
+    expect(existsSync(join(p.root, 'conf'))).toBe(false);
+  });
+
   it.each([
     { made: 'a directory', node: '{ id: gone, type: local.file, spec: { path: gone, content: "g" } }', type: 'local.file', found: 'directory', wanted: 'file', put: (at: string) => mkdirSync(at) },
     { made: 'a symlink', node: '{ id: gone, type: local.file, spec: { path: gone, content: "g" } }', type: 'local.file', found: 'symlink', wanted: 'file', put: (at: string) => symlinkSync('keep', at) },

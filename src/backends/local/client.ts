@@ -4,7 +4,7 @@ import { chmodSync, chownSync, closeSync, constants as fsConstants, existsSync, 
 import type { FSWatcher, Stats } from 'node:fs';
 import { access, constants, lstat, mkdir, open, readdir, readFile, readlink, rename, rmdir, stat, symlink, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, normalize, parse, sep } from 'node:path';
-import { FaultError, fault, forEachLimit, isAlive, makeDirectories, removeQuietly, sha256 } from '../../runtime/index.ts';
+import { FaultError, fault, forEachLimit, makeDirectories, processStat, removeQuietly, runsAsStarted, sha256 } from '../../runtime/index.ts';
 import type { ObservationMemo } from '../../runtime/index.ts';
 import { parseAccounts } from './accounts.ts';
 import type { AccountTable } from './accounts.ts';
@@ -641,14 +641,23 @@ let tempCounter = 0;
 /** Linux's limit on the bytes of one path component (NAME_MAX). */
 const NAME_MAX = 255;
 
+/** This process's start time (`ProcessStat.start`), read on first use (see `tempPrefix`); undefined where there is no /proc. */
+let writerStart: { readonly start: string | undefined } | undefined;
+const ownStart = (): string | undefined => (writerStart ??= { start: processStat(process.pid)?.start }).start;
+
 /**
- * A temp name beside `real`: `.NAME.ds-PID-UNIQUE.tmp`. The name is cut
- * (whole characters) so that the temp name stays within NAME_MAX bytes: a
- * node's own name may be up to 255 bytes, and its temp file must not be
- * refused (ENAMETOOLONG) where the file itself is allowed.
+ * A temp name beside `real`: `.NAME.ds-PID-START-UNIQUE.tmp` (`-START` left
+ * out where it cannot be read; versions before it wrote none). With its
+ * start time, a writer is told apart from a later process given its pid
+ * (`staleTempName`). The name is cut (whole characters) so that the
+ * temp name stays within NAME_MAX bytes: a node's own name may be up to
+ * 255 bytes, and its temp file must not be refused (ENAMETOOLONG) where
+ * the file itself is allowed.
  */
 function tempName(real: string): string {
-  const suffix = `.ds-${process.pid}-${(tempPrefix ??= randomBytes(4).toString('hex'))}${(tempCounter++).toString(36)}.tmp`;
+  const start = ownStart();
+  const writer = start === undefined ? `${process.pid}` : `${process.pid}-${start}`;
+  const suffix = `.ds-${writer}-${(tempPrefix ??= randomBytes(4).toString('hex'))}${(tempCounter++).toString(36)}.tmp`;
   let name = basename(real);
   const room = NAME_MAX - 1 - Buffer.byteLength(suffix);
   if (Buffer.byteLength(name) > room) {
@@ -659,13 +668,22 @@ function tempName(real: string): string {
   return join(dirname(real), `.${name}${suffix}`);
 }
 
-/** A `tempName`, with its writer's pid. */
-const TEMP_NAME = /^\..*\.ds-(\d+)-[0-9a-f]{8}[0-9a-z]+\.tmp$/s;
+/** A `tempName`, with its writer's pid and, where written, its start time. */
+const TEMP_NAME = /^\..*\.ds-(\d+)(?:-(\d+))?-[0-9a-f]{8}[0-9a-z]+\.tmp$/s;
 
-/** Whether `name` is a `tempName` whose writer is gone: a pid that is not this process and not alive. */
+/**
+ * Whether `name` is a `tempName` whose writer is gone: not running, or its pid given to another process
+ * since, this one included (a container's pid 1, restarted): its start time differs. A name without a
+ * start time (an older version's) goes by its pid alone, but for this process's pid where this process
+ * writes its start time in every name: then an earlier process wrote it.
+ */
 function staleTempName(name: string): boolean {
-  const pid = Number(TEMP_NAME.exec(name)?.[1] ?? Number.NaN);
-  return Number.isSafeInteger(pid) && pid !== process.pid && !isAlive(pid);
+  const m = TEMP_NAME.exec(name);
+  const pid = Number(m?.[1] ?? Number.NaN);
+  if (!Number.isSafeInteger(pid)) return false;
+  const start = m?.[2];
+  if (start === undefined && pid === process.pid) return ownStart() !== undefined;
+  return !runsAsStarted(pid, start);
 }
 
 /**

@@ -6,7 +6,8 @@ import { join, relative } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Confiner, discardStaged, inspect, inspectSync, removeDirectory, removeStaleTemps, renameStaged, stageFile, SYNC_READ_LIMIT, syncDirectory, writeFileAtomic } from '../../../src/backends/local/client.ts';
 import type { IoPath, ReadPolicy } from '../../../src/backends/local/client.ts';
-import { FaultError } from '../../../src/runtime/index.ts';
+import { FaultError, processStat } from '../../../src/runtime/index.ts';
+import { warnSkipped } from '../../support/skip.ts';
 
 let dir: string;
 beforeEach(async () => {
@@ -78,6 +79,10 @@ describe('temp files a writer killed mid-write left behind', () => {
     return Number(r.stdout);
   };
   const temp = (pid: number, name = 'app.conf'): string => `.${name}.ds-${pid}-deadbeef0.tmp`;
+  /** This process's start time, which it writes in its temp names (none where there is no /proc). */
+  const start = processStat(process.pid)?.start;
+  /** A temp name as this process writes it. */
+  const ours = start === undefined ? temp(process.pid) : `.app.conf.ds-${process.pid}-${start}-deadbeef0.tmp`;
 
   it('a directory holding only such debris is deleted; a live writer\'s temp file, or real content, keeps it', async () => {
     const d = join(dir, 'conf.d');
@@ -89,10 +94,10 @@ describe('temp files a writer killed mid-write left behind', () => {
 
     // A temp file of a process that lives (this one, pid 1) is another writer's, at work.
     await mkdir(d);
-    await writeFile(join(d, temp(process.pid)), 'x');
+    await writeFile(join(d, ours), 'x');
     await writeFile(join(d, temp(1)), 'x');
     await expect(removeDirectory(unpinned(d), () => d, new AbortController().signal)).rejects.toMatchObject({ fault: { code: 'directory-not-empty' } });
-    expect((await readdir(d)).sort()).toEqual([temp(1), temp(process.pid)].sort());
+    expect((await readdir(d)).sort()).toEqual([temp(1), ours].sort());
 
     // Real content: refused, as ever (the debris beside it is gone all the same).
     await rm(d, { recursive: true });
@@ -101,6 +106,30 @@ describe('temp files a writer killed mid-write left behind', () => {
     await writeFile(join(d, temp(deadPid())), 'x');
     await expect(removeDirectory(unpinned(d), () => d, new AbortController().signal)).rejects.toMatchObject({ fault: { code: 'directory-not-empty' } });
     expect(await readdir(d)).toEqual(['kept.txt']);
+  });
+
+  if (start === undefined) warnSkipped(['SKIPPING the test of temp names with start times: this system has no /proc to read them from.']);
+  it.skipIf(start === undefined)('a writer is told by its pid and start time: a temp file of a pid given to another process since is debris', async () => {
+    if (start === undefined) return;
+    // What this process writes carries its start time.
+    const staged = stageFile(unpinned(join(dir, 'a.conf')), { content: 'x\n', mode: 0o644, found: { missing: true } }, new AbortController().signal);
+    expect(await readdir(dir)).toEqual([expect.stringMatching(new RegExp(`^\\.a\\.conf\\.ds-${process.pid}-${start}-[0-9a-f]{8}[0-9a-z]+\\.tmp$`))]);
+    discardStaged(staged);
+
+    const d = join(dir, 'd');
+    await mkdir(d);
+    const named = (pid: number, since: string): string => `.f.txt.ds-${pid}-${since}-deadbeef0.tmp`;
+    const other = String(Number(start) + 1);
+    // This very pid, or pid 1, at another start time: what an earlier process (a container's pid 1 before its restart) left.
+    await writeFile(join(d, named(process.pid, other)), 'x');
+    await writeFile(join(d, named(1, other)), 'x');
+    // An older version's (no start time) of this pid: not this process's, which writes its start time in every name.
+    await writeFile(join(d, temp(process.pid)), 'x');
+    // This process's own, and an older version's of another pid alive: at work, kept.
+    await writeFile(join(d, named(process.pid, start)), 'x');
+    await writeFile(join(d, temp(1)), 'x');
+    await expect(removeStaleTemps(d)).resolves.toBe(3);
+    expect((await readdir(d)).sort()).toEqual([named(process.pid, start), temp(1)].sort());
   });
 
   it('a directory written into is swept of it; a directory, or a name with no pid, merely named like one is left', async () => {
