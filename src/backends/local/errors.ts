@@ -25,7 +25,7 @@ const errnoClasses: Readonly<Record<string, FaultClass>> = {
 
 const errnoHints: Readonly<Record<string, string>> = {
   EACCES: 'check the permissions of the backend root and of the daemon user',
-  EPERM: 'changing owner or group needs privileges (run as root or drop owner/group)',
+  EPERM: 'the file or its directory may be immutable or append-only (lsattr shows it, chattr -i or -a clears it), or a security policy refuses the change',
   ENOSPC: 'free disk space',
   EDQUOT: 'the owner\'s disk quota is used up: free space or raise the quota',
   ETXTBSY: 'the file is a program being run; it is replaced once it is no longer running',
@@ -48,11 +48,19 @@ export function classifyErrno(code: string | undefined): FaultClass {
   return (code !== undefined ? errnoClasses[code] : undefined) ?? 'unknown';
 }
 
+/** A chown (chown, fchown, lchown) refused: it needs privileges, where anything else refused (EPERM) is more likely a locked file. */
+const CHOWN_HINT = 'changing owner or group needs privileges (run as root or drop owner/group)';
+
+/** The call that failed: Node's `syscall`, else `action`. */
+function syscallOf(err: unknown, action: string): string {
+  return typeof err === 'object' && err !== null && 'syscall' in err && typeof err.syscall === 'string' ? err.syscall : action;
+}
+
 /** Wraps a filesystem error into a classified `FaultError`; a `FaultError` passes through. */
 export function fsFault(err: unknown, action: string, path: string): FaultError {
   if (err instanceof FaultError) return err;
   const code = errnoOf(err);
-  const hint = code !== undefined ? errnoHints[code] : undefined;
+  const hint = code === 'EPERM' && syscallOf(err, action).endsWith('chown') ? CHOWN_HINT : code !== undefined ? errnoHints[code] : undefined;
   return new FaultError(
     fault(classifyErrno(code), `${action} ${path} failed: ${code ?? errorMessage(err)}`, {
       ...(code === undefined ? {} : { code }),

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statfsSync } from 'node:fs';
 import { chmod, chown, lchown, link, lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
@@ -597,8 +598,36 @@ describe('local backend writes', () => {
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as { uid: number; fault: Fault | null; entries: string[] };
     expect(out.uid).not.toBe(0);
-    expect(out.fault).toMatchObject({ class: 'auth', code: 'EPERM' });
+    expect(out.fault).toMatchObject({ class: 'auth', code: 'EPERM', hint: 'changing owner or group needs privileges (run as root or drop owner/group)' });
     expect(out.entries).toEqual([]);
+  });
+
+  // An EPERM of anything but a chown is no matter of privileges (root meets it too): a file or directory
+  // made immutable (chattr +i), which only root can do. Its hint says so, not to drop owner/group.
+  const chattr = isRoot && spawnSync('chattr', ['--help']).error === undefined;
+  if (!chattr) warnSkipped(['SKIPPING the test of writes refused by an immutable file: it needs root and chattr.']);
+  it.skipIf(!chattr)('a write or chmod refused by an immutable file or directory is not put down to owner or group', async () => {
+    const dir = dirNode('d', 'd');
+    const file = fileNode('f', 'd/f.txt', 'one');
+    await sb.backend.create(dir, opCtx());
+    await sb.backend.create(file, opCtx());
+    const immutable = (path: string, on: boolean): void => {
+      const r = spawnSync('chattr', [on ? '+i' : '-i', path], { encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+    };
+    const expected = { class: 'auth', code: 'EPERM', hint: expect.stringContaining('immutable or append-only') };
+    immutable(join(sb.root, 'd/f.txt'), true);
+    try {
+      expect(await faultOf(() => sb.backend.update(fileNode('f', 'd/f.txt', 'one', { mode: '0600' }), [], opCtx()))).toMatchObject(expected);
+    } finally {
+      immutable(join(sb.root, 'd/f.txt'), false);
+    }
+    immutable(join(sb.root, 'd'), true);
+    try {
+      expect(await faultOf(() => sb.backend.create(fileNode('g', 'd/g.txt', 'two'), opCtx()))).toMatchObject(expected);
+    } finally {
+      immutable(join(sb.root, 'd'), false);
+    }
   });
 
   it('refuses an unknown user name', async () => {
@@ -852,5 +881,15 @@ describe('errno classification', () => {
   ])('$code says what to do', ({ code, hint }) => {
     const f = fsFault(Object.assign(new Error(code), { code }), 'write', 'a.conf').fault;
     expect(f).toMatchObject({ class: 'transient', code, hint, message: `write a.conf failed: ${code}` });
+  });
+
+  it.each([
+    { refused: 'an fchown in a write', syscall: 'fchown', action: 'write', hint: 'changing owner or group needs privileges (run as root or drop owner/group)' },
+    { refused: 'a chown', syscall: undefined, action: 'chown', hint: 'changing owner or group needs privileges (run as root or drop owner/group)' },
+    { refused: 'an open in a write', syscall: 'open', action: 'write', hint: expect.stringContaining('immutable or append-only') },
+    { refused: 'a chmod', syscall: 'chmod', action: 'chmod', hint: expect.stringContaining('immutable or append-only') },
+  ])('EPERM of $refused: its hint is by the call refused', ({ syscall, action, hint }) => {
+    const f = fsFault(Object.assign(new Error('EPERM'), { code: 'EPERM', ...(syscall === undefined ? {} : { syscall }) }), action, 'a.conf').fault;
+    expect(f).toMatchObject({ class: 'auth', code: 'EPERM', hint });
   });
 });
