@@ -165,7 +165,8 @@ export function interpolateGoal(
         references.push({ node: ref[1]!, key: ref[2]!, path, index, whole: false });
         return whole;
       }
-      report(path, `\${${e}} is not a known expression${suggestion(e, ['goal.name', 'goal.environment'])} (use \${goal.name}, \${goal.environment}, \${goal.labels.<key>} or \${nodes.<id>.outputs.<key>})`, index);
+      // The escape too: \${HOME} in a script or a config file is most often meant for the shell or the program, not for us.
+      report(path, `\${${e}} is not a known expression${suggestion(e, ['goal.name', 'goal.environment'])} (use \${goal.name}, \${goal.environment}, \${goal.labels.<key>} or \${nodes.<id>.outputs.<key>}; write $${whole} for the text "${whole}")`, index);
       return whole;
     });
     // Read from the template, as `resolveReferences` will read it (an empty label before a reference leaves it whole).

@@ -50,6 +50,13 @@ describe('interpolateGoal', () => {
   it.each([
     { name: 'an unknown label, with a suggestion', input: 'x ${goal.labels.tema}', message: '${goal.labels.tema}: goal "app-dev" has no label "tema" (did you mean "team"?)', index: 2 },
     { name: 'an unknown expression', input: '${env.HOME}', message: /^\$\{env\.HOME\} is not a known expression \(use/, index: 0 },
+    // The escape, for text meant for a shell or a program: GOAL-FORMAT.md has it, the error says it where it is needed.
+    {
+      name: 'a shell variable, with the escape that keeps it',
+      input: 'home=${HOME}',
+      message: '${HOME} is not a known expression (use ${goal.name}, ${goal.environment}, ${goal.labels.<key>} or ${nodes.<id>.outputs.<key>}; write $${HOME} for the text "${HOME}")',
+      index: 5,
+    },
     { name: 'a misspelt goal field', input: '${goal.nmae}', message: /did you mean "goal\.name"/, index: 0 },
     { name: 'an unclosed ${', input: 'abc ${goal.name', message: '"${" is never closed by "}" (write "$${" for a literal "${")', index: 4 },
     { name: 'a reference with a bad node id', input: '${nodes.Bad.outputs.x}', message: /is not a known expression/, index: 0 },
