@@ -22,8 +22,22 @@ const fileMode = once(() =>
 
 /** A path the system can name: no NUL (it ends a C string; every file call refuses it). */
 const noNul = (s: string): boolean => !s.includes('\0');
-const relPath = once(() =>
-  z.string().min(1).refine(noNul, 'a path cannot contain a NUL character').describe('A path relative to the backend root.'));
+/** Linux's limit on the bytes of one name in a path (NAME_MAX), on every common filesystem. */
+const NAME_MAX = 255;
+/** Names longer than NAME_MAX bytes, which no file call takes (ENAMETOOLONG); one a `${…}` makes is judged once resolved. */
+const nameTooLong = (path: string, ctx: z.core.$RefinementCtx<string>): void => {
+  const name = path.split('/').find((n) => !n.includes('${') && Buffer.byteLength(n) > NAME_MAX);
+  if (name !== undefined) ctx.addIssue({ code: 'custom', message: `a name in a path is at most ${NAME_MAX} bytes (NAME_MAX): ${Array.from(name).slice(0, 20).join('')}… is ${Buffer.byteLength(name)}` });
+};
+/** A node's path; `file`: a file's or a link's, which a trailing "/" would make a directory's. */
+const relPath = (file: boolean) =>
+  z
+    .string()
+    .min(1)
+    .refine(noNul, 'a path cannot contain a NUL character')
+    .superRefine(nameTooLong)
+    .refine((p) => !file || !p.endsWith('/'), 'a path ending in "/" names a directory: write the path of the file or link without it')
+    .describe('A path relative to the backend root.');
 /** The largest uid or gid: (uid_t)-1, one more, means "leave unchanged" to chown. */
 const MAX_ACCOUNT_ID = 4294967294;
 /** A user or group: a name, or a numeric id that chown can set. */
@@ -162,7 +176,7 @@ const argv = once(() =>
 const specSchemaBuilders = {
   'local.file': () =>
     z.strictObject({
-      path: relPath(),
+      path: relPath(true),
       content: z.string().describe('The whole file content.'),
       mode: fileMode().default('0644'),
       owner: account('user', 'uid').optional().describe('User name or numeric uid (needs privileges to change).'),
@@ -170,12 +184,12 @@ const specSchemaBuilders = {
     }),
   'local.directory': () =>
     z.strictObject({
-      path: relPath(),
+      path: relPath(false),
       mode: fileMode().default('0755'),
     }),
   'local.symlink': () =>
     z.strictObject({
-      path: relPath(),
+      path: relPath(true),
       target: z.string().min(1).refine(noNul, 'a path cannot contain a NUL character').describe('Where the link points (kept inside the backend root).'),
     }),
   'postgres.database': () =>

@@ -20,6 +20,34 @@ describe('infra specs: paths the system cannot name', () => {
     expect(r.lines).toEqual([line]);
     expect(r.graph).toBeUndefined();
   });
+
+  // `a/./b//c/` on a file made the regular file a/b/c: a trailing slash names a directory. A name over
+  // NAME_MAX bytes validated and failed only when planned (ENAMETOOLONG). validate says so of both.
+  const long = 'n'.repeat(256);
+  it.each([
+    { name: 'a file path ending in "/"', node: '    - { id: f, type: local.file, spec: { path: "a/./b//c/", content: x } }', line: 'goals/test.yaml:6:48: error invalid-value: spec.path: a path ending in "/" names a directory: write the path of the file or link without it' },
+    { name: 'a symlink path ending in "/"', node: '    - { id: l, type: local.symlink, spec: { path: "l/", target: t } }', line: 'goals/test.yaml:6:51: error invalid-value: spec.path: a path ending in "/" names a directory: write the path of the file or link without it' },
+    {
+      name: 'a name over 255 bytes',
+      node: `    - { id: d, type: local.directory, spec: { path: "d/${long}/e" } }`,
+      line: `goals/test.yaml:6:53: error invalid-value: spec.path: a name in a path is at most 255 bytes (NAME_MAX): ${'n'.repeat(20)}… is 256`,
+    },
+    { name: 'a name of 128 two-byte characters', node: `    - { id: f, type: local.file, spec: { path: "${'é'.repeat(128)}", content: x } }`, line: `goals/test.yaml:6:48: error invalid-value: spec.path: a name in a path is at most 255 bytes (NAME_MAX): ${'é'.repeat(20)}… is 256` },
+  ])('$name is refused at its position', ({ node, line }) => {
+    const r = compileText(goal(`${node}\n`));
+    expect(r.lines).toEqual([line]);
+    expect(r.graph).toBeUndefined();
+  });
+
+  it('a directory path may end in "/", a name may be 255 bytes, and one a reference makes is not judged by its text', () => {
+    const r = compileText(
+      goal(`    - { id: d, type: local.directory, spec: { path: "d/" } }
+    - { id: f, type: local.file, spec: { path: "d/${'n'.repeat(255)}", content: x } }
+    - { id: g, type: local.file, spec: { path: "d/\${nodes.d.outputs.path}${'n'.repeat(250)}", content: x } }
+`),
+    );
+    expect(r.lines).toEqual([]);
+  });
 });
 
 /** A postgres Backend document `pg`, for the goal after it. */
