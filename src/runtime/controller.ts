@@ -20,7 +20,7 @@ import { KeyedSlots } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
-import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, deleteBar, deletionEdges, heldByPolicy, heldFault, heldReason, isDigestAt, LET_GO, logOrphaned, POLICY_HELD, POLICY_RELEASED, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedEdges, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, deleteBar, deletionEdges, heldByPolicy, heldFault, heldReason, inDeleteTurns, isDigestAt, LET_GO, logOrphaned, POLICY_HELD, POLICY_RELEASED, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedEdges, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
 import type { DeletionEdges, RemovedSplit } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
@@ -1382,8 +1382,8 @@ export class Controller<S extends NodeSpec> {
    * fails (Terraform stops there too). One on a cycle of them that cannot be broken (`deletionEdges`)
    * is held with the cycle as its fault, not left waiting for ever. Each is read first, all at once
    * (`readBeforeDelete`), and deleted only where its read finds it (`deleteFound`). Each takes its turn
-   * once the nodes of `records` that depend on it have had theirs, so the deletes that wait for no other
-   * run side by side, up to `--concurrency` (`deleteInTurn`): fifty slow commands take five rounds, not fifty.
+   * once the nodes of `records` that depend on it have had theirs (`inDeleteTurns`), so the deletes that wait
+   * for no other run side by side, up to `--concurrency` (`deleteInTurn`): fifty slow commands take five rounds, not fifty.
    */
   private async deleteInOrder(records: readonly NodeRecord[]): Promise<void> {
     if (records.length === 0 || this.queue.isShutDown) return;
@@ -1391,15 +1391,8 @@ export class Controller<S extends NodeSpec> {
     const edges = deletionEdges([...this.records.values()].filter((r) => this.graph?.has(r.id) !== true));
     const ordered = reverseDependencyOrder(records, edges);
     const found = await this.readBeforeDelete(ordered, edges);
-    const turns = new Map<NodeId, Promise<void>>();
-    for (const r of ordered) {
-      // Its dependents come before it in `ordered` (those of a cycle excepted, whose nodes fail without a delete).
-      const after = edges.cycles.has(r.id) ? [] : (edges.dependents.get(r.id) ?? []).flatMap((d) => turns.get(d) ?? []);
-      turns.set(r.id, Promise.all(after).then(() => this.deleteInTurn(r, found.get(r.id), edges)));
-    }
     // Every turn over before the caller gives the nodes back to the queue (one still running must not be deleted twice).
-    const failed = (await Promise.allSettled(turns.values())).find((t) => t.status === 'rejected');
-    if (failed !== undefined) throw failed.reason;
+    await inDeleteTurns(ordered, edges, (r) => this.deleteInTurn(r, found.get(r.id), edges));
   }
 
   /**

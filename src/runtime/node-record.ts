@@ -657,6 +657,36 @@ export function reverseDependencyOrder(records: readonly NodeRecord[], edges: De
 }
 
 /**
+ * Runs `turn` for each of `records` (removed records; `edges` made of them or of a set holding them) once
+ * the turns of those of `records` that depend on it are over, whatever order they come in: the deletes
+ * that wait for no other run side by side (apply's, plan's foresight of them, the daemon's), bounded by
+ * what the caller's `turn` waits for. One on a cycle `edges` left waits for none (it fails, sent no
+ * delete), and one whose dependent's turn threw does not take its own. Settles once every turn is over,
+ * rejected with the first that threw: a caller never goes on beside a delete still running.
+ */
+export async function inDeleteTurns(records: readonly NodeRecord[], edges: DeletionEdges, turn: (r: NodeRecord) => Promise<void>): Promise<void> {
+  const byId = new Map(records.map((r) => [r.id, r]));
+  const turns = new Map<NodeId, Promise<void>>();
+  let threw: { readonly err: unknown } | undefined;
+  const turnOf = (r: NodeRecord): Promise<void> => {
+    const known = turns.get(r.id);
+    if (known !== undefined) return known;
+    // Its dependents' turns never wait on its own: a cycle among them is one `edges` left, whose nodes wait for none.
+    const after = edges.cycles.has(r.id) ? [] : (edges.dependents.get(r.id) ?? []).flatMap((d) => (byId.has(d) ? [turnOf(byId.get(d)!)] : []));
+    const mine = Promise.all(after)
+      .then(() => turn(r))
+      .catch((err: unknown) => {
+        threw ??= { err };
+        throw err;
+      });
+    turns.set(r.id, mine);
+    return mine;
+  };
+  await Promise.allSettled(records.map(turnOf));
+  if (threw !== undefined) throw threw.err;
+}
+
+/**
  * What a record keeps as applied for `node` observed against or provisioned at `at`: its goal's spec's
  * digest and, where the provisioner resolved references (`ResolvedAt`), after a slash the digest of
  * the spec so resolved, so that the goal it was applied at stays known (`appliedAtGoal`).

@@ -2,31 +2,17 @@ import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
 import { InfraNodeProvisioner } from '../../src/infra/index.ts';
-import type { BackendNode } from '../../src/infra/index.ts';
-import { fault } from '../../src/runtime/index.ts';
-import type { ProvisionResult } from '../../src/runtime/index.ts';
-import { compileYaml, fileNode, goalYaml, harness, wrapMemory } from '../support/controller-harness.ts';
+import { compileYaml, fileNode, goalYaml, harness } from '../support/controller-harness.ts';
 import type { Harness } from '../support/controller-harness.ts';
+import { expectSerialKeyTurns, gatedDeletes, turns } from '../support/gated-deletes.ts';
+import type { GatedDeletes } from '../support/gated-deletes.ts';
 
 /**
  * The daemon deleting nodes removed from the goals (prune + Delete) over a memory backend whose deletes
- * each wait for the test to answer them (`finish`, `fail`), or for the shutdown's abort. The nodes whose
- * id starts with `k` share a `serialKey` (one file several nodes rewrite): their changes take turns.
+ * each wait for the test to answer them (`gatedDeletes`), or for the shutdown's abort.
  */
-interface GatedDeletes {
+interface GatedDaemon extends GatedDeletes {
   readonly h: Harness;
-  /** Every delete sent to the backend, in the order sent. */
-  readonly sent: string[];
-  /** The deletes sent and not answered yet. */
-  readonly inFlight: ReadonlySet<string>;
-  /** The deletes in flight as each was sent, itself included. */
-  readonly atSend: (readonly string[])[];
-  /** Answers `id`'s delete: done (the resource removed). */
-  finish(id: string): void;
-  /** Answers `id`'s delete: a transient failure. */
-  fail(id: string): void;
-  /** From now on, every delete is done at once, those waiting included. */
-  letThrough(): void;
 }
 
 const open: Harness[] = [];
@@ -42,59 +28,23 @@ const deletable = (id: string, dependsOn?: string[]): string => fileNode(id, id.
 const keepOnly = (): ReturnType<typeof compileYaml>['graph'] => compileYaml(goalYaml(KEEP, { prune: true })).graph;
 
 /** Converges `removed` (YAML of nodes) beside a kept node, with `concurrency` slots; the deletes then wait for the test. */
-async function gatedDeletes(removed: string, concurrency: number): Promise<GatedDeletes> {
-  const sent: string[] = [];
-  const inFlight = new Set<string>();
-  const answers = new Map<string, (result: 'done' | 'failed') => void>();
-  const atSend: string[][] = [];
-  let free = false;
-  const letThrough = (): void => {
-    free = true;
-    for (const a of answers.values()) a('done');
-  };
-  unblock.push(letThrough);
+async function gatedDaemon(removed: string, concurrency: number): Promise<GatedDaemon> {
   const backend = new MemoryBackend(memoryConfigSchema().parse({}), { id: 'mem', log: pino({ level: 'silent' }) });
-  const gated = {
-    ...wrapMemory(backend, 'memory', {
-      delete: async (n, ctx): Promise<ProvisionResult> => {
-        sent.push(n.id);
-        inFlight.add(n.id);
-        atSend.push([...inFlight].sort());
-        const answer = free ? 'done' : await new Promise<'done' | 'failed' | 'aborted'>((resolve) => {
-          answers.set(n.id, resolve);
-          ctx.signal.addEventListener('abort', () => resolve('aborted'), { once: true });
-        });
-        inFlight.delete(n.id);
-        answers.delete(n.id);
-        if (answer === 'done') return backend.delete(n, ctx);
-        return { status: 'failed', fault: fault('transient', answer === 'aborted' ? 'delete command aborted' : 'delete command failed', { code: answer }) };
-      },
-    }),
-    serialKey: (n: BackendNode) => Promise.resolve(n.id.startsWith('k') ? '/srv/shared.json' : undefined),
-  };
+  const d = gatedDeletes(backend);
+  unblock.push(d.letThrough);
   // The daemon's own provisioner, serial keys and all.
-  const provisioner = new InfraNodeProvisioner({ backends: new Map([['mem', gated]]) });
+  const provisioner = new InfraNodeProvisioner({ backends: new Map([['mem', d.gated]]) });
   const h = harness({ backend, extra: { concurrency, provisioner } });
   open.push(h);
   await h.controller.setGraph(compileYaml(goalYaml(KEEP + removed, { prune: true })).graph);
   await h.settle();
-  const answer = (id: string, result: 'done' | 'failed'): void => {
-    const a = answers.get(id);
-    if (a === undefined) throw new Error(`no delete of ${id} in flight`);
-    a(result);
-  };
-  return { h, sent, inFlight, atSend, finish: (id) => answer(id, 'done'), fail: (id) => answer(id, 'failed'), letThrough };
-}
-
-/** Lets the event loop turn a few times: what would start on its own has started. */
-async function turns(): Promise<void> {
-  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  return { ...d, h };
 }
 
 describe('Controller: the deletes of removed nodes run side by side, up to --concurrency', () => {
   it('five independent nodes with three slots: three deletes in flight at once, never more; each slot freed starts the next', async () => {
     const ids = ['d1', 'd2', 'd3', 'd4', 'd5'];
-    const d = await gatedDeletes(ids.map((id) => deletable(id)).join(''), 3);
+    const d = await gatedDaemon(ids.map((id) => deletable(id)).join(''), 3);
     const reload = d.h.controller.setGraph(keepOnly());
     await vi.waitFor(() => expect(d.inFlight.size).toBe(3));
     await turns();
@@ -114,7 +64,7 @@ describe('Controller: the deletes of removed nodes run side by side, up to --con
 
   it('a node is deleted only once every removed node that depends on it is: its dependents side by side first, and one whose dependent fails waits for it', async () => {
     // b and c depend on a, d on b: d and c go first, side by side; b once d is gone; a once b and c are.
-    const d = await gatedDeletes(deletable('a') + deletable('b', ['a']) + deletable('c', ['a']) + deletable('d', ['b']) + deletable('w'), 10);
+    const d = await gatedDaemon(deletable('a') + deletable('b', ['a']) + deletable('c', ['a']) + deletable('d', ['b']) + deletable('w'), 10);
     const reload = d.h.controller.setGraph(keepOnly());
     await vi.waitFor(() => expect([...d.inFlight].sort()).toEqual(['c', 'd', 'w']));
     d.finish('w');
@@ -141,34 +91,13 @@ describe('Controller: the deletes of removed nodes run side by side, up to --con
   });
 
   it('deletes that share a serial key take their turns, one at a time, while the others run beside them', async () => {
-    const d = await gatedDeletes(deletable('k1') + deletable('k2') + deletable('k3') + deletable('x1') + deletable('x2'), 3);
-    const reload = d.h.controller.setGraph(keepOnly());
-    const shared = (): string[] => [...d.inFlight].filter((id) => id.startsWith('k'));
-    // One of the three k's, and both x's: the k's waiting their turn hold no slot.
-    await vi.waitFor(() => expect(d.inFlight.size).toBe(3));
-    expect(shared()).toHaveLength(1);
-    expect(d.inFlight.has('x1') && d.inFlight.has('x2')).toBe(true);
-    const answered: string[] = [];
-    for (let i = 0; i < 3; i++) {
-      await vi.waitFor(() => expect(shared().filter((k) => !answered.includes(k))).toHaveLength(1));
-      const k = shared().find((id) => !answered.includes(id))!;
-      await turns();
-      expect(shared()).toEqual([k]);
-      d.finish(k);
-      answered.push(k);
-    }
-    d.finish('x1');
-    d.finish('x2');
-    await reload;
-    expect([...answered].sort()).toEqual(['k1', 'k2', 'k3']);
-    // Never two of them at once, whatever else ran beside them.
-    for (const s of d.atSend) expect(s.filter((id) => id.startsWith('k')).length).toBeLessThanOrEqual(1);
-    expect(d.sent.filter((id) => id.startsWith('k'))).toEqual(answered);
+    const d = await gatedDaemon(deletable('k1') + deletable('k2') + deletable('k3') + deletable('x1') + deletable('x2'), 3);
+    await expectSerialKeyTurns(d, d.h.controller.setGraph(keepOnly()));
     expect([...d.h.backend.snapshot().keys()]).toEqual(['stay']);
   });
 
   it('a goal load during the deletes has the last word: a node declared again is not deleted when a slot frees', async () => {
-    const d = await gatedDeletes(['d1', 'd2', 'd3', 'd4'].map((id) => deletable(id)).join(''), 2);
+    const d = await gatedDaemon(['d1', 'd2', 'd3', 'd4'].map((id) => deletable(id)).join(''), 2);
     const reload = d.h.controller.setGraph(keepOnly());
     await vi.waitFor(() => expect(d.inFlight.size).toBe(2));
     const waiting = ['d1', 'd2', 'd3', 'd4'].filter((id) => !d.inFlight.has(id));
@@ -185,7 +114,7 @@ describe('Controller: the deletes of removed nodes run side by side, up to --con
   });
 
   it('a stop starts no delete not begun, and cuts off those in flight after its grace, left pending', async () => {
-    const d = await gatedDeletes(['d1', 'd2', 'd3', 'd4', 'd5'].map((id) => deletable(id)).join(''), 3);
+    const d = await gatedDaemon(['d1', 'd2', 'd3', 'd4', 'd5'].map((id) => deletable(id)).join(''), 3);
     const reload = d.h.controller.setGraph(keepOnly());
     await vi.waitFor(() => expect(d.inFlight.size).toBe(3));
     const running = [...d.inFlight].sort();
@@ -205,7 +134,7 @@ describe('Controller: the deletes of removed nodes run side by side, up to --con
 
 describe('Controller: a removed node whose delete failed', () => {
   it('queued again before its backoff (a hold on it released) waits that backoff out: no delete sent early', async () => {
-    const d = await gatedDeletes(deletable('x'), 10);
+    const d = await gatedDaemon(deletable('x'), 10);
     const reload = d.h.controller.setGraph(keepOnly());
     await vi.waitFor(() => expect(d.inFlight).toEqual(new Set(['x'])));
     d.fail('x');

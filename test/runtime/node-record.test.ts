@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DesiredGraph } from '../../src/runtime/graph.ts';
-import { deleteCycleFault, deletionEdges, digestAt, goalDigestOf, heldByPolicy, isDigestAt, policyHoldReason, reverseDependencyOrder, sameOutputs, splitRemoved } from '../../src/runtime/node-record.ts';
+import { deleteCycleFault, deletionEdges, digestAt, goalDigestOf, heldByPolicy, inDeleteTurns, isDigestAt, policyHoldReason, reverseDependencyOrder, sameOutputs, splitRemoved } from '../../src/runtime/node-record.ts';
 import { NODE_SPEC } from '../../src/runtime/node-spec.ts';
 import type { DesiredNode, NodeSpec, NodeSpecCodec } from '../../src/runtime/node-spec.ts';
 import type { NodeRecord } from '../../src/runtime/state-store.ts';
@@ -93,6 +93,67 @@ describe('deleting removed nodes whose stored edges close a cycle', () => {
     for (const id of ['d', 'g', 'r']) expect(edges.cycles.get(id)).toEqual(['d', 'r', 'g', 'd']);
     expect(reverseDependencyOrder(records, edges).map((r) => r.id)).toEqual(['e', 'x', 'd', 'r', 'g']);
     expect(deleteCycleFault(edges.cycles.get('d')!)).toMatchObject({ class: 'permanent', code: 'delete-cycle', message: 'not deleted: removed nodes depend on each other in a cycle, d -> r -> g -> d' });
+  });
+});
+
+/** Turns that each wait for the test (`end`, `fail`), recording those begun. */
+function gatedTurns(): { begun: string[]; turn: (r: NodeRecord) => Promise<void>; end: (id: string) => void; fail: (id: string, err: Error) => void } {
+  const begun: string[] = [];
+  const answers = new Map<string, { end: () => void; fail: (err: Error) => void }>();
+  const turn = (r: NodeRecord): Promise<void> =>
+    new Promise<void>((end, fail) => {
+      begun.push(r.id);
+      answers.set(r.id, { end, fail });
+    });
+  return { begun, turn, end: (id) => answers.get(id)!.end(), fail: (id, err) => answers.get(id)!.fail(err) };
+}
+
+/** Lets the event loop turn a few times: what would begin on its own has begun. */
+async function settled(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+}
+
+describe('inDeleteTurns: each removed node takes its turn once those that depend on it have had theirs', () => {
+  it('whatever order the records come in: those that wait for none side by side, a cycle left waiting for none', async () => {
+    // b and c depend on a, d on b; p and q on each other, a cycle no kept edge breaks.
+    const records = [removed('a', []), removed('b', ['a']), removed('c', ['a']), removed('d', ['b']), removed('p', ['q']), removed('q', ['p'])];
+    const t = gatedTurns();
+    let over = false;
+    const all = inDeleteTurns(records, deletionEdges(records), t.turn).then(() => (over = true));
+    await settled();
+    expect([...t.begun].sort()).toEqual(['c', 'd', 'p', 'q']);
+    t.end('d');
+    await settled();
+    expect(t.begun.slice(4)).toEqual(['b']);
+    t.end('b');
+    await settled();
+    // a waits for c too.
+    expect(t.begun).toHaveLength(5);
+    t.end('c');
+    await settled();
+    expect(t.begun.slice(5)).toEqual(['a']);
+    for (const id of ['a', 'p']) t.end(id);
+    await settled();
+    expect(over).toBe(false);
+    t.end('q');
+    await all;
+  });
+
+  it('a turn that throws: what it depends on takes no turn, the others end theirs, and then the throw is met', async () => {
+    const records = [removed('b', ['a']), removed('a', []), removed('e', [])];
+    const t = gatedTurns();
+    let outcome: unknown;
+    const all = inDeleteTurns(records, deletionEdges(records), t.turn).catch((err: unknown) => (outcome = err));
+    await settled();
+    expect([...t.begun].sort()).toEqual(['b', 'e']);
+    const err = new Error('database or disk is full');
+    t.fail('b', err);
+    await settled();
+    expect(outcome).toBeUndefined();
+    t.end('e');
+    await all;
+    expect(outcome).toBe(err);
+    expect(t.begun).not.toContain('a');
   });
 });
 
