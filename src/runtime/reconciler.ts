@@ -14,11 +14,10 @@ import type { FoundAfterInterruption } from './interrupted-operation.ts';
 import { corrected, driftBlocksDependents, driftLeft, driftReport, uncorrectable, uncorrectableFault, isDesiredChange, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { awaitsOutput } from './interpolation.ts';
-import { forEachKeyedLimit } from './limit.ts';
-import type { KeyedSlots } from './limit.ts';
+import { forEachKeyedLimit, KeyedSlots } from './limit.ts';
 import { readRemoved, GONE_ALREADY } from './removed-read.ts';
 import type { RemovedItem } from './removed-read.ts';
-import { appliedAtSpec, carriedRecord, deleteBar, type DeletionEdges, deletionEdges, heldFault, heldReason, LET_GO, logOrphaned, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedEdges, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, deleteBar, type DeletionEdges, deletionEdges, heldFault, heldReason, inDeleteTurns, LET_GO, logOrphaned, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedEdges, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -575,11 +574,22 @@ export class Reconciler<S extends NodeSpec> {
     updates: NodeRecord[],
   ): Promise<NodeId[]> {
     const done: NodeId[] = [];
+    // At most `concurrency` deletes in flight; those that share a `serialKey` take their turns holding no slot, as `runSteps`' steps do.
+    const slots = new KeyedSlots(this.concurrency);
     const attempt = async (r: NodeRecord, node: DesiredNode<S>): Promise<Fault | undefined> => {
-      const opId = removal.begin(node.id);
-      const result = await this.provisioner.delete(node, { ...ctx, outputsOf: removedOutputsOf(r, ctx.outputsOf) });
-      deferred.finished(opId, result);
-      return result.status === 'done' ? undefined : result.fault;
+      const removed = { ...ctx, outputsOf: removedOutputsOf(r, ctx.outputsOf) };
+      const key = await this.provisioner.serialKey?.(node, removed);
+      // Recorded as pending in its slot, right before its call, not while it waits for one. Once `ctx.signal` is
+      // aborted (SIGINT), one whose slot comes after is sent nothing: the provisioner fails it, `aborted before it started`.
+      return slots.run(
+        async () => {
+          const opId = removal.begin(node.id);
+          const result = await this.provisioner.delete(node, removed);
+          deferred.finished(opId, result);
+          return result.status === 'done' ? undefined : result.fault;
+        },
+        { key },
+      );
     };
     const reads = async (r: NodeRecord, node: DesiredNode<S>): Promise<boolean> => (await this.refusedDelete(r, node, ctx)) === undefined;
     await this.deleteInOrder(records, ctx, reads, attempt, (r, outcome) => {
@@ -659,7 +669,9 @@ export class Reconciler<S extends NodeSpec> {
    * read fails too. Each node `reads` says so of is read first, all of them at once (`readRemoved`, with
    * `ctx`): one found gone is forgotten, never deleted (it leaves the way free, as a delete does); one whose
    * read fails fails, one whose read cannot tell is held, and neither is deleted. `attempt` deletes each
-   * other one (plan: says what its delete meets), undefined when done.
+   * other one (plan: says what its delete meets), undefined when done. Each node takes its turn once those
+   * of `records` that depend on it have had theirs (`inDeleteTurns`), so the deletes that wait for no other
+   * run side by side, as many as `attempt` lets (apply: `concurrency`).
    */
   private async deleteInOrder(
     records: readonly NodeRecord[],
@@ -677,14 +689,19 @@ export class Reconciler<S extends NodeSpec> {
     }
     const found = toRead.length === 0 ? new Map<NodeId, Observation>() : await readRemoved(this.provisioner, toRead, ctx, this.concurrency);
     const left = new Set<NodeId>();
-    for (const r of records) {
+    // Told in the order of `records`, each once those before it are: what lists them (apply's outcomes, plan's
+    // entries, the deletes apply asks about) is in the same order whichever delete ends first.
+    const outcomes = new Map<NodeId, DeleteOutcome>();
+    let told = 0;
+    await inDeleteTurns(records, edges, async (r) => {
       const outcome = await this.deleteOne(r, nodes.get(r.id), edges, left, found.get(r.id), attempt);
       if (outcome.status !== 'done' && outcome.status !== 'gone') left.add(r.id);
-      settle(r, outcome);
-    }
+      outcomes.set(r.id, outcome);
+      for (let next = records[told]; next !== undefined && outcomes.has(next.id); next = records[++told]) settle(next, outcomes.get(next.id)!);
+    });
   }
 
-  /** One step of `deleteInOrder`: `left` holds the records not deleted before this one; `read`, what its read found, if it was read. */
+  /** One node's turn in `deleteInOrder`, its dependents' over: `left` holds the records not deleted so far; `read`, what its read found, if it was read. */
   private async deleteOne(
     r: NodeRecord,
     node: DesiredNode<S> | undefined,
