@@ -647,12 +647,21 @@ export class Reconciler<S extends NodeSpec> {
     read: boolean,
     settle: (r: NodeRecord, outcome: DeleteOutcome) => void,
   ): Promise<void> {
+    // Asked once a node: its read (`reads`) and its delete (`refusal`) go by the one answer.
+    const asked = new Map<NodeId, Promise<Fault | undefined>>();
+    const refused = (r: NodeRecord, node: DesiredNode<S>): Promise<Fault | undefined> => {
+      const known = asked.get(r.id);
+      if (known !== undefined) return known;
+      const answer = this.refusedDelete(r, node, ctx);
+      asked.set(r.id, answer);
+      return answer;
+    };
     const refusal = async (r: NodeRecord, node: DesiredNode<S>): Promise<Fault | undefined> => {
-      const f = await this.refusedDelete(r, node, ctx);
+      const f = await refused(r, node);
       return f !== undefined && unsure(r, f) ? undefined : f;
     };
     // Apply reads each node whose delete it sends: not one refused before any call, nor one whose refusal it may not meet.
-    const reads = async (r: NodeRecord, node: DesiredNode<S>): Promise<boolean> => read && (await this.refusedDelete(r, node, ctx)) === undefined;
+    const reads = async (r: NodeRecord, node: DesiredNode<S>): Promise<boolean> => read && (await refused(r, node)) === undefined;
     await this.deleteInOrder(records, ctx, reads, refusal, settle);
   }
 

@@ -21,7 +21,7 @@ interface GatedApply extends GatedDeletes {
   readonly sqlite: SqliteStateStore;
   readonly backend: MemoryBackend;
   /** How many times the dispatcher was asked `refusedDelete`, per node, since the nodes were applied. */
-  readonly refusalsAsked: ReadonlyMap<string, number>;
+  readonly refusalsAsked: Map<string, number>;
 }
 
 const dirs: string[] = [];
@@ -153,6 +153,21 @@ describe('Reconciler: apply deletes removed nodes side by side, up to its concur
     expect([...a.backend.snapshot().keys()].sort()).toEqual(['stay', ...ids].sort());
     expect(a.sqlite.listNodes().map((r) => r.id).sort()).toEqual(['stay', ...ids].sort());
     expect(a.sqlite.pendingOperations()).toEqual([]);
+  });
+});
+
+describe('Reconciler: what apply will delete is asked refusedDelete once a node', () => {
+  it('by plan, which reads each node it is not refused, and by the question apply asks first, which does not', async () => {
+    const a = await gatedApply(deletable('a') + deletable('b', ['a']) + deletable('c'), 10);
+    expect(await plannedDeletes(a)).toEqual([
+      ['c', 'delete'],
+      ['b', 'delete'],
+      ['a', 'delete'],
+    ]);
+    expect(Object.fromEntries(a.refusalsAsked)).toEqual({ a: 1, b: 1, c: 1 });
+    a.refusalsAsked.clear();
+    expect(await a.reconciler.plannedDeletions(keepOnly(), pass)).toEqual({ attempted: ['c', 'b', 'a'], refused: [] });
+    expect(Object.fromEntries(a.refusalsAsked)).toEqual({ a: 1, b: 1, c: 1 });
   });
 });
 
