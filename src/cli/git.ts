@@ -222,6 +222,22 @@ export async function headCommit(dir: string): Promise<string | null> {
   }
 }
 
+/**
+ * The path of the index lock of the git repository holding `dir` (`$GIT_DIR`'s when that is set), when
+ * it exists: git holds it while a checkout, pull, merge, reset or rebase writes the work tree, so the
+ * goal files there may be half old, half new. Undefined outside a repository, and when git holds none.
+ */
+export async function gitIndexLock(dir: string): Promise<string | undefined> {
+  const gitDir =
+    process.env.GIT_DIR !== undefined
+      ? resolve(process.env.GIT_DIR)
+      : // A goal directory a checkout has removed for now is looked for where it was.
+        (await findRepository(await realpath(resolve(dir)).catch(() => resolve(dir))).catch(() => null))?.gitDir;
+  if (gitDir === undefined) return undefined;
+  const lock = join(gitDir, 'index.lock');
+  return (await stat(lock).catch(() => undefined)) === undefined ? undefined : lock;
+}
+
 /** The work tree holding `dir` and its `.git` directory (following a worktree's or submodule's `gitdir:` file), or null outside any. */
 async function findRepository(dir: string): Promise<{ workTree: string; gitDir: string } | null> {
   for (let d = dir; ; d = dirname(d)) {

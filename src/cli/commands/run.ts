@@ -11,7 +11,7 @@ import { BACKENDS_META, backendDigests, changedBackends as changedFrom, compileG
 import { loadFaultPolicyFile } from '../fault-policy-file.ts';
 import type { CliContext } from '../context.ts';
 import { GoalsCommitWatch } from '../commit-watch.ts';
-import { goalsCommit } from '../git.ts';
+import { gitIndexLock, goalsCommit } from '../git.ts';
 import { goalTreeFingerprint, watchGoalTree } from '../goal-watch.ts';
 import type { GoalWatch } from '../goal-watch.ts';
 import type { LoadedGoals } from '../load.ts';
@@ -194,6 +194,12 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       });
       // Stopped while they were read: the controller is stopping, and the next start reads them again.
       if (closing) return;
+      if (await changedWhileRead(why, fingerprint)) {
+        // Half a checkout may lack a node that only moves to another file: not one of them is used.
+        log.info({ reason: why }, 'goals changed while they were read; read again once they are quiet');
+        goalWatch?.readAgain();
+        return;
+      }
       if (cached === undefined) {
         // A missing or unreadable goal directory is a rejected revision like any other: nothing changes.
         const message = unreadable ?? 'the goals cannot be read';
@@ -224,6 +230,14 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       // compile. Not before: a revision refused (a mass deletion) never becomes them.
       cached.keepAsLastGood(commit);
     };
+
+    /**
+     * Whether the goal files changed since `fingerprint` was taken, before they were read, or (a reload the
+     * goal watch began, which waited for git) git has begun writing the work tree since. A start or a SIGHUP
+     * does not wait for git's index lock, which a git that crashed may leave behind.
+     */
+    const changedWhileRead = async (why: LoadReason, fingerprint: string | undefined): Promise<boolean> =>
+      (await goalTreeFingerprint(ctx.goalsDir)) !== fingerprint || (why === 'goals changed' && (await gitIndexLock(ctx.goalsDir)) !== undefined);
 
     /**
      * Runs a goal set that compiled: its backends, then its graph, under `commit`. `fingerprint`: the goal
@@ -300,6 +314,11 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       pollMs: GOAL_POLL_MS,
       debounceMs,
       onChange: () => void reload('goals changed'),
+      onWait: (wait) => {
+        if (wait.reason === 'quiet') log.debug({ debounceMs }, 'goals changed (found by the poll); reloaded once they are quiet');
+        else if (wait.heldMs === 0) log.info({ lock: wait.lock }, 'reload deferred: git is writing the work tree');
+        else log.warn({ lock: wait.lock, heldMs: wait.heldMs }, 'reload still deferred: git holds its index lock; if no git command is running, one that crashed left it: remove it');
+      },
       onError: (err) => log.warn({ text: errorMessage(err) }, 'cannot watch a goal directory; changes there are noticed by polling'),
     });
     // Watched before the first load takes its fingerprint: an edit after that is seen at once, not at
