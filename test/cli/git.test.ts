@@ -3,7 +3,7 @@ import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DIRTY, goalsCommit, headCommit, shortCommit } from '../../src/cli/git.ts';
+import { DIRTY, gitIndexLock, goalsCommit, headCommit, shortCommit } from '../../src/cli/git.ts';
 import { cli, oneFileGoal } from '../support/cli.ts';
 import { capturingLogger } from '../support/controller-harness.ts';
 import { git } from '../support/git.ts';
@@ -292,6 +292,34 @@ describe('goalsCommit', () => {
     git(fresh, 'init', '-q');
     expect(await goalsCommit(fresh, log)).toBeNull();
     expect(await goalsCommit(tmpdir(), log)).toBeNull();
+  });
+});
+
+describe('gitIndexLock', () => {
+  it('finds the index lock git holds, in the repository\'s git directory: a linked worktree\'s own, a submodule\'s', async () => {
+    const dir = repo('locked');
+    const goals = join(dir, 'goals');
+    expect(await gitIndexLock(goals)).toBeUndefined();
+    writeFileSync(join(dir, '.git/index.lock'), '');
+    expect(await gitIndexLock(goals)).toBe(join(dir, '.git/index.lock'));
+    // A goal directory a checkout removed for now is still in the repository.
+    expect(await gitIndexLock(join(goals, 'gone'))).toBe(join(dir, '.git/index.lock'));
+    // A linked worktree (`.git` a file) has an index, and a lock, of its own.
+    const wt = join(base, 'locked-linked');
+    rmSync(join(dir, '.git/index.lock'));
+    git(dir, 'worktree', 'add', '-q', '-b', 'locked-other', wt);
+    writeFileSync(join(dir, '.git/index.lock'), '');
+    expect(await gitIndexLock(join(wt, 'goals'))).toBeUndefined();
+    writeFileSync(join(dir, '.git/worktrees/locked-linked/index.lock'), '');
+    expect(await gitIndexLock(join(wt, 'goals'))).toBe(join(dir, '.git/worktrees/locked-linked/index.lock'));
+    // A submodule keeps its index in the superproject's .git/modules/.
+    const outer = repo('locked-outer');
+    git(outer, '-c', 'protocol.file.allow=always', 'submodule', 'add', '-q', wt, 'sub');
+    const modules = realpathSync(join(outer, '.git/modules/sub'));
+    expect(await gitIndexLock(join(outer, 'sub/goals'))).toBeUndefined();
+    writeFileSync(join(modules, 'index.lock'), '');
+    expect(await gitIndexLock(join(outer, 'sub/goals'))).toBe(join(modules, 'index.lock'));
+    expect(await gitIndexLock(tmpdir())).toBeUndefined();
   });
 });
 

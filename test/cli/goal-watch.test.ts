@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { goalTreeFingerprint, watchGoalTree } from '../../src/cli/goal-watch.ts';
-import type { GoalWatch } from '../../src/cli/goal-watch.ts';
+import type { GoalWait, GoalWatch } from '../../src/cli/goal-watch.ts';
 import { eventually } from '../support/daemon.ts';
+import { git } from '../support/git.ts';
 
 const dirs: string[] = [];
 const watches: GoalWatch[] = [];
@@ -17,18 +18,38 @@ afterEach(() => {
  * A goal watch on `<tmp>/goals`, started once `prepare` has made what it should find there (nothing:
  * the directory is missing), and watching it once `ready` resolves.
  */
-async function setup(options: { pollMs?: number; prepare?: (dir: string) => void } = {}): Promise<{ dir: string; changes: () => number; watch: GoalWatch }> {
+async function setup(
+  options: { pollMs?: number; debounceMs?: number; lockWarnMs?: number; prepare?: (dir: string) => void } = {},
+): Promise<{ dir: string; changes: () => number; waits: GoalWait[]; watch: GoalWatch }> {
   const base = mkdtempSync(join(tmpdir(), 'ds-goal-watch-'));
   dirs.push(base);
   const dir = join(base, 'goals');
   options.prepare?.(dir);
   const loaded = await goalTreeFingerprint(dir);
   let n = 0;
-  const watch = watchGoalTree(dir, { pollMs: options.pollMs ?? 60_000, debounceMs: 20, onChange: () => n++, onError: (err) => { throw err; } });
+  const waits: GoalWait[] = [];
+  const watch = watchGoalTree(dir, {
+    pollMs: options.pollMs ?? 60_000,
+    debounceMs: options.debounceMs ?? 20,
+    ...(options.lockWarnMs === undefined ? {} : { lockWarnMs: options.lockWarnMs }),
+    onChange: () => n++,
+    onWait: (w) => waits.push(w),
+    onError: (err) => { throw err; },
+  });
   watches.push(watch);
   watch.accept(loaded);
   await watch.ready;
-  return { dir, changes: () => n, watch };
+  return { dir, changes: () => n, waits, watch };
+}
+
+/** `<base>` a git repository with goals/a.yaml committed in it: the goal directory `setup` watches. */
+function inRepository(dir: string): void {
+  const base = join(dir, '..');
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'a.yaml'), 'v0');
+  git(base, 'init', '-q', '-b', 'main');
+  git(base, 'add', '.');
+  git(base, 'commit', '-qm', 'goals');
 }
 
 /** Lets time pass, for what must not happen in it. */
@@ -101,6 +122,49 @@ describe('watchGoalTree', () => {
     // The watch on the removed directory saw nothing of this: only a watch on the new one does.
     writeFileSync(join(releases, '2', 'a.yaml'), 'v3');
     await eventually(() => changes() === 2, 3_000, 'an edit in the new directory');
+  });
+
+  it('hands over no change while git holds its index lock (a checkout is writing the goal files), and hands it over once the lock is gone', async () => {
+    const { dir, changes, waits } = await setup({ pollMs: 20, prepare: inRepository });
+    const lock = join(dir, '..', '.git', 'index.lock');
+    writeFileSync(lock, '');
+    writeFileSync(join(dir, 'a.yaml'), 'half of a checkout');
+    // Whichever comes first: the watch seeing the lock, or the change handed over regardless.
+    await eventually(() => waits.length > 0 || changes() > 0, 3_000, 'the change seen');
+    expect(changes()).toBe(0);
+    expect(waits).toEqual([{ reason: 'git', lock, heldMs: 0 }]);
+    writeFileSync(join(dir, 'b.yaml'), 'the rest of it');
+    rmSync(lock);
+    await eventually(() => changes() === 1, 3_000, 'the change handed over once the lock is gone');
+  });
+
+  it('says again that a lock that stays holds a change back, which waits for it (a git that crashed left it)', async () => {
+    const { dir, changes, waits } = await setup({ pollMs: 20, lockWarnMs: 100, prepare: inRepository });
+    const lock = join(dir, '..', '.git', 'index.lock');
+    writeFileSync(lock, '');
+    writeFileSync(join(dir, 'a.yaml'), 'v1');
+    await eventually(() => waits.some((w) => w.reason === 'git' && w.heldMs >= 100) || changes() > 0, 5_000, 'the lock said to stay');
+    // Many polls and lock looks later, still held back; the lock said to hold it once, then to stay once.
+    expect(changes()).toBe(0);
+    expect(waits.filter((w) => w.reason === 'git').map((w) => w.heldMs > 0)).toEqual([false, true]);
+    rmSync(lock);
+    await eventually(() => changes() === 1, 3_000, 'the change handed over once the lock is gone');
+  });
+
+  it('a change the poll finds waits for the quiet period, as one an event reports', async () => {
+    // An hour's quiet period; and a goal directory missing at first, so not watched: only the poll finds it.
+    const { dir, changes, waits } = await setup({ pollMs: 20, debounceMs: 3_600_000 });
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'a.yaml'), 'v0');
+    await eventually(() => waits.length > 0 || changes() > 0, 3_000, 'the poll to find the change');
+    expect(changes()).toBe(0);
+    expect(waits).toEqual([{ reason: 'quiet' }]);
+  });
+
+  it('hands the goals over again, unchanged, once quiet, when the last read of them is not used (they changed while being read)', async () => {
+    const { changes, watch } = await setup({ prepare: (d) => mkdirSync(d) });
+    watch.readAgain();
+    await eventually(() => changes() === 1, 3_000, 'the goals handed over again');
   });
 
   it('reports nothing after close', async () => {
