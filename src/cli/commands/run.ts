@@ -196,7 +196,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       if (closing) return;
       if (await changedWhileRead(why, fingerprint)) {
         // Half a checkout may lack a node that only moves to another file: not one of them is used.
-        log.info({ reason: why }, 'goals changed while they were read; read again once they are quiet');
+        log.info({ reason: why }, 'goals changed while they were read (or git began writing them); read again once they are quiet');
         goalWatch?.readAgain();
         return;
       }
