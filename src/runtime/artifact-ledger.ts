@@ -39,8 +39,9 @@ export interface ArtifactReview {
 }
 
 /**
- * A one-shot permission to use an artifact for one action on one subject (a node id), given in
- * answer to its request: consumed by that use, or void once the subject no longer waits for it.
+ * A one-shot permission to use an artifact for one action on one subject (a node id) with one input,
+ * given in answer to its request: consumed by that use, or void once the subject no longer waits for
+ * it or waits with another input.
  */
 export interface ArtifactGrant {
   readonly id: number;
@@ -48,6 +49,10 @@ export interface ArtifactGrant {
   readonly subject: string;
   /** The action it permits (a verb such as `update`); null for a grant from before grants named one, which permits none. */
   readonly action: string | null;
+  /** The digest of the input it permits the use with; null for a grant from before grants named one, which permits none. */
+  readonly inputDigest: string | null;
+  /** That input as it was shown to whoever granted it (secrets masked); null with `inputDigest`. */
+  readonly input: string | null;
   readonly by: string;
   readonly at: number;
   readonly note: string | null;
@@ -58,11 +63,19 @@ export interface ArtifactGrant {
 }
 
 /** A use of an artifact waiting for a permission: at most one per (artifact, subject), the latest. */
-export interface ArtifactRequest {
+export interface ArtifactRequest extends ArtifactUse {
   readonly hash: string;
   readonly subject: string;
-  readonly action: string;
   readonly at: number;
+}
+
+/** What a use does, as a request asks for it and a grant permits it. */
+export interface ArtifactUse {
+  readonly action: string;
+  /** A digest of everything the use is given that a person approves (the domain decides what). */
+  readonly inputDigest: string;
+  /** That, as a person reads it to approve it: secrets masked. */
+  readonly input: string;
 }
 
 /** How one use ended. `aborted` (shutdown) says nothing about the artifact. */
@@ -166,6 +179,28 @@ export const ARTIFACT_REQUESTS_SQL = `
   ) STRICT, WITHOUT ROWID;
 `;
 
+/**
+ * The schema step that ties a grant to the input it was given for (after `ARTIFACT_REQUESTS_SQL`): a
+ * goal changed after the approval ran content nobody approved. A grant from before names none and
+ * permits nothing (voided when its subject is next held, or settled). Requests are dropped rather than
+ * given a digest they never had: the next pass that holds their subject asks again, with its input.
+ */
+export const ARTIFACT_GRANT_INPUT_SQL = `
+  ALTER TABLE artifact_grants ADD COLUMN input_digest TEXT;
+  ALTER TABLE artifact_grants ADD COLUMN input TEXT;
+
+  DROP TABLE artifact_requests;
+  CREATE TABLE artifact_requests (
+    hash         TEXT NOT NULL REFERENCES artifacts(hash),
+    subject      TEXT NOT NULL,
+    action       TEXT NOT NULL,
+    input_digest TEXT NOT NULL,
+    input        TEXT NOT NULL,
+    at           INTEGER NOT NULL,
+    PRIMARY KEY (hash, subject)
+  ) STRICT, WITHOUT ROWID;
+`;
+
 interface ArtifactRow {
   hash: string;
   origin: string;
@@ -185,6 +220,8 @@ interface GrantRow {
   hash: string;
   subject: string;
   action: string | null;
+  input_digest: string | null;
+  input: string | null;
   actor: string;
   at: number;
   note: string | null;
@@ -211,6 +248,8 @@ const toGrant = (r: GrantRow): ArtifactGrant => ({
   hash: r.hash,
   subject: r.subject,
   action: r.action,
+  inputDigest: r.input_digest,
+  input: r.input,
   by: r.actor,
   at: r.at,
   note: r.note,
@@ -307,56 +346,83 @@ export class ArtifactLedger {
   }
 
   /**
-   * Records that `subject` waits for a permission to use `hash` for `action` (replacing what it
+   * Records that `subject` waits for a permission to use `hash` as `use` says (replacing what it
    * waited for before). Writes only when that changes: a node held for it asks again each pass.
    */
-  request(hash: string, subject: string, action: string): ArtifactRequest {
+  request(hash: string, subject: string, use: ArtifactUse): ArtifactRequest {
     const open = this.openRequest(hash, subject);
-    if (open?.action === action) return open;
+    if (open?.action === use.action && open.inputDigest === use.inputDigest) return open;
     const at = this.#clock.now();
     this.#transaction(() =>
-      this.#stmt('INSERT INTO artifact_requests (hash, subject, action, at) VALUES (?, ?, ?, ?) ON CONFLICT (hash, subject) DO UPDATE SET action = excluded.action, at = excluded.at').run(
-        hash,
-        subject,
-        action,
-        at,
-      ),
+      this.#stmt(
+        'INSERT INTO artifact_requests (hash, subject, action, input_digest, input, at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hash, subject) DO UPDATE SET action = excluded.action, input_digest = excluded.input_digest, input = excluded.input, at = excluded.at',
+      ).run(hash, subject, use.action, use.inputDigest, use.input, at),
     );
-    return { hash, subject, action, at };
+    return { hash, subject, ...use, at };
   }
 
   /** What `subject` waits for a permission to use `hash` for, if anything. */
   openRequest(hash: string, subject: string): ArtifactRequest | undefined {
-    return this.#stmt('SELECT hash, subject, action, at FROM artifact_requests WHERE hash = ? AND subject = ?').get(hash, subject) as ArtifactRequest | undefined;
-  }
-
-  /** Grants one use of `hash` for `action` on `subject`, answering its request (which it closes). */
-  grant(hash: string, subject: string, action: string, by: string, note: string | null): ArtifactGrant {
-    const at = this.#clock.now();
-    const r = this.#transaction(() => {
-      this.#stmt('DELETE FROM artifact_requests WHERE hash = ? AND subject = ?').run(hash, subject);
-      return this.#stmt('INSERT INTO artifact_grants (hash, subject, action, actor, at, note) VALUES (?, ?, ?, ?, ?, ?)').run(hash, subject, action, by, at, note);
-    });
-    return { id: Number(r.lastInsertRowid), hash, subject, action, by, at, note, usedAt: null, voidedAt: null };
-  }
-
-  /** The oldest open grant for `action` of (hash, subject), without consuming it. */
-  openGrant(hash: string, subject: string, action: string): ArtifactGrant | undefined {
-    const row = this.#stmt('SELECT * FROM artifact_grants WHERE hash = ? AND subject = ? AND action = ? AND used_at IS NULL AND voided_at IS NULL ORDER BY id LIMIT 1').get(hash, subject, action) as
-      | GrantRow
+    return this.#stmt('SELECT hash, subject, action, input_digest AS inputDigest, input, at FROM artifact_requests WHERE hash = ? AND subject = ?').get(hash, subject) as
+      | ArtifactRequest
       | undefined;
+  }
+
+  /**
+   * Grants one use of `hash` on `subject`, the one its open request asks for (which it closes): that
+   * action with that input. Undefined when it waits for none. The request is read in the write
+   * transaction, so two grants at once answer one request once.
+   */
+  grant(hash: string, subject: string, by: string, note: string | null): ArtifactGrant | undefined {
+    const at = this.#clock.now();
+    return this.#transaction(() => {
+      const request = this.openRequest(hash, subject);
+      if (request === undefined) return undefined;
+      this.#stmt('DELETE FROM artifact_requests WHERE hash = ? AND subject = ?').run(hash, subject);
+      const { action, inputDigest, input } = request;
+      const r = this.#stmt('INSERT INTO artifact_grants (hash, subject, action, input_digest, input, actor, at, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)').run(
+        hash,
+        subject,
+        action,
+        inputDigest,
+        input,
+        by,
+        at,
+        note,
+      );
+      return { id: Number(r.lastInsertRowid), hash, subject, action, inputDigest, input, by, at, note, usedAt: null, voidedAt: null };
+    });
+  }
+
+  /** The oldest open grant of (hash, subject) for `use` (its action, with its input), without consuming it. */
+  openGrant(hash: string, subject: string, use: Pick<ArtifactUse, 'action' | 'inputDigest'>): ArtifactGrant | undefined {
+    const row = this.#stmt(
+      'SELECT * FROM artifact_grants WHERE hash = ? AND subject = ? AND action = ? AND input_digest = ? AND used_at IS NULL AND voided_at IS NULL ORDER BY id LIMIT 1',
+    ).get(hash, subject, use.action, use.inputDigest) as GrantRow | undefined;
     return row === undefined ? undefined : toGrant(row);
   }
 
-  /** Consumes the oldest open grant for `action` of (hash, subject) atomically; undefined when there is none. */
-  takeGrant(hash: string, subject: string, action: string): ArtifactGrant | undefined {
+  /** Consumes the oldest open grant of (hash, subject) for `use` atomically; undefined when there is none. */
+  takeGrant(hash: string, subject: string, use: Pick<ArtifactUse, 'action' | 'inputDigest'>): ArtifactGrant | undefined {
     return this.#transaction(() => {
-      const open = this.openGrant(hash, subject, action);
+      const open = this.openGrant(hash, subject, use);
       if (open === undefined) return undefined;
       const usedAt = this.#clock.now();
       this.#stmt('UPDATE artifact_grants SET used_at = ? WHERE id = ? AND used_at IS NULL').run(usedAt, open.id);
       return { ...open, usedAt };
     });
+  }
+
+  /**
+   * Voids the open grants of (hash, subject) given for another input than `inputDigest` (or for none,
+   * from before grants named one): what they approved is not what the subject would now be given.
+   * Writes only when there is one; returns the grants voided.
+   */
+  voidOtherInputs(hash: string, subject: string, inputDigest: string): number {
+    const other = 'hash = ? AND subject = ? AND input_digest IS NOT ? AND used_at IS NULL AND voided_at IS NULL';
+    if (this.#stmt(`SELECT 1 FROM artifact_grants WHERE ${other}`).get(hash, subject, inputDigest) === undefined) return 0;
+    const at = this.#clock.now();
+    return this.#transaction(() => this.#stmt(`UPDATE artifact_grants SET voided_at = ? WHERE ${other}`).run(at, hash, subject, inputDigest).changes);
   }
 
   /**
@@ -374,6 +440,12 @@ export class ArtifactLedger {
       this.#stmt('DELETE FROM artifact_requests WHERE hash = ? AND subject = ?').run(hash, subject);
       return this.#stmt('UPDATE artifact_grants SET voided_at = ? WHERE hash = ? AND subject = ? AND used_at IS NULL AND voided_at IS NULL').run(at, hash, subject).changes;
     });
+  }
+
+  /** The latest grant of (hash, subject), whatever became of it. */
+  lastGrant(hash: string, subject: string): ArtifactGrant | undefined {
+    const row = this.#stmt('SELECT * FROM artifact_grants WHERE hash = ? AND subject = ? ORDER BY id DESC LIMIT 1').get(hash, subject) as GrantRow | undefined;
+    return row === undefined ? undefined : toGrant(row);
   }
 
   grants(hash: string): ArtifactGrant[] {

@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import Database from 'better-sqlite3';
 import type { Statement } from 'better-sqlite3';
 import { z } from 'zod';
-import { ArtifactLedger, ARTIFACT_LEDGER_SQL, ARTIFACT_REQUESTS_SQL } from './artifact-ledger.ts';
+import { ArtifactLedger, ARTIFACT_GRANT_INPUT_SQL, ARTIFACT_LEDGER_SQL, ARTIFACT_REQUESTS_SQL } from './artifact-ledger.ts';
 import type { Clock } from './clock.ts';
 import { specialFileKind } from './read-bounded.ts';
 import { makeDirectories } from './make-directories.ts';
@@ -146,6 +146,12 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
     // taken by it unasked: a grant now answers a request (what a held node waits for) and names its action.
     description: 'artifact grants name the action they permit and can be voided; artifact requests record what a subject waits for',
     sql: ARTIFACT_REQUESTS_SQL,
+  },
+  {
+    // A grant permitted its action with whatever input the node had when it ran: a goal changed after the
+    // approval ran content nobody approved. A grant now names the input it was given for.
+    description: 'artifact grants and requests name the input (its digest, and as shown) that a grant permits',
+    sql: ARTIFACT_GRANT_INPUT_SQL,
   },
 ]);
 

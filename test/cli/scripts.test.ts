@@ -264,6 +264,29 @@ describe.skipIf(!hasJq)('desiredstate scripts', () => {
     expect(readFileSync(join(dir, 'root/etc/motd'), 'utf8')).toBe('hello\n');
   });
 
+  it('approve-run says the input it permits; a goal changed after it runs nothing until approved again', async () => {
+    const dir = projectIn('prod', '{ root: root }', MOTD.replace('hello', 'version one DB_PASSWORD=hunter2secret'));
+    await cli(dir, ['plan']);
+    const hash = (json((await cli(dir, ['scripts', 'list', '--format', 'json'])).stdout) as { scripts: { hash: string }[] }).scripts[0]!.hash.slice(0, 12);
+    expect((await cli(dir, ['scripts', 'approve', hash])).code).toBe(0);
+    expect((await cli(dir, ['apply', '--yes'])).code).toBe(1);
+    const grant = await cli(dir, ['scripts', 'approve-run', hash, '--node', 'motd', '--format', 'json']);
+    expect(grant.code).toBe(0);
+    expect((json(grant.stdout).grant as { input: string }).input).toBe('{"path":"etc/motd","content":"version one DB_PASSWORD=<secret>\\n"}');
+    expect(grant.stdout).not.toContain('hunter2secret');
+
+    const goals = join(dir, 'goals/app.yaml');
+    writeFileSync(goals, readFileSync(goals, 'utf8').replace('version one', 'version TWO'));
+    const held = await cli(dir, ['apply', '--yes']);
+    expect(held.code).toBe(1);
+    expect(held.stdout).toMatch(/the input changed since ana approved a run at .*: that approval is void/);
+    expect(existsSync(join(dir, 'root/etc/motd'))).toBe(false);
+    const again = await cli(dir, ['scripts', 'approve-run', hash, '--node', 'motd']);
+    expect(again.stdout).toContain(`one create of motd by script ${hash} approved by ana, with input {"path":"etc/motd","content":"version TWO DB_PASSWORD=<secret>\\n"}`);
+    expect((await cli(dir, ['apply', '--yes'])).code).toBe(0);
+    expect(readFileSync(join(dir, 'root/etc/motd'), 'utf8')).toBe('version TWO DB_PASSWORD=hunter2secret\n');
+  });
+
   it('approve-run releases a delete that waits for it in a running daemon: the node removed under prune is deleted at once', async () => {
     const dir = projectIn('prod');
     const goals = (approvalIn: string, ids: readonly string[]): string => `apiVersion: desiredstate/v1

@@ -8,6 +8,8 @@ import { FakeClock } from '../../src/runtime/clock.ts';
 import { DesiredStateError, ErrorCodes } from '../../src/runtime/errors.ts';
 import type { Migration, SqliteStateStoreOptions } from '../../src/runtime/sqlite-state-store.ts';
 import { MIGRATIONS, SqliteStateStore } from '../../src/runtime/sqlite-state-store.ts';
+import { ArtifactLedger } from '../../src/runtime/artifact-ledger.ts';
+import type { ArtifactGrant } from '../../src/runtime/artifact-ledger.ts';
 import type { DriftReport, NodeRecord } from '../../src/runtime/state-store.ts';
 import { warnSkipped } from '../support/skip.ts';
 
@@ -284,9 +286,51 @@ describe('migrations', () => {
     s5.close();
     const s = openStore();
     expect(s.artifacts.grants('h')).toEqual([expect.objectContaining({ subject: 'n1', action: null, usedAt: null, voidedAt: null })]);
-    for (const verb of ['create', 'update', 'delete']) expect(s.artifacts.takeGrant('h', 'n1', verb), verb).toBeUndefined();
+    for (const verb of ['create', 'update', 'delete']) expect(s.artifacts.takeGrant('h', 'n1', { action: verb, inputDigest: 'd' }), verb).toBeUndefined();
     expect(s.artifacts.settle('h', 'n1')).toBe(1);
     expect(s.artifacts.grants('h')[0]?.voidedAt).toEqual(expect.any(Number));
+  });
+
+  it('keeps the grants of a file made before grants named their input (schema 6): open ones permit no input, and are voided by the next hold; requests are asked again', () => {
+    const s6 = openStore({ migrations: MIGRATIONS.slice(0, 6) });
+    const raw = new Database(dbPath);
+    raw.prepare("INSERT INTO artifacts (hash, origin, content, created_at) VALUES ('h', 'template/v1', 'x', 1)").run();
+    raw.prepare("INSERT INTO artifact_grants (hash, subject, action, actor, at, note) VALUES ('h', 'n1', 'create', 'ana', 2, NULL)").run();
+    raw.prepare("INSERT INTO artifact_requests (hash, subject, action, at) VALUES ('h', 'n2', 'create', 3)").run();
+    raw.close();
+    s6.close();
+    const s = openStore();
+    expect(s.artifacts.grants('h')).toEqual([expect.objectContaining({ subject: 'n1', action: 'create', inputDigest: null, input: null, usedAt: null, voidedAt: null })]);
+    expect(s.artifacts.takeGrant('h', 'n1', { action: 'create', inputDigest: 'd' })).toBeUndefined();
+    expect(s.artifacts.openRequest('h', 'n2')).toBeUndefined();
+    expect(s.artifacts.voidOtherInputs('h', 'n1', 'd')).toBe(1);
+    expect(s.artifacts.grants('h')[0]?.voidedAt).toEqual(expect.any(Number));
+  });
+
+  // Two approve-runs at once read the open request before either granted it, and both granted: the spare grant later ran a retry unapproved.
+  it('answers one request with one grant: a grant from another connection between the first one\'s start and its write leaves it nothing to answer', () => {
+    const s = openStore();
+    const use = { action: 'create', inputDigest: 'd', input: '{}' };
+    const { hash } = s.artifacts.put({ kind: 'generic.resource', shape: '{}', origin: 'template/v1', content: 'x' });
+    s.artifacts.request(hash, 'n1', use);
+    const other = SqliteStateStore.open({ path: dbPath, lock: false });
+    open.push(other);
+    const raw = new Database(dbPath);
+    let second: ArtifactGrant | undefined;
+    const racing = new ArtifactLedger({
+      statement: (sql) => raw.prepare(sql),
+      clock: new FakeClock(10),
+      // The other approval lands just before this one's write transaction begins.
+      transaction: (fn) => {
+        second ??= other.artifacts.grant(hash, 'n1', 'bob', null);
+        return raw.transaction(fn).immediate();
+      },
+    });
+    const first = racing.grant(hash, 'n1', 'ana', null);
+    raw.close();
+    expect(second).toMatchObject({ by: 'bob', action: 'create', inputDigest: 'd' });
+    expect(first).toBeUndefined();
+    expect(s.artifacts.grants(hash).map((g) => g.by)).toEqual(['bob']);
   });
 
   it('refuses a file of a newer schema with a clear message', () => {

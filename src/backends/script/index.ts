@@ -7,6 +7,7 @@ import {
   holdsSecretRef,
   INFRA_NODE_TYPES,
   locateProgram,
+  maskSecretValue,
   parseApply,
   parseRead,
   processLeaseDir,
@@ -32,8 +33,8 @@ import type {
   ScriptStanding,
   SpecIssue,
 } from '../../infra/index.ts';
-import { artifactHash, assertNever, fault, FaultError, isWholeReference, KeyedSerializer, SqliteStateStore, withoutIgnored } from '../../runtime/index.ts';
-import type { ArtifactLedger, ArtifactRecord, Fault, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
+import { artifactHash, assertNever, fault, FaultError, isWholeReference, KeyedSerializer, sha256, SqliteStateStore, stableStringify, withoutIgnored } from '../../runtime/index.ts';
+import type { ArtifactLedger, ArtifactRecord, ArtifactUse, Fault, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import { ScriptClient } from './client.ts';
 import { scriptConfigSchema } from './config.ts';
 import type { ScriptConfig } from './config.ts';
@@ -135,11 +136,16 @@ export class ScriptProvisioner implements ResourceProvisioner {
     const verb = obs.status === 'absent' ? 'create' : obs.status === 'drifted' && node.settings.selfHeal ? 'update' : undefined;
     if (verb !== undefined) {
       const gate = gateFor(standing, verb, this.gateContext(script.hash, node));
-      if (gate.gate === 'approval' && this.ledger().openGrant(script.hash, node.id, verb) === undefined) {
-        // What `scripts approve-run` answers, with a grant for this verb only.
-        this.ledger().request(script.hash, node.id, verb);
-        ctx.log.info({ node: node.id, script: script.hash, verb, trust: standing.trust.lower }, 'script awaits a per-run approval');
-        return { status: 'indeterminate', reason: gate.reason, waiting: true };
+      if (gate.gate === 'approval') {
+        const use = this.use(node, verb);
+        // A grant given for another input (the goal changed since) permits nothing now: void.
+        this.ledger().voidOtherInputs(script.hash, node.id, use.inputDigest);
+        if (this.ledger().openGrant(script.hash, node.id, use) === undefined) {
+          // What `scripts approve-run` answers, with a grant for this verb and this input only.
+          this.ledger().request(script.hash, node.id, use);
+          ctx.log.info({ node: node.id, script: script.hash, verb, trust: standing.trust.lower }, 'script awaits a per-run approval');
+          return { status: 'indeterminate', reason: this.approvalReason(gate.reason, script, node, use), waiting: true };
+        }
       }
     } else if (obs.status === 'upToDate') {
       // Nothing to change: an approval it waited for is moot, and a grant left open would be taken, unasked, by a later change.
@@ -164,12 +170,15 @@ export class ScriptProvisioner implements ResourceProvisioner {
       case 'closed':
         throw new FaultError(fault('permanent', gate.reason, { code: gate.code, hint: `desiredstate scripts show ${shortHash(script.hash)}` }));
       case 'approval': {
-        const grant = this.ledger().takeGrant(script.hash, node.id, intent.verb);
+        // The input `write` hands the script below: a grant permits the run with the input it was given for.
+        const use = this.use(node, intent.verb);
+        this.ledger().voidOtherInputs(script.hash, node.id, use.inputDigest);
+        const grant = this.ledger().takeGrant(script.hash, node.id, use);
         if (grant === undefined) {
           // A delete (of a node no longer in the goals, never observed) or an update of a changed goal
           // where selfHeal is off: asked for here, as observe asks for a create or a correction.
-          this.ledger().request(script.hash, node.id, intent.verb);
-          throw new FaultError(fault('permanent', gate.reason, { code: 'script-needs-approval' }));
+          this.ledger().request(script.hash, node.id, use);
+          throw new FaultError(fault('permanent', this.approvalReason(gate.reason, script, node, use), { code: 'script-needs-approval' }));
         }
         grantId = grant.id;
         ctx.log.info({ node: node.id, script: script.hash, grant: grant.id, by: grant.by }, 'per-run approval used');
@@ -220,6 +229,22 @@ export class ScriptProvisioner implements ResourceProvisioner {
   private standing(hash: string): ScriptStanding {
     const ledger = this.ledger();
     return standingOf(ledger.latestReview(hash), ledger.tally(hash), this.config.trust);
+  }
+
+  /**
+   * A change of `node` as an approval covers it: the verb, and the input the script is handed (the
+   * script is the grant's hash, the node its subject), as a digest and as the approver reads it.
+   */
+  private use(node: BackendNode, verb: ScriptVerb): ArtifactUse {
+    const input = inputOf(node.spec.spec);
+    return { action: verb, inputDigest: sha256(stableStringify(input)), input: this.mask.text(JSON.stringify(maskSecretValue(input, 'input'))) };
+  }
+
+  /** Why a change waits for an approval: `reason`, and that the last one given is void where it was for another input. */
+  private approvalReason(reason: string, script: ArtifactRecord, node: BackendNode, use: ArtifactUse): string {
+    const last = this.ledger().lastGrant(script.hash, node.id);
+    if (last === undefined || last.usedAt !== null || last.inputDigest === use.inputDigest) return reason;
+    return `${reason} (the input changed since ${last.by} approved a run at ${new Date(last.at).toISOString()}: that approval is void)`;
   }
 
   private gateContext(hash: string, node: BackendNode): Parameters<typeof gateFor>[2] {

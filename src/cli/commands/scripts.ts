@@ -244,20 +244,20 @@ function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, op
       if (rec === undefined) {
         throw notFound(`no node ${options.node} in the state: a per-run approval is for a node a pass has held (its reason names the command)`);
       }
-      // A grant answers the run a pass held for it, and permits that verb only: given for a node that
-      // waited for nothing, it stayed open and was taken, unasked, by whatever change came next, days later.
-      const request = ledger.openRequest(a.hash, options.node);
-      if (request === undefined) {
+      // A grant answers the run a pass held for it, and permits that verb with that input only: given for a node
+      // that waited for nothing, it stayed open and was taken, unasked, by whatever change came next, days later.
+      // Read and answered in one write transaction: approve-runs at once grant one run, not one each.
+      const grant = ledger.grant(a.hash, options.node, reviewer(ctx, options.by), options.note ?? null);
+      if (grant === undefined) {
         throw refused(
           `${options.node} is not waiting for a per-run approval of script ${short(a.hash)} (it is ${rec.status}): nothing to approve; approve-run answers a run a pass has held, whose reason names this command`,
         );
       }
-      const grant = ledger.grant(a.hash, options.node, request.action, reviewer(ctx, options.by), options.note ?? null);
-      store.appendEvent({ at: grant.at, node: options.node, kind: 'script-run-approved', data: { script: a.hash, by: grant.by, grant: grant.id, action: request.action } });
+      store.appendEvent({ at: grant.at, node: options.node, kind: 'script-run-approved', data: { script: a.hash, by: grant.by, grant: grant.id, action: grant.action } });
       return releaseAndReport(ctx, store, heldFor(store, a.hash, options.node), a.hash, {
         json,
         doc: { grant },
-        head: `one ${request.action} of ${options.node} by script ${short(a.hash)} approved by ${grant.by}`,
+        head: `one ${grant.action} of ${options.node} by script ${short(a.hash)} approved by ${grant.by}, with input ${grant.input}`,
       });
     }
     case 'trust': {

@@ -74,7 +74,7 @@ describe.skipIf(!hasJq)('gating', () => {
     expect(p.store.artifacts.openRequest(hash, 'motd')).toMatchObject({ action: 'create' });
     expect(faultOf(await b.create(n, opContext()))).toMatchObject({ class: 'permanent', code: 'script-needs-approval' });
 
-    const grant = p.store.artifacts.grant(hash, 'motd', 'create', 'ana', 'change 42');
+    const grant = p.store.artifacts.grant(hash, 'motd', 'ana', 'change 42')!;
     expect(p.store.artifacts.openRequest(hash, 'motd')).toBeUndefined();
     expect(await observe(b, n)).toEqual({ status: 'absent' });
     expect((await b.create(n, opContext())).status).toBe('done');
@@ -94,7 +94,7 @@ describe.skipIf(!hasJq)('gating', () => {
     const hash = await approvedScript(p, b, n);
     // Granted for a create the node does not need (made meanwhile by hand): neither an update nor a delete takes it.
     await observe(b, n);
-    const unused = p.store.artifacts.grant(hash, 'motd', 'create', 'ana', null);
+    const unused = p.store.artifacts.grant(hash, 'motd', 'ana', null)!;
     mkdirSync(join(p.dir, 'root/etc'), { recursive: true });
     writeFileSync(join(p.dir, 'root/etc/motd'), 'edited');
     expect(heldReason(await observe(b, n))).toContain('needs a per-run approval to update motd');
@@ -113,6 +113,43 @@ describe.skipIf(!hasJq)('gating', () => {
     expect(existsSync(join(p.dir, 'root/etc/motd'))).toBe(false);
   });
 
+  // A grant permitted its verb with whatever input the node had when it ran: a goal changed after the approval ran content nobody approved.
+  it('a grant permits the run with the input it was given for: once the input changes it is void, and the node is held again saying so', async () => {
+    const p = project();
+    const b = p.backend();
+    const one = node('motd', { path: 'etc/motd', content: 'version one\n' }, 'prod');
+    const hash = await approvedScript(p, b, one);
+    await observe(b, one);
+    expect(p.store.artifacts.openRequest(hash, 'motd')).toMatchObject({ action: 'create', input: '{"path":"etc/motd","content":"version one\\n"}' });
+    const grant = p.store.artifacts.grant(hash, 'motd', 'ana', null)!;
+    expect(grant).toMatchObject({ action: 'create', input: '{"path":"etc/motd","content":"version one\\n"}' });
+
+    const two = node('motd', { path: 'etc/motd', content: 'version TWO (not what was approved)\n' }, 'prod');
+    expect(faultOf(await b.create(two, opContext()))).toMatchObject({ code: 'script-needs-approval', message: expect.stringMatching(/the input changed since ana approved a run at .*: that approval is void/) });
+    expect(existsSync(join(p.dir, 'root/etc/motd'))).toBe(false);
+    expect(p.store.artifacts.grants(hash)).toEqual([expect.objectContaining({ id: grant.id, usedAt: null, voidedAt: expect.any(Number) })]);
+    // Held again, for a run with the input it has now; the void grant is not taken back by the old input either.
+    expect(heldReason(await observe(b, two))).toContain('the input changed since ana approved a run');
+    expect(p.store.artifacts.openRequest(hash, 'motd')).toMatchObject({ action: 'create', input: expect.stringContaining('version TWO') });
+    expect(faultOf(await b.create(one, opContext()))).toMatchObject({ code: 'script-needs-approval' });
+    await observe(b, two);
+    const again = p.store.artifacts.grant(hash, 'motd', 'ana', null)!;
+    expect((await b.create(two, opContext())).status).toBe('done');
+    expect(readFileSync(join(p.dir, 'root/etc/motd'), 'utf8')).toBe('version TWO (not what was approved)\n');
+    expect(p.store.artifacts.runs(hash).findLast((r) => r.action === 'create')).toMatchObject({ outcome: 'success', grantId: again.id });
+  });
+
+  it('a request shows the input it asks to run with, secrets masked', async () => {
+    const p = project();
+    const b = p.backend();
+    const n = node('env', { path: 'app.env', content: 'DB_PASSWORD=hunter2secret\n' }, 'prod');
+    const hash = await approvedScript(p, b, n);
+    await observe(b, n);
+    const request = p.store.artifacts.openRequest(hash, 'env');
+    expect(request?.input).toContain('DB_PASSWORD=<secret>');
+    expect(request?.input).not.toContain('hunter2secret');
+  });
+
   // The read of a node removed from the goals comes right before its delete: it neither asks for a create or an
   // update, nor voids the approval given for that delete (it voided it, and the delete asked again, for ever).
   it('the read before a delete (a node removed from the goals) keeps a grant for the delete, and asks for nothing', async () => {
@@ -121,11 +158,11 @@ describe.skipIf(!hasJq)('gating', () => {
     const n = node('motd', FILE_INPUT, 'prod');
     const hash = await approvedScript(p, b, n);
     await observe(b, n);
-    p.store.artifacts.grant(hash, 'motd', 'create', 'ana', null);
+    p.store.artifacts.grant(hash, 'motd', 'ana', null)!;
     expect((await b.create(n, opContext())).status).toBe('done');
     const beforeDelete = { ...opContext(), beforeDelete: true as const };
     expect(faultOf(await b.delete(n, opContext()))).toMatchObject({ code: 'script-needs-approval' });
-    const grant = p.store.artifacts.grant(hash, 'motd', 'delete', 'ana', 'decommission');
+    const grant = p.store.artifacts.grant(hash, 'motd', 'ana', 'decommission')!;
     expect((await b.observe([n], beforeDelete)).get('motd')).toMatchObject({ status: 'upToDate' });
     expect(p.store.artifacts.grants(hash).find((g) => g.id === grant.id)).toMatchObject({ usedAt: null, voidedAt: null });
     expect(await b.delete(n, opContext())).toEqual({ status: 'done', outputs: {} });
