@@ -121,6 +121,20 @@ describe.skipIf(!hasJq)('desiredstate scripts', () => {
     expect(text).toMatch(/SCRIPT\s+KIND\s+SUCCESSES\s+FAILURES\s+MEAN\s+P5\s+GATE/);
   });
 
+  it('show masks a secret of the backend\'s environment that the generated script quotes, in text and JSON', async () => {
+    const dir = projectIn('dev', '{ root: root, env: [PATH, HOME, API_TOKEN], generator: { type: command, command: [sh, gen.sh] } }');
+    writeFileSync(join(dir, 'gen.sh'), 'cat > /dev/null\nprintf \'#!/bin/sh\\ncurl -H "Authorization: Bearer %s" https://api.example\\n\' "$API_TOKEN"\n');
+    const withToken = (args: readonly string[]): Promise<CliResult> =>
+      runCli([...args, '--goals', join(dir, 'goals'), '--state', join(dir, 'state')], { cwd: dir, env: { HOME: dir, USER: 'ana', DESIREDSTATE_LOG_LEVEL: 'silent', API_TOKEN: 'tok-3f9a8b7c6d5e4f' } });
+    await withToken(['plan']);
+    const hash = (json((await withToken(['scripts', 'list', '--format', 'json'])).stdout) as { scripts: { hash: string }[] }).scripts[0]!.hash;
+    const text = await withToken(['scripts', 'show', hash]);
+    expect(text.stdout).toContain('curl -H "Authorization: Bearer <secret>" https://api.example');
+    const doc = await withToken(['scripts', 'show', hash, '--format', 'json']);
+    expect((json(doc.stdout) as { content: string }).content).toBe('#!/bin/sh\ncurl -H "Authorization: Bearer <secret>" https://api.example\n');
+    expect(`${text.stdout}${doc.stdout}`).not.toContain('tok-3f9a8b7c6d5e4f');
+  });
+
   it('a script changed in state.db after approval: show warns, approve refuses, apply never runs it', async () => {
     const dir = projectIn('dev');
     mkdirSync(join(dir, 'state'));

@@ -93,7 +93,11 @@ export class ScriptProvisioner implements ResourceProvisioner {
   private readonly client: ScriptClient;
   private readonly generator: ScriptGenerator;
   private readonly env: Readonly<Record<string, string>>;
-  /** Allowlisted values a script or the generator may quote back (an API key): never in a fault, a reason or the ledger. */
+  /**
+   * Allowlisted values a script or the generator may quote back (an API key): never in a fault, a reason
+   * or a run's record. A script quoting one is stored as generated (what runs, and what its hash and
+   * review name), in the owner-only state file and script directory; `scripts show` masks it.
+   */
   readonly mask: SecretMask;
   private readonly injectedLedger: ArtifactLedger | undefined;
   private store: SqliteStateStore | undefined;

@@ -1,5 +1,5 @@
 import { userInfo } from 'node:os';
-import { DEFAULT_TRUST_POLICY, gateLabel, standingOf } from '../../infra/index.ts';
+import { allowlistedEnv, DEFAULT_TRUST_POLICY, gateLabel, SecretMask, standingOf } from '../../infra/index.ts';
 import type { ScriptStanding, TrustPolicy } from '../../infra/index.ts';
 import { artifactHash, DesiredStateError, ErrorCodes, suggestion } from '../../runtime/index.ts';
 import type { ArtifactLedger, ArtifactRecord, CircuitStatus, NodeRecord, SqliteStateStore } from '../../runtime/index.ts';
@@ -169,12 +169,14 @@ export async function scripts(ctx: CliContext, sub: string | undefined, options:
     if (value !== undefined && !takes.options.includes(option)) throw new UsageError(`scripts ${sub} takes no --${option}`);
   }
   // The goals are read for the trust bar (when there are goals and --bar does not give it), which approve
-  // and reject do not judge: a goal directory named that is not there is a bad invocation where it is read.
+  // and reject do not judge, and by show for the secrets its script may quote: a goal directory named that
+  // is not there is a bad invocation where it is read.
   const judged = sub !== 'approve' && sub !== 'reject';
-  const policy = options.policy ?? (judged && optionalGoalsDir(ctx) ? await configuredTrust(ctx) : undefined) ?? DEFAULT_TRUST_POLICY;
+  const backends = judged && (options.policy === undefined || sub === 'show') && optionalGoalsDir(ctx) ? await scriptBackends(ctx) : undefined;
+  const policy = options.policy ?? strictestTrust(backends ?? []) ?? DEFAULT_TRUST_POLICY;
   const json = ctx.format === 'json';
   const mode = sub === 'approve' || sub === 'reject' || sub === 'approve-run' ? 'write' : 'read';
-  const result = withStateStore(ctx, mode, (store) => run(ctx, store, sub as ScriptSubcommand, options, policy, json));
+  const result = withStateStore(ctx, mode, (store) => run(ctx, store, sub as ScriptSubcommand, options, policy, json, secretsOf(ctx, backends)));
   if (result !== undefined) return result;
   // No state yet: the lists are empty, in the shape they have once there is state; any hash is unknown.
   if (sub === 'list' || sub === 'trust') {
@@ -184,7 +186,7 @@ export async function scripts(ctx: CliContext, sub: string | undefined, options:
   throw notFound(`no script ${hashPrefix(options.hash)}`);
 }
 
-function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, options: ScriptsOptions, policy: TrustPolicy, json: boolean): number | Promise<number> {
+function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, options: ScriptsOptions, policy: TrustPolicy, json: boolean, mask: SecretMask): number | Promise<number> {
   const ledger = store.artifacts;
   switch (sub) {
     case 'list': {
@@ -202,7 +204,9 @@ function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, op
       const a = resolveHash(ledger, options.hash);
       const s = summary(ledger, a, policy);
       const runs = ledger.runs(a.hash, 20);
-      if (json) return print(ctx, { ...s, content: a.content, reviews: ledger.reviews(a.hash), grants: ledger.grants(a.hash), runs });
+      // A generated script may quote a secret of its backend's environment (a generator that wrote an API token in).
+      const content = mask.text(a.content);
+      if (json) return print(ctx, { ...s, content, reviews: ledger.reviews(a.hash), grants: ledger.grants(a.hash), runs });
       const out = [
         `script ${a.hash}`,
         `origin   ${a.origin}`,
@@ -212,7 +216,7 @@ function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, op
         `trust    ${s.successes} successes, ${s.failures} failures; mean ${s.mean.toFixed(4)}, 5th percentile ${s.lower.toFixed(4)} (bar ${policy.bar}); gate ${s.gate}`,
         ...runs.map((r) => `run      ${iso(r.at)} ${r.subject} ${r.action} ${r.outcome}${r.exitCode === null ? '' : ` exit ${r.exitCode}`} ${r.durationMs}ms${r.grantId === null ? '' : ' (approved run)'}${r.detail === null ? '' : `: ${r.detail.split('\n')[0]}`}`),
         '',
-        ...a.content.replace(/\n$/, '').split('\n'),
+        ...content.replace(/\n$/, '').split('\n'),
       ];
       if (!intact(a)) out.unshift(`WARNING: this text does not match the hash ${short(a.hash)}: it is not the script that was generated, and it will not run`);
       if (s.review === null) out.push('', `approve with: desiredstate scripts approve ${short(a.hash)}   (or reject with: desiredstate scripts reject ${short(a.hash)} --note WHY)`);
@@ -281,16 +285,33 @@ function lines(ctx: CliContext, out: readonly string[]): number {
   return EXIT.ok;
 }
 
+/** What the commands read of a script backend's config. */
+interface ScriptBackendConfig {
+  readonly trust?: TrustPolicy;
+  readonly env?: readonly string[];
+}
+
+/** The configs of the goals' script backends; undefined without goals, or when they do not compile. */
+async function scriptBackends(ctx: CliContext): Promise<ScriptBackendConfig[] | undefined> {
+  const loaded = await compileGoals(ctx).catch(() => undefined);
+  return loaded === undefined ? undefined : [...loaded.factory.backends.values()].filter((b) => b.type === 'script').map((b) => b.config as ScriptBackendConfig);
+}
+
 /**
  * The trust bar the goals configure on their script backends (`config.trust`),
  * so that `scripts trust` shows the gate the daemon applies. With several,
- * the strictest; without goals (or when they do not compile), none.
+ * the strictest; with none, none.
  */
-async function configuredTrust(ctx: CliContext): Promise<TrustPolicy | undefined> {
-  const loaded = await compileGoals(ctx).catch(() => undefined);
-  const bars = [...(loaded?.factory.backends.values() ?? [])]
-    .filter((b) => b.type === 'script')
-    .map((b) => (b.config as { trust?: TrustPolicy }).trust)
-    .filter((t): t is TrustPolicy => t !== undefined);
+function strictestTrust(backends: readonly ScriptBackendConfig[]): TrustPolicy | undefined {
+  const bars = backends.map((b) => b.trust).filter((t): t is TrustPolicy => t !== undefined);
   return bars.sort((a, b) => b.bar - a.bar)[0];
+}
+
+/**
+ * The secrets a script may quote, masked as the backends mask them in faults and outputs: those of the
+ * goals' script backends' allowlists in this environment; without goals, every one of this environment.
+ */
+function secretsOf(ctx: CliContext, backends: readonly ScriptBackendConfig[] | undefined): SecretMask {
+  const names = backends === undefined ? Object.keys(ctx.env) : backends.flatMap((b) => b.env ?? []);
+  return SecretMask.fromEnv(allowlistedEnv(ctx.env, names));
 }
