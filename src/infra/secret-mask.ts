@@ -1,7 +1,7 @@
 import { assertNever, escapeRegex, FaultError, toFault } from '../runtime/index.ts';
 import type { Fault, FieldDiff, Observation, Outputs } from '../runtime/index.ts';
-import { SECRET_MASK } from './secret.ts';
-import { isInfraNodeType, textFields } from './spec.ts';
+import { isSecretRef, SECRET_MASK } from './secret.ts';
+import { isInfraNodeType, textFields, valueFields } from './spec.ts';
 import type { InfraNodeType } from './spec.ts';
 
 /**
@@ -586,7 +586,7 @@ export function maskSecretText(text: string): string {
  * name the value is under. Pure; the keys are kept.
  */
 export function maskSecretValue(value: unknown, key: string): unknown {
-  return maskValue(value, secretKey(key, value), 0);
+  return maskValue(value, secretKey(key, value), 0, false);
 }
 
 /**
@@ -598,32 +598,39 @@ function secretKey(key: string, value: unknown): boolean {
   return secretName(key, true) || (typeof value === 'object' && value !== null && /s$/i.test(key) && secretName(key.slice(0, -1), true));
 }
 
-/** `maskSecretValue` of a value under a secret's name (`secret`) or not, `depth` levels down. */
-function maskValue(value: unknown, secret: boolean, depth: number): unknown {
+/**
+ * `maskSecretValue` of a value under a secret's name (`secret`) or not, `depth` levels down; with
+ * `refsAsWritten`, a secret reference is kept (a desired value: it names a secret, and holds none).
+ */
+function maskValue(value: unknown, secret: boolean, depth: number, refsAsWritten: boolean): unknown {
   if (typeof value === 'string' || typeof value === 'number') {
     const text = String(value);
     if (secret && text !== '' && text !== SECRET_MASK && !settingWord(text)) return SECRET_MASK;
     return typeof value === 'string' ? maskSecretText(value) : value;
   }
-  if (typeof value !== 'object' || value === null) return value;
+  if (typeof value !== 'object' || value === null || (refsAsWritten && isSecretRef(value))) return value;
   // Deeper than any value a read should report: hidden whole rather than walked off the stack (as `SecretMask.deep`).
   if (depth >= MAX_MASK_DEPTH) return SECRET_MASK;
-  if (Array.isArray(value)) return value.map((x) => maskValue(x, secret, depth + 1));
-  return Object.fromEntries(Object.entries(value).map(([k, x]) => [k, maskValue(x, secret || secretKey(k, x), depth + 1)]));
+  if (Array.isArray(value)) return value.map((x) => maskValue(x, secret, depth + 1, refsAsWritten));
+  return Object.fromEntries(Object.entries(value).map(([k, x]) => [k, maskValue(x, secret || secretKey(k, x), depth + 1, refsAsWritten)]));
 }
 
 /**
  * A desired spec as `plan` shows a create: the text a file will hold with what looks like a secret in it
- * masked, as a drift report of that file would show it (`maskSecretLines`). Pure; the spec is not changed.
+ * masked, as a drift report of that file would show it (`maskSecretLines`), and a free-form value (an
+ * exec or script input) as its drift would show it (`maskSecretValue`). Pure; the spec is not changed.
  */
 export function shownSpec(spec: Readonly<Record<string, unknown>>): Readonly<Record<string, unknown>> {
-  const fields = isInfraNodeType(String(spec.type)) ? textFields[spec.type as InfraNodeType] : undefined;
-  if (fields === undefined) return spec;
+  const type = isInfraNodeType(String(spec.type)) ? (spec.type as InfraNodeType) : undefined;
+  const texts = type === undefined ? undefined : textFields[type];
+  const values = type === undefined ? undefined : valueFields[type];
+  if (texts === undefined && values === undefined) return spec;
   const shown: Record<string, unknown> = { ...spec };
-  for (const f of fields) {
+  for (const f of texts ?? []) {
     const text = shown[f];
     if (typeof text === 'string') shown[f] = maskSecretText(text);
   }
+  for (const f of values ?? []) if (shown[f] !== undefined) shown[f] = maskValue(shown[f], secretKey(f, shown[f]), 0, true);
   return shown;
 }
 

@@ -380,6 +380,14 @@ export const textFields: { readonly [T in InfraNodeType]?: readonly string[] } =
 };
 
 /**
+ * Fields that hold a free-form value, per type: shown (a create in `plan`) with its values masked as a
+ * drift of them is (`maskSecretValue`), secret references as written.
+ */
+export const valueFields: { readonly [T in InfraNodeType]?: readonly string[] } = {
+  'generic.resource': ['input'],
+};
+
+/**
  * Fields that name the resource, per type: another value names another resource, never drift of this
  * one (no drift report holds them), so `ignoreFields` cannot take them.
  */

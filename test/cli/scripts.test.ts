@@ -135,6 +135,18 @@ describe.skipIf(!hasJq)('desiredstate scripts', () => {
     expect(`${text.stdout}${doc.stdout}`).not.toContain('tok-3f9a8b7c6d5e4f');
   });
 
+  it('plan shows a script node\'s create with what looks like a secret in its input masked, in text and JSON', async () => {
+    const dir = projectIn('dev', '{ root: root }', MOTD.replace('etc/motd', 'app.env').replace('hello', 'DB_PASSWORD=hunter2secret'));
+    await cli(dir, ['plan']);
+    const hash = (json((await cli(dir, ['scripts', 'list', '--format', 'json'])).stdout) as { scripts: { hash: string }[] }).scripts[0]!.hash;
+    expect((await cli(dir, ['scripts', 'approve', hash])).code).toBe(0);
+    const text = await cli(dir, ['plan']);
+    expect(text.stdout).toContain('DB_PASSWORD=<secret>');
+    const doc = await cli(dir, ['plan', '--format', 'json']);
+    expect(doc.stdout).toContain('DB_PASSWORD=<secret>');
+    expect(`${text.stdout}${doc.stdout}`).not.toContain('hunter2secret');
+  });
+
   it('a script changed in state.db after approval: show warns, approve refuses, apply never runs it', async () => {
     const dir = projectIn('dev');
     mkdirSync(join(dir, 'state'));

@@ -437,3 +437,24 @@ describe('maskShownSecrets: a message that may quote a spec, masked as plan show
     expect(maskShownSecrets({ type: 'postgres.role', name: 'DB_PASSWORD=hunter2-supersecret' }, 'hunter2-supersecret')).toBe('hunter2-supersecret');
   });
 });
+
+// A script or exec node's create showed its input as written in plan, where its drift, and a local.file create, masked it.
+describe('shownSpec of a free-form input', () => {
+  it('masks its values as a drift of them is: a secret setting in a text, a value under a secret\'s name, at any depth', () => {
+    const spec = {
+      type: 'generic.resource',
+      input: { path: 'app.env', content: 'DB_PASSWORD=hunter2secret\n', db: { apiKey: 'k-0123456789', user: 'app' }, list: ['token=abcd1234efgh'] },
+    };
+    expect(shownSpec(spec)).toEqual({
+      type: 'generic.resource',
+      input: { path: 'app.env', content: 'DB_PASSWORD=<secret>\n', db: { apiKey: '<secret>', user: 'app' }, list: ['token=<secret>'] },
+    });
+    expect(shownSpec(spec).input).toEqual(maskSecretValue(spec.input, 'input'));
+    expect(spec.input.content).toBe('DB_PASSWORD=hunter2secret\n');
+  });
+
+  it('shows a secret reference as written: it names a secret and holds none', () => {
+    const spec = { type: 'generic.resource', input: { password: { fromEnv: 'PG_PASSWORD' }, nested: { token: { fromFile: 'secrets/token' } } } };
+    expect(shownSpec(spec)).toEqual(spec);
+  });
+});
