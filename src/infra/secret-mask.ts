@@ -621,17 +621,27 @@ function maskValue(value: unknown, secret: boolean, depth: number, refsAsWritten
  * exec or script input) as its drift would show it (`maskSecretValue`). Pure; the spec is not changed.
  */
 export function shownSpec(spec: Readonly<Record<string, unknown>>): Readonly<Record<string, unknown>> {
-  const type = isInfraNodeType(String(spec.type)) ? (spec.type as InfraNodeType) : undefined;
-  const texts = type === undefined ? undefined : textFields[type];
-  const values = type === undefined ? undefined : valueFields[type];
-  if (texts === undefined && values === undefined) return spec;
+  const { texts, values } = shownFields(spec);
+  if (texts.length + values.length === 0) return spec;
   const shown: Record<string, unknown> = { ...spec };
-  for (const f of texts ?? []) {
+  for (const f of texts) {
     const text = shown[f];
     if (typeof text === 'string') shown[f] = maskSecretText(text);
   }
-  for (const f of values ?? []) if (shown[f] !== undefined) shown[f] = maskValue(shown[f], secretKey(f, shown[f]), 0, true);
+  for (const f of values) if (shown[f] !== undefined) shown[f] = shownValue(f, shown[f]);
   return shown;
+}
+
+/** The fields of a spec that `shownSpec` masks: its type's text fields and free-form values. */
+function shownFields(spec: Readonly<Record<string, unknown>>): { readonly texts: readonly string[]; readonly values: readonly string[] } {
+  if (!isInfraNodeType(String(spec.type))) return { texts: [], values: [] };
+  const type = spec.type as InfraNodeType;
+  return { texts: textFields[type] ?? [], values: valueFields[type] ?? [] };
+}
+
+/** A free-form value under `key` as `shownSpec` shows it. */
+function shownValue(key: string, value: unknown): unknown {
+  return maskValue(value, secretKey(key, value), 0, true);
 }
 
 /**
@@ -642,8 +652,8 @@ export function shownSpec(spec: Readonly<Record<string, unknown>>): Readonly<Rec
  * masked (not one shorter than MIN_MASKED_SECRET_LENGTH, as in `SecretMask.text`). Pure.
  */
 export function maskShownSecrets(spec: Readonly<Record<string, unknown>>, message: string): string {
-  const fields = isInfraNodeType(String(spec.type)) ? textFields[spec.type as InfraNodeType] : undefined;
-  if (fields === undefined) return message;
+  const { texts, values } = shownFields(spec);
+  if (texts.length + values.length === 0) return message;
   const shown = new Map<string, string>();
   const put = (from: string, to: string): void => {
     if (from === '' || from === to || shown.has(from)) return;
@@ -651,15 +661,30 @@ export function maskShownSecrets(spec: Readonly<Record<string, unknown>>, messag
     const quoted = JSON.stringify(from).slice(1, -1);
     if (quoted !== from) shown.set(quoted, JSON.stringify(to).slice(1, -1));
   };
-  for (const f of fields) {
-    const text = spec[f];
-    if (typeof text !== 'string') continue;
+  const putText = (text: string): void => {
     const found: string[] = [];
     const lines = text.split('\n');
     const masked = maskLines(lines, found);
     lines.forEach((line, i) => put(line, masked[i]!));
     for (const value of found) if (value.length >= MIN_MASKED_SECRET_LENGTH) put(value, SECRET_MASK);
+  };
+  // A free-form value beside its shown form: a value masked whole, and the text of any other string.
+  const putValue = (value: unknown, masked: unknown): void => {
+    if (typeof value === 'string' || typeof value === 'number') {
+      if (masked !== SECRET_MASK) {
+        if (typeof value === 'string') putText(value);
+      } else if (String(value).length >= MIN_MASKED_SECRET_LENGTH) {
+        put(String(value), SECRET_MASK);
+      }
+    } else if (typeof value === 'object' && value !== null && typeof masked === 'object' && masked !== null) {
+      for (const [k, x] of Object.entries(value)) putValue(x, (masked as Record<string, unknown>)[k]);
+    }
+  };
+  for (const f of texts) {
+    const text = spec[f];
+    if (typeof text === 'string') putText(text);
   }
+  for (const f of values) putValue(spec[f], shownValue(f, spec[f]));
   if (shown.size === 0) return message;
   // One pass, longest first: what is replaced is not looked at again. A mask already there is left whole (see replaceForms).
   const forms = new RegExp([...shown.keys()].sort((a, b) => b.length - a.length).map(escapeRegex).join('|'), 'g');

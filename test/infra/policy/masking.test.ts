@@ -39,3 +39,25 @@ describe('finding messages quote the spec masked, as plan shows it', () => {
     expect(message).not.toContain('PASS=abc');
   });
 });
+
+describe('finding messages quote an exec or script input masked, as plan shows it', () => {
+  const input = { path: 'app.env', content: 'DB_PASSWORD=hunter2-supersecret\n', db: { apiKey: 'k-0123456789abc' } };
+
+  function inputMessages(require: string): string[] {
+    const { engine } = compileTexts({
+      'p.yaml': policyYaml({ rules: [{ id: 'r', description: 'd', types: ['generic.resource'], require, severity: { default: 'medium' } }] }),
+      'g.yaml': goalYaml({ environment: 'dev', nodes: [{ id: 'e', type: 'generic.resource', spec: { input } }] }),
+    });
+    return engine.findings().map((f) => f.message);
+  }
+
+  it.each([
+    { name: 'a missing key quoting a text', require: "{'a': true}[spec.input.content]", quotes: 'DB_PASSWORD=<secret>', secret: 'hunter2' },
+    { name: 'a missing key quoting a value under a secret\'s name', require: "{'a': true}[spec.input.db.apiKey]", quotes: '<secret>', secret: 'k-0123456789abc' },
+  ])('a rule error: $name', ({ require, quotes, secret }) => {
+    const [message, ...rest] = inputMessages(require);
+    expect(rest).toEqual([]);
+    expect(message).toContain(quotes);
+    expect(message).not.toContain(secret);
+  });
+});
