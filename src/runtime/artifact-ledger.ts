@@ -368,6 +368,11 @@ export class ArtifactLedger {
       | undefined;
   }
 
+  /** What the subjects waiting for a permission to use `hash` wait for, oldest first. */
+  requests(hash: string): ArtifactRequest[] {
+    return this.#stmt('SELECT hash, subject, action, input_digest AS inputDigest, input, at FROM artifact_requests WHERE hash = ? ORDER BY at, subject').all(hash) as ArtifactRequest[];
+  }
+
   /**
    * Grants one use of `hash` on `subject`, the one its open request asks for (which it closes): that
    * action with that input. Undefined when it waits for none. The request is read in the write

@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SqliteStateStore } from '../../src/runtime/index.ts';
+import { escapeRegex, SqliteStateStore } from '../../src/runtime/index.ts';
 import { cli as runCli } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
 import type { Daemon } from '../support/daemon.ts';
@@ -296,6 +296,10 @@ describe.skipIf(!hasJq)('desiredstate scripts', () => {
     const hash = (json((await cli(dir, ['scripts', 'list', '--format', 'json'])).stdout) as { scripts: { hash: string }[] }).scripts[0]!.hash.slice(0, 12);
     expect((await cli(dir, ['scripts', 'approve', hash])).code).toBe(0);
     expect((await cli(dir, ['apply', '--yes'])).code).toBe(1);
+    // What it would permit, read before it is given.
+    const waiting = '{"path":"etc/motd","content":"version one DB_PASSWORD=<secret>\\n"}';
+    expect((await cli(dir, ['scripts', 'show', hash])).stdout).toMatch(new RegExp(`^waiting  motd create since \\S+, with input ${escapeRegex(waiting)}: desiredstate scripts approve-run ${hash} --node motd$`, 'm'));
+    expect((json((await cli(dir, ['scripts', 'show', hash, '--format', 'json'])).stdout) as { requests: unknown[] }).requests).toEqual([expect.objectContaining({ subject: 'motd', action: 'create', input: waiting })]);
     const grant = await cli(dir, ['scripts', 'approve-run', hash, '--node', 'motd', '--format', 'json']);
     expect(grant.code).toBe(0);
     expect((json(grant.stdout).grant as { input: string }).input).toBe('{"path":"etc/motd","content":"version one DB_PASSWORD=<secret>\\n"}');

@@ -206,7 +206,9 @@ function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, op
       const runs = ledger.runs(a.hash, 20);
       // A generated script may quote a secret of its backend's environment (a generator that wrote an API token in).
       const content = mask.text(a.content);
-      if (json) return print(ctx, { ...s, content, reviews: ledger.reviews(a.hash), grants: ledger.grants(a.hash), runs });
+      // What approve-run would permit, read before it is given.
+      const requests = ledger.requests(a.hash);
+      if (json) return print(ctx, { ...s, content, reviews: ledger.reviews(a.hash), requests, grants: ledger.grants(a.hash), runs });
       const out = [
         `script ${a.hash}`,
         `origin   ${a.origin}`,
@@ -214,6 +216,7 @@ function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, op
         `created  ${iso(a.createdAt)}`,
         `review   ${s.review === null ? 'none' : `${s.review.verdict} by ${s.review.by} at ${iso(s.review.at)}${s.review.note === null ? '' : ` (${s.review.note})`}`}`,
         `trust    ${s.successes} successes, ${s.failures} failures; mean ${s.mean.toFixed(4)}, 5th percentile ${s.lower.toFixed(4)} (bar ${policy.bar}); gate ${s.gate}`,
+        ...requests.map((r) => `waiting  ${r.subject} ${r.action} since ${iso(r.at)}, with input ${r.input}: desiredstate scripts approve-run ${short(a.hash)} --node ${r.subject}`),
         ...runs.map((r) => `run      ${iso(r.at)} ${r.subject} ${r.action} ${r.outcome}${r.exitCode === null ? '' : ` exit ${r.exitCode}`} ${r.durationMs}ms${r.grantId === null ? '' : ' (approved run)'}${r.detail === null ? '' : `: ${r.detail.split('\n')[0]}`}`),
         '',
         ...content.replace(/\n$/, '').split('\n'),
