@@ -934,8 +934,15 @@ export class Controller<S extends NodeSpec> {
           this.succeed(node, 'OBSERVED_UP_TO_DATE', obs, wasReady);
           return undefined;
         }
-        this.transition(node, 'OBSERVED_DRIFTED', { outputs: obs.outputs, memo: obs.memo ?? null });
-        if (!appliedAtSpec(rec, node, obs)) {
+        const applied = appliedAtSpec(rec, node, obs);
+        const { changes, drift } = splitDrift(diffs);
+        // Drift to be corrected (now, or once a flap's backoff is over) keeps the outputs the node was applied
+        // with, as `plan` and `apply` (correcting it before its dependents) give them: its dependents are not
+        // rewritten to a hand edit about to be undone, and back again. Drift left as it is (only reported)
+        // gives the outputs read, as does a node not applied at this spec.
+        const kept = applied && drift.length > 0 && corrected(node.settings, drift) ? rec?.outputs : undefined;
+        this.transition(node, 'OBSERVED_DRIFTED', { outputs: kept ?? obs.outputs, memo: obs.memo ?? null });
+        if (!applied) {
           // The goal changed, or an output it references (or an existing resource is adopted): converge it;
           // it fails, naming the field, without a backend call where the goal asks for what no update can make.
           const cannot = uncorrectableFault(diffs);
@@ -946,7 +953,6 @@ export class Controller<S extends NodeSpec> {
         }
         // Changes of the desired side (a rotated secret) are applied whatever selfHeal says, and are neither
         // reported as drift nor counted as flaps; drift of the same node keeps its own course.
-        const { changes, drift } = splitDrift(diffs);
         logDesiredChanges(log, changes);
         const wait = drift.length === 0 ? undefined : this.uncorrected(node, this.noteDrift(node, drift, log), drift);
         // Left as it is (only reported, or waiting for a flap's backoff): all of the drift stands.

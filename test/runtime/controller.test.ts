@@ -323,6 +323,63 @@ describe('Controller: a drifted dependency and its dependents', () => {
     }
   });
 
+  /**
+   * The memory backend, a resource's `path` output standing in for an output that follows what is there, hand
+   * edits too, as the local backend's `sha256` follows a file's content: it is the content as it is.
+   */
+  const contentOutput = (b: MemoryBackend): InfraBackend => {
+    const withPath = <T extends Observation | ProvisionResult>(id: string, r: T): T =>
+      'outputs' in r && 'path' in r.outputs ? { ...r, outputs: { ...r.outputs, path: (b.snapshot().get(id)?.spec as { content?: string } | undefined)?.content ?? null } } : r;
+    return wrapMemory(b, 'memory', {
+      observe: async (list, ctx) => new Map([...(await b.observe(list, ctx))].map(([id, obs]) => [id, withPath(id, obs)])),
+      create: async (n, ctx) => withPath(n.id, await b.create(n, ctx)),
+      update: async (n, d, ctx) => withPath(n.id, await b.update(n, d, ctx)),
+    });
+  };
+  /** `b`'s content is `a`'s (`contentOutput`). */
+  const referencing = (settings: { selfHeal?: boolean; ignoreFields?: string[] } = {}): string =>
+    goalYaml(fileNode('a', 'A', settings.ignoreFields === undefined ? {} : { ignoreFields: settings.ignoreFields }) + fileNode('b', '${nodes.a.outputs.path}'), { selfHeal: settings.selfHeal ?? true });
+
+  it('a flapping dependency waiting out its backoff keeps the outputs it was applied with: its dependent is never rewritten to the hand edit, nor back', async () => {
+    const h = await converged(referencing(), { wrap: contentOutput, intervalMs: 5000 });
+    expect(contentOf(h, 'b')).toBe('A');
+    h.calls.reset();
+    // Something else rewrites a every second for a minute, while b is looked at every five seconds.
+    let waited = 0;
+    for (let s = 0; s < 60; s++) {
+      h.backend.tamper('a', { content: `loop ${s}` });
+      await h.advance(1000, 1000);
+      if (/^flapping drift; next correction in/.test(h.store.getNode('a')?.reason ?? '')) waited++;
+      expect(h.store.getNode('a')?.outputs).toMatchObject({ path: 'A' });
+    }
+    expect(waited).toBeGreaterThan(10);
+    expect(h.calls.updated.filter((id) => id === 'a').length).toBeGreaterThan(1);
+    // Left alone, a is corrected once its backoff is over: nothing changes for b either.
+    await h.advance(5 * MIN, 10_000);
+    expect(h.store.getNode('a')).toMatchObject({ status: 'ready', outputs: { path: 'A' } });
+    expect(contentOf(h, 'a')).toBe('A');
+    expect(h.calls.updated.filter((id) => id === 'b')).toEqual([]);
+    expect(h.store.getNode('b')).toMatchObject({ status: 'ready' });
+    expect(contentOf(h, 'b')).toBe('A');
+    expect(h.store.listDrift().map((r) => r.node)).not.toContain('b');
+  });
+
+  // The outputs read are those of what is there, and stays: an output that changed, applied as a goal change.
+  it.each([
+    { left: 'selfHeal: false', settings: { selfHeal: false } },
+    { left: 'ignoreFields', settings: { ignoreFields: ['content'] } },
+  ])('drift left as it is ($left) gives the outputs read: its dependent is updated to them', async ({ settings }) => {
+    const h = await converged(referencing(settings), { wrap: contentOutput });
+    h.calls.reset();
+    h.backend.tamper('a', { content: 'hand' });
+    await h.advance(2 * MIN, 10_000);
+    expect(contentOf(h, 'a')).toBe('hand');
+    expect(h.store.getNode('a')?.outputs).toMatchObject({ path: 'hand' });
+    expect(h.calls.updated).toEqual(['b']);
+    expect(h.store.getNode('b')).toMatchObject({ status: 'ready' });
+    expect(contentOf(h, 'b')).toBe('hand');
+  });
+
   it('drift only reported (selfHeal: false) blocks nothing: the dependent is reconciled as usual', async () => {
     const h = await converged(goalYaml(fileNode('a', 'A') + fileNode('b', 'B', { dependsOn: ['a'] }), { selfHeal: false }));
     h.backend.tamper('a', { content: 'hand' });
