@@ -10,6 +10,7 @@ import type { BreakerChange, CircuitBreakerConfig, FaultPolicy, Rng } from './fa
 import type { NodeGate } from './goal-compiler.ts';
 import type { DesiredGraph } from './graph.ts';
 import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.ts';
+import { DEFAULT_INTERVAL_MS } from './node-spec.ts';
 import { nextStatus, releasable } from './node-machine.ts';
 import type { NodeEventType } from './node-machine.ts';
 import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult, ResolvedAt } from './provisioner.ts';
@@ -28,7 +29,8 @@ import { finishInterrupted, finishReleased, finishReplacedByDelete, hasInterrupt
 import { GONE_ALREADY, readRemoved } from './removed-read.ts';
 import type { RemovedItem } from './removed-read.ts';
 import type { FoundAfterInterruption } from './interrupted-operation.ts';
-import { corrected, driftBlocksDependents, driftReport, uncorrectableFault, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
+import { corrected, driftBlocksDependents, driftKey, driftPaths, driftReport, outstandingDrift, reportedAlready, settledAction, uncorrectableFault, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
+import type { ReportedDrift } from './drift-report.ts';
 
 /** Watches what the nodes manage; calls `onChange` with the ids whose resources changed. Returns a stop function. */
 export type ChangeWatcher<S extends NodeSpec> = (nodes: readonly DesiredNode<S>[], onChange: (ids: readonly NodeId[]) => void) => () => void;
@@ -109,21 +111,13 @@ function releaseRecords(store: StateStore, records: readonly NodeRecord[], at: n
   });
 }
 
-interface DriftMemory {
-  /** Key of the drift last reported (fields and actual values), to report each drift once. */
-  lastKey: string;
-  /** The fields of that drift, without their values. */
-  lastPaths: string;
-  /** When it was reported (epoch ms). */
-  lastReportAt: number;
-  firstSeen: number;
+/** A node's drift occurrence as the daemon remembers it: the last one reported, and its flaps. */
+interface DriftMemory extends ReportedDrift {
   /**
    * A drift was reported and is neither corrected nor gone yet: observing it
    * again is the same occurrence (not reported again, not another flap).
    */
   outstanding: boolean;
-  /** Whether the outstanding occurrence is a flap. */
-  flapping: boolean;
   /** Per field: when it was last corrected. */
   corrected: Map<string, number>;
   /** Consecutive flaps, for the growing correction backoff. */
@@ -252,7 +246,7 @@ export class Controller<S extends NodeSpec> {
       faultPolicy: DEFAULT_FAULT_POLICY,
       circuitBreaker: DEFAULT_CIRCUIT_BREAKER,
       concurrency: 10,
-      intervalMs: 60_000,
+      intervalMs: DEFAULT_INTERVAL_MS,
       batchSize: 1000,
       flapWindowMs: 5 * 60_000,
       allowMassDeletion: false,
@@ -1104,7 +1098,10 @@ export class Controller<S extends NodeSpec> {
       this.backendAnswered(node.spec.backendId);
       // A corrected drift is over: the next one is a new occurrence (reported, and a flap if it comes back soon).
       // Drift left as it is (only the desired changes were applied) is still the same outstanding occurrence.
-      if (step.leftDrift === undefined) this.driftGone(node.id);
+      if (step.leftDrift === undefined) {
+        this.settleDrift(node.id, true);
+        this.driftGone(node.id);
+      }
       // The memo the operation returned, if any: an earlier observation's no longer describes what is there.
       this.operated.add(node.id);
       // Changed by the operation: what failed against it before may not now (see `succeed`).
@@ -1115,6 +1112,8 @@ export class Controller<S extends NodeSpec> {
       log.info({ type: node.spec.type }, what === 'created' ? 'node created' : 'node updated');
       return;
     }
+    // A correction that failed: the drift is still there (a desired change failing beside drift left as it is is no correction).
+    if (step.leftDrift === undefined) this.settleDrift(node.id, false);
     this.transition(node, 'PROVISION_FAILED', {});
     this.fail(node, result.fault, log, what === 'created' ? 'create failed' : 'update failed');
   }
@@ -1210,11 +1209,9 @@ export class Controller<S extends NodeSpec> {
    */
   private noteDrift(node: DesiredNode<S>, diffs: readonly FieldDiff[], log: Logger): DriftMemory {
     const now = this.o.clock.now();
-    const key = JSON.stringify(diffs.map((d) => [d.path, d.actual]));
-    const paths = JSON.stringify(diffs.map((d) => d.path));
     let memory = this.drift.get(node.id);
     if (memory === undefined) {
-      memory = this.resumedDrift(node.id, paths) ?? { lastKey: '', lastPaths: '', lastReportAt: 0, firstSeen: now, outstanding: false, flapping: false, corrected: new Map(), flaps: 0, correctAfter: 0 };
+      memory = this.resumedDrift(node.id, diffs) ?? { lastKey: '', lastPaths: '', lastReportAt: 0, firstSeen: now, outstanding: false, flapping: false, action: 'reported', corrected: new Map(), flaps: 0, correctAfter: 0 };
       this.drift.set(node.id, memory);
     }
     if (!memory.outstanding) {
@@ -1233,35 +1230,39 @@ export class Controller<S extends NodeSpec> {
       memory.outstanding = true;
       memory.flapping = flapping;
       memory.firstSeen = now;
-    } else if (key === memory.lastKey || (paths === memory.lastPaths && (memory.flapping || this.reportedRecently(node, memory, now, diffs)))) {
-      // The same occurrence, already reported. While the same fields keep changing value (a counter, a
-      // timestamp) it stays the same occurrence: a flapping one until its correction, a report-only one
-      // (selfHeal: false, never corrected) for an interval, after which the new values are reported
-      // again. Otherwise the log and the drift table would grow with every write of the other party.
+    } else if (reportedAlready(memory, diffs, now, node.settings, this.o.intervalMs)) {
+      // The same occurrence, already reported (see `reportedAlready`).
       return memory;
     }
-    memory.lastKey = key;
-    memory.lastPaths = paths;
+    memory.lastKey = driftKey(diffs);
+    memory.lastPaths = driftPaths(diffs);
     memory.lastReportAt = now;
     const flapping = memory.flapping;
     const report = driftReport(node, diffs, now, { firstSeen: memory.firstSeen, flapping, commit: this.commit });
+    memory.action = report.action;
     this.summary.drifted++;
     this.deferred.defer(() => this.o.store.recordDrift(report));
     logDrift(log, report);
     return memory;
   }
 
+  /** A report-only drift still outstanding when the daemon last stopped, as its memory (`outstandingDrift`). */
+  private resumedDrift(id: NodeId, diffs: readonly FieldDiff[]): DriftMemory | undefined {
+    const last = outstandingDrift(this.persisted.get(id)?.status, () => this.o.store.listDrift({ node: id, limit: 1 })[0], diffs);
+    return last === undefined ? undefined : { ...last, outstanding: true, corrected: new Map(), flaps: 0, correctAfter: 0 };
+  }
+
   /**
-   * A report-only drift still outstanding when the daemon last stopped (its record says `drifted`),
-   * as the memory of the node's last stored report, when that report is of the same fields: a restart
-   * neither reports it again nor forgets when it was first seen. Undefined otherwise.
+   * Stores what the correction of `id`'s outstanding drift came to where its last report says otherwise
+   * (`settledAction`): a failed correction, or one of a drift reported only until `selfHeal` was switched on.
    */
-  private resumedDrift(id: NodeId, paths: string): DriftMemory | undefined {
-    if (this.persisted.get(id)?.status !== 'drifted') return undefined;
-    const [last] = this.o.store.listDrift({ node: id, limit: 1 });
-    if (last?.action !== 'reported' || JSON.stringify(last.diffs.map((d) => d.path)) !== paths) return undefined;
-    const lastKey = JSON.stringify(last.diffs.map((d) => [d.path, d.actual]));
-    return { lastKey, lastPaths: paths, lastReportAt: last.detectedAt, firstSeen: last.firstSeen, outstanding: true, flapping: last.flapping, corrected: new Map(), flaps: 0, correctAfter: 0 };
+  private settleDrift(id: NodeId, succeeded: boolean): void {
+    const memory = this.drift.get(id);
+    if (memory?.outstanding !== true) return;
+    const action = settledAction(memory.action, succeeded);
+    if (action === undefined) return;
+    memory.action = action;
+    this.deferred.defer(() => this.o.store.setDriftAction(id, action));
   }
 
   /** The node matches its goal again (corrected, or put back by hand): a later drift is a new occurrence. */
@@ -1271,11 +1272,6 @@ export class Controller<S extends NodeSpec> {
     memory.outstanding = false;
     memory.lastKey = '';
     memory.lastPaths = '';
-  }
-
-  /** A report-only drift reported less than an interval ago (see `noteDrift`). */
-  private reportedRecently(node: DesiredNode<S>, memory: DriftMemory, now: number, diffs: readonly FieldDiff[]): boolean {
-    return !corrected(node.settings, diffs) && now - memory.lastReportAt < (node.settings.intervalMs ?? this.o.intervalMs);
   }
 
   /**

@@ -4,7 +4,7 @@ import type { Fault } from './fault.ts';
 import { correctsDrift, reportOnlyReason } from './node-spec.ts';
 import type { DesiredNode, NodeSettings, NodeSpec } from './node-spec.ts';
 import type { FieldDiff } from './provisioner.ts';
-import type { DriftReport } from './state-store.ts';
+import type { DriftAction, DriftReport, NodeStatus } from './state-store.ts';
 
 /**
  * The one field diff of a resource that was applied at the node's current
@@ -89,8 +89,73 @@ export function uncorrectableFault(diffs: readonly FieldDiff[]): Fault | undefin
   return fault('permanent', `${d.path} is ${shown(d.actual)}, not ${shown(d.desired)}, and no update can change it: ${d.cannotCorrect!}`, { code: 'cannot-correct' });
 }
 
+/**
+ * A drift occurrence reported and not over yet: the daemon keeps it in memory; `apply`, and a daemon
+ * started over a drifted node, read it back from the node's last stored report (`outstandingDrift`).
+ */
+export interface ReportedDrift {
+  /** Key of the drift last reported (fields and actual values: `driftKey`), to report each drift once. */
+  lastKey: string;
+  /** The fields of that drift, without their values (`driftPaths`). */
+  lastPaths: string;
+  /** When it was reported (epoch ms). */
+  lastReportAt: number;
+  firstSeen: number;
+  /** Whether the occurrence is a flap. */
+  flapping: boolean;
+  /** The action its last report stored. */
+  action: DriftAction;
+}
 
-/** The report of one drift occurrence of `node`, detected `at` (epoch ms). */
+/** The key of a drift: its fields and their actual values. */
+export function driftKey(diffs: readonly FieldDiff[]): string {
+  return JSON.stringify(diffs.map((d) => [d.path, d.actual]));
+}
+
+/** The fields of a drift, without their values. */
+export function driftPaths(diffs: readonly FieldDiff[]): string {
+  return JSON.stringify(diffs.map((d) => d.path));
+}
+
+/**
+ * A report-only drift still outstanding when the last run left the node (its record says `drifted`), as
+ * of the node's last stored report (`lastReport`, read only then) when that report is of the same fields:
+ * a restarted daemon, or the next `apply`, neither reports it again nor forgets when it was first seen.
+ * Undefined otherwise: `diffs` are a new occurrence.
+ */
+export function outstandingDrift(status: NodeStatus | undefined, lastReport: () => DriftReport | undefined, diffs: readonly FieldDiff[]): ReportedDrift | undefined {
+  if (status !== 'drifted') return undefined;
+  const last = lastReport();
+  if (last?.action !== 'reported' || driftPaths(last.diffs) !== driftPaths(diffs)) return undefined;
+  return { lastKey: driftKey(last.diffs), lastPaths: driftPaths(last.diffs), lastReportAt: last.detectedAt, firstSeen: last.firstSeen, flapping: last.flapping, action: last.action };
+}
+
+/**
+ * Whether drift `diffs` seen `now` is the outstanding occurrence `o`, reported already: the same values, or,
+ * while the same fields keep changing value (a counter, a timestamp), a flapping occurrence until its
+ * correction and a report-only one (never corrected) for an interval, after which the new values are
+ * reported again. Otherwise the log and the drift table would grow with every write of the other party.
+ */
+export function reportedAlready(o: ReportedDrift, diffs: readonly FieldDiff[], now: number, settings: NodeSettings, intervalMs: number): boolean {
+  if (driftKey(diffs) === o.lastKey) return true;
+  if (driftPaths(diffs) !== o.lastPaths) return false;
+  return o.flapping || (!corrected(settings, diffs) && now - o.lastReportAt < (settings.intervalMs ?? intervalMs));
+}
+
+/**
+ * The action the last report of a drift takes once its correction is done (`succeeded`) or failed, where
+ * it says otherwise: stored `corrected` before the correction ran, or `reported` until `selfHeal` was
+ * switched on. Undefined when it says so already.
+ */
+export function settledAction(stored: DriftAction, succeeded: boolean): DriftAction | undefined {
+  const action: DriftAction = succeeded ? 'corrected' : 'correction-failed';
+  return action === stored ? undefined : action;
+}
+
+/**
+ * The report of one drift occurrence of `node`, detected `at` (epoch ms): `corrected` where the correction
+ * runs now, stored before it runs (`settledAction` then says what it came to).
+ */
 export function driftReport<S extends NodeSpec>(
   node: DesiredNode<S>,
   diffs: readonly FieldDiff[],
@@ -98,7 +163,7 @@ export function driftReport<S extends NodeSpec>(
   occurrence: { readonly firstSeen: number; readonly flapping: boolean; readonly commit: string | null },
 ): DriftReport {
   // A deleted resource is made again under selfHeal (a create); other drift only where the backend can update.
-  const action: DriftReport['action'] = corrected(node.settings, diffs) ? 'corrected' : 'reported';
+  const action: DriftAction = corrected(node.settings, diffs) ? 'corrected' : 'reported';
   return { goal: node.goal, node: node.id, backendId: node.spec.backendId, diffs, firstSeen: occurrence.firstSeen, detectedAt: at, action, flapping: occurrence.flapping, commit: occurrence.commit };
 }
 

@@ -3,15 +3,16 @@ import type { Fault } from './fault.ts';
 import { createCutShort, fault } from './fault.ts';
 import type { DesiredGraph } from './graph.ts';
 import type { NodeGate } from './goal-compiler.ts';
+import { DEFAULT_INTERVAL_MS } from './node-spec.ts';
 import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.ts';
 import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult, ResolvedAt } from './provisioner.ts';
 import { observationOf } from './provisioner.ts';
-import type { NodeRecord, NodeStatus, OperationOutcome, PendingOperation, RunSummary, StateStore } from './state-store.ts';
+import type { DriftAction, NodeRecord, NodeStatus, OperationOutcome, PendingOperation, RunSummary, StateStore } from './state-store.ts';
 import { GOAL_ERRORS_META } from './state-store.ts';
 import { DeferredWrites } from './deferred-writes.ts';
 import { finishInterrupted, finishReplacedByDelete, hasInterruptedCreate } from './interrupted-operation.ts';
 import type { FoundAfterInterruption } from './interrupted-operation.ts';
-import { corrected, driftBlocksDependents, driftLeft, driftReport, uncorrectable, uncorrectableFault, isDesiredChange, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
+import { corrected, driftBlocksDependents, driftLeft, driftReport, outstandingDrift, reportedAlready, settledAction, uncorrectable, uncorrectableFault, isDesiredChange, logDesiredChanges, logDrift, MISSING_RESOURCE, reportOnly, splitDrift } from './drift-report.ts';
 import { assertNever, errorMessage } from './errors.ts';
 import { awaitsOutput } from './interpolation.ts';
 import { forEachKeyedLimit, KeyedSlots } from './limit.ts';
@@ -345,12 +346,31 @@ export class Reconciler<S extends NodeSpec> {
     let drifts = 0;
     // Nodes a policy holds, each a line up to POLICY_HELD_LINES, the rest one line after the levels.
     let policyHolds = 0;
-    const reportDrift = (node: DesiredNode<S>, diffs: readonly FieldDiff[], log: Logger): void => {
+    // The action of each drifted node's last report, for what its correction in this pass comes to (`settledAction`).
+    const reportedActions = new Map<NodeId, DriftAction>();
+    /**
+     * Counts the drift of `node` in this run, and reports it unless it is the drift its last report
+     * stored, not over since (`outstandingDrift`), as the daemon would not report it again (`reportedAlready`):
+     * the same drift keeps when it was first seen from one apply or daemon to the next.
+     */
+    const reportDrift = (node: DesiredNode<S>, prev: NodeRecord | undefined, diffs: readonly FieldDiff[], log: Logger): void => {
       const now = this.now();
-      const report = driftReport(node, diffs, now, { firstSeen: now, flapping: false, commit: options.commit ?? null });
       drifts++;
+      const was = outstandingDrift(prev?.status, () => this.store.listDrift({ node: node.id, limit: 1 })[0], diffs);
+      if (was !== undefined && reportedAlready(was, diffs, now, node.settings, DEFAULT_INTERVAL_MS)) {
+        reportedActions.set(node.id, was.action);
+        return;
+      }
+      const report = driftReport(node, diffs, now, { firstSeen: was?.firstSeen ?? now, flapping: was?.flapping ?? false, commit: options.commit ?? null });
+      reportedActions.set(node.id, report.action);
       deferred.defer(() => this.store.recordDrift(report));
       logDrift(log, report);
+    };
+    /** Stores what a correction of drift reported in this pass came to, where the report says otherwise (`settledAction`). */
+    const settleDrift = (id: NodeId, succeeded: boolean): void => {
+      const stored = reportedActions.get(id);
+      const action = stored === undefined ? undefined : settledAction(stored, succeeded);
+      if (action !== undefined) deferred.defer(() => this.store.setDriftAction(id, action));
     };
 
     try {
@@ -398,7 +418,7 @@ export class Reconciler<S extends NodeSpec> {
               }
               // Applied at this spec and gone: deleted out of band.
               const diffs = [MISSING_RESOURCE];
-              reportDrift(node, diffs, log());
+              reportDrift(node, prev, diffs, log());
               if (!corrected(node.settings, diffs)) {
                 outcomes.set(node.id, { status: 'drift-reported', diffs });
                 leaves(node.id, diffs);
@@ -435,7 +455,7 @@ export class Reconciler<S extends NodeSpec> {
               // Applied at this spec: what differs is drift, but for changes of the desired side (a rotated secret), applied whatever selfHeal says.
               const { changes, drift } = splitDrift(diffs);
               logDesiredChanges(log(), changes);
-              if (drift.length > 0) reportDrift(node, drift, log());
+              if (drift.length > 0) reportDrift(node, prev, drift, log());
               const leftDrift = drift.length > 0 && !corrected(node.settings, drift) ? `drift reported (${reportOnly(node.settings, drift)})` : undefined;
               if (leftDrift !== undefined && changes.length === 0) {
                 outcomes.set(node.id, { status: 'drift-reported', diffs });
@@ -475,6 +495,8 @@ export class Reconciler<S extends NodeSpec> {
           // A create stopped mid-way (its timeout, a signal) may have made something: its operation stays
           // pending, and the next run's read is told it was interrupted, as after a crash.
           if (!createCutShort(st.op, r)) deferred.finished(opIds[i]!, r);
+          // A correction (not the desired changes applied beside drift left as it is) done or failed.
+          if (st.leftDrift === undefined) settleDrift(st.node.id, r.status === 'done');
           this.record(st, r, outcomes, outputs, memos, put, this.log.child({ node: st.node.id, backend: st.node.spec.backendId }));
           if (r.status === 'done' && st.leftDrift !== undefined) leaves(st.node.id, st.leftDrift.diffs);
         });

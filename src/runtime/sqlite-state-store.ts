@@ -17,6 +17,7 @@ import type { NodeId } from './node-spec.ts';
 import { bootId, inAnotherBoot, isAlive, processStat } from './process-alive.ts';
 import type { FieldDiff, ObservationMemo, Outputs } from './provisioner.ts';
 import type {
+  DriftAction,
   DriftReport,
   HistoryPruned,
   JournalEvent,
@@ -152,6 +153,30 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
     // approval ran content nobody approved. A grant now names the input it was given for.
     description: 'artifact grants and requests name the input (its digest, and as shown) that a grant permits',
     sql: ARTIFACT_GRANT_INPUT_SQL,
+  },
+  {
+    // A report was stored `corrected` before its correction ran, and stayed so when the correction failed.
+    // SQLite cannot change a CHECK in place: the table is made again.
+    description: "drift reports may say `correction-failed`: the drift was to be corrected and is still there",
+    sql: `
+      CREATE TABLE drift_new (
+        id           INTEGER PRIMARY KEY,
+        goal         TEXT NOT NULL,
+        node         TEXT NOT NULL,
+        backend_id   TEXT NOT NULL,
+        diffs        TEXT NOT NULL,
+        first_seen   INTEGER NOT NULL,
+        detected_at  INTEGER NOT NULL,
+        action       TEXT NOT NULL CHECK (action IN ('corrected', 'reported', 'correction-failed')),
+        flapping     INTEGER NOT NULL CHECK (flapping IN (0, 1)),
+        goals_commit TEXT
+      ) STRICT;
+      INSERT INTO drift_new SELECT * FROM drift;
+      DROP TABLE drift;
+      ALTER TABLE drift_new RENAME TO drift;
+      CREATE INDEX drift_by_time ON drift (detected_at);
+      CREATE INDEX drift_by_node ON drift (node, detected_at);
+    `,
   },
 ]);
 
@@ -596,7 +621,7 @@ function toDrift(r: DriftRow): DriftReport {
     diffs: JSON.parse(r.diffs) as FieldDiff[],
     firstSeen: r.first_seen,
     detectedAt: r.detected_at,
-    action: r.action as DriftReport['action'],
+    action: r.action as DriftAction,
     flapping: r.flapping === 1,
     commit: r.goals_commit,
   };
@@ -926,6 +951,10 @@ export class SqliteStateStore implements StateStore {
         'INSERT INTO drift (goal, node, backend_id, diffs, first_seen, detected_at, action, flapping, goals_commit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ).run(report.goal, report.node, report.backendId, JSON.stringify(report.diffs), report.firstSeen, report.detectedAt, report.action, report.flapping ? 1 : 0, report.commit),
     );
+  }
+
+  setDriftAction(node: NodeId, action: DriftAction): void {
+    this.#write(() => this.#stmt('UPDATE drift SET action = ? WHERE id = (SELECT max(id) FROM drift WHERE node = ?)').run(action, node));
   }
 
   /** Drift reports detected at or after `since`, of `node`, oldest first; with `limit`, the most recent ones. */

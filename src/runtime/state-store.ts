@@ -84,6 +84,12 @@ export interface RunSummary {
   readonly orphaned?: number;
 }
 
+/**
+ * What became of a drift: `reported` only (`selfHeal: false`, no update, a flap's backoff), `corrected`,
+ * or `correction-failed` (the correction was tried and failed: the drift is still there).
+ */
+export type DriftAction = 'corrected' | 'reported' | 'correction-failed';
+
 /** One drift detection (secrets already masked by the provisioner). */
 export interface DriftReport {
   readonly id?: number;
@@ -94,7 +100,7 @@ export interface DriftReport {
   /** First time this drift (same fields) was seen, epoch ms. */
   readonly firstSeen: number;
   readonly detectedAt: number;
-  readonly action: 'corrected' | 'reported';
+  readonly action: DriftAction;
   /** True when the same field re-drifted within the flap window. */
   readonly flapping: boolean;
   readonly commit: string | null;
@@ -180,6 +186,8 @@ export interface StateStore {
   listRuns(limit?: number): RunRecord[];
 
   recordDrift(report: DriftReport): void;
+  /** Sets the action of `node`'s latest drift report: what its correction came to (`DriftAction`). */
+  setDriftAction(node: NodeId, action: DriftAction): void;
   listDrift(filter?: { since?: number; node?: NodeId; limit?: number }): DriftReport[];
 
   appendEvent(event: JournalEvent): void;

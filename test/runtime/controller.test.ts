@@ -770,6 +770,54 @@ describe('Controller: drift', () => {
     }
   });
 
+  it('a correction that fails leaves its report saying so; the retry that corrects it, corrected', async () => {
+    const h = await converged(goalYaml(fileNode('a', 'A')), { memory: { faults: [{ op: 'update', node: 'a', class: 'transient', times: 1 }] } });
+    h.backend.tamper('a', { content: 'evil' });
+    await h.settle();
+    expect(statusOf(h, 'a')).toBe('failed');
+    expect(h.store.listDrift({ node: 'a' })).toEqual([expect.objectContaining({ action: 'correction-failed' })]);
+    await h.advance(2 * MIN, 1000);
+    expect(contentOf(h, 'a')).toBe('A');
+    expect(h.store.listDrift({ node: 'a' })).toEqual([expect.objectContaining({ action: 'corrected' })]);
+  });
+
+  it('a drift only reported, corrected once selfHeal is switched on: its report says corrected', async () => {
+    const h = await converged(goalYaml(fileNode('a', 'A'), { selfHeal: false }));
+    h.backend.tamper('a', { content: 'evil' });
+    await h.settle();
+    expect(h.store.listDrift({ node: 'a' })).toEqual([expect.objectContaining({ action: 'reported' })]);
+    const { graph, gates } = compileYaml(goalYaml(fileNode('a', 'A')));
+    await h.controller.setGraph(graph, { gates });
+    await h.advance(2 * MIN, 1000);
+    expect(contentOf(h, 'a')).toBe('A');
+    expect(h.store.listDrift({ node: 'a' })).toEqual([expect.objectContaining({ action: 'corrected' })]);
+  });
+
+  it('selfHeal: false: a drift the daemon reported is not reported again by the apply after it, nor first seen anew', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-controller-drift-apply-'));
+    try {
+      const yaml = goalYaml(fileNode('a', 'A'), { selfHeal: false });
+      const { graph } = compileYaml(yaml);
+      const daemon = await converged(yaml, { dir });
+      daemon.backend.tamper('a', { content: 'evil' });
+      await daemon.settle();
+      const [reported] = daemon.store.listDrift({ node: 'a' });
+      await daemon.close();
+
+      const store = SqliteStateStore.open({ path: join(dir, 'state.db'), lock: false });
+      try {
+        const provisioner = new InfraNodeProvisioner({ backends: new Map([['mem', daemon.backend]]) });
+        const reconciler = new Reconciler<InfraDesiredNodeSpec>({ provisioner, store, log: capturingLogger().log, codec: infraSpecCodec });
+        await reconciler.apply(graph, { signal: AbortSignal.timeout(30_000), allowDeletions: true });
+        expect(store.listDrift({ node: 'a' })).toEqual([reported]);
+      } finally {
+        store.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('selfHeal: false with a value that keeps changing: reported again at most once an interval, with the latest value', async () => {
     const h = await converged(goalYaml(fileNode('a', 'A'), { selfHeal: false }));
     // Something else writes a new value every second for ten simulated minutes (the interval is a minute).

@@ -775,3 +775,67 @@ describe('Reconciler: plan says what apply will do', () => {
   });
 });
 
+
+describe('Reconciler: drift reports across applies', () => {
+  const reportOnly = compileYaml(goalYaml(fileNode('a', 'A'), { selfHeal: false })).graph;
+  const selfHealing = compileYaml(goalYaml(fileNode('a', 'A'))).graph;
+
+  it('selfHeal: false: the same drift found by apply after apply is reported once, first seen when it began; a new value past the interval keeps that first seen', async () => {
+    let t = 1_000_000;
+    const s = setup({}, () => t);
+    await s.reconciler.apply(reportOnly, pass);
+    s.backend.tamper('a', { content: 'hand' });
+    const began = (t += 1_000);
+    for (let i = 0; i < 3; i++) {
+      const run = await s.reconciler.apply(reportOnly, pass);
+      // Each run found it (history's `!`), but it is one occurrence.
+      expect(run.summary.drifted).toBe(1);
+      t += 1_000;
+    }
+    expect(s.sqlite.listDrift()).toEqual([expect.objectContaining({ node: 'a', firstSeen: began, detectedAt: began, action: 'reported' })]);
+    expect(s.lines.filter((l) => l.msg === 'drift detected')).toHaveLength(1);
+
+    s.backend.tamper('a', { content: 'worse' });
+    t += 2 * 60_000;
+    await s.reconciler.apply(reportOnly, pass);
+    const reports = s.sqlite.listDrift();
+    expect(reports).toHaveLength(2);
+    expect(reports[1]).toMatchObject({ firstSeen: began, detectedAt: t, diffs: [expect.objectContaining({ actual: 'worse' })] });
+  });
+
+  it('a drift put back by hand is over: the next one is first seen anew', async () => {
+    let t = 1_000_000;
+    const s = setup({}, () => t);
+    await s.reconciler.apply(reportOnly, pass);
+    s.backend.tamper('a', { content: 'hand' });
+    t += 1_000;
+    await s.reconciler.apply(reportOnly, pass);
+    s.backend.tamper('a', { content: 'A' });
+    t += 1_000;
+    await s.reconciler.apply(reportOnly, pass);
+    s.backend.tamper('a', { content: 'hand' });
+    const again = (t += 1_000);
+    await s.reconciler.apply(reportOnly, pass);
+    expect(s.sqlite.listDrift().map((r) => r.firstSeen)).toEqual([1_001_000, again]);
+  });
+
+  it('a correction that fails leaves the report saying so, not corrected', async () => {
+    const s = setup({}, Date.now, { faults: [{ op: 'update', node: 'a', class: 'permanent' }] });
+    await s.reconciler.apply(selfHealing, pass);
+    s.backend.tamper('a', { content: 'hand' });
+    const run = await s.reconciler.apply(selfHealing, pass);
+    expect(run.outcomes.get('a')?.status).toBe('failed');
+    expect(s.sqlite.listDrift()).toEqual([expect.objectContaining({ node: 'a', action: 'correction-failed' })]);
+  });
+
+  it('a drift only reported, corrected once selfHeal is switched on: its report says corrected', async () => {
+    const s = setup();
+    await s.reconciler.apply(reportOnly, pass);
+    s.backend.tamper('a', { content: 'hand' });
+    await s.reconciler.apply(reportOnly, pass);
+    expect(s.sqlite.listDrift()).toEqual([expect.objectContaining({ action: 'reported' })]);
+    const run = await s.reconciler.apply(selfHealing, pass);
+    expect(run.outcomes.get('a')?.status).toBe('updated');
+    expect(s.sqlite.listDrift()).toEqual([expect.objectContaining({ node: 'a', action: 'corrected' })]);
+  });
+});

@@ -634,6 +634,25 @@ describe('drift and events', () => {
     expect(s.listDrift(filter).map((d) => [d.node, d.detectedAt])).toEqual(expected);
   });
 
+  it("sets the action of a node's latest report only: what its correction came to", () => {
+    const s = openStore();
+    for (const [n, at] of [['a', 100], ['b', 200], ['a', 300]] as const) s.recordDrift(drift(n, at, { action: 'corrected' }));
+    s.setDriftAction('a', 'correction-failed');
+    expect(s.listDrift().map((d) => [d.node, d.detectedAt, d.action])).toEqual([['a', 100, 'corrected'], ['b', 200, 'corrected'], ['a', 300, 'correction-failed']]);
+  });
+
+  it('keeps the drift reports of a file from before `correction-failed`, which it then takes', () => {
+    const old = openStore({ migrations: MIGRATIONS.slice(0, -1) });
+    old.recordDrift(drift('a', 100));
+    const before = old.listDrift();
+    old.close();
+    const s = openStore();
+    expect(s.listDrift()).toEqual(before);
+    s.setDriftAction('a', 'correction-failed');
+    expect(s.listDrift({ node: 'a' })[0]?.action).toBe('correction-failed');
+    expect(s.listDrift({ node: 'a', since: 100 })).toHaveLength(1);
+  });
+
   it('round-trips a drift report with masked diffs unchanged (the store never sees a secret)', () => {
     const s = openStore();
     const report = drift('db-role', 500, {

@@ -1,6 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Controller, DesiredStateError, displayPath, ErrorCodes, errorMessage, formatDiagnostic, MAX_TIMER_MS, MIN_INTERVAL_MS, parseDuration, shownRecord } from '../../runtime/index.ts';
+import { Controller, DEFAULT_INTERVAL_MS, DesiredStateError, displayPath, ErrorCodes, errorMessage, formatDiagnostic, MAX_TIMER_MS, MIN_INTERVAL_MS, parseDuration, shownRecord } from '../../runtime/index.ts';
 import type { CircuitBreakerConfig, DesiredNode, FaultPolicy, NodeId, SqliteStateStore } from '../../runtime/index.ts';
 import { infraSpecCodec, InfraNodeProvisioner, leftoverHoldReason, processLeaseDir, startSettlingLeftoverProcesses } from '../../infra/index.ts';
 import type { LeftoverProcess } from '../../infra/index.ts';
@@ -73,7 +73,7 @@ function aborted(signal: AbortSignal): Promise<void> {
 }
 
 async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, onHup: (reload: () => void) => void): Promise<number> {
-  const intervalMs = options.interval === undefined ? 60_000 : parseDuration(options.interval);
+  const intervalMs = options.interval === undefined ? DEFAULT_INTERVAL_MS : parseDuration(options.interval);
   if (intervalMs === undefined || intervalMs <= 0) throw new UsageError(`--interval takes a duration such as 500ms, 30s or 5m (got "${options.interval}")`);
   if (intervalMs < MIN_INTERVAL_MS) throw new UsageError(`--interval is at least ${MIN_INTERVAL_MS}ms: every node read again sooner is a busy loop (got "${options.interval}")`);
   const listenText = options.listen ?? '127.0.0.1:7474';
