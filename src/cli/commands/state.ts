@@ -131,7 +131,9 @@ export function drift(ctx: CliContext, options: { since: string | undefined; nod
   }
   const listed: string[] = [];
   for (const r of reports) {
-    listed.push(`${iso(r.detectedAt)}  ${r.node} (${r.goal}, ${r.backendId})  ${r.action}${r.flapping ? ', flapping' : ''}${r.commit === null ? '' : `  commit ${shortCommit(r.commit)}`}`);
+    // First seen before this report: the same drift, still there, reported again (its values changed).
+    const began = r.firstSeen === r.detectedAt ? '' : `, first seen ${iso(r.firstSeen)}`;
+    listed.push(`${iso(r.detectedAt)}  ${r.node} (${r.goal}, ${r.backendId})  ${r.action}${r.flapping ? ', flapping' : ''}${began}${r.commit === null ? '' : `  commit ${shortCommit(r.commit)}`}`);
     for (const d of r.diffs) listed.push(...formatDiff(d));
   }
   ctx.outLines(listed);
