@@ -31,15 +31,24 @@ export function parse<O extends Options>(argv: readonly string[], options: O, al
   const all = { ...commonOptions, ...options };
   let parsed;
   try {
-    parsed = parseArgs({ args: [...argv], options: all, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: [...argv], options: all, allowPositionals: true, strict: true, tokens: true });
   } catch (err) {
     throw new UsageError(argumentProblem(argv, all) ?? (err instanceof Error ? err.message.split('\n')[0]! : String(err)));
   }
   if (parsed.positionals.length > allowPositionals) {
     throw new UsageError(`unexpected argument "${parsed.positionals[allowPositionals]}"`);
   }
+  // Every option takes one value: parsing alone keeps the last, dropping the others unsaid (`drift --node a --node b`).
+  const given = new Map<string, string>();
+  for (const t of parsed.tokens) {
+    if (t.kind !== 'option' || t.value === undefined) continue;
+    const first = given.get(t.name);
+    if (first !== undefined) throw new UsageError(`--${t.name} is given more than once ("${first}", then "${t.value}"): it takes one value`);
+    given.set(t.name, t.value);
+  }
   return parsed;
 }
+
 
 /** Most workers `--concurrency` may ask for: beyond this a pool only piles up open connections and files. */
 export const MAX_CONCURRENCY = 1000;

@@ -570,7 +570,10 @@ export class GoalCompiler<S extends NodeSpec> {
         }
         if (built?.gate !== undefined && isDeclared) gates.set(n.id, built.gate);
         ignoreFields.forEach((f, i) => {
+          // A repeat ignores nothing more: most likely another field was meant.
+          const first = f === undefined ? i : ignoreFields.indexOf(f);
           if (f?.trim() === '') diag.error(locate(['ignoreFields', i]), 'invalid-value', 'ignoreFields entries are spec paths such as "content" or "input.retentionDays"');
+          else if (first < i) diag.warning(locate(['ignoreFields', i]), 'duplicate-entry', `ignoreFields: "${f!}" is listed already at ${formatLocation(locate(['ignoreFields', first]))}`);
         });
         // Edges are checked even when the spec is wrong, so that every problem is reported at once.
         const deps: (typeof pending)[number]['deps'] = [];

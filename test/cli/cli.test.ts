@@ -175,6 +175,9 @@ describe.concurrent('desiredstate CLI: invocations', () => {
     { name: 'a bad option of the command after options', args: ['--state', 'x', 'plan', '--bogus'], stderr: /^desiredstate plan: unknown option --bogus\n$/ },
     { name: 'an --interval under 100ms', args: ['run', '--interval', '1ms'], stderr: /^desiredstate run: --interval is at least 100ms: every node read again sooner is a busy loop \(got "1ms"\)\n$/ },
     { name: 'an empty --node', args: ['drift', '--node', ''], stderr: /^desiredstate drift: --node takes a node id \(got an empty one\)\n$/ },
+    // Parsing kept the last of a repeated option, dropping the others unsaid: `drift --node a --node b` listed b's alone.
+    { name: 'a --node given twice', args: ['drift', '--node', 'f1', '--node', 'f2'], stderr: /^desiredstate drift: --node is given more than once \("f1", then "f2"\): it takes one value\n$/ },
+    { name: 'a --state given before the command and after it', args: ['--state', 'a', 'status', '--state', 'b'], stderr: /^desiredstate status: --state is given more than once \("a", then "b"\): it takes one value\n$/ },
     { name: 'an empty node to retry', args: ['retry', ''], stderr: /^desiredstate retry: retry takes a node id \(got an empty one\)\n$/ },
     // Every subcommand of scripts took two arguments and every option of scripts, and ignored what it had no use for.
     { name: 'an argument scripts list does not take', args: ['scripts', 'list', 'extra'], stderr: /^desiredstate scripts: unexpected argument "extra"\n$/ },

@@ -53,6 +53,12 @@ describe('ignoreFields: each entry is a path of the type\'s spec', () => {
     expect(r.lines).toEqual([`g0.yaml:8:31: error unknown-field: ${message}`]);
   });
 
+  it('warns of an entry listed twice, at the repeat, naming the first; the node compiles', () => {
+    const r = compile(goal('    - id: n\n      type: local.file\n      ignoreFields: [mode, content, mode]\n      spec: { path: f, content: x }\n'));
+    expect(r.lines).toEqual(['g0.yaml:8:37: warning duplicate-entry: ignoreFields: "mode" is listed already at g0.yaml:8:22']);
+    expect(r.graph!.get('n')!.settings.ignoreFields).toEqual(['mode', 'content', 'mode']);
+  });
+
   it('accepts any key of an open map the spec gives by a reference (its keys known only at run time)', () => {
     const node = (id: string, extra: string): string => `    - { id: ${id}, type: generic.resource, backend: mem${extra} }\n`;
     const r = compile(mem, goal(node('m', ', spec: { input: {} }') + node('n', ', ignoreFields: [input.retentionDays], spec: { input: "${nodes.m.outputs.id}" }')));
