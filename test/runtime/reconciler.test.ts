@@ -823,9 +823,12 @@ describe('Reconciler: drift reports across applies', () => {
     const s = setup({}, Date.now, { faults: [{ op: 'update', node: 'a', class: 'permanent' }] });
     await s.reconciler.apply(selfHealing, pass);
     s.backend.tamper('a', { content: 'hand' });
+    s.store.reset();
     const run = await s.reconciler.apply(selfHealing, pass);
     expect(run.outcomes.get('a')?.status).toBe('failed');
     expect(s.sqlite.listDrift()).toEqual([expect.objectContaining({ node: 'a', action: 'correction-failed' })]);
+    // The report before the update, what it came to with the outcome: no commit more.
+    expect(s.store.commits()).toBe(2);
   });
 
   it('a drift only reported, corrected once selfHeal is switched on: its report says corrected', async () => {

@@ -1,6 +1,6 @@
 import type { SqliteStateStore, StateStore } from '../../src/runtime/index.ts';
 
-const WRITES = new Set(['startRun', 'finishRun', 'recordRunProgress', 'beginOperation', 'finishOperation', 'recordDrift', 'putNodes', 'removeNodes', 'appendEvent', 'setMeta', 'pruneHistory']);
+const WRITES = new Set(['startRun', 'finishRun', 'recordRunProgress', 'beginOperation', 'finishOperation', 'recordDrift', 'setDriftAction', 'putNodes', 'removeNodes', 'appendEvent', 'setMeta', 'pruneHistory']);
 
 /**
  * The store, with a count of the commits made through it that write something:
