@@ -642,7 +642,7 @@ describe('drift and events', () => {
   });
 
   it('keeps the drift reports of a file from before `correction-failed`, which it then takes', () => {
-    const old = openStore({ migrations: MIGRATIONS.slice(0, -1) });
+    const old = openStore({ migrations: MIGRATIONS.slice(0, MIGRATIONS.findIndex((m) => m.description.includes('correction-failed'))) });
     old.recordDrift(drift('a', 100));
     const before = old.listDrift();
     old.close();
