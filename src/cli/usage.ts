@@ -43,12 +43,12 @@ export function parse<O extends Options>(argv: readonly string[], options: O, al
   for (const t of parsed.tokens) {
     if (t.kind !== 'option' || t.value === undefined) continue;
     const first = given.get(t.name);
-    if (first !== undefined) throw new UsageError(`--${t.name} is given more than once ("${first}", then "${t.value}"): it takes one value`);
+    // The same value twice says nothing twice; two values, one of which would be dropped, are refused.
+    if (first !== undefined && first !== t.value) throw new UsageError(`--${t.name} is given more than once ("${first}", then "${t.value}"): it takes one value`);
     given.set(t.name, t.value);
   }
   return parsed;
 }
-
 
 /** Most workers `--concurrency` may ask for: beyond this a pool only piles up open connections and files. */
 export const MAX_CONCURRENCY = 1000;

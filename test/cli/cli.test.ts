@@ -193,6 +193,12 @@ describe.concurrent('desiredstate CLI: invocations', () => {
     expect(r.stderr.trim().split('\n').length).toBeLessThanOrEqual(1);
   });
 
+  it('takes an option given twice with one value once (an alias that names the state, and a command line that names it again)', async () => {
+    const r = await cli(['--state', 'st', 'status', '--state', 'st'], { cwd: p.dir });
+    expect(r.stderr).not.toContain('more than once');
+    expect(r.code).toBe(0);
+  });
+
   it.each(commands.map((c) => ({ name: c })))('$name --help exits 0', async ({ name }) => {
     const r = await cli([name, '--help']);
     expect(r.code).toBe(0);
