@@ -39,15 +39,16 @@ const SETTING_WORD = /^(true|false|yes|off|none|null)$/i;
  * `dbPassword` and `X-Api-Key` alike), not by what it contains: SECRET_ENV_NAME's KEY, PASS or AUTH
  * are inside `sort_key`, `bypass` and `author`, whose values are data (an output holding one is
  * handed on masked). Secret when a word is, or ends in (`PGPASSWORD`, `csrftoken`), one of the
- * long secret words; when a word is one of the short ones, which end other words too (`bypass`,
- * `OLDPWD`), or a password option of openssl (`-passin`) or keytool (`-storepass`); when the name
+ * long secret words, or a password setting of keytool (`-storepass`) or Redis (`requirepass`,
+ * `masterauth`); when a word is one of the short ones, which end other words too (`bypass`,
+ * `OLDPWD`), or a password option of openssl (`-passin`); when the name
  * ends in a word that names a secret only there (`REDISCLI_AUTH`, not `auth_url`; `Cookie`, not
  * `cookie_domain`), in a key of a secret kind (`api_key`, not `api_key_id` nor `sort_key`), or in a
  * session id (`PHPSESSID`). Linear: each alternative is a fixed run of letters.
  */
 const SECRET_NAME = new RegExp(
   [
-    String.raw`(?:password|passwd|passphrase|secrets?|token|credentials?|apikey|(?:store|key)pass)(?:_|$)`,
+    String.raw`(?:password|passwd|passphrase|secrets?|token|credentials?|apikey|(?:store|key|require)pass|masterauth)(?:_|$)`,
     String.raw`(?:^|_)(?:pwd|pass(?:in|out)?|creds?)(?:_|$)`,
     String.raw`(?:^|_)(?:auth|authorization|cookie)$`,
     String.raw`(?:api|access|private|signing|encryption|master|auth|session)_?key$`,
@@ -78,6 +79,39 @@ const LINE_KEY_NAME = /(?:^|_)key$/;
  * name (group 3) and its value (group 4), up to a CR a CRLF file leaves at the line's end (group 5).
  */
 const ASSIGNMENT = /^(\s*(?:export\s+)?(["']?)([A-Za-z_][\w.-]*)\2\s*[:=]\s*)(\S[^\r\n]*?)(\r?)$/;
+
+/**
+ * `requirepass value`, `PASSWORD "value"`: a directive, as redis.conf and many others write a
+ * setting, its name the line's first word: what comes before its value (group 1), its name (group
+ * 2), its value (group 3: one word, or in quotes; so that a line of prose is none) and a CR (group 4).
+ */
+const DIRECTIVE = /^(\s*([A-Za-z_][\w.-]*)[ \t]+)("[^"\r\n]*"|'[^'\r\n]*'|[^\s"']\S*)[ \t]*(\r?)$/;
+
+/**
+ * A line of a .pgpass file, `host:port:database:user:password`, each field with `\:` and `\\`
+ * escaped, the port a number or `*` (so that a time or a YAML pair is none): what comes before the
+ * password (group 1), the password (group 2) and a CR (group 3).
+ */
+const PGPASS_LINE = /^((?:[^\s:\\]|\\.)+:(?:\d+|\*):(?:[^\s:\\]|\\.)+:(?:[^\s:\\]|\\.)+:)((?:[^:\\\r\n]|\\.)+)(\r?)$/;
+
+/**
+ * A YAML key whose value is on the lines below it: nothing after its colon, or a block scalar's
+ * indicator (`password: |`, `>-`): its indentation (group 1), its name (group 3) and the indicator
+ * (group 4).
+ */
+const YAML_BLOCK_KEY = /^([ \t]*)(["']?)([A-Za-z_][\w.-]*)\2[ \t]*:(?:[ \t]+([|>][1-9+-]{0,2}))?[ \t]*\r?$/;
+
+/** A line below a YAML key that begins no scalar: a list's item, a mapping's key, a flow collection, an anchor, an alias, a tag, a comment. */
+const YAML_NOT_SCALAR = /^[ \t]*(?:[-?:](?:[ \t]|\r?$)|[#[{&*!%@`]|[^\r]*?:(?:[ \t]|\r?$))/;
+
+/**
+ * A line of a .netrc file, which names a machine (or the default one) and its login, password and
+ * account, one token after another, on one line or across several.
+ */
+const NETRC_LINE = /^\s*(?:machine|default|login)(?:\s|$)/;
+
+/** A .netrc password (`password …`, `passwd …` to some readers) anywhere in such a line: the token and the blanks after it (group 1), and the value (group 2). */
+const NETRC_PASSWORD = /((?:^|\s)passw(?:or)?d\s+)("[^"]*"|\S+)/g;
 
 /** `"name": "value"` anywhere in a line (JSON, one or more pairs): the quoted name (group 2) and value (group 3). */
 const JSON_PAIR = /("([A-Za-z_][\w.-]*)"\s*:\s*)"((?:[^"\\]|\\.)*)"/g;
@@ -246,20 +280,22 @@ const VALUE_ATTRIBUTE = /\s+value\s*=\s*/y;
  * only a glued `-pSECRET` is one; sshpass reads its options up to the program it runs
  * (`sshpass -p SECRET ssh -p 2222 host`: 2222 is ssh's port); curl's `-u` may end a bundle of
  * one-letter flags (`curl -fsSLu user:SECRET`), as its `-H` may (HEADER_OPTION); HTTPie's and
- * xh's `-a user:SECRET` (`--auth`, `--auth=`) likewise.
+ * xh's `-a user:SECRET` (`--auth`, `--auth=`) likewise; redis-cli's `-a SECRET` (`--pass`).
  */
 const PASSWORD_COMMANDS: readonly { command: RegExp; argument: RegExp; user: boolean }[] = [
   { command: /(?<![\w.-])(?:mysql(?:dump|admin)?|mariadb(?:-dump|-admin)?)(?![\w.-])[^|;&\r\n]*/g, argument: new RegExp(String.raw`(\s-p)(${ARGUMENT})`, 'g'), user: false },
   { command: new RegExp(String.raw`(?<![\w.-])sshpass(?:\s+(?:-[fdpP]\s*(?:${ARGUMENT})|-\S*))*`, 'g'), argument: new RegExp(String.raw`(\s-p\s*)(${ARGUMENT})`, 'g'), user: false },
   { command: /(?<![\w.-])curl(?![\w.-])[^|;&\r\n]*/g, argument: new RegExp(String.raw`(\s(?:-[A-Za-z]*[uU]\s*|--(?:proxy-)?user\s+))(${ARGUMENT})`, 'g'), user: true },
   { command: HTTP_ITEMS_COMMAND, argument: new RegExp(String.raw`(\s(?:-[A-Za-z]*a\s*|--auth(?:\s+|=)))(${ARGUMENT})`, 'g'), user: true },
+  { command: /(?<![\w.-])redis-cli(?![\w.-])[^|;&\r\n]*/g, argument: new RegExp(String.raw`(\s(?:-a|--pass)\s+)(${ARGUMENT})`, 'g'), user: false },
 ];
 
 /**
  * A line with what looks like a secret in it masked where it is not a whole setting: a JSON pair,
  * a URL's password, an XML element, a flow mapping's pair, an HTTP header a web server's directive
  * sets, a command-line option, an HTTP header given in one (to curl, as an HTTPie request item, to
- * nginx's `more_set_headers`), a setting inside the line, a password given to a command known to take one.
+ * nginx's `more_set_headers`), a setting inside the line, a password given to a command known to take one,
+ * a .netrc password.
  * `valueParent`: the start tag on the line before that names a `<value>` element beginning this one
  * (see `maskLines`), or `''`.
  */
@@ -282,7 +318,7 @@ function maskInLine(line: string, found: string[] | undefined, valueParent: stri
   if (/header/i.test(out)) {
     for (const directive of HEADER_DIRECTIVES) {
       out = out.replace(directive, (all, head: string, name: string, blanks: string, value: string) => {
-        const secret = headerValueSecret(name, value);
+        const secret = valueSecret(name, value);
         return secret === undefined ? all : masked(secret.value, `${head}${name}${blanks}${secret.shown}`);
       });
     }
@@ -315,6 +351,12 @@ function maskInLine(line: string, found: string[] | undefined, valueParent: stri
   }
   if (out.includes('-')) out = maskOptions(out, found);
   if (out.includes('=')) out = maskInlineSettings(out, found);
+  if (NETRC_LINE.test(out)) {
+    out = out.replace(NETRC_PASSWORD, (all, head: string, value: string) => {
+      const secret = valueSecret('password', value);
+      return secret === undefined ? all : masked(secret.value, `${head}${secret.shown}`);
+    });
+  }
   return out;
 }
 
@@ -370,15 +412,16 @@ function headerArgumentSecret(argument: string, item: RegExp): FoundSecret | und
   const [text, quote] = quoted(argument);
   const header = item.exec(text);
   if (header === null) return undefined;
-  const secret = headerValueSecret(header[1]!, header[3]!, header[2] === '==' ? querySetting : secretSetting);
+  const secret = valueSecret(header[1]!, header[3]!, header[2] === '==' ? querySetting : secretSetting);
   return secret === undefined ? undefined : { value: secret.value, shown: `${quote}${header[1]!}${header[2]!}${secret.shown}${quote}` };
 }
 
 /**
- * The secret in the value of the HTTP header (or request item) `name`, in quotes or not, and the
- * value as shown with it masked, its quotes kept; none where `secret` says the setting is none.
+ * The secret in the value of the setting `name` (an HTTP header, a request item, a directive), in
+ * quotes or not, and the value as shown with it masked, its quotes kept; none where `secret` says
+ * the setting is none.
  */
-function headerValueSecret(name: string, value: string, secret = secretSetting): FoundSecret | undefined {
+function valueSecret(name: string, value: string, secret = secretSetting): FoundSecret | undefined {
   const [text, quote] = quoted(value);
   if (text === '' || text === SECRET_MASK || !secret(name, text)) return undefined;
   return { value: text, shown: `${quote}${SECRET_MASK}${quote}` };
@@ -528,15 +571,16 @@ const PEM_END = /-----END [A-Z ]*-----/;
 /**
  * Lines of a file as a drift report may show them (a line diff), with what
  * looks like a secret masked: the value of a setting whose name says it is
- * one by its words (SECRET_NAME; `DB_PASSWORD=…`, `api_key: …`, `"password": "…"`, `<password>…`,
+ * one by its words (SECRET_NAME; `DB_PASSWORD=…`, `api_key: …`, `requirepass …`, `password:` and
+ * the value on the more indented lines below it, `"password": "…"`, `<password>…`,
  * `<entry key="password">…`, `<property name="password"><value>…` (the `<value>` on the line
  * after too), `{user: app, password: …}`,
  * `--password=…`, `-H "X-Api-Key: …"`, `http … X-Api-Key:…`, `http … api_key==…`,
  * `proxy_set_header Authorization "…";`, `more_set_headers 'X-Api-Key: …';`, `host=db password=…`,
  * `?password=…`, `<x password="…"/>`), a URL query's `key` and signature (`?key=…`,
  * `&X-Amz-Signature=…`), a URL's password (`postgres://app:…@db`), a password given to a command
- * known to take one (`mysql -p…`, `curl -u user:…`, `http -a user:…`) and the body of a PEM
- * private key.
+ * known to take one (`mysql -p…`, `curl -u user:…`, `http -a user:…`, `redis-cli -a …`), a
+ * .netrc's and a .pgpass's password and the body of a PEM private key.
  * A managed file's lines come from the goals, but a hand edit may add a
  * secret, and a report is logged and stored. Pure; the rest is unchanged.
  */
@@ -547,6 +591,9 @@ export function maskSecretLines(lines: readonly string[]): string[] {
 /** `maskSecretLines`, putting each value it masks in `found` too (when given). */
 function maskLines(lines: readonly string[], found: string[] | undefined): string[] {
   let inKey = false;
+  // The YAML key whose secret value the lines below it hold (YAML_BLOCK_KEY): its indentation, whether
+  // its value is a block scalar (any line is part of it), and whether a line of its value was read.
+  let block: { indent: number; literal: boolean; read: boolean } | undefined;
   // The start tag that ended the last line not blank (XML_VALUE_PARENT_LINE), naming a `<value>` that begins the next.
   // A `<value>` line keeps it for the next: a line diff shows the line as it is and as it should be one after the other.
   let parent = '';
@@ -562,13 +609,48 @@ function maskLines(lines: readonly string[], found: string[] | undefined): strin
     } else if (PEM_PRIVATE_BEGIN.test(line)) {
       inKey = true;
     }
-    const m = ASSIGNMENT.exec(line);
-    if (m !== null && secretSetting(m[3]!, m[4]!, true)) {
-      found?.push(m[4]!, unquoted(m[4]!));
-      return `${m[1]!}${SECRET_MASK}${m[5]!}`;
+    if (block !== undefined && /\S/.test(line)) {
+      // A value's lines are indented below its key; a line diff shows the value as it is and as it should be, one line after the other.
+      const indent = /^[ \t]*/.exec(line)![0];
+      if (indent.length > block.indent && (block.literal || block.read || !YAML_NOT_SCALAR.test(line))) {
+        block.read = true;
+        const text = line.slice(indent.length).replace(/\r$/, '');
+        found?.push(text.trimEnd());
+        return `${indent}${SECRET_MASK}${line.slice(indent.length + text.length)}`;
+      }
+      block = undefined;
     }
-    return maskInLine(line, found, valueParent);
+    const key = YAML_BLOCK_KEY.exec(line);
+    if (key !== null && secretName(key[3]!, true)) {
+      block = { indent: key[1]!.length, literal: key[4] !== undefined, read: false };
+      return line;
+    }
+    return maskSetting(line, found) ?? maskInLine(line, found, valueParent);
   });
+}
+
+/**
+ * A line that is a setting of its own, with its value masked where its name says secret (read as a
+ * setting on a line of its own is, `secretSetting`): `NAME=value`, `name: value` (ASSIGNMENT), a
+ * .pgpass line's password, `requirepass value` (DIRECTIVE); none where the line is no such setting.
+ */
+function maskSetting(line: string, found: string[] | undefined): string | undefined {
+  const pgpass = PGPASS_LINE.exec(line);
+  if (pgpass !== null) {
+    found?.push(pgpass[2]!);
+    return `${pgpass[1]!}${SECRET_MASK}${pgpass[3]!}`;
+  }
+  const m = ASSIGNMENT.exec(line);
+  if (m !== null && secretSetting(m[3]!, m[4]!, true)) {
+    found?.push(m[4]!, unquoted(m[4]!));
+    return `${m[1]!}${SECRET_MASK}${m[5]!}`;
+  }
+  const directive = DIRECTIVE.exec(line);
+  if (directive === null) return undefined;
+  const secret = valueSecret(directive[2]!, directive[3]!, (name, value) => secretSetting(name, value, true));
+  if (secret === undefined) return undefined;
+  found?.push(secret.value);
+  return `${directive[1]!}${secret.shown}${directive[4]!}`;
 }
 
 /** A text of one or more lines with what looks like a secret in it masked, line by line (`maskSecretLines`). */

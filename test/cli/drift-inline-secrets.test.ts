@@ -38,6 +38,13 @@ describe('a secret a hand edit writes inside a line', () => {
         'probe3: http -a app:RealProdPw14 api.example.com api_key==RealProdPw15 password:=RealProdPw16',
         "more_set_headers 'Authorization: Bearer RealProdPw17';",
         'add_header Cache-Control no-cache;add_header X-Api-Key RealProdPw18;',
+        'requirepass RealProdPw19',
+        'masterauth RealProdPw20',
+        'machine api.example.com login bob password RealProdPw21',
+        'db.example.com:5432:*:app:RealProdPw22',
+        'cache: redis-cli -a RealProdPw23 ping',
+        'password:',
+        '  RealProdPw24',
         '',
       ].join('\n'),
     );
@@ -60,6 +67,13 @@ describe('a secret a hand edit writes inside a line', () => {
         '-probe3: http -a app:<secret> api.example.com api_key==<secret> password:=<secret>',
         "-more_set_headers 'Authorization: <secret>';",
         '-add_header Cache-Control no-cache;add_header X-Api-Key <secret>;',
+        '-requirepass <secret>',
+        '-masterauth <secret>',
+        '-machine api.example.com login bob password <secret>',
+        '-db.example.com:5432:*:app:<secret>',
+        '-cache: redis-cli -a <secret> ping',
+        '-password:',
+        '-  <secret>',
       ].join('\\n'),
     );
     await eventually(restored, 5_000, 'the file restored');

@@ -162,6 +162,10 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: "an option after psql's --no-password", line: 'psql --no-password --password hunter2', out: 'psql --no-password --password <secret>' },
     { name: "an option after gh's --with-token", line: 'gh auth login --with-token --token abc', out: 'gh auth login --with-token --token <secret>' },
     { name: 'an option after a secret-named option given no value', line: 'app --token --password pw', out: 'app --token --password <secret>' },
+    { name: "redis-cli's -a and --pass", line: 'redis-cli -h cache -a S3cretRedis1 ping && /usr/bin/redis-cli --pass "a b" get k', out: 'redis-cli -h cache -a <secret> ping && /usr/bin/redis-cli --pass "<secret>" get k' },
+    { name: 'a .netrc password, after the machine and login on its line', line: 'machine api.example.com login bob password S3cretNetrc1', out: 'machine api.example.com login bob password <secret>' },
+    { name: "a .netrc password of the default machine, passwd and in quotes, a CRLF's CR kept", line: 'default login anonymous passwd "a b" account x\r', out: 'default login anonymous passwd "<secret>" account x\r' },
+    { name: 'a .netrc password after a login on a line of its own', line: '  login bob password S3cretNetrc2', out: '  login bob password <secret>' },
   ])('masks $name', ({ line, out }) => {
     expect(maskSecretLines([line])).toEqual([out]);
   });
@@ -182,13 +186,20 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'a request with a sort key', line: 'GET /search?sort_key=name&page=2' },
     { name: 'a setting in a value whose name holds PASS', line: 'options: bypass=1' },
     { name: 'an XML element and a JSON pair whose names hold KEY', line: '<monkey>m</monkey> {"sort_key": "name"}' },
+    { name: "redis-cli's -a of nothing, another command's -a", line: 'redis-cli -a; tar -a -cf x.tgz x; redis-client -a x' },
+    { name: 'a password in prose, not after a .netrc machine or login', line: 'Enter your password below, or your passwd when asked' },
+    { name: 'prose whose first word is a secret\'s name', line: 'Token refresh happens every hour' },
+    { name: 'a .netrc password given a setting word', line: 'machine h login u password none' },
+    { name: 'five fields whose second is no port', line: 'root:x:0:0:root' },
+    { name: 'four fields of a .pgpass line', line: 'db:5432:app:app' },
+    { name: 'six fields of a .pgpass line', line: 'db:5432:app:app:pw:x' },
   ])('leaves $name', ({ line }) => {
     expect(maskSecretLines([line])).toEqual([line]);
   });
 
   // A setting's name is read by its words, not by what it contains: KEY, PASS and AUTH are inside names of data
   // too, and an output masked for one changes what the nodes that reference it receive.
-  it.each(['password', 'db_password', 'dbPassword', 'DB.PASSWORD', 'PGPASSWORD', 'pass', 'PWD', 'passphrase', 'client_secret', 'clientSecret', 'access_token', 'csrftoken', 'credentials', 'creds', 'passout', 'api_key', 'apiKey', 'APIKey', 'X-Api-Key', 'private_key', 'REDISCLI_AUTH', 'PHPSESSID', 'session_id', 'password_min_length'])(
+  it.each(['requirepass', 'masterauth', 'password', 'db_password', 'dbPassword', 'DB.PASSWORD', 'PGPASSWORD', 'pass', 'PWD', 'passphrase', 'client_secret', 'clientSecret', 'access_token', 'csrftoken', 'credentials', 'creds', 'passout', 'api_key', 'apiKey', 'APIKey', 'X-Api-Key', 'private_key', 'REDISCLI_AUTH', 'PHPSESSID', 'session_id', 'password_min_length'])(
     'masks a setting inside a line whose name has a secret\'s words: %s',
     (name) => {
       expect(maskSecretLines([`x ${name}=s3cr3t-v y`])).toEqual([`x ${name}=<secret> y`]);
@@ -302,6 +313,21 @@ describe('maskSecretLines: a secret inside a line', () => {
     expect(maskSecretLines(lines)).toEqual(out);
   });
 
+  // YAML's block style: a key whose value is on the more indented lines below it, a plain scalar or a block scalar.
+  it.each([
+    { name: 'a plain scalar on the next line', lines: ['db:', '  password:', '    S3cretNextLine2', '  user: app'], out: ['db:', '  password:', '    <secret>', '  user: app'] },
+    { name: 'as a line diff shows it, the value as it is and as it should be', lines: ['password:\r', '  old-pw\r', '  new-pw\r', 'user: app'], out: ['password:\r', '  <secret>\r', '  <secret>\r', 'user: app'] },
+    { name: 'a quoted scalar, a blank line before it', lines: ['"apiKey":', '', '   "k-1"'], out: ['"apiKey":', '', '   <secret>'] },
+    { name: 'a literal block scalar, a blank line inside it', lines: ['token: |-', '  line: 1', '', '  - two', 'next: x'], out: ['token: |-', '  <secret>', '', '  <secret>', 'next: x'] },
+    { name: 'a folded block scalar', lines: ['  secret: >', '    a b', '  c: d'], out: ['  secret: >', '    <secret>', '  c: d'] },
+    { name: 'a mapping below the key', lines: ['password:', '  value: x'], out: ['password:', '  value: x'] },
+    { name: 'a list below the key', lines: ['secrets:', '  - a'], out: ['secrets:', '  - a'] },
+    { name: 'a line not indented below the key', lines: ['password:', 'user'], out: ['password:', 'user'] },
+    { name: 'a key of another name', lines: ['user:', '  app', 'sort_order: |', '  name'], out: ['user:', '  app', 'sort_order: |', '  name'] },
+  ])('reads a YAML value on the lines below its key: $name', ({ lines, out }) => {
+    expect(maskSecretLines(lines)).toEqual(out);
+  });
+
   // `key` alone is a URL query's API key (Google Maps' `?key=AIza…`); elsewhere inside a line it is data.
   it.each([
     { line: '<script src="https://maps.googleapis.com/maps/api/js?key=AIzaSyA1&callback=init">', out: '<script src="https://maps.googleapis.com/maps/api/js?key=<secret>&callback=init">' },
@@ -335,6 +361,19 @@ describe('maskSecretLines: a secret inside a line', () => {
     { line: '  "keywords": ["a"],', out: '  "keywords": ["a"],' },
     { line: 'MONKEY=banana', out: 'MONKEY=banana' },
     { line: 'max_tokens: 4096', out: 'max_tokens: 4096' },
+    // A directive, as redis.conf writes one: its name the line's first word, one word or one in quotes after it.
+    { line: 'requirepass S3cretRedisConf1', out: 'requirepass <secret>' },
+    { line: '  masterauth S3cretMasterAuth2\r', out: '  masterauth <secret>\r' },
+    { line: 'PASSWORD X', out: 'PASSWORD <secret>' },
+    { line: '\ttoken  X ', out: '\ttoken  <secret>' },
+    { line: 'password "X y"', out: 'password "<secret>"' },
+    { line: "api_key 'k-1'", out: "api_key '<secret>'" },
+    { line: 'password none', out: 'password none' },
+    { line: 'Password reset failed', out: 'Password reset failed' },
+    { line: 'masteruser app', out: 'masteruser app' },
+    // A .pgpass line: host, port (a number or `*`), database, user and password, `\:` escaping a colon.
+    { line: 'db.example.com:5432:*:app:S3cretPgpass4', out: 'db.example.com:5432:*:app:<secret>' },
+    { line: '*:*:app\\:x:us\\\\er:pa\\:ss word\r', out: '*:*:app\\:x:us\\\\er:<secret>\r' },
   ])('reads a setting on a line of its own by its words: $line', ({ line, out }) => {
     expect(maskSecretLines([line])).toEqual([out]);
   });
@@ -375,6 +414,10 @@ describe('maskSecretLines: a secret inside a line', () => {
     { name: 'many start tags, the last ending a line', line: `${'<a b="1">x'.repeat(100_000)}<entry key="password">\n<value>pw</value>`, out: `${'<a b="1">x'.repeat(100_000)}<entry key="password">\n<value><secret></value>` },
     { name: 'many start tags never closed', line: '<a b'.repeat(250_000), out: '<a b'.repeat(250_000) },
     { name: 'many start tags that close themselves', line: '<a b/>'.repeat(170_000), out: '<a b/>'.repeat(170_000) },
+    { name: 'a directive of a long value', line: `token ${'x'.repeat(1_000_000)} y`, out: `token ${'x'.repeat(1_000_000)} y` },
+    { name: 'a .pgpass line of many escapes', line: `h:1:d:u${'\\:'.repeat(500_000)}`, out: `h:1:d:u${'\\:'.repeat(500_000)}` },
+    { name: 'a .netrc line of many passwords', line: `machine h${' password p'.repeat(90_000)}`, out: `machine h${' password <secret>'.repeat(90_000)}` },
+    { name: 'many lines below a YAML key', line: `password:\n${'  x\n'.repeat(300_000)}a: b`, out: `password:\n${'  <secret>\n'.repeat(300_000)}a: b` },
     { name: 'an XML element of many attributes', line: `<entry${' a="1"'.repeat(150_000)} key="password">pw</entry>`, out: `<entry${' a="1"'.repeat(150_000)} key="password"><secret></entry>` },
   ])('masks a 1 MB line in one pass: $name', ({ line, out }) => {
     expect(maskSecretLines(line.split('\n'))).toEqual(out.split('\n'));
