@@ -40,10 +40,10 @@ export function formatLocation(loc: SourceLocation): string {
 
 export type DeletionPolicy = 'Orphan' | 'Delete';
 
-/** Per-node reconcile settings, resolved from the goal and the node. */
 /** The daemon's default time between two observations of a node (`run --interval`, a node's `interval`). */
 export const DEFAULT_INTERVAL_MS = 60_000;
 
+/** Per-node reconcile settings, resolved from the goal and the node. */
 export interface NodeSettings {
   /** Correct drift (true) or only report it (false). */
   readonly selfHeal: boolean;
