@@ -14,7 +14,7 @@ import { systemClock } from './clock.ts';
 import { DesiredStateError, ErrorCodes, errorMessage, systemReason } from './errors.ts';
 import type { Fault } from './fault.ts';
 import type { NodeId } from './node-spec.ts';
-import { bootId, inAnotherBoot, isAlive, processStat } from './process-alive.ts';
+import { bootId, inAnotherBoot, isAlive, processStat, runsAsStarted } from './process-alive.ts';
 import type { FieldDiff, ObservationMemo, Outputs } from './provisioner.ts';
 import type {
   DriftAction,
@@ -383,11 +383,10 @@ function readLock(lockPath: string): { readonly text: string; readonly holder: L
  * judged by its pid alone.
  */
 function holderAlive(holder: LockHolder): boolean {
-  // What runs under the pid now (Linux): its start. isAlive says no to a zombie.
-  const running = processStat(holder.pid);
   if (holder.host === hostname()) {
     if (inAnotherBoot(holder.boot)) return false;
-    if (holder.start !== '' && holder.boot !== '' && running !== undefined && running.start !== holder.start) return false;
+    // What runs under the pid now (Linux) must have the start written; both say no to a zombie.
+    if (holder.start !== '' && holder.boot !== '') return runsAsStarted(holder.pid, holder.start);
   }
   return isAlive(holder.pid);
 }
