@@ -421,7 +421,7 @@ export class ArtifactLedger {
   /**
    * Voids the open grants of (hash, subject) given for another input than `inputDigest` (or for none,
    * from before grants named one): what they approved is not what the subject would now be given.
-   * Writes only when there is one; returns the grants voided.
+   * Writes only when there is one; returns how many it voided.
    */
   voidOtherInputs(hash: string, subject: string, inputDigest: string): number {
     const other = 'hash = ? AND subject = ? AND input_digest IS NOT ? AND used_at IS NULL AND voided_at IS NULL';
