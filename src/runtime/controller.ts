@@ -1161,10 +1161,16 @@ export class Controller<S extends NodeSpec> {
     // No jitter drawn from the rng: only whether the policy holds is asked.
     const decision = decide(rec.lastFault, rec.attempts, () => 0, this.o.faultPolicy);
     if (decision.action !== 'hold') return false;
-    this.transition(node, 'HOLD', { retryAt: null, reason: `${rec.lastFault.message} (${decision.reason})` });
-    this.summary.held++;
-    this.o.log.child({ node: node.id, backend: node.spec.backendId }).error({ fault: rec.lastFault, attempts: rec.attempts, reason: decision.reason }, 'node held');
+    this.holdByFaultPolicy(node, rec.lastFault, rec.attempts, decision.reason, this.o.log.child({ node: node.id, backend: node.spec.backendId }));
     return true;
+  }
+
+  /** Holds `node` after its fault `f` (its `attempts`th), as the fault policy decided for `why`. */
+  private holdByFaultPolicy(node: DesiredNode<S>, f: Fault, attempts: number, why: string, log: Logger): void {
+    // The cause first: `status` shows the reason, and "held after 3 attempts" alone says nothing to act on.
+    this.transition(node, 'HOLD', { attempts, lastFault: f, retryAt: null, reason: `${f.message} (${why})` });
+    this.summary.held++;
+    log.error({ fault: f, attempts, reason: why }, 'node held');
   }
 
   /** A failed operation, counted against its backend's breaker and the run: the attempt it was, and what the fault policy decides. */
@@ -1189,10 +1195,7 @@ export class Controller<S extends NodeSpec> {
         return;
       }
       case 'hold':
-        // The cause first: `status` shows the reason, and "held after 3 attempts" alone says nothing to act on.
-        this.transition(node, 'HOLD', { attempts, lastFault: f, retryAt: null, reason: `${f.message} (${decision.reason})` });
-        this.summary.held++;
-        log.error({ fault: f, attempts, reason: decision.reason }, 'node held');
+        this.holdByFaultPolicy(node, f, attempts, decision.reason, log);
         return;
       default:
         assertNever(decision, 'fault decision');
