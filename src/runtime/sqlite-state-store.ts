@@ -1076,8 +1076,12 @@ export class SqliteStateStore implements StateStore {
 function migrate(db: Database.Database, path: string, migrations: readonly Migration[], readonly: boolean, clock: Clock): number {
   const known = migrations.length;
   const readVersion = (): number => db.pragma('user_version', { simple: true }) as number;
-  const appId = db.pragma('application_id', { simple: true }) as number;
-  const version = readVersion();
+  // One snapshot: a writer creating the file between two reads would leave its tables beside no version.
+  const { appId, version, tables } = db.transaction(() => ({
+    appId: db.pragma('application_id', { simple: true }) as number,
+    version: readVersion(),
+    tables: (db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").get() as { n: number }).n,
+  }))();
   if (appId !== 0 && appId !== APPLICATION_ID) throw notAStateFile(path, `application_id ${appId}`);
   if (version > known) {
     throw storeError(
@@ -1091,10 +1095,7 @@ function migrate(db: Database.Database, path: string, migrations: readonly Migra
     return version;
   }
   // Said so to a read-only open too (status), rather than advice to migrate it with apply, which refuses it.
-  if (version === 0) {
-    const tables = db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").get() as { n: number };
-    if (tables.n > 0) throw notAStateFile(path, 'it has tables but no schema version');
-  }
+  if (version === 0 && tables > 0) throw notAStateFile(path, 'it has tables but no schema version');
   if (readonly) {
     throw storeError(
       `state file ${path} has schema version ${version}, older than ${known}; open it once with a writing command (apply or run) to migrate it`,
