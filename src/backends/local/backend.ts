@@ -12,7 +12,7 @@ import type {
   LocalSymlinkSpec,
 } from '../../infra/index.ts';
 import { FaultError, Pacer, assertNever, fault, flushMicrotasks, forEachLimit, holdsNodeReference, mapLimit, shownTemplate, sha256, toFault } from '../../runtime/index.ts';
-import type { FieldDiff, NodeId, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
+import type { Fault, FieldDiff, NodeId, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import type { AccountTable } from './accounts.ts';
 import { lookupId } from './accounts.ts';
 import {
@@ -103,8 +103,9 @@ interface WriteBatch {
   readonly staged: Map<NodeId, StagedWrite>;
 }
 
-function failedResult(err: unknown, action: string, id: NodeId): ProvisionResult {
-  return { status: 'failed', fault: toFault(err instanceof FaultError ? err : fsFault(err, action, id)) };
+/** A failure as an operation's result and as an observation alike (`fsFault` passes a `FaultError` through). */
+function failedResult(err: unknown, action: string, id: NodeId): { readonly status: 'failed'; readonly fault: Fault } {
+  return { status: 'failed', fault: toFault(fsFault(err, action, id)) };
 }
 
 /** The kind of what each node type makes. */
@@ -167,10 +168,7 @@ export class LocalBackend implements InfraBackend {
 
   private async observeWith(nodes: readonly BackendNode[], ctx: OperationContext, confiner: Confiner): Promise<ReadonlyMap<NodeId, Observation>> {
     const results = new Map<NodeId, Observation>();
-    const failed = (node: BackendNode, err: unknown): Observation => ({
-      status: 'failed',
-      fault: toFault(err instanceof FaultError ? err : fsFault(err, 'observe', node.id)),
-    });
+    const failed = (node: BackendNode, err: unknown): Observation => failedResult(err, 'observe', node.id);
     // Owner and group names need the account tables: load them once, before the synchronous part.
     const accounts = nodes.some((n) => n.spec.spec.type === 'local.file' && (n.spec.spec.owner !== undefined || n.spec.spec.group !== undefined))
       ? await this.loadAccounts()
@@ -249,7 +247,7 @@ export class LocalBackend implements InfraBackend {
         }
         if (refusal !== undefined) results.set(node.id, { status: 'failed', fault: refusal.fault });
       } catch (err) {
-        results.set(node.id, { status: 'failed', fault: toFault(err instanceof FaultError ? err : fsFault(err, 'observe', node.id)) });
+        results.set(node.id, failedResult(err, 'observe', node.id));
       }
     });
   }
