@@ -140,7 +140,6 @@ export interface NodeConflict {
   readonly other?: NodeId | undefined;
   /** The field of `node`'s spec the error points at, and of `other`'s spec the place it names. */
   readonly path: readonly string[];
-  readonly otherPath?: readonly string[] | undefined;
 }
 
 /** What a backend sees among the nodes of one instance, without I/O (`BackendFactory.relations`). */

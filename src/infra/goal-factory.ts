@@ -471,7 +471,7 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
         const node = byId.get(c.node);
         const other = c.other === undefined ? undefined : byId.get(c.other);
         if (node === undefined) continue;
-        const at = other === undefined ? '' : ` (node "${other.id}": ${formatLocation(other.locate(['spec', ...(c.otherPath ?? c.path)]))})`;
+        const at = other === undefined ? '' : ` (node "${other.id}": ${formatLocation(other.locate(['spec', ...c.path]))})`;
         diag.error(node.locate(['spec', ...c.path]), c.code, `node "${c.node}": ${c.message}${at}`);
       }
     }
