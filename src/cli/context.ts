@@ -239,7 +239,7 @@ export async function compileGoalsCached(ctx: CliContext): Promise<CachedGoals> 
   requireGoalsDir(ctx);
   requireStateDir(ctx);
   // Another program's file where state.db should be is refused before the cache is written beside it.
-  SqliteStateStore.refuseForeign(join(ctx.stateDir, 'state.db'));
+  SqliteStateStore.refuseForeign(stateFile(ctx));
   // The files read once: keyed by the very bytes compiled. A file changed since is another key's, read
   // anew by the next command, never compiled under this one.
   const sources = await readGoalSources(ctx.goalsDir, { displayRoot: ctx.cwd });
@@ -327,6 +327,11 @@ export function printDiagnostics(ctx: CliContext, diagnostics: readonly Diagnost
   for (const d of diagnostics) write(formatDiagnostic(d));
 }
 
+/** The state directory's SQLite file, which every command that reads or writes the state opens or looks at. */
+export function stateFile(ctx: Pick<CliContext, 'stateDir'>): string {
+  return join(ctx.stateDir, 'state.db');
+}
+
 /** The file beside state.db that keeps the lineage it was made with (see `openStore`). */
 const LINEAGE_FILE = 'lineage';
 
@@ -337,7 +342,7 @@ const LINEAGE_FILE = 'lineage';
  */
 export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: boolean }): SqliteStateStore {
   if (!options.readonly) makeStateDir(ctx);
-  const path = join(ctx.stateDir, 'state.db');
+  const path = stateFile(ctx);
   // The lineage the state directory's state.db was made with, kept beside it: a state.db copied in
   // from another deployment (a backup of the wrong host) is refused by what writes (apply, run),
   // rather than its nodes taken for this one's and orphaned. Only while there is a state.db to check.
@@ -476,7 +481,7 @@ export function withStateStore<T>(ctx: CliContext, mode: 'read' | 'write' | 'loc
   }
   requireStateDir(ctx);
   // A state directory this user may not enter is refused (DS_STATE_STORE), never read as "no state yet".
-  if (stateFileInfo(join(ctx.stateDir, 'state.db')) === undefined) return undefined;
+  if (stateFileInfo(stateFile(ctx)) === undefined) return undefined;
   const store = openStore(ctx, { lock: mode === 'locked', readonly: mode === 'read' });
   try {
     return fn(store);

@@ -1,10 +1,9 @@
-import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { DesiredStateError, ErrorCodes, Reconciler, shownTemplate, SqliteStateStore } from '../../runtime/index.ts';
 import type { CompileResult, DesiredGraph, NodeOutcome } from '../../runtime/index.ts';
 import { infraSpecCodec, processLeaseDir, settleLeftoverProcesses, shownSpec, unreadableSecretRefs } from '../../infra/index.ts';
 import type { InfraDesiredNodeSpec, PolicyDefault } from '../../infra/index.ts';
-import { BACKENDS_META, backendDigests, changedBackends, compileGoals, compileGoalsCached, openStore, printDiagnostics, provisioner, pruneHistory } from '../context.ts';
+import { BACKENDS_META, backendDigests, changedBackends, compileGoals, compileGoalsCached, openStore, printDiagnostics, provisioner, pruneHistory, stateFile } from '../context.ts';
 import type { CachedGoals, CliContext } from '../context.ts';
 import { formatPlan, planCounts, terminalSafe } from '../format.ts';
 import { goalsCommit } from '../git.ts';
@@ -55,7 +54,7 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
   try {
     const reconciler = new Reconciler({ provisioner: p.provisioner, store, log: ctx.log, codec: infraSpecCodec });
     // A holder on another host (alive unknown) is taken to be running.
-    const holder = SqliteStateStore.lockHolder(join(ctx.stateDir, 'state.db'));
+    const holder = SqliteStateStore.lockHolder(stateFile(ctx));
     const othersRunning = holder !== undefined && holder.alive !== false;
     const changed = changedBackends(store.getMeta(BACKENDS_META), backendDigests(c.loaded, ctx.cwd));
     const entries = await reconciler.plan(c.graph, { signal: AbortSignal.timeout(10 * 60_000), gates: c.loaded.result.gates, othersRunning, changedBackends: changed });

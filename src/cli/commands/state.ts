@@ -1,7 +1,6 @@
-import { join } from 'node:path';
 import { assertNever, CIRCUITS_META, DesiredStateError, ErrorCodes, errorMessage, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META, NODE_STATUSES, parseDuration, releaseAllStoredNodes, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
 import type { CircuitStatus, CircuitWait, NodeRecord, OperatorRetryAnswer, RunRecord } from '../../runtime/index.ts';
-import { compileGoals, DAEMON_LISTEN, DAEMON_PID, optionalGoalsDir, withStateStore } from '../context.ts';
+import { compileGoals, DAEMON_LISTEN, DAEMON_PID, optionalGoalsDir, stateFile, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
 import { cellLine, formatDiff, table } from '../format.ts';
 import { EXIT, UsageError } from '../usage.ts';
@@ -27,7 +26,7 @@ function daemonMeta(store: SqliteStateStore): DaemonMeta {
  */
 function daemonOf(ctx: CliContext, meta: DaemonMeta): { running: boolean; starting?: true; pid?: number; listen?: string } {
   if (meta.listen === null && meta.pid === null) return { running: false };
-  const holder = SqliteStateStore.lockHolder(join(ctx.stateDir, 'state.db'));
+  const holder = SqliteStateStore.lockHolder(stateFile(ctx));
   // Alive unknown (another host): trust what it left.
   if (holder === undefined || holder.alive === false) return { running: false };
   // No pid recorded (a daemon of a release before the pid was): the lock holder is taken for it, as then.
@@ -185,7 +184,7 @@ export function history(ctx: CliContext, options: { limit: number; run?: number 
  * process was killed (SIGKILL, a crash, a power cut) never finishes, and is shown as interrupted.
  */
 function runOngoing(ctx: CliContext): (r: RunRecord) => boolean {
-  const holder = SqliteStateStore.lockHolder(join(ctx.stateDir, 'state.db'));
+  const holder = SqliteStateStore.lockHolder(stateFile(ctx));
   const heldSince = holder === undefined || holder.alive === false ? undefined : holder.since;
   return (r) => heldSince !== undefined && r.startedAt >= heldSince;
 }
