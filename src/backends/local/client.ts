@@ -4,7 +4,7 @@ import { chmodSync, chownSync, closeSync, constants as fsConstants, existsSync, 
 import type { FSWatcher, Stats } from 'node:fs';
 import { access, constants, lstat, mkdir, open, readdir, readFile, readlink, rename, rmdir, stat, symlink, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, normalize, parse, sep } from 'node:path';
-import { FaultError, fault, forEachLimit, makeDirectories, processStat, removeQuietly, runsAsStarted, sha256 } from '../../runtime/index.ts';
+import { FaultError, fault, forEachLimit, makeDirectories, once, processStat, removeQuietly, runsAsStarted, sha256 } from '../../runtime/index.ts';
 import type { ObservationMemo } from '../../runtime/index.ts';
 import { parseAccounts } from './accounts.ts';
 import type { AccountTable } from './accounts.ts';
@@ -642,8 +642,7 @@ let tempCounter = 0;
 const NAME_MAX = 255;
 
 /** This process's start time (`ProcessStat.start`), read on first use (see `tempPrefix`); undefined where there is no /proc. */
-let writerStart: { readonly start: string | undefined } | undefined;
-const ownStart = (): string | undefined => (writerStart ??= { start: processStat(process.pid)?.start }).start;
+const ownStart = once((): string | undefined => processStat(process.pid)?.start);
 
 /**
  * A temp name beside `real`: `.NAME.ds-PID-START-UNIQUE.tmp` (`-START` left
