@@ -251,11 +251,14 @@ export interface BackendFactory<C = unknown> {
   readonly configFields?: readonly string[];
   /**
    * What the resources of one instance of this backend imply among its
-   * nodes, without I/O: the orderings (implicit edges) and the resources two
-   * nodes reach by different names (see `NodeRelations`). One call, so that
+   * nodes, without I/O: the orderings (implicit edges), the resources two
+   * nodes reach by different names and the nodes that cannot be made as
+   * written (see `NodeRelations`). One call, so that
    * what both read (the local backend: each path, through the links the
    * goals manage) is worked out once. Given every built node of the
-   * instance, and the working directory where it is known (`location`).
+   * instance (of every instance of this type with one `location`: two local
+   * backends with one root are one namespace), and the working directory
+   * where it is known.
    */
   relations?(nodes: readonly ImpliedDependencyNode[], config: C, where?: { readonly cwd: string }): NodeRelations;
   /**
