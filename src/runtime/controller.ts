@@ -1099,7 +1099,7 @@ export class Controller<S extends NodeSpec> {
       // A corrected drift is over: the next one is a new occurrence (reported, and a flap if it comes back soon).
       // Drift left as it is (only the desired changes were applied) is still the same outstanding occurrence.
       if (step.leftDrift === undefined) {
-        this.settleDrift(node.id, true);
+        this.settleDrift(node, true);
         this.driftGone(node.id);
       }
       // The memo the operation returned, if any: an earlier observation's no longer describes what is there.
@@ -1113,7 +1113,7 @@ export class Controller<S extends NodeSpec> {
       return;
     }
     // A correction that failed: the drift is still there (a desired change failing beside drift left as it is is no correction).
-    if (step.leftDrift === undefined) this.settleDrift(node.id, false);
+    if (step.leftDrift === undefined) this.settleDrift(node, false);
     this.transition(node, 'PROVISION_FAILED', {});
     this.fail(node, result.fault, log, what === 'created' ? 'create failed' : 'update failed');
   }
@@ -1259,10 +1259,11 @@ export class Controller<S extends NodeSpec> {
    * Stores what the correction of `id`'s outstanding drift came to where its last report says otherwise
    * (`settledAction`): a failed correction, or one of a drift reported only until `selfHeal` was switched on.
    */
-  private settleDrift(id: NodeId, succeeded: boolean): void {
+  private settleDrift(node: DesiredNode<S>, succeeded: boolean): void {
+    const id = node.id;
     const memory = this.drift.get(id);
     if (memory?.outstanding !== true) return;
-    const action = settledAction(memory.action, succeeded);
+    const action = settledAction(memory.action, succeeded, node.settings.selfHeal);
     if (action === undefined) return;
     memory.action = action;
     this.deferred.defer(() => this.o.store.setDriftAction(id, action));

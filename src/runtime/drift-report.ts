@@ -145,9 +145,11 @@ export function reportedAlready(o: ReportedDrift, diffs: readonly FieldDiff[], n
 /**
  * The action the last report of a drift takes once its correction is done (`succeeded`) or failed, where
  * it says otherwise: stored `corrected` before the correction ran, or `reported` until `selfHeal` was
- * switched on. Undefined when it says so already.
+ * switched on. Undefined when it says so already, and where `selfHeal` is off: the operation that ran was
+ * a goal change applied over the drift (a rotated secret), not its correction, and the report stays `reported`.
  */
-export function settledAction(stored: DriftAction, succeeded: boolean): DriftAction | undefined {
+export function settledAction(stored: DriftAction, succeeded: boolean, selfHeal: boolean): DriftAction | undefined {
+  if (!selfHeal) return undefined;
   const action: DriftAction = succeeded ? 'corrected' : 'correction-failed';
   return action === stored ? undefined : action;
 }

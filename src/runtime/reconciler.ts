@@ -367,9 +367,10 @@ export class Reconciler<S extends NodeSpec> {
       logDrift(log, report);
     };
     /** Stores what a correction of drift reported in this pass came to, where the report says otherwise (`settledAction`). */
-    const settleDrift = (id: NodeId, succeeded: boolean): void => {
+    const settleDrift = (node: DesiredNode<S>, succeeded: boolean): void => {
+      const id = node.id;
       const stored = reportedActions.get(id);
-      const action = stored === undefined ? undefined : settledAction(stored, succeeded);
+      const action = stored === undefined ? undefined : settledAction(stored, succeeded, node.settings.selfHeal);
       if (action !== undefined) deferred.defer(() => this.store.setDriftAction(id, action));
     };
 
@@ -496,7 +497,7 @@ export class Reconciler<S extends NodeSpec> {
           // pending, and the next run's read is told it was interrupted, as after a crash.
           if (!createCutShort(st.op, r)) deferred.finished(opIds[i]!, r);
           // A correction (not the desired changes applied beside drift left as it is) done or failed.
-          if (st.leftDrift === undefined) settleDrift(st.node.id, r.status === 'done');
+          if (st.leftDrift === undefined) settleDrift(st.node, r.status === 'done');
           this.record(st, r, outcomes, outputs, memos, put, this.log.child({ node: st.node.id, backend: st.node.spec.backendId }));
           if (r.status === 'done' && st.leftDrift !== undefined) leaves(st.node.id, st.leftDrift.diffs);
         });
