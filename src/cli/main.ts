@@ -112,7 +112,7 @@ export const commands: Record<string, Command> = {
     },
   },
   graph: {
-    summary: 'print the compiled graph as DOT or Mermaid',
+    summary: 'print the compiled graph as DOT, Mermaid or JSON',
     usage: 'desiredstate graph [--goals DIR] [--format dot|mermaid|json]',
     help: 'Exit status: 0, or 1 when the goals do not compile.',
     async run(argv, io) {
@@ -144,7 +144,7 @@ export const commands: Record<string, Command> = {
   status: {
     summary: 'nodes and their state, from the state store',
     usage: 'desiredstate status [--state DIR] [--format text|json]',
-    help: 'The first line says whether a daemon serves this state (its pid and API address), or that there is no state yet;\n--format json has it as `daemon`. A goal revision the daemon rejected is listed with its errors;\ngoals that hold no nodes are said to be so (`emptyGoals`): the nodes listed are kept as they are, not reconciled.\nA backend whose circuit the running daemon has open is named, with what opened it and when its probe is due (`circuits`).\nExit status: 0.',
+    help: 'The first line says whether a daemon serves this state (its pid and API address), or that there is no state yet;\n--format json has it as `daemon`. A goal revision the daemon rejected is listed with its errors;\ngoals that hold no nodes are said to be so (`emptyGoals`): the nodes listed are kept as they are, not reconciled.\nA backend whose circuit the running daemon has open is named, with what opened it and when its probe is due (`circuits`).\nExit status: 0, or 1 when the state cannot be read (DS_STATE_STORE: a damaged or foreign file, no permission).',
     async run(argv, io) {
       const { values } = parse(argv, {});
       formatFlag(values, ['text', 'json']);
@@ -154,7 +154,7 @@ export const commands: Record<string, Command> = {
   drift: {
     summary: 'drift reports',
     usage: 'desiredstate drift [--state DIR] [--since 1h|TIMESTAMP] [--node ID] [--limit N] [--format text|json]',
-    help: '--since takes a duration back from now (1h, 30m, 2d, 1h30m) or an ISO 8601 timestamp (2026-01-31, 2026-01-31T12:00:00Z;\nwithout a zone, local time). --limit keeps the N most recent. Reports are listed oldest first.\nExit status: 0.',
+    help: '--since takes a duration back from now (1h, 30m, 2d, 1h30m) or an ISO 8601 timestamp (2026-01-31, 2026-01-31T12:00:00Z;\nwithout a zone, local time). --limit keeps the N most recent. Reports are listed oldest first.\nExit status: 0, or 1 when the state cannot be read (DS_STATE_STORE).',
     async run(argv, io) {
       const { values } = parse(argv, { since: { type: 'string' }, node: { type: 'string' }, limit: { type: 'string' } });
       formatFlag(values, ['text', 'json']);
@@ -165,7 +165,7 @@ export const commands: Record<string, Command> = {
   history: {
     summary: 'past runs: when, goals commit, what changed',
     usage: 'desiredstate history [RUN] [--state DIR] [--limit 50] [--format text|json]',
-    help: 'The last --limit runs (default 50), newest first. With RUN (its number), that run and what it did to each node:\nthe creates, updates and deletes it made, in order, with their outcome (the first --limit).\nExit status: 0.',
+    help: 'The last --limit runs (default 50), newest first. With RUN (its number), that run and what it did to each node:\nthe creates, updates and deletes it made, in order, with their outcome (the first --limit).\nExit status: 0, or 1 when the state cannot be read (DS_STATE_STORE).',
     async run(argv, io) {
       const { values, positionals } = parse(argv, { limit: { type: 'string' } }, 1);
       formatFlag(values, ['text', 'json']);

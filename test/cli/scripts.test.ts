@@ -119,6 +119,21 @@ describe.skipIf(!hasJq)('desiredstate scripts', () => {
     expect(trust.scripts[0]!.lower).toBeCloseTo(Math.sqrt(0.05), 6);
     const text = (await cli(dir, ['scripts', 'trust'])).stdout;
     expect(text).toMatch(/SCRIPT\s+KIND\s+SUCCESSES\s+FAILURES\s+MEAN\s+P5\s+GATE/);
+
+    // The same script found again for another input shape of its kind: the kind is listed once.
+    const store = SqliteStateStore.open({ path: join(dir, 'state/state.db'), lock: false });
+    const kind = ((): string => {
+      try {
+        const [script] = store.artifacts.list();
+        store.artifacts.put({ kind: script!.keys[0]!.kind, shape: 'another shape', origin: script!.origin, content: script!.content });
+        expect(store.artifacts.get(script!.hash)!.keys).toHaveLength(2);
+        return script!.keys[0]!.kind;
+      } finally {
+        store.close();
+      }
+    })();
+    const kinds = (await cli(dir, ['scripts', 'trust'])).stdout.split('\n')[1]!.split(/\s+/)[1];
+    expect(kinds).toBe(kind);
   });
 
   it('show masks a secret of the backend\'s environment that the generated script quotes, in text and JSON', async () => {

@@ -272,7 +272,7 @@ function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, op
       if (json) return print(ctx, { bar: policy.bar, quantile: policy.quantile, scripts: all });
       if (all.length === 0) return print(ctx, 'no scripts yet');
       const rows = [['SCRIPT', 'KIND', 'SUCCESSES', 'FAILURES', 'MEAN', `P${Math.round(policy.quantile * 100)}`, 'GATE']];
-      for (const s of all) rows.push([short(s.hash), s.keys.map((k) => k.kind).join(','), String(s.successes), String(s.failures), s.mean.toFixed(4), s.lower.toFixed(4), s.gate]);
+      for (const s of all) rows.push([short(s.hash), [...new Set(s.keys.map((k) => k.kind))].join(','), String(s.successes), String(s.failures), s.mean.toFixed(4), s.lower.toFixed(4), s.gate]);
       return lines(ctx, [...table(rows), '', `bar: P${Math.round(policy.quantile * 100)} of Beta(1 + successes, 1 + failures) >= ${policy.bar}; needs-approval applies in the environments a backend lists in requireApprovalBelowTrust`]);
     }
   }

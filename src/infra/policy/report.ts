@@ -233,7 +233,7 @@ export function formatCheckText(report: CheckReport): string {
     lines.push('');
     lines.push('by framework:');
     for (const fw of report.frameworks) {
-      lines.push(`  ${fw.framework}: ${VERDICT_TAG[fw.verdict]} (${fw.findings.length} findings on ${fw.nodes} nodes: ${severityCounts(fw.bySeverity)})`);
+      lines.push(`  ${fw.framework}: ${VERDICT_TAG[fw.verdict]} (${fw.findings.length} finding${fw.findings.length === 1 ? '' : 's'} on ${fw.nodes} node${fw.nodes === 1 ? '' : 's'}: ${severityCounts(fw.bySeverity)})`);
       const rules = new Map<string, number>();
       for (const f of fw.findings) rules.set(f.rule, (rules.get(f.rule) ?? 0) + 1);
       for (const [rule, count] of rules) lines.push(`    ${rule}: ${count}`);

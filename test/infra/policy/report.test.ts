@@ -57,6 +57,8 @@ describe('checkReport', () => {
     expect(text).toContain('    HIGH (blocks) naming:name: spec.name "payments-invoices" does not match ^prod-payments-[a-z0-9-]+$ (policy acme-standards; test/fixtures/policy/org/prod.yaml:19:15) [SOC2]');
     expect(text).toContain('  3 nodes pass');
     expect(text).toMatch(/by framework:\n {2}SOC2: BLOCK \(4 findings on 3 nodes: 1 high, 2 medium, 1 low\)/);
+    // One of each is said so, not "1 findings on 1 nodes".
+    expect(text).toMatch(/\n {2}HIPAA: WARN \(1 finding on 1 node: /);
   });
 
   // Scripts read `check --format json`: a key renamed or dropped breaks them, so the shape is pinned here.
