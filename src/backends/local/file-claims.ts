@@ -1,4 +1,4 @@
-import { dirname, relative } from 'node:path';
+import { relative, sep } from 'node:path';
 import type { ChangeListener } from '../../infra/index.ts';
 import { fault } from '../../runtime/index.ts';
 import type { NodeId, Observation } from '../../runtime/index.ts';
@@ -171,14 +171,20 @@ export class FileClaims {
    * that root, reaches it), or last observed reaching it through a symlink.
    */
   private otherRoot(id: NodeId, file: string): SharedFile | undefined {
-    for (let dir = dirname(file); ; dir = dirname(dir)) {
-      for (const elsewhere of byRealRoot.get(dir) ?? []) {
+    // The few roots there are, each compared with the file's path, rather than every directory above the file
+    // looked up for every node observed; nearest first, as each directory up from the file would come.
+    let above: string[] | undefined;
+    for (const root of byRealRoot.keys()) if (isUnder(file, root)) (above ??= []).push(root);
+    if (above === undefined) return undefined;
+    if (above.length > 1) above.sort((a, b) => b.length - a.length);
+    for (const dir of above) {
+      for (const elsewhere of byRealRoot.get(dir)!) {
         if (elsewhere === this) continue;
         const other = elsewhere.sharer(relative(dir, file), id) ?? (elsewhere.byReal.has(file) ? elsewhere.linkedTo(file, id, new Confiner(dir)) : undefined);
         if (other !== undefined) return { node: id, other, file, how: 'other-root', elsewhere };
       }
-      if (dirname(dir) === dir) return undefined;
     }
+    return undefined;
   }
 
   /** A node other than `id` reaching `at`'s file by another path, through a symlink. */
@@ -317,4 +323,9 @@ function sharedFile(s: SharedFile): Observation {
   const { why, hint } = SHARED_HOW[s.how];
   const other = s.how === 'other-root' ? `node ${JSON.stringify(s.other)} of backend ${JSON.stringify(s.elsewhere.backend)}` : `node ${JSON.stringify(s.other)}`;
   return { status: 'failed', fault: fault('permanent', `${s.file} is managed by ${other} too: ${why}`, { code: 'duplicate-resource', hint }) };
+}
+
+/** Whether `file` lies under directory `root` (both real paths: no `.`, `..` or doubled separator). */
+function isUnder(file: string, root: string): boolean {
+  return file.startsWith(root) && (root.endsWith(sep) ? file.length > root.length : file[root.length] === sep);
 }
