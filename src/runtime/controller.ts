@@ -111,6 +111,12 @@ function releaseRecords(store: StateStore, records: readonly NodeRecord[], at: n
   });
 }
 
+/** What the read before a removed node's delete found (`refused`: its delete refuses it before any call), with the node its stored spec decodes to. */
+interface FoundRemoved<S extends NodeSpec> {
+  readonly read: Observation | 'refused';
+  readonly node: DesiredNode<S>;
+}
+
 /** A node's drift occurrence as the daemon remembers it: the last one reported, and its flaps. */
 interface DriftMemory extends ReportedDrift {
   /**
@@ -1407,16 +1413,16 @@ export class Controller<S extends NodeSpec> {
    * come (`KeyedSlots`: one waiting behind another change of its file holds no slot). Decided in the slot,
    * right before the delete: a stop (`stop`) or a goal load meanwhile has the last word.
    */
-  private async deleteInTurn(r: NodeRecord, read: Observation | 'refused' | undefined, edges: DeletionEdges): Promise<void> {
+  private async deleteInTurn(r: NodeRecord, found: FoundRemoved<S> | undefined, edges: DeletionEdges): Promise<void> {
+    const read = found?.read;
     const sends = read === 'refused' || read?.status === 'upToDate' || read?.status === 'drifted';
-    const node = sends ? removedNode(r, this.o.codec) : undefined;
-    if (node === undefined) return this.deleteStep(r, read, edges);
-    const key = await this.o.provisioner.serialKey?.(node, this.removedContext(r));
-    await this.slots.run(() => this.deleteStep(r, read, edges), { key });
+    if (!sends) return this.deleteStep(r, found, edges);
+    const key = await this.o.provisioner.serialKey?.(found!.node, this.removedContext(r));
+    await this.slots.run(() => this.deleteStep(r, found, edges), { key });
   }
 
   /** What `deleteInTurn` does with a node: nothing once stopped, or if it is no longer to be deleted; else by its `deleteBar` and its read. */
-  private async deleteStep(r: NodeRecord, read: Observation | 'refused' | undefined, edges: DeletionEdges): Promise<void> {
+  private async deleteStep(r: NodeRecord, found: FoundRemoved<S> | undefined, edges: DeletionEdges): Promise<void> {
     // Stopped (`stop`): the rest stay recorded, not begun, and are deleted at the next start (a read cut off too).
     if (this.queue.isShutDown) return;
     // A goal load during the reads, or the deletes before it, that no longer deletes it (declared again, let go) has the last word.
@@ -1430,8 +1436,9 @@ export class Controller<S extends NodeSpec> {
       this.waitForDelete(r, bar.waitsFor);
       return;
     }
-    if (read === 'refused') await this.deleteUnread(r);
-    else if (read !== undefined) await this.deleteFound(r, read);
+    if (found === undefined) return;
+    if (found.read === 'refused') await this.deleteUnread(r, found.node);
+    else await this.deleteFound(r, found.read, found.node);
   }
 
   /**
@@ -1441,8 +1448,8 @@ export class Controller<S extends NodeSpec> {
    * stored spec cannot be read (said so), and one its delete refuses before any backend call (`refused`:
    * that delete fails at once, as it did before reads, `deleteUnread`).
    */
-  private async readBeforeDelete(ordered: readonly NodeRecord[], edges: DeletionEdges): Promise<Map<NodeId, Observation | 'refused'>> {
-    const found = new Map<NodeId, Observation | 'refused'>();
+  private async readBeforeDelete(ordered: readonly NodeRecord[], edges: DeletionEdges): Promise<Map<NodeId, FoundRemoved<S>>> {
+    const found = new Map<NodeId, FoundRemoved<S>>();
     const inCall = new Set(ordered.map((r) => r.id));
     const ctx = this.context();
     const toRead: RemovedItem<S>[] = [];
@@ -1454,14 +1461,16 @@ export class Controller<S extends NodeSpec> {
         continue;
       }
       if ((await this.o.provisioner.refusedDelete?.(node, this.removedContext(r))) !== undefined) {
-        found.set(r.id, 'refused');
+        found.set(r.id, { read: 'refused', node });
         continue;
       }
       const permit = this.breakers.for(r.backendId).acquire();
       if (permit.verdict === 'reject') this.queue.addAfter(r.id, Math.max(1, permit.retryAt - this.o.clock.now()));
       else toRead.push({ r, node });
     }
-    if (toRead.length > 0) for (const [id, obs] of await readRemoved(this.o.provisioner, toRead, ctx, this.o.concurrency)) found.set(id, obs);
+    if (toRead.length === 0) return found;
+    const nodes = new Map(toRead.map((item) => [item.r.id, item.node]));
+    for (const [id, read] of await readRemoved(this.o.provisioner, toRead, ctx, this.o.concurrency)) found.set(id, { read, node: nodes.get(id)! });
     return found;
   }
 
@@ -1470,11 +1479,11 @@ export class Controller<S extends NodeSpec> {
    * fail at once, past the circuit breaker as any delete. A probe not sent (the delete not recorded) is
    * given back: the circuit waited for its answer until the next cool-down, every node of the backend with it.
    */
-  private async deleteUnread(r: NodeRecord): Promise<void> {
+  private async deleteUnread(r: NodeRecord, node: DesiredNode<S>): Promise<void> {
     const breaker = this.breakers.for(r.backendId);
     const permit = breaker.acquire();
     if (permit.verdict === 'reject') this.queue.addAfter(r.id, Math.max(1, permit.retryAt - this.o.clock.now()));
-    else if (!(await this.deleteRecord(r)) && permit.verdict === 'probe') breaker.cancelProbe();
+    else if (!(await this.deleteRecord(r, node)) && permit.verdict === 'probe') breaker.cancelProbe();
   }
 
   /**
@@ -1484,13 +1493,13 @@ export class Controller<S extends NodeSpec> {
    * fault policy retries or holds it); one that cannot tell whether it exists, or waits (a script's
    * review), held as a node of the goals is: not deleted blindly.
    */
-  private async deleteFound(r: NodeRecord, read: Observation): Promise<void> {
+  private async deleteFound(r: NodeRecord, read: Observation, node: DesiredNode<S>): Promise<void> {
     const log = this.o.log.child({ node: r.id, backend: r.backendId });
     if (read.status !== 'failed') this.backendAnswered(r.backendId);
     switch (read.status) {
       case 'upToDate':
       case 'drifted':
-        await this.deleteRecord(r);
+        await this.deleteRecord(r, node);
         return;
       case 'absent':
         this.resolvePending(r.id, 'absent');
@@ -1564,13 +1573,8 @@ export class Controller<S extends NodeSpec> {
    * backend was asked. A delete the store would not record as pending (a full disk) is not sent: the
    * node stays in `deleting`, and the batch loop tries its delete again until the store records it.
    */
-  private async deleteRecord(r: NodeRecord): Promise<boolean> {
-    const node = removedNode(r, this.o.codec);
+  private async deleteRecord(r: NodeRecord, node: DesiredNode<S>): Promise<boolean> {
     const log = this.o.log.child({ node: r.id, backend: r.backendId });
-    if (node === undefined) {
-      log.error('delete refused: the stored spec cannot be read');
-      return false;
-    }
     // In the slot its turn took (`deleteInTurn`).
     const result = await this.provision(node, 'delete', () => this.o.provisioner.delete(node, this.removedContext(r)));
     if (result === undefined) return false;
