@@ -21,7 +21,7 @@ import { KeyedSlots } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
-import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, deleteBar, deletionEdges, heldByPolicy, heldFault, heldReason, inDeleteTurns, isDigestAt, LET_GO, logOrphaned, POLICY_HELD, POLICY_RELEASED, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedEdges, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, deleteBar, deletionEdges, handedAt, heldByPolicy, heldFault, heldReason, inDeleteTurns, isDigestAt, LET_GO, logOrphaned, POLICY_HELD, POLICY_RELEASED, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedEdges, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
 import type { DeletionEdges, RemovedSplit } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
@@ -1767,6 +1767,10 @@ export class Controller<S extends NodeSpec> {
       outputsOf: this.outputsOf,
       memoOf: (id) => this.records.get(id)?.memo ?? undefined,
       interrupted: (id) => hasInterruptedCreate(this.pending.get(id)),
+      appliedAt: (id, digest) => {
+        const node = this.graph?.get(id);
+        return node !== undefined && appliedAtSpec(this.records.get(id), node, handedAt(node, digest));
+      },
     };
   }
 }

@@ -730,3 +730,11 @@ function appliedAtGoal<S extends NodeSpec>(r: NodeRecord, node: DesiredNode<S>):
 export function appliedAtSpec<S extends NodeSpec>(rec: NodeRecord | undefined, node: DesiredNode<S>, at: ResolvedAt): boolean {
   return rec !== undefined && (isDigestAt(rec.appliedDigest, node, at) || rec.appliedDigest === node.spec.digest);
 }
+
+/**
+ * What a provisioner was handed `node` at, as `ResolvedAt` says it: `digest` the digest of the spec it
+ * got (`OperationContext.appliedAt`), the goal's own where no reference was resolved.
+ */
+export function handedAt<S extends NodeSpec>(node: DesiredNode<S>, digest: string): ResolvedAt {
+  return digest === node.spec.digest ? {} : { digest };
+}

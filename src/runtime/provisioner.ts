@@ -140,9 +140,19 @@ export interface OperationContext {
    * and no node of the goals shares a resource with them (a file another node reaches). One found
    * present whose delete is bound to fail by what the read finds (a directory that holds what no delete
    * of the call removes first) may be answered `failed` with that delete's fault: plan shows it as the
-   * error apply meets, and apply fails it with no delete sent.
+   * error apply meets, and apply fails it with no delete sent. A read that finds what a delete would
+   * need first (a script's per-run approval of it) may answer `indeterminate` (`waiting`) saying so.
    */
   readonly beforeDelete?: true | undefined;
+  /**
+   * Whether node `id` was last applied at `digest`, the digest of its spec as the provisioner is handed
+   * it (its references resolved, or not: `ResolvedAt`): then a difference its observation finds is drift,
+   * corrected only under `selfHeal`; else it is a change of the goal (or of an output it references),
+   * made whatever `selfHeal` says. For a backend that must ask before a change (a script's per-run
+   * approval): it asks for the one that follows, and for no drift left as it is. Absent: not known, as
+   * if never applied.
+   */
+  readonly appliedAt?: ((id: NodeId, digest: string) => boolean) | undefined;
 }
 
 /**

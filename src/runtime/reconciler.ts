@@ -18,7 +18,7 @@ import { awaitsOutput } from './interpolation.ts';
 import { forEachKeyedLimit, KeyedSlots } from './limit.ts';
 import { readRemoved, GONE_ALREADY } from './removed-read.ts';
 import type { RemovedItem } from './removed-read.ts';
-import { appliedAtSpec, carriedRecord, deleteBar, type DeletionEdges, deletionEdges, heldFault, heldReason, inDeleteTurns, LET_GO, logOrphaned, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedEdges, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, deleteBar, type DeletionEdges, deletionEdges, handedAt, heldFault, heldReason, inDeleteTurns, LET_GO, logOrphaned, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedEdges, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -174,7 +174,10 @@ export class Reconciler<S extends NodeSpec> {
         else if (badDep !== undefined) entry({ action: 'blocked', reason: `dependency ${badDep} is not ready` });
         else observable.push(node);
       }
-      const observed = await this.provisioner.observe(observable, this.context(options.signal, (id) => outputs.get(id), (id) => byId.get(id)?.memo ?? undefined, (id) => interrupted.has(id)));
+      const observed = await this.provisioner.observe(
+        observable,
+        this.context(options.signal, (id) => outputs.get(id), (id) => byId.get(id)?.memo ?? undefined, (id) => interrupted.has(id), appliedIn(graph, (id) => byId.get(id), options)),
+      );
       for (const node of observable) {
         const entry = (planned: PlannedAction): void => {
           entries.set(node.id, { id: node.id, type: node.spec.type, backendId: node.spec.backendId, goal: node.goal, planned });
@@ -402,7 +405,7 @@ export class Reconciler<S extends NodeSpec> {
           ready.push(node);
         }
         if (ready.length === 0) continue;
-        const ctx = this.context(options.signal, outputsOf, memoOf, createInterrupted);
+        const ctx = this.context(options.signal, outputsOf, memoOf, createInterrupted, appliedIn(graph, (id) => records.get(id), options));
         const observed = await this.provisioner.observe(ready, ctx);
         const steps: ProvisionStep<S>[] = [];
         for (const node of ready) {
@@ -792,14 +795,15 @@ export class Reconciler<S extends NodeSpec> {
     }
   }
 
-  /** `interrupted`: the nodes whose create a crash cut short (see `OperationContext.interrupted`). */
+  /** `interrupted`: the nodes whose create a crash cut short (see `OperationContext.interrupted`); `appliedAt`: see `OperationContext.appliedAt`. */
   private context(
     signal: AbortSignal,
     outputsOf: (id: NodeId) => Outputs | undefined,
     memoOf?: (id: NodeId) => ObservationMemo | undefined,
     interrupted?: (id: NodeId) => boolean,
+    appliedAt?: (id: NodeId, digest: string) => boolean,
   ): OperationContext {
-    return { signal, log: this.log, outputsOf, memoOf, interrupted };
+    return { signal, log: this.log, outputsOf, memoOf, interrupted, appliedAt };
   }
 }
 
@@ -826,6 +830,14 @@ function heldForGoal<S extends NodeSpec>(record: NodeRecord, node: DesiredNode<S
 /** `appliedAtSpec`, unless the node's backend is declared otherwise since: then what it finds is to converge, not drift. */
 function appliedAt<S extends NodeSpec>(record: NodeRecord | undefined, node: DesiredNode<S>, options: PassOptions, at: ResolvedAt): boolean {
   return appliedAtSpec(record, node, at) && options.changedBackends?.has(node.spec.backendId) !== true;
+}
+
+/** `OperationContext.appliedAt` of a pass over `graph`, as the pass decides it (`appliedAt`) on the records `recordOf` gives. */
+function appliedIn<S extends NodeSpec>(graph: DesiredGraph<S>, recordOf: (id: NodeId) => NodeRecord | undefined, options: PassOptions): (id: NodeId, digest: string) => boolean {
+  return (id, digest) => {
+    const node = graph.get(id);
+    return node !== undefined && appliedAt(recordOf(id), node, options, handedAt(node, digest));
+  };
 }
 
 /** Nodes grouped by depth: a node's level is one more than its deepest dependency's. */
