@@ -134,35 +134,47 @@ export class ScriptProvisioner implements ResourceProvisioner {
     }
     const stdout = await this.read(script, node, ctx);
     const obs = toObservation(inputOf(node.spec.spec), parseRead(stdout), ctx.outputsOf(node.id), node.settings.ignoreFields);
-    // Read before its delete (the node left the goals): no create or update follows, and a per-run approval of the delete is kept for it.
-    if (ctx.beforeDelete === true) return obs;
-    // A change would follow: say now that it cannot run, so the node shows held (⊘) rather than failing later.
-    const verb = obs.status === 'absent' ? 'create' : obs.status === 'drifted' && node.settings.selfHeal ? 'update' : undefined;
-    if (verb !== undefined) {
-      const gate = gateFor(standing, verb, this.gateContext(script.hash, node));
-      if (gate.gate === 'approval') {
-        const use = this.use(node, verb);
-        // A grant given for another input (the goal changed since) permits nothing now: void.
-        this.ledger().voidOtherInputs(script.hash, node.id, use.inputDigest);
-        if (this.ledger().openGrant(script.hash, node.id, use) === undefined) {
-          // What `scripts approve-run` answers, with a grant for this verb and this input only.
-          this.ledger().request(script.hash, node.id, use);
-          ctx.log.info({ node: node.id, script: script.hash, verb, trust: standing.trust.lower }, 'script awaits a per-run approval');
-          return { status: 'indeterminate', reason: this.approvalReason(gate.reason, script, node, use), waiting: true };
-        }
-      }
-    } else if (obs.status === 'upToDate') {
-      // Nothing to change: an approval it waited for is moot, and a grant left open would be taken, unasked, by a later change.
-      this.settle(script, node, ctx);
+    if (ctx.beforeDelete === true) {
+      // Read before its delete (the node left the goals): found, its delete follows, and waits here for its
+      // approval (held, as a create waits) rather than failing when sent. Nothing of a create or an update is
+      // asked for or settled: an approval of the delete given meanwhile is kept for it.
+      if (obs.status !== 'upToDate' && obs.status !== 'drifted') return obs;
+      return this.awaitingApproval(script, standing, node, 'delete', ctx) ?? obs;
     }
+    // A change would follow: say now that it cannot run, so the node shows held (⊘) rather than failing later.
+    // A difference is changed under selfHeal, and otherwise only where the goal changed since it was applied.
+    const changed = node.settings.selfHeal || ctx.appliedAt?.(node.id, node.spec.digest) !== true;
+    const verb = !changed ? undefined : obs.status === 'absent' ? 'create' : obs.status === 'drifted' ? 'update' : undefined;
+    if (verb !== undefined) return this.awaitingApproval(script, standing, node, verb, ctx) ?? obs;
+    // Nothing to change: an approval it waited for is moot, and a grant left open would be taken, unasked, by a later change.
+    if (obs.status === 'upToDate') this.settle(script, node, ctx);
     return obs;
+  }
+
+  /**
+   * The observation of a node whose `verb` waits for a per-run approval (`waiting`, with what to approve and
+   * how), asked for now (`scripts approve-run` answers it); undefined where it may run: its gate is open, or
+   * an approval given for this verb and input is open.
+   */
+  private awaitingApproval(script: ArtifactRecord, standing: ScriptStanding, node: BackendNode, verb: ScriptVerb, ctx: OperationContext): Observation | undefined {
+    const gate = gateFor(standing, verb, this.gateContext(script.hash, node));
+    if (gate.gate !== 'approval') return undefined;
+    const use = this.use(node, verb);
+    // A grant given for another input (the goal changed since) permits nothing now: void.
+    this.ledger().voidOtherInputs(script.hash, node.id, use.inputDigest);
+    if (this.ledger().openGrant(script.hash, node.id, use) !== undefined) return undefined;
+    // What `scripts approve-run` answers, with a grant for this verb and this input only.
+    this.ledger().request(script.hash, node.id, use);
+    ctx.log.info({ node: node.id, script: script.hash, verb, trust: standing.trust.lower }, 'script awaits a per-run approval');
+    return { status: 'indeterminate', reason: this.approvalReason(gate.reason, script, node, use), waiting: true };
   }
 
   async provision(node: BackendNode, intent: ProvisionIntent, ctx: OperationContext): Promise<ProvisionResult> {
     const resolved = await this.resolve(node, ctx);
-    // A script awaiting a person (a review, a per-run approval) is a permanent fault of this node, not an
+    // The read before it holds a node whose change awaits a person (a review, a per-run approval): one found
+    // so only here (its approval taken or voided since that read) is a permanent fault of this node, not an
     // `auth` one: those count against the backend's circuit breaker, and a few deletes awaiting approval
-    // would stop every other node of the backend. Held after its retry budget, as `auth` was.
+    // would stop every other node of the backend. Its next read holds it.
     if ('held' in resolved) throw new FaultError(fault('permanent', resolved.held, { code: resolved.code }));
     const { script } = resolved;
     const standing = this.standing(script.hash);
@@ -179,8 +191,7 @@ export class ScriptProvisioner implements ResourceProvisioner {
         this.ledger().voidOtherInputs(script.hash, node.id, use.inputDigest);
         const grant = this.ledger().takeGrant(script.hash, node.id, use);
         if (grant === undefined) {
-          // A delete (of a node no longer in the goals, never observed) or an update of a changed goal
-          // where selfHeal is off: asked for here, as observe asks for a create or a correction.
+          // None open (taken or voided since the read that let it through, `awaitingApproval`): asked for again here.
           this.ledger().request(script.hash, node.id, use);
           throw new FaultError(fault('permanent', this.approvalReason(gate.reason, script, node, use), { code: 'script-needs-approval' }));
         }

@@ -89,7 +89,7 @@ function summary(ledger: ArtifactLedger, a: ArtifactRecord, policy: TrustPolicy)
 
 /** The nodes held waiting for this script (`only`: that one, if it is). */
 function heldFor(store: SqliteStateStore, hash: string, only?: string): NodeRecord[] {
-  // Failed too: a node removed from the goals whose delete waits for this script is recorded failed, with the reason.
+  // Failed too: a run refused when sent (its approval voided between the read before it and the run) is recorded failed, with the reason.
   return store.listNodes().filter((r) => (r.status === 'held' || r.status === 'failed') && r.reason?.includes(short(hash)) === true && (only === undefined || r.id === only));
 }
 

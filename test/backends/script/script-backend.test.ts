@@ -150,9 +150,10 @@ describe.skipIf(!hasJq)('gating', () => {
     expect(request?.input).not.toContain('hunter2secret');
   });
 
-  // The read of a node removed from the goals comes right before its delete: it neither asks for a create or an
-  // update, nor voids the approval given for that delete (it voided it, and the delete asked again, for ever).
-  it('the read before a delete (a node removed from the goals) keeps a grant for the delete, and asks for nothing', async () => {
+  // The read of a node removed from the goals comes right before its delete: it holds the node for the delete's
+  // approval (the delete failed as a permanent fault when sent, and spent the node's retry budget), asks for no
+  // create or update, and never voids the approval given for that delete (it voided it, and the delete asked again, for ever).
+  it('the read before a delete (a node removed from the goals) holds it for the delete\'s approval, and keeps the grant for it', async () => {
     const p = project();
     const b = p.backend();
     const n = node('motd', FILE_INPUT, 'prod');
@@ -161,7 +162,8 @@ describe.skipIf(!hasJq)('gating', () => {
     p.store.artifacts.grant(hash, 'motd', 'ana', null)!;
     expect((await b.create(n, opContext())).status).toBe('done');
     const beforeDelete = { ...opContext(), beforeDelete: true as const };
-    expect(faultOf(await b.delete(n, opContext()))).toMatchObject({ code: 'script-needs-approval' });
+    expect(heldReason((await b.observe([n], beforeDelete)).get('motd')!)).toMatch(new RegExp(`needs a per-run approval to delete motd in prod \\(trust [0-9.]+ < 0\\.94\\): desiredstate scripts approve-run ${hash.slice(0, 12)} --node motd$`));
+    expect(p.store.artifacts.openRequest(hash, 'motd')).toMatchObject({ action: 'delete' });
     const grant = p.store.artifacts.grant(hash, 'motd', 'ana', 'decommission')!;
     expect((await b.observe([n], beforeDelete)).get('motd')).toMatchObject({ status: 'upToDate' });
     expect(p.store.artifacts.grants(hash).find((g) => g.id === grant.id)).toMatchObject({ usedAt: null, voidedAt: null });
@@ -170,6 +172,37 @@ describe.skipIf(!hasJq)('gating', () => {
     // Found gone: absent, no create asked for.
     expect((await b.observe([n], beforeDelete)).get('motd')).toEqual({ status: 'absent' });
     expect(p.store.artifacts.openRequest(hash, 'motd')).toBeUndefined();
+  });
+
+  // Under selfHeal: false only a change of the goal is made: its update was never asked for, and failed when sent.
+  it('under selfHeal: false, a changed goal waits for the update\'s approval; drift left as it is asks for none', async () => {
+    const p = project();
+    const b = p.backend();
+    const reportOnly = (input: Record<string, unknown>): BackendNode => ({ ...node('motd', input, 'prod'), settings: { selfHeal: false, prune: false, deletionPolicy: 'Delete', ignoreFields: [] } });
+    const applied = reportOnly(FILE_INPUT);
+    const hash = await approvedScript(p, b, applied);
+    await observe(b, applied);
+    p.store.artifacts.grant(hash, 'motd', 'ana', null);
+    expect((await b.create(applied, opContext())).status).toBe('done');
+    // Edited by hand, the goal as applied: drift, only reported.
+    writeFileSync(join(p.dir, 'root/etc/motd'), 'edited');
+    const asApplied = { ...opContext(), appliedAt: () => true };
+    expect((await b.observe([applied], asApplied)).get('motd')).toMatchObject({ status: 'drifted' });
+    expect(p.store.artifacts.openRequest(hash, 'motd')).toBeUndefined();
+    // Deleted by hand: reported, not made again, so no create is asked for either.
+    rmSync(join(p.dir, 'root/etc/motd'));
+    expect((await b.observe([applied], asApplied)).get('motd')).toEqual({ status: 'absent' });
+    expect(p.store.artifacts.openRequest(hash, 'motd')).toBeUndefined();
+    writeFileSync(join(p.dir, 'root/etc/motd'), 'edited');
+    // The goal changed since: the update follows, and waits for its approval.
+    const changed = reportOnly({ path: 'etc/motd', content: 'changed\n' });
+    const notApplied = { ...opContext(), appliedAt: (id: string, digest: string) => id === 'motd' && digest === applied.spec.digest };
+    expect(heldReason((await b.observe([changed], notApplied)).get('motd')!)).toContain(`needs a per-run approval to update motd in prod`);
+    expect(p.store.artifacts.openRequest(hash, 'motd')).toMatchObject({ action: 'update', input: expect.stringContaining('changed') });
+    p.store.artifacts.grant(hash, 'motd', 'ana', null);
+    expect((await b.observe([changed], notApplied)).get('motd')).toMatchObject({ status: 'drifted' });
+    expect((await b.update(changed, [], opContext())).status).toBe('done');
+    expect(readFileSync(join(p.dir, 'root/etc/motd'), 'utf8')).toBe('changed\n');
   });
 
   it('deletes awaiting a per-run approval do not open the circuit breaker that every node of the backend goes through', async () => {
