@@ -1,4 +1,4 @@
-import { assertNever, defaultLoadLimits, fault, FaultError, formatPath, inexactNumber, isJsonObject, jsonEqual } from '../runtime/index.ts';
+import { assertNever, defaultLoadLimits, fault, FaultError, formatPath, inexactNumber, isJsonObject, jsonEqual, ownValue } from '../runtime/index.ts';
 import type { Fault, FieldDiff, Observation, OperationContext, Outputs, PathKey } from '../runtime/index.ts';
 import { tailLines } from './process.ts';
 import type { ProcessOutcome } from './process.ts';
@@ -315,7 +315,7 @@ export function inputDiffs(input: Readonly<Record<string, unknown>>, state: Read
     const path = `input.${key}`;
     const inside = ignoredInside(path, ignore);
     const desired = leftOut(written, inside);
-    const actual = leftOut(state[key], inside);
+    const actual = leftOut(ownValue(state, key), inside);
     // A key set to null asks for no value: a state that leaves the key out has none (else it would drift, and be "corrected", on every pass).
     if (desired === null && actual === undefined) continue;
     if (!jsonEqual(desired, actual)) diffs.push({ path, desired, actual });

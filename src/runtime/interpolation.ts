@@ -1,4 +1,5 @@
 import { suggestion } from './diagnostics.ts';
+import { ownValue } from './json.ts';
 import type { Fault } from './fault.ts';
 import type { Outputs } from './provisioner.ts';
 import { NODE_ID_PATTERN } from './node-spec.ts';
@@ -156,7 +157,7 @@ export function interpolateGoal(
       if (field === 'environment') return literal(goal.environment);
       if (field === 'labels') {
         const key = e.slice('goal.labels.'.length);
-        const label = goal.labels[key];
+        const label = ownValue(goal.labels, key);
         if (label === undefined) report(path, `\${${e}}: goal "${goal.name}" has no label "${key}"${suggestion(key, Object.keys(goal.labels))}`, index);
         return label === undefined ? whole : literal(label);
       }

@@ -13,6 +13,14 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
   return false;
 }
 
+/**
+ * `record[key]` when `record` holds `key` itself, else undefined: a key a user wrote (a label, an
+ * input key, an output) may be `constructor` or `toString`, which a plain object inherits.
+ */
+export function ownValue<T>(record: Readonly<Record<string, T>>, key: string): T | undefined {
+  return Object.hasOwn(record, key) ? record[key] : undefined;
+}
+
 /** What a JSON value is, as a message names it: `a list (a JSON array)`, `a map (a JSON object)`, `a string` … */
 export function jsonTypeName(v: unknown): string {
   if (v === null) return 'null';

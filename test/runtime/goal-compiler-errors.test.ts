@@ -379,6 +379,12 @@ describe('${goal.labels.<key>} reads the goal\'s labels (metadata.labels), not t
     const r = compile(goal('    - id: a\n      type: local.file\n      labels: { owner: ann }\n      spec: { path: a.txt, content: "${goal.labels.owner}" }\n'));
     expect(r.lines).toEqual(['g0.yaml:9:38: error bad-interpolation: ${goal.labels.owner}: goal "app" has no label "owner"']);
   });
+
+  // A plain object inherits these: read as labels, they crashed the compile (`s.replaceAll is not a function`).
+  it.each(['constructor', 'toString', 'valueOf', 'hasOwnProperty', '__proto__'])('${goal.labels.%s} is no label, not an inherited member', (key) => {
+    const r = compile(goal(`    - id: a\n      type: local.file\n      spec: { path: a.txt, content: "\${goal.labels.${key}}" }\n`));
+    expect(r.lines).toEqual([`g0.yaml:8:38: error bad-interpolation: \${goal.labels.${key}}: goal "app" has no label "${key}"`]);
+  });
 });
 
 describe('spec.defaults.backend', () => {

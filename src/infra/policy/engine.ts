@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { z } from 'zod';
-import { assertNever, didYouMean, formatLocation, formatPath, isJsonObject, meantInput, reportZodIssues, suggestion, valueAtPath } from '../../runtime/index.ts';
+import { assertNever, didYouMean, formatLocation, formatPath, isJsonObject, meantInput, ownValue, reportZodIssues, suggestion, valueAtPath } from '../../runtime/index.ts';
 import type { Diagnostic, DiagnosticBag, GoalInfo, MeantInput, NodeDeclaration, NodeGate, PathKey, RawDocument, SourceLocation } from '../../runtime/index.ts';
 import type { AppliedDefault, PolicyEngine, PolicyVerdict } from '../policy.ts';
 import { maskShownSecrets, shownSpec } from '../secret-mask.ts';
@@ -544,7 +544,7 @@ function judge(check: CompiledCheck, spec: InfraNodeSpec, decl: NodeDeclaration,
       return { status: 'fail', kind: 'naming', message: `${formatPath(['spec', body.field])} "${typeof shown === 'string' ? shown : text}" does not match ${m.regex.source}`, path: ['spec', body.field] };
     }
     case 'required-label': {
-      const value = decl.labels[body.key];
+      const value = ownValue(decl.labels, body.key);
       if (value === undefined) return { status: 'fail', kind: 'required-label', message: `label "${body.key}" is missing`, path: ['labels'] };
       // `team: ""` names no team: a label required is one with a value.
       if (value.trim() === '') return { status: 'fail', kind: 'required-label', message: `label "${body.key}" is empty`, path: ['labels', body.key] };

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import type * as Re2Module from '@bufbuild/re2';
-import { assertNever, didYouMean, errorMessage, escapeRegex } from '../../runtime/index.ts';
+import { assertNever, didYouMean, errorMessage, escapeRegex, ownValue } from '../../runtime/index.ts';
 
 /**
  * Naming patterns: RE2 regular expressions with `{env}` (the goal
@@ -171,7 +171,7 @@ export function compileNamePattern(source: string): PatternCompileResult {
             key += `${environment}\u0000`;
             break;
           case 'label': {
-            const v = labels[p.key];
+            const v = ownValue(labels, p.key);
             if (v === undefined) return { status: 'missing-label', key: p.key };
             key += `${v}\u0000`;
             break;

@@ -32,6 +32,13 @@ describe('inputDiffs', () => {
     expect(inputDiffs({ tag: 'x' }, {})).toEqual([{ path: 'input.tag', desired: 'x', actual: undefined }]);
   });
 
+  // A plain object inherits these: `state.valueOf` was a function, "absent → null" on every read, and an update on every pass.
+  it.each(['constructor', 'toString', 'valueOf', 'hasOwnProperty', '__proto__'])('a key named %s is read from the state itself, not from what a plain object inherits', (key) => {
+    const read = parseRead('{"exists":true,"state":{}}');
+    expect(toObservation(JSON.parse(`{"${key}":null}`) as Record<string, unknown>, read)).toEqual({ status: 'upToDate', outputs: {} });
+    expect(inputDiffs(JSON.parse(`{"${key}":"x"}`) as Record<string, unknown>, {})).toEqual([{ path: `input.${key}`, desired: 'x', actual: undefined }]);
+  });
+
   // `ignoreFields: [input.nested.x]` never matched the one diff of the key, `input.nested`: a hand-set x was drift, and "corrected".
   const input = { nested: { x: 1, y: 2, deep: { z: 'a' } }, list: [1, 2] };
   it.each([

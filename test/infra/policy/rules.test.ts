@@ -42,6 +42,13 @@ describe('naming patterns', () => {
     expect(engine.findings()[0]!.message).toContain('needs label "team"');
   });
 
+  // A plain object inherits these: read as labels, they crashed the compile (`s.replace is not a function`).
+  it.each(['constructor', 'toString', 'valueOf', 'hasOwnProperty', '__proto__'])('a placeholder {label.%s} the node lacks is a finding, not an inherited member', (key) => {
+    const p = policyYaml({ naming: [{ types: ['postgres.database'], field: 'name', pattern: `^{label.${key}}-`, severity: { default: 'high' } }] });
+    const { engine } = compileTexts({ 'p.yaml': p, 'g.yaml': one('prod', db('prod_data_orders')) });
+    expect(engine.findings().map((f) => f.message)).toEqual([`the naming pattern ^{label.${key}}- needs label "${key}", which the node does not carry`]);
+  });
+
   it('placeholders do not swallow regex quantifiers', () => {
     const p = policyYaml({ naming: [{ types: ['postgres.database'], field: 'name', pattern: '^{env}-[0-9]{4}$', severity: { default: 'high' } }] });
     expect(policyDiagnostics({ 'p.yaml': p, 'g.yaml': one('dev', db('dev-2024')) })).toEqual([]);
@@ -77,6 +84,13 @@ describe('required labels', () => {
     },
   ])('$name', ({ env, goalLabels, node, want }) => {
     expect(policyDiagnostics({ 'p.yaml': policy, 'g.yaml': one(env, node, goalLabels) })).toEqual(want);
+  });
+
+  // A plain object inherits these: read as labels, they crashed the compile (`value.trim is not a function`).
+  it.each(['constructor', 'toString', 'valueOf', 'hasOwnProperty', '__proto__'])('a required label %s is missing, not an inherited member', (key) => {
+    const p = policyYaml({ requiredLabels: [{ key, severity: { default: 'high' } }] });
+    const { engine } = compileTexts({ 'p.yaml': p, 'g.yaml': one('prod', file({ team: 't' })) });
+    expect(engine.findings().map((f) => f.message)).toEqual([`label "${key}" is missing`]);
   });
 });
 
