@@ -1,4 +1,4 @@
-import { DesiredStateError, errorMessage, ErrorCodes } from '../runtime/index.ts';
+import { DesiredStateError, errorMessage, ErrorCodes, ownValue } from '../runtime/index.ts';
 import { commandFirst, leadingProblem } from './command-line.ts';
 import { createContext, parseHistory } from './context.ts';
 import { oneLine } from './format.ts';
@@ -246,7 +246,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       io.out(mainHelp());
       return EXIT.ok;
     }
-    const command = commands[topic];
+    const command = ownValue(commands, topic);
     if (command === undefined) {
       process.stderr.write(`desiredstate: unknown command "${oneLine(topic)}"; run desiredstate --help\n`);
       return EXIT.usage;
@@ -272,7 +272,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     );
     return EXIT.usage;
   }
-  const command = commands[name];
+  const command = ownValue(commands, name);
   if (command === undefined) {
     process.stderr.write(`desiredstate: unknown command "${oneLine(name)}"; run desiredstate --help\n`);
     return EXIT.usage;

@@ -151,6 +151,10 @@ describe.concurrent('desiredstate CLI: invocations', () => {
     { name: 'a value for a switch', args: ['apply', '--yes=1'], stderr: /^desiredstate apply: --yes takes no value\n$/ },
     { name: 'help for an unknown command', args: ['--help', 'bogus'], stderr: /^desiredstate: unknown command "bogus"; run desiredstate --help\n$/ },
     { name: 'an unknown command', args: ['bogus'], stderr: /unknown command "bogus"/ },
+    // A name a plain object inherits was taken for a command: exit 70, `command.run is not a function`, or help reading "undefined".
+    { name: 'a command named like an inherited member', args: ['constructor'], stderr: /^desiredstate: unknown command "constructor"; run desiredstate --help\n$/ },
+    { name: 'a command named toString', args: ['toString'], stderr: /^desiredstate: unknown command "toString"; run desiredstate --help\n$/ },
+    { name: 'help for a command named __proto__', args: ['help', '__proto__'], stderr: /^desiredstate: unknown command "__proto__"; run desiredstate --help\n$/ },
     { name: 'a missing goals directory', args: ['validate', '--goals', '/nonexistent/goals'], stderr: /goal directory .* does not exist/ },
     { name: 'a bad --format', args: ['plan', '--format', 'yaml'], stderr: /--format must be one of text, json/ },
     { name: 'a bad --format for schema', args: ['schema', '--format', 'yaml'], stderr: /--format must be one of json/ },
