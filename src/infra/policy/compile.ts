@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { formatPath, suggestion, zodIssueMessages } from '../../runtime/index.ts';
+import { formatPath, ownValue, suggestion, zodIssueMessages } from '../../runtime/index.ts';
 import type { DiagnosticBag, PathKey, SourceLocation } from '../../runtime/index.ts';
 import { INFRA_NODE_TYPES, secretFields, specSchemas } from '../spec.ts';
 import type { InfraNodeType } from '../spec.ts';
@@ -260,7 +260,7 @@ export function compilePolicySpec(
     for (const [field, value] of Object.entries(d.set)) {
       for (const t of options.untyped?.(path) === true ? [] : d.types) {
         const shape = shapeOf(t);
-        const schema = shape[field];
+        const schema = ownValue(shape, field);
         if (schema === undefined) {
           diag.error(at([...path, 'set', field], 'key'), 'unknown-field', `${field} is not a field of ${t}${suggestion(field, Object.keys(shape))}`);
           ok = false;

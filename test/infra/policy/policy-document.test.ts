@@ -64,6 +64,13 @@ describe('Policy documents are validated strictly, each error at its place', () 
       want: ['7:14 error unknown-field'],
       says: 'did you mean "connectionLimit"',
     },
+    // Read from the type's shape, a name a plain object inherits was taken for a field: exit 70, `schema.safeParse is not a function`.
+    {
+      name: 'a default for a field named like an inherited member',
+      spec: '  defaults:\n    - types: [postgres.role]\n      set: { toString: 20 }\n',
+      want: ['7:14 error unknown-field'],
+      says: 'toString is not a field of postgres.role',
+    },
     {
       name: 'a default of the wrong type',
       spec: '  defaults:\n    - types: [postgres.role]\n      set: { connectionLimit: "20" }\n',
