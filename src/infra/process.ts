@@ -4,7 +4,7 @@ import { closeSync, constants, existsSync, openSync, readSync, statSync } from '
 import { access, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { errorMessage } from '../runtime/index.ts';
+import { errorMessage, ownValue } from '../runtime/index.ts';
 import { LEASE_TOKEN_ENV, leaseToken, removeLease, writeLease } from './process-lease.ts';
 import type { ProcessLeaseOptions } from './process-lease.ts';
 
@@ -297,7 +297,7 @@ export function envAllowlistSchema(what: string) {
 export function allowlistedEnv(source: NodeJS.ProcessEnv, names: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (const name of names) {
-    const value = source[name];
+    const value = ownValue(source, name);
     if (value !== undefined) out[name] = value;
   }
   return out;

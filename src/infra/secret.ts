@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { DesiredStateError, ErrorCodes, fault, FaultError, holdsNodeReference, readAtMost } from '../runtime/index.ts';
+import { DesiredStateError, ErrorCodes, fault, FaultError, holdsNodeReference, ownValue, readAtMost } from '../runtime/index.ts';
 import type { Fault } from '../runtime/index.ts';
 import { envNameSchema } from './process.ts';
 
@@ -48,7 +48,7 @@ export const MAX_SECRET_FILE_BYTES = 1024 * 1024;
  */
 export async function resolveSecret(ref: SecretRef, options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<string> {
   if ('fromEnv' in ref) {
-    const v = (options.env ?? process.env)[ref.fromEnv];
+    const v = ownValue(options.env ?? process.env, ref.fromEnv);
     if (v === undefined || v === '') {
       throw new DesiredStateError(ErrorCodes.SecretUnavailable, `secret environment variable ${ref.fromEnv} is ${v === undefined ? 'not set' : 'empty'}`, { context: { ref: describeSecretRef(ref) } });
     }

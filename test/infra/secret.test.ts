@@ -25,6 +25,13 @@ describe('resolveSecret', () => {
     expect((await failure(resolveSecret({ fromEnv: 'PG_PASS' }, { env: {} }))).message).toBe('secret environment variable PG_PASS is not set');
   });
 
+  // A plain object (and process.env) inherits these: `{ fromEnv: constructor }` gave a function for the secret, which failed far away ("The "data" argument must be of type string").
+  it.each(['constructor', 'toString', 'valueOf', 'hasOwnProperty'])('a variable named %s that is not set is not set, not what the environment object inherits', async (name) => {
+    expect((await failure(resolveSecret({ fromEnv: name }, { env: {} }))).message).toBe(`secret environment variable ${name} is not set`);
+    expect((await failure(resolveSecret({ fromEnv: name }, { env: process.env }))).message).toBe(`secret environment variable ${name} is not set`);
+    expect(await resolveSecret({ fromEnv: name }, { env: { [name]: 's3cret' } })).toBe('s3cret');
+  });
+
   // An empty value is no secret: a variable set to nothing, a file not yet written. PostgreSQL took it
   // for "no password" (the role's password was cleared, with no word said), Ansible for an empty var.
   it('refuses an empty variable and an empty file (or one holding only a line break) as unavailable', async () => {

@@ -563,6 +563,17 @@ describe('exec backend: process control', () => {
     expect(defaults).toMatchObject({ status: 'done', outputs: { keep: null, hidden: null } });
   });
 
+  // process.env inherits these: an allowlisted name not set was passed as `toString=function toString() { [native code] }`.
+  it('passes an allowlisted name that is not set as nothing, not as what the environment object inherits', async () => {
+    const env = { ...process.env, DS_TEST_KEEP: 'kept' };
+    const names = "console.log(JSON.stringify({ outputs: { names: Object.keys(process.env).filter((k) => ['constructor', 'toString', 'valueOf', 'DS_TEST_KEEP'].includes(k)).join(',') } }))";
+    const n = genericNode('x', { commands: { read: ['true'], create: [node, '-e', names] } });
+    const r = await backend({ env: ['constructor', 'toString', 'valueOf', 'DS_TEST_KEEP'] }, env).create(n, opContext());
+    expect(r).toMatchObject({ status: 'done', outputs: { names: 'DS_TEST_KEEP' } });
+    const set = await backend({ env: ['toString'] }, { ...env, toString: 'a value' }).create(n, opContext());
+    expect(set).toMatchObject({ status: 'done', outputs: { names: 'toString' } });
+  });
+
   it.each([
     { name: 'quoted on stderr by a failing command', read: ['/bin/sh', '-c', 'echo "auth failed with token $DS_TEST_TOKEN" >&2; exit 77'], cls: 'auth' },
     { name: 'printed on stdout as bad output', read: ['/bin/sh', '-c', 'echo "token=$DS_TEST_TOKEN"'], cls: 'permanent' },
