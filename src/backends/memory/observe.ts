@@ -1,4 +1,4 @@
-import { isJsonObject } from '../../runtime/index.ts';
+import { isJsonObject, ownValue } from '../../runtime/index.ts';
 import type { FieldDiff } from '../../runtime/index.ts';
 
 function childPath(parent: string, key: string): string {
@@ -27,7 +27,7 @@ function collect(desired: unknown, actual: unknown, path: string, out: FieldDiff
   if (isJsonObject(desired) && isJsonObject(actual)) {
     const keys = new Set([...Object.keys(desired), ...Object.keys(actual)]);
     for (const key of [...keys].sort()) {
-      collect(desired[key], actual[key], childPath(path, key), out);
+      collect(ownValue(desired, key), ownValue(actual, key), childPath(path, key), out);
     }
     return;
   }

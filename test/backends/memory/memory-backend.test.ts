@@ -239,6 +239,9 @@ describe('diffFields', () => {
     { name: 'changed scalar at top level', desired: { a: 1 }, actual: { a: 2 }, diffs: [{ path: 'a', desired: 1, actual: 2 }] },
     { name: 'nested map key', desired: { tags: { owner: 'x' } }, actual: { tags: { owner: 'y' } }, diffs: [{ path: 'tags.owner', desired: 'x', actual: 'y' }] },
     { name: 'missing key counts as undefined', desired: { a: 1 }, actual: {}, diffs: [{ path: 'a', desired: 1, actual: undefined }] },
+    // Not what a plain object inherits under that name (a function).
+    { name: 'a missing key named like an inherited member counts as undefined', desired: { toString: { x: 1 } } as unknown, actual: {}, diffs: [{ path: 'toString', desired: { x: 1 }, actual: undefined }] },
+    { name: 'a key named like an inherited member, added', desired: {}, actual: { valueOf: 1 } as unknown, diffs: [{ path: 'valueOf', desired: undefined, actual: 1 }] },
     { name: 'array element', desired: { m: ['a', 'b'] }, actual: { m: ['a', 'c'] }, diffs: [{ path: 'm[1]', desired: 'b', actual: 'c' }] },
     { name: 'longer array', desired: { m: ['a'] }, actual: { m: ['a', 'b'] }, diffs: [{ path: 'm[1]', desired: undefined, actual: 'b' }] },
     { name: 'object versus scalar', desired: { v: { x: 1 } }, actual: { v: 3 }, diffs: [{ path: 'v', desired: { x: 1 }, actual: 3 }] },
