@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DiagnosticBag, fieldPathProblem, fieldSchema, formatLocation, formatPath, hasReferences, isJsonObject, meantInput, MISSING_RESOURCE, once, pendingIssue, reportZodIssues, suggestion, valueAtPath } from '../runtime/index.ts';
+import { DiagnosticBag, fieldPathProblem, fieldSchema, formatLocation, formatPath, hasReferences, isJsonObject, literalExpressions, meantInput, MISSING_RESOURCE, once, pendingIssue, reportZodIssues, suggestion, valueAtPath, warnNotInterpolated } from '../runtime/index.ts';
 import type { BuiltNode, BuiltSpec, GoalInfo, ImpliedEdge, NodeDeclaration, NodeSpecFactory, PathKey, PendingValue, RawDocument, SourceLocation } from '../runtime/index.ts';
 import type { BackendFactory, SpecIssue } from './backend.ts';
 import { desiredNodeSpec, sameSpecKey } from './desired.ts';
@@ -131,6 +131,19 @@ function typedReferenceFields(
     for (const { path } of whole) known.set(keyOf(path), text.has(JSON.stringify(path)));
   }
   return whole.filter((p) => known.get(keyOf(p.path)) !== true).map((p) => String(p.path[0]));
+}
+
+/**
+ * A `${` in a Backend's config, which its backend reads as written (`root: out-${goal.name}` would make
+ * a directory of that name): a warning at each string that holds one, but one the config's own check
+ * refuses (`issues`), which says enough. (No config takes a free-form map: a key is an unknown field.)
+ */
+function warnConfigNotInterpolated(config: Readonly<Record<string, unknown>>, issues: readonly z.core.$ZodIssue[], locate: RawDocument['locate'], diag: DiagnosticBag): void {
+  const refused = issues.flatMap((i) => (i.code === 'unrecognized_keys' ? i.keys.map((k) => [...i.path, k]) : [i.path]));
+  for (const l of literalExpressions(config)) {
+    if (refused.some((r) => r.length <= l.path.length && r.every((k, i) => k === l.path[i]))) continue;
+    warnNotInterpolated(l.text, "a Backend's config", locate(['spec', 'config', ...l.path]), diag);
+  }
 }
 
 /**
@@ -380,10 +393,12 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
   ): { readonly valid: true; readonly config: unknown } | { readonly valid: false; readonly forChecks: { readonly config: unknown } | undefined } | undefined {
     const factory = this.registry.get(type);
     if (factory === undefined) {
+      warnConfigNotInterpolated(config, [], locate, diag);
       diag.error(locate(['spec', 'type']), 'unknown-backend-type', `backend type "${type}" is not one of ${this.registry.types().join(', ')}${suggestion(type, this.registry.types())}`);
       return undefined;
     }
     const cfg = factory.configSchema.safeParse(config);
+    warnConfigNotInterpolated(config, cfg.success ? [] : cfg.error.issues, locate, diag);
     if (!cfg.success) {
       reportZodIssues(cfg.error.issues, { schema: factory.configSchema, input: config, prefix: ['spec', 'config'], owner: `${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type} backend's config`, locate, diag });
       return { valid: false, forChecks: configForChecks(factory, { value: config, issues: cfg.error.issues }) };

@@ -161,9 +161,9 @@ function salvageGoal(meant: MeantInput, nodes: unknown[]): Omit<ReadGoal, 'doc' 
  * A `${` where nothing reads one (not a string in `spec`): a warning, as it is taken as written, unless
  * written as the `$${` escape. A warning, not an error: a goal that works as written keeps working.
  */
-function warnNotInterpolated(text: string, where: string, at: SourceLocation, diag: DiagnosticBag): void {
+export function warnNotInterpolated(text: string, where: string, at: SourceLocation, diag: DiagnosticBag): void {
   if (!holdsExpression(text)) return;
-  diag.warning(at, 'not-interpolated', `${JSON.stringify(text)} in ${where} is taken as written: interpolation and references apply to values in spec only`);
+  diag.warning(at, 'not-interpolated', `${JSON.stringify(text)} in ${where} is taken as written: interpolation and references apply to values in a Goal's spec only`);
 }
 
 /** `warnNotInterpolated` for each key and value of the labels at `path`. */

@@ -183,6 +183,19 @@ export function interpolateGoal(
 }
 
 /**
+ * Each string of `value` (JSON data that nothing interpolates: a Backend's config) that holds an
+ * expression (`holdsExpression`), with its path: taken as written, for a warning.
+ */
+export function literalExpressions(value: unknown): { readonly path: PathKey[]; readonly text: string }[] {
+  const found: { path: PathKey[]; text: string }[] = [];
+  mapStrings(value, (s, at) => {
+    if (holdsExpression(s)) found.push({ path: [...at], text: s });
+    return s;
+  });
+  return found;
+}
+
+/**
  * A copy of `value` (JSON data) with every string `s` replaced by
  * `map(s, path)`, each map key holding a `${` shown to `key`. `path` is the
  * walk's own stack, valid during the call only: a mapper that keeps it copies it.

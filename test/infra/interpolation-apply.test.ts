@@ -17,7 +17,7 @@ function compile(text: string): CompileResult<InfraDesiredNodeSpec> {
   const result = new GoalCompiler({ factory: new InfraSpecFactory({ registry }) }).compile(parsed.documents, parsed.diagnostics);
   // The label holding `${` is taken as written (inserted verbatim where `${goal.labels.tpl}` reads it): said so.
   expect(result.diagnostics.map(formatDiagnostic)).toEqual([
-    'goals/esc.yaml:5:18: warning not-interpolated: "a${b}c" in a label is taken as written: interpolation and references apply to values in spec only',
+    'goals/esc.yaml:5:18: warning not-interpolated: "a${b}c" in a label is taken as written: interpolation and references apply to values in a Goal\'s spec only',
   ]);
   return result;
 }

@@ -579,7 +579,7 @@ spec:
  * environment is taken as written, with a warning where it stands (not an error: it compiles as before).
  */
 describe('a ${ where nothing reads one is a warning', () => {
-  const said = (where: string, text: string): string => `warning not-interpolated: ${JSON.stringify(text)} in ${where} is taken as written: interpolation and references apply to values in spec only`;
+  const said = (where: string, text: string): string => `warning not-interpolated: ${JSON.stringify(text)} in ${where} is taken as written: interpolation and references apply to values in a Goal's spec only`;
 
   it('in the keys of a free-form map, at each key, taken as written', () => {
     const r = compile(mem, goal('    - id: n\n      type: generic.resource\n      backend: mem\n      spec:\n        input: { "${goal.name}": 1, "${nodes.qq.outputs.z}": 2, "$${esc}": 3, deep: { "a${x": 4 } }\n'));
@@ -605,5 +605,22 @@ describe('a ${ where nothing reads one is a warning', () => {
       `g0.yaml:6:58: ${said('a label', '${nodes.m.outputs.x}')}`,
     ]);
     expect(r.graph).toBeDefined();
+  });
+
+  // It was taken as written with no word: `root: out-${goal.name}` made a directory named so.
+  it("in a Backend's config; not where the config's check refuses the value already", () => {
+    const backend = (name: string, type: string, config: string): string => `apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: ${name} }\nspec:\n  type: ${type}\n  config: ${config}\n`;
+    const r = compile(
+      backend('local', 'local', '{ root: "out-${goal.name}" }'),
+      backend('ex', 'exec', '{ cwd: "$${x}", env: [PATH, "${A}"], "${k}": 1 }'),
+      backend('ex2', 'exec', '{ cwd: "w-$${x}-${goal.environment}" }'),
+      goal('    []\n'),
+    );
+    expect(r.lines).toEqual([
+      `g0.yaml:6:19: ${said("a Backend's config", 'out-${goal.name}')}`,
+      'g1.yaml:6:39: error invalid-value: spec.config.env[1]: the string "${A}" is not valid: an environment variable name',
+      'g1.yaml:6:48: error unknown-field: spec.config.${k} is not a field of an exec backend\'s config',
+      `g2.yaml:6:18: ${said("a Backend's config", 'w-$${x}-${goal.environment}')}`,
+    ]);
   });
 });
