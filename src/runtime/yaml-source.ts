@@ -71,6 +71,11 @@ const CORE_TAGS = new Set([
   'tag:yaml.org,2002:seq',
 ]);
 
+/**
+ * Keys a goal may not use: they name a JavaScript object's own machinery (its prototype, its class),
+ * which goal data must never reach. Each is an error, taken out of the tree so that the rest of its
+ * document is still read and its other problems reported.
+ */
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
 let yamlModule: typeof Yaml | undefined;
@@ -87,7 +92,7 @@ function yaml(): typeof Yaml {
 /**
  * Parses one goal file's text. YAML 1.2 core schema only (so `NO` is a
  * string and `0644` is a decimal number), no merge keys, no custom tags, no
- * duplicate keys, no `__proto__` keys, bounded aliases and depth. Problems
+ * duplicate keys, no `__proto__`, `constructor` or `prototype` keys, bounded aliases and depth. Problems
  * are returned as diagnostics; nothing throws.
  */
 export function parseGoalText(
@@ -168,7 +173,7 @@ export function parseGoalText(
     }
     // Before `checkTree`, which takes merge keys (and their aliases) out of the tree.
     const badAlias = expandingAlias(doc, aliasBudget);
-    const found = { merges: false, inexact: [] as Diagnostic[] };
+    const found = { merges: false, forbidden: false, inexact: [] as Diagnostic[] };
     const whole = checkTree(doc.contents, text, limits, at, problem, notIn(kind), found);
     if (badAlias !== undefined) {
       const { alias, size } = badAlias;
@@ -179,7 +184,8 @@ export function parseGoalText(
     if (!whole || badAlias !== undefined) return;
     let value: unknown;
     try {
-      value = (found.merges ? mergedValue(source, sourceIndex, limits) : undefined) ?? doc.toJS({ maxAliasCount: limits.maxAliasCount });
+      // Merged from the text again, a forbidden key would be back: the tree, which has none, is read then.
+      value = (found.merges && !found.forbidden ? mergedValue(source, sourceIndex, limits) : undefined) ?? doc.toJS({ maxAliasCount: limits.maxAliasCount });
     } catch (err) {
       // An alias with no anchor set before it (`*name`), or too many expansions.
       const unresolved = err instanceof ReferenceError ? firstAlias(doc.contents, (a) => a.resolve(doc) === undefined) : undefined;
@@ -1332,7 +1338,8 @@ function mergedValue(text: string, index: number, limits: LoadLimits): unknown {
  * Structural checks the parser does not make; false if the document must be refused. A custom tag is an
  * error that leaves the document whole (the value is read as if untagged), so it does not refuse it; nor
  * does a merge key (`found.merges`), taken out of the tree, so that the document's other problems are
- * reported with it, as every problem is (on its value merged, `mergedValue`, or else without the key).
+ * reported with it, as every problem is (on its value merged, `mergedValue`, or else without the key);
+ * nor a forbidden key (`found.forbidden`), taken out too, never merged back.
  * A whole number written past what its value tells goes to `found.inexact` (`SourceDocument.inexactNumbers`).
  */
 function checkTree(
@@ -1342,7 +1349,7 @@ function checkTree(
   at: (offset: number) => SourceLocation,
   problem: (loc: SourceLocation, code: string, message: string) => void,
   where: string,
-  found: { merges: boolean; readonly inexact: Diagnostic[] },
+  found: { merges: boolean; forbidden: boolean; readonly inexact: Diagnostic[] },
 ): boolean {
   let ok = true;
   const stack: { node: YamlNode; depth: number }[] = [{ node: root, depth: 1 }];
@@ -1359,20 +1366,20 @@ function checkTree(
       untag(node);
     }
     if (yaml().isMap(node)) {
-      let merged = false;
+      let dropped = false;
       for (const item of node.items as Pair<YamlNode, YamlNode>[]) {
         const key = item.key;
         if (yaml().isScalar(key)) {
           const k = String(key.value);
           if (k === '<<') {
             problem(at(key.range?.[0] ?? offset), 'merge-key', `merge keys (<<) are not allowed in ${where}; write the fields out`);
-            merged = found.merges = true;
+            dropped = found.merges = true;
             // Its value is checked all the same (a forbidden key in it, its depth).
             if (item.value !== null && item.value !== undefined) stack.push({ node: item.value, depth: depth + 1 });
             continue;
           } else if (FORBIDDEN_KEYS.has(k)) {
-            problem(at(key.range?.[0] ?? offset), 'forbidden-key', `key "${k}" is not allowed`);
-            ok = false;
+            problem(at(key.range?.[0] ?? offset), 'forbidden-key', `key "${k}" is not allowed: __proto__, constructor and prototype name a JavaScript object's own machinery, which goal data must never reach; use another name`);
+            dropped = found.forbidden = true;
           }
           if (key.tag !== undefined && !CORE_TAGS.has(key.tag)) {
             problem(at(tagStart(text, key.range?.[0] ?? offset)), 'custom-tag', `custom tag ${showTag(key.tag)} is not allowed in ${where}`);
@@ -1384,7 +1391,7 @@ function checkTree(
         }
         if (item.value !== null && item.value !== undefined) stack.push({ node: item.value, depth: depth + 1 });
       }
-      if (merged) node.items = (node.items as Pair<YamlNode, YamlNode>[]).filter((item) => !(yaml().isScalar(item.key) && String(item.key.value) === '<<'));
+      if (dropped) node.items = (node.items as Pair<YamlNode, YamlNode>[]).filter((item) => !(yaml().isScalar(item.key) && (String(item.key.value) === '<<' || FORBIDDEN_KEYS.has(String(item.key.value)))));
     } else if (yaml().isSeq(node)) {
       for (const item of node.items as YamlNode[]) if (item !== null) stack.push({ node: item, depth: depth + 1 });
     } else if (yaml().isScalar(node) && typeof node.value === 'number') {
