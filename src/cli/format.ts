@@ -84,7 +84,7 @@ export function formatPlan(
   const lines: string[] = [];
   for (const e of entries) {
     const p = e.planned;
-    if (p.action === 'none' && !options.showUnchanged) continue;
+    if (p.action === 'none' && p.ignored === undefined && !options.showUnchanged) continue;
     const head = `  ${SYMBOL[p.action]} ${e.id} (${e.type} via ${e.backendId})`;
     const policySet = options.policyDefaults?.get(e.id) ?? [];
     const setBy = (field: string): string => {
@@ -103,7 +103,11 @@ export function formatPlan(
         break;
       }
       case 'none':
-        lines.push(head);
+        if (p.ignored === undefined) lines.push(head);
+        else {
+          lines.push(`${head} unchanged: ignoreFields leaves ${p.ignored.map((d) => d.path).join(', ')} as found, so the goal's edit is not applied`);
+          for (const d of p.ignored) lines.push(...formatDiff(d));
+        }
         break;
       case 'delete':
         lines.push(p.refused === undefined ? head : `${head} refused: ${p.refused}`);

@@ -27,7 +27,11 @@ export type PlannedAction =
   | { readonly action: 'update'; readonly diffs: readonly FieldDiff[] }
   /** `reportOnly`: why drift that is not corrected is only reported (`selfHeal: false`, no update command). */
   | { readonly action: 'drift'; readonly diffs: readonly FieldDiff[]; readonly correct: boolean; readonly reportOnly?: string | undefined }
-  | { readonly action: 'none' }
+  /**
+   * `ignored`: where the goal changed since the node was last applied, its fields that differ from the
+   * resource and that `ignoreFields` leaves as found: the goal's edit of them is not applied.
+   */
+  | { readonly action: 'none'; readonly ignored?: readonly FieldDiff[] }
   /** `refused`: over the mass-deletion limit, so `apply` refuses it (without --allow-mass-deletion). */
   | { readonly action: 'delete'; readonly refused?: string }
   /**
@@ -206,7 +210,8 @@ export class Reconciler<S extends NodeSpec> {
           case 'drifted': {
             outputs.set(node.id, obs.outputs);
             const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
-            if (diffs.length === 0) entry({ action: 'none' });
+            // Drift of an ignored field is silent, as asked; an edit of the goal that it keeps from being applied is said.
+            if (diffs.length === 0) entry(record !== undefined && !appliedAt(record, node, options, obs) ? { action: 'none', ignored: obs.diffs } : { action: 'none' });
             else if (record !== undefined && appliedAt(record, node, options, obs) && !diffs.every(isDesiredChange)) {
               // Drift, shown with any desired change (a rotated secret, marked) that apply makes with it whatever selfHeal says.
               const drift = splitDrift(diffs).drift;

@@ -192,6 +192,26 @@ spec:
     expect(readFileSync(join(p.root, 'app.conf'), 'utf8')).toBeTruthy();
   });
 
+  // A goal edit of an ignored field was left as found with no word: plan said nothing, apply "unchanged".
+  it('says where ignoreFields keeps a goal edit from being applied (exit 0, nothing to do); not the drift of an ignored field, which it silences', async () => {
+    const p = project(true);
+    const text = (content: string): string => goal(true).replace(JSON.stringify('ROOT'), JSON.stringify(p.root)).replace('"port = 8080\\n"', `"${content}"`).replace('      spec: { path', '      ignoreFields: [content]\n      spec: { path');
+    p.write('goals.yaml', text('port = 8080\\n'));
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+    writeFileSync(join(p.root, 'app.conf'), 'port = 1\n');
+    const drift = await cli(['plan', ...p.args], { cwd: p.dir });
+    expect(drift.stdout).toBe('Plan: 0 to create, 0 to update, 0 to delete, 0 drifted, 1 unchanged, 0 blocked or held, 0 errors.\n');
+    p.write('goals.yaml', text('port = 9090\\n'));
+    const edited = await cli(['plan', ...p.args], { cwd: p.dir });
+    expect(edited.code).toBe(0);
+    expect(edited.stdout).toContain('  = conf (local.file via local) unchanged: ignoreFields leaves content as found, so the goal\'s edit is not applied\n      content: ');
+    expect(edited.stdout).toContain('-port = 1\n        +port = 9090\n');
+    const json = JSON.parse((await cli(['plan', '--format', 'json', ...p.args], { cwd: p.dir })).stdout) as { entries: { id: string; planned: { action: string; ignored?: { path: string }[] } }[] };
+    expect(json.entries.find((e) => e.id === 'conf')?.planned).toMatchObject({ action: 'none', ignored: [{ path: 'content' }] });
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+    expect(readFileSync(join(p.root, 'app.conf'), 'utf8')).toBe('port = 1\n');
+  });
+
   it('exits 2 for drift apply will correct', async () => {
     const p = project(true);
     expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
