@@ -16,6 +16,8 @@ export interface HostResult {
   readonly skipped?: boolean;
   readonly unreachable?: boolean;
   readonly msg?: unknown;
+  /** What a module that failed to run (`MODULE FAILURE`) printed on stderr. */
+  readonly module_stderr?: unknown;
   /** Set when a condition skipped the task; a skip without it is check mode's (the module cannot simulate). */
   readonly skip_reason?: unknown;
   readonly diff?: unknown;
@@ -88,7 +90,7 @@ export function playbookArgs(options: {
 /**
  * The run's result, or a `FaultError`: a failed task is permanent (with its
  * name and msg), an unreachable host transient (permanent when ssh refused
- * its host key), anything ansible-playbook
+ * its host key), a refused login or become auth, anything ansible-playbook
  * itself rejects (syntax, missing playbook, bad options) permanent, a timeout
  * transient. `tags`: the run's `--tags`, named when they may be why no host ran. `create`: the run
  * is a create's, so one stopped after it began is cut short (`Fault.cutShort`).
@@ -176,7 +178,9 @@ export function parseReport(stdout: string): PlaybookReport | undefined {
 /**
  * The fault for hosts that failed or were unreachable. Only a host whose
  * stats count a failure has really failed (a task with ignore_errors, or one
- * rescued, also reports `failed`): its last failed task is the cause.
+ * rescued, also reports `failed`): its last failed task is the cause. A login
+ * or become the host refused is `auth`: no retry mends a key or a password, so
+ * the fault policy holds it rather than retry it for ever.
  */
 export function hostFailures(report: PlaybookReport): Fault | undefined {
   const failed: string[] = [];
@@ -185,24 +189,49 @@ export function hostFailures(report: PlaybookReport): Fault | undefined {
     if (stats.failures > 0) failed.push(describeLast(report, host, (r) => r.failed === true && r.unreachable !== true) ?? `host ${host} failed`);
     if (stats.unreachable > 0) unreachable.push(describeLast(report, host, (r) => r.unreachable === true) ?? `host ${host} unreachable`);
   }
+  const message = bounded([...failed, ...unreachable].join('\n'));
+  if (failed.length > 0 && !failed.every((m) => BECOME_FAILED.test(m))) return fault('permanent', message, { code: 'task-failed' });
+  if (unreachable.some((m) => m.includes(SSH_HOST_KEY_FAILED))) {
+    // No retry makes an unknown key known, and a changed one may be a man in the middle: an operator decides.
+    return fault('permanent', message, {
+      code: 'host-key-unverified',
+      hint: "check the host's SSH key out of band and add it to the known_hosts of the user the daemon runs as, then retry the node; only on a network you trust, set the backend config hostKeyChecking: false",
+    });
+  }
+  if (unreachable.some((m) => LOGIN_FAILED.test(m))) {
+    return fault('auth', message, {
+      code: 'login-failed',
+      hint: 'check the user and the SSH key or password the host is logged in to with (ansible_user, ansible_ssh_private_key_file, ansible_password), and that the key is readable by the user the daemon runs as; then retry the node',
+    });
+  }
   if (failed.length > 0) {
-    return fault('permanent', bounded([...failed, ...unreachable].join('\n')), { code: 'task-failed' });
+    return fault('auth', message, {
+      code: 'become-failed',
+      hint: 'check the become password (ansible_become_password), and that the user logged in may become become_user on the host (sudoers); then retry the node',
+    });
   }
-  if (unreachable.length > 0) {
-    if (unreachable.some((m) => m.includes(SSH_HOST_KEY_FAILED))) {
-      // No retry makes an unknown key known, and a changed one may be a man in the middle: an operator decides.
-      return fault('permanent', bounded(unreachable.join('\n')), {
-        code: 'host-key-unverified',
-        hint: "check the host's SSH key out of band and add it to the known_hosts of the user the daemon runs as, then retry the node; only on a network you trust, set the backend config hostKeyChecking: false",
-      });
-    }
-    return fault('transient', bounded(unreachable.join('\n')), { code: 'host-unreachable', hint: 'check connectivity and credentials to the host' });
-  }
+  if (unreachable.length > 0) return fault('transient', message, { code: 'host-unreachable', hint: 'check connectivity and credentials to the host' });
   return undefined;
 }
 
 /** What ssh prints when it refuses a host whose key is not in known_hosts, or differs from the one there. */
 const SSH_HOST_KEY_FAILED = 'Host key verification failed';
+
+/**
+ * An unreachable host's message when the login itself was refused: ssh's `Permission denied (publickey,password).`
+ * (no method the server offered succeeded) and `Permission denied, please try again.` (a wrong password), Ansible's
+ * `Invalid/incorrect password:` (sshpass said so), paramiko's `Authentication failed.`, and ssh's `Too many
+ * authentication failures` (the agent offered more keys than the server allows).
+ */
+const LOGIN_FAILED = /Permission denied \(|Permission denied, please try again|Invalid\/incorrect (username\/)?password|Authentication failed|Too many authentication failures/;
+
+/**
+ * A failed task's message when privilege escalation was refused: Ansible's `Incorrect sudo password` and
+ * `Missing sudo password` (over ssh, for any become method), or what sudo and su printed (under the local
+ * connection, a `MODULE FAILURE` with their stderr): `sudo: a password is required`, `Sorry, try again.`,
+ * `su: Authentication failure`.
+ */
+const BECOME_FAILED = /: (Incorrect|Missing) \S+ password$|sudo: a password is required|Sorry, try again\.|sudo: \d+ incorrect password attempts?|su: Authentication failure/m;
 
 function describeLast(report: PlaybookReport, host: string, match: (r: HostResult) => boolean): string | undefined {
   let found: string | undefined;
@@ -219,6 +248,10 @@ function describeLast(report: PlaybookReport, host: string, match: (r: HostResul
 }
 
 function messageOf(r: HostResult): string {
+  // A module that failed to run says only "MODULE FAILURE … See stdout/stderr": its stderr says why (sudo's refusal, say).
+  if (typeof r.msg === 'string' && r.msg.startsWith('MODULE FAILURE') && typeof r.module_stderr === 'string' && r.module_stderr.trim() !== '') {
+    return `${r.msg}\n${tailLines(r.module_stderr)}`;
+  }
   if (typeof r.msg === 'string') return r.msg;
   if (r.msg !== undefined) return JSON.stringify(r.msg);
   const item = r.results?.find((x) => x.failed === true || x.unreachable === true);

@@ -222,6 +222,45 @@ describe.skipIf(!hasAnsible)('ansible backend against localhost', () => {
     expect(faultOf(await backend().create(n, opContext()))).toMatchObject({ class: 'transient', code: 'host-unreachable' });
   });
 
+  // Stand-ins for what a host refusing a login or a become prints, so that real ansible-playbook, through its own
+  // ssh connection plugin and become plugins, reports each as it does against a real host.
+  const FAKES: Record<string, string> = {
+    // ssh whose login every method failed (the repro: a key the host does not accept).
+    'ssh-refused': 'echo "app@h1: Permission denied (publickey,password)." >&2\nexit 255',
+    // ssh that runs the remote command here, as if logged in.
+    'ssh-here': 'for last; do :; done\nexec /bin/sh -c "$last"',
+    // sshpass told a wrong password (its exit status 5), as ssh prints it; with no arguments, Ansible's probe for it.
+    sshpass: '[ $# -eq 0 ] && exit 0\necho "Permission denied, please try again." >&2\nexit 5',
+    // sudo that, as the real one, refuses -n (no password given) and a wrong password at its -p prompt.
+    sudo: [
+      'prompt=Password:',
+      'while [ $# -gt 0 ]; do case "$1" in -n) echo "sudo: a password is required" >&2; exit 1;; -p) prompt="$2"; shift;; esac; shift; done',
+      'printf "%s" "$prompt"; read pw; echo "Sorry, try again." >&2; printf "%s" "$prompt"; read pw',
+      'echo "sudo: 1 incorrect password attempt" >&2; exit 1',
+    ].join('\n'),
+  };
+
+  it.each([
+    { name: 'ssh refusing every login method', host: 'ansible_connection=ssh ansible_ssh_executable={ssh-refused}', code: 'login-failed', says: 'Permission denied (publickey,password)' },
+    { name: 'a wrong SSH password (sshpass)', host: 'ansible_connection=ssh ansible_ssh_executable={ssh-here} ansible_password=wrong', code: 'login-failed', says: 'Invalid/incorrect password' },
+    { name: 'become with no password (sudo asks one)', host: 'ansible_connection=ssh ansible_ssh_executable={ssh-here} ansible_become=true ansible_become_exe={sudo}', code: 'become-failed', says: 'Missing sudo password' },
+    { name: 'a wrong become password', host: 'ansible_connection=ssh ansible_ssh_executable={ssh-here} ansible_become=true ansible_become_exe={sudo} ansible_become_password=wrong', code: 'become-failed', says: 'Incorrect sudo password' },
+    // Local: Ansible skips a become to the user it already is, so become another.
+    { name: 'become under local with no password', host: 'ansible_connection=local ansible_become=true ansible_become_user=nobody ansible_become_exe={sudo}', code: 'become-failed', says: 'sudo: a password is required' },
+  ])('$name is an auth fault with a hint (held after its attempts, not retried for ever)', async ({ name, host, code, says }) => {
+    const fakes = join(dir, 'fakes');
+    mkdirSync(fakes, { recursive: true });
+    for (const [file, body] of Object.entries(FAKES)) writeFileSync(join(fakes, file), `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+    const inventory = join(dir, `auth-${name.replace(/\W+/g, '-')}.ini`);
+    writeFileSync(inventory, `h1 ansible_host=h1.example ansible_python_interpreter=python3 ansible_pipelining=true ${host.replace(/\{([\w-]+)\}/g, (_, f: string) => join(fakes, f))}\n`);
+    const n = playbookNode('auth', { playbook: playbook('ping.yml', '- hosts: all\n  gather_facts: false\n  tasks: [ { name: ping, ansible.builtin.ping: {} } ]\n'), inventory });
+    const env = { ...process.env, PATH: `${fakes}:${process.env.PATH ?? ''}` };
+    const r = await backend({}, env).create(n, opContext());
+    expect(faultOf(r)).toMatchObject({ class: 'auth', code });
+    expect(faultOf(r).message).toContain(says);
+    expect(r.status === 'failed' ? r.fault.hint : undefined).toMatch(/retry the node/);
+  });
+
   it.each([
     { name: 'a syntax error in the playbook', file: 'broken.yml', text: '- hosts: all\n  tasks: [ {name: x, no_such_module: {}} ]\n' },
     { name: 'a playbook that does not exist', file: undefined, text: '' },

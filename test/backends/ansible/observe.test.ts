@@ -160,6 +160,26 @@ describe('interpretRun', () => {
       out: exited(4, JSON.stringify(report([{ name: 'ping', hosts: { h: { unreachable: true, msg: 'Failed to connect to the host via ssh: Host key verification failed.' }, other: { unreachable: true, msg: 'no route' } } }], { h: stats({ unreachable: 1 }), other: stats({ unreachable: 1 }) }))),
       fault: { class: 'permanent', code: 'host-key-unverified', message: expect.stringContaining('Host key verification failed') as unknown, hint: expect.stringContaining('known_hosts') as unknown },
     },
+    {
+      name: 'a refused login is auth (no retry mends a key), also beside a host merely unreachable',
+      out: exited(4, JSON.stringify(report([{ name: 'ping', hosts: { h: { unreachable: true, msg: 'Failed to connect to the host via ssh: app@h: Permission denied (publickey).' }, other: { unreachable: true, msg: 'no route' } } }], { h: stats({ unreachable: 1 }), other: stats({ unreachable: 1 }) }))),
+      fault: { class: 'auth', code: 'login-failed', hint: expect.stringContaining('ansible_user') as unknown },
+    },
+    {
+      name: 'a refused become is auth',
+      out: exited(2, JSON.stringify(report([{ name: 'ping', hosts: { h: { failed: true, msg: 'Incorrect su password' } } }], { h: stats({ failures: 1 }) }))),
+      fault: { class: 'auth', code: 'become-failed', message: 'task "ping" failed on h: Incorrect su password' },
+    },
+    {
+      name: 'a refused become beside a task that really failed is that failure',
+      out: exited(2, JSON.stringify(report([{ name: 'ping', hosts: { h: { failed: true, msg: 'Missing sudo password' }, other: { failed: true, msg: 'disk full' } } }], { h: stats({ failures: 1 }), other: stats({ failures: 1 }) }))),
+      fault: { class: 'permanent', code: 'task-failed' },
+    },
+    {
+      name: "a module that failed to run is told by its stderr, which MODULE FAILURE's msg only points to",
+      out: exited(2, JSON.stringify(report([{ name: 'ping', hosts: { h: { failed: true, msg: 'MODULE FAILURE\nSee stdout/stderr for the exact error', module_stderr: 'Traceback …\nImportError: no module named x\n' } } }], { h: stats({ failures: 1 }) }))),
+      fault: { class: 'permanent', code: 'task-failed', message: 'task "ping" failed on h: MODULE FAILURE\nSee stdout/stderr for the exact error\nTraceback …\nImportError: no module named x' },
+    },
     { name: 'no report and a non-zero exit is ansible-playbook\'s own error', out: exited(4, '', 'ERROR! syntax\n'), fault: { class: 'permanent', code: 'ansible-exit-4', message: 'ERROR! syntax' } },
     { name: 'a missing JSON callback says how to install it', out: exited(1, '', 'ERROR! Invalid callback for stdout specified: ansible.posix.json\n'), fault: { class: 'permanent', code: 'no-json-callback' } },
     { name: 'exit 0 without a report is bad output', out: exited(0, 'PLAY [all] ****'), fault: { class: 'permanent', code: 'bad-output' } },
