@@ -23,7 +23,8 @@ const OBSERVE_CONCURRENCY = 2;
 /**
  * `ansible.playbook` through ansible-playbook. Observe is a `--check --diff`
  * run: tasks that would change something are drift (`task:<name>`, with the
- * module's diff as detail). Create and update are real runs. Results are read
+ * module's diff as detail); a task marked `check_mode: false` runs for real in
+ * it, as Ansible has it (README says so: nothing here can tell). Create and update are real runs. Results are read
  * through the JSON stdout callback; extra vars are never templated. A
  * `ResourceProvisioner`: `resourceBackend` bounds the observes, turns what
  * it throws into `failed` values and masks them.
@@ -185,6 +186,6 @@ export const ansibleBackendFactory: BackendFactory<AnsibleConfig> = {
   // cannotDelete reads no field and no config: it still runs when the spec or the Backend's config has errors.
   specFields: [],
   configFields: [],
-  description: 'Ansible playbooks run with ansible-playbook: check mode with diff to observe, a real run to apply.',
+  description: 'Ansible playbooks run with ansible-playbook: check mode with diff to observe (at plan and every interval; a task marked check_mode: false runs for real then), a real run to apply.',
   create: (config, ctx) => resourceBackend(ctx.id, 'ansible', new AnsibleProvisioner(config, ctx), { concurrency: OBSERVE_CONCURRENCY }),
 };
