@@ -117,7 +117,11 @@ export function successOutput(command: ExecCommand, result: ProcessOutcome): str
                 ? 'check the backend config cwd (relative to the daemon\'s working directory)'
                 : result.code === 'ENOINTERPRETER'
                   ? 'install that interpreter, or point the #! line at one that is installed (#!/usr/bin/env NAME looks it up on PATH); a script saved with Windows line endings needs them converted (dos2unix)'
-                  : undefined,
+                  : result.code === 'EACCES'
+                    ? 'the program is not executable by the user the daemon runs as: chmod +x it, or run a script through its interpreter ([sh, ./script]); a directory on its path that user may not search, or a filesystem mounted noexec, fails so too'
+                    : result.code === 'EISDIR'
+                      ? 'name the program inside that directory'
+                      : undefined,
         }),
       );
     default:

@@ -205,6 +205,8 @@ function spawnFailure(err: unknown, program: string, cwd: string, durationMs: nu
   // interpreter is not), most often one saved with Windows line endings: the kernel looks for `/bin/sh\r`.
   const interpreter = code === 'ENOENT' && program.includes('/') ? missingInterpreter(resolve(cwd, program)) : undefined;
   if (interpreter !== undefined) return { status: 'spawnFailed', code: 'ENOINTERPRETER', message: `${program} is there, but ${interpreter}`, durationMs };
+  // A directory named as the program fails as one without execute permission does ("spawn ./bin EACCES"): say which.
+  if (code === 'EACCES' && program.includes('/') && isDirectory(resolve(cwd, program))) return { status: 'spawnFailed', code: 'EISDIR', message: `${program} is a directory, not a program`, durationMs };
   return { status: 'spawnFailed', code, message: errorMessage(err), durationMs };
 }
 

@@ -403,6 +403,17 @@ describe('exec backend: exit status classification', () => {
     expect(obs.status === 'failed' ? obs.fault.hint : undefined).toContain('backend config cwd');
   });
 
+  it('a program that is not executable, or is a directory, says so with a hint, not a bare EACCES', async () => {
+    mkdirSync(join(dir, 'bin', 'tool'), { recursive: true });
+    writeFileSync(join(dir, 'bin', 'plain'), '#!/bin/sh\necho \'{"exists":false}\'\n', { mode: 0o644 });
+    const plain = await observeOne(backend(), genericNode('x', { commands: { read: ['./bin/plain', 'read'], create: ['./bin/plain', 'create'] } }));
+    expect(faultOf(plain)).toMatchObject({ class: 'permanent', code: 'spawn-failed', message: expect.stringContaining('spawn ./bin/plain EACCES') });
+    expect(plain.status === 'failed' ? plain.fault.hint : undefined).toContain('chmod +x');
+    const directory = await observeOne(backend(), genericNode('y', { commands: { read: ['./bin/tool', 'read'], create: ['./bin/tool', 'create'] } }));
+    expect(faultOf(directory)).toMatchObject({ class: 'permanent', code: 'spawn-failed', message: 'read command could not be started: ./bin/tool is a directory, not a program' });
+    expect(directory.status === 'failed' ? directory.fault.hint : undefined).toBe('name the program inside that directory');
+  });
+
   it('a script whose #! interpreter is missing is named as such, not as a missing program', async () => {
     // Node reports it as "spawn ./bin/res ENOENT", with the hint to check a program path that is right.
     mkdirSync(join(dir, 'bin'), { recursive: true });
