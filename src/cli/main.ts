@@ -1,7 +1,7 @@
 import { DesiredStateError, errorMessage, ErrorCodes, ownValue } from '../runtime/index.ts';
 import { commandFirst, leadingProblem } from './command-line.ts';
 import { createContext, parseHistory } from './context.ts';
-import { oneLine } from './format.ts';
+import { oneLine, terminalSafe } from './format.ts';
 import type { CliContext } from './context.ts';
 import { stopOnSignals } from './signals.ts';
 import type { SignalStop } from './signals.ts';
@@ -299,7 +299,8 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     if (err instanceof DesiredStateError) {
       errorDocument(err.code, err.message);
       const plain = err.code === ErrorCodes.StateLocked || err.code === ErrorCodes.Interrupted;
-      process.stderr.write(`desiredstate ${name}: ${plain ? '' : `${err.code}: `}${err.message}\n`);
+      // One line, as every reason: a message may quote what was typed (`--node "$ID"`).
+      process.stderr.write(`desiredstate ${name}: ${plain ? '' : `${err.code}: `}${oneLine(err.message)}\n`);
       return err.code === ErrorCodes.Interrupted ? EXIT.interrupted : EXIT.failed;
     }
     const sqlite = (err as { code?: unknown }).code;
@@ -307,11 +308,12 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       // Damage the open did not see (a page past the first ones): the state file's, not a defect of ours.
       const message = `the state file is damaged (${sqlite}: ${errorMessage(err)}); restore it from a backup (\`PRAGMA integrity_check\` in sqlite3 tells what is damaged)`;
       errorDocument(ErrorCodes.StateStore, message);
-      process.stderr.write(`desiredstate ${name}: ${ErrorCodes.StateStore}: ${message}\n`);
+      process.stderr.write(`desiredstate ${name}: ${ErrorCodes.StateStore}: ${oneLine(message)}\n`);
       return EXIT.failed;
     }
     errorDocument(ErrorCodes.Internal, errorMessage(err));
-    process.stderr.write(`desiredstate ${name}: internal error: ${errorMessage(err)}\n${err instanceof Error ? (err.stack ?? '') : ''}\n`);
+    // The stack's own lines kept; control characters in what it quotes escaped, as everywhere else.
+    process.stderr.write(terminalSafe(`desiredstate ${name}: internal error: ${errorMessage(err)}\n${err instanceof Error ? (err.stack ?? '') : ''}\n`));
     return 70;
   }
 }

@@ -516,11 +516,16 @@ describe.skipIf(!hasJq)('desiredstate scripts', () => {
     const typo = await cli(dir, ['scripts', 'approve-run', hash, '--node', 'mtod']);
     expect(typo.code).toBe(1);
     expect(typo.stderr).toMatch(/^desiredstate scripts: DS_NOT_FOUND: no node mtod in the state/);
+    // The id as typed, quoted into the reason: one line, its escape sequence shown, not sent to the terminal.
+    const escaped = await cli(dir, ['scripts', 'approve-run', hash, '--node', 'q\u001b[31m\nx']);
+    expect(escaped.code).toBe(1);
+    expect(escaped.stderr).toMatch(/^desiredstate scripts: DS_NOT_FOUND: no node q\\u001b\[31m\\nx in the state[^\n]*\n$/);
     expect((json((await cli(dir, ['scripts', 'show', hash, '--format', 'json'])).stdout) as { grants: unknown[] }).grants).toEqual([]);
   });
 
   it.each([
     { name: 'reject records the verdict', args: (h: string) => ['scripts', 'reject', h, '--note', 'no'], code: 0, out: /rejected by ana/ },
+    { name: 'a reviewer named with a line break is shown on one line', args: (h: string) => ['scripts', 'reject', h, '--by', 'an\na'], code: 0, out: /^script [0-9a-f]{12} rejected by an\\na$/m },
     { name: 'an unknown hash exits 1', args: () => ['scripts', 'show', 'abcdef012345'], code: 1, err: /^desiredstate scripts: DS_NOT_FOUND: no script abcdef012345\n$/ },
     { name: 'a non-hex hash is a usage error', args: () => ['scripts', 'show', 'zzz'], code: 64, err: /not a script hash/ },
     { name: 'an unknown subcommand is a usage error', args: () => ['scripts', 'frobnicate'], code: 64, err: /unknown subcommand "frobnicate" of scripts; it has list, show/ },

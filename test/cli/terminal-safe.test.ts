@@ -1,4 +1,5 @@
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cli, execGoalHead, tempProject } from '../support/cli.ts';
 
@@ -38,5 +39,36 @@ describe('control characters from a wrapped program', () => {
     expect(r.stdout).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f\u202e]/);
     const nodes = (JSON.parse(r.stdout) as { nodes: { id: string; reason: string }[] }).nodes;
     expect(nodes[0]!.reason).toBe('\u001b[31mred\u001b[0m \u001b]0;title\u0007 all fine\rEVIL \u202etxt');
+  });
+});
+
+/**
+ * What was typed (a node id, a directory) quoted into a reason: a bad invocation gets a one-line reason
+ * (CLI.md), and no escape sequence reaches the terminal. `retry` and `drift` of a node the state does not
+ * know, and a DS_ error naming a state directory, printed them raw.
+ */
+describe('an argument quoted into a message', () => {
+  const typed = 'a\u001b[31mb\nc';
+  const shown = 'a\\u001b[31mb\\nc';
+
+  it('retry of an unknown node: one line, escaped', async () => {
+    const r = await cli(['retry', typed, ...p.args]);
+    expect(r).toMatchObject({ code: 1, stderr: `unknown node "${shown}"\n` });
+  });
+
+  it('drift of an unknown node: one line, escaped', async () => {
+    const r = await cli(['drift', '--node', typed, ...p.args]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`no drift recorded for ${shown}, which the state has no node of\n`);
+  });
+
+  it('a DS_ error naming a state directory: one line, escaped', async () => {
+    const state = join(p.dir, typed);
+    mkdirSync(state);
+    writeFileSync(join(state, 'state.db'), 'not a database\n');
+    const r = await cli(['status', '--state', state]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^desiredstate status: DS_STATE_STORE: [^\n]*\n$/);
+    expect(r.stderr).toContain(join(p.dir, shown));
   });
 });

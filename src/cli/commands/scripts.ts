@@ -5,7 +5,7 @@ import { artifactHash, DesiredStateError, ErrorCodes, suggestion } from '../../r
 import type { ArtifactLedger, ArtifactRecord, CircuitStatus, NodeRecord, SqliteStateStore } from '../../runtime/index.ts';
 import { compileGoals, optionalGoalsDir, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
-import { table } from '../format.ts';
+import { oneLine, table } from '../format.ts';
 import { EXIT, UsageError } from '../usage.ts';
 import { releasedLine, releaseInStore, releaseNode, runningDaemon } from './state.ts';
 
@@ -195,7 +195,7 @@ function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, op
       if (all.length === 0) return print(ctx, 'no scripts yet');
       const rows = [['SCRIPT', 'KIND', 'SHAPE', 'ORIGIN', 'REVIEW', 'CREATED']];
       for (const s of all) {
-        const review = s.review === null ? 'unreviewed' : `${s.review.verdict} by ${s.review.by}`;
+        const review = s.review === null ? 'unreviewed' : `${s.review.verdict} by ${oneLine(s.review.by)}`;
         for (const k of s.keys) rows.push([short(s.hash), k.kind, k.shape, s.origin, review, iso(s.createdAt)]);
       }
       return lines(ctx, table(rows));
@@ -214,7 +214,7 @@ function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, op
         `origin   ${a.origin}`,
         ...a.keys.map((k) => `for      ${k.kind} ${k.shape}`),
         `created  ${iso(a.createdAt)}`,
-        `review   ${s.review === null ? 'none' : `${s.review.verdict} by ${s.review.by} at ${iso(s.review.at)}${s.review.note === null ? '' : ` (${s.review.note})`}`}`,
+        `review   ${s.review === null ? 'none' : `${s.review.verdict} by ${oneLine(s.review.by)} at ${iso(s.review.at)}${s.review.note === null ? '' : ` (${s.review.note})`}`}`,
         `trust    ${s.successes} successes, ${s.failures} failures; mean ${s.mean.toFixed(4)}, 5th percentile ${s.lower.toFixed(4)} (bar ${policy.bar}); gate ${s.gate}`,
         ...requests.map((r) => `waiting  ${r.subject} ${r.action} since ${iso(r.at)}, with input ${r.input}: desiredstate scripts approve-run ${short(a.hash)} --node ${r.subject}`),
         ...runs.map((r) => `run      ${iso(r.at)} ${r.subject} ${r.action} ${r.outcome}${r.exitCode === null ? '' : ` exit ${r.exitCode}`} ${r.durationMs}ms${r.grantId === null ? '' : ' (approved run)'}${r.detail === null ? '' : `: ${r.detail.split('\n')[0]}`}`),
@@ -236,7 +236,7 @@ function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, op
       // Approval releases held nodes; so does rejection: the next pass generates a new script.
       const held = heldFor(store, a.hash);
       ctx.log.info({ script: a.hash, verdict, by: review.by, held: held.map((r) => r.id) }, 'script reviewed');
-      return releaseAndReport(ctx, store, held, a.hash, { json, doc: { review }, head: `script ${short(a.hash)} ${verdict} by ${review.by}` });
+      return releaseAndReport(ctx, store, held, a.hash, { json, doc: { review }, head: `script ${short(a.hash)} ${verdict} by ${oneLine(review.by)}` });
     }
     case 'approve-run': {
       const a = resolveHash(ledger, options.hash);
@@ -264,7 +264,7 @@ function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, op
       return releaseAndReport(ctx, store, heldFor(store, a.hash, options.node), a.hash, {
         json,
         doc: { grant },
-        head: `one ${grant.action} of ${options.node} by script ${short(a.hash)} approved by ${grant.by}, with input ${grant.input}`,
+        head: `one ${grant.action} of ${options.node} by script ${short(a.hash)} approved by ${oneLine(grant.by)}, with input ${grant.input}`,
       });
     }
     case 'trust': {

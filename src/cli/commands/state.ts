@@ -2,7 +2,7 @@ import { assertNever, CIRCUITS_META, DesiredStateError, ErrorCodes, errorMessage
 import type { CircuitStatus, CircuitWait, NodeRecord, OperatorRetryAnswer, RunRecord } from '../../runtime/index.ts';
 import { compileGoals, DAEMON_LISTEN, DAEMON_PID, optionalGoalsDir, stateFile, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
-import { cellLine, formatDiff, table } from '../format.ts';
+import { cellLine, formatDiff, oneLine, table } from '../format.ts';
 import { EXIT, UsageError } from '../usage.ts';
 import { shortCommit } from '../git.ts';
 
@@ -126,7 +126,9 @@ export function drift(ctx: CliContext, options: { since: string | undefined; nod
   }
   if (reports.length === 0) {
     const since = options.since === undefined ? '' : ` since ${options.since}`;
-    ctx.out(found?.unknown === true ? `no drift recorded for ${options.node!}, which the state has no node of` : `no drift recorded${options.node === undefined ? '' : ` for ${options.node}`}${since}`);
+    // The node as typed, on one line: one the state has no node of may hold anything.
+    const node = options.node === undefined ? undefined : oneLine(options.node);
+    ctx.out(found?.unknown === true ? `no drift recorded for ${node!}, which the state has no node of` : `no drift recorded${node === undefined ? '' : ` for ${node}`}${since}`);
   }
   const listed: string[] = [];
   for (const r of reports) {
@@ -353,7 +355,7 @@ function answered(ctx: CliContext, node: string, answer: OperatorRetryAnswer, vi
     case 'unknown':
       // A script reading stdout gets a document for this outcome too, not an empty stream.
       if (ctx.format === 'json') ctx.out(JSON.stringify({ unknown: node, via }, null, 2));
-      process.stderr.write(`unknown node "${node}"\n`);
+      process.stderr.write(`unknown node "${oneLine(node)}"\n`);
       return EXIT.failed;
     case 'not-held':
       if (ctx.format === 'json') ctx.out(JSON.stringify({ notHeld: node, status: answer.current, via }, null, 2));
