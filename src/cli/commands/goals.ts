@@ -229,7 +229,7 @@ const APPLY_SYMBOL = {
 } as const satisfies Record<Exclude<NodeOutcome['status'], 'unchanged' | 'failed' | 'blocked' | 'held'>, string>;
 
 /**
- * Asks on the terminal before deleting `ids`: `yes` only for the answer "yes"; `interrupted` for Ctrl-C
+ * Asks on the terminal (stdin and stderr) before deleting `ids`: `yes` only for the answer "yes"; `interrupted` for Ctrl-C
  * (or a SIGINT or SIGTERM, `signal`) while it asks; anything else, the end of the input (Ctrl-D) too, `no`.
  * `refused`: how many more removed nodes apply will not delete (only counted: plan says why).
  */
@@ -239,7 +239,9 @@ async function confirmDeletes(ids: readonly string[], refused: number, signal: A
   const say = (t: string): void => void process.stderr.write(`${terminalSafe(t)}\n`);
   const more = refused === 0 ? '' : ` (${refused} more removed node(s) cannot be deleted: see plan)`;
   say(`apply would delete ${ids.length} node(s): ${ids.join(', ')}${more}`);
-  if (!process.stdin.isTTY) {
+  // Both a terminal: with stderr redirected (`2>log`), the question would go where no one reads it while
+  // apply waits for an answer on the terminal.
+  if (!process.stdin.isTTY || !process.stderr.isTTY) {
     say('not deleting: no terminal to ask on; pass --yes to allow deletions');
     return 'no';
   }
