@@ -238,7 +238,8 @@ function recordApplied(store: SqliteStateStore, key: string | undefined): void {
 export async function compileGoalsCached(ctx: CliContext): Promise<CachedGoals> {
   requireGoalsDir(ctx);
   requireStateDir(ctx);
-  // Another program's file where state.db should be is refused before the cache is written beside it.
+  // A file where state.db should be that its header shows the store would refuse (no database, a newer
+  // schema, another program's) is refused before the cache is written beside it.
   SqliteStateStore.refuseForeign(stateFile(ctx));
   // The files read once: keyed by the very bytes compiled. A file changed since is another key's, read
   // anew by the next command, never compiled under this one.

@@ -319,13 +319,14 @@ const SQLITE_MAGIC = 'SQLite format 3\0';
 const HEADER_BYTES = 108;
 
 /**
- * Why the SQLite file at `path` is not a desiredstate state file, read from its header alone (nothing
- * is opened for writing, nothing written beside it); undefined when the header does not tell (no
- * file, no SQLite header, or a WAL beside it that may hold what the header does not show yet: SQLite
- * then decides, in `migrate`). Another program's mark (application_id), or tables without a schema
- * version: a desiredstate file always has its tables, version and mark written in one transaction.
+ * The refusal of the file at `path` that its header alone tells (nothing is opened for writing, nothing
+ * written beside it): no SQLite database at all, a schema newer than the `known` versions, another
+ * program's mark (application_id), or tables without a schema version (a desiredstate file always has
+ * its tables, version and mark written in one transaction). Undefined when the header does not tell (no
+ * file, an empty or short one, or a WAL beside it that may hold what the header does not show yet):
+ * SQLite then decides, in `open` and `migrate`.
  */
-function foreignBy(path: string): string | undefined {
+function refusalOf(path: string, known: number): DesiredStateError | undefined {
   const header = Buffer.alloc(HEADER_BYTES);
   let read: number;
   try {
@@ -338,13 +339,33 @@ function foreignBy(path: string): string | undefined {
   } catch {
     return undefined; // SQLite's open says why it cannot be read
   }
-  if (read < HEADER_BYTES || header.toString('latin1', 0, 16) !== SQLITE_MAGIC) return undefined;
+  if (read === 0) return undefined;
+  // SQLite takes any file that does not start with its magic for none of its own.
+  if (read < SQLITE_MAGIC.length || header.toString('latin1', 0, SQLITE_MAGIC.length) !== SQLITE_MAGIC) return notADatabase(path, 'SQLITE_NOTADB');
+  if (read < HEADER_BYTES) return undefined;
   const appId = header.readInt32BE(68);
-  if (appId !== 0 && appId !== APPLICATION_ID) return `application_id ${appId}`;
+  if (appId !== 0 && appId !== APPLICATION_ID) return notAStateFile(path, `application_id ${appId}`);
+  // A WAL beside it may hold a newer version still, never an older one: the versions only grow.
+  const version = header.readInt32BE(60);
+  if (version > known) return newerSchema(path, version, known);
   const walMode = header[18] === 2;
-  if (appId !== 0 || header.readInt32BE(60) !== 0 || (walMode && (stateFileInfo(`${path}-wal`)?.size ?? 0) > 0)) return undefined;
+  if (appId !== 0 || version !== 0 || (walMode && (stateFileInfo(`${path}-wal`)?.size ?? 0) > 0)) return undefined;
   // Page 1 is the schema table's root: an interior page (0x05), or a leaf (0x0d) with cells, holds tables.
-  return header[100] !== 0x0d || header.readUInt16BE(103) > 0 ? 'it has tables but no schema version' : undefined;
+  return header[100] !== 0x0d || header.readUInt16BE(103) > 0 ? notAStateFile(path, 'it has tables but no schema version') : undefined;
+}
+
+/** The refusal of a file that is no SQLite database, or a damaged one, with SQLite's `code` for it. */
+function notADatabase(path: string, code: string, cause?: unknown): DesiredStateError {
+  return storeError(`state file ${path} is not a database, or is damaged (${code})`, path, { cause });
+}
+
+/** The refusal of a file of schema `version`, newer than the `known` ones. */
+function newerSchema(path: string, version: number, known: number): DesiredStateError {
+  return storeError(
+    `state file ${path} has schema version ${version}, newer than the ${known} this desiredstate knows: it was written by a newer release; upgrade desiredstate (or restore a backup) rather than downgrade the file`,
+    path,
+    { context: { schemaVersion: version, knownVersion: known } },
+  );
 }
 
 // ---------------------------------------------------------------------------
@@ -719,13 +740,14 @@ export class SqliteStateStore implements StateStore {
   }
 
   /**
-   * Refuses (DS_STATE_STORE) a file at `path` whose header says it is not a desiredstate state file,
-   * reading it only: `open` does before it changes anything, and so does a command that writes beside
-   * the state file before it opens it (the compiled-goal cache).
+   * Refuses (DS_STATE_STORE) a file at `path` whose header says it is no state file of a release that
+   * knows `known` schema versions (no database, a newer schema, another program's), reading it only:
+   * `open` does before it changes anything, and so does a command that writes beside the state file
+   * before it opens it (the compiled-goal cache).
    */
-  static refuseForeign(path: string): void {
-    const why = foreignBy(path);
-    if (why !== undefined) throw notAStateFile(path, why);
+  static refuseForeign(path: string, known = MIGRATIONS.length): void {
+    const refusal = refusalOf(path, known);
+    if (refusal !== undefined) throw refusal;
   }
 
   /**
@@ -760,7 +782,7 @@ export class SqliteStateStore implements StateStore {
       throw storeError(`state file ${path} is empty (0 bytes)${made}: truncated, or emptied? Restore it from a backup; to start a new state instead, delete it${made === '' ? '' : ' and the lineage file beside it'}`, path);
     }
     // Before the lock, the mode and the WAL: another program's file is left exactly as it was.
-    SqliteStateStore.refuseForeign(path);
+    SqliteStateStore.refuseForeign(path, migrations.length);
     const lockPath = `${path}.lock`;
     const lock = options.lock ? { path: lockPath, holder: acquireLock(lockPath, path) } : undefined;
     let db: Database.Database | undefined;
@@ -801,7 +823,7 @@ export class SqliteStateStore implements StateStore {
       if (lock !== undefined) releaseLock(lock.path, lock.holder);
       // SQLite opens any file lazily and finds out at the first read that it is none of its own.
       const code = (err as { code?: unknown }).code;
-      if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') throw storeError(`state file ${path} is not a database, or is damaged (${code})`, path, { cause: err });
+      if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') throw notADatabase(path, code, err);
       // SQLITE_READONLY_DIRECTORY: a directory this user may read but not write (a state another user keeps).
       if (readonly && (code === 'SQLITE_CANTOPEN' || code === 'SQLITE_READONLY_DIRECTORY')) {
         // Reading a WAL database makes its -shm file: a read-only mount (a backup, a snapshot) refuses it.
@@ -1083,13 +1105,7 @@ function migrate(db: Database.Database, path: string, migrations: readonly Migra
     tables: (db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").get() as { n: number }).n,
   }))();
   if (appId !== 0 && appId !== APPLICATION_ID) throw notAStateFile(path, `application_id ${appId}`);
-  if (version > known) {
-    throw storeError(
-      `state file ${path} has schema version ${version}, newer than the ${known} this desiredstate knows: it was written by a newer release; upgrade desiredstate (or restore a backup) rather than downgrade the file`,
-      path,
-      { context: { schemaVersion: version, knownVersion: known } },
-    );
-  }
+  if (version > known) throw newerSchema(path, version, known);
   if (version === known) {
     if (appId !== APPLICATION_ID && known > 0) throw storeError(`${path} is not a desiredstate state file`, path);
     return version;

@@ -81,6 +81,33 @@ describe('state lineage', () => {
     expect(readdirSync(dir)).toEqual(['state.db']);
   });
 
+  // plan and apply wrote the compiled goals beside a state.db they then refused: the header alone shows it.
+  it('a state.db that is no database, or of a newer schema, is refused by plan and apply with nothing written beside it', async () => {
+    const garbage = join(p.dir, 'not-a-database');
+    mkdirSync(garbage);
+    writeFileSync(join(garbage, 'state.db'), 'not a database\n');
+    const newer = join(p.dir, 'newer');
+    const made = join(p.dir, 'made');
+    expect((await cli(['apply', '--yes', '--goals', p.goals, '--state', made], { cwd: p.dir })).code).toBe(0);
+    const raw = new Database(join(made, 'state.db'));
+    raw.pragma('user_version = 999');
+    raw.close();
+    mkdirSync(newer);
+    copyFileSync(join(made, 'state.db'), join(newer, 'state.db'));
+    const refusals = [
+      { dir: garbage, why: 'is not a database, or is damaged (SQLITE_NOTADB)' },
+      { dir: newer, why: 'has schema version 999, newer than the' },
+    ];
+    for (const { dir, why } of refusals) {
+      for (const args of [['plan'], ['apply', '--yes']]) {
+        const r = await cli([...args, '--goals', p.goals, '--state', dir], { cwd: p.dir });
+        expect(r.code, `${args[0]} ${dir}`).toBe(1);
+        expect(r.stderr).toContain(`desiredstate ${args[0]}: DS_STATE_STORE: state file ${join(dir, 'state.db')} ${why}`);
+      }
+      expect(readdirSync(dir)).toEqual(['state.db']);
+    }
+  });
+
   // A damaged page past those the open reads was an "internal error" (exit 70, a stack trace).
   it('a state.db damaged inside (a data page overwritten) is said to be damaged, exit 1, never an internal error', async () => {
     const dir = join(p.dir, 'damaged');
