@@ -136,11 +136,11 @@ export function formatPlan(
         break;
       case 'blocked':
       case 'held':
-        lines.push(`${head} ${p.action}: ${p.reason}`);
+        lines.push(`${head} ${p.action}: ${cellLine(p.reason)}`);
         break;
       case 'error':
-        // With its hint, as apply lists the fault: what to do about it.
-        lines.push(`${head} error (${p.fault.class}): ${p.fault.message}${p.fault.hint === undefined ? '' : ` (hint: ${p.fault.hint})`}`);
+        // With its hint, as apply lists the fault: what to do about it. On its line, as status shows it.
+        lines.push(`${head} error (${p.fault.class}): ${cellLine(p.fault.message)}${p.fault.hint === undefined ? '' : ` (hint: ${p.fault.hint})`}`);
         break;
       default:
         assertNever(p, 'planned action');
@@ -161,7 +161,7 @@ export function planCounts(entries: readonly PlanEntry[]): Record<PlanEntry['pla
 }
 
 /**
- * A message for one table cell (status's REASON, a run's DETAIL): one line. A multi-line one (a
+ * A message for one table cell (status's REASON, a run's DETAIL) or a node's line of plan and apply: one line. A multi-line one (a
  * command's last lines of stderr) is shown by its last non-empty line, where a program conventionally
  * writes its error, with how many lines there are; `--format json` has the message whole.
  */

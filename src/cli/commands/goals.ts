@@ -5,7 +5,7 @@ import { infraSpecCodec, processLeaseDir, settleLeftoverProcesses, shownSpec, un
 import type { InfraDesiredNodeSpec, PolicyDefault } from '../../infra/index.ts';
 import { BACKENDS_META, backendDigests, changedBackends, compileGoals, compileGoalsCached, openStore, printDiagnostics, provisioner, pruneHistory, stateFile } from '../context.ts';
 import type { CachedGoals, CliContext } from '../context.ts';
-import { formatPlan, planCounts, terminalSafe } from '../format.ts';
+import { cellLine, formatPlan, planCounts, terminalSafe } from '../format.ts';
 import { goalsCommit } from '../git.ts';
 import { EXIT, UsageError } from '../usage.ts';
 
@@ -188,9 +188,10 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
       ctx.out(JSON.stringify({ runId: result.runId, summary: s, outcomes: Object.fromEntries(result.outcomes), refusedDeletions: result.refusedDeletions ?? null, declinedDeletions: declined.length, declinedNodes: declined, diagnostics: c.loaded.result.diagnostics }, null, 2));
     } else {
       const listed: string[] = [];
+      // One line a node: a multi-line message (a command's last lines of stderr) as status shows it; --format json has it whole.
       for (const [id, o] of result.outcomes) {
-        if (o.status === 'failed') listed.push(`  x ${id}: ${o.fault.class}: ${o.fault.message}${o.fault.hint === undefined ? '' : ` (hint: ${o.fault.hint})`}`);
-        else if (o.status === 'blocked' || o.status === 'held') listed.push(`  ⊘ ${id}: ${o.status}: ${o.reason}`);
+        if (o.status === 'failed') listed.push(`  x ${id}: ${o.fault.class}: ${cellLine(o.fault.message)}${o.fault.hint === undefined ? '' : ` (hint: ${o.fault.hint})`}`);
+        else if (o.status === 'blocked' || o.status === 'held') listed.push(`  ⊘ ${id}: ${o.status}: ${cellLine(o.reason)}`);
         else if (o.status !== 'unchanged') listed.push(`  ${APPLY_SYMBOL[o.status]} ${id}: ${o.status}${stuck.has(id) ? `: ${stuck.get(id)!}` : ''}`);
       }
       ctx.outLines(listed);
