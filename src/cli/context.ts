@@ -324,7 +324,8 @@ export function printDiagnostics(ctx: CliContext, diagnostics: readonly Diagnost
     ctx.out(JSON.stringify({ diagnostics }, null, 2));
     return;
   }
-  const write = stream === 'out' ? ctx.out : (t: string) => process.stderr.write(`${t}\n`);
+  // Escaped on stderr as on stdout: a diagnostic names a goal file, under the directory as typed (`--goals`).
+  const write = stream === 'out' ? ctx.out : (t: string) => process.stderr.write(`${terminalSafe(t)}\n`);
   for (const d of diagnostics) write(formatDiagnostic(d));
 }
 

@@ -62,6 +62,17 @@ describe('an argument quoted into a message', () => {
     expect(r.stdout).toBe(`no drift recorded for ${shown}, which the state has no node of\n`);
   });
 
+  it("a goal file's diagnostic on stderr, under a goal directory named so: escaped", async () => {
+    const goals = join(p.dir, 'goals\u001b[31m');
+    mkdirSync(goals);
+    writeFileSync(join(goals, 'a.yaml'), 'apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: x }\nspec: { nodes: [ { id: a, type: nope } ] }\n');
+    const r = await cli(['plan', '--goals', goals, '--state', p.state]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${join(p.dir, 'goals\\u001b[31m')}/a.yaml:4:`);
+    // eslint-disable-next-line no-control-regex
+    expect(r.stderr).not.toMatch(/\u001b/);
+  });
+
   it('a DS_ error naming a state directory: one line, escaped', async () => {
     const state = join(p.dir, typed);
     mkdirSync(state);
