@@ -449,7 +449,8 @@ describe('the lock', () => {
     const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
     try {
       const zombie = Number(await new Promise<string>((resolve) => parent.stdout.once('data', (d: Buffer) => resolve(d.toString()))));
-      await vi.waitFor(() => expect(readFileSync(`/proc/${zombie}/stat`, 'utf8')).toMatch(/\) Z /));
+      // A deadline, not a bar: on a loaded machine the child's exit can take more than waitFor's default second.
+      await vi.waitFor(() => expect(readFileSync(`/proc/${zombie}/stat`, 'utf8')).toMatch(/\) Z /), { timeout: 20_000, interval: 20 });
       writeFileSync(`${dbPath}.lock`, `${zombie}\n${hostname()}\nsome-token\n`);
       expect(SqliteStateStore.lockHolder(dbPath)).toMatchObject({ pid: zombie, alive: false });
       openStore().close();
