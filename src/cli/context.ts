@@ -421,29 +421,31 @@ function daemonHolding(path: string, pid: unknown): { readonly listen?: string }
 }
 
 /**
- * Meta key: a digest of each Backend declaration (its type and config, and where it acts: `location`), as of the goals last applied
- * (`apply`) or loaded (`run`). Named anew when what the digest covers changed, so that a state
- * written before reads as recording none (no backend counts as changed), not as every one changed.
+ * Meta key: a digest of each Backend declaration (its type and what of its config names the resources it acts on:
+ * `BackendFactory.identity`), as of the goals last applied (`apply`) or loaded (`run`). Named anew when what the
+ * digest covers changed, so that a state written before reads as recording none (no backend counts as changed),
+ * not as every one changed.
  */
-export const BACKENDS_META = 'backends.declared.v3';
+export const BACKENDS_META = 'backends.declared.v4';
 
 /** A digest of each Backend document of `loaded`, by backend id. */
 export function backendDigests(loaded: LoadedGoals, cwd: string): Record<string, string> {
   const out: Record<string, string> = {};
   const factories = registry();
-  // What the backend is, not where it is written: a comment or a moved document changes no node.
-  // Key order aside: the compiled-goal cache and a fresh compile give the same digest. Where it acts
-  // too, for a config relative to the working directory (local's root from another directory).
+  // Which resources the backend reaches, not how nor where it is written: a timeout, a comment or a moved
+  // document changes no node. Key order aside: the compiled-goal cache and a fresh compile give the same
+  // digest. Resolved from the working directory where the config is relative to it (local's root).
   for (const d of loaded.factory.backends.values()) {
-    const location = factories.get(d.type)?.location?.(d.config, { cwd });
-    out[d.id] = sha256(stableStringify({ id: d.id, type: d.type, config: d.config, ...(location === undefined ? {} : { location }) })).slice(0, 32);
+    const factory = factories.get(d.type);
+    const identity = factory?.identity === undefined ? { config: d.config, location: factory?.location?.(d.config, { cwd }) } : factory.identity(d.config, { cwd });
+    out[d.id] = sha256(stableStringify({ id: d.id, type: d.type, identity })).slice(0, 32);
   }
   return out;
 }
 
 /**
  * The backends declared otherwise in `now` than in `stored` (BACKENDS_META's text): another root,
- * another server, another type. Their nodes are changed goals. A backend new to the goals, or a
+ * another server, another type (`BackendFactory.identity`), not another timeout. Their nodes are changed goals. A backend new to the goals, or a
  * state that recorded none (before the first apply, or written by an older release), is not.
  */
 export function changedBackends(stored: string | undefined, now: Readonly<Record<string, string>>): Set<string> {

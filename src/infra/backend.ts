@@ -278,6 +278,16 @@ export interface BackendFactory<C = unknown> {
    */
   location?(config: C, where: { readonly cwd: string }): string;
   /**
+   * What of an instance's config names the resources it acts on, without I/O (local: its root
+   * resolved; postgres: the server; exec: the commands' working directory), as plain JSON; the rest
+   * says how it acts (timeouts, output limits, the environment passed on). Another identity is a
+   * backend declared otherwise: its nodes are changed goals, converged whatever `selfHeal` says. An
+   * edit of the rest alone is none: what differs from a node's goal then is drift, handled as its
+   * `selfHeal` says. Undefined: the whole config and `location`, as a backend that does not say
+   * cannot tell one from the other.
+   */
+  identity?(config: C, where: { readonly cwd: string }): unknown;
+  /**
    * Where a node's resource lives, absolute, without I/O, where instances
    * of this type can reach one resource (local: the file's path under the
    * root resolved, so that two backends whose roots overlap, `out` and

@@ -187,5 +187,7 @@ export const ansibleBackendFactory: BackendFactory<AnsibleConfig> = {
   specFields: [],
   configFields: [],
   description: 'Ansible playbooks run with ansible-playbook: check mode with diff to observe (at plan and every interval; a task marked check_mode: false runs for real then), a real run to apply.',
+  // Where playbooks and inventories are found; the program, timeout, env, callback and limits say how they run.
+  identity: (config, { cwd }) => ({ cwd: resolve(cwd, config.cwd ?? '.') }),
   create: (config, ctx) => resourceBackend(ctx.id, 'ansible', new AnsibleProvisioner(config, ctx), { concurrency: OBSERVE_CONCURRENCY }),
 };

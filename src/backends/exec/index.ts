@@ -204,5 +204,7 @@ export const execBackendFactory: BackendFactory<ExecConfig> = {
   // spec may be one resource or two, so a removed one whose spec a node of the goals has is let go, not deleted.
   identifiedBySpecAndId: true,
   description: 'Resources managed by user-supplied read/create/update/delete commands speaking JSON (the exec protocol).',
+  // Where the commands run, which their relative paths name things under; timeout, output limit and env say how.
+  identity: (config, { cwd }) => ({ cwd: resolve(cwd, config.cwd ?? '.') }),
   create: (config, ctx) => resourceBackend(ctx.id, 'exec', new ExecProvisioner(config, ctx)),
 };

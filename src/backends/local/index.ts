@@ -233,6 +233,8 @@ export const localBackendFactory: BackendFactory<LocalConfig> = {
   outputs: { 'local.file': ['path', 'sha256'], 'local.directory': ['path'], 'local.symlink': ['path', 'target'] },
   description: 'Files, directories and symlinks under a root directory, with atomic writes and file watching.',
   location: (config, { cwd }) => rootOf(config, cwd),
+  // `rereadEvery` says how often files are read, not which.
+  identity: (config, { cwd }) => ({ root: rootOf(config, cwd) }),
   placeOf: (spec, config, { cwd }) => ('path' in spec && typeof spec.path === 'string' ? resolve(rootOf(config, cwd), normalPath(spec.path)) : undefined),
   create: (config, ctx) => new LocalBackend(config, ctx),
 };

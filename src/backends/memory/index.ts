@@ -13,6 +13,8 @@ export const memoryBackendFactory: BackendFactory<MemoryConfig> = {
   },
   outputs: MEMORY_OUTPUTS,
   description: 'In-process resources for tests and benchmarks, with seeded fault injection and latency.',
+  // Latency, injected faults and their seed say how calls go; the resources are the process's own.
+  identity: () => ({}),
   create: (config, ctx) => new MemoryBackend(config, ctx),
 };
 

@@ -122,6 +122,8 @@ export const postgresBackendFactory: BackendFactory<PostgresConfig> = {
     'postgres.extension': ['name', 'database', 'oid', 'version', 'schema'],
   },
   description: 'PostgreSQL databases, roles, schemas, grants and extensions, observed in batches over a pooled connection.',
+  // The server: roles and databases are the cluster's, whichever user, maintenance database, TLS mode or timeouts reach them.
+  identity: (config) => ({ host: config.host, port: config.port }),
   create: (config, ctx) => new PostgresBackend(config, ctx),
 };
 

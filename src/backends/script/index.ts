@@ -540,6 +540,8 @@ export const scriptBackendFactory: BackendFactory<ScriptConfig> = {
   // has is let go, not deleted.
   identifiedBySpecAndId: true,
   description: 'Resources provisioned by generated scripts (built-in templates or any generator command), run only once reviewed and trusted.',
+  // Where the scripts act; the generator, timeout, env and trust say how a script is made and run.
+  identity: (config, { cwd }) => ({ root: resolve(cwd, config.root) }),
   create: (config, ctx) => resourceBackend(ctx.id, 'script', new ScriptProvisioner(config, ctx)),
 };
 
