@@ -1,5 +1,6 @@
 import { NODE_SPEC, sha256, stableStringify } from '../runtime/index.ts';
 import type { DesiredNode, NodeSpec } from '../runtime/index.ts';
+import { operationalFields } from './spec.ts';
 import type { InfraNodeSpec } from './spec.ts';
 
 /**
@@ -41,20 +42,22 @@ export function sameSpecKey(spec: InfraNodeSpec, backendId: string): string {
 /**
  * Wraps a spec for the runtime. The only place the NodeSpec brand is set for
  * infrastructure. `extra.digest` is for a spec whose digest was computed when
- * it was compiled (the compiled-goal cache restores it rather than hash again).
+ * it was compiled, `extra.managedDigest` likewise (the compiled-goal cache restores them rather than hash again).
  */
 export function desiredNodeSpec<T extends InfraNodeSpec>(
   spec: T,
   backendId: string,
   labels: Readonly<Record<string, string>> = {},
   environment = 'default',
-  extra: { readonly digest?: string | undefined; readonly resource?: string | undefined; readonly sameSpec?: string | undefined } = {},
+  extra: { readonly digest?: string | undefined; readonly managedDigest?: string | undefined; readonly resource?: string | undefined; readonly sameSpec?: string | undefined } = {},
 ): InfraDesiredNodeSpec<T> {
+  const digest = extra.digest ?? specDigest(spec, backendId, labels);
   return Object.freeze({
     [NODE_SPEC]: true as const,
     type: spec.type,
     backendId,
-    digest: extra.digest ?? specDigest(spec, backendId, labels),
+    digest,
+    managedDigest: extra.managedDigest ?? managedDigest(spec, backendId, labels, digest),
     spec: Object.freeze(spec),
     // A frozen map cannot change under the node: shared (the goal cache gives 10,000 nodes one), not copied.
     labels: Object.isFrozen(labels) ? labels : Object.freeze({ ...labels }),
@@ -71,7 +74,8 @@ export function desiredNodeSpec<T extends InfraNodeSpec>(
  * keeps the resolved node while the outputs it used stay the same), never per observation.
  */
 export function resolvedNodeSpec<T extends InfraNodeSpec>(wrapper: InfraDesiredNodeSpec, spec: T): InfraDesiredNodeSpec<T> {
-  return { ...wrapper, spec, digest: specDigest(spec, wrapper.backendId, wrapper.labels) };
+  const digest = specDigest(spec, wrapper.backendId, wrapper.labels);
+  return { ...wrapper, spec, digest, managedDigest: managedDigest(spec, wrapper.backendId, wrapper.labels, digest) };
 }
 
 /** A node of the infrastructure graph. */
@@ -86,4 +90,16 @@ function specDigest(spec: InfraNodeSpec, backendId: string, labels: Readonly<Rec
   const keys = Object.keys(labels);
   const labelText = keys.length === 0 ? '{}' : stableStringify(labels);
   return sha256(`${backendId}\n${labelText}\n${JSON.stringify(spec)}`).slice(0, 32);
+}
+
+/**
+ * `NodeSpec.managedDigest`: the digest of the spec without its labels (no backend applies them) and
+ * its type's `operationalFields`. `digest` itself where there are neither, as most specs have: that
+ * is the same text hashed, so no node is hashed twice for nothing, and a record keeps one digest.
+ */
+function managedDigest(spec: InfraNodeSpec, backendId: string, labels: Readonly<Record<string, string>>, digest: string): string {
+  const operational = (operationalFields[spec.type] ?? []).filter((f) => Object.hasOwn(spec, f));
+  if (operational.length === 0 && Object.keys(labels).length === 0) return digest;
+  const managed = Object.fromEntries(Object.entries(spec).filter(([k]) => !operational.includes(k)));
+  return specDigest(managed as InfraNodeSpec, backendId, {});
 }

@@ -261,7 +261,8 @@ const resolutions = new WeakMap<InfraNode, ResolvedAt>();
 /** `node` with its spec resolved to `spec` from the (node, key, value) triples `used`, its resolution noted (`resolutions`). */
 function resolvedTo(node: InfraNode, spec: InfraNodeSpec, used: readonly (readonly [NodeId, string, OutputValue | undefined])[]): InfraNode {
   const resolved = { ...node, spec: resolvedNodeSpec(node.spec, spec) };
-  resolutions.set(resolved, used.length === 0 ? { digest: resolved.spec.digest } : { digest: resolved.spec.digest, refs: referencedValues(used) });
+  const at = { digest: resolved.spec.digest, managed: resolved.spec.managedDigest };
+  resolutions.set(resolved, used.length === 0 ? at : { ...at, refs: referencedValues(used) });
   return resolved;
 }
 

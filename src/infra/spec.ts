@@ -405,6 +405,15 @@ export const identityFields: { readonly [T in InfraNodeType]?: readonly string[]
   'aws.s3.bucket': ['name'],
 };
 
+/**
+ * Fields that say how a resource is provisioned, not what it is or is to be, per type (exec's
+ * commands: another argv reads or writes the same resource). An edit of them alone is no change of
+ * the goal's resource: what differs from it then is drift (`InfraDesiredNodeSpec.managedDigest`).
+ */
+export const operationalFields: { readonly [T in InfraNodeType]?: readonly string[] } = {
+  'generic.resource': ['commands'],
+};
+
 /** Types whose resources hold data: they default to `Orphan` and policies treat them as stateful. */
 export const statefulTypes: ReadonlySet<InfraNodeType> = new Set(['postgres.database', 'postgres.schema', 'aws.s3.bucket', 'terraform.workspace']);
 

@@ -688,17 +688,33 @@ export async function inDeleteTurns(records: readonly NodeRecord[], edges: Delet
 
 /**
  * What a record keeps as applied for `node` observed against or provisioned at `at`: its goal's spec's
- * digest and, where the provisioner resolved references (`ResolvedAt`), after a slash the digest of
- * the spec so resolved, so that the goal it was applied at stays known (`appliedAtGoal`).
+ * digest; where the provisioner resolved references (`ResolvedAt`), after a slash the digest of the
+ * spec so resolved, so that the goal it was applied at stays known (`appliedAtGoal`); and after a `#`
+ * the managed digest of that spec (`managedAt`), where it is not the last of these (a spec with fields
+ * that only say how it is provisioned), so that most records keep one digest.
  */
 export function digestAt<S extends NodeSpec>(node: DesiredNode<S>, at: ResolvedAt): string {
-  return at.digest === undefined ? node.spec.digest : `${node.spec.digest}/${at.digest}`;
+  const applied = at.digest === undefined ? node.spec.digest : `${node.spec.digest}/${at.digest}`;
+  const managed = managedAt(node, at);
+  return managed === (at.digest ?? node.spec.digest) ? applied : `${applied}#${managed}`;
 }
 
-/** The digest of the goal spec a record's applied digest (`digestAt`) was applied at: the part before the slash. */
+/** The managed digest (`NodeSpec.managedDigest`) of the spec `node` was observed against or provisioned at (`at`). */
+function managedAt<S extends NodeSpec>(node: DesiredNode<S>, at: ResolvedAt): string {
+  return at.digest === undefined ? (node.spec.managedDigest ?? node.spec.digest) : (at.managed ?? at.digest);
+}
+
+/** The managed digest a record's applied digest (`digestAt`) keeps: the part after the `#`, else its last digest. */
+function managedOf(applied: string): string {
+  const hash = applied.indexOf('#');
+  if (hash >= 0) return applied.slice(hash + 1);
+  return applied.slice(applied.indexOf('/') + 1);
+}
+
+/** The digest of the goal spec a record's applied digest (`digestAt`) was applied at: the part before the slash (or the `#`). */
 export function goalDigestOf(applied: string): string {
-  const slash = applied.indexOf('/');
-  return slash < 0 ? applied : applied.slice(0, slash);
+  const end = applied.search(/[/#]/);
+  return end < 0 ? applied : applied.slice(0, end);
 }
 
 /**
@@ -706,9 +722,22 @@ export function goalDigestOf(applied: string): string {
  * asked of every node at every pass (`Controller.isSteady`).
  */
 export function isDigestAt<S extends NodeSpec>(applied: string | null, node: DesiredNode<S>, at: ResolvedAt): boolean {
+  if (applied === null || !appliedAtLegacy(applied, node, at, true)) return false;
+  const end = at.digest === undefined ? node.spec.digest.length : node.spec.digest.length + 1 + at.digest.length;
+  const managed = managedAt(node, at);
+  if (managed === (at.digest ?? node.spec.digest)) return applied.length === end;
+  return applied.length === end + 1 + managed.length && applied[end] === '#' && applied.endsWith(managed);
+}
+
+/**
+ * Whether `applied` is what a version before managed digests wrote for `node` at `at`: the goal's
+ * digest, and after a slash the resolved spec's where references were resolved (`prefix`: or begins so).
+ */
+function appliedAtLegacy<S extends NodeSpec>(applied: string, node: DesiredNode<S>, at: ResolvedAt, prefix = false): boolean {
   const goal = node.spec.digest;
-  if (applied === null || at.digest === undefined) return applied === goal;
-  return applied.length === goal.length + 1 + at.digest.length && applied.startsWith(goal) && applied[goal.length] === '/' && applied.endsWith(at.digest);
+  const end = at.digest === undefined ? goal.length : goal.length + 1 + at.digest.length;
+  if ((prefix ? applied.length < end : applied.length !== end) || !applied.startsWith(goal)) return false;
+  return at.digest === undefined || (applied[goal.length] === '/' && applied.startsWith(at.digest, goal.length + 1));
 }
 
 /** Whether `r` was last applied at the node's goal spec, whatever its references resolved to (`digestAt`): the spec its snapshot keeps is that one. */
@@ -717,18 +746,22 @@ function appliedAtGoal<S extends NodeSpec>(r: NodeRecord, node: DesiredNode<S>):
 }
 
 /**
- * Whether `rec` says the node's resource was last applied at exactly the
- * spec it was just observed against (`at`: its references resolved, see
- * `ResolvedAt`). Then whatever differs now — a field, or the resource
- * itself gone — is drift (reported; corrected only under selfHeal), not
- * convergence toward a changed goal or a changed output it references.
- * A record written before the resolved spec's digest was kept holds the
- * goal's: such a node is judged as it was then (a difference is drift,
- * never an update the old version would not have made) until it is next
- * applied or found in sync, which writes the resolved digest.
+ * Whether `rec` says the node's resource was last applied at what the spec it
+ * was just observed against (`at`: its references resolved, see `ResolvedAt`)
+ * asks of it: the same managed digest (`NodeSpec.managedDigest`), whatever
+ * else changed since (a read command's argv, a label). Then whatever differs
+ * now — a field, or the resource itself gone — is drift (reported; corrected
+ * only under selfHeal), not convergence toward a changed goal or a changed
+ * output it references. A record written before the managed digest was kept
+ * (or before the resolved spec's, holding the goal's alone) is judged as it
+ * was then (a difference is drift, never an update the old version would not
+ * have made) until it is next applied or found in sync, which writes the
+ * digests of now.
  */
 export function appliedAtSpec<S extends NodeSpec>(rec: NodeRecord | undefined, node: DesiredNode<S>, at: ResolvedAt): boolean {
-  return rec !== undefined && (isDigestAt(rec.appliedDigest, node, at) || rec.appliedDigest === node.spec.digest);
+  const applied = rec?.appliedDigest ?? null;
+  if (applied === null) return false;
+  return managedOf(applied) === managedAt(node, at) || appliedAtLegacy(applied, node, at) || applied === node.spec.digest;
 }
 
 /**

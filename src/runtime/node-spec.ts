@@ -18,6 +18,13 @@ export interface NodeSpec {
   readonly backendId: string;
   /** A stable digest of the spec's content (secret values excluded), to notice goal changes. */
   readonly digest: string;
+  /**
+   * A digest of what the spec says the resource is and is to be, leaving out what only says how it
+   * is provisioned (a command's argv, labels no backend applies): a node applied at a spec with the
+   * same one is applied at what its goal asks, so what differs is drift, never convergence toward a
+   * changed goal. Absent: `digest`, every field counts.
+   */
+  readonly managedDigest?: string | undefined;
 }
 
 /** Node ids: `[a-z0-9][a-z0-9._-]*`, unique across a goal set. */

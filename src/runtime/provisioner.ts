@@ -70,6 +70,8 @@ export interface FieldDiff {
  */
 export interface ResolvedAt {
   readonly digest?: string | undefined;
+  /** With `digest`: that spec's `NodeSpec.managedDigest`; absent, `digest`. */
+  readonly managed?: string | undefined;
   /**
    * With `digest`: the output values the references were resolved with, per node and key, as
    * `OperationContext.outputsOf` gave them (outputs as stored: a secret is masked); absent when the

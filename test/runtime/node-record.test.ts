@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DesiredGraph } from '../../src/runtime/graph.ts';
-import { deleteCycleFault, deletionEdges, digestAt, goalDigestOf, heldByPolicy, inDeleteTurns, isDigestAt, policyHoldReason, reverseDependencyOrder, sameOutputs, splitRemoved } from '../../src/runtime/node-record.ts';
+import { appliedAtSpec, deleteCycleFault, deletionEdges, digestAt, goalDigestOf, heldByPolicy, inDeleteTurns, isDigestAt, policyHoldReason, reverseDependencyOrder, sameOutputs, splitRemoved } from '../../src/runtime/node-record.ts';
 import { NODE_SPEC } from '../../src/runtime/node-spec.ts';
 import type { DesiredNode, NodeSpec, NodeSpecCodec } from '../../src/runtime/node-spec.ts';
 import type { NodeRecord } from '../../src/runtime/state-store.ts';
@@ -157,27 +157,51 @@ describe('inDeleteTurns: each removed node takes its turn once those that depend
   });
 });
 
-// The applied digest is `<goal>/<resolved>` (`digestAt`); isDigestAt answers `=== digestAt(...)` without making the string.
+// The applied digest is `<goal>/<resolved>#<managed>` (`digestAt`), the `/<resolved>` only where references were resolved and the
+// `#<managed>` only where it is not the digest before it; isDigestAt answers `=== digestAt(...)` without making the string.
 describe('applied digests', () => {
-  const node: DesiredNode = {
+  const nodeAt = (digest: string, managedDigest?: string): DesiredNode => ({
     id: 'a',
     goal: 'g',
-    spec: { [NODE_SPEC]: true, type: 'test.thing', backendId: 'b', digest: 'goal1' },
+    spec: { [NODE_SPEC]: true, type: 'test.thing', backendId: 'b', digest, ...(managedDigest === undefined ? {} : { managedDigest }) },
     settings: { selfHeal: true, prune: false, deletionPolicy: 'Orphan', ignoreFields: [] },
     source: { file: 'g.yaml', line: 1, col: 1 },
     dependsOn: [],
-  };
+  });
+  const node = nodeAt('goal1');
 
-  it('isDigestAt agrees with digestAt, with and without a resolved digest', () => {
-    const ats = [{}, { digest: 'res1' }, { digest: 'res2' }, { digest: '' }];
-    const applied = [null, 'goal1', 'goal1/res1', 'goal1/res2', 'goal1/', 'goal2/res1', 'goal1/res1x', 'goal1xres1', 'goal1/res1/res1', 'goal'];
-    for (const at of ats) for (const a of applied) expect(isDigestAt(a, node, at)).toBe(a === digestAt(node, at));
+  it('isDigestAt agrees with digestAt, with and without a resolved digest and a managed one', () => {
+    const ats = [{}, { digest: 'res1' }, { digest: 'res2' }, { digest: '' }, { digest: 'res1', managed: 'm1' }, { digest: 'res1', managed: 'res1' }];
+    const applied = [null, 'goal1', 'goal1/res1', 'goal1/res2', 'goal1/', 'goal2/res1', 'goal1/res1x', 'goal1xres1', 'goal1/res1/res1', 'goal', 'goal1#m1', 'goal1/res1#m1', 'goal1/res1#m', 'goal1/res1#m1x', 'goal1/res1xm1'];
+    for (const n of [node, nodeAt('goal1', 'm1'), nodeAt('goal1', 'goal1')]) for (const at of ats) for (const a of applied) expect(isDigestAt(a, n, at)).toBe(a === digestAt(n, at));
   });
 
-  it('goalDigestOf is the goal part, before the slash', () => {
+  it('goalDigestOf is the goal part, before the slash or the #', () => {
     expect(goalDigestOf('goal1')).toBe('goal1');
     expect(goalDigestOf(digestAt(node, { digest: 'res1' }))).toBe('goal1');
+    expect(goalDigestOf(digestAt(node, { digest: 'res1', managed: 'm1' }))).toBe('goal1');
+    expect(goalDigestOf(digestAt(nodeAt('goal1', 'm1'), {}))).toBe('goal1');
     expect(goalDigestOf('goal1/')).toBe('goal1');
+  });
+
+  // Applied at: what differs is drift, never convergence toward a changed goal. A spec edited only where it says how
+  // the resource is provisioned (its managed digest the same) is still applied at; a record an older version wrote,
+  // which holds no managed digest, is judged as then: by the goal's digest and the resolved spec's.
+  const at = (applied: string | null, n: DesiredNode, resolved: { digest?: string; managed?: string } = {}): boolean => appliedAtSpec({ ...record('ready', null), appliedDigest: applied }, n, resolved);
+  it.each([
+    { name: 'the same spec', applied: digestAt(nodeAt('goal1', 'm1'), {}), now: nodeAt('goal1', 'm1'), expected: true },
+    { name: 'only how it is provisioned edited', applied: digestAt(nodeAt('goal1', 'm1'), {}), now: nodeAt('goal2', 'm1'), expected: true },
+    { name: 'what it is to be edited', applied: digestAt(nodeAt('goal1', 'm1'), {}), now: nodeAt('goal2', 'm2'), expected: false },
+    { name: 'a spec with nothing but what it is to be, edited', applied: digestAt(nodeAt('goal1'), {}), now: nodeAt('goal2'), expected: false },
+    { name: 'a spec with nothing but what it is to be, the same', applied: digestAt(nodeAt('goal1'), {}), now: nodeAt('goal1'), expected: true },
+    { name: 'resolved: only how edited', applied: digestAt(node, { digest: 'res1', managed: 'm1' }), now: nodeAt('goal2'), resolved: { digest: 'res2', managed: 'm1' }, expected: true },
+    { name: 'resolved: an output it references changed', applied: digestAt(node, { digest: 'res1', managed: 'm1' }), now: node, resolved: { digest: 'res2', managed: 'm2' }, expected: false },
+    { name: 'an older record, the goal the same', applied: 'goal1', now: nodeAt('goal1', 'm1'), expected: true },
+    { name: 'an older record, resolved, the same', applied: 'goal1/res1', now: node, resolved: { digest: 'res1', managed: 'm1' }, expected: true },
+    { name: 'an older record, the goal edited', applied: 'goal1', now: nodeAt('goal2', 'm1'), expected: false },
+    { name: 'never applied', applied: null, now: node, expected: false },
+  ])('appliedAtSpec: $name', ({ applied, now, resolved, expected }) => {
+    expect(at(applied, now, resolved)).toBe(expected);
   });
 });
 
