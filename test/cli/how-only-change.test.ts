@@ -4,6 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { cli, execGoalHead, tempProject } from '../support/cli.ts';
 import type { CliResult } from '../support/cli.ts';
 import { trackDaemons } from '../support/daemon.ts';
+import { warnSkipped } from '../support/skip.ts';
+import { hasAnsible, oneLocalPlaybook } from '../backends/ansible/harness.ts';
 
 /**
  * An edit that changes how a node's resource is provisioned, not what it is to be nor which it is
@@ -16,6 +18,10 @@ import { trackDaemons } from '../support/daemon.ts';
  * another working directory for the commands) still converges under `selfHeal: false`.
  */
 const daemons = trackDaemons();
+
+if (!hasAnsible) {
+  warnSkipped(['SKIPPING the ansible timeout edit test: ansible-playbook is not on PATH.', 'Install it to run it:  apt-get install -y ansible-core ansible']);
+}
 
 interface Node {
   /** Whether the node has an update command. */
@@ -152,6 +158,30 @@ spec:
     expect((JSON.parse(plan.stdout) as { entries: { id: string; planned: { action: string } }[] }).entries).toEqual([expect.objectContaining({ id: 'conf', planned: expect.objectContaining({ action: 'drift' }) })]);
     expect((await cli(['apply', '--yes', ...p.args])).stdout).toContain('! conf: drift-reported');
     expect(readFileSync(join(p.root, 'app.conf'), 'utf8')).toBe('edited by hand\n');
+  });
+});
+
+describe.skipIf(!hasAnsible)('an edit of the ansible backend\'s timeout alone', () => {
+  it('leaves a selfHeal: false playbook\'s drift reported: the playbook is not run again', async () => {
+    const p = tempProject('ds-how-only-ansible-');
+    writeFileSync(
+      join(p.dir, 'site.yml'),
+      `- hosts: all
+  gather_facts: false
+  tasks:
+    - name: configure
+      ansible.builtin.copy: { dest: "{{ dir }}/app.conf", content: "ready\\n" }
+`,
+    );
+    const goal = (timeout: string): void => p.write('goals.yaml', oneLocalPlaybook(p.dir, timeout).replace('spec:\n  nodes:', 'spec:\n  selfHeal: false\n  nodes:'));
+    goal('60s');
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).stdout).toContain('+ web: created');
+    writeFileSync(join(p.dir, 'app.conf'), 'edited by hand\n');
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).stdout).toContain('! web: drift-reported');
+    goal('90s');
+    const apply = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    expect(apply.stdout, apply.stderr).toContain('! web: drift-reported');
+    expect(readFileSync(join(p.dir, 'app.conf'), 'utf8')).toBe('edited by hand\n');
   });
 });
 
