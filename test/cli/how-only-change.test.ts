@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, execGoalHead, tempProject } from '../support/cli.ts';
 import type { CliResult } from '../support/cli.ts';
-import { trackDaemons } from '../support/daemon.ts';
+import { eventually, trackDaemons } from '../support/daemon.ts';
 import { warnSkipped } from '../support/skip.ts';
 import { hasAnsible, oneLocalPlaybook } from '../backends/ansible/harness.ts';
 
@@ -35,7 +35,7 @@ interface Node {
 /**
  * A project of one exec node `a` (goal `infra`, `selfHeal: false`, input `{ size }`) whose resource is `a.json` in
  * the commands' working directory (the backend's `cwd`, the project's directory unless given); each
- * call is logged as its verb in `calls.log` beside the script.
+ * call is logged as its verb in `calls.log` beside the script, and the `FOO` it was given in `foo.log`.
  */
 function execProject() {
   const p = tempProject('ds-how-only-');
@@ -45,6 +45,7 @@ function execProject() {
     `#!/bin/sh
 set -eu
 echo "$1" >> ${JSON.stringify(join(p.dir, 'calls.log'))}
+echo "\${FOO-unset}" > ${JSON.stringify(join(p.dir, 'foo.log'))}
 case "$1" in
   read) if [ -f a.json ]; then printf '{"exists":true,"state":%s}\\n' "$(cat a.json)"; else echo '{"exists":false}'; fi ;;
   *) cat | sed 's/.*"input":\\({[^}]*}\\).*/\\1/' > a.json; echo '{"outputs":{}}' ;;
@@ -70,6 +71,7 @@ ${node.labels === undefined ? '' : `      labels: ${node.labels}\n`}      spec:
     file: (dir = p.dir): string => readFileSync(join(dir, 'a.json'), 'utf8').trim(),
     edit: (text: string): void => writeFileSync(join(p.dir, 'a.json'), `${text}\n`),
     calls: (): string[] => readFileSync(join(p.dir, 'calls.log'), 'utf8').trim().split('\n'),
+    foo: (): string => readFileSync(join(p.dir, 'foo.log'), 'utf8').trim(),
   };
 }
 
@@ -123,6 +125,26 @@ describe('an edit of how a node is provisioned alone leaves selfHeal: false drif
     // Before the fix it updated the node (no drift report), or held the one without an update command.
     const seen = await d.waitFor((l) => l.node === 'a' && (['drift detected', 'node updated', 'node held'].includes(l.msg) || l.fault !== undefined), 20_000);
     expect(seen).toMatchObject({ msg: 'drift detected', action: 'reported' });
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+    expect(p.file()).toBe('{"size":7}');
+    expect(p.calls()).not.toContain('update');
+  });
+
+  // The edit changes no node, yet the backend acts as now declared: its instance is made anew.
+  it('a running daemon acts with the edited config once reloaded, and still corrects nothing', async () => {
+    const p = execProject();
+    await drifted(p, 'env: [PATH]');
+    const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir, env: { FOO: 'bar' } });
+    const port = await d.port();
+    await eventually(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, 20_000, 'the daemon ready');
+    expect(p.foo()).toBe('unset');
+    // A label edited too, so that the reload looks at the node at once.
+    p.goal('env: [PATH, FOO]', { labels: '{ team: web }' });
+    const mark = d.lines.length;
+    d.kill('SIGHUP');
+    await d.waitFor((l) => l.msg === 'goals loaded' && l.reason === 'SIGHUP', 20_000, mark);
+    await eventually(() => p.foo() === 'bar', 20_000, 'a read with the env now allowed');
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
     expect(p.file()).toBe('{"size":7}');

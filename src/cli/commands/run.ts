@@ -1,6 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Controller, DEFAULT_INTERVAL_MS, DesiredStateError, displayPath, ErrorCodes, errorMessage, formatDiagnostic, MAX_TIMER_MS, MIN_INTERVAL_MS, parseDuration, shownRecord } from '../../runtime/index.ts';
+import { Controller, DEFAULT_INTERVAL_MS, DesiredStateError, displayPath, ErrorCodes, errorMessage, formatDiagnostic, MAX_TIMER_MS, MIN_INTERVAL_MS, parseDuration, shownRecord, stableStringify } from '../../runtime/index.ts';
 import type { CircuitBreakerConfig, DesiredNode, FaultPolicy, NodeId, SqliteStateStore } from '../../runtime/index.ts';
 import { infraSpecCodec, InfraNodeProvisioner, leftoverHoldReason, processLeaseDir, startSettlingLeftoverProcesses } from '../../infra/index.ts';
 import type { LeftoverProcess } from '../../infra/index.ts';
@@ -249,8 +249,9 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       const declarations = [...loaded.factory.backends.values()];
       // A backend declared otherwise (another root, server, type) than when last loaded or applied is a goal change for its nodes.
       const declared = backendDigests(loaded, ctx.cwd);
-      // Instances are made anew only for another declaration, not for the same one written elsewhere.
-      const key = JSON.stringify(declared);
+      // Instances are made anew only for another declaration (a timeout edited too, which changes no node),
+      // not for the same one written elsewhere.
+      const key = stableStringify(declarations.map((d) => [d.id, d.type, d.config]));
       const changedBackends = changedFrom(opened.getMeta(BACKENDS_META), declared);
       // New backends go in before the graph (setGraph starts watching through them) and are
       // taken out again if the store refuses the revision: the last good graph keeps its own.
