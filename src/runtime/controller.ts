@@ -1767,9 +1767,9 @@ export class Controller<S extends NodeSpec> {
       outputsOf: this.outputsOf,
       memoOf: (id) => this.records.get(id)?.memo ?? undefined,
       interrupted: (id) => hasInterruptedCreate(this.pending.get(id)),
-      appliedAt: (id, digest) => {
+      appliedAt: (id, spec) => {
         const node = this.graph?.get(id);
-        return node !== undefined && appliedAtSpec(this.records.get(id), node, handedAt(node, digest));
+        return node !== undefined && appliedAtSpec(this.records.get(id), node, handedAt(node, spec));
       },
     };
   }

@@ -765,9 +765,9 @@ export function appliedAtSpec<S extends NodeSpec>(rec: NodeRecord | undefined, n
 }
 
 /**
- * What a provisioner was handed `node` at, as `ResolvedAt` says it: `digest` the digest of the spec it
- * got (`OperationContext.appliedAt`), the goal's own where no reference was resolved.
+ * What a provisioner was handed `node` at, as `ResolvedAt` says it: `spec` the spec it got
+ * (`OperationContext.appliedAt`), the goal's own where no reference was resolved.
  */
-export function handedAt<S extends NodeSpec>(node: DesiredNode<S>, digest: string): ResolvedAt {
-  return digest === node.spec.digest ? {} : { digest };
+export function handedAt<S extends NodeSpec>(node: DesiredNode<S>, spec: NodeSpec): ResolvedAt {
+  return spec.digest === node.spec.digest ? {} : { digest: spec.digest, managed: spec.managedDigest };
 }

@@ -147,14 +147,15 @@ export interface OperationContext {
    */
   readonly beforeDelete?: true | undefined;
   /**
-   * Whether node `id` was last applied at `digest`, the digest of its spec as the provisioner is handed
-   * it (its references resolved, or not: `ResolvedAt`): then a difference its observation finds is drift,
+   * Whether node `id` was last applied at `spec`, its spec as the provisioner is handed it (its
+   * references resolved, or not: `ResolvedAt`), or one that asks the same of its resource
+   * (`NodeSpec.managedDigest`): then a difference its observation finds is drift,
    * corrected only under `selfHeal`; else it is a change of the goal (or of an output it references),
    * made whatever `selfHeal` says. For a backend that must ask before a change (a script's per-run
    * approval): it asks for the one that follows, and for no drift left as it is. Absent: not known, as
    * if never applied.
    */
-  readonly appliedAt?: ((id: NodeId, digest: string) => boolean) | undefined;
+  readonly appliedAt?: ((id: NodeId, spec: NodeSpec) => boolean) | undefined;
 }
 
 /**

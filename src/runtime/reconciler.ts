@@ -806,7 +806,7 @@ export class Reconciler<S extends NodeSpec> {
     outputsOf: (id: NodeId) => Outputs | undefined,
     memoOf?: (id: NodeId) => ObservationMemo | undefined,
     interrupted?: (id: NodeId) => boolean,
-    appliedAt?: (id: NodeId, digest: string) => boolean,
+    appliedAt?: (id: NodeId, spec: NodeSpec) => boolean,
   ): OperationContext {
     return { signal, log: this.log, outputsOf, memoOf, interrupted, appliedAt };
   }
@@ -838,10 +838,10 @@ function appliedAt<S extends NodeSpec>(record: NodeRecord | undefined, node: Des
 }
 
 /** `OperationContext.appliedAt` of a pass over `graph`, as the pass decides it (`appliedAt`) on the records `recordOf` gives. */
-function appliedIn<S extends NodeSpec>(graph: DesiredGraph<S>, recordOf: (id: NodeId) => NodeRecord | undefined, options: PassOptions): (id: NodeId, digest: string) => boolean {
-  return (id, digest) => {
+function appliedIn<S extends NodeSpec>(graph: DesiredGraph<S>, recordOf: (id: NodeId) => NodeRecord | undefined, options: PassOptions): (id: NodeId, spec: NodeSpec) => boolean {
+  return (id, spec) => {
     const node = graph.get(id);
-    return node !== undefined && appliedAt(recordOf(id), node, options, handedAt(node, digest));
+    return node !== undefined && appliedAt(recordOf(id), node, options, handedAt(node, spec));
   };
 }
 

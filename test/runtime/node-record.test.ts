@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DesiredGraph } from '../../src/runtime/graph.ts';
-import { appliedAtSpec, deleteCycleFault, deletionEdges, digestAt, goalDigestOf, heldByPolicy, inDeleteTurns, isDigestAt, policyHoldReason, reverseDependencyOrder, sameOutputs, splitRemoved } from '../../src/runtime/node-record.ts';
+import { appliedAtSpec, deleteCycleFault, deletionEdges, digestAt, goalDigestOf, handedAt, heldByPolicy, inDeleteTurns, isDigestAt, policyHoldReason, reverseDependencyOrder, sameOutputs, splitRemoved } from '../../src/runtime/node-record.ts';
 import { NODE_SPEC } from '../../src/runtime/node-spec.ts';
 import type { DesiredNode, NodeSpec, NodeSpecCodec } from '../../src/runtime/node-spec.ts';
 import type { NodeRecord } from '../../src/runtime/state-store.ts';
@@ -202,6 +202,14 @@ describe('applied digests', () => {
     { name: 'never applied', applied: null, now: node, expected: false },
   ])('appliedAtSpec: $name', ({ applied, now, resolved, expected }) => {
     expect(at(applied, now, resolved)).toBe(expected);
+  });
+
+  // `OperationContext.appliedAt` is asked with the spec a backend was handed (a script's per-run approval rests on it).
+  it('handedAt carries the managed digest of a resolved spec, so a backend asking is answered as the pass decides', () => {
+    const applied = digestAt(node, { digest: 'res1', managed: 'm1' });
+    expect(at(applied, nodeAt('goal2'), handedAt(nodeAt('goal2'), nodeAt('res2', 'm1').spec))).toBe(true);
+    expect(at(applied, node, handedAt(node, nodeAt('res2', 'm2').spec))).toBe(false);
+    expect(handedAt(node, node.spec)).toEqual({});
   });
 });
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CircuitBreaker, decide } from '../../../src/runtime/index.ts';
 import type { BackendNode, InfraBackend } from '../../../src/infra/index.ts';
-import type { Fault } from '../../../src/runtime/index.ts';
+import type { Fault, NodeSpec } from '../../../src/runtime/index.ts';
 import { faultOf, heldReason, node, observe, opContext, printing, project } from './harness.ts';
 import { warnSkipped } from '../../support/skip.ts';
 
@@ -196,7 +196,7 @@ describe.skipIf(!hasJq)('gating', () => {
     writeFileSync(join(p.dir, 'root/etc/motd'), 'edited');
     // The goal changed since: the update follows, and waits for its approval.
     const changed = reportOnly({ path: 'etc/motd', content: 'changed\n' });
-    const notApplied = { ...opContext(), appliedAt: (id: string, digest: string) => id === 'motd' && digest === applied.spec.digest };
+    const notApplied = { ...opContext(), appliedAt: (id: string, spec: NodeSpec) => id === 'motd' && spec.digest === applied.spec.digest };
     expect(heldReason((await b.observe([changed], notApplied)).get('motd')!)).toContain(`needs a per-run approval to update motd in prod`);
     expect(p.store.artifacts.openRequest(hash, 'motd')).toMatchObject({ action: 'update', input: expect.stringContaining('changed') });
     p.store.artifacts.grant(hash, 'motd', 'ana', null);
