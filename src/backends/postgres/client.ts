@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { resolveSecret } from '../../infra/index.ts';
-import { fault, FaultError, MAX_TIMER_MS } from '../../runtime/index.ts';
+import { fault, FaultError, MAX_TIMER_MS, systemClock } from '../../runtime/index.ts';
 import type { PostgresConfig } from './config.ts';
 import { classifyPgError, isSocketHost, serverAddress, sqlState } from './faults.ts';
 import { PreferTlsStream } from './prefer-tls.ts';
@@ -48,6 +48,17 @@ function loadPg(): Promise<typeof pg> {
 
 /** What `ownSignal` allows a statement beyond connecting, at least (the lockTimeout when longer). */
 const OWN_STATEMENT_MS = 5_000;
+
+/**
+ * How long past `statementTimeout` a round trip waits for the server's answer before giving it up
+ * on our side: the server's own cancellation, sent as the timeout expires, has this long to arrive.
+ * A server (or a proxy, a network) that stopped answering once the connection was made is otherwise
+ * waited for for ever: plan and apply never returned.
+ */
+export const CLIENT_DEADLINE_MARGIN_MS = 5_000;
+
+/** How long TCP waits on a silent connection before it probes whether the peer is still there. */
+const KEEPALIVE_DELAY_MS = 60_000;
 
 class AbortError extends Error {
   constructor() {
@@ -105,7 +116,7 @@ export class PgClient {
 
   /** The rows of one parameterised statement. */
   async query<R>(text: string, values: readonly unknown[], options: QueryOptions): Promise<R[]> {
-    const res = await this.run(options, (c) => c.query({ text, values: [...values] }), false);
+    const res = await this.run(options, (c) => c.query({ text, values: [...values] }), false, 1);
     return res.rows as R[];
   }
 
@@ -118,7 +129,7 @@ export class PgClient {
     if (statements.length === 0) return [];
     const sensitive = statements.some((s) => s.sensitive === true);
     const text = statements.map((s) => s.text).join(';\n');
-    const res: pg.QueryResult | pg.QueryResult[] = await this.run(options, (c) => c.query(text), sensitive);
+    const res: pg.QueryResult | pg.QueryResult[] = await this.run(options, (c) => c.query(text), sensitive, statements.length);
     if (!sensitive) this.log.debug({ database: options.database ?? this.config.database, sql: text }, 'statements executed');
     const last = Array.isArray(res) ? res[res.length - 1] : res;
     return (last?.rows ?? []) as Record<string, unknown>[];
@@ -140,7 +151,8 @@ export class PgClient {
     await Promise.allSettled(pools.map((p) => p.end()));
   }
 
-  private async run<T>(options: QueryOptions, op: (c: pg.PoolClient) => Promise<T>, sensitive: boolean): Promise<T> {
+  /** `op`, sending `statements` statements in one round trip, on a client of the pool of `options.database`. */
+  private async run<T>(options: QueryOptions, op: (c: pg.PoolClient) => Promise<T>, sensitive: boolean, statements: number): Promise<T> {
     const { signal } = options;
     let phase: Phase = 'connect';
     try {
@@ -148,7 +160,7 @@ export class PgClient {
       if (signal.aborted) throw new AbortError();
       const pool = await this.pool(options.database ?? this.config.database);
       try {
-        return await this.runOn(pool, op, signal, () => (phase = 'query'));
+        return await this.runOn(pool, op, signal, statements, () => (phase = 'query'));
       } finally {
         this.unuse(pool);
       }
@@ -159,8 +171,11 @@ export class PgClient {
     }
   }
 
-  /** `op` on a client of `pool`, released after (destroyed if the connection broke or the op was aborted). */
-  private async runOn<T>(pool: pg.Pool, op: (c: pg.PoolClient) => Promise<T>, signal: AbortSignal, connected: () => void): Promise<T> {
+  /**
+   * `op` on a client of `pool`, released after (destroyed if the connection broke, the op was aborted
+   * or the server did not answer in time: its statement may still be running, or the connection is dead).
+   */
+  private async runOn<T>(pool: pg.Pool, op: (c: pg.PoolClient) => Promise<T>, signal: AbortSignal, statements: number, connected: () => void): Promise<T> {
     const client = await abortable(pool.connect(), signal, (c) => c.release());
     connected();
     let broken: Error | undefined;
@@ -170,18 +185,62 @@ export class PgClient {
       broken ??= err;
     };
     client.on('error', onError);
+    const deadline = this.deadline(signal, statements);
     try {
-      return await abortable(op(client), signal, undefined, () => {
-        // The statement may still be running: this connection is not reusable.
+      return await abortable(op(client), deadline?.signal ?? signal, undefined, () => {
+        // The statement may still be running, or the server may answer nothing more: released
+        // broken, pg ends the connection at once (its socket destroyed, with a query outstanding).
         broken = new AbortError();
       });
     } catch (err) {
+      if (deadline?.expired() === true) throw this.unanswered(deadline.ms, err);
       broken ??= isConnectionError(err) ? (err as Error) : undefined;
       throw err;
     } finally {
+      deadline?.done();
       client.off('error', onError);
       client.release(broken);
     }
+  }
+
+  /**
+   * `signal`, also fired when a round trip of `statements` statements has gone unanswered past what
+   * the server itself allows them (`statementTimeout` each: PostgreSQL times each statement of a
+   * round trip on its own) and `CLIENT_DEADLINE_MARGIN_MS`; none when statementTimeout is 0 (the
+   * server's own setting, which we do not know). Not `AbortSignal.any`: its FinalizationRegistry
+   * cannot be in the start-up snapshot, whose warm-up runs statements.
+   */
+  private deadline(signal: AbortSignal, statements: number): { signal: AbortSignal; ms: number; expired: () => boolean; done: () => void } | undefined {
+    if (this.config.statementTimeout === 0) return undefined;
+    const ms = statements * this.config.statementTimeout + CLIENT_DEADLINE_MARGIN_MS;
+    const controller = new AbortController();
+    let expired = false;
+    const timer = systemClock.setTimeout(() => {
+      expired = true;
+      controller.abort();
+    }, ms);
+    const forward = (): void => controller.abort();
+    if (signal.aborted) forward();
+    else signal.addEventListener('abort', forward, { once: true });
+    return {
+      signal: controller.signal,
+      ms,
+      expired: () => expired,
+      done: () => {
+        timer.cancel();
+        signal.removeEventListener('abort', forward);
+      },
+    };
+  }
+
+  private unanswered(ms: number, cause: unknown): FaultError {
+    return new FaultError(
+      fault('transient', `the PostgreSQL server at ${this.address} did not answer within ${ms} ms (statementTimeout and a ${CLIENT_DEADLINE_MARGIN_MS} ms margin): the connection is dropped`, {
+        code: 'no-answer',
+        hint: "the server, or something between it and us (a proxy, the network), stopped answering; retried on a new connection. A statement that needs longer needs a longer statementTimeout",
+      }),
+      { cause },
+    );
   }
 
   /**
@@ -258,6 +317,8 @@ export class PgClient {
       ...(this.config.lockTimeout > 0 ? { lock_timeout: this.config.lockTimeout } : {}),
       ...(this.config.statementTimeout > 0 ? { statement_timeout: this.config.statementTimeout } : {}),
       keepAlive: true,
+      // Without it the system's default applies: two hours before a dead peer is even probed.
+      keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
       application_name: 'desiredstate',
       // A commit lost in a server crash is found absent by the next observe and made again.
       ...(this.config.synchronousCommit ? {} : { options: '-c synchronous_commit=off' }),

@@ -44,7 +44,7 @@ export const postgresConfigSchema = once(() =>
     statementTimeout: serverTimeoutSchema
       .default(600_000)
       .describe(
-        'How long one statement may run before the server cancels it (a CREATE DATABASE copying a large template takes a while): a duration such as "10m", or milliseconds; 0 sends none (as lockTimeout).',
+        'How long one statement may run before the server cancels it (a CREATE DATABASE copying a large template takes a while): a duration such as "10m", or milliseconds; 0 sends none (as lockTimeout). A server that has not answered 5 s past it (one that stopped answering, a proxy, the network) is given up by the backend too: a transient fault, on a new connection next time; with 0 only the operation\'s own end (a shutdown) stops the wait.',
       ),
     poolSize: z.number().int().min(1).max(100).default(5).describe('Connections per database pool.'),
     synchronousCommit: z

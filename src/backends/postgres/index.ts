@@ -128,7 +128,7 @@ export const postgresBackendFactory: BackendFactory<PostgresConfig> = {
 };
 
 export { PostgresBackend } from './backend.ts';
-export { PgClient, MAX_DATABASE_POOLS } from './client.ts';
+export { PgClient, CLIENT_DEADLINE_MARGIN_MS, MAX_DATABASE_POOLS } from './client.ts';
 export { postgresConfigSchema, SSL_MODES } from './config.ts';
 export type { PostgresConfig, SslMode } from './config.ts';
 export { classifyPgError, isDuplicate, sqlState, DUPLICATE_OBJECT_CODES, THROTTLE_RETRY_MS } from './faults.ts';
