@@ -126,24 +126,65 @@ export function canonicalPrivilege(p: string): string {
 
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
+/** A `validUntil` date-time, its parts named (an offset's minutes with or without a colon, or none: `+05`). */
+const TIMESTAMP = /^(?<year>\d{4})-(?<month>\d{2})-(?<day>\d{2})(?:[T ](?<hour>\d{2}):(?<minute>\d{2})(?::(?<second>\d{2})(?:\.(?<fraction>\d{1,6}))?)?(?:Z|(?<sign>[+-])(?<offsetHours>\d{2})(?::?(?<offsetMinutes>\d{2}))?)?)?$/;
+
+/** The numbers of a `TIMESTAMP` match (absent parts 0), the fraction as microseconds. */
+function timestampParts(m: RegExpExecArray): Record<'year' | 'month' | 'day' | 'hour' | 'minute' | 'second' | 'micros' | 'offsetHours' | 'offsetMinutes', number> {
+  const g = m.groups ?? {};
+  const n = (v: string | undefined): number => (v === undefined ? 0 : Number(v));
+  return {
+    year: n(g.year),
+    month: n(g.month),
+    day: n(g.day),
+    hour: n(g.hour),
+    minute: n(g.minute),
+    second: n(g.second),
+    micros: Number((g.fraction ?? '').padEnd(6, '0')),
+    offsetHours: n(g.offsetHours),
+    offsetMinutes: n(g.offsetMinutes),
+  };
+}
+
 /**
  * Why a timestamp of `pgTimestamp`'s shape names no instant PostgreSQL accepts, or undefined. The
  * calendar is checked here: JavaScript's Date rolls "2030-02-30" over to 2 March, PostgreSQL refuses it.
  */
 function timestampProblem(s: string): string | undefined {
-  const m = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?(?:Z|[+-](\d{2})(?::?(\d{2}))?)?)?$/.exec(s);
+  const m = TIMESTAMP.exec(s);
   if (m === null) return undefined;
-  const [year, month, day, hour, minute, second, fraction, offsetHours, offsetMinutes] = m.slice(1).map((v) => (v === undefined ? 0 : Number(v))) as number[];
-  if (year! < 1) return 'there is no year 0000 (the year before 0001 is 1 BC)';
-  if (month! < 1 || month! > 12) return `there is no month ${m[2]!}`;
-  const leap = year! % 4 === 0 && (year! % 100 !== 0 || year! % 400 === 0);
-  const days = month === 2 && leap ? 29 : DAYS_IN_MONTH[month! - 1]!;
-  if (day! < 1 || day! > days) return `${m[1]!}-${m[2]!} has ${days} days`;
-  if (hour! > 24 || (hour === 24 && (minute! > 0 || second! > 0 || fraction! > 0))) return 'an hour is 00 to 23 (24:00:00 is the end of the day)';
-  if (minute! > 59) return 'minutes are 00 to 59';
-  if (second! > 59) return 'seconds are 00 to 59';
-  if (offsetHours! > 15 || offsetMinutes! > 59) return 'a time zone offset is at most 15:59 either way';
+  const { year, month, day, hour, minute, second, micros, offsetHours, offsetMinutes } = timestampParts(m);
+  if (year < 1) return 'there is no year 0000 (the year before 0001 is 1 BC)';
+  if (month < 1 || month > 12) return `there is no month ${m.groups?.month ?? month}`;
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const days = month === 2 && leap ? 29 : DAYS_IN_MONTH[month - 1]!;
+  if (day < 1 || day > days) return `${m.groups?.year ?? year}-${m.groups?.month ?? month} has ${days} days`;
+  if (hour > 24 || (hour === 24 && (minute > 0 || second > 0 || micros > 0))) return 'an hour is 00 to 23 (24:00:00 is the end of the day)';
+  if (minute > 59) return 'minutes are 00 to 59';
+  if (second > 59) return 'seconds are 00 to 59';
+  if (offsetHours > 15 || offsetMinutes > 59) return 'a time zone offset is at most 15:59 either way';
   return undefined;
+}
+
+/**
+ * A valid `validUntil` date-time as one text per instant, to the microsecond PostgreSQL keeps: in
+ * UTC, as `Date.toISOString` writes it, with the microseconds after the milliseconds where there are
+ * any (`2031-06-15T05:20:30.123456Z`); an offset-less time is UTC. Undefined for anything else
+ * ("infinity" included). Read from the parts, not by `Date.parse`, which keeps milliseconds only and
+ * takes no offset of hours alone (`+05`).
+ */
+export function utcTimestamp(s: string): string | undefined {
+  const m = TIMESTAMP.exec(s);
+  if (m === null || timestampProblem(s) !== undefined) return undefined;
+  const { year, month, day, hour, minute, second, micros, offsetHours, offsetMinutes } = timestampParts(m);
+  const offset = (m.groups?.sign === '-' ? -1 : 1) * (offsetHours * 60 + offsetMinutes);
+  const d = new Date(0);
+  // setUTCFullYear, not Date.UTC, which reads a year below 100 as 19xx; setUTCHours carries over into the date.
+  d.setUTCFullYear(year, month - 1, day);
+  d.setUTCHours(hour, minute - offset, second, Math.floor(micros / 1000));
+  const iso = d.toISOString();
+  const beyondMs = micros % 1000;
+  return beyondMs === 0 ? iso : `${iso.slice(0, -1)}${String(beyondMs).padStart(3, '0')}Z`;
 }
 
 /** `validUntil`: "infinity", a date, or a date-time (an offset-less time is UTC). */
@@ -159,9 +200,8 @@ const pgTimestamp = once(() =>
       if (s === 'infinity') return;
       const problem = timestampProblem(s);
       if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `validUntil is not a valid date: ${problem}` });
-      else if (Number.isNaN(Date.parse(s.replace(' ', 'T')))) ctx.addIssue({ code: 'custom', message: 'validUntil is not a valid date' });
     })
-    .describe('When the password stops being valid: "infinity" or an ISO 8601 date-time (UTC when no offset is given).'));
+    .describe('When the password stops being valid: "infinity" or an ISO 8601 date-time, to the microsecond as PostgreSQL keeps it (UTC when no offset is given; an offset as +05, +0530 or +05:30).'));
 
 const labelMap = once(() =>
   z.record(z.string(), z.string()));

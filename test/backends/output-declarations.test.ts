@@ -65,7 +65,7 @@ const roleRow = {
   createrole: false,
   inherit: true,
   connection_limit: -1,
-  valid_until_ms: null,
+  valid_until: null,
   replication: false,
   bypassrls: false,
   member_of: [],

@@ -166,7 +166,7 @@ describe('infra specs: validUntil on the calendar', () => {
     expect(compileText(pg + goal(node(validUntil))).lines).toEqual([`${at}: ${why}`]);
   });
 
-  it.each(['2028-02-29', '2000-02-29', '2030-12-31 23:59:59.999999', '2030-01-01T24:00:00Z', '2030-01-01T10:00:00+15:59', '2030-01-01T10:00+0530', 'infinity'])(
+  it.each(['2028-02-29', '2000-02-29', '2030-12-31 23:59:59.999999', '2030-01-01T24:00:00Z', '2030-01-01T10:00:00+15:59', '2030-01-01T10:00+0530', '2031-06-15T10:20:30+05', '2031-06-15T10:20:30-05', 'infinity'])(
     '%s, which PostgreSQL accepts, is valid',
     (validUntil) => {
       expect(compileText(pg + goal(node(validUntil))).lines).toEqual([]);

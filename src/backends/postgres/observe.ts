@@ -1,7 +1,7 @@
-import { canonicalEncoding, SECRET_MASK } from '../../infra/index.ts';
+import { canonicalEncoding, SECRET_MASK, utcTimestamp } from '../../infra/index.ts';
 import { fault } from '../../runtime/index.ts';
 import type { FieldDiff, Observation, ObservationMemo, Outputs } from '../../runtime/index.ts';
-import { grantPrivileges, timestampMs } from './sql.ts';
+import { grantPrivileges, normalizeTimestamp } from './sql.ts';
 import type { DatabaseSpec, ExtensionSpec, GrantSpec, RoleSpec, SchemaSpec } from './sql.ts';
 
 /**
@@ -25,8 +25,8 @@ export interface RoleRow {
   readonly replication: boolean;
   readonly bypassrls: boolean;
   readonly connection_limit: number;
-  /** NULL: no expiry set; Infinity for 'infinity'. */
-  readonly valid_until_ms: number | null;
+  /** NULL: no expiry set; else as `normalizeTimestamp` writes it, to the microsecond ("infinity" and "-infinity" too). */
+  readonly valid_until: string | null;
   readonly member_of: readonly string[];
   /** The stored verifier, only read for roles with a managed password. Never leaves the backend. */
   readonly verifier: string | null;
@@ -44,8 +44,7 @@ export interface MembershipGrant {
 
 /**
  * The roles of `rolesQuery`'s one JSON value: an array of arrays, each a
- * `RoleRow`'s fields in order. JSON has no infinity: PostgreSQL writes a
- * `VALID UNTIL 'infinity'` as the string "Infinity".
+ * `RoleRow`'s fields in order.
  */
 export function roleRows(json: unknown): RoleRow[] {
   if (!Array.isArray(json)) throw new TypeError(`the roles query returned ${typeof json}, not a JSON array`);
@@ -62,14 +61,15 @@ export function roleRows(json: unknown): RoleRow[] {
       boolean,
       boolean,
       number,
-      number | string | null,
+      string | null,
       string[],
       string | null,
       [string, boolean, boolean | null, boolean | null][],
     ];
-    const valid_until_ms = typeof validUntil === 'string' ? Number(validUntil) : validUntil;
+    // To the microsecond, in the text a goal's validUntil is compared in (infinity and -infinity as they are).
+    const valid_until = validUntil === null ? null : (utcTimestamp(validUntil) ?? validUntil);
     const memberships = options.map(([group, admin, inheritOption, set]) => ({ group, admin, inherit: inheritOption, set }));
-    return { oid, name, superuser, inherit, createrole, createdb, login, replication, bypassrls, connection_limit, valid_until_ms, member_of, verifier, memberships };
+    return { oid, name, superuser, inherit, createrole, createdb, login, replication, bypassrls, connection_limit, valid_until, member_of, verifier, memberships };
   });
 }
 
@@ -169,13 +169,6 @@ function connLimit(n: number): number {
   return n < 0 ? -1 : n;
 }
 
-function validUntilText(ms: number | null): string | null {
-  if (ms === null) return null;
-  if (ms === Infinity) return 'infinity';
-  if (ms === -Infinity) return '-infinity';
-  return new Date(ms).toISOString();
-}
-
 /**
  * The options of the memberships the goal declares, as a membership made from it has them: no ADMIN
  * OPTION (the member could grant the group to anyone), and from PostgreSQL 16, where each grant
@@ -213,8 +206,8 @@ export function observeRole(spec: RoleSpec, row: RoleRow | undefined, password: 
   if (spec.connectionLimit !== undefined && connLimit(spec.connectionLimit) !== connLimit(row.connection_limit)) {
     diffs.push(diff('connectionLimit', spec.connectionLimit, row.connection_limit));
   }
-  if (spec.validUntil !== undefined && timestampMs(spec.validUntil) !== (row.valid_until_ms ?? Number.NaN)) {
-    diffs.push(diff('validUntil', spec.validUntil, validUntilText(row.valid_until_ms)));
+  if (spec.validUntil !== undefined && normalizeTimestamp(spec.validUntil) !== row.valid_until) {
+    diffs.push(diff('validUntil', spec.validUntil, row.valid_until));
   }
   if (!sameSet(spec.memberOf, row.member_of)) diffs.push(diff('memberOf', [...spec.memberOf].sort(), [...row.member_of].sort()));
   diffs.push(...membershipOptionDiffs(spec, row));

@@ -1,4 +1,4 @@
-import { canonicalEncoding, canonicalPrivilege, PG_GRANT_PRIVILEGES } from '../../infra/index.ts';
+import { canonicalEncoding, canonicalPrivilege, PG_GRANT_PRIVILEGES, utcTimestamp } from '../../infra/index.ts';
 import type { InfraNodeSpecOf, PgGrantTarget } from '../../infra/index.ts';
 
 /**
@@ -56,14 +56,12 @@ export function sqlInteger(n: number): string {
   return String(n);
 }
 
-/** `validUntil` as the server should read it: an offset-less time is UTC. */
+/** `validUntil` as the server should read it, and as `roleRows` reads the server's: `utcTimestamp`, or "infinity". */
 export function normalizeTimestamp(value: string): string {
   if (value === 'infinity') return value;
-  const iso = value.replace(' ', 'T');
-  const withZone = /T.*(Z|[+-]\d{2}(:?\d{2})?)$/.test(iso) ? iso : /T/.test(iso) ? `${iso}Z` : `${iso}T00:00:00Z`;
-  const ms = Date.parse(withZone);
-  if (Number.isNaN(ms)) throw new UnsafeSqlValueError('validUntil is not a valid timestamp');
-  return new Date(ms).toISOString();
+  const utc = utcTimestamp(value);
+  if (utc === undefined) throw new UnsafeSqlValueError('validUntil is not a valid timestamp');
+  return utc;
 }
 
 /** Milliseconds since the epoch of a `validUntil`, `Infinity` for "infinity". */
@@ -459,7 +457,7 @@ export function rolesQuery(readVerifiers: boolean): string {
   const verifier = readVerifiers ? 'CASE WHEN r.rolname = ANY($2::name[]) THEN r.rolpassword END' : 'NULL::text';
   return `SELECT COALESCE(json_agg(json_build_array(r.oid::int8, r.rolname, r.rolsuper, r.rolinherit,
   r.rolcreaterole, r.rolcreatedb, r.rolcanlogin, r.rolreplication, r.rolbypassrls, r.rolconnlimit,
-  (extract(epoch FROM r.rolvaliduntil) * 1000)::float8,
+  CASE WHEN isfinite(r.rolvaliduntil) THEN to_char(r.rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') ELSE r.rolvaliduntil::text END,
   COALESCE(ms.member_of, '{}'),
   ${verifier},
   COALESCE(ms.options, '[]'))), '[]') AS roles

@@ -219,6 +219,27 @@ describe.each(PG_VERSIONS)('postgres backend against a real PostgreSQL %i', (ver
     expect(obs.get(dated.id)).toMatchObject({ status: 'drifted', diffs: [{ path: 'validUntil', desired: '2099-01-01', actual: 'infinity' }] });
   });
 
+  // Cut to milliseconds, a validUntil with microseconds was drift for ever ("corrected" to the millisecond), and one
+  // with an offset of hours alone (+05) was refused, both of which PostgreSQL takes.
+  it('keeps validUntil to the microsecond, and takes an offset of hours alone', async () => {
+    const micro = pgNode('micro', 'postgres.role', { name: 'micro', validUntil: '2031-06-15T10:20:30.123456Z' });
+    const offset = pgNode('offset', 'postgres.role', { name: 'offset_hours', validUntil: '2031-06-15T10:20:30+05' });
+    await converge([micro, offset]);
+    const held = "SELECT rolname, to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS until FROM pg_roles WHERE rolname IN ('micro', 'offset_hours') ORDER BY 1";
+    expect(await server.sql(held)).toEqual([
+      { rolname: 'micro', until: '2031-06-15 10:20:30.123456' },
+      { rolname: 'offset_hours', until: '2031-06-15 05:20:30.000000' },
+    ]);
+    expect(Array.from((await backend.observe([micro, offset], ctx)).values(), (o) => o.status)).toEqual(['upToDate', 'upToDate']);
+    // A microsecond off by hand is drift, and shown as the server holds it.
+    await server.sql(`ALTER ROLE micro VALID UNTIL '2031-06-15T10:20:30.123457Z'`);
+    const obs = await observeOne(micro);
+    expect(obs).toMatchObject({ status: 'drifted', diffs: [{ path: 'validUntil', desired: '2031-06-15T10:20:30.123456Z', actual: '2031-06-15T10:20:30.123457Z' }] });
+    done(await backend.update(micro, obs.status === 'drifted' ? obs.diffs : [], ctx));
+    expect(await server.sql(held)).toContainEqual({ rolname: 'micro', until: '2031-06-15 10:20:30.123456' });
+    expect((await observeOne(micro)).status).toBe('upToDate');
+  });
+
   it.each([
     { name: 'REVOKE on the database', node: connect, sql: 'REVOKE CONNECT ON DATABASE app FROM app_ro', db: 'postgres', desired: ['CONNECT', 'TEMPORARY'], actual: ['TEMPORARY'] },
     { name: 'REVOKE on one table of the schema', node: tables, sql: 'REVOKE SELECT ON app.t2 FROM app_ro', db: 'app', desired: ['SELECT'], actual: [] },

@@ -7,7 +7,7 @@ import { specSchemas } from '../../../src/infra/index.ts';
 const role = (spec: Record<string, unknown>) => ({ type: 'postgres.role' as const, ...specSchemas['postgres.role'].parse({ name: 'app', ...spec }) });
 const row = (over: Partial<RoleRow> = {}): RoleRow => ({
   oid: '16384', name: 'app', superuser: false, inherit: true, createrole: false, createdb: false, login: true, replication: false, bypassrls: false,
-  connection_limit: 10, valid_until_ms: null, member_of: [], verifier: null, memberships: [], ...over,
+  connection_limit: 10, valid_until: null, member_of: [], verifier: null, memberships: [], ...over,
 });
 const unmanaged: PasswordState = { status: 'unmanaged' };
 
@@ -49,8 +49,8 @@ describe('observeRole', () => {
       status: 'upToDate',
       diffs: undefined,
     },
-    { name: 'valid until infinity', spec: { login: true, validUntil: 'infinity' }, row: row({ valid_until_ms: Infinity }), pw: unmanaged, status: 'upToDate', diffs: undefined },
-    { name: 'valid until moved', spec: { login: true, validUntil: '2030-01-01' }, row: row({ valid_until_ms: Date.UTC(2031, 0, 1) }), pw: unmanaged, status: 'drifted', diffs: [{ path: 'validUntil', desired: '2030-01-01', actual: '2031-01-01T00:00:00.000Z' }] },
+    { name: 'valid until infinity', spec: { login: true, validUntil: 'infinity' }, row: row({ valid_until: 'infinity' }), pw: unmanaged, status: 'upToDate', diffs: undefined },
+    { name: 'valid until moved', spec: { login: true, validUntil: '2030-01-01' }, row: row({ valid_until: '2031-01-01T00:00:00.000Z' }), pw: unmanaged, status: 'drifted', diffs: [{ path: 'validUntil', desired: '2030-01-01', actual: '2031-01-01T00:00:00.000Z' }] },
     { name: 'password differs: masked', spec: { login: true }, row: row(), pw: { status: 'differs', rotated: false } as PasswordState, status: 'drifted', diffs: [{ path: 'password', desired: '<secret>', actual: '<secret>', masked: true }] },
     {
       name: 'password differs as the secret rotated: masked, and a desired change rather than drift',
@@ -190,15 +190,19 @@ describe('observeGrant on a server without a privilege the grant lists', () => {
 });
 
 describe('roleRows', () => {
-  it("reads the roles query's JSON arrays as rows, 'Infinity' strings as numbers", () => {
+  it("reads the roles query's JSON arrays as rows, validUntil in a goal's normal form to the microsecond", () => {
     expect(
       roleRows([
-        [16384, 'app', false, true, false, false, true, false, false, 10, 'Infinity', ['a'], null, [['a', false, true, null]]],
-        [16385, 'old', false, true, false, false, true, false, false, -1, '-Infinity', [], 'SCRAM-SHA-256$…', []],
+        [16384, 'app', false, true, false, false, true, false, false, 10, 'infinity', ['a'], null, [['a', false, true, null]]],
+        [16385, 'old', false, true, false, false, true, false, false, -1, '-infinity', [], 'SCRAM-SHA-256$…', []],
+        [16386, 'us', false, true, false, false, true, false, false, -1, '2031-06-15T10:20:30.123456Z', [], null, []],
+        [16387, 'ms', false, true, false, false, true, false, false, -1, '2031-06-15T10:20:30.000000Z', [], null, []],
       ]),
     ).toEqual([
-      row({ oid: 16384, valid_until_ms: Infinity, member_of: ['a'], memberships: [{ group: 'a', admin: false, inherit: true, set: null }] }),
-      row({ oid: 16385, name: 'old', connection_limit: -1, valid_until_ms: -Infinity, verifier: 'SCRAM-SHA-256$…' }),
+      row({ oid: 16384, valid_until: 'infinity', member_of: ['a'], memberships: [{ group: 'a', admin: false, inherit: true, set: null }] }),
+      row({ oid: 16385, name: 'old', connection_limit: -1, valid_until: '-infinity', verifier: 'SCRAM-SHA-256$…' }),
+      row({ oid: 16386, name: 'us', connection_limit: -1, valid_until: '2031-06-15T10:20:30.123456Z' }),
+      row({ oid: 16387, name: 'ms', connection_limit: -1, valid_until: '2031-06-15T10:20:30.000Z' }),
     ]);
     expect(roleRows([])).toEqual([]);
   });

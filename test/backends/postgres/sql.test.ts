@@ -34,6 +34,16 @@ describe('quoting', () => {
     { input: '2030-01-01', out: '2030-01-01T00:00:00.000Z' },
     { input: '2030-01-01T12:30:00', out: '2030-01-01T12:30:00.000Z' },
     { input: '2030-01-01T12:30:00+02:00', out: '2030-01-01T10:30:00.000Z' },
+    { input: '2030-01-01 12:30:00-0230', out: '2030-01-01T15:00:00.000Z' },
+    // An offset of hours alone, which Date.parse refuses and PostgreSQL takes.
+    { input: '2031-06-15T10:20:30+05', out: '2031-06-15T05:20:30.000Z' },
+    { input: '2030-01-01T00:30:00+01', out: '2029-12-31T23:30:00.000Z' },
+    // Microseconds, which PostgreSQL keeps: not cut to milliseconds.
+    { input: '2031-06-15T10:20:30.123456Z', out: '2031-06-15T10:20:30.123456Z' },
+    { input: '2031-06-15T10:20:30.000001', out: '2031-06-15T10:20:30.000001Z' },
+    { input: '2031-06-15T10:20:30.12', out: '2031-06-15T10:20:30.120Z' },
+    { input: '2030-12-31T24:00:00Z', out: '2031-01-01T00:00:00.000Z' },
+    { input: '0050-03-01', out: '0050-03-01T00:00:00.000Z' },
   ])('normalizeTimestamp($input) is UTC', ({ input, out }) => {
     expect(normalizeTimestamp(input)).toBe(out);
   });
