@@ -217,6 +217,14 @@ export interface BackendFactory<C = unknown> {
    */
   resourceKey?(spec: InfraNodeSpec, config: C): { readonly key: string; readonly path: readonly string[] } | undefined;
   /**
+   * The other resources of this instance a spec names, and so needs while it is in the goals (a
+   * role's groups, a database's owner), each keyed as `resourceKey` keys that resource, whether or
+   * not a node of the goals manages it: a node removed from the goals whose resource a node of the
+   * goals names is not deleted while it does (kept with the node as `InfraDesiredNodeSpec.names`).
+   * A key that holds a `${nodes…}` reference is dropped by the compiler.
+   */
+  namedResources?(spec: InfraNodeSpec, config: C): readonly string[];
+  /**
    * Set where nothing but a node's spec and its id tells its resource from
    * another, and `resourceKey` names none (exec: a command is handed the id
    * and the input, and may key the resource on either). A node removed from

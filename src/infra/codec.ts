@@ -29,6 +29,10 @@ export const infraSpecCodec: NodeSpecCodec<InfraDesiredNodeSpec> = {
   resourceKey(spec) {
     return spec.resource === undefined ? undefined : `${spec.resource} on backend ${spec.backendId}`;
   },
+  /** `InfraDesiredNodeSpec.names`, as `resourceKey` writes a key. */
+  namedResources(spec) {
+    return (spec.names ?? []).map((name) => `${name} on backend ${spec.backendId}`);
+  },
   /** `InfraDesiredNodeSpec.sameSpec`: its backend and spec, on a backend that tells resources by spec and id alone. */
   sameSpecKey(spec) {
     return spec.sameSpec;

@@ -25,6 +25,12 @@ export interface InfraDesiredNodeSpec<T extends InfraNodeSpec = InfraNodeSpec> e
    */
   readonly resource?: string | undefined;
   /**
+   * The other resources of its backend instance it names (`BackendFactory.namedResources`), keyed as
+   * `resource` is: a removed node whose resource one of the goals names is not deleted while it does.
+   * Not stored with the spec: only the goals' nodes are asked.
+   */
+  readonly names?: readonly string[] | undefined;
+  /**
    * Where nothing but the spec and the node's id tells its resource from another
    * (`BackendFactory.identifiedBySpecAndId`), the key of its backend and spec (`sameSpecKey`);
    * undefined otherwise. A spec read back from the state store always has one, as which backend type
@@ -49,7 +55,7 @@ export function desiredNodeSpec<T extends InfraNodeSpec>(
   backendId: string,
   labels: Readonly<Record<string, string>> = {},
   environment = 'default',
-  extra: { readonly digest?: string | undefined; readonly managedDigest?: string | undefined; readonly resource?: string | undefined; readonly sameSpec?: string | undefined } = {},
+  extra: { readonly digest?: string | undefined; readonly managedDigest?: string | undefined; readonly resource?: string | undefined; readonly names?: readonly string[] | undefined; readonly sameSpec?: string | undefined } = {},
 ): InfraDesiredNodeSpec<T> {
   const digest = extra.digest ?? specDigest(spec, backendId, labels);
   return Object.freeze({
@@ -63,6 +69,7 @@ export function desiredNodeSpec<T extends InfraNodeSpec>(
     labels: Object.isFrozen(labels) ? labels : Object.freeze({ ...labels }),
     environment,
     resource: extra.resource,
+    names: extra.names,
     sameSpec: extra.sameSpec,
   });
 }

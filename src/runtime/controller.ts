@@ -521,10 +521,11 @@ export class Controller<S extends NodeSpec> {
     return refused === undefined ? undefined : { count: refused.count, limit: refused.limit, ids: refused.nodes.map((r) => r.id) };
   }
 
-  /** The removed nodes the current goals approve deleting. */
+  /** The removed nodes the current goals approve deleting (none a node of theirs names). */
   private deletableRemoved(): ReadonlySet<NodeId> {
     if (this.graph === undefined) return new Set();
-    return new Set(splitRemoved(this.graph, this.records.values(), this.o.codec, this.o.allowMassDeletion).toDelete.map((r) => r.id));
+    const split = splitRemoved(this.graph, this.records.values(), this.o.codec, this.o.allowMassDeletion);
+    return new Set(split.toDelete.filter((r) => !split.namedBy.has(r.id)).map((r) => r.id));
   }
 
   private release(node: DesiredNode<S>): void {
@@ -702,7 +703,9 @@ export class Controller<S extends NodeSpec> {
           // Its operation is over: decided now, on what it left (a create makes the node managed), and deleted
           // at once, as the goal load that removed it would have (`removeMissing`).
           const split = splitRemoved(graph, this.records.values(), this.o.codec, this.o.allowMassDeletion);
-          if (split.toDelete.some((r) => r.id === id)) this.deleting.add(id);
+          const named = split.namedBy.get(id);
+          if (named !== undefined) this.putOff(rec, named.reason);
+          else if (split.toDelete.some((r) => r.id === id)) this.deleting.add(id);
           else if (split.toOrphan.some((r) => r.id === id)) this.orphan([rec], split);
         }
         // A removed node whose delete failed, due again (or put off by a hold: deleted once released).
@@ -1371,7 +1374,12 @@ export class Controller<S extends NodeSpec> {
       this.queue.add(r.id);
       return true;
     };
-    const deleteNow = deleting.filter((r) => !inFlight(r));
+    // Named by a node of the goals (`RemovedSplit.namedBy`): kept undeleted, until a goal load where none names it.
+    for (const r of deleting) {
+      const named = split.namedBy.get(r.id);
+      if (named !== undefined && this.putOff(r, named.reason)) this.o.log.warn({ node: r.id, backend: r.backendId, namedBy: named.by }, 'delete put off: a node of the goals names it');
+    }
+    const deleteNow = deleting.filter((r) => !split.namedBy.has(r.id) && !inFlight(r));
     // Only what this graph approves is deleted (a failed delete retried later included).
     this.deleting = new Set(deleteNow.map((r) => r.id));
     this.orphan(orphan.filter((r) => !inFlight(r)), split);
@@ -1561,11 +1569,15 @@ export class Controller<S extends NodeSpec> {
   /** `r` waits, undeleted, for `dependent`'s delete; woken when it is done (`deleteRecord`). */
   private waitForDelete(r: NodeRecord, dependent: NodeId): void {
     this.waitFor(dependent, r.id);
-    const reason = `not deleted while ${dependent}, which depends on it, is not: ${this.records.get(dependent)?.reason ?? 'its delete comes first'}`;
-    if (r.reason !== reason) {
-      this.records.set(r.id, { ...r, reason, updatedAt: this.o.clock.now() });
-      this.dirty.add(r.id);
-    }
+    this.putOff(r, `not deleted while ${dependent}, which depends on it, is not: ${this.records.get(dependent)?.reason ?? 'its delete comes first'}`);
+  }
+
+  /** Records why removed node `r` is not deleted; whether that is news. */
+  private putOff(r: NodeRecord, reason: string): boolean {
+    if (r.reason === reason) return false;
+    this.records.set(r.id, { ...r, reason, updatedAt: this.o.clock.now() });
+    this.dirty.add(r.id);
+    return true;
   }
 
   /**

@@ -488,6 +488,13 @@ export interface RemovedSplit {
    */
   readonly sameSpec: ReadonlyMap<NodeId, NodeId>;
   /**
+   * Of `toDelete`, the ids whose resource a node of the goals names (`NodeSpecCodec.namedResources`: a
+   * group role in a kept role's `memberOf`), each with that node's id: deleted, it would take from that
+   * node what its goal declares, and fail it on every pass after. Not deleted while it is named
+   * (`reason`), but kept to delete: once no node names it, it goes as any other.
+   */
+  readonly namedBy: ReadonlyMap<NodeId, NamedBy>;
+  /**
    * Orphaned ids that their goal would delete (prune with `Delete`) but that a policy held when last
    * seen, each with the hold's reason: the hold, not the goal, is why they are not deleted.
    */
@@ -511,7 +518,7 @@ export function splitRemoved<S extends NodeSpec>(
   codec: NodeSpecCodec<S>,
   allowMassDeletion: boolean,
 ): RemovedSplit {
-  if (graph.size === 0) return { toDelete: [], toOrphan: [], claimed: new Map(), sameSpec: new Map() };
+  if (graph.size === 0) return { toDelete: [], toOrphan: [], claimed: new Map(), sameSpec: new Map(), namedBy: new Map() };
   const removed: NodeRecord[] = [];
   const managedIds = new Set<NodeId>();
   for (const r of stored) {
@@ -533,11 +540,40 @@ export function splitRemoved<S extends NodeSpec>(
   const toOrphan = removed.filter((r) => !deleting.has(r));
   const keptByPolicy = new Map<NodeId, string>();
   for (const r of toOrphan) if (r.managed && heldByPolicy(r) && deletes(r)) keptByPolicy.set(r.id, r.reason!);
+  const namedBy = namedByGoals(graph, toDelete, codec);
   const limit = massDeletionLimit(managed);
   if (toDelete.length > limit && !allowMassDeletion) {
-    return { toDelete: [], toOrphan, claimed, sameSpec, keptByPolicy, refused: { count: toDelete.length, limit, nodes: reverseDependencyOrder(toDelete) } };
+    return { toDelete: [], toOrphan, claimed, sameSpec, namedBy, keptByPolicy, refused: { count: toDelete.length, limit, nodes: reverseDependencyOrder(toDelete) } };
   }
-  return { toDelete: reverseDependencyOrder(toDelete), toOrphan, claimed, sameSpec, keptByPolicy };
+  return { toDelete: reverseDependencyOrder(toDelete), toOrphan, claimed, sameSpec, namedBy, keptByPolicy };
+}
+
+/** A removed node a node of the goals names (`RemovedSplit.namedBy`): which one, and why it is not deleted, saying where. */
+export interface NamedBy {
+  readonly by: NodeId;
+  readonly reason: string;
+}
+
+/** `RemovedSplit.namedBy`: of `removed`, those whose resource key a node of `graph` names. Names are read from the graph only when a removed record has a key. */
+function namedByGoals<S extends NodeSpec>(graph: DesiredGraph<S>, removed: readonly NodeRecord[], codec: NodeSpecCodec<S>): Map<NodeId, NamedBy> {
+  const named = new Map<NodeId, NamedBy>();
+  if (codec.resourceKey === undefined || codec.namedResources === undefined) return named;
+  const keys = new Map<string, NodeId>();
+  for (const r of removed) {
+    const spec = removedNode(r, codec)?.spec;
+    const key = spec === undefined ? undefined : codec.resourceKey(spec);
+    if (key !== undefined) keys.set(key, r.id);
+  }
+  if (keys.size === 0) return named;
+  for (const node of graph.order) {
+    for (const key of codec.namedResources(node.spec)) {
+      const id = keys.get(key);
+      if (id === undefined || named.has(id)) continue;
+      const reason = `not deleted while ${node.id} (${formatLocation(node.source)}), which names its resource, is in the goals: take the name out of ${node.id}, or remove ${node.id} too`;
+      named.set(id, { by: node.id, reason });
+    }
+  }
+  return named;
 }
 
 /**

@@ -115,6 +115,12 @@ export interface NodeSpecCodec<S extends NodeSpec> {
    */
   resourceKey?(spec: S): string | undefined;
   /**
+   * Optional: the keys (as `resourceKey` writes them) of the other resources a spec names, and so
+   * needs (a role's groups, an owner): a node removed from the goals whose resource a node of the
+   * goals names is not deleted while it does (`RemovedSplit.namedBy`).
+   */
+  namedResources?(spec: S): readonly string[];
+  /**
    * Optional: where nothing but a spec and the node's id tells its resource
    * from another (an exec command is handed both, and may key the resource
    * on its input alone, or on the id), a key of the spec (with its backend);

@@ -18,7 +18,7 @@ import { awaitsOutput } from './interpolation.ts';
 import { forEachKeyedLimit, KeyedSlots } from './limit.ts';
 import { readRemoved, GONE_ALREADY } from './removed-read.ts';
 import type { RemovedItem } from './removed-read.ts';
-import { appliedAtSpec, carriedRecord, deleteBar, type DeletionEdges, deletionEdges, handedAt, heldFault, heldReason, inDeleteTurns, LET_GO, logOrphaned, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedEdges, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { appliedAtSpec, carriedRecord, deleteBar, type DeletionEdges, deletionEdges, handedAt, type NamedBy, heldFault, heldReason, inDeleteTurns, LET_GO, logOrphaned, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedEdges, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -70,7 +70,7 @@ type DeleteOutcome =
   | { readonly status: 'failed'; readonly fault: Fault }
   /** Its read before the delete could not tell whether it exists, or waits (`heldReason`): not deleted. */
   | { readonly status: 'held'; readonly reason: string; readonly fault: Fault }
-  /** `waitsFor`: a node that depends on it, left undeleted. */
+  /** `waitsFor`: a node that depends on it, left undeleted, or the node of the goals that names it. */
   | { readonly status: 'blocked'; readonly reason: string; readonly waitsFor: NodeId };
 
 export interface ApplyResult {
@@ -257,7 +257,7 @@ export class Reconciler<S extends NodeSpec> {
     const unsure = (r: NodeRecord, f: Fault): boolean => awaitsOutput(f) && storedEdges(r).deps.some((d) => willChange.has(d));
     // Read before its delete as apply reads it: on the outputs the plan has, told of a create cut short.
     const reading = this.context(options.signal, (id) => outputs.get(id), (id) => byId.get(id)?.memo ?? undefined, (id) => interrupted.has(id));
-    await this.foreseeDeletes(deletions.toDelete, reading, unsure, true, (r, outcome) => {
+    await this.foreseeDeletes(deletions, reading, unsure, true, (r, outcome) => {
       entries.set(r.id, { id: r.id, type: r.type, backendId: r.backendId, goal: r.goal, planned: plannedDelete(outcome) });
     });
     for (const r of deletions.toOrphan) {
@@ -536,7 +536,7 @@ export class Reconciler<S extends NodeSpec> {
           },
           gone: (node) => finishInterrupted(pendingOn(node), 'absent', finish),
         };
-        deleted = await this.deleteRemoved(deletions.toDelete, removal, this.context(options.signal, outputsOf, memoOf, createInterrupted), deferred, outcomes, updates);
+        deleted = await this.deleteRemoved(deletions, removal, this.context(options.signal, outputsOf, memoOf, createInterrupted), deferred, outcomes, updates);
       }
       for (const ops of removedOps.values()) for (const op of ops) deferred.finish(op.id, 'abandoned', 'interrupted; the node is observed again');
       for (const r of deletions.toOrphan) {
@@ -581,7 +581,7 @@ export class Reconciler<S extends NodeSpec> {
     const unsure = (r: NodeRecord): boolean => storedEdges(r).deps.some((d) => graph.has(d));
     const planned = { attempted: [] as NodeId[], refused: [] as NodeId[] };
     const ctx = this.context(options.signal, (id) => byId.get(id)?.outputs ?? undefined);
-    await this.foreseeDeletes(this.deletions(graph, stored, options).toDelete, ctx, unsure, false, (r, outcome) => {
+    await this.foreseeDeletes(this.deletions(graph, stored, options), ctx, unsure, false, (r, outcome) => {
       (outcome.status === 'done' ? planned.attempted : planned.refused).push(r.id);
     });
     return planned;
@@ -597,7 +597,7 @@ export class Reconciler<S extends NodeSpec> {
    * outputs the state holds now (`removedOutputsOf`).
    */
   private async deleteRemoved(
-    records: NodeRecord[],
+    deletions: RemovedSplit,
     removal: Removal,
     ctx: OperationContext,
     deferred: DeferredWrites,
@@ -623,7 +623,7 @@ export class Reconciler<S extends NodeSpec> {
       );
     };
     const reads = async (r: NodeRecord, node: DesiredNode<S>): Promise<boolean> => (await this.refusedDelete(r, node, ctx)) === undefined;
-    await this.deleteInOrder(records, ctx, reads, attempt, (r, outcome) => {
+    await this.deleteInOrder(deletions, ctx, reads, attempt, (r, outcome) => {
       switch (outcome.status) {
         case 'done':
           outcomes.set(r.id, { status: 'deleted' });
@@ -656,7 +656,7 @@ export class Reconciler<S extends NodeSpec> {
         case 'blocked':
           outcomes.set(r.id, { status: 'blocked', reason: outcome.reason });
           updates.push({ ...r, reason: outcome.reason, updatedAt: this.now() });
-          this.log.warn({ node: r.id, backend: r.backendId, waitsFor: outcome.waitsFor }, 'delete put off: a node that depends on it was not deleted');
+          this.log.warn({ node: r.id, backend: r.backendId, waitsFor: outcome.waitsFor }, 'delete put off: a node that depends on it was not deleted, or one of the goals names it');
           break;
         default:
           assertNever(outcome, 'delete outcome');
@@ -672,7 +672,7 @@ export class Reconciler<S extends NodeSpec> {
    * the outputs as apply reads them; a refusal `unsure` says apply may not meet is taken for `done`.
    */
   private async foreseeDeletes(
-    records: readonly NodeRecord[],
+    deletions: RemovedSplit,
     ctx: OperationContext,
     unsure: (r: NodeRecord, f: Fault) => boolean,
     read: boolean,
@@ -693,7 +693,7 @@ export class Reconciler<S extends NodeSpec> {
     };
     // Apply reads each node whose delete it sends: not one refused before any call, nor one whose refusal it may not meet.
     const reads = async (r: NodeRecord, node: DesiredNode<S>): Promise<boolean> => read && (await refused(r, node)) === undefined;
-    await this.deleteInOrder(records, ctx, reads, refusal, settle);
+    await this.deleteInOrder(deletions, ctx, reads, refusal, settle);
   }
 
   /** The provisioner's `refusedDelete` of removed record `r`, its references read as its delete reads them (`removedOutputsOf`). */
@@ -711,21 +711,23 @@ export class Reconciler<S extends NodeSpec> {
    * read fails fails, one whose read cannot tell is held, and neither is deleted. `attempt` deletes each
    * other one (plan: says what its delete meets), undefined when done. Each node takes its turn once those
    * of `records` that depend on it have had theirs (`inDeleteTurns`), so the deletes that wait for no other
-   * run side by side, as many as `attempt` lets (apply: `concurrency`).
+   * run side by side, as many as `attempt` lets (apply: `concurrency`). One a node of the goals names
+   * (`RemovedSplit.namedBy`) is neither read nor deleted, and what it depends on waits for it in turn.
    */
   private async deleteInOrder(
-    records: readonly NodeRecord[],
+    deletions: Pick<RemovedSplit, 'toDelete' | 'namedBy'>,
     ctx: OperationContext,
     reads: (r: NodeRecord, node: DesiredNode<S>) => Promise<boolean>,
     attempt: (r: NodeRecord, node: DesiredNode<S>) => Promise<Fault | undefined>,
     settle: (r: NodeRecord, outcome: DeleteOutcome) => void,
   ): Promise<void> {
+    const { toDelete: records, namedBy } = deletions;
     const edges = deletionEdges(records);
     const nodes = new Map(records.map((r) => [r.id, removedNode(r, this.codec)]));
     const toRead: RemovedItem<S>[] = [];
     for (const r of records) {
       const node = nodes.get(r.id);
-      if (node !== undefined && !edges.cycles.has(r.id) && (await reads(r, node))) toRead.push({ r, node });
+      if (node !== undefined && !edges.cycles.has(r.id) && !namedBy.has(r.id) && (await reads(r, node))) toRead.push({ r, node });
     }
     const found = toRead.length === 0 ? new Map<NodeId, Observation>() : await readRemoved(this.provisioner, toRead, ctx, this.concurrency);
     const left = new Set<NodeId>();
@@ -734,24 +736,26 @@ export class Reconciler<S extends NodeSpec> {
     const outcomes = new Map<NodeId, DeleteOutcome>();
     let told = 0;
     await inDeleteTurns(records, edges, async (r) => {
-      const outcome = await this.deleteOne(r, nodes.get(r.id), edges, left, found.get(r.id), attempt);
+      const outcome = await this.deleteOne(r, nodes.get(r.id), edges, left, namedBy.get(r.id), found.get(r.id), attempt);
       if (outcome.status !== 'done' && outcome.status !== 'gone') left.add(r.id);
       outcomes.set(r.id, outcome);
       for (let next = records[told]; next !== undefined && outcomes.has(next.id); next = records[++told]) settle(next, outcomes.get(next.id)!);
     });
   }
 
-  /** One node's turn in `deleteInOrder`, its dependents' over: `left` holds the records not deleted so far; `read`, what its read found, if it was read. */
+  /** One node's turn in `deleteInOrder`, its dependents' over: `left` holds the records not deleted so far; `named`, the node of the goals that names it, if one does; `read`, what its read found, if it was read. */
   private async deleteOne(
     r: NodeRecord,
     node: DesiredNode<S> | undefined,
     edges: DeletionEdges,
     left: ReadonlySet<NodeId>,
+    named: NamedBy | undefined,
     read: Observation | undefined,
     attempt: (r: NodeRecord, node: DesiredNode<S>) => Promise<Fault | undefined>,
   ): Promise<DeleteOutcome> {
     const bar = deleteBar(r.id, edges, (d) => left.has(d));
     if (bar?.status === 'cycle') return { status: 'failed', fault: bar.fault };
+    if (named !== undefined) return { status: 'blocked', reason: named.reason, waitsFor: named.by };
     if (bar?.status === 'waits') return { status: 'blocked', reason: `not deleted while ${bar.waitsFor}, which depends on it, is not`, waitsFor: bar.waitsFor };
     if (node === undefined) return { status: 'failed', fault: fault('permanent', 'the stored spec cannot be read; delete it by hand') };
     switch (read?.status) {

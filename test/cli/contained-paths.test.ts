@@ -82,6 +82,35 @@ spec:
     expect((await cli(['apply', ...p.args], { cwd: p.dir })).code).toBe(0); // converged
   });
 
+  // Its rmdir failed on every pass (not empty: the kept file is in it), a permanent fault that said nothing of why.
+  it('a directory removed while a kept file lies in it is not deleted while it does, saying which node and where; deleted with the file, after it', async () => {
+    const p = tempProject('ds-contained-kept-');
+    p.write('backend.yaml', localBackend(p.root));
+    const file = `    - id: inside
+      type: local.file
+      spec: { path: site/keep.txt, content: "kept" }
+`;
+    const dir = `    - id: site
+      type: local.directory
+      spec: { path: site, mode: "0755" }
+`;
+    p.write('app.yaml', goalWith(file + dir));
+    expect((await cli(['apply', ...p.args, '--yes'], { cwd: p.dir })).code).toBe(0);
+
+    p.write('app.yaml', goalWith(file));
+    const kept = await cli(['apply', ...p.args, '--yes'], { cwd: p.dir });
+    expect(kept.code).toBe(1);
+    expect(kept.stdout).toContain('⊘ site: blocked: not deleted while inside (goals/app.yaml:8:11), which names its resource, is in the goals');
+    expect(kept.stdout).not.toContain('x site');
+    expect(readFileSync(join(p.root, 'site/keep.txt'), 'utf8')).toBe('kept');
+
+    p.write('app.yaml', goalWith('    - { id: other, type: local.file, spec: { path: other.txt, content: "" } }\n'));
+    const removed = await cli(['apply', ...p.args, '--yes'], { cwd: p.dir });
+    expect(removed.code, removed.stdout + removed.stderr).toBe(0);
+    expect(acted(removed.stdout).filter((l) => l.startsWith('-'))).toEqual(['- inside: deleted', '- site: deleted']);
+    expect(existsSync(join(p.root, 'site'))).toBe(false);
+  });
+
   it('a directory that dependsOn a file inside it still compiles: the written order stands, no cycle', async () => {
     const p = tempProject('ds-contained-explicit-');
     p.write('backend.yaml', localBackend(p.root));

@@ -164,12 +164,21 @@ describe('plan shows a delete the read before it finds bound to fail as the erro
 
   const NOT_EMPTY_HINT = 'remove from the goals the nodes that manage what it holds too, or empty it by hand; to keep it, declare it again with deletionPolicy: Orphan and remove it once more';
 
-  it('a directory that holds a file node still in the goals', async () => {
+  // Known without a read: the file node names the directory its path lies in, and keeps it (README, Implied dependencies).
+  it('a directory that holds a file node still in the goals: blocked, naming that node and where it is', async () => {
     const p = tempProject('ds-plan-dir-in-use-');
     writeGoal(p, [dir, inside]);
     expect((await cli(['apply', '--yes', ...p.args], { env })).code).toBe(0);
     writeGoal(p, [inside]);
-    await refused(p, 'dir', 'local.directory', `directory ${join(p.root, 'conf')} is not empty (it holds app.toml); refusing to delete its contents`, NOT_EMPTY_HINT);
+    const reason = `not deleted while f (${p.dir}/goals/app.yaml:16:13), which names its resource, is in the goals: take the name out of f, or remove f too`;
+    const planned = await planBoth(p.args, env);
+    expect(planned.code, planned.text).toBe(1);
+    expect(planned.text).toContain(`  ⊘ dir (local.directory via local) blocked: ${reason}\n`);
+    expect(planned.text).not.toMatch(/^ {2}- /m);
+    expect(planned.json.entries.find((e) => e.id === 'dir')?.planned).toEqual({ action: 'blocked', reason });
+    const apply = await cli(['apply', '--yes', ...p.args], { env });
+    expect(apply.code, apply.stdout).toBe(1);
+    expect(apply.stdout).toContain(`  ⊘ dir: blocked: ${reason}\n`);
     expect(existsSync(join(p.root, 'conf', 'app.toml'))).toBe(true);
   });
 

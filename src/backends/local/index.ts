@@ -61,6 +61,18 @@ function localResourceKey(spec: InfraNodeSpec): { key: string; path: string[] } 
   return { key: `path ${normalPath(spec.path)}`, path: ['path'] };
 }
 
+/**
+ * The directories a node's path lies in (`a` and `a/b` of `a/b/c`), keyed as `localResourceKey` keys
+ * them: a directory node removed from the goals while a node inside it stays is not deleted (its rmdir
+ * would fail on every pass).
+ */
+function localNames(spec: InfraNodeSpec): string[] {
+  if (!('path' in spec) || typeof spec.path !== 'string') return [];
+  const parts = normalPath(spec.path).split('/');
+  // Relative and inside the root: checkLocalSpec refuses the rest before this is asked.
+  return parts.slice(0, -1).map((_, i) => `path ${parts.slice(0, i + 1).join('/')}`);
+}
+
 /** A node whose path is known before running, and where that path leads through the managed links (undefined: a loop of links). */
 interface PathNode {
   readonly id: NodeId;
@@ -224,6 +236,7 @@ export const localBackendFactory: BackendFactory<LocalConfig> = {
   },
   checkSpec: checkLocalSpec,
   resourceKey: localResourceKey,
+  namedResources: localNames,
   // What checkSpec and resourceKey read: they still run when another field of the spec has an error.
   specFields: ['path', 'target'],
   // What checkSpec, relations and placeOf read of the config: they still run when another field of it has an error.

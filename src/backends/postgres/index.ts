@@ -17,6 +17,11 @@ function keyName(name: string): string {
   return /[\s"]/.test(name) || name === '(all)' ? JSON.stringify(name) : name;
 }
 
+/** A schema's key, as `postgresResourceKey` gives it and as the nodes in it name it. */
+function schemaKey(name: string, database: string): string {
+  return `schema ${keyName(name)} in database ${keyName(database)}`;
+}
+
 /** Roles and databases are the server's, schemas and extensions their database's (case counts). */
 function postgresResourceKey(spec: InfraNodeSpec, config: PostgresConfig): { key: string; path: string[] } | undefined {
   switch (spec.type) {
@@ -25,7 +30,7 @@ function postgresResourceKey(spec: InfraNodeSpec, config: PostgresConfig): { key
     case 'postgres.database':
       return { key: `database ${spec.name}`, path: ['name'] };
     case 'postgres.schema':
-      return { key: `schema ${keyName(spec.name)} in database ${keyName(spec.database)}`, path: ['name'] };
+      return { key: schemaKey(spec.name, spec.database), path: ['name'] };
     case 'postgres.extension':
       return { key: `extension ${keyName(spec.name)} in database ${keyName(spec.database)}`, path: ['name'] };
     case 'postgres.grant': {
@@ -44,57 +49,75 @@ function postgresResourceKey(spec: InfraNodeSpec, config: PostgresConfig): { key
   }
 }
 
+/** A resource of the server a spec names: its key (`postgresResourceKey`'s), why in words, and the field that names it. */
+interface NamedResource {
+  readonly key: string;
+  readonly why: string;
+  readonly path: string[];
+}
+
 /**
- * The orderings names imply among one server's nodes, as Terraform infers them from references: a
- * database, schema or grant after the role that owns it or receives it, a role after the roles it is
- * a member of, a schema, grant or extension after its database, a grant or extension after its
- * schema. Each becomes an implicit edge (created after, deleted before, in one pass), so that goals
- * that name each other need no `dependsOn`. A name a `${nodes…}` reference fills in takes no part,
- * nor do the groups of a `memberOf` that is one reference as a whole.
+ * The roles, databases and schemas a spec names by a name written out (a `${nodes…}` reference's takes
+ * no part, nor do the groups of a `memberOf` that is one reference as a whole): a database, schema or
+ * grant the role that owns it or receives it, a role the roles it is a member of, a schema, grant or
+ * extension its database, a grant or extension its schema.
  */
-export function postgresRelations(nodes: readonly ImpliedDependencyNode[]): NodeRelations {
-  const roles = new Map<string, NodeId>();
-  const databases = new Map<string, NodeId>();
-  const schemas = new Map<string, NodeId>();
+function postgresNames(spec: InfraNodeSpec): NamedResource[] {
+  const out: NamedResource[] = [];
   const literal = (v: string | undefined): v is string => v !== undefined && !hasReferences(v);
+  const role = (name: string | undefined, what: string, path: string[]): void => {
+    if (literal(name)) out.push({ key: `role ${name}`, why: `${what} ${name}`, path });
+  };
+  const database = (name: string): void => {
+    if (literal(name)) out.push({ key: `database ${name}`, why: `in database ${name}`, path: ['database'] });
+  };
+  const schema = (name: string | undefined, db: string): void => {
+    if (literal(name) && literal(db)) out.push({ key: schemaKey(name, db), why: `in schema ${name}`, path: ['schema'] });
+  };
+  switch (spec.type) {
+    case 'postgres.role':
+      // A whole reference (`memberOf: "${nodes.x.outputs.groups}"`) names its roles at run time only.
+      if (!isWholeReference(spec.memberOf)) spec.memberOf.forEach((g) => role(g, 'a member of role', ['memberOf']));
+      break;
+    case 'postgres.database':
+      role(spec.owner, 'owned by role', ['owner']);
+      break;
+    case 'postgres.schema':
+      database(spec.database);
+      role(spec.owner, 'owned by role', ['owner']);
+      break;
+    case 'postgres.grant':
+      role(spec.role, 'granted to role', ['role']);
+      database(spec.database);
+      schema(spec.schema, spec.database);
+      role(spec.forRole, 'for objects of role', ['forRole']);
+      break;
+    case 'postgres.extension':
+      database(spec.database);
+      schema(spec.schema, spec.database);
+      break;
+    default:
+      break;
+  }
+  return out;
+}
+
+/**
+ * The orderings names imply among one server's nodes, as Terraform infers them from references: each
+ * resource a node names (`postgresNames`) that another node manages becomes an implicit edge (created
+ * after, deleted before, in one pass), so that goals that name each other need no `dependsOn`.
+ */
+export function postgresRelations(nodes: readonly ImpliedDependencyNode[], config: PostgresConfig): NodeRelations {
+  const byKey = new Map<string, NodeId>();
   for (const n of nodes) {
-    const s = n.spec;
-    if (s.type === 'postgres.role' && literal(s.name)) roles.set(s.name, n.id);
-    else if (s.type === 'postgres.database' && literal(s.name)) databases.set(s.name, n.id);
-    else if (s.type === 'postgres.schema' && literal(s.name) && literal(s.database)) schemas.set(`${s.database}\0${s.name}`, n.id);
+    const key = postgresResourceKey(n.spec, config)?.key;
+    if (key !== undefined && !hasReferences(key)) byKey.set(key, n.id);
   }
   const implied: ImpliedDependency[] = [];
-  const on = (from: NodeId, index: ReadonlyMap<string, NodeId>, key: string | undefined, what: string, path: string[]): void => {
-    if (!literal(key)) return;
-    const target = index.get(key);
-    if (target !== undefined && target !== from) implied.push({ from, on: target, why: `${what} ${key.split('\0').at(-1)!}`, path });
-  };
   for (const n of nodes) {
-    const s = n.spec;
-    switch (s.type) {
-      case 'postgres.role':
-        // A whole reference (`memberOf: "${nodes.x.outputs.groups}"`) names its roles at run time only.
-        if (!isWholeReference(s.memberOf)) s.memberOf.forEach((g) => on(n.id, roles, g, 'a member of role', ['memberOf']));
-        break;
-      case 'postgres.database':
-        on(n.id, roles, s.owner, 'owned by role', ['owner']);
-        break;
-      case 'postgres.schema':
-        on(n.id, databases, s.database, 'in database', ['database']);
-        on(n.id, roles, s.owner, 'owned by role', ['owner']);
-        break;
-      case 'postgres.grant':
-        on(n.id, roles, s.role, 'granted to role', ['role']);
-        on(n.id, databases, s.database, 'on database', ['database']);
-        if (literal(s.schema)) on(n.id, schemas, `${s.database}\0${s.schema}`, 'in schema', ['schema']);
-        on(n.id, roles, s.forRole, 'for objects of role', ['forRole']);
-        break;
-      case 'postgres.extension':
-        on(n.id, databases, s.database, 'in database', ['database']);
-        if (literal(s.schema)) on(n.id, schemas, `${s.database}\0${s.schema}`, 'in schema', ['schema']);
-        break;
-      default:
-        break;
+    for (const { key, why, path } of postgresNames(n.spec)) {
+      const on = byKey.get(key);
+      if (on !== undefined && on !== n.id) implied.push({ from: n.id, on, why, path });
     }
   }
   return { implied, shared: [] };
@@ -108,6 +131,7 @@ export const postgresBackendFactory: BackendFactory<PostgresConfig> = {
     return postgresConfigSchema();
   },
   resourceKey: postgresResourceKey,
+  namedResources: (spec) => postgresNames(spec).map((n) => n.key),
   relations: postgresRelations,
   // What resourceKey reads: it still runs when another field of the spec has an error.
   specFields: ['name', 'database', 'on', 'schema', 'role', 'forRole'],
