@@ -1250,7 +1250,8 @@ export class Controller<S extends NodeSpec> {
     memory.lastPaths = driftPaths(diffs);
     memory.lastReportAt = now;
     const flapping = memory.flapping;
-    const report = driftReport(node, diffs, now, { firstSeen: memory.firstSeen, flapping, commit: this.commit });
+    // A flap's correction that waits for its backoff is not stored `corrected` before it runs (`settleDrift` says so once it does).
+    const report = driftReport(node, diffs, now, { firstSeen: memory.firstSeen, flapping, commit: this.commit, waitsForBackoff: memory.correctAfter > now });
     memory.action = report.action;
     this.summary.drifted++;
     this.deferred.defer(() => this.o.store.recordDrift(report));
@@ -1258,7 +1259,7 @@ export class Controller<S extends NodeSpec> {
     return memory;
   }
 
-  /** A report-only drift still outstanding when the daemon last stopped, as its memory (`outstandingDrift`). */
+  /** A drift left as it is (only reported, or waiting for a flap's backoff) when the daemon last stopped, as its memory (`outstandingDrift`). */
   private resumedDrift(id: NodeId, diffs: readonly FieldDiff[]): DriftMemory | undefined {
     const last = outstandingDrift(this.persisted.get(id)?.status, () => this.o.store.listDrift({ node: id, limit: 1 })[0], diffs);
     return last === undefined ? undefined : { ...last, outstanding: true, corrected: new Map(), flaps: 0, correctAfter: 0 };
@@ -1266,7 +1267,8 @@ export class Controller<S extends NodeSpec> {
 
   /**
    * Stores what the correction of `id`'s outstanding drift came to where its last report says otherwise
-   * (`settledAction`): a failed correction, or one of a drift reported only until `selfHeal` was switched on.
+   * (`settledAction`): a failed correction, or one of a drift reported only until `selfHeal` was switched on
+   * or its flap's backoff was over.
    */
   private settleDrift(node: DesiredNode<S>, succeeded: boolean): void {
     const id = node.id;

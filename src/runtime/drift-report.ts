@@ -118,10 +118,10 @@ export function driftPaths(diffs: readonly FieldDiff[]): string {
 }
 
 /**
- * A report-only drift still outstanding when the last run left the node (its record says `drifted`), as
- * of the node's last stored report (`lastReport`, read only then) when that report is of the same fields:
- * a restarted daemon, or the next `apply`, neither reports it again nor forgets when it was first seen.
- * Undefined otherwise: `diffs` are a new occurrence.
+ * A drift left as it is (only reported, or waiting for a flap's backoff) still outstanding when the last
+ * run left the node (its record says `drifted`), as of the node's last stored report (`lastReport`, read
+ * only then) when that report is of the same fields: a restarted daemon, or the next `apply`, neither
+ * reports it again nor forgets when it was first seen. Undefined otherwise: `diffs` are a new occurrence.
  */
 export function outstandingDrift(status: NodeStatus | undefined, lastReport: () => DriftReport | undefined, diffs: readonly FieldDiff[]): ReportedDrift | undefined {
   if (status !== 'drifted') return undefined;
@@ -145,8 +145,9 @@ export function reportedAlready(o: ReportedDrift, diffs: readonly FieldDiff[], n
 /**
  * The action the last report of a drift takes once its correction is done (`succeeded`) or failed, where
  * it says otherwise: stored `corrected` before the correction ran, or `reported` until `selfHeal` was
- * switched on. Undefined when it says so already, and where `selfHeal` is off: the operation that ran was
- * a goal change applied over the drift (a rotated secret), not its correction, and the report stays `reported`.
+ * switched on or a flap's backoff was over. Undefined when it says so already, and where `selfHeal` is
+ * off: the operation that ran was a goal change applied over the drift (a rotated secret), not its
+ * correction, and the report stays `reported`.
  */
 export function settledAction(stored: DriftAction, succeeded: boolean, selfHeal: boolean): DriftAction | undefined {
   if (!selfHeal) return undefined;
@@ -156,16 +157,18 @@ export function settledAction(stored: DriftAction, succeeded: boolean, selfHeal:
 
 /**
  * The report of one drift occurrence of `node`, detected `at` (epoch ms): `corrected` where the correction
- * runs now, stored before it runs (`settledAction` then says what it came to).
+ * runs now, stored before it runs (`settledAction` then says what it came to); `reported` where it is left
+ * as it is, and where it waits for a flap's backoff (`waitsForBackoff`): until it runs, nothing is corrected,
+ * and a correction dropped meanwhile (`selfHeal` switched off, the field ignored) leaves the report true.
  */
 export function driftReport<S extends NodeSpec>(
   node: DesiredNode<S>,
   diffs: readonly FieldDiff[],
   at: number,
-  occurrence: { readonly firstSeen: number; readonly flapping: boolean; readonly commit: string | null },
+  occurrence: { readonly firstSeen: number; readonly flapping: boolean; readonly commit: string | null; readonly waitsForBackoff?: boolean },
 ): DriftReport {
   // A deleted resource is made again under selfHeal (a create); other drift only where the backend can update.
-  const action: DriftAction = corrected(node.settings, diffs) ? 'corrected' : 'reported';
+  const action: DriftAction = corrected(node.settings, diffs) && occurrence.waitsForBackoff !== true ? 'corrected' : 'reported';
   return { goal: node.goal, node: node.id, backendId: node.spec.backendId, diffs, firstSeen: occurrence.firstSeen, detectedAt: at, action, flapping: occurrence.flapping, commit: occurrence.commit };
 }
 

@@ -793,6 +793,72 @@ describe('Controller: drift', () => {
     expect(h.store.listDrift({ node: 'a' })).toEqual([expect.objectContaining({ action: 'corrected' })]);
   });
 
+  /** A converged `a` whose second hand edit in a row flaps: its correction waits out the backoff. */
+  async function flappingNow(options: HarnessOptions = {}): Promise<Harness> {
+    const h = await converged(goalYaml(fileNode('a', 'A')), options);
+    h.backend.tamper('a', { content: 'theirs' });
+    await h.settle();
+    h.backend.tamper('a', { content: 'again' });
+    await h.settle();
+    expect(h.store.getNode('a')).toMatchObject({ status: 'drifted', reason: expect.stringMatching(/^flapping drift; next correction in/) });
+    return h;
+  }
+
+  it('a flapping drift waiting out its backoff is reported, not corrected, until its correction runs: then corrected', async () => {
+    const h = await flappingNow();
+    expect(contentOf(h, 'a')).toBe('again');
+    expect(h.store.listDrift({ node: 'a' }).at(-1)).toMatchObject({ action: 'reported', flapping: true });
+    expect(h.lines.filter((l) => l.msg === 'drift detected').at(-1)).toMatchObject({ action: 'reported', flapping: true });
+    await h.advance(10_000, 1000);
+    expect(contentOf(h, 'a')).toBe('A');
+    expect(h.store.listDrift({ node: 'a' }).map((r) => [r.action, r.flapping])).toEqual([
+      ['corrected', false],
+      ['corrected', true],
+    ]);
+  });
+
+  it.each([
+    { name: 'selfHeal is switched off', yaml: goalYaml(fileNode('a', 'A'), { selfHeal: false }), status: 'drifted' },
+    { name: 'the field is ignored', yaml: goalYaml(fileNode('a', 'A', { ignoreFields: ['content'] })), status: 'ready' },
+  ])('a flapping drift whose correction is dropped while it waits ($name) is left as found, and its report says reported', async ({ yaml, status }) => {
+    const h = await flappingNow();
+    const { graph, gates } = compileYaml(yaml);
+    await h.controller.setGraph(graph, { gates });
+    await h.advance(2 * MIN, 1000);
+    expect(contentOf(h, 'a')).toBe('again');
+    expect(statusOf(h, 'a')).toBe(status);
+    expect(h.calls.updated).toEqual(['a']);
+    expect(h.store.listDrift({ node: 'a' }).map((r) => [r.action, r.flapping])).toEqual([
+      ['corrected', false],
+      ['reported', true],
+    ]);
+  });
+
+  it.each([
+    { selfHeal: false, content: 'again', action: 'reported' },
+    { selfHeal: true, content: 'A', action: 'corrected' },
+  ])('a flapping drift still waiting when the daemon stops is not reported again by the next (selfHeal: $selfHeal): its report is resumed', async ({ selfHeal, content, action }) => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-controller-flap-restart-'));
+    try {
+      const first = await flappingNow({ dir });
+      const yaml = goalYaml(fileNode('a', 'A'), { selfHeal });
+      const { graph, gates } = compileYaml(yaml);
+      await first.controller.setGraph(graph, { gates });
+      await first.settle();
+      const waiting = first.store.listDrift({ node: 'a' }).at(-1)!;
+      await first.close();
+
+      const second = await converged(yaml, { dir, backend: first.backend });
+      await second.advance(2 * MIN, 1000);
+      expect(contentOf(second, 'a')).toBe(content);
+      expect(second.lines.filter((l) => l.msg === 'drift detected')).toEqual([]);
+      expect(second.store.listDrift({ node: 'a' }).at(-1)).toEqual({ ...waiting, action });
+      await second.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('selfHeal: false: a drift the daemon reported is not reported again by the apply after it, nor first seen anew', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ds-controller-drift-apply-'));
     try {
