@@ -178,6 +178,13 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       CREATE INDEX drift_by_node ON drift (node, detected_at);
     `,
   },
+  {
+    // No table changes. A record's applied digest may now end in `#` and the managed digest
+    // (`digestAt`), which a release of schema 8 reads as a changed goal: it would update a node whose
+    // hand edit it should report. The version step makes such a release refuse the file as newer.
+    description: 'node records may hold managed digests (applied digest `goal#managed`)',
+    sql: '',
+  },
 ]);
 
 /** Inserts or replaces a node record. */

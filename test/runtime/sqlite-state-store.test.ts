@@ -307,6 +307,34 @@ describe('migrations', () => {
     expect(s.artifacts.grants('h')[0]?.voidedAt).toEqual(expect.any(Number));
   });
 
+  // A release of schema 8 read an applied digest `goal#managed` as a changed goal and updated a hand-edited
+  // node under selfHeal: false; the schema step makes it refuse the file as newer, as it refuses any.
+  const beforeManaged = MIGRATIONS.findIndex((m) => m.description.includes('managed digests'));
+
+  it('marks a file whose records may hold managed digests with a schema version that a release before them refuses as newer', () => {
+    expect(beforeManaged).toBeGreaterThan(0);
+    const s = openStore();
+    expect(s.schemaVersion).toBeGreaterThan(beforeManaged);
+    s.putNodes([node('a', { appliedDigest: 'g1#m1' })]);
+    s.close();
+    const err = errorOf(() => openStore({ migrations: MIGRATIONS.slice(0, beforeManaged) }));
+    expect(err.code).toBe(ErrorCodes.StateStore);
+    expect(err.message).toContain(`schema version ${MIGRATIONS.length}, newer than the ${beforeManaged} this desiredstate knows: it was written by a newer release`);
+  });
+
+  it('keeps the node records of a file made before managed digests, whose applied digests are read as before', () => {
+    expect(beforeManaged).toBeGreaterThan(0);
+    const old = openStore({ migrations: MIGRATIONS.slice(0, beforeManaged) });
+    old.putNodes([node('a', { appliedDigest: 'g1' }), node('b', { appliedDigest: 'g2/r2' })]);
+    const before = old.listNodes();
+    old.close();
+    const s = openStore();
+    expect(s.schemaVersion).toBe(MIGRATIONS.length);
+    expect(s.listNodes()).toEqual(before);
+    s.putNodes([{ ...s.getNode('a')!, appliedDigest: 'g1#m1' }]);
+    expect(s.getNode('a')?.appliedDigest).toBe('g1#m1');
+  });
+
   // Two approve-runs at once read the open request before either granted it, and both granted: the spare grant later ran a retry unapproved.
   it('answers one request with one grant: a grant from another connection between the first one\'s start and its write leaves it nothing to answer', () => {
     const s = openStore();
