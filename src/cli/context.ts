@@ -423,8 +423,8 @@ function daemonHolding(path: string, pid: unknown): { readonly listen?: string }
 /**
  * Meta key: a digest of each Backend declaration (its type and what of its config names the resources it acts on:
  * `BackendFactory.identity`), as of the goals last applied (`apply`) or loaded (`run`). Named anew when what the
- * digest covers changed, so that a state written before reads as recording none (no backend counts as changed),
- * not as every one changed.
+ * digest covers changed, so that a state written before is not read as every one changed: its own key is read,
+ * against digests made as its release made them (EARLIER_BACKENDS_META).
  */
 export const BACKENDS_META = 'backends.declared.v4';
 
@@ -456,6 +456,43 @@ export function changedBackends(stored: string | undefined, now: Readonly<Record
     before = {};
   }
   return new Set(Object.keys(now).filter((id) => typeof before[id] === 'string' && before[id] !== now[id]));
+}
+
+/**
+ * The keys BACKENDS_META replaced, newest first, each with its digests made as the releases that wrote it
+ * made them: read in a state that holds none newer (one a release before applied or loaded last).
+ */
+const EARLIER_BACKENDS_META: readonly { readonly key: string; digests(loaded: LoadedGoals, cwd: string): Record<string, string> }[] = [
+  {
+    // Each Backend's type, whole config and `location`.
+    key: 'backends.declared.v3',
+    digests: (loaded, cwd) => {
+      const factories = registry();
+      const out: Record<string, string> = {};
+      for (const d of loaded.factory.backends.values()) {
+        const location = factories.get(d.type)?.location?.(d.config, { cwd });
+        out[d.id] = sha256(stableStringify({ id: d.id, type: d.type, config: d.config, ...(location === undefined ? {} : { location }) })).slice(0, 32);
+      }
+      return out;
+    },
+  },
+];
+
+/**
+ * The backends declared otherwise in `loaded` than `store` records (`changedBackends`): `declared`
+ * (`backendDigests`) against BACKENDS_META; in a state that holds only an earlier key, digests made as its
+ * release made them against that key, so that a Backend moved (another root or cwd) in the change that
+ * upgrades is still a goal change for its nodes, not drift for ever. A HOW-only edit (a timeout) made in
+ * that same change then counts as one too, as it did in that release.
+ */
+export function changedBackendsIn(store: Pick<SqliteStateStore, 'getMeta'>, loaded: LoadedGoals, cwd: string, declared: Readonly<Record<string, string>>): Set<string> {
+  const stored = store.getMeta(BACKENDS_META);
+  if (stored !== undefined) return changedBackends(stored, declared);
+  for (const earlier of EARLIER_BACKENDS_META) {
+    const text = store.getMeta(earlier.key);
+    if (text !== undefined) return changedBackends(text, earlier.digests(loaded, cwd));
+  }
+  return new Set();
 }
 
 /** Meta keys a running daemon sets in its state (and clears when it stops): its pid (as it takes the lock) and its API address (once it listens). */

@@ -7,7 +7,7 @@ import type { LeftoverProcess } from '../../infra/index.ts';
 import type { InfraBackend, InfraDesiredNodeSpec } from '../../infra/index.ts';
 import { parseListen, startHttpServer } from '../../server/http.ts';
 import type { DaemonProbe } from '../../server/http.ts';
-import { BACKENDS_META, backendDigests, changedBackends as changedFrom, compileGoalsCached, DAEMON_LISTEN, DAEMON_PID, lastGoodGoals, openStore, printDiagnostics, pruneHistory, registry, requireGoalsDir, requireStateDir } from '../context.ts';
+import { BACKENDS_META, backendDigests, changedBackendsIn, compileGoalsCached, DAEMON_LISTEN, DAEMON_PID, lastGoodGoals, openStore, printDiagnostics, pruneHistory, registry, requireGoalsDir, requireStateDir } from '../context.ts';
 import { loadFaultPolicyFile } from '../fault-policy-file.ts';
 import type { CliContext } from '../context.ts';
 import { GoalsCommitWatch } from '../commit-watch.ts';
@@ -252,7 +252,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       // Instances are made anew only for another declaration (a timeout edited too, which changes no node),
       // not for the same one written elsewhere.
       const key = stableStringify(declarations.map((d) => [d.id, d.type, d.config]));
-      const changedBackends = changedFrom(opened.getMeta(BACKENDS_META), declared);
+      const changedBackends = changedBackendsIn(opened, loaded, ctx.cwd, declared);
       // New backends go in before the graph (setGraph starts watching through them) and are
       // taken out again if the store refuses the revision: the last good graph keeps its own.
       // setGraph throws only before its graph is in; after, a refused write waits for the store.
