@@ -13,15 +13,15 @@ import type { DesiredNode, NodeId, NodeSpec, NodeSpecCodec } from './node-spec.t
 import { DEFAULT_INTERVAL_MS } from './node-spec.ts';
 import { nextStatus, releasable } from './node-machine.ts';
 import type { NodeEventType } from './node-machine.ts';
-import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult, ResolvedAt } from './provisioner.ts';
+import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import { observationOf } from './provisioner.ts';
 import type { ProvisionStep } from './reconciler.ts';
-import { correctionStep, emptySummary, leavingDrift, runSteps, withoutIgnored } from './reconciler.ts';
+import { correctionStep, emptySummary, leavingDrift, leftAsFound, runSteps, withoutIgnored } from './reconciler.ts';
 import { KeyedSlots } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
-import { appliedAtSpec, carriedRecord, declaredDeletionPolicy, deleteBar, deletionEdges, handedAt, heldByPolicy, heldFault, heldReason, inDeleteTurns, isDigestAt, LET_GO, logOrphaned, POLICY_HELD, POLICY_RELEASED, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedEdges, storedGoalDigest, storedRefs, waitsOnItsOwn } from './node-record.ts';
+import { type AppliedAt, appliedAtSpec, carriedRecord, declaredDeletionPolicy, deleteBar, deletionEdges, handedAt, heldByPolicy, heldFault, heldReason, inDeleteTurns, isDigestAt, LET_GO, logOrphaned, POLICY_HELD, POLICY_RELEASED, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedEdges, storedGoalDigest, storedRefs, storedUnapplied, waitsOnItsOwn } from './node-record.ts';
 import type { DeletionEdges, RemovedSplit } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
@@ -934,10 +934,11 @@ export class Controller<S extends NodeSpec> {
         this.resolvePending(node.id, diffs.length === 0 ? 'as-desired' : 'changes-left');
         if (diffs.length === 0) {
           this.driftGone(node.id);
-          this.succeed(node, 'OBSERVED_UP_TO_DATE', obs, wasReady);
+          this.succeed(node, 'OBSERVED_UP_TO_DATE', { ...obs, left: obs.diffs }, wasReady);
           return undefined;
         }
-        const applied = appliedAtSpec(rec, node, obs);
+        const applied = appliedAtSpec(rec, node, obs, diffs);
+        const left = leftAsFound(obs.diffs, diffs);
         const { changes, drift } = splitDrift(diffs);
         // Drift to be corrected (now, or once a flap's backoff is over) keeps the outputs the node was applied
         // with, as `plan` and `apply` (correcting it before its dependents) give them: its dependents are not
@@ -950,7 +951,7 @@ export class Controller<S extends NodeSpec> {
           // it fails, naming the field, without a backend call where the goal asks for what no update can make.
           const cannot = uncorrectableFault(diffs);
           this.transition(node, 'UPDATE', {});
-          if (cannot === undefined) return { node, op: 'update', diffs };
+          if (cannot === undefined) return { node, op: 'update', diffs, left };
           this.settle({ node, op: 'update', diffs }, { status: 'failed', fault: cannot }, log);
           return undefined;
         }
@@ -964,7 +965,7 @@ export class Controller<S extends NodeSpec> {
           return undefined;
         }
         this.transition(node, 'UPDATE', {});
-        return wait === undefined ? correctionStep(node, diffs) : leavingDrift(node, changes, drift, wait);
+        return { ...(wait === undefined ? correctionStep(node, diffs) : leavingDrift(node, changes, drift, wait)), left };
       }
       case 'indeterminate':
         this.transition(node, 'OBSERVED_INDETERMINATE', { reason: heldReason(node.id, obs), lastFault: heldFault(obs) });
@@ -1052,7 +1053,9 @@ export class Controller<S extends NodeSpec> {
       this.drift.get(node.id)?.outstanding !== true &&
       sameOutputs(rec.outputs, obs.outputs) &&
       sameOutputs(rec.memo, obs.memo ?? null) &&
-      (obs.refs === undefined || storedRefs(rec) !== undefined)
+      (obs.refs === undefined || storedRefs(rec) !== undefined) &&
+      // A field kept as not applied (`RecordSnapshot.unapplied`) is found as the goal has it: the record drops it.
+      storedUnapplied(rec) === undefined
     );
   }
 
@@ -1114,7 +1117,7 @@ export class Controller<S extends NodeSpec> {
       // The memo the operation returned, if any: an earlier observation's no longer describes what is there.
       this.operated.add(node.id);
       // Changed by the operation: what failed against it before may not now (see `succeed`).
-      this.succeed(node, 'PROVISION_DONE', result, false);
+      this.succeed(node, 'PROVISION_DONE', { ...result, left: step.left }, false);
       // What the update left (not what it applied) says whether its dependents wait.
       if (step.leftDrift !== undefined) this.putDrifted(node, step.leftDrift.diffs, { reason: step.leftDrift.reason });
       this.summary[what]++;
@@ -1136,7 +1139,7 @@ export class Controller<S extends NodeSpec> {
    * that failed meanwhile, its failure maybe this node's doing (a file under a directory that was a
    * symlink), is looked at now too rather than after its backoff.
    */
-  private succeed(node: DesiredNode<S>, event: NodeEventType, at: { readonly outputs: Outputs; readonly memo?: ObservationMemo | undefined } & ResolvedAt, wasReady: boolean): void {
+  private succeed(node: DesiredNode<S>, event: NodeEventType, at: { readonly outputs: Outputs; readonly memo?: ObservationMemo | undefined } & AppliedAt, wasReady: boolean): void {
     this.transition(node, event, { outputs: at.outputs, memo: at.memo ?? null, managed: true, attempts: 0, retryAt: null, lastFault: null, reason: null }, at);
     this.scheduleNext(node);
     for (const d of this.graph?.dependents(node.id) ?? []) {
@@ -1647,12 +1650,12 @@ export class Controller<S extends NodeSpec> {
     this.dirty.add(r.id);
   }
 
-  private transition(node: DesiredNode<S>, event: NodeEventType, patch: Partial<NodeRecord>, applied?: ResolvedAt): void {
+  private transition(node: DesiredNode<S>, event: NodeEventType, patch: Partial<NodeRecord>, applied?: AppliedAt): void {
     this.put(node, nextStatus(this.records.get(node.id)?.status ?? 'pending', event).status, patch, applied);
   }
 
   /** `applied`: the node was just applied or found in sync at the spec it was resolved to (`nextRecord`). */
-  private put(node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord>, applied?: ResolvedAt): void {
+  private put(node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord>, applied?: AppliedAt): void {
     const prev = this.records.get(node.id);
     const rec: NodeRecord = { ...carriedRecord(node, status, prev, this.o.clock.now()), ...patch };
     const lingers = (id: NodeId): boolean => this.graph?.has(id) !== true && this.records.has(id);
@@ -1673,7 +1676,7 @@ export class Controller<S extends NodeSpec> {
       if (r === undefined) continue;
       const stored = this.persisted.get(id);
       // Back where it was stored (ready → observing → ready): nothing to write, and updatedAt keeps its meaning.
-      if (stored !== undefined && !this.operated.has(id) && sameRecord(stored, r) && sameSnapshot(stored, storedGoalDigest(r), storedEdges(r), declaredDeletionPolicy(r), storedRefs(r))) {
+      if (stored !== undefined && !this.operated.has(id) && sameRecord(stored, r) && sameSnapshot(stored, storedGoalDigest(r), storedEdges(r), declaredDeletionPolicy(r), storedRefs(r), storedUnapplied(r))) {
         this.records.set(id, stored);
         continue;
       }
@@ -1781,9 +1784,9 @@ export class Controller<S extends NodeSpec> {
       outputsOf: this.outputsOf,
       memoOf: (id) => this.records.get(id)?.memo ?? undefined,
       interrupted: (id) => hasInterruptedCreate(this.pending.get(id)),
-      appliedAt: (id, spec) => {
+      appliedAt: (id, spec, diffs = []) => {
         const node = this.graph?.get(id);
-        return node !== undefined && appliedAtSpec(this.records.get(id), node, handedAt(node, spec));
+        return node !== undefined && appliedAtSpec(this.records.get(id), node, handedAt(node, spec), withoutIgnored(diffs, node.settings.ignoreFields));
       },
     };
   }

@@ -7,7 +7,7 @@ import type { DesiredGraph } from './graph.ts';
 import { jsonEqual } from './json.ts';
 import { formatLocation } from './node-spec.ts';
 import type { DesiredNode, NodeId, NodeSettings, NodeSpec, NodeSpecCodec } from './node-spec.ts';
-import type { Observation, ObservationMemo, Outputs, ReferencedOutputs, ResolvedAt } from './provisioner.ts';
+import type { FieldDiff, Observation, ObservationMemo, Outputs, ReferencedOutputs, ResolvedAt } from './provisioner.ts';
 import type { NodeRecord, NodeStatus } from './state-store.ts';
 
 /**
@@ -69,6 +69,14 @@ export interface RecordSnapshot {
    * the nodes they name may be changed, removed or forgotten by then.
    */
   readonly refs?: ReferencedOutputs;
+  /**
+   * The node's `ignoreFields` entries that left a field differing from the goal, as found, when it was
+   * found in sync or updated at a goal it had not been applied at (`appliedAtSpec`): the goal's edit of
+   * that field, if it was one, was never applied. Once the entry is dropped, a difference there is that
+   * edit, to apply as a goal change is, not drift (`appliedAtSpec` with the diffs). Kept while the field
+   * is left differing at the same goal; absent when none.
+   */
+  readonly unapplied?: readonly string[];
 }
 
 function snapshotOf(r: NodeRecord): RecordSnapshot {
@@ -90,6 +98,11 @@ export function storedEdges(r: NodeRecord): StoredEdges {
 /** The referenced outputs stored with a record (`RecordSnapshot.refs`). */
 export function storedRefs(r: NodeRecord): ReferencedOutputs | undefined {
   return snapshotOf(r).refs;
+}
+
+/** The `ignoreFields` entries stored with a record as not applied (`RecordSnapshot.unapplied`). */
+export function storedUnapplied(r: NodeRecord): readonly string[] | undefined {
+  return snapshotOf(r).unapplied;
 }
 
 /** The encoded spec stored with a record, needed to delete it once it leaves the goals. */
@@ -205,10 +218,22 @@ export function heldByPolicy(r: NodeRecord): boolean {
 }
 
 /**
+ * What a node was just applied or found in sync at (`nextRecord`): the spec as resolved (`ResolvedAt`),
+ * and `left`, the differences from it that the node's `ignoreFields` left as found (none: undefined).
+ */
+export type AppliedAt = ResolvedAt & { readonly left?: readonly FieldDiff[] | undefined };
+
+/** Whether `ignore` (a node's `ignoreFields`) covers the spec path `path`: names it, or a field it is inside. */
+export function ignoredBy(path: string, ignore: readonly string[]): boolean {
+  return ignore.some((f) => path === f || path.startsWith(`${f}.`) || path.startsWith(`${f}[`));
+}
+
+/**
  * The record `node` is to have next, with its snapshot: `rec`, what it is about to be (`prev` what it
  * had), at the applied digest of `applied` when the node was just applied or found in sync at the spec
  * it was resolved to (`digestAt`), whose referenced outputs it keeps too (`snapshotRefs`): both come
- * from that one resolution. Undefined when it reads as `prev` did (`sameRecord`, `sameSnapshot`): a
+ * from that one resolution, as do the fields whose goal edit its `ignoreFields` kept from being applied
+ * (`unappliedToStore`). Undefined when it reads as `prev` did (`sameRecord`, `sameSnapshot`): a
  * steady state writes nothing, unless `operated` (a create or update changed the resource). `deps`: the
  * graph's dependencies of the node; `lingers`: see `depsToStore`. The one step of the daemon's and
  * apply's `put`.
@@ -217,7 +242,7 @@ export function nextRecord<S extends NodeSpec>(
   node: DesiredNode<S>,
   prev: NodeRecord | undefined,
   rec: NodeRecord,
-  applied: ResolvedAt | undefined,
+  applied: AppliedAt | undefined,
   deps: readonly NodeId[],
   lingers: (id: NodeId) => boolean,
   codec: NodeSpecCodec<S>,
@@ -227,8 +252,25 @@ export function nextRecord<S extends NodeSpec>(
   const keeps = prev !== undefined && keepsSpec(prev, next);
   const edges = depsToStore(deps, prev, keeps, lingers);
   const refs = snapshotRefs(prev, keeps, applied);
-  if (prev !== undefined && !operated && sameRecord(prev, next) && sameSnapshot(prev, node.spec.digest, edges, node.settings.deletionPolicy, refs)) return undefined;
-  return { ...next, snapshot: recordSnapshot(node, edges, prev, keeps, codec, refs) };
+  const unapplied = unappliedToStore(node, prev, keeps, applied);
+  if (prev !== undefined && !operated && sameRecord(prev, next) && sameSnapshot(prev, node.spec.digest, edges, node.settings.deletionPolicy, refs, unapplied)) return undefined;
+  return { ...next, snapshot: recordSnapshot(node, edges, prev, keeps, codec, refs, unapplied) };
+}
+
+/**
+ * The `ignoreFields` entries a record keeps as not applied (`RecordSnapshot.unapplied`; `prev` the record
+ * it had): where the node was just applied or found in sync (`applied`), those that left a field differing
+ * (`AppliedAt.left`) among the node's, at a spec its record was not applied at, else among those kept (a
+ * field found as the goal has it, or no longer ignored and so applied, is applied); otherwise those kept
+ * with the spec (`keeps`). A hand edit of an ignored field at a goal that did not change is never one.
+ */
+function unappliedToStore<S extends NodeSpec>(node: DesiredNode<S>, prev: NodeRecord | undefined, keeps: boolean, applied: AppliedAt | undefined): readonly string[] | undefined {
+  const kept = prev === undefined ? undefined : snapshotOf(prev).unapplied;
+  if (applied === undefined) return keeps ? kept : undefined;
+  const left = applied.left ?? [];
+  const candidates = appliedAtSpec(prev, node, applied) ? (kept ?? []) : node.settings.ignoreFields;
+  const fields = candidates.filter((f) => left.some((d) => ignoredBy(d.path, [f])));
+  return fields.length === 0 ? undefined : fields;
 }
 
 /**
@@ -245,6 +287,7 @@ function recordSnapshot<S extends NodeSpec>(
   keeps: boolean,
   codec: NodeSpecCodec<S>,
   refs: ReferencedOutputs | undefined,
+  unapplied: readonly string[] | undefined,
 ): RecordSnapshot {
   const spec = prev !== undefined && keeps ? storedSpec(prev) : codec.encode(node.spec);
   return {
@@ -254,6 +297,7 @@ function recordSnapshot<S extends NodeSpec>(
     goal: node.spec.digest,
     ...(node.settings.deletionPolicy === 'Delete' ? { deletionPolicy: 'Delete' as const } : {}),
     ...(refs === undefined ? {} : { refs }),
+    ...(unapplied === undefined ? {} : { unapplied }),
   };
 }
 
@@ -314,10 +358,17 @@ export function declaredDeletionPolicy(r: NodeRecord): NodeRecord['deletionPolic
 
 /**
  * Whether a stored record's snapshot already has this goal digest, these dependencies (those kept
- * too), this declared deletion policy and these referenced outputs (`snapshotRefs`), and a spec
- * (which follows the applied digest, compared by `sameRecord`).
+ * too), this declared deletion policy, these referenced outputs (`snapshotRefs`) and these fields not
+ * applied (`unappliedToStore`), and a spec (which follows the applied digest, compared by `sameRecord`).
  */
-export function sameSnapshot(r: NodeRecord, goal: string | null, edges: StoredEdges, deletionPolicy: NodeRecord['deletionPolicy'], refs: ReferencedOutputs | undefined): boolean {
+export function sameSnapshot(
+  r: NodeRecord,
+  goal: string | null,
+  edges: StoredEdges,
+  deletionPolicy: NodeRecord['deletionPolicy'],
+  refs: ReferencedOutputs | undefined,
+  unapplied: readonly string[] | undefined,
+): boolean {
   const s = snapshotOf(r);
   return (
     s.spec !== undefined &&
@@ -325,7 +376,8 @@ export function sameSnapshot(r: NodeRecord, goal: string | null, edges: StoredEd
     sameDeps(s.deps, edges.deps) &&
     sameDeps(s.kept, edges.kept) &&
     declaredDeletionPolicy(r) === deletionPolicy &&
-    sameRefs(s.refs, refs)
+    sameRefs(s.refs, refs) &&
+    sameDeps(s.unapplied, unapplied)
   );
 }
 
@@ -788,16 +840,22 @@ function appliedAtGoal<S extends NodeSpec>(r: NodeRecord, node: DesiredNode<S>):
  * else changed since (a read command's argv, a label). Then whatever differs
  * now — a field, or the resource itself gone — is drift (reported; corrected
  * only under selfHeal), not convergence toward a changed goal or a changed
- * output it references. A record written before the managed digest was kept
+ * output it references; unless one of `diffs` (what the resource was found
+ * to differ in, `ignoreFields` left out) is in a field whose goal edit an
+ * `ignoreFields` entry since dropped kept from being applied
+ * (`RecordSnapshot.unapplied`): that edit is applied, as a goal change is.
+ * A record written before the managed digest was kept
  * (or before the resolved spec's, holding the goal's alone) is judged as it
  * was then (a difference is drift, never an update the old version would not
  * have made) until it is next applied or found in sync, which writes the
  * digests of now.
  */
-export function appliedAtSpec<S extends NodeSpec>(rec: NodeRecord | undefined, node: DesiredNode<S>, at: ResolvedAt): boolean {
+export function appliedAtSpec<S extends NodeSpec>(rec: NodeRecord | undefined, node: DesiredNode<S>, at: ResolvedAt, diffs: readonly FieldDiff[] = []): boolean {
   const applied = rec?.appliedDigest ?? null;
   if (applied === null) return false;
-  return managedOf(applied) === managedAt(node, at) || appliedAtLegacy(applied, node, at) || applied === node.spec.digest;
+  if (managedOf(applied) !== managedAt(node, at) && !appliedAtLegacy(applied, node, at) && applied !== node.spec.digest) return false;
+  const unapplied = snapshotOf(rec!).unapplied;
+  return unapplied === undefined || !diffs.some((d) => ignoredBy(d.path, unapplied));
 }
 
 /**

@@ -152,10 +152,12 @@ export interface OperationContext {
    * (`NodeSpec.managedDigest`): then a difference its observation finds is drift,
    * corrected only under `selfHeal`; else it is a change of the goal (or of an output it references),
    * made whatever `selfHeal` says. For a backend that must ask before a change (a script's per-run
-   * approval): it asks for the one that follows, and for no drift left as it is. Absent: not known, as
-   * if never applied.
+   * approval): it asks for the one that follows, and for no drift left as it is. `diffs`: what its
+   * observation found differing, where it found the resource: one in a field whose goal edit
+   * `ignoreFields` held back, the entry since dropped, is that edit (`appliedAtSpec`). Absent: not
+   * known, as if never applied.
    */
-  readonly appliedAt?: ((id: NodeId, spec: NodeSpec) => boolean) | undefined;
+  readonly appliedAt?: ((id: NodeId, spec: NodeSpec, diffs?: readonly FieldDiff[]) => boolean) | undefined;
 }
 
 /**

@@ -18,7 +18,7 @@ import { awaitsOutput } from './interpolation.ts';
 import { forEachKeyedLimit, KeyedSlots } from './limit.ts';
 import { readRemoved, GONE_ALREADY } from './removed-read.ts';
 import type { RemovedItem } from './removed-read.ts';
-import { appliedAtSpec, carriedRecord, deleteBar, type DeletionEdges, deletionEdges, handedAt, type NamedBy, heldFault, heldReason, inDeleteTurns, LET_GO, logOrphaned, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedEdges, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { type AppliedAt, appliedAtSpec, carriedRecord, deleteBar, type DeletionEdges, deletionEdges, handedAt, type NamedBy, heldFault, heldReason, ignoredBy, inDeleteTurns, LET_GO, logOrphaned, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedEdges, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -104,7 +104,7 @@ export interface PassOptions {
 /** Ids of diffs that survive `ignoreFields`. */
 export function withoutIgnored(diffs: readonly FieldDiff[], ignore: readonly string[]): FieldDiff[] {
   if (ignore.length === 0) return [...diffs];
-  return diffs.filter((d) => !ignore.some((f) => d.path === f || d.path.startsWith(`${f}.`) || d.path.startsWith(`${f}[`)));
+  return diffs.filter((d) => !ignoredBy(d.path, ignore));
 }
 
 /** A run summary being counted into: every count there. */
@@ -212,7 +212,7 @@ export class Reconciler<S extends NodeSpec> {
             const diffs = withoutIgnored(obs.diffs, node.settings.ignoreFields);
             // Drift of an ignored field is silent, as asked; an edit of the goal that it keeps from being applied is said.
             if (diffs.length === 0) entry(record !== undefined && !appliedAt(record, node, options, obs) ? { action: 'none', ignored: obs.diffs } : { action: 'none' });
-            else if (record !== undefined && appliedAt(record, node, options, obs) && !diffs.every(isDesiredChange)) {
+            else if (record !== undefined && appliedAt(record, node, options, obs, diffs) && !diffs.every(isDesiredChange)) {
               // Drift, shown with any desired change (a rotated secret, marked) that apply makes with it whatever selfHeal says.
               const drift = splitDrift(diffs).drift;
               const correct = corrected(node.settings, drift);
@@ -331,7 +331,7 @@ export class Reconciler<S extends NodeSpec> {
      * `operated`: a create or update changed the resource, so the record is written (its `updatedAt` too)
      * even if it reads as before. A node observed as it was recorded writes nothing: a steady pass costs no store write.
      */
-    const put = (node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord> = {}, applied?: ResolvedAt, operated = false): void => {
+    const put = (node: DesiredNode<S>, status: NodeStatus, patch: Partial<NodeRecord> = {}, applied?: AppliedAt, operated = false): void => {
       const prev = records.get(node.id);
       // A pass starts each node afresh (faults, retries and reasons come from this pass), keeping what it knows.
       const rec: NodeRecord = {
@@ -451,14 +451,15 @@ export class Reconciler<S extends NodeSpec> {
               resolve(node.id, diffs.length === 0 ? 'as-desired' : 'changes-left');
               if (diffs.length === 0) {
                 outcomes.set(node.id, { status: 'unchanged' });
-                put(node, 'ready', { managed: true, outputs: obs.outputs, memo: obs.memo ?? null }, obs);
+                put(node, 'ready', { managed: true, outputs: obs.outputs, memo: obs.memo ?? null }, { ...obs, left: obs.diffs });
                 break;
               }
-              if (!appliedAt(prev, node, options, obs)) {
+              const left = leftAsFound(obs.diffs, diffs);
+              if (!appliedAt(prev, node, options, obs, diffs)) {
                 // A goal that asks for what no update can make fails, naming the field, without a backend call.
                 const cannot = uncorrectableFault(diffs);
                 if (cannot !== undefined) this.record({ node, op: 'update', diffs }, { status: 'failed', fault: cannot }, outcomes, outputs, memos, put, log());
-                else steps.push({ node, op: 'update', diffs });
+                else steps.push({ node, op: 'update', diffs, left });
                 break;
               }
               // Applied at this spec: what differs is drift, but for changes of the desired side (a rotated secret), applied whatever selfHeal says.
@@ -472,11 +473,7 @@ export class Reconciler<S extends NodeSpec> {
                 put(node, 'drifted', { managed: true, outputs: obs.outputs, memo: obs.memo ?? null, reason: leftDrift });
                 break;
               }
-              if (leftDrift !== undefined) {
-                steps.push(leavingDrift(node, changes, drift, leftDrift));
-                break;
-              }
-              steps.push(correctionStep(node, diffs));
+              steps.push({ ...(leftDrift === undefined ? correctionStep(node, diffs) : leavingDrift(node, changes, drift, leftDrift)), left });
               break;
             }
             case 'indeterminate': {
@@ -782,7 +779,7 @@ export class Reconciler<S extends NodeSpec> {
     outcomes: Map<NodeId, NodeOutcome>,
     outputs: Map<NodeId, Outputs>,
     memos: Map<NodeId, ObservationMemo | undefined>,
-    put: (node: DesiredNode<S>, status: NodeStatus, patch?: Partial<NodeRecord>, applied?: ResolvedAt, operated?: boolean) => void,
+    put: (node: DesiredNode<S>, status: NodeStatus, patch?: Partial<NodeRecord>, applied?: AppliedAt, operated?: boolean) => void,
     log: Logger,
   ): void {
     const node = step.node;
@@ -793,8 +790,9 @@ export class Reconciler<S extends NodeSpec> {
       outcomes.set(node.id, step.uncorrectable === undefined ? { status: success } : { status: success, uncorrectable: step.uncorrectable });
       // The memo the operation returned, if any: an earlier observation's no longer describes what is there.
       const made = { managed: true, outputs: result.outputs, memo: result.memo ?? null };
-      if (step.leftDrift === undefined) put(node, 'ready', made, result, true);
-      else put(node, 'drifted', { ...made, reason: step.leftDrift.reason }, result, true);
+      const at = { ...result, left: step.left };
+      if (step.leftDrift === undefined) put(node, 'ready', made, at, true);
+      else put(node, 'drifted', { ...made, reason: step.leftDrift.reason }, at, true);
       log.info({ type: node.spec.type }, success === 'created' ? 'node created' : 'node updated');
     } else {
       const prev = this.store.getNode(node.id);
@@ -837,15 +835,15 @@ function heldForGoal<S extends NodeSpec>(record: NodeRecord, node: DesiredNode<S
 }
 
 /** `appliedAtSpec`, unless the node's backend is declared otherwise since: then what it finds is to converge, not drift. */
-function appliedAt<S extends NodeSpec>(record: NodeRecord | undefined, node: DesiredNode<S>, options: PassOptions, at: ResolvedAt): boolean {
-  return appliedAtSpec(record, node, at) && options.changedBackends?.has(node.spec.backendId) !== true;
+function appliedAt<S extends NodeSpec>(record: NodeRecord | undefined, node: DesiredNode<S>, options: PassOptions, at: ResolvedAt, diffs: readonly FieldDiff[] = []): boolean {
+  return appliedAtSpec(record, node, at, diffs) && options.changedBackends?.has(node.spec.backendId) !== true;
 }
 
 /** `OperationContext.appliedAt` of a pass over `graph`, as the pass decides it (`appliedAt`) on the records `recordOf` gives. */
-function appliedIn<S extends NodeSpec>(graph: DesiredGraph<S>, recordOf: (id: NodeId) => NodeRecord | undefined, options: PassOptions): (id: NodeId, spec: NodeSpec) => boolean {
-  return (id, spec) => {
+function appliedIn<S extends NodeSpec>(graph: DesiredGraph<S>, recordOf: (id: NodeId) => NodeRecord | undefined, options: PassOptions): NonNullable<OperationContext['appliedAt']> {
+  return (id, spec, diffs = []) => {
     const node = graph.get(id);
-    return node !== undefined && appliedAt(recordOf(id), node, options, handedAt(node, spec));
+    return node !== undefined && appliedAt(recordOf(id), node, options, handedAt(node, spec), withoutIgnored(diffs, node.settings.ignoreFields));
   };
 }
 
@@ -924,6 +922,13 @@ export interface ProvisionStep<S extends NodeSpec> {
    * update can correct it (`FieldDiff.cannotCorrect`). `apply` says the node is not converged.
    */
   readonly uncorrectable?: string | undefined;
+  /** Of an update, the differences its node's `ignoreFields` leaves as found beside it, for the node's record (`AppliedAt.left`). */
+  readonly left?: readonly FieldDiff[] | undefined;
+}
+
+/** Of the differences `found`, those `ignoreFields` leaves as found: not among `diffs`, those it keeps (`withoutIgnored`). */
+export function leftAsFound(found: readonly FieldDiff[], diffs: readonly FieldDiff[]): FieldDiff[] {
+  return found.filter((d) => !diffs.includes(d));
 }
 
 /**

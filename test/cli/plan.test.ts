@@ -212,6 +212,82 @@ spec:
     expect(readFileSync(join(p.root, 'app.conf'), 'utf8')).toBe('port = 1\n');
   });
 
+  // An apply under ignoreFields recorded the node as applied at the edited goal: once ignoreFields was
+  // dropped, the goal's own edit, never applied, was reported as drift under selfHeal: false and left.
+  describe('a goal edit ignoreFields held back, once it is dropped (selfHeal: false)', () => {
+    const setup = async (): Promise<{ p: ReturnType<typeof tempProject>; text: (content: string, ignore: boolean) => string }> => {
+      const p = project(false);
+      const text = (content: string, ignore: boolean): string =>
+        goal(false).replace(JSON.stringify('ROOT'), JSON.stringify(p.root)).replace('"port = 8080\\n"', `"${content}"`).replace('      spec: { path', `      ignoreFields: [${ignore ? 'content' : ''}]\n      spec: { path`);
+      p.write('goals.yaml', text('port = 8080\\n', true));
+      expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+      return { p, text };
+    };
+    const drift = async (p: ReturnType<typeof tempProject>): Promise<unknown[]> => (JSON.parse((await cli(['drift', '--format', 'json', ...p.args], { cwd: p.dir })).stdout) as { reports: unknown[] }).reports;
+
+    it('is a goal change: plan shows the update (exit 2), apply writes it, no drift is reported', async () => {
+      const { p, text } = await setup();
+      p.write('goals.yaml', text('port = 9090\\n', true));
+      expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+      expect(readFileSync(join(p.root, 'app.conf'), 'utf8')).toBe('port = 8080\n');
+      p.write('goals.yaml', text('port = 9090\\n', false));
+      const plan = await cli(['plan', ...p.args], { cwd: p.dir });
+      expect(plan.code, plan.stdout + plan.stderr).toBe(2);
+      expect(plan.stdout).toContain('  ~ conf (local.file via local)');
+      const apply = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+      expect(apply.stdout).toContain('Apply: 0 created, 1 updated, 0 deleted, 0 unchanged, 0 failed, 0 blocked, 0 held.\n');
+      expect(readFileSync(join(p.root, 'app.conf'), 'utf8')).toBe('port = 9090\n');
+      expect(await drift(p)).toEqual([]);
+      expect((await cli(['plan', ...p.args], { cwd: p.dir })).code).toBe(0);
+    });
+
+    it('also where an update of another field was applied beside it', async () => {
+      const { p, text } = await setup();
+      p.write('goals.yaml', text('port = 9090\\n', true).replace('mode: "0640"', 'mode: "0600"'));
+      expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).stdout).toContain('1 updated');
+      p.write('goals.yaml', text('port = 9090\\n', false).replace('mode: "0640"', 'mode: "0600"'));
+      expect((await cli(['plan', ...p.args], { cwd: p.dir })).code).toBe(2);
+      expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+      expect(readFileSync(join(p.root, 'app.conf'), 'utf8')).toBe('port = 9090\n');
+      expect(await drift(p)).toEqual([]);
+    });
+
+    it('a hand edit of the ignored field, the goal unchanged, is still drift: reported, left as it is', async () => {
+      const { p, text } = await setup();
+      writeFileSync(join(p.root, 'app.conf'), 'port = 1\n');
+      expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+      p.write('goals.yaml', text('port = 8080\\n', false));
+      const plan = await cli(['plan', ...p.args], { cwd: p.dir });
+      expect(plan.code).toBe(0);
+      expect(plan.stdout).toContain('! conf (local.file via local) drifted, report only');
+      expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+      expect(readFileSync(join(p.root, 'app.conf'), 'utf8')).toBe('port = 1\n');
+      expect(await drift(p)).toMatchObject([{ action: 'reported' }]);
+    });
+
+    it('a goal edit held back, then a hand edit that makes the field as the goal has it: a later hand edit is drift', async () => {
+      const { p, text } = await setup();
+      p.write('goals.yaml', text('port = 9090\\n', true));
+      expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+      writeFileSync(join(p.root, 'app.conf'), 'port = 9090\n');
+      expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+      writeFileSync(join(p.root, 'app.conf'), 'port = 1\n');
+      p.write('goals.yaml', text('port = 9090\\n', false));
+      expect((await cli(['plan', ...p.args], { cwd: p.dir })).stdout).toContain('! conf (local.file via local) drifted, report only');
+    });
+
+    it('ignoreFields added with a hand edit outstanding silences it', async () => {
+      const { p, text } = await setup();
+      p.write('goals.yaml', text('port = 8080\\n', false));
+      writeFileSync(join(p.root, 'app.conf'), 'port = 1\n');
+      expect((await cli(['plan', ...p.args], { cwd: p.dir })).stdout).toContain('! conf (local.file via local) drifted, report only');
+      p.write('goals.yaml', text('port = 8080\\n', true));
+      const plan = await cli(['plan', ...p.args], { cwd: p.dir });
+      expect(plan.code).toBe(0);
+      expect(plan.stdout).toBe('Plan: 0 to create, 0 to update, 0 to delete, 0 drifted, 1 unchanged, 0 blocked or held, 0 errors.\n');
+    });
+  });
+
   it('exits 2 for drift apply will correct', async () => {
     const p = project(true);
     expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);

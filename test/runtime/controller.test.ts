@@ -916,6 +916,40 @@ describe('Controller: drift', () => {
     expect(h.store.listDrift().length > 0).toBe(reported);
   });
 
+  // Found in sync under ignoreFields, the node was recorded as applied at the edited goal: once ignoreFields
+  // was dropped, the goal's own edit, never applied, was logged as drift and left (selfHeal: false).
+  it('a goal edit ignoreFields held back is applied once it is dropped, not reported as drift (selfHeal: false)', async () => {
+    const yaml = (content: string, ignoreFields: string[]): string => goalYaml(fileNode('a', content, { ignoreFields }), { selfHeal: false });
+    const h = await converged(yaml('A', ['content']));
+    h.calls.reset();
+    await h.controller.setGraph(compileYaml(yaml('B', ['content'])).graph);
+    await h.settle();
+    expect(contentOf(h, 'a')).toBe('A');
+    expect(h.calls.updated).toEqual([]);
+    await h.controller.setGraph(compileYaml(yaml('B', [])).graph);
+    await h.settle();
+    expect(h.calls.updated).toEqual(['a']);
+    expect(contentOf(h, 'a')).toBe('B');
+    expect(h.store.getNode('a')?.status).toBe('ready');
+    expect(h.lines.some((l) => l.msg === 'drift detected')).toBe(false);
+    expect(h.store.listDrift()).toEqual([]);
+  });
+
+  it('a hand edit of a field ignoreFields silenced, the goal unchanged, is drift once it is dropped: reported, left (selfHeal: false)', async () => {
+    const yaml = (ignoreFields: string[]): string => goalYaml(fileNode('a', 'A', { ignoreFields }), { selfHeal: false });
+    const h = await converged(yaml(['content']));
+    h.calls.reset();
+    h.backend.tamper('a', { content: 'hand' });
+    await h.advance(2 * MIN, 30_000);
+    expect(h.store.listDrift()).toEqual([]);
+    await h.controller.setGraph(compileYaml(yaml([])).graph);
+    await h.settle();
+    expect(h.calls.updated).toEqual([]);
+    expect(contentOf(h, 'a')).toBe('hand');
+    expect(h.store.getNode('a')?.status).toBe('drifted');
+    expect(h.store.listDrift()).toMatchObject([{ node: 'a', action: 'reported' }]);
+  });
+
   it('flapping drift is corrected with a growing delay and flagged, never in a hot loop', async () => {
     const h = await converged(goalYaml(fileNode('a', 'A')));
     h.calls.reset();
