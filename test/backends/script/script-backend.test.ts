@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CircuitBreaker, decide } from '../../../src/runtime/index.ts';
 import type { BackendNode, InfraBackend } from '../../../src/infra/index.ts';
-import type { Fault, NodeSpec } from '../../../src/runtime/index.ts';
+import type { Fault, FieldDiff, NodeSpec } from '../../../src/runtime/index.ts';
 import { faultOf, heldReason, node, observe, opContext, printing, project } from './harness.ts';
 import { warnSkipped } from '../../support/skip.ts';
 
@@ -203,6 +203,24 @@ describe.skipIf(!hasJq)('gating', () => {
     expect((await b.observe([changed], notApplied)).get('motd')).toMatchObject({ status: 'drifted' });
     expect((await b.update(changed, [], opContext())).status).toBe('done');
     expect(readFileSync(join(p.dir, 'root/etc/motd'), 'utf8')).toBe('changed\n');
+  });
+
+  // The runtime takes a difference in a field whose goal edit ignoreFields held back for that edit, once the
+  // entry is dropped: the update follows, so it waits for its approval, rather than failing when sent.
+  it('under selfHeal: false, asks whether it was applied at its spec with the differences it found', async () => {
+    const p = project();
+    const b = p.backend();
+    const reportOnly = (input: Record<string, unknown>): BackendNode => ({ ...node('motd', input, 'prod'), settings: { selfHeal: false, prune: false, deletionPolicy: 'Delete', ignoreFields: [] } });
+    const applied = reportOnly(FILE_INPUT);
+    const hash = await approvedScript(p, b, applied);
+    await observe(b, applied);
+    p.store.artifacts.grant(hash, 'motd', 'ana', null);
+    expect((await b.create(applied, opContext())).status).toBe('done');
+    writeFileSync(join(p.dir, 'root/etc/motd'), 'edited');
+    // As the runtime answers where the goal's edit of the content was held back: applied at the spec, but for that field.
+    const heldBack = { ...opContext(), appliedAt: (_id: string, _spec: NodeSpec, diffs: readonly FieldDiff[] = []) => !diffs.some((d) => d.path === 'input.content') };
+    expect(heldReason((await b.observe([applied], heldBack)).get('motd')!)).toContain('needs a per-run approval to update motd in prod');
+    expect(p.store.artifacts.openRequest(hash, 'motd')).toMatchObject({ action: 'update' });
   });
 
   it('deletes awaiting a per-run approval do not open the circuit breaker that every node of the backend goes through', async () => {
