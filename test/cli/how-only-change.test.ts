@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, execGoalHead, tempProject } from '../support/cli.ts';
 import type { CliResult } from '../support/cli.ts';
-import { eventually, trackDaemons } from '../support/daemon.ts';
+import { createdBy, eventually, trackDaemons } from '../support/daemon.ts';
 import { warnSkipped } from '../support/skip.ts';
 import { hasAnsible, oneLocalPlaybook } from '../backends/ansible/harness.ts';
 
@@ -237,14 +237,7 @@ describe('a change of what a node is to be, or of which resource it is, still co
     const other = join(p.dir, 'other');
     mkdirSync(other);
     p.write('goals.yaml', readFileSync(join(p.goals, 'goals.yaml'), 'utf8').replace(`cwd: ${JSON.stringify(p.dir)}`, `cwd: ${JSON.stringify(other)}`));
-    if (daemon) {
-      const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
-      await d.waitFor((l) => l.msg === 'node created' && l.node === 'a', 20_000);
-      d.kill('SIGTERM');
-      expect((await d.exited).code).toBe(0);
-    } else {
-      expect((await cli(['apply', '--yes', ...p.args])).stdout).toContain('+ a: created');
-    }
+    await createdBy(daemons, daemon, p.args, 'a', p.dir);
     expect(p.file(other)).toBe('{"size":1}');
     expect(existsSync(join(p.dir, 'a.json'))).toBe(true);
   });

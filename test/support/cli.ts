@@ -103,11 +103,11 @@ ${spec}  nodes:
 `;
 }
 
-/** A Backend document `local` rooted at `root`. */
-export function localBackend(root: string): string {
+/** A local Backend document `name` (default `local`) rooted at `root`. */
+export function localBackend(root: string, name = 'local'): string {
   return `apiVersion: desiredstate/v1
 kind: Backend
-metadata: { name: local }
+metadata: { name: ${name} }
 spec:
   type: local
   config: { root: ${JSON.stringify(root)} }

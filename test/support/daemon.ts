@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { afterAll } from 'vitest';
-import { cleanEnv, launcher } from './cli.ts';
+import { afterAll, expect } from 'vitest';
+import { cleanEnv, cli, launcher } from './cli.ts';
 
 export type LogLine = Record<string, unknown> & { msg: string };
 
@@ -120,6 +120,22 @@ export function trackDaemons(...dirs: string[]): DaemonTracker {
       remove.push(dir);
     },
   };
+}
+
+/**
+ * Has node `id` created by one `apply` on `args` (its line `+ id: created`), or with `daemon` by a daemon
+ * started on them in `cwd` (interval 1h) until its `node created` line, then stopped: a change converged
+ * either way.
+ */
+export async function createdBy(daemons: DaemonTracker, daemon: boolean, args: readonly string[], id: string, cwd: string): Promise<void> {
+  if (!daemon) {
+    expect((await cli(['apply', '--yes', ...args])).stdout).toContain(`+ ${id}: created`);
+    return;
+  }
+  const d = daemons.start([...args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd });
+  await d.waitFor((l) => l.msg === 'node created' && l.node === id, 20_000);
+  d.kill('SIGTERM');
+  expect((await d.exited).code).toBe(0);
 }
 
 /** Polls `fn` until it returns true, or throws after `timeoutMs`. */
