@@ -421,25 +421,20 @@ function daemonHolding(path: string, pid: unknown): { readonly listen?: string }
 }
 
 /**
- * Meta key: a digest of each Backend declaration (its type and what of its config names the resources it acts on:
- * `BackendFactory.identity`), as of the goals last applied (`apply`) or loaded (`run`). Named anew when what the
+ * Meta key: a digest of each Backend declaration (`BackendRegistry.identityKey`: its type and what of its config names the
+ * resources it acts on, not its name), as of the goals last applied (`apply`) or loaded (`run`). Named anew when what the
  * digest covers changed, so that a state written before is not read as every one changed: its own key is read,
  * against digests made as its release made them (EARLIER_BACKENDS_META).
  */
-export const BACKENDS_META = 'backends.declared.v4';
+export const BACKENDS_META = 'backends.declared.v5';
 
 /** A digest of each Backend document of `loaded`, by backend id. */
 export function backendDigests(loaded: LoadedGoals, cwd: string): Record<string, string> {
   const out: Record<string, string> = {};
   const factories = registry();
   // Which resources the backend reaches, not how nor where it is written: a timeout, a comment or a moved
-  // document changes no node. Key order aside: the compiled-goal cache and a fresh compile give the same
-  // digest. Resolved from the working directory where the config is relative to it (local's root).
-  for (const d of loaded.factory.backends.values()) {
-    const factory = factories.get(d.type);
-    const identity = factory?.identity === undefined ? { config: d.config, location: factory?.location?.(d.config, { cwd }) } : factory.identity(d.config, { cwd });
-    out[d.id] = sha256(stableStringify({ id: d.id, type: d.type, identity })).slice(0, 32);
-  }
+  // document changes no node. Resolved from the working directory where the config is relative to it (local's root).
+  for (const d of loaded.factory.backends.values()) out[d.id] = factories.identityKey(d, cwd);
   return out;
 }
 

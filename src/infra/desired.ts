@@ -38,6 +38,13 @@ export interface InfraDesiredNodeSpec<T extends InfraNodeSpec = InfraNodeSpec> e
    * removed node whose key a node of the goals has is let go, never deleted.
    */
   readonly sameSpec?: string | undefined;
+  /**
+   * What the managed digest names the backend by: the digest of its type and identity
+   * (`BackendRegistry.identityKey`) where the goals were compiled from a working directory, so that a
+   * Backend renamed, pointing where it did, changes no node's managed digest, while one pointing
+   * elsewhere (another root, another server) does; its name (`backendId`) otherwise.
+   */
+  readonly backendKey: string;
 }
 
 /** The key of a spec on a backend, whoever writes it (`InfraDesiredNodeSpec.sameSpec`): the same whatever the order of its keys. */
@@ -55,15 +62,24 @@ export function desiredNodeSpec<T extends InfraNodeSpec>(
   backendId: string,
   labels: Readonly<Record<string, string>> = {},
   environment = 'default',
-  extra: { readonly digest?: string | undefined; readonly managedDigest?: string | undefined; readonly resource?: string | undefined; readonly names?: readonly string[] | undefined; readonly sameSpec?: string | undefined } = {},
+  extra: {
+    readonly digest?: string | undefined;
+    readonly managedDigest?: string | undefined;
+    readonly resource?: string | undefined;
+    readonly names?: readonly string[] | undefined;
+    readonly sameSpec?: string | undefined;
+    readonly backendKey?: string | undefined;
+  } = {},
 ): InfraDesiredNodeSpec<T> {
   const digest = extra.digest ?? specDigest(spec, backendId, labels);
+  const backendKey = extra.backendKey ?? backendId;
   return Object.freeze({
     [NODE_SPEC]: true as const,
     type: spec.type,
     backendId,
+    backendKey,
     digest,
-    managedDigest: extra.managedDigest ?? managedDigest(spec, backendId, labels, digest),
+    managedDigest: extra.managedDigest ?? managedDigest(spec, backendId, backendKey, labels, digest),
     spec: Object.freeze(spec),
     // A frozen map cannot change under the node: shared (the goal cache gives 10,000 nodes one), not copied.
     labels: Object.isFrozen(labels) ? labels : Object.freeze({ ...labels }),
@@ -82,7 +98,7 @@ export function desiredNodeSpec<T extends InfraNodeSpec>(
  */
 export function resolvedNodeSpec<T extends InfraNodeSpec>(wrapper: InfraDesiredNodeSpec, spec: T): InfraDesiredNodeSpec<T> {
   const digest = specDigest(spec, wrapper.backendId, wrapper.labels);
-  return { ...wrapper, spec, digest, managedDigest: managedDigest(spec, wrapper.backendId, wrapper.labels, digest) };
+  return { ...wrapper, spec, digest, managedDigest: managedDigest(spec, wrapper.backendId, wrapper.backendKey, wrapper.labels, digest) };
 }
 
 /** A node of the infrastructure graph. */
@@ -101,12 +117,12 @@ function specDigest(spec: InfraNodeSpec, backendId: string, labels: Readonly<Rec
 
 /**
  * `NodeSpec.managedDigest`: the digest of the spec without its labels (no backend applies them) and
- * its type's `operationalFields`. `digest` itself where there are neither, as most specs have: that
- * is the same text hashed, so no node is hashed twice for nothing, and a record keeps one digest.
+ * its type's `operationalFields`, on the backend its `backendKey` names. `digest` itself where that
+ * leaves the same text (no labels, no such field, the backend named by its name): hashed once.
  */
-function managedDigest(spec: InfraNodeSpec, backendId: string, labels: Readonly<Record<string, string>>, digest: string): string {
+function managedDigest(spec: InfraNodeSpec, backendId: string, backendKey: string, labels: Readonly<Record<string, string>>, digest: string): string {
   const operational = (operationalFields[spec.type] ?? []).filter((f) => Object.hasOwn(spec, f));
-  if (operational.length === 0 && Object.keys(labels).length === 0) return digest;
+  if (operational.length === 0 && Object.keys(labels).length === 0 && backendKey === backendId) return digest;
   const managed = Object.fromEntries(Object.entries(spec).filter(([k]) => !operational.includes(k)));
-  return specDigest(managed as InfraNodeSpec, backendId, {});
+  return specDigest(managed as InfraNodeSpec, backendKey, {});
 }

@@ -308,6 +308,8 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
   private readonly places = new Map<string, { readonly id: string; readonly backend: string; readonly source: SourceLocation }>();
   /** Where relative backend places resolve from (the working directory); without it, places are not compared. */
   private readonly cwd: string | undefined;
+  /** Per backend id, `BackendRegistry.identityKey` of its declaration, worked out once for all its nodes. */
+  private readonly identityKeys = new Map<string, string>();
   /** Per type and path, whether a whole reference there is read as text (see `typedReferenceFields`). */
   private readonly textPlaces = new Map<string, boolean>();
 
@@ -337,6 +339,14 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     if (declared?.status === 'ok') return declared.decl;
     if (declared?.type === undefined || declared.forChecks === undefined) return undefined;
     return { id, type: declared.type, config: declared.forChecks.config };
+  }
+
+  /** `InfraDesiredNodeSpec.backendKey` of a backend's nodes: its identity, where the working directory is known (undefined: its name). */
+  private backendKey(declared: DeclaredBackend | undefined): string | undefined {
+    if (declared?.status !== 'ok' || this.cwd === undefined) return undefined;
+    let key = this.identityKeys.get(declared.decl.id);
+    if (key === undefined) this.identityKeys.set(declared.decl.id, (key = this.registry.identityKey(declared.decl, this.cwd)));
+    return key;
   }
 
   /** A backend id that no Backend document declares, with the nearest configured one. */
@@ -660,7 +670,7 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     const named = backend === undefined ? undefined : factory?.namedResources?.(spec, backend.config).filter((key) => !hasReferences(key));
     const names = named === undefined || named.length === 0 ? undefined : [...new Set(named)];
     return {
-      spec: desiredNodeSpec(spec, backendId, decl.labels, decl.goal.environment, { resource, names, sameSpec }),
+      spec: desiredNodeSpec(spec, backendId, decl.labels, decl.goal.environment, { resource, names, sameSpec, backendKey: this.backendKey(declared) }),
       gate,
       deletionPolicy: statefulTypes.has(decl.type) ? 'Orphan' : undefined,
       cannotUpdate: backend === undefined || declared?.status !== 'ok' ? undefined : factory?.cannotUpdate?.(spec, backend.config),

@@ -1,4 +1,4 @@
-import { DesiredStateError, ErrorCodes, suggestion } from '../runtime/index.ts';
+import { DesiredStateError, ErrorCodes, sha256, stableStringify, suggestion } from '../runtime/index.ts';
 import type { SourceLocation } from '../runtime/index.ts';
 import type { BackendContext, BackendFactory, InfraBackend } from './backend.ts';
 
@@ -56,6 +56,19 @@ export class BackendRegistry {
       throw new DesiredStateError(ErrorCodes.UnknownBackendType, `unknown backend type "${type}"${suggestion(type, this.factories.keys())}`, { context: { type } });
     }
     return f;
+  }
+
+  /**
+   * A digest of `decl`'s type and of what of its config names the resources it acts on
+   * (`BackendFactory.identity`), resolved from `cwd`; the whole config and `location` for an
+   * implementation that does not say. Not its name: two declarations with one key reach the same
+   * resources, so a Backend renamed, and nothing else, is declared as before.
+   */
+  identityKey(decl: Pick<BackendDeclaration, 'type' | 'config'>, cwd: string): string {
+    const factory = this.factories.get(decl.type);
+    // Key order aside: the compiled-goal cache and a fresh compile give the same digest.
+    const identity = factory?.identity === undefined ? { config: decl.config, location: factory?.location?.(decl.config, { cwd }) } : factory.identity(decl.config, { cwd });
+    return sha256(stableStringify({ type: decl.type, identity })).slice(0, 32);
   }
 
   /** Builds one instance per declaration. */
