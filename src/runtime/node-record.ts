@@ -249,7 +249,7 @@ export function nextRecord<S extends NodeSpec>(
   operated = false,
 ): NodeRecord | undefined {
   const next = applied === undefined ? rec : { ...rec, appliedDigest: digestAt(node, applied) };
-  const keeps = prev !== undefined && keepsSpec(prev, next);
+  const keeps = prev !== undefined && keepsSpec(prev, next, node);
   const edges = depsToStore(deps, prev, keeps, lingers);
   const refs = snapshotRefs(prev, keeps, applied);
   const unapplied = unappliedToStore(node, prev, keeps, applied);
@@ -317,9 +317,14 @@ function depsToStore(deps: readonly NodeId[], prev: NodeRecord | undefined, keep
   return kept.length === 0 ? { deps } : { deps: [...deps, ...kept], kept };
 }
 
-/** Whether `rec` keeps the spec `prev` stored: one is stored, and the applied digest it follows did not change. */
-function keepsSpec(prev: NodeRecord, rec: NodeRecord): boolean {
-  return storedSpec(prev) !== undefined && prev.appliedDigest === rec.appliedDigest;
+/**
+ * Whether `rec` keeps the spec `prev` stored: one is stored, and the applied digest it follows did not
+ * change; unless `node`'s backend was renamed with the applied digest still at its managed digest (drift
+ * reported, a failure held): a delete then goes to the backend by its name now, the old one gone.
+ */
+function keepsSpec<S extends NodeSpec>(prev: NodeRecord, rec: NodeRecord, node: DesiredNode<S>): boolean {
+  if (storedSpec(prev) === undefined || prev.appliedDigest !== rec.appliedDigest) return false;
+  return prev.backendId === rec.backendId || prev.appliedDigest === null || managedOf(prev.appliedDigest) !== (node.spec.managedDigest ?? node.spec.digest);
 }
 
 /**

@@ -53,6 +53,18 @@ describe('a Backend renamed, pointing where it did', () => {
     expect(status.nodes).toEqual([expect.objectContaining({ id: 'f', backendId: 'files', status: 'drifted' })]);
   });
 
+  it('local: a node removed later, applied under the old name and drifted since, is deleted through the new one', async () => {
+    const p = tempProject('ds-rename-delete-');
+    const file = await handEdited(p);
+    p.write('app.yaml', localGoal('files', p.root));
+    expect((await cli(['apply', '--yes', ...p.args])).stdout).toContain('! f: drift-reported');
+    p.write('app.yaml', localGoal('files', p.root, true));
+    const apply = await cli(['apply', '--yes', ...p.args]);
+    expect(apply.stdout, apply.stderr).toContain('- f: deleted');
+    expect(apply.code).toBe(0);
+    expect(existsSync(file)).toBe(false);
+  });
+
   it('exec: a hand edit of the resource in the same cwd is reported, not written over', async () => {
     const p = tempProject('ds-rename-exec-');
     const script = shellResource(
