@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { builtinBackendFactories } from '../../src/backends/index.ts';
-import type { BackendFactory } from '../../src/infra/index.ts';
+import { BackendRegistry, desiredNodeSpec } from '../../src/infra/index.ts';
+import type { BackendFactory, InfraNodeSpec } from '../../src/infra/index.ts';
 
 /**
  * `BackendFactory.identity`: what of a Backend's config names the resources it acts on. An edit of it
@@ -39,5 +40,23 @@ describe('a backend config edit changes the backend identity only where it names
 
   it.each(cases.filter((c) => c.type !== 'memory'))('$type: where it acts is another identity', ({ type, config, where }) => {
     expect(identityOf(type, where)).not.toEqual(identityOf(type, config));
+  });
+});
+
+describe("a node's managed digest names its backend by type and identity, not by name", () => {
+  const registry = new BackendRegistry(builtinBackendFactories);
+  const keyAt = (root: string): string => registry.identityKey({ type: 'local', config: registry.require('local').configSchema.parse({ root }) }, '/srv/app');
+  const spec = { type: 'local.file', path: 'f.txt', content: 'v1\n', mode: '0644' } as InfraNodeSpec;
+
+  it('a backend renamed, its root the same (written otherwise): the same managed digest, another goal digest', () => {
+    const before = desiredNodeSpec(spec, 'local', {}, 'default', { backendKey: keyAt('out') });
+    const renamed = desiredNodeSpec(spec, 'files', {}, 'default', { backendKey: keyAt('/srv/app/out') });
+    expect(renamed.managedDigest).toBe(before.managedDigest);
+    expect(renamed.digest).not.toBe(before.digest);
+  });
+
+  it('a backend renamed to another root: another managed digest', () => {
+    const before = desiredNodeSpec(spec, 'local', {}, 'default', { backendKey: keyAt('out') });
+    expect(desiredNodeSpec(spec, 'files', {}, 'default', { backendKey: keyAt('elsewhere') }).managedDigest).not.toBe(before.managedDigest);
   });
 });
