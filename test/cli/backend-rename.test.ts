@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, execGoalHead, goalHead, localBackend, shellResource, tempProject } from '../support/cli.ts';
+import { cli, execGoalHead, execNode, goalHead, localBackend, shellResource, tempProject } from '../support/cli.ts';
 import { createdBy, trackDaemons } from '../support/daemon.ts';
 
 /**
@@ -111,6 +111,25 @@ esac
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
     expect(readFileSync(file, 'utf8')).toBe('hand\n');
+  });
+
+  it('a node a failure held is released by the rename, as by any edit of the node, and tried again', async () => {
+    const p = tempProject('ds-rename-held-');
+    const script = shellResource(p.dir, `echo "$1" >> "$dir/calls.log"\necho 'not json'\n`);
+    const goal = (name: string): void =>
+      p.write('goals.yaml', `${execGoalHead({ config: `{ cwd: ${JSON.stringify(p.dir)} }` }).replaceAll(': exec }', `: ${name} }`)}${execNode('a', script, '{ size: 1 }')}`);
+    goal('exec');
+    const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
+    await d.waitFor((l) => l.msg === 'node held' && l.node === 'a', 20_000);
+    const reads = (): number => readFileSync(join(p.dir, 'calls.log'), 'utf8').trim().split('\n').length;
+    const before = reads();
+    goal('exec2');
+    const mark = d.lines.length;
+    d.kill('SIGHUP');
+    await d.waitFor((l) => l.msg === 'node held' && l.node === 'a' && l.backend === 'exec2', 20_000, mark);
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+    expect(reads()).toBeGreaterThan(before);
   });
 
   it('two Backends with one root: a node moved from one to the other keeps its drift reported', async () => {
