@@ -20,7 +20,8 @@ export interface NodeSpec {
   readonly digest: string;
   /**
    * A digest of what the spec says the resource is and is to be, leaving out what only says how it
-   * is provisioned (a command's argv, labels no backend applies): a node applied at a spec with the
+   * is provisioned (a command's argv, labels no backend applies) and naming its backend by what it
+   * reaches rather than by its name (infra: `InfraDesiredNodeSpec.backendKey`): a node applied at a spec with the
    * same one is applied at what its goal asks, so what differs is drift, never convergence toward a
    * changed goal. Absent: `digest`, every field counts.
    */
