@@ -493,8 +493,8 @@ export class Controller<S extends NodeSpec> {
 
   /**
    * A node removed from the goals whose delete the fault policy gave up on (a permanent fault: the
-   * operator has fixed its cause since): deleted again now. Until then a held delete waited for the next
-   * reload or restart, and `retry` answered that it knew no such node.
+   * operator has fixed its cause since): deleted again now. Until then it stays held, through goal loads and
+   * restarts (`deleteBar`), as a node of the goals does.
    */
   private retryDelete(id: NodeId, deletable: ReadonlySet<NodeId>): 'released' | 'not-held' {
     const rec = this.records.get(id);
@@ -504,7 +504,8 @@ export class Controller<S extends NodeSpec> {
     this.finishReleased(rec);
     const at = this.o.clock.now();
     this.deferred.defer(() => this.o.store.appendEvent({ at, node: id, kind: 'operator-retry', data: { previous: rec.status } }));
-    this.records.set(id, { ...rec, ...RELEASED, updatedAt: at });
+    // No longer held (`deleteBar`): pending, as `releaseStoredNode` leaves it with no daemon running.
+    this.records.set(id, { ...rec, ...RELEASED, status: nextStatus(rec.status, 'OPERATOR_RETRY').status, updatedAt: at });
     this.dirty.add(id);
     this.deleting.add(id);
     this.queue.add(id);
@@ -1440,7 +1441,12 @@ export class Controller<S extends NodeSpec> {
     if (this.queue.isShutDown) return;
     // A goal load during the reads, or the deletes before it, that no longer deletes it (declared again, let go) has the last word.
     if (!this.deleting.has(r.id)) return;
-    const bar = deleteBar(r.id, edges, (d) => this.records.has(d));
+    const bar = deleteBar(r, edges, (d) => this.records.has(d));
+    // Held until `retry` (`retryDelete`), which puts it back in `deleting`.
+    if (bar?.status === 'held') {
+      this.deleting.delete(r.id);
+      return;
+    }
     if (bar?.status === 'cycle') {
       this.deleteFailed(r, bar.fault, this.o.log.child({ node: r.id, backend: r.backendId }));
       return;
@@ -1457,17 +1463,22 @@ export class Controller<S extends NodeSpec> {
   /**
    * Reads the nodes of `ordered` whose delete may be sent now (`readRemoved`: one observe call for most),
    * each past its backend's circuit breaker: one rejected is tried again at its probe, and a read answers
-   * the probe. Not read: one on a cycle, one waiting for a dependent this call does not delete, one whose
+   * the probe. Not read: one held or on a cycle, one waiting for a dependent this call does not delete, one whose
    * stored spec cannot be read (said so), and one its delete refuses before any backend call (`refused`:
    * that delete fails at once, as it did before reads, `deleteUnread`).
    */
   private async readBeforeDelete(ordered: readonly NodeRecord[], edges: DeletionEdges): Promise<Map<NodeId, FoundRemoved<S>>> {
     const found = new Map<NodeId, FoundRemoved<S>>();
     const inCall = new Set(ordered.map((r) => r.id));
+    // Those of the call not deleted in it (held, on a cycle, or waiting): what they depend on waits for them, unread. Dependents come first.
+    const barred = new Set<NodeId>();
     const ctx = this.context();
     const toRead: RemovedItem<S>[] = [];
     for (const r of ordered) {
-      if (deleteBar(r.id, edges, (d) => this.records.has(d) && !inCall.has(d)) !== undefined) continue;
+      if (deleteBar(r, edges, (d) => this.records.has(d) && (!inCall.has(d) || barred.has(d))) !== undefined) {
+        barred.add(r.id);
+        continue;
+      }
       const node = removedNode(r, this.o.codec);
       if (node === undefined) {
         this.o.log.error({ node: r.id, backend: r.backendId }, 'delete refused: the stored spec cannot be read');

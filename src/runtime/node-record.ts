@@ -715,16 +715,23 @@ export function deleteCycleFault(cycle: readonly NodeId[]): Fault {
 }
 
 /**
- * What keeps a removed record from being deleted now, the one rule of apply, plan and the daemon: a
- * cycle `edges` could not break (it fails with `deleteCycleFault`), else a record that depends on it
- * and is not deleted yet (`left`), which it waits for. Undefined when nothing does.
+ * What keeps a removed record from being deleted now, the one rule of apply, plan and the daemon: a hold
+ * (`held`: the fault policy gave up on its delete, or its read could not tell whether it exists), which
+ * only `retry` (or the node back in the goals) ends, as for a node of the goals: it is neither read nor
+ * sent a delete meanwhile; else a cycle `edges` could not break (it fails with `deleteCycleFault`), else
+ * a record that depends on it and is not deleted yet (`left`), which it waits for. Undefined when
+ * nothing does. One held waiting for what may come on its own (`waitsOnItsOwn`) is read again.
  */
-export type DeleteBar = { readonly status: 'cycle'; readonly fault: Fault } | { readonly status: 'waits'; readonly waitsFor: NodeId };
+export type DeleteBar =
+  | { readonly status: 'held'; readonly reason: string }
+  | { readonly status: 'cycle'; readonly fault: Fault }
+  | { readonly status: 'waits'; readonly waitsFor: NodeId };
 
-export function deleteBar(id: NodeId, edges: DeletionEdges, left: (id: NodeId) => boolean): DeleteBar | undefined {
-  const cycle = edges.cycles.get(id);
+export function deleteBar(r: NodeRecord, edges: DeletionEdges, left: (id: NodeId) => boolean): DeleteBar | undefined {
+  if (r.status === 'held' && !waitsOnItsOwn(r)) return { status: 'held', reason: r.reason ?? 'held' };
+  const cycle = edges.cycles.get(r.id);
   if (cycle !== undefined) return { status: 'cycle', fault: deleteCycleFault(cycle) };
-  const waitsFor = edges.dependents.get(id)?.find((d) => left(d));
+  const waitsFor = edges.dependents.get(r.id)?.find((d) => left(d));
   return waitsFor === undefined ? undefined : { status: 'waits', waitsFor };
 }
 

@@ -68,8 +68,11 @@ type DeleteOutcome =
   /** Its read before the delete found nothing: forgotten, no delete sent. */
   | { readonly status: 'gone' }
   | { readonly status: 'failed'; readonly fault: Fault }
-  /** Its read before the delete could not tell whether it exists, or waits (`heldReason`): not deleted. */
-  | { readonly status: 'held'; readonly reason: string; readonly fault: Fault }
+  /**
+   * Its read before the delete could not tell whether it exists, or waits (`heldReason`): not deleted.
+   * Without `fault`: held already (`deleteBar`), neither read nor deleted, its record kept as it is.
+   */
+  | { readonly status: 'held'; readonly reason: string; readonly fault?: Fault }
   /** `waitsFor`: a node that depends on it, left undeleted, or the node of the goals that names it. */
   | { readonly status: 'blocked'; readonly reason: string; readonly waitsFor: NodeId };
 
@@ -635,9 +638,10 @@ export class Reconciler<S extends NodeSpec> {
           this.log.info({ node: r.id, backend: r.backendId }, GONE_ALREADY);
           break;
         case 'held': {
+          outcomes.set(r.id, { status: 'held', reason: outcome.reason });
+          if (outcome.fault === undefined) break;
           // As a node of the goals whose read cannot tell: held until `retry` (or, one that waits, looked at again).
           const held: NodeRecord = { ...r, status: 'held', lastFault: outcome.fault, retryAt: null, reason: outcome.reason, updatedAt: this.now() };
-          outcomes.set(r.id, { status: 'held', reason: outcome.reason });
           updates.push(held);
           this.log.warn({ node: r.id, backend: r.backendId, reason: outcome.fault.message }, waitsOnItsOwn(held) ? 'delete held: waiting' : 'delete held: existence indeterminate');
           break;
@@ -708,8 +712,9 @@ export class Reconciler<S extends NodeSpec> {
    * read fails fails, one whose read cannot tell is held, and neither is deleted. `attempt` deletes each
    * other one (plan: says what its delete meets), undefined when done. Each node takes its turn once those
    * of `records` that depend on it have had theirs (`inDeleteTurns`), so the deletes that wait for no other
-   * run side by side, as many as `attempt` lets (apply: `concurrency`). One a node of the goals names
-   * (`RemovedSplit.namedBy`) is neither read nor deleted, and what it depends on waits for it in turn.
+   * run side by side, as many as `attempt` lets (apply: `concurrency`). One held (`deleteBar`: until
+   * `retry`) or one a node of the goals names (`RemovedSplit.namedBy`) is neither read nor deleted, and
+   * what it depends on waits for it in turn.
    */
   private async deleteInOrder(
     deletions: Pick<RemovedSplit, 'toDelete' | 'namedBy'>,
@@ -722,9 +727,15 @@ export class Reconciler<S extends NodeSpec> {
     const edges = deletionEdges(records);
     const nodes = new Map(records.map((r) => [r.id, removedNode(r, this.codec)]));
     const toRead: RemovedItem<S>[] = [];
+    // Neither read: one held or on a cycle (`deleteBar`), nor one that waits for such a one (it is left). Dependents come first.
+    const barred = new Set<NodeId>();
     for (const r of records) {
+      if (deleteBar(r, edges, (d) => barred.has(d)) !== undefined) {
+        barred.add(r.id);
+        continue;
+      }
       const node = nodes.get(r.id);
-      if (node !== undefined && !edges.cycles.has(r.id) && !namedBy.has(r.id) && (await reads(r, node))) toRead.push({ r, node });
+      if (node !== undefined && !namedBy.has(r.id) && (await reads(r, node))) toRead.push({ r, node });
     }
     const found = toRead.length === 0 ? new Map<NodeId, Observation>() : await readRemoved(this.provisioner, toRead, ctx, this.concurrency);
     const left = new Set<NodeId>();
@@ -750,7 +761,8 @@ export class Reconciler<S extends NodeSpec> {
     read: Observation | undefined,
     attempt: (r: NodeRecord, node: DesiredNode<S>) => Promise<Fault | undefined>,
   ): Promise<DeleteOutcome> {
-    const bar = deleteBar(r.id, edges, (d) => left.has(d));
+    const bar = deleteBar(r, edges, (d) => left.has(d));
+    if (bar?.status === 'held') return { status: 'held', reason: bar.reason };
     if (bar?.status === 'cycle') return { status: 'failed', fault: bar.fault };
     if (named !== undefined) return { status: 'blocked', reason: named.reason, waitsFor: named.by };
     if (bar?.status === 'waits') return { status: 'blocked', reason: `not deleted while ${bar.waitsFor}, which depends on it, is not`, waitsFor: bar.waitsFor };

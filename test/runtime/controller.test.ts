@@ -2176,6 +2176,83 @@ describe('Controller: a node removed from the goals is read before its delete', 
   });
 });
 
+describe('Controller: a removed node whose delete is held', () => {
+  const keep = fileNode('k', 'K');
+  const chain = fileNode('x', 'X', { deletionPolicy: 'Delete' }) + fileNode('y', 'Y', { dependsOn: ['x'], deletionPolicy: 'Delete' });
+  const onlyK = goalYaml(keep, { prune: true });
+
+  // Each goal load and each start read it and sent its delete again, however often the policy had given up on it.
+  it('stays held through goal loads and restarts, neither read nor sent a delete, what it depends on waiting unread; `retry` deletes it, then what waited', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-controller-held-delete-'));
+    const backend = new MemoryBackend(memoryConfigSchema().parse({ faults: [{ node: 'y', op: 'delete', class: 'permanent', times: 3 }] }), { id: 'mem', log: capturingLogger().log });
+    try {
+      const first = await converged(goalYaml(keep + chain, { prune: true }), { dir, backend });
+      await first.controller.setGraph(compileYaml(onlyK).graph);
+      await first.advance(10 * MIN, 5_000);
+      expect(first.calls.deleted).toEqual(['y', 'y', 'y']);
+      expect(first.store.getNode('y')).toMatchObject({ status: 'held', attempts: 3, reason: expect.stringMatching(/\(permanent fault after 3 attempts; held until the goal changes or an operator runs retry\)$/) });
+      expect(first.store.getNode('x')?.reason).toMatch(/^not deleted while y, which depends on it, is not: /);
+      // Another revision of the goals.
+      first.calls.reset();
+      await first.controller.setGraph(compileYaml(goalYaml(keep + fileNode('m', 'M'), { prune: true })).graph);
+      await first.advance(2 * MIN, 10_000);
+      expect(first.calls.deleted).toEqual([]);
+      expect(first.calls.observed.filter((id) => id === 'x' || id === 'y')).toEqual([]);
+      await first.close();
+
+      const second = await converged(goalYaml(keep + fileNode('m', 'M'), { prune: true }), { dir, backend });
+      await second.advance(2 * MIN, 10_000);
+      expect(second.calls.deleted).toEqual([]);
+      expect(second.calls.observed.filter((id) => id === 'x' || id === 'y')).toEqual([]);
+      expect(second.store.getNode('y')).toMatchObject({ status: 'held', attempts: 3 });
+      expect(second.store.getNode('x')?.reason).toMatch(/^not deleted while y, which depends on it, is not: /);
+      expect(second.controller.operatorRetry('y')).toEqual({ status: 'released' });
+      await second.settle();
+      expect(second.calls.deleted).toEqual(['y', 'x']);
+      for (const id of ['x', 'y']) {
+        expect(second.store.getNode(id), id).toBeUndefined();
+        expect(backend.snapshot().has(id), id).toBe(false);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('held because its read could not tell whether it exists: held at a restart too, unread, until `retry`', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-controller-held-unsure-'));
+    const backend = new MemoryBackend(memoryConfigSchema().parse({}), { id: 'mem', log: capturingLogger().log });
+    let unsure = true;
+    const wrap = (b: MemoryBackend): InfraBackend =>
+      wrapMemory(b, 'memory', {
+        observe: async (list, ctx) => {
+          const observed = new Map(await b.observe(list, ctx));
+          if (ctx.beforeDelete === true && unsure && observed.has('y')) observed.set('y', { status: 'indeterminate', reason: 'the API does not say' });
+          return observed;
+        },
+      });
+    try {
+      const first = await converged(goalYaml(keep + chain, { prune: true }), { dir, backend, wrap });
+      await first.controller.setGraph(compileYaml(onlyK).graph);
+      await first.settle();
+      expect(first.store.getNode('y')).toMatchObject({ status: 'held', reason: 'cannot tell whether it exists: the API does not say; check it and run `desiredstate retry y`' });
+      await first.close();
+
+      unsure = false;
+      const second = await converged(onlyK, { dir, backend, wrap });
+      await second.advance(2 * MIN, 10_000);
+      expect(second.calls.observed.filter((id) => id === 'x' || id === 'y')).toEqual([]);
+      expect(second.calls.deleted).toEqual([]);
+      expect(second.store.getNode('y')).toMatchObject({ status: 'held' });
+      expect(second.controller.operatorRetry('y')).toEqual({ status: 'released' });
+      await second.settle();
+      expect(second.calls.deleted).toEqual(['y', 'x']);
+      expect(second.store.getNode('y')).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('Controller: crash recovery and uncertainty', () => {
   it.each([
     { name: 'a resource that exists is adopted, never created again', present: true, outcome: 'adopted', creates: 0 },

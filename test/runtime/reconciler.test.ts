@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
 import { InfraNodeProvisioner, infraSpecCodec } from '../../src/infra/index.ts';
 import type { InfraDesiredNodeSpec, InfraNode } from '../../src/infra/index.ts';
-import { GONE_ALREADY, Reconciler, SqliteStateStore } from '../../src/runtime/index.ts';
+import { GONE_ALREADY, Reconciler, releaseStoredNode, SqliteStateStore } from '../../src/runtime/index.ts';
 import type { FieldDiff, NodeGate, NodeId, NodeProvisioner, Observation, ObservationMemo, OperationContext, ProvisionResult } from '../../src/runtime/index.ts';
 import { capturingLogger, compileYaml, fileNode, goalYaml } from '../support/controller-harness.ts';
 import type { LogLine } from '../support/controller-harness.ts';
@@ -660,6 +660,36 @@ describe('Reconciler: a node removed from the goals is read before its delete', 
     expect(reads.map((ids) => [...ids].sort())).toEqual([['x', 'y', 'z']]);
     expect(calls).toEqual(['z:delete', 'x:delete']);
     expect(Object.fromEntries(['o', 'x', 'y', 'z'].map((id) => [id, result.outcomes.get(id)?.status]))).toEqual({ o: 'orphaned', x: 'deleted', y: 'orphaned', z: 'deleted' });
+    expect(s.sqlite.listNodes().map((r) => r.id)).toEqual(['k']);
+  });
+
+  // Every apply read it and sent its delete again, then marked it failed, no longer held; plan showed it `-`.
+  it.each([
+    { why: 'the fault policy gave up on its delete', reason: 'refused (permanent fault after 3 attempts; held until the goal changes or an operator runs retry)', fault: { class: 'permanent', message: 'refused' } },
+    { why: 'its read could not tell whether it exists', reason: 'cannot tell whether it exists: a create was cut short; check it and run `desiredstate retry y`', fault: { class: 'permanent', message: 'a create was cut short' } },
+  ] as const)('a node held because $why is neither read nor deleted by plan or apply, what it depends on waiting; once `retry` releases it, both are deleted', async ({ reason, fault }) => {
+    const reads: NodeId[][] = [];
+    const calls: string[] = [];
+    const s = setup({ beforeCall: (node, op) => calls.push(`${node.id}:${op}`), wrap: (inner) => readBeforeDeleteAs(inner, 'y', undefined, reads) });
+    await s.reconciler.apply(pruned(kept + fileNode('x', 'X', { deletionPolicy: 'Delete' }) + fileNode('y', 'Y', { dependsOn: ['x'], deletionPolicy: 'Delete' })), pass);
+    // As a daemon leaves it.
+    const held = { ...s.sqlite.getNode('y')!, status: 'held', attempts: 3, lastFault: fault, reason } as const;
+    s.sqlite.putNodes([held]);
+    calls.length = 0;
+    expect(await planned(s, pruned(kept))).toMatchObject({ y: { action: 'held', reason }, x: { action: 'blocked', reason: 'not deleted while y, which depends on it, is not' } });
+    const result = await s.reconciler.apply(pruned(kept), pass);
+    expect(result.outcomes.get('y')).toEqual({ status: 'held', reason });
+    expect(result.outcomes.get('x')).toEqual({ status: 'blocked', reason: 'not deleted while y, which depends on it, is not' });
+    expect(result.summary).toMatchObject({ held: 1, blocked: 1, deleted: 0 });
+    expect(reads).toEqual([]);
+    expect(calls).toEqual([]);
+    expect(s.sqlite.getNode('y')).toEqual(held);
+
+    expect(releaseStoredNode(s.sqlite, 'y', Date.now())).toEqual({ status: 'released' });
+    const released = await s.reconciler.apply(pruned(kept), pass);
+    expect(reads.map((ids) => [...ids].sort())).toEqual([['x', 'y']]);
+    expect(calls).toEqual(['y:delete', 'x:delete']);
+    expect([released.outcomes.get('x'), released.outcomes.get('y')]).toEqual([{ status: 'deleted' }, { status: 'deleted' }]);
     expect(s.sqlite.listNodes().map((r) => r.id)).toEqual(['k']);
   });
 
