@@ -1170,12 +1170,18 @@ export class Controller<S extends NodeSpec> {
    * fault policy would have at its last failure, without another attempt; true when it did.
    */
   private holdSpent(node: DesiredNode<S>, rec: NodeRecord): boolean {
-    if (rec.status !== 'failed' || rec.lastFault === null) return false;
+    const spent = this.spentBudget(rec);
+    if (spent === undefined) return false;
+    this.holdByFaultPolicy(node, spent.fault, rec.attempts, spent.why, this.o.log.child({ node: node.id, backend: node.spec.backendId }));
+    return true;
+  }
+
+  /** For a record stored failed whose retry budget is spent (`holdSpent`): its fault, and why the fault policy holds it. */
+  private spentBudget(rec: NodeRecord): { readonly fault: Fault; readonly why: string } | undefined {
+    if (rec.status !== 'failed' || rec.lastFault === null) return undefined;
     // No jitter drawn from the rng: only whether the policy holds is asked.
     const decision = decide(rec.lastFault, rec.attempts, () => 0, this.o.faultPolicy);
-    if (decision.action !== 'hold') return false;
-    this.holdByFaultPolicy(node, rec.lastFault, rec.attempts, decision.reason, this.o.log.child({ node: node.id, backend: node.spec.backendId }));
-    return true;
+    return decision.action === 'hold' ? { fault: rec.lastFault, why: decision.reason } : undefined;
   }
 
   /** Holds `node` after its fault `f` (its `attempts`th), as the fault policy decided for `why`. */
@@ -1388,13 +1394,20 @@ export class Controller<S extends NodeSpec> {
     const deleteNow = deleting.filter((r) => !split.namedBy.has(r.id) && !inFlight(r));
     // Only what this graph approves is deleted (a failed delete retried later included).
     this.deleting = new Set(deleteNow.map((r) => r.id));
+    // Stored failed with its retry budget spent (by applies): held without another attempt, as a node of the goals is (`holdSpent`).
+    for (const r of deleteNow) {
+      const spent = this.spentBudget(r);
+      if (spent === undefined) continue;
+      this.holdDelete(r, spent.fault, r.attempts, spent.why);
+      this.o.log.error({ node: r.id, backend: r.backendId, fault: spent.fault, attempts: r.attempts, reason: spent.why }, 'delete held');
+    }
     this.orphan(orphan.filter((r) => !inFlight(r)), split);
     // Held back (`hold`): approved all the same, and deleted once released (it stays in `deleting`).
     for (const r of deleteNow) if (this.holds.has(r.id)) this.o.log.info({ node: r.id, backend: r.backendId }, 'delete put off while the node is held back');
     // Each taken from the queue as a worker takes a node, until its delete is over: its interval's turn
     // (or a retry, a release) never starts a second delete beside this one, which would fail on what this
     // one removed and bring the node back. None once stopped: those stay recorded, deleted at the next start.
-    const mine = deleteNow.filter((r) => !this.holds.has(r.id) && this.queue.claim(r.id));
+    const mine = deleteNow.filter((r) => this.deleting.has(r.id) && !this.holds.has(r.id) && this.queue.claim(r.id));
     try {
       await this.deleteInOrder(mine);
     } finally {
@@ -1653,12 +1666,18 @@ export class Controller<S extends NodeSpec> {
       this.queue.addAfter(r.id, decision.delayMs);
       log.warn({ fault: f, attempts, retryInMs: decision.delayMs }, 'delete failed');
     } else {
-      this.records.set(r.id, { ...r, status: 'held', attempts, lastFault: f, retryAt: null, reason: `${f.message} (${decision.reason})`, updatedAt: now });
-      this.deleting.delete(r.id);
-      this.summary.held++;
+      this.holdDelete(r, f, attempts, decision.reason);
       log.error({ fault: f, attempts, reason: decision.reason }, 'delete failed');
     }
     this.dirty.add(r.id);
+  }
+
+  /** Holds removed node `r` after its fault `f` (its `attempts`th), as the fault policy decided for `why`: deleted again once released (`retryDelete`). */
+  private holdDelete(r: NodeRecord, f: Fault, attempts: number, why: string): void {
+    this.records.set(r.id, { ...r, status: 'held', attempts, lastFault: f, retryAt: null, reason: `${f.message} (${why})`, updatedAt: this.o.clock.now() });
+    this.deleting.delete(r.id);
+    this.dirty.add(r.id);
+    this.summary.held++;
   }
 
   private transition(node: DesiredNode<S>, event: NodeEventType, patch: Partial<NodeRecord>, applied?: AppliedAt): void {

@@ -2218,6 +2218,31 @@ describe('Controller: a removed node whose delete is held', () => {
     }
   });
 
+  // As for a node of the goals: applies try its delete again each run, and their attempts count.
+  it("a daemon started after applies spent a removed node's retry budget holds its delete without another attempt, or a read", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ds-controller-spent-delete-'));
+    try {
+      const { log } = capturingLogger();
+      const backend = new MemoryBackend(memoryConfigSchema().parse({ faults: [{ node: 'y', op: 'delete', class: 'permanent' }] }), { id: 'mem', log });
+      const store = SqliteStateStore.open({ path: join(dir, 'state.db'), lock: false });
+      const reconciler = new Reconciler<InfraDesiredNodeSpec>({ provisioner: new InfraNodeProvisioner({ backends: new Map([['mem', backend]]) }), store, log, codec: infraSpecCodec });
+      await reconciler.apply(compileYaml(goalYaml(keep + chain, { prune: true })).graph, { signal: AbortSignal.timeout(30_000), allowDeletions: true });
+      for (let run = 0; run < 3; run++) await reconciler.apply(compileYaml(onlyK).graph, { signal: AbortSignal.timeout(30_000), allowDeletions: true });
+      expect(store.getNode('y')).toMatchObject({ status: 'failed', attempts: 3 });
+      store.close();
+
+      const h = await converged(onlyK, { dir, backend });
+      await h.advance(10 * MIN, 30_000);
+      expect(h.calls.deleted).toEqual([]);
+      expect(h.calls.observed.filter((id) => id === 'x' || id === 'y')).toEqual([]);
+      expect(h.store.getNode('y')).toMatchObject({ status: 'held', attempts: 3, retryAt: null, reason: expect.stringMatching(/\(permanent fault after 3 attempts; held until the goal changes or an operator runs retry\)$/) });
+      expect(h.lines.filter((l) => l.msg === 'delete held')).toEqual([expect.objectContaining({ node: 'y', attempts: 3 })]);
+      expect(h.store.getNode('x')?.reason).toMatch(/^not deleted while y, which depends on it, is not: /);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('held because its read could not tell whether it exists: held at a restart too, unread, until `retry`', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ds-controller-held-unsure-'));
     const backend = new MemoryBackend(memoryConfigSchema().parse({}), { id: 'mem', log: capturingLogger().log });
