@@ -21,7 +21,7 @@ import { KeyedSlots } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
-import { type AppliedAt, appliedAtSpec, carriedRecord, declaredDeletionPolicy, deleteBar, deletionEdges, handedAt, heldByPolicy, heldFault, heldReason, inDeleteTurns, isDigestAt, LET_GO, logOrphaned, POLICY_HELD, POLICY_RELEASED, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedEdges, storedGoalDigest, storedRefs, storedUnapplied, waitsOnItsOwn } from './node-record.ts';
+import { type AppliedAt, appliedAtSpec, carriedRecord, declaredDeletionPolicy, deleteBar, deleteHeld, deletionEdges, handedAt, heldByPolicy, heldFault, heldOnDelete, heldReason, inDeleteTurns, isDigestAt, LET_GO, logOrphaned, POLICY_HELD, POLICY_RELEASED, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedEdges, storedGoalDigest, storedRefs, storedUnapplied, waitsOnItsOwn } from './node-record.ts';
 import type { DeletionEdges, RemovedSplit } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
@@ -379,7 +379,8 @@ export class Controller<S extends NodeSpec> {
       const backendChanged = options.changedBackends?.has(node.spec.backendId) === true;
       const released = heldByPolicy(rec) && gate === undefined;
       if (released) this.o.log.info({ node: node.id, goal: node.goal, backend: node.spec.backendId, type: node.spec.type, was: rec.reason }, POLICY_RELEASED);
-      const specChanged = storedGoalDigest(rec) !== node.spec.digest || released || backendChanged;
+      // Declared again while its delete was held: the delete is no longer the goal (`heldOnDelete`).
+      const specChanged = storedGoalDigest(rec) !== node.spec.digest || released || backendChanged || heldOnDelete(rec);
       if (specChanged || rec.status === 'orphaned' || rec.status === 'deleted') {
         // A goal change releases a held node and restarts its lifecycle.
         this.transition(node, 'GOAL_CHANGED', { attempts: 0, retryAt: null, lastFault: null, reason: null, ...(backendChanged ? { appliedDigest: null } : {}) });
@@ -1552,7 +1553,7 @@ export class Controller<S extends NodeSpec> {
         this.deleteFailed(r, read.fault, log);
         return;
       case 'indeterminate': {
-        const held: NodeRecord = { ...r, status: 'held', lastFault: heldFault(read), retryAt: null, reason: heldReason(r.id, read), updatedAt: this.o.clock.now() };
+        const held = deleteHeld(r, { lastFault: heldFault(read), reason: heldReason(r.id, read), updatedAt: this.o.clock.now() });
         this.records.set(r.id, held);
         this.dirty.add(r.id);
         this.summary.held++;
@@ -1674,7 +1675,7 @@ export class Controller<S extends NodeSpec> {
 
   /** Holds removed node `r` after its fault `f` (its `attempts`th), as the fault policy decided for `why`: deleted again once released (`retryDelete`). */
   private holdDelete(r: NodeRecord, f: Fault, attempts: number, why: string): void {
-    this.records.set(r.id, { ...r, status: 'held', attempts, lastFault: f, retryAt: null, reason: `${f.message} (${why})`, updatedAt: this.o.clock.now() });
+    this.records.set(r.id, deleteHeld(r, { attempts, lastFault: f, reason: `${f.message} (${why})`, updatedAt: this.o.clock.now() }));
     this.deleting.delete(r.id);
     this.dirty.add(r.id);
     this.summary.held++;

@@ -77,6 +77,11 @@ export interface RecordSnapshot {
    * is left differing at the same goal; absent when none.
    */
   readonly unapplied?: readonly string[];
+  /**
+   * Set on a node removed from the goals whose delete is held (`deleteHeld`): that hold, not one from when
+   * the node was in the goals (an update given up on), which its removal, a change of its goal, ends.
+   */
+  readonly deleteHeld?: true;
 }
 
 function snapshotOf(r: NodeRecord): RecordSnapshot {
@@ -87,6 +92,22 @@ function snapshotOf(r: NodeRecord): RecordSnapshot {
 export interface StoredEdges {
   readonly deps: readonly NodeId[];
   readonly kept?: readonly NodeId[] | undefined;
+}
+
+/**
+ * Removed record `r` held with `patch` (status `held` and why): its delete, as `deleteBar` tells it from a
+ * hold from when the node was in the goals.
+ */
+export function deleteHeld(r: NodeRecord, patch: Pick<NodeRecord, 'lastFault' | 'reason' | 'updatedAt'> & Partial<NodeRecord>): NodeRecord {
+  return { ...r, retryAt: null, ...patch, status: 'held', snapshot: { ...snapshotOf(r), deleteHeld: true } };
+}
+
+/**
+ * Held on its delete (`deleteHeld`), while removed from the goals. Declared again, the node is not held
+ * for it: its goal changed, and it is looked at as any node whose goal did.
+ */
+export function heldOnDelete(r: NodeRecord): boolean {
+  return r.status === 'held' && snapshotOf(r).deleteHeld === true;
 }
 
 /** The dependencies stored with a record, for ordering deletions. */
@@ -716,11 +737,12 @@ export function deleteCycleFault(cycle: readonly NodeId[]): Fault {
 
 /**
  * What keeps a removed record from being deleted now, the one rule of apply, plan and the daemon: a hold
- * (`held`: the fault policy gave up on its delete, or its read could not tell whether it exists), which
- * only `retry` (or the node back in the goals) ends, as for a node of the goals: it is neither read nor
- * sent a delete meanwhile; else a cycle `edges` could not break (it fails with `deleteCycleFault`), else
- * a record that depends on it and is not deleted yet (`left`), which it waits for. Undefined when
- * nothing does. One held waiting for what may come on its own (`waitsOnItsOwn`) is read again.
+ * of its delete (`deleteHeld`: the fault policy gave up on it, or its read could not tell whether it
+ * exists), which only `retry` ends, as for a node of the goals: it is neither read nor sent a delete
+ * meanwhile; else a cycle `edges` could not break (it fails with `deleteCycleFault`), else a record that
+ * depends on it and is not deleted yet (`left`), which it waits for. Undefined when nothing does. One
+ * held waiting for what may come on its own (`waitsOnItsOwn`) is read again, and one held while in the
+ * goals is deleted: its removal changed its goal.
  */
 export type DeleteBar =
   | { readonly status: 'held'; readonly reason: string }
@@ -728,7 +750,7 @@ export type DeleteBar =
   | { readonly status: 'waits'; readonly waitsFor: NodeId };
 
 export function deleteBar(r: NodeRecord, edges: DeletionEdges, left: (id: NodeId) => boolean): DeleteBar | undefined {
-  if (r.status === 'held' && !waitsOnItsOwn(r)) return { status: 'held', reason: r.reason ?? 'held' };
+  if (heldOnDelete(r) && !waitsOnItsOwn(r)) return { status: 'held', reason: r.reason ?? 'held' };
   const cycle = edges.cycles.get(r.id);
   if (cycle !== undefined) return { status: 'cycle', fault: deleteCycleFault(cycle) };
   const waitsFor = edges.dependents.get(r.id)?.find((d) => left(d));

@@ -18,7 +18,7 @@ import { awaitsOutput } from './interpolation.ts';
 import { forEachKeyedLimit, KeyedSlots } from './limit.ts';
 import { readRemoved, GONE_ALREADY } from './removed-read.ts';
 import type { RemovedItem } from './removed-read.ts';
-import { type AppliedAt, appliedAtSpec, carriedRecord, deleteBar, type DeletionEdges, deletionEdges, handedAt, type NamedBy, heldFault, heldReason, ignoredBy, inDeleteTurns, LET_GO, logOrphaned, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedEdges, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { type AppliedAt, appliedAtSpec, carriedRecord, deleteBar, deleteHeld, type DeletionEdges, deletionEdges, handedAt, type NamedBy, heldFault, heldOnDelete, heldReason, ignoredBy, inDeleteTurns, LET_GO, logOrphaned, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedEdges, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -641,7 +641,7 @@ export class Reconciler<S extends NodeSpec> {
           outcomes.set(r.id, { status: 'held', reason: outcome.reason });
           if (outcome.fault === undefined) break;
           // As a node of the goals whose read cannot tell: held until `retry` (or, one that waits, looked at again).
-          const held: NodeRecord = { ...r, status: 'held', lastFault: outcome.fault, retryAt: null, reason: outcome.reason, updatedAt: this.now() };
+          const held = deleteHeld(r, { lastFault: outcome.fault, reason: outcome.reason, updatedAt: this.now() });
           updates.push(held);
           this.log.warn({ node: r.id, backend: r.backendId, reason: outcome.fault.message }, waitsOnItsOwn(held) ? 'delete held: waiting' : 'delete held: existence indeterminate');
           break;
@@ -839,11 +839,19 @@ function isReady(o: NodeOutcome | undefined, blocking: boolean): boolean {
 /**
  * Held by a fault (by the daemon, or an indeterminate observation) for this
  * very goal, applied or not: only a goal change or `retry` releases it. A
- * node held by a policy gate is not: the gate is decided afresh each pass.
+ * node held by a policy gate is not: the gate is decided afresh each pass;
+ * nor is one declared again while its delete was held (`heldOnDelete`).
  */
 function heldForGoal<S extends NodeSpec>(record: NodeRecord, node: DesiredNode<S>, options: PassOptions): boolean {
   // One that waits for what may come on its own (`waitsOnItsOwn`) is looked at again.
-  return record.status === 'held' && record.lastFault !== null && !waitsOnItsOwn(record) && storedGoalDigest(record) === node.spec.digest && options.changedBackends?.has(node.spec.backendId) !== true;
+  return (
+    record.status === 'held' &&
+    record.lastFault !== null &&
+    !waitsOnItsOwn(record) &&
+    !heldOnDelete(record) &&
+    storedGoalDigest(record) === node.spec.digest &&
+    options.changedBackends?.has(node.spec.backendId) !== true
+  );
 }
 
 /** `appliedAtSpec`, unless the node's backend is declared otherwise since: then what it finds is to converge, not drift. */

@@ -2243,6 +2243,29 @@ describe('Controller: a removed node whose delete is held', () => {
     }
   });
 
+  // A hold is until the goal changes: removing the node is such a change.
+  it('a node held while in the goals (an update given up on) is deleted once removed', async () => {
+    const h = await converged(goalYaml(keep + fileNode('y', 'Y', { deletionPolicy: 'Delete' }), { prune: true }), { memory: { faults: [{ node: 'y', op: 'update', class: 'permanent' }] } });
+    await h.controller.setGraph(compileYaml(goalYaml(keep + fileNode('y', 'Y2', { deletionPolicy: 'Delete' }), { prune: true })).graph);
+    await h.advance(10 * MIN, 5_000);
+    expect(h.store.getNode('y')).toMatchObject({ status: 'held', attempts: 3 });
+    await h.controller.setGraph(compileYaml(onlyK).graph);
+    await h.settle();
+    expect(h.calls.deleted).toEqual(['y']);
+    expect(h.store.getNode('y')).toBeUndefined();
+  });
+
+  it('a node declared again while its delete was held is no longer held: looked at as a changed goal', async () => {
+    const withY = goalYaml(keep + fileNode('y', 'Y', { deletionPolicy: 'Delete' }), { prune: true });
+    const h = await converged(withY, { memory: { faults: [{ node: 'y', op: 'delete', class: 'permanent' }] } });
+    await h.controller.setGraph(compileYaml(onlyK).graph);
+    await h.advance(10 * MIN, 5_000);
+    expect(h.store.getNode('y')).toMatchObject({ status: 'held', attempts: 3 });
+    await h.controller.setGraph(compileYaml(withY).graph);
+    await h.settle();
+    expect(h.store.getNode('y')).toMatchObject({ status: 'ready', attempts: 0, reason: null });
+  });
+
   it('held because its read could not tell whether it exists: held at a restart too, unread, until `retry`', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ds-controller-held-unsure-'));
     const backend = new MemoryBackend(memoryConfigSchema().parse({}), { id: 'mem', log: capturingLogger().log });

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryBackend, memoryConfigSchema } from '../../src/backends/memory/index.ts';
 import { InfraNodeProvisioner, infraSpecCodec } from '../../src/infra/index.ts';
 import type { InfraDesiredNodeSpec, InfraNode } from '../../src/infra/index.ts';
-import { GONE_ALREADY, Reconciler, releaseStoredNode, SqliteStateStore } from '../../src/runtime/index.ts';
+import { deleteHeld, GONE_ALREADY, Reconciler, releaseStoredNode, SqliteStateStore } from '../../src/runtime/index.ts';
 import type { FieldDiff, NodeGate, NodeId, NodeProvisioner, Observation, ObservationMemo, OperationContext, ProvisionResult } from '../../src/runtime/index.ts';
 import { capturingLogger, compileYaml, fileNode, goalYaml } from '../support/controller-harness.ts';
 import type { LogLine } from '../support/controller-harness.ts';
@@ -583,13 +583,14 @@ describe('Reconciler: a resource deleted out of band', () => {
  * The real dispatcher, but node `id`'s read before its delete (`OperationContext.beforeDelete`) answers
  * `read`, and each such read is noted in `reads` (the ids of one observe call).
  */
-function readBeforeDeleteAs(inner: NodeProvisioner<InfraDesiredNodeSpec>, id: NodeId, read: Observation | undefined, reads: NodeId[][]): NodeProvisioner<InfraDesiredNodeSpec> {
+function readBeforeDeleteAs(inner: NodeProvisioner<InfraDesiredNodeSpec>, id: NodeId, read: Observation | undefined | (() => Observation | undefined), reads: NodeId[][]): NodeProvisioner<InfraDesiredNodeSpec> {
   return {
     observe: async (nodes, ctx) => {
       if (ctx.beforeDelete !== true) return inner.observe(nodes, ctx);
       reads.push(nodes.map((n) => n.id));
       const observed = new Map(await inner.observe(nodes, ctx));
-      if (read !== undefined && observed.has(id)) observed.set(id, read);
+      const answer = typeof read === 'function' ? read() : read;
+      if (answer !== undefined && observed.has(id)) observed.set(id, answer);
       return observed;
     },
     create: (node, ctx) => inner.create(node, ctx),
@@ -665,16 +666,24 @@ describe('Reconciler: a node removed from the goals is read before its delete', 
 
   // Every apply read it and sent its delete again, then marked it failed, no longer held; plan showed it `-`.
   it.each([
-    { why: 'the fault policy gave up on its delete', reason: 'refused (permanent fault after 3 attempts; held until the goal changes or an operator runs retry)', fault: { class: 'permanent', message: 'refused' } },
-    { why: 'its read could not tell whether it exists', reason: 'cannot tell whether it exists: a create was cut short; check it and run `desiredstate retry y`', fault: { class: 'permanent', message: 'a create was cut short' } },
-  ] as const)('a node held because $why is neither read nor deleted by plan or apply, what it depends on waiting; once `retry` releases it, both are deleted', async ({ reason, fault }) => {
+    {
+      why: 'the fault policy gave up on its delete (a daemon)',
+      reason: 'refused (permanent fault after 3 attempts; held until the goal changes or an operator runs retry)',
+      read: undefined,
+    },
+    { why: 'its read could not tell whether it exists (an apply)', reason: 'cannot tell whether it exists: the API does not say; check it and run `desiredstate retry y`', read: { status: 'indeterminate', reason: 'the API does not say' } },
+  ] as const)('a node whose delete is held because $why is neither read nor deleted by plan or apply, what it depends on waiting; once `retry` releases it, both are deleted', async ({ reason, read }) => {
     const reads: NodeId[][] = [];
     const calls: string[] = [];
-    const s = setup({ beforeCall: (node, op) => calls.push(`${node.id}:${op}`), wrap: (inner) => readBeforeDeleteAs(inner, 'y', undefined, reads) });
+    let unsure = read !== undefined;
+    const s = setup({ beforeCall: (node, op) => calls.push(`${node.id}:${op}`), wrap: (inner) => readBeforeDeleteAs(inner, 'y', () => (unsure ? read : undefined), reads) });
     await s.reconciler.apply(pruned(kept + fileNode('x', 'X', { deletionPolicy: 'Delete' }) + fileNode('y', 'Y', { dependsOn: ['x'], deletionPolicy: 'Delete' })), pass);
-    // As a daemon leaves it.
-    const held = { ...s.sqlite.getNode('y')!, status: 'held', attempts: 3, lastFault: fault, reason } as const;
-    s.sqlite.putNodes([held]);
+    if (read === undefined) s.sqlite.putNodes([deleteHeld(s.sqlite.getNode('y')!, { attempts: 3, lastFault: { class: 'permanent', message: 'refused' }, reason, updatedAt: Date.now() })]);
+    else expect((await s.reconciler.apply(pruned(kept), pass)).outcomes.get('y')).toEqual({ status: 'held', reason });
+    const held = s.sqlite.getNode('y');
+    expect(held).toMatchObject({ status: 'held', reason });
+    unsure = false;
+    reads.length = 0;
     calls.length = 0;
     expect(await planned(s, pruned(kept))).toMatchObject({ y: { action: 'held', reason }, x: { action: 'blocked', reason: 'not deleted while y, which depends on it, is not' } });
     const result = await s.reconciler.apply(pruned(kept), pass);
@@ -691,6 +700,31 @@ describe('Reconciler: a node removed from the goals is read before its delete', 
     expect(calls).toEqual(['y:delete', 'x:delete']);
     expect([released.outcomes.get('x'), released.outcomes.get('y')]).toEqual([{ status: 'deleted' }, { status: 'deleted' }]);
     expect(s.sqlite.listNodes().map((r) => r.id)).toEqual(['k']);
+  });
+
+  // A hold is until the goal changes: removing the node is such a change.
+  it('a node held while in the goals (an update given up on) is deleted once removed', async () => {
+    const calls: string[] = [];
+    const s = setup({ beforeCall: (node, op) => calls.push(`${node.id}:${op}`) });
+    await s.reconciler.apply(pruned(kept + fileNode('y', 'Y', { deletionPolicy: 'Delete' })), pass);
+    // As a daemon leaves it.
+    s.sqlite.putNodes([{ ...s.sqlite.getNode('y')!, status: 'held', attempts: 3, lastFault: { class: 'permanent', message: 'refused' }, reason: 'refused (permanent fault after 3 attempts; held until the goal changes or an operator runs retry)' }]);
+    calls.length = 0;
+    expect((await planned(s, pruned(kept)))['y']).toEqual({ action: 'delete' });
+    const result = await s.reconciler.apply(pruned(kept), pass);
+    expect(result.outcomes.get('y')).toEqual({ status: 'deleted' });
+    expect(calls).toEqual(['y:delete']);
+  });
+
+  it('a node declared again while its delete was held is no longer held: looked at as a changed goal', async () => {
+    const s = setup();
+    const withY = pruned(kept + fileNode('y', 'Y', { deletionPolicy: 'Delete' }));
+    await s.reconciler.apply(withY, pass);
+    s.sqlite.putNodes([deleteHeld(s.sqlite.getNode('y')!, { attempts: 3, lastFault: { class: 'permanent', message: 'refused' }, reason: 'refused (held)', updatedAt: Date.now() })]);
+    expect((await planned(s, withY))['y']).toEqual({ action: 'none' });
+    const result = await s.reconciler.apply(withY, pass);
+    expect(result.outcomes.get('y')).toEqual({ status: 'unchanged' });
+    expect(s.sqlite.getNode('y')).toMatchObject({ status: 'ready', attempts: 0, reason: null });
   });
 
   // A delete that did its work, the process killed before its outcome was on disk: sent again, it failed on what was gone.
