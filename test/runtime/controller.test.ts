@@ -2266,7 +2266,7 @@ describe('Controller: a removed node whose delete is held', () => {
     expect(h.store.getNode('y')).toMatchObject({ status: 'ready', attempts: 0, reason: null });
   });
 
-  it('held because its read could not tell whether it exists: held at a restart too, unread, until `retry`', async () => {
+  it('held because its read could not tell whether it exists: held at a restart too, unread, until `retry --all`', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ds-controller-held-unsure-'));
     const backend = new MemoryBackend(memoryConfigSchema().parse({}), { id: 'mem', log: capturingLogger().log });
     let unsure = true;
@@ -2291,7 +2291,7 @@ describe('Controller: a removed node whose delete is held', () => {
       expect(second.calls.observed.filter((id) => id === 'x' || id === 'y')).toEqual([]);
       expect(second.calls.deleted).toEqual([]);
       expect(second.store.getNode('y')).toMatchObject({ status: 'held' });
-      expect(second.controller.operatorRetry('y')).toEqual({ status: 'released' });
+      expect(second.controller.operatorRetryAll()).toEqual({ released: ['y'], circuits: [] });
       await second.settle();
       expect(second.calls.deleted).toEqual(['y', 'x']);
       expect(second.store.getNode('y')).toBeUndefined();
