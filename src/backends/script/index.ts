@@ -142,10 +142,11 @@ export class ScriptProvisioner implements ResourceProvisioner {
       return this.awaitingApproval(script, standing, node, 'delete', ctx) ?? obs;
     }
     // A change would follow: say now that it cannot run, so the node shows held (⊘) rather than failing later.
-    // A difference is changed under selfHeal, and otherwise only where the goal changed since it was applied.
-    const changed = node.settings.selfHeal || ctx.appliedAt?.(node.id, node.spec, obs.status === 'drifted' ? obs.diffs : undefined) !== true;
-    const verb = !changed ? undefined : obs.status === 'absent' ? 'create' : obs.status === 'drifted' ? 'update' : undefined;
-    if (verb !== undefined) return this.awaitingApproval(script, standing, node, verb, ctx) ?? obs;
+    // A difference is changed under selfHeal, and otherwise only where the goal changed since it was applied
+    // (asked only of a node a change could follow: a steady pass over nodes in sync asks nothing).
+    const verb = obs.status === 'absent' ? 'create' : obs.status === 'drifted' ? 'update' : undefined;
+    const changed = verb !== undefined && (node.settings.selfHeal || ctx.appliedAt?.(node.id, node.spec, obs.status === 'drifted' ? obs.diffs : undefined) !== true);
+    if (changed) return this.awaitingApproval(script, standing, node, verb, ctx) ?? obs;
     // Nothing to change: an approval it waited for is moot, and a grant left open would be taken, unasked, by a later change.
     if (obs.status === 'upToDate') this.settle(script, node, ctx);
     return obs;
