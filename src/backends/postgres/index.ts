@@ -107,7 +107,7 @@ function postgresNames(spec: InfraNodeSpec): NamedResource[] {
  * resource a node names (`postgresNames`) that another node manages becomes an implicit edge (created
  * after, deleted before, in one pass), so that goals that name each other need no `dependsOn`.
  */
-export function postgresRelations(nodes: readonly ImpliedDependencyNode[], config: PostgresConfig): NodeRelations {
+function postgresRelations(nodes: readonly ImpliedDependencyNode[], config: PostgresConfig): NodeRelations {
   const byKey = new Map<string, NodeId>();
   for (const n of nodes) {
     const key = postgresResourceKey(n.spec, config)?.key;
