@@ -56,6 +56,17 @@ export type ReadResult =
   /** `state` undefined: the read printed none (see `toObservation`). */
   | { readonly exists: true; readonly state: Readonly<Record<string, unknown>> | undefined; readonly outputs: Outputs };
 
+/** What to do about a command that could not be started, by the `spawnFailed` outcome's code. */
+const SPAWN_HINTS: Readonly<Record<string, string>> = {
+  ENOENT: 'check the program path (relative to the backend cwd) or that PATH is in the env allowlist',
+  ENOTDIR: "check the backend config cwd (relative to the daemon's working directory)",
+  ENOINTERPRETER:
+    'install that interpreter, or point the #! line at one that is installed (#!/usr/bin/env NAME looks it up on PATH); a script saved with Windows line endings needs them converted (dos2unix)',
+  EACCES:
+    'the program is not executable by the user the daemon runs as: chmod +x it, or run a script through its interpreter ([sh, ./script]); a directory on its path that user may not search, or a filesystem mounted noexec, fails so too',
+  EISDIR: 'name the program inside that directory',
+};
+
 /**
  * The stdout of a command that exited 0, or the fault for any other ending.
  * Exit 75 is transient, 77 auth, any other non-zero permanent; the message is
@@ -110,18 +121,7 @@ export function successOutput(command: ExecCommand, result: ProcessOutcome): str
       throw new FaultError(
         fault('permanent', `${command} command could not be started: ${result.message}`, {
           code: 'spawn-failed',
-          hint:
-            result.code === 'ENOENT'
-              ? 'check the program path (relative to the backend cwd) or that PATH is in the env allowlist'
-              : result.code === 'ENOTDIR'
-                ? 'check the backend config cwd (relative to the daemon\'s working directory)'
-                : result.code === 'ENOINTERPRETER'
-                  ? 'install that interpreter, or point the #! line at one that is installed (#!/usr/bin/env NAME looks it up on PATH); a script saved with Windows line endings needs them converted (dos2unix)'
-                  : result.code === 'EACCES'
-                    ? 'the program is not executable by the user the daemon runs as: chmod +x it, or run a script through its interpreter ([sh, ./script]); a directory on its path that user may not search, or a filesystem mounted noexec, fails so too'
-                    : result.code === 'EISDIR'
-                      ? 'name the program inside that directory'
-                      : undefined,
+          hint: ownValue(SPAWN_HINTS, result.code),
         }),
       );
     default:
