@@ -152,7 +152,11 @@ function timestampParts(m: RegExpExecArray): Record<'year' | 'month' | 'day' | '
  */
 function timestampProblem(s: string): string | undefined {
   const m = TIMESTAMP.exec(s);
-  if (m === null) return undefined;
+  return m === null ? undefined : matchProblem(m);
+}
+
+/** `timestampProblem` of a `TIMESTAMP` match. */
+function matchProblem(m: RegExpExecArray): string | undefined {
   const { year, month, day, hour, minute, second, micros, offsetHours, offsetMinutes } = timestampParts(m);
   if (year < 1) return 'there is no year 0000 (the year before 0001 is 1 BC)';
   if (month < 1 || month > 12) return `there is no month ${m.groups?.month ?? month}`;
@@ -175,7 +179,8 @@ function timestampProblem(s: string): string | undefined {
  */
 export function utcTimestamp(s: string): string | undefined {
   const m = TIMESTAMP.exec(s);
-  if (m === null || timestampProblem(s) !== undefined) return undefined;
+  // The match checked as it is, not the text matched a second time.
+  if (m === null || matchProblem(m) !== undefined) return undefined;
   const { year, month, day, hour, minute, second, micros, offsetHours, offsetMinutes } = timestampParts(m);
   const offset = (m.groups?.sign === '-' ? -1 : 1) * (offsetHours * 60 + offsetMinutes);
   const d = new Date(0);
