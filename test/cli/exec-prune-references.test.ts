@@ -195,7 +195,8 @@ describe('the daemon deletes a removed node whose spec references a node forgott
   it('holds one it cannot resolve (an older version\'s record, its referenced node gone), saying why, rather than trying for ever', async () => {
     const { p, goals, exists } = project('ds-prune-refs-daemon-old-', 'Orphan');
     goals(['keep', 'a', 'b']);
-    expect((await cli(['apply', '--yes', ...p.args], { env })).code).toBe(0);
+    // From the daemon's working directory: the exec backend's cwd is it, and from another one b's delete would be refused for that.
+    expect((await cli(['apply', '--yes', ...p.args], { env, cwd: p.dir })).code).toBe(0);
     asOlderVersionLeftIt(p.state, { forgetA: true });
     goals(['keep']);
     const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '60s'], { cwd: p.dir });
