@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { DesiredStateError, ErrorCodes, errorMessage, formatDiagnostic, makeDirectories, parseDuration, readGoalSources, replaceFile, sha256, SqliteStateStore, stableStringify, stateFileInfo, SYSTEM_REASONS, systemReason } from '../runtime/index.ts';
 import type { Diagnostic, GoalSources } from '../runtime/index.ts';
 import { BackendRegistry, CelPolicyEngine, evaluationTimeouts, InfraNodeProvisioner } from '../infra/index.ts';
-import type { InfraBackend } from '../infra/index.ts';
+import type { DeclaredBackends, InfraBackend } from '../infra/index.ts';
 import { builtinBackendFactories } from '../backends/index.ts';
 import { loadGoalSet } from './load.ts';
 import type { LoadedGoals } from './load.ts';
@@ -488,6 +488,18 @@ export function changedBackendsIn(store: Pick<SqliteStateStore, 'getMeta'>, load
     if (text !== undefined) return changedBackends(text, earlier.digests(loaded, cwd));
   }
   return new Set();
+}
+
+/**
+ * What the dispatcher is told of the backends of `loaded` (`InfraNodeProvisioner.declare`): their identities
+ * (`declared`, from `backendDigests`), where each points, and those `changed` (`changedBackendsIn`), so that a
+ * removed node is deleted only through the backend it was applied at.
+ */
+export function declaredBackends(loaded: LoadedGoals, cwd: string, declared: Readonly<Record<string, string>>, changed: ReadonlySet<string>): DeclaredBackends {
+  const factories = registry();
+  const at: Record<string, string | undefined> = {};
+  for (const d of loaded.factory.backends.values()) at[d.id] = factories.describeIdentity(d, cwd);
+  return { keys: declared, at, changed };
 }
 
 /** Meta keys a running daemon sets in its state (and clears when it stops): its pid (as it takes the lock) and its API address (once it listens). */

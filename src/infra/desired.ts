@@ -42,7 +42,8 @@ export interface InfraDesiredNodeSpec<T extends InfraNodeSpec = InfraNodeSpec> e
    * What the managed digest names the backend by: the digest of its type and identity
    * (`BackendRegistry.identityKey`) where the goals were compiled from a working directory, so that a
    * Backend renamed, pointing where it did, changes no node's managed digest, while one pointing
-   * elsewhere (another root, another server) does; its name (`backendId`) otherwise.
+   * elsewhere (another root, another server) does; its name (`backendId`) otherwise. Stored with a
+   * record's spec (`infraSpecCodec`): a removed node is deleted only through a backend with that key.
    */
   readonly backendKey: string;
 }

@@ -17,9 +17,18 @@ import type { InfraNodeSpec } from './spec.ts';
  */
 export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpec> {
   private backends: ReadonlyMap<string, InfraBackend>;
+  private declared: DeclaredBackends | undefined;
 
-  constructor(options: { backends: ReadonlyMap<string, InfraBackend> }) {
+  constructor(options: { backends: ReadonlyMap<string, InfraBackend>; declared?: DeclaredBackends | undefined }) {
     this.backends = options.backends;
+    this.declared = options.declared;
+  }
+
+  /** What the backends now reach (a goal revision loaded): a removed node is deleted only through the one it was applied at. Returns what it replaces. */
+  declare(declared: DeclaredBackends | undefined): DeclaredBackends | undefined {
+    const old = this.declared;
+    this.declared = declared;
+    return old;
   }
 
   /** Swaps the backend instances (a goal revision changed the Backend documents); returns the old ones to close. */
@@ -218,6 +227,8 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
   private beforeCall(node: InfraNode, ctx: OperationContext, deleting: boolean): { backend: InfraBackend; node: InfraNode } | { fault: Fault } {
     const backend = this.backends.get(node.spec.backendId);
     if (backend === undefined) return { fault: notCalled('permanent', `backend "${node.spec.backendId}" is not configured`) };
+    const moved = deleting ? movedFault(node, this.declared) : undefined;
+    if (moved !== undefined) return { fault: moved };
     const resolved = this.resolve(node, ctx, deleting);
     return 'fault' in resolved ? resolved : { backend, node: resolved.node };
   }
@@ -335,6 +346,50 @@ function undeletableFault(node: InfraNode, unresolved: readonly (readonly [NodeI
       `(none kept with its record, written before they were, and ${nodes} forgotten since or without that output): ` +
       `declare ${nodes} again (apply records the outputs), or delete the resource by hand and apply once with prune: false on goal "${node.goal}" to forget node "${node.id}"`,
     { code: DELETE_OUTPUTS_UNKNOWN },
+  );
+}
+
+/**
+ * What the backends of the goals loaded reach, for the deletes of removed nodes: per backend id its
+ * identity (`BackendRegistry.identityKey`) and where it now points, said to people (`root /srv/app`);
+ * and `changed`, those declared otherwise than the state last recorded (the CLI's `changedBackends`).
+ */
+export interface DeclaredBackends {
+  readonly keys: Readonly<Record<string, string>>;
+  readonly at: Readonly<Record<string, string | undefined>>;
+  readonly changed: ReadonlySet<string>;
+}
+
+/** The code of `movedFault`. */
+export const DELETE_BACKEND_MOVED = 'delete-backend-moved';
+
+/**
+ * The fault of a removed node whose backend now reaches other resources than the one it was applied
+ * at (another root, cwd or server under the same name, or the implied `local` taking the name of a
+ * Backend removed): its delete would act on a resource at the same name there, one it never made, and
+ * leave its own. Permanent, raised before any call, on every pass while the backend points elsewhere:
+ * the record keeps the identity it was applied at (`InfraDesiredNodeSpec.backendKey`, stored with its
+ * spec). A record written before it was stored (its key its backend's name) is judged by `changed`,
+ * the state's record of the declarations last applied or loaded: refused while that still says the
+ * backend changed, deleted as before once it no longer does (a daemon records the declarations it
+ * loads at once; apply only once every node reached them, which a refused delete keeps from happening).
+ * A backend merely renamed has the identity it had: its nodes are deleted.
+ */
+function movedFault(node: InfraNode, declared: DeclaredBackends | undefined): Fault | undefined {
+  const id = node.spec.backendId;
+  const now = declared?.keys[id];
+  if (declared === undefined || now === undefined) return undefined;
+  const kept = node.spec.backendKey !== id;
+  if (kept ? node.spec.backendKey === now : !declared.changed.has(id)) return undefined;
+  const at = declared.at[id];
+  return notCalled(
+    'permanent',
+    `node "${node.id}" on backend "${id}" cannot be deleted: backend "${id}" now points elsewhere${at === undefined ? '' : ` (${at})`} than when the node was applied: ` +
+      `its resource is where the backend pointed then, and a delete now would act on another one in its place`,
+    {
+      code: DELETE_BACKEND_MOVED,
+      hint: `declare backend "${id}" as it was when the node was applied and apply to delete the resource there, or delete it by hand and apply once with prune: false on goal "${node.goal}" to forget node "${node.id}"`,
+    },
   );
 }
 

@@ -71,6 +71,20 @@ export class BackendRegistry {
     return sha256(stableStringify({ type: decl.type, identity })).slice(0, 32);
   }
 
+  /**
+   * Where `decl` points, for people (`root /srv/app`, `host db, port 5432`): its identity's fields
+   * (`BackendFactory.identity`), else its `location`; undefined where neither says.
+   */
+  describeIdentity(decl: Pick<BackendDeclaration, 'type' | 'config'>, cwd: string): string | undefined {
+    const factory = this.factories.get(decl.type);
+    const identity = factory?.identity?.(decl.config, { cwd });
+    if (identity !== null && typeof identity === 'object') {
+      const fields = Object.entries(identity).map(([k, v]) => `${k} ${typeof v === 'string' ? v : JSON.stringify(v)}`);
+      if (fields.length > 0) return fields.join(', ');
+    }
+    return factory?.location?.(decl.config, { cwd });
+  }
+
   /** Builds one instance per declaration. */
   instantiate(declarations: readonly BackendDeclaration[], ctx: Omit<BackendContext, 'id'>): Map<string, InfraBackend> {
     const out = new Map<string, InfraBackend>();

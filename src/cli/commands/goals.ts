@@ -3,7 +3,7 @@ import { DesiredStateError, ErrorCodes, Reconciler, shownTemplate, SqliteStateSt
 import type { CompileResult, DesiredGraph, NodeOutcome } from '../../runtime/index.ts';
 import { infraSpecCodec, processLeaseDir, settleLeftoverProcesses, shownSpec, unreadableSecretRefs } from '../../infra/index.ts';
 import type { InfraDesiredNodeSpec, PolicyDefault } from '../../infra/index.ts';
-import { BACKENDS_META, backendDigests, changedBackendsIn, compileGoals, compileGoalsCached, openStore, printDiagnostics, provisioner, pruneHistory, stateFile } from '../context.ts';
+import { BACKENDS_META, backendDigests, changedBackendsIn, compileGoals, declaredBackends, compileGoalsCached, openStore, printDiagnostics, provisioner, pruneHistory, stateFile } from '../context.ts';
 import type { CachedGoals, CliContext } from '../context.ts';
 import { cellLine, formatPlan, planCounts, terminalSafe } from '../format.ts';
 import { goalsCommit } from '../git.ts';
@@ -56,7 +56,9 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
     // A holder on another host (alive unknown) is taken to be running.
     const holder = SqliteStateStore.lockHolder(stateFile(ctx));
     const othersRunning = holder !== undefined && holder.alive !== false;
-    const changed = changedBackendsIn(store, c.loaded, ctx.cwd, backendDigests(c.loaded, ctx.cwd));
+    const declared = backendDigests(c.loaded, ctx.cwd);
+    const changed = changedBackendsIn(store, c.loaded, ctx.cwd, declared);
+    p.provisioner.declare(declaredBackends(c.loaded, ctx.cwd, declared, changed));
     const entries = await reconciler.plan(c.graph, { signal: AbortSignal.timeout(10 * 60_000), gates: c.loaded.result.gates, othersRunning, changedBackends: changed });
     const counts = planCounts(entries);
     const refused = entries.filter((e) => e.planned.action === 'delete' && e.planned.refused !== undefined).length;
@@ -147,6 +149,10 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     // timeout) before anything is observed, as the daemon does at its start.
     await settleLeftoverProcesses(processLeaseDir(ctx.stateDir), { log: ctx.log, signal: abort.signal });
     const commit = await commitLookup;
+    const declared = backendDigests(c.loaded, ctx.cwd);
+    const changed = changedBackendsIn(store, c.loaded, ctx.cwd, declared);
+    // Before the delete question: a delete through a backend that now points elsewhere is refused, not asked about.
+    p.provisioner.declare(declaredBackends(c.loaded, ctx.cwd, declared, changed));
     let allowDeletions = options.yes;
     /** The nodes whose deletion was declined (the answer was not yes, or there was no terminal to ask on). */
     let declined: readonly string[] = [];
@@ -161,8 +167,6 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
       allowDeletions = answer === 'yes';
       if (!allowDeletions) declined = planned.attempted;
     }
-    const declared = backendDigests(c.loaded, ctx.cwd);
-    const changed = changedBackendsIn(store, c.loaded, ctx.cwd, declared);
     // The goals last applied from here on, in the state, before anything of them is (see `applying`).
     c.applying(store);
     const result = await reconciler.apply(c.graph, { signal: abort.signal, gates: c.loaded.result.gates, commit, trigger: 'apply', allowDeletions, allowMassDeletion: options.allowMassDeletion, changedBackends: changed });

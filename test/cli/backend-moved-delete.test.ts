@@ -1,0 +1,139 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import { cli, goalHead, localBackend, planBoth, tempProject } from '../support/cli.ts';
+import { trackDaemons } from '../support/daemon.ts';
+
+/**
+ * A node removed from the goals (prune, `Delete`) in the change that points its Backend elsewhere (another
+ * root under the same name, or the implied `local` taking the name of a Backend `local` removed) was
+ * deleted through the backend as now declared: a file at its path under the new root, one desiredstate
+ * never made, was deleted, and the node's own left. Its delete is refused before any backend call, on
+ * every apply and daemon pass while the backend points elsewhere; a Backend merely renamed still deletes.
+ */
+const daemons = trackDaemons();
+
+type Project = ReturnType<typeof tempProject>;
+
+/** Backend `name` at `root` (none: the implied `local`) and a Goal that prunes, with `k` and, unless `removed`, `f` (Delete). */
+function write(p: Project, backend: { readonly name: string; readonly root: string } | undefined, removed: boolean): void {
+  const f = removed ? '' : '    - { id: f, type: local.file, deletionPolicy: Delete, spec: { path: f.txt, content: "A\\n" } }\n';
+  const head = backend === undefined ? '' : `${localBackend(backend.root, backend.name)}---\n`;
+  const defaults = backend === undefined ? '' : `  defaults: { backend: ${backend.name} }\n`;
+  p.write('app.yaml', `${head}${goalHead(`  prune: true\n${defaults}`)}${f}    - { id: k, type: local.file, spec: { path: k.txt, content: "K\\n" } }\n`);
+}
+
+/** A file desiredstate never made at `f.txt` under `root`. */
+function plant(root: string): string {
+  mkdirSync(root, { recursive: true });
+  const file = join(root, 'f.txt');
+  writeFileSync(file, 'precious\n');
+  return file;
+}
+
+/** Backend `files` at `<dir>/rootA`, `f` and `k` applied; then pointed at `<dir>/rootB`, where `f.txt` is planted, and `f` removed. */
+async function moved(prefix: string, legacy = false): Promise<{ p: Project; own: string; planted: string }> {
+  const p = tempProject(prefix);
+  write(p, { name: 'files', root: join(p.dir, 'rootA') }, false);
+  const first = await cli(['apply', '--yes', ...p.args]);
+  expect(first.code, first.stdout + first.stderr).toBe(0);
+  if (legacy) forgetBackendKey(p, 'f');
+  const planted = plant(join(p.dir, 'rootB'));
+  write(p, { name: 'files', root: join(p.dir, 'rootB') }, true);
+  return { p, own: join(p.dir, 'rootA', 'f.txt'), planted };
+}
+
+/** `id`'s record as a release before the backend's identity was stored with the spec wrote it. */
+function forgetBackendKey(p: Project, id: string): void {
+  const db = new Database(join(p.state, 'state.db'));
+  try {
+    const snapshot = JSON.parse((db.prepare('SELECT snapshot FROM nodes WHERE id = ?').get(id) as { snapshot: string }).snapshot) as { spec: Record<string, unknown> };
+    expect(snapshot.spec.backendKey).toEqual(expect.any(String));
+    delete snapshot.spec.backendKey;
+    db.prepare('UPDATE nodes SET snapshot = ? WHERE id = ?').run(JSON.stringify(snapshot), id);
+  } finally {
+    db.close();
+  }
+}
+
+const refusal = (root: string): string =>
+  `node "f" on backend "files" cannot be deleted: backend "files" now points elsewhere (root ${root}) than when the node was applied: its resource is where the backend pointed then, and a delete now would act on another one in its place`;
+
+describe('a node removed as its Backend is pointed elsewhere', () => {
+  it.each([
+    { name: 'its record keeps the identity it was applied at', legacy: false },
+    { name: 'its record was written before it kept one (the state says the backend changed)', legacy: true },
+  ])('plan shows the delete refused and every apply refuses it, the file there kept: $name', async ({ legacy }) => {
+    const { p, own, planted } = await moved('ds-moved-delete-', legacy);
+    const planned = await planBoth(p.args);
+    expect(planned.code, planned.text).toBe(1);
+    expect(planned.text).toContain(`  x f (local.file via files) error (permanent): ${refusal(join(p.dir, 'rootB'))} (hint: declare backend "files" as it was`);
+    expect(planned.json.entries.find((e) => e.id === 'f')?.planned).toMatchObject({ action: 'error', fault: { class: 'permanent', code: 'delete-backend-moved' } });
+    for (let i = 0; i < 2; i++) {
+      const apply = await cli(['apply', '--yes', ...p.args]);
+      expect(apply.code, apply.stdout + apply.stderr).toBe(1);
+      expect(apply.stdout).toContain(`  x f: permanent: ${refusal(join(p.dir, 'rootB'))}`);
+      expect(readFileSync(planted, 'utf8')).toBe('precious\n');
+      expect(readFileSync(own, 'utf8')).toBe('A\n');
+    }
+  });
+
+  it('declared again where it pointed, the backend deletes the node there', async () => {
+    const { p, own, planted } = await moved('ds-moved-delete-back-');
+    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(1);
+    write(p, { name: 'files', root: join(p.dir, 'rootA') }, true);
+    const apply = await cli(['apply', '--yes', ...p.args]);
+    expect(apply.code, apply.stdout + apply.stderr).toBe(0);
+    expect(apply.stdout).toContain('  - f: deleted');
+    expect(existsSync(own)).toBe(false);
+    expect(readFileSync(planted, 'utf8')).toBe('precious\n');
+  });
+
+  it('the Backend `local` removed with the node: the implied `local` does not delete its file', async () => {
+    const p = tempProject('ds-moved-delete-implied-');
+    write(p, { name: 'local', root: join(p.dir, 'rootA') }, false);
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+    const planted = plant(join(p.dir, '.desiredstate', 'local'));
+    write(p, undefined, true);
+    const planned = await cli(['plan', ...p.args], { cwd: p.dir });
+    expect(planned.code, planned.stdout + planned.stderr).toBe(1);
+    expect(planned.stdout).toContain(`  x f (local.file via local) error (permanent): node "f" on backend "local" cannot be deleted: backend "local" now points elsewhere (root ${join(p.dir, '.desiredstate', 'local')})`);
+    for (let i = 0; i < 2; i++) {
+      const apply = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+      expect(apply.code, apply.stdout + apply.stderr).toBe(1);
+      expect(apply.stdout).toContain('  x f: permanent: node "f" on backend "local" cannot be deleted: backend "local" now points elsewhere');
+    }
+    expect(readFileSync(planted, 'utf8')).toBe('precious\n');
+    expect(readFileSync(join(p.dir, 'rootA', 'f.txt'), 'utf8')).toBe('A\n');
+  });
+
+  it('a daemon keeps the record and logs the refusal, started again too', async () => {
+    const { p, own, planted } = await moved('ds-moved-delete-daemon-');
+    for (let i = 0; i < 2; i++) {
+      const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
+      const refused = await d.waitFor((l) => l.msg === 'delete failed' && l.node === 'f', 20_000);
+      expect(refused).toMatchObject({ backend: 'files', fault: { code: 'delete-backend-moved', message: refusal(join(p.dir, 'rootB')) } });
+      d.kill('SIGTERM');
+      expect((await d.exited).code).toBe(0);
+      expect(readFileSync(planted, 'utf8')).toBe('precious\n');
+      expect(readFileSync(own, 'utf8')).toBe('A\n');
+    }
+    const status = JSON.parse((await cli(['status', '--format', 'json', ...p.args])).stdout) as { nodes: { id: string; reason: string | null }[] };
+    expect(status.nodes.find((n) => n.id === 'f')?.reason).toContain(refusal(join(p.dir, 'rootB')));
+  });
+
+  it('a Backend renamed, pointing where it did, deletes a node removed after', async () => {
+    const p = tempProject('ds-moved-delete-rename-');
+    const root = join(p.dir, 'rootA');
+    write(p, { name: 'local', root }, false);
+    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
+    write(p, { name: 'files', root }, false);
+    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
+    write(p, { name: 'files', root }, true);
+    const apply = await cli(['apply', '--yes', ...p.args]);
+    expect(apply.code, apply.stdout + apply.stderr).toBe(0);
+    expect(apply.stdout).toContain('  - f: deleted');
+    expect(existsSync(join(root, 'f.txt'))).toBe(false);
+  });
+});
