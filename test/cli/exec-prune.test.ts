@@ -89,7 +89,8 @@ describe('a removed node whose delete the daemon gave up on', () => {
   it('is deleted at once by retry NODE once its cause is fixed, not only at the next restart', async () => {
     const env = { DESIREDSTATE_LOG_LEVEL: 'silent' };
     r.write('goals.yaml', `${execGoalHead({ prune: true })}${node('keep')}${node('gone')}`);
-    expect((await cli(['apply', '--yes', ...r.args], { env })).code).toBe(0);
+    // From the daemon's working directory, the exec backend's cwd: from another, gone's delete would be refused for that.
+    expect((await cli(['apply', '--yes', ...r.args], { env, cwd: r.dir })).code).toBe(0);
     writeFileSync(blocked, '');
     r.write('goals.yaml', `${execGoalHead({ prune: true })}${node('keep')}`);
     const daemon = new Daemon([...r.args, '--listen', '127.0.0.1:0', '--interval', '60s'], { cwd: r.dir });

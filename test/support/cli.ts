@@ -149,7 +149,8 @@ export type FilesProject = ReturnType<typeof tempProject> & { goal(ids: readonly
 
 /**
  * A project whose exec nodes (goal `infra`, prune, each `deletionPolicy: Delete`, input `{}`) are files `res-ID`
- * in its directory, made by one `shellResource` that logs each call as `VERB ID` in `calls.log`; `deleteBody`:
+ * in its directory (the Backend's `cwd`, so that it is the same backend whatever directory a command runs
+ * from), made by one `shellResource` that logs each call as `VERB ID` in `calls.log`; `deleteBody`:
  * its delete (shell, `$id` the node's id). `goal` writes the goal with those node ids.
  */
 export function filesProject(prefix: string, deleteBody: string): FilesProject {
@@ -168,7 +169,7 @@ esac
   );
   const commands = `{ read: [${JSON.stringify(script)}, read], create: [${JSON.stringify(script)}, create], delete: [${JSON.stringify(script)}, delete] }`;
   const goal = (ids: readonly string[]): void =>
-    p.write('goals.yaml', `${execGoalHead({ prune: true })}${ids.map((id) => `    - { id: ${id}, type: generic.resource, deletionPolicy: Delete, spec: { commands: ${commands}, input: {} } }\n`).join('')}`);
+    p.write('goals.yaml', `${execGoalHead({ prune: true, config: `{ cwd: ${JSON.stringify(p.dir)} }` })}${ids.map((id) => `    - { id: ${id}, type: generic.resource, deletionPolicy: Delete, spec: { commands: ${commands}, input: {} } }\n`).join('')}`);
   return Object.assign(p, { goal, calls: () => logLines(join(p.dir, 'calls.log')), has: (id: string) => existsSync(join(p.dir, `res-${id}`)) });
 }
 
