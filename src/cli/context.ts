@@ -491,15 +491,51 @@ export function changedBackendsIn(store: Pick<SqliteStateStore, 'getMeta'>, load
 }
 
 /**
- * What the dispatcher is told of the backends of `loaded` (`InfraNodeProvisioner.declare`): their identities
- * (`declared`, from `backendDigests`), where each points, and those `changed` (`changedBackendsIn`), so that a
- * removed node is deleted only through the backend it was applied at.
+ * Meta key: where each backend identity (`BackendRegistry.identityKey`) that goals were applied or loaded at
+ * points, said to people (`BackendRegistry.describeIdentity`), by key: what a delete refused because its
+ * backend now points elsewhere names as the place of the resource. Only added to.
  */
-export function declaredBackends(loaded: LoadedGoals, cwd: string, declared: Readonly<Record<string, string>>, changed: ReadonlySet<string>): DeclaredBackends {
+export const BACKEND_PLACES_META = 'backends.places';
+
+/**
+ * What the dispatcher is told of the backends of `loaded` (`InfraNodeProvisioner.declare`): their identities
+ * (`declared`, from `backendDigests`), where each points, those `changed` (`changedBackendsIn`), and the
+ * places `store` recorded (BACKEND_PLACES_META) with theirs, so that a removed node is deleted only through
+ * the backend it was applied at.
+ */
+export function declaredBackends(
+  store: Pick<SqliteStateStore, 'getMeta'>,
+  loaded: LoadedGoals,
+  cwd: string,
+  declared: Readonly<Record<string, string>>,
+  changed: ReadonlySet<string>,
+): DeclaredBackends {
   const factories = registry();
   const at: Record<string, string | undefined> = {};
-  for (const d of loaded.factory.backends.values()) at[d.id] = factories.describeIdentity(d, cwd);
-  return { keys: declared, at, changed };
+  const places = storedPlaces(store);
+  for (const d of loaded.factory.backends.values()) {
+    const place = factories.describeIdentity(d, cwd);
+    at[d.id] = place;
+    if (place !== undefined && declared[d.id] !== undefined) places[declared[d.id]!] = place;
+  }
+  return { keys: declared, at, changed, places };
+}
+
+/** BACKEND_PLACES_META as `store` holds it; none where it holds none, or not an object. */
+function storedPlaces(store: Pick<SqliteStateStore, 'getMeta'>): Record<string, string> {
+  try {
+    const parsed = JSON.parse(store.getMeta(BACKEND_PLACES_META) ?? '{}') as unknown;
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return {};
+    return Object.fromEntries(Object.entries(parsed).filter((e): e is [string, string] => typeof e[1] === 'string'));
+  } catch {
+    return {};
+  }
+}
+
+/** Records the places of `backends` (BACKEND_PLACES_META), where the state does not hold them yet: before anything is applied through them. */
+export function recordBackendPlaces(store: Pick<SqliteStateStore, 'getMeta' | 'setMeta'>, backends: DeclaredBackends): void {
+  const text = JSON.stringify(backends.places);
+  if (store.getMeta(BACKEND_PLACES_META) !== text) store.setMeta(BACKEND_PLACES_META, text);
 }
 
 /** Meta keys a running daemon sets in its state (and clears when it stops): its pid (as it takes the lock) and its API address (once it listens). */

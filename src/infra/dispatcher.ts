@@ -358,6 +358,8 @@ export interface DeclaredBackends {
   readonly keys: Readonly<Record<string, string>>;
   readonly at: Readonly<Record<string, string | undefined>>;
   readonly changed: ReadonlySet<string>;
+  /** Where each identity known points (by `identityKey`), these and those goals were applied at before: where a refused delete's resource is. */
+  readonly places: Readonly<Record<string, string>>;
 }
 
 /** The code of `movedFault`. */
@@ -382,9 +384,10 @@ function movedFault(node: InfraNode, declared: DeclaredBackends | undefined): Fa
   const kept = node.spec.backendKey !== id;
   if (kept ? node.spec.backendKey === now : !declared.changed.has(id)) return undefined;
   const at = declared.at[id];
+  const was = kept ? declared.places[node.spec.backendKey] : undefined;
   return notCalled(
     'permanent',
-    `node "${node.id}" on backend "${id}" cannot be deleted: backend "${id}" now points elsewhere${at === undefined ? '' : ` (${at})`} than when the node was applied: ` +
+    `node "${node.id}" on backend "${id}" cannot be deleted: backend "${id}" now points elsewhere${at === undefined ? '' : ` (${at})`} than when the node was applied${was === undefined ? '' : ` (${was})`}: ` +
       `its resource is where the backend pointed then, and a delete now would act on another one in its place`,
     {
       code: DELETE_BACKEND_MOVED,

@@ -57,8 +57,10 @@ function forgetBackendKey(p: Project, id: string): void {
   }
 }
 
-const refusal = (root: string): string =>
-  `node "f" on backend "files" cannot be deleted: backend "files" now points elsewhere (root ${root}) than when the node was applied: its resource is where the backend pointed then, and a delete now would act on another one in its place`;
+/** The refusal of f's delete, its backend now at `root`; `was`, where it pointed when f was applied, where the record says. */
+const refusal = (root: string, was?: string): string =>
+  `node "f" on backend "files" cannot be deleted: backend "files" now points elsewhere (root ${root}) than when the node was applied${was === undefined ? '' : ` (root ${was})`}: ` +
+  'its resource is where the backend pointed then, and a delete now would act on another one in its place';
 
 describe('a node removed as its Backend is pointed elsewhere', () => {
   it.each([
@@ -66,14 +68,16 @@ describe('a node removed as its Backend is pointed elsewhere', () => {
     { name: 'its record was written before it kept one (the state says the backend changed)', legacy: true },
   ])('plan shows the delete refused and every apply refuses it, the file there kept: $name', async ({ legacy }) => {
     const { p, own, planted } = await moved('ds-moved-delete-', legacy);
+    // Where it pointed is known from a record that keeps the identity it was applied at.
+    const was = legacy ? undefined : join(p.dir, 'rootA');
     const planned = await planBoth(p.args);
     expect(planned.code, planned.text).toBe(1);
-    expect(planned.text).toContain(`  x f (local.file via files) error (permanent): ${refusal(join(p.dir, 'rootB'))} (hint: declare backend "files" as it was`);
+    expect(planned.text).toContain(`  x f (local.file via files) error (permanent): ${refusal(join(p.dir, 'rootB'), was)} (hint: declare backend "files" as it was`);
     expect(planned.json.entries.find((e) => e.id === 'f')?.planned).toMatchObject({ action: 'error', fault: { class: 'permanent', code: 'delete-backend-moved' } });
     for (let i = 0; i < 2; i++) {
       const apply = await cli(['apply', '--yes', ...p.args]);
       expect(apply.code, apply.stdout + apply.stderr).toBe(1);
-      expect(apply.stdout).toContain(`  x f: permanent: ${refusal(join(p.dir, 'rootB'))}`);
+      expect(apply.stdout).toContain(`  x f: permanent: ${refusal(join(p.dir, 'rootB'), was)}`);
       expect(readFileSync(planted, 'utf8')).toBe('precious\n');
       expect(readFileSync(own, 'utf8')).toBe('A\n');
     }
@@ -98,7 +102,7 @@ describe('a node removed as its Backend is pointed elsewhere', () => {
     write(p, undefined, true);
     const planned = await cli(['plan', ...p.args], { cwd: p.dir });
     expect(planned.code, planned.stdout + planned.stderr).toBe(1);
-    expect(planned.stdout).toContain(`  x f (local.file via local) error (permanent): node "f" on backend "local" cannot be deleted: backend "local" now points elsewhere (root ${join(p.dir, '.desiredstate', 'local')})`);
+    expect(planned.stdout).toContain(`  x f (local.file via local) error (permanent): node "f" on backend "local" cannot be deleted: backend "local" now points elsewhere (root ${join(p.dir, '.desiredstate', 'local')}) than when the node was applied (root ${join(p.dir, 'rootA')})`);
     for (let i = 0; i < 2; i++) {
       const apply = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
       expect(apply.code, apply.stdout + apply.stderr).toBe(1);
@@ -113,14 +117,14 @@ describe('a node removed as its Backend is pointed elsewhere', () => {
     for (let i = 0; i < 2; i++) {
       const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
       const refused = await d.waitFor((l) => l.msg === 'delete failed' && l.node === 'f', 20_000);
-      expect(refused).toMatchObject({ backend: 'files', fault: { code: 'delete-backend-moved', message: refusal(join(p.dir, 'rootB')) } });
+      expect(refused).toMatchObject({ backend: 'files', fault: { code: 'delete-backend-moved', message: refusal(join(p.dir, 'rootB'), join(p.dir, 'rootA')) } });
       d.kill('SIGTERM');
       expect((await d.exited).code).toBe(0);
       expect(readFileSync(planted, 'utf8')).toBe('precious\n');
       expect(readFileSync(own, 'utf8')).toBe('A\n');
     }
     const status = JSON.parse((await cli(['status', '--format', 'json', ...p.args])).stdout) as { nodes: { id: string; reason: string | null }[] };
-    expect(status.nodes.find((n) => n.id === 'f')?.reason).toContain(refusal(join(p.dir, 'rootB')));
+    expect(status.nodes.find((n) => n.id === 'f')?.reason).toContain(refusal(join(p.dir, 'rootB'), join(p.dir, 'rootA')));
   });
 
   it('a Backend renamed, pointing where it did, deletes a node removed after', async () => {

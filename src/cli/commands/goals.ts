@@ -3,7 +3,7 @@ import { DesiredStateError, ErrorCodes, Reconciler, shownTemplate, SqliteStateSt
 import type { CompileResult, DesiredGraph, NodeOutcome } from '../../runtime/index.ts';
 import { infraSpecCodec, processLeaseDir, settleLeftoverProcesses, shownSpec, unreadableSecretRefs } from '../../infra/index.ts';
 import type { InfraDesiredNodeSpec, PolicyDefault } from '../../infra/index.ts';
-import { BACKENDS_META, backendDigests, changedBackendsIn, compileGoals, declaredBackends, compileGoalsCached, openStore, printDiagnostics, provisioner, pruneHistory, stateFile } from '../context.ts';
+import { BACKENDS_META, backendDigests, changedBackendsIn, compileGoals, compileGoalsCached, declaredBackends, openStore, printDiagnostics, provisioner, pruneHistory, recordBackendPlaces, stateFile } from '../context.ts';
 import type { CachedGoals, CliContext } from '../context.ts';
 import { cellLine, formatPlan, planCounts, terminalSafe } from '../format.ts';
 import { goalsCommit } from '../git.ts';
@@ -58,7 +58,7 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
     const othersRunning = holder !== undefined && holder.alive !== false;
     const declared = backendDigests(c.loaded, ctx.cwd);
     const changed = changedBackendsIn(store, c.loaded, ctx.cwd, declared);
-    p.provisioner.declare(declaredBackends(c.loaded, ctx.cwd, declared, changed));
+    p.provisioner.declare(declaredBackends(store, c.loaded, ctx.cwd, declared, changed));
     const entries = await reconciler.plan(c.graph, { signal: AbortSignal.timeout(10 * 60_000), gates: c.loaded.result.gates, othersRunning, changedBackends: changed });
     const counts = planCounts(entries);
     const refused = entries.filter((e) => e.planned.action === 'delete' && e.planned.refused !== undefined).length;
@@ -152,7 +152,9 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     const declared = backendDigests(c.loaded, ctx.cwd);
     const changed = changedBackendsIn(store, c.loaded, ctx.cwd, declared);
     // Before the delete question: a delete through a backend that now points elsewhere is refused, not asked about.
-    p.provisioner.declare(declaredBackends(c.loaded, ctx.cwd, declared, changed));
+    const backends = declaredBackends(store, c.loaded, ctx.cwd, declared, changed);
+    p.provisioner.declare(backends);
+    recordBackendPlaces(store, backends);
     let allowDeletions = options.yes;
     /** The nodes whose deletion was declined (the answer was not yes, or there was no terminal to ask on). */
     let declined: readonly string[] = [];

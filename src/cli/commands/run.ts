@@ -7,7 +7,7 @@ import type { LeftoverProcess } from '../../infra/index.ts';
 import type { InfraBackend, InfraDesiredNodeSpec } from '../../infra/index.ts';
 import { parseListen, startHttpServer } from '../../server/http.ts';
 import type { DaemonProbe } from '../../server/http.ts';
-import { BACKENDS_META, backendDigests, changedBackendsIn, compileGoalsCached, declaredBackends, DAEMON_LISTEN, DAEMON_PID, lastGoodGoals, openStore, printDiagnostics, pruneHistory, registry, requireGoalsDir, requireStateDir } from '../context.ts';
+import { BACKENDS_META, backendDigests, changedBackendsIn, compileGoalsCached, declaredBackends, DAEMON_LISTEN, DAEMON_PID, lastGoodGoals, openStore, printDiagnostics, pruneHistory, recordBackendPlaces, registry, requireGoalsDir, requireStateDir } from '../context.ts';
 import { loadFaultPolicyFile } from '../fault-policy-file.ts';
 import type { CliContext } from '../context.ts';
 import { GoalsCommitWatch } from '../commit-watch.ts';
@@ -260,7 +260,8 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       const fresh = key === backendKey ? undefined : registry().instantiate(declarations, { cwd: ctx.cwd, log, stateDir: ctx.stateDir, env: ctx.env });
       if (fresh !== undefined) backendMap = fresh;
       const old = fresh === undefined ? undefined : provisioner.replaceBackends(fresh);
-      const declaredBefore = provisioner.declare(declaredBackends(loaded, ctx.cwd, declared, changedBackends));
+      const backends = declaredBackends(opened, loaded, ctx.cwd, declared, changedBackends);
+      const declaredBefore = provisioner.declare(backends);
       try {
         await c.setGraph(graph, { gates, commit, changedBackends });
         commits.loaded(commit, fingerprint);
@@ -277,6 +278,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       // Not written (a full disk): the next load finds the same change, and looks at them once more.
       try {
         opened.setMeta(BACKENDS_META, JSON.stringify(declared));
+        recordBackendPlaces(opened, backends);
       } catch (err) {
         log.debug({ err }, 'backend declarations not recorded');
       }
