@@ -812,8 +812,8 @@ export async function inDeleteTurns(records: readonly NodeRecord[], edges: Delet
  * What a record keeps as applied for `node` observed against or provisioned at `at`: its goal's spec's
  * digest; where the provisioner resolved references (`ResolvedAt`), after a slash the digest of the
  * spec so resolved, so that the goal it was applied at stays known (`appliedAtGoal`); and after a `#`
- * the managed digest of that spec (`managedAt`), where it is not the last of these (a spec with fields
- * that only say how it is provisioned), so that most records keep one digest.
+ * the managed digest of that spec (`managedAt`), where it is not the last of these: for infrastructure
+ * nodes, always (their managed digest names the backend by what it reaches, the goal's by its name).
  */
 export function digestAt<S extends NodeSpec>(node: DesiredNode<S>, at: ResolvedAt): string {
   const applied = at.digest === undefined ? node.spec.digest : `${node.spec.digest}/${at.digest}`;
