@@ -269,7 +269,9 @@ export function nextRecord<S extends NodeSpec>(
   codec: NodeSpecCodec<S>,
   operated = false,
 ): NodeRecord | undefined {
-  const next = applied === undefined ? rec : { ...rec, appliedDigest: digestAt(node, applied) };
+  // The digest `prev` has already, when it is this one (a steady pass): no string built per node.
+  const digest = applied === undefined ? undefined : prev !== undefined && isDigestAt(prev.appliedDigest, node, applied) ? prev.appliedDigest : digestAt(node, applied);
+  const next = digest === undefined ? rec : { ...rec, appliedDigest: digest };
   const keeps = prev !== undefined && keepsSpec(prev, next, node);
   const edges = depsToStore(deps, prev, keeps, lingers);
   const refs = snapshotRefs(prev, keeps, applied);
