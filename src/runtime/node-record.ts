@@ -290,7 +290,9 @@ export function nextRecord<S extends NodeSpec>(
 function unappliedToStore<S extends NodeSpec>(node: DesiredNode<S>, prev: NodeRecord | undefined, keeps: boolean, applied: AppliedAt | undefined): readonly string[] | undefined {
   const kept = prev === undefined ? undefined : snapshotOf(prev).unapplied;
   if (applied === undefined) return keeps ? kept : undefined;
-  const left = applied.left ?? [];
+  // Nothing left differing (a steady pass): no field kept, whatever the candidates.
+  const left = applied.left;
+  if (left === undefined || left.length === 0) return undefined;
   const candidates = appliedAtSpec(prev, node, applied) ? (kept ?? []) : node.settings.ignoreFields;
   const fields = candidates.filter((f) => left.some((d) => ignoredBy(d.path, [f])));
   return fields.length === 0 ? undefined : fields;
