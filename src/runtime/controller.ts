@@ -16,12 +16,12 @@ import type { NodeEventType } from './node-machine.ts';
 import type { FieldDiff, NodeProvisioner, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from './provisioner.ts';
 import { observationOf } from './provisioner.ts';
 import type { ProvisionStep } from './reconciler.ts';
-import { correctionStep, emptySummary, leavingDrift, leftAsFound, runSteps, withoutIgnored } from './reconciler.ts';
+import { appliedIn, correctionStep, emptySummary, leavingDrift, leftAsFound, runSteps, withoutIgnored } from './reconciler.ts';
 import { KeyedSlots } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
-import { type AppliedAt, appliedAtSpec, carriedRecord, declaredDeletionPolicy, deleteBar, deleteHeld, deletionEdges, handedAt, heldByPolicy, heldFault, heldOnDelete, heldReason, inDeleteTurns, isDigestAt, LET_GO, logOrphaned, POLICY_HELD, POLICY_RELEASED, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedEdges, storedGoalDigest, storedRefs, storedUnapplied, waitsOnItsOwn } from './node-record.ts';
+import { type AppliedAt, appliedAtSpec, carriedRecord, declaredDeletionPolicy, deleteBar, deleteHeld, deletionEdges, heldByPolicy, heldFault, heldOnDelete, heldReason, inDeleteTurns, isDigestAt, LET_GO, logOrphaned, POLICY_HELD, POLICY_RELEASED, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedEdges, storedGoalDigest, storedRefs, storedUnapplied, waitsOnItsOwn } from './node-record.ts';
 import type { DeletionEdges, RemovedSplit } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
@@ -1815,10 +1815,8 @@ export class Controller<S extends NodeSpec> {
       outputsOf: this.outputsOf,
       memoOf: (id) => this.records.get(id)?.memo ?? undefined,
       interrupted: (id) => hasInterruptedCreate(this.pending.get(id)),
-      appliedAt: (id, spec, diffs = []) => {
-        const node = this.graph?.get(id);
-        return node !== undefined && appliedAtSpec(this.records.get(id), node, handedAt(node, spec), withoutIgnored(diffs, node.settings.ignoreFields));
-      },
+      // No `changedBackends`: a goal load forgets a changed backend's applied digests (`GOAL_CHANGED`).
+      appliedAt: appliedIn((id) => this.graph?.get(id), (id) => this.records.get(id), {}),
     };
   }
 }

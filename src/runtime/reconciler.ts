@@ -183,7 +183,7 @@ export class Reconciler<S extends NodeSpec> {
       }
       const observed = await this.provisioner.observe(
         observable,
-        this.context(options.signal, (id) => outputs.get(id), (id) => byId.get(id)?.memo ?? undefined, (id) => interrupted.has(id), appliedIn(graph, (id) => byId.get(id), options)),
+        this.context(options.signal, (id) => outputs.get(id), (id) => byId.get(id)?.memo ?? undefined, (id) => interrupted.has(id), appliedIn((id) => graph.get(id), (id) => byId.get(id), options)),
       );
       for (const node of observable) {
         const entry = (planned: PlannedAction): void => {
@@ -413,7 +413,7 @@ export class Reconciler<S extends NodeSpec> {
           ready.push(node);
         }
         if (ready.length === 0) continue;
-        const ctx = this.context(options.signal, outputsOf, memoOf, createInterrupted, appliedIn(graph, (id) => records.get(id), options));
+        const ctx = this.context(options.signal, outputsOf, memoOf, createInterrupted, appliedIn((id) => graph.get(id), (id) => records.get(id), options));
         const observed = await this.provisioner.observe(ready, ctx);
         const steps: ProvisionStep<S>[] = [];
         for (const node of ready) {
@@ -855,14 +855,28 @@ function heldForGoal<S extends NodeSpec>(record: NodeRecord, node: DesiredNode<S
 }
 
 /** `appliedAtSpec`, unless the node's backend is declared otherwise since: then what it finds is to converge, not drift. */
-function appliedAt<S extends NodeSpec>(record: NodeRecord | undefined, node: DesiredNode<S>, options: PassOptions, at: ResolvedAt, diffs: readonly FieldDiff[] = []): boolean {
+function appliedAt<S extends NodeSpec>(
+  record: NodeRecord | undefined,
+  node: DesiredNode<S>,
+  options: Pick<PassOptions, 'changedBackends'>,
+  at: ResolvedAt,
+  diffs: readonly FieldDiff[] = [],
+): boolean {
   return appliedAtSpec(record, node, at, diffs) && options.changedBackends?.has(node.spec.backendId) !== true;
 }
 
-/** `OperationContext.appliedAt` of a pass over `graph`, as the pass decides it (`appliedAt`) on the records `recordOf` gives. */
-function appliedIn<S extends NodeSpec>(graph: DesiredGraph<S>, recordOf: (id: NodeId) => NodeRecord | undefined, options: PassOptions): NonNullable<OperationContext['appliedAt']> {
+/**
+ * `OperationContext.appliedAt` of a pass (apply's, plan's, the daemon's) over the nodes `nodeOf` gives, as
+ * the pass decides it (`appliedAt`) on the records `recordOf` gives. The daemon passes no `changedBackends`:
+ * it forgets a changed backend's applied digests instead.
+ */
+export function appliedIn<S extends NodeSpec>(
+  nodeOf: (id: NodeId) => DesiredNode<S> | undefined,
+  recordOf: (id: NodeId) => NodeRecord | undefined,
+  options: Pick<PassOptions, 'changedBackends'>,
+): NonNullable<OperationContext['appliedAt']> {
   return (id, spec, diffs = []) => {
-    const node = graph.get(id);
+    const node = nodeOf(id);
     return node !== undefined && appliedAt(recordOf(id), node, options, handedAt(node, spec), withoutIgnored(diffs, node.settings.ignoreFields));
   };
 }
