@@ -429,7 +429,7 @@ function daemonHolding(path: string, pid: unknown): { readonly listen?: string }
 export const BACKENDS_META = 'backends.declared.v5';
 
 /** A digest of each Backend document of `loaded`, by backend id. */
-export function backendDigests(loaded: LoadedGoals, cwd: string): Record<string, string> {
+function backendDigests(loaded: LoadedGoals, cwd: string): Record<string, string> {
   const out: Record<string, string> = {};
   const factories = registry();
   // Which resources the backend reaches, not how nor where it is written: a timeout, a comment or a moved
@@ -443,7 +443,7 @@ export function backendDigests(loaded: LoadedGoals, cwd: string): Record<string,
  * another server, another type (`BackendFactory.identity`), not another timeout. Their nodes are changed goals. A backend new to the goals, or a
  * state that recorded none (before the first apply, or written by an older release), is not.
  */
-export function changedBackends(stored: string | undefined, now: Readonly<Record<string, string>>): Set<string> {
+function changedBackends(stored: string | undefined, now: Readonly<Record<string, string>>): Set<string> {
   let before: Record<string, unknown>;
   try {
     before = stored === undefined ? {} : (JSON.parse(stored) as Record<string, unknown>);
@@ -480,7 +480,7 @@ const EARLIER_BACKENDS_META: readonly { readonly key: string; digests(loaded: Lo
  * upgrades is still a goal change for its nodes, not drift for ever. A HOW-only edit (a timeout) made in
  * that same change then counts as one too, as it did in that release.
  */
-export function changedBackendsIn(store: Pick<SqliteStateStore, 'getMeta'>, loaded: LoadedGoals, cwd: string, declared: Readonly<Record<string, string>>): Set<string> {
+function changedBackendsIn(store: Pick<SqliteStateStore, 'getMeta'>, loaded: LoadedGoals, cwd: string, declared: Readonly<Record<string, string>>): Set<string> {
   const stored = store.getMeta(BACKENDS_META);
   if (stored !== undefined) return changedBackends(stored, declared);
   for (const earlier of EARLIER_BACKENDS_META) {
@@ -495,21 +495,18 @@ export function changedBackendsIn(store: Pick<SqliteStateStore, 'getMeta'>, load
  * points, said to people (`BackendRegistry.describeIdentity`), by key: what a delete refused because its
  * backend now points elsewhere names as the place of the resource. Only added to.
  */
-export const BACKEND_PLACES_META = 'backends.places';
+const BACKEND_PLACES_META = 'backends.places';
 
 /**
  * What the dispatcher is told of the backends of `loaded` (`InfraNodeProvisioner.declare`): their identities
- * (`declared`, from `backendDigests`), where each points, those `changed` (`changedBackendsIn`), and the
- * places `store` recorded (BACKEND_PLACES_META) with theirs, so that a removed node is deleted only through
- * the backend it was applied at.
+ * (`keys`, from `backendDigests`: what BACKENDS_META records once they are applied or loaded), where each
+ * points, those `changed` (`changedBackendsIn`: the passes' `changedBackends`), and the places `store`
+ * recorded (BACKEND_PLACES_META) with theirs, so that a removed node is deleted only through the backend it
+ * was applied at. The one reading of the declarations that plan, apply and run share.
  */
-export function declaredBackends(
-  store: Pick<SqliteStateStore, 'getMeta'>,
-  loaded: LoadedGoals,
-  cwd: string,
-  declared: Readonly<Record<string, string>>,
-  changed: ReadonlySet<string>,
-): DeclaredBackends {
+export function declaredBackends(store: Pick<SqliteStateStore, 'getMeta'>, loaded: LoadedGoals, cwd: string): DeclaredBackends {
+  const declared = backendDigests(loaded, cwd);
+  const changed = changedBackendsIn(store, loaded, cwd, declared);
   const factories = registry();
   const at: Record<string, string | undefined> = {};
   const places = storedPlaces(store);

@@ -3,7 +3,7 @@ import { DesiredStateError, ErrorCodes, Reconciler, shownTemplate, SqliteStateSt
 import type { CompileResult, DesiredGraph, NodeOutcome } from '../../runtime/index.ts';
 import { infraSpecCodec, processLeaseDir, settleLeftoverProcesses, shownSpec, unreadableSecretRefs } from '../../infra/index.ts';
 import type { InfraDesiredNodeSpec, PolicyDefault } from '../../infra/index.ts';
-import { BACKENDS_META, backendDigests, changedBackendsIn, compileGoals, compileGoalsCached, declaredBackends, openStore, printDiagnostics, provisioner, pruneHistory, recordBackendPlaces, stateFile } from '../context.ts';
+import { BACKENDS_META, compileGoals, compileGoalsCached, declaredBackends, openStore, printDiagnostics, provisioner, pruneHistory, recordBackendPlaces, stateFile } from '../context.ts';
 import type { CachedGoals, CliContext } from '../context.ts';
 import { cellLine, formatPlan, planCounts, terminalSafe } from '../format.ts';
 import { goalsCommit } from '../git.ts';
@@ -56,9 +56,9 @@ export async function plan(ctx: CliContext, options: { showUnchanged: boolean })
     // A holder on another host (alive unknown) is taken to be running.
     const holder = SqliteStateStore.lockHolder(stateFile(ctx));
     const othersRunning = holder !== undefined && holder.alive !== false;
-    const declared = backendDigests(c.loaded, ctx.cwd);
-    const changed = changedBackendsIn(store, c.loaded, ctx.cwd, declared);
-    p.provisioner.declare(declaredBackends(store, c.loaded, ctx.cwd, declared, changed));
+    const backends = declaredBackends(store, c.loaded, ctx.cwd);
+    const changed = backends.changed;
+    p.provisioner.declare(backends);
     const entries = await reconciler.plan(c.graph, { signal: AbortSignal.timeout(10 * 60_000), gates: c.loaded.result.gates, othersRunning, changedBackends: changed });
     const counts = planCounts(entries);
     const refused = entries.filter((e) => e.planned.action === 'delete' && e.planned.refused !== undefined).length;
@@ -149,10 +149,9 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     // timeout) before anything is observed, as the daemon does at its start.
     await settleLeftoverProcesses(processLeaseDir(ctx.stateDir), { log: ctx.log, signal: abort.signal });
     const commit = await commitLookup;
-    const declared = backendDigests(c.loaded, ctx.cwd);
-    const changed = changedBackendsIn(store, c.loaded, ctx.cwd, declared);
     // Before the delete question: a delete through a backend that now points elsewhere is refused, not asked about.
-    const backends = declaredBackends(store, c.loaded, ctx.cwd, declared, changed);
+    const backends = declaredBackends(store, c.loaded, ctx.cwd);
+    const changed = backends.changed;
     p.provisioner.declare(backends);
     recordBackendPlaces(store, backends);
     let allowDeletions = options.yes;
@@ -189,7 +188,7 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
       if (why !== undefined) stuck.set(id, why);
     }
     // The backends as applied, once every node reached them: until then, a changed one stays changed for the next apply.
-    if (s.failed === 0 && s.blocked === 0 && s.held === 0 && !abort.signal.aborted) store.setMeta(BACKENDS_META, JSON.stringify(declared));
+    if (s.failed === 0 && s.blocked === 0 && s.held === 0 && !abort.signal.aborted) store.setMeta(BACKENDS_META, JSON.stringify(backends.keys));
     if (ctx.format === 'json') {
       ctx.out(JSON.stringify({ runId: result.runId, summary: s, outcomes: Object.fromEntries(result.outcomes), refusedDeletions: result.refusedDeletions ?? null, declinedDeletions: declined.length, declinedNodes: declined, diagnostics: c.loaded.result.diagnostics }, null, 2));
     } else {

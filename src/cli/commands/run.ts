@@ -7,7 +7,7 @@ import type { LeftoverProcess } from '../../infra/index.ts';
 import type { InfraBackend, InfraDesiredNodeSpec } from '../../infra/index.ts';
 import { parseListen, startHttpServer } from '../../server/http.ts';
 import type { DaemonProbe } from '../../server/http.ts';
-import { BACKENDS_META, backendDigests, changedBackendsIn, compileGoalsCached, declaredBackends, DAEMON_LISTEN, DAEMON_PID, lastGoodGoals, openStore, printDiagnostics, pruneHistory, recordBackendPlaces, registry, requireGoalsDir, requireStateDir } from '../context.ts';
+import { BACKENDS_META, compileGoalsCached, declaredBackends, DAEMON_LISTEN, DAEMON_PID, lastGoodGoals, openStore, printDiagnostics, pruneHistory, recordBackendPlaces, registry, requireGoalsDir, requireStateDir } from '../context.ts';
 import { loadFaultPolicyFile } from '../fault-policy-file.ts';
 import type { CliContext } from '../context.ts';
 import { GoalsCommitWatch } from '../commit-watch.ts';
@@ -248,11 +248,11 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       if (graph === undefined) return;
       const declarations = [...loaded.factory.backends.values()];
       // A backend declared otherwise (another root, server, type) than when last loaded or applied is a goal change for its nodes.
-      const declared = backendDigests(loaded, ctx.cwd);
+      const backends = declaredBackends(opened, loaded, ctx.cwd);
       // Instances are made anew only for another declaration (a timeout edited too, which changes no node),
       // not for the same one written elsewhere.
       const key = stableStringify(declarations.map((d) => [d.id, d.type, d.config]));
-      const changedBackends = changedBackendsIn(opened, loaded, ctx.cwd, declared);
+      const changedBackends = backends.changed;
       // New backends go in before the graph (setGraph starts watching through them) and are
       // taken out again if the store refuses the revision: the last good graph keeps its own.
       // setGraph throws only before its graph is in; after, a refused write waits for the store.
@@ -260,7 +260,6 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       const fresh = key === backendKey ? undefined : registry().instantiate(declarations, { cwd: ctx.cwd, log, stateDir: ctx.stateDir, env: ctx.env });
       if (fresh !== undefined) backendMap = fresh;
       const old = fresh === undefined ? undefined : provisioner.replaceBackends(fresh);
-      const backends = declaredBackends(opened, loaded, ctx.cwd, declared, changedBackends);
       const declaredBefore = provisioner.declare(backends);
       try {
         await c.setGraph(graph, { gates, commit, changedBackends });
@@ -277,7 +276,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       // The controller has recorded those nodes as changed (their records say so across a restart).
       // Not written (a full disk): the next load finds the same change, and looks at them once more.
       try {
-        opened.setMeta(BACKENDS_META, JSON.stringify(declared));
+        opened.setMeta(BACKENDS_META, JSON.stringify(backends.keys));
         recordBackendPlaces(opened, backends);
       } catch (err) {
         log.debug({ err }, 'backend declarations not recorded');
