@@ -21,7 +21,7 @@ import type { LoadedGoals } from './load.ts';
  * builds) and anything unexpected is a miss, never an error.
  */
 
-const FORMAT = 9;
+const FORMAT = 10;
 const FILE = 'compiled-goals.json';
 /**
  * The entry of the goals last applied (by `apply` or `run`): a second name of FILE's file as it was
@@ -44,7 +44,7 @@ const LAST_GOOD_COMMIT = 'last-good-goals.commit.json';
  * dependencies, resource key (or null), same-spec key (or null: `InfraDesiredNodeSpec.sameSpec`) and
  * managed digest (null where it is the spec digest: `NodeSpec.managedDigest`, format 7), the keys
  * of the resources it names (or null: `InfraDesiredNodeSpec.names`, format 8) and backend key
- * (`InfraDesiredNodeSpec.backendKey`, format 9).
+ * (`InfraDesiredNodeSpec.backendKey`, format 9; the same-spec key by it, format 10).
  * Goal, backend id, environment and file are indexes into
  * `strings`, labels and settings into their own tables: what nodes repeat is
  * stored once (10,000 file nodes: 1.7 MB instead of 5.2 MB of JSON, read back

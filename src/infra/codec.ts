@@ -29,23 +29,41 @@ export const infraSpecCodec: NodeSpecCodec<InfraDesiredNodeSpec> = {
       // None stored (a record written before it was): its name, which the delete tells apart (`InfraNodeProvisioner.delete`).
       backendKey: typeof backendKey === 'string' ? backendKey : undefined,
       // From the spec as stored, never stored itself: a record written before it was known has one too.
-      sameSpec: sameSpecKey(stored, backendId),
+      sameSpec: sameSpecKey(stored, typeof backendKey === 'string' ? backendKey : undefined),
     });
   },
   /**
-   * The resource its backend named at compile time (`InfraDesiredNodeSpec.resource`), within that
-   * backend instance: `path conf/a on backend local`. Read by people too (a resource let go is
-   * named in plans and logs); unambiguous, since a backend's name has no space.
+   * The resource its backend named at compile time (`InfraDesiredNodeSpec.resource`), within the
+   * backend instance its `backendKey` names (`path conf/a on backend 3f0c…`): one resource whatever
+   * the Backend's name, so that a node moved to another Backend reaching the same place holds it, and
+   * two places under one name never match. Where the key is the name (a record written before the
+   * identity was stored with it, goals compiled without a working directory), the backend is not known,
+   * and the resource alone is the key (`formerKeys`): it may be any node's of that name, which only
+   * keeps it from being deleted.
    */
   resourceKey(spec) {
-    return spec.resource === undefined ? undefined : `${spec.resource} on backend ${spec.backendId}`;
+    return spec.resource === undefined ? undefined : resourceOn(spec.resource, spec);
   },
   /** `InfraDesiredNodeSpec.names`, as `resourceKey` writes a key. */
   namedResources(spec) {
-    return (spec.names ?? []).map((name) => `${name} on backend ${spec.backendId}`);
+    return (spec.names ?? []).map((name) => resourceOn(name, spec));
+  },
+  /** Its keys as a spec whose backend is not known has them (`resourceKey`): a record written before the identity was stored with it. */
+  formerKeys(spec) {
+    if (spec.backendKey === spec.backendId) return undefined;
+    return { resource: spec.resource, names: spec.names ?? [], sameSpec: spec.sameSpec === undefined ? undefined : sameSpecKey(spec.spec, undefined) };
+  },
+  /** `path conf/a on backend local`: by the Backend's name. */
+  describeResource(spec) {
+    return spec.resource === undefined ? undefined : `${spec.resource} on backend ${spec.backendId}`;
   },
   /** `InfraDesiredNodeSpec.sameSpec`: its backend and spec, on a backend that tells resources by spec and id alone. */
   sameSpecKey(spec) {
     return spec.sameSpec;
   },
 };
+
+/** `resource` on the backend `spec` names by its identity; `resource` alone where it names none (`resourceKey`). Unambiguous: a resource names no backend by a word ` on backend `. */
+function resourceOn(resource: string, spec: InfraDesiredNodeSpec): string {
+  return spec.backendKey === spec.backendId ? resource : `${resource} on backend ${spec.backendKey}`;
+}

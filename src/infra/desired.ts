@@ -48,9 +48,12 @@ export interface InfraDesiredNodeSpec<T extends InfraNodeSpec = InfraNodeSpec> e
   readonly backendKey: string;
 }
 
-/** The key of a spec on a backend, whoever writes it (`InfraDesiredNodeSpec.sameSpec`): the same whatever the order of its keys. */
-export function sameSpecKey(spec: InfraNodeSpec, backendId: string): string {
-  return sha256(stableStringify([backendId, spec]));
+/**
+ * The key of a spec on a backend (by its identity: `backendKey`), whoever writes it (`InfraDesiredNodeSpec.sameSpec`):
+ * the same whatever the order of its keys. Where the identity is not known (undefined), the spec's on any backend.
+ */
+export function sameSpecKey(spec: InfraNodeSpec, backendKey: string | undefined): string {
+  return sha256(stableStringify(backendKey === undefined ? [spec] : [backendKey, spec]));
 }
 
 /**

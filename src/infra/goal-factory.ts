@@ -665,12 +665,13 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     }
     if (applied.length > 0) this.policyDefaults.set(decl.id, applied.map(({ field, value, policy }) => ({ field, value, policy })));
     const resource = backend === undefined || factory === undefined ? undefined : this.claimResource(decl, spec, backend, factory, diag);
-    const sameSpec = factory?.identifiedBySpecAndId === true ? sameSpecKey(spec, backendId) : undefined;
+    const backendKey = this.backendKey(declared);
+    const sameSpec = factory?.identifiedBySpecAndId === true ? sameSpecKey(spec, backendKey) : undefined;
     // A name a reference fills in is known at run time only, as for `resource`.
     const named = backend === undefined ? undefined : factory?.namedResources?.(spec, backend.config).filter((key) => !hasReferences(key));
     const names = named === undefined || named.length === 0 ? undefined : [...new Set(named)];
     return {
-      spec: desiredNodeSpec(spec, backendId, decl.labels, decl.goal.environment, { resource, names, sameSpec, backendKey: this.backendKey(declared) }),
+      spec: desiredNodeSpec(spec, backendId, decl.labels, decl.goal.environment, { resource, names, sameSpec, backendKey }),
       gate,
       deletionPolicy: statefulTypes.has(decl.type) ? 'Orphan' : undefined,
       cannotUpdate: backend === undefined || declared?.status !== 'ok' ? undefined : factory?.cannotUpdate?.(spec, backend.config),

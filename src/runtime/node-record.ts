@@ -478,27 +478,32 @@ export const LET_GO = 'the node names another resource now; the one it managed b
 export function resourcesLetGo<S extends NodeSpec>(graph: DesiredGraph<S>, records: Iterable<NodeRecord>, codec: NodeSpecCodec<S>): Map<NodeId, string> {
   const letGo = new Map<NodeId, string>();
   if (codec.resourceKey === undefined) return letGo;
+  // Said as people read it (`describeResource`): the key may name the backend by a digest of its identity.
+  const said = new Map<NodeId, string>();
   for (const r of records) {
     const node = graph.get(r.id);
     if (node === undefined || !r.managed || r.appliedDigest === null || appliedAtGoal(r, node)) continue;
     const before = removedNode(r, codec);
     const was = before === undefined ? undefined : codec.resourceKey(before.spec);
     const now = codec.resourceKey(node.spec);
-    if (was !== undefined && now !== undefined && was !== now) letGo.set(r.id, was);
+    if (was === undefined || now === undefined || was === now) continue;
+    letGo.set(r.id, was);
+    said.set(r.id, codec.describeResource?.(before!.spec) ?? was);
   }
-  for (const id of nodesNaming(graph, letGo, (n) => codec.resourceKey?.(n.spec)).keys()) letGo.delete(id);
-  return letGo;
+  for (const id of nodesNaming(graph, letGo, (n) => [codec.resourceKey?.(n.spec), codec.formerKeys?.(n.spec)?.resource]).keys()) said.delete(id);
+  return said;
 }
 
-/** For each id of `keys` whose key (`keyOf`) a node of `graph` has: the first such node. Keys are computed for the graph only when there is one to find. */
-function nodesNaming<S extends NodeSpec>(graph: DesiredGraph<S>, keys: ReadonlyMap<NodeId, string>, keyOf: (node: DesiredNode<S>) => string | undefined): Map<NodeId, NodeId> {
+/** For each id of `keys` whose key (`keysOf`) a node of `graph` has: the first such node. Keys are computed for the graph only when there is one to find. */
+function nodesNaming<S extends NodeSpec>(graph: DesiredGraph<S>, keys: ReadonlyMap<NodeId, string>, keysOf: (node: DesiredNode<S>) => readonly (string | undefined)[]): Map<NodeId, NodeId> {
   const named = new Map<NodeId, NodeId>();
   if (keys.size === 0) return named;
   const wanted = new Map<string, NodeId[]>();
   for (const [id, key] of keys) wanted.set(key, [...(wanted.get(key) ?? []), id]);
   for (const node of graph.order) {
-    const key = keyOf(node);
-    for (const id of key === undefined ? [] : (wanted.get(key) ?? [])) if (!named.has(id)) named.set(id, node.id);
+    for (const key of keysOf(node)) {
+      for (const id of key === undefined ? [] : (wanted.get(key) ?? [])) if (!named.has(id)) named.set(id, node.id);
+    }
   }
   return named;
 }
@@ -534,8 +539,8 @@ function goalsHolding<S extends NodeSpec>(graph: DesiredGraph<S>, removed: reado
     if (same !== undefined) specs.set(r.id, same);
   }
   return {
-    claimed: nodesNaming(graph, resources, (n) => codec.resourceKey?.(n.spec)),
-    sameSpec: nodesNaming(graph, specs, (n) => (manages(n.id) ? undefined : codec.sameSpecKey?.(n.spec))),
+    claimed: nodesNaming(graph, resources, (n) => [codec.resourceKey?.(n.spec), codec.formerKeys?.(n.spec)?.resource]),
+    sameSpec: nodesNaming(graph, specs, (n) => (manages(n.id) ? [] : [codec.sameSpecKey?.(n.spec), codec.formerKeys?.(n.spec)?.sameSpec])),
   };
 }
 
@@ -648,7 +653,7 @@ function namedByGoals<S extends NodeSpec>(graph: DesiredGraph<S>, removed: reado
   }
   if (keys.size === 0) return named;
   for (const node of graph.order) {
-    for (const key of codec.namedResources(node.spec)) {
+    for (const key of [...codec.namedResources(node.spec), ...(codec.formerKeys?.(node.spec)?.names ?? [])]) {
       const id = keys.get(key);
       if (id === undefined || named.has(id)) continue;
       const reason = `not deleted while ${node.id} (${formatLocation(node.source)}), which names its resource, is in the goals: take the name out of ${node.id}, or remove ${node.id} too`;

@@ -132,4 +132,12 @@ export interface NodeSpecCodec<S extends NodeSpec> {
    * may destroy what that node manages (see `splitRemoved`).
    */
   sameSpecKey?(spec: S): string | undefined;
+  /**
+   * Optional: the keys a record written earlier may have for what a spec of the goals manages, names
+   * and is (`resourceKey`, `namedResources`, `sameSpecKey` as they were then), where they are not its
+   * own: a removed record keyed so is held by that node as by its own keys, never deleted for the mismatch.
+   */
+  formerKeys?(spec: S): { readonly resource?: string | undefined; readonly names?: readonly string[]; readonly sameSpec?: string | undefined } | undefined;
+  /** Optional: `resourceKey` as people read it (in plans and logs), where the key itself is not. */
+  describeResource?(spec: S): string | undefined;
 }

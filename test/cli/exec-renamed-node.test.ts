@@ -90,7 +90,7 @@ describe('an exec node renamed under prune + Delete', () => {
     daemons.removeAfter(q.dir);
     const script = bucketScript(q.dir);
     q.write('goals.yaml', goal(script, { logs: 'logs' }));
-    expect((await cli(['apply', '--yes', ...q.args])).code).toBe(0);
+    expect((await cli(['apply', '--yes', ...q.args], { cwd: q.dir })).code).toBe(0);
     q.write('goals.yaml', goal(script, { 'logs-bucket': 'logs' }));
     const d = daemons.start(['--listen', '127.0.0.1:0', '--interval', '60s', ...q.args], { cwd: q.dir });
     expect(await d.waitFor((l) => l.msg === SAME_SPEC_KEPT, 20_000)).toMatchObject({ node: 'logs', sameSpecAs: 'logs-bucket' });

@@ -11,20 +11,22 @@ import { formatDiagnostic, GoalCompiler, parseGoalText } from '../../src/runtime
  * backend names the resource (`BackendFactory.resourceKey`, at compile time);
  * the key travels with the stored spec.
  */
-function key(backendType: string, type: InfraNodeType, spec: Record<string, unknown>, backendId = 'b', config: Record<string, unknown> = {}): string | undefined {
+function key(backendType: string, type: InfraNodeType, spec: Record<string, unknown>, backendId = 'b', config: Record<string, unknown> = {}, said = false): string | undefined {
   const factory = builtinBackendFactories.find((f) => f.type === backendType) as BackendFactory | undefined;
   const parsed = { type, ...(specSchemas[type].parse(spec) as Record<string, unknown>) } as InfraNodeSpec;
-  const d = desiredNodeSpec(parsed, backendId, {}, 'dev', { resource: factory?.resourceKey?.(parsed, factory.configSchema.parse(config))?.key });
+  const parsedConfig = factory?.configSchema.parse(config) as Record<string, unknown>;
+  const backendKey = new BackendRegistry(builtinBackendFactories).identityKey({ type: backendType, config: parsedConfig }, '/work/project');
+  const d = desiredNodeSpec(parsed, backendId, {}, 'dev', { resource: factory?.resourceKey?.(parsed, parsedConfig)?.key, backendKey });
   // As a removed node's spec comes back from the store: encoded, then decoded.
   const stored = infraSpecCodec.decode(JSON.parse(JSON.stringify(infraSpecCodec.encode(d))));
   expect(stored).toBeDefined();
   expect(infraSpecCodec.resourceKey?.(stored!)).toBe(infraSpecCodec.resourceKey?.(d));
-  return infraSpecCodec.resourceKey?.(d);
+  return said ? infraSpecCodec.describeResource?.(d) : infraSpecCodec.resourceKey?.(d);
 }
 
-/** On a postgres backend that connects as `user` (the config's default: postgres). */
-const pg = (type: InfraNodeType, spec: Record<string, unknown>, backendId?: string, user?: string): string | undefined =>
-  key('postgres', type, spec, backendId, { host: 'db', ...(user === undefined ? {} : { user }) });
+/** On a postgres backend (at host `<backendId>.db`) that connects as `user` (the config's default: postgres); `said`: its key as people read it. */
+const pg = (type: InfraNodeType, spec: Record<string, unknown>, backendId = 'b', user?: string, said = false): string | undefined =>
+  key('postgres', type, spec, backendId, { host: `${backendId}.db`, ...(user === undefined ? {} : { user }) }, said);
 const defaults = (forRole?: string): Record<string, unknown> => ({ role: 'r', database: 'd', schema: 's', on: 'defaultTables', privileges: ['SELECT'], ...(forRole === undefined ? {} : { forRole }) });
 
 describe('resourceKey', () => {
@@ -61,13 +63,18 @@ describe('resourceKey', () => {
     expect(a()).not.toBe(b());
   });
 
-  // Stored with every spec applied: a key of plain names written otherwise would no longer find its renamed node.
+  it('one resource on two Backends that reach one server', () => {
+    const on = (backendId: string): string | undefined => key('postgres', 'postgres.role', { name: 'r' }, backendId, { host: 'db' });
+    expect(on('pg1')).toBe(on('pg2'));
+  });
+
+  // Said in plans and logs: the key itself names the backend by a digest.
   it('keys of plain names read as before', () => {
-    expect(pg('postgres.schema', { name: 's', database: 'd' })).toBe('schema s in database d on backend b');
-    expect(pg('postgres.grant', { role: 'r', database: 'd', on: 'defaultTables', forRole: 'o', privileges: ['SELECT'] })).toBe('grant on defaultTables in schema (all) of database d to role r for objects of role o on backend b');
-    expect(pg('postgres.grant', { role: 'r', database: 'd', on: 'defaultTables', privileges: ['SELECT'] })).toBe('grant on defaultTables in schema (all) of database d to role r on backend b');
-    expect(pg('postgres.grant', { role: 'r', database: 'd', schema: 'Ünïcode', on: 'tables', privileges: ['SELECT'] })).toBe('grant on tables in schema Ünïcode of database d to role r on backend b');
-    expect(pg('postgres.grant', { role: 'my app', database: 'd', on: 'database', privileges: ['CONNECT'] })).toBe('grant on database d to role "my app" on backend b');
+    expect(pg('postgres.schema', { name: 's', database: 'd' }, 'b', undefined, true)).toBe('schema s in database d on backend b');
+    expect(pg('postgres.grant', { role: 'r', database: 'd', on: 'defaultTables', forRole: 'o', privileges: ['SELECT'] }, 'b', undefined, true)).toBe('grant on defaultTables in schema (all) of database d to role r for objects of role o on backend b');
+    expect(pg('postgres.grant', { role: 'r', database: 'd', on: 'defaultTables', privileges: ['SELECT'] }, 'b', undefined, true)).toBe('grant on defaultTables in schema (all) of database d to role r on backend b');
+    expect(pg('postgres.grant', { role: 'r', database: 'd', schema: 'Ünïcode', on: 'tables', privileges: ['SELECT'] }, 'b', undefined, true)).toBe('grant on tables in schema Ünïcode of database d to role r on backend b');
+    expect(pg('postgres.grant', { role: 'my app', database: 'd', on: 'database', privileges: ['CONNECT'] }, 'b', undefined, true)).toBe('grant on database d to role "my app" on backend b');
   });
 
   it('says nothing where the backend cannot name the resource: a generic resource (its commands get the node id), a memory resource (keyed by node id)', () => {
@@ -96,7 +103,7 @@ describe('sameSpecKey', () => {
     `apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: ${name} }\nspec: { type: ${type}${config === undefined ? '' : `, config: ${config}`} }\n---\n`;
 
   function compiled(nodes: string): { lines: string[]; spec: (id: string) => InfraDesiredNodeSpec } {
-    const text = `${backend('exec', 'exec')}${backend('exec2', 'exec')}${backend('mem', 'memory')}${backend('script', 'script', '{ root: out }')}apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: app }\nspec:\n  nodes:\n${nodes}`;
+    const text = `${backend('exec', 'exec')}${backend('exec2', 'exec', '{ cwd: elsewhere }')}${backend('twin', 'exec')}${backend('mem', 'memory')}${backend('script', 'script', '{ root: out }')}apiVersion: desiredstate/v1\nkind: Goal\nmetadata: { name: app }\nspec:\n  nodes:\n${nodes}`;
     const parsed = parseGoalText('goals/app.yaml', text);
     const result = new GoalCompiler({ factory: new InfraSpecFactory({ registry: new BackendRegistry(builtinBackendFactories), cwd: '/work/project' }) }).compile(parsed.documents, parsed.diagnostics);
     return { lines: result.diagnostics.map(formatDiagnostic), spec: (id) => result.graph!.get(id)!.spec };
@@ -123,6 +130,11 @@ describe('sameSpecKey', () => {
     expect(key(stored(spec('a')))).not.toBe(key(spec('b')));
   });
 
+  it('is one for another exec Backend with the same working directory: one place under two names', () => {
+    const { spec } = compiled(node('a', 'exec', '{ name: logs }') + node('b', 'twin', '{ name: logs }'));
+    expect(key(stored(spec('a')))).toBe(key(spec('b')));
+  });
+
   // A generated script is handed `{id, input}` as an exec command is, and has no resource key either.
   it('script nodes of one backend, kind and input have one key too, and are no duplicate; another input has another', () => {
     const scripted = (id: string, content: string): string => `    - { id: ${id}, type: generic.resource, backend: script, deletionPolicy: Delete, spec: { input: { path: motd, content: ${content} } } }\n`;
@@ -141,11 +153,12 @@ describe('sameSpecKey', () => {
     expect(key(spec('f'))).toBeUndefined();
   });
 
-  // Which backend type stored it is not stored: only a node of the goals whose backend says so can match it.
+  // Which backend type stored it is not stored: only a node of the goals whose backend says so can match it. Where
+  // its backend was not stored, it may have been any: a node of that spec on any of them holds it (`formerKeys`).
   it('a spec read back from the store has one, stored before the key existed too', () => {
     const old = infraSpecCodec.decode({ spec: { type: 'generic.resource', commands: { read: ['./bucket', 'read'], create: ['./bucket', 'create'] }, input: { name: 'logs' } }, backendId: 'exec', labels: {}, environment: 'dev' });
-    const { spec } = compiled(`    - { id: n, type: generic.resource, backend: exec, spec: { commands: { create: [./bucket, create], read: [./bucket, read] }, input: { name: logs } } }\n`);
+    const { spec } = compiled(`    - { id: n, type: generic.resource, backend: exec2, spec: { commands: { create: [./bucket, create], read: [./bucket, read] }, input: { name: logs } } }\n`);
     expect(key(old!)).toBeDefined();
-    expect(key(old!)).toBe(key(spec('n')));
+    expect(infraSpecCodec.formerKeys?.(spec('n'))?.sameSpec).toBe(key(old!));
   });
 });
