@@ -46,13 +46,13 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
     const out = new Map<NodeId, Observation>();
     const groups = new Map<string, InfraNode[]>();
     for (const node of nodes) {
-      const resolved = this.resolve(node, ctx);
+      const resolved = this.resolve(this.reachedThrough(node), ctx);
       if ('fault' in resolved) {
         out.set(node.id, { status: 'failed', fault: resolved.fault });
         continue;
       }
-      let g = groups.get(node.spec.backendId);
-      if (g === undefined) groups.set(node.spec.backendId, (g = []));
+      let g = groups.get(resolved.node.spec.backendId);
+      if (g === undefined) groups.set(resolved.node.spec.backendId, (g = []));
       g.push(resolved.node);
     }
     await Promise.all(
@@ -216,7 +216,7 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
     if ('fault' in ready) return { status: 'failed', fault: ready.fault };
     try {
       if (ctx.signal.aborted) return { status: 'failed', fault: notCalled('transient', 'operation aborted before it started') };
-      const result = await op(ready.backend, ready.node, forBackend(ctx, node.spec.backendId));
+      const result = await op(ready.backend, ready.node, forBackend(ctx, ready.node.spec.backendId));
       return resolvedAt(result, ready.node);
     } catch (err) {
       return { status: 'failed', fault: toFault(err) };
@@ -225,12 +225,27 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
 
   /** The node's backend and the node as it is sent (`resolve`), or the fault it fails with before any call. */
   private beforeCall(node: InfraNode, ctx: OperationContext, deleting: boolean): { backend: InfraBackend; node: InfraNode } | { fault: Fault } {
-    const backend = this.backends.get(node.spec.backendId);
-    if (backend === undefined) return { fault: notCalled('permanent', `backend "${node.spec.backendId}" is not configured`) };
-    const moved = deleting ? movedFault(node, this.declared) : undefined;
+    const sent = deleting ? this.reachedThrough(node) : node;
+    const backend = this.backends.get(sent.spec.backendId);
+    if (backend === undefined) return { fault: deleting ? undeclaredFault(node) : notCalled('permanent', `backend "${node.spec.backendId}" is not configured`) };
+    const moved = deleting ? movedFault(sent, this.declared) : undefined;
     if (moved !== undefined) return { fault: moved };
-    const resolved = this.resolve(node, ctx, deleting);
+    const resolved = this.resolve(sent, ctx, deleting);
     return 'fault' in resolved ? resolved : { backend, node: resolved.node };
+  }
+
+  /**
+   * A node as it is observed and a removed one as its delete is sent: to the backend it was applied at,
+   * or, that name declared no more (the Backend renamed in the change that removed the node), to one
+   * declared now with the identity it was applied at (`InfraDesiredNodeSpec.backendKey`): the same place
+   * under another name.
+   */
+  private reachedThrough(node: InfraNode): InfraNode {
+    const { backendId, backendKey } = node.spec;
+    if (this.backends.has(backendId) || backendKey === backendId || this.declared === undefined) return node;
+    const keys = this.declared.keys;
+    const now = Object.keys(keys).find((id) => keys[id] === backendKey && this.backends.has(id));
+    return now === undefined ? node : { ...node, spec: { ...node.spec, backendId: now } };
   }
 
   /**
@@ -347,6 +362,17 @@ function undeletableFault(node: InfraNode, unresolved: readonly (readonly [NodeI
       `declare ${nodes} again (apply records the outputs), or delete the resource by hand and apply once with prune: false on goal "${node.goal}" to forget node "${node.id}"`,
     { code: DELETE_OUTPUTS_UNKNOWN },
   );
+}
+
+/**
+ * The fault of a removed node whose backend is declared no more, by its name or (`reachedThrough`) by
+ * the identity it was applied at: no backend is known to reach its resource. Permanent, with the ways out.
+ */
+function undeclaredFault(node: InfraNode): Fault {
+  const id = node.spec.backendId;
+  return notCalled('permanent', `backend "${id}" is not configured`, {
+    hint: `declare backend "${id}" again as it was when node "${node.id}" was applied and apply to delete the resource, or delete it by hand and apply once with prune: false on goal "${node.goal}" to forget node "${node.id}"`,
+  });
 }
 
 /**

@@ -100,6 +100,29 @@ describe('resources keyed by the identity of their Backend', () => {
     expect(apply.stderr).not.toContain('the one it managed before is left in place');
   });
 
+  it('a Backend renamed as a node on it is removed: the node is deleted through the new name, which reaches its file', async () => {
+    const p = tempProject('ds-identity-rename-delete-');
+    const root = join(p.dir, 'r');
+    write(p, [['a', root]], [['f1', 'a', 'f1'], ['f2', 'a', 'f2']], 'a');
+    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
+    write(p, [['b', root]], [['f2', 'b', 'f2']], 'b');
+    const apply = await cli(['apply', '--yes', ...p.args]);
+    expect(apply.code, apply.stdout + apply.stderr).toBe(0);
+    expect(apply.stdout).toContain('  - f1: deleted');
+    expect(existsSync(join(root, 'f1'))).toBe(false);
+    expect(readFileSync(join(root, 'f2'), 'utf8')).toBe('one\n');
+  });
+
+  it('a Backend removed with a node on it: the refused delete says how to go on', async () => {
+    const p = tempProject('ds-identity-undeclared-');
+    write(p, [['a', join(p.dir, 'r')], ['b', join(p.dir, 'r2')]], [['f1', 'a', 'f1'], ['f2', 'b', 'f2']]);
+    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
+    write(p, [['b', join(p.dir, 'r2')]], [['f2', 'b', 'f2']]);
+    const planned = await cli(['plan', ...p.args]);
+    expect(planned.stdout).toContain('  x f1 (local.file via a) error (permanent): backend "a" is not configured (hint: declare backend "a" again as it was when node "f1" was applied');
+    expect(existsSync(join(p.dir, 'r', 'f1'))).toBe(true);
+  });
+
   it('a removed directory a kept file on another Backend at the same root lies in is blocked, not failed', async () => {
     const p = tempProject('ds-identity-dir-');
     const root = join(p.dir, 'r');
