@@ -189,7 +189,7 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
   /** The backend's `serialKey` for the node as it is sent; undefined where it would fail before any call. */
   async serialKey(node: InfraNode, ctx: OperationContext): Promise<string | undefined> {
     // Most backends name none: no resolution of the node's references to learn it.
-    if (this.backends.get(node.spec.backendId)?.serialKey === undefined) return undefined;
+    if (this.backends.get(this.reachedThrough(node).spec.backendId)?.serialKey === undefined) return undefined;
     const ready = this.beforeCall(node, ctx, false);
     if ('fault' in ready) return undefined;
     try {
@@ -225,7 +225,7 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
 
   /** The node's backend and the node as it is sent (`resolve`), or the fault it fails with before any call. */
   private beforeCall(node: InfraNode, ctx: OperationContext, deleting: boolean): { backend: InfraBackend; node: InfraNode } | { fault: Fault } {
-    const sent = deleting ? this.reachedThrough(node) : node;
+    const sent = this.reachedThrough(node);
     const backend = this.backends.get(sent.spec.backendId);
     if (backend === undefined) return { fault: deleting ? undeclaredFault(node) : notCalled('permanent', `backend "${node.spec.backendId}" is not configured`) };
     const moved = deleting ? movedFault(sent, this.declared) : undefined;
@@ -235,7 +235,7 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
   }
 
   /**
-   * A node as it is observed and a removed one as its delete is sent: to the backend it was applied at,
+   * A node as it is sent (a removed one observed and deleted): to the backend it was applied at,
    * or, that name declared no more (the Backend renamed in the change that removed the node), to one
    * declared now with the identity it was applied at (`InfraDesiredNodeSpec.backendKey`): the same place
    * under another name.
