@@ -85,6 +85,21 @@ describe('an exec node renamed under prune + Delete', () => {
     expect(again.stderr).not.toContain(SAME_SPEC_KEPT);
   });
 
+  it('renamed and moved to another exec Backend with the same working directory, the old id is let go too', async () => {
+    const p = tempProject('ds-exec-rename-twin-');
+    const script = bucketScript(p.dir);
+    const twin = 'apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: twin }\nspec: { type: exec }\n---\n';
+    p.write('goals.yaml', twin + goal(script, { logs: 'logs' }));
+    expect((await cli(['apply', '--yes', ...p.args], { cwd: p.dir })).code).toBe(0);
+    p.write('goals.yaml', twin + goal(script, { 'logs-bucket': 'logs' }).replace('      type: generic.resource\n', '      type: generic.resource\n      backend: twin\n'));
+    const apply = await cli(['apply', '--yes', ...p.args, '--log-level', 'warn'], { cwd: p.dir });
+    expect(apply.code, apply.stdout + apply.stderr).toBe(0);
+    expect(apply.stdout).toContain('  ○ logs: orphaned');
+    expect(apply.stderr).toContain(`"node":"logs","backend":"exec","sameSpecAs":"logs-bucket","msg":"${SAME_SPEC_KEPT}"`);
+    expect(logLines(join(p.dir, 'deletes.log'))).toEqual([]);
+    expect(existsSync(join(p.dir, 'buckets', 'logs.json'))).toBe(true);
+  });
+
   it('the daemon lets the old id go too, with the warning', async () => {
     const q = tempProject('ds-exec-rename-run-');
     daemons.removeAfter(q.dir);
