@@ -395,8 +395,9 @@ export const DELETE_BACKEND_MOVED = 'delete-backend-moved';
  * The fault of a removed node whose backend now reaches other resources than the one it was applied
  * at (another root, cwd or server under the same name, or the implied `local` taking the name of a
  * Backend removed): its delete would act on a resource at the same name there, one it never made, and
- * leave its own. Permanent, raised before any call, on every pass while the backend points elsewhere:
- * the record keeps the identity it was applied at (`InfraDesiredNodeSpec.backendKey`, stored with its
+ * leave its own. Permanent, raised before any call, on every pass while the backend points elsewhere;
+ * a condition of the declaration, not a fault of the resource (`byDeclaration`): it spends no retry
+ * budget and never holds the node, which is deleted once the backend is declared as it was. The record keeps the identity it was applied at (`InfraDesiredNodeSpec.backendKey`, stored with its
  * spec). A record written before it was stored (its key its backend's name) is judged by `changed`,
  * the state's record of the declarations last applied or loaded: refused while that still says the
  * backend changed, deleted as before once it no longer does (a daemon records the declarations it
@@ -411,13 +412,14 @@ function movedFault(node: InfraNode, declared: DeclaredBackends | undefined): Fa
   if (kept ? node.spec.backendKey === now : !declared.changed.has(id)) return undefined;
   const at = declared.at[id];
   const was = kept ? declared.places[node.spec.backendKey] : undefined;
-  return notCalled(
+  return fault(
     'permanent',
     `node "${node.id}" on backend "${id}" cannot be deleted: backend "${id}" now points elsewhere${at === undefined ? '' : ` (${at})`} than when the node was applied${was === undefined ? '' : ` (${was})`}: ` +
       `its resource is where the backend pointed then, and a delete now would act on another one in its place`,
     {
       code: DELETE_BACKEND_MOVED,
       hint: `declare backend "${id}" as it was when the node was applied and apply to delete the resource there, or delete it by hand and apply once with prune: false on goal "${node.goal}" to forget node "${node.id}"`,
+      notTheBackend: 'declaration',
     },
   );
 }

@@ -3,7 +3,7 @@ import type { Clock } from './clock.ts';
 import { systemClock } from './clock.ts';
 import { assertNever } from './errors.ts';
 import type { Fault } from './fault.ts';
-import { createCutShort } from './fault.ts';
+import { byDeclaration, createCutShort } from './fault.ts';
 import { CircuitBreakers, DEFAULT_CIRCUIT_BREAKER, DEFAULT_FAULT_POLICY, decide } from './fault-policy.ts';
 import { OUTPUT_UNKNOWN } from './interpolation.ts';
 import type { BreakerChange, CircuitBreakerConfig, FaultPolicy, Rng } from './fault-policy.ts';
@@ -1179,7 +1179,8 @@ export class Controller<S extends NodeSpec> {
 
   /** For a record stored failed whose retry budget is spent (`holdSpent`): its fault, and why the fault policy holds it. */
   private spentBudget(rec: NodeRecord): { readonly fault: Fault; readonly why: string } | undefined {
-    if (rec.status !== 'failed' || rec.lastFault === null) return undefined;
+    // A refusal of the declaration (`byDeclaration`) is tried again at each goal load, whatever the attempts before it.
+    if (rec.status !== 'failed' || rec.lastFault === null || byDeclaration(rec.lastFault)) return undefined;
     // No jitter drawn from the rng: only whether the policy holds is asked.
     const decision = decide(rec.lastFault, rec.attempts, () => 0, this.o.faultPolicy);
     return decision.action === 'hold' ? { fault: rec.lastFault, why: decision.reason } : undefined;
@@ -1197,11 +1198,15 @@ export class Controller<S extends NodeSpec> {
   private failure(backendId: string, id: NodeId, f: Fault, previousAttempts: number): { attempts: number; decision: ReturnType<typeof decide> } {
     this.backendFailed(backendId, f, id);
     const attempts = previousAttempts + 1;
-    if (!this.failedInRun.has(id)) {
-      this.failedInRun.add(id);
-      this.summary.failed++;
-    }
+    this.countFailed(id);
     return { attempts, decision: decide(f, attempts, this.o.rng, this.o.faultPolicy) };
+  }
+
+  /** `id` failed in this run: counted once however often it fails. */
+  private countFailed(id: NodeId): void {
+    if (this.failedInRun.has(id)) return;
+    this.failedInRun.add(id);
+    this.summary.failed++;
   }
 
   private fail(node: DesiredNode<S>, f: Fault, log: Logger, message: string): void {
@@ -1658,6 +1663,7 @@ export class Controller<S extends NodeSpec> {
    * next reload or restart.
    */
   private deleteFailed(r: NodeRecord, f: Fault, log: Logger): void {
+    if (byDeclaration(f)) return this.deleteRefused(r, f, log);
     const { attempts, decision } = this.failure(r.backendId, r.id, f, this.records.get(r.id)?.attempts ?? r.attempts);
     const now = this.o.clock.now();
     // Not through `put`: the node is no longer in the graph. Given up on, it is held as any node is,
@@ -1671,6 +1677,18 @@ export class Controller<S extends NodeSpec> {
       log.error({ fault: f, attempts, reason: decision.reason }, 'delete failed');
     }
     this.dirty.add(r.id);
+  }
+
+  /**
+   * A removed node's delete refused for how the goals declare it (`byDeclaration`): failed, with no
+   * attempt spent and no retry set, since only a goal load can change it; refused again at each, and
+   * deleted at the first that allows it.
+   */
+  private deleteRefused(r: NodeRecord, f: Fault, log: Logger): void {
+    this.countFailed(r.id);
+    this.records.set(r.id, { ...r, status: 'failed', lastFault: f, retryAt: null, reason: f.message, updatedAt: this.o.clock.now() });
+    this.dirty.add(r.id);
+    log.warn({ fault: f, attempts: r.attempts }, 'delete failed');
   }
 
   /** Holds removed node `r` after its fault `f` (its `attempts`th), as the fault policy decided for `why`: deleted again once released (`retryDelete`). */

@@ -35,9 +35,20 @@ export interface Fault {
  * that is not configured, a pass stopped before the call). `node-only`: set by a backend on a fault about
  * this node's own resource alone (local: its path leads out of the root through a symlink made by hand,
  * or changed kind while it was being used); many nodes under one such path fail together, each on its
- * own backoff, and must not take the backend's other nodes down with them.
+ * own backoff, and must not take the backend's other nodes down with them. `declaration`: raised before
+ * any call too, because the goals as declared forbid the operation (`byDeclaration`).
  */
-export type NotTheBackend = 'before-call' | 'node-only';
+export type NotTheBackend = 'before-call' | 'node-only' | 'declaration';
+
+/**
+ * Whether `f` refuses an operation for how the goals declare it (`NotTheBackend`: `declaration`, a delete
+ * whose backend now points elsewhere): a condition of the declaration, not a fault of the resource. Only a
+ * change of the declaration ends it, so it neither spends the node's retry budget nor holds it; the
+ * operation is tried again at the next goal load (and apply), and goes through once the declaration allows it.
+ */
+export function byDeclaration(f: Fault): boolean {
+  return f.notTheBackend === 'declaration';
+}
 
 /** Whether a create's result leaves it cut short (see `Fault.cutShort`): its operation then stays pending. */
 export function createCutShort(op: 'create' | 'update' | 'delete', result: { readonly status: string; readonly fault?: Fault }): boolean {

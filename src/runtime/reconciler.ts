@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Fault } from './fault.ts';
-import { createCutShort, fault } from './fault.ts';
+import { byDeclaration, createCutShort, fault } from './fault.ts';
 import type { DesiredGraph } from './graph.ts';
 import type { NodeGate } from './goal-compiler.ts';
 import { DEFAULT_INTERVAL_MS } from './node-spec.ts';
@@ -650,7 +650,8 @@ export class Reconciler<S extends NodeSpec> {
           const f = outcome.fault;
           outcomes.set(r.id, { status: 'failed', fault: f });
           // A delete that failed stays on the record (as the daemon keeps it), so that `status` shows why the node lingers.
-          updates.push({ ...r, status: 'failed', lastFault: f, attempts: r.attempts + 1, reason: f.message, updatedAt: this.now() });
+          // One the declaration refuses (`byDeclaration`) spends no attempt: a daemon started after it must not hold it.
+          updates.push({ ...r, status: 'failed', lastFault: f, attempts: byDeclaration(f) ? r.attempts : r.attempts + 1, reason: f.message, updatedAt: this.now() });
           this.log.warn({ node: r.id, backend: r.backendId, fault: f }, 'delete failed');
           break;
         }

@@ -127,6 +127,42 @@ describe('a node removed as its Backend is pointed elsewhere', () => {
     expect(status.nodes.find((n) => n.id === 'f')?.reason).toContain(refusal(join(p.dir, 'rootB'), join(p.dir, 'rootA')));
   });
 
+  it('a daemon refuses on each reload, spending no retry budget, and deletes at the reload that declares the backend back', async () => {
+    const { p, own, planted } = await moved('ds-moved-delete-reload-');
+    const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
+    const refusals = (): number => d.lines.filter((l) => l.msg === 'delete failed' && l.node === 'f').length;
+    await d.waitFor((l) => l.msg === 'delete failed' && l.node === 'f', 20_000);
+    // More refusals than the permanent class's retry budget (3): none holds it.
+    while (refusals() < 4) {
+      const mark = d.lines.length;
+      d.kill('SIGHUP');
+      await d.waitFor((l) => l.msg === 'delete failed' && l.node === 'f', 20_000, mark);
+    }
+    expect(d.lines.filter((l) => l.node === 'f' && (l.msg === 'node held' || l.msg === 'delete held'))).toEqual([]);
+    const refused = JSON.parse((await cli(['status', '--format', 'json', ...p.args])).stdout) as { nodes: { id: string; status: string; reason: string | null }[] };
+    expect(refused.nodes.find((n) => n.id === 'f')).toMatchObject({ status: 'failed', reason: refusal(join(p.dir, 'rootB'), join(p.dir, 'rootA')) });
+    write(p, { name: 'files', root: join(p.dir, 'rootA') }, true);
+    const mark = d.lines.length;
+    d.kill('SIGHUP');
+    await d.waitFor((l) => l.msg === 'node deleted' && l.node === 'f', 20_000, mark);
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+    expect(existsSync(own)).toBe(false);
+    expect(readFileSync(planted, 'utf8')).toBe('precious\n');
+  });
+
+  it('refused by more applies than the retry budget, then declared back: a daemon started then deletes it', async () => {
+    const { p, own } = await moved('ds-moved-delete-applies-');
+    for (let i = 0; i < 4; i++) expect((await cli(['apply', '--yes', ...p.args])).code).toBe(1);
+    write(p, { name: 'files', root: join(p.dir, 'rootA') }, true);
+    const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
+    const seen = await d.waitFor((l) => l.node === 'f' && (l.msg === 'node deleted' || l.msg === 'delete held'), 20_000);
+    expect(seen.msg).toBe('node deleted');
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+    expect(existsSync(own)).toBe(false);
+  });
+
   it('a Backend renamed, pointing where it did, deletes a node removed after', async () => {
     const p = tempProject('ds-moved-delete-rename-');
     const root = join(p.dir, 'rootA');
