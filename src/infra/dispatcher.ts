@@ -206,6 +206,11 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
     return Promise.resolve('fault' in ready ? ready.fault : undefined);
   }
 
+  /** What `delete` fails the node with for how its backend is declared now (`movedFault`). */
+  refusedByDeclaration(node: InfraNode): Fault | undefined {
+    return movedFault(node, this.declared);
+  }
+
   private async call(
     node: InfraNode,
     ctx: OperationContext,

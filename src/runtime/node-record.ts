@@ -562,7 +562,7 @@ export function massDeletionLimit(managed: number): number {
 
 /** What becomes of the stored nodes a goal revision no longer declares. */
 export interface RemovedSplit {
-  /** To deprovision, dependents first; empty when the guard refused. */
+  /** To deprovision, dependents first; when the guard refused, only those the declaration refuses (`splitRemoved`), met as refusals. */
   readonly toDelete: NodeRecord[];
   /** To forget, their resources left untouched. */
   readonly toOrphan: NodeRecord[];
@@ -597,13 +597,15 @@ export interface RemovedSplit {
  * policy held, and whose resource no declared node claims, or may (`RemovedSplit.sameSpec`); the rest are
  * orphaned. An empty goal set deletes nothing: it is far more likely a
  * mistake than an intent. Past `massDeletionLimit`, nothing is deleted unless
- * `allowMassDeletion`.
+ * `allowMassDeletion`; counted against it are only the deletes that would be attempted, not those
+ * `refusedByDeclaration` refuses before any call (`byDeclaration`), which are met as refusals all the same.
  */
 export function splitRemoved<S extends NodeSpec>(
   graph: DesiredGraph<S>,
   stored: Iterable<NodeRecord>,
   codec: NodeSpecCodec<S>,
   allowMassDeletion: boolean,
+  refusedByDeclaration?: (node: DesiredNode<S>) => boolean,
 ): RemovedSplit {
   if (graph.size === 0) return { toDelete: [], toOrphan: [], claimed: new Map(), sameSpec: new Map(), namedBy: new Map() };
   const removed: NodeRecord[] = [];
@@ -629,8 +631,15 @@ export function splitRemoved<S extends NodeSpec>(
   for (const r of toOrphan) if (r.managed && heldByPolicy(r) && deletes(r)) keptByPolicy.set(r.id, r.reason!);
   const namedBy = namedByGoals(graph, toDelete, codec);
   const limit = massDeletionLimit(managed);
-  if (toDelete.length > limit && !allowMassDeletion) {
-    return { toDelete: [], toOrphan, claimed, sameSpec, namedBy, keptByPolicy, refused: { count: toDelete.length, limit, nodes: reverseDependencyOrder(toDelete) } };
+  const refusedNow = (r: NodeRecord): boolean => {
+    const node = removedNode(r, codec);
+    return node !== undefined && refusedByDeclaration!(node);
+  };
+  const barred = new Set(refusedByDeclaration === undefined ? [] : toDelete.filter(refusedNow));
+  const attempted = toDelete.filter((r) => !barred.has(r));
+  if (attempted.length > limit && !allowMassDeletion) {
+    const refused = { count: attempted.length, limit, nodes: reverseDependencyOrder(attempted) };
+    return { toDelete: reverseDependencyOrder([...barred]), toOrphan, claimed, sameSpec, namedBy, keptByPolicy, refused };
   }
   return { toDelete: reverseDependencyOrder(toDelete), toOrphan, claimed, sameSpec, namedBy, keptByPolicy };
 }

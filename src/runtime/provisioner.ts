@@ -198,6 +198,12 @@ export interface NodeProvisioner<S extends NodeSpec = NodeSpec> {
    */
   refusedDelete?(node: DesiredNode<S>, ctx: OperationContext): Promise<Fault | undefined>;
   /**
+   * Optional: of `refusedDelete`'s faults, the one for how the goals declare the node's backend
+   * (`byDeclaration`), which no pass changes and which needs no outputs: the mass-deletion guard counts
+   * only the deletes that would be attempted (`splitRemoved`).
+   */
+  refusedByDeclaration?(node: DesiredNode<S>): Fault | undefined;
+  /**
    * Optional: what the node's create, update or delete rewrites that other nodes' may rewrite too (a
    * file several nodes edit: its real path), where the provisioner runs such changes one after another;
    * undefined for most. The runtime runs the changes that share a key one after another (a pass's as one

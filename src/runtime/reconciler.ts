@@ -519,7 +519,8 @@ export class Reconciler<S extends NodeSpec> {
       const refused = deletions.refused;
       if (refused !== undefined) this.log.error({ count: refused.count, limit: refused.limit }, 'mass deletion refused');
       let deleted: NodeId[] = [];
-      if (refused === undefined && deletions.toDelete.length > 0 && options.allowDeletions === true) {
+      // The guard refused (`refused`): only the deletes the declaration refuses are left, met as refusals.
+      if (deletions.toDelete.length > 0 && options.allowDeletions === true) {
         // A removed node's operations a crash left pending: its create too (`interrupted`), which its read is told of.
         const pendingOn = (id: NodeId): PendingOperation[] => {
           const ops = [...(interrupted.get(id) ?? []), ...(removedOps.get(id) ?? [])];
@@ -588,7 +589,8 @@ export class Reconciler<S extends NodeSpec> {
   }
 
   private deletions(graph: DesiredGraph<S>, stored: readonly NodeRecord[], options: PassOptions): RemovedSplit {
-    return splitRemoved(graph, stored, this.codec, options.allowMassDeletion === true);
+    const refusedByDeclaration = this.provisioner.refusedByDeclaration?.bind(this.provisioner);
+    return splitRemoved(graph, stored, this.codec, options.allowMassDeletion === true, refusedByDeclaration && ((node) => refusedByDeclaration(node) !== undefined));
   }
 
   /**

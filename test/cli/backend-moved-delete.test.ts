@@ -163,6 +163,26 @@ describe('a node removed as its Backend is pointed elsewhere', () => {
     expect(existsSync(own)).toBe(false);
   });
 
+  it('deletes refused as the Backend points elsewhere are not counted by the mass-deletion guard: planned and met as refusals', async () => {
+    const p = tempProject('ds-moved-delete-mass-');
+    const nodes = (ids: readonly string[]): string => ids.map((id) => `    - { id: ${id}, type: local.file, deletionPolicy: Delete, spec: { path: ${id}.txt, content: "A\\n" } }\n`).join('');
+    const goals = (root: string, ids: readonly string[]): string => `${localBackend(join(p.dir, root), 'files')}---\n${goalHead('  prune: true\n  defaults: { backend: files }\n')}${nodes(ids)}`;
+    const ids = ['a', 'b', 'c', 'd', 'e', 'f', 'k'];
+    p.write('app.yaml', goals('rootA', ids));
+    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
+    p.write('app.yaml', goals('rootB', ['k']));
+    const planned = await cli(['plan', ...p.args]);
+    expect(planned.code, planned.stdout + planned.stderr).toBe(1);
+    for (const id of ids.slice(0, 6)) expect(planned.stdout).toContain(`  x ${id} (local.file via files) error (permanent): node "${id}" on backend "files" cannot be deleted: backend "files" now points elsewhere`);
+    expect(planned.stdout).not.toContain('mass-deletion guard');
+    expect(planned.stdout).toContain('6 errors.');
+    const apply = await cli(['apply', '--yes', ...p.args]);
+    expect(apply.code, apply.stdout + apply.stderr).toBe(1);
+    for (const id of ids.slice(0, 6)) expect(apply.stdout).toContain(`  x ${id}: permanent: node "${id}" on backend "files" cannot be deleted: backend "files" now points elsewhere`);
+    expect(apply.stdout + apply.stderr).not.toContain('mass deletion');
+    for (const id of ids) expect(readFileSync(join(p.dir, 'rootA', `${id}.txt`), 'utf8')).toBe('A\n');
+  });
+
   it('a Backend renamed, pointing where it did, deletes a node removed after', async () => {
     const p = tempProject('ds-moved-delete-rename-');
     const root = join(p.dir, 'rootA');
