@@ -1607,10 +1607,10 @@ export class Controller<S extends NodeSpec> {
     this.putOff(r, `not deleted while ${dependent}, which depends on it, is not: ${this.records.get(dependent)?.reason ?? 'its delete comes first'}`);
   }
 
-  /** Records why removed node `r` is not deleted; whether that is news. */
+  /** Records why removed node `r` is not deleted, blocked (`status` says so, as plan does); whether that is news. */
   private putOff(r: NodeRecord, reason: string): boolean {
-    if (r.reason === reason) return false;
-    this.records.set(r.id, { ...r, reason, updatedAt: this.o.clock.now() });
+    if (r.status === 'blocked' && r.reason === reason) return false;
+    this.records.set(r.id, { ...r, status: 'blocked', reason, updatedAt: this.o.clock.now() });
     this.dirty.add(r.id);
     return true;
   }

@@ -659,7 +659,8 @@ export class Reconciler<S extends NodeSpec> {
         }
         case 'blocked':
           outcomes.set(r.id, { status: 'blocked', reason: outcome.reason });
-          updates.push({ ...r, reason: outcome.reason, updatedAt: this.now() });
+          // Blocked, as plan shows it: `status` must not call a node that is not deleted ready.
+          updates.push({ ...r, status: 'blocked', reason: outcome.reason, updatedAt: this.now() });
           this.log.warn({ node: r.id, backend: r.backendId, waitsFor: outcome.waitsFor }, 'delete put off: a node that depends on it was not deleted, or one of the goals names it');
           break;
         default:

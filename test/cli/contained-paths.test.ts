@@ -2,12 +2,15 @@ import { existsSync, lstatSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, goalHead, localBackend, tempProject } from '../support/cli.ts';
+import { trackDaemons } from '../support/daemon.ts';
 
 /**
  * A `local.*` node whose path lies inside a `local.directory` node's path, on
  * the same backend, depends on the nearest such directory without a
  * `dependsOn` (README, local backend): made after it, deleted before it.
  */
+
+const daemons = trackDaemons();
 
 /** A Goal `app` on the backend `local`, prune and Delete by default, with the given node lines. */
 const goalWith = (nodes: string): string => `${goalHead('  prune: true\n  defaults: { backend: local, deletionPolicy: Delete }\n')}${nodes}`;
@@ -103,12 +106,31 @@ spec:
     expect(kept.stdout).toContain('⊘ site: blocked: not deleted while inside (goals/app.yaml:8:11), which names its resource, is in the goals');
     expect(kept.stdout).not.toContain('x site');
     expect(readFileSync(join(p.root, 'site/keep.txt'), 'utf8')).toBe('kept');
+    // `status` says blocked too, not ready.
+    const status = JSON.parse((await cli(['status', '--format', 'json', ...p.args], { cwd: p.dir })).stdout) as { nodes: { id: string; status: string; reason: string | null }[] };
+    expect(status.nodes.find((n) => n.id === 'site')).toMatchObject({ status: 'blocked', reason: expect.stringContaining('not deleted while inside') });
 
     p.write('app.yaml', goalWith('    - { id: other, type: local.file, spec: { path: other.txt, content: "" } }\n'));
     const removed = await cli(['apply', ...p.args, '--yes'], { cwd: p.dir });
     expect(removed.code, removed.stdout + removed.stderr).toBe(0);
     expect(acted(removed.stdout).filter((l) => l.startsWith('-'))).toEqual(['- inside: deleted', '- site: deleted']);
     expect(existsSync(join(p.root, 'site'))).toBe(false);
+  });
+
+  it('a daemon puts off the delete of a directory a kept file lies in: status says it is blocked', async () => {
+    const p = tempProject('ds-contained-kept-daemon-');
+    p.write('backend.yaml', localBackend(p.root));
+    const file = '    - { id: inside, type: local.file, spec: { path: site/keep.txt, content: "kept" } }\n';
+    p.write('app.yaml', goalWith(`${file}    - { id: site, type: local.directory, spec: { path: site, mode: "0755" } }\n`));
+    expect((await cli(['apply', ...p.args, '--yes'], { cwd: p.dir })).code).toBe(0);
+    p.write('app.yaml', goalWith(file));
+    const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
+    await d.waitFor((l) => l.msg === 'delete put off: a node of the goals names it' && l.node === 'site', 20_000);
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+    const status = JSON.parse((await cli(['status', '--format', 'json', ...p.args], { cwd: p.dir })).stdout) as { nodes: { id: string; status: string; reason: string | null }[] };
+    expect(status.nodes.find((n) => n.id === 'site')).toMatchObject({ status: 'blocked', reason: expect.stringContaining('not deleted while inside') });
+    expect(existsSync(join(p.root, 'site'))).toBe(true);
   });
 
   it('a directory that dependsOn a file inside it still compiles: the written order stands, no cycle', async () => {
