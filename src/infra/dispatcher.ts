@@ -402,7 +402,8 @@ export const DELETE_BACKEND_MOVED = 'delete-backend-moved';
  * Backend removed): its delete would act on a resource at the same name there, one it never made, and
  * leave its own. Permanent, raised before any call, on every pass while the backend points elsewhere;
  * a condition of the declaration, not a fault of the resource (`byDeclaration`): it spends no retry
- * budget and never holds the node, which is deleted once the backend is declared as it was. The record keeps the identity it was applied at (`InfraDesiredNodeSpec.backendKey`, stored with its
+ * budget and never holds the node, which is deleted once the backend is declared as it was. The
+ * record keeps the identity it was applied at (`InfraDesiredNodeSpec.backendKey`, stored with its
  * spec). A record written before it was stored (its key its backend's name) is judged by `changed`,
  * the state's record of the declarations last applied or loaded: refused while that still says the
  * backend changed, deleted as before once it no longer does (a daemon records the declarations it
