@@ -103,9 +103,10 @@ describe('plan shows the deletes of removed nodes as apply will make or refuse t
     rmSync(join(p.goals, 'other.yaml'));
     const planned = await planBoth(p.args, env);
     expect(planned.code, planned.text).toBe(1);
-    expect(planned.text).toContain('  x x (local.file via other) error (permanent): backend "other" is not configured\n');
+    const hint = ' (hint: declare backend "other" again as it was when node "x" was applied and apply to delete the resource, or delete it by hand and apply once with prune: false on goal "o" to forget node "x")';
+    expect(planned.text).toContain(`  x x (local.file via other) error (permanent): backend "other" is not configured${hint}\n`);
     expect(planned.json.entries.find((e) => e.id === 'x')?.planned).toMatchObject({ action: 'error', fault: { class: 'permanent', message: 'backend "other" is not configured' } });
-    expect((await cli(['apply', '--yes', ...p.args], { env })).stdout).toContain('  x x: permanent: backend "other" is not configured\n');
+    expect((await cli(['apply', '--yes', ...p.args], { env })).stdout).toContain(`  x x: permanent: backend "other" is not configured${hint}\n`);
   });
 
   it('a cycle among removed nodes broken at a kept edge: each `-`, exit 2, and apply deletes them all', async () => {
