@@ -24,12 +24,13 @@ export const infraSpecCodec: NodeSpecCodec<InfraDesiredNodeSpec> = {
     const parsed = infraNodeSpecSchema().safeParse(spec);
     if (!parsed.success || typeof backendId !== 'string') return undefined;
     const stored = parsed.data as unknown as InfraNodeSpec;
+    // None stored (a record written before it was): its name, which the delete tells apart (`InfraNodeProvisioner.delete`).
+    const key = typeof backendKey === 'string' ? backendKey : undefined;
     return desiredNodeSpec(stored, backendId, (labels ?? {}) as Record<string, string>, typeof environment === 'string' ? environment : undefined, {
       resource: typeof resource === 'string' ? resource : undefined,
-      // None stored (a record written before it was): its name, which the delete tells apart (`InfraNodeProvisioner.delete`).
-      backendKey: typeof backendKey === 'string' ? backendKey : undefined,
+      backendKey: key,
       // From the spec as stored, never stored itself: a record written before it was known has one too.
-      sameSpec: sameSpecKey(stored, typeof backendKey === 'string' ? backendKey : undefined),
+      sameSpec: sameSpecKey(stored, key),
     });
   },
   /**
