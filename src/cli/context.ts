@@ -428,16 +428,6 @@ function daemonHolding(path: string, pid: unknown): { readonly listen?: string }
  */
 export const BACKENDS_META = 'backends.declared.v5';
 
-/** A digest of each Backend document of `loaded`, by backend id. */
-function backendDigests(loaded: LoadedGoals, cwd: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const factories = registry();
-  // Which resources the backend reaches, not how nor where it is written: a timeout, a comment or a moved
-  // document changes no node. Resolved from the working directory where the config is relative to it (local's root).
-  for (const d of loaded.factory.backends.values()) out[d.id] = factories.identityKey(d, cwd);
-  return out;
-}
-
 /**
  * The backends declared otherwise in `now` than in `stored` (BACKENDS_META's text): another root,
  * another server, another type (`BackendFactory.identity`), not another timeout. Their nodes are changed goals. A backend new to the goals, or a
@@ -457,12 +447,11 @@ function changedBackends(stored: string | undefined, now: Readonly<Record<string
  * The keys BACKENDS_META replaced, newest first, each with its digests made as the releases that wrote it
  * made them: read in a state that holds none newer (one a release before applied or loaded last).
  */
-const EARLIER_BACKENDS_META: readonly { readonly key: string; digests(loaded: LoadedGoals, cwd: string): Record<string, string> }[] = [
+const EARLIER_BACKENDS_META: readonly { readonly key: string; digests(loaded: LoadedGoals, cwd: string, factories: BackendRegistry): Record<string, string> }[] = [
   {
     // Each Backend's type, whole config and `location`.
     key: 'backends.declared.v3',
-    digests: (loaded, cwd) => {
-      const factories = registry();
+    digests: (loaded, cwd, factories) => {
       const out: Record<string, string> = {};
       for (const d of loaded.factory.backends.values()) {
         const location = factories.get(d.type)?.location?.(d.config, { cwd });
@@ -475,17 +464,17 @@ const EARLIER_BACKENDS_META: readonly { readonly key: string; digests(loaded: Lo
 
 /**
  * The backends declared otherwise in `loaded` than `store` records (`changedBackends`): `declared`
- * (`backendDigests`) against BACKENDS_META; in a state that holds only an earlier key, digests made as its
+ * (their identity keys) against BACKENDS_META; in a state that holds only an earlier key, digests made as its
  * release made them against that key, so that a Backend moved (another root or cwd) in the change that
  * upgrades is still a goal change for its nodes, not drift for ever. A HOW-only edit (a timeout) made in
  * that same change then counts as one too, as it did in that release.
  */
-function changedBackendsIn(store: Pick<SqliteStateStore, 'getMeta'>, loaded: LoadedGoals, cwd: string, declared: Readonly<Record<string, string>>): Set<string> {
+function changedBackendsIn(store: Pick<SqliteStateStore, 'getMeta'>, loaded: LoadedGoals, cwd: string, factories: BackendRegistry, declared: Readonly<Record<string, string>>): Set<string> {
   const stored = store.getMeta(BACKENDS_META);
   if (stored !== undefined) return changedBackends(stored, declared);
   for (const earlier of EARLIER_BACKENDS_META) {
     const text = store.getMeta(earlier.key);
-    if (text !== undefined) return changedBackends(text, earlier.digests(loaded, cwd));
+    if (text !== undefined) return changedBackends(text, earlier.digests(loaded, cwd, factories));
   }
   return new Set();
 }
@@ -499,23 +488,25 @@ const BACKEND_PLACES_META = 'backends.places';
 
 /**
  * What the dispatcher is told of the backends of `loaded` (`InfraNodeProvisioner.declare`): their identities
- * (`keys`, from `backendDigests`: what BACKENDS_META records once they are applied or loaded), where each
+ * (`keys`, `BackendRegistry.identityKey` by backend id: what BACKENDS_META records once they are applied or loaded), where each
  * points, those `changed` (`changedBackendsIn`: the passes' `changedBackends`), and the places `store`
  * recorded (BACKEND_PLACES_META) with theirs, so that a removed node is deleted only through the backend it
  * was applied at. The one reading of the declarations that plan, apply and run share.
  */
 export function declaredBackends(store: Pick<SqliteStateStore, 'getMeta'>, loaded: LoadedGoals, cwd: string): DeclaredBackends {
-  const declared = backendDigests(loaded, cwd);
-  const changed = changedBackendsIn(store, loaded, cwd, declared);
   const factories = registry();
+  const declared: Record<string, string> = {};
   const at: Record<string, string | undefined> = {};
   const places = storedPlaces(store);
   for (const d of loaded.factory.backends.values()) {
+    // Which resources the backend reaches, not how nor where it is written: a timeout, a comment or a moved
+    // document changes no node. Resolved from the working directory where the config is relative to it (local's root).
+    const key = (declared[d.id] = factories.identityKey(d, cwd));
     const place = factories.describeIdentity(d, cwd);
     at[d.id] = place;
-    if (place !== undefined && declared[d.id] !== undefined) places[declared[d.id]!] = place;
+    if (place !== undefined) places[key] = place;
   }
-  return { keys: declared, at, changed, places };
+  return { keys: declared, at, changed: changedBackendsIn(store, loaded, cwd, factories, declared), places };
 }
 
 /** BACKEND_PLACES_META as `store` holds it; none where it holds none, or not an object. */
