@@ -490,8 +490,13 @@ export function resourcesLetGo<S extends NodeSpec>(graph: DesiredGraph<S>, recor
     letGo.set(r.id, was);
     said.set(r.id, codec.describeResource?.(before!.spec) ?? was);
   }
-  for (const id of nodesNaming(graph, letGo, (n) => [codec.resourceKey?.(n.spec), codec.formerKeys?.(n.spec)?.resource]).keys()) said.delete(id);
+  for (const id of nodesNaming(graph, letGo, (n) => resourceKeys(codec, n.spec)).keys()) said.delete(id);
   return said;
+}
+
+/** The resource keys spec `spec` holds: its own (`resourceKey`) and the one a record written earlier may have for it (`formerKeys`). */
+function resourceKeys<S extends NodeSpec>(codec: NodeSpecCodec<S>, spec: S): readonly (string | undefined)[] {
+  return [codec.resourceKey?.(spec), codec.formerKeys?.(spec)?.resource];
 }
 
 /** For each id of `keys` whose key (`keysOf`) a node of `graph` has: the first such node. Keys are computed for the graph only when there is one to find. */
@@ -539,7 +544,7 @@ function goalsHolding<S extends NodeSpec>(graph: DesiredGraph<S>, removed: reado
     if (same !== undefined) specs.set(r.id, same);
   }
   return {
-    claimed: nodesNaming(graph, resources, (n) => [codec.resourceKey?.(n.spec), codec.formerKeys?.(n.spec)?.resource]),
+    claimed: nodesNaming(graph, resources, (n) => resourceKeys(codec, n.spec)),
     sameSpec: nodesNaming(graph, specs, (n) => (manages(n.id) ? [] : [codec.sameSpecKey?.(n.spec), codec.formerKeys?.(n.spec)?.sameSpec])),
   };
 }
