@@ -610,7 +610,7 @@ export function splitRemoved<S extends NodeSpec>(
   stored: Iterable<NodeRecord>,
   codec: NodeSpecCodec<S>,
   allowMassDeletion: boolean,
-  refusedByDeclaration?: (node: DesiredNode<S>) => boolean,
+  refusedByDeclaration?: (node: DesiredNode<S>) => Fault | undefined,
 ): RemovedSplit {
   if (graph.size === 0) return { toDelete: [], toOrphan: [], claimed: new Map(), sameSpec: new Map(), namedBy: new Map() };
   const removed: NodeRecord[] = [];
@@ -636,17 +636,18 @@ export function splitRemoved<S extends NodeSpec>(
   for (const r of toOrphan) if (r.managed && heldByPolicy(r) && deletes(r)) keptByPolicy.set(r.id, r.reason!);
   const namedBy = namedByGoals(graph, toDelete, codec);
   const limit = massDeletionLimit(managed);
+  const all = { toDelete: reverseDependencyOrder(toDelete), toOrphan, claimed, sameSpec, namedBy, keptByPolicy };
+  // Within the limit however many the declaration refuses: their specs are not decoded to count them.
+  if (toDelete.length <= limit || allowMassDeletion) return all;
   const refusedNow = (r: NodeRecord): boolean => {
     const node = removedNode(r, codec);
-    return node !== undefined && refusedByDeclaration!(node);
+    return node !== undefined && refusedByDeclaration?.(node) !== undefined;
   };
   const barred = new Set(refusedByDeclaration === undefined ? [] : toDelete.filter(refusedNow));
   const attempted = toDelete.filter((r) => !barred.has(r));
-  if (attempted.length > limit && !allowMassDeletion) {
-    const refused = { count: attempted.length, limit, nodes: reverseDependencyOrder(attempted) };
-    return { toDelete: reverseDependencyOrder([...barred]), toOrphan, claimed, sameSpec, namedBy, keptByPolicy, refused };
-  }
-  return { toDelete: reverseDependencyOrder(toDelete), toOrphan, claimed, sameSpec, namedBy, keptByPolicy };
+  if (attempted.length <= limit) return all;
+  const refused = { count: attempted.length, limit, nodes: reverseDependencyOrder(attempted) };
+  return { ...all, toDelete: reverseDependencyOrder([...barred]), refused };
 }
 
 /** A removed node a node of the goals names (`RemovedSplit.namedBy`): which one, and why it is not deleted, saying where. */

@@ -589,8 +589,7 @@ export class Reconciler<S extends NodeSpec> {
   }
 
   private deletions(graph: DesiredGraph<S>, stored: readonly NodeRecord[], options: PassOptions): RemovedSplit {
-    const refusedByDeclaration = this.provisioner.refusedByDeclaration?.bind(this.provisioner);
-    return splitRemoved(graph, stored, this.codec, options.allowMassDeletion === true, refusedByDeclaration && ((node) => refusedByDeclaration(node) !== undefined));
+    return splitRemoved(graph, stored, this.codec, options.allowMassDeletion === true, this.provisioner.refusedByDeclaration?.bind(this.provisioner));
   }
 
   /**
