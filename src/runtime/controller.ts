@@ -21,7 +21,7 @@ import { KeyedSlots } from './limit.ts';
 import type { SummaryCounts } from './reconciler.ts';
 import type { CircuitStatus, NodeRecord, NodeStatus, PendingOperation, StateStore } from './state-store.ts';
 import { CIRCUITS_META, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META } from './state-store.ts';
-import { type AppliedAt, appliedAtSpec, carriedRecord, declaredDeletionPolicy, deleteBar, deleteHeld, deletionEdges, heldByPolicy, heldFault, heldOnDelete, heldReason, inDeleteTurns, isDigestAt, LET_GO, logOrphaned, POLICY_HELD, POLICY_RELEASED, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedEdges, storedGoalDigest, storedRefs, storedUnapplied, waitsOnItsOwn } from './node-record.ts';
+import { type AppliedAt, appliedAtSpec, carriedRecord, declaredDeletionPolicy, deleteBar, deleteHeld, deleteRefusedRecord, deletionEdges, heldByPolicy, heldFault, heldOnDelete, heldReason, inDeleteTurns, isDigestAt, LET_GO, logOrphaned, POLICY_HELD, POLICY_RELEASED, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, resourcesLetGo, reverseDependencyOrder, sameOutputs, sameRecord, sameSnapshot, splitRemoved, storedEdges, storedGoalDigest, storedRefs, storedUnapplied, waitsOnItsOwn } from './node-record.ts';
 import type { DeletionEdges, RemovedSplit } from './node-record.ts';
 import { WorkQueue } from './work-queue.ts';
 import { DeferredWrites } from './deferred-writes.ts';
@@ -1686,7 +1686,7 @@ export class Controller<S extends NodeSpec> {
    */
   private deleteRefused(r: NodeRecord, f: Fault, log: Logger): void {
     this.countFailed(r.id);
-    this.records.set(r.id, { ...r, status: 'failed', lastFault: f, retryAt: null, reason: f.message, updatedAt: this.o.clock.now() });
+    this.records.set(r.id, deleteRefusedRecord(r, f, this.o.clock.now()));
     this.dirty.add(r.id);
     log.warn({ fault: f, attempts: r.attempts }, 'delete failed');
   }

@@ -103,6 +103,15 @@ export function deleteHeld(r: NodeRecord, patch: Pick<NodeRecord, 'lastFault' | 
 }
 
 /**
+ * Removed record `r` after its delete was refused with `f` for how the goals declare it (`byDeclaration`), by
+ * apply and the daemon alike: failed, with no attempt spent and no retry due (one an earlier failure set is
+ * over), since only a goal load that declares the backend otherwise can change it.
+ */
+export function deleteRefusedRecord(r: NodeRecord, f: Fault, updatedAt: number): NodeRecord {
+  return { ...r, status: 'failed', lastFault: f, retryAt: null, reason: f.message, updatedAt };
+}
+
+/**
  * Held on its delete (`deleteHeld`), while removed from the goals. Declared again, the node is not held
  * for it: its goal changed, and it is looked at as any node whose goal did.
  */

@@ -18,7 +18,7 @@ import { awaitsOutput } from './interpolation.ts';
 import { forEachKeyedLimit, KeyedSlots } from './limit.ts';
 import { readRemoved, GONE_ALREADY } from './removed-read.ts';
 import type { RemovedItem } from './removed-read.ts';
-import { type AppliedAt, appliedAtSpec, carriedRecord, deleteBar, deleteHeld, type DeletionEdges, deletionEdges, handedAt, type NamedBy, heldFault, heldOnDelete, heldReason, ignoredBy, inDeleteTurns, LET_GO, logOrphaned, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedEdges, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
+import { type AppliedAt, appliedAtSpec, carriedRecord, deleteBar, deleteHeld, deleteRefusedRecord, type DeletionEdges, deletionEdges, handedAt, type NamedBy, heldFault, heldOnDelete, heldReason, ignoredBy, inDeleteTurns, LET_GO, logOrphaned, POLICY_HELD, POLICY_HELD_LINES, POLICY_HELD_MORE, nextRecord, policyHoldFields, policyHoldReason, removedNode, removedOutputsOf, type RemovedSplit, resourcesLetGo, splitRemoved, storedEdges, storedGoalDigest, waitsOnItsOwn } from './node-record.ts';
 
 /** What one node needs, as a plan shows it. */
 export type PlannedAction =
@@ -652,7 +652,7 @@ export class Reconciler<S extends NodeSpec> {
           outcomes.set(r.id, { status: 'failed', fault: f });
           // A delete that failed stays on the record (as the daemon keeps it), so that `status` shows why the node lingers.
           // One the declaration refuses (`byDeclaration`) spends no attempt: a daemon started after it must not hold it.
-          updates.push({ ...r, status: 'failed', lastFault: f, attempts: byDeclaration(f) ? r.attempts : r.attempts + 1, reason: f.message, updatedAt: this.now() });
+          updates.push(byDeclaration(f) ? deleteRefusedRecord(r, f, this.now()) : { ...r, status: 'failed', lastFault: f, attempts: r.attempts + 1, reason: f.message, updatedAt: this.now() });
           this.log.warn({ node: r.id, backend: r.backendId, fault: f }, 'delete failed');
           break;
         }

@@ -163,6 +163,34 @@ describe('a node removed as its Backend is pointed elsewhere', () => {
     expect(existsSync(own)).toBe(false);
   });
 
+  it('apply and a daemon record the refusal alike: failed, its attempts kept, and no retry due, one an earlier failure set too', async () => {
+    const { p } = await moved('ds-moved-delete-record-');
+    const shown = async (): Promise<Record<string, unknown>> => {
+      const status = JSON.parse((await cli(['status', '--format', 'json', ...p.args])).stdout) as { nodes: { id: string; updatedAt: number }[] };
+      const { updatedAt: _, ...f } = status.nodes.find((n) => n.id === 'f')!;
+      return f;
+    };
+    // As a daemon leaves a delete that failed and is retried on its backoff: one attempt spent, a retry set.
+    const failedOnce = (): void => {
+      const db = new Database(join(p.state, 'state.db'));
+      try {
+        db.prepare("UPDATE nodes SET status = 'failed', attempts = 1, retry_at = 1000 WHERE id = 'f'").run();
+      } finally {
+        db.close();
+      }
+    };
+    failedOnce();
+    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(1);
+    const applied = await shown();
+    expect(applied).toMatchObject({ status: 'failed', attempts: 1, retryAt: null, lastFault: { code: 'delete-backend-moved', notTheBackend: 'declaration' } });
+    failedOnce();
+    const d = daemons.start([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'], { cwd: p.dir });
+    await d.waitFor((l) => l.msg === 'delete failed' && l.node === 'f', 20_000);
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+    expect(await shown()).toEqual(applied);
+  });
+
   it('deletes refused as the Backend points elsewhere are not counted by the mass-deletion guard: planned and met as refusals', async () => {
     const p = tempProject('ds-moved-delete-mass-');
     const nodes = (ids: readonly string[]): string => ids.map((id) => `    - { id: ${id}, type: local.file, deletionPolicy: Delete, spec: { path: ${id}.txt, content: "A\\n" } }\n`).join('');
