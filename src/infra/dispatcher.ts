@@ -206,9 +206,12 @@ export class InfraNodeProvisioner implements NodeProvisioner<InfraDesiredNodeSpe
     return Promise.resolve('fault' in ready ? ready.fault : undefined);
   }
 
-  /** What `delete` fails the node with for how its backend is declared now (`movedFault`). */
-  refusedByDeclaration(node: InfraNode): Fault | undefined {
-    return movedFault(node, this.declared);
+  /**
+   * What `delete` fails the node with for how its backend is declared now (`movedFault`), or as `declared`
+   * says: a daemon judges a revision's deletes before it declares the revision's backends.
+   */
+  refusedByDeclaration(node: InfraNode, declared = this.declared): Fault | undefined {
+    return movedFault(node, declared);
   }
 
   private async call(

@@ -516,17 +516,27 @@ export class Controller<S extends NodeSpec> {
   /**
    * The mass deletion installing `graph` would be: the nodes it would delete past the guard's limit
    * (max(5, 10 %) of the managed nodes), dependents first, unless `allowMassDeletion`; undefined for
-   * none. The daemon refuses such a revision whole, before installing it.
+   * none. The daemon refuses such a revision whole, before installing it. Counted as `plan` and `apply`
+   * count them (`splitRemoved`): not the deletes `refusedByDeclaration` refuses before any call, which is to
+   * judge by the backends `graph` declares (the provisioner's own, the default, judges by those of the graph running).
    */
-  massDeletion(graph: DesiredGraph<S>): { readonly count: number; readonly limit: number; readonly ids: readonly NodeId[] } | undefined {
-    const refused = splitRemoved(graph, this.records.values(), this.o.codec, this.o.allowMassDeletion).refused;
+  massDeletion(
+    graph: DesiredGraph<S>,
+    refusedByDeclaration?: (node: DesiredNode<S>) => Fault | undefined,
+  ): { readonly count: number; readonly limit: number; readonly ids: readonly NodeId[] } | undefined {
+    const refused = this.removedSplit(graph, refusedByDeclaration).refused;
     return refused === undefined ? undefined : { count: refused.count, limit: refused.limit, ids: refused.nodes.map((r) => r.id) };
+  }
+
+  /** `splitRemoved` of the records against `graph`, its guard counting as `plan` and `apply` do: by the provisioner's `refusedByDeclaration` unless told. */
+  private removedSplit(graph: DesiredGraph<S>, refusedByDeclaration = this.o.provisioner.refusedByDeclaration?.bind(this.o.provisioner)): RemovedSplit {
+    return splitRemoved(graph, this.records.values(), this.o.codec, this.o.allowMassDeletion, refusedByDeclaration);
   }
 
   /** The removed nodes the current goals approve deleting (none a node of theirs names). */
   private deletableRemoved(): ReadonlySet<NodeId> {
     if (this.graph === undefined) return new Set();
-    const split = splitRemoved(this.graph, this.records.values(), this.o.codec, this.o.allowMassDeletion);
+    const split = this.removedSplit(this.graph);
     return new Set(split.toDelete.filter((r) => !split.namedBy.has(r.id)).map((r) => r.id));
   }
 
@@ -704,7 +714,7 @@ export class Controller<S extends NodeSpec> {
         if (removedMeanwhile) {
           // Its operation is over: decided now, on what it left (a create makes the node managed), and deleted
           // at once, as the goal load that removed it would have (`removeMissing`).
-          const split = splitRemoved(graph, this.records.values(), this.o.codec, this.o.allowMassDeletion);
+          const split = this.removedSplit(graph);
           const named = split.namedBy.get(id);
           if (named !== undefined) this.putOff(rec, named.reason);
           else if (split.toDelete.some((r) => r.id === id)) this.deleting.add(id);
@@ -1376,7 +1386,7 @@ export class Controller<S extends NodeSpec> {
   private async removeMissing(graph: DesiredGraph<S>): Promise<void> {
     if (graph.size === 0) return; // an empty goal set never deletes anything
     for (const [id, was] of resourcesLetGo(graph, this.records.values(), this.o.codec)) this.o.log.warn({ node: id, backend: graph.get(id)?.spec.backendId, before: was }, LET_GO);
-    const split = splitRemoved(graph, this.records.values(), this.o.codec, this.o.allowMassDeletion);
+    const split = this.removedSplit(graph);
     const { toDelete: deleting, toOrphan: orphan, refused } = split;
     if (refused !== undefined) {
       // Refused: those nodes stay recorded and untouched until a revision that is not a mass deletion.

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { cli, goalHead, localBackend, planBoth, tempProject } from '../support/cli.ts';
-import { trackDaemons } from '../support/daemon.ts';
+import { eventually, trackDaemons } from '../support/daemon.ts';
 
 /**
  * A node removed from the goals (prune, `Delete`) in the change that points its Backend elsewhere (another
@@ -209,6 +209,41 @@ describe('a node removed as its Backend is pointed elsewhere', () => {
     for (const id of ids.slice(0, 6)) expect(apply.stdout).toContain(`  x ${id}: permanent: node "${id}" on backend "files" cannot be deleted: backend "files" now points elsewhere`);
     expect(apply.stdout + apply.stderr).not.toContain('mass deletion');
     for (const id of ids) expect(readFileSync(join(p.dir, 'rootA', `${id}.txt`), 'utf8')).toBe('A\n');
+  });
+
+  it.each([
+    { name: 'started on the revision', reload: false },
+    { name: 'reloading it', reload: true },
+  ])('a daemon counts deletes against the mass-deletion guard as plan and apply do, without those refused as the Backend points elsewhere: $name', async ({ reload }) => {
+    const p = tempProject('ds-moved-delete-mass-daemon-');
+    // `a`–`c` through `files`, pointed elsewhere by the revision, `d`–`g` and `k` through `kept`: the revision's
+    // 6 deletes are past the limit (5 of 7 managed), the 3 it would attempt are not.
+    const node = (id: string, backend: string): string => `    - { id: ${id}, type: local.file, backend: ${backend}, deletionPolicy: Delete, spec: { path: ${id}.txt, content: "A\\n" } }\n`;
+    const goals = (root: string, ids: readonly string[]): string =>
+      `${localBackend(join(p.dir, root), 'files')}---\n${localBackend(join(p.dir, 'rootK'), 'kept')}---\n${goalHead('  prune: true\n')}${ids.map((id) => node(id, 'abc'.includes(id) ? 'files' : 'kept')).join('')}`;
+    p.write('app.yaml', goals('rootA', ['a', 'b', 'c', 'd', 'e', 'g', 'k']));
+    expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
+    const revision = goals('rootB', ['k']);
+    const args = [...p.args, '--listen', '127.0.0.1:0', '--interval', '1h'];
+    if (!reload) p.write('app.yaml', revision);
+    const d = daemons.start(args, { cwd: p.dir });
+    let mark = 0;
+    if (reload) {
+      await d.waitFor((l) => l.msg === 'goals loaded', 20_000);
+      mark = d.lines.length;
+      p.write('app.yaml', revision);
+      d.kill('SIGHUP');
+    }
+    const seen = (msg: string, id: string): boolean => d.lines.slice(mark).some((l) => l.msg === msg && l.node === id);
+    const massRefused = (): boolean => d.lines.slice(mark).some((l) => l.msg.startsWith('goal revision rejected (mass deletion)'));
+    await eventually(() => massRefused() || ['a', 'b', 'c'].every((id) => seen('delete failed', id)) && ['d', 'e', 'g'].every((id) => seen('node deleted', id)), 20_000, 'the revision refused or its deletes met');
+    expect(d.lines.slice(mark).filter((l) => l.msg.startsWith('goal revision rejected'))).toEqual([]);
+    for (const id of ['a', 'b', 'c']) expect(d.lines.find((l) => l.msg === 'delete failed' && l.node === id)).toMatchObject({ fault: { code: 'delete-backend-moved' } });
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+    for (const id of ['a', 'b', 'c']) expect(readFileSync(join(p.dir, 'rootA', `${id}.txt`), 'utf8')).toBe('A\n');
+    for (const id of ['d', 'e', 'g']) expect(existsSync(join(p.dir, 'rootK', `${id}.txt`))).toBe(false);
+    expect(readFileSync(join(p.dir, 'rootK', 'k.txt'), 'utf8')).toBe('A\n');
   });
 
   it('a Backend renamed, pointing where it did, deletes a node removed after', async () => {

@@ -215,8 +215,10 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       }
       for (const d of diagnostics) log.warn({ file: d.file, line: d.line, col: d.col, code: d.code, text: d.message }, 'goal warning');
       // A revision that would delete more than the guard allows is refused whole, as one that does
-      // not compile: the last good graph keeps running, its nodes still reconciled.
-      const mass = c.massDeletion(graph);
+      // not compile: the last good graph keeps running, its nodes still reconciled. Its deletes are
+      // judged by the backends it declares, not yet those of the provisioner.
+      const backends = declaredBackends(opened, loaded, ctx.cwd);
+      const mass = c.massDeletion(graph, (node) => provisioner.refusedByDeclaration(node, backends));
       if (mass !== undefined) {
         const shown = mass.ids.length > 10 ? `${mass.ids.slice(0, 10).join(', ')} and ${mass.ids.length - 10} more` : mass.ids.join(', ');
         const message = `mass deletion refused: the revision would delete ${mass.count} nodes (${shown}), more than the ${mass.limit} that max(5, 10 % of the managed nodes) allows; run with --allow-mass-deletion if that is intended`;
@@ -225,7 +227,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       }
       // The goals last applied from here on, in the state, before anything of them is (see `applying`).
       cached.applying(opened);
-      await use(loaded, commit, why, fingerprint);
+      await use(loaded, commit, why, fingerprint, backends);
       // Running: the last good goals, with their commit, for a later start on a revision that does not
       // compile. Not before: a revision refused (a mass deletion) never becomes them.
       cached.keepAsLastGood(commit);
@@ -241,14 +243,20 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
 
     /**
      * Runs a goal set that compiled: its backends, then its graph, under `commit`. `fingerprint`: the goal
-     * files' when the set was read from them; undefined for the last good goals stored.
+     * files' when the set was read from them; undefined for the last good goals stored. `backends`: what its
+     * Backends reach (`declaredBackends`); a backend declared otherwise (another root, server, type) than
+     * when last loaded or applied is a goal change for its nodes.
      */
-    const use = async (loaded: LoadedGoals, commit: string | null, why: LoadReason, fingerprint: string | undefined): Promise<void> => {
+    const use = async (
+      loaded: LoadedGoals,
+      commit: string | null,
+      why: LoadReason,
+      fingerprint: string | undefined,
+      backends = declaredBackends(opened, loaded, ctx.cwd),
+    ): Promise<void> => {
       const { graph, gates } = loaded.result;
       if (graph === undefined) return;
       const declarations = [...loaded.factory.backends.values()];
-      // A backend declared otherwise (another root, server, type) than when last loaded or applied is a goal change for its nodes.
-      const backends = declaredBackends(opened, loaded, ctx.cwd);
       // Instances are made anew only for another declaration (a timeout edited too, which changes no node),
       // not for the same one written elsewhere.
       const key = stableStringify(declarations.map((d) => [d.id, d.type, d.config]));
