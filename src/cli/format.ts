@@ -127,7 +127,7 @@ export function formatPlan(
         break;
       }
       case 'update':
-        lines.push(head);
+        lines.push(p.knownAfterApply === undefined ? head : `${head} known after apply: reads outputs of ${p.knownAfterApply.join(', ')}, which this plan changes`);
         for (const d of p.diffs) lines.push(...formatDiff(d));
         break;
       case 'drift':

@@ -24,7 +24,13 @@ import { type AppliedAt, appliedAtSpec, carriedRecord, deleteBar, deleteHeld, de
 export type PlannedAction =
   /** `letsGo`: the resource the node managed before its goal named another one; left in place, not deleted. */
   | { readonly action: 'create'; readonly letsGo?: string }
-  | { readonly action: 'update'; readonly diffs: readonly FieldDiff[] }
+  /**
+   * `knownAfterApply`: found in sync or drifted (`diffs`, what it is found to differ by now), the node reads
+   * outputs of these nodes, which the plan creates, updates or corrects: what they give is known only once
+   * apply has changed them, and apply updates the node if that differs from what it reads now, as Terraform
+   * shows a value "(known after apply)".
+   */
+  | { readonly action: 'update'; readonly diffs: readonly FieldDiff[]; readonly knownAfterApply?: readonly NodeId[] }
   /** `reportOnly`: why drift that is not corrected is only reported (`selfHeal: false`, no update command). */
   | { readonly action: 'drift'; readonly diffs: readonly FieldDiff[]; readonly correct: boolean; readonly reportOnly?: string | undefined }
   /**
@@ -186,12 +192,17 @@ export class Reconciler<S extends NodeSpec> {
         this.context(options.signal, (id) => outputs.get(id), (id) => byId.get(id)?.memo ?? undefined, (id) => interrupted.has(id), appliedIn((id) => graph.get(id), (id) => byId.get(id), options)),
       );
       for (const node of observable) {
-        const entry = (planned: PlannedAction): void => {
+        const obs = observationOf(observed, node.id);
+        // The nodes whose outputs its spec reads (`ResolvedAt.refs`, output references only) that the plan changes.
+        const reads = obs.status === 'upToDate' || obs.status === 'drifted' ? Object.keys(obs.refs ?? {}).filter((d) => willChange.has(d)) : [];
+        const entry = (decided: PlannedAction): void => {
+          const planned = knownAfterApply(decided, reads);
+          // A possible update changes what it outputs in turn, for the nodes that read it.
+          if (planned !== decided) willChange.add(node.id);
           entries.set(node.id, { id: node.id, type: node.spec.type, backendId: node.spec.backendId, goal: node.goal, planned });
           if (planned.action === 'error' || planned.action === 'held') notReady.add(node.id);
         };
         const record = byId.get(node.id);
-        const obs = observationOf(observed, node.id);
         const depsChanging = graph.dependencies(node.id).some((d) => willChange.has(d));
         switch (obs.status) {
           case 'absent':
@@ -911,6 +922,24 @@ function plannedDelete(outcome: DeleteOutcome): PlannedAction {
       return { action: outcome.status, reason: outcome.reason };
     default:
       return assertNever(outcome, 'delete outcome');
+  }
+}
+
+/**
+ * What plan shows of a node found in sync or drifted (`planned`, `none` or `drift`) that `reads` outputs of
+ * nodes the plan changes: an update, known after apply (`PlannedAction.knownAfterApply`); else `planned`.
+ * Apply makes it as a change of its goal once their outputs differ from what it reads now. Drift no update
+ * can correct stays drift: apply cannot converge the node either way, and plan's exit status says so.
+ */
+function knownAfterApply(planned: PlannedAction, reads: readonly NodeId[]): PlannedAction {
+  if (reads.length === 0) return planned;
+  switch (planned.action) {
+    case 'none':
+      return { action: 'update', diffs: [], knownAfterApply: reads };
+    case 'drift':
+      return uncorrectable(planned.diffs).length > 0 ? planned : { action: 'update', diffs: planned.diffs, knownAfterApply: reads };
+    default:
+      return planned;
   }
 }
 
