@@ -26,7 +26,7 @@ export type PlannedAction =
   | { readonly action: 'create'; readonly letsGo?: string }
   /**
    * `knownAfterApply`: found in sync or drifted (`diffs`, what it is found to differ by now), the node reads
-   * outputs of these nodes, which the plan creates, updates or corrects: what they give is known only once
+   * outputs of these nodes, which the plan creates or updates (or makes again, deleted by hand): what they give is known only once
    * apply has changed them, and apply updates the node if that differs from what it reads now, as Terraform
    * shows a value "(known after apply)".
    */
@@ -169,6 +169,13 @@ export class Reconciler<S extends NodeSpec> {
     // Pending creates of a process that holds the state now (a daemon, an apply) are running, not cut short.
     const interrupted = new Set(options.othersRunning === true ? [] : this.store.pendingOperations().flatMap((op) => (op.op === 'create' ? [op.node] : [])));
     const willChange = new Set<NodeId>();
+    // Of those, the ones whose outputs are not known before apply makes them: created, updated, made again after
+    // a delete out of band. Drift corrected in place gives back the outputs the node had when applied (below).
+    const outputsUnknown = new Set<NodeId>();
+    const changes = (id: NodeId): void => {
+      willChange.add(id);
+      outputsUnknown.add(id);
+    };
     // As in `apply`: what a blocked, held or failing node's dependents get is `blocked`, without observing them.
     const notReady = new Set<NodeId>();
     for (const level of levels(graph)) {
@@ -193,12 +200,12 @@ export class Reconciler<S extends NodeSpec> {
       );
       for (const node of observable) {
         const obs = observationOf(observed, node.id);
-        // The nodes whose outputs its spec reads (`ResolvedAt.refs`, output references only) that the plan changes.
-        const reads = obs.status === 'upToDate' || obs.status === 'drifted' ? Object.keys(obs.refs ?? {}).filter((d) => willChange.has(d)) : [];
+        // The nodes whose outputs its spec reads (`ResolvedAt.refs`, output references only) that only apply will tell.
+        const reads = obs.status === 'upToDate' || obs.status === 'drifted' ? Object.keys(obs.refs ?? {}).filter((d) => outputsUnknown.has(d)) : [];
         const entry = (decided: PlannedAction): void => {
           const planned = knownAfterApply(decided, reads);
           // A possible update changes what it outputs in turn, for the nodes that read it.
-          if (planned !== decided) willChange.add(node.id);
+          if (planned !== decided) changes(node.id);
           entries.set(node.id, { id: node.id, type: node.spec.type, backendId: node.spec.backendId, goal: node.goal, planned });
           if (planned.action === 'error' || planned.action === 'held') notReady.add(node.id);
         };
@@ -210,10 +217,10 @@ export class Reconciler<S extends NodeSpec> {
               // Applied at this spec and gone: deleted out of band, drift like any other.
               const diffs = [MISSING_RESOURCE];
               const correct = corrected(node.settings, diffs);
-              if (correct) willChange.add(node.id);
+              if (correct) changes(node.id);
               entry({ action: 'drift', diffs, correct, reportOnly: correct ? undefined : reportOnly(node.settings, diffs) });
             } else {
-              willChange.add(node.id);
+              changes(node.id);
               entry(create(node.id));
             }
             break;
@@ -230,7 +237,9 @@ export class Reconciler<S extends NodeSpec> {
               // Drift, shown with any desired change (a rotated secret, marked) that apply makes with it whatever selfHeal says.
               const drift = splitDrift(diffs).drift;
               const correct = corrected(node.settings, drift);
-              if (correct || drift.length < diffs.length) willChange.add(node.id);
+              if (correct) willChange.add(node.id);
+              // With a desired change (a rotated secret) apply updates it: what that gives is known after.
+              if (drift.length < diffs.length) changes(node.id);
               // Left with drift that keeps its dependents waiting, as apply and the daemon leave it.
               if (driftBlocksDependents(driftLeft(drift, correct))) notReady.add(node.id);
               // Corrected first, as apply does: its dependents see the outputs it had when applied, not the drifted ones.
@@ -244,7 +253,7 @@ export class Reconciler<S extends NodeSpec> {
                 entry({ action: 'error', fault: cannot });
                 break;
               }
-              willChange.add(node.id);
+              changes(node.id);
               entry({ action: 'update', diffs });
             }
             break;
@@ -256,7 +265,7 @@ export class Reconciler<S extends NodeSpec> {
             // A node waiting for outputs of a dependency that the plan creates or updates will be created after it
             // (what the dependency gives then is not known yet: its outputs so far may lack the key).
             if (awaitsOutput(obs.fault) && depsChanging) {
-              willChange.add(node.id);
+              changes(node.id);
               entry(create(node.id));
             } else entry({ action: 'error', fault: obs.fault });
             break;
@@ -927,7 +936,7 @@ function plannedDelete(outcome: DeleteOutcome): PlannedAction {
 
 /**
  * What plan shows of a node found in sync or drifted (`planned`, `none` or `drift`) that `reads` outputs of
- * nodes the plan changes: an update, known after apply (`PlannedAction.knownAfterApply`); else `planned`.
+ * nodes the plan creates or updates: an update, known after apply (`PlannedAction.knownAfterApply`); else `planned`.
  * Apply makes it as a change of its goal once their outputs differ from what it reads now. Drift no update
  * can correct stays drift: apply cannot converge the node either way, and plan's exit status says so.
  */
