@@ -42,6 +42,30 @@ describe('naming patterns', () => {
   });
 });
 
+describe('CEL type errors', () => {
+  // They passed validate (exit 0) until a node of the rule's types appeared, then were a rule error at that node, in another team's file.
+  it('are reported at the rule, each at its place, with no node of its types', async () => {
+    const p = project('ds-pol-types-', { environment: 'prod', nodes: '    - { id: f, type: local.file, spec: { path: f.txt, content: "x" } }\n' });
+    p.write(
+      'policy.yaml',
+      policy(`  rules:
+    - { id: typed, description: d, types: [local.directory], require: "spec.path + 1 == 'x'", severity: { default: high } }
+    - { id: goaltypo, description: d, types: [local.directory], require: "goal.enviroment == 'prod'", severity: { default: high } }
+    - { id: badre, description: d, types: [local.directory], require: "spec.path.matches('(')", severity: { default: high } }
+`),
+    );
+    for (const command of ['validate', 'check']) {
+      const v = await cli([command, ...p.args], { cwd: p.dir });
+      // check writes its report on stdout, the diagnostics on stderr.
+      const said = `${v.stdout}${v.stderr}`;
+      expect(said).toContain('goals/policy.yaml:6:82: error bad-expression: rule typed: require: + cannot be applied to a string and an int');
+      expect(said).toContain('goals/policy.yaml:7:79: error bad-expression: rule goaltypo: require: goal has no field "enviroment" (did you mean "environment"?)');
+      expect(said).toContain('goals/policy.yaml:8:90: error bad-expression: rule badre: require: the pattern of matches() does not compile: error parsing regexp: missing closing )');
+      expect(v.code).toBe(1);
+    }
+  });
+});
+
 describe('secrets in a file the policy judges', () => {
   // plan masked the text; the same command's warnings, its JSON diagnostics and SARIF quoted it whole.
   it('are masked in every format, as plan shows the text', async () => {

@@ -6,15 +6,17 @@ import type * as Re2 from '@bufbuild/re2';
 import { didYouMean, errorMessage } from '../../runtime/index.ts';
 import { APPEND, MAX_EVALUATION_MS, RANGE, STEP, budgetedFunctions, startMeter, stopMeter } from './cel-budget.ts';
 import type { Overrun } from './cel-budget.ts';
+import { checkTypes, names } from './cel-types.ts';
+import type { SpecFieldKinds, TypeIssue } from './cel-types.ts';
 import type { PathKey } from '../../runtime/index.ts';
 
 /**
  * CEL for policy rules: compiled once at load (parse, static checks, plan),
  * evaluated many times. @bufbuild/cel 0.6 has no cost budget and does not
- * export its type checker, so cost is bounded statically here (length,
- * AST size, depth, comprehension nesting), each evaluation has a budget of
- * loop steps and of cost (cel-budget.ts), and every evaluation error is
- * caught and returned as a value, never thrown.
+ * export a type checker, so types are checked in cel-types.ts, cost is
+ * bounded statically here (length, AST size, depth, comprehension nesting),
+ * each evaluation has a budget of loop steps and of cost (cel-budget.ts), and
+ * every evaluation error is caught and returned as a value, never thrown.
  */
 
 /** The variables an expression sees. `deletionPolicy` is the node's, as resolved (Orphan unless the goal says Delete). */
@@ -76,15 +78,20 @@ export interface SpecFieldRead {
 
 export type CelOutcome = { readonly status: 'value'; readonly value: boolean } | { readonly status: 'error'; readonly message: string };
 
-export type CelCompileResult =
-  | { readonly ok: true; readonly program: CelProgram }
-  /** `line`/`col` are 1-based, inside the expression text. */
-  | { readonly ok: false; readonly message: string; readonly line: number; readonly col: number };
+export type CelCompileResult = { readonly ok: true; readonly program: CelProgram } | { readonly ok: false; readonly errors: readonly CelCompileError[] };
+
+/** `line`/`col` are 1-based, inside the expression text. */
+export interface CelCompileError {
+  readonly message: string;
+  readonly line: number;
+  readonly col: number;
+}
 
 type CelLib = typeof CelModule;
 interface Cel {
   readonly lib: CelLib;
   readonly env: CelEnv;
+  readonly re2: typeof Re2;
   readonly functionNames: ReadonlySet<string>;
 }
 let loaded: Cel | undefined;
@@ -112,7 +119,7 @@ function cel(): Cel {
       deletionPolicy: CelScalar.STRING,
     },
   });
-  loaded = { lib, env, functionNames: new Set([...env.funcs].map((f) => f.name)) };
+  loaded = { lib, env, re2, functionNames: new Set([...env.funcs].map((f) => f.name)) };
   return loaded;
 }
 /**
@@ -155,11 +162,13 @@ class StaticError extends Error {
   }
 }
 
-/** Parses, checks and plans one expression. Never throws. */
-export function compileCel(source: string, limits: CelLimits = defaultCelLimits): CelCompileResult {
-  if (source.length > limits.maxLength) {
-    return { ok: false, message: `expression is ${source.length} characters long; the limit is ${limits.maxLength}`, line: 1, col: 1 };
-  }
+/**
+ * Parses, checks and plans one expression. Never throws. `specFields`: what each field of `spec`
+ * holds in the types the rule is for (a field not in it, any value); without it, any.
+ */
+export function compileCel(source: string, limits: CelLimits = defaultCelLimits, specFields?: SpecFieldKinds): CelCompileResult {
+  const failed = (message: string, line = 1, col = 1): CelCompileResult => ({ ok: false, errors: [{ message, line, col }] });
+  if (source.length > limits.maxLength) return failed(`expression is ${source.length} characters long; the limit is ${limits.maxLength}`);
   let parsed: Parsed;
   try {
     parsed = cel().lib.parse(source);
@@ -167,7 +176,7 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
     const where = (err as { location?: { start?: { line?: number; column?: number } } }).location?.start;
     const raw = (err as { rawMessage?: unknown }).rawMessage;
     const message = err instanceof RangeError ? 'expression is nested too deeply' : typeof raw === 'string' ? raw : errorMessage(err);
-    return { ok: false, message: `syntax error: ${message}`, line: where?.line ?? 1, col: where?.column ?? 1 };
+    return failed(`syntax error: ${message}`, where?.line, where?.column);
   }
   const positions = parsed.sourceInfo?.positions ?? {};
   const at = (id: bigint | undefined): { line: number; col: number } => {
@@ -180,17 +189,24 @@ export function compileCel(source: string, limits: CelLimits = defaultCelLimits)
   try {
     focus = checkStatic(parsed.expr, limits, specReads);
   } catch (err) {
-    if (err instanceof StaticError) return { ok: false, message: err.message, ...at(err.exprId) };
-    return { ok: false, message: errorMessage(err), line: 1, col: 1 };
+    if (err instanceof StaticError) return { ok: false, errors: [{ message: err.message, ...at(err.exprId) }] };
+    return failed(errorMessage(err));
   }
   const notBool = visibleNonBool(parsed.expr);
-  if (notBool !== undefined) return { ok: false, message: `expression yields ${notBool}, not a bool`, ...at(parsed.expr.id) };
+  if (notBool !== undefined) return { ok: false, errors: [{ message: `expression yields ${notBool}, not a bool`, ...at(parsed.expr.id) }] };
+  const issues: TypeIssue[] = [];
+  const type = checkTypes(parsed.expr, { ...cel(), specFields }, issues);
+  // One field read whole is said better by the caller, which knows the field's types.
+  if (type !== undefined && !type.some((t) => t.name === 'bool') && wholeSpecField(parsed.expr) === undefined) {
+    issues.push({ message: `expression yields ${names(type)}, not a bool`, exprId: parsed.expr.id });
+  }
+  if (issues.length > 0) return { ok: false, errors: issues.map((i) => ({ message: i.message, ...at(i.exprId) })) };
   instrument(parsed.expr);
   let evaluate: (ctx: CelActivation) => unknown;
   try {
     evaluate = cel().lib.plan(cel().env, parsed) as (ctx: CelActivation) => unknown;
   } catch (err) {
-    return { ok: false, message: errorMessage(err), line: 1, col: 1 };
+    return failed(errorMessage(err));
   }
   const only = focus.size === 1 ? [...focus][0]! : undefined;
   // A program lives for one compile of the goal set: past OVERRUNS_PER_COMPILE overruns of its cost or steps, it is not run again in it.

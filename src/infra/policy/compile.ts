@@ -5,6 +5,7 @@ import { INFRA_NODE_TYPES, secretFields, specSchemas } from '../spec.ts';
 import type { InfraNodeType } from '../spec.ts';
 import { compileCel } from './cel.ts';
 import type { CelLimits, CelProgram } from './cel.ts';
+import type { FieldKind, SpecFieldKinds } from './cel-types.ts';
 import { compileNamePattern, compileRegex } from './naming.ts';
 import type { LinearRegex, NamePattern } from './naming.ts';
 import type { Framework, Level, PolicySpec, SeverityMap } from './schema.ts';
@@ -206,13 +207,15 @@ export function compilePolicySpec(
 
   spec.rules.forEach((r, i) => {
     const path = ['rules', i];
+    const untyped = options.untyped?.(path) === true;
+    const types = r.types ?? INFRA_NODE_TYPES;
+    const fields = new Set(types.flatMap((t) => Object.keys(shapeOf(t))));
+    const kinds = untyped ? undefined : specFieldKinds(types);
     const compile = (field: 'when' | 'require', source: string): CelProgram | undefined => {
-      const result = compileCel(source, options.celLimits);
-      if (result.ok && options.untyped?.(path) === true) return result.program;
+      const result = compileCel(source, options.celLimits, kinds);
+      if (result.ok && untyped) return result.program;
       if (result.ok) {
         // The loader knows every type's fields: a misspelt one is a compile error, not a rule error on every node.
-        const types = r.types ?? INFRA_NODE_TYPES;
-        const fields = new Set(types.flatMap((t) => Object.keys(shapeOf(t))));
         const known = new Set(['type', ...fields]);
         let ok = true;
         const of = r.types === undefined ? 'any type' : r.types.join(', ');
@@ -232,8 +235,10 @@ export function compilePolicySpec(
         }
         return ok ? result.program : undefined;
       }
-      const { loc, where } = inExpression([...path, field], source, result.line, result.col);
-      diag.error(loc, 'bad-expression', `rule ${r.id}: ${field}: ${result.message}${where}`);
+      for (const error of result.errors) {
+        const { loc, where } = inExpression([...path, field], source, error.line, error.col);
+        diag.error(loc, 'bad-expression', `rule ${r.id}: ${field}: ${error.message}${where}`);
+      }
       return undefined;
     };
     const when = r.when === undefined ? undefined : compile('when', r.when);
@@ -343,12 +348,51 @@ function isStringSchema(schema: z.ZodType): boolean {
 
 /** A field's zod type under optional, default and nullable (`string`, `boolean`, `array` …). */
 function baseType(schema: z.ZodType): string {
-  let def = (schema as unknown as { _zod: { def: { type: string; innerType?: z.ZodType } } })._zod.def;
-  for (let i = 0; i < 8 && def.innerType !== undefined && (def.type === 'optional' || def.type === 'default' || def.type === 'nullable'); i++) {
-    def = (def.innerType as unknown as { _zod: { def: { type: string; innerType?: z.ZodType } } })._zod.def;
-  }
-  return def.type;
+  return unwrap(schema).def.type;
 }
+
+interface ZodDef {
+  readonly type: string;
+  readonly innerType?: z.ZodType;
+  readonly checks?: readonly { readonly _zod: { readonly def: { readonly format?: string } } }[];
+}
+
+/** A field's zod definition under optional, default and nullable, and whether null passes them. */
+function unwrap(schema: z.ZodType): { readonly def: ZodDef; readonly nullable: boolean } {
+  let def = (schema as unknown as { _zod: { def: ZodDef } })._zod.def;
+  let nullable = false;
+  for (let i = 0; i < 8 && def.innerType !== undefined && (def.type === 'optional' || def.type === 'default' || def.type === 'nullable'); i++) {
+    nullable ||= def.type === 'nullable';
+    def = (def.innerType as unknown as { _zod: { def: ZodDef } })._zod.def;
+  }
+  return { def, nullable };
+}
+
+/**
+ * What each field holds in one of `types` (`spec.type` a string), for the type check of a rule's
+ * expression: a field of several types may hold what any of them does.
+ */
+function specFieldKinds(types: readonly InfraNodeType[]): SpecFieldKinds {
+  const kinds = new Map<string, FieldKind[] | undefined>([['type', ['string']]]);
+  for (const t of types) {
+    for (const [field, schema] of Object.entries(shapeOf(t))) {
+      const had = kinds.has(field) ? kinds.get(field) : [];
+      const own = fieldKinds(schema);
+      kinds.set(field, had === undefined || own === undefined ? undefined : [...new Set([...had, ...own])]);
+    }
+  }
+  return kinds;
+}
+
+/** The CEL kinds of value a field's schema lets through (a whole number is an int, as toCelValue makes it); undefined: any. */
+function fieldKinds(schema: z.ZodType): FieldKind[] | undefined {
+  const { def, nullable } = unwrap(schema);
+  const safeInt = def.type === 'number' && (def.checks ?? []).some((c) => c._zod.def.format === 'safeint');
+  const own: readonly FieldKind[] | undefined = def.type === 'number' ? (safeInt ? ['int'] : ['int', 'double']) : ownValue(KINDS, def.type);
+  return own === undefined ? undefined : nullable ? [...own, 'null'] : [...own];
+}
+
+const KINDS: Readonly<Record<string, readonly FieldKind[]>> = { string: ['string'], enum: ['string'], boolean: ['bool'], array: ['list'], object: ['map'], record: ['map'] };
 
 /** The zod types a CEL read yields no bool from, as the error names them. */
 const NOT_BOOL: Readonly<Record<string, string>> = { string: 'a string', enum: 'a string', number: 'a number', int: 'a number', array: 'a list', object: 'a map', record: 'a map' };

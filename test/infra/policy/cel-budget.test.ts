@@ -26,7 +26,7 @@ const activation = (spec: Record<string, unknown>): CelActivation => ({
 
 function evaluate(source: string, spec: Record<string, unknown> = {}): CelOutcome {
   const r = compileCel(source);
-  if (!r.ok) throw new Error(`${source}: ${r.message}`);
+  if (!r.ok) throw new Error(`${source}: ${r.errors[0]?.message}`);
   return r.program.run(activation(spec));
 }
 
@@ -70,7 +70,7 @@ describe('the audit’s rules stop at the cost budget: an error, not a hang or a
 
   it('the budget is per evaluation: the next one starts afresh', () => {
     const r = compileCel("!spec.content.replace(' ', '').lowerAscii().contains('password=')");
-    if (!r.ok) throw new Error(r.message);
+    if (!r.ok) throw new Error(r.errors[0]?.message);
     expect(r.program.run(activation({ content: spaces(4_000_000) }))).toEqual(overBudget);
     expect(r.program.run(activation({ content: 'PASSWORD = x' }))).toEqual({ status: 'value', value: false });
   });
@@ -80,7 +80,7 @@ describe('the audit’s rules stop at the cost budget: an error, not a hang or a
   it('a program over its budget three times is not run again: the rest fail closed at once', () => {
     const source = "!spec.content.replace(' ', '').lowerAscii().contains('password=')";
     const r = compileCel(source);
-    if (!r.ok) throw new Error(r.message);
+    if (!r.ok) throw new Error(r.errors[0]?.message);
     const heavy = activation({ content: spaces(4_000_000) });
     for (let i = 0; i < 3; i++) expect(r.program.run(heavy)).toEqual(overBudget);
     const skipped = { status: 'error', message: 'not evaluated: it went over its budget on 3 nodes already in this compile' };
@@ -89,7 +89,7 @@ describe('the audit’s rules stop at the cost budget: an error, not a hang or a
     expect(r.program.run(activation({ content: 'fine' }))).toEqual(skipped);
     // The next compile (a reload of the goals) evaluates it afresh.
     const again = compileCel(source);
-    if (!again.ok) throw new Error(again.message);
+    if (!again.ok) throw new Error(again.errors[0]?.message);
     expect(again.program.run(activation({ content: 'fine' }))).toEqual({ status: 'value', value: true });
   });
 
@@ -102,7 +102,7 @@ describe('the audit’s rules stop at the cost budget: an error, not a hang or a
     const keys = Object.fromEntries(Array.from({ length: 200_000 }, (_, i) => [`k${i}`, i]));
     const spec = { list: Array.from({ length: 100_000 }, (_, i) => i), keys };
     const r = compileCel('spec.list.all(x, spec.keys[x] == 1)');
-    if (!r.ok) throw new Error(r.message);
+    if (!r.ok) throw new Error(r.errors[0]?.message);
     const before = evaluationTimeouts();
     // A time overrun may be the machine's load: it is counted apart (a compile with one is not cached),
     // never towards the cut-off after three overruns of the cost, which the goals alone decide.

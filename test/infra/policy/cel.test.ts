@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { compileCel, defaultCelLimits, toCelValue } from '../../../src/infra/policy/index.ts';
 import type { CelActivation } from '../../../src/infra/policy/index.ts';
+import type { FieldKind } from '../../../src/infra/policy/cel-types.ts';
 
 const activation = (spec: Record<string, unknown>): CelActivation => ({
   id: 'n',
@@ -23,10 +24,17 @@ describe('compileCel: static bounds keep evaluation cheap', () => {
     { name: 'a string literal (not a bool)', source: "'true'", says: 'yields a string, not a bool' },
     { name: 'a list literal (not a bool)', source: '[true]', says: 'yields a list, not a bool' },
     { name: 'a map literal (not a bool)', source: "{'a': true}", says: 'yields a map, not a bool' },
+    // Types the checker knows: otherwise the same error on every node.
+    { name: 'a call yielding an int (not a bool)', source: 'size(spec.a)', says: 'yields an int, not a bool' },
+    { name: 'a constant regex that does not compile', source: "labels.team.matches('(')", says: 'the pattern of matches() does not compile: error parsing regexp: missing closing )' },
+    { name: 'a string plus an int', source: "labels.team + 1 == 'x'", says: '+ cannot be applied to a string and an int' },
+    { name: 'a misspelt field of goal', source: "goal.enviroment == 'prod'", says: 'goal has no field "enviroment" (did you mean "environment"?)' },
+    { name: 'a string where && takes a bool', source: 'id && true', says: '&& takes bools; this is a string' },
+    { name: 'a string method on an int', source: "size(id).startsWith('a')", says: 'startsWith(a string) on an int is not defined' },
   ])('refuses $name', ({ source, says }) => {
     const r = compileCel(source);
     expect(r.ok).toBe(false);
-    if (!r.ok) expect(r.message).toContain(says);
+    if (!r.ok) expect(r.errors[0]?.message).toContain(says);
   });
 
   it.each([
@@ -41,12 +49,56 @@ describe('compileCel: static bounds keep evaluation cheap', () => {
   });
 });
 
+describe('compileCel: types are checked at the rule', () => {
+  const fields = new Map<string, readonly FieldKind[] | undefined>([
+    ['path', ['string']],
+    ['limit', ['int', 'double']],
+    ['owner', ['string', 'null']],
+    ['tags', ['list']],
+    ['any', undefined],
+  ]);
+
+  it('lists every type error, each where it is written', () => {
+    const r = compileCel("spec.path + 1 == 'x' &&\n  goal.enviroment == 'prod' && spec.path.matches('(')", defaultCelLimits, fields);
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.errors).toEqual([
+      { message: '+ cannot be applied to a string and an int', line: 1, col: 11 },
+      { message: 'goal has no field "enviroment" (did you mean "environment"?); it has name, environment, labels', line: 2, col: 7 },
+      { message: expect.stringContaining('the pattern of matches() does not compile: error parsing regexp: missing closing )'), line: 2, col: 50 },
+    ]);
+  });
+
+  it.each([
+    { source: "spec.limit + 'x' == 1", says: '+ cannot be applied to an int or a double and a string' },
+    { source: 'spec.path', says: undefined },
+    { source: "spec.tags.exists(t, t + 1 == 2) && spec.path.size() > 'a'", says: '> cannot be applied to an int and a string' },
+  ])('$source: a field has the types of its schema', ({ source, says }) => {
+    const r = compileCel(source, defaultCelLimits, fields);
+    if (says === undefined) expect(r.ok).toBe(true);
+    else expect(!r.ok && r.errors.map((e) => e.message)).toEqual([says]);
+  });
+
+  it.each([
+    'spec.limit > 10 && spec.limit < 10.5',
+    "spec.owner == null || spec.owner.startsWith('svc-')",
+    "spec.any + 1 == 2 || spec.any.startsWith('a') || spec.any",
+    "spec.tags.all(t, t.startsWith('a')) && spec.tags.map(t, size(t)).exists(n, n > 2)",
+    "goal.labels.team == labels.team && goal.name.matches('^[a-z]+$') && 'x' in goal.labels",
+    "type(spec.limit) == int ? spec.limit % 2 == 0 : spec.limit > 0.5",
+    "spec.nope == 1 && spec.tags[0] == 'a' || has(goal.nope)",
+  ])('accepts %s', (source) => {
+    const r = compileCel(source, defaultCelLimits, fields);
+    expect(r.ok ? [] : r.errors).toEqual([]);
+  });
+});
+
 describe('evaluation never throws', () => {
   it.each([
     { name: 'a missing field', source: 'spec.missing == 1', says: 'missing' },
     { name: 'division by zero', source: '1 / (size(spec.a) - 2) == 0', says: 'divide by zero' },
-    { name: 'a non-bool result', source: 'size(spec.a)', says: 'not a bool' },
-    { name: 'a bad regex at run time', source: "labels.team.matches('(')", says: 'error parsing regexp: missing closing )' },
+    { name: 'a non-bool result', source: 'spec.a[0]', says: 'not a bool' },
+    { name: 'a bad regex at run time', source: "labels.team.matches(labels.team + '(')", says: 'error parsing regexp: missing closing )' },
   ])('$name is an error outcome', ({ source, says }) => {
     const r = compileCel(source);
     expect(r.ok).toBe(true);
