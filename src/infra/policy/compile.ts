@@ -6,14 +6,14 @@ import type { InfraNodeType } from '../spec.ts';
 import { compileCel } from './cel.ts';
 import type { CelLimits, CelProgram } from './cel.ts';
 import type { FieldKind, SpecFieldKinds } from './cel-types.ts';
-import { compileNamePattern, compileRegex } from './naming.ts';
-import type { LinearRegex, NamePattern } from './naming.ts';
+import { compileNamePattern } from './naming.ts';
+import type { NamePattern } from './naming.ts';
 import type { Framework, Level, PolicySpec, SeverityMap } from './schema.ts';
 
 /** What a check tests, by kind. */
 export type CheckBody =
   | { readonly kind: 'naming'; readonly field: string; readonly pattern: NamePattern }
-  | { readonly kind: 'required-label'; readonly key: string; readonly pattern: LinearRegex | undefined }
+  | { readonly kind: 'required-label'; readonly key: string; readonly pattern: NamePattern | undefined }
   | {
       readonly kind: 'rule';
       readonly when: CelProgram | undefined;
@@ -179,11 +179,12 @@ export function compilePolicySpec(
 
   spec.requiredLabels.forEach((r, i) => {
     const path = ['requiredLabels', i];
-    let regex: LinearRegex | undefined;
+    let pattern: NamePattern | undefined;
     let ok = true;
     if (r.pattern !== undefined) {
-      const compiled = compileRegex(r.pattern);
-      if (compiled.ok) regex = compiled.regex;
+      // A label's pattern takes {env} and {label.<key>} as a naming pattern does.
+      const compiled = compileNamePattern(r.pattern);
+      if (compiled.ok) pattern = compiled.pattern;
       else {
         diag.error(at([...path, 'pattern']), 'bad-pattern', compiled.message);
         ok = false;
@@ -199,7 +200,7 @@ export function compilePolicySpec(
       types: r.types === undefined ? undefined : new Set(r.types),
       severity: r.severity,
       frameworks: r.frameworks,
-      body: { kind: 'required-label', key: r.key, pattern: regex },
+      body: { kind: 'required-label', key: r.key, pattern },
     });
   });
 

@@ -14,6 +14,7 @@ import type { CompiledCheck, CompiledDefault, EnvironmentReference, UncheckedEnt
 import { findingText } from './finding.ts';
 import type { Finding, FindingKind } from './finding.ts';
 import { MAX_MATCHED_LENGTH } from './naming.ts';
+import type { LinearRegex, NamePattern } from './naming.ts';
 import { warnUnmatchedProduction } from './pack-environments.ts';
 import { checkReport } from './report.ts';
 import type { CheckReport, EvaluatedNode, RuleInfo } from './report.ts';
@@ -533,11 +534,8 @@ function judge(check: CompiledCheck, spec: InfraNodeSpec, decl: NodeDeclaration,
       if (text.length > MAX_MATCHED_LENGTH) {
         return { status: 'fail', kind: 'naming', message: `${formatPath(['spec', body.field])} is longer than ${MAX_MATCHED_LENGTH} characters`, path: ['spec', body.field] };
       }
-      const m = body.pattern.matcherFor(decl.goal.environment, decl.labels);
-      if (m.status === 'missing-label') {
-        return { status: 'fail', kind: 'naming', message: `the naming pattern ${body.pattern.source} needs label "${m.key}", which the node does not carry`, path: ['labels'] };
-      }
-      if (m.status === 'unusable') return { status: 'fail', kind: 'naming', message: m.message, path: ['labels'] };
+      const m = matcher(body.pattern, 'the naming pattern', 'naming', decl);
+      if (m.status === 'fail') return m;
       if (m.regex.test(text)) return { status: 'pass' };
       // The value as `plan` shows it: a secret in a file's text is masked.
       const shown = shownSpec(spec)[body.field];
@@ -548,8 +546,11 @@ function judge(check: CompiledCheck, spec: InfraNodeSpec, decl: NodeDeclaration,
       if (value === undefined) return { status: 'fail', kind: 'required-label', message: `label "${body.key}" is missing`, path: ['labels'] };
       // `team: ""` names no team: a label required is one with a value.
       if (value.trim() === '') return { status: 'fail', kind: 'required-label', message: `label "${body.key}" is empty`, path: ['labels', body.key] };
-      if (body.pattern === undefined || body.pattern.test(value)) return { status: 'pass' };
-      return { status: 'fail', kind: 'required-label', message: `label "${body.key}" is "${value}", which does not match ${body.pattern.source}`, path: ['labels', body.key] };
+      if (body.pattern === undefined) return { status: 'pass' };
+      const m = matcher(body.pattern, `the pattern of label "${body.key}"`, 'required-label', decl);
+      if (m.status === 'fail') return m;
+      if (m.regex.test(value)) return { status: 'pass' };
+      return { status: 'fail', kind: 'required-label', message: `label "${body.key}" is "${value}", which does not match ${m.regex.source}`, path: ['labels', body.key] };
     }
     case 'rule': {
       if (body.when !== undefined) {
@@ -569,6 +570,14 @@ function judge(check: CompiledCheck, spec: InfraNodeSpec, decl: NodeDeclaration,
     default:
       return assertNever(body, 'check');
   }
+}
+
+/** `pattern`'s regex with this node's environment and labels in it, or the finding of a node it cannot be built for. */
+function matcher(pattern: NamePattern, what: string, kind: FindingKind, decl: NodeDeclaration): { readonly status: 'ok'; readonly regex: LinearRegex } | Extract<CheckOutcome, { status: 'fail' }> {
+  const m = pattern.matcherFor(decl.goal.environment, decl.labels);
+  if (m.status === 'missing-label') return { status: 'fail', kind, message: `${what} ${pattern.source} needs label "${m.key}", which the node does not carry`, path: ['labels'] };
+  if (m.status === 'unusable') return { status: 'fail', kind, message: `${what} ${m.message}`, path: ['labels'] };
+  return m;
 }
 
 /** The first field of `runtimeFields` that `program` reads, if any (every one, if it reads the whole spec). */

@@ -3,7 +3,7 @@ import type * as Re2Module from '@bufbuild/re2';
 import { assertNever, didYouMean, errorMessage, escapeRegex, ownValue } from '../../runtime/index.ts';
 
 /**
- * Naming patterns: RE2 regular expressions with `{env}` (the goal
+ * Naming patterns (and the patterns of required labels): RE2 regular expressions with `{env}` (the goal
  * environment) and `{label.<key>}` (a merged node/goal label) placeholders.
  * A substituted value is matched literally, as one piece: its characters are
  * escaped, and it is grouped where the text around it would otherwise make
@@ -31,6 +31,7 @@ export interface LinearRegex {
 export type PatternMatcher =
   | { readonly status: 'ok'; readonly regex: LinearRegex }
   | { readonly status: 'missing-label'; readonly key: string }
+  /** `message` follows the pattern's name in a sentence: "<the naming pattern> ^{label.a}{300}$ cannot be matched …". */
   | { readonly status: 'unusable'; readonly message: string };
 
 /** A compiled naming pattern; regexes are cached per distinct substitution. */
@@ -185,7 +186,7 @@ export function compileNamePattern(source: string): PatternCompileResult {
         const text = substitute(parts, (p) => (p.kind === 'env' ? environment : labels[p.key]!));
         const compiled = compileRegex(text);
         // Literal values cannot break a pattern that compiled; only make it too large (a long label under a counted repeat).
-        matcher = compiled.ok ? { status: 'ok', regex: compiled.regex } : { status: 'unusable', message: `the naming pattern ${source} cannot be matched with this node's values: ${compiled.message}` };
+        matcher = compiled.ok ? { status: 'ok', regex: compiled.regex } : { status: 'unusable', message: `${source} cannot be matched with this node's values: ${compiled.message}` };
         if (cache.size >= CACHE_LIMIT) cache.clear();
         cache.set(key, matcher);
       }

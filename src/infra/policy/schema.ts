@@ -68,7 +68,11 @@ const schemas = once(() => {
     id: ruleIdSchema.optional().describe('Rule id in findings (default required-label:<key>).'),
     description: z.string().optional().describe('What the rule requires, shown with every finding.'),
     key: z.string().min(1).describe('The label every node must carry (merged node and goal labels).'),
-    pattern: z.string().min(1).optional().describe('An RE2 regular expression the value must match.'),
+    pattern: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('An RE2 regular expression the value must match (as CEL\'s matches()); {env} and {label.<key>} as in a naming pattern (matched literally).'),
     types: typesSchema.optional().describe('Restrict the requirement to these node types (default: all).'),
     severity: severitySchema,
     frameworks: frameworksSchema,

@@ -92,6 +92,26 @@ describe('required labels', () => {
     const { engine } = compileTexts({ 'p.yaml': p, 'g.yaml': one('prod', file({ team: 't' })) });
     expect(engine.findings().map((f) => f.message)).toEqual([`label "${key}" is missing`]);
   });
+
+  // They were literal text: `^{env}-` asked for the characters "{env}-".
+  describe('a pattern takes {env} and {label.<key>} as a naming pattern does', () => {
+    const p = policyYaml({ requiredLabels: [{ key: 'owner', pattern: '^{label.team}@{env}\\.', severity: { default: 'high' } }] });
+    it.each([
+      { name: 'the values substituted', env: 'prod', labels: { team: 'data', owner: 'data@prod.acme' }, want: [] },
+      { name: 'another environment', env: 'dev', labels: { team: 'data', owner: 'data@prod.acme' }, want: ['label "owner" is "data@prod.acme", which does not match ^data@dev\\.'] },
+      { name: 'a value matched literally', env: 'prod', labels: { team: 'd.a', owner: 'dxa@prod.acme' }, want: ['label "owner" is "dxa@prod.acme", which does not match ^d\\.a@prod\\.'] },
+      { name: 'a label the pattern needs and the node lacks', env: 'prod', labels: { owner: 'data@prod.acme' }, want: ['the pattern of label "owner" ^{label.team}@{env}\\. needs label "team", which the node does not carry'] },
+    ])('$name', ({ env, labels, want }) => {
+      const { engine } = compileTexts({ 'p.yaml': p, 'g.yaml': one(env, file(defined(labels))) });
+      expect(engine.findings().map((f) => f.message)).toEqual(want);
+    });
+
+    it('an unknown placeholder is an error at the pattern', () => {
+      const bad = policyYaml({ requiredLabels: [{ key: 'owner', pattern: '^{envv}', severity: { default: 'high' } }] });
+      const { result } = compileTexts({ 'p.yaml': bad, 'g.yaml': one('prod', file({ owner: 'x' })) });
+      expect(result.diagnostics.map((d) => `${d.code}: ${d.message}`)).toEqual(['bad-pattern: unknown placeholder {envv}: patterns know {env} and {label.<key>} (did you mean "{env}"?)']);
+    });
+  });
 });
 
 describe('CEL rules', () => {
