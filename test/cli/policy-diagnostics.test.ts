@@ -66,6 +66,25 @@ describe('CEL type errors', () => {
   });
 });
 
+describe('bad placeholders in a pattern', () => {
+  // Only the first was reported, at the start of the string, and one left open was literal text.
+  it('are each reported at their own column', async () => {
+    const p = project('ds-pol-placeholders-', { nodes: '    - { id: f, type: local.file, spec: { path: f.txt, content: "x" } }\n' });
+    p.write(
+      'policy.yaml',
+      policy(`  naming:
+    - { types: [local.file], field: path, pattern: "^{labels.team}{envv}", severity: { default: high } }
+    - { id: open, types: [local.file], field: path, pattern: "^{label.team", severity: { default: high } }
+`),
+    );
+    const v = await cli(['validate', ...p.args], { cwd: p.dir });
+    expect(v.stdout).toContain('goals/policy.yaml:6:54: error bad-pattern: unknown placeholder {labels.team}: patterns know {env} and {label.<key>} (did you mean "{label.team}"?)');
+    expect(v.stdout).toContain('goals/policy.yaml:6:67: error bad-pattern: unknown placeholder {envv}');
+    expect(v.stdout).toContain('goals/policy.yaml:7:64: error bad-pattern: placeholder {label.team is not closed');
+    expect(v.code).toBe(1);
+  });
+});
+
 describe('secrets in a file the policy judges', () => {
   // plan masked the text; the same command's warnings, its JSON diagnostics and SARIF quoted it whole.
   it('are masked in every format, as plan shows the text', async () => {

@@ -7,7 +7,7 @@ import { compileCel } from './cel.ts';
 import type { CelLimits, CelProgram } from './cel.ts';
 import type { FieldKind, SpecFieldKinds } from './cel-types.ts';
 import { compileNamePattern } from './naming.ts';
-import type { NamePattern } from './naming.ts';
+import type { NamePattern, PatternError } from './naming.ts';
 import type { Framework, Level, PolicySpec, SeverityMap } from './schema.ts';
 
 /** What a check tests, by kind. */
@@ -114,6 +114,10 @@ export function compilePolicySpec(
     const loc = index === undefined || options.atIn === undefined ? start : options.atIn(path, index);
     return loc.line === start.line && loc.col === start.col ? { loc: start, where } : { loc, where: '' };
   };
+  /** Each error of a pattern at its place in the string, where the source can say. */
+  const reportPattern = (path: readonly PathKey[], errors: readonly PatternError[]): void => {
+    for (const e of errors) diag.error(e.index === undefined || options.atIn === undefined ? at(path) : options.atIn(path, e.index), 'bad-pattern', e.message);
+  };
   const checks: CompiledCheck[] = [];
   const defaults: CompiledDefault[] = [];
   const environments: EnvironmentReference[] = [];
@@ -158,7 +162,7 @@ export function compilePolicySpec(
     }
     const compiled = compileNamePattern(n.pattern);
     if (!compiled.ok) {
-      diag.error(at([...path, 'pattern']), 'bad-pattern', compiled.message);
+      reportPattern([...path, 'pattern'], compiled.errors);
       ok = false;
     }
     noteEnvironments(n.severity, [...path, 'severity']);
@@ -186,7 +190,7 @@ export function compilePolicySpec(
       const compiled = compileNamePattern(r.pattern);
       if (compiled.ok) pattern = compiled.pattern;
       else {
-        diag.error(at([...path, 'pattern']), 'bad-pattern', compiled.message);
+        reportPattern([...path, 'pattern'], compiled.errors);
         ok = false;
       }
     }

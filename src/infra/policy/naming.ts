@@ -41,20 +41,29 @@ export interface NamePattern {
   matcherFor(environment: string, labels: Readonly<Record<string, string>>): PatternMatcher;
 }
 
-export type PatternCompileResult = { readonly ok: true; readonly pattern: NamePattern } | { readonly ok: false; readonly message: string };
+export type PatternCompileResult = { readonly ok: true; readonly pattern: NamePattern } | { readonly ok: false; readonly errors: readonly PatternError[] };
+
+/** What is wrong with a pattern; `index`: where in it (a placeholder's `{`), when one place is. */
+export interface PatternError {
+  readonly message: string;
+  readonly index?: number | undefined;
+}
 
 /** Names longer than this are not matched (a guard against slow patterns); they are findings. */
 export const MAX_MATCHED_LENGTH = 1024;
 
 /** `{name}` at a position (sticky). */
 const PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_.\-/]*)\}/y;
+/** `{name` with no `}` after it (sticky): a placeholder left open, never a regex's `{` (a count starts with a digit). */
+const OPEN_PLACEHOLDER = /\{[A-Za-z_][A-Za-z0-9_.\-/]*(?![A-Za-z0-9_.\-/}])/y;
 const LABEL_PREFIX = 'label.';
 const CACHE_LIMIT = 1024;
 
 
-/** Splits a pattern into text and placeholders; a placeholder that is unknown or inside a character class is an error. */
-function parsePattern(source: string): { readonly ok: true; readonly parts: Part[] } | { readonly ok: false; readonly message: string } {
+/** Splits a pattern into text and placeholders; a placeholder that is unknown, left open or inside a character class is an error, each one at its `{`. */
+function parsePattern(source: string): { readonly ok: true; readonly parts: Part[] } | { readonly ok: false; readonly errors: PatternError[] } {
   const parts: Part[] = [];
+  const errors: PatternError[] = [];
   let text = '';
   let inClass = false;
   let i = 0;
@@ -81,7 +90,8 @@ function parsePattern(source: string): { readonly ok: true; readonly parts: Part
       } else if (c === ']') {
         inClass = false;
       } else if (c === '{' && placeholderAt(source, i) !== undefined) {
-        return { ok: false, message: `placeholder ${placeholderAt(source, i)!.text} inside a character class [...]: a placeholder stands for a whole value, matched literally; write it outside the brackets` };
+        const message = `placeholder ${placeholderAt(source, i)!.text} inside a character class [...]: a placeholder stands for a whole value, matched literally; write it outside the brackets`;
+        errors.push({ message, index: i });
       }
     } else if (c === '[') {
       inClass = true;
@@ -95,20 +105,29 @@ function parsePattern(source: string): { readonly ok: true; readonly parts: Part
         text = '';
         if (p.name === 'env') parts.push({ kind: 'env' });
         else if (p.name.startsWith(LABEL_PREFIX) && p.name.length > LABEL_PREFIX.length) parts.push({ kind: 'label', key: p.name.slice(LABEL_PREFIX.length) });
-        else {
-          // Anything but a near-miss of {env} is most likely a label written without its prefix.
-          const near = didYouMean(p.name, ['env']) ?? (p.name.includes('.') ? undefined : `label.${p.name}`);
-          return { ok: false, message: `unknown placeholder ${p.text}: patterns know {env} and {label.<key>}${near === undefined ? '' : ` (did you mean "{${near}}"?)`}` };
-        }
+        else errors.push({ message: `unknown placeholder ${p.text}: patterns know {env} and {label.<key>}${meant(p.name)}`, index: i });
         i += p.text.length;
         continue;
+      }
+      OPEN_PLACEHOLDER.lastIndex = i;
+      const open = OPEN_PLACEHOLDER.exec(source)?.[0];
+      if (open !== undefined) {
+        // RE2 would take it as literal text: a `}` left out would silently ask for the characters "{label.team".
+        errors.push({ message: `placeholder ${open} is not closed: write ${open}} (or \\{ for a literal brace)`, index: i });
       }
     }
     text += source.slice(i, end);
     i = end;
   }
   if (text !== '') parts.push({ kind: 'text', text });
-  return { ok: true, parts };
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, parts };
+}
+
+/** ` (did you mean "{label.team}"?)` for an unknown placeholder's name, when one is likely. */
+function meant(name: string): string {
+  // Anything but a near-miss of {env} is most likely a label written without its prefix, or with `labels.`, as CEL says it.
+  const near = didYouMean(name, ['env']) ?? (name.startsWith('labels.') ? `label.${name.slice('labels.'.length)}` : name.includes('.') ? undefined : `label.${name}`);
+  return near === undefined ? '' : ` (did you mean "{${near}}"?)`;
 }
 
 function placeholderAt(source: string, i: number): { readonly name: string; readonly text: string } | undefined {
@@ -153,7 +172,7 @@ export function compileNamePattern(source: string): PatternCompileResult {
   let fixed: LinearRegex | undefined;
   for (const sample of hasPlaceholders ? ['x', ''] : ['']) {
     const checked = compileRegex(substitute(parts, () => sample));
-    if (!checked.ok) return checked;
+    if (!checked.ok) return { ok: false, errors: [{ message: checked.message }] };
     fixed = checked.regex;
   }
   if (hasPlaceholders) fixed = undefined;

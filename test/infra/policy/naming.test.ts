@@ -6,7 +6,7 @@ import { compileTexts, goalYaml, policyYaml } from './helpers.ts';
 /** A pattern that compiles, or the test fails with its message. */
 function pattern(source: string): NamePattern {
   const compiled = compileNamePattern(source);
-  if (!compiled.ok) throw new Error(compiled.message);
+  if (!compiled.ok) throw new Error(compiled.errors.map((e) => e.message).join('; '));
   return compiled.pattern;
 }
 
@@ -117,11 +117,34 @@ describe('placeholder values are matched literally, always', () => {
   });
 
   it.each([
-    { name: 'a placeholder inside a character class', source: '^[{env}]+$', says: 'placeholder {env} inside a character class' },
-    { name: 'a placeholder as a group name', source: '^(?P<{env}>a)$', says: 'invalid named capture' },
-  ])('a placeholder where no literal value can go is an error at the pattern: $name', ({ source, says }) => {
+    // At the placeholder's `{`, where one placeholder is wrong; at the pattern, where RE2 refuses the whole.
+    { name: 'a placeholder inside a character class', source: '^[{env}]+$', at: '10:18', says: 'placeholder {env} inside a character class' },
+    { name: 'a placeholder as a group name', source: '^(?P<{env}>a)$', at: '10:16', says: 'invalid named capture' },
+  ])('a placeholder where no literal value can go is an error at the pattern: $name', ({ source, at, says }) => {
     const errors = loadErrors({ naming: [{ types: ['local.file'], field: 'path', pattern: source, severity: { default: 'low' } }] });
-    expect(errors).toEqual([expect.stringMatching(/^p\.yaml:10:16 bad-pattern: /)]);
+    expect(errors).toEqual([expect.stringMatching(new RegExp(`^p\\.yaml:${at} bad-pattern: `))]);
     expect(errors[0]).toContain(says);
+  });
+
+  // Only the first was reported, at the start of the string; a placeholder left open was literal text.
+  it('every bad placeholder is an error at its own column, one left open too', () => {
+    const errors = loadErrors({
+      naming: [{ types: ['local.file'], field: 'path', pattern: '^{labels.team}{envv}-{label.team', severity: { default: 'low' } }],
+      requiredLabels: [{ key: 'owner', pattern: '^{label.team', severity: { default: 'low' } }],
+    });
+    expect(errors).toEqual([
+      'p.yaml:10:17 bad-pattern: unknown placeholder {labels.team}: patterns know {env} and {label.<key>} (did you mean "{label.team}"?)',
+      'p.yaml:10:30 bad-pattern: unknown placeholder {envv}: patterns know {env} and {label.<key>} (did you mean "{env}"?)',
+      'p.yaml:10:37 bad-pattern: placeholder {label.team is not closed: write {label.team} (or \\{ for a literal brace)',
+      expect.stringMatching(/^p\.yaml:\d+:\d+ bad-pattern: placeholder \{label\.team is not closed/),
+    ]);
+  });
+
+  it.each([
+    { name: 'an escaped brace', source: '^\\{label.team$', text: '{label.team' },
+    { name: 'a count', source: '^a{2}$', text: 'aa' },
+    { name: 'a brace before no name', source: '^{-$', text: '{-' },
+  ])('a brace that opens no placeholder is left alone: $name', ({ source, text }) => {
+    expect(passes(source, text)).toBe(true);
   });
 });

@@ -30,7 +30,7 @@ describe('Policy documents are validated strictly, each error at its place', () 
     {
       name: 'an unknown placeholder',
       spec: '  naming:\n    - types: [postgres.database]\n      field: name\n      pattern: "^{team}-x$"\n      severity: { default: high }\n',
-      want: ['8:16 error bad-pattern'],
+      want: ['8:18 error bad-pattern'],
       says: 'did you mean "{label.team}"',
     },
     {
