@@ -1,4 +1,4 @@
-import { assertNever, CIRCUITS_META, DesiredStateError, ErrorCodes, errorMessage, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META, NODE_STATUSES, parseDuration, releaseAllStoredNodes, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
+import { assertNever, CIRCUITS_META, DesiredStateError, ErrorCodes, errorMessage, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META, NODE_STATUSES, heldByPolicy, parseDuration, releaseAllStoredNodes, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
 import type { CircuitStatus, CircuitWait, NodeRecord, OperatorRetryAnswer, RunRecord } from '../../runtime/index.ts';
 import { compileGoals, DAEMON_LISTEN, DAEMON_PID, optionalGoalsDir, stateFile, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
@@ -288,10 +288,14 @@ async function retryAll(ctx: CliContext): Promise<number> {
     via = 'store';
     released = releaseInStore(ctx, daemon, why, (store) => releaseAllStoredNodes(store, Date.now())) ?? [];
   }
-  if (ctx.format === 'json') ctx.out(JSON.stringify({ released, via, ...(circuits.length === 0 ? {} : { circuits }) }, null, 2));
+  // Said, so that "nothing to do" is not read as nothing held while status lists nodes a policy holds.
+  const policyHeld = withStateStore(ctx, 'read', (store) => store.listNodes().filter(heldByPolicy).map((r) => r.id)) ?? [];
+  if (ctx.format === 'json') ctx.out(JSON.stringify({ released, via, ...(circuits.length === 0 ? {} : { circuits }), ...(policyHeld.length === 0 ? {} : { heldByPolicy: policyHeld }) }, null, 2));
   else {
     ctx.outLines(released.map((id) => releasedLine(id, via, circuits.find((c) => c.nodes.includes(id)))));
-    ctx.out(released.length === 0 ? 'no node is held; nothing to do' : `released ${released.length} node(s)`);
+    const policy = policyHeld.length === 0 ? '' : ` (${policyHeld.length} held by a policy: fix the finding, retry does not release them; see desiredstate status)`;
+    if (released.length > 0) ctx.out(`released ${released.length} node(s)${policy}`);
+    else ctx.out(policy === '' ? 'no node is held; nothing to do' : `no node is held by the fault policy; nothing to do${policy}`);
   }
   return EXIT.ok;
 }
