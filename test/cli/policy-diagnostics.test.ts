@@ -105,7 +105,7 @@ describe('secrets in a file the policy judges', () => {
       const r = await cli([...args, ...p.args], { cwd: p.dir });
       expect(`${r.stdout}${r.stderr}`).not.toContain('hunter2');
       expect(`${r.stdout}${r.stderr}`).toMatch(/spec\.content \\?"DB_PASSWORD=<secret>\\{1,2}n\\?" does not match \^ok\$/);
-      expect(`${r.stdout}${r.stderr}`).toMatch(/require \(goals\/policy\.yaml:\d+:\d+\) could not be evaluated \(Cannot convert <secret> to a BigInt\)/);
+      expect(`${r.stdout}${r.stderr}`).toMatch(/require \(goals\/policy\.yaml:\d+:\d+\) could not be evaluated \(cannot convert string \\?"<secret>\\?" to int\)/);
     }
   });
 });

@@ -237,6 +237,15 @@ export function budgetedFunctions(lib: CelLib, strings: readonly CelFunc[], re2:
   };
   /** BigInt parses a long numeral in more than linear time (5,000 digits: 40 ns a digit; 1M digits: 75 ms). */
   const numeralCost = (s: string): number => COST.call + 40 * s.length + Math.floor((s.length * s.length) / 8192);
+  /** The library's int(string) or uint(string), its error in CEL's words: it passes on JavaScript's "Cannot convert x to a BigInt". */
+  const numeral = (f: CelFunc, s: string, to: 'int' | 'uint'): CelValue => {
+    try {
+      return delegate(f, undefined, [s]);
+    } catch (err) {
+      if (isCelError(err) && err.message.startsWith('Cannot convert ')) throw new Error(`cannot convert string "${s}" to ${to}`, { cause: err });
+      throw err;
+    }
+  };
   /** A map keeps its keys as given: looking up a number scans them all (CEL's numbers are equal across int, uint and double). */
   const numericKeyCost = (m: CelMap): number => COST.call + 10 * m.size;
   const joinCost = (list: CelList, sep: string): number => {
@@ -319,11 +328,11 @@ export function budgetedFunctions(lib: CelLib, strings: readonly CelFunc[], re2:
     }),
     celFunc('int', [STRING], INT, (s) => {
       charge(numeralCost(s));
-      return delegate(original('int(string)'), undefined, [s]) as bigint;
+      return numeral(original('int(string)'), s, 'int') as bigint;
     }),
     celFunc('uint', [STRING], UINT, (s) => {
       charge(numeralCost(s));
-      return delegate(original('uint(string)'), undefined, [s]) as CelModule.CelUint;
+      return numeral(original('uint(string)'), s, 'uint') as CelModule.CelUint;
     }),
     celMethod('replace', STRING, [STRING, STRING], STRING, function (this: string, sub, repl) {
       return replace(String(this), sub, repl, undefined);

@@ -99,6 +99,9 @@ describe('evaluation never throws', () => {
     { name: 'division by zero', source: '1 / (size(spec.a) - 2) == 0', says: 'divide by zero' },
     { name: 'a non-bool result', source: 'spec.a[0]', says: 'not a bool' },
     { name: 'a bad regex at run time', source: "labels.team.matches(labels.team + '(')", says: 'error parsing regexp: missing closing )' },
+    // It said "Cannot convert data to a BigInt", JavaScript's words.
+    { name: 'a string that is no int', source: 'int(labels.team) == 1', says: 'cannot convert string "data" to int' },
+    { name: 'a string that is no uint', source: 'uint(labels.team) == 1u', says: 'cannot convert string "data" to uint' },
   ])('$name is an error outcome', ({ source, says }) => {
     const r = compileCel(source);
     expect(r.ok).toBe(true);

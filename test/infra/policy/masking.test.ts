@@ -28,7 +28,7 @@ describe('finding messages quote the spec masked, as plan shows it', () => {
   });
 
   it.each([
-    { name: 'a conversion error quoting the value', require: "int(spec.content.split('\\n')[0].split('=')[1]) > 0", quotes: 'Cannot convert <secret> to' },
+    { name: 'a conversion error quoting the value', require: "int(spec.content.split('\\n')[0].split('=')[1]) > 0", quotes: 'cannot convert string "<secret>" to int' },
     { name: 'a missing key quoting the whole text', require: "{'a': true}[spec.content]", quotes: 'DB_PASSWORD=<secret>' },
     { name: 'a bad regex built from the text', require: "'x'.matches(spec.content + '(')", quotes: 'DB_PASSWORD=<secret>' },
   ])('a rule error: $name', ({ require, quotes }) => {
