@@ -123,7 +123,8 @@ export function formatPlan(
             : p.sameSpecAs !== undefined
               ? `not deleted: node ${p.sameSpecAs}, new to the goals, has its backend and spec exactly, and may manage the same resource; to delete it, remove it in a change that adds no node of its spec`
               : 'deleted only under prune: true with deletionPolicy: Delete';
-        lines.push(`${head} removed from the goals: forgotten, ${p.claimedBy === undefined ? `its resource left as it is (${why})` : `its resource now managed by ${p.claimedBy}`}`);
+        const left = p.createCutShort === true ? 'what its create, cut short, may have made left as it is' : 'its resource left as it is';
+        lines.push(`${head} removed from the goals: forgotten, ${p.claimedBy === undefined ? `${left} (${why})` : `its resource now managed by ${p.claimedBy}`}`);
         break;
       }
       case 'update':

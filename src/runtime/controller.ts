@@ -530,7 +530,7 @@ export class Controller<S extends NodeSpec> {
 
   /** `splitRemoved` of the records against `graph`, its guard counting as `plan` and `apply` do: by the provisioner's `refusedByDeclaration` unless told. */
   private removedSplit(graph: DesiredGraph<S>, refusedByDeclaration = this.o.provisioner.refusedByDeclaration?.bind(this.o.provisioner)): RemovedSplit {
-    return splitRemoved(graph, this.records.values(), this.o.codec, this.o.allowMassDeletion, refusedByDeclaration);
+    return splitRemoved(graph, this.records.values(), this.o.codec, this.o.allowMassDeletion, refusedByDeclaration, (id) => hasInterruptedCreate(this.pending.get(id)));
   }
 
   /** The removed nodes the current goals approve deleting (none a node of theirs names). */

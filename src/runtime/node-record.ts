@@ -563,11 +563,16 @@ export const SAME_SPEC_KEPT =
   'removed from the goals but not deleted: a node new to the goals has its backend and spec exactly, and may manage the same resource; forgotten, its resource left in place (to delete it, remove it in a change that adds no node of its spec)';
 
 /** Logs a removed node forgotten (apply and the daemon): one whose spec a node of the goals has (`RemovedSplit.sameSpec`) with a warning first. */
-export function logOrphaned(log: Logger, r: NodeRecord, split: Pick<RemovedSplit, 'claimed' | 'sameSpec'>): void {
+export function logOrphaned(log: Logger, r: NodeRecord, split: Pick<RemovedSplit, 'claimed' | 'sameSpec' | 'createCutShort'>): void {
   const sameSpecAs = split.sameSpec.get(r.id);
   if (sameSpecAs !== undefined) log.warn({ node: r.id, backend: r.backendId, sameSpecAs }, SAME_SPEC_KEPT);
-  log.info({ node: r.id, backend: r.backendId, managedBy: split.claimed.get(r.id) }, 'node orphaned: removed from the goals, resource left untouched');
+  const fields = { node: r.id, backend: r.backendId, managedBy: split.claimed.get(r.id) };
+  if (split.createCutShort?.has(r.id) === true) log.warn(fields, ORPHANED_CUT_SHORT);
+  else log.info(fields, 'node orphaned: removed from the goals, resource left untouched');
 }
+
+/** The log message of a removed node forgotten with its create cut short (`RemovedSplit.createCutShort`), as a warning. */
+export const ORPHANED_CUT_SHORT = 'node orphaned: removed from the goals with its create cut short; what the create may have made is left untouched';
 
 /** Mass-deletion guard: at most max(5, 10 %) of managed nodes in one revision. */
 export function massDeletionLimit(managed: number): number {
@@ -600,6 +605,11 @@ export interface RemovedSplit {
    * seen, each with the hold's reason: the hold, not the goal, is why they are not deleted.
    */
   readonly keptByPolicy?: ReadonlyMap<NodeId, string>;
+  /**
+   * Of `toOrphan`, the ids whose create was cut short (`splitRemoved`): whatever it made, if anything, is left
+   * untouched and no longer known to the state, which apply, plan and the daemon say.
+   */
+  readonly createCutShort?: ReadonlySet<NodeId>;
   /** Set when the mass-deletion guard refused: `nodes` are those it would have deleted, dependents first. */
   readonly refused?: { readonly count: number; readonly limit: number; readonly nodes: NodeRecord[] };
 }
@@ -607,7 +617,9 @@ export interface RemovedSplit {
 /**
  * Splits the records `graph` no longer declares into what to delete and what
  * to orphan, for the one-shot pass and the daemon alike. Deleted are only
- * nodes whose goal prunes (still, where the revision has it) with `Delete`, that the daemon manages, that no
+ * nodes whose goal prunes (still, where the revision has it) with `Delete`, that the daemon manages or whose
+ * create was cut short (`createCutShort`: a crash, its timeout, a shutdown; it may have made the resource,
+ * which the read before the delete, told so, finds, `readRemoved`), that no
  * policy held, and whose resource no declared node claims, or may (`RemovedSplit.sameSpec`); the rest are
  * orphaned. An empty goal set deletes nothing: it is far more likely a
  * mistake than an intent. Past `massDeletionLimit`, nothing is deleted unless
@@ -620,6 +632,7 @@ export function splitRemoved<S extends NodeSpec>(
   codec: NodeSpecCodec<S>,
   allowMassDeletion: boolean,
   refusedByDeclaration?: (node: DesiredNode<S>) => Fault | undefined,
+  createCutShort: (id: NodeId) => boolean = () => false,
 ): RemovedSplit {
   if (graph.size === 0) return { toDelete: [], toOrphan: [], claimed: new Map(), sameSpec: new Map(), namedBy: new Map() };
   const removed: NodeRecord[] = [];
@@ -636,16 +649,17 @@ export function splitRemoved<S extends NodeSpec>(
     const prunes = graph.prunes(r.goal);
     return prunes === undefined ? r.deletionPolicy === 'Delete' : prunes && declaredDeletionPolicy(r) === 'Delete';
   };
-  const candidates = removed.filter((r) => r.managed && !heldByPolicy(r) && deletes(r));
+  const candidates = removed.filter((r) => (r.managed || createCutShort(r.id)) && !heldByPolicy(r) && deletes(r));
   const { claimed, sameSpec } = goalsHolding(graph, candidates, codec, (id) => managedIds.has(id));
   const toDelete = candidates.filter((r) => !claimed.has(r.id) && !sameSpec.has(r.id));
   const deleting = new Set(toDelete);
   const toOrphan = removed.filter((r) => !deleting.has(r));
   const keptByPolicy = new Map<NodeId, string>();
   for (const r of toOrphan) if (r.managed && heldByPolicy(r) && deletes(r)) keptByPolicy.set(r.id, r.reason!);
+  const cutShort = new Set(toOrphan.filter((r) => !r.managed && createCutShort(r.id)).map((r) => r.id));
   const namedBy = namedByGoals(graph, toDelete, codec);
   const limit = massDeletionLimit(managed);
-  const all = { toDelete: reverseDependencyOrder(toDelete), toOrphan, claimed, sameSpec, namedBy, keptByPolicy };
+  const all = { toDelete: reverseDependencyOrder(toDelete), toOrphan, claimed, sameSpec, namedBy, keptByPolicy, createCutShort: cutShort };
   // Within the limit however many the declaration refuses: their specs are not decoded to count them.
   if (toDelete.length <= limit || allowMassDeletion) return all;
   const refusedNow = (r: NodeRecord): boolean => {

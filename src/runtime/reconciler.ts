@@ -45,9 +45,10 @@ export type PlannedAction =
    * another node's, `claimedBy`, or maybe, that node having its backend and spec exactly, `sameSpecAs`):
    * forgotten, the resource left as it is. `policyHold`: its goal would delete it, but a policy held it
    * when last seen (the hold's reason), and a node a policy holds is never deleted. `gone`: its goal
-   * deletes it, but its read before the delete finds nothing: forgotten, no delete sent.
+   * deletes it, but its read before the delete finds nothing: forgotten, no delete sent. `createCutShort`:
+   * never made whole, its create cut short (`RemovedSplit.createCutShort`): what it may have made is left as it is.
    */
-  | { readonly action: 'orphan'; readonly claimedBy?: NodeId; readonly sameSpecAs?: NodeId; readonly policyHold?: string; readonly gone?: true }
+  | { readonly action: 'orphan'; readonly claimedBy?: NodeId; readonly sameSpecAs?: NodeId; readonly policyHold?: string; readonly gone?: true; readonly createCutShort?: true }
   | { readonly action: 'blocked'; readonly reason: string }
   | { readonly action: 'held'; readonly reason: string }
   | { readonly action: 'error'; readonly fault: Fault };
@@ -292,6 +293,7 @@ export class Reconciler<S extends NodeSpec> {
         ...(claimedBy === undefined ? {} : { claimedBy }),
         ...(sameSpecAs === undefined ? {} : { sameSpecAs }),
         ...(policyHold === undefined ? {} : { policyHold }),
+        ...(deletions.createCutShort?.has(r.id) === true ? { createCutShort: true as const } : {}),
       };
       entries.set(r.id, { id: r.id, type: r.type, backendId: r.backendId, goal: r.goal, planned });
     }
@@ -608,8 +610,13 @@ export class Reconciler<S extends NodeSpec> {
     return planned;
   }
 
+  /**
+   * `splitRemoved` of `stored` against `graph`. A create left pending (a crash, its timeout, a running daemon's
+   * own) may have made its node's resource: such a node removed is read, and deleted if found, as a managed one.
+   */
   private deletions(graph: DesiredGraph<S>, stored: readonly NodeRecord[], options: PassOptions): RemovedSplit {
-    return splitRemoved(graph, stored, this.codec, options.allowMassDeletion === true, this.provisioner.refusedByDeclaration?.bind(this.provisioner));
+    const creates = new Set(this.store.pendingOperations().flatMap((op) => (op.op === 'create' ? [op.node] : [])));
+    return splitRemoved(graph, stored, this.codec, options.allowMassDeletion === true, this.provisioner.refusedByDeclaration?.bind(this.provisioner), (id) => creates.has(id));
   }
 
   /**
