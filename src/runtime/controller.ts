@@ -867,11 +867,11 @@ export class Controller<S extends NodeSpec> {
     }
     await runSteps(this.o.provisioner, steps, ctx, this.o.concurrency, this.slots, (i, result) => {
       const step = steps[i]!;
-      if (result.status === 'failed' && this.abort.signal.aborted && step.op === 'update') {
-        // Cut off by the shutdown, its grace over: not a failure of the node. Left pending, as after a
-        // crash, and resolved by observing at the next start. (A create is left pending only when it
-        // was cut short, `createCutShort`: one that never started must not make its next read be told
-        // it was interrupted, which may hold the node for an operator.)
+      if (result.status === 'failed' && this.abort.signal.aborted && (step.op === 'update' || createCutShort(step.op, result))) {
+        // Cut off by the shutdown, its grace over: not a failure of the node, no attempt spent. Left pending,
+        // as after a crash, and resolved by observing at the next start, a create's read told it was
+        // interrupted. (A create only when it was cut short, `createCutShort`: one that never started must
+        // not make its next read be told so, which may hold the node for an operator.)
         this.put(step.node, 'pending', { reason: `${step.op} cut off by the shutdown; observed again at the next start` });
         this.o.log.warn({ node: step.node.id, backend: step.node.spec.backendId, op: step.op, fault: result.fault }, 'operation cut off by the shutdown; left pending');
         this.roundDone(step.node.id);

@@ -447,6 +447,27 @@ describe('Controller: an operation the shutdown cuts off', () => {
     expect(h.lines.filter((l) => l.msg === 'operation cut off by the shutdown; left pending')).toHaveLength(1);
   });
 
+  it('so is a create cut short: no attempt spent, the node pending and its create left pending for the next read', async () => {
+    const wrap = (b: MemoryBackend): InfraBackend =>
+      wrapMemory(b, 'memory', {
+        // Runs until it is told to stop, then is killed mid-way (an exec create past the shutdown's grace).
+        create: (_n, ctx) =>
+          new Promise((resolve) =>
+            ctx.signal.addEventListener('abort', () => resolve({ status: 'failed', fault: fault('transient', 'create command aborted', { code: 'aborted', cutShort: true }) }), { once: true }),
+          ),
+      });
+    const h = start({ wrap });
+    await h.controller.setGraph(compileYaml(goalYaml(fileNode('a', 'A'))).graph);
+    await vi.waitFor(() => expect(h.store.pendingOperations().map((o) => `${o.node}:${o.op}`)).toEqual(['a:create']));
+    const stopping = h.controller.stop(1000);
+    await h.clock.advanceAsync(1000);
+    await stopping;
+    expect(h.store.pendingOperations().map((o) => `${o.node}:${o.op}`)).toEqual(['a:create']);
+    expect(h.store.getNode('a')).toMatchObject({ status: 'pending', reason: 'create cut off by the shutdown; observed again at the next start', lastFault: null, attempts: 0 });
+    expect(h.lines.filter((l) => l.msg === 'create failed')).toEqual([]);
+    expect(h.lines.filter((l) => l.msg === 'operation cut off by the shutdown; left pending')).toMatchObject([{ node: 'a', op: 'create' }]);
+  });
+
   it('so is the delete of a removed node that a goal load runs (setGraph): within the grace, the node kept, and deleted at the next start', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ds-controller-cut-delete-'));
     const backend = new MemoryBackend(memoryConfigSchema().parse({}), { id: 'mem', log: capturingLogger().log });
