@@ -125,6 +125,20 @@ describe('prune + Delete of a node whose create a crash cut short', () => {
     expect(held[0]!.reason).toMatch(/^cannot tell whether it exists: .*a create was interrupted/);
     expect(stateRows(p.state, "SELECT op FROM operations WHERE node = 'a' AND finished_at IS NULL")).toEqual([{ op: 'create' }]);
   }, 60_000);
+
+  it('so does a daemon restarted: held, not deleted, the node kept', async () => {
+    const p = await cutShortThenRemoved('ds-cut-create-unsure-run-');
+    writeFileSync(join(p.dir, 'unsure'), '');
+    const d = daemons.start([...daemonArgs, ...p.args], { cwd: p.dir });
+    const line = await d.waitFor((l) => l.node === 'a' && (['delete held: existence indeterminate', 'node deleted'].includes(String(l.msg)) || String(l.msg).startsWith('node orphaned')), 30_000);
+    expect(line.msg).toBe('delete held: existence indeterminate');
+    d.kill('SIGTERM');
+    expect(await d.exitedWithin(30_000)).toEqual({ code: 0, signal: null });
+    expect(p.calls()).not.toContain('delete a');
+    expect(p.has('a')).toBe(true);
+    expect(stateRows(p.state, "SELECT status FROM nodes WHERE id = 'a'")).toEqual([{ status: 'held' }]);
+    expect(stateRows(p.state, "SELECT op FROM operations WHERE node = 'a' AND finished_at IS NULL")).toEqual([{ op: 'create' }]);
+  }, 60_000);
 });
 
 describe('deletionPolicy: Orphan of a node whose create a crash cut short', () => {

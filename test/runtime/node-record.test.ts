@@ -310,3 +310,24 @@ describe('splitRemoved: a removed node whose backend and spec a node of the goal
     }
   });
 });
+
+// A create cut short (a crash, its timeout, a shutdown) was never recorded done: its record is not managed, yet
+// the create may have made the resource. Forgotten unread, that resource leaked.
+describe('splitRemoved: a removed node whose create was cut short', () => {
+  const cutShort = (id: string, deletionPolicy: NodeRecord['deletionPolicy'] = 'Delete'): NodeRecord => ({ ...applied(id, thing(id), deletionPolicy), status: 'pending', managed: false });
+
+  it('is deleted (read first) under prune + Delete, as a managed one, and counted by the mass-deletion guard', () => {
+    const graph = graphOf(declared('k', thing('k')));
+    const removed = ['a', 'b', 'c', 'd', 'e', 'f'].map((id) => cutShort(id));
+    expect(splitRemoved(graph, removed.slice(0, 1), thingCodec, false, undefined, (id) => id === 'a')).toMatchObject({ toDelete: [{ id: 'a' }], toOrphan: [] });
+    expect(splitRemoved(graph, removed, thingCodec, false, undefined, () => true).refused).toMatchObject({ count: 6, limit: 5 });
+  });
+
+  it('is forgotten under Orphan, or without a create cut short, and said so where its create was', () => {
+    const graph = graphOf(declared('k', thing('k')));
+    const split = splitRemoved(graph, [cutShort('a', 'Orphan'), cutShort('b')], thingCodec, false, undefined, (id) => id === 'a');
+    expect(split.toDelete).toEqual([]);
+    expect(split.toOrphan.map((r) => r.id)).toEqual(['a', 'b']);
+    expect([...(split.createCutShort ?? [])]).toEqual(['a']);
+  });
+});
