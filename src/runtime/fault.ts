@@ -34,7 +34,8 @@ export interface Fault {
  * backend was called for the operation (a `${nodes…}` reference whose value is not there yet, a backend
  * that is not configured, a pass stopped before the call). `node-only`: set by a backend on a fault about
  * this node's own resource alone (local: its path leads out of the root through a symlink made by hand,
- * or changed kind while it was being used); many nodes under one such path fail together, each on its
+ * or changed kind while it was being used, or an errno refused that path alone: a directory it may not
+ * enter, an immutable file); many nodes under one such path fail together, each on its
  * own backoff, and must not take the backend's other nodes down with them. `declaration`: raised before
  * any call too, because the goals as declared forbid the operation (`byDeclaration`).
  */

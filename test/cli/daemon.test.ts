@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, localBackend, tempProject } from '../support/cli.ts';
 import { eventually, trackDaemons } from '../support/daemon.ts';
+import { canSetImmutable, setImmutable } from '../support/privileges.ts';
 
 const goal = (content: string): string => `apiVersion: desiredstate/v1
 kind: Goal
@@ -245,6 +246,51 @@ describe('desiredstate run: a managed directory made a symlink out of the root b
     expect(after.filter((l) => l.msg === 'node held')).toEqual([]);
     expect(after.filter((l) => (l.fault as { code?: string } | undefined)?.code === 'path-escapes-root')).toEqual([]);
     expect(readdirSync(outside)).toEqual([]);
+    d.kill('SIGTERM');
+    expect((await d.exited).code).toBe(0);
+  }, 60_000);
+});
+
+describe.skipIf(!canSetImmutable())('desiredstate run: a subdirectory the daemon may not write in (immutable: EPERM even to root)', () => {
+  // As EACCES of a directory a non-root daemon may not enter: a refusal of that path alone.
+  const files = ['f1', 'f2', 'f3', 'f4', 'f5', 'f6'];
+  const q = tempProject('ds-daemon-locked-');
+  q.write('backend.yaml', localBackend(q.root));
+  q.write('tree.yaml', `apiVersion: desiredstate/v1
+kind: Goal
+metadata: { name: tree }
+spec:
+  nodes:
+${files.map((f) => `    - { id: ${f}, type: local.file, spec: { path: srv/sub/${f}.txt, mode: "0644", content: "${f}\\n" } }`).join('\n')}
+    - { id: other, type: local.file, spec: { path: other.txt, mode: "0644", content: "other\\n" } }
+`);
+  const qd = trackDaemons(q.dir);
+
+  it('its files fail on their own, the backend circuit stays closed, and an unrelated file is still corrected at once', async () => {
+    const d = qd.start(['--listen', '127.0.0.1:0', '--interval', '1h', ...q.args], { cwd: q.dir });
+    const port = await d.port();
+    await eventually(() => files.every((f) => existsSync(join(q.root, `srv/sub/${f}.txt`))) && existsSync(join(q.root, 'other.txt')), 20_000, 'converged');
+    const sub = join(q.root, 'srv/sub');
+    const mark = d.lines.length;
+    try {
+      for (const f of files) unlinkSync(join(sub, `${f}.txt`));
+      expect(setImmutable(sub, true)).toBe(true);
+      // Every file under it has failed at least once, made again into a directory that refuses it.
+      await eventually(
+        () => files.every((f) => d.lines.slice(mark).some((l) => l.node === f && (l.fault as { code?: string } | undefined)?.code === 'EPERM')),
+        20_000,
+        'each file refused',
+      );
+      const edit = d.lines.length;
+      writeFileSync(join(q.root, 'other.txt'), 'hand\n');
+      await d.waitFor((l) => l.msg === 'drift detected' && l.node === 'other', 10_000, edit);
+      await eventually(() => readFileSync(join(q.root, 'other.txt'), 'utf8') === 'other\n', 10_000, 'other.txt corrected');
+      expect(d.lines.slice(mark).filter((l) => l.msg === 'backend circuit open')).toEqual([]);
+      const status = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { circuits?: unknown[] };
+      expect(status.circuits ?? []).toEqual([]);
+    } finally {
+      setImmutable(sub, false);
+    }
     d.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
   }, 60_000);

@@ -1,5 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import type { SpawnSyncReturns } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 /**
@@ -36,3 +39,21 @@ let probed: boolean | undefined;
 export function runUnprivileged(script: string, args: readonly string[]): SpawnSyncReturns<string> {
   return spawnSync(process.execPath, [script, ...args], { ...(isRoot ? NOBODY : {}), encoding: 'utf8', timeout: 60_000 });
 }
+
+/**
+ * Sets or clears a path's immutable flag (chattr +i / -i), whose writes are then refused with EPERM even to
+ * root: how a root test meets a per-path refusal. False where it cannot (not root, a filesystem without the flag).
+ */
+export function setImmutable(path: string, on: boolean): boolean {
+  return spawnSync('chattr', [on ? '+i' : '-i', path], { stdio: 'ignore' }).status === 0;
+}
+
+/** Whether `setImmutable` works here, on a directory under tmpdir: probed once, on first use. */
+export function canSetImmutable(): boolean {
+  if (immutableProbed !== undefined) return immutableProbed;
+  const dir = mkdtempSync(join(tmpdir(), 'ds-chattr-'));
+  immutableProbed = setImmutable(dir, true) && setImmutable(dir, false);
+  rmSync(dir, { recursive: true, force: true });
+  return immutableProbed;
+}
+let immutableProbed: boolean | undefined;

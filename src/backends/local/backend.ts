@@ -38,7 +38,7 @@ import {
 import type { FileWrite, NodePath, ReadPolicy, StagedWrite } from './client.ts';
 import type { LocalConfig } from './config.ts';
 import { OBSERVE_PARALLELISM, rereadEveryMs, rootOf } from './config.ts';
-import { aborted, directoryNotEmpty, fsFault, wrongKind, wrongKindToDelete } from './errors.ts';
+import { aboutTheRoot, aborted, directoryNotEmpty, fsFault, wrongKind, wrongKindToDelete } from './errors.ts';
 import { FileClaims } from './file-claims.ts';
 import type { SharedFile } from './file-claims.ts';
 import { kindName, observeDirectory, observeFile, observeSymlink } from './observe.ts';
@@ -103,9 +103,12 @@ interface WriteBatch {
   readonly staged: Map<NodeId, StagedWrite>;
 }
 
-/** A failure as an operation's result and as an observation alike (`fsFault` passes a `FaultError` through). */
-function failedResult(err: unknown, action: string, id: NodeId): { readonly status: 'failed'; readonly fault: Fault } {
-  return { status: 'failed', fault: toFault(fsFault(err, action, id)) };
+/**
+ * A failure as an operation's result and as an observation alike (`fsFault` passes a `FaultError` through),
+ * of the backend rooted at `root` (`aboutTheRoot`).
+ */
+function failedResult(err: unknown, action: string, id: NodeId, root: string): { readonly status: 'failed'; readonly fault: Fault } {
+  return { status: 'failed', fault: aboutTheRoot(toFault(fsFault(err, action, id)), root) };
 }
 
 /** The kind of what each node type makes. */
@@ -168,7 +171,7 @@ export class LocalBackend implements InfraBackend {
 
   private async observeWith(nodes: readonly BackendNode[], ctx: OperationContext, confiner: Confiner): Promise<ReadonlyMap<NodeId, Observation>> {
     const results = new Map<NodeId, Observation>();
-    const failed = (node: BackendNode, err: unknown): Observation => failedResult(err, 'observe', node.id);
+    const failed = (node: BackendNode, err: unknown): Observation => failedResult(err, 'observe', node.id, this.root);
     // Owner and group names need the account tables: load them once, before the synchronous part.
     const accounts = nodes.some((n) => n.spec.spec.type === 'local.file' && (n.spec.spec.owner !== undefined || n.spec.spec.group !== undefined))
       ? await this.loadAccounts()
@@ -247,7 +250,7 @@ export class LocalBackend implements InfraBackend {
         }
         if (refusal !== undefined) results.set(node.id, { status: 'failed', fault: refusal.fault });
       } catch (err) {
-        results.set(node.id, failedResult(err, 'observe', node.id));
+        results.set(node.id, failedResult(err, 'observe', node.id, this.root));
       }
     });
   }
@@ -290,6 +293,8 @@ export class LocalBackend implements InfraBackend {
       else await removeEntry(confiner.io(at), ctx.signal);
       ctx.log.info({ node: node.id, path: at.abs }, 'local resource deleted');
       return { status: 'done', outputs: {} };
+    } catch (err) {
+      return failedResult(err, 'delete', node.id, this.root);
     } finally {
       confiner.close();
     }
@@ -451,7 +456,7 @@ export class LocalBackend implements InfraBackend {
         renamed.add(dirname(s.real));
       } catch (err) {
         discardStaged(s);
-        results.set(id, failedResult(err, 'write', id));
+        results.set(id, failedResult(err, 'write', id, this.root));
       }
     }
     const unsynced = new Map<string, unknown>();
@@ -464,7 +469,7 @@ export class LocalBackend implements InfraBackend {
     });
     for (const [id, s] of staged) {
       const err = unsynced.get(dirname(s.real));
-      if (err !== undefined && results.get(id)?.status === 'done') results.set(id, failedResult(fsFault(err, 'fsync', dirname(s.real)), 'fsync', id));
+      if (err !== undefined && results.get(id)?.status === 'done') results.set(id, failedResult(fsFault(err, 'fsync', dirname(s.real)), 'fsync', id, this.root));
     }
     // Every call through the pinned directories has finished; the next wave pins again what it needs.
     batch.confiner.close();
@@ -502,7 +507,7 @@ export class LocalBackend implements InfraBackend {
           return assertNever(spec, 'spec');
       }
     } catch (err) {
-      return failedResult(err, 'provision', node.id);
+      return failedResult(err, 'provision', node.id, this.root);
     } finally {
       if (batch === undefined) confiner.close();
     }

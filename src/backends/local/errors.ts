@@ -1,3 +1,4 @@
+import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { FaultError, errorMessage, fault } from '../../runtime/index.ts';
 import type { Fault, FaultClass } from '../../runtime/index.ts';
 
@@ -38,6 +39,18 @@ const errnoHints: Readonly<Record<string, string>> = {
   ENAMETOOLONG: 'a name in the path is longer than 255 bytes (NAME_MAX) or the whole path longer than 4096 (PATH_MAX): shorten it',
 };
 
+/**
+ * Errnos about the one path a call was given (`Fault.notTheBackend`: `node-only`): a directory on the way
+ * the daemon's user may not enter or write in (EACCES), a file made immutable or a chown refused (EPERM), a
+ * file where a directory should be (ENOTDIR, EISDIR), a loop of links, a name too long, a file too large or
+ * being run. Any number of nodes under one such path fail together, each on its own backoff; counted, they
+ * opened the circuit for every node of the backend, a hand edit elsewhere left uncorrected. What concerns
+ * the backend as a whole stays counted: a full disk or quota (ENOSPC, EDQUOT), a read-only filesystem (EROFS),
+ * failing I/O (EIO), the daemon out of file descriptors (EMFILE, ENFILE), and any of these errnos while the
+ * root itself cannot be used (`aboutTheRoot`).
+ */
+const perPathErrnos: ReadonlySet<string> = new Set(['EACCES', 'EPERM', 'ENOTDIR', 'EISDIR', 'ELOOP', 'ENAMETOOLONG', 'EFBIG', 'ETXTBSY']);
+
 export function errnoOf(err: unknown): string | undefined {
   if (typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string') return err.code;
   return undefined;
@@ -65,9 +78,30 @@ export function fsFault(err: unknown, action: string, path: string): FaultError 
     fault(classifyErrno(code), `${action} ${path} failed: ${code ?? errorMessage(err)}`, {
       ...(code === undefined ? {} : { code }),
       ...(hint === undefined ? {} : { hint }),
+      ...(code !== undefined && perPathErrnos.has(code) ? { notTheBackend: 'node-only' as const } : {}),
     }),
     { cause: err },
   );
+}
+
+/**
+ * A fault as the backend gives it: one `fsFault` took for its path's alone (`perPathErrnos`) is about the
+ * backend after all while its root is not a directory the daemon may list, enter and write in (missing,
+ * unreadable, immutable): every node fails for the same reason, and its circuit breaker counts them.
+ * Looked at only once a node has failed so, never on the way of a healthy node.
+ */
+export function aboutTheRoot(f: Fault, root: string): Fault {
+  if (f.notTheBackend !== 'node-only' || f.code === undefined || !perPathErrnos.has(f.code)) return f;
+  try {
+    if (statSync(root).isDirectory()) {
+      accessSync(root, fsConstants.R_OK | fsConstants.W_OK | fsConstants.X_OK);
+      return f;
+    }
+  } catch {
+    // Not usable: the fault is the backend's.
+  }
+  const { notTheBackend: _, ...ofTheBackend } = f;
+  return ofTheBackend;
 }
 
 /** The fault of a path (or a link target) that would leave the backend root; compile time reports it as a spec issue. */

@@ -12,7 +12,7 @@ import type { InfraNode } from '../../../src/infra/index.ts';
 import { FaultError, sha256 } from '../../../src/runtime/index.ts';
 import type { Fault, Observation, ObservationMemo, ProvisionResult } from '../../../src/runtime/index.ts';
 import { captureLogger } from '../../support/backend.ts';
-import { canRunAsNobody, isRoot, NOBODY, runUnprivileged } from '../../support/privileges.ts';
+import { canRunAsNobody, canSetImmutable, isRoot, NOBODY, runUnprivileged, setImmutable } from '../../support/privileges.ts';
 import { warnSkipped } from '../../support/skip.ts';
 import { dirNode, fileNode, linkNode, log, observeOne, opCtx, sandbox, useSandbox } from './helpers.ts';
 import type { Sandbox } from './helpers.ts';
@@ -891,5 +891,51 @@ describe('errno classification', () => {
   ])('EPERM of $refused: its hint is by the call refused', ({ syscall, action, hint }) => {
     const f = fsFault(Object.assign(new Error('EPERM'), { code: 'EPERM', ...(syscall === undefined ? {} : { syscall }) }), action, 'a.conf').fault;
     expect(f).toMatchObject({ class: 'auth', code: 'EPERM', hint });
+  });
+
+  // One path's refusal is about that path: many nodes under one directory the daemon may not enter must not open the circuit for the rest.
+  it.each([
+    { code: 'EACCES', about: 'node-only' },
+    { code: 'EPERM', about: 'node-only' },
+    { code: 'ENOTDIR', about: 'node-only' },
+    { code: 'EISDIR', about: 'node-only' },
+    { code: 'ELOOP', about: 'node-only' },
+    { code: 'ENAMETOOLONG', about: 'node-only' },
+    { code: 'EFBIG', about: 'node-only' },
+    { code: 'ETXTBSY', about: 'node-only' },
+    { code: 'ENOSPC', about: undefined },
+    { code: 'EDQUOT', about: undefined },
+    { code: 'EROFS', about: undefined },
+    { code: 'EIO', about: undefined },
+    { code: 'EMFILE', about: undefined },
+    { code: 'ENFILE', about: undefined },
+    { code: 'EXDEV', about: undefined },
+  ])('$code is about the backend: $about', ({ code, about }) => {
+    expect(fsFault(Object.assign(new Error(code), { code }), 'write', 'a.conf').fault.notTheBackend).toBe(about);
+  });
+});
+
+describe.skipIf(!canSetImmutable())('a directory the daemon may not write in (made immutable: EPERM even to root)', () => {
+  afterEach(() => {
+    setImmutable(join(sb.root, 'locked'), false);
+    setImmutable(sb.root, false);
+  });
+
+  it('is the fault of the nodes under it alone, not counted against the backend; the same refusal at the root is the backend\'s', async () => {
+    await mkdir(join(sb.root, 'locked'), { recursive: true });
+    expect(setImmutable(join(sb.root, 'locked'), true)).toBe(true);
+    const refused = { class: 'auth', code: 'EPERM', hint: expect.stringContaining('immutable') };
+    for (const op of [() => sb.backend.create(fileNode('f', 'locked/f.txt', 'x'), opCtx()), () => sb.backend.create(dirNode('d', 'locked/d'), opCtx())]) {
+      expect(await faultOf(op)).toEqual({ ...refused, message: expect.any(String), notTheBackend: 'node-only' });
+    }
+    setImmutable(join(sb.root, 'locked'), false);
+    await writeFile(join(sb.root, 'gone.txt'), 'x');
+    expect(setImmutable(sb.root, true)).toBe(true);
+    // Every node of the backend is refused so: its breaker counts them.
+    for (const op of [() => sb.backend.create(fileNode('g', 'g.txt', 'x'), opCtx()), () => sb.backend.delete(fileNode('gone', 'gone.txt', 'x'), opCtx())]) {
+      const f = await faultOf(op);
+      expect(f).toMatchObject(refused);
+      expect(f).not.toHaveProperty('notTheBackend');
+    }
   });
 });
