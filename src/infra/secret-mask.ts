@@ -881,9 +881,21 @@ export class SecretMask {
     return max >= MIN_MASKED_SECRET_LENGTH ? max : 0;
   }
 
+  /**
+   * What a wrapped program said, for a fault or a reason: `text`, and what looks like a secret masked
+   * as a drift report masks it (`maskSecretText`: a URL's password, `DB_PASSWORD=…`), which no mask
+   * knows: a program quotes its own configuration's password as readily as one it was handed
+   * (`connect failed: postgres://app:…@db`). The rest of the message is kept.
+   */
+  message(text: string): string {
+    return maskSecretText(this.empty ? text : this.text(text));
+  }
+
+  /** A fault with its message and hint masked (`message`); the same object when nothing in them is. */
   fault(f: Fault): Fault {
-    if (this.empty) return f;
-    return { ...f, message: this.text(f.message), ...(f.hint === undefined ? {} : { hint: this.text(f.hint) }) };
+    const message = this.message(f.message);
+    const hint = f.hint === undefined ? undefined : this.message(f.hint);
+    return message === f.message && hint === f.hint ? f : { ...f, message, ...(hint === undefined ? {} : { hint }) };
   }
 
   /** Anything thrown, as a `FaultError` whose message is masked (the cause is dropped: it may quote the secret). */
@@ -898,16 +910,15 @@ export class SecretMask {
    * (see `outputs`).
    */
   observation(obs: Observation): Observation {
+    // What the program said is looked at whatever the mask holds (`message`).
+    if (obs.status === 'indeterminate') return { ...obs, reason: this.message(obs.reason) };
+    if (obs.status === 'failed') return { ...obs, fault: this.fault(obs.fault) };
     if (this.empty) return obs;
     switch (obs.status) {
       case 'absent':
         return obs;
       case 'upToDate':
         return { ...obs, outputs: this.outputs(obs.outputs) };
-      case 'indeterminate':
-        return { ...obs, reason: this.text(obs.reason) };
-      case 'failed':
-        return { ...obs, fault: this.fault(obs.fault) };
       case 'drifted':
         return { ...obs, diffs: obs.diffs.map((d) => this.diff(d)), outputs: this.outputs(obs.outputs) };
       default:

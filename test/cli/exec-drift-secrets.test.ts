@@ -182,3 +182,35 @@ describe('a secret a hand edit writes into a map an exec read reports under a ke
     expect(JSON.parse(readFileSync(state, 'utf8'))).toEqual(applied);
   }, 60_000);
 });
+
+describe('a password a failing command prints to stderr', () => {
+  it('is masked in the apply output, the create failed log line and status (the stored fault), the rest of the message kept', async () => {
+    const p = tempProject('ds-exec-fault-secrets-');
+    const script = shellResource(
+      p.dir,
+      `cat > /dev/null
+case "$1" in
+  read) echo '{"exists":false}' ;;
+  create) echo "connect failed: postgres://app:${SECRET}@db/x" >&2; echo "DB_PASSWORD=${SECRET}-2" >&2; exit 1 ;;
+esac
+`,
+    );
+    p.write(
+      'goals.yaml',
+      `${execGoalHead()}    - id: app
+      type: generic.resource
+      spec: { commands: { read: [${script}, read], create: [${script}, create] }, input: {} }
+`,
+    );
+    const apply = await cli(['apply', '--yes', ...p.args], { cwd: p.dir });
+    expect(apply.code).toBe(1);
+    expect(apply.stderr).toMatch(/"msg":"create failed"/);
+    const status = await cli(['status', '--format', 'json', ...p.args], { cwd: p.dir });
+    const app = (JSON.parse(status.stdout) as { nodes: { id: string; reason: string; lastFault: { message: string } }[] }).nodes.find((n) => n.id === 'app')!;
+    for (const [shown, text] of [['apply', apply.stdout + apply.stderr], ['status', status.stdout], ['lastFault', app.lastFault.message], ['reason', app.reason]] as const) {
+      expect(text, shown).not.toContain(SECRET);
+      expect(text, shown).toContain('connect failed: postgres://app:<secret>@db/x');
+      expect(text, shown).toContain('DB_PASSWORD=<secret>');
+    }
+  }, 60_000);
+});

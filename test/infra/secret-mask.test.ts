@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { maskSecretLines, maskSecretValue, maskShownSecrets, SecretMask, shownSpec } from '../../src/infra/index.ts';
+import { FaultError } from '../../src/runtime/index.ts';
 import type { Outputs } from '../../src/runtime/index.ts';
 
 describe('SecretMask', () => {
@@ -122,6 +123,18 @@ describe('SecretMask', () => {
     const e = mask.thrown(new Error('boom tok-123456', { cause: 'tok-123456' }));
     expect(e.fault).toMatchObject({ class: 'unknown', message: 'boom <secret>' });
     expect(e.cause).toBeUndefined();
+  });
+
+  it('masks what looks like a secret in what a program said (a fault, a reason), whatever the mask knows, and keeps the rest', () => {
+    const said = 'create exited 1: connect failed: postgres://app:hunter2@db/x\nDB_PASSWORD=hunter3\ntimeout after 30s';
+    const shown = 'create exited 1: connect failed: postgres://app:<secret>@db/x\nDB_PASSWORD=<secret>\ntimeout after 30s';
+    for (const m of [new SecretMask([]), mask]) {
+      expect(m.fault({ class: 'unknown', message: said, hint: 'use password=hunter4' })).toEqual({ class: 'unknown', message: shown, hint: 'use password=<secret>' });
+      expect(m.observation({ status: 'indeterminate', reason: said })).toEqual({ status: 'indeterminate', reason: shown });
+      expect(m.thrown(new FaultError({ class: 'auth', message: said })).fault.message).toBe(shown);
+      const plain = { class: 'transient' as const, message: 'create exited 75: try again later', hint: 'the server is busy: retry=30s, user=app' };
+      expect(m.fault(plain)).toBe(plain);
+    }
   });
 });
 
