@@ -807,12 +807,19 @@ export class Controller<S extends NodeSpec> {
     // A batch-mate given back already (held, blocked) may be another worker's by now.
     const pending = (on: NodeId): boolean =>
       putOff.has(on) || (!decided.has(on) && (this.queue.isDue(on) || (this.queue.isProcessing(on) && (!batch.has(on) || isReleased(on))) || this.isWaiting(on)));
+    // Half-open circuits' probes whose read answered and whose write may follow (`judgedByWrite`).
+    const probing = new Map<NodeId, string>();
     for (const node of toObserve) {
       const obs = observationOf(observed, node.id);
       // The backend answered, whatever this node does next (waits for a dependency, is held): its
       // circuit closes. A probe's answer left uncounted kept it half-open for another cool-down, every
-      // node of the backend waiting. A failed observation is counted where it is decided (`fail`).
-      if (obs.status !== 'failed') this.backendAnswered(node.spec.backendId);
+      // node of the backend waiting: one whose write follows is judged by that write (`settle`, `fail`),
+      // and by its read where none is sent after all (below). A failed observation is counted where it
+      // is decided (`fail`).
+      if (obs.status !== 'failed') {
+        if (this.judgedByWrite(node.spec.backendId, obs.status === 'absent' || obs.status === 'drifted')) probing.set(node.id, node.spec.backendId);
+        else this.backendAnswered(node.spec.backendId);
+      }
       // About to create or correct it while one of its dependencies is being reconciled (by another
       // worker, or put off in this batch) or is due to be (which may re-create it): look again once
       // that is done, rather than race it. Only for a node that needs work: a steady pass is never held up.
@@ -850,6 +857,8 @@ export class Controller<S extends NodeSpec> {
     }
     const operated = new Set(steps.map((st) => st.node.id));
     for (const node of toObserve) if (!operated.has(node.id)) release(node.id);
+    // A probe no write follows after all (put off, held, drift only reported) is judged by its read.
+    for (const [id, backendId] of probing) if (!operated.has(id)) this.backendAnswered(backendId);
     if (steps.length === 0) return;
     // Crash safety: every operation of the batch is on disk as pending before any backend call,
     // in one transaction (one fsync, not one per node).
@@ -862,6 +871,8 @@ export class Controller<S extends NodeSpec> {
       // Not recorded, so not sent: the nodes are not being created or updated. Back to pending (as a
       // restart would put them), else a node left `creating` ignores every later observation.
       for (const step of steps) this.put(step.node, 'pending', {});
+      // Not sent: a probe among them is judged by its read, or the circuit waited another cool-down.
+      for (const [id, backendId] of probing) if (operated.has(id)) this.backendAnswered(backendId);
       this.notStarted(steps.map((st) => st.node.id), err);
       return;
     }
@@ -1014,6 +1025,17 @@ export class Controller<S extends NodeSpec> {
     }
     for (const d of diffs) memory.corrected.set(d.path, now);
     return undefined;
+  }
+
+  /**
+   * Whether a read that answered leaves its backend's circuit to the write that follows it (`writes`: a
+   * create, update or delete may): so only while the circuit is half-open, this read its probe's. A probe
+   * is the whole node operation: a backend that reads but no longer writes (a full disk, a lock held on
+   * writes) closed its circuit at each probe's read, every node's write failing after it, and never opened
+   * it again. A closed circuit keeps its bookkeeping: a read that answered closes it, as ever.
+   */
+  private judgedByWrite(backendId: string, writes: boolean): boolean {
+    return writes && this.breakers.for(backendId).state.state === 'half-open';
   }
 
   /** The backend answered: its circuit closes. */
@@ -1548,11 +1570,13 @@ export class Controller<S extends NodeSpec> {
    */
   private async deleteFound(r: NodeRecord, read: Observation, node: DesiredNode<S>): Promise<void> {
     const log = this.o.log.child({ node: r.id, backend: r.backendId });
-    if (read.status !== 'failed') this.backendAnswered(r.backendId);
+    // A probe whose delete follows is judged by the delete (`judgedByWrite`), or by its read where none is sent.
+    const probing = this.judgedByWrite(r.backendId, read.status === 'upToDate' || read.status === 'drifted');
+    if (read.status !== 'failed' && !probing) this.backendAnswered(r.backendId);
     switch (read.status) {
       case 'upToDate':
       case 'drifted':
-        await this.deleteRecord(r, node);
+        if (!(await this.deleteRecord(r, node)) && probing) this.backendAnswered(r.backendId);
         return;
       case 'absent':
         this.resolvePending(r.id, 'absent');

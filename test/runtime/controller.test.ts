@@ -1399,6 +1399,38 @@ describe('Controller: fault policy', () => {
     }
   });
 
+  // The probe is the whole node operation: a read that answers and a create that fails after it closed the
+  // circuit, every node's create failing on its own backoff after it, and it never opened again.
+  it('a probe whose read answers but whose write fails opens the circuit again: a backend that reads but cannot write is kept off', async () => {
+    const ids = ['n1', 'n2', 'n3', 'n4', 'n5'];
+    const h = await converged(goalYaml(ids.map((id) => fileNode(id, id)).join('')), { memory: { faults: [{ op: 'create', class: 'transient' }] } });
+    expect(h.lines.filter((l) => l.msg === 'backend circuit open')).toHaveLength(1);
+    const mark = h.lines.length;
+    const since = (msg: string): unknown[] => h.lines.slice(mark).filter((l) => l.msg === msg);
+    await h.advance(31_000, 500); // past the 30 s cool-down: one probe, read and create
+    expect(since('create failed')).toHaveLength(1);
+    expect(since('backend circuit open')).toHaveLength(1);
+    expect(since('backend circuit closed')).toEqual([]);
+    expect(h.controller.circuits()).toEqual([expect.objectContaining({ state: 'open' })]);
+    // One probe a cool-down (from the probe's failure, a second into the first advance), no more.
+    await h.advance(28_000, 500);
+    expect(since('create failed')).toHaveLength(1);
+    await h.advance(4_000, 500);
+    expect(since('create failed')).toHaveLength(2);
+    expect(since('backend circuit closed')).toEqual([]);
+    expect(h.controller.circuits()).toEqual([expect.objectContaining({ state: 'open' })]);
+  });
+
+  it('a probe whose write is done closes the circuit, and one no write follows is judged by its read', async () => {
+    const ids = ['n1', 'n2', 'n3', 'n4', 'n5'];
+    const h = await converged(goalYaml(ids.map((id) => fileNode(id, id)).join('')), { memory: { faults: [{ op: 'create', class: 'transient', times: 5 }] } });
+    expect(h.lines.filter((l) => l.msg === 'backend circuit open')).toHaveLength(1);
+    await h.advance(35_000, 500);
+    expect(h.lines.filter((l) => l.msg === 'backend circuit closed')).toHaveLength(1);
+    expect(h.controller.circuits()).toEqual([]);
+    for (const id of ids) expect(statusOf(h, id), id).toBe('ready');
+  });
+
   it("a delete that is an open circuit's probe, not sent because the store will not record it (a full disk), gives the probe back: the backend's other nodes wait no other cool-down", async () => {
     const ids = ['n1', 'n2', 'n3', 'n4', 'n5'];
     const nodes = (list: readonly string[]): string => list.map((id) => fileNode(id, id, { deletionPolicy: 'Delete' })).join('');
