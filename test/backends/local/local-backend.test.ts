@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statfsSync } from 'node:fs';
 import { chmod, chown, lchown, link, lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
@@ -19,6 +18,7 @@ import type { Sandbox } from './helpers.ts';
 
 const sb = useSandbox();
 const refusedChownChild = fileURLToPath(new URL('./refused-chown.child.ts', import.meta.url));
+const refusedAccessChild = fileURLToPath(new URL('./refused-access.child.ts', import.meta.url));
 if (!isRoot) warnSkipped(['SKIPPING the local backend tests that give a file or a link to another user:', 'only root can do that. CI runs them as root.']);
 else if (!canRunAsNobody()) warnSkipped(['SKIPPING the local backend test of a refused chown: as root every chown succeeds,', `and a child process cannot run this checkout as nobody (uid ${NOBODY.uid}) here:`, 'make the checkout readable to others, or run the tests as a non-root user.']);
 const observe = (node: InfraNode): Promise<Observation> => observeOne(sb.backend, node);
@@ -604,16 +604,15 @@ describe('local backend writes', () => {
 
   // An EPERM of anything but a chown is no matter of privileges (root meets it too): a file or directory
   // made immutable (chattr +i), which only root can do. Its hint says so, not to drop owner/group.
-  const chattr = isRoot && spawnSync('chattr', ['--help']).error === undefined;
-  if (!chattr) warnSkipped(['SKIPPING the test of writes refused by an immutable file: it needs root and chattr.']);
+  const chattr = canSetImmutable();
+  if (!chattr) warnSkipped(['SKIPPING the tests of writes refused by an immutable file or directory: they need root, chattr and a filesystem with the flag.']);
   it.skipIf(!chattr)('a write or chmod refused by an immutable file or directory is not put down to owner or group', async () => {
     const dir = dirNode('d', 'd');
     const file = fileNode('f', 'd/f.txt', 'one');
     await sb.backend.create(dir, opCtx());
     await sb.backend.create(file, opCtx());
     const immutable = (path: string, on: boolean): void => {
-      const r = spawnSync('chattr', [on ? '+i' : '-i', path], { encoding: 'utf8' });
-      expect(r.status, r.stderr).toBe(0);
+      expect(setImmutable(path, on)).toBe(true);
     };
     const expected = { class: 'auth', code: 'EPERM', hint: expect.stringContaining('immutable or append-only') };
     immutable(join(sb.root, 'd/f.txt'), true);
@@ -627,6 +626,34 @@ describe('local backend writes', () => {
       expect(await faultOf(() => sb.backend.create(fileNode('g', 'd/g.txt', 'two'), opCtx()))).toMatchObject(expected);
     } finally {
       immutable(join(sb.root, 'd'), false);
+    }
+  });
+
+  // EACCES, which root never meets: in a child process as an unprivileged user, in a sandbox it owns.
+  it.skipIf(isRoot && !canRunAsNobody())('a directory the daemon may not enter is the fault of the nodes under it alone; a root it may not write in is the backend\'s', async () => {
+    const refused = (path: string): Fault | null => {
+      const r = runUnprivileged(refusedAccessChild, [sb.base, path]);
+      expect(r.status, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout) as { uid: number; fault: Fault | null };
+      expect(out.uid).not.toBe(0);
+      return out.fault;
+    };
+    await mkdir(join(sb.root, 'locked'), { recursive: true });
+    await chmod(join(sb.root, 'locked'), 0o700);
+    if (isRoot) await chown(sb.base, NOBODY.uid, NOBODY.gid);
+    if (isRoot) await chown(sb.root, NOBODY.uid, NOBODY.gid);
+    // Not as root: the locked directory stays root's; as another user, its own, which it may not enter at mode 000.
+    if (!isRoot) await chmod(join(sb.root, 'locked'), 0o000);
+    try {
+      expect(refused('locked/f.txt')).toMatchObject({ class: 'auth', code: 'EACCES', notTheBackend: 'node-only' });
+      expect(refused('open.txt')).toBeNull();
+      await chmod(sb.root, 0o555);
+      const f = refused('g.txt');
+      expect(f).toMatchObject({ class: 'auth', code: 'EACCES' });
+      expect(f).not.toHaveProperty('notTheBackend');
+    } finally {
+      await chmod(sb.root, 0o755);
+      await chmod(join(sb.root, 'locked'), 0o700);
     }
   });
 
