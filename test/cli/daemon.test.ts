@@ -251,80 +251,40 @@ describe('desiredstate run: a managed directory made a symlink out of the root b
   }, 60_000);
 });
 
-describe.skipIf(!canSetImmutable())('desiredstate run: a subdirectory the daemon may not write in (immutable: EPERM even to root)', () => {
-  // As EACCES of a directory a non-root daemon may not enter: a refusal of that path alone.
-  const files = ['f1', 'f2', 'f3', 'f4', 'f5', 'f6'];
-  const q = tempProject('ds-daemon-locked-');
+const SUBTREE_FILES = ['f1', 'f2', 'f3', 'f4', 'f5', 'f6'];
+
+/** A project of six files under srv/sub (no directory node manages it, so nothing drifts to block on) and other.txt, and its daemons. */
+function subtreeProject(prefix: string): { q: ReturnType<typeof tempProject>; qd: ReturnType<typeof trackDaemons> } {
+  const q = tempProject(prefix);
   q.write('backend.yaml', localBackend(q.root));
   q.write('tree.yaml', `apiVersion: desiredstate/v1
 kind: Goal
 metadata: { name: tree }
 spec:
   nodes:
-${files.map((f) => `    - { id: ${f}, type: local.file, spec: { path: srv/sub/${f}.txt, mode: "0644", content: "${f}\\n" } }`).join('\n')}
+${SUBTREE_FILES.map((f) => `    - { id: ${f}, type: local.file, spec: { path: srv/sub/${f}.txt, mode: "0644", content: "${f}\\n" } }`).join('\n')}
     - { id: other, type: local.file, spec: { path: other.txt, mode: "0644", content: "other\\n" } }
 `);
-  const qd = trackDaemons(q.dir);
+  return { q, qd: trackDaemons(q.dir) };
+}
 
-  it('its files fail on their own, the backend circuit stays closed, and an unrelated file is still corrected at once', async () => {
-    const d = qd.start(['--listen', '127.0.0.1:0', '--interval', '1h', ...q.args], { cwd: q.dir });
-    const port = await d.port();
-    await eventually(() => files.every((f) => existsSync(join(q.root, `srv/sub/${f}.txt`))) && existsSync(join(q.root, 'other.txt')), 20_000, 'converged');
-    const sub = join(q.root, 'srv/sub');
-    const mark = d.lines.length;
-    try {
-      for (const f of files) unlinkSync(join(sub, `${f}.txt`));
-      expect(setImmutable(sub, true)).toBe(true);
-      // Every file under it has failed at least once, made again into a directory that refuses it.
-      await eventually(
-        () => files.every((f) => d.lines.slice(mark).some((l) => l.node === f && (l.fault as { code?: string } | undefined)?.code === 'EPERM')),
-        20_000,
-        'each file refused',
-      );
-      const edit = d.lines.length;
-      writeFileSync(join(q.root, 'other.txt'), 'hand\n');
-      await d.waitFor((l) => l.msg === 'drift detected' && l.node === 'other', 10_000, edit);
-      await eventually(() => readFileSync(join(q.root, 'other.txt'), 'utf8') === 'other\n', 10_000, 'other.txt corrected');
-      expect(d.lines.slice(mark).filter((l) => l.msg === 'backend circuit open')).toEqual([]);
-      const status = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { circuits?: unknown[] };
-      expect(status.circuits ?? []).toEqual([]);
-    } finally {
-      setImmutable(sub, false);
-    }
-    d.kill('SIGTERM');
-    expect((await d.exited).code).toBe(0);
-  }, 60_000);
-});
-
-describe('desiredstate run: a plain subdirectory made a symlink out of the root by hand', () => {
-  // No directory node manages srv/sub: nothing drifts to block on, and each file under it fails on its own backoff.
-  const files = ['f1', 'f2', 'f3', 'f4', 'f5', 'f6'];
-  const q = tempProject('ds-daemon-sublink-');
-  q.write('backend.yaml', localBackend(q.root));
-  q.write('tree.yaml', `apiVersion: desiredstate/v1
-kind: Goal
-metadata: { name: tree }
-spec:
-  nodes:
-${files.map((f) => `    - { id: ${f}, type: local.file, spec: { path: srv/sub/${f}.txt, mode: "0644", content: "${f}\\n" } }`).join('\n')}
-    - { id: other, type: local.file, spec: { path: other.txt, mode: "0644", content: "other\\n" } }
-`);
-  const qd = trackDaemons(q.dir);
-
-  it('its files fail on their own (a changed path), the backend circuit stays closed, and an unrelated file is still corrected at once', async () => {
-    const d = qd.start(['--listen', '127.0.0.1:0', '--interval', '1h', ...q.args], { cwd: q.dir });
-    const port = await d.port();
-    await eventually(() => files.every((f) => existsSync(join(q.root, `srv/sub/${f}.txt`))) && existsSync(join(q.root, 'other.txt')), 20_000, 'converged');
-    const outside = join(q.dir, 'elsewhere');
-    mkdirSync(outside);
-    const mark = d.lines.length;
-    rmSync(join(q.root, 'srv/sub'), { recursive: true });
-    symlinkSync(outside, join(q.root, 'srv/sub'));
-    // Every file under it has failed at least once, as a changed path of its own.
+/**
+ * Runs a daemon on a `subtreeProject` until converged, then `spoil`s srv/sub: each file under it fails at
+ * least once with the fault `code`, each on its own backoff; the backend circuit stays closed, and a hand
+ * edit of other.txt is still corrected at once. `restore` undoes `spoil`, whatever came of it.
+ */
+async function expectSubtreeFailsAlone({ q, qd }: ReturnType<typeof subtreeProject>, code: string, spoil: (sub: string) => void, restore: (sub: string) => void = () => undefined): Promise<void> {
+  const d = qd.start(['--listen', '127.0.0.1:0', '--interval', '1h', ...q.args], { cwd: q.dir });
+  const port = await d.port();
+  await eventually(() => SUBTREE_FILES.every((f) => existsSync(join(q.root, `srv/sub/${f}.txt`))) && existsSync(join(q.root, 'other.txt')), 20_000, 'converged');
+  const sub = join(q.root, 'srv/sub');
+  const mark = d.lines.length;
+  try {
+    spoil(sub);
     await eventually(
-      () => files.every((f) => d.lines.slice(mark).some((l) => l.node === f && (l.fault as { code?: string } | undefined)?.code === 'path-changed')),
+      () => SUBTREE_FILES.every((f) => d.lines.slice(mark).some((l) => l.node === f && (l.fault as { code?: string } | undefined)?.code === code)),
       20_000,
-      'each file failed on the link',
+      `each file failed with ${code}`,
     );
     const edit = d.lines.length;
     writeFileSync(join(q.root, 'other.txt'), 'hand\n');
@@ -333,8 +293,38 @@ ${files.map((f) => `    - { id: ${f}, type: local.file, spec: { path: srv/sub/${
     expect(d.lines.slice(mark).filter((l) => l.msg === 'backend circuit open')).toEqual([]);
     const status = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { circuits?: unknown[] };
     expect(status.circuits ?? []).toEqual([]);
+  } finally {
+    restore(sub);
+  }
+  d.kill('SIGTERM');
+  expect((await d.exited).code).toBe(0);
+}
+
+describe.skipIf(!canSetImmutable())('desiredstate run: a subdirectory the daemon may not write in (immutable: EPERM even to root)', () => {
+  // As EACCES of a directory a non-root daemon may not enter: a refusal of that path alone.
+  const project = subtreeProject('ds-daemon-locked-');
+
+  it('its files fail on their own, the backend circuit stays closed, and an unrelated file is still corrected at once', async () => {
+    // Removed by hand, and made again into a directory that refuses them.
+    const spoil = (sub: string): void => {
+      for (const f of SUBTREE_FILES) unlinkSync(join(sub, `${f}.txt`));
+      expect(setImmutable(sub, true)).toBe(true);
+    };
+    await expectSubtreeFailsAlone(project, 'EPERM', spoil, (sub) => setImmutable(sub, false));
+  }, 60_000);
+});
+
+describe('desiredstate run: a plain subdirectory made a symlink out of the root by hand', () => {
+  const project = subtreeProject('ds-daemon-sublink-');
+  const outside = join(project.q.dir, 'elsewhere');
+
+  it('its files fail on their own (a changed path), the backend circuit stays closed, and an unrelated file is still corrected at once', async () => {
+    mkdirSync(outside);
+    const spoil = (sub: string): void => {
+      rmSync(sub, { recursive: true });
+      symlinkSync(outside, sub);
+    };
+    await expectSubtreeFailsAlone(project, 'path-changed', spoil);
     expect(readdirSync(outside)).toEqual([]);
-    d.kill('SIGTERM');
-    expect((await d.exited).code).toBe(0);
   }, 60_000);
 });
