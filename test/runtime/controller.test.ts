@@ -1421,6 +1421,21 @@ describe('Controller: fault policy', () => {
     expect(h.controller.circuits()).toEqual([expect.objectContaining({ state: 'open' })]);
   });
 
+  it("a removed node's delete that is a probe is judged with its read: a delete that fails after a read that answers opens the circuit again", async () => {
+    const ids = ['n1', 'n2', 'n3', 'n4', 'n5'];
+    const nodes = (list: readonly string[]): string => list.map((id) => fileNode(id, id, { deletionPolicy: 'Delete' })).join('');
+    const h = await converged(goalYaml(nodes([...ids, 'keep']), { prune: true }), { memory: { faults: [{ op: 'delete', class: 'transient' }] } });
+    await h.controller.setGraph(compileYaml(goalYaml(nodes(['keep']), { prune: true })).graph);
+    await h.settle();
+    expect(h.controller.circuits()).toEqual([expect.objectContaining({ state: 'open' })]);
+    const mark = h.lines.length;
+    const failed = (): unknown[] => h.lines.slice(mark).filter((l) => l.msg === 'delete failed');
+    await h.advance(31_000, 500);
+    expect(failed()).toHaveLength(1);
+    expect(h.lines.slice(mark).filter((l) => l.msg === 'backend circuit closed')).toEqual([]);
+    expect(h.controller.circuits()).toEqual([expect.objectContaining({ state: 'open' })]);
+  });
+
   it('a probe whose write is done closes the circuit, and one no write follows is judged by its read', async () => {
     const ids = ['n1', 'n2', 'n3', 'n4', 'n5'];
     const h = await converged(goalYaml(ids.map((id) => fileNode(id, id)).join('')), { memory: { faults: [{ op: 'create', class: 'transient', times: 5 }] } });
