@@ -291,8 +291,8 @@ export class CircuitBreaker {
    * outage of the backend. Says `opened` when this failure opened the circuit (again, after a failed
    * probe). A fault that says nothing of the backend (`Fault.notTheBackend`: raised before it was
    * called, a reference still waiting for a dependency's output; or about the node's own resource
-   * alone, a path a symlink made by hand leads out of the root) counts neither way: not counted, and
-   * a probe let through for it, unused, is given back.
+   * alone, a path a symlink made by hand leads out of the root, a directory it may not enter) counts
+   * neither way: not counted, and a probe let through for it, unused, is given back.
    */
   recordFailure(fault: Fault, source?: string): BreakerChange {
     if (fault.notTheBackend !== undefined) {
