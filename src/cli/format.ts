@@ -173,6 +173,16 @@ export function cellLine(text: string): string {
   return `${lines[lines.length - 1]!} (last of ${lines.length} lines)`;
 }
 
+/**
+ * An epoch time in ISO 8601 (`-` for none). One past the last date there is (a state written by a
+ * build that let a cool-down reach 9e15 ms) is shown as its number: a listing must not throw on it.
+ */
+export function isoTime(ms: number | null): string {
+  if (ms === null) return '-';
+  const d = new Date(ms);
+  return Number.isNaN(d.getTime()) ? `${ms} ms after 1970` : d.toISOString();
+}
+
 export function table(rows: readonly (readonly string[])[]): string[] {
   const widths: number[] = [];
   for (const r of rows) r.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Clock } from './clock.ts';
-import { systemClock } from './clock.ts';
+import { MAX_TIMER_MS, systemClock } from './clock.ts';
 import { DesiredStateError, ErrorCodes, assertNever } from './errors.ts';
 import type { Fault, FaultClass } from './fault.ts';
 import { FAULT_CLASSES } from './fault.ts';
@@ -37,8 +37,11 @@ export type FaultDecision =
   | { readonly action: 'retry'; readonly delayMs: number }
   | { readonly action: 'hold'; readonly reason: string };
 
-// int() already holds it to safe integers (an explicit max said "too big" a second time).
-const positiveMs = z.number().int().positive();
+/**
+ * Every delay of the policy. Bounded as a timeout is (one platform timer's longest wait): a cool-down
+ * of 9e15 ms put an open circuit's probe past the last date there is, and `status` threw on it.
+ */
+const positiveMs = z.number().int().positive().max(MAX_TIMER_MS, `a delay is at most 24 days (${MAX_TIMER_MS} ms)`);
 
 export const classPolicySchema = z
   .strictObject({

@@ -48,7 +48,12 @@ describe('fault policy file', () => {
     { name: 'a cap below a default base', text: 'retry:\n  transient: { maxMs: 10 }\n', lines: ['faults.yaml:2:23: error invalid-value: retry.transient.maxMs: maxMs (10) must be at least baseMs (1000, the default)'] },
     { name: 'a base above a default cap', text: 'retry:\n  auth:\n    baseMs: 600000\n', lines: ['faults.yaml:3:13: error invalid-value: retry.auth.baseMs: maxMs (300000, the default) must be at least baseMs (600000)'] },
     // Once, not twice (zod's int() and max() both said "too big").
-    { name: 'a delay past the largest whole number', text: 'circuitBreaker: { coolDownMs: 1e99 }\n', lines: ['faults.yaml:1:31: error invalid-value: circuitBreaker.coolDownMs must be at most 9007199254740991, not the number 1e+99'] },
+    { name: 'a delay past the largest whole number', text: 'circuitBreaker: { coolDownMs: 1e99 }\n', lines: ['faults.yaml:1:31: error invalid-value: circuitBreaker.coolDownMs: a delay is at most 24 days (2147483647 ms)'] },
+    // A cool-down of 9e15 ms put an open circuit's probe past the last date: `status` and `retry` threw. Every delay is bounded as a timeout is.
+    { name: 'a cool-down past 24 days', text: 'circuitBreaker: { coolDownMs: 9000000000000000 }\n', lines: ['faults.yaml:1:31: error invalid-value: circuitBreaker.coolDownMs: a delay is at most 24 days (2147483647 ms)'] },
+    { name: 'a probe wait past 24 days', text: 'circuitBreaker:\n  probeWaitMs: 2147483648\n', lines: ['faults.yaml:2:16: error invalid-value: circuitBreaker.probeWaitMs: a delay is at most 24 days (2147483647 ms)'] },
+    { name: 'a backoff cap past 24 days', text: 'retry:\n  transient: { maxMs: 9007199254740991 }\n', lines: ['faults.yaml:2:23: error invalid-value: retry.transient.maxMs: a delay is at most 24 days (2147483647 ms)'] },
+    { name: 'a backoff base past 24 days', text: 'retry:\n  auth: { baseMs: 3000000000, maxMs: 3000000000 }\n', lines: ['faults.yaml:2:19: error invalid-value: retry.auth.baseMs: a delay is at most 24 days (2147483647 ms)', 'faults.yaml:2:38: error invalid-value: retry.auth.maxMs: a delay is at most 24 days (2147483647 ms)'] },
     // A union named only the last form tried, and spelt .inf as JSON does: "retryBudget must be null, not the number 1.5".
     { name: 'a fractional budget', text: 'retry: { transient: { retryBudget: 1.5 } }\n', lines: ['faults.yaml:1:36: error invalid-value: retry.transient.retryBudget: expected an integer, .inf or null, got the number 1.5'] },
     { name: 'a budget as a string', text: 'retry: { transient: { retryBudget: "3" } }\n', lines: ['faults.yaml:1:36: error invalid-value: retry.transient.retryBudget: expected a number, .inf or null, got the string "3"'] },

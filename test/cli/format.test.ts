@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cellLine, formatDiff, show, table } from '../../src/cli/format.ts';
+import { cellLine, formatDiff, isoTime, show, table } from '../../src/cli/format.ts';
 
 // The human plan and drift lines: one line per value, cut where long, secrets never shown.
 describe('show', () => {
@@ -60,5 +60,16 @@ describe('cellLine', () => {
     { name: 'empty', text: '', shown: '' },
   ])('$name', ({ text, shown }) => {
     expect(cellLine(text)).toBe(shown);
+  });
+});
+
+describe('isoTime', () => {
+  // A circuit whose cool-down was 9e15 ms had its probe past the last date: `status` and `retry` threw RangeError (exit 70).
+  it.each([
+    { name: 'a time, in ISO 8601', ms: 0, shown: '1970-01-01T00:00:00.000Z' },
+    { name: 'none', ms: null, shown: '-' },
+    { name: 'a time past the last date, as its number', ms: Date.now() + 9e15, shown: expect.stringMatching(/^\d+ ms after 1970$/) },
+  ])('$name', ({ ms, shown }) => {
+    expect(isoTime(ms)).toEqual(shown);
   });
 });

@@ -5,7 +5,7 @@ import { artifactHash, DesiredStateError, ErrorCodes, suggestion } from '../../r
 import type { ArtifactLedger, ArtifactRecord, CircuitStatus, NodeRecord, SqliteStateStore } from '../../runtime/index.ts';
 import { compileGoals, optionalGoalsDir, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
-import { oneLine, table } from '../format.ts';
+import { isoTime, oneLine, table } from '../format.ts';
 import { EXIT, UsageError } from '../usage.ts';
 import { releasedLine, releaseInStore, releaseNode, runningDaemon } from './state.ts';
 
@@ -43,7 +43,6 @@ export interface ScriptsOptions {
 const notFound = (message: string): DesiredStateError => new DesiredStateError(ErrorCodes.NotFound, message);
 const refused = (message: string): DesiredStateError => new DesiredStateError(ErrorCodes.Refused, message);
 
-const iso = (ms: number): string => new Date(ms).toISOString();
 const short = (hash: string): string => hash.slice(0, 12);
 
 /** The hash prefix given: a UsageError when there is none or it cannot be one. */
@@ -196,7 +195,7 @@ function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, op
       const rows = [['SCRIPT', 'KIND', 'SHAPE', 'ORIGIN', 'REVIEW', 'CREATED']];
       for (const s of all) {
         const review = s.review === null ? 'unreviewed' : `${s.review.verdict} by ${oneLine(s.review.by)}`;
-        for (const k of s.keys) rows.push([short(s.hash), k.kind, k.shape, s.origin, review, iso(s.createdAt)]);
+        for (const k of s.keys) rows.push([short(s.hash), k.kind, k.shape, s.origin, review, isoTime(s.createdAt)]);
       }
       return lines(ctx, table(rows));
     }
@@ -213,11 +212,11 @@ function run(ctx: CliContext, store: SqliteStateStore, sub: ScriptSubcommand, op
         `script ${a.hash}`,
         `origin   ${a.origin}`,
         ...a.keys.map((k) => `for      ${k.kind} ${k.shape}`),
-        `created  ${iso(a.createdAt)}`,
-        `review   ${s.review === null ? 'none' : `${s.review.verdict} by ${oneLine(s.review.by)} at ${iso(s.review.at)}${s.review.note === null ? '' : ` (${s.review.note})`}`}`,
+        `created  ${isoTime(a.createdAt)}`,
+        `review   ${s.review === null ? 'none' : `${s.review.verdict} by ${oneLine(s.review.by)} at ${isoTime(s.review.at)}${s.review.note === null ? '' : ` (${s.review.note})`}`}`,
         `trust    ${s.successes} successes, ${s.failures} failures; mean ${s.mean.toFixed(4)}, 5th percentile ${s.lower.toFixed(4)} (bar ${policy.bar}); gate ${s.gate}`,
-        ...requests.map((r) => `waiting  ${r.subject} ${r.action} since ${iso(r.at)}, with input ${r.input}: desiredstate scripts approve-run ${short(a.hash)} --node ${r.subject}`),
-        ...runs.map((r) => `run      ${iso(r.at)} ${r.subject} ${r.action} ${r.outcome}${r.exitCode === null ? '' : ` exit ${r.exitCode}`} ${r.durationMs}ms${r.grantId === null ? '' : ' (approved run)'}${r.detail === null ? '' : `: ${r.detail.split('\n')[0]}`}`),
+        ...requests.map((r) => `waiting  ${r.subject} ${r.action} since ${isoTime(r.at)}, with input ${r.input}: desiredstate scripts approve-run ${short(a.hash)} --node ${r.subject}`),
+        ...runs.map((r) => `run      ${isoTime(r.at)} ${r.subject} ${r.action} ${r.outcome}${r.exitCode === null ? '' : ` exit ${r.exitCode}`} ${r.durationMs}ms${r.grantId === null ? '' : ' (approved run)'}${r.detail === null ? '' : `: ${r.detail.split('\n')[0]}`}`),
         '',
         ...content.replace(/\n$/, '').split('\n'),
       ];

@@ -2,11 +2,10 @@ import { assertNever, CIRCUITS_META, DesiredStateError, ErrorCodes, errorMessage
 import type { CircuitStatus, CircuitWait, NodeRecord, OperatorRetryAnswer, RunRecord } from '../../runtime/index.ts';
 import { compileGoals, DAEMON_LISTEN, DAEMON_PID, optionalGoalsDir, stateFile, withStateStore } from '../context.ts';
 import type { CliContext } from '../context.ts';
-import { cellLine, formatDiff, oneLine, table } from '../format.ts';
+import { cellLine, formatDiff, isoTime, oneLine, table } from '../format.ts';
 import { EXIT, UsageError } from '../usage.ts';
 import { shortCommit } from '../git.ts';
 
-const iso = (ms: number | null): string => (ms === null ? '-' : new Date(ms).toISOString());
 
 /** What a daemon recorded in the state about itself (none: no daemon set it, or it stopped and cleared it). */
 interface DaemonMeta {
@@ -58,9 +57,9 @@ function openCircuits(stored: string | undefined, running: boolean): CircuitStat
 
 /** One line for an open circuit: since when, when its probe is due, what opened it. */
 function circuitLine(c: CircuitStatus, now: number): string {
-  const probe = c.probeAt === null || c.probeAt <= now ? 'its probe is under way' : `its probe is due at ${iso(c.probeAt)}`;
+  const probe = c.probeAt === null || c.probeAt <= now ? 'its probe is under way' : `its probe is due at ${isoTime(c.probeAt)}`;
   const why = c.fault === null ? '' : `; opened by ${c.fault.class}: ${c.fault.message}`;
-  return `backend ${c.backend}: circuit ${c.state} since ${iso(c.since)}, its nodes wait; ${probe}${why}`;
+  return `backend ${c.backend}: circuit ${c.state} since ${isoTime(c.since)}, its nodes wait; ${probe}${why}`;
 }
 
 export function status(ctx: CliContext): number {
@@ -103,7 +102,7 @@ export function status(ctx: CliContext): number {
     return EXIT.ok;
   }
   const rows = [['NODE', 'TYPE', 'BACKEND', 'STATUS', 'UPDATED', 'REASON']];
-  for (const r of result.nodes) rows.push([r.id, r.type, r.backendId, r.status, iso(r.updatedAt), cellLine(r.reason ?? '')]);
+  for (const r of result.nodes) rows.push([r.id, r.type, r.backendId, r.status, isoTime(r.updatedAt), cellLine(r.reason ?? '')]);
   ctx.outLines(table(rows));
   const counts = new Map<string, number>();
   for (const r of result.nodes) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
@@ -133,8 +132,8 @@ export function drift(ctx: CliContext, options: { since: string | undefined; nod
   const listed: string[] = [];
   for (const r of reports) {
     // First seen before this report: the same drift, still there, reported again (its values changed).
-    const began = r.firstSeen === r.detectedAt ? '' : `, first seen ${iso(r.firstSeen)}`;
-    listed.push(`${iso(r.detectedAt)}  ${r.node} (${r.goal}, ${r.backendId})  ${r.action}${r.flapping ? ', flapping' : ''}${began}${r.commit === null ? '' : `  commit ${shortCommit(r.commit)}`}`);
+    const began = r.firstSeen === r.detectedAt ? '' : `, first seen ${isoTime(r.firstSeen)}`;
+    listed.push(`${isoTime(r.detectedAt)}  ${r.node} (${r.goal}, ${r.backendId})  ${r.action}${r.flapping ? ', flapping' : ''}${began}${r.commit === null ? '' : `  commit ${shortCommit(r.commit)}`}`);
     for (const d of r.diffs) listed.push(...formatDiff(d));
   }
   ctx.outLines(listed);
@@ -176,7 +175,7 @@ export function history(ctx: CliContext, options: { limit: number; run?: number 
   }
   const ongoing = runOngoing(ctx);
   const rows = [['RUN', 'STARTED', 'TRIGGER', 'COMMIT', 'CHANGES']];
-  for (const r of runs) rows.push([String(r.id), iso(r.startedAt), r.trigger, r.commit === null ? '-' : shortCommit(r.commit), runChanges(r, ongoing(r))]);
+  for (const r of runs) rows.push([String(r.id), isoTime(r.startedAt), r.trigger, r.commit === null ? '-' : shortCommit(r.commit), runChanges(r, ongoing(r))]);
   ctx.outLines(table(rows));
   return EXIT.ok;
 }
@@ -214,13 +213,13 @@ function runDetail(ctx: CliContext, id: number, limit: number): number {
     return EXIT.ok;
   }
   const { run, operations, total } = found;
-  ctx.out(`run ${run.id}  ${iso(run.startedAt)}  ${run.trigger}  commit ${run.commit === null ? '-' : shortCommit(run.commit)}  ${runChanges(run, runOngoing(ctx)(run))}`);
+  ctx.out(`run ${run.id}  ${isoTime(run.startedAt)}  ${run.trigger}  commit ${run.commit === null ? '-' : shortCommit(run.commit)}  ${runChanges(run, runOngoing(ctx)(run))}`);
   if (total === 0) {
     ctx.out('no creates, updates or deletes');
     return EXIT.ok;
   }
   const rows = [['STARTED', 'OP', 'NODE', 'OUTCOME', 'DETAIL']];
-  for (const o of operations) rows.push([iso(o.startedAt), o.op, o.node, o.outcome ?? 'pending', cellLine(o.detail ?? '')]);
+  for (const o of operations) rows.push([isoTime(o.startedAt), o.op, o.node, o.outcome ?? 'pending', cellLine(o.detail ?? '')]);
   ctx.outLines(table(rows));
   if (total > operations.length) ctx.out(`… and ${total - operations.length} more (--limit ${total} shows them all)`);
   return EXIT.ok;
@@ -379,7 +378,7 @@ function answered(ctx: CliContext, node: string, answer: OperatorRetryAnswer, vi
 export function releasedLine(node: string, via: 'daemon' | 'store', circuit?: CircuitStatus, now = Date.now()): string {
   if (via === 'store') return `released ${node}; it is reconciled on the next pass`;
   if (circuit === undefined) return `released ${node}; the daemon reconciles it now`;
-  const probe = circuit.probeAt === null || circuit.probeAt <= now ? 'its probe, under way' : `its probe, due at ${iso(circuit.probeAt)}`;
+  const probe = circuit.probeAt === null || circuit.probeAt <= now ? 'its probe, under way' : `its probe, due at ${isoTime(circuit.probeAt)}`;
   const why = circuit.fault === null ? '' : ` (opened by ${circuit.fault.class}: ${circuit.fault.message})`;
   return `released ${node}; backend ${circuit.backend}'s circuit is ${circuit.state}${why}: ${node} waits for ${probe}`;
 }
