@@ -62,6 +62,9 @@ describe.concurrent('an empty directory name', () => {
     { name: 'validate --goals ""', args: ['validate', '--goals', ''], reason: '--goals is empty; name a directory (. for the working directory)' },
     { name: 'apply --goals=', args: ['apply', '--goals=', '--state', 'fine'], reason: '--goals is empty; name a directory (. for the working directory)' },
     { name: 'status --state ""', args: ['status', '--state', ''], reason: '--state is empty; name a directory (. for the working directory)' },
+    // The one path flag naming a file: it said "fault policy file … is a directory", the working directory.
+    { name: 'run --fault-policy ""', args: ['run', ...goals, '--state', 'fine/state', '--listen', '127.0.0.1:0', '--fault-policy', ''], reason: '--fault-policy is empty; name a file' },
+    { name: 'run --fault-policy=', args: ['run', ...goals, '--state', 'fine/state', '--listen', '127.0.0.1:0', '--fault-policy='], reason: '--fault-policy is empty; name a file' },
   ])('$name: exit 64, one line, nothing read or written', async ({ args, reason }) => {
     const r = await cli(args, { cwd: p.dir });
     expect(r.stderr).toBe(`desiredstate ${args[0]}: ${reason}\n`);

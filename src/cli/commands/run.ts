@@ -83,6 +83,8 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
   const debounceMs = options.debounce === undefined ? 300 : parseDuration(options.debounce);
   // One platform timer, which fires at once past MAX_TIMER_MS.
   if (debounceMs === undefined || debounceMs > MAX_TIMER_MS) throw new UsageError(`--debounce takes a duration such as 300ms, at most 24d (got "${options.debounce}")`);
+  // As an empty --goals: `--fault-policy "$FAULTS"` with the variable unset, not the working directory.
+  if (options.faultPolicy === '') throw new UsageError('--fault-policy is empty; name a file');
   requireGoalsDir(ctx);
   requireStateDir(ctx);
   let faults: { policy: FaultPolicy; circuitBreaker: CircuitBreakerConfig } | undefined;
