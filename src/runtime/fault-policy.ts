@@ -131,16 +131,24 @@ export function decide(fault: Fault, attempts: number, rng: Rng = Math.random, p
   return { action: 'retry', delayMs: Math.max(jittered, floor) };
 }
 
+/**
+ * What releases a held node: an edit of its own declaration (its spec, `commands` and `labels` too:
+ * the controller compares the whole spec's digest) or an operator. An edit of its Backend's settings alone does not.
+ */
+const RELEASED_BY = 'held until its goal (the node\'s spec) changes or `desiredstate retry NODE`';
+
 function holdReason(cls: FaultClass, attempts: number): string {
+  const times = attempts === 1 ? 'once' : `${attempts} times`;
+  const after = `after ${attempts} attempt${attempts === 1 ? '' : 's'}`;
   switch (cls) {
     case 'auth':
-      return `authentication failed ${attempts} times; held until the goal changes or an operator runs retry`;
+      return `authentication failed ${times}; ${RELEASED_BY}`;
     case 'permanent':
-      return `permanent fault after ${attempts} attempts; held until the goal changes or an operator runs retry`;
+      return `permanent fault ${after}; ${RELEASED_BY}`;
     case 'transient':
     case 'throttled':
     case 'unknown':
-      return `${cls} fault after ${attempts} attempts (retry budget spent); held until the goal changes or an operator runs retry`;
+      return `${cls} fault ${after} (retry budget spent); ${RELEASED_BY}`;
     default:
       return assertNever(cls, 'fault class');
   }

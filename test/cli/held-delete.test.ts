@@ -43,7 +43,7 @@ describe('a removed node whose delete is held', () => {
     first.kill('SIGTERM');
     expect(await first.exitedWithin(40_000)).toEqual({ code: 0, signal: null });
     expect([deletes(p, 'a'), deletes(p, 'b')]).toEqual([2, 2]);
-    const reason = 'the API refuses the delete (permanent fault after 2 attempts; held until the goal changes or an operator runs retry)';
+    const reason = "the API refuses the delete (permanent fault after 2 attempts; held until its goal (the node's spec) changes or `desiredstate retry NODE`)";
     expect(await statusOf(p, 'a')).toEqual(expect.objectContaining({ status: 'held', reason }));
     const calls = p.calls().length;
 

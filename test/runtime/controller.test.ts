@@ -1324,7 +1324,7 @@ describe('Controller: fault policy', () => {
         status: 'held',
         attempts: 3,
         retryAt: null,
-        reason: expect.stringMatching(/\(permanent fault after 3 attempts; held until the goal changes or an operator runs retry\)$/),
+        reason: expect.stringMatching(/\(permanent fault after 3 attempts; held until its goal \(the node's spec\) changes or `desiredstate retry NODE`\)$/),
       });
       expect(h.lines.filter((l) => l.msg === 'node held')).toEqual([expect.objectContaining({ node: 'a', attempts: 3 })]);
       await h.advance(10 * MIN, 30_000);
@@ -2258,7 +2258,7 @@ describe('Controller: a removed node whose delete is held', () => {
       await first.controller.setGraph(compileYaml(onlyK).graph);
       await first.advance(10 * MIN, 5_000);
       expect(first.calls.deleted).toEqual(['y', 'y', 'y']);
-      expect(first.store.getNode('y')).toMatchObject({ status: 'held', attempts: 3, reason: expect.stringMatching(/\(permanent fault after 3 attempts; held until the goal changes or an operator runs retry\)$/) });
+      expect(first.store.getNode('y')).toMatchObject({ status: 'held', attempts: 3, reason: expect.stringMatching(/\(permanent fault after 3 attempts; held until its goal \(the node's spec\) changes or `desiredstate retry NODE`\)$/) });
       expect(first.store.getNode('x')?.reason).toMatch(/^not deleted while y, which depends on it, is not: /);
       // Another revision of the goals.
       first.calls.reset();
@@ -2303,7 +2303,7 @@ describe('Controller: a removed node whose delete is held', () => {
       await h.advance(10 * MIN, 30_000);
       expect(h.calls.deleted).toEqual([]);
       expect(h.calls.observed.filter((id) => id === 'x' || id === 'y')).toEqual([]);
-      expect(h.store.getNode('y')).toMatchObject({ status: 'held', attempts: 3, retryAt: null, reason: expect.stringMatching(/\(permanent fault after 3 attempts; held until the goal changes or an operator runs retry\)$/) });
+      expect(h.store.getNode('y')).toMatchObject({ status: 'held', attempts: 3, retryAt: null, reason: expect.stringMatching(/\(permanent fault after 3 attempts; held until its goal \(the node's spec\) changes or `desiredstate retry NODE`\)$/) });
       expect(h.lines.filter((l) => l.msg === 'delete held')).toEqual([expect.objectContaining({ node: 'y', attempts: 3 })]);
       expect(h.store.getNode('x')?.reason).toMatch(/^not deleted while y, which depends on it, is not: /);
     } finally {

@@ -41,7 +41,19 @@ describe('decide', () => {
   ])('$name', ({ f, attempts, rng, expected }) => {
     const d = decide(f, attempts, always(rng));
     expect(d).toMatchObject(expected);
-    if (d.action === 'hold') expect(d.reason).toMatch(/held until the goal changes or an operator runs retry/);
+    if (d.action === 'hold') expect(d.reason).toMatch(/; held until its goal \(the node's spec\) changes or `desiredstate retry NODE`$/);
+  });
+
+  // Said what releases the node (an edit of its own spec; "the goal changes" read as any edit of the goals), and in English after one attempt.
+  it.each([
+    { cls: 'permanent', attempts: 1, says: "permanent fault after 1 attempt; held until its goal (the node's spec) changes or `desiredstate retry NODE`" },
+    { cls: 'permanent', attempts: 3, says: "permanent fault after 3 attempts; held until its goal (the node's spec) changes or `desiredstate retry NODE`" },
+    { cls: 'auth', attempts: 1, says: "authentication failed once; held until its goal (the node's spec) changes or `desiredstate retry NODE`" },
+    { cls: 'auth', attempts: 3, says: "authentication failed 3 times; held until its goal (the node's spec) changes or `desiredstate retry NODE`" },
+    { cls: 'transient', attempts: 1, says: "transient fault after 1 attempt (retry budget spent); held until its goal (the node's spec) changes or `desiredstate retry NODE`" },
+  ] satisfies { cls: FaultClass; attempts: number; says: string }[])('the $cls hold after $attempts attempt(s) says so', ({ cls, attempts, says }) => {
+    const policy = parseFaultPolicy({ ...DEFAULT_FAULT_POLICY_INPUT, [cls]: { baseMs: 1000, maxMs: 1000, retryBudget: 1, holdAfterBudget: true } });
+    expect(decide(fault(cls, 'x'), attempts, always(0), policy)).toEqual({ action: 'hold', reason: says });
   });
 
   it('the written-out defaults are exactly what validating their input form gives (frozen, unlimited as Infinity)', () => {

@@ -668,7 +668,7 @@ describe('Reconciler: a node removed from the goals is read before its delete', 
   it.each([
     {
       why: 'the fault policy gave up on its delete (a daemon)',
-      reason: 'refused (permanent fault after 3 attempts; held until the goal changes or an operator runs retry)',
+      reason: "refused (permanent fault after 3 attempts; held until its goal (the node's spec) changes or `desiredstate retry NODE`)",
       read: undefined,
     },
     { why: 'its read could not tell whether it exists (an apply)', reason: 'cannot tell whether it exists: the API does not say; check it and run `desiredstate retry y`', read: { status: 'indeterminate', reason: 'the API does not say' } },
@@ -708,7 +708,7 @@ describe('Reconciler: a node removed from the goals is read before its delete', 
     const s = setup({ beforeCall: (node, op) => calls.push(`${node.id}:${op}`) });
     await s.reconciler.apply(pruned(kept + fileNode('y', 'Y', { deletionPolicy: 'Delete' })), pass);
     // As a daemon leaves it.
-    s.sqlite.putNodes([{ ...s.sqlite.getNode('y')!, status: 'held', attempts: 3, lastFault: { class: 'permanent', message: 'refused' }, reason: 'refused (permanent fault after 3 attempts; held until the goal changes or an operator runs retry)' }]);
+    s.sqlite.putNodes([{ ...s.sqlite.getNode('y')!, status: 'held', attempts: 3, lastFault: { class: 'permanent', message: 'refused' }, reason: "refused (permanent fault after 3 attempts; held until its goal (the node's spec) changes or `desiredstate retry NODE`)" }]);
     calls.length = 0;
     expect((await planned(s, pruned(kept)))['y']).toEqual({ action: 'delete' });
     const result = await s.reconciler.apply(pruned(kept), pass);
