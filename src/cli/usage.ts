@@ -10,8 +10,8 @@ export class UsageError extends DesiredStateError {
   }
 }
 
-/** Exit statuses: `interrupted` is 128 + SIGINT, as a shell reports a command Ctrl-C stopped. */
-export const EXIT = { ok: 0, failed: 1, changes: 2, usage: 64, interrupted: 130 } as const;
+/** Exit statuses: `interrupted` is 128 + SIGINT, as a shell reports a command Ctrl-C stopped; `terminated`, 128 + SIGTERM. */
+export const EXIT = { ok: 0, failed: 1, changes: 2, usage: 64, interrupted: 130, terminated: 143 } as const;
 
 /**
  * Rethrows a system error whose code is one of `reasons` (a failure that is

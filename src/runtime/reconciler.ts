@@ -61,6 +61,9 @@ export interface PlanEntry {
   readonly planned: PlannedAction;
 }
 
+/** The log line of an operation an interrupt (SIGINT, SIGTERM: the pass's signal) cut off, as the daemon's shutdown has it. */
+const CUT_OFF = 'operation cut off by the interrupt; left pending';
+
 /** The outcome of one node in an apply pass. */
 export type NodeOutcome =
   | { readonly status: 'created' | 'updated' | 'deleted' | 'unchanged' | 'adopted' | 'orphaned'; readonly uncorrectable?: string | undefined }
@@ -510,6 +513,11 @@ export class Reconciler<S extends NodeSpec> {
             }
             case 'failed':
               outcomes.set(node.id, { status: 'failed', fault: obs.fault });
+              // Cut off by the interrupt (SIGINT, SIGTERM): no fault of the node, no attempt spent; its record left as it was.
+              if (options.signal.aborted) {
+                log().warn({ fault: obs.fault }, 'observe cut off by the interrupt');
+                break;
+              }
               put(node, 'failed', { lastFault: obs.fault, attempts: (prev?.attempts ?? 0) + 1, reason: obs.fault.message });
               log().warn({ fault: obs.fault }, 'observe failed');
               break;
@@ -523,7 +531,17 @@ export class Reconciler<S extends NodeSpec> {
         const results = await runSteps(this.provisioner, steps, ctx, this.concurrency);
         steps.forEach((st, i) => {
           const r = results[i]!;
-          // A create stopped mid-way (its timeout, a signal) may have made something: its operation stays
+          if (r.status === 'failed' && options.signal.aborted) {
+            // Cut off by the interrupt, as the daemon's shutdown cuts one off (its `cutOff`): no failure of the
+            // node, no attempt spent. Its record is left as it was and its operation pending (a create only if
+            // it began: one never sent must not make the next read be told it was interrupted), resolved by
+            // observing at the next run, as after a crash.
+            if (st.op === 'create' && !createCutShort(st.op, r)) deferred.finished(opIds[i]!, r);
+            outcomes.set(st.node.id, { status: 'failed', fault: r.fault });
+            this.log.warn({ node: st.node.id, backend: st.node.spec.backendId, op: st.op, fault: r.fault }, CUT_OFF);
+            return;
+          }
+          // A create stopped mid-way (its timeout) may have made something: its operation stays
           // pending, and the next run's read is told it was interrupted, as after a crash.
           if (!createCutShort(st.op, r)) deferred.finished(opIds[i]!, r);
           // A correction (not the desired changes applied beside drift left as it is) done or failed.
@@ -572,7 +590,9 @@ export class Reconciler<S extends NodeSpec> {
         this.store.removeNodes([...deleted, ...deletions.toOrphan.map((r) => r.id)]);
         this.store.putNodes(updates);
         const id = run();
-        this.store.finishRun(id, summary);
+        // Interrupted: its counts so far, never finished, so that `history` shows it interrupted as a run a crash cut short.
+        if (options.signal.aborted) this.store.recordRunProgress(id, summary);
+        else this.store.finishRun(id, summary);
         // This graph is the one applied now: a revision a daemon rejected before is no longer the news.
         this.store.setMeta(GOAL_ERRORS_META, null);
         return id;
@@ -644,7 +664,8 @@ export class Reconciler<S extends NodeSpec> {
         async () => {
           const opId = removal.begin(node.id);
           const result = await this.provisioner.delete(node, removed);
-          deferred.finished(opId, result);
+          // Cut off by the interrupt: left pending, read again before a delete at the next run.
+          if (result.status === 'done' || !ctx.signal.aborted) deferred.finished(opId, result);
           return result.status === 'done' ? undefined : result.fault;
         },
         { key },
@@ -677,6 +698,10 @@ export class Reconciler<S extends NodeSpec> {
         case 'failed': {
           const f = outcome.fault;
           outcomes.set(r.id, { status: 'failed', fault: f });
+          if (ctx.signal.aborted) {
+            this.log.warn({ node: r.id, backend: r.backendId, op: 'delete', fault: f }, CUT_OFF);
+            break;
+          }
           // A delete that failed stays on the record (as the daemon keeps it), so that `status` shows why the node lingers.
           // One the declaration refuses (`byDeclaration`) spends no attempt: a daemon started after it must not hold it.
           updates.push(byDeclaration(f) ? deleteRefusedRecord(r, f, this.now()) : { ...r, status: 'failed', lastFault: f, attempts: r.attempts + 1, reason: f.message, updatedAt: this.now() });

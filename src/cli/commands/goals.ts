@@ -140,7 +140,8 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
   const store = openStore(ctx, { lock: true });
   const p = provisioner(ctx, c.loaded);
   const abort = new AbortController();
-  const onSignal = (): void => abort.abort();
+  // The signal's name is the reason: the exit status tells them apart (130, 143). A second one has its default effect.
+  const onSignal = (signal: NodeJS.Signals): void => abort.abort(signal);
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
@@ -171,6 +172,7 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     // The goals last applied from here on, in the state, before anything of them is (see `applying`).
     c.applying(store);
     const result = await reconciler.apply(c.graph, { signal: abort.signal, gates: c.loaded.result.gates, commit, trigger: 'apply', allowDeletions, allowMassDeletion: options.allowMassDeletion, changedBackends: changed });
+    const interruptedBy = abort.signal.aborted ? (abort.signal.reason as NodeJS.Signals) : undefined;
     // Applied, so the last good goals, with their commit, for a daemon that starts on a revision that does not
     // compile: not before (an apply refused, the state locked by the daemon, applied nothing). A mass deletion
     // refused here leaves them so all the same: the rest of them is applied, and the daemon's guard refuses
@@ -190,7 +192,7 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     // The backends as applied, once every node reached them: until then, a changed one stays changed for the next apply.
     if (s.failed === 0 && s.blocked === 0 && s.held === 0 && !abort.signal.aborted) store.setMeta(BACKENDS_META, JSON.stringify(backends.keys));
     if (ctx.format === 'json') {
-      ctx.out(JSON.stringify({ runId: result.runId, summary: s, outcomes: Object.fromEntries(result.outcomes), refusedDeletions: result.refusedDeletions ?? null, declinedDeletions: declined.length, declinedNodes: declined, diagnostics: c.loaded.result.diagnostics }, null, 2));
+      ctx.out(JSON.stringify({ runId: result.runId, summary: s, outcomes: Object.fromEntries(result.outcomes), refusedDeletions: result.refusedDeletions ?? null, declinedDeletions: declined.length, declinedNodes: declined, interrupted: interruptedBy ?? null, diagnostics: c.loaded.result.diagnostics }, null, 2));
     } else {
       const listed: string[] = [];
       // One line a node: a multi-line message (a command's last lines of stderr) as status shows it; --format json has it whole.
@@ -214,7 +216,12 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     // Deletions left undone (declined, or no terminal to ask on) mean the goals are not reached: not converged.
     if (declined.length > 0 && ctx.format !== 'json') ctx.out(`  not converged: ${declined.length} deletion(s) not done`);
     if (stuck.size > 0 && ctx.format !== 'json') ctx.out(`  not converged: ${stuck.size} drift(s) no update can correct, left as found`);
-    const ok = s.failed === 0 && s.blocked === 0 && s.held === 0 && result.refusedDeletions === undefined && declined.length === 0 && stuck.size === 0 && !abort.signal.aborted;
+    if (interruptedBy !== undefined) {
+      // As the daemon's shutdown: what was cut off spent no attempt, and is resolved by observing at the next run.
+      if (ctx.format !== 'json') ctx.out(`  interrupted (${interruptedBy}): the operations cut off are left pending, resolved by observing at the next apply or daemon start`);
+      return interruptedBy === 'SIGTERM' ? EXIT.terminated : EXIT.interrupted;
+    }
+    const ok = s.failed === 0 && s.blocked === 0 && s.held === 0 && result.refusedDeletions === undefined && declined.length === 0 && stuck.size === 0;
     return ok ? EXIT.ok : EXIT.failed;
   } finally {
     process.off('SIGINT', onSignal);
