@@ -241,7 +241,7 @@ describe('exec resource released by retry in the backoff after its create is kil
     const p = retryDaemonProject;
     // A backoff no test outlasts: the node is observed again only once released.
     const faults = join(p.dir, 'faults.yaml');
-    writeFileSync(faults, 'retry: { transient: { baseMs: 1000000000000, maxMs: 1000000000000 } }\n');
+    writeFileSync(faults, 'retry: { transient: { baseMs: 2000000000, maxMs: 2000000000 } }\n');
     const daemon = new Daemon([...p.args, '--listen', '127.0.0.1:0', '--interval', '1h', '--fault-policy', faults], { cwd: p.dir });
     try {
       await daemon.port();
