@@ -91,6 +91,8 @@ export interface ApplyResult {
   readonly outcomes: ReadonlyMap<NodeId, NodeOutcome>;
   readonly summary: RunSummary;
   readonly refusedDeletions?: { readonly count: number; readonly limit: number } | undefined;
+  /** Without `allowDeletions`: the removed nodes whose delete would have been sent, left as they are (no outcome). */
+  readonly declinedDeletions: readonly NodeId[];
 }
 
 export interface PassOptions {
@@ -102,7 +104,10 @@ export interface PassOptions {
   readonly trigger?: string | undefined;
   /** Allow deletions past the mass-deletion guard. */
   readonly allowMassDeletion?: boolean | undefined;
-  /** Whether deletions may run (apply asks first unless --yes). */
+  /**
+   * Whether deletes may be sent (apply asks first unless --yes). Without, the removed nodes are gone through
+   * all the same: those refused before any backend call fail and those that wait are blocked, as they would be.
+   */
   readonly allowDeletions?: boolean | undefined;
   /** `plan`: another process holds the state (a daemon, an apply), so the operations it recorded as pending are running, not interrupted. */
   readonly othersRunning?: boolean | undefined;
@@ -559,8 +564,9 @@ export class Reconciler<S extends NodeSpec> {
       const refused = deletions.refused;
       if (refused !== undefined) this.log.error({ count: refused.count, limit: refused.limit }, 'mass deletion refused');
       let deleted: NodeId[] = [];
+      const declined = options.allowDeletions === true ? undefined : new Set<NodeId>();
       // The guard refused (`refused`): only the deletes the declaration refuses are left, met as refusals.
-      if (deletions.toDelete.length > 0 && options.allowDeletions === true) {
+      if (deletions.toDelete.length > 0) {
         // A removed node's operations a crash left pending: its create too (`interrupted`), which its read is told of.
         const pendingOn = (id: NodeId): PendingOperation[] => {
           const ops = [...(interrupted.get(id) ?? []), ...(removedOps.get(id) ?? [])];
@@ -577,7 +583,7 @@ export class Reconciler<S extends NodeSpec> {
           },
           gone: (node) => finishInterrupted(pendingOn(node), 'absent', finish),
         };
-        deleted = await this.deleteRemoved(deletions, removal, this.context(options.signal, outputsOf, memoOf, createInterrupted), deferred, outcomes, updates);
+        deleted = await this.deleteRemoved(deletions, removal, this.context(options.signal, outputsOf, memoOf, createInterrupted), deferred, outcomes, updates, declined);
       }
       for (const ops of removedOps.values()) for (const op of ops) deferred.finish(op.id, 'abandoned', 'interrupted; the node is observed again');
       for (const r of deletions.toOrphan) {
@@ -597,7 +603,7 @@ export class Reconciler<S extends NodeSpec> {
         this.store.setMeta(GOAL_ERRORS_META, null);
         return id;
       });
-      return { runId: id, outcomes, summary, refusedDeletions: refused === undefined ? undefined : { count: refused.count, limit: refused.limit } };
+      return { runId: id, outcomes, summary, refusedDeletions: refused === undefined ? undefined : { count: refused.count, limit: refused.limit }, declinedDeletions: deletions.toDelete.filter((r) => declined?.has(r.id) === true).map((r) => r.id) };
     } finally {
       // A pass cut short by a throw still records the outcomes of the calls it made (and never hides the throw).
       if (deferred.size > 0) {
@@ -642,7 +648,9 @@ export class Reconciler<S extends NodeSpec> {
   /**
    * Deletes in order, each node read first (`deleteInOrder`); returns the ids deleted or found gone, to
    * forget. Each operation is begun by `removal.begin`; its outcome waits in `deferred`. `ctx.outputsOf`: the
-   * outputs the state holds now (`removedOutputsOf`).
+   * outputs the state holds now (`removedOutputsOf`). `declined`, when deletes are not allowed: gets the nodes
+   * whose delete would be sent, neither read nor sent anything, taken as deleted for the order alone (what
+   * they depend on meets what it would, as plan shows it); only a delete refused before any call is sent, to fail.
    */
   private async deleteRemoved(
     deletions: RemovedSplit,
@@ -651,11 +659,16 @@ export class Reconciler<S extends NodeSpec> {
     deferred: DeferredWrites,
     outcomes: Map<NodeId, NodeOutcome>,
     updates: NodeRecord[],
+    declined: Set<NodeId> | undefined,
   ): Promise<NodeId[]> {
     const done: NodeId[] = [];
     // At most `concurrency` deletes in flight; those that share a `serialKey` take their turns holding no slot, as `runSteps`' steps do.
     const slots = new KeyedSlots(this.concurrency);
     const attempt = async (r: NodeRecord, node: DesiredNode<S>): Promise<Fault | undefined> => {
+      if (declined !== undefined && (await this.refusedDelete(r, node, ctx)) === undefined) {
+        declined.add(r.id);
+        return undefined;
+      }
       const removed = { ...ctx, outputsOf: removedOutputsOf(r, ctx.outputsOf) };
       const key = await this.provisioner.serialKey?.(node, removed);
       // Recorded as pending in its slot, right before its call, not while it waits for one. Once `ctx.signal` is
@@ -671,10 +684,11 @@ export class Reconciler<S extends NodeSpec> {
         { key },
       );
     };
-    const reads = async (r: NodeRecord, node: DesiredNode<S>): Promise<boolean> => (await this.refusedDelete(r, node, ctx)) === undefined;
+    const reads = async (r: NodeRecord, node: DesiredNode<S>): Promise<boolean> => declined === undefined && (await this.refusedDelete(r, node, ctx)) === undefined;
     await this.deleteInOrder(deletions, ctx, reads, attempt, (r, outcome) => {
       switch (outcome.status) {
         case 'done':
+          if (declined?.has(r.id) === true) break;
           outcomes.set(r.id, { status: 'deleted' });
           done.push(r.id);
           this.log.info({ node: r.id, backend: r.backendId }, 'node deleted');

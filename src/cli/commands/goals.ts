@@ -156,8 +156,6 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     p.provisioner.declare(backends);
     recordBackendPlaces(store, backends);
     let allowDeletions = options.yes;
-    /** The nodes whose deletion was declined (the answer was not yes, or there was no terminal to ask on). */
-    let declined: readonly string[] = [];
     if (!allowDeletions) {
       // What would be deleted is known from the store alone: no need to observe anything to ask.
       // Only the deletes apply will attempt: those it refuses before any backend call (plan's `x`, and `⊘` behind them) are not asked about.
@@ -167,7 +165,6 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
       // Interrupted at the question: nothing has been done yet (no run started), and nothing is.
       if (answer === 'interrupted') throw new DesiredStateError(ErrorCodes.Interrupted, 'interrupted at the delete question: nothing was applied');
       allowDeletions = answer === 'yes';
-      if (!allowDeletions) declined = planned.attempted;
     }
     // The goals last applied from here on, in the state, before anything of them is (see `applying`).
     c.applying(store);
@@ -179,6 +176,8 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     // those deletions again.
     c.keepAsLastGood(commit);
     const s = result.summary;
+    // Declined (the answer was not yes, or there was no terminal to ask on): the deletes it would have sent.
+    const declined = result.declinedDeletions;
     // Drift no update can correct (something of another kind at a file's path), where the goal asks for it
     // to be corrected: reported and left, and not converged, as a failed node is not.
     const stuck = new Map<string, string>();
