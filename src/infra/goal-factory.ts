@@ -355,7 +355,17 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
   }
 
   acceptDocument(doc: RawDocument, diag: DiagnosticBag): void {
+    this.read(doc, diag, true);
+  }
+
+  checkUnused(doc: RawDocument, diag: DiagnosticBag): void {
+    this.read(doc, diag, false);
+  }
+
+  /** A Backend or Policy document checked, its problems in `diag`, and kept (declared, or its rules used) where `use`. */
+  private read(doc: RawDocument, diag: DiagnosticBag, use: boolean): void {
     if (doc.kind === 'Policy') {
+      if (!use) return this.policy?.checkPolicy(doc, diag);
       this.policies.push(doc);
       this.policy?.acceptPolicy(doc, diag);
       return;
@@ -375,11 +385,12 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       const core = backendCoreSchema().safeParse(spec);
       const checked = core.success ? this.checkImplementation(doc, core.data.type, core.data.config, diag, locate) : undefined;
       const forChecks = checked === undefined ? (factory === undefined ? undefined : configForChecks(factory, undefined)) : checked.valid ? { config: checked.config } : checked.forChecks;
-      this.broken(doc.name, factory === undefined ? undefined : factory.type, forChecks);
+      if (use) this.broken(doc.name, factory === undefined ? undefined : factory.type, forChecks);
       return;
     }
     const { type, config } = parsed.data.spec;
     const checked = this.checkImplementation(doc, type, config, diag);
+    if (!use) return;
     if (checked === undefined || !checked.valid) {
       this.broken(doc.name, this.registry.get(type) === undefined ? undefined : type, checked?.forChecks);
       return;

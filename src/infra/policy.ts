@@ -26,6 +26,8 @@ export interface PolicyVerdict {
 export interface PolicyEngine {
   /** Validates and keeps one Policy document (CEL compiled here, once). */
   acceptPolicy(doc: RawDocument, diag: DiagnosticBag): void;
+  /** Validates one Policy document that is not used (see `NodeSpecFactory.checkUnused`), for its diagnostics alone. */
+  checkPolicy(doc: RawDocument, diag: DiagnosticBag): void;
   /** Called once all documents are read. */
   prepare?(goals: readonly GoalInfo[], diag: DiagnosticBag): void;
   /**

@@ -336,6 +336,12 @@ export interface NodeSpecFactory<S extends NodeSpec> {
    * so that what refers to it is not told it does not exist.
    */
   rejectDocument?(kind: string, name: string): void;
+  /**
+   * Optional: a document of one of `documentKinds` that is not used (its envelope invalid, or a second of
+   * its kind and name), checked as `acceptDocument` checks one, for its diagnostics alone, so that every
+   * problem in it is reported at once. Nothing of it is declared.
+   */
+  checkUnused?(doc: RawDocument, diag: DiagnosticBag): void;
   /** Called once after all documents and before any node. */
   beforeNodes?(goals: readonly GoalInfo[], diag: DiagnosticBag): void;
   /** Checks a goal's `spec.defaults.backend`, once, at `source` (after `beforeNodes`, whether or not the goal has nodes). */
@@ -425,6 +431,14 @@ export class GoalCompiler<S extends NodeSpec> {
       diag.error(doc.locate(['metadata', 'name']), 'duplicate-name', `${kind} "${name}" is already defined at ${formatLocation(earlier)}`);
       return true;
     };
+    /** The factory's check of a document it does not use (`checkUnused`), less what the envelope reported (`reported`) at the same places. */
+    const checkUnused = (doc: SourceDocument, kind: string, name: string, reported: readonly Diagnostic[] = []): void => {
+      if (this.factory.checkUnused === undefined || !isJsonObject(doc.value)) return;
+      const bag = new DiagnosticBag();
+      this.factory.checkUnused({ kind, name, file: doc.file, value: doc.value, locate: doc.locate, locateIn: doc.locateIn }, bag);
+      const at = new Set(reported.map(formatLocation));
+      diag.items.push(...bag.items.filter((d) => !at.has(formatLocation(d))));
+    };
 
     for (const doc of documents) {
       if (!isJsonObject(doc.value)) {
@@ -444,10 +458,16 @@ export class GoalCompiler<S extends NodeSpec> {
         const strict = schemas().strictEnvelopeSchema;
         const issues = strict.safeParse(doc.value).error?.issues ?? env.error.issues;
         const owner = typeof kind === 'string' && kinds.includes(kind) ? `a ${kind}` : 'a document';
-        reportZodIssues(issues, { schema: strict, input: doc.value, prefix: [], owner, locate: doc.locate, diag });
+        const reported = new DiagnosticBag();
+        reportZodIssues(issues, { schema: strict, input: doc.value, prefix: [], owner, locate: doc.locate, diag: reported });
+        diag.items.push(...reported.items);
         if (typeof kind === 'string' && !kinds.includes(kind)) unknownKind(doc, kind);
         const name = isJsonObject(doc.value.metadata) ? doc.value.metadata.name : undefined;
-        if (typeof kind === 'string' && this.factory.documentKinds.includes(kind) && typeof name === 'string') this.factory.rejectDocument?.(kind, name);
+        if (typeof kind === 'string' && this.factory.documentKinds.includes(kind) && typeof name === 'string') {
+          this.factory.rejectDocument?.(kind, name);
+          // A bad name does not hide the spec's errors (a Goal's are all reported too).
+          checkUnused(doc, kind, name, reported.items);
+        }
         continue;
       }
       const { kind } = env.data;
@@ -456,7 +476,10 @@ export class GoalCompiler<S extends NodeSpec> {
         unknownKind(doc, kind);
         continue;
       }
-      if (duplicate(doc, kind, name)) continue;
+      if (duplicate(doc, kind, name)) {
+        checkUnused(doc, kind, name);
+        continue;
+      }
       this.factory.acceptDocument({ kind, name, file: doc.file, value: doc.value, locate: doc.locate, locateIn: doc.locateIn }, diag);
     }
 

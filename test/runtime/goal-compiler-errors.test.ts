@@ -348,6 +348,23 @@ describe('a Backend declared with errors', () => {
     expect(r.codes).toEqual(['unknown-field']);
   });
 
+  // GOAL-FORMAT: every problem at once. An invalid name (or a second Backend of one name) hid the spec's errors.
+  it.each([
+    { name: 'an invalid name', metadata: '{ name: Files }', want: ['g0.yaml:3:19 invalid-value', 'g0.yaml:4:32 unknown-field', 'g0.yaml:4:44 unknown-field'] },
+    { name: 'an invalid name and another metadata field', metadata: '{ name: Files, bogus: 1 }', want: ['g0.yaml:3:19 invalid-value', 'g0.yaml:3:26 unknown-field', 'g0.yaml:4:32 unknown-field', 'g0.yaml:4:44 unknown-field'] },
+  ])('with $name still has its spec checked, and its nodes are not told it is not configured', ({ metadata, want }) => {
+    const r = compile(`apiVersion: desiredstate/v1\nkind: Backend\nmetadata: ${metadata}\nspec: { type: local, config: { rot: out }, bogus: 1 }\n`, goal('    - id: n\n      type: local.file\n      backend: Files\n      spec: { path: a, content: "" }\n'));
+    expect(at(r)).toEqual(want);
+    expect(r.lines).toContainEqual(expect.stringContaining('spec.config.rot is not a field of a local backend\'s config (did you mean "root"?)'));
+  });
+
+  it('a second of one name still has its spec checked, and does not take the place of the first', () => {
+    const backend = (config: string): string => `apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: files }\nspec: { type: local, config: ${config} }\n`;
+    const r = compile(backend('{ root: out }'), backend('{ rot: out }'), goal('    - id: n\n      type: local.file\n      backend: files\n      spec: { path: a, content: "" }\n'));
+    expect(at(r)).toEqual(['g1.yaml:3:19 duplicate-name', 'g1.yaml:4:32 unknown-field']);
+    expect(r.factory.backends.get('files')?.config).toMatchObject({ root: 'out' });
+  });
+
   it('an undeclared backend is still "not configured", at the node\'s backend', () => {
     const r = compile(node('postgres.role', '{ name: r }'));
     expect(r.lines).toEqual(['g0.yaml:8:16: error unknown-backend: backend "pg" is not configured']);

@@ -160,11 +160,7 @@ export class CelPolicyEngine implements PolicyEngine {
   /** Validates one Policy document strictly and compiles its rules (and included packs) once. */
   acceptPolicy(doc: RawDocument, diag: DiagnosticBag): void {
     const parsed = policyDocumentSchema().safeParse(doc.value);
-    if (!parsed.success) {
-      reportZodIssues(parsed.error.issues, { schema: policyDocumentSchema(), input: doc.value, prefix: [], owner: 'a Policy', locate: doc.locate, diag });
-      this.checkSalvage(doc, meantInput(policyDocumentSchema(), doc.value, parsed.error.issues), diag);
-      return;
-    }
+    if (!parsed.success) return this.checkUnused(doc, parsed.error.issues, diag);
     const spec = parsed.data.spec;
     const policy = doc.name;
     spec.include.forEach((name, i) => {
@@ -180,6 +176,16 @@ export class CelPolicyEngine implements PolicyEngine {
       celLimits: this.celLimits,
     });
     this.add(compiled, true, diag);
+  }
+
+  checkPolicy(doc: RawDocument, diag: DiagnosticBag): void {
+    this.checkUnused(doc, policyDocumentSchema().safeParse(doc.value).error?.issues ?? [], diag);
+  }
+
+  /** A Policy not used, its document's `issues` reported, and what validates on its own checked too (`checkSalvage`). */
+  private checkUnused(doc: RawDocument, issues: readonly z.core.$ZodIssue[], diag: DiagnosticBag): void {
+    reportZodIssues(issues, { schema: policyDocumentSchema(), input: doc.value, prefix: [], owner: 'a Policy', locate: doc.locate, diag });
+    this.checkSalvage(doc, meantInput(policyDocumentSchema(), doc.value, issues), diag);
   }
 
   /**

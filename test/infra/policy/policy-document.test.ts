@@ -210,3 +210,23 @@ describe('an entry that cannot be checked hides no other error', () => {
     expect(codes('  rules:\n    - { id: r, description: d, reqire: "spec.nme == 1", severity: { default: low } }\n')).toEqual(['6:32 unknown-field', '6:45 bad-expression']);
   });
 });
+
+describe('a Policy that is not used still has its spec checked', () => {
+  // GOAL-FORMAT: every problem at once. An invalid name, or a second Policy of one name, hid every error of its spec.
+  const spec = '  requiredLabels:\n    - { key: team, severity: { default: high } }\n  rules:\n    - { id: r, description: d, require: "spec.mode ==", severity: { default: high } }\n  bogus: 1\n';
+  const goal = goalYaml({ environment: 'dev', nodes: [{ id: 'f', type: 'local.file', spec: { path: 'f', content: '' } }] });
+  const policy = (name: string): string => `apiVersion: desiredstate/v1\nkind: Policy\nmetadata: { name: ${name} }\nspec:\n${spec}`;
+
+  it('with an invalid name: its errors reported, its rules not used (no finding on the node that lacks the label)', () => {
+    const { brief } = compileTexts({ 'p.yaml': policy('Org'), 'g.yaml': goal });
+    expect(brief).toEqual(['p.yaml:3:19 error invalid-value', 'p.yaml:8:52 error bad-expression', 'p.yaml:9:3 error unknown-field']);
+  });
+
+  it('a second of one name: its errors reported beside the duplicate, its rules not used', () => {
+    const first = 'apiVersion: desiredstate/v1\nkind: Policy\nmetadata: { name: org }\nspec:\n  requiredLabels:\n    - { key: owner, severity: { default: high } }\n';
+    const { brief, result } = compileTexts({ 'p.yaml': first, 'q.yaml': policy('org'), 'g.yaml': goal });
+    expect(brief).toEqual(['g.yaml:9:7 error policy-violation', 'q.yaml:3:19 error duplicate-name', 'q.yaml:8:52 error bad-expression', 'q.yaml:9:3 error unknown-field']);
+    // The first one's finding (no owner label), not the second's (no team label).
+    expect(result.diagnostics[0]!.message).toContain('label "owner"');
+  });
+});
