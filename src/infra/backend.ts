@@ -102,6 +102,13 @@ export interface ImpliedDependencyNode {
   readonly spec: InfraNodeSpec;
 }
 
+/** One backend instance's nodes, as `BackendFactory.conflictsAcross` is given them. */
+export interface BackendNodes<C> {
+  readonly backend: string;
+  readonly config: C;
+  readonly nodes: readonly ImpliedDependencyNode[];
+}
+
 /** An edge a backend implies: `from` depends on `on` (see `BackendFactory.relations`). */
 export interface ImpliedDependency {
   readonly from: NodeId;
@@ -246,7 +253,7 @@ export interface BackendFactory<C = unknown> {
   readonly specFields?: readonly string[];
   /**
    * The config fields that `checkSpec`, `cannotDelete`, `resourceKey`,
-   * `relations` and `placeOf` read (`[]`: none). Declared, they also run for
+   * `relations`, `conflictsAcross` and `placeOf` read (`[]`: none). Declared, they also run for
    * the nodes of a Backend document with errors, given a config of these
    * fields alone (each parsed on its own, its default in place), so that a
    * bad or misspelt `rereadEvery` does not hide a path that escapes the root,
@@ -269,6 +276,14 @@ export interface BackendFactory<C = unknown> {
    * where it is known.
    */
   relations?(nodes: readonly ImpliedDependencyNode[], config: C, where?: { readonly cwd: string }): NodeRelations;
+  /**
+   * The nodes that cannot be made as the goals have them for a node of another instance of this type
+   * whose place holds theirs, or lies in it (local: roots one inside the other, `out` and `out/sub`),
+   * which no one instance's `relations` sees; without I/O. Given every instance of the type, each with
+   * its nodes, where the working directory is known (places compare resolved). Each conflict's `other`
+   * is a node of another instance, and its message names both backends.
+   */
+  conflictsAcross?(instances: readonly BackendNodes<C>[], where: { readonly cwd: string }): readonly NodeConflict[];
   /**
    * The output keys this implementation gives each kind's resources: what a
    * `${nodes.<id>.outputs.<key>}` may read, checked at compile time.

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { DiagnosticBag, fieldPathProblem, fieldSchema, formatLocation, formatPath, hasReferences, isJsonObject, literalExpressions, meantInput, MISSING_RESOURCE, once, pendingIssue, reportZodIssues, suggestion, valueAtPath, warnNotInterpolated } from '../runtime/index.ts';
 import type { BuiltNode, BuiltSpec, GoalInfo, ImpliedEdge, NodeDeclaration, NodeSpecFactory, PathKey, PendingValue, RawDocument, SourceLocation } from '../runtime/index.ts';
-import type { BackendFactory, SpecIssue } from './backend.ts';
+import type { BackendFactory, NodeConflict, SpecIssue } from './backend.ts';
 import { desiredNodeSpec, sameSpecKey } from './desired.ts';
 import type { InfraDesiredNodeSpec } from './desired.ts';
 import type { AppliedDefault, PolicyDefault, PolicyEngine } from './policy.ts';
@@ -284,6 +284,15 @@ function reportSpecIssues(
   }
 }
 
+/** A node that cannot be made as the goals have it (`NodeConflict`): an error at the node, naming where the other one is. */
+function conflict(c: NodeConflict, byId: ReadonlyMap<string, BuiltNode<InfraDesiredNodeSpec>>, diag: DiagnosticBag): void {
+  const node = byId.get(c.node);
+  const other = c.other === undefined ? undefined : byId.get(c.other);
+  if (node === undefined) return;
+  const at = other === undefined ? '' : ` (node "${other.id}": ${formatLocation(other.locate(['spec', ...c.path]))})`;
+  diag.error(node.locate(['spec', ...c.path]), c.code, `node "${c.node}": ${c.message}${at}`);
+}
+
 /** Node fields that policies read (with the spec): a policy finding on a node where one is invalid would be an echo. */
 const POLICY_INPUTS = ['id', 'labels', 'deletionPolicy', 'goal.name', 'goal.environment', 'goal.labels'];
 
@@ -503,15 +512,25 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
         const at = formatLocation(other.locate(['spec', ...s.path]));
         diag.error(node.locate(['spec', ...s.path]), 'duplicate-resource', `node "${s.node}" manages ${s.what}, and node "${s.other}" manages ${s.otherWhat} (${at}): one place; one of them must go`);
       }
-      for (const c of relations.conflicts ?? []) {
-        const node = byId.get(c.node);
-        const other = c.other === undefined ? undefined : byId.get(c.other);
-        if (node === undefined) continue;
-        const at = other === undefined ? '' : ` (node "${other.id}": ${formatLocation(other.locate(['spec', ...c.path]))})`;
-        diag.error(node.locate(['spec', ...c.path]), c.code, `node "${c.node}": ${c.message}${at}`);
-      }
+      for (const c of relations.conflicts ?? []) conflict(c, byId, diag);
     }
+    if (where !== undefined) this.conflictsAcross(nodes, [...byBackend.keys()], where, diag);
     return edges;
+  }
+
+  /** Each instance of a type with the nodes of the goals it holds, asked what they conflict with across instances (`BackendFactory.conflictsAcross`). */
+  private conflictsAcross(nodes: readonly BuiltNode<InfraDesiredNodeSpec>[], backendIds: readonly string[], where: { readonly cwd: string }, diag: DiagnosticBag): void {
+    const declared = backendIds.flatMap((id) => {
+      const backend = this.checkedBackend(id, this.declared.get(id));
+      const factory = backend === undefined ? undefined : this.registry.get(backend.type);
+      return backend === undefined || factory?.conflictsAcross === undefined ? [] : [{ backend, factory }];
+    });
+    const byId = new Map(nodes.map((n) => [n.id, n]));
+    for (const group of Map.groupBy(declared, (d) => d.backend.type).values()) {
+      if (group.length < 2) continue;
+      const instances = group.map(({ backend }) => ({ backend: backend.id, config: backend.config, nodes: nodes.filter((n) => n.spec.backendId === backend.id).map((n) => ({ id: n.id, spec: n.spec.spec })) }));
+      for (const c of group[0]!.factory.conflictsAcross!(instances, where)) conflict(c, byId, diag);
+    }
   }
 
   /**

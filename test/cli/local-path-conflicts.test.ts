@@ -222,6 +222,29 @@ ${goalHead()}    - { id: parent, type: local.file, backend: local, spec: { path:
     const graph = JSON.parse((await cli(['graph', ...p.args, '--format', 'json'])).stdout) as { nodes: { id: string; dependsOn: string[] }[] };
     expect(graph.nodes.find((n) => n.id === 'inside')?.dependsOn).toEqual(['d']);
   });
+
+  // validate said valid: each root was checked alone, and apply failed one of them confusingly.
+  it('so through two backends whose roots are one inside the other (written relative, apart), naming both backends', async () => {
+    const p = tempProject('ds-unmakeable-nested-');
+    const backend = (name: string, root: string): string => `apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: ${name} }\nspec: { type: local, config: { root: ${root} } }\n---\n`;
+    p.write('app.yaml', `${backend('a', 'out')}${backend('b', './out/sub/')}${goalHead()}    - { id: x5, type: local.file, backend: a, spec: { path: sub/ff, content: "1" } }
+    - { id: x6, type: local.file, backend: b, spec: { path: ff/inner, content: "2" } }
+    - { id: x7, type: local.file, backend: b, spec: { path: g, content: "3" } }
+    - { id: x8, type: local.directory, backend: a, spec: { path: sub/g/h } }
+`);
+    const validate = await cli(['validate', ...p.args], { cwd: p.dir });
+    expect(validate.code).toBe(1);
+    const out = join(p.dir, 'out');
+    expect(validate.stdout).toContain(
+      `app.yaml:17:61: error path-conflict: node "x6": its path ff/inner through backend "b" lies inside ${out}/sub/ff, which node "x5" manages as a file through backend "a" (path sub/ff): ${out}/sub/ff would have to be a directory; one of them must go (node "x5": `,
+    );
+    expect(validate.stdout).toContain(`app.yaml:19:66: error path-conflict: node "x8": its path sub/g/h through backend "a" lies inside ${out}/sub/g, which node "x7" manages as a file through backend "b" (path g): `);
+    expect((await cli(['apply', ...p.args], { cwd: p.dir })).code).not.toBe(0);
+    expect(existsSync(out)).toBe(false);
+    // Apart, the roots are no conflict.
+    p.write('app.yaml', readFileSync(join(p.goals, 'app.yaml'), 'utf8').replace('./out/sub/', './other/'));
+    expect((await cli(['validate', ...p.args], { cwd: p.dir })).code).toBe(0);
+  });
 });
 
 /** A Goal named `id` whose one node `id` is a local file at `path`, holding `id`. */

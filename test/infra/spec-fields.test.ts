@@ -79,7 +79,7 @@ describe('BackendFactory.specFields names every field its checks read', () => {
 });
 
 /**
- * `BackendFactory.configFields` lets `checkSpec`, `cannotDelete`, `resourceKey`, `relations` and `placeOf`
+ * `BackendFactory.configFields` lets `checkSpec`, `cannotDelete`, `resourceKey`, `relations`, `conflictsAcross` and `placeOf`
  * run for the nodes of a Backend whose config has errors in other fields, given those fields alone: each
  * hook of a declaring backend runs on its samples, once with a config that records what is read of it,
  * once with the config cut down to the declared fields, which must answer as the whole config does.
@@ -116,6 +116,7 @@ describe('BackendFactory.configFields names every config field its checks read',
     factory.cannotDelete?.(spec, config),
     factory.resourceKey?.(spec, config),
     factory.relations?.([{ id: 'n', spec }], config, where),
+    factory.conflictsAcross?.([{ backend: 'b', config, nodes: [{ id: 'n', spec }] }], where),
     factory.placeOf?.(spec, config, where),
   ];
   const declaring = (builtinBackendFactories as readonly BackendFactory[]).filter((f) => f.configFields !== undefined);

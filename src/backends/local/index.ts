@@ -1,5 +1,5 @@
 import { isAbsolute, posix, resolve } from 'node:path';
-import type { BackendFactory, ImpliedDependency, ImpliedDependencyNode, InfraNodeSpec, NodeConflict, NodeRelations, SharedResource, SpecIssue } from '../../infra/index.ts';
+import type { BackendFactory, BackendNodes, ImpliedDependency, ImpliedDependencyNode, InfraNodeSpec, NodeConflict, NodeRelations, SharedResource, SpecIssue } from '../../infra/index.ts';
 import { hasReferences } from '../../runtime/index.ts';
 import type { NodeId } from '../../runtime/index.ts';
 import { LOCAL_KINDS, LocalBackend } from './backend.ts';
@@ -139,25 +139,46 @@ function linkLoops(links: ReadonlyMap<string, ManagedLink>): NodeConflict[] {
  * goals say so: `through`).
  */
 function filesInTheWay(known: readonly PathNode[]): NodeConflict[] {
-  const files = new Map<string, PathNode>();
-  for (const n of known) if (n.spec.type === 'local.file' && n.through !== undefined && !files.has(n.through.path)) files.set(n.through.path, n);
+  return filesInTheWayOf(known.map((n) => ({ n, at: n.through?.path })));
+}
+
+/**
+ * `filesInTheWay` across local backends whose roots are one inside the other (`out` and `./out/sub/`:
+ * `sub/ff` a file through the one, `ff/inner` through the other), each path resolved under its root.
+ */
+function filesInTheWayAcross(instances: readonly BackendNodes<LocalConfig>[], where: { readonly cwd: string }): NodeConflict[] {
+  const placed = instances.map(({ backend, config, nodes }) => ({ id: backend, root: rootOf(config, where.cwd), known: pathNodes(nodes, config, where).known }));
+  if (new Set(placed.map((p) => p.root)).size < 2) return [];
+  return filesInTheWayOf(placed.flatMap((backend) => backend.known.map((n) => ({ n, at: n.through === undefined ? undefined : posix.join(backend.root, n.through.path), backend }))));
+}
+
+/**
+ * A node whose path (`at`: where it leads, relative to the one root, or, with `backend`, absolute) lies
+ * inside that of a `local.file` node. With `backend`, only one of another root is counted (those of one
+ * root are `filesInTheWay`'s: `relations` gets them together), and both backends are named.
+ */
+function filesInTheWayOf(paths: readonly { readonly n: PathNode; readonly at: string | undefined; readonly backend?: { readonly id: string; readonly root: string } }[]): NodeConflict[] {
+  const files = new Map<string, (typeof paths)[number]>();
+  for (const p of paths) if (p.n.spec.type === 'local.file' && p.at !== undefined && !files.has(p.at)) files.set(p.at, p);
   const conflicts: NodeConflict[] = [];
   if (files.size === 0) return conflicts;
-  for (const n of known) {
-    const through = n.through;
-    if (through === undefined) continue;
-    for (let parent = posix.dirname(through.path); parent !== '.' && posix.dirname(parent) !== parent; parent = posix.dirname(parent)) {
+  for (const { n, at, backend } of paths) {
+    if (at === undefined) continue;
+    for (let parent = posix.dirname(at); parent !== '.' && posix.dirname(parent) !== parent; parent = posix.dirname(parent)) {
       const file = files.get(parent);
       if (file === undefined) continue;
-      const leads = through.via.length === 0 ? 'lies' : 'leads';
-      const as = file.path === parent ? '' : ` (path ${file.path})`;
-      conflicts.push({
-        node: n.id,
-        code: 'path-conflict',
-        message: `its path ${n.path} ${leads} inside ${parent}, which node "${file.id}" manages as a file${as}: ${parent} would have to be a directory; one of them must go`,
-        other: file.id,
-        path: ['path'],
-      });
+      if (backend === undefined || file.backend!.root !== backend.root) {
+        const leads = n.through!.via.length === 0 ? 'lies' : 'leads';
+        const as = file.n.path === parent ? '' : ` (path ${file.n.path})`;
+        const [by, fileBy] = backend === undefined ? ['', ''] : [` through backend "${backend.id}"`, ` through backend "${file.backend!.id}"`];
+        conflicts.push({
+          node: n.id,
+          code: 'path-conflict',
+          message: `its path ${n.path}${by} ${leads} inside ${parent}, which node "${file.n.id}" manages as a file${fileBy}${as}: ${parent} would have to be a directory; one of them must go`,
+          other: file.n.id,
+          path: ['path'],
+        });
+      }
       break;
     }
   }
@@ -239,9 +260,10 @@ export const localBackendFactory: BackendFactory<LocalConfig> = {
   namedResources: localNames,
   // What checkSpec and resourceKey read: they still run when another field of the spec has an error.
   specFields: ['path', 'target'],
-  // What checkSpec, relations and placeOf read of the config: they still run when another field of it has an error.
+  // What checkSpec, relations, conflictsAcross and placeOf read of the config: they still run when another field of it has an error.
   configFields: ['root'],
   relations: localRelations,
+  conflictsAcross: filesInTheWayAcross,
   // As ensureFile/ensureDirectory/ensureSymlink and observe.ts make them.
   outputs: { 'local.file': ['path', 'sha256'], 'local.directory': ['path'], 'local.symlink': ['path', 'target'] },
   description: 'Files, directories and symlinks under a root directory, with atomic writes and file watching.',
