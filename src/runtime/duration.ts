@@ -23,18 +23,23 @@ export function formatDuration(ms: number): string {
   return `${+(ms / 3_600_000).toFixed(1)}h`;
 }
 
+/** A zod schema for a duration string, yielding milliseconds; `zero`: whether `0s` is one (to a check of its own after). */
+function durationText(zero: boolean): z.ZodPipe<z.ZodString, z.ZodTransform<number, string>> {
+  return z
+    .string({ error: 'expected a duration such as "500ms", "30s" or "5m"' })
+    .meta({ pattern: DURATION_PATTERN })
+    .transform((s, ctx) => {
+      const ms = parseDuration(s);
+      if (ms === undefined || (ms <= 0 && !zero)) {
+        ctx.addIssue({ code: 'custom', message: `"${s}" is not a duration such as "500ms", "30s" or "5m"` });
+        return z.NEVER;
+      }
+      return ms;
+    });
+}
+
 /** A zod schema for a duration string, yielding milliseconds. */
-export const durationSchema = z
-  .string({ error: 'expected a duration such as "500ms", "30s" or "5m"' })
-  .meta({ pattern: DURATION_PATTERN })
-  .transform((s, ctx) => {
-    const ms = parseDuration(s);
-    if (ms === undefined || ms <= 0) {
-      ctx.addIssue({ code: 'custom', message: `"${s}" is not a duration such as "500ms", "30s" or "5m"` });
-      return z.NEVER;
-    }
-    return ms;
-  });
+export const durationSchema = durationText(false);
 
 /**
  * The shortest re-observe interval (`--interval`, a goal's or a node's `interval`): every node read
@@ -42,8 +47,8 @@ export const durationSchema = z
  */
 export const MIN_INTERVAL_MS = 100;
 
-/** A re-observe interval: a duration of at least `MIN_INTERVAL_MS`. */
-export const intervalSchema = durationSchema.refine((ms) => ms >= MIN_INTERVAL_MS, `an interval is at least ${MIN_INTERVAL_MS}ms ("500ms", "30s", "5m")`);
+/** A re-observe interval: a duration of at least `MIN_INTERVAL_MS` (`0s` too is told so). */
+export const intervalSchema = durationText(true).refine((ms) => ms >= MIN_INTERVAL_MS, `an interval is at least ${MIN_INTERVAL_MS}ms ("500ms", "30s", "5m")`);
 
 /** A duration string ("30s") or a whole number of milliseconds, yielding milliseconds: for config timeouts. */
 export const durationOrMsSchema = z

@@ -178,6 +178,8 @@ describe.concurrent('desiredstate CLI: invocations', () => {
     { name: 'an unknown command after options', args: ['--goals', 'goals', 'bogus'], stderr: /^desiredstate: unknown command "bogus"; run desiredstate --help\n$/ },
     { name: 'a bad option of the command after options', args: ['--state', 'x', 'plan', '--bogus'], stderr: /^desiredstate plan: unknown option --bogus\n$/ },
     { name: 'an --interval under 100ms', args: ['run', '--interval', '1ms'], stderr: /^desiredstate run: --interval is at least 100ms: every node read again sooner is a busy loop \(got "1ms"\)\n$/ },
+    // A duration all the same, too short as 99ms is: it was told it is no duration.
+    { name: 'an --interval of 0s', args: ['run', '--interval', '0s'], stderr: /^desiredstate run: --interval is at least 100ms: every node read again sooner is a busy loop \(got "0s"\)\n$/ },
     { name: 'an empty --node', args: ['drift', '--node', ''], stderr: /^desiredstate drift: --node takes a node id \(got an empty one\)\n$/ },
     // Parsing kept the last of a repeated option, dropping the others unsaid: `drift --node a --node b` listed b's alone.
     { name: 'a --node given twice', args: ['drift', '--node', 'f1', '--node', 'f2'], stderr: /^desiredstate drift: --node is given more than once \("f1", then "f2"\): it takes one value\n$/ },

@@ -186,4 +186,13 @@ describe('GoalCompiler: every problem at once', () => {
     expect(r.graph).toBeUndefined();
     expect(r.diagnostics.map((d) => d.code)).toEqual(codes);
   });
+
+  // A duration, too short as 99ms is: it was told "not a duration such as "500ms"".
+  it.each(['0s', '0ms', '99ms'])('an interval of %s is told it is at least 100ms', (interval) => {
+    const r = compile({ 'a.yaml': goal(`  interval: ${interval}\n  nodes:\n    - id: f\n      type: local.file\n      interval: ${interval}\n      spec: { path: f, content: "" }\n`) });
+    expect(r.diagnostics.map((d) => d.message)).toEqual([
+      'spec.interval: an interval is at least 100ms ("500ms", "30s", "5m")',
+      'spec.nodes[0].interval: an interval is at least 100ms ("500ms", "30s", "5m")',
+    ]);
+  });
 });

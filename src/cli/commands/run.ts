@@ -74,7 +74,7 @@ function aborted(signal: AbortSignal): Promise<void> {
 
 async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, onHup: (reload: () => void) => void): Promise<number> {
   const intervalMs = options.interval === undefined ? DEFAULT_INTERVAL_MS : parseDuration(options.interval);
-  if (intervalMs === undefined || intervalMs <= 0) throw new UsageError(`--interval takes a duration such as 500ms, 30s or 5m (got "${options.interval}")`);
+  if (intervalMs === undefined) throw new UsageError(`--interval takes a duration such as 500ms, 30s or 5m (got "${options.interval}")`);
   if (intervalMs < MIN_INTERVAL_MS) throw new UsageError(`--interval is at least ${MIN_INTERVAL_MS}ms: every node read again sooner is a busy loop (got "${options.interval}")`);
   const listenText = options.listen ?? '127.0.0.1:7474';
   const listen = parseListen(listenText);
