@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, closeSync, constants as fsConstants, existsSync, fchmodSync, fchownSync, fstatSync, lchownSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, renameSync, statfsSync, watch, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, constants as fsConstants, existsSync, fchmodSync, fchownSync, fstatSync, lchownSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, renameSync, statfsSync, statSync, watch, writeFileSync } from 'node:fs';
 import type { FSWatcher, Stats } from 'node:fs';
 import { access, constants, lstat, mkdir, open, readdir, readFile, readlink, rename, rmdir, stat, symlink, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, normalize, parse, sep } from 'node:path';
@@ -1222,13 +1222,34 @@ export async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** One directory watch (not recursive). Throws synchronously (ENOENT …) when the directory cannot be watched. */
+/** The directory a path leads to (through symlinks, as a watch follows them): a directory made again there is another. */
+export interface DirectoryIdentity {
+  readonly dev: number;
+  readonly ino: number;
+}
+
+/**
+ * One directory watch (not recursive), and the directory it watches, taken just before the watch is
+ * added: the watch may only reach one made there later, never an older one. Throws synchronously
+ * (ENOENT …) when the directory cannot be watched.
+ */
 export function watchDirectory(
   dir: string,
   onEvent: (event: 'rename' | 'change', filename: string | null) => void,
   onError: (err: unknown) => void,
-): { close(): void } {
+): { close(): void; readonly at: DirectoryIdentity } {
+  const st = statSync(dir);
   const watcher: FSWatcher = watch(dir, { persistent: true, encoding: 'utf8' }, (event, filename) => onEvent(event, filename));
   watcher.on('error', onError);
-  return { close: () => watcher.close() };
+  return { close: () => watcher.close(), at: { dev: st.dev, ino: st.ino } };
+}
+
+/** The directory `dir` leads to now, as `watchDirectory` takes it; undefined when nothing is there. */
+export async function directoryIdentity(dir: string): Promise<DirectoryIdentity | undefined> {
+  try {
+    const st = await stat(dir);
+    return { dev: st.dev, ino: st.ino };
+  } catch {
+    return undefined;
+  }
 }

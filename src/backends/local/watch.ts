@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import type { ChangeListener } from '../../infra/index.ts';
 import type { NodeId } from '../../runtime/index.ts';
 import { errorMessage } from '../../runtime/index.ts';
-import { exists, watchDirectory } from './client.ts';
+import { directoryIdentity, watchDirectory } from './client.ts';
+import type { DirectoryIdentity } from './client.ts';
 import { addId, removeId } from './id-lists.ts';
 
 /** A managed path and the node that manages it. */
@@ -29,12 +30,14 @@ function isBelow(ancestor: string, p: string): boolean {
  * Watches the parent directories of managed paths, one non-recursive watcher
  * per directory. A parent that does not exist yet is covered by a watcher on
  * its nearest existing ancestor, re-armed when that ancestor changes; a
- * watched directory that disappears is noticed and covered the same way.
+ * watched directory that disappears is noticed and covered the same way,
+ * and one replaced (made again, moved away, swapped for a symlink) is watched
+ * anew: a watcher stays with the directory it was added on, not its path.
  * Events are mapped back to node ids and reported in batches.
  */
 export class DirectoryWatch {
   private readonly byParent = new Map<string, Map<string, NodeId[]>>();
-  private readonly watchers = new Map<string, { close(): void }>();
+  private readonly watchers = new Map<string, { close(): void; readonly at: DirectoryIdentity }>();
   private readonly changed = new Set<NodeId>();
   /** Where each node given to `follow` leads now. */
   private readonly followed = new Map<NodeId, string>();
@@ -43,6 +46,8 @@ export class DirectoryWatch {
   private readonly debounceMs: number;
   private timer: NodeJS.Timeout | undefined;
   private rearm = false;
+  /** Watched directories whose own watcher told of them renamed or removed: watched anew at the next flush. */
+  private readonly suspects = new Set<string>();
   private stopped = false;
 
   constructor(options: WatchOptions) {
@@ -130,6 +135,10 @@ export class DirectoryWatch {
 
   private event(dir: string, event: 'rename' | 'change', filename: string | null): void {
     if (this.stopped) return;
+    // The watched directory itself went: its watcher names it by its own name (a file of that name in it
+    // is taken so too; it costs a watch renewed and the directory's nodes looked at). Made again at once,
+    // as the daemon does when its removal is reported, it is there when `flush` looks, watched by nothing.
+    if (event === 'rename' && filename === basename(dir)) this.suspects.add(dir);
     const entries = this.byParent.get(dir);
     if (entries !== undefined) {
       if (filename === null) for (const ids of entries.values()) for (const id of ids) this.changed.add(id);
@@ -156,7 +165,7 @@ export class DirectoryWatch {
   }
 
   private schedule(): void {
-    if (this.timer !== undefined || (this.changed.size === 0 && !this.rearm)) return;
+    if (this.timer !== undefined || (this.changed.size === 0 && !this.rearm && this.suspects.size === 0)) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       void this.flush();
@@ -164,19 +173,33 @@ export class DirectoryWatch {
   }
 
   private async flush(): Promise<void> {
-    if (this.rearm) {
+    if (this.rearm || this.suspects.size > 0) {
+      // A deleted directory's watcher goes quiet rather than failing, and one replaced keeps watching the
+      // old directory: find those and cover their paths again.
+      const suspects = new Set(this.suspects);
+      const dirs = this.rearm ? [...this.watchers.keys()] : [...suspects];
       this.rearm = false;
-      // A deleted directory's watcher goes quiet rather than failing: find those and cover them again.
-      const dirs = [...this.watchers.keys()];
-      const alive = await Promise.all(dirs.map((d) => exists(d)));
+      this.suspects.clear();
+      const armed = dirs.map((d) => this.watchers.get(d));
+      const now = await Promise.all(dirs.map((d) => directoryIdentity(d)));
       if (this.stopped) return;
+      const replaced: { close(): void }[] = [];
       dirs.forEach((d, i) => {
-        if (alive[i] === true) return;
-        this.watchers.get(d)?.close();
+        const w = armed[i];
+        const at = now[i];
+        // Gone already, or armed again meanwhile (`follow`): that watcher is a new one.
+        if (w === undefined || this.watchers.get(d) !== w) return;
+        // One whose watcher told of it gone is watched anew even found the same: a directory made again
+        // at once may be given the removed one's inode (ext4 does).
+        if (!suspects.has(d) && at !== undefined && at.dev === w.at.dev && at.ino === w.at.ino) return;
+        replaced.push(w);
         this.watchers.delete(d);
         for (const ids of this.byParent.get(d)?.values() ?? []) for (const id of ids) this.changed.add(id);
       });
       this.arm();
+      // Closed once the new watchers are added: one on the same directory shares its inotify watch,
+      // which stays, so an event in between is not lost.
+      for (const w of replaced) w.close();
     }
     if (this.stopped || this.changed.size === 0) return;
     const ids = [...this.changed];

@@ -1,3 +1,4 @@
+import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -108,6 +109,88 @@ describe('local backend watch', () => {
     const edited = w.next('file');
     await writeFile(join(sb.root, 'conf/a.txt'), 'by hand');
     await edited;
+  });
+
+  // A file's parent that is no node of the goals: nothing reports the directory's own return but the
+  // watch that covers its path. Made again aside and renamed in, it is there whole when the watch looks.
+  it.each([
+    { name: 'its parent', path: 'd/f.txt', top: 'd' },
+    { name: 'the directory above its parent', path: 'a/b/f.txt', top: 'a' },
+  ])('notices edits in a file whose directory was removed with $name and made again', async ({ path, top }) => {
+    const node = fileNode('f', path, 'x');
+    await sb.backend.create(node, opCtx());
+    const w = watchFor([node]);
+    const gone = w.next('f');
+    await rm(join(sb.root, top), { recursive: true });
+    await gone;
+    const rearmed = w.next('f');
+    await mkdir(join(sb.root, `new/${path}`, '..'), { recursive: true });
+    await writeFile(join(sb.root, `new/${path}`), 'x');
+    await rename(join(sb.root, `new/${top}`), join(sb.root, top));
+    await rearmed;
+    const edited = w.next('f');
+    await writeFile(join(sb.root, path), 'by hand');
+    await edited;
+  });
+
+  // Removed and made again before the watch looks, as the daemon may make it once the removal is reported:
+  // the path is there, but the watcher is the removed directory's.
+  it.each([
+    { name: 'made again', replace: (root: string) => mkdirSync(join(root, 'd')) },
+    { name: 'swapped for a symlink to a directory in the root', replace: (root: string) => symlinkSync('e', join(root, 'd')) },
+  ])('notices edits in a file whose directory was removed and at once $name', async ({ replace }) => {
+    const node = fileNode('f', 'd/f.txt', 'x');
+    await sb.backend.create(node, opCtx());
+    await sb.backend.create(fileNode('e', 'e/f.txt', 'x'), opCtx());
+    const w = watchFor([node]);
+    const replaced = w.next('f');
+    rmSync(join(sb.root, 'd'), { recursive: true });
+    replace(sb.root);
+    await replaced;
+    const edited = w.next('f');
+    writeFileSync(join(sb.root, 'd/f.txt'), 'by hand');
+    await edited;
+  });
+
+  // Watched through the link, as any directory on a node's path is: what the report leads to is an
+  // observation, which refuses the path (it leaves the root through a symlink made by hand) and reads nothing there.
+  it('reports a file whose directory was swapped for a symlink out of the root, and observing it reads nothing there', async () => {
+    const node = fileNode('f', 'd/f.txt', 'x');
+    await sb.backend.create(node, opCtx());
+    mkdirSync(sb.outside);
+    writeFileSync(join(sb.outside, 'f.txt'), 'outside');
+    const w = watchFor([node]);
+    const replaced = w.next('f');
+    rmSync(join(sb.root, 'd'), { recursive: true });
+    symlinkSync(sb.outside, join(sb.root, 'd'));
+    await replaced;
+    const edited = w.next('f');
+    writeFileSync(join(sb.outside, 'f.txt'), 'outside, edited');
+    await edited;
+    expect((await sb.backend.observe([node], opCtx())).get('f')).toMatchObject({ status: 'failed', fault: { code: 'path-changed' } });
+  });
+
+  it('notices edits in a file whose directory was moved away and another put in its place', async () => {
+    const node = fileNode('f', 'd/f.txt', 'x');
+    await sb.backend.create(node, opCtx());
+    const w = watchFor([node]);
+    const replaced = w.next('f');
+    renameSync(join(sb.root, 'd'), join(sb.root, 'old'));
+    mkdirSync(join(sb.root, 'd'));
+    await replaced;
+    const edited = w.next('f');
+    writeFileSync(join(sb.root, 'd/f.txt'), 'by hand');
+    await edited;
+    // The old directory is watched no more.
+    const mark = w.reports.length;
+    const other = fileNode('g', 'g.txt', 'x');
+    await sb.backend.create(other, opCtx());
+    const w2 = watchFor([other]);
+    const otherEdited = w2.next('g');
+    writeFileSync(join(sb.root, 'old/f.txt'), 'by hand');
+    writeFileSync(join(sb.root, 'g.txt'), 'by hand');
+    await otherEdited;
+    expect(w.reports.slice(mark).flat()).not.toContain('f');
   });
 
   // The daemon watches the goals' nodes as written (`${nodes.p.outputs.dir}/f`, `$${f}`) and observes each
