@@ -307,7 +307,8 @@ export class LocalBackend implements InfraBackend {
   }
 
   /**
-   * Watches the parent directories of the nodes' paths; reports changed node ids in batches (~50 ms).
+   * Watches the parent directories of the nodes' paths, and those between them and the root; reports
+   * changed node ids in batches (~50 ms).
    * The nodes are the goals' (`InfraBackend.watch`): what `FileClaims` compares each observation with.
    * A path with a `${nodes…}` reference leads where it resolves to, known when the node is observed
    * (`FileClaims` tells the watch); one with only `$${` escapes is the literal path it stands for.
@@ -333,7 +334,7 @@ export class LocalBackend implements InfraBackend {
         // A path that escapes the root is refused by every operation; there is nothing to watch.
       }
     }
-    const w = new DirectoryWatch({ paths: watched, onChange, log });
+    const w = new DirectoryWatch({ root: this.root, paths: watched, onChange, log });
     const untrack = this.claims.track(tracked, onChange, (id, rel) => w.follow(id, join(this.root, rel)));
     const stop = (): void => {
       w.stop();

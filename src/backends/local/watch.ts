@@ -15,6 +15,8 @@ export interface WatchedPath {
 }
 
 export interface WatchOptions {
+  /** The backend's root: every path is below it, and each directory between the two is watched too. */
+  readonly root: string;
   readonly paths: readonly WatchedPath[];
   readonly onChange: ChangeListener;
   readonly log: Logger;
@@ -33,7 +35,9 @@ function isBelow(ancestor: string, p: string): boolean {
  * watched directory that disappears is noticed and covered the same way,
  * and one replaced (made again, moved away, swapped for a symlink) is watched
  * anew: a watcher stays with the directory it was added on, not its path.
- * Events are mapped back to node ids and reported in batches.
+ * The directories between the root and each parent are watched as well, for
+ * one of them moved away takes the watched directories below with it, telling
+ * their watchers nothing. Events are mapped back to node ids and reported in batches.
  */
 export class DirectoryWatch {
   private readonly byParent = new Map<string, Map<string, NodeId[]>>();
@@ -41,6 +45,7 @@ export class DirectoryWatch {
   private readonly changed = new Set<NodeId>();
   /** Where each node given to `follow` leads now. */
   private readonly followed = new Map<NodeId, string>();
+  private readonly root: string;
   private readonly onChange: ChangeListener;
   private readonly log: Logger;
   private readonly debounceMs: number;
@@ -51,6 +56,7 @@ export class DirectoryWatch {
   private stopped = false;
 
   constructor(options: WatchOptions) {
+    this.root = options.root;
     this.onChange = options.onChange;
     this.log = options.log;
     this.debounceMs = options.debounceMs ?? 50;
@@ -110,12 +116,12 @@ export class DirectoryWatch {
     for (const dir of this.byParent.keys()) this.armDir(dir);
   }
 
-  /** Watches `dir`, or, missing, its nearest existing ancestor. */
+  /** Watches `dir`, or, missing, its nearest existing ancestor; and the directories above it up to the root. */
   private armDir(dir: string): void {
-    if (this.watchers.has(dir)) return;
+    let covered = false;
     for (let d = dir; ; d = dirname(d)) {
-      if (this.watchers.has(d) || this.tryWatch(d)) break;
-      if (dirname(d) === d) break;
+      if (this.watchers.has(d) || this.tryWatch(d)) covered = true;
+      if (dirname(d) === d || (covered && !isBelow(this.root, d))) break;
     }
   }
 

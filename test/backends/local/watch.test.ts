@@ -193,6 +193,24 @@ describe('local backend watch', () => {
     expect(w.reports.slice(mark).flat()).not.toContain('f');
   });
 
+  // Moved away, a directory above the file's parent takes the watched parent with it: only a watch on the
+  // directory it was in tells of it.
+  it('notices edits in a file once the directory above its parent was moved away and the two made again', async () => {
+    const node = fileNode('f', 'a/b/f.txt', 'x');
+    await sb.backend.create(node, opCtx());
+    const w = watchFor([node]);
+    const moved = w.next('f');
+    await rename(join(sb.root, 'a'), join(sb.root, 'old'));
+    await moved;
+    const rearmed = w.next('f');
+    await mkdir(join(sb.root, 'new/a/b'), { recursive: true });
+    await rename(join(sb.root, 'new/a'), join(sb.root, 'a'));
+    await rearmed;
+    const edited = w.next('f');
+    await writeFile(join(sb.root, 'a/b/f.txt'), 'by hand');
+    await edited;
+  });
+
   // The daemon watches the goals' nodes as written (`${nodes.p.outputs.dir}/f`, `$${f}`) and observes each
   // as resolved: the watch must wait on the file a template node reaches, not on its text.
   it('notices a hand edit of the file a node whose path is an escaped "${" reaches, as watched', async () => {
