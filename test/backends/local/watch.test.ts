@@ -113,15 +113,19 @@ describe('local backend watch', () => {
 
   // A file's parent that is no node of the goals: nothing reports the directory's own return but the
   // watch that covers its path. Made again aside and renamed in, it is there whole when the watch looks.
+  // Moved away, a directory above the parent takes the watched parent with it, telling its watcher nothing.
+  const removed = (top: string) => rm(join(sb.root, top), { recursive: true });
+  const movedAway = (top: string) => rename(join(sb.root, top), join(sb.root, 'old'));
   it.each([
-    { name: 'its parent', path: 'd/f.txt', top: 'd' },
-    { name: 'the directory above its parent', path: 'a/b/f.txt', top: 'a' },
-  ])('notices edits in a file whose directory was removed with $name and made again', async ({ path, top }) => {
+    { name: 'removed with its parent', path: 'd/f.txt', top: 'd', go: removed },
+    { name: 'removed with the directory above its parent', path: 'a/b/f.txt', top: 'a', go: removed },
+    { name: 'moved away with the directory above its parent', path: 'a/b/f.txt', top: 'a', go: movedAway },
+  ])('notices edits in a file whose directory was $name and made again', async ({ path, top, go }) => {
     const node = fileNode('f', path, 'x');
     await sb.backend.create(node, opCtx());
     const w = watchFor([node]);
     const gone = w.next('f');
-    await rm(join(sb.root, top), { recursive: true });
+    await go(top);
     await gone;
     const rearmed = w.next('f');
     await mkdir(join(sb.root, `new/${path}`, '..'), { recursive: true });
@@ -191,24 +195,6 @@ describe('local backend watch', () => {
     writeFileSync(join(sb.root, 'g.txt'), 'by hand');
     await otherEdited;
     expect(w.reports.slice(mark).flat()).not.toContain('f');
-  });
-
-  // Moved away, a directory above the file's parent takes the watched parent with it: only a watch on the
-  // directory it was in tells of it.
-  it('notices edits in a file once the directory above its parent was moved away and the two made again', async () => {
-    const node = fileNode('f', 'a/b/f.txt', 'x');
-    await sb.backend.create(node, opCtx());
-    const w = watchFor([node]);
-    const moved = w.next('f');
-    await rename(join(sb.root, 'a'), join(sb.root, 'old'));
-    await moved;
-    const rearmed = w.next('f');
-    await mkdir(join(sb.root, 'new/a/b'), { recursive: true });
-    await rename(join(sb.root, 'new/a'), join(sb.root, 'a'));
-    await rearmed;
-    const edited = w.next('f');
-    await writeFile(join(sb.root, 'a/b/f.txt'), 'by hand');
-    await edited;
   });
 
   // The daemon watches the goals' nodes as written (`${nodes.p.outputs.dir}/f`, `$${f}`) and observes each
