@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { resolveSecret } from '../../infra/index.ts';
+import { resolveSecret, secretUnavailableFault } from '../../infra/index.ts';
 import { fault, FaultError, MAX_TIMER_MS, systemClock } from '../../runtime/index.ts';
 import type { PostgresConfig } from './config.ts';
 import { classifyPgError, isSocketHost, serverAddress, sqlState } from './faults.ts';
@@ -255,10 +255,10 @@ export class PgClient {
       this.pools.set(database, existing);
       return this.use(existing);
     }
-    const { Pool } = await loadPg();
+    const { Pool, Client } = await loadPg();
     const again = this.pools.get(database);
     if (again !== undefined) return this.use(again);
-    const pool = new Pool({ ...this.clientConfig(database), max: this.config.poolSize, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
+    const pool = new Pool({ ...this.clientConfig(database), Client: closedOnFailedConnect(Client), max: this.config.poolSize, idleTimeoutMillis: 30_000, allowExitOnIdle: true });
     // Every client listens for errors its whole life. The pool's own listener is off while a client is
     // checked out, and ours (runOn) is on only once our code runs: a server shutting down (57P01) in
     // the very packet that made a new connection ready is parsed before then, and an 'error' event
@@ -301,15 +301,14 @@ export class PgClient {
   }
 
   private clientConfig(database: string): pg.PoolConfig {
-    const ref = this.config.password;
     return {
       ...this.tlsOption(),
       host: this.config.host,
       port: this.config.port,
       user: this.config.user,
       database,
-      // Resolved at each new connection, never kept by us.
-      ...(ref === undefined ? {} : { password: () => resolveSecret(ref, { env: this.env, cwd: this.cwd }) }),
+      // Asked for only when the server asks for a password; resolved at each new connection, never kept by us.
+      password: () => this.password(),
       connectionTimeoutMillis: this.config.connectTimeout,
       // The server ends a statement stuck behind another session's lock, or running on: a one-shot apply
       // waited for ever behind an open ALTER ROLE, and its statement stayed waiting after it was killed.
@@ -323,6 +322,29 @@ export class PgClient {
       // A commit lost in a server crash is found absent by the next observe and made again.
       ...(this.config.synchronousCommit ? {} : { options: '-c synchronous_commit=off' }),
     };
+  }
+
+  /**
+   * The password the server asks for, or a fault saying why there is none. Left to pg, a missing one
+   * failed in its SCRAM step ("client password must be a string"), a connection fault retried for ever.
+   */
+  private async password(): Promise<string> {
+    const ref = this.config.password;
+    if (ref === undefined) {
+      throw new FaultError(
+        fault('auth', `the PostgreSQL server at ${this.address} asks for a password for user "${this.config.user}", and the backend's config gives none`, {
+          code: 'no-password',
+          hint: 'set config.password to a secret reference ({ fromEnv: NAME } or { fromFile: PATH }), or let the server trust this user without one (pg_hba.conf)',
+        }),
+      );
+    }
+    try {
+      return await resolveSecret(ref, { env: this.env, cwd: this.cwd });
+    } catch (err) {
+      const unavailable = secretUnavailableFault(err);
+      if (unavailable === undefined) throw err;
+      throw new FaultError({ ...unavailable, message: `the password for the PostgreSQL server at ${this.address} (config.password): ${unavailable.message}` }, { cause: err });
+    }
   }
 
   /** `sslRootCert`'s certificate authorities, read at each new pool (a renewed file is picked up). */
@@ -366,6 +388,32 @@ export class PgClient {
         return this.config.sslmode satisfies never;
     }
   }
+}
+
+/**
+ * pg's Client, its socket closed when connecting fails on our side. A password that cannot be given
+ * (the `password` callback or the SCRAM step throwing) only fails the connect callback: the socket
+ * stayed open, half logged in, and pg-pool dropped the client without ending it, until the server's
+ * authentication_timeout (60 s) closed it; a one-shot command waited that long to exit, and the
+ * daemon held one such connection per attempt.
+ */
+function closedOnFailedConnect(Client: typeof pg.Client): typeof pg.Client {
+  return class extends Client {
+    override connect(): Promise<pg.Client>;
+    override connect(callback: (err: Error | null, client?: pg.Client) => void): void;
+    override connect(callback?: (err: Error | null, client?: pg.Client) => void): Promise<pg.Client> | void {
+      if (callback === undefined) {
+        return super.connect().catch((err: unknown) => {
+          this.connection.stream.destroy();
+          throw err;
+        });
+      }
+      super.connect((err: Error | null, client?: pg.Client) => {
+        if (err !== null) this.connection.stream.destroy();
+        callback(err, client);
+      });
+    }
+  };
 }
 
 /** Whether a failed query may have left the connection unusable (anything but an ordinary server error). */

@@ -59,6 +59,20 @@ async function waitForSession(where: string, what: string): Promise<void> {
   throw new Error(`no session of the backend's ${what} within 10 s`);
 }
 
+/**
+ * Polls pg_stat_activity until no session is still logging in (state 'starting'); fails after 10 s. A
+ * connection given up during its login and left open stays so until the server's authentication_timeout
+ * (60 s): a one-shot command waited that long to exit.
+ */
+async function waitForNoLoginInProgress(): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const rows = await server.sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND state = 'starting'");
+    if (rows.length === 0) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error('a connection still logging in after 10 s: given up by the backend, and left open');
+}
+
 async function observeFault(b: PostgresBackend): Promise<Fault> {
   const obs = (await b.observe([role], opContext(captureLogger().log))).get(role.id);
   expect(obs?.status).toBe('failed');
@@ -73,6 +87,21 @@ describe('faults of a server that answers but refuses', () => {
     expect(f).toMatchObject({ class: 'auth', code: '28P01' });
     expect(f.message).toBe(`the PostgreSQL server at ${address()}: password authentication failed for user "postgres"`);
     expect(JSON.stringify(f)).not.toContain('not-the-password');
+  });
+
+  it('a password secret that cannot be read: a permanent fault naming the reference, and the connection is closed at once', async () => {
+    const f = await observeFault(backend({ password: { fromEnv: 'SF_NOPE_SECRET_ENV' } }, {}));
+    expect(f).toMatchObject({ class: 'permanent', code: 'DS_SECRET_UNAVAILABLE' });
+    expect(f.message).toBe(`the password for the PostgreSQL server at ${address()} (config.password): secret environment variable SF_NOPE_SECRET_ENV is not set`);
+    await waitForNoLoginInProgress();
+  });
+
+  it('a server that asks for a password the backend is not given: an auth fault saying so, and the connection is closed at once', async () => {
+    const f = await observeFault(backend({ password: undefined }, {}));
+    expect(f).toMatchObject({ class: 'auth', code: 'no-password' });
+    expect(f.message).toBe(`the PostgreSQL server at ${address()} asks for a password for user "postgres", and the backend's config gives none`);
+    expect(f.hint).toContain('config.password');
+    await waitForNoLoginInProgress();
   });
 
   it('a role that does not exist: an auth fault naming the server', async () => {
