@@ -1,4 +1,5 @@
 import { mkdirSync, statSync } from 'node:fs';
+import { access, constants, lstat, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
 /**
@@ -35,4 +36,29 @@ export function makeDirectories(dir: string, mode?: number): void {
 
 function notADirectory(path: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${path}'`), { code: 'ENOTDIR', errno: -20, syscall: 'mkdir', path });
+}
+
+/**
+ * Whether `dir` (or, when missing, its nearest existing ancestor) is writable: where `makeDirectories`
+ * can make it and files can be written in it (a backend's root, its health). Followed through symlinks
+ * (stat, not lstat): a root such as /srv -> /data/srv is written through, so it is healthy.
+ */
+export async function writableOrCreatable(dir: string): Promise<{ ok: true } | { ok: false; message: string }> {
+  let current = dir;
+  for (;;) {
+    try {
+      const st = await stat(current);
+      if (!st.isDirectory()) return { ok: false, message: `${current} is not a directory` };
+      await access(current, constants.W_OK);
+      return { ok: true };
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT') return { ok: false, message: `${current} is not writable: ${code ?? String(err)}` };
+      // A dangling link is there all the same: nothing can be created in its place.
+      if (await lstat(current).then(() => true, () => false)) return { ok: false, message: `${current} is a symlink to nothing` };
+      const parent = dirname(current);
+      if (parent === current) return { ok: false, message: `no existing ancestor of ${dir}` };
+      current = parent;
+    }
+  }
 }

@@ -11,7 +11,7 @@ import type {
   LocalFileSpec,
   LocalSymlinkSpec,
 } from '../../infra/index.ts';
-import { FaultError, Pacer, assertNever, fault, flushMicrotasks, forEachLimit, holdsNodeReference, mapLimit, shownTemplate, sha256, toFault } from '../../runtime/index.ts';
+import { FaultError, Pacer, assertNever, fault, flushMicrotasks, forEachLimit, holdsNodeReference, mapLimit, shownTemplate, sha256, toFault, writableOrCreatable } from '../../runtime/index.ts';
 import type { Fault, FieldDiff, NodeId, Observation, ObservationMemo, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import type { AccountTable } from './accounts.ts';
 import { lookupId } from './accounts.ts';
@@ -31,7 +31,6 @@ import {
   removeEntry,
   setAttributes,
   stageFile,
-  writableOrCreatable,
   writeFileAtomic,
   writeSymlinkAtomic,
 } from './client.ts';

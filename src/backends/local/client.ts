@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, closeSync, constants as fsConstants, existsSync, fchmodSync, fchownSync, fstatSync, lchownSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, renameSync, statfsSync, statSync, watch, writeFileSync } from 'node:fs';
 import type { FSWatcher, Stats } from 'node:fs';
-import { access, constants, lstat, mkdir, open, readdir, readFile, readlink, rename, rmdir, stat, symlink, unlink } from 'node:fs/promises';
+import { constants, lstat, mkdir, open, readdir, readFile, readlink, rename, rmdir, stat, symlink, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, normalize, parse, sep } from 'node:path';
 import { FaultError, fault, forEachLimit, makeDirectories, once, processStat, removeQuietly, runsAsStarted, sha256 } from '../../runtime/index.ts';
 import type { ObservationMemo } from '../../runtime/index.ts';
@@ -1187,30 +1187,6 @@ export async function readAccounts(): Promise<{ users: AccountTable; groups: Acc
   };
   const [users, groups] = await Promise.all([load('/etc/passwd'), load('/etc/group')]);
   return { users, groups };
-}
-
-/**
- * Whether `dir` (or, when missing, its nearest existing ancestor) is writable. Followed through
- * symlinks (stat, not lstat): a root such as /srv -> /data/srv is written through, so it is healthy.
- */
-export async function writableOrCreatable(dir: string): Promise<{ ok: true } | { ok: false; message: string }> {
-  let current = dir;
-  for (;;) {
-    try {
-      const st = await stat(current);
-      if (!st.isDirectory()) return { ok: false, message: `${current} is not a directory` };
-      await access(current, constants.W_OK);
-      return { ok: true };
-    } catch (err) {
-      const code = errnoOf(err);
-      if (code !== 'ENOENT') return { ok: false, message: `${current} is not writable: ${code ?? String(err)}` };
-      // A dangling link is there all the same: nothing can be created in its place.
-      if (await exists(current)) return { ok: false, message: `${current} is a symlink to nothing` };
-      const parent = dirname(current);
-      if (parent === current) return { ok: false, message: `no existing ancestor of ${dir}` };
-      current = parent;
-    }
-  }
 }
 
 export async function exists(path: string): Promise<boolean> {

@@ -2,7 +2,7 @@ import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { requestLine, runProcess } from '../../infra/index.ts';
 import type { ExecRequest, ProcessOutcome } from '../../infra/index.ts';
-import { artifactHash, makeDirectories, replaceFile } from '../../runtime/index.ts';
+import { artifactHash, fault, FaultError, makeDirectories, replaceFile } from '../../runtime/index.ts';
 import type { ScriptVerb } from './gate.ts';
 
 /** Where scripts are kept and how they run. */
@@ -48,13 +48,13 @@ export class ScriptClient {
   }
 
   /**
-   * Runs one verb; never rejects. Leased as exec commands are: a create left running by a daemon
+   * Runs one verb; rejects only when its working directory cannot be made (`makeRoot`). Leased as exec commands are: a create left running by a daemon
    * killed -9 is waited for (or killed at its timeout) by the next `run` or `apply` before the node is
    * observed, never observed absent and started again beside itself.
    */
   run(hash: string, content: string, verb: ScriptVerb, request: ExecRequest, signal: AbortSignal): Promise<ProcessOutcome> {
     const path = this.materialize(hash, content);
-    makeDirectories(this.options.root);
+    this.makeRoot();
     return runProcess({
       argv: [path, verb],
       cwd: this.options.root,
@@ -65,5 +65,22 @@ export class ScriptClient {
       signal,
       lease: { dir: this.options.leaseDir, node: request.id, operation: verb },
     });
+  }
+
+  /** The scripts' working directory, made if missing; one that cannot be (a file there, no permission) is said as the config's, never an `unknown` mkdir error. */
+  private makeRoot(): void {
+    const { root } = this.options;
+    try {
+      makeDirectories(root);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new FaultError(
+        fault(code === 'EACCES' || code === 'EPERM' ? 'auth' : 'permanent', `the scripts' working directory ${root} (config.root) cannot be made: ${code ?? String(err)}`, {
+          ...(code === undefined ? {} : { code }),
+          hint: 'set config.root to a directory the daemon may write in, or to a path where one can be made (a file or a missing permission on the way is in the way)',
+        }),
+        { cause: err },
+      );
+    }
   }
 }

@@ -33,7 +33,7 @@ import type {
   ScriptStanding,
   SpecIssue,
 } from '../../infra/index.ts';
-import { artifactHash, assertNever, fault, FaultError, isWholeReference, KeyedSerializer, sha256, SqliteStateStore, stableStringify, withoutIgnored } from '../../runtime/index.ts';
+import { artifactHash, assertNever, fault, FaultError, isWholeReference, KeyedSerializer, sha256, SqliteStateStore, stableStringify, withoutIgnored, writableOrCreatable } from '../../runtime/index.ts';
 import type { ArtifactLedger, ArtifactRecord, ArtifactUse, Fault, Observation, OperationContext, Outputs, ProvisionResult } from '../../runtime/index.ts';
 import { ScriptClient } from './client.ts';
 import { scriptConfigSchema } from './config.ts';
@@ -210,6 +210,9 @@ export class ScriptProvisioner implements ResourceProvisioner {
   }
 
   async health(ctx: { signal: AbortSignal }): Promise<BackendHealth> {
+    // Every script runs in the root: one that cannot be made or written in (a file there) fails them all.
+    const root = await writableOrCreatable(this.root);
+    if (!root.ok) return { status: 'unhealthy', message: root.message };
     const generator = this.config.generator;
     switch (generator.type) {
       case 'command': {

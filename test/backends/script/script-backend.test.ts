@@ -553,6 +553,20 @@ describe.skipIf(!hasJq)('the built-in templates', () => {
     expect(readFileSync(join(p.dir, 'root/real/motd'), 'utf8')).toBe('y');
   });
 
+  // Called healthy, then every run failed with "unknown: ENOTDIR: not a directory, mkdir …".
+  it('a root that is a regular file: unhealthy, as a local backend\'s; a run is a permanent fault naming config.root', async () => {
+    const p = project();
+    const rootFile = p.file('rootfile', 'not a directory\n');
+    const b = p.backend({ root: 'rootfile' });
+    expect(await b.health!({ signal: new AbortController().signal, log: opContext().log })).toEqual({ status: 'unhealthy', message: `${rootFile} is not a directory` });
+    const n = node('motd', FILE_INPUT);
+    await approvedScript(p, b, n);
+    const r = await b.create(n, opContext());
+    expect(faultOf(r)).toMatchObject({ class: 'permanent', code: 'ENOTDIR', message: `the scripts' working directory ${rootFile} (config.root) cannot be made: ENOTDIR` });
+    expect((r as { fault: Fault }).fault.hint).toContain('config.root');
+    expect(readFileSync(rootFile, 'utf8')).toBe('not a directory\n');
+  });
+
   it('a hand-edited script file is replaced before it runs, never run', async () => {
     const p = project();
     const b = p.backend();
