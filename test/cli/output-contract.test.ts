@@ -1,4 +1,6 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyWithEdits, cli, oneFileGoal, stateRows, tempProject } from '../support/cli.ts';
@@ -54,6 +56,63 @@ describe('plan and apply --format json keep the goal warnings', () => {
     } finally {
       rmSync(q.dir, { recursive: true, force: true });
     }
+  });
+});
+
+// The README has `diagnostics` as validate's, warnings included: backends kept only the errors, in both formats.
+describe('backends keeps the goal warnings', () => {
+  const p = tempProject('ds-out-backends-warnings-');
+  afterAll(() => rmSync(p.dir, { recursive: true, force: true }));
+  p.write('policy.yaml', 'apiVersion: desiredstate/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  blockAt: high\n  requiredLabels:\n    - key: team\n      severity: { default: low }\n');
+  p.write('app.yaml', oneFileGoal(p.root, 'v1\n'));
+  const env = { DESIREDSTATE_GOAL_CACHE: 'off' };
+
+  it('json: in the document; a warning alone exits 0', async () => {
+    const r = await cli(['backends', '--format', 'json', ...p.args], { env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(doc(r.stdout).diagnostics).toEqual([expect.objectContaining({ severity: 'warning', code: 'policy-finding' })]);
+  });
+
+  it('text: on stderr, as validate prints it', async () => {
+    const validate = await cli(['validate', ...p.args], { env });
+    const warning = validate.stdout.split('\n').find((l) => l.includes(': warning policy-finding'));
+    expect(warning, validate.stdout).toBeDefined();
+    const r = await cli(['backends', ...p.args], { env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr.split('\n')).toContain(warning);
+  });
+});
+
+// One after another, each backend's check could wait its whole timeout: ten unreachable servers took ten of them.
+describe('backends checks the backends at once', () => {
+  const p = tempProject('ds-out-backends-parallel-');
+  const open = new Set<Socket>();
+  let most = 0;
+  // A server that takes connections and answers nothing until both backends are connected at once; then it hangs up on them.
+  const server = createServer((socket) => {
+    open.add(socket);
+    socket.on('close', () => open.delete(socket));
+    socket.on('error', () => undefined);
+    most = Math.max(most, open.size);
+    if (open.size === 2) for (const s of open) s.destroy();
+  });
+  beforeAll(() => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve)));
+  afterAll(async () => {
+    for (const s of open) s.destroy();
+    await new Promise((resolve) => server.close(resolve));
+    rmSync(p.dir, { recursive: true, force: true });
+  });
+
+  it('both connected at the same time, and listed in the order they are declared', async () => {
+    const port = (server.address() as AddressInfo).port;
+    for (const name of ['pgb', 'pga']) {
+      p.write(`${name}.yaml`, `apiVersion: desiredstate/v1\nkind: Backend\nmetadata: { name: ${name} }\nspec:\n  type: postgres\n  config: { host: 127.0.0.1, port: ${port}, user: postgres, sslmode: disable, connectTimeout: 30s }\n`);
+    }
+    const r = await cli(['backends', '--format', 'json', ...p.args]);
+    expect(r.code, r.stderr).toBe(1);
+    expect(most).toBe(2);
+    // As they are declared, which the checks one after another listed them in too.
+    expect((doc(r.stdout).backends as { id: string }[]).map((b) => b.id)).toEqual(['pga', 'pgb', 'local']);
   });
 });
 
