@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { carriedTokens, LEASE_TOKEN_PATTERN, leaseToken, processLeaseDir, runProcess } from '../../infra/index.ts';
+import { carriedTokens, LEASE_TOKEN_PATTERN, leaseToken, locateProgram, processLeaseDir, runProcess } from '../../infra/index.ts';
 import type { InfraNodeSpecOf, ProcessOutcome } from '../../infra/index.ts';
 import { isAlive } from '../../runtime/index.ts';
 import { playbookArgs } from './observe.ts';
@@ -102,6 +102,11 @@ export class AnsibleClient {
   /** `ansible-playbook --version`, for health checks. */
   version(signal: AbortSignal): Promise<ProcessOutcome> {
     return runProcess({ argv: [this.options.ansiblePlaybook, '--version'], cwd: this.options.cwd, env: this.runEnv(tmpdir()), timeoutMs: 30_000, maxOutputBytes: 64 * 1024, signal });
+  }
+
+  /** Where runs find ansible-playbook, or why they cannot: looked for, never run. */
+  locate(): ReturnType<typeof locateProgram> {
+    return locateProgram(this.options.ansiblePlaybook, { cwd: this.options.cwd, env: this.options.env });
   }
 
   private runEnv(dir: string): Record<string, string> {

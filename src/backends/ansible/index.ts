@@ -8,7 +8,7 @@ import { AnsibleClient } from './client.ts';
 import type { AnsiblePlaybookSpec } from './client.ts';
 import { ansibleConfigSchema } from './config.ts';
 import type { AnsibleConfig } from './config.ts';
-import { changesToDiffs, interpretRun } from './observe.ts';
+import { changesToDiffs, interpretRun, spawnFailedHint } from './observe.ts';
 import type { PlaybookRun, RunMode } from './observe.ts';
 
 export { ansibleConfigSchema } from './config.ts';
@@ -122,7 +122,14 @@ export class AnsibleProvisioner implements ResourceProvisioner {
   async health(ctx: { signal: AbortSignal; log: Logger }): Promise<BackendHealth> {
     const outcome = await this.client.version(ctx.signal);
     if (outcome.status === 'exited' && outcome.exitCode === 0) return { status: 'healthy' };
-    const message = outcome.status === 'spawnFailed' ? outcome.message : outcome.status === 'exited' ? tailLines(outcome.stderr) : outcome.status;
+    if (outcome.status === 'spawnFailed') {
+      // Said as the run's fault would say it (why, and what to do), not as the spawn's raw `ENOENT`.
+      const where = await this.client.locate();
+      const hint = spawnFailedHint(outcome.code);
+      ctx.log.warn({ status: outcome.status, code: outcome.code }, 'ansible-playbook unavailable');
+      return { status: 'unhealthy', message: `ansible-playbook cannot be run: ${'missing' in where ? where.missing : outcome.message}${hint === undefined ? '' : `; ${hint}`}` };
+    }
+    const message = outcome.status === 'exited' ? tailLines(outcome.stderr) : outcome.status;
     ctx.log.warn({ status: outcome.status }, 'ansible-playbook unavailable');
     return { status: 'unhealthy', message: message === '' ? 'ansible-playbook --version failed' : message };
   }

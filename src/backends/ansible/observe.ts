@@ -141,12 +141,7 @@ export function interpretRun(outcome: ProcessOutcome, options: { readonly tags?:
       throw new FaultError(
         fault('permanent', `ansible-playbook could not be started: ${outcome.message}`, {
           code: 'spawn-failed',
-          hint:
-            outcome.code === 'ENOENT'
-              ? 'install ansible-core (apt-get install ansible-core) or set the backend config ansiblePlaybook'
-              : outcome.code === 'ENOTDIR'
-                ? 'check the backend config cwd (relative to the daemon\'s working directory)'
-                : undefined,
+          hint: spawnFailedHint(outcome.code),
         }),
       );
     default:
@@ -155,6 +150,13 @@ export function interpretRun(outcome: ProcessOutcome, options: { readonly tags?:
 }
 
 /** The JSON document in stdout, or undefined when there is none (ansible-playbook failed before the first play). */
+/** What to do about an ansible-playbook that could not be started, by the spawn's errno (a run's fault, the health check). */
+export function spawnFailedHint(code: string | undefined): string | undefined {
+  if (code === 'ENOENT') return 'install ansible-core (apt-get install ansible-core) or set the backend config ansiblePlaybook';
+  if (code === 'ENOTDIR') return "check the backend config cwd (relative to the daemon's working directory)";
+  return undefined;
+}
+
 export function parseReport(stdout: string): PlaybookReport | undefined {
   const text = stdout.trim();
   if (text === '') return undefined;

@@ -548,6 +548,16 @@ describe('ansible backend without ansible', () => {
     expect(health.status).toBe('unhealthy');
   });
 
+  // It said only `spawn …/no-such-ansible-playbook ENOENT`.
+  it('health with an ansiblePlaybook that is not there says so, with what to do, as the script backend\'s generator check does', async () => {
+    const program = join(dir, 'nonexistent', 'ansible-playbook');
+    const health = await backend({ ansiblePlaybook: program }).health({ signal: new AbortController().signal, log: backendContext(dir).log });
+    expect(health).toEqual({
+      status: 'unhealthy',
+      message: `ansible-playbook cannot be run: ${program} does not exist; install ansible-core (apt-get install ansible-core) or set the backend config ansiblePlaybook`,
+    });
+  });
+
   it('the run dirs of a process killed mid-run are removed before the next run: they keep its extra-vars file, secrets included', async () => {
     const tmp = mkdtempSync(join(tmpdir(), 'ds-ansible-tmp-'));
     const parents: ChildProcess[] = [];
