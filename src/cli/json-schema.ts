@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { goalDocumentSchema, nodeDeclarationSchema, REFERENCE_PATTERNS } from '../runtime/index.ts';
 import { backendDocumentSchema, BUILTIN_PACKS, INFRA_NODE_TYPES, policyDocumentSchema, policySpecSchema, specSchemas } from '../infra/index.ts';
-import type { BackendRegistry } from '../infra/index.ts';
+import type { BackendRegistry, InfraNodeType } from '../infra/index.ts';
 import { registry } from './context.ts';
 
 export interface GoalJsonSchemaOptions {
@@ -22,6 +22,29 @@ function namedMetadata<T extends z.ZodObject>(metadata: T, description: string):
   return metadata.extend({ name: goalDocumentSchema().shape.metadata.shape.name.describe(description) }).describe(metadata.description ?? '');
 }
 
+/** What each node type is, as an editor shows it beside `type` (README's table of backends and types). */
+const NODE_TYPE_DESCRIPTIONS: Readonly<Record<InfraNodeType, string>> = {
+  'local.file': "A file under a local backend's root: its whole content, mode, owner and group.",
+  'local.directory': "A directory under a local backend's root, and its mode.",
+  'local.symlink': "A symbolic link under a local backend's root, and where it points.",
+  'postgres.database': 'A PostgreSQL database: owner, encoding, template, connection limit.',
+  'postgres.role': 'A PostgreSQL role: login, attributes, memberships, a password from a secret reference.',
+  'postgres.schema': 'A schema in a PostgreSQL database, and its owner.',
+  'postgres.grant': "A PostgreSQL role's privileges on a database, a schema, or a schema's tables or sequences (default privileges too).",
+  'postgres.extension': 'A PostgreSQL extension installed in a database.',
+  'k8s.namespace': 'A Kubernetes namespace (no real backend provisions it yet, only memory).',
+  'k8s.configmap': 'A Kubernetes ConfigMap (no real backend provisions it yet, only memory).',
+  'aws.s3.bucket': 'An AWS S3 bucket (no real backend provisions it yet, only memory).',
+  'terraform.workspace': 'A Terraform module applied in a workspace (no real backend provisions it yet, only memory).',
+  'ansible.playbook': 'An Ansible playbook run by ansible-playbook: observed in check mode, applied for real.',
+  'generic.resource': 'A resource of your own, managed by commands or generated scripts speaking JSON (the exec protocol).',
+};
+
+/** `a` or `an` before `word`, by its first letter (`an aws.s3.bucket node`, `a local backend`). */
+function article(word: string): string {
+  return /^[aeiou]/i.test(word) ? 'an' : 'a';
+}
+
 /**
  * The goal format as JSON Schema, generated from the same zod definitions the
  * compiler uses, so editors autocomplete and check goal files: node specs by
@@ -32,9 +55,9 @@ export function goalJsonSchema(options: GoalJsonSchemaOptions = {}): Record<stri
   const node = z.union(
     INFRA_NODE_TYPES.map((t) =>
       nodeDeclarationSchema().extend({
-        type: z.literal(t).describe(`The resource type: ${t}.`),
+        type: z.literal(t).describe(NODE_TYPE_DESCRIPTIONS[t]),
         // Left out, a spec is `{}`: optional where that is a valid spec of the type.
-        spec: (specSchemas[t].safeParse({}).success ? specSchemas[t].optional() : specSchemas[t]).describe(`Spec of a ${t} node.`),
+        spec: (specSchemas[t].safeParse({}).success ? specSchemas[t].optional() : specSchemas[t]).describe(`Spec of ${article(t)} ${t} node.`),
       }),
     ) as unknown as [z.ZodType, z.ZodType, ...z.ZodType[]],
   );
@@ -111,7 +134,7 @@ function backendJsonSchema(registry: BackendRegistry): z.ZodType {
       metadata: namedMetadata(backendDocumentSchema.shape.metadata, backendDocumentSchema.shape.metadata.shape.name.description ?? ''),
       spec: backendDocumentSchema.shape.spec.extend({
         type: z.literal(type).describe(`${factory.description} Provisions ${factory.kinds.join(', ')}.`),
-        config: config.describe(`Config of a ${type} backend.`),
+        config: config.describe(`Config of ${article(type)} ${type} backend.`),
       }).describe('Which implementation, and its config.'),
     });
   });

@@ -22,7 +22,7 @@ describe('check shows the compile warnings beside the findings', () => {
     expect(r.code, r.stderr).toBe(0);
     const line = `${goals}/goals.yaml:10:33: warning unknown-environment: no goal has environment "prdo" (did you mean "prod"?)`;
     expect((await cli(['validate', '--goals', goals], { cwd: repoRoot })).stdout).toContain(line);
-    expect(r.stdout.split('\n').slice(0, 2)).toEqual([line, 'policy check: WARN (1 goals, 1 nodes: 0 block, 1 warn, 0 pass; 1 findings)']);
+    expect(r.stdout.split('\n').slice(0, 2)).toEqual([line, 'policy check: WARN (1 goal, 1 node: 0 block, 1 warn, 0 pass; 1 finding)']);
   });
 
   it('json: in the report\'s diagnostics, without the findings the report holds already', async () => {

@@ -35,6 +35,16 @@ describe('JSON Schema of goal files', () => {
     expect(committed).toEqual(goalJsonSchema());
   });
 
+  it('says what each node type is, and "an" before a vowel: "Spec of an aws.s3.bucket node", "Config of an ansible backend"', () => {
+    const text = JSON.stringify(goalJsonSchema());
+    expect(text).toContain('"description":"An AWS S3 bucket (no real backend provisions it yet, only memory)."');
+    expect(text).toContain('"description":"Spec of an aws.s3.bucket node."');
+    expect(text).toContain('"description":"Spec of a local.file node."');
+    expect(text).toContain('"description":"Config of an ansible backend."');
+    expect(text).toContain('"description":"Config of a postgres backend."');
+    expect(text).not.toContain('The resource type:');
+  });
+
   it('describes every node type, every backend type and the three document kinds', () => {
     const text = JSON.stringify(goalJsonSchema());
     for (const t of INFRA_NODE_TYPES) expect(text).toContain(`"const":"${t}"`);

@@ -203,6 +203,11 @@ function severityCounts(counts: Readonly<Record<Level, number>>): string {
     .join(', ');
 }
 
+/** `1 node`, `2 nodes`: a count and its noun, in the plural unless it is one. */
+function counted(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
+
 /**
  * Human text: the compile's other diagnostics, as validate prints them; a
  * verdict per goal, then per node with findings (nodes that pass are
@@ -213,7 +218,7 @@ export function formatCheckText(report: CheckReport): string {
   const lines: string[] = report.diagnostics.map(formatDiagnostic);
   const s = report.summary;
   lines.push(
-    `policy check: ${VERDICT_TAG[report.verdict]} (${s.goals} goals, ${s.nodes} nodes: ${s.verdicts.block} block, ${s.verdicts.warn} warn, ${s.verdicts.pass} pass; ${s.findings} findings)`,
+    `policy check: ${VERDICT_TAG[report.verdict]} (${counted(s.goals, 'goal')}, ${counted(s.nodes, 'node')}: ${s.verdicts.block} block, ${s.verdicts.warn} warn, ${s.verdicts.pass} pass; ${counted(s.findings, 'finding')})`,
   );
   for (const g of report.goals) {
     lines.push('');
@@ -227,13 +232,13 @@ export function formatCheckText(report: CheckReport): string {
         lines.push(`    ${f.severity.toUpperCase()}${f.blocking ? ' (blocks)' : ''} ${f.rule}: ${f.message} (policy ${f.policy}; ${at(f.location)})${scope}`);
       }
     }
-    if (g.counts.pass > 0) lines.push(`  ${g.counts.pass} node${g.counts.pass === 1 ? '' : 's'} pass`);
+    if (g.counts.pass > 0) lines.push(`  ${counted(g.counts.pass, 'node')} pass`);
   }
   if (report.frameworks.length > 0) {
     lines.push('');
     lines.push('by framework:');
     for (const fw of report.frameworks) {
-      lines.push(`  ${fw.framework}: ${VERDICT_TAG[fw.verdict]} (${fw.findings.length} finding${fw.findings.length === 1 ? '' : 's'} on ${fw.nodes} node${fw.nodes === 1 ? '' : 's'}: ${severityCounts(fw.bySeverity)})`);
+      lines.push(`  ${fw.framework}: ${VERDICT_TAG[fw.verdict]} (${counted(fw.findings.length, 'finding')} on ${counted(fw.nodes, 'node')}: ${severityCounts(fw.bySeverity)})`);
       const rules = new Map<string, number>();
       for (const f of fw.findings) rules.set(f.rule, (rules.get(f.rule) ?? 0) + 1);
       for (const [rule, count] of rules) lines.push(`    ${rule}: ${count}`);
