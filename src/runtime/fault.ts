@@ -51,6 +51,11 @@ export function byDeclaration(f: Fault): boolean {
   return f.notTheBackend === 'declaration';
 }
 
+/** Whether `f` failed an operation before it reached the backend (`before-call`): nothing of it can be there. */
+export function neverSent(f: Fault): boolean {
+  return f.notTheBackend === 'before-call';
+}
+
 /** Whether a create's result leaves it cut short (see `Fault.cutShort`): its operation then stays pending. */
 export function createCutShort(op: 'create' | 'update' | 'delete', result: { readonly status: string; readonly fault?: Fault }): boolean {
   return op === 'create' && result.status === 'failed' && result.fault?.cutShort === true;

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Fault } from './fault.ts';
-import { byDeclaration, createCutShort, fault } from './fault.ts';
+import { byDeclaration, createCutShort, fault, neverSent } from './fault.ts';
 import type { DesiredGraph } from './graph.ts';
 import type { NodeGate } from './goal-compiler.ts';
 import { DEFAULT_INTERVAL_MS } from './node-spec.ts';
@@ -541,7 +541,7 @@ export class Reconciler<S extends NodeSpec> {
             // node, no attempt spent. Its record is left as it was and its operation pending (a create only if
             // it began: one never sent must not make the next read be told it was interrupted), resolved by
             // observing at the next run, as after a crash.
-            if (st.op === 'create' && !createCutShort(st.op, r)) deferred.finished(opIds[i]!, r);
+            if ((st.op === 'create' && !createCutShort(st.op, r)) || neverSent(r.fault)) deferred.finished(opIds[i]!, r);
             outcomes.set(st.node.id, { status: 'failed', fault: r.fault });
             this.log.warn({ node: st.node.id, backend: st.node.spec.backendId, op: st.op, fault: r.fault }, CUT_OFF);
             return;
@@ -677,8 +677,9 @@ export class Reconciler<S extends NodeSpec> {
         async () => {
           const opId = removal.begin(node.id);
           const result = await this.provisioner.delete(node, removed);
-          // Cut off by the interrupt: left pending, read again before a delete at the next run.
-          if (result.status === 'done' || !ctx.signal.aborted) deferred.finished(opId, result);
+          // Cut off by the interrupt: left pending, read again before a delete at the next run. One never sent
+          // (its slot came after the interrupt) is over: nothing of it can be in the backend.
+          if (result.status === 'done' || !ctx.signal.aborted || neverSent(result.fault)) deferred.finished(opId, result);
           return result.status === 'done' ? undefined : result.fault;
         },
         { key },
