@@ -530,6 +530,12 @@ function releaseLock(lockPath: string, me: LockHolder): void {
   }
 }
 
+/** `path`'s device and inode (following symlinks, as SQLite opens it), or undefined when nothing is there. */
+function fileId(path: string): string | undefined {
+  const st = statSync(path, { bigint: true, throwIfNoEntry: false });
+  return st === undefined ? undefined : `${st.dev}:${st.ino}`;
+}
+
 // ---------------------------------------------------------------------------
 // Rows
 
@@ -682,6 +688,8 @@ export class SqliteStateStore implements StateStore {
   readonly #db: Database.Database;
   readonly #clock: Clock;
   readonly #lock: { readonly path: string; readonly holder: LockHolder } | undefined;
+  /** The state file's device and inode as opened, when the lock is held (`lostOwnership`); undefined: gone already. */
+  readonly #fileId: string | undefined;
   readonly #statements = new Map<string, Database.Statement>();
   readonly #putOne: (record: NodeRecord) => void;
   readonly #removeOne: (id: NodeId) => void;
@@ -702,6 +710,7 @@ export class SqliteStateStore implements StateStore {
     this.#db = init.db;
     this.#clock = init.clock;
     this.#lock = init.lock;
+    this.#fileId = init.lock === undefined ? undefined : fileId(init.path);
     this.lineage = init.lineage;
     this.schemaVersion = init.schemaVersion;
     this.readonly = init.readonly;
@@ -1038,6 +1047,35 @@ export class SqliteStateStore implements StateStore {
   }
 
   // -- maintenance
+
+  /**
+   * Why this store, which holds the lock, may no longer own the state, or undefined while it does: its
+   * lock file is gone or another process's (removed by hand, taken over), or the state file at its path
+   * is gone or another (its directory deleted, the file replaced). Then another writer may hold the state,
+   * and this one writes to a file no one reads again, or beside that writer: the daemon stops. Cheap (a
+   * stat and a small read), for a timer. A file that cannot be looked at for another reason (EMFILE, EIO)
+   * is not taken for lost: the next look decides.
+   */
+  lostOwnership(): { readonly file: string; readonly reason: string } | undefined {
+    if (this.#lock === undefined || this.#closed) return undefined;
+    const { path: lockPath, holder } = this.#lock;
+    try {
+      const seen = readLock(lockPath);
+      if (seen === undefined) return { file: lockPath, reason: `lock file ${lockPath} was removed` };
+      if (seen.holder?.token !== holder.token) {
+        const by = seen.holder === undefined ? '' : ` (now held by process ${seen.holder.pid}${seen.holder.host ? ` on ${seen.holder.host}` : ''})`;
+        return { file: lockPath, reason: `lock file ${lockPath} was replaced${by}` };
+      }
+      // Open here, the file cannot be freed, so its inode cannot be another file's.
+      const now = fileId(this.path);
+      if (now === undefined) return { file: this.path, reason: `state file ${this.path} was removed` };
+      if (now !== this.#fileId) return { file: this.path, reason: `state file ${this.path} was replaced` };
+    } catch (err) {
+      // Its directory gone: readLock's ENOENT is undefined above.
+      if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return { file: lockPath, reason: `lock file ${lockPath} was removed: a path above it is no directory now` };
+    }
+    return undefined;
+  }
 
   /** A passive WAL checkpoint: copies what it can without waiting for readers. */
   checkpoint(mode: 'PASSIVE' | 'TRUNCATE' = 'PASSIVE'): CheckpointResult {

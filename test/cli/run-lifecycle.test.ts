@@ -1,12 +1,13 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { hostname } from 'node:os';
 import type { AddressInfo, Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { holdsWithin, isAlive } from '../support/backend.ts';
-import { cleanEnv, oneFileGoal, repoRoot, tempProject } from '../support/cli.ts';
+import { cleanEnv, cli, oneFileGoal, repoRoot, tempProject } from '../support/cli.ts';
 import { eventually, exitedWithin, trackDaemons } from '../support/daemon.ts';
 import type { Daemon, Exit } from '../support/daemon.ts';
 import { warnSkipped } from '../support/skip.ts';
@@ -67,6 +68,42 @@ describe('desiredstate run: signals', () => {
     await eventually(() => existsSync(join(p.root, 'app.conf')) && readFileSync(join(p.root, 'app.conf'), 'utf8') === 'hello\n', 15_000, 'app.conf written');
     d.kill('SIGTERM');
     expect(await d.exitedWithin(15_000)).toEqual({ code: 0, signal: null });
+  });
+});
+
+// A daemon whose lock or state was removed under it went on reconciling against an unlinked file, its
+// history lost, while a second daemon or an apply was let in beside it; and exited 0 at last.
+describe('desiredstate run: its state taken away while it runs', () => {
+  /** Waits for the fatal line naming `file`, saying `what` became of it, and the exit 1 after it. */
+  async function stopsOnLoss(d: Daemon, file: string, what: string): Promise<void> {
+    const line = await d.waitFor((l) => l.level === 60, 20_000);
+    expect(line).toMatchObject({ file, msg: expect.stringMatching(/another desiredstate may hold the state now; stopping \(exit 1\)$/) as string });
+    expect(line.msg).toContain(`lock file ${file} was ${what} while the daemon ran`);
+    expect(await d.exitedWithin(20_000)).toEqual({ code: 1, signal: null });
+    expect(d.lines.map((l) => l.msg)).not.toContain('shutting down');
+  }
+
+  it('stops with exit 1 when its lock file is removed, leaving the state to the daemon that took it', async () => {
+    const p = project();
+    const first = daemon(p, ['--listen', '127.0.0.1:0']);
+    await first.port();
+    const lock = join(p.state, 'state.db.lock');
+    rmSync(lock);
+    const second = daemon(p, ['--listen', '127.0.0.1:0']);
+    await second.port();
+    await stopsOnLoss(first, lock, `replaced (now held by process ${second.child.pid} on ${hostname()})`);
+    // The second's record in the shared state is left as it is: `status` finds it running.
+    expect((await cli(['status', ...p.args])).stdout).toContain(`daemon: running (pid ${second.child.pid}`);
+    second.kill('SIGTERM');
+    expect(await second.exitedWithin(15_000)).toEqual({ code: 0, signal: null });
+  });
+
+  it('stops with exit 1 when its state directory is removed', async () => {
+    const p = project();
+    const d = daemon(p, ['--listen', '127.0.0.1:0']);
+    await d.port();
+    rmSync(p.state, { recursive: true });
+    await stopsOnLoss(d, join(p.state, 'state.db.lock'), 'removed');
   });
 });
 

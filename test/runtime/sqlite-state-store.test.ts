@@ -497,6 +497,40 @@ describe('the lock', () => {
     openStore();
     expect(codeOf(() => openStore({ readonly: true, lock: false }))).toBeUndefined();
   });
+
+  // A daemon whose lock or state file was removed under it wrote on unseen to a file no one reads again,
+  // while a second writer took the state: it looks with lostOwnership, and stops.
+  describe('lostOwnership: whether the holder still owns the state', () => {
+    it('says nothing while the lock and the file are as opened, nor for a store without the lock', () => {
+      const s = openStore();
+      s.putNodes([node('a')]);
+      expect(s.lostOwnership()).toBeUndefined();
+      expect(openStore({ readonly: true, lock: false }).lostOwnership()).toBeUndefined();
+    });
+
+    it('names the lock file removed, or taken by another process', () => {
+      const s = openStore();
+      rmSync(`${dbPath}.lock`);
+      expect(s.lostOwnership()).toEqual({ file: `${dbPath}.lock`, reason: `lock file ${dbPath}.lock was removed` });
+      const other = openStore();
+      expect(s.lostOwnership()).toEqual({ file: `${dbPath}.lock`, reason: `lock file ${dbPath}.lock was replaced (now held by process ${process.pid} on ${hostname()})` });
+      expect(other.lostOwnership()).toBeUndefined();
+    });
+
+    it('names the state file removed, or replaced by another', () => {
+      const s = openStore();
+      rmSync(dbPath);
+      expect(s.lostOwnership()).toEqual({ file: dbPath, reason: `state file ${dbPath} was removed` });
+      writeFileSync(dbPath, '');
+      expect(s.lostOwnership()).toEqual({ file: dbPath, reason: `state file ${dbPath} was replaced` });
+    });
+
+    it('names the lock file when the whole state directory is removed', () => {
+      const s = openStore();
+      rmSync(join(dir, 'state'), { recursive: true });
+      expect(s.lostOwnership()).toEqual({ file: `${dbPath}.lock`, reason: `lock file ${dbPath}.lock was removed` });
+    });
+  });
 });
 
 describe('nodes', () => {

@@ -36,6 +36,9 @@ const PRUNE_EVERY_MS = 60 * 60_000;
 /** How often the goal tree's file stats are compared, in case a change event was missed. */
 const GOAL_POLL_MS = 5_000;
 
+/** How often the daemon looks whether it still owns the state (`SqliteStateStore.lostOwnership`). */
+const OWNERSHIP_CHECK_MS = 2_000;
+
 /**
  * The daemon: continuous reconciliation until SIGTERM/SIGINT (exit 0).
  * Reloads the goals when their files change and on SIGHUP; a revision that
@@ -123,6 +126,13 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
   let store: SqliteStateStore | undefined;
   let goalWatch: GoalWatch | undefined;
   let pruning: NodeJS.Timeout | undefined;
+  let ownership: NodeJS.Timeout | undefined;
+  /**
+   * Aborted when the daemon finds its lock or state file gone or replaced: another writer may hold the
+   * state now. It stops as on a signal, but touches the state no more than it must, and exits 1.
+   */
+  const lost = new AbortController();
+  const halt = AbortSignal.any([stop, lost.signal]);
   let commitWatch: GoalsCommitWatch | undefined;
   let loading: Promise<void> = Promise.resolve();
   let backendMap: ReadonlyMap<string, InfraBackend> = new Map();
@@ -140,6 +150,13 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       opened.setMeta(DAEMON_PID, String(process.pid));
     });
     recorded = true;
+    ownership = setInterval(() => {
+      const why = opened.lostOwnership();
+      if (why === undefined || lost.signal.aborted) return;
+      log.fatal({ file: why.file }, `${why.reason} while the daemon ran: another desiredstate may hold the state now; stopping (exit 1)`);
+      lost.abort();
+    }, OWNERSHIP_CHECK_MS);
+    ownership.unref();
     const provisioner = new InfraNodeProvisioner({ backends: new Map() });
     let backendKey = '';
     const c = (controller = new Controller<InfraDesiredNodeSpec>({
@@ -153,7 +170,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       ...(faults === undefined ? {} : { faultPolicy: faults.policy, circuitBreaker: faults.circuitBreaker }),
       watch: (nodes, onChange) => watchBackends(backendMap, nodes, onChange, log),
     }));
-    leftovers = holdLeftovers(ctx, c, stop);
+    leftovers = holdLeftovers(ctx, c, halt);
     // The commit of the goals running, which drift is reported under: told of every load, and (once the
     // daemon runs) watching HEAD move without the goal files changing.
     const commits = (commitWatch = new GoalsCommitWatch(ctx.goalsDir, { log, record: (commit) => c.setCommit(commit) }));
@@ -341,8 +358,8 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     onHup(() => void reload('SIGHUP'));
     // A signal during the first load stops it as any other work (the deletes of nodes removed from the
     // goals included), within the same grace: nothing has been reconciled; stop here.
-    await Promise.race([reload('start'), aborted(stop)]);
-    if (!stop.aborted) {
+    await Promise.race([reload('start'), aborted(halt)]);
+    if (!halt.aborted) {
       c.start();
       pruneHistory(ctx, opened, options.history);
       pruning = setInterval(() => pruneHistory(ctx, opened, options.history), PRUNE_EVERY_MS);
@@ -356,12 +373,13 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
       // killed) is not it.
       opened.setMeta(DAEMON_LISTEN, address);
       log.info({ address, intervalMs }, 'listening');
-      await aborted(stop);
+      await aborted(halt);
     }
-    log.info({ signal: stop.reason }, 'shutting down');
+    if (!lost.signal.aborted) log.info({ signal: stop.reason }, 'shutting down');
   } finally {
     closing = true;
     clearInterval(pruning);
+    clearInterval(ownership);
     commitWatch?.close();
     goalWatch?.close();
     http.server.close();
@@ -375,7 +393,8 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     await stopped;
     try {
       const s = store;
-      if (recorded && s !== undefined) {
+      // A state it lost is not cleared: where only the lock went, another daemon's pid is there now.
+      if (recorded && s !== undefined && !lost.signal.aborted) {
         s.transaction(() => {
           s.setMeta(DAEMON_LISTEN, null);
           s.setMeta(DAEMON_PID, null);
@@ -389,7 +408,7 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     store?.close();
   }
   log.info('stopped');
-  return EXIT.ok;
+  return lost.signal.aborted ? EXIT.failed : EXIT.ok;
 }
 
 /**
