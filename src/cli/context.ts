@@ -133,9 +133,14 @@ export function optionalGoalsDir(ctx: CliContext): boolean {
   return true;
 }
 
-/** A file (or anything but a directory) named as the state directory is a bad invocation (exit 64); a missing one is created when needed. */
-export function requireStateDir(ctx: CliContext): void {
-  if (stateDirInfo(ctx)?.isDirectory() === false) throw new UsageError(`${ctx.named.state} is not a directory`);
+/**
+ * A file (or anything but a directory) named as the state directory is a bad invocation (exit 64); a missing one
+ * is created when needed. What is there (undefined: nothing).
+ */
+export function requireStateDir(ctx: CliContext): Stats | undefined {
+  const info = stateDirInfo(ctx);
+  if (info?.isDirectory() === false) throw new UsageError(`${ctx.named.state} is not a directory`);
+  return info;
 }
 
 /**
@@ -164,14 +169,37 @@ const MKDIR_FAILURES: Readonly<Record<string, string>> = {
   ENOENT: 'a directory above it cannot be made there',
 };
 
-/** Creates the state directory if need be; a UsageError when the path given cannot be one. */
+/**
+ * Creates the state directory if need be, and the parents it lacks, 0700 whatever the umask (which takes group
+ * and other bits): it holds the lock and files that are the owner's only. A UsageError when the path given
+ * cannot be one. One there already is left as it is (its mode may be someone's choice), warned of when others
+ * may write in it (`warnIfShared`).
+ */
 function makeStateDir(ctx: CliContext): void {
-  requireStateDir(ctx);
+  const info = requireStateDir(ctx);
+  if (info !== undefined) return warnIfShared(ctx, info);
   try {
-    makeDirectories(ctx.stateDir);
+    makeDirectories(ctx.stateDir, 0o700);
   } catch (err) {
     rethrowAsUsage(err, `cannot create ${ctx.named.state}`, MKDIR_FAILURES);
   }
+}
+
+/** The commands (their contexts) warned already that their state directory is writable by others. */
+const warnedShared = new WeakSet<CliContext>();
+
+/**
+ * Warns, once a command, of a state directory that its group or others may write in, as ssh does of
+ * ~/.ssh: they may remove or replace the state or its lock (a running daemon then stops), or plant a
+ * lock that keeps every writer out. A warning, not a refusal: a shared group may be meant.
+ */
+function warnIfShared(ctx: CliContext, info: Stats): void {
+  const bits = info.mode & 0o022;
+  if (bits === 0 || warnedShared.has(ctx)) return;
+  warnedShared.add(ctx);
+  const who = bits === 0o022 ? 'its group and others' : bits === 0o020 ? 'its group' : 'others';
+  const mode = (info.mode & 0o7777).toString(8).padStart(4, '0');
+  ctx.log.warn({ stateDir: ctx.stateDir, mode }, `state directory ${ctx.stateDir} (mode ${mode}) is writable by ${who}, who may remove or replace the state and its lock; chmod go-w it`);
 }
 
 export function registry(): BackendRegistry {
