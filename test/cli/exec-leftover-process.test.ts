@@ -1,8 +1,9 @@
-import { readdirSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, execGoalHead, logLines, slowCreateResource, stateRows, tempProject } from '../support/cli.ts';
-import { killDuringCreate, trackDaemons } from '../support/daemon.ts';
+import { cleanEnv, cli, execGoalHead, launcher, logLines, slowCreateResource, stateRows, tempProject } from '../support/cli.ts';
+import { eventually, exitedWithin, killDuringCreate, trackDaemons } from '../support/daemon.ts';
 import type { Daemon } from '../support/daemon.ts';
 import { isAlive } from '../support/backend.ts';
 
@@ -106,5 +107,27 @@ describe('exec create left running by a daemon killed -9', () => {
     expect(applied.code).toBe(0);
     expect(applied.stderr).toContain('waiting for a command left running');
     expect(operations(p)).toEqual([{ op: 'create', outcome: 'adopted' }]);
+  }, 60_000);
+
+  // An apply holds the lock through that wait, which may last a command's timeout: a lock removed meanwhile
+  // let a daemon in, and the apply then went on beside it.
+  it('an apply that waited for it, its lock removed meanwhile, applies nothing and says why', async () => {
+    const p = project('ds-leftover-lost-', 120, '120s');
+    const { create, sleep } = await crashDuringCreate(p);
+
+    const apply = spawn(launcher, ['apply', '--yes', ...p.args], { cwd: p.dir, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    apply.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+    const exited = new Promise<number | null>((resolve) => apply.on('exit', (code) => resolve(code)));
+    await eventually(() => stderr.includes('waiting for a command left running'), 20_000, 'apply to wait for the create');
+    const lock = join(p.state, 'state.db.lock');
+    rmSync(lock);
+    // The create ends (its sleep killed): the wait is over, with the lock gone.
+    process.kill(sleep, 'SIGKILL');
+    expect(await exitedWithin(exited.then((code) => ({ code, signal: null })), 30_000)).toEqual({ code: 1, signal: null });
+    expect(stderr).toContain(`lock file ${lock} was removed while apply waited for commands left running: another desiredstate may hold the state now; nothing was applied`);
+    // Nothing observed nor recorded: the create left by the crash is still pending, for whoever holds the state.
+    expect(p.log()).toEqual([`start ${create}`, `done ${create}`]);
+    expect(operations(p)).toEqual([{ op: 'create', outcome: null }]);
   }, 60_000);
 });

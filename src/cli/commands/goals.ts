@@ -149,6 +149,7 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     // Commands a daemon or apply killed -9 left running on this state: waited for (or killed at their
     // timeout) before anything is observed, as the daemon does at its start.
     await settleLeftoverProcesses(processLeaseDir(ctx.stateDir), { log: ctx.log, signal: abort.signal });
+    stillOwned(store, 'commands left running');
     const commit = await commitLookup;
     // Before the delete question: a delete through a backend that now points elsewhere is refused, not asked about.
     const backends = declaredBackends(store, c.loaded, ctx.cwd);
@@ -165,6 +166,7 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
       // Interrupted at the question: nothing has been done yet (no run started), and nothing is.
       if (answer === 'interrupted') throw new DesiredStateError(ErrorCodes.Interrupted, 'interrupted at the delete question: nothing was applied');
       allowDeletions = answer === 'yes';
+      if (planned.attempted.length > 0) stillOwned(store, 'an answer');
     }
     // The goals last applied from here on, in the state, before anything of them is (see `applying`).
     c.applying(store);
@@ -228,6 +230,16 @@ export async function apply(ctx: CliContext, options: { yes: boolean; allowMassD
     await p.close();
     store.close();
   }
+}
+
+/**
+ * Refuses to go on when the lock or state file of `store` was removed or replaced while apply waited (for
+ * `what`: a wait that may be long): a daemon may have been let in on the state meanwhile. Not looked at during
+ * the pass, which holds the lock for seconds as a rule; the daemon looks every few seconds.
+ */
+function stillOwned(store: SqliteStateStore, what: string): void {
+  const lost = store.lostOwnership();
+  if (lost !== undefined) throw new DesiredStateError(ErrorCodes.StateStore, `${lost.reason} while apply waited for ${what}: another desiredstate may hold the state now; nothing was applied`, { context: { file: lost.file } });
 }
 
 /** apply's symbol for an outcome it lists, as plan shows the same change: drift only reported is `!`. */
