@@ -40,7 +40,8 @@ const GOAL_POLL_MS = 5_000;
 const OWNERSHIP_CHECK_MS = 2_000;
 
 /**
- * The daemon: continuous reconciliation until SIGTERM/SIGINT (exit 0).
+ * The daemon: continuous reconciliation until SIGTERM/SIGINT (exit 0), or until its lock or state file
+ * is removed or replaced under it (exit 1: another writer may hold the state).
  * Reloads the goals when their files change and on SIGHUP; a revision that
  * does not compile is logged and the last good graph keeps running.
  *
