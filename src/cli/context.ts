@@ -1,11 +1,11 @@
-import { accessSync, constants, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync, writeFileSync } from 'node:fs';
 import type { Stats } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import pino from 'pino';
 import type PinoPretty from 'pino-pretty';
 import type { Logger } from 'pino';
-import { DesiredStateError, ErrorCodes, errorMessage, formatDiagnostic, makeDirectories, parseDuration, readGoalSources, replaceFile, sha256, SqliteStateStore, stableStringify, stateFileInfo, SYSTEM_REASONS, systemReason } from '../runtime/index.ts';
+import { DesiredStateError, ErrorCodes, errorMessage, formatDiagnostic, makeDirectories, parseDuration, readGoalSources, readRegularSync, replaceFile, sha256, SqliteStateStore, stableStringify, stateFileInfo, SYSTEM_REASONS, systemReason } from '../runtime/index.ts';
 import type { Diagnostic, GoalSources } from '../runtime/index.ts';
 import { BackendRegistry, CelPolicyEngine, evaluationTimeouts, InfraNodeProvisioner } from '../infra/index.ts';
 import type { DeclaredBackends, InfraBackend } from '../infra/index.ts';
@@ -267,8 +267,8 @@ export async function compileGoalsCached(ctx: CliContext): Promise<CachedGoals> 
   requireGoalsDir(ctx);
   requireStateDir(ctx);
   // A file where state.db should be that its header shows the store would refuse (no database, a newer
-  // schema, another program's) is refused before the cache is written beside it.
-  SqliteStateStore.refuseForeign(stateFile(ctx));
+  // schema, another program's, none where the directory keeps a lineage) is refused before the cache is written beside it.
+  SqliteStateStore.refuseForeign(stateFile(ctx), expectedLineage(ctx));
   // The files read once: keyed by the very bytes compiled. A file changed since is another key's, read
   // anew by the next command, never compiled under this one.
   const sources = await readGoalSources(ctx.goalsDir, { displayRoot: ctx.cwd });
@@ -373,16 +373,12 @@ const LINEAGE_FILE = 'lineage';
 export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: boolean }): SqliteStateStore {
   if (!options.readonly) makeStateDir(ctx);
   const path = stateFile(ctx);
-  // The lineage the state directory's state.db was made with, kept beside it: a state.db copied in
-  // from another deployment (a backup of the wrong host) is refused by what writes (apply, run),
-  // rather than its nodes taken for this one's and orphaned. Only while there is a state.db to check.
   const lineageFile = join(ctx.stateDir, LINEAGE_FILE);
-  const kept = stateFileInfo(path) === undefined ? '' : keptLineage(lineageFile);
-  const expected = kept === '' ? undefined : kept;
+  const expected = expectedLineage(ctx);
   try {
     // What only reads (status, drift, history) shows another lineage's state, with a warning: reading
     // it is harmless, and it may be how one finds out. What writes, or plans from it, refuses it.
-    const store = SqliteStateStore.open({ path, lock: options.lock, readonly: options.readonly ?? false, expectedLineage: options.readonly === true ? undefined : expected });
+    const store = SqliteStateStore.open({ path, lock: options.lock, readonly: options.readonly ?? false, expectedLineage: expected });
     if (options.readonly === true && expected !== undefined && store.lineage !== expected) {
       ctx.log.warn({ lineage: store.lineage, expected, lineageFile }, `state file ${path} belongs to lineage ${store.lineage}, not the one its directory was made with (${lineageFile}): it was copied in from another deployment, or replaced; every command that changes the state or plans from it refuses it`);
     }
@@ -409,14 +405,33 @@ export function openStore(ctx: CliContext, options: { lock: boolean; readonly?: 
   }
 }
 
-/** The lineage the lineage file `file` records ('' for none); one that cannot be read (a permission) is a DS_STATE_STORE error naming it. */
+/**
+ * The lineage the state directory's state.db was made with, kept beside it (`LINEAGE_FILE`): a state.db copied in
+ * from another deployment (a backup of the wrong host) is refused by what writes (apply, run), rather than its
+ * nodes taken for this one's and orphaned; and one holding no state is refused as truncated, never made anew.
+ * Undefined without a state.db to check, or a lineage file.
+ */
+function expectedLineage(ctx: CliContext): string | undefined {
+  if (stateFileInfo(stateFile(ctx)) === undefined) return undefined;
+  const kept = keptLineage(join(ctx.stateDir, LINEAGE_FILE));
+  return kept === '' ? undefined : kept;
+}
+
+/**
+ * The lineage the lineage file `file` records ('' for none); one that cannot be read (a permission, a FIFO,
+ * never waited on) is a DS_STATE_STORE error naming it.
+ */
 function keptLineage(file: string): string {
+  const refused = (why: string, cause?: unknown): DesiredStateError => new DesiredStateError(ErrorCodes.StateStore, `cannot read the lineage file ${file}: ${why}`, { cause, context: { path: file } });
+  let read: Buffer | { readonly special: string };
   try {
-    return readFileSync(file, 'utf8').trim();
+    read = readRegularSync(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
-    throw new DesiredStateError(ErrorCodes.StateStore, `cannot read the lineage file ${file}: ${systemReason(err)}`, { cause: err, context: { path: file } });
+    throw refused(systemReason(err), err);
   }
+  if (!Buffer.isBuffer(read)) throw refused(`it is ${read.special}, not a regular file`);
+  return read.toString('utf8').trim();
 }
 
 /** Writes the lineage file (a temp file renamed over it); a failure is logged, never fatal: it only guards. */

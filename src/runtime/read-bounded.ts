@@ -1,4 +1,5 @@
 import type { Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 
 /**
@@ -29,4 +30,22 @@ export function specialFileKind(info: Stats): string {
   if (info.isSocket()) return 'a socket';
   if (info.isCharacterDevice() || info.isBlockDevice()) return 'a device';
   return 'a special file';
+}
+
+/**
+ * The bytes of the file at `path` (its first `limit` only, when given), or what it is when it is no regular
+ * file (`specialFileKind`), never read. Opened without waiting: a FIFO where a file should be would wait
+ * for a writer forever. Throws what opening it throws (ENOENT: nothing there).
+ */
+export function readRegularSync(path: string, limit?: number): Buffer | { readonly special: string } {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const info = fstatSync(fd);
+    if (!info.isFile()) return { special: specialFileKind(info) };
+    if (limit === undefined) return readFileSync(fd);
+    const head = Buffer.alloc(limit);
+    return head.subarray(0, readSync(fd, head, 0, limit, 0));
+  } finally {
+    closeSync(fd);
+  }
 }

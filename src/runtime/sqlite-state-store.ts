@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { accessSync, chmodSync, closeSync, constants, existsSync, openSync, readFileSync, readSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { accessSync, chmodSync, closeSync, constants, existsSync, lstatSync, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import type { Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { hostname } from 'node:os';
@@ -8,7 +8,7 @@ import type { Statement } from 'better-sqlite3';
 import { z } from 'zod';
 import { ArtifactLedger, ARTIFACT_GRANT_INPUT_SQL, ARTIFACT_LEDGER_SQL, ARTIFACT_REQUESTS_SQL } from './artifact-ledger.ts';
 import type { Clock } from './clock.ts';
-import { specialFileKind } from './read-bounded.ts';
+import { readRegularSync, specialFileKind } from './read-bounded.ts';
 import { makeDirectories } from './make-directories.ts';
 import { systemClock } from './clock.ts';
 import { DesiredStateError, ErrorCodes, errorMessage, systemReason } from './errors.ts';
@@ -246,7 +246,10 @@ export interface SqliteStateStoreOptions {
   readonly readonly?: boolean | undefined;
   /** `create-or-check` (default): create a missing file with a new lineage. `must-exist`: refuse a missing file. */
   readonly lineage?: 'create-or-check' | 'must-exist' | undefined;
-  /** Refuse a file whose lineage id differs (a state file copied from another deployment). */
+  /**
+   * The lineage the file was made with: a file of another (a state file copied from another deployment)
+   * is refused, unless `readonly` (reading it is harmless); one holding no state at all is refused either way.
+   */
   readonly expectedLineage?: string | undefined;
   readonly clock?: Clock | undefined;
   readonly tuning?: Partial<SqliteTuning> | undefined;
@@ -325,40 +328,73 @@ function storeError(message: string, path: string, options: { cause?: unknown; c
 const SQLITE_MAGIC = 'SQLite format 3\0';
 const HEADER_BYTES = 108;
 
+/** Where a state is expected, and the lineage its directory was made with, if it keeps one (see `refusalOf`). */
+interface StateKept {
+  readonly lineage?: string | undefined;
+}
+
 /**
  * The refusal of the file at `path` that its header alone tells (nothing is opened for writing, nothing
- * written beside it): no SQLite database at all, a schema newer than the `known` versions, another
- * program's mark (application_id), or tables without a schema version (a desiredstate file always has
- * its tables, version and mark written in one transaction). Undefined when the header does not tell (no
- * file, an empty or short one, or a WAL beside it that may hold what the header does not show yet):
- * SQLite then decides, in `open` and `migrate`.
+ * written beside it, nothing waited for): no regular file, no SQLite database at all, a schema newer than
+ * the `known` versions, another program's mark (application_id), a schema version without our mark or
+ * tables without a schema version (a desiredstate file always has its tables, version and mark written in
+ * one transaction), or, where a state is `kept`, none. Undefined when the header does not tell (no file, a
+ * short one, or a WAL beside it that may hold what the header does not show yet): SQLite then decides, in
+ * `open` and `migrate`.
  */
-function refusalOf(path: string, known: number): DesiredStateError | undefined {
-  const header = Buffer.alloc(HEADER_BYTES);
-  let read: number;
+function refusalOf(path: string, known: number, kept: StateKept | undefined): DesiredStateError | undefined {
+  let header: Buffer;
   try {
-    const fd = openSync(path, 'r');
-    try {
-      read = readSync(fd, header, 0, HEADER_BYTES, 0);
-    } finally {
-      closeSync(fd);
-    }
+    const read = readRegularSync(path, HEADER_BYTES);
+    if (!Buffer.isBuffer(read)) return notRegular(path, read.special);
+    header = read;
   } catch {
     return undefined; // SQLite's open says why it cannot be read
   }
-  if (read === 0) return undefined;
+  if (header.length === 0) return kept === undefined ? undefined : noState(path, 'is empty (0 bytes)', kept);
   // SQLite takes any file that does not start with its magic for none of its own.
-  if (read < SQLITE_MAGIC.length || header.toString('latin1', 0, SQLITE_MAGIC.length) !== SQLITE_MAGIC) return notADatabase(path, 'SQLITE_NOTADB');
-  if (read < HEADER_BYTES) return undefined;
+  if (header.length < SQLITE_MAGIC.length || header.toString('latin1', 0, SQLITE_MAGIC.length) !== SQLITE_MAGIC) return notADatabase(path, 'SQLITE_NOTADB');
+  if (header.length < HEADER_BYTES) return undefined;
   const appId = header.readInt32BE(68);
   if (appId !== 0 && appId !== APPLICATION_ID) return notAStateFile(path, `application_id ${appId}`);
   // A WAL beside it may hold a newer version still, never an older one: the versions only grow.
   const version = header.readInt32BE(60);
   if (version > known) return newerSchema(path, version, known);
+  // Never in the WAL only: the mark is written with the first version, and the header shows both.
+  if (version > 0 && appId !== APPLICATION_ID) return notOurVersion(path, version);
   const walMode = header[18] === 2;
   if (appId !== 0 || version !== 0 || (walMode && (stateFileInfo(`${path}-wal`)?.size ?? 0) > 0)) return undefined;
   // Page 1 is the schema table's root: an interior page (0x05), or a leaf (0x0d) with cells, holds tables.
-  return header[100] !== 0x0d || header.readUInt16BE(103) > 0 ? notAStateFile(path, 'it has tables but no schema version') : undefined;
+  if (header[100] !== 0x0d || header.readUInt16BE(103) > 0) return notAStateFile(path, 'it has tables but no schema version');
+  return kept === undefined ? undefined : noState(path, NO_TABLES, kept);
+}
+
+/** How a SQLite file without tables is said to hold no state (`noState`). */
+const NO_TABLES = 'holds no state (a SQLite database without tables)';
+
+/** The refusal of what is at `path`, `special` (`specialFileKind`): never opened, as a FIFO waits forever. */
+function notRegular(path: string, special: string): DesiredStateError {
+  return storeError(`state file ${path} is ${special}, not a regular file`, path);
+}
+
+/** The refusal of a SQLite file of schema `version` without our mark: desiredstate writes both at once. */
+function notOurVersion(path: string, version: number): DesiredStateError {
+  return notAStateFile(path, `schema version ${version} without desiredstate's application_id`);
+}
+
+/**
+ * The refusal of a state file that holds no state (`what`) where one is `kept`: its directory keeps the
+ * lineage it was made with, or it is only to be read. Never taken for a new state, which was minted a new
+ * lineage, then refused as another deployment's, the file changed. A SQLite file without tables is what a
+ * copy of state.db taken while a daemon ran gives before its first checkpoint (the state all in its -wal).
+ */
+function noState(path: string, what: string, kept: StateKept): DesiredStateError {
+  const made = kept.lineage === undefined ? '' : `, though its directory was made with lineage ${kept.lineage}`;
+  const copied =
+    what === NO_TABLES
+      ? `. A copy of state.db taken without its state.db-wal while a daemon ran is one: take backups with sqlite3 ${path} ".backup FILE", or with the daemon stopped`
+      : '';
+  return storeError(`state file ${path} ${what}${made}: truncated, or emptied? Restore it from a backup; to start a new state instead, delete it${made === '' ? '' : ' and the lineage file beside it'}${copied}`, path);
 }
 
 /** The refusal of a file that is no SQLite database, or a damaged one, with SQLite's `code` for it. */
@@ -388,14 +424,22 @@ interface LockHolder {
   readonly start: string;
 }
 
+/**
+ * The lock file's text and the holder it names; undefined when there is none. Something else there (a
+ * directory, a FIFO, a link to nothing) is a DS_STATE_STORE error naming it: never waited on, never
+ * taken for a lock released and made again.
+ */
 function readLock(lockPath: string): { readonly text: string; readonly holder: LockHolder | undefined } | undefined {
-  let text: string;
+  let read: Buffer | { readonly special: string };
   try {
-    text = readFileSync(lockPath, 'utf8');
+    read = readRegularSync(lockPath);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw storeError(`cannot read the lock file ${lockPath}: ${systemReason(err)}`, lockPath, { cause: err });
+    if (lstatSync(lockPath, { throwIfNoEntry: false })?.isSymbolicLink() !== true) return undefined;
+    read = { special: 'a link to nothing' };
   }
+  if (!Buffer.isBuffer(read)) throw storeError(`lock file ${lockPath} is ${read.special}, not a regular file; remove it`, lockPath);
+  const text = read.toString('utf8');
   const [pidLine, host, token, boot, start] = text.split('\n');
   const pid = Number(pidLine);
   return { text, holder: Number.isSafeInteger(pid) && pid > 0 ? { pid, host: host ?? '', token: token ?? '', boot: boot ?? '', start: start ?? '' } : undefined };
@@ -761,8 +805,8 @@ export class SqliteStateStore implements StateStore {
    * `open` does before it changes anything, and so does a command that writes beside the state file
    * before it opens it (the compiled-goal cache).
    */
-  static refuseForeign(path: string, known = MIGRATIONS.length): void {
-    const refusal = refusalOf(path, known);
+  static refuseForeign(path: string, expectedLineage?: string, known = MIGRATIONS.length): void {
+    const refusal = refusalOf(path, known, expectedLineage === undefined ? undefined : { lineage: expectedLineage });
     if (refusal !== undefined) throw refusal;
   }
 
@@ -790,15 +834,12 @@ export class SqliteStateStore implements StateStore {
     if (mustExist && existing === undefined) throw storeError(`no state file at ${path}`, path);
     if (!mustExist) makeDirectories(dirname(path), 0o700);
     // Never handed to SQLite: a directory gives "disk I/O error", a FIFO an open that waits forever.
-    if (existing !== undefined && !existing.isFile()) throw storeError(`state file ${path} is ${specialFileKind(existing)}, not a regular file`, path);
-    // An empty file where a state was (its lineage is known) or is to be read: a truncation, never taken
-    // for a new state (written over with a new lineage, then refused as another deployment's).
-    if (existing?.size === 0 && (readonly || options.expectedLineage !== undefined)) {
-      const made = options.expectedLineage === undefined ? '' : `, though its directory was made with lineage ${options.expectedLineage}`;
-      throw storeError(`state file ${path} is empty (0 bytes)${made}: truncated, or emptied? Restore it from a backup; to start a new state instead, delete it${made === '' ? '' : ' and the lineage file beside it'}`, path);
-    }
-    // Before the lock, the mode and the WAL: another program's file is left exactly as it was.
-    SqliteStateStore.refuseForeign(path, migrations.length);
+    if (existing !== undefined && !existing.isFile()) throw notRegular(path, specialFileKind(existing));
+    // A state is expected where its lineage is known, or where it is to be read: one holding none is refused.
+    const kept = readonly || options.expectedLineage !== undefined ? { lineage: options.expectedLineage } : undefined;
+    // Before the lock, the mode and the WAL: another program's file, or one holding no state, is left exactly as it was.
+    const refusal = refusalOf(path, migrations.length, kept);
+    if (refusal !== undefined) throw refusal;
     const lockPath = `${path}.lock`;
     const lock = options.lock ? { path: lockPath, holder: acquireLock(lockPath, path) } : undefined;
     let db: Database.Database | undefined;
@@ -824,9 +865,9 @@ export class SqliteStateStore implements StateStore {
       db.pragma('foreign_keys = ON');
       db.pragma(`cache_size = -${tuning.data.cacheSizeKiB}`);
 
-      const schemaVersion = migrate(db, path, migrations, readonly, clock);
+      const schemaVersion = migrate(db, path, migrations, readonly, clock, kept);
       const lineage = readLineage(db, path);
-      if (options.expectedLineage !== undefined && options.expectedLineage !== lineage) {
+      if (!readonly && options.expectedLineage !== undefined && options.expectedLineage !== lineage) {
         throw storeError(
           `state file ${path} belongs to lineage ${lineage}, not the expected ${options.expectedLineage}: it was created for another deployment (or replaced); refusing to use it`,
           path,
@@ -1139,8 +1180,11 @@ export class SqliteStateStore implements StateStore {
   }
 }
 
-/** Brings the file to the code's schema, in one transaction; refuses newer schemas and foreign files. */
-function migrate(db: Database.Database, path: string, migrations: readonly Migration[], readonly: boolean, clock: Clock): number {
+/**
+ * Brings the file to the code's schema, in one transaction; refuses newer schemas, foreign files, and a
+ * file without a schema where a state is `kept` (`refusalOf`, once the WAL is read too).
+ */
+function migrate(db: Database.Database, path: string, migrations: readonly Migration[], readonly: boolean, clock: Clock, kept: StateKept | undefined): number {
   const known = migrations.length;
   const readVersion = (): number => db.pragma('user_version', { simple: true }) as number;
   // One snapshot: a writer creating the file between two reads would leave its tables beside no version.
@@ -1151,12 +1195,11 @@ function migrate(db: Database.Database, path: string, migrations: readonly Migra
   }))();
   if (appId !== 0 && appId !== APPLICATION_ID) throw notAStateFile(path, `application_id ${appId}`);
   if (version > known) throw newerSchema(path, version, known);
-  if (version === known) {
-    if (appId !== APPLICATION_ID && known > 0) throw storeError(`${path} is not a desiredstate state file`, path);
-    return version;
-  }
+  if (version > 0 && appId !== APPLICATION_ID) throw notOurVersion(path, version);
+  if (version === known) return version;
   // Said so to a read-only open too (status), rather than advice to migrate it with apply, which refuses it.
   if (version === 0 && tables > 0) throw notAStateFile(path, 'it has tables but no schema version');
+  if (version === 0 && kept !== undefined) throw noState(path, NO_TABLES, kept);
   if (readonly) {
     throw storeError(
       `state file ${path} has schema version ${version}, older than ${known}; open it once with a writing command (apply or run) to migrate it`,

@@ -62,19 +62,27 @@ describe('state lineage', () => {
   });
 
   // Another program's SQLite file: status advised migrating it with apply; apply refused it, but had made it
-  // 0600, switched it to WAL (its header rewritten) and written the compiled goals beside it first.
-  it("another program's SQLite file at state.db is refused untouched by status, plan and apply, nothing written beside it", async () => {
-    const dir = join(p.dir, 'foreign');
+  // 0600, switched it to WAL (its header rewritten) and written the compiled goals beside it first. One with a
+  // schema version (1 to 8) but not our application_id was all of that, and status advised migrating it.
+  it.each([
+    { name: 'with tables but no schema version', make: (db: Database.Database) => db.exec('CREATE TABLE t (x)'), why: 'it has tables but no schema version' },
+    {
+      name: 'with a schema version but not our mark',
+      make: (db: Database.Database) => db.exec('CREATE TABLE foo (x); PRAGMA user_version = 3'),
+      why: "schema version 3 without desiredstate's application_id",
+    },
+  ])("another program's SQLite file ($name) at state.db is refused untouched by status, plan and apply, nothing written beside it", async ({ name, make, why }) => {
+    const dir = join(p.dir, `foreign-${name.replace(/\W/g, '')}`);
     mkdirSync(dir);
     const db = join(dir, 'state.db');
     const other = new Database(db);
-    other.exec('CREATE TABLE t (x)');
+    make(other);
     other.close();
     chmodSync(db, 0o644);
     const bytes = readFileSync(db);
-    for (const args of [['status'], ['plan'], ['apply', '--yes']]) {
+    for (const args of [['status'], ['drift'], ['history'], ['plan'], ['apply', '--yes']]) {
       const r = await cli([...args, '--goals', p.goals, '--state', dir], { cwd: p.dir });
-      expect(r, args[0]).toMatchObject({ code: 1, stderr: `desiredstate ${args[0]}: DS_STATE_STORE: ${db} is not a desiredstate state file (it has tables but no schema version)\n` });
+      expect(r, args[0]).toMatchObject({ code: 1, stderr: `desiredstate ${args[0]}: DS_STATE_STORE: ${db} is not a desiredstate state file (${why})\n` });
     }
     expect(readFileSync(db).equals(bytes)).toBe(true);
     expect(statSync(db).mode & 0o777).toBe(0o644);
@@ -147,5 +155,34 @@ describe('state lineage', () => {
     rmSync(join(dir, 'state.db'));
     rmSync(join(dir, 'lineage'));
     expect((await cli(['apply', '--yes', '--goals', p.goals, '--state', dir], { cwd: p.dir })).code).toBe(0);
+  });
+
+  // A state.db that is a SQLite header and no tables (a copy taken without its -wal while a daemon ran, the
+  // state all in the WAL; a first write the disk had no room for) was minted a new lineage by apply, then
+  // refused as another deployment's; status advised migrating it.
+  it('a state.db holding no tables where the directory keeps a lineage is refused as a truncation by every command, and left as it is', async () => {
+    const dir = join(p.dir, 'header-only');
+    expect((await cli(['apply', '--yes', '--goals', p.goals, '--state', dir], { cwd: p.dir })).code).toBe(0);
+    const lineage = readFileSync(join(dir, 'lineage'), 'utf8').trim();
+    for (const f of ['state.db', 'state.db-wal', 'state.db-shm']) rmSync(join(dir, f), { force: true });
+    const db = join(dir, 'state.db');
+    const empty = new Database(db);
+    empty.pragma('journal_mode = WAL');
+    empty.close();
+    const bytes = readFileSync(db);
+    expect(bytes.length).toBeGreaterThan(0);
+    const listing = readdirSync(dir);
+    const advice = `: truncated, or emptied? Restore it from a backup; to start a new state instead, delete it and the lineage file beside it. A copy of state.db taken without its state.db-wal while a daemon ran is one: take backups with sqlite3 ${db} ".backup FILE", or with the daemon stopped`;
+    for (const args of [['status'], ['drift'], ['history'], ['plan', '--goals', p.goals], ['apply', '--yes', '--goals', p.goals], ['retry', '--all']]) {
+      const r = await cli([...args, '--state', dir], { cwd: p.dir });
+      expect(r.code, args[0]).toBe(1);
+      expect(r.stderr, args[0]).toContain(`DS_STATE_STORE: state file ${db} holds no state (a SQLite database without tables)`);
+      expect(r.stderr, args[0]).toContain(advice);
+      expect(readFileSync(db).equals(bytes), args[0]).toBe(true);
+    }
+    const apply = await cli(['apply', '--yes', '--goals', p.goals, '--state', dir], { cwd: p.dir });
+    expect(apply.stderr).toContain(`tables), though its directory was made with lineage ${lineage}${advice}`);
+    expect(readFileSync(join(dir, 'lineage'), 'utf8').trim()).toBe(lineage);
+    expect(readdirSync(dir)).toEqual(listing);
   });
 });

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -152,6 +152,8 @@ describe('opening', () => {
   it.each([
     { name: 'with tables but no schema version', make: (db: Database.Database) => db.exec('CREATE TABLE t (x)'), why: 'it has tables but no schema version' },
     { name: "marked as another program's", make: (db: Database.Database) => db.pragma('application_id = 42'), why: 'application_id 42' },
+    // A schema version without our mark was migrated as a state file of that version, or advised to be.
+    { name: 'with a schema version but not our mark', make: (db: Database.Database) => db.exec('CREATE TABLE foo (x); PRAGMA user_version = 3'), why: "schema version 3 without desiredstate's application_id" },
   ])('refuses a SQLite file $name untouched, read-only too: its bytes, its mode, nothing beside it', ({ make, why }) => {
     const stateDir = join(dir, 'foreign');
     mkdirSync(stateDir);
@@ -169,6 +171,30 @@ describe('opening', () => {
     expect(readFileSync(path).equals(bytes)).toBe(true);
     expect((statSync(path).mode & 0o777).toString(8)).toBe('644');
     expect(readdirSync(stateDir)).toEqual(['state.db']);
+  });
+
+  // A copy of state.db taken while a store has it open, before its first checkpoint, is a SQLite header and
+  // no tables (the state is all in the -wal): a writing open where its lineage is known minted a new one in
+  // it, then refused it as another deployment's; a read-only open advised migrating it.
+  it('a copy of state.db taken without its -wal while a store has it open is refused as holding no state, untouched', () => {
+    const store = openStore({ lock: false });
+    store.putNodes([node('a')]);
+    const copyDir = join(dir, 'copy');
+    mkdirSync(copyDir);
+    const copy = join(copyDir, 'state.db');
+    copyFileSync(dbPath, copy);
+    chmodSync(copy, 0o644);
+    const bytes = readFileSync(copy);
+    const noState = `state file ${copy} holds no state (a SQLite database without tables)`;
+    for (const options of [{ lock: true, expectedLineage: store.lineage }, { lock: false, readonly: true, expectedLineage: store.lineage }]) {
+      const err = errorOf(() => SqliteStateStore.open({ path: copy, ...options }));
+      expect(err.code).toBe(ErrorCodes.StateStore);
+      expect(err.message).toContain(`${noState}, though its directory was made with lineage ${store.lineage}: truncated, or emptied?`);
+    }
+    expect(errorOf(() => SqliteStateStore.open({ path: copy, lock: false, readonly: true })).message).toContain(`${noState}: truncated, or emptied?`);
+    expect(readFileSync(copy).equals(bytes)).toBe(true);
+    expect((statSync(copy).mode & 0o777).toString(8)).toBe('644');
+    expect(readdirSync(copyDir)).toEqual(['state.db']);
   });
 
   // What its header cannot tell (a WAL beside it may hold what it does not show yet) SQLite is asked, and says the same.
