@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { accessSync, chmodSync, closeSync, constants, existsSync, lstatSync, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { accessSync, chmodSync, closeSync, constants, existsSync, lstatSync, openSync, readlinkSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import type { Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { hostname } from 'node:os';
@@ -291,12 +291,18 @@ function writeFailure(err: unknown, path: string): unknown {
 
 /**
  * What is at `path`, a file of the state (undefined: nothing there); a DS_STATE_STORE error naming it
- * when it cannot be looked at (a state directory this user may not enter), never taken for no state.
+ * when it cannot be looked at (a state directory this user may not enter) or is a link to nothing (SQLite
+ * said "unable to open database file", status "no state yet"), never taken for no state.
  */
 export function stateFileInfo(path: string): Stats | undefined {
   try {
-    return statSync(path, { throwIfNoEntry: false });
+    const info = statSync(path, { throwIfNoEntry: false });
+    if (info === undefined && lstatSync(path, { throwIfNoEntry: false })?.isSymbolicLink() === true) {
+      throw storeError(`state file ${path} is a link to nothing (${readlinkSync(path)}): restore what it points to, or remove it`, path);
+    }
+    return info;
   } catch (err) {
+    if (err instanceof DesiredStateError) throw err;
     // A file where a directory on the way should be: nothing is there (the caller refuses that directory).
     if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
     throw storeError(`cannot read state file ${path}: ${systemReason(err)}`, path, { cause: err });
@@ -324,7 +330,7 @@ function storeError(message: string, path: string, options: { cause?: unknown; c
   return new DesiredStateError(ErrorCodes.StateStore, message, { cause: options.cause, context: { path, ...options.context } });
 }
 
-/** SQLite's file header: its magic, then (at these offsets) the journal mode, user_version and application_id; page 1's b-tree header follows. */
+/** SQLite's file header: its magic, then (at these offsets) the page size, journal mode, page count, user_version and application_id; page 1's b-tree header follows. */
 const SQLITE_MAGIC = 'SQLite format 3\0';
 const HEADER_BYTES = 108;
 
@@ -363,7 +369,12 @@ function refusalOf(path: string, known: number, kept: StateKept | undefined): De
   // Never in the WAL only: the mark is written with the first version, and the header shows both.
   if (version > 0 && appId !== APPLICATION_ID) return notOurVersion(path, version);
   const walMode = header[18] === 2;
-  if (appId !== 0 || version !== 0 || (walMode && (stateFileInfo(`${path}-wal`)?.size ?? 0) > 0)) return undefined;
+  if (walMode && (stateFileInfo(`${path}-wal`)?.size ?? 0) > 0) return undefined;
+  // Fewer pages than its header counts (when the count is current): cut short, SQLITE_CORRUPT at the first read past its end.
+  const pageSize = header.readUInt16BE(16) === 1 ? 65536 : header.readUInt16BE(16);
+  const current = header.readUInt32BE(24) === header.readUInt32BE(92);
+  if (current && (stateFileInfo(path)?.size ?? 0) < header.readUInt32BE(28) * pageSize) return notADatabase(path, 'SQLITE_CORRUPT');
+  if (appId !== 0 || version !== 0) return undefined;
   // Page 1 is the schema table's root: an interior page (0x05), or a leaf (0x0d) with cells, holds tables.
   if (header[100] !== 0x0d || header.readUInt16BE(103) > 0) return notAStateFile(path, 'it has tables but no schema version');
   return kept === undefined ? undefined : noState(path, NO_TABLES, kept);

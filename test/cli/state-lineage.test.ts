@@ -1,4 +1,4 @@
-import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -90,21 +90,35 @@ describe('state lineage', () => {
   });
 
   // plan and apply wrote the compiled goals beside a state.db they then refused: the header alone shows it.
-  it('a state.db that is no database, or of a newer schema, is refused by plan and apply with nothing written beside it', async () => {
+  it('a state.db that is no database, of a newer schema, cut short, a directory or a link to nothing is refused by plan and apply with nothing written beside it', async () => {
     const garbage = join(p.dir, 'not-a-database');
     mkdirSync(garbage);
     writeFileSync(join(garbage, 'state.db'), 'not a database\n');
     const newer = join(p.dir, 'newer');
     const made = join(p.dir, 'made');
     expect((await cli(['apply', '--yes', '--goals', p.goals, '--state', made], { cwd: p.dir })).code).toBe(0);
+    const truncated = join(p.dir, 'truncated');
+    mkdirSync(truncated);
+    copyFileSync(join(made, 'state.db'), join(truncated, 'state.db'));
+    truncateSync(join(truncated, 'state.db'), 2 * 4096);
     const raw = new Database(join(made, 'state.db'));
     raw.pragma('user_version = 999');
     raw.close();
     mkdirSync(newer);
     copyFileSync(join(made, 'state.db'), join(newer, 'state.db'));
+    // A state.db cut short (its header whole), a directory or a link to nothing: apply wrote the compiled goals
+    // beside it, then SQLite refused it (or said only "unable to open database file").
+    const directory = join(p.dir, 'directory');
+    mkdirSync(join(directory, 'state.db'), { recursive: true });
+    const dangling = join(p.dir, 'dangling');
+    mkdirSync(dangling);
+    symlinkSync(join(p.dir, 'nowhere.db'), join(dangling, 'state.db'));
     const refusals = [
       { dir: garbage, why: 'is not a database, or is damaged (SQLITE_NOTADB)' },
       { dir: newer, why: 'has schema version 999, newer than the' },
+      { dir: truncated, why: 'is not a database, or is damaged (SQLITE_CORRUPT)' },
+      { dir: directory, why: 'is a directory, not a regular file' },
+      { dir: dangling, why: `is a link to nothing (${join(p.dir, 'nowhere.db')}): restore what it points to, or remove it` },
     ];
     for (const { dir, why } of refusals) {
       for (const args of [['plan'], ['apply', '--yes']]) {

@@ -36,6 +36,15 @@ describe('special files in the state directory', () => {
     expect(readdirSync(dir)).toEqual(['state.db']);
   });
 
+  // status said "no state yet", apply only "unable to open database file".
+  it('a link to nothing at state.db is said to be one, by what reads and what writes', async () => {
+    const { dir, path } = await stateWith('dangling-db', 'state.db', (path) => symlinkSync(join(p.dir, 'gone.db'), path));
+    for (const args of [['status'], ['apply', '--yes', '--goals', p.goals]]) {
+      const r = await cli([...args, '--state', dir], { cwd: p.dir });
+      expect(r, args[0]).toMatchObject({ code: 1, stderr: `desiredstate ${args[0]}: DS_STATE_STORE: state file ${path} is a link to nothing (${join(p.dir, 'gone.db')}): restore what it points to, or remove it\n` });
+    }
+  });
+
   it('a FIFO at the lineage file is refused by every command without waiting', async () => {
     const { dir, path } = await stateWith('fifo-lineage', 'lineage', fifo);
     for (const args of commands) {
