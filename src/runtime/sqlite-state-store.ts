@@ -279,14 +279,20 @@ const WRITE_FAILURES: Readonly<Record<string, string>> = {
   SQLITE_PERM: 'permission denied',
 };
 
-/** A write that failed for one of `WRITE_FAILURES` as a StateStore error (nothing of it was recorded); any other error as it is. */
-function writeFailure(err: unknown, path: string): unknown {
+/**
+ * A write that failed for one of `WRITE_FAILURES` as a StateStore error (nothing of it was recorded); any other
+ * error as it is. A `reading` open writes only the shared memory beside the file, which is said instead.
+ */
+function writeFailure(err: unknown, path: string, reading = false): unknown {
   const code = (err as { code?: unknown }).code;
   if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return err;
   // Extended codes (SQLITE_IOERR_WRITE, SQLITE_READONLY_DBMOVED) share their primary code's meaning.
   const why = WRITE_FAILURES[code.split('_', 2).join('_')];
   if (why === undefined) return err;
-  return storeError(`cannot write the state file ${path}: ${why} (${code}); nothing of this write was recorded`, path, { cause: err, context: { sqliteCode: code } });
+  const message = reading
+    ? `cannot read state file ${path}: reading it writes ${path}-shm beside it (the state is kept in WAL mode), and ${why} (${code}); nothing was changed`
+    : `cannot write the state file ${path}: ${why} (${code}); nothing of this write was recorded`;
+  return storeError(message, path, { cause: err, context: { sqliteCode: code } });
 }
 
 /**
@@ -844,8 +850,11 @@ export class SqliteStateStore implements StateStore {
     const existing = stateFileInfo(path);
     if (mustExist && existing === undefined) throw storeError(`no state file at ${path}`, path);
     if (!mustExist) makeDirectories(dirname(path), 0o700);
-    // Never handed to SQLite: a directory gives "disk I/O error", a FIFO an open that waits forever.
-    if (existing !== undefined && !existing.isFile()) throw notRegular(path, specialFileKind(existing));
+    // Never handed to SQLite, nor its WAL and shared memory: a directory gives "disk I/O error", a FIFO an open that waits forever.
+    for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+      const info = file === path ? existing : stateFileInfo(file);
+      if (info !== undefined && !info.isFile()) throw notRegular(file, specialFileKind(info));
+    }
     // A state is expected where its lineage is known, or where it is to be read: one holding none is refused.
     const kept = readonly || options.expectedLineage !== undefined ? { lineage: options.expectedLineage } : undefined;
     // Before the lock, the mode and the WAL: another program's file, or one holding no state, is left exactly as it was.
@@ -901,7 +910,7 @@ export class SqliteStateStore implements StateStore {
           { cause: err },
         );
       }
-      throw writeFailure(err, path);
+      throw writeFailure(err, path, readonly);
     }
   }
 

@@ -80,6 +80,13 @@ describe.skipIf(!canMount)('a full state filesystem', () => {
     const p = project('apply');
     p.goal(['a']);
     expect((await cli(['apply', '--yes', ...p.args])).code).toBe(0);
+    // What only reads writes the shared memory beside the state: it said "cannot write the state file …
+    // nothing of this write was recorded", as if it wrote.
+    p.fill();
+    const status = await cli(['status', ...p.args]);
+    expect(status.code).toBe(1);
+    expect(status.stderr).toMatch(/^desiredstate status: DS_STATE_STORE: cannot read state file \S+state\.db: reading it writes \S+state\.db-shm beside it \(the state is kept in WAL mode\), and .*; nothing was changed\n$/);
+    p.free();
     // Room for the compiled goals (written before the state is opened) and the lock file, not for the
     // pending create in the WAL (SQLite reports it as an I/O error).
     p.fill(2 * 4096);

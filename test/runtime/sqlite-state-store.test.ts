@@ -238,6 +238,25 @@ describe('opening', () => {
     }
   });
 
+  // A directory or FIFO at the WAL or the shared memory was SQLite's "disk I/O error", naming neither.
+  it.each([
+    { name: 'a directory', make: (path: string) => mkdirSync(path), what: 'a directory' },
+    { name: 'a FIFO', make: (path: string) => spawnSync('mkfifo', [path]), what: 'a FIFO' },
+  ])('refuses $name at state.db-wal or state.db-shm, naming it', ({ make, what }) => {
+    openStore({ lock: false }).close();
+    for (const suffix of ['-wal', '-shm']) {
+      const file = `${dbPath}${suffix}`;
+      rmSync(file, { force: true });
+      make(file);
+      for (const options of [{ lock: true }, { readonly: true, lock: false }]) {
+        const err = errorOf(() => SqliteStateStore.open({ path: dbPath, ...options }));
+        expect(err.code).toBe(ErrorCodes.StateStore);
+        expect(err.message).toBe(`state file ${file} is ${what}, not a regular file`);
+      }
+      rmSync(file, { recursive: true });
+    }
+  });
+
   // A state on a read-only mount (a backup, a snapshot) was refused as "cannot write the state file …
   // nothing of this write was recorded", for a command that writes nothing.
   const canMount = process.platform === 'linux' && spawnSync('unshare', ['-m', 'true']).status === 0;
