@@ -90,6 +90,8 @@ function argumentProblem(argv: readonly string[], options: Options): string | un
     if (option === undefined) return `unknown option ${t.rawName}`;
     // Strict parsing takes no value starting with "-" unless it is written --flag=VALUE.
     if (option.type === 'string' && (t.value === undefined || (t.inlineValue === false && t.value.startsWith('-')))) {
+      // `--since -1h`, for "an hour ago": --since=-1h is refused, as --since counts back from now already.
+      if (t.name === 'since' && t.value !== undefined && /^-\d/.test(t.value)) return `${t.rawName} needs a value; it counts back from now: write ${t.rawName} ${t.value.slice(1)}`;
       // `--interval -5s`: a value was given, in a form strict parsing takes for a flag (`--goals --all` is not one).
       return t.value !== undefined && /^-[\d.]/.test(t.value) ? `${t.rawName} needs a value; for one starting with "-", write ${t.rawName}=${t.value}` : `${t.rawName} needs a value`;
     }

@@ -161,6 +161,8 @@ describe.concurrent('desiredstate CLI: invocations', () => {
     { name: 'no command at all', args: [], stderr: /^desiredstate: no command given; run desiredstate --help/ },
     // The value was given, only parseArgs would not take it: say how to write it.
     { name: 'a value starting with "-"', args: ['run', '--interval', '-5s'], stderr: /^desiredstate run: --interval needs a value; for one starting with "-", write --interval=-5s\n$/ },
+    // --since=-1h would be refused too: --since counts back from now, so the hint is the duration alone.
+    { name: 'a --since written as negative', args: ['drift', '--since', '-1h'], stderr: /^desiredstate drift: --since needs a value; it counts back from now: write --since 1h\n$/ },
     { name: 'a negative --interval', args: ['run', '--interval=-5s'], stderr: /^desiredstate run: --interval takes a duration such as 500ms, 30s or 5m \(got "-5s"\)\n$/ },
     // Number() took hex, exponents and blanks (`0x10`, `1e20`: a pool of 10^20 workers).
     { name: 'a --concurrency in hex', args: ['apply', '--concurrency', '0x10'], stderr: /^desiredstate apply: --concurrency takes a whole number from 1 to 1000 \(got "0x10"\)\n$/ },
