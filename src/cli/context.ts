@@ -191,11 +191,12 @@ const warnedShared = new WeakSet<CliContext>();
 /**
  * Warns, once a command, of a state directory that its group or others may write in, as ssh does of
  * ~/.ssh: they may remove or replace the state or its lock (a running daemon then stops), or plant a
- * lock that keeps every writer out. A warning, not a refusal: a shared group may be meant.
+ * lock that keeps every writer out. A warning, not a refusal: a shared group may be meant. Not of a
+ * sticky one (a tmpfs's root, /tmp): there only a file's owner may remove or replace it.
  */
 function warnIfShared(ctx: CliContext, info: Stats): void {
   const bits = info.mode & 0o022;
-  if (bits === 0 || warnedShared.has(ctx)) return;
+  if (bits === 0 || (info.mode & 0o1000) !== 0 || warnedShared.has(ctx)) return;
   warnedShared.add(ctx);
   const who = bits === 0o022 ? 'its group and others' : bits === 0o020 ? 'its group' : 'others';
   const mode = (info.mode & 0o7777).toString(8).padStart(4, '0');

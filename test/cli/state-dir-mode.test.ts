@@ -47,5 +47,8 @@ describe('the state directory a command creates', () => {
     // Its own: nothing to say.
     chmodSync(p.state, 0o700);
     expect(warnings(underUmask000(['apply', '--yes', ...p.args], p.dir).stderr)).toEqual([]);
+    // Sticky, as /tmp or a tmpfs's root: only a file's owner may remove or replace it.
+    chmodSync(p.state, 0o1777);
+    expect(warnings(underUmask000(['apply', '--yes', ...p.args], p.dir).stderr)).toEqual([]);
   });
 });
