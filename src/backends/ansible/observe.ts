@@ -149,7 +149,6 @@ export function interpretRun(outcome: ProcessOutcome, options: { readonly tags?:
   }
 }
 
-/** The JSON document in stdout, or undefined when there is none (ansible-playbook failed before the first play). */
 /** What to do about an ansible-playbook that could not be started, by the spawn's errno (a run's fault, the health check). */
 export function spawnFailedHint(code: string | undefined): string | undefined {
   if (code === 'ENOENT') return 'install ansible-core (apt-get install ansible-core) or set the backend config ansiblePlaybook';
@@ -157,6 +156,7 @@ export function spawnFailedHint(code: string | undefined): string | undefined {
   return undefined;
 }
 
+/** The JSON document in stdout, or undefined when there is none (ansible-playbook failed before the first play). */
 export function parseReport(stdout: string): PlaybookReport | undefined {
   const text = stdout.trim();
   if (text === '') return undefined;
