@@ -201,7 +201,7 @@ export const commands: Record<string, Command> = {
   backends: {
     summary: 'configured backends, their types and health',
     usage: 'desiredstate backends [--goals DIR] [--format text|json]',
-    help: 'The goals\' errors, if any, are listed first (--format json: as `diagnostics`), with the backends that compiled.\nExit status: 0, or 1 when any backend is unhealthy or the goals do not compile.',
+    help: 'The goals\' errors and warnings, if any, are listed first, as validate shows them (--format json: as `diagnostics`), with the backends that compiled.\nExit status: 0, or 1 when any backend is unhealthy or the goals do not compile.',
     async run(argv, io) {
       const { values } = parse(argv, {});
       formatFlag(values, ['text', 'json']);
