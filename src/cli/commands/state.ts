@@ -6,7 +6,6 @@ import { cellLine, formatDiff, isoTime, oneLine, table } from '../format.ts';
 import { EXIT, UsageError } from '../usage.ts';
 import { shortCommit } from '../git.ts';
 
-
 /** What a daemon recorded in the state about itself (none: no daemon set it, or it stopped and cleared it). */
 interface DaemonMeta {
   readonly listen: string | null;
