@@ -572,7 +572,7 @@ export function logOrphaned(log: Logger, r: NodeRecord, split: Pick<RemovedSplit
 }
 
 /** The log message of a removed node forgotten with its create cut short (`RemovedSplit.createCutShort`), as a warning. */
-export const ORPHANED_CUT_SHORT = 'node orphaned: removed from the goals with its create cut short; what the create may have made is left untouched';
+const ORPHANED_CUT_SHORT = 'node orphaned: removed from the goals with its create cut short; what the create may have made is left untouched';
 
 /** Mass-deletion guard: at most max(5, 10 %) of managed nodes in one revision. */
 export function massDeletionLimit(managed: number): number {
