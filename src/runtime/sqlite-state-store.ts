@@ -581,7 +581,13 @@ function acquireLock(lockPath: string, dbPath: string): LockHolder {
 }
 
 function releaseLock(lockPath: string, me: LockHolder): void {
-  const seen = readLock(lockPath);
+  let seen;
+  try {
+    seen = readLock(lockPath);
+  } catch {
+    // No lock of ours there any more (a directory above it made a file, something else at its path): nothing to release.
+    return;
+  }
   // Never remove a lock another process took over.
   if (seen?.holder?.token !== me.token) return;
   try {
@@ -1132,8 +1138,12 @@ export class SqliteStateStore implements StateStore {
       if (now === undefined) return { file: this.path, reason: `state file ${this.path} was removed` };
       if (now !== this.#fileId) return { file: this.path, reason: `state file ${this.path} was replaced` };
     } catch (err) {
-      // Its directory gone: readLock's ENOENT is undefined above.
-      if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return { file: lockPath, reason: `lock file ${lockPath} was removed: a path above it is no directory now` };
+      // Its directory gone: readLock's ENOENT is undefined above; a directory above it made a file is ENOTDIR.
+      const cause = (err as { cause?: unknown }).cause as NodeJS.ErrnoException | undefined;
+      if (cause?.code === 'ENOTDIR') return { file: lockPath, reason: `lock file ${lockPath} was removed: a path above it is no directory now` };
+      // Something that is no regular file at its path (readLock's refusal, which has no system error behind it).
+      const special = lstatSync(lockPath, { throwIfNoEntry: false });
+      if (cause === undefined && special !== undefined && !special.isFile()) return { file: lockPath, reason: `lock file ${lockPath} was replaced by ${special.isSymbolicLink() ? 'a symbolic link' : specialFileKind(special)}` };
     }
     return undefined;
   }

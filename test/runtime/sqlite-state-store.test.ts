@@ -575,6 +575,16 @@ describe('the lock', () => {
       rmSync(join(dir, 'state'), { recursive: true });
       expect(s.lostOwnership()).toEqual({ file: `${dbPath}.lock`, reason: `lock file ${dbPath}.lock was removed` });
     });
+
+    it('names the lock file when the state directory is made a file, or the lock something that is no file', () => {
+      const s = openStore();
+      rmSync(`${dbPath}.lock`);
+      mkdirSync(`${dbPath}.lock`);
+      expect(s.lostOwnership()).toEqual({ file: `${dbPath}.lock`, reason: `lock file ${dbPath}.lock was replaced by a directory` });
+      rmSync(join(dir, 'state'), { recursive: true });
+      writeFileSync(join(dir, 'state'), '');
+      expect(s.lostOwnership()).toEqual({ file: `${dbPath}.lock`, reason: `lock file ${dbPath}.lock was removed: a path above it is no directory now` });
+    });
   });
 });
 
