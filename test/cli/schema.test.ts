@@ -37,7 +37,7 @@ describe('JSON Schema of goal files', () => {
 
   it('says what each node type is, and "an" before a vowel: "Spec of an aws.s3.bucket node", "Config of an ansible backend"', () => {
     const text = JSON.stringify(goalJsonSchema());
-    expect(text).toContain('"description":"An AWS S3 bucket (no real backend provisions it yet, only memory)."');
+    expect(text).toContain('"description":"An AWS S3 bucket (no built-in backend provisions it yet: a command generator of a script backend can)."');
     expect(text).toContain('"description":"Spec of an aws.s3.bucket node."');
     expect(text).toContain('"description":"Spec of a local.file node."');
     expect(text).toContain('"description":"Config of an ansible backend."');
