@@ -96,12 +96,17 @@ export class DirectoryWatch {
     else this.armDir(dirname(abs));
   }
 
-  /** Closes every watcher and drops pending reports. */
+  /**
+   * Closes every watcher and reports at once the changes still waiting for the debounce (or for a
+   * flush's look at its directories): a watch stopped for a goal reload is replaced by one that never
+   * saw them, and a hand edit dropped here went unseen until the node's next interval.
+   */
   stop(): void {
     this.stopped = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
     for (const w of this.watchers.values()) w.close();
     this.watchers.clear();
+    this.report();
   }
 
   private add(id: NodeId, abs: string): void {
@@ -207,7 +212,12 @@ export class DirectoryWatch {
       // which stays, so an event in between is not lost.
       for (const w of replaced) w.close();
     }
-    if (this.stopped || this.changed.size === 0) return;
+    if (!this.stopped) this.report();
+  }
+
+  /** Tells the listener of the nodes changed since it was last told. */
+  private report(): void {
+    if (this.changed.size === 0) return;
     const ids = [...this.changed];
     this.changed.clear();
     this.log.debug({ nodes: ids.length }, 'local change noticed');
