@@ -356,8 +356,12 @@ export class Controller<S extends NodeSpec> {
     // The new graph's watch before any of its nodes is queued: the batch loop observes them while
     // removed nodes are deleted (`removeMissing`, seconds for a command), and a backend takes the nodes
     // it is given as those it manages now (a removed node's path no longer claims a file).
-    this.stopWatching?.();
+    // The previous watch stops once the new one is armed: a watcher on the same directory shares its
+    // inotify watch, so an event not yet read (a hand edit just before the reload) reaches the new one,
+    // and the changes the previous one still held back are handed over (`notifyChanged`, in this graph).
+    const stopPrevious = this.stopWatching;
     this.stopWatching = this.o.watch?.(graph.order, (ids) => this.notifyChanged(ids));
+    stopPrevious?.();
     const now = this.o.clock.now();
     // Readiness waits only for the nodes looked at now; nodes that keep their schedule count as done.
     this.firstRoundLeft = new Set();

@@ -241,4 +241,18 @@ describe('local backend watch', () => {
     await settle(200); // time for a report that must not come
     expect(w.reports).toEqual([]);
   });
+
+  // What a goal reload relies on (`Controller.setGraph` starts the new graph's watch, then stops the old):
+  // a watcher on the same directory shares the old one's inotify watch, which stays, so an edit the old
+  // one had not read yet (made just before the reload) reaches the new one. Stopped first, it was lost.
+  it('a watch started before the one it replaces stops gets the edit that one had not read yet', async () => {
+    const node = fileNode('f', 'd/f.txt', 'x');
+    await sb.backend.create(node, opCtx());
+    const stopOld = sb.backend.watch([node], () => undefined, log);
+    writeFileSync(join(sb.root, 'd/f.txt'), 'edited by hand'); // no await after: the old watch reads nothing of it
+    const w = watchFor([node]);
+    const waiting = w.next('f');
+    stopOld();
+    await waiting;
+  });
 });
