@@ -16,6 +16,7 @@ import type { Fault, FieldDiff, NodeId, Observation, ObservationMemo, OperationC
 import type { AccountTable } from './accounts.ts';
 import { lookupId } from './accounts.ts';
 import {
+  AccountFiles,
   Confiner,
   discardStaged,
   ensureParent,
@@ -26,7 +27,6 @@ import {
   inspectNode,
   inspectNodeSync,
   makeDirectory,
-  readAccounts,
   removeDirectory,
   removeEntry,
   setAttributes,
@@ -34,7 +34,7 @@ import {
   writeFileAtomic,
   writeSymlinkAtomic,
 } from './client.ts';
-import type { FileWrite, NodePath, ReadPolicy, StagedWrite } from './client.ts';
+import type { AccountFilePaths, Accounts, FileWrite, NodePath, ReadPolicy, StagedWrite } from './client.ts';
 import type { LocalConfig } from './config.ts';
 import { OBSERVE_PARALLELISM, rereadEveryMs, rootOf } from './config.ts';
 import { aboutTheRoot, aborted, directoryNotEmpty, fsFault, wrongKind, wrongKindToDelete } from './errors.ts';
@@ -50,7 +50,6 @@ import type { WatchedPath } from './watch.ts';
 export const LOCAL_KINDS = ['local.file', 'local.directory', 'local.symlink'] as const;
 
 type LocalSpec = LocalFileSpec | LocalDirectorySpec | LocalSymlinkSpec;
-type Accounts = { readonly users: AccountTable; readonly groups: AccountTable };
 
 function localSpec(node: BackendNode): LocalSpec {
   const spec = node.spec.spec;
@@ -136,15 +135,19 @@ export class LocalBackend implements InfraBackend {
   private readonly log: Logger;
   /** `rereadEvery` in ms; undefined for `always`. */
   private readonly rereadEveryMs: number | undefined;
-  private accounts: Promise<Accounts> | undefined;
+  private readonly accounts: AccountFiles;
   /** Each watch's stop. */
   private readonly watches = new Set<() => void>();
   /** Which file each node reaches, across observe calls (and other local backends' observations). */
   private readonly claims: FileClaims;
 
-  /** `config` as parsed by `localConfigSchema`; `rereadEvery` may be left out (tests, benchmarks). */
-  constructor(config: Pick<LocalConfig, 'root'> & Partial<LocalConfig>, ctx: Pick<BackendContext, 'id' | 'cwd' | 'log'>) {
+  /**
+   * `config` as parsed by `localConfigSchema`; `rereadEvery` may be left out (tests, benchmarks).
+   * `accountFiles`: where user and group names are looked up (/etc/passwd and /etc/group unless a test says).
+   */
+  constructor(config: Pick<LocalConfig, 'root'> & Partial<LocalConfig>, ctx: Pick<BackendContext, 'id' | 'cwd' | 'log'>, accountFiles?: AccountFilePaths) {
     this.id = ctx.id;
+    this.accounts = new AccountFiles(accountFiles);
     this.claims = new FileClaims(ctx.id);
     this.root = rootOf(config, ctx.cwd);
     this.rereadEveryMs = rereadEveryMs(config);
@@ -173,7 +176,7 @@ export class LocalBackend implements InfraBackend {
     const failed = (node: BackendNode, err: unknown): Observation => failedResult(err, 'observe', node.id, this.root);
     // Owner and group names need the account tables: load them once, before the synchronous part.
     const accounts = nodes.some((n) => n.spec.spec.type === 'local.file' && (n.spec.spec.owner !== undefined || n.spec.spec.group !== undefined))
-      ? await this.loadAccounts()
+      ? await this.accounts.current()
       : undefined;
     // Taken before any lstat: what a memo records as the time of its reading.
     const now = Date.now();
@@ -375,7 +378,7 @@ export class LocalBackend implements InfraBackend {
     switch (spec.type) {
       case 'local.file': {
         const expect = await this.fileExpectation(spec, at);
-        const accounts = expect.owner !== undefined || expect.group !== undefined ? await this.loadAccounts() : undefined;
+        const accounts = expect.owner !== undefined || expect.group !== undefined ? await this.accounts.current() : undefined;
         return observeFile(expect, await inspectNode(confiner, at, this.readPolicy(spec, expect, accounts, memo, now)));
       }
       case 'local.directory':
@@ -590,7 +593,7 @@ export class LocalBackend implements InfraBackend {
 
   private async fileExpectation(spec: LocalFileSpec, at: NodePath): Promise<FileExpectation> {
     const needsAccounts = spec.owner !== undefined || spec.group !== undefined;
-    return this.fileExpectationSync(spec, at, needsAccounts ? await this.loadAccounts() : undefined);
+    return this.fileExpectationSync(spec, at, needsAccounts ? await this.accounts.current() : undefined);
   }
 
   private fileExpectationSync(spec: LocalFileSpec, at: NodePath, accounts: Accounts | undefined): FileExpectation {
@@ -610,9 +613,5 @@ export class LocalBackend implements InfraBackend {
       owner: spec.owner === undefined ? undefined : resolveId(accounts.users, spec.owner, 'user'),
       group: spec.group === undefined ? undefined : resolveId(accounts.groups, spec.group, 'group'),
     };
-  }
-
-  private loadAccounts(): Promise<Accounts> {
-    return (this.accounts ??= readAccounts());
   }
 }

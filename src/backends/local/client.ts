@@ -1176,8 +1176,49 @@ export async function removeDirectory(p: IoPath, listing: () => string, signal: 
   }
 }
 
-/** /etc/passwd and /etc/group, parsed. Missing files give empty tables (numeric ids still work). */
-export async function readAccounts(): Promise<{ users: AccountTable; groups: AccountTable }> {
+/** Where the account tables are read from. */
+export interface AccountFilePaths {
+  readonly passwd: string;
+  readonly group: string;
+}
+
+export const SYSTEM_ACCOUNT_FILES: AccountFilePaths = { passwd: '/etc/passwd', group: '/etc/group' };
+
+export type Accounts = { readonly users: AccountTable; readonly groups: AccountTable };
+
+/**
+ * The account tables, read again whenever either file changed (another inode, size, mtime or ctime):
+ * a user or group made while the daemon runs (as a fault's hint asks) is known at the next pass, and one
+ * made again with another id is chowned to the new id. Two stats a call, not two reads.
+ */
+export class AccountFiles {
+  private readonly paths: AccountFilePaths;
+  private loaded: { readonly stamp: string; readonly accounts: Promise<Accounts> } | undefined;
+
+  constructor(paths: AccountFilePaths = SYSTEM_ACCOUNT_FILES) {
+    this.paths = paths;
+  }
+
+  async current(): Promise<Accounts> {
+    // Taken before the read: a change made during it gives another stamp at the next call, read again then.
+    const stamp = (await Promise.all([fileStamp(this.paths.passwd), fileStamp(this.paths.group)])).join(' ');
+    if (this.loaded?.stamp !== stamp) this.loaded = { stamp, accounts: readAccounts(this.paths) };
+    return this.loaded.accounts;
+  }
+}
+
+/** What changes whenever a file is replaced or written; `missing` when there is none. */
+async function fileStamp(path: string): Promise<string> {
+  try {
+    const st = await stat(path, { bigint: true });
+    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  } catch {
+    return 'missing';
+  }
+}
+
+/** The account files, parsed. Missing files give empty tables (numeric ids still work). */
+async function readAccounts(paths: AccountFilePaths): Promise<Accounts> {
   const load = async (file: string): Promise<AccountTable> => {
     try {
       return parseAccounts(await readFile(file, 'utf8'));
@@ -1185,7 +1226,7 @@ export async function readAccounts(): Promise<{ users: AccountTable; groups: Acc
       return parseAccounts('');
     }
   };
-  const [users, groups] = await Promise.all([load('/etc/passwd'), load('/etc/group')]);
+  const [users, groups] = await Promise.all([load(paths.passwd), load(paths.group)]);
   return { users, groups };
 }
 

@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, statfsSync } from 'node:fs';
-import { chmod, chown, lchown, link, lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, lchown, link, lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -661,6 +661,29 @@ describe('local backend writes', () => {
     const node = fileNode('f', 'f.txt', 'x', { owner: 'no-such-user-ds' });
     expect(await faultOf(() => sb.backend.create(node, opCtx()))).toMatchObject({ class: 'permanent', code: 'unknown-user' });
     expect(await observe(node)).toMatchObject({ status: 'failed', fault: { code: 'unknown-user' } });
+  });
+
+  it('reads the account files again when they change: a group made after start is known without a restart, one made again with another id is told apart', async () => {
+    const me = userInfo();
+    const passwd = join(sb.base, 'passwd');
+    const group = join(sb.base, 'group');
+    await writeFile(passwd, `me:x:${me.uid}:${me.gid}::/:/bin/sh\n`);
+    await writeFile(group, 'other:x:4242:\n');
+    const backend = new LocalBackend({ root: 'root' }, { id: 'local', cwd: sb.base, log }, { passwd, group });
+    try {
+      const node = fileNode('f', 'f.txt', 'x', { owner: 'me', group: 'late' });
+      expect(await faultOf(() => backend.create(node, opCtx()))).toMatchObject({ code: 'unknown-group', hint: 'create the group or use a numeric id' });
+      expect(await observeOne(backend, node)).toMatchObject({ status: 'failed', fault: { code: 'unknown-group' } });
+      // Made in place (the same inode, as an editor may) and then again by a rename (as groupadd does).
+      await writeFile(group, `other:x:4242:\nlate:x:${me.gid}:\n`);
+      expect((await backend.create(node, opCtx())).status).toBe('done');
+      expect((await observeOne(backend, node)).status).toBe('upToDate');
+      await writeFile(`${group}.new`, 'other:x:4242:\nlate:x:4243:\n');
+      await rename(`${group}.new`, group);
+      expect(await observeOne(backend, node)).toMatchObject({ status: 'drifted', diffs: [{ path: 'group', desired: 'late', actual: String(me.gid) }] });
+    } finally {
+      await backend.close();
+    }
   });
 });
 
