@@ -618,11 +618,12 @@ export function inspectSync(real: string, policy?: ReadPolicy, io = real): Actua
  * not read through), one read of size + 1 bytes, close — no fstat, no
  * growing buffer. A file that grew since is read to its end.
  */
-function readSmallFileSync(real: string, size: number): Buffer {
+export function readSmallFileSync(real: string, size: number): Buffer {
   const fd = openSync(real, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
     const buf = Buffer.allocUnsafe(size + 1);
-    const n = readSync(fd, buf, 0, size + 1, 0);
+    // From the fd's offset, which the read moves on: the rest is then read from where this read stopped.
+    const n = readSync(fd, buf, 0, size + 1, null);
     if (n <= size) return buf.subarray(0, n);
     return Buffer.concat([buf, readFileSync(fd)]);
   } finally {

@@ -4,7 +4,7 @@ import { appendFile, lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, writ
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Confiner, discardStaged, inspect, inspectSync, removeDirectory, removeStaleTemps, renameStaged, stageFile, SYNC_READ_LIMIT, syncDirectory, writeFileAtomic } from '../../../src/backends/local/client.ts';
+import { Confiner, discardStaged, inspect, inspectSync, readSmallFileSync, removeDirectory, removeStaleTemps, renameStaged, stageFile, SYNC_READ_LIMIT, syncDirectory, writeFileAtomic } from '../../../src/backends/local/client.ts';
 import type { IoPath, ReadPolicy } from '../../../src/backends/local/client.ts';
 import { FaultError, processStat } from '../../../src/runtime/index.ts';
 import { warnSkipped } from '../../support/skip.ts';
@@ -46,6 +46,18 @@ describe('inspectSync reads what inspect reads', () => {
     await writeFile(p, content);
     expect(inspectSync(p, policyFor(content))).toBeUndefined();
     expect(await inspect(p, policyFor(content))).toMatchObject({ kind: 'file', sha256: hash(content) });
+  });
+});
+
+describe('readSmallFileSync', () => {
+  it.each([
+    { name: 'the size lstat found', content: 'abcde', size: 5 },
+    { name: 'shrunk since lstat', content: 'abc', size: 5 },
+    { name: 'grown since lstat: read to its end, once', content: 'abcdefgh', size: 5 },
+  ])('$name', async ({ content, size }) => {
+    const p = join(dir, 'f');
+    await writeFile(p, content);
+    expect(readSmallFileSync(p, size).toString()).toBe(content);
   });
 });
 
