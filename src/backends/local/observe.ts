@@ -174,10 +174,12 @@ export function observeSymlink(expect: SymlinkExpectation, actual: ActualEntry):
 /**
  * A small unified-style line diff (`-` actual, `+` desired) of two short
  * texts: common head and tail are trimmed, the middle is aligned by LCS.
+ * Lines are compared with their `\n`, so that a missing or extra final
+ * newline is a changed last line, marked as diff(1) marks it.
  */
 export function lineDiff(actual: string, desired: string): string {
-  const a = actual.split('\n');
-  const d = desired.split('\n');
+  const a = linesOf(actual);
+  const d = linesOf(desired);
   let head = 0;
   while (head < a.length && head < d.length && a[head] === d[head]) head++;
   let tail = 0;
@@ -188,6 +190,19 @@ export function lineDiff(actual: string, desired: string): string {
   const ops = lineOps(am, dm);
   // A secret a hand edit wrote in (`DB_PASSWORD=…`) is not logged and stored with the report; read
   // from the top, so that the body of a private key whose armour is in the common head is masked too.
-  const shown = maskSecretLines([...a.slice(0, head), ...ops.map((op) => op.line)]).slice(head);
-  return ['--- actual', '+++ desired', `@@ line ${head + 1} @@`, ...ops.map((op, i) => `${op.kind}${shown[i]!}`)].join('\n');
+  const shown = maskSecretLines([...a.slice(0, head), ...ops.map((op) => op.line)].map(withoutNewline)).slice(head);
+  const body = ops.flatMap((op, i) => [`${op.kind}${shown[i]!}`, ...(op.line.endsWith('\n') ? [] : [NO_NEWLINE])]);
+  return ['--- actual', '+++ desired', `@@ line ${head + 1} @@`, ...body].join('\n');
+}
+
+/** diff(1)'s mark after a last line that has no newline. */
+const NO_NEWLINE = '\\ No newline at end of file';
+
+/** The lines of a text, each with its `\n` (the last one without, when the text does not end in one). */
+function linesOf(text: string): string[] {
+  return text.match(/[^\n]*\n|[^\n]+$/g) ?? [];
+}
+
+function withoutNewline(line: string): string {
+  return line.endsWith('\n') ? line.slice(0, -1) : line;
 }

@@ -110,26 +110,31 @@ describe('lineDiff', () => {
     { name: 'one changed line in the middle', actual: 'a\nb\nc', desired: 'a\nx\nc', out: '--- actual\n+++ desired\n@@ line 2 @@\n-b\n+x' },
     { name: 'an added line', actual: 'a\nc', desired: 'a\nb\nc', out: '--- actual\n+++ desired\n@@ line 2 @@\n+b' },
     { name: 'a removed line', actual: 'a\nb\nc', desired: 'a\nc', out: '--- actual\n+++ desired\n@@ line 2 @@\n-b' },
-    { name: 'a kept line between changes', actual: 'x\nk\ny', desired: 'p\nk\nq', out: '--- actual\n+++ desired\n@@ line 1 @@\n-x\n+p\n k\n-y\n+q' },
+    { name: 'a kept line between changes', actual: 'x\nk\ny\n', desired: 'p\nk\nq\n', out: '--- actual\n+++ desired\n@@ line 1 @@\n-x\n+p\n k\n-y\n+q' },
+    { name: 'a final newline missing', actual: 'a\nb', desired: 'a\nb\n', out: '--- actual\n+++ desired\n@@ line 2 @@\n-b\n\\ No newline at end of file\n+b' },
+    { name: 'a final newline wanted away', actual: 'a\nb\n', desired: 'a\nb', out: '--- actual\n+++ desired\n@@ line 2 @@\n-b\n+b\n\\ No newline at end of file' },
+    { name: 'an extra empty last line', actual: 'a\nb\n\n', desired: 'a\nb\n', out: '--- actual\n+++ desired\n@@ line 3 @@\n-' },
+    { name: 'a line added after one with no newline', actual: 'a', desired: 'a\nb', out: '--- actual\n+++ desired\n@@ line 1 @@\n-a\n\\ No newline at end of file\n+a\n+b\n\\ No newline at end of file' },
+    { name: 'an empty file', actual: '', desired: 'a\n', out: '--- actual\n+++ desired\n@@ line 1 @@\n+a' },
     // A hand edit that writes a secret in: the report is logged and stored, the secret is not. A name is read by its
     // words: MONKEY has KEY in it, but not as a word of its own.
     {
       name: 'secrets written in by hand, masked by the name of their setting',
-      actual: 'PORT=8080\nDB_PASSWORD=hunter2-supersecret\nexport API_TOKEN="abcd1234"\napi_key: k3y-value\nDEBUG_AUTH=false\nMONKEY=banana',
-      desired: 'PORT=8080',
+      actual: 'PORT=8080\nDB_PASSWORD=hunter2-supersecret\nexport API_TOKEN="abcd1234"\napi_key: k3y-value\nDEBUG_AUTH=false\nMONKEY=banana\n',
+      desired: 'PORT=8080\n',
       out: '--- actual\n+++ desired\n@@ line 2 @@\n-DB_PASSWORD=<secret>\n-export API_TOKEN=<secret>\n-api_key: <secret>\n-DEBUG_AUTH=false\n-MONKEY=banana',
     },
     {
       name: 'secrets in a CRLF file (its CR kept) and under quoted names (JSON, one or more pairs a line)',
-      actual: 'a\r\nDB_PASSWORD=hunter2secret\r\n{"password": "jsonsecret123", "db_password":"x2secret\\"value", "user": "ana"}\r\n"api_key": k3y-value\r\n{"debug_auth": "false"}',
-      desired: 'a\r',
+      actual: 'a\r\nDB_PASSWORD=hunter2secret\r\n{"password": "jsonsecret123", "db_password":"x2secret\\"value", "user": "ana"}\r\n"api_key": k3y-value\r\n{"debug_auth": "false"}\n',
+      desired: 'a\r\n',
       out: '--- actual\n+++ desired\n@@ line 2 @@\n-DB_PASSWORD=<secret>\r\n-{"password": "<secret>", "db_password":"<secret>", "user": "ana"}\r\n-"api_key": <secret>\r\n-{"debug_auth": "false"}',
     },
     {
       name: 'secrets inside a line: a URL\'s password, an XML element, a command-line option',
       actual:
-        'a\nDATABASE_URL=postgres://app:urlpass123@db:5432/app\nredis_url: redis://:redispw777@cache:6379/0 and https://example.com/x@y\n<db><password>xmlpw123</password><user>ana</user></db>\nExecStart=/usr/bin/app --password=clipw1234 --api-key "k y" --port 80 --no-password-prompt',
-      desired: 'a',
+        'a\nDATABASE_URL=postgres://app:urlpass123@db:5432/app\nredis_url: redis://:redispw777@cache:6379/0 and https://example.com/x@y\n<db><password>xmlpw123</password><user>ana</user></db>\nExecStart=/usr/bin/app --password=clipw1234 --api-key "k y" --port 80 --no-password-prompt\n',
+      desired: 'a\n',
       out:
         '--- actual\n+++ desired\n@@ line 2 @@\n-DATABASE_URL=postgres://app:<secret>@db:5432/app\n-redis_url: redis://:<secret>@cache:6379/0 and https://example.com/x@y\n-<db><password><secret></password><user>ana</user></db>\n-ExecStart=/usr/bin/app --password=<secret> --api-key <secret> --port 80 --no-password-prompt',
     },
