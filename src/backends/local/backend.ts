@@ -112,6 +112,18 @@ function failedResult(err: unknown, action: string, id: NodeId, root: string): {
 /** The kind of what each node type makes. */
 const MADE: Readonly<Record<LocalSpec['type'], 'file' | 'directory' | 'symlink'>> = { 'local.file': 'file', 'local.directory': 'directory', 'local.symlink': 'symlink' };
 
+/**
+ * A link node, its target checked as apply checks it (`Confiner.target`) unless the link is there as
+ * wanted or about to be deleted: one that apply would not make (its target leads round a loop of
+ * symlinks) is a failed observation, so that plan shows the fault apply would meet; one found so (made
+ * by hand) reaches nothing, and is observed as it is.
+ */
+function observeLink(spec: LocalSymlinkSpec, at: NodePath, confiner: Confiner, actual: ActualEntry, beforeDelete: boolean): Observation {
+  const asWanted = actual.kind === 'symlink' && actual.target === spec.target;
+  confiner.target(at.real, spec.target, asWanted || beforeDelete ? 'observe' : 'make');
+  return observeSymlink({ absPath: at.abs, target: spec.target }, actual);
+}
+
 /** A delete's refusal of something of another kind than the node made at its path (put there by hand since): never deleted. */
 function misplaced(spec: LocalSpec, at: NodePath, actual: ActualEntry): FaultError | undefined {
   const made = MADE[spec.type];
@@ -200,7 +212,7 @@ export class LocalBackend implements InfraBackend {
           // A node read before its delete (removed from the goals) claims no file: it shares none with the goals' nodes.
           const sharing = ctx.beforeDelete === true ? undefined : this.claims.reach(node.id, at, confiner);
           if (sharing !== undefined) shared.push(sharing);
-          const obs = this.observeSync(spec, at, confiner, accounts, memoOf(node.id), now);
+          const obs = this.observeSync(spec, at, confiner, accounts, memoOf(node.id), now, ctx.beforeDelete === true);
           if (obs === undefined) large.push({ node, at });
           else results.set(node.id, obs);
         } catch (err) {
@@ -214,7 +226,7 @@ export class LocalBackend implements InfraBackend {
       const slice = large.slice(start, start + PINS_HELD);
       const rest = await mapLimit(slice, OBSERVE_PARALLELISM, async ({ node, at }): Promise<Observation> => {
         try {
-          return await this.observeOne(localSpec(node), at, confiner, memoOf(node.id), now);
+          return await this.observeOne(localSpec(node), at, confiner, memoOf(node.id), now, ctx.beforeDelete === true);
         } catch (err) {
           return failed(node, err);
         }
@@ -356,8 +368,19 @@ export class LocalBackend implements InfraBackend {
 
   // ---- internals ----
 
-  /** One node with synchronous calls; `undefined` when its file is too large to read that way. */
-  private observeSync(spec: LocalSpec, at: NodePath, confiner: Confiner, accounts: Accounts | undefined, memo: ObservationMemo | undefined, now: number): Observation | undefined {
+  /**
+   * One node with synchronous calls; `undefined` when its file is too large to read that way.
+   * `beforeDelete`: read for its delete (`OperationContext.beforeDelete`), not to be made.
+   */
+  private observeSync(
+    spec: LocalSpec,
+    at: NodePath,
+    confiner: Confiner,
+    accounts: Accounts | undefined,
+    memo: ObservationMemo | undefined,
+    now: number,
+    beforeDelete: boolean,
+  ): Observation | undefined {
     switch (spec.type) {
       case 'local.file': {
         const expect = this.fileExpectationSync(spec, at, accounts);
@@ -367,14 +390,13 @@ export class LocalBackend implements InfraBackend {
       case 'local.directory':
         return observeDirectory({ absPath: at.abs, mode: parseMode(spec.mode) }, inspectNodeSync(confiner, at)!);
       case 'local.symlink':
-        confiner.target(at.real, spec.target, 'observe');
-        return observeSymlink({ absPath: at.abs, target: spec.target }, inspectNodeSync(confiner, at)!);
+        return observeLink(spec, at, confiner, inspectNodeSync(confiner, at)!, beforeDelete);
       default:
         return assertNever(spec, 'spec');
     }
   }
 
-  private async observeOne(spec: LocalSpec, at: NodePath, confiner: Confiner, memo: ObservationMemo | undefined, now: number): Promise<Observation> {
+  private async observeOne(spec: LocalSpec, at: NodePath, confiner: Confiner, memo: ObservationMemo | undefined, now: number, beforeDelete: boolean): Promise<Observation> {
     switch (spec.type) {
       case 'local.file': {
         const expect = await this.fileExpectation(spec, at);
@@ -384,8 +406,7 @@ export class LocalBackend implements InfraBackend {
       case 'local.directory':
         return observeDirectory({ absPath: at.abs, mode: parseMode(spec.mode) }, await inspectNode(confiner, at));
       case 'local.symlink':
-        confiner.target(at.real, spec.target, 'observe');
-        return observeSymlink({ absPath: at.abs, target: spec.target }, await inspectNode(confiner, at));
+        return observeLink(spec, at, confiner, await inspectNode(confiner, at), beforeDelete);
       default:
         return assertNever(spec, 'spec');
     }

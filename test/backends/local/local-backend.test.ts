@@ -438,15 +438,16 @@ describe('local backend: paths through links the goals manage and links made by 
 
 describe('local backend: a symlink whose target leads round a loop of symlinks', () => {
   // symlink() makes such a link all the same: made, it then failed every observation (ELOOP), for good.
-  // It is not made; one found in a loop (made by hand) reaches nothing, and is observed as it is.
+  // It is not made, and read before, it is that fault (so plan shows what apply meets); one found in a loop
+  // (made by hand) reaches nothing, and is observed as it is.
   const LOOP = { class: 'permanent', code: 'symlink-loop' };
 
   it('a link to itself is not made', async () => {
     const l5 = linkNode('l5', 'l5', 'l5');
-    expect(await observe(l5)).toEqual({ status: 'absent' });
+    expect(await observe(l5)).toMatchObject({ status: 'failed', fault: LOOP });
     expect(await faultOf(() => sb.backend.create(l5, opCtx()))).toMatchObject(LOOP);
     expect(existsSync(join(sb.root, 'l5'))).toBe(false);
-    expect(await observe(l5)).toEqual({ status: 'absent' });
+    expect(await observe(l5)).toMatchObject({ status: 'failed', fault: LOOP });
   });
 
   it('of two links each the other\'s target, the second is not made; made by hand, both are observed as they are, twice', async () => {
@@ -457,13 +458,29 @@ describe('local backend: a symlink whose target leads round a loop of symlinks',
     expect(await readdir(sb.root)).toEqual(['a']);
     for (let pass = 0; pass < 2; pass++) {
       expect(await observe(a)).toMatchObject({ status: 'upToDate' });
-      expect(await observe(b)).toEqual({ status: 'absent' });
+      expect(await observe(b)).toMatchObject({ status: 'failed', fault: LOOP });
     }
     await symlink('a', join(sb.root, 'b'));
     for (let pass = 0; pass < 2; pass++) {
       expect(await observe(a)).toMatchObject({ status: 'upToDate' });
       expect(await observe(b)).toMatchObject({ status: 'upToDate' });
     }
+  });
+
+  it.each([
+    { name: 'missing', setup: async () => {} },
+    { name: 'a link to elsewhere', setup: () => symlink('elsewhere', join(sb.root, 'c')) },
+  ])('a link into a loop made by hand is read as the fault apply meets ($name), not as one to make; read for its delete, as it is', async ({ setup }) => {
+    await mkdir(sb.root);
+    await symlink('b', join(sb.root, 'a'));
+    await symlink('a', join(sb.root, 'b'));
+    await setup();
+    const c = linkNode('c', 'c', 'a');
+    const before = await readdir(sb.root);
+    expect(await observe(c)).toMatchObject({ status: 'failed', fault: LOOP });
+    expect(await faultOf(() => sb.backend.create(c, opCtx()))).toMatchObject(LOOP);
+    expect(await readdir(sb.root)).toEqual(before);
+    expect((await sb.backend.observe([c], { ...opCtx(), beforeDelete: true })).get('c')?.status).not.toBe('failed');
   });
 });
 
