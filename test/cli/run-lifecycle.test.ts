@@ -163,6 +163,15 @@ describe('desiredstate run --listen', () => {
     expect(d.stderr.trim()).toMatch(/^desiredstate run: cannot listen on no-such-host\.invalid:7474: (unknown host|the host name cannot be resolved)$/);
     expect(existsSync(p.state)).toBe(false);
   });
+
+  it.each(['[fe80::1]:0', '[ff02::1]:0', '[fe80::1%nosuch]:0'])('exits 64 with a one-line reason, not an internal error, for %s', async (address) => {
+    const p = project();
+    const d = daemon(p, ['--listen', address]);
+    expect(await d.exitedWithin(10_000)).toEqual({ code: 64, signal: null });
+    // Without IPv6 at all the reason is that one.
+    expect(d.stderr.trim()).toMatch(new RegExp(`^desiredstate run: cannot listen on ${address.replace(/[[\]]/g, '\\$&')}: (not an address to listen on \\(|this machine has no IPv6)[^\\n]*$`));
+    expect(existsSync(p.state)).toBe(false);
+  });
 });
 
 describe('desiredstate run --fault-policy', () => {

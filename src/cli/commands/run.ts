@@ -444,6 +444,9 @@ const LISTEN_FAILURES: Readonly<Record<string, string>> = {
   EADDRNOTAVAIL: 'no such address on this machine',
   ENOTFOUND: 'unknown host',
   EAI_AGAIN: 'the host name cannot be resolved',
+  // Linux's answer to a multicast address, a link-local one without its interface (fe80::1 for fe80::1%eth0), an unknown interface.
+  EINVAL: 'not an address to listen on (a multicast address, or a link-local one without a known interface: fe80::…%eth0)',
+  EAFNOSUPPORT: 'this machine has no IPv6 (or no IPv4) to listen on',
 };
 
 /** Binds the HTTP API; a failure that names the address as the problem is a UsageError with a one-line reason. */
