@@ -87,7 +87,8 @@ async function buildSnapshot(): Promise<void> {
 import createDatabase from ${JSON.stringify(join(sqliteLib, 'database.js'))};
 const load = createRequire(${JSON.stringify(join(sqliteLib, 'binding.js'))});
 export default createDatabase((nativeBinding) => load(${JSON.stringify(join(sqliteLib, 'binding.js'))}).getBinding(nativeBinding), true);`,
-    'node:http': `export function createServer(...args) { return process.getBuiltinModule('node:http').createServer(...args); }`,
+    'node:http': `export function createServer(...args) { return process.getBuiltinModule('node:http').createServer(...args); }
+export function request(...args) { return process.getBuiltinModule('node:http').request(...args); }`,
   };
   const entry = join(out, 'snapshot.cjs');
   await rolldown.build({

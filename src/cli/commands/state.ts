@@ -1,3 +1,5 @@
+import { request } from 'node:http';
+import { parseListen } from '../../server/http.ts';
 import { assertNever, CIRCUITS_META, DesiredStateError, ErrorCodes, errorMessage, GOAL_ERRORS_META, GOALS_EMPTY_META, GOALS_IDLE_META, NODE_STATUSES, heldByPolicy, parseDuration, releaseAllStoredNodes, releaseStoredNode, shownRecord, SqliteStateStore } from '../../runtime/index.ts';
 import type { CircuitStatus, CircuitWait, NodeRecord, OperatorRetryAnswer, RunRecord } from '../../runtime/index.ts';
 import { compileGoals, DAEMON_LISTEN, DAEMON_PID, optionalGoalsDir, stateFile, withStateStore } from '../context.ts';
@@ -270,8 +272,8 @@ async function retryAll(ctx: CliContext): Promise<number> {
   let why: string | undefined;
   if (daemon !== null) {
     try {
-      const res = await fetch(`http://${daemon}/retry`, { method: 'POST', signal: AbortSignal.timeout(5000) });
-      const body = (await res.json().catch(() => undefined)) as { released?: unknown; circuits?: unknown; error?: unknown } | undefined;
+      const res = await postToDaemon(daemon, '/retry');
+      const body = res.body as { released?: unknown; circuits?: unknown; error?: unknown } | undefined;
       // An answer that is not a list of ids is no answer: the store is asked below.
       if (res.ok && Array.isArray(body?.released) && body.released.every((id) => typeof id === 'string')) {
         released = body.released as string[];
@@ -303,9 +305,9 @@ export async function releaseNode(ctx: CliContext, node: string, daemon: string 
   let why: string | undefined;
   if (daemon !== null) {
     try {
-      const res = await fetch(`http://${daemon}/retry/${encodeURIComponent(node)}`, { method: 'POST', signal: AbortSignal.timeout(5000) });
+      const res = await postToDaemon(daemon, `/retry/${encodeURIComponent(node)}`);
       if (res.status === 404) return { answer: { status: 'unknown' }, via: 'daemon' };
-      const body = (await res.json().catch(() => undefined)) as { status?: unknown; circuit?: CircuitStatus; error?: unknown } | undefined;
+      const body = res.body as { status?: unknown; circuit?: CircuitStatus; error?: unknown } | undefined;
       if (res.ok) return { answer: body?.circuit === undefined ? { status: 'released' } : { status: 'released', circuit: body.circuit }, via: 'daemon' };
       // An answer naming no status we know is no answer: the store is asked below.
       const current = res.status === 409 ? NODE_STATUSES.find((s) => s === body?.status) : undefined;
@@ -344,12 +346,41 @@ function refusal(status: number, body: { error?: unknown } | undefined): string 
   return `HTTP ${status}${typeof body?.error === 'string' ? `: ${body.error}` : ''}`;
 }
 
-/** Why a request to the daemon got no answer (fetch's own message is only "fetch failed"). */
+/**
+ * POSTs to the daemon's API at the address it recorded (`127.0.0.1:7474`, `[::1]:7474`,
+ * `[fe80::1%eth0]:7474`); the body is the parsed JSON, or undefined. Not fetch: its URLs cannot name an
+ * IPv6 zone (the WHATWG URL parser refuses `%eth0` and RFC 6874's `%25eth0` alike); http.request takes
+ * the address as it is.
+ */
+export function postToDaemon(daemon: string, path: string): Promise<{ status: number; ok: boolean; body: unknown }> {
+  const at = parseListen(daemon);
+  if (at === undefined) return Promise.reject(new Error(`unreadable daemon address "${daemon}"`));
+  return new Promise((resolve, reject) => {
+    const req = request({ host: at.host, port: at.port, path, method: 'POST', signal: AbortSignal.timeout(5000) }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('error', reject);
+      res.on('end', () => {
+        let body: unknown;
+        try {
+          body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        } catch {
+          body = undefined;
+        }
+        const status = res.statusCode ?? 0;
+        resolve({ status, ok: status >= 200 && status < 300, body });
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Why a request to the daemon got no answer: the socket's error code (ECONNREFUSED), or the timeout. */
 function noAnswer(err: unknown): string {
-  const cause = err instanceof Error ? (err.cause as { code?: unknown; message?: unknown } | undefined) : undefined;
-  if (typeof cause?.code === 'string') return cause.code;
-  if (typeof cause?.message === 'string') return cause.message;
-  return err instanceof Error && err.name === 'TimeoutError' ? 'no answer within 5 s' : errorMessage(err);
+  if (err instanceof Error && (err.cause as Error | undefined)?.name === 'TimeoutError') return 'no answer within 5 s';
+  const code = (err as NodeJS.ErrnoException).code;
+  return typeof code === 'string' ? code : errorMessage(err);
 }
 
 function answered(ctx: CliContext, node: string, answer: OperatorRetryAnswer, via: 'daemon' | 'store'): number {
