@@ -54,17 +54,17 @@ export function fromThisMachine(remote: string | undefined, local: string | unde
  * `Sec-Fetch-Site` on every request), or names a host the daemon is not (`Host: evil.example`, as a page
  * whose name was rebound to this address sends). Either way a page in the operator's browser, not
  * a tool of theirs: it may not read the state nor release held nodes. The names a tool uses pass: an
- * address, `localhost`, the machine's name, the `--listen` host.
+ * address, `localhost`, the machine's name (os.hostname(), exactly), the `--listen` host, each also with a trailing dot.
  */
 export function fromWebPage(headers: IncomingHttpHeaders, listenHost: string): string | undefined {
   // Not Sec-Fetch-Mode: Node's own fetch sends that one (`cors`); no browser leaves out Sec-Fetch-Site.
   if (headers.origin !== undefined || headers['sec-fetch-site'] !== undefined) return 'a request from a web page (an Origin or Sec-Fetch-Site header)';
   const host = headers.host;
   if (host === undefined) return undefined;
-  const name = (host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '')).toLowerCase();
-  const machine = hostname().toLowerCase();
-  const known =
-    isIP(name) !== 0 || name === 'localhost' || name.endsWith('.localhost') || name === listenHost.toLowerCase() || name === machine || name.startsWith(`${machine}.`);
+  // A name ending in the root's dot (`localhost.`) is the same name.
+  const name = (host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '')).toLowerCase().replace(/\.$/, '');
+  // The machine's name exactly as the system has it, not any name under it: `vm.attacker.example` is anyone's to point here.
+  const known = isIP(name) !== 0 || name === 'localhost' || name.endsWith('.localhost') || name === listenHost.toLowerCase().replace(/\.$/, '') || name === hostname().toLowerCase();
   return known ? undefined : `a request for host ${JSON.stringify(host)}, which is not this daemon's`;
 }
 

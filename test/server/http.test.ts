@@ -136,6 +136,8 @@ describe('the daemon HTTP API against web pages', () => {
     { name: 'a browser\'s request (Sec-Fetch-Site)', method: 'POST', path: '/retry', headers: { 'sec-fetch-site': 'same-origin' } },
     { name: 'a rebound name reading /status (Host)', method: 'GET', path: '/status', headers: { host: 'evil.example:7474' } },
     { name: 'a rebound name releasing (Host)', method: 'POST', path: '/retry', headers: { host: 'evil.example' } },
+    { name: 'a name under the machine\'s (Host)', method: 'POST', path: '/retry', headers: { host: `${hostname()}.attacker.example` } },
+    { name: 'a name under the machine\'s reading /status (Host)', method: 'GET', path: '/status', headers: { host: `${hostname()}.attacker.example:7474` } },
   ] as { name: string; method: string; path: string; headers: Record<string, string> }[])('refuses $name with 403, changing nothing', async ({ method, path, headers }) => {
     const { server, address } = await startHttpServer({ host: '127.0.0.1', port: 0 }, probe);
     try {
@@ -153,7 +155,9 @@ describe('the daemon HTTP API against web pages', () => {
     { name: 'an address', host: '127.0.0.1:1' },
     { name: 'an IPv6 address', host: '[::1]:1' },
     { name: 'localhost', host: 'localhost:1' },
+    { name: 'localhost with its root dot', host: 'localhost.:1' },
     { name: 'the machine\'s name', host: `${hostname()}:1` },
+    { name: 'the machine\'s name with its root dot', host: `${hostname()}.` },
     { name: 'no Host (HTTP/1.0)', host: undefined },
   ])('answers a tool naming $name; the probes answer any Host', async ({ host }) => {
     const { server, address } = await startHttpServer({ host: '127.0.0.1', port: 0 }, probe);
