@@ -1,5 +1,5 @@
 import { createServer } from 'node:http';
-import type { IncomingHttpHeaders, Server } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, Server } from 'node:http';
 import { isIP } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
@@ -69,6 +69,20 @@ export function fromWebPage(headers: IncomingHttpHeaders, listenHost: string): s
 }
 
 /**
+ * The path a request asks for, and the host it names: from its target in origin form (`/status`), or
+ * in absolute form (`http://host:7474/status`, which a server must accept, RFC 9112 §3.2.2), whose
+ * authority then stands for the Host header.
+ */
+function requestTarget(req: IncomingMessage): { path: string; host: string | undefined } {
+  const target = req.url ?? '/';
+  if (!target.startsWith('/') && URL.canParse(target)) {
+    const url = new URL(target);
+    if (url.protocol === 'http:' || url.protocol === 'https:') return { path: url.pathname, host: url.host };
+  }
+  return { path: target.split('?')[0] ?? '/', host: req.headers.host };
+}
+
+/**
  * Serves /healthz (the process is alive), /readyz (first round done), /status (JSON), POST /retry/NODE
  * (200 `{released, circuit?}`, 404 unknown, 409 not held, 403 from another machine) and POST /retry (every
  * held node: 200 `{released: [ids], circuits?}`, 403 from another machine); `circuit`, `circuits`: the open
@@ -88,12 +102,12 @@ export function startHttpServer(listen: { host: string; port: number }, probe: D
       res.writeHead(code, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': String(Buffer.byteLength(text)), ...headers });
       res.end(req.method === 'HEAD' ? undefined : text);
     };
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const { path, host } = requestTarget(req);
     const methods = path === RETRY_ALL || path.startsWith(RETRY_PREFIX) ? RETRY : path === '/healthz' || path === '/readyz' || path === '/status' ? READ : undefined;
     if (methods === undefined) return send(404, { error: 'not found', paths: ['/healthz', '/readyz', '/status', 'POST /retry/NODE', 'POST /retry'] });
     if (!(methods as readonly string[]).includes(req.method ?? '')) return send(405, { error: `method not allowed; ${path} takes ${methods.join(', ')}` }, { allow: methods.join(', ') });
     if (methods === RETRY || path === '/status') {
-      const refused = fromWebPage(req.headers, listen.host);
+      const refused = fromWebPage({ ...req.headers, host }, listen.host);
       if (refused !== undefined) return send(403, { error: `${refused} is refused: this API is for the command line and tools on this machine` });
     }
     if (methods === RETRY) {

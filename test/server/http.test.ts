@@ -173,6 +173,26 @@ describe('the daemon HTTP API against web pages', () => {
   });
 });
 
+describe('the daemon HTTP API: a request target in absolute form', () => {
+  const probe = { ready: () => ({ ready: true }), status: () => ({ nodes: [] }), retry: () => ({ status: 'unknown' as const }), retryAll: () => ({ released: ['a'], circuits: [] }) };
+
+  // RFC 9112 §3.2.2: a server must accept `GET http://host/path`, as a proxy sends it; its authority, not the Host header, names the host.
+  it('serves the path of an absolute URL, and checks its authority as the Host', async () => {
+    const { server, address } = await startHttpServer({ host: '127.0.0.1', port: 0 }, probe);
+    try {
+      const at = `http://127.0.0.1:${address.port}`;
+      expect(await rawRequest(address.port, 'GET', `${at}/readyz`, { host: `127.0.0.1:${address.port}` })).toMatchObject({ status: 200, body: '{"status":"ready"}\n' });
+      expect(await rawRequest(address.port, 'GET', `${at}/status?x=1`, { host: 'localhost' })).toMatchObject({ status: 200, body: '{"nodes":[]}\n' });
+      expect((await rawRequest(address.port, 'POST', `${at}/retry`, { host: 'localhost' })).status).toBe(200);
+      expect((await rawRequest(address.port, 'GET', `${at}/nope`, { host: 'localhost' })).status).toBe(404);
+      // A rebound name in the target is refused whatever the Host header says.
+      expect((await rawRequest(address.port, 'GET', `http://evil.example:${address.port}/status`, { host: 'localhost' })).status).toBe(403);
+    } finally {
+      server.close();
+    }
+  });
+});
+
 /** One HTTP/1.1 request with exactly these headers (fetch would set Host and others itself); no Host header at all when none is given. */
 function rawRequest(port: number, method: string, path: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
