@@ -2,6 +2,7 @@ import { createServer } from 'node:http';
 import type { IncomingHttpHeaders, IncomingMessage, Server } from 'node:http';
 import { isIP } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { hostname } from 'node:os';
 import { assertNever } from '../runtime/index.ts';
 import type { OperatorRetryAllAnswer, OperatorRetryAnswer } from '../runtime/index.ts';
@@ -66,6 +67,28 @@ export function fromWebPage(headers: IncomingHttpHeaders, listenHost: string): s
   // The machine's name exactly as the system has it, not any name under it: `vm.attacker.example` is anyone's to point here.
   const known = isIP(name) !== 0 || name === 'localhost' || name.endsWith('.localhost') || name === listenHost.toLowerCase().replace(/\.$/, '') || name === hostname().toLowerCase();
   return known ? undefined : `a request for host ${JSON.stringify(host)}, which is not this daemon's`;
+}
+
+/** What Node's parser or its timeouts refuse, answered as the API answers: JSON with a Content-Length. */
+const CLIENT_ERRORS: Readonly<Record<string, { code: number; status: string; error: string }>> = {
+  HPE_HEADER_OVERFLOW: { code: 431, status: 'Request Header Fields Too Large', error: 'the request line and headers are too large' },
+  ERR_HTTP_REQUEST_TIMEOUT: { code: 408, status: 'Request Timeout', error: 'the request did not arrive in time' },
+};
+
+/**
+ * A request Node refuses before our handler sees it (malformed, too large, too slow): Node's own answer
+ * has no body and no length. The connection is closed after it, as Node does; a socket that cannot be
+ * written to, or reset by the client, is only destroyed.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const answer = CLIENT_ERRORS[err.code ?? ''] ?? { code: 400, status: 'Bad Request', error: `malformed request (${err.code ?? err.message})` };
+  const text = `${JSON.stringify({ error: answer.error })}\n`;
+  const head = [`HTTP/1.1 ${answer.code} ${answer.status}`, 'content-type: application/json', 'cache-control: no-store', `content-length: ${Buffer.byteLength(text)}`, 'connection: close'];
+  socket.end(`${head.join('\r\n')}\r\n\r\n${text}`, () => socket.destroy());
 }
 
 /**
@@ -145,6 +168,7 @@ export function startHttpServer(listen: { host: string; port: number }, probe: D
     return send(200, probe.status());
   });
   server.keepAliveTimeout = 5000;
+  server.on('clientError', answerClientError);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(listen.port, listen.host, () => {

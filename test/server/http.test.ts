@@ -193,6 +193,37 @@ describe('the daemon HTTP API: a request target in absolute form', () => {
   });
 });
 
+describe('the daemon HTTP API: requests Node refuses itself', () => {
+  const probe = { ready: () => ({ ready: true }), status: () => ({ nodes: [] }), retry: () => ({ status: 'unknown' as const }), retryAll: () => ({ released: [], circuits: [] }) };
+
+  // Answered as the API answers, JSON with a Content-Length, and the connection closed; not Node's bare status line.
+  it.each([
+    { name: 'a malformed header', send: 'GET /healthz HTTP/1.1\r\nHost: x\r\nbad header\r\n\r\n', code: 400, error: /^malformed request \(HPE_/ },
+    { name: 'an overlong URL', send: `GET /${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`, code: 431, error: /^the request line and headers are too large$/ },
+    { name: 'headers that stop half way', send: 'GET /healthz HTTP/1.1\r\nHost: x\r\n', code: 408, error: /^the request did not arrive in time$/ },
+  ])('answers $name with $code, JSON and a Content-Length', async ({ send, code, error }) => {
+    const { server, address } = await startHttpServer({ host: '127.0.0.1', port: 0 }, probe, { headersTimeoutMs: 300, requestTimeoutMs: 600 });
+    try {
+      const data = await new Promise<string>((resolve, reject) => {
+        const socket = connect(address.port, '127.0.0.1', () => socket.write(send));
+        let text = '';
+        socket.on('data', (d: Buffer) => (text += d.toString()));
+        socket.on('end', () => resolve(text));
+        socket.on('error', reject);
+      });
+      const [head = '', body = ''] = data.split('\r\n\r\n');
+      expect(head.split('\r\n')[0]).toMatch(new RegExp(`^HTTP/1\\.1 ${code} `));
+      expect(head).toMatch(/\r\ncontent-type: application\/json\r\n/i);
+      expect(head).toMatch(/\r\nconnection: close(\r\n|$)/i);
+      expect(head).toMatch(new RegExp(`\r\ncontent-length: ${Buffer.byteLength(body)}(\r\n|$)`, 'i'));
+      expect((JSON.parse(body) as { error: string }).error).toMatch(error);
+      expect((await fetch(`http://127.0.0.1:${address.port}/healthz`)).status).toBe(200);
+    } finally {
+      server.close();
+    }
+  });
+});
+
 /** One HTTP/1.1 request with exactly these headers (fetch would set Host and others itself); no Host header at all when none is given. */
 function rawRequest(port: number, method: string, path: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
