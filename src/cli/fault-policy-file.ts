@@ -70,6 +70,9 @@ export async function loadFaultPolicyFile(
   shown: string,
 ): Promise<{ policy: FaultPolicy; circuitBreaker: CircuitBreakerConfig } | { diagnostics: Diagnostic[] }> {
   const bytes = await readAtMost(path, defaultLoadLimits.maxFileBytes);
+  if (bytes !== undefined && !Buffer.isBuffer(bytes)) {
+    return { diagnostics: [{ file: shown, line: 1, col: 1, severity: 'error', code: 'not-a-file', message: `fault policy file is ${bytes.special}, not a regular file` }] };
+  }
   if (bytes === undefined) {
     return { diagnostics: [{ file: shown, line: 1, col: 1, severity: 'error', code: 'file-too-large', message: `fault policy file is larger than ${defaultLoadLimits.maxFileBytes} bytes` }] };
   }

@@ -54,16 +54,19 @@ export async function resolveSecret(ref: SecretRef, options: { env?: NodeJS.Proc
     }
     return v;
   }
-  let bytes: Buffer | undefined;
+  let bytes: Awaited<ReturnType<typeof readAtMost>>;
   // Relative to the working directory, as --goals, --state and a backend's root are.
   const path = resolve(options.cwd ?? process.cwd(), ref.fromFile);
+  const where = path === ref.fromFile ? '' : ` (${path}: relative paths are to the working directory)`;
   try {
-    // In chunks, up to a limit: it may be a pipe, or a device such as /dev/zero that never ends.
     bytes = await readAtMost(path, MAX_SECRET_FILE_BYTES);
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException | undefined)?.code;
-    const where = path === ref.fromFile ? '' : ` (${path}: relative paths are to the working directory)`;
     throw new DesiredStateError(ErrorCodes.SecretUnavailable, `secret file ${ref.fromFile}${where} cannot be read${code === undefined ? '' : `: ${code}`}`, { cause, context: { ref: describeSecretRef(ref) } });
+  }
+  if (bytes !== undefined && !Buffer.isBuffer(bytes)) {
+    // A FIFO with no writer blocked apply where no signal could end it; a device may never end.
+    throw new DesiredStateError(ErrorCodes.SecretUnavailable, `secret file ${ref.fromFile}${where} cannot be read: it is ${bytes.special}, not a regular file`, { context: { ref: describeSecretRef(ref) } });
   }
   if (bytes === undefined) {
     throw new DesiredStateError(ErrorCodes.SecretUnavailable, `secret file ${ref.fromFile} holds more than ${MAX_SECRET_FILE_BYTES} bytes`, { context: { ref: describeSecretRef(ref) } });

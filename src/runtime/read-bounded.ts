@@ -3,12 +3,16 @@ import { closeSync, constants, fstatSync, openSync, readFileSync, readSync } fro
 import { open } from 'node:fs/promises';
 
 /**
- * A file's bytes, or undefined past `limit`: read in chunks, as it may be a
- * pipe (`<(…)`) or a device that never ends (`/dev/zero`), with no size to ask.
+ * A regular file's bytes, undefined past `limit` (read in chunks: it may grow while read), or what it is
+ * when it is no regular file (`specialFileKind`), never read: opened without waiting, as a FIFO with no
+ * writer would wait forever (in libuv's thread pool, where no signal ends the wait), and a device such as
+ * `/dev/zero` never ends. Throws what opening it throws (ENOENT: nothing there).
  */
-export async function readAtMost(path: string, limit: number): Promise<Buffer | undefined> {
-  const handle = await open(path, 'r');
+export async function readAtMost(path: string, limit: number): Promise<Buffer | undefined | { readonly special: string }> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
+    const info = await handle.stat();
+    if (!info.isFile()) return { special: specialFileKind(info) };
     const chunks: Buffer[] = [];
     let total = 0;
     for (;;) {

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -81,10 +82,22 @@ describe('fault policy file', () => {
   });
 });
 
-describe.skipIf(process.platform === 'win32')('fault policy file: endless input', () => {
-  // `--fault-policy /dev/zero` read until memory ran out; it is cut at the size limit goal files have.
-  it('refuses a file that never ends, at its size limit', async () => {
-    const r = await loadFaultPolicyFile('/dev/zero', 'faults.yaml');
+describe.skipIf(process.platform === 'win32')('fault policy file: no regular file', () => {
+  // `--fault-policy /dev/zero` read until memory ran out, and a FIFO with no writer waited forever:
+  // neither is read.
+  it('refuses a device and a FIFO at once', async () => {
+    execFileSync('mkfifo', [join(dir, 'fifo')]);
+    for (const [path, kind] of [['/dev/zero', 'a device'], [join(dir, 'fifo'), 'a FIFO']] as const) {
+      const r = await loadFaultPolicyFile(path, 'faults.yaml');
+      if (!('diagnostics' in r)) throw new Error('expected diagnostics');
+      expect(r.diagnostics.map(formatDiagnostic)).toEqual([`faults.yaml:1:1: error not-a-file: fault policy file is ${kind}, not a regular file`]);
+    }
+  });
+
+  it('refuses a file past the size limit goal files have', async () => {
+    const big = join(dir, 'big.yaml');
+    writeFileSync(big, Buffer.alloc(8388609, ' '));
+    const r = await loadFaultPolicyFile(big, 'faults.yaml');
     if (!('diagnostics' in r)) throw new Error('expected diagnostics');
     expect(r.diagnostics.map(formatDiagnostic)).toEqual(['faults.yaml:1:1: error file-too-large: fault policy file is larger than 8388608 bytes']);
   });

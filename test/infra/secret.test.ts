@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { createWriteStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -51,20 +51,21 @@ describe('resolveSecret', () => {
     expect(await resolveSecret({ fromFile: 'lines' }, { cwd: dir })).toBe('line1\nline2\n');
   });
 
-  it('reads a pipe to its end (a secret handed over by a process substitution)', async () => {
-    const fifo = join(dir, 'fifo');
-    execFileSync('mkfifo', [fifo]);
-    const writer = createWriteStream(fifo);
-    writer.end('from a pipe\n');
-    expect(await resolveSecret({ fromFile: fifo })).toBe('from a pipe');
+  // A FIFO with no writer blocked the open in libuv's thread pool: plan, apply and run hung, and no
+  // SIGTERM ended them. What is no regular file is refused unread, as a goal file that is one is.
+  it('refuses a FIFO (with no writer) and a device at once, naming the file', async () => {
+    execFileSync('mkfifo', [join(dir, 'fifo')]);
+    expect((await failure(resolveSecret({ fromFile: 'fifo' }, { cwd: dir }))).message).toBe(`secret file fifo (${join(dir, 'fifo')}: relative paths are to the working directory) cannot be read: it is a FIFO, not a regular file`);
+    expect((await failure(resolveSecret({ fromFile: '/dev/zero' }))).message).toBe('secret file /dev/zero cannot be read: it is a device, not a regular file');
   });
 
-  it('refuses a missing file, a directory and a device that never ends, naming the file and never a value', async () => {
+  it('refuses a missing file, a directory and a file past the limit, naming the file and never a value', async () => {
     // A relative path is to the working directory (not the goal file's): said, with the path it came to and why.
     expect((await failure(resolveSecret({ fromFile: 'nope' }, { cwd: dir }))).message).toBe(`secret file nope (${join(dir, 'nope')}: relative paths are to the working directory) cannot be read: ENOENT`);
-    expect((await failure(resolveSecret({ fromFile: '.' }, { cwd: dir }))).message).toBe(`secret file . (${dir}: relative paths are to the working directory) cannot be read: EISDIR`);
+    expect((await failure(resolveSecret({ fromFile: '.' }, { cwd: dir }))).message).toBe(`secret file . (${dir}: relative paths are to the working directory) cannot be read: it is a directory, not a regular file`);
     expect((await failure(resolveSecret({ fromFile: join(dir, 'nope') }))).message).toBe(`secret file ${join(dir, 'nope')} cannot be read: ENOENT`);
-    expect((await failure(resolveSecret({ fromFile: '/dev/zero' }))).message).toBe(`secret file /dev/zero holds more than ${MAX_SECRET_FILE_BYTES} bytes`);
+    writeFileSync(join(dir, 'big'), Buffer.alloc(MAX_SECRET_FILE_BYTES + 1, 'x'));
+    expect((await failure(resolveSecret({ fromFile: join(dir, 'big') }))).message).toBe(`secret file ${join(dir, 'big')} holds more than ${MAX_SECRET_FILE_BYTES} bytes`);
   });
 });
 
