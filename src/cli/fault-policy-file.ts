@@ -69,7 +69,7 @@ export async function loadFaultPolicyFile(
   path: string,
   shown: string,
 ): Promise<{ policy: FaultPolicy; circuitBreaker: CircuitBreakerConfig } | { diagnostics: Diagnostic[] }> {
-  const bytes = await readAtMost(path, defaultLoadLimits.maxFileBytes);
+  const bytes = await readAtMost(path, defaultLoadLimits.maxFileBytes, { pipes: true });
   if (bytes !== undefined && !Buffer.isBuffer(bytes)) {
     return { diagnostics: [{ file: shown, line: 1, col: 1, severity: 'error', code: 'not-a-file', message: `fault policy file is ${bytes.special}, not a regular file` }] };
   }

@@ -1,29 +1,43 @@
 import type { Stats } from 'node:fs';
-import { closeSync, constants, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { closeSync, constants, createReadStream, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { Socket } from 'node:net';
 
 /**
  * A regular file's bytes, undefined past `limit` (read in chunks: it may grow while read), or what it is
  * when it is no regular file (`specialFileKind`), never read: opened without waiting, as a FIFO with no
  * writer would wait forever (in libuv's thread pool, where no signal ends the wait), and a device such as
- * `/dev/zero` never ends. Throws what opening it throws (ENOENT: nothing there).
+ * `/dev/zero` never ends. With `pipes`, a FIFO is read too (a `<(…)` on a command line), as a socket
+ * that waits for its writer in the event loop, where a signal still ends the process.
+ * Throws what opening it throws (ENOENT: nothing there).
  */
-export async function readAtMost(path: string, limit: number): Promise<Buffer | undefined | { readonly special: string }> {
-  const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+export async function readAtMost(path: string, limit: number, options: { pipes?: boolean } = {}): Promise<Buffer | undefined | { readonly special: string }> {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  let info: Stats;
   try {
-    const info = await handle.stat();
-    if (!info.isFile()) return { special: specialFileKind(info) };
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for (;;) {
-      const { bytesRead, buffer } = await handle.read({ buffer: Buffer.alloc(64 * 1024) });
-      if (bytesRead === 0) return Buffer.concat(chunks, total);
-      total += bytesRead;
+    info = fstatSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  if (info.isFile()) return chunksUpTo(createReadStream('', { fd }), limit);
+  if (info.isFIFO() && options.pipes === true) return chunksUpTo(new Socket({ fd, readable: true, writable: false }), limit);
+  closeSync(fd);
+  return { special: specialFileKind(info) };
+}
+
+/** The bytes `source` gives to its end, or undefined once they pass `limit` (it is then left unread). */
+async function chunksUpTo(source: AsyncIterable<Buffer> & { destroy(): void }, limit: number): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    for await (const chunk of source) {
+      total += chunk.byteLength;
       if (total > limit) return undefined;
-      chunks.push(buffer.subarray(0, bytesRead));
+      chunks.push(chunk);
     }
+    return Buffer.concat(chunks, total);
   } finally {
-    await handle.close();
+    source.destroy();
   }
 }
 

@@ -97,7 +97,12 @@ async function daemon(ctx: CliContext, options: RunOptions, stop: AbortSignal, o
     if (!existsSync(file)) throw new UsageError(`fault policy file ${file} does not exist`);
     // A pipe is fine (`--fault-policy <(…)`); a directory cannot be read as one.
     if (statSync(file).isDirectory()) throw new UsageError(`fault policy file ${file} is a directory`);
-    const loaded = await loadFaultPolicyFile(file, displayPath(file, ctx.cwd));
+    // A pipe with no writer yet waits (in the event loop): a SIGTERM meanwhile stops the start-up.
+    const loaded = await Promise.race([loadFaultPolicyFile(file, displayPath(file, ctx.cwd)), aborted(stop).then(() => undefined)]);
+    if (loaded === undefined) {
+      ctx.log.info({ signal: stop.reason }, 'stopped before starting');
+      return EXIT.ok;
+    }
     if ('diagnostics' in loaded) {
       // Bad policy data changes nothing: the daemon does not start.
       printDiagnostics(ctx, loaded.diagnostics);
