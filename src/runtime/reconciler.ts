@@ -982,15 +982,18 @@ function plannedDelete(outcome: DeleteOutcome): PlannedAction {
 }
 
 /**
- * What plan shows of a node found in sync or drifted (`planned`, `none` or `drift`) that `reads` outputs of
- * nodes the plan creates or updates: an update, known after apply (`PlannedAction.knownAfterApply`); else `planned`.
- * Apply makes it as a change of its goal once their outputs differ from what it reads now. Drift no update
- * can correct stays drift: apply cannot converge the node either way, and plan's exit status says so.
+ * What plan shows of a node found in sync, drifted or to update (`planned`, `none`, `drift` or `update`) that
+ * `reads` outputs of nodes the plan creates or updates: an update, known after apply
+ * (`PlannedAction.knownAfterApply`); else `planned`. Apply makes it as a change of its goal once their outputs
+ * differ from what it reads now. An update's diffs are dropped: they were found against the outputs apply
+ * replaces, and may hold a value no mask knows (a secret the dependency echoed before it was rotated). Drift
+ * no update can correct stays drift: apply cannot converge the node either way, and plan's exit status says so.
  */
 function knownAfterApply(planned: PlannedAction, reads: readonly NodeId[]): PlannedAction {
   if (reads.length === 0) return planned;
   switch (planned.action) {
     case 'none':
+    case 'update':
       return { action: 'update', diffs: [], knownAfterApply: reads };
     case 'drift':
       return uncorrectable(planned.diffs).length > 0 ? planned : { action: 'update', diffs: planned.diffs, knownAfterApply: reads };

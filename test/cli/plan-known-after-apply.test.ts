@@ -1,7 +1,7 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, goalHead, localBackend, planBoth, tempProject } from '../support/cli.ts';
+import { cli, execGoalHead, goalHead, localBackend, planBoth, tempProject } from '../support/cli.ts';
 
 /**
  * A node found in sync whose spec reads outputs of a node the plan changes was shown unchanged (`=`),
@@ -145,5 +145,43 @@ describe('plan: a node that reads outputs of a node the plan changes', () => {
     expect(plan.text).not.toContain('known after apply');
     expect(plan.code).toBe(1);
     expect((await cli(['apply', '--yes', ...p.args])).code).toBe(1);
+  });
+
+  // A reader whose spec changed against the outputs it reads now was an update with those diffs: after a
+  // rotation, `p` still gave the old secret (no longer a secret the mask knows), and plan printed it.
+  it('drops the diffs of a reader to update: found against outputs apply replaces, they may hold a rotated secret', async () => {
+    const p = tempProject('ds-known-after-');
+    // Each exec node keeps the input it was sent and gives it back as its state and as its output `echo`.
+    const script = join(p.dir, 'res.js');
+    writeFileSync(
+      script,
+      `#!${process.execPath}
+const fs = require('node:fs');
+const file = ${JSON.stringify(p.dir)} + '/' + process.argv[3] + '.json';
+const req = JSON.parse(fs.readFileSync(0, 'utf8'));
+if (process.argv[2] !== 'read') fs.writeFileSync(file, JSON.stringify(req.input));
+const kept = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : undefined;
+process.stdout.write(JSON.stringify(process.argv[2] !== 'read' ? { outputs: { echo: kept } } : kept === undefined ? { exists: false } : { exists: true, state: kept, outputs: { echo: kept } }));
+`,
+    );
+    chmodSync(script, 0o755);
+    const commands = (id: string): string => `{ read: [${script}, read, ${id}], create: [${script}, create, ${id}], update: [${script}, update, ${id}] }`;
+    p.write(
+      'goals.yaml',
+      `${execGoalHead()}    - { id: p, type: generic.resource, spec: { commands: ${commands('p')}, input: { name: p1, pw: { fromEnv: MYSECRET } } } }
+    - { id: c, type: generic.resource, spec: { commands: ${commands('c')}, input: { echo: "\${nodes.p.outputs.echo}" } } }
+`,
+    );
+    expect((await cli(['apply', '--yes', ...p.args], { env: { MYSECRET: 'FirstValue1111' } })).code).toBe(0);
+
+    const plan = await planBoth(p.args, { MYSECRET: 'SecondValue2222' });
+    expect(plan.code).toBe(2);
+    expect(plan.text).toContain('  ~ c (generic.resource via exec) known after apply: reads outputs of p, which this plan changes\n');
+    expect(plan.json.entries.find((e) => e.id === 'c')?.planned).toEqual({ action: 'update', diffs: [], knownAfterApply: ['p'] });
+    for (const shown of [plan.text, JSON.stringify(plan.json)]) {
+      expect(shown).not.toContain('FirstValue1111');
+      expect(shown).not.toContain('SecondValue2222');
+    }
+    expect(plan.text).toContain('Plan: 0 to create, 2 to update, 0 to delete, 0 drifted, 0 unchanged,');
   });
 });
