@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { DesiredStateError, ErrorCodes, fault, FaultError, holdsNodeReference, ownValue, readAtMost } from '../runtime/index.ts';
+import { DesiredStateError, didYouMean, ErrorCodes, fault, FaultError, holdsNodeReference, ownValue, readAtMost } from '../runtime/index.ts';
 import type { Fault } from '../runtime/index.ts';
 import { envNameSchema } from './process.ts';
 
@@ -135,6 +135,11 @@ export interface SecretRefLookalike {
  * with a reference meets this each time it is resolved, and most hold none.
  */
 export function secretRefLookalikes(value: unknown): SecretRefLookalike[] {
+  return mapsWhere(value, (map) => 'fromEnv' in map || 'fromFile' in map);
+}
+
+/** Each map in `value` that `pick` takes, at any depth, with the path to it (not looking inside it). */
+function mapsWhere(value: unknown, pick: (map: object) => boolean): SecretRefLookalike[] {
   const found: SecretRefLookalike[] = [];
   const path: (string | number)[] = [];
   const walk = (v: unknown): void => {
@@ -145,7 +150,7 @@ export function secretRefLookalikes(value: unknown): SecretRefLookalike[] {
         walk(item);
         path.pop();
       });
-    } else if ('fromEnv' in v || 'fromFile' in v) {
+    } else if (pick(v)) {
       found.push({ path: [...path], map: v });
     } else {
       for (const [k, item] of Object.entries(v)) {
@@ -160,12 +165,27 @@ export function secretRefLookalikes(value: unknown): SecretRefLookalike[] {
 }
 
 /**
+ * The key of a secret reference that the one key of `map` misspells (`fromenv`, `from_file`, `FromEnv`,
+ * `fromEnvv`: the same but for case, `_` and `-`, or within two edits), its value a name or path; else undefined.
+ */
+function misspeltRefKey(map: object): string | undefined {
+  const entries = Object.entries(map);
+  const [key, v] = entries[0] ?? [];
+  if (entries.length !== 1 || key === undefined || typeof v !== 'string' || key === 'fromEnv' || key === 'fromFile') return undefined;
+  return didYouMean(key.replace(/[-_]/g, ''), ['fromEnv', 'fromFile']);
+}
+
+/**
  * Where `value` holds a map that looks meant as a secret reference but is not one (another key beside
- * `fromEnv` or `fromFile`, both, an empty path, an env name with a space): such a map would be sent as
- * plain data, the secret never read. Each with the path to it.
+ * `fromEnv` or `fromFile`, both, an empty path, an env name with a space, a misspelt key: `fromenv`):
+ * such a map would be sent as plain data, the secret never read. Each with the path to it.
  */
 export function malformedSecretRefs(value: unknown): { path: (string | number)[]; message: string }[] {
-  return secretRefLookalikes(value).flatMap(({ path, map }) => {
+  const misspelt = mapsWhere(value, (map) => misspeltRefKey(map) !== undefined).map(({ path, map }) => ({
+    path,
+    message: `${Object.keys(map).join('')} is no key of a secret reference (did you mean ${misspeltRefKey(map)}?): as it is, the map would be sent as data and no secret read`,
+  }));
+  return [...misspelt, ...secretRefLookalikes(value).flatMap(({ path, map }) => {
     if (isRefShaped(map)) return [];
     const keys = Object.keys(map);
     const [key] = keys;
@@ -176,7 +196,7 @@ export function malformedSecretRefs(value: unknown): { path: (string | number)[]
           ? `fromEnv names an environment variable (letters, digits and _, not starting with a digit), not ${JSON.stringify((map as { fromEnv: unknown }).fromEnv)}`
           : `fromFile is the path of the file holding the secret, not ${JSON.stringify((map as { fromFile: unknown }).fromFile)}`;
     return [{ path, message: `${why}: as it is, the map would be sent as data and no secret read` }];
-  });
+  })];
 }
 
 /**

@@ -195,6 +195,23 @@ describe('InfraSpecFactory: map keys', () => {
   });
 });
 
+// A misspelt secret reference (`fromenv`) was valid, and sent the name of the variable as data.
+describe('InfraSpecFactory: a misspelt secret reference', () => {
+  it('is an error at its map that says which key was meant', () => {
+    const { lines } = compile(
+      backend('ex', 'exec', api) +
+        goal('    - id: s\n      type: generic.resource\n      backend: ex\n      spec:\n        commands: { read: [r], create: [c] }\n        input: { a: { fromenv: MYSECRET }, b: { from_file: /etc/x }, c: { FromEnv: MYSECRET } }\n'),
+    );
+    const why = 'is no key of a secret reference';
+    const after = 'as it is, the map would be sent as data and no secret read';
+    expect(lines).toEqual([
+      `goals/app.yaml:16:21: error invalid-value: spec.input.a: fromenv ${why} (did you mean fromEnv?): ${after}`,
+      `goals/app.yaml:16:47: error invalid-value: spec.input.b: from_file ${why} (did you mean fromFile?): ${after}`,
+      `goals/app.yaml:16:73: error invalid-value: spec.input.c: FromEnv ${why} (did you mean fromEnv?): ${after}`,
+    ]);
+  });
+});
+
 describe('InfraSpecFactory: a Backend whose config has errors', () => {
   const broken = (type: string): string => `${api}kind: Backend\nmetadata: { name: b }\nspec: { type: ${type}, config: { timeout: -5 } }\n---\n`;
   it.each([

@@ -10,6 +10,9 @@ describe('maps meant as secret references that are not one', () => {
     { name: 'another key beside one', value: { fromFile: 'pw', mode: 'raw' }, message: /this map has fromFile, mode/ },
     { name: 'an empty path', value: { fromFile: '' }, message: /^fromFile is the path of the file holding the secret, not ""/ },
     { name: 'a number for a name', value: { fromEnv: 5 }, message: /not 5/ },
+    { name: 'a key in lower case', value: { fromenv: 'PW' }, message: /^fromenv is no key of a secret reference \(did you mean fromEnv\?\)/ },
+    { name: 'a key with an underscore', value: { from_file: '/etc/x' }, message: /^from_file is no key of a secret reference \(did you mean fromFile\?\)/ },
+    { name: 'a key two edits away', value: { fromEnvv: 'PW' }, message: /\(did you mean fromEnv\?\)/ },
   ])('$name is an error at its path', ({ value, message }) => {
     const found = malformedSecretRefs({ deep: [{ v: value }] });
     expect(found).toEqual([{ path: ['deep', 0, 'v'], message: expect.stringMatching(message) }]);
@@ -17,6 +20,8 @@ describe('maps meant as secret references that are not one', () => {
 
   it('valid references and plain data pass', () => {
     expect(malformedSecretRefs({ a: { fromEnv: 'DB_PASSWORD' }, b: [{ fromFile: 'secrets/pw' }], c: { name: 'x', env: 'fromEnv' } })).toEqual([]);
+    // A key far from both, another beside a near one, or a value no name or path: data.
+    expect(malformedSecretRefs({ a: { from: 'X' }, b: { fromenv: 'X', other: 1 }, c: { fromenv: { deep: 1 } }, d: { environment: 'X' } })).toEqual([]);
   });
 
   it('an exec input and an ansible extra var are refused by their schemas, each at the map', () => {
