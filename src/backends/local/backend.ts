@@ -399,8 +399,9 @@ export class LocalBackend implements InfraBackend {
   private async observeOne(spec: LocalSpec, at: NodePath, confiner: Confiner, memo: ObservationMemo | undefined, now: number, beforeDelete: boolean): Promise<Observation> {
     switch (spec.type) {
       case 'local.file': {
-        const expect = await this.fileExpectation(spec, at);
-        const accounts = expect.owner !== undefined || expect.group !== undefined ? await this.accounts.current() : undefined;
+        // Read once for both the expectation and the read policy: each `current()` stats both account files.
+        const accounts = spec.owner !== undefined || spec.group !== undefined ? await this.accounts.current() : undefined;
+        const expect = this.fileExpectationSync(spec, at, accounts);
         return observeFile(expect, await inspectNode(confiner, at, this.readPolicy(spec, expect, accounts, memo, now)));
       }
       case 'local.directory':
