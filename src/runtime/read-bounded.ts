@@ -11,14 +11,7 @@ import { Socket } from 'node:net';
  * Throws what opening it throws (ENOENT: nothing there).
  */
 export async function readAtMost(path: string, limit: number, options: { pipes?: boolean } = {}): Promise<Buffer | undefined | { readonly special: string }> {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  let info: Stats;
-  try {
-    info = fstatSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    throw err;
-  }
+  const { fd, info } = openWithoutWaiting(path);
   if (info.isFile()) return chunksUpTo(createReadStream('', { fd }), limit);
   if (info.isFIFO() && options.pipes === true) return chunksUpTo(new Socket({ fd, readable: true, writable: false }), limit);
   closeSync(fd);
@@ -56,14 +49,24 @@ export function specialFileKind(info: Stats): string {
  * for a writer forever. Throws what opening it throws (ENOENT: nothing there).
  */
 export function readRegularSync(path: string, limit?: number): Buffer | { readonly special: string } {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  const { fd, info } = openWithoutWaiting(path);
   try {
-    const info = fstatSync(fd);
     if (!info.isFile()) return { special: specialFileKind(info) };
     if (limit === undefined) return readFileSync(fd);
     const head = Buffer.alloc(limit);
     return head.subarray(0, readSync(fd, head, 0, limit, 0));
   } finally {
     closeSync(fd);
+  }
+}
+
+/** `path` opened for reading without waiting for a FIFO's writer, with what it is; closed again when that cannot be told. */
+function openWithoutWaiting(path: string): { fd: number; info: Stats } {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    return { fd, info: fstatSync(fd) };
+  } catch (err) {
+    closeSync(fd);
+    throw err;
   }
 }
