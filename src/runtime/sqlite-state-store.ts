@@ -1142,8 +1142,11 @@ export class SqliteStateStore implements StateStore {
       const cause = (err as { cause?: unknown }).cause as NodeJS.ErrnoException | undefined;
       if (cause?.code === 'ENOTDIR') return { file: lockPath, reason: `lock file ${lockPath} was removed: a path above it is no directory now` };
       // Something that is no regular file at its path (readLock's refusal, which has no system error behind it).
-      const special = lstatSync(lockPath, { throwIfNoEntry: false });
-      if (cause === undefined && special !== undefined && !special.isFile()) return { file: lockPath, reason: `lock file ${lockPath} was replaced by ${special.isSymbolicLink() ? 'a symbolic link' : specialFileKind(special)}` };
+      // Looked at only then: after a system error (EACCES on a directory above) the lstat would throw it out of here.
+      if (cause === undefined) {
+        const special = lstatSync(lockPath, { throwIfNoEntry: false });
+        if (special !== undefined && !special.isFile()) return { file: lockPath, reason: `lock file ${lockPath} was replaced by ${special.isSymbolicLink() ? 'a symbolic link' : specialFileKind(special)}` };
+      }
     }
     return undefined;
   }
