@@ -1,10 +1,10 @@
 import { isUtf8 } from 'node:buffer';
 import { spawn } from 'node:child_process';
-import { closeSync, constants, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { constants, existsSync, statSync } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { errorMessage, ownValue } from '../runtime/index.ts';
+import { errorMessage, ownValue, readRegularSync } from '../runtime/index.ts';
 import { LEASE_TOKEN_ENV, leaseToken, removeLease, writeLease } from './process-lease.ts';
 import type { ProcessLeaseOptions } from './process-lease.ts';
 
@@ -212,17 +212,14 @@ function spawnFailure(err: unknown, program: string, cwd: string, durationMs: nu
 
 /** Why the interpreter a script's `#!` line names cannot be found, or undefined when `path` has no such line or it is there. */
 function missingInterpreter(path: string): string | undefined {
-  let fd: number | undefined;
-  let line: string;
+  let head: Buffer | { readonly special: string };
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-    const head = Buffer.alloc(256);
-    line = head.subarray(0, readSync(fd, head, 0, head.length, 0)).toString('latin1').split('\n', 1)[0]!;
+    head = readRegularSync(path, 256);
   } catch {
     return undefined;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
   }
+  if (!Buffer.isBuffer(head)) return undefined;
+  const line = head.toString('latin1').split('\n', 1)[0]!;
   if (!line.startsWith('#!')) return undefined;
   // The kernel reads the interpreter up to a blank or the newline: a `\r` before it is part of its name.
   const named = line.slice(2).replace(/^[ \t]+/, '').split(/[ \t]/, 1)[0]!;
