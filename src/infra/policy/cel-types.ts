@@ -41,16 +41,22 @@ const OPERATORS: Readonly<Record<string, string>> = {
  * Types `root` (whose names checkStatic has already checked) and returns its type; every error
  * found is added to `issues`, not only the first.
  */
+/** The environment's functions by name: built once per environment, not for every rule typed. */
+export function overloadsByName(env: CelEnv): Map<string, CelFunc[]> {
+  const overloads = new Map<string, CelFunc[]>();
+  for (const f of env.funcs) (overloads.get(f.name) ?? overloads.set(f.name, []).get(f.name)!).push(f);
+  return overloads;
+}
+
 export function checkTypes(
   root: Expr,
-  ctx: { readonly lib: CelLib; readonly env: CelEnv; readonly re2: typeof Re2; readonly specFields: SpecFieldKinds | undefined },
+  ctx: { readonly lib: CelLib; readonly overloads: ReadonlyMap<string, readonly CelFunc[]>; readonly re2: typeof Re2; readonly specFields: SpecFieldKinds | undefined },
   issues: TypeIssue[],
 ): Ty {
   const { CelScalar, listType, mapType } = ctx.lib;
   const S = CelScalar;
   const dynMap = mapType(S.STRING, S.DYN);
-  const overloads = new Map<string, CelFunc[]>();
-  for (const f of ctx.env.funcs) (overloads.get(f.name) ?? overloads.set(f.name, []).get(f.name)!).push(f);
+  const { overloads } = ctx;
   const kindType: Readonly<Record<FieldKind, CelType>> = { string: S.STRING, int: S.INT, double: S.DOUBLE, bool: S.BOOL, list: listType(S.DYN), map: dynMap, null: S.NULL };
   const globals: Readonly<Record<string, Ty>> = {
     id: [S.STRING], type: [S.STRING], deletionPolicy: [S.STRING], labels: [mapType(S.STRING, S.STRING)], spec: [dynMap], goal: [dynMap],

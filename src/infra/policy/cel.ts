@@ -1,12 +1,12 @@
 import { createRequire } from 'node:module';
 import type * as CelModule from '@bufbuild/cel';
-import type { CelEnv, CelInput } from '@bufbuild/cel';
+import type { CelEnv, CelFunc, CelInput } from '@bufbuild/cel';
 import type * as CelExt from '@bufbuild/cel/ext';
 import type * as Re2 from '@bufbuild/re2';
 import { didYouMean, errorMessage } from '../../runtime/index.ts';
 import { APPEND, MAX_EVALUATION_MS, RANGE, STEP, budgetedFunctions, startMeter, stopMeter } from './cel-budget.ts';
 import type { Overrun } from './cel-budget.ts';
-import { checkTypes, names } from './cel-types.ts';
+import { checkTypes, names, overloadsByName } from './cel-types.ts';
 import type { SpecFieldKinds, TypeIssue } from './cel-types.ts';
 import type { PathKey } from '../../runtime/index.ts';
 
@@ -92,6 +92,7 @@ interface Cel {
   readonly lib: CelLib;
   readonly env: CelEnv;
   readonly re2: typeof Re2;
+  readonly overloads: ReadonlyMap<string, readonly CelFunc[]>;
   readonly functionNames: ReadonlySet<string>;
 }
 let loaded: Cel | undefined;
@@ -119,7 +120,8 @@ function cel(): Cel {
       deletionPolicy: CelScalar.STRING,
     },
   });
-  loaded = { lib, env, re2, functionNames: new Set([...env.funcs].map((f) => f.name)) };
+  const overloads = overloadsByName(env);
+  loaded = { lib, env, re2, overloads, functionNames: new Set(overloads.keys()) };
   return loaded;
 }
 /**
