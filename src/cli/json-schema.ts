@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { goalDocumentSchema, nodeDeclarationSchema, REFERENCE_PATTERNS } from '../runtime/index.ts';
+import { article, goalDocumentSchema, nodeDeclarationSchema, REFERENCE_PATTERNS } from '../runtime/index.ts';
 import { backendDocumentSchema, BUILTIN_PACKS, INFRA_NODE_TYPES, policyDocumentSchema, policySpecSchema, specSchemas } from '../infra/index.ts';
 import type { BackendRegistry, InfraNodeType } from '../infra/index.ts';
 import { registry } from './context.ts';
@@ -39,11 +39,6 @@ const NODE_TYPE_DESCRIPTIONS: Readonly<Record<InfraNodeType, string>> = {
   'ansible.playbook': 'An Ansible playbook run by ansible-playbook: observed in check mode, applied for real.',
   'generic.resource': 'A resource of your own, managed by commands or generated scripts speaking JSON (the exec protocol).',
 };
-
-/** `a` or `an` before `word`, by its first letter (`an aws.s3.bucket node`, `a local backend`). */
-function article(word: string): string {
-  return /^[aeiou]/i.test(word) ? 'an' : 'a';
-}
 
 /**
  * The goal format as JSON Schema, generated from the same zod definitions the

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DiagnosticBag, fieldPathProblem, fieldSchema, formatLocation, formatPath, hasReferences, isJsonObject, literalExpressions, meantInput, MISSING_RESOURCE, once, pendingIssue, reportZodIssues, suggestion, valueAtPath, warnNotInterpolated } from '../runtime/index.ts';
+import { article, DiagnosticBag, fieldPathProblem, fieldSchema, formatLocation, formatPath, hasReferences, isJsonObject, literalExpressions, meantInput, MISSING_RESOURCE, once, pendingIssue, reportZodIssues, suggestion, valueAtPath, warnNotInterpolated } from '../runtime/index.ts';
 import type { BuiltNode, BuiltSpec, GoalInfo, ImpliedEdge, NodeDeclaration, NodeSpecFactory, PathKey, PendingValue, RawDocument, SourceLocation } from '../runtime/index.ts';
 import type { BackendFactory, NodeConflict, SpecIssue } from './backend.ts';
 import { desiredNodeSpec, sameSpecKey } from './desired.ts';
@@ -430,7 +430,7 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     const cfg = factory.configSchema.safeParse(config);
     warnConfigNotInterpolated(config, cfg.success ? [] : cfg.error.issues, locate, diag);
     if (!cfg.success) {
-      reportZodIssues(cfg.error.issues, { schema: factory.configSchema, input: config, prefix: ['spec', 'config'], owner: `${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type} backend's config`, locate, diag });
+      reportZodIssues(cfg.error.issues, { schema: factory.configSchema, input: config, prefix: ['spec', 'config'], owner: `${article(type)} ${type} backend's config`, locate, diag });
       return { valid: false, forChecks: configForChecks(factory, { value: config, issues: cfg.error.issues }) };
     }
     return { valid: true, config: cfg.data };

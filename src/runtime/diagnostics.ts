@@ -82,6 +82,11 @@ export function didYouMean(word: string, candidates: Iterable<string>): string |
   return best;
 }
 
+/** `a` or `an` before `word`, by its first letter (`an aws.s3.bucket node`, `a local backend`). */
+export function article(word: string): string {
+  return /^[aeiou]/i.test(word) ? 'an' : 'a';
+}
+
 export function suggestion(word: string, candidates: Iterable<string>): string {
   const s = didYouMean(word, candidates);
   return s === undefined ? '' : ` (did you mean "${s}"?)`;
