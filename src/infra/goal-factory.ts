@@ -478,6 +478,8 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
     type Place = { readonly backend: BackendDeclaration; readonly factory: BackendFactory; readonly nodes: BuiltNode<InfraDesiredNodeSpec>[] };
     const places = new Map<string, Place>();
     const byBackend = new Map<string, Place | undefined>();
+    /** Each backend instance with the nodes it holds (several may share one place). */
+    const instances = new Map<string, Place>();
     const placeOf = (backendId: string): Place | undefined => {
       if (byBackend.has(backendId)) return byBackend.get(backendId);
       const backend = this.checkedBackend(backendId, this.declared.get(backendId));
@@ -487,11 +489,15 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
         const key = factory.location === undefined || where === undefined ? `\0${backendId}` : `${backend.type}\0${factory.location(backend.config, where)}`;
         place = places.get(key) ?? { backend, factory, nodes: [] };
         places.set(key, place);
+        instances.set(backendId, { backend, factory, nodes: [] });
       }
       byBackend.set(backendId, place);
       return place;
     };
-    for (const n of nodes) placeOf(n.spec.backendId)?.nodes.push(n);
+    for (const n of nodes) {
+      placeOf(n.spec.backendId)?.nodes.push(n);
+      instances.get(n.spec.backendId)?.nodes.push(n);
+    }
     const edges: ImpliedEdge[] = [];
     for (const { backend, factory, nodes: group } of places.values()) {
       const relations = factory.relations?.(
@@ -514,22 +520,23 @@ export class InfraSpecFactory implements NodeSpecFactory<InfraDesiredNodeSpec> {
       }
       for (const c of relations.conflicts ?? []) conflict(c, byId, diag);
     }
-    if (where !== undefined) this.conflictsAcross(nodes, [...byBackend.keys()], where, diag);
+    if (where !== undefined) this.conflictsAcross(nodes, instances.values(), where, diag);
     return edges;
   }
 
   /** Each instance of a type with the nodes of the goals it holds, asked what they conflict with across instances (`BackendFactory.conflictsAcross`). */
-  private conflictsAcross(nodes: readonly BuiltNode<InfraDesiredNodeSpec>[], backendIds: readonly string[], where: { readonly cwd: string }, diag: DiagnosticBag): void {
-    const declared = backendIds.flatMap((id) => {
-      const backend = this.checkedBackend(id, this.declared.get(id));
-      const factory = backend === undefined ? undefined : this.registry.get(backend.type);
-      return backend === undefined || factory?.conflictsAcross === undefined ? [] : [{ backend, factory }];
-    });
+  private conflictsAcross(
+    nodes: readonly BuiltNode<InfraDesiredNodeSpec>[],
+    instances: Iterable<{ readonly backend: BackendDeclaration; readonly factory: BackendFactory; readonly nodes: readonly BuiltNode<InfraDesiredNodeSpec>[] }>,
+    where: { readonly cwd: string },
+    diag: DiagnosticBag,
+  ): void {
+    const asked = [...instances].filter((i) => i.factory.conflictsAcross !== undefined);
     const byId = new Map(nodes.map((n) => [n.id, n]));
-    for (const group of Map.groupBy(declared, (d) => d.backend.type).values()) {
+    for (const group of Map.groupBy(asked, (i) => i.backend.type).values()) {
       if (group.length < 2) continue;
-      const instances = group.map(({ backend }) => ({ backend: backend.id, config: backend.config, nodes: nodes.filter((n) => n.spec.backendId === backend.id).map((n) => ({ id: n.id, spec: n.spec.spec })) }));
-      for (const c of group[0]!.factory.conflictsAcross!(instances, where)) conflict(c, byId, diag);
+      const held = group.map(({ backend, nodes: its }) => ({ backend: backend.id, config: backend.config, nodes: its.map((n) => ({ id: n.id, spec: n.spec.spec })) }));
+      for (const c of group[0]!.factory.conflictsAcross!(held, where)) conflict(c, byId, diag);
     }
   }
 
