@@ -147,8 +147,10 @@ function filesInTheWay(known: readonly PathNode[]): NodeConflict[] {
  * `sub/ff` a file through the one, `ff/inner` through the other), each path resolved under its root.
  */
 function filesInTheWayAcross(instances: readonly BackendNodes<LocalConfig>[], where: { readonly cwd: string }): NodeConflict[] {
-  const placed = instances.map(({ backend, config, nodes }) => ({ id: backend, root: rootOf(config, where.cwd), known: pathNodes(nodes, config, where).known }));
-  if (new Set(placed.map((p) => p.root)).size < 2) return [];
+  const roots = instances.map(({ config }) => rootOf(config, where.cwd));
+  // One root: its nodes are all relations' (filesInTheWay); read no paths again.
+  if (new Set(roots).size < 2) return [];
+  const placed = instances.map(({ backend, config, nodes }, i) => ({ id: backend, root: roots[i]!, known: pathNodes(nodes, config, where).known }));
   return filesInTheWayOf(placed.flatMap((backend) => backend.known.map((n) => ({ n, at: n.through === undefined ? undefined : posix.join(backend.root, n.through.path), backend }))));
 }
 
